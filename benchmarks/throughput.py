@@ -1,0 +1,774 @@
+"""Throughput benchmark: simclr's training pipeline against a lightly loop, and its parts.
+
+One run prints ONE markdown table (see benchmarks/README.md):
+
+1. end-to-end training views/s (data + augmentation + step) of ``simclr.train.pretrain``
+   against a training loop written with lightly (SimCLRTransform in DataLoader
+   workers, NTXentLoss, SimCLRProjectionHead, SGD), same encoder, same batch;
+2. the model-only ceiling (forward + backward + optimizer step on pre-made views) and
+   the fraction of it each end-to-end loop reaches;
+3. augmentation alone: ``simclr.augment.TwoViewAugment`` on a uint8 batch against
+   torchvision's per-image PIL pipeline (and kornia's batched one);
+4. NT-Xent forward + backward time, ``simclr.loss.nt_xent`` against lightly's;
+5. the peak memory of every case.
+
+Every case runs in a fresh subprocess (same memory conditions, no leftover threads,
+peak RSS per case); the parent runs the cases round-robin for ``--rounds`` rounds
+and reports medians, so slow drifts of a shared machine hit every case alike.
+lightly and kornia are benchmark-only dependencies: the simclr package never imports them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+RESULT = "BENCH-RESULT "  # prefix of the one line a case subprocess prints
+SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "train"
+PRECISIONS = {"fp32": "fp32", "bf16": "bf16 autocast + channels_last"}
+LOSS_SIZES = (512, 1024, 2048, 4096, 8192)
+PROJ_DIM = 128
+
+
+# ------------------------------------------------------------------ measuring helpers
+
+
+def _sync(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far (ru_maxrss: KiB on Linux)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def children_uss_mib() -> float | None:
+    """Memory private to this process's children (DataLoader workers), MiB, now.
+
+    USS (private pages) rather than RSS: a forked worker shares the parent's pages,
+    which its RSS would count a second time. None where /proc cannot tell.
+    """
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return None
+    pids: list[str] = []
+    for task in tasks.iterdir():
+        try:
+            pids += (task / "children").read_text().split()
+        except OSError:
+            continue
+    total_kib = 0
+    for pid in pids:
+        try:
+            lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+        except OSError:
+            continue
+        total_kib += sum(int(x.split()[1]) for x in lines
+                         if x.startswith(("Private_Clean:", "Private_Dirty:")))
+    return total_kib / 1024
+
+
+class Memory:
+    """Peak memory of one case: RSS increase over a baseline (CPU), allocator peak (CUDA)."""
+
+    def __init__(self, device: Any) -> None:
+        import torch
+
+        self.device = device
+        if device.type == "cuda":
+            torch.cuda.init()
+            torch.cuda.reset_peak_memory_stats(device)
+        self.base = peak_rss_mib()  # taken after the imports: import cost is not the case's
+
+    def report(self, workers_uss: float | None = None) -> dict[str, float | None]:
+        import torch
+
+        gpu = None
+        if self.device.type == "cuda":
+            gpu = torch.cuda.max_memory_allocated(self.device) / 2**20
+        return {"rss_mib": peak_rss_mib() - self.base, "gpu_mib": gpu,
+                "workers_uss_mib": workers_uss}
+
+
+class StepClock:
+    """Steady-state views/s over steps warmup+1 .. warmup+steps (the first ones discarded).
+
+    CPU: a timestamp after every step, views/s from the median step time (robust to a
+    neighbour's burst on a shared machine). CUDA: the device is synchronised only at
+    the two ends of the window (a sync per step would drain the queue the loops keep
+    full), views/s = views of the window / its wall time.
+    """
+
+    def __init__(self, device: Any, warmup: int, steps: int, views_per_step: int) -> None:
+        self.device, self.warmup, self.steps = device, warmup, steps
+        self.views_per_step = views_per_step
+        self.marks: list[float] = []
+        self.workers_uss: float | None = None
+
+    def tick(self, step: int) -> None:
+        """Call after step ``step`` (1-based) has been issued."""
+        last = self.warmup + self.steps
+        if not self.warmup <= step <= last:
+            return
+        if self.device.type == "cuda" and step not in (self.warmup, last):
+            return
+        _sync(self.device)
+        self.marks.append(time.perf_counter())
+        if step == last:
+            self.workers_uss = children_uss_mib()  # the workers are still alive here
+
+    def views_per_s(self) -> float:
+        if len(self.marks) < 2:
+            raise RuntimeError("the run stopped before the timed window ended")
+        gaps = [b - a for a, b in itertools.pairwise(self.marks)]
+        steps_per_gap = self.steps / len(gaps)  # 1 on the CPU, all steps on CUDA
+        return self.views_per_step * steps_per_gap / statistics.median(gaps)
+
+
+def _autocast(device: Any, precision: str) -> Any:
+    import contextlib
+
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def _memory_format(precision: str) -> Any:
+    import torch
+
+    return torch.channels_last if precision == "bf16" else torch.contiguous_format
+
+
+# ------------------------------------------------------------------------ the cases
+
+
+def case_e2e_simclr(spec: dict[str, Any]) -> dict[str, Any]:
+    """simclr's real training loop, ``pretrain(cfg)``, timed through its on_step hook."""
+    import torch
+
+    from simclr.config import build_config
+    from simclr.train import pretrain
+
+    try:  # imported by the run's metrics log; its import is not training memory
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        pass
+    device = torch.device(spec["device"])
+    batch, warmup, steps = spec["batch"], spec["warmup"], spec["steps"]
+    memory = Memory(device)
+    clock = StepClock(device, warmup, steps, 2 * batch)
+    with tempfile.TemporaryDirectory(prefix="simclr-bench-run-") as out:
+        cfg = build_config(preset="cifar10", flags={
+            "data.path": spec["data"], "data.cache_dir": spec["cache_dir"],
+            "out": str(Path(out) / "run"), "model.width": spec["width"],
+            "batch_size": batch, "max_steps": warmup + steps,
+            "precision": spec["precision"], "channels_last": spec["precision"] == "bf16",
+            "device": spec["device"], "progress": False, "log_every": 10**6,
+            "checkpoint_every": 0,
+        })
+        pretrain(cfg, on_step=lambda step, _stop: clock.tick(step))
+    return {"views_per_s": clock.views_per_s(), **memory.report(clock.workers_uss)}
+
+
+def case_e2e_lightly(spec: dict[str, Any]) -> dict[str, Any]:
+    """A SimCLR loop as lightly's examples write it, on simclr's encoder."""
+    import torch
+    import torchvision
+    from lightly.loss import NTXentLoss
+    from lightly.models.modules import SimCLRProjectionHead
+    from lightly.transforms import SimCLRTransform
+
+    from simclr.models import build_encoder
+
+    device = torch.device(spec["device"])
+    batch, warmup, steps = spec["batch"], spec["warmup"], spec["steps"]
+    fmt = _memory_format(spec["precision"])
+    memory = Memory(device)
+    transform = SimCLRTransform(input_size=32, cj_strength=0.5, gaussian_blur=0.0)
+    dataset = torchvision.datasets.ImageFolder(spec["data"], transform=transform)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch, shuffle=True, drop_last=True,
+        num_workers=spec["workers"], pin_memory=device.type == "cuda")
+    encoder = build_encoder("resnet18", spec["width"], cifar_stem=True)
+    # Same head as simclr's (2-layer MLP, hidden = feature dim, no BN): same model compute.
+    head = SimCLRProjectionHead(encoder.feature_dim, encoder.feature_dim, PROJ_DIM,
+                                batch_norm=False)
+    model = torch.nn.Sequential(encoder, head).to(device).to(memory_format=fmt)
+    criterion = NTXentLoss(temperature=0.5)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.06, momentum=0.9, weight_decay=5e-4)
+    model.train()
+    clock = StepClock(device, warmup, steps, 2 * batch)
+    batches = iter(loader)
+    for step in range(1, warmup + steps + 1):
+        (x0, x1), _ = next(batches)
+        x0 = x0.to(device, non_blocking=True).contiguous(memory_format=fmt)
+        x1 = x1.to(device, non_blocking=True).contiguous(memory_format=fmt)
+        with _autocast(device, spec["precision"]):
+            z0, z1 = model(x0), model(x1)  # two forward passes, as lightly's examples
+        loss = criterion(z0.float(), z1.float())  # float32 logits, as simclr's loop
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        clock.tick(step)
+    del batches  # joins the workers before the memory report
+    return {"views_per_s": clock.views_per_s(), **memory.report(clock.workers_uss)}
+
+
+def case_model(spec: dict[str, Any]) -> dict[str, Any]:
+    """simclr's training step (model, NT-Xent, LARS) on pre-made views: the ceiling."""
+    import torch
+
+    from simclr.config import build_config
+    from simclr.loss import contrastive_loss
+    from simclr.models import build_model
+    from simclr.optim import build_optimizer
+    from simclr.runtime import autocast
+
+    device = torch.device(spec["device"])
+    batch, precision = spec["batch"], spec["precision"]
+    fmt = _memory_format(precision)
+    memory = Memory(device)
+    cfg = build_config(preset="cifar10", flags={"model.width": spec["width"],
+                                                "batch_size": batch, "precision": precision})
+    model = build_model(cfg.model, 32).to(device).to(memory_format=fmt)
+    optimizer = build_optimizer(cfg.optim, model, batch)
+    views = torch.rand(2 * batch, 3, 32, 32, device=device).contiguous(memory_format=fmt)
+    model.train()
+    clock = StepClock(device, spec["warmup"], spec["steps"], 2 * batch)
+    for step in range(1, spec["warmup"] + spec["steps"] + 1):
+        with autocast(device, precision):
+            _, z = model(views)
+        loss, _ = contrastive_loss(cfg.loss, z[:batch].float(), z[batch:].float())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        clock.tick(step)
+    return {"views_per_s": clock.views_per_s(), **memory.report()}
+
+
+def _augmenter(spec: dict[str, Any], device: Any) -> Callable[[int], Any]:
+    """A function r -> two views of the same ``batch`` images, for one implementation."""
+    import numpy as np
+    import torch
+
+    from simclr.config import DataConfig, build_config
+    from simclr.data import open_source, scan_folder
+
+    batch, impl = spec["batch"], spec["impl"]
+    pick = np.random.default_rng(0).permutation(len(scan_folder(spec["data"]).paths))[:batch]
+    if impl == "torchvision":
+        from PIL import Image
+        from torchvision.transforms import v2
+
+        paths = scan_folder(spec["data"]).paths
+        images = []
+        for i in pick:
+            with Image.open(paths[i]) as im:
+                images.append(im.convert("RGB"))  # decoded before timing, like the cache
+        pipeline = v2.Compose([
+            v2.RandomResizedCrop(32), v2.RandomHorizontalFlip(),
+            v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+            v2.RandomGrayscale(0.2),
+            # v2's ToTensor: ToImage + ToDtype(scale) (v2.ToTensor is deprecated).
+            v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+        ])
+        return lambda r: [pipeline(im) for im in images for _ in range(2)]
+    source = open_source(spec["data"], DataConfig(cache_dir=spec["cache_dir"]), train=True,
+                         image_size=32)
+    uint8 = source.get_batch(pick).to(device)
+    if impl == "simclr":
+        from simclr.augment import TwoViewAugment
+
+        augment = TwoViewAugment(build_config(preset="cifar10").augment, seed=0)
+        indices = torch.as_tensor(pick, dtype=torch.int64)
+        return lambda r: augment(uint8, indices, r)  # a new epoch: new parameters
+    import kornia.augmentation as K
+
+    pipeline = torch.nn.Sequential(
+        K.RandomResizedCrop((32, 32)), K.RandomHorizontalFlip(),
+        K.ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8), K.RandomGrayscale(p=0.2))
+    return lambda r: (pipeline(uint8.float() / 255), pipeline(uint8.float() / 255))
+
+
+def case_augment(spec: dict[str, Any]) -> dict[str, Any]:
+    """Views/s of one augmentation implementation: ``batch`` images -> 2 x batch views."""
+    import torch
+
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"] if spec["impl"] != "torchvision" else "cpu")
+    memory = Memory(torch.device(spec["device"]))
+    run = _augmenter(spec, device)
+    times = []
+    with torch.no_grad():
+        for r in range(spec["warmup"] + spec["repeats"]):
+            start = time.perf_counter()
+            run(r)
+            _sync(device)
+            if r >= spec["warmup"]:
+                times.append(time.perf_counter() - start)
+    return {"views_per_s": 2 * spec["batch"] / statistics.median(times), **memory.report()}
+
+
+def case_loss(spec: dict[str, Any]) -> dict[str, Any]:
+    """NT-Xent forward + backward, ms, at each 2N (ascending), D = 128, float32.
+
+    On the CPU the peak RSS only grows, so with ascending sizes the peak after size k
+    is that of size k (the largest so far).
+    """
+    import torch
+
+    device = torch.device(spec["device"])
+    if spec["impl"] == "simclr":
+        from simclr.loss import nt_xent
+
+        loss_fn = lambda a, b: nt_xent(a, b, temperature=0.5)  # noqa: E731
+    else:
+        from lightly.loss import NTXentLoss
+
+        loss_fn = NTXentLoss(temperature=0.5)
+    memory = Memory(device)
+    generator = torch.Generator().manual_seed(0)
+    out: dict[str, Any] = {}
+    for size in spec["sizes"]:
+        n = size // 2
+        z_a, z_b = (torch.randn(n, PROJ_DIM, generator=generator).to(device).requires_grad_()
+                    for _ in range(2))
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        repeats = loss_repeats(spec["repeats"], size)
+        times = []
+        for r in range(1 + repeats):  # the first call warms up
+            start = time.perf_counter()
+            loss_fn(z_a, z_b).backward()
+            _sync(device)
+            if r:
+                times.append((time.perf_counter() - start) * 1e3)
+            z_a.grad = z_b.grad = None
+        out[str(size)] = {"ms": statistics.median(times), **memory.report()}
+        del z_a, z_b
+    return {"sizes": out}
+
+
+def loss_repeats(base: int, size: int) -> int:
+    """Fewer repeats for the large (slow, low-noise) sizes: base at 2N <= 1024, >= 3."""
+    return max(min(base, 3), min(base, round(base * 1024 / size)))
+
+
+CASES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "e2e-simclr": case_e2e_simclr, "e2e-lightly": case_e2e_lightly, "model": case_model,
+    "augment": case_augment, "loss": case_loss,
+}
+
+
+def run_case_here(spec: dict[str, Any]) -> None:
+    """Subprocess entry: run one case, print its result as one JSON line."""
+    result = CASES[spec["kind"]](spec)
+    print(RESULT + json.dumps(result), flush=True)
+
+
+# ------------------------------------------------------------------ the parent side
+
+
+def case_key(spec: dict[str, Any]) -> str:
+    keep = ("kind", "impl", "width", "precision", "workers", "threads")
+    return "|".join(f"{k}={spec[k]}" for k in keep if k in spec)
+
+
+def run_subprocess(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """One case in a fresh interpreter; {'error': ...} instead of raising."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--case", json.dumps(spec)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT):
+            return json.loads(line[len(RESULT):])
+    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"error": f"exit {proc.returncode}: {tail}"}
+
+
+def describe(result: dict[str, Any]) -> str:
+    if "error" in result:
+        return "FAILED " + result["error"]
+    if "views_per_s" in result:
+        return f"{result['views_per_s']:.0f} views/s"
+    return ", ".join(f"{s}: {v['ms']:.1f} ms" for s, v in result["sizes"].items())
+
+
+def run_rounds(cases: list[dict[str, Any]], rounds: int, timeout: float,
+               results: dict[str, list[dict[str, Any]]], t0: float) -> None:
+    """Round-robin: every round runs every case once, each round starting one case later."""
+    for r in range(rounds):
+        round_start = time.perf_counter()
+        order = cases[r % len(cases):] + cases[:r % len(cases)]
+        for spec in order:
+            start = time.perf_counter()
+            result = run_subprocess(spec, timeout)
+            results.setdefault(case_key(spec), []).append(result)
+            print(f"[{time.perf_counter() - t0:6.0f} s] round {r + 1}/{rounds} "
+                  f"{case_key(spec)}: {describe(result)} ({time.perf_counter() - start:.0f} s)",
+                  file=sys.stderr, flush=True)
+        if r == 0 and rounds > 1:
+            left = (time.perf_counter() - round_start) * (rounds - 1)
+            print(f"  about {left / 60:.1f} min left in this phase", file=sys.stderr, flush=True)
+
+
+def median_of(runs: list[dict[str, Any]], field: str,
+              pick: Callable[[dict[str, Any]], Any] = lambda r: r) -> tuple[float, float, float]:
+    """(median, min, max) of a field over the successful rounds; NaNs when none succeeded."""
+    values = [pick(r)[field] for r in runs if "error" not in r and pick(r)[field] is not None]
+    if not values:
+        return (float("nan"),) * 3
+    return statistics.median(values), min(values), max(values)
+
+
+def fmt_rate(stats: tuple[float, float, float], digits: int = 0) -> str:
+    med, lo, hi = stats
+    if med != med:  # NaN: every round failed
+        return "failed"
+    if lo == hi:
+        return f"{med:,.{digits}f}"
+    return f"{med:,.{digits}f} ({lo:,.{digits}f}–{hi:,.{digits}f})"
+
+
+def fmt_mem(runs: list[dict[str, Any]], device: str,
+            pick: Callable[[dict[str, Any]], Any] = lambda r: r) -> str:
+    """Peak memory over the rounds (max): GPU allocator peak on CUDA, RSS increase on CPU."""
+    ok = [pick(r) for r in runs if "error" not in r]
+    if not ok:
+        return "–"
+    key = "gpu_mib" if device == "cuda" else "rss_mib"
+    text = f"{max(r[key] for r in ok):,.0f}"
+    workers = [r["workers_uss_mib"] for r in ok if r.get("workers_uss_mib")]
+    if workers:
+        text += f" + {max(workers):,.0f} workers"
+    return text
+
+
+# ------------------------------------------------------------------------ the table
+
+
+def usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def machine_lines(args: argparse.Namespace) -> list[str]:
+    import torch
+    import torchvision
+
+    from simclr.runtime import git_sha
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions = [f"torch {torch.__version__}", f"torchvision {torchvision.__version__}"]
+    for name in ("lightly", "kornia"):
+        try:
+            versions.append(f"{name} {__import__(name).__version__}")
+        except ImportError:
+            versions.append(f"{name} missing")
+    lines = [
+        f"- machine: {cpu}, {os.cpu_count()} cores ({usable_cores()} usable), "
+        f"torch threads {torch.get_num_threads()}, python {platform.python_version()}",
+        f"- versions: {', '.join(versions)}; simclr git {(git_sha() or 'unknown')[:10]}",
+    ]
+    if args.device == "cuda":
+        lines.append(f"- GPU: {torch.cuda.get_device_name()}, CUDA {torch.version.cuda}")
+    return lines
+
+
+def table_rows(args: argparse.Namespace, res: dict[str, list[dict[str, Any]]]
+               ) -> list[list[str]]:
+    """| section | case | simclr | reference | ref value | ratio | simclr mem | ref mem | notes |"""
+    rows: list[list[str]] = []
+    B, dev = args.batch, args.device
+    e2e = {}
+    for width in args.widths:
+        for prec in args.precisions:
+            name = f"R18 w{width:g} {prec}"
+            s_key = case_key({"kind": "e2e-simclr", "width": width, "precision": prec})
+            lk = {w: case_key({"kind": "e2e-lightly", "width": width, "precision": prec,
+                               "workers": w}) for w in args.lightly_workers}
+            lk = {w: k for w, k in lk.items() if k in res}
+            best = max(lk, key=lambda w: _nan_low(median_of(res[lk[w]], "views_per_s")[0]))
+            s, ref = median_of(res[s_key], "views_per_s"), median_of(res[lk[best]], "views_per_s")
+            e2e[(width, prec)] = (s, ref, best)
+            others = [f"{w} worker(s): {fmt_rate(median_of(res[k], 'views_per_s'))}"
+                      for w, k in lk.items() if w != best]
+            note = "lightly " + "; ".join(others) if others else (
+                f"lightly workers: the faster at w{args.widths[0]:g}")
+            rows.append(["1 end-to-end views/s", f"{name}, batch {B}", fmt_rate(s),
+                         f"lightly, {best} worker(s)", fmt_rate(ref), _ratio(s[0], ref[0]),
+                         fmt_mem(res[s_key], dev), fmt_mem(res[lk[best]], dev), note])
+    for width in args.widths:
+        for prec in args.precisions:
+            m_key = case_key({"kind": "model", "width": width, "precision": prec})
+            ceiling = median_of(res[m_key], "views_per_s")
+            s, ref, best = e2e[(width, prec)]
+            rows.append(["2 model-only views/s", f"R18 w{width:g} {prec}, {2 * B} views",
+                         f"e2e {fmt_rate(s)}", "ceiling", fmt_rate(ceiling),
+                         _pct(s[0], ceiling[0]), "", fmt_mem(res[m_key], dev),
+                         f"lightly e2e reaches {_pct(ref[0], ceiling[0])}"])
+    tv = case_key({"kind": "augment", "impl": "torchvision", "threads": 1})
+    tv_rate = median_of(res[tv], "views_per_s")
+    augment_keys = [k for k in res if k.startswith("kind=augment") and k != tv]
+    for key in sorted(augment_keys, key=lambda k: ("kornia" in k, k)):  # simclr rows first
+        rate = median_of(res[key], "views_per_s")
+        impl = key.split("impl=")[1].split("|")[0]
+        threads = key.split("threads=")[1]
+        threads = "all threads" if threads == "None" else f"{threads} thread(s)"
+        rows.append(["3 augmentation views/s", f"{impl}, {threads}, {B} img -> {2 * B} views",
+                     fmt_rate(rate), "torchvision v2 PIL, 1 process", fmt_rate(tv_rate),
+                     _ratio(rate[0], tv_rate[0]), fmt_mem(res[key], dev), fmt_mem(res[tv], dev),
+                     "kornia: batched, not simclr" if impl == "kornia" else ""])
+    s_key, l_key = "kind=loss|impl=simclr", "kind=loss|impl=lightly"
+    for size in args.loss_sizes:
+        sub = lambda r, size=size: r["sizes"][str(size)]  # noqa: E731
+        s, ref = median_of(res[s_key], "ms", sub), median_of(res[l_key], "ms", sub)
+        rows.append(["4 NT-Xent fwd+bwd ms", f"2N={size}, D={PROJ_DIM}, fp32", fmt_rate(s, 1),
+                     "lightly NTXentLoss", fmt_rate(ref, 1), _ratio(ref[0], s[0]),
+                     fmt_mem(res[s_key], dev, sub), fmt_mem(res[l_key], dev, sub), ""])
+    return rows
+
+
+def _nan_low(x: float) -> float:
+    return -1.0 if x != x else x
+
+
+def _ratio(a: float, b: float) -> str:
+    return "–" if a != a or b != b or b == 0 else f"{a / b:.2f}×"
+
+
+def _pct(a: float, b: float) -> str:
+    return "–" if a != a or b != b or b == 0 else f"{100 * a / b:.0f}%"
+
+
+def render(args: argparse.Namespace, res: dict[str, list[dict[str, Any]]],
+           header: list[str], footer: list[str]) -> str:
+    head = ["section", "case", "simclr", "reference", "ref value", "ratio",
+            "simclr peak MiB", "ref peak MiB", "notes"]
+    rows = table_rows(args, res)
+    lines = ["## simclr throughput", "", *header, "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    mem = ("peak GPU memory allocated (torch.cuda.max_memory_allocated)" if args.device == "cuda"
+           else "peak RSS increase of the case's process over its post-import baseline "
+                "(getrusage maxrss)")
+    lines += [
+        "",
+        f"Values: median over {args.rounds} interleaved round(s) (min–max in brackets); each "
+        "case in a fresh process. ratio: 1, 3 = simclr / reference views/s; 2 = share of the "
+        "model-only ceiling reached end to end; 4 = lightly ms / simclr ms (>1: simclr "
+        f"faster). Memory: {mem}; '+ N workers' = private memory (USS) of the DataLoader "
+        "workers at the end of the timed window. Section 4 memory on the CPU is the "
+        "process peak up to that size (sizes run ascending).",
+        *footer,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# -------------------------------------------------------------------------- driving
+
+
+def prepare_data(args: argparse.Namespace) -> str:
+    """The image folder to use, generating CIFAR-sized images if none is there."""
+    if args.data and Path(args.data).is_dir():
+        return str(Path(args.data).resolve())
+    if args.data:
+        print(f"{args.data} not found: generating CIFAR-sized images", file=sys.stderr)
+    import numpy as np
+    from PIL import Image
+
+    count = max(args.batch * (args.warmup + args.steps + 2), 1024)
+    root = Path(tempfile.gettempdir()) / f"simclr-bench-data-{count}"
+    if not (root / "done").exists():
+        rng = np.random.default_rng(0)
+        for i in range(count):
+            folder = root / f"class_{i % 10}"
+            folder.mkdir(parents=True, exist_ok=True)
+            base = rng.integers(0, 256, 3)
+            img = np.clip(base + rng.normal(0, 40, (32, 32, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(folder / f"{i:05d}.png")
+        (root / "done").touch()
+    return str(root)
+
+
+def build_cache(data: str, cache_dir: str) -> None:
+    """Decode the folder into simclr's uint8 cache once, before anything is timed."""
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+
+    start = time.perf_counter()
+    source = open_source(data, DataConfig(path=data, cache_dir=cache_dir), train=True,
+                         image_size=32)
+    print(f"cache ready: {source} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+
+
+def e2e_cases(args: argparse.Namespace, widths: list[float], workers: dict[str, list[int]],
+              common: dict[str, Any]) -> list[dict[str, Any]]:
+    cases = []
+    for width in widths:
+        for prec in args.precisions:
+            run = {**common, "width": width, "precision": prec,
+                   "warmup": args.warmup, "steps": args.steps}
+            cases.append({**run, "kind": "e2e-simclr"})
+            cases += [{**run, "kind": "e2e-lightly", "workers": w} for w in workers[prec]]
+            cases.append({**run, "kind": "model", "warmup": max(1, args.warmup - 1)})
+    return cases
+
+
+def part_cases(args: argparse.Namespace, common: dict[str, Any]) -> list[dict[str, Any]]:
+    """Sections 3 and 4."""
+    aug = {**common, "kind": "augment", "warmup": 1 if args.quick else 2,
+           "repeats": 2 if args.quick else 7}
+    threads = [1] + ([None] if usable_cores() > 1 or args.device == "cuda" else [])
+    cases = [{**aug, "impl": "simclr", "threads": t} for t in threads]
+    cases += [{**aug, "impl": "torchvision", "threads": 1}, {**aug, "impl": "kornia",
+                                                             "threads": 1}]
+    loss = {**common, "kind": "loss", "sizes": args.loss_sizes, "repeats": 2 if args.quick else 10}
+    return cases + [{**loss, "impl": "simclr"}, {**loss, "impl": "lightly"}]
+
+
+def pick_workers(args: argparse.Namespace, res: dict[str, list[dict[str, Any]]],
+                 width: float) -> dict[str, int]:
+    """The faster lightly worker count per precision, from the medians at ``width``."""
+    chosen = {}
+    for prec in args.precisions:
+        rates = {w: median_of(res[case_key({"kind": "e2e-lightly", "width": width,
+                                            "precision": prec, "workers": w})],
+                              "views_per_s")[0] for w in args.lightly_workers}
+        chosen[prec] = max(rates, key=lambda w: _nan_low(rates[w]))
+    return chosen
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: 1 round, batch 64, width 0.25, 1+1 steps, small loss sizes")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                   help="default: cuda when available, else cpu")
+    p.add_argument("--widths", default=None, help="ResNet-18 widths (default 0.5,1)")
+    p.add_argument("--precisions", default="fp32,bf16",
+                   help="fp32 and/or bf16 (bf16 = bf16 autocast + channels_last)")
+    p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3)")
+    p.add_argument("--batch", type=int, default=None, help="images per step (default 256)")
+    p.add_argument("--warmup", type=int, default=None, help="discarded steps (default 2)")
+    p.add_argument("--steps", type=int, default=None, help="timed steps per run (default 2)")
+    p.add_argument("--loss-sizes", default=None, help="2N values (default 512,...,8192)")
+    p.add_argument("--lightly-workers", default=None,
+                   help="DataLoader worker counts tried for lightly (default: cores/2,cores)")
+    p.add_argument("--sweep-all-widths", action="store_true",
+                   help="try every lightly worker count at every width (default: only at the "
+                        "smallest width; the others use the faster count)")
+    p.add_argument("--data", default=str(SHARED_CIFAR),
+                   help="CIFAR-10 train image folder (generated images if missing)")
+    p.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "simclr-bench-cache"))
+    p.add_argument("--timeout", type=float, default=900, help="seconds per case")
+    p.add_argument("--out", default=None, help="also write the table to this markdown file")
+    p.add_argument("--case", default=None, help=argparse.SUPPRESS)  # subprocess entry
+    args = p.parse_args(argv)
+    if args.case is not None:
+        return args
+    q = args.quick
+    args.rounds = args.rounds or (1 if q else 3)
+    args.batch = args.batch or (64 if q else 256)
+    args.warmup = args.warmup if args.warmup is not None else (1 if q else 2)
+    args.steps = args.steps or (1 if q else 2)
+    args.widths = [float(w) for w in (args.widths or ("0.25" if q else "0.5,1")).split(",")]
+    args.precisions = [x for x in args.precisions.split(",") if x]
+    sizes = args.loss_sizes or ("512,1024" if q else ",".join(map(str, LOSS_SIZES)))
+    args.loss_sizes = [int(s) for s in sizes.split(",")]
+    cores = usable_cores()
+    default_workers = f"{max(1, cores // 2)},{cores}"
+    args.lightly_workers = sorted({int(w) for w in (args.lightly_workers
+                                                   or default_workers).split(",")})
+    bad = [x for x in args.precisions if x not in PRECISIONS]
+    if bad or not args.precisions:
+        p.error(f"--precisions: unknown value(s) {bad} (choose from fp32, bf16)")
+    if min(args.rounds, args.batch, args.steps) < 1 or args.warmup < 1:
+        p.error("--rounds, --batch, --steps and --warmup must be at least 1")
+    if any(s % 2 or s < 4 for s in args.loss_sizes):
+        p.error("--loss-sizes must be even numbers of views (2N), at least 4")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.case is not None:
+        run_case_here(json.loads(args.case))
+        return 0
+    import torch
+
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: CUDA is not available on this machine", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    data = prepare_data(args)
+    build_cache(data, args.cache_dir)
+    common = {"device": args.device, "batch": args.batch, "data": data,
+              "cache_dir": args.cache_dir}
+    all_workers = {prec: args.lightly_workers for prec in args.precisions}
+    results: dict[str, list[dict[str, Any]]] = {}
+    first = args.widths if args.sweep_all_widths else args.widths[:1]
+    # Phase 1: every worker count at the first width, plus sections 3 and 4.
+    run_rounds(e2e_cases(args, first, all_workers, common) + part_cases(args, common),
+               args.rounds, args.timeout, results, t0)
+    chosen = pick_workers(args, results, args.widths[0])
+    rest = [w for w in args.widths if w not in first]
+    if rest:  # Phase 2: the other widths with the faster lightly worker count
+        run_rounds(e2e_cases(args, rest, {p: [chosen[p]] for p in args.precisions}, common),
+                   args.rounds, args.timeout, results, t0)
+    header = machine_lines(args) + [
+        f"- device {args.device}; batch {args.batch} images = {2 * args.batch} views/step; "
+        f"{args.warmup} warm-up + {args.steps} timed steps per run; {args.rounds} round(s)"
+        + (" (--quick)" if args.quick else ""),
+        f"- data: {data}; precisions: "
+        + "; ".join(f"{p} = {PRECISIONS[p]}" for p in args.precisions),
+        "- simclr: `simclr.train.pretrain` (cifar10 preset: R18 CIFAR stem, MLP head, "
+        "LARS, NT-Xent tau 0.5, batched augmentation from the uint8 cache); lightly: "
+        "SimCLRTransform(32, cj_strength=0.5, no blur) in DataLoader workers over "
+        "ImageFolder, SimCLRProjectionHead (no BN, as simclr's), NTXentLoss(0.5), "
+        "SGD momentum 0.9, same encoder",
+    ]
+    footer = [f"Load average 1 min: {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at "
+              f"end; total {time.perf_counter() - t0:.0f} s."]
+    text = render(args, results, header, footer)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""Crash-safe, safely loadable checkpoints.
+
+Pretraining runs for hours (Chen et al. 2020, Sec. 3: 100-1000 epochs), so a run must
+survive being killed at any instant: every checkpoint is written to a temporary file
+in the run folder, flushed, fsynced and renamed into place (``os.replace`` is atomic),
+so ``last.pt`` / ``ckpt-<step>.pt`` are always either the old or the new complete file.
+Loading uses ``torch.load(weights_only=True)``: a file carrying pickled Python objects
+is refused and its payload never runs.
+
+Content (written by ``simclr.train``): {"format": "simclr-checkpoint", "version": 1,
+"config", "model", "optimizer", "scaler", "step", "epoch", "step_in_epoch", "rng",
+"total_steps", "elapsed", "metrics"}: tensors and plain Python values only.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from simclr.errors import SimCLRError
+
+log = logging.getLogger(__name__)
+
+FORMAT = "simclr-checkpoint"
+VERSION = 1
+LAST = "last.pt"
+_PERIODIC = re.compile(r"ckpt-(\d+)\.pt")
+# ModelConfig fields that change the network's tensors, with their flags.
+ARCH_FLAGS = {
+    "arch": "arch", "width": "width", "cifar_stem": "cifar-stem", "head": "head",
+    "head_layers": "head-layers", "head_hidden_dim": "head-hidden-dim",
+    "head_out_dim": "head-out-dim", "head_batch_norm": "head-batch-norm",
+}
+
+
+def periodic_name(step: int) -> str:
+    """File name of the periodic checkpoint at ``step``: ``ckpt-<step>.pt``."""
+    return f"ckpt-{int(step)}.pt"
+
+
+def periodic_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """(step, path) of the ``ckpt-<step>.pt`` files in ``run_dir``, by increasing step."""
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        return []
+    found = []
+    for entry in folder.iterdir():
+        match = _PERIODIC.fullmatch(entry.name)
+        if match and entry.is_file():
+            found.append((int(match.group(1)), entry))
+    return sorted(found)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(
+    state: Mapping[str, Any], run_dir: str | os.PathLike, name: str = LAST,
+    keep_last: int | None = None,
+) -> Path:
+    """Write ``state`` atomically to ``run_dir/name``; returns the path.
+
+    The bytes go to ``<name>.tmp-<pid>`` in the same folder (same file system, so the
+    rename is atomic), are flushed and fsynced, then ``os.replace``d over the target
+    and the folder is fsynced. On any OSError (disk full, quota, permissions) the
+    temporary file is removed, the previous file is left untouched, and a
+    :class:`SimCLRError` says so. ``keep_last``: after writing a periodic
+    ``ckpt-<step>.pt``, delete all but the newest ``keep_last`` of them.
+    """
+    folder = Path(run_dir)
+    if not name or os.sep in name or name.startswith("."):
+        raise ValueError(f"checkpoint name must be a plain file name, got {name!r}")
+    target = folder / name
+    tmp = folder / f"{name}.tmp-{os.getpid()}"
+    payload = {"format": FORMAT, "version": VERSION, **state}
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+        _fsync_dir(folder)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        reason = exc.strerror or str(exc)
+        previous = target if target.is_file() else latest_checkpoint(folder)
+        kept = (f"the previous checkpoint {previous} is intact" if previous is not None
+                else "no earlier checkpoint exists")
+        raise SimCLRError(f"could not write checkpoint {target}: {reason}; {kept}") from None
+    if keep_last is not None and _PERIODIC.fullmatch(name):
+        prune_checkpoints(folder, keep_last)
+    return target
+
+
+def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int) -> None:
+    """Delete all but the ``keep_last`` highest-step ``ckpt-<step>.pt`` (never last.pt)."""
+    periodic = periodic_checkpoints(run_dir)
+    for _, path in periodic[: max(0, len(periodic) - max(keep_last, 0))]:
+        try:
+            path.unlink()
+        except OSError as exc:
+            log.warning("could not delete old checkpoint %s: %s", path, exc.strerror)
+
+
+def is_complete(path: str | os.PathLike) -> bool:
+    """Cheap structural check: a whole torch zip archive (its central directory sits at
+    the end, so a truncated file fails) holding a pickle. Reads no tensor data."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(n.endswith("/data.pkl") or n == "data.pkl" for n in archive.namelist())
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint to resume from, or None.
+
+    ``last.pt`` if it is complete, unless a complete periodic checkpoint is newer
+    (modification time); otherwise the highest-step complete ``ckpt-<step>.pt``.
+    Temporary ``*.tmp-<pid>`` files of interrupted saves are never candidates.
+    """
+    folder = Path(run_dir)
+    periodic = [p for _, p in reversed(periodic_checkpoints(folder)) if is_complete(p)]
+    last = folder / LAST
+    if last.is_file() and is_complete(last):
+        if periodic and periodic[0].stat().st_mtime_ns > last.stat().st_mtime_ns:
+            return periodic[0]
+        return last
+    return periodic[0] if periodic else None
+
+
+def _unsafe_global(message: str) -> str | None:
+    """The Python object a weights-only unpickler refused, if that was the failure."""
+    match = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+    if match:
+        return match.group(1)
+    if re.search(r"Unsupported (global|class)|GLOBAL|REDUCE|BUILD", message):
+        return "unknown"
+    return None
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)``.
+
+    ``path`` may be a run folder (its :func:`latest_checkpoint`). Raises SimCLRError
+    for a missing, truncated or foreign file, and for one carrying pickled Python
+    objects (refused by the weights-only unpickler before anything runs).
+    """
+    p = Path(path)
+    if p.is_dir():
+        found = latest_checkpoint(p)
+        if found is None:
+            raise SimCLRError(f"no complete checkpoint in {p}")
+        p = found
+    if not p.is_file():
+        raise SimCLRError(f"checkpoint not found: {p}")
+    try:
+        state = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # pickle, zip, EOF and I/O errors alike mean "unusable"
+        message = str(exc)
+        culprit = _unsafe_global(message) if isinstance(exc, pickle.UnpicklingError) else None
+        if culprit is not None:
+            raise SimCLRError(
+                f"refusing to load {p}: it contains pickled Python objects ({culprit}); only "
+                "tensors and plain data are accepted, and the file may run code if unpickled"
+            ) from None
+        first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+        raise SimCLRError(
+            f"cannot read checkpoint {p}: truncated, corrupt or not a checkpoint ({first[:200]})"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise SimCLRError(f"{p} is not a simclr checkpoint (no \"format\": \"{FORMAT}\" entry)")
+    if int(state.get("version", 0)) > VERSION:
+        raise SimCLRError(f"{p} was written by a newer simclr (checkpoint version "
+                          f"{state['version']} > {VERSION}); upgrade to load it")
+    return state
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9)
+    return a == b
+
+
+def _flag(key: str, value: Any) -> str:
+    flag = ARCH_FLAGS[key]
+    if isinstance(value, bool):
+        return f"--{flag}" if value else f"--no-{flag}"
+    return f"--{flag} {value}"
+
+
+def check_architecture(
+    saved_model_cfg: Mapping[str, Any] | Any, wanted: Mapping[str, Any] | Any
+) -> None:
+    """Refuse a checkpoint whose network differs from the one asked for.
+
+    Both are ModelConfig dicts (or dataclasses); only the fields that shape the
+    network's tensors are compared, and a ``None`` in ``wanted`` (automatic) matches
+    anything. Raises e.g. "checkpoint is resnet18 width 0.5, but --arch resnet50
+    --width 1.0 was asked for".
+    """
+    saved = asdict(saved_model_cfg) if is_dataclass(saved_model_cfg) else dict(saved_model_cfg)
+    want = asdict(wanted) if is_dataclass(wanted) else dict(wanted)
+    differ = [k for k in ARCH_FLAGS
+              if k in saved and want.get(k) is not None and not _same(saved[k], want[k])]
+    if not differ:
+        return
+    if "arch" in differ or "width" in differ:
+        differ = ["arch", "width"] + [k for k in differ if k not in ("arch", "width")]
+    described = f"{saved.get('arch', '?')} width {saved.get('width', '?')}"
+    extra = [k for k in differ if k not in ("arch", "width")]
+    described += "".join(f", {k.replace('_', ' ')} {saved[k]}" for k in extra)
+    asked = " ".join(_flag(k, want[k]) for k in differ if want.get(k) is not None)
+    raise SimCLRError(f"checkpoint is {described}, but {asked} was asked for")

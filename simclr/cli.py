@@ -1,0 +1,172 @@
+"""The `simclr` command: pretrain, embed, knn, linear-eval, finetune, supervised.
+
+Every user error ends with one line on stderr and exit status 2 (argparse errors
+included); SIGTERM/SIGINT during pretraining writes a checkpoint and exits with
+status 75 (``train.EXIT_PREEMPTED``) so a scheduler can requeue the job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from simclr.config import FLAGS, PRESETS, Config, build_config
+from simclr.errors import SimCLRError
+
+EXIT_USER_ERROR = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line (no usage block) as promised to users."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
+
+
+def _field_type(path: str) -> str:
+    obj: Any = Config()
+    *parents, name = path.split(".")
+    for part in parents:
+        obj = getattr(obj, part)
+    assert is_dataclass(obj)
+    return next(str(f.type) for f in fields(obj) if f.name == name)
+
+
+def add_config_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozenset()) -> None:
+    """One flag per entry of config.FLAGS; only flags given on the line override."""
+    for flag, path in FLAGS.items():
+        if flag in exclude:
+            continue
+        kind = _field_type(path).replace(" ", "")
+        dest = "cfg:" + path
+        if kind.startswith("bool"):
+            parser.add_argument(f"--{flag}", dest=dest, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS)
+        else:
+            metavar = "A,B" if "tuple" in kind else kind.split("|")[0].upper()
+            parser.add_argument(f"--{flag}", dest=dest, default=argparse.SUPPRESS,
+                                metavar=metavar)
+
+
+def config_flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg:")}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="simclr", description=__doc__.splitlines()[0])
+    from simclr import __version__
+
+    parser.add_argument("--version", action="version", version=f"simclr {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("pretrain", help="SimCLR pretraining on a folder of images")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="a recipe of the paper (or ours)")
+    p.add_argument("--config", help="YAML file of settings (flags override it)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
+    add_config_flags(p)
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("embed", help="representations h of every image, saved as .npz")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True, help="image folder (ImageFolder or flat)")
+    p.add_argument("--out", required=True, help="output .npz file")
+    add_runtime_flags(p)
+    p.set_defaults(func=cmd_embed)
+
+    from simclr import commands
+
+    commands.add_evaluation_commands(sub, add_runtime_flags)
+    return parser
+
+
+def add_runtime_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--cache-dir", default="~/.cache/simclr/decoded")
+
+
+# ------------------------------------------------------------------------------ commands
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from simclr import train
+
+    flags = config_flags(args)
+    if args.resume:
+        allowed = {"epochs", "max_steps", "time_budget", "progress", "device", "threads",
+                   "data.workers", "log_every", "checkpoint_every", "knn_every"}
+        changed = sorted(set(flags) - allowed)
+        if changed or args.preset or args.config:
+            what = ", ".join(changed) or "--preset/--config"
+            raise SimCLRError(f"--resume continues the saved settings; cannot change {what}")
+        cfg = train.load_resume_config(args.resume, {})
+        for path, value in flags.items():
+            from simclr.config import set_path
+
+            set_path(cfg, path, value, "flag")
+    else:
+        preset = args.preset
+        if preset is None and flags.get("data.path") is None and not args.config:
+            preset = "digits"  # the one-minute offline demo on scikit-learn's digits
+        cfg = build_config(preset, args.config, flags)
+    summary = train.pretrain(cfg, resume=bool(args.resume))
+    print_summary(summary)
+    if summary["status"] == "preempted":
+        print(f"stopped by {summary['signal']}; continue with: simclr pretrain --resume "
+              f"{cfg.out}", file=sys.stderr)
+        return train.EXIT_PREEMPTED
+    if cfg.data.path is None:
+        from simclr.commands import digits_knn_report
+
+        print(digits_knn_report(summary["checkpoint"], cfg))
+    return 0
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    print(f"{summary['status']}: {summary['steps']} steps ({summary['epochs']:.2f} epochs) in "
+          f"{summary['elapsed_s']:.0f} s; checkpoint {summary['checkpoint']}")
+    skipped = summary.get("skipped_images") or []
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable images:")
+        for path, reason in skipped[:20]:
+            print(f"  {path}: {reason}")
+        if len(skipped) > 20:
+            print(f"  ... and {len(skipped) - 20} more (see summary.json)")
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from simclr.pretrained import embed_folder
+
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise SimCLRError(f"--out {out}: the output must be a .npz file")
+    info = embed_folder(args.checkpoint, args.data, out, batch_size=args.batch_size,
+                        device=args.device, precision=args.precision, workers=args.workers,
+                        cache_dir=args.cache_dir)
+    print(json.dumps(info))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # data.py reports cache builds and skipped images through logging.
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args) or 0)
+    except SimCLRError as exc:
+        print(f"simclr {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"simclr {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

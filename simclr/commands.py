@@ -1,0 +1,248 @@
+"""The evaluation commands: knn, linear-eval, finetune, supervised, export (argparse glue).
+
+Each command loads what it needs, calls the protocol in evaluate.py / finetune.py and
+prints its result as JSON on stdout; the protocols themselves know nothing of argparse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from simclr.checkpoint import load_checkpoint
+from simclr.config import Config, DataConfig, config_from_dict
+from simclr.data import ImageSource, open_source
+from simclr.errors import SimCLRError
+from simclr.pretrained import encoder_from_checkpoint
+
+RuntimeFlags = Callable[[argparse.ArgumentParser], None]
+
+
+class RawPixels(nn.Module):
+    """The "encoder" of the raw-pixel baseline: (B,3,S,S) -> (B, 3*S*S)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1).float()
+
+
+def open_folder(path: str, image_size: int, args: argparse.Namespace) -> ImageSource:
+    data = DataConfig(workers=args.workers, cache_dir=args.cache_dir)
+    return open_source(path, data, train=False, image_size=image_size)
+
+
+def load_for_eval(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    """(encoder, spec, checkpoint) from --checkpoint, honouring --random-init / --raw-pixels."""
+    ckpt = load_checkpoint(args.checkpoint)
+    random_init = getattr(args, "random_init", False)
+    if random_init:
+        torch.manual_seed(getattr(args, "seed", 0))
+    encoder, spec = encoder_from_checkpoint(ckpt, random_init=random_init)
+    if getattr(args, "raw_pixels", False):
+        encoder = RawPixels()
+    return encoder, spec, ckpt
+
+
+def runtime_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"batch_size": args.batch_size, "device": args.device, "precision": args.precision,
+            "workers": args.workers}
+
+
+def cmd_knn(args: argparse.Namespace) -> int:
+    from simclr.evaluate import run_knn
+
+    encoder, spec, _ = load_for_eval(args)
+    size = spec["image_size"]
+    result = run_knn(encoder, open_folder(args.train, size, args),
+                     open_folder(args.test, size, args), args.out, image_size=size, k=args.k,
+                     temperature=args.temperature, **runtime_kwargs(args))
+    print(json.dumps({**result, "checkpoint": args.checkpoint, "random_init": args.random_init}))
+    return 0
+
+
+def cmd_linear_eval(args: argparse.Namespace) -> int:
+    from simclr.evaluate import parse_l2_grid, run_linear_eval
+
+    encoder, spec, _ = load_for_eval(args)
+    size = spec["image_size"]
+    result = run_linear_eval(
+        encoder, open_folder(args.train, size, args), open_folder(args.test, size, args),
+        args.out, image_size=size, protocol=args.protocol, seed=args.seed, l2=args.l2,
+        l2_grid=parse_l2_grid(args.l2_grid) if args.l2_grid else None,
+        val_fraction=args.val_fraction, max_iter=args.max_iter, epochs=args.epochs,
+        lr=args.lr, momentum=args.momentum, crop_scale=args.crop_scale, **runtime_kwargs(args))
+    print(json.dumps({**result, "checkpoint": args.checkpoint,
+                      "features": "raw pixels" if args.raw_pixels else
+                      "random init" if args.random_init else "pretrained"}))
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from simclr.finetune import run_finetune
+    from simclr.models import build_model
+
+    encoder, spec, ckpt = load_for_eval(args)
+    head = None
+    if args.from_head:
+        if ckpt.get("kind") != "pretrain":
+            raise SimCLRError("--from-head needs a pretraining checkpoint (this one has no head)")
+        model = build_model(config_from_dict(ckpt["config"]).model, spec["image_size"])
+        model.load_state_dict(ckpt["model"])
+        encoder, head = model.encoder, model.head
+    size = spec["image_size"]
+    result = run_finetune(
+        encoder, open_folder(args.train, size, args), open_folder(args.test, size, args),
+        args.out, image_size=size, label_fraction=args.label_fraction,
+        labels_per_class=args.labels_per_class, epochs=args.epochs, lr=args.lr,
+        momentum=args.momentum, schedule=args.schedule, crop_scale=args.crop_scale, head=head,
+        from_head=args.from_head, from_scratch=args.from_scratch, seed=args.seed,
+        config=ckpt["config"], **runtime_kwargs(args))
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_supervised(args: argparse.Namespace) -> int:
+    from simclr.cli import config_flags
+    from simclr.config import build_config
+    from simclr.finetune import run_supervised
+
+    flags = config_flags(args)
+    flags["out"] = args.out
+    cfg: Config = build_config(args.preset, args.config, flags)
+    if (Path(cfg.out) / "checkpoints" / "last.pt").exists():
+        raise SimCLRError(f"{cfg.out} already holds a trained model; choose another --out")
+    size = cfg.augment.size
+    data = cfg.data
+    train = open_source(args.train, data, train=True, image_size=size)
+    test = open_source(args.test, data, train=False, image_size=size) if args.test else None
+    print(json.dumps(run_supervised(cfg, train, test, cfg.out)))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from simclr.pretrained import export_encoder
+
+    print(json.dumps(export_encoder(args.checkpoint, args.out)))
+    return 0
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _pair(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected MIN,MAX, got {text!r}") from None
+    if not 0 < lo <= hi <= 1:
+        raise argparse.ArgumentTypeError(f"expected 0 < MIN <= MAX <= 1, got {text!r}")
+    return lo, hi
+
+
+def _eval_inputs(p: argparse.ArgumentParser, runtime: RuntimeFlags, out_required: bool) -> None:
+    p.add_argument("--checkpoint", required=True, help="any simclr checkpoint")
+    p.add_argument("--train", required=True, help="labeled image folder (class sub-folders)")
+    p.add_argument("--test", required=True, help="labeled image folder, same classes")
+    p.add_argument("--out", required=out_required, help="run directory for results")
+    p.add_argument("--random-init", action="store_true",
+                   help="the checkpoint's architecture at random initialization (baseline)")
+    p.add_argument("--seed", type=int, default=0)
+    runtime(p)
+
+
+def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFlags) -> None:
+    """knn, linear-eval, finetune, supervised and export subcommands."""
+    p = sub.add_parser("knn", help="weighted kNN top-1/top-5 on frozen features h")
+    _eval_inputs(p, runtime, out_required=False)
+    p.add_argument("--k", type=_positive_int, default=200)
+    p.add_argument("--temperature", type=float, default=0.1)
+    p.set_defaults(func=cmd_knn)
+
+    p = sub.add_parser("linear-eval", help="linear classifier on the frozen encoder")
+    _eval_inputs(p, runtime, out_required=False)
+    p.add_argument("--protocol", choices=["lbfgs", "sgd"], default="lbfgs")
+    p.add_argument("--raw-pixels", action="store_true", help="baseline: pixels as features")
+    p.add_argument("--l2", type=float, default=None, help="fixed L2 strength (lbfgs)")
+    p.add_argument("--l2-grid", default=None, metavar="MIN,MAX,COUNT",
+                   help="L2 strengths searched on the held-out split (lbfgs)")
+    p.add_argument("--val-fraction", type=_fraction, default=0.1)
+    p.add_argument("--max-iter", type=_positive_int, default=1000)
+    p.add_argument("--epochs", type=_positive_int, default=90, help="sgd protocol")
+    p.add_argument("--lr", type=float, default=0.1, help="sgd: base lr, x batch/256")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--crop-scale", type=_pair, default=(0.08, 1.0))
+    p.set_defaults(func=cmd_linear_eval)
+
+    p = sub.add_parser("finetune", help="fine-tune on a class-balanced labeled subset")
+    _eval_inputs(p, runtime, out_required=True)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--label-fraction", type=_fraction, default=None)
+    group.add_argument("--labels-per-class", type=_positive_int, default=None)
+    p.add_argument("--epochs", type=_positive_int, default=None,
+                   help="default: 60 for <= 5%% of the labels, else 30 (paper)")
+    p.add_argument("--lr", type=float, default=0.05, help="base lr, x batch/256")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
+    p.add_argument("--crop-scale", type=_pair, default=(0.08, 1.0))
+    p.add_argument("--from-head", action="store_true",
+                   help="keep the projection head's first layer (SimCLRv2)")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="baseline: same architecture and budget, no pretraining")
+    p.set_defaults(func=cmd_finetune)
+
+    from simclr.cli import add_config_flags
+
+    p = sub.add_parser("supervised", help="the supervised baseline: same encoder, labels, CE")
+    p.add_argument("--train", required=True, help="labeled image folder")
+    p.add_argument("--test", default=None, help="labeled image folder for the final top-1")
+    p.add_argument("--preset", default=None)
+    p.add_argument("--config", default=None)
+    add_config_flags(p, exclude={"out"})
+    p.add_argument("--out", required=True, help="run directory")
+    p.set_defaults(func=cmd_supervised)
+
+    p = sub.add_parser("export", help="write an encoder-only checkpoint (for load_encoder)")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_export)
+
+
+def digits_knn_report(checkpoint: str, cfg: Config) -> str:
+    """kNN top-1 on the digits hold-out split, pretrained vs the same encoder at init."""
+    from simclr.data import digits_split
+    from simclr.evaluate import extract_features, knn_accuracy
+    from simclr.runtime import resolve_device, resolve_precision
+
+    dev = resolve_device(cfg.device)
+    prec = resolve_precision(cfg.precision, dev)
+    memory, queries = digits_split(seed=0)
+    ckpt = load_checkpoint(checkpoint)
+    lines = []
+    for random_init in (False, True):
+        torch.manual_seed(cfg.seed)
+        encoder, spec = encoder_from_checkpoint(ckpt, random_init)
+        size = spec["image_size"]
+        train_x, train_y = extract_features(encoder, memory, size, 512, dev, prec)
+        test_x, test_y = extract_features(encoder, queries, size, 512, dev, prec)
+        top1 = knn_accuracy(train_x, train_y, test_x, test_y, k=cfg.knn_k,
+                            temperature=cfg.knn_temperature)
+        name = "random init" if random_init else "pretrained"
+        lines.append(f"{name:>11}: kNN top-1 {100 * top1:.1f}%")
+    return (f"digits hold-out ({memory.num_images} memory / {queries.num_images} queries, "
+            f"k={cfg.knn_k}, T={cfg.knn_temperature}):\n" + "\n".join(lines))

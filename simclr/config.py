@@ -1,0 +1,492 @@
+"""One typed configuration for a pretraining run, with the paper's defaults.
+
+Layers, later ones win: dataclass defaults (the paper's ImageNet recipe, Chen et al.
+2020, Sec. 3 and App. B) -> ``--preset`` -> ``--config FILE.yaml`` -> command-line flags.
+The resolved config is written to every run directory (``config.yaml``) and into
+every checkpoint, so a run can always be reproduced and resumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from simclr.errors import SimCLRError
+
+ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+
+
+@dataclass
+class AugmentConfig:
+    """Every op of the paper's augmentation (App. A; official ``data_util.py``).
+
+    Each op can be switched off and every parameter overridden, as the ablations of
+    Sec. 3 (Fig. 5, Table 1) need. ``None`` for a jitter amount means "derive it
+    from ``color_strength``" (0.8s, 0.8s, 0.8s, 0.2s).
+    """
+
+    size: int = 224  # output side of every view, pixels
+    crop: bool = True  # random resized crop; off = resize the whole image
+    crop_scale: tuple[float, float] = (0.08, 1.0)  # fraction of the image area
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # aspect ratio range (log-uniform)
+    crop_resize: bool = True  # False = crop without resize (Fig. 5 ablation)
+    interpolation: str = "bicubic"  # bicubic (official) or bilinear
+    flip: bool = True
+    flip_p: float = 0.5
+    color: bool = True  # colour jitter
+    color_p: float = 0.8
+    color_strength: float = 1.0  # s
+    brightness: float | None = None  # default 0.8 s
+    contrast: float | None = None  # default 0.8 s
+    saturation: float | None = None  # default 0.8 s
+    hue: float | None = None  # default 0.2 s
+    color_random_order: bool = True  # the four jitter ops in random order per image
+    grayscale: bool = True
+    grayscale_p: float = 0.2
+    blur: bool = True
+    blur_p: float = 0.5
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    blur_kernel_frac: float = 0.1  # kernel side = 10% of the view side
+    # The paper's Fig. 5 extra ops, off by default.
+    cutout: bool = False
+    cutout_p: float = 0.5
+    cutout_frac: float = 0.5  # side of the erased square, fraction of the view side
+    rotate: bool = False  # rotation by 90, 180 or 270 degrees
+    rotate_p: float = 0.5
+    noise: bool = False  # additive gaussian noise
+    noise_p: float = 0.5
+    noise_std: tuple[float, float] = (0.0, 0.1)
+    sobel: bool = False  # sobel filtering (gradient magnitude, replicated to RGB)
+    sobel_p: float = 0.5
+
+    def jitter(self) -> tuple[float, float, float, float]:
+        """(brightness, contrast, saturation, hue) amounts after applying strength s."""
+        s = self.color_strength
+        return (
+            0.8 * s if self.brightness is None else self.brightness,
+            0.8 * s if self.contrast is None else self.contrast,
+            0.8 * s if self.saturation is None else self.saturation,
+            0.2 * s if self.hue is None else self.hue,
+        )
+
+
+@dataclass
+class ModelConfig:
+    """Base encoder f and projection head g (Sec. 2.1, Sec. 4.2)."""
+
+    arch: str = "resnet50"
+    width: float = 1.0  # multiplies the channels of every layer
+    cifar_stem: bool | None = None  # None: automatic, 3x3 stem without max-pool for side <= 32
+    zero_init_residual: bool = True  # last BN gamma of each block starts at 0 (official)
+    head: str = "mlp"  # none | linear | mlp
+    head_layers: int = 2  # MLP layers (3 with BN = SimCLRv2)
+    head_hidden_dim: int | None = None  # None: the encoder's feature dimension
+    head_out_dim: int = 128
+    head_batch_norm: bool = False  # BN in the head (SimCLRv2 style)
+    sync_bn: bool = True  # global BatchNorm across processes (Sec. 2.2)
+
+
+@dataclass
+class LossConfig:
+    """Contrastive objective (Sec. 2.1, eq. 1; Table 4 and 5 ablations)."""
+
+    name: str = "nt_xent"  # nt_xent | nt_logistic | margin_triplet
+    temperature: float = 0.1
+    normalize: bool = True  # L2 normalisation of z (Table 5)
+    margin: float = 1.0  # margin_triplet only
+    semi_hard: bool = False  # semi-hard negative mining (nt_logistic / margin_triplet)
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and learning-rate schedule (Sec. 2.2, App. B.1)."""
+
+    name: str = "lars"  # lars | sgd | adamw
+    lr: float = 0.3  # base learning rate, scaled by lr_scaling
+    lr_scaling: str = "linear"  # linear: lr x B/256; sqrt: lr x sqrt(B); none
+    momentum: float = 0.9
+    weight_decay: float = 1e-6
+    eta: float = 0.001  # LARS trust coefficient
+    exclude_bias_and_norm: bool = True  # from weight decay and LARS adaptation
+    warmup_epochs: float = 10.0
+    warmup_fraction: float | None = None  # overrides warmup_epochs: fraction of all steps
+    final_lr: float = 0.0  # cosine decays to this
+    betas: tuple[float, float] = (0.9, 0.999)  # adamw only
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how they are read."""
+
+    path: str | None = None  # image folder, or cifar10 / cifar100 / stl10; None: digits
+    download: bool = False  # allow torchvision to download a named data set
+    root: str = "~/.cache/simclr/datasets"  # where named data sets live
+    cache: str = "auto"  # auto (decode small images once) | on | off
+    cache_dir: str = "~/.cache/simclr/decoded"
+    load_size: int | None = None  # side images are stored at before cropping; None: auto
+    workers: int | None = None  # decoding processes for uncached data; None: auto
+    strict: bool = False  # check every image up front; fail on the first bad one
+
+
+@dataclass
+class Config:
+    """A whole pretraining run."""
+
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    out: str = "runs/simclr"  # run directory
+    batch_size: int = 4096  # global batch (images; 2x views)
+    epochs: float = 100.0
+    max_steps: int | None = None  # stop after this many steps (schedule fitted to it)
+    time_budget: float | None = None  # seconds of training; schedule fitted to it
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the model
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    seed: int = 0
+    deterministic: bool = False  # deterministic kernels (bit-exact resume on CPU)
+    threads: int | None = None  # CPU threads for torch; None: torch's default
+    log_every: int = 10  # steps between metric lines
+    checkpoint_every: int = 500  # steps between periodic checkpoints (0: only at the end)
+    keep_checkpoints: int = 2  # how many periodic checkpoints to keep
+    nan_policy: str = "stop"  # stop | skip (skip non-finite steps, at most max_bad_steps)
+    max_bad_steps: int = 10
+    knn_train: str | None = None  # labeled folder: memory of the online kNN monitor
+    knn_test: str | None = None  # labeled folder: queries of the online kNN monitor
+    knn_every: float = 1.0  # epochs between kNN evaluations
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    progress: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------- presets
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The paper's ImageNet recipe (Sec. 3, App. B.1): ResNet-50, batch 4096, LARS,
+    # lr 0.3 x B/256, wd 1e-6, tau 0.1, strength 1 with blur, 100 epochs (ablations).
+    "imagenet": {
+        "model": {"arch": "resnet50", "width": 1.0},
+        "augment": {"size": 224, "color_strength": 1.0, "blur": True},
+        "loss": {"temperature": 0.1},
+        "optim": {"name": "lars", "lr": 0.3, "lr_scaling": "linear", "weight_decay": 1e-6},
+        "batch_size": 4096,
+        "epochs": 100,
+    },
+    # The official CIFAR-10 recipe (official README; paper App. B.9): ResNet-18 with
+    # the CIFAR stem, batch 512, lr 1.0 (linear), wd 1e-4, tau 0.5, s 0.5, no blur.
+    "cifar10": {
+        "model": {"arch": "resnet18", "width": 1.0},
+        "augment": {"size": 32, "color_strength": 0.5, "blur": False},
+        "loss": {"temperature": 0.5},
+        "optim": {"name": "lars", "lr": 1.0, "lr_scaling": "linear", "weight_decay": 1e-4},
+        "batch_size": 512,
+        "epochs": 1000,
+    },
+    # The offline one-minute demo (`simclr pretrain` without --data): scikit-learn's
+    # 8x8 digits upscaled to 32 px, a quarter-width ResNet-18, CIFAR-style recipe.
+    "digits": {
+        "model": {"arch": "resnet18", "width": 0.25},
+        "augment": {"size": 32, "color_strength": 0.5, "blur": False, "flip": False,
+                    "crop_scale": (0.3, 1.0)},
+        "loss": {"temperature": 0.5},
+        "optim": {"name": "lars", "lr": 1.0, "lr_scaling": "linear", "weight_decay": 1e-4},
+        "batch_size": 256,
+        "epochs": 15,
+        "out": "runs/digits",
+        "checkpoint_every": 0,
+    },
+}
+
+# Flag name -> dotted config path. Booleans get --name / --no-name.
+FLAGS: dict[str, str] = {
+    "data": "data.path",
+    "download": "data.download",
+    "data-root": "data.root",
+    "cache": "data.cache",
+    "cache-dir": "data.cache_dir",
+    "load-size": "data.load_size",
+    "workers": "data.workers",
+    "strict": "data.strict",
+    "out": "out",
+    "arch": "model.arch",
+    "width": "model.width",
+    "cifar-stem": "model.cifar_stem",
+    "zero-init-residual": "model.zero_init_residual",
+    "head": "model.head",
+    "head-layers": "model.head_layers",
+    "head-hidden-dim": "model.head_hidden_dim",
+    "head-out-dim": "model.head_out_dim",
+    "head-batch-norm": "model.head_batch_norm",
+    "sync-bn": "model.sync_bn",
+    "loss": "loss.name",
+    "temperature": "loss.temperature",
+    "normalize": "loss.normalize",
+    "optimizer": "optim.name",
+    "lr": "optim.lr",
+    "lr-scaling": "optim.lr_scaling",
+    "momentum": "optim.momentum",
+    "weight-decay": "optim.weight_decay",
+    "eta": "optim.eta",
+    "exclude-bias-and-norm": "optim.exclude_bias_and_norm",
+    "warmup-epochs": "optim.warmup_epochs",
+    "warmup-fraction": "optim.warmup_fraction",
+    "image-size": "augment.size",
+    "crop-scale": "augment.crop_scale",
+    "color-strength": "augment.color_strength",
+    "blur": "augment.blur",
+    "batch-size": "batch_size",
+    "epochs": "epochs",
+    "max-steps": "max_steps",
+    "time-budget": "time_budget",
+    "precision": "precision",
+    "channels-last": "channels_last",
+    "compile": "compile",
+    "device": "device",
+    "seed": "seed",
+    "deterministic": "deterministic",
+    "threads": "threads",
+    "log-every": "log_every",
+    "checkpoint-every": "checkpoint_every",
+    "keep-checkpoints": "keep_checkpoints",
+    "nan-policy": "nan_policy",
+    "knn-train": "knn_train",
+    "knn-test": "knn_test",
+    "knn-every": "knn_every",
+    "progress": "progress",
+}
+
+
+# ---------------------------------------------------------------------------- parsing
+
+def parse_duration(text: str | float | int) -> float:
+    """'20m' -> 1200.0; accepts s, m, h suffixes or a plain number of seconds."""
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", str(text))
+        if not match:
+            raise SimCLRError(f"--time-budget: cannot read {text!r} (use e.g. 90s, 20m, 1.5h)")
+        seconds = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+    if not seconds > 0:
+        raise SimCLRError(f"--time-budget must be positive, got {text!r}")
+    return seconds
+
+
+def _field_type(obj: Any, name: str) -> Any:
+    for f in fields(obj):
+        if f.name == name:
+            return f.type
+    raise KeyError(name)
+
+
+def _coerce(value: Any, type_text: str, where: str) -> Any:
+    """Convert YAML/flag text to the field's declared type (annotations are strings)."""
+    t = str(type_text).replace(" ", "")
+    optional = "None" in t
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+        if optional:
+            return None
+        raise SimCLRError(f"{where}: a value is required")
+    base = t.replace("|None", "")
+    try:
+        if base == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if base == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if base == "float":
+            return float(value)
+        if base.startswith("tuple"):
+            items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+            if len(items) != 2:
+                raise ValueError
+            return (float(items[0]), float(items[1]))
+        if base == "str":
+            return str(value)
+    except (TypeError, ValueError):
+        raise SimCLRError(f"{where}: cannot read {value!r} as {base}") from None
+    return value
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> None:
+    """Set nested fields from a (possibly nested) mapping; unknown keys are errors."""
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            sub = getattr(cfg, key, None)
+            if not dataclasses.is_dataclass(sub):
+                raise SimCLRError(f"{source}: unknown section {key!r}")
+            for sub_key, sub_value in value.items():
+                set_path(cfg, f"{key}.{sub_key}", sub_value, source)
+        else:
+            set_path(cfg, key, value, source)
+
+
+def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
+    """Set ``cfg.a.b = value`` with type conversion; names the bad key on error."""
+    *parents, name = path.split(".")
+    obj: Any = cfg
+    for part in parents:
+        obj = getattr(obj, part, None)
+        if not dataclasses.is_dataclass(obj):
+            raise SimCLRError(f"{source}: unknown setting {path!r}")
+    try:
+        type_text = _field_type(obj, name)
+    except KeyError:
+        raise SimCLRError(f"{source}: unknown setting {path!r}") from None
+    if path == "time_budget" and value is not None:
+        value = parse_duration(value)
+    setattr(obj, name, _coerce(value, type_text, f"{source}: {path}"))
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise SimCLRError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0]
+        raise SimCLRError(f"config file {p} is not valid YAML: {first}") from None
+    if not isinstance(data, dict):
+        raise SimCLRError(f"config file {p} must hold a mapping of settings")
+    return data
+
+
+def build_config(
+    preset: str | None = None,
+    config_file: str | None = None,
+    flags: dict[str, Any] | None = None,
+) -> Config:
+    """Defaults -> preset -> YAML -> flags (dotted paths), then validate."""
+    cfg = Config()
+    if preset is not None:
+        if preset not in PRESETS:
+            raise SimCLRError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+        apply_overrides(cfg, PRESETS[preset], f"preset {preset}")
+    if config_file is not None:
+        apply_overrides(cfg, load_yaml(config_file), str(config_file))
+    for path, value in (flags or {}).items():
+        set_path(cfg, path, value, "flag")
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a Config saved with :meth:`Config.to_dict` (checkpoints, config.yaml)."""
+    cfg = Config()
+    apply_overrides(cfg, data, "saved config")
+    return cfg
+
+
+def _choice(value: str, choices: tuple[str, ...], flag: str) -> None:
+    if value not in choices:
+        raise SimCLRError(f"--{flag}: unknown value {value!r} (choose from {', '.join(choices)})")
+
+
+def _positive(value: float | int | None, flag: str, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok or (isinstance(value, float) and not math.isfinite(value)):
+        bound = "non-negative" if allow_zero else "positive"
+        raise SimCLRError(f"--{flag} must be {bound}, got {value}")
+
+
+def _probability(value: float, name: str) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise SimCLRError(f"{name} must lie in [0, 1], got {value}")
+
+
+def validate(cfg: Config) -> None:
+    """Check every setting before any work starts; one-line message per problem."""
+    _choice(cfg.model.arch, ARCHS, "arch")
+    _positive(cfg.model.width, "width")
+    _choice(cfg.model.head, ("none", "linear", "mlp"), "head")
+    _positive(cfg.model.head_layers, "head-layers")
+    _positive(cfg.model.head_out_dim, "head-out-dim")
+    _positive(cfg.model.head_hidden_dim, "head-hidden-dim")
+    _choice(cfg.loss.name, ("nt_xent", "nt_logistic", "margin_triplet"), "loss")
+    _positive(cfg.loss.temperature, "temperature")
+    _choice(cfg.optim.name, ("lars", "sgd", "adamw"), "optimizer")
+    _positive(cfg.optim.lr, "lr")
+    _choice(cfg.optim.lr_scaling, ("linear", "sqrt", "none"), "lr-scaling")
+    _positive(cfg.optim.weight_decay, "weight-decay", allow_zero=True)
+    _positive(cfg.optim.momentum, "momentum", allow_zero=True)
+    _positive(cfg.optim.eta, "eta")
+    _positive(cfg.optim.warmup_epochs, "warmup-epochs", allow_zero=True)
+    if cfg.optim.warmup_fraction is not None and not 0 <= cfg.optim.warmup_fraction < 1:
+        raise SimCLRError(f"--warmup-fraction must lie in [0, 1), got {cfg.optim.warmup_fraction}")
+    _positive(cfg.batch_size, "batch-size")
+    if cfg.batch_size < 2:
+        raise SimCLRError("--batch-size must be at least 2 (negatives come from the batch)")
+    _positive(cfg.epochs, "epochs")
+    _positive(cfg.max_steps, "max-steps")
+    _positive(cfg.time_budget, "time-budget")
+    _choice(cfg.precision, ("auto", "fp32", "bf16", "fp16"), "precision")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
+        raise SimCLRError(f"--device: unknown device {cfg.device!r} (auto, cpu, cuda, cuda:N)")
+    _choice(cfg.data.cache, ("auto", "on", "off"), "cache")
+    _positive(cfg.data.load_size, "load-size")
+    _positive(cfg.data.workers, "workers", allow_zero=True)
+    _positive(cfg.threads, "threads")
+    _positive(cfg.log_every, "log-every")
+    _positive(cfg.checkpoint_every, "checkpoint-every", allow_zero=True)
+    _positive(cfg.keep_checkpoints, "keep-checkpoints")
+    _choice(cfg.nan_policy, ("stop", "skip"), "nan-policy")
+    _positive(cfg.knn_every, "knn-every")
+    if (cfg.knn_train is None) != (cfg.knn_test is None):
+        raise SimCLRError("--knn-train and --knn-test go together")
+    a = cfg.augment
+    _positive(a.size, "image-size")
+    _choice(a.interpolation, ("bilinear", "bicubic"), "interpolation")
+    _positive(a.color_strength, "color-strength", allow_zero=True)
+    lo, hi = a.crop_scale
+    if not 0 < lo <= hi <= 1:
+        raise SimCLRError(f"--crop-scale must satisfy 0 < min <= max <= 1, got {a.crop_scale}")
+    if not 0 < a.crop_ratio[0] <= a.crop_ratio[1]:
+        raise SimCLRError(f"crop_ratio must satisfy 0 < min <= max, got {a.crop_ratio}")
+    if not 0 < a.blur_sigma[0] <= a.blur_sigma[1]:
+        raise SimCLRError(f"blur_sigma must satisfy 0 < min <= max, got {a.blur_sigma}")
+    for name in ("flip_p", "color_p", "grayscale_p", "blur_p", "cutout_p", "rotate_p", "noise_p",
+                 "sobel_p"):
+        _probability(getattr(a, name), f"augment.{name}")
+    for name, amount in zip(("brightness", "contrast", "saturation"), a.jitter()[:3], strict=True):
+        _positive(amount, name, allow_zero=True)
+    if not 0 <= a.jitter()[3] <= 0.5:
+        raise SimCLRError(f"hue jitter must lie in [0, 0.5], got {a.jitter()[3]}")
+
+
+def save_yaml(data: dict[str, Any], path: str | Path) -> None:
+    """Write a mapping as YAML (tuples become lists), atomically enough for configs."""
+
+    def plain(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        return x
+
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(plain(data), sort_keys=False))
+    tmp.replace(p)

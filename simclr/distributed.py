@@ -1,0 +1,160 @@
+"""The one module that touches ``torch.distributed``.
+
+Everything here degrades to the single-process behaviour when no process group is
+initialised: ``world_size() == 1``, ``rank() == 0``, ``gather_with_grad`` is the
+identity, reductions return their input.
+
+SimCLR needs two things across processes (Chen et al. 2020, Sec. 2.2):
+negatives from every device's batch, gathered *with* gradients
+(:func:`gather_with_grad`), and global BatchNorm (:func:`convert_sync_batchnorm`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from simclr.errors import SimCLRError
+
+
+def is_initialized() -> bool:
+    """Whether a process group is up."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def world_size() -> int:
+    """Number of processes (1 without a process group)."""
+    return dist.get_world_size() if is_initialized() else 1
+
+
+def rank() -> int:
+    """This process's global rank (0 without a process group)."""
+    return dist.get_rank() if is_initialized() else 0
+
+
+def local_rank() -> int:
+    """This process's rank on its machine (torchrun's LOCAL_RANK, 0 otherwise)."""
+    return _env_int("LOCAL_RANK", 0)
+
+
+def is_main() -> bool:
+    """Rank 0: the process that logs and writes checkpoints."""
+    return rank() == 0
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise SimCLRError(f"environment variable {name}={value!r} is not an integer") from None
+
+
+def init_from_env() -> bool:
+    """Join the process group described by torchrun's variables; return whether distributed.
+
+    WORLD_SIZE > 1 -> NCCL when CUDA is available (each process on cuda:LOCAL_RANK),
+    else gloo; rendezvous by MASTER_ADDR / MASTER_PORT (``env://``).
+    """
+    if is_initialized():
+        return world_size() > 1
+    if _env_int("WORLD_SIZE", 1) <= 1:
+        return False
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        if name not in os.environ:
+            raise SimCLRError(f"WORLD_SIZE > 1 but {name} is not set: launch with torchrun")
+    if not dist.is_available():
+        raise SimCLRError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    backend = "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank())
+        backend = "nccl"
+    dist.init_process_group(backend=backend, init_method="env://")
+    return True
+
+
+def cleanup() -> None:
+    """Leave the process group (end of a run)."""
+    if is_initialized():
+        dist.destroy_process_group()
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sums every rank's gradient of the gathered tensor.
+
+    Forward: x (n, ...) on each rank -> (world*n, ...), rank r's rows at [r*n, (r+1)*n).
+    Backward: the gathered tensor's gradient is all-reduced (sum) and this rank keeps
+    its slice, i.e. d(sum of all ranks' losses)/dx: each rank's x appears in every
+    rank's loss as candidates.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
+        x = x.contiguous()
+        parts = [torch.empty_like(x) for _ in range(world_size())]
+        dist.all_gather(parts, x)
+        ctx.rows = (rank() * x.shape[0], (rank() + 1) * x.shape[0])
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
+        # Clone: all_reduce works in place and autograd may share the incoming buffer.
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        start, stop = ctx.rows
+        return grad[start:stop]
+
+
+def gather_with_grad(x: Tensor) -> Tensor:
+    """Autograd-aware all_gather: x (n, ...) -> (world*n, ...); identity on one process.
+
+    Every rank must pass the same n (the loaders drop the last partial batch).
+    """
+    if world_size() == 1:
+        return x
+    return _GatherWithGrad.apply(x)
+
+
+def all_reduce_mean(t: Tensor) -> Tensor:
+    """Mean of a tensor over processes (a new tensor, no gradient); t itself on one process."""
+    if world_size() == 1:
+        return t
+    out = t.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out / world_size()
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """Rank src's picklable object on every rank (e.g. the run directory, a resume step)."""
+    if world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def barrier() -> None:
+    """Wait for every process (no-op on one process)."""
+    if is_initialized():
+        dist.barrier()
+
+
+def convert_sync_batchnorm(model: nn.Module) -> nn.Module:
+    """Global BatchNorm across processes (Sec. 2.2); the model unchanged on one process.
+
+    Call after moving the model to its device: PyTorch's SyncBatchNorm has GPU kernels
+    only, so a multi-process CPU run asks for ``--no-sync-bn``.
+    """
+    if world_size() == 1:
+        return model
+    devices = {p.device.type for p in model.parameters()}
+    if "cpu" in devices:
+        raise SimCLRError("--sync-bn needs GPUs (SyncBatchNorm has no CPU kernel); "
+                          "pass --no-sync-bn for a multi-process CPU run")
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)

@@ -1,0 +1,23 @@
+"""The one exception type that means "the user asked for something impossible".
+
+The command line turns a :class:`SimCLRError` into a one-line message and a non-zero
+exit status; any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class SimCLRError(Exception):
+    """A user error: missing path, bad flag value, corrupt checkpoint, ...
+
+    The message must name the problem on one line (no traceback is shown).
+    """
+
+
+class BadImageError(SimCLRError):
+    """An image file that cannot be decoded; ``reason`` says why (for skip summaries)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"bad image {path}: {reason}")
+        self.path = path
+        self.reason = reason

@@ -1,0 +1,728 @@
+"""Evaluation of a frozen encoder: features, weighted kNN and linear classifiers.
+
+Protocols of Chen et al. 2020 (Sec. 4 and App. B.5-B.6), applied to the representation
+h = f(x) (the encoder's pooled output, never z = g(h)):
+
+* ``run_knn``: weighted kNN on cosine similarity (Wu et al. 2018), the same code as the
+  online monitor of pretraining (``train.knn_monitor`` calls ``extract_features`` and
+  ``knn_accuracy``).
+* ``run_linear_eval(protocol="lbfgs")``: the paper's transfer protocol (App. B.5):
+  center-crop features computed once, L2-regularised multinomial logistic regression
+  fitted by L-BFGS, the regularisation chosen on a held-out split of the training set.
+* ``run_linear_eval(protocol="sgd")``: the paper's ImageNet protocol (App. B.6): a linear
+  layer on the frozen encoder, trained with Nesterov SGD on crop + flip views.
+
+The encoder is never modified: it runs in eval mode (BatchNorm uses its running
+statistics and does not update them) without gradients, and its train/eval flags are
+restored afterwards. Accuracies are fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from simclr.errors import SimCLRError
+from simclr.runtime import autocast, resolve_device, resolve_precision
+
+# L-BFGS runs in float64 up to this many feature values (N*D); larger problems use float32.
+FLOAT64_MAX_ELEMENTS = 1 << 26
+# Elements of one (queries x memory) similarity block of the kNN.
+KNN_BLOCK_ELEMENTS = 1 << 24
+
+
+# ----------------------------------------------------------------------- data helpers
+
+def check_labeled(train: Any, test: Any | None = None) -> int:
+    """Number of classes of a labeled (train, test) pair; SimCLRError when unusable.
+
+    Both sources must carry class labels (ImageFolder layout, not a flat folder), at
+    least 2 classes, and the same class names in the same order.
+    """
+    for flag, source in (("--train", train), ("--test", test)):
+        if source is None:
+            continue
+        where = source_name(source)
+        labels = np.asarray(source.labels)
+        if not source.classes or labels.size == 0 or (labels < 0).any():
+            raise SimCLRError(f"{flag} {where}: images have no class labels "
+                              "(needs one sub-folder per class)")
+        if len(source.classes) < 2:
+            raise SimCLRError(f"{flag} {where}: needs at least 2 classes, "
+                              f"found {len(source.classes)}")
+    if test is not None and list(test.classes) != list(train.classes):
+        only_train = sorted(set(train.classes) - set(test.classes))
+        only_test = sorted(set(test.classes) - set(train.classes))
+        detail = (f"only in --train: {_few(only_train)}; only in --test: {_few(only_test)}"
+                  if only_train or only_test else "same names in a different order")
+        raise SimCLRError(f"--train and --test have different classes ({detail})")
+    return len(train.classes)
+
+
+def _few(names: Sequence[str], limit: int = 5) -> str:
+    if not names:
+        return "none"
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def source_name(source: Any) -> str:
+    """A short human name of an ImageSource for messages (its folder when it has one)."""
+    for attr in ("root", "path", "spec", "name"):
+        value = getattr(source, attr, None)
+        if value:
+            return str(value)
+    return "data"
+
+
+def iter_batches(
+    source: Any, indices: np.ndarray, batch_size: int, *,
+    seed: int | Sequence[int] | None = None,
+    drop_last: bool = False, workers: int | None = None, pin: bool = False,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(indices (B,) int64, images uint8 (B,3,H,W) CPU)`` over ``indices``.
+
+    ``seed`` shuffles the order (a fresh permutation per seed, e.g. ``[seed, epoch]``);
+    cached sources slice their decoded array, uncached ones decode in DataLoader workers.
+    """
+    order = np.asarray(indices, dtype=np.int64)
+    if seed is not None:
+        order = order[np.random.default_rng(seed).permutation(len(order))]
+    stop = len(order) - len(order) % batch_size if drop_last else len(order)
+    if getattr(source, "cached", True):
+        for start in range(0, stop, batch_size):
+            idx = torch.from_numpy(order[start:start + batch_size])
+            yield idx, source.get_batch(idx)
+        return
+    from torch.utils.data import DataLoader, Subset
+
+    n_workers = getattr(source, "workers", 0) if workers is None else workers
+    loader = DataLoader(Subset(source.dataset(), order[:stop].tolist()), batch_size=batch_size,
+                        shuffle=False, num_workers=n_workers, pin_memory=pin, drop_last=False)
+    for images, idx in loader:
+        yield idx.long(), images
+
+
+def _train_flags(module: nn.Module) -> list[tuple[nn.Module, bool]]:
+    return [(m, m.training) for m in module.modules()]
+
+
+def _restore_flags(flags: list[tuple[nn.Module, bool]]) -> None:
+    for m, training in flags:
+        m.training = training
+
+
+def resolve_runtime(device: str | torch.device, precision: str) -> tuple[torch.device, str]:
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    return dev, resolve_precision(precision, dev)
+
+
+def extract_features(
+    encoder: nn.Module, source: Any, image_size: int, batch_size: int = 256,
+    device: str | torch.device = "cpu", precision: str = "fp32", *,
+    channels_last: bool = False, workers: int | None = None,
+    indices: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Representations h of a source with the evaluation transform (App. B.5).
+
+    Images go through ``augment.eval_resize`` to ``image_size`` (resize + center crop
+    0.875, or a plain resize for sides <= 32), the encoder runs in eval mode under
+    ``torch.inference_mode`` (optionally bf16/fp16 autocast, channels_last inputs).
+    The encoder is moved to ``device`` and otherwise unchanged (train flags restored).
+
+    Returns ``(features float32 (N, D), labels int64 (N,))`` in source order (or in the
+    order of ``indices``).
+    """
+    from simclr.augment import eval_resize
+
+    dev, prec = resolve_runtime(device, precision)
+    order = np.arange(source.num_images) if indices is None else np.asarray(indices)
+    labels_all = np.asarray(source.labels, dtype=np.int64)
+    flags = _train_flags(encoder)
+    encoder.to(dev).eval()
+    feats, seen = [], []
+    try:
+        with torch.inference_mode():
+            for idx, images in iter_batches(source, order, batch_size, workers=workers,
+                                            pin=dev.type == "cuda"):
+                x = eval_resize(images.to(dev, non_blocking=True), image_size)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast(dev, prec):
+                    h = encoder(x)
+                feats.append(h.float().cpu())
+                seen.append(idx)
+    finally:
+        _restore_flags(flags)
+    if not feats:
+        raise SimCLRError(f"{source_name(source)}: no images to evaluate")
+    idx_all = torch.cat(seen).numpy()
+    return torch.cat(feats).numpy().astype(np.float32, copy=False), labels_all[idx_all]
+
+
+# ------------------------------------------------------------------------------ metrics
+
+def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor | np.ndarray,
+                  ks: Sequence[int] = (1, 5)) -> list[float]:
+    """Fraction of rows whose label is among the k highest scores, for each k.
+
+    scores (M, C), labels (M,). k is clamped to C.
+    """
+    labels = torch.as_tensor(labels, device=scores.device).long()
+    top = scores.topk(min(max(ks), scores.shape[1]), dim=1).indices
+    hits = top == labels[:, None]
+    return [hits[:, :min(k, scores.shape[1])].any(1).float().mean().item() for k in ks]
+
+
+def accuracy_summary(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) -> dict[str, Any]:
+    """``{"top1", "top5"}``; top-5 is None with 5 classes or fewer (it would be 1.0)."""
+    top1, top5 = topk_accuracy(scores, labels, (1, 5))
+    return {"top1": top1, "top5": top5 if scores.shape[1] > 5 else None}
+
+
+def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C, C) counts: row = true class, column = predicted class."""
+    flat = np.asarray(labels, np.int64) * num_classes + np.asarray(preds, np.int64)
+    return np.bincount(flat, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+def save_confusion_figure(matrix: np.ndarray, classes: Sequence[str], path: str | Path,
+                          title: str = "") -> Path:
+    """A row-normalised confusion-matrix heat map as PNG (matplotlib Agg, no GUI)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = matrix.sum(1, keepdims=True)
+    norm = matrix / np.maximum(rows, 1)
+    n = len(classes)
+    side = min(4 + 0.35 * n, 20)
+    fig = Figure(figsize=(side, side * 0.9))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(norm, vmin=0.0, vmax=1.0, cmap="viridis", interpolation="nearest")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    if n <= 40:  # beyond that, tick labels are unreadable
+        ax.set_xticks(range(n), labels=list(classes), rotation=90, fontsize=7)
+        ax.set_yticks(range(n), labels=list(classes), fontsize=7)
+        if n <= 12:
+            for i in range(n):
+                for j in range(n):
+                    ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center",
+                            color="w" if norm[i, j] < 0.5 else "k", fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def write_results(run_dir: str | Path | None, name: str, results: dict[str, Any]) -> None:
+    """Write ``results`` as ``run_dir/name`` (indented JSON); no-op without a run dir."""
+    if run_dir is None:
+        return
+    path = Path(run_dir) / name
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def prepare_dir(run_dir: str | Path | None) -> Path | None:
+    if run_dir is None:
+        return None
+    path = Path(run_dir).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SimCLRError(f"cannot create run directory {path}: {exc.strerror}") from None
+    return path
+
+
+def log(message: str, verbose: bool = True) -> None:
+    """Progress goes to stderr: stdout is kept for the JSON result."""
+    if verbose:
+        print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------- kNN
+
+def knn_classify(
+    train_feats: np.ndarray | torch.Tensor, train_labels: np.ndarray | torch.Tensor,
+    test_feats: np.ndarray | torch.Tensor, k: int = 200, temperature: float = 0.1,
+    num_classes: int | None = None, device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """Weighted kNN class probabilities (Wu et al. 2018), float32 (M, C) on CPU.
+
+    train_feats (N, D), train_labels (N,) int, test_feats (M, D). Features are L2
+    normalised; each query takes its k most cosine-similar memory items (k clamped to
+    N), weighted by exp(sim / T); a class's score is the sum of its neighbours' weights,
+    normalised to sum to 1 per query. Queries run in blocks so the (block, N) similarity
+    matrix stays bounded (``KNN_BLOCK_ELEMENTS``). ``device`` None: the current CUDA
+    device when there is one, else the CPU.
+    """
+    if temperature <= 0:
+        raise SimCLRError(f"--temperature must be positive, got {temperature}")
+    if k < 1:
+        raise SimCLRError(f"--k must be at least 1, got {k}")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    memory = F.normalize(torch.as_tensor(train_feats, dtype=torch.float32, device=dev), dim=1)
+    queries = F.normalize(torch.as_tensor(test_feats, dtype=torch.float32, device=dev), dim=1)
+    labels = torch.as_tensor(train_labels, device=dev).long()
+    n_classes = int(labels.max()) + 1 if num_classes is None else num_classes
+    k = min(k, memory.shape[0])
+    block = max(1, KNN_BLOCK_ELEMENTS // max(memory.shape[0], 1))
+    out = []
+    for start in range(0, queries.shape[0], block):
+        sim = queries[start:start + block] @ memory.T
+        top_sim, top_idx = sim.topk(k, dim=1)
+        # Shifting by the best similarity rescales a query's weights by one constant
+        # (the ranking is unchanged) and keeps exp() finite for small temperatures.
+        weights = ((top_sim - top_sim[:, :1]) / temperature).exp()
+        scores = torch.zeros(top_sim.shape[0], n_classes, device=dev)
+        scores.scatter_add_(1, labels[top_idx], weights)
+        out.append((scores / scores.sum(1, keepdim=True)).cpu())
+    return torch.cat(out) if out else torch.zeros(0, n_classes)
+
+
+def knn_accuracy(
+    train_feats: np.ndarray | torch.Tensor, train_labels: np.ndarray | torch.Tensor,
+    test_feats: np.ndarray | torch.Tensor, test_labels: np.ndarray | torch.Tensor,
+    k: int = 200, temperature: float = 0.1, num_classes: int | None = None,
+    device: str | torch.device | None = None,
+) -> float:
+    """Weighted-kNN top-1 accuracy (fraction in [0, 1]); see :func:`knn_classify`."""
+    if num_classes is None:
+        num_classes = int(max(np.max(np.asarray(train_labels)),
+                              np.max(np.asarray(test_labels)))) + 1
+    scores = knn_classify(train_feats, train_labels, test_feats, k, temperature, num_classes,
+                          device)
+    return topk_accuracy(scores, test_labels, (1,))[0]
+
+
+def run_knn(
+    encoder: nn.Module, train: Any, test: Any, run_dir: str | Path | None, *,
+    image_size: int, k: int = 200, temperature: float = 0.1, batch_size: int = 256,
+    device: str | torch.device = "auto", precision: str = "auto", workers: int | None = None,
+    channels_last: bool = False, verbose: bool = True,
+) -> dict[str, Any]:
+    """``simclr knn``: weighted-kNN top-1 (and top-5) of the frozen encoder's h.
+
+    CLI flags: ``--checkpoint CKPT --train DIR --test DIR [--out RUN_DIR] [--k 200]
+    [--temperature 0.1] [--batch-size 256] [--device auto] [--precision auto]
+    [--workers N] [--cache-dir DIR]``.
+
+    Writes ``knn.json`` and ``knn_confusion.png`` into ``run_dir`` (when given) and
+    returns the same dict.
+    """
+    if k < 1 or not temperature > 0:
+        raise SimCLRError(f"--k must be >= 1 and --temperature positive, got {k}, {temperature}")
+    num_classes = check_labeled(train, test)
+    out = prepare_dir(run_dir)
+    dev, prec = resolve_runtime(device, precision)
+    start = time.perf_counter()
+    train_x, train_y = extract_features(encoder, train, image_size, batch_size, dev, prec,
+                                        channels_last=channels_last, workers=workers)
+    test_x, test_y = extract_features(encoder, test, image_size, batch_size, dev, prec,
+                                      channels_last=channels_last, workers=workers)
+    scores = knn_classify(train_x, train_y, test_x, k, temperature, num_classes, dev)
+    results = {"command": "knn", "k": min(k, len(train_y)), "temperature": temperature,
+               **accuracy_summary(scores, test_y), **_sizes(train_x, test_x, num_classes),
+               "image_size": image_size, "precision": prec,
+               "elapsed_s": time.perf_counter() - start}
+    finish_results(results, out, "knn", scores, test_y, train.classes)
+    log(f"kNN (k={results['k']}, T={temperature}): top-1 {100 * results['top1']:.2f}%", verbose)
+    return results
+
+
+def _sizes(train_x: np.ndarray, test_x: np.ndarray, num_classes: int) -> dict[str, int]:
+    return {"num_train": int(train_x.shape[0]), "num_test": int(test_x.shape[0]),
+            "num_classes": num_classes, "feature_dim": int(train_x.shape[1])}
+
+
+def finish_results(results: dict[str, Any], out: Path | None, name: str, scores: torch.Tensor,
+            labels: np.ndarray, classes: Sequence[str]) -> None:
+    """Confusion-matrix figure + JSON into the run directory."""
+    if out is None:
+        return
+    matrix = confusion_matrix(labels, scores.argmax(1).numpy(), len(classes))
+    fig = save_confusion_figure(matrix, classes, out / f"{name}_confusion.png",
+                                f"{name}: top-1 {100 * results['top1']:.2f}%")
+    results["confusion_figure"] = str(fig)
+    write_results(out, f"{name}.json", results)
+
+
+# ----------------------------------------------------------- L-BFGS logistic regression
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray,
+                                                                            np.ndarray]:
+    """(fit indices, held-out indices): ``round(fraction * n_c)`` of each class held out.
+
+    Classes with one example stay whole in the fit part; classes with >= 2 examples give
+    at least one held-out example. Deterministic in ``seed``; both parts sorted.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    held = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        if len(members) < 2:
+            continue
+        n_val = min(len(members) - 1, max(1, round(fraction * len(members))))
+        held.append(rng.permutation(members)[:n_val])
+    val = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    fit = np.setdiff1d(np.arange(len(labels)), val)
+    return fit, val
+
+
+def fit_logistic_regression(
+    x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float, *, max_iter: int = 1000,
+    tol: float | None = None, init: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Full-batch L-BFGS fit of a multinomial logistic regression (App. B.5).
+
+    Minimises  mean_i CE(W x_i + b, y_i) + (l2 / 2) ||W||^2  (the bias is not penalised)
+    over W (C, D), b (C,), with strong-Wolfe line search, in the dtype/device of ``x``
+    (N, D); y (N,) int64. ``init`` warm-starts from a previous (W, b). This equals
+    scikit-learn's ``LogisticRegression(C=1 / (l2 * N))`` (whose objective is
+    C * sum_i CE + ||W||^2 / 2: divide it by C * N) for 3+ classes.
+
+    Stops when the largest gradient entry is below ``tol`` (default 1e-8 in float64,
+    1e-5 in float32), when the objective stops changing in floating point, or after
+    ``max_iter`` iterations. Returns (W, b, info) with info = {"iterations", "loss"}.
+    """
+    d = x.shape[1]
+    if tol is None:
+        tol = 1e-8 if x.dtype == torch.float64 else 1e-5
+    if init is None:
+        w = torch.zeros(num_classes, d, dtype=x.dtype, device=x.device)
+        b = torch.zeros(num_classes, dtype=x.dtype, device=x.device)
+    else:
+        w, b = (t.detach().clone().to(x) for t in init)
+    w.requires_grad_(True)
+    b.requires_grad_(True)
+    # tolerance_change far below the dtype's resolution: stop only on a real stall,
+    # never on a small but genuine improvement near the optimum.
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, max_eval=2 * max_iter,
+                            tolerance_grad=tol,
+                            tolerance_change=torch.finfo(x.dtype).eps * 1e-2,
+                            history_size=20, line_search_fn="strong_wolfe")
+
+    def objective() -> torch.Tensor:
+        return F.cross_entropy(torch.addmm(b, x, w.T), y) + 0.5 * l2 * w.pow(2).sum()
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = objective()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        final = objective().item()
+    info = {"iterations": int(opt.state[w].get("n_iter", 0)), "loss": final}
+    return w.detach(), b.detach(), info
+
+
+def default_l2_grid(lo: float = 1e-6, hi: float = 1.0, count: int = 13) -> list[float]:
+    """Regularisation strengths tried by the transfer protocol: log-spaced in [lo, hi].
+
+    The penalty multiplies the *mean* cross-entropy on standardised features, so a
+    strength means the same for any data-set size; the default is two values per
+    decade from 1e-6 (nearly unregularised) to 1 (weights nearly zero). The paper
+    searched 45 values in 1e-6..1e5 for its own, unstated scaling of the objective.
+    """
+    if count < 1 or not 0 < lo <= hi:
+        raise SimCLRError(f"--l2-grid: need 0 < min <= max and count >= 1, got "
+                          f"{lo},{hi},{count}")
+    return np.geomspace(lo, hi, count).tolist() if count > 1 else [lo]
+
+
+def parse_l2_grid(text: str) -> list[float]:
+    """``--l2-grid MIN,MAX,COUNT`` (e.g. ``1e-6,1,13``) -> :func:`default_l2_grid` values."""
+    parts = str(text).split(",")
+    try:
+        lo, hi, count = float(parts[0]), float(parts[1]), int(parts[2])
+        if len(parts) != 3:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise SimCLRError(f"--l2-grid: cannot read {text!r} (use MIN,MAX,COUNT, "
+                          "e.g. 1e-6,1,13)") from None
+    return default_l2_grid(lo, hi, count)
+
+
+class _Standardizer:
+    """Per-feature mean/std of the fit split, applied to every split (no test leakage)."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.mean = x.mean(0)
+        std = x.std(0) if x.shape[0] > 1 else torch.ones_like(self.mean)
+        self.std = torch.where(std > 1e-6 * std.max().clamp_min(1e-30), std,
+                               torch.ones_like(std))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def logistic_regression(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, num_classes: int, *,
+    l2: float | None = None, l2_grid: Sequence[float] | None = None,
+    val_fraction: float = 0.1, seed: int = 0, max_iter: int = 1000,
+    dtype: torch.dtype | None = None, device: str | torch.device = "cpu",
+    verbose: bool = False,
+) -> tuple[dict[str, Any], torch.Tensor]:
+    """The transfer protocol's classifier: choose lambda on a held-out split, refit, predict.
+
+    train_x (N, D), train_y (N,), test_x (M, D). Features are standardised with the
+    mean/std of the data each model is fitted on. Lambda: ``l2`` if given, else the
+    ``l2_grid`` value (default :func:`default_l2_grid`) with the best accuracy on a
+    stratified held-out ``val_fraction`` of the training set (ties -> the lower held-out
+    cross-entropy); fits run from the strongest penalty down, each warm-started from the
+    previous solution. The final model is refitted on the whole training set.
+    ``dtype`` None: float64 up to ``FLOAT64_MAX_ELEMENTS`` feature values, else float32.
+
+    Returns (summary dict, test probabilities float32 (M, C) on CPU).
+    """
+    if not 0 < val_fraction < 1:
+        raise SimCLRError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
+    if dtype is None:
+        dtype = torch.float64 if train_x.size <= FLOAT64_MAX_ELEMENTS else torch.float32
+    dev = torch.device(device)
+    x_all = torch.as_tensor(train_x, device=dev).to(dtype)
+    y_all = torch.as_tensor(train_y, device=dev).long()
+    summary: dict[str, Any] = {"dtype": str(dtype).replace("torch.", "")}
+    init = None
+    if l2 is None:
+        grid = sorted(l2_grid if l2_grid is not None else default_l2_grid(), reverse=True)
+        fit_idx, val_idx = stratified_split(train_y, val_fraction, seed)
+        if len(val_idx) == 0:
+            raise SimCLRError("the training set is too small for a held-out split "
+                              "(every class has one image); give --l2 VALUE")
+        fit_t, val_t = torch.as_tensor(fit_idx, device=dev), torch.as_tensor(val_idx, device=dev)
+        norm = _Standardizer(x_all[fit_t])
+        x_fit, x_val = norm(x_all[fit_t]), norm(x_all[val_t])
+        val_acc, val_loss, best, solutions = {}, {}, (-1.0, 0.0), {}
+        for lam in grid:
+            w, b, _ = fit_logistic_regression(x_fit, y_all[fit_t], num_classes, lam,
+                                              max_iter=max_iter, init=init)
+            init = solutions[lam] = (w, b)
+            logits = torch.addmm(b, x_val, w.T)
+            acc = (logits.argmax(1) == y_all[val_t]).double().mean().item()
+            loss = F.cross_entropy(logits, y_all[val_t]).item()
+            val_acc[f"{lam:.3g}"], val_loss[f"{lam:.3g}"] = acc, loss
+            log(f"  l2 {lam:.3g}: held-out top-1 {100 * acc:.2f}%, loss {loss:.4f}", verbose)
+            if (acc, -loss) > best:  # ties in accuracy (common): lower held-out loss
+                best, l2 = (acc, -loss), lam
+        init = solutions[l2]
+        summary.update(val_accuracy=val_acc, val_loss=val_loss, val_top1=best[0],
+                       num_val=int(len(val_idx)))
+        del x_fit, x_val  # big problems: keep one standardised copy at a time
+    norm = _Standardizer(x_all)
+    x_all = norm(x_all)
+    w, b, info = fit_logistic_regression(x_all, y_all, num_classes, float(l2),
+                                         max_iter=max_iter, init=init)
+    train_acc = (torch.addmm(b, x_all, w.T).argmax(1) == y_all).double().mean().item()
+    del x_all
+    x_test = norm(torch.as_tensor(test_x, device=dev).to(dtype))
+    probs = torch.softmax(torch.addmm(b, x_test, w.T), dim=1).float().cpu()
+    summary.update(l2=float(l2), iterations=info["iterations"], train_top1=train_acc)
+    return summary, probs
+
+
+# ------------------------------------------------------------------ linear evaluation
+
+def crop_flip_config(image_size: int, crop_scale: tuple[float, float] = (0.08, 1.0)) -> Any:
+    """The paper's evaluation-time training augmentation: random resized crop + flip only."""
+    from simclr.config import AugmentConfig
+
+    lo, hi = crop_scale
+    if not 0 < lo <= hi <= 1:
+        raise SimCLRError(f"--crop-scale must satisfy 0 < min <= max <= 1, got {lo},{hi}")
+    return AugmentConfig(size=image_size, crop=True, crop_scale=tuple(crop_scale), flip=True,
+                         color=False, grayscale=False, blur=False, cutout=False,
+                         rotate=False, noise=False, sobel=False)
+
+
+def augmented_batches(
+    source: Any, indices: np.ndarray, aug_cfg: Any, *, batch_size: int, epoch: int,
+    seed: int, device: torch.device, workers: int | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One shuffled epoch of ``(views float (B,3,S,S) on device, labels (B,) on device)``.
+
+    One view per image (view id 0), from ``augment.sample_params``/``apply_params`` (CPU
+    parameters, applied batched on the images' device), so a
+    view depends only on (seed, epoch, image index) as in pretraining. Incomplete last
+    batches are dropped (BatchNorm in fine-tuning needs full batches).
+    """
+    from simclr.augment import apply_params, sample_params
+
+    labels_all = torch.as_tensor(np.asarray(source.labels, dtype=np.int64))
+    for idx, images in iter_batches(source, indices, batch_size, seed=[seed, epoch],
+                                    drop_last=True, workers=workers, pin=device.type == "cuda"):
+        params = sample_params(aug_cfg, seed, epoch, idx, 0, tuple(images.shape[-2:]))
+        images = images.to(device, non_blocking=True)
+        yield apply_params(images, params, aug_cfg), labels_all[idx].to(device)
+
+
+def scheduled_lr(step: int, total: int, peak: float, schedule: str = "cosine") -> float:
+    """No warm-up; cosine decay from ``peak`` to 0 over ``total`` steps, or constant."""
+    if schedule == "constant":
+        return peak
+    if schedule != "cosine":
+        raise SimCLRError(f"--schedule: unknown value {schedule!r} (choose from cosine, constant)")
+    from simclr.optim import lr_at
+
+    return lr_at(step, total, 0, peak)
+
+
+def linear_eval_sgd(
+    encoder: nn.Module, train: Any, test: Any, num_classes: int, *, image_size: int,
+    epochs: int = 90, batch_size: int = 256, lr: float = 0.1, momentum: float = 0.9,
+    crop_scale: tuple[float, float] = (0.08, 1.0), seed: int = 0,
+    device: str | torch.device = "cpu", precision: str = "fp32",
+    channels_last: bool = False, workers: int | None = None, verbose: bool = True,
+) -> tuple[dict[str, Any], torch.Tensor, np.ndarray]:
+    """The ImageNet linear protocol (App. B.6) on a frozen encoder.
+
+    Each step: crop + flip views (B,3,S,S) -> frozen encoder (eval mode, no grad) ->
+    h (B,D) -> linear layer, cross-entropy, Nesterov SGD with lr ``lr`` x B/256, no
+    weight decay, cosine decay per step without warm-up. Test: center-crop features.
+    Returns (summary, test logits (M,C) CPU, test labels (M,)).
+    """
+    device = torch.device(device)
+    batch = min(batch_size, train.num_images)
+    steps_per_epoch = train.num_images // batch
+    total = epochs * steps_per_epoch
+    peak = lr * batch / 256
+    aug_cfg = crop_flip_config(image_size, crop_scale)
+    gen = torch.Generator().manual_seed(seed)
+    linear: nn.Linear | None = None
+    opt: torch.optim.Optimizer | None = None
+    flags = _train_flags(encoder)
+    encoder.to(device).eval()
+    step, start, epoch_loss = 0, time.perf_counter(), math.nan
+    try:
+        for epoch in range(epochs):
+            loss_sum = torch.zeros((), device=device)  # on the device: no sync per step
+            first = step
+            for views, labels in augmented_batches(train, np.arange(train.num_images), aug_cfg,
+                                                   batch_size=batch, epoch=epoch, seed=seed,
+                                                   device=device, workers=workers):
+                if channels_last:
+                    views = views.contiguous(memory_format=torch.channels_last)
+                with torch.no_grad(), autocast(device, precision):
+                    h = encoder(views).float()
+                if linear is None:  # the feature dimension is known after one batch
+                    linear = _init_linear(h.shape[1], num_classes, gen).to(device)
+                    opt = torch.optim.SGD(linear.parameters(), lr=peak, momentum=momentum,
+                                          nesterov=True, weight_decay=0.0)
+                for group in opt.param_groups:
+                    group["lr"] = scheduled_lr(step, total, peak)
+                loss = F.cross_entropy(linear(h), labels)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += loss.detach()
+                step += 1
+            epoch_loss = loss_sum.item() / max(step - first, 1)
+            log(f"linear eval epoch {epoch + 1}/{epochs}: loss {epoch_loss:.4f}", verbose)
+    finally:
+        _restore_flags(flags)
+    test_x, test_y = extract_features(encoder, test, image_size, batch_size, device, precision,
+                                      channels_last=channels_last, workers=workers)
+    with torch.no_grad():
+        logits = linear(torch.as_tensor(test_x, device=device)).float().cpu()
+    summary = {"epochs": epochs, "batch_size": batch, "lr": lr, "peak_lr": peak,
+               "steps": step, "train_loss": epoch_loss,
+               "train_s": time.perf_counter() - start}
+    return summary, logits, test_y
+
+
+def _init_linear(dim: int, num_classes: int, gen: torch.Generator) -> nn.Linear:
+    """Linear classifier, weights N(0, 0.01^2) and zero bias (official linear head)."""
+    layer = nn.Linear(dim, num_classes)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) * 0.01)
+        layer.bias.zero_()
+    return layer
+
+
+def run_linear_eval(
+    encoder: nn.Module, train: Any, test: Any, run_dir: str | Path | None, *,
+    image_size: int, protocol: str = "lbfgs", batch_size: int = 256,
+    device: str | torch.device = "auto", precision: str = "auto", workers: int | None = None,
+    channels_last: bool = False, seed: int = 0,
+    # lbfgs protocol
+    l2: float | None = None, l2_grid: Sequence[float] | None = None,
+    val_fraction: float = 0.1, max_iter: int = 1000,
+    # sgd protocol
+    epochs: int = 90, lr: float = 0.1, momentum: float = 0.9,
+    crop_scale: tuple[float, float] = (0.08, 1.0), verbose: bool = True,
+) -> dict[str, Any]:
+    """``simclr linear-eval``: a linear classifier on the frozen encoder's h.
+
+    CLI flags: ``--checkpoint CKPT --train DIR --test DIR [--out RUN_DIR]
+    [--protocol lbfgs|sgd] [--batch-size 256] [--device auto] [--precision auto]
+    [--workers N] [--cache-dir DIR] [--seed 0]``; lbfgs: ``[--l2 LAMBDA]
+    [--l2-grid MIN,MAX,COUNT (1e-6,1,13)] [--val-fraction 0.1] [--max-iter 1000]``;
+    sgd: ``[--epochs 90] [--lr 0.1] [--momentum 0.9] [--crop-scale 0.08,1.0]``.
+
+    ``lbfgs`` (default): features of the evaluation transform, computed once, then
+    :func:`logistic_regression`. ``sgd``: :func:`linear_eval_sgd`. Writes
+    ``linear_eval.json`` and ``linear_eval_confusion.png``; returns the results dict.
+    """
+    if protocol not in ("lbfgs", "sgd"):
+        raise SimCLRError(f"--protocol: unknown value {protocol!r} (choose from lbfgs, sgd)")
+    _positive(batch_size, "batch-size")
+    if protocol == "sgd":
+        _positive(epochs, "epochs")
+        _positive(lr, "lr")
+        crop_flip_config(image_size, crop_scale)  # checks --crop-scale before any work
+    elif not 0 < val_fraction < 1:
+        raise SimCLRError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
+    num_classes = check_labeled(train, test)
+    out = prepare_dir(run_dir)
+    dev, prec = resolve_runtime(device, precision)
+    start = time.perf_counter()
+    if protocol == "lbfgs":
+        train_x, train_y = extract_features(encoder, train, image_size, batch_size, dev, prec,
+                                            channels_last=channels_last, workers=workers)
+        test_x, test_y = extract_features(encoder, test, image_size, batch_size, dev, prec,
+                                          channels_last=channels_last, workers=workers)
+        details, scores = logistic_regression(
+            train_x, train_y, test_x, num_classes, l2=l2, l2_grid=l2_grid,
+            val_fraction=val_fraction, seed=seed, max_iter=max_iter, device=dev,
+            verbose=verbose)
+        sizes = _sizes(train_x, test_x, num_classes)
+    else:
+        details, scores, test_y = linear_eval_sgd(
+            encoder, train, test, num_classes, image_size=image_size, epochs=epochs,
+            batch_size=batch_size, lr=lr, momentum=momentum, crop_scale=crop_scale, seed=seed,
+            device=dev, precision=prec, channels_last=channels_last, workers=workers,
+            verbose=verbose)
+        sizes = {"num_train": int(train.num_images), "num_test": int(len(test_y)),
+                 "num_classes": num_classes}
+    results = {"command": "linear-eval", "protocol": protocol,
+               **accuracy_summary(scores, test_y), **sizes, **details,
+               "image_size": image_size, "precision": prec, "seed": seed,
+               "elapsed_s": time.perf_counter() - start}
+    finish_results(results, out, "linear_eval", scores, test_y, train.classes)
+    log(f"linear eval ({protocol}): top-1 {100 * results['top1']:.2f}%", verbose)
+    return results
+
+
+def _positive(value: float, flag: str) -> None:
+    if not value > 0:
+        raise SimCLRError(f"--{flag} must be positive, got {value}")

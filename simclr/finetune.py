@@ -1,0 +1,411 @@
+"""Fine-tuning the whole network on labels, and the supervised baseline.
+
+* ``run_finetune``: the paper's semi-supervised protocol (Chen et al. 2020, Sec. 6,
+  App. B.5): fine-tune encoder + a new linear layer on a class-balanced 1% / 10%
+  labeled subset with Nesterov SGD (lr 0.05 x B/256, momentum 0.9, no warm-up, no
+  weight decay), crop + flip only, 60 epochs for 1% and 30 for 10%; optionally from the
+  projection head's first layer (SimCLRv2); ``from_scratch`` gives the no-pretraining
+  baseline with the same budget. Also full fine-tuning for transfer (all labels).
+* ``run_supervised``: the same encoder trained from scratch with cross-entropy, using
+  the pretraining augmentation flags (Table 1's colour-strength comparison) and
+  optimizer (simclr.optim), saved as a checkpoint every command accepts.
+
+BatchNorm is in train mode during these trainings (the network is being trained);
+test accuracy always uses the evaluation transform with BatchNorm in eval mode.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from simclr.config import AugmentConfig, Config
+from simclr.errors import SimCLRError
+from simclr.evaluate import (
+    accuracy_summary,
+    augmented_batches,
+    check_labeled,
+    crop_flip_config,
+    extract_features,
+    finish_results,
+    log,
+    prepare_dir,
+    resolve_runtime,
+    scheduled_lr,
+    source_name,
+)
+from simclr.models import Classifier, build_encoder, resolve_cifar_stem
+from simclr.runtime import autocast
+
+SUBSET_FILE = "labeled_subset.txt"
+
+
+# ---------------------------------------------------------------------- labeled subsets
+
+def class_balanced_subset(
+    labels: np.ndarray, fraction: float | None = None, per_class: int | None = None,
+    seed: int = 0, classes: list[str] | None = None,
+) -> np.ndarray:
+    """Indices of a class-balanced labeled subset (sorted int64 array).
+
+    Exactly ``per_class`` images of every class, or ``round(fraction * N / C)`` (at
+    least 1) with N labeled images and C classes. Images with label -1 are never
+    chosen. Class c's images are a prefix of a permutation drawn from ``[seed, c]``, so
+    the choice is deterministic, a class's pick does not depend on the other classes,
+    and for one seed smaller subsets are contained in larger ones (1% inside 10%).
+    A class with too few images is an error.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if (fraction is None) == (per_class is None):
+        raise SimCLRError("give exactly one of --label-fraction and --labels-per-class")
+    present = np.unique(labels[labels >= 0])
+    if len(present) == 0:
+        raise SimCLRError("no labeled images to draw a labeled subset from")
+    if fraction is not None:
+        if not 0 < fraction <= 1:
+            raise SimCLRError(f"--label-fraction must lie in (0, 1], got {fraction}")
+        k = max(1, int(round(fraction * int((labels >= 0).sum()) / len(present))))
+    else:
+        if per_class < 1:
+            raise SimCLRError(f"--labels-per-class must be at least 1, got {per_class}")
+        k = int(per_class)
+    chosen = []
+    for c in present:
+        members = np.flatnonzero(labels == c)
+        if len(members) < k:
+            name = classes[c] if classes is not None and c < len(classes) else str(c)
+            raise SimCLRError(f"class {name!r} has {len(members)} images, fewer than the {k} "
+                              "per class asked for (lower --label-fraction/--labels-per-class)")
+        chosen.append(np.random.default_rng([seed, int(c)]).permutation(members)[:k])
+    return np.sort(np.concatenate(chosen))
+
+
+def write_subset_list(source: Any, indices: np.ndarray, path: str | Path) -> Path:
+    """The chosen images, one path per line (``#index N`` for sources without paths)."""
+    paths = list(getattr(source, "paths", []) or [])
+    lines = [paths[i] if i < len(paths) else f"#index {i}" for i in np.asarray(indices)]
+    path = Path(path)
+    path.write_text("".join(f"{line}\n" for line in lines))
+    return path
+
+
+def default_epochs(fraction: float) -> int:
+    """The paper's budgets: 60 epochs for 1% of the labels, 30 for 10% (and more).
+
+    Subsets up to 5% of the labels count as the 1% regime.
+    """
+    return 60 if fraction <= 0.05 else 30
+
+
+# ---------------------------------------------------------------------- training loop
+
+def train_classifier(
+    model: nn.Module, source: Any, indices: np.ndarray, aug_cfg: AugmentConfig, *,
+    total_steps: int, batch_size: int, optimizer: torch.optim.Optimizer,
+    lr_fn: Callable[[int, float], float], seed: int, device: torch.device, precision: str,
+    channels_last: bool = False, workers: int | None = None, verbose: bool = True,
+    name: str = "train",
+) -> dict[str, Any]:
+    """Cross-entropy training of ``model`` (x (B,3,S,S) -> logits (B,C)) for some steps.
+
+    One augmented view per image and step (augment.sample_params/apply_params, view 0),
+    shuffled epochs over ``indices``, incomplete batches dropped; every step sets each
+    group's lr to ``lr_fn(step, group["peak_lr"])``. BatchNorm in train mode; fp16 uses
+    a GradScaler, bf16 plain autocast. Returns {"steps", "train_loss", "train_top1"} of
+    the last epoch.
+    """
+    model.to(device).train()
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    steps_per_epoch = len(indices) // batch_size
+    if steps_per_epoch == 0:
+        raise SimCLRError(f"{name}: {len(indices)} images make no batch of {batch_size}")
+    step, epoch, start = 0, 0, time.perf_counter()
+    while step < total_steps:
+        loss_sum = torch.zeros((), device=device)
+        hits = torch.zeros((), device=device)
+        seen = 0
+        for views, labels in augmented_batches(source, indices, aug_cfg, batch_size=batch_size,
+                                               epoch=epoch, seed=seed, device=device,
+                                               workers=workers):
+            if channels_last:
+                views = views.contiguous(memory_format=torch.channels_last)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_fn(step, group["peak_lr"])
+            with autocast(device, precision):
+                logits = model(views)
+            loss = F.cross_entropy(logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            # Accumulated on the device: no host sync per step.
+            loss_sum += loss.detach() * len(labels)
+            hits += (logits.argmax(1) == labels).sum()
+            seen += len(labels)
+            step += 1
+            if step >= total_steps:
+                break
+        epoch += 1
+        mean_loss = loss_sum.item() / max(seen, 1)
+        if not math.isfinite(mean_loss):
+            raise SimCLRError(f"{name}: the loss became non-finite in epoch {epoch}; "
+                              "lower --lr")
+        log(f"{name} epoch {epoch} ({step}/{total_steps} steps, {steps_per_epoch}/epoch): "
+            f"loss {mean_loss:.4f}, train top-1 {100 * hits.item() / max(seen, 1):.2f}%",
+            verbose)
+    return {"steps": step, "train_loss": mean_loss, "train_top1": hits.item() / max(seen, 1),
+            "train_s": time.perf_counter() - start}
+
+
+def evaluate_classifier(
+    model: nn.Module, test: Any, image_size: int, *, batch_size: int, device: torch.device,
+    precision: str, channels_last: bool = False, workers: int | None = None,
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Test logits float32 (M, C) on CPU and labels (M,): eval transform, BN in eval mode."""
+    logits, labels = extract_features(model, test, image_size, batch_size, device, precision,
+                                      channels_last=channels_last, workers=workers)
+    return torch.from_numpy(logits), labels
+
+
+def fresh_encoder(encoder: nn.Module, zero_init_residual: bool = True) -> nn.Module:
+    """A newly initialised encoder of the same architecture (arch, width, stem)."""
+    try:
+        fresh = build_encoder(encoder.arch, encoder.width, encoder.cifar_stem,
+                              zero_init_residual)
+    except AttributeError:
+        raise SimCLRError("--from-scratch needs a simclr ResNet encoder") from None
+    if hasattr(encoder, "image_size"):
+        fresh.image_size = encoder.image_size
+    return fresh
+
+
+def encoder_config(encoder: nn.Module, image_size: int, base: dict[str, Any] | None) -> dict:
+    """The ``config`` of a checkpoint: ``base`` (the source checkpoint's) or one that
+    describes the encoder, so ``pretrained.encoder_from_checkpoint`` rebuilds it."""
+    if base is not None:
+        cfg = copy.deepcopy(base)
+        cfg.setdefault("augment", {})["size"] = image_size
+        return cfg
+    cfg = Config()
+    cfg.model.arch, cfg.model.width = encoder.arch, float(encoder.width)
+    cfg.model.cifar_stem = bool(encoder.cifar_stem)
+    cfg.augment.size = image_size
+    return cfg.to_dict()
+
+
+def classifier_checkpoint(
+    kind: str, model: nn.Module, config: dict[str, Any], classes: list[str], step: int,
+    elapsed: float, metrics: dict[str, Any], optimizer: torch.optim.Optimizer | None = None,
+) -> dict[str, Any]:
+    """A simclr-checkpoint holding a Classifier: 'encoder.*' (+ 'neck.*') and 'fc.*'."""
+    blob = {
+        "format": "simclr-checkpoint", "version": 1, "kind": kind, "config": config,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "classes": list(classes), "num_classes": len(classes), "step": step,
+        "elapsed": elapsed, "rng": {"torch": torch.get_rng_state()},
+        "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
+    }
+    if optimizer is not None:
+        blob["optimizer"] = optimizer.state_dict()
+    return blob
+
+
+def _save(blob: dict[str, Any], out: Path, name: str) -> str:
+    from simclr.checkpoint import save_checkpoint
+
+    return str(save_checkpoint(blob, out / "checkpoints", name, None))
+
+
+# ------------------------------------------------------------------------- fine-tuning
+
+def run_finetune(
+    encoder: nn.Module, train: Any, test: Any, run_dir: str | Path | None, *,
+    image_size: int, label_fraction: float | None = None, labels_per_class: int | None = None,
+    epochs: int | None = None, batch_size: int = 256, lr: float = 0.05,
+    momentum: float = 0.9, schedule: str = "cosine",
+    crop_scale: tuple[float, float] = (0.08, 1.0), head: nn.Module | None = None,
+    from_head: bool = False, from_scratch: bool = False, seed: int = 0,
+    device: str | torch.device = "auto", precision: str = "auto", workers: int | None = None,
+    channels_last: bool = False, config: dict[str, Any] | None = None, verbose: bool = True,
+) -> dict[str, Any]:
+    """``simclr finetune``: fine-tune the whole encoder on a class-balanced labeled subset.
+
+    CLI flags: ``--checkpoint CKPT --train DIR --test DIR --out RUN_DIR
+    [--label-fraction F | --labels-per-class K] (neither: all labels) [--epochs N
+    (60 for <= 5% of the labels, else 30)] [--batch-size 256] [--lr 0.05] [--momentum 0.9]
+    [--schedule cosine|constant] [--crop-scale 0.08,1.0] [--from-head] [--from-scratch]
+    [--seed 0] [--device auto] [--precision auto] [--workers N] [--cache-dir DIR]``.
+
+    The subset (``class_balanced_subset`` with ``seed``) is written to
+    ``run_dir/labeled_subset.txt``; Nesterov SGD, lr ``lr`` x B/256, no warm-up, no
+    weight decay, ``schedule`` per step; crop + flip views. ``from_head`` needs ``head``
+    (the pretrained projection head, models.ProjectionHead) and fine-tunes from its
+    first layer; ``from_scratch`` re-initialises the encoder (same architecture). The
+    given modules are copied, never modified. Writes ``finetune.json``,
+    ``finetune_confusion.png`` and ``checkpoints/finetune.pt`` (encoder.* + fc.*);
+    returns the results dict. ``config``: the source checkpoint's config (stored in the
+    new checkpoint so it rebuilds the encoder).
+    """
+    num_classes = check_labeled(train, test)
+    out = prepare_dir(run_dir)
+    dev, prec = resolve_runtime(device, precision)
+    for value, flag in ((batch_size, "batch-size"), (lr, "lr"), (epochs, "epochs")):
+        if value is not None and not value > 0:
+            raise SimCLRError(f"--{flag} must be positive, got {value}")
+    if schedule not in ("cosine", "constant"):
+        raise SimCLRError(f"--schedule: unknown value {schedule!r} (choose from cosine, constant)")
+    aug_cfg = crop_flip_config(image_size, crop_scale)  # checks --crop-scale
+    if from_head and head is None:
+        raise SimCLRError("--from-head needs a checkpoint with a projection head")
+    labels = np.asarray(train.labels, dtype=np.int64)
+    if label_fraction is None and labels_per_class is None:
+        subset = np.arange(len(labels))
+    else:
+        subset = class_balanced_subset(labels, label_fraction, labels_per_class, seed,
+                                       list(train.classes))
+    fraction = len(subset) / len(labels)
+    if out is not None:
+        write_subset_list(train, subset, out / SUBSET_FILE)
+    epochs = default_epochs(fraction) if epochs is None else int(epochs)
+
+    torch.manual_seed(seed)
+    enc = fresh_encoder(encoder) if from_scratch else copy.deepcopy(encoder)
+    if from_head:
+        model = Classifier.from_head(enc, copy.deepcopy(head), num_classes)
+    else:
+        model = Classifier(enc, num_classes)
+    model.to(dev)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    batch = min(batch_size, len(subset))
+    if batch < 2:
+        raise SimCLRError(f"{source_name(train)}: the labeled subset has {len(subset)} image; "
+                          "fine-tuning needs at least 2")
+    total = epochs * (len(subset) // batch)
+    peak = lr * batch / 256
+    optimizer = torch.optim.SGD(model.parameters(), lr=peak, momentum=momentum, nesterov=True,
+                                weight_decay=0.0)
+    for group in optimizer.param_groups:
+        group["peak_lr"] = peak
+    log(f"fine-tuning on {len(subset)} labeled images ({100 * fraction:.2f}%), "
+        f"{epochs} epochs of {len(subset) // batch} steps", verbose)
+    start = time.perf_counter()
+    stats = train_classifier(
+        model, train, subset, aug_cfg, total_steps=total,
+        batch_size=batch, optimizer=optimizer,
+        lr_fn=lambda step, p: scheduled_lr(step, total, p, schedule), seed=seed, device=dev,
+        precision=prec, channels_last=channels_last, workers=workers, verbose=verbose,
+        name="finetune")
+    logits, test_y = evaluate_classifier(model, test, image_size, batch_size=batch_size,
+                                         device=dev, precision=prec,
+                                         channels_last=channels_last, workers=workers)
+    results = {
+        "command": "finetune", **accuracy_summary(logits, test_y),
+        "num_labeled": int(len(subset)), "label_fraction": fraction,
+        "labels_per_class": labels_per_class, "num_classes": num_classes,
+        "num_test": int(len(test_y)), "epochs": epochs, "batch_size": batch, "lr": lr,
+        "peak_lr": peak, "schedule": schedule, "from_head": from_head,
+        "from_scratch": from_scratch, "seed": seed, "image_size": image_size,
+        "precision": prec, **stats, "elapsed_s": time.perf_counter() - start,
+    }
+    if out is not None:
+        results["subset_file"] = str(out / SUBSET_FILE)
+        blob = classifier_checkpoint("finetune", model, encoder_config(enc, image_size, config),
+                                     list(train.classes), stats["steps"],
+                                     results["elapsed_s"], results)
+        results["checkpoint"] = _save(blob, out, "finetune.pt")
+    finish_results(results, out, "finetune", logits, test_y, train.classes)
+    log(f"finetune: top-1 {100 * results['top1']:.2f}%", verbose)
+    return results
+
+
+# --------------------------------------------------------------------- supervised baseline
+
+def run_supervised(
+    cfg: Config, train: Any, test: Any | None = None, run_dir: str | Path | None = None, *,
+    verbose: bool = True,
+) -> dict[str, Any]:
+    """``simclr supervised``: the encoder of ``cfg.model`` trained with cross-entropy.
+
+    CLI flags: ``--train DIR [--test DIR] --out RUN_DIR`` plus the pretraining config
+    flags that apply (``--preset --config --arch --width --cifar-stem
+    --zero-init-residual --image-size --crop-scale --color-strength --blur --optimizer
+    --lr --lr-scaling --momentum --weight-decay --eta --exclude-bias-and-norm
+    --warmup-epochs --warmup-fraction --batch-size --epochs --max-steps --precision
+    --channels-last --device --seed --threads --workers --cache-dir``).
+
+    One view per image from the full augmentation ``cfg.augment`` (so Table 1's
+    colour-strength comparison uses the same flags as pretraining), optimizer
+    ``simclr.optim.build_optimizer(cfg.optim)``, warm-up + cosine ``lr_at``. Saves
+    ``run_dir/checkpoints/last.pt`` (config = cfg.to_dict(), model = 'encoder.*' +
+    'fc.*', kind 'supervised'), loadable by every evaluation command; with ``test``,
+    reports top-1/top-5 (``supervised.json``, ``supervised_confusion.png``).
+    """
+    from simclr.config import save_yaml
+    from simclr.optim import build_optimizer, lr_at
+
+    num_classes = check_labeled(train, test)
+    out = prepare_dir(run_dir if run_dir is not None else cfg.out)
+    dev, prec = resolve_runtime(cfg.device, cfg.precision)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    size = cfg.augment.size
+    encoder = build_encoder(cfg.model.arch, cfg.model.width,
+                            resolve_cifar_stem(cfg.model.cifar_stem, size),
+                            cfg.model.zero_init_residual)
+    model = Classifier(encoder, num_classes).to(dev)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    batch = min(cfg.batch_size, train.num_images)
+    steps_per_epoch = train.num_images // batch
+    total = cfg.max_steps or max(1, round(cfg.epochs * steps_per_epoch))
+    warmup = (round(cfg.optim.warmup_fraction * total) if cfg.optim.warmup_fraction is not None
+              else round(cfg.optim.warmup_epochs * steps_per_epoch))
+    optimizer = build_optimizer(cfg.optim, model, batch)
+    if out is not None:
+        save_yaml(cfg.to_dict(), out / "config.yaml")
+    log(f"supervised: {train.num_images} images, {total} steps of batch {batch} "
+        f"({steps_per_epoch}/epoch, warm-up {warmup})", verbose)
+    start = time.perf_counter()
+    stats = train_classifier(
+        model, train, np.arange(train.num_images), cfg.augment, total_steps=total,
+        batch_size=batch, optimizer=optimizer,
+        lr_fn=lambda step, p: lr_at(step, total, warmup, p, cfg.optim.final_lr),
+        seed=cfg.seed, device=dev, precision=prec, channels_last=cfg.channels_last,
+        workers=cfg.data.workers, verbose=verbose, name="supervised")
+    results: dict[str, Any] = {
+        "command": "supervised", "num_train": int(train.num_images),
+        "num_classes": num_classes, "batch_size": batch, "total_steps": total,
+        "warmup_steps": warmup, "optimizer": cfg.optim.name, "image_size": size,
+        "precision": prec, "seed": cfg.seed, **stats,
+    }
+    if test is not None:
+        logits, test_y = evaluate_classifier(model, test, size, batch_size=batch, device=dev,
+                                             precision=prec, channels_last=cfg.channels_last,
+                                             workers=cfg.data.workers)
+        results.update(accuracy_summary(logits, test_y), num_test=int(len(test_y)))
+    results["elapsed_s"] = time.perf_counter() - start
+    if out is not None:
+        blob = classifier_checkpoint("supervised", model, cfg.to_dict(), list(train.classes),
+                                     stats["steps"], results["elapsed_s"], results, optimizer)
+        blob.update(total_steps=total, warmup_steps=warmup,
+                    epoch=stats["steps"] // steps_per_epoch,
+                    step_in_epoch=stats["steps"] % steps_per_epoch)
+        results["checkpoint"] = _save(blob, out, "last.pt")
+    if test is not None:
+        finish_results(results, out, "supervised", logits, test_y, train.classes)
+    elif out is not None:
+        from simclr.evaluate import write_results
+
+        write_results(out, "supervised.json", results)
+    return results

@@ -1,0 +1,321 @@
+"""Base encoder f (ResNet with a width multiplier) and projection head g.
+
+Chen et al. 2020, Sec. 2.1: h = f(x) is the output of the final average pool, and
+z = g(h) feeds the contrastive loss; Sec. 4.2 / Fig. 8 compare heads 'none',
+'linear' and the non-linear 'mlp'. Sec. 4.1 / Fig. 7 scale the ResNet in depth
+(18..152) and width (1x, 2x, 4x: *every* layer's channels, the stem included, unlike
+torchvision's ``wide_resnet`` which widens only the bottleneck's middle conv).
+
+Faithful to the official code (``resnet.py``, ``model_util.py``): the CIFAR stem
+(3x3 conv, stride 1, no max-pool) for images of side <= 32 (App. B.9), the last
+BatchNorm of each residual block starting at gamma = 0, and SimCLRv2's head
+(Linear without bias + BatchNorm, ReLU except after the last layer).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from simclr.config import ARCHS, ModelConfig
+from simclr.errors import SimCLRError
+
+# arch -> (block kind, blocks per stage)
+_LAYOUT: dict[str, tuple[str, tuple[int, int, int, int]]] = {
+    "resnet18": ("basic", (2, 2, 2, 2)),
+    "resnet34": ("basic", (3, 4, 6, 3)),
+    "resnet50": ("bottleneck", (3, 4, 6, 3)),
+    "resnet101": ("bottleneck", (3, 4, 23, 3)),
+    "resnet152": ("bottleneck", (3, 8, 36, 3)),
+}
+assert tuple(_LAYOUT) == ARCHS
+
+
+def _channels(base: int, width: float) -> int:
+    """Channels of a layer scaled by the width multiplier, rounded, at least 1."""
+    return max(1, int(round(base * width)))
+
+
+def _conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1) -> list[nn.Module]:
+    # 'same'-style padding; conv has no bias because a BatchNorm follows.
+    return [
+        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+    ]
+
+
+class _Shortcut(nn.Sequential):
+    """Projection shortcut (1x1 conv + BN) used when the shape changes."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__(
+            nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out)
+        )
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs (ResNet-18/34). ``out_channels = planes``."""
+
+    expansion = 1
+
+    def __init__(self, c_in: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1, self.bn1 = _conv_bn(c_in, planes, 3, stride)
+        self.conv2, self.bn2 = _conv_bn(planes, planes, 3)
+        self.shortcut = (
+            _Shortcut(c_in, planes, stride) if stride != 1 or c_in != planes else nn.Identity()
+        )
+        self.last_bn = self.bn2  # zero-initialised when zero_init_residual
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x), inplace=True)
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 (carries the stride, as in the official code) -> 1x1 (x4 channels)."""
+
+    expansion = 4
+
+    def __init__(self, c_in: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        c_out = planes * self.expansion
+        self.conv1, self.bn1 = _conv_bn(c_in, planes, 1)
+        self.conv2, self.bn2 = _conv_bn(planes, planes, 3, stride)
+        self.conv3, self.bn3 = _conv_bn(planes, c_out, 1)
+        self.shortcut = (
+            _Shortcut(c_in, c_out, stride) if stride != 1 or c_in != c_out else nn.Identity()
+        )
+        self.last_bn = self.bn3
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
+        out = F.relu(self.bn2(self.conv2(out)), inplace=True)
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + self.shortcut(x), inplace=True)
+
+
+class ResNet(nn.Module):
+    """ResNet encoder f: images (B, 3, H, W) -> h (B, feature_dim) after global avg pool.
+
+    ``feature_dim`` = round(512 * width) * expansion (512w for ResNet-18/34, 2048w for
+    50/101/152). ``cifar_stem``: 3x3 stride-1 conv and no max-pool, so a 32x32 input
+    reaches the last stage at 4x4; otherwise the ImageNet stem (7x7 stride 2 +
+    3x3 max-pool stride 2), 224 -> 7x7.
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        width: float = 1.0,
+        cifar_stem: bool = False,
+        zero_init_residual: bool = False,
+    ) -> None:
+        super().__init__()
+        if arch not in _LAYOUT:
+            raise SimCLRError(f"--arch: unknown architecture {arch!r} (choose from "
+                              f"{', '.join(ARCHS)})")
+        if not width > 0:
+            raise SimCLRError(f"--width must be positive, got {width}")
+        kind, depths = _LAYOUT[arch]
+        block = BasicBlock if kind == "basic" else Bottleneck
+        self.arch, self.width, self.cifar_stem = arch, width, cifar_stem
+        stem_c = _channels(64, width)
+        if cifar_stem:
+            self.stem = nn.Sequential(*_conv_bn(3, stem_c, 3), nn.ReLU(inplace=True))
+        else:
+            self.stem = nn.Sequential(
+                *_conv_bn(3, stem_c, 7, stride=2),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(3, stride=2, padding=1),
+            )
+        c_in, stages = stem_c, []
+        for i, (base, depth) in enumerate(zip((64, 128, 256, 512), depths, strict=True)):
+            planes = _channels(base, width)
+            blocks = []
+            for j in range(depth):
+                stride = 2 if (i > 0 and j == 0) else 1
+                blocks.append(block(c_in, planes, stride))
+                c_in = planes * block.expansion
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3, self.layer4 = stages
+        self.feature_dim: int = c_in
+        self._init_weights(zero_init_residual)
+
+    def _init_weights(self, zero_init_residual: bool) -> None:
+        # He init with fan_out as in the official TF code (variance scaling, fan_out).
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if zero_init_residual:
+            # Each residual branch then outputs 0: every block starts as relu(identity).
+            for m in self.modules():
+                if isinstance(m, (BasicBlock, Bottleneck)):
+                    nn.init.zeros_(m.last_bn.weight)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """The last stage's feature map (B, feature_dim, H', W')."""
+        x = self.stem(x)
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x (B, 3, H, W) -> h (B, feature_dim): global average pool, flattened."""
+        return torch.flatten(F.adaptive_avg_pool2d(self.forward_features(x), 1), 1)
+
+
+def build_encoder(
+    arch: str, width: float = 1.0, cifar_stem: bool = False, zero_init_residual: bool = False
+) -> ResNet:
+    """ResNet-18/34/50/101/152 with every layer's channels multiplied by ``width``."""
+    return ResNet(arch, width, cifar_stem, zero_init_residual)
+
+
+def resolve_cifar_stem(cifar_stem: bool | None, image_size: int) -> bool:
+    """``None`` = automatic: the CIFAR stem for images of side <= 32 (official rule)."""
+    return image_size <= 32 if cifar_stem is None else bool(cifar_stem)
+
+
+# ---------------------------------------------------------------------------- heads
+
+
+class _BatchNormNoShift(nn.BatchNorm1d):
+    """BatchNorm1d with a scale but no shift (beta).
+
+    The official head's last layer uses BN with ``center=False`` (no bias at all on
+    z), see ``linear_layer(use_bias=False, use_bn=True)`` in ``model_util.py``.
+    """
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__(num_features)
+        self.register_parameter("bias", None)
+
+
+class ProjectionHead(nn.Module):
+    """Projection head g: h (B, in_dim) -> z (B, out_dim). Sec. 2.1, Sec. 4.2.
+
+    ``layers`` is a ModuleList of blocks, each ``Sequential(Linear[, BN][, ReLU])``;
+    every block but the last ends with a ReLU. No layers = identity ('none' head).
+
+    ``batch_norm=False`` (default): the paper's equation z = W2 relu(W1 h), every
+    Linear with a bias (as in the common PyTorch ports).
+    ``batch_norm=True``: the official code, v1 as well as v2 (``projection_head`` in
+    ``model_util.py`` calls ``linear_layer(use_bn=True)`` for *every* head layer):
+    Linears without bias, hidden BNs with scale and shift, the last BN with a scale
+    only (``center=False``). 2 layers = official v1 head, 3 layers = SimCLRv2.
+    Linear weights keep PyTorch's default init (the official N(0, 0.01^2) matters
+    little once followed by BN or by the L2 normalisation of the loss).
+    """
+
+    def __init__(self, dims: list[int], batch_norm: bool = False) -> None:
+        super().__init__()
+        blocks = []
+        n = len(dims) - 1
+        for i in range(n):
+            last = i == n - 1
+            mods: list[nn.Module] = [nn.Linear(dims[i], dims[i + 1], bias=not batch_norm)]
+            if batch_norm:
+                mods.append(_BatchNormNoShift(dims[i + 1]) if last else nn.BatchNorm1d(dims[i + 1]))
+            if not last:
+                mods.append(nn.ReLU(inplace=True))
+            blocks.append(nn.Sequential(*mods))
+        self.layers = nn.ModuleList(blocks)
+        self.in_dim, self.out_dim = dims[0], dims[-1]
+
+    def forward(self, h: Tensor) -> Tensor:
+        for block in self.layers:
+            h = block(h)
+        return h
+
+
+def build_head(
+    kind: str,
+    in_dim: int,
+    hidden_dim: int | None,
+    out_dim: int,
+    num_layers: int = 2,
+    batch_norm: bool = False,
+) -> ProjectionHead:
+    """'none' (identity, out_dim = in_dim), 'linear' (one layer) or 'mlp' (num_layers).
+
+    ``hidden_dim`` None = ``in_dim`` (the paper: hidden width = 2048 for ResNet-50).
+    """
+    if kind == "none":
+        return ProjectionHead([in_dim], batch_norm)
+    if kind == "linear":
+        return ProjectionHead([in_dim, out_dim], batch_norm)
+    if kind == "mlp":
+        if num_layers < 1:
+            raise SimCLRError(f"--head-layers must be at least 1, got {num_layers}")
+        hidden = in_dim if hidden_dim is None else hidden_dim
+        return ProjectionHead([in_dim] + [hidden] * (num_layers - 1) + [out_dim], batch_norm)
+    raise SimCLRError(f"--head: unknown value {kind!r} (choose from none, linear, mlp)")
+
+
+class SimCLRModel(nn.Module):
+    """Encoder f and head g: x (B, 3, H, W) -> (h (B, D), z (B, out_dim))."""
+
+    def __init__(self, encoder: ResNet, head: ProjectionHead) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.encoder(x)
+        return h, self.head(h)
+
+
+def build_model(cfg: ModelConfig, image_size: int) -> SimCLRModel:
+    """The model of a run; the stem follows ``resolve_cifar_stem(cfg.cifar_stem, size)``.
+
+    SyncBatchNorm (cfg.sync_bn) is applied by the training loop after moving the model
+    to its device (``simclr.distributed.convert_sync_batchnorm``).
+    """
+    encoder = build_encoder(
+        cfg.arch, cfg.width, resolve_cifar_stem(cfg.cifar_stem, image_size),
+        cfg.zero_init_residual,
+    )
+    head = build_head(cfg.head, encoder.feature_dim, cfg.head_hidden_dim, cfg.head_out_dim,
+                      cfg.head_layers, cfg.head_batch_norm)
+    return SimCLRModel(encoder, head)
+
+
+class Classifier(nn.Module):
+    """Encoder + (optional kept head layer) + a new linear layer: x -> logits (B, C).
+
+    Used for linear evaluation, fine-tuning and the supervised baseline. The
+    linear layer starts as in the official ``linear_layer``: weights N(0, 0.01^2),
+    bias 0. The given modules are used as they are (not copied).
+    """
+
+    def __init__(self, encoder: nn.Module, num_classes: int, neck: nn.Module | None = None,
+                 in_dim: int | None = None) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.neck = neck if neck is not None else nn.Identity()
+        dim = in_dim if in_dim is not None else int(encoder.feature_dim)
+        self.fc = nn.Linear(dim, num_classes)
+        nn.init.normal_(self.fc.weight, std=0.01)
+        nn.init.zeros_(self.fc.bias)
+
+    @classmethod
+    def from_head(cls, encoder: nn.Module, head: ProjectionHead, num_classes: int) -> Classifier:
+        """SimCLRv2-style fine-tuning from the head's first layer (Linear[+BN]+ReLU).
+
+        The classifier reads the output of ``head.layers[0]`` instead of h.
+        """
+        if len(head.layers) == 0:
+            raise SimCLRError("cannot fine-tune from the projection head: the head is 'none'")
+        first = head.layers[0]
+        return cls(encoder, num_classes, neck=first, in_dim=first[0].out_features)
+
+    def features(self, x: Tensor) -> Tensor:
+        """The input of the linear layer (B, in_dim)."""
+        return self.neck(self.encoder(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.features(x))

@@ -1,0 +1,187 @@
+"""LARS, parameter groups and the learning-rate schedule (Chen et al. 2020, Sec. 2.2, App. B.1).
+
+LARS follows the official ``lars_optimizer.py`` (classic momentum, no Nesterov):
+
+    g <- g + wd * w                       (decayed parameters only)
+    trust = eta * |w| / |g|               (1 if |w| = 0 or |g| = 0; adapted parameters only)
+    v <- m * v + lr * trust * g
+    w <- w - v
+
+BatchNorm and bias parameters are excluded from weight decay *and* from the
+trust-ratio adaptation (plain momentum SGD for them).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from simclr.config import OptimConfig
+from simclr.errors import SimCLRError
+
+
+class LARS(torch.optim.Optimizer):
+    """Layer-wise Adaptive Rate Scaling (You et al. 2017) as used by SimCLR.
+
+    A parameter is *excluded* (no weight decay, trust = 1) when its group's
+    ``lars_exclude`` is True, or, when that key is None/absent, when ``p.ndim <= 1``
+    (biases and BatchNorm scales/shifts). Group keys: lr, momentum, weight_decay,
+    eta, lars_exclude. The update runs as a few batched (``torch._foreach``) kernels
+    per group and never synchronises with the host.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        eta: float = 0.001,
+    ) -> None:
+        if lr < 0 or momentum < 0 or weight_decay < 0 or eta <= 0:
+            raise ValueError(f"invalid LARS settings lr={lr} momentum={momentum} "
+                             f"weight_decay={weight_decay} eta={eta}")
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta,
+                        lars_exclude=None)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            adapted: dict[tuple, list[Tensor]] = defaultdict(list)
+            plain: dict[tuple, list[Tensor]] = defaultdict(list)
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("LARS does not support sparse gradients")
+                exclude = group["lars_exclude"]
+                if exclude is None:
+                    exclude = p.ndim <= 1
+                (plain if exclude else adapted)[(p.device, p.dtype)].append(p)
+            for params in adapted.values():
+                self._update(params, group, adapt=True)
+            for params in plain.values():
+                self._update(params, group, adapt=False)
+        return loss
+
+    def _update(self, params: list[Tensor], group: dict[str, Any], adapt: bool) -> None:
+        """One LARS step for parameters sharing a device and dtype."""
+        lr, m, wd, eta = group["lr"], group["momentum"], group["weight_decay"], group["eta"]
+        grads = [p.grad for p in params]
+        if adapt:
+            if wd != 0:
+                grads = torch._foreach_add(grads, params, alpha=wd)
+            w_norm = torch.stack(torch._foreach_norm(params))
+            g_norm = torch.stack(torch._foreach_norm(grads))
+            both = (w_norm > 0) & (g_norm > 0)
+            # Division guarded so zero norms give trust 1, not nan.
+            trust = torch.where(both, eta * w_norm / torch.where(both, g_norm, 1.0), 1.0)
+            steps = torch._foreach_mul(grads, list((trust * lr).to(params[0].dtype).unbind()))
+        else:
+            steps = torch._foreach_mul(grads, lr)
+        bufs = []
+        for p in params:
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            bufs.append(state["momentum_buffer"])
+        torch._foreach_mul_(bufs, m)
+        torch._foreach_add_(bufs, steps)
+        torch._foreach_sub_(params, bufs)
+
+
+def _is_bias_or_norm(module: nn.Module, name: str, p: Tensor) -> bool:
+    norms = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+    return isinstance(module, norms) or name == "bias" or p.ndim <= 1
+
+
+def param_groups(
+    model: nn.Module, weight_decay: float, exclude_bias_and_norm: bool = True
+) -> list[dict[str, Any]]:
+    """Parameter groups: weights (decayed, LARS-adapted) and biases/norm params.
+
+    With ``exclude_bias_and_norm`` biases and normalisation parameters go to a group
+    with ``weight_decay=0`` and ``lars_exclude=True``; otherwise every parameter is
+    decayed and adapted (``lars_exclude=False``). Frozen parameters are left out;
+    empty groups are dropped.
+    """
+    decay: list[Tensor] = []
+    excluded: list[Tensor] = []
+    seen: set[int] = set()
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            if exclude_bias_and_norm and _is_bias_or_norm(module, name, p):
+                excluded.append(p)
+            else:
+                decay.append(p)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay, "lars_exclude": False},
+        {"params": excluded, "weight_decay": 0.0, "lars_exclude": True},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def scaled_lr(base_lr: float, batch_size: int, scaling: str) -> float:
+    """Peak learning rate (App. B.1): linear base*B/256, sqrt base*sqrt(B), or none."""
+    if scaling == "linear":
+        return base_lr * batch_size / 256
+    if scaling == "sqrt":
+        return base_lr * math.sqrt(batch_size)
+    if scaling == "none":
+        return base_lr
+    raise SimCLRError(f"--lr-scaling: unknown value {scaling!r} (choose from linear, sqrt, none)")
+
+
+def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float,
+          final_lr: float = 0.0) -> float:
+    """Learning rate at a global step (0-based): linear warm-up, then cosine decay.
+
+    Warm-up: peak * step / warmup for step < warmup (0 at step 0, as in the official
+    code); then final + (peak - final) * (1 + cos(pi * t)) / 2 with
+    t = (step - warmup) / (total - warmup), reaching final_lr at total_steps and
+    staying there after. A pure function of the step, so resuming is exact.
+    """
+    step = max(0, step)
+    warmup = max(0, min(warmup_steps, total_steps))
+    if step < warmup:
+        return peak_lr * step / warmup
+    if step >= total_steps:
+        return final_lr
+    t = (step - warmup) / (total_steps - warmup)
+    return final_lr + (peak_lr - final_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def build_optimizer(cfg: OptimConfig, model: nn.Module, batch_size: int) -> torch.optim.Optimizer:
+    """LARS, SGD (Nesterov momentum, as the official 'momentum' optimizer) or AdamW.
+
+    Each group stores the scaled peak lr as ``group["peak_lr"]``; its ``lr`` starts at
+    the peak and the training loop sets ``group["lr"] = lr_at(...)`` every step.
+    """
+    lr = scaled_lr(cfg.lr, batch_size, cfg.lr_scaling)
+    groups = param_groups(model, cfg.weight_decay, cfg.exclude_bias_and_norm)
+    if cfg.name == "lars":
+        opt: torch.optim.Optimizer = LARS(groups, lr=lr, momentum=cfg.momentum,
+                                          weight_decay=cfg.weight_decay, eta=cfg.eta)
+    elif cfg.name == "sgd":
+        opt = torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum,
+                              nesterov=cfg.momentum > 0, weight_decay=cfg.weight_decay)
+    elif cfg.name == "adamw":
+        opt = torch.optim.AdamW(groups, lr=lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    else:
+        raise SimCLRError(f"--optimizer: unknown value {cfg.name!r} (choose from lars, sgd, adamw)")
+    for group in opt.param_groups:
+        group["peak_lr"] = lr
+    return opt

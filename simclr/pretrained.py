@@ -1,0 +1,109 @@
+"""Using a trained encoder: load it from a checkpoint, export it, embed a folder.
+
+Works on every checkpoint this package writes (pretraining, supervised baseline,
+fine-tuning, export): each holds the encoder's weights under ``encoder.*`` and the
+config that rebuilds its architecture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from simclr.checkpoint import load_checkpoint
+from simclr.errors import SimCLRError
+from simclr.models import ResNet, build_encoder, resolve_cifar_stem
+
+
+def encoder_spec(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """(arch, width, cifar_stem, image_size) of the encoder stored in a checkpoint."""
+    try:
+        model, size = ckpt["config"]["model"], int(ckpt["config"]["augment"]["size"])
+        return {
+            "arch": model["arch"],
+            "width": float(model["width"]),
+            "cifar_stem": resolve_cifar_stem(model["cifar_stem"], size),
+            "image_size": size,
+        }
+    except (KeyError, TypeError, ValueError):
+        raise SimCLRError("checkpoint has no usable model config (not a simclr checkpoint?)") \
+            from None
+
+
+def encoder_from_checkpoint(
+    ckpt: dict[str, Any], random_init: bool = False
+) -> tuple[ResNet, dict[str, Any]]:
+    """Rebuild the encoder and load its weights; returns (encoder, spec)."""
+    spec = encoder_spec(ckpt)
+    encoder = build_encoder(spec["arch"], spec["width"], spec["cifar_stem"])
+    if not random_init:
+        prefix = "encoder."
+        state = {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
+        missing, unexpected = encoder.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise SimCLRError(
+                f"checkpoint does not match {spec['arch']} width {spec['width']}: "
+                f"{len(missing)} missing and {len(unexpected)} unexpected encoder weights"
+            )
+    encoder.image_size = spec["image_size"]  # the input side the encoder was trained at
+    return encoder, spec
+
+
+def load_encoder(checkpoint: str | Path, device: str | torch.device = "cpu") -> ResNet:
+    """The pretrained encoder f of a checkpoint, in eval mode: images (B,3,S,S) -> h (B,D).
+
+    Inputs are float images in [0, 1] (no mean/std normalisation), S =
+    ``encoder.image_size``; ``simclr.augment.eval_resize`` prepares them.
+    """
+    encoder, _ = encoder_from_checkpoint(load_checkpoint(checkpoint))
+    return encoder.to(device).eval()
+
+
+def export_encoder(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
+    """Write a small checkpoint with only the encoder (no head, optimizer or RNG)."""
+    from simclr.checkpoint import save_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    spec = encoder_spec(ckpt)
+    blob = {
+        "format": "simclr-checkpoint", "version": 1, "kind": "encoder",
+        "config": {"model": ckpt["config"]["model"], "augment": ckpt["config"]["augment"]},
+        "model": {k: v for k, v in ckpt["model"].items() if k.startswith("encoder.")},
+        "step": int(ckpt.get("step", 0)),
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(blob, out.parent, out.name, None)
+    return {"out": str(out), **spec}
+
+
+def embed_folder(
+    checkpoint: str | Path, data: str, out: str | Path, batch_size: int = 256,
+    device: str = "auto", precision: str = "auto", workers: int | None = None,
+    cache_dir: str = "~/.cache/simclr/decoded",
+) -> dict[str, Any]:
+    """h of every image of a folder (evaluation transform), saved as a .npz file.
+
+    Arrays: ``features`` float32 (N, D), ``labels`` int64 (N,) (sorted class-name order
+    of an ImageFolder, -1 for a flat folder), ``classes`` (C,) str, ``paths`` (N,) str.
+    """
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+    from simclr.evaluate import extract_features
+    from simclr.runtime import resolve_device, resolve_precision
+
+    dev = resolve_device(device)
+    encoder = load_encoder(checkpoint, dev)
+    source = open_source(data, DataConfig(workers=workers, cache_dir=cache_dir), train=False,
+                         image_size=encoder.image_size)
+    feats, labels = extract_features(encoder, source, encoder.image_size, batch_size, dev,
+                                     resolve_precision(precision, dev))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, features=feats.astype(np.float32), labels=labels.astype(np.int64),
+             classes=np.array(source.classes, dtype=str), paths=np.array(source.paths, dtype=str))
+    return {"out": str(out), "images": int(feats.shape[0]), "dim": int(feats.shape[1]),
+            "skipped": len(source.skipped)}

@@ -1,0 +1,94 @@
+"""Where and how tensors run: device, precision, threads and the run's provenance.
+
+Shared by pretraining and the evaluation commands, so every command picks the same
+device and autocast rules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from simclr.errors import SimCLRError
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> the local CUDA device when present, else the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SimCLRError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """'auto' -> bf16 where the hardware runs it natively, else fp16 on CUDA, fp32 on CPU.
+
+    bf16 needs no loss scaling; fp16 is used with a GradScaler (train.py).
+    """
+    if name != "auto":
+        if name == "fp16" and device.type == "cpu":
+            raise SimCLRError("--precision fp16 needs a GPU; use bf16 or fp32 on the CPU")
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_fast_bf16() else "fp32"
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has native bf16 dot products (AVX512-BF16 or AMX)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context for a precision name ('fp32' -> no autocast)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def git_sha() -> str | None:
+    """The commit of the source tree this package runs from, if it is a git checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def provenance() -> dict[str, Any]:
+    """Versions, git SHA and arguments, logged at the start of every run (as DINO does)."""
+    import torchvision
+
+    from simclr import __version__
+
+    return {
+        "simclr": __version__,
+        "git_sha": git_sha(),
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "argv": sys.argv,
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "cpu_threads": torch.get_num_threads(),
+    }

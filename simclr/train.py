@@ -1,0 +1,480 @@
+"""SimCLR pretraining: the whole training loop, readable in one sitting.
+
+One code path serves the CPU, one GPU and many (torchrun): the batch size is the
+global batch, each process takes its shard, and the loss sees negatives from every
+process (loss.py via distributed.py). Augmentation runs batched on the training device
+(augment.py), fed by uint8 batches from a decoded cache or from decoding workers
+(data.py), so the input pipeline costs a small fraction of a step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from simclr import distributed as dist
+from simclr.augment import TwoViewAugment
+from simclr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from simclr.config import Config, config_from_dict, save_yaml
+from simclr.data import BatchLoader, ImageSource, open_source
+from simclr.errors import SimCLRError
+from simclr.loss import contrastive_loss
+from simclr.models import SimCLRModel, build_model
+from simclr.optim import build_optimizer, lr_at
+from simclr.runtime import autocast, provenance, resolve_device, resolve_precision
+
+EXIT_PREEMPTED = 75  # status after SIGTERM/SIGINT: checkpoint written, resume with --resume
+
+
+@dataclass
+class Plan:
+    """How long the run lasts, in optimizer steps (the schedule is a function of these)."""
+
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    deadline: float | None = None  # seconds of training allowed (time budget)
+
+
+@dataclass
+class RunState:
+    """Everything that moves during training and goes into a checkpoint."""
+
+    step: int = 0
+    elapsed: float = 0.0  # training seconds so far, summed over resumed segments
+    bad_steps: int = 0
+    skipped_images: list[Any] = field(default_factory=list)
+
+
+def plan_schedule(cfg: Config, num_images: int, total_steps: int | None = None) -> Plan:
+    """Turn epochs / max steps / a time budget into step counts (Sec. B.1 schedule).
+
+    Warm-up lasts ``warmup_epochs`` (10 in the paper, for runs of 100+ epochs) but at
+    most 10% of the run, so short runs keep the paper's warm-up proportion;
+    ``warmup_fraction`` sets the proportion explicitly.
+    """
+    steps_per_epoch = num_images // cfg.batch_size
+    if steps_per_epoch < 1:
+        raise SimCLRError(
+            f"--batch-size {cfg.batch_size} is larger than the data set ({num_images} images)"
+        )
+    if total_steps is None:
+        total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+        if cfg.max_steps is not None:
+            total_steps = min(total_steps, cfg.max_steps) if cfg.time_budget is None else (
+                cfg.max_steps)
+    if cfg.optim.warmup_fraction is not None:
+        warmup = round(cfg.optim.warmup_fraction * total_steps)
+    else:
+        warmup = min(round(cfg.optim.warmup_epochs * steps_per_epoch), round(0.1 * total_steps))
+    return Plan(steps_per_epoch, total_steps, warmup, cfg.time_budget)
+
+
+def refit_to_budget(plan: Plan, cfg: Config, step: int, elapsed: float) -> None:
+    """Re-estimate total steps from the measured speed so the cosine ends at the deadline.
+
+    Called periodically: the estimate only moves by the drift of the step time, so the
+    learning rate stays smooth while the schedule still reaches its end on time.
+    """
+    if plan.deadline is None or step < 3:
+        return
+    remaining = max(plan.deadline - elapsed, 0.0)
+    seconds_per_step = elapsed / step
+    total = step + int(remaining / seconds_per_step)
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+    plan.total_steps = max(total, step + 1)
+    fresh = plan_schedule(cfg, plan.steps_per_epoch * cfg.batch_size, plan.total_steps)
+    # Warm-up never shrinks below what was already run, to keep the lr continuous.
+    plan.warmup_steps = max(fresh.warmup_steps, min(plan.warmup_steps, step))
+
+
+class MetricsLog:
+    """JSON-lines metrics (always) and TensorBoard events (when the package is present)."""
+
+    def __init__(self, run_dir: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.file = open(run_dir / "metrics.jsonl", "a") if enabled else None  # noqa: SIM115
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tb"))
+            except ImportError:  # tensorboard is a dependency, but a broken env must not kill runs
+                self.tb = None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "step":
+                    self.tb.add_scalar(key, value, record["step"])
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+class StopFlag:
+    """Turns SIGTERM/SIGINT into a request to stop after the current step."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: signals stay with the caller
+                pass
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C means "now"
+        self.requested = signal.Signals(signum).name
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def prepare_run_dir(cfg: Config, resume: bool) -> Path:
+    run_dir = Path(cfg.out).expanduser()
+    if not resume and latest_checkpoint(run_dir / "checkpoints"):
+        raise SimCLRError(
+            f"{run_dir} already holds a run; use --resume {run_dir} to continue it "
+            "or --out to start a new one"
+        )
+    try:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SimCLRError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
+    return run_dir
+
+
+def checkpoint_state(
+    cfg: Config, model: SimCLRModel, optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler, state: RunState, plan: Plan,
+) -> dict[str, Any]:
+    """A checkpoint of plain data and tensors only, so it loads with weights_only=True."""
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return {
+        "format": "simclr-checkpoint",
+        "version": 1,
+        "kind": "pretrain",
+        "config": cfg.to_dict(),
+        "model": unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "step": state.step,
+        "epoch": state.step // plan.steps_per_epoch,
+        "step_in_epoch": state.step % plan.steps_per_epoch,
+        "total_steps": plan.total_steps,
+        "warmup_steps": plan.warmup_steps,
+        "elapsed": state.elapsed,
+        "bad_steps": state.bad_steps,
+        "rng": rng,
+    }
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module under DistributedDataParallel / torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def restore(
+    ckpt: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler, state: RunState, plan: Plan,
+) -> None:
+    unwrap(model).load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scaler.load_state_dict(ckpt["scaler"])
+    state.step, state.elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
+    state.bad_steps = int(ckpt.get("bad_steps", 0))
+    plan.total_steps, plan.warmup_steps = int(ckpt["total_steps"]), int(ckpt["warmup_steps"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    if "cuda" in ckpt["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+
+
+def load_resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> Config:
+    """The saved config of a run, with the few settings that may change on resume."""
+    path = latest_checkpoint(Path(run_dir).expanduser() / "checkpoints")
+    if path is None:
+        raise SimCLRError(f"--resume {run_dir}: no checkpoint found in {run_dir}/checkpoints")
+    ckpt = load_checkpoint(path)
+    cfg = config_from_dict(ckpt["config"])
+    cfg.out = str(run_dir)
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def log_line(message: str) -> None:
+    if dist.is_main():
+        print(message, flush=True)
+
+
+def setup_model(cfg: Config, device: torch.device) -> SimCLRModel:
+    model = build_model(cfg.model, cfg.augment.size).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if dist.world_size() > 1 and cfg.model.sync_bn:
+        # Global BN (Sec. 2.2): per-device statistics let the model cheat on positives.
+        model = dist.convert_sync_batchnorm(model)
+    return model
+
+
+def open_data(cfg: Config) -> ImageSource:
+    """The training images; in multi-process runs rank 0 builds the decoded cache first."""
+    if dist.world_size() > 1 and not dist.is_main():
+        dist.barrier()  # wait for rank 0's cache, then open it without decoding
+    source = open_source(cfg.data.path, cfg.data, train=True, image_size=cfg.augment.size)
+    if dist.world_size() > 1 and dist.is_main():
+        dist.barrier()
+    return source
+
+
+def pretrain(
+    cfg: Config,
+    resume: bool = False,
+    on_step: Callable[[int, StopFlag], None] | None = None,
+) -> dict[str, Any]:
+    """Run (or continue) a pretraining run; returns its summary (also in summary.json).
+
+    ``on_step(step, stop)`` is called after every step (tests use it to simulate a
+    preemption by setting ``stop.requested``).
+    """
+    dist.init_from_env()
+    if cfg.batch_size % dist.world_size():
+        raise SimCLRError(
+            f"--batch-size {cfg.batch_size} is not divisible by {dist.world_size()} processes"
+        )
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    run_dir = prepare_run_dir(cfg, resume)
+    torch.manual_seed(cfg.seed)
+
+    source = open_data(cfg)
+    model = setup_model(cfg, device)
+    optimizer = build_optimizer(cfg.optim, model, cfg.batch_size)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    plan = plan_schedule(cfg, source.num_images)
+    state = RunState()
+    if resume:
+        ckpt_path = latest_checkpoint(run_dir / "checkpoints")
+        if ckpt_path is None:
+            raise SimCLRError(f"--resume {run_dir}: no checkpoint found")
+        restore(load_checkpoint(ckpt_path), model, optimizer, scaler, state, plan)
+        log_line(f"resuming {run_dir} from step {state.step} ({ckpt_path.name})")
+    forward = torch.compile(model) if cfg.compile else model
+    augment = TwoViewAugment(cfg.augment, cfg.seed)
+
+    if dist.is_main():
+        save_yaml({**cfg.to_dict(), "provenance": provenance(), "precision_resolved": precision,
+                   "device_resolved": str(device), "num_images": source.num_images},
+                  run_dir / "config.yaml")
+    log = MetricsLog(run_dir, dist.is_main())
+    log.write({"step": state.step, "event": "start", **provenance(), "precision": precision,
+               "device": str(device), "num_images": source.num_images,
+               "skipped_images": len(source.skipped)})
+    try:
+        with StopFlag() as stop:
+            summary = train_loop(cfg, source, forward, model, optimizer, scaler, augment,
+                                 plan, state, device, precision, run_dir, log, stop, on_step)
+    finally:
+        log.close()
+    return summary
+
+
+def train_loop(
+    cfg: Config, source: ImageSource, forward: torch.nn.Module, model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, augment: TwoViewAugment,
+    plan: Plan, state: RunState, device: torch.device, precision: str, run_dir: Path,
+    log: MetricsLog, stop: StopFlag, on_step: Callable[[int, StopFlag], None] | None,
+) -> dict[str, Any]:
+    """The loop proper: data -> two views -> h, z -> NT-Xent -> LARS step, per step."""
+    world = dist.world_size()
+    per_rank = cfg.batch_size // world
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    progress = make_progress(cfg, plan, state.step)
+    # Metrics accumulate on the device and are read back only at logging intervals:
+    # a .item() per step would stall the GPU queue (no host sync in the step).
+    acc_loss = torch.zeros((), device=device)
+    acc_top1 = torch.zeros((), device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    acc_steps, window_start, window_step = 0, time.perf_counter(), state.step
+    segment_start, elapsed_before = time.perf_counter(), state.elapsed
+    next_refit = state.step + 10
+    knn_every_steps = max(1, round(cfg.knn_every * plan.steps_per_epoch))
+    last_good: Path | None = latest_checkpoint(run_dir / "checkpoints")
+    reason = "finished"
+    model.train()
+
+    while state.step < plan.total_steps and reason == "finished":
+        epoch, in_epoch = divmod(state.step, plan.steps_per_epoch)
+        loader = BatchLoader(source, per_rank, seed=cfg.seed, epoch=epoch, rank=dist.rank(),
+                             world_size=world, start_step=in_epoch, device=device,
+                             workers=cfg.data.workers)
+        for indices, images in loader:
+            images = images.to(device, non_blocking=True)
+            view_a, view_b = augment(images, indices, epoch)
+            # Both views go through the encoder as one batch, as the official code does,
+            # so BatchNorm statistics cover all 2N views.
+            views = torch.cat([view_a, view_b]).contiguous(memory_format=memory_format)
+            for group in optimizer.param_groups:  # the schedule is a function of the step
+                group["lr"] = lr_at(state.step, plan.total_steps, plan.warmup_steps,
+                                    group["peak_lr"], cfg.optim.final_lr)
+            with autocast(device, precision):
+                _, z = forward(views)
+            loss, top1 = contrastive_loss(cfg.loss, z[:per_rank].float(), z[per_rank:].float())
+            optimizer.zero_grad(set_to_none=True)
+            finite = torch.isfinite(loss)
+            if cfg.nan_policy == "skip" and not bool(finite):  # one sync, only when asked
+                state.bad_steps += 1
+                if state.bad_steps > cfg.max_bad_steps:
+                    raise SimCLRError(f"more than {cfg.max_bad_steps} non-finite losses; "
+                                      f"stopping (last good checkpoint: {last_good})")
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            first_bad = torch.where(~finite & (first_bad < 0), state.step, first_bad)
+            acc_loss += loss.detach().float()
+            acc_top1 += top1.float()
+            acc_steps += 1
+            state.step += 1
+            state.elapsed = elapsed_before + time.perf_counter() - segment_start
+            if progress is not None:
+                progress.update(1)
+            if on_step is not None:
+                on_step(state.step, stop)
+
+            boundary = state.step % cfg.log_every == 0 or state.step >= plan.total_steps
+            if boundary or stop.requested:
+                check_finite(first_bad, last_good, cfg)
+                now = time.perf_counter()
+                record = {
+                    "step": state.step, "epoch": state.step / plan.steps_per_epoch,
+                    "loss": acc_loss.item() / acc_steps, "pos_top1": acc_top1.item() / acc_steps,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "views_per_s": 2 * cfg.batch_size * (state.step - window_step)
+                    / max(now - window_start, 1e-9),
+                    "elapsed": state.elapsed, "total_steps": plan.total_steps,
+                }
+                log.write(record)
+                if progress is not None:
+                    progress.set_postfix(loss=f"{record['loss']:.3f}",
+                                         views_s=f"{record['views_per_s']:.0f}")
+                acc_loss.zero_()
+                acc_top1.zero_()
+                acc_steps, window_start, window_step = 0, now, state.step
+            if cfg.time_budget is not None and state.step >= next_refit:
+                refit_to_budget(plan, cfg, state.step, state.elapsed)
+                next_refit = state.step + max(10, plan.total_steps // 50)
+                if progress is not None:
+                    progress.total = plan.total_steps
+            if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+                check_finite(first_bad, last_good, cfg)
+                last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
+            if cfg.knn_train and state.step % knn_every_steps == 0:
+                knn_monitor(cfg, model, device, precision, state.step, log)
+            if stop.requested:
+                reason = "preempted"
+                break
+            if state.step >= plan.total_steps:
+                break
+            if plan.deadline is not None and state.elapsed >= plan.deadline:
+                reason = "finished"
+                plan.total_steps = state.step  # the budget is spent: the schedule ends here
+                break
+    if progress is not None:
+        progress.close()
+    check_finite(first_bad, last_good, cfg)
+    last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=False)
+    summary = {
+        "status": reason, "signal": stop.requested, "steps": state.step,
+        "epochs": state.step / plan.steps_per_epoch, "elapsed_s": state.elapsed,
+        "checkpoint": str(last_good), "num_images": source.num_images,
+        "skipped_images": [list(s) for s in source.skipped],
+    }
+    if cfg.knn_train:
+        summary["knn_top1"] = knn_monitor(cfg, model, device, precision, state.step, log)
+    if dist.is_main():
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def check_finite(first_bad: torch.Tensor, last_good: Path | None, cfg: Config) -> None:
+    """Stop at the first non-finite loss, before anything bad reaches a checkpoint."""
+    bad_step = int(first_bad.item())
+    if bad_step >= 0 and cfg.nan_policy == "stop":
+        kept = f"the last good checkpoint {last_good} is untouched" if last_good else (
+            "no checkpoint was written")
+        raise SimCLRError(
+            f"the loss became non-finite (NaN/inf) at step {bad_step + 1}; stopping: {kept}. "
+            "Lower --lr, use --precision fp32, or pass --nan-policy skip"
+        )
+
+
+def save(
+    cfg: Config, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler, state: RunState, plan: Plan, run_dir: Path, periodic: bool,
+) -> Path | None:
+    if not dist.is_main():
+        return None
+    blob = checkpoint_state(cfg, model, optimizer, scaler, state, plan)
+    name = f"ckpt-{state.step:08d}.pt" if periodic else "last.pt"
+    keep = cfg.keep_checkpoints if periodic else None
+    return save_checkpoint(blob, run_dir / "checkpoints", name, keep)
+
+
+def knn_monitor(
+    cfg: Config, model: torch.nn.Module, device: torch.device, precision: str, step: int,
+    log: MetricsLog,
+) -> float:
+    """Online weighted-kNN top-1 on h (same code as `simclr knn`)."""
+    from simclr.evaluate import extract_features, knn_accuracy
+
+    encoder = unwrap(model).encoder
+    memory = open_source(cfg.knn_train, cfg.data, train=False, image_size=cfg.augment.size)
+    queries = open_source(cfg.knn_test, cfg.data, train=False, image_size=cfg.augment.size)
+    train_x, train_y = extract_features(encoder, memory, cfg.augment.size, 512, device, precision)
+    test_x, test_y = extract_features(encoder, queries, cfg.augment.size, 512, device, precision)
+    top1 = knn_accuracy(train_x, train_y, test_x, test_y, k=cfg.knn_k,
+                        temperature=cfg.knn_temperature)
+    log.write({"step": step, "knn_top1": top1})
+    log_line(f"step {step}: kNN top-1 {100 * top1:.2f}%")
+    return top1
+
+
+def make_progress(cfg: Config, plan: Plan, start: int):
+    if not cfg.progress or not dist.is_main():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=plan.total_steps, initial=start, unit="step", dynamic_ncols=True,
+                desc="pretrain", mininterval=1.0)

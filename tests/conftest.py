@@ -1,0 +1,57 @@
+"""Shared fixtures: tiny generated image folders, so no test needs downloaded data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def make_image_folder(root: Path, classes: int = 2, per_class: int = 12, side: int = 16,
+                      seed: int = 0, ext: str = "png") -> Path:
+    """An ImageFolder of coloured squares: class c is a distinct hue, with a random patch."""
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        folder = root / f"class_{c}"
+        folder.mkdir(parents=True, exist_ok=True)
+        base = np.array([255 * (c % 2), 127 * (c % 3), 255 * ((c + 1) % 2)], dtype=np.float64)
+        for i in range(per_class):
+            img = np.clip(base + rng.normal(0, 30, (side, side, 3)), 0, 255)
+            y, x = rng.integers(0, side // 2, 2)
+            img[y:y + side // 2, x:x + side // 2] = rng.integers(0, 256, 3)
+            Image.fromarray(img.astype(np.uint8)).save(folder / f"{i:03d}.{ext}")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    return make_image_folder(tmp_path / "images")
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> str:
+    return str(tmp_path / "cache")
+
+
+def tiny_flags(data: Path, out: Path, cache: str, **extra: object) -> dict[str, object]:
+    """Settings of a pretraining run that takes seconds on a CPU."""
+    flags: dict[str, object] = {
+        "data.path": str(data), "data.cache_dir": cache, "out": str(out),
+        "model.arch": "resnet18", "model.width": 0.125, "augment.size": 16,
+        "augment.color_strength": 0.5, "augment.blur": False, "batch_size": 8,
+        "epochs": 2, "precision": "fp32", "device": "cpu", "progress": False,
+        "log_every": 1, "checkpoint_every": 2, "loss.temperature": 0.5,
+        "optim.lr": 0.5, "data.workers": 0,
+    }
+    flags.update(extra)
+    return flags
+
+
+requires_cifar = pytest.mark.skipif(
+    not (SHARED_DATA / "cifar10" / "train").is_dir(),
+    reason="CIFAR-10 image folder not found at ../shared/data/cifar10 (not shipped with the repo)",
+)

@@ -1,0 +1,437 @@
+"""Tests of simclr.augment: distributions, determinism, batched vs per-image reference.
+
+References are independent of the code under test: torchvision's own
+``RandomResizedCrop.get_params`` for the crop distribution, torchvision's per-image
+functional ops for the pipeline, ``colorsys`` (float64) for the hue, float64 gaussian
+kernels and hand-built images for blur, padding, rotation and cutout.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from scipy import stats
+
+from simclr import augment as A
+from simclr.config import AugmentConfig
+
+OFF = dict(crop=False, flip=False, color=False, grayscale=False, blur=False)
+
+
+def _images(n: int, h: int, w: int | None = None, seed: int = 0) -> torch.Tensor:
+    """Smooth random uint8 images (n, 3, h, w) with some texture, so that every op matters."""
+    w = h if w is None else w
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(n, 3, h // 4 + 2, w // 4 + 2, generator=g)
+    x = F.interpolate(base, (h, w), mode="bilinear", align_corners=False)
+    x = 0.85 * x + 0.15 * torch.rand(n, 3, h, w, generator=g)
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _draw(cfg: AugmentConfig, n: int, hw=(32, 32), seed=0, epoch=0, view=0) -> A.ViewParams:
+    return A.sample_params(cfg, seed, epoch, np.arange(n), view, hw)
+
+
+def _rate_ok(mask: torch.Tensor, p: float) -> bool:
+    """Observed rate within 5 binomial standard deviations of p."""
+    n = mask.numel()
+    return abs(mask.float().mean().item() - p) <= 5 * math.sqrt(p * (1 - p) / n) + 1e-12
+
+
+# ----------------------------------------------------------------------- randomness
+
+def test_uniforms_are_a_pure_function_of_their_counters():
+    a = A.uniforms(7, 3, np.array([5, 9, 11]), 1, 4)
+    b = A.uniforms(7, 3, np.array([11]), 1, 4)
+    assert np.array_equal(a[2], b[0])
+    assert a.min() >= 0 and a.max() < 1
+    for other in (A.uniforms(8, 3, [11], 1, 4), A.uniforms(7, 4, [11], 1, 4),
+                  A.uniforms(7, 3, [11], 0, 4), A.uniforms(7, 3, [12], 1, 4)):
+        assert not np.any(other[0] == b[0])
+    u = A.uniforms(0, 0, np.arange(5000), 0, 8).ravel()
+    assert stats.kstest(u, "uniform").pvalue > 1e-3
+    # Neighbouring counters must not be correlated.
+    assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 0.02
+
+
+def test_params_do_not_depend_on_batch_composition():
+    cfg = AugmentConfig(size=32, rotate=True, cutout=True, noise=True, sobel=True)
+    alone = A.sample_params(cfg, 1, 2, [42], 0, (40, 30))
+    inside = A.sample_params(cfg, 1, 2, [7, 42, 1000], 0, (40, 30))
+    for f in dataclasses.fields(A.ViewParams):
+        a, b = getattr(alone, f.name), getattr(inside, f.name)
+        if isinstance(a, torch.Tensor):
+            assert torch.equal(a[0], b[1]), f.name
+    base = A.sample_params(cfg, 1, 2, np.arange(64), 0, (40, 30))
+    fewer_ops = A.sample_params(AugmentConfig(size=32), 1, 2, np.arange(64), 0, (40, 30))
+    assert torch.equal(fewer_ops.box, base.box) and torch.equal(fewer_ops.flip, base.flip)
+    for seed, epoch, view in ((2, 2, 0), (1, 3, 0), (1, 2, 1)):
+        other = A.sample_params(cfg, seed, epoch, np.arange(64), view, (40, 30))
+        assert not torch.equal(other.box, base.box)
+        assert not torch.equal(other.factors, base.factors)
+
+
+def test_views_do_not_depend_on_batch_composition_or_chunking(monkeypatch):
+    cfg = AugmentConfig(size=32, blur=True, color_strength=0.5)
+    aug = A.TwoViewAugment(cfg, seed=3)
+    images = _images(6, 32)
+    v0, v1 = aug(images, torch.arange(100, 106), epoch=4)
+    w0, w1 = aug(images[[4, 1]], torch.tensor([104, 101]), epoch=4)
+    assert torch.equal(v0[[4, 1]], w0) and torch.equal(v1[[4, 1]], w1)
+    assert not torch.equal(v0, v1)
+    monkeypatch.setattr(A, "CPU_CHUNK_BYTES", 2 * 3 * 32 * 32 * 4)  # chunks of 2 samples
+    c0, c1 = aug(images, torch.arange(100, 106), epoch=4)
+    assert torch.equal(c0, v0) and torch.equal(c1, v1)
+
+
+# ------------------------------------------------------------------- distributions
+
+@pytest.mark.parametrize("hw", [(40, 30), (3, 20), (20, 3)])
+def test_crop_boxes_follow_torchvision_distribution(hw):
+    """KS tests against torchvision's own RandomResizedCrop.get_params (20k draws each).
+
+    (3, 20) and (20, 3) are so elongated that all 10 attempts often fail (~25%), so both
+    branches of the fallback (central crop with the ratio clamped) are exercised too.
+    """
+    from torchvision.transforms import RandomResizedCrop
+
+    n = 20000
+    cfg = AugmentConfig(size=32)
+    ours = _draw(cfg, n, hw).box.numpy().astype(float)
+    torch.manual_seed(0)
+    img = torch.zeros(3, *hw)
+    theirs = np.array([RandomResizedCrop.get_params(img, list(cfg.crop_scale),
+                                                    list(cfg.crop_ratio)) for _ in range(n)],
+                      dtype=float)
+    h, w = hw
+    area_ours = ours[:, 2] * ours[:, 3] / (h * w)
+    area_theirs = theirs[:, 2] * theirs[:, 3] / (h * w)
+    assert stats.ks_2samp(area_ours, area_theirs).pvalue > 1e-3
+    assert abs(area_ours.mean() - area_theirs.mean()) < 0.01
+    assert stats.ks_2samp(ours[:, 3] / ours[:, 2], theirs[:, 3] / theirs[:, 2]).pvalue > 1e-3
+    for col in (0, 1):  # positions
+        assert stats.ks_2samp(ours[:, col], theirs[:, col]).pvalue > 1e-3
+    assert (ours[:, :2] >= 0).all() and (ours[:, 0] + ours[:, 2] <= h).all()
+    assert (ours[:, 1] + ours[:, 3] <= w).all() and (ours[:, 2:] >= 1).all()
+    fallback = {(3, 20): [0, 8, 3, 4], (20, 3): [8, 0, 4, 3]}.get(hw)
+    if fallback is not None:  # same rate of exact fallback boxes (binomial, 5 sigma)
+        rate_ours = (ours == fallback).all(1).mean()
+        rate_theirs = (theirs == fallback).all(1).mean()
+        assert rate_theirs > 0.1 and abs(rate_ours - rate_theirs) < 5 * math.sqrt(0.5 / n)
+    if hw == (40, 30):  # rounding of w, h aside, the aspect ratio stays in range
+        ratio = ours[:, 3] / ours[:, 2]
+        assert ratio.min() > 0.75 * 0.8 and ratio.max() < 4 / 3 * 1.25
+        assert area_ours.min() >= 0.07 and area_ours.max() <= 1.0
+
+
+def test_op_rates_and_factor_ranges():
+    n = 20000
+    cfg = AugmentConfig(size=32, color_strength=1.0)
+    p = _draw(cfg, n)
+    assert _rate_ok(p.flip, 0.5) and _rate_ok(p.color, 0.8)
+    assert _rate_ok(p.gray, 0.2) and _rate_ok(p.blur, 0.5)
+    assert p.sigma.min() >= 0.1 and p.sigma.max() <= 2.0
+    assert abs(p.sigma.mean().item() - 1.05) < 0.02
+    b, c, s, h = cfg.jitter()  # 0.8, 0.8, 0.8, 0.2
+    f = p.factors.double()
+    for col, amount in ((0, b), (1, c), (2, s)):
+        lo, hi = max(0.0, 1 - amount), 1 + amount
+        assert f[:, col].min() >= lo and f[:, col].max() <= hi
+        assert stats.kstest(((f[:, col] - lo) / (hi - lo)).numpy(), "uniform").pvalue > 1e-3
+    assert f[:, 3].min() >= -h and f[:, 3].max() <= h
+    assert abs(f[:, 3].mean().item()) < 0.01
+    strong = _draw(AugmentConfig(size=32, brightness=1.5), 2000).factors[:, 0]
+    assert strong.min() >= 0.0 and strong.max() <= 2.5  # max(0, 1 - b) lower bound
+    # Every order of the four jitter ops appears with frequency 1/24.
+    codes = (p.order.numpy() * np.array([64, 16, 4, 1])).sum(1)
+    counts = np.unique(codes, return_counts=True)[1]
+    assert len(counts) == 24
+    assert stats.chisquare(counts).pvalue > 1e-3
+    assert all(sorted(row) == [0, 1, 2, 3] for row in p.order[:100].tolist())
+    fixed = _draw(dataclasses.replace(cfg, color_random_order=False), 10)
+    assert (fixed.order == torch.arange(4)).all()
+
+
+def test_switched_off_ops_are_never_drawn():
+    p = _draw(AugmentConfig(size=32, **OFF), 1000)
+    for mask in (p.flip, p.color, p.gray, p.blur, p.cutout, p.sobel):
+        assert not mask.any()
+    assert (p.rotate == 0).all() and (p.noise_std == 0).all()
+    assert (p.box == torch.tensor([0, 0, 32, 32])).all()
+    q = _draw(AugmentConfig(size=32, rotate=True, rotate_p=1.0, noise=True, noise_p=1.0), 3000)
+    assert set(q.rotate.tolist()) == {1, 2, 3}
+    assert q.noise_std.max() <= 0.1 and (q.noise_std > 0).all()
+
+
+# ---------------------------------------------------------- batched vs per-image reference
+
+CASES = {
+    "crop": dict(OFF, crop=True),
+    "crop_bilinear": dict(OFF, crop=True, interpolation="bilinear"),
+    "flip": dict(OFF, flip=True),
+    "color": dict(OFF, color=True),
+    "brightness_only": dict(OFF, color=True, contrast=0.0, saturation=0.0, hue=0.0),
+    "hue_only": dict(OFF, color=True, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.5),
+    "grayscale": dict(OFF, grayscale=True),
+    "blur": dict(OFF, blur=True),
+    "crop_without_resize": dict(OFF, crop=True, crop_resize=False),
+    "rotate_cutout_noise_sobel": dict(OFF, rotate=True, cutout=True, noise=True, sobel=True),
+    "all_default": dict(),
+    "all_ablation_ops": dict(rotate=True, cutout=True, noise=True, sobel=True, sobel_p=0.2),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("hw,size", [((32, 32), 32), ((40, 28), 24), ((20, 20), 32)])
+def test_batched_matches_reference(name, hw, size):
+    """apply_params vs reference_augment per image.
+
+    The crop/resize matrices reproduce interpolate() on the cropped image exactly (same
+    source coordinates, tap clamping inside the crop, a=-0.75), so no border tolerance
+    is needed: differences are float32 rounding only (hue uses a different but exact
+    formula, factors up to 1.8 amplify rounding), hence 2e-5 max and 1e-6 mean.
+    """
+    cfg = AugmentConfig(size=size, **CASES[name])
+    n = 8
+    images = _images(n, *hw, seed=len(name))
+    p = A.sample_params(cfg, 5, 1, np.arange(n), 0, hw)
+    out = A.apply_params(images, p, cfg)
+    ref = torch.stack([A.reference_augment(images[i], p, i, cfg) for i in range(n)])
+    assert out.shape == (n, 3, size, size) and out.dtype == torch.float32
+    diff = (out - ref).abs()
+    assert diff.max() < 2e-5 and diff.mean() < 1e-6, (diff.max(), diff.mean())
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_imagenette_sized_views_match_reference():
+    """160-px images -> 224-px views with every default op, blur always on.
+
+    Views larger than 64 px take the tiled path of the blur (23-tap kernel here).
+    """
+    cfg = AugmentConfig(size=224, blur_p=1.0)
+    images = _images(2, 160)
+    p = A.sample_params(cfg, 0, 0, np.arange(2), 0, (160, 160))
+    out = A.apply_params(images, p, cfg)
+    ref = torch.stack([A.reference_augment(images[i], p, i, cfg) for i in range(2)])
+    assert out.shape == (2, 3, 224, 224)
+    assert (out - ref).abs().max() < 2e-5
+
+
+def test_two_views_use_view_ids_0_and_1():
+    cfg = AugmentConfig(size=24, blur=True)
+    images = _images(4, 32)
+    idx = torch.tensor([3, 1, 4, 1])
+    aug = A.TwoViewAugment(cfg, seed=9)
+    v0, v1 = aug(images, idx, epoch=2)
+    assert torch.equal(aug.stacked(images, idx, epoch=2), torch.cat([v0, v1]))
+    for view, out in ((0, v0), (1, v1)):
+        p = A.sample_params(cfg, 9, 2, idx, view, (32, 32))
+        assert torch.equal(out, A.apply_params(images, p, cfg))
+
+
+# ------------------------------------------------------------------- individual ops
+
+def test_everything_off_is_a_plain_resize():
+    images = _images(4, 40, 30)
+    cfg = AugmentConfig(size=32, **OFF)
+    out = A.apply_params(images, _draw(cfg, 4, (40, 30)), cfg)
+    plain = F.interpolate(images.double() / 255, size=(32, 32), mode="bicubic",
+                          align_corners=False).clamp(0, 1)
+    assert (out.double() - plain).abs().max() < 1e-5
+    same = _images(4, 32)  # same size: exactly the pixels / 255
+    out = A.apply_params(same, _draw(cfg, 4), cfg)
+    assert torch.allclose(out.double(), same.double() / 255, atol=1e-7, rtol=0)
+
+
+def test_crop_without_resize_pads_small_images_with_zeros():
+    cfg = AugmentConfig(size=32, **dict(OFF, crop=True, crop_resize=False))
+    images = _images(8, 20)
+    p = _draw(cfg, 8, (20, 20))
+    out = A.apply_params(images, p, cfg)
+    for i in range(8):
+        top, left, h, w = p.box[i].tolist()
+        assert (h, w) == (32, 32) and -12 <= top <= 0 and -12 <= left <= 0
+        inner = out[i, :, -top:-top + 20, -left:-left + 20]
+        assert torch.allclose(inner.double(), images[i].double() / 255, atol=1e-6, rtol=0)
+        outside = out[i].clone()
+        outside[:, -top:-top + 20, -left:-left + 20] = 0
+        assert outside.abs().max() < 1e-7  # zeros elsewhere
+
+
+def test_blur_kernel_size_and_impulse_response():
+    assert A.blur_kernel_size(224) == 23  # official: radius = int(224 * 0.1) // 2
+    assert A.blur_kernel_size(32) == 3 and A.blur_kernel_size(96) == 9
+    assert A.blur_kernel_size(64) == 7 and A.blur_kernel_size(8) == 3
+    size = 60
+    cfg = AugmentConfig(size=size, **dict(OFF, blur=True, blur_p=1.0))
+    image = torch.zeros(1, 3, size, size, dtype=torch.uint8)
+    image[0, :, 30, 25] = 255
+    p = _draw(cfg, 1, (size, size))
+    out = A.apply_params(image, p, cfg)[0, 0].double()
+    k = A.blur_kernel_size(size)
+    rows, cols = torch.nonzero(out > 1e-9, as_tuple=True)
+    assert rows.max() - rows.min() + 1 == k and cols.max() - cols.min() + 1 == k
+    d = torch.arange(-(k // 2), k // 2 + 1, dtype=torch.float64)
+    g = torch.exp(-d**2 / (2 * float(p.sigma[0]) ** 2))
+    g = g / g.sum()
+    expected = torch.zeros(size, size, dtype=torch.float64)
+    expected[30 - k // 2:30 + k // 2 + 1, 25 - k // 2:25 + k // 2 + 1] = torch.outer(g, g)
+    assert (out - expected).abs().max() < 1e-6
+
+
+def test_blur_reflects_at_the_border():
+    """Reflect padding ('abcd' -> 'cb|abcd|cb'): a ramp stays a ramp near the edge."""
+    size = 16
+    cfg = AugmentConfig(size=size, **dict(OFF, blur=True, blur_p=1.0))
+    ramp = torch.arange(size).repeat(size, 1) * 10  # value grows along x
+    image = ramp.expand(1, 3, size, size).to(torch.uint8)
+    p = _draw(cfg, 1, (size, size))
+    out = A.apply_params(image, p, cfg)[0, 0].double() * 255
+    sigma = float(p.sigma[0])  # kernel side 3 at 16 px
+    w = torch.exp(-torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64) / (2 * sigma**2))
+    w = w / w.sum()
+    # Column 0 sees columns (1, 0, 1) after reflection.
+    assert abs(out[5, 0].item() - (w[0] * 10 + w[1] * 0 + w[2] * 10).item()) < 1e-3
+    assert abs(out[5, 7].item() - 70.0) < 1e-3  # interior of a linear ramp: unchanged
+
+
+def test_hue_matches_colorsys():
+    rng = np.random.default_rng(0)
+    pixels = np.concatenate([
+        rng.random((200, 3)),
+        [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0.5, 0.5, 0.5], [0, 0, 0], [1, 1, 1],
+         [0.3, 0.3, 0.7], [0.7, 0.7, 0.2], [0.2, 0.9, 0.9], [0.9, 0.2, 0.9]],
+    ])
+    shifts = np.concatenate([rng.uniform(-0.5, 0.5, 200), np.linspace(-0.5, 0.5, 11)])
+    expected = np.array([colorsys.hsv_to_rgb((h + s) % 1.0, sat, v)
+                         for (h, sat, v), s in
+                         zip((colorsys.rgb_to_hsv(*px) for px in pixels), shifts, strict=True)])
+    x = torch.tensor(pixels, dtype=torch.float32).view(-1, 3, 1, 1)
+    got = A.adjust_hue(x, torch.tensor(shifts, dtype=torch.float32)).view(-1, 3).double()
+    assert (got - torch.tensor(expected)).abs().max() < 1e-5
+
+
+def test_grayscale_weights_and_color_ops_on_known_pixels():
+    """Hand-computed values for one pixel through each colour op (torchvision semantics)."""
+    rgb = (0.6, 0.2, 0.4)
+    image = (torch.tensor(rgb) * 255).round().to(torch.uint8).view(1, 3, 1, 1).expand(1, 3, 4, 4)
+    px = image[0, :, 0, 0].double() / 255
+    luma = 0.2989 * px[0] + 0.587 * px[1] + 0.114 * px[2]
+    cfg = AugmentConfig(size=4, **dict(OFF, grayscale=True, grayscale_p=1.0))
+    out = A.apply_params(image.contiguous(), _draw(cfg, 1, (4, 4)), cfg)
+    assert torch.allclose(out.double(), luma.expand(1, 3, 4, 4), atol=1e-6)
+    cfg = AugmentConfig(size=4, **dict(OFF, color=True, color_p=1.0, brightness=0.0,
+                                       contrast=0.0, hue=0.0, saturation=0.9))
+    p = _draw(cfg, 1, (4, 4))
+    f = float(p.factors[0, 2])
+    out = A.apply_params(image.contiguous(), p, cfg)[0, :, 0, 0].double()
+    assert torch.allclose(out, (f * px + (1 - f) * luma).clamp(0, 1), atol=1e-6)
+
+
+def test_sobel_matches_float64_loops():
+    rng = np.random.default_rng(1)
+    x = torch.tensor(rng.random((2, 3, 7, 9)), dtype=torch.float32)
+    got = A.sobel(x).double().numpy()
+    luma = 0.2989 * x[:, 0].double().numpy() + 0.587 * x[:, 1].double().numpy()
+    luma += 0.114 * x[:, 2].double().numpy()
+    kx = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=float)
+    for b in range(2):
+        padded = np.pad(luma[b], 1, mode="edge")
+        for i in range(7):
+            for j in range(9):
+                win = padded[i:i + 3, j:j + 3]
+                mag = math.hypot((win * kx).sum(), (win * kx.T).sum())
+                assert abs(got[b, 0, i, j] - min(1.0, mag / 4)) < 1e-5
+    assert np.array_equal(got[:, 0], got[:, 2])
+
+
+def test_rotation_cutout_and_noise():
+    base = dict(OFF)
+    images = _images(64, 16)
+    plain_cfg = AugmentConfig(size=16, **base)
+    plain = A.apply_params(images, _draw(plain_cfg, 64, (16, 16)), plain_cfg)
+    cfg = AugmentConfig(size=16, **dict(base, rotate=True, rotate_p=1.0))
+    p = _draw(cfg, 64, (16, 16))
+    out = A.apply_params(images, p, cfg)
+    for i in range(64):
+        k = int(p.rotate[i])
+        expected = plain[i]
+        for _ in range(k):  # one quarter turn counter-clockwise: new[y, x] = old[x, S-1-y]
+            expected = torch.stack([expected[c].t().flip(0) for c in range(3)])
+        assert torch.equal(out[i], expected)
+    cfg = AugmentConfig(size=16, **dict(base, cutout=True, cutout_p=1.0, cutout_frac=0.5))
+    p = _draw(cfg, 64, (16, 16))
+    out = A.apply_params(images, p, cfg)
+    for i in range(64):
+        y, x = p.cutout_yx[i].tolist()
+        assert 0 <= y <= 8 and 0 <= x <= 8
+        assert (out[i, :, y:y + 8, x:x + 8] == 0).all()
+        outside = out[i].clone()
+        outside[:, y:y + 8, x:x + 8] = plain[i, :, y:y + 8, x:x + 8]
+        assert torch.equal(outside, plain[i])
+    z = A.noise_field(torch.arange(20), 32).double()  # 61k values: 5 sigma = 0.02
+    assert abs(z.mean().item()) < 0.02 and abs(z.std().item() - 1) < 0.02
+    assert abs(np.corrcoef(z[0].ravel(), z[1].ravel())[0, 1]) < 0.1
+    assert stats.kstest(z.ravel().numpy(), "norm").pvalue > 1e-3
+    assert torch.equal(A.noise_field(torch.tensor([2]), 32)[0], z[2].float())
+
+
+def test_output_range_shape_dtype_and_input_checks():
+    cfg = AugmentConfig(size=24, rotate=True, cutout=True, noise=True, sobel=True,
+                        color_strength=2.0)
+    images = _images(16, 30)
+    v0, v1 = A.TwoViewAugment(cfg, 0)(images, np.arange(16), 0)
+    for v in (v0, v1):
+        assert v.shape == (16, 3, 24, 24) and v.dtype == torch.float32
+        assert torch.isfinite(v).all() and v.min() >= 0 and v.max() <= 1
+    p = _draw(cfg, 16, (30, 30))
+    with pytest.raises(ValueError):
+        A.apply_params(images.float(), p, cfg)
+    with pytest.raises(ValueError):
+        A.apply_params(_images(16, 32), p, cfg)
+    with pytest.raises(ValueError):
+        A.apply_params(images[:8], p, cfg)
+    empty = A.TwoViewAugment(cfg, 0)(images[:0], np.arange(0), 0)
+    assert empty[0].shape == (0, 3, 24, 24)
+
+
+def test_eval_resize():
+    small = _images(2, 32)
+    out = A.eval_resize(small, 32)  # side <= 32, same size: the pixels themselves
+    assert out.dtype == torch.float32 and torch.allclose(out, small.float() / 255, atol=1e-7)
+    assert A.eval_resize(small, 64).shape == (2, 3, 64, 64)  # upscaled, not cropped
+    big = torch.zeros(1, 3, 100, 160, dtype=torch.uint8)
+    big[..., :, :50] = 255  # white band x < 50: x < 31.9 after resizing to 64 x 102
+    out = A.eval_resize(big, 56)  # shorter side -> round(56 / 0.875) = 64, crop 56 of 102
+    assert out.shape == (1, 3, 56, 56)
+    # The center crop starts at x = (102 - 56) // 2 = 23: the band covers columns < 8.9.
+    assert out[0, :, :, :6].min() > 0.99 and out[0, :, :, 12:].max() < 1e-3
+    pil = Image.fromarray(np.full((40, 50, 3), 128, dtype=np.uint8))
+    single = A.eval_resize(pil, 24)
+    assert single.shape == (3, 24, 24)
+    assert torch.allclose(single, torch.full_like(single, 128 / 255), atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu():
+    cfg = AugmentConfig(size=32, blur=True, rotate=True, cutout=True, noise=True, sobel=True)
+    images = _images(64, 40)
+    aug = A.TwoViewAugment(cfg, 1)
+    cpu = aug(images, torch.arange(64), 3)
+    on_gpu = images.cuda()
+    aug(on_gpu, torch.arange(64), 2)  # warm-up (context, kernels)
+    torch.cuda.set_sync_debug_mode("error")  # any host sync inside the call raises
+    try:
+        gpu = aug(on_gpu, torch.arange(64), 3)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    for a, b in zip(cpu, gpu, strict=True):
+        assert b.is_cuda and b.dtype == torch.float32
+        assert (a - b.cpu()).abs().max() < 2e-3  # TF32 matmuls allowed: ~5e-4 per product

@@ -1,0 +1,191 @@
+"""Tests for simclr.checkpoint: atomic writes, pruning, safe loading, architecture checks."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+import torch
+
+from simclr import checkpoint as ck
+from simclr.checkpoint import (
+    check_architecture,
+    latest_checkpoint,
+    load_checkpoint,
+    periodic_name,
+    save_checkpoint,
+)
+from simclr.errors import SimCLRError
+
+
+def _state(step: int) -> dict:
+    return {
+        "format": "simclr-checkpoint", "version": 1, "step": step, "epoch": 0,
+        "config": {"model": {"arch": "resnet18", "width": 0.5}},
+        "model": {"w": torch.full((3, 2), float(step)), "b": torch.arange(4)},
+        "rng": {"torch": torch.get_rng_state()}, "metrics": {"loss": 1.5}, "elapsed": 2.0,
+    }
+
+
+class Payload:
+    """Unpickling this calls open(marker, 'w'): a file appears if the payload runs."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_round_trip_and_latest(tmp_path):
+    path = save_checkpoint(_state(7), tmp_path / "run")
+    assert path == tmp_path / "run" / "last.pt"
+    loaded = load_checkpoint(path)
+    assert loaded["step"] == 7 and torch.equal(loaded["model"]["w"], torch.full((3, 2), 7.0))
+    assert latest_checkpoint(tmp_path / "run") == path
+    assert load_checkpoint(tmp_path / "run")["step"] == 7  # a run folder works too
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["last.pt"]  # no tmp left
+
+
+@pytest.mark.parametrize("fail_in", ["torch.save", "os.replace"])
+def test_disk_full_keeps_the_previous_checkpoint(tmp_path, monkeypatch, fail_in):
+    previous = save_checkpoint(_state(1), tmp_path)
+    before = previous.read_bytes()
+    real_save = torch.save
+
+    def full_disk_save(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        f.truncate(100)  # half-written bytes are already in the tmp file
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def full_disk_replace(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if fail_in == "torch.save":
+        monkeypatch.setattr(ck.torch, "save", full_disk_save)
+    else:
+        monkeypatch.setattr(ck.os, "replace", full_disk_replace)
+    with pytest.raises(SimCLRError) as info:
+        save_checkpoint(_state(2), tmp_path)
+    message = str(info.value)
+    assert "No space left on device" in message
+    assert f"the previous checkpoint {previous} is intact" in message
+    assert previous.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+    monkeypatch.undo()
+    assert load_checkpoint(previous)["step"] == 1
+
+
+def test_failed_first_save_says_there_is_no_earlier_checkpoint(tmp_path, monkeypatch):
+    def full_disk_replace(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ck.os, "replace", full_disk_replace)
+    with pytest.raises(SimCLRError, match="no earlier checkpoint exists"):
+        save_checkpoint(_state(2), tmp_path, periodic_name(2))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_keep_last_prunes_old_periodic_checkpoints(tmp_path):
+    save_checkpoint(_state(0), tmp_path, "last.pt")
+    for step in (100, 200, 1000, 300):
+        save_checkpoint(_state(step), tmp_path, periodic_name(step), keep_last=2)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["ckpt-1000.pt", "ckpt-300.pt", "last.pt"]  # by step, not by name
+    save_checkpoint(_state(2000), tmp_path, periodic_name(2000), keep_last=None)
+    assert len(list(tmp_path.glob("ckpt-*.pt"))) == 3
+
+
+def test_latest_skips_partial_and_truncated_files(tmp_path):
+    save_checkpoint(_state(100), tmp_path, periodic_name(100))
+    good = save_checkpoint(_state(200), tmp_path, periodic_name(200))
+    data = good.read_bytes()
+    (tmp_path / periodic_name(300)).write_bytes(data[: len(data) // 2])  # cut short
+    (tmp_path / f"{periodic_name(400)}.tmp-123").write_bytes(data)  # interrupted save
+    assert latest_checkpoint(tmp_path) == good
+    (tmp_path / "last.pt").write_bytes(data[:-50])  # a truncated last.pt is not chosen
+    assert latest_checkpoint(tmp_path) == good
+    assert latest_checkpoint(tmp_path / "missing") is None
+
+
+def test_latest_prefers_last_unless_a_periodic_one_is_newer(tmp_path):
+    periodic = save_checkpoint(_state(100), tmp_path, periodic_name(100))
+    last = save_checkpoint(_state(150), tmp_path)
+    os.utime(periodic, ns=(1, 1))
+    assert latest_checkpoint(tmp_path) == last
+    os.utime(last, ns=(1, 1))
+    os.utime(periodic, ns=(10**18, 10**18))
+    assert latest_checkpoint(tmp_path) == periodic
+
+
+def test_pickle_payload_is_refused_and_never_runs(tmp_path):
+    control = tmp_path / "control-marker"
+    marker = tmp_path / "marker"
+    # Control: the planted payload really runs code when loaded unsafely.
+    torch.save({"x": Payload(str(control))}, tmp_path / "control.pt")
+    torch.load(tmp_path / "control.pt", weights_only=False)
+    assert control.exists()
+    evil = tmp_path / "evil.pt"
+    state = _state(5)
+    state["metrics"] = {"loss": Payload(str(marker))}
+    torch.save(state, evil)
+    with pytest.raises(SimCLRError, match="refusing to load .*evil.pt: it contains pickled "
+                                          r"Python objects \((io|builtins)\.open\)"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+
+
+def test_legacy_format_pickle_payload_is_refused(tmp_path):
+    marker = tmp_path / "marker"
+    evil = tmp_path / "legacy.pt"
+    torch.save({"format": "simclr-checkpoint", "p": Payload(str(marker))}, evil,
+               _use_new_zipfile_serialization=False)
+    with pytest.raises(SimCLRError, match="pickled Python objects"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint_is_refused(tmp_path):
+    good = save_checkpoint(_state(3), tmp_path)
+    data = good.read_bytes()
+    for cut in (0, 10, len(data) // 2, len(data) - 20):
+        bad = tmp_path / f"cut-{cut}.pt"
+        bad.write_bytes(data[:cut])
+        with pytest.raises(SimCLRError, match=f"cannot read checkpoint {bad}: truncated"):
+            load_checkpoint(bad)
+
+
+def test_garbage_and_missing_files_are_refused(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint at all" * 20)
+    with pytest.raises(SimCLRError, match=f"cannot read checkpoint {junk}"):
+        load_checkpoint(junk)
+    with pytest.raises(SimCLRError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "nope.pt")
+    with pytest.raises(SimCLRError, match="no complete checkpoint in"):
+        load_checkpoint(tmp_path)
+
+
+def test_foreign_torch_file_is_refused(tmp_path):
+    other = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(2)}, other)  # e.g. a torchvision state_dict
+    with pytest.raises(SimCLRError, match='not a simclr checkpoint .*"format"'):
+        load_checkpoint(other)
+    newer = tmp_path / "newer.pt"
+    torch.save({"format": "simclr-checkpoint", "version": 99}, newer)
+    with pytest.raises(SimCLRError, match="newer simclr"):
+        load_checkpoint(newer)
+
+
+def test_architecture_mismatch_is_named():
+    saved = {"arch": "resnet18", "width": 0.5, "head": "mlp", "cifar_stem": True}
+    with pytest.raises(SimCLRError) as info:
+        check_architecture(saved, {"arch": "resnet50", "width": 1.0})
+    assert str(info.value) == ("checkpoint is resnet18 width 0.5, but --arch resnet50 "
+                               "--width 1.0 was asked for")
+    with pytest.raises(SimCLRError, match="width 0.5, but --arch resnet18 --width 2.0"):
+        check_architecture(saved, {"arch": "resnet18", "width": 2.0})
+    with pytest.raises(SimCLRError, match="cifar stem True, but --no-cifar-stem was asked"):
+        check_architecture(saved, {"arch": "resnet18", "width": 0.5, "cifar_stem": False})
+    check_architecture(saved, {"arch": "resnet18", "width": 0.5, "cifar_stem": None})

@@ -1,0 +1,67 @@
+"""The command line: one-line errors with exit status 2, and a real tiny run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from simclr.cli import main
+from tests.conftest import make_image_folder
+
+
+def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "simclr", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["pretrain", "--data", "/no/such/folder"], "/no/such/folder"),
+        (["pretrain", "--width", "-1"], "--width must be positive"),
+        (["pretrain", "--temperature", "0"], "--temperature must be positive"),
+        (["pretrain", "--lr", "0"], "--lr must be positive"),
+        (["pretrain", "--arch", "vgg16"], "--arch"),
+        (["pretrain", "--batch-size", "many"], "as int"),
+        (["pretrain", "--time-budget", "forever"], "--time-budget"),
+        (["pretrain", "--bogus-flag"], "unrecognized arguments"),
+        (["pretrain", "--resume", "/no/such/run"], "no checkpoint"),
+        (["embed", "--checkpoint", "/no/ckpt.pt", "--data", ".", "--out", "x.npz"], "/no/ckpt.pt"),
+    ],
+)
+def test_user_errors_are_one_line(args, needle, capsys):
+    with pytest.raises(SystemExit) as info:
+        code = main(args)
+        raise SystemExit(code)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err, err
+
+
+def test_empty_and_image_less_folders(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "notes.txt").write_text("hello")
+    for folder in ("empty", "text"):
+        assert main(["pretrain", "--data", str(tmp_path / folder), "--out",
+                     str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and folder in err
+
+
+def test_module_entry_point_runs_pretrain_and_embed(tmp_path):
+    data = make_image_folder(tmp_path / "imgs", per_class=8)
+    out = tmp_path / "run"
+    common = ["--cache-dir", str(tmp_path / "cache")]
+    done = simclr("pretrain", "--data", str(data), "--out", str(out), "--arch", "resnet18",
+                  "--width", "0.125", "--image-size", "16", "--batch-size", "8", "--epochs",
+                  "1", "--precision", "fp32", "--no-progress", "--workers", "0", *common)
+    assert done.returncode == 0, done.stderr
+    assert "finished: 2 steps" in done.stdout
+    done = simclr("embed", "--checkpoint", str(out / "checkpoints/last.pt"), "--data",
+                  str(data), "--out", str(tmp_path / "h.npz"), *common)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["images"] == 16

@@ -1,0 +1,85 @@
+"""Config layering (defaults -> preset -> YAML -> flags) and validation messages."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from simclr.config import PRESETS, Config, build_config, config_from_dict, parse_duration
+from simclr.errors import SimCLRError
+
+
+def test_defaults_are_the_papers_imagenet_recipe():
+    cfg = build_config()
+    assert (cfg.model.arch, cfg.batch_size, cfg.loss.temperature) == ("resnet50", 4096, 0.1)
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay) == ("lars", 0.3, 1e-6)
+    assert cfg.augment.jitter() == pytest.approx((0.8, 0.8, 0.8, 0.2))
+    assert cfg.augment.blur and cfg.augment.crop_scale == (0.08, 1.0)
+
+
+def test_cifar_preset_is_the_official_recipe():
+    cfg = build_config("cifar10")
+    assert (cfg.model.arch, cfg.batch_size, cfg.optim.lr, cfg.optim.weight_decay) == (
+        "resnet18", 512, 1.0, 1e-4)
+    assert cfg.loss.temperature == 0.5 and not cfg.augment.blur
+    assert cfg.augment.jitter() == pytest.approx((0.4, 0.4, 0.4, 0.1))
+
+
+def test_yaml_then_flags_override(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"batch_size": 64, "model": {"width": 0.5}, "epochs": 3}))
+    cfg = build_config("cifar10", str(path), {"model.width": "2", "time_budget": "20m"})
+    assert cfg.batch_size == 64 and cfg.epochs == 3.0
+    assert cfg.model.width == 2.0 and cfg.time_budget == 1200.0
+
+
+def test_round_trip_through_dict():
+    cfg = build_config("cifar10", flags={"augment.crop_scale": "0.2,1"})
+    again = config_from_dict(cfg.to_dict())
+    assert again == cfg and isinstance(again.augment.crop_scale, tuple)
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        ({"model.arch": "resnet17"}, "--arch"),
+        ({"model.width": "0"}, "--width must be positive"),
+        ({"model.width": "-1"}, "--width must be positive"),
+        ({"loss.temperature": "0"}, "--temperature must be positive"),
+        ({"optim.lr": "-0.1"}, "--lr must be positive"),
+        ({"batch_size": "1"}, "--batch-size"),
+        ({"batch_size": "abc"}, "cannot read 'abc' as int"),
+        ({"precision": "fp8"}, "--precision"),
+        ({"time_budget": "soon"}, "--time-budget"),
+        ({"augment.crop_scale": "0.5,0.1"}, "--crop-scale"),
+        ({"nonsense": 1}, "unknown setting 'nonsense'"),
+    ],
+)
+def test_bad_values_name_the_setting(flags, needle):
+    with pytest.raises(SimCLRError, match=None) as info:
+        build_config(flags=flags)
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    with pytest.raises(SimCLRError, match="not found"):
+        build_config(config_file=str(tmp_path / "missing.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed")
+    with pytest.raises(SimCLRError, match="not valid YAML"):
+        build_config(config_file=str(bad))
+    with pytest.raises(SimCLRError, match="unknown preset"):
+        build_config("imagenet21k")
+
+
+def test_durations():
+    assert parse_duration("90s") == 90 and parse_duration("1.5h") == 5400
+    assert parse_duration("20m") == 1200 and parse_duration(30) == 30
+    with pytest.raises(SimCLRError):
+        parse_duration("0m")
+
+
+def test_every_preset_validates():
+    for name in PRESETS:
+        assert isinstance(build_config(name), Config)

@@ -1,0 +1,119 @@
+"""Single-process fallbacks, and 2 CPU processes (gloo) against the single-process losses."""
+
+from __future__ import annotations
+
+import datetime
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from simclr import distributed
+from simclr.loss import margin_triplet, nt_logistic, nt_xent
+
+WORLD, N, D = 2, 4, 6
+
+
+def test_single_process_fallbacks(monkeypatch):
+    assert not distributed.is_initialized()
+    assert distributed.world_size() == 1 and distributed.rank() == 0 and distributed.is_main()
+    x = torch.randn(3, 2, requires_grad=True)
+    assert distributed.gather_with_grad(x) is x
+    t = torch.tensor([1.0, 2.0])
+    assert distributed.all_reduce_mean(t) is t
+    assert distributed.broadcast_object({"a": 1}) == {"a": 1}
+    distributed.barrier()
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+    assert distributed.convert_sync_batchnorm(model) is model
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert distributed.init_from_env() is False
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert distributed.init_from_env() is False
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert distributed.local_rank() == 3
+
+
+def _full_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(123)
+    z_a = torch.randn(WORLD * N, D, generator=g, dtype=torch.float64)
+    z_b = z_a + 0.5 * torch.randn(WORLD * N, D, generator=g, dtype=torch.float64)
+    return z_a, z_b
+
+
+LOSSES = {
+    "nt_xent": lambda a, b: nt_xent(a, b, 0.2),
+    "nt_xent_raw": lambda a, b: nt_xent(a, b, 1.0, normalize=False),
+    "nt_logistic": lambda a, b: nt_logistic(a, b, 0.5),
+    "nt_logistic_sh": lambda a, b: nt_logistic(a, b, 0.5, semi_hard=True),
+    "triplet_sh": lambda a, b: margin_triplet(a, b, 0.8, semi_hard=True),
+}
+
+
+def _worker(rank: int, port: int, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
+        timeout=datetime.timedelta(seconds=60),
+    )
+    try:
+        z_a, z_b = _full_inputs()
+        rows = slice(rank * N, (rank + 1) * N)
+        result: dict[str, object] = {
+            "world": distributed.world_size(), "rank": distributed.rank(),
+            "mean": distributed.all_reduce_mean(torch.tensor([float(rank)], dtype=torch.float64)),
+            "broadcast": distributed.broadcast_object(f"from-{rank}"),
+        }
+        x = z_a[rows].clone().requires_grad_(True)
+        gathered = distributed.gather_with_grad(x)
+        # d/dx of sum_ranks sum(w * gathered): every rank's w for this rank's rows.
+        weights = torch.arange(WORLD * N * D, dtype=torch.float64).view(WORLD * N, D) * (rank + 1)
+        (gathered * weights).sum().backward()
+        result["gathered"], result["gather_grad"] = gathered.detach(), x.grad
+        for name, fn in LOSSES.items():
+            a = z_a[rows].clone().requires_grad_(True)
+            b = z_b[rows].clone().requires_grad_(True)
+            loss = fn(a, b)
+            loss.backward()
+            result[name] = (loss.detach(), a.grad, b.grad)
+        torch.save(result, f"{out_dir}/rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_two_process_losses_equal_single_process(tmp_path):
+    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    results = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    z_a, z_b = _full_inputs()
+    for r, res in enumerate(results):
+        assert res["world"] == WORLD and res["rank"] == r
+        assert res["mean"].item() == pytest.approx(0.5)
+        assert res["broadcast"] == "from-0"
+        torch.testing.assert_close(res["gathered"], z_a)
+        # Sum over ranks of (r+1) * weights restricted to this rank's rows.
+        base = torch.arange(WORLD * N * D, dtype=torch.float64).view(WORLD * N, D)
+        want = base[r * N:(r + 1) * N] * sum(k + 1 for k in range(WORLD))
+        torch.testing.assert_close(res["gather_grad"], want)
+
+    for name, fn in LOSSES.items():
+        a = z_a.clone().requires_grad_(True)
+        b = z_b.clone().requires_grad_(True)
+        loss = fn(a, b)
+        loss.backward()
+        # The global loss is the mean of the per-rank losses (equal anchor counts).
+        local = torch.stack([res[name][0] for res in results])
+        torch.testing.assert_close(local.mean(), loss.detach(), rtol=1e-12, atol=1e-12)
+        # Each rank's gradient w.r.t. its own rows is world_size x the single-process
+        # gradient (gather sums over ranks); DDP's averaging divides it back.
+        for r, res in enumerate(results):
+            rows = slice(r * N, (r + 1) * N)
+            torch.testing.assert_close(res[name][1], WORLD * a.grad[rows], rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(res[name][2], WORLD * b.grad[rows], rtol=1e-10, atol=1e-12)

@@ -1,0 +1,226 @@
+"""Fine-tuning: class-balanced subsets, semi-supervised fine-tuning, supervised baseline."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from simclr.checkpoint import load_checkpoint
+from simclr.config import DataConfig, ModelConfig, build_config
+from simclr.data import open_source
+from simclr.errors import SimCLRError
+from simclr.finetune import (
+    class_balanced_subset,
+    default_epochs,
+    evaluate_classifier,
+    run_finetune,
+    run_supervised,
+    write_subset_list,
+)
+from simclr.models import Classifier, build_encoder, build_model
+from simclr.pretrained import encoder_from_checkpoint
+from tests.conftest import make_image_folder
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The CPU is shared: one thread is faster than oversubscribed ones for tiny tensors."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------------------ subsets
+
+LABELS = np.repeat(np.arange(4), [50, 30, 40, 80])  # N = 200, 4 classes, imbalanced
+
+
+def test_subset_has_exact_counts_per_class():
+    for per_class in (1, 7, 30):
+        idx = class_balanced_subset(LABELS, per_class=per_class, seed=0)
+        assert np.bincount(LABELS[idx], minlength=4).tolist() == [per_class] * 4
+        assert len(np.unique(idx)) == len(idx) and (np.diff(idx) > 0).all()
+    # fraction: round(f * N / C) per class, at least 1
+    for fraction, k in ((0.1, 5), (0.01, 1), (0.5, 25), (0.13, 6)):
+        idx = class_balanced_subset(LABELS, fraction=fraction, seed=0)
+        assert np.bincount(LABELS[idx], minlength=4).tolist() == [k] * 4
+
+
+def test_subset_is_deterministic_nested_and_per_class_independent():
+    a = class_balanced_subset(LABELS, per_class=5, seed=3)
+    np.testing.assert_array_equal(a, class_balanced_subset(LABELS, per_class=5, seed=3))
+    assert not np.array_equal(a, class_balanced_subset(LABELS, per_class=5, seed=4))
+    bigger = class_balanced_subset(LABELS, per_class=20, seed=3)
+    assert set(a) <= set(bigger)  # 1%-style subsets sit inside 10%-style ones
+    # removing class 3 does not change the images picked for classes 0..2
+    kept = LABELS < 3
+    part = class_balanced_subset(LABELS[kept], per_class=5, seed=3)
+    np.testing.assert_array_equal(np.flatnonzero(kept)[part], a[LABELS[a] < 3])
+
+
+def test_subset_ignores_unlabeled_images_and_reports_errors():
+    labels = np.array([0, 0, -1, 1, 1, -1, 1])
+    idx = class_balanced_subset(labels, per_class=2, seed=0)
+    assert (labels[idx] >= 0).all() and len(idx) == 4
+    with pytest.raises(SimCLRError, match="class 'b' has 2 images, fewer than the 3"):
+        class_balanced_subset(np.array([0, 0, 0, 1, 1]), per_class=3, classes=["a", "b"])
+    with pytest.raises(SimCLRError, match="exactly one"):
+        class_balanced_subset(LABELS, fraction=0.1, per_class=2)
+    with pytest.raises(SimCLRError, match="exactly one"):
+        class_balanced_subset(LABELS)
+    with pytest.raises(SimCLRError, match="--label-fraction"):
+        class_balanced_subset(LABELS, fraction=1.5)
+    with pytest.raises(SimCLRError, match="--labels-per-class"):
+        class_balanced_subset(LABELS, per_class=0)
+    with pytest.raises(SimCLRError, match="no labeled"):
+        class_balanced_subset(np.full(5, -1), per_class=1)
+
+
+def test_subset_list_and_default_budgets(tmp_path):
+    class Source:
+        paths = [f"/data/{i}.jpg" for i in range(6)]
+
+    path = write_subset_list(Source(), np.array([1, 4]), tmp_path / "list.txt")
+    assert path.read_text().splitlines() == ["/data/1.jpg", "/data/4.jpg"]
+    assert default_epochs(0.01) == 60 and default_epochs(0.1) == 30
+
+
+def test_schedules_have_no_warm_up():
+    from simclr.evaluate import scheduled_lr
+
+    cosine = [scheduled_lr(s, 10, 0.4) for s in range(11)]
+    assert cosine[0] == 0.4 and cosine[5] == pytest.approx(0.2) and cosine[10] == 0.0
+    assert cosine[3] == pytest.approx(0.2 * (1 + np.cos(np.pi * 0.3)))
+    assert [scheduled_lr(s, 10, 0.4, "constant") for s in (0, 9)] == [0.4, 0.4]
+
+
+# ------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture
+def folders(tmp_path):
+    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), workers=0)
+    train_dir = make_image_folder(tmp_path / "train", classes=3, per_class=8, side=16)
+    test_dir = make_image_folder(tmp_path / "test", classes=3, per_class=3, side=16, seed=1)
+    return (open_source(str(train_dir), cfg, train=False, image_size=16),
+            open_source(str(test_dir), cfg, train=False, image_size=16))
+
+
+def tiny_encoder(seed=0):
+    torch.manual_seed(seed)
+    return build_encoder("resnet18", 0.125, cifar_stem=True)
+
+
+def snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+FAST = {"image_size": 16, "batch_size": 6, "epochs": 2, "device": "cpu", "precision": "fp32",
+        "workers": 0, "verbose": False}
+
+
+def test_finetune_end_to_end(tmp_path, folders):
+    train, test = folders
+    encoder = tiny_encoder()
+    before = snapshot(encoder)
+    result = run_finetune(encoder, train, test, tmp_path / "ft", labels_per_class=4, seed=1,
+                          **FAST)
+    # the caller's encoder is copied, never modified
+    assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in before.items())
+    assert result["num_labeled"] == 12 and result["label_fraction"] == 0.5
+    assert result["steps"] == 4 and result["peak_lr"] == pytest.approx(0.05 * 6 / 256)
+    chosen = class_balanced_subset(train.labels, per_class=4, seed=1)
+    listed = (tmp_path / "ft" / "labeled_subset.txt").read_text().splitlines()
+    assert listed == [train.paths[i] for i in chosen]
+    saved = json.loads((tmp_path / "ft" / "finetune.json").read_text())
+    assert saved["top1"] == result["top1"] and result["top5"] is None
+    # the checkpoint rebuilds the fine-tuned classifier: same test accuracy
+    ckpt = load_checkpoint(result["checkpoint"])
+    assert ckpt["kind"] == "finetune" and ckpt["classes"] == train.classes
+    assert {k.split(".")[0] for k in ckpt["model"]} == {"encoder", "fc"}
+    loaded, spec = encoder_from_checkpoint(ckpt)
+    assert spec["image_size"] == 16 and spec["arch"] == "resnet18"
+    model = Classifier(loaded, 3)
+    model.load_state_dict(ckpt["model"])
+    logits, labels = evaluate_classifier(model, test, 16, batch_size=4,
+                                         device=torch.device("cpu"), precision="fp32")
+    assert (logits.argmax(1).numpy() == labels).mean() == pytest.approx(result["top1"])
+    # BatchNorm trained in train mode: its running statistics moved
+    assert not torch.equal(ckpt["model"]["encoder.stem.1.running_mean"],
+                           before["stem.1.running_mean"])
+
+
+def test_finetune_from_head_and_from_scratch(tmp_path, folders):
+    train, test = folders
+    torch.manual_seed(0)
+    simclr = build_model(ModelConfig(arch="resnet18", width=0.125, head_layers=3,
+                                     head_batch_norm=True, head_hidden_dim=32), 16)
+    head_before = snapshot(simclr.head)
+    result = run_finetune(simclr.encoder, train, test, tmp_path / "head", label_fraction=0.5,
+                          head=simclr.head, from_head=True, **FAST)
+    ckpt = load_checkpoint(result["checkpoint"])
+    assert {k.split(".")[0] for k in ckpt["model"]} == {"encoder", "neck", "fc"}
+    assert ckpt["model"]["fc.weight"].shape == (3, 32)  # reads the head's first layer
+    assert all(torch.equal(v, simclr.head.state_dict()[k]) for k, v in head_before.items())
+
+    runs = [run_finetune(simclr.encoder, train, test, None, from_scratch=True, seed=5,
+                         labels_per_class=4, **FAST) for _ in range(2)]
+    assert runs[0]["train_loss"] == runs[1]["train_loss"]  # deterministic from the seed
+    pretrained = run_finetune(simclr.encoder, train, test, None, seed=5, labels_per_class=4,
+                              **FAST)
+    assert pretrained["train_loss"] != runs[0]["train_loss"]  # a different starting point
+    with pytest.raises(SimCLRError, match="--from-head"):
+        run_finetune(simclr.encoder, train, test, None, from_head=True, **FAST)
+    with pytest.raises(SimCLRError, match="--schedule"):
+        run_finetune(simclr.encoder, train, test, None, schedule="step", **FAST)
+    with pytest.raises(SimCLRError, match="fewer than the 9"):
+        run_finetune(simclr.encoder, train, test, None, labels_per_class=9, **FAST)
+
+
+def test_supervised_checkpoint_is_accepted_everywhere(tmp_path, folders):
+    from simclr.evaluate import run_knn, run_linear_eval
+
+    train, test = folders
+    cfg = build_config(flags={
+        "model.arch": "resnet18", "model.width": 0.125, "augment.size": 16,
+        "augment.color_strength": 0.5, "augment.blur": False, "batch_size": 8, "epochs": 2,
+        "optim.name": "lars", "optim.lr": 0.5, "optim.warmup_epochs": 1, "device": "cpu",
+        "precision": "fp32", "data.workers": 0, "out": str(tmp_path / "sup"),
+        "channels_last": False, "progress": False,
+    })
+    result = run_supervised(cfg, train, test, verbose=False)
+    assert result["steps"] == 6 and result["total_steps"] == 6 and result["warmup_steps"] == 3
+    assert 0 <= result["top1"] <= 1 and np.isfinite(result["train_loss"])
+    ckpt = load_checkpoint(tmp_path / "sup" / "checkpoints" / "last.pt")
+    assert ckpt["kind"] == "supervised" and ckpt["config"] == cfg.to_dict()
+    assert {k.split(".")[0] for k in ckpt["model"]} == {"encoder", "fc"}
+    assert (tmp_path / "sup" / "config.yaml").is_file()
+    assert json.loads((tmp_path / "sup" / "supervised.json").read_text())["top1"] == \
+        result["top1"]
+    encoder, spec = encoder_from_checkpoint(ckpt)
+    assert spec == {"arch": "resnet18", "width": 0.125, "cifar_stem": True, "image_size": 16}
+    knn = run_knn(encoder, train, test, None, image_size=16, k=5, device="cpu",
+                  precision="fp32", verbose=False)
+    lin = run_linear_eval(encoder, train, test, None, image_size=16, device="cpu",
+                          precision="fp32", l2_grid=[1e-2], verbose=False)
+    ft = run_finetune(encoder, train, test, None, labels_per_class=2, **FAST)
+    for r in (knn, lin, ft):
+        assert 0 <= r["top1"] <= 1
+
+
+def test_supervised_training_learns(tmp_path, folders):
+    """Longer supervised training learns the (easy, colour-coded) classes (chance: 1/3)."""
+    train, test = folders
+    cfg = build_config(flags={
+        "model.arch": "resnet18", "model.width": 0.125, "augment.size": 16,
+        "augment.color": False, "augment.grayscale": False, "augment.blur": False,
+        "batch_size": 12, "epochs": 15, "optim.name": "sgd", "optim.lr": 2.0,
+        "optim.weight_decay": 0.0, "optim.warmup_epochs": 0, "device": "cpu",
+        "precision": "fp32", "data.workers": 0, "channels_last": False,
+    })
+    result = run_supervised(cfg, train, test, tmp_path / "sup", verbose=False)
+    assert result["train_loss"] < 0.7 and result["top1"] >= 0.75, result

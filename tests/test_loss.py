@@ -1,0 +1,263 @@
+"""Losses against direct float64 loops of the paper's formulas, values and gradients."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from simclr.config import LossConfig
+from simclr.errors import SimCLRError
+from simclr.loss import (
+    contrastive_loss,
+    margin_triplet,
+    margin_triplet_with_accuracy,
+    nt_logistic,
+    nt_logistic_with_accuracy,
+    nt_xent,
+    nt_xent_with_accuracy,
+)
+
+# ----------------------------------------------------------------- references (loops)
+
+
+def _sim(u: torch.Tensor, v: torch.Tensor, normalize: bool) -> torch.Tensor:
+    dot = torch.dot(u, v)
+    return dot / (u.norm() * v.norm()) if normalize else dot
+
+
+def _ref_nt_xent(z_a, z_b, tau, normalize):
+    """Eq. 1: l(i,j) = -log(exp(s_ij/tau) / sum_{k != i} exp(s_ik/tau)), mean over 2N."""
+    z = list(z_a) + list(z_b)
+    if normalize:  # sim(u, v) = u.v / (|u||v|): normalise each vector once
+        z = [v / v.norm() for v in z]
+    n = len(z_a)
+    total = 0.0
+    for i in range(2 * n):
+        j = (i + n) % (2 * n)
+        denom = 0.0
+        for k in range(2 * n):
+            if k != i:
+                denom = denom + torch.exp(torch.dot(z[i], z[k]) / tau)
+        total = total - torch.log(torch.exp(torch.dot(z[i], z[j]) / tau) / denom)
+    return total / (2 * n)
+
+
+def _ref_pairs(z_a, z_b, normalize):
+    """Per anchor (both views): (s_pos, [s_neg over the other view's other rows])."""
+    n = len(z_a)
+    out = []
+    for anchors, others in ((z_a, z_b), (z_b, z_a)):
+        for i in range(n):
+            s_pos = _sim(anchors[i], others[i], normalize)
+            negs = [_sim(anchors[i], others[k], normalize) for k in range(n) if k != i]
+            out.append((s_pos, negs))
+    return out
+
+
+def _ref_semi_hard(s_pos, negs):
+    """FaceNet semi-hard: most similar negative less similar than the positive, else
+    the least similar negative."""
+    semi = [s for s in negs if s.item() < s_pos.item()]
+    if semi:
+        return max(semi, key=lambda s: s.item())
+    return min(negs, key=lambda s: s.item())
+
+
+def _ref_logistic(z_a, z_b, tau, normalize, semi_hard):
+    total = 0.0
+    pairs = _ref_pairs(z_a, z_b, normalize)
+    for s_pos, negs in pairs:
+        chosen = [_ref_semi_hard(s_pos, negs)] if semi_hard else negs
+        neg = sum(-torch.log(torch.sigmoid(-s / tau)) for s in chosen) / len(chosen)
+        total = total - torch.log(torch.sigmoid(s_pos / tau)) + neg
+    return total / len(pairs)
+
+
+def _ref_triplet(z_a, z_b, margin, normalize, semi_hard):
+    total = 0.0
+    pairs = _ref_pairs(z_a, z_b, normalize)
+    for s_pos, negs in pairs:
+        chosen = [_ref_semi_hard(s_pos, negs)] if semi_hard else negs
+        total = total + sum(torch.clamp(s - s_pos + margin, min=0) for s in chosen) / len(chosen)
+    return total / len(pairs)
+
+
+def _inputs(n: int, d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    z_a = torch.randn(n, d, generator=g, dtype=torch.float64)
+    # Correlated second view so the positives are meaningful and the loss non-trivial.
+    z_b = z_a + 0.7 * torch.randn(n, d, generator=g, dtype=torch.float64)
+    return z_a, z_b
+
+
+def _value_and_grads(fn, z_a, z_b):
+    a = z_a.clone().requires_grad_(True)
+    b = z_b.clone().requires_grad_(True)
+    loss = fn(a, b)
+    ga, gb = torch.autograd.grad(loss, (a, b))
+    return loss.detach(), ga, gb
+
+
+def _check(fn, ref, z_a, z_b, rtol=1e-9, atol=1e-11):
+    value, ga, gb = _value_and_grads(fn, z_a, z_b)
+    ref_value, ref_ga, ref_gb = _value_and_grads(ref, z_a, z_b)
+    assert value.dtype == torch.float64
+    torch.testing.assert_close(value, ref_value, rtol=rtol, atol=atol)
+    torch.testing.assert_close(ga, ref_ga, rtol=rtol, atol=atol)
+    torch.testing.assert_close(gb, ref_gb, rtol=rtol, atol=atol)
+
+
+# ----------------------------------------------------------------------- NT-Xent
+
+
+@pytest.mark.parametrize("n", [2, 8, 33])
+@pytest.mark.parametrize("tau", [0.05, 0.1, 0.5, 1.0])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_nt_xent_matches_loop_values_and_gradients(n, tau, normalize):
+    z_a, z_b = _inputs(n, 5, seed=n)
+    if not normalize:
+        # Keep raw dot products / tau in a range where exp() is well conditioned.
+        z_a, z_b = z_a * 0.5, z_b * 0.5
+    _check(lambda a, b: nt_xent(a, b, tau, normalize),
+           lambda a, b: _ref_nt_xent(a, b, tau, normalize), z_a, z_b)
+
+
+def test_nt_xent_float32_close_to_float64():
+    z_a, z_b = _inputs(16, 8, seed=1)
+    got = nt_xent(z_a.float(), z_b.float(), 0.1)
+    assert got.dtype == torch.float32
+    assert abs(got.item() - nt_xent(z_a, z_b, 0.1).item()) < 1e-5
+
+
+def test_nt_xent_float32_under_bf16_autocast():
+    z_a, z_b = _inputs(16, 8, seed=2)
+    a, b = z_a.bfloat16(), z_b.bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = nt_xent(a, b, 0.1)
+    assert got.dtype == torch.float32
+    # Same as the float64 loss of the bf16-rounded inputs: no bf16 inside the loss.
+    want = nt_xent(a.double(), b.double(), 0.1)
+    assert abs(got.item() - want.item()) < 1e-5
+
+
+def test_nt_xent_gather_flag_is_identity_without_process_group():
+    z_a, z_b = _inputs(6, 4, seed=3)
+    assert nt_xent(z_a, z_b, 0.2, gather=True).item() == nt_xent(z_a, z_b, 0.2, gather=False).item()
+
+
+def test_nt_xent_perfect_separation_goes_to_zero():
+    # Orthogonal pairs, identical views: l(i,j) = log(1 + (2N-2) exp(-1/tau)) exactly.
+    z = torch.eye(4, dtype=torch.float64)
+    tau = 0.1
+    want = math.log(1 + 6 * math.exp(-1 / tau))
+    assert abs(nt_xent(z, z, tau).item() - want) < 1e-12
+
+
+def test_accuracy_constructed_case():
+    # Views are one-hot; swapping b_0 and b_1 makes anchors a_0, a_1, b_0, b_1 pick the
+    # wrong candidate with similarity 1 (unique maximum), a_2, a_3, b_2, b_3 stay right.
+    z_a = torch.eye(4)
+    z_b = torch.eye(4)[[1, 0, 2, 3]]
+    for fn in (nt_xent_with_accuracy, nt_logistic_with_accuracy):
+        _, top1 = fn(z_a, z_b, 0.5)
+        assert top1.item() == pytest.approx(0.5)
+    _, top1 = margin_triplet_with_accuracy(z_a, z_b)
+    assert top1.item() == pytest.approx(0.5)
+    _, top1 = nt_xent_with_accuracy(z_a, torch.eye(4), 0.5)
+    assert top1.item() == 1.0
+    assert isinstance(top1, torch.Tensor) and not top1.requires_grad
+
+
+def test_accuracy_matches_loop_on_random_data():
+    z_a, z_b = _inputs(12, 3, seed=4)  # low dimension: many anchors get it wrong
+    z = torch.cat([z_a, z_b])
+    zn = z / z.norm(dim=1, keepdim=True)
+    correct = 0
+    for i in range(24):
+        best_k, best_s = -1, -math.inf
+        for k in range(24):
+            s = float(zn[i] @ zn[k])
+            if k != i and s > best_s:
+                best_k, best_s = k, s
+        correct += best_k == (i + 12) % 24
+    _, top1 = nt_xent_with_accuracy(z_a, z_b, 0.5)
+    assert 0 < correct < 24
+    assert top1.item() == pytest.approx(correct / 24)
+
+
+def test_nt_xent_rejects_mismatched_shapes():
+    with pytest.raises(ValueError):
+        nt_xent(torch.randn(4, 3), torch.randn(5, 3))
+
+
+# ------------------------------------------------------- Table 4 ablation losses
+
+
+@pytest.mark.parametrize("n", [2, 8, 13])
+@pytest.mark.parametrize("semi_hard", [False, True])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_nt_logistic_matches_loop(n, semi_hard, normalize):
+    z_a, z_b = _inputs(n, 4, seed=10 + n)
+    tau = 0.2 if normalize else 1.0
+    _check(lambda a, b: nt_logistic(a, b, tau, normalize, semi_hard),
+           lambda a, b: _ref_logistic(a, b, tau, normalize, semi_hard), z_a, z_b)
+
+
+@pytest.mark.parametrize("n", [2, 8, 13])
+@pytest.mark.parametrize("semi_hard", [False, True])
+@pytest.mark.parametrize("margin", [0.4, 1.6])
+def test_margin_triplet_matches_loop(n, semi_hard, margin):
+    z_a, z_b = _inputs(n, 4, seed=20 + n)
+    _check(lambda a, b: margin_triplet(a, b, margin, True, semi_hard),
+           lambda a, b: _ref_triplet(a, b, margin, True, semi_hard), z_a, z_b)
+
+
+def test_semi_hard_selection_by_hand():
+    # Anchor a_0 = e0; positive b_0 has cos 0.6; negatives b_1 (0.5), b_2 (0.1), b_3 (0.9).
+    # Semi-hard = the most similar negative less similar than the positive: b_1 (0.5).
+    def unit(c):
+        return [c, math.sqrt(1 - c * c), 0.0]
+
+    z_a = torch.tensor([[1.0, 0.0, 0.0]] + [[0.0, 0.0, 1.0]] * 3, dtype=torch.float64)
+    z_b = torch.tensor([unit(0.6), unit(0.5), unit(0.1), unit(0.9)], dtype=torch.float64)
+    from simclr.loss import _cross_view, _semi_hard
+
+    sim, pos, negative = _cross_view(z_a, z_b, True, False)
+    chosen = _semi_hard(sim, sim.gather(1, pos[:, None])[:, 0], negative)
+    assert chosen[0].item() == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------- dispatch
+
+
+def test_contrastive_loss_dispatch():
+    z_a, z_b = _inputs(6, 4, seed=5)
+    cfg = LossConfig(name="nt_xent", temperature=0.3)
+    loss, top1 = contrastive_loss(cfg, z_a, z_b)
+    assert loss.item() == nt_xent(z_a, z_b, 0.3).item()
+    cfg = LossConfig(name="nt_logistic", temperature=0.3, semi_hard=True)
+    assert contrastive_loss(cfg, z_a, z_b)[0].item() == nt_logistic(z_a, z_b, 0.3, True,
+                                                                     True).item()
+    cfg = LossConfig(name="margin_triplet", margin=0.8, normalize=False)
+    assert contrastive_loss(cfg, z_a, z_b)[0].item() == margin_triplet(z_a, z_b, 0.8,
+                                                                        False).item()
+    with pytest.raises(SimCLRError, match="semi_hard"):
+        contrastive_loss(LossConfig(name="nt_xent", semi_hard=True), z_a, z_b)
+    with pytest.raises(SimCLRError, match="bogus"):
+        contrastive_loss(LossConfig(name="bogus"), z_a, z_b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA to detect host syncs")
+def test_losses_do_not_sync_with_host_on_cuda():
+    z_a, z_b = (t.float().cuda().requires_grad_(True) for t in _inputs(64, 16, seed=6))
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for cfg in (LossConfig(), LossConfig(name="nt_logistic", semi_hard=True),
+                    LossConfig(name="margin_triplet", semi_hard=True)):
+            loss, top1 = contrastive_loss(cfg, z_a, z_b)
+            loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

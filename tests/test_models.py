@@ -1,0 +1,236 @@
+"""Encoder widths and stems, zero-init, heads, classifier, channels_last + bf16."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from simclr.config import ARCHS, ModelConfig
+from simclr.errors import SimCLRError
+from simclr.models import (
+    Classifier,
+    ResNet,
+    SimCLRModel,
+    build_encoder,
+    build_head,
+    build_model,
+    resolve_cifar_stem,
+)
+
+BASE_DIM = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048,
+            "resnet152": 2048}
+
+
+def _meta_encoder(arch: str, width: float = 1.0, **kw) -> ResNet:
+    # Parameter shapes without allocating or initialising memory (big widths).
+    with torch.device("meta"):
+        return build_encoder(arch, width, **kw)
+
+
+def _count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_feature_dim_and_output_shape(arch):
+    torch.manual_seed(0)
+    width = 0.25
+    enc = build_encoder(arch, width, cifar_stem=False)
+    assert enc.feature_dim == int(BASE_DIM[arch] * width)
+    h = enc(torch.randn(2, 3, 32, 32))
+    assert h.shape == (2, enc.feature_dim) and torch.isfinite(h).all()
+    enc_half = _meta_encoder(arch, 0.5)
+    assert enc_half.feature_dim == BASE_DIM[arch] // 2
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_width_scales_every_layer(arch):
+    base = [m for m in _meta_encoder(arch, 1.0).modules() if isinstance(m, (nn.Conv2d,
+                                                                            nn.BatchNorm2d))]
+    for width in (0.5, 2.0):
+        wide = [m for m in _meta_encoder(arch, width).modules()
+                if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+        assert len(wide) == len(base)
+        for b, w in zip(base, wide, strict=True):
+            if isinstance(b, nn.Conv2d):
+                assert w.out_channels == int(b.out_channels * width)
+                want_in = 3 if b.in_channels == 3 else int(b.in_channels * width)
+                assert w.in_channels == want_in
+                assert w.kernel_size == b.kernel_size and w.stride == b.stride
+            else:
+                assert w.num_features == int(b.num_features * width)
+
+
+def test_resnet50_sizes_match_references():
+    ours = _meta_encoder("resnet50")
+    with torch.device("meta"):
+        tv = torchvision.models.resnet50()
+    tv_count = sum(p.numel() for n, p in tv.named_parameters() if not n.startswith("fc."))
+    assert _count(ours) == tv_count  # 23.5M, same layout as torchvision's ResNet-50
+    assert abs(_count(ours) - 23.5e6) < 0.1e6
+    # The paper's sizes (Table 6): ResNet-50 (2x) 94M, (4x) 375M parameters, which only
+    # every-layer widening gives (torchvision's wide_resnet50_2 has 66.8M).
+    r50x2 = _meta_encoder("resnet50", 2.0)
+    assert r50x2.feature_dim == 4096
+    assert abs(_count(r50x2) - 94e6) / 94e6 < 0.005
+    r50x4 = _meta_encoder("resnet50", 4.0)
+    assert r50x4.feature_dim == 8192
+    assert abs(_count(r50x4) - 375e6) / 375e6 < 0.005
+    assert _meta_encoder("resnet18", 2.0).feature_dim == 1024
+
+
+def test_stems():
+    torch.manual_seed(0)
+    cifar = build_encoder("resnet18", 0.25, cifar_stem=True)
+    assert cifar.forward_features(torch.randn(2, 3, 32, 32)).shape[-2:] == (4, 4)
+    assert cifar.stem[0].kernel_size == (3, 3) and cifar.stem[0].stride == (1, 1)
+    assert not any(isinstance(m, nn.MaxPool2d) for m in cifar.modules())
+    imnet = build_encoder("resnet18", 0.25, cifar_stem=False)
+    assert imnet.stem[0].kernel_size == (7, 7) and imnet.stem[0].stride == (2, 2)
+    assert any(isinstance(m, nn.MaxPool2d) for m in imnet.modules())
+    x = torch.randn(2, 3, 64, 64)
+    feats = imnet.forward_features(x)
+    assert feats.shape[-2:] == (2, 2)  # stride 32
+    torch.testing.assert_close(imnet(x), feats.mean(dim=(2, 3)))
+
+
+def test_resolve_cifar_stem():
+    assert resolve_cifar_stem(None, 32) is True
+    assert resolve_cifar_stem(None, 33) is False
+    assert resolve_cifar_stem(None, 224) is False
+    assert resolve_cifar_stem(True, 224) is True
+    assert resolve_cifar_stem(False, 32) is False
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_zero_init_residual_makes_blocks_identity(arch):
+    torch.manual_seed(0)
+    enc = build_encoder(arch, 0.25, cifar_stem=True, zero_init_residual=True)
+    blocks = [m for m in enc.modules() if hasattr(m, "last_bn")]
+    assert len(blocks) == (8 if arch == "resnet18" else 16)
+    for block in blocks:
+        assert torch.count_nonzero(block.last_bn.weight) == 0
+    # A block with an identity shortcut maps a non-negative input to itself.
+    block = enc.layer1[1]
+    assert isinstance(block.shortcut, nn.Identity)
+    c = block.conv1.in_channels
+    x = torch.relu(torch.randn(2, c, 8, 8))
+    torch.testing.assert_close(block(x), x)
+    plain = build_encoder(arch, 0.25, zero_init_residual=False)
+    assert all(bool((b.last_bn.weight == 1).all())
+               for b in plain.modules() if hasattr(b, "last_bn"))
+
+
+def test_kaiming_init():
+    torch.manual_seed(0)
+    enc = build_encoder("resnet18", 1.0, cifar_stem=True)
+    conv = enc.layer4[0].conv2  # 512 -> 512, 3x3: fan_out = 512 * 9
+    want = (2.0 / (512 * 9)) ** 0.5
+    assert abs(conv.weight.std().item() - want) / want < 0.02
+    assert enc.layer4[0].bn1.weight.eq(1).all() and enc.layer4[0].bn1.bias.eq(0).all()
+
+
+def test_unknown_arch():
+    with pytest.raises(SimCLRError, match="resnet20"):
+        build_encoder("resnet20")
+
+
+def test_heads_structure_and_shapes():
+    h = torch.randn(4, 32)
+    none = build_head("none", 32, None, 128)
+    assert none.out_dim == 32 and torch.equal(none(h), h)
+
+    linear = build_head("linear", 32, None, 16)
+    assert linear.out_dim == 16 and len(linear.layers) == 1
+    assert [type(m) for m in linear.layers[0]] == [nn.Linear]
+    assert linear(h).shape == (4, 16)
+
+    # The paper's head: z = W2 relu(W1 h), hidden = in_dim by default.
+    mlp = build_head("mlp", 32, None, 16)
+    assert [[type(m) for m in b] for b in mlp.layers] == [[nn.Linear, nn.ReLU], [nn.Linear]]
+    assert mlp.layers[0][0].out_features == 32 and mlp.layers[0][0].bias is not None
+    assert mlp.layers[1][0].bias is not None
+    torch.testing.assert_close(
+        mlp(h), mlp.layers[1][0](torch.relu(mlp.layers[0][0](h))))
+
+    # SimCLRv2: 3 layers, Linear (no bias) + BN, ReLU except the last; last BN no shift.
+    v2 = build_head("mlp", 32, 64, 16, num_layers=3, batch_norm=True)
+    kinds = [[type(m).__name__ for m in b] for b in v2.layers]
+    assert kinds == [["Linear", "BatchNorm1d", "ReLU"], ["Linear", "BatchNorm1d", "ReLU"],
+                     ["Linear", "_BatchNormNoShift"]]
+    assert all(b[0].bias is None for b in v2.layers)
+    assert [b[0].out_features for b in v2.layers] == [64, 64, 16]
+    assert v2.layers[0][1].bias is not None and v2.layers[2][1].bias is None
+    z = v2(h)
+    assert z.shape == (4, 16) and v2.out_dim == 16
+    # Train-mode BN without shift: every output channel has zero batch mean.
+    torch.testing.assert_close(z.mean(0), torch.zeros(16), atol=1e-5, rtol=0)
+    with pytest.raises(SimCLRError, match="head"):
+        build_head("deep", 32, None, 16)
+
+
+def test_build_model_from_config():
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch="resnet18", width=0.25, head="mlp", head_out_dim=8,
+                      head_hidden_dim=32)
+    model = build_model(cfg, image_size=32)
+    assert isinstance(model, SimCLRModel) and model.encoder.cifar_stem
+    assert isinstance(model.encoder, ResNet)
+    h, z = model(torch.randn(3, 3, 32, 32))
+    assert h.shape == (3, 128) and z.shape == (3, 8)
+    assert not build_model(cfg, image_size=64).encoder.cifar_stem
+    cfg.cifar_stem = True
+    assert build_model(cfg, image_size=64).encoder.cifar_stem
+    assert all(b.last_bn.weight.eq(0).all() for b in model.encoder.modules()
+               if hasattr(b, "last_bn"))  # zero_init_residual defaults to True
+
+
+def test_classifier_and_from_head():
+    torch.manual_seed(0)
+    enc = build_encoder("resnet18", 0.25, cifar_stem=True)
+    clf = Classifier(enc, num_classes=10)
+    assert clf.encoder is enc and clf.fc.in_features == enc.feature_dim
+    assert clf.fc.bias.eq(0).all() and clf.fc.weight.std() < 0.02
+    x = torch.randn(2, 3, 16, 16)
+    assert clf(x).shape == (2, 10)
+
+    head = build_head("mlp", enc.feature_dim, 48, 8, num_layers=3, batch_norm=True)
+    ft = Classifier.from_head(enc, head, num_classes=5)
+    assert ft.neck is head.layers[0] and ft.fc.in_features == 48
+    assert ft(x).shape == (2, 5)
+    torch.testing.assert_close(ft.features(x), head.layers[0](enc(x)))
+    with pytest.raises(SimCLRError, match="none"):
+        Classifier.from_head(enc, build_head("none", enc.feature_dim, None, 8), 5)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
+def test_channels_last_bf16_autocast(arch):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch=arch, width=0.25, head_out_dim=8), image_size=32)
+    model.eval()  # running stats: compare two precisions on the same function
+    x = torch.randn(2, 3, 32, 32)
+    h32, z32 = model(x)
+    model = model.to(memory_format=torch.channels_last)
+    xc = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h, z = model(xc)
+    assert h.shape == h32.shape and z.shape == z32.shape
+    assert h.dtype == torch.bfloat16 and torch.isfinite(h.float()).all()
+    rel = (h.float() - h32).norm() / h32.norm()
+    assert rel < 0.05
+
+
+def test_head_converts_to_sync_batchnorm():
+    # The training loop converts BN to SyncBatchNorm; the shift-free last BN must survive.
+    torch.manual_seed(0)
+    head = build_head("mlp", 8, 8, 4, num_layers=3, batch_norm=True)
+    assert "layers.2.1.bias" not in head.state_dict()
+    synced = nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(head))
+    last = synced.layers[2][1]
+    assert isinstance(last, nn.SyncBatchNorm) and last.bias is None
+    h = torch.randn(5, 8)
+    torch.testing.assert_close(synced(h), head(h))  # no process group: plain BN

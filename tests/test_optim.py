@@ -1,0 +1,235 @@
+"""LARS against hand-computed steps, parameter groups, lr scaling and the schedule."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from simclr.config import OptimConfig
+from simclr.errors import SimCLRError
+from simclr.optim import LARS, build_optimizer, lr_at, param_groups, scaled_lr
+
+
+def _param(values) -> nn.Parameter:
+    return nn.Parameter(torch.tensor(values, dtype=torch.float64))
+
+
+def _step(opt, params, grads, lr):
+    for p, g in zip(params, grads, strict=True):
+        p.grad = torch.tensor(g, dtype=torch.float64)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    opt.step()
+
+
+def test_lars_two_steps_by_hand():
+    # eta = 0.001, momentum 0.9, weight decay 0.1; lr 0.2 then 0.1 (a schedule).
+    w = _param([[3.0, 0.0], [0.0, 4.0]])  # |w0| = 5
+    b = _param([1.0, -2.0])
+    opt = LARS([w, b], lr=0.2, momentum=0.9, weight_decay=0.1, eta=0.001)
+
+    # Step 1. Weight: g = [[.3,0],[0,.4]] + 0.1 w0 = [[.6,0],[0,.8]], |g| = 1,
+    # trust = 0.001 * 5 / 1 = 0.005, v1 = 0.2 * 0.005 * g = [[.0006,0],[0,.0008]].
+    # Bias (1-D): no decay, trust 1: v1 = 0.2 * [.5,.5] = [.1,.1].
+    _step(opt, [w, b], [[[0.3, 0.0], [0.0, 0.4]], [0.5, 0.5]], lr=0.2)
+    torch.testing.assert_close(w.detach(), torch.tensor([[2.9994, 0.0], [0.0, 3.9992]],
+                                                        dtype=torch.float64), rtol=0, atol=1e-15)
+    torch.testing.assert_close(b.detach(), torch.tensor([0.9, -2.1], dtype=torch.float64),
+                               rtol=0, atol=1e-15)
+
+    # Step 2. Weight: g = [[.1,.2],[.3,.4]] + 0.1 w1 = [[.39994,.2],[.3,.79992]].
+    g2 = [[0.1 + 0.1 * 2.9994, 0.2], [0.3, 0.4 + 0.1 * 3.9992]]
+    w_norm = math.sqrt(2.9994**2 + 3.9992**2)
+    g_norm = math.sqrt(sum(x * x for row in g2 for x in row))
+    trust = 0.001 * w_norm / g_norm
+    v1 = [[0.0006, 0.0], [0.0, 0.0008]]
+    v2 = [[0.9 * v1[r][c] + 0.1 * trust * g2[r][c] for c in range(2)] for r in range(2)]
+    w1 = [[2.9994, 0.0], [0.0, 3.9992]]
+    w2 = [[w1[r][c] - v2[r][c] for c in range(2)] for r in range(2)]
+    # Bias: v2 = 0.9 * [.1,.1] + 0.1 * [1,-1] = [.19,-.01]; b2 = [.9-.19, -2.1+.01].
+    _step(opt, [w, b], [[[0.1, 0.2], [0.3, 0.4]], [1.0, -1.0]], lr=0.1)
+    torch.testing.assert_close(w.detach(), torch.tensor(w2, dtype=torch.float64),
+                               rtol=0, atol=1e-15)
+    torch.testing.assert_close(b.detach(), torch.tensor([0.71, -2.09], dtype=torch.float64),
+                               rtol=0, atol=1e-15)
+    # Spelled out: |w1| = sqrt(24.990001) = 4.9990001, |g2| = sqrt(0.92982401) = 0.96427383,
+    # trust2 = 0.0051842121; w2 = w1 - (0.9 v1 + 0.1 trust2 g2).
+    torch.testing.assert_close(w.detach(), torch.tensor(
+        [[2.99865266, -0.00010368], [-0.00015553, 3.99806530]], dtype=torch.float64),
+        rtol=0, atol=1e-8)
+
+
+def test_lars_zero_weight_norm_gives_trust_one():
+    w = _param([[0.0, 0.0], [0.0, 0.0]])
+    opt = LARS([w], lr=0.5, momentum=0.9, weight_decay=0.1)
+    _step(opt, [w], [[[1.0, 2.0], [3.0, 4.0]]], lr=0.5)
+    # wd * 0 = 0, trust 1: w = -0.5 * g.
+    torch.testing.assert_close(w.detach(), torch.tensor([[-0.5, -1.0], [-1.5, -2.0]],
+                                                        dtype=torch.float64))
+
+
+def test_lars_zero_gradient_norm_is_finite():
+    w = _param([[1.0, 2.0], [3.0, 4.0]])
+    opt = LARS([w], lr=0.5, momentum=0.9, weight_decay=0.0)
+    _step(opt, [w], [[[0.0, 0.0], [0.0, 0.0]]], lr=0.5)
+    torch.testing.assert_close(w.detach(), torch.tensor([[1.0, 2.0], [3.0, 4.0]],
+                                                        dtype=torch.float64))
+    assert torch.isfinite(opt.state[w]["momentum_buffer"]).all()
+
+
+def test_lars_excludes_1d_from_weight_decay_and_adaptation():
+    b = _param([2.0, -2.0])
+    opt = LARS([b], lr=0.1, weight_decay=0.5, eta=0.001)
+    _step(opt, [b], [[0.0, 0.0]], lr=0.1)  # decay would move it; excluded -> unchanged
+    assert b.tolist() == [2.0, -2.0]
+    _step(opt, [b], [[1.0, 1.0]], lr=0.1)  # trust 1: plain lr * g
+    torch.testing.assert_close(b.detach(), torch.tensor([1.9, -2.1], dtype=torch.float64))
+
+
+def test_lars_group_override():
+    # A 1-D parameter with lars_exclude=False is decayed and adapted.
+    b = _param([3.0, 4.0])  # |b| = 5
+    # A 2-D parameter with lars_exclude=True is neither.
+    w = _param([[3.0, 4.0]])
+    opt = LARS([{"params": [b], "lars_exclude": False}, {"params": [w], "lars_exclude": True}],
+               lr=0.1, momentum=0.9, weight_decay=0.1, eta=0.01)
+    # b: g = [0.2,0.6] + 0.1*[3,4] = [0.5,1.0], |g| = sqrt(1.25); trust = 0.01*5/sqrt(1.25).
+    trust = 0.01 * 5 / math.sqrt(1.25)
+    _step(opt, [b, w], [[0.2, 0.6], [[1.0, -1.0]]], lr=0.1)
+    torch.testing.assert_close(b.detach(), torch.tensor(
+        [3.0 - 0.1 * trust * 0.5, 4.0 - 0.1 * trust * 1.0], dtype=torch.float64))
+    torch.testing.assert_close(w.detach(), torch.tensor([[2.9, 4.1]], dtype=torch.float64))
+
+
+def test_lars_skips_parameters_without_grad_and_state_roundtrip():
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    opt = LARS(model.parameters(), lr=0.1, weight_decay=1e-2)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    state = copy.deepcopy(opt.state_dict())  # state_dict() holds live buffers
+    x = torch.randn(4, 3)
+    opt.zero_grad()
+    model(x).sum().backward()
+    opt.step()
+    after = [p.detach().clone() for p in model.parameters()]
+
+    model2 = nn.Linear(3, 2)
+    model2.load_state_dict(saved)
+    opt2 = LARS(model2.parameters(), lr=0.1, weight_decay=1e-2)
+    opt2.load_state_dict(state)
+    model2(x).sum().backward()
+    opt2.step()
+    for p, q in zip(after, model2.parameters(), strict=True):
+        torch.testing.assert_close(p, q.detach())
+    frozen = nn.Parameter(torch.ones(2, 2))
+    opt3 = LARS([frozen], lr=1.0)
+    opt3.step()  # no grad -> untouched
+    assert frozen.tolist() == [[1.0, 1.0], [1.0, 1.0]]
+
+
+class _Net(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4, 2)
+        self.ln = nn.LayerNorm(2)
+        self.frozen = nn.Linear(2, 2)
+        self.frozen.requires_grad_(False)
+
+
+def test_param_groups_split_bias_and_norm():
+    net = _Net()
+    groups = param_groups(net, weight_decay=1e-4)
+    decay, excluded = groups
+    ids = lambda ps: {id(p) for p in ps}  # noqa: E731
+    assert ids(decay["params"]) == ids([net.conv.weight, net.fc.weight])
+    assert ids(excluded["params"]) == ids([net.bn.weight, net.bn.bias, net.fc.bias,
+                                           net.ln.weight, net.ln.bias])
+    assert decay["weight_decay"] == 1e-4 and decay["lars_exclude"] is False
+    assert excluded["weight_decay"] == 0.0 and excluded["lars_exclude"] is True
+    (single,) = param_groups(net, weight_decay=1e-4, exclude_bias_and_norm=False)
+    assert len(single["params"]) == 7 and single["lars_exclude"] is False
+
+
+@pytest.mark.parametrize("name,cls", [("lars", LARS), ("sgd", torch.optim.SGD),
+                                      ("adamw", torch.optim.AdamW)])
+def test_build_optimizer(name, cls):
+    net = _Net()
+    cfg = OptimConfig(name=name, lr=0.3, lr_scaling="linear", weight_decay=1e-6, eta=0.002)
+    opt = build_optimizer(cfg, net, batch_size=512)
+    assert isinstance(opt, cls)
+    assert len(opt.param_groups) == 2
+    for group in opt.param_groups:
+        assert group["peak_lr"] == pytest.approx(0.6) and group["lr"] == pytest.approx(0.6)
+    assert opt.param_groups[0]["weight_decay"] == 1e-6
+    assert opt.param_groups[1]["weight_decay"] == 0.0
+    if name == "lars":
+        assert opt.param_groups[0]["eta"] == 0.002 and opt.param_groups[0]["momentum"] == 0.9
+    with pytest.raises(SimCLRError, match="optimizer"):
+        build_optimizer(OptimConfig(name="rmsprop"), net, 256)
+
+
+def test_lars_leaves_batchnorm_without_gradient_unchanged_in_a_real_step():
+    net = _Net()
+    opt = build_optimizer(OptimConfig(weight_decay=0.5), net, batch_size=256)
+    before = net.bn.weight.detach().clone()
+    conv_before = net.conv.weight.detach().clone()
+    net.bn.weight.grad = torch.zeros_like(net.bn.weight)
+    net.conv.weight.grad = torch.zeros_like(net.conv.weight)
+    opt.step()
+    assert torch.equal(net.bn.weight.detach(), before)  # excluded from decay
+    # The conv weight is decayed: g = 0.5 w, trust = eta |w| / |0.5 w| = 2 eta, so
+    # w <- w - lr * 2 eta * 0.5 w = w (1 - lr * eta), lr = 0.3 (B = 256), eta = 0.001.
+    torch.testing.assert_close(net.conv.weight.detach(), conv_before * (1 - 0.3 * 0.001))
+
+
+def test_scaled_lr():
+    assert scaled_lr(0.3, 4096, "linear") == pytest.approx(4.8)
+    assert scaled_lr(0.075, 4096, "sqrt") == pytest.approx(4.8)
+    assert scaled_lr(1.0, 512, "linear") == pytest.approx(2.0)
+    assert scaled_lr(0.5, 512, "none") == 0.5
+    with pytest.raises(SimCLRError, match="lr-scaling"):
+        scaled_lr(0.3, 256, "cubic")
+
+
+def test_lr_at_key_steps():
+    total, warm, peak, final = 1000, 100, 2.0, 0.1
+    assert lr_at(0, total, warm, peak, final) == 0.0
+    assert lr_at(50, total, warm, peak, final) == pytest.approx(1.0)
+    assert lr_at(100, total, warm, peak, final) == pytest.approx(peak)
+    assert lr_at(550, total, warm, peak, final) == pytest.approx((peak + final) / 2)
+    # a quarter of the cosine: final + (peak - final) * (1 + cos(pi/4)) / 2
+    assert lr_at(325, total, warm, peak, final) == pytest.approx(
+        0.1 + 1.9 * (1 + math.sqrt(0.5)) / 2)
+    assert lr_at(1000, total, warm, peak, final) == pytest.approx(final)
+    assert lr_at(5000, total, warm, peak, final) == pytest.approx(final)
+    assert lr_at(0, total, 0, peak) == pytest.approx(peak)  # no warm-up
+    assert lr_at(10, 10, 20, peak) == 0.0  # warm-up longer than the run: clamped
+
+
+def test_lr_at_monotone():
+    values = [lr_at(s, 300, 30, 1.0) for s in range(301)]
+    assert all(a < b for a, b in zip(values[:30], values[1:31], strict=True))
+    assert all(a >= b for a, b in zip(values[30:-1], values[31:], strict=True))
+    assert values[30] == 1.0 and values[-1] == 0.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA to detect host syncs")
+def test_lars_step_does_not_sync_with_host_on_cuda():
+    net = _Net().cuda()
+    opt = build_optimizer(OptimConfig(weight_decay=1e-4), net, batch_size=256)
+    for p in net.parameters():
+        p.grad = torch.randn_like(p)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        opt.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

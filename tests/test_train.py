@@ -1,0 +1,121 @@
+"""End to end: a tiny pretraining run, checkpoints, exact resume, preemption, embed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from simclr import load_encoder, train
+from simclr.checkpoint import load_checkpoint
+from simclr.config import build_config
+from simclr.errors import SimCLRError
+from simclr.pretrained import embed_folder
+from tests.conftest import tiny_flags
+
+
+def run(tmp_path, image_folder, cache_dir, name, **extra):
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / name, cache_dir, **extra))
+    return cfg, train.pretrain(cfg)
+
+
+def test_pretrain_writes_a_complete_run(tmp_path, image_folder, cache_dir):
+    cfg, summary = run(tmp_path, image_folder, cache_dir, "run")
+    run_dir = tmp_path / "run"
+    assert summary["status"] == "finished" and summary["steps"] == 6  # 24 images / 8 x 2
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["event"] == "start" and "git_sha" in lines[0] and "argv" in lines[0]
+    metrics = [x for x in lines if "loss" in x]
+    assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5, 6]
+    for m in metrics:
+        assert np.isfinite(m["loss"]) and 0 <= m["pos_top1"] <= 1 and m["views_per_s"] > 0
+    # warm-up is capped at 10% of the run, then cosine to zero at the last step
+    # (the lr of the 6th step, 0-based step 5: t = (5 - 1) / (6 - 1) of the cosine)
+    assert metrics[-1]["lr"] == pytest.approx(cfg.optim.lr * 8 / 256 * 0.5 * (1 + np.cos(
+        np.pi * 4 / 5)), rel=1e-6)
+    assert (run_dir / "config.yaml").is_file() and list((run_dir / "tb").iterdir())
+    saved = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert saved["step"] == 6 and saved["config"]["model"]["width"] == 0.125
+    periodic = sorted(p.name for p in (run_dir / "checkpoints").glob("ckpt-*.pt"))
+    assert periodic == ["ckpt-00000004.pt", "ckpt-00000006.pt"]  # keep the last 2
+
+
+def test_loss_decreases_when_training_longer(tmp_path, image_folder, cache_dir):
+    _, summary = run(tmp_path, image_folder, cache_dir, "long", epochs=12, log_every=3,
+                     checkpoint_every=0)
+    lines = [json.loads(x) for x in (tmp_path / "long/metrics.jsonl").read_text().splitlines()]
+    losses = [x["loss"] for x in lines if "loss" in x]
+    assert np.mean(losses[-3:]) < np.mean(losses[:3])
+
+
+def test_interrupted_run_resumes_bit_exactly(tmp_path, image_folder, cache_dir):
+    common = {"deterministic": True, "threads": 1, "checkpoint_every": 0}
+    _, full = run(tmp_path, image_folder, cache_dir, "full", **common)
+
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "cut", cache_dir, **common))
+
+    def preempt(step, stop):
+        if step == 4:  # mid-epoch: 3 steps per epoch
+            stop.requested = "SIGTERM"
+
+    cut = train.pretrain(cfg, on_step=preempt)
+    assert cut["status"] == "preempted" and cut["steps"] == 4
+    resumed = train.pretrain(train.load_resume_config(tmp_path / "cut", {}), resume=True)
+    assert resumed["steps"] == full["steps"]
+    a = load_checkpoint(tmp_path / "full/checkpoints/last.pt")["model"]
+    b = load_checkpoint(tmp_path / "cut/checkpoints/last.pt")["model"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_existing_run_is_not_overwritten(tmp_path, image_folder, cache_dir):
+    run(tmp_path, image_folder, cache_dir, "once", epochs=1)
+    with pytest.raises(SimCLRError, match="already holds a run"):
+        run(tmp_path, image_folder, cache_dir, "once", epochs=1)
+
+
+def test_time_budget_fits_the_schedule(tmp_path, image_folder, cache_dir):
+    _, summary = run(tmp_path, image_folder, cache_dir, "budget", epochs=1000,
+                     time_budget="4s", checkpoint_every=0, log_every=5)
+    assert summary["status"] == "finished"
+    assert 3.5 <= summary["elapsed_s"] <= 6.0
+    lines = [json.loads(x) for x in (tmp_path / "budget/metrics.jsonl").read_text().splitlines()]
+    last = [x for x in lines if "loss" in x][-1]
+    assert last["step"] == summary["steps"] and last["total_steps"] == summary["steps"]
+
+
+def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, image_folder, cache_dir,
+                                                      monkeypatch):
+    import simclr.train as t
+
+    real = t.contrastive_loss
+
+    def poisoned(cfg, z_a, z_b):
+        loss, top1 = real(cfg, z_a, z_b)
+        step = poisoned.calls = getattr(poisoned, "calls", 0) + 1
+        return (loss * float("nan") if step == 3 else loss), top1
+
+    monkeypatch.setattr(t, "contrastive_loss", poisoned)
+    with pytest.raises(SimCLRError, match="non-finite.*step 3.*ckpt-00000002.pt"):
+        run(tmp_path, image_folder, cache_dir, "nan")
+    ckpt = load_checkpoint(tmp_path / "nan/checkpoints/ckpt-00000002.pt")
+    assert ckpt["step"] == 2
+    assert not (tmp_path / "nan/checkpoints/last.pt").exists()
+
+
+def test_embed_and_load_encoder(tmp_path, image_folder, cache_dir):
+    run(tmp_path, image_folder, cache_dir, "emb", epochs=1)
+    ckpt = tmp_path / "emb/checkpoints/last.pt"
+    info = embed_folder(ckpt, str(image_folder), tmp_path / "f.npz", device="cpu",
+                        precision="fp32", cache_dir=cache_dir)
+    data = np.load(tmp_path / "f.npz")
+    assert data["features"].shape == (24, 64) and data["features"].dtype == np.float32
+    assert data["labels"].tolist() == [0] * 12 + [1] * 12
+    assert list(data["classes"]) == ["class_0", "class_1"] and info["images"] == 24
+    encoder = load_encoder(ckpt)
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        h = encoder(x)
+    assert h.shape == (2, 64) and not encoder.training
