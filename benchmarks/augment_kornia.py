@@ -16,6 +16,7 @@ them alike). Usage: ``python benchmarks/augment_kornia.py [--threads 2] [--repea
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -89,13 +90,16 @@ def _images(batch: int, side: int) -> tuple[torch.Tensor, list[Image.Image]]:
     return u8, pil
 
 
-def bench(batch: int, repeats: int) -> list[tuple[str, str, float | str]]:
-    cases = [
-        ("32 px -> 32 (CIFAR, s=0.5)", 32, AugmentConfig(size=32, color_strength=0.5, blur=False)),
-        ("160 px -> 224 (Imagenette, s=1)", 160, AugmentConfig(size=224, blur=False)),
-    ]
+CASES = {
+    "cifar": ("32 px -> 32 (CIFAR, s=0.5)", 32,
+              AugmentConfig(size=32, color_strength=0.5, blur=False)),
+    "imagenette": ("160 px -> 224 (Imagenette, s=1)", 160, AugmentConfig(size=224, blur=False)),
+}
+
+
+def bench(batch: int, repeats: int, cases: list[str]) -> list[tuple[str, str, float | str]]:
     rows: list[tuple[str, str, float | str]] = []
-    for label, side, cfg in cases:
+    for label, side, cfg in (CASES[c] for c in cases):
         u8, pil = _images(batch, side)
         runners = {"simclr TwoViewAugment": _simclr(cfg), "kornia.augmentation": _kornia(cfg),
                    "torchvision per image (PIL)": _torchvision(cfg)}
@@ -123,11 +127,15 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rows = bench(args.batch, args.repeats)
+    load = os.getloadavg()[0]
+    rows = bench(args.batch, args.repeats, args.cases)
     print(f"batch {args.batch} images -> {2 * args.batch} views per call, "
-          f"{args.threads} torch threads, median of {args.repeats} interleaved repeats")
+          f"{args.threads} torch threads, median of {args.repeats} interleaved repeats; "
+          f"load average {load:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+          "(multi-threaded pipelines suffer most when the CPUs are shared)")
     print(f"{'case':34s} {'pipeline':32s} {'views/s':>10s} {'vs torchvision':>15s}")
     for label in dict.fromkeys(r[0] for r in rows):
         base = next(r[2] for r in rows if r[0] == label and r[1].startswith("torchvision"))

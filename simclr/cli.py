@@ -15,7 +15,7 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from simclr.config import FLAGS, PRESETS, Config, build_config
+from simclr.config import PRESETS, Config, all_flags, build_config, default_of
 from simclr.errors import SimCLRError
 
 EXIT_USER_ERROR = 2
@@ -38,19 +38,23 @@ def _field_type(path: str) -> str:
 
 
 def add_config_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozenset()) -> None:
-    """One flag per entry of config.FLAGS; only flags given on the line override."""
-    for flag, path in FLAGS.items():
+    """A flag for every setting (config.all_flags); only flags given on the line override."""
+    for flag, path in all_flags().items():
         if flag in exclude:
             continue
         kind = _field_type(path).replace(" ", "")
         dest = "cfg:" + path
+        default = default_of(path)
+        if isinstance(default, tuple):
+            default = ",".join(f"{v:g}" for v in default)
+        text = f"{path} (default: {default})"
         if kind.startswith("bool"):
             parser.add_argument(f"--{flag}", dest=dest, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS)
+                                default=argparse.SUPPRESS, help=text)
         else:
             metavar = "A,B" if "tuple" in kind else kind.split("|")[0].upper()
             parser.add_argument(f"--{flag}", dest=dest, default=argparse.SUPPRESS,
-                                metavar=metavar)
+                                metavar=metavar, help=text)
 
 
 def config_flags(args: argparse.Namespace) -> dict[str, Any]:

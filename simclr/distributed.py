@@ -158,3 +158,27 @@ def convert_sync_batchnorm(model: nn.Module) -> nn.Module:
         raise SimCLRError("--sync-bn needs GPUs (SyncBatchNorm has no CPU kernel); "
                           "pass --no-sync-bn for a multi-process CPU run")
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    """DistributedDataParallel around ``model`` when several processes train, else ``model``.
+
+    DDP averages gradients over processes; with the loss's gather_with_grad (whose
+    backward sums over processes) the averaged gradient equals the single-process
+    gradient of the global batch (tests/test_distributed.py).
+    """
+    if world_size() == 1:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def any_process(flag: bool, device: torch.device) -> bool:
+    """True on every process when ``flag`` is true on at least one (a collective call)."""
+    if world_size() == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)

@@ -92,3 +92,28 @@ def provenance() -> dict[str, Any]:
         "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "cpu_threads": torch.get_num_threads(),
     }
+
+
+def tune_cpu_allocator() -> bool:
+    """Keep large freed blocks in glibc's heap instead of returning them to the OS.
+
+    A training step frees and reallocates the same activation-sized buffers every
+    step; glibc's default hands big blocks back with munmap and page-faults them in
+    again, which cost about 25% of a ResNet-18 step on a 2-core CPU (measured: 538-577
+    -> 711-718 views/s at width 0.5, bf16, batch 256). Returns False where glibc is not
+    the allocator.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None or platform.system() != "Linux":
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        ok = libc.mallopt(m_mmap_threshold, 1 << 30)
+        ok &= libc.mallopt(m_trim_threshold, 1 << 30)
+    except (OSError, AttributeError):
+        return False
+    return bool(ok)

@@ -29,7 +29,13 @@ from simclr.errors import SimCLRError
 from simclr.loss import contrastive_loss
 from simclr.models import SimCLRModel, build_model
 from simclr.optim import build_optimizer, lr_at
-from simclr.runtime import autocast, provenance, resolve_device, resolve_precision
+from simclr.runtime import (
+    autocast,
+    provenance,
+    resolve_device,
+    resolve_precision,
+    tune_cpu_allocator,
+)
 
 EXIT_PREEMPTED = 75  # status after SIGTERM/SIGINT: checkpoint written, resume with --resume
 
@@ -273,6 +279,8 @@ def pretrain(
     precision = resolve_precision(cfg.precision, device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if device.type == "cpu":
+        tune_cpu_allocator()
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
     run_dir = prepare_run_dir(cfg, resume)
@@ -290,7 +298,9 @@ def pretrain(
             raise SimCLRError(f"--resume {run_dir}: no checkpoint found")
         restore(load_checkpoint(ckpt_path), model, optimizer, scaler, state, plan)
         log_line(f"resuming {run_dir} from step {state.step} ({ckpt_path.name})")
-    forward = torch.compile(model) if cfg.compile else model
+    # DDP averages gradients across processes (identity on one process); compile last.
+    forward = dist.wrap_ddp(model, device)
+    forward = torch.compile(forward) if cfg.compile else forward
     augment = TwoViewAugment(cfg.augment, cfg.seed)
 
     if dist.is_main():
@@ -341,10 +351,10 @@ def train_loop(
                              workers=cfg.data.workers)
         for indices, images in loader:
             images = images.to(device, non_blocking=True)
-            view_a, view_b = augment(images, indices, epoch)
-            # Both views go through the encoder as one batch, as the official code does,
-            # so BatchNorm statistics cover all 2N views.
-            views = torch.cat([view_a, view_b]).contiguous(memory_format=memory_format)
+            # Both views go through the encoder as one batch (2N, 3, S, S), as the official
+            # code does, so BatchNorm statistics cover all 2N views.
+            views = augment.stacked(images, indices, epoch)
+            views = views.contiguous(memory_format=memory_format)
             for group in optimizer.param_groups:  # the schedule is a function of the step
                 group["lr"] = lr_at(state.step, plan.total_steps, plan.warmup_steps,
                                     group["peak_lr"], cfg.optim.final_lr)
@@ -394,6 +404,9 @@ def train_loop(
                 acc_steps, window_start, window_step = 0, now, state.step
             if cfg.time_budget is not None and state.step >= next_refit:
                 refit_to_budget(plan, cfg, state.step, state.elapsed)
+                # every process must stop at the same step: rank 0's clock decides
+                plan.total_steps, plan.warmup_steps = dist.broadcast_object(
+                    (plan.total_steps, plan.warmup_steps))
                 next_refit = state.step + max(10, plan.total_steps // 50)
                 if progress is not None:
                     progress.total = plan.total_steps
@@ -402,12 +415,16 @@ def train_loop(
                 last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
             if cfg.knn_train and state.step % knn_every_steps == 0:
                 knn_monitor(cfg, model, device, precision, state.step, log)
-            if stop.requested:
+            # A signal may reach only some processes: they agree at logging steps.
+            if (stop.requested if dist.world_size() == 1 else
+                    boundary and dist.any_process(stop.requested is not None, device)):
                 reason = "preempted"
+                stop.requested = stop.requested or "SIGTERM (another process)"
                 break
             if state.step >= plan.total_steps:
                 break
-            if plan.deadline is not None and state.elapsed >= plan.deadline:
+            deadline = plan.deadline is not None and dist.world_size() == 1
+            if deadline and state.elapsed >= plan.deadline:
                 reason = "finished"
                 plan.total_steps = state.step  # the budget is spent: the schedule ends here
                 break

@@ -65,3 +65,21 @@ def test_module_entry_point_runs_pretrain_and_embed(tmp_path):
                   str(data), "--out", str(tmp_path / "h.npz"), *common)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1])["images"] == 16
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["finetune", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out", "o",
+          "--label-fraction", "1.5"], "--label-fraction"),
+        (["finetune", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out", "o",
+          "--label-fraction", "0"], "--label-fraction"),
+        (["knn", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--k", "0"], "--k"),
+    ],
+)
+def test_evaluation_flags_are_checked_first(args, needle, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err, err

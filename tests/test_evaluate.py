@@ -177,7 +177,8 @@ def test_regularisation_is_chosen_on_the_held_out_split():
 
     x, y = blobs(30, 8, 3, spread=4.0, seed=5)  # overlapping: accuracies differ by lambda
     grid = [1e-4, 1e-2, 1.0]
-    summary, _ = logistic_regression(x, y, x[:4], 3, l2_grid=grid, val_fraction=0.3, seed=7)
+    summary, _ = logistic_regression(x, y, x[:4], 3, l2_grid=grid, val_fraction=0.3, seed=7,
+                                     tol=1e-10)
     fit, val = stratified_split(y, 0.3, seed=7)
     mean, std = x[fit].mean(0), x[fit].std(0, ddof=1)
     xf, xv = (x[fit] - mean) / std, (x[val] - mean) / std

@@ -119,3 +119,24 @@ def test_embed_and_load_encoder(tmp_path, image_folder, cache_dir):
     with torch.no_grad():
         h = encoder(x)
     assert h.shape == (2, 64) and not encoder.training
+
+
+def test_batch_must_divide_among_processes(tmp_path, image_folder, cache_dir, monkeypatch):
+    import simclr.train as t
+
+    monkeypatch.setattr(t.dist, "init_from_env", lambda: True)
+    monkeypatch.setattr(t.dist, "world_size", lambda: 3)
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "ddp", cache_dir))
+    with pytest.raises(SimCLRError, match="--batch-size 8 is not divisible by 3 processes"):
+        t.pretrain(cfg)
+    assert not (tmp_path / "ddp").exists()  # checked before any work
+
+
+def test_online_knn_monitor(tmp_path, image_folder, cache_dir):
+    _, summary = run(tmp_path, image_folder, cache_dir, "knn", knn_train=str(image_folder),
+                     knn_test=str(image_folder), knn_every=1.0, checkpoint_every=0)
+    lines = [json.loads(x) for x in (tmp_path / "knn/metrics.jsonl").read_text().splitlines()]
+    monitored = [x for x in lines if "knn_top1" in x]
+    assert [x["step"] for x in monitored] == [3, 6, 6]  # every epoch, then the final report
+    # two well-separated colour classes, queries = memory: far above chance
+    assert summary["knn_top1"] >= 0.9
