@@ -240,9 +240,11 @@ def case_model(spec: dict[str, Any]) -> dict[str, Any]:
     from simclr.loss import contrastive_loss
     from simclr.models import build_model
     from simclr.optim import build_optimizer
-    from simclr.runtime import autocast
+    from simclr.runtime import autocast, tune_cpu_allocator
 
     device = torch.device(spec["device"])
+    if device.type == "cpu":
+        tune_cpu_allocator()  # as simclr.train.pretrain does: the ceiling is the same step
     batch, precision = spec["batch"], spec["precision"]
     fmt = _memory_format(precision)
     memory = Memory(device)
