@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -25,6 +26,15 @@ def make_image_folder(root: Path, classes: int = 2, per_class: int = 12, side: i
             img[y:y + side // 2, x:x + side // 2] = rng.integers(0, 256, 3)
             Image.fromarray(img.astype(np.uint8)).save(folder / f"{i:03d}.{ext}")
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """The CPU is shared: one thread is faster than oversubscribed ones for tiny tensors."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -27,14 +27,7 @@ from simclr.evaluate import (
 )
 from tests.conftest import make_image_folder
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The CPU is shared: one thread is faster than oversubscribed ones for tiny tensors."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------ kNN
