@@ -29,6 +29,7 @@ from simclr.data import (
     scan_folder,
 )
 from simclr.errors import BadImageError, SimCLRError
+from tests.conftest import SHARED_DATA, requires_cifar
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -560,3 +561,14 @@ def test_shared_cifar10_folder_labels(tmp_path):
     images = scan_folder("/work/shared/data/cifar10/test")
     assert len(images.paths) == 10_000 and images.classes[0] == "airplane"
     assert np.bincount(images.labels).tolist() == [1000] * 10
+
+
+@requires_cifar
+def test_shared_cifar10_test_split_opens_as_a_cached_labeled_source(tmp_path):
+    folder = SHARED_DATA / "cifar10" / "test"
+    source = open_source(str(folder), DataConfig(cache_dir=str(tmp_path)), train=False)
+    assert source.cached and source.image_hw == (32, 32)
+    assert source.num_images == 10_000 and len(source.classes) == 10
+    assert np.bincount(source.labels).tolist() == [1000] * 10
+    batch = source.get_batch(np.array([0, 9999]))
+    assert batch.dtype == torch.uint8 and batch.shape == (2, 3, 32, 32)
