@@ -74,9 +74,8 @@ def plan_schedule(cfg: Config, num_images: int, total_steps: int | None = None) 
         )
     if total_steps is None:
         total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
-        if cfg.max_steps is not None:
-            total_steps = min(total_steps, cfg.max_steps) if cfg.time_budget is None else (
-                cfg.max_steps)
+        if cfg.max_steps is not None:  # with a time budget, max_steps caps the refit
+            total_steps = cfg.max_steps if cfg.time_budget else min(total_steps, cfg.max_steps)
     if cfg.optim.warmup_fraction is not None:
         warmup = round(cfg.optim.warmup_fraction * total_steps)
     else:
