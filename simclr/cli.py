@@ -11,11 +11,10 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from simclr.config import PRESETS, Config, all_flags, build_config, default_of
+from simclr.config import PRESETS, all_flags, build_config, default_of, type_of
 from simclr.errors import SimCLRError
 
 EXIT_USER_ERROR = 2
@@ -28,21 +27,12 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
 
 
-def _field_type(path: str) -> str:
-    obj: Any = Config()
-    *parents, name = path.split(".")
-    for part in parents:
-        obj = getattr(obj, part)
-    assert is_dataclass(obj)
-    return next(str(f.type) for f in fields(obj) if f.name == name)
-
-
 def add_config_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozenset()) -> None:
     """A flag for every setting (config.all_flags); only flags given on the line override."""
     for flag, path in all_flags().items():
         if flag in exclude:
             continue
-        kind = _field_type(path).replace(" ", "")
+        kind = type_of(path).replace(" ", "")
         dest = "cfg:" + path
         default = default_of(path)
         if isinstance(default, tuple):

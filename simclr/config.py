@@ -284,8 +284,6 @@ FLAGS: dict[str, str] = {
 }
 
 
-
-
 def all_flags() -> dict[str, str]:
     """FLAGS plus a flag for every other setting (``--flip-p``, ``--blur-sigma``, ...).
 
@@ -295,24 +293,39 @@ def all_flags() -> dict[str, str]:
     """
     flags = dict(FLAGS)
     taken = set(FLAGS.values())
+    defaults = Config()
     for section in ("augment", "model", "loss", "optim", "data"):
-        for f in fields(getattr(Config(), section)):
+        for f in fields(getattr(defaults, section)):
             path = f"{section}.{f.name}"
             if path in taken:
                 continue
             name = f.name.replace("_", "-")
             flags[name if name not in flags else f"{section}-{name}"] = path
     for f in fields(Config):
-        if f.name not in taken and not dataclasses.is_dataclass(getattr(Config(), f.name)):
+        if f.name not in taken and not dataclasses.is_dataclass(getattr(defaults, f.name)):
             flags.setdefault(f.name.replace("_", "-"), f.name)
     return flags
 
 
-def default_of(path: str) -> Any:
+def _owner(path: str) -> tuple[Any, str]:
+    """(the default dataclass holding a dotted setting, the field's name)."""
+    *parents, name = path.split(".")
     obj: Any = Config()
-    for part in path.split("."):
+    for part in parents:
         obj = getattr(obj, part)
-    return obj
+    return obj, name
+
+
+def default_of(path: str) -> Any:
+    """The default value of a dotted setting, e.g. ``default_of("optim.lr")``."""
+    obj, name = _owner(path)
+    return getattr(obj, name)
+
+
+def type_of(path: str) -> str:
+    """The declared type of a dotted setting as text, e.g. ``"float | None"``."""
+    obj, name = _owner(path)
+    return str(_field_type(obj, name))
 
 
 # ---------------------------------------------------------------------------- parsing
