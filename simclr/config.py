@@ -131,6 +131,7 @@ class DataConfig:
     cache_dir: str = "~/.cache/simclr/decoded"
     load_size: int | None = None  # side images are stored at before cropping; None: auto
     workers: int | None = None  # decoding processes for uncached data; None: auto
+    decoder: str = "auto"  # uncached JPEGs: auto (device on CUDA, else pil) | pil | device
     strict: bool = False  # check every image up front; fail on the first bad one
 
 
@@ -234,6 +235,7 @@ FLAGS: dict[str, str] = {
     "cache-dir": "data.cache_dir",
     "load-size": "data.load_size",
     "workers": "data.workers",
+    "decoder": "data.decoder",
     "strict": "data.strict",
     "out": "out",
     "arch": "model.arch",
@@ -506,6 +508,7 @@ def validate(cfg: Config) -> None:
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
         raise SimCLRError(f"--device: unknown device {cfg.device!r} (auto, cpu, cuda, cuda:N)")
     _choice(cfg.data.cache, ("auto", "on", "off"), "cache")
+    _choice(cfg.data.decoder, ("auto", "pil", "device"), "decoder")
     _positive(cfg.data.load_size, "load-size")
     _positive(cfg.data.workers, "workers", allow_zero=True)
     _positive(cfg.threads, "threads")

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simclr.data import collate_raw, decode_device, decode_raw_batch
 from simclr.errors import SimCLRError
 from simclr.runtime import autocast, resolve_device, resolve_precision
 
@@ -89,11 +90,13 @@ def iter_batches(
     source: Any, indices: np.ndarray, batch_size: int, *,
     seed: int | Sequence[int] | None = None,
     drop_last: bool = False, workers: int | None = None, pin: bool = False,
+    decode_on: torch.device | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(indices (B,) int64, images uint8 (B,3,H,W) CPU)`` over ``indices``.
+    """Yield ``(indices (B,) int64, images uint8 (B,3,H,W))`` over ``indices``.
 
     ``seed`` shuffles the order (a fresh permutation per seed, e.g. ``[seed, epoch]``);
-    cached sources slice their decoded array, uncached ones decode in DataLoader workers.
+    cached sources slice their decoded array, uncached ones decode in DataLoader workers
+    (on the CPU), or with ``decode_on`` read JPEGs there and decode them on that device.
     """
     order = np.asarray(indices, dtype=np.int64)
     if seed is not None:
@@ -107,6 +110,13 @@ def iter_batches(
     from torch.utils.data import DataLoader, Subset
 
     n_workers = getattr(source, "workers", 0) if workers is None else workers
+    if decode_on is not None:
+        loader = DataLoader(Subset(source.dataset(report=True, raw=True), order[:stop].tolist()),
+                            batch_size=batch_size, shuffle=False, num_workers=n_workers,
+                            collate_fn=collate_raw)
+        for payloads, idx, _, _ in loader:
+            yield decode_raw_batch(source, payloads, idx, decode_on)
+        return
     loader = DataLoader(Subset(source.dataset(), order[:stop].tolist()), batch_size=batch_size,
                         shuffle=False, num_workers=n_workers, pin_memory=pin, drop_last=False)
     for images, idx in loader:
@@ -154,7 +164,8 @@ def extract_features(
     try:
         with torch.inference_mode():
             for idx, images in iter_batches(source, order, batch_size, workers=workers,
-                                            pin=dev.type == "cuda"):
+                                            pin=dev.type == "cuda",
+                                            decode_on=decode_device("auto", dev)):
                 x = eval_resize(images.to(dev, non_blocking=True), image_size)
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
@@ -570,7 +581,8 @@ def augmented_batches(
 
     labels_all = torch.as_tensor(np.asarray(source.labels, dtype=np.int64))
     for idx, images in iter_batches(source, indices, batch_size, seed=[seed, epoch],
-                                    drop_last=True, workers=workers, pin=device.type == "cuda"):
+                                    drop_last=True, workers=workers, pin=device.type == "cuda",
+                                    decode_on=decode_device("auto", device)):
         params = sample_params(aug_cfg, seed, epoch, idx, 0, tuple(images.shape[-2:]))
         images = images.to(device, non_blocking=True)
         yield apply_params(images, params, aug_cfg), labels_all[idx].to(device)

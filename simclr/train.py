@@ -24,8 +24,9 @@ from simclr import distributed as dist
 from simclr.augment import TwoViewAugment
 from simclr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from simclr.config import Config, config_from_dict, save_yaml
-from simclr.data import BatchLoader, ImageSource, open_source
+from simclr.data import ImageSource, decode_device, open_source
 from simclr.errors import SimCLRError
+from simclr.loader import BatchLoader
 from simclr.loss import contrastive_loss
 from simclr.models import SimCLRModel, build_model
 from simclr.optim import build_optimizer, lr_at
@@ -330,6 +331,10 @@ def train_loop(
     per_rank = cfg.batch_size // world
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     progress = make_progress(cfg, plan, state.step)
+    # Uncached JPEGs: read in the workers, decoded batched on the GPU (cfg.data.decoder).
+    decode_on = None if source.cached else decode_device(cfg.data.decoder, device)
+    if decode_on is not None:
+        log_line(f"JPEGs are decoded on {decode_on}; loader workers only read the files")
     # Metrics accumulate on the device and are read back only at logging intervals:
     # a .item() per step would stall the GPU queue (no host sync in the step).
     acc_loss = torch.zeros((), device=device)
@@ -347,7 +352,7 @@ def train_loop(
         epoch, in_epoch = divmod(state.step, plan.steps_per_epoch)
         loader = BatchLoader(source, per_rank, seed=cfg.seed, epoch=epoch, rank=dist.rank(),
                              world_size=world, start_step=in_epoch, device=device,
-                             workers=cfg.data.workers)
+                             workers=cfg.data.workers, decode_device=decode_on)
         for indices, images in loader:
             images = images.to(device, non_blocking=True)
             # Both views go through the encoder as one batch (2N, 3, S, S), as the official

@@ -50,6 +50,7 @@ def test_round_trip_through_dict():
         ({"batch_size": "1"}, "--batch-size"),
         ({"batch_size": "abc"}, "cannot read 'abc' as int"),
         ({"precision": "fp8"}, "--precision"),
+        ({"data.decoder": "gpu"}, "--decoder"),
         ({"time_budget": "soon"}, "--time-budget"),
         ({"augment.crop_scale": "0.5,0.1"}, "--crop-scale"),
         ({"nonsense": 1}, "unknown setting 'nonsense'"),

@@ -397,3 +397,20 @@ def test_folders_end_to_end_and_class_mismatch(tmp_path):
     with pytest.raises(SimCLRError, match="different classes"):
         run_knn(tiny_encoder(), train, open_source(str(wrong), cfg, train=False,
                                                    image_size=16), None, image_size=16)
+
+
+def test_iter_batches_decodes_jpegs_on_a_device(tmp_path):
+    """Evaluation reads uncached JPEGs the same way with the device decoder (nvJPEG on
+    CUDA, chosen automatically there; the CPU stands in for it here)."""
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+
+    folder = make_image_folder(tmp_path / "jpegs", per_class=5, side=40, ext="jpg")
+    cfg = DataConfig(cache="off", cache_dir=str(tmp_path / "cache"), workers=0)
+    source = open_source(str(folder), cfg, train=False, image_size=32)
+    order = np.arange(source.num_images)[::-1].copy()
+    plain = list(evaluate.iter_batches(source, order, 4))
+    on_device = list(evaluate.iter_batches(source, order, 4, decode_on=torch.device("cpu")))
+    assert [i.tolist() for i, _ in on_device] == [i.tolist() for i, _ in plain]
+    for (_, a), (_, b) in zip(on_device, plain, strict=True):
+        assert a.shape == b.shape and (a.int() - b.int()).abs().float().mean() < 3.0

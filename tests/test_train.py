@@ -13,7 +13,7 @@ from simclr.checkpoint import load_checkpoint
 from simclr.config import build_config
 from simclr.errors import SimCLRError
 from simclr.pretrained import embed_folder
-from tests.conftest import tiny_flags
+from tests.conftest import make_image_folder, tiny_flags
 
 
 def run(tmp_path, image_folder, cache_dir, name, **extra):
@@ -40,6 +40,16 @@ def test_pretrain_writes_a_complete_run(tmp_path, image_folder, cache_dir):
     assert saved["step"] == 6 and saved["config"]["model"]["width"] == 0.125
     periodic = sorted(p.name for p in (run_dir / "checkpoints").glob("ckpt-*.pt"))
     assert periodic == ["ckpt-00000004.pt", "ckpt-00000006.pt"]  # keep the last 2
+
+
+def test_pretrain_decodes_jpegs_on_the_device(tmp_path, cache_dir, capsys):
+    """--decoder device on an uncached JPEG folder (the CPU stands in for a GPU here)."""
+    folder = make_image_folder(tmp_path / "jpegs", side=40, ext="jpg")
+    cfg = build_config(flags=tiny_flags(folder, tmp_path / "run", cache_dir,
+                                        **{"data.cache": "off", "data.decoder": "device"}))
+    summary = train.pretrain(cfg)
+    assert summary["status"] == "finished" and summary["steps"] == 6
+    assert "JPEGs are decoded on cpu" in capsys.readouterr().out
 
 
 def test_loss_decreases_when_training_longer(tmp_path, image_folder, cache_dir):

@@ -1,0 +1,173 @@
+"""Input benchmark for large images: JPEG files to uint8 batches, three ways.
+
+One run prints ONE markdown table of images/s (medians over interleaved rounds):
+
+1. ``simclr pil``: simclr's CPU path, PIL in DataLoader workers with JPEG draft mode
+   (the decoder scales by 1/2..1/8 when the stored side allows), fit to a square;
+2. ``simclr device``: workers only read the files, the batch is decoded on ``--device``
+   with ``torchvision.io.decode_jpeg`` (nvJPEG on CUDA) and fit there
+   (``--decoder device``, the default on CUDA);
+3. ``full-size PIL``: the usual peer input path (lightly's and torchvision's image
+   folders): ``Image.open(...).convert("RGB")`` at full size, then resize + centre
+   crop, in the same number of workers.
+
+All three deliver the same thing, uint8 (B, 3, S, S) with S = round(1.15 * --size), on
+the training device. Run it on a quiet machine (see benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+SHARED_IMAGENETTE = (Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenette"
+                     / "train")
+
+
+def synthetic_folder(count: int, width: int, height: int) -> str:
+    """``count`` photo-like JPEGs (smooth colour fields) of width x height, made once."""
+    import numpy as np
+    from PIL import Image
+
+    root = Path(tempfile.gettempdir()) / f"simclr-bench-jpeg-{count}-{width}x{height}"
+    if not (root / "done").exists():
+        rng = np.random.default_rng(0)
+        for i in range(count):
+            folder = root / f"class_{i % 10}"
+            folder.mkdir(parents=True, exist_ok=True)
+            small = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
+            im = Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC)
+            im.save(folder / f"{i:05d}.jpg", quality=90)
+        (root / "done").touch()
+    return str(root)
+
+
+class FullSizePIL:
+    """The peer path: a full decode per image, then torchvision's resize + centre crop."""
+
+    def __init__(self, paths: list[str], side: int) -> None:
+        from torchvision import transforms
+
+        self.paths = paths
+        self.transform = transforms.Compose([
+            transforms.Resize(side), transforms.CenterCrop(side), transforms.PILToTensor()])
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> Any:
+        from PIL import Image
+
+        with Image.open(self.paths[i]) as im:
+            return self.transform(im.convert("RGB"))
+
+
+def make_iterator(case: str, source: Any, args: argparse.Namespace, epoch: int) -> Any:
+    """An iterator of uint8 image batches (on the device for 'simclr device')."""
+    import torch
+
+    from simclr.loader import BatchLoader
+
+    device = torch.device(args.device)
+    if case == "full-size PIL":
+        order = torch.randperm(source.num_images, generator=torch.Generator().manual_seed(epoch))
+        batches = order[: len(order) // args.batch * args.batch].view(-1, args.batch).tolist()
+        loader = torch.utils.data.DataLoader(
+            FullSizePIL(source.paths, source.image_hw[0]), batch_sampler=batches,
+            num_workers=args.workers, pin_memory=device.type == "cuda")
+        return (images for images in loader)
+    decode_on = device if case == "simclr device" else None
+    loader = BatchLoader(source, args.batch, seed=0, epoch=epoch, device=device,
+                         workers=args.workers, decode_device=decode_on)
+    return (images for _, images in loader)
+
+
+def measure(case: str, source: Any, args: argparse.Namespace, epoch: int) -> float:
+    """Images/s over ``args.batches`` batches after one warm-up batch, on the device."""
+    import torch
+
+    device = torch.device(args.device)
+    it = make_iterator(case, source, args, epoch)
+    next(it).to(device)  # worker start-up, first decoder calls
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start, count = time.perf_counter(), 0
+    for _ in range(args.batches):
+        images = next(it).to(device, non_blocking=True)
+        count += images.shape[0]
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    rate = count / (time.perf_counter() - start)
+    for _ in it:  # drain, so the next case starts with idle workers
+        pass
+    return rate
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    import torch
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=None,
+                   help="JPEG image folder, or 'synthetic' (default: "
+                        "../shared/data/imagenette/train if present, else synthetic)")
+    p.add_argument("--synthetic", default="500x375",
+                   help="WxH of generated JPEGs when no folder is given (ImageNet-like)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--size", type=int, default=224, help="view side; images stored at 1.15x")
+    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--batches", type=int, default=6, help="timed batches per case and round")
+    p.add_argument("--workers", type=int, default=None, help="loader processes (default: cores)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--cases", default="simclr pil,simclr device,full-size PIL")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import os
+
+    import torch
+
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+
+    args = parse_args(argv)
+    args.workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    count = args.batch * (args.batches + 1)
+    if args.data and args.data != "synthetic":
+        data = args.data
+    elif SHARED_IMAGENETTE.is_dir() and args.data is None:
+        data = str(SHARED_IMAGENETTE)
+    else:
+        w, h = (int(x) for x in args.synthetic.split("x"))
+        data = synthetic_folder(count, w, h)
+    cfg = DataConfig(cache="off", workers=args.workers)
+    source = open_source(data, cfg, train=True, image_size=args.size)
+    if source.num_images < count:
+        sys.exit(f"{data}: {source.num_images} images, need {count} (--batch x (--batches + 1))")
+    cases = [c.strip() for c in args.cases.split(",")]
+    rates: dict[str, list[float]] = {c: [] for c in cases}
+    for r in range(args.rounds):
+        for case in cases[r % len(cases):] + cases[:r % len(cases)]:  # each round shifted
+            rates[case].append(measure(case, source, args, epoch=r))
+            print(f"round {r + 1} {case}: {rates[case][-1]:.0f} images/s", file=sys.stderr)
+    side = source.image_hw[0]
+    print(f"Input path, {data} -> uint8 batches of {args.batch} x 3 x {side} x {side} on "
+          f"{args.device}; {args.workers} loader processes, torch {torch.__version__}, "
+          f"{os.cpu_count()} cores; medians of {args.rounds} interleaved rounds.\n")
+    base = statistics.median(rates[cases[-1]])
+    print(f"| path | images/s (median) | min-max | vs {cases[-1]} |")
+    print("|---|---:|---:|---:|")
+    for case in cases:
+        med = statistics.median(rates[case])
+        print(f"| {case} | {med:,.0f} | {min(rates[case]):,.0f}-{max(rates[case]):,.0f} | "
+              f"{med / base:.2f}x |")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    main()

@@ -1,0 +1,192 @@
+"""The decoded cache: small images decoded once into a uint8 memmap (issue 3, item 2).
+
+An epoch of CIFAR-sized images then costs a gather of rows, no decoding. The cache
+(N, side, side, 3) lives under ``cfg.cache_dir`` as ``<folder>-<side>px-<key>.npy`` with
+a JSON sidecar; the key hashes every file's path, size and mtime, so a changed folder
+gets a new cache. Writes go to temporary names renamed into place, so an interrupted
+build leaves nothing that would be trusted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from simclr.decode import DEFAULT_MAX_PIXELS, load_square
+from simclr.errors import BadImageError, SimCLRError
+
+if TYPE_CHECKING:
+    from simclr.data import ImageList
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 2  # bump when the cache layout or the decoding changes
+_CHUNK = 256  # images per decoding task
+
+
+def _decode_chunk(task: tuple[str | None, int, list[str], int, int]) -> list[tuple[int, str]]:
+    """Pool task: decode ``paths`` into rows start.. of the .npy at ``target`` (None:
+    only check them). Returns (index, reason) of the bad ones."""
+    target, start, paths, side, max_pixels = task
+    rows = np.load(target, mmap_mode="r+") if target is not None else None
+    bad: list[tuple[int, str]] = []
+    for k, path in enumerate(paths):
+        try:
+            arr = load_square(path, side, max_pixels)
+        except BadImageError as exc:
+            bad.append((start + k, exc.reason))
+            continue
+        if rows is not None:
+            rows[start + k] = arr
+    if rows is not None:
+        rows.flush()
+    return bad
+
+
+def decode_files(
+    paths: Sequence[str], side: int, max_pixels: int, workers: int, target: str | None,
+    what: str,
+) -> list[tuple[int, str]]:
+    """Decode every file in parallel processes (PIL decoding is CPU- and GIL-bound for
+    small files), logging progress; returns the sorted (index, reason) of bad files."""
+    tasks = [(target, s, list(paths[s:s + _CHUNK]), side, max_pixels)
+             for s in range(0, len(paths), _CHUNK)]
+    bad: list[tuple[int, str]] = []
+    start, last_report, done = time.perf_counter(), time.perf_counter(), 0
+    log.info("%s: %d images with %d process(es)", what, len(paths), workers)
+
+    def account(result: list[tuple[int, str]], n: int) -> None:
+        nonlocal last_report, done
+        bad.extend(result)
+        done += n
+        if time.perf_counter() - last_report > 5.0:
+            last_report = time.perf_counter()
+            log.info("%s: %d/%d (%.0f s)", what, done, len(paths), last_report - start)
+
+    if workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            account(_decode_chunk(task), len(task[2]))
+    else:
+        methods = multiprocessing.get_all_start_methods()
+        ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+        with ctx.Pool(min(workers, len(tasks))) as pool:
+            for task, result in zip(tasks, pool.imap(_decode_chunk, tasks), strict=True):
+                account(result, len(task[2]))
+    log.info("%s: done in %.1f s, %d bad", what, time.perf_counter() - start, len(bad))
+    return sorted(bad)
+
+
+def _cache_key(images: ImageList, side: int, max_pixels: int) -> str:
+    """Hash of (relative paths, sizes, mtimes, side, limits, format version)."""
+    h = hashlib.sha256(json.dumps([CACHE_VERSION, side, max_pixels]).encode())
+    for p in images.paths:
+        try:
+            st = os.stat(p)
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:
+            stamp = "missing"
+        h.update(f"{os.path.relpath(p, images.root)}\0{stamp}\n".encode())
+    return h.hexdigest()[:20]
+
+
+def _write_json_atomic(data: Any, path: Path) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_cache(
+    npy: Path, meta_path: Path, shape: tuple[int, ...]
+) -> tuple[np.ndarray, dict] | None:
+    """The cache if both files exist and agree; None means "build it"."""
+    if not (npy.is_file() and meta_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        rows = np.load(npy, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable cache %s (%s); rebuilding", npy, exc)
+        return None
+    if meta.get("version") != CACHE_VERSION or rows.shape != shape or rows.dtype != np.uint8:
+        return None
+    return rows, meta
+
+
+def build_cache(
+    images: ImageList, side: int, cache_dir: str | os.PathLike, workers: int,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]], Path]:
+    """Decode every image once into a (N, side, side, 3) uint8 memmap, or reuse it.
+
+    Returns (rows memmap (N, side, side, 3), kept indices (K,) int64, skipped
+    [(path, reason)], the .npy path). Rows of skipped files stay zero. The .npy is
+    written to a temporary name, fsynced and renamed, then the JSON sidecar the same
+    way, so an interrupted build never leaves a cache that would be trusted.
+    """
+    folder = Path(cache_dir).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SimCLRError(f"cannot create the cache folder {folder}: {exc.strerror}; "
+                          "pass --cache-dir or --cache off") from None
+    base = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(images.root).name)
+    stem = f"{base or 'images'}-{side}px-{_cache_key(images, side, max_pixels)}"
+    npy, meta_path = folder / f"{stem}.npy", folder / f"{stem}.json"
+    shape = (len(images.paths), side, side, 3)
+    found = _read_cache(npy, meta_path, shape)
+    if found is not None:
+        rows, meta = found
+        log.info("using the decoded cache %s", npy)
+    else:
+        rows, meta = _build_cache_files(images, side, npy, meta_path, shape, workers, max_pixels)
+    skipped = [(images.paths[i], reason) for i, reason in meta["skipped"]]
+    return rows, np.asarray(meta["kept"], dtype=np.int64), skipped, npy
+
+
+def _build_cache_files(
+    images: ImageList, side: int, npy: Path, meta_path: Path, shape: tuple[int, ...],
+    workers: int, max_pixels: int,
+) -> tuple[np.ndarray, dict]:
+    tmp = npy.with_name(f"{npy.name}.tmp-{os.getpid()}")
+    nbytes = math.prod(shape)
+    try:
+        rows = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        del rows
+        # Reserve the blocks now: a full disk then fails here with ENOSPC instead of
+        # killing the process with SIGBUS when a memmap page is written.
+        with open(tmp, "r+b") as f:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        what = f"decoding {images.root} into the cache"
+        bad = decode_files(images.paths, side, max_pixels, workers, str(tmp), what)
+        with open(tmp, "r+b") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, npy)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise SimCLRError(f"cannot write the decoded cache {npy} ({nbytes / 2**20:.0f} MiB): "
+                          f"{exc.strerror or exc}; pass --cache-dir or --cache off") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    bad_set = {i for i, _ in bad}
+    meta = {
+        "version": CACHE_VERSION, "root": images.root, "side": side, "num_files": shape[0],
+        "kept": [i for i in range(shape[0]) if i not in bad_set],
+        "skipped": [[i, reason] for i, reason in bad],
+    }
+    _write_json_atomic(meta, meta_path)
+    return np.load(npy, mmap_mode="r"), meta

@@ -1,0 +1,252 @@
+"""Decoding image files: one file on the CPU (PIL), or a batch of JPEGs on the device.
+
+* :func:`open_image` decodes one file into an RGB PIL image, or raises
+  :class:`~simclr.errors.BadImageError` with a reason, for every kind of bad file;
+  :func:`load_square` adds the reduced-size decode (JPEG draft mode) and the square
+  fit that every stored image goes through.
+* :func:`read_jpeg` (in a loader worker) hands over the raw bytes of a plain JPEG, and
+  :func:`decode_jpegs` decodes a batch of them on the training device (nvJPEG on CUDA,
+  through ``torchvision.io.decode_jpeg``) and fits them to the same squares: the CPU then
+  only reads files, which keeps large-image pipelines off the host (issue 3, item 2).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageFile, ImageOps
+
+from simclr.errors import BadImageError
+
+DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb limit (~ 0.25 GiB of RGBA)
+BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white
+JPEG_END = b"\xff\xd9"  # EOI marker: a file without it at the end is truncated
+EXIF_ORIENTATION = 0x0112
+RESIZE_CHUNK_ELEMENTS = 2**26  # float32 elements resized at once on the device (256 MiB)
+
+# Truncated files must fail loudly, never decode into grey bottoms.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def _composite(im: Image.Image) -> Image.Image:
+    """Alpha-composite onto :data:`BACKGROUND` (how such images are meant to be seen)."""
+    rgba = im.convert("RGBA")
+    out = Image.new("RGB", rgba.size, BACKGROUND)
+    out.paste(rgba.convert("RGB"), mask=rgba.getchannel("A"))
+    return out
+
+
+def _high_depth_to_rgb(im: Image.Image) -> Image.Image:
+    """16-bit / 32-bit integer and float grey to 8 bit by *scaling*, not clipping.
+
+    PIL's ``convert('L')`` clips I;16 values above 255 (a white image), so integer
+    modes are read as the 16-bit range 0..65535 -> 0..255 (round(v / 257)); float
+    images are taken as 0..1 when they fit, else as 0..255.
+    """
+    a = np.asarray(im)
+    if im.mode == "F":
+        a = a.astype(np.float64)
+        a = a * 255.0 if np.nanmax(a) <= 1.0 else a
+        g = np.clip(np.nan_to_num(a), 0, 255).round().astype(np.uint8)
+    else:
+        g = ((np.clip(a.astype(np.int64), 0, 65535) + 128) // 257).astype(np.uint8)
+    return Image.fromarray(np.repeat(g[:, :, None], 3, axis=2), "RGB")
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Any PIL mode to 8-bit RGB (palette incl. transparency, grey, CMYK, 16-bit...)."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode == "P" and "transparency" in im.info
+    ):
+        return _composite(im)
+    if mode.startswith("I") or mode == "F":
+        return _high_depth_to_rgb(im)
+    if mode == "1":
+        im = im.convert("L")
+    return im.convert("RGB")  # L, P, CMYK (PIL honours Adobe's inverted CMYK), YCbCr, ...
+
+
+def open_image(
+    path: str | os.PathLike,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_size: tuple[int, int] | None = None,
+) -> Image.Image:
+    """Decode one file into an RGB PIL image, EXIF orientation applied.
+
+    Raises :class:`BadImageError` (path, reason) for a missing or empty file, a file
+    that is no image, a truncated or corrupt one, and an image of more than
+    ``max_pixels`` pixels (refused from its header, before any decoding: a
+    decompression bomb). ``draft_size`` (w, h): let the JPEG decoder scale by 1/2,
+    1/4 or 1/8 while keeping both sides >= the given ones (much faster for photos).
+    """
+    path = str(path)
+    try:
+        nbytes = os.path.getsize(path)
+    except OSError as exc:
+        raise BadImageError(path, f"cannot read the file ({exc.strerror})") from None
+    if nbytes == 0:
+        raise BadImageError(path, "empty file (0 bytes)")
+    try:
+        # PIL only *warns* between its limit and twice it; a warning must refuse too.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # The file object is ours: closing it leaves the loaded image usable, where
+            # ``with Image.open(path)`` would close the image too and force a copy.
+            with open(path, "rb") as f:
+                im = Image.open(f)
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise BadImageError(
+                        path, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
+                        "(decompression-bomb guard)")
+                if draft_size is not None and im.format == "JPEG":
+                    im.draft(im.mode, draft_size)
+                im.load()  # decode now, inside the try: truncation raises here
+                ImageOps.exif_transpose(im, in_place=True)
+                return _to_rgb(im)
+    except BadImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise BadImageError(path, f"too many pixels (decompression-bomb guard): {exc}") from None
+    except Image.UnidentifiedImageError:
+        raise BadImageError(path, "not an image file (format not recognised)") from None
+    except Exception as exc:  # any decoder failure means "bad file"
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        kind = "truncated file" if "truncated" in text.lower() else "cannot decode"
+        raise BadImageError(path, f"{kind}: {text}") from None
+
+
+def fitted_size(w: int, h: int, side: int) -> tuple[int, int]:
+    """(w, h) scaled so that the shorter side is ``side`` (the square is cropped from it)."""
+    scale = side / min(w, h)
+    return max(side, round(w * scale)), max(side, round(h * scale))
+
+
+def fit_square(im: Image.Image, side: int) -> Image.Image:
+    """Resize the shorter side to ``side`` and center-crop a square.
+
+    Bilinear with antialiasing (PIL's resize always filters over the whole footprint),
+    as torchvision's Resize: this is the storage step before the augmentation's own
+    crop and resize, and bicubic here cost 1.6x the time for no visible difference.
+    """
+    w, h = im.size
+    if (w, h) == (side, side):
+        return im
+    nw, nh = fitted_size(w, h, side)
+    if (nw, nh) != (w, h):
+        im = im.resize((nw, nh), Image.Resampling.BILINEAR)
+    left, top = (nw - side) // 2, (nh - side) // 2
+    return im.crop((left, top, left + side, top + side))
+
+
+def load_square(path: str, side: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode ``path`` at reduced size and return it as uint8 (side, side, 3)."""
+    im = open_image(path, max_pixels, draft_size=(side, side))
+    return np.array(fit_square(im, side), dtype=np.uint8)  # writable, for torch
+
+
+# ---------------------------------------------------------------------------- JPEG on the device
+
+def read_jpeg(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor | None:
+    """The raw bytes (L,) uint8 of a JPEG the device decoder can take as it is, or None.
+
+    None (decode with :func:`load_square` instead, which also names what is wrong) for
+    anything else: not a JPEG, CMYK or other unusual modes, an EXIF rotation (the device
+    decoder ignores it), more than ``max_pixels`` pixels, a missing end marker
+    (truncated), an unreadable header. Only the header is parsed here: cheap in a worker.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        if not data.endswith(JPEG_END):
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                if im.format != "JPEG" or im.mode not in ("RGB", "L"):
+                    return None
+                w, h = im.size
+                if w * h > max_pixels or im.getexif().get(EXIF_ORIENTATION, 1) != 1:
+                    return None
+    except Exception:  # whatever it is, the PIL path will say it properly
+        return None
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+
+
+def _decode_list(blobs: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor | None]:
+    """Decode JPEG bytes into RGB uint8 (3, h, w) on ``device``; None where one fails.
+
+    One batched call (what nvJPEG is fast at); if it fails, which it does as a whole
+    for a single bad file, each file again on its own to find the culprits.
+    """
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    if not blobs:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torchvision >= 0.29 flags its decoders deprecated
+        try:
+            return list(decode_jpeg(list(blobs), mode=ImageReadMode.RGB, device=device))
+        except RuntimeError:
+            out: list[torch.Tensor | None] = []
+            for blob in blobs:
+                try:
+                    out.append(decode_jpeg(blob, mode=ImageReadMode.RGB, device=device))
+                except RuntimeError:
+                    out.append(None)
+            return out
+
+
+def fit_square_tensor(images: torch.Tensor, side: int) -> torch.Tensor:
+    """:func:`fit_square` for a batch of equal-sized uint8 (B, 3, h, w): (B, 3, side, side)."""
+    h, w = images.shape[-2:]
+    if (h, w) == (side, side):
+        return images
+    nw, nh = fitted_size(w, h, side)
+    if (nw, nh) != (w, h):
+        resized = F.interpolate(images.float(), size=(nh, nw), mode="bilinear",
+                                align_corners=False, antialias=True)
+        images = resized.round_().clamp_(0, 255).to(torch.uint8)
+    top, left = (nh - side) // 2, (nw - side) // 2
+    return images[:, :, top:top + side, left:left + side]
+
+
+def decode_jpegs(
+    payloads: Sequence[torch.Tensor], side: int, device: torch.device
+) -> tuple[torch.Tensor, list[int]]:
+    """A batch for training: uint8 (B, 3, side, side) on ``device``, and the failures.
+
+    ``payloads[k]`` is JPEG bytes (L,) from :func:`read_jpeg` or an image the worker
+    already decoded, uint8 (3, side, side). Equal-sized images are resized together.
+    Positions whose bytes did not decode are returned (their rows are left zero) for
+    the caller to replace through the PIL path.
+    """
+    out = torch.zeros((len(payloads), 3, side, side), dtype=torch.uint8, device=device)
+    raw = [k for k, p in enumerate(payloads) if p.dim() == 1]
+    for k, p in enumerate(payloads):
+        if p.dim() == 3:
+            out[k] = p.to(device, non_blocking=True)
+    decoded = _decode_list([payloads[k] for k in raw], device)
+    failed = [k for k, im in zip(raw, decoded, strict=True) if im is None]
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for pos, im in enumerate(decoded):
+        if im is not None:
+            by_size.setdefault(tuple(im.shape[-2:]), []).append(pos)
+    for (h, w), members in by_size.items():
+        # Bounded chunks: a batch of equal-sized 12-megapixel photos in float32 would
+        # otherwise take tens of GiB at once.
+        step = max(1, RESIZE_CHUNK_ELEMENTS // (3 * h * w))
+        for c in range(0, len(members), step):
+            chunk = members[c:c + step]
+            fitted = fit_square_tensor(torch.stack([decoded[m] for m in chunk]), side)
+            out[[raw[m] for m in chunk]] = fitted
+    return out, failed

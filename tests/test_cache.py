@@ -1,0 +1,101 @@
+"""Tests for simclr.cache: the decoded uint8 cache of small images."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from simclr import cache, decode
+from simclr.config import DataConfig
+from simclr.data import open_source
+from tests.image_files import data_cfg, rgb, save_image
+
+# ---------------------------------------------------------------------------- cache
+
+
+def _cifar_like(root: Path, n: int = 6) -> list[np.ndarray]:
+    arrays = [rgb(16, 16, seed) for seed in range(n)]
+    for k, a in enumerate(arrays):
+        save_image(root / ("cat" if k % 2 else "dog") / f"{k}.png", a)
+    return arrays
+
+
+def test_cache_build_stores_exact_pixels(tmp_path):
+    arrays = _cifar_like(tmp_path / "imgs")
+    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    assert src.cached and src.image_hw == (16, 16)
+    order = [1, 3, 5, 0, 2, 4]  # cat (odd seeds) sorts before dog
+    expected = np.stack([arrays[k] for k in order]).transpose(0, 3, 1, 2)
+    assert (src.get_batch(np.arange(6)).numpy() == expected).all()
+    assert src.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1
+    assert not list((tmp_path / "cache").glob("*.tmp-*"))
+
+
+def test_cache_build_with_worker_processes(tmp_path, monkeypatch):
+    arrays = _cifar_like(tmp_path / "imgs", n=10)
+    monkeypatch.setattr(cache, "_CHUNK", 3)  # 4 tasks for 2 processes
+    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), workers=2)
+    src = open_source(str(tmp_path / "imgs"), cfg)
+    names = [int(Path(p).stem) for p in src.paths]
+    expected = np.stack([arrays[k] for k in names]).transpose(0, 3, 1, 2)
+    assert (src.get_batch(np.arange(10)).numpy() == expected).all()
+
+
+def _forbid_decoding(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(decode, "open_image", fail)
+
+
+def test_cache_is_reused_without_decoding(tmp_path, monkeypatch):
+    _cifar_like(tmp_path / "imgs")
+    first = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path)).get_batch(np.arange(6))
+    _forbid_decoding(monkeypatch)
+    again = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path)).get_batch(np.arange(6))
+    assert torch.equal(first, again)
+
+
+def test_cache_is_rebuilt_when_a_file_changes(tmp_path, monkeypatch):
+    _cifar_like(tmp_path / "imgs")
+    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    changed = tmp_path / "imgs" / "cat" / "1.png"
+    save_image(changed, np.full((16, 16, 3), 7, dtype=np.uint8))
+    stamp = time.time() + 5
+    os.utime(changed, (stamp, stamp))
+    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    assert (src.get_batch([0]).numpy() == 7).all()  # cat/1.png is the first image
+    _forbid_decoding(monkeypatch)
+    with pytest.raises(AssertionError, match="decoded again"):  # a new file -> new key
+        save_image(tmp_path / "imgs" / "cat" / "9.png", rgb(16, 16))
+        open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+
+
+def test_interrupted_cache_build_leaves_nothing(tmp_path, monkeypatch):
+    _cifar_like(tmp_path / "imgs")
+    real = cache.decode_files
+
+    def interrupted(*args, **kwargs):
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache, "decode_files", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    assert list((tmp_path / "cache").iterdir()) == []
+    monkeypatch.setattr(cache, "decode_files", real)
+    assert open_source(str(tmp_path / "imgs"), data_cfg(tmp_path)).num_images == 6
+
+
+def test_mixed_sizes_share_one_side(tmp_path):
+    for k, (h, w) in enumerate([(20, 20), (20, 20), (30, 24), (12, 40)]):
+        save_image(tmp_path / "imgs" / f"{k}.png", rgb(h, w, k))
+    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    assert src.cached and src.image_hw == (20, 20)  # the most common shorter side
+    assert src.get_batch(np.arange(4)).shape == (4, 3, 20, 20)

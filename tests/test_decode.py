@@ -1,0 +1,268 @@
+"""Tests for simclr.decode: every kind of bad image file, and JPEGs decoded on the device."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFile
+
+from simclr import decode
+from simclr.decode import (
+    decode_jpegs,
+    fit_square,
+    fit_square_tensor,
+    load_square,
+    open_image,
+    read_jpeg,
+)
+from simclr.errors import BadImageError
+from tests.image_files import corrupt_jpeg_bytes, jpeg_bytes, png_bytes, rgb, save_image, smooth_rgb
+
+# ---------------------------------------------------------------------------- bad images
+
+
+def test_truncated_jpeg_is_refused(tmp_path):
+    p = tmp_path / "t.jpg"
+    p.write_bytes(jpeg_bytes()[:2000])
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+    with pytest.raises(BadImageError, match="truncated") as info:
+        open_image(p)
+    assert info.value.path == str(p)
+
+
+def test_corrupt_jpeg_is_refused(tmp_path):
+    p = tmp_path / "c.jpg"
+    p.write_bytes(corrupt_jpeg_bytes())
+    with pytest.raises(BadImageError, match="cannot decode"):
+        open_image(p)
+
+
+def test_zero_byte_file_is_refused(tmp_path):
+    p = tmp_path / "z.png"
+    p.write_bytes(b"")
+    with pytest.raises(BadImageError, match="empty file"):
+        open_image(p)
+
+
+def test_non_image_with_image_extension_is_refused(tmp_path):
+    p = tmp_path / "fake.jpg"
+    p.write_text("<html>404 not found</html>")
+    with pytest.raises(BadImageError, match="not an image"):
+        open_image(p)
+
+
+def test_png_alpha_is_composited_on_white(tmp_path):
+    rgba = np.zeros((6, 6, 4), dtype=np.uint8)
+    rgba[..., 0] = 200
+    rgba[..., 1] = 40
+    rgba[..., 2] = 0
+    rgba[..., 3] = np.arange(36, dtype=np.uint8).reshape(6, 6) * 7  # 0..245
+    p = save_image(tmp_path / "a.png", rgba)
+    out = np.asarray(open_image(p), dtype=np.float64)
+    a = rgba[..., 3:4] / 255.0
+    expected = rgba[..., :3] * a + 255.0 * (1 - a)  # "over" a white background
+    assert open_image(p).mode == "RGB"
+    assert np.abs(out - expected).max() <= 1.0
+
+
+def test_palette_png_with_transparency(tmp_path):
+    im = Image.new("P", (4, 2))
+    im.putpalette([0, 0, 0, 0, 200, 0] + [0] * 762)  # index 0 black, 1 green
+    im.putdata([0, 1, 0, 1, 1, 1, 0, 0])
+    p = tmp_path / "p.png"
+    im.save(p, transparency=0)
+    assert Image.open(p).mode == "P"
+    out = np.asarray(open_image(p))
+    mask = np.array([0, 1, 0, 1, 1, 1, 0, 0]).reshape(2, 4).astype(bool)
+    assert (out[~mask] == 255).all()  # transparent index -> white, not black
+    assert (out[mask] == [0, 200, 0]).all()
+
+
+def test_palette_png_without_transparency(tmp_path):
+    im = Image.new("P", (3, 1))
+    im.putpalette([10, 20, 30, 40, 50, 60, 70, 80, 90] + [0] * 759)
+    im.putdata([2, 0, 1])
+    p = tmp_path / "p.png"
+    im.save(p)
+    assert np.asarray(open_image(p)).tolist() == [[[70, 80, 90], [10, 20, 30], [40, 50, 60]]]
+
+
+def test_16bit_grayscale_png_is_scaled_not_clipped(tmp_path):
+    values = np.array([[0, 257, 1000, 32768, 65535]], dtype=np.uint16)
+    p = tmp_path / "g16.png"
+    Image.fromarray(values).save(p)
+    assert Image.open(p).mode.startswith("I")
+    out = np.asarray(open_image(p))
+    expected = np.round(values / 257.0)  # 0..65535 -> 0..255
+    assert out.shape == (1, 5, 3)
+    assert (out[..., 0] == expected).all() and (out[..., 0] == out[..., 2]).all()
+
+
+def test_16bit_rgb_png(tmp_path):
+    rgb16 = np.array([[[65535, 0, 32896], [12850, 51400, 257]]], dtype=">u2")  # (1, 2, 3)
+    rows = b"".join(b"\x00" + row.tobytes() for row in rgb16)
+    p = tmp_path / "rgb16.png"
+    p.write_bytes(png_bytes(2, 1, 16, 2, rows))
+    out = np.asarray(open_image(p)).astype(np.int64)
+    assert np.abs(out - np.round(rgb16.astype(np.float64) / 257.0)).max() <= 1
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "1"])
+def test_grayscale_becomes_rgb(tmp_path, mode):
+    grey = np.tile(np.array([0, 60, 200, 255], dtype=np.uint8), (2, 1))
+    im = Image.fromarray(grey, "L")
+    if mode == "LA":
+        im.putalpha(255)
+    im = im.convert(mode)
+    p = tmp_path / f"g-{mode}.png"
+    im.save(p)
+    out = np.asarray(open_image(p))
+    assert out.shape == (2, 4, 3)
+    expected = grey if mode != "1" else np.where(grey >= 128, 255, 0)
+    for c in range(3):
+        assert (out[..., c] == expected).all()
+
+
+def test_cmyk_jpeg_becomes_rgb(tmp_path):
+    p = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(p, quality=95)  # pure red ink
+    assert Image.open(p).mode == "CMYK"
+    out = np.asarray(open_image(p)).astype(int)
+    assert np.abs(out - [255, 0, 0]).max() <= 8
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    stored = np.zeros((20, 40, 3), dtype=np.uint8)  # h=20, w=40
+    stored[..., 2] = 255
+    stored[:10, :10] = [255, 0, 0]  # red block at the stored top-left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    p = tmp_path / "photo.jpg"
+    Image.fromarray(stored).save(p, quality=95, exif=exif.tobytes())
+    out = open_image(p)
+    assert out.size == (20, 40)  # (w, h): width and height swapped
+    raw = np.asarray(Image.open(p).convert("RGB"))
+    assert (np.asarray(out) == np.rot90(raw, k=-1)).all()  # exactly a clockwise turn
+    top_right = np.asarray(out)[1:9, 11:19].astype(int)
+    assert np.abs(top_right - [255, 0, 0]).max() < 40  # the block moved to the top-right
+
+
+def test_image_smaller_than_crop_is_upscaled(tmp_path):
+    small = np.zeros((6, 8, 3), dtype=np.uint8)
+    small[:, :4] = 255
+    p = save_image(tmp_path / "tiny.png", small)
+    out = load_square(str(p), 32)
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    # shorter side 6 -> 32, width 8 -> 43, centre crop: white left of the middle
+    assert (out[:, :8] > 200).all() and (out[:, -8:] < 50).all()
+
+
+def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
+    p = save_image(tmp_path / "big.png", rgb(120, 100))
+
+    def no_decode(self):
+        raise AssertionError("decoded a refused image")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decode)
+    with pytest.raises(BadImageError, match="decompression-bomb") as info:
+        open_image(p, max_pixels=10_000)
+    assert "100x120 = 12000 pixels" in info.value.reason
+
+
+def test_absurd_header_is_refused_with_default_limit(tmp_path):
+    p = tmp_path / "bomb.png"
+    p.write_bytes(png_bytes(100_000, 100_000, 8, 2, None))  # 10^10 pixels, a few bytes on disk
+    with pytest.raises(BadImageError, match="decompression-bomb"):
+        open_image(p)
+
+
+# ---------------------------------------------------------------------------- JPEG on the device
+
+CPU = torch.device("cpu")  # the device path runs unchanged on the CPU (nvJPEG on CUDA)
+
+
+def _as_chw(arr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(arr).permute(2, 0, 1)
+
+
+def test_read_jpeg_hands_over_only_what_the_device_decoder_takes(tmp_path):
+    plain = tmp_path / "plain.jpg"
+    Image.fromarray(smooth_rgb(40, 30)).save(plain, quality=90)
+    gray = tmp_path / "gray.jpg"
+    Image.fromarray(smooth_rgb(40, 30)[..., 0]).save(gray, quality=90)
+    blob = read_jpeg(str(plain))
+    assert blob is not None and blob.dtype == torch.uint8 and blob.dim() == 1
+    assert bytes(blob.numpy()) == plain.read_bytes()
+    assert read_jpeg(str(gray)) is not None  # decoded to RGB by the device decoder
+    assert read_jpeg(str(plain), max_pixels=40 * 30 - 1) is None  # bomb guard first
+
+    png = save_image(tmp_path / "x.png", rgb(8, 8))
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(cmyk)
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb(20, 40)).save(rotated, exif=exif.tobytes())
+    truncated = tmp_path / "t.jpg"
+    truncated.write_bytes(plain.read_bytes()[:300])
+    for refused in (png, cmyk, rotated, truncated, tmp_path / "missing.jpg"):
+        assert read_jpeg(str(refused)) is None, refused.name  # the PIL path takes these
+
+
+@pytest.mark.parametrize("side", [32, 40])
+def test_device_decode_matches_the_pil_path(tmp_path, side):
+    """Same squares as load_square (draft-mode PIL) up to resampling: shorter side
+    resized to ``side``, centre crop; portrait, landscape, upscaled and gray files."""
+    shapes = [(160, 120), (120, 160), (64, 64), (33, 47), (300, 200), (side, side)]
+    paths = []
+    for k, (h, w) in enumerate(shapes):
+        paths.append(tmp_path / f"{k}.jpg")
+        Image.fromarray(smooth_rgb(h, w, k)).save(paths[-1], quality=90)
+    paths.append(tmp_path / "gray.jpg")
+    Image.fromarray(smooth_rgb(100, 90, 9)[..., 0]).save(paths[-1], quality=90)
+
+    blobs = [read_jpeg(str(p)) for p in paths]
+    out, failed = decode_jpegs(blobs, side, CPU)
+    assert failed == [] and out.shape == (len(paths), 3, side, side) and out.dtype == torch.uint8
+    for k, p in enumerate(paths):
+        ref = _as_chw(load_square(str(p), side)).int()
+        diff = (out[k].int() - ref).abs().float()
+        assert diff.mean() < 2.0 and diff.max() <= 16, (p.name, diff.mean(), diff.max())
+
+
+def test_device_decode_passes_decoded_images_and_reports_failures(tmp_path):
+    good = tmp_path / "good.jpg"
+    Image.fromarray(smooth_rgb(50, 50)).save(good, quality=90)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(corrupt_jpeg_bytes())
+    bad_blob = read_jpeg(str(bad))
+    assert bad_blob is not None  # headers and end marker look fine: only decoding tells
+    ready = torch.randint(0, 256, (3, 24, 24), dtype=torch.uint8)
+    out, failed = decode_jpegs([read_jpeg(str(good)), ready, bad_blob], 24, CPU)
+    assert failed == [2]
+    assert torch.equal(out[1], ready) and torch.equal(out[2], torch.zeros_like(ready))
+    ref = _as_chw(load_square(str(good), 24)).int()
+    assert (out[0].int() - ref).abs().float().mean() < 2.0
+
+
+def test_fit_square_tensor_sizes_agree_with_pil(tmp_path):
+    for h, w in [(10, 30), (30, 10), (7, 9), (64, 64)]:
+        out = fit_square_tensor(torch.zeros((2, 3, h, w), dtype=torch.uint8), 16)
+        assert out.shape == (2, 3, 16, 16)
+        pil = fit_square(Image.new("RGB", (w, h)), 16)
+        assert pil.size == (16, 16)
+
+
+def test_device_decode_resizes_large_groups_in_bounded_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(decode, "RESIZE_CHUNK_ELEMENTS", 3 * 40 * 50 * 2)  # 2 images a chunk
+    blobs = []
+    for k in range(5):
+        p = tmp_path / f"{k}.jpg"
+        Image.fromarray(smooth_rgb(40, 50, k)).save(p, quality=90)
+        blobs.append(read_jpeg(str(p)))
+    out, failed = decode_jpegs(blobs, 32, CPU)
+    assert failed == []
+    for k in range(5):
+        ref = _as_chw(load_square(str(tmp_path / f"{k}.jpg"), 32)).int()
+        assert (out[k].int() - ref).abs().float().mean() < 2.0

@@ -1,0 +1,138 @@
+"""Tests for simclr.loader: epoch order, ranks, resume, worker decoding."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from simclr.data import ImageSource, open_source
+from simclr.decode import load_square
+from simclr.errors import SimCLRError
+from simclr.loader import BatchLoader, epoch_permutation
+from tests.image_files import corrupt_jpeg_bytes, data_cfg, jpeg_bytes, rgb, save_image, smooth_rgb
+
+# ---------------------------------------------------------------------------- loader
+
+
+def _indexed_source(n: int = 50) -> ImageSource:
+    """Image i is filled with the value i, so every batch can be checked."""
+    array = np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None, None], (n, 4, 4, 3))
+    return ImageSource("indexed", np.arange(n) % 3, ["a", "b", "c"], array=np.array(array))
+
+
+def _epoch(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(i.clone(), im.clone()) for i, im in loader]
+
+
+def test_loader_is_deterministic_and_covers_the_epoch(tmp_path):
+    src = _indexed_source()
+    a = _epoch(BatchLoader(src, 8, seed=3, epoch=1))
+    b = _epoch(BatchLoader(src, 8, seed=3, epoch=1))
+    c = _epoch(BatchLoader(src, 8, seed=3, epoch=2))
+    assert len(a) == len(BatchLoader(src, 8, seed=3, epoch=1)) == 50 // 8
+    assert all(torch.equal(x[0], y[0]) for x, y in zip(a, b, strict=True))
+    assert not all(torch.equal(x[0], y[0]) for x, y in zip(a, c, strict=True))
+    seen = torch.cat([i for i, _ in a])
+    assert seen.dtype == torch.int64 and len(set(seen.tolist())) == 48  # drop_last
+    assert seen.tolist() == epoch_permutation(50, 3, 1)[:48].tolist()
+    for idx, images in a:
+        assert images.shape == (8, 3, 4, 4) and images.dtype == torch.uint8
+        assert (images[:, :, 0, 0] == idx[:, None].to(torch.uint8)).all()
+
+
+def test_two_ranks_split_every_global_batch(tmp_path):
+    src = _indexed_source()
+    whole = _epoch(BatchLoader(src, 12, seed=0, epoch=5))
+    r0 = _epoch(BatchLoader(src, 6, seed=0, epoch=5, rank=0, world_size=2))
+    r1 = _epoch(BatchLoader(src, 6, seed=0, epoch=5, rank=1, world_size=2))
+    assert len(whole) == len(r0) == len(r1) == 4
+    for (i, im), (i0, im0), (i1, im1) in zip(whole, r0, r1, strict=True):
+        assert torch.equal(torch.cat([i0, i1]), i)
+        assert torch.equal(torch.cat([im0, im1]), im)
+
+
+def test_resume_yields_the_remaining_batches(tmp_path):
+    src = _indexed_source()
+    full = _epoch(BatchLoader(src, 4, seed=1, epoch=0))
+    rest = _epoch(BatchLoader(src, 4, seed=1, epoch=0, start_step=9))
+    assert len(rest) == len(full) - 9
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(full[9:], rest, strict=True))
+    with pytest.raises(SimCLRError, match="cannot resume at step 13"):
+        BatchLoader(src, 4, seed=1, epoch=0, start_step=13)
+
+
+def test_loader_without_drop_last_and_without_shuffle(tmp_path):
+    src = _indexed_source(10)
+    batches = _epoch(BatchLoader(src, 4, 0, 0, drop_last=False, shuffle=False))
+    assert [b[0].tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_batch_larger_than_data_is_a_user_error():
+    with pytest.raises(SimCLRError, match="larger than the data set"):
+        BatchLoader(_indexed_source(10), 8, 0, 0, world_size=2)
+
+
+def test_loader_stops_its_thread_and_forwards_errors(monkeypatch):
+    src = _indexed_source()
+    it = iter(BatchLoader(src, 4, 0, 0))
+    next(it)
+    it.close()
+    assert not any(t.name == "simclr-prefetch" for t in threading.enumerate())
+
+    def broken(indices):
+        raise RuntimeError("disk gone")
+
+    monkeypatch.setattr(src, "get_batch", broken)
+    with pytest.raises(RuntimeError, match="disk gone"):
+        list(BatchLoader(src, 4, 0, 0))
+
+
+def test_uncached_source_decodes_in_workers_and_survives_bad_files(tmp_path):
+    root = tmp_path / "photos"
+    for k in range(6):
+        save_image(root / f"{k}.jpg", rgb(120, 100, k), quality=90)
+    (root / "2.jpg").write_bytes(jpeg_bytes(120, 100)[:900])  # truncated
+    src = open_source(str(root), data_cfg(tmp_path), image_size=32)
+    assert not src.cached and src.image_hw == (37, 37)  # round(32 * 1.15)
+    for epoch in range(2):  # persistent workers: one DataLoader for both epochs
+        batches = _epoch(BatchLoader(src, 3, seed=0, epoch=epoch, workers=1))
+        idx = torch.cat([i for i, _ in batches])
+        assert 2 not in idx.tolist() and 3 in idx.tolist()  # 2 replaced by 3
+        assert batches[0][1].shape == (3, 3, 37, 37)
+    assert len(src._loaders) == 1
+    assert [(Path(p).name, "truncated" in r) for p, r in src.skipped] == [("2.jpg", True)]
+    expected = load_square(str(root / "3.jpg"), 37)
+    assert (src.get_batch([3])[0].permute(1, 2, 0).numpy() == expected).all()
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_decoding_on_the_device_gives_the_worker_batches(tmp_path, workers):
+    """decode_device: workers only read plain JPEGs; the rest (PNG, CMYK) they decode,
+    and files only the decoder finds corrupt go through PIL here. Same indices, same
+    substitutions, same skipped list, pixels equal up to resampling."""
+    root = tmp_path / "photos"
+    for k in range(8):
+        save_image(root / f"{k}.jpg", smooth_rgb(120 + 8 * k, 100, k), quality=90)
+    save_image(root / "8.png", smooth_rgb(50, 60, 8))
+    (root / "3.jpg").write_bytes(jpeg_bytes(120, 100)[:900])  # truncated: refused by a worker
+    (root / "5.jpg").write_bytes(corrupt_jpeg_bytes())  # only decoding finds it
+    Image.new("CMYK", (90, 70), (0, 255, 255, 0)).save(root / "6.jpg")
+
+    def run(decode_device):
+        src = open_source(str(root), data_cfg(tmp_path), image_size=32)
+        batches = _epoch(BatchLoader(src, 3, seed=1, epoch=0, workers=workers,
+                                     decode_device=decode_device))
+        return batches, sorted((Path(p).name, r) for p, r in src.skipped)
+
+    pil, pil_skipped = run(None)
+    dev, dev_skipped = run(torch.device("cpu"))
+    assert [i.tolist() for i, _ in dev] == [i.tolist() for i, _ in pil]
+    assert dev_skipped == pil_skipped and [n for n, _ in dev_skipped] == ["3.jpg", "5.jpg"]
+    for (_, a), (_, b) in zip(dev, pil, strict=True):
+        assert a.shape == b.shape == (3, 3, 37, 37) and a.dtype == torch.uint8
+        assert (a.int() - b.int()).abs().float().mean() < 2.0
