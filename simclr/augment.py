@@ -6,6 +6,12 @@ horizontal flip, colour jitter (p=0.8, the four ops in random order), random gra
 ablation (cutout, rotation, gaussian noise, sobel, crop without resize). Semantics follow
 the official ``data_util.py`` with torchvision's definitions of the individual ops.
 
+Three modules: :mod:`simclr.augment_params` draws the parameters on the host,
+:mod:`simclr.augment_ops` holds the device kernels, and this one stages them over the
+batch (:func:`apply_params`, :class:`TwoViewAugment`), with the per-image torchvision
+reference the tests compare against and the evaluation resize; the public names of
+the other two are re-exported here.
+
 Design:
 
 * **Randomness is counter based.** Every uniform is ``splitmix64`` of (seed, epoch,
@@ -40,532 +46,46 @@ sobel -> noise -> cutout; every op clamps to [0, 1].
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 
+from simclr.augment_ops import (
+    adjust_hue,
+    blur_,
+    brightness_,
+    contrast_,
+    crop_resize,
+    cutout_,
+    float_table,
+    grayscale_,
+    hue_,
+    noise_,
+    noise_field,
+    rotate_,
+    saturation_,
+    sobel,
+    sobel_,
+)
+from simclr.augment_params import (
+    PERMUTATIONS,
+    ViewParams,
+    blur_kernel_size,
+    cutout_side,
+    sample_params,
+    uniforms,
+)
 from simclr.config import AugmentConfig
 
-# ------------------------------------------------------------------- counter-based RNG
-
-_MASK64 = (1 << 64) - 1
-_PARAM_SALT = 0x5EED5EED5EED5EED
-
-_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 boxes before its fallback
-_P_AREA = 0  # 10 uniforms: area fraction of each attempt
-_P_RATIO = _P_AREA + _ATTEMPTS  # 10 uniforms: log aspect ratio of each attempt
-(
-    _P_TOP, _P_LEFT, _P_FLIP, _P_COLOR, _P_BRIGHT, _P_CONTRAST, _P_SAT, _P_HUE, _P_ORDER,
-    _P_GRAY, _P_BLUR, _P_SIGMA, _P_CUTOUT, _P_CUT_Y, _P_CUT_X, _P_ROTATE, _P_ROT_K,
-    _P_NOISE, _P_NOISE_STD, _P_NOISE_KEY, _P_SOBEL,
-) = range(_P_RATIO + _ATTEMPTS, _P_RATIO + _ATTEMPTS + 21)
-_N_PARAMS = _P_SOBEL + 1
-
-# The 24 orders of (brightness, contrast, saturation, hue) = op ids (0, 1, 2, 3).
-PERMUTATIONS = np.array(list(itertools.permutations(range(4))), dtype=np.int64)
-
-# ITU-R 601 luma as used by torchvision and tf.image.rgb_to_grayscale (0.2989, not 0.299).
-GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
-
-
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64 finaliser on uint64 arrays (a bijection with good avalanche)."""
-    with np.errstate(over="ignore"):
-        x = x + np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
-
-
-def _u64(value: int) -> np.uint64:
-    return np.uint64(int(value) & _MASK64)
-
-
-def uniforms(seed: int, epoch: int, indices: np.ndarray, view: int, count: int) -> np.ndarray:
-    """Uniforms in [0, 1), float64 (B, count): a pure function of every argument.
-
-    Row b, column p depends only on (seed, epoch, indices[b], view, p): chained splitmix64
-    (each step a bijection of the previous key xor the next integer) then 53 mantissa bits.
-    """
-    idx = np.asarray(indices, dtype=np.int64).view(np.uint64)
-    key = _splitmix64(np.full(idx.shape, _u64(seed), dtype=np.uint64))
-    key = _splitmix64(key ^ _u64(epoch))
-    key = _splitmix64(key ^ idx)
-    key = _splitmix64(key ^ _u64(view))
-    pid = _splitmix64(np.arange(count, dtype=np.uint64) ^ np.uint64(_PARAM_SALT))
-    bits = _splitmix64(key[:, None] ^ pid[None, :])
-    return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
-
-
-# ------------------------------------------------------------------------- parameters
-
-@dataclass
-class ViewParams:
-    """Per-sample parameters of one view of a batch: CPU tensors whose first dim is B.
-
-    ``box`` is (top, left, height, width) in source pixels: the random resized crop
-    (Sec. 3, App. A), the whole image when ``crop`` is off, or an S x S window (possibly
-    reaching outside the image: zero padding) for crop without resize (Fig. 5).
-    ``factors`` are the brightness, contrast and saturation factors and the hue shift;
-    ``order[b]`` lists op ids (0 brightness, 1 contrast, 2 saturation, 3 hue) in the order
-    sample b applies them. Ops switched off in the config have all-False masks.
-    """
-
-    box: Tensor  # int64 (B, 4)
-    flip: Tensor  # bool (B,)
-    color: Tensor  # bool (B,): colour jitter applied
-    factors: Tensor  # float32 (B, 4)
-    order: Tensor  # int64 (B, 4)
-    gray: Tensor  # bool (B,)
-    blur: Tensor  # bool (B,)
-    sigma: Tensor  # float32 (B,): blur sigma in output pixels
-    cutout: Tensor  # bool (B,)
-    cutout_yx: Tensor  # int64 (B, 2): top-left corner of the erased square in the view
-    rotate: Tensor  # int64 (B,): quarter turns (counter-clockwise), 0 = none
-    noise_std: Tensor  # float32 (B,): 0 = no noise
-    noise_key: Tensor  # int64 (B,): 32-bit key of the sample's noise field
-    sobel: Tensor  # bool (B,)
-    image_hw: tuple[int, int]
-    size: int
-
-    def __len__(self) -> int:
-        return int(self.flip.shape[0])
-
-    def _tensors(self) -> dict[str, Tensor]:
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if isinstance(getattr(self, f.name), Tensor)}
-
-    def select(self, rows: Sequence[int] | Tensor) -> ViewParams:
-        """The parameters of the given samples, in that order."""
-        rows = torch.as_tensor(rows, dtype=torch.int64)
-        parts = {k: v.index_select(0, rows) for k, v in self._tensors().items()}
-        return ViewParams(**parts, image_hw=self.image_hw, size=self.size)
-
-    @staticmethod
-    def cat(parts: Sequence[ViewParams]) -> ViewParams:
-        """Concatenate the batches of several ViewParams (same image size and view size)."""
-        first = parts[0]
-        if any(p.image_hw != first.image_hw or p.size != first.size for p in parts):
-            raise ValueError("ViewParams.cat: parts differ in image_hw or size")
-        tensors = {k: torch.cat([p._tensors()[k] for p in parts]) for k in first._tensors()}
-        return ViewParams(**tensors, image_hw=first.image_hw, size=first.size)
-
-
-def _offsets(u: np.ndarray, slack: np.ndarray | int) -> np.ndarray:
-    """Uniform integer offsets in [min(0, slack), max(0, slack)]."""
-    slack = np.asarray(slack, dtype=np.int64)
-    span = np.abs(slack) + 1
-    return np.minimum(np.floor(u * span), span - 1).astype(np.int64) + np.minimum(slack, 0)
-
-
-def _crop_boxes(u: np.ndarray, cfg: AugmentConfig, hw: tuple[int, int]) -> np.ndarray:
-    """Crop boxes int64 (B, 4) = (top, left, height, width) from the uniforms u (B, P).
-
-    Random resized crop as torchvision's ``RandomResizedCrop.get_params`` (App. A): up to
-    10 attempts with area ~ U(scale) x image area and log aspect ratio ~ U(log ratio),
-    keeping the first that fits (all attempts vectorised); otherwise the central crop with
-    the aspect ratio clamped into the range.
-    """
-    height, width = hw
-    n, size = len(u), cfg.size
-    if not cfg.crop:
-        return np.tile(np.array([0, 0, height, width], dtype=np.int64), (n, 1))
-    if not cfg.crop_resize:  # Fig. 5 "crop" without resize: an S x S window, zero padded
-        top = _offsets(u[:, _P_TOP], height - size)
-        left = _offsets(u[:, _P_LEFT], width - size)
-        return np.stack([top, left, np.full(n, size), np.full(n, size)], 1).astype(np.int64)
-    lo, hi = cfg.crop_scale
-    target = height * width * (lo + (hi - lo) * u[:, _P_AREA:_P_AREA + _ATTEMPTS])
-    log_lo, log_hi = np.log(cfg.crop_ratio[0]), np.log(cfg.crop_ratio[1])
-    ratio = np.exp(log_lo + (log_hi - log_lo) * u[:, _P_RATIO:_P_RATIO + _ATTEMPTS])
-    w = np.round(np.sqrt(target * ratio))  # round half to even, like Python's round
-    h = np.round(np.sqrt(target / ratio))
-    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-    first = fits.argmax(axis=1)
-    found = fits.any(axis=1)
-    w = w[np.arange(n), first].astype(np.int64)
-    h = h[np.arange(n), first].astype(np.int64)
-    in_ratio = width / height
-    if in_ratio < cfg.crop_ratio[0]:
-        fw, fh = width, int(round(width / cfg.crop_ratio[0]))
-    elif in_ratio > cfg.crop_ratio[1]:
-        fw, fh = int(round(height * cfg.crop_ratio[1])), height
-    else:
-        fw, fh = width, height
-    w, h = np.where(found, w, fw), np.where(found, h, fh)
-    top = np.where(found, _offsets(u[:, _P_TOP], height - h), (height - fh) // 2)
-    left = np.where(found, _offsets(u[:, _P_LEFT], width - w), (width - fw) // 2)
-    return np.stack([top, left, h, w], axis=1).astype(np.int64)
-
-
-def _coin(u: np.ndarray, on: bool, p: float) -> np.ndarray:
-    return (u < p) if on else np.zeros(len(u), dtype=bool)
-
-
-def _jitter_factors(u: np.ndarray, cfg: AugmentConfig) -> np.ndarray:
-    """(B, 4) float32: brightness, contrast, saturation ~ U(max(0, 1-a), 1+a); hue ~ U(-h, h)."""
-    b, c, s, h = cfg.jitter()
-    out = np.empty((len(u), 4), dtype=np.float64)
-    for col, amount, pid in ((0, b, _P_BRIGHT), (1, c, _P_CONTRAST), (2, s, _P_SAT)):
-        lo = max(0.0, 1.0 - amount)
-        out[:, col] = lo + (1.0 + amount - lo) * u[:, pid]
-    out[:, 3] = -h + 2.0 * h * u[:, _P_HUE]
-    return out.astype(np.float32)
-
-
-def sample_params(
-    cfg: AugmentConfig,
-    seed: int,
-    epoch: int,
-    indices: Tensor | np.ndarray | Sequence[int],
-    view: int,
-    image_hw: tuple[int, int],
-) -> ViewParams:
-    """Draw one view's parameters for a batch of samples (Sec. 3, App. A).
-
-    Args:
-        indices: (B,) int64 data-set indices of the samples (CPU; a CUDA tensor syncs).
-        view: 0 or 1 for the two views of SimCLR; any int works.
-        image_hw: (H, W) of the source images.
-    Returns:
-        ViewParams of CPU tensors; sample b's values depend only on (seed, epoch,
-        indices[b], view) and the config.
-    """
-    if isinstance(indices, Tensor):
-        indices = indices.detach().cpu().numpy()
-    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-    u = uniforms(seed, epoch, idx, view, _N_PARAMS)
-    n, size = len(idx), cfg.size
-    boxes = _crop_boxes(u, cfg, (int(image_hw[0]), int(image_hw[1])))
-    if cfg.color_random_order:
-        order = PERMUTATIONS[np.minimum((u[:, _P_ORDER] * 24).astype(np.int64), 23)]
-    else:
-        order = np.tile(np.arange(4, dtype=np.int64), (n, 1))
-    side = cutout_side(cfg)
-    cut = np.stack([_offsets(u[:, _P_CUT_Y], size - side),
-                    _offsets(u[:, _P_CUT_X], size - side)], axis=1)
-    rotate = np.where(_coin(u[:, _P_ROTATE], cfg.rotate, cfg.rotate_p),
-                      1 + np.minimum((u[:, _P_ROT_K] * 3).astype(np.int64), 2), 0)
-    noisy = _coin(u[:, _P_NOISE], cfg.noise, cfg.noise_p)
-    lo, hi = cfg.noise_std
-    noise_std = np.where(noisy, lo + (hi - lo) * u[:, _P_NOISE_STD], 0.0)
-    lo, hi = cfg.blur_sigma
-    t = torch.from_numpy
-    return ViewParams(
-        box=t(boxes),
-        flip=t(_coin(u[:, _P_FLIP], cfg.flip, cfg.flip_p)),
-        color=t(_coin(u[:, _P_COLOR], cfg.color, cfg.color_p)),
-        factors=t(_jitter_factors(u, cfg)),
-        order=t(np.ascontiguousarray(order)),
-        gray=t(_coin(u[:, _P_GRAY], cfg.grayscale, cfg.grayscale_p)),
-        blur=t(_coin(u[:, _P_BLUR], cfg.blur, cfg.blur_p)),
-        sigma=t((lo + (hi - lo) * u[:, _P_SIGMA]).astype(np.float32)),
-        cutout=t(_coin(u[:, _P_CUTOUT], cfg.cutout, cfg.cutout_p)),
-        cutout_yx=t(cut.astype(np.int64)),
-        rotate=t(rotate.astype(np.int64)),
-        noise_std=t(noise_std.astype(np.float32)),
-        noise_key=t((u[:, _P_NOISE_KEY] * 2.0**32).astype(np.int64)),
-        sobel=t(_coin(u[:, _P_SOBEL], cfg.sobel, cfg.sobel_p)),
-        image_hw=(int(image_hw[0]), int(image_hw[1])),
-        size=size,
-    )
-
-
-def blur_kernel_size(size: int, frac: float = 0.1) -> int:
-    """Side of the blur kernel for views of side ``size``: 10% of it, made odd, >= 3.
-
-    As the official code: ``radius = int(size * frac) // 2``, side ``2 * radius + 1``
-    (23 for 224-px views, 3 for 32-px views).
-    """
-    return 2 * max(1, int(size * frac) // 2) + 1
-
-
-def cutout_side(cfg: AugmentConfig) -> int:
-    """Side of the square erased by cutout, pixels of the view."""
-    return int(min(cfg.size, max(1, round(cfg.cutout_frac * cfg.size))))
-
-
-# ------------------------------------------------------------ device-side resampling
-
-# Columns of the per-sample float table shipped to the device.
-_F_TOP, _F_LEFT, _F_H, _F_W, _F_FLIP = range(5)
-_F_BRIGHT, _F_CONTRAST, _F_SAT, _F_HUE, _F_SIGMA, _F_NOISE, _F_CUT_Y, _F_CUT_X = range(5, 13)
-_N_FLOATS = 13
-
-
-def _cubic_weights(t: Tensor) -> list[Tensor]:
-    """Keys' cubic convolution weights (a = -0.75, as PyTorch/PIL) of taps -1, 0, 1, 2."""
-    a = -0.75
-
-    def near(d: Tensor) -> Tensor:  # |d| <= 1
-        return ((a + 2) * d - (a + 3)) * d * d + 1
-
-    def far(d: Tensor) -> Tensor:  # 1 < |d| < 2
-        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
-
-    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
-
-
-def _resize_matrix(
-    start: Tensor, length: Tensor, in_size: int, out_size: int, flip: Tensor | None,
-    mode: str, gain: float = 1.0,
-) -> Tensor:
-    """Per-sample 1-D resampling matrices (n, out_size, in_size), float32.
-
-    Row o of sample b holds the weights with which ``interpolate(crop, out_size,
-    align_corners=False)`` mixes the source pixels for output pixel o, where the crop is
-    [start, start + length) of the image axis: source coordinate (o + 0.5) * length /
-    out_size - 0.5, taps clamped into the crop (edge replication), lower tap index and
-    fraction guarded as PyTorch does. Taps outside the image carry zero (the zero padding
-    of crop without resize). ``flip`` (n,) bool reverses the output axis.
-    """
-    n = start.shape[0]
-    dev = start.device
-    o = torch.arange(out_size, device=dev, dtype=torch.float32).expand(n, out_size)
-    if flip is not None:
-        o = torch.where(flip[:, None], (out_size - 1) - o, o)
-    src = (length / out_size)[:, None] * (o + 0.5) - 0.5  # float32, as interpolate's opmath
-    if mode == "bicubic":
-        offsets = (-1, 0, 1, 2)
-    else:
-        offsets = (0, 1)
-        src = src.clamp_min(0.0)  # linear modes clamp negative source coordinates to 0
-    last = (length - 1)[:, None]
-    i0 = torch.minimum(src.floor(), last)
-    t = (src - i0).clamp(0.0, 1.0)
-    weights = _cubic_weights(t) if mode == "bicubic" else [1.0 - t, t]
-    taps = torch.stack([torch.minimum((i0 + d).clamp_min(0.0), last) for d in offsets], -1)
-    pos = taps + start[:, None, None]  # (n, out, T) absolute pixel positions
-    inside = (pos >= 0) & (pos < in_size)
-    w = torch.stack(weights, -1) * inside * gain
-    return _scatter_rows(pos.clamp(0, in_size - 1).long(), w, in_size)
-
-
-def _scatter_rows(index: Tensor, weight: Tensor, width: int) -> Tensor:
-    """Matrices (n, rows, width) with ``weight[..., t]`` added at column ``index[..., t]``.
-
-    One ``scatter_add_`` per tap: within a call no two weights share a target (each row
-    gets one), so the sums are deterministic on CUDA too, where colliding atomic adds are
-    not (clamped taps at the borders do collide).
-    """
-    n, rows, taps = index.shape
-    mat = torch.zeros((n, rows, width), device=index.device, dtype=torch.float32)
-    for t in range(taps):
-        mat.scatter_add_(2, index[..., t:t + 1], weight[..., t:t + 1])
-    return mat
-
-
-def _crop_resize(images: Tensor, geo: Tensor, size: int, mode: str) -> Tensor:
-    """Crop, resize and flip a batch: uint8 (n, 3, H, W) -> float32 (n, 3, S, S) in [0, 1].
-
-    ``geo`` (n, 5) float32 = top, left, height, width, flip. The rows are resampled by one
-    batched product ``Wy @ image`` with the channels side by side (uint8 permute: cheap),
-    then the columns by a second product on the (n, S * 3, W) result; the last pass puts
-    the channels first and clamps. Two wide products beat one product per channel
-    (small matrices run far below peak).
-    """
-    n, _, height, width = images.shape
-    wy = _resize_matrix(geo[:, _F_TOP], geo[:, _F_H], height, size, None, mode, 1.0 / 255.0)
-    wx = _resize_matrix(geo[:, _F_LEFT], geo[:, _F_W], width, size, geo[:, _F_FLIP] > 0.5, mode)
-    rows = torch.empty((n, height, 3, width), device=images.device, dtype=torch.float32)
-    rows.copy_(images.permute(0, 2, 1, 3))  # convert and put channels inside rows: one pass
-    y = torch.bmm(wy, rows.view(n, height, 3 * width)).view(n, 3 * size, width)  # (n, S, 3, W)
-    z = torch.bmm(y, wx.transpose(1, 2)).view(n, size, 3, size)  # (n, S, 3, S)
-    out = torch.empty((n, 3, size, size), device=images.device, dtype=torch.float32)
-    return torch.clamp(z.permute(0, 2, 1, 3), 0.0, 1.0, out=out)  # bicubic overshoots
-
-
-def _blur_matrix(sigma: Tensor, size: int, side: int) -> Tensor:
-    """Per-sample gaussian blur matrices (n, S, S) with reflect padding folded in.
-
-    Taps at integer offsets d in [-r, r] (r = side // 2) weighted exp(-d^2 / (2 sigma^2)),
-    normalised; out-of-range taps reflect about the edge pixel (torch 'reflect').
-    """
-    radius = min(side // 2, size - 1)
-    dev = sigma.device
-    d = torch.arange(-radius, radius + 1, device=dev, dtype=torch.float32)
-    w = torch.exp(-(d * d)[None, :] / (2.0 * sigma[:, None] ** 2))
-    w = w / w.sum(dim=1, keepdim=True)  # (n, k)
-    pos = torch.arange(size, device=dev)[:, None] + d.long()[None, :]  # (S, k)
-    pos = torch.where(pos < 0, -pos, pos)
-    pos = torch.where(pos > size - 1, 2 * (size - 1) - pos, pos)
-    n, k = w.shape
-    return _scatter_rows(pos.expand(n, size, k), w[:, None, :].expand(n, size, k), size)
-
-
-# ------------------------------------------------------------------- colour and others
-
-def _luma(x: Tensor) -> Tensor:
-    """(n, 3, S, S) -> (n, 1, S, S) grayscale, torchvision's ``rgb_to_grayscale``."""
-    r, g, b = GRAY_WEIGHTS
-    return x[:, 0:1].mul(r).add_(x[:, 1:2], alpha=g).add_(x[:, 2:3], alpha=b)
-
-
-def _hue_sixths(r: Tensor, g: Tensor, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """HSV hue in sixths of a turn [0, 6), value (max) and chroma (max - min) of r, g, b.
-
-    Branch-free: sort the channels with max/min, tracking the sector offset as 0/1 floats
-    (sign of a difference), instead of ``where`` and ``remainder``, which are several
-    times slower than arithmetic on CPU.
-    """
-    hi_gb, lo_gb = torch.maximum(g, b), torch.minimum(g, b)
-    swap_gb = (b - g).sign_().clamp_(min=0.0)  # 1 where b > g
-    maxc, mid = torch.maximum(r, hi_gb), torch.minimum(r, hi_gb)
-    swap_r = (hi_gb - r).sign_().clamp_(min=0.0)  # 1 where max(g, b) > r
-    chroma = maxc - torch.minimum(mid, lo_gb)
-    # Offset in turns: 0 / -1 (g < b) then -1/3 - offset when r is not the max.
-    offset = swap_gb.mul_(-1.0)
-    offset = offset.add_(swap_r.mul_(offset.mul(-2.0).sub_(1.0 / 3.0)))
-    frac = (mid - lo_gb).div_(chroma.mul(6.0).clamp_(min=1e-20))  # chroma 0: hue 0
-    return frac.add_(offset).abs_().mul_(6.0), maxc, chroma
-
-
-def adjust_hue(x: Tensor, shift: Tensor, out: Tensor | None = None) -> Tensor:
-    """Rotate the HSV hue of x (n, 3, ...) in [0, 1] by shift (n,) turns (into ``out``).
-
-    Equal to RGB -> HSV, h <- (h + shift) mod 1, HSV -> RGB (torchvision's
-    ``adjust_hue``), computed without materialising HSV: value and chroma are invariant,
-    and channel c (centred at 0, 2, 4 sixths for R, G, B) of the result is
-    ``max - chroma * clamp(dist(h, centre_c) - 1, 0, 1)`` with the circular distance
-    ``dist = min(d, 6 - d)``, ``d = |h - centre_c|``.
-    """
-    h, maxc, chroma = _hue_sixths(*x.unbind(1))
-    shape = (-1,) + (1,) * (h.dim() - 1)
-    h = h.add_(6.0 * shift.view(shape))  # [-3, 9)
-    h = h.sub_(torch.floor(h * (1.0 / 6.0)), alpha=6.0).unsqueeze(1)  # wrap into [0, 6)
-    # R, G, B centres 0, 2, 4; arange, not torch.tensor, which would sync a CUDA stream.
-    centres = torch.arange(0.0, 6.0, 2.0, device=x.device).view((1, 3) + (1,) * (x.dim() - 2))
-    # clamp(dist - 1, 0, 1) = clamp(2 - ||h - centre| - 3|, 0, 1): 6 in-place passes.
-    ramp = torch.rsub((h - centres).abs_().sub_(3.0).abs_(), 2.0).clamp_(0.0, 1.0)
-    out = torch.empty_like(x) if out is None else out
-    return torch.addcmul(maxc.unsqueeze(1), chroma.unsqueeze(1), ramp, value=-1.0, out=out)
-
-
-def _col(f: Tensor, column: int) -> Tensor:
-    return f[:, column].view(-1, 1, 1, 1)
-
-
-def _brightness(x: Tensor, f: Tensor, keys: Tensor) -> None:
-    x.mul_(_col(f, _F_BRIGHT)).clamp_(0.0, 1.0)
-
-
-def _contrast(x: Tensor, f: Tensor, keys: Tensor) -> None:
-    factor = _col(f, _F_CONTRAST)
-    mean = _luma(x).mean(dim=(1, 2, 3), keepdim=True)  # blend with the mean gray level
-    x.mul_(factor).add_(mean * (1.0 - factor)).clamp_(0.0, 1.0)
-
-
-def _saturation(x: Tensor, f: Tensor, keys: Tensor) -> None:
-    factor = _col(f, _F_SAT)
-    gray = _luma(x) * (1.0 - factor)  # before x changes
-    x.mul_(factor).add_(gray).clamp_(0.0, 1.0)
-
-
-def _hue(x: Tensor, f: Tensor, keys: Tensor) -> None:
-    adjust_hue(x, f[:, _F_HUE], out=x)  # x is only read before the last op writes it
-
-
-def _grayscale(x: Tensor, f: Tensor, keys: Tensor) -> None:
-    x.copy_(_luma(x).expand_as(x))
-
-
-def _bands(size: int, radius: int, tile: int = 32) -> list[tuple[int, int, int, int]]:
-    """Output tiles [a, b) of a banded matrix and the input window [lo, hi) each reads."""
-    tile = size if size <= 2 * tile else tile
-    return [(a, min(size, a + tile), max(0, a - radius), min(size, a + tile + radius))
-            for a in range(0, size, tile)]
-
-
-def _blur(x: Tensor, f: Tensor, keys: Tensor, side: int) -> None:
-    """Separable gaussian blur of x (n, 3, S, S) in place: columns, then rows.
-
-    The blur matrix is banded (23 taps of 224 for ImageNet views), so large views are
-    multiplied tile by tile against the input window each tile reads (4x fewer FLOPs
-    than the dense product at 224 px).
-    """
-    n, _, size, _ = x.shape
-    mat = _blur_matrix(f[:, _F_SIGMA], size, side)
-    bands = _bands(size, min(side // 2, size - 1))
-    flat = x.reshape(n, 3 * size, size)
-    y = torch.empty_like(flat)
-    for a, b, lo, hi in bands:  # y[..., a:b] = x[..., lo:hi] @ mat[:, a:b, lo:hi]^T
-        y[:, :, a:b] = torch.bmm(flat[:, :, lo:hi], mat[:, a:b, lo:hi].transpose(1, 2))
-    y = y.view(n, 3, size, size)
-    for c in range(3):
-        for a, b, lo, hi in bands:
-            x[:, c, a:b] = torch.bmm(mat[:, a:b, lo:hi], y[:, c, lo:hi])
-    x.clamp_(0.0, 1.0)  # the weights sum to 1 only up to rounding
-
-
-def sobel(x: Tensor) -> Tensor:
-    """Sobel gradient magnitude of the luma, /4 and clamped, on 3 channels (Fig. 5).
-
-    x (n, 3, S, S) -> (n, 3, S, S); edges replicated, so flat borders give 0.
-    """
-    p = torch.nn.functional.pad(_luma(x), (1, 1, 1, 1), mode="replicate")
-    left, mid_x, right = p[..., :, :-2], p[..., :, 1:-1], p[..., :, 2:]
-    gx = right[..., :-2, :] + 2 * right[..., 1:-1, :] + right[..., 2:, :]
-    gx = gx - (left[..., :-2, :] + 2 * left[..., 1:-1, :] + left[..., 2:, :])
-    gy = p[..., 2:, :-2] + 2 * mid_x[..., 2:, :] + p[..., 2:, 2:]
-    gy = gy - (p[..., :-2, :-2] + 2 * mid_x[..., :-2, :] + p[..., :-2, 2:])
-    return torch.sqrt(gx * gx + gy * gy).mul_(0.25).clamp_(0.0, 1.0).expand_as(x)
-
-
-def _sobel(x: Tensor, f: Tensor, keys: Tensor) -> None:
-    x.copy_(sobel(x))
-
-
-def _mul32(x: Tensor, c: int) -> Tensor:
-    """(x * c) mod 2^32 for 0 <= x < 2^32 in int64 without overflow (16-bit halves)."""
-    return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & 0xFFFFFFFF
-
-
-def _hash32(x: Tensor) -> Tensor:
-    """A 32-bit integer hash (xorshift-multiply, 'lowbias32') on int64 tensors."""
-    x = x ^ (x >> 16)
-    x = _mul32(x, 0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = _mul32(x, 0x846CA68B)
-    return x ^ (x >> 16)
-
-
-def noise_field(keys: Tensor, size: int) -> Tensor:
-    """Standard normal noise (n, 3, S, S) float32, a pure function of keys (n,) int64.
-
-    Counter-based like the parameters (hash of key and pixel counter, Box-Muller), so the
-    noise of a view does not depend on the batch either.
-    """
-    ctr = torch.arange(3 * size * size, device=keys.device, dtype=torch.int64)
-    k = (keys & 0xFFFFFFFF)[:, None]
-    h1 = _hash32(_hash32(2 * ctr)[None, :] ^ k)
-    h2 = _hash32(_hash32(2 * ctr + 1)[None, :] ^ k)
-    u1 = (h1.to(torch.float32) + 0.5) * 2.0**-32  # (0, 1]
-    u2 = h2.to(torch.float32) * 2.0**-32
-    z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos((2.0 * torch.pi) * u2)
-    return z.view(-1, 3, size, size)
-
-
-def _noise(x: Tensor, f: Tensor, keys: Tensor) -> None:
-    x.add_(_col(f, _F_NOISE) * noise_field(keys, x.shape[-1])).clamp_(0.0, 1.0)
-
-
-def _cutout(x: Tensor, f: Tensor, keys: Tensor, side: int) -> None:
-    """Erase (set to 0) a side x side square at each sample's (y, x) corner."""
-    ar = torch.arange(x.shape[-1], device=x.device, dtype=torch.float32)
-    y0, x0 = f[:, _F_CUT_Y:_F_CUT_Y + 1], f[:, _F_CUT_X:_F_CUT_X + 1]
-    in_y = (ar >= y0) & (ar < y0 + side)
-    in_x = (ar >= x0) & (ar < x0 + side)
-    x.masked_fill_((in_y[:, :, None] & in_x[:, None, :])[:, None], 0.0)
-
-
-def _rotate(x: Tensor, f: Tensor, keys: Tensor, k: int) -> None:
-    x.copy_(torch.rot90(x, k, dims=(2, 3)))
-
+__all__ = [
+    "PERMUTATIONS", "TwoViewAugment", "ViewParams", "adjust_hue", "apply_params",
+    "blur_kernel_size", "cutout_side", "eval_resize", "noise_field", "reference_augment",
+    "sample_params", "sobel", "uniforms",
+]
 
 # ------------------------------------------------------------------ staged application
 
@@ -589,34 +109,23 @@ def _with(op: Callable[..., None], **kwargs: int) -> _Op:
 
 def _stages(p: ViewParams, cfg: AugmentConfig) -> list[_Stage]:
     """The pipeline after crop/resize/flip as stages; unused ones dropped."""
-    stages = [_Stage(p.rotate.numpy(), [(k, k + 1, _with(_rotate, k=k)) for k in (1, 2, 3)])]
+    stages = [_Stage(p.rotate.numpy(), [(k, k + 1, _with(rotate_, k=k)) for k in (1, 2, 3)])]
     active = np.array([amount > 0 for amount in cfg.jitter()])  # torchvision skips 0 amounts
     color, order = p.color.numpy(), p.order.numpy()
-    jitter_ops = [(0, 1, _brightness), (1, 2, _contrast), (2, 3, _saturation), (3, 4, _hue)]
+    jitter_ops = [(0, 1, brightness_), (1, 2, contrast_), (2, 3, saturation_), (3, 4, hue_)]
     for position in range(4):  # key 4: no jitter op at this position
         op = order[:, position]
         stages.append(_Stage(np.where(color & active[op], op, 4), list(jitter_ops)))
     side = blur_kernel_size(cfg.size, cfg.blur_kernel_frac)
     key = 2 * p.blur.numpy().astype(np.int64) + p.gray.numpy()  # blurred samples contiguous
-    stages.append(_Stage(key, [(1, 2, _grayscale), (3, 4, _grayscale),
-                               (2, 4, _with(_blur, side=side))]))
-    stages.append(_Stage(p.sobel.numpy().astype(np.int64), [(1, 2, _sobel)]))
-    stages.append(_Stage((p.noise_std.numpy() > 0).astype(np.int64), [(1, 2, _noise)]))
-    cut = _with(_cutout, side=cutout_side(cfg))
+    stages.append(_Stage(key, [(1, 2, grayscale_), (3, 4, grayscale_),
+                               (2, 4, _with(blur_, side=side))]))
+    stages.append(_Stage(p.sobel.numpy().astype(np.int64), [(1, 2, sobel_)]))
+    stages.append(_Stage((p.noise_std.numpy() > 0).astype(np.int64), [(1, 2, noise_)]))
+    cut = _with(cutout_, side=cutout_side(cfg))
     stages.append(_Stage(p.cutout.numpy().astype(np.int64), [(1, 2, cut)]))
     return [s for s in stages if s.used()]
 
-
-def _float_table(p: ViewParams) -> np.ndarray:
-    """(N, 13) float32: every per-sample number the device ops need (ints < 2^24: exact)."""
-    table = np.zeros((len(p), _N_FLOATS), dtype=np.float32)
-    table[:, _F_TOP:_F_W + 1] = p.box.numpy()
-    table[:, _F_FLIP] = p.flip.numpy()
-    table[:, _F_BRIGHT:_F_HUE + 1] = p.factors.numpy()
-    table[:, _F_SIGMA] = p.sigma.numpy()
-    table[:, _F_NOISE] = p.noise_std.numpy()
-    table[:, _F_CUT_Y:_F_CUT_X + 1] = p.cutout_yx.numpy()
-    return table
 
 
 def _to_device(array: np.ndarray, device: torch.device) -> Tensor:
@@ -679,11 +188,11 @@ def _apply_chunk(images: Tensor, params: ViewParams, cfg: AugmentConfig,
         cur = order
     segments.append(_inverse(cur))
     ints = _to_device(np.stack(segments).astype(np.int64), device)
-    floats = _to_device(_float_table(params), device)
+    floats = _to_device(float_table(params), device)
     identity = np.arange(n)
     gathered = images if np.array_equal(rows[layout], identity) and len(images) == n \
         else images.index_select(0, ints[0])
-    x = _crop_resize(gathered, floats.index_select(0, ints[1]), params.size, cfg.interpolation)
+    x = crop_resize(gathered, floats.index_select(0, ints[1]), params.size, cfg.interpolation)
     spare = None  # gathers ping-pong between two buffers: fewer fresh allocations
     for s, (stage, order) in enumerate(zip(stages, orders, strict=True)):
         order_dev, rel = ints[3 + 2 * s], segments[4 + 2 * s]

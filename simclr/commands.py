@@ -226,7 +226,8 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
 def digits_knn_report(checkpoint: str, cfg: Config) -> str:
     """kNN top-1 on the digits hold-out split, pretrained vs the same encoder at init."""
     from simclr.data import digits_split
-    from simclr.evaluate import extract_features, knn_accuracy
+    from simclr.evaluate import knn_accuracy
+    from simclr.features import extract_features
     from simclr.runtime import resolve_device, resolve_precision
 
     dev = resolve_device(cfg.device)

@@ -12,6 +12,7 @@ h = f(x) (the encoder's pooled output, never z = g(h)):
 * ``run_linear_eval(protocol="sgd")``: the paper's ImageNet protocol (App. B.6): a linear
   layer on the frozen encoder, trained with Nesterov SGD on crop + flip views.
 
+Features come from :mod:`simclr.features`, accuracies and files from :mod:`simclr.results`.
 The encoder is never modified: it runs in eval mode (BatchNorm uses its running
 statistics and does not update them) without gradients, and its train/eval flags are
 restored afterwards. Accuracies are fractions in [0, 1].
@@ -19,9 +20,7 @@ restored afterwards. Accuracies are fractions in [0, 1].
 
 from __future__ import annotations
 
-import json
 import math
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -32,238 +31,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simclr.data import collate_raw, decode_device, decode_raw_batch
+from simclr.data import decode_device
 from simclr.errors import SimCLRError
-from simclr.runtime import autocast, resolve_device, resolve_precision
+from simclr.features import (
+    check_labeled,
+    extract_features,
+    iter_batches,
+    resolve_runtime,
+    restore_flags,
+    train_flags,
+)
+from simclr.results import (
+    accuracy_summary,
+    confusion_matrix,
+    log,
+    prepare_dir,
+    save_confusion_figure,
+    topk_accuracy,
+    write_results,
+)
+from simclr.runtime import autocast
 
 # L-BFGS runs in float64 up to this many feature values (N*D); larger problems use float32.
 FLOAT64_MAX_ELEMENTS = 1 << 26
 # Elements of one (queries x memory) similarity block of the kNN.
 KNN_BLOCK_ELEMENTS = 1 << 24
-
-
-# ----------------------------------------------------------------------- data helpers
-
-def check_labeled(train: Any, test: Any | None = None) -> int:
-    """Number of classes of a labeled (train, test) pair; SimCLRError when unusable.
-
-    Both sources must carry class labels (ImageFolder layout, not a flat folder), at
-    least 2 classes, and the same class names in the same order.
-    """
-    for flag, source in (("--train", train), ("--test", test)):
-        if source is None:
-            continue
-        where = source_name(source)
-        labels = np.asarray(source.labels)
-        if not source.classes or labels.size == 0 or (labels < 0).any():
-            raise SimCLRError(f"{flag} {where}: images have no class labels "
-                              "(needs one sub-folder per class)")
-        if len(source.classes) < 2:
-            raise SimCLRError(f"{flag} {where}: needs at least 2 classes, "
-                              f"found {len(source.classes)}")
-    if test is not None and list(test.classes) != list(train.classes):
-        only_train = sorted(set(train.classes) - set(test.classes))
-        only_test = sorted(set(test.classes) - set(train.classes))
-        detail = (f"only in --train: {_few(only_train)}; only in --test: {_few(only_test)}"
-                  if only_train or only_test else "same names in a different order")
-        raise SimCLRError(f"--train and --test have different classes ({detail})")
-    return len(train.classes)
-
-
-def _few(names: Sequence[str], limit: int = 5) -> str:
-    if not names:
-        return "none"
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(names[:limit]) + more
-
-
-def source_name(source: Any) -> str:
-    """A short human name of an ImageSource for messages (its folder when it has one)."""
-    for attr in ("root", "path", "spec", "name"):
-        value = getattr(source, attr, None)
-        if value:
-            return str(value)
-    return "data"
-
-
-def iter_batches(
-    source: Any, indices: np.ndarray, batch_size: int, *,
-    seed: int | Sequence[int] | None = None,
-    drop_last: bool = False, workers: int | None = None, pin: bool = False,
-    decode_on: torch.device | None = None,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(indices (B,) int64, images uint8 (B,3,H,W))`` over ``indices``.
-
-    ``seed`` shuffles the order (a fresh permutation per seed, e.g. ``[seed, epoch]``);
-    cached sources slice their decoded array, uncached ones decode in DataLoader workers
-    (on the CPU), or with ``decode_on`` read JPEGs there and decode them on that device.
-    """
-    order = np.asarray(indices, dtype=np.int64)
-    if seed is not None:
-        order = order[np.random.default_rng(seed).permutation(len(order))]
-    stop = len(order) - len(order) % batch_size if drop_last else len(order)
-    if getattr(source, "cached", True):
-        for start in range(0, stop, batch_size):
-            idx = torch.from_numpy(order[start:start + batch_size])
-            yield idx, source.get_batch(idx)
-        return
-    from torch.utils.data import DataLoader, Subset
-
-    n_workers = getattr(source, "workers", 0) if workers is None else workers
-    if decode_on is not None:
-        loader = DataLoader(Subset(source.dataset(report=True, raw=True), order[:stop].tolist()),
-                            batch_size=batch_size, shuffle=False, num_workers=n_workers,
-                            collate_fn=collate_raw)
-        for payloads, idx, _, _ in loader:
-            yield decode_raw_batch(source, payloads, idx, decode_on)
-        return
-    loader = DataLoader(Subset(source.dataset(), order[:stop].tolist()), batch_size=batch_size,
-                        shuffle=False, num_workers=n_workers, pin_memory=pin, drop_last=False)
-    for images, idx in loader:
-        yield idx.long(), images
-
-
-def _train_flags(module: nn.Module) -> list[tuple[nn.Module, bool]]:
-    return [(m, m.training) for m in module.modules()]
-
-
-def _restore_flags(flags: list[tuple[nn.Module, bool]]) -> None:
-    for m, training in flags:
-        m.training = training
-
-
-def resolve_runtime(device: str | torch.device, precision: str) -> tuple[torch.device, str]:
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
-    return dev, resolve_precision(precision, dev)
-
-
-def extract_features(
-    encoder: nn.Module, source: Any, image_size: int, batch_size: int = 256,
-    device: str | torch.device = "cpu", precision: str = "fp32", *,
-    channels_last: bool = False, workers: int | None = None,
-    indices: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Representations h of a source with the evaluation transform (App. B.5).
-
-    Images go through ``augment.eval_resize`` to ``image_size`` (resize + center crop
-    0.875, or a plain resize for sides <= 32), the encoder runs in eval mode under
-    ``torch.inference_mode`` (optionally bf16/fp16 autocast, channels_last inputs).
-    The encoder is moved to ``device`` and otherwise unchanged (train flags restored).
-
-    Returns ``(features float32 (N, D), labels int64 (N,))`` in source order (or in the
-    order of ``indices``).
-    """
-    from simclr.augment import eval_resize
-
-    dev, prec = resolve_runtime(device, precision)
-    order = np.arange(source.num_images) if indices is None else np.asarray(indices)
-    labels_all = np.asarray(source.labels, dtype=np.int64)
-    flags = _train_flags(encoder)
-    encoder.to(dev).eval()
-    feats, seen = [], []
-    try:
-        with torch.inference_mode():
-            for idx, images in iter_batches(source, order, batch_size, workers=workers,
-                                            pin=dev.type == "cuda",
-                                            decode_on=decode_device("auto", dev)):
-                x = eval_resize(images.to(dev, non_blocking=True), image_size)
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with autocast(dev, prec):
-                    h = encoder(x)
-                feats.append(h.float().cpu())
-                seen.append(idx)
-    finally:
-        _restore_flags(flags)
-    if not feats:
-        raise SimCLRError(f"{source_name(source)}: no images to evaluate")
-    idx_all = torch.cat(seen).numpy()
-    return torch.cat(feats).numpy().astype(np.float32, copy=False), labels_all[idx_all]
-
-
-# ------------------------------------------------------------------------------ metrics
-
-def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor | np.ndarray,
-                  ks: Sequence[int] = (1, 5)) -> list[float]:
-    """Fraction of rows whose label is among the k highest scores, for each k.
-
-    scores (M, C), labels (M,). k is clamped to C.
-    """
-    labels = torch.as_tensor(labels, device=scores.device).long()
-    top = scores.topk(min(max(ks), scores.shape[1]), dim=1).indices
-    hits = top == labels[:, None]
-    return [hits[:, :min(k, scores.shape[1])].any(1).float().mean().item() for k in ks]
-
-
-def accuracy_summary(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) -> dict[str, Any]:
-    """``{"top1", "top5"}``; top-5 is None with 5 classes or fewer (it would be 1.0)."""
-    top1, top5 = topk_accuracy(scores, labels, (1, 5))
-    return {"top1": top1, "top5": top5 if scores.shape[1] > 5 else None}
-
-
-def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
-    """(C, C) counts: row = true class, column = predicted class."""
-    flat = np.asarray(labels, np.int64) * num_classes + np.asarray(preds, np.int64)
-    return np.bincount(flat, minlength=num_classes ** 2).reshape(num_classes, num_classes)
-
-
-def save_confusion_figure(matrix: np.ndarray, classes: Sequence[str], path: str | Path,
-                          title: str = "") -> Path:
-    """A row-normalised confusion-matrix heat map as PNG (matplotlib Agg, no GUI)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    rows = matrix.sum(1, keepdims=True)
-    norm = matrix / np.maximum(rows, 1)
-    n = len(classes)
-    side = min(4 + 0.35 * n, 20)
-    fig = Figure(figsize=(side, side * 0.9))
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 1, 1)
-    im = ax.imshow(norm, vmin=0.0, vmax=1.0, cmap="viridis", interpolation="nearest")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
-    if n <= 40:  # beyond that, tick labels are unreadable
-        ax.set_xticks(range(n), labels=list(classes), rotation=90, fontsize=7)
-        ax.set_yticks(range(n), labels=list(classes), fontsize=7)
-        if n <= 12:
-            for i in range(n):
-                for j in range(n):
-                    ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center",
-                            color="w" if norm[i, j] < 0.5 else "k", fontsize=7)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    return path
-
-
-def write_results(run_dir: str | Path | None, name: str, results: dict[str, Any]) -> None:
-    """Write ``results`` as ``run_dir/name`` (indented JSON); no-op without a run dir."""
-    if run_dir is None:
-        return
-    path = Path(run_dir) / name
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(path)
-
-
-def prepare_dir(run_dir: str | Path | None) -> Path | None:
-    if run_dir is None:
-        return None
-    path = Path(run_dir).expanduser()
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SimCLRError(f"cannot create run directory {path}: {exc.strerror}") from None
-    return path
-
-
-def log(message: str, verbose: bool = True) -> None:
-    """Progress goes to stderr: stdout is kept for the JSON result."""
-    if verbose:
-        print(message, file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------------- kNN
@@ -622,7 +414,7 @@ def linear_eval_sgd(
     gen = torch.Generator().manual_seed(seed)
     linear: nn.Linear | None = None
     opt: torch.optim.Optimizer | None = None
-    flags = _train_flags(encoder)
+    flags = train_flags(encoder)
     encoder.to(device).eval()
     step, start, epoch_loss = 0, time.perf_counter(), math.nan
     try:
@@ -651,7 +443,7 @@ def linear_eval_sgd(
             epoch_loss = loss_sum.item() / max(step - first, 1)
             log(f"linear eval epoch {epoch + 1}/{epochs}: loss {epoch_loss:.4f}", verbose)
     finally:
-        _restore_flags(flags)
+        restore_flags(flags)
     test_x, test_y = extract_features(encoder, test, image_size, batch_size, device, precision,
                                       channels_last=channels_last, workers=workers)
     with torch.no_grad():

@@ -30,20 +30,10 @@ from torch import nn
 
 from simclr.config import AugmentConfig, Config
 from simclr.errors import SimCLRError
-from simclr.evaluate import (
-    accuracy_summary,
-    augmented_batches,
-    check_labeled,
-    crop_flip_config,
-    extract_features,
-    finish_results,
-    log,
-    prepare_dir,
-    resolve_runtime,
-    scheduled_lr,
-    source_name,
-)
+from simclr.evaluate import augmented_batches, crop_flip_config, finish_results, scheduled_lr
+from simclr.features import check_labeled, extract_features, resolve_runtime, source_name
 from simclr.models import Classifier, build_encoder, resolve_cifar_stem
+from simclr.results import accuracy_summary, log, prepare_dir
 from simclr.runtime import autocast
 
 SUBSET_FILE = "labeled_subset.txt"
@@ -405,7 +395,7 @@ def run_supervised(
     if test is not None:
         finish_results(results, out, "supervised", logits, test_y, train.classes)
     elif out is not None:
-        from simclr.evaluate import write_results
+        from simclr.results import write_results
 
         write_results(out, "supervised.json", results)
     return results

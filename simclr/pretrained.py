@@ -92,7 +92,7 @@ def embed_folder(
     """
     from simclr.config import DataConfig
     from simclr.data import open_source
-    from simclr.evaluate import extract_features
+    from simclr.features import extract_features
     from simclr.runtime import resolve_device, resolve_precision
 
     dev = resolve_device(device)

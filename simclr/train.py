@@ -478,7 +478,8 @@ def knn_monitor(
     log: MetricsLog,
 ) -> float:
     """Online weighted-kNN top-1 on h (same code as `simclr knn`)."""
-    from simclr.evaluate import extract_features, knn_accuracy
+    from simclr.evaluate import knn_accuracy
+    from simclr.features import extract_features
 
     encoder = unwrap(model).encoder
     memory = open_source(cfg.knn_train, cfg.data, train=False, image_size=cfg.augment.size)

@@ -61,6 +61,58 @@ def tiny_flags(data: Path, out: Path, cache: str, **extra: object) -> dict[str, 
     return flags
 
 
+# ------------------------------------------------------------- encoders and sources
+
+
+class ArraySource:
+    """A minimal cached ImageSource over an in-memory uint8 array."""
+
+    cached = True
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, classes: list[str]):
+        self.images = torch.from_numpy(images)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.classes = classes
+        self.num_images = len(images)
+        self.paths = [f"img{i}.png" for i in range(len(images))]
+        self.image_hw = tuple(images.shape[-2:])
+        self.skipped = []
+
+    def get_batch(self, indices):
+        return self.images[torch.as_tensor(indices)]
+
+
+def colour_source(n_per_class=8, classes=3, side=16, seed=0):
+    """Class c = a distinct dominant colour channel plus noise (easy to separate)."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), n_per_class)
+    images = rng.integers(0, 60, (len(labels), 3, side, side))
+    for i, c in enumerate(labels):
+        images[i, c % 3] += 150 + 40 * (c // 3)
+    return ArraySource(images.astype(np.uint8), labels, [f"c{c}" for c in range(classes)])
+
+
+def tiny_encoder(seed=0):
+    from simclr.models import build_encoder
+
+    torch.manual_seed(seed)
+    return build_encoder("resnet18", 0.125, cifar_stem=True)
+
+
+def warmed_encoder():
+    """Non-trivial BN running statistics and train mode, as after pretraining steps."""
+    enc = tiny_encoder()
+    enc.train()
+    with torch.no_grad():
+        for s in range(3):
+            enc(torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(s)))
+    return enc
+
+
+def snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
 requires_cifar = pytest.mark.skipif(
     not (SHARED_DATA / "cifar10" / "train").is_dir(),
     reason="CIFAR-10 image folder not found at ../shared/data/cifar10 (not shipped with the repo)",

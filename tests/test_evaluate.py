@@ -13,9 +13,6 @@ import torch
 from simclr import evaluate
 from simclr.errors import SimCLRError
 from simclr.evaluate import (
-    check_labeled,
-    confusion_matrix,
-    extract_features,
     fit_logistic_regression,
     knn_accuracy,
     knn_classify,
@@ -23,9 +20,9 @@ from simclr.evaluate import (
     run_knn,
     run_linear_eval,
     stratified_split,
-    topk_accuracy,
 )
-from tests.conftest import make_image_folder
+from simclr.features import check_labeled
+from tests.conftest import colour_source, make_image_folder, snapshot, tiny_encoder, warmed_encoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -92,17 +89,6 @@ def test_knn_rejects_bad_arguments():
         knn_classify(x, [0, 1, 2], x, k=2, temperature=0)
     with pytest.raises(SimCLRError, match="--k"):
         knn_classify(x, [0, 1, 2], x, k=0)
-
-
-def test_topk_accuracy_and_confusion_matrix():
-    scores = torch.tensor([[0.1, 0.5, 0.4], [0.7, 0.2, 0.1], [0.2, 0.3, 0.5]])
-    labels = np.array([2, 0, 0])
-    assert topk_accuracy(scores, labels, (1, 2, 5)) == pytest.approx([1 / 3, 2 / 3, 1.0])
-    cm = confusion_matrix(labels, scores.argmax(1).numpy(), 3)
-    np.testing.assert_array_equal(cm, [[1, 0, 1], [0, 0, 0], [0, 1, 0]])
-
-
-# -------------------------------------------------------------- logistic regression
 
 
 def blobs(n_per_class, dim, classes, spread, seed):
@@ -231,72 +217,6 @@ def test_fixed_l2_skips_the_search_and_tiny_sets_need_it():
 # --------------------------------------------------------- features and frozen encoder
 
 
-class ArraySource:
-    """A minimal cached ImageSource over an in-memory uint8 array."""
-
-    cached = True
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray, classes: list[str]):
-        self.images = torch.from_numpy(images)
-        self.labels = np.asarray(labels, dtype=np.int64)
-        self.classes = classes
-        self.num_images = len(images)
-        self.paths = [f"img{i}.png" for i in range(len(images))]
-        self.image_hw = tuple(images.shape[-2:])
-        self.skipped = []
-
-    def get_batch(self, indices):
-        return self.images[torch.as_tensor(indices)]
-
-
-def colour_source(n_per_class=8, classes=3, side=16, seed=0):
-    """Class c = a distinct dominant colour channel plus noise (easy to separate)."""
-    rng = np.random.default_rng(seed)
-    labels = np.repeat(np.arange(classes), n_per_class)
-    images = rng.integers(0, 60, (len(labels), 3, side, side))
-    for i, c in enumerate(labels):
-        images[i, c % 3] += 150 + 40 * (c // 3)
-    return ArraySource(images.astype(np.uint8), labels, [f"c{c}" for c in range(classes)])
-
-
-def tiny_encoder(seed=0):
-    from simclr.models import build_encoder
-
-    torch.manual_seed(seed)
-    return build_encoder("resnet18", 0.125, cifar_stem=True)
-
-
-def warmed_encoder():
-    """Non-trivial BN running statistics and train mode, as after pretraining steps."""
-    enc = tiny_encoder()
-    enc.train()
-    with torch.no_grad():
-        for s in range(3):
-            enc(torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(s)))
-    return enc
-
-
-def snapshot(module):
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
-
-
-def test_extract_features_uses_eval_mode_and_restores_flags():
-    from simclr.augment import eval_resize
-
-    enc = warmed_encoder()
-    enc.layer1.eval()  # mixed flags must come back as they were
-    flags = [m.training for m in enc.modules()]
-    source = colour_source()
-    feats, labels = extract_features(enc, source, 16, batch_size=5)
-    assert feats.dtype == np.float32 and feats.shape == (24, enc.feature_dim)
-    np.testing.assert_array_equal(labels, source.labels)
-    assert [m.training for m in enc.modules()] == flags
-    enc.eval()
-    with torch.no_grad():
-        direct = enc(eval_resize(source.images, 16))
-    np.testing.assert_allclose(feats, direct.numpy(), rtol=1e-5, atol=1e-6)
-
-
 @pytest.mark.parametrize("protocol", ["lbfgs", "sgd"])
 def test_linear_eval_leaves_the_encoder_untouched(protocol, tmp_path):
     enc = warmed_encoder()
@@ -364,23 +284,6 @@ def test_user_errors_are_one_line():
 # ----------------------------------------------------------------------- image folders
 
 
-def test_cached_and_uncached_folders_give_the_same_features(tmp_path):
-    from simclr.config import DataConfig
-    from simclr.data import open_source
-
-    folder = make_image_folder(tmp_path / "imgs", classes=3, per_class=4, side=20)
-    enc = tiny_encoder()
-    feats = {}
-    for cache in ("on", "off"):
-        cfg = DataConfig(cache=cache, cache_dir=str(tmp_path / "cache"), workers=0,
-                         load_size=20)  # both store the images at their own side
-        source = open_source(str(folder), cfg, train=False, image_size=16)
-        assert source.cached == (cache == "on")
-        feats[cache] = extract_features(enc, source, 16, batch_size=5, workers=0)
-    np.testing.assert_allclose(feats["on"][0], feats["off"][0], rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(feats["on"][1], feats["off"][1])
-
-
 def test_folders_end_to_end_and_class_mismatch(tmp_path):
     from simclr.config import DataConfig
     from simclr.data import open_source
@@ -399,18 +302,3 @@ def test_folders_end_to_end_and_class_mismatch(tmp_path):
                                                    image_size=16), None, image_size=16)
 
 
-def test_iter_batches_decodes_jpegs_on_a_device(tmp_path):
-    """Evaluation reads uncached JPEGs the same way with the device decoder (nvJPEG on
-    CUDA, chosen automatically there; the CPU stands in for it here)."""
-    from simclr.config import DataConfig
-    from simclr.data import open_source
-
-    folder = make_image_folder(tmp_path / "jpegs", per_class=5, side=40, ext="jpg")
-    cfg = DataConfig(cache="off", cache_dir=str(tmp_path / "cache"), workers=0)
-    source = open_source(str(folder), cfg, train=False, image_size=32)
-    order = np.arange(source.num_images)[::-1].copy()
-    plain = list(evaluate.iter_batches(source, order, 4))
-    on_device = list(evaluate.iter_batches(source, order, 4, decode_on=torch.device("cpu")))
-    assert [i.tolist() for i, _ in on_device] == [i.tolist() for i, _ in plain]
-    for (_, a), (_, b) in zip(on_device, plain, strict=True):
-        assert a.shape == b.shape and (a.int() - b.int()).abs().float().mean() < 3.0

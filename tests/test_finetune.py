@@ -20,9 +20,9 @@ from simclr.finetune import (
     run_supervised,
     write_subset_list,
 )
-from simclr.models import Classifier, build_encoder, build_model
+from simclr.models import Classifier, build_model
 from simclr.pretrained import encoder_from_checkpoint
-from tests.conftest import make_image_folder
+from tests.conftest import make_image_folder, snapshot, tiny_encoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -101,15 +101,6 @@ def folders(tmp_path):
     test_dir = make_image_folder(tmp_path / "test", classes=3, per_class=3, side=16, seed=1)
     return (open_source(str(train_dir), cfg, train=False, image_size=16),
             open_source(str(test_dir), cfg, train=False, image_size=16))
-
-
-def tiny_encoder(seed=0):
-    torch.manual_seed(seed)
-    return build_encoder("resnet18", 0.125, cifar_stem=True)
-
-
-def snapshot(module):
-    return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
 FAST = {"image_size": 16, "batch_size": 6, "epochs": 2, "device": "cpu", "precision": "fp32",

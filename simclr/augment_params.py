@@ -1,0 +1,258 @@
+"""The random parameters of SimCLR's augmentation, drawn on the host (Sec. 3, App. A).
+
+Every uniform is ``splitmix64`` of (seed, epoch, sample index, view, parameter id):
+a view depends on nothing else, not on the batch composition, the number of data
+workers or processes, or which other ops are on. :func:`sample_params` turns the
+uniforms into :class:`ViewParams` with numpy, vectorised over the batch, following the
+distributions of the official ``data_util.py`` and torchvision's ops.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from simclr.config import AugmentConfig
+
+# ------------------------------------------------------------------- counter-based RNG
+
+_MASK64 = (1 << 64) - 1
+_PARAM_SALT = 0x5EED5EED5EED5EED
+
+_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 boxes before its fallback
+_P_AREA = 0  # 10 uniforms: area fraction of each attempt
+_P_RATIO = _P_AREA + _ATTEMPTS  # 10 uniforms: log aspect ratio of each attempt
+(
+    _P_TOP, _P_LEFT, _P_FLIP, _P_COLOR, _P_BRIGHT, _P_CONTRAST, _P_SAT, _P_HUE, _P_ORDER,
+    _P_GRAY, _P_BLUR, _P_SIGMA, _P_CUTOUT, _P_CUT_Y, _P_CUT_X, _P_ROTATE, _P_ROT_K,
+    _P_NOISE, _P_NOISE_STD, _P_NOISE_KEY, _P_SOBEL,
+) = range(_P_RATIO + _ATTEMPTS, _P_RATIO + _ATTEMPTS + 21)
+_N_PARAMS = _P_SOBEL + 1
+
+# The 24 orders of (brightness, contrast, saturation, hue) = op ids (0, 1, 2, 3).
+PERMUTATIONS = np.array(list(itertools.permutations(range(4))), dtype=np.int64)
+
+# ITU-R 601 luma as used by torchvision and tf.image.rgb_to_grayscale (0.2989, not 0.299).
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser on uint64 arrays (a bijection with good avalanche)."""
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def _u64(value: int) -> np.uint64:
+    return np.uint64(int(value) & _MASK64)
+
+
+def uniforms(seed: int, epoch: int, indices: np.ndarray, view: int, count: int) -> np.ndarray:
+    """Uniforms in [0, 1), float64 (B, count): a pure function of every argument.
+
+    Row b, column p depends only on (seed, epoch, indices[b], view, p): chained splitmix64
+    (each step a bijection of the previous key xor the next integer) then 53 mantissa bits.
+    """
+    idx = np.asarray(indices, dtype=np.int64).view(np.uint64)
+    key = _splitmix64(np.full(idx.shape, _u64(seed), dtype=np.uint64))
+    key = _splitmix64(key ^ _u64(epoch))
+    key = _splitmix64(key ^ idx)
+    key = _splitmix64(key ^ _u64(view))
+    pid = _splitmix64(np.arange(count, dtype=np.uint64) ^ np.uint64(_PARAM_SALT))
+    bits = _splitmix64(key[:, None] ^ pid[None, :])
+    return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+# ------------------------------------------------------------------------- parameters
+
+@dataclass
+class ViewParams:
+    """Per-sample parameters of one view of a batch: CPU tensors whose first dim is B.
+
+    ``box`` is (top, left, height, width) in source pixels: the random resized crop
+    (Sec. 3, App. A), the whole image when ``crop`` is off, or an S x S window (possibly
+    reaching outside the image: zero padding) for crop without resize (Fig. 5).
+    ``factors`` are the brightness, contrast and saturation factors and the hue shift;
+    ``order[b]`` lists op ids (0 brightness, 1 contrast, 2 saturation, 3 hue) in the order
+    sample b applies them. Ops switched off in the config have all-False masks.
+    """
+
+    box: Tensor  # int64 (B, 4)
+    flip: Tensor  # bool (B,)
+    color: Tensor  # bool (B,): colour jitter applied
+    factors: Tensor  # float32 (B, 4)
+    order: Tensor  # int64 (B, 4)
+    gray: Tensor  # bool (B,)
+    blur: Tensor  # bool (B,)
+    sigma: Tensor  # float32 (B,): blur sigma in output pixels
+    cutout: Tensor  # bool (B,)
+    cutout_yx: Tensor  # int64 (B, 2): top-left corner of the erased square in the view
+    rotate: Tensor  # int64 (B,): quarter turns (counter-clockwise), 0 = none
+    noise_std: Tensor  # float32 (B,): 0 = no noise
+    noise_key: Tensor  # int64 (B,): 32-bit key of the sample's noise field
+    sobel: Tensor  # bool (B,)
+    image_hw: tuple[int, int]
+    size: int
+
+    def __len__(self) -> int:
+        return int(self.flip.shape[0])
+
+    def _tensors(self) -> dict[str, Tensor]:
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if isinstance(getattr(self, f.name), Tensor)}
+
+    def select(self, rows: Sequence[int] | Tensor) -> ViewParams:
+        """The parameters of the given samples, in that order."""
+        rows = torch.as_tensor(rows, dtype=torch.int64)
+        parts = {k: v.index_select(0, rows) for k, v in self._tensors().items()}
+        return ViewParams(**parts, image_hw=self.image_hw, size=self.size)
+
+    @staticmethod
+    def cat(parts: Sequence[ViewParams]) -> ViewParams:
+        """Concatenate the batches of several ViewParams (same image size and view size)."""
+        first = parts[0]
+        if any(p.image_hw != first.image_hw or p.size != first.size for p in parts):
+            raise ValueError("ViewParams.cat: parts differ in image_hw or size")
+        tensors = {k: torch.cat([p._tensors()[k] for p in parts]) for k in first._tensors()}
+        return ViewParams(**tensors, image_hw=first.image_hw, size=first.size)
+
+
+def _offsets(u: np.ndarray, slack: np.ndarray | int) -> np.ndarray:
+    """Uniform integer offsets in [min(0, slack), max(0, slack)]."""
+    slack = np.asarray(slack, dtype=np.int64)
+    span = np.abs(slack) + 1
+    return np.minimum(np.floor(u * span), span - 1).astype(np.int64) + np.minimum(slack, 0)
+
+
+def _crop_boxes(u: np.ndarray, cfg: AugmentConfig, hw: tuple[int, int]) -> np.ndarray:
+    """Crop boxes int64 (B, 4) = (top, left, height, width) from the uniforms u (B, P).
+
+    Random resized crop as torchvision's ``RandomResizedCrop.get_params`` (App. A): up to
+    10 attempts with area ~ U(scale) x image area and log aspect ratio ~ U(log ratio),
+    keeping the first that fits (all attempts vectorised); otherwise the central crop with
+    the aspect ratio clamped into the range.
+    """
+    height, width = hw
+    n, size = len(u), cfg.size
+    if not cfg.crop:
+        return np.tile(np.array([0, 0, height, width], dtype=np.int64), (n, 1))
+    if not cfg.crop_resize:  # Fig. 5 "crop" without resize: an S x S window, zero padded
+        top = _offsets(u[:, _P_TOP], height - size)
+        left = _offsets(u[:, _P_LEFT], width - size)
+        return np.stack([top, left, np.full(n, size), np.full(n, size)], 1).astype(np.int64)
+    lo, hi = cfg.crop_scale
+    target = height * width * (lo + (hi - lo) * u[:, _P_AREA:_P_AREA + _ATTEMPTS])
+    log_lo, log_hi = np.log(cfg.crop_ratio[0]), np.log(cfg.crop_ratio[1])
+    ratio = np.exp(log_lo + (log_hi - log_lo) * u[:, _P_RATIO:_P_RATIO + _ATTEMPTS])
+    w = np.round(np.sqrt(target * ratio))  # round half to even, like Python's round
+    h = np.round(np.sqrt(target / ratio))
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = fits.argmax(axis=1)
+    found = fits.any(axis=1)
+    w = w[np.arange(n), first].astype(np.int64)
+    h = h[np.arange(n), first].astype(np.int64)
+    in_ratio = width / height
+    if in_ratio < cfg.crop_ratio[0]:
+        fw, fh = width, int(round(width / cfg.crop_ratio[0]))
+    elif in_ratio > cfg.crop_ratio[1]:
+        fw, fh = int(round(height * cfg.crop_ratio[1])), height
+    else:
+        fw, fh = width, height
+    w, h = np.where(found, w, fw), np.where(found, h, fh)
+    top = np.where(found, _offsets(u[:, _P_TOP], height - h), (height - fh) // 2)
+    left = np.where(found, _offsets(u[:, _P_LEFT], width - w), (width - fw) // 2)
+    return np.stack([top, left, h, w], axis=1).astype(np.int64)
+
+
+def _coin(u: np.ndarray, on: bool, p: float) -> np.ndarray:
+    return (u < p) if on else np.zeros(len(u), dtype=bool)
+
+
+def _jitter_factors(u: np.ndarray, cfg: AugmentConfig) -> np.ndarray:
+    """(B, 4) float32: brightness, contrast, saturation ~ U(max(0, 1-a), 1+a); hue ~ U(-h, h)."""
+    b, c, s, h = cfg.jitter()
+    out = np.empty((len(u), 4), dtype=np.float64)
+    for col, amount, pid in ((0, b, _P_BRIGHT), (1, c, _P_CONTRAST), (2, s, _P_SAT)):
+        lo = max(0.0, 1.0 - amount)
+        out[:, col] = lo + (1.0 + amount - lo) * u[:, pid]
+    out[:, 3] = -h + 2.0 * h * u[:, _P_HUE]
+    return out.astype(np.float32)
+
+
+def sample_params(
+    cfg: AugmentConfig,
+    seed: int,
+    epoch: int,
+    indices: Tensor | np.ndarray | Sequence[int],
+    view: int,
+    image_hw: tuple[int, int],
+) -> ViewParams:
+    """Draw one view's parameters for a batch of samples (Sec. 3, App. A).
+
+    Args:
+        indices: (B,) int64 data-set indices of the samples (CPU; a CUDA tensor syncs).
+        view: 0 or 1 for the two views of SimCLR; any int works.
+        image_hw: (H, W) of the source images.
+    Returns:
+        ViewParams of CPU tensors; sample b's values depend only on (seed, epoch,
+        indices[b], view) and the config.
+    """
+    if isinstance(indices, Tensor):
+        indices = indices.detach().cpu().numpy()
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    u = uniforms(seed, epoch, idx, view, _N_PARAMS)
+    n, size = len(idx), cfg.size
+    boxes = _crop_boxes(u, cfg, (int(image_hw[0]), int(image_hw[1])))
+    if cfg.color_random_order:
+        order = PERMUTATIONS[np.minimum((u[:, _P_ORDER] * 24).astype(np.int64), 23)]
+    else:
+        order = np.tile(np.arange(4, dtype=np.int64), (n, 1))
+    side = cutout_side(cfg)
+    cut = np.stack([_offsets(u[:, _P_CUT_Y], size - side),
+                    _offsets(u[:, _P_CUT_X], size - side)], axis=1)
+    rotate = np.where(_coin(u[:, _P_ROTATE], cfg.rotate, cfg.rotate_p),
+                      1 + np.minimum((u[:, _P_ROT_K] * 3).astype(np.int64), 2), 0)
+    noisy = _coin(u[:, _P_NOISE], cfg.noise, cfg.noise_p)
+    lo, hi = cfg.noise_std
+    noise_std = np.where(noisy, lo + (hi - lo) * u[:, _P_NOISE_STD], 0.0)
+    lo, hi = cfg.blur_sigma
+    t = torch.from_numpy
+    return ViewParams(
+        box=t(boxes),
+        flip=t(_coin(u[:, _P_FLIP], cfg.flip, cfg.flip_p)),
+        color=t(_coin(u[:, _P_COLOR], cfg.color, cfg.color_p)),
+        factors=t(_jitter_factors(u, cfg)),
+        order=t(np.ascontiguousarray(order)),
+        gray=t(_coin(u[:, _P_GRAY], cfg.grayscale, cfg.grayscale_p)),
+        blur=t(_coin(u[:, _P_BLUR], cfg.blur, cfg.blur_p)),
+        sigma=t((lo + (hi - lo) * u[:, _P_SIGMA]).astype(np.float32)),
+        cutout=t(_coin(u[:, _P_CUTOUT], cfg.cutout, cfg.cutout_p)),
+        cutout_yx=t(cut.astype(np.int64)),
+        rotate=t(rotate.astype(np.int64)),
+        noise_std=t(noise_std.astype(np.float32)),
+        noise_key=t((u[:, _P_NOISE_KEY] * 2.0**32).astype(np.int64)),
+        sobel=t(_coin(u[:, _P_SOBEL], cfg.sobel, cfg.sobel_p)),
+        image_hw=(int(image_hw[0]), int(image_hw[1])),
+        size=size,
+    )
+
+
+def blur_kernel_size(size: int, frac: float = 0.1) -> int:
+    """Side of the blur kernel for views of side ``size``: 10% of it, made odd, >= 3.
+
+    As the official code: ``radius = int(size * frac) // 2``, side ``2 * radius + 1``
+    (23 for 224-px views, 3 for 32-px views).
+    """
+    return 2 * max(1, int(size * frac) // 2) + 1
+
+
+def cutout_side(cfg: AugmentConfig) -> int:
+    """Side of the square erased by cutout, pixels of the view."""
+    return int(min(cfg.size, max(1, round(cfg.cutout_frac * cfg.size))))

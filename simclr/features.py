@@ -1,0 +1,157 @@
+"""Features of a frozen encoder over a data set: the input side of every evaluation.
+
+:func:`extract_features` runs the encoder in eval mode over a source with the
+evaluation transform (App. B.5) and returns h = f(x) per image; :func:`iter_batches`
+is the batch iterator it and the augmented protocols share (cached rows, DataLoader
+workers, or JPEGs decoded on the device). Label checks and names for messages live here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from simclr.data import collate_raw, decode_device, decode_raw_batch
+from simclr.errors import SimCLRError
+from simclr.runtime import autocast, resolve_device, resolve_precision
+
+
+def check_labeled(train: Any, test: Any | None = None) -> int:
+    """Number of classes of a labeled (train, test) pair; SimCLRError when unusable.
+
+    Both sources must carry class labels (ImageFolder layout, not a flat folder), at
+    least 2 classes, and the same class names in the same order.
+    """
+    for flag, source in (("--train", train), ("--test", test)):
+        if source is None:
+            continue
+        where = source_name(source)
+        labels = np.asarray(source.labels)
+        if not source.classes or labels.size == 0 or (labels < 0).any():
+            raise SimCLRError(f"{flag} {where}: images have no class labels "
+                              "(needs one sub-folder per class)")
+        if len(source.classes) < 2:
+            raise SimCLRError(f"{flag} {where}: needs at least 2 classes, "
+                              f"found {len(source.classes)}")
+    if test is not None and list(test.classes) != list(train.classes):
+        only_train = sorted(set(train.classes) - set(test.classes))
+        only_test = sorted(set(test.classes) - set(train.classes))
+        detail = (f"only in --train: {_few(only_train)}; only in --test: {_few(only_test)}"
+                  if only_train or only_test else "same names in a different order")
+        raise SimCLRError(f"--train and --test have different classes ({detail})")
+    return len(train.classes)
+
+
+def _few(names: Sequence[str], limit: int = 5) -> str:
+    if not names:
+        return "none"
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def source_name(source: Any) -> str:
+    """A short human name of an ImageSource for messages (its folder when it has one)."""
+    for attr in ("root", "path", "spec", "name"):
+        value = getattr(source, attr, None)
+        if value:
+            return str(value)
+    return "data"
+
+
+def iter_batches(
+    source: Any, indices: np.ndarray, batch_size: int, *,
+    seed: int | Sequence[int] | None = None,
+    drop_last: bool = False, workers: int | None = None, pin: bool = False,
+    decode_on: torch.device | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(indices (B,) int64, images uint8 (B,3,H,W))`` over ``indices``.
+
+    ``seed`` shuffles the order (a fresh permutation per seed, e.g. ``[seed, epoch]``);
+    cached sources slice their decoded array, uncached ones decode in DataLoader workers
+    (on the CPU), or with ``decode_on`` read JPEGs there and decode them on that device.
+    """
+    order = np.asarray(indices, dtype=np.int64)
+    if seed is not None:
+        order = order[np.random.default_rng(seed).permutation(len(order))]
+    stop = len(order) - len(order) % batch_size if drop_last else len(order)
+    if getattr(source, "cached", True):
+        for start in range(0, stop, batch_size):
+            idx = torch.from_numpy(order[start:start + batch_size])
+            yield idx, source.get_batch(idx)
+        return
+    from torch.utils.data import DataLoader, Subset
+
+    n_workers = getattr(source, "workers", 0) if workers is None else workers
+    if decode_on is not None:
+        loader = DataLoader(Subset(source.dataset(report=True, raw=True), order[:stop].tolist()),
+                            batch_size=batch_size, shuffle=False, num_workers=n_workers,
+                            collate_fn=collate_raw)
+        for payloads, idx, _, _ in loader:
+            yield decode_raw_batch(source, payloads, idx, decode_on)
+        return
+    loader = DataLoader(Subset(source.dataset(), order[:stop].tolist()), batch_size=batch_size,
+                        shuffle=False, num_workers=n_workers, pin_memory=pin, drop_last=False)
+    for images, idx in loader:
+        yield idx.long(), images
+
+
+def train_flags(module: nn.Module) -> list[tuple[nn.Module, bool]]:
+    return [(m, m.training) for m in module.modules()]
+
+
+def restore_flags(flags: list[tuple[nn.Module, bool]]) -> None:
+    for m, training in flags:
+        m.training = training
+
+
+def resolve_runtime(device: str | torch.device, precision: str) -> tuple[torch.device, str]:
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    return dev, resolve_precision(precision, dev)
+
+
+def extract_features(
+    encoder: nn.Module, source: Any, image_size: int, batch_size: int = 256,
+    device: str | torch.device = "cpu", precision: str = "fp32", *,
+    channels_last: bool = False, workers: int | None = None,
+    indices: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Representations h of a source with the evaluation transform (App. B.5).
+
+    Images go through ``augment.eval_resize`` to ``image_size`` (resize + center crop
+    0.875, or a plain resize for sides <= 32), the encoder runs in eval mode under
+    ``torch.inference_mode`` (optionally bf16/fp16 autocast, channels_last inputs).
+    The encoder is moved to ``device`` and otherwise unchanged (train flags restored).
+
+    Returns ``(features float32 (N, D), labels int64 (N,))`` in source order (or in the
+    order of ``indices``).
+    """
+    from simclr.augment import eval_resize
+
+    dev, prec = resolve_runtime(device, precision)
+    order = np.arange(source.num_images) if indices is None else np.asarray(indices)
+    labels_all = np.asarray(source.labels, dtype=np.int64)
+    flags = train_flags(encoder)
+    encoder.to(dev).eval()
+    feats, seen = [], []
+    try:
+        with torch.inference_mode():
+            for idx, images in iter_batches(source, order, batch_size, workers=workers,
+                                            pin=dev.type == "cuda",
+                                            decode_on=decode_device("auto", dev)):
+                x = eval_resize(images.to(dev, non_blocking=True), image_size)
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with autocast(dev, prec):
+                    h = encoder(x)
+                feats.append(h.float().cpu())
+                seen.append(idx)
+    finally:
+        restore_flags(flags)
+    if not feats:
+        raise SimCLRError(f"{source_name(source)}: no images to evaluate")
+    idx_all = torch.cat(seen).numpy()
+    return torch.cat(feats).numpy().astype(np.float32, copy=False), labels_all[idx_all]

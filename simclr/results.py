@@ -1,0 +1,102 @@
+"""Results of an evaluation: top-k accuracies, confusion matrices, JSON and figures.
+
+Every protocol (kNN, linear, fine-tuning) reports through these, so ``results.json`` and
+``confusion.png`` mean the same thing in every run directory. Accuracies are fractions
+in [0, 1].
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from simclr.errors import SimCLRError
+
+
+def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor | np.ndarray,
+                  ks: Sequence[int] = (1, 5)) -> list[float]:
+    """Fraction of rows whose label is among the k highest scores, for each k.
+
+    scores (M, C), labels (M,). k is clamped to C.
+    """
+    labels = torch.as_tensor(labels, device=scores.device).long()
+    top = scores.topk(min(max(ks), scores.shape[1]), dim=1).indices
+    hits = top == labels[:, None]
+    return [hits[:, :min(k, scores.shape[1])].any(1).float().mean().item() for k in ks]
+
+
+def accuracy_summary(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) -> dict[str, Any]:
+    """``{"top1", "top5"}``; top-5 is None with 5 classes or fewer (it would be 1.0)."""
+    top1, top5 = topk_accuracy(scores, labels, (1, 5))
+    return {"top1": top1, "top5": top5 if scores.shape[1] > 5 else None}
+
+
+def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
+    """(C, C) counts: row = true class, column = predicted class."""
+    flat = np.asarray(labels, np.int64) * num_classes + np.asarray(preds, np.int64)
+    return np.bincount(flat, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+
+
+def save_confusion_figure(matrix: np.ndarray, classes: Sequence[str], path: str | Path,
+                          title: str = "") -> Path:
+    """A row-normalised confusion-matrix heat map as PNG (matplotlib Agg, no GUI)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = matrix.sum(1, keepdims=True)
+    norm = matrix / np.maximum(rows, 1)
+    n = len(classes)
+    side = min(4 + 0.35 * n, 20)
+    fig = Figure(figsize=(side, side * 0.9))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(norm, vmin=0.0, vmax=1.0, cmap="viridis", interpolation="nearest")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    if n <= 40:  # beyond that, tick labels are unreadable
+        ax.set_xticks(range(n), labels=list(classes), rotation=90, fontsize=7)
+        ax.set_yticks(range(n), labels=list(classes), fontsize=7)
+        if n <= 12:
+            for i in range(n):
+                for j in range(n):
+                    ax.text(j, i, str(int(matrix[i, j])), ha="center", va="center",
+                            color="w" if norm[i, j] < 0.5 else "k", fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def write_results(run_dir: str | Path | None, name: str, results: dict[str, Any]) -> None:
+    """Write ``results`` as ``run_dir/name`` (indented JSON); no-op without a run dir."""
+    if run_dir is None:
+        return
+    path = Path(run_dir) / name
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def prepare_dir(run_dir: str | Path | None) -> Path | None:
+    if run_dir is None:
+        return None
+    path = Path(run_dir).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SimCLRError(f"cannot create run directory {path}: {exc.strerror}") from None
+    return path
+
+
+def log(message: str, verbose: bool = True) -> None:
+    """Progress goes to stderr: stdout is kept for the JSON result."""
+    if verbose:
+        print(message, file=sys.stderr, flush=True)

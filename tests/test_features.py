@@ -1,0 +1,63 @@
+"""Tests for simclr.features: the frozen encoder's features and the batch iterator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from simclr.features import extract_features, iter_batches
+from tests.conftest import colour_source, make_image_folder, tiny_encoder, warmed_encoder
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_extract_features_uses_eval_mode_and_restores_flags():
+    from simclr.augment import eval_resize
+
+    enc = warmed_encoder()
+    enc.layer1.eval()  # mixed flags must come back as they were
+    flags = [m.training for m in enc.modules()]
+    source = colour_source()
+    feats, labels = extract_features(enc, source, 16, batch_size=5)
+    assert feats.dtype == np.float32 and feats.shape == (24, enc.feature_dim)
+    np.testing.assert_array_equal(labels, source.labels)
+    assert [m.training for m in enc.modules()] == flags
+    enc.eval()
+    with torch.no_grad():
+        direct = enc(eval_resize(source.images, 16))
+    np.testing.assert_allclose(feats, direct.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_cached_and_uncached_folders_give_the_same_features(tmp_path):
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+
+    folder = make_image_folder(tmp_path / "imgs", classes=3, per_class=4, side=20)
+    enc = tiny_encoder()
+    feats = {}
+    for cache in ("on", "off"):
+        cfg = DataConfig(cache=cache, cache_dir=str(tmp_path / "cache"), workers=0,
+                         load_size=20)  # both store the images at their own side
+        source = open_source(str(folder), cfg, train=False, image_size=16)
+        assert source.cached == (cache == "on")
+        feats[cache] = extract_features(enc, source, 16, batch_size=5, workers=0)
+    np.testing.assert_allclose(feats["on"][0], feats["off"][0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(feats["on"][1], feats["off"][1])
+
+
+def test_iter_batches_decodes_jpegs_on_a_device(tmp_path):
+    """Evaluation reads uncached JPEGs the same way with the device decoder (nvJPEG on
+    CUDA, chosen automatically there; the CPU stands in for it here)."""
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+
+    folder = make_image_folder(tmp_path / "jpegs", per_class=5, side=40, ext="jpg")
+    cfg = DataConfig(cache="off", cache_dir=str(tmp_path / "cache"), workers=0)
+    source = open_source(str(folder), cfg, train=False, image_size=32)
+    order = np.arange(source.num_images)[::-1].copy()
+    plain = list(iter_batches(source, order, 4))
+    on_device = list(iter_batches(source, order, 4, decode_on=torch.device("cpu")))
+    assert [i.tolist() for i, _ in on_device] == [i.tolist() for i, _ in plain]
+    for (_, a), (_, b) in zip(on_device, plain, strict=True):
+        assert a.shape == b.shape and (a.int() - b.int()).abs().float().mean() < 3.0
