@@ -19,7 +19,12 @@ from simclr.checkpoint import load_checkpoint
 from simclr.config import Config, DataConfig, config_from_dict
 from simclr.data import ImageSource, open_source
 from simclr.errors import SimCLRError
-from simclr.pretrained import encoder_from_checkpoint
+from simclr.pretrained import (
+    LAYERS_HELP,
+    encoder_from_checkpoint,
+    model_from_checkpoint,
+    representation_from_checkpoint,
+)
 
 RuntimeFlags = Callable[[argparse.ArgumentParser], None]
 
@@ -42,7 +47,8 @@ def load_for_eval(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any], 
     random_init = getattr(args, "random_init", False)
     if random_init:
         torch.manual_seed(getattr(args, "seed", 0))
-    encoder, spec = encoder_from_checkpoint(ckpt, random_init=random_init)
+    layer = getattr(args, "layer", "h")
+    encoder, spec = representation_from_checkpoint(ckpt, layer, random_init=random_init)
     if getattr(args, "raw_pixels", False):
         encoder = RawPixels()
     return encoder, spec, ckpt
@@ -61,7 +67,8 @@ def cmd_knn(args: argparse.Namespace) -> int:
     result = run_knn(encoder, open_folder(args.train, size, args),
                      open_folder(args.test, size, args), args.out, image_size=size, k=args.k,
                      temperature=args.temperature, **runtime_kwargs(args))
-    print(json.dumps({**result, "checkpoint": args.checkpoint, "random_init": args.random_init}))
+    print(json.dumps({**result, "checkpoint": args.checkpoint, "layer": args.layer,
+                      "random_init": args.random_init}))
     return 0
 
 
@@ -76,7 +83,7 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
         l2_grid=parse_l2_grid(args.l2_grid) if args.l2_grid else None,
         val_fraction=args.val_fraction, max_iter=args.max_iter, epochs=args.epochs,
         lr=args.lr, momentum=args.momentum, crop_scale=args.crop_scale, **runtime_kwargs(args))
-    print(json.dumps({**result, "checkpoint": args.checkpoint,
+    print(json.dumps({**result, "checkpoint": args.checkpoint, "layer": args.layer,
                       "features": "raw pixels" if args.raw_pixels else
                       "random init" if args.random_init else "pretrained"}))
     return 0
@@ -84,15 +91,11 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from simclr.finetune import run_finetune
-    from simclr.models import build_model
 
     encoder, spec, ckpt = load_for_eval(args)
     head = None
     if args.from_head:
-        if ckpt.get("kind") != "pretrain":
-            raise SimCLRError("--from-head needs a pretraining checkpoint (this one has no head)")
-        model = build_model(config_from_dict(ckpt["config"]).model, spec["image_size"])
-        model.load_state_dict(ckpt["model"])
+        model, _ = model_from_checkpoint(ckpt)
         encoder, head = model.encoder, model.head
     size = spec["image_size"]
     result = run_finetune(
@@ -102,6 +105,28 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         momentum=args.momentum, schedule=args.schedule, crop_scale=args.crop_scale, head=head,
         from_head=args.from_head, from_scratch=args.from_scratch, seed=args.seed,
         config=ckpt["config"], **runtime_kwargs(args))
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_transform_probe(args: argparse.Namespace) -> int:
+    from simclr.probe import TASKS, run_transform_probe
+    from simclr.results import prepare_dir, write_results
+
+    ckpt = load_checkpoint(args.checkpoint)
+    if args.random_init:
+        torch.manual_seed(args.seed)
+    model, spec = model_from_checkpoint(ckpt, random_init=args.random_init)
+    aug = config_from_dict(ckpt["config"]).augment
+    size = spec["image_size"]
+    tasks = TASKS if args.task == "all" else (args.task,)
+    out = prepare_dir(args.out)
+    result = run_transform_probe(
+        model, open_folder(args.train, size, args), open_folder(args.test, size, args), aug,
+        tasks, views=args.views, epochs=args.epochs, seed=args.seed,
+        batch_size=args.batch_size, device=args.device, precision=args.precision)
+    result.update({"checkpoint": args.checkpoint, "random_init": args.random_init})
+    write_results(out, "transform_probe.json", result)
     print(json.dumps(result))
     return 0
 
@@ -170,12 +195,14 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     """knn, linear-eval, finetune, supervised and export subcommands."""
     p = sub.add_parser("knn", help="weighted kNN top-1/top-5 on frozen features h")
     _eval_inputs(p, runtime, out_required=False)
+    p.add_argument("--layer", default="h", help=LAYERS_HELP)
     p.add_argument("--k", type=_positive_int, default=200)
     p.add_argument("--temperature", type=float, default=0.1)
     p.set_defaults(func=cmd_knn)
 
     p = sub.add_parser("linear-eval", help="linear classifier on the frozen encoder")
     _eval_inputs(p, runtime, out_required=False)
+    p.add_argument("--layer", default="h", help=LAYERS_HELP + "; Fig. 8 compares h and z")
     p.add_argument("--protocol", choices=["lbfgs", "sgd"], default="lbfgs")
     p.add_argument("--raw-pixels", action="store_true", help="baseline: pixels as features")
     p.add_argument("--l2", type=float, default=None, help="fixed L2 strength (lbfgs)")
@@ -205,6 +232,16 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--from-scratch", action="store_true",
                    help="baseline: same architecture and budget, no pretraining")
     p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("transform-probe",
+                       help="Table 3: predict the applied transformation from h and from z")
+    _eval_inputs(p, runtime, out_required=False)
+    p.add_argument("--task", choices=["gray", "rotation", "noise", "sobel", "all"],
+                   default="all")
+    p.add_argument("--views", type=_positive_int, default=2,
+                   help="probe views per training image")
+    p.add_argument("--epochs", type=_positive_int, default=50, help="MLP training epochs")
+    p.set_defaults(func=cmd_transform_probe)
 
     from simclr.cli import add_config_flags
 

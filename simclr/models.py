@@ -319,3 +319,26 @@ class Classifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.features(x))
+
+
+class HeadTap(nn.Module):
+    """Encoder + the first ``depth`` blocks of the projection head: x -> g_depth(h).
+
+    The representation at a layer of the head, for the paper's h-vs-g(h) comparisons
+    (Sec. 4.2, Fig. 8: linear evaluation of h and z = g(h); Table 3: what each retains
+    of the transformation) and SimCLRv2's evaluation from a middle layer of the head.
+    ``depth`` = len(head.layers) gives z. The modules are used as they are (not copied).
+    """
+
+    def __init__(self, encoder: nn.Module, head: ProjectionHead, depth: int) -> None:
+        super().__init__()
+        if not 1 <= depth <= len(head.layers):
+            raise SimCLRError(f"the projection head has {len(head.layers)} layer(s); "
+                              f"cannot read the output of layer {depth}")
+        self.encoder = encoder
+        self.blocks = nn.Sequential(*head.layers[:depth])
+        self.feature_dim = int(head.layers[depth - 1][0].out_features)
+        self.image_size = getattr(encoder, "image_size", None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.blocks(self.encoder(x))

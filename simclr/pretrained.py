@@ -14,8 +14,16 @@ import numpy as np
 import torch
 
 from simclr.checkpoint import load_checkpoint
+from simclr.config import config_from_dict
 from simclr.errors import SimCLRError
-from simclr.models import ResNet, build_encoder, resolve_cifar_stem
+from simclr.models import (
+    HeadTap,
+    ResNet,
+    SimCLRModel,
+    build_encoder,
+    build_model,
+    resolve_cifar_stem,
+)
 
 
 def encoder_spec(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -50,6 +58,47 @@ def encoder_from_checkpoint(
             )
     encoder.image_size = spec["image_size"]  # the input side the encoder was trained at
     return encoder, spec
+
+
+def model_from_checkpoint(
+    ckpt: dict[str, Any], random_init: bool = False
+) -> tuple[SimCLRModel, dict[str, Any]]:
+    """Encoder f and projection head g of a pretraining checkpoint; returns (model, spec)."""
+    if ckpt.get("kind") != "pretrain":
+        raise SimCLRError("this checkpoint has no projection head (only pretraining "
+                          "checkpoints do); use the representation h")
+    spec = encoder_spec(ckpt)
+    model = build_model(config_from_dict(ckpt["config"]).model, spec["image_size"])
+    if not random_init:
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError:
+            raise SimCLRError("checkpoint weights do not match its own model config") from None
+    model.encoder.image_size = spec["image_size"]
+    return model, spec
+
+
+LAYERS_HELP = "h (encoder output, default), z (head output g(h)), or gK (head layer K)"
+
+
+def representation_from_checkpoint(
+    ckpt: dict[str, Any], layer: str = "h", random_init: bool = False
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The module x -> representation at ``layer`` ('h', 'z' or 'g1', 'g2', ...)."""
+    if layer == "h":
+        return encoder_from_checkpoint(ckpt, random_init)
+    depth = parse_layer(layer)
+    model, spec = model_from_checkpoint(ckpt, random_init)
+    return HeadTap(model.encoder, model.head, depth or len(model.head.layers)), spec
+
+
+def parse_layer(layer: str) -> int | None:
+    """'z' -> None (the whole head), 'gK' -> K; anything else is a user error."""
+    if layer == "z":
+        return None
+    if layer.startswith("g") and layer[1:].isdigit() and int(layer[1:]) >= 1:
+        return int(layer[1:])
+    raise SimCLRError(f"--layer: unknown value {layer!r} ({LAYERS_HELP})")
 
 
 def load_encoder(checkpoint: str | Path, device: str | torch.device = "cpu") -> ResNet:

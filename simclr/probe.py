@@ -1,0 +1,147 @@
+"""What a representation keeps of the augmentation: the transformation probe (Table 3).
+
+Chen et al. 2020 (Sec. 4.2, Table 3) train an MLP on h and on z = g(h) to predict which
+transformation was applied to an image, and find that z loses that information (it is
+trained to be invariant to it) while h keeps it: one reason the representation before
+the head is the better one. The four tasks of Table 3:
+
+===========  ==========================================================  =======
+task         label                                                       classes
+===========  ==========================================================  =======
+gray         colour (0) vs grayscale (1), grayscale at p = 0.5             2
+rotation     quarter turns 0, 90, 180, 270 degrees, uniform                4
+noise        original (0) vs gaussian noise, std in [hi/2, hi] (1)         2
+sobel        original (0) vs Sobel-filtered (1), p = 0.5                   2
+===========  ==========================================================  =======
+
+The views otherwise go through the crop and colour augmentation of the checkpoint's own
+pretraining config (the paper's "other than crop and color augmentation"); the
+rotation, noise, sobel and cutout extras are switched off except the probed one.
+Labels come from the sampled parameters, so a view's label is exactly what was done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from simclr.augment import apply_params, sample_params
+from simclr.config import AugmentConfig
+from simclr.data import decode_device
+from simclr.features import iter_batches, resolve_runtime, restore_flags, train_flags
+from simclr.models import SimCLRModel
+from simclr.results import log
+from simclr.runtime import autocast
+
+TASKS = ("gray", "rotation", "noise", "sobel")
+PROBE_VIEW = 7  # view id of probe views: distinct from pretraining's views 0 and 1
+
+
+def probe_config(base: AugmentConfig, task: str) -> tuple[AugmentConfig, int]:
+    """(augmentation with the probed op on and the other extras off, number of classes)."""
+    cfg = dataclasses.replace(base, rotate=False, noise=False, sobel=False, cutout=False)
+    if task == "gray":
+        return dataclasses.replace(cfg, grayscale=True, grayscale_p=0.5), 2
+    if task == "rotation":  # p 3/4 of a turn in {90, 180, 270}: each of 4 classes at 1/4
+        return dataclasses.replace(cfg, rotate=True, rotate_p=0.75), 4
+    if task == "noise":  # a clearly visible std, so "corrupted" is a fact, not a coin
+        hi = max(base.noise_std[1], 1e-3)
+        return dataclasses.replace(cfg, noise=True, noise_p=0.5, noise_std=(hi / 2, hi)), 2
+    if task == "sobel":
+        return dataclasses.replace(cfg, sobel=True, sobel_p=0.5), 2
+    raise ValueError(f"unknown probe task {task!r} (choose from {', '.join(TASKS)})")
+
+
+def probe_labels(params: Any, task: str) -> torch.Tensor:
+    """The class of each view (B,) int64, read off its sampled parameters."""
+    if task == "gray":
+        return params.gray.long()
+    if task == "rotation":
+        return params.rotate.long()
+    if task == "noise":
+        return (params.noise_std > 0).long()
+    return params.sobel.long()
+
+
+def probe_features(
+    model: SimCLRModel, source: Any, aug: AugmentConfig, task: str, views: int,
+    seed: int, batch_size: int, device: torch.device, precision: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """h (V*N, D), z (V*N, out_dim) float32 and labels (V*N,) of ``views`` probe views
+    per image, the model in eval mode (flags restored)."""
+    flags = train_flags(model)
+    model.to(device).eval()
+    hs, zs, ys = [], [], []
+    try:
+        with torch.inference_mode():
+            for view in range(views):
+                for idx, images in iter_batches(source, np.arange(source.num_images),
+                                                batch_size, pin=device.type == "cuda",
+                                                decode_on=decode_device("auto", device)):
+                    params = sample_params(aug, seed, view, idx, PROBE_VIEW,
+                                           tuple(images.shape[-2:]))
+                    x = apply_params(images.to(device, non_blocking=True), params, aug)
+                    with autocast(device, precision):
+                        h, z = model(x)
+                    hs.append(h.float().cpu())
+                    zs.append(z.float().cpu())
+                    ys.append(probe_labels(params, task))
+    finally:
+        restore_flags(flags)
+    return torch.cat(hs), torch.cat(zs), torch.cat(ys)
+
+
+def train_mlp_probe(
+    train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+    classes: int, epochs: int = 50, hidden: int = 512, lr: float = 1e-3, seed: int = 0,
+) -> dict[str, float]:
+    """An MLP (D -> hidden -> classes, ReLU) on standardised features; Adam, batches of
+    256. Returns train and test top-1 (fractions). The paper's "additional MLPs"."""
+    gen = torch.Generator().manual_seed(seed)
+    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
+    xtr, xte = (train_x - mean) / std, (test_x - mean) / std
+    torch.manual_seed(seed)
+    mlp = nn.Sequential(nn.Linear(xtr.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, classes))
+    opt = torch.optim.Adam(mlp.parameters(), lr=lr)
+    for _ in range(epochs):
+        for rows in torch.randperm(len(xtr), generator=gen).split(256):
+            loss = nn.functional.cross_entropy(mlp(xtr[rows]), train_y[rows])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        train_acc = (mlp(xtr).argmax(1) == train_y).float().mean().item()
+        test_acc = (mlp(xte).argmax(1) == test_y).float().mean().item()
+    return {"train_top1": train_acc, "top1": test_acc}
+
+
+def run_transform_probe(
+    model: SimCLRModel, train: Any, test: Any, aug: AugmentConfig, tasks: tuple[str, ...],
+    *, views: int = 2, epochs: int = 50, seed: int = 0, batch_size: int = 256,
+    device: str | torch.device = "cpu", precision: str = "auto", verbose: bool = True,
+) -> dict[str, Any]:
+    """Table 3 for one model: per task, MLP test top-1 from h and from z = g(h)."""
+    dev, prec = resolve_runtime(device, precision)
+    results: dict[str, Any] = {"views_per_image": views, "epochs": epochs, "tasks": {}}
+    for task in tasks:
+        start = time.perf_counter()
+        cfg, classes = probe_config(aug, task)
+        h_tr, z_tr, y_tr = probe_features(model, train, cfg, task, views, seed, batch_size,
+                                          dev, prec)
+        h_te, z_te, y_te = probe_features(model, test, cfg, task, 1, seed + 1, batch_size,
+                                          dev, prec)
+        row: dict[str, Any] = {"classes": classes, "num_train": len(y_tr),
+                               "num_test": len(y_te),
+                               "majority": float(np.bincount(y_te.numpy()).max() / len(y_te))}
+        for name, xtr, xte in (("h", h_tr, h_te), ("z", z_tr, z_te)):
+            row[name] = train_mlp_probe(xtr, y_tr, xte, y_te, classes, epochs, seed=seed)
+        results["tasks"][task] = row
+        log(f"transform probe {task}: h {100 * row['h']['top1']:.1f}%, "
+            f"z {100 * row['z']['top1']:.1f}% (majority {100 * row['majority']:.1f}%, "
+            f"{time.perf_counter() - start:.0f} s)", verbose)
+    return results

@@ -1,0 +1,93 @@
+"""Tests for simclr.probe: the transformation probe of Table 3."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from simclr.augment import sample_params
+from simclr.cli import main
+from simclr.config import AugmentConfig
+from simclr.probe import (
+    TASKS,
+    probe_config,
+    probe_labels,
+    run_transform_probe,
+    train_mlp_probe,
+)
+from tests.conftest import colour_source
+from tests.test_pretrained import pretrain_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.mark.parametrize(("task", "shares"), [
+    ("gray", [0.5, 0.5]), ("rotation", [0.25] * 4), ("noise", [0.5, 0.5]),
+    ("sobel", [0.5, 0.5]),
+])
+def test_probe_labels_are_balanced_and_only_the_probed_op_is_on(task, shares):
+    base = AugmentConfig(size=16, rotate=True, noise=True, sobel=True, cutout=True)
+    cfg, classes = probe_config(base, task)
+    assert classes == len(shares)
+    params = sample_params(cfg, 0, 0, np.arange(8000), 7, (20, 20))
+    labels = probe_labels(params, task).numpy()
+    np.testing.assert_allclose(np.bincount(labels, minlength=classes) / 8000, shares, atol=0.02)
+    assert not params.cutout.any()
+    assert (params.rotate > 0).any() == (task == "rotation")
+    assert (params.noise_std > 0).any() == (task == "noise")
+    assert params.sobel.any() == (task == "sobel")
+    if task == "noise":  # every corrupted view is visibly so
+        assert params.noise_std[labels == 1].min() >= base.noise_std[1] / 2
+
+
+def test_mlp_probe_learns_what_is_there_and_nothing_else():
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (1200,), generator=gen)
+    x = torch.randn(1200, 16, generator=gen)
+    x[:, 0] += 6.0 * y  # class information in one feature (Bayes top-1 ~ 0.98)
+    result = train_mlp_probe(x[:900], y[:900], x[900:], y[900:], classes=3, epochs=20)
+    assert result["top1"] > 0.93
+    noise = torch.randn(1200, 16, generator=gen)  # no class information at all
+    chance = train_mlp_probe(noise[:900], y[:900], noise[900:], y[900:], classes=3, epochs=20)
+    assert chance["top1"] < 0.5
+
+
+def test_transform_probe_end_to_end_and_deterministic():
+    from simclr.pretrained import model_from_checkpoint
+
+    model, _ = model_from_checkpoint(pretrain_checkpoint())
+    train, test = colour_source(n_per_class=10, seed=0), colour_source(n_per_class=4, seed=1)
+    aug = AugmentConfig(size=16, blur=False)
+    runs = [run_transform_probe(model, train, test, aug, TASKS, views=2, epochs=3,
+                                batch_size=16, precision="fp32", verbose=False)
+            for _ in range(2)]
+    assert runs[0] == runs[1] and model.training  # flags restored
+    for task in TASKS:
+        row = runs[0]["tasks"][task]
+        assert row["num_train"] == 60 and row["num_test"] == 12
+        assert 0.0 <= row["h"]["top1"] <= 1.0 and 0.0 <= row["z"]["top1"] <= 1.0
+
+
+def test_transform_probe_command(tmp_path, capsys):
+    from tests.conftest import make_image_folder
+
+    ckpt = tmp_path / "pre.pt"
+    torch.save(pretrain_checkpoint(), ckpt)
+    folder = make_image_folder(tmp_path / "imgs", per_class=6)
+    args = ["transform-probe", "--checkpoint", str(ckpt), "--train", str(folder), "--test",
+            str(folder), "--task", "rotation", "--epochs", "2", "--device", "cpu",
+            "--precision", "fp32", "--cache-dir", str(tmp_path / "cache"), "--workers", "0",
+            "--out", str(tmp_path / "probe")]
+    assert main(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    saved = json.loads((tmp_path / "probe" / "transform_probe.json").read_text())
+    assert printed["tasks"]["rotation"]["classes"] == 4 and saved["tasks"] == printed["tasks"]
+    encoder_only = pretrain_checkpoint()
+    encoder_only["kind"] = "encoder"
+    torch.save(encoder_only, ckpt)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no projection head" in err
