@@ -110,6 +110,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             preset = "digits"  # the one-minute offline demo on scikit-learn's digits
         cfg = build_config(preset, args.config, flags)
     summary = train.pretrain(cfg, resume=bool(args.resume))
+    if summary.get("rank", 0) != 0:  # rank 0 reports for the whole run
+        return train.EXIT_PREEMPTED if summary["status"] == "preempted" else 0
     print_summary(summary)
     if summary["status"] == "preempted":
         print(f"stopped by {summary['signal']}; continue with: simclr pretrain --resume "

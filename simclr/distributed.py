@@ -145,18 +145,94 @@ def barrier() -> None:
         dist.barrier()
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes whose backward sums the gradients over processes too: every
+    rank's input reaches every rank's output, as the statistics of global BN do."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
+        out = x.detach().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
+class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics cover the batches of all processes.
+
+    The CPU counterpart of ``nn.SyncBatchNorm`` (whose kernels are CUDA only), for
+    multi-process CPU runs and tests: in training mode the per-channel mean and the
+    (biased) variance come from two all-reduces over every process's (N, C, ...) input,
+    in at least float32 and two passes (no E[x^2] - E[x]^2 cancellation), with gradients flowing
+    back through the reductions. Running statistics are updated as ``BatchNorm`` does
+    (unbiased variance). Eval mode and single processes use ``F.batch_norm`` unchanged.
+    """
+
+    def _check_input_dim(self, x: Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected (N, C, ...) input, got {x.dim()}-D")
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or world_size() == 1:
+            return super().forward(x)
+        self._check_input_dim(x)
+        dims = [0, *range(2, x.dim())]
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        xf = x if x.dtype in (torch.float32, torch.float64) else x.float()  # bf16/fp16 up
+        count = xf.new_tensor([xf.numel() // xf.shape[1]])
+        totals = _AllReduceSum.apply(torch.cat([xf.sum(dims), count]))
+        n = totals[-1]
+        mean = totals[:-1] / n
+        centred = xf - mean.view(shape)
+        var = _AllReduceSum.apply((centred * centred).sum(dims)) / n
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = self.momentum if self.momentum is not None else \
+                    1.0 / float(self.num_batches_tracked)
+                unbiased = var * (n / (n - 1).clamp_min(1))
+                self.running_mean.lerp_(mean.to(self.running_mean.dtype), m)
+                self.running_var.lerp_(unbiased.to(self.running_var.dtype), m)
+        y = centred * torch.rsqrt(var + self.eps).view(shape)
+        if self.weight is not None:
+            y = y * self.weight.view(shape)
+        if self.bias is not None:
+            y = y + self.bias.view(shape)
+        return y.to(x.dtype)
+
+
+def _to_global_bn(module: nn.Module) -> nn.Module:
+    """``module`` with every BatchNorm replaced by a GlobalBatchNorm sharing its
+    parameters and buffers (a BN without bias, as the head's last, keeps none)."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and \
+            not isinstance(module, GlobalBatchNorm):
+        out = GlobalBatchNorm(module.num_features, module.eps, module.momentum,
+                              module.affine, module.track_running_stats)
+        out.weight, out.bias = module.weight, module.bias
+        out.running_mean, out.running_var = module.running_mean, module.running_var
+        out.num_batches_tracked = module.num_batches_tracked
+        out.training = module.training
+        return out
+    for name, child in module.named_children():
+        module.add_module(name, _to_global_bn(child))
+    return module
+
+
 def convert_sync_batchnorm(model: nn.Module) -> nn.Module:
     """Global BatchNorm across processes (Sec. 2.2); the model unchanged on one process.
 
-    Call after moving the model to its device: PyTorch's SyncBatchNorm has GPU kernels
-    only, so a multi-process CPU run asks for ``--no-sync-bn``.
+    Call after moving the model to its device: CUDA models get ``nn.SyncBatchNorm``
+    (fused kernels), CPU models :class:`GlobalBatchNorm`.
     """
     if world_size() == 1:
         return model
-    devices = {p.device.type for p in model.parameters()}
-    if "cpu" in devices:
-        raise SimCLRError("--sync-bn needs GPUs (SyncBatchNorm has no CPU kernel); "
-                          "pass --no-sync-bn for a multi-process CPU run")
+    if any(p.device.type == "cpu" for p in model.parameters()):
+        return _to_global_bn(model)
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 

@@ -272,7 +272,7 @@ class SimCLRModel(nn.Module):
 def build_model(cfg: ModelConfig, image_size: int) -> SimCLRModel:
     """The model of a run; the stem follows ``resolve_cifar_stem(cfg.cifar_stem, size)``.
 
-    SyncBatchNorm (cfg.sync_bn) is applied by the training loop after moving the model
+    Global BatchNorm (cfg.sync_bn) is applied by the training loop after moving the model
     to its device (``simclr.distributed.convert_sync_batchnorm``).
     """
     encoder = build_encoder(

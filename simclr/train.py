@@ -270,6 +270,7 @@ def pretrain(
     ``on_step(step, stop)`` is called after every step (tests use it to simulate a
     preemption by setting ``stop.requested``).
     """
+    owns_group = not dist.is_initialized()
     dist.init_from_env()
     if cfg.batch_size % dist.world_size():
         raise SimCLRError(
@@ -317,6 +318,12 @@ def pretrain(
                                  plan, state, device, precision, run_dir, log, stop, on_step)
     finally:
         log.close()
+    # Leave the process group together: a process that exits while the others still
+    # write the checkpoint tears down its communication threads under them.
+    summary["rank"] = dist.rank()
+    dist.barrier()
+    if owns_group:
+        dist.cleanup()
     return summary
 
 
@@ -391,9 +398,12 @@ def train_loop(
             if boundary or stop.requested:
                 check_finite(first_bad, last_good, cfg)
                 now = time.perf_counter()
+                # Every process's share of the global batch: the logged loss is the
+                # global one (the mean of equal-sized shares), one collective per log line.
+                loss_sum, top1_sum = dist.all_reduce_mean(torch.stack([acc_loss, acc_top1]))
                 record = {
                     "step": state.step, "epoch": state.step / plan.steps_per_epoch,
-                    "loss": acc_loss.item() / acc_steps, "pos_top1": acc_top1.item() / acc_steps,
+                    "loss": loss_sum.item() / acc_steps, "pos_top1": top1_sum.item() / acc_steps,
                     "lr": optimizer.param_groups[0]["lr"],
                     "views_per_s": 2 * cfg.batch_size * (state.step - window_step)
                     / max(now - window_start, 1e-9),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import socket
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -117,3 +118,108 @@ def test_two_process_losses_equal_single_process(tmp_path):
             rows = slice(r * N, (r + 1) * N)
             torch.testing.assert_close(res[name][1], WORLD * a.grad[rows], rtol=1e-10, atol=1e-12)
             torch.testing.assert_close(res[name][2], WORLD * b.grad[rows], rtol=1e-10, atol=1e-12)
+
+
+# ------------------------------------------------------------------ global BatchNorm
+
+def _bn_worker(rank: int, port: int, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
+        timeout=datetime.timedelta(seconds=60))
+    try:
+        x, w = _bn_inputs()
+        model = distributed.convert_sync_batchnorm(_bn_model())
+        rows = slice(rank * 3, (rank + 1) * 3)
+        xr = x[rows].clone().requires_grad_(True)
+        y = model(xr)
+        (y * w[rows]).sum().backward()
+        bn = model[1]
+        torch.save({"kind": type(bn).__name__, "y": y.detach(), "x_grad": xr.grad,
+                    "w_grad": bn.weight.grad, "b_grad": bn.bias.grad, "conv_grad":
+                    model[0].weight.grad, "mean": bn.running_mean, "var": bn.running_var},
+                   f"{out_dir}/bn{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _bn_inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(7)
+    x = 2.0 + 3.0 * torch.randn(WORLD * 3, 3, 5, 5, generator=g, dtype=torch.float64)
+    return x, torch.randn(WORLD * 3, 4, 5, 5, generator=g, dtype=torch.float64)
+
+
+def _bn_model() -> nn.Module:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)).double()
+    with torch.no_grad():
+        model[1].weight.uniform_(0.5, 1.5)
+        model[1].bias.uniform_(-0.5, 0.5)
+    return model
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_global_batchnorm_on_cpu_equals_one_batchnorm_over_all_processes(tmp_path):
+    """Two processes with half the batch each: outputs, input and parameter gradients
+    and running statistics equal those of plain BatchNorm over the whole batch."""
+    mp.spawn(_bn_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    x, w = _bn_inputs()
+    model = _bn_model()
+    xf = x.clone().requires_grad_(True)
+    y = model(xf)
+    (y * w).sum().backward()
+    results = [torch.load(tmp_path / f"bn{r}.pt", weights_only=False) for r in range(WORLD)]
+    for r, res in enumerate(results):
+        rows = slice(r * 3, (r + 1) * 3)
+        assert res["kind"] == "GlobalBatchNorm"
+        torch.testing.assert_close(res["y"], y.detach()[rows])
+        # The loss is the sum over all processes: each process's input gradient is the
+        # single-process one; parameter gradients are each process's share (DDP sums).
+        torch.testing.assert_close(res["x_grad"], xf.grad[rows])
+        torch.testing.assert_close(res["mean"], model[1].running_mean)
+        torch.testing.assert_close(res["var"], model[1].running_var)
+    for name, param in (("w_grad", model[1].weight), ("b_grad", model[1].bias),
+                        ("conv_grad", model[0].weight)):
+        torch.testing.assert_close(sum(res[name] for res in results), param.grad)
+
+
+def _run_worker(rank: int, port: int, flags: dict) -> None:
+    import os
+
+    from simclr import train
+    from simclr.config import build_config
+
+    os.environ.update({"WORLD_SIZE": str(WORLD), "RANK": str(rank), "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    train.pretrain(build_config(flags=flags))
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_two_process_pretraining_follows_the_single_process_run(tmp_path, image_folder):
+    """The whole training step across 2 processes (sharded batches, global BN, negatives
+    gathered with gradients, DDP, LARS) against one process with the global batch."""
+    import json
+
+    from simclr import train
+    from simclr.checkpoint import load_checkpoint
+    from simclr.config import build_config
+    from tests.conftest import tiny_flags
+
+    common = {"deterministic": True, "threads": 1, "checkpoint_every": 0, "epochs": 2,
+              "optim.lr": 0.05}
+    one = tiny_flags(image_folder, tmp_path / "one", str(tmp_path / "cache"), **common)
+    train.pretrain(build_config(flags=one))
+    two = {**one, "out": str(tmp_path / "two")}
+    mp.spawn(_run_worker, args=(_free_port(), two), nprocs=WORLD, join=True)
+
+    def losses(run: str) -> list[float]:
+        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(x)["loss"] for x in lines if '"loss"' in x]
+
+    assert len(losses("one")) == len(losses("two")) == 6
+    np.testing.assert_allclose(losses("two"), losses("one"), rtol=1e-4)
+    a = load_checkpoint(tmp_path / "one/checkpoints/last.pt")["model"]
+    b = load_checkpoint(tmp_path / "two/checkpoints/last.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-4, msg=k)
