@@ -266,3 +266,21 @@ def test_device_decode_resizes_large_groups_in_bounded_chunks(tmp_path, monkeypa
     for k in range(5):
         ref = _as_chw(load_square(str(tmp_path / f"{k}.jpg"), 32)).int()
         assert (out[k].int() - ref).abs().float().mean() < 2.0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_decode_matches_cpu(tmp_path):
+    """nvJPEG against libjpeg: same squares up to decoder rounding; failures found."""
+    blobs = []
+    for k, (h, w) in enumerate([(160, 120), (120, 160), (64, 64), (300, 200)]):
+        p = tmp_path / f"{k}.jpg"
+        Image.fromarray(smooth_rgb(h, w, k)).save(p, quality=90)
+        blobs.append(read_jpeg(str(p)))
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(corrupt_jpeg_bytes())
+    blobs.append(read_jpeg(str(bad)))
+    cpu, cpu_failed = decode_jpegs(blobs, 32, CPU)
+    gpu, gpu_failed = decode_jpegs(blobs, 32, torch.device("cuda"))
+    assert gpu.is_cuda and cpu_failed == gpu_failed == [4]
+    diff = (gpu.cpu().int() - cpu.int()).abs().float()
+    assert diff[:4].mean() < 1.5 and diff[:4].max() <= 12

@@ -150,3 +150,33 @@ def test_online_knn_monitor(tmp_path, image_folder, cache_dir):
     assert [x["step"] for x in monitored] == [3, 6, 6]  # every epoch, then the final report
     # two well-separated colour classes, queries = memory: far above chance
     assert summary["knn_top1"] >= 0.9
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_pretrain_on_cuda_without_host_syncs(tmp_path, image_folder, cache_dir):
+    """bf16 autocast and channels_last on the GPU, and no host synchronisation inside
+    the steps between two log lines (data, augmentation, forward, loss, LARS)."""
+    flags = tiny_flags(image_folder, tmp_path / "run", cache_dir, **{
+        "device": "cuda", "precision": "auto", "log_every": 1000, "checkpoint_every": 0,
+        "epochs": 3})
+
+    def watch(step, stop):  # steps 2..8 of 9 run with host syncs forbidden
+        torch.cuda.set_sync_debug_mode("error" if 1 <= step < 8 else "default")
+
+    try:
+        summary = train.pretrain(build_config(flags=flags), on_step=watch)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert summary["status"] == "finished" and summary["steps"] == 9
+    lines = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["precision"] == "bf16" and np.isfinite(lines[-1]["loss"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_pretrain_on_cuda_decodes_jpegs_on_the_gpu(tmp_path, cache_dir, capsys):
+    folder = make_image_folder(tmp_path / "jpegs", side=40, ext="jpg")
+    flags = tiny_flags(folder, tmp_path / "run", cache_dir, **{
+        "device": "cuda", "precision": "auto", "data.cache": "off", "data.workers": 2})
+    summary = train.pretrain(build_config(flags=flags))
+    assert summary["status"] == "finished" and summary["steps"] == 6
+    assert "JPEGs are decoded on cuda" in capsys.readouterr().out
