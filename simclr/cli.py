@@ -1,4 +1,4 @@
-"""The `simclr` command: pretrain, embed, knn, linear-eval, finetune, supervised.
+"""The `simclr` command: pretrain, embed, knn, linear-eval, finetune, supervised, sweep.
 
 Every user error ends with one line on stderr and exit status 2 (argparse errors
 included); SIGTERM/SIGINT during pretraining writes a checkpoint and exits with
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     from simclr import commands
 
     commands.add_evaluation_commands(sub, add_runtime_flags)
+    commands.add_sweep_command(sub)
     return parser
 
 

@@ -131,6 +131,75 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from simclr.cli import config_flags
+    from simclr.sweep import parse_axis, run_sweep
+
+    axes = [parse_axis(text) for text in args.set]
+    flags = config_flags(args)
+    digits = flags.get("data.path") is None and not args.config
+    preset = args.preset or ("digits" if digits else None)  # as `simclr pretrain`
+    folders = bool(args.eval_train and args.eval_test)
+    if args.eval != "none" and not folders and not digits:
+        raise SimCLRError(f"--eval {args.eval} needs --eval-train and --eval-test (labeled "
+                          "folders), or pass --eval none")
+
+    def evaluate(run_dir: Path) -> dict[str, Any]:
+        return evaluate_run(run_dir, args)
+
+    _, table = run_sweep(axes, args.out, preset=preset, config=args.config,
+                         flags={k: v for k, v in flags.items() if k != "out"},
+                         evaluate=None if args.eval == "none" else evaluate)
+    print(table)
+    return 0
+
+
+def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """kNN or linear top-1 of a finished sweep cell, cached in the cell's run directory."""
+    from simclr.evaluate import run_knn, run_linear_eval
+
+    name = "knn.json" if args.eval == "knn" else "linear_eval.json"
+    saved = run_dir / name
+    if not saved.is_file():
+        encoder, spec = encoder_from_checkpoint(load_checkpoint(run_dir / "checkpoints/last.pt"))
+        size = spec["image_size"]
+        runtime = {"device": args.eval_device, "precision": args.eval_precision,
+                   "workers": args.workers_eval, "verbose": False}
+        if args.eval_train and args.eval_test:
+            data = DataConfig(cache_dir=args.eval_cache_dir, workers=args.workers_eval)
+            train = open_source(args.eval_train, data, train=False, image_size=size)
+            test = open_source(args.eval_test, data, train=False, image_size=size)
+        else:  # the digits demo: its fixed hold-out split
+            from simclr.data import digits_split
+
+            train, test = digits_split(seed=0)
+        run = run_knn if args.eval == "knn" else run_linear_eval
+        run(encoder, train, test, run_dir, image_size=size, **runtime)
+    result = json.loads(saved.read_text())
+    return {f"{args.eval}_top1": result["top1"]}
+
+
+def add_sweep_command(sub: argparse._SubParsersAction) -> None:
+    from simclr.cli import add_config_flags
+    from simclr.config import PRESETS
+
+    p = sub.add_parser("sweep", help="a grid of pretraining runs, each evaluated (ablations)")
+    p.add_argument("--set", action="append", required=True, metavar="SETTING=V1,V2",
+                   help="a swept setting (repeat for a grid), e.g. temperature=0.1,0.5,1")
+    p.add_argument("--preset", choices=sorted(PRESETS))
+    p.add_argument("--config", help="YAML file of settings shared by every cell")
+    add_config_flags(p, exclude={"out"})
+    p.add_argument("--out", required=True, help="sweep folder: one run directory per cell")
+    p.add_argument("--eval", choices=["knn", "linear", "none"], default="knn")
+    p.add_argument("--eval-train", help="labeled folder: kNN memory / linear training set")
+    p.add_argument("--eval-test", help="labeled folder the top-1 is measured on")
+    p.add_argument("--eval-device", default="auto")
+    p.add_argument("--eval-precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--workers-eval", type=int, default=None, dest="workers_eval")
+    p.add_argument("--eval-cache-dir", default="~/.cache/simclr/decoded")
+    p.set_defaults(func=cmd_sweep)
+
+
 def cmd_supervised(args: argparse.Namespace) -> int:
     from simclr.cli import config_flags
     from simclr.config import build_config

@@ -1,0 +1,187 @@
+"""Grids of pretraining runs, each evaluated: the paper's ablations as one command.
+
+``simclr sweep --set temperature=0.05,0.1,0.5,1 --set normalize=true,false ...`` runs
+one pretraining per cell of the Cartesian product (Table 5: temperature x L2
+normalisation; Table 1: ``color-strength``; Fig. 9: ``batch-size`` x ``epochs``; Fig. 7:
+``arch`` x ``width``; Fig. 8: ``head`` x ``head-out-dim``; Table 4: ``loss``), evaluates
+each encoder (kNN or linear, on h) and prints one table. Every cell is a normal run
+directory under ``--out``: a finished cell is reused, an interrupted one resumed, so the
+same command continues a sweep after a preemption. Every cell's config is built and
+checked before the first run starts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simclr.config import all_flags, build_config
+from simclr.errors import SimCLRError
+
+SUMMARY = "summary.json"
+
+
+@dataclass
+class Axis:
+    """One swept setting: its dotted config path, the name shown, the values (as text)."""
+
+    path: str
+    name: str
+    values: list[str]
+
+
+@dataclass
+class Cell:
+    values: dict[str, str]  # dotted path -> value text
+    name: str
+    run_dir: Path
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_axis(text: str) -> Axis:
+    """'temperature=0.1,0.5' (a flag name or a dotted path). Values are split on ';'
+    when there is one, for settings whose values hold commas ('crop-scale=0.08,1;0.2,1')."""
+    key, sep, values = text.partition("=")
+    key = key.strip().lstrip("-")
+    if not sep or not key or not values.strip():
+        raise SimCLRError(f"--set {text!r}: expected SETTING=VALUE1,VALUE2,...")
+    flags = all_flags()
+    if key in flags:
+        path = flags[key]
+    elif key in flags.values():
+        path = key
+    else:
+        raise SimCLRError(f"--set: unknown setting {key!r} (any pretrain flag, e.g. "
+                          "temperature, or a dotted path such as loss.temperature)")
+    parts = [v.strip() for v in values.split(";" if ";" in values else ",")]
+    if any(not v for v in parts) or len(set(parts)) != len(parts):
+        raise SimCLRError(f"--set {text!r}: empty or repeated values")
+    return Axis(path, key, parts)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.=_+-]+", "_", text)
+
+
+def plan_cells(axes: list[Axis], out: Path) -> list[Cell]:
+    """The Cartesian product of the axes, in the order given (last axis fastest)."""
+    paths = [a.path for a in axes]
+    if len(set(paths)) != len(paths):
+        raise SimCLRError("--set: the same setting is swept twice")
+    cells = []
+    for combo in itertools.product(*(a.values for a in axes)):
+        name = "_".join(_slug(f"{a.name}={v}") for a, v in zip(axes, combo, strict=True))
+        cells.append(Cell(dict(zip(paths, combo, strict=True)), name, out / name))
+    return cells
+
+
+def _finished(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        summary = json.loads((run_dir / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if summary.get("status") == "finished" else None
+
+
+# Settings that may differ between the run found in a cell and the command's (as resume).
+RUNTIME_ONLY = {"progress", "device", "threads", "data.workers", "log_every",
+                "checkpoint_every", "knn_every", "out"}
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
+def _check_same_settings(cfg: Any, checkpoint: Path, cell: str) -> None:
+    """A cell's existing run must have been made with this command's settings."""
+    from simclr.checkpoint import load_checkpoint
+
+    saved = _flatten(load_checkpoint(checkpoint)["config"])
+    wanted = _flatten(cfg.to_dict())
+    changed = sorted(k for k in wanted.keys() | saved.keys()
+                     if k not in RUNTIME_ONLY and saved.get(k) != wanted.get(k))
+    if changed:
+        k = changed[0]
+        raise SimCLRError(f"cell {cell} already holds a run with other settings ({k}: "
+                          f"{saved.get(k)!r} there, {wanted.get(k)!r} now); use a new --out")
+
+
+def _pretrain(cfg: Any, run_dir: Path, cell: str) -> dict[str, Any]:
+    """Reuse a finished run, resume an interrupted one, or start it."""
+    from simclr import train
+    from simclr.checkpoint import latest_checkpoint
+
+    found = latest_checkpoint(run_dir / "checkpoints")
+    if found is not None:
+        _check_same_settings(cfg, found, cell)
+    done = _finished(run_dir)
+    if done is not None:
+        return done
+    return train.pretrain(cfg, resume=found is not None)
+
+
+def run_sweep(
+    axes: list[Axis], out: str | Path, *, preset: str | None, config: str | None,
+    flags: dict[str, Any], evaluate: Any,
+) -> tuple[list[Cell], str]:
+    """Run every cell; ``evaluate(run_dir) -> dict`` scores a finished one (None: skip).
+
+    Returns the cells (with their results) and the markdown table, also written to
+    ``out/sweep.md`` and ``out/sweep.json``. Stops early, leaving the sweep resumable,
+    when a run is preempted (its summary's status is 'preempted').
+    """
+    root = Path(out).expanduser()
+    cells = plan_cells(axes, root)
+    configs = []
+    for cell in cells:  # every cell checked before anything runs
+        cell_flags = {**flags, **cell.values, "out": str(cell.run_dir)}
+        try:
+            configs.append(build_config(preset, config, cell_flags))
+        except SimCLRError as exc:
+            raise SimCLRError(f"cell {cell.name}: {exc}") from None
+    for k, (cell, cfg) in enumerate(zip(cells, configs, strict=True)):
+        print(f"sweep cell {k + 1}/{len(cells)}: {cell.name}", flush=True)
+        summary = _pretrain(cfg, cell.run_dir, cell.name)
+        cell.result = {"status": summary["status"], "steps": summary["steps"],
+                       "epochs": round(summary["epochs"], 2),
+                       "train_s": round(summary["elapsed_s"])}
+        if summary["status"] != "finished":
+            break
+        if evaluate is not None:
+            cell.result.update(evaluate(cell.run_dir))
+    table = render(axes, cells)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "sweep.md").write_text(table + "\n")
+    rows = [{"cell": c.name, **c.values, **c.result} for c in cells]
+    (root / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
+    return cells, table
+
+
+def render(axes: list[Axis], cells: list[Cell]) -> str:
+    """One markdown row per cell: the swept values, then every result column."""
+    columns: list[str] = []
+    for cell in cells:
+        columns += [k for k in cell.result if k not in columns]
+    head = [a.name for a in axes] + columns
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cell in cells:
+        values = [cell.values[a.path] for a in axes]
+        results = [_fmt(c, cell.result.get(c, "")) for c in columns]
+        lines.append("| " + " | ".join(values + results) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(column: str, value: Any) -> str:
+    if column.endswith(("top1", "top5")) and isinstance(value, float):
+        return f"{100 * value:.1f}%"
+    return str(value)

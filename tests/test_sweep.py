@@ -1,0 +1,80 @@
+"""Tests for simclr.sweep: grids of runs, reuse and resume, settings checked up front."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from simclr.cli import main
+from simclr.errors import SimCLRError
+from simclr.sweep import parse_axis, plan_cells, run_sweep
+from tests.conftest import tiny_flags
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_axes_accept_flag_names_and_dotted_paths():
+    assert parse_axis("temperature=0.1,0.5").path == "loss.temperature"
+    axis = parse_axis("loss.temperature=0.1, 1")
+    assert (axis.name, axis.values) == ("loss.temperature", ["0.1", "1"])
+    assert parse_axis("crop-scale=0.08,1;0.2,1").values == ["0.08,1", "0.2,1"]
+    for bad, needle in [("temperature", "expected"), ("nonsense=1,2", "unknown setting"),
+                        ("temperature=0.1,,0.5", "empty or repeated"),
+                        ("temperature=1,1", "empty or repeated")]:
+        with pytest.raises(SimCLRError, match=needle):
+            parse_axis(bad)
+
+
+def test_cells_are_the_product_in_order(tmp_path):
+    cells = plan_cells([parse_axis("temperature=0.1,0.5"), parse_axis("normalize=true,false")],
+                       tmp_path)
+    assert [c.name for c in cells] == [
+        "temperature=0.1_normalize=true", "temperature=0.1_normalize=false",
+        "temperature=0.5_normalize=true", "temperature=0.5_normalize=false"]
+    assert cells[1].values == {"loss.temperature": "0.1", "loss.normalize": "false"}
+    with pytest.raises(SimCLRError, match="twice"):
+        plan_cells([parse_axis("temperature=1,2"), parse_axis("loss.temperature=3")], tmp_path)
+
+
+def test_sweep_runs_every_cell_once_and_reuses_finished_ones(tmp_path, image_folder, cache_dir):
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, epochs=1)
+    flags.pop("out")
+    axes = [parse_axis("temperature=0.2,0.5"), parse_axis("normalize=true,false")]
+    scored = []
+
+    def evaluate(run_dir):
+        scored.append(run_dir.name)
+        return {"knn_top1": 0.5}
+
+    cells, table = run_sweep(axes, tmp_path / "sw", preset=None, config=None, flags=flags,
+                             evaluate=evaluate)
+    assert [c.result["status"] for c in cells] == ["finished"] * 4 and len(scored) == 4
+    assert table.splitlines()[0] == ("| temperature | normalize | status | steps | epochs | "
+                                     "train_s | knn_top1 |")
+    assert "| 0.5 | false | finished | 3 | 1.0 |" in table and "50.0%" in table
+    saved = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    assert saved[3]["loss.normalize"] == "false" and saved[3]["knn_top1"] == 0.5
+    last = tmp_path / "sw" / cells[0].name / "checkpoints" / "last.pt"
+    stamp = last.stat().st_mtime_ns
+    run_sweep(axes, tmp_path / "sw", preset=None, config=None, flags=flags, evaluate=evaluate)
+    assert last.stat().st_mtime_ns == stamp  # reused, not trained again
+    with pytest.raises(SimCLRError, match="other settings .*epochs"):
+        run_sweep(axes, tmp_path / "sw", preset=None, config=None,
+                  flags={**flags, "epochs": 2}, evaluate=evaluate)
+
+
+def test_a_bad_cell_fails_before_anything_runs(tmp_path, image_folder, cache_dir):
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    with pytest.raises(SimCLRError, match="cell temperature=-1: .*--temperature"):
+        run_sweep([parse_axis("temperature=0.5,-1")], tmp_path / "sw", preset=None,
+                  config=None, flags=flags, evaluate=None)
+    assert not (tmp_path / "sw").exists()
+
+
+def test_sweep_command_needs_evaluation_folders_for_image_data(tmp_path, image_folder, capsys):
+    code = main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
+                 "--out", str(tmp_path / "sw")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--eval-train" in err
