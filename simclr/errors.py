@@ -21,3 +21,12 @@ class BadImageError(SimCLRError):
         super().__init__(f"bad image {path}: {reason}")
         self.path = path
         self.reason = reason
+
+
+class DivergedError(SimCLRError):
+    """Training stopped on a non-finite loss: an outcome of the settings, not a crash
+    (a sweep records it for its cell and goes on). ``step``: where it happened."""
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step

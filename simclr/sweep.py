@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from simclr.config import all_flags, build_config
-from simclr.errors import SimCLRError
+from simclr.errors import DivergedError, SimCLRError
 
 SUMMARY = "summary.json"
 
@@ -80,11 +80,12 @@ def plan_cells(axes: list[Axis], out: Path) -> list[Cell]:
 
 
 def _finished(run_dir: Path) -> dict[str, Any] | None:
+    """The summary of a cell that needs no more training (finished or diverged)."""
     try:
         summary = json.loads((run_dir / SUMMARY).read_text())
     except (OSError, ValueError):
         return None
-    return summary if summary.get("status") == "finished" else None
+    return summary if summary.get("status") in ("finished", "diverged") else None
 
 
 # Settings that may differ between the run found in a cell and the command's (as resume).
@@ -102,11 +103,27 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _check_same_settings(cfg: Any, checkpoint: Path, cell: str) -> None:
-    """A cell's existing run must have been made with this command's settings."""
-    from simclr.checkpoint import load_checkpoint
+def _saved_settings(run_dir: Path) -> dict[str, Any] | None:
+    """The config a cell's run was made with: its latest checkpoint's, else the
+    config.yaml written at its start (a run that diverged before any checkpoint)."""
+    from simclr.checkpoint import latest_checkpoint, load_checkpoint
+    from simclr.config import load_yaml
 
-    saved = _flatten(load_checkpoint(checkpoint)["config"])
+    found = latest_checkpoint(run_dir / "checkpoints")
+    if found is not None:
+        return load_checkpoint(found)["config"]
+    if (run_dir / "config.yaml").is_file():
+        return load_yaml(run_dir / "config.yaml")
+    return None
+
+
+def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
+    """A cell's existing run must have been made with this command's settings."""
+    found = _saved_settings(run_dir)
+    if found is None:
+        return
+    found = {k: v for k, v in found.items() if k in cfg.to_dict()}  # not provenance
+    saved = _flatten(found)
     wanted = _flatten(cfg.to_dict())
     changed = sorted(k for k in wanted.keys() | saved.keys()
                      if k not in RUNTIME_ONLY and saved.get(k) != wanted.get(k))
@@ -121,13 +138,17 @@ def _pretrain(cfg: Any, run_dir: Path, cell: str) -> dict[str, Any]:
     from simclr import train
     from simclr.checkpoint import latest_checkpoint
 
-    found = latest_checkpoint(run_dir / "checkpoints")
-    if found is not None:
-        _check_same_settings(cfg, found, cell)
+    _check_same_settings(cfg, run_dir, cell)
     done = _finished(run_dir)
     if done is not None:
         return done
-    return train.pretrain(cfg, resume=found is not None)
+    try:
+        return train.pretrain(cfg, resume=latest_checkpoint(run_dir / "checkpoints") is not None)
+    except DivergedError as exc:  # a result of these settings: recorded, the sweep goes on
+        print(f"cell {cell}: {exc}", flush=True)
+        summary = {"status": "diverged", "reason": str(exc), "steps": exc.step}
+        (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+        return summary
 
 
 def run_sweep(
@@ -152,10 +173,13 @@ def run_sweep(
     for k, (cell, cfg) in enumerate(zip(cells, configs, strict=True)):
         print(f"sweep cell {k + 1}/{len(cells)}: {cell.name}", flush=True)
         summary = _pretrain(cfg, cell.run_dir, cell.name)
+        if summary["status"] == "diverged":
+            cell.result = {"status": f"diverged at step {summary['steps']}"}
+            continue
         cell.result = {"status": summary["status"], "steps": summary["steps"],
                        "epochs": round(summary["epochs"], 2),
                        "train_s": round(summary["elapsed_s"])}
-        if summary["status"] != "finished":
+        if summary["status"] != "finished":  # preempted: rerun the command to go on
             break
         if evaluate is not None:
             cell.result.update(evaluate(cell.run_dir))

@@ -25,7 +25,7 @@ from simclr.augment import TwoViewAugment
 from simclr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from simclr.config import Config, config_from_dict, save_yaml
 from simclr.data import ImageSource, decode_device, open_source
-from simclr.errors import SimCLRError
+from simclr.errors import DivergedError, SimCLRError
 from simclr.loader import BatchLoader
 from simclr.loss import contrastive_loss
 from simclr.models import SimCLRModel, build_model
@@ -377,8 +377,9 @@ def train_loop(
             if cfg.nan_policy == "skip" and not bool(finite):  # one sync, only when asked
                 state.bad_steps += 1
                 if state.bad_steps > cfg.max_bad_steps:
-                    raise SimCLRError(f"more than {cfg.max_bad_steps} non-finite losses; "
-                                      f"stopping (last good checkpoint: {last_good})")
+                    raise DivergedError(f"more than {cfg.max_bad_steps} non-finite losses; "
+                                        f"stopping (last good checkpoint: {last_good})",
+                                        state.step + 1)
             else:
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -465,9 +466,9 @@ def check_finite(first_bad: torch.Tensor, last_good: Path | None, cfg: Config) -
     if bad_step >= 0 and cfg.nan_policy == "stop":
         kept = f"the last good checkpoint {last_good} is untouched" if last_good else (
             "no checkpoint was written")
-        raise SimCLRError(
+        raise DivergedError(
             f"the loss became non-finite (NaN/inf) at step {bad_step + 1}; stopping: {kept}. "
-            "Lower --lr, use --precision fp32, or pass --nan-policy skip"
+            "Lower --lr, use --precision fp32, or pass --nan-policy skip", bad_step + 1
         )
 
 

@@ -78,3 +78,24 @@ def test_sweep_command_needs_evaluation_folders_for_image_data(tmp_path, image_f
                  "--out", str(tmp_path / "sw")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--eval-train" in err
+
+
+def test_a_diverging_cell_is_recorded_and_the_sweep_goes_on(tmp_path, image_folder, cache_dir):
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, epochs=1)
+    flags.pop("out")
+    flags["optim.lr"] = "1e30"  # the first update blows the weights up: non-finite loss
+    cells, table = run_sweep([parse_axis("temperature=0.5")], tmp_path / "a", preset=None,
+                             config=None, flags=flags, evaluate=None)
+    assert cells[0].result["status"].startswith("diverged at step")
+    flags["optim.lr"] = 0.5
+    axes = [parse_axis("optim.lr=1e30,0.5")]
+    flags.pop("optim.lr")
+    cells, table = run_sweep(axes, tmp_path / "b", preset=None, config=None, flags=flags,
+                             evaluate=None)
+    assert cells[0].result["status"].startswith("diverged") and cells[1].result["status"] == \
+        "finished"
+    summary = json.loads((tmp_path / "b" / cells[0].name / "summary.json").read_text())
+    assert summary["status"] == "diverged" and "non-finite" in summary["reason"]
+    again, _ = run_sweep(axes, tmp_path / "b", preset=None, config=None, flags=flags,
+                         evaluate=None)  # recorded: not trained again
+    assert again[0].result == cells[0].result
