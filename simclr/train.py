@@ -327,6 +327,58 @@ def pretrain(
     return summary
 
 
+class Meter:
+    """Loss and positive-pair top-1 summed on the device, read back once per log line.
+
+    A ``.item()`` per step would stall the GPU queue: there is no host sync in the step.
+    """
+
+    def __init__(self, device: torch.device, step: int) -> None:
+        self.loss = torch.zeros((), device=device)
+        self.top1 = torch.zeros((), device=device)
+        self.steps, self.start, self.first_step = 0, time.perf_counter(), step
+
+    def add(self, loss: torch.Tensor, top1: torch.Tensor) -> None:
+        self.loss += loss.detach().float()
+        self.top1 += top1.float()
+        self.steps += 1
+
+    def record(self, step: int, views_per_step: int) -> dict[str, float]:
+        """The window's means (over every process: each holds an equal share of the
+        global batch) and views/s; then a new window starts."""
+        loss, top1 = dist.all_reduce_mean(torch.stack([self.loss, self.top1]))
+        now = time.perf_counter()
+        out = {"loss": loss.item() / self.steps, "pos_top1": top1.item() / self.steps,
+               "views_per_s": views_per_step * (step - self.first_step)
+               / max(now - self.start, 1e-9)}
+        self.loss.zero_()
+        self.top1.zero_()
+        self.steps, self.start, self.first_step = 0, now, step
+        return out
+
+
+def train_step(
+    cfg: Config, forward: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler, views: torch.Tensor, per_rank: int, device: torch.device,
+    precision: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One update on views (2n, 3, S, S), view 0 of every image then view 1 (Alg. 1).
+
+    Returns (loss, positive top-1, finite) as device tensors. A non-finite loss under
+    ``nan_policy='skip'`` leaves the weights untouched (its one host sync).
+    """
+    with autocast(device, precision):
+        _, z = forward(views)
+    loss, top1 = contrastive_loss(cfg.loss, z[:per_rank].float(), z[per_rank:].float())
+    optimizer.zero_grad(set_to_none=True)
+    finite = torch.isfinite(loss)
+    if cfg.nan_policy != "skip" or bool(finite):
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return loss, top1, finite
+
+
 def train_loop(
     cfg: Config, source: ImageSource, forward: torch.nn.Module, model: torch.nn.Module,
     optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, augment: TwoViewAugment,
@@ -342,12 +394,9 @@ def train_loop(
     decode_on = None if source.cached else decode_device(cfg.data.decoder, device)
     if decode_on is not None:
         log_line(f"JPEGs are decoded on {decode_on}; loader workers only read the files")
-    # Metrics accumulate on the device and are read back only at logging intervals:
-    # a .item() per step would stall the GPU queue (no host sync in the step).
-    acc_loss = torch.zeros((), device=device)
-    acc_top1 = torch.zeros((), device=device)
+    meter = Meter(device, state.step)
+    # The first non-finite step, kept on the device and checked at log and save points.
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
-    acc_steps, window_start, window_step = 0, time.perf_counter(), state.step
     segment_start, elapsed_before = time.perf_counter(), state.elapsed
     next_refit = state.step + 10
     knn_every_steps = max(1, round(cfg.knn_every * plan.steps_per_epoch))
@@ -369,25 +418,16 @@ def train_loop(
             for group in optimizer.param_groups:  # the schedule is a function of the step
                 group["lr"] = lr_at(state.step, plan.total_steps, plan.warmup_steps,
                                     group["peak_lr"], cfg.optim.final_lr)
-            with autocast(device, precision):
-                _, z = forward(views)
-            loss, top1 = contrastive_loss(cfg.loss, z[:per_rank].float(), z[per_rank:].float())
-            optimizer.zero_grad(set_to_none=True)
-            finite = torch.isfinite(loss)
-            if cfg.nan_policy == "skip" and not bool(finite):  # one sync, only when asked
+            loss, top1, finite = train_step(cfg, forward, optimizer, scaler, views, per_rank,
+                                            device, precision)
+            if cfg.nan_policy == "skip" and not bool(finite):  # skipped: count it
                 state.bad_steps += 1
                 if state.bad_steps > cfg.max_bad_steps:
                     raise DivergedError(f"more than {cfg.max_bad_steps} non-finite losses; "
                                         f"stopping (last good checkpoint: {last_good})",
                                         state.step + 1)
-            else:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
             first_bad = torch.where(~finite & (first_bad < 0), state.step, first_bad)
-            acc_loss += loss.detach().float()
-            acc_top1 += top1.float()
-            acc_steps += 1
+            meter.add(loss, top1)
             state.step += 1
             state.elapsed = elapsed_before + time.perf_counter() - segment_start
             if progress is not None:
@@ -398,25 +438,14 @@ def train_loop(
             boundary = state.step % cfg.log_every == 0 or state.step >= plan.total_steps
             if boundary or stop.requested:
                 check_finite(first_bad, last_good, cfg)
-                now = time.perf_counter()
-                # Every process's share of the global batch: the logged loss is the
-                # global one (the mean of equal-sized shares), one collective per log line.
-                loss_sum, top1_sum = dist.all_reduce_mean(torch.stack([acc_loss, acc_top1]))
-                record = {
-                    "step": state.step, "epoch": state.step / plan.steps_per_epoch,
-                    "loss": loss_sum.item() / acc_steps, "pos_top1": top1_sum.item() / acc_steps,
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "views_per_s": 2 * cfg.batch_size * (state.step - window_step)
-                    / max(now - window_start, 1e-9),
-                    "elapsed": state.elapsed, "total_steps": plan.total_steps,
-                }
+                record = {"step": state.step, "epoch": state.step / plan.steps_per_epoch,
+                          **meter.record(state.step, 2 * cfg.batch_size),
+                          "lr": optimizer.param_groups[0]["lr"], "elapsed": state.elapsed,
+                          "total_steps": plan.total_steps}
                 log.write(record)
                 if progress is not None:
                     progress.set_postfix(loss=f"{record['loss']:.3f}",
                                          views_s=f"{record['views_per_s']:.0f}")
-                acc_loss.zero_()
-                acc_top1.zero_()
-                acc_steps, window_start, window_step = 0, now, state.step
             if cfg.time_budget is not None and state.step >= next_refit:
                 refit_to_budget(plan, cfg, state.step, state.elapsed)
                 # every process must stop at the same step: rank 0's clock decides
