@@ -99,3 +99,12 @@ def test_a_diverging_cell_is_recorded_and_the_sweep_goes_on(tmp_path, image_fold
     again, _ = run_sweep(axes, tmp_path / "b", preset=None, config=None, flags=flags,
                          evaluate=None)  # recorded: not trained again
     assert again[0].result == cells[0].result
+
+
+def test_sweep_checks_evaluation_folders_before_training(tmp_path, image_folder, capsys):
+    code = main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
+                 "--eval-train", str(tmp_path / "missing"), "--eval-test", str(image_folder),
+                 "--out", str(tmp_path / "sw")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--eval-train: folder not found" in err
+    assert not (tmp_path / "sw").exists()
