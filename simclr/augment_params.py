@@ -9,6 +9,7 @@ distributions of the official ``data_util.py`` and torchvision's ops.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
@@ -131,40 +132,43 @@ def _offsets(u: np.ndarray, slack: np.ndarray | int) -> np.ndarray:
     return np.minimum(np.floor(u * span), span - 1).astype(np.int64) + np.minimum(slack, 0)
 
 
-def _crop_boxes(u: np.ndarray, cfg: AugmentConfig, hw: tuple[int, int]) -> np.ndarray:
+def _crop_boxes(
+    u: np.ndarray, cfg: AugmentConfig, hw: tuple[int, int] | tuple[np.ndarray, np.ndarray]
+) -> np.ndarray:
     """Crop boxes int64 (B, 4) = (top, left, height, width) from the uniforms u (B, P).
 
     Random resized crop as torchvision's ``RandomResizedCrop.get_params`` (App. A): up to
     10 attempts with area ~ U(scale) x image area and log aspect ratio ~ U(log ratio),
     keeping the first that fits (all attempts vectorised); otherwise the central crop with
-    the aspect ratio clamped into the range.
+    the aspect ratio clamped into the range. ``hw``: the image's (H, W), or per-sample
+    arrays (B,) of them (a crop inside a previous crop, for the Fig. 5 protocol).
     """
-    height, width = hw
     n, size = len(u), cfg.size
+    height = np.broadcast_to(np.asarray(hw[0], dtype=np.int64), (n,))
+    width = np.broadcast_to(np.asarray(hw[1], dtype=np.int64), (n,))
     if not cfg.crop:
-        return np.tile(np.array([0, 0, height, width], dtype=np.int64), (n, 1))
+        return np.stack([np.zeros(n), np.zeros(n), height, width], 1).astype(np.int64)
     if not cfg.crop_resize:  # Fig. 5 "crop" without resize: an S x S window, zero padded
         top = _offsets(u[:, _P_TOP], height - size)
         left = _offsets(u[:, _P_LEFT], width - size)
         return np.stack([top, left, np.full(n, size), np.full(n, size)], 1).astype(np.int64)
     lo, hi = cfg.crop_scale
-    target = height * width * (lo + (hi - lo) * u[:, _P_AREA:_P_AREA + _ATTEMPTS])
+    area = (height * width).astype(np.float64)[:, None]
+    target = area * (lo + (hi - lo) * u[:, _P_AREA:_P_AREA + _ATTEMPTS])
     log_lo, log_hi = np.log(cfg.crop_ratio[0]), np.log(cfg.crop_ratio[1])
     ratio = np.exp(log_lo + (log_hi - log_lo) * u[:, _P_RATIO:_P_RATIO + _ATTEMPTS])
     w = np.round(np.sqrt(target * ratio))  # round half to even, like Python's round
     h = np.round(np.sqrt(target / ratio))
-    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    fits = (w > 0) & (w <= width[:, None]) & (h > 0) & (h <= height[:, None])
     first = fits.argmax(axis=1)
     found = fits.any(axis=1)
     w = w[np.arange(n), first].astype(np.int64)
     h = h[np.arange(n), first].astype(np.int64)
+    # Fallback: the whole image with its aspect ratio clamped into the range, centred.
     in_ratio = width / height
-    if in_ratio < cfg.crop_ratio[0]:
-        fw, fh = width, int(round(width / cfg.crop_ratio[0]))
-    elif in_ratio > cfg.crop_ratio[1]:
-        fw, fh = int(round(height * cfg.crop_ratio[1])), height
-    else:
-        fw, fh = width, height
+    narrow, wide = in_ratio < cfg.crop_ratio[0], in_ratio > cfg.crop_ratio[1]
+    fw = np.where(wide, np.round(height * cfg.crop_ratio[1]), width).astype(np.int64)
+    fh = np.where(narrow, np.round(width / cfg.crop_ratio[0]), height).astype(np.int64)
     w, h = np.where(found, w, fw), np.where(found, h, fh)
     top = np.where(found, _offsets(u[:, _P_TOP], height - h), (height - fh) // 2)
     left = np.where(found, _offsets(u[:, _P_LEFT], width - w), (width - fw) // 2)
@@ -186,6 +190,31 @@ def _jitter_factors(u: np.ndarray, cfg: AugmentConfig) -> np.ndarray:
     return out.astype(np.float32)
 
 
+SHARED_CROP_VIEW = 0x5C  # the uniforms of the Fig. 5 protocol's shared crop
+
+
+def _asymmetric_boxes(
+    cfg: AugmentConfig, u: np.ndarray, seed: int, epoch: int, idx: np.ndarray, view: int,
+    hw: tuple[int, int],
+) -> tuple[AugmentConfig, np.ndarray]:
+    """(config for this view, boxes (B, 4)) under the Fig. 5 protocol (Sec. 3.1): "we
+    always first randomly crop images and resize them to the same resolution, and we
+    then apply the targeted transformation(s) only to one branch". The second crop is
+    drawn inside the first at the source resolution (one resampling, not two)."""
+    shared_cfg = dataclasses.replace(cfg, crop=True)
+    shared = _crop_boxes(uniforms(seed, epoch, idx, SHARED_CROP_VIEW, _N_PARAMS), shared_cfg, hw)
+    if view != 0:  # the identity branch: t(x) = x
+        identity = dataclasses.replace(
+            cfg, crop=False, flip=False, color=False, grayscale=False, blur=False,
+            cutout=False, rotate=False, noise=False, sobel=False)
+        return identity, shared
+    if not cfg.crop:
+        return cfg, shared
+    inner = _crop_boxes(u, cfg, (shared[:, 2], shared[:, 3]))
+    inner[:, :2] += shared[:, :2]
+    return cfg, inner
+
+
 def sample_params(
     cfg: AugmentConfig,
     seed: int,
@@ -203,13 +232,21 @@ def sample_params(
     Returns:
         ViewParams of CPU tensors; sample b's values depend only on (seed, epoch,
         indices[b], view) and the config.
+
+    With ``cfg.asymmetric`` (the Fig. 5 protocol) a random resized crop drawn once per
+    (seed, epoch, index) is shared by both views; view 1 is that crop and nothing else,
+    view 0 applies the configured ops to it, its own crop (if on) taken inside it.
     """
     if isinstance(indices, Tensor):
         indices = indices.detach().cpu().numpy()
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     u = uniforms(seed, epoch, idx, view, _N_PARAMS)
     n, size = len(idx), cfg.size
-    boxes = _crop_boxes(u, cfg, (int(image_hw[0]), int(image_hw[1])))
+    hw = (int(image_hw[0]), int(image_hw[1]))
+    if cfg.asymmetric:
+        cfg, boxes = _asymmetric_boxes(cfg, u, seed, epoch, idx, view, hw)
+    else:
+        boxes = _crop_boxes(u, cfg, hw)
     if cfg.color_random_order:
         order = PERMUTATIONS[np.minimum((u[:, _P_ORDER] * 24).astype(np.int64), 23)]
     else:

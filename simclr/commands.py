@@ -133,9 +133,11 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from simclr.cli import config_flags
-    from simclr.sweep import parse_axis, run_sweep
+    from simclr.sweep import pairs_axis, parse_axis, run_sweep
 
-    axes = [parse_axis(text) for text in args.set]
+    if not args.set and not args.pairs:
+        raise SimCLRError("nothing to sweep: give --set SETTING=V1,V2 and/or --pairs OPS")
+    axes = ([pairs_axis(args.pairs)] if args.pairs else []) + [parse_axis(t) for t in args.set]
     flags = config_flags(args)
     digits = flags.get("data.path") is None and not args.config
     preset = args.preset or ("digits" if digits else None)  # as `simclr pretrain`
@@ -187,8 +189,11 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
     from simclr.config import PRESETS
 
     p = sub.add_parser("sweep", help="a grid of pretraining runs, each evaluated (ablations)")
-    p.add_argument("--set", action="append", required=True, metavar="SETTING=V1,V2",
+    p.add_argument("--set", action="append", default=[], metavar="SETTING=V1,V2",
                    help="a swept setting (repeat for a grid), e.g. temperature=0.1,0.5,1")
+    p.add_argument("--pairs", metavar="OPS",
+                   help="Fig. 5: each of these transformations alone and in pairs, on one "
+                        "branch, e.g. crop,cutout,color,sobel,noise,blur,rotate")
     p.add_argument("--preset", choices=sorted(PRESETS))
     p.add_argument("--config", help="YAML file of settings shared by every cell")
     add_config_flags(p, exclude={"out"})

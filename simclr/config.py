@@ -64,6 +64,9 @@ class AugmentConfig:
     noise_std: tuple[float, float] = (0.0, 0.1)
     sobel: bool = False  # sobel filtering (gradient magnitude, replicated to RGB)
     sobel_p: float = 0.5
+    # Fig. 5 protocol: a random crop shared by both views, then the ops above on view 0
+    # only (its crop taken inside the shared one), view 1 left as the shared crop.
+    asymmetric: bool = False
 
     def jitter(self) -> tuple[float, float, float, float]:
         """(brightness, contrast, saturation, hue) amounts after applying strength s."""
@@ -535,6 +538,8 @@ def validate(cfg: Config) -> None:
         _probability(getattr(a, name), f"augment.{name}")
     for name, amount in zip(("brightness", "contrast", "saturation"), a.jitter()[:3], strict=True):
         _positive(amount, name, allow_zero=True)
+    if a.asymmetric and not a.crop_resize:
+        raise SimCLRError("--asymmetric needs --crop-resize (the Fig. 5 crop is crop + resize)")
     if not 0 <= a.jitter()[3] <= 0.5:
         raise SimCLRError(f"hue jitter must lie in [0, 0.5], got {a.jitter()[3]}")
 

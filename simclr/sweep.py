@@ -27,16 +27,17 @@ SUMMARY = "summary.json"
 
 @dataclass
 class Axis:
-    """One swept setting: its dotted config path, the name shown, the values (as text)."""
+    """One swept dimension: its name, and per value a label and the settings it makes."""
 
-    path: str
     name: str
-    values: list[str]
+    labels: list[str]
+    settings: list[dict[str, str]]  # dotted config path -> value text, per label
 
 
 @dataclass
 class Cell:
     values: dict[str, str]  # dotted path -> value text
+    labels: dict[str, str]  # axis name -> label
     name: str
     run_dir: Path
     result: dict[str, Any] = field(default_factory=dict)
@@ -60,7 +61,41 @@ def parse_axis(text: str) -> Axis:
     parts = [v.strip() for v in values.split(";" if ";" in values else ",")]
     if any(not v for v in parts) or len(set(parts)) != len(parts):
         raise SimCLRError(f"--set {text!r}: empty or repeated values")
-    return Axis(path, key, parts)
+    return Axis(key, parts, [{path: v} for v in parts])
+
+
+# The seven transformations of Fig. 5 and the switches that make each (crop includes
+# the flip, colour distortion the random grayscale, as in App. A).
+FIG5_OPS: dict[str, tuple[str, ...]] = {
+    "crop": ("augment.crop", "augment.flip"),
+    "cutout": ("augment.cutout",),
+    "color": ("augment.color", "augment.grayscale"),
+    "sobel": ("augment.sobel",),
+    "noise": ("augment.noise",),
+    "blur": ("augment.blur",),
+    "rotate": ("augment.rotate",),
+}
+
+
+def pairs_axis(text: str) -> Axis:
+    """Fig. 5: every transformation of ``text`` ('crop,color,blur') alone and every pair,
+    applied to one branch (``augment.asymmetric``), all the others off. The pipeline has
+    a fixed op order, so (a, b) and (b, a) are one cell: n(n+1)/2 cells."""
+    ops = [o.strip() for o in text.split(",") if o.strip()]
+    unknown = [o for o in ops if o not in FIG5_OPS]
+    if unknown or not ops or len(set(ops)) != len(ops):
+        raise SimCLRError(f"--pairs {text!r}: expected distinct names from "
+                          f"{', '.join(FIG5_OPS)}")
+    labels, settings = [], []
+    for i, a in enumerate(ops):
+        for b in ops[i:]:
+            chosen = {a, b}
+            cell = {"augment.asymmetric": "true"}
+            for op, paths in FIG5_OPS.items():
+                cell.update({p: "true" if op in chosen else "false" for p in paths})
+            labels.append(a if a == b else f"{a}+{b}")
+            settings.append(cell)
+    return Axis("pair", labels, settings)
 
 
 def _slug(text: str) -> str:
@@ -69,13 +104,20 @@ def _slug(text: str) -> str:
 
 def plan_cells(axes: list[Axis], out: Path) -> list[Cell]:
     """The Cartesian product of the axes, in the order given (last axis fastest)."""
-    paths = [a.path for a in axes]
-    if len(set(paths)) != len(paths):
-        raise SimCLRError("--set: the same setting is swept twice")
+    owners: dict[str, str] = {}
+    for axis in axes:
+        for path in {p for setting in axis.settings for p in setting}:
+            if path in owners:
+                raise SimCLRError(f"--set: {path} is swept twice ({owners[path]}, {axis.name})")
+            owners[path] = axis.name
     cells = []
-    for combo in itertools.product(*(a.values for a in axes)):
-        name = "_".join(_slug(f"{a.name}={v}") for a, v in zip(axes, combo, strict=True))
-        cells.append(Cell(dict(zip(paths, combo, strict=True)), name, out / name))
+    for combo in itertools.product(*(range(len(a.labels)) for a in axes)):
+        values: dict[str, str] = {}
+        for axis, k in zip(axes, combo, strict=True):
+            values.update(axis.settings[k])
+        labels = {a.name: a.labels[k] for a, k in zip(axes, combo, strict=True)}
+        name = "_".join(_slug(f"{a}={v}") for a, v in labels.items())
+        cells.append(Cell(values, labels, name, out / name))
     return cells
 
 
@@ -186,7 +228,7 @@ def run_sweep(
     table = render(axes, cells)
     root.mkdir(parents=True, exist_ok=True)
     (root / "sweep.md").write_text(table + "\n")
-    rows = [{"cell": c.name, **c.values, **c.result} for c in cells]
+    rows = [{"cell": c.name, **c.labels, "settings": c.values, **c.result} for c in cells]
     (root / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
     return cells, table
 
@@ -199,7 +241,7 @@ def render(axes: list[Axis], cells: list[Cell]) -> str:
     head = [a.name for a in axes] + columns
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cell in cells:
-        values = [cell.values[a.path] for a in axes]
+        values = [cell.labels[a.name] for a in axes]
         results = [_fmt(c, cell.result.get(c, "")) for c in columns]
         lines.append("| " + " | ".join(values + results) + " |")
     return "\n".join(lines)

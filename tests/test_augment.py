@@ -435,3 +435,54 @@ def test_cuda_matches_cpu():
     for a, b in zip(cpu, gpu, strict=True):
         assert b.is_cuda and b.dtype == torch.float32
         assert (a - b.cpu()).abs().max() < 2e-3  # TF32 matmuls allowed: ~5e-4 per product
+
+
+# ------------------------------------------------------------------ Fig. 5 protocol
+
+def test_crop_boxes_inside_per_sample_regions_match_one_by_one():
+    from simclr.augment_params import _crop_boxes, uniforms
+
+    cfg = AugmentConfig(size=16)
+    u = uniforms(3, 0, np.arange(200), 0, 64)
+    rng = np.random.default_rng(0)
+    heights, widths = rng.integers(1, 60, 200), rng.integers(1, 60, 200)  # odd shapes too
+    together = _crop_boxes(u, cfg, (heights, widths))
+    for b in range(200):
+        alone = _crop_boxes(u[b:b + 1], cfg, (int(heights[b]), int(widths[b])))
+        np.testing.assert_array_equal(together[b], alone[0])
+
+
+def test_asymmetric_views_share_a_crop_and_only_view_0_is_transformed():
+    cfg = AugmentConfig(size=16, asymmetric=True, rotate=True, noise=True, sobel=True,
+                        cutout=True)
+    idx = np.arange(4000)
+    v0 = A.sample_params(cfg, 1, 2, idx, 0, (40, 30))
+    v1 = A.sample_params(cfg, 1, 2, idx, 1, (40, 30))
+    for name in ("flip", "color", "gray", "blur", "cutout", "sobel"):
+        assert not getattr(v1, name).any() and getattr(v0, name).any(), name
+    assert not (v1.rotate > 0).any() and not (v1.noise_std > 0).any()
+    b0, b1 = v0.box.numpy(), v1.box.numpy()
+    assert ((b0[:, 0] >= b1[:, 0]) & (b0[:, 1] >= b1[:, 1])).all()  # view 0 inside view 1
+    assert ((b0[:, 0] + b0[:, 2] <= b1[:, 0] + b1[:, 2])
+            & (b0[:, 1] + b0[:, 3] <= b1[:, 1] + b1[:, 3])).all()
+    area = (b0[:, 2] * b0[:, 3]) / (b1[:, 2] * b1[:, 3])
+    assert 0.45 < area.mean() < 0.60  # U(0.08, 1) of the shared crop: mean 0.54, before fits
+    other_epoch = A.sample_params(cfg, 1, 3, idx, 1, (40, 30))
+    assert not np.array_equal(other_epoch.box.numpy(), b1)
+    no_crop = dataclasses.replace(cfg, crop=False)
+    np.testing.assert_array_equal(A.sample_params(no_crop, 1, 2, idx, 0, (40, 30)).box, b1)
+
+
+def test_asymmetric_identity_view_is_the_plain_crop():
+    cfg = AugmentConfig(size=16, asymmetric=True, blur=False)
+    images = _images(6, 24, 20)
+    aug = A.TwoViewAugment(cfg, seed=5)
+    _, view1 = aug(images, torch.arange(6), 0)
+    p1 = A.sample_params(cfg, 5, 0, np.arange(6), 1, (24, 20))
+    for i in range(6):
+        expected = A.reference_augment(images[i], p1, i, cfg)
+        assert torch.allclose(view1[i], expected, atol=1e-5)
+        top, left, h, w = (int(v) for v in p1.box[i])
+        plain = F.interpolate(images[i:i + 1, :, top:top + h, left:left + w].float() / 255,
+                              size=(16, 16), mode="bicubic", align_corners=False)
+        assert torch.allclose(view1[i], plain[0].clamp(0, 1), atol=1e-5)

@@ -15,10 +15,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_axes_accept_flag_names_and_dotted_paths():
-    assert parse_axis("temperature=0.1,0.5").path == "loss.temperature"
+    assert parse_axis("temperature=0.1,0.5").settings == [{"loss.temperature": "0.1"},
+                                                           {"loss.temperature": "0.5"}]
     axis = parse_axis("loss.temperature=0.1, 1")
-    assert (axis.name, axis.values) == ("loss.temperature", ["0.1", "1"])
-    assert parse_axis("crop-scale=0.08,1;0.2,1").values == ["0.08,1", "0.2,1"]
+    assert (axis.name, axis.labels) == ("loss.temperature", ["0.1", "1"])
+    assert parse_axis("crop-scale=0.08,1;0.2,1").labels == ["0.08,1", "0.2,1"]
     for bad, needle in [("temperature", "expected"), ("nonsense=1,2", "unknown setting"),
                         ("temperature=0.1,,0.5", "empty or repeated"),
                         ("temperature=1,1", "empty or repeated")]:
@@ -33,7 +34,7 @@ def test_cells_are_the_product_in_order(tmp_path):
         "temperature=0.1_normalize=true", "temperature=0.1_normalize=false",
         "temperature=0.5_normalize=true", "temperature=0.5_normalize=false"]
     assert cells[1].values == {"loss.temperature": "0.1", "loss.normalize": "false"}
-    with pytest.raises(SimCLRError, match="twice"):
+    with pytest.raises(SimCLRError, match="swept twice"):
         plan_cells([parse_axis("temperature=1,2"), parse_axis("loss.temperature=3")], tmp_path)
 
 
@@ -54,7 +55,8 @@ def test_sweep_runs_every_cell_once_and_reuses_finished_ones(tmp_path, image_fol
                                      "train_s | knn_top1 |")
     assert "| 0.5 | false | finished | 3 | 1.0 |" in table and "50.0%" in table
     saved = json.loads((tmp_path / "sw" / "sweep.json").read_text())
-    assert saved[3]["loss.normalize"] == "false" and saved[3]["knn_top1"] == 0.5
+    assert saved[3]["normalize"] == "false" and saved[3]["knn_top1"] == 0.5
+    assert saved[3]["settings"] == {"loss.temperature": "0.5", "loss.normalize": "false"}
     last = tmp_path / "sw" / cells[0].name / "checkpoints" / "last.pt"
     stamp = last.stat().st_mtime_ns
     run_sweep(axes, tmp_path / "sw", preset=None, config=None, flags=flags, evaluate=evaluate)
@@ -108,3 +110,24 @@ def test_sweep_checks_evaluation_folders_before_training(tmp_path, image_folder,
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--eval-train: folder not found" in err
     assert not (tmp_path / "sw").exists()
+
+
+def test_fig5_pairs_switch_on_exactly_their_transformations(tmp_path):
+    from simclr.config import build_config
+    from simclr.sweep import pairs_axis
+
+    axis = pairs_axis("crop,color,rotate")
+    assert axis.labels == ["crop", "crop+color", "crop+rotate", "color", "color+rotate",
+                           "rotate"]
+    cells = plan_cells([axis, parse_axis("temperature=0.5")], tmp_path)
+    cfg = build_config("cifar10", None, {**cells[1].values, "out": "x"})
+    a = cfg.augment
+    assert a.asymmetric and a.crop and a.flip and a.color and a.grayscale
+    assert not (a.rotate or a.blur or a.cutout or a.noise or a.sobel)
+    only_color = build_config("cifar10", None, {**cells[3].values, "out": "x"}).augment
+    assert only_color.color and not only_color.crop and not only_color.flip
+    for bad in ("crop,crop", "crop,zoom", ""):
+        with pytest.raises(SimCLRError, match="--pairs"):
+            pairs_axis(bad)
+    with pytest.raises(SimCLRError, match="swept twice"):
+        plan_cells([axis, parse_axis("rotate=true,false")], tmp_path)
