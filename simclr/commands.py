@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -152,10 +153,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     def evaluate(run_dir: Path) -> dict[str, Any]:
         return evaluate_run(run_dir, args)
 
-    _, table = run_sweep(axes, args.out, preset=preset, config=args.config,
-                         flags={k: v for k, v in flags.items() if k != "out"},
-                         evaluate=None if args.eval == "none" else evaluate)
+    cells, table = run_sweep(axes, args.out, preset=preset, config=args.config,
+                             flags={k: v for k, v in flags.items() if k != "out"},
+                             evaluate=None if args.eval == "none" else evaluate)
     print(table)
+    if any(c.result.get("status") == "preempted" for c in cells):
+        from simclr.train import EXIT_PREEMPTED
+
+        print("sweep stopped by a signal; the same command continues it", file=sys.stderr)
+        return EXIT_PREEMPTED
     return 0
 
 

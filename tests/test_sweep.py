@@ -131,3 +131,19 @@ def test_fig5_pairs_switch_on_exactly_their_transformations(tmp_path):
             pairs_axis(bad)
     with pytest.raises(SimCLRError, match="swept twice"):
         plan_cells([axis, parse_axis("rotate=true,false")], tmp_path)
+
+
+def test_a_preempted_sweep_stops_and_exits_75(tmp_path, image_folder, monkeypatch, capsys):
+    from simclr import train
+
+    calls = []
+
+    def preempted(cfg, resume=False):
+        calls.append(cfg.out)
+        return {"status": "preempted", "steps": 1, "epochs": 0.1, "elapsed_s": 1.0}
+
+    monkeypatch.setattr(train, "pretrain", preempted)
+    code = main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
+                 "--eval", "none", "--out", str(tmp_path / "sw")])
+    assert code == train.EXIT_PREEMPTED and len(calls) == 1  # the second cell never started
+    assert "the same command continues it" in capsys.readouterr().err
