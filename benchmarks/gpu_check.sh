@@ -43,7 +43,8 @@ done
 
 echo "== 3. ResNet-18 CIFAR stem, simclr vs lightly (throughput.py)" | tee -a "$summary"
 timeout 160 python3 benchmarks/throughput.py --device cuda --widths 1 --precisions bf16 \
-  --batch 1024 --rounds 2 --loss-sizes 2048,8192 --out "$OUT/throughput.md" \
+  --batch 1024 --rounds 2 --warmup 5 --steps 30 --loss-sizes 2048,8192 \
+  --out "$OUT/throughput.md" \
   > "$OUT/throughput.log" 2>&1; tail -30 "$OUT/throughput.md" 2>/dev/null | tee -a "$summary"
 
 echo "== 4. input path for large JPEGs (decode.py)" | tee -a "$summary"
