@@ -18,7 +18,7 @@ summary="$OUT/summary.txt"
 torchvision.__version__, 'cuda', torch.version.cuda)"; nproc; } | tee "$summary"
 
 echo "== 1. test suite, CUDA tests included" | tee -a "$summary"
-timeout 150 python3 -m pytest -q -x -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -3 |
+timeout 120 python3 -m pytest -q -x -p no:cacheprovider 2>&1 | tee "$OUT/tests.log" | tail -3 |
   tee -a "$summary"
 
 echo "== 2. ResNet-50, 224 px views of Imagenette JPEGs, batch 512 (1,024 views/step)" |
@@ -42,8 +42,8 @@ PY
 done
 
 echo "== 3. ResNet-18 CIFAR stem, simclr vs lightly (throughput.py)" | tee -a "$summary"
-timeout 160 python3 benchmarks/throughput.py --device cuda --widths 1 --precisions bf16 \
-  --batch 1024 --rounds 2 --warmup 5 --steps 30 --loss-sizes 2048,8192 \
+timeout 200 python3 benchmarks/throughput.py --device cuda --widths 1 --precisions bf16 \
+  --batch 1024 --rounds 2 --warmup 3 --steps 15 --loss-sizes 2048,8192 \
   --out "$OUT/throughput.md" \
   > "$OUT/throughput.log" 2>&1; tail -30 "$OUT/throughput.md" 2>/dev/null | tee -a "$summary"
 
