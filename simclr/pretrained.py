@@ -1,4 +1,4 @@
-"""Using a trained encoder: load it from a checkpoint, export it, embed a folder.
+"""Using a trained encoder: load it (or its head, or a layer of the head), export it, embed.
 
 Works on every checkpoint this package writes (pretraining, supervised baseline,
 fine-tuning, export): each holds the encoder's weights under ``encoder.*`` and the
