@@ -361,22 +361,24 @@ def train_step(
     cfg: Config, forward: torch.nn.Module, optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler, views: torch.Tensor, per_rank: int, device: torch.device,
     precision: str,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
     """One update on views (2n, 3, S, S), view 0 of every image then view 1 (Alg. 1).
 
-    Returns (loss, positive top-1, finite) as device tensors. A non-finite loss under
-    ``nan_policy='skip'`` leaves the weights untouched (its one host sync).
+    Returns (loss, positive top-1, finite) as device tensors and whether the update was
+    skipped: under ``nan_policy='skip'`` a non-finite loss leaves the weights untouched
+    (that policy's one host sync per step).
     """
     with autocast(device, precision):
         _, z = forward(views)
     loss, top1 = contrastive_loss(cfg.loss, z[:per_rank].float(), z[per_rank:].float())
     optimizer.zero_grad(set_to_none=True)
     finite = torch.isfinite(loss)
-    if cfg.nan_policy != "skip" or bool(finite):
+    skipped = cfg.nan_policy == "skip" and not bool(finite)
+    if not skipped:
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-    return loss, top1, finite
+    return loss, top1, finite, skipped
 
 
 def train_loop(
@@ -418,9 +420,9 @@ def train_loop(
             for group in optimizer.param_groups:  # the schedule is a function of the step
                 group["lr"] = lr_at(state.step, plan.total_steps, plan.warmup_steps,
                                     group["peak_lr"], cfg.optim.final_lr)
-            loss, top1, finite = train_step(cfg, forward, optimizer, scaler, views, per_rank,
-                                            device, precision)
-            if cfg.nan_policy == "skip" and not bool(finite):  # skipped: count it
+            loss, top1, finite, skipped = train_step(cfg, forward, optimizer, scaler, views,
+                                                     per_rank, device, precision)
+            if skipped:
                 state.bad_steps += 1
                 if state.bad_steps > cfg.max_bad_steps:
                     raise DivergedError(f"more than {cfg.max_bad_steps} non-finite losses; "
