@@ -37,9 +37,15 @@ class RawPixels(nn.Module):
         return x.flatten(1).float()
 
 
-def open_folder(path: str, image_size: int, args: argparse.Namespace) -> ImageSource:
-    data = DataConfig(workers=args.workers, cache_dir=args.cache_dir)
+def open_eval_source(path: str, image_size: int, workers: int | None,
+                     cache_dir: str) -> ImageSource:
+    """A labeled folder (or named data set) for evaluation, stored for ``image_size``."""
+    data = DataConfig(workers=workers, cache_dir=cache_dir)
     return open_source(path, data, train=False, image_size=image_size)
+
+
+def open_folder(path: str, image_size: int, args: argparse.Namespace) -> ImageSource:
+    return open_eval_source(path, image_size, args.workers, args.cache_dir)
 
 
 def load_for_eval(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
@@ -177,9 +183,8 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         runtime = {"device": args.eval_device, "precision": args.eval_precision,
                    "workers": args.workers_eval, "verbose": False}
         if args.eval_train and args.eval_test:
-            data = DataConfig(cache_dir=args.eval_cache_dir, workers=args.workers_eval)
-            train = open_source(args.eval_train, data, train=False, image_size=size)
-            test = open_source(args.eval_test, data, train=False, image_size=size)
+            train, test = (open_eval_source(path, size, args.workers_eval, args.eval_cache_dir)
+                           for path in (args.eval_train, args.eval_test))
         else:  # the digits demo: its fixed hold-out split
             from simclr.data import digits_split
 
