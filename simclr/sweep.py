@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simclr.config import all_flags, build_config
+from simclr.config import all_flags, build_config, default_of
 from simclr.errors import DivergedError, SimCLRError
 
 SUMMARY = "summary.json"
@@ -164,15 +164,15 @@ def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
     found = _saved_settings(run_dir)
     if found is None:
         return
-    found = {k: v for k, v in found.items() if k in cfg.to_dict()}  # not provenance
     saved = _flatten(found)
     wanted = _flatten(cfg.to_dict())
-    changed = sorted(k for k in wanted.keys() | saved.keys()
-                     if k not in RUNTIME_ONLY and saved.get(k) != wanted.get(k))
+    # A setting added to simclr after that run was made reads as its default there.
+    then = {k: saved[k] if k in saved else _flatten({"v": default_of(k)})["v"] for k in wanted}
+    changed = sorted(k for k in wanted if k not in RUNTIME_ONLY and then[k] != wanted[k])
     if changed:
         k = changed[0]
         raise SimCLRError(f"cell {cell} already holds a run with other settings ({k}: "
-                          f"{saved.get(k)!r} there, {wanted.get(k)!r} now); use a new --out")
+                          f"{then[k]!r} there, {wanted[k]!r} now); use a new --out")
 
 
 def _pretrain(cfg: Any, run_dir: Path, cell: str) -> dict[str, Any]:
