@@ -146,14 +146,11 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _saved_settings(run_dir: Path) -> dict[str, Any] | None:
-    """The config a cell's run was made with: its latest checkpoint's, else the
-    config.yaml written at its start (a run that diverged before any checkpoint)."""
-    from simclr.checkpoint import latest_checkpoint, load_checkpoint
+    """The config a cell's run was made with: the config.yaml every run writes before
+    its first step (no checkpoint has to be loaded, and a run that diverged before its
+    first checkpoint has one too)."""
     from simclr.config import load_yaml
 
-    found = latest_checkpoint(run_dir / "checkpoints")
-    if found is not None:
-        return load_checkpoint(found)["config"]
     if (run_dir / "config.yaml").is_file():
         return load_yaml(run_dir / "config.yaml")
     return None
