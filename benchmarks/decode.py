@@ -84,7 +84,7 @@ def make_iterator(case: str, source: Any, args: argparse.Namespace, epoch: int) 
     decode_on = device if case == "simclr device" else None
     loader = BatchLoader(source, args.batch, seed=0, epoch=epoch, device=device,
                          workers=args.workers, decode_device=decode_on)
-    return (images for _, images in loader)
+    return (images for _, images, _ in loader)
 
 
 def measure(case: str, source: Any, args: argparse.Namespace, epoch: int) -> float:

@@ -76,15 +76,17 @@ from simclr.augment_params import (
     ViewParams,
     blur_kernel_size,
     cutout_side,
+    picture_hw,
     sample_params,
+    to_stored,
     uniforms,
 )
 from simclr.config import AugmentConfig
 
 __all__ = [
     "PERMUTATIONS", "TwoViewAugment", "ViewParams", "adjust_hue", "apply_params",
-    "blur_kernel_size", "cutout_side", "eval_resize", "noise_field", "reference_augment",
-    "sample_params", "sobel", "uniforms",
+    "blur_kernel_size", "cutout_side", "eval_resize", "noise_field", "picture_hw",
+    "reference_augment", "sample_params", "sobel", "to_stored", "uniforms",
 ]
 
 # ------------------------------------------------------------------ staged application
@@ -228,8 +230,10 @@ class TwoViewAugment:
 
     ``TwoViewAugment(cfg, seed)(images uint8 (B, 3, H, W), indices (B,) int64, epoch)``
     returns (view0, view1), each float32 (B, 3, S, S) in [0, 1] on the images' device;
-    view v of sample i depends only on (seed, epoch, indices[i], v). Both views are
-    processed as one batch of 2B (half the kernel launches and python overhead).
+    view v of sample i depends only on (seed, epoch, indices[i], v) (and the picture's
+    aspect ratio, ``aspect`` (B,), when stored squares stand for non-square pictures).
+    Both views are processed as one batch of 2B (half the kernel launches and python
+    overhead).
     """
 
     def __init__(self, cfg: AugmentConfig, seed: int) -> None:
@@ -237,24 +241,25 @@ class TwoViewAugment:
         self.seed = int(seed)
 
     def params(self, indices: Tensor | np.ndarray, epoch: int, image_hw: tuple[int, int],
-               ) -> tuple[ViewParams, ViewParams]:
+               aspect: Tensor | np.ndarray | None = None) -> tuple[ViewParams, ViewParams]:
         """The parameters of both views (CPU)."""
-        return (sample_params(self.cfg, self.seed, epoch, indices, 0, image_hw),
-                sample_params(self.cfg, self.seed, epoch, indices, 1, image_hw))
+        return (sample_params(self.cfg, self.seed, epoch, indices, 0, image_hw, aspect),
+                sample_params(self.cfg, self.seed, epoch, indices, 1, image_hw, aspect))
 
-    def stacked(self, images: Tensor, indices: Tensor | np.ndarray, epoch: int) -> Tensor:
+    def stacked(self, images: Tensor, indices: Tensor | np.ndarray, epoch: int,
+                aspect: Tensor | np.ndarray | None = None) -> Tensor:
         """Both views as one float32 (2B, 3, S, S) tensor: view 0 of every image, then view 1.
 
         The layout the encoder consumes (one batch of 2N views), without a ``torch.cat``.
         """
         b = images.shape[0]
-        p0, p1 = self.params(indices, epoch, (images.shape[-2], images.shape[-1]))
+        p0, p1 = self.params(indices, epoch, (images.shape[-2], images.shape[-1]), aspect)
         rows = np.concatenate([np.arange(b), np.arange(b)])
         return _apply(images, ViewParams.cat([p0, p1]), self.cfg, rows)
 
     def __call__(self, images: Tensor, indices: Tensor | np.ndarray, epoch: int,
-                 ) -> tuple[Tensor, Tensor]:
-        views = self.stacked(images, indices, epoch)
+                 aspect: Tensor | np.ndarray | None = None) -> tuple[Tensor, Tensor]:
+        views = self.stacked(images, indices, epoch, aspect)
         b = images.shape[0]
         return views[:b], views[b:]
 
@@ -315,34 +320,75 @@ def reference_augment(image: Tensor, params: ViewParams, i: int, cfg: AugmentCon
 EVAL_CROP_FRACTION = 0.875  # ImageNet evaluation: center crop of 87.5% (App. B)
 
 
-def eval_resize(images: Tensor | Image.Image, size: int) -> Tensor:
+def eval_resize(images: Tensor | Image.Image, size: int,
+                aspect: Tensor | np.ndarray | None = None) -> Tensor:
     """The evaluation transform (App. B): deterministic resize (+ center crop).
 
     Images of side <= 32 are resized to size x size (no crop); larger ones get their
     shorter side resized to round(size / 0.875), then a size x size center crop. Bicubic
     with antialiasing (a one-off per image, so quality over speed), clamped to [0, 1].
+    A stored square standing for a non-square picture (``aspect`` = width / height != 1,
+    see :func:`simclr.decode.fit_square`) gets the same crop of that picture: the
+    central square's central 87.5% (or all of it), located on the stored pixels.
 
     Args:
         images: uint8 (B, 3, H, W) tensor on any device, or one PIL image.
+        aspect: (B,) or None (all 1).
     Returns:
         float32 (B, 3, size, size) in [0, 1]; (3, size, size) for a PIL image.
     """
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms.v2 import functional as tvf
-
     if isinstance(images, Image.Image):
         array = np.asarray(images.convert("RGB"), dtype=np.uint8)
         return eval_resize(torch.from_numpy(array.copy()).permute(2, 0, 1)[None], size)[0]
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be uint8 (B, 3, H, W), got {images.dtype} "
                          f"{tuple(images.shape)}")
+    a = None if aspect is None else torch.as_tensor(aspect).detach().cpu().double().numpy()
+    if a is None or bool((a == 1.0).all()):
+        return _eval_square(images, size)
+    out = torch.empty((len(images), 3, size, size), device=images.device)
+    boxes = _eval_boxes(tuple(images.shape[-2:]), a)
+    square = a == 1.0
+    if square.any():
+        rows = torch.from_numpy(np.flatnonzero(square)).to(images.device)
+        out[rows] = _eval_square(images[rows], size)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for k in np.flatnonzero(~square):  # photos share few sizes: one resize per box
+        groups.setdefault(tuple(int(v) for v in boxes[k]), []).append(int(k))
+    for (top, left, h, w), members in groups.items():
+        rows = torch.tensor(members, device=images.device)
+        crop = images[rows][:, :, top:top + h, left:left + w]
+        out[rows] = _eval_resize_to(crop, [size, size]).clamp_(0.0, 1.0)
+    return out
+
+
+def _eval_resize_to(images: Tensor, target: list[int]) -> Tensor:
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as tvf
+
     x = images.to(torch.float32).div_(255.0)
+    return tvf.resize(x, target, interpolation=InterpolationMode.BICUBIC, antialias=True)
+
+
+def _eval_square(images: Tensor, size: int) -> Tensor:
+    """:func:`eval_resize` of stored squares that are the whole picture."""
+    from torchvision.transforms.v2 import functional as tvf
+
     height, width = images.shape[-2:]
-    bicubic = InterpolationMode.BICUBIC
     if max(height, width) <= 32:
-        x = tvf.resize(x, [size, size], interpolation=bicubic, antialias=True)
+        x = _eval_resize_to(images, [size, size])
     else:
-        x = tvf.resize(x, [round(size / EVAL_CROP_FRACTION)], interpolation=bicubic,
-                       antialias=True)
+        x = _eval_resize_to(images, [round(size / EVAL_CROP_FRACTION)])
         x = tvf.center_crop(x, [size, size])
     return x.clamp_(0.0, 1.0).contiguous()
+
+
+def _eval_boxes(image_hw: tuple[int, int], aspect: np.ndarray) -> np.ndarray:
+    """(B, 4) int64 (top, left, height, width) on the stored pixels of the picture's
+    central square (side <= 32: all of it; else its central 87.5%)."""
+    height, width = image_hw
+    frac = 1.0 if max(height, width) <= 32 else EVAL_CROP_FRACTION
+    h = np.where(aspect >= 1.0, height, height * aspect) * frac
+    w = np.where(aspect >= 1.0, width / aspect, width) * frac
+    h, w = np.maximum(1, np.round(h)).astype(np.int64), np.maximum(1, np.round(w)).astype(np.int64)
+    return np.stack([(height - h) // 2, (width - w) // 2, h, w], axis=1)

@@ -79,7 +79,10 @@ class ViewParams:
 
     ``box`` is (top, left, height, width) in source pixels: the random resized crop
     (Sec. 3, App. A), the whole image when ``crop`` is off, or an S x S window (possibly
-    reaching outside the image: zero padding) for crop without resize (Fig. 5).
+    reaching outside the image: zero padding) for crop without resize (Fig. 5). Boxes
+    are drawn on the picture a stored image stands for and mapped onto its pixels
+    (:func:`to_stored`; for crop without resize of a non-square picture the window is
+    then resampled).
     ``factors`` are the brightness, contrast and saturation factors and the hue shift;
     ``order[b]`` lists op ids (0 brightness, 1 contrast, 2 saturation, 3 hue) in the order
     sample b applies them. Ops switched off in the config have all-False masks.
@@ -195,7 +198,7 @@ SHARED_CROP_VIEW = 0x5C  # the uniforms of the Fig. 5 protocol's shared crop
 
 def _asymmetric_boxes(
     cfg: AugmentConfig, u: np.ndarray, seed: int, epoch: int, idx: np.ndarray, view: int,
-    hw: tuple[int, int],
+    hw: tuple[int, int] | tuple[np.ndarray, np.ndarray],
 ) -> tuple[AugmentConfig, np.ndarray]:
     """(config for this view, boxes (B, 4)) under the Fig. 5 protocol (Sec. 3.1): "we
     always first randomly crop images and resize them to the same resolution, and we
@@ -215,6 +218,36 @@ def _asymmetric_boxes(
     return cfg, inner
 
 
+def picture_hw(image_hw: tuple[int, int], aspect: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample (H, W) int64 arrays (B,) of the pictures that stored squares stand for.
+
+    A square stored with ``store='full'`` is a whole picture of width / height ``aspect``
+    squeezed to (H, W): the picture is taken at the stored resolution of its shorter
+    side, so (H, round(W * a)) for a >= 1 and (round(H / a), W) below.
+    """
+    a = np.asarray(aspect, dtype=np.float64)
+    height, width = image_hw
+    ph = np.where(a >= 1.0, height, np.maximum(1, np.round(height / a)))
+    pw = np.where(a >= 1.0, np.maximum(1, np.round(width * a)), width)
+    return ph.astype(np.int64), pw.astype(np.int64)
+
+
+def to_stored(boxes: np.ndarray, picture: tuple[np.ndarray, np.ndarray],
+              image_hw: tuple[int, int]) -> np.ndarray:
+    """Boxes (B, 4) = (top, left, height, width) on the pictures -> on the stored squares.
+
+    Each edge is scaled by stored / picture size and rounded, so a box keeps its place
+    and (to one stored pixel) its aspect ratio in the picture; sides stay >= 1.
+    """
+    sy = image_hw[0] / picture[0].astype(np.float64)
+    sx = image_hw[1] / picture[1].astype(np.float64)
+    top, left, h, w = (boxes[:, k].astype(np.float64) for k in range(4))
+    y0, x0 = np.round(top * sy), np.round(left * sx)
+    y1, x1 = np.round((top + h) * sy), np.round((left + w) * sx)
+    return np.stack([y0, x0, np.maximum(1, y1 - y0), np.maximum(1, x1 - x0)],
+                    axis=1).astype(np.int64)
+
+
 def sample_params(
     cfg: AugmentConfig,
     seed: int,
@@ -222,6 +255,7 @@ def sample_params(
     indices: Tensor | np.ndarray | Sequence[int],
     view: int,
     image_hw: tuple[int, int],
+    aspect: Tensor | np.ndarray | None = None,
 ) -> ViewParams:
     """Draw one view's parameters for a batch of samples (Sec. 3, App. A).
 
@@ -229,6 +263,10 @@ def sample_params(
         indices: (B,) int64 data-set indices of the samples (CPU; a CUDA tensor syncs).
         view: 0 or 1 for the two views of SimCLR; any int works.
         image_hw: (H, W) of the source images.
+        aspect: (B,) width / height of the picture each stored image stands for
+            (:func:`simclr.decode.fit_square`); None or 1: the stored image itself. Crops
+            are drawn on the picture, as torchvision's RandomResizedCrop on the file,
+            then mapped onto the stored pixels (:func:`to_stored`).
     Returns:
         ViewParams of CPU tensors; sample b's values depend only on (seed, epoch,
         indices[b], view) and the config.
@@ -243,10 +281,18 @@ def sample_params(
     u = uniforms(seed, epoch, idx, view, _N_PARAMS)
     n, size = len(idx), cfg.size
     hw = (int(image_hw[0]), int(image_hw[1]))
+    if isinstance(aspect, Tensor):
+        aspect = aspect.detach().cpu().numpy()
+    # Square pictures (the usual case) take the exact path: no rounding through to_stored.
+    picture = None if aspect is None or bool((np.asarray(aspect) == 1.0).all()) \
+        else picture_hw(hw, np.asarray(aspect).reshape(-1))
+    draw_hw = hw if picture is None else picture
     if cfg.asymmetric:
-        cfg, boxes = _asymmetric_boxes(cfg, u, seed, epoch, idx, view, hw)
+        cfg, boxes = _asymmetric_boxes(cfg, u, seed, epoch, idx, view, draw_hw)
     else:
-        boxes = _crop_boxes(u, cfg, hw)
+        boxes = _crop_boxes(u, cfg, draw_hw)
+    if picture is not None:
+        boxes = to_stored(boxes, picture, hw)
     if cfg.color_random_order:
         order = PERMUTATIONS[np.minimum((u[:, _P_ORDER] * 24).astype(np.int64), 23)]
     else:

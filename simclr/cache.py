@@ -1,10 +1,11 @@
 """The decoded cache: small images decoded once into a uint8 memmap (issue 3, item 2).
 
 An epoch of CIFAR-sized images then costs a gather of rows, no decoding. The cache
-(N, side, side, 3) lives under ``cfg.cache_dir`` as ``<folder>-<side>px-<key>.npy`` with
-a JSON sidecar; the key hashes every file's path, size and mtime, so a changed folder
-gets a new cache. Writes go to temporary names renamed into place, so an interrupted
-build leaves nothing that would be trusted.
+(N, side, side, 3) lives under ``cfg.cache_dir`` as ``<folder>-<side>px-<key>.npy``
+with a JSON sidecar (which also holds each image's aspect ratio, see
+:func:`simclr.decode.fit_square`); the key hashes every file's path, size and mtime,
+so a changed folder gets a new cache. Writes go to temporary names renamed into place,
+so an interrupted build leaves nothing that would be trusted.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -30,19 +31,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # bump when the cache layout or the decoding changes
+CACHE_VERSION = 3  # bump when the cache layout or the decoding changes
 _CHUNK = 256  # images per decoding task
 
 
-def _decode_chunk(task: tuple[str | None, int, list[str], int, int]) -> list[tuple[int, str]]:
+_Task = tuple[str | None, int, list[str], int, int, str]
+
+
+def _decode_chunk(task: _Task) -> tuple[list[tuple[int, str]], list[float]]:
     """Pool task: decode ``paths`` into rows start.. of the .npy at ``target`` (None:
-    only check them). Returns (index, reason) of the bad ones."""
-    target, start, paths, side, max_pixels = task
+    only check them). Returns (index, reason) of the bad ones and every file's stored
+    aspect (1.0 for a bad one)."""
+    target, start, paths, side, max_pixels, store = task
     rows = np.load(target, mmap_mode="r+") if target is not None else None
     bad: list[tuple[int, str]] = []
+    aspects = [1.0] * len(paths)
     for k, path in enumerate(paths):
         try:
-            arr = load_square(path, side, max_pixels)
+            arr, aspects[k] = load_square(path, side, max_pixels, store)
         except BadImageError as exc:
             bad.append((start + k, exc.reason))
             continue
@@ -50,24 +56,27 @@ def _decode_chunk(task: tuple[str | None, int, list[str], int, int]) -> list[tup
             rows[start + k] = arr
     if rows is not None:
         rows.flush()
-    return bad
+    return bad, aspects
 
 
 def decode_files(
     paths: Sequence[str], side: int, max_pixels: int, workers: int, target: str | None,
-    what: str,
-) -> list[tuple[int, str]]:
+    what: str, store: str = "full",
+) -> tuple[list[tuple[int, str]], np.ndarray]:
     """Decode every file in parallel processes (PIL decoding is CPU- and GIL-bound for
-    small files), logging progress; returns the sorted (index, reason) of bad files."""
-    tasks = [(target, s, list(paths[s:s + _CHUNK]), side, max_pixels)
-             for s in range(0, len(paths), _CHUNK)]
+    small files), logging progress; returns the sorted (index, reason) of bad files and
+    the stored aspects float32 (N,) (see :func:`simclr.decode.stored_aspect`)."""
+    tasks: list[_Task] = [(target, s, list(paths[s:s + _CHUNK]), side, max_pixels, store)
+                          for s in range(0, len(paths), _CHUNK)]
     bad: list[tuple[int, str]] = []
+    aspects: list[float] = []
     start, last_report, done = time.perf_counter(), time.perf_counter(), 0
     log.info("%s: %d images with %d process(es)", what, len(paths), workers)
 
-    def account(result: list[tuple[int, str]], n: int) -> None:
+    def account(result: tuple[list[tuple[int, str]], list[float]], n: int) -> None:
         nonlocal last_report, done
-        bad.extend(result)
+        bad.extend(result[0])
+        aspects.extend(result[1])
         done += n
         if time.perf_counter() - last_report > 5.0:
             last_report = time.perf_counter()
@@ -83,12 +92,12 @@ def decode_files(
             for task, result in zip(tasks, pool.imap(_decode_chunk, tasks), strict=True):
                 account(result, len(task[2]))
     log.info("%s: done in %.1f s, %d bad", what, time.perf_counter() - start, len(bad))
-    return sorted(bad)
+    return sorted(bad), np.asarray(aspects, dtype=np.float32)
 
 
-def _cache_key(images: ImageList, side: int, max_pixels: int) -> str:
-    """Hash of (relative paths, sizes, mtimes, side, limits, format version)."""
-    h = hashlib.sha256(json.dumps([CACHE_VERSION, side, max_pixels]).encode())
+def _cache_key(images: ImageList, side: int, max_pixels: int, store: str) -> str:
+    """Hash of (relative paths, sizes, mtimes, side, limits, store, format version)."""
+    h = hashlib.sha256(json.dumps([CACHE_VERSION, side, max_pixels, store]).encode())
     for p in images.paths:
         try:
             st = os.stat(p)
@@ -125,16 +134,26 @@ def _read_cache(
     return rows, meta
 
 
+class DecodedCache(NamedTuple):
+    """What :func:`build_cache` returns."""
+
+    rows: np.ndarray  # uint8 memmap (N, side, side, 3); rows of skipped files stay zero
+    kept: np.ndarray  # int64 (K,): indices of the readable files
+    skipped: list[tuple[str, str]]  # (path, reason) of the others
+    path: Path  # the .npy
+    aspect: np.ndarray | None  # float32 (N,) stored aspects; None when all are 1
+
+
 def build_cache(
     images: ImageList, side: int, cache_dir: str | os.PathLike, workers: int,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]], Path]:
+    max_pixels: int = DEFAULT_MAX_PIXELS, store: str = "full",
+) -> DecodedCache:
     """Decode every image once into a (N, side, side, 3) uint8 memmap, or reuse it.
 
-    Returns (rows memmap (N, side, side, 3), kept indices (K,) int64, skipped
-    [(path, reason)], the .npy path). Rows of skipped files stay zero. The .npy is
-    written to a temporary name, fsynced and renamed, then the JSON sidecar the same
-    way, so an interrupted build never leaves a cache that would be trusted.
+    ``store``: how each image becomes its square (:func:`simclr.decode.fit_square`);
+    the aspect ratio of what each square stands for is kept in the JSON sidecar. The
+    .npy is written to a temporary name, fsynced and renamed, then the sidecar the
+    same way, so an interrupted build never leaves a cache that would be trusted.
     """
     folder = Path(cache_dir).expanduser()
     try:
@@ -143,7 +162,7 @@ def build_cache(
         raise SimCLRError(f"cannot create the cache folder {folder}: {exc.strerror}; "
                           "pass --cache-dir or --cache off") from None
     base = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(images.root).name)
-    stem = f"{base or 'images'}-{side}px-{_cache_key(images, side, max_pixels)}"
+    stem = f"{base or 'images'}-{side}px-{_cache_key(images, side, max_pixels, store)}"
     npy, meta_path = folder / f"{stem}.npy", folder / f"{stem}.json"
     shape = (len(images.paths), side, side, 3)
     found = _read_cache(npy, meta_path, shape)
@@ -151,14 +170,16 @@ def build_cache(
         rows, meta = found
         log.info("using the decoded cache %s", npy)
     else:
-        rows, meta = _build_cache_files(images, side, npy, meta_path, shape, workers, max_pixels)
+        rows, meta = _build_cache_files(images, side, npy, meta_path, shape, workers,
+                                        max_pixels, store)
     skipped = [(images.paths[i], reason) for i, reason in meta["skipped"]]
-    return rows, np.asarray(meta["kept"], dtype=np.int64), skipped, npy
+    aspect = None if meta["aspect"] is None else np.asarray(meta["aspect"], dtype=np.float32)
+    return DecodedCache(rows, np.asarray(meta["kept"], dtype=np.int64), skipped, npy, aspect)
 
 
 def _build_cache_files(
     images: ImageList, side: int, npy: Path, meta_path: Path, shape: tuple[int, ...],
-    workers: int, max_pixels: int,
+    workers: int, max_pixels: int, store: str,
 ) -> tuple[np.ndarray, dict]:
     tmp = npy.with_name(f"{npy.name}.tmp-{os.getpid()}")
     nbytes = math.prod(shape)
@@ -171,7 +192,8 @@ def _build_cache_files(
             if hasattr(os, "posix_fallocate"):
                 os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
         what = f"decoding {images.root} into the cache"
-        bad = decode_files(images.paths, side, max_pixels, workers, str(tmp), what)
+        bad, aspect = decode_files(images.paths, side, max_pixels, workers, str(tmp), what,
+                                   store)
         with open(tmp, "r+b") as f:
             os.fsync(f.fileno())
         os.replace(tmp, npy)
@@ -187,6 +209,8 @@ def _build_cache_files(
         "version": CACHE_VERSION, "root": images.root, "side": side, "num_files": shape[0],
         "kept": [i for i in range(shape[0]) if i not in bad_set],
         "skipped": [[i, reason] for i, reason in bad],
+        # float32 values, written exactly (a float32 round-trips through its repr)
+        "aspect": None if bool((aspect == 1.0).all()) else [float(a) for a in aspect],
     }
     _write_json_atomic(meta, meta_path)
     return np.load(npy, mmap_mode="r"), meta

@@ -1,4 +1,4 @@
-"""The `simclr` command: pretrain, embed, knn, linear-eval, finetune, supervised, sweep.
+"""The `simclr` command: pretraining, the evaluation protocols, export and sweeps.
 
 Every user error ends with one line on stderr and exit status 2 (argparse errors
 included); SIGTERM/SIGINT during pretraining writes a checkpoint and exits with

@@ -133,6 +133,7 @@ class DataConfig:
     cache: str = "auto"  # auto (decode small images once) | on | off
     cache_dir: str = "~/.cache/simclr/decoded"
     load_size: int | None = None  # side images are stored at before cropping; None: auto
+    store: str = "full"  # full (whole image squeezed, aspect kept) | center (central square)
     workers: int | None = None  # decoding processes for uncached data; None: auto
     decoder: str = "auto"  # uncached JPEGs: auto (device on CUDA, else pil) | pil | device
     strict: bool = False  # check every image up front; fail on the first bad one
@@ -239,6 +240,7 @@ FLAGS: dict[str, str] = {
     "load-size": "data.load_size",
     "workers": "data.workers",
     "decoder": "data.decoder",
+    "store": "data.store",
     "strict": "data.strict",
     "out": "out",
     "arch": "model.arch",
@@ -512,6 +514,7 @@ def validate(cfg: Config) -> None:
         raise SimCLRError(f"--device: unknown device {cfg.device!r} (auto, cpu, cuda, cuda:N)")
     _choice(cfg.data.cache, ("auto", "on", "off"), "cache")
     _choice(cfg.data.decoder, ("auto", "pil", "device"), "decoder")
+    _choice(cfg.data.store, ("full", "center"), "store")
     _positive(cfg.data.load_size, "load-size")
     _positive(cfg.data.workers, "workers", allow_zero=True)
     _positive(cfg.threads, "threads")

@@ -126,6 +126,9 @@ class ImageSource:
     folder of large images): files decoded at ``image_hw`` in DataLoader workers
     (:meth:`dataset`). ``labels`` (N,) int64 (-1 = unlabeled); ``paths`` the files
     (empty for in-memory data sets); ``skipped`` [(path, reason)] of unreadable files.
+    ``store`` says how files become squares (:func:`simclr.decode.fit_square`) and
+    ``aspect`` float32 (rows,) holds the width / height of the picture each cached row
+    stands for (None: all 1, square pictures).
     """
 
     def __init__(
@@ -133,7 +136,8 @@ class ImageSource:
         array: np.ndarray | None = None, layout: str = "nhwc", rows: np.ndarray | None = None,
         paths: Sequence[str] = (), side: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS, workers: int | None = None,
-        skipped: list[tuple[str, str]] | None = None,
+        skipped: list[tuple[str, str]] | None = None, store: str = "full",
+        aspect: np.ndarray | None = None,
     ) -> None:
         self.name = name
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -141,6 +145,7 @@ class ImageSource:
         self.paths = list(paths)
         self.skipped: list[tuple[str, str]] = list(skipped or [])
         self.max_pixels = max_pixels
+        self.store, self._aspect = store, aspect
         self.workers = default_workers() if workers is None else workers
         self._array, self._layout, self._rows = array, layout, rows
         if array is not None:
@@ -171,16 +176,34 @@ class ImageSource:
 
     def get_batch(self, indices: np.ndarray | torch.Tensor | Sequence[int]) -> torch.Tensor:
         """uint8 (B, 3, H, W) CPU tensor of the images at ``indices`` (B,)."""
+        return self.batch(indices)[0]
+
+    def batch(
+        self, indices: np.ndarray | torch.Tensor | Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(images uint8 (B, 3, H, W), aspects float32 (B,)) at ``indices`` (B,), CPU."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if self._array is None:
             ds = self.dataset(report=True)
             items = [ds[int(i)] for i in idx]
-            for _, _, bad, reason in items:
+            for _, _, _, bad, reason in items:
                 if bad >= 0:
                     self._note_bad(bad, reason)
             if not items:
-                return torch.empty((0, 3, *self.image_hw), dtype=torch.uint8)
-            return torch.stack([t for t, *_ in items])
+                return (torch.empty((0, 3, *self.image_hw), dtype=torch.uint8),
+                        torch.empty(0, dtype=torch.float32))
+            return (torch.stack([t for t, *_ in items]),
+                    torch.tensor([a for _, _, a, *_ in items], dtype=torch.float32))
+        return self._gather(idx), torch.from_numpy(self.aspect_of(idx))
+
+    def aspect_of(self, indices: np.ndarray) -> np.ndarray:
+        """float32 (B,): width / height of the pictures behind cached ``indices``."""
+        if self._aspect is None:
+            return np.ones(len(indices), dtype=np.float32)
+        rows = self._rows[indices] if self._rows is not None else indices
+        return self._aspect[rows]
+
+    def _gather(self, idx: np.ndarray) -> torch.Tensor:
         rows = self._rows[idx] if self._rows is not None else idx
         # Memmaps read fastest in file order: gather sorted rows, then restore order.
         order = np.argsort(rows, kind="stable")
@@ -190,7 +213,7 @@ class ImageSource:
         return out.permute(0, 3, 1, 2).contiguous() if self._layout == "nhwc" else out
 
     def dataset(self, report: bool = False, raw: bool = False) -> torch.utils.data.Dataset:
-        """Map-style dataset of (uint8 (3, H, W), index) for DataLoader workers.
+        """Map-style dataset of (uint8 (3, H, W), index, aspect) for DataLoader workers.
 
         An unreadable file is replaced by the next readable one ((i + k) mod N,
         deterministic) and the *substitute's* index is returned, so (image, index,
@@ -207,7 +230,8 @@ class ImageSource:
         return ImageSource(
             self.name, self.labels, self.classes, array=self._array, layout=self._layout,
             rows=self._rows, paths=self.paths, side=self.image_hw[0],
-            max_pixels=self.max_pixels, workers=self.workers)
+            max_pixels=self.max_pixels, workers=self.workers, store=self.store,
+            aspect=self._aspect)
 
     def close(self) -> None:
         """Stop the persistent decoding workers (they also stop when the source is freed)."""
@@ -224,6 +248,7 @@ class ImageSource:
             layout=self._layout, rows=rows,
             paths=[self.paths[i] for i in idx] if self.paths else (),
             side=self.image_hw[0], max_pixels=self.max_pixels, workers=self.workers,
+            store=self.store, aspect=self._aspect,
         )
 
     def skip_summary(self, limit: int = 10) -> str:
@@ -271,42 +296,48 @@ class _SourceDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple:
         if self.source.cached:
-            out: tuple = (self.source.get_batch([i])[0], i)
+            images, aspect = self.source.batch([i])
+            out: tuple = (images[0], i, float(aspect[0]))
             return out + (-1, "") if self.report else out
-        image, j, bad, reason = load_item(self.source, i, self.raw)
-        return (image, j, bad, reason) if self.report else (image, j)
+        image, j, aspect, bad, reason = load_item(self.source, i, self.raw)
+        return (image, j, aspect, bad, reason) if self.report else (image, j, aspect)
 
 
-def load_item(source: ImageSource, i: int, raw: bool = False) -> tuple[torch.Tensor, int, int, str]:
+def load_item(
+    source: ImageSource, i: int, raw: bool = False
+) -> tuple[torch.Tensor, int, float, int, str]:
     """Image ``i`` of an uncached source, or the next readable one in its place.
 
     Returns (image uint8 (3, S, S), or with ``raw`` the JPEG bytes (L,) when the device
-    can decode the file; the index j it came from; i if it was substituted else -1; the
-    reason the first file was refused).
+    can decode the file; the index j it came from; its stored aspect; i if it was
+    substituted else -1; the reason the first file was refused).
     """
     n, first_reason = source.num_images, ""
     for k in range(min(n, MAX_SUBSTITUTES)):
         j = (i + k) % n
         path = source.paths[j]
-        blob = read_jpeg(path, source.max_pixels) if raw else None
+        blob = read_jpeg(path, source.max_pixels, source.store) if raw else None
         if blob is not None:
-            return blob, j, (i if k else -1), first_reason
+            return blob[0], j, blob[1], (i if k else -1), first_reason
         try:
-            arr = load_square(path, source.image_hw[0], source.max_pixels)
+            arr, aspect = load_square(path, source.image_hw[0], source.max_pixels, source.store)
         except BadImageError as exc:
             first_reason = first_reason or exc.reason
             continue
         # A (3, S, S) view of the HWC array: the batch collation's copy transposes it.
         image = torch.from_numpy(arr).permute(2, 0, 1)
-        return image, j, (i if k else -1), first_reason
+        return image, j, aspect, (i if k else -1), first_reason
     raise SimCLRError(f"{MAX_SUBSTITUTES} images in a row from {source.paths[i]} are "
                       f"unreadable (first: {first_reason}); check the data folder")
 
 
-def collate_raw(items: list[tuple]) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, list]:
+def collate_raw(
+    items: list[tuple],
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor, list]:
     """Batches of :func:`load_item` results with ``raw``: images and bytes stay a list."""
-    images, idx, bad, reasons = zip(*items, strict=True)
-    return list(images), torch.tensor(idx), torch.tensor(bad), list(reasons)
+    images, idx, aspect, bad, reasons = zip(*items, strict=True)
+    return (list(images), torch.tensor(idx), torch.tensor(aspect, dtype=torch.float32),
+            torch.tensor(bad), list(reasons))
 
 
 def decode_device(decoder: str, device: torch.device) -> torch.device | None:
@@ -319,24 +350,25 @@ def decode_device(decoder: str, device: torch.device) -> torch.device | None:
 
 
 def decode_raw_batch(
-    source: ImageSource, payloads: list[torch.Tensor], idx: torch.Tensor, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor]:
+    source: ImageSource, payloads: list[torch.Tensor], idx: torch.Tensor,
+    aspect: torch.Tensor, device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A worker batch of :func:`collate_raw` decoded on ``device``.
 
-    Returns (indices (B,) int64, images uint8 (B, 3, S, S) on ``device``). A file the
-    device decoder refuses goes through the PIL path in this process (it may decode
-    there, or be replaced by the next readable image, recorded as skipped): rare, as the
-    workers already sent unusual files that way.
+    Returns (indices (B,) int64, images uint8 (B, 3, S, S) on ``device``, aspects
+    float32 (B,) CPU). A file the device decoder refuses goes through the PIL path in
+    this process (it may decode there, or be replaced by the next readable image,
+    recorded as skipped): rare, as the workers already sent unusual files that way.
     """
-    images, failed = decode_jpegs(payloads, source.image_hw[0], device)
-    idx = idx.to(torch.int64).clone()
+    images, failed = decode_jpegs(payloads, source.image_hw[0], device, source.store)
+    idx, aspect = idx.to(torch.int64).clone(), aspect.clone()
     for k in failed:
-        image, j, bad, reason = load_item(source, int(idx[k]))
+        image, j, aspect[k], bad, reason = load_item(source, int(idx[k]))
         if bad >= 0:
             source._note_bad(bad, reason)
         images[k] = image.to(device)
         idx[k] = j
-    return idx, images
+    return idx, images, aspect
 
 
 class _EpochBatches(torch.utils.data.Sampler):
@@ -398,25 +430,26 @@ def open_folder(
     common = max(counts, key=lambda s: (counts[s], s)) if counts else None
     if cfg.cache == "on" or (cfg.cache == "auto" and small):
         side = cfg.load_size or (common if small else min(common or train_side, train_side))
-        rows, kept, skipped, _ = build_cache(images, side, cfg.cache_dir, workers, max_pixels)
+        cache = build_cache(images, side, cfg.cache_dir, workers, max_pixels, cfg.store)
+        kept, skipped = cache.kept, cache.skipped
         if cfg.strict and skipped:
             raise SimCLRError(f"--strict: bad image {skipped[0][0]}: {skipped[0][1]}")
         if len(kept) == 0:
             raise SimCLRError(f"none of the {len(images.paths)} images in {root} could be read "
                               f"(first: {skipped[0][0]}: {skipped[0][1]})")
         return ImageSource(
-            str(root), images.labels[kept], images.classes, array=rows,
+            str(root), images.labels[kept], images.classes, array=cache.rows,
             rows=None if len(kept) == len(images.paths) else kept,
             paths=[images.paths[i] for i in kept], max_pixels=max_pixels, workers=workers,
-            skipped=skipped)
+            skipped=skipped, store=cfg.store, aspect=cache.aspect)
     side = cfg.load_size or train_side
     if cfg.strict:
         what = f"--strict: checking {root}"
-        bad = decode_files(images.paths, side, max_pixels, workers, None, what)
+        bad, _ = decode_files(images.paths, side, max_pixels, workers, None, what, cfg.store)
         if bad:
             raise SimCLRError(f"--strict: bad image {images.paths[bad[0][0]]}: {bad[0][1]}")
     return ImageSource(str(root), images.labels, images.classes, paths=images.paths, side=side,
-                       max_pixels=max_pixels, workers=workers)
+                       max_pixels=max_pixels, workers=workers, store=cfg.store)
 
 
 def _digits_images() -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,8 @@
 * :func:`open_image` decodes one file into an RGB PIL image, or raises
   :class:`~simclr.errors.BadImageError` with a reason, for every kind of bad file;
   :func:`load_square` adds the reduced-size decode (JPEG draft mode) and the square
-  fit that every stored image goes through.
+  fit that every stored image goes through (the whole image squeezed, its aspect kept
+  beside it, or its central square: :func:`fit_square`).
 * :func:`read_jpeg` (in a loader worker) hands over the raw bytes of a plain JPEG, and
   :func:`decode_jpegs` decodes a batch of them on the training device (nvJPEG on CUDA,
   through ``torchvision.io.decode_jpeg``) and fits them to the same squares: the CPU then
@@ -131,9 +132,20 @@ def fitted_size(w: int, h: int, side: int) -> tuple[int, int]:
     return max(side, round(w * scale)), max(side, round(h * scale))
 
 
-def fit_square(im: Image.Image, side: int) -> Image.Image:
-    """Resize the shorter side to ``side`` and center-crop a square.
+def stored_aspect(w: int, h: int, store: str) -> float:
+    """Width / height of the picture a stored square stands for: the image's own with
+    ``store='full'`` (the square is the whole image, squeezed), 1 with 'center'."""
+    return w / h if store == "full" else 1.0
 
+
+def fit_square(im: Image.Image, side: int, store: str = "full") -> Image.Image:
+    """The stored square (side x side) of an image.
+
+    ``store='full'``: the whole image resized to the square (non-square images
+    squeezed; :func:`stored_aspect` keeps their shape, so the augmentation draws its
+    crops on the whole picture with their true aspect, as RandomResizedCrop on the
+    file would). 'center': the shorter side resized to ``side``, the central square
+    cropped (what many pipelines store; crops then never reach the long side's ends).
     Bilinear with antialiasing (PIL's resize always filters over the whole footprint),
     as torchvision's Resize: this is the storage step before the augmentation's own
     crop and resize, and bicubic here cost 1.6x the time for no visible difference.
@@ -141,6 +153,8 @@ def fit_square(im: Image.Image, side: int) -> Image.Image:
     w, h = im.size
     if (w, h) == (side, side):
         return im
+    if store == "full":
+        return im.resize((side, side), Image.Resampling.BILINEAR)
     nw, nh = fitted_size(w, h, side)
     if (nw, nh) != (w, h):
         im = im.resize((nw, nh), Image.Resampling.BILINEAR)
@@ -148,16 +162,23 @@ def fit_square(im: Image.Image, side: int) -> Image.Image:
     return im.crop((left, top, left + side, top + side))
 
 
-def load_square(path: str, side: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode ``path`` at reduced size and return it as uint8 (side, side, 3)."""
+def load_square(
+    path: str, side: int, max_pixels: int = DEFAULT_MAX_PIXELS, store: str = "full"
+) -> tuple[np.ndarray, float]:
+    """Decode ``path`` at reduced size: (uint8 (side, side, 3), its :func:`stored_aspect`)."""
+    # Draft mode keeps both sides >= side: enough for either kind of square.
     im = open_image(path, max_pixels, draft_size=(side, side))
-    return np.array(fit_square(im, side), dtype=np.uint8)  # writable, for torch
+    aspect = stored_aspect(*im.size, store)
+    return np.array(fit_square(im, side, store), dtype=np.uint8), aspect  # writable, for torch
 
 
 # ---------------------------------------------------------------------------- JPEG on the device
 
-def read_jpeg(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor | None:
-    """The raw bytes (L,) uint8 of a JPEG the device decoder can take as it is, or None.
+def read_jpeg(
+    path: str, max_pixels: int = DEFAULT_MAX_PIXELS, store: str = "full"
+) -> tuple[torch.Tensor, float] | None:
+    """(raw bytes (L,) uint8, :func:`stored_aspect`) of a JPEG the device decoder can
+    take as it is, or None.
 
     None (decode with :func:`load_square` instead, which also names what is wrong) for
     anything else: not a JPEG, CMYK or other unusual modes, an EXIF rotation (the device
@@ -179,7 +200,7 @@ def read_jpeg(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> torch.Tensor |
                     return None
     except Exception:  # whatever it is, the PIL path will say it properly
         return None
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8), stored_aspect(w, h, store)
 
 
 def _decode_list(blobs: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor | None]:
@@ -206,12 +227,12 @@ def _decode_list(blobs: Sequence[torch.Tensor], device: torch.device) -> list[to
             return out
 
 
-def fit_square_tensor(images: torch.Tensor, side: int) -> torch.Tensor:
+def fit_square_tensor(images: torch.Tensor, side: int, store: str = "full") -> torch.Tensor:
     """:func:`fit_square` for a batch of equal-sized uint8 (B, 3, h, w): (B, 3, side, side)."""
     h, w = images.shape[-2:]
     if (h, w) == (side, side):
         return images
-    nw, nh = fitted_size(w, h, side)
+    nw, nh = (side, side) if store == "full" else fitted_size(w, h, side)
     if (nw, nh) != (w, h):
         resized = F.interpolate(images.float(), size=(nh, nw), mode="bilinear",
                                 align_corners=False, antialias=True)
@@ -221,7 +242,7 @@ def fit_square_tensor(images: torch.Tensor, side: int) -> torch.Tensor:
 
 
 def decode_jpegs(
-    payloads: Sequence[torch.Tensor], side: int, device: torch.device
+    payloads: Sequence[torch.Tensor], side: int, device: torch.device, store: str = "full"
 ) -> tuple[torch.Tensor, list[int]]:
     """A batch for training: uint8 (B, 3, side, side) on ``device``, and the failures.
 
@@ -247,6 +268,6 @@ def decode_jpegs(
         step = max(1, RESIZE_CHUNK_ELEMENTS // (3 * h * w))
         for c in range(0, len(members), step):
             chunk = members[c:c + step]
-            fitted = fit_square_tensor(torch.stack([decoded[m] for m in chunk]), side)
+            fitted = fit_square_tensor(torch.stack([decoded[m] for m in chunk]), side, store)
             out[[raw[m] for m in chunk]] = fitted
     return out, failed

@@ -372,10 +372,10 @@ def augmented_batches(
     from simclr.augment import apply_params, sample_params
 
     labels_all = torch.as_tensor(np.asarray(source.labels, dtype=np.int64))
-    for idx, images in iter_batches(source, indices, batch_size, seed=[seed, epoch],
-                                    drop_last=True, workers=workers, pin=device.type == "cuda",
-                                    decode_on=decode_device("auto", device)):
-        params = sample_params(aug_cfg, seed, epoch, idx, 0, tuple(images.shape[-2:]))
+    for idx, images, aspect in iter_batches(
+            source, indices, batch_size, seed=[seed, epoch], drop_last=True, workers=workers,
+            pin=device.type == "cuda", decode_on=decode_device("auto", device)):
+        params = sample_params(aug_cfg, seed, epoch, idx, 0, tuple(images.shape[-2:]), aspect)
         images = images.to(device, non_blocking=True)
         yield apply_params(images, params, aug_cfg), labels_all[idx].to(device)
 

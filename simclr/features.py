@@ -67,8 +67,9 @@ def iter_batches(
     seed: int | Sequence[int] | None = None,
     drop_last: bool = False, workers: int | None = None, pin: bool = False,
     decode_on: torch.device | None = None,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(indices (B,) int64, images uint8 (B,3,H,W))`` over ``indices``.
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield ``(indices (B,) int64, images uint8 (B,3,H,W), aspects float32 (B,))``
+    over ``indices`` (aspect: width / height of the picture behind each stored square).
 
     ``seed`` shuffles the order (a fresh permutation per seed, e.g. ``[seed, epoch]``);
     cached sources slice their decoded array, uncached ones decode in DataLoader workers
@@ -81,7 +82,7 @@ def iter_batches(
     if getattr(source, "cached", True):
         for start in range(0, stop, batch_size):
             idx = torch.from_numpy(order[start:start + batch_size])
-            yield idx, source.get_batch(idx)
+            yield idx, *source.batch(idx)
         return
     from torch.utils.data import DataLoader, Subset
 
@@ -90,13 +91,13 @@ def iter_batches(
         loader = DataLoader(Subset(source.dataset(report=True, raw=True), order[:stop].tolist()),
                             batch_size=batch_size, shuffle=False, num_workers=n_workers,
                             collate_fn=collate_raw)
-        for payloads, idx, _, _ in loader:
-            yield decode_raw_batch(source, payloads, idx, decode_on)
+        for payloads, idx, aspect, _, _ in loader:
+            yield decode_raw_batch(source, payloads, idx, aspect, decode_on)
         return
     loader = DataLoader(Subset(source.dataset(), order[:stop].tolist()), batch_size=batch_size,
                         shuffle=False, num_workers=n_workers, pin_memory=pin, drop_last=False)
-    for images, idx in loader:
-        yield idx.long(), images
+    for images, idx, aspect in loader:
+        yield idx.long(), images, aspect.float()
 
 
 def train_flags(module: nn.Module) -> list[tuple[nn.Module, bool]]:
@@ -139,10 +140,10 @@ def extract_features(
     feats, seen = [], []
     try:
         with torch.inference_mode():
-            for idx, images in iter_batches(source, order, batch_size, workers=workers,
-                                            pin=dev.type == "cuda",
-                                            decode_on=decode_device("auto", dev)):
-                x = eval_resize(images.to(dev, non_blocking=True), image_size)
+            for idx, images, aspect in iter_batches(source, order, batch_size, workers=workers,
+                                                    pin=dev.type == "cuda",
+                                                    decode_on=decode_device("auto", dev)):
+                x = eval_resize(images.to(dev, non_blocking=True), image_size, aspect)
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with autocast(dev, prec):

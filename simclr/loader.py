@@ -35,7 +35,8 @@ _DONE = object()
 
 
 class BatchLoader:
-    """One epoch of ``source`` as (indices int64 (B,), images uint8 (B, 3, H, W)).
+    """One epoch of ``source`` as (indices int64 (B,), images uint8 (B, 3, H, W),
+    aspects float32 (B,): width / height of the picture behind each stored square).
 
     The epoch's order is :func:`epoch_permutation` (seed, epoch) (or 0..N-1 with
     ``shuffle=False``); global batch g = batch_size * world_size, and rank r takes
@@ -86,12 +87,12 @@ class BatchLoader:
             return chunk[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
         return np.array_split(chunk, self.world_size)[self.rank]
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         if self.source.cached:
             return self._iter_cached()
         return self._iter_workers()
 
-    def _iter_cached(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _iter_cached(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Gather rows in a background thread (numpy copies release the GIL)."""
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
@@ -110,8 +111,9 @@ class BatchLoader:
                     if stop.is_set():
                         return
                     idx = self.batch_indices(step)
-                    images = self.source.get_batch(idx)
-                    put((torch.from_numpy(idx.copy()), images.pin_memory() if self.pin else images))
+                    images, aspect = self.source.batch(idx)
+                    images = images.pin_memory() if self.pin else images
+                    put((torch.from_numpy(idx.copy()), images, aspect))
             except BaseException as exc:  # handed to the consumer
                 put(exc)
             put(_DONE)
@@ -130,7 +132,7 @@ class BatchLoader:
             stop.set()
             thread.join()
 
-    def _iter_workers(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _iter_workers(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Decode in (persistent) DataLoader worker processes, recording bad files.
 
         With a decode device, workers only read plain JPEGs (and decode the rest), and
@@ -140,11 +142,11 @@ class BatchLoader:
         loader, sampler = self.source._worker_loader(self.workers, self.pin, raw)
         steps = range(self.start_step, self.steps)
         sampler.batches = [self.batch_indices(s).tolist() for s in steps]
-        for images, idx, bad, reasons in loader:
+        for images, idx, aspect, bad, reasons in loader:
             for b, reason in zip(bad.tolist(), reasons, strict=True):
                 if b >= 0:
                     self.source._note_bad(b, reason)
             if raw:
-                yield decode_raw_batch(self.source, images, idx, self.decode_device)
+                yield decode_raw_batch(self.source, images, idx, aspect, self.decode_device)
             else:
-                yield idx.to(torch.int64), images
+                yield idx.to(torch.int64), images, aspect.to(torch.float32)

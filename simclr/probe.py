@@ -80,11 +80,11 @@ def probe_features(
     try:
         with torch.inference_mode():
             for view in range(views):
-                for idx, images in iter_batches(source, np.arange(source.num_images),
-                                                batch_size, pin=device.type == "cuda",
-                                                decode_on=decode_device("auto", device)):
+                for idx, images, aspect in iter_batches(
+                        source, np.arange(source.num_images), batch_size,
+                        pin=device.type == "cuda", decode_on=decode_device("auto", device)):
                     params = sample_params(aug, seed, view, idx, PROBE_VIEW,
-                                           tuple(images.shape[-2:]))
+                                           tuple(images.shape[-2:]), aspect)
                     x = apply_params(images.to(device, non_blocking=True), params, aug)
                     with autocast(device, precision):
                         h, z = model(x)

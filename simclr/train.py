@@ -411,11 +411,12 @@ def train_loop(
         loader = BatchLoader(source, per_rank, seed=cfg.seed, epoch=epoch, rank=dist.rank(),
                              world_size=world, start_step=in_epoch, device=device,
                              workers=cfg.data.workers, decode_device=decode_on)
-        for indices, images in loader:
+        for indices, images, aspect in loader:
             images = images.to(device, non_blocking=True)
             # Both views go through the encoder as one batch (2N, 3, S, S), as the official
-            # code does, so BatchNorm statistics cover all 2N views.
-            views = augment.stacked(images, indices, epoch)
+            # code does, so BatchNorm statistics cover all 2N views. Crops are drawn on
+            # the whole picture each stored square stands for (its aspect ratio).
+            views = augment.stacked(images, indices, epoch, aspect)
             views = views.contiguous(memory_format=memory_format)
             for group in optimizer.param_groups:  # the schedule is a function of the step
                 group["lr"] = lr_at(state.step, plan.total_steps, plan.warmup_steps,

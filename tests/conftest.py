@@ -81,6 +81,10 @@ class ArraySource:
     def get_batch(self, indices):
         return self.images[torch.as_tensor(indices)]
 
+    def batch(self, indices):
+        images = self.get_batch(indices)
+        return images, torch.ones(len(images))
+
 
 def colour_source(n_per_class=8, classes=3, side=16, seed=0):
     """Class c = a distinct dominant colour channel plus noise (easy to separate)."""

@@ -486,3 +486,88 @@ def test_asymmetric_identity_view_is_the_plain_crop():
         plain = F.interpolate(images[i:i + 1, :, top:top + h, left:left + w].float() / 255,
                               size=(16, 16), mode="bicubic", align_corners=False)
         assert torch.allclose(view1[i], plain[0].clamp(0, 1), atol=1e-5)
+
+
+# ------------------------------------------------- stored squares of non-square pictures
+
+def _squeeze(pictures: torch.Tensor, side: int) -> torch.Tensor:
+    """The full store of :func:`simclr.decode.fit_square`: whole pictures in side x side."""
+    x = F.interpolate(pictures.float(), (side, side), mode="bilinear", antialias=True,
+                      align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+def test_picture_sizes_and_box_mapping():
+    ph, pw = A.picture_hw((48, 48), np.array([4 / 3, 0.75, 1.0, 2.5]))
+    assert ph.tolist() == [48, 64, 48, 48] and pw.tolist() == [64, 48, 48, 120]
+    boxes = np.array([[0, 0, 48, 64], [10, 20, 30, 40], [0, 119, 48, 1]])
+    picture = (np.array([48, 48, 48]), np.array([64, 64, 120]))
+    stored = A.to_stored(boxes, picture, (48, 48))
+    assert stored[0].tolist() == [0, 0, 48, 48]  # the whole picture is the whole square
+    assert stored[1].tolist() == [10, 15, 30, 30]  # x edges 20, 60 -> 15, 45
+    assert stored[2].tolist() == [0, 48, 48, 1]  # a side never rounds to 0
+    p = A.sample_params(AugmentConfig(size=16), 0, 0, np.arange(64), 0, (48, 48))
+    same = A.sample_params(AugmentConfig(size=16), 0, 0, np.arange(64), 0, (48, 48),
+                           torch.ones(64))
+    assert torch.equal(p.box, same.box)  # square pictures: the exact, unmapped path
+
+
+def test_crops_are_drawn_on_the_whole_picture():
+    """A 4:3 picture stored squeezed: boxes are torchvision's on the picture's own size
+    (the same draws as on a (48, 64) image), mapped onto the square; they reach both ends
+    of the long side, which crops of a central square never do."""
+    cfg, n = AugmentConfig(size=16), 4000
+    on_picture = A.sample_params(cfg, 0, 0, np.arange(n), 0, (48, 64))
+    stored = A.sample_params(cfg, 0, 0, np.arange(n), 0, (48, 48), np.full(n, 4 / 3))
+    full = (np.full(n, 48), np.full(n, 64))
+    assert np.array_equal(stored.box.numpy(), A.to_stored(on_picture.box.numpy(), full, (48, 48)))
+    box = on_picture.box.numpy()
+    assert box[:, 1].min() == 0 and (box[:, 1] + box[:, 3]).max() == 64
+    # Back in picture pixels the aspect ratios are the picture's draws up to rounding; read
+    # as squeezed pixels they would be off by log(4/3) = 0.29 on average.
+    def mean_log_ratio(b: np.ndarray) -> float:
+        return float(np.log(b[:, 3] / b[:, 2]).mean())
+
+    back = stored.box.numpy().astype(float) * [1, 64 / 48, 1, 64 / 48]
+    assert abs(mean_log_ratio(back) - mean_log_ratio(box.astype(float))) < 0.01
+    assert mean_log_ratio(box.astype(float)) - mean_log_ratio(stored.box.numpy()) > 0.25
+
+
+def test_views_of_a_squeezed_picture_match_crops_of_the_picture():
+    """End to end: views from the stored square equal torchvision's resized crops of the
+    original picture with the same boxes, up to the squeeze's resampling."""
+    cfg = AugmentConfig(size=24, **{**OFF, "crop": True})
+    n = 16
+    wide, tall = _images(n // 2, 48, 64, seed=1), _images(n // 2, 64, 48, seed=2)
+    aspect = np.array([4 / 3] * (n // 2) + [3 / 4] * (n // 2))
+    stored = torch.cat([_squeeze(wide, 48), _squeeze(tall, 48)])
+    views = A.apply_params(stored, A.sample_params(cfg, 3, 0, np.arange(n), 0, (48, 48), aspect),
+                           cfg)
+    refs = []
+    for pictures, first in ((wide, 0), (tall, n // 2)):
+        idx = first + np.arange(n // 2)
+        p = A.sample_params(cfg, 3, 0, idx, 0, tuple(pictures.shape[-2:]))
+        refs += [A.reference_augment(pictures[k], p, k, cfg) for k in range(n // 2)]
+    ref = torch.stack(refs)
+    diff = (views - ref).abs()
+    assert diff.mean() < 0.03, diff.mean()
+    # The same views drawn as if the squares were the pictures are much further off.
+    wrong = A.apply_params(stored, A.sample_params(cfg, 3, 0, np.arange(n), 0, (48, 48)), cfg)
+    assert (wrong - ref).abs().mean() > 2 * diff.mean()
+
+
+def test_eval_resize_of_a_squeezed_picture_is_the_center_crop_of_the_picture():
+    pictures = _images(2, 96, 128, seed=4)
+    stored = _squeeze(pictures, 96)
+    want = A.eval_resize(pictures, 56)  # shorter side -> 64, centre crop 56
+    got = A.eval_resize(stored, 56, torch.full((2,), 4 / 3))
+    assert got.shape == want.shape and (got - want).abs().mean() < 0.02
+    assert (A.eval_resize(stored, 56) - want).abs().mean() > 0.04  # ignoring the aspect
+    # A mixed batch: the square picture comes out exactly as on its own.
+    square = _images(1, 96, seed=5)
+    mixed = A.eval_resize(torch.cat([square, stored[:1]]), 56, torch.tensor([1.0, 4 / 3]))
+    assert torch.equal(mixed[0], A.eval_resize(square, 56)[0])
+    assert torch.allclose(mixed[1], got[0])
+    picture = _images(1, 24, 32, seed=6)  # side <= 32: the central square, no crop
+    got = A.eval_resize(_squeeze(picture, 24), 24, [4 / 3])
+    assert (got - picture[..., 4:28].float() / 255).abs().mean() < 0.03

@@ -99,3 +99,25 @@ def test_mixed_sizes_share_one_side(tmp_path):
     src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
     assert src.cached and src.image_hw == (20, 20)  # the most common shorter side
     assert src.get_batch(np.arange(4)).shape == (4, 3, 20, 20)
+
+
+def test_cache_keeps_each_pictures_aspect_and_the_store_is_part_of_the_key(tmp_path, monkeypatch):
+    """Non-square files: the full store keeps every picture's width / height beside its
+    square (cached, reused, carried into subsets); the central-square store is another
+    cache with all aspects 1."""
+    root = tmp_path / "imgs"
+    for k, (h, w) in enumerate([(16, 24), (24, 16), (20, 20)]):
+        save_image(root / f"{k}.png", rgb(h, w, k))
+    cfg = data_cfg(tmp_path, cache="on", load_size=16)
+    src = open_source(str(root), cfg)
+    images, aspect = src.batch(np.arange(3))
+    assert images.shape == (3, 3, 16, 16)
+    np.testing.assert_allclose(aspect.numpy(), [24 / 16, 16 / 24, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(src.subset([2, 0]).batch([0, 1])[1].numpy(), [1.0, 1.5])
+    _forbid_decoding(monkeypatch)
+    again = open_source(str(root), cfg)
+    assert torch.equal(again.batch(np.arange(3))[1], aspect)
+    monkeypatch.undo()
+    center = open_source(str(root), data_cfg(tmp_path, cache="on", load_size=16, store="center"))
+    assert center.batch(np.arange(3))[1].tolist() == [1.0, 1.0, 1.0]
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2

@@ -51,6 +51,7 @@ def test_round_trip_through_dict():
         ({"batch_size": "abc"}, "cannot read 'abc' as int"),
         ({"precision": "fp8"}, "--precision"),
         ({"data.decoder": "gpu"}, "--decoder"),
+        ({"data.store": "crop"}, "--store"),
         ({"augment.asymmetric": True, "augment.crop_resize": False}, "--asymmetric"),
         ({"time_budget": "soon"}, "--time-budget"),
         ({"augment.crop_scale": "0.5,0.1"}, "--crop-scale"),

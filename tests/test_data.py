@@ -102,7 +102,7 @@ def test_bad_images_are_skipped_and_counted(tmp_path, cache):
         batch = src.get_batch(np.arange(3))
     else:  # found while iterating; replaced by the next readable image
         assert not src.cached and src.num_images == 7
-        batch = torch.cat([im for _, im in BatchLoader(src, 7, 0, 0, workers=0)])
+        batch = torch.cat([im for _, im, _ in BatchLoader(src, 7, 0, 0, workers=0)])
     assert batch.shape[1:] == (3, 32, 32) and batch.dtype == torch.uint8
     skipped = {Path(p).name: reason for p, reason in src.skipped}
     assert skipped.keys() == bad.keys()

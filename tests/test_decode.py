@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -152,10 +154,26 @@ def test_image_smaller_than_crop_is_upscaled(tmp_path):
     small = np.zeros((6, 8, 3), dtype=np.uint8)
     small[:, :4] = 255
     p = save_image(tmp_path / "tiny.png", small)
-    out = load_square(str(p), 32)
-    assert out.shape == (32, 32, 3) and out.dtype == np.uint8
+    out, aspect = load_square(str(p), 32, store="center")
+    assert out.shape == (32, 32, 3) and out.dtype == np.uint8 and aspect == 1.0
     # shorter side 6 -> 32, width 8 -> 43, centre crop: white left of the middle
     assert (out[:, :8] > 200).all() and (out[:, -8:] < 50).all()
+    assert (out[:, 12:14] > 200).all() and (out[:, 20:] < 50).all()  # the edge at 43/2 - 5
+
+
+def test_full_store_squeezes_the_whole_image_and_keeps_its_aspect(tmp_path):
+    """The default store: the whole picture in the square, its shape kept beside it."""
+    wide = np.zeros((6, 8, 3), dtype=np.uint8)
+    wide[:, :1] = 255  # a white first column, which the central square would drop
+    out, aspect = load_square(str(save_image(tmp_path / "wide.png", wide)), 32)
+    assert out.shape == (32, 32, 3) and aspect == 8 / 6
+    assert (out[:, :3] > 200).all() and (out[:, 6:] < 60).all()  # 1/8 of the width: 4 px
+    tall = np.zeros((8, 6, 3), dtype=np.uint8)
+    tall[-1] = 255
+    out, aspect = load_square(str(save_image(tmp_path / "tall.png", tall)), 32)
+    assert aspect == 6 / 8 and (out[-3:] > 200).all() and (out[:-6] < 60).all()
+    square, aspect = load_square(str(save_image(tmp_path / "sq.png", rgb(20, 20))), 20)
+    assert aspect == 1.0 and (square == rgb(20, 20)).all()  # a fitting square: untouched
 
 
 def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
@@ -191,9 +209,10 @@ def test_read_jpeg_hands_over_only_what_the_device_decoder_takes(tmp_path):
     Image.fromarray(smooth_rgb(40, 30)).save(plain, quality=90)
     gray = tmp_path / "gray.jpg"
     Image.fromarray(smooth_rgb(40, 30)[..., 0]).save(gray, quality=90)
-    blob = read_jpeg(str(plain))
-    assert blob is not None and blob.dtype == torch.uint8 and blob.dim() == 1
+    blob, aspect = read_jpeg(str(plain))
+    assert blob.dtype == torch.uint8 and blob.dim() == 1 and aspect == 30 / 40
     assert bytes(blob.numpy()) == plain.read_bytes()
+    assert read_jpeg(str(plain), store="center")[1] == 1.0
     assert read_jpeg(str(gray)) is not None  # decoded to RGB by the device decoder
     assert read_jpeg(str(plain), max_pixels=40 * 30 - 1) is None  # bomb guard first
 
@@ -210,10 +229,10 @@ def test_read_jpeg_hands_over_only_what_the_device_decoder_takes(tmp_path):
         assert read_jpeg(str(refused)) is None, refused.name  # the PIL path takes these
 
 
-@pytest.mark.parametrize("side", [32, 40])
-def test_device_decode_matches_the_pil_path(tmp_path, side):
-    """Same squares as load_square (draft-mode PIL) up to resampling: shorter side
-    resized to ``side``, centre crop; portrait, landscape, upscaled and gray files."""
+@pytest.mark.parametrize("side,store", [(32, "full"), (40, "full"), (32, "center")])
+def test_device_decode_matches_the_pil_path(tmp_path, side, store):
+    """Same squares as load_square (draft-mode PIL) up to resampling, either store;
+    portrait, landscape, upscaled and gray files."""
     shapes = [(160, 120), (120, 160), (64, 64), (33, 47), (300, 200), (side, side)]
     paths = []
     for k, (h, w) in enumerate(shapes):
@@ -222,11 +241,11 @@ def test_device_decode_matches_the_pil_path(tmp_path, side):
     paths.append(tmp_path / "gray.jpg")
     Image.fromarray(smooth_rgb(100, 90, 9)[..., 0]).save(paths[-1], quality=90)
 
-    blobs = [read_jpeg(str(p)) for p in paths]
-    out, failed = decode_jpegs(blobs, side, CPU)
+    blobs = [read_jpeg(str(p), store=store)[0] for p in paths]
+    out, failed = decode_jpegs(blobs, side, CPU, store)
     assert failed == [] and out.shape == (len(paths), 3, side, side) and out.dtype == torch.uint8
     for k, p in enumerate(paths):
-        ref = _as_chw(load_square(str(p), side)).int()
+        ref = _as_chw(load_square(str(p), side, store=store)[0]).int()
         diff = (out[k].int() - ref).abs().float()
         assert diff.mean() < 2.0 and diff.max() <= 16, (p.name, diff.mean(), diff.max())
 
@@ -236,21 +255,22 @@ def test_device_decode_passes_decoded_images_and_reports_failures(tmp_path):
     Image.fromarray(smooth_rgb(50, 50)).save(good, quality=90)
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(corrupt_jpeg_bytes())
-    bad_blob = read_jpeg(str(bad))
-    assert bad_blob is not None  # headers and end marker look fine: only decoding tells
+    found = read_jpeg(str(bad))
+    assert found is not None  # headers and end marker look fine: only decoding tells
     ready = torch.randint(0, 256, (3, 24, 24), dtype=torch.uint8)
-    out, failed = decode_jpegs([read_jpeg(str(good)), ready, bad_blob], 24, CPU)
+    out, failed = decode_jpegs([read_jpeg(str(good))[0], ready, found[0]], 24, CPU)
     assert failed == [2]
     assert torch.equal(out[1], ready) and torch.equal(out[2], torch.zeros_like(ready))
-    ref = _as_chw(load_square(str(good), 24)).int()
+    ref = _as_chw(load_square(str(good), 24)[0]).int()
     assert (out[0].int() - ref).abs().float().mean() < 2.0
 
 
 def test_fit_square_tensor_sizes_agree_with_pil(tmp_path):
-    for h, w in [(10, 30), (30, 10), (7, 9), (64, 64)]:
-        out = fit_square_tensor(torch.zeros((2, 3, h, w), dtype=torch.uint8), 16)
+    for (h, w), store in itertools.product([(10, 30), (30, 10), (7, 9), (64, 64)],
+                                           ["full", "center"]):
+        out = fit_square_tensor(torch.zeros((2, 3, h, w), dtype=torch.uint8), 16, store)
         assert out.shape == (2, 3, 16, 16)
-        pil = fit_square(Image.new("RGB", (w, h)), 16)
+        pil = fit_square(Image.new("RGB", (w, h)), 16, store)
         assert pil.size == (16, 16)
 
 
@@ -260,11 +280,11 @@ def test_device_decode_resizes_large_groups_in_bounded_chunks(tmp_path, monkeypa
     for k in range(5):
         p = tmp_path / f"{k}.jpg"
         Image.fromarray(smooth_rgb(40, 50, k)).save(p, quality=90)
-        blobs.append(read_jpeg(str(p)))
+        blobs.append(read_jpeg(str(p))[0])
     out, failed = decode_jpegs(blobs, 32, CPU)
     assert failed == []
     for k in range(5):
-        ref = _as_chw(load_square(str(tmp_path / f"{k}.jpg"), 32)).int()
+        ref = _as_chw(load_square(str(tmp_path / f"{k}.jpg"), 32)[0]).int()
         assert (out[k].int() - ref).abs().float().mean() < 2.0
 
 
@@ -275,10 +295,10 @@ def test_cuda_decode_matches_cpu(tmp_path):
     for k, (h, w) in enumerate([(160, 120), (120, 160), (64, 64), (300, 200)]):
         p = tmp_path / f"{k}.jpg"
         Image.fromarray(smooth_rgb(h, w, k)).save(p, quality=90)
-        blobs.append(read_jpeg(str(p)))
+        blobs.append(read_jpeg(str(p))[0])
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(corrupt_jpeg_bytes())
-    blobs.append(read_jpeg(str(bad)))
+    blobs.append(read_jpeg(str(bad))[0])
     cpu, cpu_failed = decode_jpegs(blobs, 32, CPU)
     gpu, gpu_failed = decode_jpegs(blobs, 32, torch.device("cuda"))
     assert gpu.is_cuda and cpu_failed == gpu_failed == [4]

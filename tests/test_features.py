@@ -58,6 +58,7 @@ def test_iter_batches_decodes_jpegs_on_a_device(tmp_path):
     order = np.arange(source.num_images)[::-1].copy()
     plain = list(iter_batches(source, order, 4))
     on_device = list(iter_batches(source, order, 4, decode_on=torch.device("cpu")))
-    assert [i.tolist() for i, _ in on_device] == [i.tolist() for i, _ in plain]
-    for (_, a), (_, b) in zip(on_device, plain, strict=True):
+    assert [i.tolist() for i, _, _ in on_device] == [i.tolist() for i, _, _ in plain]
+    for (_, a, aspect_a), (_, b, aspect_b) in zip(on_device, plain, strict=True):
         assert a.shape == b.shape and (a.int() - b.int()).abs().float().mean() < 3.0
+        assert torch.equal(aspect_a, aspect_b)

@@ -26,7 +26,7 @@ def _indexed_source(n: int = 50) -> ImageSource:
 
 
 def _epoch(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    return [(i.clone(), im.clone()) for i, im in loader]
+    return [(i.clone(), im.clone()) for i, im, _ in loader]
 
 
 def test_loader_is_deterministic_and_covers_the_epoch(tmp_path):
@@ -87,7 +87,7 @@ def test_loader_stops_its_thread_and_forwards_errors(monkeypatch):
     def broken(indices):
         raise RuntimeError("disk gone")
 
-    monkeypatch.setattr(src, "get_batch", broken)
+    monkeypatch.setattr(src, "batch", broken)
     with pytest.raises(RuntimeError, match="disk gone"):
         list(BatchLoader(src, 4, 0, 0))
 
@@ -106,7 +106,12 @@ def test_uncached_source_decodes_in_workers_and_survives_bad_files(tmp_path):
         assert batches[0][1].shape == (3, 3, 37, 37)
     assert len(src._loaders) == 1
     assert [(Path(p).name, "truncated" in r) for p, r in src.skipped] == [("2.jpg", True)]
-    expected = load_square(str(root / "3.jpg"), 37)
+    expected, aspect = load_square(str(root / "3.jpg"), 37)
+    assert aspect == 100 / 120  # rgb(120, 100) is 120 rows x 100 columns: that picture
+    for decode_on in (None, torch.device("cpu")):  # PIL in workers, or bytes decoded here
+        loader = BatchLoader(src, 3, seed=0, epoch=0, workers=0, decode_device=decode_on)
+        aspects = torch.cat([a for _, _, a in loader])
+        assert aspects.dtype == torch.float32 and torch.allclose(aspects, torch.tensor(100 / 120))
     assert (src.get_batch([3])[0].permute(1, 2, 0).numpy() == expected).all()
 
 

@@ -52,6 +52,35 @@ def test_pretrain_decodes_jpegs_on_the_device(tmp_path, cache_dir, capsys):
     assert "JPEGs are decoded on cpu" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("cache", ["on", "off"])
+def test_pretraining_crops_non_square_photos_on_the_whole_picture(tmp_path, cache_dir, cache,
+                                                                  monkeypatch):
+    """Every batch reaches the augmentation with its pictures' aspect ratios (here 3:2
+    JPEGs, cached or decoded per epoch), which the crops are drawn on."""
+    from PIL import Image
+
+    from simclr import augment
+
+    rng = np.random.default_rng(0)
+    for c in range(2):
+        for i in range(8):
+            path = tmp_path / "photos" / f"c{c}" / f"{i}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(path)
+    seen = []
+    draw = augment.sample_params
+
+    def spy(cfg, seed, epoch, indices, view, image_hw, aspect=None):
+        seen.append(np.asarray(aspect))
+        return draw(cfg, seed, epoch, indices, view, image_hw, aspect)
+
+    monkeypatch.setattr(augment, "sample_params", spy)
+    cfg = build_config(flags=tiny_flags(tmp_path / "photos", tmp_path / "run", cache_dir,
+                                        **{"data.cache": cache}))
+    assert train.pretrain(cfg)["steps"] == 4
+    assert len(seen) == 8 and all(np.allclose(a, 1.5) for a in seen)
+
+
 def test_loss_decreases_when_training_longer(tmp_path, image_folder, cache_dir):
     _, summary = run(tmp_path, image_folder, cache_dir, "long", epochs=12, log_every=3,
                      checkpoint_every=0)
