@@ -167,12 +167,15 @@ def _unsafe_global(message: str) -> str | None:
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``torch.load(weights_only=True)``.
 
-    ``path`` may be a run folder (its :func:`latest_checkpoint`). Raises SimCLRError
-    for a missing, truncated or foreign file, and for one carrying pickled Python
-    objects (refused by the weights-only unpickler before anything runs).
+    ``path`` may be a run folder (``--out`` of pretraining: the latest checkpoint in
+    its ``checkpoints/``) or a checkpoint folder (:func:`latest_checkpoint`). Raises
+    SimCLRError for a missing, truncated or foreign file, and for one carrying pickled
+    Python objects (refused by the weights-only unpickler before anything runs).
     """
     p = Path(path)
     if p.is_dir():
+        if (p / "checkpoints").is_dir():
+            p = p / "checkpoints"
         found = latest_checkpoint(p)
         if found is None:
             raise SimCLRError(f"no complete checkpoint in {p}")

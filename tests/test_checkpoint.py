@@ -44,7 +44,9 @@ def test_round_trip_and_latest(tmp_path):
     loaded = load_checkpoint(path)
     assert loaded["step"] == 7 and torch.equal(loaded["model"]["w"], torch.full((3, 2), 7.0))
     assert latest_checkpoint(tmp_path / "run") == path
-    assert load_checkpoint(tmp_path / "run")["step"] == 7  # a run folder works too
+    assert load_checkpoint(tmp_path / "run")["step"] == 7  # a checkpoint folder works too
+    save_checkpoint(_state(9), tmp_path / "out" / "checkpoints")
+    assert load_checkpoint(tmp_path / "out")["step"] == 9  # and a pretraining run's --out
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["last.pt"]  # no tmp left
 
 
