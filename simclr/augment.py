@@ -41,7 +41,9 @@ Design:
   1/255 step of the uint8 input.
 
 Pipeline order: crop/resize -> flip -> rotate -> colour jitter -> grayscale -> blur ->
-sobel -> noise -> cutout; every op clamps to [0, 1].
+sobel -> noise -> cutout; every op clamps to [0, 1]. For the ordered compositions of
+Fig. 5, ``first_op`` moves one group to the front; a targeted crop that comes after
+another op then resamples the view a second time.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ from simclr.augment_ops import (
     hue_,
     noise_,
     noise_field,
+    recrop_,
     rotate_,
     saturation_,
     sobel,
@@ -81,11 +84,11 @@ from simclr.augment_params import (
     to_stored,
     uniforms,
 )
-from simclr.config import AugmentConfig
+from simclr.config import FIG5_OPS, AugmentConfig
 
 __all__ = [
     "PERMUTATIONS", "TwoViewAugment", "ViewParams", "adjust_hue", "apply_params",
-    "blur_kernel_size", "cutout_side", "eval_resize", "noise_field", "picture_hw",
+    "blur_kernel_size", "cutout_side", "eval_resize", "noise_field", "op_order", "picture_hw",
     "reference_augment", "sample_params", "sobel", "to_stored", "uniforms",
 ]
 
@@ -105,29 +108,47 @@ class _Stage:
         return any(bool(((self.key >= lo) & (self.key < hi)).any()) for lo, hi, _ in self.ops)
 
 
-def _with(op: Callable[..., None], **kwargs: int) -> _Op:
+def _with(op: Callable[..., None], **kwargs: int | str) -> _Op:
     return lambda x, f, keys: op(x, f, keys, **kwargs)
 
 
+def op_order(cfg: AugmentConfig) -> list[str]:
+    """The Fig. 5 transformation groups in the order a view gets them: the pipeline's
+    (:data:`~simclr.config.FIG5_OPS`), with ``cfg.first_op`` moved to the front."""
+    order = list(FIG5_OPS)
+    if cfg.first_op:
+        order.remove(cfg.first_op)
+        order.insert(0, cfg.first_op)
+    return order
+
+
 def _stages(p: ViewParams, cfg: AugmentConfig) -> list[_Stage]:
-    """The pipeline after crop/resize/flip as stages; unused ones dropped."""
-    stages = [_Stage(p.rotate.numpy(), [(k, k + 1, _with(rotate_, k=k)) for k in (1, 2, 3)])]
+    """The pipeline after the first crop/resize/flip as stages; unused ones dropped."""
     active = np.array([amount > 0 for amount in cfg.jitter()])  # torchvision skips 0 amounts
     color, order = p.color.numpy(), p.order.numpy()
     jitter_ops = [(0, 1, brightness_), (1, 2, contrast_), (2, 3, saturation_), (3, 4, hue_)]
-    for position in range(4):  # key 4: no jitter op at this position
-        op = order[:, position]
-        stages.append(_Stage(np.where(color & active[op], op, 4), list(jitter_ops)))
-    side = blur_kernel_size(cfg.size, cfg.blur_kernel_frac)
-    key = 2 * p.blur.numpy().astype(np.int64) + p.gray.numpy()  # blurred samples contiguous
-    stages.append(_Stage(key, [(1, 2, grayscale_), (3, 4, grayscale_),
-                               (2, 4, _with(blur_, side=side))]))
-    stages.append(_Stage(p.sobel.numpy().astype(np.int64), [(1, 2, sobel_)]))
-    stages.append(_Stage((p.noise_std.numpy() > 0).astype(np.int64), [(1, 2, noise_)]))
-    cut = _with(cutout_, side=cutout_side(cfg))
-    stages.append(_Stage(p.cutout.numpy().astype(np.int64), [(1, 2, cut)]))
-    return [s for s in stages if s.used()]
-
+    jitter = [_Stage(np.where(color & active[order[:, k]], order[:, k], 4), list(jitter_ops))
+              for k in range(4)]  # key 4: no jitter op at this position
+    gray, blur = p.gray.numpy().astype(np.int64), p.blur.numpy().astype(np.int64)
+    blur_op = _with(blur_, side=blur_kernel_size(cfg.size, cfg.blur_kernel_frac))
+    groups = {
+        "crop": [_Stage(p.recrop.numpy().astype(np.int64),
+                        [(1, 2, _with(recrop_, mode=cfg.interpolation))])],
+        "rotate": [_Stage(p.rotate.numpy(), [(k, k + 1, _with(rotate_, k=k)) for k in (1, 2, 3)])],
+        "color": [*jitter, _Stage(gray, [(1, 2, grayscale_)])],
+        "blur": [_Stage(blur, [(1, 2, blur_op)])],
+        "sobel": [_Stage(p.sobel.numpy().astype(np.int64), [(1, 2, sobel_)])],
+        "noise": [_Stage((p.noise_std.numpy() > 0).astype(np.int64), [(1, 2, noise_)])],
+        "cutout": [_Stage(p.cutout.numpy().astype(np.int64),
+                          [(1, 2, _with(cutout_, side=cutout_side(cfg)))])],
+    }
+    names = op_order(cfg)
+    if names.index("blur") == names.index("color") + 1:
+        # Grayscale then blur as one stage (blurred samples contiguous): one gather less.
+        groups["color"][-1] = _Stage(2 * blur + gray, [(1, 2, grayscale_), (3, 4, grayscale_),
+                                                       (2, 4, blur_op)])
+        groups["blur"] = []
+    return [s for name in names for s in groups[name] if s.used()]
 
 
 def _to_device(array: np.ndarray, device: torch.device) -> Tensor:
@@ -271,47 +292,73 @@ def reference_augment(image: Tensor, params: ViewParams, i: int, cfg: AugmentCon
 
     image: uint8 (3, H, W) CPU -> float32 (3, S, S). ``resized_crop`` (antialias off,
     as the batched path and the official code) with sample i's box, ``horizontal_flip``,
-    ``torch.rot90``, ``adjust_brightness/contrast/saturation/hue`` in the sample's order,
-    ``rgb_to_grayscale``, ``gaussian_blur``; then sobel, noise, cutout.
+    then the groups in :func:`op_order`: ``torch.rot90``; ``adjust_brightness/contrast/
+    saturation/hue`` in the sample's order and ``rgb_to_grayscale``; ``gaussian_blur``;
+    sobel; noise; cutout (and the second ``resized_crop`` + flip of a re-cropped view).
     """
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms.v2 import functional as tvf
 
-    size = params.size
+    size, mode = params.size, InterpolationMode(cfg.interpolation)
     x = tvf.to_dtype(image, torch.float32, scale=True)
     top, left, height, width = (int(v) for v in params.box[i])
     if cfg.crop and not cfg.crop_resize:
         x = tvf.crop(x, top, left, size, size)  # zero padding outside the image
     else:
-        mode = InterpolationMode(cfg.interpolation)
         x = tvf.resized_crop(x, top, left, height, width, [size, size], interpolation=mode,
                              antialias=False)
     x = x.clamp(0.0, 1.0)
-    if params.flip[i]:
+    recrop = bool(params.recrop[i])
+    if params.flip[i] and not recrop:
         x = tvf.horizontal_flip(x)
-    if params.rotate[i]:
-        x = torch.rot90(x, int(params.rotate[i]), dims=(-2, -1))
-    if params.color[i]:
-        ops = (tvf.adjust_brightness, tvf.adjust_contrast, tvf.adjust_saturation, tvf.adjust_hue)
-        for op_id in params.order[i].tolist():
-            if cfg.jitter()[op_id] > 0:
-                x = ops[op_id](x, float(params.factors[i, op_id]))
-    if params.gray[i]:
-        x = tvf.rgb_to_grayscale(x, num_output_channels=3)
-    if params.blur[i]:
-        side = blur_kernel_size(size, cfg.blur_kernel_frac)
-        sigma = float(params.sigma[i])
-        x = tvf.gaussian_blur(x, [side, side], [sigma, sigma])
-    if params.sobel[i]:
-        x = sobel(x[None])[0]
-    if params.noise_std[i] > 0:
-        noise = noise_field(params.noise_key[i:i + 1], size)[0]
-        x = (x + float(params.noise_std[i]) * noise).clamp(0.0, 1.0)
-    if params.cutout[i]:
+
+    def crop(x: Tensor) -> Tensor:
+        if not recrop:
+            return x
+        y0, x0, h, w = (int(v) for v in params.box2[i])
+        x = tvf.resized_crop(x, y0, x0, h, w, [size, size], interpolation=mode, antialias=False)
+        return tvf.horizontal_flip(x.clamp(0.0, 1.0)) if params.flip[i] else x.clamp(0.0, 1.0)
+
+    def rotate(x: Tensor) -> Tensor:
+        return torch.rot90(x, int(params.rotate[i]), dims=(-2, -1)) if params.rotate[i] else x
+
+    def color(x: Tensor) -> Tensor:
+        if params.color[i]:
+            ops = (tvf.adjust_brightness, tvf.adjust_contrast, tvf.adjust_saturation,
+                   tvf.adjust_hue)
+            for op_id in params.order[i].tolist():
+                if cfg.jitter()[op_id] > 0:
+                    x = ops[op_id](x, float(params.factors[i, op_id]))
+        return tvf.rgb_to_grayscale(x, num_output_channels=3) if params.gray[i] else x
+
+    def blur(x: Tensor) -> Tensor:
+        if not params.blur[i]:
+            return x
+        side, sigma = blur_kernel_size(size, cfg.blur_kernel_frac), float(params.sigma[i])
+        return tvf.gaussian_blur(x, [side, side], [sigma, sigma])
+
+    def sobel_op(x: Tensor) -> Tensor:
+        return sobel(x[None])[0] if params.sobel[i] else x
+
+    def noise(x: Tensor) -> Tensor:
+        if params.noise_std[i] <= 0:
+            return x
+        field = noise_field(params.noise_key[i:i + 1], size)[0]
+        return (x + float(params.noise_std[i]) * field).clamp(0.0, 1.0)
+
+    def cutout(x: Tensor) -> Tensor:
+        if not params.cutout[i]:
+            return x
         y0, x0 = (int(v) for v in params.cutout_yx[i])
         side = cutout_side(cfg)
         x = x.clone()
         x[:, y0:y0 + side, x0:x0 + side] = 0.0
+        return x
+
+    groups = {"crop": crop, "rotate": rotate, "color": color, "blur": blur, "sobel": sobel_op,
+              "noise": noise, "cutout": cutout}
+    for name in op_order(cfg):
+        x = groups[name](x)
     return x
 
 

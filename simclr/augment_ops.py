@@ -20,7 +20,8 @@ from simclr.augment_params import GRAY_WEIGHTS, ViewParams
 # Columns of the per-sample float table shipped to the device.
 F_TOP, F_LEFT, F_H, F_W, F_FLIP = range(5)
 F_BRIGHT, F_CONTRAST, F_SAT, F_HUE, F_SIGMA, F_NOISE, F_CUT_Y, F_CUT_X = range(5, 13)
-N_FLOATS = 13
+F_TOP2, F_LEFT2, F_H2, F_W2, F_FLIP2 = range(13, 18)  # the second crop of Fig. 5 orders
+N_FLOATS = 18
 
 
 def _cubic_weights(t: Tensor) -> list[Tensor]:
@@ -103,6 +104,16 @@ def crop_resize(images: Tensor, geo: Tensor, size: int, mode: str) -> Tensor:
     z = torch.bmm(y, wx.transpose(1, 2)).view(n, size, 3, size)  # (n, S, 3, S)
     out = torch.empty((n, 3, size, size), device=images.device, dtype=torch.float32)
     return torch.clamp(z.permute(0, 2, 1, 3), 0.0, 1.0, out=out)  # bicubic overshoots
+
+
+def recrop_(x: Tensor, f: Tensor, keys: Tensor, mode: str) -> None:
+    """Crop, resize and flip views x (n, 3, S, S) in place by their second box (F_*2):
+    the targeted crop of the Fig. 5 protocol when another op comes before it."""
+    size = x.shape[-1]
+    wy = _resize_matrix(f[:, F_TOP2], f[:, F_H2], size, size, None, mode)
+    wx = _resize_matrix(f[:, F_LEFT2], f[:, F_W2], size, size, f[:, F_FLIP2] > 0.5, mode)
+    y = torch.matmul(torch.matmul(wy[:, None], x), wx.transpose(1, 2)[:, None])
+    x.copy_(y.clamp_(0.0, 1.0))
 
 
 def _blur_matrix(sigma: Tensor, size: int, side: int) -> Tensor:
@@ -292,10 +303,13 @@ def rotate_(x: Tensor, f: Tensor, keys: Tensor, k: int) -> None:
     x.copy_(torch.rot90(x, k, dims=(2, 3)))
 
 def float_table(p: ViewParams) -> np.ndarray:
-    """(N, 13) float32: every per-sample number the device ops need (ints < 2^24: exact)."""
+    """(N, 18) float32: every per-sample number the device ops need (ints < 2^24: exact)."""
     table = np.zeros((len(p), N_FLOATS), dtype=np.float32)
     table[:, F_TOP:F_W + 1] = p.box.numpy()
-    table[:, F_FLIP] = p.flip.numpy()
+    flip, recrop = p.flip.numpy(), p.recrop.numpy()
+    table[:, F_FLIP] = flip & ~recrop  # a view cropped twice flips with its second crop
+    table[:, F_TOP2:F_W2 + 1] = p.box2.numpy()
+    table[:, F_FLIP2] = flip & recrop
     table[:, F_BRIGHT:F_HUE + 1] = p.factors.numpy()
     table[:, F_SIGMA] = p.sigma.numpy()
     table[:, F_NOISE] = p.noise_std.numpy()

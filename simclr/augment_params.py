@@ -85,7 +85,10 @@ class ViewParams:
     then resampled).
     ``factors`` are the brightness, contrast and saturation factors and the hue shift;
     ``order[b]`` lists op ids (0 brightness, 1 contrast, 2 saturation, 3 hue) in the order
-    sample b applies them. Ops switched off in the config have all-False masks.
+    sample b applies them. Ops switched off in the config have all-False masks. With
+    ``recrop`` (the Fig. 5 protocol when another op comes before the crop), ``box`` is
+    the crop shared by both views, resampled first without flip, and ``box2`` with
+    ``flip`` is the targeted crop, applied to the view in the op order of the config.
     """
 
     box: Tensor  # int64 (B, 4)
@@ -102,6 +105,8 @@ class ViewParams:
     noise_std: Tensor  # float32 (B,): 0 = no noise
     noise_key: Tensor  # int64 (B,): 32-bit key of the sample's noise field
     sobel: Tensor  # bool (B,)
+    recrop: Tensor  # bool (B,): crop again after the first op (Fig. 5 orders), see box2
+    box2: Tensor  # int64 (B, 4): that crop's (top, left, height, width) on the view's grid
     image_hw: tuple[int, int]
     size: int
 
@@ -199,23 +204,27 @@ SHARED_CROP_VIEW = 0x5C  # the uniforms of the Fig. 5 protocol's shared crop
 def _asymmetric_boxes(
     cfg: AugmentConfig, u: np.ndarray, seed: int, epoch: int, idx: np.ndarray, view: int,
     hw: tuple[int, int] | tuple[np.ndarray, np.ndarray],
-) -> tuple[AugmentConfig, np.ndarray]:
-    """(config for this view, boxes (B, 4)) under the Fig. 5 protocol (Sec. 3.1): "we
-    always first randomly crop images and resize them to the same resolution, and we
-    then apply the targeted transformation(s) only to one branch". The second crop is
-    drawn inside the first at the source resolution (one resampling, not two)."""
+) -> tuple[AugmentConfig, np.ndarray, np.ndarray | None]:
+    """(config for this view, boxes (B, 4), boxes of a second crop on the view's grid or
+    None) under the Fig. 5 protocol (Sec. 3.1): "we always first randomly crop images
+    and resize them to the same resolution, and we then apply the targeted
+    transformation(s) only to one branch". When the targeted crop comes first it is
+    drawn inside the shared crop at the source resolution (one resampling, not two);
+    after another op (``cfg.first_op``) it crops the view, a second resampling."""
     shared_cfg = dataclasses.replace(cfg, crop=True)
     shared = _crop_boxes(uniforms(seed, epoch, idx, SHARED_CROP_VIEW, _N_PARAMS), shared_cfg, hw)
     if view != 0:  # the identity branch: t(x) = x
         identity = dataclasses.replace(
             cfg, crop=False, flip=False, color=False, grayscale=False, blur=False,
             cutout=False, rotate=False, noise=False, sobel=False)
-        return identity, shared
+        return identity, shared, None
     if not cfg.crop:
-        return cfg, shared
+        return cfg, shared, None
+    if cfg.first_op not in ("", "crop"):
+        return cfg, shared, _crop_boxes(u, cfg, (cfg.size, cfg.size))
     inner = _crop_boxes(u, cfg, (shared[:, 2], shared[:, 3]))
     inner[:, :2] += shared[:, :2]
-    return cfg, inner
+    return cfg, inner, None
 
 
 def picture_hw(image_hw: tuple[int, int], aspect: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -287,8 +296,9 @@ def sample_params(
     picture = None if aspect is None or bool((np.asarray(aspect) == 1.0).all()) \
         else picture_hw(hw, np.asarray(aspect).reshape(-1))
     draw_hw = hw if picture is None else picture
+    box2 = None
     if cfg.asymmetric:
-        cfg, boxes = _asymmetric_boxes(cfg, u, seed, epoch, idx, view, draw_hw)
+        cfg, boxes, box2 = _asymmetric_boxes(cfg, u, seed, epoch, idx, view, draw_hw)
     else:
         boxes = _crop_boxes(u, cfg, draw_hw)
     if picture is not None:
@@ -322,6 +332,8 @@ def sample_params(
         noise_std=t(noise_std.astype(np.float32)),
         noise_key=t((u[:, _P_NOISE_KEY] * 2.0**32).astype(np.int64)),
         sobel=t(_coin(u[:, _P_SOBEL], cfg.sobel, cfg.sobel_p)),
+        recrop=torch.full((n,), box2 is not None, dtype=torch.bool),
+        box2=t(np.zeros((n, 4), dtype=np.int64) if box2 is None else box2),
         image_hw=(int(image_hw[0]), int(image_hw[1])),
         size=size,
     )

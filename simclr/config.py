@@ -67,6 +67,9 @@ class AugmentConfig:
     # Fig. 5 protocol: a random crop shared by both views, then the ops above on view 0
     # only (its crop taken inside the shared one), view 1 left as the shared crop.
     asymmetric: bool = False
+    # Fig. 5's ordered compositions: this transformation (a FIG5_OPS name) first on view
+    # 0, the others after it in the pipeline's order; "" keeps the pipeline's order.
+    first_op: str = ""
 
     def jitter(self) -> tuple[float, float, float, float]:
         """(brightness, contrast, saturation, hue) amounts after applying strength s."""
@@ -77,6 +80,20 @@ class AugmentConfig:
             0.8 * s if self.saturation is None else self.saturation,
             0.2 * s if self.hue is None else self.hue,
         )
+
+
+# The seven transformations of Fig. 5 and the switches that make each (crop includes
+# the flip, colour distortion the random grayscale, as in App. A), in the order the
+# augmentation pipeline applies them.
+FIG5_OPS: dict[str, tuple[str, ...]] = {
+    "crop": ("crop", "flip"),
+    "rotate": ("rotate",),
+    "color": ("color", "grayscale"),
+    "blur": ("blur",),
+    "sobel": ("sobel",),
+    "noise": ("noise",),
+    "cutout": ("cutout",),
+}
 
 
 @dataclass
@@ -543,6 +560,12 @@ def validate(cfg: Config) -> None:
         _positive(amount, name, allow_zero=True)
     if a.asymmetric and not a.crop_resize:
         raise SimCLRError("--asymmetric needs --crop-resize (the Fig. 5 crop is crop + resize)")
+    if a.first_op:
+        _choice(a.first_op, tuple(FIG5_OPS), "first-op")
+        if not a.asymmetric:
+            raise SimCLRError("--first-op orders the Fig. 5 protocol's ops: it needs --asymmetric")
+        if not any(getattr(a, switch) for switch in FIG5_OPS[a.first_op]):
+            raise SimCLRError(f"--first-op {a.first_op}: that transformation is switched off")
     if not 0 <= a.jitter()[3] <= 0.5:
         raise SimCLRError(f"hue jitter must lie in [0, 0.5], got {a.jitter()[3]}")
 

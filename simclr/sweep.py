@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simclr.config import all_flags, build_config, default_of
+from simclr.config import FIG5_OPS, all_flags, build_config, default_of
 from simclr.errors import DivergedError, SimCLRError
 
 SUMMARY = "summary.json"
@@ -64,35 +64,26 @@ def parse_axis(text: str) -> Axis:
     return Axis(key, parts, [{path: v} for v in parts])
 
 
-# The seven transformations of Fig. 5 and the switches that make each (crop includes
-# the flip, colour distortion the random grayscale, as in App. A).
-FIG5_OPS: dict[str, tuple[str, ...]] = {
-    "crop": ("augment.crop", "augment.flip"),
-    "cutout": ("augment.cutout",),
-    "color": ("augment.color", "augment.grayscale"),
-    "sobel": ("augment.sobel",),
-    "noise": ("augment.noise",),
-    "blur": ("augment.blur",),
-    "rotate": ("augment.rotate",),
-}
-
-
 def pairs_axis(text: str) -> Axis:
-    """Fig. 5: every transformation of ``text`` ('crop,color,blur') alone and every pair,
-    applied to one branch (``augment.asymmetric``), all the others off. The pipeline has
-    a fixed op order, so (a, b) and (b, a) are one cell: n(n+1)/2 cells."""
+    """Fig. 5: every transformation of ``text`` ('crop,color,blur') alone and every
+    ordered pair (a then b, labelled 'a+b'), applied to one branch
+    (``augment.asymmetric``), all the others off: n^2 cells, the paper's grid. A pair in
+    the pipeline's own order runs as such; the other order sets ``augment.first_op``."""
     ops = [o.strip() for o in text.split(",") if o.strip()]
     unknown = [o for o in ops if o not in FIG5_OPS]
     if unknown or not ops or len(set(ops)) != len(ops):
         raise SimCLRError(f"--pairs {text!r}: expected distinct names from "
                           f"{', '.join(FIG5_OPS)}")
+    pipeline = list(FIG5_OPS)
     labels, settings = [], []
-    for i, a in enumerate(ops):
-        for b in ops[i:]:
-            chosen = {a, b}
+    for a in ops:
+        for b in ops:
             cell = {"augment.asymmetric": "true"}
-            for op, paths in FIG5_OPS.items():
-                cell.update({p: "true" if op in chosen else "false" for p in paths})
+            for op, switches in FIG5_OPS.items():
+                cell.update({f"augment.{s}": "true" if op in (a, b) else "false"
+                             for s in switches})
+            if pipeline.index(a) > pipeline.index(b):
+                cell["augment.first_op"] = a
             labels.append(a if a == b else f"{a}+{b}")
             settings.append(cell)
     return Axis("pair", labels, settings)

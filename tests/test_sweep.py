@@ -124,15 +124,20 @@ def test_fig5_pairs_switch_on_exactly_their_transformations(tmp_path):
     from simclr.sweep import pairs_axis
 
     axis = pairs_axis("crop,color,rotate")
-    assert axis.labels == ["crop", "crop+color", "crop+rotate", "color", "color+rotate",
-                           "rotate"]
+    assert axis.labels == ["crop", "crop+color", "crop+rotate", "color+crop", "color",
+                           "color+rotate", "rotate+crop", "rotate+color", "rotate"]
     cells = plan_cells([axis, parse_axis("temperature=0.5")], tmp_path)
-    cfg = build_config("cifar10", None, {**cells[1].values, "out": "x"})
-    a = cfg.augment
+
+    def augment(k):
+        return build_config("cifar10", None, {**cells[k].values, "out": "x"}).augment
+
+    a = augment(1)
     assert a.asymmetric and a.crop and a.flip and a.color and a.grayscale
     assert not (a.rotate or a.blur or a.cutout or a.noise or a.sobel)
-    only_color = build_config("cifar10", None, {**cells[3].values, "out": "x"}).augment
+    only_color = augment(4)
     assert only_color.color and not only_color.crop and not only_color.flip
+    # Ordered: the pipeline's own order needs nothing; the reverse puts its first op first.
+    assert [augment(k).first_op for k in (1, 3, 5, 7)] == ["", "color", "color", ""]
     for bad in ("crop,crop", "crop,zoom", ""):
         with pytest.raises(SimCLRError, match="--pairs"):
             pairs_axis(bad)
