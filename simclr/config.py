@@ -346,6 +346,18 @@ def default_of(path: str) -> Any:
     return getattr(obj, name)
 
 
+# Settings added after runs were saved whose default is not what those runs did: a
+# saved config without them is read with these values (exact resume, sweep reuse).
+SAVED_BEFORE: dict[str, Any] = {
+    "data.store": "center",  # before whole-picture storage, images were central squares
+}
+
+
+def unsaved_value(path: str) -> Any:
+    """What a run saved before ``path`` existed did: :data:`SAVED_BEFORE`, else the default."""
+    return SAVED_BEFORE[path] if path in SAVED_BEFORE else default_of(path)
+
+
 def type_of(path: str) -> str:
     """The declared type of a dotted setting as text, e.g. ``"float | None"``."""
     obj, name = _owner(path)
@@ -476,8 +488,15 @@ def build_config(
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
-    """Rebuild a Config saved with :meth:`Config.to_dict` (checkpoints, config.yaml)."""
+    """Rebuild a Config saved with :meth:`Config.to_dict` (checkpoints, config.yaml).
+
+    A setting the saved config predates takes :func:`unsaved_value`, what that run did.
+    """
     cfg = Config()
+    for path, value in SAVED_BEFORE.items():
+        section, _, name = path.rpartition(".")
+        if name not in (data.get(section) or {} if section else data):
+            set_path(cfg, path, value, "saved config")
     apply_overrides(cfg, data, "saved config")
     return cfg
 

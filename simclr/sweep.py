@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simclr.config import FIG5_OPS, all_flags, build_config, default_of
+from simclr.config import FIG5_OPS, all_flags, build_config, unsaved_value
 from simclr.errors import DivergedError, SimCLRError
 
 SUMMARY = "summary.json"
@@ -154,8 +154,9 @@ def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
         return
     saved = _flatten(found)
     wanted = _flatten(cfg.to_dict())
-    # A setting added to simclr after that run was made reads as its default there.
-    then = {k: saved[k] if k in saved else _flatten({"v": default_of(k)})["v"] for k in wanted}
+    # A setting added to simclr after that run was made reads as what that run did.
+    then = {k: saved[k] if k in saved else _flatten({"v": unsaved_value(k)})["v"]
+            for k in wanted}
     changed = sorted(k for k in wanted if k not in RUNTIME_ONLY and then[k] != wanted[k])
     if changed:
         k = changed[0]

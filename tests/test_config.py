@@ -37,6 +37,10 @@ def test_round_trip_through_dict():
     cfg = build_config("cifar10", flags={"augment.crop_scale": "0.2,1"})
     again = config_from_dict(cfg.to_dict())
     assert again == cfg and isinstance(again.augment.crop_scale, tuple)
+    older = cfg.to_dict()
+    del older["data"]["store"]  # saved before whole-picture storage existed
+    assert config_from_dict(older).data.store == "center"  # what that run did
+    assert config_from_dict({}).data.store == "center" and Config().data.store == "full"
 
 
 @pytest.mark.parametrize(

@@ -68,6 +68,12 @@ def test_sweep_runs_every_cell_once_and_reuses_finished_ones(tmp_path, image_fol
     save_yaml(older, saved_cfg)
     run_sweep(axes, tmp_path / "sw", preset=None, config=None, flags=flags, evaluate=evaluate)
     assert last.stat().st_mtime_ns == stamp  # the missing setting reads as its default
+    store = older["data"].pop("store")  # ... or as what runs did before it, where that differs
+    save_yaml(older, saved_cfg)
+    with pytest.raises(SimCLRError, match="data.store: 'center' there, 'full' now"):
+        run_sweep(axes, tmp_path / "sw", preset=None, config=None, flags=flags,
+                  evaluate=evaluate)
+    save_yaml({**older, "data": {**older["data"], "store": store}}, saved_cfg)
     with pytest.raises(SimCLRError, match="other settings .*epochs"):
         run_sweep(axes, tmp_path / "sw", preset=None, config=None,
                   flags={**flags, "epochs": 2}, evaluate=evaluate)
