@@ -203,8 +203,9 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="SETTING=V1,V2",
                    help="a swept setting (repeat for a grid), e.g. temperature=0.1,0.5,1")
     p.add_argument("--pairs", metavar="OPS",
-                   help="Fig. 5: each of these transformations alone and in pairs, on one "
-                        "branch, e.g. crop,cutout,color,sobel,noise,blur,rotate")
+                   help="Fig. 5: each of these transformations alone and in ordered pairs "
+                        "('a+b': a then b), on one branch, e.g. "
+                        "crop,cutout,color,sobel,noise,blur,rotate")
     p.add_argument("--preset", choices=sorted(PRESETS))
     p.add_argument("--config", help="YAML file of settings shared by every cell")
     add_config_flags(p, exclude={"out"})
