@@ -21,6 +21,7 @@ from scipy import stats
 
 from simclr import augment as A
 from simclr.config import FIG5_OPS, AugmentConfig
+from simclr.decode import fit_square_tensor
 from simclr.errors import SimCLRError
 
 OFF = dict(crop=False, flip=False, color=False, grayscale=False, blur=False)
@@ -555,10 +556,8 @@ def test_first_op_is_checked():
 # ------------------------------------------------- stored squares of non-square pictures
 
 def _squeeze(pictures: torch.Tensor, side: int) -> torch.Tensor:
-    """The full store of :func:`simclr.decode.fit_square`: whole pictures in side x side."""
-    x = F.interpolate(pictures.float(), (side, side), mode="bilinear", antialias=True,
-                      align_corners=False)
-    return x.round().clamp(0, 255).to(torch.uint8)
+    """The full store: whole pictures in side x side, as the device decoder stores them."""
+    return fit_square_tensor(pictures, side, "full")
 
 
 def test_picture_sizes_and_box_mapping():
