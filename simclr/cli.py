@@ -95,7 +95,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     flags = config_flags(args)
     if args.resume:
         allowed = {"epochs", "max_steps", "time_budget", "progress", "device", "threads",
-                   "data.workers", "log_every", "checkpoint_every", "knn_every"}
+                   "data.workers", "log_every", "checkpoint_every", "knn_every",
+                   "memory_check"}
         changed = sorted(set(flags) - allowed)
         if changed or args.preset or args.config:
             what = ", ".join(changed) or "--preset/--config"

@@ -32,6 +32,7 @@ from simclr.config import AugmentConfig, Config
 from simclr.errors import SimCLRError
 from simclr.evaluate import augmented_batches, crop_flip_config, finish_results, scheduled_lr
 from simclr.features import check_labeled, extract_features, resolve_runtime, source_name
+from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.models import Classifier, build_encoder, resolve_cifar_stem
 from simclr.results import accuracy_summary, log, prepare_dir
 from simclr.runtime import autocast
@@ -103,7 +104,7 @@ def train_classifier(
     total_steps: int, batch_size: int, optimizer: torch.optim.Optimizer,
     lr_fn: Callable[[int, float], float], seed: int, device: torch.device, precision: str,
     channels_last: bool = False, workers: int | None = None, verbose: bool = True,
-    name: str = "train",
+    name: str = "train", memory_check: bool = True, memory_override: str | None = None,
 ) -> dict[str, Any]:
     """Cross-entropy training of ``model`` (x (B,3,S,S) -> logits (B,C)) for some steps.
 
@@ -111,9 +112,13 @@ def train_classifier(
     shuffled epochs over ``indices``, incomplete batches dropped; every step sets each
     group's lr to ``lr_fn(step, group["peak_lr"])``. BatchNorm in train mode; fp16 uses
     a GradScaler, bf16 plain autocast. Returns {"steps", "train_loss", "train_top1"} of
-    the last epoch.
+    the last epoch. A batch whose measured step memory cannot fit is refused up front
+    (simclr.memory), and running out of memory later ends with a one-line error.
     """
     model.to(device).train()
+    check_step_memory(measure_step(model, aug_cfg.size, device, precision, channels_last),
+                      batch_size, 1, device, f"{name}, {aug_cfg.size} px, {precision}",
+                      enforce=memory_check, contrastive=False, override=memory_override)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     steps_per_epoch = len(indices) // batch_size
     if steps_per_epoch == 0:
@@ -130,13 +135,9 @@ def train_classifier(
                 views = views.contiguous(memory_format=torch.channels_last)
             for group in optimizer.param_groups:
                 group["lr"] = lr_fn(step, group["peak_lr"])
-            with autocast(device, precision):
-                logits = model(views)
-            loss = F.cross_entropy(logits.float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            with out_of_memory_is_an_error(batch_size, step, None, resumable=False):
+                logits, loss = classifier_step(model, views, labels, optimizer, scaler,
+                                               device, precision)
             # Accumulated on the device: no host sync per step.
             loss_sum += loss.detach() * len(labels)
             hits += (logits.argmax(1) == labels).sum()
@@ -154,6 +155,22 @@ def train_classifier(
             verbose)
     return {"steps": step, "train_loss": mean_loss, "train_top1": hits.item() / max(seen, 1),
             "train_s": time.perf_counter() - start}
+
+
+def classifier_step(
+    model: nn.Module, views: torch.Tensor, labels: torch.Tensor,
+    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, device: torch.device,
+    precision: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One cross-entropy update on views (B, 3, S, S); returns (logits (B, C), loss)."""
+    with autocast(device, precision):
+        logits = model(views)
+    loss = F.cross_entropy(logits.float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return logits, loss
 
 
 def evaluate_classifier(
@@ -372,7 +389,8 @@ def run_supervised(
         batch_size=batch, optimizer=optimizer,
         lr_fn=lambda step, p: lr_at(step, total, warmup, p, cfg.optim.final_lr),
         seed=cfg.seed, device=dev, precision=prec, channels_last=cfg.channels_last,
-        workers=cfg.data.workers, verbose=verbose, name="supervised")
+        workers=cfg.data.workers, verbose=verbose, name="supervised",
+        memory_check=cfg.memory_check, memory_override="--no-memory-check")
     results: dict[str, Any] = {
         "command": "supervised", "num_train": int(train.num_images),
         "num_classes": num_classes, "batch_size": batch, "total_steps": total,

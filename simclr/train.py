@@ -28,6 +28,7 @@ from simclr.data import ImageSource, decode_device, open_source
 from simclr.errors import DivergedError, SimCLRError
 from simclr.loader import BatchLoader
 from simclr.loss import contrastive_loss
+from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.models import SimCLRModel, build_model
 from simclr.optim import build_optimizer, lr_at
 from simclr.runtime import (
@@ -250,6 +251,11 @@ def setup_model(cfg: Config, device: torch.device) -> SimCLRModel:
     return model
 
 
+def describe(cfg: Config, precision: str) -> str:
+    """'resnet50 x1, 224 px, bf16': what one step computes, for messages."""
+    return f"{cfg.model.arch} x{cfg.model.width:g}, {cfg.augment.size} px, {precision}"
+
+
 def open_data(cfg: Config) -> ImageSource:
     """The training images; in multi-process runs rank 0 builds the decoded cache first."""
     if dist.world_size() > 1 and not dist.is_main():
@@ -289,6 +295,12 @@ def pretrain(
 
     source = open_data(cfg)
     model = setup_model(cfg, device)
+    # Measured before the first step: a batch that cannot fit fails in a second with
+    # a message, not when the kernel kills the process. (After the data, so a wrong
+    # folder is named first; a decoded cache is kept for the next run.)
+    check_step_memory(measure_step(model, cfg.augment.size, device, precision, cfg.channels_last),
+                      cfg.batch_size, dist.world_size(), device, describe(cfg, precision),
+                      enforce=cfg.memory_check and not cfg.compile)
     optimizer = build_optimizer(cfg.optim, model, cfg.batch_size)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     plan = plan_schedule(cfg, source.num_images)
@@ -421,8 +433,9 @@ def train_loop(
             for group in optimizer.param_groups:  # the schedule is a function of the step
                 group["lr"] = lr_at(state.step, plan.total_steps, plan.warmup_steps,
                                     group["peak_lr"], cfg.optim.final_lr)
-            loss, top1, finite, skipped = train_step(cfg, forward, optimizer, scaler, views,
-                                                     per_rank, device, precision)
+            with out_of_memory_is_an_error(cfg.batch_size, state.step, last_good):
+                loss, top1, finite, skipped = train_step(cfg, forward, optimizer, scaler, views,
+                                                         per_rank, device, precision)
             if skipped:
                 state.bad_steps += 1
                 if state.bad_steps > cfg.max_bad_steps:

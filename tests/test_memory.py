@@ -1,0 +1,242 @@
+"""Step memory: measured on a few views, a true lower bound, and the one-line refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from simclr import memory, train
+from simclr.cli import main
+from simclr.config import build_config
+from simclr.errors import SimCLRError
+from simclr.memory import StepMemory, check_step_memory, largest_fitting_batch, measure_step
+from simclr.models import build_model
+from tests.conftest import make_image_folder, tiny_flags
+
+MIB = 2**20
+
+
+def tiny_model(size: int = 16):
+    cfg = build_config(flags={"model.arch": "resnet18", "model.width": 0.125,
+                              "augment.size": size})
+    return build_model(cfg.model, size)
+
+
+def test_per_view_cost_is_the_marginal_cost_of_a_view():
+    model = tiny_model()
+    mem = measure_step(model, 16, torch.device("cpu"), "fp32", channels_last=False)
+    # Independent of the two batches it was measured on: 16 and 32 views cost what the
+    # fit says, to the byte (ResNet activations grow exactly linearly with the batch).
+    for n in (16, 32):
+        x = torch.rand(n, 3, 16, 16)
+        assert memory._saved_bytes(model.train(), x, "fp32") == pytest.approx(
+            mem.fixed + n * mem.per_view, rel=1e-6)
+    # An fp32 ResNet keeps at least every conv input of a view: more than the view itself.
+    assert mem.per_view > 4 * 3 * 16 * 16
+
+
+def test_measuring_leaves_the_model_untouched():
+    model = tiny_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    measure_step(model, 16, torch.device("cpu"), "fp32", channels_last=True)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BN statistics included
+    assert torch.equal(rng, torch.get_rng_state())
+
+
+def test_bf16_autocast_halves_the_activations():
+    model = tiny_model(32)
+    fp32 = measure_step(model, 32, torch.device("cpu"), "fp32", channels_last=True)
+    bf16 = measure_step(model, 32, torch.device("cpu"), "bf16", channels_last=True)
+    assert 0.4 < bf16.per_view / fp32.per_view < 0.75
+
+
+# One training step in a fresh process: the bound against the growth of its peak RSS.
+STEP = textwrap.dedent("""
+    import json, sys, torch
+    from simclr.config import build_config
+    from simclr.loss import contrastive_loss
+    from simclr.memory import measure_step
+    from simclr.optim import build_optimizer
+    from simclr.runtime import autocast, tune_cpu_allocator
+    from simclr.train import setup_model
+    tune_cpu_allocator()
+    torch.set_num_threads(1)
+    arch, width, size, batch, prec = sys.argv[1:6]
+    batch, size = int(batch), int(size)
+    cfg = build_config(preset="cifar10-cpu", flags={"model.arch": arch,
+        "model.width": float(width), "augment.size": size, "batch_size": batch})
+    dev = torch.device("cpu")
+    model = setup_model(cfg, dev)
+    opt = build_optimizer(cfg.optim, model, batch)
+    def status(key):  # kB -> bytes
+        for line in open("/proc/self/status"):
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    # Reset the peak RSS (VmHWM) to the current RSS: ru_maxrss would carry the parent's
+    # peak over exec (Linux), hiding the step under pytest's own footprint.
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = status("VmRSS")
+    views = torch.rand(2 * batch, 3, size, size).contiguous(memory_format=torch.channels_last)
+    with autocast(dev, prec):
+        _, z = model(views)
+    loss, _ = contrastive_loss(cfg.loss, z[:batch].float(), z[batch:].float())
+    loss.backward()
+    opt.step()
+    peak = status("VmHWM")
+    # Measured after the step, so the step could not reuse memory the probe freed.
+    mem = measure_step(model, size, dev, prec, True)
+    print(json.dumps({"bound": mem.lower_bound(2 * batch, 2 * batch), "growth": peak - base}))
+""")
+
+
+@pytest.mark.parametrize(("arch", "width", "size", "batch", "precision"), [
+    ("resnet18", "0.25", "32", "256", "fp32"),
+    ("resnet18", "0.25", "32", "256", "bf16"),
+    ("resnet50", "0.5", "64", "32", "bf16"),
+])
+def test_the_bound_is_below_a_real_steps_peak(arch, width, size, batch, precision):
+    if precision == "bf16" and not torch.backends.mkldnn.is_available():
+        pytest.skip("bf16 autocast on this CPU needs oneDNN")
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak RSS")
+    done = subprocess.run([sys.executable, "-c", STEP, arch, width, size, batch, precision],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    # A lower bound (the kernel kills a run whose peak exceeds the free memory, so the
+    # check must never refuse a step that fits), and a useful one: within 2x.
+    assert 0.5 * got["growth"] <= got["bound"] <= got["growth"], got
+
+
+def test_refusal_names_a_batch_that_fits(monkeypatch):
+    mem = StepMemory(fixed=10 * MIB, per_view=3 * MIB, state=40 * MIB, input_per_view=0.2 * MIB)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 2.0 * 2**30)
+    with pytest.raises(SimCLRError, match=r"--batch-size 4096 does not fit.*try --batch-size 128 "):
+        check_step_memory(mem, 4096, 1, torch.device("cpu"), "resnet50 x1, 224 px, bf16")
+    fits = largest_fitting_batch(mem, 2.0 * 2**30, 1)
+    assert fits == 128  # 256 views of 3.2 MiB: 0.8 GiB; 512 views would pass 70% of 2 GiB
+    assert mem.lower_bound(2 * fits, 2 * fits) <= 0.7 * 2**31
+    assert mem.lower_bound(4 * fits, 4 * fits) > 0.7 * 2**31
+    # Per process: 4 processes of 128 images each fit as well as one of 128.
+    assert largest_fitting_batch(mem, 2.0 * 2**30, 4) == 4 * 128
+    # Not enforced (--no-memory-check, --compile): a warning, no error.
+    assert check_step_memory(mem, 4096, 1, torch.device("cpu"), "x", enforce=False) > 2**31
+    # Nothing to read (another OS): nothing is refused.
+    monkeypatch.setattr(memory, "available_bytes", lambda device: None)
+    check_step_memory(mem, 4096, 1, torch.device("cpu"), "x")
+
+
+def test_available_memory_is_shared_by_local_processes(monkeypatch):
+    one = memory.available_bytes(torch.device("cpu"))
+    if one is None:
+        pytest.skip("no /proc/meminfo on this system")
+    assert 0 < one
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert memory.available_bytes(torch.device("cpu")) == pytest.approx(one / 4, rel=0.2)
+
+
+def test_pretrain_refuses_before_the_first_step(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 64.0 * MIB)
+    data = make_image_folder(tmp_path / "imgs", per_class=8)
+    args = ["pretrain", "--data", str(data), "--out", str(tmp_path / "run"), "--arch",
+            "resnet18", "--width", "0.125", "--image-size", "16", "--cache-dir",
+            str(tmp_path / "cache"), "--no-progress", "--max-steps", "1"]
+    assert main([*args, "--batch-size", "4096"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--batch-size 4096 does not fit" in err, err
+    assert not list((tmp_path / "run").rglob("*.pt"))  # refused before the first step
+    # --no-memory-check: the user's call (a batch of 16 of the 16 images really fits).
+    assert main([*args, "--batch-size", "16", "--no-memory-check"]) == 0
+
+
+@pytest.mark.parametrize("failure", [
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate "
+                 "memory: you tried to allocate 9437184000 bytes"),
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+])
+def test_out_of_memory_mid_run_is_one_line_and_keeps_the_checkpoint(
+        tmp_path, image_folder, cache_dir, monkeypatch, failure):
+    real = train.train_step
+
+    def step(*args, **kwargs):
+        step.calls = getattr(step, "calls", 0) + 1
+        if step.calls == 3:
+            raise failure
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_step", step)
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "oom", cache_dir))
+    with pytest.raises(SimCLRError) as info:
+        train.pretrain(cfg)
+    message = str(info.value)
+    assert "\n" not in message and "out of memory at step 3" in message
+    assert "ckpt-00000002.pt is untouched" in message
+    assert not (tmp_path / "oom/checkpoints/last.pt").exists()
+
+
+def test_other_runtime_errors_keep_their_traceback(tmp_path, image_folder, cache_dir,
+                                                   monkeypatch):
+    def step(*args, **kwargs):
+        raise RuntimeError("shape mismatch: a bug")
+
+    monkeypatch.setattr(train, "train_step", step)
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "bug", cache_dir))
+    with pytest.raises(RuntimeError, match="a bug"):
+        train.pretrain(cfg)
+
+
+def test_supervised_training_is_checked_too(tmp_path, monkeypatch):
+    from simclr.data import open_source
+    from simclr.finetune import run_supervised
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1.0 * MIB)
+    data = make_image_folder(tmp_path / "imgs", per_class=8)
+    cfg = build_config(flags={**tiny_flags(data, tmp_path / "sup", str(tmp_path / "c")),
+                              "batch_size": 16, "max_steps": 1})
+    train_set = open_source(str(data), cfg.data, train=True, image_size=16)
+    with pytest.raises(SimCLRError, match="fit: one step of supervised.*--no-memory-check"):
+        run_supervised(cfg, train_set, run_dir=tmp_path / "sup", verbose=False)
+
+    # Mid-run, the classifier loops end the same way as pretraining.
+    import simclr.finetune as finetune
+
+    def step(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.undo()
+    monkeypatch.setattr(finetune, "classifier_step", step)
+    with pytest.raises(SimCLRError, match="^out of memory at step 1 with --batch-size 16"):
+        run_supervised(cfg, train_set, run_dir=tmp_path / "sup2", verbose=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_the_bound_is_below_a_real_steps_peak_on_cuda():
+    from simclr.loss import contrastive_loss
+    from simclr.optim import build_optimizer
+    from simclr.runtime import autocast
+
+    dev = torch.device("cuda")
+    cfg = build_config(preset="cifar10-cpu", flags={"model.width": 1.0, "batch_size": 512})
+    model = train.setup_model(cfg, dev)
+    mem = measure_step(model, 32, dev, "bf16", True)
+    opt = build_optimizer(cfg.optim, model, 512)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats(dev)
+    base = torch.cuda.memory_allocated(dev)  # parameters; gradients and momentum come later
+    views = torch.rand(1024, 3, 32, 32, device=dev).contiguous(memory_format=torch.channels_last)
+    with autocast(dev, "bf16"):
+        _, z = model(views)
+    loss, _ = contrastive_loss(cfg.loss, z[:512].float(), z[512:].float())
+    loss.backward()
+    opt.step()
+    growth = torch.cuda.max_memory_allocated(dev) - base
+    assert 0.5 * growth <= mem.lower_bound(1024, 1024) <= growth
