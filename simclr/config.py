@@ -237,8 +237,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # at half width, and the folder decoded once into the cache at round(1.15 x 96) =
     # 110 px. In 5-minute runs (kNN on Imagenette val): 96 px beat 64 and 128 (53.6% vs
     # 51.0 / 52.3% at width 0.25), colour strength 0.5 beat 1 (53.6 vs 49.3%), blur added
-    # 0.8 points; in 20-minute runs width 0.5 beat 0.25 (linear 68.7 vs 66.8%, kNN 64.2
-    # vs 63.6%; README, "Results").
+    # 0.8 points; in 20-minute runs width 0.5 beat 0.25 (linear 68.7 / 68.9% in two
+    # seeds vs 66.8%, kNN 64.2 / 65.2% vs 63.6%; README, "Results").
     "imagenette-cpu": {
         "model": {"arch": "resnet18", "width": 0.5, "head_batch_norm": True},
         "augment": {"size": 96, "color_strength": 0.5, "blur": True},

@@ -52,8 +52,10 @@ class StepMemory:
 
 
 def _saved_bytes(model: torch.nn.Module, views: torch.Tensor, precision: str) -> int:
-    """Bytes of the distinct tensors autograd saves in one forward pass of ``views``."""
-    seen: set[tuple[int, int]] = set()
+    """Bytes of the distinct tensors autograd saves in one forward pass of ``views``,
+    leaving out the parameters themselves (saved by fp32 layers; they exist already)."""
+    seen = {(p.untyped_storage().data_ptr(), p.untyped_storage().nbytes())
+            for p in model.parameters()}
     total = 0
 
     def pack(t: torch.Tensor) -> torch.Tensor:
