@@ -116,9 +116,10 @@ def train_classifier(
     (simclr.memory), and running out of memory later ends with a one-line error.
     """
     model.to(device).train()
-    check_step_memory(measure_step(model, aug_cfg.size, device, precision, channels_last),
-                      batch_size, 1, device, f"{name}, {aug_cfg.size} px, {precision}",
-                      enforce=memory_check, contrastive=False, override=memory_override)
+    step_memory = measure_step(model, aug_cfg.size, device, precision, channels_last,
+                               contrastive=False)
+    check_step_memory(step_memory, batch_size, 1, device, f"{name}, {aug_cfg.size} px, "
+                      f"{precision}", enforce=memory_check, override=memory_override)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     steps_per_epoch = len(indices) // batch_size
     if steps_per_epoch == 0:

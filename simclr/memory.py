@@ -35,18 +35,20 @@ GIB = 2.0**30
 
 @dataclass
 class StepMemory:
-    """A step's lower-bound memory, in bytes, as a function of its views per process."""
+    """A step's lower-bound memory, in bytes, as a function of its images per process."""
 
     fixed: float  # saved tensors that do not grow with the batch (casted weights, ...)
-    per_view: float  # saved activations of one more view (2 per image)
+    per_view: float  # saved activations of one more view
     state: float  # gradients + one optimizer buffer per parameter (weights already exist)
     input_per_view: float  # the fp32 view itself, (3, S, S)
+    contrastive: bool = True  # two views per image and NT-Xent; else one (classifiers)
 
-    def lower_bound(self, views: int, global_views: int) -> float:
-        """Lower bound for ``views`` (2n) views on this process, ``global_views`` (2N)
-        in all: NT-Xent holds (2n, 2N) logits, their exponentials and their gradient in
-        fp32."""
-        similarity = 3 * 4.0 * views * global_views
+    def lower_bound(self, images: int, world: int = 1) -> float:
+        """Lower bound for ``images`` (n) images on each of ``world`` processes: 2n
+        views here, and NT-Xent's (2n, 2N) logits, their exponentials and their gradient
+        in fp32; n views and no logits matrix for a classifier."""
+        views = (2 if self.contrastive else 1) * images
+        similarity = 3 * 4.0 * views * views * world if self.contrastive else 0.0
         return (self.fixed + views * (self.per_view + self.input_per_view)
                 + self.state + similarity)
 
@@ -74,9 +76,10 @@ def _saved_bytes(model: torch.nn.Module, views: torch.Tensor, precision: str) ->
 
 
 def measure_step(model: torch.nn.Module, image_size: int, device: torch.device,
-                 precision: str, channels_last: bool) -> StepMemory:
+                 precision: str, channels_last: bool, contrastive: bool = True) -> StepMemory:
     """Measure a step's memory on a copy of ``model`` (its BatchNorm statistics and
-    RNG untouched) with 2 and 4 random views (3, S, S)."""
+    RNG untouched) with 2 and 4 random views (3, S, S). ``contrastive``: a SimCLR step
+    (two views per image, NT-Xent), else a classifier's (one view per image)."""
     probe = copy.deepcopy(model).train()
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     rng = torch.Generator(device="cpu").manual_seed(0)
@@ -88,7 +91,8 @@ def measure_step(model: torch.nn.Module, image_size: int, device: torch.device,
     per_view = max((saved[1] - saved[0]) / 2, 0.0)
     params = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     return StepMemory(fixed=max(saved[0] - 2 * per_view, 0.0), per_view=per_view,
-                      state=2.0 * params, input_per_view=4.0 * 3 * image_size**2)
+                      state=2.0 * params, input_per_view=4.0 * 3 * image_size**2,
+                      contrastive=contrastive)
 
 
 def _cgroup_free() -> float | None:
@@ -123,12 +127,11 @@ def available_bytes(device: torch.device) -> float | None:
     return free / max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
 
 
-def largest_fitting_batch(mem: StepMemory, free: float, world: int, per_image: int = 2) -> int:
+def largest_fitting_batch(mem: StepMemory, free: float, world: int) -> int:
     """The largest global batch, ``world`` x a power of two, whose lower bound stays
-    within 70% of ``free`` bytes; 0 when not even one image per process does.
-    ``per_image``: views per image (2: contrastive, with its similarity matrix)."""
+    within 70% of ``free`` bytes; 0 when not even one image per process does."""
     per_rank, n = 0, 1
-    while mem.lower_bound(per_image * n, 2 * n * world if per_image == 2 else 0) <= 0.7 * free:
+    while mem.lower_bound(n, world) <= 0.7 * free:
         per_rank, n = n, 2 * n
     return per_rank * world
 
@@ -139,24 +142,22 @@ def size_text(n: float) -> str:
 
 
 def check_step_memory(mem: StepMemory, batch_size: int, world: int, device: torch.device,
-                      what: str, enforce: bool = True, contrastive: bool = True,
+                      what: str, enforce: bool = True,
                       override: str | None = "--no-memory-check") -> float:
     """Log a step's lower-bound memory; refuse (SimCLRError) a batch whose lower bound
     exceeds the memory available, naming a batch that fits. Returns the bound in bytes.
     ``enforce=False`` (``--no-memory-check``, or ``--compile``, which may recompute
-    instead of saving) only logs. ``contrastive``: two views per image and NT-Xent's
-    similarity matrix; else one view per image (classifier training). ``override``:
-    the flag that skips the check, named in the message."""
-    per_image = 2 if contrastive else 1
-    views = per_image * (batch_size // world)
-    need = mem.lower_bound(views, 2 * batch_size if contrastive else 0)
+    instead of saving) only logs. ``override``: the flag that skips the check, named
+    in the message."""
+    views = (2 if mem.contrastive else 1) * (batch_size // world)
+    need = mem.lower_bound(batch_size // world, world)
     free = available_bytes(device)
     where = "GPU" if device.type == "cuda" else "RAM"
     if free is None:
         log.info("memory: one step needs at least %s (%s)", size_text(need), what)
         return need
     if need > free and enforce:
-        fits = largest_fitting_batch(mem, free, world, per_image)
+        fits = largest_fitting_batch(mem, free, world)
         hint = f"--batch-size {fits}" if fits else "a smaller --image-size or --width"
         skip = f" ({override} skips this check)" if override else ""
         raise SimCLRError(

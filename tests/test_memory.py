@@ -94,7 +94,7 @@ STEP = textwrap.dedent("""
     peak = status("VmHWM")
     # Measured after the step, so the step could not reuse memory the probe freed.
     mem = measure_step(model, size, dev, prec, True)
-    print(json.dumps({"bound": mem.lower_bound(2 * batch, 2 * batch), "growth": peak - base}))
+    print(json.dumps({"bound": mem.lower_bound(batch), "growth": peak - base}))
 """)
 
 
@@ -124,10 +124,14 @@ def test_refusal_names_a_batch_that_fits(monkeypatch):
         check_step_memory(mem, 4096, 1, torch.device("cpu"), "resnet50 x1, 224 px, bf16")
     fits = largest_fitting_batch(mem, 2.0 * 2**30, 1)
     assert fits == 128  # 256 views of 3.2 MiB: 0.8 GiB; 512 views would pass 70% of 2 GiB
-    assert mem.lower_bound(2 * fits, 2 * fits) <= 0.7 * 2**31
-    assert mem.lower_bound(4 * fits, 4 * fits) > 0.7 * 2**31
+    assert mem.lower_bound(fits) <= 0.7 * 2**31 < mem.lower_bound(2 * fits)
     # Per process: 4 processes of 128 images each fit as well as one of 128.
     assert largest_fitting_batch(mem, 2.0 * 2**30, 4) == 4 * 128
+    # A classifier's step: one view per image, no similarity matrix.
+    one_view = StepMemory(fixed=10 * MIB, per_view=3 * MIB, state=40 * MIB,
+                          input_per_view=0.2 * MIB, contrastive=False)
+    assert one_view.lower_bound(100) == pytest.approx(50 * MIB + 100 * 3.2 * MIB)
+    assert mem.lower_bound(100) == pytest.approx(50 * MIB + 200 * 3.2 * MIB + 12 * 200**2)
     # Not enforced (--no-memory-check, --compile): a warning, no error.
     assert check_step_memory(mem, 4096, 1, torch.device("cpu"), "x", enforce=False) > 2**31
     # Nothing to read (another OS): nothing is refused.
@@ -239,4 +243,4 @@ def test_the_bound_is_below_a_real_steps_peak_on_cuda():
     loss.backward()
     opt.step()
     growth = torch.cuda.max_memory_allocated(dev) - base
-    assert 0.5 * growth <= mem.lower_bound(1024, 1024) <= growth
+    assert 0.5 * growth <= mem.lower_bound(512) <= growth
