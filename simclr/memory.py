@@ -43,11 +43,15 @@ class StepMemory:
     input_per_view: float  # the fp32 view itself, (3, S, S)
     contrastive: bool = True  # two views per image and NT-Xent; else one (classifiers)
 
+    @property
+    def views_per_image(self) -> int:
+        return 2 if self.contrastive else 1
+
     def lower_bound(self, images: int, world: int = 1) -> float:
         """Lower bound for ``images`` (n) images on each of ``world`` processes: 2n
         views here, and NT-Xent's (2n, 2N) logits, their exponentials and their gradient
         in fp32; n views and no logits matrix for a classifier."""
-        views = (2 if self.contrastive else 1) * images
+        views = self.views_per_image * images
         similarity = 3 * 4.0 * views * views * world if self.contrastive else 0.0
         return (self.fixed + views * (self.per_view + self.input_per_view)
                 + self.state + similarity)
@@ -149,7 +153,7 @@ def check_step_memory(mem: StepMemory, batch_size: int, world: int, device: torc
     ``enforce=False`` (``--no-memory-check``, or ``--compile``, which may recompute
     instead of saving) only logs. ``override``: the flag that skips the check, named
     in the message."""
-    views = (2 if mem.contrastive else 1) * (batch_size // world)
+    views = mem.views_per_image * (batch_size // world)
     need = mem.lower_bound(batch_size // world, world)
     free = available_bytes(device)
     where = "GPU" if device.type == "cuda" else "RAM"
