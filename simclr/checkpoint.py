@@ -20,7 +20,7 @@ import os
 import pickle
 import re
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -75,38 +75,54 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)``, then make ``tmp`` durable and rename it over ``target``.
+
+    ``tmp`` is ``<name>.tmp-<pid>`` in the same folder (same file system, so the rename
+    is atomic and a reader sees the old file or the new one, never half of one). On any
+    exception, ``write``'s included, the temporary file is removed, ``target`` is left
+    untouched and the exception propagates.
+    """
+    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
+
+
 def save_checkpoint(
     state: Mapping[str, Any], run_dir: str | os.PathLike, name: str = LAST,
     keep_last: int | None = None,
 ) -> Path:
     """Write ``state`` atomically to ``run_dir/name``; returns the path.
 
-    The bytes go to ``<name>.tmp-<pid>`` in the same folder (same file system, so the
-    rename is atomic), are flushed and fsynced, then ``os.replace``d over the target
-    and the folder is fsynced. On any OSError (disk full, quota, permissions) the
-    temporary file is removed, the previous file is left untouched, and a
-    :class:`SimCLRError` says so. ``keep_last``: after writing a periodic
-    ``ckpt-<step>.pt``, delete all but the newest ``keep_last`` of them.
+    See :func:`write_atomically`. On any OSError (disk full, quota, permissions) the
+    previous file is left untouched and a :class:`SimCLRError` says so. ``keep_last``:
+    after writing a periodic ``ckpt-<step>.pt``, delete all but the newest ``keep_last``
+    of them.
     """
     folder = Path(run_dir)
     if not name or os.sep in name or name.startswith("."):
         raise ValueError(f"checkpoint name must be a plain file name, got {name!r}")
     target = folder / name
-    tmp = folder / f"{name}.tmp-{os.getpid()}"
     payload = {"format": FORMAT, "version": VERSION, **state}
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-        _fsync_dir(folder)
+
+    try:
+        write_atomically(target, write)
     except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         reason = exc.strerror or str(exc)
         previous = target if target.is_file() else latest_checkpoint(folder)
         kept = (f"the previous checkpoint {previous} is intact" if previous is not None
@@ -164,14 +180,9 @@ def _unsafe_global(message: str) -> str | None:
     return None
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``torch.load(weights_only=True)``.
-
-    ``path`` may be a run folder (``--out`` of pretraining: the latest checkpoint in
-    its ``checkpoints/``) or a checkpoint folder (:func:`latest_checkpoint`). Raises
-    SimCLRError for a missing, truncated or foreign file, and for one carrying pickled
-    Python objects (refused by the weights-only unpickler before anything runs).
-    """
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """The file a ``--checkpoint`` argument names: the file itself, or for a run folder
+    (``--out`` of pretraining) or a checkpoint folder its :func:`latest_checkpoint`."""
     p = Path(path)
     if p.is_dir():
         if (p / "checkpoints").is_dir():
@@ -182,6 +193,17 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         p = found
     if not p.is_file():
         raise SimCLRError(f"checkpoint not found: {p}")
+    return p
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)``.
+
+    ``path`` may also be a run or checkpoint folder (:func:`checkpoint_file`). Raises
+    SimCLRError for a missing, truncated or foreign file, and for one carrying pickled
+    Python objects (refused by the weights-only unpickler before anything runs).
+    """
+    p = checkpoint_file(path)
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle, zip, EOF and I/O errors alike mean "unusable"

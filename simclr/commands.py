@@ -20,6 +20,7 @@ from simclr.checkpoint import load_checkpoint
 from simclr.config import Config, DataConfig, config_from_dict
 from simclr.data import NAMED_DATASETS, ImageSource, open_source
 from simclr.errors import SimCLRError
+from simclr.export import FORMATS
 from simclr.pretrained import (
     LAYERS_HELP,
     encoder_from_checkpoint,
@@ -239,9 +240,9 @@ def cmd_supervised(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from simclr.pretrained import export_encoder
+    from simclr.export import export
 
-    print(json.dumps(export_encoder(args.checkpoint, args.out)))
+    print(json.dumps(export(args.checkpoint, args.out, args.format, args.layer)))
     return 0
 
 
@@ -343,9 +344,15 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--out", required=True, help="run directory")
     p.set_defaults(func=cmd_supervised)
 
-    p = sub.add_parser("export", help="write an encoder-only checkpoint (for load_encoder)")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--out", required=True)
+    p = sub.add_parser(
+        "export", help="the encoder as a small checkpoint, or as a program that runs "
+                       "without simclr (torch.export .pt2, ONNX)")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint file or run folder")
+    p.add_argument("--out", required=True,
+                   help="the file to write (.pt: checkpoint, .pt2: torch.export, .onnx)")
+    p.add_argument("--format", default="auto", choices=("auto", *FORMATS),
+                   help="auto (default): from --out's suffix")
+    p.add_argument("--layer", default="h", help=f"pt2 / onnx: {LAYERS_HELP}")
     p.set_defaults(func=cmd_export)
 
 

@@ -1,7 +1,7 @@
-"""Using a trained encoder: load it (or its head, or a layer of the head), export it, embed.
+"""Using a trained encoder: load it (or its head, or a layer of the head), embed a folder.
 
 Works on every checkpoint this package writes (pretraining, supervised baseline,
-fine-tuning, export): each holds the encoder's weights under ``encoder.*`` and the
+fine-tuning, encoder export): each holds the encoder's weights under ``encoder.*`` and the
 config that rebuilds its architecture.
 """
 
@@ -109,24 +109,6 @@ def load_encoder(checkpoint: str | Path, device: str | torch.device = "cpu") -> 
     """
     encoder, _ = encoder_from_checkpoint(load_checkpoint(checkpoint))
     return encoder.to(device).eval()
-
-
-def export_encoder(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
-    """Write a small checkpoint with only the encoder (no head, optimizer or RNG)."""
-    from simclr.checkpoint import save_checkpoint
-
-    ckpt = load_checkpoint(checkpoint)
-    spec = encoder_spec(ckpt)
-    blob = {
-        "format": "simclr-checkpoint", "version": 1, "kind": "encoder",
-        "config": {"model": ckpt["config"]["model"], "augment": ckpt["config"]["augment"]},
-        "model": {k: v for k, v in ckpt["model"].items() if k.startswith("encoder.")},
-        "step": int(ckpt.get("step", 0)),
-    }
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(blob, out.parent, out.name, None)
-    return {"out": str(out), **spec}
 
 
 def embed_folder(

@@ -1,0 +1,228 @@
+"""Exporting a trained encoder, for use with simclr or without it.
+
+Three formats (``simclr export --format``, by default chosen from the file's suffix):
+
+- ``checkpoint`` (``.pt``): a small simclr checkpoint holding the encoder's weights and
+  architecture (no head, optimizer or RNG state); :func:`simclr.load_encoder` and every
+  ``simclr`` command read it.
+- ``pt2``: a ``torch.export`` program. PyTorch alone runs it, with no simclr and no
+  model code: ``torch.export.load(path).module()``.
+- ``onnx``: an ONNX graph for onnxruntime, TensorRT, OpenVINO, ... (needs the ``onnx``
+  extra: ``pip install "simclr[onnx]"``).
+
+A program maps float32 images (B, 3, S, S), RGB in [0, 1] with no mean/std
+normalisation (as in the official code), to the representation at ``layer``: h, the
+encoder's output, by default, which the paper evaluates (Sec. 4.2), or z = g(h) or a
+layer of the head. B is free. Each program is checked before it replaces anything at
+``--out``: run on a batch of another size than the one it was traced with, it must
+give the eager model's output. Its description (:func:`program_card`) is stored inside
+the file and beside it as ``<out>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from simclr import __version__
+from simclr.checkpoint import checkpoint_file, load_checkpoint, save_checkpoint, write_atomically
+from simclr.errors import SimCLRError
+from simclr.pretrained import encoder_spec, representation_from_checkpoint
+
+FORMATS = ("checkpoint", "pt2", "onnx")
+_SUFFIXES = {".pt2": "pt2", ".onnx": "onnx"}
+CARD_FILE = "simclr.json"  # the card's name inside a .pt2 archive and in ONNX metadata
+# The traced batch and the checked batch differ, so a program that baked the batch
+# size in fails its check instead of failing later in a user's hands.
+TRACE_BATCH, CHECK_BATCH = 2, 3
+ATOL, RTOL = 1e-4, 1e-3  # fp32 kernels of another runtime; the outputs are O(1)
+
+
+def export_format(out: str | Path, fmt: str = "auto") -> str:
+    """``fmt``, or for 'auto' the format ``out``'s suffix names (checkpoint otherwise)."""
+    if fmt == "auto":
+        return _SUFFIXES.get(Path(out).suffix.lower(), "checkpoint")
+    if fmt not in FORMATS:
+        raise SimCLRError(f"--format: unknown value {fmt!r} (auto, {', '.join(FORMATS)})")
+    return fmt
+
+
+def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
+           layer: str = "h") -> dict[str, Any]:
+    """Export the encoder of ``checkpoint`` to ``out``; returns a summary for the CLI."""
+    fmt = export_format(out, fmt)
+    source, out = checkpoint_file(checkpoint), Path(out)
+    if out.is_dir():
+        raise SimCLRError(f"--out {out} is a folder; give a file name")
+    if out.exists() and out.resolve() == source.resolve():
+        raise SimCLRError(f"--out {out} is the checkpoint being exported; choose another path")
+    if fmt == "checkpoint":
+        if layer != "h":
+            raise SimCLRError(f"--layer {layer}: a checkpoint export holds the encoder only; "
+                              "use --format pt2 or onnx to export a layer of the head")
+        return export_encoder(source, out)
+    return export_program(source, out, fmt, layer)
+
+
+def export_encoder(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
+    """Write a small checkpoint with only the encoder (no head, optimizer or RNG)."""
+    ckpt = load_checkpoint(checkpoint)
+    spec = encoder_spec(ckpt)
+    blob = {
+        "kind": "encoder",
+        "config": {"model": ckpt["config"]["model"], "augment": ckpt["config"]["augment"]},
+        "model": {k: v for k, v in ckpt["model"].items() if k.startswith("encoder.")},
+        "step": int(ckpt.get("step", 0)),
+    }
+    out = Path(out)
+    save_checkpoint(blob, out.parent, out.name, None)
+    return {"out": str(out), "format": "checkpoint", **spec}
+
+
+def program_card(spec: dict[str, Any], layer: str, dim: int, step: int, fmt: str,
+                 source: Path) -> dict[str, Any]:
+    """What a program computes and what it expects: stored in it and beside it."""
+    size = spec["image_size"]
+    output = {"h": "h, the encoder's pooled output (the representation the paper evaluates)",
+              "z": "z = g(h), the projection head's output"}.get(
+        layer, f"the output of layer {layer[1:]} of the projection head")
+    return {
+        "format": "simclr-program", "version": 1, "program": fmt,
+        "input": {
+            "name": "images", "dtype": "float32", "shape": ["batch", 3, size, size],
+            "values": "RGB in [0, 1], channels first, no mean/std normalisation",
+            "preprocess": f"simclr's evaluation transform: images of side <= 32 resized to "
+                          f"{size} x {size}; larger ones shorter side to "
+                          f"{round(size / 0.875)}, then the central {size} x {size} crop "
+                          "(bicubic, antialiased); simclr.augment.eval_resize does it",
+        },
+        "output": {"name": layer, "dtype": "float32", "shape": ["batch", dim],
+                   "what": output},
+        "encoder": {k: spec[k] for k in ("arch", "width", "cifar_stem", "image_size")},
+        "step": step, "checkpoint": str(source), "simclr_version": __version__,
+    }
+
+
+def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
+                   layer: str = "h") -> dict[str, Any]:
+    """Trace the representation at ``layer`` and write it as a ``pt2`` or ``onnx`` program.
+
+    The file is written to a temporary name, checked (:func:`check_program`) and only
+    then renamed over ``out``; the card follows as ``<out>.json``.
+    """
+    write_program = {"pt2": _write_pt2, "onnx": _write_onnx}[fmt]
+    source = checkpoint_file(checkpoint)
+    ckpt = load_checkpoint(source)
+    module, spec = representation_from_checkpoint(ckpt, layer)
+    module = module.float().eval()
+    size = spec["image_size"]
+    gen = torch.Generator().manual_seed(0)
+    example = torch.rand(TRACE_BATCH, 3, size, size, generator=gen)
+    check = torch.rand(CHECK_BATCH, 3, size, size, generator=gen)
+    with torch.no_grad():
+        expected = module(check)
+    card = program_card(spec, layer, int(expected.shape[1]), int(ckpt.get("step", 0)), fmt,
+                        source)
+    out = Path(out)
+    result: dict[str, Any] = {}
+
+    def write(tmp: Path) -> None:
+        write_program(module, example, tmp, card)
+        result.update(check_program(tmp, fmt, check, expected))
+
+    try:
+        write_atomically(out, write)
+        write_atomically(out.with_name(out.name + ".json"),
+                         lambda tmp: tmp.write_text(json.dumps(card, indent=2) + "\n"))
+    except OSError as exc:
+        raise SimCLRError(f"could not write {out}: {exc.strerror or exc}") from None
+    return {"out": str(out), "format": fmt, "layer": layer, "dim": card["output"]["shape"][1],
+            **spec, **result}
+
+
+def _trace_error(what: str, exc: Exception) -> SimCLRError:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return SimCLRError(f"{what} could not trace the encoder: {first[:200]}")
+
+
+def _batch_free() -> tuple[dict[int, Any]]:
+    """dynamic_shapes for one input whose dimension 0 (the batch) is free."""
+    return ({0: torch.export.Dim("batch", min=1)},)
+
+
+def _write_pt2(module: nn.Module, example: torch.Tensor, path: Path,
+               card: dict[str, Any]) -> None:
+    try:
+        program = torch.export.export(module, (example,), dynamic_shapes=_batch_free())
+    except Exception as exc:  # torch.export's failures have many types
+        raise _trace_error("torch.export", exc) from None
+    with open(path, "wb") as f:  # a file object: torch.export wants a .pt2 name otherwise
+        torch.export.save(program, f, extra_files={CARD_FILE: json.dumps(card)})
+
+
+def _write_onnx(module: nn.Module, example: torch.Tensor, path: Path,
+                card: dict[str, Any]) -> None:
+    try:
+        import onnx  # noqa: F401  (torch.onnx's exporter needs both)
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise SimCLRError('ONNX export needs the onnx and onnxscript packages: '
+                          'pip install "simclr[onnx]"') from None
+    for name in ("onnxscript", "onnx_ir"):  # their INFO lines narrate each optimizer pass
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        program = torch.onnx.export(
+            module, (example,), None, dynamo=True, dynamic_shapes=_batch_free(),
+            input_names=["images"], output_names=[card["output"]["name"]], verbose=False)
+    except Exception as exc:  # the exporter's failures have many types
+        raise _trace_error("torch.onnx", exc) from None
+    program.model.metadata_props[CARD_FILE] = json.dumps(card)
+    program.save(str(path), external_data=False)  # one self-contained file
+
+
+def check_program(path: Path, fmt: str, images: torch.Tensor,
+                  expected: torch.Tensor) -> dict[str, Any]:
+    """Run the written program on ``images`` and compare with the eager ``expected``.
+
+    Raises SimCLRError when they differ beyond ATOL + RTOL |expected|. An ONNX file is
+    run with onnxruntime where it is installed (part of the ``onnx`` extra), otherwise
+    left unchecked, which the returned ``checked_with`` says.
+    """
+    run = _runner(path, fmt)
+    if run is None:
+        return {"checked_with": "nothing (onnxruntime is not installed)"}
+    got = torch.as_tensor(np.asarray(run(images)))
+    if got.shape != expected.shape:
+        raise SimCLRError(f"the exported program returned shape {tuple(got.shape)} for "
+                          f"{tuple(images.shape)} images, not {tuple(expected.shape)}")
+    err = float((got - expected).abs().max())
+    if not torch.allclose(got, expected, atol=ATOL, rtol=RTOL):
+        raise SimCLRError(f"the exported program differs from the model by up to {err:.3g}; "
+                          "nothing was written")
+    return {"checked_with": "torch.export.load" if fmt == "pt2" else "onnxruntime",
+            "max_abs_diff": err}
+
+
+def _runner(path: Path, fmt: str) -> Callable[[torch.Tensor], Any] | None:
+    if fmt == "pt2":
+        with open(path, "rb") as f:
+            program = torch.export.load(f).module()
+
+        def run_pt2(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return program(x)
+        return run_pt2
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x.numpy()})[0]

@@ -1,0 +1,176 @@
+"""Tests for simclr.export: encoder checkpoints, and programs (torch.export, ONNX) that
+compute what the model computes, with any batch size, without simclr."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import simclr.export as exp
+from simclr.checkpoint import save_checkpoint
+from simclr.cli import main
+from simclr.errors import SimCLRError
+from simclr.pretrained import load_encoder, representation_from_checkpoint
+from tests.test_pretrained import pretrain_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    """A pretraining run folder with one checkpoint (ResNet-18 x0.125, 16 px, BN head)."""
+    ckpt = pretrain_checkpoint(head_layers=2)
+    state = {k: v for k, v in ckpt.items() if k not in ("format", "version")}
+    save_checkpoint({**state, "step": 7}, tmp_path / "run" / "checkpoints")
+    return tmp_path / "run"
+
+
+def reference(run_dir, layer, images):
+    """The eager model's representation at ``layer``, in eval mode."""
+    ckpt = pretrain_checkpoint(head_layers=2)
+    module, _ = representation_from_checkpoint(ckpt, layer)
+    with torch.no_grad():
+        return module.eval()(images)
+
+
+def images(batch, seed=1):
+    return torch.rand(batch, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
+
+
+def test_pt2_program_runs_without_simclr(run_dir, tmp_path):
+    out = tmp_path / "encoder.pt2"
+    summary = exp.export(run_dir, out)
+    assert summary["format"] == "pt2" and summary["checked_with"] == "torch.export.load"
+    assert summary["dim"] == 64 and summary["max_abs_diff"] < 1e-4
+    x = torch.cat([images(1), images(5, seed=2)])
+    torch.save(x, tmp_path / "x.pt")
+    # A fresh interpreter where importing simclr fails: only PyTorch runs the program.
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["simclr"] = None
+        import torch
+        program = torch.export.load({str(out)!r}).module()
+        x = torch.load({str(tmp_path / "x.pt")!r})
+        with torch.no_grad():
+            torch.save([program(x[:1]), program(x[1:])], {str(tmp_path / "y.pt")!r})
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
+    one, five = torch.load(tmp_path / "y.pt")
+    want = reference(run_dir, "h", x)
+    assert one.shape == (1, 64) and five.shape == (5, 64)
+    assert torch.allclose(torch.cat([one, five]), want, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("layer", ["z", "g1"])
+def test_programs_of_head_layers(run_dir, tmp_path, layer):
+    out = tmp_path / f"{layer}.pt2"
+    summary = exp.export(run_dir, out, layer=layer)
+    x = images(4)
+    with torch.no_grad():
+        got = torch.export.load(out).module()(x)
+    want = reference(run_dir, layer, x)
+    assert got.shape == want.shape == (4, summary["dim"])
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_the_card_is_inside_the_program_and_beside_it(run_dir, tmp_path):
+    out = tmp_path / "encoder.pt2"
+    exp.export(run_dir, out)
+    beside = json.loads((tmp_path / "encoder.pt2.json").read_text())
+    inside = {exp.CARD_FILE: ""}
+    torch.export.load(out, extra_files=inside)
+    assert json.loads(inside[exp.CARD_FILE]) == beside
+    assert beside["input"]["shape"] == ["batch", 3, 16, 16]
+    assert beside["output"] == {**beside["output"], "name": "h", "shape": ["batch", 64]}
+    assert beside["encoder"] == {"arch": "resnet18", "width": 0.125, "cifar_stem": True,
+                                 "image_size": 16}
+    assert beside["step"] == 7
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["encoder.pt2", "encoder.pt2.json",
+                                                           "run"]
+
+
+def test_onnx_program_matches_the_model(run_dir, tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
+    out = tmp_path / "encoder.onnx"
+    summary = exp.export(run_dir, out)
+    assert summary["format"] == "onnx" and summary["checked_with"] == "onnxruntime"
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["images"]
+    x = images(6)
+    got = session.run(None, {"images": x.numpy()})[0]
+    assert np.allclose(got, reference(run_dir, "h", x).numpy(), atol=1e-5, rtol=1e-4)
+    card = json.loads(session.get_modelmeta().custom_metadata_map[exp.CARD_FILE])
+    assert card == json.loads((tmp_path / "encoder.onnx.json").read_text())
+    assert not list(tmp_path.glob("*.data"))  # weights inside the one file
+
+
+def test_encoder_checkpoint_round_trip(run_dir, tmp_path):
+    out = tmp_path / "encoder.pt"
+    summary = exp.export(run_dir, out)
+    assert summary["format"] == "checkpoint"
+    x = images(3)
+    with torch.no_grad():
+        assert torch.equal(load_encoder(out)(x), reference(run_dir, "h", x))
+    # An exported encoder exports again, as a program of h.
+    again = exp.export(out, tmp_path / "again.pt2")
+    assert again["dim"] == 64
+
+
+def test_a_program_that_fails_its_check_replaces_nothing(run_dir, tmp_path, monkeypatch):
+    out = tmp_path / "encoder.pt2"
+    exp.export(run_dir, out)
+    before = out.read_bytes()
+    write = exp._write_pt2
+
+    def perturbed(module, example, path, card):
+        with torch.no_grad():  # a program that computes something else than the model
+            next(module.parameters()).add_(1.0)
+        write(module, example, path, card)
+
+    monkeypatch.setattr(exp, "_write_pt2", perturbed)
+    with pytest.raises(SimCLRError, match="differs from the model"):
+        exp.export(run_dir, out)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["encoder.pt2", "encoder.pt2.json",
+                                                           "run"]
+
+
+def test_cli_export_prints_a_summary(run_dir, tmp_path, capsys):
+    assert main(["export", "--checkpoint", str(run_dir), "--out", str(tmp_path / "e.bin"),
+                 "--format", "pt2", "--layer", "z"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["format"] == "pt2" and summary["layer"] == "z" and summary["dim"] == 24
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--out", "{ckpt}"], "is the checkpoint being exported"),
+        (["--out", "{tmp}"], "is a folder"),
+        (["--out", "{tmp}/e.pt", "--layer", "z"], "holds the encoder only"),
+        (["--out", "{tmp}/e.pt2", "--layer", "g7"], "cannot read the output of layer 7"),
+        (["--out", "{tmp}/e.pt2", "--format", "tflite"], "invalid choice"),
+        (["--out", "{tmp}/e.onnx", "--no-onnx"], 'pip install "simclr[onnx]"'),
+    ],
+)
+def test_export_user_errors_are_one_line(run_dir, tmp_path, capsys, monkeypatch, args, needle):
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    before = ckpt.read_bytes()
+    if "--no-onnx" in args:
+        args = [a for a in args if a != "--no-onnx"]
+        monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if not installed
+    args = [a.format(ckpt=ckpt, tmp=tmp_path) for a in args]
+    with pytest.raises(SystemExit) as info:
+        raise SystemExit(main(["export", "--checkpoint", str(run_dir), *args]))
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1, err
+    assert ckpt.read_bytes() == before
+    assert not list(tmp_path.glob("e.*"))
