@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"simclr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    from simclr import commands
 
     p = sub.add_parser("pretrain", help="SimCLR pretraining on a folder of images")
     p.add_argument("--preset", choices=sorted(PRESETS), help="a recipe of the paper (or ours)")
@@ -65,14 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(p)
     p.set_defaults(func=cmd_pretrain)
 
-    p = sub.add_parser("embed", help="representations h of every image, saved as .npz")
+    p = sub.add_parser("embed", help="representations (h or --layer) of each image, as .npz")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True, help="image folder (ImageFolder or flat)")
     p.add_argument("--out", required=True, help="output .npz file")
+    p.add_argument("--layer", default="h", help=commands.LAYERS_HELP)
     add_runtime_flags(p)
     p.set_defaults(func=cmd_embed)
-
-    from simclr import commands
 
     commands.add_evaluation_commands(sub, add_runtime_flags)
     commands.add_sweep_command(sub)
@@ -146,7 +146,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         raise SimCLRError(f"--out {out}: the output must be a .npz file")
     info = embed_folder(args.checkpoint, args.data, out, batch_size=args.batch_size,
                         device=args.device, precision=args.precision, workers=args.workers,
-                        cache_dir=args.cache_dir)
+                        cache_dir=args.cache_dir, layer=args.layer)
     print(json.dumps(info))
     return 0
 

@@ -114,12 +114,13 @@ def load_encoder(checkpoint: str | Path, device: str | torch.device = "cpu") -> 
 def embed_folder(
     checkpoint: str | Path, data: str, out: str | Path, batch_size: int = 256,
     device: str = "auto", precision: str = "auto", workers: int | None = None,
-    cache_dir: str = "~/.cache/simclr/decoded",
+    cache_dir: str = "~/.cache/simclr/decoded", layer: str = "h",
 ) -> dict[str, Any]:
-    """h of every image of a folder (evaluation transform), saved as a .npz file.
+    """Representations of every image of a folder (evaluation transform), saved as .npz.
 
-    Arrays: ``features`` float32 (N, D), ``labels`` int64 (N,) (sorted class-name order
-    of an ImageFolder, -1 for a flat folder), ``classes`` (C,) str, ``paths`` (N,) str.
+    ``layer``: h (default), z or gK (:func:`representation_from_checkpoint`). Arrays:
+    ``features`` float32 (N, D), ``labels`` int64 (N,) (sorted class-name order of an
+    ImageFolder, -1 for a flat folder), ``classes`` (C,) str, ``paths`` (N,) str.
     """
     from simclr.config import DataConfig
     from simclr.data import open_source
@@ -127,14 +128,15 @@ def embed_folder(
     from simclr.runtime import resolve_device, resolve_precision
 
     dev = resolve_device(device)
-    encoder = load_encoder(checkpoint, dev)
+    module, spec = representation_from_checkpoint(load_checkpoint(checkpoint), layer)
+    size = spec["image_size"]
     source = open_source(data, DataConfig(workers=workers, cache_dir=cache_dir), train=False,
-                         image_size=encoder.image_size)
-    feats, labels = extract_features(encoder, source, encoder.image_size, batch_size, dev,
+                         image_size=size)
+    feats, labels = extract_features(module, source, size, batch_size, dev,
                                      resolve_precision(precision, dev))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, features=feats.astype(np.float32), labels=labels.astype(np.int64),
              classes=np.array(source.classes, dtype=str), paths=np.array(source.paths, dtype=str))
-    return {"out": str(out), "images": int(feats.shape[0]), "dim": int(feats.shape[1]),
-            "skipped": len(source.skipped)}
+    return {"out": str(out), "layer": layer, "images": int(feats.shape[0]),
+            "dim": int(feats.shape[1]), "skipped": len(source.skipped)}

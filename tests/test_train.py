@@ -12,7 +12,7 @@ from simclr import load_encoder, train
 from simclr.checkpoint import load_checkpoint
 from simclr.config import build_config
 from simclr.errors import SimCLRError
-from simclr.pretrained import embed_folder
+from simclr.pretrained import embed_folder, model_from_checkpoint
 from tests.conftest import make_image_folder, tiny_flags
 
 
@@ -158,6 +158,15 @@ def test_embed_and_load_encoder(tmp_path, image_folder, cache_dir):
     with torch.no_grad():
         h = encoder(x)
     assert h.shape == (2, 64) and not encoder.training
+    # --layer z: the head's output g(h) of the same images, same order.
+    info = embed_folder(ckpt, str(image_folder), tmp_path / "z.npz", device="cpu",
+                        precision="fp32", cache_dir=cache_dir, layer="z")
+    z = np.load(tmp_path / "z.npz")["features"]
+    model, _ = model_from_checkpoint(load_checkpoint(ckpt))
+    with torch.no_grad():
+        want = model.head.eval()(torch.from_numpy(data["features"]))
+    assert info["layer"] == "z" and z.shape == (24, 128)
+    assert np.allclose(z, want.numpy(), atol=1e-5)
 
 
 def test_batch_must_divide_among_processes(tmp_path, image_folder, cache_dir, monkeypatch):
