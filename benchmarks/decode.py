@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,20 +30,15 @@ SHARED_IMAGENETTE = (Path(__file__).resolve().parents[2] / "shared" / "data" / "
 
 def synthetic_folder(count: int, width: int, height: int) -> str:
     """``count`` photo-like JPEGs (smooth colour fields) of width x height, made once."""
-    import numpy as np
+    from generated import generated_folder
     from PIL import Image
 
-    root = Path(tempfile.gettempdir()) / f"simclr-bench-jpeg-{count}-{width}x{height}"
-    if not (root / "done").exists():
-        rng = np.random.default_rng(0)
-        for i in range(count):
-            folder = root / f"class_{i % 10}"
-            folder.mkdir(parents=True, exist_ok=True)
-            small = rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)
-            im = Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC)
-            im.save(folder / f"{i:05d}.jpg", quality=90)
-        (root / "done").touch()
-    return str(root)
+    def draw(rng: Any) -> Image.Image:
+        small = rng.integers(0, 256, (12, 12, 3), dtype="uint8")
+        return Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC)
+
+    return generated_folder(f"simclr-bench-jpeg-{count}-{width}x{height}", count, draw, ".jpg",
+                            quality=90)
 
 
 class FullSizePIL:

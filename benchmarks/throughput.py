@@ -606,20 +606,16 @@ def prepare_data(args: argparse.Namespace) -> str:
     if args.data:
         print(f"{args.data} not found: generating CIFAR-sized images", file=sys.stderr)
     import numpy as np
+    from generated import generated_folder
     from PIL import Image
 
+    def draw(rng: np.random.Generator) -> Image.Image:
+        base = rng.integers(0, 256, 3)
+        return Image.fromarray(np.clip(base + rng.normal(0, 40, (32, 32, 3)), 0, 255)
+                               .astype(np.uint8))
+
     count = max(args.batch * (args.warmup + args.steps + 2), 1024)
-    root = Path(tempfile.gettempdir()) / f"simclr-bench-data-{count}"
-    if not (root / "done").exists():
-        rng = np.random.default_rng(0)
-        for i in range(count):
-            folder = root / f"class_{i % 10}"
-            folder.mkdir(parents=True, exist_ok=True)
-            base = rng.integers(0, 256, 3)
-            img = np.clip(base + rng.normal(0, 40, (32, 32, 3)), 0, 255).astype(np.uint8)
-            Image.fromarray(img).save(folder / f"{i:05d}.png")
-        (root / "done").touch()
-    return str(root)
+    return generated_folder(f"simclr-bench-data-{count}", count, draw, ".png")
 
 
 def build_cache(data: str, cache_dir: str) -> None:
