@@ -182,14 +182,21 @@ def _unsafe_global(message: str) -> str | None:
 
 def checkpoint_file(path: str | os.PathLike) -> Path:
     """The file a ``--checkpoint`` argument names: the file itself, or for a run folder
-    (``--out`` of pretraining) or a checkpoint folder its :func:`latest_checkpoint`."""
+    (``--out`` of a command) or a checkpoint folder its :func:`latest_checkpoint`, else
+    its only complete ``.pt`` file (``finetune.pt``, ``linear.pt``)."""
     p = Path(path)
     if p.is_dir():
         if (p / "checkpoints").is_dir():
             p = p / "checkpoints"
         found = latest_checkpoint(p)
         if found is None:
-            raise SimCLRError(f"no complete checkpoint in {p}")
+            files = sorted(f for f in p.glob("*.pt") if is_complete(f))
+            if len(files) > 1:
+                raise SimCLRError(f"{p} holds several checkpoints "
+                                  f"({', '.join(f.name for f in files)}); name one")
+            if not files:
+                raise SimCLRError(f"no complete checkpoint in {p}")
+            found = files[0]
         p = found
     if not p.is_file():
         raise SimCLRError(f"checkpoint not found: {p}")

@@ -74,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_flags(p)
     p.set_defaults(func=cmd_embed)
 
+    p = sub.add_parser("predict", help="classify each image of a folder (a linear-eval, "
+                                       "finetune or supervised checkpoint), as CSV")
+    p.add_argument("--checkpoint", required=True, help="a classifier checkpoint or its run")
+    p.add_argument("--data", required=True, help="image folder (ImageFolder or flat)")
+    p.add_argument("--out", required=True, help="output .csv file")
+    p.add_argument("--top-k", type=int, default=5, help="classes listed per image")
+    add_runtime_flags(p)
+    p.set_defaults(func=cmd_predict)
+
     commands.add_evaluation_commands(sub, add_runtime_flags)
     commands.add_sweep_command(sub)
     return parser
@@ -148,6 +157,18 @@ def cmd_embed(args: argparse.Namespace) -> int:
                         device=args.device, precision=args.precision, workers=args.workers,
                         cache_dir=args.cache_dir, layer=args.layer)
     print(json.dumps(info))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from simclr.pretrained import predict_folder
+
+    if Path(args.out).suffix != ".csv":
+        raise SimCLRError(f"--out {args.out}: the output must be a .csv file")
+    print(json.dumps(predict_folder(
+        args.checkpoint, args.data, args.out, top_k=args.top_k, batch_size=args.batch_size,
+        device=args.device, precision=args.precision, workers=args.workers,
+        cache_dir=args.cache_dir)))
     return 0
 
 

@@ -83,15 +83,16 @@ def cmd_knn(args: argparse.Namespace) -> int:
 def cmd_linear_eval(args: argparse.Namespace) -> int:
     from simclr.evaluate import parse_l2_grid, run_linear_eval
 
-    encoder, spec, _ = load_for_eval(args)
+    encoder, spec, ckpt = load_for_eval(args)
     size = spec["image_size"]
     result = run_linear_eval(
         encoder, open_folder(args.train, size, args), open_folder(args.test, size, args),
         args.out, image_size=size, protocol=args.protocol, seed=args.seed, l2=args.l2,
         l2_grid=parse_l2_grid(args.l2_grid) if args.l2_grid else None,
         val_fraction=args.val_fraction, max_iter=args.max_iter, epochs=args.epochs,
-        lr=args.lr, momentum=args.momentum, crop_scale=args.crop_scale, **runtime_kwargs(args))
-    print(json.dumps({**result, "checkpoint": args.checkpoint, "layer": args.layer,
+        lr=args.lr, momentum=args.momentum, crop_scale=args.crop_scale, config=ckpt["config"],
+        **runtime_kwargs(args))
+    print(json.dumps({**result, "encoder": args.checkpoint, "layer": args.layer,
                       "features": "raw pixels" if args.raw_pixels else
                       "random init" if args.random_init else "pretrained"}))
     return 0
@@ -352,7 +353,8 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
                    help="the file to write (.pt: checkpoint, .pt2: torch.export, .onnx)")
     p.add_argument("--format", default="auto", choices=("auto", *FORMATS),
                    help="auto (default): from --out's suffix")
-    p.add_argument("--layer", default="h", help=f"pt2 / onnx: {LAYERS_HELP}")
+    p.add_argument("--layer", default="h",
+                   help=f"pt2 / onnx: {LAYERS_HELP}, or logits (classifier checkpoints)")
     p.set_defaults(func=cmd_export)
 
 

@@ -41,6 +41,7 @@ from simclr.features import (
     restore_flags,
     train_flags,
 )
+from simclr.models import Classifier, ResNet
 from simclr.results import (
     accuracy_summary,
     confusion_matrix,
@@ -278,6 +279,15 @@ class _Standardizer:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
 
+    def fold(self, w: torch.Tensor, b: torch.Tensor) -> nn.Linear:
+        """x -> standardise -> (w (C, D), b (C,)) as one float32 CPU linear layer on x."""
+        scaled = w / self.std
+        layer = nn.Linear(w.shape[1], w.shape[0])
+        with torch.no_grad():
+            layer.weight.copy_(scaled.float().cpu())
+            layer.bias.copy_((b - scaled @ self.mean).float().cpu())
+        return layer
+
 
 def logistic_regression(
     train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, num_classes: int, *,
@@ -296,7 +306,9 @@ def logistic_regression(
     previous solution. The final model is refitted on the whole training set.
     ``dtype`` None: float64 up to ``FLOAT64_MAX_ELEMENTS`` feature values, else float32.
 
-    Returns (summary dict, test probabilities float32 (M, C) on CPU).
+    Returns (summary dict, test probabilities float32 (M, C) on CPU, the classifier as a
+    float32 CPU ``nn.Linear`` on unstandardised features: the standardisation folded
+    into its weights, W / std and b - (W / std) mean).
     """
     if not 0 < val_fraction < 1:
         raise SimCLRError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
@@ -341,7 +353,7 @@ def logistic_regression(
     x_test = norm(torch.as_tensor(test_x, device=dev).to(dtype))
     probs = torch.softmax(torch.addmm(b, x_test, w.T), dim=1).float().cpu()
     summary.update(l2=float(l2), iterations=info["iterations"], train_top1=train_acc)
-    return summary, probs
+    return summary, probs, norm.fold(w, b)
 
 
 # ------------------------------------------------------------------ linear evaluation
@@ -403,7 +415,7 @@ def linear_eval_sgd(
     Each step: crop + flip views (B,3,S,S) -> frozen encoder (eval mode, no grad) ->
     h (B,D) -> linear layer, cross-entropy, Nesterov SGD with lr ``lr`` x B/256, no
     weight decay, cosine decay per step without warm-up. Test: center-crop features.
-    Returns (summary, test logits (M,C) CPU, test labels (M,)).
+    Returns (summary, test logits (M,C) CPU, test labels (M,), the linear layer on CPU).
     """
     device = torch.device(device)
     batch = min(batch_size, train.num_images)
@@ -451,7 +463,7 @@ def linear_eval_sgd(
     summary = {"epochs": epochs, "batch_size": batch, "lr": lr, "peak_lr": peak,
                "steps": step, "train_loss": epoch_loss,
                "train_s": time.perf_counter() - start}
-    return summary, logits, test_y
+    return summary, logits, test_y, linear.float().cpu()
 
 
 def _init_linear(dim: int, num_classes: int, gen: torch.Generator) -> nn.Linear:
@@ -474,6 +486,7 @@ def run_linear_eval(
     # sgd protocol
     epochs: int = 90, lr: float = 0.1, momentum: float = 0.9,
     crop_scale: tuple[float, float] = (0.08, 1.0), verbose: bool = True,
+    config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``simclr linear-eval``: a linear classifier on the frozen encoder's h.
 
@@ -485,7 +498,9 @@ def run_linear_eval(
 
     ``lbfgs`` (default): features of the evaluation transform, computed once, then
     :func:`logistic_regression`. ``sgd``: :func:`linear_eval_sgd`. Writes
-    ``linear_eval.json`` and ``linear_eval_confusion.png``; returns the results dict.
+    ``linear_eval.json``, ``linear_eval_confusion.png`` and the classifier
+    (:func:`save_linear_classifier`, ``config``: the source checkpoint's) under
+    ``run_dir``; returns the results dict.
     """
     if protocol not in ("lbfgs", "sgd"):
         raise SimCLRError(f"--protocol: unknown value {protocol!r} (choose from lbfgs, sgd)")
@@ -505,13 +520,13 @@ def run_linear_eval(
                                             channels_last=channels_last, workers=workers)
         test_x, test_y = extract_features(encoder, test, image_size, batch_size, dev, prec,
                                           channels_last=channels_last, workers=workers)
-        details, scores = logistic_regression(
+        details, scores, linear = logistic_regression(
             train_x, train_y, test_x, num_classes, l2=l2, l2_grid=l2_grid,
             val_fraction=val_fraction, seed=seed, max_iter=max_iter, device=dev,
             verbose=verbose)
         sizes = _sizes(train_x, test_x, num_classes)
     else:
-        details, scores, test_y = linear_eval_sgd(
+        details, scores, test_y, linear = linear_eval_sgd(
             encoder, train, test, num_classes, image_size=image_size, epochs=epochs,
             batch_size=batch_size, lr=lr, momentum=momentum, crop_scale=crop_scale, seed=seed,
             device=dev, precision=prec, channels_last=channels_last, workers=workers,
@@ -522,9 +537,30 @@ def run_linear_eval(
                **accuracy_summary(scores, test_y), **sizes, **details,
                "image_size": image_size, "precision": prec, "seed": seed,
                "elapsed_s": time.perf_counter() - start}
+    if out is not None:
+        results["checkpoint"] = save_linear_classifier(encoder, linear, image_size, config,
+                                                       train.classes, results, out)
     finish_results(results, out, "linear_eval", scores, test_y, train.classes)
     log(f"linear eval ({protocol}): top-1 {100 * results['top1']:.2f}%", verbose)
     return results
+
+
+def save_linear_classifier(encoder: nn.Module, linear: nn.Linear, image_size: int,
+                           config: dict[str, Any] | None, classes: Sequence[str],
+                           results: dict[str, Any], out: Path) -> str | None:
+    """``out/checkpoints/linear.pt``: the encoder and the fitted layer, a classifier that
+    ``simclr predict`` applies to new images. Only classifiers on h are saved (those on
+    a head layer or raw pixels are evaluation baselines); returns the path or None."""
+    from simclr.pretrained import classifier_checkpoint, encoder_config, save_classifier
+
+    if not isinstance(encoder, ResNet):
+        log("linear eval: classifier not saved (only classifiers on h are)")
+        return None
+    model = Classifier(encoder, len(classes))
+    model.fc = linear
+    blob = classifier_checkpoint("linear", model, encoder_config(encoder, image_size, config),
+                                 list(classes), 0, results["elapsed_s"], results)
+    return save_classifier(blob, out, "linear.pt")
 
 
 def _positive(value: float, flag: str) -> None:

@@ -13,10 +13,11 @@ Three formats (``simclr export --format``, by default chosen from the file's suf
 A program maps float32 images (B, 3, S, S), RGB in [0, 1] with no mean/std
 normalisation (as in the official code), to the representation at ``layer``: h, the
 encoder's output, by default, which the paper evaluates (Sec. 4.2), or z = g(h) or a
-layer of the head. B is free. Each program is checked before it replaces anything at
-``--out``: run on a batch of another size than the one it was traced with, it must
-give the eager model's output. Its description (:func:`program_card`) is stored inside
-the file and beside it as ``<out>.json``.
+layer of the head; or, for a classifier's checkpoint (linear-eval, finetune,
+supervised), to its ``logits`` (B, C). B is free. Each program is checked before it
+replaces anything at ``--out``: run on a batch of another size than the one it was
+traced with, it must give the eager model's output. Its description
+(:func:`program_card`) is stored inside the file and beside it as ``<out>.json``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,11 @@ from torch import nn
 from simclr import __version__
 from simclr.checkpoint import checkpoint_file, load_checkpoint, save_checkpoint, write_atomically
 from simclr.errors import SimCLRError
-from simclr.pretrained import encoder_spec, representation_from_checkpoint
+from simclr.pretrained import (
+    classifier_from_checkpoint,
+    encoder_spec,
+    representation_from_checkpoint,
+)
 
 FORMATS = ("checkpoint", "pt2", "onnx")
 _SUFFIXES = {".pt2": "pt2", ".onnx": "onnx"}
@@ -87,12 +92,17 @@ def export_encoder(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
 
 
 def program_card(spec: dict[str, Any], layer: str, dim: int, step: int, fmt: str,
-                 source: Path) -> dict[str, Any]:
+                 source: Path, classes: list[str] | None = None) -> dict[str, Any]:
     """What a program computes and what it expects: stored in it and beside it."""
     size = spec["image_size"]
-    output = {"h": "h, the encoder's pooled output (the representation the paper evaluates)",
-              "z": "z = g(h), the projection head's output"}.get(
-        layer, f"the output of layer {layer[1:]} of the projection head")
+    output: dict[str, Any] = {"name": layer, "dtype": "float32", "shape": ["batch", dim]}
+    output["what"] = {
+        "h": "h, the encoder's pooled output (the representation the paper evaluates)",
+        "z": "z = g(h), the projection head's output",
+        "logits": "the classifier's logits; softmax gives the class probabilities",
+    }.get(layer, f"the output of layer {layer[1:]} of the projection head")
+    if classes is not None:
+        output["classes"] = classes
     return {
         "format": "simclr-program", "version": 1, "program": fmt,
         "input": {
@@ -103,8 +113,7 @@ def program_card(spec: dict[str, Any], layer: str, dim: int, step: int, fmt: str
                           f"{round(size / 0.875)}, then the central {size} x {size} crop "
                           "(bicubic, antialiased); simclr.augment.eval_resize does it",
         },
-        "output": {"name": layer, "dtype": "float32", "shape": ["batch", dim],
-                   "what": output},
+        "output": output,
         "encoder": {k: spec[k] for k in ("arch", "width", "cifar_stem", "image_size")},
         "step": step, "checkpoint": str(source), "simclr_version": __version__,
     }
@@ -120,7 +129,11 @@ def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
     write_program = {"pt2": _write_pt2, "onnx": _write_onnx}[fmt]
     source = checkpoint_file(checkpoint)
     ckpt = load_checkpoint(source)
-    module, spec = representation_from_checkpoint(ckpt, layer)
+    classes = None
+    if layer == "logits":
+        module, spec, classes = classifier_from_checkpoint(ckpt)
+    else:
+        module, spec = representation_from_checkpoint(ckpt, layer)
     module = module.float().eval()
     size = spec["image_size"]
     gen = torch.Generator().manual_seed(0)
@@ -129,7 +142,7 @@ def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
     with torch.no_grad():
         expected = module(check)
     card = program_card(spec, layer, int(expected.shape[1]), int(ckpt.get("step", 0)), fmt,
-                        source)
+                        source, classes)
     out = Path(out)
     result: dict[str, Any] = {}
 

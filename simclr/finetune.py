@@ -34,6 +34,7 @@ from simclr.evaluate import augmented_batches, crop_flip_config, finish_results,
 from simclr.features import check_labeled, extract_features, resolve_runtime, source_name
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.models import Classifier, build_encoder, resolve_cifar_stem
+from simclr.pretrained import classifier_checkpoint, encoder_config, save_classifier
 from simclr.results import accuracy_summary, log, prepare_dir
 from simclr.runtime import autocast
 
@@ -196,43 +197,6 @@ def fresh_encoder(encoder: nn.Module, zero_init_residual: bool = True) -> nn.Mod
     return fresh
 
 
-def encoder_config(encoder: nn.Module, image_size: int, base: dict[str, Any] | None) -> dict:
-    """The ``config`` of a checkpoint: ``base`` (the source checkpoint's) or one that
-    describes the encoder, so ``pretrained.encoder_from_checkpoint`` rebuilds it."""
-    if base is not None:
-        cfg = copy.deepcopy(base)
-        cfg.setdefault("augment", {})["size"] = image_size
-        return cfg
-    cfg = Config()
-    cfg.model.arch, cfg.model.width = encoder.arch, float(encoder.width)
-    cfg.model.cifar_stem = bool(encoder.cifar_stem)
-    cfg.augment.size = image_size
-    return cfg.to_dict()
-
-
-def classifier_checkpoint(
-    kind: str, model: nn.Module, config: dict[str, Any], classes: list[str], step: int,
-    elapsed: float, metrics: dict[str, Any], optimizer: torch.optim.Optimizer | None = None,
-) -> dict[str, Any]:
-    """A simclr-checkpoint holding a Classifier: 'encoder.*' (+ 'neck.*') and 'fc.*'."""
-    blob = {
-        "format": "simclr-checkpoint", "version": 1, "kind": kind, "config": config,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "classes": list(classes), "num_classes": len(classes), "step": step,
-        "elapsed": elapsed, "rng": {"torch": torch.get_rng_state()},
-        "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
-    }
-    if optimizer is not None:
-        blob["optimizer"] = optimizer.state_dict()
-    return blob
-
-
-def _save(blob: dict[str, Any], out: Path, name: str) -> str:
-    from simclr.checkpoint import save_checkpoint
-
-    return str(save_checkpoint(blob, out / "checkpoints", name, None))
-
-
 # ------------------------------------------------------------------------- fine-tuning
 
 def run_finetune(
@@ -330,7 +294,7 @@ def run_finetune(
         blob = classifier_checkpoint("finetune", model, encoder_config(enc, image_size, config),
                                      list(train.classes), stats["steps"],
                                      results["elapsed_s"], results)
-        results["checkpoint"] = _save(blob, out, "finetune.pt")
+        results["checkpoint"] = save_classifier(blob, out, "finetune.pt")
     finish_results(results, out, "finetune", logits, test_y, train.classes)
     log(f"finetune: top-1 {100 * results['top1']:.2f}%", verbose)
     return results
@@ -410,7 +374,7 @@ def run_supervised(
         blob.update(total_steps=total, warmup_steps=warmup,
                     epoch=stats["steps"] // steps_per_epoch,
                     step_in_epoch=stats["steps"] % steps_per_epoch)
-        results["checkpoint"] = _save(blob, out, "last.pt")
+        results["checkpoint"] = save_classifier(blob, out, "last.pt")
     if test is not None:
         finish_results(results, out, "supervised", logits, test_y, train.classes)
     elif out is not None:

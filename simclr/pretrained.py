@@ -1,22 +1,28 @@
-"""Using a trained encoder: load it (or its head, or a layer of the head), embed a folder.
+"""Models from checkpoints and back: the encoder (or its head, or a layer of the head),
+classifiers, and what they compute on a folder (embed, predict).
 
 Works on every checkpoint this package writes (pretraining, supervised baseline,
-fine-tuning, encoder export): each holds the encoder's weights under ``encoder.*`` and the
-config that rebuilds its architecture.
+fine-tuning, linear evaluation, encoder export): each holds the encoder's weights under
+``encoder.*`` and the config that rebuilds its architecture; classifiers add ``fc.*``
+(and ``neck.*``, a head layer kept by fine-tuning) and their ``classes``.
 """
 
 from __future__ import annotations
 
+import copy
+import csv
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from simclr.checkpoint import load_checkpoint
-from simclr.config import config_from_dict
+from simclr.checkpoint import load_checkpoint, save_checkpoint
+from simclr.config import Config, config_from_dict
 from simclr.errors import SimCLRError
 from simclr.models import (
+    Classifier,
     HeadTap,
     ResNet,
     SimCLRModel,
@@ -140,3 +146,124 @@ def embed_folder(
              classes=np.array(source.classes, dtype=str), paths=np.array(source.paths, dtype=str))
     return {"out": str(out), "layer": layer, "images": int(feats.shape[0]),
             "dim": int(feats.shape[1]), "skipped": len(source.skipped)}
+
+
+# --------------------------------------------------------------------- classifiers
+
+def encoder_config(encoder: nn.Module, image_size: int, base: dict[str, Any] | None) -> dict:
+    """The ``config`` of a checkpoint: ``base`` (the source checkpoint's) or one that
+    describes the encoder, so ``pretrained.encoder_from_checkpoint`` rebuilds it."""
+    if base is not None:
+        cfg = copy.deepcopy(base)
+        cfg.setdefault("augment", {})["size"] = image_size
+        return cfg
+    cfg = Config()
+    cfg.model.arch, cfg.model.width = encoder.arch, float(encoder.width)
+    cfg.model.cifar_stem = bool(encoder.cifar_stem)
+    cfg.augment.size = image_size
+    return cfg.to_dict()
+
+
+def classifier_checkpoint(
+    kind: str, model: nn.Module, config: dict[str, Any], classes: list[str], step: int,
+    elapsed: float, metrics: dict[str, Any], optimizer: torch.optim.Optimizer | None = None,
+) -> dict[str, Any]:
+    """A simclr-checkpoint holding a Classifier: 'encoder.*' (+ 'neck.*') and 'fc.*'."""
+    blob = {
+        "format": "simclr-checkpoint", "version": 1, "kind": kind, "config": config,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "classes": list(classes), "num_classes": len(classes), "step": step,
+        "elapsed": elapsed, "rng": {"torch": torch.get_rng_state()},
+        "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
+    }
+    if optimizer is not None:
+        blob["optimizer"] = optimizer.state_dict()
+    return blob
+
+
+def save_classifier(blob: dict[str, Any], out: Path, name: str) -> str:
+    """Write a :func:`classifier_checkpoint` as ``out/checkpoints/name``; returns its path."""
+    return str(save_checkpoint(blob, out / "checkpoints", name, None))
+
+CLASSIFIER_KINDS = ("linear", "finetune", "supervised")
+
+
+def classifier_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Classifier, dict[str, Any],
+                                                               list[str]]:
+    """The classifier of a linear-eval, fine-tuning or supervised checkpoint, in eval mode.
+
+    Returns (model: images (B,3,S,S) -> logits (B,C), encoder spec, the C class names).
+    """
+    kind = ckpt.get("kind")
+    if kind not in CLASSIFIER_KINDS:
+        raise SimCLRError(f"this checkpoint ({kind or 'unknown kind'}) holds no classifier; "
+                          "train one with `simclr linear-eval --out RUN` or `simclr finetune`")
+    encoder, spec = encoder_from_checkpoint(ckpt)
+    state = ckpt["model"]
+    neck = None
+    if any(k.startswith("neck.") for k in state):  # fine-tuned from the head's first layer
+        neck = build_model(config_from_dict(ckpt["config"]).model, spec["image_size"]).head
+        neck = neck.layers[0]
+    weight = state.get("fc.weight")
+    classes = [str(c) for c in ckpt.get("classes", [])]
+    if weight is None or weight.dim() != 2 or len(classes) != weight.shape[0]:
+        raise SimCLRError("the checkpoint's classifier is incomplete (no fc weights matching "
+                          "its class list)")
+    model = Classifier(encoder, len(classes), neck=neck, in_dim=int(weight.shape[1]))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        raise SimCLRError("the checkpoint's classifier weights do not match its config") \
+            from None
+    return model.eval(), spec, classes
+
+
+def predict_folder(
+    checkpoint: str | Path, data: str, out: str | Path, top_k: int = 5,
+    batch_size: int = 256, device: str = "auto", precision: str = "auto",
+    workers: int | None = None, cache_dir: str = "~/.cache/simclr/decoded",
+) -> dict[str, Any]:
+    """Classify every image of a folder; one CSV row per image.
+
+    Columns: ``path``, ``prediction``, ``probability`` (softmax), then ``top<k>`` /
+    ``p<k>`` for the k most probable classes. Where the folder is an ImageFolder whose
+    class names the classifier knows, the result also holds the top-1 / top-k accuracy
+    over those images (the others are counted as ``unknown_class``).
+    """
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+    from simclr.features import extract_features
+    from simclr.results import accuracy_summary
+    from simclr.runtime import resolve_device, resolve_precision
+
+    if top_k < 1:
+        raise SimCLRError(f"--top-k must be a positive integer, got {top_k}")
+    dev = resolve_device(device)
+    model, spec, classes = classifier_from_checkpoint(load_checkpoint(checkpoint))
+    size = spec["image_size"]
+    source = open_source(data, DataConfig(workers=workers, cache_dir=cache_dir), train=False,
+                         image_size=size)
+    logits, labels = extract_features(model, source, size, batch_size, dev,
+                                      resolve_precision(precision, dev))
+    probs = torch.softmax(torch.from_numpy(logits).double(), dim=1)
+    k = min(top_k, len(classes))
+    top_p, top_i = probs.topk(k, dim=1)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "prediction", "probability",
+                         *(f"{c}{j + 1}" for j in range(k) for c in ("top", "p"))])
+        for path, ps, ids in zip(source.paths, top_p.tolist(), top_i.tolist(), strict=True):
+            ranked = [x for i, p in zip(ids, ps, strict=True) for x in (classes[i], f"{p:.6f}")]
+            writer.writerow([path, classes[ids[0]], f"{ps[0]:.6f}", *ranked])
+    result: dict[str, Any] = {"out": str(out), "images": int(len(probs)),
+                              "skipped": len(source.skipped), "classes": len(classes)}
+    index = {name: i for i, name in enumerate(classes)}
+    known = [index.get(str(name), -1) for name in source.classes]
+    mapped = np.array([known[y] if y >= 0 else -1 for y in labels], dtype=np.int64)
+    if (mapped >= 0).any():
+        rows = torch.from_numpy(np.flatnonzero(mapped >= 0))
+        result.update(accuracy_summary(probs[rows].float(), mapped[rows.numpy()]),
+                      labeled=int(len(rows)), unknown_class=int((mapped < 0).sum()))
+    return result

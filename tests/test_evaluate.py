@@ -139,8 +139,14 @@ def test_logistic_regression_protocol_on_a_separable_problem():
     x, y = blobs(30, 6, 4, spread=0.3, seed=1)
     xt, yt = blobs(10, 6, 4, spread=0.3, seed=1)  # same centers (same seed), new noise
     xt = xt + np.random.default_rng(9).normal(scale=0.01, size=xt.shape)
-    summary, probs = logistic_regression(x, y, xt, 4, l2_grid=[1e-4, 1e-2, 1.0], seed=0)
+    summary, probs, linear = logistic_regression(x, y, xt, 4, l2_grid=[1e-4, 1e-2, 1.0],
+                                                 seed=0)
     assert (probs.argmax(1).numpy() == yt).mean() == 1.0
+    # The returned layer holds the standardisation: raw features in, the same probabilities.
+    with torch.no_grad():
+        folded = torch.softmax(linear(torch.as_tensor(xt, dtype=torch.float32)), dim=1)
+    assert linear.weight.dtype == torch.float32
+    torch.testing.assert_close(folded, probs, atol=1e-5, rtol=1e-4)
     assert summary["train_top1"] == 1.0
     assert set(summary["val_accuracy"]) == {"0.0001", "0.01", "1"}
     assert summary["l2"] in (1e-4, 1e-2, 1.0)
@@ -156,7 +162,7 @@ def test_regularisation_is_chosen_on_the_held_out_split():
 
     x, y = blobs(30, 8, 3, spread=4.0, seed=5)  # overlapping: accuracies differ by lambda
     grid = [1e-4, 1e-2, 1.0]
-    summary, _ = logistic_regression(x, y, x[:4], 3, l2_grid=grid, val_fraction=0.3, seed=7,
+    summary, _, _ = logistic_regression(x, y, x[:4], 3, l2_grid=grid, val_fraction=0.3, seed=7,
                                      tol=1e-10)
     fit, val = stratified_split(y, 0.3, seed=7)
     mean, std = x[fit].mean(0), x[fit].std(0, ddof=1)
@@ -177,7 +183,7 @@ def test_regularisation_is_chosen_on_the_held_out_split():
 
 def test_accuracy_ties_are_broken_by_held_out_loss():
     x, y = blobs(20, 4, 3, spread=0.2, seed=2)  # separable: every lambda is 100% right
-    summary, _ = logistic_regression(x, y, x, 3, l2_grid=[1e-3, 1e-1, 10.0], seed=0)
+    summary, _, _ = logistic_regression(x, y, x, 3, l2_grid=[1e-3, 1e-1, 10.0], seed=0)
     assert set(summary["val_accuracy"].values()) == {1.0}
     losses = summary["val_loss"]
     assert f"{summary['l2']:.3g}" == min(losses, key=losses.get)
@@ -209,7 +215,7 @@ def test_fixed_l2_skips_the_search_and_tiny_sets_need_it():
     x, y = blobs(1, 3, 3, spread=0.1, seed=0)  # one image per class: no held-out split
     with pytest.raises(SimCLRError, match="--l2"):
         logistic_regression(x, y, x, 3)
-    summary, probs = logistic_regression(x, y, x, 3, l2=1e-3)
+    summary, probs, _ = logistic_regression(x, y, x, 3, l2=1e-3)
     assert summary["l2"] == 1e-3 and "val_accuracy" not in summary
     assert (probs.argmax(1).numpy() == y).all()
 

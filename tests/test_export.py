@@ -16,7 +16,13 @@ import simclr.export as exp
 from simclr.checkpoint import save_checkpoint
 from simclr.cli import main
 from simclr.errors import SimCLRError
-from simclr.pretrained import load_encoder, representation_from_checkpoint
+from simclr.models import Classifier
+from simclr.pretrained import (
+    classifier_checkpoint,
+    load_encoder,
+    model_from_checkpoint,
+    representation_from_checkpoint,
+)
 from tests.test_pretrained import pretrain_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -174,3 +180,25 @@ def test_export_user_errors_are_one_line(run_dir, tmp_path, capsys, monkeypatch,
     assert needle in err and len(err.splitlines()) == 1, err
     assert ckpt.read_bytes() == before
     assert not list(tmp_path.glob("e.*"))
+
+
+def test_a_classifier_exports_its_logits(run_dir, tmp_path):
+    ckpt = pretrain_checkpoint(head_layers=2)
+    model, _ = model_from_checkpoint(ckpt)
+    clf = Classifier(model.encoder, 3)
+    with torch.no_grad():
+        clf.fc.weight.normal_()
+    blob = classifier_checkpoint("linear", clf, ckpt["config"], ["cat", "dog", "fox"], 0, 1.0, {})
+    source = save_checkpoint({k: v for k, v in blob.items() if k not in ("format", "version")},
+                             tmp_path / "lin")
+    out = tmp_path / "clf.pt2"
+    summary = exp.export(source, out, layer="logits")
+    x = images(4)
+    with torch.no_grad():
+        got = torch.export.load(out).module()(x)
+        want = clf.eval()(x)
+    assert summary["dim"] == 3 and torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+    card = json.loads((tmp_path / "clf.pt2.json").read_text())
+    assert card["output"]["classes"] == ["cat", "dog", "fox"]
+    with pytest.raises(SimCLRError, match="holds no classifier"):
+        exp.export(run_dir, tmp_path / "h.pt2", layer="logits")  # a pretraining checkpoint

@@ -1,18 +1,34 @@
-"""Tests for simclr.pretrained: rebuilding encoder and head, representations at h, z, gK."""
+"""Tests for simclr.pretrained: rebuilding encoder, head and classifiers; representations at
+h, z, gK; predictions on a folder."""
 
 from __future__ import annotations
 
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
-from simclr.config import build_config
+from simclr.checkpoint import save_checkpoint
+from simclr.cli import main
+from simclr.config import DataConfig, build_config
+from simclr.data import open_source
 from simclr.errors import SimCLRError
-from simclr.models import build_model
+from simclr.evaluate import logistic_regression
+from simclr.features import extract_features
+from simclr.models import Classifier, build_model
 from simclr.pretrained import (
+    classifier_checkpoint,
+    classifier_from_checkpoint,
     encoder_from_checkpoint,
     model_from_checkpoint,
+    predict_folder,
     representation_from_checkpoint,
 )
+from tests.conftest import make_image_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -71,3 +87,108 @@ def test_random_init_rebuilds_the_architecture_only():
     name = "head.layers.0.0.weight"
     assert fresh.state_dict()[name].shape == trained.state_dict()[name].shape
     assert not torch.equal(fresh.state_dict()[name], trained.state_dict()[name])
+
+
+# ----------------------------------------------------------------- classifiers, predict
+
+
+def shuffled_labels(root: Path, seed: int = 3) -> Path:
+    """An image folder whose images sit in random class folders: a classifier fitted to
+    it draws an arbitrary boundary, so its test predictions (near chance) move with any
+    error in its weights."""
+    folder = make_image_folder(root, classes=2, per_class=12, seed=seed)
+    rng = np.random.default_rng(seed)
+    for f in sorted(folder.glob("*/*.png")):
+        f.rename(folder / f"class_{rng.integers(2)}" / f"{f.parent.name}_{f.name}")
+    return folder
+
+
+def classifier_run(tmp_path, image_folder, cache_dir, capsys) -> tuple[Path, dict]:
+    """`simclr linear-eval --out` on a saved pretraining checkpoint, fitted to shuffled
+    labels and tested on ``image_folder``: (run dir, its JSON)."""
+    ckpt = pretrain_checkpoint(head_layers=2)
+    state = {k: v for k, v in ckpt.items() if k not in ("format", "version")}
+    source = save_checkpoint(state, tmp_path / "pre" / "checkpoints")
+    run = tmp_path / "lin"
+    train = shuffled_labels(tmp_path / "train")
+    assert main(["linear-eval", "--checkpoint", str(source), "--train", str(train),
+                 "--test", str(image_folder), "--out", str(run), "--l2", "1e-4",
+                 "--device", "cpu", "--precision", "fp32", "--cache-dir", cache_dir]) == 0
+    return run, json.loads(capsys.readouterr().out)
+
+
+def test_linear_eval_saves_a_classifier_that_predicts_what_it_measured(
+        tmp_path, image_folder, cache_dir, capsys):
+    run, measured = classifier_run(tmp_path, image_folder, cache_dir, capsys)
+    assert measured["checkpoint"] == str(run / "checkpoints" / "linear.pt")
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "--checkpoint", str(run), "--data", str(image_folder), "--out",
+                 str(out), "--top-k", "3", "--device", "cpu", "--precision", "fp32",
+                 "--cache-dir", cache_dir]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == summary["labeled"] == 24 and summary["unknown_class"] == 0
+    assert summary["top1"] == measured["top1"]
+    # Per image, the probabilities of the fitted model computed afresh from the features.
+    source, test = (open_source(str(p), DataConfig(workers=0, cache_dir=cache_dir),
+                                train=False, image_size=16) for p in (tmp_path / "train",
+                                                                      image_folder))
+    encoder, _ = representation_from_checkpoint(pretrain_checkpoint(head_layers=2), "h")
+    (train_x, train_y), (test_x, _) = (extract_features(encoder, s, 16) for s in (source, test))
+    _, want, _ = logistic_regression(train_x, train_y, test_x, 2, l2=1e-4)
+    with open(out, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["path", "prediction", "probability", "top1", "p1", "top2", "p2"]
+    assert len(rows) == 25 and rows[1][0].endswith("class_0/000.png")
+    for row, p in zip(rows[1:], want.numpy(), strict=True):
+        assert row[1] == row[3] and row[2] == row[4] and row[1] in ("class_0", "class_1")
+        assert 1.0 >= float(row[4]) >= float(row[6]) >= 0.0
+        got = {row[3]: float(row[4]), row[5]: float(row[6])}
+        assert got == pytest.approx({"class_0": p[0], "class_1": p[1]}, abs=1e-5)
+    assert 0.2 < summary["top1"] < 0.8  # an arbitrary boundary: no easy agreement
+    correct = sum(row[1] == Path(row[0]).parent.name for row in rows[1:])
+    assert correct / 24 == pytest.approx(summary["top1"])
+
+
+def test_predict_on_a_flat_folder_and_on_unknown_classes(tmp_path, image_folder, cache_dir,
+                                                          capsys):
+    run, _ = classifier_run(tmp_path, image_folder, cache_dir, capsys)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i, f in enumerate(sorted(image_folder.glob("*/*.png"))[:5]):
+        shutil.copy(f, flat / f"{i}.png")
+    result = predict_folder(run, str(flat), tmp_path / "p.csv", device="cpu",
+                            precision="fp32", cache_dir=cache_dir)
+    assert result["images"] == 5 and "top1" not in result  # no labels, no accuracy
+    other = make_image_folder(tmp_path / "other", classes=3, per_class=2)  # class_2: unknown
+    result = predict_folder(run, str(other), tmp_path / "q.csv", device="cpu",
+                            precision="fp32", cache_dir=cache_dir)
+    assert result["labeled"] == 4 and result["unknown_class"] == 2
+
+
+def test_fine_tuned_classifiers_are_rebuilt_with_their_head_layer():
+    ckpt = pretrain_checkpoint(head_layers=2)
+    model, spec = model_from_checkpoint(ckpt)
+    clf = Classifier.from_head(model.encoder, model.head, 3)
+    with torch.no_grad():
+        clf.fc.weight.normal_()
+    classes = ["a", "b", "c"]
+    blob = classifier_checkpoint("finetune", clf, ckpt["config"], classes, 5, 1.0, {})
+    rebuilt, _, names = classifier_from_checkpoint(blob)
+    x = torch.rand(4, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), clf.eval()(x))
+    assert names == classes and not rebuilt.training
+
+
+def test_predict_user_errors_are_one_line(tmp_path, image_folder, capsys):
+    ckpt = pretrain_checkpoint()
+    state = {k: v for k, v in ckpt.items() if k not in ("format", "version")}
+    source = save_checkpoint(state, tmp_path / "pre")
+    for extra, needle in [([], "holds no classifier"), (["--top-k", "0"], "--top-k"),
+                          (["--out", str(tmp_path / "p.txt")], ".csv file")]:
+        args = ["predict", "--checkpoint", str(source), "--data", str(image_folder),
+                "--out", str(tmp_path / "p.csv"), "--device", "cpu", *extra]
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert needle in err and len(err.splitlines()) == 1, err
+    assert not list(tmp_path.glob("p.*"))
