@@ -243,9 +243,13 @@ def predict_folder(
     size = spec["image_size"]
     source = open_source(data, DataConfig(workers=workers, cache_dir=cache_dir), train=False,
                          image_size=size)
-    logits, labels = extract_features(model, source, size, batch_size, dev,
-                                      resolve_precision(precision, dev))
-    probs = torch.softmax(torch.from_numpy(logits).double(), dim=1)
+    # Features under the run's autocast, as the protocols compute them; the linear layer
+    # in float64, as linear-eval fits it, so a bf16 rounding never flips a close call.
+    feats, labels = extract_features(nn.Sequential(model.encoder, model.neck), source, size,
+                                     batch_size, dev, resolve_precision(precision, dev))
+    fc = model.fc.double()
+    with torch.no_grad():
+        probs = torch.softmax(fc(torch.from_numpy(feats).double()), dim=1)
     k = min(top_k, len(classes))
     top_p, top_i = probs.topk(k, dim=1)
     out = Path(out)
