@@ -550,6 +550,10 @@ def validate(cfg: Config) -> None:
     _positive(cfg.model.head_hidden_dim, "head-hidden-dim")
     _choice(cfg.loss.name, ("nt_xent", "nt_logistic", "margin_triplet"), "loss")
     _positive(cfg.loss.temperature, "temperature")
+    _positive(cfg.loss.margin, "margin")
+    if cfg.loss.semi_hard and cfg.loss.name == "nt_xent":  # it would be silently ignored
+        raise SimCLRError("--semi-hard applies to --loss nt_logistic and margin_triplet "
+                          "(NT-Xent weighs every negative by its softmax)")
     _choice(cfg.optim.name, ("lars", "sgd", "adamw"), "optimizer")
     _positive(cfg.optim.lr, "lr")
     _choice(cfg.optim.lr_scaling, ("linear", "sqrt", "none"), "lr-scaling")

@@ -50,6 +50,8 @@ def test_round_trip_through_dict():
         ({"model.width": "0"}, "--width must be positive"),
         ({"model.width": "-1"}, "--width must be positive"),
         ({"loss.temperature": "0"}, "--temperature must be positive"),
+        ({"loss.margin": "0"}, "--margin must be positive"),
+        ({"loss.semi_hard": True}, "--semi-hard applies to --loss nt_logistic"),
         ({"optim.lr": "-0.1"}, "--lr must be positive"),
         ({"batch_size": "1"}, "--batch-size"),
         ({"batch_size": "abc"}, "cannot read 'abc' as int"),
