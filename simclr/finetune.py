@@ -323,7 +323,7 @@ def run_supervised(
     reports top-1/top-5 (``supervised.json``, ``supervised_confusion.png``).
     """
     from simclr.config import save_yaml
-    from simclr.optim import build_optimizer, lr_at
+    from simclr.optim import build_optimizer, lr_at, warmup_steps
 
     num_classes = check_labeled(train, test)
     out = prepare_dir(run_dir if run_dir is not None else cfg.out)
@@ -341,8 +341,7 @@ def run_supervised(
     batch = min(cfg.batch_size, train.num_images)
     steps_per_epoch = train.num_images // batch
     total = cfg.max_steps or max(1, round(cfg.epochs * steps_per_epoch))
-    warmup = (round(cfg.optim.warmup_fraction * total) if cfg.optim.warmup_fraction is not None
-              else round(cfg.optim.warmup_epochs * steps_per_epoch))
+    warmup = warmup_steps(cfg.optim, steps_per_epoch, total)  # as pretraining's
     optimizer = build_optimizer(cfg.optim, model, batch)
     if out is not None:
         save_yaml(cfg.to_dict(), out / "config.yaml")

@@ -145,6 +145,18 @@ def scaled_lr(base_lr: float, batch_size: int, scaling: str) -> float:
     raise SimCLRError(f"--lr-scaling: unknown value {scaling!r} (choose from linear, sqrt, none)")
 
 
+def warmup_steps(cfg: OptimConfig, steps_per_epoch: int, total_steps: int) -> int:
+    """Warm-up length in steps (App. B.1: 10 epochs of linear warm-up).
+
+    ``warmup_epochs`` (10 in the paper, for runs of 100+ epochs) but at most 10% of the
+    run, so short runs keep the paper's warm-up proportion instead of never reaching
+    the peak rate; ``warmup_fraction`` sets the proportion explicitly.
+    """
+    if cfg.warmup_fraction is not None:
+        return round(cfg.warmup_fraction * total_steps)
+    return min(round(cfg.warmup_epochs * steps_per_epoch), round(0.1 * total_steps))
+
+
 def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float,
           final_lr: float = 0.0) -> float:
     """Learning rate at a global step (0-based): linear warm-up, then cosine decay.

@@ -30,7 +30,7 @@ from simclr.loader import BatchLoader
 from simclr.loss import contrastive_loss
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.models import SimCLRModel, build_model
-from simclr.optim import build_optimizer, lr_at
+from simclr.optim import build_optimizer, lr_at, warmup_steps
 from simclr.runtime import (
     autocast,
     provenance,
@@ -65,9 +65,7 @@ class RunState:
 def plan_schedule(cfg: Config, num_images: int, total_steps: int | None = None) -> Plan:
     """Turn epochs / max steps / a time budget into step counts (Sec. B.1 schedule).
 
-    Warm-up lasts ``warmup_epochs`` (10 in the paper, for runs of 100+ epochs) but at
-    most 10% of the run, so short runs keep the paper's warm-up proportion;
-    ``warmup_fraction`` sets the proportion explicitly.
+    Warm-up: :func:`simclr.optim.warmup_steps`.
     """
     steps_per_epoch = num_images // cfg.batch_size
     if steps_per_epoch < 1:
@@ -78,10 +76,7 @@ def plan_schedule(cfg: Config, num_images: int, total_steps: int | None = None) 
         total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
         if cfg.max_steps is not None:  # with a time budget, max_steps caps the refit
             total_steps = cfg.max_steps if cfg.time_budget else min(total_steps, cfg.max_steps)
-    if cfg.optim.warmup_fraction is not None:
-        warmup = round(cfg.optim.warmup_fraction * total_steps)
-    else:
-        warmup = min(round(cfg.optim.warmup_epochs * steps_per_epoch), round(0.1 * total_steps))
+    warmup = warmup_steps(cfg.optim, steps_per_epoch, total_steps)
     return Plan(steps_per_epoch, total_steps, warmup, cfg.time_budget)
 
 

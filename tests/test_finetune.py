@@ -177,7 +177,8 @@ def test_supervised_checkpoint_is_accepted_everywhere(tmp_path, folders):
         "channels_last": False, "progress": False,
     })
     result = run_supervised(cfg, train, test, verbose=False)
-    assert result["steps"] == 6 and result["total_steps"] == 6 and result["warmup_steps"] == 3
+    # Warm-up: 1 epoch (3 steps) asked, capped at 10% of the 6 steps, as in pretraining.
+    assert result["steps"] == 6 and result["total_steps"] == 6 and result["warmup_steps"] == 1
     assert 0 <= result["top1"] <= 1 and np.isfinite(result["train_loss"])
     ckpt = load_checkpoint(tmp_path / "sup" / "checkpoints" / "last.pt")
     assert ckpt["kind"] == "supervised" and ckpt["config"] == cfg.to_dict()

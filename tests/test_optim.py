@@ -11,7 +11,7 @@ from torch import nn
 
 from simclr.config import OptimConfig
 from simclr.errors import SimCLRError
-from simclr.optim import LARS, build_optimizer, lr_at, param_groups, scaled_lr
+from simclr.optim import LARS, build_optimizer, lr_at, param_groups, scaled_lr, warmup_steps
 
 
 def _param(values) -> nn.Parameter:
@@ -212,6 +212,14 @@ def test_lr_at_key_steps():
     assert lr_at(5000, total, warm, peak, final) == pytest.approx(final)
     assert lr_at(0, total, 0, peak) == pytest.approx(peak)  # no warm-up
     assert lr_at(10, 10, 20, peak) == 0.0  # warm-up longer than the run: clamped
+
+
+def test_warmup_is_ten_epochs_but_at_most_a_tenth_of_the_run():
+    cfg = OptimConfig()  # warmup_epochs 10
+    assert warmup_steps(cfg, steps_per_epoch=100, total_steps=100_000) == 1000  # 1000 epochs
+    assert warmup_steps(cfg, steps_per_epoch=97, total_steps=485) == 48  # a 5-epoch run
+    cfg.warmup_fraction = 0.25
+    assert warmup_steps(cfg, steps_per_epoch=100, total_steps=400) == 100
 
 
 def test_lr_at_monotone():
