@@ -185,6 +185,7 @@ def save_classifier(blob: dict[str, Any], out: Path, name: str) -> str:
     """Write a :func:`classifier_checkpoint` as ``out/checkpoints/name``; returns its path."""
     return str(save_checkpoint(blob, out / "checkpoints", name, None))
 
+
 CLASSIFIER_KINDS = ("linear", "finetune", "supervised")
 
 
@@ -202,8 +203,8 @@ def classifier_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Classifier, dict[s
     state = ckpt["model"]
     neck = None
     if any(k.startswith("neck.") for k in state):  # fine-tuned from the head's first layer
-        neck = build_model(config_from_dict(ckpt["config"]).model, spec["image_size"]).head
-        neck = neck.layers[0]
+        head = build_model(config_from_dict(ckpt["config"]).model, spec["image_size"]).head
+        neck = head.layers[0]
     weight = state.get("fc.weight")
     classes = [str(c) for c in ckpt.get("classes", [])]
     if weight is None or weight.dim() != 2 or len(classes) != weight.shape[0]:
