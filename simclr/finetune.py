@@ -291,9 +291,9 @@ def run_finetune(
     }
     if out is not None:
         results["subset_file"] = str(out / SUBSET_FILE)
-        blob = classifier_checkpoint("finetune", model, encoder_config(enc, image_size, config),
-                                     list(train.classes), stats["steps"],
-                                     results["elapsed_s"], results)
+        cfg = encoder_config(enc, image_size, config, head if from_head else None)
+        blob = classifier_checkpoint("finetune", model, cfg, list(train.classes),
+                                     stats["steps"], results["elapsed_s"], results)
         results["checkpoint"] = save_classifier(blob, out, "finetune.pt")
     finish_results(results, out, "finetune", logits, test_y, train.classes)
     log(f"finetune: top-1 {100 * results['top1']:.2f}%", verbose)

@@ -24,6 +24,7 @@ from simclr.errors import SimCLRError
 from simclr.models import (
     Classifier,
     HeadTap,
+    ProjectionHead,
     ResNet,
     SimCLRModel,
     build_encoder,
@@ -150,9 +151,11 @@ def embed_folder(
 
 # --------------------------------------------------------------------- classifiers
 
-def encoder_config(encoder: nn.Module, image_size: int, base: dict[str, Any] | None) -> dict:
+def encoder_config(encoder: nn.Module, image_size: int, base: dict[str, Any] | None,
+                   head: ProjectionHead | None = None) -> dict:
     """The ``config`` of a checkpoint: ``base`` (the source checkpoint's) or one that
-    describes the encoder, so ``pretrained.encoder_from_checkpoint`` rebuilds it."""
+    describes the encoder (and ``head``, whose first layer a classifier may keep), so
+    :func:`encoder_from_checkpoint` and :func:`classifier_from_checkpoint` rebuild them."""
     if base is not None:
         cfg = copy.deepcopy(base)
         cfg.setdefault("augment", {})["size"] = image_size
@@ -160,6 +163,13 @@ def encoder_config(encoder: nn.Module, image_size: int, base: dict[str, Any] | N
     cfg = Config()
     cfg.model.arch, cfg.model.width = encoder.arch, float(encoder.width)
     cfg.model.cifar_stem = bool(encoder.cifar_stem)
+    if head is not None and len(head.layers) > 0:
+        first = head.layers[0]
+        cfg.model.head = "mlp" if len(head.layers) > 1 else "linear"
+        cfg.model.head_layers = len(head.layers)
+        cfg.model.head_hidden_dim = int(first[0].out_features)
+        cfg.model.head_out_dim = int(head.out_dim)
+        cfg.model.head_batch_norm = first[0].bias is None  # BN heads have bias-free Linears
     cfg.augment.size = image_size
     return cfg.to_dict()
 

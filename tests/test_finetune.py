@@ -21,7 +21,7 @@ from simclr.finetune import (
     write_subset_list,
 )
 from simclr.models import Classifier, build_model
-from simclr.pretrained import encoder_from_checkpoint
+from simclr.pretrained import encoder_from_checkpoint, predict_folder
 from tests.conftest import make_image_folder, snapshot, tiny_encoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -149,6 +149,12 @@ def test_finetune_from_head_and_from_scratch(tmp_path, folders):
     ckpt = load_checkpoint(result["checkpoint"])
     assert {k.split(".")[0] for k in ckpt["model"]} == {"encoder", "neck", "fc"}
     assert ckpt["model"]["fc.weight"].shape == (3, 32)  # reads the head's first layer
+    # The checkpoint describes that head, so predict rebuilds the classifier, neck included.
+    test_dir = tmp_path / "test"
+    predicted = predict_folder(result["checkpoint"], str(test_dir), tmp_path / "p.csv",
+                               device="cpu", precision="fp32", workers=0,
+                               cache_dir=str(tmp_path / "cache"))
+    assert predicted["labeled"] == 9 and predicted["top1"] == pytest.approx(result["top1"])
     assert all(torch.equal(v, simclr.head.state_dict()[k]) for k, v in head_before.items())
 
     runs = [run_finetune(simclr.encoder, train, test, None, from_scratch=True, seed=5,
