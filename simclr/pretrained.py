@@ -118,6 +118,25 @@ def load_encoder(checkpoint: str | Path, device: str | torch.device = "cpu") -> 
     return encoder.to(device).eval()
 
 
+def folder_features(
+    module: nn.Module, image_size: int, data: str, batch_size: int, device: str,
+    precision: str, workers: int | None, cache_dir: str,
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """``module``'s outputs over a folder with the evaluation transform: (the opened
+    source, float32 (N, D) in source order, labels int64 (N,))."""
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+    from simclr.features import extract_features
+    from simclr.runtime import resolve_device, resolve_precision
+
+    dev = resolve_device(device)
+    source = open_source(data, DataConfig(workers=workers, cache_dir=cache_dir), train=False,
+                         image_size=image_size)
+    feats, labels = extract_features(module, source, image_size, batch_size, dev,
+                                     resolve_precision(precision, dev))
+    return source, feats, labels
+
+
 def embed_folder(
     checkpoint: str | Path, data: str, out: str | Path, batch_size: int = 256,
     device: str = "auto", precision: str = "auto", workers: int | None = None,
@@ -129,18 +148,9 @@ def embed_folder(
     ``features`` float32 (N, D), ``labels`` int64 (N,) (sorted class-name order of an
     ImageFolder, -1 for a flat folder), ``classes`` (C,) str, ``paths`` (N,) str.
     """
-    from simclr.config import DataConfig
-    from simclr.data import open_source
-    from simclr.features import extract_features
-    from simclr.runtime import resolve_device, resolve_precision
-
-    dev = resolve_device(device)
     module, spec = representation_from_checkpoint(load_checkpoint(checkpoint), layer)
-    size = spec["image_size"]
-    source = open_source(data, DataConfig(workers=workers, cache_dir=cache_dir), train=False,
-                         image_size=size)
-    feats, labels = extract_features(module, source, size, batch_size, dev,
-                                     resolve_precision(precision, dev))
+    source, feats, labels = folder_features(module, spec["image_size"], data, batch_size,
+                                            device, precision, workers, cache_dir)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, features=feats.astype(np.float32), labels=labels.astype(np.int64),
@@ -241,23 +251,16 @@ def predict_folder(
     class names the classifier knows, the result also holds the top-1 / top-k accuracy
     over those images (the others are counted as ``unknown_class``).
     """
-    from simclr.config import DataConfig
-    from simclr.data import open_source
-    from simclr.features import extract_features
     from simclr.results import accuracy_summary
-    from simclr.runtime import resolve_device, resolve_precision
 
     if top_k < 1:
         raise SimCLRError(f"--top-k must be a positive integer, got {top_k}")
-    dev = resolve_device(device)
     model, spec, classes = classifier_from_checkpoint(load_checkpoint(checkpoint))
-    size = spec["image_size"]
-    source = open_source(data, DataConfig(workers=workers, cache_dir=cache_dir), train=False,
-                         image_size=size)
     # Features under the run's autocast, as the protocols compute them; the linear layer
     # in float64, as linear-eval fits it, so a bf16 rounding never flips a close call.
-    feats, labels = extract_features(nn.Sequential(model.encoder, model.neck), source, size,
-                                     batch_size, dev, resolve_precision(precision, dev))
+    source, feats, labels = folder_features(
+        nn.Sequential(model.encoder, model.neck), spec["image_size"], data, batch_size,
+        device, precision, workers, cache_dir)
     fc = model.fc.double()
     with torch.no_grad():
         probs = torch.softmax(fc(torch.from_numpy(feats).double()), dim=1)
