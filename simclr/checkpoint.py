@@ -180,6 +180,11 @@ def _unsafe_global(message: str) -> str | None:
     return None
 
 
+def what_is_kept(last: Path | None) -> str:
+    """The clause a run's fatal error ends with: which checkpoint survives it."""
+    return f"the last checkpoint {last} is untouched" if last else "no checkpoint was written"
+
+
 def checkpoint_file(path: str | os.PathLike) -> Path:
     """The file a ``--checkpoint`` argument names: the file itself, or for a run folder
     (``--out`` of a command) or a checkpoint folder its :func:`latest_checkpoint`, else

@@ -556,8 +556,7 @@ def save_linear_classifier(encoder: nn.Module, linear: nn.Linear, image_size: in
     if not isinstance(encoder, ResNet):
         log("linear eval: classifier not saved (only classifiers on h are)")
         return None
-    model = Classifier(encoder, len(classes))
-    model.fc = linear
+    model = Classifier(encoder, len(classes), fc=linear)
     blob = classifier_checkpoint("linear", model, encoder_config(encoder, image_size, config),
                                  list(classes), 0, results["elapsed_s"], results)
     return save_classifier(blob, out, "linear.pt")

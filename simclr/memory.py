@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from simclr.checkpoint import what_is_kept
 from simclr.errors import SimCLRError
 from simclr.runtime import autocast
 
@@ -189,8 +190,7 @@ def out_of_memory_is_an_error(batch_size: int, step: int, last_good: Path | None
         if not (isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in text
                 or "not enough memory" in text):
             raise
-        kept = f"the last checkpoint {last_good} is untouched" if last_good else (
-            "no checkpoint was written")
+        kept = what_is_kept(last_good)
         then = ("free memory and --resume, or start a new run with a smaller --batch-size"
                 if resumable else "free memory or use a smaller --batch-size")
         raise SimCLRError(f"out of memory at step {step + 1} with --batch-size {batch_size}: "

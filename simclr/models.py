@@ -289,18 +289,23 @@ class Classifier(nn.Module):
 
     Used for linear evaluation, fine-tuning and the supervised baseline. The
     linear layer starts as in the official ``linear_layer``: weights N(0, 0.01^2),
-    bias 0. The given modules are used as they are (not copied).
+    bias 0, unless an already fitted ``fc`` is given. The given modules are used as they
+    are (not copied).
     """
 
     def __init__(self, encoder: nn.Module, num_classes: int, neck: nn.Module | None = None,
-                 in_dim: int | None = None) -> None:
+                 in_dim: int | None = None, fc: nn.Linear | None = None) -> None:
         super().__init__()
         self.encoder = encoder
         self.neck = neck if neck is not None else nn.Identity()
-        dim = in_dim if in_dim is not None else int(encoder.feature_dim)
-        self.fc = nn.Linear(dim, num_classes)
-        nn.init.normal_(self.fc.weight, std=0.01)
-        nn.init.zeros_(self.fc.bias)
+        if fc is None:
+            dim = in_dim if in_dim is not None else int(encoder.feature_dim)
+            fc = nn.Linear(dim, num_classes)
+            nn.init.normal_(fc.weight, std=0.01)
+            nn.init.zeros_(fc.bias)
+        elif fc.out_features != num_classes:
+            raise ValueError(f"fc has {fc.out_features} outputs for {num_classes} classes")
+        self.fc = fc
 
     @classmethod
     def from_head(cls, encoder: nn.Module, head: ProjectionHead, num_classes: int) -> Classifier:

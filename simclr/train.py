@@ -22,7 +22,7 @@ import torch
 
 from simclr import distributed as dist
 from simclr.augment import TwoViewAugment
-from simclr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from simclr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, what_is_kept
 from simclr.config import Config, config_from_dict, save_yaml
 from simclr.data import ImageSource, decode_device, open_source
 from simclr.errors import DivergedError, SimCLRError
@@ -504,8 +504,7 @@ def check_finite(first_bad: torch.Tensor, last_good: Path | None, cfg: Config) -
     """Stop at the first non-finite loss, before anything bad reaches a checkpoint."""
     bad_step = int(first_bad.item())
     if bad_step >= 0 and cfg.nan_policy == "stop":
-        kept = f"the last good checkpoint {last_good} is untouched" if last_good else (
-            "no checkpoint was written")
+        kept = what_is_kept(last_good)
         raise DivergedError(
             f"the loss became non-finite (NaN/inf) at step {bad_step + 1}; stopping: {kept}. "
             "Lower --lr, use --precision fp32, or pass --nan-policy skip", bad_step + 1
