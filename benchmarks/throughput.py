@@ -179,6 +179,7 @@ def case_e2e_simclr(spec: dict[str, Any]) -> dict[str, Any]:
         cfg = build_config(preset="cifar10", flags={
             "data.path": spec["data"], "data.cache_dir": spec["cache_dir"],
             "out": str(Path(out) / "run"), "model.width": spec["width"],
+            "model.head_batch_norm": False,  # as lightly's head below
             "batch_size": batch, "max_steps": warmup + steps,
             "precision": spec["precision"], "channels_last": spec["precision"] == "bf16",
             "device": spec["device"], "progress": False, "log_every": 10**6,
@@ -249,6 +250,7 @@ def case_model(spec: dict[str, Any]) -> dict[str, Any]:
     fmt = _memory_format(precision)
     memory = Memory(device)
     cfg = build_config(preset="cifar10", flags={"model.width": spec["width"],
+                                                "model.head_batch_norm": False,
                                                 "batch_size": batch, "precision": precision})
     model = build_model(cfg.model, 32).to(device).to(memory_format=fmt)
     optimizer = build_optimizer(cfg.optim, model, batch)

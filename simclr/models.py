@@ -145,7 +145,9 @@ class ResNet(nn.Module):
         self._init_weights(zero_init_residual)
 
     def _init_weights(self, zero_init_residual: bool) -> None:
-        # He init with fan_out as in the official TF code (variance scaling, fan_out).
+        # torchvision's He init (fan_out). The official TF code draws from a truncated
+        # normal with variance 1/fan_in; a BN follows every conv, so the scale does not
+        # change what the network computes, only the first steps' relative updates.
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -382,7 +382,7 @@ def train_step(
     finite = torch.isfinite(loss)
     skipped = cfg.nan_policy == "skip" and not bool(finite)
     if not skipped:
-        scaler.scale(loss).backward()
+        scaler.scale(loss * cfg.loss.weight).backward()  # weight: see LossConfig
         scaler.step(optimizer)
         scaler.update()
     return loss, top1, finite, skipped

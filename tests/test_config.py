@@ -25,6 +25,21 @@ def test_cifar_preset_is_the_official_recipe():
     assert cfg.augment.jitter() == pytest.approx((0.4, 0.4, 0.4, 0.1))
 
 
+@pytest.mark.parametrize("preset", ["imagenet", "cifar10"])
+def test_official_recipes_run_as_the_official_code(preset):
+    # objective.py optimises loss_a + loss_b (2 L); model_util.py puts BN in every head layer.
+    cfg = build_config(preset)
+    assert cfg.loss.weight == 2.0 and cfg.model.head_batch_norm
+    assert build_config().loss.weight == 1.0  # the default is Alg. 1's L
+    if preset == "imagenet":  # crops from about the photos' own pixels, not a 258-px copy
+        assert cfg.data.load_size == 384
+
+
+def test_loss_weight_must_be_positive():
+    with pytest.raises(SimCLRError, match="--loss-weight must be positive"):
+        build_config(flags={"loss.weight": 0})
+
+
 def test_yaml_then_flags_override(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"batch_size": 64, "model": {"width": 0.5}, "epochs": 3}))

@@ -218,3 +218,36 @@ def test_pretrain_on_cuda_decodes_jpegs_on_the_gpu(tmp_path, cache_dir, capsys):
     summary = train.pretrain(build_config(flags=flags))
     assert summary["status"] == "finished" and summary["steps"] == 6
     assert "JPEGs are decoded on cuda" in capsys.readouterr().out
+
+
+class _Projector(torch.nn.Module):
+    """views (2n, 3, 2, 2) -> (h, z): the smallest network train_step accepts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(12, 4)
+
+    def forward(self, views: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = views.flatten(1)
+        return h, self.fc(h)
+
+
+@pytest.mark.parametrize("weight", [2.0, 0.5])
+def test_loss_weight_scales_the_gradient_not_the_logged_loss(weight):
+    # The official objective optimises loss_a + loss_b = 2 L; loss.weight reproduces it.
+    views = torch.randn(8, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    updates, losses = [], []
+    for w in (1.0, weight):
+        cfg = build_config(flags={"loss.weight": w, "loss.temperature": 0.5})
+        torch.manual_seed(0)
+        net = _Projector()
+        before = net.fc.weight.detach().clone()
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+        scaler = torch.amp.GradScaler("cpu", enabled=False)
+        loss, _, finite, skipped = train.train_step(cfg, net, optimizer, scaler, views, 4,
+                                                    torch.device("cpu"), "fp32")
+        assert bool(finite) and not skipped
+        updates.append(net.fc.weight.detach() - before)
+        losses.append(float(loss.detach()))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6)
+    torch.testing.assert_close(updates[1], weight * updates[0], rtol=1e-5, atol=1e-8)
