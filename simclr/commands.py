@@ -110,8 +110,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     result = run_finetune(
         encoder, open_folder(args.train, size, args), open_folder(args.test, size, args),
         args.out, image_size=size, label_fraction=args.label_fraction,
-        labels_per_class=args.labels_per_class, epochs=args.epochs, lr=args.lr,
-        momentum=args.momentum, schedule=args.schedule, crop_scale=args.crop_scale, head=head,
+        labels_per_class=args.labels_per_class, subset_file=args.subset, epochs=args.epochs,
+        lr=args.lr, momentum=args.momentum, schedule=args.schedule, crop_scale=args.crop_scale,
+        head=head,
         from_head=args.from_head, from_scratch=args.from_scratch, seed=args.seed,
         config=ckpt["config"], **runtime_kwargs(args))
     print(json.dumps(result))
@@ -312,6 +313,9 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     group = p.add_mutually_exclusive_group()
     group.add_argument("--label-fraction", type=_fraction, default=None)
     group.add_argument("--labels-per-class", type=_positive_int, default=None)
+    group.add_argument("--subset", default=None, metavar="FILE",
+                       help="the labeled images listed in FILE (one file name or path per "
+                       "line, e.g. the paper's imagenet_subsets/1percent.txt)")
     p.add_argument("--epochs", type=_positive_int, default=None,
                    help="default: 60 for <= 5%% of the labels, else 30 (paper)")
     p.add_argument("--lr", type=float, default=0.05, help="base lr, x batch/256")

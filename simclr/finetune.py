@@ -81,6 +81,61 @@ def class_balanced_subset(
     return np.sort(np.concatenate(chosen))
 
 
+def subset_from_list(source: Any, path: str | Path) -> np.ndarray:
+    """Indices (sorted int64) of the images a list file names, one per line.
+
+    The paper's ImageNet subsets are such lists (the official repository's
+    ``imagenet_subsets/1percent.txt`` and ``10percent.txt``: file names like
+    ``n01440764_10026.JPEG``), so fine-tuning can use the very images the paper used.
+    A line may be a file name, a path relative to the folder, or a full path (as in a
+    run's ``labeled_subset.txt``); blank lines and ``#`` comments are skipped. A name
+    not in the folder, or a bare file name that two of its images share, is an error.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SimCLRError(f"--subset: cannot read {path}: {exc}") from None
+    paths = list(getattr(source, "paths", []) or [])
+    if not paths:
+        raise SimCLRError("--subset needs an image folder (this data set has no file names)")
+    root = Path(getattr(source, "name", "") or "")  # a folder's source is named by its path
+    where: dict[str, int] = {}
+    shared: set[str] = set()
+    for i, p in enumerate(paths):
+        name = Path(p).name
+        if name in where:
+            shared.add(name)
+        where[name] = i
+        where[str(Path(p))] = i
+        if root.is_dir():
+            try:
+                where[Path(p).relative_to(root).as_posix()] = i
+            except ValueError:
+                pass
+    chosen, missing = set(), []
+    for line in lines:
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        if entry in shared:
+            raise SimCLRError(f"--subset: {entry!r} names several images of the folder; "
+                              "give paths relative to it")
+        if entry in where:
+            chosen.add(where[entry])
+        else:
+            missing.append(entry)
+    if missing:
+        raise SimCLRError(f"--subset: {len(missing)} of the listed images are not in the "
+                          f"folder (first: {missing[0]!r})")
+    if not chosen:
+        raise SimCLRError(f"--subset: {path} lists no images")
+    indices = np.array(sorted(chosen), dtype=np.int64)
+    if (np.asarray(source.labels)[indices] < 0).any():
+        raise SimCLRError("--subset lists images without a class folder (labels needed)")
+    return indices
+
+
 def write_subset_list(source: Any, indices: np.ndarray, path: str | Path) -> Path:
     """The chosen images, one path per line (``#index N`` for sources without paths)."""
     paths = list(getattr(source, "paths", []) or [])
@@ -202,8 +257,8 @@ def fresh_encoder(encoder: nn.Module, zero_init_residual: bool = True) -> nn.Mod
 def run_finetune(
     encoder: nn.Module, train: Any, test: Any, run_dir: str | Path | None, *,
     image_size: int, label_fraction: float | None = None, labels_per_class: int | None = None,
-    epochs: int | None = None, batch_size: int = 256, lr: float = 0.05,
-    momentum: float = 0.9, schedule: str = "cosine",
+    subset_file: str | Path | None = None, epochs: int | None = None, batch_size: int = 256,
+    lr: float = 0.05, momentum: float = 0.9, schedule: str = "cosine",
     crop_scale: tuple[float, float] = (0.08, 1.0), head: nn.Module | None = None,
     from_head: bool = False, from_scratch: bool = False, seed: int = 0,
     device: str | torch.device = "auto", precision: str = "auto", workers: int | None = None,
@@ -212,12 +267,13 @@ def run_finetune(
     """``simclr finetune``: fine-tune the whole encoder on a class-balanced labeled subset.
 
     CLI flags: ``--checkpoint CKPT --train DIR --test DIR --out RUN_DIR
-    [--label-fraction F | --labels-per-class K] (neither: all labels) [--epochs N
+    [--label-fraction F | --labels-per-class K | --subset FILE] (none: all labels) [--epochs N
     (60 for <= 5% of the labels, else 30)] [--batch-size 256] [--lr 0.05] [--momentum 0.9]
     [--schedule cosine|constant] [--crop-scale 0.08,1.0] [--from-head] [--from-scratch]
     [--seed 0] [--device auto] [--precision auto] [--workers N] [--cache-dir DIR]``.
 
-    The subset (``class_balanced_subset`` with ``seed``) is written to
+    The subset (``class_balanced_subset`` with ``seed``, or the images ``subset_file``
+    lists: :func:`subset_from_list`) is written to
     ``run_dir/labeled_subset.txt``; Nesterov SGD, lr ``lr`` x B/256, no warm-up, no
     weight decay, ``schedule`` per step; crop + flip views. ``from_head`` needs ``head``
     (the pretrained projection head, models.ProjectionHead) and fine-tunes from its
@@ -239,7 +295,11 @@ def run_finetune(
     if from_head and head is None:
         raise SimCLRError("--from-head needs a checkpoint with a projection head")
     labels = np.asarray(train.labels, dtype=np.int64)
-    if label_fraction is None and labels_per_class is None:
+    if subset_file is not None:
+        if label_fraction is not None or labels_per_class is not None:
+            raise SimCLRError("give one of --label-fraction, --labels-per-class and --subset")
+        subset = subset_from_list(train, subset_file)
+    elif label_fraction is None and labels_per_class is None:
         subset = np.arange(len(labels))
     else:
         subset = class_balanced_subset(labels, label_fraction, labels_per_class, seed,

@@ -18,6 +18,7 @@ from simclr.finetune import (
     evaluate_classifier,
     run_finetune,
     run_supervised,
+    subset_from_list,
     write_subset_list,
 )
 from simclr.models import Classifier, build_model
@@ -136,6 +137,36 @@ def test_finetune_end_to_end(tmp_path, folders):
     # BatchNorm trained in train mode: its running statistics moved
     assert not torch.equal(ckpt["model"]["encoder.stem.1.running_mean"],
                            before["stem.1.running_mean"])
+
+
+def test_subset_from_a_list_of_file_names(tmp_path, folders):
+    train, test = folders
+    listing = tmp_path / "few.txt"
+    full = train.paths[5]
+    listing.write_text(f"# the paper's lists name files\n\nclass_1/002.png\n{full}\n"
+                       "class_2/007.png\n")
+    chosen = subset_from_list(train, listing)
+    named = {train.paths[i].split("/")[-2] + "/" + train.paths[i].split("/")[-1]
+             for i in chosen}
+    assert len(chosen) == 3 and {"class_1/002.png", "class_2/007.png"} <= named
+    assert full in [train.paths[i] for i in chosen]
+    # a run's labeled_subset.txt, fed back, gives the same images
+    result = run_finetune(tiny_encoder(), train, test, tmp_path / "ft", subset_file=listing,
+                          **FAST)
+    assert result["num_labeled"] == 3
+    again = subset_from_list(train, tmp_path / "ft" / "labeled_subset.txt")
+    np.testing.assert_array_equal(again, chosen)
+    for text, match in (("001.png\n", "names several images"),
+                        ("class_0/999.png\nclass_0/001.png\n", "1 of the listed images"),
+                        ("# nothing\n", "lists no images")):
+        listing.write_text(text)
+        with pytest.raises(SimCLRError, match=match):
+            subset_from_list(train, listing)
+    with pytest.raises(SimCLRError, match="cannot read"):
+        subset_from_list(train, tmp_path / "missing.txt")
+    with pytest.raises(SimCLRError, match="give one of"):
+        run_finetune(tiny_encoder(), train, test, None, subset_file=listing,
+                     labels_per_class=1, **FAST)
 
 
 def test_finetune_from_head_and_from_scratch(tmp_path, folders):
