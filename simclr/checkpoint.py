@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 FORMAT = "simclr-checkpoint"
 VERSION = 1
 LAST = "last.pt"
+CHECKPOINTS = "checkpoints"  # a pretraining run directory's checkpoint folder
 _PERIODIC = re.compile(r"ckpt-(\d+)\.pt")
 # ModelConfig fields that change the network's tensors, with their flags.
 ARCH_FLAGS = {
@@ -170,6 +171,70 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return periodic[0] if periodic else None
 
 
+def checkpoint_files(folder: str | os.PathLike) -> list[Path]:
+    """``last.pt`` and the ``ckpt-<step>.pt`` files present in ``folder``, readable or not
+    (a new run must not write over them, even over a corrupt one)."""
+    last = Path(folder) / LAST
+    return ([last] if last.is_file() else []) + [p for _, p in periodic_checkpoints(folder)]
+
+
+def resume_checkpoint(target: str | os.PathLike) -> tuple[Path, Path, dict[str, Any]]:
+    """(run directory, checkpoint file, its content) to continue a pretraining run from.
+
+    ``target`` (``--resume``) is the run directory, its ``checkpoints`` folder or a
+    checkpoint file in that folder; the run continues from its
+    :func:`latest_checkpoint`. Every failure is one line naming what was found: nothing,
+    a corrupt file, or the checkpoint of another kind of run (supervised, linear, ...).
+    """
+    given = Path(target).expanduser()
+    if given.is_file():
+        folder = given.parent
+        if folder.name != CHECKPOINTS:
+            kind = load_checkpoint(given).get("kind")
+            if kind != "pretrain":
+                raise SimCLRError(f"--resume {target}: {_not_pretraining(folder, given, kind)}")
+            raise SimCLRError(f"--resume {target}: the file is not in a run's {CHECKPOINTS} "
+                              "folder; pass the run directory")
+    elif given.name == CHECKPOINTS and not (given / CHECKPOINTS).is_dir():
+        folder = given
+    else:
+        folder = given / CHECKPOINTS
+    path = latest_checkpoint(folder)
+    if path is None:
+        raise SimCLRError(f"--resume {target}: {_why_no_checkpoint(folder)}")
+    if given.is_file() and not given.samefile(path):
+        raise SimCLRError(f"--resume {target}: a run continues from its latest checkpoint "
+                          f"({path.name}); pass the run directory {folder.parent}")
+    ckpt = load_checkpoint(path)
+    if ckpt.get("kind") != "pretrain":
+        raise SimCLRError(f"--resume {target}: "
+                          f"{_not_pretraining(folder.parent, path, ckpt.get('kind'))}")
+    return folder.parent, path, ckpt
+
+
+def _not_pretraining(run_dir: Path, path: Path, kind: Any) -> str:
+    return (f"{run_dir} is not a pretraining run (its checkpoint {path.name} is a "
+            f"{kind or 'unknown kind of'} checkpoint); only pretraining runs can be resumed")
+
+
+def _why_no_checkpoint(folder: Path) -> str:
+    """Why ``folder`` offers nothing to resume, for the one-line error."""
+    broken = checkpoint_files(folder)
+    if broken:  # latest_checkpoint skips incomplete files: all of these are
+        names = ", ".join(p.name for p in broken)
+        return (f"{names} in {folder} {'is' if len(broken) == 1 else 'are'} truncated or "
+                "corrupt; no complete checkpoint to resume from")
+    for other in sorted(folder.glob("*.pt")):  # e.g. linear-eval's linear.pt
+        try:
+            kind = load_checkpoint(other).get("kind")
+        except SimCLRError:
+            continue
+        return _not_pretraining(folder.parent, other, kind)
+    if not folder.parent.exists():
+        return f"no checkpoint found: {folder.parent} does not exist"
+    return f"no checkpoint found in {folder}"
+
+
 def _unsafe_global(message: str) -> str | None:
     """The Python object a weights-only unpickler refused, if that was the failure."""
     match = re.search(r"Unsupported global: GLOBAL (\S+)", message)
@@ -216,6 +281,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     Python objects (refused by the weights-only unpickler before anything runs).
     """
     p = checkpoint_file(path)
+    if p.suffix.lower() in (".pt2", ".onnx"):  # `simclr export` programs: no weights dict
+        raise SimCLRError(f"{p} is an exported program ({p.suffix}), not a checkpoint; give "
+                          "the checkpoint it was exported from")
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle, zip, EOF and I/O errors alike mean "unusable"

@@ -43,6 +43,9 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozen
                                 default=argparse.SUPPRESS, help=text)
         else:
             metavar = "A,B" if "tuple" in kind else kind.split("|")[0].upper()
+            if path == "time_budget":
+                metavar = "DURATION"
+                text = f"{path}: seconds, or e.g. 90s, 20m, 1.5h (default: {default})"
             parser.add_argument(f"--{flag}", dest=dest, default=argparse.SUPPRESS,
                                 metavar=metavar, help=text)
 
@@ -79,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="a classifier checkpoint or its run")
     p.add_argument("--data", required=True, help="image folder (ImageFolder or flat)")
     p.add_argument("--out", required=True, help="output .csv file")
-    p.add_argument("--top-k", type=int, default=5, help="classes listed per image")
+    p.add_argument("--top-k", type=commands.count_at_least(1), default=5,
+                   help="classes listed per image")
     add_runtime_flags(p)
     p.set_defaults(func=cmd_predict)
 
@@ -89,10 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_runtime_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="auto")
+    from simclr.commands import count_at_least as _count
+
+    p.add_argument("--batch-size", type=_count(1), default=256)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--workers", type=_count(0), default=None,
+                   help="decoding processes (default: from the CPU count)")
+    p.add_argument("--threads", type=_count(1), default=None,
+                   help="CPU threads for the model (default: torch's choice)")
     p.add_argument("--cache-dir", default="~/.cache/simclr/decoded")
 
 
@@ -173,17 +182,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    # data.py reports cache builds and skipped images through logging.
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
+    command = "simclr"
+    try:  # Ctrl-C while torch is still importing is an interruption too, not a traceback
+        args = build_parser().parse_args(argv)
+        command = f"simclr {args.command}"
+        # data.py reports cache builds and skipped images through logging.
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        if getattr(args, "threads", None):  # the evaluation commands' --threads
+            import torch
+
+            torch.set_num_threads(args.threads)
+        for name in ("device", "eval_device"):  # a typo fails now, not after the decoding
+            if getattr(args, name, None):
+                from simclr.runtime import resolve_device
+
+                resolve_device(getattr(args, name))
         return int(args.func(args) or 0)
     except SimCLRError as exc:
-        print(f"simclr {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{command}: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print(f"simclr {args.command}: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -104,6 +105,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     encoder, spec, ckpt = load_for_eval(args)
     head = None
     if args.from_head:
+        if ckpt.get("kind") != "pretrain":
+            raise SimCLRError(f"--from-head needs a pretraining checkpoint (this is a "
+                              f"{ckpt.get('kind', 'foreign')} one, without the projection "
+                              "head); drop --from-head")
         model, _ = model_from_checkpoint(ckpt)
         encoder, head = model.encoder, model.head
     size = spec["image_size"]
@@ -130,7 +135,7 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
     aug = config_from_dict(ckpt["config"]).augment
     size = spec["image_size"]
     tasks = TASKS if args.task == "all" else (args.task,)
-    out = prepare_dir(args.out)
+    out = prepare_dir(args.out, ("transform_probe.json",))
     result = run_transform_probe(
         model, open_folder(args.train, size, args), open_folder(args.test, size, args), aug,
         tasks, views=args.views, epochs=args.epochs, seed=args.seed,
@@ -186,7 +191,9 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         runtime = {"device": args.eval_device, "precision": args.eval_precision,
                    "workers": args.workers_eval, "verbose": False}
         if args.eval_train and args.eval_test:
-            train, test = (open_eval_source(path, size, args.workers_eval, args.eval_cache_dir)
+            cache = (args.eval_cache_dir or vars(args).get("cfg:data.cache_dir")
+                     or DataConfig().cache_dir)
+            train, test = (open_eval_source(path, size, args.workers_eval, cache)
                            for path in (args.eval_train, args.eval_test))
         else:  # the digits demo: its fixed hold-out split
             from simclr.data import digits_split
@@ -218,8 +225,9 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-test", help="labeled folder the top-1 is measured on")
     p.add_argument("--eval-device", default="auto")
     p.add_argument("--eval-precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--workers-eval", type=int, default=None, dest="workers_eval")
-    p.add_argument("--eval-cache-dir", default="~/.cache/simclr/decoded")
+    p.add_argument("--workers-eval", type=count_at_least(0), default=None, dest="workers_eval")
+    p.add_argument("--eval-cache-dir", default=None,
+                   help="decoded caches of the evaluation folders (default: --cache-dir)")
     p.set_defaults(func=cmd_sweep)
 
 
@@ -255,11 +263,37 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def count_at_least(minimum: int) -> Callable[[str], int]:
+    """argparse type: an integer >= minimum."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+_positive_int = count_at_least(1)
+
+
+def _real(minimum: float, inclusive: bool, maximum: float = math.inf) -> Callable[[str], float]:
+    """argparse type: a float above ``minimum`` (or equal, if inclusive), below maximum."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        low_ok = value >= minimum if inclusive else value > minimum
+        if not (low_ok and value < maximum):
+            bound = f"{'>=' if inclusive else '>'} {minimum:g}"
+            if maximum < math.inf:
+                bound += f" and < {maximum:g}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+    return parse
 
 
 def _pair(text: str) -> tuple[float, float]:
@@ -289,7 +323,7 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     _eval_inputs(p, runtime, out_required=False)
     p.add_argument("--layer", default="h", help=LAYERS_HELP)
     p.add_argument("--k", type=_positive_int, default=200)
-    p.add_argument("--temperature", type=float, default=0.1)
+    p.add_argument("--temperature", type=_real(0, False), default=0.1)
     p.set_defaults(func=cmd_knn)
 
     p = sub.add_parser("linear-eval", help="linear classifier on the frozen encoder")
@@ -297,14 +331,14 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--layer", default="h", help=LAYERS_HELP + "; Fig. 8 compares h and z")
     p.add_argument("--protocol", choices=["lbfgs", "sgd"], default="lbfgs")
     p.add_argument("--raw-pixels", action="store_true", help="baseline: pixels as features")
-    p.add_argument("--l2", type=float, default=None, help="fixed L2 strength (lbfgs)")
+    p.add_argument("--l2", type=_real(0, True), default=None, help="fixed L2 strength (lbfgs)")
     p.add_argument("--l2-grid", default=None, metavar="MIN,MAX,COUNT",
                    help="L2 strengths searched on the held-out split (lbfgs)")
     p.add_argument("--val-fraction", type=_fraction, default=0.1)
     p.add_argument("--max-iter", type=_positive_int, default=1000)
     p.add_argument("--epochs", type=_positive_int, default=90, help="sgd protocol")
-    p.add_argument("--lr", type=float, default=0.1, help="sgd: base lr, x batch/256")
-    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--lr", type=_real(0, False), default=0.1, help="sgd: base lr, x batch/256")
+    p.add_argument("--momentum", type=_real(0, True, 1), default=0.9)
     p.add_argument("--crop-scale", type=_pair, default=(0.08, 1.0))
     p.set_defaults(func=cmd_linear_eval)
 
@@ -318,8 +352,8 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
                        "line, e.g. the paper's imagenet_subsets/1percent.txt)")
     p.add_argument("--epochs", type=_positive_int, default=None,
                    help="default: 60 for <= 5%% of the labels, else 30 (paper)")
-    p.add_argument("--lr", type=float, default=0.05, help="base lr, x batch/256")
-    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--lr", type=_real(0, False), default=0.05, help="base lr, x batch/256")
+    p.add_argument("--momentum", type=_real(0, True, 1), default=0.9)
     p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
     p.add_argument("--crop-scale", type=_pair, default=(0.08, 1.0))
     p.add_argument("--from-head", action="store_true",

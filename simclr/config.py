@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -432,6 +433,8 @@ def _coerce(value: Any, type_text: str, where: str) -> Any:
             return None
         raise SimCLRError(f"{where}: a value is required")
     base = t.replace("|None", "")
+    if isinstance(value, dict) or (isinstance(value, list) and not base.startswith("tuple")):
+        raise SimCLRError(f"{where}: expected one {base} value, got {value!r}")
     try:
         if base == "bool":
             if isinstance(value, bool):
@@ -464,13 +467,15 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> None
     """Set nested fields from a (possibly nested) mapping; unknown keys are errors."""
     for key, value in overrides.items():
         if isinstance(value, dict):
-            sub = getattr(cfg, key, None)
+            sub = getattr(cfg, str(key), None)
             if not dataclasses.is_dataclass(sub):
+                if any(f.name == key for f in fields(cfg)):
+                    raise SimCLRError(f"{source}: setting {key!r} takes a value, not a mapping")
                 raise SimCLRError(f"{source}: unknown section {key!r}")
             for sub_key, sub_value in value.items():
                 set_path(cfg, f"{key}.{sub_key}", sub_value, source)
         else:
-            set_path(cfg, key, value, source)
+            set_path(cfg, str(key), value, source)
 
 
 def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
@@ -485,6 +490,9 @@ def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
         type_text = _field_type(obj, name)
     except KeyError:
         raise SimCLRError(f"{source}: unknown setting {path!r}") from None
+    if dataclasses.is_dataclass(getattr(obj, name)):  # e.g. `model: 3` in a YAML file
+        raise SimCLRError(f"{source}: section {path!r} must be a mapping of its settings, "
+                          f"got {value!r}")
     if path == "time_budget" and value is not None:
         value = parse_duration(value)
     setattr(obj, name, _coerce(value, type_text, f"{source}: {path}"))
@@ -492,10 +500,18 @@ def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise SimCLRError(f"config file {p} is a folder; give the YAML file itself")
     if not p.is_file():
         raise SimCLRError(f"config file not found: {p}")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SimCLRError(f"config file {p} is not UTF-8 text (not a YAML file?)") from None
+    except OSError as exc:
+        raise SimCLRError(f"cannot read config file {p}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0]
         raise SimCLRError(f"config file {p} is not valid YAML: {first}") from None
@@ -516,11 +532,43 @@ def build_config(
             raise SimCLRError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
         apply_overrides(cfg, PRESETS[preset], f"preset {preset}")
     if config_file is not None:
-        apply_overrides(cfg, load_yaml(config_file), str(config_file))
+        # A run's own config.yaml is a valid --config: what it only records is skipped.
+        settings = {k: v for k, v in load_yaml(config_file).items() if k not in RECORDED_KEYS}
+        apply_overrides(cfg, settings, str(config_file))
     for path, value in (flags or {}).items():
         set_path(cfg, path, value, "flag")
     validate(cfg)
+    absolute_paths(cfg)
     return cfg
+
+
+# What a run's config.yaml records beside its settings (simclr.train writes them): facts
+# of that run, not settings, so reading the file as a --config skips them.
+RECORDED_KEYS = frozenset({"provenance", "precision_resolved", "device_resolved", "num_images"})
+
+
+def _absolute(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+def absolute_paths(cfg: Config) -> None:
+    """Make the run's local paths absolute, so the saved config (resume, ``--config``,
+    sweeps) means the same folders from any working directory.
+
+    Data folders only where they exist as paths: ``cifar10`` names a torchvision data
+    set unless such a folder is there (as :func:`simclr.data.open_source` reads it), and
+    a missing folder keeps the name the user typed for its error message. The cache
+    and data-set roots keep a leading ``~`` (it is expanded where they are used).
+    """
+    for owner, name in ((cfg.data, "path"), (cfg, "knn_train"), (cfg, "knn_test")):
+        value = getattr(owner, name)
+        if value and os.path.exists(os.path.expanduser(value)):
+            setattr(owner, name, _absolute(value))
+    for owner, name in ((cfg.data, "cache_dir"), (cfg.data, "root")):
+        value = getattr(owner, name)
+        if not value.startswith("~"):
+            setattr(owner, name, _absolute(value))
+    cfg.out = _absolute(cfg.out)
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
@@ -582,7 +630,8 @@ def validate(cfg: Config) -> None:
         raise SimCLRError(f"--warmup-fraction must lie in [0, 1), got {cfg.optim.warmup_fraction}")
     _positive(cfg.batch_size, "batch-size")
     if cfg.batch_size < 2:
-        raise SimCLRError("--batch-size must be at least 2 (negatives come from the batch)")
+        raise SimCLRError("--batch-size must be at least 2 (BatchNorm statistics, and SimCLR's "
+                          "negatives, come from the batch)")
     _positive(cfg.epochs, "epochs")
     _positive(cfg.max_steps, "max-steps")
     _positive(cfg.time_budget, "time-budget")

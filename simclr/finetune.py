@@ -284,7 +284,6 @@ def run_finetune(
     new checkpoint so it rebuilds the encoder).
     """
     num_classes = check_labeled(train, test)
-    out = prepare_dir(run_dir)
     dev, prec = resolve_runtime(device, precision)
     for value, flag in ((batch_size, "batch-size"), (lr, "lr"), (epochs, "epochs")):
         if value is not None and not value > 0:
@@ -294,6 +293,9 @@ def run_finetune(
     aug_cfg = crop_flip_config(image_size, crop_scale)  # checks --crop-scale
     if from_head and head is None:
         raise SimCLRError("--from-head needs a checkpoint with a projection head")
+    if from_head and from_scratch:
+        raise SimCLRError("--from-scratch re-initialises the encoder the head's layer was "
+                          "trained on; give one of --from-head and --from-scratch")
     labels = np.asarray(train.labels, dtype=np.int64)
     if subset_file is not None:
         if label_fraction is not None or labels_per_class is not None:
@@ -305,6 +307,7 @@ def run_finetune(
         subset = class_balanced_subset(labels, label_fraction, labels_per_class, seed,
                                        list(train.classes))
     fraction = len(subset) / len(labels)
+    out = prepare_dir(run_dir, ("finetune.json", "checkpoints/finetune.pt"))
     if out is not None:
         write_subset_list(train, subset, out / SUBSET_FILE)
     epochs = default_epochs(fraction) if epochs is None else int(epochs)

@@ -137,6 +137,17 @@ def folder_features(
     return source, feats, labels
 
 
+def output_file(out: str | Path) -> Path:
+    """``--out`` of embed / predict, checked writable before the images are read."""
+    from simclr.results import prepare_dir
+
+    out = Path(out).expanduser()
+    if out.is_dir():
+        raise SimCLRError(f"--out {out} is a folder; name a file")
+    prepare_dir(out.parent)
+    return out
+
+
 def embed_folder(
     checkpoint: str | Path, data: str, out: str | Path, batch_size: int = 256,
     device: str = "auto", precision: str = "auto", workers: int | None = None,
@@ -149,10 +160,9 @@ def embed_folder(
     ImageFolder, -1 for a flat folder), ``classes`` (C,) str, ``paths`` (N,) str.
     """
     module, spec = representation_from_checkpoint(load_checkpoint(checkpoint), layer)
+    out = output_file(out)
     source, feats, labels = folder_features(module, spec["image_size"], data, batch_size,
                                             device, precision, workers, cache_dir)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(out, features=feats.astype(np.float32), labels=labels.astype(np.int64),
              classes=np.array(source.classes, dtype=str), paths=np.array(source.paths, dtype=str))
     return {"out": str(out), "layer": layer, "images": int(feats.shape[0]),
@@ -256,6 +266,7 @@ def predict_folder(
     if top_k < 1:
         raise SimCLRError(f"--top-k must be a positive integer, got {top_k}")
     model, spec, classes = classifier_from_checkpoint(load_checkpoint(checkpoint))
+    out = output_file(out)
     # Features under the run's autocast, as the protocols compute them; the linear layer
     # in float64, as linear-eval fits it, so a bf16 rounding never flips a close call.
     source, feats, labels = folder_features(
@@ -266,8 +277,6 @@ def predict_folder(
         probs = torch.softmax(fc(torch.from_numpy(feats).double()), dim=1)
     k = min(top_k, len(classes))
     top_p, top_i = probs.topk(k, dim=1)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["path", "prediction", "probability",

@@ -85,14 +85,21 @@ def write_results(run_dir: str | Path | None, name: str, results: dict[str, Any]
     tmp.replace(path)
 
 
-def prepare_dir(run_dir: str | Path | None) -> Path | None:
+def prepare_dir(run_dir: str | Path | None, results: Sequence[str] = ()) -> Path | None:
+    """Create ``run_dir`` (None: no directory, nothing written) for a command whose
+    output files are ``results``; one of them already there from an earlier run is
+    refused, so re-running a command never overwrites what it wrote before."""
     if run_dir is None:
         return None
     path = Path(run_dir).expanduser()
+    for name in results:
+        if (path / name).exists():
+            raise SimCLRError(f"{path} already holds {name} from an earlier run; choose "
+                              "another --out (nothing was overwritten)")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SimCLRError(f"cannot create run directory {path}: {exc.strerror}") from None
+        raise SimCLRError(f"cannot create the folder {path}: {exc.strerror}") from None
     return path
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,19 @@ class Cell:
     result: dict[str, Any] = field(default_factory=dict)
 
 
+# Settings a sweep refuses as an axis: their cells would train the same run, differing
+# only in where or how visibly it is written. (Speed settings such as threads, device or
+# workers stay: a sweep over them measures their train_s.)
+NOT_SWEPT = {
+    "out": "every cell runs in its own folder under the sweep's --out",
+    "progress": "it only shows a progress bar",
+    "log_every": "it only sets how often metrics are written",
+    "data.cache_dir": "every cell reads the same decoded images",
+    "data.root": "every cell reads the same data set",
+    "data.download": "every cell reads the same data set",
+}
+
+
 def parse_axis(text: str) -> Axis:
     """'temperature=0.1,0.5' (a flag name or a dotted path). Values are split on ';'
     when there is one, for settings whose values hold commas ('crop-scale=0.08,1;0.2,1')."""
@@ -58,6 +72,8 @@ def parse_axis(text: str) -> Axis:
     else:
         raise SimCLRError(f"--set: unknown setting {key!r} (any pretrain flag, e.g. "
                           "temperature, or a dotted path such as loss.temperature)")
+    if path in NOT_SWEPT:
+        raise SimCLRError(f"--set {key}: not an experiment setting ({NOT_SWEPT[path]})")
     parts = [v.strip() for v in values.split(";" if ";" in values else ",")]
     if any(not v for v in parts) or len(set(parts)) != len(parts):
         raise SimCLRError(f"--set {text!r}: empty or repeated values")
@@ -124,6 +140,15 @@ def _finished(run_dir: Path) -> dict[str, Any] | None:
 # Settings that may differ between the run found in a cell and the command's (as resume).
 RUNTIME_ONLY = {"progress", "device", "threads", "data.workers", "log_every",
                 "checkpoint_every", "knn_every", "out"}
+# Settings holding paths: runs saved before paths were stored absolute hold them as
+# typed, relative to the folder the sweep ran in (this one, when it is continued).
+PATHS = {"data.path", "data.root", "data.cache_dir", "knn_train", "knn_test"}
+
+
+def _comparable(key: str, value: Any) -> Any:
+    if key in PATHS and isinstance(value, str):
+        return os.path.abspath(os.path.expanduser(value))
+    return value
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -157,7 +182,8 @@ def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
     # A setting added to simclr after that run was made reads as what that run did.
     then = {k: saved[k] if k in saved else _flatten({"v": unsaved_value(k)})["v"]
             for k in wanted}
-    changed = sorted(k for k in wanted if k not in RUNTIME_ONLY and then[k] != wanted[k])
+    changed = sorted(k for k in wanted if k not in RUNTIME_ONLY
+                     and _comparable(k, then[k]) != _comparable(k, wanted[k]))
     if changed:
         k = changed[0]
         raise SimCLRError(f"cell {cell} already holds a run with other settings ({k}: "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -22,9 +23,16 @@ import torch
 
 from simclr import distributed as dist
 from simclr.augment import TwoViewAugment
-from simclr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, what_is_kept
-from simclr.config import Config, config_from_dict, save_yaml
-from simclr.data import ImageSource, decode_device, open_source
+from simclr.checkpoint import (
+    CHECKPOINTS,
+    checkpoint_files,
+    latest_checkpoint,
+    resume_checkpoint,
+    save_checkpoint,
+    what_is_kept,
+)
+from simclr.config import Config, absolute_paths, config_from_dict, save_yaml
+from simclr.data import NAMED_DATASETS, ImageSource, decode_device, open_source
 from simclr.errors import DivergedError, SimCLRError
 from simclr.loader import BatchLoader
 from simclr.loss import contrastive_loss
@@ -156,18 +164,64 @@ class StopFlag:
             signal.signal(sig, handler)
 
 
-def prepare_run_dir(cfg: Config, resume: bool) -> Path:
+@dataclass
+class RunDir:
+    """Where a run writes, and the checkpoint it continues from (None: a new run)."""
+
+    path: Path
+    checkpoint: Path | None = None
+    saved: dict[str, Any] | None = None  # the checkpoint's content
+
+
+def check_run_dir(cfg: Config, resume: bool) -> RunDir:
+    """Check the run directory without creating anything: a command that fails on its
+    inputs must leave no empty run folder behind (:func:`make_run_dir` comes later)."""
     run_dir = Path(cfg.out).expanduser()
-    if not resume and latest_checkpoint(run_dir / "checkpoints"):
+    if resume:
+        found, path, ckpt = resume_checkpoint(run_dir)
+        check_run_length(ckpt["config"], cfg, found)
+        return RunDir(found, path, ckpt)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SimCLRError(f"--out {run_dir} is a file, not a folder")
+    if checkpoint_files(run_dir / CHECKPOINTS):  # readable or not, never written over
         raise SimCLRError(
             f"{run_dir} already holds a run; use --resume {run_dir} to continue it "
             "or --out to start a new one"
         )
+    return RunDir(run_dir)
+
+
+# The settings that fix a run's length. The schedule (warm-up, cosine to final_lr) is
+# a function of the planned total steps, so a resumed run keeps them: a longer or
+# shorter run is a new run, and config.yaml never claims a length that was not used.
+RUN_LENGTH = ("epochs", "max_steps", "time_budget")
+
+
+def check_run_length(saved: dict[str, Any], cfg: Config, run_dir: Path) -> None:
+    then = config_from_dict(saved)
+    for key in RUN_LENGTH:
+        before, now = getattr(then, key), getattr(cfg, key)
+        if before != now:
+            flag = key.replace("_", "-")
+            raise SimCLRError(
+                f"--resume {run_dir}: cannot change --{flag} ({before} saved, {now} asked): "
+                "the learning-rate schedule was planned for the saved run length; start a "
+                "new run (--out) to train for another length"
+            )
+
+
+def make_run_dir(run_dir: Path) -> None:
     try:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (run_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SimCLRError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
-    return run_dir
+
+
+def check_knn_folders(cfg: Config) -> None:
+    """The kNN monitor's folders are first read after an epoch: check them before."""
+    for flag, path in (("--knn-train", cfg.knn_train), ("--knn-test", cfg.knn_test)):
+        if path and not Path(path).expanduser().exists() and path.lower() not in NAMED_DATASETS:
+            raise SimCLRError(f"{flag}: folder not found: {path}")
 
 
 def checkpoint_state(
@@ -212,22 +266,31 @@ def restore(
     scaler.load_state_dict(ckpt["scaler"])
     state.step, state.elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
     state.bad_steps = int(ckpt.get("bad_steps", 0))
+    # The saved plan, not a new one: a time budget's refits and its early end live there
+    # (the settings that fix the length are the saved ones: check_run_length).
     plan.total_steps, plan.warmup_steps = int(ckpt["total_steps"]), int(ckpt["warmup_steps"])
     torch.set_rng_state(ckpt["rng"]["torch"])
     if "cuda" in ckpt["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
 
 
-def load_resume_config(run_dir: str | Path, overrides: dict[str, Any]) -> Config:
-    """The saved config of a run, with the few settings that may change on resume."""
-    path = latest_checkpoint(Path(run_dir).expanduser() / "checkpoints")
-    if path is None:
-        raise SimCLRError(f"--resume {run_dir}: no checkpoint found in {run_dir}/checkpoints")
-    ckpt = load_checkpoint(path)
+def load_resume_config(target: str | Path, overrides: dict[str, Any]) -> Config:
+    """The saved config of a run (``target``: its directory, its checkpoints folder or a
+    checkpoint file there), with the few settings that may change on resume."""
+    run_dir, _, ckpt = resume_checkpoint(target)
     cfg = config_from_dict(ckpt["config"])
     cfg.out = str(run_dir)
     for key, value in overrides.items():
         setattr(cfg, key, value)
+    # Runs saved before paths were stored absolute resume only from where they started.
+    for flag, path in (("--data", cfg.data.path), ("--knn-train", cfg.knn_train),
+                       ("--knn-test", cfg.knn_test)):
+        if (path and not os.path.isabs(os.path.expanduser(path))
+                and not os.path.exists(path) and path.lower() not in NAMED_DATASETS):
+            raise SimCLRError(f"--resume {target}: the run's {flag} folder was saved as the "
+                              f"relative path {path!r}, not found from {os.getcwd()}; resume "
+                              "from the folder the run was started in")
+    absolute_paths(cfg)
     return cfg
 
 
@@ -285,7 +348,10 @@ def pretrain(
         tune_cpu_allocator()
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
-    run_dir = prepare_run_dir(cfg, resume)
+    absolute_paths(cfg)  # what config.yaml and the checkpoints record
+    run = check_run_dir(cfg, resume)
+    run_dir = run.path
+    check_knn_folders(cfg)
     torch.manual_seed(cfg.seed)
 
     source = open_data(cfg)
@@ -300,12 +366,11 @@ def pretrain(
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     plan = plan_schedule(cfg, source.num_images)
     state = RunState()
-    if resume:
-        ckpt_path = latest_checkpoint(run_dir / "checkpoints")
-        if ckpt_path is None:
-            raise SimCLRError(f"--resume {run_dir}: no checkpoint found")
-        restore(load_checkpoint(ckpt_path), model, optimizer, scaler, state, plan)
-        log_line(f"resuming {run_dir} from step {state.step} ({ckpt_path.name})")
+    if run.saved is not None:
+        restore(run.saved, model, optimizer, scaler, state, plan)
+        log_line(f"resuming {run_dir} from step {state.step} ({run.checkpoint.name})")
+        run.saved = None  # the tensors are in the model now; free the copy
+    make_run_dir(run_dir)  # every input checked: from here on the run writes
     # DDP averages gradients across processes (identity on one process); compile last.
     forward = dist.wrap_ddp(model, device)
     forward = torch.compile(forward) if cfg.compile else forward

@@ -14,6 +14,7 @@ from simclr.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     periodic_name,
+    resume_checkpoint,
     save_checkpoint,
 )
 from simclr.errors import SimCLRError
@@ -191,3 +192,55 @@ def test_architecture_mismatch_is_named():
     with pytest.raises(SimCLRError, match="cifar stem True, but --no-cifar-stem was asked"):
         check_architecture(saved, {"arch": "resnet18", "width": 0.5, "cifar_stem": False})
     check_architecture(saved, {"arch": "resnet18", "width": 0.5, "cifar_stem": None})
+
+
+def _run(root, kind="pretrain", name="last.pt", step=5):
+    """A run directory whose checkpoints folder holds one checkpoint of ``kind``."""
+    return save_checkpoint({**_state(step), "kind": kind}, root / "checkpoints", name)
+
+
+def test_resume_takes_a_run_its_checkpoints_folder_or_its_latest_file(tmp_path):
+    run = tmp_path / "run"
+    older = _run(run, name=periodic_name(4), step=4)
+    last = _run(run)
+    os.utime(older, ns=(1, 1))
+    for target in (run, run / "checkpoints", last):
+        run_dir, path, ckpt = resume_checkpoint(target)
+        assert (run_dir, path, ckpt["step"]) == (run, last, 5)
+    # An older file would silently continue from last.pt: refused, naming both.
+    with pytest.raises(SimCLRError, match=r"latest checkpoint \(last.pt\); pass the run "
+                                          f"directory {run}$"):
+        resume_checkpoint(older)
+    loose = tmp_path / "copy.pt"
+    loose.write_bytes(last.read_bytes())
+    with pytest.raises(SimCLRError, match="not in a run's checkpoints folder"):
+        resume_checkpoint(loose)
+
+
+@pytest.mark.parametrize(("kind", "name"), [("supervised", "last.pt"), ("linear", "linear.pt"),
+                                            ("finetune", "finetune.pt")])
+def test_resume_names_the_kind_of_a_run_that_is_not_pretraining(tmp_path, kind, name):
+    saved = _run(tmp_path / "run", kind=kind, name=name)
+    for target in (tmp_path / "run", saved):
+        with pytest.raises(SimCLRError) as info:
+            resume_checkpoint(target)
+        assert str(info.value) == (
+            f"--resume {target}: {tmp_path / 'run'} is not a pretraining run (its checkpoint "
+            f"{name} is a {kind} checkpoint); only pretraining runs can be resumed")
+
+
+def test_resume_reports_a_corrupt_checkpoint_and_falls_back_past_a_truncated_one(tmp_path):
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "last.pt").write_text("hello\n")
+    with pytest.raises(SimCLRError, match="last.pt in .* is truncated or corrupt; no complete"):
+        resume_checkpoint(tmp_path / "run")
+    periodic = _run(tmp_path / "run", name=periodic_name(4), step=4)
+    data = periodic.read_bytes()
+    (folder / "last.pt").write_bytes(data[: len(data) // 2])  # a save cut short
+    assert resume_checkpoint(tmp_path / "run")[1] == periodic  # the earlier one continues
+    with pytest.raises(SimCLRError, match="no checkpoint found: .*missing does not exist"):
+        resume_checkpoint(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SimCLRError, match="no checkpoint found in .*empty/checkpoints$"):
+        resume_checkpoint(tmp_path / "empty")

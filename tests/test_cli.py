@@ -30,6 +30,21 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
         (["pretrain", "--bogus-flag"], "unrecognized arguments"),
         (["pretrain", "--resume", "/no/such/run"], "no checkpoint"),
         (["embed", "--checkpoint", "/no/ckpt.pt", "--data", ".", "--out", "x.npz"], "/no/ckpt.pt"),
+        # the evaluation commands' own flags, refused before any checkpoint is read
+        (["embed", "--checkpoint", "c.pt", "--data", ".", "--out", "x.npz", "--batch-size",
+          "0"], "--batch-size: must be at least 1"),
+        (["knn", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--device", "foo"],
+         "unknown device 'foo'"),
+        (["knn", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--workers", "-1"],
+         "--workers: must be at least 0"),
+        (["knn", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--temperature", "0"],
+         "--temperature: must be > 0"),
+        (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--l2", "-1"],
+         "--l2: must be >= 0"),
+        (["finetune", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out", "o",
+          "--momentum", "1"], "--momentum: must be >= 0 and < 1"),
+        (["predict", "--checkpoint", "c.pt", "--data", ".", "--out", "p.csv", "--top-k", "0"],
+         "--top-k: must be at least 1"),
     ],
 )
 def test_user_errors_are_one_line(args, needle, capsys):
@@ -83,3 +98,27 @@ def test_evaluation_flags_are_checked_first(args, needle, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and needle in err, err
+
+
+def test_interrupt_while_starting_is_one_line(monkeypatch, capsys):
+    # Ctrl-C in the first second lands in the imports of build_parser, not in a command.
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("simclr.cli.build_parser", interrupted)
+    assert main(["knn"]) == 130
+    assert capsys.readouterr().err == "simclr: interrupted\n"
+
+
+def test_embed_and_predict_outputs_are_checked_before_the_images_are_read(tmp_path):
+    from simclr.errors import SimCLRError
+    from simclr.pretrained import output_file
+
+    (tmp_path / "afile").write_text("not a folder")
+    (tmp_path / "dir.npz").mkdir()
+    with pytest.raises(SimCLRError, match="cannot create the folder .*afile"):
+        output_file(tmp_path / "afile" / "e.npz")
+    with pytest.raises(SimCLRError, match="is a folder"):
+        output_file(tmp_path / "dir.npz")
+    assert output_file(tmp_path / "new" / "e.npz") == tmp_path / "new" / "e.npz"
+    assert (tmp_path / "new").is_dir() and (tmp_path / "afile").read_text() == "not a folder"

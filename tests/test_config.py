@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from simclr.config import PRESETS, Config, build_config, config_from_dict, parse_duration
+from simclr.config import (
+    PRESETS,
+    Config,
+    build_config,
+    config_from_dict,
+    load_yaml,
+    parse_duration,
+    save_yaml,
+)
 from simclr.errors import SimCLRError
 
 
@@ -107,3 +115,48 @@ def test_durations():
 def test_every_preset_validates():
     for name in PRESETS:
         assert isinstance(build_config(name), Config)
+
+
+def test_config_file_errors_are_one_line(tmp_path):
+    binary = tmp_path / "bin.yaml"
+    binary.write_bytes(b"\xff\xfe\x00x")
+    cases = [(binary, "is not UTF-8 text"), (tmp_path, "is a folder; give the YAML file")]
+    for text, needle in [("model: 3\n", "section 'model' must be a mapping of its settings, "
+                                        "got 3"),
+                         ("out: {a: 1}\n", "setting 'out' takes a value, not a mapping"),
+                         ("model: {arch: [a, b]}\n", "model.arch: expected one str value"),
+                         ("1: 2\n", "unknown setting '1'")]:
+        path = tmp_path / f"case{len(cases)}.yaml"
+        path.write_text(text)
+        cases.append((path, needle))
+    for path, needle in cases:
+        with pytest.raises(SimCLRError) as info:
+            build_config(config_file=str(path))
+        assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_saved_config_is_a_config_file_but_unknown_keys_are_still_refused(tmp_path):
+    cfg = build_config("cifar10-cpu", flags={"augment.crop_scale": "0.2,1", "max_steps": 7,
+                                             "time_budget": "20m"})
+    saved = tmp_path / "config.yaml"  # as simclr.train writes it
+    save_yaml({**cfg.to_dict(), "provenance": {"git_sha": "abc"}, "precision_resolved": "bf16",
+               "device_resolved": "cpu", "num_images": 40}, saved)
+    assert build_config(config_file=str(saved)) == cfg
+    save_yaml({**load_yaml(saved), "provenence": {}}, saved)  # a typo is still an error
+    with pytest.raises(SimCLRError, match="unknown section 'provenence'"):
+        build_config(config_file=str(saved))
+
+
+def test_local_paths_are_stored_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    cfg = build_config(flags={"data.path": "data/train", "out": "runs/a", "knn_train": "data",
+                              "knn_test": "data/../data/train", "data.cache_dir": "cache"})
+    assert cfg.data.path == str(tmp_path / "data" / "train")
+    assert (cfg.knn_train, cfg.knn_test) == (str(tmp_path / "data"),
+                                              str(tmp_path / "data" / "train"))
+    assert (cfg.out, cfg.data.cache_dir) == (str(tmp_path / "runs/a"), str(tmp_path / "cache"))
+    assert cfg.data.root == "~/.cache/simclr/datasets"  # expanded where it is used
+    # A torchvision name stays a name; a missing folder keeps what was typed for its error.
+    assert build_config(flags={"data.path": "cifar10"}).data.path == "cifar10"
+    assert build_config(flags={"data.path": "nowhere"}).data.path == "nowhere"

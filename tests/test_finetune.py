@@ -169,6 +169,24 @@ def test_subset_from_a_list_of_file_names(tmp_path, folders):
                      labels_per_class=1, **FAST)
 
 
+def test_results_of_an_earlier_run_are_never_overwritten(tmp_path, folders):
+    from simclr.evaluate import run_knn
+
+    train, test = folders
+    run_finetune(tiny_encoder(), train, test, tmp_path / "ft", labels_per_class=1, **FAST)
+    saved = (tmp_path / "ft" / "finetune.json").read_text()
+    with pytest.raises(SimCLRError, match="already holds finetune.json"):
+        run_finetune(tiny_encoder(), train, test, tmp_path / "ft", labels_per_class=1, **FAST)
+    assert (tmp_path / "ft" / "finetune.json").read_text() == saved
+    fast = {k: FAST[k] for k in ("image_size", "device", "precision", "workers", "verbose")}
+    run_knn(tiny_encoder(), train, test, tmp_path / "ft", k=3, **fast)  # another protocol
+    with pytest.raises(SimCLRError, match="already holds knn.json"):
+        run_knn(tiny_encoder(), train, test, tmp_path / "ft", k=3, **fast)
+    with pytest.raises(SimCLRError, match="give one of --from-head and --from-scratch"):
+        run_finetune(tiny_encoder(), train, test, None, head=object(), from_head=True,
+                     from_scratch=True, **FAST)
+
+
 def test_finetune_from_head_and_from_scratch(tmp_path, folders):
     train, test = folders
     torch.manual_seed(0)

@@ -165,3 +165,53 @@ def test_a_preempted_sweep_stops_and_exits_75(tmp_path, image_folder, monkeypatc
                  "--eval", "none", "--out", str(tmp_path / "sw")])
     assert code == train.EXIT_PREEMPTED and len(calls) == 1  # the second cell never started
     assert "the same command continues it" in capsys.readouterr().err
+
+
+def test_settings_that_only_say_where_or_how_visibly_are_not_swept():
+    for text, needle in [("out=a,b", "--set out: not an experiment setting (every cell runs "
+                                     "in its own folder under the sweep's --out)"),
+                         ("cache-dir=x,y", "same decoded images"),
+                         ("data.root=x,y", "same data set"), ("progress=true,false", "progress")]:
+        with pytest.raises(SimCLRError, match=None) as info:
+            parse_axis(text)
+        assert needle in str(info.value)
+    assert parse_axis("threads=1,2").settings == [{"threads": "1"}, {"threads": "2"}]  # speed
+
+
+def test_a_cell_saved_with_relative_paths_is_reused(tmp_path, image_folder, cache_dir,
+                                                    monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, epochs=1)
+    flags.pop("out")
+    flags.update({"data.path": "images", "data.cache_dir": "cache"})
+    axes = [parse_axis("temperature=0.5")]
+    cells, _ = run_sweep(axes, "sw", preset=None, config=None, flags=flags, evaluate=None)
+    saved_cfg = tmp_path / "sw" / cells[0].name / "config.yaml"
+    saved = load_yaml(saved_cfg)
+    assert saved["data"]["path"] == str(image_folder)
+    saved["data"].update({"path": "images", "cache_dir": "cache"})  # as older runs saved them
+    save_yaml(saved, saved_cfg)
+    last = saved_cfg.parent / "checkpoints" / "last.pt"
+    stamp = last.stat().st_mtime_ns
+    run_sweep(axes, tmp_path / "sw", preset=None, config=None, flags=flags, evaluate=None)
+    assert last.stat().st_mtime_ns == stamp  # the same folders: reused
+    (tmp_path / "other").symlink_to(image_folder)
+    with pytest.raises(SimCLRError, match="other settings .*data.path"):
+        run_sweep(axes, tmp_path / "sw", preset=None, config=None,
+                  flags={**flags, "data.path": "other"}, evaluate=None)
+
+
+def test_sweep_evaluation_decodes_into_the_pretraining_cache_dir(tmp_path, image_folder,
+                                                                  monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cache = tmp_path / "cache"
+    code = main(["sweep", "--set", "temperature=0.5", "--data", str(image_folder),
+                 "--arch", "resnet18", "--width", "0.125", "--image-size", "16",
+                 "--batch-size", "8", "--epochs", "1", "--precision", "fp32", "--device", "cpu",
+                 "--no-progress", "--workers", "0", "--cache-dir", str(cache), "--eval", "knn",
+                 "--eval-train", str(image_folder), "--eval-test", str(image_folder),
+                 "--eval-device", "cpu", "--eval-precision", "fp32", "--workers-eval", "0",
+                 "--out", str(tmp_path / "sw")])
+    assert code == 0, capsys.readouterr().err
+    assert "knn_top1" in capsys.readouterr().out
+    assert list(cache.iterdir()) and not (tmp_path / "home/.cache/simclr").exists()

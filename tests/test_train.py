@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from simclr import load_encoder, train
-from simclr.checkpoint import load_checkpoint
-from simclr.config import build_config
+from simclr.checkpoint import load_checkpoint, save_checkpoint
+from simclr.config import build_config, config_from_dict, load_yaml
 from simclr.errors import SimCLRError
 from simclr.pretrained import embed_folder, model_from_checkpoint
 from tests.conftest import make_image_folder, tiny_flags
@@ -251,3 +251,84 @@ def test_loss_weight_scales_the_gradient_not_the_logged_loss(weight):
         losses.append(float(loss.detach()))
     assert losses[1] == pytest.approx(losses[0], rel=1e-6)
     torch.testing.assert_close(updates[1], weight * updates[0], rtol=1e-5, atol=1e-8)
+
+
+def _preempted_run(cfg, at_step=4):
+    def preempt(step, stop):
+        if step == at_step:
+            stop.requested = "SIGTERM"
+
+    assert train.pretrain(cfg, on_step=preempt)["steps"] == at_step
+
+
+def test_resume_keeps_the_planned_run_length(tmp_path, image_folder, cache_dir, capsys):
+    from simclr.cli import main
+
+    run_dir = tmp_path / "run"
+    _preempted_run(build_config(flags=tiny_flags(image_folder, run_dir, cache_dir)))
+    saved_yaml = (run_dir / "config.yaml").read_text()
+    for flag, value in (("--max-steps", "3"), ("--epochs", "4"), ("--time-budget", "1h")):
+        assert main(["pretrain", "--resume", str(run_dir), flag, value]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"cannot change {flag} (" in err, err
+    assert (run_dir / "config.yaml").read_text() == saved_yaml  # no length it did not use
+    assert load_checkpoint(run_dir / "checkpoints/last.pt")["step"] == 4
+    # The same length is no change; the checkpoint file itself names the run too.
+    assert main(["pretrain", "--resume", str(run_dir / "checkpoints/last.pt"), "--epochs", "2",
+                 "--no-progress"]) == 0
+    saved = load_checkpoint(run_dir / "checkpoints/last.pt")
+    assert saved["step"] == saved["total_steps"] == 6
+    # A run's own config.yaml is a valid --config (its recorded-only keys are skipped).
+    assert build_config(config_file=str(run_dir / "config.yaml")) == \
+        config_from_dict(saved["config"])
+
+
+def test_resume_works_from_any_working_directory(tmp_path, image_folder, cache_dir,
+                                                 monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    flags = tiny_flags(image_folder, tmp_path / "run", cache_dir)
+    flags.update({"data.path": "images", "out": "run", "data.cache_dir": "cache"})
+    _preempted_run(build_config(flags=flags))
+    saved = load_yaml(tmp_path / "run/config.yaml")
+    assert (saved["data"]["path"], saved["out"]) == (str(image_folder), str(tmp_path / "run"))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    summary = train.pretrain(train.load_resume_config(tmp_path / "run", {}), resume=True)
+    assert summary["steps"] == 6 and not list((tmp_path / "elsewhere").iterdir())
+    # A run saved before paths were absolute says where to resume it from.
+    last = tmp_path / "run/checkpoints/last.pt"
+    old = load_checkpoint(last)
+    old["config"]["data"]["path"] = "images"
+    save_checkpoint(old, last.parent)
+    with pytest.raises(SimCLRError, match="saved as the relative path 'images', not found "
+                                          "from .*elsewhere; resume from the folder"):
+        train.load_resume_config(tmp_path / "run", {})
+    monkeypatch.chdir(tmp_path)
+    assert train.load_resume_config("run", {}).data.path == str(image_folder)
+
+
+def test_a_failed_start_leaves_no_run_directory(tmp_path, image_folder, cache_dir):
+    def fails(needle, out, **extra):
+        cfg = build_config(flags=tiny_flags(extra.pop("data", image_folder), out, cache_dir,
+                                            **extra))
+        with pytest.raises(SimCLRError, match=needle):
+            train.pretrain(cfg)
+
+    fails("data folder not found", tmp_path / "new/run", data=tmp_path / "missing")
+    fails("larger than the data set", tmp_path / "new/run", batch_size=64)
+    fails("--knn-train: folder not found", tmp_path / "new/run",
+          knn_train=str(tmp_path / "nope"), knn_test=str(image_folder))
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()  # a folder that existed stays, untouched
+    fails("data folder not found", tmp_path / "kept", data=tmp_path / "missing")
+    assert (tmp_path / "kept").is_dir() and not list((tmp_path / "kept").iterdir())
+    # An unreadable checkpoint is neither resumed nor written over by a new run.
+    corrupt = tmp_path / "corrupt/checkpoints/last.pt"
+    corrupt.parent.mkdir(parents=True)
+    corrupt.write_text("not a checkpoint")
+    fails("already holds a run", tmp_path / "corrupt")
+    with pytest.raises(SimCLRError, match="last.pt in .* is truncated or corrupt"):
+        train.load_resume_config(tmp_path / "corrupt", {})
+    assert corrupt.read_text() == "not a checkpoint"
+    assert sorted(p.name for p in (tmp_path / "corrupt").rglob("*")) == ["checkpoints",
+                                                                        "last.pt"]
