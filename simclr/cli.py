@@ -21,7 +21,13 @@ EXIT_USER_ERROR = 2
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but errors are one line (no usage block) as promised to users."""
+    """argparse, but errors are one line (no usage block) as promised to users, and no
+    abbreviated flags: with hundreds of settings, ``--data`` must not quietly mean
+    ``--data-root`` where a command has no ``--data``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")

@@ -373,13 +373,19 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.set_defaults(func=cmd_transform_probe)
 
     from simclr.cli import add_config_flags
+    from simclr.config import PRESETS, all_flags
 
     p = sub.add_parser("supervised", help="the supervised baseline: same encoder, labels, CE")
     p.add_argument("--train", required=True, help="labeled image folder")
     p.add_argument("--test", default=None, help="labeled image folder for the final top-1")
-    p.add_argument("--preset", default=None)
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS))
     p.add_argument("--config", default=None)
-    add_config_flags(p, exclude={"out"})
+    # The contrastive objective, the projection head and the kNN monitor play no part in
+    # supervised training, and --train names its data: those flags are not offered.
+    contrastive_only = {flag for flag, path in all_flags().items()
+                        if path.startswith(("loss.", "model.head", "knn_"))
+                        or path in ("data.path", "out")}
+    add_config_flags(p, exclude=contrastive_only)
     p.add_argument("--out", required=True, help="run directory")
     p.set_defaults(func=cmd_supervised)
 

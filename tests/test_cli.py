@@ -45,6 +45,10 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
           "--momentum", "1"], "--momentum: must be >= 0 and < 1"),
         (["predict", "--checkpoint", "c.pt", "--data", ".", "--out", "p.csv", "--top-k", "0"],
          "--top-k: must be at least 1"),
+        # supervised training has no contrastive loss, head or kNN monitor to set
+        (["supervised", "--train", "a", "--out", "o", "--temperature", "0.5"],
+         "unrecognized arguments: --temperature"),
+        (["supervised", "--train", "a", "--out", "o", "--data", "b"], "unrecognized"),
     ],
 )
 def test_user_errors_are_one_line(args, needle, capsys):
