@@ -649,6 +649,8 @@ def validate(cfg: Config) -> None:
     _positive(cfg.keep_checkpoints, "keep-checkpoints")
     _choice(cfg.nan_policy, ("stop", "skip"), "nan-policy")
     _positive(cfg.knn_every, "knn-every")
+    _positive(cfg.knn_k, "knn-k")
+    _positive(cfg.knn_temperature, "knn-temperature")
     if (cfg.knn_train is None) != (cfg.knn_test is None):
         raise SimCLRError("--knn-train and --knn-test go together")
     a = cfg.augment

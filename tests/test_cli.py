@@ -28,6 +28,7 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
         (["pretrain", "--batch-size", "many"], "as int"),
         (["pretrain", "--time-budget", "forever"], "--time-budget"),
         (["pretrain", "--bogus-flag"], "unrecognized arguments"),
+        (["pretrain", "--knn-k", "0"], "--knn-k must be positive"),
         (["pretrain", "--resume", "/no/such/run"], "no checkpoint"),
         (["embed", "--checkpoint", "/no/ckpt.pt", "--data", ".", "--out", "x.npz"], "/no/ckpt.pt"),
         # the evaluation commands' own flags, refused before any checkpoint is read
