@@ -117,8 +117,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         args.out, image_size=size, label_fraction=args.label_fraction,
         labels_per_class=args.labels_per_class, subset_file=args.subset, epochs=args.epochs,
         lr=args.lr, momentum=args.momentum, schedule=args.schedule, crop_scale=args.crop_scale,
-        head=head,
-        from_head=args.from_head, from_scratch=args.from_scratch, seed=args.seed,
+        head=head, from_head=args.from_head, from_scratch=args.from_scratch, seed=args.seed,
         config=ckpt["config"], **runtime_kwargs(args))
     print(json.dumps(result))
     return 0
