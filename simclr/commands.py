@@ -19,7 +19,7 @@ from torch import nn
 
 from simclr.checkpoint import load_checkpoint
 from simclr.config import Config, DataConfig, config_from_dict
-from simclr.data import NAMED_DATASETS, ImageSource, open_source
+from simclr.data import ImageSource, check_folder, open_source
 from simclr.errors import SimCLRError
 from simclr.export import FORMATS
 from simclr.pretrained import (
@@ -159,9 +159,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.eval != "none" and not folders and not digits:
         raise SimCLRError(f"--eval {args.eval} needs --eval-train and --eval-test (labeled "
                           "folders), or pass --eval none")
-    for flag, path in (("--eval-train", args.eval_train), ("--eval-test", args.eval_test)):
-        if path and not Path(path).expanduser().is_dir() and path.lower() not in NAMED_DATASETS:
-            raise SimCLRError(f"{flag}: folder not found: {path}")  # before hours of training
+    check_folder("--eval-train", args.eval_train)  # before hours of training
+    check_folder("--eval-test", args.eval_test)
 
     def evaluate(run_dir: Path) -> dict[str, Any]:
         return evaluate_run(run_dir, args)

@@ -80,6 +80,13 @@ def _images_under(folder: str) -> list[str]:
     return found
 
 
+def check_folder(flag: str, path: str | None) -> None:
+    """Fail now, in one line, on a folder that a command reads only later (an evaluation
+    after hours of training); torchvision's named data sets pass."""
+    if path and not Path(path).expanduser().is_dir() and path.lower() not in NAMED_DATASETS:
+        raise SimCLRError(f"{flag}: folder not found: {path}")
+
+
 def scan_folder(path: str | os.PathLike) -> ImageList:
     """List the images of an ImageFolder tree or a flat folder.
 

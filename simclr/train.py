@@ -32,7 +32,7 @@ from simclr.checkpoint import (
     what_is_kept,
 )
 from simclr.config import Config, absolute_paths, config_from_dict, save_yaml
-from simclr.data import NAMED_DATASETS, ImageSource, decode_device, open_source
+from simclr.data import NAMED_DATASETS, ImageSource, check_folder, decode_device, open_source
 from simclr.errors import DivergedError, SimCLRError
 from simclr.loader import BatchLoader
 from simclr.loss import contrastive_loss
@@ -219,9 +219,8 @@ def make_run_dir(run_dir: Path) -> None:
 
 def check_knn_folders(cfg: Config) -> None:
     """The kNN monitor's folders are first read after an epoch: check them before."""
-    for flag, path in (("--knn-train", cfg.knn_train), ("--knn-test", cfg.knn_test)):
-        if path and not Path(path).expanduser().exists() and path.lower() not in NAMED_DATASETS:
-            raise SimCLRError(f"{flag}: folder not found: {path}")
+    check_folder("--knn-train", cfg.knn_train)
+    check_folder("--knn-test", cfg.knn_test)
 
 
 def checkpoint_state(
