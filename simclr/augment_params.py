@@ -34,12 +34,35 @@ _P_RATIO = _P_AREA + _ATTEMPTS  # 10 uniforms: log aspect ratio of each attempt
     _P_NOISE, _P_NOISE_STD, _P_NOISE_KEY, _P_SOBEL,
 ) = range(_P_RATIO + _ATTEMPTS, _P_RATIO + _ATTEMPTS + 21)
 _N_PARAMS = _P_SOBEL + 1
+# The official sampler's uniforms come after every other parameter's, so turning it on
+# changes no other draw, and they are only computed when it is on.
+_TF_ATTEMPTS = 100  # the official code's max_attempts
+_TF_MIN_COVERED = 0.1  # ... and min_object_covered: the crop keeps >= 10% of the image
+_P_TF_RATIO = _N_PARAMS  # 100 uniforms: aspect ratio of each attempt
+_P_TF_HEIGHT = _P_TF_RATIO + _TF_ATTEMPTS  # 100 uniforms: height of each attempt
+_TF_BLOCK = 8  # attempts drawn at a time, for the samples still without a box
 
 # The 24 orders of (brightness, contrast, saturation, hue) = op ids (0, 1, 2, 3).
 PERMUTATIONS = np.array(list(itertools.permutations(range(4))), dtype=np.int64)
 
 # ITU-R 601 luma as used by torchvision and tf.image.rgb_to_grayscale (0.2989, not 0.299).
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """The counters of one view's uniforms, for parameters drawn on demand: the official
+    crop sampler's attempts after the first few are only drawn for samples still
+    without a box."""
+
+    seed: int
+    epoch: int
+    indices: np.ndarray  # int64 (B,)
+    view: int
+
+    def columns(self, start: int, count: int, rows: np.ndarray) -> np.ndarray:
+        """Uniforms (len(rows), count) of parameter ids start .. start + count - 1."""
+        return uniforms(self.seed, self.epoch, self.indices[rows], self.view, count, start)
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -55,18 +78,20 @@ def _u64(value: int) -> np.uint64:
     return np.uint64(int(value) & _MASK64)
 
 
-def uniforms(seed: int, epoch: int, indices: np.ndarray, view: int, count: int) -> np.ndarray:
-    """Uniforms in [0, 1), float64 (B, count): a pure function of every argument.
+def uniforms(seed: int, epoch: int, indices: np.ndarray, view: int, count: int,
+             start: int = 0) -> np.ndarray:
+    """Uniforms in [0, 1), float64 (B, count) of parameter ids start .. start + count - 1.
 
-    Row b, column p depends only on (seed, epoch, indices[b], view, p): chained splitmix64
-    (each step a bijection of the previous key xor the next integer) then 53 mantissa bits.
+    Row b, column p depends only on (seed, epoch, indices[b], view, start + p): chained
+    splitmix64 (each step a bijection of the previous key xor the next integer) then 53
+    mantissa bits.
     """
     idx = np.asarray(indices, dtype=np.int64).view(np.uint64)
     key = _splitmix64(np.full(idx.shape, _u64(seed), dtype=np.uint64))
     key = _splitmix64(key ^ _u64(epoch))
     key = _splitmix64(key ^ idx)
     key = _splitmix64(key ^ _u64(view))
-    pid = _splitmix64(np.arange(count, dtype=np.uint64) ^ np.uint64(_PARAM_SALT))
+    pid = _splitmix64(np.arange(start, start + count, dtype=np.uint64) ^ np.uint64(_PARAM_SALT))
     bits = _splitmix64(key[:, None] ^ pid[None, :])
     return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
 
@@ -141,15 +166,18 @@ def _offsets(u: np.ndarray, slack: np.ndarray | int) -> np.ndarray:
 
 
 def _crop_boxes(
-    u: np.ndarray, cfg: AugmentConfig, hw: tuple[int, int] | tuple[np.ndarray, np.ndarray]
+    u: np.ndarray, cfg: AugmentConfig, hw: tuple[int, int] | tuple[np.ndarray, np.ndarray],
+    stream: Stream,
 ) -> np.ndarray:
     """Crop boxes int64 (B, 4) = (top, left, height, width) from the uniforms u (B, P).
 
-    Random resized crop as torchvision's ``RandomResizedCrop.get_params`` (App. A): up to
-    10 attempts with area ~ U(scale) x image area and log aspect ratio ~ U(log ratio),
+    Random resized crop (App. A) as torchvision's ``RandomResizedCrop.get_params``: up
+    to 10 attempts with area ~ U(scale) x image area and log aspect ratio ~ U(log ratio),
     keeping the first that fits (all attempts vectorised); otherwise the central crop with
-    the aspect ratio clamped into the range. ``hw``: the image's (H, W), or per-sample
-    arrays (B,) of them (a crop inside a previous crop, for the Fig. 5 protocol).
+    the aspect ratio clamped into the range. With ``crop_sampler="official"``, the
+    official code's sampler instead (:func:`_official_boxes`), whose attempts are drawn
+    from ``stream`` (the counters ``u`` came from). ``hw``: the image's (H, W), or
+    per-sample arrays (B,) of them (a crop inside a previous crop, for Fig. 5).
     """
     n, size = len(u), cfg.size
     height = np.broadcast_to(np.asarray(hw[0], dtype=np.int64), (n,))
@@ -160,6 +188,15 @@ def _crop_boxes(
         top = _offsets(u[:, _P_TOP], height - size)
         left = _offsets(u[:, _P_LEFT], width - size)
         return np.stack([top, left, np.full(n, size), np.full(n, size)], 1).astype(np.int64)
+    if cfg.crop_sampler == "official":
+        return _official_boxes(u, cfg, height, width, stream)
+    return _torchvision_boxes(u, cfg, height, width)
+
+
+def _torchvision_boxes(u: np.ndarray, cfg: AugmentConfig, height: np.ndarray,
+                       width: np.ndarray) -> np.ndarray:
+    """torchvision's ``RandomResizedCrop.get_params``, vectorised; see :func:`_crop_boxes`."""
+    n = len(u)
     lo, hi = cfg.crop_scale
     area = (height * width).astype(np.float64)[:, None]
     target = area * (lo + (hi - lo) * u[:, _P_AREA:_P_AREA + _ATTEMPTS])
@@ -183,6 +220,77 @@ def _crop_boxes(
     return np.stack([top, left, h, w], axis=1).astype(np.int64)
 
 
+def _official_boxes(u: np.ndarray, cfg: AugmentConfig, height: np.ndarray,
+                    width: np.ndarray, stream: Stream) -> np.ndarray:
+    """The official code's crop: TensorFlow's ``sample_distorted_bounding_box`` as
+    ``data_util.distorted_bounding_box_crop`` calls it (whole-image box, area range
+    ``crop_scale``, aspect ratio range ``crop_ratio``, min_object_covered 0.1, 100
+    attempts); boxes int64 (B, 4).
+
+    The first attempt that fits (:func:`_tf_attempts`) is kept, at a uniform integer
+    offset in [0, H - h) (TF's ``Uniform(H - h)``: the box never touches the bottom or
+    right edge unless it spans the image); if none of the 100 does, the whole image.
+    Attempts are drawn a block at a time for the samples still without a box (most
+    have one after the first block).
+    """
+    box_h, box_w = height.copy(), width.copy()  # the fallback: the whole image
+    pending = np.arange(len(u))
+    for first in range(0, _TF_ATTEMPTS, _TF_BLOCK):
+        count = min(_TF_BLOCK, _TF_ATTEMPTS - first)
+        h, w, found = _tf_attempts(stream.columns(_P_TF_RATIO + first, count, pending),
+                                   stream.columns(_P_TF_HEIGHT + first, count, pending),
+                                   cfg, height[pending], width[pending])
+        box_h[pending[found]], box_w[pending[found]] = h[found], w[found]
+        pending = pending[~found]
+        if not len(pending):
+            break
+    top = np.minimum(np.floor(u[:, _P_TOP] * (height - box_h)), np.maximum(height - box_h - 1, 0))
+    left = np.minimum(np.floor(u[:, _P_LEFT] * (width - box_w)), np.maximum(width - box_w - 1, 0))
+    return np.stack([top, left, box_h, box_w], axis=1).astype(np.int64)
+
+
+def _tf_attempts(u_ratio: np.ndarray, u_height: np.ndarray, cfg: AugmentConfig,
+                 height: np.ndarray, width: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """TF's ``GenerateRandomCrop`` plus its overlap test for attempts (B, A) at once:
+    the (height, width) int64 (B,) of each sample's first box that passes, and whether
+    one did (bool (B,)).
+
+    An attempt draws the aspect ratio r = w / h *uniformly* (not log-uniformly), then the
+    height as a uniform integer between the heights whose boxes of ratio r have the
+    smallest and the largest allowed area, clipped to fit (so the area is not uniform:
+    it grows as h^2), w = round(h r), one step of h to repair rounding; it passes if its
+    area is in range and covers at least 10% of the image. Arithmetic in float64 where
+    TF uses float32, which can only move ties.
+    """
+    n = len(height)
+    big_h = height[:, None].astype(np.float64)
+    big_w = width[:, None].astype(np.float64)
+    r_lo, r_hi = cfg.crop_ratio
+    ratio = r_lo + (r_hi - r_lo) * u_ratio  # (B, A)
+    min_area = cfg.crop_scale[0] * big_h * big_w
+    max_area = cfg.crop_scale[1] * big_h * big_w
+    h_min = np.rint(np.sqrt(min_area / ratio))  # rint: round half to even, like lrintf
+    h_max = np.rint(np.sqrt(max_area / ratio))
+    h_fit = np.floor((big_w + 0.5 - 1e-7) / ratio)  # the tallest box whose width fits
+    h_fit = np.where(np.rint(h_fit * ratio) > big_w, h_fit - 1, h_fit)
+    h_max = np.minimum(np.where(np.rint(h_max * ratio) > big_w, h_fit, h_max), big_h)
+    h_min = np.minimum(h_min, h_max)
+    span = h_max - h_min + 1
+    h = h_min + np.minimum(np.floor(u_height * span), span - 1)
+    w = np.rint(h * ratio)
+    h = np.where(w * h < min_area, h + 1, h)  # rounding left the box too small: one taller
+    w = np.rint(h * ratio)
+    h = np.where(w * h > max_area, h - 1, h)  # ... or too large: one shorter
+    w = np.rint(h * ratio)
+    area = w * h
+    fits = ((area >= min_area) & (area <= max_area) & (w <= big_w) & (h <= big_h)
+            & (w > 0) & (h > 0) & (area >= 1) & (area / (big_h * big_w) >= _TF_MIN_COVERED))
+    first = fits.argmax(axis=1)
+    rows = np.arange(n)
+    return h[rows, first].astype(np.int64), w[rows, first].astype(np.int64), fits.any(axis=1)
+
+
 def _coin(u: np.ndarray, on: bool, p: float) -> np.ndarray:
     return (u < p) if on else np.zeros(len(u), dtype=bool)
 
@@ -202,7 +310,7 @@ SHARED_CROP_VIEW = 0x5C  # the uniforms of the Fig. 5 protocol's shared crop
 
 
 def _asymmetric_boxes(
-    cfg: AugmentConfig, u: np.ndarray, seed: int, epoch: int, idx: np.ndarray, view: int,
+    cfg: AugmentConfig, u: np.ndarray, stream: Stream,
     hw: tuple[int, int] | tuple[np.ndarray, np.ndarray],
 ) -> tuple[AugmentConfig, np.ndarray, np.ndarray | None]:
     """(config for this view, boxes (B, 4), boxes of a second crop on the view's grid or
@@ -212,8 +320,10 @@ def _asymmetric_boxes(
     drawn inside the shared crop at the source resolution (one resampling, not two);
     after another op (``cfg.first_op``) it crops the view, a second resampling."""
     shared_cfg = dataclasses.replace(cfg, crop=True)
-    shared = _crop_boxes(uniforms(seed, epoch, idx, SHARED_CROP_VIEW, _N_PARAMS), shared_cfg, hw)
-    if view != 0:  # the identity branch: t(x) = x
+    shared_stream = dataclasses.replace(stream, view=SHARED_CROP_VIEW)
+    shared = _crop_boxes(shared_stream.columns(0, _N_PARAMS, slice(None)), shared_cfg, hw,
+                         shared_stream)
+    if stream.view != 0:  # the identity branch: t(x) = x
         identity = dataclasses.replace(
             cfg, crop=False, flip=False, color=False, grayscale=False, blur=False,
             cutout=False, rotate=False, noise=False, sobel=False)
@@ -221,8 +331,8 @@ def _asymmetric_boxes(
     if not cfg.crop:
         return cfg, shared, None
     if cfg.first_op not in ("", "crop"):
-        return cfg, shared, _crop_boxes(u, cfg, (cfg.size, cfg.size))
-    inner = _crop_boxes(u, cfg, (shared[:, 2], shared[:, 3]))
+        return cfg, shared, _crop_boxes(u, cfg, (cfg.size, cfg.size), stream)
+    inner = _crop_boxes(u, cfg, (shared[:, 2], shared[:, 3]), stream)
     inner[:, :2] += shared[:, :2]
     return cfg, inner, None
 
@@ -287,7 +397,8 @@ def sample_params(
     if isinstance(indices, Tensor):
         indices = indices.detach().cpu().numpy()
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-    u = uniforms(seed, epoch, idx, view, _N_PARAMS)
+    stream = Stream(seed, epoch, idx, view)
+    u = stream.columns(0, _N_PARAMS, slice(None))
     n, size = len(idx), cfg.size
     hw = (int(image_hw[0]), int(image_hw[1]))
     if isinstance(aspect, Tensor):
@@ -298,9 +409,9 @@ def sample_params(
     draw_hw = hw if picture is None else picture
     box2 = None
     if cfg.asymmetric:
-        cfg, boxes, box2 = _asymmetric_boxes(cfg, u, seed, epoch, idx, view, draw_hw)
+        cfg, boxes, box2 = _asymmetric_boxes(cfg, u, stream, draw_hw)
     else:
-        boxes = _crop_boxes(u, cfg, draw_hw)
+        boxes = _crop_boxes(u, cfg, draw_hw, stream)
     if picture is not None:
         boxes = to_stored(boxes, picture, hw)
     if cfg.color_random_order:

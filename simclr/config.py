@@ -37,6 +37,9 @@ class AugmentConfig:
     crop_scale: tuple[float, float] = (0.08, 1.0)  # fraction of the image area
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # aspect ratio range (log-uniform)
     crop_resize: bool = True  # False = crop without resize (Fig. 5 ablation)
+    # How crops are drawn: "torchvision" (RandomResizedCrop, as App. A describes it) or
+    # "official" (TF's sample_distorted_bounding_box, as the official data_util.py).
+    crop_sampler: str = "torchvision"
     interpolation: str = "bicubic"  # bicubic (official) or bilinear
     flip: bool = True
     flip_p: float = 0.5
@@ -207,13 +210,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper's ImageNet recipe (Sec. 3, App. B.1): ResNet-50, batch 4096, LARS,
     # lr 0.3 x B/256, wd 1e-6, tau 0.1, strength 1 with blur, 100 epochs (ablations);
     # as the official code ran it: BN in the head, the loss summed over both directions,
-    # and crops drawn at about the photos' own resolution (the official code crops the
-    # decoded file): pictures stored at 384 px, near ImageNet's typical short side
-    # (500x375), where the automatic 1.15 x 224 = 258 px would resample a small crop
-    # from about 2/3 of the pixels a crop of the file has.
+    # its crop sampler (sample_distorted_bounding_box), and crops drawn at about the
+    # photos' own resolution (the official code crops the decoded file): pictures stored
+    # at 384 px, near ImageNet's typical short side (500x375), where the automatic
+    # 1.15 x 224 = 258 px would resample a small crop from about 2/3 of the pixels a
+    # crop of the file has.
     "imagenet": {
         "model": {"arch": "resnet50", "width": 1.0, "head_batch_norm": True},
-        "augment": {"size": 224, "color_strength": 1.0, "blur": True},
+        "augment": {"size": 224, "color_strength": 1.0, "blur": True,
+                    "crop_sampler": "official"},
         "loss": {"temperature": 0.1, "weight": 2.0},
         "data": {"load_size": 384},
         "optim": {"name": "lars", "lr": 0.3, "lr_scaling": "linear", "weight_decay": 1e-6},
@@ -226,7 +231,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # ResNet-50 with the CIFAR stem instead: `--arch resnet50`, 94.0%.)
     "cifar10": {
         "model": {"arch": "resnet18", "width": 1.0, "head_batch_norm": True},
-        "augment": {"size": 32, "color_strength": 0.5, "blur": False},
+        "augment": {"size": 32, "color_strength": 0.5, "blur": False,
+                    "crop_sampler": "official"},
         "loss": {"temperature": 0.5, "weight": 2.0},
         "optim": {"name": "lars", "lr": 1.0, "lr_scaling": "linear", "weight_decay": 1e-4},
         "batch_size": 512,
@@ -656,6 +662,7 @@ def validate(cfg: Config) -> None:
     a = cfg.augment
     _positive(a.size, "image-size")
     _choice(a.interpolation, ("bilinear", "bicubic"), "interpolation")
+    _choice(a.crop_sampler, ("torchvision", "official"), "crop-sampler")
     _positive(a.color_strength, "color-strength", allow_zero=True)
     lo, hi = a.crop_scale
     if not 0 < lo <= hi <= 1:

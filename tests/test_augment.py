@@ -442,16 +442,18 @@ def test_cuda_matches_cpu():
 # ------------------------------------------------------------------ Fig. 5 protocol
 
 def test_crop_boxes_inside_per_sample_regions_match_one_by_one():
-    from simclr.augment_params import _crop_boxes, uniforms
+    from simclr.augment_params import Stream, _crop_boxes, uniforms
 
-    cfg = AugmentConfig(size=16)
-    u = uniforms(3, 0, np.arange(200), 0, 64)
     rng = np.random.default_rng(0)
     heights, widths = rng.integers(1, 60, 200), rng.integers(1, 60, 200)  # odd shapes too
-    together = _crop_boxes(u, cfg, (heights, widths))
-    for b in range(200):
-        alone = _crop_boxes(u[b:b + 1], cfg, (int(heights[b]), int(widths[b])))
-        np.testing.assert_array_equal(together[b], alone[0])
+    for sampler in ("torchvision", "official"):
+        cfg = AugmentConfig(size=16, crop_sampler=sampler)
+        u = uniforms(3, 0, np.arange(200), 0, 64)
+        together = _crop_boxes(u, cfg, (heights, widths), Stream(3, 0, np.arange(200), 0))
+        for b in range(200):
+            alone = _crop_boxes(u[b:b + 1], cfg, (int(heights[b]), int(widths[b])),
+                                Stream(3, 0, np.arange(b, b + 1), 0))
+            np.testing.assert_array_equal(together[b], alone[0])
 
 
 def test_asymmetric_views_share_a_crop_and_only_view_0_is_transformed():

@@ -1,0 +1,175 @@
+"""The official crop sampler (``crop_sampler="official"``) against references.
+
+References: a per-box Python loop that follows TensorFlow's
+``sample_distorted_bounding_box`` step by step (``GenerateRandomCrop`` and the overlap
+test of ``sample_distorted_bounding_box_op.cc``), fed the same uniforms as the
+vectorised sampler, so boxes must agree exactly; and, when TensorFlow is installed
+(it is not a dependency), the distribution of TF's own op, as the official
+``data_util.distorted_bounding_box_crop`` calls it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from simclr import augment_params as P
+from simclr.config import AugmentConfig, build_config
+from simclr.errors import SimCLRError
+
+OFFICIAL = AugmentConfig(size=32, crop_sampler="official")
+
+
+def _lrint(x: float) -> int:
+    """C's lrintf under the default rounding mode: to nearest, ties to even."""
+    return int(round(x))
+
+
+def _tf_box(h_img: int, w_img: int, u_ratio, u_height, u_top: float, u_left: float,
+            scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3), min_covered=0.1) -> list[int]:
+    """One box (top, left, height, width), one attempt after another, as TF draws it."""
+    min_area = scale[0] * w_img * h_img
+    max_area = scale[1] * w_img * h_img
+    for ur, uh in zip(u_ratio, u_height, strict=True):
+        r = ratio[0] + (ratio[1] - ratio[0]) * ur
+        height = _lrint(math.sqrt(min_area / r))
+        max_height = _lrint(math.sqrt(max_area / r))
+        if _lrint(max_height * r) > w_img:
+            max_height = int((w_img + 0.5 - 1e-7) / r)
+            if _lrint(max_height * r) > w_img:
+                max_height -= 1
+        max_height = min(max_height, h_img)
+        height = min(height, max_height)
+        if height < max_height:  # Uniform(n): an integer in [0, n)
+            height += min(int(uh * (max_height - height + 1)), max_height - height)
+        width = _lrint(height * r)
+        if width * height < min_area:
+            height += 1
+            width = _lrint(height * r)
+        if width * height > max_area:
+            height -= 1
+            width = _lrint(height * r)
+        area = width * height
+        if (area < min_area or area > max_area or width > w_img or height > h_img
+                or width <= 0 or height <= 0):
+            continue
+        if area < 1 or area / (w_img * h_img) < min_covered:
+            continue
+        top = int(u_top * (h_img - height)) if height < h_img else 0
+        left = int(u_left * (w_img - width)) if width < w_img else 0
+        return [top, left, height, width]
+    return [0, 0, h_img, w_img]
+
+
+@pytest.mark.parametrize("hw", [(32, 32), (375, 500), (40, 30), (3, 20), (20, 3), (7, 7)])
+def test_official_boxes_match_a_per_box_transcription_of_tf(hw):
+    n = 3000
+    boxes = P.sample_params(OFFICIAL, 5, 1, np.arange(n), 0, hw).box.numpy()
+    a = P._TF_ATTEMPTS
+    u = P.uniforms(5, 1, np.arange(n), 0, P._P_TF_HEIGHT + a)
+    ref = np.array([_tf_box(*hw, u[i, P._P_TF_RATIO:P._P_TF_RATIO + a],
+                            u[i, P._P_TF_HEIGHT:P._P_TF_HEIGHT + a],
+                            u[i, P._P_TOP], u[i, P._P_LEFT]) for i in range(n)])
+    assert np.array_equal(boxes, ref)
+
+
+def test_official_boxes_per_sample_sizes_and_other_ranges():
+    cfg = dataclasses.replace(OFFICIAL, crop_scale=(0.3, 0.9), crop_ratio=(0.5, 2.0))
+    n = 2000
+    rng = np.random.default_rng(0)
+    hs, ws = rng.integers(1, 90, n), rng.integers(1, 90, n)
+    a = P._TF_ATTEMPTS
+    u = P.uniforms(0, 0, np.arange(n), 0, P._P_TF_HEIGHT + a)
+    boxes = P._crop_boxes(u, cfg, (hs, ws), P.Stream(0, 0, np.arange(n), 0))
+    ref = np.array([_tf_box(int(hs[i]), int(ws[i]), u[i, P._P_TF_RATIO:P._P_TF_RATIO + a],
+                            u[i, P._P_TF_HEIGHT:P._P_TF_HEIGHT + a], u[i, P._P_TOP],
+                            u[i, P._P_LEFT], scale=(0.3, 0.9), ratio=(0.5, 2.0))
+                    for i in range(n)])
+    assert np.array_equal(boxes, ref)
+
+
+def test_official_distribution_differs_from_torchvision_as_expected():
+    """Uniform ratio and a uniform height instead of a log-uniform ratio and a uniform
+    area: >= 10% of the image always, never at the bottom or right edge, smaller crops."""
+    n, side = 20000, 300
+    ours = P.sample_params(OFFICIAL, 0, 0, np.arange(n), 0, (side, side)).box.numpy()
+    tv = P.sample_params(AugmentConfig(size=32), 0, 0, np.arange(n), 0, (side, side)).box.numpy()
+    area, tv_area = (b[:, 2] * b[:, 3] / side**2 for b in (ours, tv))
+    assert area.min() >= 0.1 and area.max() <= 1.0 and (tv_area < 0.1).mean() > 0.01
+    # Median ratio: the midpoint of [3/4, 4/3] (1.042) for a uniform draw, 1 (the
+    # geometric mean) for a log-uniform one, on a square image where neither is clipped.
+    assert 1.03 < np.median(ours[:, 3] / ours[:, 2]) < 1.06
+    assert abs(np.median(tv[:, 3] / tv[:, 2]) - 1.0) < 0.01
+    assert area.mean() < tv_area.mean() - 0.03  # a uniform height favours small areas
+    for pos, length in ((0, 2), (1, 3)):  # Uniform(H - h) < H - h, unless h = H
+        short = ours[:, length] < side
+        assert (ours[short, pos] + ours[short, length] < side).all()
+        assert (ours[~short, pos] == 0).all() and (~short).sum() > 10
+
+
+def test_official_sampler_changes_no_other_draw():
+    base = P.sample_params(AugmentConfig(size=32), 3, 2, np.arange(64), 1, (40, 30))
+    off = P.sample_params(OFFICIAL, 3, 2, np.arange(64), 1, (40, 30))
+    assert not np.array_equal(base.box.numpy(), off.box.numpy())
+    for name in ("flip", "color", "factors", "order", "gray", "blur", "sigma"):
+        assert np.array_equal(getattr(base, name).numpy(), getattr(off, name).numpy()), name
+
+
+def test_official_sampler_is_a_setting():
+    assert build_config("cifar10").augment.crop_sampler == "official"
+    assert build_config("imagenet").augment.crop_sampler == "official"
+    assert build_config("cifar10-cpu").augment.crop_sampler == "torchvision"
+    cfg = build_config("cifar10-cpu", flags={"augment.crop_sampler": "official"})
+    assert cfg.augment.crop_sampler == "official"
+    with pytest.raises(SimCLRError, match="--crop-sampler"):
+        build_config("cifar10-cpu", flags={"augment.crop_sampler": "tf"})
+
+
+def test_official_sampler_matches_tensorflow_itself():
+    """KS tests against tf.image.sample_distorted_bounding_box (20k draws per shape)."""
+    tf = pytest.importorskip("tensorflow", reason="TensorFlow is not installed (optional)")
+    n = 20000
+    for hw in ((375, 500), (40, 30), (32, 32)):
+        ours = P.sample_params(OFFICIAL, 1, 0, np.arange(n), 0, hw).box.numpy().astype(float)
+        tf.random.set_seed(0)
+        theirs = []
+        for i in range(n):
+            begin, size, _ = tf.image.sample_distorted_bounding_box(
+                [hw[0], hw[1], 3], tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
+                min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3),
+                area_range=(0.08, 1.0), max_attempts=100, use_image_if_no_bounding_boxes=True,
+                seed=i + 1)
+            theirs.append([begin[0], begin[1], size[0], size[1]])
+        theirs = np.array(theirs, dtype=float)
+        area = hw[0] * hw[1]
+        for a, b in ((ours[:, 2] * ours[:, 3] / area, theirs[:, 2] * theirs[:, 3] / area),
+                     (ours[:, 3] / ours[:, 2], theirs[:, 3] / theirs[:, 2]),
+                     (ours[:, 0], theirs[:, 0]), (ours[:, 1], theirs[:, 1]),
+                     (ours[:, 2], theirs[:, 2])):
+            assert stats.ks_2samp(a, b).pvalue > 1e-3
+        full = (ours[:, 2] == hw[0]) & (ours[:, 3] == hw[1])
+        tf_full = (theirs[:, 2] == hw[0]) & (theirs[:, 3] == hw[1])
+        assert abs(full.mean() - tf_full.mean()) < 5 * math.sqrt(0.25 / n) + 1e-9
+
+
+def test_official_sampler_in_the_batched_pipeline():
+    """Both views of a batch, the whole pipeline, and Fig. 5's shared crop use it."""
+    import torch
+
+    from simclr.augment import TwoViewAugment
+
+    images = torch.randint(0, 256, (8, 3, 40, 40), dtype=torch.uint8)
+    v0, v1 = TwoViewAugment(OFFICIAL, seed=1)(images, torch.arange(8), epoch=0)
+    w0, _ = TwoViewAugment(OFFICIAL, seed=1)(images[[5]], torch.tensor([5]), epoch=0)
+    assert v0.shape == v1.shape == (8, 3, 32, 32) and torch.equal(v0[[5]], w0)
+    fig5 = dataclasses.replace(OFFICIAL, asymmetric=True, color=False, grayscale=False,
+                               blur=False)
+    p0 = P.sample_params(fig5, 0, 0, np.arange(500), 0, (40, 40)).box.numpy()
+    p1 = P.sample_params(fig5, 0, 0, np.arange(500), 1, (40, 40)).box.numpy()
+    assert (p1[:, 2] * p1[:, 3] >= 0.1 * 1600).all()  # the shared crop: official too
+    inside = ((p0[:, :2] >= p1[:, :2]) & (p0[:, :2] + p0[:, 2:] <= p1[:, :2] + p1[:, 2:]))
+    assert inside.all()
