@@ -91,7 +91,8 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
         args.out, image_size=size, protocol=args.protocol, seed=args.seed, l2=args.l2,
         l2_grid=parse_l2_grid(args.l2_grid) if args.l2_grid else None,
         val_fraction=args.val_fraction, max_iter=args.max_iter, epochs=args.epochs,
-        lr=args.lr, momentum=args.momentum, crop_scale=args.crop_scale, config=ckpt["config"],
+        lr=args.lr, momentum=args.momentum, crop_scale=args.crop_scale,
+        crop_sampler=args.crop_sampler, config=ckpt["config"],
         **runtime_kwargs(args))
     print(json.dumps({**result, "encoder": args.checkpoint, "layer": args.layer,
                       "features": "raw pixels" if args.raw_pixels else
@@ -117,8 +118,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         args.out, image_size=size, label_fraction=args.label_fraction,
         labels_per_class=args.labels_per_class, subset_file=args.subset, epochs=args.epochs,
         lr=args.lr, momentum=args.momentum, schedule=args.schedule, crop_scale=args.crop_scale,
-        head=head, from_head=args.from_head, from_scratch=args.from_scratch, seed=args.seed,
-        config=ckpt["config"], **runtime_kwargs(args))
+        crop_sampler=args.crop_sampler, head=head, from_head=args.from_head,
+        from_scratch=args.from_scratch, seed=args.seed, config=ckpt["config"],
+        **runtime_kwargs(args))
     print(json.dumps(result))
     return 0
 
@@ -338,6 +340,9 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--lr", type=_real(0, False), default=0.1, help="sgd: base lr, x batch/256")
     p.add_argument("--momentum", type=_real(0, True, 1), default=0.9)
     p.add_argument("--crop-scale", type=_pair, default=(0.08, 1.0))
+    p.add_argument("--crop-sampler", choices=["torchvision", "official"], default="torchvision",
+                   help="how crops are drawn: torchvision's RandomResizedCrop or the official "
+                   "code's sample_distorted_bounding_box")
     p.set_defaults(func=cmd_linear_eval)
 
     p = sub.add_parser("finetune", help="fine-tune on a class-balanced labeled subset")
@@ -354,6 +359,9 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--momentum", type=_real(0, True, 1), default=0.9)
     p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
     p.add_argument("--crop-scale", type=_pair, default=(0.08, 1.0))
+    p.add_argument("--crop-sampler", choices=["torchvision", "official"], default="torchvision",
+                   help="how crops are drawn: torchvision's RandomResizedCrop or the official "
+                   "code's sample_distorted_bounding_box")
     p.add_argument("--from-head", action="store_true",
                    help="keep the projection head's first layer (SimCLRv2)")
     p.add_argument("--from-scratch", action="store_true",

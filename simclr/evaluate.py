@@ -358,16 +358,21 @@ def logistic_regression(
 
 # ------------------------------------------------------------------ linear evaluation
 
-def crop_flip_config(image_size: int, crop_scale: tuple[float, float] = (0.08, 1.0)) -> Any:
-    """The paper's evaluation-time training augmentation: random resized crop + flip only."""
+def crop_flip_config(image_size: int, crop_scale: tuple[float, float] = (0.08, 1.0),
+                     crop_sampler: str = "torchvision") -> Any:
+    """The paper's evaluation-time training augmentation: random resized crop + flip only
+    (``crop_sampler="official"``: drawn as the official code draws them)."""
     from simclr.config import AugmentConfig
 
     lo, hi = crop_scale
     if not 0 < lo <= hi <= 1:
         raise SimCLRError(f"--crop-scale must satisfy 0 < min <= max <= 1, got {lo},{hi}")
+    if crop_sampler not in ("torchvision", "official"):
+        raise SimCLRError(f"--crop-sampler: unknown value {crop_sampler!r} "
+                          "(choose from torchvision, official)")
     return AugmentConfig(size=image_size, crop=True, crop_scale=tuple(crop_scale), flip=True,
-                         color=False, grayscale=False, blur=False, cutout=False,
-                         rotate=False, noise=False, sobel=False)
+                         crop_sampler=crop_sampler, color=False, grayscale=False, blur=False,
+                         cutout=False, rotate=False, noise=False, sobel=False)
 
 
 def augmented_batches(
@@ -406,8 +411,8 @@ def scheduled_lr(step: int, total: int, peak: float, schedule: str = "cosine") -
 def linear_eval_sgd(
     encoder: nn.Module, train: Any, test: Any, num_classes: int, *, image_size: int,
     epochs: int = 90, batch_size: int = 256, lr: float = 0.1, momentum: float = 0.9,
-    crop_scale: tuple[float, float] = (0.08, 1.0), seed: int = 0,
-    device: str | torch.device = "cpu", precision: str = "fp32",
+    crop_scale: tuple[float, float] = (0.08, 1.0), crop_sampler: str = "torchvision",
+    seed: int = 0, device: str | torch.device = "cpu", precision: str = "fp32",
     channels_last: bool = False, workers: int | None = None, verbose: bool = True,
 ) -> tuple[dict[str, Any], torch.Tensor, np.ndarray]:
     """The ImageNet linear protocol (App. B.6) on a frozen encoder.
@@ -422,7 +427,7 @@ def linear_eval_sgd(
     steps_per_epoch = train.num_images // batch
     total = epochs * steps_per_epoch
     peak = lr * batch / 256
-    aug_cfg = crop_flip_config(image_size, crop_scale)
+    aug_cfg = crop_flip_config(image_size, crop_scale, crop_sampler)
     gen = torch.Generator().manual_seed(seed)
     linear: nn.Linear | None = None
     opt: torch.optim.Optimizer | None = None
@@ -485,8 +490,8 @@ def run_linear_eval(
     val_fraction: float = 0.1, max_iter: int = 1000,
     # sgd protocol
     epochs: int = 90, lr: float = 0.1, momentum: float = 0.9,
-    crop_scale: tuple[float, float] = (0.08, 1.0), verbose: bool = True,
-    config: dict[str, Any] | None = None,
+    crop_scale: tuple[float, float] = (0.08, 1.0), crop_sampler: str = "torchvision",
+    verbose: bool = True, config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``simclr linear-eval``: a linear classifier on the frozen encoder's h.
 
@@ -494,7 +499,8 @@ def run_linear_eval(
     [--protocol lbfgs|sgd] [--batch-size 256] [--device auto] [--precision auto]
     [--workers N] [--cache-dir DIR] [--seed 0]``; lbfgs: ``[--l2 LAMBDA]
     [--l2-grid MIN,MAX,COUNT (1e-6,1,13)] [--val-fraction 0.1] [--max-iter 1000]``;
-    sgd: ``[--epochs 90] [--lr 0.1] [--momentum 0.9] [--crop-scale 0.08,1.0]``.
+    sgd: ``[--epochs 90] [--lr 0.1] [--momentum 0.9] [--crop-scale 0.08,1.0]
+    [--crop-sampler torchvision|official]``.
 
     ``lbfgs`` (default): features of the evaluation transform, computed once, then
     :func:`logistic_regression`. ``sgd``: :func:`linear_eval_sgd`. Writes
@@ -508,7 +514,7 @@ def run_linear_eval(
     if protocol == "sgd":
         _positive(epochs, "epochs")
         _positive(lr, "lr")
-        crop_flip_config(image_size, crop_scale)  # checks --crop-scale before any work
+        crop_flip_config(image_size, crop_scale, crop_sampler)  # checks flags before any work
     elif not 0 < val_fraction < 1:
         raise SimCLRError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
     num_classes = check_labeled(train, test)
@@ -528,9 +534,9 @@ def run_linear_eval(
     else:
         details, scores, test_y, linear = linear_eval_sgd(
             encoder, train, test, num_classes, image_size=image_size, epochs=epochs,
-            batch_size=batch_size, lr=lr, momentum=momentum, crop_scale=crop_scale, seed=seed,
-            device=dev, precision=prec, channels_last=channels_last, workers=workers,
-            verbose=verbose)
+            batch_size=batch_size, lr=lr, momentum=momentum, crop_scale=crop_scale,
+            crop_sampler=crop_sampler, seed=seed, device=dev, precision=prec,
+            channels_last=channels_last, workers=workers, verbose=verbose)
         sizes = {"num_train": int(train.num_images), "num_test": int(len(test_y)),
                  "num_classes": num_classes}
     results = {"command": "linear-eval", "protocol": protocol,

@@ -259,7 +259,8 @@ def run_finetune(
     image_size: int, label_fraction: float | None = None, labels_per_class: int | None = None,
     subset_file: str | Path | None = None, epochs: int | None = None, batch_size: int = 256,
     lr: float = 0.05, momentum: float = 0.9, schedule: str = "cosine",
-    crop_scale: tuple[float, float] = (0.08, 1.0), head: nn.Module | None = None,
+    crop_scale: tuple[float, float] = (0.08, 1.0), crop_sampler: str = "torchvision",
+    head: nn.Module | None = None,
     from_head: bool = False, from_scratch: bool = False, seed: int = 0,
     device: str | torch.device = "auto", precision: str = "auto", workers: int | None = None,
     channels_last: bool = False, config: dict[str, Any] | None = None, verbose: bool = True,
@@ -269,7 +270,8 @@ def run_finetune(
     CLI flags: ``--checkpoint CKPT --train DIR --test DIR --out RUN_DIR
     [--label-fraction F | --labels-per-class K | --subset FILE] (none: all labels) [--epochs N
     (60 for <= 5% of the labels, else 30)] [--batch-size 256] [--lr 0.05] [--momentum 0.9]
-    [--schedule cosine|constant] [--crop-scale 0.08,1.0] [--from-head] [--from-scratch]
+    [--schedule cosine|constant] [--crop-scale 0.08,1.0] [--crop-sampler torchvision|official]
+    [--from-head] [--from-scratch]
     [--seed 0] [--device auto] [--precision auto] [--workers N] [--cache-dir DIR]``.
 
     The subset (``class_balanced_subset`` with ``seed``, or the images ``subset_file``
@@ -290,7 +292,7 @@ def run_finetune(
             raise SimCLRError(f"--{flag} must be positive, got {value}")
     if schedule not in ("cosine", "constant"):
         raise SimCLRError(f"--schedule: unknown value {schedule!r} (choose from cosine, constant)")
-    aug_cfg = crop_flip_config(image_size, crop_scale)  # checks --crop-scale
+    aug_cfg = crop_flip_config(image_size, crop_scale, crop_sampler)  # checks the flags
     if from_head and head is None:
         raise SimCLRError("--from-head needs a checkpoint with a projection head")
     if from_head and from_scratch:

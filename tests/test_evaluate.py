@@ -283,6 +283,9 @@ def test_user_errors_are_one_line():
     with pytest.raises(SimCLRError, match="--crop-scale"):
         run_linear_eval(tiny_encoder(), good, good, None, image_size=16, protocol="sgd",
                         crop_scale=(0.5, 0.2))
+    with pytest.raises(SimCLRError, match="--crop-sampler"):
+        run_linear_eval(tiny_encoder(), good, good, None, image_size=16, protocol="sgd",
+                        crop_sampler="tf")
     with pytest.raises(SimCLRError, match="--k"):
         run_knn(tiny_encoder(), good, good, None, image_size=16, k=0)
 

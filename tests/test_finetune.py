@@ -264,3 +264,23 @@ def test_supervised_training_learns(tmp_path, folders):
     })
     result = run_supervised(cfg, train, test, tmp_path / "sup", verbose=False)
     assert result["train_loss"] < 0.7 and result["top1"] >= 0.75, result
+
+
+def test_crop_sampler_reaches_the_training_views(tmp_path, folders, monkeypatch):
+    """--crop-sampler official: fine-tuning draws its crops as the official code does."""
+    import simclr.finetune as finetune_module
+
+    seen = []
+    real = finetune_module.augmented_batches
+
+    def spy(source, indices, aug_cfg, **kwargs):
+        seen.append(aug_cfg.crop_sampler)
+        return real(source, indices, aug_cfg, **kwargs)
+
+    monkeypatch.setattr(finetune_module, "augmented_batches", spy)
+    train, test = folders
+    run_finetune(tiny_encoder(), train, test, tmp_path / "ft", labels_per_class=2,
+                 crop_sampler="official", **FAST)
+    assert seen and set(seen) == {"official"}
+    with pytest.raises(SimCLRError, match="--crop-sampler"):
+        run_finetune(tiny_encoder(), train, test, tmp_path / "ft2", crop_sampler="tf", **FAST)
