@@ -434,7 +434,9 @@ def _coerce(value: Any, type_text: str, where: str) -> Any:
     """Convert YAML/flag text to the field's declared type (annotations are strings)."""
     t = str(type_text).replace(" ", "")
     optional = "None" in t
-    if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+    # "none" as text means None only where None is allowed: `--head none` is a head.
+    if value is None or (optional and isinstance(value, str)
+                         and value.lower() in ("none", "null")):
         if optional:
             return None
         raise SimCLRError(f"{where}: a value is required")
@@ -499,7 +501,7 @@ def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
     if dataclasses.is_dataclass(getattr(obj, name)):  # e.g. `model: 3` in a YAML file
         raise SimCLRError(f"{source}: section {path!r} must be a mapping of its settings, "
                           f"got {value!r}")
-    if path == "time_budget" and value is not None:
+    if path == "time_budget" and value is not None and str(value).lower() not in ("none", "null"):
         value = parse_duration(value)
     setattr(obj, name, _coerce(value, type_text, f"{source}: {path}"))
 

@@ -160,3 +160,14 @@ def test_local_paths_are_stored_absolute(tmp_path, monkeypatch):
     # A torchvision name stays a name; a missing folder keeps what was typed for its error.
     assert build_config(flags={"data.path": "cifar10"}).data.path == "cifar10"
     assert build_config(flags={"data.path": "nowhere"}).data.path == "nowhere"
+
+
+def test_none_is_a_value_of_text_settings_and_null_of_optional_ones(tmp_path):
+    """`--head none` (Fig. 8's identity head) is the text "none", not a missing value."""
+    assert build_config("cifar10-cpu", flags={"model.head": "none"}).model.head == "none"
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  head: none\nmax_steps: null\n")
+    cfg = build_config(config_file=str(path), flags={"time_budget": "none"})
+    assert cfg.model.head == "none" and cfg.max_steps is None and cfg.time_budget is None
+    with pytest.raises(SimCLRError, match="batch_size"):
+        build_config(flags={"batch_size": "none"})
