@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from simclr.checkpoint import load_checkpoint
-from simclr.config import Config, DataConfig, config_from_dict
+from simclr.config import CROP_SAMPLERS, Config, DataConfig, config_from_dict
 from simclr.data import ImageSource, check_folder, open_source
 from simclr.errors import SimCLRError
 from simclr.export import FORMATS
@@ -296,6 +296,14 @@ def _real(minimum: float, inclusive: bool, maximum: float = math.inf) -> Callabl
     return parse
 
 
+def _crop_flags(p: argparse.ArgumentParser) -> None:
+    """The crops of training steps with labels (linear `sgd`, fine-tuning)."""
+    p.add_argument("--crop-scale", type=_pair, default=(0.08, 1.0))
+    p.add_argument("--crop-sampler", choices=CROP_SAMPLERS, default="torchvision",
+                   help="how crops are drawn: torchvision's RandomResizedCrop or the official "
+                   "code's sample_distorted_bounding_box")
+
+
 def _pair(text: str) -> tuple[float, float]:
     try:
         lo, hi = (float(x) for x in text.split(","))
@@ -339,10 +347,7 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--epochs", type=_positive_int, default=90, help="sgd protocol")
     p.add_argument("--lr", type=_real(0, False), default=0.1, help="sgd: base lr, x batch/256")
     p.add_argument("--momentum", type=_real(0, True, 1), default=0.9)
-    p.add_argument("--crop-scale", type=_pair, default=(0.08, 1.0))
-    p.add_argument("--crop-sampler", choices=["torchvision", "official"], default="torchvision",
-                   help="how crops are drawn: torchvision's RandomResizedCrop or the official "
-                   "code's sample_distorted_bounding_box")
+    _crop_flags(p)
     p.set_defaults(func=cmd_linear_eval)
 
     p = sub.add_parser("finetune", help="fine-tune on a class-balanced labeled subset")
@@ -358,10 +363,7 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--lr", type=_real(0, False), default=0.05, help="base lr, x batch/256")
     p.add_argument("--momentum", type=_real(0, True, 1), default=0.9)
     p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
-    p.add_argument("--crop-scale", type=_pair, default=(0.08, 1.0))
-    p.add_argument("--crop-sampler", choices=["torchvision", "official"], default="torchvision",
-                   help="how crops are drawn: torchvision's RandomResizedCrop or the official "
-                   "code's sample_distorted_bounding_box")
+    _crop_flags(p)
     p.add_argument("--from-head", action="store_true",
                    help="keep the projection head's first layer (SimCLRv2)")
     p.add_argument("--from-scratch", action="store_true",

@@ -23,6 +23,9 @@ from simclr.errors import SimCLRError
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 
+CROP_SAMPLERS = ("torchvision", "official")
+
+
 @dataclass
 class AugmentConfig:
     """Every op of the paper's augmentation (App. A; official ``data_util.py``).
@@ -39,7 +42,7 @@ class AugmentConfig:
     crop_resize: bool = True  # False = crop without resize (Fig. 5 ablation)
     # How crops are drawn: "torchvision" (RandomResizedCrop, as App. A describes it) or
     # "official" (TF's sample_distorted_bounding_box, as the official data_util.py).
-    crop_sampler: str = "torchvision"
+    crop_sampler: str = "torchvision"  # one of CROP_SAMPLERS
     interpolation: str = "bicubic"  # bicubic (official) or bilinear
     flip: bool = True
     flip_p: float = 0.5
@@ -664,7 +667,7 @@ def validate(cfg: Config) -> None:
     a = cfg.augment
     _positive(a.size, "image-size")
     _choice(a.interpolation, ("bilinear", "bicubic"), "interpolation")
-    _choice(a.crop_sampler, ("torchvision", "official"), "crop-sampler")
+    _choice(a.crop_sampler, CROP_SAMPLERS, "crop-sampler")
     _positive(a.color_strength, "color-strength", allow_zero=True)
     lo, hi = a.crop_scale
     if not 0 < lo <= hi <= 1:
