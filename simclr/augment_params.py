@@ -60,8 +60,8 @@ class Stream:
     indices: np.ndarray  # int64 (B,)
     view: int
 
-    def columns(self, start: int, count: int, rows: np.ndarray) -> np.ndarray:
-        """Uniforms (len(rows), count) of parameter ids start .. start + count - 1."""
+    def columns(self, start: int, count: int, rows: np.ndarray | slice) -> np.ndarray:
+        """Uniforms (rows of the batch, count) of parameter ids start .. start + count - 1."""
         return uniforms(self.seed, self.epoch, self.indices[rows], self.view, count, start)
 
 

@@ -433,13 +433,17 @@ def _field_type(obj: Any, name: str) -> Any:
     raise KeyError(name)
 
 
+def _is_null(value: Any) -> bool:
+    """None, or the text a user writes for it (YAML's null, a flag's ``none``)."""
+    return value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+
+
 def _coerce(value: Any, type_text: str, where: str) -> Any:
     """Convert YAML/flag text to the field's declared type (annotations are strings)."""
     t = str(type_text).replace(" ", "")
     optional = "None" in t
     # "none" as text means None only where None is allowed: `--head none` is a head.
-    if value is None or (optional and isinstance(value, str)
-                         and value.lower() in ("none", "null")):
+    if value is None or (optional and _is_null(value)):
         if optional:
             return None
         raise SimCLRError(f"{where}: a value is required")
@@ -504,7 +508,7 @@ def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
     if dataclasses.is_dataclass(getattr(obj, name)):  # e.g. `model: 3` in a YAML file
         raise SimCLRError(f"{source}: section {path!r} must be a mapping of its settings, "
                           f"got {value!r}")
-    if path == "time_budget" and value is not None and str(value).lower() not in ("none", "null"):
+    if path == "time_budget" and not _is_null(value):
         value = parse_duration(value)
     setattr(obj, name, _coerce(value, type_text, f"{source}: {path}"))
 
