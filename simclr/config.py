@@ -668,7 +668,11 @@ def validate(cfg: Config) -> None:
     _positive(cfg.knn_temperature, "knn-temperature")
     if (cfg.knn_train is None) != (cfg.knn_test is None):
         raise SimCLRError("--knn-train and --knn-test go together")
-    a = cfg.augment
+    validate_augment(cfg.augment)
+
+
+def validate_augment(a: AugmentConfig) -> None:
+    """Check the augmentation settings (also those the evaluation commands build)."""
     _positive(a.size, "image-size")
     _choice(a.interpolation, ("bilinear", "bicubic"), "interpolation")
     _choice(a.crop_sampler, CROP_SAMPLERS, "crop-sampler")

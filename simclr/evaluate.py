@@ -362,17 +362,13 @@ def crop_flip_config(image_size: int, crop_scale: tuple[float, float] = (0.08, 1
                      crop_sampler: str = "torchvision") -> Any:
     """The paper's evaluation-time training augmentation: random resized crop + flip only
     (``crop_sampler="official"``: drawn as the official code draws them)."""
-    from simclr.config import CROP_SAMPLERS, AugmentConfig
+    from simclr.config import AugmentConfig, validate_augment
 
-    lo, hi = crop_scale
-    if not 0 < lo <= hi <= 1:
-        raise SimCLRError(f"--crop-scale must satisfy 0 < min <= max <= 1, got {lo},{hi}")
-    if crop_sampler not in CROP_SAMPLERS:
-        raise SimCLRError(f"--crop-sampler: unknown value {crop_sampler!r} "
-                          f"(choose from {', '.join(CROP_SAMPLERS)})")
-    return AugmentConfig(size=image_size, crop=True, crop_scale=tuple(crop_scale), flip=True,
-                         crop_sampler=crop_sampler, color=False, grayscale=False, blur=False,
-                         cutout=False, rotate=False, noise=False, sobel=False)
+    cfg = AugmentConfig(size=image_size, crop=True, crop_scale=tuple(crop_scale), flip=True,
+                        crop_sampler=crop_sampler, color=False, grayscale=False, blur=False,
+                        cutout=False, rotate=False, noise=False, sobel=False)
+    validate_augment(cfg)  # the same one-line messages as pretraining's flags
+    return cfg
 
 
 def augmented_batches(

@@ -254,6 +254,41 @@ def fresh_encoder(encoder: nn.Module, zero_init_residual: bool = True) -> nn.Mod
 
 # ------------------------------------------------------------------------- fine-tuning
 
+def _check_finetune_flags(
+    batch_size: int, lr: float, epochs: int | None, schedule: str, image_size: int,
+    crop_scale: tuple[float, float], crop_sampler: str, head: nn.Module | None,
+    from_head: bool, from_scratch: bool,
+) -> Any:
+    """Every ``simclr finetune`` flag checked before any work; returns the crop + flip
+    augmentation config."""
+    for value, flag in ((batch_size, "batch-size"), (lr, "lr"), (epochs, "epochs")):
+        if value is not None and not value > 0:
+            raise SimCLRError(f"--{flag} must be positive, got {value}")
+    if schedule not in ("cosine", "constant"):
+        raise SimCLRError(f"--schedule: unknown value {schedule!r} (choose from cosine, constant)")
+    if from_head and head is None:
+        raise SimCLRError("--from-head needs a checkpoint with a projection head")
+    if from_head and from_scratch:
+        raise SimCLRError("--from-scratch re-initialises the encoder the head's layer was "
+                          "trained on; give one of --from-head and --from-scratch")
+    return crop_flip_config(image_size, crop_scale, crop_sampler)
+
+
+def _labeled_subset(train: Any, subset_file: str | Path | None, label_fraction: float | None,
+                    labels_per_class: int | None, seed: int) -> np.ndarray:
+    """Indices of the labeled images: those ``subset_file`` lists, a class-balanced draw,
+    or (neither given) all of them."""
+    if subset_file is not None:
+        if label_fraction is not None or labels_per_class is not None:
+            raise SimCLRError("give one of --label-fraction, --labels-per-class and --subset")
+        return subset_from_list(train, subset_file)
+    if label_fraction is None and labels_per_class is None:
+        return np.arange(len(train.labels))
+    labels = np.asarray(train.labels, dtype=np.int64)
+    return class_balanced_subset(labels, label_fraction, labels_per_class, seed,
+                                 list(train.classes))
+
+
 def run_finetune(
     encoder: nn.Module, train: Any, test: Any, run_dir: str | Path | None, *,
     image_size: int, label_fraction: float | None = None, labels_per_class: int | None = None,
@@ -287,28 +322,10 @@ def run_finetune(
     """
     num_classes = check_labeled(train, test)
     dev, prec = resolve_runtime(device, precision)
-    for value, flag in ((batch_size, "batch-size"), (lr, "lr"), (epochs, "epochs")):
-        if value is not None and not value > 0:
-            raise SimCLRError(f"--{flag} must be positive, got {value}")
-    if schedule not in ("cosine", "constant"):
-        raise SimCLRError(f"--schedule: unknown value {schedule!r} (choose from cosine, constant)")
-    aug_cfg = crop_flip_config(image_size, crop_scale, crop_sampler)  # checks the flags
-    if from_head and head is None:
-        raise SimCLRError("--from-head needs a checkpoint with a projection head")
-    if from_head and from_scratch:
-        raise SimCLRError("--from-scratch re-initialises the encoder the head's layer was "
-                          "trained on; give one of --from-head and --from-scratch")
-    labels = np.asarray(train.labels, dtype=np.int64)
-    if subset_file is not None:
-        if label_fraction is not None or labels_per_class is not None:
-            raise SimCLRError("give one of --label-fraction, --labels-per-class and --subset")
-        subset = subset_from_list(train, subset_file)
-    elif label_fraction is None and labels_per_class is None:
-        subset = np.arange(len(labels))
-    else:
-        subset = class_balanced_subset(labels, label_fraction, labels_per_class, seed,
-                                       list(train.classes))
-    fraction = len(subset) / len(labels)
+    aug_cfg = _check_finetune_flags(batch_size, lr, epochs, schedule, image_size, crop_scale,
+                                    crop_sampler, head, from_head, from_scratch)
+    subset = _labeled_subset(train, subset_file, label_fraction, labels_per_class, seed)
+    fraction = len(subset) / len(train.labels)
     out = prepare_dir(run_dir, ("finetune.json", "checkpoints/finetune.pt"))
     if out is not None:
         write_subset_list(train, subset, out / SUBSET_FILE)
