@@ -14,7 +14,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from simclr.config import PRESETS, all_flags, build_config, default_of, type_of
+from simclr.config import (
+    PRESETS,
+    SECTIONS,
+    all_flags,
+    build_config,
+    default_of,
+    section_of,
+    setting_help,
+    type_of,
+)
 from simclr.errors import SimCLRError
 
 EXIT_USER_ERROR = 2
@@ -34,7 +43,11 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_config_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozenset()) -> None:
-    """A flag for every setting (config.all_flags); only flags given on the line override."""
+    """A flag for every setting (config.all_flags), grouped by config section and described
+    by the config's own comments; only flags given on the line override."""
+    docs = setting_help()
+    groups = {section: parser.add_argument_group(_group_title(section, cls))
+              for section, cls in SECTIONS.items()}
     for flag, path in all_flags().items():
         if flag in exclude:
             continue
@@ -43,17 +56,29 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozen
         default = default_of(path)
         if isinstance(default, tuple):
             default = ",".join(f"{v:g}" for v in default)
-        text = f"{path} (default: {default})"
+        if default == "":
+            default = '""'
+        doc = docs.get(path, "")
+        if path == "time_budget":
+            doc += ": seconds, or e.g. 90s, 20m, 1.5h"
+        text = f"{doc} (default: {default})" if doc else f"default: {default}"
+        text = text.replace("%", "%%")  # argparse formats help with %
+        group = groups[section_of(path)]
         if kind.startswith("bool"):
-            parser.add_argument(f"--{flag}", dest=dest, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS, help=text)
+            group.add_argument(f"--{flag}", dest=dest, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=text)
         else:
             metavar = "A,B" if "tuple" in kind else kind.split("|")[0].upper()
             if path == "time_budget":
                 metavar = "DURATION"
-                text = f"{path}: seconds, or e.g. 90s, 20m, 1.5h (default: {default})"
-            parser.add_argument(f"--{flag}", dest=dest, default=argparse.SUPPRESS,
-                                metavar=metavar, help=text)
+            group.add_argument(f"--{flag}", dest=dest, default=argparse.SUPPRESS,
+                               metavar=metavar, help=text)
+
+
+def _group_title(section: str, cls: type) -> str:
+    """``--help`` heading of a config section: its name and its class's first doc line."""
+    summary = (cls.__doc__ or "").strip().splitlines()[0].rstrip(".").replace("``", "")
+    return f"{section or 'run'} settings: {summary}"
 
 
 def config_flags(args: argparse.Namespace) -> dict[str, Any]:

@@ -9,6 +9,7 @@ every checkpoint, so a run can always be reproduced and resumed.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 import re
@@ -42,40 +43,41 @@ class AugmentConfig:
     crop_resize: bool = True  # False = crop without resize (Fig. 5 ablation)
     # How crops are drawn: "torchvision" (RandomResizedCrop, as App. A describes it) or
     # "official" (TF's sample_distorted_bounding_box, as the official data_util.py).
-    crop_sampler: str = "torchvision"  # one of CROP_SAMPLERS
+    crop_sampler: str = "torchvision"
     interpolation: str = "bicubic"  # bicubic (official) or bilinear
-    flip: bool = True
-    flip_p: float = 0.5
+    flip: bool = True  # random horizontal flip
+    flip_p: float = 0.5  # probability per view
     color: bool = True  # colour jitter
-    color_p: float = 0.8
-    color_strength: float = 1.0  # s
+    color_p: float = 0.8  # colour jitter is applied with this probability
+    color_strength: float = 1.0  # s of Table 1: jitter amounts 0.8s, 0.8s, 0.8s, 0.2s
     brightness: float | None = None  # default 0.8 s
     contrast: float | None = None  # default 0.8 s
     saturation: float | None = None  # default 0.8 s
     hue: float | None = None  # default 0.2 s
     color_random_order: bool = True  # the four jitter ops in random order per image
-    grayscale: bool = True
-    grayscale_p: float = 0.2
-    blur: bool = True
-    blur_p: float = 0.5
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    grayscale: bool = True  # random conversion to grayscale
+    grayscale_p: float = 0.2  # probability per view
+    blur: bool = True  # gaussian blur (the paper: ImageNet only, not CIFAR)
+    blur_p: float = 0.5  # probability per view
+    blur_sigma: tuple[float, float] = (0.1, 2.0)  # sigma drawn uniformly, pixels of the view
     blur_kernel_frac: float = 0.1  # kernel side = 10% of the view side
     # The paper's Fig. 5 extra ops, off by default.
-    cutout: bool = False
-    cutout_p: float = 0.5
+    cutout: bool = False  # erase a random square
+    cutout_p: float = 0.5  # probability per view
     cutout_frac: float = 0.5  # side of the erased square, fraction of the view side
     rotate: bool = False  # rotation by 90, 180 or 270 degrees
-    rotate_p: float = 0.5
+    rotate_p: float = 0.5  # probability per view
     noise: bool = False  # additive gaussian noise
-    noise_p: float = 0.5
-    noise_std: tuple[float, float] = (0.0, 0.1)
+    noise_p: float = 0.5  # probability per view
+    noise_std: tuple[float, float] = (0.0, 0.1)  # std drawn uniformly (pixels in [0, 1])
     sobel: bool = False  # sobel filtering (gradient magnitude, replicated to RGB)
-    sobel_p: float = 0.5
+    sobel_p: float = 0.5  # probability per view
     # Fig. 5 protocol: a random crop shared by both views, then the ops above on view 0
     # only (its crop taken inside the shared one), view 1 left as the shared crop.
     asymmetric: bool = False
-    # Fig. 5's ordered compositions: this transformation (a FIG5_OPS name) first on view
-    # 0, the others after it in the pipeline's order; "" keeps the pipeline's order.
+    # Fig. 5's ordered compositions: this transformation (a FIG5_OPS name: crop, rotate,
+    # color, blur, sobel, noise, cutout) first on view 0, the others after it in the
+    # pipeline's order; "" keeps the pipeline's order.
     first_op: str = ""
 
     def jitter(self) -> tuple[float, float, float, float]:
@@ -107,14 +109,14 @@ FIG5_OPS: dict[str, tuple[str, ...]] = {
 class ModelConfig:
     """Base encoder f and projection head g (Sec. 2.1, Sec. 4.2)."""
 
-    arch: str = "resnet50"
+    arch: str = "resnet50"  # resnet18 | resnet34 | resnet50 | resnet101 | resnet152
     width: float = 1.0  # multiplies the channels of every layer
     cifar_stem: bool | None = None  # None: automatic, 3x3 stem without max-pool for side <= 32
     zero_init_residual: bool = True  # last BN gamma of each block starts at 0 (official)
     head: str = "mlp"  # none | linear | mlp
     head_layers: int = 2  # MLP layers (3 with BN = SimCLRv2)
     head_hidden_dim: int | None = None  # None: the encoder's feature dimension
-    head_out_dim: int = 128
+    head_out_dim: int = 128  # dimension of z
     head_batch_norm: bool = False  # BN in every head layer (the official code, v1 and v2)
     sync_bn: bool = True  # global BatchNorm across processes (Sec. 2.2)
 
@@ -124,7 +126,7 @@ class LossConfig:
     """Contrastive objective (Sec. 2.1, eq. 1; Table 4 and 5 ablations)."""
 
     name: str = "nt_xent"  # nt_xent | nt_logistic | margin_triplet
-    temperature: float = 0.1
+    temperature: float = 0.1  # tau of NT-Xent / NT-Logistic
     normalize: bool = True  # L2 normalisation of z (Table 5)
     margin: float = 1.0  # margin_triplet only
     semi_hard: bool = False  # semi-hard negative mining (nt_logistic / margin_triplet)
@@ -133,7 +135,7 @@ class LossConfig:
     # of the two directions' means = 2 L; under LARS the factor is not a mere rescale
     # (it halves BN/bias steps and doubles the weight decay's share of the direction),
     # so the presets that reproduce official recipes set 2.
-    weight: float = 1.0
+    weight: float = 1.0  # multiplies the optimised loss; 2 = the official code's sum
 
 
 @dataclass
@@ -143,11 +145,11 @@ class OptimConfig:
     name: str = "lars"  # lars | sgd | adamw
     lr: float = 0.3  # base learning rate, scaled by lr_scaling
     lr_scaling: str = "linear"  # linear: lr x B/256; sqrt: lr x sqrt(B); none
-    momentum: float = 0.9
-    weight_decay: float = 1e-6
+    momentum: float = 0.9  # of SGD and LARS
+    weight_decay: float = 1e-6  # L2 penalty (decoupled for adamw)
     eta: float = 0.001  # LARS trust coefficient
     exclude_bias_and_norm: bool = True  # from weight decay and LARS adaptation
-    warmup_epochs: float = 10.0
+    warmup_epochs: float = 10.0  # linear warm-up, then cosine decay
     warmup_fraction: float | None = None  # overrides warmup_epochs: fraction of all steps
     final_lr: float = 0.0  # cosine decays to this
     betas: tuple[float, float] = (0.9, 0.999)  # adamw only
@@ -161,7 +163,7 @@ class DataConfig:
     download: bool = False  # allow torchvision to download a named data set
     root: str = "~/.cache/simclr/datasets"  # where named data sets live
     cache: str = "auto"  # auto (decode small images once) | on | off
-    cache_dir: str = "~/.cache/simclr/decoded"
+    cache_dir: str = "~/.cache/simclr/decoded"  # where decoded caches are kept
     load_size: int | None = None  # side images are stored at before cropping; None: auto
     store: str = "full"  # full (whole image squeezed, aspect kept) | center (central square)
     workers: int | None = None  # decoding processes for uncached data; None: auto
@@ -180,28 +182,28 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     out: str = "runs/simclr"  # run directory
     batch_size: int = 4096  # global batch (images; 2x views)
-    epochs: float = 100.0
+    epochs: float = 100.0  # passes over the data (fractions allowed)
     max_steps: int | None = None  # stop after this many steps (schedule fitted to it)
-    time_budget: float | None = None  # seconds of training; schedule fitted to it
+    time_budget: float | None = None  # training time; the schedule is fitted to it
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    channels_last: bool = True
+    channels_last: bool = True  # NHWC memory layout (faster convolutions)
     compile: bool = False  # torch.compile the model
     memory_check: bool = True  # refuse a batch whose measured step memory cannot fit
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    seed: int = 0
+    seed: int = 0  # every random draw (init, order, views) derives from it
     deterministic: bool = False  # deterministic kernels (bit-exact resume on CPU)
     threads: int | None = None  # CPU threads for torch; None: torch's default
     log_every: int = 10  # steps between metric lines
     checkpoint_every: int = 500  # steps between periodic checkpoints (0: only at the end)
     keep_checkpoints: int = 2  # how many periodic checkpoints to keep
     nan_policy: str = "stop"  # stop | skip (skip non-finite steps, at most max_bad_steps)
-    max_bad_steps: int = 10
+    max_bad_steps: int = 10  # nan_policy skip: give up after this many
     knn_train: str | None = None  # labeled folder: memory of the online kNN monitor
     knn_test: str | None = None  # labeled folder: queries of the online kNN monitor
     knn_every: float = 1.0  # epochs between kNN evaluations
-    knn_k: int = 200
-    knn_temperature: float = 0.1
-    progress: bool = True
+    knn_k: int = 200  # neighbours of the kNN monitor
+    knn_temperature: float = 0.1  # temperature of its similarity weights
+    progress: bool = True  # a progress bar on a terminal
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -402,6 +404,50 @@ SAVED_BEFORE: dict[str, Any] = {
 def unsaved_value(path: str) -> Any:
     """What a run saved before ``path`` existed did: :data:`SAVED_BEFORE`, else the default."""
     return SAVED_BEFORE[path] if path in SAVED_BEFORE else default_of(path)
+
+
+SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig,
+                             "optim": OptimConfig, "augment": AugmentConfig, "": Config}
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """Field name -> the comment written beside it in this module's source, else the
+    comment block just above it; fields without either are left out."""
+    names = {f.name for f in fields(cls)}
+    try:
+        lines = inspect.getsourcelines(cls)[0]
+    except (OSError, TypeError):  # no source shipped (e.g. a frozen build): no help texts
+        return {}
+    docs: dict[str, str] = {}
+    above: list[str] = []
+    for line in lines:
+        text = line.strip()
+        match = re.fullmatch(r"(\w+):[^#]*?(?:#\s*(.*))?", text)
+        if text.startswith("#"):
+            above.append(text.lstrip("#").strip())
+        elif match and match.group(1) in names:
+            doc = match.group(2) or " ".join(above)  # the inline comment, else the block
+            if doc:
+                docs[match.group(1)] = doc
+            above = []
+        else:
+            above = []
+    return docs
+
+
+def setting_help() -> dict[str, str]:
+    """Dotted setting -> its description for ``--help``: the comments of the dataclasses
+    above, so the code's readers and the command's users read the same text."""
+    docs = {}
+    for section, cls in SECTIONS.items():
+        for name, text in _field_comments(cls).items():
+            docs[f"{section}.{name}" if section else name] = text
+    return docs
+
+
+def section_of(path: str) -> str:
+    """The section a dotted setting belongs to ("" for run-wide settings)."""
+    return path.rpartition(".")[0]
 
 
 def type_of(path: str) -> str:

@@ -127,3 +127,31 @@ def test_embed_and_predict_outputs_are_checked_before_the_images_are_read(tmp_pa
         output_file(tmp_path / "dir.npz")
     assert output_file(tmp_path / "new" / "e.npz") == tmp_path / "new" / "e.npz"
     assert (tmp_path / "new").is_dir() and (tmp_path / "afile").read_text() == "not a folder"
+
+
+def test_every_setting_is_described_in_help(capsys):
+    """`simclr pretrain --help` groups the flags by config section and describes each
+    with the config's own comment, not just its dotted path."""
+    from simclr.config import all_flags, setting_help
+
+    docs = setting_help()
+    assert set(all_flags().values()) <= set(docs), "settings without a comment in config.py"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", "--help"])
+    assert exit_info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for heading in ("data settings", "model settings", "loss settings", "optim settings",
+                    "augment settings", "run settings"):
+        assert heading in out
+    assert "--lr-scaling STR linear: lr x B/256" in out
+    assert "--blur-kernel-frac FLOAT kernel side = 10% of the view side" in out
+
+
+@pytest.mark.parametrize("command", ["pretrain", "embed", "predict", "knn", "linear-eval",
+                                     "finetune", "transform-probe", "supervised", "export",
+                                     "sweep"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: simclr " + command in capsys.readouterr().out
