@@ -20,6 +20,7 @@ from simclr.config import (
     all_flags,
     build_config,
     default_of,
+    plain_yaml,
     section_of,
     setting_help,
     type_of,
@@ -97,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=sorted(PRESETS), help="a recipe of the paper (or ours)")
     p.add_argument("--config", help="YAML file of settings (flags override it)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved settings as YAML (a valid --config) and exit")
     add_config_flags(p)
     p.set_defaults(func=cmd_pretrain)
 
@@ -160,6 +163,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         if preset is None and flags.get("data.path") is None and not args.config:
             preset = "digits"  # the one-minute offline demo on scikit-learn's digits
         cfg = build_config(preset, args.config, flags)
+    if args.print_config:  # check a recipe before a long run: nothing is read or written
+        import yaml
+
+        print(yaml.safe_dump(plain_yaml(cfg.to_dict()), sort_keys=False), end="")
+        return 0
     summary = train.pretrain(cfg, resume=bool(args.resume))
     if summary.get("rank", 0) != 0:  # rank 0 reports for the whole run
         return train.EXIT_PREEMPTED if summary["status"] == "preempted" else 0

@@ -747,17 +747,18 @@ def validate_augment(a: AugmentConfig) -> None:
         raise SimCLRError(f"hue jitter must lie in [0, 0.5], got {a.jitter()[3]}")
 
 
+def plain_yaml(x: Any) -> Any:
+    """A config mapping as YAML can write it: tuples become lists."""
+    if isinstance(x, dict):
+        return {k: plain_yaml(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain_yaml(v) for v in x]
+    return x
+
+
 def save_yaml(data: dict[str, Any], path: str | Path) -> None:
     """Write a mapping as YAML (tuples become lists), atomically enough for configs."""
-
-    def plain(x: Any) -> Any:
-        if isinstance(x, dict):
-            return {k: plain(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [plain(v) for v in x]
-        return x
-
     p = Path(path)
     tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(plain(data), sort_keys=False))
+    tmp.write_text(yaml.safe_dump(plain_yaml(data), sort_keys=False))
     tmp.replace(p)

@@ -155,3 +155,19 @@ def test_every_command_has_help(command, capsys):
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert "usage: simclr " + command in capsys.readouterr().out
+
+
+def test_print_config_is_a_config_file_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    from simclr.config import build_config
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["pretrain", "--preset", "cifar10", "--lr", "2", "--no-blur",
+                 "--crop-scale", "0.2,1", "--print-config"]) == 0
+    text = capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []  # no run directory, no cache
+    (tmp_path / "printed.yaml").write_text(text)
+    printed = build_config(None, str(tmp_path / "printed.yaml"))
+    expected = build_config("cifar10", None, {"optim.lr": 2.0, "augment.blur": False,
+                                              "augment.crop_scale": (0.2, 1.0)})
+    assert printed == expected
+    assert printed.optim.lr == 2.0 and printed.loss.temperature == 0.5
