@@ -25,7 +25,7 @@ from simclr.config import (
     setting_help,
     type_of,
 )
-from simclr.errors import SimCLRError
+from simclr.errors import SimCLRError, user_message
 
 EXIT_USER_ERROR = 2
 
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                 resolve_device(getattr(args, name))
         return int(args.func(args) or 0)
     except SimCLRError as exc:
-        print(f"{command}: error: {exc}", file=sys.stderr)
+        print(f"{command}: error: {user_message(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)

@@ -709,6 +709,9 @@ def validate(cfg: Config) -> None:
     _positive(cfg.checkpoint_every, "checkpoint-every", allow_zero=True)
     _positive(cfg.keep_checkpoints, "keep-checkpoints")
     _choice(cfg.nan_policy, ("stop", "skip"), "nan-policy")
+    _positive(cfg.max_bad_steps, "max-bad-steps", allow_zero=True)
+    if not all(0 <= b < 1 for b in cfg.optim.betas):
+        raise SimCLRError(f"--betas must lie in [0, 1), got {cfg.optim.betas}")
     _positive(cfg.knn_every, "knn-every")
     _positive(cfg.knn_k, "knn-k")
     _positive(cfg.knn_temperature, "knn-temperature")
@@ -728,6 +731,12 @@ def validate_augment(a: AugmentConfig) -> None:
         raise SimCLRError(f"--crop-scale must satisfy 0 < min <= max <= 1, got {a.crop_scale}")
     if not 0 < a.crop_ratio[0] <= a.crop_ratio[1]:
         raise SimCLRError(f"crop_ratio must satisfy 0 < min <= max, got {a.crop_ratio}")
+    if not 0 < a.cutout_frac <= 1:
+        raise SimCLRError(f"--cutout-frac must lie in (0, 1], got {a.cutout_frac}")
+    if not 0 < a.blur_kernel_frac <= 1:
+        raise SimCLRError(f"--blur-kernel-frac must lie in (0, 1], got {a.blur_kernel_frac}")
+    if not 0 <= a.noise_std[0] <= a.noise_std[1]:
+        raise SimCLRError(f"--noise-std must satisfy 0 <= min <= max, got {a.noise_std}")
     if not 0 < a.blur_sigma[0] <= a.blur_sigma[1]:
         raise SimCLRError(f"blur_sigma must satisfy 0 < min <= max, got {a.blur_sigma}")
     for name in ("flip_p", "color_p", "grayscale_p", "blur_p", "cutout_p", "rotate_p", "noise_p",

@@ -72,8 +72,18 @@ def _is_image_name(name: str) -> bool:
 def _images_under(folder: str) -> list[str]:
     """Every image file below ``folder`` (recursive, hidden entries skipped, sorted)."""
     found: list[str] = []
+    seen = {os.path.realpath(folder)}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if _visible(d))
+        # Linked folders are followed, but each real folder once, and never a link back
+        # up the tree (a loop would list the same files forever, under other classes).
+        here = os.path.realpath(dirpath)
+        keep = []
+        for d in sorted(d for d in dirnames if _visible(d)):
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if real not in seen and not (here + os.sep).startswith(real + os.sep):
+                seen.add(real)
+                keep.append(d)
+        dirnames[:] = keep
         found.extend(
             os.path.join(dirpath, f) for f in sorted(filenames) if _visible(f) and _is_image_name(f)
         )
@@ -334,8 +344,10 @@ def load_item(
         # A (3, S, S) view of the HWC array: the batch collation's copy transposes it.
         image = torch.from_numpy(arr).permute(2, 0, 1)
         return image, j, aspect, (i if k else -1), first_reason
-    raise SimCLRError(f"{MAX_SUBSTITUTES} images in a row from {source.paths[i]} are "
-                      f"unreadable (first: {first_reason}); check the data folder")
+    tried = min(n, MAX_SUBSTITUTES)
+    what = f"all {n} images are" if tried == n else f"{tried} images in a row are"
+    raise SimCLRError(f"{what} unreadable (first: {source.paths[i]}: {first_reason}); "
+                      "check the data folder")
 
 
 def collate_raw(

@@ -14,6 +14,20 @@ class SimCLRError(Exception):
     """
 
 
+def user_message(exc: BaseException) -> str:
+    """The one line to show for a user error.
+
+    A SimCLRError raised in a DataLoader worker reaches the main process re-raised with
+    the worker's whole traceback in its text (torch's ``ExceptionWrapper``); only the
+    original message, the traceback's last line after the exception's name, is kept.
+    """
+    text = str(exc)
+    if "Original Traceback" in text:
+        last = text.rstrip().splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return text
+
+
 class BadImageError(SimCLRError):
     """An image file that cannot be decoded; ``reason`` says why (for skip summaries)."""
 

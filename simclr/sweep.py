@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from simclr.config import FIG5_OPS, all_flags, build_config, unsaved_value
-from simclr.errors import DivergedError, SimCLRError
+from simclr.errors import DivergedError, SimCLRError, user_message
 
 SUMMARY = "summary.json"
 
@@ -226,7 +226,7 @@ def run_sweep(
         try:
             configs.append(build_config(preset, config, cell_flags))
         except SimCLRError as exc:
-            raise SimCLRError(f"cell {cell.name}: {exc}") from None
+            raise SimCLRError(f"cell {cell.name}: {user_message(exc)}") from None
     for k, (cell, cfg) in enumerate(zip(cells, configs, strict=True)):
         print(f"sweep cell {k + 1}/{len(cells)}: {cell.name}", flush=True)
         summary = _pretrain(cfg, cell.run_dir, cell.name)

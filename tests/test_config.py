@@ -85,6 +85,11 @@ def test_round_trip_through_dict():
         ({"time_budget": "soon"}, "--time-budget"),
         ({"augment.crop_scale": "0.5,0.1"}, "--crop-scale"),
         ({"nonsense": 1}, "unknown setting 'nonsense'"),
+        ({"optim.betas": "1,1"}, "--betas must lie in [0, 1)"),
+        ({"augment.cutout_frac": "2"}, "--cutout-frac"),
+        ({"augment.blur_kernel_frac": "0"}, "--blur-kernel-frac"),
+        ({"augment.noise_std": "-1,-0.5"}, "--noise-std"),
+        ({"max_bad_steps": "-1"}, "--max-bad-steps must be non-negative"),
     ],
 )
 def test_bad_values_name_the_setting(flags, needle):

@@ -179,3 +179,34 @@ def test_shared_cifar10_test_split_opens_as_a_cached_labeled_source(tmp_path):
     assert np.bincount(source.labels).tolist() == [1000] * 10
     batch = source.get_batch(np.array([0, 9999]))
     assert batch.dtype == torch.uint8 and batch.shape == (2, 3, 32, 32)
+
+
+def test_linked_folders_are_followed_once_and_loops_not_at_all(tmp_path):
+    from tests.conftest import make_image_folder
+
+    root = make_image_folder(tmp_path / "d", classes=2, per_class=3)
+    extra = make_image_folder(tmp_path / "elsewhere", classes=1, per_class=2)
+    (root / "class_0" / "loop").symlink_to(root)  # a link back up the tree
+    (root / "class_1" / "more").symlink_to(extra / "class_0")  # a linked folder: read
+    (root / "class_1" / "again").symlink_to(extra / "class_0")  # the same one twice
+    listing = scan_folder(root)
+    assert listing.classes == ["class_0", "class_1"]
+    assert len(listing.paths) == 3 + 3 + 2
+    assert np.bincount(listing.labels).tolist() == [3, 5]
+
+
+def test_a_worker_error_is_one_line():
+    """An error raised in a DataLoader worker comes back with the worker's traceback in
+    its text; the command line shows only the original message."""
+    from torch._utils import ExceptionWrapper
+
+    from simclr.errors import user_message
+
+    try:
+        raise SimCLRError("all 8 images are unreadable (first: a/0.jpg: not an image)")
+    except SimCLRError:
+        wrapped = ExceptionWrapper(where="in DataLoader worker process 0")
+    with pytest.raises(SimCLRError) as info:
+        wrapped.reraise()
+    assert "Original Traceback" in str(info.value)
+    assert user_message(info.value) == "all 8 images are unreadable (first: a/0.jpg: not an image)"
