@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True, help="image folder (ImageFolder or flat)")
     p.add_argument("--out", required=True, help="output .npz file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--layer", default="h", help=commands.LAYERS_HELP)
     add_runtime_flags(p)
     p.set_defaults(func=cmd_embed)
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="a classifier checkpoint or its run")
     p.add_argument("--data", required=True, help="image folder (ImageFolder or flat)")
     p.add_argument("--out", required=True, help="output .csv file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--top-k", type=commands.count_at_least(1), default=5,
                    help="classes listed per image")
     add_runtime_flags(p)
@@ -197,10 +199,12 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from simclr.pretrained import embed_folder
+    from simclr.results import check_new_file
 
     out = Path(args.out)
     if out.suffix != ".npz":
         raise SimCLRError(f"--out {out}: the output must be a .npz file")
+    check_new_file(out, args.overwrite)
     info = embed_folder(args.checkpoint, args.data, out, batch_size=args.batch_size,
                         device=args.device, precision=args.precision, workers=args.workers,
                         cache_dir=args.cache_dir, layer=args.layer)
@@ -210,9 +214,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from simclr.pretrained import predict_folder
+    from simclr.results import check_new_file
 
     if Path(args.out).suffix != ".csv":
         raise SimCLRError(f"--out {args.out}: the output must be a .csv file")
+    check_new_file(args.out, args.overwrite)
     print(json.dumps(predict_folder(
         args.checkpoint, args.data, args.out, top_k=args.top_k, batch_size=args.batch_size,
         device=args.device, precision=args.precision, workers=args.workers,

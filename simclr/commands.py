@@ -252,7 +252,8 @@ def cmd_supervised(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from simclr.export import export
 
-    print(json.dumps(export(args.checkpoint, args.out, args.format, args.layer)))
+    print(json.dumps(export(args.checkpoint, args.out, args.format, args.layer,
+                            overwrite=args.overwrite)))
     return 0
 
 
@@ -403,6 +404,7 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--checkpoint", required=True, help="a checkpoint file or run folder")
     p.add_argument("--out", required=True,
                    help="the file to write (.pt: checkpoint, .pt2: torch.export, .onnx)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--format", default="auto", choices=("auto", *FORMATS),
                    help="auto (default): from --out's suffix")
     p.add_argument("--layer", default="h",

@@ -40,9 +40,10 @@ from simclr.pretrained import (
     encoder_spec,
     representation_from_checkpoint,
 )
+from simclr.results import check_new_file
 
 FORMATS = ("checkpoint", "pt2", "onnx")
-_SUFFIXES = {".pt2": "pt2", ".onnx": "onnx"}
+_SUFFIXES = {".pt": "checkpoint", ".pth": "checkpoint", ".pt2": "pt2", ".onnx": "onnx"}
 CARD_FILE = "simclr.json"  # the card's name inside a .pt2 archive and in ONNX metadata
 # The traced batch and the checked batch differ, so a program that baked the batch
 # size in fails its check instead of failing later in a user's hands.
@@ -51,23 +52,30 @@ ATOL, RTOL = 1e-4, 1e-3  # fp32 kernels of another runtime; the outputs are O(1)
 
 
 def export_format(out: str | Path, fmt: str = "auto") -> str:
-    """``fmt``, or for 'auto' the format ``out``'s suffix names (checkpoint otherwise)."""
-    if fmt == "auto":
-        return _SUFFIXES.get(Path(out).suffix.lower(), "checkpoint")
-    if fmt not in FORMATS:
+    """``fmt``, or for 'auto' the format ``out``'s suffix names; a suffix that names
+    another format (or none) is refused, so a file's name says what it holds."""
+    if fmt not in ("auto", *FORMATS):
         raise SimCLRError(f"--format: unknown value {fmt!r} (auto, {', '.join(FORMATS)})")
-    return fmt
+    named = _SUFFIXES.get(Path(out).suffix.lower())
+    if named is None:
+        raise SimCLRError(f"--out {out}: end the name in .pt (checkpoint), .pt2 "
+                          "(torch.export) or .onnx")
+    if fmt not in ("auto", named):
+        raise SimCLRError(f"--format {fmt} does not match --out {out} (a {named} file)")
+    return named
 
 
 def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
-           layer: str = "h") -> dict[str, Any]:
-    """Export the encoder of ``checkpoint`` to ``out``; returns a summary for the CLI."""
-    fmt = export_format(out, fmt)
-    source, out = checkpoint_file(checkpoint), Path(out)
-    if out.is_dir():
+           layer: str = "h", overwrite: bool = False) -> dict[str, Any]:
+    """Export the encoder of ``checkpoint`` to ``out``; returns a summary for the CLI.
+    An existing ``out`` is refused unless ``overwrite``."""
+    if Path(out).is_dir():
         raise SimCLRError(f"--out {out} is a folder; give a file name")
-    if out.exists() and out.resolve() == source.resolve():
+    fmt = export_format(out, fmt)
+    source = checkpoint_file(checkpoint)
+    if Path(out).exists() and Path(out).resolve() == source.resolve():
         raise SimCLRError(f"--out {out} is the checkpoint being exported; choose another path")
+    out = check_new_file(out, overwrite)
     if fmt == "checkpoint":
         if layer != "h":
             raise SimCLRError(f"--layer {layer}: a checkpoint export holds the encoder only; "

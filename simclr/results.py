@@ -103,6 +103,20 @@ def prepare_dir(run_dir: str | Path | None, results: Sequence[str] = ()) -> Path
     return path
 
 
+def check_new_file(out: str | Path, overwrite: bool = False) -> Path:
+    """``out`` as a path a command may write: an existing file is refused unless
+    ``overwrite`` (``--overwrite``), a folder always; checked before any work."""
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise SimCLRError(f"--out {path} is a folder; give a file name")
+    if path.exists() and not overwrite:
+        raise SimCLRError(f"--out {path} already exists; choose another --out, or pass "
+                          "--overwrite to replace it (nothing was overwritten)")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise SimCLRError(f"--out {path}: {path.parent} is a file, not a folder")
+    return path
+
+
 def log(message: str, verbose: bool = True) -> None:
     """Progress goes to stderr: stdout is kept for the JSON result."""
     if verbose:

@@ -183,6 +183,14 @@ def check_run_dir(cfg: Config, resume: bool) -> RunDir:
         return RunDir(found, path, ckpt)
     if run_dir.exists() and not run_dir.is_dir():
         raise SimCLRError(f"--out {run_dir} is a file, not a folder")
+    for flag, folder in (("--data", cfg.data.path), ("--knn-train", cfg.knn_train),
+                         ("--knn-test", cfg.knn_test)):
+        # The run's folders would become classes (or images) of the data set it reads.
+        if folder and Path(folder).expanduser().is_dir():
+            data = Path(folder).expanduser().resolve()
+            if run_dir.resolve() == data or data in run_dir.resolve().parents:
+                raise SimCLRError(f"--out {run_dir} lies inside the {flag} folder {folder}; "
+                                  "write the run elsewhere")
     if checkpoint_files(run_dir / CHECKPOINTS):  # readable or not, never written over
         raise SimCLRError(
             f"{run_dir} already holds a run; use --resume {run_dir} to continue it "

@@ -171,3 +171,18 @@ def test_print_config_is_a_config_file_and_writes_nothing(tmp_path, capsys, monk
                                               "augment.crop_scale": (0.2, 1.0)})
     assert printed == expected
     assert printed.optim.lr == 2.0 and printed.loss.temperature == 0.5
+
+
+@pytest.mark.parametrize(("command", "name"), [("embed", "feats.npz"), ("predict", "p.csv")])
+def test_an_existing_output_is_kept_without_overwrite(command, name, tmp_path, capsys,
+                                                      monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).write_text("earlier results")
+    assert main([command, "--checkpoint", "c.pt", "--data", ".", "--out", name]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already exists" in err and "--overwrite" in err and len(err.splitlines()) == 1
+    assert (tmp_path / name).read_text() == "earlier results"
+    # with --overwrite the command goes on (here to the missing checkpoint)
+    assert main([command, "--checkpoint", "c.pt", "--data", ".", "--out", name,
+                 "--overwrite"]) == 2
+    assert "c.pt" in capsys.readouterr().err

@@ -142,14 +142,14 @@ def test_a_program_that_fails_its_check_replaces_nothing(run_dir, tmp_path, monk
 
     monkeypatch.setattr(exp, "_write_pt2", perturbed)
     with pytest.raises(SimCLRError, match="differs from the model"):
-        exp.export(run_dir, out)
+        exp.export(run_dir, out, overwrite=True)
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["encoder.pt2", "encoder.pt2.json",
                                                            "run"]
 
 
 def test_cli_export_prints_a_summary(run_dir, tmp_path, capsys):
-    assert main(["export", "--checkpoint", str(run_dir), "--out", str(tmp_path / "e.bin"),
+    assert main(["export", "--checkpoint", str(run_dir), "--out", str(tmp_path / "e.pt2"),
                  "--format", "pt2", "--layer", "z"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["format"] == "pt2" and summary["layer"] == "z" and summary["dim"] == 24
@@ -164,6 +164,8 @@ def test_cli_export_prints_a_summary(run_dir, tmp_path, capsys):
         (["--out", "{tmp}/e.pt2", "--layer", "g7"], "cannot read the output of layer 7"),
         (["--out", "{tmp}/e.pt2", "--format", "tflite"], "invalid choice"),
         (["--out", "{tmp}/e.onnx", "--no-onnx"], 'pip install "simclr[onnx]"'),
+        (["--out", "{tmp}/e.bin"], "end the name in .pt"),
+        (["--out", "{tmp}/e.onnx", "--format", "pt2"], "does not match"),
     ],
 )
 def test_export_user_errors_are_one_line(run_dir, tmp_path, capsys, monkeypatch, args, needle):
@@ -180,6 +182,17 @@ def test_export_user_errors_are_one_line(run_dir, tmp_path, capsys, monkeypatch,
     assert needle in err and len(err.splitlines()) == 1, err
     assert ckpt.read_bytes() == before
     assert not list(tmp_path.glob("e.*"))
+
+
+def test_an_existing_file_is_replaced_only_with_overwrite(run_dir, tmp_path, capsys):
+    out = tmp_path / "e.pt"
+    out.write_bytes(b"a classifier someone trained")
+    assert main(["export", "--checkpoint", str(run_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "already exists" in err and len(err.splitlines()) == 1
+    assert out.read_bytes() == b"a classifier someone trained"
+    assert main(["export", "--checkpoint", str(run_dir), "--out", str(out), "--overwrite"]) == 0
+    assert load_encoder(out) is not None
 
 
 def test_a_classifier_exports_its_logits(run_dir, tmp_path):

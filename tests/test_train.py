@@ -319,6 +319,10 @@ def test_a_failed_start_leaves_no_run_directory(tmp_path, image_folder, cache_di
     fails("--knn-train: folder not found", tmp_path / "new/run",
           knn_train=str(tmp_path / "nope"), knn_test=str(image_folder))
     assert not (tmp_path / "new").exists()
+    before = sorted(p.name for p in image_folder.iterdir())
+    fails("lies inside the --data folder", image_folder)
+    fails("lies inside the --data folder", image_folder / "runs" / "a")
+    assert sorted(p.name for p in image_folder.iterdir()) == before  # no class "runs" added
     (tmp_path / "kept").mkdir()  # a folder that existed stays, untouched
     fails("data folder not found", tmp_path / "kept", data=tmp_path / "missing")
     assert (tmp_path / "kept").is_dir() and not list((tmp_path / "kept").iterdir())
