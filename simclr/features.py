@@ -20,13 +20,14 @@ from simclr.errors import SimCLRError
 from simclr.runtime import autocast, resolve_device, resolve_precision
 
 
-def check_labeled(train: Any, test: Any | None = None) -> int:
+def check_labeled(train: Any, test: Any | None = None,
+                  flags: tuple[str, str] = ("--train", "--test")) -> int:
     """Number of classes of a labeled (train, test) pair; SimCLRError when unusable.
 
     Both sources must carry class labels (ImageFolder layout, not a flat folder), at
     least 2 classes, and the same class names in the same order.
     """
-    for flag, source in (("--train", train), ("--test", test)):
+    for flag, source in zip(flags, (train, test), strict=True):
         if source is None:
             continue
         where = source_name(source)
@@ -42,7 +43,8 @@ def check_labeled(train: Any, test: Any | None = None) -> int:
         only_test = sorted(set(test.classes) - set(train.classes))
         detail = (f"only in --train: {_few(only_train)}; only in --test: {_few(only_test)}"
                   if only_train or only_test else "same names in a different order")
-        raise SimCLRError(f"--train and --test have different classes ({detail})")
+        detail = detail.replace("--train", flags[0]).replace("--test", flags[1])
+        raise SimCLRError(f"{flags[0]} and {flags[1]} have different classes ({detail})")
     return len(train.classes)
 
 

@@ -318,6 +318,15 @@ def test_a_failed_start_leaves_no_run_directory(tmp_path, image_folder, cache_di
     fails("larger than the data set", tmp_path / "new/run", batch_size=64)
     fails("--knn-train: folder not found", tmp_path / "new/run",
           knn_train=str(tmp_path / "nope"), knn_test=str(image_folder))
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for png in sorted(image_folder.rglob("*.png"))[:4]:
+        (flat / f"{png.parent.name}_{png.name}").write_bytes(png.read_bytes())
+    fails("--knn-train .*flat: images have no class labels", tmp_path / "new/run",
+          knn_train=str(flat), knn_test=str(image_folder))
+    other = make_image_folder(tmp_path / "other", classes=3, per_class=2)
+    fails("--knn-train and --knn-test have different classes", tmp_path / "new/run",
+          knn_train=str(image_folder), knn_test=str(other))
     assert not (tmp_path / "new").exists()
     before = sorted(p.name for p in image_folder.iterdir())
     fails("lies inside the --data folder", image_folder)
