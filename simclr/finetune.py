@@ -99,7 +99,9 @@ def subset_from_list(source: Any, path: str | Path) -> np.ndarray:
     paths = list(getattr(source, "paths", []) or [])
     if not paths:
         raise SimCLRError("--subset needs an image folder (this data set has no file names)")
-    root = Path(getattr(source, "name", "") or "")  # a folder's source is named by its path
+    # A folder's source is named by its path; paths compare resolved (a relative --train
+    # and the absolute file names the folder's listing holds).
+    root = Path(getattr(source, "name", "") or "").expanduser().resolve()
     where: dict[str, int] = {}
     shared: set[str] = set()
     for i, p in enumerate(paths):
@@ -110,7 +112,7 @@ def subset_from_list(source: Any, path: str | Path) -> np.ndarray:
         where[str(Path(p))] = i
         if root.is_dir():
             try:
-                where[Path(p).relative_to(root).as_posix()] = i
+                where[Path(p).resolve().relative_to(root).as_posix()] = i
             except ValueError:
                 pass
     chosen, missing = set(), []

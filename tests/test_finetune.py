@@ -284,3 +284,14 @@ def test_crop_sampler_reaches_the_training_views(tmp_path, folders, monkeypatch)
     assert seen and set(seen) == {"official"}
     with pytest.raises(SimCLRError, match="--crop-sampler"):
         run_finetune(tiny_encoder(), train, test, tmp_path / "ft2", crop_sampler="tf", **FAST)
+
+
+def test_subset_paths_relative_to_a_folder_given_by_a_relative_path(tmp_path, monkeypatch):
+    make_image_folder(tmp_path / "train", classes=2, per_class=4)
+    monkeypatch.chdir(tmp_path)
+    train = open_source("train", DataConfig(cache="off", workers=0), train=False,
+                        image_size=16)
+    listing = tmp_path / "few.txt"
+    listing.write_text("class_0/001.png\nclass_1/002.png\n")
+    chosen = subset_from_list(train, listing)
+    assert sorted(train.paths[i].split("/")[-1] for i in chosen) == ["001.png", "002.png"]
