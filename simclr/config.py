@@ -506,6 +506,8 @@ def _coerce(value: Any, type_text: str, where: str) -> Any:
             if text in ("0", "false", "no", "off"):
                 return False
             raise ValueError
+        if isinstance(value, bool) and base != "str":  # YAML's `lr: true` is no number
+            raise ValueError
         if base == "int":
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
@@ -556,7 +558,30 @@ def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
                           f"got {value!r}")
     if path == "time_budget" and not _is_null(value):
         value = parse_duration(value)
-    setattr(obj, name, _coerce(value, type_text, f"{source}: {path}"))
+    # A flag's problem is named by the flag the user typed, a file's by its key.
+    where = f"--{flag_of(path)}" if source == "flag" else f"{source}: {path}"
+    setattr(obj, name, _coerce(value, type_text, where))
+
+
+def flag_of(path: str) -> str:
+    """The command-line flag (without --) of a dotted setting."""
+    return next((flag for flag, p in all_flags().items() if p == path), path)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, but a key given twice in one mapping (e.g. two ``model:``
+    sections, of which plain YAML silently keeps the last) is an error."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is given twice (line {key_node.start_mark.line + 1})",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -572,7 +597,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise SimCLRError(f"cannot read config file {p}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0]
         raise SimCLRError(f"config file {p} is not valid YAML: {first}") from None

@@ -167,6 +167,17 @@ def test_local_paths_are_stored_absolute(tmp_path, monkeypatch):
     assert build_config(flags={"data.path": "nowhere"}).data.path == "nowhere"
 
 
+def test_a_key_given_twice_and_a_boolean_number_are_refused(tmp_path):
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("model:\n  head_out_dim: 64\nepochs: 3\nmodel:\n  head_layers: 3\n")
+    with pytest.raises(SimCLRError, match="'model' is given twice"):
+        build_config(config_file=str(twice))
+    boolean = tmp_path / "bool.yaml"
+    boolean.write_text("optim:\n  lr: true\n")
+    with pytest.raises(SimCLRError, match="optim.lr: cannot read True as float"):
+        build_config(config_file=str(boolean))
+
+
 def test_none_is_a_value_of_text_settings_and_null_of_optional_ones(tmp_path):
     """`--head none` (Fig. 8's identity head) is the text "none", not a missing value."""
     assert build_config("cifar10-cpu", flags={"model.head": "none"}).model.head == "none"
@@ -174,5 +185,5 @@ def test_none_is_a_value_of_text_settings_and_null_of_optional_ones(tmp_path):
     path.write_text("model:\n  head: none\nmax_steps: null\n")
     cfg = build_config(config_file=str(path), flags={"time_budget": "none"})
     assert cfg.model.head == "none" and cfg.max_steps is None and cfg.time_budget is None
-    with pytest.raises(SimCLRError, match="batch_size"):
+    with pytest.raises(SimCLRError, match="--batch-size: cannot read .none. as int"):
         build_config(flags={"batch_size": "none"})
