@@ -84,12 +84,18 @@ def cmd_knn(args: argparse.Namespace) -> int:
 def cmd_linear_eval(args: argparse.Namespace) -> int:
     from simclr.evaluate import parse_l2_grid, run_linear_eval
 
+    # Flags that contradict each other are refused before any checkpoint or image is read.
+    if args.l2 is not None and args.l2_grid:
+        raise SimCLRError("give one of --l2 (a fixed strength) and --l2-grid (the search)")
+    if args.raw_pixels and args.layer != "h":
+        raise SimCLRError(f"--raw-pixels uses no encoder; drop --layer {args.layer}")
+    l2_grid = parse_l2_grid(args.l2_grid) if args.l2_grid else None
     encoder, spec, ckpt = load_for_eval(args)
     size = spec["image_size"]
     result = run_linear_eval(
         encoder, open_folder(args.train, size, args), open_folder(args.test, size, args),
         args.out, image_size=size, protocol=args.protocol, seed=args.seed, l2=args.l2,
-        l2_grid=parse_l2_grid(args.l2_grid) if args.l2_grid else None,
+        l2_grid=l2_grid,
         val_fraction=args.val_fraction, max_iter=args.max_iter, epochs=args.epochs,
         lr=args.lr, momentum=args.momentum, crop_scale=args.crop_scale,
         crop_sampler=args.crop_sampler, config=ckpt["config"],
@@ -264,6 +270,13 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _open_fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1), got {text}")
+    return value
+
+
 def count_at_least(minimum: int) -> Callable[[str], int]:
     """argparse type: an integer >= minimum."""
     def parse(text: str) -> int:
@@ -343,7 +356,8 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--l2", type=_real(0, True), default=None, help="fixed L2 strength (lbfgs)")
     p.add_argument("--l2-grid", default=None, metavar="MIN,MAX,COUNT",
                    help="L2 strengths searched on the held-out split (lbfgs)")
-    p.add_argument("--val-fraction", type=_fraction, default=0.1)
+    p.add_argument("--val-fraction", type=_open_fraction, default=0.1,
+                   help="held out to choose the L2 strength (lbfgs; default 0.1)")
     p.add_argument("--max-iter", type=_positive_int, default=1000)
     p.add_argument("--epochs", type=_positive_int, default=90, help="sgd protocol")
     p.add_argument("--lr", type=_real(0, False), default=0.1, help="sgd: base lr, x batch/256")

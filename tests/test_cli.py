@@ -50,6 +50,15 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
         (["supervised", "--train", "a", "--out", "o", "--temperature", "0.5"],
          "unrecognized arguments: --temperature"),
         (["supervised", "--train", "a", "--out", "o", "--data", "b"], "unrecognized"),
+        (["supervised", "--train", "a", "--out", "o", "--time-budget", "3s"], "unrecognized"),
+        # contradicting evaluation flags, refused before the checkpoint is read
+        (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--l2", "0.1",
+          "--l2-grid", "1e-3,1,4"], "give one of --l2"),
+        (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b",
+          "--raw-pixels", "--layer", "z"], "drop --layer z"),
+        (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b",
+          "--val-fraction", "1"], "--val-fraction: must lie in (0, 1)"),
+        (["pretrain", "--betas", "1,1", "--optimizer", "adamw"], "--betas must lie in [0, 1)"),
     ],
 )
 def test_user_errors_are_one_line(args, needle, capsys):
