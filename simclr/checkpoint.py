@@ -267,6 +267,8 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
             if not files:
                 raise SimCLRError(f"no complete checkpoint in {p}")
             found = files[0]
+        elif (p / LAST).is_file() and not is_complete(p / LAST):  # say so: an older model
+            log.warning("%s is truncated or corrupt; using %s", p / LAST, found.name)
         p = found
     if not p.is_file():
         raise SimCLRError(f"checkpoint not found: {p}")

@@ -112,6 +112,17 @@ def test_latest_skips_partial_and_truncated_files(tmp_path):
     assert latest_checkpoint(tmp_path / "missing") is None
 
 
+def test_a_folder_whose_last_checkpoint_is_broken_says_which_file_it_reads(tmp_path, caplog):
+    from simclr.checkpoint import checkpoint_file
+
+    good = save_checkpoint(_state(200), tmp_path, periodic_name(200))
+    assert checkpoint_file(tmp_path) == good and not caplog.records  # nothing to say
+    (tmp_path / "last.pt").write_bytes(good.read_bytes()[:-50])
+    with caplog.at_level("WARNING"):
+        assert checkpoint_file(tmp_path) == good
+    assert f"last.pt is truncated or corrupt; using {good.name}" in caplog.text
+
+
 def test_latest_prefers_last_unless_a_periodic_one_is_newer(tmp_path):
     periodic = save_checkpoint(_state(100), tmp_path, periodic_name(100))
     last = save_checkpoint(_state(150), tmp_path)
