@@ -296,9 +296,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
                 f"refusing to load {p}: it contains pickled Python objects ({culprit}); only "
                 "tensors and plain data are accepted, and the file may run code if unpickled"
             ) from None
-        first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
         raise SimCLRError(
-            f"cannot read checkpoint {p}: truncated, corrupt or not a checkpoint ({first[:200]})"
+            f"cannot read checkpoint {p}: truncated, corrupt or not a checkpoint "
+            f"({_why_unreadable(exc)})"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SimCLRError(f"{p} is not a simclr checkpoint (no \"format\": \"{FORMAT}\" entry)")
@@ -306,6 +306,21 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         raise SimCLRError(f"{p} was written by a newer simclr (checkpoint version "
                           f"{state['version']} > {VERSION}); upgrade to load it")
     return state
+
+
+def _why_unreadable(exc: Exception) -> str:
+    """A short reason for a failed ``torch.load``, in our words: torch's own messages
+    run to paragraphs (one advises ``weights_only=False``, unsafe for a foreign file)."""
+    text = str(exc)
+    if isinstance(exc, EOFError) or "unexpected EOF" in text or "failed finding central" in text:
+        return "the file ends early"
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    if isinstance(exc, pickle.UnpicklingError) or "PytorchStreamReader" in text or (
+            "inline_container" in text):
+        return "not a PyTorch checkpoint archive"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return first[:120]
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -166,14 +166,17 @@ def test_truncated_checkpoint_is_refused(tmp_path):
     for cut in (0, 10, len(data) // 2, len(data) - 20):
         bad = tmp_path / f"cut-{cut}.pt"
         bad.write_bytes(data[:cut])
-        with pytest.raises(SimCLRError, match=f"cannot read checkpoint {bad}: truncated"):
+        with pytest.raises(SimCLRError, match=f"cannot read checkpoint {bad}: truncated") as e:
             load_checkpoint(bad)
+        assert "weights_only" not in str(e.value) and len(str(e.value).splitlines()) == 1
+        assert str(e.value).endswith(("(the file ends early)",
+                                      "(not a PyTorch checkpoint archive)"))
 
 
 def test_garbage_and_missing_files_are_refused(tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint at all" * 20)
-    with pytest.raises(SimCLRError, match=f"cannot read checkpoint {junk}"):
+    with pytest.raises(SimCLRError, match=f"cannot read checkpoint {junk}.*not a PyTorch"):
         load_checkpoint(junk)
     with pytest.raises(SimCLRError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "nope.pt")
