@@ -314,8 +314,10 @@ def _why_unreadable(exc: Exception) -> str:
     text = str(exc)
     if isinstance(exc, EOFError) or "unexpected EOF" in text or "failed finding central" in text:
         return "the file ends early"
-    if isinstance(exc, OSError):
-        return exc.strerror or type(exc).__name__
+    if isinstance(exc, PermissionError):
+        return exc.strerror or "permission denied"
+    if isinstance(exc, OSError):  # seeks past the end of a cut archive land here too
+        return "the file ends early"
     if isinstance(exc, pickle.UnpicklingError) or "PytorchStreamReader" in text or (
             "inline_container" in text):
         return "not a PyTorch checkpoint archive"
