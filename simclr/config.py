@@ -159,7 +159,7 @@ class OptimConfig:
 class DataConfig:
     """Where the images come from and how they are read."""
 
-    path: str | None = None  # image folder, or cifar10 / cifar100 / stl10; None: digits
+    path: str | None = None  # image folder, or cifar10 / cifar100 / stl10; none: the digits demo
     download: bool = False  # allow torchvision to download a named data set
     root: str = "~/.cache/simclr/datasets"  # where named data sets live
     cache: str = "auto"  # auto (decode small images once) | on | off
@@ -463,7 +463,7 @@ def parse_duration(text: str | float | int) -> float:
     if isinstance(text, (int, float)):
         seconds = float(text)
     else:
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", str(text))
+        match = re.fullmatch(r"\s*(-?[0-9]*\.?[0-9]+)\s*([smh]?)\s*", str(text))
         if not match:
             raise SimCLRError(f"--time-budget: cannot read {text!r} (use e.g. 90s, 20m, 1.5h)")
         seconds = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
