@@ -16,6 +16,7 @@ import itertools
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -242,10 +243,29 @@ def run_sweep(
             cell.result.update(evaluate(cell.run_dir))
     table = render(axes, cells)
     root.mkdir(parents=True, exist_ok=True)
+    _keep_other_grid(root, {c.name for c in cells})
     (root / "sweep.md").write_text(table + "\n")
     rows = [{"cell": c.name, **c.labels, "settings": c.values, **c.result} for c in cells]
     (root / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
     return cells, table
+
+
+def _keep_other_grid(root: Path, names: set[str]) -> None:
+    """An earlier summary in ``root`` of another grid (a sweep rerun with other axes) is
+    kept as ``sweep.previous-K.*`` rather than overwritten; its cells' runs stay too."""
+    try:
+        earlier = {row["cell"] for row in json.loads((root / "sweep.json").read_text())}
+    except (OSError, ValueError, TypeError, KeyError):
+        return  # no summary yet (or not ours): nothing to keep
+    if earlier <= names:
+        return
+    k = 1 + sum(1 for _ in root.glob("sweep.previous-*.json"))
+    for suffix in (".json", ".md"):
+        if (root / f"sweep{suffix}").exists():
+            (root / f"sweep{suffix}").replace(root / f"sweep.previous-{k}{suffix}")
+    dropped = ", ".join(sorted(earlier - names))
+    print(f"sweep: the earlier summary (cells {dropped} not in this grid) is kept as "
+          f"sweep.previous-{k}.json and .md", file=sys.stderr)
 
 
 def render(axes: list[Axis], cells: list[Cell]) -> str:

@@ -77,6 +77,13 @@ def test_sweep_runs_every_cell_once_and_reuses_finished_ones(tmp_path, image_fol
     with pytest.raises(SimCLRError, match="other settings .*epochs"):
         run_sweep(axes, tmp_path / "sw", preset=None, config=None,
                   flags={**flags, "epochs": 2}, evaluate=evaluate)
+    # A rerun over a smaller grid: its summary lists its cells, the earlier one is kept.
+    before = (tmp_path / "sw" / "sweep.json").read_text()
+    run_sweep(axes[:1], tmp_path / "sw", preset=None, config=None,
+              flags={**flags, "loss.normalize": "true"}, evaluate=evaluate)
+    assert len(json.loads((tmp_path / "sw" / "sweep.json").read_text())) == 2
+    assert (tmp_path / "sw" / "sweep.previous-1.json").read_text() == before
+    assert (tmp_path / "sw" / "sweep.previous-1.md").exists()
 
 
 def test_a_bad_cell_fails_before_anything_runs(tmp_path, image_folder, cache_dir):
