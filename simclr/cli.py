@@ -199,12 +199,12 @@ def print_summary(summary: dict[str, Any]) -> None:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from simclr.pretrained import embed_folder
-    from simclr.results import check_new_file
+    from simclr.results import output_file
 
     out = Path(args.out)
     if out.suffix != ".npz":
         raise SimCLRError(f"--out {out}: the output must be a .npz file")
-    check_new_file(out, args.overwrite)
+    output_file(out, args.overwrite)
     info = embed_folder(args.checkpoint, args.data, out, batch_size=args.batch_size,
                         device=args.device, precision=args.precision, workers=args.workers,
                         cache_dir=args.cache_dir, layer=args.layer)
@@ -214,11 +214,11 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from simclr.pretrained import predict_folder
-    from simclr.results import check_new_file
+    from simclr.results import output_file
 
     if Path(args.out).suffix != ".csv":
         raise SimCLRError(f"--out {args.out}: the output must be a .csv file")
-    check_new_file(args.out, args.overwrite)
+    output_file(args.out, args.overwrite)
     print(json.dumps(predict_folder(
         args.checkpoint, args.data, args.out, top_k=args.top_k, batch_size=args.batch_size,
         device=args.device, precision=args.precision, workers=args.workers,

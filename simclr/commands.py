@@ -28,6 +28,7 @@ from simclr.pretrained import (
     model_from_checkpoint,
     representation_from_checkpoint,
 )
+from simclr.results import check_results_free
 
 RuntimeFlags = Callable[[argparse.ArgumentParser], None]
 
@@ -50,8 +51,22 @@ def open_folder(path: str, image_size: int, args: argparse.Namespace) -> ImageSo
     return open_eval_source(path, image_size, args.workers, args.cache_dir)
 
 
+# What each evaluation command writes under --out (checked up front by load_for_eval;
+# the command itself refuses them again where it writes).
+RESULTS = {"knn": ("knn.json",), "linear-eval": ("linear_eval.json", "checkpoints/linear.pt"),
+           "finetune": ("finetune.json", "checkpoints/finetune.pt"),
+           "transform-probe": ("transform_probe.json",)}
+
+
 def load_for_eval(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
-    """(encoder, spec, checkpoint) from --checkpoint, honouring --random-init / --raw-pixels."""
+    """(encoder, spec, checkpoint) from --checkpoint, honouring --random-init / --raw-pixels.
+
+    The command's folders and results are checked first: a missing --test or an --out
+    that already holds results fails now, not after the checkpoint and --train are read.
+    """
+    for flag in ("train", "test"):
+        check_folder(f"--{flag}", getattr(args, flag, None))
+    check_results_free(getattr(args, "out", None), RESULTS.get(args.command, ()))
     ckpt = load_checkpoint(args.checkpoint)
     random_init = getattr(args, "random_init", False)
     if random_init:

@@ -40,7 +40,7 @@ from simclr.pretrained import (
     encoder_spec,
     representation_from_checkpoint,
 )
-from simclr.results import check_new_file
+from simclr.results import output_file
 
 FORMATS = ("checkpoint", "pt2", "onnx")
 _SUFFIXES = {".pt": "checkpoint", ".pth": "checkpoint", ".pt2": "pt2", ".onnx": "onnx"}
@@ -75,7 +75,7 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
     source = checkpoint_file(checkpoint)
     if Path(out).exists() and Path(out).resolve() == source.resolve():
         raise SimCLRError(f"--out {out} is the checkpoint being exported; choose another path")
-    out = check_new_file(out, overwrite)
+    out = output_file(out, overwrite)
     if fmt == "checkpoint":
         if layer != "h":
             raise SimCLRError(f"--layer {layer}: a checkpoint export holds the encoder only; "

@@ -31,6 +31,7 @@ from simclr.models import (
     build_model,
     resolve_cifar_stem,
 )
+from simclr.results import output_file
 
 
 def encoder_spec(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -135,17 +136,6 @@ def folder_features(
     feats, labels = extract_features(module, source, image_size, batch_size, dev,
                                      resolve_precision(precision, dev))
     return source, feats, labels
-
-
-def output_file(out: str | Path) -> Path:
-    """``--out`` of embed / predict, checked writable before the images are read."""
-    from simclr.results import prepare_dir
-
-    out = Path(out).expanduser()
-    if out.is_dir():
-        raise SimCLRError(f"--out {out} is a folder; name a file")
-    prepare_dir(out.parent)
-    return out
 
 
 def embed_folder(

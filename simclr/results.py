@@ -92,10 +92,7 @@ def prepare_dir(run_dir: str | Path | None, results: Sequence[str] = ()) -> Path
     if run_dir is None:
         return None
     path = Path(run_dir).expanduser()
-    for name in results:
-        if (path / name).exists():
-            raise SimCLRError(f"{path} already holds {name} from an earlier run; choose "
-                              "another --out (nothing was overwritten)")
+    check_results_free(path, results)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -103,17 +100,30 @@ def prepare_dir(run_dir: str | Path | None, results: Sequence[str] = ()) -> Path
     return path
 
 
-def check_new_file(out: str | Path, overwrite: bool = False) -> Path:
-    """``out`` as a path a command may write: an existing file is refused unless
-    ``overwrite`` (``--overwrite``), a folder always; checked before any work."""
+def check_results_free(run_dir: str | Path | None, results: Sequence[str]) -> None:
+    """Refuse a ``run_dir`` that already holds one of ``results`` (nothing is created)."""
+    if run_dir is None:
+        return
+    path = Path(run_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise SimCLRError(f"--out {path} is a file, not a folder")
+    for name in results:
+        if (path / name).exists():
+            raise SimCLRError(f"{path} already holds {name} from an earlier run; choose "
+                              "another --out (nothing was overwritten)")
+
+
+def output_file(out: str | Path, overwrite: bool = True) -> Path:
+    """``--out`` of a command that writes one file (embed, predict, export), checked
+    before any work: not a folder, its folder created, and an existing file refused
+    unless ``overwrite`` (the commands' ``--overwrite``; the Python API overwrites)."""
     path = Path(out).expanduser()
     if path.is_dir():
-        raise SimCLRError(f"--out {path} is a folder; give a file name")
+        raise SimCLRError(f"--out {path} is a folder; name a file")
     if path.exists() and not overwrite:
         raise SimCLRError(f"--out {path} already exists; choose another --out, or pass "
                           "--overwrite to replace it (nothing was overwritten)")
-    if path.parent.exists() and not path.parent.is_dir():
-        raise SimCLRError(f"--out {path}: {path.parent} is a file, not a folder")
+    prepare_dir(path.parent)
     return path
 
 

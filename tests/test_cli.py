@@ -59,6 +59,9 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
         (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b",
           "--val-fraction", "1"], "--val-fraction: must lie in (0, 1)"),
         (["pretrain", "--betas", "1,1", "--optimizer", "adamw"], "--betas must lie in [0, 1)"),
+        # a missing --test is named before the checkpoint (c.pt: missing too) is read
+        (["knn", "--checkpoint", "c.pt", "--train", ".", "--test", "/no/test"],
+         "--test: folder not found: /no/test"),
     ],
 )
 def test_user_errors_are_one_line(args, needle, capsys):
@@ -126,11 +129,11 @@ def test_interrupt_while_starting_is_one_line(monkeypatch, capsys):
 
 def test_embed_and_predict_outputs_are_checked_before_the_images_are_read(tmp_path):
     from simclr.errors import SimCLRError
-    from simclr.pretrained import output_file
+    from simclr.results import output_file
 
     (tmp_path / "afile").write_text("not a folder")
     (tmp_path / "dir.npz").mkdir()
-    with pytest.raises(SimCLRError, match="cannot create the folder .*afile"):
+    with pytest.raises(SimCLRError, match="afile is a file, not a folder"):
         output_file(tmp_path / "afile" / "e.npz")
     with pytest.raises(SimCLRError, match="is a folder"):
         output_file(tmp_path / "dir.npz")
