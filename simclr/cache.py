@@ -160,7 +160,7 @@ def build_cache(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SimCLRError(f"cannot create the cache folder {folder}: {exc.strerror}; "
-                          "pass --cache-dir or --cache off") from None
+                          "pass another --cache-dir, or --cache off") from None
     base = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(images.root).name)
     stem = f"{base or 'images'}-{side}px-{_cache_key(images, side, max_pixels, store)}"
     npy, meta_path = folder / f"{stem}.npy", folder / f"{stem}.json"
@@ -200,7 +200,8 @@ def _build_cache_files(
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise SimCLRError(f"cannot write the decoded cache {npy} ({nbytes / 2**20:.0f} MiB): "
-                          f"{exc.strerror or exc}; pass --cache-dir or --cache off") from None
+                          f"{exc.strerror or exc}; pass another --cache-dir, or --cache off"
+                          ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

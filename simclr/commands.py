@@ -22,6 +22,7 @@ from simclr.config import CROP_SAMPLERS, Config, DataConfig, config_from_dict
 from simclr.data import ImageSource, check_folder, open_source
 from simclr.errors import SimCLRError
 from simclr.export import FORMATS
+from simclr.features import check_labeled_folders
 from simclr.pretrained import (
     LAYERS_HELP,
     encoder_from_checkpoint,
@@ -182,8 +183,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.eval != "none" and not folders and not digits:
         raise SimCLRError(f"--eval {args.eval} needs --eval-train and --eval-test (labeled "
                           "folders), or pass --eval none")
-    check_folder("--eval-train", args.eval_train)  # before hours of training
-    check_folder("--eval-test", args.eval_test)
+    check_labeled_folders(args.eval_train, args.eval_test,  # before hours of training
+                          ("--eval-train", "--eval-test"))
 
     def evaluate(run_dir: Path) -> dict[str, Any]:
         return evaluate_run(run_dir, args)

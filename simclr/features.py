@@ -20,6 +20,22 @@ from simclr.errors import SimCLRError
 from simclr.runtime import autocast, resolve_device, resolve_precision
 
 
+def check_labeled_folders(train: str | None, test: str | None,
+                          flags: tuple[str, str]) -> None:
+    """Fail now, in one line, on the labeled folders a command reads only after training
+    (the kNN monitor, a sweep's evaluation): missing, without class sub-folders, or with
+    other classes than each other. Only file names are read; torchvision's named data
+    sets pass."""
+    from pathlib import Path
+
+    from simclr.data import check_folder, scan_folder
+
+    check_folder(flags[0], train)
+    check_folder(flags[1], test)
+    if train and test and Path(train).expanduser().is_dir() and Path(test).expanduser().is_dir():
+        check_labeled(scan_folder(train), scan_folder(test), flags)
+
+
 def check_labeled(train: Any, test: Any | None = None,
                   flags: tuple[str, str] = ("--train", "--test")) -> int:
     """Number of classes of a labeled (train, test) pair; SimCLRError when unusable.

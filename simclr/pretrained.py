@@ -74,7 +74,7 @@ def model_from_checkpoint(
     """Encoder f and projection head g of a pretraining checkpoint; returns (model, spec)."""
     if ckpt.get("kind") != "pretrain":
         raise SimCLRError("this checkpoint has no projection head (only pretraining "
-                          "checkpoints do); use the representation h")
+                          "checkpoints do): only the representation h can be read from it")
     spec = encoder_spec(ckpt)
     model = build_model(config_from_dict(ckpt["config"]).model, spec["image_size"])
     if not random_init:

@@ -35,13 +35,11 @@ from simclr.config import Config, absolute_paths, config_from_dict, save_yaml
 from simclr.data import (
     NAMED_DATASETS,
     ImageSource,
-    check_folder,
     decode_device,
     open_source,
-    scan_folder,
 )
 from simclr.errors import DivergedError, SimCLRError
-from simclr.features import check_labeled
+from simclr.features import check_labeled_folders
 from simclr.loader import BatchLoader
 from simclr.loss import contrastive_loss
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
@@ -235,13 +233,7 @@ def make_run_dir(run_dir: Path) -> None:
 
 def check_knn_folders(cfg: Config) -> None:
     """The kNN monitor's folders are first read after an epoch: check them before."""
-    check_folder("--knn-train", cfg.knn_train)
-    check_folder("--knn-test", cfg.knn_test)
-    if cfg.knn_train and Path(cfg.knn_train).expanduser().is_dir():
-        # Labels and classes too (file names only, nothing decoded): a flat or mismatched
-        # folder would fail, or score nonsense, only after the first epoch.
-        test = scan_folder(cfg.knn_test) if Path(cfg.knn_test).expanduser().is_dir() else None
-        check_labeled(scan_folder(cfg.knn_train), test, ("--knn-train", "--knn-test"))
+    check_labeled_folders(cfg.knn_train, cfg.knn_test, ("--knn-train", "--knn-test"))
 
 
 def checkpoint_state(
@@ -520,7 +512,8 @@ def train_loop(
                 state.bad_steps += 1
                 if state.bad_steps > cfg.max_bad_steps:
                     raise DivergedError(f"more than {cfg.max_bad_steps} non-finite losses; "
-                                        f"stopping (last good checkpoint: {last_good})",
+                                        "stopping (last good checkpoint: "
+                                        f"{last_good or 'none yet'})",
                                         state.step + 1)
             first_bad = torch.where(~finite & (first_bad < 0), state.step, first_bad)
             meter.add(loss, top1)

@@ -10,7 +10,7 @@ from simclr.cli import main
 from simclr.config import load_yaml, save_yaml
 from simclr.errors import SimCLRError
 from simclr.sweep import parse_axis, plan_cells, run_sweep
-from tests.conftest import tiny_flags
+from tests.conftest import make_image_folder, tiny_flags
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -129,6 +129,13 @@ def test_sweep_checks_evaluation_folders_before_training(tmp_path, image_folder,
                  "--out", str(tmp_path / "sw")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--eval-train: folder not found" in err
+    assert not (tmp_path / "sw").exists()
+    other = make_image_folder(tmp_path / "other", classes=3, per_class=2)
+    code = main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
+                 "--eval-train", str(image_folder), "--eval-test", str(other),
+                 "--out", str(tmp_path / "sw")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--eval-train and --eval-test have different classes" in err
     assert not (tmp_path / "sw").exists()
 
 
