@@ -30,6 +30,47 @@ from simclr.errors import SimCLRError, user_message
 EXIT_USER_ERROR = 2
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every flag's help ends with its default, unless the text already speaks of it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text, default = action.help or "", action.default
+        if (action.option_strings and "default" not in text and default is not None
+                and default is not argparse.SUPPRESS and not isinstance(default, bool)):
+            shown = (",".join(f"{v:g}" for v in default) if isinstance(default, tuple)
+                     else "%(default)s")
+            text = f"{text} (default: {shown})"
+        return text
+
+
+# Help of the flags several commands share (a command's own text takes precedence).
+SHARED_HELP = {
+    "--checkpoint": "a checkpoint file or its run folder",
+    "--batch-size": "images per forward pass",
+    "--precision": "auto | fp32 | bf16 | fp16",
+    "--cache-dir": "where decoded caches are kept",
+    "--seed": "every random draw of the command derives from it",
+    "--k": "neighbours that vote (at most the training set's size)",
+    "--temperature": "T of the vote's weights exp(similarity / T)",
+    "--protocol": "lbfgs (features once, the paper's transfer protocol) | sgd (crop + flip "
+                  "each step, its ImageNet protocol)",
+    "--max-iter": "L-BFGS iterations",
+    "--momentum": "of Nesterov SGD",
+    "--crop-scale": "area range of the random crop",
+    "--label-fraction": "share of each class's images that keep their label (the paper: "
+                        "0.01, 0.1)",
+    "--labels-per-class": "labeled images per class",
+    "--schedule": "learning rate over the steps: cosine | constant",
+    "--task": "gray | rotation | noise | sobel | all",
+    "--preset": "a recipe of the paper (or ours)",
+    "--config": "YAML file of settings (flags override it)",
+    "--eval": "how each cell's encoder is scored: knn | linear | none",
+    "--eval-device": "device of the evaluations",
+    "--eval-precision": "precision of the evaluations",
+    "--workers-eval": "decoding processes of the evaluations (default: from the CPU count)",
+}
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, but errors are one line (no usage block) as promised to users, and no
     abbreviated flags: with hundreds of settings, ``--data`` must not quietly mean
@@ -37,6 +78,7 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -125,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_evaluation_commands(sub, add_runtime_flags)
     commands.add_sweep_command(sub)
+    for command in sub.choices.values():  # the shared flags' help, where none was given
+        for action in command._actions:
+            if action.help is None and action.option_strings:
+                action.help = SHARED_HELP.get(action.option_strings[0])
     return parser
 
 

@@ -163,10 +163,18 @@ def test_every_setting_is_described_in_help(capsys):
                                      "finetune", "transform-probe", "supervised", "export",
                                      "sweep"])
 def test_every_command_has_help(command, capsys):
+    import argparse
+
+    from simclr.cli import build_parser
+
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0
     assert "usage: simclr " + command in capsys.readouterr().out
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    undescribed = [a.option_strings[0] for a in sub.choices[command]._actions
+                   if a.option_strings and not (a.help or "").strip()]
+    assert not undescribed, f"flags without help: {undescribed}"
 
 
 def test_print_config_is_a_config_file_and_writes_nothing(tmp_path, capsys, monkeypatch):
