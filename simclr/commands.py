@@ -328,7 +328,7 @@ def _real(minimum: float, inclusive: bool, maximum: float = math.inf) -> Callabl
 
 def _crop_flags(p: argparse.ArgumentParser) -> None:
     """The crops of training steps with labels (linear `sgd`, fine-tuning)."""
-    p.add_argument("--crop-scale", type=_pair, default=(0.08, 1.0))
+    p.add_argument("--crop-scale", type=_pair, default=(0.08, 1.0), metavar="A,B")
     p.add_argument("--crop-sampler", choices=CROP_SAMPLERS, default="torchvision",
                    help="how crops are drawn: torchvision's RandomResizedCrop or the official "
                    "code's sample_distorted_bounding_box")

@@ -189,6 +189,9 @@ def check_run_dir(cfg: Config, resume: bool) -> RunDir:
         return RunDir(found, path, ckpt)
     if run_dir.exists() and not run_dir.is_dir():
         raise SimCLRError(f"--out {run_dir} is a file, not a folder")
+    existing = next((p for p in run_dir.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():  # found now, not after decoding
+        raise SimCLRError(f"--out {run_dir}: {existing} is a file, not a folder")
     for flag, folder in (("--data", cfg.data.path), ("--knn-train", cfg.knn_train),
                          ("--knn-test", cfg.knn_test)):
         # The run's folders would become classes (or images) of the data set it reads.

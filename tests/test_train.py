@@ -329,6 +329,8 @@ def test_a_failed_start_leaves_no_run_directory(tmp_path, image_folder, cache_di
           knn_train=str(image_folder), knn_test=str(other))
     assert not (tmp_path / "new").exists()
     before = sorted(p.name for p in image_folder.iterdir())
+    (tmp_path / "afile").write_text("a file")
+    fails("afile is a file, not a folder", tmp_path / "afile" / "run")
     fails("lies inside the --data folder", image_folder)
     fails("lies inside the --data folder", image_folder / "runs" / "a")
     assert sorted(p.name for p in image_folder.iterdir()) == before  # no class "runs" added
