@@ -404,6 +404,9 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p = sub.add_parser("transform-probe",
                        help="Table 3: predict the applied transformation from h and from z")
     _eval_inputs(p, runtime, out_required=False)
+    for action in p._actions:  # the applied transformation is the target, not a class
+        if action.dest in ("train", "test"):
+            action.help = "image folder (class sub-folders not needed)"
     p.add_argument("--task", choices=["gray", "rotation", "noise", "sobel", "all"],
                    default="all")
     p.add_argument("--views", type=_positive_int, default=2,
