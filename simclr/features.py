@@ -9,13 +9,14 @@ workers, or JPEGs decoded on the device). Label checks and names for messages li
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from simclr.data import collate_raw, decode_device, decode_raw_batch
+from simclr.data import check_folder, collate_raw, decode_device, decode_raw_batch, scan_folder
 from simclr.errors import SimCLRError
 from simclr.runtime import autocast, resolve_device, resolve_precision
 
@@ -26,10 +27,6 @@ def check_labeled_folders(train: str | None, test: str | None,
     (the kNN monitor, a sweep's evaluation): missing, without class sub-folders, or with
     other classes than each other. Only file names are read; torchvision's named data
     sets pass."""
-    from pathlib import Path
-
-    from simclr.data import check_folder, scan_folder
-
     check_folder(flags[0], train)
     check_folder(flags[1], test)
     if train and test and Path(train).expanduser().is_dir() and Path(test).expanduser().is_dir():
@@ -57,9 +54,9 @@ def check_labeled(train: Any, test: Any | None = None,
     if test is not None and list(test.classes) != list(train.classes):
         only_train = sorted(set(train.classes) - set(test.classes))
         only_test = sorted(set(test.classes) - set(train.classes))
-        detail = (f"only in --train: {_few(only_train)}; only in --test: {_few(only_test)}"
-                  if only_train or only_test else "same names in a different order")
-        detail = detail.replace("--train", flags[0]).replace("--test", flags[1])
+        detail = (f"only in {flags[0]}: {_few(only_train)}; only in {flags[1]}: "
+                  f"{_few(only_test)}" if only_train or only_test
+                  else "same names in a different order")
         raise SimCLRError(f"{flags[0]} and {flags[1]} have different classes ({detail})")
     return len(train.classes)
 

@@ -192,20 +192,25 @@ def check_run_dir(cfg: Config, resume: bool) -> RunDir:
     existing = next((p for p in run_dir.parents if p.exists()), None)
     if existing is not None and not existing.is_dir():  # found now, not after decoding
         raise SimCLRError(f"--out {run_dir}: {existing} is a file, not a folder")
-    for flag, folder in (("--data", cfg.data.path), ("--knn-train", cfg.knn_train),
-                         ("--knn-test", cfg.knn_test)):
-        # The run's folders would become classes (or images) of the data set it reads.
-        if folder and Path(folder).expanduser().is_dir():
-            data = Path(folder).expanduser().resolve()
-            if run_dir.resolve() == data or data in run_dir.resolve().parents:
-                raise SimCLRError(f"--out {run_dir} lies inside the {flag} folder {folder}; "
-                                  "write the run elsewhere")
+    check_outside_data(cfg, run_dir)
     if checkpoint_files(run_dir / CHECKPOINTS):  # readable or not, never written over
         raise SimCLRError(
             f"{run_dir} already holds a run; use --resume {run_dir} to continue it "
             "or --out to start a new one"
         )
     return RunDir(run_dir)
+
+
+def check_outside_data(cfg: Config, run_dir: Path) -> None:
+    """Refuse a run directory inside a folder the run reads: its checkpoints and logs
+    would become classes (or images) of that data set."""
+    for flag, folder in (("--data", cfg.data.path), ("--knn-train", cfg.knn_train),
+                         ("--knn-test", cfg.knn_test)):
+        if folder and Path(folder).expanduser().is_dir():
+            data = Path(folder).expanduser().resolve()
+            if run_dir.resolve() == data or data in run_dir.resolve().parents:
+                raise SimCLRError(f"--out {run_dir} lies inside the {flag} folder {folder}; "
+                                  "write the run elsewhere")
 
 
 # The settings that fix a run's length. The schedule (warm-up, cosine to final_lr) is
