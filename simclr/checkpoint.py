@@ -312,11 +312,11 @@ def _why_unreadable(exc: Exception) -> str:
     """A short reason for a failed ``torch.load``, in our words: torch's own messages
     run to paragraphs (one advises ``weights_only=False``, unsafe for a foreign file)."""
     text = str(exc)
-    if isinstance(exc, EOFError) or "unexpected EOF" in text or "failed finding central" in text:
-        return "the file ends early"
     if isinstance(exc, PermissionError):
         return exc.strerror or "permission denied"
-    if isinstance(exc, OSError):  # seeks past the end of a cut archive land here too
+    # Seeks past the end of a cut archive raise OSError; torch's zip reader says the rest.
+    if (isinstance(exc, (EOFError, OSError)) or "unexpected EOF" in text
+            or "failed finding central" in text):
         return "the file ends early"
     if isinstance(exc, pickle.UnpicklingError) or "PytorchStreamReader" in text or (
             "inline_container" in text):

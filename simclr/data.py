@@ -330,7 +330,8 @@ def load_item(
     substituted else -1; the reason the first file was refused).
     """
     n, first_reason = source.num_images, ""
-    for k in range(min(n, MAX_SUBSTITUTES)):
+    tried = min(n, MAX_SUBSTITUTES)
+    for k in range(tried):
         j = (i + k) % n
         path = source.paths[j]
         blob = read_jpeg(path, source.max_pixels, source.store) if raw else None
@@ -344,7 +345,6 @@ def load_item(
         # A (3, S, S) view of the HWC array: the batch collation's copy transposes it.
         image = torch.from_numpy(arr).permute(2, 0, 1)
         return image, j, aspect, (i if k else -1), first_reason
-    tried = min(n, MAX_SUBSTITUTES)
     what = f"all {n} images are" if tried == n else f"{tried} images in a row are"
     raise SimCLRError(f"{what} unreadable (first: {source.paths[i]}: {first_reason}); "
                       "check the data folder")

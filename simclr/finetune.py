@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -99,9 +100,9 @@ def subset_from_list(source: Any, path: str | Path) -> np.ndarray:
     paths = list(getattr(source, "paths", []) or [])
     if not paths:
         raise SimCLRError("--subset needs an image folder (this data set has no file names)")
-    # A folder's source is named by its path; paths compare resolved (a relative --train
-    # and the absolute file names the folder's listing holds).
-    root = Path(getattr(source, "name", "") or "").expanduser().resolve()
+    # A folder's source is named by its path, as typed (maybe relative); the listing holds
+    # absolute file names (data.scan_folder), so both compare absolute.
+    root = Path(os.path.abspath(Path(getattr(source, "name", "") or "").expanduser()))
     where: dict[str, int] = {}
     shared: set[str] = set()
     for i, p in enumerate(paths):
@@ -112,7 +113,7 @@ def subset_from_list(source: Any, path: str | Path) -> np.ndarray:
         where[str(Path(p))] = i
         if root.is_dir():
             try:
-                where[Path(p).resolve().relative_to(root).as_posix()] = i
+                where[Path(os.path.abspath(p)).relative_to(root).as_posix()] = i
             except ValueError:
                 pass
     chosen, missing = set(), []
