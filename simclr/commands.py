@@ -29,7 +29,7 @@ from simclr.pretrained import (
     model_from_checkpoint,
     representation_from_checkpoint,
 )
-from simclr.results import check_results_free
+from simclr.results import RESULTS, check_results_free
 
 RuntimeFlags = Callable[[argparse.ArgumentParser], None]
 
@@ -50,13 +50,6 @@ def open_eval_source(path: str, image_size: int, workers: int | None,
 
 def open_folder(path: str, image_size: int, args: argparse.Namespace) -> ImageSource:
     return open_eval_source(path, image_size, args.workers, args.cache_dir)
-
-
-# What each evaluation command writes under --out (checked up front by load_for_eval;
-# the command itself refuses them again where it writes).
-RESULTS = {"knn": ("knn.json",), "linear-eval": ("linear_eval.json", "checkpoints/linear.pt"),
-           "finetune": ("finetune.json", "checkpoints/finetune.pt"),
-           "transform-probe": ("transform_probe.json",)}
 
 
 def load_for_eval(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
@@ -158,7 +151,7 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
     aug = config_from_dict(ckpt["config"]).augment
     size = spec["image_size"]
     tasks = TASKS if args.task == "all" else (args.task,)
-    out = prepare_dir(args.out, ("transform_probe.json",))
+    out = prepare_dir(args.out, RESULTS["transform-probe"])
     result = run_transform_probe(
         model, open_folder(args.train, size, args), open_folder(args.test, size, args), aug,
         tasks, views=args.views, epochs=args.epochs, seed=args.seed,

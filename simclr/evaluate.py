@@ -43,6 +43,7 @@ from simclr.features import (
 )
 from simclr.models import Classifier, ResNet
 from simclr.results import (
+    RESULTS,
     accuracy_summary,
     confusion_matrix,
     log,
@@ -134,7 +135,7 @@ def run_knn(
     if k < 1 or not temperature > 0:
         raise SimCLRError(f"--k must be >= 1 and --temperature positive, got {k}, {temperature}")
     num_classes = check_labeled(train, test)
-    out = prepare_dir(run_dir, ("knn.json",))
+    out = prepare_dir(run_dir, RESULTS["knn"])
     dev, prec = resolve_runtime(device, precision)
     start = time.perf_counter()
     train_x, train_y = extract_features(encoder, train, image_size, batch_size, dev, prec,
@@ -514,7 +515,7 @@ def run_linear_eval(
     elif not 0 < val_fraction < 1:
         raise SimCLRError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
     num_classes = check_labeled(train, test)
-    out = prepare_dir(run_dir, ("linear_eval.json", "checkpoints/linear.pt"))
+    out = prepare_dir(run_dir, RESULTS["linear-eval"])
     dev, prec = resolve_runtime(device, precision)
     start = time.perf_counter()
     if protocol == "lbfgs":

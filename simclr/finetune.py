@@ -36,7 +36,7 @@ from simclr.features import check_labeled, extract_features, resolve_runtime, so
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.models import Classifier, build_encoder, resolve_cifar_stem
 from simclr.pretrained import classifier_checkpoint, encoder_config, save_classifier
-from simclr.results import accuracy_summary, log, prepare_dir
+from simclr.results import RESULTS, accuracy_summary, log, prepare_dir
 from simclr.runtime import autocast
 
 SUBSET_FILE = "labeled_subset.txt"
@@ -329,7 +329,7 @@ def run_finetune(
                                     crop_sampler, head, from_head, from_scratch)
     subset = _labeled_subset(train, subset_file, label_fraction, labels_per_class, seed)
     fraction = len(subset) / len(train.labels)
-    out = prepare_dir(run_dir, ("finetune.json", "checkpoints/finetune.pt"))
+    out = prepare_dir(run_dir, RESULTS["finetune"])
     if out is not None:
         write_subset_list(train, subset, out / SUBSET_FILE)
     epochs = default_epochs(fraction) if epochs is None else int(epochs)

@@ -85,6 +85,16 @@ def write_results(run_dir: str | Path | None, name: str, results: dict[str, Any]
     tmp.replace(path)
 
 
+# What each evaluation command writes under its --out, never overwritten: checked up
+# front by the command line and again where the command writes.
+RESULTS: dict[str, tuple[str, ...]] = {
+    "knn": ("knn.json",),
+    "linear-eval": ("linear_eval.json", "checkpoints/linear.pt"),
+    "finetune": ("finetune.json", "checkpoints/finetune.pt"),
+    "transform-probe": ("transform_probe.json",),
+}
+
+
 def prepare_dir(run_dir: str | Path | None, results: Sequence[str] = ()) -> Path | None:
     """Create ``run_dir`` (None: no directory, nothing written) for a command whose
     output files are ``results``; one of them already there from an earlier run is
