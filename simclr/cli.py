@@ -20,10 +20,10 @@ from simclr.config import (
     all_flags,
     build_config,
     default_of,
-    plain_yaml,
     section_of,
     setting_help,
     type_of,
+    yaml_text,
 )
 from simclr.errors import SimCLRError, user_message
 
@@ -37,10 +37,15 @@ class HelpFormatter(argparse.HelpFormatter):
         text, default = action.help or "", action.default
         if (action.option_strings and "default" not in text and default is not None
                 and default is not argparse.SUPPRESS and not isinstance(default, bool)):
-            shown = (",".join(f"{v:g}" for v in default) if isinstance(default, tuple)
-                     else "%(default)s")
-            text = f"{text} (default: {shown})"
+            text = f"{text} (default: {shown_default(default)})"
         return text
+
+
+def shown_default(value: Any) -> str:
+    """A default as ``--help`` shows it (a pair as typed, A,B), escaped for argparse."""
+    if isinstance(value, tuple):
+        return ",".join(f"{v:g}" for v in value)
+    return '""' if value == "" else str(value).replace("%", "%%")
 
 
 # Help of the flags several commands share (a command's own text takes precedence).
@@ -96,16 +101,11 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozen
             continue
         kind = type_of(path).replace(" ", "")
         dest = "cfg:" + path
-        default = default_of(path)
-        if isinstance(default, tuple):
-            default = ",".join(f"{v:g}" for v in default)
-        if default == "":
-            default = '""'
-        doc = docs.get(path, "")
+        default = shown_default(default_of(path))
+        doc = docs.get(path, "").replace("%", "%%")  # argparse formats help with %
         if path == "time_budget":
             doc += ": seconds, or e.g. 90s, 20m, 1.5h"
         text = f"{doc} (default: {default})" if doc else f"default: {default}"
-        text = text.replace("%", "%%")  # argparse formats help with %
         group = groups[section_of(path)]
         if kind.startswith("bool"):
             group.add_argument(f"--{flag}", dest=dest, action=argparse.BooleanOptionalAction,
@@ -212,9 +212,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             preset = "digits"  # the one-minute offline demo on scikit-learn's digits
         cfg = build_config(preset, args.config, flags)
     if args.print_config:  # check a recipe before a long run: nothing is read or written
-        import yaml
-
-        print(yaml.safe_dump(plain_yaml(cfg.to_dict()), sort_keys=False), end="")
+        print(yaml_text(cfg.to_dict()), end="")
         return 0
     summary = train.pretrain(cfg, resume=bool(args.resume))
     if summary.get("rank", 0) != 0:  # rank 0 reports for the whole run

@@ -279,13 +279,6 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _open_fraction(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must lie in (0, 1), got {text}")
-    return value
-
-
 def count_at_least(minimum: int) -> Callable[[str], int]:
     """argparse type: an integer >= minimum."""
     def parse(text: str) -> int:
@@ -365,7 +358,7 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--l2", type=_real(0, True), default=None, help="fixed L2 strength (lbfgs)")
     p.add_argument("--l2-grid", default=None, metavar="MIN,MAX,COUNT",
                    help="L2 strengths searched on the held-out split (lbfgs)")
-    p.add_argument("--val-fraction", type=_open_fraction, default=0.1,
+    p.add_argument("--val-fraction", type=_real(0, False, 1), default=0.1,
                    help="held out to choose the L2 strength (lbfgs; default 0.1)")
     p.add_argument("--max-iter", type=_positive_int, default=1000)
     p.add_argument("--epochs", type=_positive_int, default=90, help="sgd protocol")

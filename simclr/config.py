@@ -9,10 +9,12 @@ every checkpoint, so a run can always be reproduced and resumed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import math
 import os
 import re
+import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -410,17 +412,17 @@ SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "loss": L
                              "optim": OptimConfig, "augment": AugmentConfig, "": Config}
 
 
-def _field_comments(cls: type) -> dict[str, str]:
-    """Field name -> the comment written beside it in this module's source, else the
-    comment block just above it; fields without either are left out."""
+def _field_comments(cls: type, lines: list[str]) -> dict[str, str]:
+    """Field name -> the comment written beside it in ``lines`` (this module's source),
+    else the comment block just above it; fields without either are left out."""
     names = {f.name for f in fields(cls)}
-    try:
-        lines = inspect.getsourcelines(cls)[0]
-    except (OSError, TypeError):  # no source shipped (e.g. a frozen build): no help texts
-        return {}
+    start = next((i for i, line in enumerate(lines) if line.startswith(f"class {cls.__name__}")),
+                 len(lines))
     docs: dict[str, str] = {}
     above: list[str] = []
-    for line in lines:
+    for line in lines[start + 1:]:
+        if line.strip() and not line[0].isspace():  # the class body has ended
+            break
         text = line.strip()
         match = re.fullmatch(r"(\w+):[^#]*?(?:#\s*(.*))?", text)
         if text.startswith("#"):
@@ -435,12 +437,18 @@ def _field_comments(cls: type) -> dict[str, str]:
     return docs
 
 
+@functools.cache
 def setting_help() -> dict[str, str]:
     """Dotted setting -> its description for ``--help``: the comments of the dataclasses
-    above, so the code's readers and the command's users read the same text."""
+    above, so the code's readers and the command's users read the same text. Read once
+    per process (every command that offers the settings asks)."""
+    try:
+        lines = inspect.getsourcelines(sys.modules[__name__])[0]
+    except (OSError, TypeError):  # no source shipped (e.g. a frozen build): no help texts
+        return {}
     docs = {}
     for section, cls in SECTIONS.items():
-        for name, text in _field_comments(cls).items():
+        for name, text in _field_comments(cls, lines).items():
             docs[f"{section}.{name}" if section else name] = text
     return docs
 
@@ -781,18 +789,22 @@ def validate_augment(a: AugmentConfig) -> None:
         raise SimCLRError(f"hue jitter must lie in [0, 0.5], got {a.jitter()[3]}")
 
 
-def plain_yaml(x: Any) -> Any:
-    """A config mapping as YAML can write it: tuples become lists."""
-    if isinstance(x, dict):
-        return {k: plain_yaml(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [plain_yaml(v) for v in x]
-    return x
+def yaml_text(data: dict[str, Any]) -> str:
+    """A config mapping as YAML text, keys in their order (tuples become lists)."""
+
+    def plain(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        return x
+
+    return yaml.safe_dump(plain(data), sort_keys=False)
 
 
 def save_yaml(data: dict[str, Any], path: str | Path) -> None:
     """Write a mapping as YAML (tuples become lists), atomically enough for configs."""
     p = Path(path)
     tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(plain_yaml(data), sort_keys=False))
+    tmp.write_text(yaml_text(data))
     tmp.replace(p)

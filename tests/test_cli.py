@@ -57,7 +57,7 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
         (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b",
           "--raw-pixels", "--layer", "z"], "drop --layer z"),
         (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b",
-          "--val-fraction", "1"], "--val-fraction: must lie in (0, 1)"),
+          "--val-fraction", "1"], "--val-fraction: must be > 0 and < 1, got 1"),
         (["pretrain", "--betas", "1,1", "--optimizer", "adamw"], "--betas must lie in [0, 1)"),
         # a missing --test is named before the checkpoint (c.pt: missing too) is read
         (["knn", "--checkpoint", "c.pt", "--train", ".", "--test", "/no/test"],
