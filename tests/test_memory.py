@@ -17,6 +17,7 @@ from simclr.config import build_config
 from simclr.errors import SimCLRError
 from simclr.memory import StepMemory, check_step_memory, largest_fitting_batch, measure_step
 from simclr.models import build_model
+from simclr.runtime import cpu_has_fast_bf16
 from tests.conftest import make_image_folder, tiny_flags
 
 MIB = 2**20
@@ -113,8 +114,13 @@ def test_the_bound_is_below_a_real_steps_peak(arch, width, size, batch, precisio
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout.strip().splitlines()[-1])
     # A lower bound (the kernel kills a run whose peak exceeds the free memory, so the
-    # check must never refuse a step that fits), and a useful one: within 2x.
-    assert 0.5 * got["growth"] <= got["bound"] <= got["growth"], got
+    # check must never refuse a step that fits) ...
+    assert got["bound"] <= got["growth"], got
+    # ... and a useful one: within 2x. Not where bf16 is emulated (AVX2 CPUs: oneDNN
+    # converts to fp32 buffers the autograd graph does not show; 2-3.5x the bound there,
+    # and 10x slower, so `--precision auto` never picks it).
+    if precision == "fp32" or cpu_has_fast_bf16():
+        assert 0.5 * got["growth"] <= got["bound"], got
 
 
 def test_refusal_names_a_batch_that_fits(monkeypatch):

@@ -1,0 +1,44 @@
+"""Device and precision rules shared by every command."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from simclr import runtime
+from simclr.errors import SimCLRError
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize(("native", "expected"), [(True, "bf16"), (False, "fp32")])
+def test_auto_picks_bf16_only_where_the_cpu_runs_it_natively(monkeypatch, native, expected):
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: native)
+    assert runtime.resolve_precision("auto", CPU) == expected
+
+
+def test_forced_bf16_on_a_cpu_without_it_warns_and_is_kept(monkeypatch, caplog):
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: False)
+    runtime._warn_emulated_bf16.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="simclr.runtime"):
+        assert runtime.resolve_precision("bf16", CPU) == "bf16"
+        assert runtime.resolve_precision("bf16", CPU) == "bf16"  # said once per process
+    assert caplog.text.count("no native bf16") == 1 and "fp32" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: True)
+    with caplog.at_level(logging.WARNING, logger="simclr.runtime"):
+        assert runtime.resolve_precision("bf16", CPU) == "bf16"
+        assert runtime.resolve_precision("fp32", CPU) == "fp32"
+    assert caplog.text == ""
+
+
+def test_fp16_on_the_cpu_is_refused():
+    with pytest.raises(SimCLRError, match="fp16 needs a GPU"):
+        runtime.resolve_precision("fp16", CPU)
+
+
+def test_unknown_device_is_one_line():
+    with pytest.raises(SimCLRError, match="--device: unknown device 'gpu0'"):
+        runtime.resolve_device("gpu0")
