@@ -573,7 +573,27 @@ def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
 
 def flag_of(path: str) -> str:
     """The command-line flag (without --) of a dotted setting."""
-    return next((flag for flag, p in all_flags().items() if p == path), path)
+    return _flag_by_path().get(path, path)
+
+
+@functools.cache
+def _flag_by_path() -> dict[str, str]:
+    by_path: dict[str, str] = {}
+    for flag, path in all_flags().items():
+        by_path.setdefault(path, flag)  # the named flag, listed first
+    return by_path
+
+
+class SettingError(SimCLRError):
+    """One setting's invalid value. The message names it as the flag (``--epochs must be
+    positive, got -5``) unless :func:`build_config` knows it came from a config file,
+    where it names the file and the key (``run.yaml: epochs must be positive, ...``).
+    """
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(f"--{flag_of(path)}{detail}")
+        self.path = path
+        self.detail = detail
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -631,9 +651,23 @@ def build_config(
         apply_overrides(cfg, settings, str(config_file))
     for path, value in (flags or {}).items():
         set_path(cfg, path, value, "flag")
-    validate(cfg)
+    try:
+        validate(cfg)
+    except SettingError as exc:
+        # Named where the user wrote it: a value from the file (and no flag) by its key.
+        if config_file is not None and exc.path not in (flags or {}) \
+                and exc.path in _paths_of(settings):
+            raise SimCLRError(f"{config_file}: {exc.path}{exc.detail}") from None
+        raise
     absolute_paths(cfg)
     return cfg
+
+
+def _paths_of(settings: dict[str, Any]) -> set[str]:
+    """The dotted settings a (possibly nested) YAML mapping gives."""
+    return {f"{key}.{sub}" if isinstance(value, dict) else str(key)
+            for key, value in settings.items()
+            for sub in (value if isinstance(value, dict) else [None])}
 
 
 # What a run's config.yaml records beside its settings (simclr.train writes them): facts
@@ -679,75 +713,74 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     return cfg
 
 
-def _choice(value: str, choices: tuple[str, ...], flag: str) -> None:
+def _choice(value: str, choices: tuple[str, ...], path: str) -> None:
     if value not in choices:
-        raise SimCLRError(f"--{flag}: unknown value {value!r} (choose from {', '.join(choices)})")
+        raise SettingError(path, f": unknown value {value!r} (choose from {', '.join(choices)})")
 
 
-def _positive(value: float | int | None, flag: str, allow_zero: bool = False) -> None:
+def _positive(value: float | int | None, path: str, allow_zero: bool = False) -> None:
     if value is None:
         return
     ok = value >= 0 if allow_zero else value > 0
     if not ok or (isinstance(value, float) and not math.isfinite(value)):
         bound = "non-negative" if allow_zero else "positive"
-        raise SimCLRError(f"--{flag} must be {bound}, got {value}")
+        raise SettingError(path, f" must be {bound}, got {value}")
 
 
-def _probability(value: float, name: str) -> None:
-    if not 0.0 <= value <= 1.0:
-        raise SimCLRError(f"{name} must lie in [0, 1], got {value}")
+def _check(ok: bool, path: str, detail: str) -> None:
+    if not ok:
+        raise SettingError(path, " " + detail)
 
 
 def validate(cfg: Config) -> None:
     """Check every setting before any work starts; one-line message per problem."""
-    _choice(cfg.model.arch, ARCHS, "arch")
-    _positive(cfg.model.width, "width")
-    _choice(cfg.model.head, ("none", "linear", "mlp"), "head")
-    _positive(cfg.model.head_layers, "head-layers")
-    _positive(cfg.model.head_out_dim, "head-out-dim")
-    _positive(cfg.model.head_hidden_dim, "head-hidden-dim")
-    _choice(cfg.loss.name, ("nt_xent", "nt_logistic", "margin_triplet"), "loss")
-    _positive(cfg.loss.temperature, "temperature")
-    _positive(cfg.loss.margin, "margin")
-    _positive(cfg.loss.weight, "loss-weight")
+    _choice(cfg.model.arch, ARCHS, "model.arch")
+    _positive(cfg.model.width, "model.width")
+    _choice(cfg.model.head, ("none", "linear", "mlp"), "model.head")
+    _positive(cfg.model.head_layers, "model.head_layers")
+    _positive(cfg.model.head_out_dim, "model.head_out_dim")
+    _positive(cfg.model.head_hidden_dim, "model.head_hidden_dim")
+    _choice(cfg.loss.name, ("nt_xent", "nt_logistic", "margin_triplet"), "loss.name")
+    _positive(cfg.loss.temperature, "loss.temperature")
+    _positive(cfg.loss.margin, "loss.margin")
+    _positive(cfg.loss.weight, "loss.weight")
     if cfg.loss.semi_hard and cfg.loss.name == "nt_xent":  # it would be silently ignored
         raise SimCLRError("--semi-hard applies to --loss nt_logistic and margin_triplet "
                           "(NT-Xent weighs every negative by its softmax)")
-    _choice(cfg.optim.name, ("lars", "sgd", "adamw"), "optimizer")
-    _positive(cfg.optim.lr, "lr")
-    _choice(cfg.optim.lr_scaling, ("linear", "sqrt", "none"), "lr-scaling")
-    _positive(cfg.optim.weight_decay, "weight-decay", allow_zero=True)
-    _positive(cfg.optim.momentum, "momentum", allow_zero=True)
-    _positive(cfg.optim.eta, "eta")
-    _positive(cfg.optim.warmup_epochs, "warmup-epochs", allow_zero=True)
-    if cfg.optim.warmup_fraction is not None and not 0 <= cfg.optim.warmup_fraction < 1:
-        raise SimCLRError(f"--warmup-fraction must lie in [0, 1), got {cfg.optim.warmup_fraction}")
-    _positive(cfg.batch_size, "batch-size")
-    if cfg.batch_size < 2:
-        raise SimCLRError("--batch-size must be at least 2 (BatchNorm statistics, and SimCLR's "
-                          "negatives, come from the batch)")
+    _choice(cfg.optim.name, ("lars", "sgd", "adamw"), "optim.name")
+    _positive(cfg.optim.lr, "optim.lr")
+    _choice(cfg.optim.lr_scaling, ("linear", "sqrt", "none"), "optim.lr_scaling")
+    _positive(cfg.optim.weight_decay, "optim.weight_decay", allow_zero=True)
+    _positive(cfg.optim.momentum, "optim.momentum", allow_zero=True)
+    _positive(cfg.optim.eta, "optim.eta")
+    _positive(cfg.optim.warmup_epochs, "optim.warmup_epochs", allow_zero=True)
+    wf = cfg.optim.warmup_fraction
+    _check(wf is None or 0 <= wf < 1, "optim.warmup_fraction", f"must lie in [0, 1), got {wf}")
+    _check(all(0 <= b < 1 for b in cfg.optim.betas), "optim.betas",
+           f"must lie in [0, 1), got {cfg.optim.betas}")
+    _positive(cfg.batch_size, "batch_size")
+    _check(cfg.batch_size >= 2, "batch_size", "must be at least 2 (BatchNorm statistics, and "
+           "SimCLR's negatives, come from the batch)")
     _positive(cfg.epochs, "epochs")
-    _positive(cfg.max_steps, "max-steps")
-    _positive(cfg.time_budget, "time-budget")
+    _positive(cfg.max_steps, "max_steps")
+    _positive(cfg.time_budget, "time_budget")
     _choice(cfg.precision, ("auto", "fp32", "bf16", "fp16"), "precision")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
-        raise SimCLRError(f"--device: unknown device {cfg.device!r} (auto, cpu, cuda, cuda:N)")
-    _choice(cfg.data.cache, ("auto", "on", "off"), "cache")
-    _choice(cfg.data.decoder, ("auto", "pil", "device"), "decoder")
-    _choice(cfg.data.store, ("full", "center"), "store")
-    _positive(cfg.data.load_size, "load-size")
-    _positive(cfg.data.workers, "workers", allow_zero=True)
+        raise SettingError("device", f": unknown device {cfg.device!r} (auto, cpu, cuda, cuda:N)")
+    _choice(cfg.data.cache, ("auto", "on", "off"), "data.cache")
+    _choice(cfg.data.decoder, ("auto", "pil", "device"), "data.decoder")
+    _choice(cfg.data.store, ("full", "center"), "data.store")
+    _positive(cfg.data.load_size, "data.load_size")
+    _positive(cfg.data.workers, "data.workers", allow_zero=True)
     _positive(cfg.threads, "threads")
-    _positive(cfg.log_every, "log-every")
-    _positive(cfg.checkpoint_every, "checkpoint-every", allow_zero=True)
-    _positive(cfg.keep_checkpoints, "keep-checkpoints")
-    _choice(cfg.nan_policy, ("stop", "skip"), "nan-policy")
-    _positive(cfg.max_bad_steps, "max-bad-steps", allow_zero=True)
-    if not all(0 <= b < 1 for b in cfg.optim.betas):
-        raise SimCLRError(f"--betas must lie in [0, 1), got {cfg.optim.betas}")
-    _positive(cfg.knn_every, "knn-every")
-    _positive(cfg.knn_k, "knn-k")
-    _positive(cfg.knn_temperature, "knn-temperature")
+    _positive(cfg.log_every, "log_every")
+    _positive(cfg.checkpoint_every, "checkpoint_every", allow_zero=True)
+    _positive(cfg.keep_checkpoints, "keep_checkpoints")
+    _choice(cfg.nan_policy, ("stop", "skip"), "nan_policy")
+    _positive(cfg.max_bad_steps, "max_bad_steps", allow_zero=True)
+    _positive(cfg.knn_every, "knn_every")
+    _positive(cfg.knn_k, "knn_k")
+    _positive(cfg.knn_temperature, "knn_temperature")
     if (cfg.knn_train is None) != (cfg.knn_test is None):
         raise SimCLRError("--knn-train and --knn-test go together")
     validate_augment(cfg.augment)
@@ -755,38 +788,41 @@ def validate(cfg: Config) -> None:
 
 def validate_augment(a: AugmentConfig) -> None:
     """Check the augmentation settings (also those the evaluation commands build)."""
-    _positive(a.size, "image-size")
-    _choice(a.interpolation, ("bilinear", "bicubic"), "interpolation")
-    _choice(a.crop_sampler, CROP_SAMPLERS, "crop-sampler")
-    _positive(a.color_strength, "color-strength", allow_zero=True)
+    _positive(a.size, "augment.size")
+    _choice(a.interpolation, ("bilinear", "bicubic"), "augment.interpolation")
+    _choice(a.crop_sampler, CROP_SAMPLERS, "augment.crop_sampler")
+    _positive(a.color_strength, "augment.color_strength", allow_zero=True)
     lo, hi = a.crop_scale
-    if not 0 < lo <= hi <= 1:
-        raise SimCLRError(f"--crop-scale must satisfy 0 < min <= max <= 1, got {a.crop_scale}")
-    if not 0 < a.crop_ratio[0] <= a.crop_ratio[1]:
-        raise SimCLRError(f"crop_ratio must satisfy 0 < min <= max, got {a.crop_ratio}")
-    if not 0 < a.cutout_frac <= 1:
-        raise SimCLRError(f"--cutout-frac must lie in (0, 1], got {a.cutout_frac}")
-    if not 0 < a.blur_kernel_frac <= 1:
-        raise SimCLRError(f"--blur-kernel-frac must lie in (0, 1], got {a.blur_kernel_frac}")
-    if not 0 <= a.noise_std[0] <= a.noise_std[1]:
-        raise SimCLRError(f"--noise-std must satisfy 0 <= min <= max, got {a.noise_std}")
-    if not 0 < a.blur_sigma[0] <= a.blur_sigma[1]:
-        raise SimCLRError(f"blur_sigma must satisfy 0 < min <= max, got {a.blur_sigma}")
+    _check(0 < lo <= hi <= 1, "augment.crop_scale",
+           f"must satisfy 0 < min <= max <= 1, got {a.crop_scale}")
+    _check(0 < a.crop_ratio[0] <= a.crop_ratio[1], "augment.crop_ratio",
+           f"must satisfy 0 < min <= max, got {a.crop_ratio}")
+    _check(0 < a.cutout_frac <= 1, "augment.cutout_frac",
+           f"must lie in (0, 1], got {a.cutout_frac}")
+    _check(0 < a.blur_kernel_frac <= 1, "augment.blur_kernel_frac",
+           f"must lie in (0, 1], got {a.blur_kernel_frac}")
+    _check(0 <= a.noise_std[0] <= a.noise_std[1], "augment.noise_std",
+           f"must satisfy 0 <= min <= max, got {a.noise_std}")
+    _check(0 < a.blur_sigma[0] <= a.blur_sigma[1], "augment.blur_sigma",
+           f"must satisfy 0 < min <= max, got {a.blur_sigma}")
     for name in ("flip_p", "color_p", "grayscale_p", "blur_p", "cutout_p", "rotate_p", "noise_p",
                  "sobel_p"):
-        _probability(getattr(a, name), f"augment.{name}")
+        p = getattr(a, name)
+        _check(0.0 <= p <= 1.0, f"augment.{name}", f"must lie in [0, 1], got {p}")
     for name, amount in zip(("brightness", "contrast", "saturation"), a.jitter()[:3], strict=True):
-        _positive(amount, name, allow_zero=True)
+        # Explicit, or 0.8 s: a negative colour strength is caught above.
+        _positive(amount, f"augment.{name}", allow_zero=True)
+    hue = a.jitter()[3]
+    _check(0 <= hue <= 0.5, "augment.hue" if a.hue is not None else "augment.color_strength",
+           f"gives hue jitter {hue}, which must lie in [0, 0.5]")
     if a.asymmetric and not a.crop_resize:
         raise SimCLRError("--asymmetric needs --crop-resize (the Fig. 5 crop is crop + resize)")
     if a.first_op:
-        _choice(a.first_op, tuple(FIG5_OPS), "first-op")
+        _choice(a.first_op, tuple(FIG5_OPS), "augment.first_op")
         if not a.asymmetric:
             raise SimCLRError("--first-op orders the Fig. 5 protocol's ops: it needs --asymmetric")
         if not any(getattr(a, switch) for switch in FIG5_OPS[a.first_op]):
             raise SimCLRError(f"--first-op {a.first_op}: that transformation is switched off")
-    if not 0 <= a.jitter()[3] <= 0.5:
-        raise SimCLRError(f"hue jitter must lie in [0, 0.5], got {a.jitter()[3]}")
 
 
 def yaml_text(data: dict[str, Any]) -> str:

@@ -90,6 +90,11 @@ def test_round_trip_through_dict():
         ({"augment.blur_kernel_frac": "0"}, "--blur-kernel-frac"),
         ({"augment.noise_std": "-1,-0.5"}, "--noise-std"),
         ({"max_bad_steps": "-1"}, "--max-bad-steps must be non-negative"),
+        ({"augment.flip_p": "2"}, "--flip-p must lie in [0, 1], got 2.0"),
+        ({"augment.crop_ratio": "2,1"}, "--crop-ratio must satisfy 0 < min <= max"),
+        ({"augment.hue": "0.6"}, "--hue gives hue jitter 0.6, which must lie in [0, 0.5]"),
+        ({"augment.color_strength": "3"}, "--color-strength gives hue jitter 0.6"),
+        ({"loss.weight": "0"}, "--loss-weight must be positive"),
     ],
 )
 def test_bad_values_name_the_setting(flags, needle):
@@ -138,6 +143,21 @@ def test_config_file_errors_are_one_line(tmp_path):
         with pytest.raises(SimCLRError) as info:
             build_config(config_file=str(path))
         assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_bad_value_from_a_config_file_is_named_by_its_key(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("epochs: -5\nloss:\n  temperature: 0\n")
+    with pytest.raises(SimCLRError, match=r"run\.yaml: loss\.temperature must be positive, got 0"):
+        build_config(config_file=str(path), flags={"epochs": 3})
+    with pytest.raises(SimCLRError, match=r"run\.yaml: epochs must be positive, got -5\.0$"):
+        build_config(config_file=str(path), flags={"loss.temperature": 0.5})
+    # A flag given over the file's value is named as the flag the user typed.
+    with pytest.raises(SimCLRError, match=r"^--epochs must be positive, got -1\.0$"):
+        build_config(config_file=str(path), flags={"epochs": -1, "loss.temperature": 0.5})
+    path.write_text("batch_size: 1\n")
+    with pytest.raises(SimCLRError, match=r"run\.yaml: batch_size must be at least 2"):
+        build_config(config_file=str(path))
 
 
 def test_a_saved_config_is_a_config_file_but_unknown_keys_are_still_refused(tmp_path):
