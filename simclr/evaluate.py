@@ -421,6 +421,9 @@ def linear_eval_sgd(
     """
     device = torch.device(device)
     batch = min(batch_size, train.num_images)
+    if batch < batch_size:  # a small labeled folder: one batch per step, lr scaled for it
+        log(f"--batch-size {batch_size} is more than the {train.num_images} training images: "
+            f"batches of {batch}, lr scaled by {batch}/256", verbose)
     steps_per_epoch = train.num_images // batch
     total = epochs * steps_per_epoch
     peak = lr * batch / 256

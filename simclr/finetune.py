@@ -347,6 +347,9 @@ def run_finetune(
     if batch < 2:
         raise SimCLRError(f"{source_name(train)}: the labeled subset has {len(subset)} image; "
                           "fine-tuning needs at least 2")
+    if batch < batch_size:  # a small labeled subset: one batch per step, lr scaled for it
+        log(f"--batch-size {batch_size} is more than the {len(subset)} labeled images: "
+            f"batches of {batch}, lr scaled by {batch}/256", verbose)
     total = epochs * (len(subset) // batch)
     peak = lr * batch / 256
     optimizer = torch.optim.SGD(model.parameters(), lr=peak, momentum=momentum, nesterov=True,
@@ -411,6 +414,9 @@ def run_supervised(
     from simclr.optim import build_optimizer, lr_at, warmup_steps
 
     num_classes = check_labeled(train, test)
+    if cfg.batch_size > train.num_images:  # as pretraining: the batch is the user's choice
+        raise SimCLRError(f"--batch-size {cfg.batch_size} is larger than the training set "
+                          f"({train.num_images} images)")
     out = prepare_dir(run_dir if run_dir is not None else cfg.out)
     dev, prec = resolve_runtime(cfg.device, cfg.precision)
     if cfg.threads:
@@ -423,7 +429,7 @@ def run_supervised(
     model = Classifier(encoder, num_classes).to(dev)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    batch = min(cfg.batch_size, train.num_images)
+    batch = cfg.batch_size
     steps_per_epoch = train.num_images // batch
     total = cfg.max_steps or max(1, round(cfg.epochs * steps_per_epoch))
     warmup = warmup_steps(cfg.optim, steps_per_epoch, total)  # as pretraining's

@@ -245,6 +245,15 @@ def test_linear_eval_leaves_the_encoder_untouched(protocol, tmp_path):
     assert Path(saved["confusion_figure"]).is_file()
 
 
+def test_sgd_linear_eval_with_a_batch_larger_than_the_data_says_so(capsys):
+    train, test = colour_source(seed=0), colour_source(n_per_class=2, seed=1)
+    result = run_linear_eval(tiny_encoder(), train, test, None, image_size=16, protocol="sgd",
+                             batch_size=4096, epochs=1, device="cpu", precision="fp32")
+    assert ("--batch-size 4096 is more than the 24 training images: batches of 24, lr scaled "
+            "by 24/256") in capsys.readouterr().err
+    assert result["num_train"] == 24
+
+
 def test_lbfgs_linear_eval_separates_easy_classes(tmp_path):
     train, test = colour_source(seed=0), colour_source(n_per_class=5, seed=1)
     result = run_linear_eval(tiny_encoder(), train, test, None, image_size=16,

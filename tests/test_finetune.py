@@ -252,6 +252,26 @@ def test_supervised_checkpoint_is_accepted_everywhere(tmp_path, folders):
         assert 0 <= r["top1"] <= 1
 
 
+def test_batch_larger_than_the_data(tmp_path, folders, capsys):
+    """Supervised training refuses it, as pretraining does, before writing anything;
+    fine-tuning a small labeled subset takes it whole and says so."""
+    train, test = folders
+    cfg = build_config(flags={"model.arch": "resnet18", "model.width": 0.125,
+                              "augment.size": 16, "batch_size": 32, "device": "cpu"})
+    with pytest.raises(SimCLRError, match=r"^--batch-size 32 is larger than the training set "
+                                          r"\(24 images\)$"):
+        run_supervised(cfg, train, test, tmp_path / "sup", verbose=False)
+    assert not (tmp_path / "sup").exists()
+    encoder = tiny_encoder()
+    run_finetune(encoder, train, test, None, labels_per_class=2, **{**FAST, "epochs": 1,
+                                                                     "verbose": True})
+    assert "is more than the" not in capsys.readouterr().err  # 6 images: batches of 6
+    run_finetune(encoder, train, test, None, labels_per_class=1, **{**FAST, "epochs": 1,
+                                                                     "verbose": True})
+    assert ("--batch-size 6 is more than the 3 labeled images: batches of 3, lr scaled by "
+            "3/256") in capsys.readouterr().err
+
+
 def test_supervised_training_learns(tmp_path, folders):
     """Longer supervised training learns the (easy, colour-coded) classes (chance: 1/3)."""
     train, test = folders
