@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from simclr.checkpoint import load_checkpoint
+from simclr.checkpoint import checkpoint_file, load_checkpoint
 from simclr.config import CROP_SAMPLERS, Config, DataConfig, config_from_dict
 from simclr.data import ImageSource, check_folder, open_source
 from simclr.errors import SimCLRError
@@ -52,8 +52,12 @@ def open_folder(path: str, image_size: int, args: argparse.Namespace) -> ImageSo
     return open_eval_source(path, image_size, args.workers, args.cache_dir)
 
 
-def load_for_eval(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
-    """(encoder, spec, checkpoint) from --checkpoint, honouring --random-init / --raw-pixels.
+def load_for_eval(
+    args: argparse.Namespace,
+) -> tuple[nn.Module, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(encoder, spec, checkpoint, source) from --checkpoint, honouring --random-init /
+    --raw-pixels. ``source`` names what the features came from, for the results file:
+    the checkpoint file read (a run folder's newest), its step, the layer.
 
     The command's folders and results are checked first: a missing --test or an --out
     that already holds results fails now, not after the checkpoint and --train are read.
@@ -61,15 +65,24 @@ def load_for_eval(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any], 
     for flag in ("train", "test"):
         check_folder(f"--{flag}", getattr(args, flag, None))
     check_results_free(getattr(args, "out", None), RESULTS.get(args.command, ()))
-    ckpt = load_checkpoint(args.checkpoint)
+    path = checkpoint_file(args.checkpoint)
+    ckpt = load_checkpoint(path)
     random_init = getattr(args, "random_init", False)
     if random_init:
         torch.manual_seed(getattr(args, "seed", 0))
     layer = getattr(args, "layer", "h")
     encoder, spec = representation_from_checkpoint(ckpt, layer, random_init=random_init)
-    if getattr(args, "raw_pixels", False):
+    raw = getattr(args, "raw_pixels", False)
+    if raw:
         encoder = RawPixels()
-    return encoder, spec, ckpt
+    features = "raw pixels" if raw else "random init" if random_init else "pretrained"
+    return encoder, spec, ckpt, {**checkpoint_source(path, ckpt, features), "layer": layer}
+
+
+def checkpoint_source(path: Path, ckpt: dict[str, Any], features: str) -> dict[str, Any]:
+    """What an evaluation's features came from, as its results file records it."""
+    return {"checkpoint": str(path.resolve()), "kind": ckpt.get("kind"),
+            "step": ckpt.get("step"), "features": features}
 
 
 def runtime_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -80,13 +93,12 @@ def runtime_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_knn(args: argparse.Namespace) -> int:
     from simclr.evaluate import run_knn
 
-    encoder, spec, _ = load_for_eval(args)
+    encoder, spec, _, source = load_for_eval(args)
     size = spec["image_size"]
     result = run_knn(encoder, open_folder(args.train, size, args),
                      open_folder(args.test, size, args), args.out, image_size=size, k=args.k,
-                     temperature=args.temperature, **runtime_kwargs(args))
-    print(json.dumps({**result, "checkpoint": args.checkpoint, "layer": args.layer,
-                      "random_init": args.random_init}))
+                     temperature=args.temperature, source=source, **runtime_kwargs(args))
+    print(json.dumps(result))
     return 0
 
 
@@ -99,7 +111,7 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
     if args.raw_pixels and args.layer != "h":
         raise SimCLRError(f"--raw-pixels uses no encoder; drop --layer {args.layer}")
     l2_grid = parse_l2_grid(args.l2_grid) if args.l2_grid else None
-    encoder, spec, ckpt = load_for_eval(args)
+    encoder, spec, ckpt, source = load_for_eval(args)
     size = spec["image_size"]
     result = run_linear_eval(
         encoder, open_folder(args.train, size, args), open_folder(args.test, size, args),
@@ -107,18 +119,16 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
         l2_grid=l2_grid,
         val_fraction=args.val_fraction, max_iter=args.max_iter, epochs=args.epochs,
         lr=args.lr, momentum=args.momentum, crop_scale=args.crop_scale,
-        crop_sampler=args.crop_sampler, config=ckpt["config"],
+        crop_sampler=args.crop_sampler, config=ckpt["config"], source=source,
         **runtime_kwargs(args))
-    print(json.dumps({**result, "encoder": args.checkpoint, "layer": args.layer,
-                      "features": "raw pixels" if args.raw_pixels else
-                      "random init" if args.random_init else "pretrained"}))
+    print(json.dumps(result))
     return 0
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from simclr.finetune import run_finetune
 
-    encoder, spec, ckpt = load_for_eval(args)
+    encoder, spec, ckpt, source = load_for_eval(args)
     head = None
     if args.from_head:
         if ckpt.get("kind") != "pretrain":
@@ -134,7 +144,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         labels_per_class=args.labels_per_class, subset_file=args.subset, epochs=args.epochs,
         lr=args.lr, momentum=args.momentum, schedule=args.schedule, crop_scale=args.crop_scale,
         crop_sampler=args.crop_sampler, head=head, from_head=args.from_head,
-        from_scratch=args.from_scratch, seed=args.seed, config=ckpt["config"],
+        from_scratch=args.from_scratch, seed=args.seed, config=ckpt["config"], source=source,
         **runtime_kwargs(args))
     print(json.dumps(result))
     return 0
@@ -144,7 +154,11 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
     from simclr.probe import TASKS, run_transform_probe
     from simclr.results import prepare_dir, write_results
 
-    ckpt = load_checkpoint(args.checkpoint)
+    for flag in ("train", "test"):
+        check_folder(f"--{flag}", getattr(args, flag))
+    check_results_free(args.out, RESULTS["transform-probe"])
+    path = checkpoint_file(args.checkpoint)
+    ckpt = load_checkpoint(path)
     if args.random_init:
         torch.manual_seed(args.seed)
     model, spec = model_from_checkpoint(ckpt, random_init=args.random_init)
@@ -156,7 +170,8 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
         model, open_folder(args.train, size, args), open_folder(args.test, size, args), aug,
         tasks, views=args.views, epochs=args.epochs, seed=args.seed,
         batch_size=args.batch_size, device=args.device, precision=args.precision)
-    result.update({"checkpoint": args.checkpoint, "random_init": args.random_init})
+    result["source"] = checkpoint_source(
+        path, ckpt, "random init" if args.random_init else "pretrained")
     write_results(out, "transform_probe.json", result)
     print(json.dumps(result))
     return 0

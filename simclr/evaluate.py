@@ -121,7 +121,7 @@ def run_knn(
     encoder: nn.Module, train: Any, test: Any, run_dir: str | Path | None, *,
     image_size: int, k: int = 200, temperature: float = 0.1, batch_size: int = 256,
     device: str | torch.device = "auto", precision: str = "auto", workers: int | None = None,
-    channels_last: bool = False, verbose: bool = True,
+    channels_last: bool = False, verbose: bool = True, source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``simclr knn``: weighted-kNN top-1 (and top-5) of the frozen encoder's h.
 
@@ -130,7 +130,8 @@ def run_knn(
     [--workers N] [--cache-dir DIR]``.
 
     Writes ``knn.json`` and ``knn_confusion.png`` into ``run_dir`` (when given) and
-    returns the same dict.
+    returns the same dict; ``source`` (what the encoder came from: the checkpoint file,
+    its step, the layer) is recorded in it.
     """
     if k < 1 or not temperature > 0:
         raise SimCLRError(f"--k must be >= 1 and --temperature positive, got {k}, {temperature}")
@@ -147,7 +148,7 @@ def run_knn(
                **accuracy_summary(scores, test_y), **_sizes(train_x, test_x, num_classes),
                "image_size": image_size, "precision": prec,
                "elapsed_s": time.perf_counter() - start}
-    finish_results(results, out, "knn", scores, test_y, train.classes)
+    finish_results(results, out, "knn", scores, test_y, train.classes, source)
     log(f"kNN (k={results['k']}, T={temperature}): top-1 {100 * results['top1']:.2f}%", verbose)
     return results
 
@@ -158,8 +159,12 @@ def _sizes(train_x: np.ndarray, test_x: np.ndarray, num_classes: int) -> dict[st
 
 
 def finish_results(results: dict[str, Any], out: Path | None, name: str, scores: torch.Tensor,
-            labels: np.ndarray, classes: Sequence[str]) -> None:
-    """Confusion-matrix figure + JSON into the run directory."""
+                   labels: np.ndarray, classes: Sequence[str],
+                   source: dict[str, Any] | None = None) -> None:
+    """Confusion-matrix figure + JSON (with the encoder's ``source``) into the run
+    directory."""
+    if source is not None:
+        results["source"] = source
     if out is None:
         return
     matrix = confusion_matrix(labels, scores.argmax(1).numpy(), len(classes))
@@ -492,6 +497,7 @@ def run_linear_eval(
     epochs: int = 90, lr: float = 0.1, momentum: float = 0.9,
     crop_scale: tuple[float, float] = (0.08, 1.0), crop_sampler: str = "torchvision",
     verbose: bool = True, config: dict[str, Any] | None = None,
+    source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``simclr linear-eval``: a linear classifier on the frozen encoder's h.
 
@@ -546,7 +552,7 @@ def run_linear_eval(
     if out is not None:
         results["checkpoint"] = save_linear_classifier(encoder, linear, image_size, config,
                                                        train.classes, results, out)
-    finish_results(results, out, "linear_eval", scores, test_y, train.classes)
+    finish_results(results, out, "linear_eval", scores, test_y, train.classes, source)
     log(f"linear eval ({protocol}): top-1 {100 * results['top1']:.2f}%", verbose)
     return results
 

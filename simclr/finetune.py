@@ -302,6 +302,7 @@ def run_finetune(
     from_head: bool = False, from_scratch: bool = False, seed: int = 0,
     device: str | torch.device = "auto", precision: str = "auto", workers: int | None = None,
     channels_last: bool = False, config: dict[str, Any] | None = None, verbose: bool = True,
+    source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``simclr finetune``: fine-tune the whole encoder on a class-balanced labeled subset.
 
@@ -383,7 +384,7 @@ def run_finetune(
         blob = classifier_checkpoint("finetune", model, cfg, list(train.classes),
                                      stats["steps"], results["elapsed_s"], results)
         results["checkpoint"] = save_classifier(blob, out, "finetune.pt")
-    finish_results(results, out, "finetune", logits, test_y, train.classes)
+    finish_results(results, out, "finetune", logits, test_y, train.classes, source)
     log(f"finetune: top-1 {100 * results['top1']:.2f}%", verbose)
     return results
 

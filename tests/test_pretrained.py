@@ -117,6 +117,26 @@ def classifier_run(tmp_path, image_folder, cache_dir, capsys) -> tuple[Path, dic
     return run, json.loads(capsys.readouterr().out)
 
 
+def test_results_name_the_checkpoint_file_a_run_folder_resolved_to(
+        tmp_path, image_folder, cache_dir, capsys):
+    ckpt = pretrain_checkpoint(head_layers=2)
+    state = {k: v for k, v in ckpt.items() if k not in ("format", "version")}
+    newest = save_checkpoint({**state, "step": 7}, tmp_path / "pre" / "checkpoints")
+    common = ["--train", str(image_folder), "--test", str(image_folder), "--device", "cpu",
+              "--precision", "fp32", "--cache-dir", cache_dir]
+    assert main(["knn", "--checkpoint", str(tmp_path / "pre"), "--out", str(tmp_path / "k"),
+                 "--k", "3", *common]) == 0
+    assert main(["linear-eval", "--checkpoint", str(tmp_path / "pre"), "--random-init",
+                 "--layer", "z", "--l2", "1e-3", "--out", str(tmp_path / "l"), *common]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    knn = json.loads((tmp_path / "k" / "knn.json").read_text())
+    lin = json.loads((tmp_path / "l" / "linear_eval.json").read_text())
+    assert knn["source"] == {"checkpoint": str(newest.resolve()), "kind": "pretrain",
+                             "step": 7, "features": "pretrained", "layer": "h"}
+    assert lin["source"] == {**knn["source"], "features": "random init", "layer": "z"}
+    assert [p["source"] for p in printed] == [knn["source"], lin["source"]]
+
+
 def test_linear_eval_saves_a_classifier_that_predicts_what_it_measured(
         tmp_path, image_folder, cache_dir, capsys):
     run, measured = classifier_run(tmp_path, image_folder, cache_dir, capsys)

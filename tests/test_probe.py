@@ -85,9 +85,13 @@ def test_transform_probe_command(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     saved = json.loads((tmp_path / "probe" / "transform_probe.json").read_text())
     assert printed["tasks"]["rotation"]["classes"] == 4 and saved["tasks"] == printed["tasks"]
+    assert saved["source"] == {"checkpoint": str(ckpt.resolve()), "kind": "pretrain",
+                               "step": None, "features": "pretrained"}  # a step-less file
     encoder_only = pretrain_checkpoint()
     encoder_only["kind"] = "encoder"
     torch.save(encoder_only, ckpt)
-    assert main(args) == 2
+    assert main(args) == 2  # the earlier results are checked first, before any reading
+    assert "already holds transform_probe.json" in capsys.readouterr().err
+    assert main([*args[:-1], str(tmp_path / "probe2")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no projection head" in err
