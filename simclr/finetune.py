@@ -92,11 +92,7 @@ def subset_from_list(source: Any, path: str | Path) -> np.ndarray:
     run's ``labeled_subset.txt``); blank lines and ``#`` comments are skipped. A name
     not in the folder, or a bare file name that two of its images share, is an error.
     """
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SimCLRError(f"--subset: cannot read {path}: {exc}") from None
+    lines = read_subset_list(path)
     paths = list(getattr(source, "paths", []) or [])
     if not paths:
         raise SimCLRError("--subset needs an image folder (this data set has no file names)")
@@ -117,10 +113,7 @@ def subset_from_list(source: Any, path: str | Path) -> np.ndarray:
             except ValueError:
                 pass
     chosen, missing = set(), []
-    for line in lines:
-        entry = line.strip()
-        if not entry or entry.startswith("#"):
-            continue
+    for entry in lines:
         if entry in shared:
             raise SimCLRError(f"--subset: {entry!r} names several images of the folder; "
                               "give paths relative to it")
@@ -131,12 +124,25 @@ def subset_from_list(source: Any, path: str | Path) -> np.ndarray:
     if missing:
         raise SimCLRError(f"--subset: {len(missing)} of the listed images are not in the "
                           f"folder (first: {missing[0]!r})")
-    if not chosen:
-        raise SimCLRError(f"--subset: {path} lists no images")
     indices = np.array(sorted(chosen), dtype=np.int64)
     if (np.asarray(source.labels)[indices] < 0).any():
         raise SimCLRError("--subset lists images without a class folder (labels needed)")
     return indices
+
+
+def read_subset_list(path: str | Path) -> list[str]:
+    """The entries of a ``--subset`` file (blank lines and ``#`` comments dropped);
+    checked by the command line before the checkpoint and images are read."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise SimCLRError(f"--subset: cannot read {path}: {reason}") from None
+    entries = [e for e in (line.strip() for line in lines) if e and not e.startswith("#")]
+    if not entries:
+        raise SimCLRError(f"--subset: {path} lists no images")
+    return entries
 
 
 def write_subset_list(source: Any, indices: np.ndarray, path: str | Path) -> Path:

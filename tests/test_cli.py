@@ -62,6 +62,11 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
         # a missing --test is named before the checkpoint (c.pt: missing too) is read
         (["knn", "--checkpoint", "c.pt", "--train", ".", "--test", "/no/test"],
          "--test: folder not found: /no/test"),
+        # finetune's subset file and flag conflicts, before the checkpoint and --train
+        (["finetune", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out", "o",
+          "--subset", "/no/list.txt"], "--subset: cannot read /no/list.txt: No such file"),
+        (["finetune", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out", "o",
+          "--from-head", "--from-scratch"], "give one of --from-head and --from-scratch"),
     ],
 )
 def test_user_errors_are_one_line(args, needle, capsys):
