@@ -8,6 +8,7 @@ in [0, 1].
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,12 +116,26 @@ def check_results_free(run_dir: str | Path | None, results: Sequence[str]) -> No
     if run_dir is None:
         return
     path = Path(run_dir).expanduser()
-    if path.exists() and not path.is_dir():
-        raise SimCLRError(f"--out {path} is a file, not a folder")
+    check_out_folder(path)
     for name in results:
         if (path / name).exists():
             raise SimCLRError(f"{path} already holds {name} from an earlier run; choose "
                               "another --out (nothing was overwritten)")
+
+
+def check_out_folder(path: Path) -> None:
+    """An ``--out`` folder that can be made and written, checked without creating it:
+    neither it nor a folder above it a file, and the nearest existing one writable."""
+    if path.exists() and not path.is_dir():
+        raise SimCLRError(f"--out {path} is a file, not a folder")
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None:
+        return
+    if not existing.is_dir():
+        raise SimCLRError(f"--out {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SimCLRError(f"--out {path}: cannot write in {existing} "
+                          "(permission denied or a read-only file system)")
 
 
 def output_file(out: str | Path, overwrite: bool = True) -> Path:

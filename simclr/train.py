@@ -45,6 +45,7 @@ from simclr.loss import contrastive_loss
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.models import SimCLRModel, build_model
 from simclr.optim import build_optimizer, lr_at, warmup_steps
+from simclr.results import check_out_folder
 from simclr.runtime import (
     autocast,
     provenance,
@@ -187,11 +188,7 @@ def check_run_dir(cfg: Config, resume: bool) -> RunDir:
         found, path, ckpt = resume_checkpoint(run_dir)
         check_run_length(ckpt["config"], cfg, found)
         return RunDir(found, path, ckpt)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise SimCLRError(f"--out {run_dir} is a file, not a folder")
-    existing = next((p for p in run_dir.parents if p.exists()), None)
-    if existing is not None and not existing.is_dir():  # found now, not after decoding
-        raise SimCLRError(f"--out {run_dir}: {existing} is a file, not a folder")
+    check_out_folder(run_dir)  # found now, not after decoding
     check_outside_data(cfg, run_dir)
     if checkpoint_files(run_dir / CHECKPOINTS):  # readable or not, never written over
         raise SimCLRError(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -18,3 +20,41 @@ def test_topk_accuracy_and_confusion_matrix():
 
 
 # -------------------------------------------------------------- logistic regression
+
+
+def read_only(monkeypatch, folder):
+    """``folder`` unwritable as os.access sees it (chmod cannot show it: tests may run as
+    root, for whom every folder is writable)."""
+    import os
+
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: (
+        False if Path(p) == folder and mode & os.W_OK else real(p, mode, **kw)))
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_any_work(
+        tmp_path, monkeypatch, capsys):
+    from simclr.cli import main
+    from simclr.errors import SimCLRError
+    from simclr.results import check_out_folder, output_file
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    read_only(monkeypatch, ro)
+    with pytest.raises(SimCLRError, match=r"--out .*ro/a/b: cannot write in .*ro \(permission"):
+        check_out_folder(ro / "a" / "b")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SimCLRError, match=r"file/run: .*file is a file, not a folder"):
+        check_out_folder(tmp_path / "file" / "run")
+    check_out_folder(tmp_path / "new" / "run")  # a writable parent: nothing to say
+    assert not (tmp_path / "new").exists()
+    with pytest.raises(SimCLRError, match="cannot write in"):
+        output_file(ro / "x.npz")
+    # From the command line: one line, before any data (none here) or checkpoint is read.
+    for args in (["pretrain", "--out", str(ro / "run"), "--data", "/no/data"],
+                 ["knn", "--checkpoint", "/no/c.pt", "--train", str(tmp_path), "--test",
+                  str(tmp_path), "--out", str(ro / "k")]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "cannot write in" in err, err
+    assert list(ro.iterdir()) == []
