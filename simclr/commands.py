@@ -126,12 +126,10 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from simclr.finetune import read_subset_list, run_finetune
+    from simclr.finetune import check_start_flags, read_subset_list, run_finetune
 
     # What needs neither the checkpoint nor the images is checked before either is read.
-    if args.from_head and args.from_scratch:
-        raise SimCLRError("give one of --from-head and --from-scratch (--from-scratch "
-                          "re-initialises the encoder the head's layer was trained on)")
+    check_start_flags(args.from_head, args.from_scratch)
     if args.subset is not None:
         read_subset_list(args.subset)
     encoder, spec, ckpt, source = load_for_eval(args)

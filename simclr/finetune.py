@@ -277,10 +277,15 @@ def _check_finetune_flags(
         raise SimCLRError(f"--schedule: unknown value {schedule!r} (choose from cosine, constant)")
     if from_head and head is None:
         raise SimCLRError("--from-head needs a checkpoint with a projection head")
+    check_start_flags(from_head, from_scratch)
+    return crop_flip_config(image_size, crop_scale, crop_sampler)
+
+
+def check_start_flags(from_head: bool, from_scratch: bool) -> None:
+    """Where fine-tuning starts: ``--from-head`` and ``--from-scratch`` exclude each other."""
     if from_head and from_scratch:
         raise SimCLRError("--from-scratch re-initialises the encoder the head's layer was "
                           "trained on; give one of --from-head and --from-scratch")
-    return crop_flip_config(image_size, crop_scale, crop_sampler)
 
 
 def _labeled_subset(train: Any, subset_file: str | Path | None, label_fraction: float | None,
