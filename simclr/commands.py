@@ -56,17 +56,11 @@ def load_for_eval(
     args: argparse.Namespace,
 ) -> tuple[nn.Module, dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(encoder, spec, checkpoint, source) from --checkpoint, honouring --random-init /
-    --raw-pixels. ``source`` names what the features came from, for the results file:
-    the checkpoint file read (a run folder's newest), its step, the layer.
-
-    The command's folders and results are checked first: a missing --test or an --out
-    that already holds results fails now, not after the checkpoint and --train are read.
+    --raw-pixels (:func:`read_checkpoint`). ``source`` names what the features came
+    from, for the results file: the checkpoint file read (a run folder's newest), its
+    step, the layer.
     """
-    for flag in ("train", "test"):
-        check_folder(f"--{flag}", getattr(args, flag, None))
-    check_results_free(getattr(args, "out", None), RESULTS.get(args.command, ()))
-    path = checkpoint_file(args.checkpoint)
-    ckpt = load_checkpoint(path)
+    path, ckpt = read_checkpoint(args)
     random_init = getattr(args, "random_init", False)
     if random_init:
         torch.manual_seed(getattr(args, "seed", 0))
@@ -77,6 +71,17 @@ def load_for_eval(
         encoder = RawPixels()
     features = "raw pixels" if raw else "random init" if random_init else "pretrained"
     return encoder, spec, ckpt, {**checkpoint_source(path, ckpt, features), "layer": layer}
+
+
+def read_checkpoint(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """(file, checkpoint) of an evaluation's --checkpoint, read after the command's
+    folders and earlier results are checked: a missing --test or an --out that already
+    holds results fails now, not after the checkpoint and --train are read."""
+    for flag in ("train", "test"):
+        check_folder(f"--{flag}", getattr(args, flag, None))
+    check_results_free(getattr(args, "out", None), RESULTS.get(args.command, ()))
+    path = checkpoint_file(args.checkpoint)
+    return path, load_checkpoint(path)
 
 
 def checkpoint_source(path: Path, ckpt: dict[str, Any], features: str) -> dict[str, Any]:
@@ -158,11 +163,7 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
     from simclr.probe import TASKS, run_transform_probe
     from simclr.results import prepare_dir, write_results
 
-    for flag in ("train", "test"):
-        check_folder(f"--{flag}", getattr(args, flag))
-    check_results_free(args.out, RESULTS["transform-probe"])
-    path = checkpoint_file(args.checkpoint)
-    ckpt = load_checkpoint(path)
+    path, ckpt = read_checkpoint(args)
     if args.random_init:
         torch.manual_seed(args.seed)
     model, spec = model_from_checkpoint(ckpt, random_init=args.random_init)
