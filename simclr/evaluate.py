@@ -410,6 +410,16 @@ def scheduled_lr(step: int, total: int, peak: float, schedule: str = "cosine") -
     return lr_at(step, total, 0, peak)
 
 
+def fitted_batch(batch_size: int, num_images: int, which: str, verbose: bool) -> int:
+    """The batch of a classifier trained on ``num_images`` labeled images: at most all of
+    them (a small labeled set is one batch per step, its lr scaled for it), said when so."""
+    batch = min(batch_size, num_images)
+    if batch < batch_size:
+        log(f"--batch-size {batch_size} is more than the {num_images} {which} images: "
+            f"batches of {batch}, lr scaled by {batch}/256", verbose)
+    return batch
+
+
 def linear_eval_sgd(
     encoder: nn.Module, train: Any, test: Any, num_classes: int, *, image_size: int,
     epochs: int = 90, batch_size: int = 256, lr: float = 0.1, momentum: float = 0.9,
@@ -425,10 +435,7 @@ def linear_eval_sgd(
     Returns (summary, test logits (M,C) CPU, test labels (M,), the linear layer on CPU).
     """
     device = torch.device(device)
-    batch = min(batch_size, train.num_images)
-    if batch < batch_size:  # a small labeled folder: one batch per step, lr scaled for it
-        log(f"--batch-size {batch_size} is more than the {train.num_images} training images: "
-            f"batches of {batch}, lr scaled by {batch}/256", verbose)
+    batch = fitted_batch(batch_size, train.num_images, "training", verbose)
     steps_per_epoch = train.num_images // batch
     total = epochs * steps_per_epoch
     peak = lr * batch / 256

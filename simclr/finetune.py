@@ -31,7 +31,13 @@ from torch import nn
 
 from simclr.config import AugmentConfig, Config
 from simclr.errors import SimCLRError
-from simclr.evaluate import augmented_batches, crop_flip_config, finish_results, scheduled_lr
+from simclr.evaluate import (
+    augmented_batches,
+    crop_flip_config,
+    finish_results,
+    fitted_batch,
+    scheduled_lr,
+)
 from simclr.features import check_labeled, extract_features, resolve_runtime, source_name
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.models import Classifier, build_encoder, resolve_cifar_stem
@@ -355,13 +361,10 @@ def run_finetune(
     model.to(dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    batch = min(batch_size, len(subset))
-    if batch < 2:
+    if min(batch_size, len(subset)) < 2:
         raise SimCLRError(f"{source_name(train)}: the labeled subset has {len(subset)} image; "
                           "fine-tuning needs at least 2")
-    if batch < batch_size:  # a small labeled subset: one batch per step, lr scaled for it
-        log(f"--batch-size {batch_size} is more than the {len(subset)} labeled images: "
-            f"batches of {batch}, lr scaled by {batch}/256", verbose)
+    batch = fitted_batch(batch_size, len(subset), "labeled", verbose)
     total = epochs * (len(subset) // batch)
     peak = lr * batch / 256
     optimizer = torch.optim.SGD(model.parameters(), lr=peak, momentum=momentum, nesterov=True,
