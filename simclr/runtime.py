@@ -54,6 +54,7 @@ def resolve_precision(name: str, device: torch.device) -> str:
     return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
+@functools.cache  # the CPU's flags are fixed; every feature extraction asks
 def cpu_has_fast_bf16() -> bool:
     """True when the CPU has native bf16 dot products (AVX512-BF16 or AMX)."""
     try:
