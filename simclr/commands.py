@@ -12,14 +12,14 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from simclr.checkpoint import checkpoint_file, load_checkpoint
 from simclr.config import CROP_SAMPLERS, Config, DataConfig, config_from_dict
-from simclr.data import ImageSource, check_folder, open_source
+from simclr.data import ImageList, ImageSource, check_folder, open_source
 from simclr.errors import SimCLRError
 from simclr.export import FORMATS
 from simclr.features import check_labeled_folders
@@ -52,15 +52,24 @@ def open_folder(path: str, image_size: int, args: argparse.Namespace) -> ImageSo
     return open_eval_source(path, image_size, args.workers, args.cache_dir)
 
 
-def load_for_eval(
-    args: argparse.Namespace,
-) -> tuple[nn.Module, dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """(encoder, spec, checkpoint, source) from --checkpoint, honouring --random-init /
-    --raw-pixels (:func:`read_checkpoint`). ``source`` names what the features came
-    from, for the results file: the checkpoint file read (a run folder's newest), its
-    step, the layer.
+class EvalInputs(NamedTuple):
+    """What an evaluation command reads before its images (:func:`load_for_eval`)."""
+
+    encoder: nn.Module
+    spec: dict[str, Any]  # the representation's image_size, dim, layer
+    ckpt: dict[str, Any]
+    source: dict[str, Any]  # what the features came from, for the results file
+    listing: ImageList | None  # --train's files (None: a named data set)
+
+
+def load_for_eval(args: argparse.Namespace) -> EvalInputs:
+    """An evaluation's inputs from --checkpoint, honouring --random-init / --raw-pixels.
+
+    :func:`read_checkpoint`, with --train and --test checked as labeled folders of the
+    same classes. ``source`` names the checkpoint file read (a run folder's newest),
+    its step and the layer.
     """
-    path, ckpt = read_checkpoint(args)
+    path, ckpt, listing = read_checkpoint(args, labeled=True)
     random_init = getattr(args, "random_init", False)
     if random_init:
         torch.manual_seed(getattr(args, "seed", 0))
@@ -70,18 +79,25 @@ def load_for_eval(
     if raw:
         encoder = RawPixels()
     features = "raw pixels" if raw else "random init" if random_init else "pretrained"
-    return encoder, spec, ckpt, {**checkpoint_source(path, ckpt, features), "layer": layer}
+    source = {**checkpoint_source(path, ckpt, features), "layer": layer}
+    return EvalInputs(encoder, spec, ckpt, source, listing)
 
 
-def read_checkpoint(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
-    """(file, checkpoint) of an evaluation's --checkpoint, read after the command's
+def read_checkpoint(
+    args: argparse.Namespace, labeled: bool = False,
+) -> tuple[Path, dict[str, Any], ImageList | None]:
+    """(file, checkpoint, --train's listing) of an evaluation, read after the command's
     folders and earlier results are checked: a missing --test or an --out that already
-    holds results fails now, not after the checkpoint and --train are read."""
+    holds results fails now, not after the checkpoint and --train are read. ``labeled``:
+    --train and --test are also listed (not decoded) and must be labeled folders of the
+    same classes; the listing is None otherwise, or for a named data set."""
     for flag in ("train", "test"):
         check_folder(f"--{flag}", getattr(args, flag, None))
     check_results_free(getattr(args, "out", None), RESULTS.get(args.command, ()))
+    listing = (check_labeled_folders(args.train, args.test, ("--train", "--test"))
+               if labeled else None)
     path = checkpoint_file(args.checkpoint)
-    return path, load_checkpoint(path)
+    return path, load_checkpoint(path), listing
 
 
 def checkpoint_source(path: Path, ckpt: dict[str, Any], features: str) -> dict[str, Any]:
@@ -98,11 +114,11 @@ def runtime_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_knn(args: argparse.Namespace) -> int:
     from simclr.evaluate import run_knn
 
-    encoder, spec, _, source = load_for_eval(args)
-    size = spec["image_size"]
-    result = run_knn(encoder, open_folder(args.train, size, args),
+    inputs = load_for_eval(args)
+    size = inputs.spec["image_size"]
+    result = run_knn(inputs.encoder, open_folder(args.train, size, args),
                      open_folder(args.test, size, args), args.out, image_size=size, k=args.k,
-                     temperature=args.temperature, source=source, **runtime_kwargs(args))
+                     temperature=args.temperature, source=inputs.source, **runtime_kwargs(args))
     print(json.dumps(result))
     return 0
 
@@ -116,28 +132,31 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
     if args.raw_pixels and args.layer != "h":
         raise SimCLRError(f"--raw-pixels uses no encoder; drop --layer {args.layer}")
     l2_grid = parse_l2_grid(args.l2_grid) if args.l2_grid else None
-    encoder, spec, ckpt, source = load_for_eval(args)
-    size = spec["image_size"]
+    inputs = load_for_eval(args)
+    size = inputs.spec["image_size"]
     result = run_linear_eval(
-        encoder, open_folder(args.train, size, args), open_folder(args.test, size, args),
+        inputs.encoder, open_folder(args.train, size, args), open_folder(args.test, size, args),
         args.out, image_size=size, protocol=args.protocol, seed=args.seed, l2=args.l2,
         l2_grid=l2_grid,
         val_fraction=args.val_fraction, max_iter=args.max_iter, epochs=args.epochs,
         lr=args.lr, momentum=args.momentum, crop_scale=args.crop_scale,
-        crop_sampler=args.crop_sampler, config=ckpt["config"], source=source,
+        crop_sampler=args.crop_sampler, config=inputs.ckpt["config"], source=inputs.source,
         **runtime_kwargs(args))
     print(json.dumps(result))
     return 0
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from simclr.finetune import check_start_flags, read_subset_list, run_finetune
+    from simclr.finetune import check_start_flags, labeled_subset, read_subset_list, run_finetune
 
     # What needs neither the checkpoint nor the images is checked before either is read.
     check_start_flags(args.from_head, args.from_scratch)
     if args.subset is not None:
         read_subset_list(args.subset)
-    encoder, spec, ckpt, source = load_for_eval(args)
+    encoder, spec, ckpt, source, listing = load_for_eval(args)
+    if listing is not None:  # the subset drawn from file names, before --train is decoded
+        labeled_subset(listing, args.subset, args.label_fraction, args.labels_per_class,
+                       args.seed)
     head = None
     if args.from_head:
         if ckpt.get("kind") != "pretrain":
@@ -163,7 +182,7 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
     from simclr.probe import TASKS, run_transform_probe
     from simclr.results import prepare_dir, write_results
 
-    path, ckpt = read_checkpoint(args)
+    path, ckpt, _ = read_checkpoint(args)
     if args.random_init:
         torch.manual_seed(args.seed)
     model, spec = model_from_checkpoint(ckpt, random_init=args.random_init)
@@ -196,8 +215,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.eval != "none" and not folders and not digits:
         raise SimCLRError(f"--eval {args.eval} needs --eval-train and --eval-test (labeled "
                           "folders), or pass --eval none")
-    check_labeled_folders(args.eval_train, args.eval_test,  # before hours of training
-                          ("--eval-train", "--eval-test"))
+    if folders:  # before hours of training
+        check_labeled_folders(args.eval_train, args.eval_test, ("--eval-train", "--eval-test"))
 
     def evaluate(run_dir: Path) -> dict[str, Any]:
         return evaluate_run(run_dir, args)
@@ -269,13 +288,17 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
 def cmd_supervised(args: argparse.Namespace) -> int:
     from simclr.cli import config_flags
     from simclr.config import build_config
-    from simclr.finetune import run_supervised
+    from simclr.finetune import check_batch_fits, run_supervised
 
     flags = config_flags(args)
     flags["out"] = args.out
     cfg: Config = build_config(args.preset, args.config, flags)
     if (Path(cfg.out) / "checkpoints" / "last.pt").exists():
         raise SimCLRError(f"{cfg.out} already holds a trained model; choose another --out")
+    listing = check_labeled_folders(args.train, args.test, ("--train", "--test"),
+                                    train_split=True)
+    if listing is not None:  # before the folder is decoded (run_supervised checks it again)
+        check_batch_fits(cfg.batch_size, len(listing.paths))
     size = cfg.augment.size
     data = cfg.data
     train = open_source(args.train, data, train=True, image_size=size)

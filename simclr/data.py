@@ -60,6 +60,11 @@ class ImageList:
     classes: list[str]
     root: str = ""
 
+    @property
+    def name(self) -> str:
+        """The folder, as :attr:`ImageSource.name` names it (for the checks both take)."""
+        return self.root
+
 
 def _visible(name: str) -> bool:
     return not name.startswith(".")
@@ -432,14 +437,29 @@ def _split_folder(root: Path, train: bool) -> Path:
     return root
 
 
+def _split_root(path: str | os.PathLike, train: bool) -> Path:
+    root = Path(path).expanduser()
+    return _split_folder(root, train) if root.is_dir() else root
+
+
+def list_folder(spec: str | None, train: bool = True) -> ImageList | None:
+    """The files :func:`open_source` reads for ``spec``, listed without decoding any, so
+    that what needs only names and labels (classes, a subset list, the batch against
+    the set) is checked before a folder is decoded; None for the digits and
+    torchvision's named data sets."""
+    if spec is None or spec == "digits":
+        return None
+    if spec.lower() in NAMED_DATASETS and not Path(spec).expanduser().is_dir():
+        return None
+    return scan_folder(_split_root(spec, train))
+
+
 def open_folder(
     path: str | os.PathLike, cfg: DataConfig, train: bool = True, image_size: int = 32,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ImageSource:
     """An image folder as a cached (small images) or per-epoch decoded source."""
-    root = Path(path).expanduser()
-    if root.is_dir():
-        root = _split_folder(root, train)
+    root = _split_root(path, train)
     images = scan_folder(root)
     workers = default_workers() if cfg.workers is None else cfg.workers
     sizes = _probe_sizes(images.paths)

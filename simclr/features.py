@@ -9,28 +9,38 @@ workers, or JPEGs decoded on the device). Label checks and names for messages li
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from simclr.data import check_folder, collate_raw, decode_device, decode_raw_batch, scan_folder
+from simclr.data import (
+    ImageList,
+    check_folder,
+    collate_raw,
+    decode_device,
+    decode_raw_batch,
+    list_folder,
+)
 from simclr.errors import SimCLRError
 from simclr.runtime import autocast, resolve_device, resolve_precision
 
 
-def check_labeled_folders(train: str | None, test: str | None,
-                          flags: tuple[str, str]) -> None:
-    """Fail now, in one line, on the labeled folders a command reads only after training
-    (the kNN monitor, a sweep's evaluation): missing, without class sub-folders, or with
-    other classes than each other. Only file names are read; torchvision's named data
-    sets pass."""
+def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str, str],
+                          train_split: bool = False) -> ImageList | None:
+    """Fail now, in one line, on labeled folders before any image is decoded (or, for the
+    kNN monitor and a sweep's evaluation, before hours of training): missing, without
+    class sub-folders, or with other classes than each other. Only file names are read;
+    torchvision's named data sets pass. ``train_split``: the training folder is read as
+    training data (a data set root's train/ split). Returns its listing (None for a
+    named data set), for the checks a command makes on it."""
     check_folder(flags[0], train)
     check_folder(flags[1], test)
-    if train and test and Path(train).expanduser().is_dir() and Path(test).expanduser().is_dir():
-        check_labeled(scan_folder(train), scan_folder(test), flags)
+    listed = list_folder(train, train_split) if train else None
+    if listed is not None:
+        check_labeled(listed, list_folder(test, False) if test else None, flags)
+    return listed
 
 
 def check_labeled(train: Any, test: Any | None = None,

@@ -294,7 +294,7 @@ def check_start_flags(from_head: bool, from_scratch: bool) -> None:
                           "trained on; give one of --from-head and --from-scratch")
 
 
-def _labeled_subset(train: Any, subset_file: str | Path | None, label_fraction: float | None,
+def labeled_subset(train: Any, subset_file: str | Path | None, label_fraction: float | None,
                     labels_per_class: int | None, seed: int) -> np.ndarray:
     """Indices of the labeled images: those ``subset_file`` lists, a class-balanced draw,
     or (neither given) all of them."""
@@ -345,7 +345,7 @@ def run_finetune(
     dev, prec = resolve_runtime(device, precision)
     aug_cfg = _check_finetune_flags(batch_size, lr, epochs, schedule, image_size, crop_scale,
                                     crop_sampler, head, from_head, from_scratch)
-    subset = _labeled_subset(train, subset_file, label_fraction, labels_per_class, seed)
+    subset = labeled_subset(train, subset_file, label_fraction, labels_per_class, seed)
     fraction = len(subset) / len(train.labels)
     out = prepare_dir(run_dir, RESULTS["finetune"])
     if out is not None:
@@ -405,6 +405,13 @@ def run_finetune(
 
 # --------------------------------------------------------------------- supervised baseline
 
+def check_batch_fits(batch_size: int, num_images: int) -> None:
+    """As pretraining: the batch is the user's choice, so one larger than the set is refused."""
+    if batch_size > num_images:
+        raise SimCLRError(f"--batch-size {batch_size} is larger than the training set "
+                          f"({num_images} images)")
+
+
 def run_supervised(
     cfg: Config, train: Any, test: Any | None = None, run_dir: str | Path | None = None, *,
     verbose: bool = True,
@@ -429,9 +436,7 @@ def run_supervised(
     from simclr.optim import build_optimizer, lr_at, warmup_steps
 
     num_classes = check_labeled(train, test)
-    if cfg.batch_size > train.num_images:  # as pretraining: the batch is the user's choice
-        raise SimCLRError(f"--batch-size {cfg.batch_size} is larger than the training set "
-                          f"({train.num_images} images)")
+    check_batch_fits(cfg.batch_size, train.num_images)
     out = prepare_dir(run_dir if run_dir is not None else cfg.out)
     dev, prec = resolve_runtime(cfg.device, cfg.precision)
     if cfg.threads:

@@ -211,3 +211,44 @@ def test_an_existing_output_is_kept_without_overwrite(command, name, tmp_path, c
     assert main([command, "--checkpoint", "c.pt", "--data", ".", "--out", name,
                  "--overwrite"]) == 2
     assert "c.pt" in capsys.readouterr().err
+
+
+def test_what_needs_only_file_names_fails_before_any_image_is_decoded(tmp_path, capsys):
+    from simclr.checkpoint import save_checkpoint
+    from tests.test_pretrained import pretrain_checkpoint
+
+    state = {k: v for k, v in pretrain_checkpoint().items() if k not in ("format", "version")}
+    ckpt = str(save_checkpoint({**state, "step": 1}, tmp_path / "pre" / "checkpoints"))
+    train = str(make_image_folder(tmp_path / "train", classes=2, per_class=4))
+    other = str(make_image_folder(tmp_path / "other", classes=3, per_class=4))
+    (tmp_path / "flat").mkdir()
+    (tmp_path / "flat" / "a.png").write_bytes((tmp_path / "train/class_0/000.png").read_bytes())
+    listed = tmp_path / "list.txt"
+    listed.write_text("class_0/000.png\nclass_1/005.png\n")
+    cache = tmp_path / "cache"
+    common = ["--device", "cpu", "--precision", "fp32", "--cache-dir", str(cache)]
+    evaluation = ["--checkpoint", ckpt, "--train", train, "--test", train, "--out",
+                  str(tmp_path / "ft")]
+    cases = [
+        (["knn", "--checkpoint", ckpt, "--train", train, "--test", other],
+         "--train and --test have different classes (only in --train: none; only in --test"),
+        (["linear-eval", "--checkpoint", ckpt, "--train", str(tmp_path / "flat"), "--test",
+          train], "images have no class labels"),
+        (["finetune", *evaluation, "--subset", str(listed)],
+         "--subset: 1 of the listed images are not in the folder (first: 'class_1/005.png')"),
+        (["finetune", *evaluation, "--labels-per-class", "5"],
+         "class 'class_0' has 4 images, fewer than the 5 per class"),
+        (["supervised", "--train", train, "--out", str(tmp_path / "sup"), "--batch-size", "16"],
+         "--batch-size 16 is larger than the training set (8 images)"),
+    ]
+    for args, needle in cases:
+        assert main([*args, *common]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and needle in err, err
+        assert not cache.exists() or not any(cache.iterdir()), args[0]  # nothing decoded
+    # The same check passes a list whose names are all in the folder (relative or full).
+    listed.write_text(f"class_0/000.png\n{train}/class_0/001.png\nclass_1/003.png\n")
+    assert main(["finetune", *evaluation, "--subset", str(listed), "--epochs", "1",
+                 "--batch-size", "3", *common]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert result["num_labeled"] == 3

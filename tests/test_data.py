@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from simclr.config import DataConfig
-from simclr.data import digits_source, digits_split, open_source, scan_folder
+from simclr.data import digits_source, digits_split, list_folder, open_source, scan_folder
 from simclr.errors import SimCLRError
 from simclr.loader import BatchLoader
 from tests.conftest import SHARED_DATA, requires_cifar
@@ -74,6 +74,11 @@ def test_folder_with_splits_picks_train_or_test(tmp_path):
     cfg = data_cfg(tmp_path)
     assert open_source(str(root), cfg, train=True).num_images == 2
     assert open_source(str(root), cfg, train=False).num_images == 1
+    # Listed without decoding, the same split: what the early label checks look at.
+    assert [len(list_folder(str(root), train).paths) for train in (True, False)] == [2, 1]
+    assert list_folder(str(root), True).root == str(root / "train")
+    assert list_folder(None) is None and list_folder("digits") is None
+    assert list_folder("cifar10") is None  # torchvision's, where no such folder exists
 
 
 # ---------------------------------------------------------------------------- folder sources
