@@ -159,7 +159,9 @@ def build_cache(
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise SimCLRError(f"cannot create the cache folder {folder}: {exc.strerror}; "
+        blocked = next((p for p in (folder, *folder.parents) if p.is_file()), None)
+        reason = f"{blocked} is a file" if blocked else exc.strerror
+        raise SimCLRError(f"cannot create the cache folder {folder}: {reason}; "
                           "pass another --cache-dir, or --cache off") from None
     base = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(images.root).name)
     stem = f"{base or 'images'}-{side}px-{_cache_key(images, side, max_pixels, store)}"
@@ -169,6 +171,10 @@ def build_cache(
     if found is not None:
         rows, meta = found
         log.info("using the decoded cache %s", npy)
+        if meta["skipped"]:  # said again: a reused cache decodes nothing that could fail
+            i, reason = meta["skipped"][0]
+            log.warning("%s: %d unreadable image(s) skipped (first: %s: %s)", images.root,
+                        len(meta["skipped"]), images.paths[i], reason)
     else:
         rows, meta = _build_cache_files(images, side, npy, meta_path, shape, workers,
                                         max_pixels, store)

@@ -10,6 +10,8 @@ is refused and its payload never runs.
 Content (written by ``simclr.train``): {"format": "simclr-checkpoint", "version": 1,
 "config", "model", "optimizer", "scaler", "step", "epoch", "step_in_epoch", "rng",
 "total_steps", "elapsed", "metrics"}: tensors and plain Python values only.
+:func:`load_checkpoint` refuses a file without its config and weights, or whose config
+is invalid, and adds ``"file"`` (the path it read; never saved) for later messages.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import math
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, is_dataclass
@@ -26,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
+from simclr.config import SettingError, config_from_dict, validate
 from simclr.errors import SimCLRError
 
 log = logging.getLogger(__name__)
@@ -42,6 +47,11 @@ ARCH_FLAGS = {
     "head_layers": "head-layers", "head_hidden_dim": "head-hidden-dim",
     "head_out_dim": "head-out-dim", "head_batch_norm": "head-batch-norm",
 }
+# What every checkpoint holds (the settings and the weights they describe), and what
+# a pretraining run needs besides to continue (simclr.train.restore reads them).
+REQUIRED = ("config", "model")
+RESUME_ENTRIES = ("optimizer", "scaler", "step", "elapsed", "total_steps", "warmup_steps",
+                  "rng")
 
 
 def periodic_name(step: int) -> str:
@@ -115,7 +125,8 @@ def save_checkpoint(
     if not name or os.sep in name or name.startswith("."):
         raise ValueError(f"checkpoint name must be a plain file name, got {name!r}")
     target = folder / name
-    payload = {"format": FORMAT, "version": VERSION, **state}
+    payload = {"format": FORMAT, "version": VERSION,
+               **{k: v for k, v in state.items() if k != "file"}}  # where it was read
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
@@ -209,6 +220,7 @@ def resume_checkpoint(target: str | os.PathLike) -> tuple[Path, Path, dict[str, 
     if ckpt.get("kind") != "pretrain":
         raise SimCLRError(f"--resume {target}: "
                           f"{_not_pretraining(folder.parent, path, ckpt.get('kind'))}")
+    require_entries(ckpt, path, RESUME_ENTRIES, f"--resume {target}: ")
     return folder.parent, path, ckpt
 
 
@@ -275,19 +287,41 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
     return p
 
 
+CLASSIFIER_FILES = ("linear.pt", "finetune.pt")  # what evaluations write into --out
+
+
+def classifier_file(path: str | os.PathLike) -> Path:
+    """The file a classifier's ``--checkpoint`` names: :func:`checkpoint_file`, except
+    that a run folder that also holds the classifier an evaluation wrote into it
+    (``simclr linear-eval --checkpoint RUN --out RUN``) gives that classifier, not the
+    pretraining run's own last checkpoint."""
+    found = checkpoint_file(path)
+    if not Path(path).is_dir() or found.name in CLASSIFIER_FILES:
+        return found
+    beside = [found.parent / n for n in CLASSIFIER_FILES if is_complete(found.parent / n)]
+    if len(beside) > 1:
+        raise SimCLRError(f"{found.parent} holds several classifiers "
+                          f"({', '.join(f.name for f in beside)}); name one")
+    return beside[0] if beside else found
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
     """Read a checkpoint with ``torch.load(weights_only=True)``.
 
     ``path`` may also be a run or checkpoint folder (:func:`checkpoint_file`). Raises
-    SimCLRError for a missing, truncated or foreign file, and for one carrying pickled
-    Python objects (refused by the weights-only unpickler before anything runs).
+    SimCLRError for a missing, truncated or foreign file, for one carrying pickled
+    Python objects (refused by the weights-only unpickler before anything runs), and for
+    one without its config and weights or whose config is invalid. The content gets
+    ``"file"``, the path read, so later messages (:func:`load_weights`) can name it.
     """
     p = checkpoint_file(path)
     if p.suffix.lower() in (".pt2", ".onnx"):  # `simclr export` programs: no weights dict
         raise SimCLRError(f"{p} is an exported program ({p.suffix}), not a checkpoint; give "
                           "the checkpoint it was exported from")
     try:
-        state = torch.load(p, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # e.g. torch's "Detected pickle protocol 4"
+            warnings.simplefilter("ignore")
+            state = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle, zip, EOF and I/O errors alike mean "unusable"
         message = str(exc)
         culprit = _unsafe_global(message) if isinstance(exc, pickle.UnpicklingError) else None
@@ -305,7 +339,71 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     if int(state.get("version", 0)) > VERSION:
         raise SimCLRError(f"{p} was written by a newer simclr (checkpoint version "
                           f"{state['version']} > {VERSION}); upgrade to load it")
+    require_entries(state, p, REQUIRED)
+    check_config(state["config"], p)
+    state["file"] = str(p)
     return state
+
+
+def require_entries(state: Mapping[str, Any], path: Path, keys: tuple[str, ...],
+                    prefix: str = "") -> None:
+    """Refuse a checkpoint without ``keys`` in one line, instead of a later KeyError."""
+    missing = [k for k in keys if k not in state
+               or (k in REQUIRED and not isinstance(state[k], Mapping))]
+    if missing:
+        quoted = [f'"{k}"' for k in missing]
+        names = f"{', '.join(quoted[:-1])} and {quoted[-1]}" if len(quoted) > 1 else quoted[0]
+        raise SimCLRError(f"{prefix}{path} is not a complete simclr checkpoint: it has no "
+                          f"{names} {'entry' if len(missing) == 1 else 'entries'}")
+
+
+def check_config(config: Mapping[str, Any], path: Path) -> None:
+    """Refuse a stored config that does not validate, naming the file: its setting is
+    not a flag the user passed, so the flag-worded message would mislead."""
+    try:
+        validate(config_from_dict(dict(config)))
+    except SettingError as exc:
+        problem = f"{exc.path}{exc.detail}"
+    except (SimCLRError, TypeError, ValueError) as exc:
+        problem = str(exc).removeprefix("saved config: ")
+    else:
+        return
+    raise SimCLRError(f"checkpoint {path}: its config is invalid: {problem}")
+
+
+def load_weights(module: nn.Module, ckpt: Mapping[str, Any], prefix: str = "") -> None:
+    """Load ``ckpt``'s weights under ``prefix`` into ``module`` (built from its config),
+    strictly. Weights that do not fit are one line naming the file and the first
+    mismatch, not load_state_dict's page of errors."""
+    weights = {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
+    problem = weight_mismatch(module.state_dict(), weights, prefix)
+    if problem is not None:
+        model = ckpt["config"].get("model", {})
+        raise SimCLRError(
+            f"checkpoint {ckpt.get('file', '(in memory)')}: its weights do not fit the "
+            f"{model.get('arch', '?')} width {model.get('width', '?')} network its config "
+            f"describes: {problem}")
+    module.load_state_dict(weights)
+
+
+def weight_mismatch(expected: Mapping[str, Any], found: Mapping[str, Any],
+                    prefix: str = "") -> str | None:
+    """What differs between two state dicts' names and shapes, in a few words; None if
+    nothing does."""
+    def shape(v: Any) -> str:
+        return "x".join(map(str, v.shape)) if isinstance(v, torch.Tensor) else type(v).__name__
+
+    wrong = [k for k in expected if k in found and shape(found[k]) != shape(expected[k])]
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    parts = []
+    if wrong:
+        k = wrong[0]
+        parts.append(f"{len(wrong)} tensors of another shape (first {prefix}{k}: {shape(found[k])} "
+                     f"in the file, {shape(expected[k])} in the network)")
+    parts += [f"{len(names)} {what} (first {prefix}{names[0]})"
+              for names, what in ((missing, "missing"), (unexpected, "unexpected")) if names]
+    return "; ".join(parts) or None
 
 
 def _why_unreadable(exc: Exception) -> str:

@@ -123,6 +123,20 @@ def cmd_knn(args: argparse.Namespace) -> int:
     return 0
 
 
+# The linear protocols' own flags (None unless given; the library's defaults apply).
+PROTOCOL_FLAGS = {"lbfgs": ("l2", "l2_grid", "val_fraction", "max_iter"),
+                  "sgd": ("epochs", "lr", "momentum", "crop_scale", "crop_sampler")}
+
+
+def given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    """The flags among ``names`` given on the command line (their default is None)."""
+    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def flag_name(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
 def cmd_linear_eval(args: argparse.Namespace) -> int:
     from simclr.evaluate import parse_l2_grid, run_linear_eval
 
@@ -131,25 +145,39 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
         raise SimCLRError("give one of --l2 (a fixed strength) and --l2-grid (the search)")
     if args.raw_pixels and args.layer != "h":
         raise SimCLRError(f"--raw-pixels uses no encoder; drop --layer {args.layer}")
-    l2_grid = parse_l2_grid(args.l2_grid) if args.l2_grid else None
+    if args.raw_pixels and args.random_init:
+        raise SimCLRError("--raw-pixels uses no encoder to initialise; give one of "
+                          "--raw-pixels and --random-init")
+    protocol = given(args, PROTOCOL_FLAGS[args.protocol])
+    other = "sgd" if args.protocol == "lbfgs" else "lbfgs"
+    ignored = [flag_name(n) for n in given(args, PROTOCOL_FLAGS[other])]
+    if ignored:  # a flag the chosen protocol would silently not use
+        raise SimCLRError(f"{', '.join(ignored)}: for --protocol {other}, not "
+                          f"{args.protocol}; drop it or choose --protocol {other}")
+    if args.l2_grid:
+        protocol["l2_grid"] = parse_l2_grid(args.l2_grid)
     inputs = load_for_eval(args)
     size = inputs.spec["image_size"]
     result = run_linear_eval(
         inputs.encoder, open_folder(args.train, size, args), open_folder(args.test, size, args),
-        args.out, image_size=size, protocol=args.protocol, seed=args.seed, l2=args.l2,
-        l2_grid=l2_grid,
-        val_fraction=args.val_fraction, max_iter=args.max_iter, epochs=args.epochs,
-        lr=args.lr, momentum=args.momentum, crop_scale=args.crop_scale,
-        crop_sampler=args.crop_sampler, config=inputs.ckpt["config"], source=inputs.source,
+        args.out, image_size=size, protocol=args.protocol, seed=args.seed,
+        config=inputs.ckpt["config"], source=inputs.source, **protocol,
         **runtime_kwargs(args))
     print(json.dumps(result))
     return 0
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from simclr.finetune import check_start_flags, labeled_subset, read_subset_list, run_finetune
+    from simclr.finetune import (
+        check_batch_size,
+        check_start_flags,
+        labeled_subset,
+        read_subset_list,
+        run_finetune,
+    )
 
     # What needs neither the checkpoint nor the images is checked before either is read.
+    check_batch_size(args.batch_size)
     check_start_flags(args.from_head, args.from_scratch)
     if args.subset is not None:
         read_subset_list(args.subset)
@@ -170,8 +198,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         encoder, open_folder(args.train, size, args), open_folder(args.test, size, args),
         args.out, image_size=size, label_fraction=args.label_fraction,
         labels_per_class=args.labels_per_class, subset_file=args.subset, epochs=args.epochs,
-        lr=args.lr, momentum=args.momentum, schedule=args.schedule, crop_scale=args.crop_scale,
-        crop_sampler=args.crop_sampler, head=head, from_head=args.from_head,
+        lr=args.lr, momentum=args.momentum, schedule=args.schedule, head=head,
+        **given(args, ("crop_scale", "crop_sampler")), from_head=args.from_head,
         from_scratch=args.from_scratch, seed=args.seed, config=ckpt["config"], source=source,
         **runtime_kwargs(args))
     print(json.dumps(result))
@@ -183,6 +211,9 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
     from simclr.results import prepare_dir, write_results
 
     path, ckpt, _ = read_checkpoint(args)
+    if ckpt.get("kind") != "pretrain":  # Table 3 compares h with z = g(h): the head is needed
+        raise SimCLRError(f"transform-probe needs a pretraining checkpoint (encoder and "
+                          f"projection head); {path} is of kind {ckpt.get('kind', 'unknown')!r}")
     if args.random_init:
         torch.manual_seed(args.seed)
     model, spec = model_from_checkpoint(ckpt, random_init=args.random_init)
@@ -355,12 +386,14 @@ def _real(minimum: float, inclusive: bool, maximum: float = math.inf) -> Callabl
     return parse
 
 
-def _crop_flags(p: argparse.ArgumentParser) -> None:
-    """The crops of training steps with labels (linear `sgd`, fine-tuning)."""
-    p.add_argument("--crop-scale", type=_pair, default=(0.08, 1.0), metavar="A,B")
-    p.add_argument("--crop-sampler", choices=CROP_SAMPLERS, default="torchvision",
-                   help="how crops are drawn: torchvision's RandomResizedCrop or the official "
-                   "code's sample_distorted_bounding_box")
+def _crop_flags(p: argparse.ArgumentParser, which: str = "") -> None:
+    """The crops of training steps with labels (linear `sgd`, fine-tuning); None unless
+    given, so the protocol's defaults apply."""
+    p.add_argument("--crop-scale", type=_pair, default=None, metavar="A,B",
+                   help=f"{which}area range of the random crops (default 0.08,1.0)")
+    p.add_argument("--crop-sampler", choices=CROP_SAMPLERS, default=None,
+                   help=f"{which}how crops are drawn: torchvision's RandomResizedCrop "
+                   "(default) or the official code's sample_distorted_bounding_box")
 
 
 def _pair(text: str) -> tuple[float, float]:
@@ -401,13 +434,15 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--l2", type=_real(0, True), default=None, help="fixed L2 strength (lbfgs)")
     p.add_argument("--l2-grid", default=None, metavar="MIN,MAX,COUNT",
                    help="L2 strengths searched on the held-out split (lbfgs)")
-    p.add_argument("--val-fraction", type=_real(0, False, 1), default=0.1,
+    p.add_argument("--val-fraction", type=_real(0, False, 1), default=None,
                    help="held out to choose the L2 strength (lbfgs; default 0.1)")
-    p.add_argument("--max-iter", type=_positive_int, default=1000)
-    p.add_argument("--epochs", type=_positive_int, default=90, help="sgd protocol")
-    p.add_argument("--lr", type=_real(0, False), default=0.1, help="sgd: base lr, x batch/256")
-    p.add_argument("--momentum", type=_real(0, True, 1), default=0.9)
-    _crop_flags(p)
+    p.add_argument("--max-iter", type=_positive_int, default=None,
+                   help="L-BFGS iterations at most (lbfgs; default 1000)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="sgd; default 90")
+    p.add_argument("--lr", type=_real(0, False), default=None,
+                   help="sgd: base lr, x batch/256; default 0.1")
+    p.add_argument("--momentum", type=_real(0, True, 1), default=None, help="sgd; default 0.9")
+    _crop_flags(p, "sgd; ")
     p.set_defaults(func=cmd_linear_eval)
 
     p = sub.add_parser("finetune", help="fine-tune on a class-balanced labeled subset")

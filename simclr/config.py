@@ -751,7 +751,8 @@ def validate(cfg: Config) -> None:
     _positive(cfg.optim.lr, "optim.lr")
     _choice(cfg.optim.lr_scaling, ("linear", "sqrt", "none"), "optim.lr_scaling")
     _positive(cfg.optim.weight_decay, "optim.weight_decay", allow_zero=True)
-    _positive(cfg.optim.momentum, "optim.momentum", allow_zero=True)
+    _check(0 <= cfg.optim.momentum < 1, "optim.momentum",
+           f"must lie in [0, 1), got {cfg.optim.momentum}")
     _positive(cfg.optim.eta, "optim.eta")
     _positive(cfg.optim.warmup_epochs, "optim.warmup_epochs", allow_zero=True)
     wf = cfg.optim.warmup_fraction
@@ -759,8 +760,8 @@ def validate(cfg: Config) -> None:
     _check(all(0 <= b < 1 for b in cfg.optim.betas), "optim.betas",
            f"must lie in [0, 1), got {cfg.optim.betas}")
     _positive(cfg.batch_size, "batch_size")
-    _check(cfg.batch_size >= 2, "batch_size", "must be at least 2 (BatchNorm statistics, and "
-           "SimCLR's negatives, come from the batch)")
+    _check(cfg.batch_size >= 2, "batch_size", f"must be at least 2, got {cfg.batch_size} "
+           "(BatchNorm in training takes its statistics from the batch)")
     _positive(cfg.epochs, "epochs")
     _positive(cfg.max_steps, "max_steps")
     _positive(cfg.time_budget, "time_budget")

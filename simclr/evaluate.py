@@ -148,7 +148,7 @@ def run_knn(
                **accuracy_summary(scores, test_y), **_sizes(train_x, test_x, num_classes),
                "image_size": image_size, "precision": prec,
                "elapsed_s": time.perf_counter() - start}
-    finish_results(results, out, "knn", scores, test_y, train.classes, source)
+    finish_results(results, out, "knn", scores, test_y, train, test, source)
     log(f"kNN (k={results['k']}, T={temperature}): top-1 {100 * results['top1']:.2f}%", verbose)
     return results
 
@@ -159,14 +159,18 @@ def _sizes(train_x: np.ndarray, test_x: np.ndarray, num_classes: int) -> dict[st
 
 
 def finish_results(results: dict[str, Any], out: Path | None, name: str, scores: torch.Tensor,
-                   labels: np.ndarray, classes: Sequence[str],
+                   labels: np.ndarray, train: Any, test: Any,
                    source: dict[str, Any] | None = None) -> None:
-    """Confusion-matrix figure + JSON (with the encoder's ``source``) into the run
-    directory."""
+    """Confusion-matrix figure + JSON into the run directory. The results record the
+    encoder's ``source`` and how many images of ``train`` and ``test`` were unreadable
+    and left out, since the accuracy is over the others."""
+    results["skipped_images"] = {"train": len(getattr(train, "skipped", ())),
+                                 "test": len(getattr(test, "skipped", ()))}
     if source is not None:
         results["source"] = source
     if out is None:
         return
+    classes = train.classes
     matrix = confusion_matrix(labels, scores.argmax(1).numpy(), len(classes))
     fig = save_confusion_figure(matrix, classes, out / f"{name}_confusion.png",
                                 f"{name}: top-1 {100 * results['top1']:.2f}%")
@@ -559,7 +563,7 @@ def run_linear_eval(
     if out is not None:
         results["checkpoint"] = save_linear_classifier(encoder, linear, image_size, config,
                                                        train.classes, results, out)
-    finish_results(results, out, "linear_eval", scores, test_y, train.classes, source)
+    finish_results(results, out, "linear_eval", scores, test_y, train, test, source)
     log(f"linear eval ({protocol}): top-1 {100 * results['top1']:.2f}%", verbose)
     return results
 

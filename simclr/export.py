@@ -33,11 +33,17 @@ import torch
 from torch import nn
 
 from simclr import __version__
-from simclr.checkpoint import checkpoint_file, load_checkpoint, save_checkpoint, write_atomically
+from simclr.checkpoint import (
+    checkpoint_file,
+    classifier_file,
+    load_checkpoint,
+    save_checkpoint,
+    write_atomically,
+)
 from simclr.errors import SimCLRError
 from simclr.pretrained import (
     classifier_from_checkpoint,
-    encoder_spec,
+    encoder_from_checkpoint,
     representation_from_checkpoint,
 )
 from simclr.results import output_file
@@ -85,13 +91,17 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
 
 
 def export_encoder(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
-    """Write a small checkpoint with only the encoder (no head, optimizer or RNG)."""
+    """Write a small checkpoint with only the encoder (no head, optimizer or RNG).
+
+    The weights go through the encoder the config describes (strictly), so a file whose
+    config does not fit its weights is refused, never relabelled.
+    """
     ckpt = load_checkpoint(checkpoint)
-    spec = encoder_spec(ckpt)
+    encoder, spec = encoder_from_checkpoint(ckpt)
     blob = {
         "kind": "encoder",
         "config": {"model": ckpt["config"]["model"], "augment": ckpt["config"]["augment"]},
-        "model": {k: v for k, v in ckpt["model"].items() if k.startswith("encoder.")},
+        "model": {f"encoder.{k}": v for k, v in encoder.state_dict().items()},
         "step": int(ckpt.get("step", 0)),
     }
     out = Path(out)
@@ -135,7 +145,8 @@ def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
     then renamed over ``out``; the card follows as ``<out>.json``.
     """
     write_program = {"pt2": _write_pt2, "onnx": _write_onnx}[fmt]
-    source = checkpoint_file(checkpoint)
+    # logits: a run folder's classifier (linear-eval --out RUN), not its pretraining model
+    source = classifier_file(checkpoint) if layer == "logits" else checkpoint_file(checkpoint)
     ckpt = load_checkpoint(source)
     classes = None
     if layer == "logits":

@@ -61,6 +61,11 @@ def check_labeled(train: Any, test: Any | None = None,
         if len(source.classes) < 2:
             raise SimCLRError(f"{flag} {where}: needs at least 2 classes, "
                               f"found {len(source.classes)}")
+    present = set(np.asarray(train.labels).tolist())
+    empty = [c for i, c in enumerate(train.classes) if i not in present]
+    if empty:  # a class never seen in training would be counted wrong without a word
+        raise SimCLRError(f"{flags[0]} {source_name(train)}: no readable image in class "
+                          f"folder(s) {_few(empty)}")
     if test is not None and list(test.classes) != list(train.classes):
         only_train = sorted(set(train.classes) - set(test.classes))
         only_test = sorted(set(test.classes) - set(train.classes))

@@ -40,7 +40,7 @@ from simclr.evaluate import (
 )
 from simclr.features import check_labeled, extract_features, resolve_runtime, source_name
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
-from simclr.models import Classifier, build_encoder, resolve_cifar_stem
+from simclr.models import Classifier, build_classifier_within_memory, build_encoder
 from simclr.pretrained import classifier_checkpoint, encoder_config, save_classifier
 from simclr.results import RESULTS, accuracy_summary, log, prepare_dir
 from simclr.runtime import autocast
@@ -279,12 +279,20 @@ def _check_finetune_flags(
     for value, flag in ((batch_size, "batch-size"), (lr, "lr"), (epochs, "epochs")):
         if value is not None and not value > 0:
             raise SimCLRError(f"--{flag} must be positive, got {value}")
+    check_batch_size(batch_size)
     if schedule not in ("cosine", "constant"):
         raise SimCLRError(f"--schedule: unknown value {schedule!r} (choose from cosine, constant)")
     if from_head and head is None:
         raise SimCLRError("--from-head needs a checkpoint with a projection head")
     check_start_flags(from_head, from_scratch)
     return crop_flip_config(image_size, crop_scale, crop_sampler)
+
+
+def check_batch_size(batch_size: int) -> None:
+    """Fine-tuning trains BatchNorm too: a batch of one has no statistics."""
+    if batch_size < 2:
+        raise SimCLRError(f"--batch-size must be at least 2, got {batch_size} (BatchNorm in "
+                          "training takes its statistics from the batch)")
 
 
 def check_start_flags(from_head: bool, from_scratch: bool) -> None:
@@ -361,7 +369,7 @@ def run_finetune(
     model.to(dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    if min(batch_size, len(subset)) < 2:
+    if len(subset) < 2:
         raise SimCLRError(f"{source_name(train)}: the labeled subset has {len(subset)} image; "
                           "fine-tuning needs at least 2")
     batch = fitted_batch(batch_size, len(subset), "labeled", verbose)
@@ -398,7 +406,7 @@ def run_finetune(
         blob = classifier_checkpoint("finetune", model, cfg, list(train.classes),
                                      stats["steps"], results["elapsed_s"], results)
         results["checkpoint"] = save_classifier(blob, out, "finetune.pt")
-    finish_results(results, out, "finetune", logits, test_y, train.classes, source)
+    finish_results(results, out, "finetune", logits, test_y, train, test, source)
     log(f"finetune: top-1 {100 * results['top1']:.2f}%", verbose)
     return results
 
@@ -443,10 +451,7 @@ def run_supervised(
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     size = cfg.augment.size
-    encoder = build_encoder(cfg.model.arch, cfg.model.width,
-                            resolve_cifar_stem(cfg.model.cifar_stem, size),
-                            cfg.model.zero_init_residual)
-    model = Classifier(encoder, num_classes).to(dev)
+    model = build_classifier_within_memory(cfg.model, size, num_classes, dev, cfg.memory_check)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     batch = cfg.batch_size
@@ -486,7 +491,7 @@ def run_supervised(
                     step_in_epoch=stats["steps"] % steps_per_epoch)
         results["checkpoint"] = save_classifier(blob, out, "last.pt")
     if test is not None:
-        finish_results(results, out, "supervised", logits, test_y, train.classes)
+        finish_results(results, out, "supervised", logits, test_y, train, test)
     elif out is not None:
         from simclr.results import write_results
 

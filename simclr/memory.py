@@ -11,6 +11,13 @@ The difference is the cost of one more view; a step of B views costs about
 matrix of NT-Xent. That sum is a lower bound of the step's peak (backward adds its own
 transient buffers), so a run whose lower bound exceeds the free memory cannot fit and
 is refused before its first step, with the batch that would.
+
+Two settings fail even before that: a model whose parameters alone exceed the memory
+(``--width 1000``) and views too large to measure a step on (``--image-size 100000``).
+The first is counted on the meta device, without allocating a byte
+(:func:`build_within_memory`); the second is estimated from a measurement on small views
+(:func:`measure_step`). An allocation that still fails while building or measuring
+becomes a one-line SimCLRError too (:func:`fits_in_memory`).
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ import contextlib
 import copy
 import logging
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,22 +88,61 @@ def _saved_bytes(model: torch.nn.Module, views: torch.Tensor, precision: str) ->
     return total
 
 
-def measure_step(model: torch.nn.Module, image_size: int, device: torch.device,
-                 precision: str, channels_last: bool, contrastive: bool = True) -> StepMemory:
-    """Measure a step's memory on a copy of ``model`` (its BatchNorm statistics and
-    RNG untouched) with 2 and 4 random views (3, S, S). ``contrastive``: a SimCLR step
-    (two views per image, NT-Xent), else a classifier's (one view per image)."""
-    probe = copy.deepcopy(model).train()
+PROBE_SIZE = 32  # side of the small views that estimate what measuring large ones needs
+
+
+def _fit_views(probe: torch.nn.Module, image_size: int, device: torch.device,
+               precision: str, channels_last: bool) -> tuple[float, float]:
+    """(fixed, per_view) saved bytes of one forward pass, fitted on 2 and 4 random views."""
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     rng = torch.Generator(device="cpu").manual_seed(0)
     saved = []
     for n in (2, 4):
         x = torch.rand(n, 3, image_size, image_size, generator=rng).to(device)
         saved.append(_saved_bytes(probe, x.contiguous(memory_format=fmt), precision))
-    del probe
+        del x
     per_view = max((saved[1] - saved[0]) / 2, 0.0)
+    return max(saved[0] - 2 * per_view, 0.0), per_view
+
+
+def _check_views_fit(probe: torch.nn.Module, image_size: int, device: torch.device,
+                     precision: str, channels_last: bool) -> None:
+    """Refuse (SimCLRError) an image size whose 4 measuring views cannot fit: their
+    activations are extrapolated (x area) from views of PROBE_SIZE px, so a view too
+    large is refused in a second instead of being allocated."""
+    if image_size <= 2 * PROBE_SIZE:
+        return
+    free = available_bytes(device)
+    if free is None:
+        return
+    fixed, per_view = _fit_views(probe, PROBE_SIZE, device, precision, channels_last)
+    one = per_view * (image_size / PROBE_SIZE) ** 2 + 4.0 * 3 * image_size**2
+    need = fixed + 4 * one
+    if need > free:
+        raise SimCLRError(
+            f"--image-size {image_size} does not fit in memory: one view of {image_size} px "
+            f"keeps about {size_text(one)} for the backward pass and measuring a step takes 4 "
+            f"(about {size_text(need)}) but {size_text(free)} of {_where(device)} is "
+            "available; try a smaller --image-size")
+
+
+def measure_step(model: torch.nn.Module, image_size: int, device: torch.device,
+                 precision: str, channels_last: bool, contrastive: bool = True) -> StepMemory:
+    """Measure a step's memory on a copy of ``model`` (its BatchNorm statistics and
+    RNG untouched) with 2 and 4 random views (3, S, S). ``contrastive``: a SimCLR step
+    (two views per image, NT-Xent), else a classifier's (one view per image). Views too
+    large to measure on are refused first (SimCLRError), and so is an allocation that
+    fails while measuring."""
+    with fits_in_memory("a copy of the model to measure a training step on",
+                        "try a smaller --width", device):
+        probe = copy.deepcopy(model).train()
+    with fits_in_memory(f"a training step on views of {image_size} px",
+                        "try a smaller --image-size", device):
+        _check_views_fit(probe, image_size, device, precision, channels_last)
+        fixed, per_view = _fit_views(probe, image_size, device, precision, channels_last)
+    del probe
     params = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
-    return StepMemory(fixed=max(saved[0] - 2 * per_view, 0.0), per_view=per_view,
+    return StepMemory(fixed=fixed, per_view=per_view,
                       state=2.0 * params, input_per_view=4.0 * 3 * image_size**2,
                       contrastive=contrastive)
 
@@ -130,6 +177,110 @@ def available_bytes(device: torch.device) -> float | None:
     if cgroup is not None:
         free = min(free, cgroup)
     return free / max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
+
+
+def _where(device: torch.device) -> str:
+    return "GPU memory" if device.type == "cuda" else "RAM"
+
+
+def is_allocation_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation that failed (CUDA out of memory, or the CPU
+    allocator refusing), not a bug."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text
+                                              or "not enough memory" in text)
+
+
+def _failed_size(exc: BaseException) -> str:
+    """'allocating 137.3 GiB failed' from an allocator's message, or 'an allocation failed'."""
+    text = str(exc)
+    found = re.search(r"allocate (\d+) bytes", text)
+    if found:
+        return f"allocating {size_text(float(found.group(1)))} failed"
+    found = re.search(r"[Tt]ried to allocate ([\d.]+ [KMGTP]?i?B)", text)
+    return f"allocating {found.group(1)} failed" if found else "an allocation failed"
+
+
+@contextlib.contextmanager
+def fits_in_memory(what: str, hint: str, device: torch.device) -> Iterator[None]:
+    """Turn an allocation that fails inside the block (building a model, measuring a
+    step) into a one-line SimCLRError naming ``what`` did not fit, then ``hint``; any
+    other exception passes unchanged."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if not is_allocation_failure(exc):
+            raise
+        free = available_bytes(device)
+        have = f" with {size_text(free)} of {_where(device)} available" if free else ""
+        raise SimCLRError(f"{what} does not fit in memory: {_failed_size(exc)}{have}; "
+                          f"{hint}") from None
+
+
+def count_text(n: float) -> str:
+    """A number of parameters as '11.2 million' or '11.4 trillion'."""
+    for scale, name in ((1e12, "trillion"), (1e9, "billion"), (1e6, "million")):
+        if n >= scale:
+            return f"{n / scale:.1f} {name}"
+    return f"{n:.0f}"
+
+
+@dataclass
+class ModelSize:
+    """What a model's tensors take, counted on the meta device."""
+
+    parameters: int  # number of parameters
+    weights: float  # bytes of every parameter and buffer
+    trained: float  # bytes of the parameters that get a gradient
+
+
+def model_size(build: Callable[[], torch.nn.Module]) -> ModelSize | None:
+    """The size of what ``build`` returns, built on the meta device (shapes only,
+    nothing allocated, a second even for trillions of parameters); None where the
+    builder does not run there (then nothing is checked up front)."""
+    try:
+        with torch.device("meta"):
+            module = build()
+    except (RuntimeError, NotImplementedError, TypeError) as exc:
+        log.debug("memory: cannot count the model's parameters on the meta device: %s", exc)
+        return None
+    params = list(module.parameters())
+    return ModelSize(
+        parameters=sum(p.numel() for p in params),
+        weights=float(sum(t.numel() * t.element_size() for t in [*params, *module.buffers()])),
+        trained=float(sum(p.numel() * p.element_size() for p in params if p.requires_grad)))
+
+
+def build_within_memory(build: Callable[[], torch.nn.Module], device: torch.device,
+                        what: str, hint: str, enforce: bool = True) -> torch.nn.Module:
+    """``build()`` moved to ``device``, once its size, counted on the meta device, is
+    known to fit. Refused with a SimCLRError naming ``what`` (e.g. 'the model (resnet18
+    x1000, ...)') and ``hint``: a model whose weights, gradients and one optimizer buffer
+    per parameter (a lower bound of training's) exceed the memory available on
+    ``device``, or, even with ``enforce=False`` (--no-memory-check), whose weights
+    alone exceed it (they are built in RAM first, then moved). An allocation that
+    fails anyway becomes the same kind of one-line error."""
+    size = model_size(build)
+    if size is not None:
+        train = (size.weights + 2 * size.trained, "its weights, gradients and optimizer state")
+        weights = (size.weights, "its weights")
+        checks = [(device, *(train if enforce else weights))]
+        if device.type != "cpu":
+            checks.append((torch.device("cpu"), *weights))
+        for where, need, kept in checks:
+            free = available_bytes(where)
+            if free is not None and need > free:
+                skip = " (--no-memory-check skips this check)" if kept != weights[1] else ""
+                raise SimCLRError(
+                    f"{what} does not fit in memory: {kept} ({count_text(size.parameters)} "
+                    f"parameters) need at least {size_text(need)} but {size_text(free)} of "
+                    f"{_where(where)} is available; {hint}{skip}")
+        log.debug("memory: %s has %s parameters (%s)", what, count_text(size.parameters),
+                 size_text(size.weights))
+    with fits_in_memory(what, hint, device):
+        return build().to(device)
 
 
 def largest_fitting_batch(mem: StepMemory, free: float, world: int) -> int:
@@ -186,9 +337,7 @@ def out_of_memory_is_an_error(batch_size: int, step: int, last_good: Path | None
     try:
         yield
     except RuntimeError as exc:
-        text = str(exc)
-        if not (isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in text
-                or "not enough memory" in text):
+        if not is_allocation_failure(exc):
             raise
         kept = what_is_kept(last_good)
         then = ("free memory and --resume, or start a new run with a smaller --batch-size"

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from simclr.config import ARCHS, ModelConfig
 from simclr.errors import SimCLRError
+from simclr.memory import build_within_memory
 
 # arch -> (block kind, blocks per stage)
 _LAYOUT: dict[str, tuple[str, tuple[int, int, int, int]]] = {
@@ -234,6 +235,21 @@ class ProjectionHead(nn.Module):
         return h
 
 
+def head_dims(kind: str, in_dim: int, hidden_dim: int | None, out_dim: int,
+              num_layers: int = 2) -> list[int]:
+    """The widths of a head's layers, input first: see :func:`build_head`."""
+    if kind == "none":
+        return [in_dim]
+    if kind == "linear":
+        return [in_dim, out_dim]
+    if kind == "mlp":
+        if num_layers < 1:
+            raise SimCLRError(f"--head-layers must be at least 1, got {num_layers}")
+        hidden = in_dim if hidden_dim is None else hidden_dim
+        return [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
+    raise SimCLRError(f"--head: unknown value {kind!r} (choose from none, linear, mlp)")
+
+
 def build_head(
     kind: str,
     in_dim: int,
@@ -246,16 +262,7 @@ def build_head(
 
     ``hidden_dim`` None = ``in_dim`` (the paper: hidden width = 2048 for ResNet-50).
     """
-    if kind == "none":
-        return ProjectionHead([in_dim], batch_norm)
-    if kind == "linear":
-        return ProjectionHead([in_dim, out_dim], batch_norm)
-    if kind == "mlp":
-        if num_layers < 1:
-            raise SimCLRError(f"--head-layers must be at least 1, got {num_layers}")
-        hidden = in_dim if hidden_dim is None else hidden_dim
-        return ProjectionHead([in_dim] + [hidden] * (num_layers - 1) + [out_dim], batch_norm)
-    raise SimCLRError(f"--head: unknown value {kind!r} (choose from none, linear, mlp)")
+    return ProjectionHead(head_dims(kind, in_dim, hidden_dim, out_dim, num_layers), batch_norm)
 
 
 class SimCLRModel(nn.Module):
@@ -284,6 +291,32 @@ def build_model(cfg: ModelConfig, image_size: int) -> SimCLRModel:
     head = build_head(cfg.head, encoder.feature_dim, cfg.head_hidden_dim, cfg.head_out_dim,
                       cfg.head_layers, cfg.head_batch_norm)
     return SimCLRModel(encoder, head)
+
+
+def describe_model(cfg: ModelConfig) -> str:
+    """'resnet50 x1, mlp head 2048-2048-128': what build_model builds, for messages."""
+    text = f"{cfg.arch} x{cfg.width:g}"
+    if cfg.arch not in _LAYOUT or not cfg.width > 0:
+        return text  # refused when built, with its own message
+    kind, _ = _LAYOUT[cfg.arch]
+    feature_dim = _channels(512, cfg.width) * (Bottleneck if kind == "bottleneck"
+                                               else BasicBlock).expansion
+    dims = head_dims(cfg.head, feature_dim, cfg.head_hidden_dim, cfg.head_out_dim,
+                     cfg.head_layers)
+    return f"{text}, " + ("no head" if len(dims) == 1
+                          else f"{cfg.head} head {'-'.join(map(str, dims))}")
+
+
+def build_model_within_memory(cfg: ModelConfig, image_size: int, device: torch.device,
+                              enforce: bool = True) -> SimCLRModel:
+    """:func:`build_model` on ``device``, refused with a one-line SimCLRError before
+    anything is allocated when it cannot fit (``simclr.memory.build_within_memory``;
+    ``enforce=False``: --no-memory-check, only a model whose weights alone do not fit)."""
+    model = build_within_memory(lambda: build_model(cfg, image_size), device,
+                                f"the model ({describe_model(cfg)})",
+                                "try a smaller --width, --arch or --head-hidden-dim", enforce)
+    assert isinstance(model, SimCLRModel)
+    return model
 
 
 class Classifier(nn.Module):
@@ -326,6 +359,22 @@ class Classifier(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc(self.features(x))
+
+
+def build_classifier_within_memory(cfg: ModelConfig, image_size: int, num_classes: int,
+                                   device: torch.device, enforce: bool = True) -> Classifier:
+    """A new encoder of ``cfg`` (no head) and a linear layer of ``num_classes`` on
+    ``device`` (the supervised baseline), refused like :func:`build_model_within_memory`."""
+    def build() -> Classifier:
+        encoder = build_encoder(cfg.arch, cfg.width, resolve_cifar_stem(cfg.cifar_stem, image_size),
+                                cfg.zero_init_residual)
+        return Classifier(encoder, num_classes)
+
+    model = build_within_memory(build, device, f"the model ({cfg.arch} x{cfg.width:g}, "
+                                f"{num_classes}-class linear layer)",
+                                "try a smaller --width or --arch", enforce)
+    assert isinstance(model, Classifier)
+    return model
 
 
 class HeadTap(nn.Module):

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from simclr.checkpoint import load_checkpoint, save_checkpoint
+from simclr.checkpoint import classifier_file, load_checkpoint, load_weights, save_checkpoint
 from simclr.config import Config, config_from_dict
 from simclr.errors import SimCLRError
 from simclr.models import (
@@ -56,14 +56,7 @@ def encoder_from_checkpoint(
     spec = encoder_spec(ckpt)
     encoder = build_encoder(spec["arch"], spec["width"], spec["cifar_stem"])
     if not random_init:
-        prefix = "encoder."
-        state = {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
-        missing, unexpected = encoder.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise SimCLRError(
-                f"checkpoint does not match {spec['arch']} width {spec['width']}: "
-                f"{len(missing)} missing and {len(unexpected)} unexpected encoder weights"
-            )
+        load_weights(encoder, ckpt, "encoder.")
     encoder.image_size = spec["image_size"]  # the input side the encoder was trained at
     return encoder, spec
 
@@ -78,10 +71,7 @@ def model_from_checkpoint(
     spec = encoder_spec(ckpt)
     model = build_model(config_from_dict(ckpt["config"]).model, spec["image_size"])
     if not random_init:
-        try:
-            model.load_state_dict(ckpt["model"])
-        except RuntimeError:
-            raise SimCLRError("checkpoint weights do not match its own model config") from None
+        load_weights(model, ckpt)
     model.encoder.image_size = spec["image_size"]
     return model, spec
 
@@ -231,11 +221,7 @@ def classifier_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Classifier, dict[s
         raise SimCLRError("the checkpoint's classifier is incomplete (no fc weights matching "
                           "its class list)")
     model = Classifier(encoder, len(classes), neck=neck, in_dim=int(weight.shape[1]))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError:
-        raise SimCLRError("the checkpoint's classifier weights do not match its config") \
-            from None
+    load_weights(model, ckpt)
     return model.eval(), spec, classes
 
 
@@ -255,7 +241,8 @@ def predict_folder(
 
     if top_k < 1:
         raise SimCLRError(f"--top-k must be a positive integer, got {top_k}")
-    model, spec, classes = classifier_from_checkpoint(load_checkpoint(checkpoint))
+    ckpt = load_checkpoint(classifier_file(checkpoint))
+    model, spec, classes = classifier_from_checkpoint(ckpt)
     out = output_file(out)
     # Features under the run's autocast, as the protocols compute them; the linear layer
     # in float64, as linear-eval fits it, so a bf16 rounding never flips a close call.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -123,19 +124,35 @@ def check_results_free(run_dir: str | Path | None, results: Sequence[str]) -> No
                               "another --out (nothing was overwritten)")
 
 
-def check_out_folder(path: Path) -> None:
+def check_out_folder(path: Path, named: Path | None = None) -> None:
     """An ``--out`` folder that can be made and written, checked without creating it:
-    neither it nor a folder above it a file, and the nearest existing one writable."""
+    neither it nor a folder above it a file, and the nearest existing one writable.
+    ``named``: what the messages call ``--out`` (a file to be written in ``path``)."""
+    shown = named or path
     if path.exists() and not path.is_dir():
-        raise SimCLRError(f"--out {path} is a file, not a folder")
+        raise SimCLRError(f"--out {shown}: {path} is a file, not a folder" if named
+                          else f"--out {path} is a file, not a folder")
     existing = next((p for p in (path, *path.parents) if p.exists()), None)
     if existing is None:
         return
     if not existing.is_dir():
-        raise SimCLRError(f"--out {path}: {existing} is a file, not a folder")
+        raise SimCLRError(f"--out {shown}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise SimCLRError(f"--out {path}: cannot write in {existing} "
+        raise SimCLRError(f"--out {shown}: cannot write in {existing} "
                           "(permission denied or a read-only file system)")
+    refused = _write_refused(existing)
+    if refused:
+        raise SimCLRError(f"--out {shown}: cannot write in {existing} ({refused})")
+
+
+def _write_refused(folder: Path) -> str | None:
+    """Why a file cannot be created in ``folder`` (None: it can), found by creating an
+    unnamed temporary one: permissions alone miss /proc-like and full file systems."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
 
 
 def output_file(out: str | Path, overwrite: bool = True) -> Path:
@@ -148,6 +165,7 @@ def output_file(out: str | Path, overwrite: bool = True) -> Path:
     if path.exists() and not overwrite:
         raise SimCLRError(f"--out {path} already exists; choose another --out, or pass "
                           "--overwrite to replace it (nothing was overwritten)")
+    check_out_folder(path.parent, named=path)
     prepare_dir(path.parent)
     return path
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simclr.config import FIG5_OPS, all_flags, build_config, unsaved_value
+from simclr.config import FIG5_OPS, Config, all_flags, build_config, unsaved_value
+from simclr.data import list_folder
 from simclr.errors import DivergedError, SimCLRError, user_message
 
 SUMMARY = "summary.json"
@@ -70,6 +71,8 @@ def parse_axis(text: str) -> Axis:
         path = flags[key]
     elif key in flags.values():
         path = key
+    elif key.replace("_", "-") in flags:  # color_strength: the flag, as a Python name
+        path = flags[key.replace("_", "-")]
     else:
         raise SimCLRError(f"--set: unknown setting {key!r} (any pretrain flag, e.g. "
                           "temperature, or a dotted path such as loss.temperature)")
@@ -228,6 +231,7 @@ def run_sweep(
             configs.append(build_config(preset, config, cell_flags))
         except SimCLRError as exc:
             raise SimCLRError(f"cell {cell.name}: {user_message(exc)}") from None
+    check_batches(cells, configs)
     for k, (cell, cfg) in enumerate(zip(cells, configs, strict=True)):
         print(f"sweep cell {k + 1}/{len(cells)}: {cell.name}", flush=True)
         summary = _pretrain(cfg, cell.run_dir, cell.name)
@@ -248,6 +252,20 @@ def run_sweep(
     rows = [{"cell": c.name, **c.labels, "settings": c.values, **c.result} for c in cells]
     (root / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
     return cells, table
+
+
+def check_batches(cells: list[Cell], configs: list[Config]) -> None:
+    """Each cell's batch against its data set, from the file names alone: pretraining
+    refuses a batch larger than the set, and a sweep says so before its first run."""
+    sizes: dict[str | None, int | None] = {}
+    for cell, cfg in zip(cells, configs, strict=True):
+        if cfg.data.path not in sizes:
+            listed = list_folder(cfg.data.path, train=True)
+            sizes[cfg.data.path] = None if listed is None else len(listed.paths)
+        size = sizes[cfg.data.path]
+        if size is not None and cfg.batch_size > size:
+            raise SimCLRError(f"cell {cell.name}: --batch-size {cfg.batch_size} is larger "
+                              f"than the data set ({size} images)")
 
 
 def _keep_other_grid(root: Path, names: set[str]) -> None:

@@ -27,6 +27,7 @@ from simclr.checkpoint import (
     CHECKPOINTS,
     checkpoint_files,
     latest_checkpoint,
+    load_weights,
     resume_checkpoint,
     save_checkpoint,
     what_is_kept,
@@ -43,7 +44,7 @@ from simclr.features import check_labeled_folders
 from simclr.loader import BatchLoader
 from simclr.loss import contrastive_loss
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
-from simclr.models import SimCLRModel, build_model
+from simclr.models import SimCLRModel, build_model_within_memory
 from simclr.optim import build_optimizer, lr_at, warmup_steps
 from simclr.results import check_out_folder
 from simclr.runtime import (
@@ -195,6 +196,10 @@ def check_run_dir(cfg: Config, resume: bool) -> RunDir:
             f"{run_dir} already holds a run; use --resume {run_dir} to continue it "
             "or --out to start a new one"
         )
+    others = sorted((run_dir / CHECKPOINTS).glob("*.pt"))  # e.g. linear-eval's linear.pt
+    if others:  # a new encoder beside a classifier of another would be taken for its own
+        raise SimCLRError(f"{run_dir} already holds {CHECKPOINTS}/{others[0].name} (another "
+                          "command's model); choose another --out")
     return RunDir(run_dir)
 
 
@@ -278,7 +283,7 @@ def restore(
     ckpt: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler, state: RunState, plan: Plan,
 ) -> None:
-    unwrap(model).load_state_dict(ckpt["model"])
+    load_weights(unwrap(model), ckpt)  # one line, not a traceback, when they do not fit
     optimizer.load_state_dict(ckpt["optimizer"])
     scaler.load_state_dict(ckpt["scaler"])
     state.step, state.elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
@@ -317,7 +322,7 @@ def log_line(message: str) -> None:
 
 
 def setup_model(cfg: Config, device: torch.device) -> SimCLRModel:
-    model = build_model(cfg.model, cfg.augment.size).to(device)
+    model = build_model_within_memory(cfg.model, cfg.augment.size, device, cfg.memory_check)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if dist.world_size() > 1 and cfg.model.sync_bn:

@@ -13,6 +13,7 @@ import torch
 from simclr import cache, decode
 from simclr.config import DataConfig
 from simclr.data import open_source
+from simclr.errors import SimCLRError
 from tests.image_files import data_cfg, rgb, save_image
 
 # ---------------------------------------------------------------------------- cache
@@ -121,3 +122,12 @@ def test_cache_keeps_each_pictures_aspect_and_the_store_is_part_of_the_key(tmp_p
     center = open_source(str(root), data_cfg(tmp_path, cache="on", load_size=16, store="center"))
     assert center.batch(np.arange(3))[1].tolist() == [1.0, 1.0, 1.0]
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 2
+
+
+def test_a_cache_dir_blocked_by_a_file_says_so(tmp_path):
+    _cifar_like(tmp_path / "imgs")
+    (tmp_path / "afile").write_text("x")
+    for cache_dir in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        with pytest.raises(SimCLRError, match=f"cannot create the cache folder {cache_dir}: "
+                           f"{tmp_path / 'afile'} is a file; pass another --cache-dir"):
+            open_source(str(tmp_path / "imgs"), DataConfig(cache_dir=str(cache_dir), workers=0))

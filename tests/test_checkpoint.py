@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import pickle
 
 import pytest
 import torch
@@ -26,6 +27,7 @@ def _state(step: int) -> dict:
         "config": {"model": {"arch": "resnet18", "width": 0.5}},
         "model": {"w": torch.full((3, 2), float(step)), "b": torch.arange(4)},
         "rng": {"torch": torch.get_rng_state()}, "metrics": {"loss": 1.5}, "elapsed": 2.0,
+        "optimizer": {"state": {}}, "scaler": {}, "total_steps": 10, "warmup_steps": 1,
     }
 
 
@@ -49,6 +51,9 @@ def test_round_trip_and_latest(tmp_path):
     save_checkpoint(_state(9), tmp_path / "out" / "checkpoints")
     assert load_checkpoint(tmp_path / "out")["step"] == 9  # and a pretraining run's --out
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["last.pt"]  # no tmp left
+    assert loaded["file"] == str(path)  # for later messages; a re-save does not keep it
+    resaved = save_checkpoint(loaded, tmp_path / "copy")
+    assert "file" not in torch.load(resaved, weights_only=True)
 
 
 @pytest.mark.parametrize("fail_in", ["torch.save", "os.replace"])
@@ -258,3 +263,49 @@ def test_resume_reports_a_corrupt_checkpoint_and_falls_back_past_a_truncated_one
     (tmp_path / "empty").mkdir()
     with pytest.raises(SimCLRError, match="no checkpoint found in .*empty/checkpoints$"):
         resume_checkpoint(tmp_path / "empty")
+
+
+@pytest.mark.parametrize("drop", ["model", "config"])
+def test_a_checkpoint_without_its_weights_or_config_is_one_line(tmp_path, drop):
+    state = {k: v for k, v in _state(3).items() if k != drop}
+    torch.save(state, tmp_path / "part.pt")  # e.g. edited by hand and re-saved
+    with pytest.raises(SimCLRError) as info:
+        load_checkpoint(tmp_path / "part.pt")
+    assert str(info.value) == (f'{tmp_path / "part.pt"} is not a complete simclr checkpoint: '
+                               f'it has no "{drop}" entry')
+
+
+def test_resume_refuses_a_checkpoint_without_what_the_run_needs(tmp_path):
+    last = _run(tmp_path / "run")
+    state = {k: v for k, v in torch.load(last, weights_only=True).items()
+             if k not in ("optimizer", "warmup_steps")}
+    torch.save(state, last)
+    with pytest.raises(SimCLRError) as info:
+        resume_checkpoint(tmp_path / "run")
+    assert str(info.value) == (f'--resume {tmp_path / "run"}: {last} is not a complete simclr '
+                               'checkpoint: it has no "optimizer" and "warmup_steps" entries')
+
+
+def test_a_plain_pickle_is_one_line_without_torch_warnings(tmp_path, recwarn):
+    path = tmp_path / "p.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"a": 1}, f)  # protocol 4: torch.load warns about it
+    with pytest.raises(SimCLRError, match="cannot read checkpoint .*p.pt: truncated, corrupt"):
+        load_checkpoint(path)
+    assert not [str(w.message) for w in recwarn]
+
+
+@pytest.mark.parametrize(("model", "problem"), [
+    ({"arch": "vgg16"}, "model.arch: unknown value 'vgg16' (choose from resnet18, "),
+    ({"width": -1.0}, "model.width must be positive, got -1.0"),
+    ({"depth": 3}, "unknown setting 'model.depth'"),
+])
+def test_an_invalid_stored_config_names_the_checkpoint_not_a_flag(tmp_path, model, problem):
+    state = _state(1)
+    state["config"]["model"].update(model)
+    path = save_checkpoint(state, tmp_path)
+    with pytest.raises(SimCLRError) as info:
+        load_checkpoint(path)
+    prefix = f"checkpoint {path}: its config is invalid: "
+    assert str(info.value).startswith(prefix + problem)
+    assert "--" not in str(info.value)[len(prefix):]  # not worded as a flag the user gave

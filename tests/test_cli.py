@@ -62,11 +62,26 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
         # a missing --test is named before the checkpoint (c.pt: missing too) is read
         (["knn", "--checkpoint", "c.pt", "--train", ".", "--test", "/no/test"],
          "--test: folder not found: /no/test"),
+        (["knn", "--checkpoint", "c.pt", "--train", ".", "--test", __file__],
+         f"--test: {__file__} is not a folder"),
         # finetune's subset file and flag conflicts, before the checkpoint and --train
         (["finetune", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out", "o",
           "--subset", "/no/list.txt"], "--subset: cannot read /no/list.txt: No such file"),
         (["finetune", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out", "o",
           "--from-head", "--from-scratch"], "give one of --from-head and --from-scratch"),
+        (["finetune", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out", "o",
+          "--batch-size", "1"], "--batch-size must be at least 2, got 1 (BatchNorm in training"),
+        (["supervised", "--train", "a", "--out", "o", "--batch-size", "1"],
+         "--batch-size must be at least 2, got 1 (BatchNorm in training"),
+        (["pretrain", "--momentum", "2"], "--momentum must lie in [0, 1), got 2.0"),
+        # a flag of the other linear protocol would be silently unused
+        (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--protocol",
+          "sgd", "--l2", "0.1", "--max-iter", "5"],
+         "--l2, --max-iter: for --protocol lbfgs, not sgd; drop it or choose --protocol lbfgs"),
+        (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--epochs", "5",
+          "--crop-scale", "0.2,1"], "--epochs, --crop-scale: for --protocol sgd, not lbfgs"),
+        (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b",
+          "--raw-pixels", "--random-init"], "give one of --raw-pixels and --random-init"),
     ],
 )
 def test_user_errors_are_one_line(args, needle, capsys):
@@ -252,3 +267,31 @@ def test_what_needs_only_file_names_fails_before_any_image_is_decoded(tmp_path, 
                  "--batch-size", "3", *common]) == 0
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert result["num_labeled"] == 3
+
+
+def test_a_class_without_readable_images_is_refused_and_skipped_ones_are_recorded(
+        tmp_path, capsys, caplog):
+    from simclr.checkpoint import save_checkpoint
+    from tests.test_pretrained import pretrain_checkpoint
+
+    state = {k: v for k, v in pretrain_checkpoint().items() if k not in ("format", "version")}
+    ckpt = str(save_checkpoint({**state, "step": 1}, tmp_path / "pre" / "checkpoints"))
+    data = make_image_folder(tmp_path / "data", classes=3, per_class=4)
+    for f in (data / "class_1").iterdir():
+        f.write_text("not an image")
+    common = ["knn", "--checkpoint", ckpt, "--train", str(data), "--test", str(data),
+              "--device", "cpu", "--precision", "fp32", "--workers", "0", "--cache-dir",
+              str(tmp_path / "cache")]
+    assert main(common) == 2  # found after decoding: the listing has four files there
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no readable image in class folder(s) class_1" in err, err
+    # One unreadable file in a class that has others: evaluated without it, and said so.
+    make_image_folder(tmp_path / "data", classes=3, per_class=4)
+    (data / "class_1" / "zz.png").write_text("not an image")
+    for run in ("k1", "k2"):  # k2 reads the cache k1 built
+        caplog.clear()
+        assert main([*common, "--out", str(tmp_path / run)]) == 0
+        saved = json.loads((tmp_path / run / "knn.json").read_text())
+        assert saved["skipped_images"] == {"train": 1, "test": 1} and saved["num_train"] == 12
+        assert "1 unreadable image(s) skipped" in caplog.text or "1 bad" in caplog.text
+    assert "1 unreadable image(s) skipped (first: " in caplog.text  # the reused cache says it

@@ -23,7 +23,7 @@ from simclr.pretrained import (
     model_from_checkpoint,
     representation_from_checkpoint,
 )
-from tests.test_pretrained import pretrain_checkpoint
+from tests.test_pretrained import edited_checkpoint, pretrain_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -215,3 +215,27 @@ def test_a_classifier_exports_its_logits(run_dir, tmp_path):
     assert card["output"]["classes"] == ["cat", "dog", "fox"]
     with pytest.raises(SimCLRError, match="holds no classifier"):
         exp.export(run_dir, tmp_path / "h.pt2", layer="logits")  # a pretraining checkpoint
+
+
+@pytest.mark.parametrize("out", ["enc.pt", "enc.pt2"])
+def test_export_refuses_weights_that_do_not_fit_their_config(tmp_path, capsys, out):
+    """A resnet18's weights under a config saying resnet50 were written out labelled
+    resnet50; now the weights go through the network the config describes, strictly."""
+    def edit(ckpt: dict) -> None:
+        ckpt["config"]["model"]["arch"] = "resnet50"
+
+    source = edited_checkpoint(tmp_path / "pre", edit)
+    assert main(["export", "--checkpoint", str(source), "--out", str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert (f"checkpoint {source}: its weights do not fit the resnet50 width 0.125 network "
+            "its config describes: ") in err
+    assert not list(tmp_path.glob("enc*"))
+
+
+def test_export_of_a_checkpoint_without_weights_is_one_line(tmp_path, capsys):
+    source = edited_checkpoint(tmp_path / "pre", lambda ckpt: ckpt.pop("model"))
+    assert main(["export", "--checkpoint", str(source), "--out", str(tmp_path / "e.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith('is not a complete simclr checkpoint: it has no "model" entry')
+    assert len(err.splitlines()) == 1 and not (tmp_path / "e.pt").exists()

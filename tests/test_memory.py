@@ -208,7 +208,8 @@ def test_supervised_training_is_checked_too(tmp_path, monkeypatch):
     from simclr.data import open_source
     from simclr.finetune import run_supervised
 
-    monkeypatch.setattr(memory, "available_bytes", lambda device: 1.0 * MIB)
+    # 3 MiB: the model's 2 MiB (weights, gradients, momentum) fit, a step's 3.7 do not.
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 3.0 * MIB)
     data = make_image_folder(tmp_path / "imgs", per_class=8)
     cfg = build_config(flags={**tiny_flags(data, tmp_path / "sup", str(tmp_path / "c")),
                               "batch_size": 16, "max_steps": 1})
@@ -226,6 +227,138 @@ def test_supervised_training_is_checked_too(tmp_path, monkeypatch):
     monkeypatch.setattr(finetune, "classifier_step", step)
     with pytest.raises(SimCLRError, match="^out of memory at step 1 with --batch-size 16"):
         run_supervised(cfg, train_set, run_dir=tmp_path / "sup2", verbose=False)
+
+
+# ------------------------------------------- models and views that cannot fit at all
+
+ALLOCATOR = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
+             "allocate memory: you tried to allocate 147456000000 bytes. Error code 12")
+
+
+@pytest.mark.parametrize("flags, text", [
+    ({"model.width": 1000.0}, "resnet18 x1000, mlp head 512000-512000-128"),
+    ({"model.head_hidden_dim": 10**9}, "resnet18 x0.25, mlp head 128-1000000000-128"),
+])
+def test_a_model_too_large_is_refused_before_it_is_built(monkeypatch, flags, text):
+    # Counted on the meta device: trillions of parameters are refused without allocating.
+    def no_real_build(*args, **kwargs):
+        raise AssertionError("the model was built for real")
+
+    monkeypatch.setattr(memory, "fits_in_memory", no_real_build)  # wraps the real build
+    cfg = build_config(preset="cifar10-cpu", flags=flags)
+    with pytest.raises(SimCLRError) as info:
+        train.setup_model(cfg, torch.device("cpu"))
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"the model ({text}) does not fit in memory: its weights, "
+                              "gradients and optimizer state ("), message
+    assert " of RAM is available; try a smaller --width" in message, message
+
+
+def test_model_memory_check_counts_weights_gradients_and_optimizer_state(monkeypatch):
+    cfg = build_config(preset="cifar10-cpu", flags={"model.width": 0.125})
+    size = memory.model_size(lambda: build_model(cfg.model, 32))
+    model = build_model(cfg.model, 32)
+    assert size.parameters == sum(p.numel() for p in model.parameters())
+    assert size.weights == sum(t.numel() * t.element_size()
+                               for t in [*model.parameters(), *model.buffers()])
+    # Room for the weights but not for their gradients and momentum: refused unless
+    # --no-memory-check; room for less than the weights: refused even then.
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 2.0 * size.weights)
+    with pytest.raises(SimCLRError, match=r"optimizer state .*--no-memory-check skips"):
+        train.setup_model(cfg, torch.device("cpu"))
+    cfg.memory_check = False
+    assert isinstance(train.setup_model(cfg, torch.device("cpu")), torch.nn.Module)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 0.5 * size.weights)
+    with pytest.raises(SimCLRError, match=r"its weights \(.* parameters\) need at least"):
+        train.setup_model(cfg, torch.device("cpu"))
+
+
+def test_counting_on_the_meta_device_leaves_the_model_as_it_was():
+    cfg = build_config(preset="cifar10-cpu", flags={"model.width": 0.125})
+    torch.manual_seed(0)
+    checked = train.setup_model(cfg, torch.device("cpu")).state_dict()
+    torch.manual_seed(0)
+    plain = build_model(cfg.model, 32).state_dict()
+    assert all(torch.equal(checked[k], plain[k]) for k in plain)  # same RNG draws
+
+
+def test_an_allocation_that_fails_while_building_is_one_line(monkeypatch):
+    def build():
+        raise RuntimeError(ALLOCATOR)  # on the meta device too: nothing counted up front
+
+    with pytest.raises(SimCLRError, match=r"^the model \(x\) does not fit in memory: "
+                       r"allocating 137.3 GiB failed with .* available; try less$"):
+        memory.build_within_memory(build, torch.device("cpu"), "the model (x)", "try less")
+
+    def bug():
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        memory.build_within_memory(bug, torch.device("cpu"), "the model (x)", "try less")
+
+
+def test_views_too_large_to_measure_are_refused_without_allocating_them(monkeypatch):
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 64.0 * MIB)
+    real, sizes = memory._saved_bytes, []
+
+    def saved(model, views, precision):
+        sizes.append(views.shape[-1])
+        return real(model, views, precision)
+
+    monkeypatch.setattr(memory, "_saved_bytes", saved)
+    with pytest.raises(SimCLRError, match=r"^--image-size 2048 does not fit in memory: one "
+                       r"view of 2048 px keeps about .* of RAM is available; try a smaller "
+                       r"--image-size$"):
+        measure_step(tiny_model(), 2048, torch.device("cpu"), "fp32", channels_last=False)
+    assert set(sizes) == {memory.PROBE_SIZE}  # estimated on small views only
+    # Views that fit are measured as before (after the estimate on small ones).
+    sizes.clear()
+    mem = measure_step(tiny_model(), 96, torch.device("cpu"), "fp32", channels_last=False)
+    assert sizes == [memory.PROBE_SIZE, memory.PROBE_SIZE, 96, 96] and mem.per_view > 0
+
+
+def test_an_allocation_that_fails_while_measuring_is_one_line(monkeypatch):
+    def saved(model, views, precision):
+        raise RuntimeError(ALLOCATOR)
+
+    monkeypatch.setattr(memory, "_saved_bytes", saved)
+    with pytest.raises(SimCLRError, match=r"^a training step on views of 16 px does not fit "
+                       r"in memory: allocating 137.3 GiB failed.*--image-size$"):
+        measure_step(tiny_model(), 16, torch.device("cpu"), "fp32", channels_last=False)
+
+    def cuda(model, views, precision):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0")
+
+    monkeypatch.setattr(memory, "_saved_bytes", cuda)
+    with pytest.raises(SimCLRError, match="allocating 20.00 GiB failed"):
+        measure_step(tiny_model(), 16, torch.device("cpu"), "fp32", channels_last=False)
+
+    def bug(model, views, precision):
+        raise RuntimeError("Given groups=1, weight of size [8, 3, 3, 3]: a bug")
+
+    monkeypatch.setattr(memory, "_saved_bytes", bug)
+    with pytest.raises(RuntimeError, match="a bug"):
+        measure_step(tiny_model(), 16, torch.device("cpu"), "fp32", channels_last=False)
+
+
+@pytest.mark.parametrize("command, flags, text", [
+    ("pretrain", ["--width", "1000"], "the model (resnet18 x1000, mlp head 512000-512000-128)"),
+    ("pretrain", ["--head-hidden-dim", "1000000000"], "mlp head 64-1000000000-128"),
+    ("pretrain", ["--image-size", "100000"], "--image-size 100000 does not fit in memory"),
+    ("supervised", ["--width", "1000"], "the model (resnet18 x1000, 2-class linear layer)"),
+])
+def test_settings_that_cannot_fit_are_one_line_errors(tmp_path, capsys, command, flags, text):
+    data = make_image_folder(tmp_path / "imgs", per_class=8)
+    where = ["--data", str(data)] if command == "pretrain" else ["--train", str(data)]
+    args = [command, *where, "--out", str(tmp_path / "run"), "--arch", "resnet18",
+            "--width", "0.125", "--image-size", "16", "--cache-dir", str(tmp_path / "cache"),
+            "--batch-size", "8", "--max-steps", "1", "--no-progress", *flags]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and text in err and "does not fit in memory" in err, err
+    if command == "pretrain":
+        assert not (tmp_path / "run").exists()  # refused before the run folder is made
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

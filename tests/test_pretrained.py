@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,15 @@ def pretrain_checkpoint(head_layers: int = 3, batch_norm: bool = True) -> dict:
         model.train()(torch.rand(8, 3, 16, 16))
     return {"format": "simclr-checkpoint", "version": 1, "kind": "pretrain",
             "config": cfg.to_dict(), "model": model.state_dict()}
+
+
+def edited_checkpoint(folder: Path, edit: Callable[[dict], None]) -> Path:
+    """A pretraining checkpoint saved in ``folder`` after ``edit`` changed its content
+    (as a hand edit would: a config that no longer describes the weights, ...)."""
+    ckpt = pretrain_checkpoint(head_layers=2)
+    edit(ckpt)
+    return save_checkpoint({k: v for k, v in ckpt.items() if k not in ("format", "version")},
+                           folder)
 
 
 def test_representations_read_the_right_layer():
@@ -213,3 +223,81 @@ def test_predict_user_errors_are_one_line(tmp_path, image_folder, capsys):
         err = capsys.readouterr().err.strip()
         assert needle in err and len(err.splitlines()) == 1, err
     assert not list(tmp_path.glob("p.*"))
+
+
+@pytest.mark.parametrize(("setting", "value", "first"), [
+    ("arch", "resnet50", "first encoder.layer1.0.conv1.weight: 8x8x3x3 in the file, 8x8x1x1 "
+                         "in the network); 238 missing (first encoder.layer1.0.conv3.weight)"),
+    ("width", 0.25, "first encoder.stem.0.weight: 8x3x3x3 in the file, 16x3x3x3 in the "
+                    "network)"),
+])
+def test_weights_that_do_not_fit_their_config_are_one_line(
+        tmp_path, image_folder, cache_dir, capsys, setting, value, first):
+    def edit(ckpt: dict) -> None:
+        ckpt["config"]["model"][setting] = value
+
+    source = edited_checkpoint(tmp_path / "pre", edit)
+    described = f"{value} width 0.125" if setting == "arch" else f"resnet18 width {value}"
+    common = ["--checkpoint", str(source), "--cache-dir", cache_dir, "--device", "cpu"]
+    for args in (["embed", "--data", str(image_folder), "--out", str(tmp_path / "e.npz")],
+                 ["knn", "--train", str(image_folder), "--test", str(image_folder), "--out",
+                  str(tmp_path / "k")], ["embed", "--layer", "z", "--data", str(image_folder),
+                                         "--out", str(tmp_path / "e.npz")]):
+        assert main([*args, *common]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert (f"checkpoint {source}: its weights do not fit the {described} network its "
+                "config describes: ") in err and first in err
+    assert not (tmp_path / "e.npz").exists() and not (tmp_path / "k").exists()
+
+
+def test_a_checkpoint_without_weights_is_one_line(tmp_path, image_folder, cache_dir, capsys):
+    source = edited_checkpoint(tmp_path / "pre", lambda ckpt: ckpt.pop("model"))
+    assert main(["embed", "--checkpoint", str(source), "--data", str(image_folder), "--out",
+                 str(tmp_path / "e.npz"), "--cache-dir", cache_dir]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f'{source} is not a complete simclr checkpoint: it has no "model" '
+                        "entry") and len(err.splitlines()) == 1
+
+
+def test_rebuilding_checks_every_part_against_the_config():
+    """The head and a classifier are loaded strictly too, in one line (here for dicts
+    made in code, which name no file)."""
+    ckpt = pretrain_checkpoint(head_layers=2)
+    ckpt["config"]["model"]["head_out_dim"] = 32
+    encoder, _ = encoder_from_checkpoint(ckpt)  # the encoder still fits
+    with pytest.raises(SimCLRError) as info:
+        model_from_checkpoint(ckpt)
+    assert str(info.value) == (
+        "checkpoint (in memory): its weights do not fit the resnet18 width 0.125 network its "
+        "config describes: 4 tensors of another shape (first head.layers.1.0.weight: 24x64 in "
+        "the file, 32x64 in the network)")
+    blob = classifier_checkpoint("linear", Classifier(encoder, 2), ckpt["config"], ["a", "b"],
+                                 0, 1.0, {})
+    blob["model"]["encoder.extra"] = torch.zeros(1)
+    with pytest.raises(SimCLRError, match=r"1 unexpected \(first encoder.extra\)$"):
+        classifier_from_checkpoint(blob)
+
+
+def test_a_run_folder_holding_an_evaluations_classifier_predicts_with_it(
+        tmp_path, image_folder, cache_dir, capsys):
+    # simclr linear-eval --checkpoint RUN --out RUN: RUN's last.pt is the pretraining
+    # model, its linear.pt the classifier that predict and export --layer logits want.
+    run, measured = classifier_run(tmp_path, image_folder, cache_dir, capsys)
+    pre = tmp_path / "pre"
+    shutil.copy(run / "checkpoints" / "linear.pt", pre / "checkpoints" / "linear.pt")
+    out = tmp_path / "pred.csv"
+    assert main(["predict", "--checkpoint", str(pre), "--data", str(image_folder), "--out",
+                 str(out), "--device", "cpu", "--precision", "fp32", "--cache-dir",
+                 cache_dir]) == 0
+    assert json.loads(capsys.readouterr().out)["top1"] == measured["top1"]
+    shutil.copy(run / "checkpoints" / "linear.pt", pre / "checkpoints" / "finetune.pt")
+    assert main(["predict", "--checkpoint", str(pre), "--data", str(image_folder), "--out",
+                 str(tmp_path / "p2.csv"), "--cache-dir", cache_dir]) == 2
+    assert "holds several classifiers (linear.pt, finetune.pt); name one" in \
+        capsys.readouterr().err
+    # Pretraining into the evaluation's folder would put a new encoder beside its classifier.
+    assert main(["pretrain", "--data", str(image_folder), "--out", str(run),
+                 "--cache-dir", cache_dir]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already holds checkpoints/linear.pt" in err, err

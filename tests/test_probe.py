@@ -94,4 +94,5 @@ def test_transform_probe_command(tmp_path, capsys):
     assert "already holds transform_probe.json" in capsys.readouterr().err
     assert main([*args[:-1], str(tmp_path / "probe2")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no projection head" in err
+    assert err.count("\n") == 1 and "needs a pretraining checkpoint (encoder and projection " \
+        f"head); {ckpt} is of kind 'encoder'" in err, err

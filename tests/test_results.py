@@ -58,3 +58,21 @@ def test_an_out_folder_that_cannot_be_written_is_refused_before_any_work(
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "cannot write in" in err, err
     assert list(ro.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_folder_that_refuses_new_files_is_found_by_trying(tmp_path, capsys):
+    # /proc passes the permission check (tests run as root) yet no file can be made in
+    # it: only creating one finds that, before embed computes any feature.
+    from simclr.cli import main
+    from simclr.errors import SimCLRError
+    from simclr.results import check_out_folder, output_file
+
+    with pytest.raises(SimCLRError, match=r"^--out /proc/x.npz: cannot write in /proc \("):
+        output_file("/proc/x.npz")
+    with pytest.raises(SimCLRError, match=r"^--out /proc/run: cannot write in /proc \("):
+        check_out_folder(Path("/proc/run"))
+    assert main(["embed", "--checkpoint", "/no/c.pt", "--data", str(tmp_path), "--out",
+                 "/proc/x.npz"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write in /proc" in err, err

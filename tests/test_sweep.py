@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,8 @@ def test_axes_accept_flag_names_and_dotted_paths():
     axis = parse_axis("loss.temperature=0.1, 1")
     assert (axis.name, axis.labels) == ("loss.temperature", ["0.1", "1"])
     assert parse_axis("crop-scale=0.08,1;0.2,1").labels == ["0.08,1", "0.2,1"]
+    assert parse_axis("color_strength=0.5,1").settings == [{"augment.color_strength": "0.5"},
+                                                            {"augment.color_strength": "1"}]
     for bad, needle in [("temperature", "expected"), ("nonsense=1,2", "unknown setting"),
                         ("temperature=0.1,,0.5", "empty or repeated"),
                         ("temperature=1,1", "empty or repeated")]:
@@ -93,6 +96,12 @@ def test_a_bad_cell_fails_before_anything_runs(tmp_path, image_folder, cache_dir
         run_sweep([parse_axis("temperature=0.5,-1")], tmp_path / "sw", preset=None,
                   config=None, flags=flags, evaluate=None)
     assert not (tmp_path / "sw").exists()
+    # A batch larger than the folder (24 images), from its file names: nothing decoded.
+    with pytest.raises(SimCLRError, match=r"cell batch_size=32: --batch-size 32 is larger "
+                       r"than the data set \(24 images\)"):
+        run_sweep([parse_axis("batch_size=8,32")], tmp_path / "sw", preset=None,
+                  config=None, flags=flags, evaluate=None)
+    assert not (tmp_path / "sw").exists() and not Path(cache_dir).exists()
 
 
 def test_sweep_command_needs_evaluation_folders_for_image_data(tmp_path, image_folder, capsys):
@@ -176,7 +185,7 @@ def test_a_preempted_sweep_stops_and_exits_75(tmp_path, image_folder, monkeypatc
 
     monkeypatch.setattr(train, "pretrain", preempted)
     code = main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
-                 "--eval", "none", "--out", str(tmp_path / "sw")])
+                 "--batch-size", "8", "--eval", "none", "--out", str(tmp_path / "sw")])
     assert code == train.EXIT_PREEMPTED and len(calls) == 1  # the second cell never started
     assert "the same command continues it" in capsys.readouterr().err
 
