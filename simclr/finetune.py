@@ -175,7 +175,7 @@ def train_classifier(
     total_steps: int, batch_size: int, optimizer: torch.optim.Optimizer,
     lr_fn: Callable[[int, float], float], seed: int, device: torch.device, precision: str,
     channels_last: bool = False, workers: int | None = None, verbose: bool = True,
-    name: str = "train", memory_check: bool = True, memory_override: str | None = None,
+    name: str = "train",
 ) -> dict[str, Any]:
     """Cross-entropy training of ``model`` (x (B,3,S,S) -> logits (B,C)) for some steps.
 
@@ -183,14 +183,10 @@ def train_classifier(
     shuffled epochs over ``indices``, incomplete batches dropped; every step sets each
     group's lr to ``lr_fn(step, group["peak_lr"])``. BatchNorm in train mode; fp16 uses
     a GradScaler, bf16 plain autocast. Returns {"steps", "train_loss", "train_top1"} of
-    the last epoch. A batch whose measured step memory cannot fit is refused up front
-    (simclr.memory), and running out of memory later ends with a one-line error.
+    the last epoch. Running out of memory ends with a one-line error (the step's memory
+    is checked up front by the caller: :func:`check_classifier_step`).
     """
     model.to(device).train()
-    step_memory = measure_step(model, aug_cfg.size, device, precision, channels_last,
-                               contrastive=False)
-    check_step_memory(step_memory, batch_size, 1, device, f"{name}, {aug_cfg.size} px, "
-                      f"{precision}", enforce=memory_check, override=memory_override)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     steps_per_epoch = len(indices) // batch_size
     if steps_per_epoch == 0:
@@ -288,6 +284,17 @@ def _check_finetune_flags(
     return crop_flip_config(image_size, crop_scale, crop_sampler)
 
 
+def check_classifier_step(model: nn.Module, image_size: int, batch_size: int,
+                          device: torch.device, precision: str, channels_last: bool,
+                          name: str, enforce: bool = True) -> None:
+    """Refuse a batch whose measured step memory cannot fit (simclr.memory), before
+    the command writes anything."""
+    step_memory = measure_step(model, image_size, device, precision, channels_last,
+                               contrastive=False)
+    check_step_memory(step_memory, batch_size, 1, device, f"{name}, {image_size} px, "
+                      f"{precision}", enforce=enforce, override="--no-memory-check")
+
+
 def check_batch_size(batch_size: int) -> None:
     """Fine-tuning trains BatchNorm too: a batch of one has no statistics."""
     if batch_size < 2:
@@ -355,9 +362,6 @@ def run_finetune(
                                     crop_sampler, head, from_head, from_scratch)
     subset = labeled_subset(train, subset_file, label_fraction, labels_per_class, seed)
     fraction = len(subset) / len(train.labels)
-    out = prepare_dir(run_dir, RESULTS["finetune"])
-    if out is not None:
-        write_subset_list(train, subset, out / SUBSET_FILE)
     epochs = default_epochs(fraction) if epochs is None else int(epochs)
 
     torch.manual_seed(seed)
@@ -373,6 +377,10 @@ def run_finetune(
         raise SimCLRError(f"{source_name(train)}: the labeled subset has {len(subset)} image; "
                           "fine-tuning needs at least 2")
     batch = fitted_batch(batch_size, len(subset), "labeled", verbose)
+    check_classifier_step(model, image_size, batch, dev, prec, channels_last, "finetune")
+    out = prepare_dir(run_dir, RESULTS["finetune"])
+    if out is not None:
+        write_subset_list(train, subset, out / SUBSET_FILE)
     total = epochs * (len(subset) // batch)
     peak = lr * batch / 256
     optimizer = torch.optim.SGD(model.parameters(), lr=peak, momentum=momentum, nesterov=True,
@@ -445,7 +453,6 @@ def run_supervised(
 
     num_classes = check_labeled(train, test)
     check_batch_fits(cfg.batch_size, train.num_images)
-    out = prepare_dir(run_dir if run_dir is not None else cfg.out)
     dev, prec = resolve_runtime(cfg.device, cfg.precision)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -455,6 +462,9 @@ def run_supervised(
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     batch = cfg.batch_size
+    check_classifier_step(model, size, batch, dev, prec, cfg.channels_last, "supervised",
+                          cfg.memory_check)
+    out = prepare_dir(run_dir if run_dir is not None else cfg.out)  # every input checked
     steps_per_epoch = train.num_images // batch
     total = cfg.max_steps or max(1, round(cfg.epochs * steps_per_epoch))
     warmup = warmup_steps(cfg.optim, steps_per_epoch, total)  # as pretraining's
@@ -469,8 +479,7 @@ def run_supervised(
         batch_size=batch, optimizer=optimizer,
         lr_fn=lambda step, p: lr_at(step, total, warmup, p, cfg.optim.final_lr),
         seed=cfg.seed, device=dev, precision=prec, channels_last=cfg.channels_last,
-        workers=cfg.data.workers, verbose=verbose, name="supervised",
-        memory_check=cfg.memory_check, memory_override="--no-memory-check")
+        workers=cfg.data.workers, verbose=verbose, name="supervised")
     results: dict[str, Any] = {
         "command": "supervised", "num_train": int(train.num_images),
         "num_classes": num_classes, "batch_size": batch, "total_steps": total,

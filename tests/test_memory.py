@@ -216,6 +216,7 @@ def test_supervised_training_is_checked_too(tmp_path, monkeypatch):
     train_set = open_source(str(data), cfg.data, train=True, image_size=16)
     with pytest.raises(SimCLRError, match="fit: one step of supervised.*--no-memory-check"):
         run_supervised(cfg, train_set, run_dir=tmp_path / "sup", verbose=False)
+    assert not (tmp_path / "sup").exists()  # refused before the run folder is written
 
     # Mid-run, the classifier loops end the same way as pretraining.
     import simclr.finetune as finetune
