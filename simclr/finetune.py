@@ -286,13 +286,15 @@ def _check_finetune_flags(
 
 def check_classifier_step(model: nn.Module, image_size: int, batch_size: int,
                           device: torch.device, precision: str, channels_last: bool,
-                          name: str, enforce: bool = True) -> None:
+                          name: str, enforce: bool = True,
+                          override: str | None = None) -> None:
     """Refuse a batch whose measured step memory cannot fit (simclr.memory), before
-    the command writes anything."""
+    the command writes anything. ``override``: the command's flag that skips the check
+    (``simclr supervised --no-memory-check``; fine-tuning has none)."""
     step_memory = measure_step(model, image_size, device, precision, channels_last,
                                contrastive=False)
     check_step_memory(step_memory, batch_size, 1, device, f"{name}, {image_size} px, "
-                      f"{precision}", enforce=enforce, override="--no-memory-check")
+                      f"{precision}", enforce=enforce, override=override)
 
 
 def check_batch_size(batch_size: int) -> None:
@@ -463,7 +465,7 @@ def run_supervised(
         model.to(memory_format=torch.channels_last)
     batch = cfg.batch_size
     check_classifier_step(model, size, batch, dev, prec, cfg.channels_last, "supervised",
-                          cfg.memory_check)
+                          cfg.memory_check, "--no-memory-check")
     out = prepare_dir(run_dir if run_dir is not None else cfg.out)  # every input checked
     steps_per_epoch = train.num_images // batch
     total = cfg.max_steps or max(1, round(cfg.epochs * steps_per_epoch))

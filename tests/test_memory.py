@@ -217,6 +217,15 @@ def test_supervised_training_is_checked_too(tmp_path, monkeypatch):
     with pytest.raises(SimCLRError, match="fit: one step of supervised.*--no-memory-check"):
         run_supervised(cfg, train_set, run_dir=tmp_path / "sup", verbose=False)
     assert not (tmp_path / "sup").exists()  # refused before the run folder is written
+    # Fine-tuning too; it has no flag to skip the check, so none is offered.
+    from simclr.finetune import run_finetune
+    from tests.conftest import colour_source, tiny_encoder
+
+    with pytest.raises(SimCLRError, match="fit: one step of finetune") as info:
+        run_finetune(tiny_encoder(), colour_source(), colour_source(), tmp_path / "ft",
+                     image_size=16, batch_size=16, epochs=1, device="cpu", precision="fp32",
+                     verbose=False)
+    assert "--no-memory-check" not in str(info.value) and not (tmp_path / "ft").exists()
 
     # Mid-run, the classifier loops end the same way as pretraining.
     import simclr.finetune as finetune
