@@ -140,12 +140,15 @@ class LossConfig:
     weight: float = 1.0  # multiplies the optimised loss; 2 = the official code's sum
 
 
+PAPER_BASE_LR = {"linear": 0.3, "sqrt": 0.075, "none": 0.3}
+
+
 @dataclass
 class OptimConfig:
     """Optimizer and learning-rate schedule (Sec. 2.2, App. B.1)."""
 
     name: str = "lars"  # lars | sgd | adamw
-    lr: float = 0.3  # base learning rate, scaled by lr_scaling
+    lr: float | None = None  # base lr, scaled by lr_scaling; unset: 0.3, or 0.075 with sqrt
     lr_scaling: str = "linear"  # linear: lr x B/256; sqrt: lr x sqrt(B); none
     momentum: float = 0.9  # of SGD and LARS
     weight_decay: float = 1e-6  # L2 penalty (decoupled for adamw)
@@ -155,6 +158,11 @@ class OptimConfig:
     warmup_fraction: float | None = None  # overrides warmup_epochs: fraction of all steps
     final_lr: float = 0.0  # cosine decays to this
     betas: tuple[float, float] = (0.9, 0.999)  # adamw only
+
+    def base_lr(self) -> float:
+        """``lr``, or the paper's base for ``lr_scaling`` when unset (App. B.1: 0.3 x
+        B/256, or 0.075 x sqrt(B), which suits small batches and long runs)."""
+        return self.lr if self.lr is not None else PAPER_BASE_LR.get(self.lr_scaling, 0.3)
 
 
 @dataclass
@@ -228,7 +236,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                     "crop_sampler": "official"},
         "loss": {"temperature": 0.1, "weight": 2.0},
         "data": {"load_size": 384},
-        "optim": {"name": "lars", "lr": 0.3, "lr_scaling": "linear", "weight_decay": 1e-6},
+        "optim": {"name": "lars", "lr_scaling": "linear", "weight_decay": 1e-6},
         "batch_size": 4096,
         "epochs": 100,
     },
@@ -651,6 +659,9 @@ def build_config(
         apply_overrides(cfg, settings, str(config_file))
     for path, value in (flags or {}).items():
         set_path(cfg, path, value, "flag")
+    # An unset lr is the paper's base for the scaling rule chosen (0.075 for sqrt): said
+    # explicitly in the resolved config, so config.yaml and --print-config show it.
+    cfg.optim.lr = cfg.optim.base_lr()
     try:
         validate(cfg)
     except SettingError as exc:

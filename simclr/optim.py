@@ -182,7 +182,7 @@ def build_optimizer(cfg: OptimConfig, model: nn.Module, batch_size: int) -> torc
     Each group stores the scaled peak lr as ``group["peak_lr"]``; its ``lr`` starts at
     the peak and the training loop sets ``group["lr"] = lr_at(...)`` every step.
     """
-    lr = scaled_lr(cfg.lr, batch_size, cfg.lr_scaling)
+    lr = scaled_lr(cfg.base_lr(), batch_size, cfg.lr_scaling)
     groups = param_groups(model, cfg.weight_decay, cfg.exclude_bias_and_norm)
     if cfg.name == "lars":
         opt: torch.optim.Optimizer = LARS(groups, lr=lr, momentum=cfg.momentum,

@@ -25,6 +25,20 @@ def test_defaults_are_the_papers_imagenet_recipe():
     assert cfg.augment.blur and cfg.augment.crop_scale == (0.08, 1.0)
 
 
+def test_an_unset_lr_is_the_papers_base_for_its_scaling_rule():
+    # App. B.1: 0.3 x B/256, or 0.075 x sqrt(B); both give 4.8 at the paper's batch 4096.
+    from simclr.config import OptimConfig
+    from simclr.optim import scaled_lr
+
+    for preset in (None, "imagenet"):
+        sqrt = build_config(preset, flags={"optim.lr_scaling": "sqrt"})
+        assert sqrt.optim.lr == 0.075
+        assert scaled_lr(sqrt.optim.lr, 4096, "sqrt") == pytest.approx(4.8)
+    assert build_config(flags={"optim.lr_scaling": "sqrt", "optim.lr": 0.1}).optim.lr == 0.1
+    assert OptimConfig(lr_scaling="sqrt").base_lr() == 0.075  # a Config built in Python
+    assert OptimConfig().base_lr() == 0.3
+
+
 def test_cifar_preset_is_the_official_recipe():
     cfg = build_config("cifar10")
     assert (cfg.model.arch, cfg.batch_size, cfg.optim.lr, cfg.optim.weight_decay) == (
