@@ -487,10 +487,10 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--preset", default=None, choices=sorted(PRESETS))
     p.add_argument("--config", default=None)
     # The contrastive objective, the projection head and the kNN monitor play no part in
-    # supervised training, --train names its data, and its short runs have no time
-    # budget, periodic checkpoints or NaN policy: those flags are not offered (a flag
-    # offered and ignored would mislead).
-    unused = ("data.path", "out", "time_budget", "checkpoint_every", "keep_checkpoints",
+    # supervised training, --train names its data, and its short runs have no periodic
+    # checkpoints or NaN policy: those flags are not offered (a flag offered and ignored
+    # would mislead).
+    unused = ("data.path", "out", "checkpoint_every", "keep_checkpoints",
               "nan_policy", "max_bad_steps", "compile", "deterministic", "log_every")
     contrastive_only = {flag for flag, path in all_flags().items()
                         if path.startswith(("loss.", "model.head", "knn_")) or path in unused}

@@ -175,7 +175,7 @@ def train_classifier(
     total_steps: int, batch_size: int, optimizer: torch.optim.Optimizer,
     lr_fn: Callable[[int, float], float], seed: int, device: torch.device, precision: str,
     channels_last: bool = False, workers: int | None = None, verbose: bool = True,
-    name: str = "train",
+    name: str = "train", refit: Callable[[int, float], int] | None = None,
 ) -> dict[str, Any]:
     """Cross-entropy training of ``model`` (x (B,3,S,S) -> logits (B,C)) for some steps.
 
@@ -184,7 +184,8 @@ def train_classifier(
     group's lr to ``lr_fn(step, group["peak_lr"])``. BatchNorm in train mode; fp16 uses
     a GradScaler, bf16 plain autocast. Returns {"steps", "train_loss", "train_top1"} of
     the last epoch. Running out of memory ends with a one-line error (the step's memory
-    is checked up front by the caller: :func:`check_classifier_step`).
+    is checked up front by the caller: :func:`check_classifier_step`). ``refit(step,
+    seconds so far)``, after every step, returns the total steps anew (a time budget).
     """
     model.to(device).train()
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
@@ -211,6 +212,8 @@ def train_classifier(
             hits += (logits.argmax(1) == labels).sum()
             seen += len(labels)
             step += 1
+            if refit is not None:
+                total_steps = refit(step, time.perf_counter() - start)
             if step >= total_steps:
                 break
         epoch += 1
@@ -451,7 +454,8 @@ def run_supervised(
     reports top-1/top-5 (``supervised.json``, ``supervised_confusion.png``).
     """
     from simclr.config import save_yaml
-    from simclr.optim import build_optimizer, lr_at, warmup_steps
+    from simclr.optim import build_optimizer, lr_at
+    from simclr.train import plan_schedule, refit_to_budget
 
     num_classes = check_labeled(train, test)
     check_batch_fits(cfg.batch_size, train.num_images)
@@ -467,25 +471,38 @@ def run_supervised(
     check_classifier_step(model, size, batch, dev, prec, cfg.channels_last, "supervised",
                           cfg.memory_check, "--no-memory-check")
     out = prepare_dir(run_dir if run_dir is not None else cfg.out)  # every input checked
-    steps_per_epoch = train.num_images // batch
-    total = cfg.max_steps or max(1, round(cfg.epochs * steps_per_epoch))
-    warmup = warmup_steps(cfg.optim, steps_per_epoch, total)  # as pretraining's
+    # Epochs, max steps or a time budget, as pretraining plans them (warm-up included);
+    # under a budget the cosine is re-planned from the measured speed to end on time.
+    plan = plan_schedule(cfg, train.num_images)
+    next_refit = 10
+
+    def refit(step: int, elapsed: float) -> int:
+        nonlocal next_refit
+        if step >= next_refit:
+            refit_to_budget(plan, cfg, step, elapsed)
+            next_refit = step + max(10, plan.total_steps // 50)
+        return plan.total_steps
+
     optimizer = build_optimizer(cfg.optim, model, batch)
     if out is not None:
         save_yaml(cfg.to_dict(), out / "config.yaml")
-    log(f"supervised: {train.num_images} images, {total} steps of batch {batch} "
-        f"({steps_per_epoch}/epoch, warm-up {warmup})", verbose)
+    budget = f", time budget {cfg.time_budget:g} s" if cfg.time_budget else ""
+    log(f"supervised: {train.num_images} images, {plan.total_steps} steps of batch {batch} "
+        f"({plan.steps_per_epoch}/epoch, warm-up {plan.warmup_steps}{budget})", verbose)
     start = time.perf_counter()
     stats = train_classifier(
-        model, train, np.arange(train.num_images), cfg.augment, total_steps=total,
+        model, train, np.arange(train.num_images), cfg.augment, total_steps=plan.total_steps,
         batch_size=batch, optimizer=optimizer,
-        lr_fn=lambda step, p: lr_at(step, total, warmup, p, cfg.optim.final_lr),
+        lr_fn=lambda step, p: lr_at(step, plan.total_steps, plan.warmup_steps, p,
+                                    cfg.optim.final_lr),
         seed=cfg.seed, device=dev, precision=prec, channels_last=cfg.channels_last,
-        workers=cfg.data.workers, verbose=verbose, name="supervised")
+        workers=cfg.data.workers, verbose=verbose, name="supervised",
+        refit=refit if cfg.time_budget else None)
+    steps_per_epoch = plan.steps_per_epoch
     results: dict[str, Any] = {
         "command": "supervised", "num_train": int(train.num_images),
-        "num_classes": num_classes, "batch_size": batch, "total_steps": total,
-        "warmup_steps": warmup, "optimizer": cfg.optim.name, "image_size": size,
+        "num_classes": num_classes, "batch_size": batch, "total_steps": plan.total_steps,
+        "warmup_steps": plan.warmup_steps, "optimizer": cfg.optim.name, "image_size": size,
         "precision": prec, "seed": cfg.seed, **stats,
     }
     if test is not None:
@@ -497,7 +514,7 @@ def run_supervised(
     if out is not None:
         blob = classifier_checkpoint("supervised", model, cfg.to_dict(), list(train.classes),
                                      stats["steps"], results["elapsed_s"], results, optimizer)
-        blob.update(total_steps=total, warmup_steps=warmup,
+        blob.update(total_steps=plan.total_steps, warmup_steps=plan.warmup_steps,
                     epoch=stats["steps"] // steps_per_epoch,
                     step_in_epoch=stats["steps"] % steps_per_epoch)
         results["checkpoint"] = save_classifier(blob, out, "last.pt")

@@ -315,3 +315,17 @@ def test_subset_paths_relative_to_a_folder_given_by_a_relative_path(tmp_path, mo
     listing.write_text("class_0/001.png\nclass_1/002.png\n")
     chosen = subset_from_list(train, listing)
     assert sorted(train.paths[i].split("/")[-1] for i in chosen) == ["001.png", "002.png"]
+
+
+def test_supervised_training_fits_a_time_budget(tmp_path, folders):
+    # As pretraining: the cosine is re-planned from the measured speed to end on time.
+    train, test = folders
+    cfg = build_config(flags={
+        "model.arch": "resnet18", "model.width": 0.125, "augment.size": 16,
+        "batch_size": 8, "epochs": 1000, "time_budget": "3s", "device": "cpu",
+        "precision": "fp32", "data.workers": 0, "channels_last": False,
+    })
+    result = run_supervised(cfg, train, None, tmp_path / "sup", verbose=False)
+    assert 2.5 <= result["train_s"] <= 5.0, result["train_s"]
+    assert result["steps"] == result["total_steps"] < 1000 * 3  # ended by the budget
+    assert result["steps"] > 10  # refitted, not stopped at the first estimate
