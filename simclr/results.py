@@ -97,14 +97,16 @@ RESULTS: dict[str, tuple[str, ...]] = {
 }
 
 
-def prepare_dir(run_dir: str | Path | None, results: Sequence[str] = ()) -> Path | None:
+def prepare_dir(run_dir: str | Path | None, results: Sequence[str] = (),
+                named: Path | None = None) -> Path | None:
     """Create ``run_dir`` (None: no directory, nothing written) for a command whose
     output files are ``results``; one of them already there from an earlier run is
-    refused, so re-running a command never overwrites what it wrote before."""
+    refused, so re-running a command never overwrites what it wrote before. ``named``:
+    see :func:`check_out_folder`."""
     if run_dir is None:
         return None
     path = Path(run_dir).expanduser()
-    check_results_free(path, results)
+    check_results_free(path, results, named)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -112,12 +114,13 @@ def prepare_dir(run_dir: str | Path | None, results: Sequence[str] = ()) -> Path
     return path
 
 
-def check_results_free(run_dir: str | Path | None, results: Sequence[str]) -> None:
+def check_results_free(run_dir: str | Path | None, results: Sequence[str],
+                       named: Path | None = None) -> None:
     """Refuse a ``run_dir`` that already holds one of ``results`` (nothing is created)."""
     if run_dir is None:
         return
     path = Path(run_dir).expanduser()
-    check_out_folder(path)
+    check_out_folder(path, named)
     for name in results:
         if (path / name).exists():
             raise SimCLRError(f"{path} already holds {name} from an earlier run; choose "
@@ -165,8 +168,7 @@ def output_file(out: str | Path, overwrite: bool = True) -> Path:
     if path.exists() and not overwrite:
         raise SimCLRError(f"--out {path} already exists; choose another --out, or pass "
                           "--overwrite to replace it (nothing was overwritten)")
-    check_out_folder(path.parent, named=path)
-    prepare_dir(path.parent)
+    prepare_dir(path.parent, named=path)
     return path
 
 
