@@ -189,21 +189,29 @@ def checkpoint_files(folder: str | os.PathLike) -> list[Path]:
     return ([last] if last.is_file() else []) + [p for _, p in periodic_checkpoints(folder)]
 
 
-def resume_checkpoint(target: str | os.PathLike) -> tuple[Path, Path, dict[str, Any]]:
-    """(run directory, checkpoint file, its content) to continue a pretraining run from.
+# The runs that continue with --resume: the kind their checkpoints carry, the command.
+RESUMABLE = {"pretrain": "simclr pretrain", "supervised": "simclr supervised"}
+
+
+def resume_checkpoint(
+    target: str | os.PathLike, kind: str = "pretrain",
+    entries: tuple[str, ...] = RESUME_ENTRIES,
+) -> tuple[Path, Path, dict[str, Any]]:
+    """(run directory, checkpoint file, its content) to continue a run of ``kind`` from.
 
     ``target`` (``--resume``) is the run directory, its ``checkpoints`` folder or a
     checkpoint file in that folder; the run continues from its
-    :func:`latest_checkpoint`. Every failure is one line naming what was found: nothing,
-    a corrupt file, or the checkpoint of another kind of run (supervised, linear, ...).
+    :func:`latest_checkpoint`, which must hold ``entries``. Every failure is one line
+    naming what was found: nothing, a corrupt file, or the checkpoint of another kind
+    of run (naming the command that continues it, if one does).
     """
     given = Path(target).expanduser()
     if given.is_file():
         folder = given.parent
         if folder.name != CHECKPOINTS:
-            kind = load_checkpoint(given).get("kind")
-            if kind != "pretrain":
-                raise SimCLRError(f"--resume {target}: {_not_pretraining(folder, given, kind)}")
+            found = load_checkpoint(given).get("kind")
+            if found != kind:
+                raise SimCLRError(f"--resume {target}: {_other_kind(folder, given, found, kind)}")
             raise SimCLRError(f"--resume {target}: the file is not in a run's {CHECKPOINTS} "
                               "folder; pass the run directory")
     elif given.name == CHECKPOINTS and not (given / CHECKPOINTS).is_dir():
@@ -212,24 +220,30 @@ def resume_checkpoint(target: str | os.PathLike) -> tuple[Path, Path, dict[str, 
         folder = given / CHECKPOINTS
     path = latest_checkpoint(folder)
     if path is None:
-        raise SimCLRError(f"--resume {target}: {_why_no_checkpoint(folder)}")
+        raise SimCLRError(f"--resume {target}: {_why_no_checkpoint(folder, kind)}")
     if given.is_file() and not given.samefile(path):
         raise SimCLRError(f"--resume {target}: a run continues from its latest checkpoint "
                           f"({path.name}); pass the run directory {folder.parent}")
     ckpt = load_checkpoint(path)
-    if ckpt.get("kind") != "pretrain":
+    if ckpt.get("kind") != kind:
         raise SimCLRError(f"--resume {target}: "
-                          f"{_not_pretraining(folder.parent, path, ckpt.get('kind'))}")
-    require_entries(ckpt, path, RESUME_ENTRIES, f"--resume {target}: ")
+                          f"{_other_kind(folder.parent, path, ckpt.get('kind'), kind)}")
+    require_entries(ckpt, path, entries, f"--resume {target}: ")
     return folder.parent, path, ckpt
 
 
-def _not_pretraining(run_dir: Path, path: Path, kind: Any) -> str:
-    return (f"{run_dir} is not a pretraining run (its checkpoint {path.name} is a "
-            f"{kind or 'unknown kind of'} checkpoint); only pretraining runs can be resumed")
+def _other_kind(run_dir: Path, path: Path, found: Any, wanted: str) -> str:
+    """Why the run in ``run_dir`` is not one ``wanted``'s command continues."""
+    names = {"pretrain": "pretraining", "supervised": "supervised"}
+    if found in RESUMABLE:
+        return (f"{run_dir} is a {names[found]} run (its checkpoint {path.name}); continue "
+                f"it with `{RESUMABLE[found]} --resume {run_dir}`")
+    return (f"{run_dir} is not a {names[wanted]} run (its checkpoint {path.name} is a "
+            f"{found or 'unknown kind of'} checkpoint); only pretraining and supervised "
+            "runs can be resumed")
 
 
-def _why_no_checkpoint(folder: Path) -> str:
+def _why_no_checkpoint(folder: Path, kind: str) -> str:
     """Why ``folder`` offers nothing to resume, for the one-line error."""
     broken = checkpoint_files(folder)
     if broken:  # latest_checkpoint skips incomplete files: all of these are
@@ -238,10 +252,10 @@ def _why_no_checkpoint(folder: Path) -> str:
                 "corrupt; no complete checkpoint to resume from")
     for other in sorted(folder.glob("*.pt")):  # e.g. linear-eval's linear.pt
         try:
-            kind = load_checkpoint(other).get("kind")
+            found = load_checkpoint(other).get("kind")
         except SimCLRError:
             continue
-        return _not_pretraining(folder.parent, other, kind)
+        return _other_kind(folder.parent, other, found, kind)
     if not folder.parent.exists():
         return f"no checkpoint found: {folder.parent} does not exist"
     return f"no checkpoint found in {folder}"

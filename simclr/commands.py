@@ -319,22 +319,45 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
 def cmd_supervised(args: argparse.Namespace) -> int:
     from simclr.cli import config_flags
     from simclr.config import build_config
-    from simclr.finetune import check_batch_fits, run_supervised
+    from simclr.supervised import (
+        check_batch_fits,
+        check_new_run,
+        data_specs,
+        resume_config,
+        run_supervised,
+    )
+    from simclr.train import EXIT_PREEMPTED
 
     flags = config_flags(args)
-    flags["out"] = args.out
-    cfg: Config = build_config(args.preset, args.config, flags)
-    if (Path(cfg.out) / "checkpoints" / "last.pt").exists():
-        raise SimCLRError(f"{cfg.out} already holds a trained model; choose another --out")
-    listing = check_labeled_folders(args.train, args.test, ("--train", "--test"),
-                                    train_split=True)
-    if listing is not None:  # before the folder is decoded (run_supervised checks it again)
-        check_batch_fits(cfg.batch_size, len(listing.paths))
+    resume = None
+    if args.resume:
+        given = [f"--{n}" for n in ("train", "test", "out", "preset", "config")
+                 if getattr(args, n) is not None]
+        if given:
+            raise SimCLRError(f"--resume continues the saved run; cannot give {given[0]}")
+        cfg, resume = resume_config(args.resume, flags)
+        data = resume["data"]
+    else:
+        for name in ("train", "out"):
+            if getattr(args, name) is None:
+                raise SimCLRError(f"--{name} is required (or --resume RUN_DIR)")
+        cfg: Config = build_config(args.preset, args.config, {**flags, "out": args.out})
+        check_new_run(cfg.out)
+        listing = check_labeled_folders(args.train, args.test, ("--train", "--test"),
+                                        train_split=True)
+        if listing is not None:  # before the folder is decoded (run_supervised checks again)
+            check_batch_fits(cfg.batch_size, len(listing.paths))
+        data = data_specs(args.train, args.test)
     size = cfg.augment.size
-    data = cfg.data
-    train = open_source(args.train, data, train=True, image_size=size)
-    test = open_source(args.test, data, train=False, image_size=size) if args.test else None
-    print(json.dumps(run_supervised(cfg, train, test, cfg.out)))
+    train = open_source(data["train"], cfg.data, train=True, image_size=size)
+    test = (open_source(data["test"], cfg.data, train=False, image_size=size)
+            if data.get("test") else None)
+    result = run_supervised(cfg, train, test, cfg.out, data=data, resume=resume)
+    print(json.dumps(result))
+    if result["status"] == "preempted":
+        print(f"stopped by {result['signal']}; continue with: simclr supervised --resume "
+              f"{cfg.out}", file=sys.stderr)
+        return EXIT_PREEMPTED
     return 0
 
 
@@ -482,20 +505,21 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     from simclr.config import PRESETS, all_flags
 
     p = sub.add_parser("supervised", help="the supervised baseline: same encoder, labels, CE")
-    p.add_argument("--train", required=True, help="labeled image folder")
+    p.add_argument("--train", help="labeled image folder (required for a new run)")
     p.add_argument("--test", default=None, help="labeled image folder for the final top-1")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS))
     p.add_argument("--config", default=None)
     # The contrastive objective, the projection head and the kNN monitor play no part in
-    # supervised training, --train names its data, and its short runs have no periodic
-    # checkpoints or NaN policy: those flags are not offered (a flag offered and ignored
-    # would mislead).
-    unused = ("data.path", "out", "checkpoint_every", "keep_checkpoints",
-              "nan_policy", "max_bad_steps", "compile", "deterministic", "log_every")
+    # supervised training, --train names its data, it logs a line per epoch and stops at a
+    # non-finite loss: those flags are not offered (a flag offered and ignored misleads).
+    unused = ("data.path", "out", "nan_policy", "max_bad_steps", "compile", "deterministic",
+              "log_every", "progress")
     contrastive_only = {flag for flag, path in all_flags().items()
                         if path.startswith(("loss.", "model.head", "knn_")) or path in unused}
     add_config_flags(p, exclude=contrastive_only)
-    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--out", help="run directory (required for a new run)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue the unfinished run saved in RUN_DIR (e.g. after exit 75)")
     p.set_defaults(func=cmd_supervised)
 
     p = sub.add_parser(

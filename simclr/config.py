@@ -659,6 +659,9 @@ def build_config(
         apply_overrides(cfg, settings, str(config_file))
     for path, value in (flags or {}).items():
         set_path(cfg, path, value, "flag")
+    if preset is not None and "optim.lr" not in (flags or {}) and (
+            config_file is None or "optim.lr" not in _paths_of(settings)):
+        carry_preset_lr(cfg, PRESETS[preset])
     # An unset lr is the paper's base for the scaling rule chosen (0.075 for sqrt): said
     # explicitly in the resolved config, so config.yaml and --print-config show it.
     cfg.optim.lr = cfg.optim.base_lr()
@@ -672,6 +675,22 @@ def build_config(
         raise
     absolute_paths(cfg)
     return cfg
+
+
+def carry_preset_lr(cfg: Config, preset: dict[str, Any]) -> None:
+    """A preset's lr belongs to its scaling rule. Under another ``--lr-scaling`` (and no
+    ``--lr``), keep the preset's peak lr at the preset's batch size, expressed in the new
+    rule: cifar10-cpu's 1.0 x 512/256 = 2.0 becomes 2.0 / sqrt(512) = 0.088 under sqrt,
+    not 1.0 x sqrt(512) = 22.6 (the batch then scales it by the new rule)."""
+    spec = preset.get("optim", {})
+    rule = spec.get("lr_scaling", default_of("optim.lr_scaling"))
+    if "lr" not in spec or cfg.optim.lr_scaling == rule:
+        return
+    from simclr.optim import scaled_lr  # optim imports this module
+
+    batch = preset.get("batch_size", default_of("batch_size"))
+    cfg.optim.lr = scaled_lr(spec["lr"], batch, rule) / scaled_lr(1.0, batch,
+                                                                    cfg.optim.lr_scaling)
 
 
 def _paths_of(settings: dict[str, Any]) -> set[str]:

@@ -383,21 +383,22 @@ def crop_flip_config(image_size: int, crop_scale: tuple[float, float] = (0.08, 1
 
 def augmented_batches(
     source: Any, indices: np.ndarray, aug_cfg: Any, *, batch_size: int, epoch: int,
-    seed: int, device: torch.device, workers: int | None = None,
+    seed: int, device: torch.device, workers: int | None = None, skip: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One shuffled epoch of ``(views float (B,3,S,S) on device, labels (B,) on device)``.
 
     One view per image (view id 0), from ``augment.sample_params``/``apply_params`` (CPU
     parameters, applied batched on the images' device), so a
     view depends only on (seed, epoch, image index) as in pretraining. Incomplete last
-    batches are dropped (BatchNorm in fine-tuning needs full batches).
+    batches are dropped (BatchNorm in fine-tuning needs full batches). ``skip``: the
+    epoch's first batches are passed over unread (a resumed run).
     """
     from simclr.augment import apply_params, sample_params
 
     labels_all = torch.as_tensor(np.asarray(source.labels, dtype=np.int64))
     for idx, images, aspect in iter_batches(
             source, indices, batch_size, seed=[seed, epoch], drop_last=True, workers=workers,
-            pin=device.type == "cuda", decode_on=decode_device("auto", device)):
+            pin=device.type == "cuda", decode_on=decode_device("auto", device), skip=skip):
         params = sample_params(aug_cfg, seed, epoch, idx, 0, tuple(images.shape[-2:]), aspect)
         images = images.to(device, non_blocking=True)
         yield apply_params(images, params, aug_cfg), labels_all[idx].to(device)

@@ -96,7 +96,7 @@ def iter_batches(
     source: Any, indices: np.ndarray, batch_size: int, *,
     seed: int | Sequence[int] | None = None,
     drop_last: bool = False, workers: int | None = None, pin: bool = False,
-    decode_on: torch.device | None = None,
+    decode_on: torch.device | None = None, skip: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Yield ``(indices (B,) int64, images uint8 (B,3,H,W), aspects float32 (B,))``
     over ``indices`` (aspect: width / height of the picture behind each stored square).
@@ -104,27 +104,30 @@ def iter_batches(
     ``seed`` shuffles the order (a fresh permutation per seed, e.g. ``[seed, epoch]``);
     cached sources slice their decoded array, uncached ones decode in DataLoader workers
     (on the CPU), or with ``decode_on`` read JPEGs there and decode them on that device.
+    ``skip``: the first batches of the order not yielded, nor read (a resumed epoch).
     """
     order = np.asarray(indices, dtype=np.int64)
     if seed is not None:
         order = order[np.random.default_rng(seed).permutation(len(order))]
     stop = len(order) - len(order) % batch_size if drop_last else len(order)
+    first = min(skip * batch_size, stop)
     if getattr(source, "cached", True):
-        for start in range(0, stop, batch_size):
+        for start in range(first, stop, batch_size):
             idx = torch.from_numpy(order[start:start + batch_size])
             yield idx, *source.batch(idx)
         return
     from torch.utils.data import DataLoader, Subset
 
     n_workers = getattr(source, "workers", 0) if workers is None else workers
+    order = order[first:stop].tolist()
     if decode_on is not None:
-        loader = DataLoader(Subset(source.dataset(report=True, raw=True), order[:stop].tolist()),
+        loader = DataLoader(Subset(source.dataset(report=True, raw=True), order),
                             batch_size=batch_size, shuffle=False, num_workers=n_workers,
                             collate_fn=collate_raw)
         for payloads, idx, aspect, _, _ in loader:
             yield decode_raw_batch(source, payloads, idx, aspect, decode_on)
         return
-    loader = DataLoader(Subset(source.dataset(), order[:stop].tolist()), batch_size=batch_size,
+    loader = DataLoader(Subset(source.dataset(), order), batch_size=batch_size,
                         shuffle=False, num_workers=n_workers, pin_memory=pin, drop_last=False)
     for images, idx, aspect in loader:
         yield idx.long(), images, aspect.float()

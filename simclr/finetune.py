@@ -1,4 +1,4 @@
-"""Fine-tuning the whole network on labels, and the supervised baseline.
+"""Fine-tuning the whole network on labels, and the classifier training loop.
 
 * ``run_finetune``: the paper's semi-supervised protocol (Chen et al. 2020, Sec. 6,
   App. B.5): fine-tune encoder + a new linear layer on a class-balanced 1% / 10%
@@ -6,9 +6,8 @@
   weight decay), crop + flip only, 60 epochs for 1% and 30 for 10%; optionally from the
   projection head's first layer (SimCLRv2); ``from_scratch`` gives the no-pretraining
   baseline with the same budget. Also full fine-tuning for transfer (all labels).
-* ``run_supervised``: the same encoder trained from scratch with cross-entropy, using
-  the pretraining augmentation flags (Table 1's colour-strength comparison) and
-  optimizer (simclr.optim), saved as a checkpoint every command accepts.
+* ``train_classifier``: the cross-entropy loop both use, and the supervised baseline
+  (simclr.supervised) with its periodic checkpoints and exact resume.
 
 BatchNorm is in train mode during these trainings (the network is being trained);
 test accuracy always uses the evaluation transform with BatchNorm in eval mode.
@@ -21,6 +20,8 @@ import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simclr.config import AugmentConfig, Config
+from simclr.config import AugmentConfig
 from simclr.errors import SimCLRError
 from simclr.evaluate import (
     augmented_batches,
@@ -40,7 +41,7 @@ from simclr.evaluate import (
 )
 from simclr.features import check_labeled, extract_features, resolve_runtime, source_name
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
-from simclr.models import Classifier, build_classifier_within_memory, build_encoder
+from simclr.models import Classifier, build_encoder
 from simclr.pretrained import classifier_checkpoint, encoder_config, save_classifier
 from simclr.results import RESULTS, accuracy_summary, log, prepare_dir
 from simclr.runtime import autocast
@@ -170,36 +171,61 @@ def default_epochs(fraction: float) -> int:
 
 # ---------------------------------------------------------------------- training loop
 
+@dataclass
+class Checkpointing:
+    """Periodic checkpoints and preemption during a classifier's training (supervised).
+
+    ``save(step, seconds)`` writes a periodic checkpoint; ``every``: steps between them
+    (0: none); ``stop``: set by SIGTERM/SIGINT (simclr.train.StopFlag), after which the
+    training returns at the end of the step; ``on_step(step, stop)`` is called after
+    every step (tests use it to simulate a preemption).
+    """
+
+    save: Callable[[int, float], Any]
+    every: int
+    stop: Any
+    on_step: Callable[[int, Any], None] | None = None
+
+
 def train_classifier(
     model: nn.Module, source: Any, indices: np.ndarray, aug_cfg: AugmentConfig, *,
     total_steps: int, batch_size: int, optimizer: torch.optim.Optimizer,
     lr_fn: Callable[[int, float], float], seed: int, device: torch.device, precision: str,
     channels_last: bool = False, workers: int | None = None, verbose: bool = True,
     name: str = "train", refit: Callable[[int, float], int] | None = None,
+    start_step: int = 0, elapsed: float = 0.0, scaler: torch.amp.GradScaler | None = None,
+    checkpointing: Checkpointing | None = None,
 ) -> dict[str, Any]:
     """Cross-entropy training of ``model`` (x (B,3,S,S) -> logits (B,C)) for some steps.
 
     One augmented view per image and step (augment.sample_params/apply_params, view 0),
     shuffled epochs over ``indices``, incomplete batches dropped; every step sets each
     group's lr to ``lr_fn(step, group["peak_lr"])``. BatchNorm in train mode; fp16 uses
-    a GradScaler, bf16 plain autocast. Returns {"steps", "train_loss", "train_top1"} of
-    the last epoch. Running out of memory ends with a one-line error (the step's memory
-    is checked up front by the caller: :func:`check_classifier_step`). ``refit(step,
-    seconds so far)``, after every step, returns the total steps anew (a time budget).
+    a GradScaler, bf16 plain autocast. Running out of memory ends with a one-line error
+    (the step's memory is checked up front by the caller: :func:`check_classifier_step`).
+    ``refit(step, seconds so far)``, after every step, returns the total steps anew (a
+    time budget). A resumed run passes its ``start_step``, the training seconds
+    ``elapsed`` before and its ``scaler``: views and order depend only on (seed, epoch,
+    index), so it continues exactly. Returns {"status": "finished" | "preempted",
+    "steps", "train_loss", "train_top1" (of the last epoch, or its part since the
+    start), "train_s" (all segments)}.
     """
     model.to(device).train()
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    if scaler is None:
+        scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     steps_per_epoch = len(indices) // batch_size
     if steps_per_epoch == 0:
         raise SimCLRError(f"{name}: {len(indices)} images make no batch of {batch_size}")
-    step, epoch, start = 0, 0, time.perf_counter()
-    while step < total_steps:
+    step, (epoch, skip) = start_step, divmod(start_step, steps_per_epoch)
+    status, start = "finished", time.perf_counter()
+    mean_loss = top1 = float("nan")
+    while step < total_steps and status == "finished":
         loss_sum = torch.zeros((), device=device)
         hits = torch.zeros((), device=device)
         seen = 0
         for views, labels in augmented_batches(source, indices, aug_cfg, batch_size=batch_size,
                                                epoch=epoch, seed=seed, device=device,
-                                               workers=workers):
+                                               workers=workers, skip=skip):
             if channels_last:
                 views = views.contiguous(memory_format=torch.channels_last)
             for group in optimizer.param_groups:
@@ -212,20 +238,42 @@ def train_classifier(
             hits += (logits.argmax(1) == labels).sum()
             seen += len(labels)
             step += 1
+            seconds = elapsed + time.perf_counter() - start
             if refit is not None:
-                total_steps = refit(step, time.perf_counter() - start)
-            if step >= total_steps:
+                total_steps = refit(step, seconds)
+            if checkpointing is not None:
+                status = _after_step(checkpointing, step, total_steps, seconds,
+                                     partial(_finite_loss, loss_sum, seen, name, epoch + 1))
+            if step >= total_steps or status != "finished":
                 break
-        epoch += 1
-        mean_loss = loss_sum.item() / max(seen, 1)
-        if not math.isfinite(mean_loss):
-            raise SimCLRError(f"{name}: the loss became non-finite in epoch {epoch}; "
-                              "lower --lr")
-        log(f"{name} epoch {epoch} ({step}/{total_steps} steps, {steps_per_epoch}/epoch): "
-            f"loss {mean_loss:.4f}, train top-1 {100 * hits.item() / max(seen, 1):.2f}%",
-            verbose)
-    return {"steps": step, "train_loss": mean_loss, "train_top1": hits.item() / max(seen, 1),
-            "train_s": time.perf_counter() - start}
+        epoch, skip = epoch + 1, 0
+        mean_loss = _finite_loss(loss_sum, seen, name, epoch)
+        top1 = hits.item() / max(seen, 1)
+        stopped = " (stopped)" if status != "finished" else ""
+        log(f"{name} epoch {epoch}{stopped} ({step}/{total_steps} steps, {steps_per_epoch}/"
+            f"epoch): loss {mean_loss:.4f}, train top-1 {100 * top1:.2f}%", verbose)
+    return {"status": status, "steps": step, "train_loss": mean_loss, "train_top1": top1,
+            "train_s": elapsed + time.perf_counter() - start}
+
+
+def _after_step(checkpointing: Checkpointing, step: int, total_steps: int, seconds: float,
+                check: Callable[[], float]) -> str:
+    """A periodic checkpoint when due (never of a diverged model); 'preempted' once a
+    signal asked to stop, else 'finished'."""
+    if checkpointing.on_step is not None:
+        checkpointing.on_step(step, checkpointing.stop)
+    if checkpointing.every and step % checkpointing.every == 0 and step < total_steps:
+        check()
+        checkpointing.save(step, seconds)
+    return "preempted" if checkpointing.stop.requested else "finished"
+
+
+def _finite_loss(loss_sum: torch.Tensor, seen: int, name: str, epoch: int) -> float:
+    """The mean loss so far (one host sync); a non-finite one stops the training."""
+    mean_loss = loss_sum.item() / max(seen, 1)
+    if not math.isfinite(mean_loss):
+        raise SimCLRError(f"{name}: the loss became non-finite in epoch {epoch}; lower --lr")
+    return mean_loss
 
 
 def classifier_step(
@@ -421,107 +469,4 @@ def run_finetune(
         results["checkpoint"] = save_classifier(blob, out, "finetune.pt")
     finish_results(results, out, "finetune", logits, test_y, train, test, source)
     log(f"finetune: top-1 {100 * results['top1']:.2f}%", verbose)
-    return results
-
-
-# --------------------------------------------------------------------- supervised baseline
-
-def check_batch_fits(batch_size: int, num_images: int) -> None:
-    """As pretraining: the batch is the user's choice, so one larger than the set is refused."""
-    if batch_size > num_images:
-        raise SimCLRError(f"--batch-size {batch_size} is larger than the training set "
-                          f"({num_images} images)")
-
-
-def run_supervised(
-    cfg: Config, train: Any, test: Any | None = None, run_dir: str | Path | None = None, *,
-    verbose: bool = True,
-) -> dict[str, Any]:
-    """``simclr supervised``: the encoder of ``cfg.model`` trained with cross-entropy.
-
-    CLI flags: ``--train DIR [--test DIR] --out RUN_DIR`` plus the pretraining config
-    flags that apply (``--preset --config --arch --width --cifar-stem
-    --zero-init-residual --image-size --crop-scale --color-strength --blur --optimizer
-    --lr --lr-scaling --momentum --weight-decay --eta --exclude-bias-and-norm
-    --warmup-epochs --warmup-fraction --batch-size --epochs --max-steps --precision
-    --channels-last --device --seed --threads --workers --cache-dir``).
-
-    One view per image from the full augmentation ``cfg.augment`` (so Table 1's
-    colour-strength comparison uses the same flags as pretraining), optimizer
-    ``simclr.optim.build_optimizer(cfg.optim)``, warm-up + cosine ``lr_at``. Saves
-    ``run_dir/checkpoints/last.pt`` (config = cfg.to_dict(), model = 'encoder.*' +
-    'fc.*', kind 'supervised'), loadable by every evaluation command; with ``test``,
-    reports top-1/top-5 (``supervised.json``, ``supervised_confusion.png``).
-    """
-    from simclr.config import save_yaml
-    from simclr.optim import build_optimizer, lr_at
-    from simclr.train import plan_schedule, refit_to_budget
-
-    num_classes = check_labeled(train, test)
-    check_batch_fits(cfg.batch_size, train.num_images)
-    dev, prec = resolve_runtime(cfg.device, cfg.precision)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    size = cfg.augment.size
-    model = build_classifier_within_memory(cfg.model, size, num_classes, dev, cfg.memory_check)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    batch = cfg.batch_size
-    check_classifier_step(model, size, batch, dev, prec, cfg.channels_last, "supervised",
-                          cfg.memory_check, "--no-memory-check")
-    out = prepare_dir(run_dir if run_dir is not None else cfg.out)  # every input checked
-    # Epochs, max steps or a time budget, as pretraining plans them (warm-up included);
-    # under a budget the cosine is re-planned from the measured speed to end on time.
-    plan = plan_schedule(cfg, train.num_images)
-    next_refit = 10
-
-    def refit(step: int, elapsed: float) -> int:
-        nonlocal next_refit
-        if step >= next_refit:
-            refit_to_budget(plan, cfg, step, elapsed)
-            next_refit = step + max(10, plan.total_steps // 50)
-        return plan.total_steps
-
-    optimizer = build_optimizer(cfg.optim, model, batch)
-    if out is not None:
-        save_yaml(cfg.to_dict(), out / "config.yaml")
-    budget = f", time budget {cfg.time_budget:g} s" if cfg.time_budget else ""
-    log(f"supervised: {train.num_images} images, {plan.total_steps} steps of batch {batch} "
-        f"({plan.steps_per_epoch}/epoch, warm-up {plan.warmup_steps}{budget})", verbose)
-    start = time.perf_counter()
-    stats = train_classifier(
-        model, train, np.arange(train.num_images), cfg.augment, total_steps=plan.total_steps,
-        batch_size=batch, optimizer=optimizer,
-        lr_fn=lambda step, p: lr_at(step, plan.total_steps, plan.warmup_steps, p,
-                                    cfg.optim.final_lr),
-        seed=cfg.seed, device=dev, precision=prec, channels_last=cfg.channels_last,
-        workers=cfg.data.workers, verbose=verbose, name="supervised",
-        refit=refit if cfg.time_budget else None)
-    steps_per_epoch = plan.steps_per_epoch
-    results: dict[str, Any] = {
-        "command": "supervised", "num_train": int(train.num_images),
-        "num_classes": num_classes, "batch_size": batch, "total_steps": plan.total_steps,
-        "warmup_steps": plan.warmup_steps, "optimizer": cfg.optim.name, "image_size": size,
-        "precision": prec, "seed": cfg.seed, **stats,
-    }
-    if test is not None:
-        logits, test_y = evaluate_classifier(model, test, size, batch_size=batch, device=dev,
-                                             precision=prec, channels_last=cfg.channels_last,
-                                             workers=cfg.data.workers)
-        results.update(accuracy_summary(logits, test_y), num_test=int(len(test_y)))
-    results["elapsed_s"] = time.perf_counter() - start
-    if out is not None:
-        blob = classifier_checkpoint("supervised", model, cfg.to_dict(), list(train.classes),
-                                     stats["steps"], results["elapsed_s"], results, optimizer)
-        blob.update(total_steps=plan.total_steps, warmup_steps=plan.warmup_steps,
-                    epoch=stats["steps"] // steps_per_epoch,
-                    step_in_epoch=stats["steps"] % steps_per_epoch)
-        results["checkpoint"] = save_classifier(blob, out, "last.pt")
-    if test is not None:
-        finish_results(results, out, "supervised", logits, test_y, train, test)
-    elif out is not None:
-        from simclr.results import write_results
-
-        write_results(out, "supervised.json", results)
     return results

@@ -47,6 +47,19 @@ def cache_dir(tmp_path: Path) -> str:
     return str(tmp_path / "cache")
 
 
+@pytest.fixture
+def folders(tmp_path: Path):
+    """(train, test) sources: 3 classes of 16-px squares, 8 and 3 images per class."""
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+
+    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), workers=0)
+    train_dir = make_image_folder(tmp_path / "train", classes=3, per_class=8, side=16)
+    test_dir = make_image_folder(tmp_path / "test", classes=3, per_class=3, side=16, seed=1)
+    return (open_source(str(train_dir), cfg, train=False, image_size=16),
+            open_source(str(test_dir), cfg, train=False, image_size=16))
+
+
 def tiny_flags(data: Path, out: Path, cache: str, **extra: object) -> dict[str, object]:
     """Settings of a pretraining run that takes seconds on a CPU."""
     flags: dict[str, object] = {

@@ -240,12 +240,17 @@ def test_resume_takes_a_run_its_checkpoints_folder_or_its_latest_file(tmp_path):
                                             ("finetune", "finetune.pt")])
 def test_resume_names_the_kind_of_a_run_that_is_not_pretraining(tmp_path, kind, name):
     saved = _run(tmp_path / "run", kind=kind, name=name)
-    for target in (tmp_path / "run", saved):
+    run = tmp_path / "run"
+    for target in (run, saved):
         with pytest.raises(SimCLRError) as info:
             resume_checkpoint(target)
-        assert str(info.value) == (
-            f"--resume {target}: {tmp_path / 'run'} is not a pretraining run (its checkpoint "
-            f"{name} is a {kind} checkpoint); only pretraining runs can be resumed")
+        if kind == "supervised":  # a run that resumes too, with its own command
+            expected = (f"{run} is a supervised run (its checkpoint {name}); continue it "
+                        f"with `simclr supervised --resume {run}`")
+        else:
+            expected = (f"{run} is not a pretraining run (its checkpoint {name} is a {kind} "
+                        "checkpoint); only pretraining and supervised runs can be resumed")
+        assert str(info.value) == f"--resume {target}: {expected}"
 
 
 def test_resume_reports_a_corrupt_checkpoint_and_falls_back_past_a_truncated_one(tmp_path):

@@ -50,8 +50,8 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
         (["supervised", "--train", "a", "--out", "o", "--temperature", "0.5"],
          "unrecognized arguments: --temperature"),
         (["supervised", "--train", "a", "--out", "o", "--data", "b"], "unrecognized"),
-        (["supervised", "--train", "a", "--out", "o", "--checkpoint-every", "3"],
-         "unrecognized"),
+        (["supervised", "--train", "a", "--out", "o", "--log-every", "3"], "unrecognized"),
+        (["supervised", "--train", "a", "--out", "o", "--no-progress"], "unrecognized"),
         # contradicting evaluation flags, refused before the checkpoint is read
         (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--l2", "0.1",
           "--l2-grid", "1e-3,1,4"], "give one of --l2"),

@@ -39,6 +39,26 @@ def test_an_unset_lr_is_the_papers_base_for_its_scaling_rule():
     assert OptimConfig().base_lr() == 0.3
 
 
+def test_a_presets_lr_keeps_its_peak_under_another_scaling_rule(tmp_path):
+    """cifar10-cpu tunes lr 1.0 for the linear rule at batch 512 (peak 2.0): switching
+    the rule keeps that peak at batch 512, instead of 1.0 x sqrt(512) = 22.6."""
+    from simclr.optim import scaled_lr
+
+    for rule in ("sqrt", "none", "linear"):
+        cfg = build_config("cifar10-cpu", flags={"optim.lr_scaling": rule})
+        assert scaled_lr(cfg.optim.lr, 512, rule) == pytest.approx(2.0)
+    sqrt = build_config("cifar10-cpu", flags={"optim.lr_scaling": "sqrt", "batch_size": 2048})
+    assert scaled_lr(sqrt.optim.lr, 2048, "sqrt") == pytest.approx(2.0 * 2)  # then sqrt(B)
+    # An lr the user gives, by flag or file, is taken as given.
+    given = build_config("cifar10-cpu", flags={"optim.lr_scaling": "sqrt", "optim.lr": 0.2})
+    assert given.optim.lr == 0.2
+    (tmp_path / "run.yaml").write_text("optim:\n  lr: 0.3\n  lr_scaling: sqrt\n")
+    assert build_config("cifar10-cpu", str(tmp_path / "run.yaml")).optim.lr == 0.3
+    (tmp_path / "rule.yaml").write_text("optim:\n  lr_scaling: sqrt\n")
+    assert build_config("cifar10-cpu", str(tmp_path / "rule.yaml")).optim.lr == \
+        pytest.approx(2.0 / 512 ** 0.5)
+
+
 def test_cifar_preset_is_the_official_recipe():
     cfg = build_config("cifar10")
     assert (cfg.model.arch, cfg.batch_size, cfg.optim.lr, cfg.optim.weight_decay) == (

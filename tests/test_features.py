@@ -62,3 +62,27 @@ def test_iter_batches_decodes_jpegs_on_a_device(tmp_path):
     for (_, a, aspect_a), (_, b, aspect_b) in zip(on_device, plain, strict=True):
         assert a.shape == b.shape and (a.int() - b.int()).abs().float().mean() < 3.0
         assert torch.equal(aspect_a, aspect_b)
+
+
+@pytest.mark.parametrize("cache", ["on", "off"])
+@pytest.mark.parametrize("decode_on", [None, torch.device("cpu")])
+def test_iter_batches_skips_the_batches_a_resumed_epoch_has_done(tmp_path, cache, decode_on):
+    """``skip``: the same shuffled epoch from its k-th batch, the earlier ones unread."""
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+
+    folder = make_image_folder(tmp_path / "jpegs", per_class=5, side=20, ext="jpg")
+    cfg = DataConfig(cache=cache, cache_dir=str(tmp_path / "cache"), workers=0)
+    source = open_source(str(folder), cfg, train=False, image_size=16)
+    order = np.arange(source.num_images)
+
+    def batches(skip):
+        return [(i.tolist(), x) for i, x, _ in iter_batches(
+            source, order, 3, seed=[0, 2], drop_last=True, skip=skip, decode_on=decode_on)]
+
+    whole = batches(0)
+    assert len(whole) == 3  # 10 images: 3 whole batches of 3
+    for skip in (1, 3, 5):
+        later = batches(skip)
+        assert [i for i, _ in later] == [i for i, _ in whole[skip:]]
+        assert all(torch.equal(a, b) for (_, a), (_, b) in zip(later, whole[skip:], strict=True))

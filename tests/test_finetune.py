@@ -1,4 +1,4 @@
-"""Fine-tuning: class-balanced subsets, semi-supervised fine-tuning, supervised baseline."""
+"""Fine-tuning: class-balanced subsets, semi-supervised fine-tuning, the classifier loop."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from simclr.checkpoint import load_checkpoint
-from simclr.config import DataConfig, ModelConfig, build_config
+from simclr.config import DataConfig, ModelConfig
 from simclr.data import open_source
 from simclr.errors import SimCLRError
 from simclr.finetune import (
@@ -17,7 +17,6 @@ from simclr.finetune import (
     default_epochs,
     evaluate_classifier,
     run_finetune,
-    run_supervised,
     subset_from_list,
     write_subset_list,
 )
@@ -93,15 +92,6 @@ def test_schedules_have_no_warm_up():
 
 
 # ------------------------------------------------------------------------- end to end
-
-
-@pytest.fixture
-def folders(tmp_path):
-    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), workers=0)
-    train_dir = make_image_folder(tmp_path / "train", classes=3, per_class=8, side=16)
-    test_dir = make_image_folder(tmp_path / "test", classes=3, per_class=3, side=16, seed=1)
-    return (open_source(str(train_dir), cfg, train=False, image_size=16),
-            open_source(str(test_dir), cfg, train=False, image_size=16))
 
 
 FAST = {"image_size": 16, "batch_size": 6, "epochs": 2, "device": "cpu", "precision": "fp32",
@@ -220,48 +210,10 @@ def test_finetune_from_head_and_from_scratch(tmp_path, folders):
         run_finetune(simclr.encoder, train, test, None, labels_per_class=9, **FAST)
 
 
-def test_supervised_checkpoint_is_accepted_everywhere(tmp_path, folders):
-    from simclr.evaluate import run_knn, run_linear_eval
-
-    train, test = folders
-    cfg = build_config(flags={
-        "model.arch": "resnet18", "model.width": 0.125, "augment.size": 16,
-        "augment.color_strength": 0.5, "augment.blur": False, "batch_size": 8, "epochs": 2,
-        "optim.name": "lars", "optim.lr": 0.5, "optim.warmup_epochs": 1, "device": "cpu",
-        "precision": "fp32", "data.workers": 0, "out": str(tmp_path / "sup"),
-        "channels_last": False, "progress": False,
-    })
-    result = run_supervised(cfg, train, test, verbose=False)
-    # Warm-up: 1 epoch (3 steps) asked, capped at 10% of the 6 steps, as in pretraining.
-    assert result["steps"] == 6 and result["total_steps"] == 6 and result["warmup_steps"] == 1
-    assert 0 <= result["top1"] <= 1 and np.isfinite(result["train_loss"])
-    ckpt = load_checkpoint(tmp_path / "sup" / "checkpoints" / "last.pt")
-    assert ckpt["kind"] == "supervised" and ckpt["config"] == cfg.to_dict()
-    assert {k.split(".")[0] for k in ckpt["model"]} == {"encoder", "fc"}
-    assert (tmp_path / "sup" / "config.yaml").is_file()
-    assert json.loads((tmp_path / "sup" / "supervised.json").read_text())["top1"] == \
-        result["top1"]
-    encoder, spec = encoder_from_checkpoint(ckpt)
-    assert spec == {"arch": "resnet18", "width": 0.125, "cifar_stem": True, "image_size": 16}
-    knn = run_knn(encoder, train, test, None, image_size=16, k=5, device="cpu",
-                  precision="fp32", verbose=False)
-    lin = run_linear_eval(encoder, train, test, None, image_size=16, device="cpu",
-                          precision="fp32", l2_grid=[1e-2], verbose=False)
-    ft = run_finetune(encoder, train, test, None, labels_per_class=2, **FAST)
-    for r in (knn, lin, ft):
-        assert 0 <= r["top1"] <= 1
-
-
 def test_batch_larger_than_the_data(tmp_path, folders, capsys):
-    """Supervised training refuses it, as pretraining does, before writing anything;
-    fine-tuning a small labeled subset takes it whole and says so."""
+    """Fine-tuning a small labeled subset takes it whole and says so (supervised
+    training refuses it: test_supervised)."""
     train, test = folders
-    cfg = build_config(flags={"model.arch": "resnet18", "model.width": 0.125,
-                              "augment.size": 16, "batch_size": 32, "device": "cpu"})
-    with pytest.raises(SimCLRError, match=r"^--batch-size 32 is larger than the training set "
-                                          r"\(24 images\)$"):
-        run_supervised(cfg, train, test, tmp_path / "sup", verbose=False)
-    assert not (tmp_path / "sup").exists()
     encoder = tiny_encoder()
     run_finetune(encoder, train, test, None, labels_per_class=2, **{**FAST, "epochs": 1,
                                                                      "verbose": True})
@@ -270,20 +222,6 @@ def test_batch_larger_than_the_data(tmp_path, folders, capsys):
                                                                      "verbose": True})
     assert ("--batch-size 6 is more than the 3 labeled images: batches of 3, lr scaled by "
             "3/256") in capsys.readouterr().err
-
-
-def test_supervised_training_learns(tmp_path, folders):
-    """Longer supervised training learns the (easy, colour-coded) classes (chance: 1/3)."""
-    train, test = folders
-    cfg = build_config(flags={
-        "model.arch": "resnet18", "model.width": 0.125, "augment.size": 16,
-        "augment.color": False, "augment.grayscale": False, "augment.blur": False,
-        "batch_size": 12, "epochs": 15, "optim.name": "sgd", "optim.lr": 2.0,
-        "optim.weight_decay": 0.0, "optim.warmup_epochs": 0, "device": "cpu",
-        "precision": "fp32", "data.workers": 0, "channels_last": False,
-    })
-    result = run_supervised(cfg, train, test, tmp_path / "sup", verbose=False)
-    assert result["train_loss"] < 0.7 and result["top1"] >= 0.75, result
 
 
 def test_crop_sampler_reaches_the_training_views(tmp_path, folders, monkeypatch):
@@ -317,15 +255,3 @@ def test_subset_paths_relative_to_a_folder_given_by_a_relative_path(tmp_path, mo
     assert sorted(train.paths[i].split("/")[-1] for i in chosen) == ["001.png", "002.png"]
 
 
-def test_supervised_training_fits_a_time_budget(tmp_path, folders):
-    # As pretraining: the cosine is re-planned from the measured speed to end on time.
-    train, test = folders
-    cfg = build_config(flags={
-        "model.arch": "resnet18", "model.width": 0.125, "augment.size": 16,
-        "batch_size": 8, "epochs": 1000, "time_budget": "3s", "device": "cpu",
-        "precision": "fp32", "data.workers": 0, "channels_last": False,
-    })
-    result = run_supervised(cfg, train, None, tmp_path / "sup", verbose=False)
-    assert 2.5 <= result["train_s"] <= 5.0, result["train_s"]
-    assert result["steps"] == result["total_steps"] < 1000 * 3  # ended by the budget
-    assert result["steps"] > 10  # refitted, not stopped at the first estimate

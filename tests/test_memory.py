@@ -206,7 +206,7 @@ def test_other_runtime_errors_keep_their_traceback(tmp_path, image_folder, cache
 
 def test_supervised_training_is_checked_too(tmp_path, monkeypatch):
     from simclr.data import open_source
-    from simclr.finetune import run_supervised
+    from simclr.supervised import run_supervised
 
     # 3 MiB: the model's 2 MiB (weights, gradients, momentum) fit, a step's 3.7 do not.
     monkeypatch.setattr(memory, "available_bytes", lambda device: 3.0 * MIB)
@@ -360,10 +360,11 @@ def test_an_allocation_that_fails_while_measuring_is_one_line(monkeypatch):
 ])
 def test_settings_that_cannot_fit_are_one_line_errors(tmp_path, capsys, command, flags, text):
     data = make_image_folder(tmp_path / "imgs", per_class=8)
-    where = ["--data", str(data)] if command == "pretrain" else ["--train", str(data)]
+    where = (["--data", str(data), "--no-progress"] if command == "pretrain"
+             else ["--train", str(data)])  # supervised training logs a line per epoch
     args = [command, *where, "--out", str(tmp_path / "run"), "--arch", "resnet18",
             "--width", "0.125", "--image-size", "16", "--cache-dir", str(tmp_path / "cache"),
-            "--batch-size", "8", "--max-steps", "1", "--no-progress", *flags]
+            "--batch-size", "8", "--max-steps", "1", *flags]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and text in err and "does not fit in memory" in err, err

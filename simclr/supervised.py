@@ -1,0 +1,253 @@
+"""The supervised baseline: the same encoder trained on labels with cross-entropy.
+
+Chen et al. 2020 measure SimCLR against supervised training of the same network
+(Sec. 6, Table 1's colour-strength comparison), so ``simclr supervised`` takes the
+pretraining config: the full augmentation of ``cfg.augment`` (one view per image), the
+optimizer of ``cfg.optim`` (LARS by default), warm-up + cosine over the planned steps
+(epochs, ``max_steps`` or a time budget, as pretraining plans them).
+
+A supervised run lasts as long as a pretraining one (90 epochs of ImageNet in the
+paper's baseline), so it is as resumable: periodic ``ckpt-<step>.pt`` files every
+``cfg.checkpoint_every`` steps, a checkpoint and exit status 75 on SIGTERM/SIGINT, and
+``simclr supervised --resume RUN`` continues exactly (the views and the order depend
+only on (seed, epoch, index); the step, the optimizer and the schedule are restored).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from simclr.checkpoint import (
+    CHECKPOINTS,
+    checkpoint_files,
+    load_weights,
+    periodic_name,
+    resume_checkpoint,
+    save_checkpoint,
+)
+from simclr.config import Config, config_from_dict, save_yaml, set_path
+from simclr.errors import SimCLRError
+from simclr.evaluate import finish_results
+from simclr.features import check_labeled, resolve_runtime
+from simclr.finetune import (
+    Checkpointing,
+    check_classifier_step,
+    evaluate_classifier,
+    train_classifier,
+)
+from simclr.models import build_classifier_within_memory
+from simclr.optim import build_optimizer, lr_at
+from simclr.pretrained import classifier_checkpoint
+from simclr.results import accuracy_summary, log, prepare_dir, write_results
+from simclr.train import Plan, StopFlag, plan_schedule, refit_to_budget
+
+RESULT = "supervised.json"
+# What a supervised checkpoint holds besides config and weights, so the run continues.
+RESUME_ENTRIES = ("optimizer", "scaler", "step", "elapsed", "total_steps", "warmup_steps",
+                  "classes", "num_train")
+# The settings --resume may change: where and how fast it runs, not what it computes.
+RESUME_FLAGS = ("device", "threads", "data.workers", "checkpoint_every", "keep_checkpoints",
+                "memory_check")
+
+
+def check_batch_fits(batch_size: int, num_images: int) -> None:
+    """As pretraining: the batch is the user's choice, so one larger than the set is refused."""
+    if batch_size > num_images:
+        raise SimCLRError(f"--batch-size {batch_size} is larger than the training set "
+                          f"({num_images} images)")
+
+
+def check_new_run(run_dir: str | Path | None) -> None:
+    """A new run never writes over another's checkpoints (finished or not)."""
+    if run_dir is None:
+        return
+    found = checkpoint_files(Path(run_dir).expanduser() / CHECKPOINTS)
+    if found:
+        raise SimCLRError(f"{run_dir} already holds a run ({CHECKPOINTS}/{found[0].name}); "
+                          f"choose another --out, or continue an unfinished one with "
+                          f"`simclr supervised --resume {run_dir}`")
+
+
+def data_specs(train: str, test: str | None) -> dict[str, str | None]:
+    """The ``--train``/``--test`` arguments as a resumed run reopens them: absolute paths
+    where they are paths (a torchvision name such as ``cifar10`` stays a name)."""
+    def absolute(spec: str | None) -> str | None:
+        if spec is None or not os.path.exists(os.path.expanduser(spec)):
+            return spec
+        return os.path.abspath(os.path.expanduser(spec))
+
+    return {"train": absolute(train), "test": absolute(test)}
+
+
+def resume_config(target: str | Path, flags: Mapping[str, Any]) -> tuple[Config, dict[str, Any]]:
+    """(config, checkpoint) of the supervised run to continue (``--resume target``), with
+    ``flags`` applied: only :data:`RESUME_FLAGS` may change, and a finished run is
+    refused. The checkpoint's ``data`` names the folders to reopen."""
+    run_dir, _, ckpt = resume_checkpoint(target, "supervised", RESUME_ENTRIES)
+    changed = sorted(set(flags) - set(RESUME_FLAGS))
+    if changed:
+        raise SimCLRError(f"--resume continues the saved settings; cannot change "
+                          f"{', '.join(changed)}")
+    if (run_dir / RESULT).exists():
+        raise SimCLRError(f"--resume {target}: the run has finished ({run_dir / RESULT}); "
+                          f"its model is {run_dir / CHECKPOINTS / 'last.pt'}")
+    if not (ckpt.get("data") or {}).get("train"):
+        raise SimCLRError(f"--resume {target}: the checkpoint does not name its training "
+                          "folder (a run started from Python); continue it with "
+                          "simclr.supervised.run_supervised(..., resume=checkpoint)")
+    cfg = config_from_dict(ckpt["config"])
+    cfg.out = str(run_dir)
+    for path, value in flags.items():
+        set_path(cfg, path, value, "flag")
+    return cfg, ckpt
+
+
+def check_same_data(ckpt: Mapping[str, Any], train: Any) -> None:
+    """A resumed run trains on the images it started with: its steps per epoch, order
+    and classifier outputs depend on them."""
+    classes, num = list(ckpt["classes"]), int(ckpt["num_train"])
+    if train.num_images != num or list(train.classes) != classes:
+        raise SimCLRError(f"--resume: the training folder now holds {train.num_images} images "
+                          f"of {len(train.classes)} classes; the run started with {num} images "
+                          f"of {len(classes)} classes, so it cannot continue exactly")
+
+
+def restore(ckpt: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            scaler: torch.amp.GradScaler, plan: Plan) -> tuple[int, float]:
+    """Load a supervised checkpoint into the run; returns (step, training seconds). The
+    saved plan is kept: a time budget's refits live there."""
+    load_weights(model, ckpt)  # one line, not a traceback, if they do not fit
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scaler.load_state_dict(ckpt["scaler"])
+    plan.total_steps, plan.warmup_steps = int(ckpt["total_steps"]), int(ckpt["warmup_steps"])
+    return int(ckpt["step"]), float(ckpt["elapsed"])
+
+
+def budget_refit(cfg: Config, plan: Plan, step: int) -> Callable[[int, float], int] | None:
+    """Under a time budget, the cosine re-planned from the measured speed to end on time
+    (as pretraining does), every few steps; None without one."""
+    if not cfg.time_budget:
+        return None
+    next_refit = step + 10
+
+    def refit(step: int, elapsed: float) -> int:
+        nonlocal next_refit
+        if step >= next_refit:
+            refit_to_budget(plan, cfg, step, elapsed)
+            next_refit = step + max(10, plan.total_steps // 50)
+        return plan.total_steps
+
+    return refit
+
+
+def run_supervised(
+    cfg: Config, train: Any, test: Any | None = None, run_dir: str | Path | None = None, *,
+    data: Mapping[str, str | None] | None = None, resume: Mapping[str, Any] | None = None,
+    verbose: bool = True, on_step: Callable[[int, StopFlag], None] | None = None,
+) -> dict[str, Any]:
+    """``simclr supervised``: the encoder of ``cfg.model`` trained with cross-entropy.
+
+    CLI flags: ``--train DIR [--test DIR] --out RUN_DIR`` plus the pretraining config
+    flags that apply (``--preset --config --arch --width --cifar-stem
+    --zero-init-residual --image-size --crop-scale --color-strength --blur --optimizer
+    --lr --lr-scaling --momentum --weight-decay --eta --exclude-bias-and-norm
+    --warmup-epochs --warmup-fraction --batch-size --epochs --max-steps --time-budget
+    --checkpoint-every --keep-checkpoints --precision --channels-last --device --seed
+    --threads --workers --cache-dir``), or ``--resume RUN_DIR``.
+
+    Images (B,3,S,S) -> logits (B,C). Saves ``run_dir/checkpoints/last.pt`` (config =
+    cfg.to_dict(), model = 'encoder.*' + 'fc.*', kind 'supervised'), loadable by every
+    evaluation command, and ``ckpt-<step>.pt`` every ``cfg.checkpoint_every`` steps;
+    with ``test``, reports top-1/top-5 (``supervised.json``,
+    ``supervised_confusion.png``). ``data``: the ``--train``/``--test`` specs, stored so
+    that ``--resume`` reopens them; ``resume``: the checkpoint to continue from.
+    ``on_step(step, stop)`` after every step (tests simulate a preemption with it).
+    Returns the results, with ``status`` 'preempted' if a signal stopped the training
+    (its checkpoint written, no evaluation).
+    """
+    num_classes = check_labeled(train, test)
+    check_batch_fits(cfg.batch_size, train.num_images)
+    run_dir = run_dir if run_dir is not None else cfg.out
+    if resume is None:
+        check_new_run(run_dir)
+    else:
+        check_same_data(resume, train)
+    dev, prec = resolve_runtime(cfg.device, cfg.precision)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    size, batch = cfg.augment.size, cfg.batch_size
+    model = build_classifier_within_memory(cfg.model, size, num_classes, dev, cfg.memory_check)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    check_classifier_step(model, size, batch, dev, prec, cfg.channels_last, "supervised",
+                          cfg.memory_check, "--no-memory-check")
+    out = prepare_dir(run_dir, (RESULT,))  # every input checked: from here on it writes
+    plan = plan_schedule(cfg, train.num_images)
+    optimizer = build_optimizer(cfg.optim, model, batch)
+    scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")
+    step, elapsed = 0, 0.0
+    if resume is not None:
+        step, elapsed = restore(resume, model, optimizer, scaler, plan)
+        log(f"resuming {out} from step {step} of {plan.total_steps}", verbose)
+    if out is not None:
+        save_yaml(cfg.to_dict(), out / "config.yaml")
+
+    def save(step: int, seconds: float, metrics: dict[str, Any], periodic: bool) -> str:
+        blob = classifier_checkpoint("supervised", model, cfg.to_dict(), list(train.classes),
+                                     step, seconds, metrics, optimizer)
+        blob.update(scaler=scaler.state_dict(), total_steps=plan.total_steps,
+                    warmup_steps=plan.warmup_steps, epoch=step // plan.steps_per_epoch,
+                    step_in_epoch=step % plan.steps_per_epoch, num_train=train.num_images,
+                    data=dict(data or {}))
+        name, keep = (periodic_name(step), cfg.keep_checkpoints) if periodic else ("last.pt", None)
+        return str(save_checkpoint(blob, out / CHECKPOINTS, name, keep))
+
+    budget = f", time budget {cfg.time_budget:g} s" if cfg.time_budget else ""
+    log(f"supervised: {train.num_images} images, {plan.total_steps} steps of batch {batch} "
+        f"({plan.steps_per_epoch}/epoch, warm-up {plan.warmup_steps}{budget})", verbose)
+    start = time.perf_counter()
+    with StopFlag() as stop:
+        checkpointing = None if out is None else Checkpointing(
+            lambda s, t: save(s, t, {}, periodic=True), cfg.checkpoint_every, stop, on_step)
+        stats = train_classifier(
+            model, train, np.arange(train.num_images), cfg.augment,
+            total_steps=plan.total_steps, batch_size=batch, optimizer=optimizer,
+            lr_fn=lambda s, p: lr_at(s, plan.total_steps, plan.warmup_steps, p,
+                                     cfg.optim.final_lr),
+            seed=cfg.seed, device=dev, precision=prec, channels_last=cfg.channels_last,
+            workers=cfg.data.workers, verbose=verbose, name="supervised",
+            refit=budget_refit(cfg, plan, step), start_step=step, elapsed=elapsed,
+            scaler=scaler, checkpointing=checkpointing)
+    if resume is not None and stats["steps"] == step:  # resumed after the last step
+        stats.update({k: resume.get("metrics", {}).get(k) for k in ("train_loss", "train_top1")})
+    results: dict[str, Any] = {
+        "command": "supervised", "num_train": int(train.num_images),
+        "num_classes": num_classes, "batch_size": batch, "total_steps": plan.total_steps,
+        "warmup_steps": plan.warmup_steps, "optimizer": cfg.optim.name, "image_size": size,
+        "precision": prec, "seed": cfg.seed, "signal": stop.requested, **stats,
+    }
+    if out is not None:  # before the evaluation, so a kill during it keeps the training
+        results["checkpoint"] = save(stats["steps"], stats["train_s"], results, periodic=False)
+    if stats["status"] == "preempted":
+        return results
+    if test is not None:
+        logits, test_y = evaluate_classifier(model, test, size, batch_size=batch, device=dev,
+                                             precision=prec, channels_last=cfg.channels_last,
+                                             workers=cfg.data.workers)
+        results.update(accuracy_summary(logits, test_y), num_test=int(len(test_y)))
+    results["elapsed_s"] = elapsed + time.perf_counter() - start  # every segment + the test
+    if out is not None and test is not None:  # the checkpoint carries the test accuracy too
+        save(stats["steps"], stats["train_s"], results, periodic=False)
+    if test is not None:
+        finish_results(results, out, "supervised", logits, test_y, train, test)
+    elif out is not None:
+        write_results(out, RESULT, results)
+    return results

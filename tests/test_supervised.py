@@ -1,0 +1,249 @@
+"""The supervised baseline: training, its checkpoint in every command, time budgets,
+periodic checkpoints, preemption and exact resume."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from simclr.checkpoint import load_checkpoint, periodic_checkpoints
+from simclr.cli import main
+from simclr.config import build_config
+from simclr.errors import SimCLRError
+from simclr.finetune import run_finetune
+from simclr.pretrained import encoder_from_checkpoint
+from simclr.supervised import resume_config, run_supervised
+from tests.conftest import make_image_folder
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+FAST = {"image_size": 16, "batch_size": 6, "epochs": 2, "device": "cpu", "precision": "fp32",
+        "workers": 0, "verbose": False}
+TINY = {"model.arch": "resnet18", "model.width": 0.125, "augment.size": 16, "device": "cpu",
+        "precision": "fp32", "data.workers": 0, "channels_last": False}
+
+
+def test_batch_larger_than_the_data_is_refused_before_writing(tmp_path, folders):
+    """As pretraining does (fine-tuning a small subset takes it whole: test_finetune)."""
+    train, test = folders
+    cfg = build_config(flags={**TINY, "batch_size": 32})
+    with pytest.raises(SimCLRError, match=r"^--batch-size 32 is larger than the training set "
+                                          r"\(24 images\)$"):
+        run_supervised(cfg, train, test, tmp_path / "sup", verbose=False)
+    assert not (tmp_path / "sup").exists()
+
+
+def test_supervised_checkpoint_is_accepted_everywhere(tmp_path, folders):
+    from simclr.evaluate import run_knn, run_linear_eval
+
+    train, test = folders
+    cfg = build_config(flags={
+        "model.arch": "resnet18", "model.width": 0.125, "augment.size": 16,
+        "augment.color_strength": 0.5, "augment.blur": False, "batch_size": 8, "epochs": 2,
+        "optim.name": "lars", "optim.lr": 0.5, "optim.warmup_epochs": 1, "device": "cpu",
+        "precision": "fp32", "data.workers": 0, "out": str(tmp_path / "sup"),
+        "channels_last": False, "progress": False,
+    })
+    result = run_supervised(cfg, train, test, verbose=False)
+    # Warm-up: 1 epoch (3 steps) asked, capped at 10% of the 6 steps, as in pretraining.
+    assert result["steps"] == 6 and result["total_steps"] == 6 and result["warmup_steps"] == 1
+    assert 0 <= result["top1"] <= 1 and np.isfinite(result["train_loss"])
+    ckpt = load_checkpoint(tmp_path / "sup" / "checkpoints" / "last.pt")
+    assert ckpt["kind"] == "supervised" and ckpt["config"] == cfg.to_dict()
+    assert {k.split(".")[0] for k in ckpt["model"]} == {"encoder", "fc"}
+    assert (tmp_path / "sup" / "config.yaml").is_file()
+    assert json.loads((tmp_path / "sup" / "supervised.json").read_text())["top1"] == \
+        result["top1"]
+    encoder, spec = encoder_from_checkpoint(ckpt)
+    assert spec == {"arch": "resnet18", "width": 0.125, "cifar_stem": True, "image_size": 16}
+    knn = run_knn(encoder, train, test, None, image_size=16, k=5, device="cpu",
+                  precision="fp32", verbose=False)
+    lin = run_linear_eval(encoder, train, test, None, image_size=16, device="cpu",
+                          precision="fp32", l2_grid=[1e-2], verbose=False)
+    ft = run_finetune(encoder, train, test, None, labels_per_class=2, **FAST)
+    for r in (knn, lin, ft):
+        assert 0 <= r["top1"] <= 1
+
+
+
+
+def test_supervised_training_learns(tmp_path, folders):
+    """Longer supervised training learns the (easy, colour-coded) classes (chance: 1/3)."""
+    train, test = folders
+    cfg = build_config(flags={
+        "model.arch": "resnet18", "model.width": 0.125, "augment.size": 16,
+        "augment.color": False, "augment.grayscale": False, "augment.blur": False,
+        "batch_size": 12, "epochs": 15, "optim.name": "sgd", "optim.lr": 2.0,
+        "optim.weight_decay": 0.0, "optim.warmup_epochs": 0, "device": "cpu",
+        "precision": "fp32", "data.workers": 0, "channels_last": False,
+    })
+    result = run_supervised(cfg, train, test, tmp_path / "sup", verbose=False)
+    assert result["train_loss"] < 0.7 and result["top1"] >= 0.75, result
+
+
+
+
+def test_supervised_training_fits_a_time_budget(tmp_path, folders):
+    # As pretraining: the cosine is re-planned from the measured speed to end on time.
+    train, test = folders
+    cfg = build_config(flags={
+        "model.arch": "resnet18", "model.width": 0.125, "augment.size": 16,
+        "batch_size": 8, "epochs": 1000, "time_budget": "3s", "device": "cpu",
+        "precision": "fp32", "data.workers": 0, "channels_last": False,
+    })
+    result = run_supervised(cfg, train, None, tmp_path / "sup", verbose=False)
+    assert 2.5 <= result["train_s"] <= 5.0, result["train_s"]
+    assert result["steps"] == result["total_steps"] < 1000 * 3  # ended by the budget
+    assert result["steps"] > 10  # refitted, not stopped at the first estimate
+
+
+# ------------------------------------------------------ periodic checkpoints and resume
+
+def resumable(tmp_path, name, **extra):
+    """3 steps per epoch (24 images, batch 8), 3 epochs, a checkpoint every 2 steps."""
+    return build_config(flags={**TINY, "batch_size": 8, "epochs": 3, "optim.name": "lars",
+                               "optim.lr": 0.5, "optim.warmup_epochs": 1,
+                               "checkpoint_every": 2, "keep_checkpoints": 2,
+                               "out": str(tmp_path / name), **extra})
+
+
+def stop_at(step):
+    def on_step(current, stop):
+        if current == step:
+            stop.requested = "SIGTERM"
+    return on_step
+
+
+def test_a_preempted_run_resumes_exactly(tmp_path, folders):
+    """Stopped mid-epoch (step 4 of 9: epoch 1, one step in) and resumed, the run ends
+    with the very weights of an uninterrupted one: order, views, optimizer state and
+    schedule all continue."""
+    train, test = folders
+    data = {"train": "unused here", "test": None}
+    whole = run_supervised(resumable(tmp_path, "whole"), train, test, data=data, verbose=False)
+    cfg = resumable(tmp_path, "cut")
+    cut = run_supervised(cfg, train, test, data=data, verbose=False, on_step=stop_at(4))
+    assert cut["status"] == "preempted" and cut["steps"] == 4 and cut["signal"] == "SIGTERM"
+    run = tmp_path / "cut"
+    assert not (run / "supervised.json").exists()  # no evaluation of a half-trained model
+    saved = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert (saved["step"], saved["epoch"], saved["step_in_epoch"]) == (4, 1, 1)
+    assert [s for s, _ in periodic_checkpoints(run / "checkpoints")] == [2, 4]
+
+    cfg2, ckpt = resume_config(run, {})
+    assert cfg2.to_dict() == {**cfg.to_dict(), "out": str(run)}
+    done = run_supervised(cfg2, train, test, data=data, resume=ckpt, verbose=False)
+    assert done["status"] == "finished" and done["steps"] == whole["steps"] == 9
+    assert done["top1"] == whole["top1"]
+    a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "last.pt")["model"]
+    b = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # Periodic checkpoints were pruned to the newest two; last.pt carries the test result.
+    assert [s for s, _ in periodic_checkpoints(run / "checkpoints")] == [6, 8]
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["metrics"]["top1"] == done["top1"]
+    assert json.loads((run / "supervised.json").read_text())["steps"] == 9
+
+
+def test_a_run_killed_after_training_is_only_evaluated_on_resume(tmp_path, folders):
+    train, test = folders
+    cfg = resumable(tmp_path, "run")
+    cut = run_supervised(cfg, train, None, data={"train": "x"}, verbose=False)  # no test set
+    (tmp_path / "run" / "supervised.json").unlink()  # as if killed during the evaluation
+    _, ckpt = resume_config(tmp_path / "run", {})
+    done = run_supervised(cfg, train, test, data={"train": "x"}, resume=ckpt, verbose=False)
+    assert done["steps"] == 9 and done["train_loss"] == cut["train_loss"]
+    assert 0 <= done["top1"] <= 1
+
+
+def test_resume_refusals(tmp_path, folders):
+    train, test = folders
+    cfg = resumable(tmp_path, "run")
+    run_supervised(cfg, train, test, data={"train": "x"}, verbose=False, on_step=stop_at(2))
+    run = tmp_path / "run"
+    with pytest.raises(SimCLRError, match=r"^--resume continues the saved settings; cannot "
+                                          r"change batch_size, optim.lr$"):
+        resume_config(run, {"optim.lr": 0.1, "batch_size": 4, "device": "cpu"})
+    _, ckpt = resume_config(run, {})
+    fewer = make_image_folder(tmp_path / "fewer", classes=3, per_class=7)
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+
+    smaller = open_source(str(fewer), DataConfig(cache="off", workers=0), image_size=16)
+    with pytest.raises(SimCLRError, match="now holds 21 images of 3 classes; the run started "
+                                          "with 24 images of 3 classes"):
+        run_supervised(cfg, smaller, test, resume=ckpt, verbose=False)
+    # A new run never writes over it, and points to --resume.
+    with pytest.raises(SimCLRError, match=rf"^{run} already holds a run \(checkpoints/"
+                                          rf"last.pt\); .* `simclr supervised --resume {run}`$"):
+        run_supervised(cfg, train, test, verbose=False)
+    # Started from Python without naming its folders: the command line cannot reopen them.
+    run_supervised(resumable(tmp_path, "api"), train, test, verbose=False, on_step=stop_at(2))
+    with pytest.raises(SimCLRError, match="does not name its training folder"):
+        resume_config(tmp_path / "api", {})
+    # Finished: nothing to continue.
+    run_supervised(cfg, train, test, data={"train": "x"}, resume=ckpt, verbose=False)
+    with pytest.raises(SimCLRError, match=r"the run has finished \(.*supervised.json\)"):
+        resume_config(run, {})
+
+
+def test_command_line_resume(tmp_path, capsys):
+    """`simclr supervised --resume RUN` reopens the saved folders; the other kind of run
+    is named with the command that continues it."""
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=8)
+    test = make_image_folder(tmp_path / "test", classes=2, per_class=2, seed=1)
+    run = tmp_path / "run"
+    common = ["--arch", "resnet18", "--width", "0.125", "--image-size", "16", "--batch-size",
+              "8", "--epochs", "2", "--precision", "fp32", "--workers", "0", "--cache-dir",
+              str(tmp_path / "cache"), "--device", "cpu"]
+    assert main(["supervised", "--train", str(train), "--test", str(test), "--out", str(run),
+                 *common]) == 0
+    (run / "supervised.json").unlink()
+    capsys.readouterr()
+    for argv, message in (
+            (["--resume", str(run), "--train", str(train)],
+             "--resume continues the saved run; cannot give --train"),
+            (["--resume", str(run), "--epochs", "5"],
+             "--resume continues the saved settings; cannot change epochs"),
+            (["--train", str(train)], "--out is required (or --resume RUN_DIR)"),
+            (["--train", str(train), "--out", str(run)], f"{run} already holds a run")):
+        assert main(["supervised", *argv]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["supervised", "--resume", str(run), "--workers", "0"]) == 0
+    assert json.loads((run / "supervised.json").read_text())["num_test"] == 4
+    assert main(["pretrain", "--resume", str(run)]) == 2
+    assert (f"{run} is a supervised run (its checkpoint last.pt); continue it with `simclr "
+            f"supervised --resume {run}`") in capsys.readouterr().err
+
+
+def test_sigterm_exits_75_and_resume_finishes(tmp_path):
+    """A real signal on a real process, as the cluster's scheduler sends it."""
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=8)
+    run = tmp_path / "run"
+    args = ["--train", str(train), "--out", str(run), "--arch", "resnet18", "--width",
+            "0.125", "--image-size", "16", "--batch-size", "8", "--epochs", "300",
+            "--precision", "fp32", "--workers", "0", "--cache-dir", str(tmp_path / "cache"),
+            "--checkpoint-every", "2", "--device", "cpu", "--threads", "1"]
+    proc = subprocess.Popen([sys.executable, "-m", "simclr", "supervised", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not periodic_checkpoints(run / "checkpoints") and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err
+    assert f"continue with: simclr supervised --resume {run}" in err
+    step = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
+    assert 2 <= step < 600
+    done = subprocess.run([sys.executable, "-m", "simclr", "supervised", "--resume", str(run)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"resuming {run} from step {step} of 600" in done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["steps"] == 600
