@@ -270,6 +270,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_one_process(command: str) -> None:
+    """Only pretraining trains across processes (sharded batches, global BN, negatives
+    from every process). Under torchrun any other command would run once per process,
+    each writing the same files: refused before any work."""
+    from simclr.distributed import launched_processes
+
+    processes = launched_processes()
+    if command != "pretrain" and processes > 1:
+        raise SimCLRError(f"only `simclr pretrain` runs across processes; run `simclr "
+                          f"{command}` as one process, not under torchrun (WORLD_SIZE is "
+                          f"{processes})")
+
+
 def main(argv: list[str] | None = None) -> int:
     command = "simclr"
     try:  # Ctrl-C while torch is still importing is an interruption too, not a traceback
@@ -281,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(args.threads)
+        check_one_process(args.command)
         for name in ("device", "eval_device"):  # a typo fails now, not after the decoding
             if getattr(args, name, None):
                 from simclr.runtime import resolve_device

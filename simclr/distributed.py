@@ -46,6 +46,12 @@ def is_main() -> bool:
     return rank() == 0
 
 
+def launched_processes() -> int:
+    """How many processes the launcher started (torchrun's WORLD_SIZE; 1 without one),
+    whether or not a process group is up yet."""
+    return _env_int("WORLD_SIZE", 1)
+
+
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     if value is None or value == "":
@@ -64,7 +70,7 @@ def init_from_env() -> bool:
     """
     if is_initialized():
         return world_size() > 1
-    if _env_int("WORLD_SIZE", 1) <= 1:
+    if launched_processes() <= 1:
         return False
     for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
         if name not in os.environ:
