@@ -201,8 +201,14 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         lr=args.lr, momentum=args.momentum, schedule=args.schedule, head=head,
         **given(args, ("crop_scale", "crop_sampler")), from_head=args.from_head,
         from_scratch=args.from_scratch, seed=args.seed, config=ckpt["config"], source=source,
-        **runtime_kwargs(args))
+        checkpoint_every=args.checkpoint_every, **runtime_kwargs(args))
     print(json.dumps(result))
+    if result["status"] == "preempted":
+        from simclr.train import EXIT_PREEMPTED
+
+        print(f"stopped by {result['signal']}; the same command continues it (from "
+              f"{result['checkpoint']})", file=sys.stderr)
+        return EXIT_PREEMPTED
     return 0
 
 
@@ -486,6 +492,9 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
                    help="keep the projection head's first layer (SimCLRv2)")
     p.add_argument("--from-scratch", action="store_true",
                    help="baseline: same architecture and budget, no pretraining")
+    p.add_argument("--checkpoint-every", type=count_at_least(0), default=500, metavar="STEPS",
+                   help="steps between saves of the unfinished fine-tuning (0: only on "
+                        "SIGTERM/SIGINT); rerunning the same command continues it")
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("transform-probe",

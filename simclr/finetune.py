@@ -16,6 +16,7 @@ test accuracy always uses the evaluation transform with BatchNorm in eval mode.
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import os
 import time
@@ -30,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simclr.checkpoint import CHECKPOINTS, load_checkpoint, load_weights
 from simclr.config import AugmentConfig
 from simclr.errors import SimCLRError
 from simclr.evaluate import (
@@ -45,6 +47,7 @@ from simclr.models import Classifier, build_encoder
 from simclr.pretrained import classifier_checkpoint, encoder_config, save_classifier
 from simclr.results import RESULTS, accuracy_summary, log, prepare_dir
 from simclr.runtime import autocast
+from simclr.train import StopFlag
 
 SUBSET_FILE = "labeled_subset.txt"
 
@@ -167,6 +170,13 @@ def default_epochs(fraction: float) -> int:
     Subsets up to 5% of the labels count as the 1% regime.
     """
     return 60 if fraction <= 0.05 else 30
+
+
+def subset_digest(indices: np.ndarray, num_images: int) -> str:
+    """A short fingerprint of a labeled subset (which of the ``num_images`` images), so a
+    continued fine-tuning is known to train on the same images."""
+    data = np.asarray(indices, dtype=np.int64).tobytes() + str(num_images).encode()
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------- training loop
@@ -316,6 +326,42 @@ def fresh_encoder(encoder: nn.Module, zero_init_residual: bool = True) -> nn.Mod
 
 # ------------------------------------------------------------------------- fine-tuning
 
+PARTIAL = "finetune-partial.pt"  # an unfinished fine-tuning, continued by the same command
+
+
+def resume_partial(out: Path | None, settings: dict[str, Any], model: nn.Module,
+                   optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                   verbose: bool) -> tuple[int, float]:
+    """Continue the unfinished fine-tuning saved in ``out`` (its step and training
+    seconds; (0, 0.0) if there is none). One saved with other settings, another
+    checkpoint or another subset is refused, never silently continued or overwritten."""
+    path = None if out is None else out / CHECKPOINTS / PARTIAL
+    if path is None or not path.exists():
+        return 0, 0.0
+    ckpt = load_checkpoint(path)
+    saved = ckpt.get("settings") or {}
+    differ = [k for k in settings if saved.get(k) != settings[k]]
+    if differ:
+        raise SimCLRError(f"{out} holds an unfinished fine-tuning ({PARTIAL}) with other "
+                          f"settings ({', '.join(differ)}); rerun its own command to continue "
+                          "it, or choose another --out")
+    load_weights(model, ckpt)
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scaler.load_state_dict(ckpt["scaler"])
+    log(f"resuming the fine-tuning in {out} from step {ckpt['step']}", verbose)
+    return int(ckpt["step"]), float(ckpt["elapsed"])
+
+
+def finetune_model(encoder: nn.Module, head: nn.Module | None, num_classes: int,
+                   from_scratch: bool) -> Classifier:
+    """The network fine-tuned: copies of the encoder (or a fresh one of its architecture)
+    and of the head's first layer when ``head`` is given, and a new linear layer."""
+    enc = fresh_encoder(encoder) if from_scratch else copy.deepcopy(encoder)
+    if head is not None:
+        return Classifier.from_head(enc, copy.deepcopy(head), num_classes)
+    return Classifier(enc, num_classes)
+
+
 def _check_finetune_flags(
     batch_size: int, lr: float, epochs: int | None, schedule: str, image_size: int,
     crop_scale: tuple[float, float], crop_sampler: str, head: nn.Module | None,
@@ -387,7 +433,8 @@ def run_finetune(
     from_head: bool = False, from_scratch: bool = False, seed: int = 0,
     device: str | torch.device = "auto", precision: str = "auto", workers: int | None = None,
     channels_last: bool = False, config: dict[str, Any] | None = None, verbose: bool = True,
-    source: dict[str, Any] | None = None,
+    source: dict[str, Any] | None = None, checkpoint_every: int = 500,
+    on_step: Callable[[int, Any], None] | None = None,
 ) -> dict[str, Any]:
     """``simclr finetune``: fine-tune the whole encoder on a class-balanced labeled subset.
 
@@ -395,7 +442,7 @@ def run_finetune(
     [--label-fraction F | --labels-per-class K | --subset FILE] (none: all labels) [--epochs N
     (60 for <= 5% of the labels, else 30)] [--batch-size 256] [--lr 0.05] [--momentum 0.9]
     [--schedule cosine|constant] [--crop-scale 0.08,1.0] [--crop-sampler torchvision|official]
-    [--from-head] [--from-scratch]
+    [--from-head] [--from-scratch] [--checkpoint-every 500]
     [--seed 0] [--device auto] [--precision auto] [--workers N] [--cache-dir DIR]``.
 
     The subset (``class_balanced_subset`` with ``seed``, or the images ``subset_file``
@@ -408,6 +455,12 @@ def run_finetune(
     ``finetune_confusion.png`` and ``checkpoints/finetune.pt`` (encoder.* + fc.*);
     returns the results dict. ``config``: the source checkpoint's config (stored in the
     new checkpoint so it rebuilds the encoder).
+
+    Long fine-tunings (all of ImageNet's labels for transfer) survive interruptions:
+    every ``checkpoint_every`` steps, and on SIGTERM/SIGINT (results ``status``
+    'preempted', nothing evaluated), the state goes to ``checkpoints/finetune-partial.pt``,
+    and the same command (same settings, checkpoint and subset) continues from it
+    exactly. ``on_step(step, stop)`` after every step (tests simulate a preemption).
     """
     num_classes = check_labeled(train, test)
     dev, prec = resolve_runtime(device, precision)
@@ -418,11 +471,8 @@ def run_finetune(
     epochs = default_epochs(fraction) if epochs is None else int(epochs)
 
     torch.manual_seed(seed)
-    enc = fresh_encoder(encoder) if from_scratch else copy.deepcopy(encoder)
-    if from_head:
-        model = Classifier.from_head(enc, copy.deepcopy(head), num_classes)
-    else:
-        model = Classifier(enc, num_classes)
+    model = finetune_model(encoder, head if from_head else None, num_classes, from_scratch)
+    enc = model.encoder
     model.to(dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -432,23 +482,44 @@ def run_finetune(
     batch = fitted_batch(batch_size, len(subset), "labeled", verbose)
     check_classifier_step(model, image_size, batch, dev, prec, channels_last, "finetune")
     out = prepare_dir(run_dir, RESULTS["finetune"])
-    if out is not None:
-        write_subset_list(train, subset, out / SUBSET_FILE)
     total = epochs * (len(subset) // batch)
     peak = lr * batch / 256
     optimizer = torch.optim.SGD(model.parameters(), lr=peak, momentum=momentum, nesterov=True,
                                 weight_decay=0.0)
     for group in optimizer.param_groups:
         group["peak_lr"] = peak
+    scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")
+    settings = {"subset": subset_digest(subset, len(train.labels)), "epochs": epochs,
+                "batch_size": batch, "lr": lr, "momentum": momentum, "schedule": schedule,
+                "crop": [*aug_cfg.crop_scale, aug_cfg.crop_sampler], "from_head": from_head,
+                "from_scratch": from_scratch, "seed": seed, "image_size": image_size,
+                "source": [str((source or {}).get("checkpoint")), (source or {}).get("step")]}
+    step, elapsed = resume_partial(out, settings, model, optimizer, scaler, verbose)
+    if out is not None:
+        write_subset_list(train, subset, out / SUBSET_FILE)
+    cfg = encoder_config(enc, image_size, config, head if from_head else None)
+
+    def save_partial(step: int, seconds: float) -> str:
+        blob = classifier_checkpoint("finetune", model, cfg, list(train.classes), step,
+                                     seconds, {}, optimizer)
+        blob.update(scaler=scaler.state_dict(), settings=settings, total_steps=total)
+        return save_classifier(blob, out, PARTIAL)
+
     log(f"fine-tuning on {len(subset)} labeled images ({100 * fraction:.2f}%), "
         f"{epochs} epochs of {len(subset) // batch} steps", verbose)
     start = time.perf_counter()
-    stats = train_classifier(
-        model, train, subset, aug_cfg, total_steps=total,
-        batch_size=batch, optimizer=optimizer,
-        lr_fn=lambda step, p: scheduled_lr(step, total, p, schedule), seed=seed, device=dev,
-        precision=prec, channels_last=channels_last, workers=workers, verbose=verbose,
-        name="finetune")
+    with StopFlag() as stop:
+        stats = train_classifier(
+            model, train, subset, aug_cfg, total_steps=total,
+            batch_size=batch, optimizer=optimizer,
+            lr_fn=lambda step, p: scheduled_lr(step, total, p, schedule), seed=seed,
+            device=dev, precision=prec, channels_last=channels_last, workers=workers,
+            verbose=verbose, name="finetune", start_step=step, elapsed=elapsed, scaler=scaler,
+            checkpointing=None if out is None else Checkpointing(
+                save_partial, checkpoint_every, stop, on_step))
+    if stats["status"] == "preempted":
+        return {"command": "finetune", "signal": stop.requested, **stats,
+                "checkpoint": save_partial(stats["steps"], stats["train_s"])}
     logits, test_y = evaluate_classifier(model, test, image_size, batch_size=batch_size,
                                          device=dev, precision=prec,
                                          channels_last=channels_last, workers=workers)
@@ -459,14 +530,14 @@ def run_finetune(
         "num_test": int(len(test_y)), "epochs": epochs, "batch_size": batch, "lr": lr,
         "peak_lr": peak, "schedule": schedule, "from_head": from_head,
         "from_scratch": from_scratch, "seed": seed, "image_size": image_size,
-        "precision": prec, **stats, "elapsed_s": time.perf_counter() - start,
+        "precision": prec, **stats, "elapsed_s": elapsed + time.perf_counter() - start,
     }
     if out is not None:
         results["subset_file"] = str(out / SUBSET_FILE)
-        cfg = encoder_config(enc, image_size, config, head if from_head else None)
         blob = classifier_checkpoint("finetune", model, cfg, list(train.classes),
                                      stats["steps"], results["elapsed_s"], results)
         results["checkpoint"] = save_classifier(blob, out, "finetune.pt")
+        (out / CHECKPOINTS / PARTIAL).unlink(missing_ok=True)  # finetune.pt supersedes it
     finish_results(results, out, "finetune", logits, test_y, train, test, source)
     log(f"finetune: top-1 {100 * results['top1']:.2f}%", verbose)
     return results

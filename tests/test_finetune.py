@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 
 from simclr.checkpoint import load_checkpoint
+from simclr.cli import main
 from simclr.config import DataConfig, ModelConfig
 from simclr.data import open_source
 from simclr.errors import SimCLRError
@@ -255,3 +260,84 @@ def test_subset_paths_relative_to_a_folder_given_by_a_relative_path(tmp_path, mo
     assert sorted(train.paths[i].split("/")[-1] for i in chosen) == ["001.png", "002.png"]
 
 
+
+
+# ----------------------------------------------------- an interrupted fine-tuning continues
+
+def stop_at(step):
+    def on_step(current, stop):
+        if current == step:
+            stop.requested = "SIGTERM"
+    return on_step
+
+
+@pytest.mark.parametrize("from_head", [False, True])
+def test_an_interrupted_finetuning_continues_exactly_with_the_same_command(
+        tmp_path, folders, from_head):
+    """12 labeled images, batch 4: 3 steps per epoch, 3 epochs. Stopped at step 4 (inside
+    epoch 2) and rerun, it ends with the weights of an uninterrupted fine-tuning."""
+    train, test = folders
+    head = build_model(ModelConfig(arch="resnet18", width=0.125), 16).head if from_head else None
+    args = {**FAST, "batch_size": 4, "epochs": 3, "labels_per_class": 4, "checkpoint_every": 2,
+            "head": head, "from_head": from_head}
+    whole = run_finetune(tiny_encoder(), train, test, tmp_path / "whole", **args)
+    run = tmp_path / "cut"
+    cut = run_finetune(tiny_encoder(), train, test, run, **args, on_step=stop_at(4))
+    assert (cut["status"], cut["steps"], cut["signal"]) == ("preempted", 4, "SIGTERM")
+    partial = run / "checkpoints" / "finetune-partial.pt"
+    assert cut["checkpoint"] == str(partial) and load_checkpoint(partial)["step"] == 4
+    assert not (run / "finetune.json").exists() and not (run / "checkpoints/finetune.pt").exists()
+    done = run_finetune(tiny_encoder(), train, test, run, **args)
+    assert done["status"] == "finished" and done["steps"] == whole["steps"] == 9
+    assert done["top1"] == whole["top1"]
+    a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "finetune.pt")["model"]
+    b = load_checkpoint(run / "checkpoints" / "finetune.pt")["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not partial.exists()  # finetune.pt supersedes it
+
+
+def test_an_interrupted_finetuning_is_never_continued_with_other_settings(tmp_path, folders):
+    train, test = folders
+    args = {**FAST, "batch_size": 4, "epochs": 3, "labels_per_class": 4}
+    run = tmp_path / "ft"
+    run_finetune(tiny_encoder(), train, test, run, **args, on_step=stop_at(2))
+    saved = (run / "checkpoints" / "finetune-partial.pt").read_bytes()
+    for change, named in (({"epochs": 4}, "epochs"), ({"lr": 0.1}, "lr"),
+                          ({"labels_per_class": 3}, "subset"), ({"seed": 1}, "subset, seed"),
+                          ({"from_scratch": True}, "from_scratch")):
+        with pytest.raises(SimCLRError, match=rf"^{run} holds an unfinished fine-tuning "
+                                              rf"\(finetune-partial.pt\) with other settings "
+                                              rf"\({named}\); rerun its own command"):
+            run_finetune(tiny_encoder(), train, test, run, **{**args, **change})
+    assert (run / "checkpoints" / "finetune-partial.pt").read_bytes() == saved
+
+
+def test_sigterm_exits_75_and_the_same_command_finishes(tmp_path):
+    """A real signal on a real `simclr finetune` process."""
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=8)
+    test = make_image_folder(tmp_path / "test", classes=2, per_class=2, seed=1)
+    cache = str(tmp_path / "cache")
+    assert main(["pretrain", "--data", str(train), "--out", str(tmp_path / "pre"), "--arch",
+                 "resnet18", "--width", "0.125", "--image-size", "16", "--batch-size", "8",
+                 "--max-steps", "2", "--no-progress", "--workers", "0", "--cache-dir", cache,
+                 "--precision", "fp32"]) == 0
+    run = tmp_path / "ft"
+    command = [sys.executable, "-m", "simclr", "finetune", "--checkpoint", str(tmp_path / "pre"),
+               "--train", str(train), "--test", str(test), "--out", str(run), "--epochs", "300",
+               "--batch-size", "8", "--checkpoint-every", "2", "--workers", "0",
+               "--cache-dir", cache, "--precision", "fp32", "--threads", "1"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    partial = run / "checkpoints" / "finetune-partial.pt"
+    deadline = time.monotonic() + 120
+    while not partial.exists() and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err
+    assert "stopped by SIGTERM; the same command continues it" in err
+    step = load_checkpoint(partial)["step"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"resuming the fine-tuning in {run} from step {step}" in done.stderr
+    assert json.loads((run / "finetune.json").read_text())["steps"] == 600
