@@ -125,7 +125,8 @@ def cmd_knn(args: argparse.Namespace) -> int:
 
 # The linear protocols' own flags (None unless given; the library's defaults apply).
 PROTOCOL_FLAGS = {"lbfgs": ("l2", "l2_grid", "val_fraction", "max_iter"),
-                  "sgd": ("epochs", "lr", "momentum", "crop_scale", "crop_sampler")}
+                  "sgd": ("epochs", "lr", "momentum", "crop_scale", "crop_sampler",
+                          "checkpoint_every")}
 
 
 def given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
@@ -164,7 +165,19 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
         config=inputs.ckpt["config"], source=inputs.source, **protocol,
         **runtime_kwargs(args))
     print(json.dumps(result))
-    return 0
+    return exit_status(result)
+
+
+def exit_status(result: dict[str, Any]) -> int:
+    """0, or 75 (``train.EXIT_PREEMPTED``) for a training a signal stopped after saving
+    it in ``--out``: rerunning the same command continues it."""
+    if result.get("status") != "preempted":
+        return 0
+    from simclr.train import EXIT_PREEMPTED
+
+    print(f"stopped by {result['signal']}; the same command continues it (from "
+          f"{result['checkpoint']})", file=sys.stderr)
+    return EXIT_PREEMPTED
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -203,13 +216,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         from_scratch=args.from_scratch, seed=args.seed, config=ckpt["config"], source=source,
         checkpoint_every=args.checkpoint_every, **runtime_kwargs(args))
     print(json.dumps(result))
-    if result["status"] == "preempted":
-        from simclr.train import EXIT_PREEMPTED
-
-        print(f"stopped by {result['signal']}; the same command continues it (from "
-              f"{result['checkpoint']})", file=sys.stderr)
-        return EXIT_PREEMPTED
-    return 0
+    return exit_status(result)
 
 
 def cmd_transform_probe(args: argparse.Namespace) -> int:
@@ -472,6 +479,9 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
                    help="sgd: base lr, x batch/256; default 0.1")
     p.add_argument("--momentum", type=_real(0, True, 1), default=None, help="sgd; default 0.9")
     _crop_flags(p, "sgd; ")
+    p.add_argument("--checkpoint-every", type=count_at_least(0), default=None, metavar="STEPS",
+                   help="sgd: steps between saves of the unfinished training in --out (0: only "
+                        "on SIGTERM/SIGINT; default 500); the same command continues it")
     p.set_defaults(func=cmd_linear_eval)
 
     p = sub.add_parser("finetune", help="fine-tune on a class-balanced labeled subset")

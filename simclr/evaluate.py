@@ -20,9 +20,8 @@ restored afterwards. Accuracies are fractions in [0, 1].
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +30,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simclr.data import decode_device
+from simclr.classify import (
+    Checkpointing,
+    PartialRun,
+    crop_flip_config,
+    evaluate_classifier,
+    fitted_batch,
+    init_linear,
+    scheduled_lr,
+    train_classifier,
+)
 from simclr.errors import SimCLRError
 from simclr.features import (
     check_labeled,
     extract_features,
-    iter_batches,
     resolve_runtime,
     restore_flags,
     train_flags,
 )
-from simclr.models import Classifier, ResNet
+from simclr.models import Classifier, LinearProbe, ResNet
 from simclr.results import (
     RESULTS,
     accuracy_summary,
@@ -52,7 +59,7 @@ from simclr.results import (
     topk_accuracy,
     write_results,
 )
-from simclr.runtime import autocast
+from simclr.runtime import StopFlag
 
 # L-BFGS runs in float64 up to this many feature values (N*D); larger problems use float32.
 FLOAT64_MAX_ELEMENTS = 1 << 26
@@ -368,133 +375,91 @@ def logistic_regression(
 
 # ------------------------------------------------------------------ linear evaluation
 
-def crop_flip_config(image_size: int, crop_scale: tuple[float, float] = (0.08, 1.0),
-                     crop_sampler: str = "torchvision") -> Any:
-    """The paper's evaluation-time training augmentation: random resized crop + flip only
-    (``crop_sampler="official"``: drawn as the official code draws them)."""
-    from simclr.config import AugmentConfig, validate_augment
-
-    cfg = AugmentConfig(size=image_size, crop=True, crop_scale=tuple(crop_scale), flip=True,
-                        crop_sampler=crop_sampler, color=False, grayscale=False, blur=False,
-                        cutout=False, rotate=False, noise=False, sobel=False)
-    validate_augment(cfg)  # the same one-line messages as pretraining's flags
-    return cfg
-
-
-def augmented_batches(
-    source: Any, indices: np.ndarray, aug_cfg: Any, *, batch_size: int, epoch: int,
-    seed: int, device: torch.device, workers: int | None = None, skip: int = 0,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One shuffled epoch of ``(views float (B,3,S,S) on device, labels (B,) on device)``.
-
-    One view per image (view id 0), from ``augment.sample_params``/``apply_params`` (CPU
-    parameters, applied batched on the images' device), so a
-    view depends only on (seed, epoch, image index) as in pretraining. Incomplete last
-    batches are dropped (BatchNorm in fine-tuning needs full batches). ``skip``: the
-    epoch's first batches are passed over unread (a resumed run).
-    """
-    from simclr.augment import apply_params, sample_params
-
-    labels_all = torch.as_tensor(np.asarray(source.labels, dtype=np.int64))
-    for idx, images, aspect in iter_batches(
-            source, indices, batch_size, seed=[seed, epoch], drop_last=True, workers=workers,
-            pin=device.type == "cuda", decode_on=decode_device("auto", device), skip=skip):
-        params = sample_params(aug_cfg, seed, epoch, idx, 0, tuple(images.shape[-2:]), aspect)
-        images = images.to(device, non_blocking=True)
-        yield apply_params(images, params, aug_cfg), labels_all[idx].to(device)
-
-
-def scheduled_lr(step: int, total: int, peak: float, schedule: str = "cosine") -> float:
-    """No warm-up; cosine decay from ``peak`` to 0 over ``total`` steps, or constant."""
-    if schedule == "constant":
-        return peak
-    if schedule != "cosine":
-        raise SimCLRError(f"--schedule: unknown value {schedule!r} (choose from cosine, constant)")
-    from simclr.optim import lr_at
-
-    return lr_at(step, total, 0, peak)
-
-
-def fitted_batch(batch_size: int, num_images: int, which: str, verbose: bool) -> int:
-    """The batch of a classifier trained on ``num_images`` labeled images: at most all of
-    them (a small labeled set is one batch per step, its lr scaled for it), said when so."""
-    batch = min(batch_size, num_images)
-    if batch < batch_size:
-        log(f"--batch-size {batch_size} is more than the {num_images} {which} images: "
-            f"batches of {batch}, lr scaled by {batch}/256", verbose)
-    return batch
-
-
 def linear_eval_sgd(
     encoder: nn.Module, train: Any, test: Any, num_classes: int, *, image_size: int,
     epochs: int = 90, batch_size: int = 256, lr: float = 0.1, momentum: float = 0.9,
     crop_scale: tuple[float, float] = (0.08, 1.0), crop_sampler: str = "torchvision",
     seed: int = 0, device: str | torch.device = "cpu", precision: str = "fp32",
     channels_last: bool = False, workers: int | None = None, verbose: bool = True,
-) -> tuple[dict[str, Any], torch.Tensor, np.ndarray]:
+    partial_run: PartialRun | None = None, checkpoint_every: int = 0,
+    on_step: Callable[[int, Any], None] | None = None, config: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], torch.Tensor | None, np.ndarray | None, nn.Linear]:
     """The ImageNet linear protocol (App. B.6) on a frozen encoder.
 
     Each step: crop + flip views (B,3,S,S) -> frozen encoder (eval mode, no grad) ->
-    h (B,D) -> linear layer, cross-entropy, Nesterov SGD with lr ``lr`` x B/256, no
-    weight decay, cosine decay per step without warm-up. Test: center-crop features.
-    Returns (summary, test logits (M,C) CPU, test labels (M,), the linear layer on CPU).
+    h (B,D) -> linear layer (models.LinearProbe), cross-entropy, Nesterov SGD with lr
+    ``lr`` x B/256, no weight decay, cosine decay per step without warm-up (the loop of
+    classify.train_classifier). Test: center-crop features. ``partial_run``: where the
+    unfinished training is kept (every ``checkpoint_every`` steps and on SIGTERM/SIGINT)
+    and continued from. Returns (summary, test logits (M,C) CPU, test labels (M,), the
+    linear layer on CPU); logits and labels are None if a signal stopped the training
+    (summary ``status`` 'preempted').
     """
     device = torch.device(device)
     batch = fitted_batch(batch_size, train.num_images, "training", verbose)
-    steps_per_epoch = train.num_images // batch
-    total = epochs * steps_per_epoch
+    total = epochs * (train.num_images // batch)
     peak = lr * batch / 256
     aug_cfg = crop_flip_config(image_size, crop_scale, crop_sampler)
-    gen = torch.Generator().manual_seed(seed)
-    linear: nn.Linear | None = None
-    opt: torch.optim.Optimizer | None = None
     flags = train_flags(encoder)
-    encoder.to(device).eval()
-    step, start, epoch_loss = 0, time.perf_counter(), math.nan
+    probe = LinearProbe(encoder, num_classes, fc=init_linear(
+        feature_width(encoder, image_size), num_classes, torch.Generator().manual_seed(seed)))
+    probe.to(device)
+    if channels_last:
+        probe.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(probe.fc.parameters(), lr=peak, momentum=momentum,
+                                nesterov=True, weight_decay=0.0)
+    for group in optimizer.param_groups:
+        group["peak_lr"] = peak
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    partial_run = partial_run or PartialRun(None, "linear", "linear evaluation", {})
+    step, elapsed = partial_run.resume(probe.fc, optimizer, scaler, verbose, prefix="fc.")
+
+    def save_partial(step: int, seconds: float) -> str:
+        from simclr.config import Config
+        from simclr.pretrained import classifier_checkpoint
+
+        layer = nn.ModuleDict({"fc": probe.fc})  # the frozen encoder comes from --checkpoint
+        return partial_run.save(classifier_checkpoint(
+            "linear-partial", layer, config or Config().to_dict(), list(train.classes), step,
+            seconds, {}, optimizer), scaler)
+
     try:
-        for epoch in range(epochs):
-            loss_sum = torch.zeros((), device=device)  # on the device: no sync per step
-            first = step
-            for views, labels in augmented_batches(train, np.arange(train.num_images), aug_cfg,
-                                                   batch_size=batch, epoch=epoch, seed=seed,
-                                                   device=device, workers=workers):
-                if channels_last:
-                    views = views.contiguous(memory_format=torch.channels_last)
-                with torch.no_grad(), autocast(device, precision):
-                    h = encoder(views).float()
-                if linear is None:  # the feature dimension is known after one batch
-                    linear = _init_linear(h.shape[1], num_classes, gen).to(device)
-                    opt = torch.optim.SGD(linear.parameters(), lr=peak, momentum=momentum,
-                                          nesterov=True, weight_decay=0.0)
-                for group in opt.param_groups:
-                    group["lr"] = scheduled_lr(step, total, peak)
-                loss = F.cross_entropy(linear(h), labels)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += loss.detach()
-                step += 1
-            epoch_loss = loss_sum.item() / max(step - first, 1)
-            log(f"linear eval epoch {epoch + 1}/{epochs}: loss {epoch_loss:.4f}", verbose)
+        with StopFlag() as stop:
+            stats = train_classifier(
+                probe, train, np.arange(train.num_images), aug_cfg, total_steps=total,
+                batch_size=batch, optimizer=optimizer,
+                lr_fn=lambda step, p: scheduled_lr(step, total, p), seed=seed, device=device,
+                precision=precision, channels_last=channels_last, workers=workers,
+                verbose=verbose, name="linear eval", start_step=step, elapsed=elapsed,
+                scaler=scaler, checkpointing=None if partial_run.out is None else Checkpointing(
+                    save_partial, checkpoint_every, stop, on_step))
     finally:
         restore_flags(flags)
-    test_x, test_y = extract_features(encoder, test, image_size, batch_size, device, precision,
-                                      channels_last=channels_last, workers=workers)
-    with torch.no_grad():
-        logits = linear(torch.as_tensor(test_x, device=device)).float().cpu()
-    summary = {"epochs": epochs, "batch_size": batch, "lr": lr, "peak_lr": peak,
-               "steps": step, "train_loss": epoch_loss,
-               "train_s": time.perf_counter() - start}
-    return summary, logits, test_y, linear.float().cpu()
+    summary = {"epochs": epochs, "batch_size": batch, "lr": lr, "peak_lr": peak, **stats,
+               "signal": stop.requested}
+    if stats["status"] == "preempted":
+        summary["checkpoint"] = save_partial(stats["steps"], stats["train_s"])
+        return summary, None, None, probe.fc
+    logits, test_y = evaluate_classifier(probe, test, image_size, batch_size=batch_size,
+                                         device=device, precision=precision,
+                                         channels_last=channels_last, workers=workers)
+    return summary, logits, test_y, probe.fc.float().cpu()
 
 
-def _init_linear(dim: int, num_classes: int, gen: torch.Generator) -> nn.Linear:
-    """Linear classifier, weights N(0, 0.01^2) and zero bias (official linear head)."""
-    layer = nn.Linear(dim, num_classes)
-    with torch.no_grad():
-        layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) * 0.01)
-        layer.bias.zero_()
-    return layer
+def feature_width(encoder: nn.Module, image_size: int) -> int:
+    """The width of what ``encoder`` returns for (B,3,S,S) images: its ``feature_dim``, or
+    measured on two blank images in eval mode (raw pixels, a head layer)."""
+    if hasattr(encoder, "feature_dim"):
+        return int(encoder.feature_dim)
+    flags = train_flags(encoder)
+    encoder.eval()
+    try:
+        with torch.no_grad():
+            device = next((p.device for p in encoder.parameters()), torch.device("cpu"))
+            return int(encoder(torch.zeros(2, 3, image_size, image_size, device=device))
+                       .flatten(1).shape[1])
+    finally:
+        restore_flags(flags)
 
 
 def run_linear_eval(
@@ -509,7 +474,8 @@ def run_linear_eval(
     epochs: int = 90, lr: float = 0.1, momentum: float = 0.9,
     crop_scale: tuple[float, float] = (0.08, 1.0), crop_sampler: str = "torchvision",
     verbose: bool = True, config: dict[str, Any] | None = None,
-    source: dict[str, Any] | None = None,
+    source: dict[str, Any] | None = None, checkpoint_every: int = 500,
+    on_step: Callable[[int, Any], None] | None = None,
 ) -> dict[str, Any]:
     """``simclr linear-eval``: a linear classifier on the frozen encoder's h.
 
@@ -518,7 +484,9 @@ def run_linear_eval(
     [--workers N] [--cache-dir DIR] [--seed 0]``; lbfgs: ``[--l2 LAMBDA]
     [--l2-grid MIN,MAX,COUNT (1e-6,1,13)] [--val-fraction 0.1] [--max-iter 1000]``;
     sgd: ``[--epochs 90] [--lr 0.1] [--momentum 0.9] [--crop-scale 0.08,1.0]
-    [--crop-sampler torchvision|official]``.
+    [--crop-sampler torchvision|official] [--checkpoint-every 500]``: 90 epochs of
+    ImageNet survive interruptions, as fine-tuning does (an unfinished training is kept
+    in ``--out`` and the same command continues it; results ``status`` 'preempted').
 
     ``lbfgs`` (default): features of the evaluation transform, computed once, then
     :func:`logistic_regression`. ``sgd``: :func:`linear_eval_sgd`. Writes
@@ -550,11 +518,20 @@ def run_linear_eval(
             verbose=verbose)
         sizes = _sizes(train_x, test_x, num_classes)
     else:
+        settings = {"train": [int(train.num_images), list(train.classes)], "epochs": epochs,
+                    "batch_size": batch_size, "lr": lr, "momentum": momentum,
+                    "crop": [*crop_scale, crop_sampler], "seed": seed, "image_size": image_size,
+                    "source": [str((source or {}).get(k)) for k in ("checkpoint", "step",
+                                                                    "features")]}
         details, scores, test_y, linear = linear_eval_sgd(
             encoder, train, test, num_classes, image_size=image_size, epochs=epochs,
             batch_size=batch_size, lr=lr, momentum=momentum, crop_scale=crop_scale,
             crop_sampler=crop_sampler, seed=seed, device=dev, precision=prec,
-            channels_last=channels_last, workers=workers, verbose=verbose)
+            channels_last=channels_last, workers=workers, verbose=verbose,
+            partial_run=PartialRun(out, "linear", "linear evaluation", settings),
+            checkpoint_every=checkpoint_every, on_step=on_step, config=config)
+        if details["status"] == "preempted":
+            return {"command": "linear-eval", "protocol": protocol, **details}
         sizes = {"num_train": int(train.num_images), "num_test": int(len(test_y)),
                  "num_classes": num_classes}
     results = {"command": "linear-eval", "protocol": protocol,
@@ -564,6 +541,7 @@ def run_linear_eval(
     if out is not None:
         results["checkpoint"] = save_linear_classifier(encoder, linear, image_size, config,
                                                        train.classes, results, out)
+        PartialRun(out, "linear", "linear evaluation", {}).discard()
     finish_results(results, out, "linear_eval", scores, test_y, train, test, source)
     log(f"linear eval ({protocol}): top-1 {100 * results['top1']:.2f}%", verbose)
     return results

@@ -1,4 +1,4 @@
-"""Fine-tuning the whole network on labels, and the classifier training loop.
+"""Fine-tuning the whole network on labels: labeled subsets and the protocol.
 
 * ``run_finetune``: the paper's semi-supervised protocol (Chen et al. 2020, Sec. 6,
   App. B.5): fine-tune encoder + a new linear layer on a class-balanced 1% / 10%
@@ -6,8 +6,8 @@
   weight decay), crop + flip only, 60 epochs for 1% and 30 for 10%; optionally from the
   projection head's first layer (SimCLRv2); ``from_scratch`` gives the no-pretraining
   baseline with the same budget. Also full fine-tuning for transfer (all labels).
-* ``train_classifier``: the cross-entropy loop both use, and the supervised baseline
-  (simclr.supervised) with its periodic checkpoints and exact resume.
+The training loop is simclr.classify's, shared with the supervised baseline
+(simclr.supervised) and the SGD linear protocol.
 
 BatchNorm is in train mode during these trainings (the network is being trained);
 test accuracy always uses the evaluation transform with BatchNorm in eval mode.
@@ -17,37 +17,33 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from simclr.checkpoint import CHECKPOINTS, load_checkpoint, load_weights
-from simclr.config import AugmentConfig
-from simclr.errors import SimCLRError
-from simclr.evaluate import (
-    augmented_batches,
+from simclr.classify import (
+    Checkpointing,
+    PartialRun,
+    check_classifier_step,
     crop_flip_config,
-    finish_results,
+    evaluate_classifier,
     fitted_batch,
     scheduled_lr,
+    train_classifier,
 )
-from simclr.features import check_labeled, extract_features, resolve_runtime, source_name
-from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
+from simclr.errors import SimCLRError
+from simclr.evaluate import finish_results
+from simclr.features import check_labeled, resolve_runtime, source_name
 from simclr.models import Classifier, build_encoder
 from simclr.pretrained import classifier_checkpoint, encoder_config, save_classifier
 from simclr.results import RESULTS, accuracy_summary, log, prepare_dir
-from simclr.runtime import autocast
-from simclr.train import StopFlag
+from simclr.runtime import StopFlag
 
 SUBSET_FILE = "labeled_subset.txt"
 
@@ -181,137 +177,6 @@ def subset_digest(indices: np.ndarray, num_images: int) -> str:
 
 # ---------------------------------------------------------------------- training loop
 
-@dataclass
-class Checkpointing:
-    """Periodic checkpoints and preemption during a classifier's training (supervised).
-
-    ``save(step, seconds)`` writes a periodic checkpoint; ``every``: steps between them
-    (0: none); ``stop``: set by SIGTERM/SIGINT (simclr.train.StopFlag), after which the
-    training returns at the end of the step; ``on_step(step, stop)`` is called after
-    every step (tests use it to simulate a preemption).
-    """
-
-    save: Callable[[int, float], Any]
-    every: int
-    stop: Any
-    on_step: Callable[[int, Any], None] | None = None
-
-
-def train_classifier(
-    model: nn.Module, source: Any, indices: np.ndarray, aug_cfg: AugmentConfig, *,
-    total_steps: int, batch_size: int, optimizer: torch.optim.Optimizer,
-    lr_fn: Callable[[int, float], float], seed: int, device: torch.device, precision: str,
-    channels_last: bool = False, workers: int | None = None, verbose: bool = True,
-    name: str = "train", refit: Callable[[int, float], int] | None = None,
-    start_step: int = 0, elapsed: float = 0.0, scaler: torch.amp.GradScaler | None = None,
-    checkpointing: Checkpointing | None = None,
-) -> dict[str, Any]:
-    """Cross-entropy training of ``model`` (x (B,3,S,S) -> logits (B,C)) for some steps.
-
-    One augmented view per image and step (augment.sample_params/apply_params, view 0),
-    shuffled epochs over ``indices``, incomplete batches dropped; every step sets each
-    group's lr to ``lr_fn(step, group["peak_lr"])``. BatchNorm in train mode; fp16 uses
-    a GradScaler, bf16 plain autocast. Running out of memory ends with a one-line error
-    (the step's memory is checked up front by the caller: :func:`check_classifier_step`).
-    ``refit(step, seconds so far)``, after every step, returns the total steps anew (a
-    time budget). A resumed run passes its ``start_step``, the training seconds
-    ``elapsed`` before and its ``scaler``: views and order depend only on (seed, epoch,
-    index), so it continues exactly. Returns {"status": "finished" | "preempted",
-    "steps", "train_loss", "train_top1" (of the last epoch, or its part since the
-    start), "train_s" (all segments)}.
-    """
-    model.to(device).train()
-    if scaler is None:
-        scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    steps_per_epoch = len(indices) // batch_size
-    if steps_per_epoch == 0:
-        raise SimCLRError(f"{name}: {len(indices)} images make no batch of {batch_size}")
-    step, (epoch, skip) = start_step, divmod(start_step, steps_per_epoch)
-    status, start = "finished", time.perf_counter()
-    mean_loss = top1 = float("nan")
-    while step < total_steps and status == "finished":
-        loss_sum = torch.zeros((), device=device)
-        hits = torch.zeros((), device=device)
-        seen = 0
-        for views, labels in augmented_batches(source, indices, aug_cfg, batch_size=batch_size,
-                                               epoch=epoch, seed=seed, device=device,
-                                               workers=workers, skip=skip):
-            if channels_last:
-                views = views.contiguous(memory_format=torch.channels_last)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_fn(step, group["peak_lr"])
-            with out_of_memory_is_an_error(batch_size, step, None, resumable=False):
-                logits, loss = classifier_step(model, views, labels, optimizer, scaler,
-                                               device, precision)
-            # Accumulated on the device: no host sync per step.
-            loss_sum += loss.detach() * len(labels)
-            hits += (logits.argmax(1) == labels).sum()
-            seen += len(labels)
-            step += 1
-            seconds = elapsed + time.perf_counter() - start
-            if refit is not None:
-                total_steps = refit(step, seconds)
-            if checkpointing is not None:
-                status = _after_step(checkpointing, step, total_steps, seconds,
-                                     partial(_finite_loss, loss_sum, seen, name, epoch + 1))
-            if step >= total_steps or status != "finished":
-                break
-        epoch, skip = epoch + 1, 0
-        mean_loss = _finite_loss(loss_sum, seen, name, epoch)
-        top1 = hits.item() / max(seen, 1)
-        stopped = " (stopped)" if status != "finished" else ""
-        log(f"{name} epoch {epoch}{stopped} ({step}/{total_steps} steps, {steps_per_epoch}/"
-            f"epoch): loss {mean_loss:.4f}, train top-1 {100 * top1:.2f}%", verbose)
-    return {"status": status, "steps": step, "train_loss": mean_loss, "train_top1": top1,
-            "train_s": elapsed + time.perf_counter() - start}
-
-
-def _after_step(checkpointing: Checkpointing, step: int, total_steps: int, seconds: float,
-                check: Callable[[], float]) -> str:
-    """A periodic checkpoint when due (never of a diverged model); 'preempted' once a
-    signal asked to stop, else 'finished'."""
-    if checkpointing.on_step is not None:
-        checkpointing.on_step(step, checkpointing.stop)
-    if checkpointing.every and step % checkpointing.every == 0 and step < total_steps:
-        check()
-        checkpointing.save(step, seconds)
-    return "preempted" if checkpointing.stop.requested else "finished"
-
-
-def _finite_loss(loss_sum: torch.Tensor, seen: int, name: str, epoch: int) -> float:
-    """The mean loss so far (one host sync); a non-finite one stops the training."""
-    mean_loss = loss_sum.item() / max(seen, 1)
-    if not math.isfinite(mean_loss):
-        raise SimCLRError(f"{name}: the loss became non-finite in epoch {epoch}; lower --lr")
-    return mean_loss
-
-
-def classifier_step(
-    model: nn.Module, views: torch.Tensor, labels: torch.Tensor,
-    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, device: torch.device,
-    precision: str,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One cross-entropy update on views (B, 3, S, S); returns (logits (B, C), loss)."""
-    with autocast(device, precision):
-        logits = model(views)
-    loss = F.cross_entropy(logits.float(), labels)
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
-    return logits, loss
-
-
-def evaluate_classifier(
-    model: nn.Module, test: Any, image_size: int, *, batch_size: int, device: torch.device,
-    precision: str, channels_last: bool = False, workers: int | None = None,
-) -> tuple[torch.Tensor, np.ndarray]:
-    """Test logits float32 (M, C) on CPU and labels (M,): eval transform, BN in eval mode."""
-    logits, labels = extract_features(model, test, image_size, batch_size, device, precision,
-                                      channels_last=channels_last, workers=workers)
-    return torch.from_numpy(logits), labels
-
-
 def fresh_encoder(encoder: nn.Module, zero_init_residual: bool = True) -> nn.Module:
     """A newly initialised encoder of the same architecture (arch, width, stem)."""
     try:
@@ -325,32 +190,6 @@ def fresh_encoder(encoder: nn.Module, zero_init_residual: bool = True) -> nn.Mod
 
 
 # ------------------------------------------------------------------------- fine-tuning
-
-PARTIAL = "finetune-partial.pt"  # an unfinished fine-tuning, continued by the same command
-
-
-def resume_partial(out: Path | None, settings: dict[str, Any], model: nn.Module,
-                   optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                   verbose: bool) -> tuple[int, float]:
-    """Continue the unfinished fine-tuning saved in ``out`` (its step and training
-    seconds; (0, 0.0) if there is none). One saved with other settings, another
-    checkpoint or another subset is refused, never silently continued or overwritten."""
-    path = None if out is None else out / CHECKPOINTS / PARTIAL
-    if path is None or not path.exists():
-        return 0, 0.0
-    ckpt = load_checkpoint(path)
-    saved = ckpt.get("settings") or {}
-    differ = [k for k in settings if saved.get(k) != settings[k]]
-    if differ:
-        raise SimCLRError(f"{out} holds an unfinished fine-tuning ({PARTIAL}) with other "
-                          f"settings ({', '.join(differ)}); rerun its own command to continue "
-                          "it, or choose another --out")
-    load_weights(model, ckpt)
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scaler.load_state_dict(ckpt["scaler"])
-    log(f"resuming the fine-tuning in {out} from step {ckpt['step']}", verbose)
-    return int(ckpt["step"]), float(ckpt["elapsed"])
-
 
 def finetune_model(encoder: nn.Module, head: nn.Module | None, num_classes: int,
                    from_scratch: bool) -> Classifier:
@@ -379,19 +218,6 @@ def _check_finetune_flags(
         raise SimCLRError("--from-head needs a checkpoint with a projection head")
     check_start_flags(from_head, from_scratch)
     return crop_flip_config(image_size, crop_scale, crop_sampler)
-
-
-def check_classifier_step(model: nn.Module, image_size: int, batch_size: int,
-                          device: torch.device, precision: str, channels_last: bool,
-                          name: str, enforce: bool = True,
-                          override: str | None = None) -> None:
-    """Refuse a batch whose measured step memory cannot fit (simclr.memory), before
-    the command writes anything. ``override``: the command's flag that skips the check
-    (``simclr supervised --no-memory-check``; fine-tuning has none)."""
-    step_memory = measure_step(model, image_size, device, precision, channels_last,
-                               contrastive=False)
-    check_step_memory(step_memory, batch_size, 1, device, f"{name}, {image_size} px, "
-                      f"{precision}", enforce=enforce, override=override)
 
 
 def check_batch_size(batch_size: int) -> None:
@@ -494,16 +320,15 @@ def run_finetune(
                 "crop": [*aug_cfg.crop_scale, aug_cfg.crop_sampler], "from_head": from_head,
                 "from_scratch": from_scratch, "seed": seed, "image_size": image_size,
                 "source": [str((source or {}).get("checkpoint")), (source or {}).get("step")]}
-    step, elapsed = resume_partial(out, settings, model, optimizer, scaler, verbose)
+    partial_run = PartialRun(out, "finetune", "fine-tuning", settings)
+    step, elapsed = partial_run.resume(model, optimizer, scaler, verbose)
     if out is not None:
         write_subset_list(train, subset, out / SUBSET_FILE)
     cfg = encoder_config(enc, image_size, config, head if from_head else None)
 
     def save_partial(step: int, seconds: float) -> str:
-        blob = classifier_checkpoint("finetune", model, cfg, list(train.classes), step,
-                                     seconds, {}, optimizer)
-        blob.update(scaler=scaler.state_dict(), settings=settings, total_steps=total)
-        return save_classifier(blob, out, PARTIAL)
+        return partial_run.save(classifier_checkpoint(
+            "finetune", model, cfg, list(train.classes), step, seconds, {}, optimizer), scaler)
 
     log(f"fine-tuning on {len(subset)} labeled images ({100 * fraction:.2f}%), "
         f"{epochs} epochs of {len(subset) // batch} steps", verbose)
@@ -537,7 +362,7 @@ def run_finetune(
         blob = classifier_checkpoint("finetune", model, cfg, list(train.classes),
                                      stats["steps"], results["elapsed_s"], results)
         results["checkpoint"] = save_classifier(blob, out, "finetune.pt")
-        (out / CHECKPOINTS / PARTIAL).unlink(missing_ok=True)  # finetune.pt supersedes it
+        partial_run.discard()
     finish_results(results, out, "finetune", logits, test_y, train, test, source)
     log(f"finetune: top-1 {100 * results['top1']:.2f}%", verbose)
     return results

@@ -361,6 +361,24 @@ class Classifier(nn.Module):
         return self.fc(self.features(x))
 
 
+class LinearProbe(Classifier):
+    """A linear layer trained on a frozen encoder (the SGD linear protocol, App. B.6):
+    x (B,3,S,S) -> logits (B,C). The encoder stays in eval mode even when the probe is
+    trained (BatchNorm keeps its running statistics) and gets no gradient; the layer
+    runs in float32 outside autocast, on h cast to float32."""
+
+    def train(self, mode: bool = True) -> LinearProbe:
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            h = self.features(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return self.fc(h.float())
+
+
 def build_classifier_within_memory(cfg: ModelConfig, image_size: int, num_classes: int,
                                    device: torch.device, enforce: bool = True) -> Classifier:
     """A new encoder of ``cfg`` (no head) and a linear layer of ``num_classes`` on

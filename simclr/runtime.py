@@ -1,7 +1,8 @@
-"""Where and how tensors run: device, precision, threads and the run's provenance.
+"""Where and how tensors run: device, precision, threads, the run's provenance, and
+the signals (SIGTERM/SIGINT) that ask a training to stop at the end of its step.
 
 Shared by pretraining and the evaluation commands, so every command picks the same
-device and autocast rules.
+device and autocast rules and is preempted the same way.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import functools
 import logging
 import os
 import platform
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -136,3 +138,28 @@ def tune_cpu_allocator() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(ok)
+
+
+class StopFlag:
+    """Turns SIGTERM/SIGINT into a request to stop after the current step."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopFlag:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: signals stay with the caller
+                pass
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.requested is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C means "now"
+        self.requested = signal.Signals(signum).name
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)

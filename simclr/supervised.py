@@ -46,7 +46,8 @@ from simclr.models import build_classifier_within_memory
 from simclr.optim import build_optimizer, lr_at
 from simclr.pretrained import classifier_checkpoint
 from simclr.results import accuracy_summary, log, prepare_dir, write_results
-from simclr.train import Plan, StopFlag, plan_schedule, refit_to_budget
+from simclr.runtime import StopFlag
+from simclr.train import Plan, plan_schedule, refit_to_budget
 
 RESULT = "supervised.json"
 # What a supervised checkpoint holds besides config and weights, so the run continues.

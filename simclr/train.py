@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ from simclr.models import SimCLRModel, build_model_within_memory
 from simclr.optim import build_optimizer, lr_at, warmup_steps
 from simclr.results import check_out_folder
 from simclr.runtime import (
+    StopFlag,
     autocast,
     provenance,
     resolve_device,
@@ -145,31 +145,6 @@ class MetricsLog:
             self.file.close()
         if self.tb is not None:
             self.tb.close()
-
-
-class StopFlag:
-    """Turns SIGTERM/SIGINT into a request to stop after the current step."""
-
-    def __init__(self) -> None:
-        self.requested: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> StopFlag:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: signals stay with the caller
-                pass
-        return self
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        if self.requested is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C means "now"
-        self.requested = signal.Signals(signum).name
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 @dataclass

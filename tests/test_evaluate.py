@@ -320,3 +320,39 @@ def test_folders_end_to_end_and_class_mismatch(tmp_path):
                                                    image_size=16), None, image_size=16)
 
 
+
+
+def test_an_interrupted_sgd_linear_evaluation_continues_exactly(tmp_path):
+    """90 epochs of ImageNet take hours: stopped (a signal at step 4 of 9, inside epoch
+    2) and run again, the same command ends with the layer of an uninterrupted run; the
+    partial file holds the layer only (the frozen encoder comes from --checkpoint)."""
+    from simclr.checkpoint import load_checkpoint
+
+    train, test = colour_source(seed=0), colour_source(n_per_class=4, seed=1)
+    args = {"image_size": 16, "protocol": "sgd", "batch_size": 8, "epochs": 3, "device": "cpu",
+            "precision": "fp32", "verbose": False, "checkpoint_every": 2,
+            "source": {"checkpoint": "/runs/a/last.pt", "step": 10, "features": "h"}}
+    enc = warmed_encoder()
+    whole = run_linear_eval(enc, train, test, tmp_path / "whole", **args)
+
+    def stop_at_4(step, stop):
+        if step == 4:
+            stop.requested = "SIGTERM"
+
+    run = tmp_path / "cut"
+    cut = run_linear_eval(enc, train, test, run, **args, on_step=stop_at_4)
+    partial = run / "checkpoints" / "linear-partial.pt"
+    assert (cut["status"], cut["steps"], cut["checkpoint"]) == ("preempted", 4, str(partial))
+    saved = load_checkpoint(partial)
+    assert saved["kind"] == "linear-partial" and set(saved["model"]) == {"fc.weight", "fc.bias"}
+    assert not (run / "linear_eval.json").exists()
+    other = {**args, "source": {**args["source"], "step": 20}}
+    with pytest.raises(SimCLRError, match=r"unfinished linear evaluation \(linear-partial.pt\) "
+                                          r"with other settings \(source\)"):
+        run_linear_eval(enc, train, test, run, **other)
+    done = run_linear_eval(enc, train, test, run, **args)
+    assert done["steps"] == whole["steps"] == 9 and done["top1"] == whole["top1"]
+    a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "linear.pt")["model"]
+    b = load_checkpoint(run / "checkpoints" / "linear.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in ("fc.weight", "fc.bias"))
+    assert not partial.exists()

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from simclr.checkpoint import load_checkpoint
+from simclr.classify import evaluate_classifier
 from simclr.cli import main
 from simclr.config import DataConfig, ModelConfig
 from simclr.data import open_source
@@ -20,7 +21,6 @@ from simclr.errors import SimCLRError
 from simclr.finetune import (
     class_balanced_subset,
     default_epochs,
-    evaluate_classifier,
     run_finetune,
     subset_from_list,
     write_subset_list,
@@ -87,21 +87,11 @@ def test_subset_list_and_default_budgets(tmp_path):
     assert default_epochs(0.01) == 60 and default_epochs(0.1) == 30
 
 
-def test_schedules_have_no_warm_up():
-    from simclr.evaluate import scheduled_lr
-
-    cosine = [scheduled_lr(s, 10, 0.4) for s in range(11)]
-    assert cosine[0] == 0.4 and cosine[5] == pytest.approx(0.2) and cosine[10] == 0.0
-    assert cosine[3] == pytest.approx(0.2 * (1 + np.cos(np.pi * 0.3)))
-    assert [scheduled_lr(s, 10, 0.4, "constant") for s in (0, 9)] == [0.4, 0.4]
-
-
 # ------------------------------------------------------------------------- end to end
 
 
 FAST = {"image_size": 16, "batch_size": 6, "epochs": 2, "device": "cpu", "precision": "fp32",
         "workers": 0, "verbose": False}
-
 
 def test_finetune_end_to_end(tmp_path, folders):
     train, test = folders
@@ -231,16 +221,16 @@ def test_batch_larger_than_the_data(tmp_path, folders, capsys):
 
 def test_crop_sampler_reaches_the_training_views(tmp_path, folders, monkeypatch):
     """--crop-sampler official: fine-tuning draws its crops as the official code does."""
-    import simclr.finetune as finetune_module
+    import simclr.classify as classify
 
     seen = []
-    real = finetune_module.augmented_batches
+    real = classify.augmented_batches
 
     def spy(source, indices, aug_cfg, **kwargs):
         seen.append(aug_cfg.crop_sampler)
         return real(source, indices, aug_cfg, **kwargs)
 
-    monkeypatch.setattr(finetune_module, "augmented_batches", spy)
+    monkeypatch.setattr(classify, "augmented_batches", spy)
     train, test = folders
     run_finetune(tiny_encoder(), train, test, tmp_path / "ft", labels_per_class=2,
                  crop_sampler="official", **FAST)

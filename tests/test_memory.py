@@ -228,13 +228,13 @@ def test_supervised_training_is_checked_too(tmp_path, monkeypatch):
     assert "--no-memory-check" not in str(info.value) and not (tmp_path / "ft").exists()
 
     # Mid-run, the classifier loops end the same way as pretraining.
-    import simclr.finetune as finetune
+    import simclr.classify as classify
 
     def step(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
     monkeypatch.undo()
-    monkeypatch.setattr(finetune, "classifier_step", step)
+    monkeypatch.setattr(classify, "classifier_step", step)
     with pytest.raises(SimCLRError, match="^out of memory at step 1 with --batch-size 16"):
         run_supervised(cfg, train_set, run_dir=tmp_path / "sup2", verbose=False)
 

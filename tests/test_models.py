@@ -234,3 +234,22 @@ def test_head_converts_to_sync_batchnorm():
     assert isinstance(last, nn.SyncBatchNorm) and last.bias is None
     h = torch.randn(5, 8)
     torch.testing.assert_close(synced(h), head(h))  # no process group: plain BN
+
+
+def test_a_linear_probe_trains_its_layer_only_in_float32():
+    """The SGD linear protocol: BatchNorm of the frozen encoder stays in eval mode when
+    the probe trains, the encoder gets no gradient, the layer computes in float32 even
+    under bf16 autocast."""
+    from simclr.models import LinearProbe, ResNet
+
+    encoder = ResNet("resnet18", width=0.125, cifar_stem=True)
+    probe = LinearProbe(encoder, 3).train()
+    assert probe.training and probe.fc.training
+    assert not any(m.training for m in encoder.modules())
+    x = torch.randn(4, 3, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = probe(x)
+    assert logits.dtype == torch.float32
+    logits.sum().backward()
+    assert all(p.grad is None for p in encoder.parameters())
+    assert probe.fc.weight.grad is not None

@@ -1,0 +1,304 @@
+"""Training a classifier on labels: the cross-entropy loop of fine-tuning (Sec. 6), the
+supervised baseline and the SGD linear protocol (App. B.6), and what they share.
+
+* ``augmented_batches``: one shuffled epoch of labeled views, each a function of (seed,
+  epoch, image index) as in pretraining; ``crop_flip_config``: the evaluations' crop +
+  flip; ``scheduled_lr``: cosine without warm-up; ``fitted_batch``: a batch no larger
+  than a small labeled set.
+* ``train_classifier``: the loop (no host sync per step), which continues exactly from
+  any step; ``Checkpointing``: its periodic saves and preemption (SIGTERM/SIGINT).
+* ``PartialRun``: an evaluation's unfinished training, saved in its ``--out`` and
+  continued when the same command runs again (other settings are refused).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from simclr.checkpoint import CHECKPOINTS, load_checkpoint, load_weights, save_checkpoint
+from simclr.config import AugmentConfig
+from simclr.data import decode_device
+from simclr.errors import SimCLRError
+from simclr.features import extract_features, iter_batches
+from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
+from simclr.results import log
+from simclr.runtime import StopFlag, autocast
+
+# ---------------------------------------------------------------------- labeled batches
+
+def crop_flip_config(image_size: int, crop_scale: tuple[float, float] = (0.08, 1.0),
+                     crop_sampler: str = "torchvision") -> Any:
+    """The paper's evaluation-time training augmentation: random resized crop + flip only
+    (``crop_sampler="official"``: drawn as the official code draws them)."""
+    from simclr.config import AugmentConfig, validate_augment
+
+    cfg = AugmentConfig(size=image_size, crop=True, crop_scale=tuple(crop_scale), flip=True,
+                        crop_sampler=crop_sampler, color=False, grayscale=False, blur=False,
+                        cutout=False, rotate=False, noise=False, sobel=False)
+    validate_augment(cfg)  # the same one-line messages as pretraining's flags
+    return cfg
+
+
+def augmented_batches(
+    source: Any, indices: np.ndarray, aug_cfg: Any, *, batch_size: int, epoch: int,
+    seed: int, device: torch.device, workers: int | None = None, skip: int = 0,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One shuffled epoch of ``(views float (B,3,S,S) on device, labels (B,) on device)``.
+
+    One view per image (view id 0), from ``augment.sample_params``/``apply_params`` (CPU
+    parameters, applied batched on the images' device), so a
+    view depends only on (seed, epoch, image index) as in pretraining. Incomplete last
+    batches are dropped (BatchNorm in fine-tuning needs full batches). ``skip``: the
+    epoch's first batches are passed over unread (a resumed run).
+    """
+    from simclr.augment import apply_params, sample_params
+
+    labels_all = torch.as_tensor(np.asarray(source.labels, dtype=np.int64))
+    for idx, images, aspect in iter_batches(
+            source, indices, batch_size, seed=[seed, epoch], drop_last=True, workers=workers,
+            pin=device.type == "cuda", decode_on=decode_device("auto", device), skip=skip):
+        params = sample_params(aug_cfg, seed, epoch, idx, 0, tuple(images.shape[-2:]), aspect)
+        images = images.to(device, non_blocking=True)
+        yield apply_params(images, params, aug_cfg), labels_all[idx].to(device)
+
+
+def scheduled_lr(step: int, total: int, peak: float, schedule: str = "cosine") -> float:
+    """No warm-up; cosine decay from ``peak`` to 0 over ``total`` steps, or constant."""
+    if schedule == "constant":
+        return peak
+    if schedule != "cosine":
+        raise SimCLRError(f"--schedule: unknown value {schedule!r} (choose from cosine, constant)")
+    from simclr.optim import lr_at
+
+    return lr_at(step, total, 0, peak)
+
+
+def fitted_batch(batch_size: int, num_images: int, which: str, verbose: bool) -> int:
+    """The batch of a classifier trained on ``num_images`` labeled images: at most all of
+    them (a small labeled set is one batch per step, its lr scaled for it), said when so."""
+    batch = min(batch_size, num_images)
+    if batch < batch_size:
+        log(f"--batch-size {batch_size} is more than the {num_images} {which} images: "
+            f"batches of {batch}, lr scaled by {batch}/256", verbose)
+    return batch
+
+
+def init_linear(dim: int, num_classes: int, gen: torch.Generator) -> nn.Linear:
+    """Linear classifier, weights N(0, 0.01^2) and zero bias (official linear head)."""
+    layer = nn.Linear(dim, num_classes)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) * 0.01)
+        layer.bias.zero_()
+    return layer
+
+
+
+# ------------------------------------------------------------------------ training loop
+
+@dataclass
+class Checkpointing:
+    """Periodic checkpoints and preemption during a classifier's training.
+
+    ``save(step, seconds)`` writes a periodic checkpoint; ``every``: steps between them
+    (0: none); ``stop``: set by SIGTERM/SIGINT, after which the training returns at the
+    end of the step; ``on_step(step, stop)`` is called after every step (tests use it to
+    simulate a preemption).
+    """
+
+    save: Callable[[int, float], Any]
+    every: int
+    stop: StopFlag
+    on_step: Callable[[int, StopFlag], None] | None = None
+
+
+def train_classifier(
+    model: nn.Module, source: Any, indices: np.ndarray, aug_cfg: AugmentConfig, *,
+    total_steps: int, batch_size: int, optimizer: torch.optim.Optimizer,
+    lr_fn: Callable[[int, float], float], seed: int, device: torch.device, precision: str,
+    channels_last: bool = False, workers: int | None = None, verbose: bool = True,
+    name: str = "train", refit: Callable[[int, float], int] | None = None,
+    start_step: int = 0, elapsed: float = 0.0, scaler: torch.amp.GradScaler | None = None,
+    checkpointing: Checkpointing | None = None,
+) -> dict[str, Any]:
+    """Cross-entropy training of ``model`` (x (B,3,S,S) -> logits (B,C)) for some steps.
+
+    One augmented view per image and step (augment.sample_params/apply_params, view 0),
+    shuffled epochs over ``indices``, incomplete batches dropped; every step sets each
+    group's lr to ``lr_fn(step, group["peak_lr"])``. BatchNorm in train mode; fp16 uses
+    a GradScaler, bf16 plain autocast. Running out of memory ends with a one-line error
+    (the step's memory is checked up front by the caller: :func:`check_classifier_step`).
+    ``refit(step, seconds so far)``, after every step, returns the total steps anew (a
+    time budget). A resumed run passes its ``start_step``, the training seconds
+    ``elapsed`` before and its ``scaler``: views and order depend only on (seed, epoch,
+    index), so it continues exactly. Returns {"status": "finished" | "preempted",
+    "steps", "train_loss", "train_top1" (of the last epoch, or its part since the
+    start), "train_s" (all segments)}.
+    """
+    model.to(device).train()
+    if scaler is None:
+        scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    steps_per_epoch = len(indices) // batch_size
+    if steps_per_epoch == 0:
+        raise SimCLRError(f"{name}: {len(indices)} images make no batch of {batch_size}")
+    step, (epoch, skip) = start_step, divmod(start_step, steps_per_epoch)
+    status, start = "finished", time.perf_counter()
+    mean_loss = top1 = float("nan")
+    while step < total_steps and status == "finished":
+        loss_sum = torch.zeros((), device=device)
+        hits = torch.zeros((), device=device)
+        seen = 0
+        for views, labels in augmented_batches(source, indices, aug_cfg, batch_size=batch_size,
+                                               epoch=epoch, seed=seed, device=device,
+                                               workers=workers, skip=skip):
+            if channels_last:
+                views = views.contiguous(memory_format=torch.channels_last)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_fn(step, group["peak_lr"])
+            with out_of_memory_is_an_error(batch_size, step, None, resumable=False):
+                logits, loss = classifier_step(model, views, labels, optimizer, scaler,
+                                               device, precision)
+            # Accumulated on the device: no host sync per step.
+            loss_sum += loss.detach() * len(labels)
+            hits += (logits.argmax(1) == labels).sum()
+            seen += len(labels)
+            step += 1
+            seconds = elapsed + time.perf_counter() - start
+            if refit is not None:
+                total_steps = refit(step, seconds)
+            if checkpointing is not None:
+                status = _after_step(checkpointing, step, total_steps, seconds,
+                                     partial(_finite_loss, loss_sum, seen, name, epoch + 1))
+            if step >= total_steps or status != "finished":
+                break
+        epoch, skip = epoch + 1, 0
+        mean_loss = _finite_loss(loss_sum, seen, name, epoch)
+        top1 = hits.item() / max(seen, 1)
+        stopped = " (stopped)" if status != "finished" else ""
+        log(f"{name} epoch {epoch}{stopped} ({step}/{total_steps} steps, {steps_per_epoch}/"
+            f"epoch): loss {mean_loss:.4f}, train top-1 {100 * top1:.2f}%", verbose)
+    return {"status": status, "steps": step, "train_loss": mean_loss, "train_top1": top1,
+            "train_s": elapsed + time.perf_counter() - start}
+
+
+def _after_step(checkpointing: Checkpointing, step: int, total_steps: int, seconds: float,
+                check: Callable[[], float]) -> str:
+    """A periodic checkpoint when due (never of a diverged model); 'preempted' once a
+    signal asked to stop, else 'finished'."""
+    if checkpointing.on_step is not None:
+        checkpointing.on_step(step, checkpointing.stop)
+    if checkpointing.every and step % checkpointing.every == 0 and step < total_steps:
+        check()
+        checkpointing.save(step, seconds)
+    return "preempted" if checkpointing.stop.requested else "finished"
+
+
+def _finite_loss(loss_sum: torch.Tensor, seen: int, name: str, epoch: int) -> float:
+    """The mean loss so far (one host sync); a non-finite one stops the training."""
+    mean_loss = loss_sum.item() / max(seen, 1)
+    if not math.isfinite(mean_loss):
+        raise SimCLRError(f"{name}: the loss became non-finite in epoch {epoch}; lower --lr")
+    return mean_loss
+
+
+def classifier_step(
+    model: nn.Module, views: torch.Tensor, labels: torch.Tensor,
+    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, device: torch.device,
+    precision: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One cross-entropy update on views (B, 3, S, S); returns (logits (B, C), loss)."""
+    with autocast(device, precision):
+        logits = model(views)
+    loss = F.cross_entropy(logits.float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return logits, loss
+
+
+def evaluate_classifier(
+    model: nn.Module, test: Any, image_size: int, *, batch_size: int, device: torch.device,
+    precision: str, channels_last: bool = False, workers: int | None = None,
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Test logits float32 (M, C) on CPU and labels (M,): eval transform, BN in eval mode."""
+    logits, labels = extract_features(model, test, image_size, batch_size, device, precision,
+                                      channels_last=channels_last, workers=workers)
+    return torch.from_numpy(logits), labels
+
+
+def check_classifier_step(model: nn.Module, image_size: int, batch_size: int,
+                          device: torch.device, precision: str, channels_last: bool,
+                          name: str, enforce: bool = True,
+                          override: str | None = None) -> None:
+    """Refuse a batch whose measured step memory cannot fit (simclr.memory), before
+    the command writes anything. ``override``: the command's flag that skips the check
+    (``simclr supervised --no-memory-check``; fine-tuning has none)."""
+    step_memory = measure_step(model, image_size, device, precision, channels_last,
+                               contrastive=False)
+    check_step_memory(step_memory, batch_size, 1, device, f"{name}, {image_size} px, "
+                      f"{precision}", enforce=enforce, override=override)
+
+
+
+# ------------------------------------------------------- continuing an evaluation's training
+
+@dataclass
+class PartialRun:
+    """An evaluation's unfinished training, kept in its ``--out`` as
+    ``checkpoints/<name>-partial.pt`` and continued by the same command.
+
+    ``settings`` (plain data) fix the run: the training set, subset, budget, optimizer,
+    views and source checkpoint. A saved run whose settings differ is refused, never
+    continued or written over; ``out`` None keeps nothing.
+    """
+
+    out: Path | None
+    name: str  # "finetune", "linear"
+    what: str  # in messages: "fine-tuning", "linear evaluation"
+    settings: dict[str, Any]
+
+    @property
+    def path(self) -> Path | None:
+        return None if self.out is None else self.out / CHECKPOINTS / f"{self.name}-partial.pt"
+
+    def resume(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+               scaler: torch.amp.GradScaler, verbose: bool,
+               prefix: str = "") -> tuple[int, float]:
+        """Load the saved state into the run (``model`` from the weights under
+        ``prefix``): (step, training seconds); (0, 0.0) if nothing was saved."""
+        if self.path is None or not self.path.exists():
+            return 0, 0.0
+        ckpt = load_checkpoint(self.path)
+        saved = ckpt.get("settings") or {}
+        differ = [k for k in self.settings if saved.get(k) != self.settings[k]]
+        if differ:
+            raise SimCLRError(f"{self.out} holds an unfinished {self.what} ({self.path.name}) "
+                              f"with other settings ({', '.join(differ)}); rerun its own "
+                              "command to continue it, or choose another --out")
+        load_weights(model, ckpt, prefix)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        log(f"resuming the {self.what} in {self.out} from step {ckpt['step']}", verbose)
+        return int(ckpt["step"]), float(ckpt["elapsed"])
+
+    def save(self, blob: dict[str, Any], scaler: torch.amp.GradScaler) -> str:
+        """Write a classifier checkpoint (pretrained.classifier_checkpoint, with its
+        optimizer) as the partial run; returns its path."""
+        blob.update(scaler=scaler.state_dict(), settings=self.settings)
+        return str(save_checkpoint(blob, self.path.parent, self.path.name))
+
+    def discard(self) -> None:
+        """The finished run's own files supersede the partial one."""
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)

@@ -1,0 +1,79 @@
+"""The classifier training loop shared by fine-tuning, the supervised baseline and the
+SGD linear protocol: schedules, periodic saves, preemption, and continuing a run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from simclr.classify import (
+    Checkpointing,
+    PartialRun,
+    crop_flip_config,
+    scheduled_lr,
+    train_classifier,
+)
+from simclr.errors import SimCLRError
+from simclr.models import Classifier
+from simclr.runtime import StopFlag
+from tests.conftest import colour_source, tiny_encoder
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_schedules_have_no_warm_up():
+    cosine = [scheduled_lr(s, 10, 0.4) for s in range(11)]
+    assert cosine[0] == 0.4 and cosine[5] == pytest.approx(0.2) and cosine[10] == 0.0
+    assert cosine[3] == pytest.approx(0.2 * (1 + np.cos(np.pi * 0.3)))
+    assert [scheduled_lr(s, 10, 0.4, "constant") for s in (0, 9)] == [0.4, 0.4]
+
+
+def train(model, total, saves, stop=None, start_step=0, lr=0.05, on_step=None):
+    source = colour_source()  # 24 images, batch 8: 3 steps per epoch
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    for group in optimizer.param_groups:
+        group["peak_lr"] = lr
+    return train_classifier(
+        model, source, np.arange(24), crop_flip_config(16), total_steps=total, batch_size=8,
+        optimizer=optimizer, lr_fn=lambda step, p: scheduled_lr(step, total, p), seed=0,
+        device=torch.device("cpu"), precision="fp32", verbose=False, start_step=start_step,
+        checkpointing=Checkpointing(lambda step, seconds: saves.append(step), 2,
+                                    stop or StopFlag(), on_step))
+
+
+def test_periodic_saves_and_a_stop_request():
+    saves = []
+    stats = train(Classifier(tiny_encoder(), 3), 7, saves)
+    # Every 2 steps, not at the last one (the caller writes the final checkpoint).
+    assert saves == [2, 4, 6] and stats["status"] == "finished" and stats["steps"] == 7
+
+    def stop_at_5(step, stop):
+        if step == 5:
+            stop.requested = "SIGINT"
+
+    saves = []
+    stats = train(Classifier(tiny_encoder(), 3), 7, saves, on_step=stop_at_5)
+    assert (stats["status"], stats["steps"], saves) == ("preempted", 5, [2, 4])
+    # A run continued at its last step only returns; one continued mid-epoch trains on.
+    assert train(Classifier(tiny_encoder(), 3), 7, [], start_step=7)["steps"] == 7
+    assert train(Classifier(tiny_encoder(), 3), 7, [], start_step=4)["steps"] == 7
+
+
+def test_a_diverged_model_is_never_saved():
+    saves = []
+    with pytest.raises(SimCLRError, match="the loss became non-finite in epoch 1; lower --lr"):
+        train(Classifier(tiny_encoder(), 3), 7, saves, lr=1e30)
+    assert saves == []
+
+
+def test_a_partial_run_without_a_folder_keeps_nothing(tmp_path):
+    model = Classifier(tiny_encoder(), 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    none = PartialRun(None, "linear", "linear evaluation", {"epochs": 1})
+    assert none.path is None and none.resume(model, optimizer, scaler, False) == (0, 0.0)
+    none.discard()
+    empty = PartialRun(tmp_path, "linear", "linear evaluation", {"epochs": 1})
+    assert empty.path == tmp_path / "checkpoints" / "linear-partial.pt"
+    assert empty.resume(model, optimizer, scaler, False) == (0, 0.0)
