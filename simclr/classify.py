@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simclr import distributed as dist
 from simclr.checkpoint import CHECKPOINTS, load_checkpoint, load_weights, save_checkpoint
 from simclr.config import AugmentConfig
 from simclr.data import decode_device
@@ -53,6 +54,7 @@ def crop_flip_config(image_size: int, crop_scale: tuple[float, float] = (0.08, 1
 def augmented_batches(
     source: Any, indices: np.ndarray, aug_cfg: Any, *, batch_size: int, epoch: int,
     seed: int, device: torch.device, workers: int | None = None, skip: int = 0,
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One shuffled epoch of ``(views float (B,3,S,S) on device, labels (B,) on device)``.
 
@@ -67,7 +69,8 @@ def augmented_batches(
     labels_all = torch.as_tensor(np.asarray(source.labels, dtype=np.int64))
     for idx, images, aspect in iter_batches(
             source, indices, batch_size, seed=[seed, epoch], drop_last=True, workers=workers,
-            pin=device.type == "cuda", decode_on=decode_device("auto", device), skip=skip):
+            pin=device.type == "cuda", decode_on=decode_device("auto", device), skip=skip,
+            shard=shard):
         params = sample_params(aug_cfg, seed, epoch, idx, 0, tuple(images.shape[-2:]), aspect)
         images = images.to(device, non_blocking=True)
         yield apply_params(images, params, aug_cfg), labels_all[idx].to(device)
@@ -105,6 +108,9 @@ def init_linear(dim: int, num_classes: int, gen: torch.Generator) -> nn.Linear:
 
 
 # ------------------------------------------------------------------------ training loop
+
+AGREE_EVERY = 10  # steps between the processes' checks for a stop request (one sync)
+
 
 @dataclass
 class Checkpointing:
@@ -151,6 +157,7 @@ def train_classifier(
     steps_per_epoch = len(indices) // batch_size
     if steps_per_epoch == 0:
         raise SimCLRError(f"{name}: {len(indices)} images make no batch of {batch_size}")
+    shard = (dist.rank(), dist.world_size())
     step, (epoch, skip) = start_step, divmod(start_step, steps_per_epoch)
     status, start = "finished", time.perf_counter()
     mean_loss = top1 = float("nan")
@@ -158,9 +165,10 @@ def train_classifier(
         loss_sum = torch.zeros((), device=device)
         hits = torch.zeros((), device=device)
         seen = 0
+        # Each process takes its share of every global batch (one process: all of it).
         for views, labels in augmented_batches(source, indices, aug_cfg, batch_size=batch_size,
                                                epoch=epoch, seed=seed, device=device,
-                                               workers=workers, skip=skip):
+                                               workers=workers, skip=skip, shard=shard):
             if channels_last:
                 views = views.contiguous(memory_format=torch.channels_last)
             for group in optimizer.param_groups:
@@ -177,13 +185,16 @@ def train_classifier(
             if refit is not None:
                 total_steps = refit(step, seconds)
             if checkpointing is not None:
-                status = _after_step(checkpointing, step, total_steps, seconds,
+                status = _after_step(checkpointing, step, total_steps, seconds, device,
                                      partial(_finite_loss, loss_sum, seen, name, epoch + 1))
             if step >= total_steps or status != "finished":
                 break
         epoch, skip = epoch + 1, 0
-        mean_loss = _finite_loss(loss_sum, seen, name, epoch)
-        top1 = hits.item() / max(seen, 1)
+        # Summed over the processes (their means alike, as they see equal shares).
+        loss_sum, hits, seen = dist.all_reduce_mean(torch.stack(
+            [loss_sum.float(), hits.float(), torch.tensor(float(seen), device=device)]))
+        mean_loss = _finite_loss(loss_sum, seen.item(), name, epoch)
+        top1 = hits.item() / max(seen.item(), 1)
         stopped = " (stopped)" if status != "finished" else ""
         log(f"{name} epoch {epoch}{stopped} ({step}/{total_steps} steps, {steps_per_epoch}/"
             f"epoch): loss {mean_loss:.4f}, train top-1 {100 * top1:.2f}%", verbose)
@@ -192,15 +203,19 @@ def train_classifier(
 
 
 def _after_step(checkpointing: Checkpointing, step: int, total_steps: int, seconds: float,
-                check: Callable[[], float]) -> str:
+                device: torch.device, check: Callable[[], float]) -> str:
     """A periodic checkpoint when due (never of a diverged model); 'preempted' once a
-    signal asked to stop, else 'finished'."""
+    signal asked to stop, else 'finished'. A signal may reach only some processes: they
+    agree every :data:`AGREE_EVERY` steps, so all stop at the same step."""
     if checkpointing.on_step is not None:
         checkpointing.on_step(step, checkpointing.stop)
     if checkpointing.every and step % checkpointing.every == 0 and step < total_steps:
         check()
         checkpointing.save(step, seconds)
-    return "preempted" if checkpointing.stop.requested else "finished"
+    requested = checkpointing.stop.requested is not None
+    if dist.world_size() > 1:
+        requested = step % AGREE_EVERY == 0 and dist.any_process(requested, device)
+    return "preempted" if requested else "finished"
 
 
 def _finite_loss(loss_sum: torch.Tensor, seen: int, name: str, epoch: int) -> float:

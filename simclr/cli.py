@@ -271,16 +271,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def check_one_process(command: str) -> None:
-    """Only pretraining trains across processes (sharded batches, global BN, negatives
-    from every process). Under torchrun any other command would run once per process,
-    each writing the same files: refused before any work."""
+    """Pretraining and the supervised baseline train across processes (sharded batches,
+    global BN). Under torchrun any other command would run once per process, each
+    writing the same files: refused before any work."""
     from simclr.distributed import launched_processes
 
     processes = launched_processes()
-    if command != "pretrain" and processes > 1:
-        raise SimCLRError(f"only `simclr pretrain` runs across processes; run `simclr "
-                          f"{command}` as one process, not under torchrun (WORLD_SIZE is "
-                          f"{processes})")
+    if command not in ("pretrain", "supervised") and processes > 1:
+        raise SimCLRError(f"only `simclr pretrain` and `simclr supervised` run across "
+                          f"processes; run `simclr {command}` as one process, not under "
+                          f"torchrun (WORLD_SIZE is {processes})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -330,6 +330,7 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_supervised(args: argparse.Namespace) -> int:
+    from simclr import distributed as dist
     from simclr.cli import config_flags
     from simclr.config import build_config
     from simclr.supervised import (
@@ -362,10 +363,19 @@ def cmd_supervised(args: argparse.Namespace) -> int:
             check_batch_fits(cfg.batch_size, len(listing.paths))
         data = data_specs(args.train, args.test)
     size = cfg.augment.size
-    train = open_source(data["train"], cfg.data, train=True, image_size=size)
-    test = (open_source(data["test"], cfg.data, train=False, image_size=size)
+    owns_group = not dist.is_initialized()
+    dist.init_from_env()  # under torchrun: rank 0 decodes the folders, then the others
+    train = dist.main_first(lambda: open_source(data["train"], cfg.data, train=True,
+                                                image_size=size))
+    test = (dist.main_first(lambda: open_source(data["test"], cfg.data, train=False,
+                                                image_size=size))
             if data.get("test") else None)
     result = run_supervised(cfg, train, test, cfg.out, data=data, resume=resume)
+    main = dist.is_main()
+    if owns_group:
+        dist.cleanup()
+    if not main:  # rank 0 reports for the whole run
+        return EXIT_PREEMPTED if result["status"] == "preempted" else 0
     print(json.dumps(result))
     if result["status"] == "preempted":
         print(f"stopped by {result['signal']}; continue with: simclr supervised --resume "

@@ -12,13 +12,16 @@ negatives from every device's batch, gathered *with* gradients
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
 from simclr.errors import SimCLRError
+
+T = TypeVar("T")
 
 
 def is_initialized() -> bool:
@@ -149,6 +152,17 @@ def barrier() -> None:
     """Wait for every process (no-op on one process)."""
     if is_initialized():
         dist.barrier()
+
+
+def main_first(make: Callable[[], T]) -> T:
+    """``make()`` on rank 0, then on the other processes (which then find, e.g., the
+    decoded cache rank 0 built instead of all building it at once)."""
+    if world_size() > 1 and not is_main():
+        barrier()
+    made = make()
+    if world_size() > 1 and is_main():
+        barrier()
+    return made
 
 
 class _AllReduceSum(torch.autograd.Function):

@@ -96,7 +96,7 @@ def iter_batches(
     source: Any, indices: np.ndarray, batch_size: int, *,
     seed: int | Sequence[int] | None = None,
     drop_last: bool = False, workers: int | None = None, pin: bool = False,
-    decode_on: torch.device | None = None, skip: int = 0,
+    decode_on: torch.device | None = None, skip: int = 0, shard: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Yield ``(indices (B,) int64, images uint8 (B,3,H,W), aspects float32 (B,))``
     over ``indices`` (aspect: width / height of the picture behind each stored square).
@@ -105,11 +105,20 @@ def iter_batches(
     cached sources slice their decoded array, uncached ones decode in DataLoader workers
     (on the CPU), or with ``decode_on`` read JPEGs there and decode them on that device.
     ``skip``: the first batches of the order not yielded, nor read (a resumed epoch).
+    ``shard`` (rank, processes): this process's contiguous share of every global batch
+    of ``batch_size`` (``drop_last`` needed), so the processes together see the one
+    process's batches; it yields batches of ``batch_size // processes``.
     """
     order = np.asarray(indices, dtype=np.int64)
     if seed is not None:
         order = order[np.random.default_rng(seed).permutation(len(order))]
     stop = len(order) - len(order) % batch_size if drop_last else len(order)
+    rank, processes = shard
+    if processes > 1:
+        share = batch_size // processes
+        order = order[:stop].reshape(-1, batch_size)[:, rank * share:(rank + 1) * share]
+        order, batch_size = order.reshape(-1), share
+        stop = len(order)
     first = min(skip * batch_size, stop)
     if getattr(source, "cached", True):
         for start in range(first, stop, batch_size):

@@ -11,6 +11,7 @@ paper's baseline), so it is as resumable: periodic ``ckpt-<step>.pt`` files ever
 ``cfg.checkpoint_every`` steps, a checkpoint and exit status 75 on SIGTERM/SIGINT, and
 ``simclr supervised --resume RUN`` continues exactly (the views and the order depend
 only on (seed, epoch, index); the step, the optimizer and the schedule are restored).
+Like pretraining, it trains across processes under torchrun (global batch, global BN).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from simclr import distributed as dist
 from simclr.checkpoint import (
     CHECKPOINTS,
     checkpoint_files,
@@ -32,16 +34,16 @@ from simclr.checkpoint import (
     resume_checkpoint,
     save_checkpoint,
 )
-from simclr.config import Config, config_from_dict, save_yaml, set_path
-from simclr.errors import SimCLRError
-from simclr.evaluate import finish_results
-from simclr.features import check_labeled, resolve_runtime
-from simclr.finetune import (
+from simclr.classify import (
     Checkpointing,
     check_classifier_step,
     evaluate_classifier,
     train_classifier,
 )
+from simclr.config import Config, config_from_dict, save_yaml, set_path
+from simclr.errors import SimCLRError
+from simclr.evaluate import finish_results
+from simclr.features import check_labeled, resolve_runtime
 from simclr.models import build_classifier_within_memory
 from simclr.optim import build_optimizer, lr_at
 from simclr.pretrained import classifier_checkpoint
@@ -142,6 +144,9 @@ def budget_refit(cfg: Config, plan: Plan, step: int) -> Callable[[int, float], i
         nonlocal next_refit
         if step >= next_refit:
             refit_to_budget(plan, cfg, step, elapsed)
+            # every process must stop at the same step: rank 0's clock decides
+            plan.total_steps, plan.warmup_steps = dist.broadcast_object(
+                (plan.total_steps, plan.warmup_steps))
             next_refit = step + max(10, plan.total_steps // 50)
         return plan.total_steps
 
@@ -172,10 +177,31 @@ def run_supervised(
     ``on_step(step, stop)`` after every step (tests simulate a preemption with it).
     Returns the results, with ``status`` 'preempted' if a signal stopped the training
     (its checkpoint written, no evaluation).
+
+    Under torchrun the processes train as one, as pretraining does: ``cfg.batch_size`` is
+    the global batch, each process takes its share, BatchNorm is global
+    (``cfg.model.sync_bn``), DDP averages the gradients; rank 0 writes and evaluates
+    (the others return their training results with ``rank``).
     """
+    owns_group = not dist.is_initialized()
+    dist.init_from_env()
+    if cfg.batch_size % dist.world_size():
+        raise SimCLRError(f"--batch-size {cfg.batch_size} is not divisible by "
+                          f"{dist.world_size()} processes")
+    results = _run(cfg, train, test, run_dir if run_dir is not None else cfg.out, data, resume,
+                   verbose and dist.is_main(), on_step)
+    dist.barrier()  # leave the process group together (rank 0 evaluates meanwhile)
+    if owns_group:
+        dist.cleanup()
+    return results
+
+
+def _run(cfg: Config, train: Any, test: Any | None, run_dir: str | Path | None,
+         data: Mapping[str, str | None] | None, resume: Mapping[str, Any] | None,
+         verbose: bool, on_step: Callable[[int, StopFlag], None] | None) -> dict[str, Any]:
+    """:func:`run_supervised` in one process of the run."""
     num_classes = check_labeled(train, test)
     check_batch_fits(cfg.batch_size, train.num_images)
-    run_dir = run_dir if run_dir is not None else cfg.out
     if resume is None:
         check_new_run(run_dir)
     else:
@@ -183,25 +209,30 @@ def run_supervised(
     dev, prec = resolve_runtime(cfg.device, cfg.precision)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the same initial weights in every process
     size, batch = cfg.augment.size, cfg.batch_size
     model = build_classifier_within_memory(cfg.model, size, num_classes, dev, cfg.memory_check)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    check_classifier_step(model, size, batch, dev, prec, cfg.channels_last, "supervised",
-                          cfg.memory_check, "--no-memory-check")
-    out = prepare_dir(run_dir, (RESULT,))  # every input checked: from here on it writes
+    check_classifier_step(model, size, batch // dist.world_size(), dev, prec, cfg.channels_last,
+                          "supervised", cfg.memory_check, "--no-memory-check")
+    if cfg.model.sync_bn:  # global BN (Sec. 2.2), as pretraining; no-op in one process
+        model = dist.convert_sync_batchnorm(model)
+    # Every input checked: from here on rank 0 writes.
+    out = prepare_dir(run_dir, (RESULT,)) if dist.is_main() else None
     plan = plan_schedule(cfg, train.num_images)
     optimizer = build_optimizer(cfg.optim, model, batch)
     scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")
     step, elapsed = 0, 0.0
     if resume is not None:
         step, elapsed = restore(resume, model, optimizer, scaler, plan)
-        log(f"resuming {out} from step {step} of {plan.total_steps}", verbose)
+        log(f"resuming {run_dir} from step {step} of {plan.total_steps}", verbose)
     if out is not None:
         save_yaml(cfg.to_dict(), out / "config.yaml")
 
-    def save(step: int, seconds: float, metrics: dict[str, Any], periodic: bool) -> str:
+    def save(step: int, seconds: float, metrics: dict[str, Any], periodic: bool) -> str | None:
+        if out is None:  # another process than rank 0, or no run folder
+            return None
         blob = classifier_checkpoint("supervised", model, cfg.to_dict(), list(train.classes),
                                      step, seconds, metrics, optimizer)
         blob.update(scaler=scaler.state_dict(), total_steps=plan.total_steps,
@@ -216,10 +247,11 @@ def run_supervised(
         f"({plan.steps_per_epoch}/epoch, warm-up {plan.warmup_steps}{budget})", verbose)
     start = time.perf_counter()
     with StopFlag() as stop:
-        checkpointing = None if out is None else Checkpointing(
+        # Every process checks for a stop request (they agree on the step); rank 0 saves.
+        checkpointing = None if run_dir is None else Checkpointing(
             lambda s, t: save(s, t, {}, periodic=True), cfg.checkpoint_every, stop, on_step)
         stats = train_classifier(
-            model, train, np.arange(train.num_images), cfg.augment,
+            dist.wrap_ddp(model, dev), train, np.arange(train.num_images), cfg.augment,
             total_steps=plan.total_steps, batch_size=batch, optimizer=optimizer,
             lr_fn=lambda s, p: lr_at(s, plan.total_steps, plan.warmup_steps, p,
                                      cfg.optim.final_lr),
@@ -235,18 +267,29 @@ def run_supervised(
         "warmup_steps": plan.warmup_steps, "optimizer": cfg.optim.name, "image_size": size,
         "precision": prec, "seed": cfg.seed, "signal": stop.requested, **stats,
     }
+    if dist.world_size() > 1:
+        results["rank"] = dist.rank()
     if out is not None:  # before the evaluation, so a kill during it keeps the training
         results["checkpoint"] = save(stats["steps"], stats["train_s"], results, periodic=False)
-    if stats["status"] == "preempted":
+    if stats["status"] == "preempted" or not dist.is_main():
         return results
+    return _evaluate(model, test, results, out, train, cfg, dev, prec, elapsed, start, save)
+
+
+def _evaluate(model: torch.nn.Module, test: Any | None, results: dict[str, Any],
+              out: Path | None, train: Any, cfg: Config, dev: torch.device, prec: str,
+              elapsed: float, start: float, save: Callable[..., Any]) -> dict[str, Any]:
+    """Test top-1/top-5 (with ``test``), the results files, and the final checkpoint
+    carrying them."""
     if test is not None:
-        logits, test_y = evaluate_classifier(model, test, size, batch_size=batch, device=dev,
+        logits, test_y = evaluate_classifier(model, test, cfg.augment.size,
+                                             batch_size=cfg.batch_size, device=dev,
                                              precision=prec, channels_last=cfg.channels_last,
                                              workers=cfg.data.workers)
         results.update(accuracy_summary(logits, test_y), num_test=int(len(test_y)))
     results["elapsed_s"] = elapsed + time.perf_counter() - start  # every segment + the test
     if out is not None and test is not None:  # the checkpoint carries the test accuracy too
-        save(stats["steps"], stats["train_s"], results, periodic=False)
+        save(results["steps"], results["train_s"], results, periodic=False)
     if test is not None:
         finish_results(results, out, "supervised", logits, test_y, train, test)
     elif out is not None:

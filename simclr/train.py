@@ -312,13 +312,10 @@ def describe(cfg: Config, precision: str) -> str:
 
 
 def open_data(cfg: Config) -> ImageSource:
-    """The training images; in multi-process runs rank 0 builds the decoded cache first."""
-    if dist.world_size() > 1 and not dist.is_main():
-        dist.barrier()  # wait for rank 0's cache, then open it without decoding
-    source = open_source(cfg.data.path, cfg.data, train=True, image_size=cfg.augment.size)
-    if dist.world_size() > 1 and dist.is_main():
-        dist.barrier()
-    return source
+    """The training images; in multi-process runs rank 0 builds the decoded cache first
+    (the others then open it without decoding)."""
+    return dist.main_first(lambda: open_source(cfg.data.path, cfg.data, train=True,
+                                               image_size=cfg.augment.size))
 
 
 def pretrain(

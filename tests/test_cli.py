@@ -148,21 +148,20 @@ def test_interrupt_while_starting_is_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err == "simclr: interrupted\n"
 
 
-@pytest.mark.parametrize("command", ["supervised", "finetune", "linear-eval", "knn", "embed",
-                                     "sweep"])
-def test_only_pretraining_runs_under_torchrun(command, monkeypatch, capsys, tmp_path):
+@pytest.mark.parametrize("command", ["finetune", "linear-eval", "knn", "embed", "sweep"])
+def test_only_training_runs_under_torchrun(command, monkeypatch, capsys, tmp_path):
     """Other commands would run once per process, each writing the same files."""
     monkeypatch.setenv("WORLD_SIZE", "4")
-    args = {"supervised": ["--train", str(tmp_path), "--out", str(tmp_path / "o")],
-            "finetune": ["--checkpoint", "c", "--train", "a", "--test", "b", "--out", "o"],
+    args = {"finetune": ["--checkpoint", "c", "--train", "a", "--test", "b", "--out", "o"],
             "linear-eval": ["--checkpoint", "c", "--train", "a", "--test", "b"],
             "knn": ["--checkpoint", "c", "--train", "a", "--test", "b"],
             "embed": ["--checkpoint", "c", "--data", "a", "--out", str(tmp_path / "f.npz")],
             "sweep": ["--out", str(tmp_path / "s"), "--set", "epochs=1,2"]}[command]
     assert main([command, *args]) == 2
     assert capsys.readouterr().err == (
-        f"simclr {command}: error: only `simclr pretrain` runs across processes; run `simclr "
-        f"{command}` as one process, not under torchrun (WORLD_SIZE is 4)\n")
+        f"simclr {command}: error: only `simclr pretrain` and `simclr supervised` run across "
+        f"processes; run `simclr {command}` as one process, not under torchrun (WORLD_SIZE "
+        "is 4)\n")
     assert not any(tmp_path.iterdir())
 
 

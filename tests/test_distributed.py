@@ -223,3 +223,51 @@ def test_two_process_pretraining_follows_the_single_process_run(tmp_path, image_
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-4, msg=k)
+
+
+def _supervised_worker(rank: int, port: int, argv: list) -> None:
+    import os
+
+    from simclr.cli import main
+
+    os.environ.update({"WORLD_SIZE": str(WORLD), "RANK": str(rank), "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    assert main(argv) == 0
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_two_process_supervised_training_follows_the_single_process_run(tmp_path):
+    """`torchrun ... simclr supervised`: each process takes half of every global batch,
+    BatchNorm is global and DDP averages the gradients, so 2 processes train the weights
+    of one process with the whole batch; rank 0 alone writes and evaluates."""
+    import json
+
+    from simclr.checkpoint import load_checkpoint
+    from simclr.cli import main
+    from tests.conftest import make_image_folder
+
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=8)
+    test = make_image_folder(tmp_path / "test", classes=2, per_class=2, seed=1)
+
+    def argv(out: str) -> list:
+        return ["supervised", "--train", str(train), "--test", str(test), "--out",
+                str(tmp_path / out), "--arch", "resnet18", "--width", "0.125", "--image-size",
+                "16", "--batch-size", "8", "--epochs", "3", "--precision", "fp32",
+                "--workers", "0", "--cache-dir", str(tmp_path / "cache"), "--threads", "1",
+                "--device", "cpu", "--checkpoint-every", "0"]
+
+    assert main(argv("one")) == 0
+    mp.spawn(_supervised_worker, args=(_free_port(), argv("two")), nprocs=WORLD, join=True)
+    one, two = (json.loads((tmp_path / r / "supervised.json").read_text()) for r in ("one", "two"))
+    assert one["steps"] == two["steps"] == 6
+    np.testing.assert_allclose(two["train_loss"], one["train_loss"], rtol=1e-4)
+    a = load_checkpoint(tmp_path / "one/checkpoints/last.pt")["model"]
+    b = load_checkpoint(tmp_path / "two/checkpoints/last.pt")["model"]
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-4, msg=k)
+    # With per-process BatchNorm the processes train another network.
+    mp.spawn(_supervised_worker, args=(_free_port(), [*argv("local"), "--no-sync-bn"]),
+             nprocs=WORLD, join=True)
+    c = load_checkpoint(tmp_path / "local/checkpoints/last.pt")["model"]
+    assert max((c[k].float() - a[k].float()).abs().max().item() for k in a) > 1e-2
