@@ -238,9 +238,11 @@ def _other_kind(run_dir: Path, path: Path, found: Any, wanted: str) -> str:
     if found in RESUMABLE:
         return (f"{run_dir} is a {names[found]} run (its checkpoint {path.name}); continue "
                 f"it with `{RESUMABLE[found]} --resume {run_dir}`")
-    return (f"{run_dir} is not a {names[wanted]} run (its checkpoint {path.name} is a "
-            f"{found or 'unknown kind of'} checkpoint); only pretraining and supervised "
-            "runs can be resumed")
+    kind = str(found) if found else "unknown kind of"
+    article = "an" if kind[0] in "aeiou" else "a"
+    return (f"{run_dir} is not a {names[wanted]} run (its checkpoint {path.name} is "
+            f"{article} {kind} checkpoint); only pretraining and supervised runs can be "
+            "resumed")
 
 
 def _why_no_checkpoint(folder: Path, kind: str) -> str:
@@ -346,7 +348,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             ) from None
         raise SimCLRError(
             f"cannot read checkpoint {p}: truncated, corrupt or not a checkpoint "
-            f"({_why_unreadable(exc)})"
+            f"({_why_unreadable(exc, p)})"
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SimCLRError(f"{p} is not a simclr checkpoint (no \"format\": \"{FORMAT}\" entry)")
@@ -420,7 +422,7 @@ def weight_mismatch(expected: Mapping[str, Any], found: Mapping[str, Any],
     return "; ".join(parts) or None
 
 
-def _why_unreadable(exc: Exception) -> str:
+def _why_unreadable(exc: Exception, path: Path | None = None) -> str:
     """A short reason for a failed ``torch.load``, in our words: torch's own messages
     run to paragraphs (one advises ``weights_only=False``, unsafe for a foreign file)."""
     text = str(exc)
@@ -432,6 +434,8 @@ def _why_unreadable(exc: Exception) -> str:
         return "the file ends early"
     if isinstance(exc, pickle.UnpicklingError) or "PytorchStreamReader" in text or (
             "inline_container" in text):
+        return "not a PyTorch checkpoint archive"
+    if path is not None and not zipfile.is_zipfile(path):  # e.g. a text file: KeyError(101)
         return "not a PyTorch checkpoint archive"
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return first[:120]

@@ -18,6 +18,7 @@ from simclr.config import (
     PRESETS,
     SECTIONS,
     all_flags,
+    apply_resume_flags,
     build_config,
     default_of,
     section_of,
@@ -189,23 +190,23 @@ def add_runtime_flags(p: argparse.ArgumentParser) -> None:
 
 # ------------------------------------------------------------------------------ commands
 
+# What --resume may change: the run's length (checked against the saved one by
+# train.check_run_length), where and how fast it runs, and what it logs.
+RESUME_FLAGS = {"epochs", "max_steps", "time_budget", "progress", "device", "threads",
+                "data.workers", "data.cache_dir", "log_every", "checkpoint_every",
+                "keep_checkpoints", "knn_every", "memory_check"}
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from simclr import train
 
     flags = config_flags(args)
     if args.resume:
-        allowed = {"epochs", "max_steps", "time_budget", "progress", "device", "threads",
-                   "data.workers", "log_every", "checkpoint_every", "knn_every",
-                   "memory_check"}
-        changed = sorted(set(flags) - allowed)
-        if changed or args.preset or args.config:
-            what = ", ".join(changed) or "--preset/--config"
-            raise SimCLRError(f"--resume continues the saved settings; cannot change {what}")
+        if args.preset or args.config:
+            raise SimCLRError("--resume continues the saved settings; cannot change "
+                              "--preset/--config")
         cfg = train.load_resume_config(args.resume, {})
-        for path, value in flags.items():
-            from simclr.config import set_path
-
-            set_path(cfg, path, value, "flag")
+        apply_resume_flags(cfg, flags, RESUME_FLAGS)
     else:
         preset = args.preset
         if preset is None and flags.get("data.path") is None and not args.config:

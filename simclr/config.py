@@ -677,6 +677,19 @@ def build_config(
     return cfg
 
 
+def apply_resume_flags(cfg: Config, flags: dict[str, Any], allowed: set[str]) -> None:
+    """The flags given with ``--resume`` onto the saved config: only ``allowed`` settings
+    (where and how fast the run goes, not what it computes) may change, and each value
+    is checked as a new run's would be, so a resumed run never saves an invalid config."""
+    refused = sorted(f"--{flag_of(path)}" for path in set(flags) - allowed)
+    if refused:
+        raise SimCLRError(f"--resume continues the saved settings; cannot change "
+                          f"{', '.join(refused)}")
+    for path, value in flags.items():
+        set_path(cfg, path, value, "flag")
+    validate(cfg)
+
+
 def carry_preset_lr(cfg: Config, preset: dict[str, Any]) -> None:
     """A preset's lr belongs to its scaling rule. Under another ``--lr-scaling`` (and no
     ``--lr``), keep the preset's peak lr at the preset's batch size, expressed in the new

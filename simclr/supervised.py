@@ -40,7 +40,7 @@ from simclr.classify import (
     evaluate_classifier,
     train_classifier,
 )
-from simclr.config import Config, config_from_dict, save_yaml, set_path
+from simclr.config import Config, apply_resume_flags, config_from_dict, save_yaml
 from simclr.errors import SimCLRError
 from simclr.evaluate import finish_results
 from simclr.features import check_labeled, resolve_runtime
@@ -49,15 +49,16 @@ from simclr.optim import build_optimizer, lr_at
 from simclr.pretrained import classifier_checkpoint
 from simclr.results import accuracy_summary, log, prepare_dir, write_results
 from simclr.runtime import StopFlag
-from simclr.train import Plan, plan_schedule, refit_to_budget
+from simclr.train import Plan, check_run_length, plan_schedule, refit_to_budget
 
 RESULT = "supervised.json"
 # What a supervised checkpoint holds besides config and weights, so the run continues.
 RESUME_ENTRIES = ("optimizer", "scaler", "step", "elapsed", "total_steps", "warmup_steps",
                   "classes", "num_train")
-# The settings --resume may change: where and how fast it runs, not what it computes.
-RESUME_FLAGS = ("device", "threads", "data.workers", "checkpoint_every", "keep_checkpoints",
-                "memory_check")
+# The settings --resume may change: where and how fast it runs, not what it computes;
+# the run's length only to its saved value (train.check_run_length).
+RESUME_FLAGS = {"device", "threads", "data.workers", "data.cache_dir", "checkpoint_every",
+                "keep_checkpoints", "memory_check", "epochs", "max_steps", "time_budget"}
 
 
 def check_batch_fits(batch_size: int, num_images: int) -> None:
@@ -94,10 +95,6 @@ def resume_config(target: str | Path, flags: Mapping[str, Any]) -> tuple[Config,
     ``flags`` applied: only :data:`RESUME_FLAGS` may change, and a finished run is
     refused. The checkpoint's ``data`` names the folders to reopen."""
     run_dir, _, ckpt = resume_checkpoint(target, "supervised", RESUME_ENTRIES)
-    changed = sorted(set(flags) - set(RESUME_FLAGS))
-    if changed:
-        raise SimCLRError(f"--resume continues the saved settings; cannot change "
-                          f"{', '.join(changed)}")
     if (run_dir / RESULT).exists():
         raise SimCLRError(f"--resume {target}: the run has finished ({run_dir / RESULT}); "
                           f"its model is {run_dir / CHECKPOINTS / 'last.pt'}")
@@ -106,9 +103,9 @@ def resume_config(target: str | Path, flags: Mapping[str, Any]) -> tuple[Config,
                           "folder (a run started from Python); continue it with "
                           "simclr.supervised.run_supervised(..., resume=checkpoint)")
     cfg = config_from_dict(ckpt["config"])
-    cfg.out = str(run_dir)
-    for path, value in flags.items():
-        set_path(cfg, path, value, "flag")
+    cfg.out = os.path.abspath(run_dir)  # as a new run saves it, from any working directory
+    apply_resume_flags(cfg, dict(flags), RESUME_FLAGS)
+    check_run_length(ckpt["config"], cfg, run_dir)  # the same length is no change
     return cfg, ckpt
 
 
@@ -116,10 +113,17 @@ def check_same_data(ckpt: Mapping[str, Any], train: Any) -> None:
     """A resumed run trains on the images it started with: its steps per epoch, order
     and classifier outputs depend on them."""
     classes, num = list(ckpt["classes"]), int(ckpt["num_train"])
-    if train.num_images != num or list(train.classes) != classes:
-        raise SimCLRError(f"--resume: the training folder now holds {train.num_images} images "
-                          f"of {len(train.classes)} classes; the run started with {num} images "
-                          f"of {len(classes)} classes, so it cannot continue exactly")
+    if list(train.classes) != classes:
+        gone = [c for c in classes if c not in train.classes]
+        new = [c for c in train.classes if c not in classes]
+        what = "; ".join(part for part in (
+            f"classes no longer there: {', '.join(gone[:3])}" if gone else "",
+            f"new classes: {', '.join(new[:3])}" if new else "") if part) or "another order"
+        raise SimCLRError(f"--resume: the training folder's classes are not those the run "
+                          f"started with ({what}), so it cannot continue")
+    if train.num_images != num:
+        raise SimCLRError(f"--resume: the training folder now holds {train.num_images} images; "
+                          f"the run started with {num}, so it cannot continue exactly")
 
 
 def restore(ckpt: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -168,17 +168,33 @@ def test_resume_refusals(tmp_path, folders):
     run_supervised(cfg, train, test, data={"train": "x"}, verbose=False, on_step=stop_at(2))
     run = tmp_path / "run"
     with pytest.raises(SimCLRError, match=r"^--resume continues the saved settings; cannot "
-                                          r"change batch_size, optim.lr$"):
+                                          r"change --batch-size, --lr$"):
         resume_config(run, {"optim.lr": 0.1, "batch_size": 4, "device": "cpu"})
+    # What may change is checked as a new run's flag: the saved config stays valid.
+    for path, value, flag in (("threads", 0, "--threads"), ("keep_checkpoints", -1,
+                                                            "--keep-checkpoints")):
+        with pytest.raises(SimCLRError, match=f"^{flag} must"):
+            resume_config(run, {path: value})
+    with pytest.raises(SimCLRError, match=r"cannot change --epochs \(3 saved, 4 asked\)"):
+        resume_config(run, {"epochs": 4})
+    assert resume_config(run, {"epochs": 3.0})[0].epochs == 3  # the saved length
     _, ckpt = resume_config(run, {})
-    fewer = make_image_folder(tmp_path / "fewer", classes=3, per_class=7)
     from simclr.config import DataConfig
     from simclr.data import open_source
 
-    smaller = open_source(str(fewer), DataConfig(cache="off", workers=0), image_size=16)
-    with pytest.raises(SimCLRError, match="now holds 21 images of 3 classes; the run started "
-                                          "with 24 images of 3 classes"):
-        run_supervised(cfg, smaller, test, resume=ckpt, verbose=False)
+    def folder(name, **kwargs):
+        path = make_image_folder(tmp_path / name, **kwargs)
+        return open_source(str(path), DataConfig(cache="off", workers=0), image_size=16)
+
+    with pytest.raises(SimCLRError, match="now holds 21 images; the run started with 24"):
+        run_supervised(cfg, folder("fewer", classes=3, per_class=7), test, resume=ckpt,
+                       verbose=False)
+    renamed = folder("renamed", classes=3, per_class=8)
+    renamed.classes = ["class_0", "class_1", "lion"]
+    with pytest.raises(SimCLRError, match=r"classes are not those the run started with "
+                                          r"\(classes no longer there: class_2; new classes: "
+                                          r"lion\)"):
+        run_supervised(cfg, renamed, None, resume=ckpt, verbose=False)
     # A new run never writes over it, and points to --resume.
     with pytest.raises(SimCLRError, match=rf"^{run} already holds a run \(checkpoints/"
                                           rf"last.pt\); .* `simclr supervised --resume {run}`$"):
@@ -193,7 +209,7 @@ def test_resume_refusals(tmp_path, folders):
         resume_config(run, {})
 
 
-def test_command_line_resume(tmp_path, capsys):
+def test_command_line_resume(tmp_path, capsys, monkeypatch):
     """`simclr supervised --resume RUN` reopens the saved folders; the other kind of run
     is named with the command that continues it."""
     train = make_image_folder(tmp_path / "train", classes=2, per_class=8)
@@ -209,14 +225,19 @@ def test_command_line_resume(tmp_path, capsys):
     for argv, message in (
             (["--resume", str(run), "--train", str(train)],
              "--resume continues the saved run; cannot give --train"),
-            (["--resume", str(run), "--epochs", "5"],
-             "--resume continues the saved settings; cannot change epochs"),
+            (["--resume", str(run), "--epochs", "5"], "cannot change --epochs (2 saved, 5"),
+            (["--resume", str(run), "--lr", "0.1"],
+             "--resume continues the saved settings; cannot change --lr"),
+            (["--resume", str(run), "--threads", "0"], "--threads must"),
             (["--train", str(train)], "--out is required (or --resume RUN_DIR)"),
             (["--train", str(train), "--out", str(run)], f"{run} already holds a run")):
         assert main(["supervised", *argv]) == 2
         assert message in capsys.readouterr().err
-    assert main(["supervised", "--resume", str(run), "--workers", "0"]) == 0
+    # From another working directory, by a relative path: the saved paths stay absolute.
+    monkeypatch.chdir(tmp_path)
+    assert main(["supervised", "--resume", "run", "--workers", "0"]) == 0
     assert json.loads((run / "supervised.json").read_text())["num_test"] == 4
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["config"]["out"] == str(run)
     assert main(["pretrain", "--resume", str(run)]) == 2
     assert (f"{run} is a supervised run (its checkpoint last.pt); continue it with `simclr "
             f"supervised --resume {run}`") in capsys.readouterr().err

@@ -271,6 +271,13 @@ def test_resume_keeps_the_planned_run_length(tmp_path, image_folder, cache_dir, 
         assert main(["pretrain", "--resume", str(run_dir), flag, value]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and f"cannot change {flag} (" in err, err
+    # Flags it may change are checked as a new run's: the saved config stays valid.
+    for flag, value, message in (("--threads", "0", "--threads must be positive, got 0"),
+                                 ("--keep-checkpoints", "-1", "--keep-checkpoints must"),
+                                 ("--temperature", "0.5", "cannot change --temperature")):
+        assert main(["pretrain", "--resume", str(run_dir), flag, value]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
     assert (run_dir / "config.yaml").read_text() == saved_yaml  # no length it did not use
     assert load_checkpoint(run_dir / "checkpoints/last.pt")["step"] == 4
     # The same length is no change; the checkpoint file itself names the run too.
