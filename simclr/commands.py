@@ -345,10 +345,10 @@ def cmd_supervised(args: argparse.Namespace) -> int:
     flags = config_flags(args)
     resume = None
     if args.resume:
-        given = [f"--{n}" for n in ("train", "test", "out", "preset", "config")
+        extra = [f"--{n}" for n in ("train", "test", "out", "preset", "config")
                  if getattr(args, n) is not None]
-        if given:
-            raise SimCLRError(f"--resume continues the saved run; cannot give {given[0]}")
+        if extra:
+            raise SimCLRError(f"--resume continues the saved run; cannot give {extra[0]}")
         cfg, resume = resume_config(args.resume, flags)
         data = resume["data"]
     else:
