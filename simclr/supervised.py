@@ -94,10 +94,13 @@ def resume_config(target: str | Path, flags: Mapping[str, Any]) -> tuple[Config,
     """(config, checkpoint) of the supervised run to continue (``--resume target``), with
     ``flags`` applied: only :data:`RESUME_FLAGS` may change, and a finished run is
     refused. The checkpoint's ``data`` names the folders to reopen."""
-    run_dir, _, ckpt = resume_checkpoint(target, "supervised", RESUME_ENTRIES)
-    if (run_dir / RESULT).exists():
+    given = Path(target).expanduser()
+    run_dir = (given.parent.parent if given.is_file() else
+               given.parent if given.name == CHECKPOINTS else given)
+    if (run_dir / RESULT).exists():  # whichever of its files names it
         raise SimCLRError(f"--resume {target}: the run has finished ({run_dir / RESULT}); "
                           f"its model is {run_dir / CHECKPOINTS / 'last.pt'}")
+    run_dir, _, ckpt = resume_checkpoint(target, "supervised", RESUME_ENTRIES)
     if not (ckpt.get("data") or {}).get("train"):
         raise SimCLRError(f"--resume {target}: the checkpoint does not name its training "
                           "folder (a run started from Python); continue it with "

@@ -205,8 +205,9 @@ def test_resume_refusals(tmp_path, folders):
         resume_config(tmp_path / "api", {})
     # Finished: nothing to continue.
     run_supervised(cfg, train, test, data={"train": "x"}, resume=ckpt, verbose=False)
-    with pytest.raises(SimCLRError, match=r"the run has finished \(.*supervised.json\)"):
-        resume_config(run, {})
+    for target in (run, run / "checkpoints", run / "checkpoints" / "ckpt-6.pt"):
+        with pytest.raises(SimCLRError, match=r"the run has finished \(.*supervised.json\)"):
+            resume_config(target, {})
 
 
 def test_command_line_resume(tmp_path, capsys, monkeypatch):
