@@ -294,7 +294,11 @@ class PartialRun:
         ``prefix``): (step, training seconds); (0, 0.0) if nothing was saved."""
         if self.path is None or not self.path.exists():
             return 0, 0.0
-        ckpt = load_checkpoint(self.path)
+        try:
+            ckpt = load_checkpoint(self.path)
+        except SimCLRError as exc:  # kept for the user to look at, never written over
+            raise SimCLRError(f"{exc}; delete it to start the {self.what} in {self.out} "
+                              "again") from None
         saved = ckpt.get("settings") or {}
         differ = [k for k in self.settings if saved.get(k) != self.settings[k]]
         if differ:

@@ -522,7 +522,8 @@ def run_linear_eval(
                     "batch_size": batch_size, "lr": lr, "momentum": momentum,
                     "crop": [*crop_scale, crop_sampler], "seed": seed, "image_size": image_size,
                     "source": [str((source or {}).get(k)) for k in ("checkpoint", "step",
-                                                                    "features")]}
+                                                                    "features")],
+                    "layer": (source or {}).get("layer")}
         details, scores, test_y, linear = linear_eval_sgd(
             encoder, train, test, num_classes, image_size=image_size, epochs=epochs,
             batch_size=batch_size, lr=lr, momentum=momentum, crop_scale=crop_scale,

@@ -331,7 +331,8 @@ def test_an_interrupted_sgd_linear_evaluation_continues_exactly(tmp_path):
     train, test = colour_source(seed=0), colour_source(n_per_class=4, seed=1)
     args = {"image_size": 16, "protocol": "sgd", "batch_size": 8, "epochs": 3, "device": "cpu",
             "precision": "fp32", "verbose": False, "checkpoint_every": 2,
-            "source": {"checkpoint": "/runs/a/last.pt", "step": 10, "features": "h"}}
+            "source": {"checkpoint": "/runs/a/last.pt", "step": 10, "features": "pretrained",
+                       "layer": "h"}}
     enc = warmed_encoder()
     whole = run_linear_eval(enc, train, test, tmp_path / "whole", **args)
 
@@ -346,10 +347,11 @@ def test_an_interrupted_sgd_linear_evaluation_continues_exactly(tmp_path):
     saved = load_checkpoint(partial)
     assert saved["kind"] == "linear-partial" and set(saved["model"]) == {"fc.weight", "fc.bias"}
     assert not (run / "linear_eval.json").exists()
-    other = {**args, "source": {**args["source"], "step": 20}}
-    with pytest.raises(SimCLRError, match=r"unfinished linear evaluation \(linear-partial.pt\) "
-                                          r"with other settings \(source\)"):
-        run_linear_eval(enc, train, test, run, **other)
+    for change, named in (({"step": 20}, "source"), ({"layer": "z"}, "layer")):
+        other = {**args, "source": {**args["source"], **change}}
+        with pytest.raises(SimCLRError, match=r"unfinished linear evaluation \(linear-partial"
+                                              rf".pt\) with other settings \({named}\)"):
+            run_linear_eval(enc, train, test, run, **other)
     done = run_linear_eval(enc, train, test, run, **args)
     assert done["steps"] == whole["steps"] == 9 and done["top1"] == whole["top1"]
     a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "linear.pt")["model"]

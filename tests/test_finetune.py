@@ -300,6 +300,12 @@ def test_an_interrupted_finetuning_is_never_continued_with_other_settings(tmp_pa
                                               rf"\({named}\); rerun its own command"):
             run_finetune(tiny_encoder(), train, test, run, **{**args, **change})
     assert (run / "checkpoints" / "finetune-partial.pt").read_bytes() == saved
+    # A damaged one is kept for the user, with what to do.
+    (run / "checkpoints" / "finetune-partial.pt").write_bytes(saved[:100])
+    with pytest.raises(SimCLRError, match=r"truncated, corrupt .*; delete it to start the "
+                                          r"fine-tuning in .* again$"):
+        run_finetune(tiny_encoder(), train, test, run, **args)
+    assert (run / "checkpoints" / "finetune-partial.pt").read_bytes() == saved[:100]
 
 
 def test_sigterm_exits_75_and_the_same_command_finishes(tmp_path):
