@@ -289,9 +289,15 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
         found = latest_checkpoint(p)
         if found is None:
             files = sorted(f for f in p.glob("*.pt") if is_complete(f))
+            unfinished = [f for f in files if f.name.endswith(PARTIAL_SUFFIX)]
+            files = [f for f in files if f not in unfinished]
             if len(files) > 1:
                 raise SimCLRError(f"{p} holds several checkpoints "
                                   f"({', '.join(f.name for f in files)}); name one")
+            if not files and unfinished:  # an evaluation's half-trained state, not a result
+                raise SimCLRError(f"{p} holds only an unfinished training "
+                                  f"({unfinished[0].name}): rerun the command that was "
+                                  "stopped to finish it")
             if not files:
                 raise SimCLRError(f"no complete checkpoint in {p}")
             found = files[0]
@@ -304,6 +310,7 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
 
 
 CLASSIFIER_FILES = ("linear.pt", "finetune.pt")  # what evaluations write into --out
+PARTIAL_SUFFIX = "-partial.pt"  # an evaluation's unfinished training (simclr.classify)
 
 
 def classifier_file(path: str | os.PathLike) -> Path:

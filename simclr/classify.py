@@ -13,6 +13,7 @@ supervised baseline and the SGD linear protocol (App. B.6), and what they share.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +28,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from simclr import distributed as dist
-from simclr.checkpoint import CHECKPOINTS, load_checkpoint, load_weights, save_checkpoint
+from simclr.checkpoint import (
+    CHECKPOINTS,
+    PARTIAL_SUFFIX,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
 from simclr.config import AugmentConfig
 from simclr.data import decode_device
 from simclr.errors import SimCLRError
@@ -149,7 +156,7 @@ def train_classifier(
     ``elapsed`` before and its ``scaler``: views and order depend only on (seed, epoch,
     index), so it continues exactly. Returns {"status": "finished" | "preempted",
     "steps", "train_loss", "train_top1" (of the last epoch, or its part since the
-    start), "train_s" (all segments)}.
+    start; None if no step was left to run), "train_s" (all segments)}.
     """
     model.to(device).train()
     if scaler is None:
@@ -160,7 +167,7 @@ def train_classifier(
     shard = (dist.rank(), dist.world_size())
     step, (epoch, skip) = start_step, divmod(start_step, steps_per_epoch)
     status, start = "finished", time.perf_counter()
-    mean_loss = top1 = float("nan")
+    mean_loss = top1 = None  # no step in this segment (continued after its last step)
     while step < total_steps and status == "finished":
         loss_sum = torch.zeros((), device=device)
         hits = torch.zeros((), device=device)
@@ -268,6 +275,18 @@ def check_classifier_step(model: nn.Module, image_size: int, batch_size: int,
 
 # ------------------------------------------------------- continuing an evaluation's training
 
+def weights_digest(*modules: nn.Module | None) -> str:
+    """A short fingerprint of the modules' weights and buffers, so an unfinished run is
+    never continued on another network (e.g. a checkpoint pretrained again in place)."""
+    digest = hashlib.sha256()
+    for module in modules:
+        for name, tensor in ([] if module is None else module.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8)
+                          .numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 @dataclass
 class PartialRun:
     """An evaluation's unfinished training, kept in its ``--out`` as
@@ -285,7 +304,7 @@ class PartialRun:
 
     @property
     def path(self) -> Path | None:
-        return None if self.out is None else self.out / CHECKPOINTS / f"{self.name}-partial.pt"
+        return None if self.out is None else self.out / CHECKPOINTS / f"{self.name}{PARTIAL_SUFFIX}"
 
     def resume(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler, verbose: bool,

@@ -39,6 +39,7 @@ from simclr.classify import (
     init_linear,
     scheduled_lr,
     train_classifier,
+    weights_digest,
 )
 from simclr.errors import SimCLRError
 from simclr.features import (
@@ -523,7 +524,8 @@ def run_linear_eval(
                     "crop": [*crop_scale, crop_sampler], "seed": seed, "image_size": image_size,
                     "source": [str((source or {}).get(k)) for k in ("checkpoint", "step",
                                                                     "features")],
-                    "layer": (source or {}).get("layer")}
+                    "layer": (source or {}).get("layer"), "precision": prec,
+                    "weights": weights_digest(encoder)}
         details, scores, test_y, linear = linear_eval_sgd(
             encoder, train, test, num_classes, image_size=image_size, epochs=epochs,
             batch_size=batch_size, lr=lr, momentum=momentum, crop_scale=crop_scale,

@@ -36,6 +36,7 @@ from simclr.classify import (
     fitted_batch,
     scheduled_lr,
     train_classifier,
+    weights_digest,
 )
 from simclr.errors import SimCLRError
 from simclr.evaluate import finish_results
@@ -319,7 +320,9 @@ def run_finetune(
                 "batch_size": batch, "lr": lr, "momentum": momentum, "schedule": schedule,
                 "crop": [*aug_cfg.crop_scale, aug_cfg.crop_sampler], "from_head": from_head,
                 "from_scratch": from_scratch, "seed": seed, "image_size": image_size,
-                "source": [str((source or {}).get("checkpoint")), (source or {}).get("step")]}
+                "precision": prec, "classes": list(train.classes),
+                "source": [str((source or {}).get("checkpoint")), (source or {}).get("step")],
+                "weights": weights_digest(encoder, head if from_head else None)}
     partial_run = PartialRun(out, "finetune", "fine-tuning", settings)
     step, elapsed = partial_run.resume(model, optimizer, scaler, verbose)
     if out is not None:

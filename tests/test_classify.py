@@ -56,7 +56,8 @@ def test_periodic_saves_and_a_stop_request():
     stats = train(Classifier(tiny_encoder(), 3), 7, saves, on_step=stop_at_5)
     assert (stats["status"], stats["steps"], saves) == ("preempted", 5, [2, 4])
     # A run continued at its last step only returns; one continued mid-epoch trains on.
-    assert train(Classifier(tiny_encoder(), 3), 7, [], start_step=7)["steps"] == 7
+    after = train(Classifier(tiny_encoder(), 3), 7, [], start_step=7)
+    assert after["steps"] == 7 and after["train_loss"] is None  # valid JSON, not NaN
     assert train(Classifier(tiny_encoder(), 3), 7, [], start_step=4)["steps"] == 7
 
 

@@ -294,11 +294,21 @@ def test_an_interrupted_finetuning_is_never_continued_with_other_settings(tmp_pa
     saved = (run / "checkpoints" / "finetune-partial.pt").read_bytes()
     for change, named in (({"epochs": 4}, "epochs"), ({"lr": 0.1}, "lr"),
                           ({"labels_per_class": 3}, "subset"), ({"seed": 1}, "subset, seed"),
-                          ({"from_scratch": True}, "from_scratch")):
+                          ({"from_scratch": True}, "from_scratch"),
+                          ({"precision": "bf16"}, "precision")):
         with pytest.raises(SimCLRError, match=rf"^{run} holds an unfinished fine-tuning "
                                               rf"\(finetune-partial.pt\) with other settings "
                                               rf"\({named}\); rerun its own command"):
             run_finetune(tiny_encoder(), train, test, run, **{**args, **change})
+    # The same checkpoint path and step, other weights (pretrained again in place).
+    with pytest.raises(SimCLRError, match=r"with other settings \(weights\)"):
+        run_finetune(tiny_encoder(seed=1), train, test, run, **args)
+    # Not a result: commands given the folder do not take it for the fine-tuned model.
+    from simclr.checkpoint import checkpoint_file
+
+    with pytest.raises(SimCLRError, match=r"holds only an unfinished training \(finetune-"
+                                          r"partial.pt\): rerun the command that was stopped"):
+        checkpoint_file(run)
     assert (run / "checkpoints" / "finetune-partial.pt").read_bytes() == saved
     # A damaged one is kept for the user, with what to do.
     (run / "checkpoints" / "finetune-partial.pt").write_bytes(saved[:100])
