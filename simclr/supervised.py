@@ -150,11 +150,7 @@ def budget_refit(cfg: Config, plan: Plan, step: int) -> Callable[[int, float], i
     def refit(step: int, elapsed: float) -> int:
         nonlocal next_refit
         if step >= next_refit:
-            refit_to_budget(plan, cfg, step, elapsed)
-            # every process must stop at the same step: rank 0's clock decides
-            plan.total_steps, plan.warmup_steps = dist.broadcast_object(
-                (plan.total_steps, plan.warmup_steps))
-            next_refit = step + max(10, plan.total_steps // 50)
+            next_refit = refit_to_budget(plan, cfg, step, elapsed)
         return plan.total_steps
 
     return refit

@@ -96,23 +96,27 @@ def plan_schedule(cfg: Config, num_images: int, total_steps: int | None = None) 
     return Plan(steps_per_epoch, total_steps, warmup, cfg.time_budget)
 
 
-def refit_to_budget(plan: Plan, cfg: Config, step: int, elapsed: float) -> None:
-    """Re-estimate total steps from the measured speed so the cosine ends at the deadline.
+def refit_to_budget(plan: Plan, cfg: Config, step: int, elapsed: float) -> int:
+    """Re-estimate total steps from the measured speed so the cosine ends at the deadline;
+    returns the step of the next refit.
 
     Called periodically: the estimate only moves by the drift of the step time, so the
-    learning rate stays smooth while the schedule still reaches its end on time.
+    learning rate stays smooth while the schedule still reaches its end on time. Every
+    process must stop at the same step: rank 0's clock decides.
     """
-    if plan.deadline is None or step < 3:
-        return
-    remaining = max(plan.deadline - elapsed, 0.0)
-    seconds_per_step = elapsed / step
-    total = step + int(remaining / seconds_per_step)
-    if cfg.max_steps is not None:
-        total = min(total, cfg.max_steps)
-    plan.total_steps = max(total, step + 1)
-    fresh = plan_schedule(cfg, plan.steps_per_epoch * cfg.batch_size, plan.total_steps)
-    # Warm-up never shrinks below what was already run, to keep the lr continuous.
-    plan.warmup_steps = max(fresh.warmup_steps, min(plan.warmup_steps, step))
+    if plan.deadline is not None and step >= 3:
+        remaining = max(plan.deadline - elapsed, 0.0)
+        seconds_per_step = elapsed / step
+        total = step + int(remaining / seconds_per_step)
+        if cfg.max_steps is not None:
+            total = min(total, cfg.max_steps)
+        plan.total_steps = max(total, step + 1)
+        fresh = plan_schedule(cfg, plan.steps_per_epoch * cfg.batch_size, plan.total_steps)
+        # Warm-up never shrinks below what was already run, to keep the lr continuous.
+        plan.warmup_steps = max(fresh.warmup_steps, min(plan.warmup_steps, step))
+    plan.total_steps, plan.warmup_steps = dist.broadcast_object(
+        (plan.total_steps, plan.warmup_steps))
+    return step + max(10, plan.total_steps // 50)
 
 
 class MetricsLog:
@@ -519,11 +523,7 @@ def train_loop(
                     progress.set_postfix(loss=f"{record['loss']:.3f}",
                                          views_s=f"{record['views_per_s']:.0f}")
             if cfg.time_budget is not None and state.step >= next_refit:
-                refit_to_budget(plan, cfg, state.step, state.elapsed)
-                # every process must stop at the same step: rank 0's clock decides
-                plan.total_steps, plan.warmup_steps = dist.broadcast_object(
-                    (plan.total_steps, plan.warmup_steps))
-                next_refit = state.step + max(10, plan.total_steps // 50)
+                next_refit = refit_to_budget(plan, cfg, state.step, state.elapsed)
                 if progress is not None:
                     progress.total = plan.total_steps
             if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
