@@ -412,7 +412,7 @@ def linear_eval_sgd(
     for group in optimizer.param_groups:
         group["peak_lr"] = peak
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    partial_run = partial_run or PartialRun(None, "linear", "linear evaluation", {})
+    partial_run = partial_run or linear_partial(None)
     step, elapsed = partial_run.resume(probe.fc, optimizer, scaler, verbose, prefix="fc.")
 
     def save_partial(step: int, seconds: float) -> str:
@@ -445,6 +445,11 @@ def linear_eval_sgd(
                                          device=device, precision=precision,
                                          channels_last=channels_last, workers=workers)
     return summary, logits, test_y, probe.fc.float().cpu()
+
+
+def linear_partial(out: Path | None, settings: dict[str, Any] | None = None) -> PartialRun:
+    """Where an unfinished SGD linear evaluation is kept: ``out/checkpoints/linear-partial.pt``."""
+    return PartialRun(out, "linear", "linear evaluation", settings or {})
 
 
 def feature_width(encoder: nn.Module, image_size: int) -> int:
@@ -531,7 +536,7 @@ def run_linear_eval(
             batch_size=batch_size, lr=lr, momentum=momentum, crop_scale=crop_scale,
             crop_sampler=crop_sampler, seed=seed, device=dev, precision=prec,
             channels_last=channels_last, workers=workers, verbose=verbose,
-            partial_run=PartialRun(out, "linear", "linear evaluation", settings),
+            partial_run=linear_partial(out, settings),
             checkpoint_every=checkpoint_every, on_step=on_step, config=config)
         if details["status"] == "preempted":
             return {"command": "linear-eval", "protocol": protocol, **details}
@@ -544,7 +549,7 @@ def run_linear_eval(
     if out is not None:
         results["checkpoint"] = save_linear_classifier(encoder, linear, image_size, config,
                                                        train.classes, results, out)
-        PartialRun(out, "linear", "linear evaluation", {}).discard()
+        linear_partial(out).discard()
     finish_results(results, out, "linear_eval", scores, test_y, train, test, source)
     log(f"linear eval ({protocol}): top-1 {100 * results['top1']:.2f}%", verbose)
     return results
