@@ -19,12 +19,13 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from simclr.decode import DEFAULT_MAX_PIXELS, load_square
 from simclr.errors import BadImageError, SimCLRError
+from simclr.files import remove_stale_temporaries, temporary_name, write_atomically
 
 if TYPE_CHECKING:
     from simclr.data import ImageList
@@ -108,15 +109,6 @@ def _cache_key(images: ImageList, side: int, max_pixels: int, store: str) -> str
     return h.hexdigest()[:20]
 
 
-def _write_json_atomic(data: Any, path: Path) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _read_cache(
     npy: Path, meta_path: Path, shape: tuple[int, ...]
 ) -> tuple[np.ndarray, dict] | None:
@@ -187,7 +179,10 @@ def _build_cache_files(
     images: ImageList, side: int, npy: Path, meta_path: Path, shape: tuple[int, ...],
     workers: int, max_pixels: int, store: str,
 ) -> tuple[np.ndarray, dict]:
-    tmp = npy.with_name(f"{npy.name}.tmp-{os.getpid()}")
+    # A build killed outright (SIGKILL, out of memory) left its whole-size file: free
+    # the disk before reserving it again. An hour untouched: no build is writing it.
+    remove_stale_temporaries(npy.parent, "*.tmp-*", after_s=3600)
+    tmp = temporary_name(npy)
     nbytes = math.prod(shape)
     try:
         rows = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
@@ -219,5 +214,5 @@ def _build_cache_files(
         # float32 values, written exactly (a float32 round-trips through its repr)
         "aspect": None if bool((aspect == 1.0).all()) else [float(a) for a in aspect],
     }
-    _write_json_atomic(meta, meta_path)
+    write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))
     return np.load(npy, mmap_mode="r"), meta

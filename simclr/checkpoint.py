@@ -23,7 +23,7 @@ import pickle
 import re
 import warnings
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from torch import nn
 
 from simclr.config import SettingError, config_from_dict, validate
 from simclr.errors import SimCLRError
+from simclr.files import remove_stale_temporaries, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -72,51 +73,13 @@ def periodic_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
-    """``write(tmp)``, then make ``tmp`` durable and rename it over ``target``.
-
-    ``tmp`` is ``<name>.tmp-<pid>`` in the same folder (same file system, so the rename
-    is atomic and a reader sees the old file or the new one, never half of one). On any
-    exception, ``write``'s included, the temporary file is removed, ``target`` is left
-    untouched and the exception propagates.
-    """
-    tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-        _fsync_dir(target.parent)
-    except BaseException:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise
-
-
 def save_checkpoint(
     state: Mapping[str, Any], run_dir: str | os.PathLike, name: str = LAST,
     keep_last: int | None = None,
 ) -> Path:
     """Write ``state`` atomically to ``run_dir/name``; returns the path.
 
-    See :func:`write_atomically`. On any OSError (disk full, quota, permissions) the
+    See :func:`simclr.files.write_atomically`. On any OSError (disk full, quota, permissions) the
     previous file is left untouched and a :class:`SimCLRError` says so. ``keep_last``:
     after writing a periodic ``ckpt-<step>.pt``, delete all but the newest ``keep_last``
     of them.
@@ -142,6 +105,9 @@ def save_checkpoint(
         raise SimCLRError(f"could not write checkpoint {target}: {reason}; {kept}") from None
     if keep_last is not None and _PERIODIC.fullmatch(name):
         prune_checkpoints(folder, keep_last)
+    # A periodic checkpoint's name is never written again: its killed saves' debris is
+    # collected here, whatever their name.
+    remove_stale_temporaries(folder, "*.pt.tmp-*")
     return target
 
 
@@ -191,6 +157,8 @@ def checkpoint_files(folder: str | os.PathLike) -> list[Path]:
 
 # The runs that continue with --resume: the kind their checkpoints carry, the command.
 RESUMABLE = {"pretrain": "simclr pretrain", "supervised": "simclr supervised"}
+# The file a supervised run writes at its end: no --resume continues it then.
+SUPERVISED_RESULT = "supervised.json"
 
 
 def resume_checkpoint(
@@ -235,6 +203,9 @@ def resume_checkpoint(
 def _other_kind(run_dir: Path, path: Path, found: Any, wanted: str) -> str:
     """Why the run in ``run_dir`` is not one ``wanted``'s command continues."""
     names = {"pretrain": "pretraining", "supervised": "supervised"}
+    if found == "supervised" and (run_dir / SUPERVISED_RESULT).exists():
+        return (f"{run_dir} is a finished supervised run ({run_dir / SUPERVISED_RESULT}); "
+                f"its model is {run_dir / CHECKPOINTS / LAST}")
     if found in RESUMABLE:
         return (f"{run_dir} is a {names[found]} run (its checkpoint {path.name}); continue "
                 f"it with `{RESUMABLE[found]} --resume {run_dir}`")

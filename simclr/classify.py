@@ -40,7 +40,7 @@ from simclr.data import decode_device
 from simclr.errors import SimCLRError
 from simclr.features import extract_features, iter_batches
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
-from simclr.results import log
+from simclr.results import log, prepare_dir
 from simclr.runtime import StopFlag, autocast
 
 # ---------------------------------------------------------------------- labeled batches
@@ -332,11 +332,28 @@ class PartialRun:
 
     def save(self, blob: dict[str, Any], scaler: torch.amp.GradScaler) -> str:
         """Write a classifier checkpoint (pretrained.classifier_checkpoint, with its
-        optimizer) as the partial run; returns its path."""
-        blob.update(scaler=scaler.state_dict(), settings=self.settings)
-        return str(save_checkpoint(blob, self.path.parent, self.path.name))
+        optimizer) as the partial run (rank 0 only: every process holds the same
+        state); returns its path."""
+        if dist.is_main():
+            blob.update(scaler=scaler.state_dict(), settings=self.settings)
+            save_checkpoint(blob, self.path.parent, self.path.name)
+        return str(self.path)
 
     def discard(self) -> None:
         """The finished run's own files supersede the partial one."""
-        if self.path is not None:
+        if self.path is not None and dist.is_main():
             self.path.unlink(missing_ok=True)
+
+
+def run_folder(run_dir: str | Path | None, results: tuple[str, ...]) -> Path | None:
+    """An evaluation's ``--out``: checked and created by rank 0, the process that writes;
+    the others only name it (they read an unfinished training from it)."""
+    if dist.is_main():
+        return prepare_dir(run_dir, results)
+    return None if run_dir is None else Path(run_dir).expanduser()
+
+
+def batch_norm_setting(sync_bn: bool) -> str:
+    """Where a fine-tuning's BatchNorm takes its statistics from, among its settings."""
+    world = dist.world_size()
+    return "global" if sync_bn or world == 1 else f"per process ({world} processes)"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -271,23 +272,47 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_one_process(command: str) -> None:
-    """Pretraining and the supervised baseline train across processes (sharded batches,
-    global BN). Under torchrun any other command would run once per process, each
-    writing the same files: refused before any work."""
+def check_one_process(args: argparse.Namespace) -> None:
+    """Pretraining, the supervised baseline, fine-tuning and the SGD linear protocol
+    train across processes (sharded batches, global BN). Under torchrun any other
+    command would run once per process, each writing the same files: refused before
+    any work."""
     from simclr.distributed import launched_processes
 
     processes = launched_processes()
-    if command not in ("pretrain", "supervised") and processes > 1:
-        raise SimCLRError(f"only `simclr pretrain` and `simclr supervised` run across "
-                          f"processes; run `simclr {command}` as one process, not under "
-                          f"torchrun (WORLD_SIZE is {processes})")
+    if processes <= 1 or args.command in ("pretrain", "supervised", "finetune"):
+        return
+    if args.command == "linear-eval" and args.protocol == "sgd":
+        return
+    what = " --protocol lbfgs" if args.command == "linear-eval" else ""
+    raise SimCLRError(f"`simclr {args.command}{what}` runs as one process, not under torchrun "
+                      f"(WORLD_SIZE is {processes}); only pretrain, supervised, finetune and "
+                      "linear-eval --protocol sgd train across processes")
+
+
+# A value such as -1,0.1 (a pair or list of numbers, the first negative).
+NEGATIVE_LIST = re.compile(r"-\d*\.?\d+(?:[eE][-+]?\d+)?(?:,[-+\d.eE]*)+")
+
+
+def attach_negative_lists(argv: list[str]) -> list[str]:
+    """``--flag -1,0.1`` as ``--flag=-1,0.1``: argparse takes a lone negative number for a
+    value but a negative list for an unknown option, and would answer "expected one
+    argument" instead of checking the value (``--noise-std -1,0.1`` is out of range)."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and \
+                NEGATIVE_LIST.fullmatch(token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     command = "simclr"
     try:  # Ctrl-C while torch is still importing is an interruption too, not a traceback
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(attach_negative_lists(
+            sys.argv[1:] if argv is None else argv))
         command = f"simclr {args.command}"
         # data.py reports cache builds and skipped images through logging.
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -295,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(args.threads)
-        check_one_process(args.command)
+        check_one_process(args)
         for name in ("device", "eval_device"):  # a typo fails now, not after the decoding
             if getattr(args, name, None):
                 from simclr.runtime import resolve_device

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from simclr import distributed as dist
 from simclr.checkpoint import checkpoint_file, load_checkpoint
 from simclr.config import CROP_SAMPLERS, Config, DataConfig, config_from_dict
 from simclr.data import ImageList, ImageSource, check_folder, open_source
@@ -159,25 +160,36 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
         protocol["l2_grid"] = parse_l2_grid(args.l2_grid)
     inputs = load_for_eval(args)
     size = inputs.spec["image_size"]
-    result = run_linear_eval(
-        inputs.encoder, open_folder(args.train, size, args), open_folder(args.test, size, args),
-        args.out, image_size=size, protocol=args.protocol, seed=args.seed,
-        config=inputs.ckpt["config"], source=inputs.source, **protocol,
-        **runtime_kwargs(args))
-    print(json.dumps(result))
-    return exit_status(result)
+    with dist.process_group():  # the SGD protocol may train across processes
+        train, test = open_folders(args, size)
+        result = run_linear_eval(
+            inputs.encoder, train, test, args.out, image_size=size, protocol=args.protocol,
+            seed=args.seed, config=inputs.ckpt["config"], source=inputs.source, **protocol,
+            **runtime_kwargs(args))
+        return report(result)
 
 
-def exit_status(result: dict[str, Any]) -> int:
-    """0, or 75 (``train.EXIT_PREEMPTED``) for a training a signal stopped after saving
-    it in ``--out``: rerunning the same command continues it."""
-    if result.get("status") != "preempted":
-        return 0
+def open_folders(args: argparse.Namespace, image_size: int) -> tuple[ImageSource, ImageSource]:
+    """--train and --test of an evaluation; under torchrun rank 0 decodes them first,
+    then the other processes find its caches."""
+    return (dist.main_first(lambda: open_folder(args.train, image_size, args)),
+            dist.main_first(lambda: open_folder(args.test, image_size, args)))
+
+
+def report(result: dict[str, Any], resume: str | None = None) -> int:
+    """Print the results as JSON (rank 0 only: it reports for all processes); the exit
+    status: 0, or 75 (``train.EXIT_PREEMPTED``) for a training a signal stopped after
+    saving it. ``resume``: the command that continues it (default: the same command)."""
     from simclr.train import EXIT_PREEMPTED
 
-    print(f"stopped by {result['signal']}; the same command continues it (from "
-          f"{result['checkpoint']})", file=sys.stderr)
-    return EXIT_PREEMPTED
+    preempted = result.get("status") == "preempted"
+    if dist.is_main():
+        print(json.dumps(result))
+        if preempted:
+            how = (f"continue with: {resume}" if resume else
+                   f"the same command continues it (from {result['checkpoint']})")
+            print(f"stopped by {result['signal']}; {how}", file=sys.stderr)
+    return EXIT_PREEMPTED if preempted else 0
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
@@ -207,16 +219,17 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         model, _ = model_from_checkpoint(ckpt)
         encoder, head = model.encoder, model.head
     size = spec["image_size"]
-    result = run_finetune(
-        encoder, open_folder(args.train, size, args), open_folder(args.test, size, args),
-        args.out, image_size=size, label_fraction=args.label_fraction,
-        labels_per_class=args.labels_per_class, subset_file=args.subset, epochs=args.epochs,
-        lr=args.lr, momentum=args.momentum, schedule=args.schedule, head=head,
-        **given(args, ("crop_scale", "crop_sampler")), from_head=args.from_head,
-        from_scratch=args.from_scratch, seed=args.seed, config=ckpt["config"], source=source,
-        checkpoint_every=args.checkpoint_every, **runtime_kwargs(args))
-    print(json.dumps(result))
-    return exit_status(result)
+    with dist.process_group():  # under torchrun the processes fine-tune as one
+        train, test = open_folders(args, size)
+        result = run_finetune(
+            encoder, train, test, args.out, image_size=size,
+            label_fraction=args.label_fraction, labels_per_class=args.labels_per_class,
+            subset_file=args.subset, epochs=args.epochs, lr=args.lr, momentum=args.momentum,
+            schedule=args.schedule, head=head, **given(args, ("crop_scale", "crop_sampler")),
+            from_head=args.from_head, from_scratch=args.from_scratch,
+            sync_bn=args.sync_bn, seed=args.seed, config=ckpt["config"], source=source,
+            checkpoint_every=args.checkpoint_every, **runtime_kwargs(args))
+        return report(result)
 
 
 def cmd_transform_probe(args: argparse.Namespace) -> int:
@@ -330,7 +343,6 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_supervised(args: argparse.Namespace) -> int:
-    from simclr import distributed as dist
     from simclr.cli import config_flags
     from simclr.config import build_config
     from simclr.supervised import (
@@ -340,7 +352,6 @@ def cmd_supervised(args: argparse.Namespace) -> int:
         resume_config,
         run_supervised,
     )
-    from simclr.train import EXIT_PREEMPTED
 
     flags = config_flags(args)
     resume = None
@@ -363,25 +374,14 @@ def cmd_supervised(args: argparse.Namespace) -> int:
             check_batch_fits(cfg.batch_size, len(listing.paths))
         data = data_specs(args.train, args.test)
     size = cfg.augment.size
-    owns_group = not dist.is_initialized()
-    dist.init_from_env()  # under torchrun: rank 0 decodes the folders, then the others
-    train = dist.main_first(lambda: open_source(data["train"], cfg.data, train=True,
-                                                image_size=size))
-    test = (dist.main_first(lambda: open_source(data["test"], cfg.data, train=False,
-                                                image_size=size))
-            if data.get("test") else None)
-    result = run_supervised(cfg, train, test, cfg.out, data=data, resume=resume)
-    main = dist.is_main()
-    if owns_group:
-        dist.cleanup()
-    if not main:  # rank 0 reports for the whole run
-        return EXIT_PREEMPTED if result["status"] == "preempted" else 0
-    print(json.dumps(result))
-    if result["status"] == "preempted":
-        print(f"stopped by {result['signal']}; continue with: simclr supervised --resume "
-              f"{cfg.out}", file=sys.stderr)
-        return EXIT_PREEMPTED
-    return 0
+    with dist.process_group():  # under torchrun: rank 0 decodes the folders, then the others
+        train = dist.main_first(lambda: open_source(data["train"], cfg.data, train=True,
+                                                    image_size=size))
+        test = (dist.main_first(lambda: open_source(data["test"], cfg.data, train=False,
+                                                    image_size=size))
+                if data.get("test") else None)
+        result = run_supervised(cfg, train, test, cfg.out, data=data, resume=resume)
+        return report(result, f"simclr supervised --resume {cfg.out}")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -515,6 +515,9 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--checkpoint-every", type=count_at_least(0), default=500, metavar="STEPS",
                    help="steps between saves of the unfinished fine-tuning (0: only on "
                         "SIGTERM/SIGINT); rerunning the same command continues it")
+    p.add_argument("--no-sync-bn", dest="sync_bn", action="store_false",
+                   help="under torchrun: BatchNorm statistics of each process's share of "
+                        "the batch (default: of the global batch, as the paper)")
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("transform-probe",

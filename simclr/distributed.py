@@ -12,7 +12,8 @@ negatives from every device's batch, gathered *with* gradients
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import torch
@@ -92,6 +93,27 @@ def cleanup() -> None:
     """Leave the process group (end of a run)."""
     if is_initialized():
         dist.destroy_process_group()
+
+
+def check_divisible(batch_size: int, flag: str = "--batch-size") -> None:
+    """The global batch is shared equally by the processes."""
+    if batch_size % world_size():
+        raise SimCLRError(f"{flag} {batch_size} is not divisible by {world_size()} processes")
+
+
+@contextmanager
+def process_group() -> Iterator[None]:
+    """Within (a ``with`` block, or a function decorated with ``@process_group()``):
+    this process in torchrun's process group, joined here unless it already is (nothing
+    without torchrun). At the end the processes wait for each other (rank 0 may still be
+    evaluating) and the group is left if joined here. An error inside leaves at once: no
+    barrier that the failed process would never reach."""
+    owns = not is_initialized()
+    init_from_env()
+    yield
+    barrier()
+    if owns:
+        cleanup()
 
 
 class _GatherWithGrad(torch.autograd.Function):

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simclr import distributed as dist
 from simclr.classify import (
     Checkpointing,
     PartialRun,
@@ -37,6 +38,7 @@ from simclr.classify import (
     evaluate_classifier,
     fitted_batch,
     init_linear,
+    run_folder,
     scheduled_lr,
     train_classifier,
     weights_digest,
@@ -394,14 +396,19 @@ def linear_eval_sgd(
     unfinished training is kept (every ``checkpoint_every`` steps and on SIGTERM/SIGINT)
     and continued from. Returns (summary, test logits (M,C) CPU, test labels (M,), the
     linear layer on CPU); logits and labels are None if a signal stopped the training
-    (summary ``status`` 'preempted').
+    (summary ``status`` 'preempted'). In a process group (torchrun) each process takes
+    its share of every batch, DDP averages the layer's gradients and rank 0 tests (the
+    others get None logits and labels).
     """
     device = torch.device(device)
     batch = fitted_batch(batch_size, train.num_images, "training", verbose)
+    dist.check_divisible(batch)
     total = epochs * (train.num_images // batch)
     peak = lr * batch / 256
     aug_cfg = crop_flip_config(image_size, crop_scale, crop_sampler)
     flags = train_flags(encoder)
+    # Frozen: DDP then averages the layer's gradients only (never the encoder's, none).
+    frozen = [p for p in encoder.parameters() if p.requires_grad]
     probe = LinearProbe(encoder, num_classes, fc=init_linear(
         feature_width(encoder, image_size), num_classes, torch.Generator().manual_seed(seed)))
     probe.to(device)
@@ -425,9 +432,12 @@ def linear_eval_sgd(
             seconds, {}, optimizer), scaler)
 
     try:
+        for p in frozen:
+            p.requires_grad_(False)
         with StopFlag() as stop:
             stats = train_classifier(
-                probe, train, np.arange(train.num_images), aug_cfg, total_steps=total,
+                dist.wrap_ddp(probe, device), train, np.arange(train.num_images), aug_cfg,
+                total_steps=total,
                 batch_size=batch, optimizer=optimizer,
                 lr_fn=lambda step, p: scheduled_lr(step, total, p), seed=seed, device=device,
                 precision=precision, channels_last=channels_last, workers=workers,
@@ -436,12 +446,16 @@ def linear_eval_sgd(
                     save_partial, checkpoint_every, stop, on_step))
     finally:
         restore_flags(flags)
+        for p in frozen:
+            p.requires_grad_(True)
     summary = {"epochs": epochs, "batch_size": batch, "lr": lr, "peak_lr": peak, **stats,
                "signal": stop.requested}
     if stats["status"] == "preempted":
         summary["checkpoint"] = save_partial(stats["steps"], stats["train_s"])
+    if stats["status"] == "preempted" or not dist.is_main():  # rank 0 tests
         return summary, None, None, probe.fc
-    logits, test_y = evaluate_classifier(probe, test, image_size, batch_size=batch_size,
+    logits, test_y = evaluate_classifier(probe, test, image_size,
+                                         batch_size=batch // dist.world_size(),
                                          device=device, precision=precision,
                                          channels_last=channels_last, workers=workers)
     return summary, logits, test_y, probe.fc.float().cpu()
@@ -468,6 +482,7 @@ def feature_width(encoder: nn.Module, image_size: int) -> int:
         restore_flags(flags)
 
 
+@dist.process_group()
 def run_linear_eval(
     encoder: nn.Module, train: Any, test: Any, run_dir: str | Path | None, *,
     image_size: int, protocol: str = "lbfgs", batch_size: int = 256,
@@ -509,8 +524,12 @@ def run_linear_eval(
         crop_flip_config(image_size, crop_scale, crop_sampler)  # checks flags before any work
     elif not 0 < val_fraction < 1:
         raise SimCLRError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
+    if protocol == "lbfgs" and dist.world_size() > 1:
+        raise SimCLRError("--protocol lbfgs runs in one process; under torchrun use "
+                          "--protocol sgd")
+    verbose = verbose and dist.is_main()  # rank 0 speaks for all the processes
     num_classes = check_labeled(train, test)
-    out = prepare_dir(run_dir, RESULTS["linear-eval"])
+    out = run_folder(run_dir, RESULTS["linear-eval"])  # rank 0 writes
     dev, prec = resolve_runtime(device, precision)
     start = time.perf_counter()
     if protocol == "lbfgs":
@@ -540,6 +559,9 @@ def run_linear_eval(
             checkpoint_every=checkpoint_every, on_step=on_step, config=config)
         if details["status"] == "preempted":
             return {"command": "linear-eval", "protocol": protocol, **details}
+        if not dist.is_main():
+            return {"command": "linear-eval", "protocol": protocol, **details,
+                    "rank": dist.rank()}
         sizes = {"num_train": int(train.num_images), "num_test": int(len(test_y)),
                  "num_classes": num_classes}
     results = {"command": "linear-eval", "protocol": protocol,

@@ -38,9 +38,9 @@ from simclr.checkpoint import (
     classifier_file,
     load_checkpoint,
     save_checkpoint,
-    write_atomically,
 )
 from simclr.errors import SimCLRError
+from simclr.files import write_atomically
 from simclr.pretrained import (
     classifier_from_checkpoint,
     encoder_from_checkpoint,

@@ -27,13 +27,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from simclr import distributed as dist
 from simclr.classify import (
     Checkpointing,
     PartialRun,
+    batch_norm_setting,
     check_classifier_step,
     crop_flip_config,
     evaluate_classifier,
     fitted_batch,
+    run_folder,
     scheduled_lr,
     train_classifier,
     weights_digest,
@@ -43,7 +46,7 @@ from simclr.evaluate import finish_results
 from simclr.features import check_labeled, resolve_runtime, source_name
 from simclr.models import Classifier, build_encoder
 from simclr.pretrained import classifier_checkpoint, encoder_config, save_classifier
-from simclr.results import RESULTS, accuracy_summary, log, prepare_dir
+from simclr.results import RESULTS, accuracy_summary, log
 from simclr.runtime import StopFlag
 
 SUBSET_FILE = "labeled_subset.txt"
@@ -202,6 +205,18 @@ def finetune_model(encoder: nn.Module, head: nn.Module | None, num_classes: int,
     return Classifier(enc, num_classes)
 
 
+def _placed(model: Classifier, device: torch.device, precision: str, image_size: int,
+            batch: int, channels_last: bool, sync_bn: bool) -> Classifier:
+    """``model`` on its device, its step's memory checked for this process's share of
+    the global ``batch``; global BN across processes with ``sync_bn`` (Sec. 2.2)."""
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    check_classifier_step(model, image_size, batch // dist.world_size(), device, precision,
+                          channels_last, "finetune")
+    return dist.convert_sync_batchnorm(model) if sync_bn else model
+
+
 def _check_finetune_flags(
     batch_size: int, lr: float, epochs: int | None, schedule: str, image_size: int,
     crop_scale: tuple[float, float], crop_sampler: str, head: nn.Module | None,
@@ -250,6 +265,7 @@ def labeled_subset(train: Any, subset_file: str | Path | None, label_fraction: f
                                  list(train.classes))
 
 
+@dist.process_group()
 def run_finetune(
     encoder: nn.Module, train: Any, test: Any, run_dir: str | Path | None, *,
     image_size: int, label_fraction: float | None = None, labels_per_class: int | None = None,
@@ -261,7 +277,7 @@ def run_finetune(
     device: str | torch.device = "auto", precision: str = "auto", workers: int | None = None,
     channels_last: bool = False, config: dict[str, Any] | None = None, verbose: bool = True,
     source: dict[str, Any] | None = None, checkpoint_every: int = 500,
-    on_step: Callable[[int, Any], None] | None = None,
+    on_step: Callable[[int, Any], None] | None = None, sync_bn: bool = True,
 ) -> dict[str, Any]:
     """``simclr finetune``: fine-tune the whole encoder on a class-balanced labeled subset.
 
@@ -269,7 +285,7 @@ def run_finetune(
     [--label-fraction F | --labels-per-class K | --subset FILE] (none: all labels) [--epochs N
     (60 for <= 5% of the labels, else 30)] [--batch-size 256] [--lr 0.05] [--momentum 0.9]
     [--schedule cosine|constant] [--crop-scale 0.08,1.0] [--crop-sampler torchvision|official]
-    [--from-head] [--from-scratch] [--checkpoint-every 500]
+    [--from-head] [--from-scratch] [--checkpoint-every 500] [--no-sync-bn]
     [--seed 0] [--device auto] [--precision auto] [--workers N] [--cache-dir DIR]``.
 
     The subset (``class_balanced_subset`` with ``seed``, or the images ``subset_file``
@@ -288,69 +304,77 @@ def run_finetune(
     'preempted', nothing evaluated), the state goes to ``checkpoints/finetune-partial.pt``,
     and the same command (same settings, checkpoint and subset) continues from it
     exactly. ``on_step(step, stop)`` after every step (tests simulate a preemption).
+
+    Under torchrun the processes fine-tune as one, as pretraining does: the batch is the
+    global batch, each process takes its share, BatchNorm is global (``sync_bn``; the
+    official code's ``global_bn`` holds for fine-tuning too) and DDP averages the
+    gradients; rank 0 writes and tests (the others return their training results with
+    ``rank``).
     """
+    verbose = verbose and dist.is_main()  # rank 0 speaks for all the processes
     num_classes = check_labeled(train, test)
     dev, prec = resolve_runtime(device, precision)
-    aug_cfg = _check_finetune_flags(batch_size, lr, epochs, schedule, image_size, crop_scale,
-                                    crop_sampler, head, from_head, from_scratch)
+    aug_cfg = _check_finetune_flags(batch_size, lr, epochs, schedule, image_size,
+                                    crop_scale, crop_sampler, head, from_head, from_scratch)
     subset = labeled_subset(train, subset_file, label_fraction, labels_per_class, seed)
     fraction = len(subset) / len(train.labels)
     epochs = default_epochs(fraction) if epochs is None else int(epochs)
-
-    torch.manual_seed(seed)
-    model = finetune_model(encoder, head if from_head else None, num_classes, from_scratch)
-    enc = model.encoder
-    model.to(dev)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
     if len(subset) < 2:
-        raise SimCLRError(f"{source_name(train)}: the labeled subset has {len(subset)} image; "
-                          "fine-tuning needs at least 2")
+        raise SimCLRError(f"{source_name(train)}: the labeled subset has {len(subset)} "
+                          "image; fine-tuning needs at least 2")
     batch = fitted_batch(batch_size, len(subset), "labeled", verbose)
-    check_classifier_step(model, image_size, batch, dev, prec, channels_last, "finetune")
-    out = prepare_dir(run_dir, RESULTS["finetune"])
+    dist.check_divisible(batch)
+    torch.manual_seed(seed)  # the same new layer in every process
+    model = finetune_model(encoder, head if from_head else None, num_classes, from_scratch)
+    model = _placed(model, dev, prec, image_size, batch, channels_last, sync_bn)
+    out = run_folder(run_dir, RESULTS["finetune"])  # every input checked: rank 0 writes
     total = epochs * (len(subset) // batch)
     peak = lr * batch / 256
-    optimizer = torch.optim.SGD(model.parameters(), lr=peak, momentum=momentum, nesterov=True,
-                                weight_decay=0.0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=peak, momentum=momentum,
+                                nesterov=True, weight_decay=0.0)
     for group in optimizer.param_groups:
         group["peak_lr"] = peak
     scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")
     settings = {"subset": subset_digest(subset, len(train.labels)), "epochs": epochs,
                 "batch_size": batch, "lr": lr, "momentum": momentum, "schedule": schedule,
-                "crop": [*aug_cfg.crop_scale, aug_cfg.crop_sampler], "from_head": from_head,
-                "from_scratch": from_scratch, "seed": seed, "image_size": image_size,
-                "precision": prec, "classes": list(train.classes),
+                "crop": [*aug_cfg.crop_scale, aug_cfg.crop_sampler],
+                "from_head": from_head, "from_scratch": from_scratch, "seed": seed,
+                "image_size": image_size, "precision": prec, "classes": list(train.classes),
                 "source": [str((source or {}).get("checkpoint")), (source or {}).get("step")],
-                "weights": weights_digest(encoder, head if from_head else None)}
+                "weights": weights_digest(encoder, head if from_head else None),
+                "batch_norm": batch_norm_setting(sync_bn)}
     partial_run = PartialRun(out, "finetune", "fine-tuning", settings)
     step, elapsed = partial_run.resume(model, optimizer, scaler, verbose)
-    if out is not None:
+    if out is not None and dist.is_main():
         write_subset_list(train, subset, out / SUBSET_FILE)
-    cfg = encoder_config(enc, image_size, config, head if from_head else None)
+    cfg = encoder_config(model.encoder, image_size, config, head if from_head else None)
 
     def save_partial(step: int, seconds: float) -> str:
         return partial_run.save(classifier_checkpoint(
-            "finetune", model, cfg, list(train.classes), step, seconds, {}, optimizer), scaler)
+            "finetune", model, cfg, list(train.classes), step, seconds, {}, optimizer),
+            scaler)
 
     log(f"fine-tuning on {len(subset)} labeled images ({100 * fraction:.2f}%), "
         f"{epochs} epochs of {len(subset) // batch} steps", verbose)
     start = time.perf_counter()
     with StopFlag() as stop:
         stats = train_classifier(
-            model, train, subset, aug_cfg, total_steps=total,
+            dist.wrap_ddp(model, dev), train, subset, aug_cfg, total_steps=total,
             batch_size=batch, optimizer=optimizer,
             lr_fn=lambda step, p: scheduled_lr(step, total, p, schedule), seed=seed,
             device=dev, precision=prec, channels_last=channels_last, workers=workers,
-            verbose=verbose, name="finetune", start_step=step, elapsed=elapsed, scaler=scaler,
-            checkpointing=None if out is None else Checkpointing(
+            verbose=verbose, name="finetune", start_step=step, elapsed=elapsed,
+            scaler=scaler, checkpointing=None if out is None else Checkpointing(
                 save_partial, checkpoint_every, stop, on_step))
     if stats["status"] == "preempted":
         return {"command": "finetune", "signal": stop.requested, **stats,
                 "checkpoint": save_partial(stats["steps"], stats["train_s"])}
-    logits, test_y = evaluate_classifier(model, test, image_size, batch_size=batch_size,
-                                         device=dev, precision=prec,
-                                         channels_last=channels_last, workers=workers)
+    if not dist.is_main():  # rank 0 tests and writes for all the processes
+        return {"command": "finetune", **stats, "rank": dist.rank()}
+    logits, test_y = evaluate_classifier(model, test, image_size,
+                                         batch_size=batch // dist.world_size(), device=dev,
+                                         precision=prec, channels_last=channels_last,
+                                         workers=workers)
     results = {
         "command": "finetune", **accuracy_summary(logits, test_y),
         "num_labeled": int(len(subset)), "label_fraction": fraction,
@@ -358,7 +382,9 @@ def run_finetune(
         "num_test": int(len(test_y)), "epochs": epochs, "batch_size": batch, "lr": lr,
         "peak_lr": peak, "schedule": schedule, "from_head": from_head,
         "from_scratch": from_scratch, "seed": seed, "image_size": image_size,
-        "precision": prec, **stats, "elapsed_s": elapsed + time.perf_counter() - start,
+        "precision": prec, "processes": dist.world_size(),
+        "batch_norm": settings["batch_norm"], **stats,
+        "elapsed_s": elapsed + time.perf_counter() - start,
     }
     if out is not None:
         results["subset_file"] = str(out / SUBSET_FILE)

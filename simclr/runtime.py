@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import platform
 import signal
 import subprocess
@@ -29,7 +28,7 @@ def resolve_device(name: str = "auto") -> torch.device:
     """'auto' -> the local CUDA device when present, else the CPU."""
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            return _local_gpu()
         return torch.device("cpu")
     try:
         device = torch.device(name)
@@ -37,7 +36,16 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise SimCLRError(f"--device: unknown device {name!r} (auto, cpu, cuda, cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SimCLRError(f"--device {name}: CUDA is not available on this machine")
+    if device.type == "cuda" and device.index is None:
+        return _local_gpu()
     return device
+
+
+def _local_gpu() -> torch.device:
+    """This process's GPU: under torchrun each process of a machine has its own."""
+    from simclr.distributed import local_rank
+
+    return torch.device("cuda", local_rank())
 
 
 def resolve_precision(name: str, device: torch.device) -> str:

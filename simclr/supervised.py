@@ -28,6 +28,7 @@ import torch
 from simclr import distributed as dist
 from simclr.checkpoint import (
     CHECKPOINTS,
+    SUPERVISED_RESULT,
     checkpoint_files,
     load_weights,
     periodic_name,
@@ -51,7 +52,7 @@ from simclr.results import accuracy_summary, log, prepare_dir, write_results
 from simclr.runtime import StopFlag
 from simclr.train import Plan, check_run_length, plan_schedule, refit_to_budget
 
-RESULT = "supervised.json"
+RESULT = SUPERVISED_RESULT
 # What a supervised checkpoint holds besides config and weights, so the run continues.
 RESUME_ENTRIES = ("optimizer", "scaler", "step", "elapsed", "total_steps", "warmup_steps",
                   "classes", "num_train")
@@ -156,6 +157,7 @@ def budget_refit(cfg: Config, plan: Plan, step: int) -> Callable[[int, float], i
     return refit
 
 
+@dist.process_group()
 def run_supervised(
     cfg: Config, train: Any, test: Any | None = None, run_dir: str | Path | None = None, *,
     data: Mapping[str, str | None] | None = None, resume: Mapping[str, Any] | None = None,
@@ -186,17 +188,9 @@ def run_supervised(
     (``cfg.model.sync_bn``), DDP averages the gradients; rank 0 writes and evaluates
     (the others return their training results with ``rank``).
     """
-    owns_group = not dist.is_initialized()
-    dist.init_from_env()
-    if cfg.batch_size % dist.world_size():
-        raise SimCLRError(f"--batch-size {cfg.batch_size} is not divisible by "
-                          f"{dist.world_size()} processes")
-    results = _run(cfg, train, test, run_dir if run_dir is not None else cfg.out, data, resume,
-                   verbose and dist.is_main(), on_step)
-    dist.barrier()  # leave the process group together (rank 0 evaluates meanwhile)
-    if owns_group:
-        dist.cleanup()
-    return results
+    dist.check_divisible(cfg.batch_size)
+    return _run(cfg, train, test, run_dir if run_dir is not None else cfg.out, data, resume,
+                verbose and dist.is_main(), on_step)
 
 
 def _run(cfg: Config, train: Any, test: Any | None, run_dir: str | Path | None,

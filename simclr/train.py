@@ -323,6 +323,9 @@ def open_data(cfg: Config) -> ImageSource:
                                                image_size=cfg.augment.size))
 
 
+# Under torchrun the processes leave the group together: one that exits while the others
+# still write the checkpoint tears down its communication threads under them.
+@dist.process_group()
 def pretrain(
     cfg: Config,
     resume: bool = False,
@@ -333,12 +336,7 @@ def pretrain(
     ``on_step(step, stop)`` is called after every step (tests use it to simulate a
     preemption by setting ``stop.requested``).
     """
-    owns_group = not dist.is_initialized()
-    dist.init_from_env()
-    if cfg.batch_size % dist.world_size():
-        raise SimCLRError(
-            f"--batch-size {cfg.batch_size} is not divisible by {dist.world_size()} processes"
-        )
+    dist.check_divisible(cfg.batch_size)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     if cfg.threads:
@@ -389,13 +387,7 @@ def pretrain(
                                  plan, state, device, precision, run_dir, log, stop, on_step)
     finally:
         log.close()
-    # Leave the process group together: a process that exits while the others still
-    # write the checkpoint tears down its communication threads under them.
-    summary["rank"] = dist.rank()
-    dist.barrier()
-    if owns_group:
-        dist.cleanup()
-    return summary
+    return {**summary, "rank": dist.rank()}
 
 
 class Meter:

@@ -148,20 +148,20 @@ def test_interrupt_while_starting_is_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err == "simclr: interrupted\n"
 
 
-@pytest.mark.parametrize("command", ["finetune", "linear-eval", "knn", "embed", "sweep"])
+@pytest.mark.parametrize("command", ["linear-eval", "knn", "embed", "sweep"])
 def test_only_training_runs_under_torchrun(command, monkeypatch, capsys, tmp_path):
     """Other commands would run once per process, each writing the same files."""
     monkeypatch.setenv("WORLD_SIZE", "4")
-    args = {"finetune": ["--checkpoint", "c", "--train", "a", "--test", "b", "--out", "o"],
-            "linear-eval": ["--checkpoint", "c", "--train", "a", "--test", "b"],
+    args = {"linear-eval": ["--checkpoint", "c", "--train", "a", "--test", "b"],
             "knn": ["--checkpoint", "c", "--train", "a", "--test", "b"],
             "embed": ["--checkpoint", "c", "--data", "a", "--out", str(tmp_path / "f.npz")],
             "sweep": ["--out", str(tmp_path / "s"), "--set", "epochs=1,2"]}[command]
     assert main([command, *args]) == 2
+    what = " --protocol lbfgs" if command == "linear-eval" else ""
     assert capsys.readouterr().err == (
-        f"simclr {command}: error: only `simclr pretrain` and `simclr supervised` run across "
-        f"processes; run `simclr {command}` as one process, not under torchrun (WORLD_SIZE "
-        "is 4)\n")
+        f"simclr {command}: error: `simclr {command}{what}` runs as one process, not under "
+        "torchrun (WORLD_SIZE is 4); only pretrain, supervised, finetune and linear-eval "
+        "--protocol sgd train across processes\n")
     assert not any(tmp_path.iterdir())
 
 
@@ -313,3 +313,17 @@ def test_a_class_without_readable_images_is_refused_and_skipped_ones_are_recorde
         assert saved["skipped_images"] == {"train": 1, "test": 1} and saved["num_train"] == 12
         assert "1 unreadable image(s) skipped" in caplog.text or "1 bad" in caplog.text
     assert "1 unreadable image(s) skipped (first: " in caplog.text  # the reused cache says it
+
+
+def test_a_negative_pair_is_checked_as_a_value(capsys):
+    """argparse reads `-1,0.1` as an unknown option ("expected one argument"); the value
+    reaches the config's own check instead."""
+    from simclr.cli import attach_negative_lists
+
+    assert main(["pretrain", "--noise-std", "-1,0.1", "--print-config"]) == 2
+    assert capsys.readouterr().err == ("simclr pretrain: error: --noise-std must satisfy "
+                                       "0 <= min <= max, got (-1.0, 0.1)\n")
+    assert attach_negative_lists(["--crop-scale", "-.5,1", "--lr", "-1"]) == \
+        ["--crop-scale=-.5,1", "--lr", "-1"]
+    assert attach_negative_lists(["--l2-grid", "1e-6,1,13", "-x"]) == \
+        ["--l2-grid", "1e-6,1,13", "-x"]

@@ -271,3 +271,116 @@ def test_two_process_supervised_training_follows_the_single_process_run(tmp_path
              nprocs=WORLD, join=True)
     c = load_checkpoint(tmp_path / "local/checkpoints/last.pt")["model"]
     assert max((c[k].float() - a[k].float()).abs().max().item() for k in a) > 1e-2
+
+
+def _cli_worker(rank: int, port: int, argv: list, status: int, stop_at: int | None) -> None:
+    """`simclr <argv>` as process ``rank`` of torchrun; ``stop_at``: a SIGTERM reaches
+    only process 1 after that step (the processes must agree on where to stop)."""
+    import functools
+    import os
+
+    from simclr import finetune
+    from simclr.cli import main
+
+    os.environ.update({"WORLD_SIZE": str(WORLD), "RANK": str(rank), "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+
+    def on_step(step: int, stop) -> None:
+        if rank == 1 and step == stop_at:
+            stop.requested = "SIGTERM"
+
+    if stop_at is not None:
+        finetune.run_finetune = functools.partial(finetune.run_finetune, on_step=on_step)
+    assert main(argv) == status
+
+
+def _spawn(argv: list, status: int = 0, stop_at: int | None = None) -> None:
+    mp.spawn(_cli_worker, args=(_free_port(), argv, status, stop_at), nprocs=WORLD, join=True)
+
+
+def _same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-4, msg=k)
+
+
+@pytest.fixture
+def pretrained(tmp_path):
+    """(checkpoint run folder, common evaluation flags) of a 2-step pretraining."""
+    from simclr.cli import main
+    from tests.conftest import make_image_folder
+
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=8)
+    test = make_image_folder(tmp_path / "test", classes=2, per_class=2, seed=1)
+    cache = str(tmp_path / "cache")
+    assert main(["pretrain", "--data", str(train), "--out", str(tmp_path / "pre"), "--arch",
+                 "resnet18", "--width", "0.125", "--image-size", "16", "--batch-size", "8",
+                 "--max-steps", "2", "--no-progress", "--workers", "0", "--cache-dir", cache,
+                 "--precision", "fp32"]) == 0
+    return ["--checkpoint", str(tmp_path / "pre"), "--train", str(train), "--test", str(test),
+            "--batch-size", "8", "--workers", "0", "--cache-dir", cache, "--precision", "fp32",
+            "--threads", "1", "--device", "cpu"]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_two_process_finetuning_follows_one_process_and_resumes(tmp_path, pretrained):
+    """`torchrun ... simclr finetune`: each process half of every batch, global BN, DDP:
+    the weights of one process with the whole batch. A SIGTERM that reaches one process
+    stops both at the same step (rank 0 saves); the same command continues exactly."""
+    import json
+
+    from simclr.checkpoint import load_checkpoint
+    from simclr.cli import main
+
+    def argv(out: str) -> list:
+        return ["finetune", *pretrained, "--out", str(tmp_path / out), "--epochs", "8",
+                "--checkpoint-every", "0"]
+
+    assert main(argv("one")) == 0
+    _spawn(argv("two"), status=75, stop_at=3)  # the processes agree every 10 steps
+    partial = load_checkpoint(tmp_path / "two/checkpoints/finetune-partial.pt")
+    assert partial["step"] == 10 and partial["settings"]["batch_norm"] == "global"
+    _spawn(argv("two"))
+    one, two = (json.loads((tmp_path / r / "finetune.json").read_text()) for r in ("one", "two"))
+    assert one["steps"] == two["steps"] == 16 and two["processes"] == 2
+    assert two["top1"] == one["top1"]
+    np.testing.assert_allclose(two["train_loss"], one["train_loss"], rtol=1e-4)
+    a = load_checkpoint(tmp_path / "one/checkpoints/finetune.pt")["model"]
+    _same_weights(a, load_checkpoint(tmp_path / "two/checkpoints/finetune.pt")["model"])
+    assert not (tmp_path / "two/checkpoints/finetune-partial.pt").exists()
+    # Per-process BatchNorm trains another network.
+    _spawn([*argv("local"), "--no-sync-bn", "--epochs", "3"])
+    local = json.loads((tmp_path / "local/finetune.json").read_text())
+    assert local["batch_norm"] == "per process (2 processes)"
+    assert main([*argv("one3"), "--epochs", "3"]) == 0
+    c = load_checkpoint(tmp_path / "local/checkpoints/finetune.pt")["model"]
+    a = load_checkpoint(tmp_path / "one3/checkpoints/finetune.pt")["model"]
+    assert max((c[k].float() - a[k].float()).abs().max().item() for k in a) > 1e-2
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_two_process_sgd_linear_evaluation_follows_one_process(tmp_path, pretrained):
+    """`torchrun ... simclr linear-eval --protocol sgd`: the frozen encoder's features of
+    each process's half batch, the layer's gradients averaged: one process's layer."""
+    import json
+
+    from simclr.checkpoint import load_checkpoint
+    from simclr.classify import init_linear
+    from simclr.cli import main
+
+    def argv(out: str) -> list:
+        return ["linear-eval", *pretrained, "--out", str(tmp_path / out), "--protocol", "sgd",
+                "--epochs", "3", "--lr", "30"]
+
+    assert main(argv("one")) == 0
+    _spawn(argv("two"))
+    one, two = (json.loads((tmp_path / r / "linear_eval.json").read_text())
+                for r in ("one", "two"))
+    assert one["steps"] == two["steps"] == 6
+    assert two["top1"] == one["top1"]
+    np.testing.assert_allclose(two["train_loss"], one["train_loss"], rtol=1e-4)
+    a = load_checkpoint(tmp_path / "one/checkpoints/linear.pt")["model"]
+    b = load_checkpoint(tmp_path / "two/checkpoints/linear.pt")["model"]
+    _same_weights(a, b)
+    start = init_linear(a["fc.weight"].shape[1], 2, torch.Generator().manual_seed(0))
+    assert (a["fc.weight"] - start.weight).abs().max() > 0.05  # the layer did train

@@ -234,14 +234,17 @@ def test_command_line_resume(tmp_path, capsys, monkeypatch):
             (["--train", str(train), "--out", str(run)], f"{run} already holds a run")):
         assert main(["supervised", *argv]) == 2
         assert message in capsys.readouterr().err
+    assert main(["pretrain", "--resume", str(run)]) == 2
+    assert (f"{run} is a supervised run (its checkpoint last.pt); continue it with `simclr "
+            f"supervised --resume {run}`") in capsys.readouterr().err
     # From another working directory, by a relative path: the saved paths stay absolute.
     monkeypatch.chdir(tmp_path)
     assert main(["supervised", "--resume", "run", "--workers", "0"]) == 0
     assert json.loads((run / "supervised.json").read_text())["num_test"] == 4
     assert load_checkpoint(run / "checkpoints" / "last.pt")["config"]["out"] == str(run)
     assert main(["pretrain", "--resume", str(run)]) == 2
-    assert (f"{run} is a supervised run (its checkpoint last.pt); continue it with `simclr "
-            f"supervised --resume {run}`") in capsys.readouterr().err
+    assert (f"{run} is a finished supervised run ({run / 'supervised.json'}); its model is "
+            f"{run / 'checkpoints' / 'last.pt'}\n") in capsys.readouterr().err
 
 
 def test_sigterm_exits_75_and_resume_finishes(tmp_path):

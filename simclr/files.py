@@ -1,0 +1,91 @@
+"""Files written whole or not at all: a reader (a resumed run, a scheduler's next job)
+sees the old file or the new one, never half of one.
+
+Checkpoints, exported encoders and decoded caches are written to ``<name>.tmp-<pid>``
+beside their target and renamed over it; a process killed mid-write (SIGKILL, the
+out-of-memory killer) leaves its temporary file, which a later write removes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def temporary_name(target: Path) -> Path:
+    """Where this process writes ``target`` before renaming it: ``<name>.tmp-<pid>``."""
+    return target.with_name(f"{target.name}.tmp-{os.getpid()}")
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """``write(tmp)``, then make ``tmp`` durable and rename it over ``target``.
+
+    ``tmp`` is ``<name>.tmp-<pid>`` in the same folder (same file system, so the rename
+    is atomic and a reader sees the old file or the new one, never half of one). On any
+    exception, ``write``'s included, the temporary file is removed, ``target`` is left
+    untouched and the exception propagates.
+    """
+    tmp = temporary_name(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
+    remove_stale_temporaries(target.parent, f"{target.name}.tmp-*")
+
+
+STALE_AFTER_S = 60.0  # a temporary file untouched this long by a dead process is debris
+
+
+def remove_stale_temporaries(folder: Path, pattern: str,
+                             after_s: float = STALE_AFTER_S) -> list[Path]:
+    """Delete the ``<name>.tmp-<pid>`` files matching ``pattern`` in ``folder`` that a
+    killed write left (SIGKILL skips the clean-up above): those whose process is gone
+    and that were last written over ``after_s`` seconds ago (so a write still running is
+    never touched). Returns what was deleted."""
+    removed = []
+    for path in folder.glob(pattern):
+        pid = path.name.rsplit("-", 1)[1]
+        try:
+            if not pid.isdigit() or _process_alive(int(pid)) or \
+                    time.time() - path.stat().st_mtime < after_s:
+                continue
+            path.unlink()
+            removed.append(path)
+        except OSError:  # gone meanwhile, or not ours to delete: harmless either way
+            pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True

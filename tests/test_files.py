@@ -1,0 +1,78 @@
+"""Tests for simclr.files: what a killed write leaves is collected by a later one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+from simclr.checkpoint import save_checkpoint
+from simclr.files import STALE_AFTER_S, remove_stale_temporaries
+
+
+def _dead_pid() -> str:
+    """The pid of a process that has exited."""
+    return subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def _age(path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_a_save_removes_what_a_killed_save_left(tmp_path):
+    """SIGKILL during a save leaves ``<name>.tmp-<pid>``; the next checkpoint saved in
+    the folder deletes it once its process is gone and it is old, never a live save's."""
+    dead = _dead_pid()
+    debris = tmp_path / f"last.pt.tmp-{dead}"
+    live = tmp_path / f"last.pt.tmp-{os.getppid()}"  # a running process's, however old
+    recent = tmp_path / f"last.pt.tmp-{int(dead) + 1}"  # dead or not: written just now
+    other = tmp_path / f"ckpt-1.pt.tmp-{dead}"  # a periodic one's (never saved again)
+    for path in (debris, live, recent, other):
+        path.write_bytes(b"half a checkpoint")
+    for path in (debris, live, other):
+        _age(path, 2 * STALE_AFTER_S)
+    save_checkpoint({"step": 1}, tmp_path)
+    assert not debris.exists() and not other.exists()
+    assert live.exists() and recent.exists()
+    assert torch.load(tmp_path / "last.pt")["step"] == 1
+
+
+
+
+def test_a_cache_build_frees_what_a_killed_build_left(tmp_path):
+    """A killed ImageNet cache build leaves a file of the cache's whole size; the next
+    build removes it (untouched for an hour) before reserving the disk again."""
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+    from tests.conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "images", classes=2, per_class=2)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    debris = cache / f"images-16px-0123.npy.tmp-{_dead_pid()}"
+    debris.write_bytes(bytes(1000))
+    _age(debris, 2 * 3600)
+    young = cache / f"images-16px-4567.npy.tmp-{_dead_pid()}"
+    young.write_bytes(bytes(1000))
+    _age(young, 600)  # maybe another machine's build, still writing
+    source = open_source(str(folder), DataConfig(cache_dir=str(cache), workers=0),
+                         train=False, image_size=16)
+    assert source.num_images == 4 and not debris.exists() and young.exists()
+    assert not [p for p in cache.iterdir() if p != young and ".tmp-" in p.name]
+
+
+def test_only_matching_names_of_dead_processes_are_removed(tmp_path):
+    dead = _dead_pid()
+    keep = [tmp_path / "notes.txt", tmp_path / f"a.pt.tmp-{os.getpid()}",
+            tmp_path / "a.pt.tmp-x1", tmp_path / f"b.json.tmp-{dead}"]
+    gone = tmp_path / f"a.pt.tmp-{dead}"
+    for path in (*keep, gone):
+        path.write_text("x")
+        _age(path, 2 * STALE_AFTER_S)
+    assert remove_stale_temporaries(tmp_path, "*.pt.tmp-*") == [gone]
+    assert all(p.exists() for p in keep) and not gone.exists()
