@@ -9,6 +9,9 @@ supervised baseline and the SGD linear protocol (App. B.6), and what they share.
   any step; ``Checkpointing``: its periodic saves and preemption (SIGTERM/SIGINT).
 * ``PartialRun``: an evaluation's unfinished training, saved in its ``--out`` and
   continued when the same command runs again (other settings are refused).
+
+Under torchrun the loop trains across processes (each its share of every global batch;
+the caller wraps the model in DDP); rank 0 alone writes (``run_folder``, ``PartialRun``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@
   projection head's first layer (SimCLRv2); ``from_scratch`` gives the no-pretraining
   baseline with the same budget. Also full fine-tuning for transfer (all labels).
 The training loop is simclr.classify's, shared with the supervised baseline
-(simclr.supervised) and the SGD linear protocol.
+(simclr.supervised) and the SGD linear protocol; like them it trains across processes
+under torchrun (the paper fine-tunes with batch 4096 and global BN).
 
 BatchNorm is in train mode during these trainings (the network is being trained);
 test accuracy always uses the evaluation transform with BatchNorm in eval mode.

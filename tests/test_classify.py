@@ -78,3 +78,35 @@ def test_a_partial_run_without_a_folder_keeps_nothing(tmp_path):
     empty = PartialRun(tmp_path, "linear", "linear evaluation", {"epochs": 1})
     assert empty.path == tmp_path / "checkpoints" / "linear-partial.pt"
     assert empty.resume(model, optimizer, scaler, False) == (0, 0.0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_classifier_trainings_on_cuda(tmp_path, capsys):
+    """The supervised baseline, fine-tuning and the SGD linear protocol on the GPU
+    (``--device cuda``: this process's GPU; bf16 or fp16 by --precision auto,
+    channels_last): each finishes with a finite loss and a saved classifier."""
+    import json
+
+    from simclr.checkpoint import load_checkpoint
+    from simclr.cli import main
+    from tests.conftest import make_image_folder
+
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=8)
+    test = make_image_folder(tmp_path / "test", classes=2, per_class=2, seed=1)
+    small = ["--arch", "resnet18", "--width", "0.125", "--image-size", "16", "--batch-size", "8",
+             "--workers", "0", "--cache-dir", str(tmp_path / "cache"), "--device", "cuda"]
+    assert main(["supervised", "--train", str(train), "--test", str(test), "--out",
+                 str(tmp_path / "sup"), "--epochs", "2", *small]) == 0
+    evaluation = ["--checkpoint", str(tmp_path / "sup"), "--train", str(train), "--test",
+                  str(test), "--batch-size", "8", "--workers", "0", "--device", "cuda",
+                  "--epochs", "2"]
+    assert main(["finetune", *evaluation, "--out", str(tmp_path / "ft")]) == 0
+    assert main(["linear-eval", *evaluation, "--protocol", "sgd", "--out",
+                 str(tmp_path / "lin")]) == 0
+    capsys.readouterr()
+    for run, name in (("sup", "supervised"), ("ft", "finetune"), ("lin", "linear_eval")):
+        result = json.loads((tmp_path / run / f"{name}.json").read_text())
+        assert result["precision"] in ("bf16", "fp16") and np.isfinite(result["train_loss"])
+        assert result["steps"] == 4 and 0 <= result["top1"] <= 1
+    ckpt = load_checkpoint(tmp_path / "ft/checkpoints/finetune.pt")
+    assert all(torch.isfinite(v.float()).all() for v in ckpt["model"].values())
