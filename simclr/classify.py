@@ -20,6 +20,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -99,11 +100,17 @@ def scheduled_lr(step: int, total: int, peak: float, schedule: str = "cosine") -
 
 def fitted_batch(batch_size: int, num_images: int, which: str, verbose: bool) -> int:
     """The batch of a classifier trained on ``num_images`` labeled images: at most all of
-    them (a small labeled set is one batch per step, its lr scaled for it), said when so."""
-    batch = min(batch_size, num_images)
+    them (a small labeled set is one batch per step, its lr scaled for it), said when so;
+    under torchrun a multiple of the processes, which share it equally."""
+    dist.check_divisible(batch_size)
+    world = dist.world_size()
+    batch = min(batch_size, num_images // world * world)
+    if batch == 0:
+        raise SimCLRError(f"{num_images} {which} images cannot be shared by {world} processes")
     if batch < batch_size:
+        shared = f" ({world} processes' equal shares)" if batch < num_images else ""
         log(f"--batch-size {batch_size} is more than the {num_images} {which} images: "
-            f"batches of {batch}, lr scaled by {batch}/256", verbose)
+            f"batches of {batch}{shared}, lr scaled by {batch}/256", verbose)
     return batch
 
 
@@ -119,22 +126,18 @@ def init_linear(dim: int, num_classes: int, gen: torch.Generator) -> nn.Linear:
 
 # ------------------------------------------------------------------------ training loop
 
-AGREE_EVERY = 10  # steps between the processes' checks for a stop request (one sync)
-
-
 @dataclass
 class Checkpointing:
     """Periodic checkpoints and preemption during a classifier's training.
 
     ``save(step, seconds)`` writes a periodic checkpoint; ``every``: steps between them
-    (0: none); ``stop``: set by SIGTERM/SIGINT, after which the training returns at the
-    end of the step; ``on_step(step, stop)`` is called after every step (tests use it to
-    simulate a preemption).
+    (0: none). While the training runs, SIGTERM/SIGINT ask it to stop at the end of the
+    step (:class:`simclr.runtime.StopFlag`); ``on_step(step, stop)`` is called after
+    every step with that flag (tests use it to simulate a preemption).
     """
 
     save: Callable[[int, float], Any]
     every: int
-    stop: StopFlag
     on_step: Callable[[int, StopFlag], None] | None = None
 
 
@@ -157,9 +160,13 @@ def train_classifier(
     ``refit(step, seconds so far)``, after every step, returns the total steps anew (a
     time budget). A resumed run passes its ``start_step``, the training seconds
     ``elapsed`` before and its ``scaler``: views and order depend only on (seed, epoch,
-    index), so it continues exactly. Returns {"status": "finished" | "preempted",
-    "steps", "train_loss", "train_top1" (of the last epoch, or its part since the
-    start; None if no step was left to run), "train_s" (all segments)}.
+    index), so it continues exactly. With ``checkpointing``, SIGTERM/SIGINT stop the
+    training after the step (every process at the same one: distributed.StopVote);
+    without, they keep their usual effect (there is nothing to continue). Returns
+    {"status": "finished" | "preempted", "signal" (the signal that asked to stop, or
+    None; a run asked as its last step ended has finished), "steps", "train_loss",
+    "train_top1" (of the last epoch, or its part since the start; None if no step was
+    left to run), "train_s" (all segments)}.
     """
     model.to(device).train()
     if scaler is None:
@@ -167,9 +174,25 @@ def train_classifier(
     steps_per_epoch = len(indices) // batch_size
     if steps_per_epoch == 0:
         raise SimCLRError(f"{name}: {len(indices)} images make no batch of {batch_size}")
+    with StopFlag() if checkpointing is not None else nullcontext() as stop:
+        return _train(model, source, indices, aug_cfg, total_steps, batch_size, optimizer,
+                      lr_fn, seed, device, precision, channels_last, workers, verbose, name,
+                      refit, start_step, elapsed, scaler, checkpointing, stop)
+
+
+def _train(model: nn.Module, source: Any, indices: np.ndarray, aug_cfg: AugmentConfig,
+           total_steps: int, batch_size: int, optimizer: torch.optim.Optimizer,
+           lr_fn: Callable[[int, float], float], seed: int, device: torch.device,
+           precision: str, channels_last: bool, workers: int | None, verbose: bool, name: str,
+           refit: Callable[[int, float], int] | None, start_step: int, elapsed: float,
+           scaler: torch.amp.GradScaler, checkpointing: Checkpointing | None,
+           stop: StopFlag | None) -> dict[str, Any]:
+    """:func:`train_classifier`'s loop, ``stop`` installed (with ``checkpointing``)."""
+    steps_per_epoch = len(indices) // batch_size
     shard = (dist.rank(), dist.world_size())
     step, (epoch, skip) = start_step, divmod(start_step, steps_per_epoch)
-    status, start = "finished", time.perf_counter()
+    status, signal_name, start = "finished", None, time.perf_counter()
+    vote = dist.StopVote(device, start_step)
     mean_loss = top1 = None  # no step in this segment (continued after its last step)
     while step < total_steps and status == "finished":
         loss_sum = torch.zeros((), device=device)
@@ -195,9 +218,11 @@ def train_classifier(
             if refit is not None:
                 total_steps = refit(step, seconds)
             if checkpointing is not None:
-                status = _after_step(checkpointing, step, total_steps, seconds, device,
-                                     partial(_finite_loss, loss_sum, seen, name, epoch + 1))
-            if step >= total_steps or status != "finished":
+                signal_name = _after_step(checkpointing, stop, vote, step, total_steps,
+                                          seconds, partial(_finite_loss, loss_sum, seen, name,
+                                                           epoch + 1))
+                status = "preempted" if signal_name and step < total_steps else "finished"
+            if step >= total_steps or signal_name:
                 break
         epoch, skip = epoch + 1, 0
         # Summed over the processes (their means alike, as they see equal shares).
@@ -208,24 +233,21 @@ def train_classifier(
         stopped = " (stopped)" if status != "finished" else ""
         log(f"{name} epoch {epoch}{stopped} ({step}/{total_steps} steps, {steps_per_epoch}/"
             f"epoch): loss {mean_loss:.4f}, train top-1 {100 * top1:.2f}%", verbose)
-    return {"status": status, "steps": step, "train_loss": mean_loss, "train_top1": top1,
-            "train_s": elapsed + time.perf_counter() - start}
+    return {"status": status, "signal": signal_name, "steps": step, "train_loss": mean_loss,
+            "train_top1": top1, "train_s": elapsed + time.perf_counter() - start}
 
 
-def _after_step(checkpointing: Checkpointing, step: int, total_steps: int, seconds: float,
-                device: torch.device, check: Callable[[], float]) -> str:
-    """A periodic checkpoint when due (never of a diverged model); 'preempted' once a
-    signal asked to stop, else 'finished'. A signal may reach only some processes: they
-    agree every :data:`AGREE_EVERY` steps, so all stop at the same step."""
+def _after_step(checkpointing: Checkpointing, stop: StopFlag, vote: dist.StopVote, step: int,
+                total_steps: int, seconds: float, check: Callable[[], float]) -> str | None:
+    """A periodic checkpoint when due (never of a diverged model); the name of a signal
+    that asked to stop, else None. A signal may reach only some processes: ``vote``
+    makes every process stop at the same step."""
     if checkpointing.on_step is not None:
-        checkpointing.on_step(step, checkpointing.stop)
+        checkpointing.on_step(step, stop)
     if checkpointing.every and step % checkpointing.every == 0 and step < total_steps:
         check()
         checkpointing.save(step, seconds)
-    requested = checkpointing.stop.requested is not None
-    if dist.world_size() > 1:
-        requested = step % AGREE_EVERY == 0 and dist.any_process(requested, device)
-    return "preempted" if requested else "finished"
+    return vote(step, stop.requested, last=step >= total_steps)
 
 
 def _finite_loss(loss_sum: torch.Tensor, seen: int, name: str, epoch: int) -> float:
@@ -322,10 +344,11 @@ class PartialRun:
             raise SimCLRError(f"{exc}; delete it to start the {self.what} in {self.out} "
                               "again") from None
         saved = ckpt.get("settings") or {}
-        differ = [k for k in self.settings if saved.get(k) != self.settings[k]]
+        differ = [_difference(k, saved.get(k), v) for k, v in self.settings.items()
+                  if saved.get(k) != v]
         if differ:
             raise SimCLRError(f"{self.out} holds an unfinished {self.what} ({self.path.name}) "
-                              f"with other settings ({', '.join(differ)}); rerun its own "
+                              f"with other settings ({'; '.join(differ)}); rerun its own "
                               "command to continue it, or choose another --out")
         load_weights(model, ckpt, prefix)
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -346,6 +369,13 @@ class PartialRun:
         """The finished run's own files supersede the partial one."""
         if self.path is not None and dist.is_main():
             self.path.unlink(missing_ok=True)
+
+
+def _difference(key: str, saved: Any, now: Any) -> str:
+    """A setting that differs, with both values when they are short enough to read."""
+    if max(len(repr(saved)), len(repr(now))) > 40:
+        return key
+    return f"{key}: {saved!r} saved, {now!r} now"
 
 
 def run_folder(run_dir: str | Path | None, results: tuple[str, ...]) -> Path | None:

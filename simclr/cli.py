@@ -221,7 +221,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         return train.EXIT_PREEMPTED if summary["status"] == "preempted" else 0
     print_summary(summary)
     if summary["status"] == "preempted":
-        print(f"stopped by {summary['signal']}; continue with: simclr pretrain --resume "
+        from simclr.runtime import stopped_by
+
+        print(f"{stopped_by(summary['signal'])}; continue with: simclr pretrain --resume "
               f"{cfg.out}", file=sys.stderr)
         return train.EXIT_PREEMPTED
     if cfg.data.path is None:
@@ -272,22 +274,26 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_one_process(args: argparse.Namespace) -> None:
+def check_processes(args: argparse.Namespace) -> None:
     """Pretraining, the supervised baseline, fine-tuning and the SGD linear protocol
     train across processes (sharded batches, global BN). Under torchrun any other
     command would run once per process, each writing the same files: refused before
-    any work."""
+    any work, as is a --batch-size the processes cannot share equally."""
     from simclr.distributed import launched_processes
 
     processes = launched_processes()
-    if processes <= 1 or args.command in ("pretrain", "supervised", "finetune"):
+    if processes <= 1:
         return
-    if args.command == "linear-eval" and args.protocol == "sgd":
-        return
-    what = " --protocol lbfgs" if args.command == "linear-eval" else ""
-    raise SimCLRError(f"`simclr {args.command}{what}` runs as one process, not under torchrun "
-                      f"(WORLD_SIZE is {processes}); only pretrain, supervised, finetune and "
-                      "linear-eval --protocol sgd train across processes")
+    trains = args.command in ("pretrain", "supervised", "finetune") or (
+        args.command == "linear-eval" and args.protocol == "sgd")
+    if not trains:
+        what = " --protocol lbfgs" if args.command == "linear-eval" else ""
+        raise SimCLRError(f"`simclr {args.command}{what}` runs as one process, not under "
+                          f"torchrun (WORLD_SIZE is {processes}); only pretrain, supervised, "
+                          "finetune and linear-eval --protocol sgd train across processes")
+    batch = getattr(args, "batch_size", None)
+    if batch is not None and batch % processes:
+        raise SimCLRError(f"--batch-size {batch} is not divisible by {processes} processes")
 
 
 # A value such as -1,0.1 (a pair or list of numbers, the first negative).
@@ -314,13 +320,17 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(attach_negative_lists(
             sys.argv[1:] if argv is None else argv))
         command = f"simclr {args.command}"
-        # data.py reports cache builds and skipped images through logging.
-        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        # data.py reports cache builds and skipped images through logging; under
+        # torchrun rank 0 speaks for all the processes, the others only warn.
+        from simclr.distributed import launched_rank
+
+        logging.basicConfig(level=logging.INFO if launched_rank() == 0 else logging.WARNING,
+                            format="%(message)s", stream=sys.stderr)
         if getattr(args, "threads", None):  # the evaluation commands' --threads
             import torch
 
             torch.set_num_threads(args.threads)
-        check_one_process(args)
+        check_processes(args)
         for name in ("device", "eval_device"):  # a typo fails now, not after the decoding
             if getattr(args, name, None):
                 from simclr.runtime import resolve_device

@@ -180,6 +180,7 @@ def report(result: dict[str, Any], resume: str | None = None) -> int:
     """Print the results as JSON (rank 0 only: it reports for all processes); the exit
     status: 0, or 75 (``train.EXIT_PREEMPTED``) for a training a signal stopped after
     saving it. ``resume``: the command that continues it (default: the same command)."""
+    from simclr.runtime import stopped_by
     from simclr.train import EXIT_PREEMPTED
 
     preempted = result.get("status") == "preempted"
@@ -188,7 +189,7 @@ def report(result: dict[str, Any], resume: str | None = None) -> int:
         if preempted:
             how = (f"continue with: {resume}" if resume else
                    f"the same command continues it (from {result['checkpoint']})")
-            print(f"stopped by {result['signal']}; {how}", file=sys.stderr)
+            print(f"{stopped_by(result['signal'])}; {how}", file=sys.stderr)
     return EXIT_PREEMPTED if preempted else 0
 
 

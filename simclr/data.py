@@ -32,6 +32,7 @@ from simclr.cache import build_cache, decode_files
 from simclr.config import DataConfig
 from simclr.decode import DEFAULT_MAX_PIXELS, decode_jpegs, load_square, read_jpeg
 from simclr.errors import BadImageError, SimCLRError
+from simclr.runtime import ignore_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +307,7 @@ class ImageSource:
                 extra["collate_fn"] = collate_raw
             loader = torch.utils.data.DataLoader(
                 self.dataset(report=True, raw=raw), batch_sampler=sampler, num_workers=workers,
-                pin_memory=pin and not raw, **extra)
+                pin_memory=pin and not raw, worker_init_fn=ignore_stop_signals, **extra)
             self._loaders[key] = (loader, sampler)
         return self._loaders[key]
 

@@ -12,6 +12,8 @@ negatives from every device's batch, gathered *with* gradients
 from __future__ import annotations
 
 import os
+import signal
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -54,6 +56,12 @@ def launched_processes() -> int:
     """How many processes the launcher started (torchrun's WORLD_SIZE; 1 without one),
     whether or not a process group is up yet."""
     return _env_int("WORLD_SIZE", 1)
+
+
+def launched_rank() -> int:
+    """This process's rank as the launcher numbered it (torchrun's RANK; 0 without one),
+    whether or not a process group is up yet."""
+    return _env_int("RANK", 0)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -293,10 +301,42 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids)
 
 
-def any_process(flag: bool, device: torch.device) -> bool:
-    """True on every process when ``flag`` is true on at least one (a collective call)."""
-    if world_size() == 1:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+STOP_VOTE_EVERY_S = 2.0  # seconds between the processes' comparisons of stop requests
+
+
+class StopVote:
+    """Where the processes of a run stop when a signal reached some of them.
+
+    ``vote(step, signal_name, last)`` after every step returns the name of a signal that
+    reached any process, or None, identically on every process; each process passes its
+    own request (``StopFlag.requested``). One process: its own request, at once. Several:
+    they compare requests (one small all-reduce and host sync) only at steps they all
+    pick alike: about every ``every_s`` seconds (:data:`STOP_VOTE_EVERY_S`), from the
+    slowest process's measured step time, and at the ``last`` step; so a stop comes
+    within seconds, well before a launcher's kill (torchrun and SLURM wait 30 s),
+    whether a step takes milliseconds or minutes.
+    """
+
+    def __init__(self, device: torch.device, start_step: int = 0,
+                 every_s: float | None = None, max_interval: int = 100) -> None:
+        self.device, self.max_interval = device, max_interval
+        self.every_s = STOP_VOTE_EVERY_S if every_s is None else every_s
+        self.next_step, self.last_step = start_step + 1, start_step
+        self.last_time = time.perf_counter()
+
+    def __call__(self, step: int, signal_name: str | None, last: bool = False) -> str | None:
+        if world_size() == 1:
+            return signal_name
+        if step < self.next_step and not last:
+            return None
+        now = time.perf_counter()
+        per_step = (now - self.last_time) / max(step - self.last_step, 1)
+        number = signal.Signals.__members__.get(signal_name, signal.SIGTERM).value \
+            if signal_name else 0
+        votes = torch.tensor([float(number), per_step], device=self.device)
+        dist.all_reduce(votes, op=dist.ReduceOp.MAX)
+        number, per_step = votes.tolist()  # the one host sync
+        interval = int(self.every_s / per_step) if per_step > 0 else self.max_interval
+        self.next_step = step + min(max(interval, 1), self.max_interval)
+        self.last_step, self.last_time = step, now
+        return signal.Signals(int(number)).name if number else None

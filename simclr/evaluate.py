@@ -62,7 +62,6 @@ from simclr.results import (
     topk_accuracy,
     write_results,
 )
-from simclr.runtime import StopFlag
 
 # L-BFGS runs in float64 up to this many feature values (N*D); larger problems use float32.
 FLOAT64_MAX_ELEMENTS = 1 << 26
@@ -402,7 +401,6 @@ def linear_eval_sgd(
     """
     device = torch.device(device)
     batch = fitted_batch(batch_size, train.num_images, "training", verbose)
-    dist.check_divisible(batch)
     total = epochs * (train.num_images // batch)
     peak = lr * batch / 256
     aug_cfg = crop_flip_config(image_size, crop_scale, crop_sampler)
@@ -434,23 +432,21 @@ def linear_eval_sgd(
     try:
         for p in frozen:
             p.requires_grad_(False)
-        with StopFlag() as stop:
-            stats = train_classifier(
-                dist.wrap_ddp(probe, device), train, np.arange(train.num_images), aug_cfg,
-                total_steps=total,
-                batch_size=batch, optimizer=optimizer,
-                lr_fn=lambda step, p: scheduled_lr(step, total, p), seed=seed, device=device,
-                precision=precision, channels_last=channels_last, workers=workers,
-                verbose=verbose, name="linear eval", start_step=step, elapsed=elapsed,
-                scaler=scaler, checkpointing=None if partial_run.out is None else Checkpointing(
-                    save_partial, checkpoint_every, stop, on_step))
+        stats = train_classifier(
+            dist.wrap_ddp(probe, device), train, np.arange(train.num_images), aug_cfg,
+            total_steps=total, batch_size=batch, optimizer=optimizer,
+            lr_fn=lambda step, p: scheduled_lr(step, total, p), seed=seed, device=device,
+            precision=precision, channels_last=channels_last, workers=workers,
+            verbose=verbose, name="linear eval", start_step=step, elapsed=elapsed,
+            scaler=scaler, checkpointing=None if partial_run.out is None else Checkpointing(
+                save_partial, checkpoint_every, on_step))
     finally:
         restore_flags(flags)
         for p in frozen:
             p.requires_grad_(True)
-    summary = {"epochs": epochs, "batch_size": batch, "lr": lr, "peak_lr": peak, **stats,
-               "signal": stop.requested}
-    if stats["status"] == "preempted":
+    summary = {"epochs": epochs, "batch_size": batch, "lr": lr, "peak_lr": peak,
+               "processes": dist.world_size(), **stats}
+    if stats["signal"]:  # kept, also when the signal came with the last step (see finetune)
         summary["checkpoint"] = save_partial(stats["steps"], stats["train_s"])
     if stats["status"] == "preempted" or not dist.is_main():  # rank 0 tests
         return summary, None, None, probe.fc

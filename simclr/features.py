@@ -24,7 +24,7 @@ from simclr.data import (
     list_folder,
 )
 from simclr.errors import SimCLRError
-from simclr.runtime import autocast, resolve_device, resolve_precision
+from simclr.runtime import autocast, ignore_stop_signals, resolve_device, resolve_precision
 
 
 def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str, str],
@@ -132,12 +132,13 @@ def iter_batches(
     if decode_on is not None:
         loader = DataLoader(Subset(source.dataset(report=True, raw=True), order),
                             batch_size=batch_size, shuffle=False, num_workers=n_workers,
-                            collate_fn=collate_raw)
+                            collate_fn=collate_raw, worker_init_fn=ignore_stop_signals)
         for payloads, idx, aspect, _, _ in loader:
             yield decode_raw_batch(source, payloads, idx, aspect, decode_on)
         return
     loader = DataLoader(Subset(source.dataset(), order), batch_size=batch_size,
-                        shuffle=False, num_workers=n_workers, pin_memory=pin, drop_last=False)
+                        shuffle=False, num_workers=n_workers, pin_memory=pin, drop_last=False,
+                        worker_init_fn=ignore_stop_signals)
     for images, idx, aspect in loader:
         yield idx.long(), images, aspect.float()
 

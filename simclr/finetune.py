@@ -48,7 +48,6 @@ from simclr.features import check_labeled, resolve_runtime, source_name
 from simclr.models import Classifier, build_encoder
 from simclr.pretrained import classifier_checkpoint, encoder_config, save_classifier
 from simclr.results import RESULTS, accuracy_summary, log
-from simclr.runtime import StopFlag
 
 SUBSET_FILE = "labeled_subset.txt"
 
@@ -210,10 +209,15 @@ def _placed(model: Classifier, device: torch.device, precision: str, image_size:
             batch: int, channels_last: bool, sync_bn: bool) -> Classifier:
     """``model`` on its device, its step's memory checked for this process's share of
     the global ``batch``; global BN across processes with ``sync_bn`` (Sec. 2.2)."""
+    world = dist.world_size()
+    if not sync_bn and world > 1 and batch // world < 2:
+        raise SimCLRError(f"--no-sync-bn: each of the {world} processes would take "
+                          f"BatchNorm statistics from {batch // world} image; give a "
+                          f"--batch-size of at least {2 * world}, or keep global BN")
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    check_classifier_step(model, image_size, batch // dist.world_size(), device, precision,
+    check_classifier_step(model, image_size, batch // world, device, precision,
                           channels_last, "finetune")
     return dist.convert_sync_batchnorm(model) if sync_bn else model
 
@@ -324,7 +328,6 @@ def run_finetune(
         raise SimCLRError(f"{source_name(train)}: the labeled subset has {len(subset)} "
                           "image; fine-tuning needs at least 2")
     batch = fitted_batch(batch_size, len(subset), "labeled", verbose)
-    dist.check_divisible(batch)
     torch.manual_seed(seed)  # the same new layer in every process
     model = finetune_model(encoder, head if from_head else None, num_classes, from_scratch)
     model = _placed(model, dev, prec, image_size, batch, channels_last, sync_bn)
@@ -358,18 +361,19 @@ def run_finetune(
     log(f"fine-tuning on {len(subset)} labeled images ({100 * fraction:.2f}%), "
         f"{epochs} epochs of {len(subset) // batch} steps", verbose)
     start = time.perf_counter()
-    with StopFlag() as stop:
-        stats = train_classifier(
-            dist.wrap_ddp(model, dev), train, subset, aug_cfg, total_steps=total,
-            batch_size=batch, optimizer=optimizer,
-            lr_fn=lambda step, p: scheduled_lr(step, total, p, schedule), seed=seed,
-            device=dev, precision=prec, channels_last=channels_last, workers=workers,
-            verbose=verbose, name="finetune", start_step=step, elapsed=elapsed,
-            scaler=scaler, checkpointing=None if out is None else Checkpointing(
-                save_partial, checkpoint_every, stop, on_step))
-    if stats["status"] == "preempted":
-        return {"command": "finetune", "signal": stop.requested, **stats,
-                "checkpoint": save_partial(stats["steps"], stats["train_s"])}
+    stats = train_classifier(
+        dist.wrap_ddp(model, dev), train, subset, aug_cfg, total_steps=total,
+        batch_size=batch, optimizer=optimizer,
+        lr_fn=lambda step, p: scheduled_lr(step, total, p, schedule), seed=seed,
+        device=dev, precision=prec, channels_last=channels_last, workers=workers,
+        verbose=verbose, name="finetune", start_step=step, elapsed=elapsed, scaler=scaler,
+        checkpointing=None if out is None else Checkpointing(save_partial, checkpoint_every,
+                                                             on_step))
+    if stats["signal"]:  # the state is kept (if the signal came with the last step: before
+        # the test, which a kill that follows the signal would otherwise lose with it)
+        checkpoint = save_partial(stats["steps"], stats["train_s"])
+        if stats["status"] == "preempted":
+            return {"command": "finetune", **stats, "checkpoint": checkpoint}
     if not dist.is_main():  # rank 0 tests and writes for all the processes
         return {"command": "finetune", **stats, "rank": dist.rank()}
     logits, test_y = evaluate_classifier(model, test, image_size,

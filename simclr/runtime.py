@@ -171,3 +171,18 @@ class StopFlag:
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def ignore_stop_signals(_worker_id: int = 0) -> None:
+    """DataLoader workers' ``worker_init_fn``: SIGTERM and SIGINT are the main process's
+    to handle. A scheduler (SLURM) or torchrun signals the whole process group; workers
+    that died of it would crash the step, and with it the checkpoint the signal asks for.
+    (They still exit when the main process does.)"""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def stopped_by(signal_name: str | None) -> str:
+    """What stopped a training, for its last line: the signal this process received,
+    or, under torchrun, one that reached another process (they stop together)."""
+    return f"stopped by {signal_name or 'a signal to another process'}"

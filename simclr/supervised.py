@@ -243,26 +243,24 @@ def _run(cfg: Config, train: Any, test: Any | None, run_dir: str | Path | None,
     log(f"supervised: {train.num_images} images, {plan.total_steps} steps of batch {batch} "
         f"({plan.steps_per_epoch}/epoch, warm-up {plan.warmup_steps}{budget})", verbose)
     start = time.perf_counter()
-    with StopFlag() as stop:
-        # Every process checks for a stop request (they agree on the step); rank 0 saves.
-        checkpointing = None if run_dir is None else Checkpointing(
-            lambda s, t: save(s, t, {}, periodic=True), cfg.checkpoint_every, stop, on_step)
-        stats = train_classifier(
-            dist.wrap_ddp(model, dev), train, np.arange(train.num_images), cfg.augment,
-            total_steps=plan.total_steps, batch_size=batch, optimizer=optimizer,
-            lr_fn=lambda s, p: lr_at(s, plan.total_steps, plan.warmup_steps, p,
-                                     cfg.optim.final_lr),
-            seed=cfg.seed, device=dev, precision=prec, channels_last=cfg.channels_last,
-            workers=cfg.data.workers, verbose=verbose, name="supervised",
-            refit=budget_refit(cfg, plan, step), start_step=step, elapsed=elapsed,
-            scaler=scaler, checkpointing=checkpointing)
+    # Every process checks for a stop request (they agree on the step); rank 0 saves.
+    checkpointing = None if run_dir is None else Checkpointing(
+        lambda s, t: save(s, t, {}, periodic=True), cfg.checkpoint_every, on_step)
+    stats = train_classifier(
+        dist.wrap_ddp(model, dev), train, np.arange(train.num_images), cfg.augment,
+        total_steps=plan.total_steps, batch_size=batch, optimizer=optimizer,
+        lr_fn=lambda s, p: lr_at(s, plan.total_steps, plan.warmup_steps, p, cfg.optim.final_lr),
+        seed=cfg.seed, device=dev, precision=prec, channels_last=cfg.channels_last,
+        workers=cfg.data.workers, verbose=verbose, name="supervised",
+        refit=budget_refit(cfg, plan, step), start_step=step, elapsed=elapsed, scaler=scaler,
+        checkpointing=checkpointing)
     if resume is not None and stats["steps"] == step:  # resumed after the last step
         stats.update({k: resume.get("metrics", {}).get(k) for k in ("train_loss", "train_top1")})
     results: dict[str, Any] = {
         "command": "supervised", "num_train": int(train.num_images),
         "num_classes": num_classes, "batch_size": batch, "total_steps": plan.total_steps,
         "warmup_steps": plan.warmup_steps, "optimizer": cfg.optim.name, "image_size": size,
-        "precision": prec, "seed": cfg.seed, "signal": stop.requested, **stats,
+        "precision": prec, "seed": cfg.seed, **stats,
     }
     if dist.world_size() > 1:
         results["rank"] = dist.rank()

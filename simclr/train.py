@@ -467,6 +467,7 @@ def train_loop(
     knn_every_steps = max(1, round(cfg.knn_every * plan.steps_per_epoch))
     last_good: Path | None = latest_checkpoint(run_dir / "checkpoints")
     reason = "finished"
+    vote = dist.StopVote(device, state.step)
     model.train()
 
     while state.step < plan.total_steps and reason == "finished":
@@ -502,9 +503,13 @@ def train_loop(
                 progress.update(1)
             if on_step is not None:
                 on_step(state.step, stop)
+            # A signal may reach only some processes: they agree on the step to stop at.
+            last = state.step >= plan.total_steps
+            signal_name = vote(state.step, stop.requested, last)
 
-            boundary = state.step % cfg.log_every == 0 or state.step >= plan.total_steps
-            if boundary or stop.requested:
+            # The same decision on every process: the record is averaged across them.
+            boundary = state.step % cfg.log_every == 0 or last
+            if boundary or signal_name:
                 check_finite(first_bad, last_good, cfg)
                 record = {"step": state.step, "epoch": state.step / plan.steps_per_epoch,
                           **meter.record(state.step, 2 * cfg.batch_size),
@@ -518,17 +523,14 @@ def train_loop(
                 next_refit = refit_to_budget(plan, cfg, state.step, state.elapsed)
                 if progress is not None:
                     progress.total = plan.total_steps
+            if signal_name:  # the checkpoint is written after the loop
+                reason, stop.requested = "preempted", signal_name
+                break
             if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
                 check_finite(first_bad, last_good, cfg)
                 last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
             if cfg.knn_train and state.step % knn_every_steps == 0:
                 knn_monitor(cfg, model, device, precision, state.step, log)
-            # A signal may reach only some processes: they agree at logging steps.
-            if (stop.requested if dist.world_size() == 1 else
-                    boundary and dist.any_process(stop.requested is not None, device)):
-                reason = "preempted"
-                stop.requested = stop.requested or "SIGTERM (another process)"
-                break
             if state.step >= plan.total_steps:
                 break
             deadline = plan.deadline is not None and dist.world_size() == 1

@@ -16,7 +16,6 @@ from simclr.classify import (
 )
 from simclr.errors import SimCLRError
 from simclr.models import Classifier
-from simclr.runtime import StopFlag
 from tests.conftest import colour_source, tiny_encoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -29,7 +28,7 @@ def test_schedules_have_no_warm_up():
     assert [scheduled_lr(s, 10, 0.4, "constant") for s in (0, 9)] == [0.4, 0.4]
 
 
-def train(model, total, saves, stop=None, start_step=0, lr=0.05, on_step=None):
+def train(model, total, saves, start_step=0, lr=0.05, on_step=None):
     source = colour_source()  # 24 images, batch 8: 3 steps per epoch
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     for group in optimizer.param_groups:
@@ -38,8 +37,7 @@ def train(model, total, saves, stop=None, start_step=0, lr=0.05, on_step=None):
         model, source, np.arange(24), crop_flip_config(16), total_steps=total, batch_size=8,
         optimizer=optimizer, lr_fn=lambda step, p: scheduled_lr(step, total, p), seed=0,
         device=torch.device("cpu"), precision="fp32", verbose=False, start_step=start_step,
-        checkpointing=Checkpointing(lambda step, seconds: saves.append(step), 2,
-                                    stop or StopFlag(), on_step))
+        checkpointing=Checkpointing(lambda step, seconds: saves.append(step), 2, on_step))
 
 
 def test_periodic_saves_and_a_stop_request():
@@ -54,11 +52,46 @@ def test_periodic_saves_and_a_stop_request():
 
     saves = []
     stats = train(Classifier(tiny_encoder(), 3), 7, saves, on_step=stop_at_5)
-    assert (stats["status"], stats["steps"], saves) == ("preempted", 5, [2, 4])
+    assert (stats["status"], stats["signal"], stats["steps"], saves) == \
+        ("preempted", "SIGINT", 5, [2, 4])
+    # Asked as the last step ends: the training is finished (the caller keeps it, then
+    # tests it), and says which signal came.
+    stats = train(Classifier(tiny_encoder(), 3), 7, [],
+                  on_step=lambda step, stop: setattr(stop, "requested", "SIGTERM"))
+    assert (stats["status"], stats["signal"], stats["steps"]) == ("preempted", "SIGTERM", 1)
+    last = train(Classifier(tiny_encoder(), 3), 7, [], start_step=6,
+                 on_step=lambda step, stop: setattr(stop, "requested", "SIGTERM"))
+    assert (last["status"], last["signal"], last["steps"]) == ("finished", "SIGTERM", 7)
     # A run continued at its last step only returns; one continued mid-epoch trains on.
     after = train(Classifier(tiny_encoder(), 3), 7, [], start_step=7)
     assert after["steps"] == 7 and after["train_loss"] is None  # valid JSON, not NaN
     assert train(Classifier(tiny_encoder(), 3), 7, [], start_step=4)["steps"] == 7
+
+
+def test_signals_are_caught_only_where_the_training_is_kept():
+    """With checkpointing, SIGTERM asks the loop to stop and save; without (no --out),
+    it keeps its usual effect: there is nothing a stop could keep."""
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    seen = []
+    source = colour_source()
+    batch = source.batch
+    source.batch = lambda idx: (seen.append(signal.getsignal(signal.SIGTERM)), batch(idx))[1]
+    model = Classifier(tiny_encoder(), 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    for group in optimizer.param_groups:
+        group["peak_lr"] = 0.01
+    common = {"total_steps": 2, "batch_size": 8, "optimizer": optimizer,
+              "lr_fn": lambda step, p: p, "seed": 0, "device": torch.device("cpu"),
+              "precision": "fp32", "verbose": False}
+    train_classifier(model, source, np.arange(24), crop_flip_config(16), **common)
+    assert seen and all(handler == before for handler in seen)
+    seen.clear()
+    train_classifier(model, source, np.arange(24), crop_flip_config(16), **common,
+                     checkpointing=Checkpointing(lambda step, seconds: None, 0))
+    assert seen and all(handler != before for handler in seen)
+    assert signal.getsignal(signal.SIGTERM) == before  # restored
 
 
 def test_a_diverged_model_is_never_saved():

@@ -279,9 +279,10 @@ def _cli_worker(rank: int, port: int, argv: list, status: int, stop_at: int | No
     import functools
     import os
 
-    from simclr import finetune
+    from simclr import distributed, finetune
     from simclr.cli import main
 
+    distributed.STOP_VOTE_EVERY_S = 0.0  # the processes compare requests after every step
     os.environ.update({"WORLD_SIZE": str(WORLD), "RANK": str(rank), "LOCAL_RANK": str(rank),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
 
@@ -337,9 +338,9 @@ def test_two_process_finetuning_follows_one_process_and_resumes(tmp_path, pretra
                 "--checkpoint-every", "0"]
 
     assert main(argv("one")) == 0
-    _spawn(argv("two"), status=75, stop_at=3)  # the processes agree every 10 steps
+    _spawn(argv("two"), status=75, stop_at=3)
     partial = load_checkpoint(tmp_path / "two/checkpoints/finetune-partial.pt")
-    assert partial["step"] == 10 and partial["settings"]["batch_norm"] == "global"
+    assert partial["step"] == 3 and partial["settings"]["batch_norm"] == "global"
     _spawn(argv("two"))
     one, two = (json.loads((tmp_path / r / "finetune.json").read_text()) for r in ("one", "two"))
     assert one["steps"] == two["steps"] == 16 and two["processes"] == 2
@@ -384,3 +385,44 @@ def test_two_process_sgd_linear_evaluation_follows_one_process(tmp_path, pretrai
     _same_weights(a, b)
     start = init_linear(a["fc.weight"].shape[1], 2, torch.Generator().manual_seed(0))
     assert (a["fc.weight"] - start.weight).abs().max() > 0.05  # the layer did train
+
+
+def _vote_worker(rank: int, port: int, out_dir: str) -> None:
+    """Process 1's steps take 1 s, process 0's 0.5 s (a fake clock); a signal reaches
+    process 1 only, after step 4."""
+    import json
+    import os
+
+    from simclr import distributed as d
+
+    os.environ.update({"WORLD_SIZE": str(WORLD), "RANK": str(rank), "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    d.init_from_env()
+    clock = {"now": 0.0}
+    d.time.perf_counter = lambda: clock["now"]
+    vote = d.StopVote(torch.device("cpu"), start_step=0, every_s=2.0)
+    answers = []
+    for step in range(1, 9):
+        clock["now"] = step * (1.0 if rank == 1 else 0.5)
+        asked = "SIGINT" if rank == 1 and step >= 4 else None
+        answers.append(vote(step, asked, last=step == 8))
+    with open(os.path.join(out_dir, f"votes{rank}.json"), "w") as f:
+        json.dump(answers, f)
+    d.cleanup()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_processes_stop_together_at_steps_spaced_by_the_slowest(tmp_path):
+    """The processes compare stop requests after step 1, then every every_s / (slowest
+    step time) = 2 steps: steps 3, 5 (the request from step 4 is seen there), ... The
+    answer is the same on every process, with the signal's name."""
+    import json
+
+    mp.spawn(_vote_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    votes = [json.loads((tmp_path / f"votes{r}.json").read_text()) for r in range(WORLD)]
+    assert votes[0] == votes[1] == [None, None, None, None, "SIGINT", None, "SIGINT", "SIGINT"]
+
+
+def test_one_process_stops_at_once():
+    vote = distributed.StopVote(torch.device("cpu"))
+    assert [vote(s, n) for s, n in ((1, None), (2, "SIGTERM"))] == [None, "SIGTERM"]

@@ -292,16 +292,18 @@ def test_an_interrupted_finetuning_is_never_continued_with_other_settings(tmp_pa
     run = tmp_path / "ft"
     run_finetune(tiny_encoder(), train, test, run, **args, on_step=stop_at(2))
     saved = (run / "checkpoints" / "finetune-partial.pt").read_bytes()
-    for change, named in (({"epochs": 4}, "epochs"), ({"lr": 0.1}, "lr"),
-                          ({"labels_per_class": 3}, "subset"), ({"seed": 1}, "subset, seed"),
-                          ({"from_scratch": True}, "from_scratch"),
-                          ({"precision": "bf16"}, "precision")):
+    for change, named in (({"epochs": 4}, "epochs: 3 saved, 4 now"),
+                          ({"lr": 0.1}, "lr: 0.05 saved, 0.1 now"),
+                          ({"labels_per_class": 3}, "subset: '[0-9a-f]+' saved, '[0-9a-f]+' now"),
+                          ({"seed": 1}, "subset: .*; seed: 0 saved, 1 now"),
+                          ({"from_scratch": True}, "from_scratch: False saved, True now"),
+                          ({"precision": "bf16"}, "precision: 'fp32' saved, 'bf16' now")):
         with pytest.raises(SimCLRError, match=rf"^{run} holds an unfinished fine-tuning "
                                               rf"\(finetune-partial.pt\) with other settings "
                                               rf"\({named}\); rerun its own command"):
             run_finetune(tiny_encoder(), train, test, run, **{**args, **change})
     # The same checkpoint path and step, other weights (pretrained again in place).
-    with pytest.raises(SimCLRError, match=r"with other settings \(weights\)"):
+    with pytest.raises(SimCLRError, match=r"with other settings \(weights: '[0-9a-f]+' saved"):
         run_finetune(tiny_encoder(seed=1), train, test, run, **args)
     # Not a result: commands given the folder do not take it for the fine-tuned model.
     from simclr.checkpoint import checkpoint_file

@@ -14,13 +14,13 @@ from simclr.checkpoint import latest_checkpoint, load_checkpoint
 from tests.conftest import make_image_folder
 
 
-def start(data: Path, out: Path, cache: Path, *extra: str) -> subprocess.Popen:
+def start(data: Path, out: Path, cache: Path, *extra: str, **popen) -> subprocess.Popen:
     args = ["--data", str(data), "--out", str(out), "--arch", "resnet18", "--width", "0.125",
             "--image-size", "16", "--batch-size", "8", "--epochs", "200", "--precision",
             "fp32", "--no-progress", "--workers", "0", "--cache-dir", str(cache),
             "--checkpoint-every", "2", "--log-every", "1", *extra]
     return subprocess.Popen([sys.executable, "-m", "simclr", "pretrain", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
 def wait_for_step(out: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -47,6 +47,23 @@ def test_sigterm_writes_a_checkpoint_and_exits_75(tmp_path):
     assert "--resume" in err
     ckpt = load_checkpoint(out / "checkpoints" / "last.pt")
     assert ckpt["step"] >= 3
+
+
+def test_sigterm_to_the_whole_process_group_spares_the_loader_workers(tmp_path):
+    """SLURM and torchrun signal the process group, loader workers included: the step in
+    flight must still get its images, and the checkpoint be written."""
+    import os
+
+    data = make_image_folder(tmp_path / "imgs", per_class=8)
+    out = tmp_path / "run"
+    proc = start(data, out, tmp_path / "cache", "--cache", "off", "--workers", "2",
+                 start_new_session=True)  # its own group, as a scheduler's job
+    wait_for_step(out, 3, proc)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err
+    assert "DataLoader worker" not in err and "Traceback" not in err
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] >= 3
 
 
 def test_sigkill_then_resume_finishes_the_run(tmp_path):

@@ -42,3 +42,11 @@ def test_fp16_on_the_cpu_is_refused():
 def test_unknown_device_is_one_line():
     with pytest.raises(SimCLRError, match="--device: unknown device 'gpu0'"):
         runtime.resolve_device("gpu0")
+
+
+def test_a_stop_names_its_signal_or_another_process():
+    from simclr.runtime import stopped_by
+
+    assert stopped_by("SIGTERM") == "stopped by SIGTERM"
+    # Under torchrun the signal may have reached another process only.
+    assert stopped_by(None) == "stopped by a signal to another process"
