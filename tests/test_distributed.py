@@ -426,3 +426,41 @@ def test_processes_stop_together_at_steps_spaced_by_the_slowest(tmp_path):
 def test_one_process_stops_at_once():
     vote = distributed.StopVote(torch.device("cpu"))
     assert [vote(s, n) for s, n in ((1, None), (2, "SIGTERM"))] == [None, "SIGTERM"]
+
+
+def _pretrain_stop_worker(rank: int, port: int, flags: dict) -> None:
+    import json
+    import os
+
+    from simclr import distributed as d
+    from simclr import train
+    from simclr.config import build_config
+
+    d.STOP_VOTE_EVERY_S = 0.0  # compare after every step
+    os.environ.update({"WORLD_SIZE": str(WORLD), "RANK": str(rank), "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+
+    def on_step(step, stop):  # rank 1 alone receives a SIGTERM, during step 3
+        if rank == 1 and step == 3:
+            stop.requested = "SIGTERM"
+
+    summary = train.pretrain(build_config(flags=flags), on_step=on_step)
+    with open(os.path.join(flags["out"], f"rank{rank}.json"), "w") as f:
+        json.dump({k: summary[k] for k in ("status", "signal", "steps")}, f)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_a_signal_to_one_pretraining_process_stops_both_at_one_step(tmp_path, image_folder):
+    """Neither hangs nor mismatches a collective (the log record averages over processes):
+    both stop after step 3, rank 0 writes the checkpoint, both name the signal."""
+    import json
+
+    from simclr.checkpoint import load_checkpoint
+    from tests.conftest import tiny_flags
+
+    flags = tiny_flags(image_folder, tmp_path / "run", str(tmp_path / "cache"), threads=1,
+                       checkpoint_every=0, epochs=5, log_every=2)
+    mp.spawn(_pretrain_stop_worker, args=(_free_port(), flags), nprocs=WORLD, join=True)
+    ranks = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in range(WORLD)]
+    assert ranks[0] == ranks[1] == {"status": "preempted", "signal": "SIGTERM", "steps": 3}
+    assert load_checkpoint(tmp_path / "run/checkpoints/last.pt")["step"] == 3
