@@ -7,9 +7,12 @@ device and autocast rules and is preempted the same way.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import logging
+import multiprocessing
+import multiprocessing.util  # noqa: F401  (its exit handler must be registered first)
 import platform
 import signal
 import subprocess
@@ -177,9 +180,26 @@ def ignore_stop_signals(_worker_id: int = 0) -> None:
     """DataLoader workers' ``worker_init_fn``: SIGTERM and SIGINT are the main process's
     to handle. A scheduler (SLURM) or torchrun signals the whole process group; workers
     that died of it would crash the step, and with it the checkpoint the signal asks for.
-    (They still exit when the main process does.)"""
+    (They still exit with the main process: :func:`_kill_daemons_at_exit`.)"""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _kill_daemons_at_exit() -> None:
+    """At exit, multiprocessing ends the daemonic children (loader workers a loader did
+    not shut down itself, e.g. after an error) with SIGTERM and waits for them: ours
+    ignore it, so they get SIGKILL first. They hold nothing to save. (torch's SIGCHLD
+    handler would report that as a failed worker: it is uninstalled first.)"""
+    daemons = [child for child in multiprocessing.active_children() if child.daemon]
+    if daemons and hasattr(signal, "SIGCHLD"):
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for child in daemons:
+        child.kill()
+
+
+# atexit runs the last registered first: after multiprocessing's own exit handler is
+# registered (by its import), so this one runs before it.
+atexit.register(_kill_daemons_at_exit)
 
 
 def stopped_by(signal_name: str | None) -> str:

@@ -9,6 +9,7 @@ import torch
 
 from simclr import runtime
 from simclr.errors import SimCLRError
+from tests.conftest import make_image_folder
 
 CPU = torch.device("cpu")
 
@@ -50,3 +51,31 @@ def test_a_stop_names_its_signal_or_another_process():
     assert stopped_by("SIGTERM") == "stopped by SIGTERM"
     # Under torchrun the signal may have reached another process only.
     assert stopped_by(None) == "stopped by a signal to another process"
+
+
+def test_a_failed_command_exits_though_its_loader_workers_ignore_sigterm(tmp_path):
+    """Loader workers ignore SIGTERM (the scheduler's, sent to the whole group), which
+    multiprocessing sends them at exit: a command that failed with workers alive must
+    still end, with its one-line error and no traceback."""
+    import subprocess
+    import sys
+
+    from simclr.cli import main
+
+    for cls in ("a", "b"):
+        (tmp_path / "bad" / cls).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "bad" / cls / f"{i}.jpg").write_text("not a picture")
+    data = make_image_folder(tmp_path / "good")
+    assert main(["pretrain", "--data", str(data), "--out", str(tmp_path / "pre"), "--arch",
+                 "resnet18", "--width", "0.125", "--image-size", "16", "--batch-size", "8",
+                 "--max-steps", "1", "--no-progress", "--workers", "0", "--precision", "fp32",
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    done = subprocess.run(
+        [sys.executable, "-m", "simclr", "embed", "--checkpoint", str(tmp_path / "pre"),
+         "--data", str(tmp_path / "bad"), "--out", str(tmp_path / "f.npz"), "--workers", "2",
+         "--cache-dir", str(tmp_path / "cache"), "--precision", "fp32", "--batch-size", "2"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith("simclr embed: error: all 6 images are unreadable")
+    assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
