@@ -105,7 +105,8 @@ def _cache_key(images: ImageList, side: int, max_pixels: int, store: str) -> str
             stamp = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError:
             stamp = "missing"
-        h.update(f"{os.path.relpath(p, images.root)}\0{stamp}\n".encode())
+        # fsencode: a file name need not be valid UTF-8 (its bytes are kept as escapes)
+        h.update(os.fsencode(os.path.relpath(p, images.root)) + f"\0{stamp}\n".encode())
     return h.hexdigest()[:20]
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from simclr.config import (
+    MAX_THREADS,
     PRESETS,
     SECTIONS,
     all_flags,
@@ -184,7 +185,7 @@ def add_runtime_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--workers", type=_count(0), default=None,
                    help="decoding processes (default: from the CPU count)")
-    p.add_argument("--threads", type=_count(1), default=None,
+    p.add_argument("--threads", type=_count(1, MAX_THREADS), default=None,
                    help="CPU threads for the model (default: torch's choice)")
     p.add_argument("--cache-dir", default="~/.cache/simclr/decoded")
 

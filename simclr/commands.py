@@ -19,7 +19,7 @@ from torch import nn
 
 from simclr import distributed as dist
 from simclr.checkpoint import checkpoint_file, load_checkpoint
-from simclr.config import CROP_SAMPLERS, Config, DataConfig, config_from_dict
+from simclr.config import CROP_SAMPLERS, MAX_SEED, Config, DataConfig, config_from_dict
 from simclr.data import ImageList, ImageSource, check_folder, open_source
 from simclr.errors import SimCLRError
 from simclr.export import FORMATS
@@ -400,8 +400,8 @@ def _fraction(text: str) -> float:
     return value
 
 
-def count_at_least(minimum: int) -> Callable[[str], int]:
-    """argparse type: an integer >= minimum."""
+def count_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    """argparse type: an integer >= minimum (and <= maximum)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -409,6 +409,8 @@ def count_at_least(minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
         return value
     return parse
 
@@ -460,7 +462,7 @@ def _eval_inputs(p: argparse.ArgumentParser, runtime: RuntimeFlags, out_required
     p.add_argument("--out", required=out_required, help="run directory for results")
     p.add_argument("--random-init", action="store_true",
                    help="the checkpoint's architecture at random initialization (baseline)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=count_at_least(0, MAX_SEED), default=0)
     runtime(p)
 
 

@@ -674,6 +674,10 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     return cfg
 
 
+MAX_SEED = 2**63 - 1  # torch.manual_seed's range (numpy takes any non-negative integer)
+MAX_THREADS = 4096
+
+
 def _choice(value: str, choices: tuple[str, ...], path: str) -> None:
     if value not in choices:
         raise SettingError(path, f": unknown value {value!r} (choose from {', '.join(choices)})")
@@ -727,7 +731,7 @@ def validate(cfg: Config) -> None:
     _positive(cfg.max_steps, "max_steps")
     _positive(cfg.time_budget, "time_budget")
     _choice(cfg.precision, ("auto", "fp32", "bf16", "fp16"), "precision")
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
         raise SettingError("device", f": unknown device {cfg.device!r} (auto, cpu, cuda, cuda:N)")
     _choice(cfg.data.cache, ("auto", "on", "off"), "data.cache")
     _choice(cfg.data.decoder, ("auto", "pil", "device"), "data.decoder")
@@ -735,6 +739,9 @@ def validate(cfg: Config) -> None:
     _positive(cfg.data.load_size, "data.load_size")
     _positive(cfg.data.workers, "data.workers", allow_zero=True)
     _positive(cfg.threads, "threads")
+    _check(cfg.threads is None or cfg.threads <= MAX_THREADS, "threads",
+           f"must be at most {MAX_THREADS}, got {cfg.threads}")
+    _check(0 <= cfg.seed <= MAX_SEED, "seed", f"must lie in [0, 2^63 - 1], got {cfg.seed}")
     _positive(cfg.log_every, "log_every")
     _positive(cfg.checkpoint_every, "checkpoint_every", allow_zero=True)
     _positive(cfg.keep_checkpoints, "keep_checkpoints")

@@ -122,9 +122,15 @@ def scan_folder(path: str | os.PathLike) -> ImageList:
         raise SimCLRError(f"data folder is empty: {root}")
     root_s = os.path.abspath(root)
     subdirs = [e for e in entries if os.path.isdir(os.path.join(root_s, e))]
-    loose = [os.path.join(root_s, e) for e in entries
-             if _is_image_name(e) and os.path.isfile(os.path.join(root_s, e))]
+    loose = _utf8_names(root, [os.path.join(root_s, e) for e in entries
+                               if _is_image_name(e) and os.path.isfile(os.path.join(root_s, e))])
     per_class = {d: _images_under(os.path.join(root_s, d)) for d in subdirs}
+    if any(per_class.values()):
+        bad = next((d for d in subdirs if not _is_utf8(d)), None)
+        if bad is not None:
+            raise SimCLRError(f"{root}: the class folder {ascii(bad)} has a name that is not "
+                              "valid UTF-8 (results name every class in text); rename it")
+        per_class = {d: _utf8_names(root, files) for d, files in per_class.items()}
     if any(per_class.values()):
         if loose:
             log.warning("%s: %d image(s) outside the class folders are ignored", root, len(loose))
@@ -140,6 +146,27 @@ def scan_folder(path: str | os.PathLike) -> ImageList:
         return ImageList(loose, np.full(len(loose), -1, dtype=np.int64), [], root_s)
     exts = " ".join(sorted(IMAGE_EXTENSIONS))
     raise SimCLRError(f"no images found in {root} (looked for {exts}, also in sub-folders)")
+
+
+def _is_utf8(name: str) -> bool:
+    """Whether a name read from the file system is valid UTF-8 (undecodable bytes come
+    back as surrogate escapes, which no text file can hold)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _utf8_names(root: Path, paths: list[str]) -> list[str]:
+    """``paths`` without the files whose names are not valid UTF-8, said once: results,
+    lists and predictions name every image in text."""
+    kept = [p for p in paths if _is_utf8(p)]
+    if len(kept) < len(paths):
+        first = next(p for p in paths if not _is_utf8(p))
+        log.warning("%s: %d file(s) left out, their names not valid UTF-8 (first: %s); "
+                    "rename them to use them", root, len(paths) - len(kept), ascii(first))
+    return kept
 
 
 # ---------------------------------------------------------------------------- sources

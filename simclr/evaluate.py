@@ -267,8 +267,8 @@ def default_l2_grid(lo: float = 1e-6, hi: float = 1.0, count: int = 13) -> list[
     decade from 1e-6 (nearly unregularised) to 1 (weights nearly zero). The paper
     searched 45 values in 1e-6..1e5 for its own, unstated scaling of the objective.
     """
-    if count < 1 or not 0 < lo <= hi:
-        raise SimCLRError(f"--l2-grid: need 0 < min <= max and count >= 1, got "
+    if not 1 <= count <= 1000 or not 0 < lo <= hi:
+        raise SimCLRError(f"--l2-grid: need 0 < min <= max and 1 <= count <= 1000, got "
                           f"{lo},{hi},{count}")
     return np.geomspace(lo, hi, count).tolist() if count > 1 else [lo]
 

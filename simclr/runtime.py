@@ -37,6 +37,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         device = torch.device(name)
     except (RuntimeError, TypeError):
         raise SimCLRError(f"--device: unknown device {name!r} (auto, cpu, cuda, cuda:N)") from None
+    if device.type not in ("cpu", "cuda"):  # the ones simclr is built and tested for
+        raise SimCLRError(f"--device {name}: simclr runs on cpu or cuda (auto, cpu, cuda, "
+                          "cuda:N)")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SimCLRError(f"--device {name}: CUDA is not available on this machine")
     if device.type == "cuda" and device.index is None:

@@ -327,3 +327,37 @@ def test_a_negative_pair_is_checked_as_a_value(capsys):
         ["--crop-scale=-.5,1", "--lr", "-1"]
     assert attach_negative_lists(["--l2-grid", "1e-6,1,13", "-x"]) == \
         ["--l2-grid", "1e-6,1,13", "-x"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["knn", "--checkpoint", "c", "--train", "a", "--test", "b", "--device", "mps"],
+     "--device mps: simclr runs on cpu or cuda"),
+    (["knn", "--checkpoint", "c", "--train", "a", "--test", "b", "--seed", "-5"],
+     "argument --seed: must be at least 0, got -5"),
+    (["knn", "--checkpoint", "c", "--train", "a", "--test", "b", "--seed", str(2**64)],
+     "argument --seed: must be at most 9223372036854775807"),
+    (["knn", "--checkpoint", "c", "--train", "a", "--test", "b", "--threads", "99999999999"],
+     "argument --threads: must be at most 4096"),
+    (["pretrain", "--seed", str(2**64), "--print-config"], "--seed must lie in [0, 2^63 - 1]"),
+    (["pretrain", "--threads", "100000", "--print-config"], "--threads must be at most 4096"),
+    (["pretrain", "--device", "xla", "--print-config"], "--device: unknown device 'xla'"),
+])
+def test_values_torch_cannot_take_are_refused_in_one_line(argv, message, capsys):
+    """Each once ended in a traceback from torch or numpy (an overflow, a device this
+    build lacks, a negative seed); now argparse's usage error or simclr's one line."""
+    try:
+        status = main(argv)
+    except SystemExit as exc:  # argparse: usage and the error line
+        status = exc.code
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and "Traceback" not in err, err
+    if not message.startswith("argument"):
+        assert err.count("\n") == 1, err
+
+
+def test_an_l2_grid_too_large_to_hold_is_refused():
+    from simclr.errors import SimCLRError
+    from simclr.evaluate import parse_l2_grid
+
+    with pytest.raises(SimCLRError, match=r"1 <= count <= 1000"):
+        parse_l2_grid("1e-6,1,100000000000000")

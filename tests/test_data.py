@@ -12,7 +12,7 @@ from simclr.config import DataConfig
 from simclr.data import digits_source, digits_split, list_folder, open_source, scan_folder
 from simclr.errors import SimCLRError
 from simclr.loader import BatchLoader
-from tests.conftest import SHARED_DATA, requires_cifar
+from tests.conftest import SHARED_DATA, make_image_folder, requires_cifar
 from tests.image_files import data_cfg, jpeg_bytes, rgb, save_image
 
 # ---------------------------------------------------------------------------- folders
@@ -215,3 +215,24 @@ def test_a_worker_error_is_one_line():
         wrapped.reraise()
     assert "Original Traceback" in str(info.value)
     assert user_message(info.value) == "all 8 images are unreadable (first: a/0.jpg: not an image)"
+
+
+def test_names_that_are_not_utf8_are_left_out_or_refused(tmp_path, caplog):
+    """A file system may hold names of any bytes; results, lists and predictions are
+    text. Such files are left out (said once), such a class folder is refused."""
+    import os
+    import shutil
+
+    root = make_image_folder(tmp_path / "data", classes=2, per_class=3)
+    good = sorted((root / "class_0").iterdir())[0]
+    odd = os.path.join(os.fsencode(root / "class_0"), b"odd\xfe.png")
+    shutil.copyfile(good, odd)
+    with caplog.at_level("WARNING"):
+        listing = scan_folder(root)
+    assert len(listing.paths) == 6 and all(p.isascii() for p in listing.paths)
+    assert "1 file(s) left out, their names not valid UTF-8" in caplog.text
+    os.mkdir(os.path.join(os.fsencode(root), b"cl\xffass"))
+    shutil.copyfile(good, os.path.join(os.fsencode(root), b"cl\xffass", b"a.png"))
+    with pytest.raises(SimCLRError, match=r"the class folder 'cl\\udcffass' has a name that is "
+                                          "not valid UTF-8"):
+        scan_folder(root)
