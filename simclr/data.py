@@ -313,12 +313,15 @@ class ImageSource:
             lines.append(f"  ... and {len(self.skipped) - limit} more")
         return "\n".join(lines)
 
-    def _note_bad(self, index: int, reason: str) -> None:
+    def _note_bad(self, index: int, reason: str, substituted: bool = True) -> None:
+        """Record an unreadable file (once): ``substituted`` another image took its place
+        (training), else it was left out (evaluation)."""
         path = self.paths[index]
         if path not in self._bad_seen:
             self._bad_seen.add(path)
             self.skipped.append((path, reason))
-            log.warning("skipped %s: %s (another image was used in its place)", path, reason)
+            what = "another image was used in its place" if substituted else "left out"
+            log.warning("skipped %s: %s (%s)", path, reason, what)
 
     def _worker_loader(
         self, workers: int, pin: bool, raw: bool = False
@@ -405,7 +408,7 @@ def decode_device(decoder: str, device: torch.device) -> torch.device | None:
 
 def decode_raw_batch(
     source: ImageSource, payloads: list[torch.Tensor], idx: torch.Tensor,
-    aspect: torch.Tensor, device: torch.device,
+    aspect: torch.Tensor, device: torch.device, substitute: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A worker batch of :func:`collate_raw` decoded on ``device``.
 
@@ -419,7 +422,7 @@ def decode_raw_batch(
     for k in failed:
         image, j, aspect[k], bad, reason = load_item(source, int(idx[k]))
         if bad >= 0:
-            source._note_bad(bad, reason)
+            source._note_bad(bad, reason, substitute)
         images[k] = image.to(device)
         idx[k] = j
     return idx, images, aspect

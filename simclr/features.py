@@ -97,6 +97,7 @@ def iter_batches(
     seed: int | Sequence[int] | None = None,
     drop_last: bool = False, workers: int | None = None, pin: bool = False,
     decode_on: torch.device | None = None, skip: int = 0, shard: tuple[int, int] = (0, 1),
+    substitute: bool = True,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Yield ``(indices (B,) int64, images uint8 (B,3,H,W), aspects float32 (B,))``
     over ``indices`` (aspect: width / height of the picture behind each stored square).
@@ -108,6 +109,9 @@ def iter_batches(
     ``shard`` (rank, processes): this process's contiguous share of every global batch
     of ``batch_size`` (``drop_last`` needed), so the processes together see the one
     process's batches; it yields batches of ``batch_size // processes``.
+    An unreadable file of an uncached source is recorded as skipped (said once) and, with
+    ``substitute`` (training), replaced by the next readable image; without (evaluation,
+    where each row stands for its file), left out of its batch.
     """
     order = np.asarray(indices, dtype=np.int64)
     if seed is not None:
@@ -128,19 +132,28 @@ def iter_batches(
     from torch.utils.data import DataLoader, Subset
 
     n_workers = getattr(source, "workers", 0) if workers is None else workers
-    order = order[first:stop].tolist()
-    if decode_on is not None:
-        loader = DataLoader(Subset(source.dataset(report=True, raw=True), order),
-                            batch_size=batch_size, shuffle=False, num_workers=n_workers,
-                            collate_fn=collate_raw, worker_init_fn=ignore_stop_signals)
-        for payloads, idx, aspect, _, _ in loader:
-            yield decode_raw_batch(source, payloads, idx, aspect, decode_on)
-        return
-    loader = DataLoader(Subset(source.dataset(), order), batch_size=batch_size,
-                        shuffle=False, num_workers=n_workers, pin_memory=pin, drop_last=False,
+    order = order[first:stop]
+    wanted = (torch.from_numpy(order[i:i + batch_size]) for i in range(0, len(order), batch_size))
+    loader = DataLoader(Subset(source.dataset(report=True, raw=decode_on is not None),
+                               order.tolist()),
+                        batch_size=batch_size, shuffle=False, num_workers=n_workers,
+                        pin_memory=pin and decode_on is None, drop_last=False,
+                        collate_fn=collate_raw if decode_on is not None else None,
                         worker_init_fn=ignore_stop_signals)
-    for images, idx, aspect in loader:
-        yield idx.long(), images, aspect.float()
+    for (images, idx, aspect, bad, reasons), asked in zip(loader, wanted, strict=True):
+        for b, reason in zip(torch.as_tensor(bad).tolist(), reasons, strict=True):
+            if b >= 0:
+                source._note_bad(b, reason, substitute)
+        if decode_on is not None:
+            idx, images, aspect = decode_raw_batch(source, images, idx, aspect, decode_on,
+                                                   substitute)
+        idx = idx.long()
+        if not substitute:  # an unreadable image is left out, not replaced by another
+            kept = idx == asked
+            if not kept.all():
+                idx, images, aspect = idx[kept], images[kept.to(images.device)], aspect[kept]
+        if len(idx):
+            yield idx, images, aspect.float()
 
 
 def train_flags(module: nn.Module) -> list[tuple[nn.Module, bool]]:
@@ -163,15 +176,31 @@ def extract_features(
     channels_last: bool = False, workers: int | None = None,
     indices: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Representations h of a source with the evaluation transform (App. B.5).
+    """Representations h of a source with the evaluation transform (App. B.5):
+    ``(features float32 (N, D), labels int64 (N,))``; see :func:`indexed_features`."""
+    feats, labels, _ = indexed_features(encoder, source, image_size, batch_size, device,
+                                        precision, channels_last=channels_last,
+                                        workers=workers, indices=indices)
+    return feats, labels
+
+
+def indexed_features(
+    encoder: nn.Module, source: Any, image_size: int, batch_size: int = 256,
+    device: str | torch.device = "cpu", precision: str = "fp32", *,
+    channels_last: bool = False, workers: int | None = None,
+    indices: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Representations h of a source with the evaluation transform (App. B.5), and the
+    image each row stands for.
 
     Images go through ``augment.eval_resize`` to ``image_size`` (resize + center crop
     0.875, or a plain resize for sides <= 32), the encoder runs in eval mode under
     ``torch.inference_mode`` (optionally bf16/fp16 autocast, channels_last inputs).
     The encoder is moved to ``device`` and otherwise unchanged (train flags restored).
 
-    Returns ``(features float32 (N, D), labels int64 (N,))`` in source order (or in the
-    order of ``indices``).
+    Returns ``(features float32 (N, D), labels int64 (N,), image indices int64 (N,))``
+    in source order (or in the order of ``indices``); an unreadable file of an uncached
+    source is left out (and recorded in ``source.skipped``), never replaced.
     """
     from simclr.augment import eval_resize
 
@@ -185,7 +214,8 @@ def extract_features(
         with torch.inference_mode():
             for idx, images, aspect in iter_batches(source, order, batch_size, workers=workers,
                                                     pin=dev.type == "cuda",
-                                                    decode_on=decode_device("auto", dev)):
+                                                    decode_on=decode_device("auto", dev),
+                                                    substitute=False):
                 x = eval_resize(images.to(dev, non_blocking=True), image_size, aspect)
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
@@ -198,4 +228,5 @@ def extract_features(
     if not feats:
         raise SimCLRError(f"{source_name(source)}: no images to evaluate")
     idx_all = torch.cat(seen).numpy()
-    return torch.cat(feats).numpy().astype(np.float32, copy=False), labels_all[idx_all]
+    return (torch.cat(feats).numpy().astype(np.float32, copy=False), labels_all[idx_all],
+            idx_all)

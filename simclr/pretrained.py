@@ -114,18 +114,19 @@ def folder_features(
     precision: str, workers: int | None, cache_dir: str,
 ) -> tuple[Any, np.ndarray, np.ndarray]:
     """``module``'s outputs over a folder with the evaluation transform: (the opened
-    source, float32 (N, D) in source order, labels int64 (N,))."""
+    source, float32 (N, D) in source order, labels int64 (N,), the N files' paths;
+    unreadable files are left out)."""
     from simclr.config import DataConfig
     from simclr.data import open_source
-    from simclr.features import extract_features
+    from simclr.features import indexed_features
     from simclr.runtime import resolve_device, resolve_precision
 
     dev = resolve_device(device)
     source = open_source(data, DataConfig(workers=workers, cache_dir=cache_dir), train=False,
                          image_size=image_size)
-    feats, labels = extract_features(module, source, image_size, batch_size, dev,
-                                     resolve_precision(precision, dev))
-    return source, feats, labels
+    feats, labels, rows = indexed_features(module, source, image_size, batch_size, dev,
+                                           resolve_precision(precision, dev))
+    return source, feats, labels, [source.paths[i] for i in rows] if source.paths else []
 
 
 def embed_folder(
@@ -141,10 +142,11 @@ def embed_folder(
     """
     module, spec = representation_from_checkpoint(load_checkpoint(checkpoint), layer)
     out = output_file(out)
-    source, feats, labels = folder_features(module, spec["image_size"], data, batch_size,
-                                            device, precision, workers, cache_dir)
+    source, feats, labels, paths = folder_features(module, spec["image_size"], data,
+                                                   batch_size, device, precision, workers,
+                                                   cache_dir)
     np.savez(out, features=feats.astype(np.float32), labels=labels.astype(np.int64),
-             classes=np.array(source.classes, dtype=str), paths=np.array(source.paths, dtype=str))
+             classes=np.array(source.classes, dtype=str), paths=np.array(paths, dtype=str))
     return {"out": str(out), "layer": layer, "images": int(feats.shape[0]),
             "dim": int(feats.shape[1]), "skipped": len(source.skipped)}
 
@@ -246,7 +248,7 @@ def predict_folder(
     out = output_file(out)
     # Features under the run's autocast, as the protocols compute them; the linear layer
     # in float64, as linear-eval fits it, so a bf16 rounding never flips a close call.
-    source, feats, labels = folder_features(
+    source, feats, labels, paths = folder_features(
         nn.Sequential(model.encoder, model.neck), spec["image_size"], data, batch_size,
         device, precision, workers, cache_dir)
     fc = model.fc.double()
@@ -258,7 +260,7 @@ def predict_folder(
         writer = csv.writer(f)
         writer.writerow(["path", "prediction", "probability",
                          *(f"{c}{j + 1}" for j in range(k) for c in ("top", "p"))])
-        for path, ps, ids in zip(source.paths, top_p.tolist(), top_i.tolist(), strict=True):
+        for path, ps, ids in zip(paths, top_p.tolist(), top_i.tolist(), strict=True):
             ranked = [x for i, p in zip(ids, ps, strict=True) for x in (classes[i], f"{p:.6f}")]
             writer.writerow([path, classes[ids[0]], f"{ps[0]:.6f}", *ranked])
     result: dict[str, Any] = {"out": str(out), "images": int(len(probs)),

@@ -86,3 +86,23 @@ def test_iter_batches_skips_the_batches_a_resumed_epoch_has_done(tmp_path, cache
         later = batches(skip)
         assert [i for i, _ in later] == [i for i, _ in whole[skip:]]
         assert all(torch.equal(a, b) for (_, a), (_, b) in zip(later, whole[skip:], strict=True))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_unreadable_file_is_left_out_of_the_features_not_replaced(tmp_path, workers):
+    """Uncached folders (photos) replace an unreadable file by the next readable one in
+    training; in evaluation each row stands for its file, so it is left out and said."""
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+    from simclr.features import indexed_features
+
+    root = make_image_folder(tmp_path / "data", classes=2, per_class=3)
+    (root / "class_0" / "broken.png").write_bytes(b"not a picture")
+    source = open_source(str(root), DataConfig(cache="off", workers=workers), train=False,
+                         image_size=16)
+    broken = source.paths.index(str(root / "class_0" / "broken.png"))
+    feats, labels, rows = indexed_features(tiny_encoder(), source, 16, batch_size=4)
+    assert len(feats) == len(labels) == len(rows) == 6
+    assert broken not in rows.tolist() and len(set(rows.tolist())) == 6
+    np.testing.assert_array_equal(labels, np.asarray(source.labels)[rows])
+    assert [p for p, _ in source.skipped] == [source.paths[broken]]
