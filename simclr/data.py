@@ -30,7 +30,13 @@ from PIL import Image
 
 from simclr.cache import build_cache, decode_files
 from simclr.config import DataConfig
-from simclr.decode import DEFAULT_MAX_PIXELS, decode_jpegs, load_square, read_jpeg
+from simclr.decode import (
+    DEFAULT_MAX_PIXELS,
+    decode_jpegs,
+    is_regular_file,
+    load_square,
+    read_jpeg,
+)
 from simclr.errors import BadImageError, SimCLRError
 from simclr.runtime import ignore_stop_signals
 
@@ -446,6 +452,8 @@ def _probe_sizes(paths: Sequence[str], count: int = 64) -> list[tuple[int, int]]
     picks = sorted({round(k * (len(paths) - 1) / max(count - 1, 1)) for k in range(count)})
     sizes = []
     for k in picks:
+        if not is_regular_file(paths[k]):
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

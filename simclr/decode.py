@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from collections.abc import Sequence
 
@@ -91,9 +92,12 @@ def open_image(
     """
     path = str(path)
     try:
-        nbytes = os.path.getsize(path)
+        info = os.stat(path)
     except OSError as exc:
         raise BadImageError(path, f"cannot read the file ({exc.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):  # opening a named pipe would wait forever
+        raise BadImageError(path, "not a regular file (a pipe, socket or device)")
+    nbytes = info.st_size
     if nbytes == 0:
         raise BadImageError(path, "empty file (0 bytes)")
     try:
@@ -124,6 +128,15 @@ def open_image(
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         kind = "truncated file" if "truncated" in text.lower() else "cannot decode"
         raise BadImageError(path, f"{kind}: {text}") from None
+
+
+def is_regular_file(path: str) -> bool:
+    """A plain file (after links), not a named pipe, socket or device, whose opening
+    could block forever."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def fitted_size(w: int, h: int, side: int) -> tuple[int, int]:
@@ -185,6 +198,8 @@ def read_jpeg(
     decoder ignores it), more than ``max_pixels`` pixels, a missing end marker
     (truncated), an unreadable header. Only the header is parsed here: cheap in a worker.
     """
+    if not is_regular_file(path):  # load_square names what it is
+        return None
     try:
         with open(path, "rb") as f:
             data = f.read()

@@ -304,3 +304,17 @@ def test_cuda_decode_matches_cpu(tmp_path):
     assert gpu.is_cuda and cpu_failed == gpu_failed == [4]
     diff = (gpu.cpu().int() - cpu.int()).abs().float()
     assert diff[:4].mean() < 1.5 and diff[:4].max() <= 12
+
+
+def test_a_named_pipe_is_a_bad_file_not_a_wait_forever(tmp_path):
+    """Opening a FIFO blocks until a writer comes: it is refused by its type first."""
+    import os
+
+    from simclr.decode import is_regular_file
+
+    pipe = tmp_path / "pipe.jpg"
+    os.mkfifo(pipe)
+    assert not is_regular_file(str(pipe))
+    assert read_jpeg(str(pipe)) is None
+    with pytest.raises(BadImageError, match="not a regular file"):
+        load_square(str(pipe), 16)
