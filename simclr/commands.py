@@ -291,30 +291,118 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+# What a sweep cell's evaluation writes (each protocol's RESULTS, and its figure): all of
+# it set aside together when the cell is evaluated again.
+EVAL_FILES = {"knn": (*RESULTS["knn"], "knn_confusion.png"),
+              "linear": (*RESULTS["linear-eval"], "linear_eval_confusion.png")}
+# The key of a sweep cell's results file that says what it was evaluated on.
+EVALUATED_ON = "evaluated_on"
+
+
 def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """kNN or linear top-1 of a finished sweep cell, cached in the cell's run directory."""
+    """kNN or linear top-1 of a finished sweep cell, cached in the cell's run directory.
+
+    The cached result is reused only when it was computed on the same --eval-train and
+    --eval-test (absolute paths) and, where --eval-precision is given, at that
+    precision. Otherwise the cell is evaluated again and the earlier files are kept
+    beside the new ones as ``NAME.previous-K.EXT`` (nothing is deleted).
+    """
     from simclr.evaluate import run_knn, run_linear_eval
+    from simclr.results import write_results
 
     name = "knn.json" if args.eval == "knn" else "linear_eval.json"
     saved = run_dir / name
-    if not saved.is_file():
-        encoder, spec = encoder_from_checkpoint(load_checkpoint(run_dir / "checkpoints/last.pt"))
-        size = spec["image_size"]
-        runtime = {"device": args.eval_device, "precision": args.eval_precision,
-                   "workers": args.workers_eval, "verbose": False}
-        if args.eval_train and args.eval_test:
-            cache = (args.eval_cache_dir or vars(args).get("cfg:data.cache_dir")
-                     or DataConfig().cache_dir)
-            train, test = (open_eval_source(path, size, args.workers_eval, cache)
-                           for path in (args.eval_train, args.eval_test))
-        else:  # the digits demo: its fixed hold-out split
-            from simclr.data import digits_split
+    wanted = _eval_data(args)
+    stale = _stale_evaluation(saved, wanted, args.eval_precision)
+    if stale is None:
+        return {f"{args.eval}_top1": json.loads(saved.read_text())["top1"]}
+    kept = _set_aside(run_dir, EVAL_FILES[args.eval])
+    if kept:
+        print(f"cell {run_dir.name}: {name} {stale}; evaluating again (the earlier files "
+              f"are kept as {kept})", file=sys.stderr, flush=True)
+    ckpt_path = run_dir / "checkpoints/last.pt"
+    ckpt = load_checkpoint(ckpt_path)
+    encoder, spec = encoder_from_checkpoint(ckpt)
+    size = spec["image_size"]
+    runtime = {"device": args.eval_device, "precision": args.eval_precision,
+               "workers": args.workers_eval, "verbose": False,
+               "source": {**checkpoint_source(ckpt_path, ckpt, "pretrained"), "layer": "h"}}
+    if args.eval_train and args.eval_test:
+        cache = (args.eval_cache_dir or vars(args).get("cfg:data.cache_dir")
+                 or DataConfig().cache_dir)
+        train, test = (open_eval_source(path, size, args.workers_eval, cache)
+                       for path in (args.eval_train, args.eval_test))
+    else:  # the digits demo: its fixed hold-out split
+        from simclr.data import digits_split
 
-            train, test = digits_split(seed=0)
-        run = run_knn if args.eval == "knn" else run_linear_eval
-        run(encoder, train, test, run_dir, image_size=size, **runtime)
+        train, test = digits_split(seed=0)
+    run = run_knn if args.eval == "knn" else run_linear_eval
+    run(encoder, train, test, run_dir, image_size=size, **runtime)
+    # Recorded once the evaluation is written: a file without it (an evaluation stopped
+    # in between, or one cached by an earlier simclr) is never taken for this one.
     result = json.loads(saved.read_text())
+    write_results(run_dir, name, {**result, EVALUATED_ON: wanted})
     return {f"{args.eval}_top1": result["top1"]}
+
+
+def _eval_data(args: argparse.Namespace) -> dict[str, str]:
+    """What a sweep evaluates on, as its cells' results record it: the folders' absolute
+    paths (a named data set by its name; the digits demo by its split)."""
+    if not (args.eval_train and args.eval_test):
+        return {"train": "digits[train]", "test": "digits[test]"}
+
+    def identity(spec: str) -> str:
+        from os.path import abspath
+
+        from simclr.data import NAMED_DATASETS
+
+        path = Path(spec).expanduser()
+        if spec.lower() in NAMED_DATASETS and not path.is_dir():  # as open_source reads it
+            return spec.lower()
+        return abspath(path)
+
+    return {"train": identity(args.eval_train), "test": identity(args.eval_test)}
+
+
+def _stale_evaluation(saved: Path, wanted: dict[str, str], precision: str) -> str | None:
+    """Why the cached results file ``saved`` is not this evaluation's (None: it is)."""
+    try:
+        cached = json.loads(saved.read_text())
+    except FileNotFoundError:
+        return "is missing"
+    except (OSError, ValueError):
+        return "is unreadable"
+    if not isinstance(cached, dict) or "top1" not in cached:
+        return "is unreadable"
+    found = cached.get(EVALUATED_ON)
+    if not isinstance(found, dict):
+        return "does not record its evaluation folders"
+    for split in ("train", "test"):
+        if found.get(split) != wanted[split]:
+            return f"was computed on another {split} set ({found.get(split)})"
+    # 'auto' takes any: a sweep continued on another machine keeps its results.
+    if precision != "auto" and cached.get("precision") != precision:
+        return f"was computed in {cached.get('precision')}, not {precision}"
+    return None
+
+
+def _set_aside(run_dir: Path, files: tuple[str, ...]) -> str | None:
+    """Rename those of ``files`` in ``run_dir`` to ``STEM.previous-K.EXT`` (the first K
+    free for all of them), so the evaluation writes afresh and loses nothing; returns
+    the new names (None: there was nothing to set aside)."""
+    present = [run_dir / f for f in files if (run_dir / f).exists()]
+    if not present:
+        return None
+
+    def aside(path: Path, k: int) -> Path:
+        return path.with_name(f"{path.stem}.previous-{k}{path.suffix}")
+
+    k = 1
+    while any(aside(run_dir / f, k).exists() for f in files):
+        k += 1
+    for path in present:
+        path.replace(aside(path, k))
+    return ", ".join(aside(p, k).relative_to(run_dir).as_posix() for p in present)
 
 
 def add_sweep_command(sub: argparse._SubParsersAction) -> None:

@@ -523,6 +523,11 @@ def run_linear_eval(
     if protocol == "lbfgs" and dist.world_size() > 1:
         raise SimCLRError("--protocol lbfgs runs in one process; under torchrun use "
                           "--protocol sgd")
+    unfinished = linear_partial(None if run_dir is None else Path(run_dir).expanduser()).path
+    if protocol == "lbfgs" and unfinished is not None and unfinished.exists():
+        raise SimCLRError(f"{run_dir} holds an unfinished linear evaluation --protocol sgd "
+                          f"({unfinished.name}); rerun its own command to continue it, or "
+                          "choose another --out")
     verbose = verbose and dist.is_main()  # rank 0 speaks for all the processes
     num_classes = check_labeled(train, test)
     out = run_folder(run_dir, RESULTS["linear-eval"])  # rank 0 writes
@@ -567,7 +572,7 @@ def run_linear_eval(
     if out is not None:
         results["checkpoint"] = save_linear_classifier(encoder, linear, image_size, config,
                                                        train.classes, results, out)
-        linear_partial(out).discard()
+        linear_partial(out).discard()  # (only an sgd run gets here with one)
     finish_results(results, out, "linear_eval", scores, test_y, train, test, source)
     log(f"linear eval ({protocol}): top-1 {100 * results['top1']:.2f}%", verbose)
     return results

@@ -12,11 +12,13 @@ checked before the first run starts.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,23 +115,61 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=_+-]+", "_", text)
 
 
+def _value_slugs(axis: Axis) -> list[str]:
+    """Each value's part of its cells' folder names: ``name=value`` made file-safe.
+
+    Values that only differ in characters the slug replaces ('data/tr ain' and
+    'data/tr_ain') would share their cells' folders, so those, and only those, get a
+    short hash of the value: every other value keeps the name earlier versions gave it,
+    and an existing sweep resumes into the same folders.
+    """
+    slugs = [_slug(f"{axis.name}={label}") for label in axis.labels]
+    counts = Counter(slugs)
+    return [slug if counts[slug] == 1 else f"{slug}-{_short_hash(label)}"
+            for slug, label in zip(slugs, axis.labels, strict=True)]
+
+
+def _short_hash(text: str) -> str:
+    """8 hex digits of the text's SHA-256: the same on every machine and Python run
+    (``hash()`` is salted per process), so a resumed sweep finds its folders again."""
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 def plan_cells(axes: list[Axis], out: Path) -> list[Cell]:
-    """The Cartesian product of the axes, in the order given (last axis fastest)."""
+    """The Cartesian product of the axes, in the order given (last axis fastest).
+
+    Two cells never share a folder: values of an axis that slug alike are told apart
+    (:func:`_value_slugs`), and a grid whose joined names still coincide is refused here,
+    before any run starts, naming both cells.
+    """
     owners: dict[str, str] = {}
     for axis in axes:
         for path in {p for setting in axis.settings for p in setting}:
             if path in owners:
                 raise SimCLRError(f"--set: {path} is swept twice ({owners[path]}, {axis.name})")
             owners[path] = axis.name
-    cells = []
+    slugs = [_value_slugs(axis) for axis in axes]
+    cells: list[Cell] = []
+    seen: dict[str, Cell] = {}
     for combo in itertools.product(*(range(len(a.labels)) for a in axes)):
         values: dict[str, str] = {}
         for axis, k in zip(axes, combo, strict=True):
             values.update(axis.settings[k])
         labels = {a.name: a.labels[k] for a, k in zip(axes, combo, strict=True)}
-        name = "_".join(_slug(f"{a}={v}") for a, v in labels.items())
-        cells.append(Cell(values, labels, name, out / name))
+        name = "_".join(s[k] for s, k in zip(slugs, combo, strict=True))
+        cell = Cell(values, labels, name, out / name)
+        if name in seen:  # values holding '_' and '=' can join to the same name
+            raise SimCLRError(f"--set: the cells {_describe(seen[name])} and "
+                              f"{_describe(cell)} would share the folder {name}; change "
+                              "one of these values")
+        seen[name] = cell
+        cells.append(cell)
     return cells
+
+
+def _describe(cell: Cell) -> str:
+    """A cell as its swept values, quoted, for messages: (data='a b', epochs='1')."""
+    return "(" + ", ".join(f"{a}={v!r}" for a, v in cell.labels.items()) + ")"
 
 
 def _finished(run_dir: Path) -> dict[str, Any] | None:

@@ -353,6 +353,13 @@ def test_an_interrupted_sgd_linear_evaluation_continues_exactly(tmp_path):
         with pytest.raises(SimCLRError, match=r"unfinished linear evaluation \(linear-partial"
                                               rf".pt\) with other settings \({named}\)"):
             run_linear_eval(enc, train, test, run, **other)
+    # The other protocol into the same folder would end the sgd run for good.
+    lbfgs = {k: v for k, v in args.items() if k not in ("protocol", "epochs",
+                                                         "checkpoint_every")}
+    with pytest.raises(SimCLRError, match=r"holds an unfinished linear evaluation --protocol "
+                                          r"sgd \(linear-partial.pt\)"):
+        run_linear_eval(enc, train, test, run, **lbfgs, protocol="lbfgs")
+    assert partial.exists()
     done = run_linear_eval(enc, train, test, run, **args)
     assert done["steps"] == whole["steps"] == 9 and done["top1"] == whole["top1"]
     a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "linear.pt")["model"]

@@ -42,6 +42,29 @@ def test_cells_are_the_product_in_order(tmp_path):
         plan_cells([parse_axis("temperature=1,2"), parse_axis("loss.temperature=3")], tmp_path)
 
 
+def test_values_that_slug_alike_get_their_own_cell_folders(tmp_path):
+    """'data/tr ain' and 'data/tr_ain' both slug to data=data_tr_ain: the second cell used
+    to find the first's run and fail after it trained. Only the colliding values get a
+    stable hash suffix; every other value keeps its folder, so old sweeps resume."""
+    axes = [parse_axis("data=data/tr ain,data/tr_ain,other"), parse_axis("epochs=1,2")]
+    names = [c.name for c in plan_cells(axes, tmp_path)]
+    assert len(set(names)) == len(names) == 6
+    assert names[0].startswith("data=data_tr_ain-") and names[0].endswith("_epochs=1")
+    assert names[2].startswith("data=data_tr_ain-") and names[2] != names[0]
+    assert names[4:] == ["data=other_epochs=1", "data=other_epochs=2"]  # unchanged
+    assert names == [c.name for c in plan_cells(axes, tmp_path)]  # stable: resumable
+    # Values that join to the same name across axes are refused up front, naming both.
+    axes = [parse_axis("temperature=1_normalize=true,1"),
+            parse_axis("normalize=true,true_normalize=true")]
+    with pytest.raises(SimCLRError) as info:
+        run_sweep(axes, tmp_path / "sw", preset=None, config=None, flags={}, evaluate=None)
+    assert str(info.value) == (
+        "--set: the cells (temperature='1_normalize=true', normalize='true') and "
+        "(temperature='1', normalize='true_normalize=true') would share the folder "
+        "temperature=1_normalize=true_normalize=true; change one of these values")
+    assert not (tmp_path / "sw").exists()
+
+
 def test_sweep_runs_every_cell_once_and_reuses_finished_ones(tmp_path, image_folder, cache_dir):
     flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, epochs=1)
     flags.pop("out")
@@ -238,3 +261,41 @@ def test_sweep_evaluation_decodes_into_the_pretraining_cache_dir(tmp_path, image
     assert code == 0, capsys.readouterr().err
     assert "knn_top1" in capsys.readouterr().out
     assert list(cache.iterdir()) and not (tmp_path / "home/.cache/simclr").exists()
+
+
+def test_a_cached_evaluation_is_reused_only_on_the_same_folders(tmp_path, image_folder,
+                                                                monkeypatch, capsys):
+    """A sweep rerun with another --eval-test used to report the old cell's knn.json."""
+    monkeypatch.chdir(tmp_path)
+    other = make_image_folder(tmp_path / "other", classes=2, per_class=3, seed=1)
+
+    def sweep(train, test):
+        code = main(["sweep", "--set", "temperature=0.5", "--data", str(image_folder),
+                     "--arch", "resnet18", "--width", "0.125", "--image-size", "16",
+                     "--batch-size", "8", "--epochs", "1", "--precision", "fp32",
+                     "--device", "cpu", "--no-progress", "--workers", "0",
+                     "--cache-dir", str(tmp_path / "cache"), "--eval", "knn",
+                     "--eval-train", str(train), "--eval-test", str(test),
+                     "--eval-device", "cpu", "--eval-precision", "fp32",
+                     "--workers-eval", "0", "--out", str(tmp_path / "sw")])
+        assert code == 0
+        return json.loads((tmp_path / "sw/temperature=0.5/knn.json").read_text())
+
+    first = sweep(image_folder, image_folder)
+    assert first["num_test"] == 24
+    assert first["evaluated_on"] == {"train": str(image_folder), "test": str(image_folder)}
+    capsys.readouterr()
+    second = sweep(image_folder, other)  # evaluated again, the earlier result kept
+    assert second["num_test"] == 6 and second["evaluated_on"]["test"] == str(other)
+    cell = tmp_path / "sw/temperature=0.5"
+    assert json.loads((cell / "knn.previous-1.json").read_text()) == first
+    assert (cell / "knn_confusion.previous-1.png").is_file()
+    err = capsys.readouterr().err
+    assert f"knn.json was computed on another test set ({image_folder}); evaluating again" in err
+    stamp = (cell / "knn.json").stat().st_mtime_ns
+    assert sweep(image_folder, "other") == second  # the same folder, typed relative: reused
+    assert (cell / "knn.json").stat().st_mtime_ns == stamp
+    del second["evaluated_on"]  # as cached before the folders were recorded: not trusted
+    (cell / "knn.json").write_text(json.dumps(second))
+    assert sweep(image_folder, other)["evaluated_on"]["test"] == str(other)
+    assert (cell / "knn.previous-2.json").is_file()
