@@ -93,7 +93,10 @@ def save_checkpoint(
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
-            torch.save(payload, f)
+            try:
+                torch.save(payload, f)
+            except RuntimeError as exc:  # torch's zip writer reports a failed write so
+                raise OSError(_write_failure(tmp, exc)) from None
 
     try:
         write_atomically(target, write)
@@ -109,6 +112,18 @@ def save_checkpoint(
     # collected here, whatever their name.
     remove_stale_temporaries(folder, "*.pt.tmp-*")
     return target
+
+
+def _write_failure(tmp: Path, exc: RuntimeError) -> str:
+    """Why torch.save could not write ``tmp``: the disk, or torch's own words."""
+    import shutil
+
+    try:
+        if shutil.disk_usage(tmp.parent).free < 1 << 20:
+            return "No space left on device"
+    except OSError:
+        pass
+    return (str(exc).strip().splitlines() or ["torch.save failed"])[0][:200]
 
 
 def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int) -> None:

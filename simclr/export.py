@@ -82,6 +82,13 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
     if Path(out).exists() and Path(out).resolve() == source.resolve():
         raise SimCLRError(f"--out {out} is the checkpoint being exported; choose another path")
     out = output_file(out, overwrite)
+    if fmt != "checkpoint":  # a program comes with its card, which is never lost either
+        card = out.with_name(out.name + ".json")
+        if card.is_dir() or (card.exists() and not overwrite):
+            what = "is a folder" if card.is_dir() else "already exists"
+            raise SimCLRError(f"{card} (the program's card, written beside --out) {what}; "
+                              "choose another --out" + ("" if card.is_dir() else
+                                                        ", or pass --overwrite"))
     if fmt == "checkpoint":
         if layer != "h":
             raise SimCLRError(f"--layer {layer}: a checkpoint export holds the encoder only; "

@@ -31,7 +31,7 @@ from simclr.models import (
     build_model,
     resolve_cifar_stem,
 )
-from simclr.results import output_file
+from simclr.results import output_file, written
 
 
 def encoder_spec(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -145,8 +145,14 @@ def embed_folder(
     source, feats, labels, paths = folder_features(module, spec["image_size"], data,
                                                    batch_size, device, precision, workers,
                                                    cache_dir)
-    np.savez(out, features=feats.astype(np.float32), labels=labels.astype(np.int64),
-             classes=np.array(source.classes, dtype=str), paths=np.array(paths, dtype=str))
+    arrays = {"features": feats.astype(np.float32), "labels": labels.astype(np.int64),
+              "classes": np.array(source.classes, dtype=str), "paths": np.array(paths, dtype=str)}
+
+    def write(tmp: Path) -> None:  # whole or not at all (a file object: savez adds no .npz)
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    written(out, write)
     return {"out": str(out), "layer": layer, "images": int(feats.shape[0]),
             "dim": int(feats.shape[1]), "skipped": len(source.skipped)}
 
@@ -256,13 +262,17 @@ def predict_folder(
         probs = torch.softmax(fc(torch.from_numpy(feats).double()), dim=1)
     k = min(top_k, len(classes))
     top_p, top_i = probs.topk(k, dim=1)
-    with open(out, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "prediction", "probability",
-                         *(f"{c}{j + 1}" for j in range(k) for c in ("top", "p"))])
-        for path, ps, ids in zip(paths, top_p.tolist(), top_i.tolist(), strict=True):
-            ranked = [x for i, p in zip(ids, ps, strict=True) for x in (classes[i], f"{p:.6f}")]
-            writer.writerow([path, classes[ids[0]], f"{ps[0]:.6f}", *ranked])
+    def write(tmp: Path) -> None:  # whole or not at all: a rerun never meets half a file
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["path", "prediction", "probability",
+                             *(f"{c}{j + 1}" for j in range(k) for c in ("top", "p"))])
+            for path, ps, ids in zip(paths, top_p.tolist(), top_i.tolist(), strict=True):
+                ranked = [x for i, p in zip(ids, ps, strict=True)
+                          for x in (classes[i], f"{p:.6f}")]
+                writer.writerow([path, classes[ids[0]], f"{ps[0]:.6f}", *ranked])
+
+    written(out, write)
     result: dict[str, Any] = {"out": str(out), "images": int(len(probs)),
                               "skipped": len(source.skipped), "classes": len(classes)}
     index = {name: i for i, name in enumerate(classes)}

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ def save_confusion_figure(matrix: np.ndarray, classes: Sequence[str], path: str 
     ax.set_title(title)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=100)
+    written(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     return path
 
 
@@ -81,10 +81,20 @@ def write_results(run_dir: str | Path | None, name: str, results: dict[str, Any]
     """Write ``results`` as ``run_dir/name`` (indented JSON); no-op without a run dir."""
     if run_dir is None:
         return
-    path = Path(run_dir) / name
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(path)
+    written(Path(run_dir) / name,
+            lambda tmp: tmp.write_text(json.dumps(results, indent=2) + "\n"))
+
+
+def written(path: Path, write: Callable[[Path], Any]) -> Path:
+    """``write(tmp)`` then renamed to ``path`` (simclr.files.write_atomically): a full
+    disk or a lost permission ends in one line, and an earlier file stays whole."""
+    from simclr.files import write_atomically
+
+    try:
+        write_atomically(path, write)
+    except OSError as exc:
+        raise SimCLRError(f"could not write {path}: {exc.strerror or exc}") from None
+    return path
 
 
 # What each evaluation command writes under its --out, never overwritten: checked up

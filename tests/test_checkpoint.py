@@ -314,3 +314,20 @@ def test_an_invalid_stored_config_names_the_checkpoint_not_a_flag(tmp_path, mode
     prefix = f"checkpoint {path}: its config is invalid: "
     assert str(info.value).startswith(prefix + problem)
     assert "--" not in str(info.value)[len(prefix):]  # not worded as a flag the user gave
+
+
+def test_a_full_disk_during_torch_save_is_one_line_and_keeps_the_last_checkpoint(
+        tmp_path, monkeypatch):
+    """torch's zip writer turns a failed write (ENOSPC) into a RuntimeError, not an
+    OSError: it is a user-facing error all the same."""
+    save_checkpoint(_state(1), tmp_path)
+
+    def full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1 vs 2")
+
+    monkeypatch.setattr(ck.torch, "save", full)
+    with pytest.raises(SimCLRError, match=r"^could not write checkpoint .*last.pt: \[enforce "
+                                          r"fail .*; the previous checkpoint .* is intact$"):
+        save_checkpoint(_state(2), tmp_path)
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left

@@ -239,3 +239,18 @@ def test_export_of_a_checkpoint_without_weights_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.endswith('is not a complete simclr checkpoint: it has no "model" entry')
     assert len(err.splitlines()) == 1 and not (tmp_path / "e.pt").exists()
+
+
+def test_a_programs_card_is_never_written_over_unasked(run_dir, tmp_path):
+    mine = tmp_path / "encoder.pt2.json"
+    mine.write_text('{"mine": 1}')
+    with pytest.raises(SimCLRError, match=r"encoder.pt2.json \(the program's card, written "
+                                          r"beside --out\) already exists; .* --overwrite"):
+        exp.export(run_dir, tmp_path / "encoder.pt2")
+    assert mine.read_text() == '{"mine": 1}' and not (tmp_path / "encoder.pt2").exists()
+    (tmp_path / "d.pt2.json").mkdir()
+    with pytest.raises(SimCLRError, match=r"d.pt2.json .* is a folder; choose another --out$"):
+        exp.export(run_dir, tmp_path / "d.pt2", overwrite=True)
+    assert not (tmp_path / "d.pt2").exists()
+    exp.export(run_dir, tmp_path / "encoder.pt2", overwrite=True)  # asked: replaced
+    assert json.loads(mine.read_text())["output"]["name"] == "h"

@@ -301,3 +301,29 @@ def test_a_run_folder_holding_an_evaluations_classifier_predicts_with_it(
                  "--cache-dir", cache_dir]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "already holds checkpoints/linear.pt" in err, err
+
+
+def test_embed_and_predict_outputs_are_whole_or_untouched(tmp_path, image_folder, cache_dir,
+                                                          monkeypatch):
+    """A failed write (a full disk) ends in one line and leaves the earlier file as it
+    was: outputs are written beside and renamed over it."""
+    import errno
+
+    from simclr.pretrained import embed_folder
+
+    ckpt = tmp_path / "c.pt"
+    save_checkpoint(pretrain_checkpoint(), tmp_path, "c.pt")
+    out = tmp_path / "feats.npz"
+    out.write_bytes(b"the earlier features")
+
+    def full(file, **arrays):  # writes part of the archive, then the disk is full
+        handle = open(file, "wb") if isinstance(file, (str, Path)) else file  # noqa: SIM115
+        handle.write(b"PK half an archive")
+        handle.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    with pytest.raises(SimCLRError, match=r"could not write .*feats.npz: No space left"):
+        embed_folder(ckpt, str(image_folder), out, workers=0, cache_dir=cache_dir)
+    assert out.read_bytes() == b"the earlier features"
+    assert sorted(p.name for p in tmp_path.iterdir() if "feats" in p.name) == ["feats.npz"]
