@@ -674,8 +674,30 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     return cfg
 
 
+MAX_EPOCHS = 1e6  # a million passes over the data; beyond, step counts overflow
 MAX_SEED = 2**63 - 1  # torch.manual_seed's range (numpy takes any non-negative integer)
 MAX_THREADS = 4096
+
+
+def _get(cfg: Config, path: str) -> Any:
+    obj: Any = cfg
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _check_finite(obj: Any, prefix: str = "") -> None:
+    """No setting may be infinite or NaN (a float, or a number of a pair): each would
+    pass a range check and fail later, deep in the run."""
+    for f in fields(obj):
+        value, path = getattr(obj, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            _check_finite(value, f"{path}.")
+            continue
+        numbers = value if isinstance(value, (tuple, list)) else (value,)
+        for x in numbers:
+            if isinstance(x, float) and not math.isfinite(x):
+                raise SettingError(path, f" must be a finite number, got {value}")
 
 
 def _choice(value: str, choices: tuple[str, ...], path: str) -> None:
@@ -699,6 +721,7 @@ def _check(ok: bool, path: str, detail: str) -> None:
 
 def validate(cfg: Config) -> None:
     """Check every setting before any work starts; one-line message per problem."""
+    _check_finite(cfg)
     _choice(cfg.model.arch, ARCHS, "model.arch")
     _positive(cfg.model.width, "model.width")
     _choice(cfg.model.head, ("none", "linear", "mlp"), "model.head")
@@ -720,6 +743,11 @@ def validate(cfg: Config) -> None:
            f"must lie in [0, 1), got {cfg.optim.momentum}")
     _positive(cfg.optim.eta, "optim.eta")
     _positive(cfg.optim.warmup_epochs, "optim.warmup_epochs", allow_zero=True)
+    _positive(cfg.optim.final_lr, "optim.final_lr", allow_zero=True)
+    for path in ("epochs", "optim.warmup_epochs"):  # counted in steps, which must fit
+        value = _get(cfg, path)
+        _check(value is None or value <= MAX_EPOCHS, path,
+               f"must be at most {MAX_EPOCHS:g}, got {value}")
     wf = cfg.optim.warmup_fraction
     _check(wf is None or 0 <= wf < 1, "optim.warmup_fraction", f"must lie in [0, 1), got {wf}")
     _check(all(0 <= b < 1 for b in cfg.optim.betas), "optim.betas",
@@ -757,6 +785,7 @@ def validate(cfg: Config) -> None:
 
 def validate_augment(a: AugmentConfig) -> None:
     """Check the augmentation settings (also those the evaluation commands build)."""
+    _check_finite(a, "augment.")
     _positive(a.size, "augment.size")
     _choice(a.interpolation, ("bilinear", "bicubic"), "augment.interpolation")
     _choice(a.crop_sampler, CROP_SAMPLERS, "augment.crop_sampler")

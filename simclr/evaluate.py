@@ -20,6 +20,7 @@ restored afterwards. Accuracies are fractions in [0, 1].
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -267,7 +268,7 @@ def default_l2_grid(lo: float = 1e-6, hi: float = 1.0, count: int = 13) -> list[
     decade from 1e-6 (nearly unregularised) to 1 (weights nearly zero). The paper
     searched 45 values in 1e-6..1e5 for its own, unstated scaling of the objective.
     """
-    if not 1 <= count <= 1000 or not 0 < lo <= hi:
+    if not 1 <= count <= 1000 or not 0 < lo <= hi < math.inf:
         raise SimCLRError(f"--l2-grid: need 0 < min <= max and 1 <= count <= 1000, got "
                           f"{lo},{hi},{count}")
     return np.geomspace(lo, hi, count).tolist() if count > 1 else [lo]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -241,3 +243,18 @@ def test_none_is_a_value_of_text_settings_and_null_of_optional_ones(tmp_path):
     assert cfg.model.head == "none" and cfg.max_steps is None and cfg.time_budget is None
     with pytest.raises(SimCLRError, match="--batch-size: cannot read .none. as int"):
         build_config(flags={"batch_size": "none"})
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"optim.warmup_epochs": 1e308}, "--warmup-epochs must be at most 1e+06"),
+    ({"epochs": 1e308}, "--epochs must be at most 1e+06"),
+    ({"optim.final_lr": -5.0}, "--final-lr must be non-negative"),
+    ({"optim.final_lr": float("nan")}, "--final-lr must be a finite number, got nan"),
+    ({"augment.crop_ratio": (1.0, float("inf"))}, "--crop-ratio must be a finite number"),
+    ({"augment.blur_sigma": (0.1, float("inf"))}, "--blur-sigma must be a finite number"),
+])
+def test_values_that_pass_a_range_check_but_break_the_run_are_refused(flags, message):
+    """Each passed validation and then overflowed a step count, ran with a negative lr,
+    or filled the augmentation with NaN."""
+    with pytest.raises(SimCLRError, match=re.escape(message)):
+        build_config(flags=flags)
