@@ -137,6 +137,11 @@ class DecodedCache(NamedTuple):
     aspect: np.ndarray | None  # float32 (N,) stored aspects; None when all are 1
 
 
+# What to do when the cache cannot be written (only pretraining and the supervised
+# baseline have a --cache flag).
+ELSEWHERE = "pass another --cache-dir (pretrain and supervised: or --cache off)"
+
+
 def build_cache(
     images: ImageList, side: int, cache_dir: str | os.PathLike, workers: int,
     max_pixels: int = DEFAULT_MAX_PIXELS, store: str = "full",
@@ -155,7 +160,7 @@ def build_cache(
         blocked = next((p for p in (folder, *folder.parents) if p.is_file()), None)
         reason = f"{blocked} is a file" if blocked else exc.strerror
         raise SimCLRError(f"cannot create the cache folder {folder}: {reason}; "
-                          "pass another --cache-dir, or --cache off") from None
+                          f"{ELSEWHERE}") from None
     base = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(images.root).name)
     stem = f"{base or 'images'}-{side}px-{_cache_key(images, side, max_pixels, store)}"
     npy, meta_path = folder / f"{stem}.npy", folder / f"{stem}.json"
@@ -202,8 +207,7 @@ def _build_cache_files(
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise SimCLRError(f"cannot write the decoded cache {npy} ({nbytes / 2**20:.0f} MiB): "
-                          f"{exc.strerror or exc}; pass another --cache-dir, or --cache off"
-                          ) from None
+                          f"{exc.strerror or exc}; {ELSEWHERE}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -23,7 +23,8 @@ import pickle
 import re
 import warnings
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,19 @@ def save_checkpoint(
     # collected here, whatever their name.
     remove_stale_temporaries(folder, "*.pt.tmp-*")
     return target
+
+
+@contextmanager
+def readable_state(ckpt: Mapping[str, Any], what: str) -> Iterator[None]:
+    """Loading a checkpoint's ``what`` (optimizer, RNG, step counts) into a run: an entry
+    of the wrong shape or type (a damaged or hand-edited file) is one line naming the
+    file, never a traceback from deep inside torch."""
+    try:
+        yield
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise SimCLRError(f"{ckpt.get('file', 'the checkpoint')}: its {what} does not fit this "
+                          f"run (damaged or edited? {first})") from None
 
 
 def _write_failure(tmp: Path, exc: RuntimeError) -> str:
@@ -345,7 +359,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SimCLRError(f"{p} is not a simclr checkpoint (no \"format\": \"{FORMAT}\" entry)")
-    if int(state.get("version", 0)) > VERSION:
+    version = state.get("version", 0)
+    if not isinstance(version, int):
+        raise SimCLRError(f"{p} is damaged: its version is {version!r}, not a number")
+    if version > VERSION:
         raise SimCLRError(f"{p} was written by a newer simclr (checkpoint version "
                           f"{state['version']} > {VERSION}); upgrade to load it")
     require_entries(state, p, REQUIRED)

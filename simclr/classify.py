@@ -37,6 +37,7 @@ from simclr.checkpoint import (
     PARTIAL_SUFFIX,
     load_checkpoint,
     load_weights,
+    readable_state,
     save_checkpoint,
 )
 from simclr.config import AugmentConfig
@@ -351,10 +352,12 @@ class PartialRun:
                               f"with other settings ({'; '.join(differ)}); rerun its own "
                               "command to continue it, or choose another --out")
         load_weights(model, ckpt, prefix)
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        log(f"resuming the {self.what} in {self.out} from step {ckpt['step']}", verbose)
-        return int(ckpt["step"]), float(ckpt["elapsed"])
+        with readable_state(ckpt, "optimizer or step state"):
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scaler.load_state_dict(ckpt["scaler"])
+            step, elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
+        log(f"resuming the {self.what} in {self.out} from step {step}", verbose)
+        return step, elapsed
 
     def save(self, blob: dict[str, Any], scaler: torch.amp.GradScaler) -> str:
         """Write a classifier checkpoint (pretrained.classifier_checkpoint, with its

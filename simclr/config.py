@@ -530,6 +530,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (list, dict)):  # YAML allows them; no setting is named so
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a key must be a name, not a "
+                    f"{'list' if isinstance(key, list) else 'mapping'} (line "
+                    f"{key_node.start_mark.line + 1})", key_node.start_mark)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"{key!r} is given twice (line {key_node.start_mark.line + 1})",

@@ -577,8 +577,9 @@ def _open_named(name: str, cfg: DataConfig, train: bool) -> ImageSource:
         ds = make(download=False)
     except RuntimeError:
         if not cfg.download:
-            raise SimCLRError(f"{name} not found under {root}; add --download (needs internet) "
-                              "or pass an image folder") from None
+            raise SimCLRError(f"{name} not found under {root}; fetch it once with `simclr "
+                              f"pretrain --data {name} --download` (needs internet; "
+                              "--data-root to place it), or pass an image folder") from None
         try:
             ds = make(download=True)
         except Exception as exc:  # urllib, socket, checksum errors

@@ -217,6 +217,10 @@ def classifier_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Classifier, dict[s
     if kind not in CLASSIFIER_KINDS:
         raise SimCLRError(f"this checkpoint ({kind or 'unknown kind'}) holds no classifier; "
                           "train one with `simclr linear-eval --out RUN` or `simclr finetune`")
+    classes = ckpt.get("classes")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise SimCLRError(f"{ckpt.get('file', 'the checkpoint')} is damaged: its classes are "
+                          "not a list of names")
     encoder, spec = encoder_from_checkpoint(ckpt)
     state = ckpt["model"]
     neck = None

@@ -32,6 +32,7 @@ from simclr.checkpoint import (
     checkpoint_files,
     load_weights,
     periodic_name,
+    readable_state,
     resume_checkpoint,
     save_checkpoint,
 )
@@ -135,10 +136,12 @@ def restore(ckpt: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.op
     """Load a supervised checkpoint into the run; returns (step, training seconds). The
     saved plan is kept: a time budget's refits live there."""
     load_weights(model, ckpt)  # one line, not a traceback, if they do not fit
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scaler.load_state_dict(ckpt["scaler"])
-    plan.total_steps, plan.warmup_steps = int(ckpt["total_steps"]), int(ckpt["warmup_steps"])
-    return int(ckpt["step"]), float(ckpt["elapsed"])
+    with readable_state(ckpt, "optimizer or step state"):
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        plan.total_steps = int(ckpt["total_steps"])
+        plan.warmup_steps = int(ckpt["warmup_steps"])
+        return int(ckpt["step"]), float(ckpt["elapsed"])
 
 
 def budget_refit(cfg: Config, plan: Plan, step: int) -> Callable[[int, float], int] | None:

@@ -27,6 +27,7 @@ from simclr.checkpoint import (
     checkpoint_files,
     latest_checkpoint,
     load_weights,
+    readable_state,
     resume_checkpoint,
     save_checkpoint,
     what_is_kept,
@@ -264,16 +265,18 @@ def restore(
     scaler: torch.amp.GradScaler, state: RunState, plan: Plan,
 ) -> None:
     load_weights(unwrap(model), ckpt)  # one line, not a traceback, when they do not fit
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scaler.load_state_dict(ckpt["scaler"])
-    state.step, state.elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
-    state.bad_steps = int(ckpt.get("bad_steps", 0))
-    # The saved plan, not a new one: a time budget's refits and its early end live there
-    # (the settings that fix the length are the saved ones: check_run_length).
-    plan.total_steps, plan.warmup_steps = int(ckpt["total_steps"]), int(ckpt["warmup_steps"])
-    torch.set_rng_state(ckpt["rng"]["torch"])
-    if "cuda" in ckpt["rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+    with readable_state(ckpt, "optimizer, step or RNG state"):
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        state.step, state.elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
+        state.bad_steps = int(ckpt.get("bad_steps", 0))
+        # The saved plan, not a new one: a time budget's refits and its early end live
+        # there (the settings that fix the length are the saved ones: check_run_length).
+        plan.total_steps = int(ckpt["total_steps"])
+        plan.warmup_steps = int(ckpt["warmup_steps"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
 
 
 def load_resume_config(target: str | Path, overrides: dict[str, Any]) -> Config:

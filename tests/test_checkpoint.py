@@ -331,3 +331,20 @@ def test_a_full_disk_during_torch_save_is_one_line_and_keeps_the_last_checkpoint
         save_checkpoint(_state(2), tmp_path)
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left
+
+
+def test_damaged_entries_are_one_line_naming_the_file(tmp_path):
+    from simclr.checkpoint import readable_state
+
+    path = save_checkpoint(_state(1), tmp_path)
+    data = torch.load(path, weights_only=True)
+    data["version"] = "abc"
+    torch.save(data, tmp_path / "edited.pt")
+    with pytest.raises(SimCLRError, match=r"edited.pt is damaged: its version is 'abc'"):
+        load_checkpoint(tmp_path / "edited.pt")
+    ckpt = load_checkpoint(path)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1)
+    with pytest.raises(SimCLRError, match=r"last.pt: its optimizer state does not fit this "
+                                          r"run \(damaged or edited\? .*parameter group"):
+        with readable_state(ckpt, "optimizer state"):
+            optimizer.load_state_dict({"state": {}, "param_groups": []})

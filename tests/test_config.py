@@ -258,3 +258,11 @@ def test_values_that_pass_a_range_check_but_break_the_run_are_refused(flags, mes
     or filled the augmentation with NaN."""
     with pytest.raises(SimCLRError, match=re.escape(message)):
         build_config(flags=flags)
+
+
+def test_a_yaml_key_that_is_a_list_is_one_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("? [a, b]\n: 3\n")
+    with pytest.raises(SimCLRError, match=r"not valid YAML: a key must be a name, not a list "
+                                          r"\(line 1\)"):
+        build_config(config_file=str(path))

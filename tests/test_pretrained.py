@@ -208,6 +208,8 @@ def test_fine_tuned_classifiers_are_rebuilt_with_their_head_layer():
     with torch.no_grad():
         assert torch.equal(rebuilt(x), clf.eval()(x))
     assert names == classes and not rebuilt.training
+    with pytest.raises(SimCLRError, match="is damaged: its classes are not a list of names"):
+        classifier_from_checkpoint({**blob, "classes": 5})
 
 
 def test_predict_user_errors_are_one_line(tmp_path, image_folder, capsys):
