@@ -16,6 +16,7 @@ import logging
 import math
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,11 +90,17 @@ def decode_files(
     else:
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
-        with ctx.Pool(min(workers, len(tasks))) as pool:
+        # Ctrl-C reaches the whole process group: the workers leave it to this process,
+        # which stops them (each would otherwise print its own KeyboardInterrupt).
+        with ctx.Pool(min(workers, len(tasks)), initializer=_ignore_interrupts) as pool:
             for task, result in zip(tasks, pool.imap(_decode_chunk, tasks), strict=True):
                 account(result, len(task[2]))
     log.info("%s: done in %.1f s, %d bad", what, time.perf_counter() - start, len(bad))
     return sorted(bad), np.asarray(aspects, dtype=np.float32)
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _cache_key(images: ImageList, side: int, max_pixels: int, store: str) -> str:
