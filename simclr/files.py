@@ -3,15 +3,20 @@ sees the old file or the new one, never half of one.
 
 Checkpoints, exported encoders and decoded caches are written to ``<name>.tmp-<pid>``
 beside their target and renamed over it; a process killed mid-write (SIGKILL, the
-out-of-memory killer) leaves its temporary file, which a later write removes.
+out-of-memory killer) leaves its temporary file, which a later write removes. A run
+holds its folder (:func:`lock_folder`) so that no second run writes into it meanwhile.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from simclr.errors import SimCLRError
 
 
 def temporary_name(target: Path) -> Path:
@@ -89,3 +94,38 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:  # another user's live process
         return True
     return True
+
+
+LOCK_NAME = ".simclr.lock"
+
+
+def lock_folder(folder: Path) -> Any:
+    """Hold ``folder`` for this process: an exclusive lock on ``folder/.simclr.lock``
+    (flock; released when the returned file is closed or the process ends, however it
+    ends). A second run started into the same folder meanwhile is refused in one line
+    instead of interleaving its checkpoints and logs with this one's. No-op where the
+    platform has no flock."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks of this kind
+        return None
+    path = folder / LOCK_NAME
+    try:
+        handle = open(path, "a+")  # noqa: SIM115 (held open: the lock lives as long as it)
+    except OSError as exc:
+        raise SimCLRError(f"cannot write in {folder}: {exc.strerror}") from None
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise SimCLRError(f"{folder} is in use by another simclr run ({holder}); wait for it "
+                          "to end, or choose another --out") from None
+    except OSError:  # a file system without locks (some network mounts): run unguarded
+        return handle
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    handle.flush()
+    return handle

@@ -46,6 +46,7 @@ from simclr.config import Config, apply_resume_flags, config_from_dict, save_yam
 from simclr.errors import SimCLRError
 from simclr.evaluate import finish_results
 from simclr.features import check_labeled, resolve_runtime
+from simclr.files import lock_folder
 from simclr.models import build_classifier_within_memory
 from simclr.optim import build_optimizer, lr_at
 from simclr.pretrained import classifier_checkpoint
@@ -220,6 +221,10 @@ def _run(cfg: Config, train: Any, test: Any | None, run_dir: str | Path | None,
         model = dist.convert_sync_batchnorm(model)
     # Every input checked: from here on rank 0 writes.
     out = prepare_dir(run_dir, (RESULT,)) if dist.is_main() else None
+    # Held (no second run writes here meanwhile) until _run returns and drops the handle.
+    _held = None if out is None else lock_folder(out)
+    if out is not None and resume is None:
+        check_new_run(out)  # another run may have started here since the first check
     plan = plan_schedule(cfg, train.num_images)
     optimizer = build_optimizer(cfg.optim, model, batch)
     scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")

@@ -41,6 +41,7 @@ from simclr.data import (
 )
 from simclr.errors import DivergedError, SimCLRError
 from simclr.features import check_labeled_folders
+from simclr.files import lock_folder
 from simclr.loader import BatchLoader
 from simclr.loss import contrastive_loss
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
@@ -215,11 +216,23 @@ def check_run_length(saved: dict[str, Any], cfg: Config, run_dir: Path) -> None:
             )
 
 
-def make_run_dir(run_dir: Path) -> None:
+def make_run_dir(run_dir: Path, resume: bool) -> Any:
+    """Create the run directory and hold it (rank 0: files.lock_folder) for as long as
+    the returned handle stays open. A new run is checked again once held: another run
+    may have started into the same folder since :func:`check_run_dir`."""
     try:
         (run_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SimCLRError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
+    if not dist.is_main():
+        return None
+    held = lock_folder(run_dir)
+    if not resume and checkpoint_files(run_dir / CHECKPOINTS):
+        if held is not None:
+            held.close()
+        raise SimCLRError(f"{run_dir} already holds a run, written by another simclr process "
+                          "since this one started; choose another --out")
+    return held
 
 
 def check_knn_folders(cfg: Config) -> None:
@@ -370,7 +383,7 @@ def pretrain(
         restore(run.saved, model, optimizer, scaler, state, plan)
         log_line(f"resuming {run_dir} from step {state.step} ({run.checkpoint.name})")
         run.saved = None  # the tensors are in the model now; free the copy
-    make_run_dir(run_dir)  # every input checked: from here on the run writes
+    held = make_run_dir(run_dir, resume)  # every input checked: from here on the run writes
     # DDP averages gradients across processes (identity on one process); compile last.
     forward = dist.wrap_ddp(model, device)
     forward = torch.compile(forward) if cfg.compile else forward
@@ -390,6 +403,8 @@ def pretrain(
                                  plan, state, device, precision, run_dir, log, stop, on_step)
     finally:
         log.close()
+    if held is not None:
+        held.close()  # the folder is free for a --resume
     return {**summary, "rank": dist.rank()}
 
 

@@ -76,3 +76,26 @@ def test_only_matching_names_of_dead_processes_are_removed(tmp_path):
         _age(path, 2 * STALE_AFTER_S)
     assert remove_stale_temporaries(tmp_path, "*.pt.tmp-*") == [gone]
     assert all(p.exists() for p in keep) and not gone.exists()
+
+
+def test_a_folder_is_held_by_one_run_at_a_time(tmp_path):
+    """A second run into a folder in use is refused in one line naming the holder; the
+    folder is free again once the first lets go (or its process ends)."""
+    import pytest
+
+    from simclr.errors import SimCLRError
+    from simclr.files import lock_folder
+
+    held = lock_folder(tmp_path)
+    holder = subprocess.run(
+        [sys.executable, "-c", "import sys; from pathlib import Path; "
+         "from simclr.files import lock_folder; lock_folder(Path(sys.argv[1]))", str(tmp_path)],
+        capture_output=True, text=True)
+    assert holder.returncode != 0
+    assert f"{tmp_path} is in use by another simclr run (pid {os.getpid()} on" in holder.stderr
+    held.close()
+    again = lock_folder(tmp_path)  # free once let go
+    again.close()
+    with pytest.raises(SimCLRError, match="in use"):
+        held = lock_folder(tmp_path)
+        lock_folder(tmp_path)  # a second holder in the same process is refused as well

@@ -80,3 +80,24 @@ def test_sigkill_then_resume_finishes_the_run(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "resuming" in done.stdout
     assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 14
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path, capsys):
+    """Both used to run, interleaving their logs; the later one's checkpoint won."""
+    from simclr.cli import main
+
+    data = make_image_folder(tmp_path / "imgs", per_class=8)
+    out = tmp_path / "run"
+    proc = start(data, out, tmp_path / "cache", "--checkpoint-every", "0")
+    try:
+        wait_for_step(out, 2, proc)  # running, no checkpoint written yet
+        assert main(["pretrain", "--data", str(data), "--out", str(out), "--max-steps", "1",
+                     "--no-progress", "--workers", "0", "--cache-dir", str(tmp_path / "cache"),
+                     "--arch", "resnet18", "--width", "0.125", "--image-size", "16",
+                     "--batch-size", "8", "--precision", "fp32"]) == 2
+        err = capsys.readouterr().err
+        assert f"{out} is in use by another simclr run (pid {proc.pid} on" in err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=120)
+    assert proc.returncode == 75
