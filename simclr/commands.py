@@ -438,6 +438,7 @@ def cmd_supervised(args: argparse.Namespace) -> int:
         check_batch_fits,
         check_new_run,
         data_specs,
+        note_ignored_settings,
         resume_config,
         run_supervised,
     )
@@ -457,6 +458,7 @@ def cmd_supervised(args: argparse.Namespace) -> int:
                 raise SimCLRError(f"--{name} is required (or --resume RUN_DIR)")
         cfg: Config = build_config(args.preset, args.config, {**flags, "out": args.out})
         check_new_run(cfg.out)
+        note_ignored_settings(args.config)
         listing = check_labeled_folders(args.train, args.test, ("--train", "--test"),
                                         train_split=True)
         if listing is not None:  # before the folder is decoded (run_supervised checks again)
@@ -632,14 +634,12 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--test", default=None, help="labeled image folder for the final top-1")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS))
     p.add_argument("--config", default=None)
-    # The contrastive objective, the projection head and the kNN monitor play no part in
-    # supervised training, --train names its data, it logs a line per epoch and stops at a
-    # non-finite loss: those flags are not offered (a flag offered and ignored misleads).
-    unused = ("data.path", "out", "nan_policy", "max_bad_steps", "compile", "deterministic",
-              "log_every", "progress")
-    contrastive_only = {flag for flag, path in all_flags().items()
-                        if path.startswith(("loss.", "model.head", "knn_")) or path in unused}
-    add_config_flags(p, exclude=contrastive_only)
+    # Settings that play no part in supervised training are not offered as flags (a flag
+    # offered and ignored misleads): supervised.unused_setting.
+    from simclr.supervised import unused_setting
+
+    add_config_flags(p, exclude={flag for flag, path in all_flags().items()
+                                 if unused_setting(path)})
     p.add_argument("--out", help="run directory (required for a new run)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the unfinished run saved in RUN_DIR (e.g. after exit 75)")

@@ -50,7 +50,7 @@ from simclr.files import lock_folder
 from simclr.models import build_classifier_within_memory
 from simclr.optim import build_optimizer, lr_at
 from simclr.pretrained import classifier_checkpoint
-from simclr.results import accuracy_summary, log, prepare_dir, write_results
+from simclr.results import accuracy_summary, check_out_folder, log, prepare_dir, write_results
 from simclr.runtime import StopFlag
 from simclr.train import Plan, check_run_length, plan_schedule, refit_to_budget
 
@@ -72,14 +72,54 @@ def check_batch_fits(batch_size: int, num_images: int) -> None:
 
 
 def check_new_run(run_dir: str | Path | None) -> None:
-    """A new run never writes over another's checkpoints (finished or not)."""
+    """A new run's folder, before any data is read: writable, and never another run's
+    (its checkpoints, finished or not) nor another command's model (a classifier of an
+    evaluation would be taken for this run's)."""
     if run_dir is None:
         return
-    found = checkpoint_files(Path(run_dir).expanduser() / CHECKPOINTS)
+    folder = Path(run_dir).expanduser()
+    check_out_folder(folder)
+    found = checkpoint_files(folder / CHECKPOINTS)
     if found:
         raise SimCLRError(f"{run_dir} already holds a run ({CHECKPOINTS}/{found[0].name}); "
                           f"choose another --out, or continue an unfinished one with "
                           f"`simclr supervised --resume {run_dir}`")
+    others = sorted((folder / CHECKPOINTS).glob("*.pt"))
+    if others:
+        raise SimCLRError(f"{run_dir} already holds {CHECKPOINTS}/{others[0].name} (another "
+                          "command's model); choose another --out")
+
+
+# Settings of pretraining that supervised training has no use for: the contrastive
+# objective, the projection head, the kNN monitor; its data comes from --train, it logs
+# a line per epoch and stops at a non-finite loss. Neither offered as flags nor taken
+# from a --config file (a setting accepted and ignored misleads).
+UNUSED = ("data.path", "out", "nan_policy", "max_bad_steps", "compile", "deterministic",
+          "log_every", "progress")
+
+
+def unused_setting(path: str) -> bool:
+    """Whether a config path (``loss.temperature``) plays no part in supervised training."""
+    return path.startswith(("loss.", "model.head", "knn_")) or path in UNUSED
+
+
+def note_ignored_settings(path: str | None) -> None:
+    """Say which settings of a --config supervised training ignores (a pretraining
+    config.yaml holds them all: it stays a valid --config, so this is no error)."""
+    if path is None:
+        return
+    from simclr.config import RECORDED_KEYS, load_yaml
+
+    def paths(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
+        return [q for k, v in tree.items() if str(k) not in RECORDED_KEYS
+                for q in (paths(v, f"{prefix}{k}.") if isinstance(v, Mapping) else
+                          [f"{prefix}{k}"])]
+
+    ignored = [p for p in paths(load_yaml(path)) if unused_setting(p)]
+    if ignored:
+        more = f" and {len(ignored) - 3} more" if len(ignored) > 3 else ""
+        log(f"--config {path}: {', '.join(ignored[:3])}{more} play no part in supervised "
+            "training (ignored)")
 
 
 def data_specs(train: str, test: str | None) -> dict[str, str | None]:

@@ -272,3 +272,28 @@ def test_sigterm_exits_75_and_resume_finishes(tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"resuming {run} from step {step} of 200" in done.stderr
     assert json.loads(done.stdout.splitlines()[-1])["steps"] == 200
+
+
+def test_the_run_folder_is_checked_before_the_data_and_ignored_settings_are_named(
+        tmp_path, capsys):
+    """--out that is a file, or that holds another command's model, is refused before
+    the folders are read; a --config's settings that supervised training ignores (a
+    pretraining config.yaml holds them all) are named, not silently dropped."""
+    (tmp_path / "afile").write_text("x")
+    assert main(["supervised", "--train", str(tmp_path / "missing"), "--out",
+                 str(tmp_path / "afile")]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err  # not "missing" first
+    (tmp_path / "lin" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "lin" / "checkpoints" / "linear.pt").write_bytes(b"a classifier")
+    assert main(["supervised", "--train", str(tmp_path / "missing"), "--out",
+                 str(tmp_path / "lin")]) == 2
+    assert "holds checkpoints/linear.pt (another command's model)" in capsys.readouterr().err
+    config = tmp_path / "c.yaml"
+    config.write_text("loss: {temperature: 0.5}\nknn_k: 5\nbatch_size: 8\n")
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=4)
+    assert main(["supervised", "--config", str(config), "--train", str(train), "--out",
+                 str(tmp_path / "run"), "--arch", "resnet18", "--width", "0.125",
+                 "--image-size", "16", "--max-steps", "1", "--workers", "0", "--precision",
+                 "fp32", "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert ("c.yaml: loss.temperature, knn_k play no part in supervised training (ignored)"
+            in capsys.readouterr().err)
