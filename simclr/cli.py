@@ -187,7 +187,14 @@ def add_runtime_flags(p: argparse.ArgumentParser) -> None:
                    help="decoding processes (default: from the CPU count)")
     p.add_argument("--threads", type=_count(1, MAX_THREADS), default=None,
                    help="CPU threads for the model (default: torch's choice)")
-    p.add_argument("--cache-dir", default="~/.cache/simclr/decoded")
+    p.add_argument("--cache-dir", type=_folder_name, default="~/.cache/simclr/decoded")
+
+
+def _folder_name(text: str) -> str:
+    """argparse type: a folder path, not empty (which would mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder, got an empty value")
+    return text
 
 
 # ------------------------------------------------------------------------------ commands
@@ -265,7 +272,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from simclr.pretrained import predict_folder
     from simclr.results import output_file
 
-    if Path(args.out).suffix != ".csv":
+    if Path(args.out).suffix.lower() != ".csv":
         raise SimCLRError(f"--out {args.out}: the output must be a .csv file")
     output_file(args.out, args.overwrite)
     print(json.dumps(predict_folder(

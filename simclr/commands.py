@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from simclr import distributed as dist
-from simclr.checkpoint import checkpoint_file, load_checkpoint
+from simclr.checkpoint import PARTIAL_SUFFIX, checkpoint_file, load_checkpoint
 from simclr.config import CROP_SAMPLERS, MAX_SEED, Config, DataConfig, config_from_dict
 from simclr.data import ImageList, ImageSource, check_folder, open_source
 from simclr.errors import SimCLRError
@@ -30,7 +30,7 @@ from simclr.pretrained import (
     model_from_checkpoint,
     representation_from_checkpoint,
 )
-from simclr.results import RESULTS, check_results_free
+from simclr.results import RESULTS, check_not_inside, check_results_free
 
 RuntimeFlags = Callable[[argparse.ArgumentParser], None]
 
@@ -95,10 +95,17 @@ def read_checkpoint(
     for flag in ("train", "test"):
         check_folder(f"--{flag}", getattr(args, flag, None))
     check_results_free(getattr(args, "out", None), RESULTS.get(args.command, ()))
+    if getattr(args, "out", None):
+        check_not_inside(args.out, {"--train": getattr(args, "train", None),
+                                    "--test": getattr(args, "test", None)}, "results")
     listing = (check_labeled_folders(args.train, args.test, ("--train", "--test"))
                if labeled else None)
     path = checkpoint_file(args.checkpoint)
-    return path, load_checkpoint(path), listing
+    ckpt = load_checkpoint(path)
+    if path.name.endswith(PARTIAL_SUFFIX):  # named on purpose, still worth a word
+        print(f"note: {path} is an unfinished training (step {ckpt.get('step')}); its "
+              "command continues it when run again", file=sys.stderr)
+    return path, ckpt, listing
 
 
 def checkpoint_source(path: Path, ckpt: dict[str, Any], features: str) -> dict[str, Any]:

@@ -771,6 +771,8 @@ def validate(cfg: Config) -> None:
     _choice(cfg.data.store, ("full", "center"), "data.store")
     _positive(cfg.data.load_size, "data.load_size")
     _positive(cfg.data.workers, "data.workers", allow_zero=True)
+    _check(bool(str(cfg.data.cache_dir).strip()), "data.cache_dir",
+           "must name a folder, got an empty value")
     _positive(cfg.threads, "threads")
     _check(cfg.threads is None or cfg.threads <= MAX_THREADS, "threads",
            f"must be at most {MAX_THREADS}, got {cfg.threads}")

@@ -228,5 +228,8 @@ def indexed_features(
     if not feats:
         raise SimCLRError(f"{source_name(source)}: no images to evaluate")
     idx_all = torch.cat(seen).numpy()
-    return (torch.cat(feats).numpy().astype(np.float32, copy=False), labels_all[idx_all],
-            idx_all)
+    out = torch.cat(feats)
+    if not torch.isfinite(out).all():  # any accuracy on them would look plausible and mean nothing
+        raise SimCLRError(f"{source_name(source)}: the encoder's outputs are not finite (NaN or "
+                          "inf weights: a diverged or damaged checkpoint?)")
+    return out.numpy().astype(np.float32, copy=False), labels_all[idx_all], idx_all

@@ -137,6 +137,18 @@ def check_results_free(run_dir: str | Path | None, results: Sequence[str],
                               "another --out (nothing was overwritten)")
 
 
+def check_not_inside(out: str | Path, folders: dict[str, str | None], what: str) -> None:
+    """``out`` lies inside none of the data ``folders`` (flag -> folder) a command reads:
+    what it writes there (checkpoints, figures) would become images or classes of them."""
+    where = Path(out).expanduser().resolve()
+    for flag, folder in folders.items():
+        if folder and Path(folder).expanduser().is_dir():
+            data = Path(folder).expanduser().resolve()
+            if where == data or data in where.parents:
+                raise SimCLRError(f"--out {out} lies inside the {flag} folder {folder}; "
+                                  f"write the {what} elsewhere")
+
+
 def check_out_folder(path: Path, named: Path | None = None) -> None:
     """An ``--out`` folder that can be made and written, checked without creating it:
     neither it nor a folder above it a file, and the nearest existing one writable.

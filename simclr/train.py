@@ -47,7 +47,7 @@ from simclr.loss import contrastive_loss
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.models import SimCLRModel, build_model_within_memory
 from simclr.optim import build_optimizer, lr_at, warmup_steps
-from simclr.results import check_out_folder
+from simclr.results import check_not_inside, check_out_folder
 from simclr.runtime import (
     StopFlag,
     autocast,
@@ -68,6 +68,7 @@ class Plan:
     total_steps: int
     warmup_steps: int
     deadline: float | None = None  # seconds of training allowed (time budget)
+    num_images: int = 0  # the data set it was planned for (a resumed run checks it)
 
 
 @dataclass
@@ -95,7 +96,7 @@ def plan_schedule(cfg: Config, num_images: int, total_steps: int | None = None) 
         if cfg.max_steps is not None:  # with a time budget, max_steps caps the refit
             total_steps = cfg.max_steps if cfg.time_budget else min(total_steps, cfg.max_steps)
     warmup = warmup_steps(cfg.optim, steps_per_epoch, total_steps)
-    return Plan(steps_per_epoch, total_steps, warmup, cfg.time_budget)
+    return Plan(steps_per_epoch, total_steps, warmup, cfg.time_budget, num_images)
 
 
 def refit_to_budget(plan: Plan, cfg: Config, step: int, elapsed: float) -> int:
@@ -187,13 +188,8 @@ def check_run_dir(cfg: Config, resume: bool) -> RunDir:
 def check_outside_data(cfg: Config, run_dir: Path) -> None:
     """Refuse a run directory inside a folder the run reads: its checkpoints and logs
     would become classes (or images) of that data set."""
-    for flag, folder in (("--data", cfg.data.path), ("--knn-train", cfg.knn_train),
-                         ("--knn-test", cfg.knn_test)):
-        if folder and Path(folder).expanduser().is_dir():
-            data = Path(folder).expanduser().resolve()
-            if run_dir.resolve() == data or data in run_dir.resolve().parents:
-                raise SimCLRError(f"--out {run_dir} lies inside the {flag} folder {folder}; "
-                                  "write the run elsewhere")
+    check_not_inside(run_dir, {"--data": cfg.data.path, "--knn-train": cfg.knn_train,
+                               "--knn-test": cfg.knn_test}, "run")
 
 
 # The settings that fix a run's length. The schedule (warm-up, cosine to final_lr) is
@@ -259,6 +255,7 @@ def checkpoint_state(
         "step": state.step,
         "epoch": state.step // plan.steps_per_epoch,
         "step_in_epoch": state.step % plan.steps_per_epoch,
+        "num_images": plan.num_images,
         "total_steps": plan.total_steps,
         "warmup_steps": plan.warmup_steps,
         "elapsed": state.elapsed,
@@ -290,6 +287,22 @@ def restore(
         torch.set_rng_state(ckpt["rng"]["torch"])
         if "cuda" in ckpt["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+
+
+def check_same_images(ckpt: dict[str, Any], plan: Plan) -> None:
+    """A resumed run continues exactly only on the images it started with: the order of
+    every epoch and the steps per epoch depend on their number (checkpoints before this
+    check recorded it only through their epoch and step)."""
+    saved = ckpt.get("num_images")
+    if saved is None and int(ckpt.get("epoch") or 0) > 0:
+        epochs = int(ckpt["epoch"])
+        per_epoch = (int(ckpt["step"]) - int(ckpt.get("step_in_epoch") or 0)) // epochs
+        if per_epoch != plan.steps_per_epoch:
+            saved = f"{per_epoch} steps per epoch"
+    if saved is not None and saved != plan.num_images:
+        raise SimCLRError(f"--resume: the data folder now holds {plan.num_images} images; the "
+                          f"run started with {saved}, so it cannot continue exactly (start a "
+                          "new run, or restore the folder)")
 
 
 def load_resume_config(target: str | Path, overrides: dict[str, Any]) -> Config:
@@ -380,6 +393,7 @@ def pretrain(
     plan = plan_schedule(cfg, source.num_images)
     state = RunState()
     if run.saved is not None:
+        check_same_images(run.saved, plan)
         restore(run.saved, model, optimizer, scaler, state, plan)
         log_line(f"resuming {run_dir} from step {state.step} ({run.checkpoint.name})")
         run.saved = None  # the tensors are in the model now; free the copy

@@ -361,3 +361,18 @@ def test_an_l2_grid_too_large_to_hold_is_refused():
 
     with pytest.raises(SimCLRError, match=r"1 <= count <= 1000"):
         parse_l2_grid("1e-6,1,100000000000000")
+
+
+def test_an_evaluations_out_never_lies_inside_its_data(tmp_path, capsys):
+    """Its figure and checkpoints folder would become images and a class of --train."""
+    from tests.conftest import make_image_folder
+
+    train = make_image_folder(tmp_path / "train")
+    assert main(["knn", "--checkpoint", "c", "--train", str(train), "--test", str(train),
+                 "--out", str(train / "results")]) == 2
+    assert (f"--out {train / 'results'} lies inside the --train folder {train}; write the "
+            "results elsewhere") in capsys.readouterr().err
+    assert not (train / "results").exists()
+    assert main(["predict", "--checkpoint", "c", "--data", str(train), "--out",
+                 str(tmp_path / "p.CSV")]) == 2  # the suffix is fine, the checkpoint is not
+    assert "must be a .csv file" not in capsys.readouterr().err

@@ -106,3 +106,14 @@ def test_an_unreadable_file_is_left_out_of_the_features_not_replaced(tmp_path, w
     assert broken not in rows.tolist() and len(set(rows.tolist())) == 6
     np.testing.assert_array_equal(labels, np.asarray(source.labels)[rows])
     assert [p for p, _ in source.skipped] == [source.paths[broken]]
+
+
+def test_features_that_are_not_finite_are_an_error_not_a_result():
+    """A checkpoint with NaN weights gave a plausible-looking accuracy."""
+    from simclr.errors import SimCLRError
+
+    encoder = tiny_encoder()
+    with torch.no_grad():
+        next(encoder.parameters()).fill_(float("nan"))
+    with pytest.raises(SimCLRError, match="the encoder's outputs are not finite"):
+        extract_features(encoder, colour_source(), 16, batch_size=8)

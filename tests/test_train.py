@@ -109,6 +109,27 @@ def test_interrupted_run_resumes_bit_exactly(tmp_path, image_folder, cache_dir):
         assert torch.equal(a[key], b[key]), key
 
 
+def test_a_run_does_not_resume_on_other_images(tmp_path, cache_dir):
+    """Every epoch's order and the steps per epoch depend on the number of images: a
+    folder that lost (or gained) images cannot continue the run exactly."""
+    from tests.conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "imgs", per_class=12)  # 24 images, 3 steps/epoch
+    cfg = build_config(flags=tiny_flags(folder, tmp_path / "cut", cache_dir,
+                                        checkpoint_every=0))
+
+    def preempt(step, stop):
+        if step == 4:
+            stop.requested = "SIGTERM"
+
+    assert train.pretrain(cfg, on_step=preempt)["status"] == "preempted"
+    for extra in sorted((folder / "class_1").iterdir())[:5]:
+        extra.unlink()
+    with pytest.raises(SimCLRError, match=r"the data folder now holds 19 images; the run "
+                                          r"started with 24, so it cannot continue exactly"):
+        train.pretrain(train.load_resume_config(tmp_path / "cut", {}), resume=True)
+
+
 def test_existing_run_is_not_overwritten(tmp_path, image_folder, cache_dir):
     run(tmp_path, image_folder, cache_dir, "once", epochs=1)
     with pytest.raises(SimCLRError, match="already holds a run"):
