@@ -69,8 +69,9 @@ def check_labeled(train: Any, test: Any | None = None,
     if test is not None and list(test.classes) != list(train.classes):
         only_train = sorted(set(train.classes) - set(test.classes))
         only_test = sorted(set(test.classes) - set(train.classes))
-        detail = (f"only in {flags[0]}: {_few(only_train)}; only in {flags[1]}: "
-                  f"{_few(only_test)}" if only_train or only_test
+        detail = ("; ".join(f"only in {flag}: {_few(names)}" for flag, names in
+                            ((flags[0], only_train), (flags[1], only_test)) if names)
+                  if only_train or only_test
                   else "same names in a different order")
         raise SimCLRError(f"{flags[0]} and {flags[1]} have different classes ({detail})")
     return len(train.classes)

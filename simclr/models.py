@@ -406,6 +406,9 @@ class HeadTap(nn.Module):
 
     def __init__(self, encoder: nn.Module, head: ProjectionHead, depth: int) -> None:
         super().__init__()
+        if not head.layers:
+            raise SimCLRError("this checkpoint has no projection head (--head none): its "
+                              "representation is h only (--layer h)")
         if not 1 <= depth <= len(head.layers):
             raise SimCLRError(f"the projection head has {len(head.layers)} layer(s); "
                               f"cannot read the output of layer {depth}")

@@ -264,7 +264,7 @@ def test_what_needs_only_file_names_fails_before_any_image_is_decoded(tmp_path, 
                   str(tmp_path / "ft")]
     cases = [
         (["knn", "--checkpoint", ckpt, "--train", train, "--test", other],
-         "--train and --test have different classes (only in --train: none; only in --test"),
+         "--train and --test have different classes (only in --test"),
         (["linear-eval", "--checkpoint", ckpt, "--train", str(tmp_path / "flat"), "--test",
           train], "images have no class labels"),
         (["finetune", *evaluation, "--subset", str(listed)],

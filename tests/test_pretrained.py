@@ -88,6 +88,13 @@ def test_checkpoints_without_a_head_only_offer_h():
     assert encoder.feature_dim == 64
     with pytest.raises(SimCLRError, match="no projection head"):
         representation_from_checkpoint(encoder_only, "z")
+    # Pretrained with --head none: h is all there is (z was "the output of layer 0").
+    headless = pretrain_checkpoint()
+    headless["config"]["model"]["head"] = "none"
+    headless["model"] = {k: v for k, v in headless["model"].items() if not k.startswith("head.")}
+    with pytest.raises(SimCLRError, match=r"no projection head \(--head none\): its "
+                                          r"representation is h only"):
+        representation_from_checkpoint(headless, "z")
 
 
 def test_random_init_rebuilds_the_architecture_only():
