@@ -44,6 +44,7 @@ from simclr.config import AugmentConfig
 from simclr.data import decode_device
 from simclr.errors import SimCLRError
 from simclr.features import extract_features, iter_batches
+from simclr.files import lock_folder
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.results import log, prepare_dir
 from simclr.runtime import StopFlag, autocast
@@ -327,6 +328,7 @@ class PartialRun:
     name: str  # "finetune", "linear"
     what: str  # in messages: "fine-tuning", "linear evaluation"
     settings: dict[str, Any]
+    held: Any = None  # the lock on ``out`` while the training runs (files.lock_folder)
 
     @property
     def path(self) -> Path | None:
@@ -336,7 +338,10 @@ class PartialRun:
                scaler: torch.amp.GradScaler, verbose: bool,
                prefix: str = "") -> tuple[int, float]:
         """Load the saved state into the run (``model`` from the weights under
-        ``prefix``): (step, training seconds); (0, 0.0) if nothing was saved."""
+        ``prefix``): (step, training seconds); (0, 0.0) if nothing was saved. Rank 0
+        holds ``out`` from here on: a second command training into it is refused."""
+        if self.out is not None and dist.is_main() and self.out.is_dir():
+            self.held = lock_folder(self.out)
         if self.path is None or not self.path.exists():
             return 0, 0.0
         try:
@@ -369,9 +374,12 @@ class PartialRun:
         return str(self.path)
 
     def discard(self) -> None:
-        """The finished run's own files supersede the partial one."""
+        """The finished run's own files supersede the partial one; ``out`` is let go."""
         if self.path is not None and dist.is_main():
             self.path.unlink(missing_ok=True)
+        if self.held is not None:
+            self.held.close()
+            self.held = None
 
 
 def _difference(key: str, saved: Any, now: Any) -> str:
