@@ -134,3 +134,18 @@ requires_cifar = pytest.mark.skipif(
     not (SHARED_DATA / "cifar10" / "train").is_dir(),
     reason="CIFAR-10 image folder not found at ../shared/data/cifar10 (not shipped with the repo)",
 )
+
+
+def tiny_pretrained_run(root: Path) -> tuple[Path, Path, str]:
+    """A 2-step pretraining saved in ``root/pre`` on a labeled folder of 2 x 8 images;
+    returns (that train folder, a test folder of 2 x 2 images, the cache folder)."""
+    from simclr.cli import main
+
+    train = make_image_folder(root / "train", classes=2, per_class=8)
+    test = make_image_folder(root / "test", classes=2, per_class=2, seed=1)
+    cache = str(root / "cache")
+    assert main(["pretrain", "--data", str(train), "--out", str(root / "pre"), "--arch",
+                 "resnet18", "--width", "0.125", "--image-size", "16", "--batch-size", "8",
+                 "--max-steps", "2", "--no-progress", "--workers", "0", "--cache-dir", cache,
+                 "--precision", "fp32"]) == 0
+    return train, test, cache

@@ -307,17 +307,10 @@ def _same_weights(a: dict, b: dict) -> None:
 
 @pytest.fixture
 def pretrained(tmp_path):
-    """(checkpoint run folder, common evaluation flags) of a 2-step pretraining."""
-    from simclr.cli import main
-    from tests.conftest import make_image_folder
+    """The common evaluation flags of a 2-step pretraining (in tmp_path/pre)."""
+    from tests.conftest import tiny_pretrained_run
 
-    train = make_image_folder(tmp_path / "train", classes=2, per_class=8)
-    test = make_image_folder(tmp_path / "test", classes=2, per_class=2, seed=1)
-    cache = str(tmp_path / "cache")
-    assert main(["pretrain", "--data", str(train), "--out", str(tmp_path / "pre"), "--arch",
-                 "resnet18", "--width", "0.125", "--image-size", "16", "--batch-size", "8",
-                 "--max-steps", "2", "--no-progress", "--workers", "0", "--cache-dir", cache,
-                 "--precision", "fp32"]) == 0
+    train, test, cache = tiny_pretrained_run(tmp_path)
     return ["--checkpoint", str(tmp_path / "pre"), "--train", str(train), "--test", str(test),
             "--batch-size", "8", "--workers", "0", "--cache-dir", cache, "--precision", "fp32",
             "--threads", "1", "--device", "cpu"]

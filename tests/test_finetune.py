@@ -14,7 +14,6 @@ import torch
 
 from simclr.checkpoint import load_checkpoint
 from simclr.classify import evaluate_classifier
-from simclr.cli import main
 from simclr.config import DataConfig, ModelConfig
 from simclr.data import open_source
 from simclr.errors import SimCLRError
@@ -27,7 +26,7 @@ from simclr.finetune import (
 )
 from simclr.models import Classifier, build_model
 from simclr.pretrained import encoder_from_checkpoint, predict_folder
-from tests.conftest import make_image_folder, snapshot, tiny_encoder
+from tests.conftest import make_image_folder, snapshot, tiny_encoder, tiny_pretrained_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -322,13 +321,7 @@ def test_an_interrupted_finetuning_is_never_continued_with_other_settings(tmp_pa
 
 def test_sigterm_exits_75_and_the_same_command_finishes(tmp_path):
     """A real signal on a real `simclr finetune` process."""
-    train = make_image_folder(tmp_path / "train", classes=2, per_class=8)
-    test = make_image_folder(tmp_path / "test", classes=2, per_class=2, seed=1)
-    cache = str(tmp_path / "cache")
-    assert main(["pretrain", "--data", str(train), "--out", str(tmp_path / "pre"), "--arch",
-                 "resnet18", "--width", "0.125", "--image-size", "16", "--batch-size", "8",
-                 "--max-steps", "2", "--no-progress", "--workers", "0", "--cache-dir", cache,
-                 "--precision", "fp32"]) == 0
+    train, test, cache = tiny_pretrained_run(tmp_path)
     run = tmp_path / "ft"
     command = [sys.executable, "-m", "simclr", "finetune", "--checkpoint", str(tmp_path / "pre"),
                "--train", str(train), "--test", str(test), "--out", str(run), "--epochs", "100",
