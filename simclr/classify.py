@@ -176,65 +176,53 @@ def train_classifier(
     steps_per_epoch = len(indices) // batch_size
     if steps_per_epoch == 0:
         raise SimCLRError(f"{name}: {len(indices)} images make no batch of {batch_size}")
-    with StopFlag() if checkpointing is not None else nullcontext() as stop:
-        return _train(model, source, indices, aug_cfg, total_steps, batch_size, optimizer,
-                      lr_fn, seed, device, precision, channels_last, workers, verbose, name,
-                      refit, start_step, elapsed, scaler, checkpointing, stop)
-
-
-def _train(model: nn.Module, source: Any, indices: np.ndarray, aug_cfg: AugmentConfig,
-           total_steps: int, batch_size: int, optimizer: torch.optim.Optimizer,
-           lr_fn: Callable[[int, float], float], seed: int, device: torch.device,
-           precision: str, channels_last: bool, workers: int | None, verbose: bool, name: str,
-           refit: Callable[[int, float], int] | None, start_step: int, elapsed: float,
-           scaler: torch.amp.GradScaler, checkpointing: Checkpointing | None,
-           stop: StopFlag | None) -> dict[str, Any]:
-    """:func:`train_classifier`'s loop, ``stop`` installed (with ``checkpointing``)."""
-    steps_per_epoch = len(indices) // batch_size
     shard = (dist.rank(), dist.world_size())
     step, (epoch, skip) = start_step, divmod(start_step, steps_per_epoch)
     status, signal_name, start = "finished", None, time.perf_counter()
     vote = dist.StopVote(device, start_step)
     mean_loss = top1 = None  # no step in this segment (continued after its last step)
-    while step < total_steps and status == "finished":
-        loss_sum = torch.zeros((), device=device)
-        hits = torch.zeros((), device=device)
-        seen = 0
-        # Each process takes its share of every global batch (one process: all of it).
-        for views, labels in augmented_batches(source, indices, aug_cfg, batch_size=batch_size,
-                                               epoch=epoch, seed=seed, device=device,
-                                               workers=workers, skip=skip, shard=shard):
-            if channels_last:
-                views = views.contiguous(memory_format=torch.channels_last)
-            for group in optimizer.param_groups:
-                group["lr"] = lr_fn(step, group["peak_lr"])
-            with out_of_memory_is_an_error(batch_size, step, None, resumable=False):
-                logits, loss = classifier_step(model, views, labels, optimizer, scaler,
-                                               device, precision)
-            # Accumulated on the device: no host sync per step.
-            loss_sum += loss.detach() * len(labels)
-            hits += (logits.argmax(1) == labels).sum()
-            seen += len(labels)
-            step += 1
-            seconds = elapsed + time.perf_counter() - start
-            if refit is not None:
-                total_steps = refit(step, seconds)
-            if checkpointing is not None:
-                signal_name = _after_step(checkpointing, stop, vote, step, total_steps,
-                                          seconds, partial(_finite_loss, loss_sum, seen, name,
-                                                           epoch + 1))
-                status = "preempted" if signal_name and step < total_steps else "finished"
-            if step >= total_steps or signal_name:
-                break
-        epoch, skip = epoch + 1, 0
-        # Summed over the processes (their means alike, as they see equal shares).
-        loss_sum, hits, seen = dist.all_reduce_mean(torch.stack(
-            [loss_sum.float(), hits.float(), torch.tensor(float(seen), device=device)]))
-        mean_loss = _finite_loss(loss_sum, seen.item(), name, epoch)
-        top1 = hits.item() / max(seen.item(), 1)
-        stopped = " (stopped)" if status != "finished" else ""
-        log(f"{name} epoch {epoch}{stopped} ({step}/{total_steps} steps, {steps_per_epoch}/"
-            f"epoch): loss {mean_loss:.4f}, train top-1 {100 * top1:.2f}%", verbose)
+    # SIGTERM/SIGINT become a request to stop after the step only where the training
+    # is kept (with checkpointing); otherwise they keep their usual effect.
+    with StopFlag() if checkpointing is not None else nullcontext() as stop:
+        while step < total_steps and status == "finished":
+            loss_sum = torch.zeros((), device=device)
+            hits = torch.zeros((), device=device)
+            seen = 0
+            # Each process takes its share of every global batch (one process: all of it).
+            for views, labels in augmented_batches(source, indices, aug_cfg, batch_size=batch_size,
+                                                   epoch=epoch, seed=seed, device=device,
+                                                   workers=workers, skip=skip, shard=shard):
+                if channels_last:
+                    views = views.contiguous(memory_format=torch.channels_last)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_fn(step, group["peak_lr"])
+                with out_of_memory_is_an_error(batch_size, step, None, resumable=False):
+                    logits, loss = classifier_step(model, views, labels, optimizer, scaler,
+                                                   device, precision)
+                # Accumulated on the device: no host sync per step.
+                loss_sum += loss.detach() * len(labels)
+                hits += (logits.argmax(1) == labels).sum()
+                seen += len(labels)
+                step += 1
+                seconds = elapsed + time.perf_counter() - start
+                if refit is not None:
+                    total_steps = refit(step, seconds)
+                if checkpointing is not None:
+                    signal_name = _after_step(checkpointing, stop, vote, step, total_steps,
+                                              seconds, partial(_finite_loss, loss_sum, seen, name,
+                                                               epoch + 1))
+                    status = "preempted" if signal_name and step < total_steps else "finished"
+                if step >= total_steps or signal_name:
+                    break
+            epoch, skip = epoch + 1, 0
+            # Summed over the processes (their means alike, as they see equal shares).
+            loss_sum, hits, seen = dist.all_reduce_mean(torch.stack(
+                [loss_sum.float(), hits.float(), torch.tensor(float(seen), device=device)]))
+            mean_loss = _finite_loss(loss_sum, seen.item(), name, epoch)
+            top1 = hits.item() / max(seen.item(), 1)
+            stopped = " (stopped)" if status != "finished" else ""
+            log(f"{name} epoch {epoch}{stopped} ({step}/{total_steps} steps, {steps_per_epoch}/"
+                f"epoch): loss {mean_loss:.4f}, train top-1 {100 * top1:.2f}%", verbose)
     return {"status": status, "signal": signal_name, "steps": step, "train_loss": mean_loss,
             "train_top1": top1, "train_s": elapsed + time.perf_counter() - start}
 
