@@ -535,8 +535,10 @@ def train_loop(
                 progress.update(1)
             if on_step is not None:
                 on_step(state.step, stop)
+            if plan.deadline is not None and world == 1 and state.elapsed >= plan.deadline:
+                plan.total_steps = state.step  # the budget is spent: the schedule ends here
+            last = state.step >= plan.total_steps  # (logged, and no refit: it ends here)
             # A signal may reach only some processes: they agree on the step to stop at.
-            last = state.step >= plan.total_steps
             signal_name = vote(state.step, stop.requested, last)
 
             # The same decision on every process: the record is averaged across them.
@@ -551,7 +553,7 @@ def train_loop(
                 if progress is not None:
                     progress.set_postfix(loss=f"{record['loss']:.3f}",
                                          views_s=f"{record['views_per_s']:.0f}")
-            if cfg.time_budget is not None and state.step >= next_refit:
+            if cfg.time_budget is not None and state.step >= next_refit and not last:
                 next_refit = refit_to_budget(plan, cfg, state.step, state.elapsed)
                 if progress is not None:
                     progress.total = plan.total_steps
@@ -563,12 +565,7 @@ def train_loop(
                 last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
             if cfg.knn_train and state.step % knn_every_steps == 0:
                 knn_monitor(cfg, model, device, precision, state.step, log)
-            if state.step >= plan.total_steps:
-                break
-            deadline = plan.deadline is not None and dist.world_size() == 1
-            if deadline and state.elapsed >= plan.deadline:
-                reason = "finished"
-                plan.total_steps = state.step  # the budget is spent: the schedule ends here
+            if last:
                 break
     if progress is not None:
         progress.close()
