@@ -144,6 +144,22 @@ def program_card(spec: dict[str, Any], layer: str, dim: int, step: int, fmt: str
     }
 
 
+def check_room(out: Path, module: nn.Module) -> None:
+    """A program holds the weights in float32 and its graph: without room for them,
+    torch's pt2 writer aborts the process from C++ (no exception to catch), so the free
+    space is checked first (twice the weights, and a MiB)."""
+    import shutil
+
+    need = 2 * sum(t.numel() * 4 for t in module.state_dict().values()) + (1 << 20)
+    try:
+        free = shutil.disk_usage(out.parent).free
+    except OSError:
+        return
+    if free < need:
+        raise SimCLRError(f"could not write {out}: No space left on device (about "
+                          f"{need / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB free)")
+
+
 def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
                    layer: str = "h") -> dict[str, Any]:
     """Trace the representation at ``layer`` and write it as a ``pt2`` or ``onnx`` program.
@@ -161,6 +177,7 @@ def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
     else:
         module, spec = representation_from_checkpoint(ckpt, layer)
     module = module.float().eval()
+    check_room(Path(out), module)
     size = spec["image_size"]
     gen = torch.Generator().manual_seed(0)
     example = torch.rand(TRACE_BATCH, 3, size, size, generator=gen)

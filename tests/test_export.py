@@ -254,3 +254,17 @@ def test_a_programs_card_is_never_written_over_unasked(run_dir, tmp_path):
     assert not (tmp_path / "d.pt2").exists()
     exp.export(run_dir, tmp_path / "encoder.pt2", overwrite=True)  # asked: replaced
     assert json.loads(mine.read_text())["output"]["name"] == "h"
+
+
+def test_a_program_without_room_is_refused_before_torch_writes_it(run_dir, tmp_path,
+                                                                 monkeypatch):
+    """torch's pt2 writer aborts the whole process (C++) on a full disk: checked first."""
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 4096, 4096))
+    with pytest.raises(SimCLRError, match=r"could not write .*e.pt2: No space left on device "
+                                          r"\(about .* MiB needed, 0.0 MiB free\)"):
+        exp.export(run_dir, tmp_path / "e.pt2")
+    assert not (tmp_path / "e.pt2").exists()
