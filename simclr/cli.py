@@ -287,7 +287,7 @@ def check_processes(args: argparse.Namespace) -> None:
     train across processes (sharded batches, global BN). Under torchrun any other
     command would run once per process, each writing the same files: refused before
     any work, as is a --batch-size the processes cannot share equally."""
-    from simclr.distributed import launched_processes
+    from simclr.distributed import check_divisible, launched_processes
 
     processes = launched_processes()
     if processes <= 1:
@@ -299,9 +299,8 @@ def check_processes(args: argparse.Namespace) -> None:
         raise SimCLRError(f"`simclr {args.command}{what}` runs as one process, not under "
                           f"torchrun (WORLD_SIZE is {processes}); only pretrain, supervised, "
                           "finetune and linear-eval --protocol sgd train across processes")
-    batch = getattr(args, "batch_size", None)
-    if batch is not None and batch % processes:
-        raise SimCLRError(f"--batch-size {batch} is not divisible by {processes} processes")
+    if getattr(args, "batch_size", None) is not None:
+        check_divisible(args.batch_size, processes)
 
 
 # A value such as -1,0.1 (a pair or list of numbers, the first negative).

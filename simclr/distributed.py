@@ -103,10 +103,13 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
-def check_divisible(batch_size: int, flag: str = "--batch-size") -> None:
-    """The global batch is shared equally by the processes."""
-    if batch_size % world_size():
-        raise SimCLRError(f"{flag} {batch_size} is not divisible by {world_size()} processes")
+def check_divisible(batch_size: int, processes: int | None = None) -> None:
+    """The global batch is shared equally by the processes (``processes``: as many as
+    launched, before the group is up; by default the group's)."""
+    processes = world_size() if processes is None else processes
+    if batch_size % processes:
+        raise SimCLRError(f"--batch-size {batch_size} is not divisible by {processes} "
+                          "processes")
 
 
 @contextmanager

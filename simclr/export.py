@@ -40,13 +40,12 @@ from simclr.checkpoint import (
     save_checkpoint,
 )
 from simclr.errors import SimCLRError
-from simclr.files import write_atomically
 from simclr.pretrained import (
     classifier_from_checkpoint,
     encoder_from_checkpoint,
     representation_from_checkpoint,
 )
-from simclr.results import output_file
+from simclr.results import output_file, written
 
 FORMATS = ("checkpoint", "pt2", "onnx")
 _SUFFIXES = {".pt": "checkpoint", ".pth": "checkpoint", ".pt2": "pt2", ".onnx": "onnx"}
@@ -193,12 +192,9 @@ def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
         write_program(module, example, tmp, card)
         result.update(check_program(tmp, fmt, check, expected))
 
-    try:
-        write_atomically(out, write)
-        write_atomically(out.with_name(out.name + ".json"),
-                         lambda tmp: tmp.write_text(json.dumps(card, indent=2) + "\n"))
-    except OSError as exc:
-        raise SimCLRError(f"could not write {out}: {exc.strerror or exc}") from None
+    written(out, write)  # each failure names the file that could not be written
+    written(out.with_name(out.name + ".json"),
+            lambda tmp: tmp.write_text(json.dumps(card, indent=2) + "\n"))
     return {"out": str(out), "format": fmt, "layer": layer, "dim": card["output"]["shape"][1],
             **spec, **result}
 
