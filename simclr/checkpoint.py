@@ -61,6 +61,14 @@ def periodic_name(step: int) -> str:
     return f"ckpt-{int(step)}.pt"
 
 
+def is_run_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is named like a file ``--resume`` continues from: ``last.pt`` or
+    ``ckpt-<step>.pt`` in a ``checkpoints`` folder."""
+    path = Path(path)
+    return path.parent.name == CHECKPOINTS and (
+        path.name == LAST or _PERIODIC.fullmatch(path.name) is not None)
+
+
 def periodic_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     """(step, path) of the ``ckpt-<step>.pt`` files in ``run_dir``, by increasing step."""
     folder = Path(run_dir)

@@ -36,6 +36,7 @@ from simclr import __version__
 from simclr.checkpoint import (
     checkpoint_file,
     classifier_file,
+    is_run_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
@@ -80,6 +81,10 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
     source = checkpoint_file(checkpoint)
     if Path(out).exists() and Path(out).resolve() == source.resolve():
         raise SimCLRError(f"--out {out} is the checkpoint being exported; choose another path")
+    if is_run_checkpoint(Path(out).absolute()):
+        # --resume would take it for the run's latest checkpoint and refuse the run
+        raise SimCLRError(f"--out {out}: a run's checkpoints are named so; give the export "
+                          "another name or folder")
     out = output_file(out, overwrite)
     if fmt != "checkpoint":  # a program comes with its card, which is never lost either
         card = out.with_name(out.name + ".json")

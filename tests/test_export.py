@@ -166,22 +166,28 @@ def test_cli_export_prints_a_summary(run_dir, tmp_path, capsys):
         (["--out", "{tmp}/e.onnx", "--no-onnx"], 'pip install "simclr[onnx]"'),
         (["--out", "{tmp}/e.bin"], "end the name in .pt"),
         (["--out", "{tmp}/e.onnx", "--format", "pt2"], "does not match"),
+        # --resume would take these for the run's newest checkpoint
+        (["--out", "{ckpt_dir}/ckpt-999.pt"], "a run's checkpoints are named so"),
+        (["--out", "{tmp}/checkpoints/last.pt"], "a run's checkpoints are named so"),
     ],
 )
 def test_export_user_errors_are_one_line(run_dir, tmp_path, capsys, monkeypatch, args, needle):
     ckpt = run_dir / "checkpoints" / "last.pt"
     before = ckpt.read_bytes()
+    files_before = [p.name for p in ckpt.parent.iterdir()]
     if "--no-onnx" in args:
         args = [a for a in args if a != "--no-onnx"]
         monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if not installed
-    args = [a.format(ckpt=ckpt, tmp=tmp_path) for a in args]
+    (tmp_path / "checkpoints").mkdir()
+    args = [a.format(ckpt=ckpt, tmp=tmp_path, ckpt_dir=ckpt.parent) for a in args]
     with pytest.raises(SystemExit) as info:
         raise SystemExit(main(["export", "--checkpoint", str(run_dir), *args]))
     assert info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert needle in err and len(err.splitlines()) == 1, err
     assert ckpt.read_bytes() == before
-    assert not list(tmp_path.glob("e.*"))
+    assert not list(tmp_path.glob("e.*")) and not list(tmp_path.glob("checkpoints/*"))
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == sorted(files_before)
 
 
 def test_an_existing_file_is_replaced_only_with_overwrite(run_dir, tmp_path, capsys):

@@ -71,6 +71,23 @@ def test_transform_probe_end_to_end_and_deterministic():
         assert 0.0 <= row["h"]["top1"] <= 1.0 and 0.0 <= row["z"]["top1"] <= 1.0
 
 
+def test_a_model_without_a_head_is_probed_once_and_says_so():
+    from simclr.config import build_config
+    from simclr.models import build_model
+
+    cfg = build_config(flags={"model.arch": "resnet18", "model.width": 0.125,
+                              "model.head": "none"})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 16)
+    train, test = colour_source(n_per_class=6, seed=0), colour_source(n_per_class=2, seed=1)
+    result = run_transform_probe(model, train, test, AugmentConfig(size=16, blur=False),
+                                 ("gray",), views=1, epochs=2, batch_size=16,
+                                 precision="fp32", verbose=False)
+    row = result["tasks"]["gray"]
+    assert row["z"] is None and 0.0 <= row["h"]["top1"] <= 1.0
+    assert "no projection head" in result["note"]
+
+
 def test_transform_probe_command(tmp_path, capsys):
     from tests.conftest import make_image_folder
 
