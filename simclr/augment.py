@@ -85,6 +85,7 @@ from simclr.augment_params import (
     uniforms,
 )
 from simclr.config import FIG5_OPS, AugmentConfig
+from simclr.decode import EVAL_CROP_FRACTION, eval_side
 
 __all__ = [
     "PERMUTATIONS", "TwoViewAugment", "ViewParams", "adjust_hue", "apply_params",
@@ -364,7 +365,6 @@ def reference_augment(image: Tensor, params: ViewParams, i: int, cfg: AugmentCon
 
 # ------------------------------------------------------------------------- evaluation
 
-EVAL_CROP_FRACTION = 0.875  # ImageNet evaluation: center crop of 87.5% (App. B)
 
 
 def eval_resize(images: Tensor | Image.Image, size: int,
@@ -424,8 +424,9 @@ def _eval_square(images: Tensor, size: int) -> Tensor:
     height, width = images.shape[-2:]
     if max(height, width) <= 32:
         x = _eval_resize_to(images, [size, size])
-    else:
-        x = _eval_resize_to(images, [round(size / EVAL_CROP_FRACTION)])
+    else:  # the central square first: what evaluation sources store (decode.eval_side)
+        side = eval_side(size)
+        x = tvf.center_crop(_eval_resize_to(images, [side]), [side, side])
         x = tvf.center_crop(x, [size, size])
     return x.clamp_(0.0, 1.0).contiguous()
 

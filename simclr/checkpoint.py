@@ -17,7 +17,6 @@ is invalid, and adds ``"file"`` (the path it read; never saved) for later messag
 from __future__ import annotations
 
 import logging
-import math
 import os
 import pickle
 import re
@@ -25,7 +24,6 @@ import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +41,6 @@ VERSION = 1
 LAST = "last.pt"
 CHECKPOINTS = "checkpoints"  # a pretraining run directory's checkpoint folder
 _PERIODIC = re.compile(r"ckpt-(\d+)\.pt")
-# ModelConfig fields that change the network's tensors, with their flags.
-ARCH_FLAGS = {
-    "arch": "arch", "width": "width", "cifar_stem": "cifar-stem", "head": "head",
-    "head_layers": "head-layers", "head_hidden_dim": "head-hidden-dim",
-    "head_out_dim": "head-out-dim", "head_batch_norm": "head-batch-norm",
-}
 # What every checkpoint holds (the settings and the weights they describe), and what
 # a pretraining run needs besides to continue (simclr.train.restore reads them).
 REQUIRED = ("config", "model")
@@ -57,8 +49,9 @@ RESUME_ENTRIES = ("optimizer", "scaler", "step", "elapsed", "total_steps", "warm
 
 
 def periodic_name(step: int) -> str:
-    """File name of the periodic checkpoint at ``step``: ``ckpt-<step>.pt``."""
-    return f"ckpt-{int(step)}.pt"
+    """File name of the periodic checkpoint at ``step``: ``ckpt-<step>.pt``, the step
+    zero-padded to 8 digits so that a listing sorts by step (any width is read)."""
+    return f"ckpt-{int(step):08d}.pt"
 
 
 def is_run_checkpoint(path: str | os.PathLike) -> bool:
@@ -458,40 +451,3 @@ def _why_unreadable(exc: Exception, path: Path | None = None) -> str:
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return first[:120]
 
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return math.isclose(float(a), float(b), rel_tol=1e-9)
-    return a == b
-
-
-def _flag(key: str, value: Any) -> str:
-    flag = ARCH_FLAGS[key]
-    if isinstance(value, bool):
-        return f"--{flag}" if value else f"--no-{flag}"
-    return f"--{flag} {value}"
-
-
-def check_architecture(
-    saved_model_cfg: Mapping[str, Any] | Any, wanted: Mapping[str, Any] | Any
-) -> None:
-    """Refuse a checkpoint whose network differs from the one asked for.
-
-    Both are ModelConfig dicts (or dataclasses); only the fields that shape the
-    network's tensors are compared, and a ``None`` in ``wanted`` (automatic) matches
-    anything. Raises e.g. "checkpoint is resnet18 width 0.5, but --arch resnet50
-    --width 1.0 was asked for".
-    """
-    saved = asdict(saved_model_cfg) if is_dataclass(saved_model_cfg) else dict(saved_model_cfg)
-    want = asdict(wanted) if is_dataclass(wanted) else dict(wanted)
-    differ = [k for k in ARCH_FLAGS
-              if k in saved and want.get(k) is not None and not _same(saved[k], want[k])]
-    if not differ:
-        return
-    if "arch" in differ or "width" in differ:
-        differ = ["arch", "width"] + [k for k in differ if k not in ("arch", "width")]
-    described = f"{saved.get('arch', '?')} width {saved.get('width', '?')}"
-    extra = [k for k in differ if k not in ("arch", "width")]
-    described += "".join(f", {k.replace('_', ' ')} {saved[k]}" for k in extra)
-    asked = " ".join(_flag(k, want[k]) for k in differ if want.get(k) is not None)
-    raise SimCLRError(f"checkpoint is {described}, but {asked} was asked for")

@@ -43,14 +43,16 @@ class RawPixels(nn.Module):
 
 
 def open_eval_source(path: str, image_size: int, workers: int | None,
-                     cache_dir: str) -> ImageSource:
-    """A labeled folder (or named data set) for evaluation, stored for ``image_size``."""
+                     cache_dir: str, evaluation: bool = True) -> ImageSource:
+    """A labeled folder (or named data set) of an evaluation, stored for ``image_size``;
+    ``evaluation=False`` for one it trains on with augmented views (fine-tuning)."""
     data = DataConfig(workers=workers, cache_dir=cache_dir)
-    return open_source(path, data, train=False, image_size=image_size)
+    return open_source(path, data, train=False, image_size=image_size, evaluation=evaluation)
 
 
-def open_folder(path: str, image_size: int, args: argparse.Namespace) -> ImageSource:
-    return open_eval_source(path, image_size, args.workers, args.cache_dir)
+def open_folder(path: str, image_size: int, args: argparse.Namespace,
+                evaluation: bool = True) -> ImageSource:
+    return open_eval_source(path, image_size, args.workers, args.cache_dir, evaluation)
 
 
 class EvalInputs(NamedTuple):
@@ -168,7 +170,7 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
     inputs = load_for_eval(args)
     size = inputs.spec["image_size"]
     with dist.process_group():  # the SGD protocol may train across processes
-        train, test = open_folders(args, size)
+        train, test = open_folders(args, size, augmented=args.protocol == "sgd")
         result = run_linear_eval(
             inputs.encoder, train, test, args.out, image_size=size, protocol=args.protocol,
             seed=args.seed, config=inputs.ckpt["config"], source=inputs.source, **protocol,
@@ -176,10 +178,13 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
         return report(result)
 
 
-def open_folders(args: argparse.Namespace, image_size: int) -> tuple[ImageSource, ImageSource]:
+def open_folders(args: argparse.Namespace, image_size: int,
+                 augmented: bool) -> tuple[ImageSource, ImageSource]:
     """--train and --test of an evaluation; under torchrun rank 0 decodes them first,
-    then the other processes find its caches."""
-    return (dist.main_first(lambda: open_folder(args.train, image_size, args)),
+    then the other processes find its caches. ``augmented``: the training set gives
+    augmented views (fine-tuning, SGD linear evaluation), not evaluation crops."""
+    return (dist.main_first(lambda: open_folder(args.train, image_size, args,
+                                                evaluation=not augmented)),
             dist.main_first(lambda: open_folder(args.test, image_size, args)))
 
 
@@ -228,7 +233,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         encoder, head = model.encoder, model.head
     size = spec["image_size"]
     with dist.process_group():  # under torchrun the processes fine-tune as one
-        train, test = open_folders(args, size)
+        train, test = open_folders(args, size, augmented=True)
         result = run_finetune(
             encoder, train, test, args.out, image_size=size,
             label_fraction=args.label_fraction, labels_per_class=args.labels_per_class,
@@ -256,11 +261,12 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
     tasks = TASKS if args.task == "all" else (args.task,)
     out = prepare_dir(args.out, RESULTS["transform-probe"])
     result = run_transform_probe(
-        model, open_folder(args.train, size, args), open_folder(args.test, size, args), aug,
+        model, open_folder(args.train, size, args, evaluation=False),
+        open_folder(args.test, size, args, evaluation=False), aug,
         tasks, views=args.views, epochs=args.epochs, seed=args.seed,
         batch_size=args.batch_size, device=args.device, precision=args.precision)
-    result["source"] = checkpoint_source(
-        path, ckpt, "random init" if args.random_init else "pretrained")
+    result["source"] = {**checkpoint_source(
+        path, ckpt, "random init" if args.random_init else "pretrained"), "layer": "h and z"}
     write_results(out, "transform_probe.json", result)
     print(json.dumps(result))
     return 0
@@ -442,13 +448,13 @@ def cmd_supervised(args: argparse.Namespace) -> int:
     from simclr.cli import config_flags
     from simclr.config import build_config
     from simclr.supervised import (
-        check_batch_fits,
         check_new_run,
         data_specs,
         note_ignored_settings,
         resume_config,
         run_supervised,
     )
+    from simclr.train import check_batch_fits
 
     flags = config_flags(args)
     resume = None
@@ -476,7 +482,7 @@ def cmd_supervised(args: argparse.Namespace) -> int:
         train = dist.main_first(lambda: open_source(data["train"], cfg.data, train=True,
                                                     image_size=size))
         test = (dist.main_first(lambda: open_source(data["test"], cfg.data, train=False,
-                                                    image_size=size))
+                                                    image_size=size, evaluation=True))
                 if data.get("test") else None)
         result = run_supervised(cfg, train, test, cfg.out, data=data, resume=resume)
         return report(result, f"simclr supervised --resume {cfg.out}")

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from simclr.errors import SimCLRError
+from simclr.files import written
 from simclr.presets import PRESETS
 
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
@@ -844,8 +845,6 @@ def yaml_text(data: dict[str, Any]) -> str:
 
 
 def save_yaml(data: dict[str, Any], path: str | Path) -> None:
-    """Write a mapping as YAML (tuples become lists), atomically enough for configs."""
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(yaml_text(data))
-    tmp.replace(p)
+    """Write a mapping as YAML (tuples become lists), whole or not at all."""
+    text = yaml_text(data)
+    written(Path(path), lambda tmp: tmp.write_text(text))

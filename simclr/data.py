@@ -33,6 +33,7 @@ from simclr.config import DataConfig
 from simclr.decode import (
     DEFAULT_MAX_PIXELS,
     decode_jpegs,
+    eval_side,
     is_regular_file,
     load_square,
     read_jpeg,
@@ -497,20 +498,30 @@ def list_folder(spec: str | None, train: bool = True) -> ImageList | None:
 
 def open_folder(
     path: str | os.PathLike, cfg: DataConfig, train: bool = True, image_size: int = 32,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int = DEFAULT_MAX_PIXELS, evaluation: bool = False,
 ) -> ImageSource:
-    """An image folder as a cached (small images) or per-epoch decoded source."""
+    """An image folder as a cached (small images) or per-epoch decoded source.
+
+    ``evaluation``: its images only ever go through the evaluation transform
+    (:func:`simclr.augment.eval_resize`). Large ones are then stored as that transform's
+    central square (``store='eval'``), so that a folder's features are those of the
+    transform applied to each file, not of a reduced whole-picture square resampled
+    again (one to a few percent of each feature, measured).
+    """
     root = _split_root(path, train)
     images = scan_folder(root)
     workers = default_workers() if cfg.workers is None else cfg.workers
     sizes = _probe_sizes(images.paths)
     small = bool(sizes) and max(max(s) for s in sizes) <= SMALL_SIDE
-    train_side = round(image_size * LOAD_SCALE)
+    store, train_side = cfg.store, round(image_size * LOAD_SCALE)
+    if evaluation and not small:
+        # > 32: a stored square of side <= 32 would be taken for a whole small picture
+        store, train_side = "eval", eval_side(image_size) if eval_side(image_size) > 32 else 33
     counts = Counter(min(s) for s in sizes)
     common = max(counts, key=lambda s: (counts[s], s)) if counts else None
     if cfg.cache == "on" or (cfg.cache == "auto" and small):
         side = cfg.load_size or (common if small else min(common or train_side, train_side))
-        cache = build_cache(images, side, cfg.cache_dir, workers, max_pixels, cfg.store)
+        cache = build_cache(images, side, cfg.cache_dir, workers, max_pixels, store)
         kept, skipped = cache.kept, cache.skipped
         if cfg.strict and skipped:
             raise SimCLRError(f"--strict: bad image {skipped[0][0]}: {skipped[0][1]}")
@@ -521,15 +532,15 @@ def open_folder(
             str(root), images.labels[kept], images.classes, array=cache.rows,
             rows=None if len(kept) == len(images.paths) else kept,
             paths=[images.paths[i] for i in kept], max_pixels=max_pixels, workers=workers,
-            skipped=skipped, store=cfg.store, aspect=cache.aspect)
+            skipped=skipped, store=store, aspect=cache.aspect)
     side = cfg.load_size or train_side
     if cfg.strict:
         what = f"--strict: checking {root}"
-        bad, _ = decode_files(images.paths, side, max_pixels, workers, None, what, cfg.store)
+        bad, _ = decode_files(images.paths, side, max_pixels, workers, None, what, store)
         if bad:
             raise SimCLRError(f"--strict: bad image {images.paths[bad[0][0]]}: {bad[0][1]}")
     return ImageSource(str(root), images.labels, images.classes, paths=images.paths, side=side,
-                       max_pixels=max_pixels, workers=workers, store=cfg.store)
+                       max_pixels=max_pixels, workers=workers, store=store)
 
 
 def _digits_images() -> tuple[np.ndarray, np.ndarray]:
@@ -595,7 +606,7 @@ def _open_named(name: str, cfg: DataConfig, train: bool) -> ImageSource:
 
 def open_source(
     spec: str | None, cfg: DataConfig, train: bool = True, image_size: int = 32,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int = DEFAULT_MAX_PIXELS, evaluation: bool = False,
 ) -> ImageSource:
     """The data set named by ``spec``.
 
@@ -603,10 +614,11 @@ def open_source(
     :func:`digits_split`). 'cifar10' | 'cifar100' | 'stl10' (unless a folder of that
     name exists): torchvision under cfg.root. Anything else: an image folder (or a
     folder holding train/ and test/ splits). ``image_size`` = the view side S, which
-    sets the stored side of uncached folders (round(1.15 S) unless cfg.load_size).
+    sets the stored side of uncached folders (round(1.15 S) unless cfg.load_size;
+    ``evaluation``: see :func:`open_folder`).
     """
     if spec is None or spec == "digits":
         return digits_source() if train else digits_split()[1]
     if spec.lower() in NAMED_DATASETS and not Path(spec).expanduser().is_dir():
         return _open_named(spec.lower(), cfg, train)
-    return open_folder(spec, cfg, train, image_size, max_pixels)
+    return open_folder(spec, cfg, train, image_size, max_pixels, evaluation)

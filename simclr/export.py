@@ -40,13 +40,15 @@ from simclr.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from simclr.decode import eval_side
 from simclr.errors import SimCLRError
+from simclr.files import written
 from simclr.pretrained import (
     classifier_from_checkpoint,
     encoder_from_checkpoint,
     representation_from_checkpoint,
 )
-from simclr.results import output_file, written
+from simclr.results import output_file
 
 FORMATS = ("checkpoint", "pt2", "onnx")
 _SUFFIXES = {".pt": "checkpoint", ".pth": "checkpoint", ".pt2": "pt2", ".onnx": "onnx"}
@@ -78,7 +80,8 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
     if Path(out).is_dir():
         raise SimCLRError(f"--out {out} is a folder; give a file name")
     fmt = export_format(out, fmt)
-    source = checkpoint_file(checkpoint)
+    # logits: a run folder's classifier (linear-eval --out RUN), not its pretraining model
+    source = classifier_file(checkpoint) if layer == "logits" else checkpoint_file(checkpoint)
     if Path(out).exists() and Path(out).resolve() == source.resolve():
         raise SimCLRError(f"--out {out} is the checkpoint being exported; choose another path")
     if is_run_checkpoint(Path(out).absolute()):
@@ -138,9 +141,10 @@ def program_card(spec: dict[str, Any], layer: str, dim: int, step: int, fmt: str
             "name": "images", "dtype": "float32", "shape": ["batch", 3, size, size],
             "values": "RGB in [0, 1], channels first, no mean/std normalisation",
             "preprocess": f"simclr's evaluation transform: images of side <= 32 resized to "
-                          f"{size} x {size}; larger ones shorter side to "
-                          f"{round(size / 0.875)}, then the central {size} x {size} crop "
-                          "(bicubic, antialiased); simclr.augment.eval_resize does it",
+                          f"{size} x {size}; larger ones shorter side to {eval_side(size)} "
+                          "(bicubic, antialiased), the central square, then its central "
+                          f"{size} x {size}; simclr.augment.eval_resize does it, and "
+                          "simclr embed / predict compute exactly that for each file",
         },
         "output": output,
         "encoder": {k: spec[k] for k in ("arch", "width", "cifar_stem", "image_size")},
@@ -172,7 +176,6 @@ def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
     then renamed over ``out``; the card follows as ``<out>.json``.
     """
     write_program = {"pt2": _write_pt2, "onnx": _write_onnx}[fmt]
-    # logits: a run folder's classifier (linear-eval --out RUN), not its pretraining model
     source = classifier_file(checkpoint) if layer == "logits" else checkpoint_file(checkpoint)
     ckpt = load_checkpoint(source)
     classes = None

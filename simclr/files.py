@@ -9,6 +9,7 @@ holds its folder (:func:`lock_folder`) so that no second run writes into it mean
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -62,6 +63,22 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
         raise
     remove_stale_temporaries(target.parent, f"{target.name}.tmp-*")
 
+
+
+def written(path: Path, write: Callable[[Path], Any]) -> Path:
+    """``write(tmp)`` then renamed to ``path`` (:func:`write_atomically`): a full
+    disk or a lost permission ends in one line, and an earlier file stays whole."""
+    try:
+        write_atomically(path, write)
+    except OSError as exc:
+        raise SimCLRError(f"could not write {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """``data`` as indented JSON, through :func:`written`."""
+    text = json.dumps(data, indent=2) + "\n"
+    return written(path, lambda tmp: tmp.write_text(text))
 
 STALE_AFTER_S = 60.0  # a temporary file untouched this long by a dead process is debris
 

@@ -45,6 +45,7 @@ from simclr.classify import (
 from simclr.errors import SimCLRError
 from simclr.evaluate import finish_results
 from simclr.features import check_labeled, resolve_runtime, source_name
+from simclr.files import written
 from simclr.models import Classifier, build_encoder
 from simclr.pretrained import classifier_checkpoint, encoder_config, save_classifier
 from simclr.results import RESULTS, accuracy_summary, log
@@ -159,9 +160,8 @@ def write_subset_list(source: Any, indices: np.ndarray, path: str | Path) -> Pat
     """The chosen images, one path per line (``#index N`` for sources without paths)."""
     paths = list(getattr(source, "paths", []) or [])
     lines = [paths[i] if i < len(paths) else f"#index {i}" for i in np.asarray(indices)]
-    path = Path(path)
-    path.write_text("".join(f"{line}\n" for line in lines))
-    return path
+    text = "".join(f"{line}\n" for line in lines)
+    return written(Path(path), lambda tmp: tmp.write_text(text))
 
 
 def default_epochs(fraction: float) -> int:

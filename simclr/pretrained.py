@@ -21,6 +21,7 @@ from torch import nn
 from simclr.checkpoint import classifier_file, load_checkpoint, load_weights, save_checkpoint
 from simclr.config import Config, config_from_dict
 from simclr.errors import SimCLRError
+from simclr.files import written
 from simclr.models import (
     Classifier,
     HeadTap,
@@ -31,7 +32,7 @@ from simclr.models import (
     build_model,
     resolve_cifar_stem,
 )
-from simclr.results import output_file, written
+from simclr.results import output_file
 
 
 def encoder_spec(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -123,7 +124,7 @@ def folder_features(
 
     dev = resolve_device(device)
     source = open_source(data, DataConfig(workers=workers, cache_dir=cache_dir), train=False,
-                         image_size=image_size)
+                         image_size=image_size, evaluation=True)
     feats, labels, rows = indexed_features(module, source, image_size, batch_size, dev,
                                            resolve_precision(precision, dev))
     return source, feats, labels, [source.paths[i] for i in rows] if source.paths else []

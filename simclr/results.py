@@ -7,11 +7,10 @@ in [0, 1].
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from simclr.errors import SimCLRError
+from simclr.files import write_json, written
 
 
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor | np.ndarray,
@@ -81,20 +81,7 @@ def write_results(run_dir: str | Path | None, name: str, results: dict[str, Any]
     """Write ``results`` as ``run_dir/name`` (indented JSON); no-op without a run dir."""
     if run_dir is None:
         return
-    written(Path(run_dir) / name,
-            lambda tmp: tmp.write_text(json.dumps(results, indent=2) + "\n"))
-
-
-def written(path: Path, write: Callable[[Path], Any]) -> Path:
-    """``write(tmp)`` then renamed to ``path`` (simclr.files.write_atomically): a full
-    disk or a lost permission ends in one line, and an earlier file stays whole."""
-    from simclr.files import write_atomically
-
-    try:
-        write_atomically(path, write)
-    except OSError as exc:
-        raise SimCLRError(f"could not write {path}: {exc.strerror or exc}") from None
-    return path
+    write_json(Path(run_dir) / name, results)
 
 
 # What each evaluation command writes under its --out, never overwritten: checked up

@@ -52,7 +52,7 @@ from simclr.optim import build_optimizer, lr_at
 from simclr.pretrained import classifier_checkpoint
 from simclr.results import accuracy_summary, check_out_folder, log, prepare_dir, write_results
 from simclr.runtime import StopFlag
-from simclr.train import Plan, check_run_length, plan_schedule, refit_to_budget
+from simclr.train import Plan, check_batch_fits, check_run_length, plan_schedule, refit_to_budget
 
 RESULT = SUPERVISED_RESULT
 # What a supervised checkpoint holds besides config and weights, so the run continues.
@@ -62,13 +62,6 @@ RESUME_ENTRIES = ("optimizer", "scaler", "step", "elapsed", "total_steps", "warm
 # the run's length only to its saved value (train.check_run_length).
 RESUME_FLAGS = {"device", "threads", "data.workers", "data.cache_dir", "checkpoint_every",
                 "keep_checkpoints", "memory_check", "epochs", "max_steps", "time_budget"}
-
-
-def check_batch_fits(batch_size: int, num_images: int) -> None:
-    """As pretraining: the batch is the user's choice, so one larger than the set is refused."""
-    if batch_size > num_images:
-        raise SimCLRError(f"--batch-size {batch_size} is larger than the training set "
-                          f"({num_images} images)")
 
 
 def check_new_run(run_dir: str | Path | None) -> None:
@@ -261,8 +254,23 @@ def _run(cfg: Config, train: Any, test: Any | None, run_dir: str | Path | None,
         model = dist.convert_sync_batchnorm(model)
     # Every input checked: from here on rank 0 writes.
     out = prepare_dir(run_dir, (RESULT,)) if dist.is_main() else None
-    # Held (no second run writes here meanwhile) until _run returns and drops the handle.
-    _held = None if out is None else lock_folder(out)
+    held = None if out is None else lock_folder(out)  # no second run writes here meanwhile
+    try:
+        return _train_and_test(cfg, model, num_classes, train, test, out, run_dir, data,
+                               resume, dev, prec, verbose, on_step)
+    finally:
+        if held is not None:
+            held.close()
+
+
+def _train_and_test(
+    cfg: Config, model: torch.nn.Module, num_classes: int, train: Any, test: Any | None,
+    out: Path | None, run_dir: str | Path | None, data: Mapping[str, str | None] | None,
+    resume: Mapping[str, Any] | None, dev: torch.device, prec: str, verbose: bool,
+    on_step: Callable[[int, StopFlag], None] | None,
+) -> dict[str, Any]:
+    """The training of :func:`_run` (rank 0 writing into ``out``), then the test."""
+    size, batch = cfg.augment.size, cfg.batch_size
     if out is not None and resume is None:
         check_new_run(out)  # another run may have started here since the first check
     plan = plan_schedule(cfg, train.num_images)

@@ -26,6 +26,7 @@ from typing import Any
 from simclr.config import FIG5_OPS, Config, all_flags, build_config, unsaved_value
 from simclr.data import list_folder
 from simclr.errors import DivergedError, SimCLRError, user_message
+from simclr.files import write_json, written
 
 SUMMARY = "summary.json"
 
@@ -248,7 +249,7 @@ def _pretrain(cfg: Any, run_dir: Path, cell: str) -> dict[str, Any]:
     except DivergedError as exc:  # a result of these settings: recorded, the sweep goes on
         print(f"cell {cell}: {exc}", flush=True)
         summary = {"status": "diverged", "reason": str(exc), "steps": exc.step}
-        (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+        write_json(run_dir / SUMMARY, summary)
         return summary
 
 
@@ -288,24 +289,28 @@ def run_sweep(
     table = render(axes, cells)
     root.mkdir(parents=True, exist_ok=True)
     _keep_other_grid(root, {c.name for c in cells})
-    (root / "sweep.md").write_text(table + "\n")
+    written(root / "sweep.md", lambda tmp: tmp.write_text(table + "\n"))
     rows = [{"cell": c.name, **c.labels, "settings": c.values, **c.result} for c in cells]
-    (root / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
+    write_json(root / "sweep.json", rows)
     return cells, table
 
 
 def check_batches(cells: list[Cell], configs: list[Config]) -> None:
     """Each cell's batch against its data set, from the file names alone: pretraining
     refuses a batch larger than the set, and a sweep says so before its first run."""
-    sizes: dict[str | None, int | None] = {}
+    from simclr.train import check_batch_fits
+
+    sizes: dict[str | None, int | None] = {}  # one listing per folder
     for cell, cfg in zip(cells, configs, strict=True):
         if cfg.data.path not in sizes:
             listed = list_folder(cfg.data.path, train=True)
             sizes[cfg.data.path] = None if listed is None else len(listed.paths)
         size = sizes[cfg.data.path]
-        if size is not None and cfg.batch_size > size:
-            raise SimCLRError(f"cell {cell.name}: --batch-size {cfg.batch_size} is larger "
-                              f"than the data set ({size} images)")
+        try:
+            if size is not None:
+                check_batch_fits(cfg.batch_size, size)
+        except SimCLRError as exc:
+            raise SimCLRError(f"cell {cell.name}: {exc}") from None
 
 
 def _keep_other_grid(root: Path, names: set[str]) -> None:

@@ -27,6 +27,7 @@ from simclr.checkpoint import (
     checkpoint_files,
     latest_checkpoint,
     load_weights,
+    periodic_name,
     readable_state,
     resume_checkpoint,
     save_checkpoint,
@@ -37,11 +38,12 @@ from simclr.data import (
     NAMED_DATASETS,
     ImageSource,
     decode_device,
+    list_folder,
     open_source,
 )
 from simclr.errors import DivergedError, SimCLRError
 from simclr.features import check_labeled_folders
-from simclr.files import lock_folder
+from simclr.files import lock_folder, write_json
 from simclr.loader import BatchLoader
 from simclr.loss import contrastive_loss
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
@@ -81,16 +83,29 @@ class RunState:
     skipped_images: list[Any] = field(default_factory=list)
 
 
+def check_batch_fits(batch_size: int, num_images: int) -> None:
+    """The batch is the user's choice: one larger than the set (an epoch without a
+    step) is refused."""
+    if batch_size > num_images:
+        raise SimCLRError(f"--batch-size {batch_size} is larger than the data set "
+                          f"({num_images} images)")
+
+
+def check_batch_by_names(cfg: Config) -> None:
+    """:func:`check_batch_fits` from the data folder's file names alone, before any
+    image is decoded (torchvision's and the digits sets are checked once opened)."""
+    listed = list_folder(cfg.data.path, train=True)
+    if listed is not None:
+        check_batch_fits(cfg.batch_size, len(listed.paths))
+
+
 def plan_schedule(cfg: Config, num_images: int, total_steps: int | None = None) -> Plan:
     """Turn epochs / max steps / a time budget into step counts (Sec. B.1 schedule).
 
     Warm-up: :func:`simclr.optim.warmup_steps`.
     """
+    check_batch_fits(cfg.batch_size, num_images)
     steps_per_epoch = num_images // cfg.batch_size
-    if steps_per_epoch < 1:
-        raise SimCLRError(
-            f"--batch-size {cfg.batch_size} is larger than the data set ({num_images} images)"
-        )
     if total_steps is None:
         total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
         if cfg.max_steps is not None:  # with a time budget, max_steps caps the refit
@@ -378,6 +393,7 @@ def pretrain(
     run = check_run_dir(cfg, resume)
     run_dir = run.path
     check_knn_folders(cfg)
+    check_batch_by_names(cfg)
     torch.manual_seed(cfg.seed)
 
     source = open_data(cfg)
@@ -417,8 +433,8 @@ def pretrain(
                                  plan, state, device, precision, run_dir, log, stop, on_step)
     finally:
         log.close()
-    if held is not None:
-        held.close()  # the folder is free for a --resume
+        if held is not None:
+            held.close()  # the folder is free for a --resume
     return {**summary, "rank": dist.rank()}
 
 
@@ -460,16 +476,23 @@ def train_step(
     """One update on views (2n, 3, S, S), view 0 of every image then view 1 (Alg. 1).
 
     Returns (loss, positive top-1, finite) as device tensors and whether the update was
-    skipped: under ``nan_policy='skip'`` a non-finite loss leaves the weights untouched
-    (that policy's one host sync per step).
+    skipped: under ``nan_policy='skip'`` a non-finite loss leaves the weights and the
+    BatchNorm statistics untouched (that policy's one host sync per step).
     """
+    # The forward pass alone moves BatchNorm's running statistics: a skipped step puts
+    # them back, or NaN activations would reach every later checkpoint.
+    stats = ([b.clone() for b in forward.buffers()] if cfg.nan_policy == "skip" else [])
     with autocast(device, precision):
         _, z = forward(views)
     loss, top1 = contrastive_loss(cfg.loss, z[:per_rank].float(), z[per_rank:].float())
     optimizer.zero_grad(set_to_none=True)
     finite = torch.isfinite(loss)
     skipped = cfg.nan_policy == "skip" and not bool(finite)
-    if not skipped:
+    if skipped:
+        with torch.no_grad():
+            for buffer, before in zip(forward.buffers(), stats, strict=True):
+                buffer.copy_(before)
+    else:
         scaler.scale(loss * cfg.loss.weight).backward()  # weight: see LossConfig
         scaler.step(optimizer)
         scaler.update()
@@ -580,7 +603,7 @@ def train_loop(
     if cfg.knn_train:
         summary["knn_top1"] = knn_monitor(cfg, model, device, precision, state.step, log)
     if dist.is_main():
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_json(run_dir / "summary.json", summary)
     return summary
 
 
@@ -602,7 +625,7 @@ def save(
     if not dist.is_main():
         return None
     blob = checkpoint_state(cfg, model, optimizer, scaler, state, plan)
-    name = f"ckpt-{state.step:08d}.pt" if periodic else "last.pt"
+    name = periodic_name(state.step) if periodic else "last.pt"
     keep = cfg.keep_checkpoints if periodic else None
     return save_checkpoint(blob, run_dir / "checkpoints", name, keep)
 
@@ -616,8 +639,8 @@ def knn_monitor(
     from simclr.features import extract_features
 
     encoder = unwrap(model).encoder
-    memory = open_source(cfg.knn_train, cfg.data, train=False, image_size=cfg.augment.size)
-    queries = open_source(cfg.knn_test, cfg.data, train=False, image_size=cfg.augment.size)
+    memory, queries = (open_source(folder, cfg.data, train=False, image_size=cfg.augment.size,
+                                   evaluation=True) for folder in (cfg.knn_train, cfg.knn_test))
     train_x, train_y = extract_features(encoder, memory, cfg.augment.size, 512, device, precision)
     test_x, test_y = extract_features(encoder, queries, cfg.augment.size, 512, device, precision)
     top1 = knn_accuracy(train_x, train_y, test_x, test_y, k=cfg.knn_k,

@@ -272,7 +272,9 @@ def test_what_needs_only_file_names_fails_before_any_image_is_decoded(tmp_path, 
         (["finetune", *evaluation, "--labels-per-class", "5"],
          "class 'class_0' has 4 images, fewer than the 5 per class"),
         (["supervised", "--train", train, "--out", str(tmp_path / "sup"), "--batch-size", "16"],
-         "--batch-size 16 is larger than the training set (8 images)"),
+         "--batch-size 16 is larger than the data set (8 images)"),
+        (["pretrain", "--data", train, "--out", str(tmp_path / "pre2"), "--batch-size", "16"],
+         "--batch-size 16 is larger than the data set (8 images)"),
     ]
     for args, needle in cases:
         assert main([*args, *common]) == 2

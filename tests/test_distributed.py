@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import socket
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,35 +195,63 @@ def _run_worker(rank: int, port: int, flags: dict) -> None:
     train.pretrain(build_config(flags=flags))
 
 
-@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
-def test_two_process_pretraining_follows_the_single_process_run(tmp_path, image_folder):
-    """The whole training step across 2 processes (sharded batches, global BN, negatives
-    gathered with gradients, DDP, LARS) against one process with the global batch."""
+@pytest.fixture(scope="module")
+def one_process_pretraining(tmp_path_factory) -> tuple[Path, dict]:
+    """A deterministic 2-epoch pretraining with the global batch in one process (run
+    once for the tests below): its folder's parent and its flags."""
+    from simclr import train
+    from simclr.config import build_config
+    from tests.conftest import make_image_folder, tiny_flags
+
+    root = tmp_path_factory.mktemp("pretrain")
+    one = tiny_flags(make_image_folder(root / "images"), root / "one", str(root / "cache"),
+                     deterministic=True, threads=1, checkpoint_every=0, epochs=2,
+                     **{"optim.lr": 0.05})
+    train.pretrain(build_config(flags=one))
+    return root, one
+
+
+def _losses(run: Path) -> list[float]:
     import json
 
-    from simclr import train
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(x)["loss"] for x in lines if '"loss"' in x]
+
+
+def _weights(run: Path) -> dict:
     from simclr.checkpoint import load_checkpoint
-    from simclr.config import build_config
-    from tests.conftest import tiny_flags
 
-    common = {"deterministic": True, "threads": 1, "checkpoint_every": 0, "epochs": 2,
-              "optim.lr": 0.05}
-    one = tiny_flags(image_folder, tmp_path / "one", str(tmp_path / "cache"), **common)
-    train.pretrain(build_config(flags=one))
-    two = {**one, "out": str(tmp_path / "two")}
-    mp.spawn(_run_worker, args=(_free_port(), two), nprocs=WORLD, join=True)
+    return load_checkpoint(run / "checkpoints/last.pt")["model"]
 
-    def losses(run: str) -> list[float]:
-        lines = (tmp_path / run / "metrics.jsonl").read_text().splitlines()
-        return [json.loads(x)["loss"] for x in lines if '"loss"' in x]
 
-    assert len(losses("one")) == len(losses("two")) == 6
-    np.testing.assert_allclose(losses("two"), losses("one"), rtol=1e-4)
-    a = load_checkpoint(tmp_path / "one/checkpoints/last.pt")["model"]
-    b = load_checkpoint(tmp_path / "two/checkpoints/last.pt")["model"]
-    assert a.keys() == b.keys()
-    for k in a:
-        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=1e-4, msg=k)
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_two_process_pretraining_follows_the_single_process_run(one_process_pretraining):
+    """The whole training step across 2 processes (sharded batches, global BN, negatives
+    gathered with gradients, DDP, LARS) against one process with the global batch."""
+    root, one = one_process_pretraining
+    mp.spawn(_run_worker, args=(_free_port(), {**one, "out": str(root / "two")}),
+             nprocs=WORLD, join=True)
+    assert len(_losses(root / "one")) == len(_losses(root / "two")) == 6
+    np.testing.assert_allclose(_losses(root / "two"), _losses(root / "one"), rtol=1e-4)
+    _same_weights(_weights(root / "one"), _weights(root / "two"))
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_two_process_pretraining_with_per_process_batchnorm_departs_from_it(
+        one_process_pretraining):
+    root, one = one_process_pretraining
+    local = {**one, "out": str(root / "local"), "model.sync_bn": False}
+    mp.spawn(_run_worker, args=(_free_port(), local), nprocs=WORLD, join=True)
+    assert len(_losses(root / "local")) == 6
+    # Each process normalizes with its own half of the batch: neither the losses nor
+    # the learned weights (running statistics aside) are those of one process.
+    with pytest.raises(AssertionError):
+        np.testing.assert_allclose(_losses(root / "local"), _losses(root / "one"), rtol=1e-4)
+    a, c = ({k: v for k, v in _weights(root / run).items() if "running_" not in k
+             and "num_batches" not in k} for run in ("one", "local"))
+    assert a.keys() == c.keys()
+    with pytest.raises(AssertionError):
+        _same_weights(a, c)
 
 
 def _supervised_worker(rank: int, port: int, argv: list) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from simclr.checkpoint import save_checkpoint
+from simclr.checkpoint import load_checkpoint, save_checkpoint
 from simclr.cli import main
 from simclr.config import DataConfig, build_config
 from simclr.data import open_source
@@ -25,6 +25,7 @@ from simclr.pretrained import (
     classifier_checkpoint,
     classifier_from_checkpoint,
     encoder_from_checkpoint,
+    folder_features,
     model_from_checkpoint,
     predict_folder,
     representation_from_checkpoint,
@@ -300,6 +301,10 @@ def test_a_run_folder_holding_an_evaluations_classifier_predicts_with_it(
                  str(out), "--device", "cpu", "--precision", "fp32", "--cache-dir",
                  cache_dir]) == 0
     assert json.loads(capsys.readouterr().out)["top1"] == measured["top1"]
+    assert main(["export", "--checkpoint", str(pre), "--out", str(tmp_path / "c.pt2"),
+                 "--layer", "logits"]) == 0
+    card = json.loads((tmp_path / "c.pt2.json").read_text())
+    assert card["output"]["shape"][1] == len(card["output"]["classes"]) == 2, card
     shutil.copy(run / "checkpoints" / "linear.pt", pre / "checkpoints" / "finetune.pt")
     assert main(["predict", "--checkpoint", str(pre), "--data", str(image_folder), "--out",
                  str(tmp_path / "p2.csv"), "--cache-dir", cache_dir]) == 2
@@ -336,3 +341,45 @@ def test_embed_and_predict_outputs_are_whole_or_untouched(tmp_path, image_folder
         embed_folder(ckpt, str(image_folder), out, workers=0, cache_dir=cache_dir)
     assert out.read_bytes() == b"the earlier features"
     assert sorted(p.name for p in tmp_path.iterdir() if "feats" in p.name) == ["feats.npz"]
+
+
+@pytest.mark.parametrize("decoder", ["cpu", "device"])
+def test_features_of_large_photos_are_the_evaluation_transform_of_each_file(
+        tmp_path, decoder, monkeypatch):
+    """embed (and every evaluation) on photos larger than the cache takes: each row is
+    the encoder on eval_resize of that file, as an exported model given the documented
+    preprocessing computes it; not a reduced whole-picture square resampled again (which
+    moved features by 7-8%: simclr.data.open_folder). Non-square photos included."""
+    from PIL import Image
+
+    import simclr.features as features
+    from simclr import load_encoder
+    from simclr.augment import eval_resize
+    from simclr.data import decode_device as real_decode_device
+
+    if decoder == "device":  # JPEGs handed to the device decoder (the CPU stands in)
+        monkeypatch.setattr(features, "decode_device",
+                            lambda choice, device: real_decode_device("device", device))
+    cfg = build_config(flags={"model.arch": "resnet18", "model.width": 0.125,
+                              "augment.size": 40, "model.head_out_dim": 24})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 40)
+    with torch.no_grad():
+        model.train()(torch.rand(8, 3, 40, 40))
+    save_checkpoint({"kind": "pretrain", "config": cfg.to_dict(), "model": model.state_dict()},
+                    tmp_path, "c.pt")
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, (w, h) in enumerate([(300, 200), (200, 300), (160, 160), (241, 157), (130, 400)]):
+        smooth = rng.normal(128, 60, (h // 8 + 1, w // 8 + 1, 3)).clip(0, 255).astype(np.uint8)
+        Image.fromarray(smooth).resize((w, h), Image.Resampling.BICUBIC).save(
+            folder / f"{i}.jpg", quality=95)
+    module, spec = representation_from_checkpoint(load_checkpoint(tmp_path / "c.pt"), "h")
+    _, feats, _, paths = folder_features(module, spec["image_size"], str(folder), 4, "cpu",
+                                         "fp32", 0, str(tmp_path / "cache"))
+    encoder = load_encoder(tmp_path / "c.pt")
+    with torch.no_grad():
+        ref = torch.stack([encoder(eval_resize(Image.open(p), 40)[None])[0] for p in paths])
+    rel = (torch.from_numpy(feats) - ref).norm(dim=1) / ref.norm(dim=1)
+    assert len(paths) == 5 and rel.max() < 0.01, rel

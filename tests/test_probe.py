@@ -103,7 +103,8 @@ def test_transform_probe_command(tmp_path, capsys):
     saved = json.loads((tmp_path / "probe" / "transform_probe.json").read_text())
     assert printed["tasks"]["rotation"]["classes"] == 4 and saved["tasks"] == printed["tasks"]
     assert saved["source"] == {"checkpoint": str(ckpt.resolve()), "kind": "pretrain",
-                               "step": None, "features": "pretrained"}  # a step-less file
+                               "step": None, "features": "pretrained",
+                               "layer": "h and z"}  # a step-less file
     encoder_only = pretrain_checkpoint()
     encoder_only["kind"] = "encoder"
     torch.save(encoder_only, ckpt)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import signal
 
 import pytest
 import torch
@@ -79,3 +81,51 @@ def test_a_failed_command_exits_though_its_loader_workers_ignore_sigterm(tmp_pat
     assert done.returncode == 2
     assert done.stderr.startswith("simclr embed: error: all 6 images are unreadable")
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+
+
+def test_a_first_signal_asks_for_a_stop_and_a_second_ctrl_c_interrupts_at_once():
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    with runtime.StopFlag() as stop:
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, before[signal.SIGTERM])
+        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)  # a scheduler that repeats itself: still a request
+        assert stop.requested == "SIGTERM"
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    with runtime.StopFlag() as stop:
+        signal.raise_signal(signal.SIGINT)
+        assert stop.requested == "SIGINT"
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_a_second_ctrl_c_during_pretraining_exits_130_without_a_checkpoint(tmp_path,
+                                                                           monkeypatch, capsys):
+    from simclr import train
+    from simclr.cli import main
+
+    seen = []
+
+    def ctrl_c_twice(step, stop):
+        signal.raise_signal(signal.SIGINT)
+        seen.append(stop.requested)  # the first only asks for a stop
+        signal.raise_signal(signal.SIGINT)
+        seen.append("not interrupted")
+
+    monkeypatch.setattr(train, "pretrain", functools.partial(train.pretrain,
+                                                             on_step=ctrl_c_twice))
+    before = signal.getsignal(signal.SIGINT)
+    data = make_image_folder(tmp_path / "images")
+    try:
+        code = main(["pretrain", "--data", str(data), "--out", str(tmp_path / "pre"), "--arch",
+                     "resnet18", "--width", "0.125", "--image-size", "16", "--batch-size", "8",
+                     "--max-steps", "3", "--no-progress", "--workers", "0", "--precision",
+                     "fp32", "--device", "cpu", "--cache-dir", str(tmp_path / "cache")])
+    except KeyboardInterrupt:
+        pytest.fail("the interruption escaped main()")
+    assert code == 130 and seen == ["SIGINT"]
+    assert capsys.readouterr().err.endswith("simclr pretrain: interrupted\n")
+    assert not list((tmp_path / "pre" / "checkpoints").glob("*.pt"))
+    assert not (tmp_path / "pre" / "summary.json").exists()
+    assert signal.getsignal(signal.SIGINT) is before

@@ -34,7 +34,7 @@ def test_batch_larger_than_the_data_is_refused_before_writing(tmp_path, folders)
     """As pretraining does (fine-tuning a small subset takes it whole: test_finetune)."""
     train, test = folders
     cfg = build_config(flags={**TINY, "batch_size": 32})
-    with pytest.raises(SimCLRError, match=r"^--batch-size 32 is larger than the training set "
+    with pytest.raises(SimCLRError, match=r"^--batch-size 32 is larger than the data set "
                                           r"\(24 images\)$"):
         run_supervised(cfg, train, test, tmp_path / "sup", verbose=False)
     assert not (tmp_path / "sup").exists()
@@ -205,7 +205,7 @@ def test_resume_refusals(tmp_path, folders):
         resume_config(tmp_path / "api", {})
     # Finished: nothing to continue.
     run_supervised(cfg, train, test, data={"train": "x"}, resume=ckpt, verbose=False)
-    for target in (run, run / "checkpoints", run / "checkpoints" / "ckpt-6.pt"):
+    for target in (run, run / "checkpoints", run / "checkpoints" / "ckpt-00000006.pt"):
         with pytest.raises(SimCLRError, match=r"the run has finished \(.*supervised.json\)"):
             resume_config(target, {})
 

@@ -299,3 +299,59 @@ def test_a_cached_evaluation_is_reused_only_on_the_same_folders(tmp_path, image_
     (cell / "knn.json").write_text(json.dumps(second))
     assert sweep(image_folder, other)["evaluated_on"]["test"] == str(other)
     assert (cell / "knn.previous-2.json").is_file()
+
+
+def test_a_rerun_resumes_the_interrupted_cell_from_its_checkpoint(tmp_path, image_folder,
+                                                                  cache_dir, monkeypatch):
+    """Cell 2 is stopped after step 4 of 6 (as by a SIGTERM); the same command then
+    reuses cell 1, trains cell 2's steps 5-6 only, and ends with the weights of a run
+    never interrupted."""
+    import torch
+
+    from simclr import train
+    from simclr.checkpoint import load_checkpoint
+
+    real, trained, stop_at = train.pretrain, [], {"temperature=0.5": 4}
+
+    def pretrain(cfg, resume=False):
+        cell = Path(cfg.out).name
+
+        def on_step(step, stop):
+            trained.append((cell, step))
+            if stop_at.get(cell) == step:
+                stop.requested = "SIGTERM"
+
+        return real(cfg, resume=resume, on_step=on_step)
+
+    monkeypatch.setattr(train, "pretrain", pretrain)
+
+    def sweep(values: str, out: str) -> int:
+        return main(["sweep", "--set", f"temperature={values}", "--data", str(image_folder),
+                     "--arch", "resnet18", "--width", "0.125", "--image-size", "16",
+                     "--batch-size", "8", "--epochs", "2", "--precision", "fp32",
+                     "--device", "cpu", "--no-progress", "--workers", "0", "--cache-dir",
+                     cache_dir, "--deterministic", "--log-every", "1", "--checkpoint-every",
+                     "0", "--eval", "none", "--out", str(tmp_path / out)])
+
+    assert sweep("0.2,0.5", "sw") == train.EXIT_PREEMPTED
+    first = [("temperature=0.2", s) for s in range(1, 7)] + \
+        [("temperature=0.5", s) for s in range(1, 5)]
+    assert trained == first
+    cell = tmp_path / "sw" / "temperature=0.5"
+    assert json.loads((cell / "summary.json").read_text())["status"] == "preempted"
+    assert load_checkpoint(cell / "checkpoints/last.pt")["step"] == 4
+    done = tmp_path / "sw" / "temperature=0.2" / "checkpoints" / "last.pt"
+    stamp = done.stat().st_mtime_ns
+    stop_at.clear()
+    assert sweep("0.2,0.5", "sw") == 0
+    assert trained[len(first):] == [("temperature=0.5", 5), ("temperature=0.5", 6)]
+    assert done.stat().st_mtime_ns == stamp  # the finished cell: reused
+    lines = [json.loads(x) for x in (cell / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if x.get("event") == "start"] == [0, 4]
+    assert [x["step"] for x in lines if "loss" in x] == [1, 2, 3, 4, 5, 6]
+    rows = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    assert [(r["status"], r["steps"]) for r in rows] == [("finished", 6)] * 2
+    assert sweep("0.5", "full") == 0  # the same cell, never interrupted
+    a = load_checkpoint(tmp_path / "full/temperature=0.5/checkpoints/last.pt")["model"]
+    b = load_checkpoint(cell / "checkpoints/last.pt")["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

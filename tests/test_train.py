@@ -165,6 +165,35 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, image_folder, ca
     assert not (tmp_path / "nan/checkpoints/last.pt").exists()
 
 
+def test_a_skipped_step_leaves_weights_and_batch_norm_statistics_untouched(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """--nan-policy skip: NaN views at step 3 give a NaN loss; that step changes nothing
+    (its forward pass would have poisoned BatchNorm's running statistics) and the run
+    finishes with finite weights."""
+    import simclr.train as t
+
+    real_step, seen = t.train_step, {}
+
+    def poisoned(cfg, forward, optimizer, scaler, views, *rest):
+        calls = seen["calls"] = seen.get("calls", 0) + 1
+        if calls != 3:
+            return real_step(cfg, forward, optimizer, scaler, views, *rest)
+        before = {k: v.clone() for k, v in forward.state_dict().items()}
+        out = real_step(cfg, forward, optimizer, scaler, views * float("nan"), *rest)
+        after = forward.state_dict()
+        seen["skipped"] = out[3]
+        seen["unchanged"] = all(torch.equal(before[k], after[k]) for k in before)
+        return out
+
+    monkeypatch.setattr(t, "train_step", poisoned)
+    _, summary = run(tmp_path, image_folder, cache_dir, "skip", nan_policy="skip")
+    assert summary["status"] == "finished" and summary["steps"] == 6
+    assert seen == {"calls": 6, "skipped": True, "unchanged": True}
+    last = load_checkpoint(tmp_path / "skip/checkpoints/last.pt")
+    assert all(torch.isfinite(v).all() for v in last["model"].values()
+               if v.is_floating_point())
+
+
 def test_embed_and_load_encoder(tmp_path, image_folder, cache_dir):
     run(tmp_path, image_folder, cache_dir, "emb", epochs=1)
     ckpt = tmp_path / "emb/checkpoints/last.pt"
