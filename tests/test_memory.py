@@ -155,14 +155,14 @@ def test_available_memory_is_shared_by_local_processes(monkeypatch):
 
 
 def test_pretrain_refuses_before_the_first_step(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(memory, "available_bytes", lambda device: 64.0 * MIB)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 4.0 * MIB)
     data = make_image_folder(tmp_path / "imgs", per_class=8)
     args = ["pretrain", "--data", str(data), "--out", str(tmp_path / "run"), "--arch",
             "resnet18", "--width", "0.125", "--image-size", "16", "--cache-dir",
             str(tmp_path / "cache"), "--no-progress", "--max-steps", "1"]
-    assert main([*args, "--batch-size", "4096"]) == 2
+    assert main([*args, "--batch-size", "16"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--batch-size 4096 does not fit" in err, err
+    assert err.count("\n") == 1 and "--batch-size 16 does not fit" in err, err
     assert not list((tmp_path / "run").rglob("*.pt"))  # refused before the first step
     # --no-memory-check: the user's call (a batch of 16 of the 16 images really fits).
     assert main([*args, "--batch-size", "16", "--no-memory-check"]) == 0
