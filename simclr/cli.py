@@ -206,10 +206,16 @@ RESUME_FLAGS = {"epochs", "max_steps", "time_budget", "progress", "device", "thr
                 "keep_checkpoints", "knn_every", "memory_check"}
 
 
+# Any of these on the command line: the user chose the recipe's scale, not the default.
+RECIPE_FLAGS = {"model.arch", "model.width", "augment.size", "batch_size", "epochs",
+                "max_steps", "time_budget"}
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from simclr import train
 
     flags = config_flags(args)
+    notes: list[str] = []  # said once the run's inputs are checked
     if args.resume:
         if args.preset or args.config:
             raise SimCLRError("--resume continues the saved settings; cannot change "
@@ -220,11 +226,16 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         preset = args.preset
         if preset is None and flags.get("data.path") is None and not args.config:
             preset = "digits"  # the one-minute offline demo on scikit-learn's digits
+        elif preset is None and not args.config and not RECIPE_FLAGS & set(flags):
+            notes.append("note: no --preset, so the paper's ImageNet recipe (ResNet-50, 224 px, "
+                         "batch 4096, 100 epochs: days on a CPU); for a CPU or a small folder "
+                         "start from --preset imagenette-cpu (photos) or --preset cifar10-cpu "
+                         "(small images)")
         cfg = build_config(preset, args.config, flags)
     if args.print_config:  # check a recipe before a long run: nothing is read or written
         print(yaml_text(cfg.to_dict()), end="")
         return 0
-    summary = train.pretrain(cfg, resume=bool(args.resume))
+    summary = train.pretrain(cfg, resume=bool(args.resume), notes=notes)
     if summary.get("rank", 0) != 0:  # rank 0 reports for the whole run
         return train.EXIT_PREEMPTED if summary["status"] == "preempted" else 0
     print_summary(summary)
@@ -238,6 +249,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         from simclr.commands import digits_knn_report
 
         print(digits_knn_report(summary["checkpoint"], cfg))
+    else:
+        print(f"next: simclr embed --checkpoint {cfg.out} --data DIR --out features.npz | "
+              f"simclr export --checkpoint {cfg.out} --out encoder.pt2 | simclr linear-eval "
+              f"--checkpoint {cfg.out} --train LABELED --test LABELED_TEST")
     return 0
 
 

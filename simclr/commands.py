@@ -24,6 +24,7 @@ from simclr.data import ImageList, ImageSource, check_folder, open_source
 from simclr.errors import SimCLRError
 from simclr.export import FORMATS
 from simclr.features import check_labeled_folders
+from simclr.files import set_aside
 from simclr.pretrained import (
     LAYERS_HELP,
     encoder_from_checkpoint,
@@ -329,7 +330,7 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     stale = _stale_evaluation(saved, wanted, args.eval_precision)
     if stale is None:
         return {f"{args.eval}_top1": json.loads(saved.read_text())["top1"]}
-    kept = _set_aside(run_dir, EVAL_FILES[args.eval])
+    kept = set_aside(run_dir, EVAL_FILES[args.eval])
     if kept:
         print(f"cell {run_dir.name}: {name} {stale}; evaluating again (the earlier files "
               f"are kept as {kept})", file=sys.stderr, flush=True)
@@ -397,25 +398,6 @@ def _stale_evaluation(saved: Path, wanted: dict[str, str], precision: str) -> st
     if precision != "auto" and cached.get("precision") != precision:
         return f"was computed in {cached.get('precision')}, not {precision}"
     return None
-
-
-def _set_aside(run_dir: Path, files: tuple[str, ...]) -> str | None:
-    """Rename those of ``files`` in ``run_dir`` to ``STEM.previous-K.EXT`` (the first K
-    free for all of them), so the evaluation writes afresh and loses nothing; returns
-    the new names (None: there was nothing to set aside)."""
-    present = [run_dir / f for f in files if (run_dir / f).exists()]
-    if not present:
-        return None
-
-    def aside(path: Path, k: int) -> Path:
-        return path.with_name(f"{path.stem}.previous-{k}{path.suffix}")
-
-    k = 1
-    while any(aside(run_dir / f, k).exists() for f in files):
-        k += 1
-    for path in present:
-        path.replace(aside(path, k))
-    return ", ".join(aside(p, k).relative_to(run_dir).as_posix() for p in present)
 
 
 def add_sweep_command(sub: argparse._SubParsersAction) -> None:

@@ -216,7 +216,7 @@ class Config:
     knn_every: float = 1.0  # epochs between kNN evaluations
     knn_k: int = 200  # neighbours of the kNN monitor
     knn_temperature: float = 0.1  # temperature of its similarity weights
-    progress: bool = True  # a progress bar on a terminal
+    progress: bool = True  # a progress bar on a terminal, elsewhere a line every 30 s
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -112,12 +112,14 @@ def check_folder(flag: str, path: str | None) -> None:
         raise SimCLRError(f"{flag}: folder not found: {path}")
 
 
-def scan_folder(path: str | os.PathLike) -> ImageList:
+def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:
     """List the images of an ImageFolder tree or a flat folder.
 
     ImageFolder: every visible sub-folder is a class, label = position in sorted class
     names (as torchvision's ImageFolder), images searched recursively inside it.
     Flat: images directly in ``path``, labels -1, no classes. Hidden files are ignored.
+    Images beside the class folders are left out with a warning, unless ``unlabeled``
+    (pretraining, embed: no label is needed), which keeps them, labelled -1.
     """
     root = Path(path).expanduser()
     if not root.exists():
@@ -139,8 +141,12 @@ def scan_folder(path: str | os.PathLike) -> ImageList:
                               "valid UTF-8 (results name every class in text); rename it")
         per_class = {d: _utf8_names(root, files) for d, files in per_class.items()}
     if any(per_class.values()):
-        if loose:
-            log.warning("%s: %d image(s) outside the class folders are ignored", root, len(loose))
+        if loose and unlabeled:
+            subdirs = ["", *subdirs]  # label 0 for a moment: -1 below
+            per_class[""] = loose
+        elif loose:
+            log.warning("%s: %d image(s) outside the class folders are ignored (they have "
+                        "no class)", root, len(loose))
         empty = [d for d, files in per_class.items() if not files]
         if empty:
             log.warning("%s: class folder(s) without images: %s", root, ", ".join(empty))
@@ -148,6 +154,9 @@ def scan_folder(path: str | os.PathLike) -> ImageList:
         labels = np.concatenate(
             [np.full(len(per_class[d]), k, dtype=np.int64) for k, d in enumerate(subdirs)]
         )
+        if subdirs[0] == "":  # the loose images: no class
+            labels -= 1
+            subdirs = subdirs[1:]
         return ImageList(paths, labels, list(subdirs), root_s)
     if loose:
         return ImageList(loose, np.full(len(loose), -1, dtype=np.int64), [], root_s)
@@ -484,7 +493,8 @@ def _split_root(path: str | os.PathLike, train: bool) -> Path:
     return _split_folder(root, train) if root.is_dir() else root
 
 
-def list_folder(spec: str | None, train: bool = True) -> ImageList | None:
+def list_folder(spec: str | None, train: bool = True,
+                unlabeled: bool = False) -> ImageList | None:
     """The files :func:`open_source` reads for ``spec``, listed without decoding any, so
     that what needs only names and labels (classes, a subset list, the batch against
     the set) is checked before a folder is decoded; None for the digits and
@@ -493,14 +503,15 @@ def list_folder(spec: str | None, train: bool = True) -> ImageList | None:
         return None
     if spec.lower() in NAMED_DATASETS and not Path(spec).expanduser().is_dir():
         return None
-    return scan_folder(_split_root(spec, train))
+    return scan_folder(_split_root(spec, train), unlabeled)
 
 
 def open_folder(
     path: str | os.PathLike, cfg: DataConfig, train: bool = True, image_size: int = 32,
-    max_pixels: int = DEFAULT_MAX_PIXELS, evaluation: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS, evaluation: bool = False, unlabeled: bool = False,
 ) -> ImageSource:
-    """An image folder as a cached (small images) or per-epoch decoded source.
+    """An image folder as a cached (small images) or per-epoch decoded source
+    (``unlabeled``: see :func:`scan_folder`).
 
     ``evaluation``: its images only ever go through the evaluation transform
     (:func:`simclr.augment.eval_resize`). Large ones are then stored as that transform's
@@ -509,7 +520,7 @@ def open_folder(
     again (one to a few percent of each feature, measured).
     """
     root = _split_root(path, train)
-    images = scan_folder(root)
+    images = scan_folder(root, unlabeled)
     workers = default_workers() if cfg.workers is None else cfg.workers
     sizes = _probe_sizes(images.paths)
     small = bool(sizes) and max(max(s) for s in sizes) <= SMALL_SIDE
@@ -606,7 +617,7 @@ def _open_named(name: str, cfg: DataConfig, train: bool) -> ImageSource:
 
 def open_source(
     spec: str | None, cfg: DataConfig, train: bool = True, image_size: int = 32,
-    max_pixels: int = DEFAULT_MAX_PIXELS, evaluation: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS, evaluation: bool = False, unlabeled: bool = False,
 ) -> ImageSource:
     """The data set named by ``spec``.
 
@@ -615,10 +626,10 @@ def open_source(
     name exists): torchvision under cfg.root. Anything else: an image folder (or a
     folder holding train/ and test/ splits). ``image_size`` = the view side S, which
     sets the stored side of uncached folders (round(1.15 S) unless cfg.load_size;
-    ``evaluation``: see :func:`open_folder`).
+    ``evaluation``, ``unlabeled``: see :func:`open_folder`).
     """
     if spec is None or spec == "digits":
         return digits_source() if train else digits_split()[1]
     if spec.lower() in NAMED_DATASETS and not Path(spec).expanduser().is_dir():
         return _open_named(spec.lower(), cfg, train)
-    return open_folder(spec, cfg, train, image_size, max_pixels, evaluation)
+    return open_folder(spec, cfg, train, image_size, max_pixels, evaluation, unlabeled)

@@ -363,6 +363,10 @@ def logistic_regression(
         init = solutions[l2]
         summary.update(val_accuracy=val_acc, val_loss=val_loss, val_top1=best[0],
                        num_val=int(len(val_idx)))
+        if len(grid) > 1 and l2 in (grid[0], grid[-1]):  # the best may lie beyond the grid
+            log(f"note: the held-out set ({len(val_idx)} images) chose l2 {l2:.3g}, the "
+                f"{'largest' if l2 == grid[0] else 'smallest'} of the grid; widen it "
+                "(--l2-grid MIN,MAX,COUNT) or give --l2", verbose)
         del x_fit, x_val  # big problems: keep one standardised copy at a time
     norm = _Standardizer(x_all)
     x_all = norm(x_all)

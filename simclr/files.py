@@ -80,6 +80,25 @@ def write_json(path: Path, data: Any) -> Path:
     text = json.dumps(data, indent=2) + "\n"
     return written(path, lambda tmp: tmp.write_text(text))
 
+
+def set_aside(run_dir: Path, files: tuple[str, ...]) -> str | None:
+    """Rename those of ``files`` in ``run_dir`` to ``STEM.previous-K.EXT`` (the first K
+    free for all of them), so the evaluation writes afresh and loses nothing; returns
+    the new names (None: there was nothing to set aside)."""
+    present = [run_dir / f for f in files if (run_dir / f).exists()]
+    if not present:
+        return None
+
+    def aside(path: Path, k: int) -> Path:
+        return path.with_name(f"{path.stem}.previous-{k}{path.suffix}")
+
+    k = 1
+    while any(aside(run_dir / f, k).exists() for f in files):
+        k += 1
+    for path in present:
+        path.replace(aside(path, k))
+    return ", ".join(aside(p, k).relative_to(run_dir).as_posix() for p in present)
+
 STALE_AFTER_S = 60.0  # a temporary file untouched this long by a dead process is debris
 
 

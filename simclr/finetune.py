@@ -156,6 +156,9 @@ def read_subset_list(path: str | Path) -> list[str]:
     return entries
 
 
+FEW_STEPS = 50  # fewer steps than this in all: fine-tuning hardly moves the weights
+
+
 def write_subset_list(source: Any, indices: np.ndarray, path: str | Path) -> Path:
     """The chosen images, one path per line (``#index N`` for sources without paths)."""
     paths = list(getattr(source, "paths", []) or [])
@@ -360,6 +363,11 @@ def run_finetune(
 
     log(f"fine-tuning on {len(subset)} labeled images ({100 * fraction:.2f}%), "
         f"{epochs} epochs of {len(subset) // batch} steps", verbose)
+    left_out = len(subset) % batch  # each epoch's incomplete last batch (reshuffled each epoch)
+    if total < FEW_STEPS or left_out > len(subset) // 4:
+        log(f"note: {total} steps in all, {left_out} of the {len(subset)} labeled images left "
+            f"out of each epoch at batch {batch}; a smaller --batch-size or more --epochs "
+            "trains more", verbose)
     start = time.perf_counter()
     stats = train_classifier(
         dist.wrap_ddp(model, dev), train, subset, aug_cfg, total_steps=total,

@@ -112,11 +112,12 @@ def load_encoder(checkpoint: str | Path, device: str | torch.device = "cpu") -> 
 
 def folder_features(
     module: nn.Module, image_size: int, data: str, batch_size: int, device: str,
-    precision: str, workers: int | None, cache_dir: str,
+    precision: str, workers: int | None, cache_dir: str, unlabeled: bool = False,
 ) -> tuple[Any, np.ndarray, np.ndarray]:
     """``module``'s outputs over a folder with the evaluation transform: (the opened
     source, float32 (N, D) in source order, labels int64 (N,), the N files' paths;
-    unreadable files are left out)."""
+    unreadable files are left out; ``unlabeled``: also the images beside an ImageFolder's
+    class folders, labelled -1)."""
     from simclr.config import DataConfig
     from simclr.data import open_source
     from simclr.features import indexed_features
@@ -124,7 +125,7 @@ def folder_features(
 
     dev = resolve_device(device)
     source = open_source(data, DataConfig(workers=workers, cache_dir=cache_dir), train=False,
-                         image_size=image_size, evaluation=True)
+                         image_size=image_size, evaluation=True, unlabeled=unlabeled)
     feats, labels, rows = indexed_features(module, source, image_size, batch_size, dev,
                                            resolve_precision(precision, dev))
     return source, feats, labels, [source.paths[i] for i in rows] if source.paths else []
@@ -145,7 +146,7 @@ def embed_folder(
     out = output_file(out)
     source, feats, labels, paths = folder_features(module, spec["image_size"], data,
                                                    batch_size, device, precision, workers,
-                                                   cache_dir)
+                                                   cache_dir, unlabeled=True)
     arrays = {"features": feats.astype(np.float32), "labels": labels.astype(np.int64),
               "classes": np.array(source.classes, dtype=str), "paths": np.array(paths, dtype=str)}
 

@@ -26,7 +26,7 @@ from typing import Any
 from simclr.config import FIG5_OPS, Config, all_flags, build_config, unsaved_value
 from simclr.data import list_folder
 from simclr.errors import DivergedError, SimCLRError, user_message
-from simclr.files import write_json, written
+from simclr.files import set_aside, write_json, written
 
 SUMMARY = "summary.json"
 
@@ -54,7 +54,7 @@ class Cell:
 # workers stay: a sweep over them measures their train_s.)
 NOT_SWEPT = {
     "out": "every cell runs in its own folder under the sweep's --out",
-    "progress": "it only shows a progress bar",
+    "progress": "it only shows the progress",
     "log_every": "it only sets how often metrics are written",
     "data.cache_dir": "every cell reads the same decoded images",
     "data.root": "every cell reads the same data set",
@@ -303,7 +303,7 @@ def check_batches(cells: list[Cell], configs: list[Config]) -> None:
     sizes: dict[str | None, int | None] = {}  # one listing per folder
     for cell, cfg in zip(cells, configs, strict=True):
         if cfg.data.path not in sizes:
-            listed = list_folder(cfg.data.path, train=True)
+            listed = list_folder(cfg.data.path, train=True, unlabeled=True)
             sizes[cfg.data.path] = None if listed is None else len(listed.paths)
         size = sizes[cfg.data.path]
         try:
@@ -322,13 +322,10 @@ def _keep_other_grid(root: Path, names: set[str]) -> None:
         return  # no summary yet (or not ours): nothing to keep
     if earlier <= names:
         return
-    k = 1 + sum(1 for _ in root.glob("sweep.previous-*.json"))
-    for suffix in (".json", ".md"):
-        if (root / f"sweep{suffix}").exists():
-            (root / f"sweep{suffix}").replace(root / f"sweep.previous-{k}{suffix}")
+    kept = set_aside(root, ("sweep.json", "sweep.md"))
     dropped = ", ".join(sorted(earlier - names))
     print(f"sweep: the earlier summary (cells {dropped} not in this grid) is kept as "
-          f"sweep.previous-{k}.json and .md", file=sys.stderr)
+          f"{kept}", file=sys.stderr)
 
 
 def render(axes: list[Axis], cells: list[Cell]) -> str:

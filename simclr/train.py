@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,12 +43,13 @@ from simclr.data import (
 )
 from simclr.errors import DivergedError, SimCLRError
 from simclr.features import check_labeled_folders
-from simclr.files import lock_folder, write_json
+from simclr.files import lock_folder, set_aside, write_json
 from simclr.loader import BatchLoader
 from simclr.loss import contrastive_loss
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.models import SimCLRModel, build_model_within_memory
 from simclr.optim import build_optimizer, lr_at, warmup_steps
+from simclr.progress import Progress
 from simclr.results import check_not_inside, check_out_folder
 from simclr.runtime import (
     StopFlag,
@@ -87,14 +88,15 @@ def check_batch_fits(batch_size: int, num_images: int) -> None:
     """The batch is the user's choice: one larger than the set (an epoch without a
     step) is refused."""
     if batch_size > num_images:
+        fits = 2 ** int(math.log2(num_images)) if num_images > 0 else 0
         raise SimCLRError(f"--batch-size {batch_size} is larger than the data set "
-                          f"({num_images} images)")
+                          f"({num_images} images)" + (f"; try --batch-size {fits}" if fits else ""))
 
 
 def check_batch_by_names(cfg: Config) -> None:
     """:func:`check_batch_fits` from the data folder's file names alone, before any
     image is decoded (torchvision's and the digits sets are checked once opened)."""
-    listed = list_folder(cfg.data.path, train=True)
+    listed = list_folder(cfg.data.path, train=True, unlabeled=True)
     if listed is not None:
         check_batch_fits(cfg.batch_size, len(listed.paths))
 
@@ -227,6 +229,9 @@ def check_run_length(saved: dict[str, Any], cfg: Config, run_dir: Path) -> None:
             )
 
 
+RUN_LOGS = ("metrics.jsonl", "tb", "summary.json", "config.yaml")
+
+
 def make_run_dir(run_dir: Path, resume: bool) -> Any:
     """Create the run directory and hold it (rank 0: files.lock_folder) for as long as
     the returned handle stays open. A new run is checked again once held: another run
@@ -243,6 +248,13 @@ def make_run_dir(run_dir: Path, resume: bool) -> Any:
             held.close()
         raise SimCLRError(f"{run_dir} already holds a run, written by another simclr process "
                           "since this one started; choose another --out")
+    if not resume:
+        # A run killed before its first checkpoint leaves logs that nothing can continue:
+        # kept aside, so the new run's log starts at its own step 0, alone.
+        kept = set_aside(run_dir, RUN_LOGS)
+        if kept:
+            log_line(f"{run_dir} held the logs of a run without a checkpoint; they are kept "
+                     f"as {kept}")
     return held
 
 
@@ -364,7 +376,7 @@ def open_data(cfg: Config) -> ImageSource:
     """The training images; in multi-process runs rank 0 builds the decoded cache first
     (the others then open it without decoding)."""
     return dist.main_first(lambda: open_source(cfg.data.path, cfg.data, train=True,
-                                               image_size=cfg.augment.size))
+                                               image_size=cfg.augment.size, unlabeled=True))
 
 
 # Under torchrun the processes leave the group together: one that exits while the others
@@ -374,11 +386,13 @@ def pretrain(
     cfg: Config,
     resume: bool = False,
     on_step: Callable[[int, StopFlag], None] | None = None,
+    notes: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run (or continue) a pretraining run; returns its summary (also in summary.json).
 
     ``on_step(step, stop)`` is called after every step (tests use it to simulate a
-    preemption by setting ``stop.requested``).
+    preemption by setting ``stop.requested``). ``notes`` are printed once every input
+    has been checked, as the run starts.
     """
     dist.check_divisible(cfg.batch_size)
     device = resolve_device(cfg.device)
@@ -414,6 +428,8 @@ def pretrain(
         log_line(f"resuming {run_dir} from step {state.step} ({run.checkpoint.name})")
         run.saved = None  # the tensors are in the model now; free the copy
     held = make_run_dir(run_dir, resume)  # every input checked: from here on the run writes
+    for note in notes:
+        log_line(note)
     # DDP averages gradients across processes (identity on one process); compile last.
     forward = dist.wrap_ddp(model, device)
     forward = torch.compile(forward) if cfg.compile else forward
@@ -509,7 +525,7 @@ def train_loop(
     world = dist.world_size()
     per_rank = cfg.batch_size // world
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    progress = make_progress(cfg, plan, state.step)
+    progress = Progress(plan.total_steps, state.step, cfg.progress and dist.is_main())
     # Uncached JPEGs: read in the workers, decoded batched on the GPU (cfg.data.decoder).
     decode_on = None if source.cached else decode_device(cfg.data.decoder, device)
     if decode_on is not None:
@@ -554,8 +570,7 @@ def train_loop(
             meter.add(loss, top1)
             state.step += 1
             state.elapsed = elapsed_before + time.perf_counter() - segment_start
-            if progress is not None:
-                progress.update(1)
+            progress.step()
             if on_step is not None:
                 on_step(state.step, stop)
             if plan.deadline is not None and world == 1 and state.elapsed >= plan.deadline:
@@ -573,13 +588,10 @@ def train_loop(
                           "lr": optimizer.param_groups[0]["lr"], "elapsed": state.elapsed,
                           "total_steps": plan.total_steps}
                 log.write(record)
-                if progress is not None:
-                    progress.set_postfix(loss=f"{record['loss']:.3f}",
-                                         views_s=f"{record['views_per_s']:.0f}")
+                progress.record(record, state.elapsed - elapsed_before, last)
             if cfg.time_budget is not None and state.step >= next_refit and not last:
                 next_refit = refit_to_budget(plan, cfg, state.step, state.elapsed)
-                if progress is not None:
-                    progress.total = plan.total_steps
+                progress.set_total(plan.total_steps)
             if signal_name:  # the checkpoint is written after the loop
                 reason, stop.requested = "preempted", signal_name
                 break
@@ -590,8 +602,7 @@ def train_loop(
                 knn_monitor(cfg, model, device, precision, state.step, log)
             if last:
                 break
-    if progress is not None:
-        progress.close()
+    progress.close()
     check_finite(first_bad, last_good, cfg)
     last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=False)
     summary = {
@@ -648,12 +659,3 @@ def knn_monitor(
     log.write({"step": step, "knn_top1": top1})
     log_line(f"step {step}: kNN top-1 {100 * top1:.2f}%")
     return top1
-
-
-def make_progress(cfg: Config, plan: Plan, start: int):
-    if not cfg.progress or not dist.is_main():
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=plan.total_steps, initial=start, unit="step", dynamic_ncols=True,
-                desc="pretrain", mininterval=1.0)

@@ -378,3 +378,27 @@ def test_an_evaluations_out_never_lies_inside_its_data(tmp_path, capsys):
     assert main(["predict", "--checkpoint", "c", "--data", str(train), "--out",
                  str(tmp_path / "p.CSV")]) == 2  # the suffix is fine, the checkpoint is not
     assert "must be a .csv file" not in capsys.readouterr().err
+
+
+def test_a_bare_pretrain_on_a_folder_names_the_recipe_it_runs(tmp_path, monkeypatch, capsys):
+    """No --preset on one's own folder is the paper's ImageNet scale: said as the run
+    starts (after the inputs are checked), unless the scale was chosen on the line."""
+    from simclr import train
+
+    said = []
+
+    def fake(cfg, resume=False, notes=()):
+        said.append(list(notes))
+        return {"status": "finished", "steps": 0, "epochs": 0.0, "elapsed_s": 0.0,
+                "checkpoint": "last.pt", "rank": 0}
+
+    monkeypatch.setattr(train, "pretrain", fake)
+    folder = str(tmp_path / "photos")
+    assert main(["pretrain", "--data", folder, "--out", str(tmp_path / "a")]) == 0
+    assert main(["pretrain", "--data", folder, "--out", str(tmp_path / "b"), "--arch",
+                 "resnet18"]) == 0
+    assert main(["pretrain", "--data", folder, "--out", str(tmp_path / "c"), "--preset",
+                 "imagenette-cpu"]) == 0
+    assert "no --preset" in said[0][0] and "--preset imagenette-cpu" in said[0][0]
+    assert said[1:] == [[], []]
+    assert f"next: simclr embed --checkpoint {tmp_path / 'c'}" in capsys.readouterr().out

@@ -41,6 +41,24 @@ def test_flat_folder_has_labels_minus_one(tmp_path):
     assert [Path(p).name for p in images.paths] == ["a.jpg", "b.png", "c.PNG"]
 
 
+def test_images_beside_class_folders_count_where_no_label_is_needed(tmp_path, caplog):
+    """A photo folder with some sub-folders: pretraining and embed take every image
+    (the loose ones labelled -1); the labeled commands leave them out and say so."""
+    for name in ("top1.jpg", "top0.png"):
+        save_image(tmp_path / name)
+    for cls, count in (("2023", 2), ("old", 1)):
+        for k in range(count):
+            save_image(tmp_path / cls / f"{k}.png")
+    everything = scan_folder(tmp_path, unlabeled=True)
+    assert [Path(p).name for p in everything.paths] == ["top0.png", "top1.jpg", "0.png",
+                                                       "1.png", "0.png"]
+    assert everything.labels.tolist() == [-1, -1, 0, 0, 1]
+    assert everything.classes == ["2023", "old"] and not caplog.records
+    labeled = scan_folder(tmp_path)
+    assert labeled.labels.tolist() == [0, 0, 1] and labeled.classes == ["2023", "old"]
+    assert "2 image(s) outside the class folders are ignored" in caplog.text
+
+
 def test_missing_folder_is_named(tmp_path):
     with pytest.raises(SimCLRError, match=f"not found: {tmp_path / 'nope'}"):
         scan_folder(tmp_path / "nope")

@@ -191,6 +191,14 @@ def test_accuracy_ties_are_broken_by_held_out_loss():
     assert summary["l2"] == 1e-3 and losses["10"] > losses["0.1"] > losses["0.001"]
 
 
+def test_a_choice_at_the_edge_of_the_grid_is_pointed_out(capsys):
+    x, y = blobs(20, 4, 3, spread=0.2, seed=2)  # the weakest penalty wins (above)
+    logistic_regression(x, y, x, 3, l2_grid=[1e-3, 1e-1, 10.0], seed=0, verbose=True)
+    assert "chose l2 0.001, the smallest of the grid; widen it" in capsys.readouterr().err
+    logistic_regression(x, y, x, 3, l2_grid=[1e-3], seed=0, verbose=True)
+    assert "of the grid" not in capsys.readouterr().err  # a grid of one: the user's choice
+
+
 def test_l2_grid_flag():
     assert evaluate.parse_l2_grid("1e-6,1,13") == pytest.approx(
         [10 ** (-6 + i / 2) for i in range(13)], rel=1e-9)

@@ -35,7 +35,7 @@ def test_batch_larger_than_the_data_is_refused_before_writing(tmp_path, folders)
     train, test = folders
     cfg = build_config(flags={**TINY, "batch_size": 32})
     with pytest.raises(SimCLRError, match=r"^--batch-size 32 is larger than the data set "
-                                          r"\(24 images\)$"):
+                                          r"\(24 images\); try --batch-size 16$"):
         run_supervised(cfg, train, test, tmp_path / "sup", verbose=False)
     assert not (tmp_path / "sup").exists()
 

@@ -136,6 +136,22 @@ def test_existing_run_is_not_overwritten(tmp_path, image_folder, cache_dir):
         run(tmp_path, image_folder, cache_dir, "once", epochs=1)
 
 
+def test_a_new_run_sets_aside_the_logs_of_a_run_killed_before_its_first_checkpoint(
+        tmp_path, image_folder, cache_dir, capsys):
+    dead = tmp_path / "dead"
+    (dead / "tb").mkdir(parents=True)
+    (dead / "metrics.jsonl").write_text('{"step": 0, "event": "start"}\n{"step": 10}\n')
+    (dead / "config.yaml").write_text("epochs: 100\n")
+    run(tmp_path, image_folder, cache_dir, "dead", epochs=1)
+    assert "held the logs of a run without a checkpoint; they are kept as " \
+        "metrics.previous-1.jsonl, tb.previous-1" in capsys.readouterr().out
+    lines = [json.loads(x) for x in (dead / "metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["event"] == "start" and [x["step"] for x in lines] == [0, 1, 2, 3]
+    assert (dead / "metrics.previous-1.jsonl").read_text().endswith('{"step": 10}\n')
+    assert (dead / "config.previous-1.yaml").read_text() == "epochs: 100\n"
+    assert (dead / "tb.previous-1").is_dir() and (dead / "tb").is_dir()
+
+
 def test_time_budget_fits_the_schedule(tmp_path, image_folder, cache_dir):
     _, summary = run(tmp_path, image_folder, cache_dir, "budget", epochs=1000,
                      time_budget="4s", checkpoint_every=0, log_every=5)

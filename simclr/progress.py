@@ -1,0 +1,79 @@
+"""What a person watching a pretraining run sees while it trains.
+
+On a terminal, tqdm's bar (with the latest loss and views/s). Anywhere else (a batch
+job's log file, ``nohup``, SLURM), a bar would write a carriage-return update every
+second for the whole run; there a plain line is printed instead, at most every
+``PLAIN_EVERY_S`` seconds and at the last step, with the estimated time left.
+The full record of every ``--log-every`` step is in ``metrics.jsonl`` either way.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+PLAIN_EVERY_S = 30.0
+
+
+def duration(seconds: float) -> str:
+    """'1h02m', '3m05s' or '12s'."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class Progress:
+    """Progress of a run of ``total`` steps that starts at step ``start`` (a resumed run
+    later than 0). ``enabled=False`` (``--no-progress``, or a process other than rank 0)
+    shows nothing."""
+
+    def __init__(self, total: int, start: int, enabled: bool, stream: TextIO | None = None,
+                 every_s: float = PLAIN_EVERY_S) -> None:
+        self.stream = sys.stderr if stream is None else stream
+        self.total, self.start, self.every_s = total, start, every_s
+        self.enabled = enabled
+        self.bar = None
+        self.last_line = time.perf_counter()
+        if enabled and self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True,
+                            desc="pretrain", mininterval=1.0, file=self.stream)
+
+    def step(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def set_total(self, total: int) -> None:
+        """A time budget re-fits the schedule as it measures the speed."""
+        self.total = total
+        if self.bar is not None:
+            self.bar.total = total
+
+    def record(self, record: dict[str, Any], seconds: float, last: bool) -> None:
+        """A logged step's ``record`` (step, epoch, loss, lr, views_per_s) after
+        ``seconds`` of this process's training (since ``start``)."""
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{record['loss']:.3f}",
+                                 views_s=f"{record['views_per_s']:.0f}")
+            return
+        now = time.perf_counter()
+        if not last and now - self.last_line < self.every_s:
+            return
+        self.last_line = now
+        step, done = record["step"], record["step"] - self.start
+        left = f", about {duration(seconds / done * (self.total - step))} left" \
+            if done > 0 and not last else ""
+        print(f"step {step}/{self.total} (epoch {record['epoch']:.1f}): loss "
+              f"{record['loss']:.4f}, lr {record['lr']:.3g}, {record['views_per_s']:.0f} "
+              f"views/s, {duration(seconds)}{left}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
