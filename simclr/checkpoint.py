@@ -338,6 +338,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     one without its config and weights or whose config is invalid. The content gets
     ``"file"``, the path read, so later messages (:func:`load_weights`) can name it.
     """
+    return checked_checkpoint(*read_weights_file(path, map_location))
+
+
+def read_weights_file(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[Any, Path]:
+    """(the content, the file) of a weights file read safely, unchecked: the first half
+    of :func:`load_checkpoint`, for callers that also take other layouts (a torchvision
+    state dict: :func:`simclr.pretrained.initial_weights`)."""
     p = checkpoint_file(path)
     if p.suffix.lower() in (".pt2", ".onnx"):  # `simclr export` programs: no weights dict
         raise SimCLRError(f"{p} is an exported program ({p.suffix}), not a checkpoint; give "
@@ -358,6 +365,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
             f"cannot read checkpoint {p}: truncated, corrupt or not a checkpoint "
             f"({_why_unreadable(exc, p)})"
         ) from None
+    return state, p
+
+
+def checked_checkpoint(state: Any, p: Path) -> dict[str, Any]:
+    """:func:`load_checkpoint`'s checks of what :func:`read_weights_file` read."""
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SimCLRError(f"{p} is not a simclr checkpoint (no \"format\": \"{FORMAT}\" entry)")
     version = state.get("version", 0)

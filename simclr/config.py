@@ -204,6 +204,7 @@ class Config:
     memory_check: bool = True  # refuse a batch whose measured step memory cannot fit
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     seed: int = 0  # every random draw (init, order, views) derives from it
+    init_from: str | None = None  # initial weights (simclr checkpoint or run, torchvision ResNet)
     deterministic: bool = False  # deterministic kernels (bit-exact resume on CPU)
     threads: int | None = None  # CPU threads for torch; None: torch's default
     log_every: int = 10  # steps between metric lines
@@ -272,6 +273,7 @@ FLAGS: dict[str, str] = {
     "memory-check": "memory_check",
     "device": "device",
     "seed": "seed",
+    "init-from": "init_from",
     "deterministic": "deterministic",
     "threads": "threads",
     "log-every": "log_every",
@@ -655,7 +657,8 @@ def absolute_paths(cfg: Config) -> None:
     a missing folder keeps the name the user typed for its error message. The cache
     and data-set roots keep a leading ``~`` (it is expanded where they are used).
     """
-    for owner, name in ((cfg.data, "path"), (cfg, "knn_train"), (cfg, "knn_test")):
+    for owner, name in ((cfg.data, "path"), (cfg, "knn_train"), (cfg, "knn_test"),
+                        (cfg, "init_from")):
         value = getattr(owner, name)
         if value and os.path.exists(os.path.expanduser(value)):
             setattr(owner, name, _absolute(value))

@@ -1,6 +1,6 @@
 """Exporting a trained encoder, for use with simclr or without it.
 
-Three formats (``simclr export --format``, by default chosen from the file's suffix):
+Four formats (``simclr export --format``, by default chosen from the file's suffix):
 
 - ``checkpoint`` (``.pt``): a small simclr checkpoint holding the encoder's weights and
   architecture (no head, optimizer or RNG state); :func:`simclr.load_encoder` and every
@@ -9,6 +9,9 @@ Three formats (``simclr export --format``, by default chosen from the file's suf
   model code: ``torch.export.load(path).module()``.
 - ``onnx``: an ONNX graph for onnxruntime, TensorRT, OpenVINO, ... (needs the ``onnx``
   extra: ``pip install "simclr[onnx]"``).
+- ``torchvision`` (``.pt``/``.pth``, asked for by name): the encoder's weights as
+  ``torchvision.models.resnetXX()`` loads them (its ``fc`` replaced by ``nn.Identity()``),
+  for pipelines built on torchvision's models; width-1 encoders with the ImageNet stem.
 
 A program maps float32 images (B, 3, S, S), RGB in [0, 1] with no mean/std
 normalisation (as in the official code), to the representation at ``layer``: h, the
@@ -49,8 +52,9 @@ from simclr.pretrained import (
     representation_from_checkpoint,
 )
 from simclr.results import output_file
+from simclr.torchvision_io import check_convertible, to_torchvision
 
-FORMATS = ("checkpoint", "pt2", "onnx")
+FORMATS = ("checkpoint", "pt2", "onnx", "torchvision")
 _SUFFIXES = {".pt": "checkpoint", ".pth": "checkpoint", ".pt2": "pt2", ".onnx": "onnx"}
 CARD_FILE = "simclr.json"  # the card's name inside a .pt2 archive and in ONNX metadata
 # The traced batch and the checked batch differ, so a program that baked the batch
@@ -68,6 +72,8 @@ def export_format(out: str | Path, fmt: str = "auto") -> str:
     if named is None:
         raise SimCLRError(f"--out {out}: end the name in .pt (checkpoint), .pt2 "
                           "(torch.export) or .onnx")
+    if fmt == "torchvision" and named == "checkpoint":  # a state dict: .pt / .pth
+        return fmt
     if fmt not in ("auto", named):
         raise SimCLRError(f"--format {fmt} does not match --out {out} (a {named} file)")
     return named
@@ -96,11 +102,11 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
             raise SimCLRError(f"{card} (the program's card, written beside --out) {what}; "
                               "choose another --out" + ("" if card.is_dir() else
                                                         ", or pass --overwrite"))
-    if fmt == "checkpoint":
+    if fmt in ("checkpoint", "torchvision"):
         if layer != "h":
-            raise SimCLRError(f"--layer {layer}: a checkpoint export holds the encoder only; "
+            raise SimCLRError(f"--layer {layer}: a {fmt} export holds the encoder only; "
                               "use --format pt2 or onnx to export a layer of the head")
-        return export_encoder(source, out)
+        return (export_encoder if fmt == "checkpoint" else export_torchvision)(source, out)
     return export_program(source, out, fmt, layer)
 
 
@@ -121,6 +127,31 @@ def export_encoder(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
     out = Path(out)
     save_checkpoint(blob, out.parent, out.name, None)
     return {"out": str(out), "format": "checkpoint", **spec}
+
+
+def export_torchvision(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
+    """Write the encoder's weights in torchvision's layout (:mod:`simclr.torchvision_io`),
+    checked first: torchvision's model loads them strictly and computes the encoder's h."""
+    import torchvision
+
+    encoder, spec = encoder_from_checkpoint(load_checkpoint(checkpoint))
+    check_convertible(spec["arch"], spec["width"], spec["cifar_stem"])
+    state = to_torchvision(encoder.state_dict())
+    model = getattr(torchvision.models, spec["arch"])()
+    model.fc = nn.Identity()
+    model.load_state_dict(state)
+    size = spec["image_size"]
+    images = torch.rand(CHECK_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected, got = encoder.float().eval()(images), model.eval()(images)
+    if not torch.allclose(got, expected, atol=ATOL, rtol=RTOL):  # a renaming gone wrong
+        raise SimCLRError(f"torchvision's {spec['arch']} does not reproduce the encoder "
+                          f"(max difference {(got - expected).abs().max().item():.3g})")
+    out = Path(out)
+    written(out, lambda tmp: torch.save(state, tmp))
+    return {"out": str(out), "format": "torchvision", **spec,
+            "load": f"m = torchvision.models.{spec['arch']}(); m.fc = torch.nn.Identity(); "
+                    f"m.load_state_dict(torch.load({str(out)!r})); m.eval()"}
 
 
 def program_card(spec: dict[str, Any], layer: str, dim: int, step: int, fmt: str,

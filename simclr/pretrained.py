@@ -18,7 +18,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from simclr.checkpoint import classifier_file, load_checkpoint, load_weights, save_checkpoint
+from simclr.checkpoint import (
+    checked_checkpoint,
+    classifier_file,
+    load_checkpoint,
+    load_weights,
+    read_weights_file,
+    save_checkpoint,
+    weight_mismatch,
+)
 from simclr.config import Config, config_from_dict
 from simclr.errors import SimCLRError
 from simclr.files import written
@@ -33,6 +41,7 @@ from simclr.models import (
     resolve_cifar_stem,
 )
 from simclr.results import output_file
+from simclr.torchvision_io import check_convertible, from_torchvision, is_torchvision_state
 
 
 def encoder_spec(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -108,6 +117,47 @@ def load_encoder(checkpoint: str | Path, device: str | torch.device = "cpu") -> 
     """
     encoder, _ = encoder_from_checkpoint(load_checkpoint(checkpoint))
     return encoder.to(device).eval()
+
+
+def initial_weights(path: str) -> tuple[dict[str, Any], str]:
+    """``--init-from``: (the file's weights under the model's names, what the file is).
+
+    A simclr checkpoint or run (pretraining, supervised, fine-tuned, exported encoder):
+    its ``encoder.*`` weights, and its ``head.*`` ones if it has a projection head;
+    or a torchvision ResNet state dict (``torch.save(resnet.state_dict(), path)``, e.g.
+    ImageNet weights), renamed (:mod:`simclr.torchvision_io`), its ``fc`` dropped.
+    Read with ``weights_only=True`` like every checkpoint.
+    """
+    state, file = read_weights_file(path)
+    if is_torchvision_state(state):
+        return {f"encoder.{k}": v for k, v in state.items()}, f"torchvision weights {file}"
+    ckpt = checked_checkpoint(state, file)
+    kept = {k: v for k, v in ckpt["model"].items() if k.startswith(("encoder.", "head."))}
+    if not any(k.startswith("encoder.") for k in kept):
+        raise SimCLRError(f"--init-from {path}: {file} holds no encoder weights")
+    return kept, f"{ckpt.get('kind', 'simclr')} checkpoint {file} (step {ckpt.get('step')})"
+
+
+def apply_initial_weights(model: SimCLRModel, weights: dict[str, Any], what: str) -> str:
+    """Load :func:`initial_weights` into a pretraining model: the encoder strictly (a
+    mismatch is one line naming the first differing tensor), the head where the file
+    has one of the same shape (else it keeps its fresh init). Returns a log line."""
+    encoder = model.encoder.state_dict()
+    found = {k[len("encoder."):]: v for k, v in weights.items() if k.startswith("encoder.")}
+    if any(k.startswith("conv1.") for k in found):  # torchvision's layout
+        check_convertible(model.encoder.arch, model.encoder.width, model.encoder.cifar_stem)
+        found = from_torchvision(found, encoder)
+    problem = weight_mismatch(encoder, found, "encoder.")
+    if problem is not None:
+        raise SimCLRError(f"--init-from: the {what} does not fit this run's "
+                          f"{model.encoder.arch} width {model.encoder.width:g}: {problem}")
+    model.encoder.load_state_dict(found)
+    head = {k[len("head."):]: v for k, v in weights.items() if k.startswith("head.")}
+    same_head = bool(head) and weight_mismatch(model.head.state_dict(), head) is None
+    if same_head:
+        model.head.load_state_dict(head)
+    return (f"initial weights: the {what}; encoder loaded, projection head "
+            f"{'loaded' if same_head else 'freshly initialised'}")
 
 
 def folder_features(

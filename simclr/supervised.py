@@ -84,11 +84,12 @@ def check_new_run(run_dir: str | Path | None) -> None:
 
 
 # Settings of pretraining that supervised training has no use for: the contrastive
-# objective, the projection head, the kNN monitor; its data comes from --train, it logs
+# objective, the projection head, the kNN monitor, the initial weights (it starts from
+# random init, the baseline); its data comes from --train, it logs
 # a line per epoch and stops at a non-finite loss. Neither offered as flags nor taken
 # from a --config file (a setting accepted and ignored misleads).
 UNUSED = ("data.path", "out", "nan_policy", "max_bad_steps", "compile", "deterministic",
-          "log_every", "progress")
+          "log_every", "progress", "init_from")
 
 
 def unused_setting(path: str) -> bool:

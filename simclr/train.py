@@ -49,6 +49,7 @@ from simclr.loss import contrastive_loss
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.models import SimCLRModel, build_model_within_memory
 from simclr.optim import build_optimizer, lr_at, warmup_steps
+from simclr.pretrained import apply_initial_weights, initial_weights
 from simclr.progress import Progress
 from simclr.results import check_not_inside, check_out_folder
 from simclr.runtime import (
@@ -408,10 +409,14 @@ def pretrain(
     run_dir = run.path
     check_knn_folders(cfg)
     check_batch_by_names(cfg)
+    # Read now, so a wrong file is named before the data are decoded; loaded below.
+    initial = initial_weights(cfg.init_from) if cfg.init_from and not resume else None
     torch.manual_seed(cfg.seed)
 
     source = open_data(cfg)
     model = setup_model(cfg, device)
+    if initial is not None:
+        notes = [*notes, apply_initial_weights(unwrap(model), *initial)]
     # Measured before the first step: a batch that cannot fit fails in a second with
     # a message, not when the kernel kills the process. (After the data, so a wrong
     # folder is named first; a decoded cache is kept for the next run.)

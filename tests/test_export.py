@@ -274,3 +274,36 @@ def test_a_program_without_room_is_refused_before_torch_writes_it(run_dir, tmp_p
                                           r"\(about .* MiB needed, 0.0 MiB free\)"):
         exp.export(run_dir, tmp_path / "e.pt2")
     assert not (tmp_path / "e.pt2").exists()
+
+
+def test_torchvision_export_loads_into_torchvisions_resnet(tmp_path, run_dir, capsys):
+    """--format torchvision: torchvision's resnet18 (fc = Identity) loads the file
+    strictly and computes the encoder's h; a width-0.125 CIFAR encoder is refused."""
+    import torchvision
+
+    from simclr.config import build_config
+    from simclr.models import build_model
+
+    cfg = build_config(flags={"model.arch": "resnet18", "model.width": 1.0,
+                              "model.cifar_stem": False, "augment.size": 32})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 32)
+    with torch.no_grad():
+        model.train()(torch.rand(4, 3, 32, 32))  # non-trivial BatchNorm statistics
+    save_checkpoint({"kind": "pretrain", "config": cfg.to_dict(), "model": model.state_dict()},
+                    tmp_path, "wide.pt")
+    out = tmp_path / "resnet18.pth"
+    assert main(["export", "--checkpoint", str(tmp_path / "wide.pt"), "--out", str(out),
+                 "--format", "torchvision"]) == 0
+    assert "m.fc = torch.nn.Identity()" in json.loads(capsys.readouterr().out)["load"]
+    theirs = torchvision.models.resnet18()
+    theirs.fc = torch.nn.Identity()
+    theirs.load_state_dict(torch.load(out, weights_only=True))
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(theirs.eval()(x), load_encoder(tmp_path / "wide.pt")(x))
+    assert main(["export", "--checkpoint", str(run_dir), "--out", str(tmp_path / "n.pth"),
+                 "--format", "torchvision"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no width multiplier (this encoder: width 0.125)" in err
+    assert not (tmp_path / "n.pth").exists()

@@ -420,3 +420,49 @@ def test_a_failed_start_leaves_no_run_directory(tmp_path, image_folder, cache_di
     assert corrupt.read_text() == "not a checkpoint"
     assert sorted(p.name for p in (tmp_path / "corrupt").rglob("*")) == ["checkpoints",
                                                                         "last.pt"]
+
+
+def _params(state: dict, prefix: str) -> dict:
+    """The learned tensors under ``prefix`` (BatchNorm statistics move in any forward)."""
+    return {k: v for k, v in state.items() if k.startswith(prefix)
+            and "running_" not in k and "num_batches" not in k}
+
+
+def test_init_from_a_run_starts_a_new_run_from_its_weights(tmp_path, image_folder, cache_dir,
+                                                           capsys):
+    run(tmp_path, image_folder, cache_dir, "first", epochs=1)
+    source = load_checkpoint(tmp_path / "first/checkpoints/last.pt")["model"]
+    # lr 1e-30: updates below a float32 ulp, so the run's own checkpoint shows the weights
+    _, summary = run(tmp_path, image_folder, cache_dir, "second", epochs=1,
+                     init_from=str(tmp_path / "first"), **{"optim.lr": 1e-30})
+    assert summary["steps"] == 3  # a new schedule: not a resume
+    saved = load_checkpoint(tmp_path / "second/checkpoints/last.pt")
+    for prefix in ("encoder.", "head."):
+        expected, got = _params(source, prefix), _params(saved["model"], prefix)
+        assert expected and all(torch.equal(got[k], v) for k, v in expected.items()), prefix
+    assert "encoder loaded, projection head loaded" in capsys.readouterr().out
+    assert saved["config"]["init_from"] == str(tmp_path / "first")
+
+
+def test_init_from_torchvision_weights(tmp_path, image_folder, cache_dir, capsys):
+    import torchvision
+
+    torch.manual_seed(0)
+    resnet = torchvision.models.resnet18()
+    torch.save(resnet.state_dict(), tmp_path / "resnet18.pth")
+    flags = {"model.width": 1.0, "model.cifar_stem": False, "max_steps": 1,
+             "optim.lr": 1e-30, "init_from": str(tmp_path / "resnet18.pth")}
+    run(tmp_path, image_folder, cache_dir, "tv", **flags)
+    saved = load_checkpoint(tmp_path / "tv/checkpoints/last.pt")["model"]
+    assert torch.equal(saved["encoder.stem.0.weight"], resnet.conv1.weight)
+    assert torch.equal(saved["encoder.layer3.0.shortcut.0.weight"],
+                       resnet.layer3[0].downsample[0].weight)
+    assert torch.equal(saved["encoder.layer4.1.bn2.weight"], resnet.layer4[1].bn2.weight)
+    assert "projection head freshly initialised" in capsys.readouterr().out
+    # The file names a network this run cannot take: one line, nothing decoded or written.
+    with pytest.raises(SimCLRError, match="resnet18 has no width multiplier"):
+        run(tmp_path, image_folder, cache_dir, "narrow", **{**flags, "model.width": 0.125})
+    with pytest.raises(SimCLRError, match="not found|does not exist|no such"):
+        run(tmp_path, image_folder, tmp_path / "fresh-cache", "missing",
+            **{**flags, "init_from": str(tmp_path / "nope.pth")})
+    assert not (tmp_path / "fresh-cache").exists()

@@ -1,0 +1,70 @@
+"""Weights in torchvision's ResNet layout, both ways.
+
+simclr's encoder (:class:`simclr.models.ResNet`) computes what torchvision's
+``resnet18`` .. ``resnet152`` compute at width 1 with the ImageNet stem (the same
+layers, strides on the 3x3 convs as in torchvision's "v1.5", the same padding), under
+other names: ``stem.0``/``stem.1`` are ``conv1``/``bn1``, a block's ``shortcut`` is its
+``downsample``, and ``last_bn`` is only a second name for the block's last BatchNorm.
+
+- :func:`to_torchvision`: an encoder's weights as ``torchvision.models.resnetXX()``
+  loads them once its ``fc`` is ``nn.Identity()`` (h is then the model's output).
+- :func:`from_torchvision`: a torchvision state dict (e.g. ImageNet weights saved with
+  ``torch.save(model.state_dict(), path)``) as an encoder's weights, its ``fc`` dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from simclr.errors import SimCLRError
+
+# (simclr's, torchvision's): name prefixes of the stem, and the shortcut's infix.
+_PREFIXES = (("stem.0.", "conv1."), ("stem.1.", "bn1."))
+_INFIX = (".shortcut.", ".downsample.")
+
+
+def check_convertible(arch: str, width: float, cifar_stem: bool) -> None:
+    """torchvision's ResNets have neither a width multiplier nor a CIFAR stem."""
+    if width != 1 or cifar_stem:
+        what = (f"width multiplier (this encoder: width {width:g})" if width != 1
+                else "CIFAR stem (3x3 conv, no max-pool)")
+        raise SimCLRError(f"torchvision's {arch} has no {what}: only width-1 encoders with "
+                          "the ImageNet stem have a torchvision layout")
+
+
+def _renamed(name: str, to_torchvision: bool) -> str:
+    for ours, theirs in _PREFIXES:
+        old, new = (ours, theirs) if to_torchvision else (theirs, ours)
+        if name.startswith(old):
+            return new + name[len(old):]
+    old, new = _INFIX if to_torchvision else _INFIX[::-1]
+    return name.replace(old, new)
+
+
+def to_torchvision(encoder_state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An encoder's state dict (simclr names) -> torchvision's names, ``fc`` excluded."""
+    return {_renamed(k, True): v for k, v in encoder_state.items()
+            if ".last_bn." not in f".{k}"}
+
+
+def from_torchvision(state: Mapping[str, Any], encoder_state: Mapping[str, torch.Tensor]
+                     ) -> dict[str, torch.Tensor]:
+    """A torchvision ResNet state dict -> the names of ``encoder_state`` (the network
+    it is for, whose ``last_bn`` aliases get their block's tensors); ``fc`` dropped."""
+    renamed = {_renamed(k, False): v for k, v in state.items()
+               if not k.startswith("fc.")}
+    for name in encoder_state:  # the aliases: last_bn is bn2 (basic) or bn3 (bottleneck)
+        if ".last_bn." in name:
+            block, field = name.split(".last_bn.")
+            last = "bn3" if f"{block}.bn3.{field}" in encoder_state else "bn2"
+            if f"{block}.{last}.{field}" in renamed:
+                renamed[name] = renamed[f"{block}.{last}.{field}"]
+    return renamed
+
+
+def is_torchvision_state(state: Any) -> bool:
+    """Whether a loaded file is a bare torchvision ResNet state dict."""
+    return isinstance(state, Mapping) and "conv1.weight" in state and "bn1.weight" in state
