@@ -5,7 +5,8 @@ An epoch of CIFAR-sized images then costs a gather of rows, no decoding. The cac
 with a JSON sidecar (which also holds each image's aspect ratio, see
 :func:`simclr.decode.fit_square`); the key hashes every file's path, size and mtime,
 so a changed folder gets a new cache. Writes go to temporary names renamed into place,
-so an interrupted build leaves nothing that would be trusted.
+so an interrupted build leaves nothing that would be trusted. ``simclr cache`` lists the
+caches and removes those of folders that are gone or long unused (:func:`cache_entries`).
 """
 
 from __future__ import annotations
@@ -176,6 +177,10 @@ def build_cache(
     if found is not None:
         rows, meta = found
         log.info("using the decoded cache %s", npy)
+        try:  # its last use, which `simclr cache --clean` goes by
+            os.utime(meta_path)
+        except OSError:  # a read-only cache folder is still a cache
+            pass
         if meta["skipped"]:  # said again: a reused cache decodes nothing that could fail
             i, reason = meta["skipped"][0]
             log.warning("%s: %d unreadable image(s) skipped (first: %s: %s)", images.root,
@@ -228,3 +233,41 @@ def _build_cache_files(
     }
     write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))
     return np.load(npy, mmap_mode="r"), meta
+
+
+# ----------------------------------------------------------------- looking after the folder
+
+class CacheEntry(NamedTuple):
+    """One decoded cache in the cache folder (``simclr cache``)."""
+
+    npy: Path
+    meta: Path
+    nbytes: int  # the .npy and its sidecar
+    root: str  # the image folder it was decoded from ('?' if the sidecar is unreadable)
+    images: int
+    side: int
+    last_used: float  # the sidecar's mtime: a build writes it, a reuse touches it
+
+
+def cache_entries(cache_dir: str | os.PathLike) -> list[CacheEntry]:
+    """The caches in ``cache_dir``, least recently used first."""
+    folder = Path(cache_dir).expanduser()
+    found = []
+    for npy in folder.glob("*.npy") if folder.is_dir() else ():
+        meta_path = npy.with_suffix(".json")
+        try:
+            meta = json.loads(meta_path.read_text())
+            root, images, side = str(meta["root"]), int(meta["num_files"]), int(meta["side"])
+            used = meta_path.stat().st_mtime
+        except (OSError, ValueError, TypeError, KeyError):  # a build's .npy without sidecar
+            root, images, side, used = "?", 0, 0, npy.stat().st_mtime
+        size = npy.stat().st_size + (meta_path.stat().st_size if meta_path.exists() else 0)
+        found.append(CacheEntry(npy, meta_path, size, root, images, side, used))
+    return sorted(found, key=lambda e: e.last_used)
+
+
+def remove_entry(entry: CacheEntry) -> None:
+    """Delete a cache (sidecar first: a half-deleted cache is never trusted). A run still
+    reading it keeps its open memmap; the next run decodes again."""
+    entry.meta.unlink(missing_ok=True)
+    entry.npy.unlink(missing_ok=True)

@@ -168,6 +168,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_flags(p)
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("cache", help="list the decoded caches; --clean removes stale ones")
+    p.add_argument("--cache-dir", type=_folder_name, default="~/.cache/simclr/decoded")
+    p.add_argument("--clean", action="store_true",
+                   help="remove the caches of folders that are gone or were not used for "
+                        "--unused-days")
+    p.add_argument("--unused-days", type=float, default=30.0,
+                   help="with --clean: remove caches no run used for this many days")
+    p.add_argument("--clear", action="store_true", help="remove every cache")
+    p.set_defaults(func=cmd_cache)
+
     commands.add_evaluation_commands(sub, add_runtime_flags)
     commands.add_sweep_command(sub)
     for command in sub.choices.values():  # the shared flags' help, where none was given
@@ -366,6 +376,42 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{command}: interrupted", file=sys.stderr)
         return 130
 
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """List the decoded caches; ``--clean`` removes those of folders that are gone or
+    that no run used for ``--unused-days``; ``--clear`` removes them all."""
+    import time
+
+    from simclr.cache import cache_entries, remove_entry
+
+    entries = cache_entries(args.cache_dir)
+    now = time.time()
+
+    def stale(e: Any) -> str | None:
+        if args.clear:
+            return "cleared"
+        if e.root == "?":  # the sidecar comes last: a build may be finishing
+            return "a build that never finished" if now - e.last_used > 3600 else None
+        if not Path(e.root).is_dir():
+            return "its folder is gone"
+        if now - e.last_used > args.unused_days * 86400:
+            return f"unused for {(now - e.last_used) / 86400:.0f} days"
+        return None
+
+    removed = 0
+    for e in entries:
+        why = stale(e) if args.clean or args.clear else None
+        if why is not None:
+            remove_entry(e)
+            removed += e.nbytes
+        day = time.strftime("%Y-%m-%d", time.localtime(e.last_used))
+        print(f"{e.nbytes / 2**20:9.1f} MiB  {e.images:7d} x {e.side:3d} px  used {day}  "
+              f"{e.root}" + (f"  (removed: {why})" if why else ""))
+    total = sum(e.nbytes for e in entries)
+    print(f"{Path(args.cache_dir).expanduser()}: {len(entries)} caches, "
+          f"{total / 2**20:.1f} MiB" + (f"; {removed / 2**20:.1f} MiB freed" if removed else ""))
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -131,3 +131,33 @@ def test_a_cache_dir_blocked_by_a_file_says_so(tmp_path):
         with pytest.raises(SimCLRError, match=f"cannot create the cache folder {cache_dir}: "
                            f"{tmp_path / 'afile'} is a file; pass another --cache-dir"):
             open_source(str(tmp_path / "imgs"), DataConfig(cache_dir=str(cache_dir), workers=0))
+
+
+def test_the_cache_command_lists_and_cleans_what_no_run_needs(tmp_path, capsys):
+    """`simclr cache --clean` removes the caches of deleted folders and of folders no
+    run used for --unused-days (a reuse counts as a use); `--clear` removes them all."""
+    import shutil
+
+    from simclr.cli import main
+
+    for name in ("kept", "gone", "old"):
+        _cifar_like(tmp_path / name)
+        open_source(str(tmp_path / name), data_cfg(tmp_path))
+    entries = {Path(e.root).name: e for e in cache.cache_entries(tmp_path / "cache")}
+    assert sorted(entries) == ["gone", "kept", "old"]
+    shutil.rmtree(tmp_path / "gone")
+    month_ago = time.time() - 40 * 86400
+    for name in ("old", "kept"):
+        os.utime(entries[name].meta, (month_ago, month_ago))
+    open_source(str(tmp_path / "kept"), data_cfg(tmp_path))  # reused: used today
+    assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
+    listed = capsys.readouterr().out
+    assert "3 caches" in listed and "removed" not in listed
+    assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean"]) == 0
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'gone'}  (removed: its folder is gone)" in out
+    assert f"{tmp_path / 'old'}  (removed: unused for 40 days)" in out and "MiB freed" in out
+    assert [Path(e.root).name for e in cache.cache_entries(tmp_path / "cache")] == ["kept"]
+    assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clear"]) == 0
+    assert cache.cache_entries(tmp_path / "cache") == []
+    assert not list((tmp_path / "cache").iterdir())
