@@ -139,7 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     from simclr import commands
 
-    p = sub.add_parser("pretrain", help="SimCLR pretraining on a folder of images")
+    p = sub.add_parser(
+        "pretrain", help="SimCLR pretraining on a folder of images",
+        description="Most runs need only: --preset (imagenette-cpu for photos on a CPU, "
+                    "cifar10-cpu for small images, imagenet / cifar10 for the paper's "
+                    "recipes), --data FOLDER, --out RUN, a length (--time-budget 20m or "
+                    "--epochs), perhaps --image-size, --arch/--width and --batch-size; "
+                    "--resume RUN continues an interrupted run. Every other setting of "
+                    "the paper follows, by section.")
     p.add_argument("--preset", choices=sorted(PRESETS), help="a recipe of the paper (or ours)")
     p.add_argument("--config", help="YAML file of settings (flags override it)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
@@ -300,10 +307,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if Path(args.out).suffix.lower() != ".csv":
         raise SimCLRError(f"--out {args.out}: the output must be a .csv file")
     output_file(args.out, args.overwrite)
-    print(json.dumps(predict_folder(
+    result = predict_folder(
         args.checkpoint, args.data, args.out, top_k=args.top_k, batch_size=args.batch_size,
         device=args.device, precision=args.precision, workers=args.workers,
-        cache_dir=args.cache_dir)))
+        cache_dir=args.cache_dir)
+    if "top1" in result:  # a labeled folder: the accuracy in words too (stderr, as knn's)
+        top5 = f", top-5 {100 * result['top5']:.2f}%" if result["top5"] is not None else ""
+        print(f"{args.out}: {result['images']} images predicted; top-1 "
+              f"{100 * result['top1']:.2f}%{top5} over the {result['labeled']} in classes "
+              "the classifier knows", file=sys.stderr)
+    print(json.dumps(result))
     return 0
 
 

@@ -179,7 +179,7 @@ def program_card(spec: dict[str, Any], layer: str, dim: int, step: int, fmt: str
         },
         "output": output,
         "encoder": {k: spec[k] for k in ("arch", "width", "cifar_stem", "image_size")},
-        "step": step, "checkpoint": str(source), "simclr_version": __version__,
+        "step": step, "checkpoint": str(source.resolve()), "simclr_version": __version__,
     }
 
 

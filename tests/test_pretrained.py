@@ -163,9 +163,12 @@ def test_linear_eval_saves_a_classifier_that_predicts_what_it_measured(
     assert main(["predict", "--checkpoint", str(run), "--data", str(image_folder), "--out",
                  str(out), "--top-k", "3", "--device", "cpu", "--precision", "fp32",
                  "--cache-dir", cache_dir]) == 0
-    summary = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    summary = json.loads(printed.out)
     assert summary["images"] == summary["labeled"] == 24 and summary["unknown_class"] == 0
     assert summary["top1"] == measured["top1"]
+    assert f"pred.csv: 24 images predicted; top-1 {100 * summary['top1']:.2f}% over the 24 " \
+        "in classes the classifier knows" in printed.err
     # Per image, the probabilities of the fitted model computed afresh from the features.
     source, test = (open_source(str(p), DataConfig(workers=0, cache_dir=cache_dir),
                                 train=False, image_size=16) for p in (tmp_path / "train",
