@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -133,7 +133,8 @@ class Checkpointing:
     """Periodic checkpoints and preemption during a classifier's training.
 
     ``save(step, seconds)`` writes a periodic checkpoint; ``every``: steps between them
-    (0: none). While the training runs, SIGTERM/SIGINT ask it to stop at the end of the
+    (0: none); ``every_s``: also one when this many seconds passed since the last (0:
+    off). While the training runs, SIGTERM/SIGINT ask it to stop at the end of the
     step (:class:`simclr.runtime.StopFlag`); ``on_step(step, stop)`` is called after
     every step with that flag (tests use it to simulate a preemption).
     """
@@ -141,6 +142,8 @@ class Checkpointing:
     save: Callable[[int, float], Any]
     every: int
     on_step: Callable[[int, StopFlag], None] | None = None
+    every_s: float = 0.0
+    last_save: float = field(default_factory=time.perf_counter)
 
 
 def train_classifier(
@@ -234,9 +237,13 @@ def _after_step(checkpointing: Checkpointing, stop: StopFlag, vote: dist.StopVot
     makes every process stop at the same step."""
     if checkpointing.on_step is not None:
         checkpointing.on_step(step, stop)
-    if checkpointing.every and step % checkpointing.every == 0 and step < total_steps:
+    due = (checkpointing.every and step % checkpointing.every == 0) or (
+        checkpointing.every_s and time.perf_counter() - checkpointing.last_save
+        >= checkpointing.every_s)
+    if due and step < total_steps:
         check()
         checkpointing.save(step, seconds)
+        checkpointing.last_save = time.perf_counter()
     return vote(step, stop.requested, last=step >= total_steps)
 
 

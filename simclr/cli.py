@@ -220,7 +220,7 @@ def _folder_name(text: str) -> str:
 # train.check_run_length), where and how fast it runs, and what it logs.
 RESUME_FLAGS = {"epochs", "max_steps", "time_budget", "progress", "device", "threads",
                 "data.workers", "data.cache_dir", "log_every", "checkpoint_every",
-                "keep_checkpoints", "knn_every", "memory_check"}
+                "checkpoint_minutes", "keep_checkpoints", "knn_every", "memory_check"}
 
 
 # Any of these on the command line: the user chose the recipe's scale, not the default.

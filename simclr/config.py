@@ -209,6 +209,7 @@ class Config:
     threads: int | None = None  # CPU threads for torch; None: torch's default
     log_every: int = 10  # steps between metric lines
     checkpoint_every: int = 500  # steps between periodic checkpoints (0: only at the end)
+    checkpoint_minutes: float = 30.0  # also one when this long has passed since the last (0: off)
     keep_checkpoints: int = 2  # how many periodic checkpoints to keep
     nan_policy: str = "stop"  # stop | skip (skip non-finite steps, at most max_bad_steps)
     max_bad_steps: int = 10  # nan_policy skip: give up after this many
@@ -278,6 +279,7 @@ FLAGS: dict[str, str] = {
     "threads": "threads",
     "log-every": "log_every",
     "checkpoint-every": "checkpoint_every",
+    "checkpoint-minutes": "checkpoint_minutes",
     "keep-checkpoints": "keep_checkpoints",
     "nan-policy": "nan_policy",
     "knn-train": "knn_train",
@@ -783,6 +785,7 @@ def validate(cfg: Config) -> None:
     _check(0 <= cfg.seed <= MAX_SEED, "seed", f"must lie in [0, 2^63 - 1], got {cfg.seed}")
     _positive(cfg.log_every, "log_every")
     _positive(cfg.checkpoint_every, "checkpoint_every", allow_zero=True)
+    _positive(cfg.checkpoint_minutes, "checkpoint_minutes", allow_zero=True)
     _positive(cfg.keep_checkpoints, "keep_checkpoints")
     _choice(cfg.nan_policy, ("stop", "skip"), "nan_policy")
     _positive(cfg.max_bad_steps, "max_bad_steps", allow_zero=True)

@@ -61,7 +61,8 @@ RESUME_ENTRIES = ("optimizer", "scaler", "step", "elapsed", "total_steps", "warm
 # The settings --resume may change: where and how fast it runs, not what it computes;
 # the run's length only to its saved value (train.check_run_length).
 RESUME_FLAGS = {"device", "threads", "data.workers", "data.cache_dir", "checkpoint_every",
-                "keep_checkpoints", "memory_check", "epochs", "max_steps", "time_budget"}
+                "checkpoint_minutes", "keep_checkpoints", "memory_check", "epochs",
+                "max_steps", "time_budget"}
 
 
 def check_new_run(run_dir: str | Path | None) -> None:
@@ -302,7 +303,8 @@ def _train_and_test(
     start = time.perf_counter()
     # Every process checks for a stop request (they agree on the step); rank 0 saves.
     checkpointing = None if run_dir is None else Checkpointing(
-        lambda s, t: save(s, t, {}, periodic=True), cfg.checkpoint_every, on_step)
+        lambda s, t: save(s, t, {}, periodic=True), cfg.checkpoint_every, on_step,
+        every_s=60 * cfg.checkpoint_minutes)
     stats = train_classifier(
         dist.wrap_ddp(model, dev), train, np.arange(train.num_images), cfg.augment,
         total_steps=plan.total_steps, batch_size=batch, optimizer=optimizer,

@@ -539,6 +539,7 @@ def train_loop(
     # The first non-finite step, kept on the device and checked at log and save points.
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     segment_start, elapsed_before = time.perf_counter(), state.elapsed
+    last_save = segment_start
     next_refit = state.step + 10
     knn_every_steps = max(1, round(cfg.knn_every * plan.steps_per_epoch))
     last_good: Path | None = latest_checkpoint(run_dir / "checkpoints")
@@ -600,9 +601,14 @@ def train_loop(
             if signal_name:  # the checkpoint is written after the loop
                 reason, stop.requested = "preempted", signal_name
                 break
-            if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+            # Every N steps, and every M minutes: a slow step (a big model on a CPU) must
+            # not leave hours of training without a checkpoint. Rank 0 alone saves.
+            due_by_time = (cfg.checkpoint_minutes and time.perf_counter() - last_save
+                           >= 60 * cfg.checkpoint_minutes)
+            if (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0) or due_by_time:
                 check_finite(first_bad, last_good, cfg)
                 last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
+                last_save = time.perf_counter()
             if cfg.knn_train and state.step % knn_every_steps == 0:
                 knn_monitor(cfg, model, device, precision, state.step, log)
             if last:

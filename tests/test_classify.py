@@ -28,7 +28,7 @@ def test_schedules_have_no_warm_up():
     assert [scheduled_lr(s, 10, 0.4, "constant") for s in (0, 9)] == [0.4, 0.4]
 
 
-def train(model, total, saves, start_step=0, lr=0.05, on_step=None):
+def train(model, total, saves, start_step=0, lr=0.05, on_step=None, every=2, every_s=0.0):
     source = colour_source()  # 24 images, batch 8: 3 steps per epoch
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     for group in optimizer.param_groups:
@@ -37,7 +37,8 @@ def train(model, total, saves, start_step=0, lr=0.05, on_step=None):
         model, source, np.arange(24), crop_flip_config(16), total_steps=total, batch_size=8,
         optimizer=optimizer, lr_fn=lambda step, p: scheduled_lr(step, total, p), seed=0,
         device=torch.device("cpu"), precision="fp32", verbose=False, start_step=start_step,
-        checkpointing=Checkpointing(lambda step, seconds: saves.append(step), 2, on_step))
+        checkpointing=Checkpointing(lambda step, seconds: saves.append(step), every, on_step,
+                                    every_s=every_s))
 
 
 def test_periodic_saves_and_a_stop_request():
@@ -45,6 +46,9 @@ def test_periodic_saves_and_a_stop_request():
     stats = train(Classifier(tiny_encoder(), 3), 7, saves)
     # Every 2 steps, not at the last one (the caller writes the final checkpoint).
     assert saves == [2, 4, 6] and stats["status"] == "finished" and stats["steps"] == 7
+    by_clock = []  # every step is past the (tiny) time: saved each step, not the last
+    train(Classifier(tiny_encoder(), 3), 4, by_clock, every=0, every_s=1e-9)
+    assert by_clock == [1, 2, 3]
 
     def stop_at_5(step, stop):
         if step == 5:

@@ -466,3 +466,15 @@ def test_init_from_torchvision_weights(tmp_path, image_folder, cache_dir, capsys
         run(tmp_path, image_folder, tmp_path / "fresh-cache", "missing",
             **{**flags, "init_from": str(tmp_path / "nope.pth")})
     assert not (tmp_path / "fresh-cache").exists()
+
+
+def test_checkpoints_also_come_by_the_clock(tmp_path, image_folder, cache_dir):
+    """--checkpoint-minutes: a run whose steps are slow still leaves checkpoints (here
+    every step is 'late': a periodic file at each step, the last two kept)."""
+    run(tmp_path, image_folder, cache_dir, "clock", epochs=1, checkpoint_every=0,
+        checkpoint_minutes=1e-9)
+    periodic = sorted(p.name for p in (tmp_path / "clock/checkpoints").glob("ckpt-*.pt"))
+    assert periodic == ["ckpt-00000002.pt", "ckpt-00000003.pt"]
+    run(tmp_path, image_folder, cache_dir, "steps", epochs=1, checkpoint_every=0,
+        checkpoint_minutes=0)
+    assert not list((tmp_path / "steps/checkpoints").glob("ckpt-*.pt"))
