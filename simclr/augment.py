@@ -367,6 +367,11 @@ def reference_augment(image: Tensor, params: ViewParams, i: int, cfg: AugmentCon
 
 
 
+# What the evaluation computes of a file, for results cached across versions (sweeps):
+# 2 since large photos are read as this transform's central square (data.open_folder).
+EVAL_VERSION = 2
+
+
 def eval_resize(images: Tensor | Image.Image, size: int,
                 aspect: Tensor | np.ndarray | None = None) -> Tensor:
     """The evaluation transform (App. B): deterministic resize (+ center crop).

@@ -17,6 +17,7 @@ import logging
 import math
 import multiprocessing
 import os
+import re
 import signal
 import time
 from collections.abc import Sequence
@@ -249,25 +250,39 @@ class CacheEntry(NamedTuple):
     last_used: float  # the sidecar's mtime: a build writes it, a reuse touches it
 
 
+# What build_cache names its files: <folder>-<side>px-<key>.npy. Nothing else in the
+# cache folder is ever listed or deleted (it may hold a user's own .npy files).
+_CACHE_NAME = re.compile(r"[\w-]*-\d+px-[0-9a-f]{20}\.npy")
+
+
 def cache_entries(cache_dir: str | os.PathLike) -> list[CacheEntry]:
     """The caches in ``cache_dir``, least recently used first."""
     folder = Path(cache_dir).expanduser()
     found = []
     for npy in folder.glob("*.npy") if folder.is_dir() else ():
+        if not _CACHE_NAME.fullmatch(npy.name):
+            continue
         meta_path = npy.with_suffix(".json")
         try:
-            meta = json.loads(meta_path.read_text())
-            root, images, side = str(meta["root"]), int(meta["num_files"]), int(meta["side"])
-            used = meta_path.stat().st_mtime
-        except (OSError, ValueError, TypeError, KeyError):  # a build's .npy without sidecar
-            root, images, side, used = "?", 0, 0, npy.stat().st_mtime
-        size = npy.stat().st_size + (meta_path.stat().st_size if meta_path.exists() else 0)
+            size = npy.stat().st_size
+            try:
+                meta = json.loads(meta_path.read_text())
+                root, images, side = str(meta["root"]), int(meta["num_files"]), int(meta["side"])
+                used, size = meta_path.stat().st_mtime, size + meta_path.stat().st_size
+            except (OSError, ValueError, TypeError, KeyError):  # no sidecar (yet)
+                root, images, side, used = "?", 0, 0, npy.stat().st_mtime
+        except OSError:  # removed meanwhile (another clean)
+            continue
         found.append(CacheEntry(npy, meta_path, size, root, images, side, used))
     return sorted(found, key=lambda e: e.last_used)
 
 
 def remove_entry(entry: CacheEntry) -> None:
     """Delete a cache (sidecar first: a half-deleted cache is never trusted). A run still
-    reading it keeps its open memmap; the next run decodes again."""
-    entry.meta.unlink(missing_ok=True)
-    entry.npy.unlink(missing_ok=True)
+    reading it keeps its open memmap; the next run decodes again. SimCLRError if the
+    files cannot be deleted."""
+    try:
+        entry.meta.unlink(missing_ok=True)
+        entry.npy.unlink(missing_ok=True)
+    except OSError as exc:
+        raise SimCLRError(f"cannot remove the cache {entry.npy}: {exc.strerror}") from None

@@ -32,7 +32,7 @@ from torch import nn
 
 from simclr.config import SettingError, config_from_dict, validate
 from simclr.errors import SimCLRError
-from simclr.files import remove_stale_temporaries, write_atomically
+from simclr.files import remove_stale_temporaries, torch_save, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +93,8 @@ def save_checkpoint(
     payload = {"format": FORMAT, "version": VERSION,
                **{k: v for k, v in state.items() if k != "file"}}  # where it was read
 
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            try:
-                torch.save(payload, f)
-            except RuntimeError as exc:  # torch's zip writer reports a failed write so
-                raise OSError(_write_failure(tmp, exc)) from None
-
     try:
-        write_atomically(target, write)
+        write_atomically(target, lambda tmp: torch_save(payload, tmp))
     except OSError as exc:
         reason = exc.strerror or str(exc)
         previous = target if target.is_file() else latest_checkpoint(folder)
@@ -127,18 +120,6 @@ def readable_state(ckpt: Mapping[str, Any], what: str) -> Iterator[None]:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise SimCLRError(f"{ckpt.get('file', 'the checkpoint')}: its {what} does not fit this "
                           f"run (damaged or edited? {first})") from None
-
-
-def _write_failure(tmp: Path, exc: RuntimeError) -> str:
-    """Why torch.save could not write ``tmp``: the disk, or torch's own words."""
-    import shutil
-
-    try:
-        if shutil.disk_usage(tmp.parent).free < 1 << 20:
-            return "No space left on device"
-    except OSError:
-        pass
-    return (str(exc).strip().splitlines() or ["torch.save failed"])[0][:200]
 
 
 def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int) -> None:

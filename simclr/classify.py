@@ -237,12 +237,22 @@ def _after_step(checkpointing: Checkpointing, stop: StopFlag, vote: dist.StopVot
     makes every process stop at the same step."""
     if checkpointing.on_step is not None:
         checkpointing.on_step(step, stop)
-    due = (checkpointing.every and step % checkpointing.every == 0) or (
-        checkpointing.every_s and time.perf_counter() - checkpointing.last_save
-        >= checkpointing.every_s)
-    if due and step < total_steps:
+    if step >= total_steps:  # the caller writes the final checkpoint
+        pass
+    elif checkpointing.every and step % checkpointing.every == 0:
         check()
         checkpointing.save(step, seconds)
+        checkpointing.last_save = time.perf_counter()
+    elif checkpointing.every_s and time.perf_counter() - checkpointing.last_save \
+            >= checkpointing.every_s:
+        # Each process's own clock: no raise here (the others would not), and never a
+        # diverged model; the epoch's end, reached by every process, stops the run.
+        try:
+            check()
+        except SimCLRError:  # diverged: nothing saved
+            pass
+        else:
+            checkpointing.save(step, seconds)
         checkpointing.last_save = time.perf_counter()
     return vote(step, stop.requested, last=step >= total_steps)
 

@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clean", action="store_true",
                    help="remove the caches of folders that are gone or were not used for "
                         "--unused-days")
-    p.add_argument("--unused-days", type=float, default=30.0,
+    p.add_argument("--unused-days", type=_days, default=30.0,
                    help="with --clean: remove caches no run used for this many days")
     p.add_argument("--clear", action="store_true", help="remove every cache")
     p.set_defaults(func=cmd_cache)
@@ -207,6 +207,17 @@ def add_runtime_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", type=_folder_name, default="~/.cache/simclr/decoded")
 
 
+def _days(text: str) -> float:
+    """argparse type: a non-negative, finite number of days."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a non-negative number of days, got {text}")
+    return value
+
+
 def _folder_name(text: str) -> str:
     """argparse type: a folder path, not empty (which would mean the current folder)."""
     if not text.strip():
@@ -223,6 +234,9 @@ RESUME_FLAGS = {"epochs", "max_steps", "time_budget", "progress", "device", "thr
                 "checkpoint_minutes", "keep_checkpoints", "knn_every", "memory_check"}
 
 
+PAPER_SCALE = ("the paper's ImageNet recipe (ResNet-50, 224 px, batch 4096, 100 epochs: "
+               "days on a CPU); for a CPU or a small folder start from --preset "
+               "imagenette-cpu (photos) or --preset cifar10-cpu (small images)")
 # Any of these on the command line: the user chose the recipe's scale, not the default.
 RECIPE_FLAGS = {"model.arch", "model.width", "augment.size", "batch_size", "epochs",
                 "max_steps", "time_budget"}
@@ -244,15 +258,17 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         if preset is None and flags.get("data.path") is None and not args.config:
             preset = "digits"  # the one-minute offline demo on scikit-learn's digits
         elif preset is None and not args.config and not RECIPE_FLAGS & set(flags):
-            notes.append("note: no --preset, so the paper's ImageNet recipe (ResNet-50, 224 px, "
-                         "batch 4096, 100 epochs: days on a CPU); for a CPU or a small folder "
-                         "start from --preset imagenette-cpu (photos) or --preset cifar10-cpu "
-                         "(small images)")
+            notes.append(f"note: no --preset, so {PAPER_SCALE}")
         cfg = build_config(preset, args.config, flags)
     if args.print_config:  # check a recipe before a long run: nothing is read or written
         print(yaml_text(cfg.to_dict()), end="")
         return 0
-    summary = train.pretrain(cfg, resume=bool(args.resume), notes=notes)
+    try:
+        summary = train.pretrain(cfg, resume=bool(args.resume), notes=notes)
+    except SimCLRError as exc:  # a batch or memory refusal: the recipe is the likely cause
+        if notes and "--batch-size" in str(exc):
+            raise SimCLRError(f"{exc} (no --preset was given: {PAPER_SCALE})") from None
+        raise
     if summary.get("rank", 0) != 0:  # rank 0 reports for the whole run
         return train.EXIT_PREEMPTED if summary["status"] == "preempted" else 0
     print_summary(summary)

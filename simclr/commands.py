@@ -267,7 +267,9 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
         tasks, views=args.views, epochs=args.epochs, seed=args.seed,
         batch_size=args.batch_size, device=args.device, precision=args.precision)
     result["source"] = {**checkpoint_source(
-        path, ckpt, "random init" if args.random_init else "pretrained"), "layer": "h and z"}
+        path, ckpt, "random init" if args.random_init else "pretrained"),
+        "layer": "h" if result["tasks"] and all(row["z"] is None for row in
+                                                result["tasks"].values()) else "h and z"}
     write_results(out, "transform_probe.json", result)
     print(json.dumps(result))
     return 0
@@ -361,8 +363,9 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 def _eval_data(args: argparse.Namespace) -> dict[str, str]:
     """What a sweep evaluates on, as its cells' results record it: the folders' absolute
-    paths (a named data set by its name; the digits demo by its split)."""
-    if not (args.eval_train and args.eval_test):
+    paths (a named data set by its name; the digits demo by its split) and the version
+    of the evaluation transform (:data:`simclr.augment.EVAL_VERSION`)."""
+    if not (args.eval_train and args.eval_test):  # small images: no transform version
         return {"train": "digits[train]", "test": "digits[test]"}
 
     def identity(spec: str) -> str:
@@ -375,7 +378,10 @@ def _eval_data(args: argparse.Namespace) -> dict[str, str]:
             return spec.lower()
         return abspath(path)
 
-    return {"train": identity(args.eval_train), "test": identity(args.eval_test)}
+    from simclr.augment import EVAL_VERSION
+
+    return {"train": identity(args.eval_train), "test": identity(args.eval_test),
+            "transform": str(EVAL_VERSION)}
 
 
 def _stale_evaluation(saved: Path, wanted: dict[str, str], precision: str) -> str | None:
@@ -394,6 +400,8 @@ def _stale_evaluation(saved: Path, wanted: dict[str, str], precision: str) -> st
     for split in ("train", "test"):
         if found.get(split) != wanted[split]:
             return f"was computed on another {split} set ({found.get(split)})"
+    if found.get("transform") != wanted.get("transform"):
+        return "was computed with an earlier evaluation transform"
     # 'auto' takes any: a sweep continued on another machine keeps its results.
     if precision != "auto" and cached.get("precision") != precision:
         return f"was computed in {cached.get('precision')}, not {precision}"

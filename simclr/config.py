@@ -208,7 +208,7 @@ class Config:
     deterministic: bool = False  # deterministic kernels (bit-exact resume on CPU)
     threads: int | None = None  # CPU threads for torch; None: torch's default
     log_every: int = 10  # steps between metric lines
-    checkpoint_every: int = 500  # steps between periodic checkpoints (0: only at the end)
+    checkpoint_every: int = 500  # steps between periodic checkpoints (0: none by count)
     checkpoint_minutes: float = 30.0  # also one when this long has passed since the last (0: off)
     keep_checkpoints: int = 2  # how many periodic checkpoints to keep
     nan_policy: str = "stop"  # stop | skip (skip non-finite steps, at most max_bad_steps)

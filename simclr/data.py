@@ -524,14 +524,15 @@ def open_folder(
     workers = default_workers() if cfg.workers is None else cfg.workers
     sizes = _probe_sizes(images.paths)
     small = bool(sizes) and max(max(s) for s in sizes) <= SMALL_SIDE
-    store, train_side = cfg.store, round(image_size * LOAD_SCALE)
-    if evaluation and not small:
+    store, train_side, load_size = cfg.store, round(image_size * LOAD_SCALE), cfg.load_size
+    if evaluation and not small:  # the transform sets the side (not pretraining's storage)
         # > 32: a stored square of side <= 32 would be taken for a whole small picture
-        store, train_side = "eval", eval_side(image_size) if eval_side(image_size) > 32 else 33
+        store, train_side, load_size = "eval", max(33, eval_side(image_size)), None
     counts = Counter(min(s) for s in sizes)
     common = max(counts, key=lambda s: (counts[s], s)) if counts else None
     if cfg.cache == "on" or (cfg.cache == "auto" and small):
-        side = cfg.load_size or (common if small else min(common or train_side, train_side))
+        side = load_size or (common if small else min(common or train_side, train_side))
+        side = max(33, side) if store == "eval" else side
         cache = build_cache(images, side, cfg.cache_dir, workers, max_pixels, store)
         kept, skipped = cache.kept, cache.skipped
         if cfg.strict and skipped:
@@ -544,7 +545,7 @@ def open_folder(
             rows=None if len(kept) == len(images.paths) else kept,
             paths=[images.paths[i] for i in kept], max_pixels=max_pixels, workers=workers,
             skipped=skipped, store=store, aspect=cache.aspect)
-    side = cfg.load_size or train_side
+    side = load_size or train_side
     if cfg.strict:
         what = f"--strict: checking {root}"
         bad, _ = decode_files(images.paths, side, max_pixels, workers, None, what, store)

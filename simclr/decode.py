@@ -194,6 +194,9 @@ def load_square(
     im = open_image(path, max_pixels, draft_size=(draft, draft))
     aspect = stored_aspect(*im.size, store)
     if store == "eval":
+        factor = min(im.size) // (4 * side)  # PNG, TIFF, ...: no draft mode; a box
+        if factor >= 2:  # reduction keeps >= 4x side and bounds the float copy below
+            im = im.reduce(factor)
         array = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
         return fit_square_tensor(array[None], side, store)[0].permute(1, 2, 0).numpy(), aspect
     return np.array(fit_square(im, side, store), dtype=np.uint8), aspect  # writable, for torch

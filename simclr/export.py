@@ -45,7 +45,7 @@ from simclr.checkpoint import (
 )
 from simclr.decode import eval_side
 from simclr.errors import SimCLRError
-from simclr.files import written
+from simclr.files import torch_save, written
 from simclr.pretrained import (
     classifier_from_checkpoint,
     encoder_from_checkpoint,
@@ -70,8 +70,8 @@ def export_format(out: str | Path, fmt: str = "auto") -> str:
         raise SimCLRError(f"--format: unknown value {fmt!r} (auto, {', '.join(FORMATS)})")
     named = _SUFFIXES.get(Path(out).suffix.lower())
     if named is None:
-        raise SimCLRError(f"--out {out}: end the name in .pt (checkpoint), .pt2 "
-                          "(torch.export) or .onnx")
+        raise SimCLRError(f"--out {out}: end the name in .pt or .pth (checkpoint, "
+                          "torchvision), .pt2 (torch.export) or .onnx")
     if fmt == "torchvision" and named == "checkpoint":  # a state dict: .pt / .pth
         return fmt
     if fmt not in ("auto", named):
@@ -95,7 +95,7 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
         raise SimCLRError(f"--out {out}: a run's checkpoints are named so; give the export "
                           "another name or folder")
     out = output_file(out, overwrite)
-    if fmt != "checkpoint":  # a program comes with its card, which is never lost either
+    if fmt in ("pt2", "onnx"):  # a program comes with its card, which is never lost either
         card = out.with_name(out.name + ".json")
         if card.is_dir() or (card.exists() and not overwrite):
             what = "is a folder" if card.is_dir() else "already exists"
@@ -148,7 +148,7 @@ def export_torchvision(checkpoint: str | Path, out: str | Path) -> dict[str, Any
         raise SimCLRError(f"torchvision's {spec['arch']} does not reproduce the encoder "
                           f"(max difference {(got - expected).abs().max().item():.3g})")
     out = Path(out)
-    written(out, lambda tmp: torch.save(state, tmp))
+    written(out, lambda tmp: torch_save(state, tmp))
     return {"out": str(out), "format": "torchvision", **spec,
             "load": f"m = torchvision.models.{spec['arch']}(); m.fc = torch.nn.Identity(); "
                     f"m.load_state_dict(torch.load({str(out)!r})); m.eval()"}

@@ -83,8 +83,9 @@ def write_json(path: Path, data: Any) -> Path:
 
 def set_aside(run_dir: Path, files: tuple[str, ...]) -> str | None:
     """Rename those of ``files`` in ``run_dir`` to ``STEM.previous-K.EXT`` (the first K
-    free for all of them), so the evaluation writes afresh and loses nothing; returns
-    the new names (None: there was nothing to set aside)."""
+    free for all of them), so that what comes next writes afresh and nothing is lost (a
+    sweep's stale evaluation or summary, a dead run's logs); returns the new names (None:
+    there was nothing to set aside)."""
     present = [run_dir / f for f in files if (run_dir / f).exists()]
     if not present:
         return None
@@ -98,6 +99,30 @@ def set_aside(run_dir: Path, files: tuple[str, ...]) -> str | None:
     for path in present:
         path.replace(aside(path, k))
     return ", ".join(aside(p, k).relative_to(run_dir).as_posix() for p in present)
+
+
+def torch_save(obj: Any, path: Path) -> None:
+    """``torch.save(obj)`` into ``path``; a failed write (torch's zip writer reports it as
+    a RuntimeError) is an OSError, so :func:`written` and checkpoints make it one line."""
+    import torch
+
+    with open(path, "wb") as f:
+        try:
+            torch.save(obj, f)
+        except RuntimeError as exc:
+            raise OSError(_write_failure(path, exc)) from None
+
+
+def _write_failure(tmp: Path, exc: RuntimeError) -> str:
+    """Why torch.save could not write ``tmp``: the disk, or torch's own words."""
+    import shutil
+
+    try:
+        if shutil.disk_usage(tmp.parent).free < 1 << 20:
+            return "No space left on device"
+    except OSError:
+        pass
+    return (str(exc).strip().splitlines() or ["torch.save failed"])[0][:200]
 
 STALE_AFTER_S = 60.0  # a temporary file untouched this long by a dead process is debris
 

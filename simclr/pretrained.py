@@ -128,10 +128,17 @@ def initial_weights(path: str) -> tuple[dict[str, Any], str]:
     ImageNet weights), renamed (:mod:`simclr.torchvision_io`), its ``fc`` dropped.
     Read with ``weights_only=True`` like every checkpoint.
     """
-    state, file = read_weights_file(path)
-    if is_torchvision_state(state):
-        return {f"encoder.{k}": v for k, v in state.items()}, f"torchvision weights {file}"
-    ckpt = checked_checkpoint(state, file)
+    try:
+        state, file = read_weights_file(path)
+        if isinstance(state, dict) and all(str(k).startswith("module.") for k in state):
+            state = {k[len("module."):]: v for k, v in state.items()}  # saved from DDP
+        if is_torchvision_state(state):
+            return ({f"encoder.{k}": v for k, v in state.items()},
+                    f"torchvision weights {file}")
+        ckpt = checked_checkpoint(state, file)
+    except SimCLRError as exc:
+        raise SimCLRError(f"--init-from: {exc} (a simclr checkpoint or run, or a "
+                          "torchvision ResNet state dict)") from None
     kept = {k: v for k, v in ckpt["model"].items() if k.startswith(("encoder.", "head."))}
     if not any(k.startswith("encoder.") for k in kept):
         raise SimCLRError(f"--init-from {path}: {file} holds no encoder weights")
@@ -312,7 +319,7 @@ def predict_folder(
     # in float64, as linear-eval fits it, so a bf16 rounding never flips a close call.
     source, feats, labels, paths = folder_features(
         nn.Sequential(model.encoder, model.neck), spec["image_size"], data, batch_size,
-        device, precision, workers, cache_dir)
+        device, precision, workers, cache_dir, unlabeled=True)
     fc = model.fc.double()
     with torch.no_grad():
         probs = torch.softmax(fc(torch.from_numpy(feats).double()), dim=1)

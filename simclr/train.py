@@ -83,21 +83,24 @@ class RunState:
     elapsed: float = 0.0  # training seconds so far, summed over resumed segments
     bad_steps: int = 0
     skipped_images: list[Any] = field(default_factory=list)
+    all_images: bool = True  # images beside class folders count (see open_data)
 
 
 def check_batch_fits(batch_size: int, num_images: int) -> None:
     """The batch is the user's choice: one larger than the set (an epoch without a
     step) is refused."""
     if batch_size > num_images:
-        fits = 2 ** int(math.log2(num_images)) if num_images > 0 else 0
+        processes = dist.launched_processes()  # a batch they can share
+        fits = (2 ** int(math.log2(num_images)) if processes == 1 else
+                num_images // processes * processes) if num_images > 0 else 0
         raise SimCLRError(f"--batch-size {batch_size} is larger than the data set "
                           f"({num_images} images)" + (f"; try --batch-size {fits}" if fits else ""))
 
 
-def check_batch_by_names(cfg: Config) -> None:
+def check_batch_by_names(cfg: Config, all_images: bool = True) -> None:
     """:func:`check_batch_fits` from the data folder's file names alone, before any
     image is decoded (torchvision's and the digits sets are checked once opened)."""
-    listed = list_folder(cfg.data.path, train=True, unlabeled=True)
+    listed = list_folder(cfg.data.path, train=True, unlabeled=all_images)
     if listed is not None:
         check_batch_fits(cfg.batch_size, len(listed.paths))
 
@@ -181,6 +184,10 @@ class RunDir:
     saved: dict[str, Any] | None = None  # the checkpoint's content
 
 
+# What a pretraining writes beside its checkpoints.
+RUN_LOGS = ("metrics.jsonl", "tb", "summary.json", "config.yaml")
+
+
 def check_run_dir(cfg: Config, resume: bool) -> RunDir:
     """Check the run directory without creating anything: a command that fails on its
     inputs must leave no empty run folder behind (:func:`make_run_dir` comes later)."""
@@ -200,7 +207,25 @@ def check_run_dir(cfg: Config, resume: bool) -> RunDir:
     if others:  # a new encoder beside a classifier of another would be taken for its own
         raise SimCLRError(f"{run_dir} already holds {CHECKPOINTS}/{others[0].name} (another "
                           "command's model); choose another --out")
+    present = [name for name in RUN_LOGS if (run_dir / name).exists()]
+    if present and not _logs_of_a_run(run_dir):  # e.g. --out . in a project folder
+        raise SimCLRError(f"{run_dir} holds {present[0]}, not written by a simclr run; "
+                          "choose another --out")
     return RunDir(run_dir)
+
+
+def _logs_of_a_run(run_dir: Path) -> bool:
+    """Whether the logs in ``run_dir`` are a simclr pretraining's (one killed before its
+    first checkpoint: :func:`make_run_dir` sets them aside)."""
+    try:
+        with open(run_dir / "metrics.jsonl") as f:
+            return json.loads(f.readline()).get("event") == "start"
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:  # killed between writing its config and its first log line
+        return "\nprovenance:" in (run_dir / "config.yaml").read_text()
+    except (OSError, ValueError):
+        return False
 
 
 def check_outside_data(cfg: Config, run_dir: Path) -> None:
@@ -230,9 +255,6 @@ def check_run_length(saved: dict[str, Any], cfg: Config, run_dir: Path) -> None:
             )
 
 
-RUN_LOGS = ("metrics.jsonl", "tb", "summary.json", "config.yaml")
-
-
 def make_run_dir(run_dir: Path, resume: bool) -> Any:
     """Create the run directory and hold it (rank 0: files.lock_folder) for as long as
     the returned handle stays open. A new run is checked again once held: another run
@@ -252,7 +274,13 @@ def make_run_dir(run_dir: Path, resume: bool) -> Any:
     if not resume:
         # A run killed before its first checkpoint leaves logs that nothing can continue:
         # kept aside, so the new run's log starts at its own step 0, alone.
-        kept = set_aside(run_dir, RUN_LOGS)
+        try:
+            kept = set_aside(run_dir, RUN_LOGS)
+        except OSError as exc:
+            if held is not None:
+                held.close()
+            raise SimCLRError(f"cannot set aside the earlier logs in {run_dir}: "
+                              f"{exc.strerror}") from None
         if kept:
             log_line(f"{run_dir} held the logs of a run without a checkpoint; they are kept "
                      f"as {kept}")
@@ -284,6 +312,7 @@ def checkpoint_state(
         "epoch": state.step // plan.steps_per_epoch,
         "step_in_epoch": state.step % plan.steps_per_epoch,
         "num_images": plan.num_images,
+        "all_images": state.all_images,
         "total_steps": plan.total_steps,
         "warmup_steps": plan.warmup_steps,
         "elapsed": state.elapsed,
@@ -373,11 +402,13 @@ def describe(cfg: Config, precision: str) -> str:
     return f"{cfg.model.arch} x{cfg.model.width:g}, {cfg.augment.size} px, {precision}"
 
 
-def open_data(cfg: Config) -> ImageSource:
-    """The training images; in multi-process runs rank 0 builds the decoded cache first
-    (the others then open it without decoding)."""
+def open_data(cfg: Config, all_images: bool = True) -> ImageSource:
+    """The training images (``all_images``: also those beside class folders; runs
+    checkpointed before simclr took them did not); in multi-process runs rank 0 builds
+    the decoded cache first (the others then open it without decoding)."""
     return dist.main_first(lambda: open_source(cfg.data.path, cfg.data, train=True,
-                                               image_size=cfg.augment.size, unlabeled=True))
+                                               image_size=cfg.augment.size,
+                                               unlabeled=all_images))
 
 
 # Under torchrun the processes leave the group together: one that exits while the others
@@ -408,15 +439,19 @@ def pretrain(
     run = check_run_dir(cfg, resume)
     run_dir = run.path
     check_knn_folders(cfg)
-    check_batch_by_names(cfg)
+    # A run resumed from a checkpoint of before images beside class folders counted
+    # keeps the images it was planned on.
+    all_images = run.saved is None or bool(run.saved.get("all_images", False))
+    check_batch_by_names(cfg, all_images)
     # Read now, so a wrong file is named before the data are decoded; loaded below.
     initial = initial_weights(cfg.init_from) if cfg.init_from and not resume else None
     torch.manual_seed(cfg.seed)
 
-    source = open_data(cfg)
+    source = open_data(cfg, all_images)
     model = setup_model(cfg, device)
     if initial is not None:
         notes = [*notes, apply_initial_weights(unwrap(model), *initial)]
+        initial = None  # the tensors are in the model now; free the copy
     # Measured before the first step: a batch that cannot fit fails in a second with
     # a message, not when the kernel kills the process. (After the data, so a wrong
     # folder is named first; a decoded cache is kept for the next run.)
@@ -426,34 +461,35 @@ def pretrain(
     optimizer = build_optimizer(cfg.optim, model, cfg.batch_size)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     plan = plan_schedule(cfg, source.num_images)
-    state = RunState()
+    state = RunState(all_images=all_images)
     if run.saved is not None:
         check_same_images(run.saved, plan)
         restore(run.saved, model, optimizer, scaler, state, plan)
         log_line(f"resuming {run_dir} from step {state.step} ({run.checkpoint.name})")
         run.saved = None  # the tensors are in the model now; free the copy
     held = make_run_dir(run_dir, resume)  # every input checked: from here on the run writes
-    for note in notes:
-        log_line(note)
-    # DDP averages gradients across processes (identity on one process); compile last.
-    forward = dist.wrap_ddp(model, device)
-    forward = torch.compile(forward) if cfg.compile else forward
-    augment = TwoViewAugment(cfg.augment, cfg.seed)
-
-    if dist.is_main():
-        save_yaml({**cfg.to_dict(), "provenance": provenance(), "precision_resolved": precision,
-                   "device_resolved": str(device), "num_images": source.num_images},
-                  run_dir / "config.yaml")
-    log = MetricsLog(run_dir, dist.is_main())
-    log.write({"step": state.step, "event": "start", **provenance(), "precision": precision,
-               "device": str(device), "num_images": source.num_images,
-               "skipped_images": len(source.skipped)})
     try:
-        with StopFlag() as stop:
-            summary = train_loop(cfg, source, forward, model, optimizer, scaler, augment,
-                                 plan, state, device, precision, run_dir, log, stop, on_step)
+        for note in notes:
+            log_line(note)
+        # DDP averages gradients across processes (identity on one process); compile last.
+        forward = dist.wrap_ddp(model, device)
+        forward = torch.compile(forward) if cfg.compile else forward
+        if dist.is_main():
+            save_yaml({**cfg.to_dict(), "provenance": provenance(),
+                       "precision_resolved": precision, "device_resolved": str(device),
+                       "num_images": source.num_images}, run_dir / "config.yaml")
+        log = MetricsLog(run_dir, dist.is_main())
+        try:
+            log.write({"step": state.step, "event": "start", **provenance(),
+                       "precision": precision, "device": str(device),
+                       "num_images": source.num_images, "skipped_images": len(source.skipped)})
+            with StopFlag() as stop:
+                summary = train_loop(cfg, source, forward, model, optimizer, scaler,
+                                     TwoViewAugment(cfg.augment, cfg.seed), plan, state, device,
+                                     precision, run_dir, log, stop, on_step)
+        finally:
+            log.close()
     finally:
-        log.close()
         if held is not None:
             held.close()  # the folder is free for a --resume
     return {**summary, "rank": dist.rank()}
@@ -603,11 +639,17 @@ def train_loop(
                 break
             # Every N steps, and every M minutes: a slow step (a big model on a CPU) must
             # not leave hours of training without a checkpoint. Rank 0 alone saves.
-            due_by_time = (cfg.checkpoint_minutes and time.perf_counter() - last_save
-                           >= 60 * cfg.checkpoint_minutes)
-            if (cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0) or due_by_time:
+            if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
                 check_finite(first_bad, last_good, cfg)
                 last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
+                last_save = time.perf_counter()
+            elif (cfg.checkpoint_minutes and not last and dist.is_main()
+                  and time.perf_counter() - last_save >= 60 * cfg.checkpoint_minutes):
+                # Each process's own clock: no raise here (the others would not), and
+                # never a diverged model; the next log step, on every process, stops it.
+                if int(first_bad.item()) < 0:
+                    last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir,
+                                     periodic=True)
                 last_save = time.perf_counter()
             if cfg.knn_train and state.step % knn_every_steps == 0:
                 knn_monitor(cfg, model, device, precision, state.step, log)

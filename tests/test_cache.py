@@ -143,6 +143,9 @@ def test_the_cache_command_lists_and_cleans_what_no_run_needs(tmp_path, capsys):
     for name in ("kept", "gone", "old"):
         _cifar_like(tmp_path / name)
         open_source(str(tmp_path / name), data_cfg(tmp_path))
+    mine = tmp_path / "cache" / "features.npy"  # a user's own files there: never touched
+    np.save(mine, np.zeros(3))
+    mine.with_suffix(".json").write_text("{}")
     entries = {Path(e.root).name: e for e in cache.cache_entries(tmp_path / "cache")}
     assert sorted(entries) == ["gone", "kept", "old"]
     shutil.rmtree(tmp_path / "gone")
@@ -160,4 +163,8 @@ def test_the_cache_command_lists_and_cleans_what_no_run_needs(tmp_path, capsys):
     assert [Path(e.root).name for e in cache.cache_entries(tmp_path / "cache")] == ["kept"]
     assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clear"]) == 0
     assert cache.cache_entries(tmp_path / "cache") == []
-    assert not list((tmp_path / "cache").iterdir())
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["features.json",
+                                                                     "features.npy"]
+    with pytest.raises(SystemExit) as refused:  # would remove every cache: a typo
+        main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean", "--unused-days", "-1"])
+    assert refused.value.code == 2

@@ -307,3 +307,20 @@ def test_torchvision_export_loads_into_torchvisions_resnet(tmp_path, run_dir, ca
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "has no width multiplier (this encoder: width 0.125)" in err
     assert not (tmp_path / "n.pth").exists()
+    # A full disk (torch's zip writer says so with a RuntimeError): one line, old file kept.
+    import shutil
+    from collections import namedtuple
+
+    def full(obj, f, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")
+
+    usage = namedtuple("usage", "total used free")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch, "save", full)
+        patch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 4096, 4096))
+        before = out.read_bytes()
+        assert main(["export", "--checkpoint", str(tmp_path / "wide.pt"), "--out", str(out),
+                     "--format", "torchvision", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err, err
+    assert out.read_bytes() == before and not list(tmp_path.glob("resnet18.pth.tmp-*"))

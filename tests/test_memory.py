@@ -114,11 +114,13 @@ def test_the_bound_is_below_a_real_steps_peak(arch, width, size, batch, precisio
     assert done.returncode == 0, done.stderr
     got = json.loads(done.stdout.strip().splitlines()[-1])
     # A lower bound (the kernel kills a run whose peak exceeds the free memory, so the
-    # check must never refuse a step that fits) ...
-    assert got["bound"] <= got["growth"], got
-    # ... and a useful one: within 2x. Not where bf16 is emulated (AVX2 CPUs: oneDNN
-    # converts to fp32 buffers the autograd graph does not show; 2-3.5x the bound there,
-    # and 10x slower, so `--precision auto` never picks it).
+    # check must never refuse a step that fits), up to the noise of the RSS measurement:
+    # the same ResNet-50 bf16 step grew by 188.8, 196.2 and 202.1 MB in three runs on an
+    # AVX2 CPU (memory freed before the step, still resident, is partly reused) ...
+    assert got["bound"] <= 1.05 * got["growth"], got
+    # ... and a useful one: within 2x. Not where bf16 is emulated (AVX2 CPUs: oneDNN may
+    # convert to fp32 buffers the autograd graph does not show, and it is 10x slower, so
+    # `--precision auto` never picks it).
     if precision == "fp32" or cpu_has_fast_bf16():
         assert 0.5 * got["growth"] <= got["bound"], got
 

@@ -283,7 +283,8 @@ def test_a_cached_evaluation_is_reused_only_on_the_same_folders(tmp_path, image_
 
     first = sweep(image_folder, image_folder)
     assert first["num_test"] == 24
-    assert first["evaluated_on"] == {"train": str(image_folder), "test": str(image_folder)}
+    assert first["evaluated_on"] == {"train": str(image_folder), "test": str(image_folder),
+                                     "transform": "2"}
     capsys.readouterr()
     second = sweep(image_folder, other)  # evaluated again, the earlier result kept
     assert second["num_test"] == 6 and second["evaluated_on"]["test"] == str(other)
@@ -299,6 +300,13 @@ def test_a_cached_evaluation_is_reused_only_on_the_same_folders(tmp_path, image_
     (cell / "knn.json").write_text(json.dumps(second))
     assert sweep(image_folder, other)["evaluated_on"]["test"] == str(other)
     assert (cell / "knn.previous-2.json").is_file()
+    third = json.loads((cell / "knn.json").read_text())
+    del third["evaluated_on"]["transform"]  # computed before the evaluation transform changed
+    (cell / "knn.json").write_text(json.dumps(third))
+    capsys.readouterr()
+    sweep(image_folder, other)
+    assert (cell / "knn.previous-3.json").is_file()
+    assert "knn.json was computed with an earlier evaluation transform" in capsys.readouterr().err
 
 
 def test_a_rerun_resumes_the_interrupted_cell_from_its_checkpoint(tmp_path, image_folder,

@@ -233,6 +233,17 @@ def test_embed_and_load_encoder(tmp_path, image_folder, cache_dir):
         want = model.head.eval()(torch.from_numpy(data["features"]))
     assert info["layer"] == "z" and z.shape == (24, 128)
     assert np.allclose(z, want.numpy(), atol=1e-5)
+    # Images beside the class folders have rows too (label -1): embed needs no label.
+    import shutil
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(image_folder, mixed)
+    shutil.copy(mixed / "class_0" / "000.png", mixed / "loose.png")
+    embed_folder(ckpt, str(mixed), tmp_path / "m.npz", device="cpu", precision="fp32",
+                 cache_dir=cache_dir)
+    both = np.load(tmp_path / "m.npz")
+    assert both["labels"].tolist() == [-1] + [0] * 12 + [1] * 12
+    assert np.allclose(both["features"][0], both["features"][1], atol=1e-5)  # the same image
 
 
 def test_batch_must_divide_among_processes(tmp_path, image_folder, cache_dir, monkeypatch):
@@ -442,6 +453,15 @@ def test_init_from_a_run_starts_a_new_run_from_its_weights(tmp_path, image_folde
         assert expected and all(torch.equal(got[k], v) for k, v in expected.items()), prefix
     assert "encoder loaded, projection head loaded" in capsys.readouterr().out
     assert saved["config"]["init_from"] == str(tmp_path / "first")
+    # A head of another shape starts afresh; an encoder of another width is refused.
+    run(tmp_path, image_folder, cache_dir, "third", epochs=1, init_from=str(tmp_path / "first"),
+        **{"model.head_out_dim": 32})
+    assert "projection head freshly initialised" in capsys.readouterr().out
+    with pytest.raises(SimCLRError, match=r"--init-from: the pretrain checkpoint .* does not "
+                                          r"fit this run's resnet18 width 0.25: \d+ tensors of "
+                                          r"another shape"):
+        run(tmp_path, image_folder, cache_dir, "fourth", epochs=1,
+            init_from=str(tmp_path / "first"), **{"model.width": 0.25})
 
 
 def test_init_from_torchvision_weights(tmp_path, image_folder, cache_dir, capsys):
@@ -459,7 +479,7 @@ def test_init_from_torchvision_weights(tmp_path, image_folder, cache_dir, capsys
                        resnet.layer3[0].downsample[0].weight)
     assert torch.equal(saved["encoder.layer4.1.bn2.weight"], resnet.layer4[1].bn2.weight)
     assert "projection head freshly initialised" in capsys.readouterr().out
-    # The file names a network this run cannot take: one line, nothing decoded or written.
+    # A file this run cannot take: one line (a missing one before anything is decoded).
     with pytest.raises(SimCLRError, match="resnet18 has no width multiplier"):
         run(tmp_path, image_folder, cache_dir, "narrow", **{**flags, "model.width": 0.125})
     with pytest.raises(SimCLRError, match="not found|does not exist|no such"):
@@ -474,7 +494,39 @@ def test_checkpoints_also_come_by_the_clock(tmp_path, image_folder, cache_dir):
     run(tmp_path, image_folder, cache_dir, "clock", epochs=1, checkpoint_every=0,
         checkpoint_minutes=1e-9)
     periodic = sorted(p.name for p in (tmp_path / "clock/checkpoints").glob("ckpt-*.pt"))
-    assert periodic == ["ckpt-00000002.pt", "ckpt-00000003.pt"]
+    assert periodic == ["ckpt-00000001.pt", "ckpt-00000002.pt"]  # the last step: last.pt
     run(tmp_path, image_folder, cache_dir, "steps", epochs=1, checkpoint_every=0,
         checkpoint_minutes=0)
     assert not list((tmp_path / "steps/checkpoints").glob("ckpt-*.pt"))
+
+
+def test_a_run_from_before_images_beside_class_folders_counted_resumes_on_its_own(
+        tmp_path, cache_dir):
+    """Checkpoints without "all_images" were planned without the loose images: their
+    resume keeps to the class folders (and a new run takes every image)."""
+    import shutil
+
+    from simclr.checkpoint import save_checkpoint as write
+
+    data = make_image_folder(tmp_path / "data")  # 2 x 12 in class folders
+    shutil.copy(data / "class_0" / "000.png", data / "loose.png")
+    run(tmp_path, data, cache_dir, "new", epochs=1)
+    assert load_checkpoint(tmp_path / "new/checkpoints/last.pt")["num_images"] == 25
+    old = load_checkpoint(tmp_path / "new/checkpoints/last.pt")
+    for key in ("all_images", "file"):
+        old.pop(key)
+    old["num_images"] = 24  # as a run of 24 images wrote it
+    write(old, tmp_path / "new/checkpoints", "last.pt")
+    for periodic in (tmp_path / "new/checkpoints").glob("ckpt-*.pt"):
+        periodic.unlink()
+    resumed = train.pretrain(train.load_resume_config(tmp_path / "new", {}), resume=True)
+    assert resumed["num_images"] == 24
+
+
+def test_a_folder_holding_someone_elses_config_is_not_a_run_folder(tmp_path, image_folder,
+                                                                    cache_dir):
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "config.yaml").write_text("my: settings\n")
+    with pytest.raises(SimCLRError, match="holds config.yaml, not written by a simclr run"):
+        run(tmp_path, image_folder, cache_dir, "project", epochs=1)
+    assert (tmp_path / "project" / "config.yaml").read_text() == "my: settings\n"
