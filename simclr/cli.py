@@ -175,6 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_flags(p)
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("neighbors", help="each image's most similar images, or the near-"
+                                         "duplicate pairs, from `simclr embed` features (CSV)")
+    p.add_argument("--features", required=True, help="an .npz written by simclr embed")
+    p.add_argument("--out", required=True, help="output .csv file")
+    p.add_argument("--k", type=commands.count_at_least(1), default=5,
+                   help="neighbours listed per image")
+    p.add_argument("--queries", help="an .npz of other images to find neighbours for "
+                                     "(default: every image of --features, among the others)")
+    p.add_argument("--duplicates", type=float, metavar="SIMILARITY",
+                   help="list instead the pairs at cosine similarity >= this (e.g. 0.95)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=cmd_neighbors)
+
     p = sub.add_parser("cache", help="list the decoded caches; --clean removes stale ones")
     p.add_argument("--cache-dir", type=_folder_name, default="~/.cache/simclr/decoded")
     p.add_argument("--clean", action="store_true",
@@ -405,6 +418,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{command}: interrupted", file=sys.stderr)
         return 130
 
+
+
+def cmd_neighbors(args: argparse.Namespace) -> int:
+    from simclr.neighbors import write_duplicates, write_neighbors
+    from simclr.results import output_file
+
+    if Path(args.out).suffix.lower() != ".csv":
+        raise SimCLRError(f"--out {args.out}: the output must be a .csv file")
+    if args.duplicates is not None and args.queries is not None:
+        raise SimCLRError("--duplicates looks within --features; drop --queries")
+    output_file(args.out, args.overwrite)
+    if args.duplicates is not None:
+        result = write_duplicates(args.features, args.out, args.duplicates)
+        print(f"{args.out}: {result['pairs']} pairs at similarity >= {args.duplicates:g}; "
+              f"{result['images_with_a_duplicate']} of {result['images']} images have a "
+              "near-duplicate", file=sys.stderr)
+    else:
+        result = write_neighbors(args.features, args.out, args.k, args.queries)
+    print(json.dumps(result))
+    return 0
 
 
 def cmd_cache(args: argparse.Namespace) -> int:

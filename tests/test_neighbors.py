@@ -1,0 +1,100 @@
+"""Tests for simclr.neighbors: nearest images and near-duplicates from embed files,
+checked against a direct float64 loop over every pair."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+import simclr.neighbors as nb
+from simclr.cli import main
+
+
+def embed_file(path, features, names=None):
+    names = names or [f"/photos/{i:03d}.jpg" for i in range(len(features))]
+    np.savez(path, features=np.asarray(features, dtype=np.float32),
+             labels=np.full(len(features), -1), classes=np.array([], dtype=str),
+             paths=np.array(names))
+    return path
+
+
+def cosine64(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+@pytest.mark.parametrize("block_bytes", [1 << 28, 4 * 7 * 3])  # one block; 3 rows a block
+def test_nearest_images_match_a_loop_over_every_pair(tmp_path, monkeypatch, block_bytes):
+    monkeypatch.setattr(nb, "BLOCK_BYTES", block_bytes)
+    feats = np.random.default_rng(0).normal(size=(7, 5)) * np.arange(1, 8)[:, None]
+    embed_file(tmp_path / "f.npz", feats)
+    assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--out",
+                 str(tmp_path / "n.csv"), "--k", "3"]) == 0
+    table = rows(tmp_path / "n.csv")
+    assert table[0] == ["path", "neighbor1", "similarity1", "neighbor2", "similarity2",
+                        "neighbor3", "similarity3"]
+    for i, row in enumerate(table[1:]):
+        sims = {j: cosine64(feats[i], feats[j]) for j in range(7) if j != i}  # never itself
+        best = sorted(sims, key=sims.get, reverse=True)[:3]
+        assert row[0] == f"/photos/{i:03d}.jpg"
+        assert row[1::2] == [f"/photos/{j:03d}.jpg" for j in best]
+        assert [float(s) for s in row[2::2]] == pytest.approx([sims[j] for j in best], abs=1e-5)
+
+
+def test_queries_from_another_file(tmp_path, capsys):
+    keys = np.eye(4)
+    embed_file(tmp_path / "k.npz", keys)
+    embed_file(tmp_path / "q.npz", [[0.1, 0.0, 2.0, 0.0]], ["/new/q.jpg"])
+    assert main(["neighbors", "--features", str(tmp_path / "k.npz"), "--queries",
+                 str(tmp_path / "q.npz"), "--out", str(tmp_path / "n.csv"), "--k", "4"]) == 0
+    row = rows(tmp_path / "n.csv")[1]
+    assert row[0] == "/new/q.jpg" and row[1] == "/photos/002.jpg"  # itself is no key here
+    assert float(row[2]) == pytest.approx(2 / np.hypot(0.1, 2.0), abs=1e-6)
+
+
+def test_duplicates_are_every_pair_above_the_threshold(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(6, 8))
+    feats = np.concatenate([base, base[[0, 0, 3]] + 0.01 * rng.normal(size=(3, 8))])
+    embed_file(tmp_path / "f.npz", feats)
+    assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--out",
+                 str(tmp_path / "d.csv"), "--duplicates", "0.99"]) == 0
+    found = [(r[0], r[1], float(r[2])) for r in rows(tmp_path / "d.csv")[1:]]
+    expected = sorted(((f"/photos/{i:03d}.jpg", f"/photos/{j:03d}.jpg",
+                        cosine64(feats[i], feats[j])) for i in range(9) for j in range(i + 1, 9)
+                       if cosine64(feats[i], feats[j]) >= 0.99), key=lambda p: -p[2])
+    assert [p[:2] for p in found] == [p[:2] for p in expected]
+    assert {p[:2] for p in found} == {("/photos/000.jpg", "/photos/006.jpg"),
+                                      ("/photos/000.jpg", "/photos/007.jpg"),
+                                      ("/photos/006.jpg", "/photos/007.jpg"),
+                                      ("/photos/003.jpg", "/photos/008.jpg")}
+    assert [p[2] for p in found] == pytest.approx([p[2] for p in expected], abs=1e-5)
+    assert "4 pairs at similarity >= 0.99; 5 of 9 images have a near-duplicate" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--features", "{tmp}/missing.npz"], "--features {tmp}/missing.npz: file not found"),
+    (["--features", "{tmp}/other.npz"], "no 'features' array; give a file written by"),
+    (["--features", "{tmp}/f.npz", "--k", "3"], "--k 3: there are 2 other images"),
+    (["--features", "{tmp}/f.npz", "--duplicates", "1.5"], "a cosine similarity lies in"),
+    (["--features", "{tmp}/f.npz", "--queries", "{tmp}/wide.npz"], "4-d features, --features"),
+    (["--features", "{tmp}/f.npz", "--duplicates", "0.9", "--queries", "{tmp}/f.npz"],
+     "drop --queries"),
+])
+def test_user_errors_are_one_line(tmp_path, capsys, args, needle):
+    embed_file(tmp_path / "f.npz", np.eye(3))
+    embed_file(tmp_path / "wide.npz", np.eye(4))
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    args = [a.format(tmp=tmp_path) for a in args]
+    assert main(["neighbors", *args, "--out", str(tmp_path / "n.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle.format(tmp=tmp_path) in err, err
+    assert not (tmp_path / "n.csv").exists()
