@@ -649,8 +649,8 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.set_defaults(func=cmd_supervised)
 
     p = sub.add_parser(
-        "export", help="the encoder as a small checkpoint, or as a program that runs "
-                       "without simclr (torch.export .pt2, ONNX)")
+        "export", help="the encoder as a small checkpoint, torchvision ResNet weights, or a "
+                       "program that runs without simclr (torch.export .pt2, ONNX)")
     p.add_argument("--checkpoint", required=True, help="a checkpoint file or run folder")
     p.add_argument("--out", required=True,
                    help="the file to write (.pt: checkpoint, .pt2: torch.export, .onnx)")
