@@ -137,7 +137,7 @@ def cmd_knn(args: argparse.Namespace) -> int:
 # The linear protocols' own flags (None unless given; the library's defaults apply).
 PROTOCOL_FLAGS = {"lbfgs": ("l2", "l2_grid", "val_fraction", "max_iter"),
                   "sgd": ("epochs", "lr", "momentum", "crop_scale", "crop_sampler",
-                          "checkpoint_every")}
+                          "checkpoint_every", "checkpoint_minutes")}
 
 
 def given(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
@@ -242,7 +242,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             schedule=args.schedule, head=head, **given(args, ("crop_scale", "crop_sampler")),
             from_head=args.from_head, from_scratch=args.from_scratch,
             sync_bn=args.sync_bn, seed=args.seed, config=ckpt["config"], source=source,
-            checkpoint_every=args.checkpoint_every, **runtime_kwargs(args))
+            checkpoint_every=args.checkpoint_every,
+            checkpoint_minutes=args.checkpoint_minutes, **runtime_kwargs(args))
         return report(result)
 
 
@@ -588,6 +589,9 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--checkpoint-every", type=count_at_least(0), default=None, metavar="STEPS",
                    help="sgd: steps between saves of the unfinished training in --out (0: only "
                         "on SIGTERM/SIGINT; default 500); the same command continues it")
+    p.add_argument("--checkpoint-minutes", type=_real(0, True), default=None,
+                   metavar="MINUTES", help="sgd: also a save when this long has passed since "
+                                           "the last (0: off; default 30)")
     p.set_defaults(func=cmd_linear_eval)
 
     p = sub.add_parser("finetune", help="fine-tune on a class-balanced labeled subset")
@@ -611,6 +615,8 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--checkpoint-every", type=count_at_least(0), default=500, metavar="STEPS",
                    help="steps between saves of the unfinished fine-tuning (0: only on "
                         "SIGTERM/SIGINT); rerunning the same command continues it")
+    p.add_argument("--checkpoint-minutes", type=_real(0, True), default=30.0, metavar="MINUTES",
+                   help="also a save when this long has passed since the last (0: off)")
     p.add_argument("--no-sync-bn", dest="sync_bn", action="store_false",
                    help="under torchrun: BatchNorm statistics of each process's share of "
                         "the batch (default: of the global batch, as the paper)")

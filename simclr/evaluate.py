@@ -389,6 +389,7 @@ def linear_eval_sgd(
     seed: int = 0, device: str | torch.device = "cpu", precision: str = "fp32",
     channels_last: bool = False, workers: int | None = None, verbose: bool = True,
     partial_run: PartialRun | None = None, checkpoint_every: int = 0,
+    checkpoint_minutes: float = 0.0,
     on_step: Callable[[int, Any], None] | None = None, config: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], torch.Tensor | None, np.ndarray | None, nn.Linear]:
     """The ImageNet linear protocol (App. B.6) on a frozen encoder.
@@ -397,12 +398,12 @@ def linear_eval_sgd(
     h (B,D) -> linear layer (models.LinearProbe), cross-entropy, Nesterov SGD with lr
     ``lr`` x B/256, no weight decay, cosine decay per step without warm-up (the loop of
     classify.train_classifier). Test: center-crop features. ``partial_run``: where the
-    unfinished training is kept (every ``checkpoint_every`` steps and on SIGTERM/SIGINT)
-    and continued from. Returns (summary, test logits (M,C) CPU, test labels (M,), the
-    linear layer on CPU); logits and labels are None if a signal stopped the training
-    (summary ``status`` 'preempted'). In a process group (torchrun) each process takes
-    its share of every batch, DDP averages the layer's gradients and rank 0 tests (the
-    others get None logits and labels).
+    unfinished training is kept (every ``checkpoint_every`` steps or
+    ``checkpoint_minutes``, and on SIGTERM/SIGINT) and continued from. Returns (summary,
+    test logits (M,C) CPU, test labels (M,), the linear layer on CPU); logits and labels
+    are None if a signal stopped the training (summary ``status`` 'preempted'). In a
+    process group (torchrun) each process takes its share of every batch, DDP averages
+    the layer's gradients and rank 0 tests (the others get None logits and labels).
     """
     device = torch.device(device)
     batch = fitted_batch(batch_size, train.num_images, "training", verbose)
@@ -444,7 +445,7 @@ def linear_eval_sgd(
             precision=precision, channels_last=channels_last, workers=workers,
             verbose=verbose, name="linear eval", start_step=step, elapsed=elapsed,
             scaler=scaler, checkpointing=None if partial_run.out is None else Checkpointing(
-                save_partial, checkpoint_every, on_step))
+                save_partial, checkpoint_every, on_step, every_s=60 * checkpoint_minutes))
     finally:
         restore_flags(flags)
         for p in frozen:
@@ -497,7 +498,7 @@ def run_linear_eval(
     crop_scale: tuple[float, float] = (0.08, 1.0), crop_sampler: str = "torchvision",
     verbose: bool = True, config: dict[str, Any] | None = None,
     source: dict[str, Any] | None = None, checkpoint_every: int = 500,
-    on_step: Callable[[int, Any], None] | None = None,
+    checkpoint_minutes: float = 30.0, on_step: Callable[[int, Any], None] | None = None,
 ) -> dict[str, Any]:
     """``simclr linear-eval``: a linear classifier on the frozen encoder's h.
 
@@ -562,7 +563,8 @@ def run_linear_eval(
             crop_sampler=crop_sampler, seed=seed, device=dev, precision=prec,
             channels_last=channels_last, workers=workers, verbose=verbose,
             partial_run=linear_partial(out, settings),
-            checkpoint_every=checkpoint_every, on_step=on_step, config=config)
+            checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
+            on_step=on_step, config=config)
         if details["status"] == "preempted":
             return {"command": "linear-eval", "protocol": protocol, **details}
         if not dist.is_main():

@@ -285,6 +285,7 @@ def run_finetune(
     device: str | torch.device = "auto", precision: str = "auto", workers: int | None = None,
     channels_last: bool = False, config: dict[str, Any] | None = None, verbose: bool = True,
     source: dict[str, Any] | None = None, checkpoint_every: int = 500,
+    checkpoint_minutes: float = 30.0,
     on_step: Callable[[int, Any], None] | None = None, sync_bn: bool = True,
 ) -> dict[str, Any]:
     """``simclr finetune``: fine-tune the whole encoder on a class-balanced labeled subset.
@@ -307,11 +308,12 @@ def run_finetune(
     returns the results dict. ``config``: the source checkpoint's config (stored in the
     new checkpoint so it rebuilds the encoder).
 
-    Long fine-tunings (all of ImageNet's labels for transfer) survive interruptions:
-    every ``checkpoint_every`` steps, and on SIGTERM/SIGINT (results ``status``
-    'preempted', nothing evaluated), the state goes to ``checkpoints/finetune-partial.pt``,
-    and the same command (same settings, checkpoint and subset) continues from it
-    exactly. ``on_step(step, stop)`` after every step (tests simulate a preemption).
+    Long fine-tunings (all of ImageNet's labels for transfer) survive interruptions: every
+    ``checkpoint_every`` steps or ``checkpoint_minutes``, and on SIGTERM/SIGINT (results
+    ``status`` 'preempted', nothing evaluated), the state goes to
+    ``checkpoints/finetune-partial.pt``, and the same command (same settings, checkpoint
+    and subset) continues from it exactly. ``on_step(step, stop)`` after every step
+    (tests simulate a preemption).
 
     Under torchrun the processes fine-tune as one, as pretraining does: the batch is the
     global batch, each process takes its share, BatchNorm is global (``sync_bn``; the
@@ -375,8 +377,8 @@ def run_finetune(
         lr_fn=lambda step, p: scheduled_lr(step, total, p, schedule), seed=seed,
         device=dev, precision=prec, channels_last=channels_last, workers=workers,
         verbose=verbose, name="finetune", start_step=step, elapsed=elapsed, scaler=scaler,
-        checkpointing=None if out is None else Checkpointing(save_partial, checkpoint_every,
-                                                             on_step))
+        checkpointing=None if out is None else Checkpointing(
+            save_partial, checkpoint_every, on_step, every_s=60 * checkpoint_minutes))
     if stats["signal"]:  # the state is kept (if the signal came with the last step: before
         # the test, which a kill that follows the signal would otherwise lose with it)
         checkpoint = save_partial(stats["steps"], stats["train_s"])

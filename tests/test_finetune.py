@@ -342,3 +342,30 @@ def test_sigterm_exits_75_and_the_same_command_finishes(tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"resuming the fine-tuning in {run} from step {step}" in done.stderr
     assert json.loads((run / "finetune.json").read_text())["steps"] == 200
+
+
+@pytest.mark.parametrize("command", ["finetune", "linear-eval"])
+def test_checkpoint_minutes_reach_the_training(tmp_path, monkeypatch, command):
+    """--checkpoint-minutes (fine-tuning, SGD linear evaluation) sets the clock of the
+    periodic saves (the clock itself: test_classify)."""
+    import simclr.classify as classify
+    import simclr.evaluate as evaluate
+    import simclr.finetune as finetune
+    from simclr.cli import main
+
+    seen = []
+
+    class Recorded(classify.Checkpointing):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.every_s)
+
+    for module in (finetune, evaluate):
+        monkeypatch.setattr(module, "Checkpointing", Recorded)
+    train, test, cache = tiny_pretrained_run(tmp_path)
+    extra = ["--protocol", "sgd"] if command == "linear-eval" else []
+    assert main([command, "--checkpoint", str(tmp_path / "pre"), "--train", str(train),
+                 "--test", str(test), "--out", str(tmp_path / "out"), "--epochs", "1",
+                 "--batch-size", "8", "--workers", "0", "--cache-dir", cache,
+                 "--precision", "fp32", "--checkpoint-minutes", "2", *extra]) == 0
+    assert seen == [120.0]
