@@ -1,9 +1,10 @@
 """What a person watching a pretraining run sees while it trains.
 
-On a terminal, tqdm's bar (with the latest loss and views/s). Anywhere else (a batch
-job's log file, ``nohup``, SLURM), a bar would write a carriage-return update every
-second for the whole run; there a plain line is printed instead, at most every
-``PLAIN_EVERY_S`` seconds and at the last step, with the estimated time left.
+On a terminal, tqdm's bar (with the epoch, latest loss, learning rate and views/s).
+Anywhere else (a batch job's log file, ``nohup``, SLURM), a bar would write a
+carriage-return update every second for the whole run; there a plain line is printed
+instead, at most every ``PLAIN_EVERY_S`` seconds and at the last step, with the
+estimated time left.
 The full record of every ``--log-every`` step is in ``metrics.jsonl`` either way.
 """
 
@@ -60,8 +61,8 @@ class Progress:
         if not self.enabled:
             return
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{record['loss']:.3f}",
-                                 views_s=f"{record['views_per_s']:.0f}")
+            self.bar.set_postfix(epoch=f"{record['epoch']:.1f}", loss=f"{record['loss']:.3f}",
+                                 lr=f"{record['lr']:.3g}", views_s=f"{record['views_per_s']:.0f}")
             return
         now = time.perf_counter()
         if not last and now - self.last_line < self.every_s:
