@@ -179,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
                                          "duplicate pairs, from `simclr embed` features (CSV)")
     p.add_argument("--features", required=True, help="an .npz written by simclr embed")
     p.add_argument("--out", required=True, help="output .csv file")
-    p.add_argument("--k", type=commands.count_at_least(1), default=5,
-                   help="neighbours listed per image")
+    p.add_argument("--k", type=commands.count_at_least(1), default=None,
+                   help="neighbours listed per image (default: 5)")
     p.add_argument("--queries", help="an .npz of other images to find neighbours for "
                                      "(default: every image of --features, among the others)")
     p.add_argument("--duplicates", type=float, metavar="SIMILARITY",
@@ -421,13 +421,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_neighbors(args: argparse.Namespace) -> int:
-    from simclr.neighbors import write_duplicates, write_neighbors
+    from simclr.neighbors import check_threshold, write_duplicates, write_neighbors
     from simclr.results import output_file
 
     if Path(args.out).suffix.lower() != ".csv":
         raise SimCLRError(f"--out {args.out}: the output must be a .csv file")
-    if args.duplicates is not None and args.queries is not None:
-        raise SimCLRError("--duplicates looks within --features; drop --queries")
+    if args.duplicates is not None:
+        check_threshold(args.duplicates)
+        for flag in ("queries", "k"):  # a flag that would be ignored is refused
+            if getattr(args, flag) is not None:
+                raise SimCLRError(f"--duplicates looks for pairs within --features; drop --{flag}")
     output_file(args.out, args.overwrite)
     if args.duplicates is not None:
         result = write_duplicates(args.features, args.out, args.duplicates)
@@ -435,7 +438,7 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
               f"{result['images_with_a_duplicate']} of {result['images']} images have a "
               "near-duplicate", file=sys.stderr)
     else:
-        result = write_neighbors(args.features, args.out, args.k, args.queries)
+        result = write_neighbors(args.features, args.out, args.k or 5, args.queries)
     print(json.dumps(result))
     return 0
 

@@ -35,11 +35,15 @@ def load_embeddings(path: str | Path, flag: str) -> tuple[torch.Tensor, np.ndarr
             features, paths = data["features"], data["paths"]
     except FileNotFoundError:
         raise SimCLRError(f"{flag} {path}: file not found") from None
-    except (OSError, ValueError) as exc:
-        raise SimCLRError(f"{flag} {path}: not a readable .npz file ({exc})") from None
-    if features.ndim != 2 or len(features) != len(paths) or len(features) == 0:
-        raise SimCLRError(f"{flag} {path}: features {features.shape} do not match its "
-                          f"{len(paths)} paths")
+    except SimCLRError:
+        raise
+    except Exception as exc:  # not an .npz, truncated, pickled objects: all "unreadable"
+        raise SimCLRError(f"{flag} {path}: not a readable .npz file written by `simclr "
+                          f"embed` ({type(exc).__name__}: {exc})") from None
+    if (features.ndim != 2 or paths.ndim != 1 or len(features) != len(paths)
+            or len(features) == 0 or not np.issubdtype(features.dtype, np.number)):
+        raise SimCLRError(f"{flag} {path}: features {features.shape} {features.dtype} do not "
+                          f"match its paths {paths.shape}")
     x = torch.from_numpy(np.asarray(features, dtype=np.float32))
     if not torch.isfinite(x).all():
         raise SimCLRError(f"{flag} {path}: the features hold NaN or infinite values")
@@ -55,33 +59,43 @@ def _blocks(queries: torch.Tensor, keys: torch.Tensor) -> Iterator[tuple[int, to
 
 
 def nearest(queries: torch.Tensor, keys: torch.Tensor, k: int,
-            exclude_self: bool) -> tuple[torch.Tensor, torch.Tensor]:
+            exclude: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """(similarities (N, k), indices (N, k)) of each query's ``k`` most similar keys,
-    most similar first; ``exclude_self``: queries are the keys, row i never returns i."""
+    most similar first; ``exclude[i]``: a key query i never returns (itself), or -1."""
     sims, idx = [], []
     for start, block in _blocks(queries, keys):
-        if exclude_self:
-            rows = torch.arange(len(block))
-            block[rows, rows + start] = -float("inf")
+        rows = np.flatnonzero(exclude[start:start + len(block)] >= 0)
+        block[rows, exclude[start + rows]] = -float("inf")
         top = block.topk(k, dim=1)
-        sims.append(top.values)
+        sims.append(top.values.clamp(-1.0, 1.0))
         idx.append(top.indices)
     return torch.cat(sims), torch.cat(idx)
 
 
+# float32 cosines of equal vectors land within about 1e-6 of 1: a threshold of 1 (exact
+# duplicates) must still find them.
+TOLERANCE = 1e-5
+
+
 def duplicate_pairs(features: torch.Tensor, threshold: float) -> list[tuple[int, int, float]]:
     """(i, j, similarity) of every pair i < j with cosine similarity >= ``threshold``,
-    most similar first."""
-    pairs = []
+    most similar first. SimCLRError (before the pairs are gathered) past ``MAX_PAIRS``."""
+    found_i, found_j, found_s = [], [], []
+    count = 0
     for start, block in _blocks(features, features):
-        rows, cols = torch.nonzero(block >= threshold, as_tuple=True)
-        keep = cols > rows + start  # each pair once, never an image with itself
-        for r, c in zip(rows[keep].tolist(), cols[keep].tolist(), strict=True):
-            pairs.append((r + start, c, float(block[r, c])))
-        if len(pairs) > MAX_PAIRS:
-            raise SimCLRError(f"--duplicates {threshold}: more than {MAX_PAIRS:,} pairs are "
+        rows = torch.arange(start, start + len(block))[:, None]
+        hit = (block >= threshold - TOLERANCE) & (torch.arange(len(features))[None, :] > rows)
+        count += int(hit.sum())  # each pair once, never an image with itself
+        if count > MAX_PAIRS:
+            raise SimCLRError(f"--duplicates {threshold:g}: more than {MAX_PAIRS:,} pairs are "
                               "that similar; raise the threshold (e.g. 0.95)")
-    return sorted(pairs, key=lambda p: (-p[2], p[0], p[1]))
+        r, c = torch.nonzero(hit, as_tuple=True)
+        found_i.append(r.numpy() + start)
+        found_j.append(c.numpy())
+        found_s.append(block[r, c].clamp(-1.0, 1.0).numpy())
+    i, j, sim = (np.concatenate(a) for a in (found_i, found_j, found_s))
+    order = np.lexsort((j, i, -sim))
+    return [(int(i[o]), int(j[o]), float(sim[o])) for o in order]
 
 
 def write_neighbors(features: str | Path, out: str | Path, k: int = 5,
@@ -96,10 +110,13 @@ def write_neighbors(features: str | Path, out: str | Path, k: int = 5,
         if query_x.shape[1] != keys.shape[1]:
             raise SimCLRError(f"--queries has {query_x.shape[1]}-d features, --features "
                               f"{keys.shape[1]}-d: embed both with the same checkpoint and layer")
-    available = len(keys) - (1 if queries is None else 0)
+    # A query never finds itself: not with --queries naming (some of) the same images.
+    position = {p: i for i, p in enumerate(key_paths)}
+    exclude = np.array([position.get(p, -1) for p in query_paths], dtype=np.int64)
+    available = len(keys) - int((exclude >= 0).any())
     if not 1 <= k <= available:
         raise SimCLRError(f"--k {k}: there are {available} other images to choose from")
-    sims, idx = nearest(query_x, keys, k, exclude_self=queries is None)
+    sims, idx = nearest(query_x, keys, k, exclude)
     header = ["path"] + [f"{name}{j}" for j in range(1, k + 1)
                          for name in ("neighbor", "similarity")]
 
@@ -115,12 +132,16 @@ def write_neighbors(features: str | Path, out: str | Path, k: int = 5,
     return {"out": str(out), "queries": int(len(query_x)), "images": int(len(keys)), "k": k}
 
 
+def check_threshold(threshold: float) -> None:
+    if not -1.0 <= threshold <= 1.0:
+        raise SimCLRError(f"--duplicates {threshold:g}: a cosine similarity lies in [-1, 1]")
+
+
 def write_duplicates(features: str | Path, out: str | Path, threshold: float
                      ) -> dict[str, Any]:
     """The pairs of images at cosine similarity >= ``threshold`` as CSV (``path_a, path_b,
     similarity``), and how many images have at least one such twin."""
-    if not -1.0 <= threshold <= 1.0:
-        raise SimCLRError(f"--duplicates {threshold}: a cosine similarity lies in [-1, 1]")
+    check_threshold(threshold)
     keys, paths = load_embeddings(features, "--features")
     pairs = duplicate_pairs(keys, threshold)
 

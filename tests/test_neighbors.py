@@ -48,6 +48,23 @@ def test_nearest_images_match_a_loop_over_every_pair(tmp_path, monkeypatch, bloc
         assert [float(s) for s in row[2::2]] == pytest.approx([sims[j] for j in best], abs=1e-5)
 
 
+def test_exact_duplicates_at_threshold_one_and_queries_that_are_keys(tmp_path):
+    """float32 puts the cosine of equal vectors within ~1e-6 of 1: --duplicates 1 still
+    finds them; a query that is also a key (same path) never finds itself."""
+    feats = np.random.default_rng(3).normal(size=(40, 16))
+    feats[25] = feats[7]
+    embed_file(tmp_path / "f.npz", feats)
+    assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--out",
+                 str(tmp_path / "d.csv"), "--duplicates", "1"]) == 0
+    assert [r[:3] for r in rows(tmp_path / "d.csv")[1:]] == [
+        ["/photos/007.jpg", "/photos/025.jpg", "1.000000"]]
+    assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--queries",
+                 str(tmp_path / "f.npz"), "--out", str(tmp_path / "n.csv"), "--k", "39"]) == 0
+    table = rows(tmp_path / "n.csv")[1:]
+    assert all(row[0] not in row[1::2] for row in table)  # k = N - 1: every other image
+    assert table[7][1] == "/photos/025.jpg" and table[25][1] == "/photos/007.jpg"
+
+
 def test_queries_from_another_file(tmp_path, capsys):
     keys = np.eye(4)
     embed_file(tmp_path / "k.npz", keys)
@@ -88,13 +105,27 @@ def test_duplicates_are_every_pair_above_the_threshold(tmp_path, capsys):
     (["--features", "{tmp}/f.npz", "--queries", "{tmp}/wide.npz"], "4-d features, --features"),
     (["--features", "{tmp}/f.npz", "--duplicates", "0.9", "--queries", "{tmp}/f.npz"],
      "drop --queries"),
+    (["--features", "{tmp}/f.npz", "--duplicates", "0.9", "--k", "2"], "drop --k"),
+    (["--features", "{tmp}/f.npy"], "not a readable .npz file"),
+    (["--features", "{tmp}/cut.npz"], "not a readable .npz file"),
 ])
 def test_user_errors_are_one_line(tmp_path, capsys, args, needle):
     embed_file(tmp_path / "f.npz", np.eye(3))
     embed_file(tmp_path / "wide.npz", np.eye(4))
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    np.save(tmp_path / "f.npy", np.eye(3))  # an array, not an embed archive
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "f.npz").read_bytes()[:100])  # truncated
     args = [a.format(tmp=tmp_path) for a in args]
     assert main(["neighbors", *args, "--out", str(tmp_path / "n.csv")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and needle.format(tmp=tmp_path) in err, err
     assert not (tmp_path / "n.csv").exists()
+
+
+def test_too_many_pairs_is_said_before_they_are_gathered(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(nb, "MAX_PAIRS", 2)
+    embed_file(tmp_path / "f.npz", np.ones((4, 3)))  # 6 identical pairs
+    assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--out",
+                 str(tmp_path / "d.csv"), "--duplicates", "0.5"]) == 2
+    assert "more than 2 pairs are that similar; raise the threshold" in capsys.readouterr().err
+    assert not (tmp_path / "d.csv").exists()

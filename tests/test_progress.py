@@ -57,6 +57,7 @@ def test_a_terminal_gets_the_bar_and_no_lines():
         progress.record(record(step), seconds=step, last=step == 10)
     progress.close()
     assert "10/10" in screen.getvalue() and "step 10/10 (" not in screen.getvalue()
+    assert "epoch=1.0, loss=4.900, lr=0.3, views_s=512" in screen.getvalue()
 
 
 def test_disabled_shows_nothing():
