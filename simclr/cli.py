@@ -405,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
 
             torch.set_num_threads(args.threads)
         check_processes(args)
+        if hasattr(args, "test_fraction") and (args.test is None) == (args.test_fraction is None):
+            raise SimCLRError("give --test DIR or --test-fraction F (a held-out part of --train), "
+                              "one of the two")
         for name in ("device", "eval_device"):  # a typo fails now, not after the decoding
             if getattr(args, name, None):
                 from simclr.runtime import resolve_device

@@ -127,9 +127,10 @@ def cmd_knn(args: argparse.Namespace) -> int:
 
     inputs = load_for_eval(args)
     size = inputs.spec["image_size"]
-    result = run_knn(inputs.encoder, open_folder(args.train, size, args),
-                     open_folder(args.test, size, args), args.out, image_size=size, k=args.k,
-                     temperature=args.temperature, source=inputs.source, **runtime_kwargs(args))
+    train, test = open_folders(args, size, augmented=False)
+    result = run_knn(inputs.encoder, train, test, args.out, image_size=size, k=args.k,
+                     temperature=args.temperature, source={**inputs.source, **test_split(args)},
+                     **runtime_kwargs(args))
     print(json.dumps(result))
     return 0
 
@@ -174,19 +175,45 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
         train, test = open_folders(args, size, augmented=args.protocol == "sgd")
         result = run_linear_eval(
             inputs.encoder, train, test, args.out, image_size=size, protocol=args.protocol,
-            seed=args.seed, config=inputs.ckpt["config"], source=inputs.source, **protocol,
-            **runtime_kwargs(args))
+            seed=args.seed, config=inputs.ckpt["config"],
+            source={**inputs.source, **test_split(args)}, **protocol, **runtime_kwargs(args))
         return report(result)
 
 
-def open_folders(args: argparse.Namespace, image_size: int,
-                 augmented: bool) -> tuple[ImageSource, ImageSource]:
+def open_folders(args: argparse.Namespace, image_size: int, augmented: bool,
+                 augmented_test: bool = False) -> tuple[ImageSource, ImageSource]:
     """--train and --test of an evaluation; under torchrun rank 0 decodes them first,
     then the other processes find its caches. ``augmented``: the training set gives
-    augmented views (fine-tuning, SGD linear evaluation), not evaluation crops."""
-    return (dist.main_first(lambda: open_folder(args.train, image_size, args,
-                                                evaluation=not augmented)),
-            dist.main_first(lambda: open_folder(args.test, image_size, args)))
+    augmented views (fine-tuning, SGD linear evaluation), not evaluation crops (and
+    ``augmented_test`` the test set: the transformation probe).
+
+    Without --test, ``--test-fraction F`` holds out a class-balanced F of --train
+    (``evaluate.stratified_split``, from --seed) as the test set, recorded in the
+    results' ``source`` as ``test``."""
+    def opened(path: str, evaluation: bool) -> ImageSource:
+        return dist.main_first(lambda: open_folder(path, image_size, args,
+                                                   evaluation=evaluation))
+
+    if args.test is not None:
+        return opened(args.train, not augmented), opened(args.test, not augmented_test)
+    from simclr.evaluate import stratified_split
+
+    test = opened(args.train, not augmented_test)
+    fit, held = stratified_split(test.labels, args.test_fraction, args.seed)
+    train = test.subset(fit, f"{args.train}[train part]")
+    if augmented != augmented_test and test.paths:  # other storage: the same files
+        whole, kept = opened(args.train, not augmented), {test.paths[i] for i in fit}
+        train = whole.subset([i for i, p in enumerate(whole.paths) if p in kept],
+                             f"{args.train}[train part]")
+    return train, test.subset(held, f"{args.train}[held-out part]")
+
+
+def test_split(args: argparse.Namespace) -> dict[str, str]:
+    """What the test set was, for a results file's ``source``: nothing with --test."""
+    if getattr(args, "test", None) is not None:
+        return {}
+    return {"test": f"{100 * args.test_fraction:g}% of --train held out per class "
+                    f"(seed {args.seed})"}
 
 
 def report(result: dict[str, Any], resume: str | None = None) -> int:
@@ -241,7 +268,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             subset_file=args.subset, epochs=args.epochs, lr=args.lr, momentum=args.momentum,
             schedule=args.schedule, head=head, **given(args, ("crop_scale", "crop_sampler")),
             from_head=args.from_head, from_scratch=args.from_scratch,
-            sync_bn=args.sync_bn, seed=args.seed, config=ckpt["config"], source=source,
+            sync_bn=args.sync_bn, seed=args.seed, config=ckpt["config"],
+            source={**source, **test_split(args)},
             checkpoint_every=args.checkpoint_every,
             checkpoint_minutes=args.checkpoint_minutes, **runtime_kwargs(args))
         return report(result)
@@ -263,11 +291,10 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
     tasks = TASKS if args.task == "all" else (args.task,)
     out = prepare_dir(args.out, RESULTS["transform-probe"])
     result = run_transform_probe(
-        model, open_folder(args.train, size, args, evaluation=False),
-        open_folder(args.test, size, args, evaluation=False), aug,
+        model, *open_folders(args, size, augmented=True, augmented_test=True), aug,
         tasks, views=args.views, epochs=args.epochs, seed=args.seed,
         batch_size=args.batch_size, device=args.device, precision=args.precision)
-    result["source"] = {**checkpoint_source(
+    result["source"] = {**test_split(args), **checkpoint_source(
         path, ckpt, "random init" if args.random_init else "pretrained"),
         "layer": "h" if result["tasks"] and all(row["z"] is None for row in
                                                 result["tasks"].values()) else "h and z"}
@@ -552,7 +579,10 @@ def _pair(text: str) -> tuple[float, float]:
 def _eval_inputs(p: argparse.ArgumentParser, runtime: RuntimeFlags, out_required: bool) -> None:
     p.add_argument("--checkpoint", required=True, help="any simclr checkpoint")
     p.add_argument("--train", required=True, help="labeled image folder (class sub-folders)")
-    p.add_argument("--test", required=True, help="labeled image folder, same classes")
+    p.add_argument("--test", default=None, help="labeled image folder, same classes")
+    p.add_argument("--test-fraction", type=_real(0, False, 1), default=None, metavar="F",
+                   help="instead of --test: hold out this class-balanced fraction of "
+                        "--train (from --seed) as the test set")
     p.add_argument("--out", required=out_required, help="run directory for results")
     p.add_argument("--random-init", action="store_true",
                    help="the checkpoint's architecture at random initialization (baseline)")

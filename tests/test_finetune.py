@@ -369,3 +369,35 @@ def test_checkpoint_minutes_reach_the_training(tmp_path, monkeypatch, command):
                  "--batch-size", "8", "--workers", "0", "--cache-dir", cache,
                  "--precision", "fp32", "--checkpoint-minutes", "2", *extra]) == 0
     assert seen == [120.0]
+
+
+def test_one_labeled_folder_split_into_train_and_test(tmp_path, capsys):
+    """--test-fraction: a class-balanced held-out part of --train is the test set, never
+    trained on (here photos larger than the cache takes: the training part is stored
+    for augmentation, the test part for the evaluation transform, the same files)."""
+    from simclr.cli import main
+    from tests.conftest import make_image_folder
+
+    _, _, cache = tiny_pretrained_run(tmp_path)
+    photos = make_image_folder(tmp_path / "photos", classes=2, per_class=8, side=120,
+                               ext="jpg")
+    common = ["--checkpoint", str(tmp_path / "pre"), "--train", str(photos), "--workers", "0",
+              "--cache-dir", cache, "--precision", "fp32"]
+    assert main(["finetune", *common, "--test-fraction", "0.25", "--out",
+                 str(tmp_path / "ft"), "--epochs", "1", "--batch-size", "4"]) == 0
+    result = json.loads((tmp_path / "ft" / "finetune.json").read_text())
+    assert result["num_test"] == 4 and result["num_labeled"] == 12
+    assert result["source"]["test"] == "25% of --train held out per class (seed 0)"
+    trained = (tmp_path / "ft" / "labeled_subset.txt").read_text().split()
+    from simclr.data import scan_folder
+    from simclr.evaluate import stratified_split
+
+    listing = scan_folder(photos)
+    fit, _ = stratified_split(listing.labels, 0.25, 0)
+    assert sorted(trained) == sorted(listing.paths[i] for i in fit)  # the rest is the test
+    assert main(["knn", *common, "--test-fraction", "0.25"]) == 0
+    knn = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (knn["num_train"], knn["num_test"]) == (12, 4)
+    for both_or_neither in (["--test", str(photos), "--test-fraction", "0.5"], []):
+        assert main(["knn", *common, *both_or_neither]) == 2
+        assert "give --test DIR or --test-fraction F" in capsys.readouterr().err
