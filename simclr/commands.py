@@ -14,13 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
 from simclr import distributed as dist
 from simclr.checkpoint import PARTIAL_SUFFIX, checkpoint_file, load_checkpoint
 from simclr.config import CROP_SAMPLERS, MAX_SEED, Config, DataConfig, config_from_dict
-from simclr.data import ImageList, ImageSource, check_folder, open_source
+from simclr.data import ImageList, ImageSource, check_folder, list_folder, open_source
 from simclr.errors import SimCLRError
 from simclr.export import FORMATS
 from simclr.features import check_labeled_folders
@@ -44,16 +45,18 @@ class RawPixels(nn.Module):
 
 
 def open_eval_source(path: str, image_size: int, workers: int | None,
-                     cache_dir: str, evaluation: bool = True) -> ImageSource:
+                     cache_dir: str, evaluation: bool = True, train: bool = False
+                     ) -> ImageSource:
     """A labeled folder (or named data set) of an evaluation, stored for ``image_size``;
-    ``evaluation=False`` for one it trains on with augmented views (fine-tuning)."""
+    ``evaluation=False`` for one it trains on with augmented views (fine-tuning);
+    ``train``: a data set's training split (a folder holding train/ and test/, cifar10)."""
     data = DataConfig(workers=workers, cache_dir=cache_dir)
-    return open_source(path, data, train=False, image_size=image_size, evaluation=evaluation)
+    return open_source(path, data, train=train, image_size=image_size, evaluation=evaluation)
 
 
 def open_folder(path: str, image_size: int, args: argparse.Namespace,
-                evaluation: bool = True) -> ImageSource:
-    return open_eval_source(path, image_size, args.workers, args.cache_dir, evaluation)
+                evaluation: bool = True, train: bool = False) -> ImageSource:
+    return open_eval_source(path, image_size, args.workers, args.cache_dir, evaluation, train)
 
 
 class EvalInputs(NamedTuple):
@@ -101,8 +104,8 @@ def read_checkpoint(
     if getattr(args, "out", None):
         check_not_inside(args.out, {"--train": getattr(args, "train", None),
                                     "--test": getattr(args, "test", None)}, "results")
-    listing = (check_labeled_folders(args.train, args.test, ("--train", "--test"))
-               if labeled else None)
+    listing = (check_labeled_folders(args.train, args.test, ("--train", "--test"),
+                                     train_split=True) if labeled else None)
     path = checkpoint_file(args.checkpoint)
     ckpt = load_checkpoint(path)
     if path.name.endswith(PARTIAL_SUFFIX):  # named on purpose, still worth a word
@@ -187,33 +190,53 @@ def open_folders(args: argparse.Namespace, image_size: int, augmented: bool,
     augmented views (fine-tuning, SGD linear evaluation), not evaluation crops (and
     ``augmented_test`` the test set: the transformation probe).
 
-    Without --test, ``--test-fraction F`` holds out a class-balanced F of --train
-    (``evaluate.stratified_split``, from --seed) as the test set, recorded in the
-    results' ``source`` as ``test``."""
-    def opened(path: str, evaluation: bool) -> ImageSource:
+    Without --test, ``--test-fraction F`` holds out the files :func:`held_out` names as
+    the test set, and the rest of --train is the training set."""
+    def opened(path: str, evaluation: bool, train: bool) -> ImageSource:
         return dist.main_first(lambda: open_folder(path, image_size, args,
-                                                   evaluation=evaluation))
+                                                   evaluation=evaluation, train=train))
 
     if args.test is not None:
-        return opened(args.train, not augmented), opened(args.test, not augmented_test)
+        return (opened(args.train, not augmented, True),
+                opened(args.test, not augmented_test, False))
+    listing, held = held_out(args)
+    test_files = {listing.paths[i] for i in held}
+
+    def part(source: ImageSource, test: bool) -> ImageSource:
+        rows = [i for i, p in enumerate(source.paths) if (p in test_files) == test]
+        return source.subset(rows, source.name)  # the folder's name: subset lists use it
+
+    train = opened(args.train, not augmented, True)
+    test = (train if augmented == augmented_test else
+            opened(args.train, not augmented_test, True))
+    train_part = part(train, test=False)
+    train_part.skipped = train.skipped  # the folder's unreadable files, said once
+    return train_part, part(test, test=True)
+
+
+def held_out(args: argparse.Namespace) -> tuple[ImageList, np.ndarray]:
+    """(--train's listing, the indices of the files ``--test-fraction`` holds out): a
+    class-balanced part drawn from --seed (:func:`simclr.evaluate.stratified_split`) on
+    the file names, so the split is the same whether or not the folder is cached."""
     from simclr.evaluate import stratified_split
 
-    test = opened(args.train, not augmented_test)
-    fit, held = stratified_split(test.labels, args.test_fraction, args.seed)
-    train = test.subset(fit, f"{args.train}[train part]")
-    if augmented != augmented_test and test.paths:  # other storage: the same files
-        whole, kept = opened(args.train, not augmented), {test.paths[i] for i in fit}
-        train = whole.subset([i for i, p in enumerate(whole.paths) if p in kept],
-                             f"{args.train}[train part]")
-    return train, test.subset(held, f"{args.train}[held-out part]")
+    listing = list_folder(args.train, train=True)
+    if listing is None:
+        raise SimCLRError(f"--test-fraction splits an image folder; {args.train} has its own "
+                          "test split: give --test")
+    _, held = stratified_split(listing.labels, args.test_fraction, args.seed)
+    if len(held) == 0:
+        raise SimCLRError(f"--test-fraction {args.test_fraction:g} holds out no image (every "
+                          f"class of {args.train} has a single image); give --test")
+    return listing, held
 
 
-def test_split(args: argparse.Namespace) -> dict[str, str]:
+def test_split(args: argparse.Namespace) -> dict[str, Any]:
     """What the test set was, for a results file's ``source``: nothing with --test."""
     if getattr(args, "test", None) is not None:
         return {}
-    return {"test": f"{100 * args.test_fraction:g}% of --train held out per class "
-                    f"(seed {args.seed})"}
+    return {"test": {"held_out_of": str(Path(args.train).expanduser().resolve()),
+                     "fraction": args.test_fraction, "seed": args.seed}}
 
 
 def report(result: dict[str, Any], resume: str | None = None) -> int:
@@ -248,6 +271,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if args.subset is not None:
         read_subset_list(args.subset)
     encoder, spec, ckpt, source, listing = load_for_eval(args)
+    if listing is not None and args.test is None:  # the labels come from the training part
+        _, held = held_out(args)
+        keep = np.setdiff1d(np.arange(len(listing.paths)), held)
+        listing = ImageList([listing.paths[i] for i in keep], listing.labels[keep],
+                            listing.classes, listing.root)
     if listing is not None:  # the subset drawn from file names, before --train is decoded
         labeled_subset(listing, args.subset, args.label_fraction, args.labels_per_class,
                        args.seed)
@@ -318,7 +346,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         raise SimCLRError(f"--eval {args.eval} needs --eval-train and --eval-test (labeled "
                           "folders), or pass --eval none")
     if folders:  # before hours of training
-        check_labeled_folders(args.eval_train, args.eval_test, ("--eval-train", "--eval-test"))
+        check_labeled_folders(args.eval_train, args.eval_test, ("--eval-train", "--eval-test"),
+                              train_split=True)
 
     def evaluate(run_dir: Path) -> dict[str, Any]:
         return evaluate_run(run_dir, args)
@@ -374,8 +403,8 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     if args.eval_train and args.eval_test:
         cache = (args.eval_cache_dir or vars(args).get("cfg:data.cache_dir")
                  or DataConfig().cache_dir)
-        train, test = (open_eval_source(path, size, args.workers_eval, cache)
-                       for path in (args.eval_train, args.eval_test))
+        train, test = (open_eval_source(path, size, args.workers_eval, cache, train=split)
+                       for path, split in ((args.eval_train, True), (args.eval_test, False)))
     else:  # the digits demo: its fixed hold-out split
         from simclr.data import digits_split
 

@@ -289,7 +289,8 @@ def make_run_dir(run_dir: Path, resume: bool) -> Any:
 
 def check_knn_folders(cfg: Config) -> None:
     """The kNN monitor's folders are first read after an epoch: check them before."""
-    check_labeled_folders(cfg.knn_train, cfg.knn_test, ("--knn-train", "--knn-test"))
+    check_labeled_folders(cfg.knn_train, cfg.knn_test, ("--knn-train", "--knn-test"),
+                          train_split=True)
 
 
 def checkpoint_state(
@@ -703,8 +704,9 @@ def knn_monitor(
     from simclr.features import extract_features
 
     encoder = unwrap(model).encoder
-    memory, queries = (open_source(folder, cfg.data, train=False, image_size=cfg.augment.size,
-                                   evaluation=True) for folder in (cfg.knn_train, cfg.knn_test))
+    memory, queries = (open_source(folder, cfg.data, train=split, image_size=cfg.augment.size,
+                                   evaluation=True)
+                       for folder, split in ((cfg.knn_train, True), (cfg.knn_test, False)))
     train_x, train_y = extract_features(encoder, memory, cfg.augment.size, 512, device, precision)
     test_x, test_y = extract_features(encoder, queries, cfg.augment.size, 512, device, precision)
     top1 = knn_accuracy(train_x, train_y, test_x, test_y, k=cfg.knn_k,

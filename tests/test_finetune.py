@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -387,7 +388,8 @@ def test_one_labeled_folder_split_into_train_and_test(tmp_path, capsys):
                  str(tmp_path / "ft"), "--epochs", "1", "--batch-size", "4"]) == 0
     result = json.loads((tmp_path / "ft" / "finetune.json").read_text())
     assert result["num_test"] == 4 and result["num_labeled"] == 12
-    assert result["source"]["test"] == "25% of --train held out per class (seed 0)"
+    assert result["source"]["test"] == {"held_out_of": str(photos), "fraction": 0.25,
+                                        "seed": 0}
     trained = (tmp_path / "ft" / "labeled_subset.txt").read_text().split()
     from simclr.data import scan_folder
     from simclr.evaluate import stratified_split
@@ -401,3 +403,34 @@ def test_one_labeled_folder_split_into_train_and_test(tmp_path, capsys):
     for both_or_neither in (["--test", str(photos), "--test-fraction", "0.5"], []):
         assert main(["knn", *common, *both_or_neither]) == 2
         assert "give --test DIR or --test-fraction F" in capsys.readouterr().err
+    # A subset list names files of the training part, relative to the folder; one of
+    # the held-out part, or more labels per class than the part has, is refused early.
+    (tmp_path / "list.txt").write_text("".join(f"{Path(p).relative_to(photos)}\n"
+                                               for p in trained[:2]))
+    assert main(["finetune", *common, "--test-fraction", "0.25", "--out",
+                 str(tmp_path / "ft2"), "--epochs", "1", "--batch-size", "2", "--subset",
+                 str(tmp_path / "list.txt")]) == 0
+    capsys.readouterr()
+    held = sorted(set(listing.paths) - set(trained))[0]
+    (tmp_path / "list.txt").write_text(f"{held}\n")
+    for extra in (["--subset", str(tmp_path / "list.txt")], ["--labels-per-class", "7"]):
+        assert main(["finetune", *common, "--test-fraction", "0.25", "--out",
+                     str(tmp_path / "ft3"), *extra]) == 2
+        assert capsys.readouterr().err.count("\n") == 1
+        assert not (tmp_path / "ft3").exists()
+
+
+def test_a_data_root_with_splits_gives_train_to_train_and_test_to_test(tmp_path, capsys):
+    """`--train ROOT --test ROOT` on a folder holding train/ and test/: each its split
+    (--train used to read test/ too, evaluating the test split against itself)."""
+    from simclr.cli import main
+    from tests.conftest import make_image_folder
+
+    _, _, cache = tiny_pretrained_run(tmp_path)
+    make_image_folder(tmp_path / "root" / "train", classes=2, per_class=6)
+    make_image_folder(tmp_path / "root" / "test", classes=2, per_class=3, seed=1)
+    root = str(tmp_path / "root")
+    assert main(["knn", "--checkpoint", str(tmp_path / "pre"), "--train", root, "--test", root,
+                 "--workers", "0", "--cache-dir", cache, "--precision", "fp32"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (result["num_train"], result["num_test"]) == (12, 6)
