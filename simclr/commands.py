@@ -214,13 +214,15 @@ def open_folders(args: argparse.Namespace, image_size: int, augmented: bool,
     return train_part, part(test, test=True)
 
 
-def held_out(args: argparse.Namespace) -> tuple[ImageList, np.ndarray]:
+def held_out(args: argparse.Namespace,
+             listing: ImageList | None = None) -> tuple[ImageList, np.ndarray]:
     """(--train's listing, the indices of the files ``--test-fraction`` holds out): a
     class-balanced part drawn from --seed (:func:`simclr.evaluate.stratified_split`) on
-    the file names, so the split is the same whether or not the folder is cached."""
+    the file names, so the split is the same whether or not the folder is cached.
+    ``listing``: --train's, if already listed."""
     from simclr.evaluate import stratified_split
 
-    listing = list_folder(args.train, train=True)
+    listing = list_folder(args.train, train=True) if listing is None else listing
     if listing is None:
         raise SimCLRError(f"--test-fraction splits an image folder; {args.train} has its own "
                           "test split: give --test")
@@ -272,7 +274,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         read_subset_list(args.subset)
     encoder, spec, ckpt, source, listing = load_for_eval(args)
     if listing is not None and args.test is None:  # the labels come from the training part
-        _, held = held_out(args)
+        _, held = held_out(args, listing)  # the listing just checked: not read again
         keep = np.setdiff1d(np.arange(len(listing.paths)), held)
         listing = ImageList([listing.paths[i] for i in keep], listing.labels[keep],
                             listing.classes, listing.root)
