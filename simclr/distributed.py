@@ -89,6 +89,12 @@ def init_from_env() -> bool:
             raise SimCLRError(f"WORLD_SIZE > 1 but {name} is not set: launch with torchrun")
     if not dist.is_available():
         raise SimCLRError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    # DDP imports torch._dynamo; imported after the group is up, it keeps the group
+    # alive past destroy_process_group (torch 2.14), so gloo's worker threads outlive
+    # the run and can abort the process at interpreter exit ("terminate called without
+    # an active exception"). Imported first, the group and its threads end with cleanup().
+    import torch._dynamo  # noqa: F401
+
     backend = "gloo"
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank())

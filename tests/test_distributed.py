@@ -184,6 +184,18 @@ def test_global_batchnorm_on_cpu_equals_one_batchnorm_over_all_processes(tmp_pat
         torch.testing.assert_close(sum(res[name] for res in results), param.grad)
 
 
+def _assert_group_threads_ended() -> None:
+    """The process group's threads end with the run (Linux: /proc names them). Threads
+    left running abort the process at interpreter exit now and then (SIGABRT,
+    "terminate called without an active exception"), as a leaked group did."""
+
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        return
+    names = [(t / "comm").read_text().strip() for t in tasks.iterdir()]
+    assert not [n for n in names if "gloo" in n or "tcpstore" in n], names
+
+
 def _run_worker(rank: int, port: int, flags: dict) -> None:
     import os
 
@@ -193,6 +205,7 @@ def _run_worker(rank: int, port: int, flags: dict) -> None:
     os.environ.update({"WORLD_SIZE": str(WORLD), "RANK": str(rank), "LOCAL_RANK": str(rank),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     train.pretrain(build_config(flags=flags))
+    _assert_group_threads_ended()
 
 
 @pytest.fixture(scope="module")
@@ -262,6 +275,7 @@ def _supervised_worker(rank: int, port: int, argv: list) -> None:
     os.environ.update({"WORLD_SIZE": str(WORLD), "RANK": str(rank), "LOCAL_RANK": str(rank),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     assert main(argv) == 0
+    _assert_group_threads_ended()
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
