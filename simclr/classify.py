@@ -47,7 +47,7 @@ from simclr.features import extract_features, iter_batches
 from simclr.files import lock_folder
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.results import log, prepare_dir
-from simclr.runtime import StopFlag, autocast
+from simclr.runtime import SaveSchedule, StopFlag, autocast
 
 # ---------------------------------------------------------------------- labeled batches
 
@@ -143,7 +143,10 @@ class Checkpointing:
     every: int
     on_step: Callable[[int, StopFlag], None] | None = None
     every_s: float = 0.0
-    last_save: float = field(default_factory=time.perf_counter)
+    schedule: SaveSchedule = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.schedule = SaveSchedule(self.every, self.every_s)
 
 
 def train_classifier(
@@ -237,23 +240,17 @@ def _after_step(checkpointing: Checkpointing, stop: StopFlag, vote: dist.StopVot
     makes every process stop at the same step."""
     if checkpointing.on_step is not None:
         checkpointing.on_step(step, stop)
-    if step >= total_steps:  # the caller writes the final checkpoint
-        pass
-    elif checkpointing.every and step % checkpointing.every == 0:
+    rule = checkpointing.schedule.due(step) if step < total_steps else None  # the caller
+    if rule == "steps":                                       # writes the final one
         check()
         checkpointing.save(step, seconds)
-        checkpointing.last_save = time.perf_counter()
-    elif checkpointing.every_s and time.perf_counter() - checkpointing.last_save \
-            >= checkpointing.every_s:
-        # Each process's own clock: no raise here (the others would not), and never a
-        # diverged model; the epoch's end, reached by every process, stops the run.
+    elif rule == "clock":
         try:
             check()
-        except SimCLRError:  # diverged: nothing saved
+        except SimCLRError:  # diverged: nothing saved (no raise: see SaveSchedule)
             pass
         else:
             checkpointing.save(step, seconds)
-        checkpointing.last_save = time.perf_counter()
     return vote(step, stop.requested, last=step >= total_steps)
 
 

@@ -17,6 +17,8 @@ import platform
 import signal
 import subprocess
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +154,35 @@ def tune_cpu_allocator() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(ok)
+
+
+@dataclass
+class SaveSchedule:
+    """When a training writes a periodic checkpoint: every ``every`` steps (0: never)
+    and, between those, once ``every_s`` seconds (0: never) passed since the last one,
+    so a slow step (a big model on a CPU) cannot leave hours of training unsaved.
+
+    ``due(step, final)`` names the rule that fires, restarting the clock: "steps"
+    (every process decides alike, so the caller may raise on a diverged model: all
+    processes do), "clock" (each process's own clock: the caller must not raise, as the
+    others would not; it just does not save a diverged model; never at the ``final``
+    step, whose checkpoint the caller writes anyway), or None.
+    """
+
+    every: int = 0
+    every_s: float = 0.0
+    last: float = field(default_factory=lambda: time.perf_counter())
+
+    def due(self, step: int, final: bool = False) -> str | None:
+        now = time.perf_counter()
+        if self.every and step % self.every == 0:
+            rule = "steps"
+        elif self.every_s and not final and now - self.last >= self.every_s:
+            rule = "clock"
+        else:
+            return None
+        self.last = now
+        return rule
 
 
 class StopFlag:

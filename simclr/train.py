@@ -53,6 +53,7 @@ from simclr.pretrained import apply_initial_weights, initial_weights
 from simclr.progress import Progress
 from simclr.results import check_not_inside, check_out_folder
 from simclr.runtime import (
+    SaveSchedule,
     StopFlag,
     autocast,
     provenance,
@@ -576,7 +577,8 @@ def train_loop(
     # The first non-finite step, kept on the device and checked at log and save points.
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     segment_start, elapsed_before = time.perf_counter(), state.elapsed
-    last_save = segment_start
+    saves = SaveSchedule(cfg.checkpoint_every,
+                         60 * cfg.checkpoint_minutes if dist.is_main() else 0.0)
     next_refit = state.step + 10
     knn_every_steps = max(1, round(cfg.knn_every * plan.steps_per_epoch))
     last_good: Path | None = latest_checkpoint(run_dir / "checkpoints")
@@ -638,20 +640,13 @@ def train_loop(
             if signal_name:  # the checkpoint is written after the loop
                 reason, stop.requested = "preempted", signal_name
                 break
-            # Every N steps, and every M minutes: a slow step (a big model on a CPU) must
-            # not leave hours of training without a checkpoint. Rank 0 alone saves.
-            if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
+            # Rank 0 alone saves; the clock is its own (a rule of SaveSchedule).
+            rule = saves.due(state.step, last)
+            if rule == "steps":
                 check_finite(first_bad, last_good, cfg)
                 last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
-                last_save = time.perf_counter()
-            elif (cfg.checkpoint_minutes and not last and dist.is_main()
-                  and time.perf_counter() - last_save >= 60 * cfg.checkpoint_minutes):
-                # Each process's own clock: no raise here (the others would not), and
-                # never a diverged model; the next log step, on every process, stops it.
-                if int(first_bad.item()) < 0:
-                    last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir,
-                                     periodic=True)
-                last_save = time.perf_counter()
+            elif rule == "clock" and int(first_bad.item()) < 0:  # never a diverged model
+                last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
             if cfg.knn_train and state.step % knn_every_steps == 0:
                 knn_monitor(cfg, model, device, precision, state.step, log)
             if last:

@@ -129,3 +129,22 @@ def test_a_second_ctrl_c_during_pretraining_exits_130_without_a_checkpoint(tmp_p
     assert not list((tmp_path / "pre" / "checkpoints").glob("*.pt"))
     assert not (tmp_path / "pre" / "summary.json").exists()
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_periodic_saves_come_by_step_count_or_by_the_clock(monkeypatch):
+    """Every `every` steps (also the last), else once `every_s` seconds passed since the
+    last save of either kind (never at the last step); the clock restarts at each."""
+    import simclr.runtime as runtime
+
+    now = [0.0]
+    monkeypatch.setattr(runtime.time, "perf_counter", lambda: now[0])
+    schedule = runtime.SaveSchedule(every=4, every_s=10.0)
+    rules = []
+    for step, t in ((1, 5.0), (2, 10.0), (3, 15.0), (4, 18.0), (5, 27.0), (6, 28.0),
+                    (7, 40.0), (8, 41.0)):
+        now[0] = t
+        rules.append(schedule.due(step, final=step == 8))
+    assert rules == [None, "clock", None, "steps", None, "clock", "clock", "steps"]
+    now[0] = 100.0
+    assert runtime.SaveSchedule(every=0, every_s=10.0).due(9, final=True) is None
+    assert runtime.SaveSchedule(every=0, every_s=0.0).due(9) is None
