@@ -130,7 +130,7 @@ def cmd_knn(args: argparse.Namespace) -> int:
 
     inputs = load_for_eval(args)
     size = inputs.spec["image_size"]
-    train, test = open_folders(args, size, augmented=False)
+    train, test = open_folders(args, size, augmented=False, listing=inputs.listing)
     result = run_knn(inputs.encoder, train, test, args.out, image_size=size, k=args.k,
                      temperature=args.temperature, source={**inputs.source, **test_split(args)},
                      **runtime_kwargs(args))
@@ -175,7 +175,8 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
     inputs = load_for_eval(args)
     size = inputs.spec["image_size"]
     with dist.process_group():  # the SGD protocol may train across processes
-        train, test = open_folders(args, size, augmented=args.protocol == "sgd")
+        train, test = open_folders(args, size, augmented=args.protocol == "sgd",
+                                   listing=inputs.listing)
         result = run_linear_eval(
             inputs.encoder, train, test, args.out, image_size=size, protocol=args.protocol,
             seed=args.seed, config=inputs.ckpt["config"],
@@ -184,14 +185,16 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
 
 
 def open_folders(args: argparse.Namespace, image_size: int, augmented: bool,
-                 augmented_test: bool = False) -> tuple[ImageSource, ImageSource]:
+                 augmented_test: bool = False, listing: ImageList | None = None,
+                 ) -> tuple[ImageSource, ImageSource]:
     """--train and --test of an evaluation; under torchrun rank 0 decodes them first,
     then the other processes find its caches. ``augmented``: the training set gives
     augmented views (fine-tuning, SGD linear evaluation), not evaluation crops (and
     ``augmented_test`` the test set: the transformation probe).
 
     Without --test, ``--test-fraction F`` holds out the files :func:`held_out` names as
-    the test set, and the rest of --train is the training set."""
+    the test set, and the rest of --train is the training set (``listing``: --train's,
+    if the command already listed it)."""
     def opened(path: str, evaluation: bool, train: bool) -> ImageSource:
         return dist.main_first(lambda: open_folder(path, image_size, args,
                                                    evaluation=evaluation, train=train))
@@ -199,7 +202,7 @@ def open_folders(args: argparse.Namespace, image_size: int, augmented: bool,
     if args.test is not None:
         return (opened(args.train, not augmented, True),
                 opened(args.test, not augmented_test, False))
-    listing, held = held_out(args)
+    listing, held = held_out(args, listing)
     test_files = {listing.paths[i] for i in held}
 
     def part(source: ImageSource, test: bool) -> ImageSource:
@@ -273,6 +276,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if args.subset is not None:
         read_subset_list(args.subset)
     encoder, spec, ckpt, source, listing = load_for_eval(args)
+    full_listing = listing
     if listing is not None and args.test is None:  # the labels come from the training part
         _, held = held_out(args, listing)  # the listing just checked: not read again
         keep = np.setdiff1d(np.arange(len(listing.paths)), held)
@@ -291,7 +295,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         encoder, head = model.encoder, model.head
     size = spec["image_size"]
     with dist.process_group():  # under torchrun the processes fine-tune as one
-        train, test = open_folders(args, size, augmented=True)
+        train, test = open_folders(args, size, augmented=True, listing=full_listing)
         result = run_finetune(
             encoder, train, test, args.out, image_size=size,
             label_fraction=args.label_fraction, labels_per_class=args.labels_per_class,

@@ -400,6 +400,16 @@ def test_one_labeled_folder_split_into_train_and_test(tmp_path, capsys):
     assert main(["knn", *common, "--test-fraction", "0.25"]) == 0
     knn = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert (knn["num_train"], knn["num_test"]) == (12, 4)
+    assert main(["linear-eval", *common, "--test-fraction", "0.25"]) == 0
+    linear = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert (linear["num_train"], linear["num_test"]) == (12, 4)
+    assert linear["source"]["test"] == result["source"]["test"]
+    assert main(["transform-probe", *common, "--test-fraction", "0.25", "--task", "rotation",
+                 "--epochs", "1", "--out", str(tmp_path / "probe")]) == 0
+    probe = json.loads(capsys.readouterr().out.splitlines()[-1])
+    rotation = probe["tasks"]["rotation"]  # each image in 4 rotations (2 views: train)
+    assert (rotation["num_train"], rotation["num_test"]) == (2 * 12, 4)
+    assert probe["source"]["test"] == result["source"]["test"]
     for both_or_neither in (["--test", str(photos), "--test-fraction", "0.5"], []):
         assert main(["knn", *common, *both_or_neither]) == 2
         assert "give --test DIR or --test-fraction F" in capsys.readouterr().err
