@@ -550,7 +550,8 @@ def run_linear_eval(
             verbose=verbose)
         sizes = _sizes(train_x, test_x, num_classes)
     else:
-        settings = {"train": [int(train.num_images), list(train.classes)], "epochs": epochs,
+        settings = {"test_fraction": ((source or {}).get("test") or {}).get("fraction"),
+                    "train": [int(train.num_images), list(train.classes)], "epochs": epochs,
                     "batch_size": batch_size, "lr": lr, "momentum": momentum,
                     "crop": [*crop_scale, crop_sampler], "seed": seed, "image_size": image_size,
                     "source": [str((source or {}).get(k)) for k in ("checkpoint", "step",

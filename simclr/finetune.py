@@ -344,7 +344,8 @@ def run_finetune(
     for group in optimizer.param_groups:
         group["peak_lr"] = peak
     scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")
-    settings = {"subset": subset_digest(subset, len(train.labels)), "epochs": epochs,
+    settings = {"test_fraction": ((source or {}).get("test") or {}).get("fraction"),
+                "subset": subset_digest(subset, len(train.labels)), "epochs": epochs,
                 "batch_size": batch, "lr": lr, "momentum": momentum, "schedule": schedule,
                 "crop": [*aug_cfg.crop_scale, aug_cfg.crop_sampler],
                 "from_head": from_head, "from_scratch": from_scratch, "seed": seed,

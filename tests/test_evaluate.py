@@ -356,7 +356,8 @@ def test_an_interrupted_sgd_linear_evaluation_continues_exactly(tmp_path):
     assert saved["kind"] == "linear-partial" and set(saved["model"]) == {"fc.weight", "fc.bias"}
     assert not (run / "linear_eval.json").exists()
     for change, named in (({"step": 20}, r"source: \[.*'10', .*\] saved, \[.*'20', .*\] now"),
-                          ({"layer": "z"}, "layer: 'h' saved, 'z' now")):
+                          ({"layer": "z"}, "layer: 'h' saved, 'z' now"),
+                          ({"test": {"fraction": 0.2}}, "test_fraction: None saved, 0.2 now")):
         other = {**args, "source": {**args["source"], **change}}
         with pytest.raises(SimCLRError, match=r"unfinished linear evaluation \(linear-partial"
                                               rf".pt\) with other settings \({named}\)"):

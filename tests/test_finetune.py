@@ -297,7 +297,9 @@ def test_an_interrupted_finetuning_is_never_continued_with_other_settings(tmp_pa
                           ({"labels_per_class": 3}, "subset: '[0-9a-f]+' saved, '[0-9a-f]+' now"),
                           ({"seed": 1}, "subset: .*; seed: 0 saved, 1 now"),
                           ({"from_scratch": True}, "from_scratch: False saved, True now"),
-                          ({"precision": "bf16"}, "precision: 'fp32' saved, 'bf16' now")):
+                          ({"precision": "bf16"}, "precision: 'fp32' saved, 'bf16' now"),
+                          ({"source": {"test": {"fraction": 0.5}}},  # another part trains
+                           "test_fraction: None saved, 0.5 now")):
         with pytest.raises(SimCLRError, match=rf"^{run} holds an unfinished fine-tuning "
                                               rf"\(finetune-partial.pt\) with other settings "
                                               rf"\({named}\); rerun its own command"):
