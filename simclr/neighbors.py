@@ -10,6 +10,7 @@ similarity matrix is computed in blocks of rows, so memory stays bounded for lar
 from __future__ import annotations
 
 import csv
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,10 @@ def load_embeddings(path: str | Path, flag: str) -> tuple[torch.Tensor, np.ndarr
     x = torch.from_numpy(np.asarray(features, dtype=np.float32))
     if not torch.isfinite(x).all():
         raise SimCLRError(f"{flag} {path}: the features hold NaN or infinite values")
+    zero = int((x.abs().sum(dim=1) == 0).sum())
+    if zero:  # cosine is undefined there: normalize leaves them at 0
+        print(f"note: {flag} {path}: {zero} of {len(x)} images have all-zero features; their "
+              "similarity to every image is 0 (their neighbours mean nothing)", file=sys.stderr)
     return torch.nn.functional.normalize(x, dim=1), np.asarray(paths, dtype=str)
 
 

@@ -129,3 +129,16 @@ def test_too_many_pairs_is_said_before_they_are_gathered(tmp_path, capsys, monke
                  str(tmp_path / "d.csv"), "--duplicates", "0.5"]) == 2
     assert "more than 2 pairs are that similar; raise the threshold" in capsys.readouterr().err
     assert not (tmp_path / "d.csv").exists()
+
+
+def test_all_zero_features_are_said_and_similar_to_nothing(tmp_path, capsys):
+    feats = np.random.default_rng(5).normal(size=(5, 3))
+    feats[2] = 0.0
+    embed_file(tmp_path / "f.npz", feats)
+    assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--out",
+                 str(tmp_path / "n.csv"), "--k", "4"]) == 0
+    assert "1 of 5 images have all-zero features" in capsys.readouterr().err
+    table = rows(tmp_path / "n.csv")[1:]
+    assert [float(s) for s in table[2][2::2]] == [0.0] * 4
+    assert all(float(row[row.index("/photos/002.jpg") + 1]) == 0.0 for i, row in
+               enumerate(table) if i != 2)
