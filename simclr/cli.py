@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--top-k", type=commands.count_at_least(1), default=5,
                    help="classes listed per image")
+    p.add_argument("--min-probability", type=commands._fraction, default=None, metavar="P",
+                   help="leave the prediction empty where the top class's probability is "
+                        "below P (an image of none of the classes, or a doubtful one)")
     add_runtime_flags(p)
     p.set_defaults(func=cmd_predict)
 
@@ -339,12 +342,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     result = predict_folder(
         args.checkpoint, args.data, args.out, top_k=args.top_k, batch_size=args.batch_size,
         device=args.device, precision=args.precision, workers=args.workers,
-        cache_dir=args.cache_dir)
+        cache_dir=args.cache_dir, min_probability=args.min_probability)
     if "top1" in result:  # a labeled folder: the accuracy in words too (stderr, as knn's)
         top5 = f", top-5 {100 * result['top5']:.2f}%" if result["top5"] is not None else ""
         print(f"{args.out}: {result['images']} images predicted; top-1 "
               f"{100 * result['top1']:.2f}%{top5} over the {result['labeled']} in classes "
               "the classifier knows", file=sys.stderr)
+    if args.min_probability is not None:
+        top1 = result.get("confident_top1")
+        among = "" if top1 is None else f" (top-1 {100 * top1:.2f}% of those labeled)"
+        print(f"{args.out}: {result['confident']} of {result['images']} images predicted "
+              f"with probability >= {args.min_probability:g}{among}; the others' "
+              "prediction is left empty", file=sys.stderr)
     print(json.dumps(result))
     return 0
 

@@ -300,6 +300,7 @@ def predict_folder(
     checkpoint: str | Path, data: str, out: str | Path, top_k: int = 5,
     batch_size: int = 256, device: str = "auto", precision: str = "auto",
     workers: int | None = None, cache_dir: str = "~/.cache/simclr/decoded",
+    min_probability: float | None = None,
 ) -> dict[str, Any]:
     """Classify every image of a folder; one CSV row per image.
 
@@ -307,11 +308,19 @@ def predict_folder(
     ``p<k>`` for the k most probable classes. Where the folder is an ImageFolder whose
     class names the classifier knows, the result also holds the top-1 / top-k accuracy
     over those images (the others are counted as ``unknown_class``).
+
+    ``min_probability``: a row whose top probability is below it has an empty
+    ``prediction`` (its ranked classes are still listed): a rejection of images that
+    belong to none of the classes, or are doubtful. The result counts the ``confident``
+    rows and, on a labeled folder, the top-1 accuracy among those (``confident_top1``).
     """
     from simclr.results import accuracy_summary
 
     if top_k < 1:
         raise SimCLRError(f"--top-k must be a positive integer, got {top_k}")
+    if min_probability is not None and not 0 < min_probability <= 1:
+        raise SimCLRError(f"--min-probability must lie in (0, 1], got {min_probability}")
+    threshold = 0.0 if min_probability is None else min_probability
     ckpt = load_checkpoint(classifier_file(checkpoint))
     model, spec, classes = classifier_from_checkpoint(ckpt)
     out = output_file(out)
@@ -333,7 +342,8 @@ def predict_folder(
             for path, ps, ids in zip(paths, top_p.tolist(), top_i.tolist(), strict=True):
                 ranked = [x for i, p in zip(ids, ps, strict=True)
                           for x in (classes[i], f"{p:.6f}")]
-                writer.writerow([path, classes[ids[0]], f"{ps[0]:.6f}", *ranked])
+                prediction = classes[ids[0]] if ps[0] >= threshold else ""
+                writer.writerow([path, prediction, f"{ps[0]:.6f}", *ranked])
 
     written(out, write)
     result: dict[str, Any] = {"out": str(out), "images": int(len(probs)),
@@ -345,4 +355,11 @@ def predict_folder(
         rows = torch.from_numpy(np.flatnonzero(mapped >= 0))
         result.update(accuracy_summary(probs[rows].float(), mapped[rows.numpy()]),
                       labeled=int(len(rows)), unknown_class=int((mapped < 0).sum()))
+    if min_probability is not None:
+        confident = (top_p[:, 0] >= threshold).numpy()
+        result["confident"] = int(confident.sum())
+        if (mapped >= 0).any():
+            sure = np.flatnonzero(confident & (mapped >= 0))
+            result["confident_top1"] = (float((top_i[sure, 0].numpy() == mapped[sure]).mean())
+                                        if len(sure) else None)
     return result

@@ -188,6 +188,23 @@ def test_linear_eval_saves_a_classifier_that_predicts_what_it_measured(
     assert 0.2 < summary["top1"] < 0.8  # an arbitrary boundary: no easy agreement
     correct = sum(row[1] == Path(row[0]).parent.name for row in rows[1:])
     assert correct / 24 == pytest.approx(summary["top1"])
+    # --min-probability: below it the prediction is left empty (the ranking stays).
+    ranked = sorted(float(row[2]) for row in rows[1:])
+    cut = (ranked[11] + ranked[12]) / 2  # between two rows (the CSV rounds to 1e-6)
+    assert main(["predict", "--checkpoint", str(run), "--data", str(image_folder), "--out",
+                 str(out), "--overwrite", "--min-probability", str(cut), "--device", "cpu",
+                 "--precision", "fp32", "--cache-dir", cache_dir]) == 0
+    printed = capsys.readouterr()
+    sure = json.loads(printed.out)
+    with open(out, newline="") as f:
+        again = list(csv.reader(f))[1:]
+    kept = [row for row in again if float(row[2]) >= cut]
+    assert sure["confident"] == len(kept) == sum(row[1] != "" for row in again)
+    assert all(row[1] == (row[3] if float(row[2]) >= cut else "") for row in again)
+    right = sum(row[1] == Path(row[0]).parent.name for row in kept)
+    assert sure["confident_top1"] == pytest.approx(right / len(kept))
+    assert sure["top1"] == summary["top1"]  # the accuracy over all images is unchanged
+    assert f"{len(kept)} of 24 images predicted with probability >= {cut:g}" in printed.err
 
 
 def test_predict_on_a_flat_folder_and_on_unknown_classes(tmp_path, image_folder, cache_dir,
