@@ -242,11 +242,15 @@ def test_two_process_pretraining_follows_the_single_process_run(one_process_pret
     """The whole training step across 2 processes (sharded batches, global BN, negatives
     gathered with gradients, DDP, LARS) against one process with the global batch."""
     root, one = one_process_pretraining
-    mp.spawn(_run_worker, args=(_free_port(), {**one, "out": str(root / "two")}),
-             nprocs=WORLD, join=True)
+    # Checkpoints by the clock too (at every step but the last): rank 0's clock decides,
+    # rank 0 writes, and no collective is involved, so the run neither hangs nor departs.
+    two = {**one, "out": str(root / "two"), "checkpoint_minutes": 1e-9}
+    mp.spawn(_run_worker, args=(_free_port(), two), nprocs=WORLD, join=True)
     assert len(_losses(root / "one")) == len(_losses(root / "two")) == 6
     np.testing.assert_allclose(_losses(root / "two"), _losses(root / "one"), rtol=1e-4)
     _same_weights(_weights(root / "one"), _weights(root / "two"))
+    saved = sorted(p.name for p in (root / "two/checkpoints").glob("ckpt-*.pt"))
+    assert saved[-1] == "ckpt-00000005.pt" and not list((root / "one").glob("**/ckpt-*"))
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
