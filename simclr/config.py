@@ -577,19 +577,23 @@ def build_config(
 ) -> Config:
     """Defaults -> preset -> YAML -> flags (dotted paths), then validate."""
     cfg = Config()
+    lr_origin = None  # (lr, its scaling rule, batch) of the last layer that gave an lr
     if preset is not None:
         if preset not in PRESETS:
             raise SimCLRError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
         apply_overrides(cfg, PRESETS[preset], f"preset {preset}")
+        if "lr" in PRESETS[preset].get("optim", {}):
+            lr_origin = (cfg.optim.lr, cfg.optim.lr_scaling, cfg.batch_size)
     if config_file is not None:
         # A run's own config.yaml is a valid --config: what it only records is skipped.
         settings = {k: v for k, v in load_yaml(config_file).items() if k not in RECORDED_KEYS}
         apply_overrides(cfg, settings, str(config_file))
+        if "optim.lr" in _paths_of(settings) and cfg.optim.lr is not None:
+            lr_origin = (cfg.optim.lr, cfg.optim.lr_scaling, cfg.batch_size)
     for path, value in (flags or {}).items():
         set_path(cfg, path, value, "flag")
-    if preset is not None and "optim.lr" not in (flags or {}) and (
-            config_file is None or "optim.lr" not in _paths_of(settings)):
-        carry_preset_lr(cfg, PRESETS[preset])
+    if lr_origin is not None and "optim.lr" not in (flags or {}):
+        carry_lr(cfg, *lr_origin)
     # An unset lr is the paper's base for the scaling rule chosen (0.075 for sqrt): said
     # explicitly in the resolved config, so config.yaml and --print-config show it.
     cfg.optim.lr = cfg.optim.base_lr()
@@ -618,20 +622,17 @@ def apply_resume_flags(cfg: Config, flags: dict[str, Any], allowed: set[str]) ->
     validate(cfg)
 
 
-def carry_preset_lr(cfg: Config, preset: dict[str, Any]) -> None:
-    """A preset's lr belongs to its scaling rule. Under another ``--lr-scaling`` (and no
-    ``--lr``), keep the preset's peak lr at the preset's batch size, expressed in the new
-    rule: cifar10-cpu's 1.0 x 512/256 = 2.0 becomes 2.0 / sqrt(512) = 0.088 under sqrt,
-    not 1.0 x sqrt(512) = 22.6 (the batch then scales it by the new rule)."""
-    spec = preset.get("optim", {})
-    rule = spec.get("lr_scaling", default_of("optim.lr_scaling"))
-    if "lr" not in spec or cfg.optim.lr_scaling == rule:
+def carry_lr(cfg: Config, lr: float, rule: str, batch: int) -> None:
+    """An lr a preset or a config file gives belongs to its scaling rule. Under another
+    ``--lr-scaling`` (and no ``--lr``), keep its peak lr at its batch size, expressed in
+    the new rule: cifar10-cpu's 1.0 x 512/256 = 2.0 becomes 2.0 / sqrt(512) = 0.088 under
+    sqrt, not 1.0 x sqrt(512) = 22.6 (the batch then scales it by the new rule); a run's
+    config.yaml (lr 0.3, linear, batch 4096) read with sqrt gets 0.3 x 16 / 64 = 0.075."""
+    if cfg.optim.lr_scaling == rule:
         return
     from simclr.optim import scaled_lr  # optim imports this module
 
-    batch = preset.get("batch_size", default_of("batch_size"))
-    cfg.optim.lr = scaled_lr(spec["lr"], batch, rule) / scaled_lr(1.0, batch,
-                                                                    cfg.optim.lr_scaling)
+    cfg.optim.lr = scaled_lr(lr, batch, rule) / scaled_lr(1.0, batch, cfg.optim.lr_scaling)
 
 
 def _paths_of(settings: dict[str, Any]) -> set[str]:

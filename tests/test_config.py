@@ -61,6 +61,23 @@ def test_a_presets_lr_keeps_its_peak_under_another_scaling_rule(tmp_path):
         pytest.approx(2.0 / 512 ** 0.5)
 
 
+def test_a_config_files_lr_keeps_its_peak_under_another_scaling_rule(tmp_path):
+    """A run's config.yaml records its resolved lr (0.3 for the linear rule): read again
+    with --lr-scaling sqrt it keeps the run's peak at the run's batch (the paper's 0.075
+    at 4096: both rules give 4.8), not 0.3 x sqrt(4096) = 19.2."""
+    from simclr.config import yaml_text
+    from simclr.optim import scaled_lr
+
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml_text(build_config(flags={"batch_size": 4096}).to_dict()))
+    sqrt = build_config(config_file=str(saved), flags={"optim.lr_scaling": "sqrt"})
+    assert sqrt.optim.lr == pytest.approx(0.075)
+    assert scaled_lr(sqrt.optim.lr, 4096, "sqrt") == pytest.approx(4.8)
+    assert build_config(config_file=str(saved), flags={"optim.lr_scaling": "sqrt",
+                                                       "optim.lr": 0.1}).optim.lr == 0.1
+    assert build_config(config_file=str(saved)).optim.lr == 0.3
+
+
 def test_cifar_preset_is_the_official_recipe():
     cfg = build_config("cifar10")
     assert (cfg.model.arch, cfg.batch_size, cfg.optim.lr, cfg.optim.weight_decay) == (
