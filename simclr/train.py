@@ -288,6 +288,17 @@ def make_run_dir(run_dir: Path, resume: bool) -> Any:
     return held
 
 
+def upsampling_notes(cfg: Config, source: ImageSource) -> list[str]:
+    """A note when the views are much larger than the (cached, small) pictures: likely
+    the ImageNet default of 224 px applied to a folder of thumbnails."""
+    side = max(source.image_hw)
+    if not source.cached or cfg.augment.size < 2 * side:
+        return []
+    return [f"note: {cfg.augment.size}-px views are drawn from pictures of {side} px "
+            f"(each view upsampled {cfg.augment.size / side:.1f}x); for small images "
+            f"--image-size {side} (or --preset cifar10-cpu) is likelier what you want"]
+
+
 def check_knn_folders(cfg: Config) -> None:
     """The kNN monitor's folders are first read after an epoch: check them before."""
     check_labeled_folders(cfg.knn_train, cfg.knn_test, ("--knn-train", "--knn-test"),
@@ -450,6 +461,7 @@ def pretrain(
     torch.manual_seed(cfg.seed)
 
     source = open_data(cfg, all_images)
+    notes = [*notes, *upsampling_notes(cfg, source)]
     model = setup_model(cfg, device)
     if initial is not None:
         notes = [*notes, apply_initial_weights(unwrap(model), *initial)]

@@ -530,3 +530,14 @@ def test_a_folder_holding_someone_elses_config_is_not_a_run_folder(tmp_path, ima
     with pytest.raises(SimCLRError, match="holds config.yaml, not written by a simclr run"):
         run(tmp_path, image_folder, cache_dir, "project", epochs=1)
     assert (tmp_path / "project" / "config.yaml").read_text() == "my: settings\n"
+
+
+def test_views_much_larger_than_small_pictures_are_noted(tmp_path, image_folder, cache_dir,
+                                                          capsys):
+    """The ImageNet default of 224-px views on a folder of thumbnails is a likely slip:
+    said (views 4x the 16-px pictures), not at 1x."""
+    run(tmp_path, image_folder, cache_dir, "big", epochs=1, **{"augment.size": 64})
+    assert ("note: 64-px views are drawn from pictures of 16 px (each view upsampled 4.0x); "
+            "for small images --image-size 16") in capsys.readouterr().out
+    run(tmp_path, image_folder, cache_dir, "same", epochs=1)
+    assert "upsampled" not in capsys.readouterr().out
