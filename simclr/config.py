@@ -114,7 +114,7 @@ FIG5_OPS: dict[str, tuple[str, ...]] = {
 class ModelConfig:
     """Base encoder f and projection head g (Sec. 2.1, Sec. 4.2)."""
 
-    arch: str = "resnet50"  # resnet18 | resnet34 | resnet50 | resnet101 | resnet152
+    arch: str = "resnet50"  # resnet18 .. resnet152, or a torchvision network (backbones.py)
     width: float = 1.0  # multiplies the channels of every layer
     cifar_stem: bool | None = None  # None: automatic, 3x3 stem without max-pool for side <= 32
     zero_init_residual: bool = True  # last BN gamma of each block starts at 0 (official)
@@ -594,6 +594,9 @@ def build_config(
         set_path(cfg, path, value, "flag")
     if lr_origin is not None and "optim.lr" not in (flags or {}):
         carry_lr(cfg, *lr_origin)
+    given = set(flags or {}) | (_paths_of(settings) if config_file is not None else set())
+    if cfg.model.arch not in ARCHS and "model.width" not in given:
+        cfg.model.width = 1.0  # a preset's ResNet width means nothing to another network
     # An unset lr is the paper's base for the scaling rule chosen (0.075 for sqrt): said
     # explicitly in the resolved config, so config.yaml and --print-config show it.
     cfg.optim.lr = cfg.optim.base_lr()
@@ -734,8 +737,14 @@ def _check(ok: bool, path: str, detail: str) -> None:
 def validate(cfg: Config) -> None:
     """Check every setting before any work starts; one-line message per problem."""
     _check_finite(cfg)
-    _choice(cfg.model.arch, ARCHS, "model.arch")
     _positive(cfg.model.width, "model.width")
+    if cfg.model.arch not in ARCHS:  # a torchvision network (simclr.backbones), or none
+        from simclr.backbones import arch_problem
+
+        problem = arch_problem(cfg.model.arch, cfg.model.width, cfg.model.cifar_stem,
+                               cfg.augment.size)
+        if problem is not None:
+            raise SettingError(*problem)
     _choice(cfg.model.head, ("none", "linear", "mlp"), "model.head")
     _positive(cfg.model.head_layers, "model.head_layers")
     _positive(cfg.model.head_out_dim, "model.head_out_dim")

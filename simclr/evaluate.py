@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from simclr import distributed as dist
+from simclr.backbones import TorchvisionEncoder
 from simclr.classify import (
     Checkpointing,
     PartialRun,
@@ -594,7 +595,7 @@ def save_linear_classifier(encoder: nn.Module, linear: nn.Linear, image_size: in
     a head layer or raw pixels are evaluation baselines); returns the path or None."""
     from simclr.pretrained import classifier_checkpoint, encoder_config, save_classifier
 
-    if not isinstance(encoder, ResNet):
+    if not isinstance(encoder, (ResNet, TorchvisionEncoder)):
         log("linear eval: classifier not saved (only classifiers on h are)")
         return None
     model = Classifier(encoder, len(classes), fc=linear)

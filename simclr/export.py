@@ -52,7 +52,7 @@ from simclr.pretrained import (
     representation_from_checkpoint,
 )
 from simclr.results import output_file
-from simclr.torchvision_io import check_convertible, to_torchvision
+from simclr.torchvision_io import torchvision_model
 
 FORMATS = ("checkpoint", "pt2", "onnx", "torchvision")
 _SUFFIXES = {".pt": "checkpoint", ".pth": "checkpoint", ".pt2": "pt2", ".onnx": "onnx"}
@@ -132,14 +132,8 @@ def export_encoder(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
 def export_torchvision(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
     """Write the encoder's weights in torchvision's layout (:mod:`simclr.torchvision_io`),
     checked first: torchvision's model loads them strictly and computes the encoder's h."""
-    import torchvision
-
     encoder, spec = encoder_from_checkpoint(load_checkpoint(checkpoint))
-    check_convertible(spec["arch"], spec["width"], spec["cifar_stem"])
-    state = to_torchvision(encoder.state_dict())
-    model = getattr(torchvision.models, spec["arch"])()
-    model.fc = nn.Identity()
-    model.load_state_dict(state)
+    model, state, code = torchvision_model(encoder, spec["image_size"])
     size = spec["image_size"]
     images = torch.rand(CHECK_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -150,8 +144,7 @@ def export_torchvision(checkpoint: str | Path, out: str | Path) -> dict[str, Any
     out = Path(out)
     written(out, lambda tmp: torch_save(state, tmp))
     return {"out": str(out), "format": "torchvision", **spec,
-            "load": f"m = torchvision.models.{spec['arch']}(); m.fc = torch.nn.Identity(); "
-                    f"m.load_state_dict(torch.load({str(out)!r})); m.eval()"}
+            "load": f"{code}; m.load_state_dict(torch.load({str(out)!r})); m.eval()"}
 
 
 def program_card(spec: dict[str, Any], layer: str, dim: int, step: int, fmt: str,

@@ -188,9 +188,9 @@ def fresh_encoder(encoder: nn.Module, zero_init_residual: bool = True) -> nn.Mod
     """A newly initialised encoder of the same architecture (arch, width, stem)."""
     try:
         fresh = build_encoder(encoder.arch, encoder.width, encoder.cifar_stem,
-                              zero_init_residual)
+                              zero_init_residual, getattr(encoder, "image_size", 224))
     except AttributeError:
-        raise SimCLRError("--from-scratch needs a simclr ResNet encoder") from None
+        raise SimCLRError("--from-scratch needs a simclr encoder") from None
     if hasattr(encoder, "image_size"):
         fresh.image_size = encoder.image_size
     return fresh

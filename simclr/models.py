@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from simclr.backbones import TorchvisionEncoder, check_arch, is_torchvision_arch
 from simclr.config import ARCHS, ModelConfig
 from simclr.errors import SimCLRError
 from simclr.memory import build_within_memory
@@ -172,14 +173,23 @@ class ResNet(nn.Module):
 
 
 def build_encoder(
-    arch: str, width: float = 1.0, cifar_stem: bool = False, zero_init_residual: bool = False
-) -> ResNet:
-    """ResNet-18/34/50/101/152 with every layer's channels multiplied by ``width``."""
+    arch: str, width: float = 1.0, cifar_stem: bool = False, zero_init_residual: bool = False,
+    image_size: int = 224,
+) -> ResNet | TorchvisionEncoder:
+    """ResNet-18/34/50/101/152 with every layer's channels multiplied by ``width``; another
+    ``arch`` is a torchvision network without its classifier (:mod:`simclr.backbones`,
+    ``image_size``: the input side, which sizes a ViT's position embeddings)."""
+    if arch not in _LAYOUT and is_torchvision_arch(arch):
+        check_arch(arch, width, cifar_stem, image_size)
+        return TorchvisionEncoder(arch, image_size)
     return ResNet(arch, width, cifar_stem, zero_init_residual)
 
 
-def resolve_cifar_stem(cifar_stem: bool | None, image_size: int) -> bool:
-    """``None`` = automatic: the CIFAR stem for images of side <= 32 (official rule)."""
+def resolve_cifar_stem(cifar_stem: bool | None, image_size: int, arch: str = "resnet50") -> bool:
+    """``None`` = automatic: the CIFAR stem for images of side <= 32 (official rule), for
+    simclr's ResNets (other networks keep their own stem)."""
+    if arch not in _LAYOUT:
+        return bool(cifar_stem)
     return image_size <= 32 if cifar_stem is None else bool(cifar_stem)
 
 
@@ -285,8 +295,8 @@ def build_model(cfg: ModelConfig, image_size: int) -> SimCLRModel:
     to its device (``simclr.distributed.convert_sync_batchnorm``).
     """
     encoder = build_encoder(
-        cfg.arch, cfg.width, resolve_cifar_stem(cfg.cifar_stem, image_size),
-        cfg.zero_init_residual,
+        cfg.arch, cfg.width, resolve_cifar_stem(cfg.cifar_stem, image_size, cfg.arch),
+        cfg.zero_init_residual, image_size,
     )
     head = build_head(cfg.head, encoder.feature_dim, cfg.head_hidden_dim, cfg.head_out_dim,
                       cfg.head_layers, cfg.head_batch_norm)
@@ -296,8 +306,10 @@ def build_model(cfg: ModelConfig, image_size: int) -> SimCLRModel:
 def describe_model(cfg: ModelConfig) -> str:
     """'resnet50 x1, mlp head 2048-2048-128': what build_model builds, for messages."""
     text = f"{cfg.arch} x{cfg.width:g}"
+    if cfg.arch not in _LAYOUT and cfg.head != "none":
+        return f"{cfg.arch}, {cfg.head} head"  # (torchvision's: its h known once built)
     if cfg.arch not in _LAYOUT or not cfg.width > 0:
-        return text  # refused when built, with its own message
+        return cfg.arch if cfg.arch not in _LAYOUT else text  # (refused when built)
     kind, _ = _LAYOUT[cfg.arch]
     feature_dim = _channels(512, cfg.width) * (Bottleneck if kind == "bottleneck"
                                                else BasicBlock).expansion

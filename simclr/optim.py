@@ -100,9 +100,14 @@ class LARS(torch.optim.Optimizer):
         torch._foreach_sub_(params, bufs)
 
 
+# Parameters added to activations, like biases: a ViT's class token and position
+# embeddings, Swin's relative position biases (torchvision's names; simclr.backbones).
+_ADDITIVE = ("class_token", "pos_embedding", "relative_position_bias_table")
+
+
 def _is_bias_or_norm(module: nn.Module, name: str, p: Tensor) -> bool:
     norms = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
-    return isinstance(module, norms) or name == "bias" or p.ndim <= 1
+    return isinstance(module, norms) or name == "bias" or name in _ADDITIVE or p.ndim <= 1
 
 
 def param_groups(

@@ -41,7 +41,7 @@ from simclr.models import (
     resolve_cifar_stem,
 )
 from simclr.results import output_file
-from simclr.torchvision_io import check_convertible, from_torchvision, is_torchvision_state
+from simclr.torchvision_io import is_torchvision_state, torchvision_weights
 
 
 def encoder_spec(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def encoder_spec(ckpt: dict[str, Any]) -> dict[str, Any]:
         return {
             "arch": model["arch"],
             "width": float(model["width"]),
-            "cifar_stem": resolve_cifar_stem(model["cifar_stem"], size),
+            "cifar_stem": resolve_cifar_stem(model["cifar_stem"], size, model["arch"]),
             "image_size": size,
         }
     except (KeyError, TypeError, ValueError):
@@ -64,7 +64,8 @@ def encoder_from_checkpoint(
 ) -> tuple[ResNet, dict[str, Any]]:
     """Rebuild the encoder and load its weights; returns (encoder, spec)."""
     spec = encoder_spec(ckpt)
-    encoder = build_encoder(spec["arch"], spec["width"], spec["cifar_stem"])
+    encoder = build_encoder(spec["arch"], spec["width"], spec["cifar_stem"],
+                            image_size=spec["image_size"])
     if not random_init:
         load_weights(encoder, ckpt, "encoder.")
     encoder.image_size = spec["image_size"]  # the input side the encoder was trained at
@@ -138,7 +139,7 @@ def initial_weights(path: str) -> tuple[dict[str, Any], str]:
         ckpt = checked_checkpoint(state, file)
     except SimCLRError as exc:
         raise SimCLRError(f"--init-from: {exc} (a simclr checkpoint or run, or a "
-                          "torchvision ResNet state dict)") from None
+                          "torchvision state dict)") from None
     kept = {k: v for k, v in ckpt["model"].items() if k.startswith(("encoder.", "head."))}
     if not any(k.startswith("encoder.") for k in kept):
         raise SimCLRError(f"--init-from {path}: {file} holds no encoder weights")
@@ -151,9 +152,8 @@ def apply_initial_weights(model: SimCLRModel, weights: dict[str, Any], what: str
     has one of the same shape (else it keeps its fresh init). Returns a log line."""
     encoder = model.encoder.state_dict()
     found = {k[len("encoder."):]: v for k, v in weights.items() if k.startswith("encoder.")}
-    if any(k.startswith("conv1.") for k in found):  # torchvision's layout
-        check_convertible(model.encoder.arch, model.encoder.width, model.encoder.cifar_stem)
-        found = from_torchvision(found, encoder)
+    if what.startswith("torchvision"):  # torchvision's layout
+        found = torchvision_weights(found, model.encoder)
     problem = weight_mismatch(encoder, found, "encoder.")
     if problem is not None:
         raise SimCLRError(f"--init-from: the {what} does not fit this run's "

@@ -1,4 +1,4 @@
-"""Weights in torchvision's ResNet layout, both ways.
+"""Weights in torchvision's layout, both ways.
 
 simclr's encoder (:class:`simclr.models.ResNet`) computes what torchvision's
 ``resnet18`` .. ``resnet152`` compute at width 1 with the ImageNet stem (the same
@@ -10,6 +10,10 @@ other names: ``stem.0``/``stem.1`` are ``conv1``/``bn1``, a block's ``shortcut``
   loads them once its ``fc`` is ``nn.Identity()`` (h is then the model's output).
 - :func:`from_torchvision`: a torchvision state dict (e.g. ImageNet weights saved with
   ``torch.save(model.state_dict(), path)``) as an encoder's weights, its ``fc`` dropped.
+
+The other torchvision networks (:mod:`simclr.backbones`) keep torchvision's names under
+``net.``: :func:`torchvision_model` and :func:`torchvision_weights` only add or remove
+that prefix (and the classifier the encoder has not).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from torch import nn
 
+from simclr.backbones import TorchvisionEncoder, classifier_code, classifier_prefix
 from simclr.errors import SimCLRError
 
 # (simclr's, torchvision's): name prefixes of the stem, and the shortcut's infix.
@@ -66,5 +72,40 @@ def from_torchvision(state: Mapping[str, Any], encoder_state: Mapping[str, torch
 
 
 def is_torchvision_state(state: Any) -> bool:
-    """Whether a loaded file is a bare torchvision ResNet state dict."""
-    return isinstance(state, Mapping) and "conv1.weight" in state and "bn1.weight" in state
+    """Whether a loaded file is a bare state dict (tensors by name, as
+    ``torch.save(model.state_dict(), path)`` writes), not a simclr checkpoint."""
+    return (isinstance(state, Mapping) and len(state) > 0
+            and all(isinstance(v, torch.Tensor) for v in state.values()))
+
+
+def torchvision_weights(state: Mapping[str, Any], encoder: nn.Module) -> dict[str, Any]:
+    """A torchvision state dict (keys without ``encoder.``) under ``encoder``'s names,
+    the classifier dropped (checked against the encoder by the caller)."""
+    if isinstance(encoder, TorchvisionEncoder):
+        drop = classifier_prefix(encoder.arch)
+        return {f"net.{k}": v for k, v in state.items() if not k.startswith(drop)}
+    check_convertible(encoder.arch, encoder.width, encoder.cifar_stem)
+    return from_torchvision(state, encoder.state_dict())
+
+
+def torchvision_model(encoder: nn.Module, image_size: int
+                      ) -> tuple[nn.Module, dict[str, torch.Tensor], str]:
+    """(torchvision's network holding ``encoder``'s weights, its classifier the identity;
+    the state dict it loads; the Python that rebuilds it, ``m``, before loading)."""
+    import torchvision
+
+    arch = encoder.arch
+    if isinstance(encoder, TorchvisionEncoder):
+        state = {k[len("net."):]: v for k, v in encoder.state_dict().items()}
+        model = TorchvisionEncoder(arch, image_size).net
+        size = f", image_size={image_size}" if arch.startswith("vit_") else ""
+        code = (f"m = torchvision.models.get_model({arch!r}{size}); "
+                f"{classifier_code(arch)} = torch.nn.Identity()")
+    else:
+        check_convertible(arch, encoder.width, encoder.cifar_stem)
+        state = to_torchvision(encoder.state_dict())
+        model = getattr(torchvision.models, arch)()
+        model.fc = nn.Identity()
+        code = f"m = torchvision.models.{arch}(); m.fc = torch.nn.Identity()"
+    model.load_state_dict(state)
+    return model, state, code

@@ -1,0 +1,113 @@
+"""Tests for simclr.backbones: torchvision networks as the encoder f, checked against
+torchvision's own network (the input its classifier receives), and through the run's
+life: pretraining, torchvision weights in and out, the settings that do not apply."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from simclr.backbones import FAMILIES, TorchvisionEncoder, torchvision_archs
+from simclr.cli import main
+from simclr.config import build_config
+from simclr.errors import SimCLRError
+from simclr.optim import param_groups
+
+# The smallest network of every family, at the side it is built for in the test.
+SMALLEST = {"convnext_tiny": 32, "densenet121": 32, "efficientnet_b0": 32,
+            "mobilenet_v2": 32, "mobilenet_v3_small": 32, "regnet_x_400mf": 32,
+            "resnext50_32x4d": 32, "shufflenet_v2_x0_5": 32, "swin_t": 32, "vit_b_32": 64,
+            "wide_resnet50_2": 32}
+
+
+def test_every_family_is_tested_and_offered():
+    assert sorted({next(f for f in FAMILIES if a.startswith(f)) for a in SMALLEST}) == \
+        sorted(FAMILIES)
+    assert set(SMALLEST) <= set(torchvision_archs())
+    assert "resnet50" not in torchvision_archs()  # simclr's own ResNets keep the name
+
+
+@pytest.mark.parametrize(("arch", "size"), SMALLEST.items())
+def test_h_is_what_torchvisions_classifier_receives(arch, size):
+    """The encoder's output equals the input of the classifier in torchvision's own
+    network holding the same weights (a forward hook on it), for a batch of 2."""
+    torch.manual_seed(0)
+    encoder = TorchvisionEncoder(arch, size).eval()
+    extra = {"image_size": size} if arch.startswith("vit_") else {}
+    reference = torchvision.models.get_model(arch, weights=None, **extra).eval()
+    missing, unexpected = reference.load_state_dict(
+        {k[len("net."):]: v for k, v in encoder.state_dict().items()}, strict=False)
+    assert not unexpected and missing  # only the classifier is the reference's own
+    name = {"convnext_": "classifier.2", "swin_": "head", "vit_": "heads"}
+    target = next((v for k, v in name.items() if arch.startswith(k)),
+                  "fc" if hasattr(reference, "fc") else "classifier")
+    seen = []
+    reference.get_submodule(target).register_forward_hook(lambda m, i, o: seen.append(i[0]))
+    x = torch.rand(2, 3, size, size)
+    with torch.no_grad():
+        h = encoder(x)
+        reference(x)
+    assert h.shape == (2, encoder.feature_dim)
+    torch.testing.assert_close(h, seen[0])
+
+
+def test_vit_position_embeddings_and_tokens_are_not_decayed():
+    encoder = TorchvisionEncoder("vit_b_32", 64)
+    groups = param_groups(encoder, weight_decay=1e-6)
+    excluded = {id(p) for g in groups if g["lars_exclude"] for p in g["params"]}
+    for name in ("net.class_token", "net.encoder.pos_embedding"):
+        assert id(encoder.get_parameter(name)) in excluded
+    assert id(encoder.get_parameter("net.conv_proj.weight")) not in excluded
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--arch", "vgg16"], "--arch: unknown architecture 'vgg16' (simclr's resnet18"),
+    (["--arch", "convnext_tiny", "--width", "2"], "--width 2: the width multiplier is for"),
+    (["--arch", "swin_t", "--cifar-stem"], "--cifar-stem is for simclr's ResNets"),
+    (["--arch", "vit_b_16", "--image-size", "40"], "--image-size 40: vit_b_16 cuts images "
+                                                   "into 16-px patches; give a multiple of 16"),
+])
+def test_settings_that_do_not_apply_are_one_line(tmp_path, capsys, flags, message):
+    assert main(["pretrain", *flags, "--out", str(tmp_path / "run"), "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_presets_resnet_width_is_not_applied_to_another_network():
+    cfg = build_config("cifar10-cpu", flags={"model.arch": "mobilenet_v3_small"})
+    assert cfg.model.width == 1.0  # the preset's 0.25 is a ResNet width
+    with pytest.raises(SimCLRError, match="--width 0.5: the width multiplier"):
+        build_config("cifar10-cpu", flags={"model.arch": "mobilenet_v3_small",
+                                           "model.width": 0.5})
+
+
+def test_pretraining_and_torchvision_weights_in_and_out(tmp_path, image_folder, cache_dir):
+    """A 2-step pretraining of mobilenet_v3_small; its encoder exported in torchvision's
+    layout computes h in torchvision's network; torchvision weights (with their
+    classifier, as ImageNet files have it) start a new run."""
+    common = ["--data", str(image_folder), "--arch", "mobilenet_v3_small", "--image-size",
+              "32", "--batch-size", "8", "--max-steps", "2", "--workers", "0", "--precision",
+              "fp32", "--device", "cpu", "--cache-dir", cache_dir]
+    assert main(["pretrain", *common, "--out", str(tmp_path / "run")]) == 0
+    import simclr
+
+    encoder = simclr.load_encoder(tmp_path / "run/checkpoints/last.pt")
+    assert main(["export", "--checkpoint", str(tmp_path / "run"), "--out",
+                 str(tmp_path / "tv.pth"), "--format", "torchvision"]) == 0
+    network = torchvision.models.get_model("mobilenet_v3_small")
+    network.classifier = torch.nn.Identity()
+    network.load_state_dict(torch.load(tmp_path / "tv.pth"))
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(network.eval()(x), encoder(x))
+    torch.manual_seed(1)
+    weights = torchvision.models.get_model("mobilenet_v3_small").state_dict()
+    torch.save(weights, tmp_path / "imagenet-like.pth")
+    assert main(["pretrain", *common, "--out", str(tmp_path / "init"), "--init-from",
+                 str(tmp_path / "imagenet-like.pth"), "--lr", "1e-30"]) == 0
+    started = simclr.load_encoder(tmp_path / "init/checkpoints/last.pt").state_dict()
+    for name, value in weights.items():
+        if not name.startswith("classifier.") and "running_" not in name \
+                and "num_batches" not in name:
+            torch.testing.assert_close(started[f"net.{name}"], value, msg=name)
