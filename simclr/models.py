@@ -288,16 +288,20 @@ class SimCLRModel(nn.Module):
         return h, self.head(h)
 
 
+def encoder_of(cfg: ModelConfig, image_size: int) -> ResNet | TorchvisionEncoder:
+    """A new encoder f of a run's settings, for views of side ``image_size``."""
+    return build_encoder(cfg.arch, cfg.width,
+                         resolve_cifar_stem(cfg.cifar_stem, image_size, cfg.arch),
+                         cfg.zero_init_residual, image_size)
+
+
 def build_model(cfg: ModelConfig, image_size: int) -> SimCLRModel:
     """The model of a run; the stem follows ``resolve_cifar_stem(cfg.cifar_stem, size)``.
 
     Global BatchNorm (cfg.sync_bn) is applied by the training loop after moving the model
     to its device (``simclr.distributed.convert_sync_batchnorm``).
     """
-    encoder = build_encoder(
-        cfg.arch, cfg.width, resolve_cifar_stem(cfg.cifar_stem, image_size, cfg.arch),
-        cfg.zero_init_residual, image_size,
-    )
+    encoder = encoder_of(cfg, image_size)
     head = build_head(cfg.head, encoder.feature_dim, cfg.head_hidden_dim, cfg.head_out_dim,
                       cfg.head_layers, cfg.head_batch_norm)
     return SimCLRModel(encoder, head)
@@ -396,9 +400,7 @@ def build_classifier_within_memory(cfg: ModelConfig, image_size: int, num_classe
     """A new encoder of ``cfg`` (no head) and a linear layer of ``num_classes`` on
     ``device`` (the supervised baseline), refused like :func:`build_model_within_memory`."""
     def build() -> Classifier:
-        encoder = build_encoder(cfg.arch, cfg.width, resolve_cifar_stem(cfg.cifar_stem, image_size),
-                                cfg.zero_init_residual)
-        return Classifier(encoder, num_classes)
+        return Classifier(encoder_of(cfg, image_size), num_classes)
 
     model = build_within_memory(build, device, f"the model ({cfg.arch} x{cfg.width:g}, "
                                 f"{num_classes}-class linear layer)",

@@ -111,3 +111,12 @@ def test_pretraining_and_torchvision_weights_in_and_out(tmp_path, image_folder, 
         if not name.startswith("classifier.") and "running_" not in name \
                 and "num_batches" not in name:
             torch.testing.assert_close(started[f"net.{name}"], value, msg=name)
+
+
+def test_the_supervised_baselines_classifier_builds_on_them():
+    from simclr.config import ModelConfig
+    from simclr.models import build_classifier_within_memory
+
+    model = build_classifier_within_memory(ModelConfig(arch="mobilenet_v3_small"), 32, 3,
+                                           torch.device("cpu"))
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 3)
