@@ -397,9 +397,11 @@ def case_key(spec: dict[str, Any]) -> str:
     return "|".join(f"{k}={spec[k]}" for k in keep if k in spec)
 
 
-def run_subprocess(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """One case in a fresh interpreter; {'error': ...} instead of raising."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--case", json.dumps(spec)]
+def run_subprocess(spec: dict[str, Any], timeout: float, script: str = __file__
+                   ) -> dict[str, Any]:
+    """One case in a fresh interpreter (``script --case SPEC``); {'error': ...} instead
+    of raising."""
+    cmd = [sys.executable, str(Path(script).resolve()), "--case", json.dumps(spec)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -420,17 +422,20 @@ def describe(result: dict[str, Any]) -> str:
 
 
 def run_rounds(cases: list[dict[str, Any]], rounds: int, timeout: float,
-               results: dict[str, list[dict[str, Any]]], t0: float) -> None:
-    """Round-robin: every round runs every case once, each round starting one case later."""
+               results: dict[str, list[dict[str, Any]]], t0: float, script: str = __file__,
+               key: Callable[[dict[str, Any]], str] | None = None) -> None:
+    """Round-robin: every round runs every case once, each round starting one case later
+    (each in ``script``, filed under ``key(spec)``)."""
+    key = key or case_key
     for r in range(rounds):
         round_start = time.perf_counter()
         order = cases[r % len(cases):] + cases[:r % len(cases)]
         for spec in order:
             start = time.perf_counter()
-            result = run_subprocess(spec, timeout)
-            results.setdefault(case_key(spec), []).append(result)
+            result = run_subprocess(spec, timeout, script)
+            results.setdefault(key(spec), []).append(result)
             print(f"[{time.perf_counter() - t0:6.0f} s] round {r + 1}/{rounds} "
-                  f"{case_key(spec)}: {describe(result)} ({time.perf_counter() - start:.0f} s)",
+                  f"{key(spec)}: {describe(result)} ({time.perf_counter() - start:.0f} s)",
                   file=sys.stderr, flush=True)
         if r == 0 and rounds > 1:
             left = (time.perf_counter() - round_start) * (rounds - 1)

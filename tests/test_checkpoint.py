@@ -291,7 +291,7 @@ def test_a_plain_pickle_is_one_line_without_torch_warnings(tmp_path, recwarn):
 
 
 @pytest.mark.parametrize(("model", "problem"), [
-    ({"arch": "vgg16"}, "model.arch: unknown value 'vgg16' (choose from resnet18, "),
+    ({"arch": "vgg16"}, "model.arch: unknown architecture 'vgg16' (simclr's resnet18, "),
     ({"width": -1.0}, "model.width must be positive, got -1.0"),
     ({"depth": 3}, "unknown setting 'model.depth'"),
 ])
