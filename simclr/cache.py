@@ -232,7 +232,12 @@ def _build_cache_files(
         # float32 values, written exactly (a float32 round-trips through its repr)
         "aspect": None if bool((aspect == 1.0).all()) else [float(a) for a in aspect],
     }
-    write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))
+    try:
+        write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))
+    except OSError as exc:  # a cache without its sidecar is no cache: not left behind
+        npy.unlink(missing_ok=True)
+        raise SimCLRError(f"cannot write the decoded cache's record {meta_path}: "
+                          f"{exc.strerror or exc}; {ELSEWHERE}") from None
     return np.load(npy, mmap_mode="r"), meta
 
 

@@ -30,6 +30,8 @@ from simclr.config import (
 )
 from simclr.errors import SimCLRError, user_message
 
+CACHE_DIR = default_of("data.cache_dir")  # where the decoded caches are, unless told
+
 EXIT_USER_ERROR = 2
 
 
@@ -192,12 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_neighbors)
 
     p = sub.add_parser("cache", help="list the decoded caches; --clean removes stale ones")
-    p.add_argument("--cache-dir", type=_folder_name, default="~/.cache/simclr/decoded")
+    p.add_argument("--cache-dir", type=_folder_name, default=CACHE_DIR)
     p.add_argument("--clean", action="store_true",
                    help="remove the caches of folders that are gone or were not used for "
                         "--unused-days")
-    p.add_argument("--unused-days", type=_days, default=30.0,
-                   help="with --clean: remove caches no run used for this many days")
+    p.add_argument("--unused-days", type=_days, default=None,
+                   help="with --clean: remove caches no run used for this many days (30)")
     p.add_argument("--clear", action="store_true", help="remove every cache")
     p.set_defaults(func=cmd_cache)
 
@@ -220,7 +222,7 @@ def add_runtime_flags(p: argparse.ArgumentParser) -> None:
                    help="decoding processes (default: from the CPU count)")
     p.add_argument("--threads", type=_count(1, MAX_THREADS), default=None,
                    help="CPU threads for the model (default: torch's choice)")
-    p.add_argument("--cache-dir", type=_folder_name, default="~/.cache/simclr/decoded")
+    p.add_argument("--cache-dir", type=_folder_name, default=CACHE_DIR)
 
 
 def _days(text: str) -> float:
@@ -462,6 +464,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
     from simclr.cache import cache_entries, remove_entry
 
+    if args.clean and args.clear:
+        raise SimCLRError("give one of --clean (stale caches) and --clear (every cache)")
+    if args.unused_days is not None and not args.clean:
+        raise SimCLRError("--unused-days is what --clean goes by; add --clean")
+    unused_days = 30.0 if args.unused_days is None else args.unused_days
+    folder = Path(args.cache_dir).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise SimCLRError(f"--cache-dir {args.cache_dir} is a file, not a folder")
+    if not folder.exists() and args.cache_dir != CACHE_DIR:  # (the default: no cache yet)
+        raise SimCLRError(f"--cache-dir {args.cache_dir}: no such folder")
     entries = cache_entries(args.cache_dir)
     now = time.time()
 
@@ -472,7 +484,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
             return "a build that never finished" if now - e.last_used > 3600 else None
         if not Path(e.root).is_dir():
             return "its folder is gone"
-        if now - e.last_used > args.unused_days * 86400:
+        if now - e.last_used > unused_days * 86400:
             return f"unused for {(now - e.last_used) / 86400:.0f} days"
         return None
 

@@ -523,6 +523,7 @@ def cmd_supervised(args: argparse.Namespace) -> int:
             if getattr(args, name) is None:
                 raise SimCLRError(f"--{name} is required (or --resume RUN_DIR)")
         cfg: Config = build_config(args.preset, args.config, {**flags, "out": args.out})
+        check_not_inside(cfg.out, {"--train": args.train, "--test": args.test}, "run")
         check_new_run(cfg.out)
         note_ignored_settings(args.config)
         listing = check_labeled_folders(args.train, args.test, ("--train", "--test"),
@@ -550,7 +551,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _fraction(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text}")
     return value

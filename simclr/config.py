@@ -737,6 +737,8 @@ def _check(ok: bool, path: str, detail: str) -> None:
 def validate(cfg: Config) -> None:
     """Check every setting before any work starts; one-line message per problem."""
     _check_finite(cfg)
+    if not str(cfg.out).strip():  # '' would be the current folder
+        raise SettingError("out", " must name a folder, got an empty value")
     _positive(cfg.model.width, "model.width")
     if cfg.model.arch not in ARCHS:  # a torchvision network (simclr.backbones), or none
         from simclr.backbones import arch_problem

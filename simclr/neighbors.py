@@ -38,11 +38,15 @@ def load_embeddings(path: str | Path, flag: str) -> tuple[torch.Tensor, np.ndarr
         raise SimCLRError(f"{flag} {path}: file not found") from None
     except SimCLRError:
         raise
-    except Exception as exc:  # not an .npz, truncated, pickled objects: all "unreadable"
+    except OSError as exc:  # a folder, no permission, a read error
+        raise SimCLRError(f"{flag} {path}: cannot read it ({exc.strerror or exc})") from None
+    except Exception:  # not an .npz (numpy then guesses a pickle), truncated, objects
         raise SimCLRError(f"{flag} {path}: not a readable .npz file written by `simclr "
-                          f"embed` ({type(exc).__name__}: {exc})") from None
+                          "embed`") from None
+    if len(features) == 0 and len(paths) == 0:
+        raise SimCLRError(f"{flag} {path}: the file holds no images")
     if (features.ndim != 2 or paths.ndim != 1 or len(features) != len(paths)
-            or len(features) == 0 or not np.issubdtype(features.dtype, np.number)):
+            or not np.issubdtype(features.dtype, np.number)):
         raise SimCLRError(f"{flag} {path}: features {features.shape} {features.dtype} do not "
                           f"match its paths {paths.shape}")
     x = torch.from_numpy(np.asarray(features, dtype=np.float32))

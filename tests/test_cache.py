@@ -168,3 +168,35 @@ def test_the_cache_command_lists_and_cleans_what_no_run_needs(tmp_path, capsys):
     with pytest.raises(SystemExit) as refused:  # would remove every cache: a typo
         main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean", "--unused-days", "-1"])
     assert refused.value.code == 2
+    capsys.readouterr()
+    # A wrong folder, or flags that would be ignored, are errors, not "0 caches".
+    (tmp_path / "file").write_text("")
+    for args, needle in ((["--cache-dir", str(tmp_path / "nosuch")], "no such folder"),
+                         (["--cache-dir", str(tmp_path / "file")], "is a file, not a folder"),
+                         (["--clean", "--clear"], "give one of --clean"),
+                         (["--unused-days", "3"], "add --clean")):
+        assert main(["cache", *args]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1
+
+
+def test_a_full_disk_when_the_cache_record_is_written_is_one_line_and_leaves_nothing(
+        tmp_path, monkeypatch):
+    """The pixels fit, their sidecar does not: one line naming it, and no .npy without
+    its record left for `simclr cache` to list as a 0 x 0 px cache."""
+    import errno
+
+    from simclr.errors import SimCLRError
+    from tests.conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "imgs", classes=1, per_class=4)
+
+    def full(target, write):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache, "write_atomically", full)
+    with pytest.raises(SimCLRError, match=r"^cannot write the decoded cache's record .*\.json: "
+                                          "No space left on device; pass another --cache-dir"):
+        open_source(str(folder), DataConfig(cache_dir=str(tmp_path / "c"), workers=0),
+                    image_size=16)
+    assert list((tmp_path / "c").glob("*")) == []

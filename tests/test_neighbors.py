@@ -108,6 +108,9 @@ def test_duplicates_are_every_pair_above_the_threshold(tmp_path, capsys):
     (["--features", "{tmp}/f.npz", "--duplicates", "0.9", "--k", "2"], "drop --k"),
     (["--features", "{tmp}/f.npy"], "not a readable .npz file"),
     (["--features", "{tmp}/cut.npz"], "not a readable .npz file"),
+    (["--features", "{tmp}/text.txt"], "text.txt: not a readable .npz file written by "
+                                       "`simclr embed`\n"),  # (no advice about pickles)
+    (["--features", "{tmp}/empty.npz"], "empty.npz: the file holds no images"),
 ])
 def test_user_errors_are_one_line(tmp_path, capsys, args, needle):
     embed_file(tmp_path / "f.npz", np.eye(3))
@@ -115,6 +118,8 @@ def test_user_errors_are_one_line(tmp_path, capsys, args, needle):
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     np.save(tmp_path / "f.npy", np.eye(3))  # an array, not an embed archive
     (tmp_path / "cut.npz").write_bytes((tmp_path / "f.npz").read_bytes()[:100])  # truncated
+    (tmp_path / "text.txt").write_text("a text file\n")
+    embed_file(tmp_path / "empty.npz", np.zeros((0, 3)), [])
     args = [a.format(tmp=tmp_path) for a in args]
     assert main(["neighbors", *args, "--out", str(tmp_path / "n.csv")]) == 2
     err = capsys.readouterr().err
