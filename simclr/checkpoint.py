@@ -99,7 +99,8 @@ def save_checkpoint(
         reason = exc.strerror or str(exc)
         previous = target if target.is_file() else latest_checkpoint(folder)
         kept = (f"the previous checkpoint {previous} is intact" if previous is not None
-                else "no earlier checkpoint exists")
+                else "no earlier checkpoint exists" if folder.name == CHECKPOINTS
+                else "nothing was written")  # (an export, not a run's checkpoints)
         raise SimCLRError(f"could not write checkpoint {target}: {reason}; {kept}") from None
     if keep_last is not None and _PERIODIC.fullmatch(name):
         prune_checkpoints(folder, keep_last)
@@ -200,6 +201,11 @@ def resume_checkpoint(
     path = latest_checkpoint(folder)
     if path is None:
         raise SimCLRError(f"--resume {target}: {_why_no_checkpoint(folder, kind)}")
+    skipped = [p.name for p in checkpoint_files(folder) if not is_complete(p)
+               and p.stat().st_mtime_ns > path.stat().st_mtime_ns]
+    if skipped:  # newer files that cannot be read: the run goes back further than asked
+        log.warning("%s: %s truncated or corrupt; resuming from %s", folder,
+                    " and ".join(skipped), path.name)
     if given.is_file() and not given.samefile(path):
         raise SimCLRError(f"--resume {target}: a run continues from its latest checkpoint "
                           f"({path.name}); pass the run directory {folder.parent}")

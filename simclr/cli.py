@@ -399,11 +399,23 @@ def attach_negative_lists(argv: list[str]) -> list[str]:
     return out
 
 
+def subcommand(parser: argparse.ArgumentParser, name: str | None) -> argparse.ArgumentParser:
+    """The parser of subcommand ``name`` (``parser`` itself if there is none)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            return action.choices[name]
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     command = "simclr"
     try:  # Ctrl-C while torch is still importing is an interruption too, not a traceback
-        args = build_parser().parse_args(attach_negative_lists(
+        parser = build_parser()
+        args, unknown = parser.parse_known_args(attach_negative_lists(
             sys.argv[1:] if argv is None else argv))
+        if unknown:  # said by the subcommand (its usage, its name), not by `simclr`
+            subcommand(parser, getattr(args, "command", None)).error(
+                f"unrecognized arguments: {' '.join(unknown)}")
         command = f"simclr {args.command}"
         # data.py reports cache builds and skipped images through logging; under
         # torchrun rank 0 speaks for all the processes, the others only warn.
@@ -423,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
             if getattr(args, name, None):
                 from simclr.runtime import resolve_device
 
-                resolve_device(getattr(args, name))
+                resolve_device(getattr(args, name), "--" + name.replace("_", "-"))
         return int(args.func(args) or 0)
     except SimCLRError as exc:
         print(f"{command}: error: {user_message(exc)}", file=sys.stderr)

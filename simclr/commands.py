@@ -699,9 +699,11 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
             action.help = "image folder (class sub-folders not needed)"
     p.add_argument("--task", choices=["gray", "rotation", "noise", "sobel", "all"],
                    default="all")
-    p.add_argument("--views", type=_positive_int, default=2,
-                   help="probe views per training image")
-    p.add_argument("--epochs", type=_positive_int, default=50, help="MLP training epochs")
+    p.add_argument("--views", type=count_at_least(1, 100), default=2,
+                   help="probe views per training image (at most 100: each is kept as "
+                        "features)")
+    p.add_argument("--epochs", type=count_at_least(1, 100_000), default=50,
+                   help="MLP training epochs")
     p.set_defaults(func=cmd_transform_probe)
 
     from simclr.cli import add_config_flags

@@ -480,6 +480,16 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> None
             set_path(cfg, str(key), value, source)
 
 
+def _nested_hint(path: str) -> str:
+    """For a key that is a setting of some section (``arch`` for ``model.arch``, or a
+    flag's name), where it belongs; else nothing."""
+    dotted = all_flags().get(path.replace("_", "-"))
+    if dotted is None or "." not in dotted or dotted == path:
+        return ""
+    section, name = dotted.split(".", 1)
+    return f" (it is {dotted}: in a YAML file under '{section}:', as '  {name}: ...')"
+
+
 def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
     """Set ``cfg.a.b = value`` with type conversion; names the bad key on error."""
     *parents, name = path.split(".")
@@ -491,7 +501,7 @@ def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
     try:
         type_text = _field_type(obj, name)
     except KeyError:
-        raise SimCLRError(f"{source}: unknown setting {path!r}") from None
+        raise SimCLRError(f"{source}: unknown setting {path!r}{_nested_hint(path)}") from None
     if dataclasses.is_dataclass(getattr(obj, name)):  # e.g. `model: 3` in a YAML file
         raise SimCLRError(f"{source}: section {path!r} must be a mapping of its settings, "
                           f"got {value!r}")

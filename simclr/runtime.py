@@ -29,8 +29,9 @@ from simclr.errors import SimCLRError
 log = logging.getLogger(__name__)
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' -> the local CUDA device when present, else the CPU."""
+def resolve_device(name: str = "auto", flag: str = "--device") -> torch.device:
+    """'auto' -> the local CUDA device when present, else the CPU (``flag``: what
+    messages call the setting)."""
     if name == "auto":
         if torch.cuda.is_available():
             return _local_gpu()
@@ -38,12 +39,12 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
-        raise SimCLRError(f"--device: unknown device {name!r} (auto, cpu, cuda, cuda:N)") from None
+        raise SimCLRError(f"{flag}: unknown device {name!r} (auto, cpu, cuda, cuda:N)") from None
     if device.type not in ("cpu", "cuda"):  # the ones simclr is built and tested for
-        raise SimCLRError(f"--device {name}: simclr runs on cpu or cuda (auto, cpu, cuda, "
+        raise SimCLRError(f"{flag} {name}: simclr runs on cpu or cuda (auto, cpu, cuda, "
                           "cuda:N)")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SimCLRError(f"--device {name}: CUDA is not available on this machine")
+        raise SimCLRError(f"{flag} {name}: CUDA is not available on this machine")
     if device.type == "cuda" and device.index is None:
         return _local_gpu()
     return device

@@ -90,8 +90,11 @@ def test_failed_first_save_says_there_is_no_earlier_checkpoint(tmp_path, monkeyp
 
     monkeypatch.setattr(ck.os, "replace", full_disk_replace)
     with pytest.raises(SimCLRError, match="no earlier checkpoint exists"):
-        save_checkpoint(_state(2), tmp_path, periodic_name(2))
-    assert list(tmp_path.iterdir()) == []
+        save_checkpoint(_state(2), tmp_path / "checkpoints", periodic_name(2))
+    assert list((tmp_path / "checkpoints").iterdir()) == []
+    with pytest.raises(SimCLRError, match="encoder.pt: No space left on device; nothing was "
+                                          "written$"):  # an export: no run there
+        save_checkpoint(_state(2), tmp_path / "exports", "encoder.pt")
 
 
 def test_keep_last_prunes_old_periodic_checkpoints(tmp_path):
@@ -243,7 +246,8 @@ def test_resume_names_the_kind_of_a_run_that_is_not_pretraining(tmp_path, kind, 
         assert str(info.value) == f"--resume {target}: {expected}"
 
 
-def test_resume_reports_a_corrupt_checkpoint_and_falls_back_past_a_truncated_one(tmp_path):
+def test_resume_reports_a_corrupt_checkpoint_and_falls_back_past_a_truncated_one(tmp_path,
+                                                                                    caplog):
     folder = tmp_path / "run" / "checkpoints"
     folder.mkdir(parents=True)
     (folder / "last.pt").write_text("hello\n")
@@ -252,7 +256,10 @@ def test_resume_reports_a_corrupt_checkpoint_and_falls_back_past_a_truncated_one
     periodic = _run(tmp_path / "run", name=periodic_name(4), step=4)
     data = periodic.read_bytes()
     (folder / "last.pt").write_bytes(data[: len(data) // 2])  # a save cut short
-    assert resume_checkpoint(tmp_path / "run")[1] == periodic  # the earlier one continues
+    with caplog.at_level("WARNING"):
+        assert resume_checkpoint(tmp_path / "run")[1] == periodic  # the earlier continues
+    assert f"{folder}: last.pt truncated or corrupt; resuming from ckpt-00000004.pt" in \
+        caplog.text  # said: the run goes back further than the user may think
     with pytest.raises(SimCLRError, match="no checkpoint found: .*missing does not exist"):
         resume_checkpoint(tmp_path / "missing")
     (tmp_path / "empty").mkdir()

@@ -52,6 +52,15 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
         (["supervised", "--train", "a", "--out", "o", "--data", "b"], "unrecognized"),
         (["supervised", "--train", "a", "--out", "o", "--log-every", "3"], "unrecognized"),
         (["supervised", "--train", "a", "--out", "o", "--no-progress"], "unrecognized"),
+        (["knn", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--bogus", "3"],
+         "simclr knn: error: unrecognized arguments: --bogus 3"),  # named by its command
+        (["sweep", "--set", "temperature=0.1", "--out", "o", "--eval", "none",
+          "--eval-device", "gpu"], "--eval-device: unknown device 'gpu'"),
+        (["transform-probe", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out",
+          "o", "--views", "100000000"], "--views: must be at most 100"),
+        (["finetune", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out", "o",
+          "--label-fraction", "abc"], "--label-fraction: expected a number, got 'abc'"),
+        (["pretrain", "--out", "", "--print-config"], "--out must name a folder, got an empty"),
         # contradicting evaluation flags, refused before the checkpoint is read
         (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--l2", "0.1",
           "--l2-grid", "1e-3,1,4"], "give one of --l2"),

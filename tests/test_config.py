@@ -283,3 +283,13 @@ def test_a_yaml_key_that_is_a_list_is_one_line(tmp_path):
     with pytest.raises(SimCLRError, match=r"not valid YAML: a key must be a name, not a list "
                                           r"\(line 1\)"):
         build_config(config_file=str(path))
+
+
+def test_a_sections_setting_at_the_top_of_a_file_says_where_it_belongs(tmp_path):
+    (tmp_path / "flat.yaml").write_text("arch: resnet18\n")
+    with pytest.raises(SimCLRError, match=r"flat.yaml: unknown setting 'arch' \(it is "
+                                          r"model.arch: in a YAML file under 'model:'"):
+        build_config(config_file=str(tmp_path / "flat.yaml"))
+    (tmp_path / "bogus.yaml").write_text("bogus_key: 3\n")
+    with pytest.raises(SimCLRError, match=r"unknown setting 'bogus_key'$"):
+        build_config(config_file=str(tmp_path / "bogus.yaml"))
