@@ -22,11 +22,11 @@ from typing import Any
 from throughput import (
     RESULT,
     Memory,
-    StepClock,
     _memory_format,
     fmt_rate,
     median_of,
     run_rounds,
+    timed_steps,
     usable_cores,
 )
 
@@ -39,10 +39,9 @@ def case_step(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from simclr.config import build_config
-    from simclr.loss import contrastive_loss
     from simclr.models import build_model
     from simclr.optim import build_optimizer
-    from simclr.runtime import autocast, tune_cpu_allocator
+    from simclr.runtime import tune_cpu_allocator
 
     device = torch.device(spec["device"])
     if device.type == "cpu":
@@ -58,18 +57,9 @@ def case_step(spec: dict[str, Any]) -> dict[str, Any]:
     model = build_model(cfg.model, size).to(device).to(memory_format=fmt)
     optimizer = build_optimizer(cfg.optim, model, batch)
     views = torch.rand(2 * batch, 3, size, size, device=device).contiguous(memory_format=fmt)
-    model.train()
-    clock = StepClock(device, spec["warmup"], spec["steps"], 2 * batch)
-    for step in range(1, spec["warmup"] + spec["steps"] + 1):
-        with autocast(device, precision):
-            h, z = model(views)
-        loss, _ = contrastive_loss(cfg.loss, z[:batch].float(), z[batch:].float())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        clock.tick(step)
+    views_per_s, dim = timed_steps(model, optimizer, cfg, views, spec)
     params = sum(p.numel() for p in model.encoder.parameters())
-    return {"views_per_s": clock.views_per_s(), "params": params, "dim": int(h.shape[1]),
+    return {"views_per_s": views_per_s, "params": params, "dim": dim,
             **memory.report()}
 
 

@@ -238,10 +238,9 @@ def case_model(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from simclr.config import build_config
-    from simclr.loss import contrastive_loss
     from simclr.models import build_model
     from simclr.optim import build_optimizer
-    from simclr.runtime import autocast, tune_cpu_allocator
+    from simclr.runtime import tune_cpu_allocator
 
     device = torch.device(spec["device"])
     if device.type == "cpu":
@@ -255,17 +254,29 @@ def case_model(spec: dict[str, Any]) -> dict[str, Any]:
     model = build_model(cfg.model, 32).to(device).to(memory_format=fmt)
     optimizer = build_optimizer(cfg.optim, model, batch)
     views = torch.rand(2 * batch, 3, 32, 32, device=device).contiguous(memory_format=fmt)
+    views_per_s, _ = timed_steps(model, optimizer, cfg, views, spec)
+    return {"views_per_s": views_per_s, **memory.report()}
+
+
+def timed_steps(model: Any, optimizer: Any, cfg: Any, views: Any, spec: dict[str, Any]
+                ) -> tuple[float, int]:
+    """(views/s, dim of h) of simclr's step (model, NT-Xent, optimizer) repeated on the
+    same views (2N, 3, S, S): ``spec['warmup']`` steps, then ``spec['steps']`` timed."""
+    from simclr.loss import contrastive_loss
+    from simclr.runtime import autocast
+
+    batch, device = len(views) // 2, views.device
     model.train()
     clock = StepClock(device, spec["warmup"], spec["steps"], 2 * batch)
     for step in range(1, spec["warmup"] + spec["steps"] + 1):
-        with autocast(device, precision):
-            _, z = model(views)
+        with autocast(device, spec["precision"]):
+            h, z = model(views)
         loss, _ = contrastive_loss(cfg.loss, z[:batch].float(), z[batch:].float())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         clock.tick(step)
-    return {"views_per_s": clock.views_per_s(), **memory.report()}
+    return clock.views_per_s(), int(h.shape[1])
 
 
 def _augmenter(spec: dict[str, Any], device: Any) -> Callable[[int], Any]:
