@@ -240,8 +240,9 @@ def _after_step(checkpointing: Checkpointing, stop: StopFlag, vote: dist.StopVot
     makes every process stop at the same step."""
     if checkpointing.on_step is not None:
         checkpointing.on_step(step, stop)
-    rule = checkpointing.schedule.due(step) if step < total_steps else None  # the caller
-    if rule == "steps":                                       # writes the final one
+    # (At the last step nothing: the caller writes the final checkpoint.)
+    rule = checkpointing.schedule.due(step) if step < total_steps else None
+    if rule == "steps":
         check()
         checkpointing.save(step, seconds)
     elif rule == "clock":
