@@ -43,7 +43,7 @@ def load_embeddings(path: str | Path, flag: str) -> tuple[torch.Tensor, np.ndarr
     except Exception:  # not an .npz (numpy then guesses a pickle), truncated, objects
         raise SimCLRError(f"{flag} {path}: not a readable .npz file written by `simclr "
                           "embed`") from None
-    if len(features) == 0 and len(paths) == 0:
+    if features.ndim == 2 and paths.ndim == 1 and len(features) == len(paths) == 0:
         raise SimCLRError(f"{flag} {path}: the file holds no images")
     if (features.ndim != 2 or paths.ndim != 1 or len(features) != len(paths)
             or not np.issubdtype(features.dtype, np.number)):
