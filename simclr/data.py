@@ -533,7 +533,8 @@ def open_folder(
     if cfg.cache == "on" or (cfg.cache == "auto" and small):
         side = load_size or (common if small else min(common or train_side, train_side))
         side = max(33, side) if store == "eval" else side
-        cache = build_cache(images, side, cfg.cache_dir, workers, max_pixels, store)
+        cache = build_cache(images, side, cfg.cache_dir, workers, max_pixels, store,
+                            cfg.strict)
         kept, skipped = cache.kept, cache.skipped
         if cfg.strict and skipped:
             raise SimCLRError(f"--strict: bad image {skipped[0][0]}: {skipped[0][1]}")

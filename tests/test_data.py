@@ -143,6 +143,19 @@ def test_strict_fails_on_first_bad_file(tmp_path, cache):
         open_source(str(tmp_path / "imgs"), cfg, max_pixels=3000)
 
 
+def test_strict_on_a_reused_cache_fails_without_first_calling_it_a_skip(tmp_path, caplog):
+    """A cache built without --strict recorded the bad files; --strict then reuses it
+    and fails on the first, without the "skipped" warning that would contradict it."""
+    _mixed_folder(tmp_path / "imgs")
+    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="on", load_size=32),
+                max_pixels=3000)
+    caplog.clear()
+    with caplog.at_level("INFO"), pytest.raises(SimCLRError, match="--strict: bad image"):
+        open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="on", strict=True,
+                                                      load_size=32), max_pixels=3000)
+    assert "using the decoded cache" in caplog.text and "skipped" not in caplog.text
+
+
 # ---------------------------------------------------------------------------- named sources
 
 
