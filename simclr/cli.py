@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"simclr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    from simclr import commands
+    from simclr import commands, launch
 
     p = sub.add_parser(
         "pretrain", help="SimCLR pretraining on a folder of images",
@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved settings as YAML (a valid --config) and exit")
     add_config_flags(p)
+    launch.add_flag(p)
     p.set_defaults(func=cmd_pretrain)
 
     p = sub.add_parser("embed", help="representations (h or --layer) of each image, as .npz")
@@ -291,10 +292,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         return train.EXIT_PREEMPTED if summary["status"] == "preempted" else 0
     print_summary(summary)
     if summary["status"] == "preempted":
+        from simclr.launch import again
         from simclr.runtime import stopped_by
 
-        print(f"{stopped_by(summary['signal'])}; continue with: simclr pretrain --resume "
-              f"{cfg.out}", file=sys.stderr)
+        how = again(f"simclr pretrain --resume {cfg.out}", args.processes)
+        print(f"{stopped_by(summary['signal'])}; continue with: {how}", file=sys.stderr)
         return train.EXIT_PREEMPTED
     if cfg.data.path is None:
         from simclr.commands import digits_knn_report
@@ -360,25 +362,43 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_processes(args: argparse.Namespace) -> None:
+def launch_here(args: argparse.Namespace) -> bool:
+    """Whether this process is to launch the run's processes (``--processes N`` > 1,
+    not itself one of them); the request is checked first, as a launched run's would be."""
+    from simclr.distributed import launched_processes
+
+    wanted = getattr(args, "processes", None)
+    launched = launched_processes()
+    if wanted is not None and launched > 1 and wanted != launched:
+        raise SimCLRError(f"--processes {wanted}, but the launcher (torchrun) started "
+                          f"{launched}: give one of the two")
+    if wanted is None or wanted <= 1 or launched > 1:
+        return False
+    check_processes(args, wanted)
+    return True
+
+
+def check_processes(args: argparse.Namespace, processes: int | None = None) -> None:
     """Pretraining, the supervised baseline, fine-tuning and the SGD linear protocol
     train across processes (sharded batches, global BN). Under torchrun any other
     command would run once per process, each writing the same files: refused before
-    any work, as is a --batch-size the processes cannot share equally."""
+    any work, as is a --batch-size the processes cannot share equally. ``processes``:
+    as many as launched by default."""
     from simclr.distributed import check_divisible, launched_processes
 
-    processes = launched_processes()
+    processes = launched_processes() if processes is None else processes
     if processes <= 1:
         return
     trains = args.command in ("pretrain", "supervised", "finetune") or (
         args.command == "linear-eval" and args.protocol == "sgd")
     if not trains:
         what = " --protocol lbfgs" if args.command == "linear-eval" else ""
-        raise SimCLRError(f"`simclr {args.command}{what}` runs as one process, not under "
-                          f"torchrun (WORLD_SIZE is {processes}); only pretrain, supervised, "
-                          "finetune and linear-eval --protocol sgd train across processes")
-    if getattr(args, "batch_size", None) is not None:
-        check_divisible(args.batch_size, processes)
+        raise SimCLRError(f"`simclr {args.command}{what}` runs as one process, not "
+                          f"{processes}; only pretrain, supervised, finetune and linear-eval "
+                          "--protocol sgd train across processes")
+    batch = getattr(args, "batch_size", None) or vars(args).get("cfg:batch_size")
+    if batch is not None and str(batch).isdigit():  # else (a preset's, a file's): checked
+        check_divisible(int(batch), processes)      # with the settings, in each process
 
 
 # A value such as -1,0.1 (a pair or list of numbers, the first negative).
@@ -411,8 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "simclr"
     try:  # Ctrl-C while torch is still importing is an interruption too, not a traceback
         parser = build_parser()
-        args, unknown = parser.parse_known_args(attach_negative_lists(
-            sys.argv[1:] if argv is None else argv))
+        argv = attach_negative_lists(sys.argv[1:] if argv is None else argv)
+        args, unknown = parser.parse_known_args(argv)
         if unknown:  # said by the subcommand (its usage, its name), not by `simclr`
             subcommand(parser, getattr(args, "command", None)).error(
                 f"unrecognized arguments: {' '.join(unknown)}")
@@ -427,6 +447,10 @@ def main(argv: list[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(args.threads)
+        if launch_here(args):  # --processes N: this process starts and watches N others
+            from simclr.launch import run
+
+            return run(argv, args.processes)
         check_processes(args)
         if hasattr(args, "test_fraction") and (args.test is None) == (args.test_fraction is None):
             raise SimCLRError("give --test DIR or --test-fraction F (a held-out part of --train), "
@@ -438,7 +462,11 @@ def main(argv: list[str] | None = None) -> int:
                 resolve_device(getattr(args, name), "--" + name.replace("_", "-"))
         return int(args.func(args) or 0)
     except SimCLRError as exc:
-        print(f"{command}: error: {user_message(exc)}", file=sys.stderr)
+        from simclr.launch import report_error
+
+        message = f"{command}: error: {user_message(exc)}"
+        if not report_error(message):  # under --processes, said once by the launcher
+            print(message, file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)

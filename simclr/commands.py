@@ -500,6 +500,7 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
 def cmd_supervised(args: argparse.Namespace) -> int:
     from simclr.cli import config_flags
     from simclr.config import build_config
+    from simclr.launch import again
     from simclr.supervised import (
         check_new_run,
         data_specs,
@@ -539,7 +540,7 @@ def cmd_supervised(args: argparse.Namespace) -> int:
                                                     image_size=size, evaluation=True))
                 if data.get("test") else None)
         result = run_supervised(cfg, train, test, cfg.out, data=data, resume=resume)
-        return report(result, f"simclr supervised --resume {cfg.out}")
+        return report(result, again(f"simclr supervised --resume {cfg.out}", args.processes))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -631,6 +632,8 @@ def _eval_inputs(p: argparse.ArgumentParser, runtime: RuntimeFlags, out_required
 
 def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFlags) -> None:
     """knn, linear-eval, finetune, supervised and export subcommands."""
+    from simclr.launch import add_flag as add_processes_flag
+
     p = sub.add_parser("knn", help="weighted kNN top-1/top-5 on frozen features h")
     _eval_inputs(p, runtime, out_required=False)
     p.add_argument("--layer", default="h", help=LAYERS_HELP)
@@ -661,6 +664,7 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--checkpoint-minutes", type=_real(0, True), default=None,
                    metavar="MINUTES", help="sgd: also a save when this long has passed since "
                                            "the last (0: off; default 30)")
+    add_processes_flag(p)
     p.set_defaults(func=cmd_linear_eval)
 
     p = sub.add_parser("finetune", help="fine-tune on a class-balanced labeled subset")
@@ -687,8 +691,9 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--checkpoint-minutes", type=_real(0, True), default=30.0, metavar="MINUTES",
                    help="also a save when this long has passed since the last (0: off)")
     p.add_argument("--no-sync-bn", dest="sync_bn", action="store_false",
-                   help="under torchrun: BatchNorm statistics of each process's share of "
+                   help="with several processes: BatchNorm statistics of each process's share of "
                         "the batch (default: of the global batch, as the paper)")
+    add_processes_flag(p)
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("transform-probe",
@@ -723,6 +728,7 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--out", help="run directory (required for a new run)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the unfinished run saved in RUN_DIR (e.g. after exit 75)")
+    add_processes_flag(p)
     p.set_defaults(func=cmd_supervised)
 
     p = sub.add_parser(

@@ -750,6 +750,9 @@ def validate(cfg: Config) -> None:
     if not str(cfg.out).strip():  # '' would be the current folder
         raise SettingError("out", " must name a folder, got an empty value")
     _positive(cfg.model.width, "model.width")
+    _check(cfg.model.width * 64 >= 1, "model.width", f"must be at least 1/64 (the first "
+           f"layers' 64 channels: below it they would keep fewer than one), got "
+           f"{cfg.model.width}")
     if cfg.model.arch not in ARCHS:  # a torchvision network (simclr.backbones), or none
         from simclr.backbones import arch_problem
 
@@ -819,10 +822,14 @@ def validate(cfg: Config) -> None:
     validate_augment(cfg.augment)
 
 
+MIN_SIZE = 8  # pixels: smaller crops hold nothing for the augmentation to vary
+
+
 def validate_augment(a: AugmentConfig) -> None:
     """Check the augmentation settings (also those the evaluation commands build)."""
     _check_finite(a, "augment.")
-    _positive(a.size, "augment.size")
+    _check(a.size >= MIN_SIZE, "augment.size", f"must be at least {MIN_SIZE} pixels, got "
+           f"{a.size}")
     _choice(a.interpolation, ("bilinear", "bicubic"), "augment.interpolation")
     _choice(a.crop_sampler, CROP_SAMPLERS, "augment.crop_sampler")
     _positive(a.color_strength, "augment.color_strength", allow_zero=True)

@@ -528,7 +528,7 @@ def run_linear_eval(
     elif not 0 < val_fraction < 1:
         raise SimCLRError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
     if protocol == "lbfgs" and dist.world_size() > 1:
-        raise SimCLRError("--protocol lbfgs runs in one process; under torchrun use "
+        raise SimCLRError("--protocol lbfgs runs in one process; with several use "
                           "--protocol sgd")
     unfinished = linear_partial(None if run_dir is None else Path(run_dir).expanduser()).path
     if protocol == "lbfgs" and unfinished is not None and unfinished.exists():

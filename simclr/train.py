@@ -33,7 +33,7 @@ from simclr.checkpoint import (
     save_checkpoint,
     what_is_kept,
 )
-from simclr.config import Config, absolute_paths, config_from_dict, save_yaml
+from simclr.config import Config, absolute_paths, config_from_dict, load_yaml, save_yaml
 from simclr.data import (
     NAMED_DATASETS,
     ImageSource,
@@ -424,6 +424,23 @@ def open_data(cfg: Config, all_images: bool = True) -> ImageSource:
                                                unlabeled=all_images))
 
 
+def start_record(run_dir: Path, resume: bool) -> dict[str, Any]:
+    """config.yaml's ``provenance``: versions, git SHA and arguments of this start, and
+    for a resumed run those of its earlier starts (``earlier``, oldest first), which
+    the rewritten file would otherwise lose (metrics.jsonl logs every start as well)."""
+    record = provenance()
+    if resume:
+        try:
+            before = load_yaml(run_dir / "config.yaml").get("provenance")
+        except SimCLRError:  # unreadable: this start's record is still worth writing
+            before = None
+        if isinstance(before, dict) and before.get("argv"):
+            earlier = before.get("earlier")
+            record["earlier"] = [*(earlier if isinstance(earlier, list) else []),
+                                 {k: before.get(k) for k in ("argv", "git_sha", "simclr", "torch")}]
+    return record
+
+
 # Under torchrun the processes leave the group together: one that exits while the others
 # still write the checkpoint tears down its communication threads under them.
 @dist.process_group()
@@ -489,7 +506,7 @@ def pretrain(
         forward = dist.wrap_ddp(model, device)
         forward = torch.compile(forward) if cfg.compile else forward
         if dist.is_main():
-            save_yaml({**cfg.to_dict(), "provenance": provenance(),
+            save_yaml({**cfg.to_dict(), "provenance": start_record(run_dir, resume),
                        "precision_resolved": precision, "device_resolved": str(device),
                        "num_images": source.num_images}, run_dir / "config.yaml")
         log = MetricsLog(run_dir, dist.is_main())

@@ -168,8 +168,8 @@ def test_only_training_runs_under_torchrun(command, monkeypatch, capsys, tmp_pat
     assert main([command, *args]) == 2
     what = " --protocol lbfgs" if command == "linear-eval" else ""
     assert capsys.readouterr().err == (
-        f"simclr {command}: error: `simclr {command}{what}` runs as one process, not under "
-        "torchrun (WORLD_SIZE is 4); only pretrain, supervised, finetune and linear-eval "
+        f"simclr {command}: error: `simclr {command}{what}` runs as one process, not "
+        "4; only pretrain, supervised, finetune and linear-eval "
         "--protocol sgd train across processes\n")
     assert not any(tmp_path.iterdir())
 

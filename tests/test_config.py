@@ -125,6 +125,8 @@ def test_round_trip_through_dict():
         ({"model.arch": "resnet17"}, "--arch"),
         ({"model.width": "0"}, "--width must be positive"),
         ({"model.width": "-1"}, "--width must be positive"),
+        ({"model.width": "0.01"}, "--width must be at least 1/64 (the first layers' 64 "),
+        ({"augment.size": "7"}, "--image-size must be at least 8 pixels, got 7"),
         ({"loss.temperature": "0"}, "--temperature must be positive"),
         ({"loss.margin": "0"}, "--margin must be positive"),
         ({"loss.semi_hard": True}, "--semi-hard applies to --loss nt_logistic"),

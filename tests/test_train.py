@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -89,7 +90,7 @@ def test_loss_decreases_when_training_longer(tmp_path, image_folder, cache_dir):
     assert np.mean(losses[-3:]) < np.mean(losses[:3])
 
 
-def test_interrupted_run_resumes_bit_exactly(tmp_path, image_folder, cache_dir):
+def test_interrupted_run_resumes_bit_exactly(tmp_path, image_folder, cache_dir, monkeypatch):
     common = {"deterministic": True, "threads": 1, "checkpoint_every": 0}
     _, full = run(tmp_path, image_folder, cache_dir, "full", **common)
 
@@ -99,10 +100,16 @@ def test_interrupted_run_resumes_bit_exactly(tmp_path, image_folder, cache_dir):
         if step == 4:  # mid-epoch: 3 steps per epoch
             stop.requested = "SIGTERM"
 
+    monkeypatch.setattr(sys, "argv", ["simclr", "pretrain", "--out", "cut"])
     cut = train.pretrain(cfg, on_step=preempt)
     assert cut["status"] == "preempted" and cut["steps"] == 4
+    monkeypatch.setattr(sys, "argv", ["simclr", "pretrain", "--resume", "cut"])
     resumed = train.pretrain(train.load_resume_config(tmp_path / "cut", {}), resume=True)
     assert resumed["steps"] == full["steps"]
+    # config.yaml is rewritten at each start; the first start's command stays on record
+    record = load_yaml(tmp_path / "cut/config.yaml")["provenance"]
+    assert record["argv"] == ["simclr", "pretrain", "--resume", "cut"]
+    assert [e["argv"] for e in record["earlier"]] == [["simclr", "pretrain", "--out", "cut"]]
     a = load_checkpoint(tmp_path / "full/checkpoints/last.pt")["model"]
     b = load_checkpoint(tmp_path / "cut/checkpoints/last.pt")["model"]
     for key in a:

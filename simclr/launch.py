@@ -1,0 +1,221 @@
+"""``--processes N``: a training command starts its own N processes on this machine.
+
+The same run torchrun would start (``torchrun --nproc_per_node N -m simclr ...``: one
+process per GPU, the global batch shared, global BatchNorm, negatives gathered from all;
+see :mod:`simclr.distributed`), without its rough edges for a one-machine user:
+
+- the exit status is the run's: 75 when a signal stopped it with a checkpoint written
+  (a requeue script can test for it; torchrun exits 1 and lists 75 in a traceback),
+  2 for a user error, which is printed once rather than once per process;
+- a signal sent to this process (Ctrl-C, ``kill``, a scheduler) reaches every training
+  process exactly once: they run in their own session, so a terminal's Ctrl-C is not
+  delivered twice (a second SIGINT means "stop now" to a training);
+- when one process fails the others, which would wait for it in a collective until
+  the 30-minute timeout, are ended after a few seconds; when this process is killed
+  outright they end with it (Linux: the parent-death signal).
+
+This module only starts and watches processes: the processes join their group in
+:func:`simclr.distributed.init_from_env` from the variables set here (the torchrun ones).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from simclr.errors import SimCLRError
+
+# Where each process of a launch leaves its one-line user error, for the launcher to
+# print once (the processes of a run usually fail alike: the same settings, same files).
+ERRORS_ENV = "SIMCLR_LAUNCH_ERRORS"
+GRACE_S = 5.0  # after one process failed: time the others get to end on their own
+POLL_S = 0.1
+
+
+def processes_flag(text: str) -> int:
+    """argparse type of ``--processes``: a count >= 1, or ``auto`` (one per GPU, else 1)."""
+    if text == "auto":
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of processes or auto, got "
+                                         f"{text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_flag(parser: argparse.ArgumentParser) -> None:
+    """``--processes`` on a command that trains across processes."""
+    parser.add_argument(
+        "--processes", type=processes_flag, default=None, metavar="N",
+        help="train with N processes on this machine (one per GPU; auto: as many as GPUs), "
+             "as torchrun --nproc_per_node N would; --batch-size stays the global batch")
+
+
+def check_gpus(processes: int) -> None:
+    """One GPU per process when CUDA is there (NCCL needs distinct devices)."""
+    import torch
+
+    if torch.cuda.is_available() and processes > torch.cuda.device_count():
+        raise SimCLRError(f"--processes {processes}: this machine has "
+                          f"{torch.cuda.device_count()} GPU(s), one per process")
+
+
+def again(command: str, processes: int | None) -> str:
+    """``command`` (e.g. ``simclr pretrain --resume RUN``) as it is to be run again with
+    the same processes: with ``--processes N``, or under torchrun as this run was."""
+    from simclr.distributed import launched_processes
+
+    if processes:
+        return f"{command} --processes {processes}"
+    if launched_processes() > 1 and command.startswith("simclr "):
+        return f"torchrun --nproc_per_node {launched_processes()} -m {command}"
+    return command
+
+
+def report_error(message: str) -> bool:
+    """Leave a process's user error for its launcher; False outside a launch (print it).
+
+    Rank 0 prints its own message as well (it is the run's voice); the others are
+    printed by the launcher only where they differ from rank 0's.
+    """
+    folder = os.environ.get(ERRORS_ENV)
+    if not folder:
+        return False
+    rank = os.environ.get("RANK", "0")
+    try:
+        Path(folder, f"rank{rank}.txt").write_text(message)
+    except OSError:
+        return False
+    return rank != "0"
+
+
+def run(argv: list[str], processes: int, command: list[str] | None = None) -> int:
+    """Run ``python -m simclr ARGV`` as ``processes`` processes; the run's exit status.
+
+    ``command`` replaces ``python -m simclr`` (tests). Each process gets torchrun's
+    variables (RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR/PORT) and, on
+    a CPU, its share of the cores as OMP_NUM_THREADS unless that is set already.
+    """
+    check_gpus(processes)
+    command = command or [sys.executable, "-m", "simclr"]
+    with tempfile.TemporaryDirectory(prefix="simclr-launch-") as errors:
+        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
+                   WORLD_SIZE=str(processes), LOCAL_WORLD_SIZE=str(processes),
+                   **{ERRORS_ENV: errors})
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+        children: list[subprocess.Popen] = []
+        forward = _Forwarder(children)
+        with forward:
+            for rank in range(processes):
+                children.append(subprocess.Popen(
+                    [*command, *argv], env=dict(env, RANK=str(rank), LOCAL_RANK=str(rank)),
+                    start_new_session=True, preexec_fn=_die_with_parent))
+            status = _wait(children, forward.sent)
+        _print_other_errors(Path(errors), processes)
+    return status
+
+
+def _free_port() -> int:
+    """A TCP port free now on the loopback interface, for rank 0's rendezvous store."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """In each child before exec (Linux): SIGKILL when the launcher dies, so a launcher
+    killed outright (SIGKILL, out of memory) leaves no training running on in its own
+    session. Elsewhere nothing: the children then outlive such a launcher."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class _Forwarder:
+    """While active: SIGINT, SIGTERM (and SIGHUP, SIGUSR1) sent to the launcher are sent
+    on to every running child, whose trainings turn them into a checkpoint and a stop."""
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1")
+                    if hasattr(signal, name))
+
+    def __init__(self, children: list[subprocess.Popen]) -> None:
+        self.children = children
+        self.previous: dict[int, object] = {}
+        self.sent: set[int] = set()
+
+    def _send(self, signum: int, _frame: object) -> None:
+        self.sent.add(signum)
+        for child in self.children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    def __enter__(self) -> _Forwarder:
+        for sig in self.SIGNALS:
+            self.previous[sig] = signal.signal(sig, self._send)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for child in self.children:  # an error in the launcher itself: leave nothing behind
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _wait(children: list[subprocess.Popen], sent: set[int]) -> int:
+    """Wait for every child; the status of the first to fail (or 0, or 75 when a signal
+    stopped the run). Once one has failed, the rest get GRACE_S to end, then SIGKILL.
+    ``sent``: the signals forwarded to them (filled in while waiting); a child ended by
+    one of those (before its training took over the signal) is no failure to explain."""
+    first: int | None = None  # the rank that failed first
+    deadline = float("inf")
+    while [child.poll() for child in children].count(None):  # polls each (any() would stop)
+        if first is None:
+            first = next((r for r, c in enumerate(children)
+                          if c.returncode not in (None, 0, 75)), None)
+            if first is not None:
+                deadline = time.monotonic() + GRACE_S
+        if time.monotonic() > deadline:
+            for child in children:
+                if child.poll() is None:
+                    child.kill()
+        time.sleep(POLL_S)
+    if first is None:
+        first = next((r for r, c in enumerate(children) if c.returncode not in (0, 75)), None)
+    if first is None:
+        return 75 if any(c.returncode == 75 for c in children) else 0
+    status = children[first].returncode
+    if status < 0 and -status in sent:
+        return 128 - status  # as the shell reports a command a signal ended
+    if status < 0:  # killed by a signal (e.g. SIGKILL from the out-of-memory killer)
+        name = signal.Signals(-status).name
+        print(f"simclr: process {first} of {len(children)} was killed by {name}"
+              + (" (out of memory?)" if name == "SIGKILL" else ""), file=sys.stderr)
+        return 128 - status
+    return status
+
+
+def _print_other_errors(folder: Path, processes: int) -> None:
+    """The user errors of ranks > 0 that rank 0 did not print (it printed its own)."""
+    said = {(folder / "rank0.txt").read_text()} if (folder / "rank0.txt").exists() else set()
+    for rank in range(1, processes):
+        path = folder / f"rank{rank}.txt"
+        if path.exists() and (text := path.read_text()) not in said:
+            said.add(text)
+            print(f"(process {rank}) {text}", file=sys.stderr)

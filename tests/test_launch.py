@@ -1,0 +1,229 @@
+"""``--processes N``: simclr starts and watches its own training processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from simclr import launch
+from simclr.cli import main
+
+needs_dist = pytest.mark.skipif(not torch.distributed.is_available(),
+                                reason="no torch.distributed")
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                           reason="the parent-death signal is Linux's")
+
+
+def _child(code: str) -> list[str]:
+    """A stand-in for `python -m simclr`: a Python snippet run by each launched process."""
+    return [sys.executable, "-c", "import os, sys, time, signal\n" + code]
+
+
+def _wait_for(paths: list[Path], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(p.exists() for p in paths):
+        assert time.monotonic() < deadline, f"never appeared: {paths}"
+        time.sleep(0.05)
+
+
+def test_each_process_gets_torchruns_variables_and_a_share_of_the_cores(tmp_path, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    keys = ["RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+            "MASTER_PORT", "OMP_NUM_THREADS"]
+    code = (f"import json; json.dump({{k: os.environ[k] for k in {keys}}}, "
+            f"open(r'{tmp_path}/' + os.environ['RANK'] + '.json', 'w')); "
+            "print(sys.argv[1:])")
+    assert launch.run(["pretrain", "--x"], 2, _child(code)) == 0
+    envs = [json.loads((tmp_path / f"{r}.json").read_text()) for r in range(2)]
+    for rank, env in enumerate(envs):
+        assert env["RANK"] == env["LOCAL_RANK"] == str(rank)
+        assert env["WORLD_SIZE"] == env["LOCAL_WORLD_SIZE"] == "2"
+        assert env["MASTER_ADDR"] == "127.0.0.1" and env["MASTER_PORT"] == envs[0]["MASTER_PORT"]
+        assert env["OMP_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // 2))
+
+
+def test_a_failed_process_ends_the_others_and_gives_the_status(monkeypatch):
+    """Rank 0 would wait for rank 1 in a collective for 30 minutes: it is ended."""
+    monkeypatch.setattr(launch, "GRACE_S", 0.5)
+    start = time.monotonic()
+    code = "time.sleep(120) if os.environ['RANK'] == '0' else sys.exit(3)"
+    assert launch.run([], 2, _child(code)) == 3
+    assert time.monotonic() - start < 30
+
+
+def test_a_process_killed_by_a_signal_is_named(capfd, monkeypatch):
+    monkeypatch.setattr(launch, "GRACE_S", 0.5)
+    code = "os.kill(os.getpid(), signal.SIGKILL) if os.environ['RANK'] == '1' else time.sleep(120)"
+    assert launch.run([], 2, _child(code)) == 128 + signal.SIGKILL
+    assert "simclr: process 1 of 2 was killed by SIGKILL (out of memory?)" in capfd.readouterr().err
+
+
+def test_all_preempted_is_75_and_all_finished_is_0():
+    assert launch.run([], 2, _child("sys.exit(75)")) == 75
+    assert launch.run([], 2, _child("sys.exit(75 if os.environ['RANK'] == '0' else 0)")) == 75
+    assert launch.run([], 3, _child("pass")) == 0
+
+
+def test_user_errors_are_said_once(capfd):
+    """Rank 0 prints its own; the launcher adds only the others' different ones."""
+    code = ("from simclr.launch import report_error\n"
+            "m = {'0': 'same', '1': 'same', '2': 'other'}[os.environ['RANK']]\n"
+            "report_error(m) or print(m, file=sys.stderr); sys.exit(2)")
+    assert launch.run([], 3, _child(code)) == 2
+    assert capfd.readouterr().err.splitlines() == ["same", "(process 2) other"]
+
+
+def _launcher(tmp_path: Path, code: str) -> subprocess.Popen:
+    """A launcher of two snippet processes, run as its own program (to signal or kill),
+    leading its own process group as a command run from a terminal does."""
+    script = (f"import sys; from simclr.launch import run\n"
+              f"sys.exit(run([], 2, {_child(code)!r}))")
+    return subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path,
+                            start_new_session=True)
+
+
+def test_a_signal_to_the_launcher_reaches_each_process_exactly_once(tmp_path):
+    """The processes run in their own session: a terminal's Ctrl-C (sent to the
+    foreground group) would otherwise come twice, and a second SIGINT means "now"."""
+    code = ("n = []\n"
+            "signal.signal(signal.SIGINT, lambda *a: n.append(1))\n"
+            "open(os.environ['RANK'] + '.up', 'w').close()\n"
+            "end = time.monotonic() + 1.0\n"
+            "while not n or time.monotonic() < end: time.sleep(0.05)\n"
+            "open(os.environ['RANK'] + '.got', 'w').write(str(len(n))); sys.exit(75)")
+    proc = _launcher(tmp_path, code)
+    _wait_for([tmp_path / "0.up", tmp_path / "1.up"])
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the foreground group
+    assert proc.wait(60) == 75
+    assert [(tmp_path / f"{r}.got").read_text() for r in range(2)] == ["1", "1"]
+
+
+@linux
+def test_the_processes_end_with_a_killed_launcher(tmp_path):
+    code = ("open(os.environ['RANK'] + '.pid', 'w').write(str(os.getpid())); time.sleep(120)")
+    proc = _launcher(tmp_path, code)
+    pids = [tmp_path / "0.pid", tmp_path / "1.pid"]
+    _wait_for(pids)
+    time.sleep(0.2)  # the pid is written before the file is closed
+    children = [int(p.read_text()) for p in pids]
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() and "Z" not in _state(pid) for pid in children):
+        assert time.monotonic() < deadline, "a launched process outlived its launcher"
+        time.sleep(0.05)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+# ------------------------------------------------------------------ the real commands
+
+
+def _config_file(tmp_path: Path, out: Path) -> Path:
+    """A 2-epoch deterministic pretraining as a --config file (one thread a process)."""
+    from simclr.config import build_config, yaml_text
+    from tests.conftest import make_image_folder, tiny_flags
+
+    data = tmp_path / "images"
+    if not data.exists():
+        make_image_folder(data)
+    flags = tiny_flags(data, out, str(tmp_path / "cache"), deterministic=True, threads=1,
+                       checkpoint_every=0, epochs=2, **{"optim.lr": 0.05})
+    path = out.with_suffix(".yaml")
+    path.write_text(yaml_text(build_config(flags=flags).to_dict()))
+    return path
+
+
+def _losses(run: Path) -> list[float]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(x)["loss"] for x in lines if '"loss"' in x]
+
+
+@needs_dist
+def test_processes_2_trains_as_one_process_with_the_global_batch(tmp_path, capfd):
+    assert main(["pretrain", "--config", str(_config_file(tmp_path, tmp_path / "one"))]) == 0
+    two = _config_file(tmp_path, tmp_path / "two")
+    assert main(["pretrain", "--config", str(two), "--processes", "2"]) == 0
+    assert len(_losses(tmp_path / "two")) == 6
+    np.testing.assert_allclose(_losses(tmp_path / "two"), _losses(tmp_path / "one"), rtol=1e-4)
+    err = capfd.readouterr().err
+    assert err.count("memory: one step needs") == 1  # rank 0 speaks for the run
+
+
+@needs_dist
+def test_a_user_error_in_the_processes_is_one_line_and_status_2(tmp_path, capfd):
+    out = tmp_path / "run"
+    code = main(["pretrain", "--data", str(tmp_path / "missing"), "--out", str(out),
+                 "--processes", "2", "--device", "cpu"])
+    assert code == 2
+    assert capfd.readouterr().err == f"simclr pretrain: error: data folder not found: " \
+                                     f"{tmp_path / 'missing'}\n"
+    assert not out.exists()
+
+
+def test_processes_is_checked_before_anything_starts(tmp_path, capsys, monkeypatch):
+    assert main(["pretrain", "--processes", "3", "--batch-size", "256",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err == ("simclr pretrain: error: --batch-size 256 is not "
+                                       "divisible by 3 processes\n")
+    assert main(["linear-eval", "--checkpoint", "c", "--train", "a", "--test", "b",
+                 "--processes", "2"]) == 2
+    assert "runs as one process, not 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["pretrain", "--processes", "0"])
+    assert exit_.value.code == 2
+    assert "--processes: must be at least 1, got 0" in capsys.readouterr().err
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["pretrain", "--processes", "3", "--out", str(tmp_path / "r")]) == 2
+    assert capsys.readouterr().err == ("simclr pretrain: error: --processes 3, but the launcher "
+                                       "(torchrun) started 2: give one of the two\n")
+    assert not any(tmp_path.iterdir())
+
+
+@needs_dist
+def test_sigterm_to_the_launcher_checkpoints_exits_75_and_the_run_resumes(tmp_path):
+    """SIGTERM reaches both processes, they stop at the same step with a checkpoint,
+    the launcher exits 75 (a requeue script can test it) and says how to continue."""
+    from simclr.config import build_config, yaml_text
+    from tests.conftest import make_image_folder, tiny_flags
+
+    out = tmp_path / "run"
+    flags = tiny_flags(make_image_folder(tmp_path / "images", per_class=32), out,
+                       str(tmp_path / "cache"), threads=1, checkpoint_every=0, epochs=3)
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml_text(build_config(flags=flags).to_dict()))
+    proc = subprocess.Popen([sys.executable, "-m", "simclr", "pretrain", "--config",
+                             str(config), "--processes", "2"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.jsonl").exists() or not _steps(out):  # in the training loop
+        assert time.monotonic() < deadline and proc.poll() is None, "no step was logged"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err
+    assert (out / "checkpoints/last.pt").exists()
+    assert f"continue with: simclr pretrain --resume {out} --processes 2" in err
+    stopped = _steps(out)[-1]
+    assert 1 <= stopped < 24  # 3 epochs of 8 steps
+    assert main(["pretrain", "--resume", str(out), "--processes", "2"]) == 0
+    assert _steps(out)[-1] == 24 and _steps(out)[:stopped] == list(range(1, stopped + 1))
+
+
+def _steps(run: Path) -> list[int]:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(x)["step"] for x in lines if '"loss"' in x]
