@@ -486,6 +486,30 @@ def feature_width(encoder: nn.Module, image_size: int) -> int:
 
 
 @dist.process_group()
+def _check_linear_eval(protocol: str, run_dir: str | Path | None, batch_size: int,
+                       val_fraction: float, epochs: int, lr: float, image_size: int,
+                       crop_scale: tuple[float, float], crop_sampler: str) -> None:
+    """The linear evaluation's settings, checked before any work (one line each)."""
+    if protocol not in ("lbfgs", "sgd"):
+        raise SimCLRError(f"--protocol: unknown value {protocol!r} (choose from lbfgs, sgd)")
+    _positive(batch_size, "batch-size")
+    if protocol == "sgd":
+        _positive(epochs, "epochs")
+        _positive(lr, "lr")
+        crop_flip_config(image_size, crop_scale, crop_sampler)
+        return
+    if not 0 < val_fraction < 1:
+        raise SimCLRError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
+    if dist.world_size() > 1:
+        raise SimCLRError("--protocol lbfgs runs in one process; with several use "
+                          "--protocol sgd")
+    unfinished = linear_partial(None if run_dir is None else Path(run_dir).expanduser()).path
+    if unfinished is not None and unfinished.exists():
+        raise SimCLRError(f"{run_dir} holds an unfinished linear evaluation --protocol sgd "
+                          f"({unfinished.name}); rerun its own command to continue it, or "
+                          "choose another --out")
+
+
 def run_linear_eval(
     encoder: nn.Module, train: Any, test: Any, run_dir: str | Path | None, *,
     image_size: int, protocol: str = "lbfgs", batch_size: int = 256,
@@ -518,23 +542,8 @@ def run_linear_eval(
     (:func:`save_linear_classifier`, ``config``: the source checkpoint's) under
     ``run_dir``; returns the results dict.
     """
-    if protocol not in ("lbfgs", "sgd"):
-        raise SimCLRError(f"--protocol: unknown value {protocol!r} (choose from lbfgs, sgd)")
-    _positive(batch_size, "batch-size")
-    if protocol == "sgd":
-        _positive(epochs, "epochs")
-        _positive(lr, "lr")
-        crop_flip_config(image_size, crop_scale, crop_sampler)  # checks flags before any work
-    elif not 0 < val_fraction < 1:
-        raise SimCLRError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
-    if protocol == "lbfgs" and dist.world_size() > 1:
-        raise SimCLRError("--protocol lbfgs runs in one process; with several use "
-                          "--protocol sgd")
-    unfinished = linear_partial(None if run_dir is None else Path(run_dir).expanduser()).path
-    if protocol == "lbfgs" and unfinished is not None and unfinished.exists():
-        raise SimCLRError(f"{run_dir} holds an unfinished linear evaluation --protocol sgd "
-                          f"({unfinished.name}); rerun its own command to continue it, or "
-                          "choose another --out")
+    _check_linear_eval(protocol, run_dir, batch_size, val_fraction, epochs, lr, image_size,
+                       crop_scale, crop_sampler)
     verbose = verbose and dist.is_main()  # rank 0 speaks for all the processes
     num_classes = check_labeled(train, test)
     out = run_folder(run_dir, RESULTS["linear-eval"])  # rank 0 writes

@@ -274,6 +274,18 @@ def labeled_subset(train: Any, subset_file: str | Path | None, label_fraction: f
 
 
 @dist.process_group()
+def _say_plan(labeled: int, fraction: float, epochs: int, batch: int, verbose: bool) -> None:
+    """The fine-tuning's length, and a note when the batch leaves many images out."""
+    steps = labeled // batch
+    log(f"fine-tuning on {labeled} labeled images ({100 * fraction:.2f}%), "
+        f"{epochs} epochs of {steps} steps", verbose)
+    left_out = labeled % batch  # each epoch's incomplete last batch (reshuffled each epoch)
+    if epochs * steps < FEW_STEPS or left_out > labeled // 4:
+        log(f"note: {epochs * steps} steps in all, {left_out} of the {labeled} labeled images "
+            f"left out of each epoch at batch {batch}; a smaller --batch-size or more --epochs "
+            "trains more", verbose)
+
+
 def run_finetune(
     encoder: nn.Module, train: Any, test: Any, run_dir: str | Path | None, *,
     image_size: int, label_fraction: float | None = None, labels_per_class: int | None = None,
@@ -352,7 +364,7 @@ def run_finetune(
                 "image_size": image_size, "precision": prec, "classes": list(train.classes),
                 "source": [str((source or {}).get("checkpoint")), (source or {}).get("step")],
                 "weights": weights_digest(encoder, head if from_head else None),
-                "batch_norm": batch_norm_setting(sync_bn)}
+                "batch_norm": batch_norm_setting(sync_bn)}  # what a continuation must match
     partial_run = PartialRun(out, "finetune", "fine-tuning", settings)
     step, elapsed = partial_run.resume(model, optimizer, scaler, verbose)
     if out is not None and dist.is_main():
@@ -364,13 +376,7 @@ def run_finetune(
             "finetune", model, cfg, list(train.classes), step, seconds, {}, optimizer),
             scaler)
 
-    log(f"fine-tuning on {len(subset)} labeled images ({100 * fraction:.2f}%), "
-        f"{epochs} epochs of {len(subset) // batch} steps", verbose)
-    left_out = len(subset) % batch  # each epoch's incomplete last batch (reshuffled each epoch)
-    if total < FEW_STEPS or left_out > len(subset) // 4:
-        log(f"note: {total} steps in all, {left_out} of the {len(subset)} labeled images left "
-            f"out of each epoch at batch {batch}; a smaller --batch-size or more --epochs "
-            "trains more", verbose)
+    _say_plan(len(subset), fraction, epochs, batch, verbose)
     start = time.perf_counter()
     stats = train_classifier(
         dist.wrap_ddp(model, dev), train, subset, aug_cfg, total_steps=total,
@@ -395,12 +401,11 @@ def run_finetune(
         "command": "finetune", **accuracy_summary(logits, test_y),
         "num_labeled": int(len(subset)), "label_fraction": fraction,
         "labels_per_class": labels_per_class, "num_classes": num_classes,
-        "num_test": int(len(test_y)), "epochs": epochs, "batch_size": batch, "lr": lr,
-        "peak_lr": peak, "schedule": schedule, "from_head": from_head,
-        "from_scratch": from_scratch, "seed": seed, "image_size": image_size,
-        "precision": prec, "processes": dist.world_size(),
-        "batch_norm": settings["batch_norm"], **stats,
-        "elapsed_s": elapsed + time.perf_counter() - start,
+        "num_test": int(len(test_y)), "peak_lr": peak, "processes": dist.world_size(),
+        **{k: settings[k] for k in ("epochs", "batch_size", "lr", "schedule", "from_head",
+                                    "from_scratch", "seed", "image_size", "precision",
+                                    "batch_norm")},
+        **stats, "elapsed_s": elapsed + time.perf_counter() - start,
     }
     if out is not None:
         results["subset_file"] = str(out / SUBSET_FILE)
