@@ -204,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clear", action="store_true", help="remove every cache")
     p.set_defaults(func=cmd_cache)
 
+    p = sub.add_parser("info", help="what a run folder or checkpoint holds: status, "
+                                    "progress, encoder, recipe, results")
+    p.add_argument("target", metavar="RUN_OR_CHECKPOINT")
+    p.add_argument("--json", action="store_true", help="the same facts as JSON")
+    p.set_defaults(func=cmd_info)
+
     commands.add_evaluation_commands(sub, add_runtime_flags)
     commands.add_sweep_command(sub)
     for command in sub.choices.values():  # the shared flags' help, where none was given
@@ -431,12 +437,17 @@ def main(argv: list[str] | None = None) -> int:
     command = "simclr"
     try:  # Ctrl-C while torch is still importing is an interruption too, not a traceback
         parser = build_parser()
-        argv = attach_negative_lists(sys.argv[1:] if argv is None else argv)
+        given = argv
+        argv = attach_negative_lists(sys.argv[1:] if argv is None else list(argv))
         args, unknown = parser.parse_known_args(argv)
         if unknown:  # said by the subcommand (its usage, its name), not by `simclr`
             subcommand(parser, getattr(args, "command", None)).error(
                 f"unrecognized arguments: {' '.join(unknown)}")
         command = f"simclr {args.command}"
+        if given is not None:  # a call from Python: provenance records these arguments
+            from simclr import runtime
+
+            runtime.COMMAND_LINE = ["simclr", *argv]
         # data.py reports cache builds and skipped images through logging; under
         # torchrun rank 0 speaks for all the processes, the others only warn.
         from simclr.distributed import launched_rank
@@ -471,7 +482,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if "simclr.runtime" in sys.modules:  # not this call's arguments after it
+            sys.modules["simclr.runtime"].COMMAND_LINE = None
 
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from simclr.info import describe, render
+
+    facts = describe(args.target)
+    print(json.dumps(facts, indent=1) if args.json else render(facts))
+    return 0
 
 
 def cmd_neighbors(args: argparse.Namespace) -> int:

@@ -612,6 +612,7 @@ def build_config(
     cfg.optim.lr = cfg.optim.base_lr()
     try:
         validate(cfg)
+        check_scale(cfg)
     except SettingError as exc:
         # Named where the user wrote it: a value from the file (and no flag) by its key.
         if config_file is not None and exc.path not in (flags or {}) \
@@ -744,15 +745,25 @@ def _check(ok: bool, path: str, detail: str) -> None:
         raise SettingError(path, " " + detail)
 
 
+MIN_SIZE = 8  # pixels: smaller crops hold nothing for the augmentation to vary
+
+
+def check_scale(cfg: Config) -> None:
+    """A new run's model and views large enough to mean something (saved configs are
+    not held to it: :func:`validate` alone decides whether a checkpoint loads)."""
+    _check(cfg.model.width * 64 >= 1, "model.width", f"must be at least 1/64 (the first "
+           f"layers' 64 channels: below it they would keep fewer than one), got "
+           f"{cfg.model.width}")
+    _check(cfg.augment.size >= MIN_SIZE, "augment.size", f"must be at least {MIN_SIZE} "
+           f"pixels, got {cfg.augment.size}")
+
+
 def validate(cfg: Config) -> None:
     """Check every setting before any work starts; one-line message per problem."""
     _check_finite(cfg)
     if not str(cfg.out).strip():  # '' would be the current folder
         raise SettingError("out", " must name a folder, got an empty value")
     _positive(cfg.model.width, "model.width")
-    _check(cfg.model.width * 64 >= 1, "model.width", f"must be at least 1/64 (the first "
-           f"layers' 64 channels: below it they would keep fewer than one), got "
-           f"{cfg.model.width}")
     if cfg.model.arch not in ARCHS:  # a torchvision network (simclr.backbones), or none
         from simclr.backbones import arch_problem
 
@@ -822,14 +833,10 @@ def validate(cfg: Config) -> None:
     validate_augment(cfg.augment)
 
 
-MIN_SIZE = 8  # pixels: smaller crops hold nothing for the augmentation to vary
-
-
 def validate_augment(a: AugmentConfig) -> None:
     """Check the augmentation settings (also those the evaluation commands build)."""
     _check_finite(a, "augment.")
-    _check(a.size >= MIN_SIZE, "augment.size", f"must be at least {MIN_SIZE} pixels, got "
-           f"{a.size}")
+    _positive(a.size, "augment.size")
     _choice(a.interpolation, ("bilinear", "bicubic"), "augment.interpolation")
     _choice(a.crop_sampler, CROP_SAMPLERS, "augment.crop_sampler")
     _positive(a.color_strength, "augment.color_strength", allow_zero=True)

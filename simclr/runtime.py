@@ -112,6 +112,11 @@ def git_sha() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+# The command line provenance() records: sys.argv, unless simclr.cli.main was handed
+# its arguments (the Python API, tests), whose command this then is.
+COMMAND_LINE: list[str] | None = None
+
+
 def provenance() -> dict[str, Any]:
     """Versions, git SHA and arguments, logged at the start of every run (as DINO does)."""
     import torchvision
@@ -125,7 +130,7 @@ def provenance() -> dict[str, Any]:
         "torchvision": str(torchvision.__version__),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "argv": sys.argv,
+        "argv": list(COMMAND_LINE or sys.argv),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "cpu_threads": torch.get_num_threads(),

@@ -1,0 +1,340 @@
+"""``simclr info``: what a run folder or a checkpoint holds, in a few lines.
+
+A run folder is read from the files simclr writes (config.yaml, summary.json,
+metrics.jsonl, checkpoints/, the evaluations' JSON files, here or one folder down);
+nothing is modified, and a run still training (its folder locked: files.lock_folder) is
+reported as running. ``--json`` gives the same facts for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from pathlib import Path
+from typing import Any
+
+from simclr.checkpoint import (
+    CHECKPOINTS,
+    LAST,
+    SUPERVISED_RESULT,
+    checkpoint_files,
+    load_checkpoint,
+    periodic_checkpoints,
+)
+from simclr.errors import SimCLRError
+from simclr.files import LOCK_NAME
+
+# The evaluations' results files (simclr.results.RESULTS) and what each measured.
+RESULT_FILES = {"knn.json": "kNN", "linear_eval.json": "linear evaluation",
+                "finetune.json": "fine-tuning", "transform_probe.json": "transform probe",
+                SUPERVISED_RESULT: "supervised training"}
+KIND_NAMES = {"pretrain": "SimCLR pretraining", "supervised": "supervised training",
+              "linear": "linear classifier", "finetune": "fine-tuned classifier",
+              "encoder": "exported encoder"}
+TAIL_BYTES = 1 << 16  # the end of metrics.jsonl read for the last logged step
+
+
+def describe(target: str | os.PathLike) -> dict[str, Any]:
+    """The facts of a run folder or checkpoint file ``target`` (a JSON-ready dict)."""
+    path = Path(target).expanduser()
+    if not path.exists():
+        raise SimCLRError(f"{target}: no such file or folder")
+    if path.is_file():
+        return {"path": str(path), "checkpoint": checkpoint_facts(path)}
+    facts: dict[str, Any] = {"path": str(path)}
+    runs = [p for p in sorted(path.iterdir()) if (p / "config.yaml").is_file()]
+    if runs and not (path / "config.yaml").exists() and not (path / CHECKPOINTS).is_dir():
+        return {**facts, "runs": [describe(run) for run in runs]}  # e.g. runs/, a sweep
+    config = _read_yaml(path / "config.yaml")
+    if config:
+        facts["encoder"] = encoder_facts(config)
+        facts["recipe"] = recipe_facts(config)
+        facts["provenance"] = _started(config.get("provenance"))
+        facts["data"] = (config.get("data") or {}).get("path")
+    facts["checkpoints"] = _checkpoints(path / CHECKPOINTS)
+    last = next((c for c in facts["checkpoints"] if c["name"] == LAST), {})
+    if last.get("data"):  # a supervised run keeps its --train/--test there
+        facts["data"] = last["data"]
+    facts["state"] = run_state(path, facts["checkpoints"])
+    facts["results"] = results_in(path)
+    if not (config or facts["checkpoints"] or facts["results"]):
+        raise SimCLRError(f"{target}: not a simclr run folder (no config.yaml, checkpoints "
+                          "or results)")
+    return facts
+
+
+def checkpoint_facts(path: Path) -> dict[str, Any]:
+    """Kind, progress, encoder and (classifiers) classes and stored top-1 of one file."""
+    ckpt = load_checkpoint(path)
+    facts = {"kind": ckpt.get("kind"), "step": ckpt.get("step"),
+             "total_steps": ckpt.get("total_steps"), "elapsed_s": ckpt.get("elapsed")}
+    if isinstance(ckpt.get("config"), dict):
+        facts["encoder"] = encoder_facts(ckpt["config"])
+    if isinstance(ckpt.get("data"), dict):
+        facts["data"] = ckpt["data"]
+    if ckpt.get("classes") is not None:
+        facts["classes"] = len(ckpt["classes"])
+    metrics = ckpt.get("metrics") or {}
+    if "top1" in metrics:
+        facts["top1"] = metrics["top1"]
+    return {k: v for k, v in facts.items() if v is not None}
+
+
+def encoder_facts(config: dict[str, Any]) -> dict[str, Any]:
+    """Architecture, width, image size and head of a saved config."""
+    model, augment = config.get("model") or {}, config.get("augment") or {}
+    return {"arch": model.get("arch"), "width": model.get("width"),
+            "image_size": augment.get("size"), "head": model.get("head"),
+            "head_out_dim": model.get("head_out_dim")}
+
+
+def recipe_facts(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings a reader compares runs by (Sec. B of the paper: batch, lr, tau)."""
+    optim, loss = config.get("optim") or {}, config.get("loss") or {}
+    return {"batch_size": config.get("batch_size"), "optimizer": optim.get("name"),
+            "lr": optim.get("lr"), "lr_scaling": optim.get("lr_scaling"),
+            "temperature": loss.get("temperature"), "loss": loss.get("name"),
+            "epochs": config.get("epochs"), "time_budget": config.get("time_budget"),
+            "seed": config.get("seed"), "precision": config.get("precision_resolved")}
+
+
+def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
+    """finished / preempted / diverged (summary.json), running (folder locked), or
+    stopped (neither: killed, or still starting); the last logged step and loss."""
+    summary = _read_json(folder / "summary.json") or _read_json(folder / SUPERVISED_RESULT)
+    state: dict[str, Any] = {}
+    if _locked(folder):
+        state["status"] = "running"
+    elif summary and summary.get("status"):
+        state["status"] = summary["status"]
+    elif summary and "top1" in summary:  # a supervised run's results: it finished
+        state["status"] = "finished"
+    else:
+        state["status"] = "stopped"
+    last = next((c for c in checkpoints if c["name"] == LAST), None)
+    if last is not None:
+        state.update({k: last[k] for k in ("step", "total_steps") if k in last})
+    state.update(_last_logged(folder / "metrics.jsonl"))
+    return state
+
+
+def results_in(folder: Path) -> list[dict[str, Any]]:
+    """The evaluations' results files in ``folder`` and its sub-folders (one level)."""
+    found = []
+    for sub in [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]:
+        for name, what in RESULT_FILES.items():
+            data = _read_json(sub / name)
+            if not data:
+                continue
+            entry = {"file": str((sub / name).relative_to(folder)), "what": what}
+            for key in ("protocol", "top1", "top5", "status"):
+                if data.get(key) is not None:
+                    entry[key] = data[key]
+            source = data.get("source") or {}
+            if isinstance(source, dict) and source.get("checkpoint"):
+                entry["of"] = source["checkpoint"]
+            found.append(entry)
+    return found
+
+
+def _checkpoints(folder: Path) -> list[dict[str, Any]]:
+    """Each checkpoint with its kind and step; periodic ones by name (read on demand:
+    a run keeps several, each as large as the model and its optimizer state)."""
+    periodic = {path for _, path in periodic_checkpoints(folder)}
+    others = sorted(set(folder.glob("*.pt")) - set(checkpoint_files(folder)))
+    out = []
+    for path in [*checkpoint_files(folder), *others]:  # last.pt, ckpt-*, then classifiers
+        if path in periodic:
+            out.append({"name": path.name, "kind": "periodic",
+                        "step": int(path.stem.split("-")[-1])})
+            continue
+        try:
+            out.append({"name": path.name, **checkpoint_facts(path)})
+        except SimCLRError as exc:  # a damaged file is a fact worth showing, not a stop
+            out.append({"name": path.name, "error": str(exc)})
+    return out
+
+
+def _started(provenance: Any) -> dict[str, Any] | None:
+    if not isinstance(provenance, dict):
+        return None
+    earlier = provenance.get("earlier") if isinstance(provenance.get("earlier"), list) else []
+    first = earlier[0] if earlier else provenance
+    return {"argv": first.get("argv"), "git_sha": first.get("git_sha"),
+            "simclr": first.get("simclr"), "starts": len(earlier) + 1}
+
+
+def _last_logged(path: Path) -> dict[str, Any]:
+    """The last training line of metrics.jsonl (read from its end: it can be long)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - TAIL_BYTES))
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return {}
+    for line in reversed(lines):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "loss" in row:
+            return {"logged_step": row.get("step"), "loss": row.get("loss"),
+                    "epoch": row.get("epoch"), "elapsed_s": row.get("elapsed"),
+                    "planned_steps": row.get("total_steps")}
+    return {}
+
+
+def _locked(folder: Path) -> bool:
+    """Whether a simclr process holds the folder now (a shared lock, released at once,
+    is refused while a run holds its exclusive one)."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        with open(folder / LOCK_NAME) as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    except OSError:  # no lock file: never held
+        return False
+    return False
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _read_yaml(path: Path) -> dict[str, Any] | None:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# ------------------------------------------------------------------------ as text
+
+
+def render(facts: dict[str, Any]) -> str:
+    """The facts of :func:`describe` as a few lines for a person."""
+    if "checkpoint" in facts:
+        return f"{facts['path']}: {_checkpoint_line(facts['checkpoint'])}"
+    if "runs" in facts:
+        count = len(facts["runs"])
+        return "\n".join([f"{facts['path']}: {count} run{'s' * (count != 1)}"] + [
+            f"  {Path(run['path']).name}: {_head_line(run)}" + "".join(
+                f"; {r['what']} top-1 {100 * r['top1']:.2f}%" for r in run.get("results", [])
+                if isinstance(r.get("top1"), (int, float)))
+            for run in facts["runs"]])
+    lines = [f"{facts['path']}: {_head_line(facts)}"]
+    kind = _kind(facts)
+    contrastive = kind != "supervised"  # its config's head and loss play no part
+    if facts.get("encoder"):
+        lines.append(f"  encoder: {_encoder(facts['encoder'], head=contrastive)}")
+    if facts.get("recipe"):
+        lines.append(f"  recipe: {_recipe(facts['recipe'], loss=contrastive)}")
+    if "data" in facts:
+        data = facts["data"] or "the digits demo (scikit-learn)"
+        if isinstance(data, dict):
+            data = ", ".join(f"{k} {v}" for k, v in data.items() if v)
+        lines.append(f"  data: {data}")
+    started = facts.get("provenance")
+    if started and started.get("argv"):
+        command = shlex.join(["simclr", *[str(a) for a in started["argv"][1:]]])
+        again = f"; {started['starts']} starts" if started["starts"] > 1 else ""
+        lines.append(f"  started by: {command} (simclr {started.get('simclr')}, git "
+                     f"{str(started.get('git_sha'))[:7]}){again}")
+    for c in facts["checkpoints"]:
+        lines.append(f"  {CHECKPOINTS}/{c['name']}: {_checkpoint_line(c)}")
+    if facts["state"]["status"] == "preempted" and kind in ("pretrain", "supervised"):
+        lines.append(f"  continue with: simclr {'pretrain' if kind == 'pretrain' else kind} "
+                     f"--resume {shlex.quote(facts['path'])}")
+    for r in facts["results"]:
+        what = r["what"] + (f" ({r['protocol']})" if r.get("protocol") else "")
+        top = (f"top-1 {100 * r['top1']:.2f}%" if isinstance(r.get("top1"), (int, float))
+               else r.get("status", "no top-1"))
+        lines.append(f"  {r['file']}: {what}, {top}")
+    return "\n".join(lines)
+
+
+def _kind(facts: dict[str, Any]) -> str | None:
+    """The kind of a run folder's model: its last.pt's; before the first checkpoint, a
+    config.yaml with provenance is a pretraining's (a supervised run's has none)."""
+    kind = next((c.get("kind") for c in facts["checkpoints"] if c["name"] == LAST), None)
+    if kind is None and facts.get("recipe"):
+        kind = "pretrain" if facts.get("provenance") else "supervised"
+    return kind
+
+
+def _head_line(facts: dict[str, Any]) -> str:
+    """What a run is, how far it went and its last loss."""
+    state = facts["state"]
+    head = f"{KIND_NAMES.get(_kind(facts), 'a run')}, {state['status']}"
+    step = state.get("step", state.get("logged_step"))  # checkpointed, else logged
+    if step is not None:
+        head += f" at step {step}"
+        if state.get("total_steps") or state.get("planned_steps"):
+            head += f" of {state.get('total_steps') or state.get('planned_steps')}"
+    if state.get("epoch") is not None:
+        head += f" ({state['epoch']:.2f} epochs, {_duration(state.get('elapsed_s'))})"
+    if state.get("loss") is not None:
+        head += f"; last loss {state['loss']:.4g} (step {state['logged_step']})"
+    return head
+
+
+def _checkpoint_line(c: dict[str, Any]) -> str:
+    if "error" in c:
+        return c["error"]
+    if c.get("kind") == "periodic":
+        return f"periodic, step {c['step']}"
+    parts = [KIND_NAMES.get(c.get("kind"), f"{c.get('kind') or 'unknown'} checkpoint")]
+    if c.get("step") is not None:
+        parts.append(f"step {c['step']}")
+    if c.get("classes") is not None:
+        parts.append(f"{c['classes']} classes")
+    if c.get("encoder"):  # the head only where it is kept (a classifier has its own)
+        parts.append(_encoder(c["encoder"], head=c.get("kind") == "pretrain"))
+    if c.get("top1") is not None:
+        parts.append(f"top-1 {100 * c['top1']:.2f}%")
+    return ", ".join(parts)
+
+
+def _encoder(e: dict[str, Any], head: bool = True) -> str:
+    width = f" x{e['width']:g}" if isinstance(e.get("width"), (int, float)) else ""
+    text = f"{e.get('arch')}{width}, {e.get('image_size')} px"
+    if head and e.get("head"):
+        text += f", head {e['head']}"
+        if e["head"] != "none" and e.get("head_out_dim"):
+            text += f" -> {e['head_out_dim']}"
+    return text
+
+
+def _recipe(r: dict[str, Any], loss: bool = True) -> str:
+    length = (f"{_duration(r['time_budget'])} budget" if r.get("time_budget")
+              else f"{r['epochs']:g} epoch{'' if r['epochs'] == 1 else 's'}"
+              if isinstance(r.get("epochs"), (int, float)) else "")
+    return ", ".join(x for x in (
+        f"batch {r.get('batch_size')}", f"{str(r.get('optimizer')).upper()} lr {r.get('lr')} "
+        f"({r.get('lr_scaling')} scaling)",
+        f"{r.get('loss')} tau {r.get('temperature')}" if loss else "",
+        str(r.get("precision") or ""), f"seed {r.get('seed')}", length) if x)
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, (int, float)):
+        return "?"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"

@@ -1,0 +1,109 @@
+"""``simclr info``: a run folder or checkpoint described from the files simclr wrote."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from simclr import train
+from simclr.cli import main
+from simclr.config import build_config
+from simclr.files import lock_folder
+from tests.conftest import make_image_folder, tiny_flags, tiny_pretrained_run
+
+
+@pytest.fixture(scope="module")
+def evaluated_run(tmp_path_factory) -> tuple[Path, Path]:
+    """A finished 2-step pretraining with a kNN evaluation in its knn/ sub-folder."""
+    root = tmp_path_factory.mktemp("info")
+    data, test, cache = tiny_pretrained_run(root)
+    run = root / "pre"
+    assert main(["knn", "--checkpoint", str(run), "--train", str(data), "--test", str(test),
+                 "--out", str(run / "knn"), "--cache-dir", cache, "--workers", "0",
+                 "--k", "3"]) == 0
+    return run, data
+
+
+def _info(capsys, *args: str) -> str:
+    capsys.readouterr()
+    assert main(["info", *map(str, args)]) == 0
+    return capsys.readouterr().out
+
+
+def test_a_finished_run_with_its_evaluation(evaluated_run, capsys):
+    run, data = evaluated_run
+    lines = _info(capsys, run).splitlines()
+    assert lines[0].startswith(f"{run}: SimCLR pretraining, finished at step 2 of 2 (")
+    assert "; last loss " in lines[0]
+    assert lines[1] == "  encoder: resnet18 x0.125, 16 px, head mlp -> 128"
+    assert lines[3] == f"  data: {data}"
+    assert lines[4].startswith(f"  started by: simclr pretrain --data {data} --out {run} ")
+    assert "  checkpoints/last.pt: SimCLR pretraining, step 2, resnet18 x0.125, 16 px, " \
+           "head mlp -> 128" in lines
+    top1 = json.loads((run / "knn/knn.json").read_text())["top1"]
+    assert lines[-1] == f"  knn/knn.json: kNN, top-1 {100 * top1:.2f}%"
+    facts = json.loads(_info(capsys, run, "--json"))
+    assert facts["state"]["status"] == "finished" and facts["state"]["step"] == 2
+    assert facts["results"] == [{"file": "knn/knn.json", "what": "kNN", "top1": top1,
+                                 "of": str(run / "checkpoints/last.pt")}]
+
+
+def test_a_run_being_trained_is_running(evaluated_run, capsys):
+    run, _ = evaluated_run
+    held = lock_folder(run)  # as a training holds its folder
+    try:
+        assert ", running at step 2" in _info(capsys, run).splitlines()[0]
+    finally:
+        held.close()
+    assert ", finished at step 2" in _info(capsys, run).splitlines()[0]
+
+
+def test_a_preempted_run_says_how_to_continue(tmp_path, capsys):
+    flags = tiny_flags(make_image_folder(tmp_path / "images"), tmp_path / "cut",
+                       str(tmp_path / "cache"), checkpoint_every=0)
+
+    def preempt(step, stop):
+        stop.requested = "SIGTERM"
+
+    assert train.pretrain(build_config(flags=flags), on_step=preempt)["status"] == "preempted"
+    out = _info(capsys, tmp_path / "cut")
+    assert out.splitlines()[0].startswith(f"{tmp_path / 'cut'}: SimCLR pretraining, preempted "
+                                          "at step 1 of 6")
+    assert f"  continue with: simclr pretrain --resume {tmp_path / 'cut'}\n" in out
+
+
+def test_a_checkpoint_file_and_a_folder_of_runs(evaluated_run, capsys):
+    run, _ = evaluated_run
+    assert _info(capsys, run / "checkpoints/last.pt") == (
+        f"{run / 'checkpoints/last.pt'}: SimCLR pretraining, step 2, resnet18 x0.125, 16 px, "
+        "head mlp -> 128\n")
+    lines = _info(capsys, run.parent).splitlines()
+    assert lines[0] == f"{run.parent}: 1 run"
+    assert lines[1].startswith("  pre: SimCLR pretraining, finished at step 2 of 2")
+    assert "; kNN top-1 " in lines[1]
+
+
+def test_what_is_not_a_run_is_one_line_and_status_2(tmp_path, evaluated_run, capsys):
+    run, data = evaluated_run
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "missing")]) == 2
+    assert capsys.readouterr().err == (f"simclr info: error: {tmp_path / 'missing'}: no such "
+                                       "file or folder\n")
+    assert main(["info", str(data)]) == 2
+    assert capsys.readouterr().err == (f"simclr info: error: {data}: not a simclr run folder "
+                                       "(no config.yaml, checkpoints or results)\n")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["info", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("simclr info: error: ") and str(bad) in err and err.count("\n") == 1
+
+
+def test_a_damaged_checkpoint_in_a_run_is_shown_not_fatal(tmp_path, capsys):
+    tiny_pretrained_run(tmp_path)
+    (tmp_path / "pre/checkpoints/linear.pt").write_bytes(b"garbage")
+    out = _info(capsys, tmp_path / "pre")
+    line = next(x for x in out.splitlines() if "checkpoints/linear.pt" in x)
+    assert "linear.pt" in line.split(": ", 1)[1]  # the loader's own one-line reason
