@@ -90,8 +90,8 @@ def save_checkpoint(
     if not name or os.sep in name or name.startswith("."):
         raise ValueError(f"checkpoint name must be a plain file name, got {name!r}")
     target = folder / name
-    payload = {"format": FORMAT, "version": VERSION,
-               **{k: v for k, v in state.items() if k != "file"}}  # where it was read
+    payload = on_cpu({"format": FORMAT, "version": VERSION,
+                      **{k: v for k, v in state.items() if k != "file"}})  # (where it was read)
 
     try:
         write_atomically(target, lambda tmp: torch_save(payload, tmp))
@@ -108,6 +108,18 @@ def save_checkpoint(
     # collected here, whatever their name.
     remove_stale_temporaries(folder, "*.pt.tmp-*")
     return target
+
+
+def on_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor in it (nested dicts, lists, tuples) on the CPU: a
+    checkpoint of a GPU run then loads anywhere, also with a plain ``torch.load``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: on_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(on_cpu(v) for v in obj)
+    return obj
 
 
 @contextmanager

@@ -80,13 +80,16 @@ def augmented_batches(
     from simclr.augment import apply_params, sample_params
 
     labels_all = torch.as_tensor(np.asarray(source.labels, dtype=np.int64))
+    pin = device.type == "cuda"  # a pinned copy goes without waiting for the GPU
     for idx, images, aspect in iter_batches(
             source, indices, batch_size, seed=[seed, epoch], drop_last=True, workers=workers,
-            pin=device.type == "cuda", decode_on=decode_device("auto", device), skip=skip,
+            pin=pin, decode_on=decode_device("auto", device), skip=skip,
             shard=shard):
         params = sample_params(aug_cfg, seed, epoch, idx, 0, tuple(images.shape[-2:]), aspect)
         images = images.to(device, non_blocking=True)
-        yield apply_params(images, params, aug_cfg), labels_all[idx].to(device)
+        labels = labels_all[idx]
+        labels = labels.pin_memory() if pin else labels
+        yield apply_params(images, params, aug_cfg), labels.to(device, non_blocking=True)
 
 
 def scheduled_lr(step: int, total: int, peak: float, schedule: str = "cosine") -> float:

@@ -461,7 +461,8 @@ def main(argv: list[str] | None = None) -> int:
         if launch_here(args):  # --processes N: this process starts and watches N others
             from simclr.launch import run
 
-            return run(argv, args.processes)
+            device = getattr(args, "device", None) or vars(args).get("cfg:device") or "auto"
+            return run(argv, args.processes, device=str(device))
         check_processes(args)
         if hasattr(args, "test_fraction") and (args.test is None) == (args.test_fraction is None):
             raise SimCLRError("give --test DIR or --test-fraction F (a held-out part of --train), "

@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 from simclr.errors import SimCLRError
 
 T = TypeVar("T")
+GROUP_TIMEOUT = timedelta(hours=2)
 
 
 def is_initialized() -> bool:
@@ -97,9 +99,16 @@ def init_from_env() -> bool:
 
     backend = "gloo"
     if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank())
-        backend = "nccl"
-    dist.init_process_group(backend=backend, init_method="env://")
+        # CUDA tensors over NCCL; CPU tensors over gloo: a --device cpu run on a GPU
+        # machine, and the object broadcasts and barriers (torch routes those to the CPU
+        # backend when there is one, so they need no GPU and use gloo's timeout).
+        backend = "cpu:gloo,cuda:nccl"
+        if local_rank() < torch.cuda.device_count():
+            torch.cuda.set_device(local_rank())
+    # Generous: rank 0 alone may decode a folder into the cache, or test a classifier,
+    # while the others wait at a barrier (NCCL's default would end them after 10 min).
+    # A process that dies is noticed sooner: its launcher ends the others.
+    dist.init_process_group(backend=backend, init_method="env://", timeout=GROUP_TIMEOUT)
     return True
 
 

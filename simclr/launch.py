@@ -64,13 +64,20 @@ def add_flag(parser: argparse.ArgumentParser) -> None:
              "as torchrun --nproc_per_node N would; --batch-size stays the global batch")
 
 
-def check_gpus(processes: int) -> None:
-    """One GPU per process when CUDA is there (NCCL needs distinct devices)."""
+def check_gpus(processes: int, device: str = "auto") -> None:
+    """One GPU per process when the run is on CUDA (``device``: the --device asked for;
+    each process takes cuda:LOCAL_RANK, NCCL needs distinct devices)."""
     import torch
 
-    if torch.cuda.is_available() and processes > torch.cuda.device_count():
+    if device.startswith("cpu") or not torch.cuda.is_available():
+        return
+    if device.startswith("cuda:"):
+        raise SimCLRError(f"--device {device}: with --processes each process uses its own GPU "
+                          "(cuda:LOCAL_RANK); give --device cuda (or auto)")
+    if processes > torch.cuda.device_count():
         raise SimCLRError(f"--processes {processes}: this machine has "
-                          f"{torch.cuda.device_count()} GPU(s), one per process")
+                          f"{torch.cuda.device_count()} GPU(s), one per process (or --device "
+                          "cpu)")
 
 
 def again(command: str, processes: int | None) -> str:
@@ -102,14 +109,16 @@ def report_error(message: str) -> bool:
     return rank != "0"
 
 
-def run(argv: list[str], processes: int, command: list[str] | None = None) -> int:
+def run(argv: list[str], processes: int, command: list[str] | None = None,
+        device: str = "auto") -> int:
     """Run ``python -m simclr ARGV`` as ``processes`` processes; the run's exit status.
 
-    ``command`` replaces ``python -m simclr`` (tests). Each process gets torchrun's
+    ``command`` replaces ``python -m simclr`` (tests); ``device``: the run's --device.
+    Each process gets torchrun's
     variables (RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR/PORT) and, on
     a CPU, its share of the cores as OMP_NUM_THREADS unless that is set already.
     """
-    check_gpus(processes)
+    check_gpus(processes, device)
     command = command or [sys.executable, "-m", "simclr"]
     with tempfile.TemporaryDirectory(prefix="simclr-launch-") as errors:
         env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),

@@ -131,7 +131,7 @@ def _semi_hard(sim: Tensor, s_pos: Tensor, negative: Tensor) -> Tensor:
     does, to the least similar negative, the one nearest to the semi-hard region.
     The margin itself is enforced by the hinge of the loss. Shape (2n,).
     """
-    inf = torch.tensor(float("inf"), device=sim.device)
+    inf = float("inf")  # a Python scalar: a tensor made here would be a copy to the device
     semi = negative & (sim < s_pos.unsqueeze(1))
     best_semi = torch.where(semi, sim, -inf).amax(dim=1)
     easiest = torch.where(negative, sim, inf).amin(dim=1)

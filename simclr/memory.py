@@ -163,8 +163,9 @@ def available_bytes(device: torch.device) -> float | None:
     """Memory this process can still use: free GPU memory on CUDA; on the CPU the
     kernel's MemAvailable (and a container's limit) shared by the processes of this
     machine. None where it cannot be read (then nothing is checked)."""
-    if device.type == "cuda":
-        return float(torch.cuda.mem_get_info(device)[0])
+    if device.type == "cuda":  # free, plus what torch's cache holds but no tensor uses
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return float(torch.cuda.mem_get_info(device)[0] + cached)
     if device.type != "cpu":
         return None
     try:
@@ -189,8 +190,9 @@ def is_allocation_failure(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError):
         return True
     text = str(exc)
-    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text
-                                              or "not enough memory" in text)
+    return isinstance(exc, RuntimeError) and any(sign in text for sign in (
+        "can't allocate memory", "not enough memory",  # the CPU allocator
+        "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED"))  # GPU libraries' own
 
 
 def _failed_size(exc: BaseException) -> str:

@@ -34,7 +34,7 @@ def resolve_device(name: str = "auto", flag: str = "--device") -> torch.device:
     messages call the setting)."""
     if name == "auto":
         if torch.cuda.is_available():
-            return _local_gpu()
+            return _local_gpu(flag)
         return torch.device("cpu")
     try:
         device = torch.device(name)
@@ -46,14 +46,23 @@ def resolve_device(name: str = "auto", flag: str = "--device") -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SimCLRError(f"{flag} {name}: CUDA is not available on this machine")
     if device.type == "cuda" and device.index is None:
-        return _local_gpu()
+        return _local_gpu(flag)
+    from simclr.distributed import launched_processes
+
+    if device.type == "cuda" and launched_processes() > 1:
+        raise SimCLRError(f"{flag} {name}: with several processes each uses its own GPU "
+                          "(cuda:LOCAL_RANK); give --device cuda (or auto)")
     return device
 
 
-def _local_gpu() -> torch.device:
+def _local_gpu(flag: str) -> torch.device:
     """This process's GPU: under torchrun each process of a machine has its own."""
     from simclr.distributed import local_rank
 
+    if local_rank() >= torch.cuda.device_count():
+        raise SimCLRError(f"{flag}: process {local_rank()} of this machine has no GPU of its "
+                          f"own ({torch.cuda.device_count()} visible); start one process per "
+                          "GPU, or --device cpu")
     return torch.device("cuda", local_rank())
 
 
@@ -69,8 +78,17 @@ def resolve_precision(name: str, device: torch.device) -> str:
             _warn_emulated_bf16()
         return name
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cuda_has_native_bf16() else "fp16"
     return "bf16" if cpu_has_fast_bf16() else "fp32"
+
+
+def cuda_has_native_bf16() -> bool:
+    """bf16 in hardware (Ampere and later). torch's plain is_bf16_supported() also says
+    yes where it is emulated (V100, T4: slow), where fp16 with a scaler is the choice."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch before 2.3: emulation was not counted
+        return torch.cuda.is_bf16_supported()
 
 
 @functools.cache  # the CPU's flags are fixed; every feature extraction asks

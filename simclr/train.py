@@ -311,8 +311,8 @@ def checkpoint_state(
 ) -> dict[str, Any]:
     """A checkpoint of plain data and tensors only, so it loads with weights_only=True."""
     rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available():  # this process's GPU only: a run may resume on fewer
+        rng["cuda"] = torch.cuda.get_rng_state()
     return {
         "format": "simclr-checkpoint",
         "version": 1,
@@ -355,8 +355,22 @@ def restore(
         plan.total_steps = int(ckpt["total_steps"])
         plan.warmup_steps = int(ckpt["warmup_steps"])
         torch.set_rng_state(ckpt["rng"]["torch"])
-        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
+        restore_cuda_rng(ckpt["rng"].get("cuda"))
+
+
+def restore_cuda_rng(saved: Any) -> None:
+    """The GPU generator's state as saved: one state (this process's GPU), or one per
+    GPU visible then (checkpoints before that), of which this GPU's if it had one. The
+    views' randomness is drawn on the host (augment_params), so this only matters to
+    layers that draw on the GPU themselves (none in the ResNets)."""
+    if saved is None or not torch.cuda.is_available():
+        return
+    if isinstance(saved, (list, tuple)):
+        index = torch.cuda.current_device()
+        if index >= len(saved):
+            return
+        saved = saved[index]
+    torch.cuda.set_rng_state(saved)
 
 
 def check_same_images(ckpt: dict[str, Any], plan: Plan) -> None:
@@ -574,7 +588,9 @@ def train_step(
         _, z = forward(views)
     loss, top1 = contrastive_loss(cfg.loss, z[:per_rank].float(), z[per_rank:].float())
     optimizer.zero_grad(set_to_none=True)
-    finite = torch.isfinite(loss)
+    # Agreed by all processes (a device-side reduction, no host sync): one that skipped
+    # the backward alone would leave the others waiting in DDP's gradient all-reduce.
+    finite = dist.all_reduce_mean(torch.isfinite(loss).float()) == 1
     skipped = cfg.nan_policy == "skip" and not bool(finite)
     if skipped:
         with torch.no_grad():
@@ -622,15 +638,16 @@ def train_loop(
                              workers=cfg.data.workers, decode_device=decode_on)
         for indices, images, aspect in loader:
             images = images.to(device, non_blocking=True)
-            # Both views go through the encoder as one batch (2N, 3, S, S), as the official
-            # code does, so BatchNorm statistics cover all 2N views. Crops are drawn on
-            # the whole picture each stored square stands for (its aspect ratio).
-            views = augment.stacked(images, indices, epoch, aspect)
-            views = views.contiguous(memory_format=memory_format)
             for group in optimizer.param_groups:  # the schedule is a function of the step
                 group["lr"] = lr_at(state.step, plan.total_steps, plan.warmup_steps,
                                     group["peak_lr"], cfg.optim.final_lr)
             with out_of_memory_is_an_error(cfg.batch_size, state.step, last_good):
+                # Both views go through the encoder as one batch (2N, 3, S, S), as the
+                # official code does, so BatchNorm statistics cover all 2N views. Crops
+                # are drawn on the whole picture each stored square stands for (its
+                # aspect ratio).
+                views = augment.stacked(images, indices, epoch, aspect)
+                views = views.contiguous(memory_format=memory_format)
                 loss, top1, finite, skipped = train_step(cfg, forward, optimizer, scaler, views,
                                                          per_rank, device, precision)
             if skipped:

@@ -504,3 +504,25 @@ def test_a_signal_to_one_pretraining_process_stops_both_at_one_step(tmp_path, im
     ranks = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in range(WORLD)]
     assert ranks[0] == ranks[1] == {"status": "preempted", "signal": "SIGTERM", "steps": 3}
     assert load_checkpoint(tmp_path / "run/checkpoints/last.pt")["step"] == 3
+
+
+def test_a_gpu_machine_joins_with_nccl_for_cuda_and_gloo_for_the_rest(monkeypatch):
+    """CPU tensors (a --device cpu run), objects and barriers go over gloo; a process
+    without a GPU of its own does not take one; waits of 10+ minutes are allowed."""
+    import torch.distributed as dist
+
+    calls: dict = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls.setdefault("device", i))
+    monkeypatch.setattr(dist, "init_process_group", lambda **kw: calls.update(kw))
+    monkeypatch.setattr(distributed, "is_initialized", lambda: False)
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1",
+                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}.items():
+        monkeypatch.setenv(name, value)
+    assert distributed.init_from_env() is True
+    assert calls["backend"] == "cpu:gloo,cuda:nccl" and "device" not in calls
+    assert calls["timeout"] >= datetime.timedelta(hours=1)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    distributed.init_from_env()
+    assert calls["device"] == 0

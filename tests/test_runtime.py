@@ -148,3 +148,64 @@ def test_periodic_saves_come_by_step_count_or_by_the_clock(monkeypatch):
     now[0] = 100.0
     assert runtime.SaveSchedule(every=0, every_s=10.0).due(9, final=True) is None
     assert runtime.SaveSchedule(every=0, every_s=0.0).due(9) is None
+
+
+# ---------------------------------------------------- GPU rules (CUDA faked: no GPU here)
+
+
+def _gpus(monkeypatch, count: int) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+
+
+def test_auto_picks_fp16_on_gpus_that_only_emulate_bf16(monkeypatch):
+    """torch's is_bf16_supported() counts emulation (V100, T4): slow, so fp16 + scaler."""
+    native = {"value": False}
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: including_emulation or native["value"])
+    cuda = torch.device("cuda", 0)
+    assert runtime.resolve_precision("auto", cuda) == "fp16"
+    native["value"] = True
+    assert runtime.resolve_precision("auto", cuda) == "bf16"
+
+
+def test_each_process_takes_its_own_gpu_or_is_told_why_not(monkeypatch):
+    _gpus(monkeypatch, 2)
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert runtime.resolve_device("auto") == torch.device("cuda", 1)
+    assert runtime.resolve_device("cuda") == torch.device("cuda", 1)
+    assert runtime.resolve_device("cpu") == CPU
+    with pytest.raises(SimCLRError, match="--device cuda:0: with several processes each uses "
+                                          "its own GPU"):
+        runtime.resolve_device("cuda:0")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(SimCLRError, match=r"--device: process 2 of this machine has no GPU of "
+                                          r"its own \(2 visible\)"):
+        runtime.resolve_device("auto")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert runtime.resolve_device("cuda:1") == torch.device("cuda", 1)
+
+
+def test_launching_more_processes_than_gpus_is_refused_unless_on_the_cpu(monkeypatch):
+    from simclr.launch import check_gpus
+
+    _gpus(monkeypatch, 2)
+    check_gpus(2)
+    check_gpus(4, "cpu")
+    with pytest.raises(SimCLRError, match=r"--processes 3: this machine has 2 GPU\(s\)"):
+        check_gpus(3)
+    with pytest.raises(SimCLRError, match="--device cuda:1: with --processes each process"):
+        check_gpus(2, "cuda:1")
+    _gpus(monkeypatch, 0)
+    check_gpus(8)  # no GPU: CPU processes
+
+
+def test_gpu_allocation_failures_of_cublas_and_cudnn_are_out_of_memory():
+    from simclr.memory import is_allocation_failure
+
+    assert is_allocation_failure(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when "
+                                              "calling `cublasCreate(handle)`"))
+    assert is_allocation_failure(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
+    assert not is_allocation_failure(RuntimeError("CUDA error: an illegal memory access"))

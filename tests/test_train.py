@@ -548,3 +548,34 @@ def test_views_much_larger_than_small_pictures_are_noted(tmp_path, image_folder,
             "for small images --image-size 16") in capsys.readouterr().out
     run(tmp_path, image_folder, cache_dir, "same", epochs=1)
     assert "upsampled" not in capsys.readouterr().out
+
+
+def test_the_gpu_generator_resumes_on_fewer_gpus_than_it_was_saved_with(monkeypatch):
+    """Checkpoints before one-state-per-process saved one state per visible GPU."""
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", restored.append)
+    a, b, c = (torch.full((4,), i, dtype=torch.uint8) for i in range(3))
+    train.restore_cuda_rng([a, b])  # saved with 2 GPUs, this process has GPU 2: nothing
+    train.restore_cuda_rng(None)
+    assert restored == []
+    train.restore_cuda_rng([a, b, c])
+    train.restore_cuda_rng(a)  # this process's own state
+    assert [t[0].item() for t in restored] == [2, 0]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cuda_runs_checkpoint_holds_cpu_tensors(tmp_path):
+    """A GPU run's checkpoint loads on a machine without one, even with torch.load alone."""
+    model = torch.nn.Linear(3, 2).cuda()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.randn(4, 3, device="cuda")).sum().backward()
+    opt.step()
+    path = save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict()},
+                           tmp_path, "last.pt")
+    blob = torch.load(path, weights_only=True)
+    tensors = [*blob["model"].values(),
+               *(t for s in blob["optimizer"]["state"].values() for t in s.values()
+                 if isinstance(t, torch.Tensor))]
+    assert tensors and all(t.device.type == "cpu" for t in tensors)
