@@ -17,6 +17,7 @@ from typing import Any
 from simclr.checkpoint import (
     CHECKPOINTS,
     LAST,
+    PARTIAL_SUFFIX,
     SUPERVISED_RESULT,
     checkpoint_files,
     load_checkpoint,
@@ -42,8 +43,11 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
         raise SimCLRError(f"{target}: no such file or folder")
     if path.is_file():
         return {"path": str(path), "checkpoint": checkpoint_facts(path)}
+    if path.name == CHECKPOINTS and not (path / "config.yaml").exists():
+        return describe(path.parent)  # a run's checkpoints/ folder: the run
     facts: dict[str, Any] = {"path": str(path)}
-    runs = [p for p in sorted(path.iterdir()) if (p / "config.yaml").is_file()]
+    runs = [p for p in sorted(path.iterdir())
+            if (p / "config.yaml").is_file() or (p / CHECKPOINTS).is_dir()]
     if runs and not (path / "config.yaml").exists() and not (path / CHECKPOINTS).is_dir():
         return {**facts, "runs": [describe(run) for run in runs]}  # e.g. runs/, a sweep
     config = _read_yaml(path / "config.yaml")
@@ -104,8 +108,12 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
     stopped (neither: killed, or still starting); the last logged step and loss."""
     summary = _read_json(folder / "summary.json") or _read_json(folder / SUPERVISED_RESULT)
     state: dict[str, Any] = {}
+    partial = [c for c in checkpoints if c["name"].endswith(PARTIAL_SUFFIX)]
     if _locked(folder):
         state["status"] = "running"
+    elif partial:  # an evaluation's training, stopped: its own command continues it
+        state.update(status="unfinished", step=partial[0].get("step"),
+                     training=partial[0].get("kind"))
     elif summary and summary.get("status"):
         state["status"] = summary["status"]
     elif summary and "top1" in summary:  # a supervised run's results: it finished
@@ -281,7 +289,17 @@ def _kind(facts: dict[str, Any]) -> str | None:
 def _head_line(facts: dict[str, Any]) -> str:
     """What a run is, how far it went and its last loss."""
     state = facts["state"]
-    head = f"{KIND_NAMES.get(_kind(facts), 'a run')}, {state['status']}"
+    kind = _kind(facts)
+    if kind is None and state.get("training"):
+        what = {"finetune": "fine-tuning", "linear": "linear evaluation (sgd)"}
+        return (f"{what.get(state['training'], state['training'])}, unfinished at step "
+                f"{state.get('step')} (the command that started it continues it)")
+    if kind is None and facts["results"]:  # an evaluation's --out: its results
+        whats = sorted({r["what"] for r in facts["results"]})
+        done = state["status"] == "stopped"  # (no training of its own left unfinished)
+        return f"results of {', '.join(whats)}" + ("" if done else f", {state['status']}") + \
+            (f" at step {state['step']}" if not done and state.get("step") is not None else "")
+    head = f"{KIND_NAMES.get(kind, 'a run')}, {state['status']}"
     step = state.get("step", state.get("logged_step"))  # checkpointed, else logged
     if step is not None:
         head += f" at step {step}"

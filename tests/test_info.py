@@ -107,3 +107,31 @@ def test_a_damaged_checkpoint_in_a_run_is_shown_not_fatal(tmp_path, capsys):
     out = _info(capsys, tmp_path / "pre")
     line = next(x for x in out.splitlines() if "checkpoints/linear.pt" in x)
     assert "linear.pt" in line.split(": ", 1)[1]  # the loader's own one-line reason
+
+
+def test_an_evaluations_folder_and_an_unfinished_finetuning(evaluated_run, tmp_path, capsys,
+                                                          folders):
+    from simclr.finetune import run_finetune
+    from tests.conftest import tiny_encoder
+
+    run, data = evaluated_run
+    out = tmp_path / "lin"
+    assert main(["linear-eval", "--checkpoint", str(run), "--train", str(data), "--test",
+                 str(data), "--out", str(out), "--workers", "0"]) == 0
+    lines = _info(capsys, out).splitlines()
+    assert lines[0] == f"{out}: results of linear evaluation"
+    assert lines[1].startswith("  checkpoints/linear.pt: linear classifier, step 0, 2 classes, "
+                               "resnet18 x0.125, 16 px, top-1 ")
+    train, test = folders
+
+    def stop(step, flag):
+        flag.requested = "SIGTERM"
+
+    cut = tmp_path / "cut"
+    run_finetune(tiny_encoder(), train, test, cut, image_size=16, batch_size=4, epochs=2,
+                 labels_per_class=4, device="cpu", precision="fp32", workers=0,
+                 verbose=False, on_step=stop)
+    assert _info(capsys, cut).splitlines()[0] == (
+        f"{cut}: fine-tuning, unfinished at step 1 (the command that started it continues it)")
+    # a run's checkpoints/ folder stands for the run
+    assert _info(capsys, run / "checkpoints") == _info(capsys, run)
