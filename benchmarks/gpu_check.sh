@@ -18,7 +18,7 @@ summary="$OUT/summary.txt"
 torchvision.__version__, 'cuda', torch.version.cuda)"; nproc; } | tee "$summary"
 
 echo "== 1. the CUDA tests (the rest runs in CI)" | tee -a "$summary"
-timeout 120 python3 -m pytest -q -p no:cacheprovider -k cuda 2>&1 | tee "$OUT/tests.log" |
+timeout 100 python3 -m pytest -q -p no:cacheprovider -k cuda 2>&1 | tee "$OUT/tests.log" |
   tail -3 | tee -a "$summary"
 
 echo "== 2. ResNet-50, 224 px views of Imagenette JPEGs, batch 512 (1,024 views/step)" |
@@ -42,12 +42,17 @@ PY
 done
 
 echo "== 3. ResNet-18 CIFAR stem, simclr vs lightly (throughput.py)" | tee -a "$summary"
-timeout 200 python3 benchmarks/throughput.py --device cuda --widths 1 --precisions bf16 \
+timeout 180 python3 benchmarks/throughput.py --device cuda --widths 1 --precisions bf16 \
   --batch 1024 --rounds 2 --warmup 3 --steps 15 --loss-sizes 2048,8192 \
   --out "$OUT/throughput.md" \
   > "$OUT/throughput.log" 2>&1; tail -30 "$OUT/throughput.md" 2>/dev/null | tee -a "$summary"
 
 echo "== 4. input path for large JPEGs (decode.py)" | tee -a "$summary"
-timeout 60 python3 benchmarks/decode.py --device cuda --data synthetic --size 224 \
+timeout 55 python3 benchmarks/decode.py --device cuda --data synthetic --size 224 \
   --batch 256 --batches 4 --rounds 2 --workers 14 2> "$OUT/decode.log" |
   tee "$OUT/decode.md" | tee -a "$summary"
+
+echo "== 5. CPU processes on a GPU machine (gloo beside NCCL), the --processes launcher" |
+  tee -a "$summary"
+timeout 45 python3 -m pytest -q -p no:cacheprovider tests/test_launch.py \
+  -k "global_batch or user_error" 2>&1 | tee "$OUT/processes.log" | tail -2 | tee -a "$summary"
