@@ -435,6 +435,9 @@ def subcommand(parser: argparse.ArgumentParser, name: str | None) -> argparse.Ar
 
 def main(argv: list[str] | None = None) -> int:
     command = "simclr"
+    from simclr.launch import die_with_launcher
+
+    die_with_launcher()  # a process of `--processes N`: none outlives the launcher
     try:  # Ctrl-C while torch is still importing is an interruption too, not a traceback
         parser = build_parser()
         given = argv

@@ -36,6 +36,7 @@ from simclr.errors import SimCLRError
 # Where each process of a launch leaves its one-line user error, for the launcher to
 # print once (the processes of a run usually fail alike: the same settings, same files).
 ERRORS_ENV = "SIMCLR_LAUNCH_ERRORS"
+LAUNCHER_ENV = "SIMCLR_LAUNCHER_PID"
 GRACE_S = 5.0  # after one process failed: time the others get to end on their own
 POLL_S = 0.1
 
@@ -123,7 +124,7 @@ def run(argv: list[str], processes: int, command: list[str] | None = None,
     with tempfile.TemporaryDirectory(prefix="simclr-launch-") as errors:
         env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
                    WORLD_SIZE=str(processes), LOCAL_WORLD_SIZE=str(processes),
-                   **{ERRORS_ENV: errors})
+                   **{ERRORS_ENV: errors, LAUNCHER_ENV: str(os.getpid())})
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
         children: list[subprocess.Popen] = []
         forward = _Forwarder(children)
@@ -131,7 +132,7 @@ def run(argv: list[str], processes: int, command: list[str] | None = None,
             for rank in range(processes):
                 children.append(subprocess.Popen(
                     [*command, *argv], env=dict(env, RANK=str(rank), LOCAL_RANK=str(rank)),
-                    start_new_session=True, preexec_fn=_die_with_parent))
+                    start_new_session=True))
             status = _wait(children, forward.sent)
         _print_other_errors(Path(errors), processes)
     return status
@@ -144,15 +145,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """In each child before exec (Linux): SIGKILL when the launcher dies, so a launcher
-    killed outright (SIGKILL, out of memory) leaves no training running on in its own
-    session. Elsewhere nothing: the children then outlive such a launcher."""
+def die_with_launcher() -> None:
+    """In a launched process, first thing (Linux): SIGKILL when the launcher dies, so a
+    launcher killed outright (SIGKILL, out of memory) leaves no training running on in
+    its own session; a launcher already gone by then ends this process at once. Done
+    here rather than between fork and exec, where a threaded parent's locks are unsafe.
+    Elsewhere nothing: the processes then outlive such a launcher."""
+    launcher = os.environ.get(LAUNCHER_ENV)
+    if not launcher or not sys.platform.startswith("linux"):
+        return
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass
+        return
+    if str(os.getppid()) != launcher:  # it died before the request above was made
+        os._exit(128 + signal.SIGKILL)
 
 
 class _Forwarder:

@@ -109,7 +109,8 @@ def test_a_signal_to_the_launcher_reaches_each_process_exactly_once(tmp_path):
 
 @linux
 def test_the_processes_end_with_a_killed_launcher(tmp_path):
-    code = ("open(os.environ['RANK'] + '.pid', 'w').write(str(os.getpid())); time.sleep(120)")
+    code = ("from simclr.launch import die_with_launcher; die_with_launcher()\n"  # as main()
+            "open(os.environ['RANK'] + '.pid', 'w').write(str(os.getpid())); time.sleep(120)")
     proc = _launcher(tmp_path, code)
     pids = [tmp_path / "0.pid", tmp_path / "1.pid"]
     _wait_for(pids)
