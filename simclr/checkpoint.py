@@ -328,8 +328,10 @@ def classifier_file(path: str | os.PathLike) -> Path:
     return beside[0] if beside else found
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint with ``torch.load(weights_only=True)``.
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
+                    mmap: bool = False) -> dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)``; ``mmap``: the tensors
+    memory-mapped, read only where used (``simclr info`` reads a run's entries alone).
 
     ``path`` may also be a run or checkpoint folder (:func:`checkpoint_file`). Raises
     SimCLRError for a missing, truncated or foreign file, for one carrying pickled
@@ -337,10 +339,11 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     one without its config and weights or whose config is invalid. The content gets
     ``"file"``, the path read, so later messages (:func:`load_weights`) can name it.
     """
-    return checked_checkpoint(*read_weights_file(path, map_location))
+    return checked_checkpoint(*read_weights_file(path, map_location, mmap))
 
 
-def read_weights_file(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[Any, Path]:
+def read_weights_file(path: str | os.PathLike, map_location: Any = "cpu",
+                      mmap: bool = False) -> tuple[Any, Path]:
     """(the content, the file) of a weights file read safely, unchecked: the first half
     of :func:`load_checkpoint`, for callers that also take other layouts (a torchvision
     state dict: :func:`simclr.pretrained.initial_weights`)."""
@@ -351,7 +354,13 @@ def read_weights_file(path: str | os.PathLike, map_location: Any = "cpu") -> tup
     try:
         with warnings.catch_warnings():  # e.g. torch's "Detected pickle protocol 4"
             warnings.simplefilter("ignore")
-            state = torch.load(p, map_location=map_location, weights_only=True)
+            try:
+                state = torch.load(p, map_location=map_location, weights_only=True, mmap=mmap)
+            except Exception:
+                if not mmap:
+                    raise
+                # e.g. torch's legacy (non-zip) format cannot be mapped: read it whole
+                state = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle, zip, EOF and I/O errors alike mean "unusable"
         message = str(exc)
         culprit = _unsafe_global(message) if isinstance(exc, pickle.UnpicklingError) else None

@@ -46,10 +46,13 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
     if path.name == CHECKPOINTS and not (path / "config.yaml").exists():
         return describe(path.parent)  # a run's checkpoints/ folder: the run
     facts: dict[str, Any] = {"path": str(path)}
-    runs = [p for p in sorted(path.iterdir())
-            if (p / "config.yaml").is_file() or (p / CHECKPOINTS).is_dir()]
+    try:
+        runs = [p for p in sorted(path.iterdir())
+                if (p / "config.yaml").is_file() or (p / CHECKPOINTS).is_dir()]
+    except OSError as exc:
+        raise SimCLRError(f"{target}: cannot list the folder ({exc.strerror})") from None
     if runs and not (path / "config.yaml").exists() and not (path / CHECKPOINTS).is_dir():
-        return {**facts, "runs": [describe(run) for run in runs]}  # e.g. runs/, a sweep
+        return {**facts, "runs": [_described(run) for run in runs]}  # e.g. runs/, a sweep
     config = _read_yaml(path / "config.yaml")
     if config:
         facts["encoder"] = encoder_facts(config)
@@ -68,9 +71,17 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
     return facts
 
 
+def _described(run: Path) -> dict[str, Any]:
+    """One run of a folder of runs; one that cannot be read is a line, not a stop."""
+    try:
+        return describe(run)
+    except SimCLRError as exc:
+        return {"path": str(run), "error": str(exc)}
+
+
 def checkpoint_facts(path: Path) -> dict[str, Any]:
     """Kind, progress, encoder and (classifiers) classes and stored top-1 of one file."""
-    ckpt = load_checkpoint(path)
+    ckpt = load_checkpoint(path, mmap=True)  # the entries, not the tensors' data
     facts = {"kind": ckpt.get("kind"), "step": ckpt.get("step"),
              "total_steps": ckpt.get("total_steps"), "elapsed_s": ckpt.get("elapsed")}
     if isinstance(ckpt.get("config"), dict):
@@ -242,7 +253,8 @@ def render(facts: dict[str, Any]) -> str:
     if "runs" in facts:
         count = len(facts["runs"])
         return "\n".join([f"{facts['path']}: {count} run{'s' * (count != 1)}"] + [
-            f"  {Path(run['path']).name}: {_head_line(run)}" + "".join(
+            f"  {Path(run['path']).name}: {run['error'] if 'error' in run else _head_line(run)}"
+            + "".join(
                 f"; {r['what']} top-1 {100 * r['top1']:.2f}%" for r in run.get("results", [])
                 if isinstance(r.get("top1"), (int, float)))
             for run in facts["runs"]])
