@@ -358,9 +358,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     def evaluate(run_dir: Path) -> dict[str, Any]:
         return evaluate_run(run_dir, args)
 
+    if args.cell_processes and args.cell_processes > 1:  # before the first cell starts
+        from simclr.launch import check_gpus
+
+        check_gpus(args.cell_processes, str(flags.get("device") or "auto"))
     cells, table = run_sweep(axes, args.out, preset=preset, config=args.config,
                              flags={k: v for k, v in flags.items() if k != "out"},
-                             evaluate=None if args.eval == "none" else evaluate)
+                             evaluate=None if args.eval == "none" else evaluate,
+                             processes=args.cell_processes)
     print(table)
     if any(c.result.get("status") == "preempted" for c in cells):
         from simclr.train import EXIT_PREEMPTED
@@ -494,6 +499,9 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers-eval", type=count_at_least(0), default=None, dest="workers_eval")
     p.add_argument("--eval-cache-dir", default=None,
                    help="decoded caches of the evaluation folders (default: --cache-dir)")
+    from simclr.launch import add_flag
+
+    add_flag(p, dest="cell_processes", what="train each cell")
     p.set_defaults(func=cmd_sweep)
 
 

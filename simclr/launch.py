@@ -57,11 +57,13 @@ def processes_flag(text: str) -> int:
     return value
 
 
-def add_flag(parser: argparse.ArgumentParser) -> None:
-    """``--processes`` on a command that trains across processes."""
+def add_flag(parser: argparse.ArgumentParser, dest: str = "processes",
+             what: str = "train") -> None:
+    """``--processes`` on a command that trains across processes (``dest``: the sweep's
+    is its cells', not its own)."""
     parser.add_argument(
-        "--processes", type=processes_flag, default=None, metavar="N",
-        help="train with N processes on this machine (one per GPU; auto: as many as GPUs), "
+        "--processes", type=processes_flag, default=None, metavar="N", dest=dest,
+        help=f"{what} with N processes on this machine (one per GPU; auto: as many as GPUs), "
              "as torchrun --nproc_per_node N would; --batch-size stays the global batch")
 
 

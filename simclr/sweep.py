@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simclr.config import FIG5_OPS, Config, all_flags, build_config, unsaved_value
+from simclr.config import FIG5_OPS, Config, all_flags, build_config, save_yaml, unsaved_value
 from simclr.data import list_folder
 from simclr.errors import DivergedError, SimCLRError, user_message
 from simclr.files import set_aside, write_json, written
@@ -235,8 +235,9 @@ def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
                           f"{then[k]!r} there, {wanted[k]!r} now); use a new --out")
 
 
-def _pretrain(cfg: Any, run_dir: Path, cell: str) -> dict[str, Any]:
-    """Reuse a finished run, resume an interrupted one, or start it."""
+def _pretrain(cfg: Any, run_dir: Path, cell: str, processes: int | None) -> dict[str, Any]:
+    """Reuse a finished run, resume an interrupted one, or start it (in this process, or
+    as ``processes`` processes: :func:`_launched`)."""
     from simclr import train
     from simclr.checkpoint import latest_checkpoint
 
@@ -244,20 +245,47 @@ def _pretrain(cfg: Any, run_dir: Path, cell: str) -> dict[str, Any]:
     done = _finished(run_dir)
     if done is not None:
         return done
+    resume = latest_checkpoint(run_dir / "checkpoints") is not None
+    if processes and processes > 1:
+        return _launched(cfg, run_dir, cell, processes, resume)
     try:
-        return train.pretrain(cfg, resume=latest_checkpoint(run_dir / "checkpoints") is not None)
+        return train.pretrain(cfg, resume=resume)
     except DivergedError as exc:  # a result of these settings: recorded, the sweep goes on
         print(f"cell {cell}: {exc}", flush=True)
-        summary = {"status": "diverged", "reason": str(exc), "steps": exc.step}
-        write_json(run_dir / SUMMARY, summary)
+        return {"status": "diverged", "reason": str(exc), "steps": exc.step}
+
+
+def _launched(cfg: Any, run_dir: Path, cell: str, processes: int,
+              resume: bool) -> dict[str, Any]:
+    """A cell trained by ``simclr pretrain --processes N`` (one process per GPU), its
+    settings passed as a config file beside the cell; its summary as the run wrote it
+    (finished, preempted or diverged). Any other failure stops the sweep."""
+    from simclr.launch import run
+
+    if resume:
+        argv = ["pretrain", "--resume", str(run_dir)]
+    else:
+        spec = run_dir.parent / f".{run_dir.name}.yaml"  # hidden: not a cell of the grid
+        spec.parent.mkdir(parents=True, exist_ok=True)
+        save_yaml(cfg.to_dict(), spec)
+        argv = ["pretrain", "--config", str(spec)]
+    status = run([*argv, "--processes", str(processes)], processes, device=cfg.device)
+    try:
+        summary = json.loads((run_dir / SUMMARY).read_text())
+    except (OSError, ValueError):
+        summary = {}
+    if status in (0, 75) or summary.get("status") == "diverged":
         return summary
+    raise SimCLRError(f"cell {cell}: `simclr {' '.join(argv)} --processes {processes}` "
+                      f"failed (exit status {status}); the same sweep command continues")
 
 
 def run_sweep(
     axes: list[Axis], out: str | Path, *, preset: str | None, config: str | None,
-    flags: dict[str, Any], evaluate: Any,
+    flags: dict[str, Any], evaluate: Any, processes: int | None = None,
 ) -> tuple[list[Cell], str]:
     """Run every cell; ``evaluate(run_dir) -> dict`` scores a finished one (None: skip).
+    ``processes``: each cell trained by that many processes (``--processes``).
 
     Returns the cells (with their results) and the markdown table, also written to
     ``out/sweep.md`` and ``out/sweep.json``. Stops early, leaving the sweep resumable,
@@ -275,7 +303,7 @@ def run_sweep(
     check_batches(cells, configs)
     for k, (cell, cfg) in enumerate(zip(cells, configs, strict=True)):
         print(f"sweep cell {k + 1}/{len(cells)}: {cell.name}", flush=True)
-        summary = _pretrain(cfg, cell.run_dir, cell.name)
+        summary = _pretrain(cfg, cell.run_dir, cell.name, processes)
         if summary["status"] == "diverged":
             cell.result = {"status": f"diverged at step {summary['steps']}"}
             continue

@@ -532,6 +532,11 @@ def pretrain(
                 summary = train_loop(cfg, source, forward, model, optimizer, scaler,
                                      TwoViewAugment(cfg.augment, cfg.seed), plan, state, device,
                                      precision, run_dir, log, stop, on_step)
+        except DivergedError as exc:  # an outcome of the settings: on record (sweeps read it)
+            if dist.is_main():
+                write_json(run_dir / "summary.json", {"status": "diverged", "reason": str(exc),
+                                                      "steps": exc.step})
+            raise
         finally:
             log.close()
     finally:

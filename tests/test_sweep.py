@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from simclr.cli import main
@@ -363,3 +364,26 @@ def test_a_rerun_resumes_the_interrupted_cell_from_its_checkpoint(tmp_path, imag
     a = load_checkpoint(tmp_path / "full/temperature=0.5/checkpoints/last.pt")["model"]
     b = load_checkpoint(cell / "checkpoints/last.pt")["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_cells_trained_by_two_processes_follow_one_and_record_divergence(
+        tmp_path, image_folder, cache_dir):
+    """--processes 2: each cell is `simclr pretrain --processes 2` (global batch shared,
+    global BN), a diverged cell recorded as in one process, the sweep going on."""
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, deterministic=True,
+                       threads=1, checkpoint_every=0)
+    flags.pop("out")
+    axes = [parse_axis("optim.lr=1e30,0.05")]
+    two, _ = run_sweep(axes, tmp_path / "two", preset=None, config=None, flags=flags,
+                       evaluate=None, processes=2)
+    assert two[0].result["status"].startswith("diverged at step")
+    assert two[1].result["status"] == "finished"
+    one, _ = run_sweep([parse_axis("optim.lr=0.05")], tmp_path / "one",
+                       preset=None, config=None, flags=flags, evaluate=None)
+
+    def losses(cell):
+        lines = (cell.run_dir / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(x)["loss"] for x in lines if '"loss"' in x]
+
+    assert len(losses(two[1])) == 6
+    np.testing.assert_allclose(losses(two[1]), losses(one[0]), rtol=1e-4)
