@@ -192,16 +192,21 @@ def _last_logged(path: Path) -> dict[str, Any]:
             lines = f.read().decode("utf-8", "replace").splitlines()
     except OSError:
         return {}
+    found: dict[str, Any] = {}
     for line in reversed(lines):
         try:
             row = json.loads(line)
         except ValueError:
             continue
-        if isinstance(row, dict) and "loss" in row:
+        if not isinstance(row, dict):
+            continue
+        if "knn_top1" in row and "monitor_top1" not in found:  # --knn-every's monitor
+            found.update(monitor_top1=row["knn_top1"], monitor_step=row.get("step"))
+        if "loss" in row:
             return {"logged_step": row.get("step"), "loss": row.get("loss"),
                     "epoch": row.get("epoch"), "elapsed_s": row.get("elapsed"),
-                    "planned_steps": row.get("total_steps")}
-    return {}
+                    "planned_steps": row.get("total_steps"), **found}
+    return found
 
 
 def _locked(folder: Path) -> bool:
@@ -278,6 +283,9 @@ def render(facts: dict[str, Any]) -> str:
                      f"{str(started.get('git_sha'))[:7]}){again}")
     for c in facts["checkpoints"]:
         lines.append(f"  {CHECKPOINTS}/{c['name']}: {_checkpoint_line(c)}")
+    if isinstance(facts["state"].get("monitor_top1"), (int, float)):
+        lines.append(f"  kNN monitor: top-1 {100 * facts['state']['monitor_top1']:.2f}% at "
+                     f"step {facts['state']['monitor_step']}")
     if facts["state"]["status"] == "preempted" and kind in ("pretrain", "supervised"):
         lines.append(f"  continue with: simclr {'pretrain' if kind == 'pretrain' else kind} "
                      f"--resume {shlex.quote(facts['path'])}")

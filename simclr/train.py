@@ -631,6 +631,7 @@ def train_loop(
                          60 * cfg.checkpoint_minutes if dist.is_main() else 0.0)
     next_refit = state.step + 10
     knn_every_steps = max(1, round(cfg.knn_every * plan.steps_per_epoch))
+    monitored: tuple[int, float | None] = (-1, None)  # (step, kNN top-1) of the last check
     last_good: Path | None = latest_checkpoint(run_dir / "checkpoints")
     reason = "finished"
     vote = dist.StopVote(device, state.step)
@@ -699,7 +700,8 @@ def train_loop(
             elif rule == "clock" and int(first_bad.item()) < 0:  # never a diverged model
                 last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
             if cfg.knn_train and state.step % knn_every_steps == 0:
-                knn_monitor(cfg, model, device, precision, state.step, log)
+                monitored = (state.step, knn_monitor(cfg, model, device, precision, state.step,
+                                                     log))
             if last:
                 break
     progress.close()
@@ -711,8 +713,9 @@ def train_loop(
         "checkpoint": str(last_good), "num_images": source.num_images,
         "skipped_images": [list(s) for s in source.skipped],
     }
-    if cfg.knn_train:
-        summary["knn_top1"] = knn_monitor(cfg, model, device, precision, state.step, log)
+    if cfg.knn_train:  # the final model's, unless the monitor just measured it
+        summary["knn_top1"] = monitored[1] if monitored[0] == state.step else \
+            knn_monitor(cfg, model, device, precision, state.step, log)
     if dist.is_main():
         write_json(run_dir / "summary.json", summary)
     return summary

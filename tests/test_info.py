@@ -135,3 +135,11 @@ def test_an_evaluations_folder_and_an_unfinished_finetuning(evaluated_run, tmp_p
         f"{cut}: fine-tuning, unfinished at step 1 (the command that started it continues it)")
     # a run's checkpoints/ folder stands for the run
     assert _info(capsys, run / "checkpoints") == _info(capsys, run)
+
+
+def test_the_knn_monitor_is_shown(tmp_path, capsys):
+    data = make_image_folder(tmp_path / "images")
+    flags = tiny_flags(data, tmp_path / "run", str(tmp_path / "cache"), knn_train=str(data),
+                       knn_test=str(data), knn_every=1.0, checkpoint_every=0)
+    top1 = train.pretrain(build_config(flags=flags))["knn_top1"]
+    assert f"  kNN monitor: top-1 {100 * top1:.2f}% at step 6\n" in _info(capsys, tmp_path / "run")
