@@ -378,7 +378,7 @@ def launch_here(args: argparse.Namespace) -> bool:
     if wanted is not None and launched > 1 and wanted != launched:
         raise SimCLRError(f"--processes {wanted}, but the launcher (torchrun) started "
                           f"{launched}: give one of the two")
-    if wanted is None or wanted <= 1 or launched > 1:
+    if wanted is None or wanted <= 1 or launched > 1 or getattr(args, "print_config", False):
         return False
     check_processes(args, wanted)
     return True
@@ -484,18 +484,30 @@ def main(argv: list[str] | None = None) -> int:
             print(message, file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print(f"{command}: interrupted", file=sys.stderr)
+        from simclr.launch import quiet_rank
+
+        if not quiet_rank():  # under --processes rank 0 says it for all
+            print(f"{command}: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # a bug, or a peer process gone: under --processes the launcher
+        import traceback  # prints the traceback of the process that failed first
+
+        from simclr.launch import report_crash
+
+        if report_crash(traceback.format_exc()):
+            return 1
+        raise
     finally:
         if "simclr.runtime" in sys.modules:  # not this call's arguments after it
             sys.modules["simclr.runtime"].COMMAND_LINE = None
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from simclr.info import describe, render
+    from simclr.info import describe, json_safe, render
 
     facts = describe(args.target)
-    print(json.dumps(facts, indent=1) if args.json else render(facts))
+    print(json.dumps(json_safe(facts), indent=1, allow_nan=False) if args.json
+          else render(facts))
     return 0
 
 

@@ -9,6 +9,7 @@ reported as running. ``--json`` gives the same facts for scripts.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 from pathlib import Path
@@ -38,6 +39,8 @@ TAIL_BYTES = 1 << 16  # the end of metrics.jsonl read for the last logged step
 
 def describe(target: str | os.PathLike) -> dict[str, Any]:
     """The facts of a run folder or checkpoint file ``target`` (a JSON-ready dict)."""
+    if not str(target).strip():
+        raise SimCLRError("give a run folder or checkpoint file, got an empty path")
     path = Path(target).expanduser()
     if not path.exists():
         raise SimCLRError(f"{target}: no such file or folder")
@@ -66,8 +69,9 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
     facts["state"] = run_state(path, facts["checkpoints"])
     facts["results"] = results_in(path)
     if not (config or facts["checkpoints"] or facts["results"]):
-        raise SimCLRError(f"{target}: not a simclr run folder (no config.yaml, checkpoints "
-                          "or results)")
+        what = ("its config.yaml is not readable YAML" if (path / "config.yaml").exists()
+                else "no config.yaml, checkpoints or results")
+        raise SimCLRError(f"{target}: not a simclr run folder ({what})")
     return facts
 
 
@@ -93,6 +97,10 @@ def checkpoint_facts(path: Path) -> dict[str, Any]:
     metrics = ckpt.get("metrics") or {}
     if "top1" in metrics:
         facts["top1"] = metrics["top1"]
+    if metrics.get("status"):
+        facts["status"] = metrics["status"]
+    if isinstance(metrics.get("steps"), int) and metrics["steps"] > (facts.get("step") or 0):
+        facts["step"] = metrics["steps"]  # (an SGD linear classifier records its steps here)
     return {k: v for k, v in facts.items() if v is not None}
 
 
@@ -118,23 +126,36 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
     """finished / preempted / diverged (summary.json), running (folder locked), or
     stopped (neither: killed, or still starting); the last logged step and loss."""
     summary = _read_json(folder / "summary.json") or _read_json(folder / SUPERVISED_RESULT)
-    state: dict[str, Any] = {}
+    logged = _last_logged(folder / "metrics.jsonl")
+    last = next((c for c in checkpoints if c["name"] == LAST), {})
+    saved = [c["step"] for c in checkpoints
+             if isinstance(c.get("step"), int) and not c["name"].endswith(PARTIAL_SUFFIX)
+             and c.get("kind") in ("pretrain", "supervised", "periodic")]
+    state: dict[str, Any] = {"saved_step": max(saved)} if saved else {}
+    state.update({k: last[k] for k in ("total_steps",) if k in last})
+    # A summary older than the log is an earlier session's: a resumed run since ended
+    # without one (killed), so it says nothing of the run now.
+    if summary and isinstance(summary.get("steps"), int) and \
+            (logged.get("logged_step") or 0) > summary["steps"]:
+        summary = None
     partial = [c for c in checkpoints if c["name"].endswith(PARTIAL_SUFFIX)]
     if _locked(folder):
         state["status"] = "running"
     elif partial:  # an evaluation's training, stopped: its own command continues it
         state.update(status="unfinished", step=partial[0].get("step"),
-                     training=partial[0].get("kind"))
+                     training=str(partial[0].get("kind")).removesuffix("-partial"))
     elif summary and summary.get("status"):
         state["status"] = summary["status"]
+        if summary["status"] == "diverged":
+            state.update(step=summary.get("steps"), reason=summary.get("reason"))
     elif summary and "top1" in summary:  # a supervised run's results: it finished
         state["status"] = "finished"
+    elif last.get("status") == "preempted" and last.get("step") == state.get("saved_step"):
+        state["status"] = "preempted"  # a supervised run's stop: in its checkpoint
     else:
         state["status"] = "stopped"
-    last = next((c for c in checkpoints if c["name"] == LAST), None)
-    if last is not None:
-        state.update({k: last[k] for k in ("step", "total_steps") if k in last})
-    state.update(_last_logged(folder / "metrics.jsonl"))
+    state.update(logged)
+    state.setdefault("step", logged.get("logged_step", state.get("saved_step")))
     return state
 
 
@@ -180,8 +201,12 @@ def _started(provenance: Any) -> dict[str, Any] | None:
         return None
     earlier = provenance.get("earlier") if isinstance(provenance.get("earlier"), list) else []
     first = earlier[0] if earlier else provenance
+    latest = [str(a) for a in provenance.get("argv") or []]
+    processes = latest[latest.index("--processes") + 1] \
+        if "--processes" in latest[:-1] else None  # (a --processes=N form is not read)
     return {"argv": first.get("argv"), "git_sha": first.get("git_sha"),
-            "simclr": first.get("simclr"), "starts": len(earlier) + 1}
+            "simclr": first.get("simclr"), "starts": len(earlier) + 1,
+            "processes": processes}
 
 
 def _last_logged(path: Path) -> dict[str, Any]:
@@ -228,6 +253,17 @@ def _locked(folder: Path) -> bool:
     except OSError:  # no lock file: never held
         return False
     return False
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NaN and infinities as None: strict JSON (a diverged loss is NaN)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -286,9 +322,12 @@ def render(facts: dict[str, Any]) -> str:
     if isinstance(facts["state"].get("monitor_top1"), (int, float)):
         lines.append(f"  kNN monitor: top-1 {100 * facts['state']['monitor_top1']:.2f}% at "
                      f"step {facts['state']['monitor_step']}")
-    if facts["state"]["status"] == "preempted" and kind in ("pretrain", "supervised"):
+    if facts["state"]["status"] in ("preempted", "stopped") and \
+            kind in ("pretrain", "supervised") and facts["state"].get("saved_step"):
+        processes = (started or {}).get("processes")
         lines.append(f"  continue with: simclr {'pretrain' if kind == 'pretrain' else kind} "
-                     f"--resume {shlex.quote(facts['path'])}")
+                     f"--resume {shlex.quote(facts['path'])}"
+                     + (f" --processes {processes}" if processes else ""))
     for r in facts["results"]:
         what = r["what"] + (f" ({r['protocol']})" if r.get("protocol") else "")
         top = (f"top-1 {100 * r['top1']:.2f}%" if isinstance(r.get("top1"), (int, float))
@@ -320,15 +359,20 @@ def _head_line(facts: dict[str, Any]) -> str:
         return f"results of {', '.join(whats)}" + ("" if done else f", {state['status']}") + \
             (f" at step {state['step']}" if not done and state.get("step") is not None else "")
     head = f"{KIND_NAMES.get(kind, 'a run')}, {state['status']}"
-    step = state.get("step", state.get("logged_step"))  # checkpointed, else logged
-    if step is not None:
-        head += f" at step {step}"
-        if state.get("total_steps") or state.get("planned_steps"):
-            head += f" of {state.get('total_steps') or state.get('planned_steps')}"
+    if state.get("step") is not None:
+        head += f" at step {state['step']}"
+        if state.get("planned_steps") or state.get("total_steps"):
+            head += f" of {state.get('planned_steps') or state.get('total_steps')}"
+    if state.get("reason"):
+        head += f" ({state['reason']})"
     if state.get("epoch") is not None:
         head += f" ({state['epoch']:.2f} epochs, {_duration(state.get('elapsed_s'))})"
     if state.get("loss") is not None:
         head += f"; last loss {state['loss']:.4g} (step {state['logged_step']})"
+    saved = state.get("saved_step")
+    if state["status"] in ("running", "stopped") and saved is not None and \
+            saved != state.get("step"):
+        head += f"; last checkpoint at step {saved}"
     return head
 
 

@@ -95,6 +95,25 @@ def again(command: str, processes: int | None) -> str:
     return command
 
 
+def report_crash(trace: str) -> bool:
+    """Leave an unexpected error's traceback for the launcher (True), which prints the
+    one of the process that failed first: the others' are mostly its consequences (a
+    peer gone mid-collective). False outside a launch (the caller prints it)."""
+    folder = os.environ.get(ERRORS_ENV)
+    if not folder:
+        return False
+    try:
+        Path(folder, f"rank{os.environ.get('RANK', '0')}.traceback").write_text(trace)
+    except OSError:
+        return False
+    return True
+
+
+def quiet_rank() -> bool:
+    """A launched process other than rank 0: rank 0 (or the launcher) speaks for it."""
+    return bool(os.environ.get(ERRORS_ENV)) and os.environ.get("RANK", "0") != "0"
+
+
 def report_error(message: str) -> bool:
     """Leave a process's user error for its launcher; False outside a launch (print it).
 
@@ -135,8 +154,11 @@ def run(argv: list[str], processes: int, command: list[str] | None = None,
                 children.append(subprocess.Popen(
                     [*command, *argv], env=dict(env, RANK=str(rank), LOCAL_RANK=str(rank)),
                     start_new_session=True))
-            status = _wait(children, forward.sent)
+            status, first = _wait(children, forward.sent)
         _print_other_errors(Path(errors), processes)
+        trace = Path(errors, f"rank{first}.traceback")
+        if first is not None and status not in (0, 2, 75) and trace.exists():
+            print(trace.read_text(), end="", file=sys.stderr)  # the cause; the rest follow
     return status
 
 
@@ -196,17 +218,28 @@ class _Forwarder:
             signal.signal(sig, handler)
 
 
-def _wait(children: list[subprocess.Popen], sent: set[int]) -> int:
-    """Wait for every child; the status of the first to fail (or 0, or 75 when a signal
-    stopped the run). Once one has failed, the rest get GRACE_S to end, then SIGKILL.
-    ``sent``: the signals forwarded to them (filled in while waiting); a child ended by
-    one of those (before its training took over the signal) is no failure to explain."""
+def _cause(children: list[subprocess.Popen]) -> int | None:
+    """The rank whose failure to report among those ended by now: a user error first,
+    then a death by signal, then any other status; None if none failed."""
+    failed = [r for r, c in enumerate(children) if c.returncode not in (None, 0, 75)]
+    if not failed:
+        return None
+    rank = {r: (0 if children[r].returncode == 2 else 1 if children[r].returncode < 0 else 2)
+            for r in failed}
+    return min(failed, key=lambda r: (rank[r], r))
+
+
+def _wait(children: list[subprocess.Popen], sent: set[int]) -> tuple[int, int | None]:
+    """Wait for every child; (the status to exit with, the rank that caused it): the
+    first failure's (or 0, or 75 when a signal stopped the run). Once one has failed,
+    the rest get GRACE_S to end, then SIGKILL. ``sent``: the signals forwarded to them
+    (filled in while waiting); a child ended by one of those (before its training took
+    over the signal) is no failure to explain."""
     first: int | None = None  # the rank that failed first
     deadline = float("inf")
     while [child.poll() for child in children].count(None):  # polls each (any() would stop)
         if first is None:
-            first = next((r for r, c in enumerate(children)
-                          if c.returncode not in (None, 0, 75)), None)
+            first = _cause(children)
             if first is not None:
                 deadline = time.monotonic() + GRACE_S
         if time.monotonic() > deadline:
@@ -215,18 +248,18 @@ def _wait(children: list[subprocess.Popen], sent: set[int]) -> int:
                     child.kill()
         time.sleep(POLL_S)
     if first is None:
-        first = next((r for r, c in enumerate(children) if c.returncode not in (0, 75)), None)
+        first = _cause(children)
     if first is None:
-        return 75 if any(c.returncode == 75 for c in children) else 0
+        return (75 if any(c.returncode == 75 for c in children) else 0), None
     status = children[first].returncode
     if status < 0 and -status in sent:
-        return 128 - status  # as the shell reports a command a signal ended
+        return 128 - status, first  # as the shell reports a command a signal ended
     if status < 0:  # killed by a signal (e.g. SIGKILL from the out-of-memory killer)
         name = signal.Signals(-status).name
         print(f"simclr: process {first} of {len(children)} was killed by {name}"
               + (" (out of memory?)" if name == "SIGKILL" else ""), file=sys.stderr)
-        return 128 - status
-    return status
+        return 128 - status, first
+    return status, first
 
 
 def _print_other_errors(folder: Path, processes: int) -> None:

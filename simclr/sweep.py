@@ -301,6 +301,14 @@ def run_sweep(
         except SimCLRError as exc:
             raise SimCLRError(f"cell {cell.name}: {user_message(exc)}") from None
     check_batches(cells, configs)
+    if processes and processes > 1:  # as each cell's launch would, before the first runs
+        from simclr.distributed import check_divisible
+
+        for cell, cfg in zip(cells, configs, strict=True):
+            try:
+                check_divisible(cfg.batch_size, processes)
+            except SimCLRError as exc:
+                raise SimCLRError(f"cell {cell.name}: {exc}") from None
     for k, (cell, cfg) in enumerate(zip(cells, configs, strict=True)):
         print(f"sweep cell {k + 1}/{len(cells)}: {cell.name}", flush=True)
         summary = _pretrain(cfg, cell.run_dir, cell.name, processes)

@@ -10,6 +10,7 @@ import pytest
 from simclr import train
 from simclr.cli import main
 from simclr.config import build_config
+from simclr.errors import SimCLRError
 from simclr.files import lock_folder
 from tests.conftest import make_image_folder, tiny_flags, tiny_pretrained_run
 
@@ -143,3 +144,40 @@ def test_the_knn_monitor_is_shown(tmp_path, capsys):
                        knn_test=str(data), knn_every=1.0, checkpoint_every=0)
     top1 = train.pretrain(build_config(flags=flags))["knn_top1"]
     assert f"  kNN monitor: top-1 {100 * top1:.2f}% at step 6\n" in _info(capsys, tmp_path / "run")
+
+
+def test_a_diverged_run_says_where_and_why_and_its_json_is_strict(tmp_path, capsys):
+    flags = tiny_flags(make_image_folder(tmp_path / "images"), tmp_path / "dv",
+                       str(tmp_path / "cache"), checkpoint_every=0, **{"optim.lr": "1e30",
+                                                                      "nan_policy": "skip",
+                                                                      "max_bad_steps": 1})
+    with pytest.raises(SimCLRError):
+        train.pretrain(build_config(flags=flags))
+    summary = json.loads((tmp_path / "dv/summary.json").read_text())
+    head = _info(capsys, tmp_path / "dv").splitlines()[0]
+    assert f"diverged at step {summary['steps']} of 6 ({summary['reason']})" in head
+    text = _info(capsys, tmp_path / "dv", "--json")
+    facts = json.loads(text, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
+    assert facts["state"]["status"] == "diverged"
+
+
+def test_a_summary_older_than_the_log_is_not_the_runs_status(tmp_path, capsys):
+    """Preempted at step 1, then resumed and killed after step 2 was logged (no summary of
+    its own): stopped there, not preempted."""
+    flags = tiny_flags(make_image_folder(tmp_path / "images"), tmp_path / "run",
+                       str(tmp_path / "cache"), checkpoint_every=1)
+
+    def preempt(step, stop):
+        stop.requested = "SIGTERM"
+
+    def killed(step, stop):
+        if step == 3:
+            raise RuntimeError("killed")
+
+    train.pretrain(build_config(flags=flags), on_step=preempt)
+    with pytest.raises(RuntimeError):
+        train.pretrain(train.load_resume_config(tmp_path / "run", {}), resume=True,
+                       on_step=killed)
+    out = _info(capsys, tmp_path / "run")
+    assert out.startswith(f"{tmp_path / 'run'}: SimCLR pretraining, stopped at step 2 of 6")
+    assert f"  continue with: simclr pretrain --resume {tmp_path / 'run'}\n" in out

@@ -228,3 +228,27 @@ def test_sigterm_to_the_launcher_checkpoints_exits_75_and_the_run_resumes(tmp_pa
 def _steps(run: Path) -> list[int]:
     lines = (run / "metrics.jsonl").read_text().splitlines()
     return [json.loads(x)["step"] for x in lines if '"loss"' in x]
+
+
+def test_only_the_first_failures_traceback_is_shown(capfd):
+    """A peer gone mid-collective fails too; its traceback is a consequence, not shown.
+    After a user error no traceback at all."""
+    after_error = ("from simclr.launch import report_error, report_crash\n"
+                   "if os.environ['RANK'] == '0':\n"
+                   "    m = 'simclr pretrain: error: bad'\n"
+                   "    report_error(m) or print(m, file=sys.stderr); sys.exit(2)\n"
+                   "time.sleep(0.3); report_crash('Traceback: peer gone\\n'); sys.exit(1)")
+    assert launch.run([], 2, _child(after_error)) == 2
+    assert capfd.readouterr().err == "simclr pretrain: error: bad\n"
+    crash = ("from simclr.launch import report_crash\n"
+             "if os.environ['RANK'] == '1':\n"
+             "    report_crash('Traceback: the bug\\n'); sys.exit(1)\n"
+             "time.sleep(0.5); report_crash('Traceback: peer gone\\n'); sys.exit(1)")
+    assert launch.run([], 2, _child(crash)) == 1
+    assert capfd.readouterr().err == "Traceback: the bug\n"
+
+
+def test_print_config_with_processes_prints_once_here(capsys):
+    assert main(["pretrain", "--print-config", "--processes", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("batch_size:") == 1 and out.count("provenance") == 0

@@ -387,3 +387,14 @@ def test_cells_trained_by_two_processes_follow_one_and_record_divergence(
 
     assert len(losses(two[1])) == 6
     np.testing.assert_allclose(losses(two[1]), losses(one[0]), rtol=1e-4)
+
+
+def test_cells_a_launch_could_not_share_are_refused_before_any_runs(tmp_path, image_folder,
+                                                                    cache_dir):
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    with pytest.raises(SimCLRError, match="cell batch_size=7: --batch-size 7 is not divisible "
+                                          "by 2 processes"):
+        run_sweep([parse_axis("batch_size=8,7")], tmp_path / "sw", preset=None, config=None,
+                  flags=flags, evaluate=None, processes=2)
+    assert not (tmp_path / "sw").exists()
