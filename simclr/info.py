@@ -132,7 +132,8 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
              if isinstance(c.get("step"), int) and not c["name"].endswith(PARTIAL_SUFFIX)
              and c.get("kind") in ("pretrain", "supervised", "periodic")]
     state: dict[str, Any] = {"saved_step": max(saved)} if saved else {}
-    state.update({k: last[k] for k in ("total_steps",) if k in last})
+    if "total_steps" in last:
+        state["total_steps"] = last["total_steps"]
     # A summary older than the log is an earlier session's: a resumed run since ended
     # without one (killed), so it says nothing of the run now.
     if summary and isinstance(summary.get("steps"), int) and \
@@ -181,13 +182,12 @@ def results_in(folder: Path) -> list[dict[str, Any]]:
 def _checkpoints(folder: Path) -> list[dict[str, Any]]:
     """Each checkpoint with its kind and step; periodic ones by name (read on demand:
     a run keeps several, each as large as the model and its optimizer state)."""
-    periodic = {path for _, path in periodic_checkpoints(folder)}
+    periodic = {path: step for step, path in periodic_checkpoints(folder)}
     others = sorted(set(folder.glob("*.pt")) - set(checkpoint_files(folder)))
     out = []
     for path in [*checkpoint_files(folder), *others]:  # last.pt, ckpt-*, then classifiers
         if path in periodic:
-            out.append({"name": path.name, "kind": "periodic",
-                        "step": int(path.stem.split("-")[-1])})
+            out.append({"name": path.name, "kind": "periodic", "step": periodic[path]})
             continue
         try:
             out.append({"name": path.name, **checkpoint_facts(path)})
