@@ -358,10 +358,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     def evaluate(run_dir: Path) -> dict[str, Any]:
         return evaluate_run(run_dir, args)
 
-    if args.cell_processes and args.cell_processes > 1:  # before the first cell starts
-        from simclr.launch import check_gpus
-
-        check_gpus(args.cell_processes, str(flags.get("device") or "auto"))
     cells, table = run_sweep(axes, args.out, preset=preset, config=args.config,
                              flags={k: v for k, v in flags.items() if k != "out"},
                              evaluate=None if args.eval == "none" else evaluate,

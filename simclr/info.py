@@ -324,10 +324,11 @@ def render(facts: dict[str, Any]) -> str:
                      f"step {facts['state']['monitor_step']}")
     if facts["state"]["status"] in ("preempted", "stopped") and \
             kind in ("pretrain", "supervised") and facts["state"].get("saved_step"):
-        processes = (started or {}).get("processes")
-        lines.append(f"  continue with: simclr {'pretrain' if kind == 'pretrain' else kind} "
-                     f"--resume {shlex.quote(facts['path'])}"
-                     + (f" --processes {processes}" if processes else ""))
+        from simclr.launch import again
+
+        lines.append("  continue with: " + again(
+            f"simclr {kind} --resume {shlex.quote(facts['path'])}",
+            (started or {}).get("processes")))
     for r in facts["results"]:
         what = r["what"] + (f" ({r['protocol']})" if r.get("protocol") else "")
         top = (f"top-1 {100 * r['top1']:.2f}%" if isinstance(r.get("top1"), (int, float))

@@ -83,7 +83,7 @@ def check_gpus(processes: int, device: str = "auto") -> None:
                           "cpu)")
 
 
-def again(command: str, processes: int | None) -> str:
+def again(command: str, processes: int | str | None) -> str:
     """``command`` (e.g. ``simclr pretrain --resume RUN``) as it is to be run again with
     the same processes: with ``--processes N``, or under torchrun as this run was."""
     from simclr.distributed import launched_processes

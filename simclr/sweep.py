@@ -303,9 +303,11 @@ def run_sweep(
     check_batches(cells, configs)
     if processes and processes > 1:  # as each cell's launch would, before the first runs
         from simclr.distributed import check_divisible
+        from simclr.launch import check_gpus
 
         for cell, cfg in zip(cells, configs, strict=True):
             try:
+                check_gpus(processes, cfg.device)
                 check_divisible(cfg.batch_size, processes)
             except SimCLRError as exc:
                 raise SimCLRError(f"cell {cell.name}: {exc}") from None
