@@ -154,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved settings as YAML (a valid --config) and exit")
+    # a sweep's cell run by --processes: the sweep says how to go on, not the cell
+    p.add_argument("--sweep-cell", action="store_true", help=argparse.SUPPRESS)
     add_config_flags(p)
     launch.add_flag(p)
     p.set_defaults(func=cmd_pretrain)
@@ -297,6 +299,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if summary.get("rank", 0) != 0:  # rank 0 reports for the whole run
         return train.EXIT_PREEMPTED if summary["status"] == "preempted" else 0
     print_summary(summary)
+    if args.sweep_cell:  # run_sweep reads the summary and tells what comes next
+        return train.EXIT_PREEMPTED if summary["status"] == "preempted" else 0
     if summary["status"] == "preempted":
         from simclr.launch import again
         from simclr.runtime import stopped_by

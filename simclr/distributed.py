@@ -49,6 +49,12 @@ def local_rank() -> int:
     return _env_int("LOCAL_RANK", 0)
 
 
+def local_processes() -> int:
+    """How many processes the launcher started on this machine (torchrun's
+    LOCAL_WORLD_SIZE; without it, at least this one and those ranked below it)."""
+    return _env_int("LOCAL_WORLD_SIZE", local_rank() + 1)
+
+
 def is_main() -> bool:
     """Rank 0: the process that logs and writes checkpoints."""
     return rank() == 0

@@ -405,6 +405,7 @@ def linear_eval_sgd(
     are None if a signal stopped the training (summary ``status`` 'preempted'). In a
     process group (torchrun) each process takes its share of every batch, DDP averages
     the layer's gradients and rank 0 tests (the others get None logits and labels).
+    The summary's ``earlier_s``: the training seconds of earlier sessions (resumed).
     """
     device = torch.device(device)
     batch = fitted_batch(batch_size, train.num_images, "training", verbose)
@@ -452,7 +453,7 @@ def linear_eval_sgd(
         for p in frozen:
             p.requires_grad_(True)
     summary = {"epochs": epochs, "batch_size": batch, "lr": lr, "peak_lr": peak,
-               "processes": dist.world_size(), **stats}
+               "processes": dist.world_size(), "earlier_s": elapsed, **stats}
     if stats["signal"]:  # kept, also when the signal came with the last step (see finetune)
         summary["checkpoint"] = save_partial(stats["steps"], stats["train_s"])
     if stats["status"] == "preempted" or not dist.is_main():  # rank 0 tests
@@ -576,6 +577,7 @@ def run_linear_eval(
             partial_run=linear_partial(out, settings),
             checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
             on_step=on_step, config=config)
+        start -= details.pop("earlier_s")  # elapsed_s counts the earlier sessions too
         if details["status"] == "preempted":
             return {"command": "linear-eval", "protocol": protocol, **details}
         if not dist.is_main():

@@ -54,8 +54,10 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
                 if (p / "config.yaml").is_file() or (p / CHECKPOINTS).is_dir()]
     except OSError as exc:
         raise SimCLRError(f"{target}: cannot list the folder ({exc.strerror})") from None
-    if runs and not (path / "config.yaml").exists() and not (path / CHECKPOINTS).is_dir():
-        return {**facts, "runs": [_described(run) for run in runs]}  # e.g. runs/, a sweep
+    pending = _pending_cells(path, {run.name for run in runs})
+    if (runs or pending) and not (path / "config.yaml").exists() and \
+            not (path / CHECKPOINTS).is_dir():  # e.g. runs/, a sweep
+        return {**facts, "runs": [_described(run) for run in runs], "pending": pending}
     config = _read_yaml(path / "config.yaml")
     if config:
         facts["encoder"] = encoder_facts(config)
@@ -81,6 +83,18 @@ def _described(run: Path) -> dict[str, Any]:
         return describe(run)
     except SimCLRError as exc:
         return {"path": str(run), "error": str(exc)}
+
+
+def _pending_cells(folder: Path, runs: set[str]) -> list[str]:
+    """The cells of a sweep in ``folder`` (its sweep.json) that have no run folder yet."""
+    try:
+        rows = json.loads((folder / "sweep.json").read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(rows, list):
+        return []
+    return [row["cell"] for row in rows if isinstance(row, dict) and
+            isinstance(row.get("cell"), str) and row["cell"] not in runs]
 
 
 def checkpoint_facts(path: Path) -> dict[str, Any]:
@@ -292,13 +306,14 @@ def render(facts: dict[str, Any]) -> str:
     if "checkpoint" in facts:
         return f"{facts['path']}: {_checkpoint_line(facts['checkpoint'])}"
     if "runs" in facts:
-        count = len(facts["runs"])
-        return "\n".join([f"{facts['path']}: {count} run{'s' * (count != 1)}"] + [
+        count, pending = len(facts["runs"]), facts.get("pending", [])
+        waiting = f"; {len(pending)} sweep cell(s) not started" if pending else ""
+        return "\n".join([f"{facts['path']}: {count} run{'s' * (count != 1)}{waiting}"] + [
             f"  {Path(run['path']).name}: {run['error'] if 'error' in run else _head_line(run)}"
             + "".join(
                 f"; {r['what']} top-1 {100 * r['top1']:.2f}%" for r in run.get("results", [])
                 if isinstance(r.get("top1"), (int, float)))
-            for run in facts["runs"]])
+            for run in facts["runs"]] + [f"  {cell}: not started" for cell in pending])
     lines = [f"{facts['path']}: {_head_line(facts)}"]
     kind = _kind(facts)
     contrastive = kind != "supervised"  # its config's head and loss play no part

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import logging
 import os
 import signal
 import socket
@@ -31,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from simclr.errors import SimCLRError
+log = logging.getLogger(__name__)
 
 # Where each process of a launch leaves its one-line user error, for the launcher to
 # print once (the processes of a run usually fail alike: the same settings, same files).
@@ -65,22 +66,6 @@ def add_flag(parser: argparse.ArgumentParser, dest: str = "processes",
         "--processes", type=processes_flag, default=None, metavar="N", dest=dest,
         help=f"{what} with N processes on this machine (one per GPU; auto: as many as GPUs), "
              "as torchrun --nproc_per_node N would; --batch-size stays the global batch")
-
-
-def check_gpus(processes: int, device: str = "auto") -> None:
-    """One GPU per process when the run is on CUDA (``device``: the --device asked for;
-    each process takes cuda:LOCAL_RANK, NCCL needs distinct devices)."""
-    import torch
-
-    if device.startswith("cpu") or not torch.cuda.is_available():
-        return
-    if device.startswith("cuda:"):
-        raise SimCLRError(f"--device {device}: with --processes each process uses its own GPU "
-                          "(cuda:LOCAL_RANK); give --device cuda (or auto)")
-    if processes > torch.cuda.device_count():
-        raise SimCLRError(f"--processes {processes}: this machine has "
-                          f"{torch.cuda.device_count()} GPU(s), one per process (or --device "
-                          "cpu)")
 
 
 def again(command: str, processes: int | str | None) -> str:
@@ -131,6 +116,14 @@ def report_error(message: str) -> bool:
     return rank != "0"
 
 
+def _cores() -> int:
+    """The CPU cores this process may run on (its affinity, e.g. a container's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def run(argv: list[str], processes: int, command: list[str] | None = None,
         device: str = "auto") -> int:
     """Run ``python -m simclr ARGV`` as ``processes`` processes; the run's exit status.
@@ -140,13 +133,23 @@ def run(argv: list[str], processes: int, command: list[str] | None = None,
     variables (RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE, MASTER_ADDR/PORT) and, on
     a CPU, its share of the cores as OMP_NUM_THREADS unless that is set already.
     """
-    check_gpus(processes, device)
+    import torch
+
+    from simclr.runtime import check_gpu_per_process
+
+    check_gpu_per_process(device, processes)
+    cores = _cores()
+    if processes > cores and (device.startswith("cpu") or not torch.cuda.is_available()):
+        # each would get one thread and wait for a core: slower than fewer processes
+        log.warning("simclr: %d processes on %d CPU core(s) compete for them; --processes "
+                    "%d or fewer trains faster here (the global batch stays the same)",
+                    processes, cores, cores)
     command = command or [sys.executable, "-m", "simclr"]
     with tempfile.TemporaryDirectory(prefix="simclr-launch-") as errors:
         env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
                    WORLD_SIZE=str(processes), LOCAL_WORLD_SIZE=str(processes),
                    **{ERRORS_ENV: errors, LAUNCHER_ENV: str(os.getpid())})
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+        env.setdefault("OMP_NUM_THREADS", str(max(1, cores // processes)))
         children: list[subprocess.Popen] = []
         forward = _Forwarder(children)
         with forward:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -177,7 +176,9 @@ def available_bytes(device: torch.device) -> float | None:
     cgroup = _cgroup_free()
     if cgroup is not None:
         free = min(free, cgroup)
-    return free / max(int(os.environ.get("LOCAL_WORLD_SIZE", "1")), 1)
+    from simclr.distributed import local_processes
+
+    return free / max(local_processes(), 1)
 
 
 def _where(device: torch.device) -> str:

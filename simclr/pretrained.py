@@ -248,7 +248,7 @@ def classifier_checkpoint(
     """A simclr-checkpoint holding a Classifier: 'encoder.*' (+ 'neck.*') and 'fc.*'."""
     blob = {
         "format": "simclr-checkpoint", "version": 1, "kind": kind, "config": config,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model": model.state_dict(),  # save_checkpoint moves it to the CPU
         "classes": list(classes), "num_classes": len(classes), "step": step,
         "elapsed": elapsed, "rng": {"torch": torch.get_rng_state()},
         "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},

@@ -31,39 +31,46 @@ log = logging.getLogger(__name__)
 
 def resolve_device(name: str = "auto", flag: str = "--device") -> torch.device:
     """'auto' -> the local CUDA device when present, else the CPU (``flag``: what
-    messages call the setting)."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return _local_gpu(flag)
+    messages call the setting). Under a launcher each process takes cuda:LOCAL_RANK."""
+    from simclr.distributed import local_processes, local_rank
+
+    if name != "auto":
+        try:
+            device = torch.device(name)
+        except (RuntimeError, TypeError):
+            raise SimCLRError(f"{flag}: unknown device {name!r} (auto, cpu, cuda, cuda:N)"
+                              ) from None
+        if device.type not in ("cpu", "cuda"):  # the ones simclr is built and tested for
+            raise SimCLRError(f"{flag} {name}: simclr runs on cpu or cuda (auto, cpu, cuda, "
+                              "cuda:N)")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise SimCLRError(f"{flag} {name}: CUDA is not available on this machine")
+    if name.startswith("cpu") or not torch.cuda.is_available():
         return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise SimCLRError(f"{flag}: unknown device {name!r} (auto, cpu, cuda, cuda:N)") from None
-    if device.type not in ("cpu", "cuda"):  # the ones simclr is built and tested for
-        raise SimCLRError(f"{flag} {name}: simclr runs on cpu or cuda (auto, cpu, cuda, "
-                          "cuda:N)")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SimCLRError(f"{flag} {name}: CUDA is not available on this machine")
-    if device.type == "cuda" and device.index is None:
-        return _local_gpu(flag)
-    from simclr.distributed import launched_processes
-
-    if device.type == "cuda" and launched_processes() > 1:
-        raise SimCLRError(f"{flag} {name}: with several processes each uses its own GPU "
-                          "(cuda:LOCAL_RANK); give --device cuda (or auto)")
-    return device
-
-
-def _local_gpu(flag: str) -> torch.device:
-    """This process's GPU: under torchrun each process of a machine has its own."""
-    from simclr.distributed import local_rank
-
-    if local_rank() >= torch.cuda.device_count():
-        raise SimCLRError(f"{flag}: process {local_rank()} of this machine has no GPU of its "
-                          f"own ({torch.cuda.device_count()} visible); start one process per "
-                          "GPU, or --device cpu")
+    check_gpu_per_process(name, local_processes(), flag)
+    if name.startswith("cuda:"):
+        if torch.device(name).index >= torch.cuda.device_count():
+            raise SimCLRError(f"{flag} {name}: no such GPU ({torch.cuda.device_count()} "
+                              "visible: cuda:0 ...)")
+        return torch.device(name)
     return torch.device("cuda", local_rank())
+
+
+def check_gpu_per_process(device: str, processes: int, flag: str = "--device") -> None:
+    """The rule of several processes on one machine's GPUs: each takes its own,
+    cuda:LOCAL_RANK (NCCL needs distinct devices), so neither a fixed cuda:N nor more
+    processes than GPUs. ``device``: the --device asked for; ``processes``: how many
+    run (or are to be launched) on this machine. Checked by the launcher before it
+    starts them and by each process (under torchrun, the only check)."""
+    if processes <= 1 or device.startswith("cpu") or not torch.cuda.is_available():
+        return
+    if device.startswith("cuda:"):
+        raise SimCLRError(f"{flag} {device}: with several processes each uses its own GPU "
+                          "(cuda:LOCAL_RANK); give --device cuda (or auto)")
+    gpus = torch.cuda.device_count()
+    if processes > gpus:
+        raise SimCLRError(f"{processes} processes on a machine with {gpus} GPU(s): each "
+                          f"needs a GPU of its own; start at most {gpus}, or use --device cpu")
 
 
 def resolve_precision(name: str, device: torch.device) -> str:

@@ -319,7 +319,7 @@ def _train_and_test(
         "command": "supervised", "num_train": int(train.num_images),
         "num_classes": num_classes, "batch_size": batch, "total_steps": plan.total_steps,
         "warmup_steps": plan.warmup_steps, "optimizer": cfg.optim.name, "image_size": size,
-        "precision": prec, "seed": cfg.seed, **stats,
+        "precision": prec, "seed": cfg.seed, "processes": dist.world_size(), **stats,
     }
     if dist.world_size() > 1:
         results["rank"] = dist.rank()

@@ -269,7 +269,8 @@ def _launched(cfg: Any, run_dir: Path, cell: str, processes: int,
         spec.parent.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg.to_dict(), spec)
         argv = ["pretrain", "--config", str(spec)]
-    status = run([*argv, "--processes", str(processes)], processes, device=cfg.device)
+    status = run([*argv, "--sweep-cell", "--processes", str(processes)], processes,
+                 device=cfg.device)
     try:
         summary = json.loads((run_dir / SUMMARY).read_text())
     except (OSError, ValueError):
@@ -303,34 +304,47 @@ def run_sweep(
     check_batches(cells, configs)
     if processes and processes > 1:  # as each cell's launch would, before the first runs
         from simclr.distributed import check_divisible
-        from simclr.launch import check_gpus
+        from simclr.runtime import check_gpu_per_process
 
         for cell, cfg in zip(cells, configs, strict=True):
             try:
-                check_gpus(processes, cfg.device)
+                check_gpu_per_process(cfg.device, processes)
                 check_divisible(cfg.batch_size, processes)
             except SimCLRError as exc:
                 raise SimCLRError(f"cell {cell.name}: {exc}") from None
+    root.mkdir(parents=True, exist_ok=True)
+    _keep_other_grid(root, {c.name for c in cells})
+    table = _write_summary(root, axes, cells)  # the plan, every cell pending
     for k, (cell, cfg) in enumerate(zip(cells, configs, strict=True)):
         print(f"sweep cell {k + 1}/{len(cells)}: {cell.name}", flush=True)
         summary = _pretrain(cfg, cell.run_dir, cell.name, processes)
         if summary["status"] == "diverged":
             cell.result = {"status": f"diverged at step {summary['steps']}"}
+            table = _write_summary(root, axes, cells)
             continue
         cell.result = {"status": summary["status"], "steps": summary["steps"],
                        "epochs": round(summary["epochs"], 2),
                        "train_s": round(summary["elapsed_s"])}
+        if summary["status"] == "finished" and evaluate is not None:
+            cell.result.update(evaluate(cell.run_dir))
+        table = _write_summary(root, axes, cells)  # a long sweep's table as it grows
         if summary["status"] != "finished":  # preempted: rerun the command to go on
             break
-        if evaluate is not None:
-            cell.result.update(evaluate(cell.run_dir))
-    table = render(axes, cells)
-    root.mkdir(parents=True, exist_ok=True)
-    _keep_other_grid(root, {c.name for c in cells})
-    written(root / "sweep.md", lambda tmp: tmp.write_text(table + "\n"))
-    rows = [{"cell": c.name, **c.labels, "settings": c.values, **c.result} for c in cells]
-    write_json(root / "sweep.json", rows)
     return cells, table
+
+
+def _write_summary(root: Path, axes: list[Axis], cells: list[Cell]) -> str:
+    """``root/sweep.md`` (the table, returned) and ``root/sweep.json`` (a row per cell);
+    cells not run yet are 'pending'."""
+    table = render(axes, cells)
+    written(root / "sweep.md", lambda tmp: tmp.write_text(table + "\n"))
+    rows = [{"cell": c.name, **c.labels, "settings": c.values, **_result(c)} for c in cells]
+    write_json(root / "sweep.json", rows)
+    return table
+
+
+def _result(cell: Cell) -> dict[str, Any]:
+    return cell.result or {"status": "pending"}
 
 
 def check_batches(cells: list[Cell], configs: list[Config]) -> None:
@@ -370,12 +384,12 @@ def render(axes: list[Axis], cells: list[Cell]) -> str:
     """One markdown row per cell: the swept values, then every result column."""
     columns: list[str] = []
     for cell in cells:
-        columns += [k for k in cell.result if k not in columns]
+        columns += [k for k in _result(cell) if k not in columns]
     head = [a.name for a in axes] + columns
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cell in cells:
         values = [cell.labels[a.name] for a in axes]
-        results = [_fmt(c, cell.result.get(c, "")) for c in columns]
+        results = [_fmt(c, _result(cell).get(c, "")) for c in columns]
         lines.append("| " + " | ".join(values + results) + " |")
     return "\n".join(lines)
 

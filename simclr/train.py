@@ -710,7 +710,7 @@ def train_loop(
     summary = {
         "status": reason, "signal": stop.requested, "steps": state.step,
         "epochs": state.step / plan.steps_per_epoch, "elapsed_s": state.elapsed,
-        "checkpoint": str(last_good), "num_images": source.num_images,
+        "checkpoint": str(last_good), "num_images": source.num_images, "processes": world,
         "skipped_images": [list(s) for s in source.skipped],
     }
     if cfg.knn_train:  # the final model's, unless the monitor just measured it

@@ -334,7 +334,7 @@ def test_an_interrupted_sgd_linear_evaluation_continues_exactly(tmp_path):
     """90 epochs of ImageNet take hours: stopped (a signal at step 4 of 9, inside epoch
     2) and run again, the same command ends with the layer of an uninterrupted run; the
     partial file holds the layer only (the frozen encoder comes from --checkpoint)."""
-    from simclr.checkpoint import load_checkpoint
+    from simclr.checkpoint import load_checkpoint, save_checkpoint
 
     train, test = colour_source(seed=0), colour_source(n_per_class=4, seed=1)
     args = {"image_size": 16, "protocol": "sgd", "batch_size": 8, "epochs": 3, "device": "cpu",
@@ -369,8 +369,13 @@ def test_an_interrupted_sgd_linear_evaluation_continues_exactly(tmp_path):
                                           r"sgd \(linear-partial.pt\)"):
         run_linear_eval(enc, train, test, run, **lbfgs, protocol="lbfgs")
     assert partial.exists()
+    saved = load_checkpoint(partial)
+    saved["elapsed"] = 1000.0  # as if the first session had trained for 1000 s
+    save_checkpoint(saved, partial.parent, partial.name, None)
     done = run_linear_eval(enc, train, test, run, **args)
     assert done["steps"] == whole["steps"] == 9 and done["top1"] == whole["top1"]
+    assert 1000 < done["train_s"] < done["elapsed_s"] < 1000 + 60  # both sessions counted
+    assert "earlier_s" not in done
     a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "linear.pt")["model"]
     b = load_checkpoint(run / "checkpoints" / "linear.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in ("fc.weight", "fc.bias"))

@@ -86,6 +86,25 @@ def test_a_checkpoint_file_and_a_folder_of_runs(evaluated_run, capsys):
     assert "; kNN top-1 " in lines[1]
 
 
+def test_a_sweeps_cells_not_started_are_listed(evaluated_run, tmp_path, capsys):
+    run, _ = evaluated_run
+    sweep = tmp_path / "sw"
+    sweep.mkdir()
+    rows = [{"cell": "temperature=0.2", "status": "pending"},
+            {"cell": "temperature=0.5", "status": "pending"}]
+    (sweep / "sweep.json").write_text(json.dumps(rows))
+    assert _info(capsys, sweep) == (f"{sweep}: 0 runs; 2 sweep cell(s) not started\n"
+                                    "  temperature=0.2: not started\n"
+                                    "  temperature=0.5: not started\n")
+    (sweep / "temperature=0.2").symlink_to(run, target_is_directory=True)
+    lines = _info(capsys, sweep).splitlines()
+    assert lines[0] == f"{sweep}: 1 run; 1 sweep cell(s) not started"
+    assert lines[1].startswith("  temperature=0.2: SimCLR pretraining, finished")
+    assert lines[2:] == ["  temperature=0.5: not started"]
+    assert main(["info", str(sweep), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pending"] == ["temperature=0.5"]
+
+
 def test_what_is_not_a_run_is_one_line_and_status_2(tmp_path, evaluated_run, capsys):
     run, data = evaluated_run
     capsys.readouterr()

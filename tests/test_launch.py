@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -37,6 +38,7 @@ def _wait_for(paths: list[Path], timeout: float = 60) -> None:
 
 def test_each_process_gets_torchruns_variables_and_a_share_of_the_cores(tmp_path, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(launch, "_cores", lambda: 6)
     keys = ["RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
             "MASTER_PORT", "OMP_NUM_THREADS"]
     code = (f"import json; json.dump({{k: os.environ[k] for k in {keys}}}, "
@@ -48,7 +50,18 @@ def test_each_process_gets_torchruns_variables_and_a_share_of_the_cores(tmp_path
         assert env["RANK"] == env["LOCAL_RANK"] == str(rank)
         assert env["WORLD_SIZE"] == env["LOCAL_WORLD_SIZE"] == "2"
         assert env["MASTER_ADDR"] == "127.0.0.1" and env["MASTER_PORT"] == envs[0]["MASTER_PORT"]
-        assert env["OMP_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // 2))
+        assert env["OMP_NUM_THREADS"] == "3"
+
+
+def test_more_cpu_processes_than_cores_are_warned_about(monkeypatch, caplog):
+    monkeypatch.setattr(launch, "_cores", lambda: 2)
+    with caplog.at_level(logging.WARNING):
+        assert launch.run(["x"], 2, _child("pass"), device="cpu") == 0
+        assert not caplog.records
+        assert launch.run(["x"], 3, _child("pass"), device="cpu") == 0
+    assert caplog.messages == ["simclr: 3 processes on 2 CPU core(s) compete for them; "
+                               "--processes 2 or fewer trains faster here (the global batch "
+                               "stays the same)"]
 
 
 def test_a_failed_process_ends_the_others_and_gives_the_status(monkeypatch):
@@ -161,6 +174,8 @@ def test_processes_2_trains_as_one_process_with_the_global_batch(tmp_path, capfd
     assert main(["pretrain", "--config", str(two), "--processes", "2"]) == 0
     assert len(_losses(tmp_path / "two")) == 6
     np.testing.assert_allclose(_losses(tmp_path / "two"), _losses(tmp_path / "one"), rtol=1e-4)
+    runs = [json.loads((tmp_path / r / "summary.json").read_text()) for r in ("one", "two")]
+    assert [r["processes"] for r in runs] == [1, 2]
     err = capfd.readouterr().err
     assert err.count("memory: one step needs") == 1  # rank 0 speaks for the run
 

@@ -171,7 +171,8 @@ def test_auto_picks_fp16_on_gpus_that_only_emulate_bf16(monkeypatch):
 
 def test_each_process_takes_its_own_gpu_or_is_told_why_not(monkeypatch):
     _gpus(monkeypatch, 2)
-    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert runtime.resolve_device("auto") == torch.device("cuda", 1)
     assert runtime.resolve_device("cuda") == torch.device("cuda", 1)
@@ -179,27 +180,37 @@ def test_each_process_takes_its_own_gpu_or_is_told_why_not(monkeypatch):
     with pytest.raises(SimCLRError, match="--device cuda:0: with several processes each uses "
                                           "its own GPU"):
         runtime.resolve_device("cuda:0")
-    monkeypatch.setenv("LOCAL_RANK", "2")
-    with pytest.raises(SimCLRError, match=r"--device: process 2 of this machine has no GPU of "
-                                          r"its own \(2 visible\)"):
-        runtime.resolve_device("auto")
-    monkeypatch.setenv("WORLD_SIZE", "1")
+    # three processes on two GPUs: every process refuses, with the same message as the
+    # launcher's check before it starts them
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
+    for rank in ("0", "2"):
+        monkeypatch.setenv("LOCAL_RANK", rank)
+        with pytest.raises(SimCLRError, match=r"3 processes on a machine with 2 GPU\(s\)"):
+            runtime.resolve_device("auto")
+    assert runtime.resolve_device("cpu") == CPU  # CPU processes beside the GPUs
+    # one process per machine (multi-node) may name its GPU
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     monkeypatch.setenv("LOCAL_RANK", "0")
     assert runtime.resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(SimCLRError, match=r"--device cuda:2: no such GPU \(2 visible"):
+        runtime.resolve_device("cuda:2")
 
 
 def test_launching_more_processes_than_gpus_is_refused_unless_on_the_cpu(monkeypatch):
-    from simclr.launch import check_gpus
+    from simclr.runtime import check_gpu_per_process
 
     _gpus(monkeypatch, 2)
-    check_gpus(2)
-    check_gpus(4, "cpu")
-    with pytest.raises(SimCLRError, match=r"--processes 3: this machine has 2 GPU\(s\)"):
-        check_gpus(3)
-    with pytest.raises(SimCLRError, match="--device cuda:1: with --processes each process"):
-        check_gpus(2, "cuda:1")
+    check_gpu_per_process("auto", 2)
+    check_gpu_per_process("cpu", 4)
+    check_gpu_per_process("cuda:1", 1)
+    with pytest.raises(SimCLRError, match=r"^3 processes on a machine with 2 GPU\(s\): each "
+                                          r"needs a GPU of its own; start at most 2, or use "
+                                          r"--device cpu$"):
+        check_gpu_per_process("cuda", 3)
+    with pytest.raises(SimCLRError, match="--device cuda:1: with several processes each"):
+        check_gpu_per_process("cuda:1", 2)
     _gpus(monkeypatch, 0)
-    check_gpus(8)  # no GPU: CPU processes
+    check_gpu_per_process("auto", 8)  # no GPU: CPU processes
 
 
 def test_gpu_allocation_failures_of_cublas_and_cudnn_are_out_of_memory():

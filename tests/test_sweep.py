@@ -203,14 +203,20 @@ def test_a_preempted_sweep_stops_and_exits_75(tmp_path, image_folder, monkeypatc
 
     calls = []
 
+    def statuses():
+        return [r["status"] for r in json.loads((tmp_path / "sw/sweep.json").read_text())]
+
     def preempted(cfg, resume=False):
-        calls.append(cfg.out)
+        calls.append(statuses())  # the plan is written before the first cell runs
         return {"status": "preempted", "steps": 1, "epochs": 0.1, "elapsed_s": 1.0}
 
     monkeypatch.setattr(train, "pretrain", preempted)
     code = main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
                  "--batch-size", "8", "--eval", "none", "--out", str(tmp_path / "sw")])
-    assert code == train.EXIT_PREEMPTED and len(calls) == 1  # the second cell never started
+    assert code == train.EXIT_PREEMPTED
+    assert calls == [["pending", "pending"]]  # the second cell never started
+    assert statuses() == ["preempted", "pending"]
+    assert "| 0.5 | pending |" in (tmp_path / "sw/sweep.md").read_text()
     assert "the same command continues it" in capsys.readouterr().err
 
 
@@ -367,7 +373,7 @@ def test_a_rerun_resumes_the_interrupted_cell_from_its_checkpoint(tmp_path, imag
 
 
 def test_cells_trained_by_two_processes_follow_one_and_record_divergence(
-        tmp_path, image_folder, cache_dir):
+        tmp_path, image_folder, cache_dir, capfd):
     """--processes 2: each cell is `simclr pretrain --processes 2` (global batch shared,
     global BN), a diverged cell recorded as in one process, the sweep going on."""
     flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, deterministic=True,
@@ -378,6 +384,9 @@ def test_cells_trained_by_two_processes_follow_one_and_record_divergence(
                        evaluate=None, processes=2)
     assert two[0].result["status"].startswith("diverged at step")
     assert two[1].result["status"] == "finished"
+    printed = capfd.readouterr()
+    assert "finished: 6 steps" in printed.out  # the cell's summary line, not its hints
+    assert "next:" not in printed.out and "continue with" not in printed.err
     one, _ = run_sweep([parse_axis("optim.lr=0.05")], tmp_path / "one",
                        preset=None, config=None, flags=flags, evaluate=None)
 
