@@ -44,7 +44,8 @@ class AugmentConfig:
     size: int = 224  # output side of every view, pixels
     crop: bool = True  # random resized crop; off = resize the whole image
     crop_scale: tuple[float, float] = (0.08, 1.0)  # fraction of the image area
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # aspect ratio range (log-uniform)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # aspect ratio range (log-uniform
+    # with the torchvision sampler; the official one draws it uniformly, as TF does)
     crop_resize: bool = True  # False = crop without resize (Fig. 5 ablation)
     # How crops are drawn: "torchvision" (RandomResizedCrop, as App. A describes it) or
     # "official" (TF's sample_distorted_bounding_box, as the official data_util.py).
@@ -137,9 +138,10 @@ class LossConfig:
     semi_hard: bool = False  # semi-hard negative mining (nt_logistic / margin_triplet)
     # Multiplies the loss that is optimised (the logged loss stays L of Alg. 1, the mean
     # over the 2N anchors). The official objective.py optimises loss_a + loss_b, the sum
-    # of the two directions' means = 2 L; under LARS the factor is not a mere rescale
-    # (it halves BN/bias steps and doubles the weight decay's share of the direction),
-    # so the presets that reproduce official recipes set 2.
+    # of the two directions' means = 2 L; under LARS the factor is not a mere rescale:
+    # against weight 1, weight 2 doubles the steps of BN scales and biases (which LARS
+    # does not adapt) and halves weight decay's share of the adapted direction, so the
+    # presets that reproduce official recipes set 2.
     weight: float = 1.0  # multiplies the optimised loss; 2 = the official code's sum
 
 

@@ -316,7 +316,7 @@ def logistic_regression(
     val_fraction: float = 0.1, seed: int = 0, max_iter: int = 1000,
     dtype: torch.dtype | None = None, device: str | torch.device = "cpu",
     verbose: bool = False, tol: float | None = None,
-) -> tuple[dict[str, Any], torch.Tensor]:
+) -> tuple[dict[str, Any], torch.Tensor, nn.Linear]:
     """The transfer protocol's classifier: choose lambda on a held-out split, refit, predict.
 
     train_x (N, D), train_y (N,), test_x (M, D). Features are standardised with the

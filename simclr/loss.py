@@ -1,8 +1,9 @@
 """Contrastive objectives: NT-Xent (Chen et al. 2020, eq. 1) and the Table 4 ablations.
 
 Every loss takes the two views' projections z_a, z_b of shape (n, D) on this process
-(row i of both is the same image) and returns a float32 scalar, the mean over the
-2n local anchors. Logits are computed in float32 (float64 for float64 inputs) even under autocast.
+(row i of both is the same image) and returns a scalar, the mean over the 2n local
+anchors: float32, also under autocast (logits are computed in float32), or float64 for
+float64 inputs.
 
 Across processes (``torch.distributed`` initialised and ``gather=True``) the
 candidates (positives and negatives) are the projections of *all* processes,
@@ -68,8 +69,8 @@ def nt_xent_with_accuracy(
     sim(z_i, z_k)/tau (2n, world*2n) against every candidate except z_i itself
     (filled with -inf in place on the diagonal: no boolean indexing, no host sync).
 
-    Returns (loss, top1): float32 scalars; top1 = fraction of local anchors whose most
-    similar other view is their positive (detached).
+    Returns (loss, top1): scalars (float32; float64 for float64 inputs); top1 = the
+    fraction of local anchors whose most similar other view is their positive (detached).
     """
     with _no_autocast(z_a.device):
         z_a, z_b = _prepare(z_a, z_b, normalize)
@@ -201,7 +202,8 @@ def margin_triplet(
 
 
 def contrastive_loss(cfg: LossConfig, z_a: Tensor, z_b: Tensor) -> tuple[Tensor, Tensor]:
-    """The configured loss on (n, D) projections -> (loss, top1), float32 scalars."""
+    """The configured loss on (n, D) projections -> (loss, top1), scalars (float32, or
+    float64 for float64 inputs)."""
     if cfg.name == "nt_xent":
         if cfg.semi_hard:
             raise SimCLRError("loss.semi_hard applies to nt_logistic and margin_triplet only, "
