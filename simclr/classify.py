@@ -92,6 +92,18 @@ def augmented_batches(
         yield apply_params(images, params, aug_cfg), labels.to(device, non_blocking=True)
 
 
+def nesterov_sgd(params: Any, lr: float, batch: int, momentum: float) -> torch.optim.SGD:
+    """The optimizer of fine-tuning and of the SGD linear protocol (App. B.5, B.6):
+    Nesterov momentum, no weight decay, peak lr ``lr`` x B/256 (kept as each group's
+    ``peak_lr``, which :func:`scheduled_lr` decays)."""
+    peak = lr * batch / 256
+    optimizer = torch.optim.SGD(params, lr=peak, momentum=momentum, nesterov=True,
+                                weight_decay=0.0)
+    for group in optimizer.param_groups:
+        group["peak_lr"] = peak
+    return optimizer
+
+
 def scheduled_lr(step: int, total: int, peak: float, schedule: str = "cosine") -> float:
     """No warm-up; cosine decay from ``peak`` to 0 over ``total`` steps, or constant."""
     if schedule == "constant":

@@ -40,6 +40,7 @@ from simclr.classify import (
     evaluate_classifier,
     fitted_batch,
     init_linear,
+    nesterov_sgd,
     run_folder,
     scheduled_lr,
     train_classifier,
@@ -420,10 +421,7 @@ def linear_eval_sgd(
     probe.to(device)
     if channels_last:
         probe.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(probe.fc.parameters(), lr=peak, momentum=momentum,
-                                nesterov=True, weight_decay=0.0)
-    for group in optimizer.param_groups:
-        group["peak_lr"] = peak
+    optimizer = nesterov_sgd(probe.fc.parameters(), lr, batch, momentum)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     partial_run = partial_run or linear_partial(None)
     step, elapsed = partial_run.resume(probe.fc, optimizer, scaler, verbose, prefix="fc.")

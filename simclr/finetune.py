@@ -37,6 +37,7 @@ from simclr.classify import (
     crop_flip_config,
     evaluate_classifier,
     fitted_batch,
+    nesterov_sgd,
     run_folder,
     scheduled_lr,
     train_classifier,
@@ -350,11 +351,7 @@ def run_finetune(
     model = _placed(model, dev, prec, image_size, batch, channels_last, sync_bn)
     out = run_folder(run_dir, RESULTS["finetune"])  # every input checked: rank 0 writes
     total = epochs * (len(subset) // batch)
-    peak = lr * batch / 256
-    optimizer = torch.optim.SGD(model.parameters(), lr=peak, momentum=momentum,
-                                nesterov=True, weight_decay=0.0)
-    for group in optimizer.param_groups:
-        group["peak_lr"] = peak
+    optimizer = nesterov_sgd(model.parameters(), lr, batch, momentum)
     scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")
     settings = {"test_fraction": ((source or {}).get("test") or {}).get("fraction"),
                 "subset": subset_digest(subset, len(train.labels)), "epochs": epochs,
@@ -401,7 +398,8 @@ def run_finetune(
         "command": "finetune", **accuracy_summary(logits, test_y),
         "num_labeled": int(len(subset)), "label_fraction": fraction,
         "labels_per_class": labels_per_class, "num_classes": num_classes,
-        "num_test": int(len(test_y)), "peak_lr": peak, "processes": dist.world_size(),
+        "num_test": int(len(test_y)), "peak_lr": optimizer.param_groups[0]["peak_lr"],
+        "processes": dist.world_size(),
         **{k: settings[k] for k in ("epochs", "batch_size", "lr", "schedule", "from_head",
                                     "from_scratch", "seed", "image_size", "precision",
                                     "batch_norm")},
