@@ -20,6 +20,7 @@ import logging
 import os
 import pickle
 import re
+import shlex
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -237,7 +238,7 @@ def _other_kind(run_dir: Path, path: Path, found: Any, wanted: str) -> str:
                 f"its model is {run_dir / CHECKPOINTS / LAST}")
     if found in RESUMABLE:
         return (f"{run_dir} is a {names[found]} run (its checkpoint {path.name}); continue "
-                f"it with `{RESUMABLE[found]} --resume {run_dir}`")
+                f"it with `{RESUMABLE[found]} --resume {shlex.quote(str(run_dir))}`")
     kind = str(found) if found else "unknown kind of"
     article = "an" if kind[0] in "aeiou" else "a"
     return (f"{run_dir} is not a {names[wanted]} run (its checkpoint {path.name} is "

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -305,7 +306,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         from simclr.launch import again
         from simclr.runtime import stopped_by
 
-        how = again(f"simclr pretrain --resume {cfg.out}", args.processes)
+        how = again(f"simclr pretrain --resume {shlex.quote(str(cfg.out))}", args.processes)
         print(f"{stopped_by(summary['signal'])}; continue with: {how}", file=sys.stderr)
         return train.EXIT_PREEMPTED
     if cfg.data.path is None:
@@ -313,9 +314,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
         print(digits_knn_report(summary["checkpoint"], cfg))
     else:
-        print(f"next: simclr embed --checkpoint {cfg.out} --data DIR --out features.npz | "
-              f"simclr export --checkpoint {cfg.out} --out encoder.pt2 | simclr linear-eval "
-              f"--checkpoint {cfg.out} --train LABELED --test LABELED_TEST")
+        run = shlex.quote(str(cfg.out))
+        print(f"next: `simclr embed --checkpoint {run} --data DIR --out features.npz`, "
+              f"`simclr export --checkpoint {run} --out encoder.pt2` or `simclr linear-eval "
+              f"--checkpoint {run} --train LABELED --test LABELED_TEST`")
     return 0
 
 

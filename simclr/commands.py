@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -544,7 +545,8 @@ def cmd_supervised(args: argparse.Namespace) -> int:
                                                     image_size=size, evaluation=True))
                 if data.get("test") else None)
         result = run_supervised(cfg, train, test, cfg.out, data=data, resume=resume)
-        return report(result, again(f"simclr supervised --resume {cfg.out}", args.processes))
+        return report(result, again(f"simclr supervised --resume {shlex.quote(str(cfg.out))}",
+                                    args.processes))
 
 
 def cmd_export(args: argparse.Namespace) -> int:

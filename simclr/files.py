@@ -160,6 +160,33 @@ def _process_alive(pid: int) -> bool:
 LOCK_NAME = ".simclr.lock"
 
 
+def in_use(folder: Path, holder: str) -> SimCLRError:
+    return SimCLRError(f"{folder} is in use by another simclr run ({holder}); wait for it "
+                       "to end, or choose another --out")
+
+
+def folder_holder(folder: Path) -> str | None:
+    """Who holds ``folder`` now (its lock file's 'pid N on HOST'), or None when no simclr
+    process does: a shared lock, released at once, is refused while a run holds its
+    exclusive one (:func:`lock_folder`)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        with open(folder / LOCK_NAME) as f:
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return f.read().strip() or "another process"
+            except OSError:
+                return None
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    except OSError:  # no lock file: never held
+        return None
+    return None
+
+
 def lock_folder(folder: Path) -> Any:
     """Hold ``folder`` for this process: an exclusive lock on ``folder/.simclr.lock``
     (flock; released when the returned file is closed or the process ends, however it
@@ -181,8 +208,7 @@ def lock_folder(folder: Path) -> Any:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
-        raise SimCLRError(f"{folder} is in use by another simclr run ({holder}); wait for it "
-                          "to end, or choose another --out") from None
+        raise in_use(folder, holder) from None
     except OSError:  # a file system without locks (some network mounts): run unguarded
         return handle
     handle.seek(0)

@@ -25,7 +25,7 @@ from simclr.checkpoint import (
     periodic_checkpoints,
 )
 from simclr.errors import SimCLRError
-from simclr.files import LOCK_NAME
+from simclr.files import folder_holder
 
 # The evaluations' results files (simclr.results.RESULTS) and what each measured.
 RESULT_FILES = {"knn.json": "kNN", "linear_eval.json": "linear evaluation",
@@ -154,7 +154,7 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
             (logged.get("logged_step") or 0) > summary["steps"]:
         summary = None
     partial = [c for c in checkpoints if c["name"].endswith(PARTIAL_SUFFIX)]
-    if _locked(folder):
+    if folder_holder(folder):
         state["status"] = "running"
     elif partial:  # an evaluation's training, stopped: its own command continues it
         state.update(status="unfinished", step=partial[0].get("step"),
@@ -246,27 +246,6 @@ def _last_logged(path: Path) -> dict[str, Any]:
                     "epoch": row.get("epoch"), "elapsed_s": row.get("elapsed"),
                     "planned_steps": row.get("total_steps"), **found}
     return found
-
-
-def _locked(folder: Path) -> bool:
-    """Whether a simclr process holds the folder now (a shared lock, released at once,
-    is refused while a run holds its exclusive one)."""
-    try:
-        import fcntl
-    except ImportError:
-        return False
-    try:
-        with open(folder / LOCK_NAME) as f:
-            try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return True
-            except OSError:
-                return False
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-    except OSError:  # no lock file: never held
-        return False
-    return False
 
 
 def json_safe(obj: Any) -> Any:

@@ -17,6 +17,7 @@ Like pretraining, it trains across processes under torchrun (global batch, globa
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -46,7 +47,7 @@ from simclr.config import Config, apply_resume_flags, config_from_dict, save_yam
 from simclr.errors import SimCLRError
 from simclr.evaluate import finish_results
 from simclr.features import check_labeled, resolve_runtime
-from simclr.files import lock_folder
+from simclr.files import folder_holder, in_use, lock_folder
 from simclr.models import build_classifier_within_memory
 from simclr.optim import build_optimizer, lr_at
 from simclr.pretrained import classifier_checkpoint
@@ -65,19 +66,23 @@ RESUME_FLAGS = {"device", "threads", "data.workers", "data.cache_dir", "checkpoi
                 "max_steps", "time_budget"}
 
 
-def check_new_run(run_dir: str | Path | None) -> None:
-    """A new run's folder, before any data is read: writable, and never another run's
-    (its checkpoints, finished or not) nor another command's model (a classifier of an
-    evaluation would be taken for this run's)."""
+def check_new_run(run_dir: str | Path | None, held: bool = False) -> None:
+    """A new run's folder, before any data is read: writable, not in use by a live run
+    (unless ``held``: this process holds it), and never another run's (its checkpoints,
+    finished or not) nor another command's model (a classifier of an evaluation would
+    be taken for this run's)."""
     if run_dir is None:
         return
     folder = Path(run_dir).expanduser()
     check_out_folder(folder)
+    holder = None if held else folder_holder(folder)
+    if holder:  # said first: --resume would be refused as well while it runs
+        raise in_use(folder, holder)
     found = checkpoint_files(folder / CHECKPOINTS)
     if found:
         raise SimCLRError(f"{run_dir} already holds a run ({CHECKPOINTS}/{found[0].name}); "
                           f"choose another --out, or continue an unfinished one with "
-                          f"`simclr supervised --resume {run_dir}`")
+                          f"`simclr supervised --resume {shlex.quote(str(run_dir))}`")
     others = sorted((folder / CHECKPOINTS).glob("*.pt"))
     if others:
         raise SimCLRError(f"{run_dir} already holds {CHECKPOINTS}/{others[0].name} (another "
@@ -274,7 +279,7 @@ def _train_and_test(
     """The training of :func:`_run` (rank 0 writing into ``out``), then the test."""
     size, batch = cfg.augment.size, cfg.batch_size
     if out is not None and resume is None:
-        check_new_run(out)  # another run may have started here since the first check
+        check_new_run(out, held=True)  # another run may have started here since the first check
     plan = plan_schedule(cfg, train.num_images)
     optimizer = build_optimizer(cfg.optim, model, batch)
     scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")

@@ -27,6 +27,7 @@ from simclr.config import FIG5_OPS, Config, all_flags, build_config, save_yaml, 
 from simclr.data import list_folder
 from simclr.errors import DivergedError, SimCLRError, user_message
 from simclr.files import set_aside, write_json, written
+from simclr.results import check_out_folder
 
 SUMMARY = "summary.json"
 
@@ -293,6 +294,7 @@ def run_sweep(
     when a run is preempted (its summary's status is 'preempted').
     """
     root = Path(out).expanduser()
+    check_out_folder(root)  # before any cell: a sweep's summary must be writable
     cells = plan_cells(axes, root)
     configs = []
     for cell in cells:  # every cell checked before anything runs

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from simclr.data import (
 )
 from simclr.errors import DivergedError, SimCLRError
 from simclr.features import check_labeled_folders
-from simclr.files import lock_folder, set_aside, write_json
+from simclr.files import folder_holder, in_use, lock_folder, set_aside, write_json
 from simclr.loader import BatchLoader
 from simclr.loss import contrastive_loss
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
@@ -199,10 +200,13 @@ def check_run_dir(cfg: Config, resume: bool) -> RunDir:
         return RunDir(found, path, ckpt)
     check_out_folder(run_dir)  # found now, not after decoding
     check_outside_data(cfg, run_dir)
+    holder = folder_holder(run_dir)
+    if holder:  # said first: --resume would be refused as well while it runs
+        raise in_use(run_dir, holder)
     if checkpoint_files(run_dir / CHECKPOINTS):  # readable or not, never written over
         raise SimCLRError(
-            f"{run_dir} already holds a run; use --resume {run_dir} to continue it "
-            "or --out to start a new one"
+            f"{run_dir} already holds a run; use --resume {shlex.quote(str(run_dir))} to "
+            "continue it or --out to start a new one"
         )
     others = sorted((run_dir / CHECKPOINTS).glob("*.pt"))  # e.g. linear-eval's linear.pt
     if others:  # a new encoder beside a classifier of another would be taken for its own

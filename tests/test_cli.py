@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 
@@ -406,8 +407,9 @@ def test_a_bare_pretrain_on_a_folder_names_the_recipe_it_runs(tmp_path, monkeypa
     assert main(["pretrain", "--data", folder, "--out", str(tmp_path / "a")]) == 0
     assert main(["pretrain", "--data", folder, "--out", str(tmp_path / "b"), "--arch",
                  "resnet18"]) == 0
-    assert main(["pretrain", "--data", folder, "--out", str(tmp_path / "c"), "--preset",
+    assert main(["pretrain", "--data", folder, "--out", str(tmp_path / "c d"), "--preset",
                  "imagenette-cpu"]) == 0
     assert "no --preset" in said[0][0] and "--preset imagenette-cpu" in said[0][0]
     assert said[1:] == [[], []]
-    assert f"next: simclr embed --checkpoint {tmp_path / 'c'}" in capsys.readouterr().out
+    run = shlex.quote(str(tmp_path / "c d"))  # a command to copy, spaces and all
+    assert f"next: `simclr embed --checkpoint {run} --data DIR" in capsys.readouterr().out

@@ -407,3 +407,10 @@ def test_cells_a_launch_could_not_share_are_refused_before_any_runs(tmp_path, im
         run_sweep([parse_axis("batch_size=8,7")], tmp_path / "sw", preset=None, config=None,
                   flags=flags, evaluate=None, processes=2)
     assert not (tmp_path / "sw").exists()
+
+
+def test_an_out_that_cannot_be_a_folder_is_one_line(tmp_path, image_folder):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SimCLRError, match=r"^--out .*file/sw: .*file is a file, not a folder$"):
+        run_sweep([parse_axis("temperature=0.2,0.5")], tmp_path / "file" / "sw", preset=None,
+                  config=None, flags={"data.path": str(image_folder)}, evaluate=None)

@@ -141,6 +141,14 @@ def test_existing_run_is_not_overwritten(tmp_path, image_folder, cache_dir):
     run(tmp_path, image_folder, cache_dir, "once", epochs=1)
     with pytest.raises(SimCLRError, match="already holds a run"):
         run(tmp_path, image_folder, cache_dir, "once", epochs=1)
+    from simclr.files import lock_folder
+
+    held = lock_folder(tmp_path / "once")  # as a live run would (--resume refused too)
+    try:
+        with pytest.raises(SimCLRError, match=r"once is in use by another simclr run \(pid "):
+            run(tmp_path, image_folder, cache_dir, "once", epochs=1)
+    finally:
+        held.close()
 
 
 def test_a_new_run_sets_aside_the_logs_of_a_run_killed_before_its_first_checkpoint(
