@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import shlex
 import sys
@@ -495,6 +496,10 @@ def main(argv: list[str] | None = None) -> int:
         if not quiet_rank():  # under --processes rank 0 says it for all
             print(f"{command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `simclr info RUNS | head`: the reader has had enough
+        devnull = os.open(os.devnull, os.O_WRONLY)  # Python's flush at exit fails quietly
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # as a shell tool stopped by SIGPIPE
     except Exception:  # a bug, or a peer process gone: under --processes the launcher
         import traceback  # prints the traceback of the process that failed first
 

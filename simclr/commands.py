@@ -20,7 +20,13 @@ import torch
 from torch import nn
 
 from simclr import distributed as dist
-from simclr.checkpoint import PARTIAL_SUFFIX, checkpoint_file, load_checkpoint
+from simclr.checkpoint import (
+    CHECKPOINTS,
+    LAST,
+    PARTIAL_SUFFIX,
+    checkpoint_file,
+    load_checkpoint,
+)
 from simclr.config import CROP_SAMPLERS, MAX_SEED, Config, DataConfig, config_from_dict
 from simclr.data import ImageList, ImageSource, check_folder, list_folder, open_source
 from simclr.errors import SimCLRError
@@ -108,11 +114,26 @@ def read_checkpoint(
     listing = (check_labeled_folders(args.train, args.test, ("--train", "--test"),
                                      train_split=True) if labeled else None)
     path = checkpoint_file(args.checkpoint)
+    check_not_another_run(getattr(args, "out", None), path)
     ckpt = load_checkpoint(path)
     if path.name.endswith(PARTIAL_SUFFIX):  # named on purpose, still worth a word
         print(f"note: {path} is an unfinished training (step {ckpt.get('step')}); its "
               "command continues it when run again", file=sys.stderr)
     return path, ckpt, listing
+
+
+def check_not_another_run(out: str | None, checkpoint: Path) -> None:
+    """An evaluation's --out may be the run folder of the checkpoint it evaluates (its
+    results then sit beside it), never another run's: `simclr info`, `predict` and
+    `export` would take them, and a classifier, for that run's."""
+    if not out:
+        return
+    folder = Path(out).expanduser()
+    if not (folder / CHECKPOINTS / LAST).is_file():
+        return
+    if not checkpoint.resolve().is_relative_to(folder.resolve()):
+        raise SimCLRError(f"--out {out} is the folder of another run ({CHECKPOINTS}/{LAST}): "
+                          "its results would be taken for that run's; choose another --out")
 
 
 def checkpoint_source(path: Path, ckpt: dict[str, Any], features: str) -> dict[str, Any]:
@@ -273,7 +294,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
     # What needs neither the checkpoint nor the images is checked before either is read.
     check_batch_size(args.batch_size)
-    check_start_flags(args.from_head, args.from_scratch)
+    check_start_flags(args.from_head, args.from_scratch, args.random_init)
     if args.subset is not None:
         read_subset_list(args.subset)
     encoder, spec, ckpt, source, listing = load_for_eval(args)
@@ -302,9 +323,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             label_fraction=args.label_fraction, labels_per_class=args.labels_per_class,
             subset_file=args.subset, epochs=args.epochs, lr=args.lr, momentum=args.momentum,
             schedule=args.schedule, head=head, **given(args, ("crop_scale", "crop_sampler")),
-            from_head=args.from_head, from_scratch=args.from_scratch,
+            # --random-init and --from-scratch: one baseline, recorded alike
+            from_head=args.from_head, from_scratch=args.from_scratch or args.random_init,
             sync_bn=args.sync_bn, seed=args.seed, config=ckpt["config"],
-            source={**source, **test_split(args)},
+            source={**source, **test_split(args), **(
+                {"features": "random init"} if args.from_scratch else {})},
             checkpoint_every=args.checkpoint_every,
             checkpoint_minutes=args.checkpoint_minutes, **runtime_kwargs(args))
         return report(result)

@@ -252,11 +252,13 @@ def check_batch_size(batch_size: int) -> None:
                           "training takes its statistics from the batch)")
 
 
-def check_start_flags(from_head: bool, from_scratch: bool) -> None:
-    """Where fine-tuning starts: ``--from-head`` and ``--from-scratch`` exclude each other."""
-    if from_head and from_scratch:
-        raise SimCLRError("--from-scratch re-initialises the encoder the head's layer was "
-                          "trained on; give one of --from-head and --from-scratch")
+def check_start_flags(from_head: bool, from_scratch: bool, random_init: bool = False) -> None:
+    """Where fine-tuning starts: ``--from-head`` excludes ``--from-scratch`` and
+    ``--random-init`` (the two names of the same baseline)."""
+    if from_head and (from_scratch or random_init):
+        flag = "--from-scratch" if from_scratch else "--random-init"
+        raise SimCLRError(f"{flag} re-initialises the encoder the head's layer was trained "
+                          f"on; give one of --from-head and {flag}")
 
 
 def labeled_subset(train: Any, subset_file: str | Path | None, label_fraction: float | None,

@@ -189,6 +189,11 @@ def results_in(folder: Path) -> list[dict[str, Any]]:
             source = data.get("source") or {}
             if isinstance(source, dict) and source.get("checkpoint"):
                 entry["of"] = source["checkpoint"]
+                entry["of_step"] = source.get("step")
+            if isinstance(source, dict):
+                entry["features"] = "random init" if data.get("from_scratch") else \
+                    source.get("features")
+                entry["layer"] = source.get("layer")
             found.append(entry)
     return found
 
@@ -290,8 +295,8 @@ def render(facts: dict[str, Any]) -> str:
         return "\n".join([f"{facts['path']}: {count} run{'s' * (count != 1)}{waiting}"] + [
             f"  {Path(run['path']).name}: {run['error'] if 'error' in run else _head_line(run)}"
             + "".join(
-                f"; {r['what']} top-1 {100 * r['top1']:.2f}%" for r in run.get("results", [])
-                if isinstance(r.get("top1"), (int, float)))
+                f"; {r['what']} top-1 {100 * r['top1']:.2f}%{_source_note(r, run)}"
+                for r in run.get("results", []) if isinstance(r.get("top1"), (int, float)))
             for run in facts["runs"]] + [f"  {cell}: not started" for cell in pending])
     lines = [f"{facts['path']}: {_head_line(facts)}"]
     kind = _kind(facts)
@@ -327,8 +332,27 @@ def render(facts: dict[str, Any]) -> str:
         what = r["what"] + (f" ({r['protocol']})" if r.get("protocol") else "")
         top = (f"top-1 {100 * r['top1']:.2f}%" if isinstance(r.get("top1"), (int, float))
                else r.get("status", "no top-1"))
-        lines.append(f"  {r['file']}: {what}, {top}")
+        lines.append(f"  {r['file']}: {what}, {top}{_source_note(r, facts)}")
     return "\n".join(lines)
+
+
+def _source_note(result: dict[str, Any], facts: dict[str, Any]) -> str:
+    """What a result was measured on where it is not this run's encoder as it is now:
+    a baseline (random init, raw pixels), another layer than h, another run's
+    checkpoint, or an earlier step of this one."""
+    notes = []
+    if result.get("features") not in (None, "pretrained"):
+        notes.append(str(result["features"]))
+    if result.get("layer") not in (None, "h"):
+        notes.append(f"layer {result['layer']}")
+    of = result.get("of")
+    run = Path(facts["path"]).resolve()
+    steps = [c.get("step") for c in facts.get("checkpoints", []) if c.get("name") == LAST]
+    if of and facts.get("encoder") and not Path(of).is_relative_to(run):
+        notes.append(f"of another run's checkpoint, {of}")
+    elif of and steps and result.get("of_step") not in (None, steps[0]):
+        notes.append(f"of step {result['of_step']}; the run is now at step {steps[0]}")
+    return f" ({'; '.join(notes)})" if notes else ""
 
 
 def _kind(facts: dict[str, Any]) -> str | None:

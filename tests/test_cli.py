@@ -81,6 +81,8 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
         (["finetune", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out", "o",
           "--from-head", "--from-scratch"], "give one of --from-head and --from-scratch"),
         (["finetune", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out", "o",
+          "--from-head", "--random-init"], "give one of --from-head and --random-init"),
+        (["finetune", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out", "o",
           "--batch-size", "1"], "--batch-size must be at least 2, got 1 (BatchNorm in training"),
         (["supervised", "--train", "a", "--out", "o", "--batch-size", "1"],
          "--batch-size must be at least 2, got 1 (BatchNorm in training"),

@@ -48,7 +48,34 @@ def test_a_finished_run_with_its_evaluation(evaluated_run, capsys):
     facts = json.loads(_info(capsys, run, "--json"))
     assert facts["state"]["status"] == "finished" and facts["state"]["step"] == 2
     assert facts["results"] == [{"file": "knn/knn.json", "what": "kNN", "top1": top1,
-                                 "of": str(run / "checkpoints/last.pt")}]
+                                 "of": str(run / "checkpoints/last.pt"), "of_step": 2,
+                                 "features": "pretrained", "layer": "h"}]
+
+
+def test_results_not_of_the_runs_encoder_as_it_is_now_say_so(evaluated_run, tmp_path, capsys):
+    """A baseline, an earlier step, another run's checkpoint: never shown as the run's."""
+    import shutil
+
+    run, data = evaluated_run
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)  # its knn/knn.json measured the original's checkpoint
+    lines = _info(capsys, copy).splitlines()
+    assert lines[-1].endswith(f"(of another run's checkpoint, {run / 'checkpoints/last.pt'})")
+    knn = json.loads((copy / "knn/knn.json").read_text())
+    knn["source"].update(checkpoint=str(copy / "checkpoints/last.pt"), step=1)
+    (copy / "knn/knn.json").write_text(json.dumps(knn))
+    assert _info(capsys, copy).splitlines()[-1].endswith(
+        "(of step 1; the run is now at step 2)")
+    common = ["--train", str(data), "--test", str(data), "--workers", "0", "--k", "3"]
+    assert main(["knn", "--checkpoint", str(copy), "--random-init", "--out",
+                 str(copy / "ri"), *common]) == 0
+    assert any(x.startswith("  ri/knn.json: kNN, top-1 ") and x.endswith("% (random init)")
+               for x in _info(capsys, copy).splitlines())
+    # an evaluation of one run written into another run's folder is refused
+    assert main(["knn", "--checkpoint", str(run), "--out", str(copy), *common]) == 2
+    assert capsys.readouterr().err == (
+        f"simclr knn: error: --out {copy} is the folder of another run (checkpoints/last.pt): "
+        "its results would be taken for that run's; choose another --out\n")
 
 
 def test_a_run_being_trained_is_running(evaluated_run, capsys):
@@ -103,6 +130,19 @@ def test_a_sweeps_cells_not_started_are_listed(evaluated_run, tmp_path, capsys):
     assert lines[2:] == ["  temperature=0.5: not started"]
     assert main(["info", str(sweep), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["pending"] == ["temperature=0.5"]
+
+
+def test_a_reader_that_stops_early_is_no_error(evaluated_run):
+    """`simclr info RUNS | head -1`: no BrokenPipeError traceback, the shell's 141."""
+    import subprocess
+    import sys
+
+    run, _ = evaluated_run
+    child = subprocess.Popen([sys.executable, "-m", "simclr", "info", str(run.parent)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child.stdout.close()  # before it prints: its first write meets a closed pipe
+    assert child.wait(timeout=120) == 141
+    assert child.stderr.read() == b""
 
 
 def test_what_is_not_a_run_is_one_line_and_status_2(tmp_path, evaluated_run, capsys):
