@@ -133,7 +133,7 @@ def recipe_facts(config: dict[str, Any]) -> dict[str, Any]:
             "lr": optim.get("lr"), "lr_scaling": optim.get("lr_scaling"),
             "temperature": loss.get("temperature"), "loss": loss.get("name"),
             "epochs": config.get("epochs"), "time_budget": config.get("time_budget"),
-            "seed": config.get("seed"), "precision": config.get("precision_resolved")}
+            "max_steps": config.get("max_steps"), "seed": config.get("seed"), "precision": config.get("precision_resolved")}
 
 
 def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
@@ -426,6 +426,8 @@ def _recipe(r: dict[str, Any], loss: bool = True) -> str:
     length = (f"{_duration(r['time_budget'])} budget" if r.get("time_budget")
               else f"{r['epochs']:g} epoch{'' if r['epochs'] == 1 else 's'}"
               if isinstance(r.get("epochs"), (int, float)) else "")
+    if r.get("max_steps"):  # a cap on the schedule: at most that many steps
+        length += f"{', ' if length else ''}at most {r['max_steps']} steps"
     return ", ".join(x for x in (
         f"batch {r.get('batch_size')}", f"{str(r.get('optimizer')).upper()} lr {r.get('lr')} "
         f"({r.get('lr_scaling')} scaling)",

@@ -346,7 +346,10 @@ def _write_summary(root: Path, axes: list[Axis], cells: list[Cell]) -> str:
 
 
 def _result(cell: Cell) -> dict[str, Any]:
-    return cell.result or {"status": "pending"}
+    """A cell's results; one named as an axis (the epochs trained, of an epochs axis)
+    renamed 'trained_NAME' so that it never hides the swept value."""
+    result = cell.result or {"status": "pending"}
+    return {(f"trained_{k}" if k in cell.labels else k): v for k, v in result.items()}
 
 
 def check_batches(cells: list[Cell], configs: list[Config]) -> None:

@@ -240,3 +240,12 @@ def test_a_summary_older_than_the_log_is_not_the_runs_status(tmp_path, capsys):
     out = _info(capsys, tmp_path / "run")
     assert out.startswith(f"{tmp_path / 'run'}: SimCLR pretraining, stopped at step 2 of 6")
     assert f"  continue with: simclr pretrain --resume {tmp_path / 'run'}\n" in out
+
+
+def test_a_capped_schedule_is_part_of_the_recipe():
+    from simclr.info import _recipe
+
+    recipe = {"batch_size": 8, "optimizer": "lars", "lr": 1.0, "lr_scaling": "linear",
+              "loss": "nt_xent", "temperature": 0.5, "seed": 0, "epochs": 5}
+    assert _recipe(recipe).endswith("seed 0, 5 epochs")
+    assert _recipe({**recipe, "max_steps": 3}).endswith("seed 0, 5 epochs, at most 3 steps")

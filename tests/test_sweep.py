@@ -414,3 +414,16 @@ def test_an_out_that_cannot_be_a_folder_is_one_line(tmp_path, image_folder):
     with pytest.raises(SimCLRError, match=r"^--out .*file/sw: .*file is a file, not a folder$"):
         run_sweep([parse_axis("temperature=0.2,0.5")], tmp_path / "file" / "sw", preset=None,
                   config=None, flags={"data.path": str(image_folder)}, evaluate=None)
+
+
+def test_a_result_named_as_an_axis_never_hides_the_swept_value(tmp_path):
+    from simclr.sweep import _write_summary
+
+    axes = [parse_axis("epochs=1,2")]
+    cells = plan_cells(axes, tmp_path)
+    cells[0].result = {"status": "finished", "steps": 3, "epochs": 0.33}
+    table = _write_summary(tmp_path, axes, cells)
+    assert table.splitlines()[0] == "| epochs | status | steps | trained_epochs |"
+    assert table.splitlines()[2:] == ["| 1 | finished | 3 | 0.33 |", "| 2 | pending |  |  |"]
+    rows = json.loads((tmp_path / "sweep.json").read_text())
+    assert [(r["epochs"], r.get("trained_epochs")) for r in rows] == [("1", 0.33), ("2", None)]
