@@ -532,6 +532,8 @@ def open_folder(
     common = max(counts, key=lambda s: (counts[s], s)) if counts else None
     if cfg.cache == "on" or (cfg.cache == "auto" and small):
         side = load_size or (common if small else min(common or train_side, train_side))
+        if small and not load_size:
+            _note_other_sizes(root, counts, side)
         side = max(33, side) if store == "eval" else side
         cache = build_cache(images, side, cfg.cache_dir, workers, max_pixels, store,
                             cfg.strict)
@@ -554,6 +556,20 @@ def open_folder(
             raise SimCLRError(f"--strict: bad image {images.paths[bad[0][0]]}: {bad[0][1]}")
     return ImageSource(str(root), images.labels, images.classes, paths=images.paths, side=side,
                        max_pixels=max_pixels, workers=workers, store=store)
+
+
+def _note_other_sizes(root: Path, counts: Counter, side: int) -> None:
+    """A folder of small images is stored at its most common shorter side ``side``;
+    those of other sizes are resampled to it, which a user should hear of when they are
+    more than a few: larger ones lose detail (and their features differ from
+    eval_resize of the file), and a folder mostly of tiny pictures shrinks the rest."""
+    total = sum(counts.values())
+    larger = sum(n for s, n in counts.items() if s > side)
+    if larger > total // 100:  # more than 1% of them
+        log.warning("%s: %d of the %d images are larger than %d px, the most common shorter "
+                    "side, at which all are stored (up to %d px): they are reduced to it; "
+                    "--load-size S stores all at S px", root, larger, total, side,
+                    max(counts))
 
 
 def _digits_images() -> tuple[np.ndarray, np.ndarray]:

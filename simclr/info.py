@@ -133,7 +133,8 @@ def recipe_facts(config: dict[str, Any]) -> dict[str, Any]:
             "lr": optim.get("lr"), "lr_scaling": optim.get("lr_scaling"),
             "temperature": loss.get("temperature"), "loss": loss.get("name"),
             "epochs": config.get("epochs"), "time_budget": config.get("time_budget"),
-            "max_steps": config.get("max_steps"), "seed": config.get("seed"), "precision": config.get("precision_resolved")}
+            "max_steps": config.get("max_steps"), "seed": config.get("seed"),
+            "precision": config.get("precision_resolved")}
 
 
 def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from simclr.checkpoint import (
     save_checkpoint,
     what_is_kept,
 )
-from simclr.config import Config, absolute_paths, config_from_dict, load_yaml, save_yaml
+from simclr.config import MIN_SIZE, Config, absolute_paths, config_from_dict, load_yaml, save_yaml
 from simclr.data import (
     NAMED_DATASETS,
     ImageSource,
@@ -300,7 +300,7 @@ def upsampling_notes(cfg: Config, source: ImageSource) -> list[str]:
         return []
     return [f"note: {cfg.augment.size}-px views are drawn from pictures of {side} px "
             f"(each view upsampled {cfg.augment.size / side:.1f}x); for small images "
-            f"--image-size {side} (or --preset cifar10-cpu) is likelier what you want"]
+            f"--image-size {max(side, MIN_SIZE)} is likelier what you want"]
 
 
 def check_knn_folders(cfg: Config) -> None:

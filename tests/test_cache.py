@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -94,12 +95,17 @@ def test_interrupted_cache_build_leaves_nothing(tmp_path, monkeypatch):
     assert open_source(str(tmp_path / "imgs"), data_cfg(tmp_path)).num_images == 6
 
 
-def test_mixed_sizes_share_one_side(tmp_path):
+def test_mixed_sizes_share_one_side_and_the_larger_are_said_to_be_reduced(tmp_path, caplog):
     for k, (h, w) in enumerate([(20, 20), (20, 20), (30, 24), (12, 40)]):
         save_image(tmp_path / "imgs" / f"{k}.png", rgb(h, w, k))
-    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    with caplog.at_level(logging.WARNING):
+        src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
     assert src.cached and src.image_hw == (20, 20)  # the most common shorter side
     assert src.get_batch(np.arange(4)).shape == (4, 3, 20, 20)
+    assert [m for m in caplog.messages if "larger than" in m] == [
+        f"{tmp_path / 'imgs'}: 1 of the 4 images are larger than 20 px, the most common "
+        "shorter side, at which all are stored (up to 24 px): they are reduced to it; "
+        "--load-size S stores all at S px"]
 
 
 def test_cache_keeps_each_pictures_aspect_and_the_store_is_part_of_the_key(tmp_path, monkeypatch):
