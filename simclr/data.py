@@ -567,8 +567,8 @@ def _note_other_sizes(root: Path, counts: Counter, side: int) -> None:
     larger = sum(n for s, n in counts.items() if s > side)
     if larger > total // 100:  # more than 1% of them
         log.warning("%s: %d of the %d images are larger than %d px, the most common shorter "
-                    "side, at which all are stored (up to %d px): they are reduced to it; "
-                    "--load-size S stores all at S px", root, larger, total, side,
+                    "side, at which all are stored (up to %d px): they are reduced to it "
+                    "(pretrain --load-size S stores all at S px)", root, larger, total, side,
                     max(counts))
 
 

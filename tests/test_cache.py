@@ -104,8 +104,8 @@ def test_mixed_sizes_share_one_side_and_the_larger_are_said_to_be_reduced(tmp_pa
     assert src.get_batch(np.arange(4)).shape == (4, 3, 20, 20)
     assert [m for m in caplog.messages if "larger than" in m] == [
         f"{tmp_path / 'imgs'}: 1 of the 4 images are larger than 20 px, the most common "
-        "shorter side, at which all are stored (up to 24 px): they are reduced to it; "
-        "--load-size S stores all at S px"]
+        "shorter side, at which all are stored (up to 24 px): they are reduced to it "
+        "(pretrain --load-size S stores all at S px)"]
 
 
 def test_cache_keeps_each_pictures_aspect_and_the_store_is_part_of_the_key(tmp_path, monkeypatch):
