@@ -484,7 +484,6 @@ def feature_width(encoder: nn.Module, image_size: int) -> int:
         restore_flags(flags)
 
 
-@dist.process_group()
 def _check_linear_eval(protocol: str, run_dir: str | Path | None, batch_size: int,
                        val_fraction: float, epochs: int, lr: float, image_size: int,
                        crop_scale: tuple[float, float], crop_sampler: str) -> None:
@@ -509,6 +508,7 @@ def _check_linear_eval(protocol: str, run_dir: str | Path | None, batch_size: in
                           "choose another --out")
 
 
+@dist.process_group()
 def run_linear_eval(
     encoder: nn.Module, train: Any, test: Any, run_dir: str | Path | None, *,
     image_size: int, protocol: str = "lbfgs", batch_size: int = 256,

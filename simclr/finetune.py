@@ -276,7 +276,6 @@ def labeled_subset(train: Any, subset_file: str | Path | None, label_fraction: f
                                  list(train.classes))
 
 
-@dist.process_group()
 def _say_plan(labeled: int, fraction: float, epochs: int, batch: int, verbose: bool) -> None:
     """The fine-tuning's length, and a note when the batch leaves many images out."""
     steps = labeled // batch
@@ -289,6 +288,7 @@ def _say_plan(labeled: int, fraction: float, epochs: int, batch: int, verbose: b
             "trains more", verbose)
 
 
+@dist.process_group()
 def run_finetune(
     encoder: nn.Module, train: Any, test: Any, run_dir: str | Path | None, *,
     image_size: int, label_fraction: float | None = None, labels_per_class: int | None = None,

@@ -526,3 +526,19 @@ def test_a_gpu_machine_joins_with_nccl_for_cuda_and_gloo_for_the_rest(monkeypatc
     monkeypatch.setenv("LOCAL_RANK", "0")
     distributed.init_from_env()
     assert calls["device"] == 0
+
+
+def test_the_training_entry_points_join_the_process_group_themselves():
+    """pretrain, run_supervised, run_finetune and run_linear_eval are what a script
+    under torchrun calls: each joins the group itself (``@process_group()``), and no
+    helper does (a refactor twice left the decorator on the helper inserted above the
+    entry point: an API call had no group, and the helper a stray barrier)."""
+    import inspect
+
+    from simclr import evaluate, finetune, supervised, train
+
+    joined = {name for module in (train, supervised, finetune, evaluate)
+              for name, f in vars(module).items()
+              if inspect.isfunction(f) and f.__module__ == module.__name__
+              and hasattr(f, "__wrapped__")}
+    assert joined == {"pretrain", "run_supervised", "run_finetune", "run_linear_eval"}
