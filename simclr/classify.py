@@ -47,7 +47,7 @@ from simclr.features import extract_features, iter_batches
 from simclr.files import lock_folder
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.results import log, prepare_dir
-from simclr.runtime import SaveSchedule, StopFlag, autocast
+from simclr.runtime import SaveSchedule, StopFlag, autocast, command_line
 
 # ---------------------------------------------------------------------- labeled batches
 
@@ -386,8 +386,9 @@ class PartialRun:
         """Write a classifier checkpoint (pretrained.classifier_checkpoint, with its
         optimizer) as the partial run (rank 0 only: every process holds the same
         state); returns its path."""
-        if dist.is_main():
-            blob.update(scaler=scaler.state_dict(), settings=self.settings)
+        if dist.is_main():  # argv: the command that continues it (simclr info shows it)
+            blob.update(scaler=scaler.state_dict(), settings=self.settings,
+                        argv=command_line())
             save_checkpoint(blob, self.path.parent, self.path.name)
         return str(self.path)
 

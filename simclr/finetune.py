@@ -280,12 +280,17 @@ def _say_plan(labeled: int, fraction: float, epochs: int, batch: int, verbose: b
     """The fine-tuning's length, and a note when the batch leaves many images out."""
     steps = labeled // batch
     log(f"fine-tuning on {labeled} labeled images ({100 * fraction:.2f}%), "
-        f"{epochs} epochs of {steps} steps", verbose)
+        f"{_count(epochs, 'epoch')} of {_count(steps, 'step')}", verbose)
     left_out = labeled % batch  # each epoch's incomplete last batch (reshuffled each epoch)
     if epochs * steps < FEW_STEPS or left_out > labeled // 4:
-        log(f"note: {epochs * steps} steps in all, {left_out} of the {labeled} labeled images "
-            f"left out of each epoch at batch {batch}; a smaller --batch-size or more --epochs "
-            "trains more", verbose)
+        out = (f", {left_out} of the {labeled} labeled images left out of each epoch at "
+               f"batch {batch}") if left_out else ""
+        log(f"note: {_count(epochs * steps, 'step')} in all{out}; a smaller --batch-size or "
+            "more --epochs trains more", verbose)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @dist.process_group()

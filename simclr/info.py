@@ -113,6 +113,8 @@ def checkpoint_facts(path: Path) -> dict[str, Any]:
         facts["top1"] = metrics["top1"]
     if metrics.get("status"):
         facts["status"] = metrics["status"]
+    if isinstance(ckpt.get("argv"), list):  # an unfinished evaluation's training: its command
+        facts["argv"] = [str(a) for a in ckpt["argv"]]
     if isinstance(metrics.get("steps"), int) and metrics["steps"] > (facts.get("step") or 0):
         facts["step"] = metrics["steps"]  # (an SGD linear classifier records its steps here)
     return {k: v for k, v in facts.items() if v is not None}
@@ -159,7 +161,8 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
         state["status"] = "running"
     elif partial:  # an evaluation's training, stopped: its own command continues it
         state.update(status="unfinished", step=partial[0].get("step"),
-                     training=str(partial[0].get("kind")).removesuffix("-partial"))
+                     training=str(partial[0].get("kind")).removesuffix("-partial"),
+                     command=partial[0].get("argv"))
     elif summary and summary.get("status"):
         state["status"] = summary["status"]
         if summary["status"] == "diverged":
@@ -371,8 +374,11 @@ def _head_line(facts: dict[str, Any]) -> str:
     kind = _kind(facts)
     if kind is None and state.get("training"):
         what = {"finetune": "fine-tuning", "linear": "linear evaluation (sgd)"}
+        argv = state.get("command") or []
+        again = (f"; continue with: {shlex.join(['simclr', *argv[1:]])}" if len(argv) > 1
+                 else " (the command that started it continues it)")
         return (f"{what.get(state['training'], state['training'])}, unfinished at step "
-                f"{state.get('step')} (the command that started it continues it)")
+                f"{state.get('step')}{again}")
     if kind is None and facts["results"]:  # an evaluation's --out: its results
         whats = sorted({r["what"] for r in facts["results"]})
         done = state["status"] == "stopped"  # (no training of its own left unfinished)

@@ -142,6 +142,18 @@ def git_sha() -> str | None:
 COMMAND_LINE: list[str] | None = None
 
 
+def command_line() -> list[str] | None:
+    """The simclr command this process runs (argv), or None where simclr is used as a
+    library (a script's or pytest's own argv says nothing of how to run simclr again)."""
+    if COMMAND_LINE:
+        return list(COMMAND_LINE)
+    program = Path(sys.argv[0]) if sys.argv else Path()
+    if program.name == "simclr" or (program.name == "__main__.py" and
+                                    program.parent.name == "simclr"):
+        return list(sys.argv)
+    return None
+
+
 def provenance() -> dict[str, Any]:
     """Versions, git SHA and arguments, logged at the start of every run (as DINO does)."""
     import torchvision

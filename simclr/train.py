@@ -683,7 +683,7 @@ def train_loop(
             # The same decision on every process: the record is averaged across them.
             boundary = state.step % cfg.log_every == 0 or last
             if boundary or signal_name:
-                check_finite(first_bad, last_good, cfg)
+                check_finite(first_bad, last_good, cfg, precision)
                 record = {"step": state.step, "epoch": state.step / plan.steps_per_epoch,
                           **meter.record(state.step, 2 * cfg.batch_size),
                           "lr": optimizer.param_groups[0]["lr"], "elapsed": state.elapsed,
@@ -699,7 +699,7 @@ def train_loop(
             # Rank 0 alone saves; the clock is its own (a rule of SaveSchedule).
             rule = saves.due(state.step, last)
             if rule == "steps":
-                check_finite(first_bad, last_good, cfg)
+                check_finite(first_bad, last_good, cfg, precision)
                 last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
             elif rule == "clock" and int(first_bad.item()) < 0:  # never a diverged model
                 last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
@@ -709,7 +709,7 @@ def train_loop(
             if last:
                 break
     progress.close()
-    check_finite(first_bad, last_good, cfg)
+    check_finite(first_bad, last_good, cfg, precision)
     last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=False)
     summary = {
         "status": reason, "signal": stop.requested, "steps": state.step,
@@ -725,14 +725,17 @@ def train_loop(
     return summary
 
 
-def check_finite(first_bad: torch.Tensor, last_good: Path | None, cfg: Config) -> None:
-    """Stop at the first non-finite loss, before anything bad reaches a checkpoint."""
+def check_finite(first_bad: torch.Tensor, last_good: Path | None, cfg: Config,
+                 precision: str) -> None:
+    """Stop at the first non-finite loss, before anything bad reaches a checkpoint
+    (``precision``: the run's, fp32 or a mixed one, which may be the cause)."""
     bad_step = int(first_bad.item())
     if bad_step >= 0 and cfg.nan_policy == "stop":
         kept = what_is_kept(last_good)
+        fp32 = "" if precision == "fp32" else "use --precision fp32, "
         raise DivergedError(
             f"the loss became non-finite (NaN/inf) at step {bad_step + 1}; stopping: {kept}. "
-            "Lower --lr, use --precision fp32, or pass --nan-policy skip", bad_step + 1
+            f"Lower --lr, {fp32}or pass --nan-policy skip", bad_step + 1
         )
 
 

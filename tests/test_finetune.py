@@ -446,3 +446,18 @@ def test_a_data_root_with_splits_gives_train_to_train_and_test_to_test(tmp_path,
                  "--workers", "0", "--cache-dir", cache, "--precision", "fp32"]) == 0
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert (result["num_train"], result["num_test"]) == (12, 6)
+
+
+def test_the_plan_is_said_in_words_that_fit(capsys):
+    from simclr.finetune import _say_plan
+
+    _say_plan(10, 0.1, 1, 10, True)
+    said = capsys.readouterr()
+    assert (said.out + said.err).splitlines() == [
+        "fine-tuning on 10 labeled images (10.00%), 1 epoch of 1 step",
+        "note: 1 step in all; a smaller --batch-size or more --epochs trains more"]
+    _say_plan(13, 0.1, 2, 4, True)
+    said = capsys.readouterr()
+    assert (said.out + said.err).splitlines()[1] == (
+        "note: 6 steps in all, 1 of the 13 labeled images left out of each epoch at batch 4; "
+        "a smaller --batch-size or more --epochs trains more")

@@ -170,7 +170,7 @@ def test_a_damaged_checkpoint_in_a_run_is_shown_not_fatal(tmp_path, capsys):
 
 
 def test_an_evaluations_folder_and_an_unfinished_finetuning(evaluated_run, tmp_path, capsys,
-                                                          folders):
+                                                          folders, monkeypatch):
     from simclr.finetune import run_finetune
     from tests.conftest import tiny_encoder
 
@@ -193,6 +193,17 @@ def test_an_evaluations_folder_and_an_unfinished_finetuning(evaluated_run, tmp_p
                  verbose=False, on_step=stop)
     assert _info(capsys, cut).splitlines()[0] == (
         f"{cut}: fine-tuning, unfinished at step 1 (the command that started it continues it)")
+    # started by the simclr command (not as a library): info says which continues it
+    from simclr import runtime
+
+    monkeypatch.setattr(runtime, "COMMAND_LINE", ["simclr", "finetune", "--out", "my run"])
+    again = tmp_path / "again"
+    run_finetune(tiny_encoder(), train, test, again, image_size=16, batch_size=4, epochs=2,
+                 labels_per_class=4, device="cpu", precision="fp32", workers=0,
+                 verbose=False, on_step=stop)
+    assert _info(capsys, again).splitlines()[0] == (
+        f"{again}: fine-tuning, unfinished at step 1; continue with: simclr finetune --out "
+        "'my run'")
     # a run's checkpoints/ folder stands for the run
     assert _info(capsys, run / "checkpoints") == _info(capsys, run)
 
