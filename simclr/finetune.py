@@ -100,17 +100,16 @@ def subset_from_list(source: Any, path: str | Path) -> np.ndarray:
     The paper's ImageNet subsets are such lists (the official repository's
     ``imagenet_subsets/1percent.txt`` and ``10percent.txt``: file names like
     ``n01440764_10026.JPEG``), so fine-tuning can use the very images the paper used.
-    A line may be a file name, a path relative to the folder, or a full path (as in a
-    run's ``labeled_subset.txt``); blank lines and ``#`` comments are skipped. A name
-    not in the folder, or a bare file name that two of its images share, is an error.
+    A line may be a file name, a path relative to the folder (as a run's
+    ``labeled_subset.txt`` holds them), or a full path; blank lines and ``#`` comments
+    are skipped. A name not in the folder, or a bare file name that two of its images
+    share, is an error.
     """
     lines = read_subset_list(path)
     paths = list(getattr(source, "paths", []) or [])
     if not paths:
         raise SimCLRError("--subset needs an image folder (this data set has no file names)")
-    # A folder's source is named by its path, as typed (maybe relative); the listing holds
-    # absolute file names (data.scan_folder), so both compare absolute.
-    root = Path(os.path.abspath(Path(getattr(source, "name", "") or "").expanduser()))
+    root = _root(source)
     where: dict[str, int] = {}
     shared: set[str] = set()
     for i, p in enumerate(paths):
@@ -119,11 +118,7 @@ def subset_from_list(source: Any, path: str | Path) -> np.ndarray:
             shared.add(name)
         where[name] = i
         where[str(Path(p))] = i
-        if root.is_dir():
-            try:
-                where[Path(os.path.abspath(p)).relative_to(root).as_posix()] = i
-            except ValueError:
-                pass
+        where[_relative(p, root)] = i
     chosen, missing = set(), []
     for entry in lines:
         if entry in shared:
@@ -161,11 +156,32 @@ FEW_STEPS = 50  # fewer steps than this in all: fine-tuning hardly moves the wei
 
 
 def write_subset_list(source: Any, indices: np.ndarray, path: str | Path) -> Path:
-    """The chosen images, one path per line (``#index N`` for sources without paths)."""
+    """The chosen images, one per line, as paths relative to the folder (so the list
+    serves a copy of it elsewhere; ``#index N`` for sources without paths)."""
     paths = list(getattr(source, "paths", []) or [])
-    lines = [paths[i] if i < len(paths) else f"#index {i}" for i in np.asarray(indices)]
+    root = _root(source)
+    lines = [_relative(paths[i], root) if i < len(paths) else f"#index {i}"
+             for i in np.asarray(indices)]
     text = "".join(f"{line}\n" for line in lines)
     return written(Path(path), lambda tmp: tmp.write_text(text))
+
+
+def _root(source: Any) -> Path | None:
+    """The folder of an image source, absolute (None: not a folder). A source is named
+    by its path as typed (maybe relative); its listing holds absolute file names
+    (data.scan_folder), so both compare absolute."""
+    root = Path(os.path.abspath(Path(getattr(source, "name", "") or "").expanduser()))
+    return root if root.is_dir() else None
+
+
+def _relative(path: str, root: Path | None) -> str:
+    """``path`` relative to ``root`` (POSIX separators), or as it is outside it."""
+    if root is not None:
+        try:
+            return Path(os.path.abspath(path)).relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return str(path)
 
 
 def default_epochs(fraction: float) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -105,7 +106,8 @@ def test_finetune_end_to_end(tmp_path, folders):
     assert result["steps"] == 4 and result["peak_lr"] == pytest.approx(0.05 * 6 / 256)
     chosen = class_balanced_subset(train.labels, per_class=4, seed=1)
     listed = (tmp_path / "ft" / "labeled_subset.txt").read_text().splitlines()
-    assert listed == [train.paths[i] for i in chosen]
+    assert listed == [Path(os.path.relpath(train.paths[i], train.name)).as_posix()
+                      for i in chosen]  # relative to the folder: it serves a copy too
     saved = json.loads((tmp_path / "ft" / "finetune.json").read_text())
     assert saved["top1"] == result["top1"] and result["top5"] is None
     # the checkpoint rebuilds the fine-tuned classifier: same test accuracy
@@ -141,6 +143,17 @@ def test_subset_from_a_list_of_file_names(tmp_path, folders):
     assert result["num_labeled"] == 3
     again = subset_from_list(train, tmp_path / "ft" / "labeled_subset.txt")
     np.testing.assert_array_equal(again, chosen)
+    import shutil
+    from types import SimpleNamespace
+
+    from simclr.data import scan_folder
+
+    copy = shutil.copytree(train.name, tmp_path / "elsewhere")  # the same images, moved
+    moved = scan_folder(copy)
+    moved = SimpleNamespace(name=str(copy), paths=moved.paths, labels=moved.labels)
+    again = subset_from_list(moved, tmp_path / "ft" / "labeled_subset.txt")
+    assert [Path(moved.paths[i]).relative_to(copy) for i in again] == \
+        [Path(train.paths[i]).relative_to(Path(train.name).resolve()) for i in chosen]
     for text, match in (("001.png\n", "names several images"),
                         ("class_0/999.png\nclass_0/001.png\n", "1 of the listed images"),
                         ("# nothing\n", "lists no images")):
@@ -398,7 +411,8 @@ def test_one_labeled_folder_split_into_train_and_test(tmp_path, capsys):
 
     listing = scan_folder(photos)
     fit, _ = stratified_split(listing.labels, 0.25, 0)
-    assert sorted(trained) == sorted(listing.paths[i] for i in fit)  # the rest is the test
+    assert sorted(trained) == sorted(Path(os.path.relpath(listing.paths[i], photos)).as_posix()
+                                     for i in fit)  # the rest is the test
     assert main(["knn", *common, "--test-fraction", "0.25"]) == 0
     knn = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert (knn["num_train"], knn["num_test"]) == (12, 4)
@@ -417,8 +431,7 @@ def test_one_labeled_folder_split_into_train_and_test(tmp_path, capsys):
         assert "give --test DIR or --test-fraction F" in capsys.readouterr().err
     # A subset list names files of the training part, relative to the folder; one of
     # the held-out part, or more labels per class than the part has, is refused early.
-    (tmp_path / "list.txt").write_text("".join(f"{Path(p).relative_to(photos)}\n"
-                                               for p in trained[:2]))
+    (tmp_path / "list.txt").write_text("".join(f"{p}\n" for p in trained[:2]))
     assert main(["finetune", *common, "--test-fraction", "0.25", "--out",
                  str(tmp_path / "ft2"), "--epochs", "1", "--batch-size", "2", "--subset",
                  str(tmp_path / "list.txt")]) == 0
