@@ -8,6 +8,7 @@ workers, or JPEGs decoded on the device). Label checks and names for messages li
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -73,8 +74,15 @@ def check_labeled(train: Any, test: Any | None = None,
                             ((flags[0], only_train), (flags[1], only_test)) if names)
                   if only_train or only_test
                   else "same names in a different order")
+        if _nfc(only_train) == _nfc(only_test) and only_train:  # e.g. copied from macOS
+            detail = (f"{_few(only_train)} spelled with other Unicode characters in each "
+                      "(NFC / NFD normalisation): rename one set alike")
         raise SimCLRError(f"{flags[0]} and {flags[1]} have different classes ({detail})")
     return len(train.classes)
+
+
+def _nfc(names: Sequence[str]) -> set[str]:
+    return {unicodedata.normalize("NFC", n) for n in names}
 
 
 def _few(names: Sequence[str], limit: int = 5) -> str:

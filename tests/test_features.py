@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 import pytest
 import torch
@@ -117,3 +119,19 @@ def test_features_that_are_not_finite_are_an_error_not_a_result():
         next(encoder.parameters()).fill_(float("nan"))
     with pytest.raises(SimCLRError, match="the encoder's outputs are not finite"):
         extract_features(encoder, colour_source(), 16, batch_size=8)
+
+
+def test_class_names_differing_only_in_unicode_normalisation_are_named_so(tmp_path):
+    from simclr.errors import SimCLRError
+    from simclr.features import check_labeled_folders
+    from tests.conftest import make_image_folder
+
+    for split, form in (("train", "NFC"), ("test", "NFD")):
+        folder = make_image_folder(tmp_path / split, classes=2, per_class=1)
+        (folder / "class_0").rename(folder / unicodedata.normalize(form, "café"))
+    with pytest.raises(SimCLRError, match=r"^--train and --test have different classes "
+                                          r"\(café spelled with other Unicode characters in "
+                                          r"each \(NFC / NFD normalisation\): rename one set "
+                                          r"alike\)$"):
+        check_labeled_folders(str(tmp_path / "train"), str(tmp_path / "test"),
+                              ("--train", "--test"))
