@@ -128,7 +128,10 @@ def run_transform_probe(
     """Table 3 for one model: per task, MLP test top-1 from h and from z = g(h) (z is
     None for a model without a head, whose z is h)."""
     dev, prec = resolve_runtime(device, precision)
-    results: dict[str, Any] = {"views_per_image": views, "epochs": epochs, "tasks": {}}
+    began = time.perf_counter()
+    results: dict[str, Any] = {"command": "transform-probe", "views_per_image": views,
+                               "epochs": epochs, "image_size": aug.size, "seed": seed,
+                               "precision": prec, "tasks": {}}
     headless = len(model.head.layers) == 0  # --head none: z = h, one probe says it all
     if headless:
         results["note"] = ("the checkpoint has no projection head (--head none): z = h, "
@@ -152,4 +155,5 @@ def run_transform_probe(
         log(f"transform probe {task}: h {100 * row['h']['top1']:.1f}%, "
             f"{z} (majority {100 * row['majority']:.1f}%, "
             f"{time.perf_counter() - start:.0f} s)", verbose)
+    results["elapsed_s"] = time.perf_counter() - began
     return results

@@ -64,7 +64,10 @@ def test_transform_probe_end_to_end_and_deterministic():
     runs = [run_transform_probe(model, train, test, aug, TASKS, views=2, epochs=3,
                                 batch_size=16, precision="fp32", verbose=False)
             for _ in range(2)]
+    assert [r.pop("elapsed_s") > 0 for r in runs] == [True, True]
     assert runs[0] == runs[1] and model.training  # flags restored
+    assert {k: runs[0][k] for k in ("command", "image_size", "seed", "precision")} == {
+        "command": "transform-probe", "image_size": 16, "seed": 0, "precision": "fp32"}
     for task in TASKS:
         row = runs[0]["tasks"][task]
         assert row["num_train"] == 60 and row["num_test"] == 12
