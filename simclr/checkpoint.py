@@ -379,6 +379,11 @@ def read_weights_file(path: str | os.PathLike, map_location: Any = "cpu",
 
 def checked_checkpoint(state: Any, p: Path) -> dict[str, Any]:
     """:func:`load_checkpoint`'s checks of what :func:`read_weights_file` read."""
+    if isinstance(state, dict) and "conv1.weight" in state and "format" not in state:
+        raise SimCLRError(f"{p} holds torchvision ResNet weights (a state dict, e.g. from "
+                          "`simclr export --format torchvision`), not a simclr checkpoint; "
+                          "give the checkpoint they came from, or start a run from them with "
+                          f"`simclr pretrain --init-from {shlex.quote(str(p))}`")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SimCLRError(f"{p} is not a simclr checkpoint (no \"format\": \"{FORMAT}\" entry)")
     version = state.get("version", 0)
