@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shlex
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -616,10 +617,13 @@ def _open_named(name: str, cfg: DataConfig, train: bool) -> ImageSource:
     try:
         ds = make(download=False)
     except RuntimeError:
-        if not cfg.download:
-            raise SimCLRError(f"{name} not found under {root}; fetch it once with `simclr "
-                              f"pretrain --data {name} --download` (needs internet; "
-                              "--data-root to place it), or pass an image folder") from None
+        if not cfg.download:  # the fetch alone (pretrain --download would also train)
+            cls_name = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "stl10": "STL10"}[name]
+            fetch = (f"import torchvision; torchvision.datasets.{cls_name}({str(root)!r}, "
+                     "download=True)")
+            raise SimCLRError(f"{name} not found under {root}; fetch it once (needs internet) "
+                              f"with: python -c {shlex.quote(fetch)}; or pass an image "
+                              "folder") from None
         try:
             ds = make(download=True)
         except Exception as exc:  # urllib, socket, checksum errors

@@ -193,9 +193,17 @@ def test_digits_split_is_deterministic_and_disjoint():
 
 
 def test_named_dataset_without_download_says_how(tmp_path):
+    import shlex
+
     cfg = DataConfig(root=str(tmp_path / "datasets"))
-    with pytest.raises(SimCLRError, match=r"cifar10 not found under .*--download"):
+    with pytest.raises(SimCLRError, match=r"cifar10 not found under .*download=True") as info:
         open_source("cifar10", cfg)
+    # the fetch alone, into the root the user gave: a shell command that parses as Python
+    command = str(info.value).split("with: ", 1)[1].split("; or pass")[0]
+    program, flag, code = shlex.split(command)
+    assert (program, flag) == ("python", "-c")
+    compile(code, "fetch", "exec")
+    assert f"CIFAR10({str(tmp_path / 'datasets')!r}, download=True)" in code
 
 
 @pytest.mark.skipif(not Path("/work/shared/data/cifar10/test").is_dir(),
