@@ -27,6 +27,11 @@ MAX_PAIRS = 10_000_000  # more "duplicates" than this: the threshold is not one
 
 def load_embeddings(path: str | Path, flag: str) -> tuple[torch.Tensor, np.ndarray]:
     """(L2-normalised float32 features (N, D), paths (N,)) of a ``simclr embed`` file."""
+    return _load(path, flag)[:2]
+
+
+def _load(path: str | Path, flag: str) -> tuple[torch.Tensor, np.ndarray, str | None]:
+    """:func:`load_embeddings` and the file's encoder (None: written by an earlier simclr)."""
     try:
         with np.load(Path(path).expanduser(), allow_pickle=False) as data:
             missing = [k for k in ("features", "paths") if k not in data.files]
@@ -34,6 +39,7 @@ def load_embeddings(path: str | Path, flag: str) -> tuple[torch.Tensor, np.ndarr
                 raise SimCLRError(f"{flag} {path}: no '{missing[0]}' array; give a file "
                                   "written by `simclr embed`")
             features, paths = data["features"], data["paths"]
+            encoder = str(data["encoder"]) if "encoder" in data.files else None
     except FileNotFoundError:
         raise SimCLRError(f"{flag} {path}: file not found") from None
     except SimCLRError:
@@ -56,7 +62,7 @@ def load_embeddings(path: str | Path, flag: str) -> tuple[torch.Tensor, np.ndarr
     if zero:  # cosine is undefined there: normalize leaves them at 0
         print(f"note: {flag} {path}: {zero} of {len(x)} images have all-zero features; their "
               "similarity to every image is 0 (their neighbours mean nothing)", file=sys.stderr)
-    return torch.nn.functional.normalize(x, dim=1), np.asarray(paths, dtype=str)
+    return torch.nn.functional.normalize(x, dim=1), np.asarray(paths, dtype=str), encoder
 
 
 def _blocks(queries: torch.Tensor, keys: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
@@ -111,14 +117,17 @@ def write_neighbors(features: str | Path, out: str | Path, k: int = 5,
                     queries: str | Path | None = None) -> dict[str, Any]:
     """Each query image's ``k`` nearest images as CSV (``path, neighbor1, similarity1,
     ...``); the queries are the images of ``features`` themselves unless given."""
-    keys, key_paths = load_embeddings(features, "--features")
+    keys, key_paths, key_encoder = _load(features, "--features")
     if queries is None:
         query_x, query_paths = keys, key_paths
     else:
-        query_x, query_paths = load_embeddings(queries, "--queries")
+        query_x, query_paths, query_encoder = _load(queries, "--queries")
         if query_x.shape[1] != keys.shape[1]:
             raise SimCLRError(f"--queries has {query_x.shape[1]}-d features, --features "
                               f"{keys.shape[1]}-d: embed both with the same checkpoint and layer")
+        if None not in (key_encoder, query_encoder) and key_encoder != query_encoder:
+            raise SimCLRError(f"--queries were embedded by {query_encoder}, --features by "
+                              f"{key_encoder}: embed both with the same checkpoint and layer")
     # A query never finds itself: not with --queries naming (some of) the same images.
     position = {p: i for i, p in enumerate(key_paths)}
     exclude = np.array([position.get(p, -1) for p in query_paths], dtype=np.int64)

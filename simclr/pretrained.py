@@ -197,15 +197,19 @@ def embed_folder(
 
     ``layer``: h (default), z or gK (:func:`representation_from_checkpoint`). Arrays:
     ``features`` float32 (N, D), ``labels`` int64 (N,) (sorted class-name order of an
-    ImageFolder, -1 for a flat folder), ``classes`` (C,) str, ``paths`` (N,) str.
+    ImageFolder, -1 for a flat folder), ``classes`` (C,) str, ``paths`` (N,) str,
+    ``encoder`` () str (checkpoint file, step and layer).
     """
-    module, spec = representation_from_checkpoint(load_checkpoint(checkpoint), layer)
+    ckpt = load_checkpoint(checkpoint)
+    module, spec = representation_from_checkpoint(ckpt, layer)
     out = output_file(out)
     source, feats, labels, paths = folder_features(module, spec["image_size"], data,
                                                    batch_size, device, precision, workers,
                                                    cache_dir, unlabeled=True)
     arrays = {"features": feats.astype(np.float32), "labels": labels.astype(np.int64),
-              "classes": np.array(source.classes, dtype=str), "paths": np.array(paths, dtype=str)}
+              "classes": np.array(source.classes, dtype=str), "paths": np.array(paths, dtype=str),
+              # which representation: features of two are not comparable (simclr neighbors)
+              "encoder": np.array(f"{ckpt['file']} step {ckpt.get('step')} layer {layer}")}
 
     def write(tmp: Path) -> None:  # whole or not at all (a file object: savez adds no .npz)
         with open(tmp, "wb") as f:

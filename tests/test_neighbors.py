@@ -12,11 +12,12 @@ import simclr.neighbors as nb
 from simclr.cli import main
 
 
-def embed_file(path, features, names=None):
+def embed_file(path, features, names=None, encoder=None):
     names = names or [f"/photos/{i:03d}.jpg" for i in range(len(features))]
+    extra = {} if encoder is None else {"encoder": np.array(encoder)}
     np.savez(path, features=np.asarray(features, dtype=np.float32),
              labels=np.full(len(features), -1), classes=np.array([], dtype=str),
-             paths=np.array(names))
+             paths=np.array(names), **extra)
     return path
 
 
@@ -74,6 +75,16 @@ def test_queries_from_another_file(tmp_path, capsys):
     row = rows(tmp_path / "n.csv")[1]
     assert row[0] == "/new/q.jpg" and row[1] == "/photos/002.jpg"  # itself is no key here
     assert float(row[2]) == pytest.approx(2 / np.hypot(0.1, 2.0), abs=1e-6)
+    # features of two encoders of the same width are not comparable: refused
+    embed_file(tmp_path / "k.npz", keys, encoder="/runs/a/last.pt step 10 layer h")
+    embed_file(tmp_path / "q.npz", [[0.1, 0.0, 2.0, 0.0]], ["/new/q.jpg"],
+               encoder="/runs/b/last.pt step 10 layer h")
+    assert main(["neighbors", "--features", str(tmp_path / "k.npz"), "--queries",
+                 str(tmp_path / "q.npz"), "--out", str(tmp_path / "m.csv"), "--k", "4"]) == 2
+    assert capsys.readouterr().err == (
+        "simclr neighbors: error: --queries were embedded by /runs/b/last.pt step 10 layer h, "
+        "--features by /runs/a/last.pt step 10 layer h: embed both with the same checkpoint "
+        "and layer\n")
 
 
 def test_duplicates_are_every_pair_above_the_threshold(tmp_path, capsys):

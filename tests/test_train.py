@@ -235,6 +235,7 @@ def test_embed_and_load_encoder(tmp_path, image_folder, cache_dir):
     assert data["features"].shape == (24, 64) and data["features"].dtype == np.float32
     assert data["labels"].tolist() == [0] * 12 + [1] * 12
     assert list(data["classes"]) == ["class_0", "class_1"] and info["images"] == 24
+    assert str(data["encoder"]) == f"{ckpt} step 3 layer h"  # which representation
     encoder = load_encoder(ckpt)
     x = torch.rand(2, 3, 16, 16)
     with torch.no_grad():
