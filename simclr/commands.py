@@ -367,6 +367,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     if not args.set and not args.pairs:
         raise SimCLRError("nothing to sweep: give --set SETTING=V1,V2 and/or --pairs OPS")
+    unused = [f for f in ("eval_train", "eval_test") if getattr(args, f)]
+    if args.eval == "none" and unused:  # silently unused, a forgotten --eval looks measured
+        raise SimCLRError(f"{', '.join('--' + f.replace('_', '-') for f in unused)}: unused "
+                          "with --eval none; drop it or choose --eval knn or linear")
     axes = ([pairs_axis(args.pairs)] if args.pairs else []) + [parse_axis(t) for t in args.set]
     flags = config_flags(args)
     digits = flags.get("data.path") is None and not args.config

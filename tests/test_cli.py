@@ -57,6 +57,9 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
          "simclr knn: error: unrecognized arguments: --bogus 3"),  # named by its command
         (["sweep", "--set", "temperature=0.1", "--out", "o", "--eval", "none",
           "--eval-device", "gpu"], "--eval-device: unknown device 'gpu'"),
+        (["sweep", "--set", "temperature=0.1", "--out", "o", "--eval", "none",
+          "--eval-test", "t"], "--eval-test: unused with --eval none; drop it or choose "
+                               "--eval knn or linear"),
         (["transform-probe", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out",
           "o", "--views", "100000000"], "--views: must be at most 100"),
         (["finetune", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out", "o",
