@@ -53,7 +53,14 @@ from simclr.optim import build_optimizer, lr_at
 from simclr.pretrained import classifier_checkpoint
 from simclr.results import accuracy_summary, check_out_folder, log, prepare_dir, write_results
 from simclr.runtime import StopFlag
-from simclr.train import Plan, check_batch_fits, check_run_length, plan_schedule, refit_to_budget
+from simclr.train import (
+    FIRST_REFIT,
+    Plan,
+    check_batch_fits,
+    check_run_length,
+    plan_schedule,
+    refit_to_budget,
+)
 
 RESULT = SUPERVISED_RESULT
 # What a supervised checkpoint holds besides config and weights, so the run continues.
@@ -190,7 +197,7 @@ def budget_refit(cfg: Config, plan: Plan, step: int) -> Callable[[int, float], i
     (as pretraining does), every few steps; None without one."""
     if not cfg.time_budget:
         return None
-    next_refit = step + 10
+    next_refit = step + FIRST_REFIT
 
     def refit(step: int, elapsed: float) -> int:
         nonlocal next_refit

@@ -107,6 +107,9 @@ def check_batch_by_names(cfg: Config, all_images: bool = True) -> None:
         check_batch_fits(cfg.batch_size, len(listed.paths))
 
 
+FIRST_REFIT = 10  # steps: a time budget's first re-plan, from the speed measured so far
+
+
 def plan_schedule(cfg: Config, num_images: int, total_steps: int | None = None) -> Plan:
     """Turn epochs / max steps / a time budget into step counts (Sec. B.1 schedule).
 
@@ -116,6 +119,8 @@ def plan_schedule(cfg: Config, num_images: int, total_steps: int | None = None) 
     steps_per_epoch = num_images // cfg.batch_size
     if total_steps is None:
         total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+        if cfg.time_budget:  # the budget sets the length; epochs only the first guess,
+            total_steps = max(total_steps, FIRST_REFIT + 1)  # which must reach the refit
         if cfg.max_steps is not None:  # with a time budget, max_steps caps the refit
             total_steps = cfg.max_steps if cfg.time_budget else min(total_steps, cfg.max_steps)
     warmup = warmup_steps(cfg.optim, steps_per_epoch, total_steps)
@@ -633,7 +638,7 @@ def train_loop(
     segment_start, elapsed_before = time.perf_counter(), state.elapsed
     saves = SaveSchedule(cfg.checkpoint_every,
                          60 * cfg.checkpoint_minutes if dist.is_main() else 0.0)
-    next_refit = state.step + 10
+    next_refit = state.step + FIRST_REFIT
     knn_every_steps = max(1, round(cfg.knn_every * plan.steps_per_epoch))
     monitored: tuple[int, float | None] = (-1, None)  # (step, kNN top-1) of the last check
     last_good: Path | None = latest_checkpoint(run_dir / "checkpoints")
@@ -717,7 +722,8 @@ def train_loop(
         "checkpoint": str(last_good), "num_images": source.num_images, "processes": world,
         "skipped_images": [list(s) for s in source.skipped],
     }
-    if cfg.knn_train:  # the final model's, unless the monitor just measured it
+    if cfg.knn_train and reason == "finished":  # the final model's, unless the monitor
+        # just measured it; never after a stop request (the launcher's kill may follow)
         summary["knn_top1"] = monitored[1] if monitored[0] == state.step else \
             knn_monitor(cfg, model, device, precision, state.step, log)
     if dist.is_main():

@@ -286,6 +286,32 @@ def test_online_knn_monitor(tmp_path, image_folder, cache_dir):
                      knn_test=str(image_folder), knn_every=1.34, checkpoint_every=0)
     lines = [json.loads(x) for x in (tmp_path / "knn4/metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if "knn_top1" in x] == [4, 6]  # every 4 steps, the end
+    # a stop request ends the run without a last kNN pass (the launcher's kill may follow)
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "cut", cache_dir,
+                                        knn_train=str(image_folder), knn_test=str(image_folder),
+                                        knn_every=1.0, checkpoint_every=0))
+
+    def stop_at_2(step, stop):
+        if step == 2:
+            stop.requested = "SIGTERM"
+
+    summary = train.pretrain(cfg, on_step=stop_at_2)
+    assert summary["status"] == "preempted" and "knn_top1" not in summary
+    assert "knn_top1" not in (tmp_path / "cut/metrics.jsonl").read_text()
+
+
+def test_a_time_budget_sets_the_length_whatever_the_epochs(image_folder):
+    """The epochs are the schedule's first guess under a budget: even a guess shorter
+    than the first re-plan runs until it (before, 1 epoch of 3 steps ended a 4-s budget
+    at once, while 3 epochs were re-planned to the budget)."""
+    from simclr.train import FIRST_REFIT, plan_schedule
+
+    cfg = build_config(flags={"batch_size": 8, "epochs": 1})
+    assert plan_schedule(cfg, 24).total_steps == 3
+    cfg.time_budget = 4.0
+    assert plan_schedule(cfg, 24).total_steps == FIRST_REFIT + 1
+    cfg.max_steps = 2  # a cap stays a cap
+    assert plan_schedule(cfg, 24).total_steps == 2
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
