@@ -20,6 +20,7 @@ from typing import Any
 from simclr.config import (
     MAX_THREADS,
     PRESETS,
+    RESUME_SETTINGS,
     SECTIONS,
     all_flags,
     apply_resume_flags,
@@ -258,9 +259,7 @@ def _folder_name(text: str) -> str:
 
 # What --resume may change: the run's length (checked against the saved one by
 # train.check_run_length), where and how fast it runs, and what it logs.
-RESUME_FLAGS = {"epochs", "max_steps", "time_budget", "progress", "device", "threads",
-                "data.workers", "data.cache_dir", "log_every", "checkpoint_every",
-                "checkpoint_minutes", "keep_checkpoints", "knn_every", "memory_check"}
+RESUME_FLAGS = RESUME_SETTINGS
 
 
 PAPER_SCALE = ("the paper's ImageNet recipe (ResNet-50, 224 px, batch 4096, 100 epochs: "

@@ -660,6 +660,13 @@ def _paths_of(settings: dict[str, Any]) -> set[str]:
 
 # What a run's config.yaml records beside its settings (simclr.train writes them): facts
 # of that run, not settings, so reading the file as a --config skips them.
+# What `pretrain --resume` may change: where and how fast the run goes, and its length
+# (checked against the saved schedule). A sweep's cells may differ by the same, less
+# the length (train.RUN_LENGTH), which makes another cell.
+RESUME_SETTINGS = frozenset({
+    "epochs", "max_steps", "time_budget", "progress", "device", "threads", "data.workers",
+    "data.cache_dir", "log_every", "checkpoint_every", "checkpoint_minutes",
+    "keep_checkpoints", "knn_every", "memory_check"})
 RECORDED_KEYS = frozenset({"provenance", "precision_resolved", "device_resolved", "num_images"})
 
 

@@ -23,7 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simclr.config import FIG5_OPS, Config, all_flags, build_config, save_yaml, unsaved_value
+from simclr.config import (
+    FIG5_OPS,
+    RESUME_SETTINGS,
+    Config,
+    all_flags,
+    build_config,
+    save_yaml,
+    unsaved_value,
+)
 from simclr.data import list_folder
 from simclr.errors import DivergedError, SimCLRError, user_message
 from simclr.files import set_aside, write_json, written
@@ -183,9 +191,9 @@ def _finished(run_dir: Path) -> dict[str, Any] | None:
     return summary if summary.get("status") in ("finished", "diverged") else None
 
 
-# Settings that may differ between the run found in a cell and the command's (as resume).
-RUNTIME_ONLY = {"progress", "device", "threads", "data.workers", "log_every",
-                "checkpoint_every", "knn_every", "out"}
+# Settings that may differ between the run found in a cell and the command's: those
+# --resume may change, but the run's length (another cell), and the folder.
+RUNTIME_ONLY = (RESUME_SETTINGS - {"epochs", "max_steps", "time_budget"}) | {"out"}
 # Settings holding paths: runs saved before paths were stored absolute hold them as
 # typed, relative to the folder the sweep ran in (this one, when it is continued).
 PATHS = {"data.path", "data.root", "data.cache_dir", "knn_train", "knn_test"}

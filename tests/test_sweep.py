@@ -104,6 +104,12 @@ def test_sweep_runs_every_cell_once_and_reuses_finished_ones(tmp_path, image_fol
     with pytest.raises(SimCLRError, match="other settings .*epochs"):
         run_sweep(axes, tmp_path / "sw", preset=None, config=None,
                   flags={**flags, "epochs": 2}, evaluate=evaluate)
+    # what --resume may change (where and how fast), a rerun may too: the cells are reused
+    runtime = {"keep_checkpoints": 5, "checkpoint_minutes": 5.0, "memory_check": False,
+               "data.cache_dir": str(tmp_path / "other-cache")}
+    run_sweep(axes, tmp_path / "sw", preset=None, config=None, flags={**flags, **runtime},
+              evaluate=evaluate)
+    assert last.stat().st_mtime_ns == stamp
     # A rerun over a smaller grid: its summary lists its cells, the earlier one is kept.
     before = (tmp_path / "sw" / "sweep.json").read_text()
     run_sweep(axes[:1], tmp_path / "sw", preset=None, config=None,
