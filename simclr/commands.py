@@ -367,6 +367,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     if not args.set and not args.pairs:
         raise SimCLRError("nothing to sweep: give --set SETTING=V1,V2 and/or --pairs OPS")
+    if args.eval != "none":  # the evaluations' runtime, before the first cell trains
+        from simclr.runtime import resolve_device, resolve_precision
+
+        resolve_precision(args.eval_precision, resolve_device(args.eval_device,
+                                                              "--eval-device"),
+                          "--eval-precision")
     unused = [f for f in ("eval_train", "eval_test") if getattr(args, f)]
     if args.eval == "none" and unused:  # silently unused, a forgotten --eval looks measured
         raise SimCLRError(f"{', '.join('--' + f.replace('_', '-') for f in unused)}: unused "

@@ -73,14 +73,15 @@ def check_gpu_per_process(device: str, processes: int, flag: str = "--device") -
                           f"needs a GPU of its own; start at most {gpus}, or use --device cpu")
 
 
-def resolve_precision(name: str, device: torch.device) -> str:
-    """'auto' -> bf16 where the hardware runs it natively, else fp16 on CUDA, fp32 on CPU.
+def resolve_precision(name: str, device: torch.device, flag: str = "--precision") -> str:
+    """'auto' -> bf16 where the hardware runs it natively, else fp16 on CUDA, fp32 on CPU
+    (``flag``: what messages call the setting).
 
     bf16 needs no loss scaling; fp16 is used with a GradScaler (train.py).
     """
     if name != "auto":
         if name == "fp16" and device.type == "cpu":
-            raise SimCLRError("--precision fp16 needs a GPU; use bf16 or fp32 on the CPU")
+            raise SimCLRError(f"{flag} fp16 needs a GPU; use bf16 or fp32 on the CPU")
         if name == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
             _warn_emulated_bf16()
         return name

@@ -312,6 +312,11 @@ def run_sweep(
         except SimCLRError as exc:
             raise SimCLRError(f"cell {cell.name}: {user_message(exc)}") from None
     check_batches(cells, configs)
+    for cell, cfg in zip(cells, configs, strict=True):  # what pretrain checks before decoding
+        try:
+            check_cell_inputs(cfg)
+        except SimCLRError as exc:
+            raise SimCLRError(f"cell {cell.name}: {exc}") from None
     if processes and processes > 1:  # as each cell's launch would, before the first runs
         from simclr.distributed import check_divisible
         from simclr.runtime import check_gpu_per_process
@@ -358,6 +363,22 @@ def _result(cell: Cell) -> dict[str, Any]:
     renamed 'trained_NAME' so that it never hides the swept value."""
     result = cell.result or {"status": "pending"}
     return {(f"trained_{k}" if k in cell.labels else k): v for k, v in result.items()}
+
+
+def check_cell_inputs(cfg: Config) -> None:
+    """A cell's device, precision, kNN monitor folders and initial weights, as its
+    pretraining would check them before decoding: here before the first cell trains."""
+    from simclr.checkpoint import checkpoint_file
+    from simclr.runtime import resolve_device, resolve_precision
+    from simclr.train import check_knn_folders
+
+    resolve_precision(cfg.precision, resolve_device(cfg.device))
+    check_knn_folders(cfg)
+    if cfg.init_from:
+        try:
+            checkpoint_file(cfg.init_from)
+        except SimCLRError as exc:
+            raise SimCLRError(f"--init-from: {exc}") from None
 
 
 def check_batches(cells: list[Cell], configs: list[Config]) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from simclr.cli import main
 from simclr.config import load_yaml, save_yaml
@@ -433,3 +434,21 @@ def test_a_result_named_as_an_axis_never_hides_the_swept_value(tmp_path):
     assert table.splitlines()[2:] == ["| 1 | finished | 3 | 0.33 |", "| 2 | pending |  |  |"]
     rows = json.loads((tmp_path / "sweep.json").read_text())
     assert [(r["epochs"], r.get("trained_epochs")) for r in rows] == [("1", 0.33), ("2", None)]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 is valid on a GPU")
+def test_every_cells_inputs_are_checked_before_the_first_trains(tmp_path, image_folder,
+                                                                cache_dir):
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    for axis, message in (("precision=fp32,fp16", "cell precision=fp16: --precision fp16 "
+                                                  "needs a GPU"),
+                          (f"init-from={tmp_path / 'nowhere'}",
+                           "--init-from: checkpoint not found: "),
+                          (f"knn-train={image_folder},{tmp_path / 'nope'}",
+                           "--knn-train: folder not found")):
+        extra = {"knn_test": str(image_folder)} if axis.startswith("knn") else {}
+        with pytest.raises(SimCLRError, match=message):
+            run_sweep([parse_axis(axis)], tmp_path / "sw", preset=None, config=None,
+                      flags={**flags, **extra}, evaluate=None)
+        assert not (tmp_path / "sw").exists()  # nothing trained, nothing written
