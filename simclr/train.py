@@ -44,7 +44,14 @@ from simclr.data import (
 )
 from simclr.errors import DivergedError, SimCLRError
 from simclr.features import check_labeled_folders
-from simclr.files import folder_holder, in_use, lock_folder, set_aside, write_json
+from simclr.files import (
+    folder_holder,
+    in_use,
+    lock_folder,
+    set_aside,
+    write_atomically,
+    write_json,
+)
 from simclr.loader import BatchLoader
 from simclr.loss import contrastive_loss
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
@@ -151,17 +158,26 @@ def refit_to_budget(plan: Plan, cfg: Config, step: int, elapsed: float) -> int:
 
 
 class MetricsLog:
-    """JSON-lines metrics (always) and TensorBoard events (when the package is present)."""
+    """JSON-lines metrics (always) and TensorBoard events (when the package is present).
 
-    def __init__(self, run_dir: Path, enabled: bool) -> None:
+    ``resumed_at``: the step of the checkpoint a resumed run continues from. What an
+    earlier session logged after it (a run killed between two checkpoints) is dropped,
+    since those steps are trained and logged again: the log reads as one run.
+    """
+
+    def __init__(self, run_dir: Path, enabled: bool, resumed_at: int | None = None) -> None:
         self.enabled = enabled
-        self.file = open(run_dir / "metrics.jsonl", "a") if enabled else None  # noqa: SIM115
+        path = run_dir / "metrics.jsonl"
+        if enabled and resumed_at is not None and path.exists():
+            _drop_after(path, resumed_at)
+        self.file = open(path, "a") if enabled else None  # noqa: SIM115
         self.tb = None
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(run_dir / "tb"))
+                purge = None if resumed_at is None else resumed_at + 1  # the same, for TB
+                self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
             except ImportError:  # tensorboard is a dependency, but a broken env must not kill runs
                 self.tb = None
 
@@ -180,6 +196,21 @@ class MetricsLog:
             self.file.close()
         if self.tb is not None:
             self.tb.close()
+
+
+def _drop_after(path: Path, step: int) -> None:
+    """Rewrite the JSON-lines ``path`` without the step records past ``step`` (a
+    session's start line and unreadable lines are kept as they are)."""
+    kept = []
+    for line in path.read_text().splitlines(keepends=True):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not (isinstance(record, dict) and "event" not in record
+                and isinstance(record.get("step"), int) and record["step"] > step):
+            kept.append(line)
+    write_atomically(path, lambda tmp: tmp.write_text("".join(kept)))
 
 
 @dataclass
@@ -532,7 +563,7 @@ def pretrain(
             save_yaml({**cfg.to_dict(), "provenance": start_record(run_dir, resume),
                        "precision_resolved": precision, "device_resolved": str(device),
                        "num_images": source.num_images}, run_dir / "config.yaml")
-        log = MetricsLog(run_dir, dist.is_main())
+        log = MetricsLog(run_dir, dist.is_main(), state.step if resume else None)
         try:
             log.write({"step": state.step, "event": "start", **provenance(),
                        "precision": precision, "device": str(device),

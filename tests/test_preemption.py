@@ -80,6 +80,9 @@ def test_sigkill_then_resume_finishes_the_run(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "resuming" in done.stdout
     assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 14
+    # the steps logged after the checkpoint before the kill are not in the log twice
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "loss" in x] == list(range(1, 15))
 
 
 def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path, capsys):

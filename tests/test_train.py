@@ -619,3 +619,17 @@ def test_a_cuda_runs_checkpoint_holds_cpu_tensors(tmp_path):
                *(t for s in blob["optimizer"]["state"].values() for t in s.values()
                  if isinstance(t, torch.Tensor))]
     assert tensors and all(t.device.type == "cpu" for t in tensors)
+
+
+def test_a_resumed_runs_log_drops_what_was_logged_after_its_checkpoint(tmp_path):
+    """Killed at step 6 with its checkpoint at step 4: steps 5 and 6 are trained and
+    logged again, so the earlier session's lines for them go (the start line stays)."""
+    lines = [{"step": 0, "event": "start"}] + [{"step": k, "loss": 1.0 / k} for k in range(1, 7)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    log = train.MetricsLog(tmp_path, True, resumed_at=4)
+    log.write({"step": 4, "event": "start"})
+    log.write({"step": 5, "loss": 0.5})
+    log.close()
+    kept = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(x["step"], "event" in x) for x in kept] == [
+        (0, True), (1, False), (2, False), (3, False), (4, False), (4, True), (5, False)]
