@@ -269,6 +269,9 @@ def test_none_is_a_value_of_text_settings_and_null_of_optional_ones(tmp_path):
     ({"epochs": 1e308}, "--epochs must be at most 1e+06"),
     ({"optim.final_lr": -5.0}, "--final-lr must be non-negative"),
     ({"optim.final_lr": float("nan")}, "--final-lr must be a finite number, got nan"),
+    ({"optim.final_lr": 0.3, "optim.lr": 0.1, "batch_size": 512},  # a cosine that rises
+     "--final-lr must be at most the peak lr the cosine decays from (0.2: --lr 0.1 "
+     "scaled for batch 512), got 0.3"),
     ({"augment.crop_ratio": (1.0, float("inf"))}, "--crop-ratio must be a finite number"),
     ({"augment.blur_sigma": (0.1, float("inf"))}, "--blur-sigma must be a finite number"),
 ])
