@@ -800,11 +800,14 @@ def validate(cfg: Config) -> None:
     _positive(cfg.optim.eta, "optim.eta")
     _positive(cfg.optim.warmup_epochs, "optim.warmup_epochs", allow_zero=True)
     _positive(cfg.optim.final_lr, "optim.final_lr", allow_zero=True)
-    scale = {"linear": cfg.batch_size / 256, "sqrt": math.sqrt(cfg.batch_size), "none": 1.0}
-    peak = cfg.optim.lr * scale[cfg.optim.lr_scaling]  # optim.scaled_lr (App. B.1)
-    _check(cfg.optim.final_lr <= peak, "optim.final_lr",
-           f"must be at most the peak lr the cosine decays from ({peak:g}: --lr "
-           f"{cfg.optim.lr:g} scaled for batch {cfg.batch_size}), got {cfg.optim.final_lr:g}")
+    lr, batch = cfg.optim.lr, cfg.batch_size  # (None in an encoder's stored config)
+    if lr is not None and batch is not None and cfg.optim.final_lr is not None:
+        scale = {"linear": batch / 256, "sqrt": math.sqrt(batch), "none": 1.0}
+        peak = lr * scale[cfg.optim.lr_scaling]  # optim.scaled_lr (App. B.1)
+        if cfg.optim.final_lr > peak:
+            _check(False, "optim.final_lr", f"must be at most the peak lr the cosine decays "
+                   f"from ({peak:g}: --lr {lr:g} scaled for batch {batch}), got "
+                   f"{cfg.optim.final_lr:g}")
     for path in ("epochs", "optim.warmup_epochs"):  # counted in steps, which must fit
         value = _get(cfg, path)
         _check(value is None or value <= MAX_EPOCHS, path,

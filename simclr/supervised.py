@@ -99,10 +99,11 @@ def check_new_run(run_dir: str | Path | None, held: bool = False) -> None:
 # Settings of pretraining that supervised training has no use for: the contrastive
 # objective, the projection head, the kNN monitor, the initial weights (it starts from
 # random init, the baseline); its data comes from --train, it logs
-# a line per epoch and stops at a non-finite loss. Neither offered as flags nor taken
-# from a --config file (a setting accepted and ignored misleads).
+# a line per epoch and stops at a non-finite loss; one view per image, so no Fig. 5
+# two-branch protocol. Neither offered as flags nor taken from a --config file (a
+# setting accepted and ignored, or one that means nothing here, misleads).
 UNUSED = ("data.path", "out", "nan_policy", "max_bad_steps", "compile", "deterministic",
-          "log_every", "progress", "init_from")
+          "log_every", "progress", "init_from", "augment.asymmetric", "augment.first_op")
 
 
 def unused_setting(path: str) -> bool:

@@ -297,3 +297,9 @@ def test_the_run_folder_is_checked_before_the_data_and_ignored_settings_are_name
                  "fp32", "--cache-dir", str(tmp_path / "cache")]) == 0
     assert ("c.yaml: loss.temperature, knn_k play no part in supervised training (ignored)"
             in capsys.readouterr().err)
+    # Fig. 5's two-branch switches mean nothing with one view per image: no such flags
+    with pytest.raises(SystemExit) as exit_:
+        main(["supervised", "--train", str(train), "--out", str(tmp_path / "x"),
+              "--asymmetric"])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --asymmetric" in capsys.readouterr().err
