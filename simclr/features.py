@@ -8,8 +8,10 @@ workers, or JPEGs decoded on the device). Label checks and names for messages li
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,8 @@ from simclr.data import (
 from simclr.errors import SimCLRError
 from simclr.runtime import autocast, ignore_stop_signals, resolve_device, resolve_precision
 
+log = logging.getLogger(__name__)
+
 
 def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str, str],
                           train_split: bool = False) -> ImageList | None:
@@ -40,7 +44,11 @@ def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str,
     check_folder(flags[1], test)
     listed = list_folder(train, train_split) if train else None
     if listed is not None:
-        check_labeled(listed, list_folder(test, False) if test else None, flags)
+        held_out = list_folder(test, False) if test else None
+        check_labeled(listed, held_out, flags)
+        if held_out is not None and Path(listed.root).resolve() == Path(held_out.root).resolve():
+            log.warning("note: %s and %s are the same folder: the top-1 measures images the "
+                        "classifier saw, not held-out ones", *flags)
     return listed
 
 

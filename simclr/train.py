@@ -239,6 +239,8 @@ def check_run_dir(cfg: Config, resume: bool) -> RunDir:
     holder = folder_holder(run_dir)
     if holder:  # said first: --resume would be refused as well while it runs
         raise in_use(run_dir, holder)
+    if (run_dir / "sweep.json").is_file():  # its cells' results would read as this run's
+        raise SimCLRError(f"{run_dir} is a sweep's folder (sweep.json); choose another --out")
     if checkpoint_files(run_dir / CHECKPOINTS):  # readable or not, never written over
         raise SimCLRError(
             f"{run_dir} already holds a run; use --resume {shlex.quote(str(run_dir))} to "

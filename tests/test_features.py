@@ -135,3 +135,16 @@ def test_class_names_differing_only_in_unicode_normalisation_are_named_so(tmp_pa
                                           r"alike\)$"):
         check_labeled_folders(str(tmp_path / "train"), str(tmp_path / "test"),
                               ("--train", "--test"))
+
+
+def test_a_test_folder_that_is_the_training_folder_is_noted(tmp_path, caplog):
+    import logging
+
+    from simclr.features import check_labeled_folders
+    from tests.conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "photos", classes=2, per_class=1)
+    with caplog.at_level(logging.WARNING):
+        check_labeled_folders(str(folder), str(tmp_path / "photos" / "."), ("--train", "--test"))
+    assert caplog.messages == ["note: --train and --test are the same folder: the top-1 "
+                               "measures images the classifier saw, not held-out ones"]

@@ -143,6 +143,11 @@ def test_existing_run_is_not_overwritten(tmp_path, image_folder, cache_dir):
         run(tmp_path, image_folder, cache_dir, "once", epochs=1)
     from simclr.files import lock_folder
 
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "sweep.json").write_text("[]")
+    with pytest.raises(SimCLRError, match=r"sweep is a sweep's folder \(sweep.json\); choose "
+                                          "another --out"):
+        run(tmp_path, image_folder, cache_dir, "sweep", epochs=1)
     held = lock_folder(tmp_path / "once")  # as a live run would (--resume refused too)
     try:
         with pytest.raises(SimCLRError, match=r"once is in use by another simclr run \(pid "):
