@@ -312,21 +312,11 @@ def run_sweep(
         except SimCLRError as exc:
             raise SimCLRError(f"cell {cell.name}: {user_message(exc)}") from None
     check_batches(cells, configs)
-    for cell, cfg in zip(cells, configs, strict=True):  # what pretrain checks before decoding
+    for cell, cfg in zip(cells, configs, strict=True):  # all before the first cell trains
         try:
-            check_cell_inputs(cfg)
+            check_cell_inputs(cfg, processes)
         except SimCLRError as exc:
             raise SimCLRError(f"cell {cell.name}: {exc}") from None
-    if processes and processes > 1:  # as each cell's launch would, before the first runs
-        from simclr.distributed import check_divisible
-        from simclr.runtime import check_gpu_per_process
-
-        for cell, cfg in zip(cells, configs, strict=True):
-            try:
-                check_gpu_per_process(cfg.device, processes)
-                check_divisible(cfg.batch_size, processes)
-            except SimCLRError as exc:
-                raise SimCLRError(f"cell {cell.name}: {exc}") from None
     root.mkdir(parents=True, exist_ok=True)
     _keep_other_grid(root, {c.name for c in cells})
     table = _write_summary(root, axes, cells)  # the plan, every cell pending
@@ -365,13 +355,18 @@ def _result(cell: Cell) -> dict[str, Any]:
     return {(f"trained_{k}" if k in cell.labels else k): v for k, v in result.items()}
 
 
-def check_cell_inputs(cfg: Config) -> None:
-    """A cell's device, precision, kNN monitor folders and initial weights, as its
-    pretraining would check them before decoding: here before the first cell trains."""
+def check_cell_inputs(cfg: Config, processes: int | None = None) -> None:
+    """What a cell's launch by ``processes`` (GPUs, batch shares) and its pretraining
+    (device, precision, kNN monitor folders, initial weights) would check before
+    decoding: here before the first cell trains."""
     from simclr.checkpoint import checkpoint_file
-    from simclr.runtime import resolve_device, resolve_precision
+    from simclr.distributed import check_divisible
+    from simclr.runtime import check_gpu_per_process, resolve_device, resolve_precision
     from simclr.train import check_knn_folders
 
+    if processes and processes > 1:
+        check_gpu_per_process(cfg.device, processes)
+        check_divisible(cfg.batch_size, processes)
     resolve_precision(cfg.precision, resolve_device(cfg.device))
     check_knn_folders(cfg)
     if cfg.init_from:
