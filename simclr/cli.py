@@ -257,11 +257,6 @@ def _folder_name(text: str) -> str:
 
 # ------------------------------------------------------------------------------ commands
 
-# What --resume may change: the run's length (checked against the saved one by
-# train.check_run_length), where and how fast it runs, and what it logs.
-RESUME_FLAGS = RESUME_SETTINGS
-
-
 PAPER_SCALE = ("the paper's ImageNet recipe (ResNet-50, 224 px, batch 4096, 100 epochs: "
                "days on a CPU); for a CPU or a small folder start from --preset "
                "imagenette-cpu (photos) or --preset cifar10-cpu (small images)")
@@ -280,7 +275,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             raise SimCLRError("--resume continues the saved settings; cannot change "
                               "--preset/--config")
         cfg = train.load_resume_config(args.resume, {})
-        apply_resume_flags(cfg, flags, RESUME_FLAGS)
+        apply_resume_flags(cfg, flags, RESUME_SETTINGS)
     else:
         preset = args.preset
         if preset is None and flags.get("data.path") is None and not args.config:

@@ -411,7 +411,6 @@ def linear_eval_sgd(
     device = torch.device(device)
     batch = fitted_batch(batch_size, train.num_images, "training", verbose)
     total = epochs * (train.num_images // batch)
-    peak = lr * batch / 256
     aug_cfg = crop_flip_config(image_size, crop_scale, crop_sampler)
     flags = train_flags(encoder)
     # Frozen: DDP then averages the layer's gradients only (never the encoder's, none).
@@ -450,7 +449,8 @@ def linear_eval_sgd(
         restore_flags(flags)
         for p in frozen:
             p.requires_grad_(True)
-    summary = {"epochs": epochs, "batch_size": batch, "lr": lr, "peak_lr": peak,
+    summary = {"epochs": epochs, "batch_size": batch, "lr": lr,
+               "peak_lr": optimizer.param_groups[0]["peak_lr"],
                "processes": dist.world_size(), "earlier_s": elapsed, **stats}
     if stats["signal"]:  # kept, also when the signal came with the last step (see finetune)
         summary["checkpoint"] = save_partial(stats["steps"], stats["train_s"])
