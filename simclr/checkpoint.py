@@ -33,7 +33,13 @@ from torch import nn
 
 from simclr.config import SettingError, config_from_dict, validate
 from simclr.errors import SimCLRError
-from simclr.files import remove_stale_temporaries, torch_save, write_atomically
+from simclr.files import (
+    fsync_dir,
+    remove_stale_temporaries,
+    temporary_name,
+    torch_save,
+    write_atomically,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +91,9 @@ def save_checkpoint(
     See :func:`simclr.files.write_atomically`. On any OSError (disk full, quota, permissions) the
     previous file is left untouched and a :class:`SimCLRError` says so. ``keep_last``:
     after writing a periodic ``ckpt-<step>.pt``, delete all but the newest ``keep_last``
-    of them.
+    of them. A ``last.pt`` whose bytes the periodic checkpoint of its step already holds
+    (a run's final step) is a hard link to it, not a second copy
+    (:func:`link_same_periodic`).
     """
     folder = Path(run_dir)
     if not name or os.sep in name or name.startswith("."):
@@ -95,7 +103,8 @@ def save_checkpoint(
                       **{k: v for k, v in state.items() if k != "file"}})  # (where it was read)
 
     try:
-        write_atomically(target, lambda tmp: torch_save(payload, tmp))
+        if name != LAST or not link_same_periodic(payload, folder, target):
+            write_atomically(target, lambda tmp: torch_save(payload, tmp))
     except OSError as exc:
         reason = exc.strerror or str(exc)
         previous = target if target.is_file() else latest_checkpoint(folder)
@@ -109,6 +118,64 @@ def save_checkpoint(
     # collected here, whatever their name.
     remove_stale_temporaries(folder, "*.pt.tmp-*")
     return target
+
+
+def link_same_periodic(payload: Mapping[str, Any], folder: Path, target: Path) -> bool:
+    """Make ``target`` (``last.pt``) a hard link to the periodic checkpoint of the same
+    step when that file holds exactly the bytes ``payload`` would be written as: a run
+    whose ``--checkpoint-every`` divides its length saves its final state twice, and a
+    second copy would double the disk the run's end takes. Both names stay ordinary
+    files: pruning or a later save replaces a name, never the shared content. False
+    (nothing done) without such a file, when it differs, or on a file system without
+    hard links; the caller then writes ``target`` itself."""
+    step = payload.get("step")
+    same = [p for s, p in periodic_checkpoints(folder) if s == step] if isinstance(
+        step, int) else []
+    if not same or not holds_bytes_of(same[0], payload):
+        return False
+    if target.is_file() and target.samefile(same[0]):  # (a rename onto the same file
+        return True  # would leave the temporary name behind)
+    tmp = temporary_name(target)
+    try:
+        tmp.unlink(missing_ok=True)
+        os.link(same[0], tmp)
+        os.replace(tmp, target)  # atomic, as every checkpoint write
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return False
+    fsync_dir(folder)
+    return True
+
+
+class _Differs(Exception):
+    """Raised by :class:`_Comparison` at the first byte that differs."""
+
+
+class _Comparison:
+    """A write-only stream that compares what is written with an open file."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+
+    def write(self, data: bytes) -> int:
+        if self.file.read(len(data)) != data:
+            raise _Differs
+        return len(data)
+
+    def flush(self) -> None:
+        """(torch.save flushes its stream)"""
+
+
+def holds_bytes_of(path: Path, payload: Mapping[str, Any]) -> bool:
+    """Whether the file ``path`` is byte for byte what :func:`torch_save` writes for
+    ``payload`` (serialised into a comparison, never into memory or onto disk; it stops
+    at the first difference)."""
+    try:
+        with open(path, "rb") as f:
+            torch.save(payload, _Comparison(f))
+            return f.read(1) == b""
+    except Exception:  # a difference (torch wraps _Differs), or an unreadable file
+        return False
 
 
 def on_cpu(obj: Any) -> Any:

@@ -408,12 +408,14 @@ def _difference(key: str, saved: Any, now: Any) -> str:
     return f"{key}: {saved!r} saved, {now!r} now"
 
 
-def run_folder(run_dir: str | Path | None, results: tuple[str, ...]) -> Path | None:
-    """An evaluation's ``--out``: checked and created by rank 0, the process that writes;
-    the others only name it (they read an unfinished training from it)."""
+def run_folder(run_dir: str | Path | None, results: tuple[str, ...],
+               overwrite: bool = False) -> Path | None:
+    """An evaluation's ``--out`` (absolute, resolved): checked and created by rank 0, the
+    process that writes (``overwrite``: replacing an earlier run's ``results``); the
+    others only name it (they read an unfinished training from it)."""
     if dist.is_main():
-        return prepare_dir(run_dir, results)
-    return None if run_dir is None else Path(run_dir).expanduser()
+        return prepare_dir(run_dir, results, overwrite=overwrite)
+    return None if run_dir is None else Path(run_dir).expanduser().resolve()
 
 
 def batch_norm_setting(sync_bn: bool) -> str:

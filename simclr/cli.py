@@ -80,7 +80,6 @@ SHARED_HELP = {
     "--eval": "how each cell's encoder is scored: knn | linear | none",
     "--eval-device": "device of the evaluations",
     "--eval-precision": "precision of the evaluations",
-    "--workers-eval": "decoding processes of the evaluations (default: from the CPU count)",
 }
 
 
@@ -358,7 +357,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         top5 = f", top-5 {100 * result['top5']:.2f}%" if result["top5"] is not None else ""
         print(f"{args.out}: {result['images']} images predicted; top-1 "
               f"{100 * result['top1']:.2f}%{top5} over the {result['labeled']} in classes "
-              "the classifier knows", file=sys.stderr)
+              f"the classifier knows{_unscored(result)}", file=sys.stderr)
     if args.min_probability is not None:
         top1 = result.get("confident_top1")
         among = "" if top1 is None else f" (top-1 {100 * top1:.2f}% of those labeled)"
@@ -367,6 +366,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
               "prediction is left empty", file=sys.stderr)
     print(json.dumps(result))
     return 0
+
+
+def _unscored(result: dict[str, Any]) -> str:
+    """predict's images without a top-1 to count: in a class the classifier does not
+    know, or beside the class folders (no label)."""
+    parts = [f"{result[key]} {what}" for key, what in (
+        ("unknown_class", "in other classes"), ("unlabeled", "beside the class folders"))
+        if result.get(key)]
+    return f" ({' and '.join(parts)}, not scored)" if parts else ""
 
 
 def launch_here(args: argparse.Namespace) -> bool:
@@ -570,18 +578,23 @@ def cmd_cache(args: argparse.Namespace) -> int:
             return f"unused for {(now - e.last_used) / 86400:.0f} days"
         return None
 
-    removed = 0
+    removed = removable = 0
     for e in entries:
-        why = stale(e) if args.clean or args.clear else None
-        if why is not None:
+        why = stale(e)
+        if why is not None and (args.clean or args.clear):
             remove_entry(e)
             removed += e.nbytes
+            note = f"  (removed: {why})"
+        else:  # a listing marks what --clean would remove, and why (e.g. its folder is gone)
+            removable += e.nbytes if why else 0
+            note = f"  ({why}: --clean removes it)" if why else ""
         day = time.strftime("%Y-%m-%d", time.localtime(e.last_used))
         print(f"{e.nbytes / 2**20:9.1f} MiB  {e.images:7d} x {e.side:3d} px  used {day}  "
-              f"{e.root}" + (f"  (removed: {why})" if why else ""))
+              f"{e.root}{note}")
     total = sum(e.nbytes for e in entries)
     print(f"{Path(args.cache_dir).expanduser()}: {len(entries)} caches, "
-          f"{total / 2**20:.1f} MiB" + (f"; {removed / 2**20:.1f} MiB freed" if removed else ""))
+          f"{total / 2**20:.1f} MiB" + (f"; {removed / 2**20:.1f} MiB freed" if removed else "")
+          + (f"; --clean would free {removable / 2**20:.1f} MiB" if removable else ""))
     return 0
 
 if __name__ == "__main__":

@@ -107,7 +107,8 @@ def read_checkpoint(
     same classes; the listing is None otherwise, or for a named data set."""
     for flag in ("train", "test"):
         check_folder(f"--{flag}", getattr(args, flag, None))
-    check_results_free(getattr(args, "out", None), RESULTS.get(args.command, ()))
+    check_results_free(getattr(args, "out", None), RESULTS.get(args.command, ()),
+                       overwrite=getattr(args, "overwrite", None))
     if getattr(args, "out", None):
         check_not_inside(args.out, {"--train": getattr(args, "train", None),
                                     "--test": getattr(args, "test", None)}, "results")
@@ -155,7 +156,7 @@ def cmd_knn(args: argparse.Namespace) -> int:
     train, test = open_folders(args, size, augmented=False, listing=inputs.listing)
     result = run_knn(inputs.encoder, train, test, args.out, image_size=size, k=args.k,
                      temperature=args.temperature, source={**inputs.source, **test_split(args)},
-                     **runtime_kwargs(args))
+                     overwrite=args.overwrite, **runtime_kwargs(args))
     print(json.dumps(result))
     return 0
 
@@ -202,7 +203,8 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
         result = run_linear_eval(
             inputs.encoder, train, test, args.out, image_size=size, protocol=args.protocol,
             seed=args.seed, config=inputs.ckpt["config"],
-            source={**inputs.source, **test_split(args)}, **protocol, **runtime_kwargs(args))
+            source={**inputs.source, **test_split(args)}, overwrite=args.overwrite,
+            **protocol, **runtime_kwargs(args))
         return report(result)
 
 
@@ -329,7 +331,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             source={**source, **test_split(args), **(
                 {"features": "random init"} if args.from_scratch else {})},
             checkpoint_every=args.checkpoint_every,
-            checkpoint_minutes=args.checkpoint_minutes, **runtime_kwargs(args))
+            checkpoint_minutes=args.checkpoint_minutes, overwrite=args.overwrite,
+            **runtime_kwargs(args))
         return report(result)
 
 
@@ -347,7 +350,7 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
     aug = config_from_dict(ckpt["config"]).augment
     size = spec["image_size"]
     tasks = TASKS if args.task == "all" else (args.task,)
-    out = prepare_dir(args.out, RESULTS["transform-probe"])
+    out = prepare_dir(args.out, RESULTS["transform-probe"], overwrite=args.overwrite)
     result = run_transform_probe(
         model, *open_folders(args, size, augmented=True, augmented_test=True), aug,
         tasks, views=args.views, epochs=args.epochs, seed=args.seed,
@@ -363,7 +366,7 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from simclr.cli import config_flags
-    from simclr.sweep import pairs_axis, parse_axis, run_sweep
+    from simclr.sweep import check_not_swept_twice, pairs_axis, parse_axis, run_sweep
 
     if not args.set and not args.pairs:
         raise SimCLRError("nothing to sweep: give --set SETTING=V1,V2 and/or --pairs OPS")
@@ -373,14 +376,29 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         resolve_precision(args.eval_precision, resolve_device(args.eval_device,
                                                               "--eval-device"),
                           "--eval-precision")
-    unused = [f for f in ("eval_train", "eval_test") if getattr(args, f)]
+    given = {"--eval-train": args.eval_train, "--eval-test": args.eval_test,
+             "--eval-device": args.eval_device != "auto",
+             "--eval-precision": args.eval_precision != "auto",
+             "--eval-workers": args.workers_eval is not None,
+             "--eval-cache-dir": args.eval_cache_dir}
+    unused = [flag for flag, value in given.items() if value]
     if args.eval == "none" and unused:  # silently unused, a forgotten --eval looks measured
-        raise SimCLRError(f"{', '.join('--' + f.replace('_', '-') for f in unused)}: unused "
-                          "with --eval none; drop it or choose --eval knn or linear")
+        raise SimCLRError(f"{', '.join(unused)}: unused with --eval none; drop it or choose "
+                          "--eval knn or linear")
     axes = ([pairs_axis(args.pairs)] if args.pairs else []) + [parse_axis(t) for t in args.set]
     flags = config_flags(args)
+    check_not_swept_twice(axes, flags)
     digits = flags.get("data.path") is None and not args.config
     preset = args.preset or ("digits" if digits else None)  # as `simclr pretrain`
+    if args.print_config:  # each cell's resolved settings; nothing is read or written
+        from simclr.config import yaml_text
+        from simclr.sweep import cell_configs
+
+        cells, configs = cell_configs(axes, Path(args.out).expanduser(), preset, args.config,
+                                      {k: v for k, v in flags.items() if k != "out"})
+        print("\n".join(f"--- # cell {cell.name}\n{yaml_text(cfg.to_dict())}"
+                        for cell, cfg in zip(cells, configs, strict=True)), end="")
+        return 0
     folders = bool(args.eval_train and args.eval_test)
     if args.eval != "none" and not folders and not digits:
         raise SimCLRError(f"--eval {args.eval} needs --eval-train and --eval-test (labeled "
@@ -521,12 +539,16 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML file of settings shared by every cell")
     add_config_flags(p, exclude={"out"})
     p.add_argument("--out", required=True, help="sweep folder: one run directory per cell")
+    p.add_argument("--print-config", action="store_true",
+                   help="print each cell's resolved settings as YAML and exit")
     p.add_argument("--eval", choices=["knn", "linear", "none"], default="knn")
     p.add_argument("--eval-train", help="labeled folder: kNN memory / linear training set")
     p.add_argument("--eval-test", help="labeled folder the top-1 is measured on")
     p.add_argument("--eval-device", default="auto")
     p.add_argument("--eval-precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--workers-eval", type=count_at_least(0), default=None, dest="workers_eval")
+    p.add_argument("--eval-workers", "--workers-eval", type=count_at_least(0), default=None,
+                   dest="workers_eval", metavar="N",  # --workers-eval: its earlier name
+                   help="decoding processes of the evaluations (default: from the CPU count)")
     p.add_argument("--eval-cache-dir", default=None,
                    help="decoded caches of the evaluation folders (default: --cache-dir)")
     from simclr.launch import add_flag
@@ -556,12 +578,19 @@ def cmd_supervised(args: argparse.Namespace) -> int:
         if extra:
             raise SimCLRError(f"--resume continues the saved run; cannot give {extra[0]}")
         cfg, resume = resume_config(args.resume, flags)
-        data = resume["data"]
     else:
         for name in ("train", "out"):
             if getattr(args, name) is None:
                 raise SimCLRError(f"--{name} is required (or --resume RUN_DIR)")
-        cfg: Config = build_config(args.preset, args.config, {**flags, "out": args.out})
+        cfg = build_config(args.preset, args.config, {**flags, "out": args.out})
+    if args.print_config:  # check a recipe before a long run: nothing is read or written
+        from simclr.config import yaml_text
+
+        print(yaml_text(cfg.to_dict()), end="")
+        return 0
+    if resume is not None:
+        data = resume["data"]
+    else:
         check_not_inside(cfg.out, {"--train": args.train, "--test": args.test}, "run")
         check_new_run(cfg.out)
         note_ignored_settings(args.config)
@@ -663,6 +692,9 @@ def _eval_inputs(p: argparse.ArgumentParser, runtime: RuntimeFlags, out_required
                    help="instead of --test: hold out this class-balanced fraction of "
                         "--train (from --seed) as the test set")
     p.add_argument("--out", required=out_required, help="run directory for results")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace this command's earlier results in --out (its JSON, figure "
+                        "and classifier; never a pretraining run's files)")
     p.add_argument("--random-init", action="store_true",
                    help="the checkpoint's architecture at random initialization (baseline)")
     p.add_argument("--seed", type=count_at_least(0, MAX_SEED), default=0)
@@ -765,6 +797,8 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     add_config_flags(p, exclude={flag for flag, path in all_flags().items()
                                  if unused_setting(path)})
     p.add_argument("--out", help="run directory (required for a new run)")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved settings as YAML and exit")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue the unfinished run saved in RUN_DIR (e.g. after exit 75)")
     add_processes_flag(p)

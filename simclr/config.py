@@ -16,6 +16,7 @@ import math
 import os
 import re
 import sys
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -586,8 +587,11 @@ def build_config(
     preset: str | None = None,
     config_file: str | None = None,
     flags: dict[str, Any] | None = None,
+    inert_ok: Collection[str] = (),
 ) -> Config:
-    """Defaults -> preset -> YAML -> flags (dotted paths), then validate."""
+    """Defaults -> preset -> YAML -> flags (dotted paths), then validate. A flag with
+    no effect under the other settings is refused (:mod:`simclr.inert`) unless it is in
+    ``inert_ok`` (a sweep's common flags, which may act in some cells only)."""
     cfg = Config()
     lr_origin = None  # (lr, its scaling rule, batch) of the last layer that gave an lr
     if preset is not None:
@@ -606,9 +610,15 @@ def build_config(
         set_path(cfg, path, value, "flag")
     if lr_origin is not None and "optim.lr" not in (flags or {}):
         carry_lr(cfg, *lr_origin)
-    given = set(flags or {}) | (_paths_of(settings) if config_file is not None else set())
-    if cfg.model.arch not in ARCHS and "model.width" not in given:
-        cfg.model.width = 1.0  # a preset's ResNet width means nothing to another network
+    # A preset's or a file's ResNet width means nothing to another network named after it:
+    # width 1 unless given at the arch's own layer or a later one (a printed config holds
+    # every setting, its ResNet's width too, which --arch on top then replaces).
+    flagged = set(flags or {})
+    filed = _paths_of(settings) if config_file is not None else set()
+    width_given = "model.width" in flagged or ("model.width" in filed
+                                               and "model.arch" not in flagged)
+    if cfg.model.arch not in ARCHS and not width_given:
+        cfg.model.width = 1.0
     # An unset lr is the paper's base for the scaling rule chosen (0.075 for sqrt): said
     # explicitly in the resolved config, so config.yaml and --print-config show it.
     cfg.optim.lr = cfg.optim.base_lr()
@@ -621,6 +631,9 @@ def build_config(
                 and exc.path in _paths_of(settings):
             raise SimCLRError(f"{config_file}: {exc.path}{exc.detail}") from None
         raise
+    from simclr.inert import refuse_inert  # it imports this module
+
+    refuse_inert(cfg, set(flags or {}) - set(inert_ok))
     absolute_paths(cfg)
     return cfg
 
@@ -636,6 +649,9 @@ def apply_resume_flags(cfg: Config, flags: dict[str, Any], allowed: set[str]) ->
     for path, value in flags.items():
         set_path(cfg, path, value, "flag")
     validate(cfg)
+    from simclr.inert import refuse_inert
+
+    refuse_inert(cfg, flags)
 
 
 def carry_lr(cfg: Config, lr: float, rule: str, batch: int) -> None:

@@ -48,7 +48,9 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
 )
 SMALL_SIDE = 96  # images up to this side are cached decoded (cfg.cache = 'auto')
-LOAD_SCALE = 1.15  # uncached images are stored at round(view size * 1.15)
+# A folder holding only these sub-folders (train and a test one) is a data set's splits.
+SPLITS = frozenset({"train", "test", "val", "validation"})
+LOAD_SCALE = 1.15  # images larger than SMALL_SIDE are stored at round(view size * 1.15)
 NAMED_DATASETS = ("cifar10", "cifar100", "stl10")
 MAX_SUBSTITUTES = 64  # next images tried in place of an unreadable one
 
@@ -482,7 +484,7 @@ def _split_folder(root: Path, train: bool) -> Path:
     except OSError:
         return root
     tests = [s for s in ("test", "val", "validation") if s in subdirs]
-    if "train" in subdirs and tests and subdirs <= {"train", "test", "val", "validation"}:
+    if "train" in subdirs and tests and subdirs <= SPLITS:
         chosen = root / ("train" if train else tests[0])
         log.info("%s holds splits; using %s", root, chosen)
         return chosen
@@ -531,11 +533,13 @@ def open_folder(
         store, train_side, load_size = "eval", max(33, eval_side(image_size)), None
     counts = Counter(min(s) for s in sizes)
     common = max(counts, key=lambda s: (counts[s], s)) if counts else None
+    # One stored side whether cached or not, so that --cache changes only the speed: small
+    # pictures keep their (most common) own side, larger ones are never stored above it.
+    side = load_size or (common if small else min(common or train_side, train_side))
+    if small and not load_size:
+        _note_other_sizes(root, counts, side)
+    side = max(33, side) if store == "eval" else side
     if cfg.cache == "on" or (cfg.cache == "auto" and small):
-        side = load_size or (common if small else min(common or train_side, train_side))
-        if small and not load_size:
-            _note_other_sizes(root, counts, side)
-        side = max(33, side) if store == "eval" else side
         cache = build_cache(images, side, cfg.cache_dir, workers, max_pixels, store,
                             cfg.strict)
         kept, skipped = cache.kept, cache.skipped
@@ -549,7 +553,6 @@ def open_folder(
             rows=None if len(kept) == len(images.paths) else kept,
             paths=[images.paths[i] for i in kept], max_pixels=max_pixels, workers=workers,
             skipped=skipped, store=store, aspect=cache.aspect)
-    side = load_size or train_side
     if cfg.strict:
         what = f"--strict: checking {root}"
         bad, _ = decode_files(images.paths, side, max_pixels, workers, None, what, store)
@@ -647,8 +650,9 @@ def open_source(
     :func:`digits_split`). 'cifar10' | 'cifar100' | 'stl10' (unless a folder of that
     name exists): torchvision under cfg.root. Anything else: an image folder (or a
     folder holding train/ and test/ splits). ``image_size`` = the view side S, which
-    sets the stored side of uncached folders (round(1.15 S) unless cfg.load_size;
-    ``evaluation``, ``unlabeled``: see :func:`open_folder`).
+    sets the stored side (unless cfg.load_size): round(1.15 S), never above the
+    folder's most common shorter side; a folder of small images keeps that side, cached
+    or not (``evaluation``, ``unlabeled``: see :func:`open_folder`).
     """
     if spec is None or spec == "digits":
         return digits_source() if train else digits_split()[1]

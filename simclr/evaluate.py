@@ -33,6 +33,7 @@ from torch import nn
 
 from simclr import distributed as dist
 from simclr.backbones import TorchvisionEncoder
+from simclr.checkpoint import CHECKPOINTS
 from simclr.classify import (
     Checkpointing,
     PartialRun,
@@ -134,21 +135,23 @@ def run_knn(
     image_size: int, k: int = 200, temperature: float = 0.1, batch_size: int = 256,
     device: str | torch.device = "auto", precision: str = "auto", workers: int | None = None,
     channels_last: bool = False, verbose: bool = True, source: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """``simclr knn``: weighted-kNN top-1 (and top-5) of the frozen encoder's h.
 
     CLI flags: ``--checkpoint CKPT --train DIR --test DIR [--out RUN_DIR] [--k 200]
     [--temperature 0.1] [--batch-size 256] [--device auto] [--precision auto]
-    [--workers N] [--cache-dir DIR]``.
+    [--workers N] [--cache-dir DIR] [--overwrite]``.
 
-    Writes ``knn.json`` and ``knn_confusion.png`` into ``run_dir`` (when given) and
-    returns the same dict; ``source`` (what the encoder came from: the checkpoint file,
-    its step, the layer) is recorded in it.
+    Writes ``knn.json`` and ``knn_confusion.png`` into ``run_dir`` (when given; those of
+    an earlier run there are refused unless ``overwrite``) and returns the same dict;
+    ``source`` (what the encoder came from: the checkpoint file, its step, the layer) is
+    recorded in it.
     """
     if k < 1 or not temperature > 0:
         raise SimCLRError(f"--k must be >= 1 and --temperature positive, got {k}, {temperature}")
     num_classes = check_labeled(train, test)
-    out = prepare_dir(run_dir, RESULTS["knn"])
+    out = prepare_dir(run_dir, RESULTS["knn"], overwrite=overwrite)
     dev, prec = resolve_runtime(device, precision)
     start = time.perf_counter()
     train_x, train_y = extract_features(encoder, train, image_size, batch_size, dev, prec,
@@ -523,6 +526,7 @@ def run_linear_eval(
     verbose: bool = True, config: dict[str, Any] | None = None,
     source: dict[str, Any] | None = None, checkpoint_every: int = 500,
     checkpoint_minutes: float = 30.0, on_step: Callable[[int, Any], None] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """``simclr linear-eval``: a linear classifier on the frozen encoder's h.
 
@@ -539,13 +543,14 @@ def run_linear_eval(
     :func:`logistic_regression`. ``sgd``: :func:`linear_eval_sgd`. Writes
     ``linear_eval.json``, ``linear_eval_confusion.png`` and the classifier
     (:func:`save_linear_classifier`, ``config``: the source checkpoint's) under
-    ``run_dir``; returns the results dict.
+    ``run_dir`` (``overwrite``: replacing those of an earlier run there); returns the
+    results dict.
     """
     _check_linear_eval(protocol, run_dir, batch_size, val_fraction, epochs, lr, image_size,
                        crop_scale, crop_sampler)
     verbose = verbose and dist.is_main()  # rank 0 speaks for all the processes
     num_classes = check_labeled(train, test)
-    out = run_folder(run_dir, RESULTS["linear-eval"])  # rank 0 writes
+    out = run_folder(run_dir, RESULTS["linear-eval"], overwrite)  # rank 0 writes
     dev, prec = resolve_runtime(device, precision)
     start = time.perf_counter()
     if protocol == "lbfgs":
@@ -606,6 +611,13 @@ def save_linear_classifier(encoder: nn.Module, linear: nn.Linear, image_size: in
 
     if not isinstance(encoder, (ResNet, TorchvisionEncoder)):
         log("linear eval: classifier not saved (only classifiers on h are)")
+        # An earlier run's classifier there (--overwrite) would pass for this one's.
+        earlier = out / CHECKPOINTS / "linear.pt"
+        try:
+            earlier.unlink(missing_ok=True)
+        except OSError as exc:
+            raise SimCLRError(f"cannot remove the earlier classifier {earlier}: "
+                              f"{exc.strerror}") from None
         return None
     model = Classifier(encoder, len(classes), fc=linear)
     blob = classifier_checkpoint("linear", model, encoder_config(encoder, image_size, config),

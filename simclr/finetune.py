@@ -323,6 +323,7 @@ def run_finetune(
     source: dict[str, Any] | None = None, checkpoint_every: int = 500,
     checkpoint_minutes: float = 30.0,
     on_step: Callable[[int, Any], None] | None = None, sync_bn: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """``simclr finetune``: fine-tune the whole encoder on a class-balanced labeled subset.
 
@@ -342,7 +343,9 @@ def run_finetune(
     given modules are copied, never modified. Writes ``finetune.json``,
     ``finetune_confusion.png`` and ``checkpoints/finetune.pt`` (encoder.* + fc.*);
     returns the results dict. ``config``: the source checkpoint's config (stored in the
-    new checkpoint so it rebuilds the encoder).
+    new checkpoint so it rebuilds the encoder). ``overwrite``: an earlier fine-tuning's
+    results in ``run_dir`` are replaced (refused otherwise); they stay whole until the
+    new ones are written.
 
     Long fine-tunings (all of ImageNet's labels for transfer) survive interruptions: every
     ``checkpoint_every`` steps or ``checkpoint_minutes``, and on SIGTERM/SIGINT (results
@@ -372,7 +375,7 @@ def run_finetune(
     torch.manual_seed(seed)  # the same new layer in every process
     model = finetune_model(encoder, head if from_head else None, num_classes, from_scratch)
     model = _placed(model, dev, prec, image_size, batch, channels_last, sync_bn)
-    out = run_folder(run_dir, RESULTS["finetune"])  # every input checked: rank 0 writes
+    out = run_folder(run_dir, RESULTS["finetune"], overwrite)  # inputs checked: rank 0 writes
     total = epochs * (len(subset) // batch)
     optimizer = nesterov_sgd(model.parameters(), lr, batch, momentum)
     scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")
@@ -387,7 +390,10 @@ def run_finetune(
                 "batch_norm": batch_norm_setting(sync_bn)}  # what a continuation must match
     partial_run = PartialRun(out, "finetune", "fine-tuning", settings)
     step, elapsed = partial_run.resume(model, optimizer, scaler, verbose)
-    if out is not None and dist.is_main():
+    # Written first, to be read while the training runs; but not over the list of the
+    # earlier results an --overwrite replaces at its end: they stay whole until then.
+    listed = out is not None and dist.is_main() and not (out / RESULTS["finetune"][0]).exists()
+    if listed:
         write_subset_list(train, subset, out / SUBSET_FILE)
     cfg = encoder_config(model.encoder, image_size, config, head if from_head else None)
 
@@ -429,6 +435,8 @@ def run_finetune(
         **stats, "elapsed_s": elapsed + time.perf_counter() - start,
     }
     if out is not None:
+        if not listed:
+            write_subset_list(train, subset, out / SUBSET_FILE)
         results["subset_file"] = str(out / SUBSET_FILE)
         blob = classifier_checkpoint("finetune", model, cfg, list(train.classes),
                                      stats["steps"], results["elapsed_s"], results)

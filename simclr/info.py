@@ -165,7 +165,8 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
                      command=partial[0].get("argv"))
     elif summary and summary.get("status"):
         state["status"] = summary["status"]
-        if summary["status"] == "diverged":
+        if summary["status"] in ("diverged", "failed"):  # failed: an error ended it (a full
+            # disk at a save); the summary says why, the log alone could not
             state.update(step=summary.get("steps"), reason=summary.get("reason"))
     elif summary and "top1" in summary:  # a supervised run's results: it finished
         state["status"] = "finished"
@@ -325,7 +326,7 @@ def render(facts: dict[str, Any]) -> str:
     if isinstance(facts["state"].get("monitor_top1"), (int, float)):
         lines.append(f"  kNN monitor: top-1 {100 * facts['state']['monitor_top1']:.2f}% at "
                      f"step {facts['state']['monitor_step']}")
-    if facts["state"]["status"] in ("preempted", "stopped") and \
+    if facts["state"]["status"] in ("preempted", "stopped", "failed") and \
             kind in ("pretrain", "supervised") and facts["state"].get("saved_step"):
         from simclr.launch import again
 
@@ -395,11 +396,24 @@ def _head_line(facts: dict[str, Any]) -> str:
         head += f" ({state['epoch']:.2f} epochs, {_duration(state.get('elapsed_s'))})"
     if state.get("loss") is not None:
         head += f"; last loss {state['loss']:.4g} (step {state['logged_step']})"
-    saved = state.get("saved_step")
-    if state["status"] in ("running", "stopped") and saved is not None and \
-            saved != state.get("step"):
-        head += f"; last checkpoint at step {saved}"
-    return head
+    return head + _saved_note(state)
+
+
+def _saved_note(state: dict[str, Any]) -> str:
+    """Where the checkpoints lag the run: the last one's step, and for a run that ended
+    without a record (killed, or older than the failure record) at its planned last step
+    without its final checkpoint, that it was not written."""
+    saved, step, status = state.get("saved_step"), state.get("step"), state["status"]
+    if status not in ("running", "stopped", "failed") or step is None or saved == step:
+        return ""
+    note = ""
+    planned = state.get("planned_steps") or state.get("total_steps")
+    if status == "stopped" and step == planned:
+        note = "; its final checkpoint was not written"
+    if saved is not None:
+        return f"{note}; last checkpoint at step {saved}"
+    # (a failure's reason already says whether an earlier checkpoint exists)
+    return note if status == "running" or state.get("reason") else f"{note}; no checkpoint exists"
 
 
 def _checkpoint_line(c: dict[str, Any]) -> str:

@@ -208,8 +208,10 @@ def embed_folder(
                                                    cache_dir, unlabeled=True)
     arrays = {"features": feats.astype(np.float32), "labels": labels.astype(np.int64),
               "classes": np.array(source.classes, dtype=str), "paths": np.array(paths, dtype=str),
-              # which representation: features of two are not comparable (simclr neighbors)
-              "encoder": np.array(f"{ckpt['file']} step {ckpt.get('step')} layer {layer}")}
+              # which representation: features of two are not comparable (simclr neighbors;
+              # the file resolved, so two shells' spellings of one checkpoint agree)
+              "encoder": np.array(f"{Path(ckpt['file']).resolve()} step {ckpt.get('step')} "
+                                  f"layer {layer}")}
 
     def write(tmp: Path) -> None:  # whole or not at all (a file object: savez adds no .npz)
         with open(tmp, "wb") as f:
@@ -311,7 +313,9 @@ def predict_folder(
     Columns: ``path``, ``prediction``, ``probability`` (softmax), then ``top<k>`` /
     ``p<k>`` for the k most probable classes. Where the folder is an ImageFolder whose
     class names the classifier knows, the result also holds the top-1 / top-k accuracy
-    over those images (the others are counted as ``unknown_class``).
+    over those images (``labeled``); the others are counted as ``unknown_class`` (in a
+    class folder the classifier does not know) or ``unlabeled`` (beside the class
+    folders: no label to score them by).
 
     ``min_probability``: a row whose top probability is below it has an empty
     ``prediction`` (its ranked classes are still listed): a rejection of images that
@@ -358,7 +362,9 @@ def predict_folder(
     if (mapped >= 0).any():
         rows = torch.from_numpy(np.flatnonzero(mapped >= 0))
         result.update(accuracy_summary(probs[rows].float(), mapped[rows.numpy()]),
-                      labeled=int(len(rows)), unknown_class=int((mapped < 0).sum()))
+                      labeled=int(len(rows)),
+                      unknown_class=int(((mapped < 0) & (labels >= 0)).sum()),
+                      unlabeled=int((labels < 0).sum()))
     if min_probability is not None:
         confident = (top_p[:, 0] >= threshold).numpy()
         result["confident"] = int(confident.sum())

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from simclr.data import SPLITS
 from simclr.errors import SimCLRError
 from simclr.files import write_json, written
 
@@ -95,33 +96,40 @@ RESULTS: dict[str, tuple[str, ...]] = {
 
 
 def prepare_dir(run_dir: str | Path | None, results: Sequence[str] = (),
-                named: Path | None = None) -> Path | None:
+                named: Path | None = None, overwrite: bool | None = None) -> Path | None:
     """Create ``run_dir`` (None: no directory, nothing written) for a command whose
     output files are ``results``; one of them already there from an earlier run is
-    refused, so re-running a command never overwrites what it wrote before. ``named``:
-    see :func:`check_out_folder`."""
+    refused (unless ``overwrite``: see :func:`check_results_free`), so re-running a
+    command never overwrites what it wrote before. ``named``: see
+    :func:`check_out_folder`. Returns the folder as an absolute, resolved path: the
+    paths results files record under it must not depend on the shell's folder."""
     if run_dir is None:
         return None
     path = Path(run_dir).expanduser()
-    check_results_free(path, results, named)
+    check_results_free(path, results, named, overwrite)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SimCLRError(f"cannot create the folder {path}: {exc.strerror}") from None
-    return path
+    return path.resolve()
 
 
 def check_results_free(run_dir: str | Path | None, results: Sequence[str],
-                       named: Path | None = None) -> None:
-    """Refuse a ``run_dir`` that already holds one of ``results`` (nothing is created)."""
+                       named: Path | None = None, overwrite: bool | None = None) -> None:
+    """Refuse a ``run_dir`` that already holds one of ``results`` (nothing is created).
+    ``overwrite``: True lets the command replace them (an evaluation's ``--overwrite``),
+    False refuses them naming that flag, None refuses them (a command without it)."""
     if run_dir is None:
         return
     path = Path(run_dir).expanduser()
     check_out_folder(path, named)
+    if overwrite:
+        return
+    flag = ", or pass --overwrite to replace it" if overwrite is False else ""
     for name in results:
         if (path / name).exists():
             raise SimCLRError(f"{path} already holds {name} from an earlier run; choose "
-                              "another --out (nothing was overwritten)")
+                              f"another --out{flag} (nothing was overwritten)")
 
 
 def check_not_inside(out: str | Path, folders: dict[str, str | None], what: str) -> None:
@@ -134,6 +142,10 @@ def check_not_inside(out: str | Path, folders: dict[str, str | None], what: str)
             if where == data or data in where.parents:
                 raise SimCLRError(f"--out {out} lies inside the {flag} folder {folder}; "
                                   f"write the {what} elsewhere")
+            if where == data.parent and data.name in SPLITS:  # c10/ holding c10/train
+                raise SimCLRError(f"--out {out} holds the {flag} folder {folder} as a split: "
+                                  f"the {what}'s folders there would stop {out} reading as "
+                                  f"train/test splits; write the {what} elsewhere")
 
 
 def check_out_folder(path: Path, named: Path | None = None) -> None:

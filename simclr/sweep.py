@@ -29,7 +29,9 @@ from simclr.config import (
     Config,
     all_flags,
     build_config,
+    flag_of,
     save_yaml,
+    set_path,
     unsaved_value,
 )
 from simclr.data import list_folder
@@ -93,7 +95,27 @@ def parse_axis(text: str) -> Axis:
     parts = [v.strip() for v in values.split(";" if ";" in values else ",")]
     if any(not v for v in parts) or len(set(parts)) != len(parts):
         raise SimCLRError(f"--set {text!r}: empty or repeated values")
-    return Axis(key, parts, [{path: v} for v in parts])
+    _check_distinct(path, parts, text)
+    # Named by its flag however typed (loss.temperature, color_strength): the cells'
+    # folders, and so a rerun's reuse of them, must not depend on the spelling.
+    return Axis(flag_of(path), parts, [{path: v} for v in parts])
+
+
+def _check_distinct(path: str, parts: list[str], text: str) -> None:
+    """Values spelled differently but equal as settings (0.5 and .5, true and 1) would
+    train the same run in two cells."""
+    seen: dict[Any, str] = {}
+    for part in parts:
+        cfg = Config()
+        set_path(cfg, path, part, "flag")  # the value as a run would hold it (and checked)
+        value = cfg
+        for name in path.split("."):
+            value = getattr(value, name)
+        value = _comparable(path, value)
+        if value in seen:
+            raise SimCLRError(f"--set {text!r}: {seen[value]} and {part} are the same "
+                              "value (their cells would train the same run)")
+        seen[value] = part
 
 
 def pairs_axis(text: str) -> Axis:
@@ -272,7 +294,7 @@ def _launched(cfg: Any, run_dir: Path, cell: str, processes: int,
     from simclr.launch import run
 
     if resume:
-        argv = ["pretrain", "--resume", str(run_dir)]
+        argv = ["pretrain", "--resume", str(run_dir), *runtime_flags(cfg, run_dir)]
     else:
         spec = run_dir.parent / f".{run_dir.name}.yaml"  # hidden: not a cell of the grid
         spec.parent.mkdir(parents=True, exist_ok=True)
@@ -290,6 +312,25 @@ def _launched(cfg: Any, run_dir: Path, cell: str, processes: int,
                       f"failed (exit status {status}); the same sweep command continues")
 
 
+def runtime_flags(cfg: Config, run_dir: Path) -> list[str]:
+    """``simclr pretrain`` flags for the runtime settings (:data:`RUNTIME_ONLY`) in which
+    ``cfg`` differs from the cell's saved run: a rerun may change them, as ``pretrain
+    --resume`` may, and a cell resumed by other processes hears of them only so."""
+    saved = _flatten(_saved_settings(run_dir) or {})
+    wanted = _flatten(cfg.to_dict())
+    argv: list[str] = []
+    for path in sorted(RUNTIME_ONLY - {"out"}):
+        value = wanted[path]
+        if path in saved and _comparable(path, saved[path]) == _comparable(path, value):
+            continue
+        flag = flag_of(path)
+        if isinstance(value, bool):
+            argv.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            argv += [f"--{flag}", "none" if value is None else str(value)]
+    return argv
+
+
 def run_sweep(
     axes: list[Axis], out: str | Path, *, preset: str | None, config: str | None,
     flags: dict[str, Any], evaluate: Any, processes: int | None = None,
@@ -303,14 +344,7 @@ def run_sweep(
     """
     root = Path(out).expanduser()
     check_out_folder(root)  # before any cell: a sweep's summary must be writable
-    cells = plan_cells(axes, root)
-    configs = []
-    for cell in cells:  # every cell checked before anything runs
-        cell_flags = {**flags, **cell.values, "out": str(cell.run_dir)}
-        try:
-            configs.append(build_config(preset, config, cell_flags))
-        except SimCLRError as exc:
-            raise SimCLRError(f"cell {cell.name}: {user_message(exc)}") from None
+    cells, configs = cell_configs(axes, root, preset, config, flags)
     check_batches(cells, configs)
     for cell, cfg in zip(cells, configs, strict=True):  # all before the first cell trains
         try:
@@ -336,6 +370,22 @@ def run_sweep(
         if summary["status"] != "finished":  # preempted: rerun the command to go on
             break
     return cells, table
+
+
+def cell_configs(axes: list[Axis], root: Path, preset: str | None, config: str | None,
+                 flags: dict[str, Any]) -> tuple[list[Cell], list[Config]]:
+    """Every cell of the grid under ``root`` and its resolved, checked config: the layers
+    of ``simclr pretrain`` (preset, file, flags) with the cell's values on top."""
+    cells = plan_cells(axes, root)
+    configs = []
+    for cell in cells:  # every cell checked before anything runs
+        cell_flags = {**flags, **cell.values, "out": str(cell.run_dir)}
+        try:
+            configs.append(build_config(preset, config, cell_flags, inert_ok=cell_flags))
+        except SimCLRError as exc:
+            raise SimCLRError(f"cell {cell.name}: {user_message(exc)}") from None
+    check_settings_act(axes, cells, configs, flags)
+    return cells, configs
 
 
 def _write_summary(root: Path, axes: list[Axis], cells: list[Cell]) -> str:
@@ -374,6 +424,38 @@ def check_cell_inputs(cfg: Config, processes: int | None = None) -> None:
             checkpoint_file(cfg.init_from)
         except SimCLRError as exc:
             raise SimCLRError(f"--init-from: {exc}") from None
+
+
+def check_not_swept_twice(axes: list[Axis], flags: dict[str, Any]) -> None:
+    """A flag given beside an axis that sets it would be silently replaced in every cell
+    (``simclr sweep``; callers of :func:`run_sweep` may layer axes over common flags)."""
+    for axis in axes:
+        for path in sorted({p for setting in axis.settings for p in setting} & set(flags)):
+            raise SimCLRError(f"--{flag_of(path)} is also swept (by {axis.name}), which "
+                              "would replace it in every cell; give it once")
+
+
+def check_settings_act(axes: list[Axis], cells: list[Cell], configs: list[Config],
+                       flags: dict[str, Any]) -> None:
+    """Refuse an axis value with no effect in some cell (:mod:`simclr.inert`): those
+    cells would train the same run under different labels (temperature crossed with
+    margin_triplet); and a common flag with no effect in any cell, as pretrain does."""
+    from simclr.inert import inert_settings
+
+    inert = [inert_settings(cfg) for cfg in configs]
+    for axis in axes:
+        for cell, cell_inert in zip(cells, inert, strict=True):
+            label = cell.labels[axis.name]
+            acting = axis.settings[axis.labels.index(label)]
+            for path in sorted(set(acting) & set(cell_inert)):
+                raise SimCLRError(f"--set {axis.name}: --{flag_of(path)} has no effect in "
+                                  f"cell {cell.name} ({cell_inert[path]}), so its values "
+                                  "would train the same run there; sweep those cells "
+                                  "separately")
+    for path in sorted(flags):
+        if all(path in cell_inert for cell_inert in inert):
+            raise SimCLRError(f"--{flag_of(path)} has no effect in any cell: "
+                              f"{inert[0][path]}; leave it out")
 
 
 def check_batches(cells: list[Cell], configs: list[Config]) -> None:

@@ -9,6 +9,7 @@ process (loss.py via distributed.py). Augmentation runs batched on the training 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -578,6 +579,12 @@ def pretrain(
             if dist.is_main():
                 write_json(run_dir / "summary.json", {"status": "diverged", "reason": str(exc),
                                                       "steps": exc.step})
+            raise
+        except SimCLRError as exc:  # e.g. a full disk at the final save: `simclr info` says why
+            if dist.is_main():
+                with contextlib.suppress(SimCLRError):  # (the disk may refuse this too)
+                    write_json(run_dir / "summary.json", {"status": "failed", "reason": str(exc),
+                                                          "steps": state.step})
             raise
         finally:
             log.close()

@@ -10,7 +10,7 @@ import torchvision
 
 from simclr.backbones import FAMILIES, TorchvisionEncoder, torchvision_archs
 from simclr.cli import main
-from simclr.config import build_config
+from simclr.config import build_config, save_yaml
 from simclr.errors import SimCLRError
 from simclr.optim import param_groups
 
@@ -80,6 +80,21 @@ def test_a_presets_resnet_width_is_not_applied_to_another_network():
     with pytest.raises(SimCLRError, match="--width 0.5: the width multiplier"):
         build_config("cifar10-cpu", flags={"model.arch": "mobilenet_v3_small",
                                            "model.width": 0.5})
+
+
+def test_a_printed_configs_resnet_width_is_not_applied_to_another_network(tmp_path):
+    """A printed config holds its ResNet's width: --arch on top of it is then the preset
+    plus --arch (width 1); a file naming both the network and a width is refused."""
+    printed = tmp_path / "printed.yaml"
+    save_yaml(build_config("cifar10-cpu").to_dict(), printed)
+    cfg = build_config(None, str(printed), {"model.arch": "mobilenet_v3_small"})
+    assert cfg == build_config("cifar10-cpu", flags={"model.arch": "mobilenet_v3_small",
+                                                     "out": cfg.out})
+    both = build_config("cifar10-cpu").to_dict()
+    both["model"]["arch"] = "mobilenet_v3_small"
+    save_yaml(both, printed)
+    with pytest.raises(SimCLRError, match="model.width 0.25: the width multiplier"):
+        build_config(None, str(printed))
 
 
 def test_pretraining_and_torchvision_weights_in_and_out(tmp_path, image_folder, cache_dir):

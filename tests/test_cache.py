@@ -161,7 +161,12 @@ def test_the_cache_command_lists_and_cleans_what_no_run_needs(tmp_path, capsys):
     open_source(str(tmp_path / "kept"), data_cfg(tmp_path))  # reused: used today
     assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
     listed = capsys.readouterr().out
-    assert "3 caches" in listed and "removed" not in listed
+    assert "3 caches" in listed and "removed:" not in listed
+    # The listing marks what --clean would remove (nothing is removed by it).
+    assert f"{tmp_path / 'gone'}  (its folder is gone: --clean removes it)\n" in listed
+    assert f"{tmp_path / 'old'}  (unused for 40 days: --clean removes it)\n" in listed
+    assert f"{tmp_path / 'kept'}\n" in listed and "MiB; --clean would free " in listed
+    assert len(cache.cache_entries(tmp_path / "cache")) == 3
     assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean"]) == 0
     out = capsys.readouterr().out
     assert f"{tmp_path / 'gone'}  (removed: its folder is gone)" in out

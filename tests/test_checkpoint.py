@@ -111,6 +111,39 @@ def test_keep_last_prunes_old_periodic_checkpoints(tmp_path):
         "ckpt-00001000.pt", "ckpt-00002000.pt"]
 
 
+def test_the_final_last_pt_shares_the_bytes_of_its_steps_periodic_checkpoint(tmp_path):
+    """A run's final step saves ckpt-<step>.pt, then last.pt of the same state: one copy
+    on disk (a hard link), which every reader and a later save or pruning keep right."""
+    folder = tmp_path / "checkpoints"
+    state = {**_state(4), "kind": "pretrain"}
+    periodic = save_checkpoint(state, folder, periodic_name(4))
+    last = save_checkpoint(state, folder)
+    assert last.samefile(periodic) and last.stat().st_nlink == 2
+    assert sorted(p.name for p in folder.iterdir()) == ["ckpt-00000004.pt", "last.pt"]
+    assert latest_checkpoint(folder) == last and load_checkpoint(last)["step"] == 4
+    assert resume_checkpoint(periodic, entries=())[1] == last  # the same file: accepted
+    assert save_checkpoint(state, folder) == last and last.samefile(periodic)  # again: same
+    # A pruned periodic name leaves last.pt whole; a new last.pt leaves ckpt-4 whole.
+    save_checkpoint(_state(6), folder, periodic_name(6), keep_last=1)
+    assert not periodic.exists() and load_checkpoint(last)["step"] == 4
+    periodic = save_checkpoint(_state(8), folder, periodic_name(8), keep_last=2)
+    other = {**_state(8), "elapsed": 3.0}  # the same step, other bytes: its own file
+    save_checkpoint(other, folder)
+    assert not last.samefile(periodic) and last.stat().st_nlink == 1
+    assert (load_checkpoint(last)["elapsed"], load_checkpoint(periodic)["elapsed"]) == (3.0, 2.0)
+
+
+def test_without_hard_links_last_pt_is_written_whole(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(ck.os, "link", no_links)
+    periodic = save_checkpoint(_state(4), tmp_path, periodic_name(4))
+    last = save_checkpoint(_state(4), tmp_path)
+    assert not last.samefile(periodic) and last.read_bytes() == periodic.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-00000004.pt", "last.pt"]
+
+
 def test_latest_skips_partial_and_truncated_files(tmp_path):
     save_checkpoint(_state(100), tmp_path, periodic_name(100))
     good = save_checkpoint(_state(200), tmp_path, periodic_name(200))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from simclr.cli import main
 from tests.conftest import make_image_folder
@@ -60,6 +61,9 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
         (["sweep", "--set", "temperature=0.1", "--out", "o", "--eval", "none",
           "--eval-test", "t"], "--eval-test: unused with --eval none; drop it or choose "
                                "--eval knn or linear"),
+        (["sweep", "--set", "temperature=0.1", "--out", "o", "--eval", "none",
+          "--eval-precision", "fp16", "--workers-eval", "2"],
+         "--eval-precision, --eval-workers: unused with --eval none"),
         (["transform-probe", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out",
           "o", "--views", "100000000"], "--views: must be at most 100"),
         (["finetune", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out", "o",
@@ -244,6 +248,28 @@ def test_print_config_is_a_config_file_and_writes_nothing(tmp_path, capsys, monk
                                               "augment.crop_scale": (0.2, 1.0)})
     assert printed == expected
     assert printed.optim.lr == 2.0 and printed.loss.temperature == 0.5
+
+
+def test_sweep_and_supervised_print_their_resolved_configs(tmp_path, capsys, monkeypatch):
+    """Each sweep cell's config (the preset, the flags, its value on top) and the
+    supervised run's, as pretrain prints its own; nothing read or written."""
+    from simclr.config import build_config
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "--preset", "cifar10-cpu", "--data", "d", "--lr", "2", "--set",
+                 "temperature=0.2,0.5", "--out", "sw", "--print-config"]) == 0
+    documents = list(yaml.safe_load_all(capsys.readouterr().out))
+    for document, value in zip(documents, ("0.2", "0.5"), strict=True):
+        (tmp_path / "cell.yaml").write_text(yaml.safe_dump(document))
+        expected = build_config("cifar10-cpu", None, {
+            "data.path": "d", "optim.lr": 2.0, "loss.temperature": value,
+            "out": str(tmp_path / "sw" / f"temperature={value}")})
+        assert build_config(None, str(tmp_path / "cell.yaml")) == expected
+    assert main(["supervised", "--preset", "cifar10-cpu", "--train", "t", "--out", "sup",
+                 "--epochs", "3", "--print-config"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["epochs"] == 3 and printed["out"] == str(tmp_path / "sup")
+    assert {p.name for p in tmp_path.iterdir()} == {"cell.yaml"}
 
 
 @pytest.mark.parametrize(("command", "name"), [("embed", "feats.npz"), ("predict", "p.csv")])

@@ -156,6 +156,21 @@ def test_strict_on_a_reused_cache_fails_without_first_calling_it_a_skip(tmp_path
     assert "using the decoded cache" in caplog.text and "skipped" not in caplog.text
 
 
+@pytest.mark.parametrize("view", [16, 32])
+def test_cache_changes_only_the_speed_not_the_stored_pixels(tmp_path, view):
+    """A folder of small images is stored at its own side cached or not: uncached it
+    was resampled to round(1.15 x view) (37 px at 32-px views), a different training."""
+    root = tmp_path / "small"
+    for k, width in enumerate((28, 28, 30, 32)):
+        save_image(root / f"{k}.png", rgb(32, width, k))
+    on, off = (open_source(str(root), data_cfg(tmp_path, cache=c), image_size=view)
+               for c in ("on", "off"))
+    assert on.cached and not off.cached
+    assert on.image_hw == off.image_hw == (28, 28)  # the most common shorter side
+    (a, aspect_a), (b, aspect_b) = on.batch(np.arange(4)), off.batch(np.arange(4))
+    assert torch.equal(a, b) and torch.allclose(aspect_a, aspect_b)
+
+
 # ---------------------------------------------------------------------------- named sources
 
 

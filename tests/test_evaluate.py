@@ -281,6 +281,48 @@ def test_knn_command_writes_results(tmp_path):
     assert (tmp_path / "knn_confusion.png").stat().st_size > 0
 
 
+def test_results_record_absolute_paths_whatever_the_shells_folder(tmp_path, monkeypatch):
+    """--out given relative to the shell's folder: the files the results name are
+    recorded as absolute paths, valid from anywhere (as the source checkpoint is)."""
+    train, test = colour_source(seed=0), colour_source(n_per_class=3, seed=1)
+    monkeypatch.chdir(tmp_path)
+    fast = {"image_size": 16, "device": "cpu", "precision": "fp32", "verbose": False}
+    run_knn(tiny_encoder(), train, test, "k", k=3, **fast)
+    run_linear_eval(tiny_encoder(), train, test, "l", **fast)
+    monkeypatch.chdir("/")
+    knn = json.loads((tmp_path / "k" / "knn.json").read_text())
+    linear = json.loads((tmp_path / "l" / "linear_eval.json").read_text())
+    assert knn["confusion_figure"] == str(tmp_path / "k" / "knn_confusion.png")
+    assert linear["confusion_figure"] == str(tmp_path / "l" / "linear_eval_confusion.png")
+    assert linear["checkpoint"] == str(tmp_path / "l" / "checkpoints" / "linear.pt")
+    assert all(Path(p).is_file() for p in (knn["confusion_figure"], linear["checkpoint"]))
+
+
+def test_overwrite_replaces_the_earlier_results_of_the_same_command(tmp_path):
+    """Refused by default (naming --overwrite); with it, the command's own files are
+    replaced, and a classifier the new run does not save is not left to pass for its."""
+    from simclr.commands import RawPixels
+
+    train, test = colour_source(seed=0), colour_source(n_per_class=3, seed=1)
+    fast = {"image_size": 16, "device": "cpu", "precision": "fp32", "verbose": False}
+    run_knn(tiny_encoder(), train, test, tmp_path, k=3, **fast)
+    with pytest.raises(SimCLRError, match="already holds knn.json from an earlier run; choose "
+                       "another --out, or pass --overwrite to replace it"):
+        run_knn(tiny_encoder(), train, test, tmp_path, k=5, **fast)
+    assert run_knn(tiny_encoder(), train, test, tmp_path, k=5, overwrite=True, **fast)["k"] == 5
+    assert json.loads((tmp_path / "knn.json").read_text())["k"] == 5
+    classifier = tmp_path / "checkpoints" / "linear.pt"
+    run_linear_eval(tiny_encoder(), train, test, tmp_path, **fast)
+    assert classifier.is_file()
+    with pytest.raises(SimCLRError, match="already holds linear_eval.json"):
+        run_linear_eval(RawPixels(), train, test, tmp_path, l2=1e-3, **fast)
+    raw = run_linear_eval(RawPixels(), train, test, tmp_path, l2=1e-3, overwrite=True, **fast)
+    saved = json.loads((tmp_path / "linear_eval.json").read_text())
+    assert saved["top1"] == raw["top1"] and saved["feature_dim"] == 3 * 16 * 16
+    assert saved["checkpoint"] is None and not classifier.exists()  # pixels: no classifier
+    assert json.loads((tmp_path / "knn.json").read_text())["k"] == 5  # another command's
+
+
 def test_user_errors_are_one_line():
     good = colour_source()
     unlabeled = colour_source()

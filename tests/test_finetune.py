@@ -185,6 +185,81 @@ def test_results_of_an_earlier_run_are_never_overwritten(tmp_path, folders):
                      from_scratch=True, **FAST)
 
 
+def test_overwrite_replaces_an_earlier_finetuning_and_only_at_its_end(tmp_path, folders):
+    """With overwrite the earlier results stay whole (their subset list too) until the new
+    ones replace them all; a stopped run leaves them as they were."""
+    train, test = folders
+    run = tmp_path / "ft"
+    run_finetune(tiny_encoder(), train, test, run, labels_per_class=1, **FAST)
+    earlier = {n: (run / n).read_bytes() for n in ("finetune.json", "labeled_subset.txt")}
+    args = {**FAST, "batch_size": 4, "epochs": 3, "labels_per_class": 2, "checkpoint_every": 2}
+    cut = run_finetune(tiny_encoder(), train, test, run, overwrite=True, **args,
+                       on_step=stop_at(2))
+    assert cut["status"] == "preempted"
+    assert {n: (run / n).read_bytes() for n in earlier} == earlier
+    done = run_finetune(tiny_encoder(), train, test, run, overwrite=True, **args)
+    saved = json.loads((run / "finetune.json").read_text())
+    assert saved["num_labeled"] == done["num_labeled"] == 6 and saved["top1"] == done["top1"]
+    assert len((run / "labeled_subset.txt").read_text().split()) == 6
+    assert load_checkpoint(run / "checkpoints" / "finetune.pt")["step"] == done["steps"]
+    assert not (run / "checkpoints" / "finetune-partial.pt").exists()
+
+
+def test_result_paths_and_the_resume_hint_are_absolute(tmp_path, folders, monkeypatch, capsys):
+    """--out relative to the shell's folder: finetune.json and a stopped run's result name
+    absolute paths (the hint printed from them is right from any folder)."""
+    from simclr.commands import report
+
+    train, test = folders
+    monkeypatch.chdir(tmp_path)
+    args = {**FAST, "batch_size": 4, "epochs": 3, "labels_per_class": 2, "checkpoint_every": 2}
+    cut = run_finetune(tiny_encoder(), train, test, "ft", **args, on_step=stop_at(2))
+    partial = tmp_path / "ft" / "checkpoints" / "finetune-partial.pt"
+    assert cut["checkpoint"] == str(partial)
+    assert report(cut) == 75
+    assert f"the same command continues it (from {partial})" in capsys.readouterr().err
+    run_finetune(tiny_encoder(), train, test, "ft", **args)
+    saved = json.loads((tmp_path / "ft" / "finetune.json").read_text())
+    ft = tmp_path / "ft"
+    assert (saved["checkpoint"], saved["subset_file"], saved["confusion_figure"]) == (
+        str(ft / "checkpoints" / "finetune.pt"), str(ft / "labeled_subset.txt"),
+        str(ft / "finetune_confusion.png"))
+
+
+def test_every_evaluation_command_takes_overwrite_but_never_into_another_run(tmp_path, capsys):
+    """knn, linear-eval, finetune and transform-probe: a second run into the same --out is
+    refused naming --overwrite, and with it replaces that command's results; into a
+    pretraining run's own folder they sit beside its checkpoints, which stay untouched,
+    and into another run's folder they are refused all the same."""
+    from simclr.cli import main
+
+    train, test, cache = tiny_pretrained_run(tmp_path)
+    pre = tmp_path / "pre"
+    last = (pre / "checkpoints" / "last.pt").read_bytes()
+    common = ["--checkpoint", str(pre), "--train", str(train), "--test", str(test),
+              "--workers", "0", "--cache-dir", cache, "--precision", "fp32"]
+    commands = {"knn": ["--k", "3"], "linear-eval": ["--l2", "0.001"],
+                "finetune": ["--epochs", "1", "--batch-size", "8"],
+                "transform-probe": ["--task", "rotation", "--views", "1", "--epochs", "1"]}
+    for command, extra in commands.items():
+        for out in (tmp_path / "evals", pre):
+            args = [command, *common, *extra, "--out", str(out)]
+            assert main(args) == 0, command
+            capsys.readouterr()
+            assert main(args) == 2, command
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "or pass --overwrite to replace it" in err, err
+            assert main([*args, "--overwrite"]) == 0, command
+    assert (pre / "checkpoints" / "last.pt").read_bytes() == last
+    other = tmp_path / "other"
+    (other / "checkpoints").mkdir(parents=True)
+    (other / "checkpoints" / "last.pt").write_bytes(last)
+    capsys.readouterr()
+    assert main(["knn", *common, "--k", "3", "--out", str(other), "--overwrite"]) == 2
+    assert "is the folder of another run" in capsys.readouterr().err
+    assert sorted(p.name for p in other.rglob("*")) == ["checkpoints", "last.pt"]
+
+
 def test_finetune_from_head_and_from_scratch(tmp_path, folders):
     train, test = folders
     torch.manual_seed(0)

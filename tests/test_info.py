@@ -231,6 +231,48 @@ def test_a_diverged_run_says_where_and_why_and_its_json_is_strict(tmp_path, caps
     assert facts["state"]["status"] == "diverged"
 
 
+@pytest.mark.parametrize("every", [0, 4])
+def test_a_run_whose_final_checkpoint_could_not_be_written_says_so_and_why(
+        tmp_path, capsys, monkeypatch, every):
+    """A full disk at the final save ends pretraining with an error: its summary records
+    why, and info says which checkpoint is left; without that record (a run killed at its
+    last step, or older than the record) info still says the final one is missing."""
+    import errno
+    import os
+
+    real_replace = os.replace
+
+    def full_disk(src, dst):
+        if str(dst).endswith("last.pt"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    run = tmp_path / "run"
+    flags = tiny_flags(make_image_folder(tmp_path / "images"), run, str(tmp_path / "cache"),
+                       checkpoint_every=every)
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(SimCLRError, match="No space left on device") as failed:
+        train.pretrain(build_config(flags=flags))
+    monkeypatch.undo()
+    lines = _info(capsys, run).splitlines()
+    assert lines[0].startswith(f"{run}: SimCLR pretraining, failed at step 6 of 6 "
+                               f"({failed.value}) (")
+    facts = json.loads(_info(capsys, run, "--json"))["state"]
+    assert (facts["status"], facts["reason"]) == ("failed", str(failed.value))
+    if every:  # the periodic checkpoint survives: the run continues from it
+        assert "the previous checkpoint" in str(failed.value)
+        assert lines[0].endswith("; last checkpoint at step 4")
+        assert f"  continue with: simclr pretrain --resume {run}" in lines
+    else:
+        assert "no earlier checkpoint exists" in str(failed.value)
+        assert not any("continue with" in line for line in lines)
+    (run / "summary.json").unlink()
+    head = _info(capsys, run).splitlines()[0]
+    assert ", stopped at step 6 of 6 (" in head
+    assert head.endswith("; its final checkpoint was not written" + (
+        "; last checkpoint at step 4" if every else "; no checkpoint exists"))
+
+
 def test_a_summary_older_than_the_log_is_not_the_runs_status(tmp_path, capsys):
     """Preempted at step 1, then resumed and killed after step 2 was logged (no summary of
     its own): stopped there, not preempted."""

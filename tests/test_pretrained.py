@@ -223,6 +223,47 @@ def test_predict_on_a_flat_folder_and_on_unknown_classes(tmp_path, image_folder,
     assert result["labeled"] == 4 and result["unknown_class"] == 2
 
 
+def test_embed_records_its_checkpoint_however_the_shell_spelled_it(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """A relative --checkpoint and an absolute one name the same encoder: both files
+    record it alike (absolute), so `simclr neighbors` takes them together."""
+    from simclr.neighbors import write_neighbors
+    from simclr.pretrained import embed_folder
+
+    state = {k: v for k, v in pretrain_checkpoint().items() if k not in ("format", "version")}
+    last = save_checkpoint({**state, "step": 3}, tmp_path / "pre" / "checkpoints")
+    monkeypatch.chdir(tmp_path)
+    common = {"device": "cpu", "precision": "fp32", "workers": 0, "cache_dir": cache_dir}
+    embed_folder("pre", str(image_folder), "rel.npz", **common)
+    embed_folder(str(last), str(image_folder), tmp_path / "abs.npz", **common)
+    encoders = {str(np.load(tmp_path / f"{n}.npz")["encoder"]) for n in ("rel", "abs")}
+    assert encoders == {f"{last} step 3 layer h"}
+    assert write_neighbors("abs.npz", "n.csv", k=1, queries="rel.npz")["queries"] == 24
+
+
+def test_predict_counts_images_beside_the_class_folders_as_unlabeled(
+        tmp_path, image_folder, cache_dir, capsys):
+    """5 images of a class the classifier knows and 1 beside the class folder: 5 scored,
+    the loose one unlabeled, none of an unknown class (the counts add up to the images)."""
+    run, _ = classifier_run(tmp_path, image_folder, cache_dir, capsys)
+    part = tmp_path / "part"
+    (part / "class_0").mkdir(parents=True)
+    files = sorted(image_folder.glob("class_0/*.png"))
+    for i, f in enumerate(files[:5]):
+        shutil.copy(f, part / "class_0" / f"{i}.png")
+    shutil.copy(files[5], part / "loose.png")
+    result = predict_folder(run, str(part), tmp_path / "p.csv", device="cpu",
+                            precision="fp32", cache_dir=cache_dir)
+    assert (result["images"], result["labeled"], result["unknown_class"],
+            result["unlabeled"]) == (6, 5, 0, 1)
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(run), "--data", str(part), "--out",
+                 str(tmp_path / "q.csv"), "--device", "cpu", "--precision", "fp32",
+                 "--cache-dir", cache_dir]) == 0
+    assert ("over the 5 in classes the classifier knows (1 beside the class folders, not "
+            "scored)") in capsys.readouterr().err
+
+
 def test_fine_tuned_classifiers_are_rebuilt_with_their_head_layer():
     ckpt = pretrain_checkpoint(head_layers=2)
     model, spec = model_from_checkpoint(ckpt)

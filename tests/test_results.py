@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from simclr.results import confusion_matrix, topk_accuracy
+from simclr.errors import SimCLRError
+from simclr.results import check_not_inside, confusion_matrix, topk_accuracy
 
 
 def test_topk_accuracy_and_confusion_matrix():
@@ -76,3 +77,20 @@ def test_a_folder_that_refuses_new_files_is_found_by_trying(tmp_path, capsys):
                  "/proc/x.npz"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot write in /proc" in err, err
+
+
+def test_out_is_refused_inside_a_data_folder_or_over_its_splits(tmp_path):
+    """Run files inside a data folder would be read as its images; a run's folders beside
+    train/ and test/ would stop their parent being read as the data set's splits."""
+
+    for split in ("train", "test"):
+        (tmp_path / "c10" / split).mkdir(parents=True)
+    data = {"--data": str(tmp_path / "c10" / "train")}
+    for out in (tmp_path / "c10" / "train", tmp_path / "c10" / "train" / "run"):
+        with pytest.raises(SimCLRError, match="lies inside the --data folder"):
+            check_not_inside(out, data, "run")
+    with pytest.raises(SimCLRError, match="holds the --data folder .* as a split"):
+        check_not_inside(tmp_path / "c10", data, "run")
+    check_not_inside(tmp_path / "runs", data, "run")  # elsewhere: fine
+    (tmp_path / "photos").mkdir()  # a folder that is not a split may hold its runs
+    check_not_inside(tmp_path, {"--data": str(tmp_path / "photos")}, "run")

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from simclr.cli import main
-from simclr.config import load_yaml, save_yaml
+from simclr.config import build_config, load_yaml, save_yaml
 from simclr.errors import SimCLRError
-from simclr.sweep import parse_axis, plan_cells, run_sweep
+from simclr.sweep import check_settings_act, parse_axis, plan_cells, run_sweep, runtime_flags
 from tests.conftest import make_image_folder, tiny_flags
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -21,14 +21,20 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def test_axes_accept_flag_names_and_dotted_paths():
     assert parse_axis("temperature=0.1,0.5").settings == [{"loss.temperature": "0.1"},
                                                            {"loss.temperature": "0.5"}]
-    axis = parse_axis("loss.temperature=0.1, 1")
-    assert (axis.name, axis.labels) == ("loss.temperature", ["0.1", "1"])
+    axis = parse_axis("loss.temperature=0.1, 1")  # named by its flag, however spelled:
+    assert (axis.name, axis.labels) == ("temperature", ["0.1", "1"])  # the same folders
+    assert parse_axis("color_strength=0.5,1").name == "color-strength"
     assert parse_axis("crop-scale=0.08,1;0.2,1").labels == ["0.08,1", "0.2,1"]
     assert parse_axis("color_strength=0.5,1").settings == [{"augment.color_strength": "0.5"},
                                                             {"augment.color_strength": "1"}]
     for bad, needle in [("temperature", "expected"), ("nonsense=1,2", "unknown setting"),
                         ("temperature=0.1,,0.5", "empty or repeated"),
-                        ("temperature=1,1", "empty or repeated")]:
+                        ("temperature=1,1", "empty or repeated"),
+                        # equal as settings: the same run twice
+                        ("temperature=0.5,.5", "0.5 and .5 are the same value"),
+                        ("normalize=true,1", "true and 1 are the same value"),
+                        ("time-budget=60,1m", "60 and 1m are the same value"),
+                        ("data=d,./d", "d and ./d are the same value")]:
         with pytest.raises(SimCLRError, match=needle):
             parse_axis(bad)
 
@@ -56,14 +62,13 @@ def test_values_that_slug_alike_get_their_own_cell_folders(tmp_path):
     assert names[4:] == ["data=other_epochs=1", "data=other_epochs=2"]  # unchanged
     assert names == [c.name for c in plan_cells(axes, tmp_path)]  # stable: resumable
     # Values that join to the same name across axes are refused up front, naming both.
-    axes = [parse_axis("temperature=1_normalize=true,1"),
-            parse_axis("normalize=true,true_normalize=true")]
+    axes = [parse_axis("data=p_init-from=q,p"), parse_axis("init-from=r,q_init-from=r")]
     with pytest.raises(SimCLRError) as info:
         run_sweep(axes, tmp_path / "sw", preset=None, config=None, flags={}, evaluate=None)
     assert str(info.value) == (
-        "--set: the cells (temperature='1_normalize=true', normalize='true') and "
-        "(temperature='1', normalize='true_normalize=true') would share the folder "
-        "temperature=1_normalize=true_normalize=true; change one of these values")
+        "--set: the cells (data='p_init-from=q', init-from='r') and "
+        "(data='p', init-from='q_init-from=r') would share the folder "
+        "data=p_init-from=q_init-from=r; change one of these values")
     assert not (tmp_path / "sw").exists()
 
 
@@ -128,7 +133,7 @@ def test_a_bad_cell_fails_before_anything_runs(tmp_path, image_folder, cache_dir
                   config=None, flags=flags, evaluate=None)
     assert not (tmp_path / "sw").exists()
     # A batch larger than the folder (24 images), from its file names: nothing decoded.
-    with pytest.raises(SimCLRError, match=r"cell batch_size=32: --batch-size 32 is larger "
+    with pytest.raises(SimCLRError, match=r"cell batch-size=32: --batch-size 32 is larger "
                        r"than the data set \(24 images\)"):
         run_sweep([parse_axis("batch_size=8,32")], tmp_path / "sw", preset=None,
                   config=None, flags=flags, evaluate=None)
@@ -270,7 +275,7 @@ def test_sweep_evaluation_decodes_into_the_pretraining_cache_dir(tmp_path, image
                  "--batch-size", "8", "--epochs", "1", "--precision", "fp32", "--device", "cpu",
                  "--no-progress", "--workers", "0", "--cache-dir", str(cache), "--eval", "knn",
                  "--eval-train", str(image_folder), "--eval-test", str(image_folder),
-                 "--eval-device", "cpu", "--eval-precision", "fp32", "--workers-eval", "0",
+                 "--eval-device", "cpu", "--eval-precision", "fp32", "--eval-workers", "0",
                  "--out", str(tmp_path / "sw")])
     assert code == 0, capsys.readouterr().err
     assert "knn_top1" in capsys.readouterr().out
@@ -409,7 +414,7 @@ def test_cells_a_launch_could_not_share_are_refused_before_any_runs(tmp_path, im
                                                                     cache_dir):
     flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
     flags.pop("out")
-    with pytest.raises(SimCLRError, match="cell batch_size=7: --batch-size 7 is not divisible "
+    with pytest.raises(SimCLRError, match="cell batch-size=7: --batch-size 7 is not divisible "
                                           "by 2 processes"):
         run_sweep([parse_axis("batch_size=8,7")], tmp_path / "sw", preset=None, config=None,
                   flags=flags, evaluate=None, processes=2)
@@ -452,3 +457,61 @@ def test_every_cells_inputs_are_checked_before_the_first_trains(tmp_path, image_
             run_sweep([parse_axis(axis)], tmp_path / "sw", preset=None, config=None,
                       flags={**flags, **extra}, evaluate=None)
         assert not (tmp_path / "sw").exists()  # nothing trained, nothing written
+
+
+def test_an_axis_or_flag_without_effect_in_a_cell_is_refused(tmp_path, image_folder,
+                                                              cache_dir):
+    """Table 4 crossed with temperature: margin_triplet has none, so its two cells would
+    be one run under two labels; refused before anything runs."""
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    flags.pop("loss.temperature")
+    axes = [parse_axis("loss=nt_xent,margin_triplet"), parse_axis("temperature=0.1,0.5")]
+    with pytest.raises(SimCLRError) as info:
+        run_sweep(axes, tmp_path / "sw", preset=None, config=None, flags=flags, evaluate=None)
+    assert str(info.value) == (
+        "--set temperature: --temperature has no effect in cell "
+        "loss=margin_triplet_temperature=0.1 (--loss margin_triplet has no temperature), so "
+        "its values would train the same run there; sweep those cells separately")
+    axes = [parse_axis("loss=nt_xent,nt_logistic")]
+    with pytest.raises(SimCLRError, match="--margin has no effect in any cell: it is --loss "
+                                          "margin_triplet's, and --loss is nt_xent"):
+        run_sweep(axes, tmp_path / "sw", preset=None, config=None,
+                  flags={**flags, "loss.margin": 0.5}, evaluate=None)
+    assert not (tmp_path / "sw").exists()
+    # A common flag that acts in some cells is the point of crossing it with them.
+    axes = [parse_axis("loss=nt_xent,margin_triplet")]
+    cells = plan_cells(axes, tmp_path / "sw")
+    configs = [build_config(None, None, {**flags, "loss.margin": 0.5, **c.values},
+                            inert_ok={"loss.margin"}) for c in cells]
+    check_settings_act(axes, cells, configs, {**flags, "loss.margin": 0.5})
+
+
+def test_a_flag_also_swept_is_refused(tmp_path, image_folder, capsys):
+    code = main(["sweep", "--temperature", "0.3", "--set", "temperature=0.1,0.2", "--data",
+                 str(image_folder), "--out", str(tmp_path / "sw"), "--eval", "none"])
+    assert code == 2 and not (tmp_path / "sw").exists()
+    assert capsys.readouterr().err == ("simclr sweep: error: --temperature is also swept (by "
+                                       "temperature), which would replace it in every cell; "
+                                       "give it once\n")
+
+
+def test_a_cell_resumed_by_other_processes_gets_the_reruns_runtime_settings(tmp_path):
+    """What a rerun may change (where and how fast a cell runs) reaches a cell that
+    `pretrain --resume --processes N` continues: as flags its parser takes."""
+    from simclr.cli import build_parser, config_flags
+    from simclr.config import RESUME_SETTINGS, apply_resume_flags, config_from_dict
+
+    saved = build_config("digits", None, {"out": str(tmp_path / "cell"), "threads": 2})
+    (tmp_path / "cell").mkdir()
+    save_yaml(saved.to_dict(), tmp_path / "cell" / "config.yaml")
+    assert runtime_flags(saved, tmp_path / "cell") == []
+    now = build_config("digits", None, {"out": str(tmp_path / "cell"), "keep_checkpoints": 5,
+                                        "memory_check": False, "checkpoint_minutes": 2.5})
+    argv = runtime_flags(now, tmp_path / "cell")
+    assert argv == ["--checkpoint-minutes", "2.5", "--keep-checkpoints", "5",
+                    "--no-memory-check", "--threads", "none"]
+    args = build_parser().parse_args(["pretrain", "--resume", str(tmp_path / "cell"), *argv])
+    resumed = config_from_dict(saved.to_dict())
+    apply_resume_flags(resumed, config_flags(args), RESUME_SETTINGS)
+    assert resumed == now

@@ -1,0 +1,87 @@
+"""Settings that change nothing under the others: ``--margin`` with NT-Xent, ``--eta``
+with SGD, ``--head-layers`` with a linear head, ``--blur-sigma`` with ``--no-blur``.
+
+Accepted silently, such a setting makes a run look like what it is not, and a sweep over
+it trains the same run under several labels (Table 4 crossed with temperature would
+give margin_triplet cells that differ only in name). A setting the user gives
+explicitly is therefore refused when it is inert (:func:`refuse_inert`), as
+``--semi-hard`` with NT-Xent already is; values that presets and config files carry for
+every field are not, since a file written by ``--print-config`` holds them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from simclr.config import Config, SettingError
+
+# An augmentation switch -> the settings it gates (App. A's ops and Fig. 5's extras).
+GATED_BY: dict[str, tuple[str, ...]] = {
+    "flip": ("flip_p",),
+    "color": ("color_p", "color_strength", "brightness", "contrast", "saturation", "hue",
+              "color_random_order"),
+    "grayscale": ("grayscale_p",),
+    "blur": ("blur_p", "blur_sigma", "blur_kernel_frac"),
+    "cutout": ("cutout_p", "cutout_frac"),
+    "rotate": ("rotate_p",),
+    "noise": ("noise_p", "noise_std"),
+    "sobel": ("sobel_p",),
+}
+CROP_SETTINGS = ("crop_scale", "crop_ratio", "crop_sampler", "crop_resize")
+JITTER = ("brightness", "contrast", "saturation", "hue")
+
+
+def inert_settings(cfg: Config) -> dict[str, str]:
+    """Dotted path -> why its value changes nothing under ``cfg``'s other settings."""
+    inert: dict[str, str] = {}
+    loss, optim, model = cfg.loss, cfg.optim, cfg.model
+    if loss.name == "margin_triplet":  # loss.py: a hinge on similarities, no temperature
+        inert["loss.temperature"] = "--loss margin_triplet has no temperature"
+    else:
+        inert["loss.margin"] = f"it is --loss margin_triplet's, and --loss is {loss.name}"
+    if optim.name != "lars":
+        inert["optim.eta"] = f"it is LARS's trust coefficient, and --optimizer is {optim.name}"
+    if optim.name == "adamw":
+        inert["optim.momentum"] = "AdamW's moment decays are --betas"
+    else:
+        inert["optim.betas"] = f"they are AdamW's, and --optimizer is {optim.name}"
+    if optim.warmup_fraction is not None:
+        inert["optim.warmup_epochs"] = "--warmup-fraction sets the warm-up"
+    if model.head == "none":
+        for name in ("head_layers", "head_hidden_dim", "head_out_dim", "head_batch_norm"):
+            inert[f"model.{name}"] = "--head none is the identity (z = h)"
+    elif model.head == "linear":
+        for name in ("head_layers", "head_hidden_dim"):
+            inert[f"model.{name}"] = "--head linear is one layer, without hidden ones"
+    elif model.head_layers == 1:
+        inert["model.head_hidden_dim"] = "--head-layers 1 has no hidden layer"
+    if cfg.knn_train is None:
+        for name in ("knn_every", "knn_k", "knn_temperature"):
+            inert[name] = "there is no kNN monitor (--knn-train and --knn-test)"
+    if cfg.nan_policy == "stop":
+        inert["max_bad_steps"] = "it counts the steps --nan-policy skip skips"
+    inert.update(_inert_augment(cfg))
+    return inert
+
+
+def _inert_augment(cfg: Config) -> dict[str, str]:
+    aug, inert = cfg.augment, {}
+    for switch, gated in GATED_BY.items():
+        if not getattr(aug, switch):
+            inert.update({f"augment.{name}": f"--no-{switch} turns that op off"
+                          for name in gated})
+    if not aug.crop and not aug.asymmetric:  # Fig. 5's shared crop still draws from them
+        inert.update({f"augment.{name}": "--no-crop resizes the whole image"
+                      for name in CROP_SETTINGS})
+    if aug.color and all(getattr(aug, name) is not None for name in JITTER):
+        inert["augment.color_strength"] = "--brightness, --contrast, --saturation and " \
+                                          "--hue are all given"
+    return inert
+
+
+def refuse_inert(cfg: Config, given: Iterable[str]) -> None:
+    """Raise for the first of the ``given`` dotted settings that is inert under ``cfg``."""
+    inert = inert_settings(cfg)
+    for path in sorted(given):
+        if path in inert:
+            raise SettingError(path, f" has no effect: {inert[path]}; leave it out")

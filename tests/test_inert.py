@@ -1,0 +1,161 @@
+"""Settings refused as having no effect: each rule checked against the computation it
+claims to skip (the value changed, the output the same), and against a control where
+the same change does act (so that the comparison can fail)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from simclr.augment import TwoViewAugment
+from simclr.cli import main
+from simclr.config import RESUME_SETTINGS, Config, apply_resume_flags, build_config
+from simclr.errors import SimCLRError
+from simclr.inert import inert_settings
+from simclr.loss import contrastive_loss
+from simclr.models import build_head
+from simclr.optim import build_optimizer, warmup_steps
+from simclr.presets import PRESETS
+
+# Another valid value of each setting a rule can call inert.
+OTHER: dict[str, Any] = {
+    "loss.margin": 0.3, "loss.temperature": 0.7,
+    "optim.eta": 0.5, "optim.momentum": 0.5, "optim.betas": (0.5, 0.6),
+    "optim.warmup_epochs": 3.0,
+    "model.head_layers": 3, "model.head_hidden_dim": 17, "model.head_out_dim": 9,
+    "model.head_batch_norm": True,
+    "augment.flip_p": 0.9, "augment.color_p": 0.3, "augment.color_strength": 0.3,
+    "augment.brightness": 0.3, "augment.contrast": 0.3, "augment.saturation": 0.3,
+    "augment.hue": 0.1, "augment.color_random_order": False, "augment.grayscale_p": 0.9,
+    "augment.blur_p": 0.9, "augment.blur_sigma": (0.5, 0.6), "augment.blur_kernel_frac": 0.3,
+    "augment.cutout_p": 0.9, "augment.cutout_frac": 0.2, "augment.rotate_p": 0.9,
+    "augment.noise_p": 0.9, "augment.noise_std": (0.2, 0.3), "augment.sobel_p": 0.9,
+    "augment.crop_scale": (0.5, 0.6), "augment.crop_ratio": (0.9, 1.1),
+    "augment.crop_sampler": "official", "augment.crop_resize": False,
+}
+# Bookkeeping rather than computation (the kNN monitor, the NaN policy's counter).
+NOT_COMPUTED = {"knn_every", "knn_k", "knn_temperature", "max_bad_steps"}
+ALL_OPS = {"augment.cutout": True, "augment.rotate": True, "augment.noise": True,
+           "augment.sobel": True}
+GATES: list[dict[str, Any]] = [
+    {}, {"loss.name": "margin_triplet"}, {"optim.name": "sgd"}, {"optim.name": "adamw"},
+    {"optim.warmup_fraction": 0.1}, {"model.head": "none"}, {"model.head": "linear"},
+    {"model.head_layers": 1},
+    {f"augment.{op}": False for op in ("flip", "color", "grayscale", "blur")},
+    {"augment.crop": False}, {"augment.brightness": 0.4, "augment.contrast": 0.4,
+                              "augment.saturation": 0.4, "augment.hue": 0.1},
+]
+
+
+def _with(cfg: Config, settings: dict[str, Any]) -> Config:
+    cfg = copy.deepcopy(cfg)
+    for path, value in settings.items():
+        *parents, name = path.split(".")
+        owner = cfg
+        for part in parents:
+            owner = getattr(owner, part)
+        setattr(owner, name, value)
+    return cfg
+
+
+def _effect(cfg: Config, path: str) -> list[torch.Tensor]:
+    """What the setting at ``path`` could change: the views, the loss, the head's output,
+    or two optimizer steps (the warm-up's length for warmup_epochs)."""
+    torch.manual_seed(0)
+    section = path.split(".")[0]
+    if section == "augment":
+        images = torch.randint(0, 256, (6, 3, 40, 40), dtype=torch.uint8)
+        return [TwoViewAugment(cfg.augment, seed=3).stacked(images, torch.arange(6), 0)]
+    if section == "loss":
+        z_a, z_b = torch.randn(8, 5, dtype=torch.float64), torch.randn(8, 5, dtype=torch.float64)
+        return [contrastive_loss(cfg.loss, z_a, z_b)[0]]
+    if section == "model":
+        m = cfg.model
+        head = build_head(m.head, 16, m.head_hidden_dim, m.head_out_dim, m.head_layers,
+                          m.head_batch_norm)
+        return [head(torch.randn(4, 16))]
+    if path == "optim.warmup_epochs":
+        return [torch.tensor(warmup_steps(cfg.optim, 10, 10_000))]
+    model = nn.Linear(4, 3)
+    optimizer = build_optimizer(cfg.optim, model, 256)
+    for _ in range(2):  # two: momentum acts from the second
+        optimizer.zero_grad()
+        model(torch.randn(5, 4)).square().sum().backward()
+        optimizer.step()
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("gate", GATES, ids=lambda g: ",".join(g) or "defaults")
+def test_what_is_called_inert_changes_nothing(gate):
+    cfg = _with(Config(), {"augment.size": 24, **ALL_OPS, **gate})
+    inert = set(inert_settings(cfg)) - NOT_COMPUTED
+    assert inert <= OTHER.keys()  # a new rule needs a value here, and so a check
+    for path in sorted(inert):
+        assert _same(_effect(cfg, path), _effect(_with(cfg, {path: OTHER[path]}), path)), path
+
+
+@pytest.mark.parametrize("path", sorted(OTHER))
+def test_the_same_change_acts_where_it_is_not_inert(path):
+    """The control: where no rule calls it inert, the same change shows in the output."""
+    active = {"loss.margin": {"loss.name": "margin_triplet"},
+              "optim.betas": {"optim.name": "adamw"}}.get(path, {})
+    cfg = _with(Config(), {"augment.size": 24, **ALL_OPS, **active})
+    assert path not in inert_settings(cfg)
+    assert not _same(_effect(cfg, path), _effect(_with(cfg, {path: OTHER[path]}), path))
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"loss.margin": 0.5}, "--margin has no effect: it is --loss margin_triplet's, and "
+                           "--loss is nt_xent; leave it out"),
+    ({"loss.name": "margin_triplet", "loss.temperature": 0.2}, "--temperature has no effect"),
+    ({"optim.name": "sgd", "optim.eta": 0.01}, "--eta has no effect: it is LARS's"),
+    ({"optim.betas": "0.5,0.6"}, "--betas has no effect: they are AdamW's"),
+    ({"model.head": "linear", "model.head_layers": 3}, "--head-layers has no effect"),
+    ({"model.head": "none", "model.head_out_dim": 64}, "--head-out-dim has no effect"),
+    ({"augment.blur": False, "augment.blur_sigma": "0.1,1"}, "--blur-sigma has no effect: "
+                                                             "--no-blur turns that op off"),
+    ({"knn_k": 20}, "--knn-k has no effect: there is no kNN monitor"),
+    ({"max_bad_steps": 3}, "--max-bad-steps has no effect"),
+])
+def test_a_flag_without_effect_is_refused(flags, message):
+    with pytest.raises(SimCLRError, match=message):
+        build_config("digits", None, flags)
+
+
+def test_the_same_flags_build_where_they_act():
+    cfg = build_config("digits", None, {"loss.name": "margin_triplet", "loss.margin": 0.5,
+                                        "nan_policy": "skip", "max_bad_steps": 3})
+    assert cfg.loss.margin == 0.5 and cfg.max_bad_steps == 3
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_no_preset_sets_a_setting_without_effect(preset):
+    cfg = build_config(preset, None, {})
+    given = {f"{section}.{key}" if isinstance(value, dict) else section
+             for section, values in PRESETS[preset].items()
+             for key, value in (values.items() if isinstance(values, dict) else [(None, None)])}
+    assert not given & set(inert_settings(cfg))
+
+
+def test_a_config_file_may_hold_every_setting(tmp_path, capsys):
+    """--print-config writes every field (margin under NT-Xent too): read back it builds."""
+    assert main(["pretrain", "--preset", "digits", "--print-config"]) == 0
+    (tmp_path / "all.yaml").write_text(capsys.readouterr().out)
+    assert main(["pretrain", "--config", str(tmp_path / "all.yaml"), "--print-config"]) == 0
+    assert main(["pretrain", "--config", str(tmp_path / "all.yaml"), "--margin", "2",
+                 "--print-config"]) == 2
+    assert "--margin has no effect" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_flag_without_effect():
+    cfg = build_config("digits", None, {})
+    with pytest.raises(SimCLRError, match="--knn-every has no effect: there is no kNN monitor"):
+        apply_resume_flags(cfg, {"knn_every": 2.0}, RESUME_SETTINGS)
