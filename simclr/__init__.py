@@ -1,7 +1,7 @@
 """SimCLR: contrastive self-supervised pretraining of visual encoders (Chen et al. 2020).
 
 Command line: ``simclr pretrain | embed | predict | export | neighbors | knn |
-linear-eval | finetune | supervised | transform-probe | sweep | cache``.
+linear-eval | finetune | supervised | transform-probe | sweep | cache | info``.
 Python API: ``simclr.loss.nt_xent``, ``simclr.optim.LARS``, ``simclr.augment``,
 ``simclr.models.build_encoder`` / ``build_head``, and :func:`load_encoder`.
 """

@@ -1,8 +1,8 @@
 """Results of an evaluation: top-k accuracies, confusion matrices, JSON and figures.
 
-Every protocol (kNN, linear, fine-tuning) reports through these, so ``results.json`` and
-``confusion.png`` mean the same thing in every run directory. Accuracies are fractions
-in [0, 1].
+Every protocol (kNN, linear, fine-tuning) reports through these, so its ``NAME.json``
+(``knn.json``, ``linear_eval.json``, ...: :data:`RESULTS`) and ``NAME_confusion.png``
+mean the same thing in every run directory. Accuracies are fractions in [0, 1].
 """
 
 from __future__ import annotations
