@@ -27,7 +27,14 @@ from simclr.checkpoint import (
     checkpoint_file,
     load_checkpoint,
 )
-from simclr.config import CROP_SAMPLERS, MAX_SEED, Config, DataConfig, config_from_dict
+from simclr.config import (
+    CROP_SAMPLERS,
+    MAX_EPOCHS,
+    MAX_SEED,
+    Config,
+    DataConfig,
+    config_from_dict,
+)
 from simclr.data import ImageList, ImageSource, check_folder, list_folder, open_source
 from simclr.errors import SimCLRError
 from simclr.export import FORMATS
@@ -664,6 +671,10 @@ def _real(minimum: float, inclusive: bool, maximum: float = math.inf) -> Callabl
     return parse
 
 
+# Passes over the labeled images, fractions allowed as in pretraining (steps are rounded).
+_epochs = _real(0, False, MAX_EPOCHS + 1)
+
+
 def _crop_flags(p: argparse.ArgumentParser, which: str = "") -> None:
     """The crops of training steps with labels (linear `sgd`, fine-tuning); None unless
     given, so the protocol's defaults apply."""
@@ -724,7 +735,8 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
                    help="held out to choose the L2 strength (lbfgs; default 0.1)")
     p.add_argument("--max-iter", type=_positive_int, default=None,
                    help="L-BFGS iterations at most (lbfgs; default 1000)")
-    p.add_argument("--epochs", type=_positive_int, default=None, help="sgd; default 90")
+    p.add_argument("--epochs", type=_epochs, default=None,
+                   help="sgd; default 90 (fractions allowed)")
     p.add_argument("--lr", type=_real(0, False), default=None,
                    help="sgd: base lr, x batch/256; default 0.1")
     p.add_argument("--momentum", type=_real(0, True, 1), default=None, help="sgd; default 0.9")
@@ -746,8 +758,9 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
     group.add_argument("--subset", default=None, metavar="FILE",
                        help="the labeled images listed in FILE (one file name or path per "
                        "line, e.g. the paper's imagenet_subsets/1percent.txt)")
-    p.add_argument("--epochs", type=_positive_int, default=None,
-                   help="default: 60 for <= 5%% of the labels, else 30 (paper)")
+    p.add_argument("--epochs", type=_epochs, default=None,
+                   help="default: 60 for <= 5%% of the labels, else 30 (paper); fractions "
+                        "allowed")
     p.add_argument("--lr", type=_real(0, False), default=0.05, help="base lr, x batch/256")
     p.add_argument("--momentum", type=_real(0, True, 1), default=0.9)
     p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")

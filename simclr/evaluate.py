@@ -389,7 +389,7 @@ def logistic_regression(
 
 def linear_eval_sgd(
     encoder: nn.Module, train: Any, test: Any, num_classes: int, *, image_size: int,
-    epochs: int = 90, batch_size: int = 256, lr: float = 0.1, momentum: float = 0.9,
+    epochs: float = 90, batch_size: int = 256, lr: float = 0.1, momentum: float = 0.9,
     crop_scale: tuple[float, float] = (0.08, 1.0), crop_sampler: str = "torchvision",
     seed: int = 0, device: str | torch.device = "cpu", precision: str = "fp32",
     channels_last: bool = False, workers: int | None = None, verbose: bool = True,
@@ -413,7 +413,7 @@ def linear_eval_sgd(
     """
     device = torch.device(device)
     batch = fitted_batch(batch_size, train.num_images, "training", verbose)
-    total = epochs * (train.num_images // batch)
+    total = max(1, round(epochs * (train.num_images // batch)))  # fractions of an epoch too
     aug_cfg = crop_flip_config(image_size, crop_scale, crop_sampler)
     flags = train_flags(encoder)
     # Frozen: DDP then averages the layer's gradients only (never the encoder's, none).
@@ -488,7 +488,7 @@ def feature_width(encoder: nn.Module, image_size: int) -> int:
 
 
 def _check_linear_eval(protocol: str, run_dir: str | Path | None, batch_size: int,
-                       val_fraction: float, epochs: int, lr: float, image_size: int,
+                       val_fraction: float, epochs: float, lr: float, image_size: int,
                        crop_scale: tuple[float, float], crop_sampler: str) -> None:
     """The linear evaluation's settings, checked before any work (one line each)."""
     if protocol not in ("lbfgs", "sgd"):
@@ -521,7 +521,7 @@ def run_linear_eval(
     l2: float | None = None, l2_grid: Sequence[float] | None = None,
     val_fraction: float = 0.1, max_iter: int = 1000,
     # sgd protocol
-    epochs: int = 90, lr: float = 0.1, momentum: float = 0.9,
+    epochs: float = 90, lr: float = 0.1, momentum: float = 0.9,
     crop_scale: tuple[float, float] = (0.08, 1.0), crop_sampler: str = "torchvision",
     verbose: bool = True, config: dict[str, Any] | None = None,
     source: dict[str, Any] | None = None, checkpoint_every: int = 500,

@@ -243,7 +243,7 @@ def _placed(model: Classifier, device: torch.device, precision: str, image_size:
 
 
 def _check_finetune_flags(
-    batch_size: int, lr: float, epochs: int | None, schedule: str, image_size: int,
+    batch_size: int, lr: float, epochs: float | None, schedule: str, image_size: int,
     crop_scale: tuple[float, float], crop_sampler: str, head: nn.Module | None,
     from_head: bool, from_scratch: bool,
 ) -> Any:
@@ -292,28 +292,29 @@ def labeled_subset(train: Any, subset_file: str | Path | None, label_fraction: f
                                  list(train.classes))
 
 
-def _say_plan(labeled: int, fraction: float, epochs: int, batch: int, verbose: bool) -> None:
+def _say_plan(labeled: int, fraction: float, epochs: float, total: int, batch: int,
+              verbose: bool) -> None:
     """The fine-tuning's length, and a note when the batch leaves many images out."""
     steps = labeled // batch
     log(f"fine-tuning on {labeled} labeled images ({100 * fraction:.2f}%), "
         f"{_count(epochs, 'epoch')} of {_count(steps, 'step')}", verbose)
     left_out = labeled % batch  # each epoch's incomplete last batch (reshuffled each epoch)
-    if epochs * steps < FEW_STEPS or left_out > labeled // 4:
+    if total < FEW_STEPS or left_out > labeled // 4:
         out = (f", {left_out} of the {labeled} labeled images left out of each epoch at "
                f"batch {batch}") if left_out else ""
-        log(f"note: {_count(epochs * steps, 'step')} in all{out}; a smaller --batch-size or "
+        log(f"note: {_count(total, 'step')} in all{out}; a smaller --batch-size or "
             "more --epochs trains more", verbose)
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+def _count(n: float, noun: str) -> str:
+    return f"{n:g} {noun}{'' if n == 1 else 's'}"
 
 
 @dist.process_group()
 def run_finetune(
     encoder: nn.Module, train: Any, test: Any, run_dir: str | Path | None, *,
     image_size: int, label_fraction: float | None = None, labels_per_class: int | None = None,
-    subset_file: str | Path | None = None, epochs: int | None = None, batch_size: int = 256,
+    subset_file: str | Path | None = None, epochs: float | None = None, batch_size: int = 256,
     lr: float = 0.05, momentum: float = 0.9, schedule: str = "cosine",
     crop_scale: tuple[float, float] = (0.08, 1.0), crop_sampler: str = "torchvision",
     head: nn.Module | None = None,
@@ -367,7 +368,7 @@ def run_finetune(
                                     crop_scale, crop_sampler, head, from_head, from_scratch)
     subset = labeled_subset(train, subset_file, label_fraction, labels_per_class, seed)
     fraction = len(subset) / len(train.labels)
-    epochs = default_epochs(fraction) if epochs is None else int(epochs)
+    epochs = default_epochs(fraction) if epochs is None else epochs
     if len(subset) < 2:
         raise SimCLRError(f"{source_name(train)}: the labeled subset has {len(subset)} "
                           "image; fine-tuning needs at least 2")
@@ -376,7 +377,7 @@ def run_finetune(
     model = finetune_model(encoder, head if from_head else None, num_classes, from_scratch)
     model = _placed(model, dev, prec, image_size, batch, channels_last, sync_bn)
     out = run_folder(run_dir, RESULTS["finetune"], overwrite)  # inputs checked: rank 0 writes
-    total = epochs * (len(subset) // batch)
+    total = max(1, round(epochs * (len(subset) // batch)))  # fractions of an epoch too
     optimizer = nesterov_sgd(model.parameters(), lr, batch, momentum)
     scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")
     settings = {"test_fraction": ((source or {}).get("test") or {}).get("fraction"),
@@ -402,7 +403,7 @@ def run_finetune(
             "finetune", model, cfg, list(train.classes), step, seconds, {}, optimizer),
             scaler)
 
-    _say_plan(len(subset), fraction, epochs, batch, verbose)
+    _say_plan(len(subset), fraction, epochs, total, batch, verbose)
     start = time.perf_counter()
     stats = train_classifier(
         dist.wrap_ddp(model, dev), train, subset, aug_cfg, total_steps=total,

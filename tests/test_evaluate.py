@@ -262,6 +262,14 @@ def test_sgd_linear_eval_with_a_batch_larger_than_the_data_says_so(capsys):
     assert result["num_train"] == 24
 
 
+def test_sgd_linear_eval_takes_fractional_epochs():
+    train, test = colour_source(seed=0), colour_source(n_per_class=2, seed=1)
+    result = run_linear_eval(tiny_encoder(), train, test, None, image_size=16, protocol="sgd",
+                             batch_size=8, epochs=2.5, device="cpu", precision="fp32",
+                             verbose=False)
+    assert result["steps"] == 8  # 24 images at batch 8: 3 steps an epoch, x 2.5 rounded
+
+
 def test_lbfgs_linear_eval_separates_easy_classes(tmp_path):
     train, test = colour_source(seed=0), colour_source(n_per_class=5, seed=1)
     result = run_linear_eval(tiny_encoder(), train, test, None, image_size=16,

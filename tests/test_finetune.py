@@ -94,6 +94,20 @@ def test_subset_list_and_default_budgets(tmp_path):
 FAST = {"image_size": 16, "batch_size": 6, "epochs": 2, "device": "cpu", "precision": "fp32",
         "workers": 0, "verbose": False}
 
+def test_fractional_epochs_are_rounded_to_steps(tmp_path, folders):
+    """--epochs 1.5 as in pretraining: 12 labeled images at batch 6 are 2 steps an epoch,
+    so 3 steps (the command line takes the fraction too)."""
+    train, test = folders
+    result = run_finetune(tiny_encoder(), train, test, None, labels_per_class=4,
+                          **{**FAST, "epochs": 1.5})
+    assert result["steps"] == 3 and result["epochs"] == 1.5
+    from simclr.cli import build_parser
+
+    args = build_parser().parse_args(["finetune", "--checkpoint", "c", "--train", "t",
+                                      "--test", "u", "--out", "o", "--epochs", "0.25"])
+    assert args.epochs == 0.25
+
+
 def test_finetune_end_to_end(tmp_path, folders):
     train, test = folders
     encoder = tiny_encoder()
@@ -539,12 +553,12 @@ def test_a_data_root_with_splits_gives_train_to_train_and_test_to_test(tmp_path,
 def test_the_plan_is_said_in_words_that_fit(capsys):
     from simclr.finetune import _say_plan
 
-    _say_plan(10, 0.1, 1, 10, True)
+    _say_plan(10, 0.1, 1, 1, 10, True)
     said = capsys.readouterr()
     assert (said.out + said.err).splitlines() == [
         "fine-tuning on 10 labeled images (10.00%), 1 epoch of 1 step",
         "note: 1 step in all; a smaller --batch-size or more --epochs trains more"]
-    _say_plan(13, 0.1, 2, 4, True)
+    _say_plan(13, 0.1, 2, 6, 4, True)
     said = capsys.readouterr()
     assert (said.out + said.err).splitlines()[1] == (
         "note: 6 steps in all, 1 of the 13 labeled images left out of each epoch at batch 4; "
