@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from simclr.config import Config, SettingError
+from simclr.config import ARCHS, Config, SettingError, flag_of
 
-# An augmentation switch -> the settings it gates (App. A's ops and Fig. 5's extras).
+# An augmentation switch -> the settings it gates, its probability first (App. A's ops
+# and Fig. 5's extras).
 GATED_BY: dict[str, tuple[str, ...]] = {
     "flip": ("flip_p",),
     "color": ("color_p", "color_strength", "brightness", "contrast", "saturation", "hue",
@@ -27,26 +28,24 @@ GATED_BY: dict[str, tuple[str, ...]] = {
     "noise": ("noise_p", "noise_std"),
     "sobel": ("sobel_p",),
 }
-CROP_SETTINGS = ("crop_scale", "crop_ratio", "crop_sampler", "crop_resize")
+CROP_DRAW = ("crop_scale", "crop_ratio", "crop_sampler")  # how a resized crop is drawn
 JITTER = ("brightness", "contrast", "saturation", "hue")
 
 
 def inert_settings(cfg: Config) -> dict[str, str]:
     """Dotted path -> why its value changes nothing under ``cfg``'s other settings."""
     inert: dict[str, str] = {}
-    loss, optim, model = cfg.loss, cfg.optim, cfg.model
+    loss, model = cfg.loss, cfg.model
     if loss.name == "margin_triplet":  # loss.py: a hinge on similarities, no temperature
         inert["loss.temperature"] = "--loss margin_triplet has no temperature"
     else:
         inert["loss.margin"] = f"it is --loss margin_triplet's, and --loss is {loss.name}"
-    if optim.name != "lars":
-        inert["optim.eta"] = f"it is LARS's trust coefficient, and --optimizer is {optim.name}"
-    if optim.name == "adamw":
-        inert["optim.momentum"] = "AdamW's moment decays are --betas"
-    else:
-        inert["optim.betas"] = f"they are AdamW's, and --optimizer is {optim.name}"
-    if optim.warmup_fraction is not None:
-        inert["optim.warmup_epochs"] = "--warmup-fraction sets the warm-up"
+    inert.update(_inert_optim(cfg))
+    if model.arch not in ARCHS:  # backbones.py builds torchvision's network as it is
+        for name in ("cifar_stem", "zero_init_residual"):  # (a width but 1 is refused)
+            inert[f"model.{name}"] = f"{model.arch} is torchvision's network, built as it is"
+    elif cfg.init_from:  # loaded strictly (pretrained.py): every weight, BN scales too
+        inert["model.zero_init_residual"] = "--init-from replaces every encoder weight"
     if model.head == "none":
         for name in ("head_layers", "head_hidden_dim", "head_out_dim", "head_batch_norm"):
             inert[f"model.{name}"] = "--head none is the identity (z = h)"
@@ -55,6 +54,8 @@ def inert_settings(cfg: Config) -> dict[str, str]:
             inert[f"model.{name}"] = "--head linear is one layer, without hidden ones"
     elif model.head_layers == 1:
         inert["model.head_hidden_dim"] = "--head-layers 1 has no hidden layer"
+    if cfg.time_budget and cfg.max_steps is not None:  # train.plan_schedule
+        inert["epochs"] = "--time-budget sets the length, --max-steps caps it"
     if cfg.knn_train is None:
         for name in ("knn_every", "knn_k", "knn_temperature"):
             inert[name] = "there is no kNN monitor (--knn-train and --knn-test)"
@@ -64,18 +65,49 @@ def inert_settings(cfg: Config) -> dict[str, str]:
     return inert
 
 
+def _inert_optim(cfg: Config) -> dict[str, str]:
+    optim, inert = cfg.optim, {}
+    if optim.name != "lars":
+        inert["optim.eta"] = f"it is LARS's trust coefficient, and --optimizer is {optim.name}"
+        if optim.weight_decay == 0:  # optim.param_groups: the groups differ in nothing else
+            inert["optim.exclude_bias_and_norm"] = (f"--optimizer {optim.name} without weight "
+                                                    "decay treats every parameter alike")
+    if optim.name == "adamw":
+        inert["optim.momentum"] = "AdamW's moment decays are --betas"
+    else:
+        inert["optim.betas"] = f"they are AdamW's, and --optimizer is {optim.name}"
+    if optim.warmup_fraction is not None:
+        inert["optim.warmup_epochs"] = "--warmup-fraction sets the warm-up"
+    return inert
+
+
 def _inert_augment(cfg: Config) -> dict[str, str]:
     aug, inert = cfg.augment, {}
-    for switch, gated in GATED_BY.items():
+    for switch, (chance, *params) in GATED_BY.items():
         if not getattr(aug, switch):
             inert.update({f"augment.{name}": f"--no-{switch} turns that op off"
-                          for name in gated})
+                          for name in (chance, *params)})
+        elif getattr(aug, chance) == 0:  # augment_params._coin: never drawn
+            inert.update({f"augment.{name}": f"--{flag_of('augment.' + chance)} 0 never "
+                          "applies it" for name in (switch, *params)})
+    if aug.noise and aug.noise_p > 0 and tuple(aug.noise_std) == (0.0, 0.0):
+        inert["augment.noise"] = inert["augment.noise_p"] = "--noise-std 0,0 adds nothing"
+    if aug.color and aug.color_p > 0:
+        acting = sum(amount != 0 for amount in aug.jitter())  # augment.py skips zero ones
+        if acting == 0:
+            for name in ("color", "color_p", "color_random_order"):
+                inert[f"augment.{name}"] = "every colour jitter amount is 0"
+        elif acting == 1:
+            inert["augment.color_random_order"] = "only one colour jitter amount is not 0"
+        if all(getattr(aug, name) is not None for name in JITTER):
+            inert["augment.color_strength"] = "--brightness, --contrast, --saturation and " \
+                                              "--hue are all given"
     if not aug.crop and not aug.asymmetric:  # Fig. 5's shared crop still draws from them
         inert.update({f"augment.{name}": "--no-crop resizes the whole image"
-                      for name in CROP_SETTINGS})
-    if aug.color and all(getattr(aug, name) is not None for name in JITTER):
-        inert["augment.color_strength"] = "--brightness, --contrast, --saturation and " \
-                                          "--hue are all given"
+                      for name in (*CROP_DRAW, "crop_resize")})
+    elif not aug.crop_resize:  # augment_params._crop_boxes: a fixed window, drawn before
+        inert.update({f"augment.{name}": "--no-crop-resize takes a window of the view's "
+                      "side" for name in CROP_DRAW})
     return inert
 
 

@@ -17,9 +17,10 @@ from simclr.config import RESUME_SETTINGS, Config, apply_resume_flags, build_con
 from simclr.errors import SimCLRError
 from simclr.inert import inert_settings
 from simclr.loss import contrastive_loss
-from simclr.models import build_head
+from simclr.models import build_head, build_model
 from simclr.optim import build_optimizer, warmup_steps
 from simclr.presets import PRESETS
+from simclr.train import plan_schedule
 
 # Another valid value of each setting a rule can call inert.
 OTHER: dict[str, Any] = {
@@ -36,11 +37,16 @@ OTHER: dict[str, Any] = {
     "augment.noise_p": 0.9, "augment.noise_std": (0.2, 0.3), "augment.sobel_p": 0.9,
     "augment.crop_scale": (0.5, 0.6), "augment.crop_ratio": (0.9, 1.1),
     "augment.crop_sampler": "official", "augment.crop_resize": False,
+    **{f"augment.{op}": False for op in ("flip", "color", "grayscale", "blur", "cutout",
+                                         "rotate", "noise", "sobel")},
+    "model.width": 0.5, "model.cifar_stem": False, "model.zero_init_residual": False,
+    "optim.exclude_bias_and_norm": False, "epochs": 3.0,
 }
 # Bookkeeping rather than computation (the kNN monitor, the NaN policy's counter).
 NOT_COMPUTED = {"knn_every", "knn_k", "knn_temperature", "max_bad_steps"}
-ALL_OPS = {"augment.cutout": True, "augment.rotate": True, "augment.noise": True,
-           "augment.sobel": True}
+BASE = {"augment.size": 24, "augment.cutout": True, "augment.rotate": True,
+        "augment.noise": True, "augment.sobel": True, "model.arch": "resnet18",
+        "model.width": 0.125}
 GATES: list[dict[str, Any]] = [
     {}, {"loss.name": "margin_triplet"}, {"optim.name": "sgd"}, {"optim.name": "adamw"},
     {"optim.warmup_fraction": 0.1}, {"model.head": "none"}, {"model.head": "linear"},
@@ -48,6 +54,17 @@ GATES: list[dict[str, Any]] = [
     {f"augment.{op}": False for op in ("flip", "color", "grayscale", "blur")},
     {"augment.crop": False}, {"augment.brightness": 0.4, "augment.contrast": 0.4,
                               "augment.saturation": 0.4, "augment.hue": 0.1},
+    {"augment.crop_resize": False}, {"augment.crop_resize": False, "augment.crop": False,
+                                     "augment.asymmetric": True},
+    {f"augment.{name}": 0.0 for name in ("flip_p", "color_p", "grayscale_p", "blur_p",
+                                         "cutout_p", "rotate_p", "noise_p", "sobel_p")},
+    {"augment.noise_std": (0.0, 0.0)}, {"augment.color_strength": 0.0},
+    {"augment.brightness": 0.4, "augment.contrast": 0.0, "augment.saturation": 0.0,
+     "augment.hue": 0.0},
+    {"init_from": "pretrained.pt"}, {"model.arch": "mobilenet_v3_small", "model.width": 1.0},
+    {"optim.name": "sgd", "optim.weight_decay": 0.0},
+    {"optim.name": "adamw", "optim.weight_decay": 0.0},
+    {"time_budget": 60.0, "max_steps": 50},
 ]
 
 
@@ -73,11 +90,22 @@ def _effect(cfg: Config, path: str) -> list[torch.Tensor]:
     if section == "loss":
         z_a, z_b = torch.randn(8, 5, dtype=torch.float64), torch.randn(8, 5, dtype=torch.float64)
         return [contrastive_loss(cfg.loss, z_a, z_b)[0]]
-    if section == "model":
+    if path.startswith("model.head"):
         m = cfg.model
         head = build_head(m.head, 16, m.head_hidden_dim, m.head_out_dim, m.head_layers,
                           m.head_batch_norm)
         return [head(torch.randn(4, 16))]
+    if section == "model":  # the encoder as built, or as --init-from's weights replace it
+        model = build_model(cfg.model, cfg.augment.size)
+        if cfg.init_from:  # (pretrained.py loads a checkpoint's encoder strictly)
+            g = torch.Generator().manual_seed(1)
+            model.encoder.load_state_dict({
+                k: torch.rand(v.shape, generator=g) + 0.5 if v.is_floating_point() else v
+                for k, v in model.encoder.state_dict().items()})
+        return [model.encoder.eval()(torch.rand(2, 3, cfg.augment.size, cfg.augment.size))]
+    if path == "epochs":
+        plan = plan_schedule(cfg, 100_000)
+        return [torch.tensor([plan.total_steps, plan.warmup_steps])]
     if path == "optim.warmup_epochs":
         return [torch.tensor(warmup_steps(cfg.optim, 10, 10_000))]
     model = nn.Linear(4, 3)
@@ -95,7 +123,7 @@ def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
 
 @pytest.mark.parametrize("gate", GATES, ids=lambda g: ",".join(g) or "defaults")
 def test_what_is_called_inert_changes_nothing(gate):
-    cfg = _with(Config(), {"augment.size": 24, **ALL_OPS, **gate})
+    cfg = _with(Config(), {**BASE, **gate})
     inert = set(inert_settings(cfg)) - NOT_COMPUTED
     assert inert <= OTHER.keys()  # a new rule needs a value here, and so a check
     for path in sorted(inert):
@@ -107,7 +135,7 @@ def test_the_same_change_acts_where_it_is_not_inert(path):
     """The control: where no rule calls it inert, the same change shows in the output."""
     active = {"loss.margin": {"loss.name": "margin_triplet"},
               "optim.betas": {"optim.name": "adamw"}}.get(path, {})
-    cfg = _with(Config(), {"augment.size": 24, **ALL_OPS, **active})
+    cfg = _with(Config(), {**BASE, **active})
     assert path not in inert_settings(cfg)
     assert not _same(_effect(cfg, path), _effect(_with(cfg, {path: OTHER[path]}), path))
 
