@@ -44,6 +44,7 @@ from simclr.pretrained import (
     LAYERS_HELP,
     encoder_from_checkpoint,
     model_from_checkpoint,
+    parse_layer,
     representation_from_checkpoint,
 )
 from simclr.results import RESULTS, check_not_inside, check_results_free
@@ -387,7 +388,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
              "--eval-device": args.eval_device != "auto",
              "--eval-precision": args.eval_precision != "auto",
              "--eval-workers": args.workers_eval is not None,
-             "--eval-cache-dir": args.eval_cache_dir}
+             "--eval-cache-dir": args.eval_cache_dir, "--eval-layer": args.eval_layer != "h"}
     unused = [flag for flag, value in given.items() if value]
     if args.eval == "none" and unused:  # silently unused, a forgotten --eval looks measured
         raise SimCLRError(f"{', '.join(unused)}: unused with --eval none; drop it or choose "
@@ -406,6 +407,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print("\n".join(f"--- # cell {cell.name}\n{yaml_text(cfg.to_dict())}"
                         for cell, cfg in zip(cells, configs, strict=True)), end="")
         return 0
+    if args.eval != "none" and args.eval_layer != "h":
+        _check_eval_layer(args.eval_layer, axes, Path(args.out).expanduser(), preset,
+                          args.config, {k: v for k, v in flags.items() if k != "out"})
     folders = bool(args.eval_train and args.eval_test)
     if args.eval != "none" and not folders and not digits:
         raise SimCLRError(f"--eval {args.eval} needs --eval-train and --eval-test (labeled "
@@ -452,20 +456,22 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     name = "knn.json" if args.eval == "knn" else "linear_eval.json"
     saved = run_dir / name
     wanted = _eval_data(args)
-    stale = _stale_evaluation(saved, wanted, args.eval_precision)
+    layer = args.eval_layer
+    column = f"{args.eval}_top1" if layer == "h" else f"{args.eval}_{layer}_top1"
+    stale = _stale_evaluation(saved, wanted, args.eval_precision, layer)
     if stale is None:
-        return {f"{args.eval}_top1": json.loads(saved.read_text())["top1"]}
+        return {column: json.loads(saved.read_text())["top1"]}
     kept = set_aside(run_dir, EVAL_FILES[args.eval])
     if kept:
         print(f"cell {run_dir.name}: {name} {stale}; evaluating again (the earlier files "
               f"are kept as {kept})", file=sys.stderr, flush=True)
     ckpt_path = run_dir / "checkpoints/last.pt"
     ckpt = load_checkpoint(ckpt_path)
-    encoder, spec = encoder_from_checkpoint(ckpt)
+    encoder, spec = representation_from_checkpoint(ckpt, layer)
     size = spec["image_size"]
     runtime = {"device": args.eval_device, "precision": args.eval_precision,
                "workers": args.workers_eval, "verbose": False,
-               "source": {**checkpoint_source(ckpt_path, ckpt, "pretrained"), "layer": "h"}}
+               "source": {**checkpoint_source(ckpt_path, ckpt, "pretrained"), "layer": layer}}
     if args.eval_train and args.eval_test:
         cache = (args.eval_cache_dir or vars(args).get("cfg:data.cache_dir")
                  or DataConfig().cache_dir)
@@ -481,7 +487,26 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     # in between, or one cached by an earlier simclr) is never taken for this one.
     result = json.loads(saved.read_text())
     write_results(run_dir, name, {**result, EVALUATED_ON: wanted})
-    return {f"{args.eval}_top1": result["top1"]}
+    return {column: result["top1"]}
+
+
+def _check_eval_layer(layer: str, axes: list[Any], out: Path, preset: str | None,
+                      config: str | None, flags: dict[str, Any]) -> None:
+    """``sweep --eval-layer`` against every cell's projection head, before the first
+    cell trains: a head layer gK needs a head of K layers or more."""
+    from simclr.models import head_dims
+    from simclr.sweep import cell_configs
+
+    depth = parse_layer(layer, "--eval-layer")  # a typo is named now
+    if depth is None:  # z: the head's output, whatever its depth (z = h without a head)
+        return
+    for cell, cfg in zip(*cell_configs(axes, out, preset, config, flags), strict=True):
+        m = cfg.model
+        layers = len(head_dims(m.head, 1, m.head_hidden_dim, m.head_out_dim,
+                               m.head_layers)) - 1
+        if depth > layers:
+            raise SimCLRError(f"--eval-layer {layer}: the cell {cell.name} has a projection "
+                              f"head of {layers} layer{'' if layers == 1 else 's'}")
 
 
 def _eval_data(args: argparse.Namespace) -> dict[str, str]:
@@ -507,7 +532,8 @@ def _eval_data(args: argparse.Namespace) -> dict[str, str]:
             "transform": str(EVAL_VERSION)}
 
 
-def _stale_evaluation(saved: Path, wanted: dict[str, str], precision: str) -> str | None:
+def _stale_evaluation(saved: Path, wanted: dict[str, str], precision: str,
+                      layer: str = "h") -> str | None:
     """Why the cached results file ``saved`` is not this evaluation's (None: it is)."""
     try:
         cached = json.loads(saved.read_text())
@@ -525,6 +551,9 @@ def _stale_evaluation(saved: Path, wanted: dict[str, str], precision: str) -> st
             return f"was computed on another {split} set ({found.get(split)})"
     if found.get("transform") != wanted.get("transform"):
         return "was computed with an earlier evaluation transform"
+    computed_on = (cached.get("source") or {}).get("layer", "h")
+    if computed_on != layer:
+        return f"was computed on {computed_on}, not {layer}"
     # 'auto' takes any: a sweep continued on another machine keeps its results.
     if precision != "auto" and cached.get("precision") != precision:
         return f"was computed in {cached.get('precision')}, not {precision}"
@@ -549,6 +578,9 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--print-config", action="store_true",
                    help="print each cell's resolved settings as YAML and exit")
     p.add_argument("--eval", choices=["knn", "linear", "none"], default="knn")
+    p.add_argument("--eval-layer", default="h", metavar="LAYER",
+                   help="the representation each cell is scored on: h (default, the "
+                        "paper's), z or gK, a head layer (Sec. 4.2: h against z)")
     p.add_argument("--eval-train", help="labeled folder: kNN memory / linear training set")
     p.add_argument("--eval-test", help="labeled folder the top-1 is measured on")
     p.add_argument("--eval-device", default="auto")

@@ -101,13 +101,14 @@ def representation_from_checkpoint(
     return HeadTap(model.encoder, model.head, depth or len(model.head.layers)), spec
 
 
-def parse_layer(layer: str) -> int | None:
-    """'z' -> None (the whole head), 'gK' -> K; anything else is a user error."""
+def parse_layer(layer: str, flag: str = "--layer") -> int | None:
+    """'z' -> None (the whole head), 'gK' -> K; anything else is a user error (named
+    as ``flag``)."""
     if layer == "z":
         return None
     if layer.startswith("g") and layer[1:].isdigit() and int(layer[1:]) >= 1:
         return int(layer[1:])
-    raise SimCLRError(f"--layer: unknown value {layer!r} ({LAYERS_HELP})")
+    raise SimCLRError(f"{flag}: unknown value {layer!r} ({LAYERS_HELP})")
 
 
 def load_encoder(checkpoint: str | Path, device: str | torch.device = "cpu") -> ResNet:

@@ -62,8 +62,10 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
           "--eval-test", "t"], "--eval-test: unused with --eval none; drop it or choose "
                                "--eval knn or linear"),
         (["sweep", "--set", "temperature=0.1", "--out", "o", "--eval", "none",
-          "--eval-precision", "fp16", "--workers-eval", "2"],
-         "--eval-precision, --eval-workers: unused with --eval none"),
+          "--eval-precision", "fp16", "--workers-eval", "2", "--eval-layer", "z"],
+         "--eval-precision, --eval-workers, --eval-layer: unused with --eval none"),
+        (["sweep", "--set", "temperature=0.1", "--out", "o", "--eval-layer", "x"],
+         "--eval-layer: unknown value 'x'"),
         (["transform-probe", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out",
           "o", "--views", "100000000"], "--views: must be at most 100"),
         (["finetune", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out", "o",

@@ -515,3 +515,36 @@ def test_a_cell_resumed_by_other_processes_gets_the_reruns_runtime_settings(tmp_
     resumed = config_from_dict(saved.to_dict())
     apply_resume_flags(resumed, config_flags(args), RESUME_SETTINGS)
     assert resumed == now
+
+
+def test_cells_are_scored_on_the_layer_asked_for(tmp_path, image_folder, capsys):
+    """Sec. 4.2's h against z: --eval-layer z scores each cell's z, as `simclr knn --layer
+    z` of that cell does; a rerun on h evaluates again; a head layer a cell lacks is
+    refused before anything trains."""
+    common = ["--data", str(image_folder), "--arch", "resnet18", "--width", "0.125",
+              "--image-size", "16", "--batch-size", "8", "--epochs", "1", "--precision",
+              "fp32", "--device", "cpu", "--no-progress", "--workers", "0", "--cache-dir",
+              str(tmp_path / "cache"), "--eval-train", str(image_folder), "--eval-test",
+              str(image_folder), "--eval-device", "cpu", "--eval-precision", "fp32",
+              "--eval-workers", "0", "--out", str(tmp_path / "sw")]
+    assert main(["sweep", "--set", "head=mlp,linear", *common, "--eval-layer", "g3"]) == 2
+    assert "--eval-layer g3: the cell head=mlp has a projection head of 2 layers" in \
+        capsys.readouterr().err and not (tmp_path / "sw").exists()
+    assert main(["sweep", "--set", "head=mlp,linear", *common, "--eval-layer", "z"]) == 0
+    rows = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    capsys.readouterr()
+    for row in rows:
+        cell = tmp_path / "sw" / row["cell"]
+        assert json.loads((cell / "knn.json").read_text())["source"]["layer"] == "z"
+        assert main(["knn", "--checkpoint", str(cell), "--layer", "z", "--train",
+                     str(image_folder), "--test", str(image_folder), "--device", "cpu",
+                     "--precision", "fp32", "--workers", "0", "--cache-dir",
+                     str(tmp_path / "cache"), "--out", str(tmp_path / f"z-{row['head']}")]) == 0
+        alone = json.loads((tmp_path / f"z-{row['head']}" / "knn.json").read_text())
+        assert row["knn_z_top1"] == alone["top1"]
+    capsys.readouterr()
+    assert main(["sweep", "--set", "head=mlp,linear", *common]) == 0
+    said = capsys.readouterr()
+    assert "knn.json was computed on z, not h; evaluating again" in said.err
+    assert all("knn_top1" in row for row in
+               json.loads((tmp_path / "sw" / "sweep.json").read_text()))
