@@ -105,6 +105,20 @@ def load_for_eval(args: argparse.Namespace) -> EvalInputs:
     return EvalInputs(encoder, spec, ckpt, source, listing)
 
 
+def check_not_replacing_input(args: argparse.Namespace, path: Path) -> None:
+    """``--overwrite`` replaces what the command writes in ``--out``: never the classifier
+    it was given as ``--checkpoint`` (its input would be lost, and the new results would
+    name themselves as their source)."""
+    out = getattr(args, "out", None)
+    if not (out and getattr(args, "overwrite", False)):
+        return
+    written = {(Path(out).expanduser() / name).resolve()
+               for name in RESULTS.get(args.command, ())}
+    if path.resolve() in written:
+        raise SimCLRError(f"--overwrite would replace {path}, the --checkpoint this "
+                          "command reads; choose another --out")
+
+
 def read_checkpoint(
     args: argparse.Namespace, labeled: bool = False,
 ) -> tuple[Path, dict[str, Any], ImageList | None]:
@@ -124,6 +138,7 @@ def read_checkpoint(
                                      train_split=True) if labeled else None)
     path = checkpoint_file(args.checkpoint)
     check_not_another_run(getattr(args, "out", None), path)
+    check_not_replacing_input(args, path)
     ckpt = load_checkpoint(path)
     if path.name.endswith(PARTIAL_SUFFIX):  # named on purpose, still worth a word
         print(f"note: {path} is an unfinished training (step {ckpt.get('step')}); its "

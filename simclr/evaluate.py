@@ -413,7 +413,7 @@ def linear_eval_sgd(
     """
     device = torch.device(device)
     batch = fitted_batch(batch_size, train.num_images, "training", verbose)
-    total = max(1, round(epochs * (train.num_images // batch)))  # fractions of an epoch too
+    total = max(1, math.ceil(epochs * (train.num_images // batch)))  # as pretraining counts
     aug_cfg = crop_flip_config(image_size, crop_scale, crop_sampler)
     flags = train_flags(encoder)
     # Frozen: DDP then averages the layer's gradients only (never the encoder's, none).

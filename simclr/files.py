@@ -50,6 +50,9 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
     tmp = temporary_name(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        # A killed write's leftover of the same name may be a hard link to another file
+        # (checkpoint.link_same_periodic): writing into it would change that file.
+        tmp.unlink(missing_ok=True)
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import os
 import time
 from collections.abc import Callable
@@ -377,7 +378,7 @@ def run_finetune(
     model = finetune_model(encoder, head if from_head else None, num_classes, from_scratch)
     model = _placed(model, dev, prec, image_size, batch, channels_last, sync_bn)
     out = run_folder(run_dir, RESULTS["finetune"], overwrite)  # inputs checked: rank 0 writes
-    total = max(1, round(epochs * (len(subset) // batch)))  # fractions of an epoch too
+    total = max(1, math.ceil(epochs * (len(subset) // batch)))  # as pretraining counts
     optimizer = nesterov_sgd(model.parameters(), lr, batch, momentum)
     scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")
     settings = {"test_fraction": ((source or {}).get("test") or {}).get("fraction"),

@@ -58,7 +58,7 @@ def inert_settings(cfg: Config) -> dict[str, str]:
         inert["epochs"] = "--time-budget sets the length, --max-steps caps it"
     if cfg.knn_train is None:
         for name in ("knn_every", "knn_k", "knn_temperature"):
-            inert[name] = "there is no kNN monitor (--knn-train and --knn-test)"
+            inert[name] = "there is no kNN monitor: --knn-train and --knn-test make one"
     if cfg.nan_policy == "stop":
         inert["max_bad_steps"] = "it counts the steps --nan-policy skip skips"
     inert.update(_inert_augment(cfg))
@@ -85,7 +85,7 @@ def _inert_augment(cfg: Config) -> dict[str, str]:
     aug, inert = cfg.augment, {}
     for switch, (chance, *params) in GATED_BY.items():
         if not getattr(aug, switch):
-            inert.update({f"augment.{name}": f"--no-{switch} turns that op off"
+            inert.update({f"augment.{name}": f"{switch} is off (--{switch} turns it on)"
                           for name in (chance, *params)})
         elif getattr(aug, chance) == 0:  # augment_params._coin: never drawn
             inert.update({f"augment.{name}": f"--{flag_of('augment.' + chance)} 0 never "

@@ -139,6 +139,13 @@ def recipe_facts(config: dict[str, Any]) -> dict[str, Any]:
             "precision": config.get("precision_resolved")}
 
 
+def _unfinished(partial: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation's stopped training (its partial checkpoint): which, how far, and the
+    command that started it."""
+    return {"step": partial.get("step"), "command": partial.get("argv"),
+            "training": str(partial.get("kind")).removesuffix("-partial")}
+
+
 def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
     """finished / preempted / diverged (summary.json), running (folder locked), or
     stopped (neither: killed, or still starting); the last logged step and loss."""
@@ -157,12 +164,13 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
             (logged.get("logged_step") or 0) > summary["steps"]:
         summary = None
     partial = [c for c in checkpoints if c["name"].endswith(PARTIAL_SUFFIX)]
+    if partial and saved:  # a run's folder that an evaluation's stopped training shares
+        state["evaluation"] = _unfinished(partial[0])  # (--out RUN): the run's state stays
+        partial = []
     if folder_holder(folder):
         state["status"] = "running"
     elif partial:  # an evaluation's training, stopped: its own command continues it
-        state.update(status="unfinished", step=partial[0].get("step"),
-                     training=str(partial[0].get("kind")).removesuffix("-partial"),
-                     command=partial[0].get("argv"))
+        state.update(status="unfinished", **_unfinished(partial[0]))
     elif summary and summary.get("status"):
         state["status"] = summary["status"]
         if summary["status"] in ("diverged", "failed"):  # failed: an error ended it (a full
@@ -323,6 +331,8 @@ def render(facts: dict[str, Any]) -> str:
                      f"{str(started.get('git_sha'))[:7]}){again}")
     for c in facts["checkpoints"]:
         lines.append(f"  {CHECKPOINTS}/{c['name']}: {_checkpoint_line(c)}")
+    if facts["state"].get("evaluation"):  # one stopped in this run's folder (--out RUN)
+        lines.append(f"  {_unfinished_line(facts['state']['evaluation'])}")
     if isinstance(facts["state"].get("monitor_top1"), (int, float)):
         lines.append(f"  kNN monitor: top-1 {100 * facts['state']['monitor_top1']:.2f}% at "
                      f"step {facts['state']['monitor_step']}")
@@ -369,17 +379,22 @@ def _kind(facts: dict[str, Any]) -> str | None:
     return kind
 
 
+def _unfinished_line(training: dict[str, Any]) -> str:
+    """'fine-tuning, unfinished at step N; continue with: ...' (see :func:`_unfinished`)."""
+    what = {"finetune": "fine-tuning", "linear": "linear evaluation (sgd)"}
+    argv = training.get("command") or []
+    again = (f"; continue with: {shlex.join(['simclr', *argv[1:]])}" if len(argv) > 1
+             else " (the command that started it continues it)")
+    return (f"{what.get(training['training'], training['training'])}, unfinished at step "
+            f"{training.get('step')}{again}")
+
+
 def _head_line(facts: dict[str, Any]) -> str:
     """What a run is, how far it went and its last loss."""
     state = facts["state"]
     kind = _kind(facts)
     if kind is None and state.get("training"):
-        what = {"finetune": "fine-tuning", "linear": "linear evaluation (sgd)"}
-        argv = state.get("command") or []
-        again = (f"; continue with: {shlex.join(['simclr', *argv[1:]])}" if len(argv) > 1
-                 else " (the command that started it continues it)")
-        return (f"{what.get(state['training'], state['training'])}, unfinished at step "
-                f"{state.get('step')}{again}")
+        return _unfinished_line(state)
     if kind is None and facts["results"]:  # an evaluation's --out: its results
         whats = sorted({r["what"] for r in facts["results"]})
         done = state["status"] == "stopped"  # (no training of its own left unfinished)

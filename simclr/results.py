@@ -144,7 +144,7 @@ def check_not_inside(out: str | Path, folders: dict[str, str | None], what: str)
                                   f"write the {what} elsewhere")
             if where == data.parent and data.name in SPLITS:  # c10/ holding c10/train
                 raise SimCLRError(f"--out {out} holds the {flag} folder {folder} as a split: "
-                                  f"the {what}'s folders there would stop {out} reading as "
+                                  f"what is written there would stop {out} reading as "
                                   f"train/test splits; write the {what} elsewhere")
 
 

@@ -37,7 +37,7 @@ from simclr.config import (
 from simclr.data import list_folder
 from simclr.errors import DivergedError, SimCLRError, user_message
 from simclr.files import set_aside, write_json, written
-from simclr.results import check_out_folder
+from simclr.results import check_not_inside, check_out_folder
 
 SUMMARY = "summary.json"
 
@@ -218,7 +218,7 @@ def _finished(run_dir: Path) -> dict[str, Any] | None:
 RUNTIME_ONLY = (RESUME_SETTINGS - {"epochs", "max_steps", "time_budget"}) | {"out"}
 # Settings holding paths: runs saved before paths were stored absolute hold them as
 # typed, relative to the folder the sweep ran in (this one, when it is continued).
-PATHS = {"data.path", "data.root", "data.cache_dir", "knn_train", "knn_test"}
+PATHS = {"data.path", "data.root", "data.cache_dir", "knn_train", "knn_test", "init_from"}
 
 
 def _comparable(key: str, value: Any) -> Any:
@@ -345,6 +345,9 @@ def run_sweep(
     root = Path(out).expanduser()
     check_out_folder(root)  # before any cell: a sweep's summary must be writable
     cells, configs = cell_configs(axes, root, preset, config, flags)
+    for cfg in configs:  # the sweep's own files: not inside, or over, a folder it reads
+        check_not_inside(root, {"--data": cfg.data.path, "--knn-train": cfg.knn_train,
+                                "--knn-test": cfg.knn_test}, "sweep")
     check_batches(cells, configs)
     for cell, cfg in zip(cells, configs, strict=True):  # all before the first cell trains
         try:
@@ -444,6 +447,15 @@ def check_settings_act(axes: list[Axis], cells: list[Cell], configs: list[Config
 
     inert = [inert_settings(cfg) for cfg in configs]
     for axis in axes:
+        paths = {p for setting in axis.settings for p in setting}
+        everywhere = [p for p in sorted(paths) if all(p in i for i in inert)]
+        if everywhere:
+            raise SimCLRError(f"--set {axis.name}: --{flag_of(everywhere[0])} has no effect "
+                              f"in any cell: {inert[0][everywhere[0]]}; leave it out")
+        if "epochs" in paths and any(cfg.time_budget for cfg in configs):
+            raise SimCLRError(f"--set {axis.name}: under --time-budget the budget sets each "
+                              "cell's length (--epochs is only its first guess); drop "
+                              "--time-budget to sweep epochs")
         for cell, cell_inert in zip(cells, inert, strict=True):
             label = cell.labels[axis.name]
             acting = axis.settings[axis.labels.index(label)]

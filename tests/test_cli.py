@@ -446,3 +446,19 @@ def test_a_bare_pretrain_on_a_folder_names_the_recipe_it_runs(tmp_path, monkeypa
     assert said[1:] == [[], []]
     run = shlex.quote(str(tmp_path / "c d"))  # a command to copy, spaces and all
     assert f"next: `simclr embed --checkpoint {run} --data DIR" in capsys.readouterr().out
+
+
+def test_overwrite_never_replaces_the_checkpoint_it_reads(tmp_path):
+    import argparse
+
+    from simclr.commands import check_not_replacing_input
+    from simclr.errors import SimCLRError
+
+    given = tmp_path / "ft" / "checkpoints" / "finetune.pt"
+    args = argparse.Namespace(out=str(tmp_path / "ft"), overwrite=True, command="finetune")
+    with pytest.raises(SimCLRError, match="--overwrite would replace .*finetune.pt, the "
+                                          "--checkpoint this command reads"):
+        check_not_replacing_input(args, given)
+    check_not_replacing_input(args, tmp_path / "run" / "checkpoints" / "last.pt")  # fine
+    args.overwrite = False  # (without it, the earlier results refuse the run anyway)
+    check_not_replacing_input(args, given)

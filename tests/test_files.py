@@ -10,7 +10,7 @@ import time
 import torch
 
 from simclr.checkpoint import save_checkpoint
-from simclr.files import STALE_AFTER_S, remove_stale_temporaries
+from simclr.files import STALE_AFTER_S, remove_stale_temporaries, temporary_name, write_atomically
 
 
 def _dead_pid() -> str:
@@ -99,3 +99,15 @@ def test_a_folder_is_held_by_one_run_at_a_time(tmp_path):
     with pytest.raises(SimCLRError, match="in use"):
         held = lock_folder(tmp_path)
         lock_folder(tmp_path)  # a second holder in the same process is refused as well
+
+
+def test_a_leftover_temporary_linked_to_another_file_is_never_written_through(tmp_path):
+    """A save killed between linking last.pt's temporary name to a periodic checkpoint
+    and renaming it leaves that name as a second name of the checkpoint; the next write
+    of the same name (the same pid) must not change the checkpoint's bytes."""
+    periodic, target = tmp_path / "ckpt-00000012.pt", tmp_path / "last.pt"
+    periodic.write_bytes(b"step 12")
+    os.link(periodic, temporary_name(target))
+    write_atomically(target, lambda tmp: tmp.write_bytes(b"step 13"))
+    assert periodic.read_bytes() == b"step 12" and target.read_bytes() == b"step 13"
+    assert not temporary_name(target).exists()

@@ -149,7 +149,7 @@ def test_the_same_change_acts_where_it_is_not_inert(path):
     ({"model.head": "linear", "model.head_layers": 3}, "--head-layers has no effect"),
     ({"model.head": "none", "model.head_out_dim": 64}, "--head-out-dim has no effect"),
     ({"augment.blur": False, "augment.blur_sigma": "0.1,1"}, "--blur-sigma has no effect: "
-                                                             "--no-blur turns that op off"),
+                                                             r"blur is off \(--blur turns it on\)"),
     ({"knn_k": 20}, "--knn-k has no effect: there is no kNN monitor"),
     ({"max_bad_steps": 3}, "--max-bad-steps has no effect"),
 ])

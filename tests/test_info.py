@@ -193,6 +193,16 @@ def test_an_evaluations_folder_and_an_unfinished_finetuning(evaluated_run, tmp_p
                  verbose=False, on_step=stop)
     assert _info(capsys, cut).splitlines()[0] == (
         f"{cut}: fine-tuning, unfinished at step 1 (the command that started it continues it)")
+    # stopped in a finished pretraining's own folder (--out RUN): the run stays finished
+    import shutil
+
+    shared = tmp_path / "shared"
+    shutil.copytree(run, shared)
+    shutil.copy(cut / "checkpoints" / "finetune-partial.pt", shared / "checkpoints")
+    lines = _info(capsys, shared).splitlines()
+    assert lines[0].startswith(f"{shared}: SimCLR pretraining, finished at step ")
+    assert ("  fine-tuning, unfinished at step 1 (the command that started it continues it)"
+            in lines)
     # started by the simclr command (not as a library): info says which continues it
     from simclr import runtime
 

@@ -548,3 +548,26 @@ def test_cells_are_scored_on_the_layer_asked_for(tmp_path, image_folder, capsys)
     assert "knn.json was computed on z, not h; evaluating again" in said.err
     assert all("knn_top1" in row for row in
                json.loads((tmp_path / "sw" / "sweep.json").read_text()))
+
+
+def test_a_sweep_is_refused_over_what_it_reads_and_over_a_budgets_epochs(tmp_path, capsys):
+    """Nothing written: not inside the data folder, not beside its train/ and test/ (the
+    parent would stop reading as splits); an epochs axis under a time budget (the budget
+    sets the length) and an axis with no effect in any cell are refused."""
+    for split in ("train", "test"):
+        make_image_folder(tmp_path / "d" / split, classes=2, per_class=4)
+    common = ["--data", str(tmp_path / "d" / "train"), "--batch-size", "8", "--eval", "none"]
+    for out, needle in ((tmp_path / "d", "as a split"),
+                        (tmp_path / "d" / "train" / "sw", "lies inside the --data folder")):
+        assert main(["sweep", "--set", "temperature=0.2,0.5", *common, "--out", str(out)]) == 2
+        assert needle in capsys.readouterr().err
+    assert not (tmp_path / "d" / "sweep.json").exists()
+    assert not (tmp_path / "d" / "train" / "sw").exists()
+    out = ["--out", str(tmp_path / "sw")]
+    assert main(["sweep", "--set", "epochs=1,2", "--time-budget", "60", *common, *out]) == 2
+    assert "--set epochs: under --time-budget the budget sets" in capsys.readouterr().err
+    assert main(["sweep", "--set", "knn-k=10,20", *common, *out]) == 2
+    assert capsys.readouterr().err.endswith(
+        "--set knn-k: --knn-k has no effect in any cell: there is no kNN monitor: "
+        "--knn-train and --knn-test make one; leave it out\n")
+    assert not (tmp_path / "sw").exists()
