@@ -418,13 +418,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         from simclr.sweep import cell_configs
 
         cells, configs = cell_configs(axes, Path(args.out).expanduser(), preset, args.config,
-                                      {k: v for k, v in flags.items() if k != "out"})
+                                      flags)
         print("\n".join(f"--- # cell {cell.name}\n{yaml_text(cfg.to_dict())}"
                         for cell, cfg in zip(cells, configs, strict=True)), end="")
         return 0
     if args.eval != "none" and args.eval_layer != "h":
         _check_eval_layer(args.eval_layer, axes, Path(args.out).expanduser(), preset,
-                          args.config, {k: v for k, v in flags.items() if k != "out"})
+                          args.config, flags)
     folders = bool(args.eval_train and args.eval_test)
     if args.eval != "none" and not folders and not digits:
         raise SimCLRError(f"--eval {args.eval} needs --eval-train and --eval-test (labeled "
@@ -437,7 +437,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return evaluate_run(run_dir, args)
 
     cells, table = run_sweep(axes, args.out, preset=preset, config=args.config,
-                             flags={k: v for k, v in flags.items() if k != "out"},
+                             flags=flags,  # (--out is not a config flag here)
                              evaluate=None if args.eval == "none" else evaluate,
                              processes=args.cell_processes)
     print(table)
