@@ -92,6 +92,12 @@ def augmented_batches(
         yield apply_params(images, params, aug_cfg), labels.to(device, non_blocking=True)
 
 
+def total_steps(epochs: float, images: int, batch: int) -> int:
+    """A classifier training's length: ``epochs`` (fractions allowed) of full batches,
+    rounded up and at least one step, as pretraining counts (train.plan_schedule)."""
+    return max(1, math.ceil(epochs * (images // batch)))
+
+
 def nesterov_sgd(params: Any, lr: float, batch: int, momentum: float) -> torch.optim.SGD:
     """The optimizer of fine-tuning and of the SGD linear protocol (App. B.5, B.6):
     Nesterov momentum, no weight decay, peak lr ``lr`` x B/256 (kept as each group's

@@ -44,6 +44,7 @@ from simclr.classify import (
     nesterov_sgd,
     run_folder,
     scheduled_lr,
+    total_steps,
     train_classifier,
     weights_digest,
 )
@@ -413,7 +414,7 @@ def linear_eval_sgd(
     """
     device = torch.device(device)
     batch = fitted_batch(batch_size, train.num_images, "training", verbose)
-    total = max(1, math.ceil(epochs * (train.num_images // batch)))  # as pretraining counts
+    total = total_steps(epochs, train.num_images, batch)
     aug_cfg = crop_flip_config(image_size, crop_scale, crop_sampler)
     flags = train_flags(encoder)
     # Frozen: DDP then averages the layer's gradients only (never the encoder's, none).

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import math
 import os
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from simclr.classify import (
     nesterov_sgd,
     run_folder,
     scheduled_lr,
+    total_steps,
     train_classifier,
     weights_digest,
 )
@@ -378,7 +378,7 @@ def run_finetune(
     model = finetune_model(encoder, head if from_head else None, num_classes, from_scratch)
     model = _placed(model, dev, prec, image_size, batch, channels_last, sync_bn)
     out = run_folder(run_dir, RESULTS["finetune"], overwrite)  # inputs checked: rank 0 writes
-    total = max(1, math.ceil(epochs * (len(subset) // batch)))  # as pretraining counts
+    total = total_steps(epochs, len(subset), batch)
     optimizer = nesterov_sgd(model.parameters(), lr, batch, momentum)
     scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")
     settings = {"test_fraction": ((source or {}).get("test") or {}).get("fraction"),
