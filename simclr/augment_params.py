@@ -367,6 +367,28 @@ def to_stored(boxes: np.ndarray, picture: tuple[np.ndarray, np.ndarray],
                     axis=1).astype(np.int64)
 
 
+def _view_boxes(cfg: AugmentConfig, u: np.ndarray, stream: Stream, hw: tuple[int, int],
+                aspect: Tensor | np.ndarray | None,
+                ) -> tuple[AugmentConfig, np.ndarray, np.ndarray | None]:
+    """The crop boxes of one view on the stored (H, W) = ``hw`` pixels: (B, 4) boxes, the
+    Fig. 5 second boxes or None, and the config the rest of the view draws from (the
+    asymmetric protocol changes it, :func:`_asymmetric_boxes`)."""
+    if isinstance(aspect, Tensor):
+        aspect = aspect.detach().cpu().numpy()
+    # Square pictures (the usual case) take the exact path: no rounding through to_stored.
+    picture = None if aspect is None or bool((np.asarray(aspect) == 1.0).all()) \
+        else picture_hw(hw, np.asarray(aspect).reshape(-1))
+    draw_hw = hw if picture is None else picture
+    box2 = None
+    if cfg.asymmetric:
+        cfg, boxes, box2 = _asymmetric_boxes(cfg, u, stream, draw_hw)
+    else:
+        boxes = _crop_boxes(u, cfg, draw_hw, stream)
+    if picture is not None:
+        boxes = to_stored(boxes, picture, hw)
+    return cfg, boxes, box2
+
+
 def sample_params(
     cfg: AugmentConfig,
     seed: int,
@@ -400,20 +422,7 @@ def sample_params(
     stream = Stream(seed, epoch, idx, view)
     u = stream.columns(0, _N_PARAMS, slice(None))
     n, size = len(idx), cfg.size
-    hw = (int(image_hw[0]), int(image_hw[1]))
-    if isinstance(aspect, Tensor):
-        aspect = aspect.detach().cpu().numpy()
-    # Square pictures (the usual case) take the exact path: no rounding through to_stored.
-    picture = None if aspect is None or bool((np.asarray(aspect) == 1.0).all()) \
-        else picture_hw(hw, np.asarray(aspect).reshape(-1))
-    draw_hw = hw if picture is None else picture
-    box2 = None
-    if cfg.asymmetric:
-        cfg, boxes, box2 = _asymmetric_boxes(cfg, u, stream, draw_hw)
-    else:
-        boxes = _crop_boxes(u, cfg, draw_hw, stream)
-    if picture is not None:
-        boxes = to_stored(boxes, picture, hw)
+    cfg, boxes, box2 = _view_boxes(cfg, u, stream, (int(image_hw[0]), int(image_hw[1])), aspect)
     if cfg.color_random_order:
         order = PERMUTATIONS[np.minimum((u[:, _P_ORDER] * 24).astype(np.int64), 23)]
     else:

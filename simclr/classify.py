@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -55,7 +55,8 @@ def crop_flip_config(image_size: int, crop_scale: tuple[float, float] = (0.08, 1
                      crop_sampler: str = "torchvision") -> Any:
     """The paper's evaluation-time training augmentation: random resized crop + flip only
     (``crop_sampler="official"``: drawn as the official code draws them)."""
-    from simclr.config import AugmentConfig, validate_augment
+    from simclr.config import AugmentConfig
+    from simclr.validate import validate_augment
 
     cfg = AugmentConfig(size=image_size, crop=True, crop_scale=tuple(crop_scale), flip=True,
                         crop_sampler=crop_sampler, color=False, grayscale=False, blur=False,
@@ -203,59 +204,133 @@ def train_classifier(
     steps_per_epoch = len(indices) // batch_size
     if steps_per_epoch == 0:
         raise SimCLRError(f"{name}: {len(indices)} images make no batch of {batch_size}")
-    shard = (dist.rank(), dist.world_size())
-    step, (epoch, skip) = start_step, divmod(start_step, steps_per_epoch)
-    status, signal_name, start = "finished", None, time.perf_counter()
-    vote = dist.StopVote(device, start_step)
+    # Each process takes its share of every global batch (one process: all of it).
+    batches = partial(augmented_batches, source, indices, aug_cfg, batch_size=batch_size,
+                      seed=seed, device=device, workers=workers,
+                      shard=(dist.rank(), dist.world_size()))
+    training = _Training(model=model, optimizer=optimizer, scaler=scaler, lr_fn=lr_fn,
+                         device=device, precision=precision, channels_last=channels_last,
+                         batch_size=batch_size, name=name, total_steps=total_steps,
+                         refit=refit, checkpointing=checkpointing, step=start_step,
+                         elapsed=elapsed)
+    epoch, skip = divmod(start_step, steps_per_epoch)
     mean_loss = top1 = None  # no step in this segment (continued after its last step)
     # SIGTERM/SIGINT become a request to stop after the step only where the training
     # is kept (with checkpointing); otherwise they keep their usual effect.
     with StopFlag() if checkpointing is not None else nullcontext() as stop:
-        while step < total_steps and status == "finished":
-            loss_sum = torch.zeros((), device=device)
-            hits = torch.zeros((), device=device)
-            seen = 0
-            # Each process takes its share of every global batch (one process: all of it).
-            for views, labels in augmented_batches(source, indices, aug_cfg, batch_size=batch_size,
-                                                   epoch=epoch, seed=seed, device=device,
-                                                   workers=workers, skip=skip, shard=shard):
-                if channels_last:
-                    views = views.contiguous(memory_format=torch.channels_last)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr_fn(step, group["peak_lr"])
-                with out_of_memory_is_an_error(batch_size, step, None, resumable=False):
-                    logits, loss = classifier_step(model, views, labels, optimizer, scaler,
-                                                   device, precision)
-                # Accumulated on the device: no host sync per step.
-                loss_sum += loss.detach() * len(labels)
-                hits += (logits.argmax(1) == labels).sum()
-                seen += len(labels)
-                step += 1
-                seconds = elapsed + time.perf_counter() - start
-                if refit is not None:
-                    total_steps = refit(step, seconds)
-                if checkpointing is not None:
-                    signal_name = _after_step(checkpointing, stop, vote, step, total_steps,
-                                              seconds, partial(_finite_loss, loss_sum, seen, name,
-                                                               epoch + 1))
-                    status = "preempted" if signal_name and step < total_steps else "finished"
-                if step >= total_steps or signal_name:
-                    break
+        while training.step < training.total_steps and training.status == "finished":
+            tally = training.run_epoch(batches(epoch=epoch, skip=skip), epoch, stop)
             epoch, skip = epoch + 1, 0
-            # Summed over the processes (their means alike, as they see equal shares).
-            loss_sum, hits, seen = dist.all_reduce_mean(torch.stack(
-                [loss_sum.float(), hits.float(), torch.tensor(float(seen), device=device)]))
-            mean_loss = _finite_loss(loss_sum, seen.item(), name, epoch)
-            top1 = hits.item() / max(seen.item(), 1)
-            stopped = " (stopped)" if status != "finished" else ""
-            log(f"{name} epoch {epoch}{stopped} ({step}/{total_steps} steps, {steps_per_epoch}/"
-                f"epoch): loss {mean_loss:.4f}, train top-1 {100 * top1:.2f}%", verbose)
-    return {"status": status, "signal": signal_name, "steps": step, "train_loss": mean_loss,
-            "train_top1": top1, "train_s": elapsed + time.perf_counter() - start}
+            mean_loss, top1 = tally.reduced(name, epoch)
+            stopped = " (stopped)" if training.status != "finished" else ""
+            log(f"{name} epoch {epoch}{stopped} ({training.step}/{training.total_steps} steps, "
+                f"{steps_per_epoch}/epoch): loss {mean_loss:.4f}, train top-1 "
+                f"{100 * top1:.2f}%", verbose)
+    return {"status": training.status, "signal": training.signal, "steps": training.step,
+            "train_loss": mean_loss, "train_top1": top1, "train_s": training.seconds()}
 
 
-def _after_step(checkpointing: Checkpointing, stop: StopFlag, vote: dist.StopVote, step: int,
-                total_steps: int, seconds: float, check: Callable[[], float]) -> str | None:
+@dataclass
+class _Training:
+    """One :func:`train_classifier` run: what every step needs, and how far the training
+    got (``step``; ``total_steps``, which a time budget's ``refit`` changes; ``status``
+    and the ``signal`` that asked to stop), kept together rather than passed around."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    lr_fn: Callable[[int, float], float]
+    device: torch.device
+    precision: str
+    channels_last: bool
+    batch_size: int  # named in an out-of-memory error
+    name: str
+    total_steps: int
+    refit: Callable[[int, float], int] | None
+    checkpointing: Checkpointing | None
+    step: int
+    elapsed: float  # training seconds of the earlier segments (a resumed run)
+    status: str = "finished"
+    signal: str | None = None
+    start: float = field(init=False)
+    vote: dist.StopVote = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.start = time.perf_counter()
+        self.vote = dist.StopVote(self.device, self.step)
+
+    def seconds(self) -> float:
+        """Training seconds so far, the earlier segments' included."""
+        return self.elapsed + time.perf_counter() - self.start
+
+    def run_epoch(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], epoch: int,
+                  stop: StopFlag | None) -> _EpochTally:
+        """Steps on ``batches`` (what is left of epoch ``epoch``, counted from 0: views
+        (B,3,S,S) and labels (B,) on the device) until they run out, the last step is
+        done or a signal asks to stop; returns the epoch's tally."""
+        tally = _EpochTally(self.device)
+        for views, labels in batches:
+            if self.channels_last:
+                views = views.contiguous(memory_format=torch.channels_last)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr_fn(self.step, group["peak_lr"])
+            with out_of_memory_is_an_error(self.batch_size, self.step, None, resumable=False):
+                logits, loss = classifier_step(self.model, views, labels, self.optimizer,
+                                               self.scaler, self.device, self.precision)
+            tally.add(loss, logits, labels)
+            self.step += 1
+            self._after_step(stop, tally, epoch)
+            if self.step >= self.total_steps or self.signal:
+                break
+        return tally
+
+    def _after_step(self, stop: StopFlag | None, tally: _EpochTally, epoch: int) -> None:
+        """The length anew (a time budget's ``refit``); with checkpointing, a save when
+        due (of a model whose loss in ``epoch``, counted from 0, is still finite) and the
+        processes' vote on a stop."""
+        seconds = self.seconds()
+        if self.refit is not None:
+            self.total_steps = self.refit(self.step, seconds)
+        if self.checkpointing is not None:
+            self.signal = _checkpoint_and_vote(self.checkpointing, stop, self.vote, self.step,
+                                               self.total_steps, seconds,
+                                               partial(tally.mean_loss, self.name, epoch + 1))
+            self.status = ("preempted" if self.signal and self.step < self.total_steps
+                           else "finished")
+
+
+class _EpochTally:
+    """An epoch's summed loss, hits and image count, kept on the device: no host sync per
+    step (one at the epoch's end, or when a checkpoint checks the loss)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.loss_sum = torch.zeros((), device=device)
+        self.hits = torch.zeros((), device=device)
+        self.seen = 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """One step: its mean loss (a scalar), logits (B, C) and labels (B,)."""
+        self.loss_sum += loss.detach() * len(labels)
+        self.hits += (logits.argmax(1) == labels).sum()
+        self.seen += len(labels)
+
+    def mean_loss(self, name: str, epoch: int) -> float:
+        """This process's mean loss so far in ``epoch`` (counted from 1); see _finite_loss."""
+        return _finite_loss(self.loss_sum, self.seen, name, epoch)
+
+    def reduced(self, name: str, epoch: int) -> tuple[float, float]:
+        """(mean loss, train top-1) of ``epoch`` (counted from 1) over all the processes."""
+        # Summed over the processes (their means alike, as they see equal shares).
+        loss_sum, hits, seen = dist.all_reduce_mean(torch.stack(
+            [self.loss_sum.float(), self.hits.float(),
+             torch.tensor(float(self.seen), device=self.device)]))
+        return _finite_loss(loss_sum, seen.item(), name, epoch), hits.item() / max(seen.item(), 1)
+
+
+def _checkpoint_and_vote(checkpointing: Checkpointing, stop: StopFlag, vote: dist.StopVote,
+                         step: int, total_steps: int, seconds: float,
+                         check: Callable[[], float]) -> str | None:
     """A periodic checkpoint when due (never of a diverged model); the name of a signal
     that asked to stop, else None. A signal may reach only some processes: ``vote``
     makes every process stop at the same step."""

@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"simclr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    from simclr import commands, launch
+    from simclr import arguments, launch, sweep_command
+    from simclr.pretrained import LAYERS_HELP
 
     p = sub.add_parser(
         "pretrain", help="SimCLR pretraining on a folder of images",
@@ -167,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="image folder (ImageFolder or flat)")
     p.add_argument("--out", required=True, help="output .npz file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--layer", default="h", help=commands.LAYERS_HELP)
+    p.add_argument("--layer", default="h", help=LAYERS_HELP)
     add_runtime_flags(p)
     p.set_defaults(func=cmd_embed)
 
@@ -177,9 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="image folder (ImageFolder or flat)")
     p.add_argument("--out", required=True, help="output .csv file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--top-k", type=commands.count_at_least(1), default=5,
+    p.add_argument("--top-k", type=arguments.count_at_least(1), default=5,
                    help="classes listed per image")
-    p.add_argument("--min-probability", type=commands._fraction, default=None, metavar="P",
+    p.add_argument("--min-probability", type=arguments.fraction, default=None, metavar="P",
                    help="leave the prediction empty where the top class's probability is "
                         "below P (an image of none of the classes, or a doubtful one)")
     add_runtime_flags(p)
@@ -189,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
                                          "duplicate pairs, from `simclr embed` features (CSV)")
     p.add_argument("--features", required=True, help="an .npz written by simclr embed")
     p.add_argument("--out", required=True, help="output .csv file")
-    p.add_argument("--k", type=commands.count_at_least(1), default=None,
+    p.add_argument("--k", type=arguments.count_at_least(1), default=None,
                    help="neighbours listed per image (default: 5)")
     p.add_argument("--queries", help="an .npz of other images to find neighbours for "
                                      "(default: every image of --features, among the others)")
@@ -214,8 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="the same facts as JSON")
     p.set_defaults(func=cmd_info)
 
-    commands.add_evaluation_commands(sub, add_runtime_flags)
-    commands.add_sweep_command(sub)
+    arguments.add_evaluation_commands(sub, add_runtime_flags)
+    sweep_command.add_sweep_command(sub)
     for command in sub.choices.values():  # the shared flags' help, where none was given
         for action in command._actions:
             if action.help is None and action.option_strings:
@@ -224,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_runtime_flags(p: argparse.ArgumentParser) -> None:
-    from simclr.commands import count_at_least as _count
+    from simclr.arguments import count_at_least as _count
 
     p.add_argument("--batch-size", type=_count(1), default=256)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

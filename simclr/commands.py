@@ -1,17 +1,18 @@
-"""The evaluation commands: knn, linear-eval, finetune, supervised, export (argparse glue).
+"""The evaluation commands' glue: knn, linear-eval, finetune, transform-probe, supervised
+and export, each run from its parsed arguments.
 
 Each command loads what it needs, calls the protocol in evaluate.py / finetune.py and
 prints its result as JSON on stdout; the protocols themselves know nothing of argparse.
+Their flags are defined in :mod:`simclr.arguments`; the sweep command is
+:mod:`simclr.sweep_command`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -27,29 +28,16 @@ from simclr.checkpoint import (
     checkpoint_file,
     load_checkpoint,
 )
-from simclr.config import (
-    CROP_SAMPLERS,
-    MAX_EPOCHS,
-    MAX_SEED,
-    Config,
-    DataConfig,
-    config_from_dict,
-)
+from simclr.config import Config, DataConfig, config_from_dict
 from simclr.data import ImageList, ImageSource, check_folder, list_folder, open_source
 from simclr.errors import SimCLRError
-from simclr.export import FORMATS
 from simclr.features import check_labeled_folders
-from simclr.files import set_aside
 from simclr.pretrained import (
-    LAYERS_HELP,
     encoder_from_checkpoint,
     model_from_checkpoint,
-    parse_layer,
     representation_from_checkpoint,
 )
 from simclr.results import RESULTS, check_not_inside, check_results_free
-
-RuntimeFlags = Callable[[argparse.ArgumentParser], None]
 
 
 class RawPixels(nn.Module):
@@ -387,228 +375,6 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_sweep(args: argparse.Namespace) -> int:
-    from simclr.cli import config_flags
-    from simclr.sweep import check_not_swept_twice, pairs_axis, parse_axis, run_sweep
-
-    if not args.set and not args.pairs:
-        raise SimCLRError("nothing to sweep: give --set SETTING=V1,V2 and/or --pairs OPS")
-    if args.eval != "none":  # the evaluations' runtime, before the first cell trains
-        from simclr.runtime import resolve_device, resolve_precision
-
-        resolve_precision(args.eval_precision, resolve_device(args.eval_device,
-                                                              "--eval-device"),
-                          "--eval-precision")
-    given = {"--eval-train": args.eval_train, "--eval-test": args.eval_test,
-             "--eval-device": args.eval_device != "auto",
-             "--eval-precision": args.eval_precision != "auto",
-             "--eval-workers": args.workers_eval is not None,
-             "--eval-cache-dir": args.eval_cache_dir, "--eval-layer": args.eval_layer != "h"}
-    unused = [flag for flag, value in given.items() if value]
-    if args.eval == "none" and unused:  # silently unused, a forgotten --eval looks measured
-        raise SimCLRError(f"{', '.join(unused)}: unused with --eval none; drop it or choose "
-                          "--eval knn or linear")
-    axes = ([pairs_axis(args.pairs)] if args.pairs else []) + [parse_axis(t) for t in args.set]
-    flags = config_flags(args)
-    check_not_swept_twice(axes, flags)
-    digits = flags.get("data.path") is None and not args.config
-    preset = args.preset or ("digits" if digits else None)  # as `simclr pretrain`
-    if args.print_config:  # each cell's resolved settings; nothing is read or written
-        from simclr.config import yaml_text
-        from simclr.sweep import cell_configs
-
-        cells, configs = cell_configs(axes, Path(args.out).expanduser(), preset, args.config,
-                                      flags)
-        print("\n".join(f"--- # cell {cell.name}\n{yaml_text(cfg.to_dict())}"
-                        for cell, cfg in zip(cells, configs, strict=True)), end="")
-        return 0
-    if args.eval != "none" and args.eval_layer != "h":
-        _check_eval_layer(args.eval_layer, axes, Path(args.out).expanduser(), preset,
-                          args.config, flags)
-    folders = bool(args.eval_train and args.eval_test)
-    if args.eval != "none" and not folders and not digits:
-        raise SimCLRError(f"--eval {args.eval} needs --eval-train and --eval-test (labeled "
-                          "folders), or pass --eval none")
-    if folders:  # before hours of training
-        check_labeled_folders(args.eval_train, args.eval_test, ("--eval-train", "--eval-test"),
-                              train_split=True)
-
-    def evaluate(run_dir: Path) -> dict[str, Any]:
-        return evaluate_run(run_dir, args)
-
-    cells, table = run_sweep(axes, args.out, preset=preset, config=args.config,
-                             flags=flags,  # (--out is not a config flag here)
-                             evaluate=None if args.eval == "none" else evaluate,
-                             processes=args.cell_processes)
-    print(table)
-    if any(c.result.get("status") == "preempted" for c in cells):
-        from simclr.train import EXIT_PREEMPTED
-
-        print("sweep stopped by a signal; the same command continues it", file=sys.stderr)
-        return EXIT_PREEMPTED
-    return 0
-
-
-# What a sweep cell's evaluation writes (each protocol's RESULTS, and its figure): all of
-# it set aside together when the cell is evaluated again.
-EVAL_FILES = {"knn": (*RESULTS["knn"], "knn_confusion.png"),
-              "linear": (*RESULTS["linear-eval"], "linear_eval_confusion.png")}
-# The key of a sweep cell's results file that says what it was evaluated on.
-EVALUATED_ON = "evaluated_on"
-
-
-def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """kNN or linear top-1 of a finished sweep cell, cached in the cell's run directory.
-
-    The cached result is reused only when it was computed on the same --eval-train and
-    --eval-test (absolute paths) and, where --eval-precision is given, at that
-    precision. Otherwise the cell is evaluated again and the earlier files are kept
-    beside the new ones as ``NAME.previous-K.EXT`` (nothing is deleted).
-    """
-    from simclr.evaluate import run_knn, run_linear_eval
-    from simclr.results import write_results
-
-    name = "knn.json" if args.eval == "knn" else "linear_eval.json"
-    saved = run_dir / name
-    wanted = _eval_data(args)
-    layer = args.eval_layer
-    column = f"{args.eval}_top1" if layer == "h" else f"{args.eval}_{layer}_top1"
-    stale = _stale_evaluation(saved, wanted, args.eval_precision, layer)
-    if stale is None:
-        return {column: json.loads(saved.read_text())["top1"]}
-    kept = set_aside(run_dir, EVAL_FILES[args.eval])
-    if kept:
-        print(f"cell {run_dir.name}: {name} {stale}; evaluating again (the earlier files "
-              f"are kept as {kept})", file=sys.stderr, flush=True)
-    ckpt_path = run_dir / "checkpoints/last.pt"
-    ckpt = load_checkpoint(ckpt_path)
-    encoder, spec = representation_from_checkpoint(ckpt, layer)
-    size = spec["image_size"]
-    runtime = {"device": args.eval_device, "precision": args.eval_precision,
-               "workers": args.workers_eval, "verbose": False,
-               "source": {**checkpoint_source(ckpt_path, ckpt, "pretrained"), "layer": layer}}
-    if args.eval_train and args.eval_test:
-        cache = (args.eval_cache_dir or vars(args).get("cfg:data.cache_dir")
-                 or DataConfig().cache_dir)
-        train, test = (open_eval_source(path, size, args.workers_eval, cache, train=split)
-                       for path, split in ((args.eval_train, True), (args.eval_test, False)))
-    else:  # the digits demo: its fixed hold-out split
-        from simclr.data import digits_split
-
-        train, test = digits_split(seed=0)
-    run = run_knn if args.eval == "knn" else run_linear_eval
-    run(encoder, train, test, run_dir, image_size=size, **runtime)
-    # Recorded once the evaluation is written: a file without it (an evaluation stopped
-    # in between, or one cached by an earlier simclr) is never taken for this one.
-    result = json.loads(saved.read_text())
-    write_results(run_dir, name, {**result, EVALUATED_ON: wanted})
-    return {column: result["top1"]}
-
-
-def _check_eval_layer(layer: str, axes: list[Any], out: Path, preset: str | None,
-                      config: str | None, flags: dict[str, Any]) -> None:
-    """``sweep --eval-layer`` against every cell's projection head, before the first
-    cell trains: a head layer gK needs a head of K layers or more."""
-    from simclr.models import head_dims
-    from simclr.sweep import cell_configs
-
-    depth = parse_layer(layer, "--eval-layer")  # a typo is named now
-    if depth is None:  # z: the head's output, whatever its depth (z = h without a head)
-        return
-    for cell, cfg in zip(*cell_configs(axes, out, preset, config, flags), strict=True):
-        m = cfg.model
-        layers = len(head_dims(m.head, 1, m.head_hidden_dim, m.head_out_dim,
-                               m.head_layers)) - 1
-        if depth > layers:
-            raise SimCLRError(f"--eval-layer {layer}: the cell {cell.name} has a projection "
-                              f"head of {layers} layer{'' if layers == 1 else 's'}")
-
-
-def _eval_data(args: argparse.Namespace) -> dict[str, str]:
-    """What a sweep evaluates on, as its cells' results record it: the folders' absolute
-    paths (a named data set by its name; the digits demo by its split) and the version
-    of the evaluation transform (:data:`simclr.augment.EVAL_VERSION`)."""
-    if not (args.eval_train and args.eval_test):  # small images: no transform version
-        return {"train": "digits[train]", "test": "digits[test]"}
-
-    def identity(spec: str) -> str:
-        from os.path import abspath
-
-        from simclr.data import NAMED_DATASETS
-
-        path = Path(spec).expanduser()
-        if spec.lower() in NAMED_DATASETS and not path.is_dir():  # as open_source reads it
-            return spec.lower()
-        return abspath(path)
-
-    from simclr.augment import EVAL_VERSION
-
-    return {"train": identity(args.eval_train), "test": identity(args.eval_test),
-            "transform": str(EVAL_VERSION)}
-
-
-def _stale_evaluation(saved: Path, wanted: dict[str, str], precision: str,
-                      layer: str = "h") -> str | None:
-    """Why the cached results file ``saved`` is not this evaluation's (None: it is)."""
-    try:
-        cached = json.loads(saved.read_text())
-    except FileNotFoundError:
-        return "is missing"
-    except (OSError, ValueError):
-        return "is unreadable"
-    if not isinstance(cached, dict) or "top1" not in cached:
-        return "is unreadable"
-    found = cached.get(EVALUATED_ON)
-    if not isinstance(found, dict):
-        return "does not record its evaluation folders"
-    for split in ("train", "test"):
-        if found.get(split) != wanted[split]:
-            return f"was computed on another {split} set ({found.get(split)})"
-    if found.get("transform") != wanted.get("transform"):
-        return "was computed with an earlier evaluation transform"
-    computed_on = (cached.get("source") or {}).get("layer", "h")
-    if computed_on != layer:
-        return f"was computed on {computed_on}, not {layer}"
-    # 'auto' takes any: a sweep continued on another machine keeps its results.
-    if precision != "auto" and cached.get("precision") != precision:
-        return f"was computed in {cached.get('precision')}, not {precision}"
-    return None
-
-
-def add_sweep_command(sub: argparse._SubParsersAction) -> None:
-    from simclr.cli import add_config_flags
-    from simclr.config import PRESETS
-
-    p = sub.add_parser("sweep", help="a grid of pretraining runs, each evaluated (ablations)")
-    p.add_argument("--set", action="append", default=[], metavar="SETTING=V1,V2",
-                   help="a swept setting (repeat for a grid), e.g. temperature=0.1,0.5,1")
-    p.add_argument("--pairs", metavar="OPS",
-                   help="Fig. 5: each of these transformations alone and in ordered pairs "
-                        "('a+b': a then b), on one branch, e.g. "
-                        "crop,cutout,color,sobel,noise,blur,rotate")
-    p.add_argument("--preset", choices=sorted(PRESETS))
-    p.add_argument("--config", help="YAML file of settings shared by every cell")
-    add_config_flags(p, exclude={"out"})
-    p.add_argument("--out", required=True, help="sweep folder: one run directory per cell")
-    p.add_argument("--print-config", action="store_true",
-                   help="print each cell's resolved settings as YAML and exit")
-    p.add_argument("--eval", choices=["knn", "linear", "none"], default="knn")
-    p.add_argument("--eval-layer", default="h", metavar="LAYER",
-                   help="the representation each cell is scored on: h (default, the "
-                        "paper's), z or gK, a head layer (Sec. 4.2: h against z)")
-    p.add_argument("--eval-train", help="labeled folder: kNN memory / linear training set")
-    p.add_argument("--eval-test", help="labeled folder the top-1 is measured on")
-    p.add_argument("--eval-device", default="auto")
-    p.add_argument("--eval-precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--eval-workers", "--workers-eval", type=count_at_least(0), default=None,
-                   dest="workers_eval", metavar="N",  # --workers-eval: its earlier name
-                   help="decoding processes of the evaluations (default: from the CPU count)")
-    p.add_argument("--eval-cache-dir", default=None,
-                   help="decoded caches of the evaluation folders (default: --cache-dir)")
-    from simclr.launch import add_flag
-
-    add_flag(p, dest="cell_processes", what="train each cell")
-    p.set_defaults(func=cmd_sweep)
 
 
 def cmd_supervised(args: argparse.Namespace) -> int:
@@ -673,211 +439,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text}")
-    return value
-
-
-def count_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
-    """argparse type: an integer >= minimum (and <= maximum)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
-        return value
-    return parse
-
-
-_positive_int = count_at_least(1)
-
-
-def _real(minimum: float, inclusive: bool, maximum: float = math.inf) -> Callable[[str], float]:
-    """argparse type: a float above ``minimum`` (or equal, if inclusive), below maximum."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        low_ok = value >= minimum if inclusive else value > minimum
-        if not (low_ok and value < maximum):
-            bound = f"{'>=' if inclusive else '>'} {minimum:g}"
-            if maximum < math.inf:
-                bound += f" and < {maximum:g}"
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
-        return value
-    return parse
-
-
-# Passes over the labeled images, fractions allowed as in pretraining (steps are rounded).
-_epochs = _real(0, False, MAX_EPOCHS + 1)
-
-
-def _crop_flags(p: argparse.ArgumentParser, which: str = "") -> None:
-    """The crops of training steps with labels (linear `sgd`, fine-tuning); None unless
-    given, so the protocol's defaults apply."""
-    p.add_argument("--crop-scale", type=_pair, default=None, metavar="A,B",
-                   help=f"{which}area range of the random crops (default 0.08,1.0)")
-    p.add_argument("--crop-sampler", choices=CROP_SAMPLERS, default=None,
-                   help=f"{which}how crops are drawn: torchvision's RandomResizedCrop "
-                   "(default) or the official code's sample_distorted_bounding_box")
-
-
-def _pair(text: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(x) for x in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected MIN,MAX, got {text!r}") from None
-    if not 0 < lo <= hi <= 1:
-        raise argparse.ArgumentTypeError(f"expected 0 < MIN <= MAX <= 1, got {text!r}")
-    return lo, hi
-
-
-def _eval_inputs(p: argparse.ArgumentParser, runtime: RuntimeFlags, out_required: bool) -> None:
-    p.add_argument("--checkpoint", required=True, help="any simclr checkpoint")
-    p.add_argument("--train", required=True, help="labeled image folder (class sub-folders)")
-    p.add_argument("--test", default=None, help="labeled image folder, same classes")
-    p.add_argument("--test-fraction", type=_real(0, False, 1), default=None, metavar="F",
-                   help="instead of --test: hold out this class-balanced fraction of "
-                        "--train (from --seed) as the test set")
-    p.add_argument("--out", required=out_required, help="run directory for results")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace this command's earlier results in --out (its JSON, figure "
-                        "and classifier; never a pretraining run's files)")
-    p.add_argument("--random-init", action="store_true",
-                   help="the checkpoint's architecture at random initialization (baseline)")
-    p.add_argument("--seed", type=count_at_least(0, MAX_SEED), default=0)
-    runtime(p)
-
-
-def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFlags) -> None:
-    """knn, linear-eval, finetune, supervised and export subcommands."""
-    from simclr.launch import add_flag as add_processes_flag
-
-    p = sub.add_parser("knn", help="weighted kNN top-1/top-5 on frozen features h")
-    _eval_inputs(p, runtime, out_required=False)
-    p.add_argument("--layer", default="h", help=LAYERS_HELP)
-    p.add_argument("--k", type=_positive_int, default=200)
-    p.add_argument("--temperature", type=_real(0, False), default=0.1)
-    p.set_defaults(func=cmd_knn)
-
-    p = sub.add_parser("linear-eval", help="linear classifier on the frozen encoder")
-    _eval_inputs(p, runtime, out_required=False)
-    p.add_argument("--layer", default="h", help=LAYERS_HELP + "; Fig. 8 compares h and z")
-    p.add_argument("--protocol", choices=["lbfgs", "sgd"], default="lbfgs")
-    p.add_argument("--raw-pixels", action="store_true", help="baseline: pixels as features")
-    p.add_argument("--l2", type=_real(0, True), default=None, help="fixed L2 strength (lbfgs)")
-    p.add_argument("--l2-grid", default=None, metavar="MIN,MAX,COUNT",
-                   help="L2 strengths searched on the held-out split (lbfgs)")
-    p.add_argument("--val-fraction", type=_real(0, False, 1), default=None,
-                   help="held out to choose the L2 strength (lbfgs; default 0.1)")
-    p.add_argument("--max-iter", type=_positive_int, default=None,
-                   help="L-BFGS iterations at most (lbfgs; default 1000)")
-    p.add_argument("--epochs", type=_epochs, default=None,
-                   help="sgd; default 90 (fractions allowed)")
-    p.add_argument("--lr", type=_real(0, False), default=None,
-                   help="sgd: base lr, x batch/256; default 0.1")
-    p.add_argument("--momentum", type=_real(0, True, 1), default=None, help="sgd; default 0.9")
-    _crop_flags(p, "sgd; ")
-    p.add_argument("--checkpoint-every", type=count_at_least(0), default=None, metavar="STEPS",
-                   help="sgd: steps between saves of the unfinished training in --out (0: only "
-                        "on SIGTERM/SIGINT; default 500); the same command continues it")
-    p.add_argument("--checkpoint-minutes", type=_real(0, True), default=None,
-                   metavar="MINUTES", help="sgd: also a save when this long has passed since "
-                                           "the last (0: off; default 30)")
-    add_processes_flag(p)
-    p.set_defaults(func=cmd_linear_eval)
-
-    p = sub.add_parser("finetune", help="fine-tune on a class-balanced labeled subset")
-    _eval_inputs(p, runtime, out_required=True)
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--label-fraction", type=_fraction, default=None)
-    group.add_argument("--labels-per-class", type=_positive_int, default=None)
-    group.add_argument("--subset", default=None, metavar="FILE",
-                       help="the labeled images listed in FILE (one file name or path per "
-                       "line, e.g. the paper's imagenet_subsets/1percent.txt)")
-    p.add_argument("--epochs", type=_epochs, default=None,
-                   help="default: 60 for <= 5%% of the labels, else 30 (paper); fractions "
-                        "allowed")
-    p.add_argument("--lr", type=_real(0, False), default=0.05, help="base lr, x batch/256")
-    p.add_argument("--momentum", type=_real(0, True, 1), default=0.9)
-    p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
-    _crop_flags(p)
-    p.add_argument("--from-head", action="store_true",
-                   help="keep the projection head's first layer (SimCLRv2)")
-    p.add_argument("--from-scratch", action="store_true",
-                   help="baseline: same architecture and budget, no pretraining")
-    p.add_argument("--checkpoint-every", type=count_at_least(0), default=500, metavar="STEPS",
-                   help="steps between saves of the unfinished fine-tuning (0: only on "
-                        "SIGTERM/SIGINT); rerunning the same command continues it")
-    p.add_argument("--checkpoint-minutes", type=_real(0, True), default=30.0, metavar="MINUTES",
-                   help="also a save when this long has passed since the last (0: off)")
-    p.add_argument("--no-sync-bn", dest="sync_bn", action="store_false",
-                   help="with several processes: BatchNorm statistics of each process's share of "
-                        "the batch (default: of the global batch, as the paper)")
-    add_processes_flag(p)
-    p.set_defaults(func=cmd_finetune)
-
-    p = sub.add_parser("transform-probe",
-                       help="Table 3: predict the applied transformation from h and from z")
-    _eval_inputs(p, runtime, out_required=False)
-    for action in p._actions:  # the applied transformation is the target, not a class
-        if action.dest in ("train", "test"):
-            action.help = "image folder (class sub-folders not needed)"
-    p.add_argument("--task", choices=["gray", "rotation", "noise", "sobel", "all"],
-                   default="all")
-    p.add_argument("--views", type=count_at_least(1, 100), default=2,
-                   help="probe views per training image (at most 100: each is kept as "
-                        "features)")
-    p.add_argument("--epochs", type=count_at_least(1, 100_000), default=50,
-                   help="MLP training epochs")
-    p.set_defaults(func=cmd_transform_probe)
-
-    from simclr.cli import add_config_flags
-    from simclr.config import PRESETS, all_flags
-
-    p = sub.add_parser("supervised", help="the supervised baseline: same encoder, labels, CE")
-    p.add_argument("--train", help="labeled image folder (required for a new run)")
-    p.add_argument("--test", default=None, help="labeled image folder for the final top-1")
-    p.add_argument("--preset", default=None, choices=sorted(PRESETS))
-    p.add_argument("--config", default=None)
-    # Settings that play no part in supervised training are not offered as flags (a flag
-    # offered and ignored misleads): supervised.unused_setting.
-    from simclr.supervised import unused_setting
-
-    add_config_flags(p, exclude={flag for flag, path in all_flags().items()
-                                 if unused_setting(path)})
-    p.add_argument("--out", help="run directory (required for a new run)")
-    p.add_argument("--print-config", action="store_true",
-                   help="print the resolved settings as YAML and exit")
-    p.add_argument("--resume", metavar="RUN_DIR",
-                   help="continue the unfinished run saved in RUN_DIR (e.g. after exit 75)")
-    add_processes_flag(p)
-    p.set_defaults(func=cmd_supervised)
-
-    p = sub.add_parser(
-        "export", help="the encoder as a small checkpoint, torchvision ResNet weights, or a "
-                       "program that runs without simclr (torch.export .pt2, ONNX)")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint file or run folder")
-    p.add_argument("--out", required=True,
-                   help="the file to write (.pt: checkpoint, .pt2: torch.export, .onnx)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--format", default="auto", choices=("auto", *FORMATS),
-                   help="auto (default): from --out's suffix")
-    p.add_argument("--layer", default="h",
-                   help=f"pt2 / onnx: {LAYERS_HELP}, or logits (classifier checkpoints)")
-    p.set_defaults(func=cmd_export)
-
-
 def digits_knn_report(checkpoint: str, cfg: Config) -> str:
     """kNN top-1 on the digits hold-out split, pretrained vs the same encoder at init."""
     from simclr.data import digits_split
@@ -902,3 +463,4 @@ def digits_knn_report(checkpoint: str, cfg: Config) -> str:
         lines.append(f"{name:>11}: kNN top-1 {100 * top1:.1f}%")
     return (f"digits hold-out ({memory.num_images} memory / {queries.num_images} queries, "
             f"k={cfg.knn_k}, T={cfg.knn_temperature}):\n" + "\n".join(lines))
+

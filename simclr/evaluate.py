@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -344,6 +347,7 @@ def logistic_regression(
     x_all = torch.as_tensor(train_x, device=dev).to(dtype)
     y_all = torch.as_tensor(train_y, device=dev).long()
     summary: dict[str, Any] = {"dtype": str(dtype).replace("torch.", "")}
+    fit = partial(fit_logistic_regression, num_classes=num_classes, max_iter=max_iter, tol=tol)
     init = None
     if l2 is None:
         grid = sorted(l2_grid if l2_grid is not None else default_l2_grid(), reverse=True)
@@ -351,39 +355,57 @@ def logistic_regression(
         if len(val_idx) == 0:
             raise SimCLRError("the training set is too small for a held-out split "
                               "(every class has one image); give --l2 VALUE")
-        fit_t, val_t = torch.as_tensor(fit_idx, device=dev), torch.as_tensor(val_idx, device=dev)
-        norm = _Standardizer(x_all[fit_t])
-        x_fit, x_val = norm(x_all[fit_t]), norm(x_all[val_t])
-        val_acc, val_loss, best, solutions = {}, {}, (-1.0, 0.0), {}
-        for lam in grid:
-            w, b, _ = fit_logistic_regression(x_fit, y_all[fit_t], num_classes, lam,
-                                              max_iter=max_iter, init=init, tol=tol)
-            init = solutions[lam] = (w, b)
-            logits = torch.addmm(b, x_val, w.T)
-            acc = (logits.argmax(1) == y_all[val_t]).double().mean().item()
-            loss = F.cross_entropy(logits, y_all[val_t]).item()
-            val_acc[f"{lam:.3g}"], val_loss[f"{lam:.3g}"] = acc, loss
-            log(f"  l2 {lam:.3g}: held-out top-1 {100 * acc:.2f}%, loss {loss:.4f}", verbose)
-            if (acc, -loss) > best:  # ties in accuracy (common): lower held-out loss
-                best, l2 = (acc, -loss), lam
-        init = solutions[l2]
-        summary.update(val_accuracy=val_acc, val_loss=val_loss, val_top1=best[0],
-                       num_val=int(len(val_idx)))
-        if len(grid) > 1 and l2 in (grid[0], grid[-1]):  # the best may lie beyond the grid
-            log(f"note: the held-out set ({len(val_idx)} images) chose l2 {l2:.3g}, the "
-                f"{'largest' if l2 == grid[0] else 'smallest'} of the grid; widen it "
-                "(--l2-grid MIN,MAX,COUNT) or give --l2", verbose)
-        del x_fit, x_val  # big problems: keep one standardised copy at a time
+        l2, init, held_out = _choose_l2(x_all, y_all, fit_idx, val_idx, grid, fit, verbose)
+        summary.update(held_out)
+    # The final model: refitted on the whole training set (warm-started from the chosen fit).
     norm = _Standardizer(x_all)
     x_all = norm(x_all)
-    w, b, info = fit_logistic_regression(x_all, y_all, num_classes, float(l2),
-                                         max_iter=max_iter, init=init, tol=tol)
+    w, b, info = fit(x_all, y_all, l2=float(l2), init=init)
     train_acc = (torch.addmm(b, x_all, w.T).argmax(1) == y_all).double().mean().item()
     del x_all
     x_test = norm(torch.as_tensor(test_x, device=dev).to(dtype))
     probs = torch.softmax(torch.addmm(b, x_test, w.T), dim=1).float().cpu()
     summary.update(l2=float(l2), iterations=info["iterations"], train_top1=train_acc)
     return summary, probs, norm.fold(w, b)
+
+
+def _choose_l2(
+    x_all: torch.Tensor, y_all: torch.Tensor, fit_idx: np.ndarray, val_idx: np.ndarray,
+    grid: list[float], fit: Callable[..., tuple[torch.Tensor, torch.Tensor, dict[str, Any]]],
+    verbose: bool,
+) -> tuple[float, tuple[torch.Tensor, torch.Tensor], dict[str, Any]]:
+    """Lambda chosen on a held-out split (App. B.5): of the ``grid`` (strongest first, each
+    fit on the ``fit_idx`` rows warm-started from the previous), the one most accurate
+    on the ``val_idx`` rows (ties -> lower held-out cross-entropy). x_all (N, D), y_all
+    (N,); ``fit``: :func:`fit_logistic_regression` with the problem's settings.
+
+    Returns (lambda, its fit (W (C, D), b (C,)) to warm-start the refit, the held-out
+    accuracies and losses for the summary). Each fit's features are standardised with
+    the fit rows' mean/std."""
+    dev = x_all.device
+    fit_t, val_t = torch.as_tensor(fit_idx, device=dev), torch.as_tensor(val_idx, device=dev)
+    norm = _Standardizer(x_all[fit_t])
+    x_fit, x_val = norm(x_all[fit_t]), norm(x_all[val_t])
+    val_acc, val_loss, best, solutions = {}, {}, (-1.0, 0.0), {}
+    init = None
+    for lam in grid:
+        w, b, _ = fit(x_fit, y_all[fit_t], l2=lam, init=init)
+        init = solutions[lam] = (w, b)
+        logits = torch.addmm(b, x_val, w.T)
+        acc = (logits.argmax(1) == y_all[val_t]).double().mean().item()
+        loss = F.cross_entropy(logits, y_all[val_t]).item()
+        val_acc[f"{lam:.3g}"], val_loss[f"{lam:.3g}"] = acc, loss
+        log(f"  l2 {lam:.3g}: held-out top-1 {100 * acc:.2f}%, loss {loss:.4f}", verbose)
+        if (acc, -loss) > best:  # ties in accuracy (common): lower held-out loss
+            best, l2 = (acc, -loss), lam
+    held_out = {"val_accuracy": val_acc, "val_loss": val_loss, "val_top1": best[0],
+                "num_val": int(len(val_idx))}
+    if len(grid) > 1 and l2 in (grid[0], grid[-1]):  # the best may lie beyond the grid
+        log(f"note: the held-out set ({len(val_idx)} images) chose l2 {l2:.3g}, the "
+            f"{'largest' if l2 == grid[0] else 'smallest'} of the grid; widen it "
+            "(--l2-grid MIN,MAX,COUNT) or give --l2", verbose)
+    # Returning frees the standardised copies: big problems keep one at a time.
+    return l2, solutions[l2], held_out
 
 
 # ------------------------------------------------------------------ linear evaluation
@@ -416,31 +438,14 @@ def linear_eval_sgd(
     batch = fitted_batch(batch_size, train.num_images, "training", verbose)
     total = total_steps(epochs, train.num_images, batch)
     aug_cfg = crop_flip_config(image_size, crop_scale, crop_sampler)
-    flags = train_flags(encoder)
-    # Frozen: DDP then averages the layer's gradients only (never the encoder's, none).
-    frozen = [p for p in encoder.parameters() if p.requires_grad]
-    probe = LinearProbe(encoder, num_classes, fc=init_linear(
-        feature_width(encoder, image_size), num_classes, torch.Generator().manual_seed(seed)))
-    probe.to(device)
-    if channels_last:
-        probe.to(memory_format=torch.channels_last)
+    probe = _new_probe(encoder, num_classes, image_size, seed, device, channels_last)
     optimizer = nesterov_sgd(probe.fc.parameters(), lr, batch, momentum)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     partial_run = partial_run or linear_partial(None)
     step, elapsed = partial_run.resume(probe.fc, optimizer, scaler, verbose, prefix="fc.")
-
-    def save_partial(step: int, seconds: float) -> str:
-        from simclr.config import Config
-        from simclr.pretrained import classifier_checkpoint
-
-        layer = nn.ModuleDict({"fc": probe.fc})  # the frozen encoder comes from --checkpoint
-        return partial_run.save(classifier_checkpoint(
-            "linear-partial", layer, config or Config().to_dict(), list(train.classes), step,
-            seconds, {}, optimizer), scaler)
-
-    try:
-        for p in frozen:
-            p.requires_grad_(False)
+    save_partial = partial(_save_layer, partial_run, probe.fc, optimizer, scaler,
+                           config, train.classes)
+    with _frozen(encoder):
         stats = train_classifier(
             dist.wrap_ddp(probe, device), train, np.arange(train.num_images), aug_cfg,
             total_steps=total, batch_size=batch, optimizer=optimizer,
@@ -449,10 +454,6 @@ def linear_eval_sgd(
             verbose=verbose, name="linear eval", start_step=step, elapsed=elapsed,
             scaler=scaler, checkpointing=None if partial_run.out is None else Checkpointing(
                 save_partial, checkpoint_every, on_step, every_s=60 * checkpoint_minutes))
-    finally:
-        restore_flags(flags)
-        for p in frozen:
-            p.requires_grad_(True)
     summary = {"epochs": epochs, "batch_size": batch, "lr": lr,
                "peak_lr": optimizer.param_groups[0]["peak_lr"],
                "processes": dist.world_size(), "earlier_s": elapsed, **stats}
@@ -465,6 +466,50 @@ def linear_eval_sgd(
                                          device=device, precision=precision,
                                          channels_last=channels_last, workers=workers)
     return summary, logits, test_y, probe.fc.float().cpu()
+
+
+def _new_probe(encoder: nn.Module, num_classes: int, image_size: int, seed: int,
+               device: torch.device, channels_last: bool) -> LinearProbe:
+    """A new linear layer (:func:`classify.init_linear`, its weights drawn from ``seed``)
+    on the frozen encoder's features, on ``device``."""
+    probe = LinearProbe(encoder, num_classes, fc=init_linear(
+        feature_width(encoder, image_size), num_classes, torch.Generator().manual_seed(seed)))
+    probe.to(device)
+    if channels_last:
+        probe.to(memory_format=torch.channels_last)
+    return probe
+
+
+@contextmanager
+def _frozen(encoder: nn.Module) -> Iterator[None]:
+    """The encoder frozen while a layer on it trains: its parameters take no gradient (so
+    DDP averages the layer's gradients only, never the encoder's: none), and its
+    train/eval flags and ``requires_grad`` are restored afterwards."""
+    flags = train_flags(encoder)
+    frozen = [p for p in encoder.parameters() if p.requires_grad]
+    try:
+        for p in frozen:
+            p.requires_grad_(False)
+        yield
+    finally:
+        restore_flags(flags)
+        for p in frozen:
+            p.requires_grad_(True)
+
+
+def _save_layer(partial_run: PartialRun, fc: nn.Linear, optimizer: torch.optim.Optimizer,
+                scaler: torch.amp.GradScaler, config: dict[str, Any] | None,
+                classes: Sequence[str], step: int, seconds: float) -> str:
+    """An unfinished SGD linear evaluation's state (``checkpoints/linear-partial.pt``):
+    the layer ``fc`` and its optimizer, after ``step`` steps and ``seconds`` of training;
+    returns its path."""
+    from simclr.config import Config
+    from simclr.pretrained import classifier_checkpoint
+
+    layer = nn.ModuleDict({"fc": fc})  # the frozen encoder comes from --checkpoint
+    return partial_run.save(classifier_checkpoint(
+        "linear-partial", layer, config or Config().to_dict(), list(classes), step,
+        seconds, {}, optimizer), scaler)
 
 
 def linear_partial(out: Path | None, settings: dict[str, Any] | None = None) -> PartialRun:
@@ -553,52 +598,124 @@ def run_linear_eval(
     num_classes = check_labeled(train, test)
     out = run_folder(run_dir, RESULTS["linear-eval"], overwrite)  # rank 0 writes
     dev, prec = resolve_runtime(device, precision)
+    run = _LinearEval(encoder=encoder, train=train, test=test, num_classes=num_classes, out=out,
+                      image_size=image_size, batch_size=batch_size, device=dev, precision=prec,
+                      channels_last=channels_last, workers=workers, seed=seed, verbose=verbose,
+                      config=config, source=source)
     start = time.perf_counter()
     if protocol == "lbfgs":
-        train_x, train_y = extract_features(encoder, train, image_size, batch_size, dev, prec,
-                                            channels_last=channels_last, workers=workers)
-        test_x, test_y = extract_features(encoder, test, image_size, batch_size, dev, prec,
-                                          channels_last=channels_last, workers=workers)
-        details, scores, linear = logistic_regression(
-            train_x, train_y, test_x, num_classes, l2=l2, l2_grid=l2_grid,
-            val_fraction=val_fraction, seed=seed, max_iter=max_iter, device=dev,
-            verbose=verbose)
-        sizes = _sizes(train_x, test_x, num_classes)
+        fitted = _fit_lbfgs(run, l2, l2_grid, val_fraction, max_iter)
     else:
-        settings = {"test_fraction": ((source or {}).get("test") or {}).get("fraction"),
-                    "train": [int(train.num_images), list(train.classes)], "epochs": epochs,
-                    "batch_size": batch_size, "lr": lr, "momentum": momentum,
-                    "crop": [*crop_scale, crop_sampler], "seed": seed, "image_size": image_size,
-                    "source": [str((source or {}).get(k)) for k in ("checkpoint", "step",
-                                                                    "features")],
-                    "layer": (source or {}).get("layer"), "precision": prec,
-                    "weights": weights_digest(encoder)}
-        details, scores, test_y, linear = linear_eval_sgd(
-            encoder, train, test, num_classes, image_size=image_size, epochs=epochs,
-            batch_size=batch_size, lr=lr, momentum=momentum, crop_scale=crop_scale,
-            crop_sampler=crop_sampler, seed=seed, device=dev, precision=prec,
-            channels_last=channels_last, workers=workers, verbose=verbose,
-            partial_run=linear_partial(out, settings),
-            checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
-            on_step=on_step, config=config)
-        start -= details.pop("earlier_s")  # elapsed_s counts the earlier sessions too
-        if details["status"] == "preempted":
-            return {"command": "linear-eval", "protocol": protocol, **details}
+        fitted = _fit_sgd(run, epochs, lr, momentum, crop_scale, crop_sampler,
+                          checkpoint_every, checkpoint_minutes, on_step)
+        if fitted.details["status"] == "preempted":
+            return {"command": "linear-eval", "protocol": protocol, **fitted.details}
         if not dist.is_main():
-            return {"command": "linear-eval", "protocol": protocol, **details,
+            return {"command": "linear-eval", "protocol": protocol, **fitted.details,
                     "rank": dist.rank()}
-        sizes = {"num_train": int(train.num_images), "num_test": int(len(test_y)),
-                 "num_classes": num_classes}
+    return _finish_linear_eval(run, protocol, fitted, start)
+
+
+@dataclass
+class _LinearEval:
+    """What the two protocols of :func:`run_linear_eval` share, their inputs checked: the
+    frozen encoder, the labeled sets, where it runs, and the run folder (``out``; None:
+    nothing is written)."""
+
+    encoder: nn.Module
+    train: Any
+    test: Any
+    num_classes: int
+    out: Path | None
+    image_size: int
+    batch_size: int
+    device: torch.device
+    precision: str
+    channels_last: bool
+    workers: int | None
+    seed: int
+    verbose: bool
+    config: dict[str, Any] | None  # the source checkpoint's, stored with the classifier
+    source: dict[str, Any] | None  # what the encoder came from, recorded in the results
+
+    def features(self, images: Any) -> tuple[np.ndarray, np.ndarray]:
+        """h float32 (N, D) and labels (N,) of ``images``: the evaluation transform."""
+        return extract_features(self.encoder, images, self.image_size, self.batch_size,
+                                self.device, self.precision, channels_last=self.channels_last,
+                                workers=self.workers)
+
+
+class _Fitted(NamedTuple):
+    """A protocol's linear classifier on h and its test (None where nothing was tested:
+    a training stopped by a signal, or another process than rank 0)."""
+
+    details: dict[str, Any]  # the protocol's own part of the results
+    scores: torch.Tensor | None  # test scores (M, C) on CPU
+    test_y: np.ndarray | None  # test labels (M,)
+    linear: nn.Linear  # the layer on h
+    sizes: dict[str, int] | None  # num_train, num_test, num_classes (, feature_dim)
+    earlier_s: float = 0.0  # training seconds of earlier sessions (a continued SGD run)
+
+
+def _fit_lbfgs(run: _LinearEval, l2: float | None, l2_grid: Sequence[float] | None,
+               val_fraction: float, max_iter: int) -> _Fitted:
+    """The transfer protocol (App. B.5): features of the evaluation transform, computed
+    once, then :func:`logistic_regression` (lambda ``l2``, or chosen on a held-out split)."""
+    train_x, train_y = run.features(run.train)
+    test_x, test_y = run.features(run.test)
+    details, scores, linear = logistic_regression(
+        train_x, train_y, test_x, run.num_classes, l2=l2, l2_grid=l2_grid,
+        val_fraction=val_fraction, seed=run.seed, max_iter=max_iter, device=run.device,
+        verbose=run.verbose)
+    return _Fitted(details, scores, test_y, linear, _sizes(train_x, test_x, run.num_classes))
+
+
+def _fit_sgd(run: _LinearEval, epochs: float, lr: float, momentum: float,
+             crop_scale: tuple[float, float], crop_sampler: str, checkpoint_every: int,
+             checkpoint_minutes: float, on_step: Callable[[int, Any], None] | None) -> _Fitted:
+    """The ImageNet protocol (App. B.6): :func:`linear_eval_sgd`, its unfinished training
+    kept in the run folder with the settings a continuation must match."""
+    source, train = run.source or {}, run.train
+    settings = {"test_fraction": (source.get("test") or {}).get("fraction"),
+                "train": [int(train.num_images), list(train.classes)], "epochs": epochs,
+                "batch_size": run.batch_size, "lr": lr, "momentum": momentum,
+                "crop": [*crop_scale, crop_sampler], "seed": run.seed,
+                "image_size": run.image_size,
+                "source": [str(source.get(k)) for k in ("checkpoint", "step", "features")],
+                "layer": source.get("layer"), "precision": run.precision,
+                "weights": weights_digest(run.encoder)}
+    details, scores, test_y, linear = linear_eval_sgd(
+        run.encoder, train, run.test, run.num_classes, image_size=run.image_size,
+        epochs=epochs, batch_size=run.batch_size, lr=lr, momentum=momentum,
+        crop_scale=crop_scale, crop_sampler=crop_sampler, seed=run.seed, device=run.device,
+        precision=run.precision, channels_last=run.channels_last, workers=run.workers,
+        verbose=run.verbose, partial_run=linear_partial(run.out, settings),
+        checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
+        on_step=on_step, config=run.config)
+    earlier_s = details.pop("earlier_s")  # elapsed_s counts the earlier sessions too
+    sizes = None if test_y is None else {"num_train": int(train.num_images),
+                                         "num_test": int(len(test_y)),
+                                         "num_classes": run.num_classes}
+    return _Fitted(details, scores, test_y, linear, sizes, earlier_s)
+
+
+def _finish_linear_eval(run: _LinearEval, protocol: str, fitted: _Fitted,
+                        start: float) -> dict[str, Any]:
+    """The results of a tested linear classifier (``start``: when this session's work
+    began), written with the classifier (:func:`save_linear_classifier`) and the
+    confusion figure into the run folder, if any; returns them."""
     results = {"command": "linear-eval", "protocol": protocol,
-               **accuracy_summary(scores, test_y), **sizes, **details,
-               "image_size": image_size, "precision": prec, "seed": seed,
-               "elapsed_s": time.perf_counter() - start}
-    if out is not None:
-        results["checkpoint"] = save_linear_classifier(encoder, linear, image_size, config,
-                                                       train.classes, results, out)
-        linear_partial(out).discard()  # (only an sgd run gets here with one)
-    finish_results(results, out, "linear_eval", scores, test_y, train, test, source)
-    log(f"linear eval ({protocol}): top-1 {100 * results['top1']:.2f}%", verbose)
+               **accuracy_summary(fitted.scores, fitted.test_y), **fitted.sizes,
+               **fitted.details, "image_size": run.image_size, "precision": run.precision,
+               "seed": run.seed, "elapsed_s": time.perf_counter() - (start - fitted.earlier_s)}
+    if run.out is not None:
+        results["checkpoint"] = save_linear_classifier(run.encoder, fitted.linear,
+                                                       run.image_size, run.config,
+                                                       run.train.classes, results, run.out)
+        linear_partial(run.out).discard()  # (only an sgd run gets here with one)
+    finish_results(results, run.out, "linear_eval", fitted.scores, fitted.test_y, run.train,
+                   run.test, run.source)
+    log(f"linear eval ({protocol}): top-1 {100 * results['top1']:.2f}%", run.verbose)
     return results
 
 

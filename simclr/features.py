@@ -130,6 +130,21 @@ def iter_batches(
     ``substitute`` (training), replaced by the next readable image; without (evaluation,
     where each row stands for its file), left out of its batch.
     """
+    order, batch_size = _batch_order(indices, batch_size, seed, drop_last, shard, skip)
+    if getattr(source, "cached", True):
+        for start in range(0, len(order), batch_size):
+            idx = torch.from_numpy(order[start:start + batch_size])
+            yield idx, *source.batch(idx)
+        return
+    yield from _decoded_batches(source, order, batch_size, workers, pin, decode_on, substitute)
+
+
+def _batch_order(indices: np.ndarray, batch_size: int, seed: int | Sequence[int] | None,
+                 drop_last: bool, shard: tuple[int, int], skip: int) -> tuple[np.ndarray, int]:
+    """The indices :func:`iter_batches` reads, in order, and its batch size (a shard's
+    share of the global batch): shuffled by ``seed``, cut to whole batches with
+    ``drop_last``, this rank's columns of every global batch, the first ``skip``
+    batches left out."""
     order = np.asarray(indices, dtype=np.int64)
     if seed is not None:
         order = order[np.random.default_rng(seed).permutation(len(order))]
@@ -141,15 +156,18 @@ def iter_batches(
         order, batch_size = order.reshape(-1), share
         stop = len(order)
     first = min(skip * batch_size, stop)
-    if getattr(source, "cached", True):
-        for start in range(first, stop, batch_size):
-            idx = torch.from_numpy(order[start:start + batch_size])
-            yield idx, *source.batch(idx)
-        return
+    return order[first:stop], batch_size
+
+
+def _decoded_batches(
+    source: Any, order: np.ndarray, batch_size: int, workers: int | None, pin: bool,
+    decode_on: torch.device | None, substitute: bool,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """:func:`iter_batches` of a source without a decoded cache: the files decoded in
+    DataLoader workers (or, with ``decode_on``, read there and decoded on that device)."""
     from torch.utils.data import DataLoader, Subset
 
     n_workers = getattr(source, "workers", 0) if workers is None else workers
-    order = order[first:stop]
     wanted = (torch.from_numpy(order[i:i + batch_size]) for i in range(0, len(order), batch_size))
     loader = DataLoader(Subset(source.dataset(report=True, raw=decode_on is not None),
                                order.tolist()),

@@ -21,8 +21,9 @@ import hashlib
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -367,83 +368,173 @@ def run_finetune(
     dev, prec = resolve_runtime(device, precision)
     aug_cfg = _check_finetune_flags(batch_size, lr, epochs, schedule, image_size,
                                     crop_scale, crop_sampler, head, from_head, from_scratch)
+    budget = _labeled_budget(train, subset_file, label_fraction, labels_per_class, epochs,
+                             batch_size, seed, verbose)
+    start_layer = head if from_head else None  # the head's first layer, fine-tuned too
+    torch.manual_seed(seed)  # the same new layer in every process
+    model = finetune_model(encoder, start_layer, num_classes, from_scratch)
+    model = _placed(model, dev, prec, image_size, budget.batch, channels_last, sync_bn)
+    out = run_folder(run_dir, RESULTS["finetune"], overwrite)  # inputs checked: rank 0 writes
+    optimizer = nesterov_sgd(model.parameters(), lr, budget.batch, momentum)
+    scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")
+    settings = {"test_fraction": ((source or {}).get("test") or {}).get("fraction"),
+                "subset": subset_digest(budget.subset, len(train.labels)),
+                "epochs": budget.epochs, "batch_size": budget.batch, "lr": lr,
+                "momentum": momentum, "schedule": schedule,
+                "crop": [*aug_cfg.crop_scale, aug_cfg.crop_sampler],
+                "from_head": from_head, "from_scratch": from_scratch, "seed": seed,
+                "image_size": image_size, "precision": prec, "classes": list(train.classes),
+                "source": [str((source or {}).get("checkpoint")), (source or {}).get("step")],
+                "weights": weights_digest(encoder, start_layer),
+                "batch_norm": batch_norm_setting(sync_bn)}  # what a continuation must match
+    partial_run = PartialRun(out, "finetune", "fine-tuning", settings)
+    step, elapsed = partial_run.resume(model, optimizer, scaler, verbose)
+    listed = _list_subset_first(train, budget.subset, out)
+    run = _FineTuning(model=model, optimizer=optimizer, scaler=scaler, partial_run=partial_run,
+                      cfg=encoder_config(model.encoder, image_size, config, start_layer),
+                      train=train, budget=budget, listed=listed, device=dev, precision=prec,
+                      channels_last=channels_last, workers=workers, verbose=verbose)
+    _say_plan(len(budget.subset), budget.fraction, budget.epochs, budget.steps, budget.batch,
+              verbose)
+    start = time.perf_counter()
+    stats = run.train_steps(aug_cfg, schedule, seed, step, elapsed, None if out is None else
+                            Checkpointing(run.save_partial, checkpoint_every, on_step,
+                                          every_s=60 * checkpoint_minutes))
+    if stats["signal"]:  # the state is kept (if the signal came with the last step: before
+        # the test, which a kill that follows the signal would otherwise lose with it)
+        checkpoint = run.save_partial(stats["steps"], stats["train_s"])
+        if stats["status"] == "preempted":
+            return {"command": "finetune", **stats, "checkpoint": checkpoint}
+    if not dist.is_main():  # rank 0 tests and writes for all the processes
+        return {"command": "finetune", **stats, "rank": dist.rank()}
+    logits, test_y = run.test(test, image_size)
+    results = run.results(logits, test_y, stats, labels_per_class, num_classes,
+                          elapsed + time.perf_counter() - start)
+    run.save_results(results)
+    finish_results(results, out, "finetune", logits, test_y, train, test, source)
+    log(f"finetune: top-1 {100 * results['top1']:.2f}%", verbose)
+    return results
+
+
+class _Budget(NamedTuple):
+    """The labeled images a fine-tuning trains on, and for how long."""
+
+    subset: np.ndarray  # the labeled images' indices in the training set (sorted int64)
+    fraction: float  # their share of the training set
+    epochs: float
+    batch: int  # the global batch: at most the subset (classify.fitted_batch)
+
+    @property
+    def steps(self) -> int:
+        """The fine-tuning's length: ``epochs`` of full batches, rounded up."""
+        return total_steps(self.epochs, len(self.subset), self.batch)
+
+
+def _labeled_budget(train: Any, subset_file: str | Path | None, label_fraction: float | None,
+                    labels_per_class: int | None, epochs: float | None, batch_size: int,
+                    seed: int, verbose: bool) -> _Budget:
+    """The labeled subset (:func:`labeled_subset`), its epochs (None: the paper's,
+    :func:`default_epochs`) and the batch fitted to it; fewer than 2 images are refused."""
     subset = labeled_subset(train, subset_file, label_fraction, labels_per_class, seed)
     fraction = len(subset) / len(train.labels)
     epochs = default_epochs(fraction) if epochs is None else epochs
     if len(subset) < 2:
         raise SimCLRError(f"{source_name(train)}: the labeled subset has {len(subset)} "
                           "image; fine-tuning needs at least 2")
-    batch = fitted_batch(batch_size, len(subset), "labeled", verbose)
-    torch.manual_seed(seed)  # the same new layer in every process
-    model = finetune_model(encoder, head if from_head else None, num_classes, from_scratch)
-    model = _placed(model, dev, prec, image_size, batch, channels_last, sync_bn)
-    out = run_folder(run_dir, RESULTS["finetune"], overwrite)  # inputs checked: rank 0 writes
-    total = total_steps(epochs, len(subset), batch)
-    optimizer = nesterov_sgd(model.parameters(), lr, batch, momentum)
-    scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")
-    settings = {"test_fraction": ((source or {}).get("test") or {}).get("fraction"),
-                "subset": subset_digest(subset, len(train.labels)), "epochs": epochs,
-                "batch_size": batch, "lr": lr, "momentum": momentum, "schedule": schedule,
-                "crop": [*aug_cfg.crop_scale, aug_cfg.crop_sampler],
-                "from_head": from_head, "from_scratch": from_scratch, "seed": seed,
-                "image_size": image_size, "precision": prec, "classes": list(train.classes),
-                "source": [str((source or {}).get("checkpoint")), (source or {}).get("step")],
-                "weights": weights_digest(encoder, head if from_head else None),
-                "batch_norm": batch_norm_setting(sync_bn)}  # what a continuation must match
-    partial_run = PartialRun(out, "finetune", "fine-tuning", settings)
-    step, elapsed = partial_run.resume(model, optimizer, scaler, verbose)
-    # Written first, to be read while the training runs; but not over the list of the
-    # earlier results an --overwrite replaces at its end: they stay whole until then.
+    return _Budget(subset, fraction, epochs,
+                   fitted_batch(batch_size, len(subset), "labeled", verbose))
+
+
+def _list_subset_first(train: Any, subset: np.ndarray, out: Path | None) -> bool:
+    """Write the labeled images' list (``labeled_subset.txt``) before the training, to be
+    read while it runs; but not over the list of the earlier results an --overwrite
+    replaces at its end: they stay whole until then. Returns whether it was written."""
     listed = out is not None and dist.is_main() and not (out / RESULTS["finetune"][0]).exists()
     if listed:
         write_subset_list(train, subset, out / SUBSET_FILE)
-    cfg = encoder_config(model.encoder, image_size, config, head if from_head else None)
+    return listed
 
-    def save_partial(step: int, seconds: float) -> str:
-        return partial_run.save(classifier_checkpoint(
-            "finetune", model, cfg, list(train.classes), step, seconds, {}, optimizer),
-            scaler)
 
-    _say_plan(len(subset), fraction, epochs, total, batch, verbose)
-    start = time.perf_counter()
-    stats = train_classifier(
-        dist.wrap_ddp(model, dev), train, subset, aug_cfg, total_steps=total,
-        batch_size=batch, optimizer=optimizer,
-        lr_fn=lambda step, p: scheduled_lr(step, total, p, schedule), seed=seed,
-        device=dev, precision=prec, channels_last=channels_last, workers=workers,
-        verbose=verbose, name="finetune", start_step=step, elapsed=elapsed, scaler=scaler,
-        checkpointing=None if out is None else Checkpointing(
-            save_partial, checkpoint_every, on_step, every_s=60 * checkpoint_minutes))
-    if stats["signal"]:  # the state is kept (if the signal came with the last step: before
-        # the test, which a kill that follows the signal would otherwise lose with it)
-        checkpoint = save_partial(stats["steps"], stats["train_s"])
-        if stats["status"] == "preempted":
-            return {"command": "finetune", **stats, "checkpoint": checkpoint}
-    if not dist.is_main():  # rank 0 tests and writes for all the processes
-        return {"command": "finetune", **stats, "rank": dist.rank()}
-    logits, test_y = evaluate_classifier(model, test, image_size,
-                                         batch_size=batch // dist.world_size(), device=dev,
-                                         precision=prec, channels_last=channels_last,
-                                         workers=workers)
-    results = {
-        "command": "finetune", **accuracy_summary(logits, test_y),
-        "num_labeled": int(len(subset)), "label_fraction": fraction,
-        "labels_per_class": labels_per_class, "num_classes": num_classes,
-        "num_test": int(len(test_y)), "peak_lr": optimizer.param_groups[0]["peak_lr"],
-        "processes": dist.world_size(),
-        **{k: settings[k] for k in ("epochs", "batch_size", "lr", "schedule", "from_head",
-                                    "from_scratch", "seed", "image_size", "precision",
-                                    "batch_norm")},
-        **stats, "elapsed_s": elapsed + time.perf_counter() - start,
-    }
-    if out is not None:
-        if not listed:
-            write_subset_list(train, subset, out / SUBSET_FILE)
+@dataclass
+class _FineTuning:
+    """A fine-tuning set up, every input checked: what its training, its test and its
+    files share. ``partial_run`` keeps its unfinished state in the run folder (``out``;
+    None: nothing is written), with the settings a continuation must match."""
+
+    model: Classifier
+    optimizer: torch.optim.SGD
+    scaler: torch.amp.GradScaler
+    partial_run: PartialRun
+    cfg: dict[str, Any]  # the encoder's config, stored with the weights to rebuild it
+    train: Any
+    budget: _Budget
+    listed: bool  # labeled_subset.txt was written before the training
+    device: torch.device
+    precision: str
+    channels_last: bool
+    workers: int | None
+    verbose: bool
+
+    def save_partial(self, step: int, seconds: float) -> str:
+        """The unfinished state (``checkpoints/finetune-partial.pt``, with the optimizer)
+        after ``step`` steps and ``seconds`` of training; returns its path."""
+        return self.partial_run.save(classifier_checkpoint(
+            "finetune", self.model, self.cfg, list(self.train.classes), step, seconds, {},
+            self.optimizer), self.scaler)
+
+    def train_steps(self, aug_cfg: Any, schedule: str, seed: int, start_step: int,
+                    elapsed: float, checkpointing: Checkpointing | None) -> dict[str, Any]:
+        """The training (classify.train_classifier, App. B.5) on the labeled subset's crop
+        + flip views, from ``start_step`` on (after ``elapsed`` seconds: a continued run),
+        the lr decayed per ``schedule`` without warm-up; under torchrun DDP averages the
+        gradients. Returns the training's stats."""
+        total = self.budget.steps
+        return train_classifier(
+            dist.wrap_ddp(self.model, self.device), self.train, self.budget.subset, aug_cfg,
+            total_steps=total, batch_size=self.budget.batch, optimizer=self.optimizer,
+            lr_fn=lambda step, p: scheduled_lr(step, total, p, schedule), seed=seed,
+            device=self.device, precision=self.precision, channels_last=self.channels_last,
+            workers=self.workers, verbose=self.verbose, name="finetune",
+            start_step=start_step, elapsed=elapsed, scaler=self.scaler,
+            checkpointing=checkpointing)
+
+    def test(self, test: Any, image_size: int) -> tuple[torch.Tensor, np.ndarray]:
+        """Test logits float32 (M, C) on CPU and labels (M,): the evaluation transform,
+        BatchNorm in eval mode, batches of one process's share."""
+        return evaluate_classifier(self.model, test, image_size,
+                                   batch_size=self.budget.batch // dist.world_size(),
+                                   device=self.device, precision=self.precision,
+                                   channels_last=self.channels_last, workers=self.workers)
+
+    def results(self, logits: torch.Tensor, test_y: np.ndarray, stats: dict[str, Any],
+                labels_per_class: int | None, num_classes: int,
+                elapsed_s: float) -> dict[str, Any]:
+        """The results of ``simclr finetune``: the test accuracy (logits (M, C), labels
+        (M,)), the labeled subset, the settings and the training's ``stats``."""
+        settings = self.partial_run.settings
+        return {
+            "command": "finetune", **accuracy_summary(logits, test_y),
+            "num_labeled": int(len(self.budget.subset)), "label_fraction": self.budget.fraction,
+            "labels_per_class": labels_per_class, "num_classes": num_classes,
+            "num_test": int(len(test_y)), "peak_lr": self.optimizer.param_groups[0]["peak_lr"],
+            "processes": dist.world_size(),
+            **{k: settings[k] for k in ("epochs", "batch_size", "lr", "schedule", "from_head",
+                                        "from_scratch", "seed", "image_size", "precision",
+                                        "batch_norm")},
+            **stats, "elapsed_s": elapsed_s,
+        }
+
+    def save_results(self, results: dict[str, Any]) -> None:
+        """The labeled images' list and the fine-tuned classifier
+        (``checkpoints/finetune.pt``, encoder.* + fc.*, carrying ``results``) into the run
+        folder, if any; they supersede the unfinished state."""
+        out = self.partial_run.out
+        if out is None:
+            return
+        if not self.listed:
+            write_subset_list(self.train, self.budget.subset, out / SUBSET_FILE)
         results["subset_file"] = str(out / SUBSET_FILE)
-        blob = classifier_checkpoint("finetune", model, cfg, list(train.classes),
-                                     stats["steps"], results["elapsed_s"], results)
+        blob = classifier_checkpoint("finetune", self.model, self.cfg, list(self.train.classes),
+                                     results["steps"], results["elapsed_s"], results)
         results["checkpoint"] = save_classifier(blob, out, "finetune.pt")
-        partial_run.discard()
-    finish_results(results, out, "finetune", logits, test_y, train, test, source)
-    log(f"finetune: top-1 {100 * results['top1']:.2f}%", verbose)
-    return results
+        self.partial_run.discard()

@@ -303,6 +303,54 @@ def classifier_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Classifier, dict[s
     return model.eval(), spec, classes
 
 
+def _write_predictions(out: Path, paths: list[str], top_p: torch.Tensor, top_i: torch.Tensor,
+                       classes: list[str], threshold: float) -> None:
+    """The CSV of :func:`predict_folder`; ``top_p``/``top_i``: (N, k) ranked probabilities
+    and class indices. Written whole or not at all: a rerun never meets half a file."""
+    k = top_p.shape[1]
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["path", "prediction", "probability",
+                             *(f"{c}{j + 1}" for j in range(k) for c in ("top", "p"))])
+            for path, ps, ids in zip(paths, top_p.tolist(), top_i.tolist(), strict=True):
+                ranked = [x for i, p in zip(ids, ps, strict=True)
+                          for x in (classes[i], f"{p:.6f}")]
+                prediction = classes[ids[0]] if ps[0] >= threshold else ""
+                writer.writerow([path, prediction, f"{ps[0]:.6f}", *ranked])
+
+    written(out, write)
+
+
+def _scores(probs: torch.Tensor, top_p: torch.Tensor, top_i: torch.Tensor, classes: list[str],
+            folder_classes: list[str], labels: np.ndarray, min_probability: float | None,
+            ) -> dict[str, Any]:
+    """Accuracy over the images whose folder class the classifier knows, and the counts
+    of the others; with ``min_probability``, the confident rows and their top-1.
+    ``probs``: (N, C); ``labels``: (N,) indices into ``folder_classes``, -1 unlabeled."""
+    from simclr.results import accuracy_summary
+
+    result: dict[str, Any] = {}
+    index = {name: i for i, name in enumerate(classes)}
+    known = [index.get(str(name), -1) for name in folder_classes]
+    mapped = np.array([known[y] if y >= 0 else -1 for y in labels], dtype=np.int64)
+    if (mapped >= 0).any():
+        rows = torch.from_numpy(np.flatnonzero(mapped >= 0))
+        result.update(accuracy_summary(probs[rows].float(), mapped[rows.numpy()]),
+                      labeled=int(len(rows)),
+                      unknown_class=int(((mapped < 0) & (labels >= 0)).sum()),
+                      unlabeled=int((labels < 0).sum()))
+    if min_probability is not None:
+        confident = (top_p[:, 0] >= min_probability).numpy()
+        result["confident"] = int(confident.sum())
+        if (mapped >= 0).any():
+            sure = np.flatnonzero(confident & (mapped >= 0))
+            result["confident_top1"] = (float((top_i[sure, 0].numpy() == mapped[sure]).mean())
+                                        if len(sure) else None)
+    return result
+
+
 def predict_folder(
     checkpoint: str | Path, data: str, out: str | Path, top_k: int = 5,
     batch_size: int = 256, device: str = "auto", precision: str = "auto",
@@ -323,8 +371,6 @@ def predict_folder(
     belong to none of the classes, or are doubtful. The result counts the ``confident``
     rows and, on a labeled folder, the top-1 accuracy among those (``confident_top1``).
     """
-    from simclr.results import accuracy_summary
-
     if top_k < 1:
         raise SimCLRError(f"--top-k must be a positive integer, got {top_k}")
     if min_probability is not None and not 0 < min_probability <= 1:
@@ -343,34 +389,9 @@ def predict_folder(
         probs = torch.softmax(fc(torch.from_numpy(feats).double()), dim=1)
     k = min(top_k, len(classes))
     top_p, top_i = probs.topk(k, dim=1)
-    def write(tmp: Path) -> None:  # whole or not at all: a rerun never meets half a file
-        with open(tmp, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["path", "prediction", "probability",
-                             *(f"{c}{j + 1}" for j in range(k) for c in ("top", "p"))])
-            for path, ps, ids in zip(paths, top_p.tolist(), top_i.tolist(), strict=True):
-                ranked = [x for i, p in zip(ids, ps, strict=True)
-                          for x in (classes[i], f"{p:.6f}")]
-                prediction = classes[ids[0]] if ps[0] >= threshold else ""
-                writer.writerow([path, prediction, f"{ps[0]:.6f}", *ranked])
-
-    written(out, write)
+    _write_predictions(out, paths, top_p, top_i, classes, threshold)
     result: dict[str, Any] = {"out": str(out), "images": int(len(probs)),
                               "skipped": len(source.skipped), "classes": len(classes)}
-    index = {name: i for i, name in enumerate(classes)}
-    known = [index.get(str(name), -1) for name in source.classes]
-    mapped = np.array([known[y] if y >= 0 else -1 for y in labels], dtype=np.int64)
-    if (mapped >= 0).any():
-        rows = torch.from_numpy(np.flatnonzero(mapped >= 0))
-        result.update(accuracy_summary(probs[rows].float(), mapped[rows.numpy()]),
-                      labeled=int(len(rows)),
-                      unknown_class=int(((mapped < 0) & (labels >= 0)).sum()),
-                      unlabeled=int((labels < 0).sum()))
-    if min_probability is not None:
-        confident = (top_p[:, 0] >= threshold).numpy()
-        result["confident"] = int(confident.sum())
-        if (mapped >= 0).any():
-            sure = np.flatnonzero(confident & (mapped >= 0))
-            result["confident_top1"] = (float((top_i[sure, 0].numpy() == mapped[sure]).mean())
-                                        if len(sure) else None)
+    result.update(_scores(probs, top_p, top_i, classes, source.classes, labels,
+                          min_probability))
     return result

@@ -23,6 +23,7 @@ Labels come from the sampled parameters, so a view's label is exactly what was d
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from typing import Any
 
@@ -98,22 +99,25 @@ def probe_features(
 
 def train_mlp_probe(
     train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
-    classes: int, epochs: int = 50, hidden: int = 512, lr: float = 1e-3, seed: int = 0,
+    classes: int, epochs: float = 50, hidden: int = 512, lr: float = 1e-3, seed: int = 0,
 ) -> dict[str, float]:
     """An MLP (D -> hidden -> classes, ReLU) on standardised features; Adam, batches of
-    256. Returns train and test top-1 (fractions). The paper's "additional MLPs"."""
+    256, ``epochs`` passes (a fraction: that share of the last pass's batches, rounded
+    up). Returns train and test top-1 (fractions). The paper's "additional MLPs"."""
     gen = torch.Generator().manual_seed(seed)
     mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
     xtr, xte = (train_x - mean) / std, (test_x - mean) / std
     torch.manual_seed(seed)
     mlp = nn.Sequential(nn.Linear(xtr.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, classes))
     opt = torch.optim.Adam(mlp.parameters(), lr=lr)
-    for _ in range(epochs):
-        for rows in torch.randperm(len(xtr), generator=gen).split(256):
+    steps = max(1, math.ceil(epochs * math.ceil(len(xtr) / 256)))
+    while steps > 0:  # a fresh permutation per pass, the last pass cut at `steps`
+        for rows in torch.randperm(len(xtr), generator=gen).split(256)[:steps]:
             loss = nn.functional.cross_entropy(mlp(xtr[rows]), train_y[rows])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            steps -= 1
     with torch.no_grad():
         train_acc = (mlp(xtr).argmax(1) == train_y).float().mean().item()
         test_acc = (mlp(xte).argmax(1) == test_y).float().mean().item()
@@ -122,7 +126,7 @@ def train_mlp_probe(
 
 def run_transform_probe(
     model: SimCLRModel, train: Any, test: Any, aug: AugmentConfig, tasks: tuple[str, ...],
-    *, views: int = 2, epochs: int = 50, seed: int = 0, batch_size: int = 256,
+    *, views: int = 2, epochs: float = 50, seed: int = 0, batch_size: int = 256,
     device: str | torch.device = "cpu", precision: str = "auto", verbose: bool = True,
 ) -> dict[str, Any]:
     """Table 3 for one model: per task, MLP test top-1 from h and from z = g(h) (z is

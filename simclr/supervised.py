@@ -52,12 +52,12 @@ from simclr.models import build_classifier_within_memory
 from simclr.optim import build_optimizer, lr_at
 from simclr.pretrained import classifier_checkpoint
 from simclr.results import accuracy_summary, check_out_folder, log, prepare_dir, write_results
+from simclr.rundir import check_run_length
 from simclr.runtime import StopFlag
 from simclr.train import (
     FIRST_REFIT,
     Plan,
     check_batch_fits,
-    check_run_length,
     plan_schedule,
     refit_to_budget,
 )
@@ -67,7 +67,7 @@ RESULT = SUPERVISED_RESULT
 RESUME_ENTRIES = ("optimizer", "scaler", "step", "elapsed", "total_steps", "warmup_steps",
                   "classes", "num_train")
 # The settings --resume may change: where and how fast it runs, not what it computes;
-# the run's length only to its saved value (train.check_run_length).
+# the run's length only to its saved value (rundir.check_run_length).
 RESUME_FLAGS = {"device", "threads", "data.workers", "data.cache_dir", "checkpoint_every",
                 "checkpoint_minutes", "keep_checkpoints", "memory_check", "epochs",
                 "max_steps", "time_budget"}

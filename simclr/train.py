@@ -10,12 +10,10 @@ process (loss.py via distributed.py). Augmentation runs batched on the training 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
-import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,8 +23,6 @@ import torch
 from simclr import distributed as dist
 from simclr.augment import TwoViewAugment
 from simclr.checkpoint import (
-    CHECKPOINTS,
-    checkpoint_files,
     latest_checkpoint,
     load_weights,
     periodic_name,
@@ -45,14 +41,7 @@ from simclr.data import (
 )
 from simclr.errors import DivergedError, SimCLRError
 from simclr.features import check_labeled_folders
-from simclr.files import (
-    folder_holder,
-    in_use,
-    lock_folder,
-    set_aside,
-    write_atomically,
-    write_json,
-)
+from simclr.files import write_json
 from simclr.loader import BatchLoader
 from simclr.loss import contrastive_loss
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
@@ -60,7 +49,7 @@ from simclr.models import SimCLRModel, build_model_within_memory
 from simclr.optim import build_optimizer, lr_at, warmup_steps
 from simclr.pretrained import apply_initial_weights, initial_weights
 from simclr.progress import Progress
-from simclr.results import check_not_inside, check_out_folder
+from simclr.rundir import MetricsLog, RunDir, check_run_dir, make_run_dir
 from simclr.runtime import (
     SaveSchedule,
     StopFlag,
@@ -158,179 +147,6 @@ def refit_to_budget(plan: Plan, cfg: Config, step: int, elapsed: float) -> int:
     return step + max(10, plan.total_steps // 50)
 
 
-class MetricsLog:
-    """JSON-lines metrics (always) and TensorBoard events (when the package is present).
-
-    ``resumed_at``: the step of the checkpoint a resumed run continues from. What an
-    earlier session logged after it (a run killed between two checkpoints) is dropped,
-    since those steps are trained and logged again: the log reads as one run.
-    """
-
-    def __init__(self, run_dir: Path, enabled: bool, resumed_at: int | None = None) -> None:
-        self.enabled = enabled
-        path = run_dir / "metrics.jsonl"
-        if enabled and resumed_at is not None and path.exists():
-            _drop_after(path, resumed_at)
-        self.file = open(path, "a") if enabled else None  # noqa: SIM115
-        self.tb = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                purge = None if resumed_at is None else resumed_at + 1  # the same, for TB
-                self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
-            except ImportError:  # tensorboard is a dependency, but a broken env must not kill runs
-                self.tb = None
-
-    def write(self, record: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
-        if self.tb is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key != "step":
-                    self.tb.add_scalar(key, value, record["step"])
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-        if self.tb is not None:
-            self.tb.close()
-
-
-def _drop_after(path: Path, step: int) -> None:
-    """Rewrite the JSON-lines ``path`` without the step records past ``step`` (a
-    session's start line and unreadable lines are kept as they are)."""
-    kept = []
-    for line in path.read_text().splitlines(keepends=True):
-        try:
-            record = json.loads(line)
-        except ValueError:
-            record = None
-        if not (isinstance(record, dict) and "event" not in record
-                and isinstance(record.get("step"), int) and record["step"] > step):
-            kept.append(line)
-    write_atomically(path, lambda tmp: tmp.write_text("".join(kept)))
-
-
-@dataclass
-class RunDir:
-    """Where a run writes, and the checkpoint it continues from (None: a new run)."""
-
-    path: Path
-    checkpoint: Path | None = None
-    saved: dict[str, Any] | None = None  # the checkpoint's content
-
-
-# What a pretraining writes beside its checkpoints.
-RUN_LOGS = ("metrics.jsonl", "tb", "summary.json", "config.yaml")
-
-
-def check_run_dir(cfg: Config, resume: bool) -> RunDir:
-    """Check the run directory without creating anything: a command that fails on its
-    inputs must leave no empty run folder behind (:func:`make_run_dir` comes later)."""
-    run_dir = Path(cfg.out).expanduser()
-    if resume:
-        found, path, ckpt = resume_checkpoint(run_dir)
-        check_run_length(ckpt["config"], cfg, found)
-        return RunDir(found, path, ckpt)
-    check_out_folder(run_dir)  # found now, not after decoding
-    check_outside_data(cfg, run_dir)
-    holder = folder_holder(run_dir)
-    if holder:  # said first: --resume would be refused as well while it runs
-        raise in_use(run_dir, holder)
-    if (run_dir / "sweep.json").is_file():  # its cells' results would read as this run's
-        raise SimCLRError(f"{run_dir} is a sweep's folder (sweep.json); choose another --out")
-    if checkpoint_files(run_dir / CHECKPOINTS):  # readable or not, never written over
-        raise SimCLRError(
-            f"{run_dir} already holds a run; use --resume {shlex.quote(str(run_dir))} to "
-            "continue it or --out to start a new one"
-        )
-    others = sorted((run_dir / CHECKPOINTS).glob("*.pt"))  # e.g. linear-eval's linear.pt
-    if others:  # a new encoder beside a classifier of another would be taken for its own
-        raise SimCLRError(f"{run_dir} already holds {CHECKPOINTS}/{others[0].name} (another "
-                          "command's model); choose another --out")
-    present = [name for name in RUN_LOGS if (run_dir / name).exists()]
-    if present and not _logs_of_a_run(run_dir):  # e.g. --out . in a project folder
-        raise SimCLRError(f"{run_dir} holds {present[0]}, not written by a simclr run; "
-                          "choose another --out")
-    return RunDir(run_dir)
-
-
-def _logs_of_a_run(run_dir: Path) -> bool:
-    """Whether the logs in ``run_dir`` are a simclr pretraining's (one killed before its
-    first checkpoint: :func:`make_run_dir` sets them aside)."""
-    try:
-        with open(run_dir / "metrics.jsonl") as f:
-            return json.loads(f.readline()).get("event") == "start"
-    except (OSError, ValueError, AttributeError):
-        pass
-    try:  # killed between writing its config and its first log line
-        return "\nprovenance:" in (run_dir / "config.yaml").read_text()
-    except (OSError, ValueError):
-        return False
-
-
-def check_outside_data(cfg: Config, run_dir: Path) -> None:
-    """Refuse a run directory inside a folder the run reads: its checkpoints and logs
-    would become classes (or images) of that data set."""
-    check_not_inside(run_dir, {"--data": cfg.data.path, "--knn-train": cfg.knn_train,
-                               "--knn-test": cfg.knn_test}, "run")
-
-
-# The settings that fix a run's length. The schedule (warm-up, cosine to final_lr) is
-# a function of the planned total steps, so a resumed run keeps them: a longer or
-# shorter run is a new run, and config.yaml never claims a length that was not used.
-RUN_LENGTH = ("epochs", "max_steps", "time_budget")
-
-
-def check_run_length(saved: dict[str, Any], cfg: Config, run_dir: Path) -> None:
-    then = config_from_dict(saved)
-    for key in RUN_LENGTH:
-        before, now = getattr(then, key), getattr(cfg, key)
-        if before != now:
-            flag = key.replace("_", "-")
-            before, now = (f"{v:g}" if isinstance(v, float) else v for v in (before, now))
-            raise SimCLRError(
-                f"--resume {run_dir}: cannot change --{flag} ({before} saved, {now} asked): "
-                "the learning-rate schedule was planned for the saved run length; start a "
-                "new run (--out) to train for another length"
-            )
-
-
-def make_run_dir(run_dir: Path, resume: bool) -> Any:
-    """Create the run directory and hold it (rank 0: files.lock_folder) for as long as
-    the returned handle stays open. A new run is checked again once held: another run
-    may have started into the same folder since :func:`check_run_dir`."""
-    try:
-        (run_dir / CHECKPOINTS).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SimCLRError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
-    if not dist.is_main():
-        return None
-    held = lock_folder(run_dir)
-    if not resume and checkpoint_files(run_dir / CHECKPOINTS):
-        if held is not None:
-            held.close()
-        raise SimCLRError(f"{run_dir} already holds a run, written by another simclr process "
-                          "since this one started; choose another --out")
-    if not resume:
-        # A run killed before its first checkpoint leaves logs that nothing can continue:
-        # kept aside, so the new run's log starts at its own step 0, alone.
-        try:
-            kept = set_aside(run_dir, RUN_LOGS)
-        except OSError as exc:
-            if held is not None:
-                held.close()
-            raise SimCLRError(f"cannot set aside the earlier logs in {run_dir}: "
-                              f"{exc.strerror}") from None
-        if kept:
-            log_line(f"{run_dir} held the logs of a run without a checkpoint; they are kept "
-                     f"as {kept}")
-    return held
-
-
 def upsampling_notes(cfg: Config, source: ImageSource) -> list[str]:
     """A note when the views are much larger than the (cached, small) pictures: likely
     the ImageNet default of 224 px applied to a folder of thumbnails."""
@@ -394,7 +210,7 @@ def restore(
         state.step, state.elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
         state.bad_steps = int(ckpt.get("bad_steps", 0))
         # The saved plan, not a new one: a time budget's refits and its early end live
-        # there (the settings that fix the length are the saved ones: check_run_length).
+        # there (the settings that fix the length are the saved ones: rundir.check_run_length).
         plan.total_steps = int(ckpt["total_steps"])
         plan.warmup_steps = int(ckpt["warmup_steps"])
         torch.set_rng_state(ckpt["rng"]["torch"])
@@ -498,6 +314,20 @@ def start_record(run_dir: Path, resume: bool) -> dict[str, Any]:
     return record
 
 
+def setup_runtime(cfg: Config) -> tuple[torch.device, str]:
+    """The device and precision the run trains with, and torch's process-wide settings
+    (threads, the CPU allocator, deterministic kernels)."""
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if device.type == "cpu":
+        tune_cpu_allocator()
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True)
+    return device, precision
+
+
 # Under torchrun the processes leave the group together: one that exits while the others
 # still write the checkpoint tears down its communication threads under them.
 @dist.process_group()
@@ -514,17 +344,9 @@ def pretrain(
     has been checked, as the run starts.
     """
     dist.check_divisible(cfg.batch_size)
-    device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if device.type == "cpu":
-        tune_cpu_allocator()
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
+    device, precision = setup_runtime(cfg)
     absolute_paths(cfg)  # what config.yaml and the checkpoints record
     run = check_run_dir(cfg, resume)
-    run_dir = run.path
     check_knn_folders(cfg)
     # A run resumed from a checkpoint of before images beside class folders counted
     # keeps the images it was planned on.
@@ -548,50 +370,74 @@ def pretrain(
                       enforce=cfg.memory_check and not cfg.compile)
     optimizer = build_optimizer(cfg.optim, model, cfg.batch_size)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    plan = plan_schedule(cfg, source.num_images)
-    state = RunState(all_images=all_images)
-    if run.saved is not None:
-        check_same_images(run.saved, plan)
-        restore(run.saved, model, optimizer, scaler, state, plan)
-        log_line(f"resuming {run_dir} from step {state.step} ({run.checkpoint.name})")
-        run.saved = None  # the tensors are in the model now; free the copy
-    held = make_run_dir(run_dir, resume)  # every input checked: from here on the run writes
+    plan, state = start_state(cfg, run, source.num_images, all_images, model, optimizer, scaler)
+
+    held = make_run_dir(run.path, resume)  # every input checked: from here on the run writes
     try:
         for note in notes:
             log_line(note)
-        # DDP averages gradients across processes (identity on one process); compile last.
-        forward = dist.wrap_ddp(model, device)
-        forward = torch.compile(forward) if cfg.compile else forward
-        if dist.is_main():
-            save_yaml({**cfg.to_dict(), "provenance": start_record(run_dir, resume),
-                       "precision_resolved": precision, "device_resolved": str(device),
-                       "num_images": source.num_images}, run_dir / "config.yaml")
-        log = MetricsLog(run_dir, dist.is_main(), state.step if resume else None)
-        try:
-            log.write({"step": state.step, "event": "start", **provenance(),
-                       "precision": precision, "device": str(device),
-                       "num_images": source.num_images, "skipped_images": len(source.skipped)})
-            with StopFlag() as stop:
-                summary = train_loop(cfg, source, forward, model, optimizer, scaler,
-                                     TwoViewAugment(cfg.augment, cfg.seed), plan, state, device,
-                                     precision, run_dir, log, stop, on_step)
-        except DivergedError as exc:  # an outcome of the settings: on record (sweeps read it)
-            if dist.is_main():
-                write_json(run_dir / "summary.json", {"status": "diverged", "reason": str(exc),
-                                                      "steps": exc.step})
-            raise
-        except SimCLRError as exc:  # e.g. a full disk at the final save: `simclr info` says why
-            if dist.is_main():
-                with contextlib.suppress(SimCLRError):  # (the disk may refuse this too)
-                    write_json(run_dir / "summary.json", {"status": "failed", "reason": str(exc),
-                                                          "steps": state.step})
-            raise
-        finally:
-            log.close()
+        summary = run_session(cfg, source, model, optimizer, scaler, plan, state, device,
+                              precision, run.path, resume, on_step)
     finally:
         if held is not None:
             held.close()  # the folder is free for a --resume
     return {**summary, "rank": dist.rank()}
+
+
+def start_state(
+    cfg: Config, run: RunDir, num_images: int, all_images: bool, model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+) -> tuple[Plan, RunState]:
+    """The plan and state the run starts from: step 0 of a new plan, or, resuming, the
+    saved ones (with the model's, optimizer's and RNG state) of ``run``'s checkpoint."""
+    plan = plan_schedule(cfg, num_images)
+    state = RunState(all_images=all_images)
+    if run.saved is not None:
+        check_same_images(run.saved, plan)
+        restore(run.saved, model, optimizer, scaler, state, plan)
+        log_line(f"resuming {run.path} from step {state.step} ({run.checkpoint.name})")
+        run.saved = None  # the tensors are in the model now; free the copy
+    return plan, state
+
+
+def run_session(
+    cfg: Config, source: ImageSource, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler, plan: Plan, state: RunState, device: torch.device,
+    precision: str, run_dir: Path, resume: bool,
+    on_step: Callable[[int, StopFlag], None] | None,
+) -> dict[str, Any]:
+    """This session of the run (a resumed run has several) in its held folder: its
+    config.yaml, a start line in the metrics log, then the loop. A failure is put on
+    record in summary.json before it propagates."""
+    # DDP averages gradients across processes (identity on one process); compile last.
+    forward = dist.wrap_ddp(model, device)
+    forward = torch.compile(forward) if cfg.compile else forward
+    if dist.is_main():
+        save_yaml({**cfg.to_dict(), "provenance": start_record(run_dir, resume),
+                   "precision_resolved": precision, "device_resolved": str(device),
+                   "num_images": source.num_images}, run_dir / "config.yaml")
+    log = MetricsLog(run_dir, dist.is_main(), state.step if resume else None)
+    try:
+        log.write({"step": state.step, "event": "start", **provenance(),
+                   "precision": precision, "device": str(device),
+                   "num_images": source.num_images, "skipped_images": len(source.skipped)})
+        with StopFlag() as stop:
+            return train_loop(cfg, source, forward, model, optimizer, scaler,
+                              TwoViewAugment(cfg.augment, cfg.seed), plan, state, device,
+                              precision, run_dir, log, stop, on_step)
+    except DivergedError as exc:  # an outcome of the settings: on record (sweeps read it)
+        if dist.is_main():
+            write_json(run_dir / "summary.json", {"status": "diverged", "reason": str(exc),
+                                                  "steps": exc.step})
+        raise
+    except SimCLRError as exc:  # e.g. a full disk at the final save: `simclr info` says why
+        if dist.is_main():
+            with contextlib.suppress(SimCLRError):  # (the disk may refuse this too)
+                write_json(run_dir / "summary.json", {"status": "failed", "reason": str(exc),
+                                                      "steps": state.step})
+        raise
+    finally:
+        log.close()
 
 
 class Meter:
@@ -668,10 +514,6 @@ def train_loop(
     per_rank = cfg.batch_size // world
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     progress = Progress(plan.total_steps, state.step, cfg.progress and dist.is_main())
-    # Uncached JPEGs: read in the workers, decoded batched on the GPU (cfg.data.decoder).
-    decode_on = None if source.cached else decode_device(cfg.data.decoder, device)
-    if decode_on is not None:
-        log_line(f"JPEGs are decoded on {decode_on}; loader workers only read the files")
     meter = Meter(device, state.step)
     # The first non-finite step, kept on the device and checked at log and save points.
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
@@ -686,82 +528,63 @@ def train_loop(
     vote = dist.StopVote(device, state.step)
     model.train()
 
-    while state.step < plan.total_steps and reason == "finished":
-        epoch, in_epoch = divmod(state.step, plan.steps_per_epoch)
-        loader = BatchLoader(source, per_rank, seed=cfg.seed, epoch=epoch, rank=dist.rank(),
-                             world_size=world, start_step=in_epoch, device=device,
-                             workers=cfg.data.workers, decode_device=decode_on)
-        for indices, images, aspect in loader:
-            images = images.to(device, non_blocking=True)
-            for group in optimizer.param_groups:  # the schedule is a function of the step
-                group["lr"] = lr_at(state.step, plan.total_steps, plan.warmup_steps,
-                                    group["peak_lr"], cfg.optim.final_lr)
-            with out_of_memory_is_an_error(cfg.batch_size, state.step, last_good):
-                # Both views go through the encoder as one batch (2N, 3, S, S), as the
-                # official code does, so BatchNorm statistics cover all 2N views. Crops
-                # are drawn on the whole picture each stored square stands for (its
-                # aspect ratio).
-                views = augment.stacked(images, indices, epoch, aspect)
-                views = views.contiguous(memory_format=memory_format)
-                loss, top1, finite, skipped = train_step(cfg, forward, optimizer, scaler, views,
-                                                         per_rank, device, precision)
-            if skipped:
-                state.bad_steps += 1
-                if state.bad_steps > cfg.max_bad_steps:
-                    raise DivergedError(f"more than {cfg.max_bad_steps} non-finite losses; "
-                                        "stopping (last good checkpoint: "
-                                        f"{last_good or 'none yet'})",
-                                        state.step + 1)
-            first_bad = torch.where(~finite & (first_bad < 0), state.step, first_bad)
-            meter.add(loss, top1)
-            state.step += 1
-            state.elapsed = elapsed_before + time.perf_counter() - segment_start
-            progress.step()
-            if on_step is not None:
-                on_step(state.step, stop)
-            if plan.deadline is not None and world == 1 and state.elapsed >= plan.deadline:
-                plan.total_steps = state.step  # the budget is spent: the schedule ends here
-            last = state.step >= plan.total_steps  # (logged, and no refit: it ends here)
-            # A signal may reach only some processes: they agree on the step to stop at.
-            signal_name = vote(state.step, stop.requested, last)
+    for epoch, indices, images, aspect in epoch_batches(cfg, source, plan, state, device):
+        set_lr(optimizer, plan, cfg.optim.final_lr, state.step)
+        with out_of_memory_is_an_error(cfg.batch_size, state.step, last_good):
+            # Both views go through the encoder as one batch (2N, 3, S, S), as the
+            # official code does, so BatchNorm statistics cover all 2N views. Crops
+            # are drawn on the whole picture each stored square stands for (its
+            # aspect ratio).
+            views = augment.stacked(images, indices, epoch, aspect)
+            views = views.contiguous(memory_format=memory_format)
+            loss, top1, finite, skipped = train_step(cfg, forward, optimizer, scaler, views,
+                                                     per_rank, device, precision)
+        if skipped:
+            count_skipped(cfg, state, last_good)
+        first_bad = torch.where(~finite & (first_bad < 0), state.step, first_bad)
+        meter.add(loss, top1)
+        state.step += 1
+        state.elapsed = elapsed_before + time.perf_counter() - segment_start
+        progress.step()
+        if on_step is not None:
+            on_step(state.step, stop)
+        if plan.deadline is not None and world == 1 and state.elapsed >= plan.deadline:
+            plan.total_steps = state.step  # the budget is spent: the schedule ends here
+        last = state.step >= plan.total_steps  # (logged, and no refit: it ends here)
+        # A signal may reach only some processes: they agree on the step to stop at.
+        signal_name = vote(state.step, stop.requested, last)
 
-            # The same decision on every process: the record is averaged across them.
-            boundary = state.step % cfg.log_every == 0 or last
-            if boundary or signal_name:
-                check_finite(first_bad, last_good, cfg, precision)
-                record = {"step": state.step, "epoch": state.step / plan.steps_per_epoch,
-                          **meter.record(state.step, 2 * cfg.batch_size),
-                          "lr": optimizer.param_groups[0]["lr"], "elapsed": state.elapsed,
-                          "total_steps": plan.total_steps}
-                log.write(record)
-                progress.record(record, state.elapsed - elapsed_before, last)
-            if cfg.time_budget is not None and state.step >= next_refit and not last:
-                next_refit = refit_to_budget(plan, cfg, state.step, state.elapsed)
-                progress.set_total(plan.total_steps)
-            if signal_name:  # the checkpoint is written after the loop
-                reason, stop.requested = "preempted", signal_name
-                break
-            # Rank 0 alone saves; the clock is its own (a rule of SaveSchedule).
-            rule = saves.due(state.step, last)
-            if rule == "steps":
-                check_finite(first_bad, last_good, cfg, precision)
-                last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
-            elif rule == "clock" and int(first_bad.item()) < 0:  # never a diverged model
-                last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
-            if cfg.knn_train and state.step % knn_every_steps == 0:
-                monitored = (state.step, knn_monitor(cfg, model, device, precision, state.step,
-                                                     log))
-            if last:
-                break
+        # The same decision on every process: the record is averaged across them.
+        boundary = state.step % cfg.log_every == 0 or last
+        if boundary or signal_name:
+            check_finite(first_bad, last_good, cfg, precision)
+            record = {"step": state.step, "epoch": state.step / plan.steps_per_epoch,
+                      **meter.record(state.step, 2 * cfg.batch_size),
+                      "lr": optimizer.param_groups[0]["lr"], "elapsed": state.elapsed,
+                      "total_steps": plan.total_steps}
+            log.write(record)
+            progress.record(record, state.elapsed - elapsed_before, last)
+        if cfg.time_budget is not None and state.step >= next_refit and not last:
+            next_refit = refit_to_budget(plan, cfg, state.step, state.elapsed)
+            progress.set_total(plan.total_steps)
+        if signal_name:  # the checkpoint is written after the loop
+            reason, stop.requested = "preempted", signal_name
+            break
+        # Rank 0 alone saves; the clock is its own (a rule of SaveSchedule).
+        rule = saves.due(state.step, last)
+        if rule == "steps":
+            check_finite(first_bad, last_good, cfg, precision)
+            last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
+        elif rule == "clock" and int(first_bad.item()) < 0:  # never a diverged model
+            last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
+        if cfg.knn_train and state.step % knn_every_steps == 0:
+            monitored = (state.step, knn_monitor(cfg, model, device, precision, state.step, log))
+        if last:
+            break
     progress.close()
     check_finite(first_bad, last_good, cfg, precision)
     last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=False)
-    summary = {
-        "status": reason, "signal": stop.requested, "steps": state.step,
-        "epochs": state.step / plan.steps_per_epoch, "elapsed_s": state.elapsed,
-        "checkpoint": str(last_good), "num_images": source.num_images, "processes": world,
-        "skipped_images": [list(s) for s in source.skipped],
-    }
+    summary = run_summary(source, plan, state, reason, stop.requested, last_good)
     if cfg.knn_train and reason == "finished":  # the final model's, unless the monitor
         # just measured it; never after a stop request (the launcher's kill may follow)
         summary["knn_top1"] = monitored[1] if monitored[0] == state.step else \
@@ -769,6 +592,57 @@ def train_loop(
     if dist.is_main():
         write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def epoch_batches(
+    cfg: Config, source: ImageSource, plan: Plan, state: RunState, device: torch.device,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """This process's (epoch, indices, images on ``device``, aspects) of every step from
+    ``state.step`` on, epoch after epoch while the plan has steps left (its length may
+    change as it runs: a time budget's refits). Each epoch's order is fixed by (seed,
+    epoch), so a resumed run starts mid-epoch at the very batch it stopped before."""
+    # Uncached JPEGs: read in the workers, decoded batched on the GPU (cfg.data.decoder).
+    decode_on = None if source.cached else decode_device(cfg.data.decoder, device)
+    if decode_on is not None:
+        log_line(f"JPEGs are decoded on {decode_on}; loader workers only read the files")
+    world = dist.world_size()
+    while state.step < plan.total_steps:
+        epoch, in_epoch = divmod(state.step, plan.steps_per_epoch)
+        loader = BatchLoader(source, cfg.batch_size // world, seed=cfg.seed, epoch=epoch,
+                             rank=dist.rank(), world_size=world, start_step=in_epoch,
+                             device=device, workers=cfg.data.workers, decode_device=decode_on)
+        for indices, images, aspect in loader:
+            yield epoch, indices, images.to(device, non_blocking=True), aspect
+
+
+def run_summary(
+    source: ImageSource, plan: Plan, state: RunState, reason: str, signal: str | None,
+    checkpoint: Path | None,
+) -> dict[str, Any]:
+    """What summary.json says of a session that ended (``reason``: 'finished' or
+    'preempted', by ``signal``), with ``checkpoint`` its last."""
+    return {
+        "status": reason, "signal": signal, "steps": state.step,
+        "epochs": state.step / plan.steps_per_epoch, "elapsed_s": state.elapsed,
+        "checkpoint": str(checkpoint), "num_images": source.num_images,
+        "processes": dist.world_size(), "skipped_images": [list(s) for s in source.skipped],
+    }
+
+
+def set_lr(optimizer: torch.optim.Optimizer, plan: Plan, final_lr: float, step: int) -> None:
+    """The learning rate of ``step``: the schedule is a function of the step alone."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr_at(step, plan.total_steps, plan.warmup_steps, group["peak_lr"],
+                            final_lr)
+
+
+def count_skipped(cfg: Config, state: RunState, last_good: Path | None) -> None:
+    """Count a step ``nan_policy='skip'`` skipped; too many mean the run has diverged."""
+    state.bad_steps += 1
+    if state.bad_steps > cfg.max_bad_steps:
+        raise DivergedError(f"more than {cfg.max_bad_steps} non-finite losses; stopping "
+                            f"(last good checkpoint: {last_good or 'none yet'})",
+                            state.step + 1)
 
 
 def check_finite(first_bad: torch.Tensor, last_good: Path | None, cfg: Config,

@@ -1,8 +1,6 @@
-"""Config layering (defaults -> preset -> YAML -> flags) and validation messages."""
+"""Config layering (defaults -> preset -> YAML -> flags), reading values and files."""
 
 from __future__ import annotations
-
-import re
 
 import pytest
 import yaml
@@ -96,11 +94,6 @@ def test_official_recipes_run_as_the_official_code(preset):
         assert cfg.data.load_size == 384
 
 
-def test_loss_weight_must_be_positive():
-    with pytest.raises(SimCLRError, match="--loss-weight must be positive"):
-        build_config(flags={"loss.weight": 0})
-
-
 def test_yaml_then_flags_override(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"batch_size": 64, "model": {"width": 0.5}, "epochs": 3}))
@@ -122,37 +115,12 @@ def test_round_trip_through_dict():
 @pytest.mark.parametrize(
     ("flags", "needle"),
     [
-        ({"model.arch": "resnet17"}, "--arch"),
-        ({"model.width": "0"}, "--width must be positive"),
-        ({"model.width": "-1"}, "--width must be positive"),
-        ({"model.width": "0.01"}, "--width must be at least 1/64 (the first layers' 64 "),
-        ({"augment.size": "7"}, "--image-size must be at least 8 pixels, got 7"),
-        ({"loss.temperature": "0"}, "--temperature must be positive"),
-        ({"loss.margin": "0"}, "--margin must be positive"),
-        ({"loss.semi_hard": True}, "--semi-hard applies to --loss nt_logistic"),
-        ({"optim.lr": "-0.1"}, "--lr must be positive"),
-        ({"batch_size": "1"}, "--batch-size"),
         ({"batch_size": "abc"}, "cannot read 'abc' as int"),
-        ({"precision": "fp8"}, "--precision"),
-        ({"data.decoder": "gpu"}, "--decoder"),
-        ({"data.store": "crop"}, "--store"),
-        ({"augment.asymmetric": True, "augment.crop_resize": False}, "--asymmetric"),
         ({"time_budget": "soon"}, "--time-budget"),
-        ({"augment.crop_scale": "0.5,0.1"}, "--crop-scale"),
         ({"nonsense": 1}, "unknown setting 'nonsense'"),
-        ({"optim.betas": "1,1"}, "--betas must lie in [0, 1)"),
-        ({"augment.cutout_frac": "2"}, "--cutout-frac"),
-        ({"augment.blur_kernel_frac": "0"}, "--blur-kernel-frac"),
-        ({"augment.noise_std": "-1,-0.5"}, "--noise-std"),
-        ({"max_bad_steps": "-1"}, "--max-bad-steps must be non-negative"),
-        ({"augment.flip_p": "2"}, "--flip-p must lie in [0, 1], got 2.0"),
-        ({"augment.crop_ratio": "2,1"}, "--crop-ratio must satisfy 0 < min <= max"),
-        ({"augment.hue": "0.6"}, "--hue gives hue jitter 0.6, which must lie in [0, 0.5]"),
-        ({"augment.color_strength": "3"}, "--color-strength gives hue jitter 0.6"),
-        ({"loss.weight": "0"}, "--loss-weight must be positive"),
     ],
 )
-def test_bad_values_name_the_setting(flags, needle):
+def test_unreadable_values_name_the_setting(flags, needle):
     with pytest.raises(SimCLRError, match=None) as info:
         build_config(flags=flags)
     assert needle in str(info.value)
@@ -262,24 +230,6 @@ def test_none_is_a_value_of_text_settings_and_null_of_optional_ones(tmp_path):
     assert cfg.model.head == "none" and cfg.max_steps is None and cfg.time_budget is None
     with pytest.raises(SimCLRError, match="--batch-size: cannot read .none. as int"):
         build_config(flags={"batch_size": "none"})
-
-
-@pytest.mark.parametrize("flags, message", [
-    ({"optim.warmup_epochs": 1e308}, "--warmup-epochs must be at most 1e+06"),
-    ({"epochs": 1e308}, "--epochs must be at most 1e+06"),
-    ({"optim.final_lr": -5.0}, "--final-lr must be non-negative"),
-    ({"optim.final_lr": float("nan")}, "--final-lr must be a finite number, got nan"),
-    ({"optim.final_lr": 0.3, "optim.lr": 0.1, "batch_size": 512},  # a cosine that rises
-     "--final-lr must be at most the peak lr the cosine decays from (0.2: --lr 0.1 "
-     "scaled for batch 512), got 0.3"),
-    ({"augment.crop_ratio": (1.0, float("inf"))}, "--crop-ratio must be a finite number"),
-    ({"augment.blur_sigma": (0.1, float("inf"))}, "--blur-sigma must be a finite number"),
-])
-def test_values_that_pass_a_range_check_but_break_the_run_are_refused(flags, message):
-    """Each passed validation and then overflowed a step count, ran with a negative lr,
-    or filled the augmentation with NaN."""
-    with pytest.raises(SimCLRError, match=re.escape(message)):
-        build_config(flags=flags)
 
 
 def test_a_yaml_key_that_is_a_list_is_one_line(tmp_path):

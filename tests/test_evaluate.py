@@ -253,6 +253,25 @@ def test_linear_eval_leaves_the_encoder_untouched(protocol, tmp_path):
     assert Path(saved["confusion_figure"]).is_file()
 
 
+def test_a_failed_sgd_training_still_unfreezes_the_encoder(monkeypatch):
+    """The encoder is frozen only while the layer trains: a training that ends in an
+    error (here a stand-in that raises) leaves its flags and requires_grad as they were."""
+    enc = warmed_encoder()
+    grads_flags = [p.requires_grad for p in enc.parameters()]
+
+    def failing_training(*args, **kwargs):
+        assert not any(p.requires_grad for p in enc.parameters())  # frozen meanwhile
+        raise SimCLRError("the training failed")
+
+    monkeypatch.setattr(evaluate, "train_classifier", failing_training)
+    with pytest.raises(SimCLRError, match="the training failed"):
+        run_linear_eval(enc, colour_source(seed=0), colour_source(n_per_class=2, seed=1), None,
+                        image_size=16, protocol="sgd", batch_size=8, epochs=1, device="cpu",
+                        precision="fp32", verbose=False)
+    assert all(m.training for m in enc.modules())
+    assert [p.requires_grad for p in enc.parameters()] == grads_flags
+
+
 def test_sgd_linear_eval_with_a_batch_larger_than_the_data_says_so(capsys):
     train, test = colour_source(seed=0), colour_source(n_per_class=2, seed=1)
     result = run_linear_eval(tiny_encoder(), train, test, None, image_size=16, protocol="sgd",

@@ -55,6 +55,19 @@ def test_mlp_probe_learns_what_is_there_and_nothing_else():
     assert chance["top1"] < 0.5
 
 
+@pytest.mark.parametrize("epochs, steps", [(0.1, 1), (0.5, 2), (1, 3), (1.5, 5), (2, 6)])
+def test_mlp_probe_epochs_count_batches_and_fractions_round_up(monkeypatch, epochs, steps):
+    """600 rows are 3 batches of 256 (the last short): an epoch is 3 Adam steps, a
+    fraction of one its share of them rounded up, as pretraining counts its steps."""
+    taken = []
+    step = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: (taken.append(1),
+                                                                         step(self, *a, **k))[1])
+    x, y = torch.randn(600, 4), torch.randint(0, 2, (600,))
+    train_mlp_probe(x, y, x[:10], y[:10], classes=2, epochs=epochs, hidden=8)
+    assert len(taken) == steps
+
+
 def test_transform_probe_end_to_end_and_deterministic():
     from simclr.pretrained import model_from_checkpoint
 

@@ -1,0 +1,260 @@
+"""The `sweep` command end to end: its flags, its run, and the evaluation of each cell.
+
+The grid itself (its axes, cells, runs and table) is :mod:`simclr.sweep`; this module
+checks the command's flags before the first cell trains and scores each finished cell
+by kNN or linear evaluation, cached in the cell's run directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from simclr.arguments import count_at_least
+from simclr.checkpoint import load_checkpoint
+from simclr.commands import checkpoint_source, open_eval_source
+from simclr.config import PRESETS, DataConfig
+from simclr.errors import SimCLRError
+from simclr.features import check_labeled_folders
+from simclr.files import set_aside
+from simclr.launch import add_flag as add_processes_flag
+from simclr.pretrained import parse_layer, representation_from_checkpoint
+from simclr.results import RESULTS
+
+
+def add_sweep_command(sub: argparse._SubParsersAction) -> None:
+    """The `sweep` subcommand: its flags, run by :func:`cmd_sweep`."""
+    from simclr.cli import add_config_flags
+
+    p = sub.add_parser("sweep", help="a grid of pretraining runs, each evaluated (ablations)")
+    p.add_argument("--set", action="append", default=[], metavar="SETTING=V1,V2",
+                   help="a swept setting (repeat for a grid), e.g. temperature=0.1,0.5,1")
+    p.add_argument("--pairs", metavar="OPS",
+                   help="Fig. 5: each of these transformations alone and in ordered pairs "
+                        "('a+b': a then b), on one branch, e.g. "
+                        "crop,cutout,color,sobel,noise,blur,rotate")
+    p.add_argument("--preset", choices=sorted(PRESETS))
+    p.add_argument("--config", help="YAML file of settings shared by every cell")
+    add_config_flags(p, exclude={"out"})
+    p.add_argument("--out", required=True, help="sweep folder: one run directory per cell")
+    p.add_argument("--print-config", action="store_true",
+                   help="print each cell's resolved settings as YAML and exit")
+    p.add_argument("--eval", choices=["knn", "linear", "none"], default="knn")
+    p.add_argument("--eval-layer", default="h", metavar="LAYER",
+                   help="the representation each cell is scored on: h (default, the "
+                        "paper's), z or gK, a head layer (Sec. 4.2: h against z)")
+    p.add_argument("--eval-train", help="labeled folder: kNN memory / linear training set")
+    p.add_argument("--eval-test", help="labeled folder the top-1 is measured on")
+    p.add_argument("--eval-device", default="auto")
+    p.add_argument("--eval-precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--eval-workers", "--workers-eval", type=count_at_least(0), default=None,
+                   dest="workers_eval", metavar="N",  # --workers-eval: its earlier name
+                   help="decoding processes of the evaluations (default: from the CPU count)")
+    p.add_argument("--eval-cache-dir", default=None,
+                   help="decoded caches of the evaluation folders (default: --cache-dir)")
+    add_processes_flag(p, dest="cell_processes", what="train each cell")
+    p.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Train and evaluate every cell of the grid not yet done, then print the table; exit
+    status 75 (``train.EXIT_PREEMPTED``) when a signal stopped it."""
+    from simclr.cli import config_flags
+    from simclr.sweep import check_not_swept_twice, pairs_axis, parse_axis, run_sweep
+
+    if not args.set and not args.pairs:
+        raise SimCLRError("nothing to sweep: give --set SETTING=V1,V2 and/or --pairs OPS")
+    _check_eval_flags(args)
+    axes = ([pairs_axis(args.pairs)] if args.pairs else []) + [parse_axis(t) for t in args.set]
+    flags = config_flags(args)
+    check_not_swept_twice(axes, flags)
+    digits = flags.get("data.path") is None and not args.config
+    preset = args.preset or ("digits" if digits else None)  # as `simclr pretrain`
+    if args.print_config:  # each cell's resolved settings; nothing is read or written
+        _print_cell_configs(axes, Path(args.out).expanduser(), preset, args.config, flags)
+        return 0
+    if args.eval != "none" and args.eval_layer != "h":
+        _check_eval_layer(args.eval_layer, axes, Path(args.out).expanduser(), preset,
+                          args.config, flags)
+    folders = bool(args.eval_train and args.eval_test)
+    if args.eval != "none" and not folders and not digits:
+        raise SimCLRError(f"--eval {args.eval} needs --eval-train and --eval-test (labeled "
+                          "folders), or pass --eval none")
+    if folders:  # before hours of training
+        check_labeled_folders(args.eval_train, args.eval_test, ("--eval-train", "--eval-test"),
+                              train_split=True)
+
+    def evaluate(run_dir: Path) -> dict[str, Any]:
+        return evaluate_run(run_dir, args)
+
+    cells, table = run_sweep(axes, args.out, preset=preset, config=args.config,
+                             flags=flags,  # (--out is not a config flag here)
+                             evaluate=None if args.eval == "none" else evaluate,
+                             processes=args.cell_processes)
+    print(table)
+    if any(c.result.get("status") == "preempted" for c in cells):
+        from simclr.train import EXIT_PREEMPTED
+
+        print("sweep stopped by a signal; the same command continues it", file=sys.stderr)
+        return EXIT_PREEMPTED
+    return 0
+
+
+def _check_eval_flags(args: argparse.Namespace) -> None:
+    """The evaluations' flags, checked before the first cell trains: their device and
+    precision are usable here, and none is given with ``--eval none`` (it would be unused)."""
+    if args.eval != "none":  # the evaluations' runtime
+        from simclr.runtime import resolve_device, resolve_precision
+
+        resolve_precision(args.eval_precision, resolve_device(args.eval_device,
+                                                              "--eval-device"),
+                          "--eval-precision")
+    given = {"--eval-train": args.eval_train, "--eval-test": args.eval_test,
+             "--eval-device": args.eval_device != "auto",
+             "--eval-precision": args.eval_precision != "auto",
+             "--eval-workers": args.workers_eval is not None,
+             "--eval-cache-dir": args.eval_cache_dir, "--eval-layer": args.eval_layer != "h"}
+    unused = [flag for flag, value in given.items() if value]
+    if args.eval == "none" and unused:  # silently unused, a forgotten --eval looks measured
+        raise SimCLRError(f"{', '.join(unused)}: unused with --eval none; drop it or choose "
+                          "--eval knn or linear")
+
+
+def _print_cell_configs(axes: list[Any], out: Path, preset: str | None,
+                        config: str | None, flags: dict[str, Any]) -> None:
+    """``--print-config``: each cell's resolved settings as YAML."""
+    from simclr.config import yaml_text
+    from simclr.sweep import cell_configs
+
+    cells, configs = cell_configs(axes, out, preset, config, flags)
+    print("\n".join(f"--- # cell {cell.name}\n{yaml_text(cfg.to_dict())}"
+                    for cell, cfg in zip(cells, configs, strict=True)), end="")
+
+
+# What a sweep cell's evaluation writes (each protocol's RESULTS, and its figure): all of
+# it set aside together when the cell is evaluated again.
+EVAL_FILES = {"knn": (*RESULTS["knn"], "knn_confusion.png"),
+              "linear": (*RESULTS["linear-eval"], "linear_eval_confusion.png")}
+# The key of a sweep cell's results file that says what it was evaluated on.
+EVALUATED_ON = "evaluated_on"
+
+
+def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """kNN or linear top-1 of a finished sweep cell, cached in the cell's run directory.
+
+    The cached result is reused only when it was computed on the same --eval-train and
+    --eval-test (absolute paths) and, where --eval-precision is given, at that
+    precision. Otherwise the cell is evaluated again and the earlier files are kept
+    beside the new ones as ``NAME.previous-K.EXT`` (nothing is deleted).
+    """
+    from simclr.evaluate import run_knn, run_linear_eval
+    from simclr.results import write_results
+
+    name = "knn.json" if args.eval == "knn" else "linear_eval.json"
+    saved = run_dir / name
+    wanted = _eval_data(args)
+    layer = args.eval_layer
+    column = f"{args.eval}_top1" if layer == "h" else f"{args.eval}_{layer}_top1"
+    stale = _stale_evaluation(saved, wanted, args.eval_precision, layer)
+    if stale is None:
+        return {column: json.loads(saved.read_text())["top1"]}
+    kept = set_aside(run_dir, EVAL_FILES[args.eval])
+    if kept:
+        print(f"cell {run_dir.name}: {name} {stale}; evaluating again (the earlier files "
+              f"are kept as {kept})", file=sys.stderr, flush=True)
+    ckpt_path = run_dir / "checkpoints/last.pt"
+    ckpt = load_checkpoint(ckpt_path)
+    encoder, spec = representation_from_checkpoint(ckpt, layer)
+    size = spec["image_size"]
+    runtime = {"device": args.eval_device, "precision": args.eval_precision,
+               "workers": args.workers_eval, "verbose": False,
+               "source": {**checkpoint_source(ckpt_path, ckpt, "pretrained"), "layer": layer}}
+    if args.eval_train and args.eval_test:
+        cache = (args.eval_cache_dir or vars(args).get("cfg:data.cache_dir")
+                 or DataConfig().cache_dir)
+        train, test = (open_eval_source(path, size, args.workers_eval, cache, train=split)
+                       for path, split in ((args.eval_train, True), (args.eval_test, False)))
+    else:  # the digits demo: its fixed hold-out split
+        from simclr.data import digits_split
+
+        train, test = digits_split(seed=0)
+    run = run_knn if args.eval == "knn" else run_linear_eval
+    run(encoder, train, test, run_dir, image_size=size, **runtime)
+    # Recorded once the evaluation is written: a file without it (an evaluation stopped
+    # in between, or one cached by an earlier simclr) is never taken for this one.
+    result = json.loads(saved.read_text())
+    write_results(run_dir, name, {**result, EVALUATED_ON: wanted})
+    return {column: result["top1"]}
+
+
+def _check_eval_layer(layer: str, axes: list[Any], out: Path, preset: str | None,
+                      config: str | None, flags: dict[str, Any]) -> None:
+    """``sweep --eval-layer`` against every cell's projection head, before the first
+    cell trains: a head layer gK needs a head of K layers or more."""
+    from simclr.models import head_dims
+    from simclr.sweep import cell_configs
+
+    depth = parse_layer(layer, "--eval-layer")  # a typo is named now
+    if depth is None:  # z: the head's output, whatever its depth (z = h without a head)
+        return
+    for cell, cfg in zip(*cell_configs(axes, out, preset, config, flags), strict=True):
+        m = cfg.model
+        layers = len(head_dims(m.head, 1, m.head_hidden_dim, m.head_out_dim,
+                               m.head_layers)) - 1
+        if depth > layers:
+            raise SimCLRError(f"--eval-layer {layer}: the cell {cell.name} has a projection "
+                              f"head of {layers} layer{'' if layers == 1 else 's'}")
+
+
+def _eval_data(args: argparse.Namespace) -> dict[str, str]:
+    """What a sweep evaluates on, as its cells' results record it: the folders' absolute
+    paths (a named data set by its name; the digits demo by its split) and the version
+    of the evaluation transform (:data:`simclr.augment.EVAL_VERSION`)."""
+    if not (args.eval_train and args.eval_test):  # small images: no transform version
+        return {"train": "digits[train]", "test": "digits[test]"}
+
+    def identity(spec: str) -> str:
+        from os.path import abspath
+
+        from simclr.data import NAMED_DATASETS
+
+        path = Path(spec).expanduser()
+        if spec.lower() in NAMED_DATASETS and not path.is_dir():  # as open_source reads it
+            return spec.lower()
+        return abspath(path)
+
+    from simclr.augment import EVAL_VERSION
+
+    return {"train": identity(args.eval_train), "test": identity(args.eval_test),
+            "transform": str(EVAL_VERSION)}
+
+
+def _stale_evaluation(saved: Path, wanted: dict[str, str], precision: str,
+                      layer: str = "h") -> str | None:
+    """Why the cached results file ``saved`` is not this evaluation's (None: it is)."""
+    try:
+        cached = json.loads(saved.read_text())
+    except FileNotFoundError:
+        return "is missing"
+    except (OSError, ValueError):
+        return "is unreadable"
+    if not isinstance(cached, dict) or "top1" not in cached:
+        return "is unreadable"
+    found = cached.get(EVALUATED_ON)
+    if not isinstance(found, dict):
+        return "does not record its evaluation folders"
+    for split in ("train", "test"):
+        if found.get(split) != wanted[split]:
+            return f"was computed on another {split} set ({found.get(split)})"
+    if found.get("transform") != wanted.get("transform"):
+        return "was computed with an earlier evaluation transform"
+    computed_on = (cached.get("source") or {}).get("layer", "h")
+    if computed_on != layer:
+        return f"was computed on {computed_on}, not {layer}"
+    # 'auto' takes any: a sweep continued on another machine keeps its results.
+    if precision != "auto" and cached.get("precision") != precision:
+        return f"was computed in {cached.get('precision')}, not {precision}"
+    return None

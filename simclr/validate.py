@@ -1,0 +1,224 @@
+"""Checking a run's settings before any work starts: one line per problem.
+
+:func:`validate` holds every value of a :class:`~simclr.config.Config` to its range and
+its choices (a checkpoint's stored config too: a value no run could have saved is
+refused when it is read); :func:`check_scale` adds what only a new run must meet. Each
+problem raises :class:`~simclr.config.SettingError`, named as the flag or, when it came
+from a config file, as the file's key (:func:`simclr.config.build_config`). Settings
+that are valid but do nothing under the others are :mod:`simclr.inert`'s concern.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import fields
+from typing import Any
+
+from simclr.config import (
+    ARCHS,
+    CROP_SAMPLERS,
+    FIG5_OPS,
+    MAX_EPOCHS,
+    MAX_SEED,
+    MAX_THREADS,
+    MIN_SIZE,
+    AugmentConfig,
+    Config,
+    SettingError,
+)
+from simclr.errors import SimCLRError
+
+
+def _get(cfg: Config, path: str) -> Any:
+    obj: Any = cfg
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _check_finite(obj: Any, prefix: str = "") -> None:
+    """No setting may be infinite or NaN (a float, or a number of a pair): each would
+    pass a range check and fail later, deep in the run."""
+    for f in fields(obj):
+        value, path = getattr(obj, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            _check_finite(value, f"{path}.")
+            continue
+        numbers = value if isinstance(value, (tuple, list)) else (value,)
+        for x in numbers:
+            if isinstance(x, float) and not math.isfinite(x):
+                raise SettingError(path, f" must be a finite number, got {value}")
+
+
+def _choice(value: str, choices: tuple[str, ...], path: str) -> None:
+    if value not in choices:
+        raise SettingError(path, f": unknown value {value!r} (choose from {', '.join(choices)})")
+
+
+def _positive(value: float | int | None, path: str, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok or (isinstance(value, float) and not math.isfinite(value)):
+        bound = "non-negative" if allow_zero else "positive"
+        raise SettingError(path, f" must be {bound}, got {value}")
+
+
+def _check(ok: bool, path: str, detail: str) -> None:
+    if not ok:
+        raise SettingError(path, " " + detail)
+
+
+
+
+def check_scale(cfg: Config) -> None:
+    """A new run's model and views large enough to mean something (saved configs are
+    not held to it: :func:`validate` alone decides whether a checkpoint loads)."""
+    _check(cfg.model.width * 64 >= 1, "model.width", f"must be at least 1/64 (the first "
+           f"layers' 64 channels: below it they would keep fewer than one), got "
+           f"{cfg.model.width}")
+    _check(cfg.augment.size >= MIN_SIZE, "augment.size", f"must be at least {MIN_SIZE} "
+           f"pixels, got {cfg.augment.size}")
+
+
+def validate(cfg: Config) -> None:
+    """Check every setting before any work starts; one-line message per problem."""
+    _check_finite(cfg)
+    if not str(cfg.out).strip():  # '' would be the current folder
+        raise SettingError("out", " must name a folder, got an empty value")
+    _validate_model(cfg)
+    _validate_loss(cfg)
+    _validate_optim(cfg)
+    _validate_run(cfg)
+    validate_augment(cfg.augment)
+
+
+def _validate_model(cfg: Config) -> None:
+    _positive(cfg.model.width, "model.width")
+    if cfg.model.arch not in ARCHS:  # a torchvision network (simclr.backbones), or none
+        from simclr.backbones import arch_problem
+
+        problem = arch_problem(cfg.model.arch, cfg.model.width, cfg.model.cifar_stem,
+                               cfg.augment.size)
+        if problem is not None:
+            raise SettingError(*problem)
+    _choice(cfg.model.head, ("none", "linear", "mlp"), "model.head")
+    _positive(cfg.model.head_layers, "model.head_layers")
+    _positive(cfg.model.head_out_dim, "model.head_out_dim")
+    _positive(cfg.model.head_hidden_dim, "model.head_hidden_dim")
+
+
+def _validate_loss(cfg: Config) -> None:
+    _choice(cfg.loss.name, ("nt_xent", "nt_logistic", "margin_triplet"), "loss.name")
+    _positive(cfg.loss.temperature, "loss.temperature")
+    _positive(cfg.loss.margin, "loss.margin")
+    _positive(cfg.loss.weight, "loss.weight")
+    if cfg.loss.semi_hard and cfg.loss.name == "nt_xent":  # it would be silently ignored
+        raise SimCLRError("--semi-hard applies to --loss nt_logistic and margin_triplet "
+                          "(NT-Xent weighs every negative by its softmax)")
+
+
+def _validate_optim(cfg: Config) -> None:
+    """The optimizer and its schedule (App. B.1); epochs too, as a count of steps."""
+    _choice(cfg.optim.name, ("lars", "sgd", "adamw"), "optim.name")
+    _positive(cfg.optim.lr, "optim.lr")
+    _choice(cfg.optim.lr_scaling, ("linear", "sqrt", "none"), "optim.lr_scaling")
+    _positive(cfg.optim.weight_decay, "optim.weight_decay", allow_zero=True)
+    _check(0 <= cfg.optim.momentum < 1, "optim.momentum",
+           f"must lie in [0, 1), got {cfg.optim.momentum}")
+    _positive(cfg.optim.eta, "optim.eta")
+    _positive(cfg.optim.warmup_epochs, "optim.warmup_epochs", allow_zero=True)
+    _positive(cfg.optim.final_lr, "optim.final_lr", allow_zero=True)
+    lr, batch = cfg.optim.lr, cfg.batch_size  # (None in an encoder's stored config)
+    if lr is not None and batch is not None and cfg.optim.final_lr is not None:
+        scale = {"linear": batch / 256, "sqrt": math.sqrt(batch), "none": 1.0}
+        peak = lr * scale[cfg.optim.lr_scaling]  # optim.scaled_lr (App. B.1)
+        if cfg.optim.final_lr > peak:
+            _check(False, "optim.final_lr", f"must be at most the peak lr the cosine decays "
+                   f"from ({peak:g}: --lr {lr:g} scaled for batch {batch}), got "
+                   f"{cfg.optim.final_lr:g}")
+    for path in ("epochs", "optim.warmup_epochs"):  # counted in steps, which must fit
+        value = _get(cfg, path)
+        _check(value is None or value <= MAX_EPOCHS, path,
+               f"must be at most {MAX_EPOCHS:g}, got {value}")
+    wf = cfg.optim.warmup_fraction
+    _check(wf is None or 0 <= wf < 1, "optim.warmup_fraction", f"must lie in [0, 1), got {wf}")
+    _check(all(0 <= b < 1 for b in cfg.optim.betas), "optim.betas",
+           f"must lie in [0, 1), got {cfg.optim.betas}")
+
+
+def _validate_run(cfg: Config) -> None:
+    """The run's length, devices, data, bookkeeping and kNN monitor."""
+    _positive(cfg.batch_size, "batch_size")
+    _check(cfg.batch_size >= 2, "batch_size", f"must be at least 2, got {cfg.batch_size} "
+           "(BatchNorm in training takes its statistics from the batch)")
+    _positive(cfg.epochs, "epochs")
+    _positive(cfg.max_steps, "max_steps")
+    _positive(cfg.time_budget, "time_budget")
+    _choice(cfg.precision, ("auto", "fp32", "bf16", "fp16"), "precision")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
+        raise SettingError("device", f": unknown device {cfg.device!r} (auto, cpu, cuda, cuda:N)")
+    _choice(cfg.data.cache, ("auto", "on", "off"), "data.cache")
+    _choice(cfg.data.decoder, ("auto", "pil", "device"), "data.decoder")
+    _choice(cfg.data.store, ("full", "center"), "data.store")
+    _positive(cfg.data.load_size, "data.load_size")
+    _positive(cfg.data.workers, "data.workers", allow_zero=True)
+    _check(bool(str(cfg.data.cache_dir).strip()), "data.cache_dir",
+           "must name a folder, got an empty value")
+    _positive(cfg.threads, "threads")
+    _check(cfg.threads is None or cfg.threads <= MAX_THREADS, "threads",
+           f"must be at most {MAX_THREADS}, got {cfg.threads}")
+    _check(0 <= cfg.seed <= MAX_SEED, "seed", f"must lie in [0, 2^63 - 1], got {cfg.seed}")
+    _positive(cfg.log_every, "log_every")
+    _positive(cfg.checkpoint_every, "checkpoint_every", allow_zero=True)
+    _positive(cfg.checkpoint_minutes, "checkpoint_minutes", allow_zero=True)
+    _positive(cfg.keep_checkpoints, "keep_checkpoints")
+    _choice(cfg.nan_policy, ("stop", "skip"), "nan_policy")
+    _positive(cfg.max_bad_steps, "max_bad_steps", allow_zero=True)
+    _positive(cfg.knn_every, "knn_every")
+    _positive(cfg.knn_k, "knn_k")
+    _positive(cfg.knn_temperature, "knn_temperature")
+    if (cfg.knn_train is None) != (cfg.knn_test is None):
+        raise SimCLRError("--knn-train and --knn-test go together")
+
+
+def validate_augment(a: AugmentConfig) -> None:
+    """Check the augmentation settings (also those the evaluation commands build)."""
+    _check_finite(a, "augment.")
+    _positive(a.size, "augment.size")
+    _choice(a.interpolation, ("bilinear", "bicubic"), "augment.interpolation")
+    _choice(a.crop_sampler, CROP_SAMPLERS, "augment.crop_sampler")
+    _positive(a.color_strength, "augment.color_strength", allow_zero=True)
+    lo, hi = a.crop_scale
+    _check(0 < lo <= hi <= 1, "augment.crop_scale",
+           f"must satisfy 0 < min <= max <= 1, got {a.crop_scale}")
+    _check(0 < a.crop_ratio[0] <= a.crop_ratio[1], "augment.crop_ratio",
+           f"must satisfy 0 < min <= max, got {a.crop_ratio}")
+    _check(0 < a.cutout_frac <= 1, "augment.cutout_frac",
+           f"must lie in (0, 1], got {a.cutout_frac}")
+    _check(0 < a.blur_kernel_frac <= 1, "augment.blur_kernel_frac",
+           f"must lie in (0, 1], got {a.blur_kernel_frac}")
+    _check(0 <= a.noise_std[0] <= a.noise_std[1], "augment.noise_std",
+           f"must satisfy 0 <= min <= max, got {a.noise_std}")
+    _check(0 < a.blur_sigma[0] <= a.blur_sigma[1], "augment.blur_sigma",
+           f"must satisfy 0 < min <= max, got {a.blur_sigma}")
+    for name in ("flip_p", "color_p", "grayscale_p", "blur_p", "cutout_p", "rotate_p", "noise_p",
+                 "sobel_p"):
+        p = getattr(a, name)
+        _check(0.0 <= p <= 1.0, f"augment.{name}", f"must lie in [0, 1], got {p}")
+    for name, amount in zip(("brightness", "contrast", "saturation"), a.jitter()[:3], strict=True):
+        # Explicit, or 0.8 s: a negative colour strength is caught above.
+        _positive(amount, f"augment.{name}", allow_zero=True)
+    hue = a.jitter()[3]
+    _check(0 <= hue <= 0.5, "augment.hue" if a.hue is not None else "augment.color_strength",
+           f"gives hue jitter {hue}, which must lie in [0, 0.5]")
+    if a.asymmetric and not a.crop_resize:
+        raise SimCLRError("--asymmetric needs --crop-resize (the Fig. 5 crop is crop + resize)")
+    if a.first_op:
+        _choice(a.first_op, tuple(FIG5_OPS), "augment.first_op")
+        if not a.asymmetric:
+            raise SimCLRError("--first-op orders the Fig. 5 protocol's ops: it needs --asymmetric")
+        if not any(getattr(a, switch) for switch in FIG5_OPS[a.first_op]):
+            raise SimCLRError(f"--first-op {a.first_op}: that transformation is switched off")

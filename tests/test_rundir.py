@@ -1,0 +1,115 @@
+"""The run folder: a new run never takes another's folder, a resumed run keeps its
+length, and the metrics log reads as one run across sessions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from simclr import train
+from simclr.checkpoint import load_checkpoint
+from simclr.config import build_config, config_from_dict
+from simclr.errors import SimCLRError
+from simclr.rundir import MetricsLog
+from tests.conftest import tiny_flags
+
+
+def run(tmp_path, image_folder, cache_dir, name, **extra):
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / name, cache_dir, **extra))
+    return cfg, train.pretrain(cfg)
+
+
+def _preempted_run(cfg, at_step=4):
+    def preempt(step, stop):
+        if step == at_step:
+            stop.requested = "SIGTERM"
+
+    assert train.pretrain(cfg, on_step=preempt)["steps"] == at_step
+
+
+def test_existing_run_is_not_overwritten(tmp_path, image_folder, cache_dir):
+    run(tmp_path, image_folder, cache_dir, "once", epochs=1)
+    with pytest.raises(SimCLRError, match="already holds a run"):
+        run(tmp_path, image_folder, cache_dir, "once", epochs=1)
+    from simclr.files import lock_folder
+
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "sweep.json").write_text("[]")
+    with pytest.raises(SimCLRError, match=r"sweep is a sweep's folder \(sweep.json\); choose "
+                                          "another --out"):
+        run(tmp_path, image_folder, cache_dir, "sweep", epochs=1)
+    held = lock_folder(tmp_path / "once")  # as a live run would (--resume refused too)
+    try:
+        with pytest.raises(SimCLRError, match=r"once is in use by another simclr run \(pid "):
+            run(tmp_path, image_folder, cache_dir, "once", epochs=1)
+    finally:
+        held.close()
+
+
+def test_a_new_run_sets_aside_the_logs_of_a_run_killed_before_its_first_checkpoint(
+        tmp_path, image_folder, cache_dir, capsys):
+    dead = tmp_path / "dead"
+    (dead / "tb").mkdir(parents=True)
+    (dead / "metrics.jsonl").write_text('{"step": 0, "event": "start"}\n{"step": 10}\n')
+    (dead / "config.yaml").write_text("epochs: 100\n")
+    run(tmp_path, image_folder, cache_dir, "dead", epochs=1)
+    assert "held the logs of a run without a checkpoint; they are kept as " \
+        "metrics.previous-1.jsonl, tb.previous-1" in capsys.readouterr().out
+    lines = [json.loads(x) for x in (dead / "metrics.jsonl").read_text().splitlines()]
+    assert lines[0]["event"] == "start" and [x["step"] for x in lines] == [0, 1, 2, 3]
+    assert (dead / "metrics.previous-1.jsonl").read_text().endswith('{"step": 10}\n')
+    assert (dead / "config.previous-1.yaml").read_text() == "epochs: 100\n"
+    assert (dead / "tb.previous-1").is_dir() and (dead / "tb").is_dir()
+
+
+def test_resume_keeps_the_planned_run_length(tmp_path, image_folder, cache_dir, capsys):
+    from simclr.cli import main
+
+    run_dir = tmp_path / "run"
+    _preempted_run(build_config(flags=tiny_flags(image_folder, run_dir, cache_dir)))
+    saved_yaml = (run_dir / "config.yaml").read_text()
+    for flag, value in (("--max-steps", "3"), ("--epochs", "4"), ("--time-budget", "1h")):
+        assert main(["pretrain", "--resume", str(run_dir), flag, value]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"cannot change {flag} (" in err, err
+    # Flags it may change are checked as a new run's: the saved config stays valid.
+    for flag, value, message in (("--threads", "0", "--threads must be positive, got 0"),
+                                 ("--keep-checkpoints", "-1", "--keep-checkpoints must"),
+                                 ("--temperature", "0.5", "cannot change --temperature")):
+        assert main(["pretrain", "--resume", str(run_dir), flag, value]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    assert (run_dir / "config.yaml").read_text() == saved_yaml  # no length it did not use
+    assert load_checkpoint(run_dir / "checkpoints/last.pt")["step"] == 4
+    # The same length is no change; the checkpoint file itself names the run too.
+    assert main(["pretrain", "--resume", str(run_dir / "checkpoints/last.pt"), "--epochs", "2",
+                 "--no-progress"]) == 0
+    saved = load_checkpoint(run_dir / "checkpoints/last.pt")
+    assert saved["step"] == saved["total_steps"] == 6
+    # A run's own config.yaml is a valid --config (its recorded-only keys are skipped).
+    assert build_config(config_file=str(run_dir / "config.yaml")) == \
+        config_from_dict(saved["config"])
+
+
+def test_a_folder_holding_someone_elses_config_is_not_a_run_folder(tmp_path, image_folder,
+                                                                    cache_dir):
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "config.yaml").write_text("my: settings\n")
+    with pytest.raises(SimCLRError, match="holds config.yaml, not written by a simclr run"):
+        run(tmp_path, image_folder, cache_dir, "project", epochs=1)
+    assert (tmp_path / "project" / "config.yaml").read_text() == "my: settings\n"
+
+
+def test_a_resumed_runs_log_drops_what_was_logged_after_its_checkpoint(tmp_path):
+    """Killed at step 6 with its checkpoint at step 4: steps 5 and 6 are trained and
+    logged again, so the earlier session's lines for them go (the start line stays)."""
+    lines = [{"step": 0, "event": "start"}] + [{"step": k, "loss": 1.0 / k} for k in range(1, 7)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    log = MetricsLog(tmp_path, True, resumed_at=4)
+    log.write({"step": 4, "event": "start"})
+    log.write({"step": 5, "loss": 0.5})
+    log.close()
+    kept = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(x["step"], "event" in x) for x in kept] == [
+        (0, True), (1, False), (2, False), (3, False), (4, False), (4, True), (5, False)]

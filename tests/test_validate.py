@@ -1,0 +1,80 @@
+"""Validation: every bad value refused before work starts, in one line naming its flag."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from simclr.config import SettingError, build_config, config_from_dict
+from simclr.errors import SimCLRError
+from simclr.validate import check_scale, validate
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        ({"model.arch": "resnet17"}, "--arch"),
+        ({"model.width": "0"}, "--width must be positive"),
+        ({"model.width": "-1"}, "--width must be positive"),
+        ({"model.width": "0.01"}, "--width must be at least 1/64 (the first layers' 64 "),
+        ({"augment.size": "7"}, "--image-size must be at least 8 pixels, got 7"),
+        ({"loss.temperature": "0"}, "--temperature must be positive"),
+        ({"loss.margin": "0"}, "--margin must be positive"),
+        ({"loss.semi_hard": True}, "--semi-hard applies to --loss nt_logistic"),
+        ({"optim.lr": "-0.1"}, "--lr must be positive"),
+        ({"batch_size": "1"}, "--batch-size"),
+        ({"precision": "fp8"}, "--precision"),
+        ({"data.decoder": "gpu"}, "--decoder"),
+        ({"data.store": "crop"}, "--store"),
+        ({"augment.asymmetric": True, "augment.crop_resize": False}, "--asymmetric"),
+        ({"augment.crop_scale": "0.5,0.1"}, "--crop-scale"),
+        ({"optim.betas": "1,1"}, "--betas must lie in [0, 1)"),
+        ({"augment.cutout_frac": "2"}, "--cutout-frac"),
+        ({"augment.blur_kernel_frac": "0"}, "--blur-kernel-frac"),
+        ({"augment.noise_std": "-1,-0.5"}, "--noise-std"),
+        ({"max_bad_steps": "-1"}, "--max-bad-steps must be non-negative"),
+        ({"augment.flip_p": "2"}, "--flip-p must lie in [0, 1], got 2.0"),
+        ({"augment.crop_ratio": "2,1"}, "--crop-ratio must satisfy 0 < min <= max"),
+        ({"augment.hue": "0.6"}, "--hue gives hue jitter 0.6, which must lie in [0, 0.5]"),
+        ({"augment.color_strength": "3"}, "--color-strength gives hue jitter 0.6"),
+        ({"loss.weight": "0"}, "--loss-weight must be positive"),
+    ],
+)
+def test_bad_values_name_the_setting(flags, needle):
+    with pytest.raises(SimCLRError, match=None) as info:
+        build_config(flags=flags)
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"optim.warmup_epochs": 1e308}, "--warmup-epochs must be at most 1e+06"),
+    ({"epochs": 1e308}, "--epochs must be at most 1e+06"),
+    ({"optim.final_lr": -5.0}, "--final-lr must be non-negative"),
+    ({"optim.final_lr": float("nan")}, "--final-lr must be a finite number, got nan"),
+    ({"optim.final_lr": 0.3, "optim.lr": 0.1, "batch_size": 512},  # a cosine that rises
+     "--final-lr must be at most the peak lr the cosine decays from (0.2: --lr 0.1 "
+     "scaled for batch 512), got 0.3"),
+    ({"augment.crop_ratio": (1.0, float("inf"))}, "--crop-ratio must be a finite number"),
+    ({"augment.blur_sigma": (0.1, float("inf"))}, "--blur-sigma must be a finite number"),
+])
+def test_values_that_pass_a_range_check_but_break_the_run_are_refused(flags, message):
+    """Each passed validation and then overflowed a step count, ran with a negative lr,
+    or filled the augmentation with NaN."""
+    with pytest.raises(SimCLRError, match=re.escape(message)):
+        build_config(flags=flags)
+
+
+def test_a_stored_config_is_held_to_validity_but_not_to_a_new_runs_scale():
+    """A checkpoint's config is read through validate alone: a width below 1/64 that an
+    older run saved still loads, an impossible value does not."""
+    small = build_config(flags={"model.width": 0.25})
+    small.model.width = 0.01
+    validate(config_from_dict(small.to_dict()))  # loads
+    with pytest.raises(SettingError, match="at least 1/64"):
+        check_scale(small)  # but a new run is refused it
+    small.loss.temperature = -1.0
+    with pytest.raises(SettingError, match="--temperature must be positive") as info:
+        validate(small)
+    assert info.value.path == "loss.temperature"
