@@ -136,13 +136,29 @@ def config_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """``simclr`` and its subcommands, in the order ``--help`` lists them."""
     parser = Parser(prog="simclr", description=__doc__.splitlines()[0])
     from simclr import __version__
 
     parser.add_argument("--version", action="version", version=f"simclr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    from simclr import arguments, launch, sweep_command
-    from simclr.pretrained import LAYERS_HELP
+    from simclr import arguments, sweep_command
+
+    for add in (_add_pretrain_command, _add_embed_command, _add_predict_command,
+                _add_neighbors_command, _add_cache_command, _add_info_command):
+        add(sub)
+    arguments.add_evaluation_commands(sub, add_runtime_flags)
+    sweep_command.add_sweep_command(sub)
+    for command in sub.choices.values():  # the shared flags' help, where none was given
+        for action in command._actions:
+            if action.help is None and action.option_strings:
+                action.help = SHARED_HELP.get(action.option_strings[0])
+    return parser
+
+
+def _add_pretrain_command(sub: argparse._SubParsersAction) -> None:
+    """``simclr pretrain``: every setting of the config as a flag."""
+    from simclr import launch
 
     p = sub.add_parser(
         "pretrain", help="SimCLR pretraining on a folder of images",
@@ -163,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_flag(p)
     p.set_defaults(func=cmd_pretrain)
 
+
+def _add_embed_command(sub: argparse._SubParsersAction) -> None:
+    """``simclr embed``."""
+    from simclr.pretrained import LAYERS_HELP
+
     p = sub.add_parser("embed", help="representations (h or --layer) of each image, as .npz")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True, help="image folder (ImageFolder or flat)")
@@ -171,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", default="h", help=LAYERS_HELP)
     add_runtime_flags(p)
     p.set_defaults(func=cmd_embed)
+
+
+def _add_predict_command(sub: argparse._SubParsersAction) -> None:
+    """``simclr predict``."""
+    from simclr import arguments
 
     p = sub.add_parser("predict", help="classify each image of a folder (a linear-eval, "
                                        "finetune or supervised checkpoint), as CSV")
@@ -186,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_runtime_flags(p)
     p.set_defaults(func=cmd_predict)
 
+
+def _add_neighbors_command(sub: argparse._SubParsersAction) -> None:
+    """``simclr neighbors``."""
+    from simclr import arguments
+
     p = sub.add_parser("neighbors", help="each image's most similar images, or the near-"
                                          "duplicate pairs, from `simclr embed` features (CSV)")
     p.add_argument("--features", required=True, help="an .npz written by simclr embed")
@@ -199,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_neighbors)
 
+
+def _add_cache_command(sub: argparse._SubParsersAction) -> None:
+    """``simclr cache``."""
     p = sub.add_parser("cache", help="list the decoded caches; --clean removes stale ones")
     p.add_argument("--cache-dir", type=_folder_name, default=CACHE_DIR)
     p.add_argument("--clean", action="store_true",
@@ -209,19 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clear", action="store_true", help="remove every cache")
     p.set_defaults(func=cmd_cache)
 
+
+def _add_info_command(sub: argparse._SubParsersAction) -> None:
+    """``simclr info``."""
     p = sub.add_parser("info", help="what a run folder or checkpoint holds: status, "
                                     "progress, encoder, recipe, results")
     p.add_argument("target", metavar="RUN_OR_CHECKPOINT")
     p.add_argument("--json", action="store_true", help="the same facts as JSON")
     p.set_defaults(func=cmd_info)
-
-    arguments.add_evaluation_commands(sub, add_runtime_flags)
-    sweep_command.add_sweep_command(sub)
-    for command in sub.choices.values():  # the shared flags' help, where none was given
-        for action in command._actions:
-            if action.help is None and action.option_strings:
-                action.help = SHARED_HELP.get(action.option_strings[0])
-    return parser
 
 
 def add_runtime_flags(p: argparse.ArgumentParser) -> None:
@@ -443,24 +472,45 @@ def subcommand(parser: argparse.ArgumentParser, name: str | None) -> argparse.Ar
     return parser
 
 
+def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """The parsed arguments and the argument list they came from (``sys.argv`` unless
+    given); an unknown flag is an error of its subcommand."""
+    parser = build_parser()
+    given = argv
+    argv = attach_negative_lists(sys.argv[1:] if argv is None else list(argv))
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the subcommand (its usage, its name), not by `simclr`
+        subcommand(parser, getattr(args, "command", None)).error(
+            f"unrecognized arguments: {' '.join(unknown)}")
+    if given is not None:  # a call from Python: provenance records these arguments
+        from simclr import runtime
+
+        runtime.COMMAND_LINE = ["simclr", *argv]
+    return args, argv
+
+
+def _check_before_work(args: argparse.Namespace) -> None:
+    """What every command's flags must meet before it reads anything: a process count
+    the devices allow, one test set, device names that exist."""
+    check_processes(args)
+    if hasattr(args, "test_fraction") and (args.test is None) == (args.test_fraction is None):
+        raise SimCLRError("give --test DIR or --test-fraction F (a held-out part of --train), "
+                          "one of the two")
+    for name in ("device", "eval_device"):  # a typo fails now, not after the decoding
+        if getattr(args, name, None):
+            from simclr.runtime import resolve_device
+
+            resolve_device(getattr(args, name), "--" + name.replace("_", "-"))
+
+
 def main(argv: list[str] | None = None) -> int:
     command = "simclr"
     from simclr.launch import die_with_launcher
 
     die_with_launcher()  # a process of `--processes N`: none outlives the launcher
     try:  # Ctrl-C while torch is still importing is an interruption too, not a traceback
-        parser = build_parser()
-        given = argv
-        argv = attach_negative_lists(sys.argv[1:] if argv is None else list(argv))
-        args, unknown = parser.parse_known_args(argv)
-        if unknown:  # said by the subcommand (its usage, its name), not by `simclr`
-            subcommand(parser, getattr(args, "command", None)).error(
-                f"unrecognized arguments: {' '.join(unknown)}")
+        args, argv = _parse(argv)
         command = f"simclr {args.command}"
-        if given is not None:  # a call from Python: provenance records these arguments
-            from simclr import runtime
-
-            runtime.COMMAND_LINE = ["simclr", *argv]
         # data.py reports cache builds and skipped images through logging; under
         # torchrun rank 0 speaks for all the processes, the others only warn.
         from simclr.distributed import launched_rank
@@ -476,15 +526,7 @@ def main(argv: list[str] | None = None) -> int:
 
             device = getattr(args, "device", None) or vars(args).get("cfg:device") or "auto"
             return run(argv, args.processes, device=str(device))
-        check_processes(args)
-        if hasattr(args, "test_fraction") and (args.test is None) == (args.test_fraction is None):
-            raise SimCLRError("give --test DIR or --test-fraction F (a held-out part of --train), "
-                              "one of the two")
-        for name in ("device", "eval_device"):  # a typo fails now, not after the decoding
-            if getattr(args, name, None):
-                from simclr.runtime import resolve_device
-
-                resolve_device(getattr(args, name), "--" + name.replace("_", "-"))
+        _check_before_work(args)
         return int(args.func(args) or 0)
     except SimCLRError as exc:
         from simclr.launch import report_error
