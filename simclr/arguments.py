@@ -77,6 +77,15 @@ def _real(minimum: float, inclusive: bool, maximum: float = math.inf) -> Callabl
 _epochs = _real(0, False, MAX_EPOCHS + 1)
 
 
+def _probe_epochs(text: str) -> float:
+    """argparse type of transform-probe's MLP epochs: a positive number up to 100,000,
+    fractions allowed; a whole number stays an integer (in its results as given)."""
+    value = _real(0, False, math.inf)(text)
+    if value > 100_000:
+        raise argparse.ArgumentTypeError(f"must be at most 100000, got {text}")
+    return int(value) if value.is_integer() else value
+
+
 def _crop_flags(p: argparse.ArgumentParser, which: str = "") -> None:
     """The crops of training steps with labels (linear `sgd`, fine-tuning); None unless
     given, so the protocol's defaults apply."""
@@ -211,7 +220,7 @@ def add_transform_probe_command(sub: argparse._SubParsersAction, runtime: Runtim
     p.add_argument("--views", type=count_at_least(1, 100), default=2,
                    help="probe views per training image (at most 100: each is kept as "
                         "features)")
-    p.add_argument("--epochs", type=_epochs, default=50,
+    p.add_argument("--epochs", type=_probe_epochs, default=50,
                    help="MLP training epochs (fractions allowed)")
     p.set_defaults(func=cmd_transform_probe)
 

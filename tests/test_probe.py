@@ -118,6 +118,7 @@ def test_transform_probe_command(tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     saved = json.loads((tmp_path / "probe" / "transform_probe.json").read_text())
     assert printed["tasks"]["rotation"]["classes"] == 4 and saved["tasks"] == printed["tasks"]
+    assert saved["epochs"] == 2 and isinstance(saved["epochs"], int)  # as given: no 2.0
     assert saved["source"] == {"checkpoint": str(ckpt.resolve()), "kind": "pretrain",
                                "step": None, "features": "pretrained",
                                "layer": "h and z"}  # a step-less file
@@ -130,3 +131,21 @@ def test_transform_probe_command(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "needs a pretraining checkpoint (encoder and projection " \
         f"head); {ckpt} is of kind 'encoder'" in err, err
+
+
+@pytest.mark.parametrize("value, message", [("0", "must be > 0"), ("-1", "must be > 0"),
+                                            ("200000", "must be at most 100000"),
+                                            ("abc", "expected a number")])
+def test_transform_probe_epochs_are_checked(value, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["transform-probe", "--checkpoint", "x", "--train", "x", "--test", "x",
+              "--epochs", value])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_transform_probe_epochs_take_fractions():
+    from simclr.cli import build_parser
+
+    args = build_parser().parse_args(["transform-probe", "--checkpoint", "x", "--train", "x",
+                                      "--test", "x", "--epochs", "0.5"])
+    assert args.epochs == 0.5
