@@ -1,0 +1,163 @@
+"""Tests for simclr.sweep_command: the `simclr sweep` command's flags checked before the
+first cell trains, and each cell's evaluation (its folders, cache, layer)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from simclr.cli import main
+from tests.conftest import make_image_folder
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_sweep_command_needs_evaluation_folders_for_image_data(tmp_path, image_folder, capsys):
+    code = main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
+                 "--out", str(tmp_path / "sw")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--eval-train" in err
+
+
+def test_sweep_checks_evaluation_folders_before_training(tmp_path, image_folder, capsys):
+    code = main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
+                 "--eval-train", str(tmp_path / "missing"), "--eval-test", str(image_folder),
+                 "--out", str(tmp_path / "sw")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--eval-train: folder not found" in err
+    assert not (tmp_path / "sw").exists()
+    other = make_image_folder(tmp_path / "other", classes=3, per_class=2)
+    code = main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
+                 "--eval-train", str(image_folder), "--eval-test", str(other),
+                 "--out", str(tmp_path / "sw")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--eval-train and --eval-test have different classes" in err
+    assert not (tmp_path / "sw").exists()
+
+
+def test_sweep_evaluation_decodes_into_the_pretraining_cache_dir(tmp_path, image_folder,
+                                                                  monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cache = tmp_path / "cache"
+    code = main(["sweep", "--set", "temperature=0.5", "--data", str(image_folder),
+                 "--arch", "resnet18", "--width", "0.125", "--image-size", "16",
+                 "--batch-size", "8", "--epochs", "1", "--precision", "fp32", "--device", "cpu",
+                 "--no-progress", "--workers", "0", "--cache-dir", str(cache), "--eval", "knn",
+                 "--eval-train", str(image_folder), "--eval-test", str(image_folder),
+                 "--eval-device", "cpu", "--eval-precision", "fp32", "--eval-workers", "0",
+                 "--out", str(tmp_path / "sw")])
+    assert code == 0, capsys.readouterr().err
+    assert "knn_top1" in capsys.readouterr().out
+    assert list(cache.iterdir()) and not (tmp_path / "home/.cache/simclr").exists()
+
+
+def test_a_cached_evaluation_is_reused_only_on_the_same_folders(tmp_path, image_folder,
+                                                                monkeypatch, capsys):
+    """A sweep rerun with another --eval-test used to report the old cell's knn.json."""
+    monkeypatch.chdir(tmp_path)
+    other = make_image_folder(tmp_path / "other", classes=2, per_class=3, seed=1)
+
+    def sweep(train, test):
+        code = main(["sweep", "--set", "temperature=0.5", "--data", str(image_folder),
+                     "--arch", "resnet18", "--width", "0.125", "--image-size", "16",
+                     "--batch-size", "8", "--epochs", "1", "--precision", "fp32",
+                     "--device", "cpu", "--no-progress", "--workers", "0",
+                     "--cache-dir", str(tmp_path / "cache"), "--eval", "knn",
+                     "--eval-train", str(train), "--eval-test", str(test),
+                     "--eval-device", "cpu", "--eval-precision", "fp32",
+                     "--workers-eval", "0", "--out", str(tmp_path / "sw")])
+        assert code == 0
+        return json.loads((tmp_path / "sw/temperature=0.5/knn.json").read_text())
+
+    first = sweep(image_folder, image_folder)
+    assert first["num_test"] == 24
+    assert first["evaluated_on"] == {"train": str(image_folder), "test": str(image_folder),
+                                     "transform": "2"}
+    capsys.readouterr()
+    second = sweep(image_folder, other)  # evaluated again, the earlier result kept
+    assert second["num_test"] == 6 and second["evaluated_on"]["test"] == str(other)
+    cell = tmp_path / "sw/temperature=0.5"
+    assert json.loads((cell / "knn.previous-1.json").read_text()) == first
+    assert (cell / "knn_confusion.previous-1.png").is_file()
+    err = capsys.readouterr().err
+    assert f"knn.json was computed on another test set ({image_folder}); evaluating again" in err
+    stamp = (cell / "knn.json").stat().st_mtime_ns
+    assert sweep(image_folder, "other") == second  # the same folder, typed relative: reused
+    assert (cell / "knn.json").stat().st_mtime_ns == stamp
+    del second["evaluated_on"]  # as cached before the folders were recorded: not trusted
+    (cell / "knn.json").write_text(json.dumps(second))
+    assert sweep(image_folder, other)["evaluated_on"]["test"] == str(other)
+    assert (cell / "knn.previous-2.json").is_file()
+    third = json.loads((cell / "knn.json").read_text())
+    del third["evaluated_on"]["transform"]  # computed before the evaluation transform changed
+    (cell / "knn.json").write_text(json.dumps(third))
+    capsys.readouterr()
+    sweep(image_folder, other)
+    assert (cell / "knn.previous-3.json").is_file()
+    assert "knn.json was computed with an earlier evaluation transform" in capsys.readouterr().err
+
+
+def test_a_flag_also_swept_is_refused(tmp_path, image_folder, capsys):
+    code = main(["sweep", "--temperature", "0.3", "--set", "temperature=0.1,0.2", "--data",
+                 str(image_folder), "--out", str(tmp_path / "sw"), "--eval", "none"])
+    assert code == 2 and not (tmp_path / "sw").exists()
+    assert capsys.readouterr().err == ("simclr sweep: error: --temperature is also swept (by "
+                                       "temperature), which would replace it in every cell; "
+                                       "give it once\n")
+
+
+def test_cells_are_scored_on_the_layer_asked_for(tmp_path, image_folder, capsys):
+    """Sec. 4.2's h against z: --eval-layer z scores each cell's z, as `simclr knn --layer
+    z` of that cell does; a rerun on h evaluates again; a head layer a cell lacks is
+    refused before anything trains."""
+    common = ["--data", str(image_folder), "--arch", "resnet18", "--width", "0.125",
+              "--image-size", "16", "--batch-size", "8", "--epochs", "1", "--precision",
+              "fp32", "--device", "cpu", "--no-progress", "--workers", "0", "--cache-dir",
+              str(tmp_path / "cache"), "--eval-train", str(image_folder), "--eval-test",
+              str(image_folder), "--eval-device", "cpu", "--eval-precision", "fp32",
+              "--eval-workers", "0", "--out", str(tmp_path / "sw")]
+    assert main(["sweep", "--set", "head=mlp,linear", *common, "--eval-layer", "g3"]) == 2
+    assert "--eval-layer g3: the cell head=mlp has a projection head of 2 layers" in \
+        capsys.readouterr().err and not (tmp_path / "sw").exists()
+    assert main(["sweep", "--set", "head=mlp,linear", *common, "--eval-layer", "z"]) == 0
+    rows = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    capsys.readouterr()
+    for row in rows:
+        cell = tmp_path / "sw" / row["cell"]
+        assert json.loads((cell / "knn.json").read_text())["source"]["layer"] == "z"
+        assert main(["knn", "--checkpoint", str(cell), "--layer", "z", "--train",
+                     str(image_folder), "--test", str(image_folder), "--device", "cpu",
+                     "--precision", "fp32", "--workers", "0", "--cache-dir",
+                     str(tmp_path / "cache"), "--out", str(tmp_path / f"z-{row['head']}")]) == 0
+        alone = json.loads((tmp_path / f"z-{row['head']}" / "knn.json").read_text())
+        assert row["knn_z_top1"] == alone["top1"]
+    capsys.readouterr()
+    assert main(["sweep", "--set", "head=mlp,linear", *common]) == 0
+    said = capsys.readouterr()
+    assert "knn.json was computed on z, not h; evaluating again" in said.err
+    assert all("knn_top1" in row for row in
+               json.loads((tmp_path / "sw" / "sweep.json").read_text()))
+
+
+def test_a_sweep_is_refused_over_what_it_reads_and_over_a_budgets_epochs(tmp_path, capsys):
+    """Nothing written: not inside the data folder, not beside its train/ and test/ (the
+    parent would stop reading as splits); an epochs axis under a time budget (the budget
+    sets the length) and an axis with no effect in any cell are refused."""
+    for split in ("train", "test"):
+        make_image_folder(tmp_path / "d" / split, classes=2, per_class=4)
+    common = ["--data", str(tmp_path / "d" / "train"), "--batch-size", "8", "--eval", "none"]
+    for out, needle in ((tmp_path / "d", "as a split"),
+                        (tmp_path / "d" / "train" / "sw", "lies inside the --data folder")):
+        assert main(["sweep", "--set", "temperature=0.2,0.5", *common, "--out", str(out)]) == 2
+        assert needle in capsys.readouterr().err
+    assert not (tmp_path / "d" / "sweep.json").exists()
+    assert not (tmp_path / "d" / "train" / "sw").exists()
+    out = ["--out", str(tmp_path / "sw")]
+    assert main(["sweep", "--set", "epochs=1,2", "--time-budget", "60", *common, *out]) == 2
+    assert "--set epochs: under --time-budget the budget sets" in capsys.readouterr().err
+    assert main(["sweep", "--set", "knn-k=10,20", *common, *out]) == 2
+    assert capsys.readouterr().err.endswith(
+        "--set knn-k: --knn-k has no effect in any cell: there is no kNN monitor: "
+        "--knn-train and --knn-test make one; leave it out\n")
+    assert not (tmp_path / "sw").exists()
