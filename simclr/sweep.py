@@ -349,11 +349,13 @@ def run_sweep(
         check_not_inside(root, {"--data": cfg.data.path, "--knn-train": cfg.knn_train,
                                 "--knn-test": cfg.knn_test}, "sweep")
     check_batches(cells, configs)
+    resolved = []
     for cell, cfg in zip(cells, configs, strict=True):  # all before the first cell trains
         try:
-            check_cell_inputs(cfg, processes)
+            resolved.append(check_cell_inputs(cfg, processes))
         except SimCLRError as exc:
             raise SimCLRError(f"cell {cell.name}: {exc}") from None
+    check_cells_differ(cells, configs, resolved)
     root.mkdir(parents=True, exist_ok=True)
     _keep_other_grid(root, {c.name for c in cells})
     table = _write_summary(root, axes, cells)  # the plan, every cell pending
@@ -408,10 +410,11 @@ def _result(cell: Cell) -> dict[str, Any]:
     return {(f"trained_{k}" if k in cell.labels else k): v for k, v in result.items()}
 
 
-def check_cell_inputs(cfg: Config, processes: int | None = None) -> None:
+def check_cell_inputs(cfg: Config, processes: int | None = None) -> tuple[str, str]:
     """What a cell's launch by ``processes`` (GPUs, batch shares) and its pretraining
     (device, precision, kNN monitor folders, initial weights) would check before
-    decoding: here before the first cell trains."""
+    decoding: here before the first cell trains. Returns the (device, precision) the
+    cell's ``auto`` values resolve to on this machine."""
     from simclr.checkpoint import checkpoint_file
     from simclr.distributed import check_divisible
     from simclr.runtime import check_gpu_per_process, resolve_device, resolve_precision
@@ -420,13 +423,39 @@ def check_cell_inputs(cfg: Config, processes: int | None = None) -> None:
     if processes and processes > 1:
         check_gpu_per_process(cfg.device, processes)
         check_divisible(cfg.batch_size, processes)
-    resolve_precision(cfg.precision, resolve_device(cfg.device))
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
     check_knn_folders(cfg)
     if cfg.init_from:
         try:
             checkpoint_file(cfg.init_from)
         except SimCLRError as exc:
             raise SimCLRError(f"--init-from: {exc}") from None
+    return str(device), precision
+
+
+RESOLVED = ("device", "precision")  # settings whose `auto` becomes one of the others here
+
+
+def check_cells_differ(cells: list[Cell], configs: list[Config],
+                       resolved: list[tuple[str, str]]) -> None:
+    """Cells whose settings differ only in values that resolve alike on this machine
+    (``precision=auto,fp32`` on a CPU without bf16, ``device=auto,cpu`` without a GPU)
+    would train the same run twice: refused, naming both, before anything trains.
+    ``resolved``: each cell's (device, precision) from :func:`check_cell_inputs`."""
+    seen: dict[str, tuple[Cell, Config]] = {}
+    for cell, cfg, values in zip(cells, configs, resolved, strict=True):
+        settings = {**cfg.to_dict(), **dict(zip(RESOLVED, values, strict=True))}
+        del settings["out"]
+        key = json.dumps(settings, sort_keys=True, default=str)
+        if key in seen:
+            other, other_cfg = seen[key]
+            alike = [f"--{name} {getattr(other_cfg, name)} and {getattr(cfg, name)} are both "
+                     f"{value} here" for name, value in zip(RESOLVED, values, strict=True)
+                     if getattr(other_cfg, name) != getattr(cfg, name)]
+            raise SimCLRError(f"cells {other.name} and {cell.name} would train the same run on "
+                              f"this machine ({'; '.join(alike)}); leave one of the values out")
+        seen[key] = (cell, cfg)
 
 
 def check_not_swept_twice(axes: list[Axis], flags: dict[str, Any]) -> None:

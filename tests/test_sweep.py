@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +160,40 @@ def test_a_diverging_cell_is_recorded_and_the_sweep_goes_on(tmp_path, image_fold
     again, _ = run_sweep(axes, tmp_path / "b", preset=None, config=None, flags=flags,
                          evaluate=None)  # recorded: not trained again
     assert again[0].result == cells[0].result
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_cells_that_resolve_to_the_same_run_here_are_refused(tmp_path, image_folder, cache_dir,
+                                                             monkeypatch, bf16):
+    """precision=auto,fp32 trains one run twice on a CPU without bf16 (auto is fp32
+    there): refused before anything runs; with bf16, auto is another run (kept)."""
+    from simclr import runtime
+    from simclr.sweep import cell_configs, check_cell_inputs, check_cells_differ
+
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: bf16)
+    monkeypatch.setattr(runtime, "_warn_emulated_bf16", lambda: None)
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    for key in ("out", "precision"):
+        flags.pop(key)
+    cells, configs = cell_configs([parse_axis("precision=auto,fp32,bf16")], tmp_path / "sw",
+                                  None, None, flags)
+    resolved = [check_cell_inputs(cfg) for cfg in configs]
+    assert resolved == [("cpu", "bf16" if bf16 else "fp32"), ("cpu", "fp32"), ("cpu", "bf16")]
+    if bf16:  # auto is bf16 here: then auto and bf16 are one run
+        message = ("cells precision=auto and precision=bf16 would train the same run on this "
+                   "machine (--precision auto and bf16 are both bf16 here)")
+    else:
+        message = ("cells precision=auto and precision=fp32 would train the same run on this "
+                   "machine (--precision auto and fp32 are both fp32 here)")
+    with pytest.raises(SimCLRError, match=re.escape(message)):
+        check_cells_differ(cells, configs, resolved)
+    with pytest.raises(SimCLRError, match=re.escape(message)):  # as the sweep itself says
+        run_sweep([parse_axis("precision=auto,fp32,bf16")], tmp_path / "sw", preset=None,
+                  config=None, flags=flags, evaluate=None)
+    assert not (tmp_path / "sw").exists()
+    two = [0, 1] if bf16 else [0, 2]  # auto beside the precision it is not: two runs
+    check_cells_differ([cells[i] for i in two], [configs[i] for i in two],
+                       [resolved[i] for i in two])
 
 
 def test_fig5_pairs_switch_on_exactly_their_transformations(tmp_path):
