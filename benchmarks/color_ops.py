@@ -1,11 +1,12 @@
-"""How far torchvision's contrast and saturation ops (which simclr's batched jitter
-implements) are from TensorFlow's, which the official code calls, at equal factors.
+"""How far torchvision's contrast and saturation ops (``--color-ops torchvision``, the
+default) are from TensorFlow's (``--color-ops official``, the official code's), at equal
+factors.
 
 TensorFlow's ``adjust_saturation`` scales S in HSV (clipped to [0, 1]); its
 ``adjust_contrast`` moves each channel about that channel's own mean (the official
 code clips after each op). torchvision blends with the grayscale image (saturation)
-or with the mean of the grayscale (contrast). TensorFlow is not needed: its two ops
-are written here from their documented definitions.
+or with the mean of the grayscale (contrast). TensorFlow's are simclr's batched
+kernels for ``--color-ops official`` (tested against colorsys and TensorFlow itself).
 
     python benchmarks/color_ops.py [--data ../shared/data/cifar10/test] [--images 200]
 
@@ -19,20 +20,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from matplotlib.colors import hsv_to_rgb, rgb_to_hsv
 from PIL import Image
 from torchvision.transforms.v2 import functional as tvf
 
-
-def tf_saturation(x: torch.Tensor, factor: float) -> torch.Tensor:
-    hsv = rgb_to_hsv(x.permute(0, 2, 3, 1).numpy())
-    hsv[..., 1] = np.clip(hsv[..., 1] * factor, 0.0, 1.0)
-    return torch.from_numpy(hsv_to_rgb(hsv)).permute(0, 3, 1, 2)
+from simclr.augment_ops import F_CONTRAST, F_SAT, N_FLOATS, contrast_channels_, saturation_hsv_
 
 
-def tf_contrast(x: torch.Tensor, factor: float) -> torch.Tensor:
-    mean = x.mean(dim=(2, 3), keepdim=True)
-    return ((x - mean) * factor + mean).clamp(0.0, 1.0)
+def tf_op(op, x: torch.Tensor, factor: float) -> torch.Tensor:
+    table = torch.zeros(len(x), N_FLOATS)
+    table[:, F_SAT] = table[:, F_CONTRAST] = factor
+    out = x.clone()
+    op(out, table, None)
+    return out
 
 
 def main() -> None:
@@ -51,8 +50,8 @@ def main() -> None:
     print("| factor | saturation mean abs diff | contrast mean abs diff |")
     print("|---|---|---|")
     for factor in (0.2, 0.6, 1.4, 1.8):  # s = 1: factors in [0.2, 1.8]
-        sat = (tvf.adjust_saturation(x, factor) - tf_saturation(x, factor)).abs().mean()
-        con = (tvf.adjust_contrast(x, factor) - tf_contrast(x, factor)).abs().mean()
+        sat = (tvf.adjust_saturation(x, factor) - tf_op(saturation_hsv_, x, factor)).abs().mean()
+        con = (tvf.adjust_contrast(x, factor) - tf_op(contrast_channels_, x, factor)).abs().mean()
         print(f"| {factor} | {float(sat):.4f} | {float(con):.4f} |")
 
 

@@ -61,6 +61,7 @@ from simclr.augment_ops import (
     blur_,
     brightness_,
     contrast_,
+    contrast_channels_,
     crop_resize,
     cutout_,
     float_table,
@@ -71,6 +72,7 @@ from simclr.augment_ops import (
     recrop_,
     rotate_,
     saturation_,
+    saturation_hsv_,
     sobel,
     sobel_,
 )
@@ -90,7 +92,8 @@ from simclr.decode import EVAL_CROP_FRACTION, eval_side
 __all__ = [
     "PERMUTATIONS", "TwoViewAugment", "ViewParams", "adjust_hue", "apply_params",
     "blur_kernel_size", "cutout_side", "eval_resize", "noise_field", "op_order", "picture_hw",
-    "reference_augment", "sample_params", "sobel", "to_stored", "uniforms",
+    "reference_augment", "sample_params", "sobel", "tf_contrast", "tf_saturation", "to_stored",
+    "uniforms",
 ]
 
 # ------------------------------------------------------------------ staged application
@@ -127,7 +130,9 @@ def _stages(p: ViewParams, cfg: AugmentConfig) -> list[_Stage]:
     """The pipeline after the first crop/resize/flip as stages; unused ones dropped."""
     active = np.array([amount > 0 for amount in cfg.jitter()])  # torchvision skips 0 amounts
     color, order = p.color.numpy(), p.order.numpy()
-    jitter_ops = [(0, 1, brightness_), (1, 2, contrast_), (2, 3, saturation_), (3, 4, hue_)]
+    official = cfg.color_ops == "official"  # TensorFlow's contrast and saturation
+    jitter_ops = [(0, 1, brightness_), (1, 2, contrast_channels_ if official else contrast_),
+                  (2, 3, saturation_hsv_ if official else saturation_), (3, 4, hue_)]
     jitter = [_Stage(np.where(color & active[order[:, k]], order[:, k], 4), list(jitter_ops))
               for k in range(4)]  # key 4: no jitter op at this position
     gray, blur = p.gray.numpy().astype(np.int64), p.blur.numpy().astype(np.int64)
@@ -294,7 +299,9 @@ def reference_augment(image: Tensor, params: ViewParams, i: int, cfg: AugmentCon
     image: uint8 (3, H, W) CPU -> float32 (3, S, S). ``resized_crop`` (antialias off,
     as the batched path and the official code) with sample i's box, ``horizontal_flip``,
     then the groups in :func:`op_order`: ``torch.rot90``; ``adjust_brightness/contrast/
-    saturation/hue`` in the sample's order and ``rgb_to_grayscale``; ``gaussian_blur``;
+    saturation/hue`` (contrast and saturation :func:`tf_contrast` / :func:`tf_saturation`
+    with ``color_ops="official"``) in the sample's order, each clipped, and
+    ``rgb_to_grayscale``; ``gaussian_blur``;
     sobel; noise; cutout (and the second ``resized_crop`` + flip of a re-cropped view).
     """
     from torchvision.transforms import InterpolationMode
@@ -327,9 +334,11 @@ def reference_augment(image: Tensor, params: ViewParams, i: int, cfg: AugmentCon
         if params.color[i]:
             ops = (tvf.adjust_brightness, tvf.adjust_contrast, tvf.adjust_saturation,
                    tvf.adjust_hue)
+            if cfg.color_ops == "official":
+                ops = (tvf.adjust_brightness, tf_contrast, tf_saturation, tvf.adjust_hue)
             for op_id in params.order[i].tolist():
                 if cfg.jitter()[op_id] > 0:
-                    x = ops[op_id](x, float(params.factors[i, op_id]))
+                    x = ops[op_id](x, float(params.factors[i, op_id])).clamp(0.0, 1.0)
         return tvf.rgb_to_grayscale(x, num_output_channels=3) if params.gray[i] else x
 
     def blur(x: Tensor) -> Tensor:
@@ -361,6 +370,37 @@ def reference_augment(image: Tensor, params: ViewParams, i: int, cfg: AugmentCon
     for name in op_order(cfg):
         x = groups[name](x)
     return x
+
+
+def tf_contrast(x: Tensor, factor: float) -> Tensor:
+    """TensorFlow's ``adjust_contrast`` of one image (3, H, W): each channel about its
+    own mean (the reference for ``color_ops="official"``; the official code clips)."""
+    mean = x.mean(dim=(-2, -1), keepdim=True)
+    return (x - mean) * factor + mean
+
+
+def tf_saturation(x: Tensor, factor: float) -> Tensor:
+    """TensorFlow's ``adjust_saturation`` of one image (3, H, W) in [0, 1], step by step
+    as its kernel: RGB -> HSV, S <- clip(S * factor, 0, 1), HSV -> RGB (textbook sector
+    formulas, independent of the batched kernel's closed form)."""
+    r, g, b = x.unbind(0)
+    v = x.amax(dim=0)
+    chroma = v - x.amin(dim=0)
+    s = torch.where(v > 0, chroma / v.clamp(min=1e-12), torch.zeros_like(v))
+    safe = chroma.clamp(min=1e-12)
+    h = torch.where(v == r, (g - b) / safe, torch.where(v == g, 2 + (b - r) / safe,
+                                                        4 + (r - g) / safe))
+    h = torch.where(chroma > 0, (h / 6) % 1.0, torch.zeros_like(h))
+    s = (s * factor).clamp(0.0, 1.0)
+    sector = torch.floor(h * 6)
+    frac = h * 6 - sector
+    p, q, t = v * (1 - s), v * (1 - s * frac), v * (1 - s * (1 - frac))
+    sector = sector.long() % 6
+    table = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)]
+    out = torch.zeros_like(x)
+    for k, rgb in enumerate(table):
+        out = torch.where(sector == k, torch.stack(rgb), out)
+    return out
 
 
 # ------------------------------------------------------------------------- evaluation

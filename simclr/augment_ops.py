@@ -202,6 +202,31 @@ def saturation_(x: Tensor, f: Tensor, keys: Tensor) -> None:
     x.mul_(factor).add_(gray).clamp_(0.0, 1.0)
 
 
+def contrast_channels_(x: Tensor, f: Tensor, keys: Tensor) -> None:
+    """TensorFlow's ``adjust_contrast`` (the official code's): each channel moves about
+    its own mean over the image, ``(x - mean_c) * factor + mean_c``, then the clip."""
+    factor = _col(f, F_CONTRAST)
+    mean = x.mean(dim=(2, 3), keepdim=True)  # (n, 3, 1, 1)
+    x.mul_(factor).add_(mean * (1.0 - factor)).clamp_(0.0, 1.0)
+
+
+def saturation_hsv_(x: Tensor, f: Tensor, keys: Tensor) -> None:
+    """TensorFlow's ``adjust_saturation`` (the official code's): S of HSV scaled by the
+    factor and clipped to [0, 1], hue and value kept.
+
+    Without materialising HSV: with V = max and m = min over the channels, keeping H
+    and V while S = (V - m) / V becomes S' = min(factor * S, 1) maps every channel c
+    to ``V - k (V - c)`` with ``k = S' / S = min(factor, V / (V - m))`` (the middle
+    channel keeps its place between min and max, which is what fixes H). Gray pixels
+    (V = m) stay as they are.
+    """
+    value = x.amax(dim=1, keepdim=True)
+    chroma = value - x.amin(dim=1, keepdim=True)
+    k = torch.minimum(_col(f, F_SAT), value / chroma.clamp(min=1e-12))
+    # x <- k * x + (1 - k) * V; 0 <= result <= V, so the clip changes nothing.
+    x.mul_(k).add_(value * (1.0 - k)).clamp_(0.0, 1.0)
+
+
 def hue_(x: Tensor, f: Tensor, keys: Tensor) -> None:
     adjust_hue(x, f[:, F_HUE], out=x)  # x is only read before the last op writes it
 

@@ -30,6 +30,7 @@ ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 
 CROP_SAMPLERS = ("torchvision", "official")
+COLOR_OPS = ("torchvision", "official")
 
 
 @dataclass
@@ -61,6 +62,10 @@ class AugmentConfig:
     saturation: float | None = None  # default 0.8 s
     hue: float | None = None  # default 0.2 s
     color_random_order: bool = True  # the four jitter ops in random order per image
+    # Which definitions of contrast and saturation: "torchvision" (ColorJitter's: blend
+    # with the grayscale image / its mean) or "official" (TensorFlow's, as the official
+    # data_util.py calls them: each channel about its own mean / S scaled in HSV).
+    color_ops: str = "torchvision"
     grayscale: bool = True  # random conversion to grayscale
     grayscale_p: float = 0.2  # probability per view
     blur: bool = True  # gaussian blur (the paper: ImageNet only, not CIFAR)

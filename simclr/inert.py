@@ -20,7 +20,7 @@ from simclr.config import ARCHS, Config, SettingError, flag_of
 GATED_BY: dict[str, tuple[str, ...]] = {
     "flip": ("flip_p",),
     "color": ("color_p", "color_strength", "brightness", "contrast", "saturation", "hue",
-              "color_random_order"),
+              "color_random_order", "color_ops"),
     "grayscale": ("grayscale_p",),
     "blur": ("blur_p", "blur_sigma", "blur_kernel_frac"),
     "cutout": ("cutout_p", "cutout_frac"),
@@ -99,6 +99,9 @@ def _inert_augment(cfg: Config) -> dict[str, str]:
                 inert[f"augment.{name}"] = "every colour jitter amount is 0"
         elif acting == 1:
             inert["augment.color_random_order"] = "only one colour jitter amount is not 0"
+        _, contrast, saturation, _ = aug.jitter()
+        if contrast == 0 and saturation == 0:  # color_ops defines only these two ops
+            inert["augment.color_ops"] = "it defines contrast and saturation, both 0 here"
         if all(getattr(aug, name) is not None for name in JITTER):
             inert["augment.color_strength"] = "--brightness, --contrast, --saturation and " \
                                               "--hue are all given"

@@ -14,15 +14,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper's ImageNet recipe (Sec. 3, App. B.1): ResNet-50, batch 4096, LARS,
     # lr 0.3 x B/256, wd 1e-6, tau 0.1, strength 1 with blur, 100 epochs (ablations);
     # as the official code ran it: BN in the head, the loss summed over both directions,
-    # its crop sampler (sample_distorted_bounding_box), and crops drawn at about the
-    # photos' own resolution (the official code crops the decoded file): pictures stored
-    # at 384 px, near ImageNet's typical short side (500x375), where the automatic
-    # 1.15 x 224 = 258 px would resample a small crop from about 2/3 of the pixels a
-    # crop of the file has.
+    # its crop sampler (sample_distorted_bounding_box) and colour ops (TensorFlow's
+    # contrast and saturation), and crops drawn at about the photos' own resolution (the
+    # official code crops the decoded file): pictures stored at 384 px, near ImageNet's
+    # typical short side (500x375), where the automatic 1.15 x 224 = 258 px would
+    # resample a small crop from about 2/3 of the pixels a crop of the file has.
     "imagenet": {
         "model": {"arch": "resnet50", "width": 1.0, "head_batch_norm": True},
         "augment": {"size": 224, "color_strength": 1.0, "blur": True,
-                    "crop_sampler": "official"},
+                    "crop_sampler": "official", "color_ops": "official"},
         "loss": {"temperature": 0.1, "weight": 2.0},
         "data": {"load_size": 384},
         "optim": {"name": "lars", "lr_scaling": "linear", "weight_decay": 1e-6},
@@ -31,12 +31,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # The official code's CIFAR-10 recipe (its README; about 91% linear): ResNet-18 with
     # the CIFAR stem, batch 512, lr 1.0 (linear), wd 1e-4, tau 0.5, s 0.5, no blur, BN
-    # in the head, the loss summed over both directions. (The paper's App. B.9 trains a
-    # ResNet-50 with the CIFAR stem instead: `--arch resnet50`, 94.0%.)
+    # in the head, the loss summed over both directions, its crop sampler and colour
+    # ops. (The paper's App. B.9 trains a ResNet-50 with the CIFAR stem instead:
+    # `--arch resnet50`, 94.0%.)
     "cifar10": {
         "model": {"arch": "resnet18", "width": 1.0, "head_batch_norm": True},
         "augment": {"size": 32, "color_strength": 0.5, "blur": False,
-                    "crop_sampler": "official"},
+                    "crop_sampler": "official", "color_ops": "official"},
         "loss": {"temperature": 0.5, "weight": 2.0},
         "optim": {"name": "lars", "lr": 1.0, "lr_scaling": "linear", "weight_decay": 1e-4},
         "batch_size": 512,

@@ -18,6 +18,7 @@ from typing import Any
 
 from simclr.config import (
     ARCHS,
+    COLOR_OPS,
     CROP_SAMPLERS,
     FIG5_OPS,
     MAX_EPOCHS,
@@ -190,6 +191,7 @@ def validate_augment(a: AugmentConfig) -> None:
     _positive(a.size, "augment.size")
     _choice(a.interpolation, ("bilinear", "bicubic"), "augment.interpolation")
     _choice(a.crop_sampler, CROP_SAMPLERS, "augment.crop_sampler")
+    _choice(a.color_ops, COLOR_OPS, "augment.color_ops")
     _positive(a.color_strength, "augment.color_strength", allow_zero=True)
     lo, hi = a.crop_scale
     _check(0 < lo <= hi <= 1, "augment.crop_scale",

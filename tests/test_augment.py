@@ -2,8 +2,9 @@
 
 References are independent of the code under test: torchvision's own
 ``RandomResizedCrop.get_params`` for the crop distribution, torchvision's per-image
-functional ops for the pipeline, ``colorsys`` (float64) for the hue, float64 gaussian
-kernels and hand-built images for blur, padding, rotation and cutout.
+functional ops for the pipeline, ``colorsys`` (float64) for the hue and TensorFlow's
+saturation (and TensorFlow itself where installed), float64 gaussian kernels and
+hand-built images for blur, padding, rotation and cutout.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from PIL import Image
 from scipy import stats
 
 from simclr import augment as A
+from simclr import augment_ops as K
 from simclr.config import FIG5_OPS, AugmentConfig
 from simclr.decode import fit_square_tensor
 from simclr.errors import SimCLRError
@@ -185,7 +187,9 @@ CASES = {
     "blur": dict(OFF, blur=True),
     "crop_without_resize": dict(OFF, crop=True, crop_resize=False),
     "rotate_cutout_noise_sobel": dict(OFF, rotate=True, cutout=True, noise=True, sobel=True),
+    "color_official": dict(OFF, color=True, color_ops="official"),
     "all_default": dict(),
+    "all_official": dict(crop_sampler="official", color_ops="official"),
     "all_ablation_ops": dict(rotate=True, cutout=True, noise=True, sobel=True, sobel_p=0.2),
 }
 
@@ -337,6 +341,68 @@ def test_grayscale_weights_and_color_ops_on_known_pixels():
     assert torch.allclose(out, (f * px + (1 - f) * luma).clamp(0, 1), atol=1e-6)
 
 
+def _hsv_saturation_loop(x: torch.Tensor, factor: float) -> torch.Tensor:
+    """TF's adjust_saturation by its definition, pixel by pixel in float64 (colorsys)."""
+    out = torch.empty_like(x, dtype=torch.float64)
+    for n, i, j in np.ndindex(x.shape[0], x.shape[2], x.shape[3]):
+        h, s, v = colorsys.rgb_to_hsv(*x[n, :, i, j].double().tolist())
+        out[n, :, i, j] = torch.tensor(colorsys.hsv_to_rgb(h, min(s * factor, 1.0), v))
+    return out
+
+
+def test_official_color_ops_match_their_definitions():
+    """color_ops="official": TF's saturation (S of HSV scaled, clipped) against colorsys
+    in float64, and TF's contrast (each channel about its own mean) by hand, for the
+    batched kernels and the per-image reference alike; gray, black and saturated pixels
+    included, factors on both sides of 1 and past the clip of S."""
+    x = _images(3, 6).float() / 255
+    x[0, :, 0, 0] = 0.5  # gray
+    x[1, :, 0, 0] = 0.0  # black
+    x[2, :, 0, 0] = torch.tensor([1.0, 0.0, 0.25])  # S = 1 already
+    for factor in (0.2, 0.9, 1.0, 1.6, 3.0):
+        table = torch.zeros(3, K.N_FLOATS)
+        table[:, K.F_SAT] = table[:, K.F_CONTRAST] = factor
+        expected = _hsv_saturation_loop(x, factor)
+        got = x.clone()
+        K.saturation_hsv_(got, table, None)
+        assert (got.double() - expected).abs().max() < 1e-6, factor
+        ref = torch.stack([A.tf_saturation(image, factor) for image in x])
+        assert (ref.double() - expected).abs().max() < 1e-6, factor
+        mean = x.double().mean(dim=(2, 3), keepdim=True)
+        expected = ((x.double() - mean) * factor + mean).clamp(0, 1)
+        got = x.clone()
+        K.contrast_channels_(got, table, None)
+        assert (got.double() - expected).abs().max() < 1e-6, factor
+
+
+def test_official_color_ops_differ_from_torchvision_where_defined_apart():
+    """The switch reaches the views: same draws, other contrast and saturation; a jitter
+    of brightness and hue only (defined alike) gives the same views."""
+    images = _images(16, 32)
+    for jitter, same in ((dict(), False), (dict(contrast=0.0, saturation=0.0), True)):
+        views = []
+        for ops in ("torchvision", "official"):
+            cfg = AugmentConfig(size=32, **dict(OFF, color=True, color_ops=ops, **jitter))
+            views.append(A.apply_params(images, _draw(cfg, 16), cfg))
+        assert torch.equal(views[0], views[1]) == same
+
+
+def test_official_color_ops_match_tensorflow():
+    """Where TensorFlow is installed: the batched kernels against tf.image's own ops."""
+    tf = pytest.importorskip("tensorflow")
+    x = _images(4, 8).float() / 255
+    for factor in (0.3, 1.0, 1.7):
+        table = torch.zeros(4, K.N_FLOATS)
+        table[:, K.F_SAT] = table[:, K.F_CONTRAST] = factor
+        hwc = tf.constant(x.permute(0, 2, 3, 1).numpy())
+        for op, tf_op in ((K.saturation_hsv_, tf.image.adjust_saturation),
+                          (K.contrast_channels_, tf.image.adjust_contrast)):
+            got = x.clone()
+            op(got, table, None)
+            expected = np.clip(tf_op(hwc, factor).numpy(), 0, 1).transpose(0, 3, 1, 2)
+            assert np.abs(got.numpy() - expected).max() < 1e-5, (op.__name__, factor)
+
+
 def test_sobel_matches_float64_loops():
     rng = np.random.default_rng(1)
     x = torch.tensor(rng.random((2, 3, 7, 9)), dtype=torch.float32)
@@ -422,8 +488,10 @@ def test_eval_resize():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_cuda_matches_cpu():
-    cfg = AugmentConfig(size=32, blur=True, rotate=True, cutout=True, noise=True, sobel=True)
+@pytest.mark.parametrize("color_ops", ["torchvision", "official"])
+def test_cuda_matches_cpu(color_ops):
+    cfg = AugmentConfig(size=32, blur=True, rotate=True, cutout=True, noise=True, sobel=True,
+                        color_ops=color_ops)
     images = _images(64, 40)
     aug = A.TwoViewAugment(cfg, 1)
     cpu = aug(images, torch.arange(64), 3)

@@ -120,13 +120,18 @@ def test_official_sampler_changes_no_other_draw():
 
 
 def test_official_sampler_is_a_setting():
-    assert build_config("cifar10").augment.crop_sampler == "official"
-    assert build_config("imagenet").augment.crop_sampler == "official"
-    assert build_config("cifar10-cpu").augment.crop_sampler == "torchvision"
+    """The official-code presets take its crop sampler and colour ops; ours do not."""
+    for preset in ("cifar10", "imagenet"):
+        aug = build_config(preset).augment
+        assert (aug.crop_sampler, aug.color_ops) == ("official", "official")
+    aug = build_config("cifar10-cpu").augment
+    assert (aug.crop_sampler, aug.color_ops) == ("torchvision", "torchvision")
     cfg = build_config("cifar10-cpu", flags={"augment.crop_sampler": "official"})
     assert cfg.augment.crop_sampler == "official"
     with pytest.raises(SimCLRError, match="--crop-sampler"):
         build_config("cifar10-cpu", flags={"augment.crop_sampler": "tf"})
+    with pytest.raises(SimCLRError, match="--color-ops"):
+        build_config("cifar10-cpu", flags={"augment.color_ops": "tf"})
 
 
 def test_official_sampler_matches_tensorflow_itself():
