@@ -4,7 +4,8 @@ Two views of every image (Chen et al. 2020, Sec. 2.1, Fig. 4): random resized cr
 horizontal flip, colour jitter (p=0.8, the four ops in random order), random grayscale
 (p=0.2) and gaussian blur (p=0.5, ImageNet only), plus the extra ops of the Fig. 5
 ablation (cutout, rotation, gaussian noise, sobel, crop without resize). Semantics follow
-the official ``data_util.py`` with torchvision's definitions of the individual ops.
+the official ``data_util.py`` with torchvision's definitions of the individual ops
+(TensorFlow's contrast and saturation, the official code's, with ``color_ops="official"``).
 
 Three modules: :mod:`simclr.augment_params` draws the parameters on the host,
 :mod:`simclr.augment_ops` holds the device kernels, and this one stages them over the
@@ -294,7 +295,8 @@ class TwoViewAugment:
 # ------------------------------------------------------------------ per-image reference
 
 def reference_augment(image: Tensor, params: ViewParams, i: int, cfg: AugmentConfig) -> Tensor:
-    """Sample i's view of one image with torchvision's per-image ops (the test oracle).
+    """Sample i's view of one image with torchvision's per-image ops (the test oracle;
+    TensorFlow's contrast and saturation, written per image, with ``color_ops="official"``).
 
     image: uint8 (3, H, W) CPU -> float32 (3, S, S). ``resized_crop`` (antialias off,
     as the batched path and the official code) with sample i's box, ``horizontal_flip``,

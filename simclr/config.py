@@ -63,8 +63,9 @@ class AugmentConfig:
     hue: float | None = None  # default 0.2 s
     color_random_order: bool = True  # the four jitter ops in random order per image
     # Which definitions of contrast and saturation: "torchvision" (ColorJitter's: blend
-    # with the grayscale image / its mean) or "official" (TensorFlow's, as the official
-    # data_util.py calls them: each channel about its own mean / S scaled in HSV).
+    # with the mean of the grayscale / with the grayscale image) or "official"
+    # (TensorFlow's, as the official data_util.py calls them: each channel about its own
+    # mean / S scaled in HSV). Brightness, hue and grayscale are alike in both.
     color_ops: str = "torchvision"
     grayscale: bool = True  # random conversion to grayscale
     grayscale_p: float = 0.2  # probability per view

@@ -359,17 +359,18 @@ def test_official_color_ops_match_their_definitions():
     x[0, :, 0, 0] = 0.5  # gray
     x[1, :, 0, 0] = 0.0  # black
     x[2, :, 0, 0] = torch.tensor([1.0, 0.0, 0.25])  # S = 1 already
-    for factor in (0.2, 0.9, 1.0, 1.6, 3.0):
+    for factor in (0.0, 0.2, 0.9, 1.0, 1.6, 3.0):
         table = torch.zeros(3, K.N_FLOATS)
-        table[:, K.F_SAT] = table[:, K.F_CONTRAST] = factor
+        table[:, K.F_SAT] = factor
+        table[:, K.F_CONTRAST] = 2.0 - factor / 2  # another column, another value
         expected = _hsv_saturation_loop(x, factor)
         got = x.clone()
         K.saturation_hsv_(got, table, None)
         assert (got.double() - expected).abs().max() < 1e-6, factor
         ref = torch.stack([A.tf_saturation(image, factor) for image in x])
         assert (ref.double() - expected).abs().max() < 1e-6, factor
-        mean = x.double().mean(dim=(2, 3), keepdim=True)
-        expected = ((x.double() - mean) * factor + mean).clamp(0, 1)
+        mean, c = x.double().mean(dim=(2, 3), keepdim=True), 2.0 - factor / 2
+        expected = ((x.double() - mean) * c + mean).clamp(0, 1)
         got = x.clone()
         K.contrast_channels_(got, table, None)
         assert (got.double() - expected).abs().max() < 1e-6, factor
@@ -391,15 +392,15 @@ def test_official_color_ops_match_tensorflow():
     """Where TensorFlow is installed: the batched kernels against tf.image's own ops."""
     tf = pytest.importorskip("tensorflow")
     x = _images(4, 8).float() / 255
-    for factor in (0.3, 1.0, 1.7):
+    for factor in (0.0, 0.3, 1.0, 1.7):
         table = torch.zeros(4, K.N_FLOATS)
-        table[:, K.F_SAT] = table[:, K.F_CONTRAST] = factor
+        table[:, K.F_SAT], table[:, K.F_CONTRAST] = factor, 2.0 - factor / 2
         hwc = tf.constant(x.permute(0, 2, 3, 1).numpy())
-        for op, tf_op in ((K.saturation_hsv_, tf.image.adjust_saturation),
-                          (K.contrast_channels_, tf.image.adjust_contrast)):
+        for op, tf_op, f in ((K.saturation_hsv_, tf.image.adjust_saturation, factor),
+                             (K.contrast_channels_, tf.image.adjust_contrast, 2 - factor / 2)):
             got = x.clone()
             op(got, table, None)
-            expected = np.clip(tf_op(hwc, factor).numpy(), 0, 1).transpose(0, 3, 1, 2)
+            expected = np.clip(tf_op(hwc, f).numpy(), 0, 1).transpose(0, 3, 1, 2)
             assert np.abs(got.numpy() - expected).max() < 1e-5, (op.__name__, factor)
 
 
