@@ -1,8 +1,9 @@
 """The evaluation commands' glue: knn, linear-eval, finetune, transform-probe, supervised
 and export, each run from its parsed arguments.
 
-Each command loads what it needs, calls the protocol in evaluate.py / finetune.py and
-prints its result as JSON on stdout; the protocols themselves know nothing of argparse.
+Each command loads what it needs, calls the protocol in knn.py / evaluate.py /
+finetune.py and prints its result as JSON on stdout; the protocols themselves know
+nothing of argparse.
 Their flags are defined in :mod:`simclr.arguments`; the sweep command is
 :mod:`simclr.sweep_command`.
 """
@@ -160,7 +161,7 @@ def runtime_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_knn(args: argparse.Namespace) -> int:
-    from simclr.evaluate import run_knn
+    from simclr.knn import run_knn
 
     inputs = load_for_eval(args)
     size = inputs.spec["image_size"]
@@ -188,7 +189,8 @@ def flag_name(dest: str) -> str:
 
 
 def cmd_linear_eval(args: argparse.Namespace) -> int:
-    from simclr.evaluate import parse_l2_grid, run_linear_eval
+    from simclr.evaluate import run_linear_eval
+    from simclr.logistic import parse_l2_grid
 
     # Flags that contradict each other are refused before any checkpoint or image is read.
     if args.l2 is not None and args.l2_grid:
@@ -255,10 +257,10 @@ def open_folders(args: argparse.Namespace, image_size: int, augmented: bool,
 def held_out(args: argparse.Namespace,
              listing: ImageList | None = None) -> tuple[ImageList, np.ndarray]:
     """(--train's listing, the indices of the files ``--test-fraction`` holds out): a
-    class-balanced part drawn from --seed (:func:`simclr.evaluate.stratified_split`) on
+    class-balanced part drawn from --seed (:func:`simclr.logistic.stratified_split`) on
     the file names, so the split is the same whether or not the folder is cached.
     ``listing``: --train's, if already listed."""
-    from simclr.evaluate import stratified_split
+    from simclr.logistic import stratified_split
 
     listing = list_folder(args.train, train=True) if listing is None else listing
     if listing is None:
@@ -442,8 +444,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def digits_knn_report(checkpoint: str, cfg: Config) -> str:
     """kNN top-1 on the digits hold-out split, pretrained vs the same encoder at init."""
     from simclr.data import digits_split
-    from simclr.evaluate import knn_accuracy
     from simclr.features import extract_features
+    from simclr.knn import knn_accuracy
     from simclr.runtime import resolve_device, resolve_precision
 
     dev = resolve_device(cfg.device)

@@ -46,12 +46,11 @@ from simclr.classify import (
     weights_digest,
 )
 from simclr.errors import SimCLRError
-from simclr.evaluate import finish_results
 from simclr.features import check_labeled, resolve_runtime, source_name
 from simclr.files import written
 from simclr.models import Classifier, build_encoder
 from simclr.pretrained import classifier_checkpoint, encoder_config, save_classifier
-from simclr.results import RESULTS, accuracy_summary, log
+from simclr.results import RESULTS, accuracy_summary, finish_results, log
 
 SUBSET_FILE = "labeled_subset.txt"
 

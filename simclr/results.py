@@ -85,6 +85,32 @@ def write_results(run_dir: str | Path | None, name: str, results: dict[str, Any]
     write_json(Path(run_dir) / name, results)
 
 
+def feature_sizes(train_x: np.ndarray, test_x: np.ndarray, num_classes: int) -> dict[str, int]:
+    """What the results of a protocol on features (N, D) and (M, D) record of their sizes."""
+    return {"num_train": int(train_x.shape[0]), "num_test": int(test_x.shape[0]),
+            "num_classes": num_classes, "feature_dim": int(train_x.shape[1])}
+
+
+def finish_results(results: dict[str, Any], out: Path | None, name: str, scores: torch.Tensor,
+                   labels: np.ndarray, train: Any, test: Any,
+                   source: dict[str, Any] | None = None) -> None:
+    """Confusion-matrix figure + JSON into the run directory. The results record the
+    encoder's ``source`` and how many images of ``train`` and ``test`` were unreadable
+    and left out, since the accuracy is over the others."""
+    results["skipped_images"] = {"train": len(getattr(train, "skipped", ())),
+                                 "test": len(getattr(test, "skipped", ()))}
+    if source is not None:
+        results["source"] = source
+    if out is None:
+        return
+    classes = train.classes
+    matrix = confusion_matrix(labels, scores.argmax(1).numpy(), len(classes))
+    fig = save_confusion_figure(matrix, classes, out / f"{name}_confusion.png",
+                                f"{name}: top-1 {100 * results['top1']:.2f}%")
+    results["confusion_figure"] = str(fig)
+    write_results(out, f"{name}.json", results)
+
+
 # What each evaluation command writes under its --out, never overwritten: checked up
 # front by the command line and again where the command writes.
 RESULTS: dict[str, tuple[str, ...]] = {

@@ -45,13 +45,19 @@ from simclr.classify import (
 )
 from simclr.config import Config, apply_resume_flags, config_from_dict, save_yaml
 from simclr.errors import SimCLRError
-from simclr.evaluate import finish_results
 from simclr.features import check_labeled, resolve_runtime
 from simclr.files import folder_holder, in_use, lock_folder
 from simclr.models import build_classifier_within_memory
 from simclr.optim import build_optimizer, lr_at
 from simclr.pretrained import classifier_checkpoint
-from simclr.results import accuracy_summary, check_out_folder, log, prepare_dir, write_results
+from simclr.results import (
+    accuracy_summary,
+    check_out_folder,
+    finish_results,
+    log,
+    prepare_dir,
+    write_results,
+)
 from simclr.rundir import check_run_length
 from simclr.runtime import StopFlag
 from simclr.train import (

@@ -150,7 +150,8 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     precision. Otherwise the cell is evaluated again and the earlier files are kept
     beside the new ones as ``NAME.previous-K.EXT`` (nothing is deleted).
     """
-    from simclr.evaluate import run_knn, run_linear_eval
+    from simclr.evaluate import run_linear_eval
+    from simclr.knn import run_knn
     from simclr.results import write_results
 
     name = "knn.json" if args.eval == "knn" else "linear_eval.json"

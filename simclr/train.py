@@ -676,8 +676,8 @@ def knn_monitor(
     log: MetricsLog,
 ) -> float:
     """Online weighted-kNN top-1 on h (same code as `simclr knn`)."""
-    from simclr.evaluate import knn_accuracy
     from simclr.features import extract_features
+    from simclr.knn import knn_accuracy
 
     encoder = unwrap(model).encoder
     memory, queries = (open_source(folder, cfg.data, train=split, image_size=cfg.augment.size,

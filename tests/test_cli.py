@@ -402,7 +402,7 @@ def test_values_torch_cannot_take_are_refused_in_one_line(argv, message, capsys)
 
 def test_an_l2_grid_too_large_to_hold_is_refused():
     from simclr.errors import SimCLRError
-    from simclr.evaluate import parse_l2_grid
+    from simclr.logistic import parse_l2_grid
 
     with pytest.raises(SimCLRError, match=r"1 <= count <= 1000"):
         parse_l2_grid("1e-6,1,100000000000000")

@@ -535,14 +535,14 @@ def test_the_training_entry_points_join_the_process_group_themselves():
     entry point: an API call had no group, and the helper a stray barrier)."""
     import inspect
 
-    from simclr import evaluate, finetune, supervised, train
+    from simclr import evaluate, finetune, knn, logistic, supervised, train
 
     def joins_group(f) -> bool:  # the wrapper @process_group() puts around f holds it
         held = [cell.cell_contents for cell in f.__closure__ or ()]
         return any(getattr(c, "func", None) is distributed.process_group.__wrapped__
                    for c in held)
 
-    joined = {name for module in (train, supervised, finetune, evaluate)
+    joined = {name for module in (train, supervised, finetune, evaluate, knn, logistic)
               for name, f in vars(module).items()
               if inspect.isfunction(f) and f.__module__ == module.__name__ and joins_group(f)}
     assert joined == {"pretrain", "run_supervised", "run_finetune", "run_linear_eval"}

@@ -1,231 +1,22 @@
-"""Evaluation: kNN, L-BFGS logistic regression, features, frozen-encoder linear eval."""
+"""Linear evaluation of a frozen encoder (L-BFGS and SGD protocols), and what the
+evaluation commands share: results files, --overwrite, one-line errors, image folders."""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from simclr import evaluate
 from simclr.errors import SimCLRError
-from simclr.evaluate import (
-    fit_logistic_regression,
-    knn_accuracy,
-    knn_classify,
-    logistic_regression,
-    run_knn,
-    run_linear_eval,
-    stratified_split,
-)
+from simclr.evaluate import run_linear_eval
 from simclr.features import check_labeled
+from simclr.knn import run_knn
 from tests.conftest import colour_source, make_image_folder, snapshot, tiny_encoder, warmed_encoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-# ------------------------------------------------------------------------------ kNN
-
-
-def test_knn_matches_a_hand_computed_case():
-    # memory: (1,0) c0, (0,1) c1, (1,1) c1, (-1,0) c0; query (2,1).
-    # cosines: 2/sqrt5, 1/sqrt5, 3/sqrt10, -2/sqrt5 -> top 3 = m2 (c1), m0 (c0), m1 (c1).
-    memory = np.array([[1, 0], [0, 1], [1, 1], [-1, 0]], dtype=np.float32)
-    labels = np.array([0, 1, 1, 0])
-    query = np.array([[2, 1]], dtype=np.float32)
-    t = 0.5
-    w_m0, w_m1, w_m2 = (math.exp(s / t) for s in (2 / 5**0.5, 1 / 5**0.5, 3 / 10**0.5))
-    expected = np.array([w_m0, w_m1 + w_m2]) / (w_m0 + w_m1 + w_m2)
-    probs = knn_classify(memory, labels, query, k=3, temperature=t, num_classes=2)
-    np.testing.assert_allclose(probs.numpy()[0], expected, rtol=1e-5)
-    # k = 1: the single nearest neighbour (m2, class 1) decides alone
-    np.testing.assert_allclose(knn_classify(memory, labels, query, k=1, temperature=t,
-                                            num_classes=2).numpy()[0], [0, 1])
-    # k larger than the memory clamps to all 4 items (m3 adds exp(-2/sqrt5 / t) to c0)
-    w_m3 = math.exp(-2 / 5**0.5 / t)
-    all4 = knn_classify(memory, labels, query, k=1000, temperature=t, num_classes=2)
-    np.testing.assert_allclose(all4.numpy()[0, 0],
-                               (w_m0 + w_m3) / (w_m0 + w_m1 + w_m2 + w_m3), rtol=1e-5)
-    assert knn_accuracy(memory, labels, query, np.array([1]), k=3, temperature=t) == 1.0
-    assert knn_accuracy(memory, labels, query, np.array([0]), k=3, temperature=t) == 0.0
-
-
-def reference_knn(memory, labels, queries, k, t, num_classes):
-    """Float64 loops: the definition, one query at a time."""
-    m = memory / np.linalg.norm(memory, axis=1, keepdims=True)
-    out = np.zeros((len(queries), num_classes))
-    for i, q in enumerate(queries):
-        sims = m @ (q / np.linalg.norm(q))
-        for j in np.argsort(-sims, kind="stable")[:k]:
-            out[i, labels[j]] += math.exp(sims[j] / t)
-        out[i] /= out[i].sum()
-    return out
-
-
-def test_knn_blocks_match_a_float64_reference(monkeypatch):
-    rng = np.random.default_rng(0)
-    memory, queries = rng.normal(size=(50, 8)), rng.normal(size=(23, 8))
-    labels = rng.integers(0, 7, 50)
-    monkeypatch.setattr(evaluate, "KNN_BLOCK_ELEMENTS", 50 * 4)  # blocks of 4 queries
-    probs = knn_classify(memory, labels, queries, k=10, temperature=0.2, num_classes=7)
-    np.testing.assert_allclose(probs.numpy(), reference_knn(memory, labels, queries, 10, 0.2, 7),
-                               atol=1e-5)
-
-
-def test_knn_small_temperature_stays_finite():
-    rng = np.random.default_rng(1)
-    memory, queries = rng.normal(size=(30, 4)), rng.normal(size=(5, 4))
-    probs = knn_classify(memory, rng.integers(0, 3, 30), queries, k=5, temperature=1e-3)
-    assert torch.isfinite(probs).all()
-    np.testing.assert_allclose(probs.sum(1).numpy(), 1.0, rtol=1e-6)
-
-
-def test_knn_rejects_bad_arguments():
-    x = np.eye(3, dtype=np.float32)
-    with pytest.raises(SimCLRError, match="temperature"):
-        knn_classify(x, [0, 1, 2], x, k=2, temperature=0)
-    with pytest.raises(SimCLRError, match="--k"):
-        knn_classify(x, [0, 1, 2], x, k=0)
-
-
-def blobs(n_per_class, dim, classes, spread, seed):
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(classes, dim)) * 3
-    x = np.concatenate([c + spread * rng.normal(size=(n_per_class, dim)) for c in centers])
-    y = np.repeat(np.arange(classes), n_per_class)
-    return x, y
-
-
-def test_logistic_regression_matches_scikit_learn():
-    from sklearn.linear_model import LogisticRegression
-
-    x, y = blobs(20, 5, 3, spread=3.0, seed=0)  # overlapping classes
-    n, l2 = len(y), 0.05
-    w, b, info = fit_logistic_regression(torch.as_tensor(x), torch.as_tensor(y), 3, l2,
-                                         tol=1e-12)
-    assert info["iterations"] > 0 and info["loss"] < math.log(3)
-    # sklearn minimises C * sum CE + |W|^2 / 2 = C * n * (mean CE + |W|^2 / (2 C n)):
-    # the same minimiser when l2 = 1 / (C * n).
-    ref = LogisticRegression(C=1 / (l2 * n), tol=1e-12, max_iter=10_000).fit(x, y)
-    probs = torch.softmax(torch.as_tensor(x) @ w.T + b, 1).numpy()
-    np.testing.assert_allclose(probs, ref.predict_proba(x), atol=1e-6)
-    # the softmax parametrisation has one free shift per feature; with an L2 penalty
-    # on W the optimum has zero-mean columns, as sklearn's; the bias shift is free
-    np.testing.assert_allclose(w.numpy(), ref.coef_, atol=1e-5)
-    np.testing.assert_allclose(b.numpy() - b.numpy().mean(),
-                               ref.intercept_ - ref.intercept_.mean(), atol=1e-5)
-
-
-def test_logistic_regression_solution_is_stationary():
-    """Independent of any library: the gradient of the objective vanishes (float64)."""
-    x, y = blobs(15, 4, 4, spread=2.5, seed=3)
-    l2 = 0.02
-    w, b, _ = fit_logistic_regression(torch.as_tensor(x), torch.as_tensor(y), 4, l2,
-                                      tol=1e-12)
-    w, b = w.numpy(), b.numpy()
-    logits = x @ w.T + b
-    p = np.exp(logits - logits.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    err = p - np.eye(4)[y]  # d(mean CE)/d(logits) * n
-    grad_w = err.T @ x / len(y) + l2 * w
-    grad_b = err.mean(0)
-    assert np.abs(grad_w).max() < 1e-8 and np.abs(grad_b).max() < 1e-8
-
-
-def test_logistic_regression_protocol_on_a_separable_problem():
-    x, y = blobs(30, 6, 4, spread=0.3, seed=1)
-    xt, yt = blobs(10, 6, 4, spread=0.3, seed=1)  # same centers (same seed), new noise
-    xt = xt + np.random.default_rng(9).normal(scale=0.01, size=xt.shape)
-    summary, probs, linear = logistic_regression(x, y, xt, 4, l2_grid=[1e-4, 1e-2, 1.0],
-                                                 seed=0)
-    assert (probs.argmax(1).numpy() == yt).mean() == 1.0
-    # The returned layer holds the standardisation: raw features in, the same probabilities.
-    with torch.no_grad():
-        folded = torch.softmax(linear(torch.as_tensor(xt, dtype=torch.float32)), dim=1)
-    assert linear.weight.dtype == torch.float32
-    torch.testing.assert_close(folded, probs, atol=1e-5, rtol=1e-4)
-    assert summary["train_top1"] == 1.0
-    assert set(summary["val_accuracy"]) == {"0.0001", "0.01", "1"}
-    assert summary["l2"] in (1e-4, 1e-2, 1.0)
-    best = max(summary["val_accuracy"].values())
-    assert summary["val_accuracy"][f"{summary['l2']:.3g}"] == best == summary["val_top1"]
-    assert summary["dtype"] == "float64"
-    np.testing.assert_allclose(probs.sum(1).numpy(), 1.0, rtol=1e-5)
-
-
-def test_regularisation_is_chosen_on_the_held_out_split():
-    """Held-out accuracies per lambda match scikit-learn fitted on the same split."""
-    from sklearn.linear_model import LogisticRegression
-
-    x, y = blobs(30, 8, 3, spread=4.0, seed=5)  # overlapping: accuracies differ by lambda
-    grid = [1e-4, 1e-2, 1.0]
-    summary, _, _ = logistic_regression(x, y, x[:4], 3, l2_grid=grid, val_fraction=0.3, seed=7,
-                                     tol=1e-10)
-    fit, val = stratified_split(y, 0.3, seed=7)
-    mean, std = x[fit].mean(0), x[fit].std(0, ddof=1)
-    xf, xv = (x[fit] - mean) / std, (x[val] - mean) / std
-    expected, losses = {}, {}
-    for lam in grid:
-        ref = LogisticRegression(C=1 / (lam * len(fit)), tol=1e-10, max_iter=10_000)
-        ref.fit(xf, y[fit])
-        expected[f"{lam:.3g}"] = (ref.predict(xv) == y[val]).mean()
-        losses[f"{lam:.3g}"] = -np.log(ref.predict_proba(xv)[np.arange(len(val)), y[val]]).mean()
-    assert summary["val_accuracy"] == pytest.approx(expected)
-    assert summary["val_loss"] == pytest.approx(losses, rel=1e-5)
-    assert summary["num_val"] == len(val) == 27
-    best = max(expected.values())
-    tied = [lam for lam in grid if expected[f"{lam:.3g}"] == best]
-    assert summary["l2"] == min(tied, key=lambda lam: losses[f"{lam:.3g}"])
-
-
-def test_accuracy_ties_are_broken_by_held_out_loss():
-    x, y = blobs(20, 4, 3, spread=0.2, seed=2)  # separable: every lambda is 100% right
-    summary, _, _ = logistic_regression(x, y, x, 3, l2_grid=[1e-3, 1e-1, 10.0], seed=0)
-    assert set(summary["val_accuracy"].values()) == {1.0}
-    losses = summary["val_loss"]
-    assert f"{summary['l2']:.3g}" == min(losses, key=losses.get)
-    # a strong penalty is under-confident: the weakest one has the lowest held-out loss
-    assert summary["l2"] == 1e-3 and losses["10"] > losses["0.1"] > losses["0.001"]
-
-
-def test_a_choice_at_the_edge_of_the_grid_is_pointed_out(capsys):
-    x, y = blobs(20, 4, 3, spread=0.2, seed=2)  # the weakest penalty wins (above)
-    logistic_regression(x, y, x, 3, l2_grid=[1e-3, 1e-1, 10.0], seed=0, verbose=True)
-    assert "chose l2 0.001, the smallest of the grid; widen it" in capsys.readouterr().err
-    logistic_regression(x, y, x, 3, l2_grid=[1e-3], seed=0, verbose=True)
-    assert "of the grid" not in capsys.readouterr().err  # a grid of one: the user's choice
-
-
-def test_l2_grid_flag():
-    assert evaluate.parse_l2_grid("1e-6,1,13") == pytest.approx(
-        [10 ** (-6 + i / 2) for i in range(13)], rel=1e-9)
-    assert evaluate.parse_l2_grid("0.01,0.01,1") == [0.01]
-    for bad in ("1e-6,1", "a,b,c", "1,1e-6,3", "0,1,3"):
-        with pytest.raises(SimCLRError, match="--l2-grid"):
-            evaluate.parse_l2_grid(bad)
-
-
-def test_stratified_split_is_per_class_and_deterministic():
-    labels = np.repeat([0, 1, 2], [20, 10, 1])
-    fit, val = stratified_split(labels, 0.1, seed=4)
-    assert np.bincount(labels[val], minlength=3).tolist() == [2, 1, 0]
-    assert len(np.intersect1d(fit, val)) == 0 and len(fit) + len(val) == len(labels)
-    fit2, val2 = stratified_split(labels, 0.1, seed=4)
-    np.testing.assert_array_equal(val, val2)
-    _, val3 = stratified_split(labels, 0.1, seed=5)
-    assert not np.array_equal(val, val3)
-
-
-def test_fixed_l2_skips_the_search_and_tiny_sets_need_it():
-    x, y = blobs(1, 3, 3, spread=0.1, seed=0)  # one image per class: no held-out split
-    with pytest.raises(SimCLRError, match="--l2"):
-        logistic_regression(x, y, x, 3)
-    summary, probs, _ = logistic_regression(x, y, x, 3, l2=1e-3)
-    assert summary["l2"] == 1e-3 and "val_accuracy" not in summary
-    assert (probs.argmax(1).numpy() == y).all()
 
 
 # --------------------------------------------------------- features and frozen encoder
@@ -295,17 +86,6 @@ def test_lbfgs_linear_eval_separates_easy_classes(tmp_path):
                              device="cpu", precision="fp32", verbose=False)
     assert result["top1"] == 1.0
     assert result["num_train"] == 24 and result["num_test"] == 15 and result["num_classes"] == 3
-
-
-def test_knn_command_writes_results(tmp_path):
-    train, test = colour_source(classes=6, seed=0), colour_source(classes=6, n_per_class=3,
-                                                                  seed=1)
-    result = run_knn(tiny_encoder(), train, test, tmp_path, image_size=16, k=5,
-                     device="cpu", precision="fp32", verbose=False)
-    saved = json.loads((tmp_path / "knn.json").read_text())
-    assert saved["top1"] == result["top1"] and result["top5"] is not None
-    assert result["top5"] >= result["top1"] and result["k"] == 5
-    assert (tmp_path / "knn_confusion.png").stat().st_size > 0
 
 
 def test_results_record_absolute_paths_whatever_the_shells_folder(tmp_path, monkeypatch):

@@ -182,7 +182,7 @@ def test_subset_from_a_list_of_file_names(tmp_path, folders):
 
 
 def test_results_of_an_earlier_run_are_never_overwritten(tmp_path, folders):
-    from simclr.evaluate import run_knn
+    from simclr.knn import run_knn
 
     train, test = folders
     run_finetune(tiny_encoder(), train, test, tmp_path / "ft", labels_per_class=1, **FAST)
@@ -496,7 +496,7 @@ def test_one_labeled_folder_split_into_train_and_test(tmp_path, capsys):
                                         "seed": 0}
     trained = (tmp_path / "ft" / "labeled_subset.txt").read_text().split()
     from simclr.data import scan_folder
-    from simclr.evaluate import stratified_split
+    from simclr.logistic import stratified_split
 
     listing = scan_folder(photos)
     fit, _ = stratified_split(listing.labels, 0.25, 0)

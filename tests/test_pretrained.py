@@ -18,8 +18,8 @@ from simclr.cli import main
 from simclr.config import DataConfig, build_config
 from simclr.data import open_source
 from simclr.errors import SimCLRError
-from simclr.evaluate import logistic_regression
 from simclr.features import extract_features
+from simclr.logistic import logistic_regression
 from simclr.models import Classifier, build_model
 from simclr.pretrained import (
     classifier_checkpoint,

@@ -41,7 +41,8 @@ def test_batch_larger_than_the_data_is_refused_before_writing(tmp_path, folders)
 
 
 def test_supervised_checkpoint_is_accepted_everywhere(tmp_path, folders):
-    from simclr.evaluate import run_knn, run_linear_eval
+    from simclr.evaluate import run_linear_eval
+    from simclr.knn import run_knn
 
     train, test = folders
     cfg = build_config(flags={

@@ -1,0 +1,130 @@
+"""Weighted kNN evaluation of a frozen encoder (Wu et al. 2018).
+
+Like the linear protocols of Chen et al. 2020 (Sec. 4), it is applied to the
+representation h = f(x) (the encoder's pooled output, never z = g(h)): ``run_knn`` is
+the ``simclr knn`` command, and the same code is the online monitor of pretraining
+(``train.knn_monitor`` calls ``extract_features`` and ``knn_accuracy``).
+
+Features come from :mod:`simclr.features` (the encoder in eval mode without gradients,
+never modified), accuracies and files from :mod:`simclr.results`. Accuracies are
+fractions in [0, 1].
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from simclr.errors import SimCLRError
+from simclr.features import check_labeled, extract_features, resolve_runtime
+from simclr.results import (
+    RESULTS,
+    accuracy_summary,
+    feature_sizes,
+    finish_results,
+    log,
+    prepare_dir,
+    topk_accuracy,
+)
+
+# Elements of one (queries x memory) similarity block of the kNN.
+KNN_BLOCK_ELEMENTS = 1 << 24
+
+
+def knn_classify(
+    train_feats: np.ndarray | torch.Tensor, train_labels: np.ndarray | torch.Tensor,
+    test_feats: np.ndarray | torch.Tensor, k: int = 200, temperature: float = 0.1,
+    num_classes: int | None = None, device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """Weighted kNN class probabilities (Wu et al. 2018), float32 (M, C) on CPU.
+
+    train_feats (N, D), train_labels (N,) int, test_feats (M, D). Features are L2
+    normalised; each query takes its k most cosine-similar memory items (k clamped to
+    N), weighted by exp(sim / T); a class's score is the sum of its neighbours' weights,
+    normalised to sum to 1 per query. Queries run in blocks so the (block, N) similarity
+    matrix stays bounded (``KNN_BLOCK_ELEMENTS``). ``device`` None: the current CUDA
+    device when there is one, else the CPU.
+    """
+    if temperature <= 0:
+        raise SimCLRError(f"--temperature must be positive, got {temperature}")
+    if k < 1:
+        raise SimCLRError(f"--k must be at least 1, got {k}")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    memory = F.normalize(torch.as_tensor(train_feats, dtype=torch.float32, device=dev), dim=1)
+    queries = F.normalize(torch.as_tensor(test_feats, dtype=torch.float32, device=dev), dim=1)
+    labels = torch.as_tensor(train_labels, device=dev).long()
+    n_classes = int(labels.max()) + 1 if num_classes is None else num_classes
+    k = min(k, memory.shape[0])
+    block = max(1, KNN_BLOCK_ELEMENTS // max(memory.shape[0], 1))
+    out = []
+    for start in range(0, queries.shape[0], block):
+        sim = queries[start:start + block] @ memory.T
+        top_sim, top_idx = sim.topk(k, dim=1)
+        # Shifting by the best similarity rescales a query's weights by one constant
+        # (the ranking is unchanged) and keeps exp() finite for small temperatures.
+        weights = ((top_sim - top_sim[:, :1]) / temperature).exp()
+        scores = torch.zeros(top_sim.shape[0], n_classes, device=dev)
+        scores.scatter_add_(1, labels[top_idx], weights)
+        out.append((scores / scores.sum(1, keepdim=True)).cpu())
+    return torch.cat(out) if out else torch.zeros(0, n_classes)
+
+
+def knn_accuracy(
+    train_feats: np.ndarray | torch.Tensor, train_labels: np.ndarray | torch.Tensor,
+    test_feats: np.ndarray | torch.Tensor, test_labels: np.ndarray | torch.Tensor,
+    k: int = 200, temperature: float = 0.1, num_classes: int | None = None,
+    device: str | torch.device | None = None,
+) -> float:
+    """Weighted-kNN top-1 accuracy (fraction in [0, 1]); see :func:`knn_classify`."""
+    if num_classes is None:
+        num_classes = int(max(np.max(np.asarray(train_labels)),
+                              np.max(np.asarray(test_labels)))) + 1
+    scores = knn_classify(train_feats, train_labels, test_feats, k, temperature, num_classes,
+                          device)
+    return topk_accuracy(scores, test_labels, (1,))[0]
+
+
+def run_knn(
+    encoder: nn.Module, train: Any, test: Any, run_dir: str | Path | None, *,
+    image_size: int, k: int = 200, temperature: float = 0.1, batch_size: int = 256,
+    device: str | torch.device = "auto", precision: str = "auto", workers: int | None = None,
+    channels_last: bool = False, verbose: bool = True, source: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """``simclr knn``: weighted-kNN top-1 (and top-5) of the frozen encoder's h.
+
+    CLI flags: ``--checkpoint CKPT --train DIR --test DIR [--out RUN_DIR] [--k 200]
+    [--temperature 0.1] [--batch-size 256] [--device auto] [--precision auto]
+    [--workers N] [--cache-dir DIR] [--overwrite]``.
+
+    Writes ``knn.json`` and ``knn_confusion.png`` into ``run_dir`` (when given; those of
+    an earlier run there are refused unless ``overwrite``) and returns the same dict;
+    ``source`` (what the encoder came from: the checkpoint file, its step, the layer) is
+    recorded in it.
+    """
+    if k < 1 or not temperature > 0:
+        raise SimCLRError(f"--k must be >= 1 and --temperature positive, got {k}, {temperature}")
+    num_classes = check_labeled(train, test)
+    out = prepare_dir(run_dir, RESULTS["knn"], overwrite=overwrite)
+    dev, prec = resolve_runtime(device, precision)
+    start = time.perf_counter()
+    train_x, train_y = extract_features(encoder, train, image_size, batch_size, dev, prec,
+                                        channels_last=channels_last, workers=workers)
+    test_x, test_y = extract_features(encoder, test, image_size, batch_size, dev, prec,
+                                      channels_last=channels_last, workers=workers)
+    scores = knn_classify(train_x, train_y, test_x, k, temperature, num_classes, dev)
+    results = {"command": "knn", "k": min(k, len(train_y)), "temperature": temperature,
+               **accuracy_summary(scores, test_y), **feature_sizes(train_x, test_x, num_classes),
+               "image_size": image_size, "precision": prec,
+               "elapsed_s": time.perf_counter() - start}
+    finish_results(results, out, "knn", scores, test_y, train, test, source)
+    log(f"kNN (k={results['k']}, T={temperature}): top-1 {100 * results['top1']:.2f}%", verbose)
+    return results

@@ -1,0 +1,234 @@
+"""L2-regularised multinomial logistic regression on fixed features, fitted by L-BFGS.
+
+The classifier of the transfer protocol of Chen et al. 2020 (App. B.5), which
+``evaluate.run_linear_eval(protocol="lbfgs")`` applies to center-crop features of the
+frozen encoder: full-batch L-BFGS on standardised features, the regularisation chosen
+on a stratified held-out split of the training set, then refitted on all of it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from simclr.errors import SimCLRError
+from simclr.results import log
+
+# L-BFGS runs in float64 up to this many feature values (N*D); larger problems use float32.
+FLOAT64_MAX_ELEMENTS = 1 << 26
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray,
+                                                                            np.ndarray]:
+    """(fit indices, held-out indices): ``round(fraction * n_c)`` of each class held out.
+
+    Classes with one example stay whole in the fit part; classes with >= 2 examples give
+    at least one held-out example. Deterministic in ``seed``; both parts sorted.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    held = []
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        if len(members) < 2:
+            continue
+        n_val = min(len(members) - 1, max(1, round(fraction * len(members))))
+        held.append(rng.permutation(members)[:n_val])
+    val = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    fit = np.setdiff1d(np.arange(len(labels)), val)
+    return fit, val
+
+
+def fit_logistic_regression(
+    x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float, *, max_iter: int = 1000,
+    tol: float | None = None, init: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Full-batch L-BFGS fit of a multinomial logistic regression (App. B.5).
+
+    Minimises  mean_i CE(W x_i + b, y_i) + (l2 / 2) ||W||^2  (the bias is not penalised)
+    over W (C, D), b (C,), with strong-Wolfe line search, in the dtype/device of ``x``
+    (N, D); y (N,) int64. ``init`` warm-starts from a previous (W, b). This equals
+    scikit-learn's ``LogisticRegression(C=1 / (l2 * N))`` (whose objective is
+    C * sum_i CE + ||W||^2 / 2: divide it by C * N) for 3+ classes.
+
+    Stops when the largest gradient entry is below ``tol`` (default 1e-6 in float64,
+    1e-5 in float32), when the objective stops changing in floating point, or after
+    ``max_iter`` iterations. Returns (W, b, info) with info = {"iterations", "loss"}.
+    """
+    d = x.shape[1]
+    if tol is None:
+        tol = 1e-6 if x.dtype == torch.float64 else 1e-5
+    if init is None:
+        w = torch.zeros(num_classes, d, dtype=x.dtype, device=x.device)
+        b = torch.zeros(num_classes, dtype=x.dtype, device=x.device)
+    else:
+        w, b = (t.detach().clone().to(x) for t in init)
+    w.requires_grad_(True)
+    b.requires_grad_(True)
+    # tolerance_change far below the dtype's resolution: stop only on a real stall,
+    # never on a small but genuine improvement near the optimum.
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, max_eval=2 * max_iter,
+                            tolerance_grad=tol,
+                            tolerance_change=torch.finfo(x.dtype).eps * 1e-2,
+                            history_size=20, line_search_fn="strong_wolfe")
+
+    def objective() -> torch.Tensor:
+        return F.cross_entropy(torch.addmm(b, x, w.T), y) + 0.5 * l2 * w.pow(2).sum()
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = objective()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        final = objective().item()
+    info = {"iterations": int(opt.state[w].get("n_iter", 0)), "loss": final}
+    return w.detach(), b.detach(), info
+
+
+def default_l2_grid(lo: float = 1e-6, hi: float = 1.0, count: int = 13) -> list[float]:
+    """Regularisation strengths tried by the transfer protocol: log-spaced in [lo, hi].
+
+    The penalty multiplies the *mean* cross-entropy on standardised features, so a
+    strength means the same for any data-set size; the default is two values per
+    decade from 1e-6 (nearly unregularised) to 1 (weights nearly zero). The paper
+    searched 45 values in 1e-6..1e5 for its own, unstated scaling of the objective.
+    """
+    if not 1 <= count <= 1000 or not 0 < lo <= hi < math.inf:
+        raise SimCLRError(f"--l2-grid: need 0 < min <= max and 1 <= count <= 1000, got "
+                          f"{lo},{hi},{count}")
+    return np.geomspace(lo, hi, count).tolist() if count > 1 else [lo]
+
+
+def parse_l2_grid(text: str) -> list[float]:
+    """``--l2-grid MIN,MAX,COUNT`` (e.g. ``1e-6,1,13``) -> :func:`default_l2_grid` values."""
+    parts = str(text).split(",")
+    try:
+        lo, hi, count = float(parts[0]), float(parts[1]), int(parts[2])
+        if len(parts) != 3:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise SimCLRError(f"--l2-grid: cannot read {text!r} (use MIN,MAX,COUNT, "
+                          "e.g. 1e-6,1,13)") from None
+    return default_l2_grid(lo, hi, count)
+
+
+class _Standardizer:
+    """Per-feature mean/std of the fit split, applied to every split (no test leakage)."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.mean = x.mean(0)
+        std = x.std(0) if x.shape[0] > 1 else torch.ones_like(self.mean)
+        self.std = torch.where(std > 1e-6 * std.max().clamp_min(1e-30), std,
+                               torch.ones_like(std))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def fold(self, w: torch.Tensor, b: torch.Tensor) -> nn.Linear:
+        """x -> standardise -> (w (C, D), b (C,)) as one float32 CPU linear layer on x."""
+        scaled = w / self.std
+        layer = nn.Linear(w.shape[1], w.shape[0])
+        with torch.no_grad():
+            layer.weight.copy_(scaled.float().cpu())
+            layer.bias.copy_((b - scaled @ self.mean).float().cpu())
+        return layer
+
+
+def logistic_regression(
+    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, num_classes: int, *,
+    l2: float | None = None, l2_grid: Sequence[float] | None = None,
+    val_fraction: float = 0.1, seed: int = 0, max_iter: int = 1000,
+    dtype: torch.dtype | None = None, device: str | torch.device = "cpu",
+    verbose: bool = False, tol: float | None = None,
+) -> tuple[dict[str, Any], torch.Tensor, nn.Linear]:
+    """The transfer protocol's classifier: choose lambda on a held-out split, refit, predict.
+
+    train_x (N, D), train_y (N,), test_x (M, D). Features are standardised with the
+    mean/std of the data each model is fitted on. Lambda: ``l2`` if given, else the
+    ``l2_grid`` value (default :func:`default_l2_grid`) with the best accuracy on a
+    stratified held-out ``val_fraction`` of the training set (ties -> the lower held-out
+    cross-entropy); fits run from the strongest penalty down, each warm-started from the
+    previous solution. The final model is refitted on the whole training set.
+    ``dtype`` None: float64 up to ``FLOAT64_MAX_ELEMENTS`` feature values, else float32.
+
+    Returns (summary dict, test probabilities float32 (M, C) on CPU, the classifier as a
+    float32 CPU ``nn.Linear`` on unstandardised features: the standardisation folded
+    into its weights, W / std and b - (W / std) mean).
+    """
+    if not 0 < val_fraction < 1:
+        raise SimCLRError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
+    if dtype is None:
+        dtype = torch.float64 if train_x.size <= FLOAT64_MAX_ELEMENTS else torch.float32
+    dev = torch.device(device)
+    x_all = torch.as_tensor(train_x, device=dev).to(dtype)
+    y_all = torch.as_tensor(train_y, device=dev).long()
+    summary: dict[str, Any] = {"dtype": str(dtype).replace("torch.", "")}
+    fit = partial(fit_logistic_regression, num_classes=num_classes, max_iter=max_iter, tol=tol)
+    init = None
+    if l2 is None:
+        grid = sorted(l2_grid if l2_grid is not None else default_l2_grid(), reverse=True)
+        fit_idx, val_idx = stratified_split(train_y, val_fraction, seed)
+        if len(val_idx) == 0:
+            raise SimCLRError("the training set is too small for a held-out split "
+                              "(every class has one image); give --l2 VALUE")
+        l2, init, held_out = _choose_l2(x_all, y_all, fit_idx, val_idx, grid, fit, verbose)
+        summary.update(held_out)
+    # The final model: refitted on the whole training set (warm-started from the chosen fit).
+    norm = _Standardizer(x_all)
+    x_all = norm(x_all)
+    w, b, info = fit(x_all, y_all, l2=float(l2), init=init)
+    train_acc = (torch.addmm(b, x_all, w.T).argmax(1) == y_all).double().mean().item()
+    del x_all
+    x_test = norm(torch.as_tensor(test_x, device=dev).to(dtype))
+    probs = torch.softmax(torch.addmm(b, x_test, w.T), dim=1).float().cpu()
+    summary.update(l2=float(l2), iterations=info["iterations"], train_top1=train_acc)
+    return summary, probs, norm.fold(w, b)
+
+
+def _choose_l2(
+    x_all: torch.Tensor, y_all: torch.Tensor, fit_idx: np.ndarray, val_idx: np.ndarray,
+    grid: list[float], fit: Callable[..., tuple[torch.Tensor, torch.Tensor, dict[str, Any]]],
+    verbose: bool,
+) -> tuple[float, tuple[torch.Tensor, torch.Tensor], dict[str, Any]]:
+    """Lambda chosen on a held-out split (App. B.5): of the ``grid`` (strongest first, each
+    fit on the ``fit_idx`` rows warm-started from the previous), the one most accurate
+    on the ``val_idx`` rows (ties -> lower held-out cross-entropy). x_all (N, D), y_all
+    (N,); ``fit``: :func:`fit_logistic_regression` with the problem's settings.
+
+    Returns (lambda, its fit (W (C, D), b (C,)) to warm-start the refit, the held-out
+    accuracies and losses for the summary). Each fit's features are standardised with
+    the fit rows' mean/std."""
+    dev = x_all.device
+    fit_t, val_t = torch.as_tensor(fit_idx, device=dev), torch.as_tensor(val_idx, device=dev)
+    norm = _Standardizer(x_all[fit_t])
+    x_fit, x_val = norm(x_all[fit_t]), norm(x_all[val_t])
+    val_acc, val_loss, best, solutions = {}, {}, (-1.0, 0.0), {}
+    init = None
+    for lam in grid:
+        w, b, _ = fit(x_fit, y_all[fit_t], l2=lam, init=init)
+        init = solutions[lam] = (w, b)
+        logits = torch.addmm(b, x_val, w.T)
+        acc = (logits.argmax(1) == y_all[val_t]).double().mean().item()
+        loss = F.cross_entropy(logits, y_all[val_t]).item()
+        val_acc[f"{lam:.3g}"], val_loss[f"{lam:.3g}"] = acc, loss
+        log(f"  l2 {lam:.3g}: held-out top-1 {100 * acc:.2f}%, loss {loss:.4f}", verbose)
+        if (acc, -loss) > best:  # ties in accuracy (common): lower held-out loss
+            best, l2 = (acc, -loss), lam
+    held_out = {"val_accuracy": val_acc, "val_loss": val_loss, "val_top1": best[0],
+                "num_val": int(len(val_idx))}
+    if len(grid) > 1 and l2 in (grid[0], grid[-1]):  # the best may lie beyond the grid
+        log(f"note: the held-out set ({len(val_idx)} images) chose l2 {l2:.3g}, the "
+            f"{'largest' if l2 == grid[0] else 'smallest'} of the grid; widen it "
+            "(--l2-grid MIN,MAX,COUNT) or give --l2", verbose)
+    # Returning frees the standardised copies: big problems keep one at a time.
+    return l2, solutions[l2], held_out

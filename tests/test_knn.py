@@ -1,0 +1,89 @@
+"""The weighted kNN protocol: class probabilities, accuracy and the ``simclr knn`` command."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from simclr import knn
+from simclr.errors import SimCLRError
+from simclr.knn import knn_accuracy, knn_classify, run_knn
+from tests.conftest import colour_source, tiny_encoder
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_knn_matches_a_hand_computed_case():
+    # memory: (1,0) c0, (0,1) c1, (1,1) c1, (-1,0) c0; query (2,1).
+    # cosines: 2/sqrt5, 1/sqrt5, 3/sqrt10, -2/sqrt5 -> top 3 = m2 (c1), m0 (c0), m1 (c1).
+    memory = np.array([[1, 0], [0, 1], [1, 1], [-1, 0]], dtype=np.float32)
+    labels = np.array([0, 1, 1, 0])
+    query = np.array([[2, 1]], dtype=np.float32)
+    t = 0.5
+    w_m0, w_m1, w_m2 = (math.exp(s / t) for s in (2 / 5**0.5, 1 / 5**0.5, 3 / 10**0.5))
+    expected = np.array([w_m0, w_m1 + w_m2]) / (w_m0 + w_m1 + w_m2)
+    probs = knn_classify(memory, labels, query, k=3, temperature=t, num_classes=2)
+    np.testing.assert_allclose(probs.numpy()[0], expected, rtol=1e-5)
+    # k = 1: the single nearest neighbour (m2, class 1) decides alone
+    np.testing.assert_allclose(knn_classify(memory, labels, query, k=1, temperature=t,
+                                            num_classes=2).numpy()[0], [0, 1])
+    # k larger than the memory clamps to all 4 items (m3 adds exp(-2/sqrt5 / t) to c0)
+    w_m3 = math.exp(-2 / 5**0.5 / t)
+    all4 = knn_classify(memory, labels, query, k=1000, temperature=t, num_classes=2)
+    np.testing.assert_allclose(all4.numpy()[0, 0],
+                               (w_m0 + w_m3) / (w_m0 + w_m1 + w_m2 + w_m3), rtol=1e-5)
+    assert knn_accuracy(memory, labels, query, np.array([1]), k=3, temperature=t) == 1.0
+    assert knn_accuracy(memory, labels, query, np.array([0]), k=3, temperature=t) == 0.0
+
+
+def reference_knn(memory, labels, queries, k, t, num_classes):
+    """Float64 loops: the definition, one query at a time."""
+    m = memory / np.linalg.norm(memory, axis=1, keepdims=True)
+    out = np.zeros((len(queries), num_classes))
+    for i, q in enumerate(queries):
+        sims = m @ (q / np.linalg.norm(q))
+        for j in np.argsort(-sims, kind="stable")[:k]:
+            out[i, labels[j]] += math.exp(sims[j] / t)
+        out[i] /= out[i].sum()
+    return out
+
+
+def test_knn_blocks_match_a_float64_reference(monkeypatch):
+    rng = np.random.default_rng(0)
+    memory, queries = rng.normal(size=(50, 8)), rng.normal(size=(23, 8))
+    labels = rng.integers(0, 7, 50)
+    monkeypatch.setattr(knn, "KNN_BLOCK_ELEMENTS", 50 * 4)  # blocks of 4 queries
+    probs = knn_classify(memory, labels, queries, k=10, temperature=0.2, num_classes=7)
+    np.testing.assert_allclose(probs.numpy(), reference_knn(memory, labels, queries, 10, 0.2, 7),
+                               atol=1e-5)
+
+
+def test_knn_small_temperature_stays_finite():
+    rng = np.random.default_rng(1)
+    memory, queries = rng.normal(size=(30, 4)), rng.normal(size=(5, 4))
+    probs = knn_classify(memory, rng.integers(0, 3, 30), queries, k=5, temperature=1e-3)
+    assert torch.isfinite(probs).all()
+    np.testing.assert_allclose(probs.sum(1).numpy(), 1.0, rtol=1e-6)
+
+
+def test_knn_rejects_bad_arguments():
+    x = np.eye(3, dtype=np.float32)
+    with pytest.raises(SimCLRError, match="temperature"):
+        knn_classify(x, [0, 1, 2], x, k=2, temperature=0)
+    with pytest.raises(SimCLRError, match="--k"):
+        knn_classify(x, [0, 1, 2], x, k=0)
+
+
+def test_knn_command_writes_results(tmp_path):
+    train, test = colour_source(classes=6, seed=0), colour_source(classes=6, n_per_class=3,
+                                                                  seed=1)
+    result = run_knn(tiny_encoder(), train, test, tmp_path, image_size=16, k=5,
+                     device="cpu", precision="fp32", verbose=False)
+    saved = json.loads((tmp_path / "knn.json").read_text())
+    assert saved["top1"] == result["top1"] and result["top5"] is not None
+    assert result["top5"] >= result["top1"] and result["k"] == 5
+    assert (tmp_path / "knn_confusion.png").stat().st_size > 0
