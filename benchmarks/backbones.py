@@ -38,10 +38,10 @@ def case_step(spec: dict[str, Any]) -> dict[str, Any]:
     """simclr's training step for one encoder on pre-made views (as throughput.case_model)."""
     import torch
 
-    from simclr.config import build_config
     from simclr.models import build_model
     from simclr.optim import build_optimizer
     from simclr.runtime import tune_cpu_allocator
+    from simclr.settings import build_config
 
     device = torch.device(spec["device"])
     if device.type == "cpu":

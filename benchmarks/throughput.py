@@ -164,7 +164,7 @@ def case_e2e_simclr(spec: dict[str, Any]) -> dict[str, Any]:
     """simclr's real training loop, ``pretrain(cfg)``, timed through its on_step hook."""
     import torch
 
-    from simclr.config import build_config
+    from simclr.settings import build_config
     from simclr.train import pretrain
 
     try:  # imported by the run's metrics log; its import is not training memory
@@ -237,10 +237,10 @@ def case_model(spec: dict[str, Any]) -> dict[str, Any]:
     """simclr's training step (model, NT-Xent, LARS) on pre-made views: the ceiling."""
     import torch
 
-    from simclr.config import build_config
     from simclr.models import build_model
     from simclr.optim import build_optimizer
     from simclr.runtime import tune_cpu_allocator
+    from simclr.settings import build_config
 
     device = torch.device(spec["device"])
     if device.type == "cpu":
@@ -284,8 +284,9 @@ def _augmenter(spec: dict[str, Any], device: Any) -> Callable[[int], Any]:
     import numpy as np
     import torch
 
-    from simclr.config import DataConfig, build_config
+    from simclr.config import DataConfig
     from simclr.data import open_source, scan_folder
+    from simclr.settings import build_config
 
     batch, impl = spec["batch"], spec["impl"]
     pick = np.random.default_rng(0).permutation(len(scan_folder(spec["data"]).paths))[:batch]

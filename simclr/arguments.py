@@ -19,10 +19,12 @@ from simclr.commands import (
     cmd_supervised,
     cmd_transform_probe,
 )
-from simclr.config import CROP_SAMPLERS, MAX_EPOCHS, MAX_SEED, PRESETS, all_flags
+from simclr.config import CROP_SAMPLERS, MAX_EPOCHS, MAX_SEED
 from simclr.export import FORMATS
 from simclr.launch import add_flag as add_processes_flag
+from simclr.presets import PRESETS
 from simclr.pretrained import LAYERS_HELP
+from simclr.settings import all_flags
 
 RuntimeFlags = Callable[[argparse.ArgumentParser], None]
 

@@ -83,7 +83,7 @@ def arch_problem(arch: str, width: float, cifar_stem: bool | None,
 
 def check_arch(arch: str, width: float, cifar_stem: bool | None, image_size: int) -> None:
     """:func:`arch_problem` as a one-line SimCLRError naming the flag."""
-    from simclr.config import flag_of
+    from simclr.settings import flag_of
 
     problem = arch_problem(arch, width, cifar_stem, image_size)
     if problem is not None:

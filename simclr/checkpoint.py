@@ -31,7 +31,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from simclr.config import SettingError, config_from_dict
 from simclr.errors import SimCLRError
 from simclr.files import (
     fsync_dir,
@@ -40,6 +39,7 @@ from simclr.files import (
     torch_save,
     write_atomically,
 )
+from simclr.settings import SettingError, config_from_dict
 from simclr.validate import validate
 
 log = logging.getLogger(__name__)

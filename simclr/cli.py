@@ -19,19 +19,16 @@ from typing import Any
 
 from simclr.config import (
     MAX_THREADS,
-    PRESETS,
     RESUME_SETTINGS,
     SECTIONS,
-    all_flags,
-    apply_resume_flags,
-    build_config,
     default_of,
     section_of,
     setting_help,
     type_of,
-    yaml_text,
 )
 from simclr.errors import SimCLRError, user_message
+from simclr.presets import PRESETS
+from simclr.settings import all_flags, apply_resume_flags, build_config, yaml_text
 
 CACHE_DIR = default_of("data.cache_dir")  # where the decoded caches are, unless told
 
@@ -98,7 +95,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def add_config_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozenset()) -> None:
-    """A flag for every setting (config.all_flags), grouped by config section and described
+    """A flag for every setting (settings.all_flags), grouped by config section and described
     by the config's own comments; only flags given on the line override."""
     docs = setting_help()
     groups = {section: parser.add_argument_group(_group_title(section, cls))

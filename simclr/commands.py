@@ -29,7 +29,7 @@ from simclr.checkpoint import (
     checkpoint_file,
     load_checkpoint,
 )
-from simclr.config import Config, DataConfig, config_from_dict
+from simclr.config import Config, DataConfig
 from simclr.data import ImageList, ImageSource, check_folder, list_folder, open_source
 from simclr.errors import SimCLRError
 from simclr.features import check_labeled_folders
@@ -39,6 +39,7 @@ from simclr.pretrained import (
     representation_from_checkpoint,
 )
 from simclr.results import RESULTS, check_not_inside, check_results_free
+from simclr.settings import config_from_dict
 
 
 class RawPixels(nn.Module):
@@ -381,8 +382,8 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
 
 def cmd_supervised(args: argparse.Namespace) -> int:
     from simclr.cli import config_flags
-    from simclr.config import build_config
     from simclr.launch import again
+    from simclr.settings import build_config
     from simclr.supervised import (
         check_new_run,
         data_specs,
@@ -406,7 +407,7 @@ def cmd_supervised(args: argparse.Namespace) -> int:
                 raise SimCLRError(f"--{name} is required (or --resume RUN_DIR)")
         cfg = build_config(args.preset, args.config, {**flags, "out": args.out})
     if args.print_config:  # check a recipe before a long run: nothing is read or written
-        from simclr.config import yaml_text
+        from simclr.settings import yaml_text
 
         print(yaml_text(cfg.to_dict()), end="")
         return 0

@@ -1,30 +1,20 @@
 """One typed configuration for a pretraining run, with the paper's defaults.
 
-Layers, later ones win: dataclass defaults (the paper's ImageNet recipe, Chen et al.
-2020, Sec. 3 and App. B) -> ``--preset`` -> ``--config FILE.yaml`` -> command-line flags.
-The resolved config is written to every run directory (``config.yaml``) and into
-every checkpoint, so a run can always be reproduced and resumed. The presets live in
-simclr.presets.
+The dataclasses below hold every setting with its default (the paper's ImageNet recipe,
+Chen et al. 2020, Sec. 3 and App. B); the comment beside each is its ``--help`` text.
+The resolved config is written to every run directory (``config.yaml``) and into every
+checkpoint, so a run can always be reproduced and resumed. How a config is built from
+what the user gives is simclr.settings; the presets live in simclr.presets.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
-import os
 import re
 import sys
-from collections.abc import Collection
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
-
-import yaml
-
-from simclr.errors import SimCLRError
-from simclr.files import written
-from simclr.presets import PRESETS
 
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
@@ -232,94 +222,6 @@ class Config:
         return asdict(self)
 
 
-# Flag name -> dotted config path. Booleans get --name / --no-name.
-FLAGS: dict[str, str] = {
-    "data": "data.path",
-    "download": "data.download",
-    "data-root": "data.root",
-    "cache": "data.cache",
-    "cache-dir": "data.cache_dir",
-    "load-size": "data.load_size",
-    "workers": "data.workers",
-    "decoder": "data.decoder",
-    "store": "data.store",
-    "strict": "data.strict",
-    "out": "out",
-    "arch": "model.arch",
-    "width": "model.width",
-    "cifar-stem": "model.cifar_stem",
-    "zero-init-residual": "model.zero_init_residual",
-    "head": "model.head",
-    "head-layers": "model.head_layers",
-    "head-hidden-dim": "model.head_hidden_dim",
-    "head-out-dim": "model.head_out_dim",
-    "head-batch-norm": "model.head_batch_norm",
-    "sync-bn": "model.sync_bn",
-    "loss": "loss.name",
-    "temperature": "loss.temperature",
-    "normalize": "loss.normalize",
-    "loss-weight": "loss.weight",
-    "optimizer": "optim.name",
-    "lr": "optim.lr",
-    "lr-scaling": "optim.lr_scaling",
-    "momentum": "optim.momentum",
-    "weight-decay": "optim.weight_decay",
-    "eta": "optim.eta",
-    "exclude-bias-and-norm": "optim.exclude_bias_and_norm",
-    "warmup-epochs": "optim.warmup_epochs",
-    "warmup-fraction": "optim.warmup_fraction",
-    "image-size": "augment.size",
-    "crop-scale": "augment.crop_scale",
-    "color-strength": "augment.color_strength",
-    "blur": "augment.blur",
-    "batch-size": "batch_size",
-    "epochs": "epochs",
-    "max-steps": "max_steps",
-    "time-budget": "time_budget",
-    "precision": "precision",
-    "channels-last": "channels_last",
-    "compile": "compile",
-    "memory-check": "memory_check",
-    "device": "device",
-    "seed": "seed",
-    "init-from": "init_from",
-    "deterministic": "deterministic",
-    "threads": "threads",
-    "log-every": "log_every",
-    "checkpoint-every": "checkpoint_every",
-    "checkpoint-minutes": "checkpoint_minutes",
-    "keep-checkpoints": "keep_checkpoints",
-    "nan-policy": "nan_policy",
-    "knn-train": "knn_train",
-    "knn-test": "knn_test",
-    "knn-every": "knn_every",
-    "progress": "progress",
-}
-
-
-def all_flags() -> dict[str, str]:
-    """FLAGS plus a flag for every other setting (``--flip-p``, ``--blur-sigma``, ...).
-
-    Every knob of the config is reachable from the command line: the named flags above
-    first, then each remaining field under its own name (prefixed by its section when
-    the name is taken, e.g. ``--loss-normalize``).
-    """
-    flags = dict(FLAGS)
-    taken = set(FLAGS.values())
-    defaults = Config()
-    for section in ("augment", "model", "loss", "optim", "data"):
-        for f in fields(getattr(defaults, section)):
-            path = f"{section}.{f.name}"
-            if path in taken:
-                continue
-            name = f.name.replace("_", "-")
-            flags[name if name not in flags else f"{section}-{name}"] = path
-    for f in fields(Config):
-        if f.name not in taken and not dataclasses.is_dataclass(getattr(defaults, f.name)):
-            flags.setdefault(f.name.replace("_", "-"), f.name)
-    return flags
-
-
 def _owner(path: str) -> tuple[Any, str]:
     """(the default dataclass holding a dotted setting, the field's name)."""
     *parents, name = path.split(".")
@@ -400,291 +302,17 @@ def section_of(path: str) -> str:
 def type_of(path: str) -> str:
     """The declared type of a dotted setting as text, e.g. ``"float | None"``."""
     obj, name = _owner(path)
-    return str(_field_type(obj, name))
+    return str(field_type(obj, name))
 
 
-# ---------------------------------------------------------------------------- parsing
-
-def parse_duration(text: str | float | int) -> float:
-    """'20m' -> 1200.0; accepts s, m, h suffixes or a plain number of seconds."""
-    if isinstance(text, (int, float)):
-        seconds = float(text)
-    else:
-        match = re.fullmatch(r"\s*(-?[0-9]*\.?[0-9]+)\s*([smh]?)\s*", str(text))
-        if not match:
-            raise SimCLRError(f"--time-budget: cannot read {text!r} (use e.g. 90s, 20m, 1.5h)")
-        seconds = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
-    if not seconds > 0:
-        raise SimCLRError(f"--time-budget must be positive, got {text!r}")
-    return seconds
-
-
-def _field_type(obj: Any, name: str) -> Any:
+def field_type(obj: Any, name: str) -> Any:
+    """The declared type (annotation text) of field ``name`` of dataclass ``obj``."""
     for f in fields(obj):
         if f.name == name:
             return f.type
     raise KeyError(name)
 
 
-def _is_null(value: Any) -> bool:
-    """None, or the text a user writes for it (YAML's null, a flag's ``none``)."""
-    return value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
-
-
-def _coerce(value: Any, type_text: str, where: str) -> Any:
-    """Convert YAML/flag text to the field's declared type (annotations are strings)."""
-    t = str(type_text).replace(" ", "")
-    optional = "None" in t
-    # "none" as text means None only where None is allowed: `--head none` is a head.
-    if value is None or (optional and _is_null(value)):
-        if optional:
-            return None
-        raise SimCLRError(f"{where}: a value is required")
-    base = t.replace("|None", "")
-    if isinstance(value, dict) or (isinstance(value, list) and not base.startswith("tuple")):
-        raise SimCLRError(f"{where}: expected one {base} value, got {value!r}")
-    try:
-        if base == "bool":
-            if isinstance(value, bool):
-                return value
-            text = str(value).lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if isinstance(value, bool) and base != "str":  # YAML's `lr: true` is no number
-            raise ValueError
-        if base == "int":
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        if base == "float":
-            return float(value)
-        if base.startswith("tuple"):
-            items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-            if len(items) != 2:
-                raise ValueError
-            return (float(items[0]), float(items[1]))
-        if base == "str":
-            return str(value)
-    except (TypeError, ValueError):
-        raise SimCLRError(f"{where}: cannot read {value!r} as {base}") from None
-    return value
-
-
-def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> None:
-    """Set nested fields from a (possibly nested) mapping; unknown keys are errors."""
-    for key, value in overrides.items():
-        if isinstance(value, dict):
-            sub = getattr(cfg, str(key), None)
-            if not dataclasses.is_dataclass(sub):
-                if any(f.name == key for f in fields(cfg)):
-                    raise SimCLRError(f"{source}: setting {key!r} takes a value, not a mapping")
-                raise SimCLRError(f"{source}: unknown section {key!r}")
-            for sub_key, sub_value in value.items():
-                set_path(cfg, f"{key}.{sub_key}", sub_value, source)
-        else:
-            set_path(cfg, str(key), value, source)
-
-
-def _nested_hint(path: str) -> str:
-    """For a key that is a setting of some section (``arch`` for ``model.arch``, or a
-    flag's name), where it belongs; else nothing."""
-    dotted = all_flags().get(path.replace("_", "-"))
-    if dotted is None or "." not in dotted or dotted == path:
-        return ""
-    section, name = dotted.split(".", 1)
-    return f" (it is {dotted}: in a YAML file under '{section}:', as '  {name}: ...')"
-
-
-def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
-    """Set ``cfg.a.b = value`` with type conversion; names the bad key on error."""
-    *parents, name = path.split(".")
-    obj: Any = cfg
-    for part in parents:
-        obj = getattr(obj, part, None)
-        if not dataclasses.is_dataclass(obj):
-            raise SimCLRError(f"{source}: unknown setting {path!r}")
-    try:
-        type_text = _field_type(obj, name)
-    except KeyError:
-        raise SimCLRError(f"{source}: unknown setting {path!r}{_nested_hint(path)}") from None
-    if dataclasses.is_dataclass(getattr(obj, name)):  # e.g. `model: 3` in a YAML file
-        raise SimCLRError(f"{source}: section {path!r} must be a mapping of its settings, "
-                          f"got {value!r}")
-    if path == "time_budget" and not _is_null(value):
-        value = parse_duration(value)
-    # A flag's problem is named by the flag the user typed, a file's by its key.
-    where = f"--{flag_of(path)}" if source == "flag" else f"{source}: {path}"
-    setattr(obj, name, _coerce(value, type_text, where))
-
-
-def flag_of(path: str) -> str:
-    """The command-line flag (without --) of a dotted setting."""
-    return _flag_by_path().get(path, path)
-
-
-@functools.cache
-def _flag_by_path() -> dict[str, str]:
-    by_path: dict[str, str] = {}
-    for flag, path in all_flags().items():
-        by_path.setdefault(path, flag)  # the named flag, listed first
-    return by_path
-
-
-class SettingError(SimCLRError):
-    """One setting's invalid value. The message names it as the flag (``--epochs must be
-    positive, got -5``) unless :func:`build_config` knows it came from a config file,
-    where it names the file and the key (``run.yaml: epochs must be positive, ...``).
-    """
-
-    def __init__(self, path: str, detail: str) -> None:
-        super().__init__(f"--{flag_of(path)}{detail}")
-        self.path = path
-        self.detail = detail
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, but a key given twice in one mapping (e.g. two ``model:``
-    sections, of which plain YAML silently keeps the last) is an error."""
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, (list, dict)):  # YAML allows them; no setting is named so
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"a key must be a name, not a "
-                    f"{'list' if isinstance(key, list) else 'mapping'} (line "
-                    f"{key_node.start_mark.line + 1})", key_node.start_mark)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"{key!r} is given twice (line {key_node.start_mark.line + 1})",
-                    key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    p = Path(path).expanduser()
-    if p.is_dir():
-        raise SimCLRError(f"config file {p} is a folder; give the YAML file itself")
-    if not p.is_file():
-        raise SimCLRError(f"config file not found: {p}")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise SimCLRError(f"config file {p} is not UTF-8 text (not a YAML file?)") from None
-    except OSError as exc:
-        raise SimCLRError(f"cannot read config file {p}: {exc.strerror}") from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
-    except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0]
-        raise SimCLRError(f"config file {p} is not valid YAML: {first}") from None
-    if not isinstance(data, dict):
-        raise SimCLRError(f"config file {p} must hold a mapping of settings")
-    return data
-
-
-def build_config(
-    preset: str | None = None,
-    config_file: str | None = None,
-    flags: dict[str, Any] | None = None,
-    inert_ok: Collection[str] = (),
-) -> Config:
-    """Defaults -> preset -> YAML -> flags (dotted paths), then validate. A flag with
-    no effect under the other settings is refused (:mod:`simclr.inert`) unless it is in
-    ``inert_ok`` (a sweep's common flags, which may act in some cells only)."""
-    cfg = Config()
-    lr_origin = None  # (lr, its scaling rule, batch) of the last layer that gave an lr
-    if preset is not None:
-        if preset not in PRESETS:
-            raise SimCLRError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
-        apply_overrides(cfg, PRESETS[preset], f"preset {preset}")
-        if "lr" in PRESETS[preset].get("optim", {}):
-            lr_origin = (cfg.optim.lr, cfg.optim.lr_scaling, cfg.batch_size)
-    if config_file is not None:
-        # A run's own config.yaml is a valid --config: what it only records is skipped.
-        settings = {k: v for k, v in load_yaml(config_file).items() if k not in RECORDED_KEYS}
-        apply_overrides(cfg, settings, str(config_file))
-        if "optim.lr" in _paths_of(settings) and cfg.optim.lr is not None:
-            lr_origin = (cfg.optim.lr, cfg.optim.lr_scaling, cfg.batch_size)
-    for path, value in (flags or {}).items():
-        set_path(cfg, path, value, "flag")
-    if lr_origin is not None and "optim.lr" not in (flags or {}):
-        carry_lr(cfg, *lr_origin)
-    # A preset's or a file's ResNet width means nothing to another network named after it:
-    # width 1 unless given at the arch's own layer or a later one (a printed config holds
-    # every setting, its ResNet's width too, which --arch on top then replaces).
-    flagged = set(flags or {})
-    filed = _paths_of(settings) if config_file is not None else set()
-    width_given = "model.width" in flagged or ("model.width" in filed
-                                               and "model.arch" not in flagged)
-    if cfg.model.arch not in ARCHS and not width_given:
-        cfg.model.width = 1.0
-    # An unset lr is the paper's base for the scaling rule chosen (0.075 for sqrt): said
-    # explicitly in the resolved config, so config.yaml and --print-config show it.
-    cfg.optim.lr = cfg.optim.base_lr()
-    from simclr.validate import check_scale, validate  # it imports this module
-
-    try:
-        validate(cfg)
-        check_scale(cfg)
-    except SettingError as exc:
-        # Named where the user wrote it: a value from the file (and no flag) by its key.
-        if config_file is not None and exc.path not in (flags or {}) \
-                and exc.path in _paths_of(settings):
-            raise SimCLRError(f"{config_file}: {exc.path}{exc.detail}") from None
-        raise
-    from simclr.inert import refuse_inert  # it imports this module
-
-    refuse_inert(cfg, set(flags or {}) - set(inert_ok))
-    absolute_paths(cfg)
-    return cfg
-
-
-def apply_resume_flags(cfg: Config, flags: dict[str, Any], allowed: set[str]) -> None:
-    """The flags given with ``--resume`` onto the saved config: only ``allowed`` settings
-    (where and how fast the run goes, not what it computes) may change, and each value
-    is checked as a new run's would be, so a resumed run never saves an invalid config."""
-    refused = sorted(f"--{flag_of(path)}" for path in set(flags) - allowed)
-    if refused:
-        raise SimCLRError(f"--resume continues the saved settings; cannot change "
-                          f"{', '.join(refused)}")
-    for path, value in flags.items():
-        set_path(cfg, path, value, "flag")
-    from simclr.inert import refuse_inert
-    from simclr.validate import validate
-
-    validate(cfg)
-
-    refuse_inert(cfg, flags)
-
-
-def carry_lr(cfg: Config, lr: float, rule: str, batch: int) -> None:
-    """An lr a preset or a config file gives belongs to its scaling rule. Under another
-    ``--lr-scaling`` (and no ``--lr``), keep its peak lr at its batch size, expressed in
-    the new rule: cifar10-cpu's 1.0 x 512/256 = 2.0 becomes 2.0 / sqrt(512) = 0.088 under
-    sqrt, not 1.0 x sqrt(512) = 22.6 (the batch then scales it by the new rule); a run's
-    config.yaml (lr 0.3, linear, batch 4096) read with sqrt gets 0.3 x 16 / 64 = 0.075."""
-    if cfg.optim.lr_scaling == rule:
-        return
-    from simclr.optim import scaled_lr  # optim imports this module
-
-    cfg.optim.lr = scaled_lr(lr, batch, rule) / scaled_lr(1.0, batch, cfg.optim.lr_scaling)
-
-
-def _paths_of(settings: dict[str, Any]) -> set[str]:
-    """The dotted settings a (possibly nested) YAML mapping gives."""
-    return {f"{key}.{sub}" if isinstance(value, dict) else str(key)
-            for key, value in settings.items()
-            for sub in (value if isinstance(value, dict) else [None])}
-
-
-# What a run's config.yaml records beside its settings (simclr.train writes them): facts
-# of that run, not settings, so reading the file as a --config skips them.
 # What `pretrain --resume` may change: where and how fast the run goes, and its length
 # (checked against the saved schedule). A sweep's cells may differ by the same, less
 # the length (rundir.RUN_LENGTH), which makes another cell.
@@ -692,68 +320,12 @@ RESUME_SETTINGS = frozenset({
     "epochs", "max_steps", "time_budget", "progress", "device", "threads", "data.workers",
     "data.cache_dir", "log_every", "checkpoint_every", "checkpoint_minutes",
     "keep_checkpoints", "knn_every", "memory_check"})
+# What a run's config.yaml records beside its settings (simclr.train writes them): facts
+# of that run, not settings, so reading the file as a --config skips them.
 RECORDED_KEYS = frozenset({"provenance", "precision_resolved", "device_resolved", "num_images"})
-
-
-def _absolute(path: str) -> str:
-    return os.path.abspath(os.path.expanduser(path))
-
-
-def absolute_paths(cfg: Config) -> None:
-    """Make the run's local paths absolute, so the saved config (resume, ``--config``,
-    sweeps) means the same folders from any working directory.
-
-    Data folders only where they exist as paths: ``cifar10`` names a torchvision data
-    set unless such a folder is there (as :func:`simclr.data.open_source` reads it), and
-    a missing folder keeps the name the user typed for its error message. The cache
-    and data-set roots keep a leading ``~`` (it is expanded where they are used).
-    """
-    for owner, name in ((cfg.data, "path"), (cfg, "knn_train"), (cfg, "knn_test"),
-                        (cfg, "init_from")):
-        value = getattr(owner, name)
-        if value and os.path.exists(os.path.expanduser(value)):
-            setattr(owner, name, _absolute(value))
-    for owner, name in ((cfg.data, "cache_dir"), (cfg.data, "root")):
-        value = getattr(owner, name)
-        if not value.startswith("~"):
-            setattr(owner, name, _absolute(value))
-    cfg.out = _absolute(cfg.out)
-
-
-def config_from_dict(data: dict[str, Any]) -> Config:
-    """Rebuild a Config saved with :meth:`Config.to_dict` (checkpoints, config.yaml).
-
-    A setting the saved config predates takes :func:`unsaved_value`, what that run did.
-    """
-    cfg = Config()
-    for path, value in SAVED_BEFORE.items():
-        section, _, name = path.rpartition(".")
-        if name not in (data.get(section) or {} if section else data):
-            set_path(cfg, path, value, "saved config")
-    apply_overrides(cfg, data, "saved config")
-    return cfg
 
 
 MAX_EPOCHS = 1e6  # a million passes over the data; beyond, step counts overflow
 MAX_SEED = 2**63 - 1  # torch.manual_seed's range (numpy takes any non-negative integer)
 MAX_THREADS = 4096
 MIN_SIZE = 8  # pixels: smaller crops hold nothing for the augmentation to vary
-
-
-def yaml_text(data: dict[str, Any]) -> str:
-    """A config mapping as YAML text, keys in their order (tuples become lists)."""
-
-    def plain(x: Any) -> Any:
-        if isinstance(x, dict):
-            return {k: plain(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [plain(v) for v in x]
-        return x
-
-    return yaml.safe_dump(plain(data), sort_keys=False)
-
-
-def save_yaml(data: dict[str, Any], path: str | Path) -> None:
-    """Write a mapping as YAML (tuples become lists), whole or not at all."""
-    text = yaml_text(data)
-    written(Path(path), lambda tmp: tmp.write_text(text))

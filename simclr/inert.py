@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from simclr.config import ARCHS, Config, SettingError, flag_of
+from simclr.config import ARCHS, Config
+from simclr.settings import SettingError, flag_of
 
 # An augmentation switch -> the settings it gates, its probability first (App. A's ops
 # and Fig. 5's extras).

@@ -27,7 +27,7 @@ from simclr.checkpoint import (
     save_checkpoint,
     weight_mismatch,
 )
-from simclr.config import Config, config_from_dict
+from simclr.config import Config
 from simclr.errors import SimCLRError
 from simclr.files import written
 from simclr.models import (
@@ -41,6 +41,7 @@ from simclr.models import (
     resolve_cifar_stem,
 )
 from simclr.results import output_file
+from simclr.settings import config_from_dict
 from simclr.torchvision_io import is_torchvision_state, torchvision_weights
 
 

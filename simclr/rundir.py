@@ -18,10 +18,11 @@ from typing import Any
 
 from simclr import distributed as dist
 from simclr.checkpoint import CHECKPOINTS, checkpoint_files, resume_checkpoint
-from simclr.config import Config, config_from_dict
+from simclr.config import Config
 from simclr.errors import SimCLRError
 from simclr.files import folder_holder, in_use, lock_folder, set_aside, write_atomically
 from simclr.results import check_not_inside, check_out_folder
+from simclr.settings import config_from_dict
 
 
 class MetricsLog:

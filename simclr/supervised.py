@@ -43,7 +43,7 @@ from simclr.classify import (
     evaluate_classifier,
     train_classifier,
 )
-from simclr.config import Config, apply_resume_flags, config_from_dict, save_yaml
+from simclr.config import Config
 from simclr.errors import SimCLRError
 from simclr.features import check_labeled, resolve_runtime
 from simclr.files import folder_holder, in_use, lock_folder
@@ -60,6 +60,7 @@ from simclr.results import (
 )
 from simclr.rundir import check_run_length
 from simclr.runtime import StopFlag
+from simclr.settings import apply_resume_flags, config_from_dict, save_yaml
 from simclr.train import (
     FIRST_REFIT,
     Plan,
@@ -122,7 +123,8 @@ def note_ignored_settings(path: str | None) -> None:
     config.yaml holds them all: it stays a valid --config, so this is no error)."""
     if path is None:
         return
-    from simclr.config import RECORDED_KEYS, load_yaml
+    from simclr.config import RECORDED_KEYS
+    from simclr.settings import load_yaml
 
     def paths(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
         return [q for k, v in tree.items() if str(k) not in RECORDED_KEYS

@@ -23,21 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simclr.config import (
-    FIG5_OPS,
-    RESUME_SETTINGS,
-    Config,
-    all_flags,
-    build_config,
-    flag_of,
-    save_yaml,
-    set_path,
-    unsaved_value,
-)
+from simclr.config import FIG5_OPS, RESUME_SETTINGS, Config, unsaved_value
 from simclr.data import list_folder
 from simclr.errors import DivergedError, SimCLRError, user_message
 from simclr.files import set_aside, write_json, written
 from simclr.results import check_not_inside, check_out_folder
+from simclr.settings import all_flags, build_config, flag_of, save_yaml, set_path
 
 SUMMARY = "summary.json"
 
@@ -241,7 +232,7 @@ def _saved_settings(run_dir: Path) -> dict[str, Any] | None:
     """The config a cell's run was made with: the config.yaml every run writes before
     its first step (no checkpoint has to be loaded, and a run that diverged before its
     first checkpoint has one too)."""
-    from simclr.config import load_yaml
+    from simclr.settings import load_yaml
 
     if (run_dir / "config.yaml").is_file():
         return load_yaml(run_dir / "config.yaml")

@@ -16,11 +16,12 @@ from typing import Any
 from simclr.arguments import count_at_least
 from simclr.checkpoint import load_checkpoint
 from simclr.commands import checkpoint_source, open_eval_source
-from simclr.config import PRESETS, DataConfig
+from simclr.config import DataConfig
 from simclr.errors import SimCLRError
 from simclr.features import check_labeled_folders
 from simclr.files import set_aside
 from simclr.launch import add_flag as add_processes_flag
+from simclr.presets import PRESETS
 from simclr.pretrained import parse_layer, representation_from_checkpoint
 from simclr.results import RESULTS
 
@@ -126,7 +127,7 @@ def _check_eval_flags(args: argparse.Namespace) -> None:
 def _print_cell_configs(axes: list[Any], out: Path, preset: str | None,
                         config: str | None, flags: dict[str, Any]) -> None:
     """``--print-config``: each cell's resolved settings as YAML."""
-    from simclr.config import yaml_text
+    from simclr.settings import yaml_text
     from simclr.sweep import cell_configs
 
     cells, configs = cell_configs(axes, out, preset, config, flags)

@@ -31,7 +31,7 @@ from simclr.checkpoint import (
     save_checkpoint,
     what_is_kept,
 )
-from simclr.config import MIN_SIZE, Config, absolute_paths, config_from_dict, load_yaml, save_yaml
+from simclr.config import MIN_SIZE, Config
 from simclr.data import (
     NAMED_DATASETS,
     ImageSource,
@@ -59,6 +59,7 @@ from simclr.runtime import (
     resolve_precision,
     tune_cpu_allocator,
 )
+from simclr.settings import absolute_paths, config_from_dict, load_yaml, save_yaml
 
 EXIT_PREEMPTED = 75  # status after SIGTERM/SIGINT: checkpoint written, resume with --resume
 

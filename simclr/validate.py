@@ -3,8 +3,8 @@
 :func:`validate` holds every value of a :class:`~simclr.config.Config` to its range and
 its choices (a checkpoint's stored config too: a value no run could have saved is
 refused when it is read); :func:`check_scale` adds what only a new run must meet. Each
-problem raises :class:`~simclr.config.SettingError`, named as the flag or, when it came
-from a config file, as the file's key (:func:`simclr.config.build_config`). Settings
+problem raises :class:`~simclr.settings.SettingError`, named as the flag or, when it came
+from a config file, as the file's key (:func:`simclr.settings.build_config`). Settings
 that are valid but do nothing under the others are :mod:`simclr.inert`'s concern.
 """
 
@@ -27,9 +27,9 @@ from simclr.config import (
     MIN_SIZE,
     AugmentConfig,
     Config,
-    SettingError,
 )
 from simclr.errors import SimCLRError
+from simclr.settings import SettingError
 
 
 def _get(cfg: Config, path: str) -> Any:

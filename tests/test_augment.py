@@ -611,7 +611,7 @@ def test_the_order_of_a_composition_changes_the_views():
 
 
 def test_first_op_is_checked():
-    from simclr.config import build_config
+    from simclr.settings import build_config
 
     def check(**augment):
         build_config(None, None, {f"augment.{k}": v for k, v in augment.items()})

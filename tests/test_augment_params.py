@@ -18,8 +18,9 @@ import pytest
 from scipy import stats
 
 from simclr import augment_params as P
-from simclr.config import AugmentConfig, build_config
+from simclr.config import AugmentConfig
 from simclr.errors import SimCLRError
+from simclr.settings import build_config
 
 OFFICIAL = AugmentConfig(size=32, crop_sampler="official")
 

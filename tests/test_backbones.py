@@ -10,9 +10,9 @@ import torchvision
 
 from simclr.backbones import FAMILIES, TorchvisionEncoder, torchvision_archs
 from simclr.cli import main
-from simclr.config import build_config, save_yaml
 from simclr.errors import SimCLRError
 from simclr.optim import param_groups
+from simclr.settings import build_config, save_yaml
 
 # The smallest network of every family, at the side it is built for in the test.
 SMALLEST = {"convnext_tiny": 32, "densenet121": 32, "efficientnet_b0": 32,

@@ -203,7 +203,8 @@ def test_embed_and_predict_outputs_are_checked_before_the_images_are_read(tmp_pa
 def test_every_setting_is_described_in_help(capsys):
     """`simclr pretrain --help` groups the flags by config section and describes each
     with the config's own comment, not just its dotted path."""
-    from simclr.config import all_flags, setting_help
+    from simclr.config import setting_help
+    from simclr.settings import all_flags
 
     docs = setting_help()
     assert set(all_flags().values()) <= set(docs), "settings without a comment in config.py"
@@ -237,7 +238,7 @@ def test_every_command_has_help(command, capsys):
 
 
 def test_print_config_is_a_config_file_and_writes_nothing(tmp_path, capsys, monkeypatch):
-    from simclr.config import build_config
+    from simclr.settings import build_config
 
     monkeypatch.chdir(tmp_path)
     assert main(["pretrain", "--preset", "cifar10", "--lr", "2", "--no-blur",
@@ -255,7 +256,7 @@ def test_print_config_is_a_config_file_and_writes_nothing(tmp_path, capsys, monk
 def test_sweep_and_supervised_print_their_resolved_configs(tmp_path, capsys, monkeypatch):
     """Each sweep cell's config (the preset, the flags, its value on top) and the
     supervised run's, as pretrain prints its own; nothing read or written."""
-    from simclr.config import build_config
+    from simclr.settings import build_config
 
     monkeypatch.chdir(tmp_path)
     assert main(["sweep", "--preset", "cifar10-cpu", "--data", "d", "--lr", "2", "--set",

@@ -1,20 +1,12 @@
-"""Config layering (defaults -> preset -> YAML -> flags), reading values and files."""
+"""The config's defaults (the paper's ImageNet recipe) and the presets' recipes."""
 
 from __future__ import annotations
 
 import pytest
-import yaml
 
-from simclr.config import (
-    PRESETS,
-    Config,
-    build_config,
-    config_from_dict,
-    load_yaml,
-    parse_duration,
-    save_yaml,
-)
-from simclr.errors import SimCLRError
+from simclr.config import Config
+from simclr.presets import PRESETS
+from simclr.settings import build_config
 
 
 def test_defaults_are_the_papers_imagenet_recipe():
@@ -23,6 +15,7 @@ def test_defaults_are_the_papers_imagenet_recipe():
     assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay) == ("lars", 0.3, 1e-6)
     assert cfg.augment.jitter() == pytest.approx((0.8, 0.8, 0.8, 0.2))
     assert cfg.augment.blur and cfg.augment.crop_scale == (0.08, 1.0)
+
 
 
 def test_an_unset_lr_is_the_papers_base_for_its_scaling_rule():
@@ -39,42 +32,6 @@ def test_an_unset_lr_is_the_papers_base_for_its_scaling_rule():
     assert OptimConfig().base_lr() == 0.3
 
 
-def test_a_presets_lr_keeps_its_peak_under_another_scaling_rule(tmp_path):
-    """cifar10-cpu tunes lr 1.0 for the linear rule at batch 512 (peak 2.0): switching
-    the rule keeps that peak at batch 512, instead of 1.0 x sqrt(512) = 22.6."""
-    from simclr.optim import scaled_lr
-
-    for rule in ("sqrt", "none", "linear"):
-        cfg = build_config("cifar10-cpu", flags={"optim.lr_scaling": rule})
-        assert scaled_lr(cfg.optim.lr, 512, rule) == pytest.approx(2.0)
-    sqrt = build_config("cifar10-cpu", flags={"optim.lr_scaling": "sqrt", "batch_size": 2048})
-    assert scaled_lr(sqrt.optim.lr, 2048, "sqrt") == pytest.approx(2.0 * 2)  # then sqrt(B)
-    # An lr the user gives, by flag or file, is taken as given.
-    given = build_config("cifar10-cpu", flags={"optim.lr_scaling": "sqrt", "optim.lr": 0.2})
-    assert given.optim.lr == 0.2
-    (tmp_path / "run.yaml").write_text("optim:\n  lr: 0.3\n  lr_scaling: sqrt\n")
-    assert build_config("cifar10-cpu", str(tmp_path / "run.yaml")).optim.lr == 0.3
-    (tmp_path / "rule.yaml").write_text("optim:\n  lr_scaling: sqrt\n")
-    assert build_config("cifar10-cpu", str(tmp_path / "rule.yaml")).optim.lr == \
-        pytest.approx(2.0 / 512 ** 0.5)
-
-
-def test_a_config_files_lr_keeps_its_peak_under_another_scaling_rule(tmp_path):
-    """A run's config.yaml records its resolved lr (0.3 for the linear rule): read again
-    with --lr-scaling sqrt it keeps the run's peak at the run's batch (the paper's 0.075
-    at 4096: both rules give 4.8), not 0.3 x sqrt(4096) = 19.2."""
-    from simclr.config import yaml_text
-    from simclr.optim import scaled_lr
-
-    saved = tmp_path / "config.yaml"
-    saved.write_text(yaml_text(build_config(flags={"batch_size": 4096}).to_dict()))
-    sqrt = build_config(config_file=str(saved), flags={"optim.lr_scaling": "sqrt"})
-    assert sqrt.optim.lr == pytest.approx(0.075)
-    assert scaled_lr(sqrt.optim.lr, 4096, "sqrt") == pytest.approx(4.8)
-    assert build_config(config_file=str(saved), flags={"optim.lr_scaling": "sqrt",
-                                                       "optim.lr": 0.1}).optim.lr == 0.1
-    assert build_config(config_file=str(saved)).optim.lr == 0.3
-
 
 def test_cifar_preset_is_the_official_recipe():
     cfg = build_config("cifar10")
@@ -82,6 +39,7 @@ def test_cifar_preset_is_the_official_recipe():
         "resnet18", 512, 1.0, 1e-4)
     assert cfg.loss.temperature == 0.5 and not cfg.augment.blur
     assert cfg.augment.jitter() == pytest.approx((0.4, 0.4, 0.4, 0.1))
+
 
 
 @pytest.mark.parametrize("preset", ["imagenet", "cifar10"])
@@ -94,157 +52,7 @@ def test_official_recipes_run_as_the_official_code(preset):
         assert cfg.data.load_size == 384
 
 
-def test_yaml_then_flags_override(tmp_path):
-    path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"batch_size": 64, "model": {"width": 0.5}, "epochs": 3}))
-    cfg = build_config("cifar10", str(path), {"model.width": "2", "time_budget": "20m"})
-    assert cfg.batch_size == 64 and cfg.epochs == 3.0
-    assert cfg.model.width == 2.0 and cfg.time_budget == 1200.0
-
-
-def test_round_trip_through_dict():
-    cfg = build_config("cifar10", flags={"augment.crop_scale": "0.2,1"})
-    again = config_from_dict(cfg.to_dict())
-    assert again == cfg and isinstance(again.augment.crop_scale, tuple)
-    older = cfg.to_dict()
-    del older["data"]["store"]  # saved before whole-picture storage existed
-    assert config_from_dict(older).data.store == "center"  # what that run did
-    assert config_from_dict({}).data.store == "center" and Config().data.store == "full"
-
-
-@pytest.mark.parametrize(
-    ("flags", "needle"),
-    [
-        ({"batch_size": "abc"}, "cannot read 'abc' as int"),
-        ({"time_budget": "soon"}, "--time-budget"),
-        ({"nonsense": 1}, "unknown setting 'nonsense'"),
-    ],
-)
-def test_unreadable_values_name_the_setting(flags, needle):
-    with pytest.raises(SimCLRError, match=None) as info:
-        build_config(flags=flags)
-    assert needle in str(info.value)
-    assert "\n" not in str(info.value)
-
-
-def test_bad_yaml_and_missing_file(tmp_path):
-    with pytest.raises(SimCLRError, match="not found"):
-        build_config(config_file=str(tmp_path / "missing.yaml"))
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("model: [unclosed")
-    with pytest.raises(SimCLRError, match="not valid YAML"):
-        build_config(config_file=str(bad))
-    with pytest.raises(SimCLRError, match="unknown preset"):
-        build_config("imagenet21k")
-
-
-def test_durations():
-    assert parse_duration("90s") == 90 and parse_duration("1.5h") == 5400
-    assert parse_duration("20m") == 1200 and parse_duration(30) == 30
-    with pytest.raises(SimCLRError):
-        parse_duration("0m")
-
 
 def test_every_preset_validates():
     for name in PRESETS:
         assert isinstance(build_config(name), Config)
-
-
-def test_config_file_errors_are_one_line(tmp_path):
-    binary = tmp_path / "bin.yaml"
-    binary.write_bytes(b"\xff\xfe\x00x")
-    cases = [(binary, "is not UTF-8 text"), (tmp_path, "is a folder; give the YAML file")]
-    for text, needle in [("model: 3\n", "section 'model' must be a mapping of its settings, "
-                                        "got 3"),
-                         ("out: {a: 1}\n", "setting 'out' takes a value, not a mapping"),
-                         ("model: {arch: [a, b]}\n", "model.arch: expected one str value"),
-                         ("1: 2\n", "unknown setting '1'")]:
-        path = tmp_path / f"case{len(cases)}.yaml"
-        path.write_text(text)
-        cases.append((path, needle))
-    for path, needle in cases:
-        with pytest.raises(SimCLRError) as info:
-            build_config(config_file=str(path))
-        assert needle in str(info.value) and "\n" not in str(info.value)
-
-
-def test_a_bad_value_from_a_config_file_is_named_by_its_key(tmp_path):
-    path = tmp_path / "run.yaml"
-    path.write_text("epochs: -5\nloss:\n  temperature: 0\n")
-    with pytest.raises(SimCLRError, match=r"run\.yaml: loss\.temperature must be positive, got 0"):
-        build_config(config_file=str(path), flags={"epochs": 3})
-    with pytest.raises(SimCLRError, match=r"run\.yaml: epochs must be positive, got -5\.0$"):
-        build_config(config_file=str(path), flags={"loss.temperature": 0.5})
-    # A flag given over the file's value is named as the flag the user typed.
-    with pytest.raises(SimCLRError, match=r"^--epochs must be positive, got -1\.0$"):
-        build_config(config_file=str(path), flags={"epochs": -1, "loss.temperature": 0.5})
-    path.write_text("batch_size: 1\n")
-    with pytest.raises(SimCLRError, match=r"run\.yaml: batch_size must be at least 2"):
-        build_config(config_file=str(path))
-
-
-def test_a_saved_config_is_a_config_file_but_unknown_keys_are_still_refused(tmp_path):
-    cfg = build_config("cifar10-cpu", flags={"augment.crop_scale": "0.2,1", "max_steps": 7,
-                                             "time_budget": "20m"})
-    saved = tmp_path / "config.yaml"  # as simclr.train writes it
-    save_yaml({**cfg.to_dict(), "provenance": {"git_sha": "abc"}, "precision_resolved": "bf16",
-               "device_resolved": "cpu", "num_images": 40}, saved)
-    assert build_config(config_file=str(saved)) == cfg
-    save_yaml({**load_yaml(saved), "provenence": {}}, saved)  # a typo is still an error
-    with pytest.raises(SimCLRError, match="unknown section 'provenence'"):
-        build_config(config_file=str(saved))
-
-
-def test_local_paths_are_stored_absolute(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "data" / "train").mkdir(parents=True)
-    cfg = build_config(flags={"data.path": "data/train", "out": "runs/a", "knn_train": "data",
-                              "knn_test": "data/../data/train", "data.cache_dir": "cache"})
-    assert cfg.data.path == str(tmp_path / "data" / "train")
-    assert (cfg.knn_train, cfg.knn_test) == (str(tmp_path / "data"),
-                                              str(tmp_path / "data" / "train"))
-    assert (cfg.out, cfg.data.cache_dir) == (str(tmp_path / "runs/a"), str(tmp_path / "cache"))
-    assert cfg.data.root == "~/.cache/simclr/datasets"  # expanded where it is used
-    # A torchvision name stays a name; a missing folder keeps what was typed for its error.
-    assert build_config(flags={"data.path": "cifar10"}).data.path == "cifar10"
-    assert build_config(flags={"data.path": "nowhere"}).data.path == "nowhere"
-
-
-def test_a_key_given_twice_and_a_boolean_number_are_refused(tmp_path):
-    twice = tmp_path / "twice.yaml"
-    twice.write_text("model:\n  head_out_dim: 64\nepochs: 3\nmodel:\n  head_layers: 3\n")
-    with pytest.raises(SimCLRError, match="'model' is given twice"):
-        build_config(config_file=str(twice))
-    boolean = tmp_path / "bool.yaml"
-    boolean.write_text("optim:\n  lr: true\n")
-    with pytest.raises(SimCLRError, match="optim.lr: cannot read True as float"):
-        build_config(config_file=str(boolean))
-
-
-def test_none_is_a_value_of_text_settings_and_null_of_optional_ones(tmp_path):
-    """`--head none` (Fig. 8's identity head) is the text "none", not a missing value."""
-    assert build_config("cifar10-cpu", flags={"model.head": "none"}).model.head == "none"
-    path = tmp_path / "c.yaml"
-    path.write_text("model:\n  head: none\nmax_steps: null\n")
-    cfg = build_config(config_file=str(path), flags={"time_budget": "none"})
-    assert cfg.model.head == "none" and cfg.max_steps is None and cfg.time_budget is None
-    with pytest.raises(SimCLRError, match="--batch-size: cannot read .none. as int"):
-        build_config(flags={"batch_size": "none"})
-
-
-def test_a_yaml_key_that_is_a_list_is_one_line(tmp_path):
-    path = tmp_path / "c.yaml"
-    path.write_text("? [a, b]\n: 3\n")
-    with pytest.raises(SimCLRError, match=r"not valid YAML: a key must be a name, not a list "
-                                          r"\(line 1\)"):
-        build_config(config_file=str(path))
-
-
-def test_a_sections_setting_at_the_top_of_a_file_says_where_it_belongs(tmp_path):
-    (tmp_path / "flat.yaml").write_text("arch: resnet18\n")
-    with pytest.raises(SimCLRError, match=r"flat.yaml: unknown setting 'arch' \(it is "
-                                          r"model.arch: in a YAML file under 'model:'"):
-        build_config(config_file=str(tmp_path / "flat.yaml"))
-    (tmp_path / "bogus.yaml").write_text("bogus_key: 3\n")
-    with pytest.raises(SimCLRError, match=r"unknown setting 'bogus_key'$"):
-        build_config(config_file=str(tmp_path / "bogus.yaml"))

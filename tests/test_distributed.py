@@ -200,7 +200,7 @@ def _run_worker(rank: int, port: int, flags: dict) -> None:
     import os
 
     from simclr import train
-    from simclr.config import build_config
+    from simclr.settings import build_config
 
     os.environ.update({"WORLD_SIZE": str(WORLD), "RANK": str(rank), "LOCAL_RANK": str(rank),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
@@ -213,7 +213,7 @@ def one_process_pretraining(tmp_path_factory) -> tuple[Path, dict]:
     """A deterministic 2-epoch pretraining with the global batch in one process (run
     once for the tests below): its folder's parent and its flags."""
     from simclr import train
-    from simclr.config import build_config
+    from simclr.settings import build_config
     from tests.conftest import make_image_folder, tiny_flags
 
     root = tmp_path_factory.mktemp("pretrain")
@@ -474,7 +474,7 @@ def _pretrain_stop_worker(rank: int, port: int, flags: dict) -> None:
 
     from simclr import distributed as d
     from simclr import train
-    from simclr.config import build_config
+    from simclr.settings import build_config
 
     d.STOP_VOTE_EVERY_S = 0.0  # compare after every step
     os.environ.update({"WORLD_SIZE": str(WORLD), "RANK": str(rank), "LOCAL_RANK": str(rank),

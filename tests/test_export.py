@@ -281,8 +281,8 @@ def test_torchvision_export_loads_into_torchvisions_resnet(tmp_path, run_dir, ca
     strictly and computes the encoder's h; a width-0.125 CIFAR encoder is refused."""
     import torchvision
 
-    from simclr.config import build_config
     from simclr.models import build_model
+    from simclr.settings import build_config
 
     cfg = build_config(flags={"model.arch": "resnet18", "model.width": 1.0,
                               "model.cifar_stem": False, "augment.size": 32})

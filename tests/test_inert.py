@@ -13,13 +13,14 @@ from torch import nn
 
 from simclr.augment import TwoViewAugment
 from simclr.cli import main
-from simclr.config import RESUME_SETTINGS, Config, apply_resume_flags, build_config
+from simclr.config import RESUME_SETTINGS, Config
 from simclr.errors import SimCLRError
 from simclr.inert import inert_settings
 from simclr.loss import contrastive_loss
 from simclr.models import build_head, build_model
 from simclr.optim import build_optimizer, warmup_steps
 from simclr.presets import PRESETS
+from simclr.settings import apply_resume_flags, build_config
 from simclr.train import plan_schedule
 
 # Another valid value of each setting a rule can call inert.

@@ -9,9 +9,9 @@ import pytest
 
 from simclr import train
 from simclr.cli import main
-from simclr.config import build_config
 from simclr.errors import SimCLRError
 from simclr.files import lock_folder
+from simclr.settings import build_config
 from tests.conftest import make_image_folder, tiny_flags, tiny_pretrained_run
 
 

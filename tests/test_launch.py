@@ -149,7 +149,7 @@ def _state(pid: int) -> str:
 
 def _config_file(tmp_path: Path, out: Path) -> Path:
     """A 2-epoch deterministic pretraining as a --config file (one thread a process)."""
-    from simclr.config import build_config, yaml_text
+    from simclr.settings import build_config, yaml_text
     from tests.conftest import make_image_folder, tiny_flags
 
     data = tmp_path / "images"
@@ -214,7 +214,7 @@ def test_processes_is_checked_before_anything_starts(tmp_path, capsys, monkeypat
 def test_sigterm_to_the_launcher_checkpoints_exits_75_and_the_run_resumes(tmp_path):
     """SIGTERM reaches both processes, they stop at the same step with a checkpoint,
     the launcher exits 75 (a requeue script can test it) and says how to continue."""
-    from simclr.config import build_config, yaml_text
+    from simclr.settings import build_config, yaml_text
     from tests.conftest import make_image_folder, tiny_flags
 
     out = tmp_path / "run"

@@ -13,11 +13,11 @@ import torch
 
 from simclr import memory, train
 from simclr.cli import main
-from simclr.config import build_config
 from simclr.errors import SimCLRError
 from simclr.memory import StepMemory, check_step_memory, largest_fitting_batch, measure_step
 from simclr.models import build_model
 from simclr.runtime import cpu_has_fast_bf16
+from simclr.settings import build_config
 from tests.conftest import make_image_folder, tiny_flags
 
 MIB = 2**20
@@ -62,7 +62,7 @@ def test_bf16_autocast_halves_the_activations():
 # One training step in a fresh process: the bound against the growth of its peak RSS.
 STEP = textwrap.dedent("""
     import json, sys, torch
-    from simclr.config import build_config
+    from simclr.settings import build_config
     from simclr.loss import contrastive_loss
     from simclr.memory import measure_step
     from simclr.optim import build_optimizer

@@ -15,7 +15,7 @@ import torch
 
 from simclr.checkpoint import load_checkpoint, save_checkpoint
 from simclr.cli import main
-from simclr.config import DataConfig, build_config
+from simclr.config import DataConfig
 from simclr.data import open_source
 from simclr.errors import SimCLRError
 from simclr.features import extract_features
@@ -30,6 +30,7 @@ from simclr.pretrained import (
     predict_folder,
     representation_from_checkpoint,
 )
+from simclr.settings import build_config
 from tests.conftest import make_image_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -88,8 +88,8 @@ def test_transform_probe_end_to_end_and_deterministic():
 
 
 def test_a_model_without_a_head_is_probed_once_and_says_so():
-    from simclr.config import build_config
     from simclr.models import build_model
+    from simclr.settings import build_config
 
     cfg = build_config(flags={"model.arch": "resnet18", "model.width": 0.125,
                               "model.head": "none"})

@@ -7,8 +7,8 @@ import io
 import pytest
 
 from simclr import train
-from simclr.config import build_config
 from simclr.progress import Progress, duration
+from simclr.settings import build_config
 from tests.conftest import tiny_flags
 
 

@@ -9,9 +9,9 @@ import pytest
 
 from simclr import train
 from simclr.checkpoint import load_checkpoint
-from simclr.config import build_config, config_from_dict
 from simclr.errors import SimCLRError
 from simclr.rundir import MetricsLog
+from simclr.settings import build_config, config_from_dict
 from tests.conftest import tiny_flags
 
 

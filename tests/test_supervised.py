@@ -15,10 +15,10 @@ import torch
 
 from simclr.checkpoint import load_checkpoint, periodic_checkpoints
 from simclr.cli import main
-from simclr.config import build_config
 from simclr.errors import SimCLRError
 from simclr.finetune import run_finetune
 from simclr.pretrained import encoder_from_checkpoint
+from simclr.settings import build_config
 from simclr.supervised import resume_config, run_supervised
 from tests.conftest import make_image_folder
 

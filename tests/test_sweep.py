@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from simclr.cli import main
-from simclr.config import build_config, load_yaml, save_yaml
 from simclr.errors import SimCLRError
+from simclr.settings import build_config, load_yaml, save_yaml
 from simclr.sweep import check_settings_act, parse_axis, plan_cells, run_sweep, runtime_flags
 from tests.conftest import tiny_flags
 
@@ -197,7 +197,7 @@ def test_cells_that_resolve_to_the_same_run_here_are_refused(tmp_path, image_fol
 
 
 def test_fig5_pairs_switch_on_exactly_their_transformations(tmp_path):
-    from simclr.config import build_config
+    from simclr.settings import build_config
     from simclr.sweep import pairs_axis
 
     axis = pairs_axis("crop,color,rotate")
@@ -441,7 +441,8 @@ def test_a_cell_resumed_by_other_processes_gets_the_reruns_runtime_settings(tmp_
     """What a rerun may change (where and how fast a cell runs) reaches a cell that
     `pretrain --resume --processes N` continues: as flags its parser takes."""
     from simclr.cli import build_parser, config_flags
-    from simclr.config import RESUME_SETTINGS, apply_resume_flags, config_from_dict
+    from simclr.config import RESUME_SETTINGS
+    from simclr.settings import apply_resume_flags, config_from_dict
 
     saved = build_config("digits", None, {"out": str(tmp_path / "cell"), "threads": 2})
     (tmp_path / "cell").mkdir()

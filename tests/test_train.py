@@ -11,9 +11,9 @@ import torch
 
 from simclr import load_encoder, train
 from simclr.checkpoint import load_checkpoint, save_checkpoint
-from simclr.config import build_config, load_yaml
 from simclr.errors import SimCLRError
 from simclr.pretrained import embed_folder, model_from_checkpoint
+from simclr.settings import build_config, load_yaml
 from tests.conftest import make_image_folder, tiny_flags
 
 

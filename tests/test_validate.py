@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from simclr.config import SettingError, build_config, config_from_dict
 from simclr.errors import SimCLRError
+from simclr.settings import SettingError, build_config, config_from_dict
 from simclr.validate import check_scale, validate
 
 
