@@ -350,6 +350,14 @@ def _hsv_saturation_loop(x: torch.Tensor, factor: float) -> torch.Tensor:
     return out
 
 
+def _factor_table(n: int, saturation: float, contrast: float) -> torch.Tensor:
+    """Rows of the kernels' float table for n images: the two factors in their columns
+    (different values, so a kernel reading the other's column fails)."""
+    table = torch.zeros(n, K.N_FLOATS)
+    table[:, K.F_SAT], table[:, K.F_CONTRAST] = saturation, contrast
+    return table
+
+
 def test_official_color_ops_match_their_definitions():
     """color_ops="official": TF's saturation (S of HSV scaled, clipped) against colorsys
     in float64, and TF's contrast (each channel about its own mean) by hand, for the
@@ -360,9 +368,7 @@ def test_official_color_ops_match_their_definitions():
     x[1, :, 0, 0] = 0.0  # black
     x[2, :, 0, 0] = torch.tensor([1.0, 0.0, 0.25])  # S = 1 already
     for factor in (0.0, 0.2, 0.9, 1.0, 1.6, 3.0):
-        table = torch.zeros(3, K.N_FLOATS)
-        table[:, K.F_SAT] = factor
-        table[:, K.F_CONTRAST] = 2.0 - factor / 2  # another column, another value
+        table = _factor_table(3, saturation=factor, contrast=2.0 - factor / 2)
         expected = _hsv_saturation_loop(x, factor)
         got = x.clone()
         K.saturation_hsv_(got, table, None)
@@ -393,8 +399,7 @@ def test_official_color_ops_match_tensorflow():
     tf = pytest.importorskip("tensorflow")
     x = _images(4, 8).float() / 255
     for factor in (0.0, 0.3, 1.0, 1.7):
-        table = torch.zeros(4, K.N_FLOATS)
-        table[:, K.F_SAT], table[:, K.F_CONTRAST] = factor, 2.0 - factor / 2
+        table = _factor_table(4, saturation=factor, contrast=2.0 - factor / 2)
         hwc = tf.constant(x.permute(0, 2, 3, 1).numpy())
         for op, tf_op, f in ((K.saturation_hsv_, tf.image.adjust_saturation, factor),
                              (K.contrast_channels_, tf.image.adjust_contrast, 2 - factor / 2)):
