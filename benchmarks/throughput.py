@@ -285,7 +285,8 @@ def _augmenter(spec: dict[str, Any], device: Any) -> Callable[[int], Any]:
     import torch
 
     from simclr.config import DataConfig
-    from simclr.data import open_source, scan_folder
+    from simclr.data import open_source
+    from simclr.folders import scan_folder
     from simclr.settings import build_config
 
     batch, impl = spec["batch"], spec["impl"]

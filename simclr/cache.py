@@ -31,7 +31,7 @@ from simclr.errors import BadImageError, SimCLRError
 from simclr.files import remove_stale_temporaries, temporary_name, write_atomically
 
 if TYPE_CHECKING:
-    from simclr.data import ImageList
+    from simclr.folders import ImageList
 
 log = logging.getLogger(__name__)
 

@@ -50,7 +50,7 @@ LAST = "last.pt"
 CHECKPOINTS = "checkpoints"  # a pretraining run directory's checkpoint folder
 _PERIODIC = re.compile(r"ckpt-(\d+)\.pt")
 # What every checkpoint holds (the settings and the weights they describe), and what
-# a pretraining run needs besides to continue (simclr.train.restore reads them).
+# a pretraining run needs besides to continue (simclr.resume.restore reads them).
 REQUIRED = ("config", "model")
 RESUME_ENTRIES = ("optimizer", "scaler", "step", "elapsed", "total_steps", "warmup_steps",
                   "rng")

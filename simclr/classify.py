@@ -95,7 +95,7 @@ def augmented_batches(
 
 def total_steps(epochs: float, images: int, batch: int) -> int:
     """A classifier training's length: ``epochs`` (fractions allowed) of full batches,
-    rounded up and at least one step, as pretraining counts (train.plan_schedule)."""
+    rounded up and at least one step, as pretraining counts (plan.plan_schedule)."""
     return max(1, math.ceil(epochs * (images // batch)))
 
 

@@ -293,6 +293,7 @@ RECIPE_FLAGS = {"model.arch", "model.width", "augment.size", "batch_size", "epoc
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from simclr import train
+    from simclr.resume import load_resume_config
 
     flags = config_flags(args)
     notes: list[str] = []  # said once the run's inputs are checked
@@ -300,7 +301,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         if args.preset or args.config:
             raise SimCLRError("--resume continues the saved settings; cannot change "
                               "--preset/--config")
-        cfg = train.load_resume_config(args.resume, {})
+        cfg = load_resume_config(args.resume, {})
         apply_resume_flags(cfg, flags, RESUME_SETTINGS)
     else:
         preset = args.preset

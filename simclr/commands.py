@@ -30,9 +30,10 @@ from simclr.checkpoint import (
     load_checkpoint,
 )
 from simclr.config import Config, DataConfig
-from simclr.data import ImageList, ImageSource, check_folder, list_folder, open_source
+from simclr.data import ImageSource, open_source
 from simclr.errors import SimCLRError
 from simclr.features import check_labeled_folders
+from simclr.folders import ImageList, check_folder, list_folder
 from simclr.pretrained import (
     encoder_from_checkpoint,
     model_from_checkpoint,
@@ -383,6 +384,7 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
 def cmd_supervised(args: argparse.Namespace) -> int:
     from simclr.cli import config_flags
     from simclr.launch import again
+    from simclr.plan import check_batch_fits
     from simclr.settings import build_config
     from simclr.supervised import (
         check_new_run,
@@ -391,7 +393,6 @@ def cmd_supervised(args: argparse.Namespace) -> int:
         resume_config,
         run_supervised,
     )
-    from simclr.train import check_batch_fits
 
     flags = config_flags(args)
     resume = None

@@ -18,15 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from simclr.data import (
-    ImageList,
-    check_folder,
-    collate_raw,
-    decode_device,
-    decode_raw_batch,
-    list_folder,
-)
+from simclr.data import collate_raw, decode_device, decode_raw_batch
 from simclr.errors import SimCLRError
+from simclr.folders import ImageList, check_folder, list_folder
 from simclr.runtime import autocast, ignore_stop_signals, resolve_device, resolve_precision
 
 log = logging.getLogger(__name__)

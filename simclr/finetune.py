@@ -170,7 +170,7 @@ def write_subset_list(source: Any, indices: np.ndarray, path: str | Path) -> Pat
 def _root(source: Any) -> Path | None:
     """The folder of an image source, absolute (None: not a folder). A source is named
     by its path as typed (maybe relative); its listing holds absolute file names
-    (data.scan_folder), so both compare absolute."""
+    (folders.scan_folder), so both compare absolute."""
     root = Path(os.path.abspath(Path(getattr(source, "name", "") or "").expanduser()))
     return root if root.is_dir() else None
 

@@ -55,7 +55,7 @@ def inert_settings(cfg: Config) -> dict[str, str]:
             inert[f"model.{name}"] = "--head linear is one layer, without hidden ones"
     elif model.head_layers == 1:
         inert["model.head_hidden_dim"] = "--head-layers 1 has no hidden layer"
-    if cfg.time_budget and cfg.max_steps is not None:  # train.plan_schedule
+    if cfg.time_budget and cfg.max_steps is not None:  # plan.plan_schedule
         inert["epochs"] = "--time-budget sets the length, --max-steps caps it"
     if cfg.knn_train is None:
         for name in ("knn_every", "knn_k", "knn_temperature"):

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from simclr.data import SPLITS
 from simclr.errors import SimCLRError
 from simclr.files import write_json, written
+from simclr.folders import SPLITS
 
 
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor | np.ndarray,

@@ -49,6 +49,13 @@ from simclr.features import check_labeled, resolve_runtime
 from simclr.files import folder_holder, in_use, lock_folder
 from simclr.models import build_classifier_within_memory
 from simclr.optim import build_optimizer, lr_at
+from simclr.plan import (
+    FIRST_REFIT,
+    Plan,
+    check_batch_fits,
+    plan_schedule,
+    refit_to_budget,
+)
 from simclr.pretrained import classifier_checkpoint
 from simclr.results import (
     accuracy_summary,
@@ -61,13 +68,6 @@ from simclr.results import (
 from simclr.rundir import check_run_length
 from simclr.runtime import StopFlag
 from simclr.settings import apply_resume_flags, config_from_dict, save_yaml
-from simclr.train import (
-    FIRST_REFIT,
-    Plan,
-    check_batch_fits,
-    plan_schedule,
-    refit_to_budget,
-)
 
 RESULT = SUPERVISED_RESULT
 # What a supervised checkpoint holds besides config and weights, so the run continues.

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from simclr.config import FIG5_OPS, RESUME_SETTINGS, Config, unsaved_value
-from simclr.data import list_folder
 from simclr.errors import DivergedError, SimCLRError, user_message
 from simclr.files import set_aside, write_json, written
+from simclr.folders import list_folder
 from simclr.results import check_not_inside, check_out_folder
 from simclr.settings import all_flags, build_config, flag_of, save_yaml, set_path
 
@@ -493,7 +493,7 @@ def check_settings_act(axes: list[Axis], cells: list[Cell], configs: list[Config
 def check_batches(cells: list[Cell], configs: list[Config]) -> None:
     """Each cell's batch against its data set, from the file names alone: pretraining
     refuses a batch larger than the set, and a sweep says so before its first run."""
-    from simclr.train import check_batch_fits
+    from simclr.plan import check_batch_fits
 
     sizes: dict[str | None, int | None] = {}  # one listing per folder
     for cell, cfg in zip(cells, configs, strict=True):

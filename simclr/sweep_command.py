@@ -221,7 +221,7 @@ def _eval_data(args: argparse.Namespace) -> dict[str, str]:
     def identity(spec: str) -> str:
         from os.path import abspath
 
-        from simclr.data import NAMED_DATASETS
+        from simclr.folders import NAMED_DATASETS
 
         path = Path(spec).expanduser()
         if spec.lower() in NAMED_DATASETS and not path.is_dir():  # as open_source reads it

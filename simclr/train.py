@@ -4,17 +4,15 @@ One code path serves the CPU, one GPU and many (torchrun): the batch size is the
 global batch, each process takes its shard, and the loss sees negatives from every
 process (loss.py via distributed.py). Augmentation runs batched on the training device
 (augment.py), fed by uint8 batches from a decoded cache or from decoding workers
-(data.py), so the input pipeline costs a small fraction of a step.
+(data.py), so the input pipeline costs a small fraction of a step. How many steps the
+run takes is plan.py's; what a checkpoint holds and how a run continues, resume.py's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +20,9 @@ import torch
 
 from simclr import distributed as dist
 from simclr.augment import TwoViewAugment
-from simclr.checkpoint import (
-    latest_checkpoint,
-    load_weights,
-    periodic_name,
-    readable_state,
-    resume_checkpoint,
-    save_checkpoint,
-    what_is_kept,
-)
+from simclr.checkpoint import latest_checkpoint, what_is_kept
 from simclr.config import MIN_SIZE, Config
-from simclr.data import (
-    NAMED_DATASETS,
-    ImageSource,
-    decode_device,
-    list_folder,
-    open_source,
-)
+from simclr.data import ImageSource, decode_device, open_source
 from simclr.errors import DivergedError, SimCLRError
 from simclr.features import check_labeled_folders
 from simclr.files import write_json
@@ -46,9 +30,18 @@ from simclr.loader import BatchLoader
 from simclr.loss import contrastive_loss
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.models import SimCLRModel, build_model_within_memory
-from simclr.optim import build_optimizer, lr_at, warmup_steps
+from simclr.optim import build_optimizer
+from simclr.plan import (
+    FIRST_REFIT,
+    Plan,
+    check_batch_by_names,
+    plan_schedule,
+    refit_to_budget,
+    set_lr,
+)
 from simclr.pretrained import apply_initial_weights, initial_weights
 from simclr.progress import Progress
+from simclr.resume import RunState, check_same_images, restore, save, start_record, unwrap
 from simclr.rundir import MetricsLog, RunDir, check_run_dir, make_run_dir
 from simclr.runtime import (
     SaveSchedule,
@@ -59,93 +52,9 @@ from simclr.runtime import (
     resolve_precision,
     tune_cpu_allocator,
 )
-from simclr.settings import absolute_paths, config_from_dict, load_yaml, save_yaml
+from simclr.settings import absolute_paths, save_yaml
 
 EXIT_PREEMPTED = 75  # status after SIGTERM/SIGINT: checkpoint written, resume with --resume
-
-
-@dataclass
-class Plan:
-    """How long the run lasts, in optimizer steps (the schedule is a function of these)."""
-
-    steps_per_epoch: int
-    total_steps: int
-    warmup_steps: int
-    deadline: float | None = None  # seconds of training allowed (time budget)
-    num_images: int = 0  # the data set it was planned for (a resumed run checks it)
-
-
-@dataclass
-class RunState:
-    """Everything that moves during training and goes into a checkpoint."""
-
-    step: int = 0
-    elapsed: float = 0.0  # training seconds so far, summed over resumed segments
-    bad_steps: int = 0
-    skipped_images: list[Any] = field(default_factory=list)
-    all_images: bool = True  # images beside class folders count (see open_data)
-
-
-def check_batch_fits(batch_size: int, num_images: int) -> None:
-    """The batch is the user's choice: one larger than the set (an epoch without a
-    step) is refused."""
-    if batch_size > num_images:
-        processes = dist.launched_processes()  # a batch they can share
-        fits = (2 ** int(math.log2(num_images)) if processes == 1 else
-                num_images // processes * processes) if num_images > 0 else 0
-        raise SimCLRError(f"--batch-size {batch_size} is larger than the data set "
-                          f"({num_images} images)" + (f"; try --batch-size {fits}" if fits else ""))
-
-
-def check_batch_by_names(cfg: Config, all_images: bool = True) -> None:
-    """:func:`check_batch_fits` from the data folder's file names alone, before any
-    image is decoded (torchvision's and the digits sets are checked once opened)."""
-    listed = list_folder(cfg.data.path, train=True, unlabeled=all_images)
-    if listed is not None:
-        check_batch_fits(cfg.batch_size, len(listed.paths))
-
-
-FIRST_REFIT = 10  # steps: a time budget's first re-plan, from the speed measured so far
-
-
-def plan_schedule(cfg: Config, num_images: int, total_steps: int | None = None) -> Plan:
-    """Turn epochs / max steps / a time budget into step counts (Sec. B.1 schedule).
-
-    Warm-up: :func:`simclr.optim.warmup_steps`.
-    """
-    check_batch_fits(cfg.batch_size, num_images)
-    steps_per_epoch = num_images // cfg.batch_size
-    if total_steps is None:
-        total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
-        if cfg.time_budget:  # the budget sets the length; epochs only the first guess,
-            total_steps = max(total_steps, FIRST_REFIT + 1)  # which must reach the refit
-        if cfg.max_steps is not None:  # with a time budget, max_steps caps the refit
-            total_steps = cfg.max_steps if cfg.time_budget else min(total_steps, cfg.max_steps)
-    warmup = warmup_steps(cfg.optim, steps_per_epoch, total_steps)
-    return Plan(steps_per_epoch, total_steps, warmup, cfg.time_budget, num_images)
-
-
-def refit_to_budget(plan: Plan, cfg: Config, step: int, elapsed: float) -> int:
-    """Re-estimate total steps from the measured speed so the cosine ends at the deadline;
-    returns the step of the next refit.
-
-    Called periodically: the estimate only moves by the drift of the step time, so the
-    learning rate stays smooth while the schedule still reaches its end on time. Every
-    process must stop at the same step: rank 0's clock decides.
-    """
-    if plan.deadline is not None and step >= 3:
-        remaining = max(plan.deadline - elapsed, 0.0)
-        seconds_per_step = elapsed / step
-        total = step + int(remaining / seconds_per_step)
-        if cfg.max_steps is not None:
-            total = min(total, cfg.max_steps)
-        plan.total_steps = max(total, step + 1)
-        fresh = plan_schedule(cfg, plan.steps_per_epoch * cfg.batch_size, plan.total_steps)
-        # Warm-up never shrinks below what was already run, to keep the lr continuous.
-        plan.warmup_steps = max(fresh.warmup_steps, min(plan.warmup_steps, step))
-    plan.total_steps, plan.warmup_steps = dist.broadcast_object(
-        (plan.total_steps, plan.warmup_steps))
-    return step + max(10, plan.total_steps // 50)
 
 
 def upsampling_notes(cfg: Config, source: ImageSource) -> list[str]:
@@ -163,110 +72,6 @@ def check_knn_folders(cfg: Config) -> None:
     """The kNN monitor's folders are first read after an epoch: check them before."""
     check_labeled_folders(cfg.knn_train, cfg.knn_test, ("--knn-train", "--knn-test"),
                           train_split=True)
-
-
-def checkpoint_state(
-    cfg: Config, model: SimCLRModel, optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler, state: RunState, plan: Plan,
-) -> dict[str, Any]:
-    """A checkpoint of plain data and tensors only, so it loads with weights_only=True."""
-    rng = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():  # this process's GPU only: a run may resume on fewer
-        rng["cuda"] = torch.cuda.get_rng_state()
-    return {
-        "format": "simclr-checkpoint",
-        "version": 1,
-        "kind": "pretrain",
-        "config": cfg.to_dict(),
-        "model": unwrap(model).state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scaler": scaler.state_dict(),
-        "step": state.step,
-        "epoch": state.step // plan.steps_per_epoch,
-        "step_in_epoch": state.step % plan.steps_per_epoch,
-        "num_images": plan.num_images,
-        "all_images": state.all_images,
-        "total_steps": plan.total_steps,
-        "warmup_steps": plan.warmup_steps,
-        "elapsed": state.elapsed,
-        "bad_steps": state.bad_steps,
-        "rng": rng,
-    }
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain module under DistributedDataParallel / torch.compile wrappers."""
-    model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)
-
-
-def restore(
-    ckpt: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler, state: RunState, plan: Plan,
-) -> None:
-    load_weights(unwrap(model), ckpt)  # one line, not a traceback, when they do not fit
-    with readable_state(ckpt, "optimizer, step or RNG state"):
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
-        state.step, state.elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
-        state.bad_steps = int(ckpt.get("bad_steps", 0))
-        # The saved plan, not a new one: a time budget's refits and its early end live
-        # there (the settings that fix the length are the saved ones: rundir.check_run_length).
-        plan.total_steps = int(ckpt["total_steps"])
-        plan.warmup_steps = int(ckpt["warmup_steps"])
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        restore_cuda_rng(ckpt["rng"].get("cuda"))
-
-
-def restore_cuda_rng(saved: Any) -> None:
-    """The GPU generator's state as saved: one state (this process's GPU), or one per
-    GPU visible then (checkpoints before that), of which this GPU's if it had one. The
-    views' randomness is drawn on the host (augment_params), so this only matters to
-    layers that draw on the GPU themselves (none in the ResNets)."""
-    if saved is None or not torch.cuda.is_available():
-        return
-    if isinstance(saved, (list, tuple)):
-        index = torch.cuda.current_device()
-        if index >= len(saved):
-            return
-        saved = saved[index]
-    torch.cuda.set_rng_state(saved)
-
-
-def check_same_images(ckpt: dict[str, Any], plan: Plan) -> None:
-    """A resumed run continues exactly only on the images it started with: the order of
-    every epoch and the steps per epoch depend on their number (checkpoints before this
-    check recorded it only through their epoch and step)."""
-    saved = ckpt.get("num_images")
-    if saved is None and int(ckpt.get("epoch") or 0) > 0:
-        epochs = int(ckpt["epoch"])
-        per_epoch = (int(ckpt["step"]) - int(ckpt.get("step_in_epoch") or 0)) // epochs
-        if per_epoch != plan.steps_per_epoch:
-            saved = f"{per_epoch} steps per epoch"
-    if saved is not None and saved != plan.num_images:
-        raise SimCLRError(f"--resume: the data folder now holds {plan.num_images} images; the "
-                          f"run started with {saved}, so it cannot continue exactly (start a "
-                          "new run, or restore the folder)")
-
-
-def load_resume_config(target: str | Path, overrides: dict[str, Any]) -> Config:
-    """The saved config of a run (``target``: its directory, its checkpoints folder or a
-    checkpoint file there), with the few settings that may change on resume."""
-    run_dir, _, ckpt = resume_checkpoint(target)
-    cfg = config_from_dict(ckpt["config"])
-    cfg.out = str(run_dir)
-    for key, value in overrides.items():
-        setattr(cfg, key, value)
-    # Runs saved before paths were stored absolute resume only from where they started.
-    for flag, path in (("--data", cfg.data.path), ("--knn-train", cfg.knn_train),
-                       ("--knn-test", cfg.knn_test)):
-        if (path and not os.path.isabs(os.path.expanduser(path))
-                and not os.path.exists(path) and path.lower() not in NAMED_DATASETS):
-            raise SimCLRError(f"--resume {target}: the run's {flag} folder was saved as the "
-                              f"relative path {path!r}, not found from {os.getcwd()}; resume "
-                              "from the folder the run was started in")
-    absolute_paths(cfg)
-    return cfg
 
 
 def log_line(message: str) -> None:
@@ -296,23 +101,6 @@ def open_data(cfg: Config, all_images: bool = True) -> ImageSource:
     return dist.main_first(lambda: open_source(cfg.data.path, cfg.data, train=True,
                                                image_size=cfg.augment.size,
                                                unlabeled=all_images))
-
-
-def start_record(run_dir: Path, resume: bool) -> dict[str, Any]:
-    """config.yaml's ``provenance``: versions, git SHA and arguments of this start, and
-    for a resumed run those of its earlier starts (``earlier``, oldest first), which
-    the rewritten file would otherwise lose (metrics.jsonl logs every start as well)."""
-    record = provenance()
-    if resume:
-        try:
-            before = load_yaml(run_dir / "config.yaml").get("provenance")
-        except SimCLRError:  # unreadable: this start's record is still worth writing
-            before = None
-        if isinstance(before, dict) and before.get("argv"):
-            earlier = before.get("earlier")
-            record["earlier"] = [*(earlier if isinstance(earlier, list) else []),
-                                 {k: before.get(k) for k in ("argv", "git_sha", "simclr", "torch")}]
-    return record
 
 
 def setup_runtime(cfg: Config) -> tuple[torch.device, str]:
@@ -630,13 +418,6 @@ def run_summary(
     }
 
 
-def set_lr(optimizer: torch.optim.Optimizer, plan: Plan, final_lr: float, step: int) -> None:
-    """The learning rate of ``step``: the schedule is a function of the step alone."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr_at(step, plan.total_steps, plan.warmup_steps, group["peak_lr"],
-                            final_lr)
-
-
 def count_skipped(cfg: Config, state: RunState, last_good: Path | None) -> None:
     """Count a step ``nan_policy='skip'`` skipped; too many mean the run has diverged."""
     state.bad_steps += 1
@@ -658,18 +439,6 @@ def check_finite(first_bad: torch.Tensor, last_good: Path | None, cfg: Config,
             f"the loss became non-finite (NaN/inf) at step {bad_step + 1}; stopping: {kept}. "
             f"Lower --lr, {fp32}or pass --nan-policy skip", bad_step + 1
         )
-
-
-def save(
-    cfg: Config, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler, state: RunState, plan: Plan, run_dir: Path, periodic: bool,
-) -> Path | None:
-    if not dist.is_main():
-        return None
-    blob = checkpoint_state(cfg, model, optimizer, scaler, state, plan)
-    name = periodic_name(state.step) if periodic else "last.pt"
-    keep = cfg.keep_checkpoints if periodic else None
-    return save_checkpoint(blob, run_dir / "checkpoints", name, keep)
 
 
 def knn_monitor(

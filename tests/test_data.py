@@ -1,4 +1,4 @@
-"""Tests for simclr.data: folders, sources with bad files, named data sets."""
+"""Tests for simclr.data: sources of folders (bad files, caches), named data sets."""
 
 from __future__ import annotations
 
@@ -9,95 +9,11 @@ import pytest
 import torch
 
 from simclr.config import DataConfig
-from simclr.data import digits_source, digits_split, list_folder, open_source, scan_folder
+from simclr.data import digits_source, digits_split, open_source
 from simclr.errors import SimCLRError
 from simclr.loader import BatchLoader
-from tests.conftest import SHARED_DATA, make_image_folder, requires_cifar
+from tests.conftest import SHARED_DATA, requires_cifar
 from tests.image_files import data_cfg, jpeg_bytes, rgb, save_image
-
-# ---------------------------------------------------------------------------- folders
-
-
-def test_imagefolder_labels_follow_sorted_class_names(tmp_path):
-    for cls, count in (("zebra", 2), ("ant", 1), ("Moose", 3)):
-        for k in range(count):
-            save_image(tmp_path / cls / f"{k}.png")
-    save_image(tmp_path / "ant" / ".hidden.png")  # hidden file
-    save_image(tmp_path / ".git" / "x.png")  # hidden folder: no class
-    (tmp_path / "ant" / "notes.txt").write_text("not an image")
-    images = scan_folder(tmp_path)
-    assert images.classes == ["Moose", "ant", "zebra"]  # plain sorted(), as ImageFolder
-    assert images.labels.dtype == np.int64
-    assert images.labels.tolist() == [0, 0, 0, 1, 2, 2]
-    assert [Path(p).parent.name for p in images.paths] == ["Moose"] * 3 + ["ant"] + ["zebra"] * 2
-
-
-def test_flat_folder_has_labels_minus_one(tmp_path):
-    for name in ("b.png", "a.jpg", "c.PNG"):
-        save_image(tmp_path / name)
-    images = scan_folder(tmp_path)
-    assert images.classes == []
-    assert images.labels.tolist() == [-1, -1, -1]
-    assert [Path(p).name for p in images.paths] == ["a.jpg", "b.png", "c.PNG"]
-
-
-def test_images_beside_class_folders_count_where_no_label_is_needed(tmp_path, caplog):
-    """A photo folder with some sub-folders: pretraining and embed take every image
-    (the loose ones labelled -1); the labeled commands leave them out and say so."""
-    for name in ("top1.jpg", "top0.png"):
-        save_image(tmp_path / name)
-    for cls, count in (("2023", 2), ("old", 1)):
-        for k in range(count):
-            save_image(tmp_path / cls / f"{k}.png")
-    everything = scan_folder(tmp_path, unlabeled=True)
-    assert [Path(p).name for p in everything.paths] == ["top0.png", "top1.jpg", "0.png",
-                                                       "1.png", "0.png"]
-    assert everything.labels.tolist() == [-1, -1, 0, 0, 1]
-    assert everything.classes == ["2023", "old"] and not caplog.records
-    labeled = scan_folder(tmp_path)
-    assert labeled.labels.tolist() == [0, 0, 1] and labeled.classes == ["2023", "old"]
-    assert "2 image(s) outside the class folders are ignored" in caplog.text
-
-
-def test_missing_folder_is_named(tmp_path):
-    with pytest.raises(SimCLRError, match=f"not found: {tmp_path / 'nope'}"):
-        scan_folder(tmp_path / "nope")
-
-
-def test_file_instead_of_folder_is_named(tmp_path):
-    f = save_image(tmp_path / "a.png")
-    with pytest.raises(SimCLRError, match=f"not a folder: {f}"):
-        scan_folder(f)
-
-
-def test_empty_folder_is_named(tmp_path):
-    (tmp_path / ".DS_Store").write_text("")  # hidden files do not count
-    with pytest.raises(SimCLRError, match=f"empty: {tmp_path}"):
-        scan_folder(tmp_path)
-
-
-def test_folder_without_images_is_named(tmp_path):
-    (tmp_path / "readme.txt").write_text("hello")
-    (tmp_path / "cls").mkdir()
-    (tmp_path / "cls" / "labels.csv").write_text("a,b")
-    with pytest.raises(SimCLRError, match=f"no images found in {tmp_path}"):
-        scan_folder(tmp_path)
-
-
-def test_folder_with_splits_picks_train_or_test(tmp_path):
-    root = tmp_path / "ds"
-    save_image(root / "train" / "cat" / "1.png")
-    save_image(root / "train" / "dog" / "1.png")
-    save_image(root / "test" / "cat" / "1.png")
-    cfg = data_cfg(tmp_path)
-    assert open_source(str(root), cfg, train=True).num_images == 2
-    assert open_source(str(root), cfg, train=False).num_images == 1
-    # Listed without decoding, the same split: what the early label checks look at.
-    assert [len(list_folder(str(root), train).paths) for train in (True, False)] == [2, 1]
-    assert list_folder(str(root), True).root == str(root / "train")
-    assert list_folder(None) is None and list_folder("digits") is None
-    assert list_folder("cifar10") is None  # torchvision's, where no such folder exists
-
 
 # ---------------------------------------------------------------------------- folder sources
 
@@ -221,14 +137,6 @@ def test_named_dataset_without_download_says_how(tmp_path):
     assert f"CIFAR10({str(tmp_path / 'datasets')!r}, download=True)" in code
 
 
-@pytest.mark.skipif(not Path("/work/shared/data/cifar10/test").is_dir(),
-                    reason="shared CIFAR-10 JPEG folder not available")
-def test_shared_cifar10_folder_labels(tmp_path):
-    images = scan_folder("/work/shared/data/cifar10/test")
-    assert len(images.paths) == 10_000 and images.classes[0] == "airplane"
-    assert np.bincount(images.labels).tolist() == [1000] * 10
-
-
 @requires_cifar
 def test_shared_cifar10_test_split_opens_as_a_cached_labeled_source(tmp_path):
     folder = SHARED_DATA / "cifar10" / "test"
@@ -238,20 +146,6 @@ def test_shared_cifar10_test_split_opens_as_a_cached_labeled_source(tmp_path):
     assert np.bincount(source.labels).tolist() == [1000] * 10
     batch = source.get_batch(np.array([0, 9999]))
     assert batch.dtype == torch.uint8 and batch.shape == (2, 3, 32, 32)
-
-
-def test_linked_folders_are_followed_once_and_loops_not_at_all(tmp_path):
-    from tests.conftest import make_image_folder
-
-    root = make_image_folder(tmp_path / "d", classes=2, per_class=3)
-    extra = make_image_folder(tmp_path / "elsewhere", classes=1, per_class=2)
-    (root / "class_0" / "loop").symlink_to(root)  # a link back up the tree
-    (root / "class_1" / "more").symlink_to(extra / "class_0")  # a linked folder: read
-    (root / "class_1" / "again").symlink_to(extra / "class_0")  # the same one twice
-    listing = scan_folder(root)
-    assert listing.classes == ["class_0", "class_1"]
-    assert len(listing.paths) == 3 + 3 + 2
-    assert np.bincount(listing.labels).tolist() == [3, 5]
 
 
 def test_a_worker_error_is_one_line():
@@ -271,22 +165,3 @@ def test_a_worker_error_is_one_line():
     assert user_message(info.value) == "all 8 images are unreadable (first: a/0.jpg: not an image)"
 
 
-def test_names_that_are_not_utf8_are_left_out_or_refused(tmp_path, caplog):
-    """A file system may hold names of any bytes; results, lists and predictions are
-    text. Such files are left out (said once), such a class folder is refused."""
-    import os
-    import shutil
-
-    root = make_image_folder(tmp_path / "data", classes=2, per_class=3)
-    good = sorted((root / "class_0").iterdir())[0]
-    odd = os.path.join(os.fsencode(root / "class_0"), b"odd\xfe.png")
-    shutil.copyfile(good, odd)
-    with caplog.at_level("WARNING"):
-        listing = scan_folder(root)
-    assert len(listing.paths) == 6 and all(p.isascii() for p in listing.paths)
-    assert "1 file(s) left out, their names not valid UTF-8" in caplog.text
-    os.mkdir(os.path.join(os.fsencode(root), b"cl\xffass"))
-    shutil.copyfile(good, os.path.join(os.fsencode(root), b"cl\xffass", b"a.png"))
-    with pytest.raises(SimCLRError, match=r"the class folder 'cl\\udcffass' has a name that is "
-                                          "not valid UTF-8"):
-        scan_folder(root)

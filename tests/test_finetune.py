@@ -160,7 +160,7 @@ def test_subset_from_a_list_of_file_names(tmp_path, folders):
     import shutil
     from types import SimpleNamespace
 
-    from simclr.data import scan_folder
+    from simclr.folders import scan_folder
 
     copy = shutil.copytree(train.name, tmp_path / "elsewhere")  # the same images, moved
     moved = scan_folder(copy)
@@ -495,7 +495,7 @@ def test_one_labeled_folder_split_into_train_and_test(tmp_path, capsys):
     assert result["source"]["test"] == {"held_out_of": str(photos), "fraction": 0.25,
                                         "seed": 0}
     trained = (tmp_path / "ft" / "labeled_subset.txt").read_text().split()
-    from simclr.data import scan_folder
+    from simclr.folders import scan_folder
     from simclr.logistic import stratified_split
 
     listing = scan_folder(photos)

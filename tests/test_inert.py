@@ -19,9 +19,9 @@ from simclr.inert import inert_settings
 from simclr.loss import contrastive_loss
 from simclr.models import build_head, build_model
 from simclr.optim import build_optimizer, warmup_steps
+from simclr.plan import plan_schedule
 from simclr.presets import PRESETS
 from simclr.settings import apply_resume_flags, build_config
-from simclr.train import plan_schedule
 
 # Another valid value of each setting a rule can call inert.
 OTHER: dict[str, Any] = {

@@ -11,6 +11,7 @@ from simclr import train
 from simclr.cli import main
 from simclr.errors import SimCLRError
 from simclr.files import lock_folder
+from simclr.resume import load_resume_config
 from simclr.settings import build_config
 from tests.conftest import make_image_folder, tiny_flags, tiny_pretrained_run
 
@@ -298,7 +299,7 @@ def test_a_summary_older_than_the_log_is_not_the_runs_status(tmp_path, capsys):
 
     train.pretrain(build_config(flags=flags), on_step=preempt)
     with pytest.raises(RuntimeError):
-        train.pretrain(train.load_resume_config(tmp_path / "run", {}), resume=True,
+        train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True,
                        on_step=killed)
     out = _info(capsys, tmp_path / "run")
     assert out.startswith(f"{tmp_path / 'run'}: SimCLR pretraining, stopped at step 2 of 6")

@@ -13,6 +13,7 @@ from simclr import load_encoder, train
 from simclr.checkpoint import load_checkpoint, save_checkpoint
 from simclr.errors import SimCLRError
 from simclr.pretrained import embed_folder, model_from_checkpoint
+from simclr.resume import load_resume_config
 from simclr.settings import build_config, load_yaml
 from tests.conftest import make_image_folder, tiny_flags
 
@@ -104,7 +105,7 @@ def test_interrupted_run_resumes_bit_exactly(tmp_path, image_folder, cache_dir, 
     cut = train.pretrain(cfg, on_step=preempt)
     assert cut["status"] == "preempted" and cut["steps"] == 4
     monkeypatch.setattr(sys, "argv", ["simclr", "pretrain", "--resume", "cut"])
-    resumed = train.pretrain(train.load_resume_config(tmp_path / "cut", {}), resume=True)
+    resumed = train.pretrain(load_resume_config(tmp_path / "cut", {}), resume=True)
     assert resumed["steps"] == full["steps"]
     # config.yaml is rewritten at each start; the first start's command stays on record
     record = load_yaml(tmp_path / "cut/config.yaml")["provenance"]
@@ -134,7 +135,7 @@ def test_a_run_does_not_resume_on_other_images(tmp_path, cache_dir):
         extra.unlink()
     with pytest.raises(SimCLRError, match=r"the data folder now holds 19 images; the run "
                                           r"started with 24, so it cannot continue exactly"):
-        train.pretrain(train.load_resume_config(tmp_path / "cut", {}), resume=True)
+        train.pretrain(load_resume_config(tmp_path / "cut", {}), resume=True)
 
 
 def test_time_budget_fits_the_schedule(tmp_path, image_folder, cache_dir):
@@ -270,20 +271,6 @@ def test_online_knn_monitor(tmp_path, image_folder, cache_dir):
     assert "knn_top1" not in (tmp_path / "cut/metrics.jsonl").read_text()
 
 
-def test_a_time_budget_sets_the_length_whatever_the_epochs(image_folder):
-    """The epochs are the schedule's first guess under a budget: even a guess shorter
-    than the first re-plan runs until it (before, 1 epoch of 3 steps ended a 4-s budget
-    at once, while 3 epochs were re-planned to the budget)."""
-    from simclr.train import FIRST_REFIT, plan_schedule
-
-    cfg = build_config(flags={"batch_size": 8, "epochs": 1})
-    assert plan_schedule(cfg, 24).total_steps == 3
-    cfg.time_budget = 4.0
-    assert plan_schedule(cfg, 24).total_steps == FIRST_REFIT + 1
-    cfg.max_steps = 2  # a cap stays a cap
-    assert plan_schedule(cfg, 24).total_steps == 2
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_pretrain_on_cuda_without_host_syncs(tmp_path, image_folder, cache_dir):
     """bf16 autocast and channels_last on the GPU, and no host synchronisation inside
@@ -365,7 +352,7 @@ def test_resume_works_from_any_working_directory(tmp_path, image_folder, cache_d
     assert (saved["data"]["path"], saved["out"]) == (str(image_folder), str(tmp_path / "run"))
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
-    summary = train.pretrain(train.load_resume_config(tmp_path / "run", {}), resume=True)
+    summary = train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True)
     assert summary["steps"] == 6 and not list((tmp_path / "elsewhere").iterdir())
     # A run saved before paths were absolute says where to resume it from.
     last = tmp_path / "run/checkpoints/last.pt"
@@ -374,9 +361,9 @@ def test_resume_works_from_any_working_directory(tmp_path, image_folder, cache_d
     save_checkpoint(old, last.parent)
     with pytest.raises(SimCLRError, match="saved as the relative path 'images', not found "
                                           "from .*elsewhere; resume from the folder"):
-        train.load_resume_config(tmp_path / "run", {})
+        load_resume_config(tmp_path / "run", {})
     monkeypatch.chdir(tmp_path)
-    assert train.load_resume_config("run", {}).data.path == str(image_folder)
+    assert load_resume_config("run", {}).data.path == str(image_folder)
 
 
 def test_a_failed_start_leaves_no_run_directory(tmp_path, image_folder, cache_dir):
@@ -415,7 +402,7 @@ def test_a_failed_start_leaves_no_run_directory(tmp_path, image_folder, cache_di
     corrupt.write_text("not a checkpoint")
     fails("already holds a run", tmp_path / "corrupt")
     with pytest.raises(SimCLRError, match="last.pt in .* is truncated or corrupt"):
-        train.load_resume_config(tmp_path / "corrupt", {})
+        load_resume_config(tmp_path / "corrupt", {})
     assert corrupt.read_text() == "not a checkpoint"
     assert sorted(p.name for p in (tmp_path / "corrupt").rglob("*")) == ["checkpoints",
                                                                         "last.pt"]
@@ -507,7 +494,7 @@ def test_a_run_from_before_images_beside_class_folders_counted_resumes_on_its_ow
     write(old, tmp_path / "new/checkpoints", "last.pt")
     for periodic in (tmp_path / "new/checkpoints").glob("ckpt-*.pt"):
         periodic.unlink()
-    resumed = train.pretrain(train.load_resume_config(tmp_path / "new", {}), resume=True)
+    resumed = train.pretrain(load_resume_config(tmp_path / "new", {}), resume=True)
     assert resumed["num_images"] == 24
 
 
@@ -520,21 +507,6 @@ def test_views_much_larger_than_small_pictures_are_noted(tmp_path, image_folder,
             "for small images --image-size 16") in capsys.readouterr().out
     run(tmp_path, image_folder, cache_dir, "same", epochs=1)
     assert "upsampled" not in capsys.readouterr().out
-
-
-def test_the_gpu_generator_resumes_on_fewer_gpus_than_it_was_saved_with(monkeypatch):
-    """Checkpoints before one-state-per-process saved one state per visible GPU."""
-    restored = []
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
-    monkeypatch.setattr(torch.cuda, "set_rng_state", restored.append)
-    a, b, c = (torch.full((4,), i, dtype=torch.uint8) for i in range(3))
-    train.restore_cuda_rng([a, b])  # saved with 2 GPUs, this process has GPU 2: nothing
-    train.restore_cuda_rng(None)
-    assert restored == []
-    train.restore_cuda_rng([a, b, c])
-    train.restore_cuda_rng(a)  # this process's own state
-    assert [t[0].item() for t in restored] == [2, 0]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -1,0 +1,184 @@
+"""Image folders listed, no image decoded: an ImageFolder tree (class sub-folders) or
+a flat folder, and a data set's root holding its train/test splits.
+
+What needs only names and labels (classes, subset lists, the batch against the set)
+is checked from these lists before anything is decoded (:mod:`simclr.data` opens them).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from simclr.errors import SimCLRError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
+)
+# A folder holding only these sub-folders (train and a test one) is a data set's splits.
+SPLITS = frozenset({"train", "test", "val", "validation"})
+NAMED_DATASETS = ("cifar10", "cifar100", "stl10")  # torchvision's, by name (data.py)
+
+
+@dataclass
+class ImageList:
+    """The files of an image folder. ``labels`` (N,) int64; -1 for a flat folder."""
+
+    paths: list[str]
+    labels: np.ndarray
+    classes: list[str]
+    root: str = ""
+
+    @property
+    def name(self) -> str:
+        """The folder, as :attr:`ImageSource.name` names it (for the checks both take)."""
+        return self.root
+
+
+def _visible(name: str) -> bool:
+    return not name.startswith(".")
+
+
+def _is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _images_under(folder: str) -> list[str]:
+    """Every image file below ``folder`` (recursive, hidden entries skipped, sorted)."""
+    found: list[str] = []
+    seen = {os.path.realpath(folder)}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        # Linked folders are followed, but each real folder once, and never a link back
+        # up the tree (a loop would list the same files forever, under other classes).
+        here = os.path.realpath(dirpath)
+        keep = []
+        for d in sorted(d for d in dirnames if _visible(d)):
+            real = os.path.realpath(os.path.join(dirpath, d))
+            if real not in seen and not (here + os.sep).startswith(real + os.sep):
+                seen.add(real)
+                keep.append(d)
+        dirnames[:] = keep
+        found.extend(
+            os.path.join(dirpath, f) for f in sorted(filenames) if _visible(f) and _is_image_name(f)
+        )
+    return found
+
+
+def check_folder(flag: str, path: str | None) -> None:
+    """Fail now, in one line, on a folder that a command reads only later (an evaluation
+    after hours of training); torchvision's named data sets pass."""
+    if path and not Path(path).expanduser().is_dir() and path.lower() not in NAMED_DATASETS:
+        if Path(path).expanduser().exists():
+            raise SimCLRError(f"{flag}: {path} is not a folder")
+        raise SimCLRError(f"{flag}: folder not found: {path}")
+
+
+def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:
+    """List the images of an ImageFolder tree or a flat folder.
+
+    ImageFolder: every visible sub-folder is a class, label = position in sorted class
+    names (as torchvision's ImageFolder), images searched recursively inside it.
+    Flat: images directly in ``path``, labels -1, no classes. Hidden files are ignored.
+    Images beside the class folders are left out with a warning, unless ``unlabeled``
+    (pretraining, embed: no label is needed), which keeps them, labelled -1.
+    """
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise SimCLRError(f"data folder not found: {root}")
+    if not root.is_dir():
+        raise SimCLRError(f"data path is not a folder: {root}")
+    entries = sorted(e for e in os.listdir(root) if _visible(e))
+    if not entries:
+        raise SimCLRError(f"data folder is empty: {root}")
+    root_s = os.path.abspath(root)
+    subdirs = [e for e in entries if os.path.isdir(os.path.join(root_s, e))]
+    loose = _utf8_names(root, [os.path.join(root_s, e) for e in entries
+                               if _is_image_name(e) and os.path.isfile(os.path.join(root_s, e))])
+    per_class = {d: _images_under(os.path.join(root_s, d)) for d in subdirs}
+    if any(per_class.values()):
+        bad = next((d for d in subdirs if not _is_utf8(d)), None)
+        if bad is not None:
+            raise SimCLRError(f"{root}: the class folder {ascii(bad)} has a name that is not "
+                              "valid UTF-8 (results name every class in text); rename it")
+        per_class = {d: _utf8_names(root, files) for d, files in per_class.items()}
+    if any(per_class.values()):
+        if loose and unlabeled:
+            subdirs = ["", *subdirs]  # label 0 for a moment: -1 below
+            per_class[""] = loose
+        elif loose:
+            log.warning("%s: %d image(s) outside the class folders are ignored (they have "
+                        "no class)", root, len(loose))
+        empty = [d for d, files in per_class.items() if not files]
+        if empty:
+            log.warning("%s: class folder(s) without images: %s", root, ", ".join(empty))
+        paths = [p for d in subdirs for p in per_class[d]]
+        labels = np.concatenate(
+            [np.full(len(per_class[d]), k, dtype=np.int64) for k, d in enumerate(subdirs)]
+        )
+        if subdirs[0] == "":  # the loose images: no class
+            labels -= 1
+            subdirs = subdirs[1:]
+        return ImageList(paths, labels, list(subdirs), root_s)
+    if loose:
+        return ImageList(loose, np.full(len(loose), -1, dtype=np.int64), [], root_s)
+    exts = " ".join(sorted(IMAGE_EXTENSIONS))
+    raise SimCLRError(f"no images found in {root} (looked for {exts}, also in sub-folders)")
+
+
+def _is_utf8(name: str) -> bool:
+    """Whether a name read from the file system is valid UTF-8 (undecodable bytes come
+    back as surrogate escapes, which no text file can hold)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _utf8_names(root: Path, paths: list[str]) -> list[str]:
+    """``paths`` without the files whose names are not valid UTF-8, said once: results,
+    lists and predictions name every image in text."""
+    kept = [p for p in paths if _is_utf8(p)]
+    if len(kept) < len(paths):
+        first = next(p for p in paths if not _is_utf8(p))
+        log.warning("%s: %d file(s) left out, their names not valid UTF-8 (first: %s); "
+                    "rename them to use them", root, len(paths) - len(kept), ascii(first))
+    return kept
+
+
+def _split_folder(root: Path, train: bool) -> Path:
+    """A data set root holding train/ and test/ (or val/) picks the split."""
+    try:
+        subdirs = {e.name for e in root.iterdir() if e.is_dir() and _visible(e.name)}
+    except OSError:
+        return root
+    tests = [s for s in ("test", "val", "validation") if s in subdirs]
+    if "train" in subdirs and tests and subdirs <= SPLITS:
+        chosen = root / ("train" if train else tests[0])
+        log.info("%s holds splits; using %s", root, chosen)
+        return chosen
+    return root
+
+
+def split_root(path: str | os.PathLike, train: bool) -> Path:
+    root = Path(path).expanduser()
+    return _split_folder(root, train) if root.is_dir() else root
+
+
+def list_folder(spec: str | None, train: bool = True,
+                unlabeled: bool = False) -> ImageList | None:
+    """The files :func:`open_source` reads for ``spec``, listed without decoding any, so
+    that what needs only names and labels (classes, a subset list, the batch against
+    the set) is checked before a folder is decoded; None for the digits and
+    torchvision's named data sets."""
+    if spec is None or spec == "digits":
+        return None
+    if spec.lower() in NAMED_DATASETS and not Path(spec).expanduser().is_dir():
+        return None
+    return scan_folder(split_root(spec, train), unlabeled)

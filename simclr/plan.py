@@ -1,0 +1,100 @@
+"""How long a pretraining run lasts, in optimizer steps: epochs, a step cap or a time
+budget turned into the step counts the schedule is a function of (Sec. B.1: linear
+warm-up, then cosine decay, per step).
+
+A time budget is met by re-planning as the run goes: the total is re-estimated from
+the measured speed, so the cosine reaches its end at the deadline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from simclr import distributed as dist
+from simclr.config import Config
+from simclr.errors import SimCLRError
+from simclr.folders import list_folder
+from simclr.optim import lr_at, warmup_steps
+
+
+@dataclass
+class Plan:
+    """How long the run lasts, in optimizer steps (the schedule is a function of these)."""
+
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    deadline: float | None = None  # seconds of training allowed (time budget)
+    num_images: int = 0  # the data set it was planned for (a resumed run checks it)
+
+
+def check_batch_fits(batch_size: int, num_images: int) -> None:
+    """The batch is the user's choice: one larger than the set (an epoch without a
+    step) is refused."""
+    if batch_size > num_images:
+        processes = dist.launched_processes()  # a batch they can share
+        fits = (2 ** int(math.log2(num_images)) if processes == 1 else
+                num_images // processes * processes) if num_images > 0 else 0
+        raise SimCLRError(f"--batch-size {batch_size} is larger than the data set "
+                          f"({num_images} images)" + (f"; try --batch-size {fits}" if fits else ""))
+
+
+def check_batch_by_names(cfg: Config, all_images: bool = True) -> None:
+    """:func:`check_batch_fits` from the data folder's file names alone, before any
+    image is decoded (torchvision's and the digits sets are checked once opened)."""
+    listed = list_folder(cfg.data.path, train=True, unlabeled=all_images)
+    if listed is not None:
+        check_batch_fits(cfg.batch_size, len(listed.paths))
+
+
+FIRST_REFIT = 10  # steps: a time budget's first re-plan, from the speed measured so far
+
+
+def plan_schedule(cfg: Config, num_images: int, total_steps: int | None = None) -> Plan:
+    """Turn epochs / max steps / a time budget into step counts (Sec. B.1 schedule).
+
+    Warm-up: :func:`simclr.optim.warmup_steps`.
+    """
+    check_batch_fits(cfg.batch_size, num_images)
+    steps_per_epoch = num_images // cfg.batch_size
+    if total_steps is None:
+        total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+        if cfg.time_budget:  # the budget sets the length; epochs only the first guess,
+            total_steps = max(total_steps, FIRST_REFIT + 1)  # which must reach the refit
+        if cfg.max_steps is not None:  # with a time budget, max_steps caps the refit
+            total_steps = cfg.max_steps if cfg.time_budget else min(total_steps, cfg.max_steps)
+    warmup = warmup_steps(cfg.optim, steps_per_epoch, total_steps)
+    return Plan(steps_per_epoch, total_steps, warmup, cfg.time_budget, num_images)
+
+
+def refit_to_budget(plan: Plan, cfg: Config, step: int, elapsed: float) -> int:
+    """Re-estimate total steps from the measured speed so the cosine ends at the deadline;
+    returns the step of the next refit.
+
+    Called periodically: the estimate only moves by the drift of the step time, so the
+    learning rate stays smooth while the schedule still reaches its end on time. Every
+    process must stop at the same step: rank 0's clock decides.
+    """
+    if plan.deadline is not None and step >= 3:
+        remaining = max(plan.deadline - elapsed, 0.0)
+        seconds_per_step = elapsed / step
+        total = step + int(remaining / seconds_per_step)
+        if cfg.max_steps is not None:
+            total = min(total, cfg.max_steps)
+        plan.total_steps = max(total, step + 1)
+        fresh = plan_schedule(cfg, plan.steps_per_epoch * cfg.batch_size, plan.total_steps)
+        # Warm-up never shrinks below what was already run, to keep the lr continuous.
+        plan.warmup_steps = max(fresh.warmup_steps, min(plan.warmup_steps, step))
+    plan.total_steps, plan.warmup_steps = dist.broadcast_object(
+        (plan.total_steps, plan.warmup_steps))
+    return step + max(10, plan.total_steps // 50)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, plan: Plan, final_lr: float, step: int) -> None:
+    """The learning rate of ``step``: the schedule is a function of the step alone."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr_at(step, plan.total_steps, plan.warmup_steps, group["peak_lr"],
+                            final_lr)

@@ -1,0 +1,172 @@
+"""A pretraining run's state: what its checkpoints hold, and how a run continues from
+one exactly (weights, optimizer, scaler, step, the time budget's plan, RNG state).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from simclr import distributed as dist
+from simclr.checkpoint import (
+    load_weights,
+    periodic_name,
+    readable_state,
+    resume_checkpoint,
+    save_checkpoint,
+)
+from simclr.config import Config
+from simclr.errors import SimCLRError
+from simclr.folders import NAMED_DATASETS
+from simclr.models import SimCLRModel
+from simclr.plan import Plan
+from simclr.runtime import provenance
+from simclr.settings import absolute_paths, config_from_dict, load_yaml
+
+
+@dataclass
+class RunState:
+    """Everything that moves during training and goes into a checkpoint."""
+
+    step: int = 0
+    elapsed: float = 0.0  # training seconds so far, summed over resumed segments
+    bad_steps: int = 0
+    skipped_images: list[Any] = field(default_factory=list)
+    all_images: bool = True  # images beside class folders count (see open_data)
+
+
+def checkpoint_state(
+    cfg: Config, model: SimCLRModel, optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler, state: RunState, plan: Plan,
+) -> dict[str, Any]:
+    """A checkpoint of plain data and tensors only, so it loads with weights_only=True."""
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():  # this process's GPU only: a run may resume on fewer
+        rng["cuda"] = torch.cuda.get_rng_state()
+    return {
+        "format": "simclr-checkpoint",
+        "version": 1,
+        "kind": "pretrain",
+        "config": cfg.to_dict(),
+        "model": unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scaler": scaler.state_dict(),
+        "step": state.step,
+        "epoch": state.step // plan.steps_per_epoch,
+        "step_in_epoch": state.step % plan.steps_per_epoch,
+        "num_images": plan.num_images,
+        "all_images": state.all_images,
+        "total_steps": plan.total_steps,
+        "warmup_steps": plan.warmup_steps,
+        "elapsed": state.elapsed,
+        "bad_steps": state.bad_steps,
+        "rng": rng,
+    }
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module under DistributedDataParallel / torch.compile wrappers."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
+
+
+def restore(
+    ckpt: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler, state: RunState, plan: Plan,
+) -> None:
+    load_weights(unwrap(model), ckpt)  # one line, not a traceback, when they do not fit
+    with readable_state(ckpt, "optimizer, step or RNG state"):
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scaler.load_state_dict(ckpt["scaler"])
+        state.step, state.elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
+        state.bad_steps = int(ckpt.get("bad_steps", 0))
+        # The saved plan, not a new one: a time budget's refits and its early end live
+        # there (the settings that fix the length are the saved ones: rundir.check_run_length).
+        plan.total_steps = int(ckpt["total_steps"])
+        plan.warmup_steps = int(ckpt["warmup_steps"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        restore_cuda_rng(ckpt["rng"].get("cuda"))
+
+
+def restore_cuda_rng(saved: Any) -> None:
+    """The GPU generator's state as saved: one state (this process's GPU), or one per
+    GPU visible then (checkpoints before that), of which this GPU's if it had one. The
+    views' randomness is drawn on the host (augment_params), so this only matters to
+    layers that draw on the GPU themselves (none in the ResNets)."""
+    if saved is None or not torch.cuda.is_available():
+        return
+    if isinstance(saved, (list, tuple)):
+        index = torch.cuda.current_device()
+        if index >= len(saved):
+            return
+        saved = saved[index]
+    torch.cuda.set_rng_state(saved)
+
+
+def check_same_images(ckpt: dict[str, Any], plan: Plan) -> None:
+    """A resumed run continues exactly only on the images it started with: the order of
+    every epoch and the steps per epoch depend on their number (checkpoints before this
+    check recorded it only through their epoch and step)."""
+    saved = ckpt.get("num_images")
+    if saved is None and int(ckpt.get("epoch") or 0) > 0:
+        epochs = int(ckpt["epoch"])
+        per_epoch = (int(ckpt["step"]) - int(ckpt.get("step_in_epoch") or 0)) // epochs
+        if per_epoch != plan.steps_per_epoch:
+            saved = f"{per_epoch} steps per epoch"
+    if saved is not None and saved != plan.num_images:
+        raise SimCLRError(f"--resume: the data folder now holds {plan.num_images} images; the "
+                          f"run started with {saved}, so it cannot continue exactly (start a "
+                          "new run, or restore the folder)")
+
+
+def load_resume_config(target: str | Path, overrides: dict[str, Any]) -> Config:
+    """The saved config of a run (``target``: its directory, its checkpoints folder or a
+    checkpoint file there), with the few settings that may change on resume."""
+    run_dir, _, ckpt = resume_checkpoint(target)
+    cfg = config_from_dict(ckpt["config"])
+    cfg.out = str(run_dir)
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    # Runs saved before paths were stored absolute resume only from where they started.
+    for flag, path in (("--data", cfg.data.path), ("--knn-train", cfg.knn_train),
+                       ("--knn-test", cfg.knn_test)):
+        if (path and not os.path.isabs(os.path.expanduser(path))
+                and not os.path.exists(path) and path.lower() not in NAMED_DATASETS):
+            raise SimCLRError(f"--resume {target}: the run's {flag} folder was saved as the "
+                              f"relative path {path!r}, not found from {os.getcwd()}; resume "
+                              "from the folder the run was started in")
+    absolute_paths(cfg)
+    return cfg
+
+
+def start_record(run_dir: Path, resume: bool) -> dict[str, Any]:
+    """config.yaml's ``provenance``: versions, git SHA and arguments of this start, and
+    for a resumed run those of its earlier starts (``earlier``, oldest first), which
+    the rewritten file would otherwise lose (metrics.jsonl logs every start as well)."""
+    record = provenance()
+    if resume:
+        try:
+            before = load_yaml(run_dir / "config.yaml").get("provenance")
+        except SimCLRError:  # unreadable: this start's record is still worth writing
+            before = None
+        if isinstance(before, dict) and before.get("argv"):
+            earlier = before.get("earlier")
+            record["earlier"] = [*(earlier if isinstance(earlier, list) else []),
+                                 {k: before.get(k) for k in ("argv", "git_sha", "simclr", "torch")}]
+    return record
+
+
+def save(
+    cfg: Config, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler, state: RunState, plan: Plan, run_dir: Path, periodic: bool,
+) -> Path | None:
+    if not dist.is_main():
+        return None
+    blob = checkpoint_state(cfg, model, optimizer, scaler, state, plan)
+    name = periodic_name(state.step) if periodic else "last.pt"
+    keep = cfg.keep_checkpoints if periodic else None
+    return save_checkpoint(blob, run_dir / "checkpoints", name, keep)

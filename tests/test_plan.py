@@ -1,0 +1,74 @@
+"""Tests for simclr.plan: a run's length in steps, re-planned to a time budget."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from simclr.errors import SimCLRError
+from simclr.plan import FIRST_REFIT, check_batch_fits, plan_schedule, refit_to_budget, set_lr
+from simclr.settings import build_config
+
+
+def test_a_time_budget_sets_the_length_whatever_the_epochs():
+    """The epochs are the schedule's first guess under a budget: even a guess shorter
+    than the first re-plan runs until it (before, 1 epoch of 3 steps ended a 4-s budget
+    at once, while 3 epochs were re-planned to the budget)."""
+    cfg = build_config(flags={"batch_size": 8, "epochs": 1})
+    assert plan_schedule(cfg, 24).total_steps == 3
+    cfg.time_budget = 4.0
+    assert plan_schedule(cfg, 24).total_steps == FIRST_REFIT + 1
+    cfg.max_steps = 2  # a cap stays a cap
+    assert plan_schedule(cfg, 24).total_steps == 2
+
+
+def test_a_refit_ends_the_schedule_at_the_deadline():
+    """At 1 s per step with 80 s left at step 20, the run should last 100 steps; the
+    warm-up follows the new length (10 epochs of 10 steps, capped at 10% of it) but never
+    shrinks below what already ran; the next refit comes at least 10 steps later."""
+    cfg = build_config(flags={"batch_size": 8, "epochs": 1, "time_budget": 100.0})
+    plan = plan_schedule(cfg, 80)  # 10 steps per epoch; the first guess reaches the refit
+    assert (plan.steps_per_epoch, plan.total_steps, plan.warmup_steps) == (10, 11, 1)
+    assert refit_to_budget(plan, cfg, step=20, elapsed=20.0) == 30
+    assert (plan.total_steps, plan.warmup_steps) == (100, 10)
+    # Slower now (2 s per step on average over 40 steps, 20 s left): 10 more steps;
+    # the warm-up of 10 already ran and stays.
+    refit_to_budget(plan, cfg, step=40, elapsed=80.0)
+    assert (plan.total_steps, plan.warmup_steps) == (50, 10)
+    # Past the deadline: the next step is the last.
+    refit_to_budget(plan, cfg, step=41, elapsed=120.0)
+    assert plan.total_steps == 42
+    # --max-steps caps a budget's refit.
+    cfg.max_steps = 60
+    plan = plan_schedule(cfg, 80)
+    refit_to_budget(plan, cfg, step=20, elapsed=2.0)  # 0.1 s per step: 980 more would fit
+    assert plan.total_steps == 60
+
+
+def test_set_lr_follows_the_schedule_in_every_group():
+    """Each group's lr is the warm-up + cosine value of its own peak at the given step."""
+    cfg = build_config(flags={"batch_size": 8, "epochs": 10})
+    plan = plan_schedule(cfg, 80)  # 100 steps, warm-up 10 (10% of the run)
+    assert (plan.total_steps, plan.warmup_steps) == (100, 10)
+    weights = [torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))]
+    optimizer = torch.optim.SGD([{"params": [weights[0]], "peak_lr": 1.0},
+                                 {"params": [weights[1]], "peak_lr": 0.5}], lr=0.0)
+    expected = {0: 0.0, 5: 0.5, 10: 1.0, 55: 0.5, 100: 0.0, 120: 0.0,
+                82: 0.5 * (1 + math.cos(math.pi * 0.8))}
+    for step, fraction in expected.items():
+        set_lr(optimizer, plan, 0.0, step)
+        lrs = [group["lr"] for group in optimizer.param_groups]
+        assert lrs == pytest.approx([fraction, 0.5 * fraction], abs=1e-12), step
+    set_lr(optimizer, plan, 0.01, 100)  # a final lr is where the cosine ends
+    assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.01, 0.01])
+
+
+def test_a_batch_larger_than_the_data_set_is_refused_with_one_that_fits():
+    check_batch_fits(24, 24)
+    with pytest.raises(SimCLRError, match=r"--batch-size 25 is larger than the data set "
+                                          r"\(24 images\); try --batch-size 16$"):
+        check_batch_fits(25, 24)
+    with pytest.raises(SimCLRError, match=r"\(0 images\)$"):
+        check_batch_fits(8, 0)
