@@ -5,7 +5,7 @@ one exactly (weights, optimizer, scaler, step, the time budget's plan, RNG state
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,6 @@ class RunState:
     step: int = 0
     elapsed: float = 0.0  # training seconds so far, summed over resumed segments
     bad_steps: int = 0
-    skipped_images: list[Any] = field(default_factory=list)
     all_images: bool = True  # images beside class folders count (see open_data)
 
 
