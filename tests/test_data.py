@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 import torch
 
 from simclr.config import DataConfig
-from simclr.data import digits_source, digits_split, open_source
+from simclr.data import _note_other_sizes, digits_source, digits_split, open_source
 from simclr.errors import SimCLRError
 from simclr.loader import BatchLoader
 from tests.conftest import SHARED_DATA, requires_cifar
@@ -165,3 +167,13 @@ def test_a_worker_error_is_one_line():
     assert user_message(info.value) == "all 8 images are unreadable (first: a/0.jpg: not an image)"
 
 
+def test_reduced_images_are_said_only_when_more_than_one_percent(tmp_path, caplog):
+    def warned(counts: dict) -> bool:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            _note_other_sizes(tmp_path, Counter(counts), 20)
+        return any("are reduced to it" in m for m in caplog.messages)
+
+    assert not warned({20: 99, 24: 1}) and not warned({20: 196, 12: 2, 32: 2})  # 1%
+    assert not warned({20: 150, 24: 1}) and not warned({12: 50})
+    assert warned({20: 98, 24: 2}) and warned({20: 98, 24: 1})  # 2%, 1.01%

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+import torch.nn.functional as F
 from torch import nn
 
 from simclr import distributed
+from simclr.errors import SimCLRError
 from simclr.loss import margin_triplet, nt_logistic, nt_xent
 
 WORLD, N, D = 2, 4, 6
@@ -35,6 +37,35 @@ def test_single_process_fallbacks(monkeypatch):
     assert distributed.init_from_env() is False
     monkeypatch.setenv("LOCAL_RANK", "3")
     assert distributed.local_rank() == 3
+
+
+def test_process_group_waits_for_the_others_only_after_a_normal_exit(monkeypatch):
+    """An error inside leaves at once: the others may never reach a barrier."""
+    barriers = []
+    monkeypatch.setattr(distributed, "barrier", lambda: barriers.append(1))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with distributed.process_group():
+        pass
+    assert barriers == [1]
+    with pytest.raises(RuntimeError, match="inside"), distributed.process_group():
+        raise RuntimeError("inside")
+    assert barriers == [1]
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"},
+     "WORLD_SIZE > 1 but RANK is not set: launch with torchrun"),
+    ({"WORLD_SIZE": "x"}, "environment variable WORLD_SIZE='x' is not an integer"),
+])
+def test_init_from_env_names_what_is_wrong_with_the_launch(monkeypatch, env, message):
+    for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SimCLRError) as info:
+        distributed.init_from_env()
+    assert str(info.value) == message
+    assert not distributed.is_initialized()
 
 
 def _full_inputs() -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,10 +167,25 @@ def _bn_worker(rank: int, port: int, out_dir: str) -> None:
         y = model(xr)
         (y * w[rows]).sum().backward()
         bn = model[1]
-        torch.save({"kind": type(bn).__name__, "y": y.detach(), "x_grad": xr.grad,
-                    "w_grad": bn.weight.grad, "b_grad": bn.bias.grad, "conv_grad":
-                    model[0].weight.grad, "mean": bn.running_mean, "var": bn.running_var},
-                   f"{out_dir}/bn{rank}.pt")
+        result = {"kind": type(bn).__name__, "y": y.detach(), "x_grad": xr.grad,
+                  "w_grad": bn.weight.grad, "b_grad": bn.bias.grad, "conv_grad":
+                  model[0].weight.grad, "mean": bn.running_mean, "var": bn.running_var}
+        for dtype, mean in PRECISION_CASES:  # far from zero, in float32 and bf16
+            bn = distributed.convert_sync_batchnorm(nn.BatchNorm2d(3))
+            result[f"y_{dtype}"] = bn(_precision_inputs(dtype, mean)[rows]).detach()
+            result[f"var_{dtype}"] = bn.running_var
+        # The official head: its last BN has no bias, and keeps none.
+        head = _bn_head()
+        keys = list(head.state_dict())
+        head = distributed.convert_sync_batchnorm(head)
+        result["head_keys"] = (keys, list(head.state_dict()))
+        result["head_bns"] = [(type(m).__name__, m.bias is None) for m in head.modules()
+                              if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        h = _head_inputs()[rows].clone().requires_grad_(True)
+        z = head(h)
+        z.pow(2).sum().backward()
+        result["head_z"], result["head_grad"] = z.detach(), h.grad
+        torch.save(result, f"{out_dir}/bn{rank}.pt")
     finally:
         torch.distributed.destroy_process_group()
 
@@ -157,6 +203,27 @@ def _bn_model() -> nn.Module:
         model[1].weight.uniform_(0.5, 1.5)
         model[1].bias.uniform_(-0.5, 0.5)
     return model
+
+
+# Means far from zero, a std of 1: a one-pass E[x^2] - E[x]^2 variance cancels to noise
+# in float32; bf16 (an ulp of 4 at 1e3) sums to nonsense unless taken up to float32.
+PRECISION_CASES = ((torch.float32, 1e4), (torch.bfloat16, 1e3))
+
+
+def _precision_inputs(dtype: torch.dtype, mean: float) -> torch.Tensor:
+    g = torch.Generator().manual_seed(11)
+    return (mean + torch.randn(WORLD * 3, 3, 5, 5, generator=g, dtype=torch.float64)).to(dtype)
+
+
+def _bn_head() -> nn.Module:
+    from simclr.models import build_head
+
+    torch.manual_seed(1)
+    return build_head("mlp", 5, 7, 4, num_layers=2, batch_norm=True)
+
+
+def _head_inputs() -> torch.Tensor:
+    return torch.randn(WORLD * 3, 5, generator=torch.Generator().manual_seed(3))
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
@@ -182,6 +249,31 @@ def test_global_batchnorm_on_cpu_equals_one_batchnorm_over_all_processes(tmp_pat
     for name, param in (("w_grad", model[1].weight), ("b_grad", model[1].bias),
                         ("conv_grad", model[0].weight)):
         torch.testing.assert_close(sum(res[name] for res in results), param.grad)
+    # In at least float32 and two passes: close to float64 over the whole batch.
+    for dtype, mean in PRECISION_CASES:
+        x = _precision_inputs(dtype, mean).double()
+        want = F.batch_norm(x, None, None, training=True)
+        y = torch.cat([res[f"y_{dtype}"] for res in results])
+        assert y.dtype == dtype
+        tol = 3e-3 if dtype == torch.float32 else 2e-2  # (bf16 output: 8 bits)
+        torch.testing.assert_close(y.double(), want, rtol=0, atol=tol)
+        var = 0.9 + 0.1 * x.var(dim=(0, 2, 3))  # momentum 0.1 from 1, unbiased
+        for res in results:
+            torch.testing.assert_close(res[f"var_{dtype}"].double(), var, rtol=1e-5, atol=0)
+    # The head with BN (its last without bias): same keys, no bias made up, and the
+    # output and input gradients of the head over the whole batch.
+    head = _bn_head()
+    h = _head_inputs().requires_grad_(True)
+    z = head(h)
+    z.pow(2).sum().backward()
+    for r, res in enumerate(results):
+        rows = slice(r * 3, (r + 1) * 3)
+        keys, converted = res["head_keys"]
+        assert converted == keys == list(head.state_dict())
+        assert "layers.1.1.weight" in keys and "layers.1.1.bias" not in keys
+        assert res["head_bns"] == [("GlobalBatchNorm", False), ("GlobalBatchNorm", True)]
+        torch.testing.assert_close(res["head_z"], z.detach()[rows])
+        torch.testing.assert_close(res["head_grad"], h.grad[rows])
 
 
 def _assert_group_threads_ended() -> None:
@@ -211,7 +303,8 @@ def _run_worker(rank: int, port: int, flags: dict) -> None:
 @pytest.fixture(scope="module")
 def one_process_pretraining(tmp_path_factory) -> tuple[Path, dict]:
     """A deterministic 2-epoch pretraining with the global batch in one process (run
-    once for the tests below): its folder's parent and its flags."""
+    once for the tests below), with the official head (BN in every layer, the last
+    without bias): its folder's parent and its flags."""
     from simclr import train
     from simclr.settings import build_config
     from tests.conftest import make_image_folder, tiny_flags
@@ -219,7 +312,7 @@ def one_process_pretraining(tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("pretrain")
     one = tiny_flags(make_image_folder(root / "images"), root / "one", str(root / "cache"),
                      deterministic=True, threads=1, checkpoint_every=0, epochs=2,
-                     **{"optim.lr": 0.05})
+                     **{"optim.lr": 0.05, "model.head_batch_norm": True})
     train.pretrain(build_config(flags=one))
     return root, one
 

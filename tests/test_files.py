@@ -1,16 +1,27 @@
-"""Tests for simclr.files: what a killed write leaves is collected by a later one."""
+"""Tests for simclr.files: writes whole and durable or not at all, and what a killed write
+leaves is collected by a later one."""
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
 import time
 
+import numpy as np
+import pytest
 import torch
 
 from simclr.checkpoint import save_checkpoint
-from simclr.files import STALE_AFTER_S, remove_stale_temporaries, temporary_name, write_atomically
+from simclr.errors import SimCLRError
+from simclr.files import (
+    STALE_AFTER_S,
+    remove_stale_temporaries,
+    temporary_name,
+    write_atomically,
+    write_json,
+)
 
 
 def _dead_pid() -> str:
@@ -111,3 +122,71 @@ def test_a_leftover_temporary_linked_to_another_file_is_never_written_through(tm
     write_atomically(target, lambda tmp: tmp.write_bytes(b"step 13"))
     assert periodic.read_bytes() == b"step 12" and target.read_bytes() == b"step 13"
     assert not temporary_name(target).exists()
+
+
+def test_the_file_is_made_durable_before_the_rename_and_the_rename_after(tmp_path,
+                                                                         monkeypatch):
+    """fsync of the temporary file, os.replace, then fsync of the folder: a crash never
+    leaves the new name on bytes that were not on the disk."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.fstat(fd).st_ino))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.stat(src).st_ino))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    target = tmp_path / "out" / "summary.json"
+    write_atomically(target, lambda tmp: tmp.write_text("{}"))
+    file, folder = target.stat().st_ino, target.parent.stat().st_ino
+    assert events == [("fsync", file), ("replace", file), ("fsync", folder)]
+
+
+def _sweep_table(folder):
+    from simclr.sweep import _write_summary, parse_axis, plan_cells
+
+    axes = [parse_axis("temperature=0.1,0.5")]
+    _write_summary(folder, axes, plan_cells(axes, folder))
+
+
+def _subset_list(folder):
+    from simclr.finetune import write_subset_list
+
+    class Source:
+        paths = [f"/data/{i}.jpg" for i in range(6)]
+
+    write_subset_list(Source(), np.array([1, 4]), folder / "labeled_subset.txt")
+
+
+def _config_yaml(folder):
+    from simclr.settings import save_yaml
+
+    save_yaml({"epochs": 2}, folder / "config.yaml")
+
+
+@pytest.mark.parametrize("write,name", [
+    (_config_yaml, "config.yaml"),
+    (lambda folder: write_json(folder / "summary.json", {"steps": 2}), "summary.json"),
+    (_sweep_table, "sweep.md"),
+    (_subset_list, "labeled_subset.txt"),
+], ids=["save_yaml", "write_json", "sweep_table", "subset_list"])
+def test_a_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypatch, write,
+                                                             name):
+    previous = {n: f"the earlier {n}".encode() for n in (name, "sweep.json")}
+    for n, data in previous.items():
+        (tmp_path / n).write_bytes(data)
+
+    def full_disk(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(SimCLRError) as info:
+        write(tmp_path)
+    assert str(info.value) == f"could not write {tmp_path / name}: No space left on device"
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == previous
+

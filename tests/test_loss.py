@@ -131,14 +131,21 @@ def test_nt_xent_float32_close_to_float64():
     assert abs(got.item() - nt_xent(z_a, z_b, 0.1).item()) < 1e-5
 
 
-def test_nt_xent_float32_under_bf16_autocast():
+@pytest.mark.parametrize("cfg", [
+    LossConfig(name="nt_xent", temperature=0.1),
+    LossConfig(name="nt_logistic", temperature=0.1),
+    LossConfig(name="nt_logistic", temperature=0.1, semi_hard=True),
+    LossConfig(name="margin_triplet", margin=0.5),
+    LossConfig(name="margin_triplet", margin=0.5, semi_hard=True),
+], ids=lambda c: f"{c.name}{'-semi_hard' if c.semi_hard else ''}")
+def test_every_loss_is_float32_under_bf16_autocast(cfg):
     z_a, z_b = _inputs(16, 8, seed=2)
     a, b = z_a.bfloat16(), z_b.bfloat16()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = nt_xent(a, b, 0.1)
+        got, _ = contrastive_loss(cfg, a, b)
     assert got.dtype == torch.float32
     # Same as the float64 loss of the bf16-rounded inputs: no bf16 inside the loss.
-    want = nt_xent(a.double(), b.double(), 0.1)
+    want, _ = contrastive_loss(cfg, a.double(), b.double())
     assert abs(got.item() - want.item()) < 1e-5
 
 
@@ -167,7 +174,6 @@ def test_accuracy_constructed_case():
     assert top1.item() == pytest.approx(0.5)
     _, top1 = nt_xent_with_accuracy(z_a, torch.eye(4), 0.5)
     assert top1.item() == 1.0
-    assert isinstance(top1, torch.Tensor) and not top1.requires_grad
 
 
 def test_accuracy_matches_loop_on_random_data():
@@ -227,6 +233,24 @@ def test_semi_hard_selection_by_hand():
     sim, pos, negative = _cross_view(z_a, z_b, True, False)
     chosen = _semi_hard(sim, sim.gather(1, pos[:, None])[:, 0], negative)
     assert chosen[0].item() == pytest.approx(0.5)
+
+
+def test_semi_hard_falls_back_to_the_least_similar_negative():
+    """Every negative of a_0 (cos 0.9, 0.8, 0.7) is more similar than its positive (0.6):
+    none is semi-hard, so the least similar one (0.7) is chosen, as the loop does."""
+    def unit(c):
+        return [c, math.sqrt(1 - c * c), 0.0]
+
+    z_a = torch.tensor([[1.0, 0.0, 0.0]] + [[0.0, 0.0, 1.0]] * 3, dtype=torch.float64)
+    z_b = torch.tensor([unit(0.6), unit(0.9), unit(0.8), unit(0.7)], dtype=torch.float64)
+    from simclr.loss import _cross_view, _semi_hard
+
+    sim, pos, negative = _cross_view(z_a, z_b, True, False)
+    chosen = _semi_hard(sim, sim.gather(1, pos[:, None])[:, 0], negative)
+    assert chosen[0].item() == pytest.approx(0.7)
+    # (Values only: the tied similarities of a_1..a_3 split gradients among the ties.)
+    torch.testing.assert_close(margin_triplet(z_a, z_b, 0.5, True, True),
+                               _ref_triplet(z_a, z_b, 0.5, True, True), rtol=1e-12, atol=1e-12)
 
 
 # --------------------------------------------------------------------- dispatch

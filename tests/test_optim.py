@@ -172,6 +172,12 @@ def test_build_optimizer(name, cls):
     assert opt.param_groups[1]["weight_decay"] == 0.0
     if name == "lars":
         assert opt.param_groups[0]["eta"] == 0.002 and opt.param_groups[0]["momentum"] == 0.9
+    if name == "sgd":  # Nesterov, as the official 'momentum' optimizer
+        assert all(g["nesterov"] and g["momentum"] == 0.9 for g in opt.param_groups)
+    if name == "adamw":
+        assert all(g["betas"] == (0.9, 0.999) for g in opt.param_groups)
+        other = build_optimizer(OptimConfig(name="adamw", betas=(0.8, 0.99)), net, 512)
+        assert all(g["betas"] == (0.8, 0.99) for g in other.param_groups)
     with pytest.raises(SimCLRError, match="optimizer"):
         build_optimizer(OptimConfig(name="rmsprop"), net, 256)
 
@@ -220,6 +226,14 @@ def test_warmup_is_ten_epochs_but_at_most_a_tenth_of_the_run():
     assert warmup_steps(cfg, steps_per_epoch=97, total_steps=485) == 48  # a 5-epoch run
     cfg.warmup_fraction = 0.25
     assert warmup_steps(cfg, steps_per_epoch=100, total_steps=400) == 100
+
+
+def test_runs_of_at_most_five_steps_start_at_the_peak():
+    """A tenth of 5 steps rounds to no warm-up step: step 0 trains at the peak rate."""
+    cfg = OptimConfig()
+    assert [warmup_steps(cfg, 1, total) for total in range(1, 7)] == [0, 0, 0, 0, 0, 1]
+    assert lr_at(0, 5, warmup_steps(cfg, 1, 5), 2.0) == 2.0
+    assert lr_at(0, 6, warmup_steps(cfg, 1, 6), 2.0) == 0.0
 
 
 def test_lr_at_monotone():

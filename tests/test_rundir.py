@@ -76,7 +76,9 @@ def test_resume_keeps_the_planned_run_length(tmp_path, image_folder, cache_dir, 
     # Flags it may change are checked as a new run's: the saved config stays valid.
     for flag, value, message in (("--threads", "0", "--threads must be positive, got 0"),
                                  ("--keep-checkpoints", "-1", "--keep-checkpoints must"),
-                                 ("--temperature", "0.5", "cannot change --temperature")):
+                                 ("--temperature", "0.5", "cannot change --temperature"),
+                                 ("--arch", "resnet34", "cannot change --arch"),
+                                 ("--width", "0.25", "cannot change --width")):
         assert main(["pretrain", "--resume", str(run_dir), flag, value]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 
@@ -11,7 +12,7 @@ import torch
 
 from simclr import load_encoder, train
 from simclr.checkpoint import load_checkpoint, save_checkpoint
-from simclr.errors import SimCLRError
+from simclr.errors import DivergedError, SimCLRError
 from simclr.pretrained import embed_folder, model_from_checkpoint
 from simclr.resume import load_resume_config
 from simclr.settings import build_config, load_yaml
@@ -182,19 +183,56 @@ def test_a_skipped_step_leaves_weights_and_batch_norm_statistics_untouched(
         if calls != 3:
             return real_step(cfg, forward, optimizer, scaler, views, *rest)
         before = {k: v.clone() for k, v in forward.state_dict().items()}
+        optim_before = copy.deepcopy(optimizer.state_dict())
+        scaler_before = copy.deepcopy(scaler.state_dict())
         out = real_step(cfg, forward, optimizer, scaler, views * float("nan"), *rest)
         after = forward.state_dict()
         seen["skipped"] = out[3]
         seen["unchanged"] = all(torch.equal(before[k], after[k]) for k in before)
+        # The optimizer's momentum buffers (from steps 1 and 2) and the scaler too.
+        optim_after = optimizer.state_dict()
+        assert optim_before["state"] and optim_after["state"].keys() == optim_before["state"].keys()
+        seen["optimizer_unchanged"] = optim_before["param_groups"] == optim_after["param_groups"] \
+            and all(torch.equal(optim_before["state"][i][k], optim_after["state"][i][k])
+                    for i in optim_before["state"] for k in optim_before["state"][i])
+        seen["scaler_unchanged"] = scaler_before == scaler.state_dict()
         return out
 
     monkeypatch.setattr(t, "train_step", poisoned)
     _, summary = run(tmp_path, image_folder, cache_dir, "skip", nan_policy="skip")
     assert summary["status"] == "finished" and summary["steps"] == 6
-    assert seen == {"calls": 6, "skipped": True, "unchanged": True}
+    assert seen == {"calls": 6, "skipped": True, "unchanged": True,
+                    "optimizer_unchanged": True, "scaler_unchanged": True}
     last = load_checkpoint(tmp_path / "skip/checkpoints/last.pt")
     assert all(torch.isfinite(v).all() for v in last["model"].values()
                if v.is_floating_point())
+
+
+@pytest.mark.parametrize("max_bad_steps", [1, 2])
+def test_skip_policy_gives_up_after_more_than_max_bad_steps(tmp_path, image_folder, cache_dir,
+                                                            monkeypatch, max_bad_steps):
+    """Steps 2 and 4 have NaN losses: at most 2 skipped steps, the run finishes; at most
+    1, it stops as diverged at step 4, on record in summary.json."""
+    import simclr.train as t
+
+    real, calls = t.contrastive_loss, []
+
+    def poisoned(cfg, z_a, z_b):
+        loss, top1 = real(cfg, z_a, z_b)
+        calls.append(1)
+        return (loss * float("nan") if len(calls) in (2, 4) else loss), top1
+
+    monkeypatch.setattr(t, "contrastive_loss", poisoned)
+    flags = dict(nan_policy="skip", max_bad_steps=max_bad_steps, checkpoint_every=0)
+    if max_bad_steps == 2:
+        _, summary = run(tmp_path, image_folder, cache_dir, "skip", **flags)
+        assert summary["status"] == "finished" and summary["steps"] == 6
+        return
+    with pytest.raises(DivergedError, match="more than 1 non-finite losses") as info:
+        run(tmp_path, image_folder, cache_dir, "skip", **flags)
+    assert info.value.step == 4 and len(calls) == 4
+    summary = json.loads((tmp_path / "skip/summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["steps"] == 4
 
 
 def test_embed_and_load_encoder(tmp_path, image_folder, cache_dir):
