@@ -220,34 +220,25 @@ def test_margin_triplet_matches_loop(n, semi_hard, margin):
            lambda a, b: _ref_triplet(a, b, margin, True, semi_hard), z_a, z_b)
 
 
-def test_semi_hard_selection_by_hand():
-    # Anchor a_0 = e0; positive b_0 has cos 0.6; negatives b_1 (0.5), b_2 (0.1), b_3 (0.9).
-    # Semi-hard = the most similar negative less similar than the positive: b_1 (0.5).
+@pytest.mark.parametrize("negatives,expected", [
+    # Semi-hard = the most similar negative less similar than the positive: 0.5.
+    ((0.5, 0.1, 0.9), 0.5),
+    # None is less similar than the positive: the least similar one, as the loop does.
+    ((0.9, 0.8, 0.7), 0.7),
+])
+def test_semi_hard_selection_by_hand(negatives, expected):
+    """Anchor a_0 = e0, its positive b_0 at cos 0.6, the negatives b_1..b_3 at the given
+    cosines: the negative chosen, and the loss against the loop reference."""
     def unit(c):
         return [c, math.sqrt(1 - c * c), 0.0]
 
     z_a = torch.tensor([[1.0, 0.0, 0.0]] + [[0.0, 0.0, 1.0]] * 3, dtype=torch.float64)
-    z_b = torch.tensor([unit(0.6), unit(0.5), unit(0.1), unit(0.9)], dtype=torch.float64)
+    z_b = torch.tensor([unit(0.6), *(unit(c) for c in negatives)], dtype=torch.float64)
     from simclr.loss import _cross_view, _semi_hard
 
     sim, pos, negative = _cross_view(z_a, z_b, True, False)
     chosen = _semi_hard(sim, sim.gather(1, pos[:, None])[:, 0], negative)
-    assert chosen[0].item() == pytest.approx(0.5)
-
-
-def test_semi_hard_falls_back_to_the_least_similar_negative():
-    """Every negative of a_0 (cos 0.9, 0.8, 0.7) is more similar than its positive (0.6):
-    none is semi-hard, so the least similar one (0.7) is chosen, as the loop does."""
-    def unit(c):
-        return [c, math.sqrt(1 - c * c), 0.0]
-
-    z_a = torch.tensor([[1.0, 0.0, 0.0]] + [[0.0, 0.0, 1.0]] * 3, dtype=torch.float64)
-    z_b = torch.tensor([unit(0.6), unit(0.9), unit(0.8), unit(0.7)], dtype=torch.float64)
-    from simclr.loss import _cross_view, _semi_hard
-
-    sim, pos, negative = _cross_view(z_a, z_b, True, False)
-    chosen = _semi_hard(sim, sim.gather(1, pos[:, None])[:, 0], negative)
-    assert chosen[0].item() == pytest.approx(0.7)
+    assert chosen[0].item() == pytest.approx(expected)
     # (Values only: the tied similarities of a_1..a_3 split gradients among the ties.)
     torch.testing.assert_close(margin_triplet(z_a, z_b, 0.5, True, True),
                                _ref_triplet(z_a, z_b, 0.5, True, True), rtol=1e-12, atol=1e-12)
