@@ -444,8 +444,9 @@ def check_processes(args: argparse.Namespace, processes: int | None = None) -> N
         check_divisible(int(batch), processes)      # with the settings, in each process
 
 
-# A value such as -1,0.1 (a pair or list of numbers, the first negative).
-NEGATIVE_LIST = re.compile(r"-\d*\.?\d+(?:[eE][-+]?\d+)?(?:,[-+\d.eE]*)+")
+# A value such as -1,0.1 (a pair or list of numbers, the first negative), or -5m (a
+# negative duration).
+NEGATIVE_LIST = re.compile(r"-\d*\.?\d+(?:[eE][-+]?\d+)?(?:,[-+\d.eE]*)+|-\d*\.?\d+[smhd]")
 
 
 def attach_negative_lists(argv: list[str]) -> list[str]:
@@ -470,6 +471,17 @@ def subcommand(parser: argparse.ArgumentParser, name: str | None) -> argparse.Ar
     return parser
 
 
+def check_no_empty_values(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An empty path would mean the current folder (``--data ""`` would train on all
+    of it): every flag's value must say something. The settings of a run are checked
+    by :func:`simclr.validate.validate` (where ``--first-op ""`` is a meaning)."""
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if isinstance(value, str) and not value.strip() and not action.dest.startswith("cfg:"):
+            name = action.option_strings[0] if action.option_strings else action.metavar
+            parser.error(f"{name or action.dest}: got an empty value")
+
+
 def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """The parsed arguments and the argument list they came from (``sys.argv`` unless
     given); an unknown flag is an error of its subcommand."""
@@ -477,9 +489,10 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     given = argv
     argv = attach_negative_lists(sys.argv[1:] if argv is None else list(argv))
     args, unknown = parser.parse_known_args(argv)
+    command = subcommand(parser, getattr(args, "command", None))
     if unknown:  # said by the subcommand (its usage, its name), not by `simclr`
-        subcommand(parser, getattr(args, "command", None)).error(
-            f"unrecognized arguments: {' '.join(unknown)}")
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    check_no_empty_values(command, args)
     if given is not None:  # a call from Python: provenance records these arguments
         from simclr import runtime
 

@@ -9,6 +9,7 @@ holds its folder (:func:`lock_folder`) so that no second run writes into it mean
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -214,8 +215,13 @@ def lock_folder(folder: Path) -> Any:
         raise in_use(folder, holder) from None
     except OSError:  # a file system without locks (some network mounts): run unguarded
         return handle
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-    handle.flush()
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+    except OSError as exc:  # e.g. a full disk
+        with contextlib.suppress(OSError):  # (closing flushes again)
+            handle.close()
+        raise SimCLRError(f"cannot write in {folder}: {exc.strerror}") from None
     return handle

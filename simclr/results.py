@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from simclr.errors import SimCLRError
-from simclr.files import write_json, written
+from simclr.files import LOCK_NAME, write_json, written
 from simclr.folders import SPLITS
 
 
@@ -215,8 +215,21 @@ def output_file(out: str | Path, overwrite: bool = True) -> Path:
     if path.exists() and not overwrite:
         raise SimCLRError(f"--out {path} already exists; choose another --out, or pass "
                           "--overwrite to replace it (nothing was overwritten)")
+    if path.exists() and in_run_checkpoints(path):
+        raise SimCLRError(f"--out {path} is a checkpoint of the run in {path.parent.parent}; "
+                          "--overwrite never replaces a run's checkpoints or classifiers: "
+                          "choose another --out")
     prepare_dir(path.parent, named=path)
     return path
+
+
+def in_run_checkpoints(path: Path) -> bool:
+    """Whether ``path`` lies in the ``checkpoints`` folder of a simclr run (one that
+    pretraining or an evaluation wrote: its lock file, config or results beside it)."""
+    run = path.absolute().parent.parent
+    return path.absolute().parent.name == "checkpoints" and (
+        (run / LOCK_NAME).exists() or (run / "config.yaml").exists()
+        or any(run.glob("*.json")))
 
 
 def log(message: str, verbose: bool = True) -> None:

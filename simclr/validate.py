@@ -31,6 +31,8 @@ from simclr.config import (
 from simclr.errors import SimCLRError
 from simclr.settings import SettingError
 
+MAX_WIDTH = 64  # a width multiplier; 64 x ResNet-50 would hold about 100 billion weights
+
 
 def _get(cfg: Config, path: str) -> Any:
     obj: Any = cfg
@@ -87,8 +89,11 @@ def check_scale(cfg: Config) -> None:
 def validate(cfg: Config) -> None:
     """Check every setting before any work starts; one-line message per problem."""
     _check_finite(cfg)
-    if not str(cfg.out).strip():  # '' would be the current folder
-        raise SettingError("out", " must name a folder, got an empty value")
+    for path in ("out", "data.path", "knn_train", "knn_test", "init_from"):
+        value = _get(cfg, path)  # '' would be the current folder
+        if value is not None and not str(value).strip():
+            what = "a file or folder" if path == "init_from" else "a folder"
+            raise SettingError(path, f" must name {what}, got an empty value")
     _validate_model(cfg)
     _validate_loss(cfg)
     _validate_optim(cfg)
@@ -98,6 +103,8 @@ def validate(cfg: Config) -> None:
 
 def _validate_model(cfg: Config) -> None:
     _positive(cfg.model.width, "model.width")
+    _check(cfg.model.width <= MAX_WIDTH, "model.width", f"must be at most {MAX_WIDTH} (the "
+           f"paper's widest is 4), got {cfg.model.width}")
     if cfg.model.arch not in ARCHS:  # a torchvision network (simclr.backbones), or none
         from simclr.backbones import arch_problem
 
@@ -133,7 +140,7 @@ def _validate_optim(cfg: Config) -> None:
     _positive(cfg.optim.warmup_epochs, "optim.warmup_epochs", allow_zero=True)
     _positive(cfg.optim.final_lr, "optim.final_lr", allow_zero=True)
     lr, batch = cfg.optim.lr, cfg.batch_size  # (None in an encoder's stored config)
-    if lr is not None and batch is not None and cfg.optim.final_lr is not None:
+    if lr is not None and batch is not None and batch > 0 and cfg.optim.final_lr is not None:
         scale = {"linear": batch / 256, "sqrt": math.sqrt(batch), "none": 1.0}
         peak = lr * scale[cfg.optim.lr_scaling]  # optim.scaled_lr (App. B.1)
         if cfg.optim.final_lr > peak:

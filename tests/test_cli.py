@@ -96,6 +96,14 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
         (["supervised", "--train", "a", "--out", "o", "--batch-size", "1"],
          "--batch-size must be at least 2, got 1 (BatchNorm in training"),
         (["pretrain", "--momentum", "2"], "--momentum must lie in [0, 1), got 2.0"),
+        # an empty path would be the current folder
+        (["embed", "--checkpoint", "c.pt", "--data", "", "--out", "x.npz"],
+         "simclr embed: error: --data: got an empty value"),
+        (["info", " "], "simclr info: error: RUN_OR_CHECKPOINT: got an empty value"),
+        (["pretrain", "--data", "", "--out", "o"],
+         "--data must name a folder, got an empty value"),
+        (["pretrain", "--time-budget", "-5m"], "--time-budget must be positive, got '-5m'"),
+        (["pretrain", "--batch-size", "-4"], "--batch-size must be positive, got -4"),
         # a flag of the other linear protocol would be silently unused
         (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--protocol",
           "sgd", "--l2", "0.1", "--max-iter", "5"],

@@ -201,6 +201,28 @@ def test_an_existing_file_is_replaced_only_with_overwrite(run_dir, tmp_path, cap
     assert load_encoder(out) is not None
 
 
+def test_overwrite_never_replaces_a_runs_checkpoints(run_dir, tmp_path, capsys):
+    """A linear evaluation's classifier sits in its run's checkpoints folder beside its
+    results: --overwrite must not turn it into an export (a folder merely named
+    checkpoints, of no run, is the user's own)."""
+    evaluation = tmp_path / "le"
+    (evaluation / "checkpoints").mkdir(parents=True)
+    (evaluation / "linear_eval.json").write_text("{}")
+    classifier = evaluation / "checkpoints" / "linear.pt"
+    classifier.write_bytes(b"a classifier someone trained")
+    assert main(["export", "--checkpoint", str(run_dir), "--out", str(classifier),
+                 "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"is a checkpoint of the run in {evaluation}; --overwrite never replaces" in err
+    assert len(err.splitlines()) == 1
+    assert classifier.read_bytes() == b"a classifier someone trained"
+    own = tmp_path / "mine" / "checkpoints" / "enc.pt"
+    own.parent.mkdir(parents=True)
+    own.write_bytes(b"old")
+    assert main(["export", "--checkpoint", str(run_dir), "--out", str(own), "--overwrite"]) == 0
+    assert load_encoder(own) is not None
+
+
 def test_a_classifier_exports_its_logits(run_dir, tmp_path):
     ckpt = pretrain_checkpoint(head_layers=2)
     model, _ = model_from_checkpoint(ckpt)

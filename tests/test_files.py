@@ -112,6 +112,35 @@ def test_a_folder_is_held_by_one_run_at_a_time(tmp_path):
         lock_folder(tmp_path)  # a second holder in the same process is refused as well
 
 
+def test_a_full_disk_while_taking_the_lock_is_one_line(tmp_path, monkeypatch):
+    """The holder's line cannot be written: one line, and the lock is let go."""
+    import errno
+
+    import pytest
+
+    from simclr import files
+    from simclr.errors import SimCLRError
+
+    real_open = open
+
+    class FullDisk:
+        def __init__(self, *args, **kwargs):
+            self.file = real_open(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files, "open", FullDisk, raising=False)
+    with pytest.raises(SimCLRError) as info:
+        files.lock_folder(tmp_path)
+    assert str(info.value) == f"cannot write in {tmp_path}: No space left on device"
+    monkeypatch.undo()
+    files.lock_folder(tmp_path).close()  # not held by the failed attempt
+
+
 def test_a_leftover_temporary_linked_to_another_file_is_never_written_through(tmp_path):
     """A save killed between linking last.pt's temporary name to a periodic checkpoint
     and renaming it leaves that name as a second name of the checkpoint; the next write
