@@ -224,6 +224,48 @@ def test_channels_last_bf16_autocast(arch):
     assert rel < 0.05
 
 
+def test_narrow_strided_shortcuts_compute_a_strided_1x1_convolution():
+    """The shortcut that subsamples before its 1x1 convolution (fewer than 16 input
+    channels) gives the numbers, gradients and parameters of nn.Conv2d's stride."""
+    from simclr.models import _Shortcut, _SubsampledConv1x1
+
+    narrow, wide = _Shortcut(8, 16, 2), _Shortcut(16, 32, 2)
+    assert type(narrow[0]) is _SubsampledConv1x1 and type(wide[0]) is nn.Conv2d
+    torch.manual_seed(0)
+    reference = nn.Conv2d(8, 16, 1, stride=2, bias=False)
+    narrow[0].load_state_dict(reference.state_dict())
+    assert list(narrow.state_dict()) == ["0.weight", "1.weight", "1.bias", "1.running_mean",
+                                         "1.running_var", "1.num_batches_tracked"]
+    for side in ((8, 8), (7, 9)):  # odd sides: the last row and column are read too
+        x = torch.randn(2, 8, *side, dtype=torch.float64, requires_grad=True)
+        y_ref = reference.double()(x)
+        y = narrow[0].double()(x)
+        assert y.shape == y_ref.shape
+        torch.testing.assert_close(y, y_ref, rtol=0, atol=0)
+        g = torch.randn_like(y)
+        grads = torch.autograd.grad(y, (x, narrow[0].weight), g)
+        ref_grads = torch.autograd.grad(y_ref, (x, reference.weight), g)
+        for a, b in zip(grads, ref_grads, strict=True):
+            torch.testing.assert_close(a, b)
+
+
+def test_a_narrow_encoder_trains_in_channels_last_without_corrupting_memory():
+    """oneDNN's strided 1x1 weight gradient on channels_last input with 8 channels broke
+    the heap (an abort, or a segfault) from 64-px feature maps on: run a step in a child
+    process, with glibc's heap checks on."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import torch; from simclr.models import build_encoder; "
+            "e = build_encoder('resnet18', 0.125, True).to(memory_format=torch.channels_last); "
+            "x = torch.rand(2, 3, 64, 64).contiguous(memory_format=torch.channels_last); "
+            "e(x).sum().backward(); print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "MALLOC_CHECK_": "3"}, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-500:]
+
+
 def test_head_converts_to_sync_batchnorm():
     # The training loop converts BN to SyncBatchNorm; the shift-free last BN must survive.
     torch.manual_seed(0)
