@@ -509,9 +509,11 @@ def _check_before_work(args: argparse.Namespace) -> None:
                           "one of the two")
     for name in ("device", "eval_device"):  # a typo fails now, not after the decoding
         if getattr(args, name, None):
-            from simclr.runtime import resolve_device
+            from simclr.runtime import resolve_device, resolve_precision
 
-            resolve_device(getattr(args, name), "--" + name.replace("_", "-"))
+            device = resolve_device(getattr(args, name), "--" + name.replace("_", "-"))
+            if name == "device" and isinstance(getattr(args, "precision", None), str):
+                resolve_precision(args.precision, device)  # fp16 on a CPU, say
 
 
 def main(argv: list[str] | None = None) -> int:
