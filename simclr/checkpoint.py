@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from simclr.errors import SimCLRError
+from simclr.errors import SimCLRError, unreadable_path, with_article
 from simclr.files import (
     fsync_dir,
     remove_stale_temporaries,
@@ -54,6 +54,15 @@ _PERIODIC = re.compile(r"ckpt-(\d+)\.pt")
 REQUIRED = ("config", "model")
 RESUME_ENTRIES = ("optimizer", "scaler", "step", "elapsed", "total_steps", "warmup_steps",
                   "rng")
+# The "kind" entries simclr writes: the runs, the evaluations' classifiers (an unfinished
+# SGD linear evaluation's own), an exported encoder. A file without one is from an
+# earlier simclr; one of another kind is not something any command knows how to read.
+KINDS = ("pretrain", "supervised", "linear", "linear-partial", "finetune", "encoder")
+# What a file of these suffixes is, when it is no checkpoint (`simclr info config.yaml`).
+OTHER_FILES = {".yaml": "a YAML file", ".yml": "a YAML file", ".json": "a JSON file",
+               ".jsonl": "a JSON-lines file", ".csv": "a CSV file", ".txt": "a text file",
+               ".md": "a Markdown file", ".npz": "a NumPy archive", ".npy": "a NumPy array",
+               ".png": "an image", ".jpg": "an image", ".jpeg": "an image"}
 
 
 def periodic_name(step: int) -> str:
@@ -308,9 +317,8 @@ def _other_kind(run_dir: Path, path: Path, found: Any, wanted: str) -> str:
         return (f"{run_dir} is a {names[found]} run (its checkpoint {path.name}); continue "
                 f"it with `{RESUMABLE[found]} --resume {shlex.quote(str(run_dir))}`")
     kind = str(found) if found else "unknown kind of"
-    article = "an" if kind[0] in "aeiou" else "a"
     return (f"{run_dir} is not a {names[wanted]} run (its checkpoint {path.name} is "
-            f"{article} {kind} checkpoint); only pretraining and supervised runs can be "
+            f"{with_article(kind)} checkpoint); only pretraining and supervised runs can be "
             "resumed")
 
 
@@ -374,7 +382,9 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
             log.warning("%s is truncated or corrupt; using %s", p / LAST, found.name)
         p = found
     if not p.is_file():
-        raise SimCLRError(f"checkpoint not found: {p}")
+        problem = unreadable_path(p)  # (a named pipe would be waited on forever)
+        raise SimCLRError(f"checkpoint {p}: {problem}" if problem else
+                          f"checkpoint not found: {p}")
     return p
 
 
@@ -431,6 +441,9 @@ def read_weights_file(path: str | os.PathLike, map_location: Any = "cpu",
                 # e.g. torch's legacy (non-zip) format cannot be mapped: read it whole
                 state = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle, zip, EOF and I/O errors alike mean "unusable"
+        if p.suffix.lower() in OTHER_FILES:  # e.g. a run's config.yaml, an embed .npz
+            raise SimCLRError(f"{p} is {OTHER_FILES[p.suffix.lower()]}, not a checkpoint "
+                              "(give the run folder, or the .pt file in it)") from None
         message = str(exc)
         culprit = _unsafe_global(message) if isinstance(exc, pickle.UnpicklingError) else None
         if culprit is not None:
@@ -460,6 +473,11 @@ def checked_checkpoint(state: Any, p: Path) -> dict[str, Any]:
     if version > VERSION:
         raise SimCLRError(f"{p} was written by a newer simclr (checkpoint version "
                           f"{state['version']} > {VERSION}); upgrade to load it")
+    kind = state.get("kind")
+    if kind is not None and kind not in KINDS:
+        raise SimCLRError(f"{p} is a checkpoint of unknown kind {str(kind)[:40]!r} (simclr "
+                          f"writes {', '.join(KINDS)}); damaged, edited or from another "
+                          "program?")
     require_entries(state, p, REQUIRED)
     check_config(state["config"], p)
     state["file"] = str(p)
@@ -469,8 +487,14 @@ def checked_checkpoint(state: Any, p: Path) -> dict[str, Any]:
 def require_entries(state: Mapping[str, Any], path: Path, keys: tuple[str, ...],
                     prefix: str = "") -> None:
     """Refuse a checkpoint without ``keys`` in one line, instead of a later KeyError."""
-    missing = [k for k in keys if k not in state
-               or (k in REQUIRED and not isinstance(state[k], Mapping))]
+    missing = [k for k in keys if k not in state]
+    wrong = [k for k in keys if k in REQUIRED and k in state and not isinstance(state[k],
+                                                                              Mapping)]
+    if wrong and not missing:
+        k = wrong[0]
+        raise SimCLRError(f"{prefix}{path} is damaged: its \"{k}\" entry is "
+                          f"{with_article(type(state[k]).__name__)}, not a mapping of "
+                          f"{'settings' if k == 'config' else 'weights'}")
     if missing:
         quoted = [f'"{k}"' for k in missing]
         names = f"{', '.join(quoted[:-1])} and {quoted[-1]}" if len(quoted) > 1 else quoted[0]

@@ -31,7 +31,7 @@ from simclr.checkpoint import (
 )
 from simclr.config import Config, DataConfig
 from simclr.data import ImageSource, open_source
-from simclr.errors import SimCLRError
+from simclr.errors import SimCLRError, with_article
 from simclr.features import check_labeled_folders
 from simclr.folders import ImageList, check_folder, list_folder
 from simclr.pretrained import (
@@ -327,9 +327,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     head = None
     if args.from_head:
         if ckpt.get("kind") != "pretrain":
-            raise SimCLRError(f"--from-head needs a pretraining checkpoint (this is a "
-                              f"{ckpt.get('kind', 'foreign')} one, without the projection "
-                              "head); drop --from-head")
+            raise SimCLRError("--from-head needs a pretraining checkpoint (this is "
+                              f"{with_article(str(ckpt.get('kind') or 'foreign'))} one, "
+                              "without the projection head); drop --from-head")
         model, _ = model_from_checkpoint(ckpt)
         encoder, head = model.encoder, model.head
     size = spec["image_size"]
@@ -408,6 +408,7 @@ def cmd_supervised(args: argparse.Namespace) -> int:
                 raise SimCLRError(f"--{name} is required (or --resume RUN_DIR)")
         cfg = build_config(args.preset, args.config, {**flags, "out": args.out})
     if args.print_config:  # check a recipe before a long run: nothing is read or written
+        note_ignored_settings(args.config)  # (said on stderr: the YAML stays valid)
         from simclr.settings import yaml_text
 
         print(yaml_text(cfg.to_dict()), end="")

@@ -6,6 +6,10 @@ exit status; any other exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
+
 
 class SimCLRError(Exception):
     """A user error: missing path, bad flag value, corrupt checkpoint, ...
@@ -26,6 +30,27 @@ def user_message(exc: BaseException) -> str:
         last = text.rstrip().splitlines()[-1]
         text = last.split(": ", 1)[1] if ": " in last else last
     return text
+
+
+NOT_REGULAR = "not a regular file (a named pipe, socket or device)"
+LINK_LOOP = "a symbolic link loop"
+
+
+def unreadable_path(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be opened as a file although something is there, in a few
+    words (:data:`LINK_LOOP`, or :data:`NOT_REGULAR`: opening a named pipe would wait
+    for a writer forever); None for a regular file, a folder or nothing at all, which
+    callers name their own way."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return LINK_LOOP if exc.errno == errno.ELOOP else None
+    return None if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else NOT_REGULAR
+
+
+def with_article(word: str) -> str:
+    """``word`` after "a" or "an" ("an encoder", "a pretrain")."""
+    return f"{'an' if word[:1] and word[0].lower() in 'aeiou' else 'a'} {word}"
 
 
 class BadImageError(SimCLRError):

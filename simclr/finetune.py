@@ -45,7 +45,7 @@ from simclr.classify import (
     train_classifier,
     weights_digest,
 )
-from simclr.errors import SimCLRError
+from simclr.errors import SimCLRError, unreadable_path
 from simclr.features import check_labeled, resolve_runtime, source_name
 from simclr.files import written
 from simclr.models import Classifier, build_encoder
@@ -142,6 +142,9 @@ def read_subset_list(path: str | Path) -> list[str]:
     """The entries of a ``--subset`` file (blank lines and ``#`` comments dropped);
     checked by the command line before the checkpoint and images are read."""
     path = Path(path)
+    problem = unreadable_path(path)
+    if problem:  # (reading a named pipe would wait for a writer forever)
+        raise SimCLRError(f"--subset {path}: {problem}")
     try:
         lines = path.read_text().splitlines()
     except (OSError, UnicodeDecodeError) as exc:

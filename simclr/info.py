@@ -24,7 +24,7 @@ from simclr.checkpoint import (
     load_checkpoint,
     periodic_checkpoints,
 )
-from simclr.errors import SimCLRError
+from simclr.errors import SimCLRError, unreadable_path
 from simclr.files import folder_holder
 
 # The evaluations' results files (simclr.results.RESULTS) and what each measured.
@@ -42,6 +42,9 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
     if not str(target).strip():
         raise SimCLRError("give a run folder or checkpoint file, got an empty path")
     path = Path(target).expanduser()
+    problem = unreadable_path(path)  # (a named pipe would be waited on forever)
+    if problem:
+        raise SimCLRError(f"{target}: {problem}")
     if not path.exists():
         raise SimCLRError(f"{target}: no such file or folder")
     if path.is_file():

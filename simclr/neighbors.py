@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from simclr.errors import SimCLRError
+from simclr.errors import SimCLRError, unreadable_path
 from simclr.files import written
 
 BLOCK_BYTES = 1 << 28  # one block of the similarity matrix: 256 MiB of float32
@@ -32,6 +32,9 @@ def load_embeddings(path: str | Path, flag: str) -> tuple[torch.Tensor, np.ndarr
 
 def _load(path: str | Path, flag: str) -> tuple[torch.Tensor, np.ndarray, str | None]:
     """:func:`load_embeddings` and the file's encoder (None: written by an earlier simclr)."""
+    problem = unreadable_path(Path(path).expanduser())
+    if problem:  # (np.load would open a named pipe and wait for a writer forever)
+        raise SimCLRError(f"{flag} {path}: {problem}")
     try:
         with np.load(Path(path).expanduser(), allow_pickle=False) as data:
             missing = [k for k in ("features", "paths") if k not in data.files]

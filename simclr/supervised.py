@@ -134,7 +134,8 @@ def note_ignored_settings(path: str | None) -> None:
     ignored = [p for p in paths(load_yaml(path)) if unused_setting(p)]
     if ignored:
         more = f" and {len(ignored) - 3} more" if len(ignored) > 3 else ""
-        log(f"--config {path}: {', '.join(ignored[:3])}{more} play no part in supervised "
+        verb = "plays" if len(ignored) == 1 else "play"
+        log(f"--config {path}: {', '.join(ignored[:3])}{more} {verb} no part in supervised "
             "training (ignored)")
 
 

@@ -259,12 +259,12 @@ def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
 
 def _pretrain(cfg: Any, run_dir: Path, cell: str, processes: int | None) -> dict[str, Any]:
     """Reuse a finished run, resume an interrupted one, or start it (in this process, or
-    as ``processes`` processes: :func:`_launched`)."""
+    as ``processes`` processes: :func:`_launched`); the run found in ``run_dir`` is one of
+    ``cfg``'s settings (:func:`_check_same_settings`)."""
     from simclr import train
     from simclr.checkpoint import latest_checkpoint
 
-    _check_same_settings(cfg, run_dir, cell)
-    done = _finished(run_dir)
+    done = _finished(run_dir)  # (its settings checked by run_sweep, before any cell)
     if done is not None:
         return done
     resume = latest_checkpoint(run_dir / "checkpoints") is not None
@@ -347,6 +347,10 @@ def run_sweep(
         except SimCLRError as exc:
             raise SimCLRError(f"cell {cell.name}: {exc}") from None
     check_cells_differ(cells, configs, resolved)
+    # A cell's earlier run of other settings is refused now, before the earlier summary
+    # is set aside or rewritten: a refused command leaves --out as it found it.
+    for cell, cfg in zip(cells, configs, strict=True):
+        _check_same_settings(cfg, cell.run_dir, cell.name)
     root.mkdir(parents=True, exist_ok=True)
     _keep_other_grid(root, {c.name for c in cells})
     table = _write_summary(root, axes, cells)  # the plan, every cell pending

@@ -314,6 +314,67 @@ def test_a_checkpoint_without_its_weights_or_config_is_one_line(tmp_path, drop):
                                f'it has no "{drop}" entry')
 
 
+
+@pytest.mark.parametrize(("entry", "what"), [("config", "settings"), ("model", "weights")])
+def test_a_config_or_weights_entry_that_is_no_mapping_is_called_damaged_not_missing(
+        tmp_path, entry, what):
+    torch.save({**_state(3), entry: "resnet18"}, tmp_path / "odd.pt")
+    with pytest.raises(SimCLRError) as info:
+        load_checkpoint(tmp_path / "odd.pt")
+    assert str(info.value) == (f'{tmp_path / "odd.pt"} is damaged: its "{entry}" entry is '
+                               f"a str, not a mapping of {what}")
+
+
+def test_a_checkpoint_of_an_unknown_kind_is_refused_naming_the_known_ones(tmp_path):
+    for kind in (*ck.KINDS, None):  # (None: written before checkpoints had a kind)
+        torch.save({**_state(3), "kind": kind}, tmp_path / "known.pt")
+        assert load_checkpoint(tmp_path / "known.pt")["kind"] == kind
+    for kind in ("weird", 7):
+        torch.save({**_state(3), "kind": kind}, tmp_path / "weird.pt")
+        with pytest.raises(SimCLRError) as info:
+            load_checkpoint(tmp_path / "weird.pt")
+        assert str(info.value).startswith(
+            f"{tmp_path / 'weird.pt'} is a checkpoint of unknown kind {str(kind)!r} (simclr "
+            "writes pretrain, supervised, linear, linear-partial, finetune, encoder)")
+
+
+@pytest.mark.parametrize(("name", "content", "what"), [
+    ("config.yaml", b"model:\n  arch: resnet18\n", "a YAML file"),
+    ("summary.json", b'{"top1": 0.5}\n', "a JSON file"),
+    ("predictions.csv", b"path,class\n", "a CSV file"),
+    ("labeled_subset.txt", b"a/1.png\n", "a text file"),
+    ("README.md", b"# a run\n", "a Markdown file"),
+    ("image.png", b"\x89PNG\r\n\x1a\n" + bytes(64), "an image"),
+])
+def test_another_file_given_as_a_checkpoint_is_named_for_what_it_is(tmp_path, name, content,
+                                                                    what):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(SimCLRError) as info:
+        load_checkpoint(tmp_path / name)
+    assert str(info.value) == (f"{tmp_path / name} is {what}, not a checkpoint (give the run "
+                               "folder, or the .pt file in it)")
+
+
+def test_an_embed_archive_given_as_a_checkpoint_is_named_for_what_it_is(tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "features.npz", features=np.eye(3), paths=np.array(["a", "b", "c"]))
+    with pytest.raises(SimCLRError, match=r"features.npz is a NumPy archive, not a checkpoint"):
+        load_checkpoint(tmp_path / "features.npz")
+
+
+def test_a_named_pipe_or_a_link_loop_given_as_a_checkpoint_says_so(tmp_path):
+    os.mkfifo(tmp_path / "pipe.pt")
+    os.symlink(tmp_path / "loop.pt", tmp_path / "loop.pt")
+    with pytest.raises(SimCLRError) as info:
+        load_checkpoint(tmp_path / "pipe.pt")
+    assert str(info.value) == (f"checkpoint {tmp_path / 'pipe.pt'}: not a regular file (a "
+                               "named pipe, socket or device)")
+    with pytest.raises(SimCLRError) as info:
+        load_checkpoint(tmp_path / "loop.pt")
+    assert str(info.value) == f"checkpoint {tmp_path / 'loop.pt'}: a symbolic link loop"
+
+
 def test_resume_refuses_a_checkpoint_without_what_the_run_needs(tmp_path):
     last = _run(tmp_path / "run")
     state = {k: v for k, v in torch.load(last, weights_only=True).items()

@@ -7,7 +7,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,7 @@ from simclr.errors import SimCLRError
 from simclr.finetune import (
     class_balanced_subset,
     default_epochs,
+    read_subset_list,
     run_finetune,
     subset_from_list,
     write_subset_list,
@@ -179,6 +182,47 @@ def test_subset_from_a_list_of_file_names(tmp_path, folders):
     with pytest.raises(SimCLRError, match="give one of"):
         run_finetune(tiny_encoder(), train, test, None, subset_file=listing,
                      labels_per_class=1, **FAST)
+
+
+@contextmanager
+def named_pipe(path):
+    """A named pipe at ``path``. Should a reader wait on it (the bug this guards
+    against), a writer comes after a few seconds and leaves at once: the reader sees an
+    empty file and the test fails instead of hanging."""
+    os.mkfifo(path)
+    done = threading.Event()
+
+    def rescue():
+        while not done.wait(3):
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # no reader waiting yet
+                pass
+
+    thread = threading.Thread(target=rescue, daemon=True)
+    thread.start()
+    try:
+        yield path
+    finally:
+        done.set()
+        thread.join()
+
+
+def test_a_subset_list_that_is_a_named_pipe_is_refused_not_waited_on(tmp_path, capsys):
+    from simclr.cli import main
+
+    with named_pipe(tmp_path / "list.txt") as pipe:
+        with pytest.raises(SimCLRError, match=r"^--subset .*list.txt: not a regular file "
+                           r"\(a named pipe, socket or device\)$"):
+            read_subset_list(pipe)
+        make_image_folder(tmp_path / "train", classes=2, per_class=2)
+        assert main(["finetune", "--checkpoint", str(tmp_path / "run"), "--train",
+                     str(tmp_path / "train"), "--test", str(tmp_path / "train"),
+                     "--subset", str(pipe), "--epochs", "1",
+                     "--out", str(tmp_path / "ft")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith(f"--subset {pipe}: not a regular file "
+                                                  "(a named pipe, socket or device)\n"), err
 
 
 def test_results_of_an_earlier_run_are_never_overwritten(tmp_path, folders):

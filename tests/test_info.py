@@ -162,6 +162,32 @@ def test_what_is_not_a_run_is_one_line_and_status_2(tmp_path, evaluated_run, cap
     assert err.startswith("simclr info: error: ") and str(bad) in err and err.count("\n") == 1
 
 
+def test_a_runs_other_files_a_pipe_a_link_loop_and_an_unknown_kind_say_what_they_are(
+        tmp_path, evaluated_run, capsys):
+    import os
+
+    import torch
+
+    run, _ = evaluated_run
+    os.mkfifo(tmp_path / "pipe")
+    os.symlink(tmp_path / "loop", tmp_path / "loop")
+    weird = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    torch.save({**weird, "kind": "weird"}, tmp_path / "weird.pt")
+    capsys.readouterr()
+    for target, problem in (
+            (run / "config.yaml", "is a YAML file, not a checkpoint (give the run folder, or "
+                                  "the .pt file in it)"),
+            (run / "knn" / "knn.json", "is a JSON file, not a checkpoint (give the run folder, "
+                                       "or the .pt file in it)"),
+            (tmp_path / "pipe", ": not a regular file (a named pipe, socket or device)"),
+            (tmp_path / "loop", ": a symbolic link loop"),
+            (tmp_path / "weird.pt", "is a checkpoint of unknown kind 'weird'")):
+        assert main(["info", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"simclr info: error: {target}") and problem in err, err
+        assert err.count("\n") == 1
+
+
 def test_a_damaged_checkpoint_in_a_run_is_shown_not_fatal(tmp_path, capsys):
     tiny_pretrained_run(tmp_path)
     (tmp_path / "pre/checkpoints/linear.pt").write_bytes(b"garbage")

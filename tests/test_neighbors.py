@@ -4,6 +4,9 @@ checked against a direct float64 loop over every pair."""
 from __future__ import annotations
 
 import csv
+import os
+import threading
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -19,6 +22,30 @@ def embed_file(path, features, names=None, encoder=None):
              labels=np.full(len(features), -1), classes=np.array([], dtype=str),
              paths=np.array(names), **extra)
     return path
+
+
+@contextmanager
+def named_pipe(path):
+    """A named pipe at ``path``. Should a reader wait on it (the bug this guards
+    against), a writer comes after a few seconds and leaves at once: the reader sees an
+    empty file and the test fails instead of hanging."""
+    os.mkfifo(path)
+    done = threading.Event()
+
+    def rescue():
+        while not done.wait(3):
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # no reader waiting yet
+                pass
+
+    thread = threading.Thread(target=rescue, daemon=True)
+    thread.start()
+    try:
+        yield path
+    finally:
+        done.set()
+        thread.join()
 
 
 def cosine64(a, b):
@@ -158,3 +185,20 @@ def test_all_zero_features_are_said_and_similar_to_nothing(tmp_path, capsys):
     assert [float(s) for s in table[2][2::2]] == [0.0] * 4
     assert all(float(row[row.index("/photos/002.jpg") + 1]) == 0.0 for i, row in
                enumerate(table) if i != 2)
+
+
+def test_a_named_pipe_or_a_link_loop_is_refused_not_waited_on(tmp_path, capsys):
+    """np.load would open a FIFO and wait for a writer forever."""
+    embed_file(tmp_path / "f.npz", np.eye(3))
+    os.symlink(tmp_path / "loop.npz", tmp_path / "loop.npz")
+    with named_pipe(tmp_path / "pipe.npz") as pipe:
+        for flag, path, needle in (
+                ("--features", pipe, "not a regular file (a named pipe, socket or device)"),
+                ("--queries", pipe, "not a regular file (a named pipe, socket or device)"),
+                ("--features", tmp_path / "loop.npz", "a symbolic link loop")):
+            args = [flag, str(path)] if flag == "--features" else \
+                ["--features", str(tmp_path / "f.npz"), flag, str(path)]
+            assert main(["neighbors", *args, "--out", str(tmp_path / "n.csv")]) == 2
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and err.endswith(f": {flag} {path}: {needle}\n"), err
+    assert not (tmp_path / "n.csv").exists()

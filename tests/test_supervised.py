@@ -304,3 +304,17 @@ def test_the_run_folder_is_checked_before_the_data_and_ignored_settings_are_name
               "--asymmetric"])
     assert exit_.value.code == 2
     assert "unrecognized arguments: --asymmetric" in capsys.readouterr().err
+
+
+def test_print_config_names_the_ignored_settings_of_a_config_in_one_line(tmp_path, capsys):
+    """Checking a recipe with --print-config says what a run would say: a pretraining
+    key of the --config (a run's config.yaml holds them all) plays no part here."""
+    config = tmp_path / "c.yaml"
+    config.write_text("model: {head: mlp}\nbatch_size: 8\n")
+    capsys.readouterr()
+    assert main(["supervised", "--config", str(config), "--train", str(tmp_path), "--out",
+                 str(tmp_path / "run"), "--print-config"]) == 0
+    out, err = capsys.readouterr()
+    assert err == (f"--config {config}: model.head plays no part in supervised training "
+                   "(ignored)\n")
+    assert "batch_size: 8" in out and not (tmp_path / "run").exists()

@@ -126,6 +126,29 @@ def test_sweep_runs_every_cell_once_and_reuses_finished_ones(tmp_path, image_fol
     assert (tmp_path / "sw" / "sweep.previous-1.md").exists()
 
 
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_a_rerun_refused_for_other_settings_leaves_out_as_it_was(tmp_path, image_folder,
+                                                                  cache_dir):
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, epochs=1)
+    flags.pop("out")
+    flags.pop("loss.temperature")
+    out = tmp_path / "sw"
+    run_sweep([parse_axis("temperature=0.1,0.5")], out, preset=None, config=None,
+              flags=flags, evaluate=None)
+    before = _files(out)
+    assert [row["status"] for row in json.loads(before["sweep.json"])] == ["finished"] * 2
+    for axis in ("temperature=0.1,0.5", "temperature=0.1,0.5,1"):  # the same grid; a larger
+        with pytest.raises(SimCLRError, match=r"cell temperature=0\.1 already holds a run "
+                                              r"with other settings \(seed: 0 there, 3 now\)"):
+            run_sweep([parse_axis(axis)], out, preset=None, config=None,
+                      flags={**flags, "seed": 3}, evaluate=None)
+        assert _files(out) == before  # no summary set aside, none rewritten as pending
+
+
 def test_a_bad_cell_fails_before_anything_runs(tmp_path, image_folder, cache_dir):
     flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
     flags.pop("out")
