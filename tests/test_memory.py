@@ -248,7 +248,7 @@ ALLOCATOR = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator:
 
 
 @pytest.mark.parametrize("flags, text", [
-    ({"model.width": 1000.0}, "resnet18 x1000, mlp head 512000-512000-128"),
+    ({"model.width": 64.0}, "resnet18 x64, mlp head 32768-32768-128"),
     ({"model.head_hidden_dim": 10**9}, "resnet18 x0.25, mlp head 128-1000000000-128"),
 ])
 def test_a_model_too_large_is_refused_before_it_is_built(monkeypatch, flags, text):
@@ -355,10 +355,10 @@ def test_an_allocation_that_fails_while_measuring_is_one_line(monkeypatch):
 
 
 @pytest.mark.parametrize("command, flags, text", [
-    ("pretrain", ["--width", "1000"], "the model (resnet18 x1000, mlp head 512000-512000-128)"),
+    ("pretrain", ["--width", "64"], "the model (resnet18 x64, mlp head 32768-32768-128)"),
     ("pretrain", ["--head-hidden-dim", "1000000000"], "mlp head 64-1000000000-128"),
     ("pretrain", ["--image-size", "100000"], "--image-size 100000 does not fit in memory"),
-    ("supervised", ["--width", "1000"], "the model (resnet18 x1000, 2-class linear layer)"),
+    ("supervised", ["--width", "64"], "the model (resnet18 x64, 2-class linear layer)"),
 ])
 def test_settings_that_cannot_fit_are_one_line_errors(tmp_path, capsys, command, flags, text):
     data = make_image_folder(tmp_path / "imgs", per_class=8)
