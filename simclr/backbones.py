@@ -110,8 +110,9 @@ class TorchvisionEncoder(nn.Module):
 
         check_arch(arch, 1.0, False, image_size)
         self.arch, self.width, self.cifar_stem = arch, 1.0, False
-        # A ViT's position embeddings are sized for its input side.
-        extra = {"image_size": image_size} if arch.startswith("vit_") else {}
+        # A ViT's position embeddings are sized for its input side, the only one it takes.
+        self.fixed_size: int | None = image_size if arch.startswith("vit_") else None
+        extra = {"image_size": image_size} if self.fixed_size else {}
         self.net = get_model(arch, weights=None, **extra)
         self.feature_dim: int = _remove_classifier(self.net, _CLASSIFIERS[_family(arch)])
 

@@ -245,6 +245,12 @@ def _decode_list(blobs: Sequence[torch.Tensor], device: torch.device) -> list[to
 
     if not blobs:
         return []
+    if device.type == "cuda":
+        # torchvision allocates the output on this stream but decodes on a stream of its
+        # own that does not wait for this one: a block freed by kernels still queued here
+        # (the last step's) could be written under them (pytorch/vision PR #9606). The
+        # decoder syncs the host itself; this sync adds the wait for the queued step.
+        torch.cuda.current_stream(device).synchronize()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchvision >= 0.29 flags its decoders deprecated
         try:

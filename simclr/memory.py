@@ -111,6 +111,8 @@ def _check_views_fit(probe: torch.nn.Module, image_size: int, device: torch.devi
     large is refused in a second instead of being allocated."""
     if image_size <= 2 * PROBE_SIZE:
         return
+    if any(getattr(m, "fixed_size", None) for m in probe.modules()):
+        return  # a ViT takes its own side only: measured at it (a view of it fits or fails)
     free = available_bytes(device)
     if free is None:
         return

@@ -318,3 +318,29 @@ def test_a_named_pipe_is_a_bad_file_not_a_wait_forever(tmp_path):
     assert read_jpeg(str(pipe)) is None
     with pytest.raises(BadImageError, match="not a regular file"):
         load_square(str(pipe), 16)
+
+
+def test_the_gpu_decoder_waits_for_the_work_queued_on_the_stream(monkeypatch):
+    """torchvision's nvJPEG decode writes from a stream of its own into memory allocated
+    on the caller's: the caller's queued kernels must be done first (run on the CPU with
+    the CUDA calls recorded)."""
+    import torchvision.io
+
+    calls = []
+
+    class Stream:
+        def synchronize(self):
+            calls.append("synchronize")
+
+    def decode_jpeg(blobs, mode, device):
+        calls.append("decode")
+        return [torch.zeros(3, 2, 2, dtype=torch.uint8) for _ in blobs]
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", decode_jpeg)
+    blobs = [torch.frombuffer(bytearray(jpeg_bytes(8, 8)), dtype=torch.uint8)]
+    assert len(decode._decode_list(blobs, torch.device("cuda"))) == 1
+    assert calls == ["synchronize", "decode"]
+    calls.clear()
+    decode._decode_list(blobs, CPU)  # no stream to wait for on the CPU
+    assert calls == ["decode"]

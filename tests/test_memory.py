@@ -396,3 +396,13 @@ def test_the_bound_is_below_a_real_steps_peak_on_cuda():
     opt.step()
     growth = torch.cuda.max_memory_allocated(dev) - base
     assert 0.5 * growth <= mem.lower_bound(512) <= growth
+
+
+def test_a_vit_is_measured_at_the_only_side_it_takes():
+    """Views larger than 64 px are first checked by extrapolating from 32-px ones; a
+    ViT, whose position embeddings fix its input side, is measured at its own side."""
+    from simclr.backbones import TorchvisionEncoder
+
+    vit = TorchvisionEncoder("vit_b_32", 96)
+    step = measure_step(vit, 96, torch.device("cpu"), "fp32", False, contrastive=False)
+    assert step.per_view > 0 and step.input_per_view == 4.0 * 3 * 96**2
