@@ -27,6 +27,7 @@ data=.data/imagenette/train
 [ -d "$data" ] || data=$(python3 -c "import sys; sys.path.insert(0, 'benchmarks')
 import decode; print(decode.synthetic_folder(3072, 500, 375))")
 for decoder in device pil; do
+  rm -rf "/tmp/r50-$decoder"  # a rerun on a machine still warm starts a new run
   timeout 100 python3 -m simclr pretrain --data "$data" --arch resnet50 --image-size 224 \
     --batch-size 512 --max-steps 40 --log-every 10 --checkpoint-every 0 --no-progress \
     --workers 14 --decoder "$decoder" --out "/tmp/r50-$decoder" > "$OUT/r50-$decoder.log" 2>&1

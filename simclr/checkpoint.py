@@ -213,6 +213,14 @@ def readable_state(ckpt: Mapping[str, Any], what: str) -> Iterator[None]:
                           f"run (damaged or edited? {first})") from None
 
 
+def load_scaler(scaler: torch.amp.GradScaler, saved: Mapping[str, Any]) -> None:
+    """A GradScaler's saved state. A run saved with the scaler off (bf16 or fp32) saved
+    ``{}``, which an enabled scaler refuses: resumed where it now trains in fp16 (auto
+    precision on a GPU without bf16), its scaler starts at its defaults."""
+    if saved:
+        scaler.load_state_dict(saved)
+
+
 def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int) -> None:
     """Delete all but the ``keep_last`` highest-step ``ckpt-<step>.pt`` (never last.pt)."""
     periodic = periodic_checkpoints(run_dir)

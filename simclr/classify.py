@@ -36,6 +36,7 @@ from simclr.checkpoint import (
     CHECKPOINTS,
     PARTIAL_SUFFIX,
     load_checkpoint,
+    load_scaler,
     load_weights,
     readable_state,
     save_checkpoint,
@@ -458,7 +459,7 @@ class PartialRun:
         load_weights(model, ckpt, prefix)
         with readable_state(ckpt, "optimizer or step state"):
             optimizer.load_state_dict(ckpt["optimizer"])
-            scaler.load_state_dict(ckpt["scaler"])
+            load_scaler(scaler, ckpt["scaler"])
             step, elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
         log(f"resuming the {self.what} in {self.out} from step {step}", verbose)
         return step, elapsed

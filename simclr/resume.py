@@ -13,6 +13,7 @@ import torch
 
 from simclr import distributed as dist
 from simclr.checkpoint import (
+    load_scaler,
     load_weights,
     periodic_name,
     readable_state,
@@ -80,7 +81,7 @@ def restore(
     load_weights(unwrap(model), ckpt)  # one line, not a traceback, when they do not fit
     with readable_state(ckpt, "optimizer, step or RNG state"):
         optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
+        load_scaler(scaler, ckpt["scaler"])
         state.step, state.elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
         state.bad_steps = int(ckpt.get("bad_steps", 0))
         # The saved plan, not a new one: a time budget's refits and its early end live

@@ -52,6 +52,9 @@ def resolve_device(name: str = "auto", flag: str = "--device") -> torch.device:
         if torch.device(name).index >= torch.cuda.device_count():
             raise SimCLRError(f"{flag} {name}: no such GPU ({torch.cuda.device_count()} "
                               "visible: cuda:0 ...)")
+        # The current GPU too: what allocates on plain "cuda" (pinned memory's thread,
+        # the generator's state, bf16 support) must not open a context on GPU 0.
+        torch.cuda.set_device(torch.device(name))
         return torch.device(name)
     return torch.device("cuda", local_rank())
 

@@ -31,6 +31,7 @@ from simclr.checkpoint import (
     CHECKPOINTS,
     SUPERVISED_RESULT,
     checkpoint_files,
+    load_scaler,
     load_weights,
     periodic_name,
     readable_state,
@@ -196,7 +197,7 @@ def restore(ckpt: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.op
     load_weights(model, ckpt)  # one line, not a traceback, if they do not fit
     with readable_state(ckpt, "optimizer or step state"):
         optimizer.load_state_dict(ckpt["optimizer"])
-        scaler.load_state_dict(ckpt["scaler"])
+        load_scaler(scaler, ckpt["scaler"])
         plan.total_steps = int(ckpt["total_steps"])
         plan.warmup_steps = int(ckpt["warmup_steps"])
         return int(ckpt["step"]), float(ckpt["elapsed"])

@@ -450,13 +450,18 @@ def knn_monitor(
     from simclr.knn import knn_accuracy
 
     encoder = unwrap(model).encoder
-    memory, queries = (open_source(folder, cfg.data, train=split, image_size=cfg.augment.size,
-                                   evaluation=True)
-                       for folder, split in ((cfg.knn_train, True), (cfg.knn_test, False)))
+
+    def open_split(folder: str, train: bool) -> ImageSource:
+        # Rank 0 first: a folder's decoded cache is built once, then opened by the others.
+        return dist.main_first(lambda: open_source(folder, cfg.data, train=train,
+                                                   image_size=cfg.augment.size,
+                                                   evaluation=True))
+
+    memory, queries = open_split(cfg.knn_train, True), open_split(cfg.knn_test, False)
     train_x, train_y = extract_features(encoder, memory, cfg.augment.size, 512, device, precision)
     test_x, test_y = extract_features(encoder, queries, cfg.augment.size, 512, device, precision)
     top1 = knn_accuracy(train_x, train_y, test_x, test_y, k=cfg.knn_k,
-                        temperature=cfg.knn_temperature)
+                        temperature=cfg.knn_temperature, device=device)
     log.write({"step": step, "knn_top1": top1})
     log_line(f"step {step}: kNN top-1 {100 * top1:.2f}%")
     return top1

@@ -443,3 +443,19 @@ def test_damaged_entries_are_one_line_naming_the_file(tmp_path):
                                           r"run \(damaged or edited\? .*parameter group"):
         with readable_state(ckpt, "optimizer state"):
             optimizer.load_state_dict({"state": {}, "param_groups": []})
+
+
+def test_a_scaler_saved_off_resumes_where_fp16_now_needs_it():
+    """A run saved in bf16 or fp32 holds the disabled scaler's {}, which an enabled
+    GradScaler refuses; resumed in fp16 (a GPU without bf16) it starts at its defaults."""
+    from simclr.checkpoint import load_scaler
+
+    saved_off = torch.amp.GradScaler("cpu", enabled=False).state_dict()
+    assert saved_off == {}
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    with pytest.raises(RuntimeError):
+        scaler.load_state_dict(saved_off)
+    load_scaler(scaler, saved_off)
+    assert scaler.get_scale() == 1024.0
+    load_scaler(scaler, torch.amp.GradScaler("cpu", init_scale=8.0).state_dict())
+    assert scaler.get_scale() == 8.0

@@ -153,9 +153,13 @@ def test_periodic_saves_come_by_step_count_or_by_the_clock(monkeypatch):
 # ---------------------------------------------------- GPU rules (CUDA faked: no GPU here)
 
 
-def _gpus(monkeypatch, count: int) -> None:
+def _gpus(monkeypatch, count: int) -> list[torch.device]:
+    """``count`` GPUs, as far as torch.cuda says; returns the devices set as current."""
+    current: list[torch.device] = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: count > 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    return current
 
 
 def test_auto_picks_fp16_on_gpus_that_only_emulate_bf16(monkeypatch):
@@ -170,7 +174,7 @@ def test_auto_picks_fp16_on_gpus_that_only_emulate_bf16(monkeypatch):
 
 
 def test_each_process_takes_its_own_gpu_or_is_told_why_not(monkeypatch):
-    _gpus(monkeypatch, 2)
+    current = _gpus(monkeypatch, 2)
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
@@ -192,6 +196,8 @@ def test_each_process_takes_its_own_gpu_or_is_told_why_not(monkeypatch):
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     monkeypatch.setenv("LOCAL_RANK", "0")
     assert runtime.resolve_device("cuda:1") == torch.device("cuda", 1)
+    # and makes it the current one: nothing lands on GPU 0 (pinned memory, generators)
+    assert current == [torch.device("cuda", 1)]
     with pytest.raises(SimCLRError, match=r"--device cuda:2: no such GPU \(2 visible"):
         runtime.resolve_device("cuda:2")
 
