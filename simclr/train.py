@@ -105,7 +105,7 @@ def open_data(cfg: Config, all_images: bool = True) -> ImageSource:
 
 def setup_runtime(cfg: Config) -> tuple[torch.device, str]:
     """The device and precision the run trains with, and torch's process-wide settings
-    (threads, the CPU allocator, deterministic kernels)."""
+    (threads, the CPU allocator, deterministic kernels or cuDNN's autotuner)."""
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
     if cfg.threads:
@@ -114,6 +114,8 @@ def setup_runtime(cfg: Config) -> tuple[torch.device, str]:
         tune_cpu_allocator()
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True)
+    elif device.type == "cuda":  # every step has the same shapes: cuDNN's fastest, once
+        torch.backends.cudnn.benchmark = True
     return device, precision
 
 
