@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +152,27 @@ def tiny_pretrained_run(root: Path) -> tuple[Path, Path, str]:
                  "--max-steps", "2", "--no-progress", "--workers", "0", "--cache-dir", cache,
                  "--precision", "fp32"]) == 0
     return train, test, cache
+
+
+@contextmanager
+def named_pipe(path):
+    """A named pipe at ``path``. Should a reader wait on it (the bug this guards
+    against), a writer comes after a few seconds and leaves at once: the reader sees an
+    empty file and the test fails instead of hanging."""
+    os.mkfifo(path)
+    done = threading.Event()
+
+    def rescue():
+        while not done.wait(3):
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # no reader waiting yet
+                pass
+
+    thread = threading.Thread(target=rescue, daemon=True)
+    thread.start()
+    try:
+        yield path
+    finally:
+        done.set()
+        thread.join()

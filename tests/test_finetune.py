@@ -7,9 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +29,13 @@ from simclr.finetune import (
 )
 from simclr.models import Classifier, build_model
 from simclr.pretrained import encoder_from_checkpoint, predict_folder
-from tests.conftest import make_image_folder, snapshot, tiny_encoder, tiny_pretrained_run
+from tests.conftest import (
+    make_image_folder,
+    named_pipe,
+    snapshot,
+    tiny_encoder,
+    tiny_pretrained_run,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -182,30 +186,6 @@ def test_subset_from_a_list_of_file_names(tmp_path, folders):
     with pytest.raises(SimCLRError, match="give one of"):
         run_finetune(tiny_encoder(), train, test, None, subset_file=listing,
                      labels_per_class=1, **FAST)
-
-
-@contextmanager
-def named_pipe(path):
-    """A named pipe at ``path``. Should a reader wait on it (the bug this guards
-    against), a writer comes after a few seconds and leaves at once: the reader sees an
-    empty file and the test fails instead of hanging."""
-    os.mkfifo(path)
-    done = threading.Event()
-
-    def rescue():
-        while not done.wait(3):
-            try:
-                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
-            except OSError:  # no reader waiting yet
-                pass
-
-    thread = threading.Thread(target=rescue, daemon=True)
-    thread.start()
-    try:
-        yield path
-    finally:
-        done.set()
-        thread.join()
 
 
 def test_a_subset_list_that_is_a_named_pipe_is_refused_not_waited_on(tmp_path, capsys):

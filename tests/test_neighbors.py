@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import csv
 import os
-import threading
-from contextlib import contextmanager
 
 import numpy as np
 import pytest
 
 import simclr.neighbors as nb
 from simclr.cli import main
+from tests.conftest import named_pipe
 
 
 def embed_file(path, features, names=None, encoder=None):
@@ -22,30 +21,6 @@ def embed_file(path, features, names=None, encoder=None):
              labels=np.full(len(features), -1), classes=np.array([], dtype=str),
              paths=np.array(names), **extra)
     return path
-
-
-@contextmanager
-def named_pipe(path):
-    """A named pipe at ``path``. Should a reader wait on it (the bug this guards
-    against), a writer comes after a few seconds and leaves at once: the reader sees an
-    empty file and the test fails instead of hanging."""
-    os.mkfifo(path)
-    done = threading.Event()
-
-    def rescue():
-        while not done.wait(3):
-            try:
-                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
-            except OSError:  # no reader waiting yet
-                pass
-
-    thread = threading.Thread(target=rescue, daemon=True)
-    thread.start()
-    try:
-        yield path
-    finally:
-        done.set()
-        thread.join()
 
 
 def cosine64(a, b):
