@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from simclr.checkpoint import CHECKPOINTS
 from simclr.errors import SimCLRError
 from simclr.files import LOCK_NAME, write_json, written
 from simclr.folders import SPLITS
@@ -227,7 +228,7 @@ def in_run_checkpoints(path: Path) -> bool:
     """Whether ``path`` lies in the ``checkpoints`` folder of a simclr run (one that
     pretraining or an evaluation wrote: its lock file, config or results beside it)."""
     run = path.absolute().parent.parent
-    return path.absolute().parent.name == "checkpoints" and (
+    return path.absolute().parent.name == CHECKPOINTS and (
         (run / LOCK_NAME).exists() or (run / "config.yaml").exists()
         or any(run.glob("*.json")))
 
