@@ -29,7 +29,7 @@ from simclr.config import (
     Config,
     field_type,
 )
-from simclr.errors import SimCLRError
+from simclr.errors import SimCLRError, unreadable_path
 from simclr.files import written
 from simclr.presets import PRESETS
 
@@ -286,7 +286,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if p.is_dir():
         raise SimCLRError(f"config file {p} is a folder; give the YAML file itself")
     if not p.is_file():
-        raise SimCLRError(f"config file not found: {p}")
+        problem = unreadable_path(p)
+        raise SimCLRError(f"config file {p}: {problem}" if problem else
+                          f"config file not found: {p}")
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import yaml
 
@@ -108,7 +110,11 @@ def test_durations():
 def test_config_file_errors_are_one_line(tmp_path):
     binary = tmp_path / "bin.yaml"
     binary.write_bytes(b"\xff\xfe\x00x")
-    cases = [(binary, "is not UTF-8 text"), (tmp_path, "is a folder; give the YAML file")]
+    os.mkfifo(tmp_path / "pipe.yaml")
+    os.symlink(tmp_path / "loop.yaml", tmp_path / "loop.yaml")
+    cases = [(binary, "is not UTF-8 text"), (tmp_path, "is a folder; give the YAML file"),
+             (tmp_path / "pipe.yaml", "pipe.yaml: not a regular file (a named pipe"),
+             (tmp_path / "loop.yaml", "loop.yaml: a symbolic link loop")]
     for text, needle in [("model: 3\n", "section 'model' must be a mapping of its settings, "
                                         "got 3"),
                          ("out: {a: 1}\n", "setting 'out' takes a value, not a mapping"),
