@@ -19,7 +19,7 @@ from simclr.commands import (
     cmd_supervised,
     cmd_transform_probe,
 )
-from simclr.config import CROP_SAMPLERS, MAX_EPOCHS, MAX_SEED
+from simclr.config import CROP_SAMPLERS, MAX_EPOCHS, MAX_SEED, default_of
 from simclr.export import FORMATS
 from simclr.launch import add_flag as add_processes_flag
 from simclr.presets import PRESETS
@@ -27,6 +27,7 @@ from simclr.pretrained import LAYERS_HELP
 from simclr.settings import all_flags
 
 RuntimeFlags = Callable[[argparse.ArgumentParser], None]
+CACHE_DIR = default_of("data.cache_dir")  # where the decoded caches are, unless told
 
 
 def fraction(text: str) -> float:
@@ -265,3 +266,21 @@ def add_export_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--layer", default="h",
                    help=f"pt2 / onnx: {LAYERS_HELP}, or logits (classifier checkpoints)")
     p.set_defaults(func=cmd_export)
+
+
+def days(text: str) -> float:
+    """argparse type: a non-negative, finite number of days."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a non-negative number of days, got {text}")
+    return value
+
+
+def folder_name(text: str) -> str:
+    """argparse type: a folder path, not empty (which would mean the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder, got an empty value")
+    return text

@@ -2,19 +2,21 @@
 
 Every user error ends with one line on stderr and exit status 2 (argparse errors
 included); SIGTERM/SIGINT during pretraining writes a checkpoint and exits with
-status 75 (``train.EXIT_PREEMPTED``) so a scheduler can requeue the job.
+status 75 (``train.EXIT_PREEMPTED``) so a scheduler can requeue the job. Here: the
+parser, ``pretrain`` and ``main``; the other commands are in :mod:`simclr.use_commands`
+(embed, predict, neighbors, cache, info), :mod:`simclr.arguments` with
+:mod:`simclr.commands` (the evaluations, supervised, export) and
+:mod:`simclr.sweep_command`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
 import shlex
 import sys
-from pathlib import Path
 from typing import Any
 
 from simclr.config import (
@@ -29,8 +31,6 @@ from simclr.config import (
 from simclr.errors import SimCLRError, user_message
 from simclr.presets import PRESETS
 from simclr.settings import all_flags, apply_resume_flags, build_config, yaml_text
-
-CACHE_DIR = default_of("data.cache_dir")  # where the decoded caches are, unless told
 
 EXIT_USER_ERROR = 2
 
@@ -139,11 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"simclr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    from simclr import arguments, sweep_command
+    from simclr import arguments, sweep_command, use_commands
 
-    for add in (_add_pretrain_command, _add_embed_command, _add_predict_command,
-                _add_neighbors_command, _add_cache_command, _add_info_command):
-        add(sub)
+    _add_pretrain_command(sub)
+    use_commands.add_commands(sub, add_runtime_flags)
     arguments.add_evaluation_commands(sub, add_runtime_flags)
     sweep_command.add_sweep_command(sub)
     for command in sub.choices.values():  # the shared flags' help, where none was given
@@ -177,80 +176,8 @@ def _add_pretrain_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_pretrain)
 
 
-def _add_embed_command(sub: argparse._SubParsersAction) -> None:
-    """``simclr embed``."""
-    from simclr.pretrained import LAYERS_HELP
-
-    p = sub.add_parser("embed", help="representations (h or --layer) of each image, as .npz")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", required=True, help="image folder (ImageFolder or flat)")
-    p.add_argument("--out", required=True, help="output .npz file")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--layer", default="h", help=LAYERS_HELP)
-    add_runtime_flags(p)
-    p.set_defaults(func=cmd_embed)
-
-
-def _add_predict_command(sub: argparse._SubParsersAction) -> None:
-    """``simclr predict``."""
-    from simclr import arguments
-
-    p = sub.add_parser("predict", help="classify each image of a folder (a linear-eval, "
-                                       "finetune or supervised checkpoint), as CSV")
-    p.add_argument("--checkpoint", required=True, help="a classifier checkpoint or its run")
-    p.add_argument("--data", required=True, help="image folder (ImageFolder or flat)")
-    p.add_argument("--out", required=True, help="output .csv file")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--top-k", type=arguments.count_at_least(1), default=5,
-                   help="classes listed per image")
-    p.add_argument("--min-probability", type=arguments.fraction, default=None, metavar="P",
-                   help="leave the prediction empty where the top class's probability is "
-                        "below P (an image of none of the classes, or a doubtful one)")
-    add_runtime_flags(p)
-    p.set_defaults(func=cmd_predict)
-
-
-def _add_neighbors_command(sub: argparse._SubParsersAction) -> None:
-    """``simclr neighbors``."""
-    from simclr import arguments
-
-    p = sub.add_parser("neighbors", help="each image's most similar images, or the near-"
-                                         "duplicate pairs, from `simclr embed` features (CSV)")
-    p.add_argument("--features", required=True, help="an .npz written by simclr embed")
-    p.add_argument("--out", required=True, help="output .csv file")
-    p.add_argument("--k", type=arguments.count_at_least(1), default=None,
-                   help="neighbours listed per image (default: 5)")
-    p.add_argument("--queries", help="an .npz of other images to find neighbours for "
-                                     "(default: every image of --features, among the others)")
-    p.add_argument("--duplicates", type=float, metavar="SIMILARITY",
-                   help="list instead the pairs at cosine similarity >= this (e.g. 0.95)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.set_defaults(func=cmd_neighbors)
-
-
-def _add_cache_command(sub: argparse._SubParsersAction) -> None:
-    """``simclr cache``."""
-    p = sub.add_parser("cache", help="list the decoded caches; --clean removes stale ones")
-    p.add_argument("--cache-dir", type=_folder_name, default=CACHE_DIR)
-    p.add_argument("--clean", action="store_true",
-                   help="remove the caches of folders that are gone or were not used for "
-                        "--unused-days")
-    p.add_argument("--unused-days", type=_days, default=None,
-                   help="with --clean: remove caches no run used for this many days (30)")
-    p.add_argument("--clear", action="store_true", help="remove every cache")
-    p.set_defaults(func=cmd_cache)
-
-
-def _add_info_command(sub: argparse._SubParsersAction) -> None:
-    """``simclr info``."""
-    p = sub.add_parser("info", help="what a run folder or checkpoint holds: status, "
-                                    "progress, encoder, recipe, results")
-    p.add_argument("target", metavar="RUN_OR_CHECKPOINT")
-    p.add_argument("--json", action="store_true", help="the same facts as JSON")
-    p.set_defaults(func=cmd_info)
-
-
 def add_runtime_flags(p: argparse.ArgumentParser) -> None:
+    from simclr.arguments import CACHE_DIR, folder_name
     from simclr.arguments import count_at_least as _count
 
     p.add_argument("--batch-size", type=_count(1), default=256)
@@ -260,25 +187,7 @@ def add_runtime_flags(p: argparse.ArgumentParser) -> None:
                    help="decoding processes (default: from the CPU count)")
     p.add_argument("--threads", type=_count(1, MAX_THREADS), default=None,
                    help="CPU threads for the model (default: torch's choice)")
-    p.add_argument("--cache-dir", type=_folder_name, default=CACHE_DIR)
-
-
-def _days(text: str) -> float:
-    """argparse type: a non-negative, finite number of days."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of days, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a non-negative number of days, got {text}")
-    return value
-
-
-def _folder_name(text: str) -> str:
-    """argparse type: a folder path, not empty (which would mean the current folder)."""
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must name a folder, got an empty value")
-    return text
+    p.add_argument("--cache-dir", type=folder_name, default=CACHE_DIR)
 
 
 # ------------------------------------------------------------------------------ commands
@@ -353,56 +262,6 @@ def print_summary(summary: dict[str, Any]) -> None:
             print(f"  {path}: {reason}")
         if len(skipped) > 20:
             print(f"  ... and {len(skipped) - 20} more (see summary.json)")
-
-
-def cmd_embed(args: argparse.Namespace) -> int:
-    from simclr.pretrained import embed_folder
-    from simclr.results import output_file
-
-    out = Path(args.out)
-    if out.suffix != ".npz":
-        raise SimCLRError(f"--out {out}: the output must be a .npz file")
-    output_file(out, args.overwrite)
-    info = embed_folder(args.checkpoint, args.data, out, batch_size=args.batch_size,
-                        device=args.device, precision=args.precision, workers=args.workers,
-                        cache_dir=args.cache_dir, layer=args.layer)
-    print(json.dumps(info))
-    return 0
-
-
-def cmd_predict(args: argparse.Namespace) -> int:
-    from simclr.pretrained import predict_folder
-    from simclr.results import output_file
-
-    if Path(args.out).suffix.lower() != ".csv":
-        raise SimCLRError(f"--out {args.out}: the output must be a .csv file")
-    output_file(args.out, args.overwrite)
-    result = predict_folder(
-        args.checkpoint, args.data, args.out, top_k=args.top_k, batch_size=args.batch_size,
-        device=args.device, precision=args.precision, workers=args.workers,
-        cache_dir=args.cache_dir, min_probability=args.min_probability)
-    if "top1" in result:  # a labeled folder: the accuracy in words too (stderr, as knn's)
-        top5 = f", top-5 {100 * result['top5']:.2f}%" if result["top5"] is not None else ""
-        print(f"{args.out}: {result['images']} images predicted; top-1 "
-              f"{100 * result['top1']:.2f}%{top5} over the {result['labeled']} in classes "
-              f"the classifier knows{_unscored(result)}", file=sys.stderr)
-    if args.min_probability is not None:
-        top1 = result.get("confident_top1")
-        among = "" if top1 is None else f" (top-1 {100 * top1:.2f}% of those labeled)"
-        print(f"{args.out}: {result['confident']} of {result['images']} images predicted "
-              f"with probability >= {args.min_probability:g}{among}; the others' "
-              "prediction is left empty", file=sys.stderr)
-    print(json.dumps(result))
-    return 0
-
-
-def _unscored(result: dict[str, Any]) -> str:
-    """predict's images without a top-1 to count: in a class the classifier does not
-    know, or beside the class folders (no label)."""
-    parts = [f"{result[key]} {what}" for key, what in (
-        ("unknown_class", "in other classes"), ("unlabeled", "beside the class folders"))
-        if result.get(key)]
-    return f" ({' and '.join(parts)}, not scored)" if parts else ""
 
 
 def launch_here(args: argparse.Namespace) -> bool:
@@ -570,88 +429,6 @@ def main(argv: list[str] | None = None) -> int:
         if "simclr.runtime" in sys.modules:  # not this call's arguments after it
             sys.modules["simclr.runtime"].COMMAND_LINE = None
 
-
-def cmd_info(args: argparse.Namespace) -> int:
-    from simclr.info import describe, json_safe, render
-
-    facts = describe(args.target)
-    print(json.dumps(json_safe(facts), indent=1, allow_nan=False) if args.json
-          else render(facts))
-    return 0
-
-
-def cmd_neighbors(args: argparse.Namespace) -> int:
-    from simclr.neighbors import check_threshold, write_duplicates, write_neighbors
-    from simclr.results import output_file
-
-    if Path(args.out).suffix.lower() != ".csv":
-        raise SimCLRError(f"--out {args.out}: the output must be a .csv file")
-    if args.duplicates is not None:
-        check_threshold(args.duplicates)
-        for flag in ("queries", "k"):  # a flag that would be ignored is refused
-            if getattr(args, flag) is not None:
-                raise SimCLRError(f"--duplicates looks for pairs within --features; drop --{flag}")
-    output_file(args.out, args.overwrite)
-    if args.duplicates is not None:
-        result = write_duplicates(args.features, args.out, args.duplicates)
-        print(f"{args.out}: {result['pairs']} pairs at similarity >= {args.duplicates:g}; "
-              f"{result['images_with_a_duplicate']} of {result['images']} images have a "
-              "near-duplicate", file=sys.stderr)
-    else:
-        result = write_neighbors(args.features, args.out, args.k or 5, args.queries)
-    print(json.dumps(result))
-    return 0
-
-
-def cmd_cache(args: argparse.Namespace) -> int:
-    """List the decoded caches; ``--clean`` removes those of folders that are gone or
-    that no run used for ``--unused-days``; ``--clear`` removes them all."""
-    import time
-
-    from simclr.cache import cache_entries, remove_entry
-
-    if args.clean and args.clear:
-        raise SimCLRError("give one of --clean (stale caches) and --clear (every cache)")
-    if args.unused_days is not None and not args.clean:
-        raise SimCLRError("--unused-days is what --clean goes by; add --clean")
-    unused_days = 30.0 if args.unused_days is None else args.unused_days
-    folder = Path(args.cache_dir).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise SimCLRError(f"--cache-dir {args.cache_dir} is a file, not a folder")
-    if not folder.exists() and args.cache_dir != CACHE_DIR:  # (the default: no cache yet)
-        raise SimCLRError(f"--cache-dir {args.cache_dir}: no such folder")
-    entries = cache_entries(args.cache_dir)
-    now = time.time()
-
-    def stale(e: Any) -> str | None:
-        if args.clear:
-            return "cleared"
-        if e.root == "?":  # the sidecar comes last: a build may be finishing
-            return "a build that never finished" if now - e.last_used > 3600 else None
-        if not Path(e.root).is_dir():
-            return "its folder is gone"
-        if now - e.last_used > unused_days * 86400:
-            return f"unused for {(now - e.last_used) / 86400:.0f} days"
-        return None
-
-    removed = removable = 0
-    for e in entries:
-        why = stale(e)
-        if why is not None and (args.clean or args.clear):
-            remove_entry(e)
-            removed += e.nbytes
-            note = f"  (removed: {why})"
-        else:  # a listing marks what --clean would remove, and why (e.g. its folder is gone)
-            removable += e.nbytes if why else 0
-            note = f"  ({why}: --clean removes it)" if why else ""
-        day = time.strftime("%Y-%m-%d", time.localtime(e.last_used))
-        print(f"{e.nbytes / 2**20:9.1f} MiB  {e.images:7d} x {e.side:3d} px  used {day}  "
-              f"{e.root}{note}")
-    total = sum(e.nbytes for e in entries)
-    print(f"{Path(args.cache_dir).expanduser()}: {len(entries)} caches, "
-          f"{total / 2**20:.1f} MiB" + (f"; {removed / 2**20:.1f} MiB freed" if removed else "")
-          + (f"; --clean would free {removable / 2**20:.1f} MiB" if removable else ""))
-    return 0
 
 if __name__ == "__main__":
     sys.exit(main())
