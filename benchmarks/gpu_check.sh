@@ -2,7 +2,8 @@
 # The device check for a lent GPU machine, as one prepared script (about 8 minutes on an
 # H200). First, here: bash benchmarks/prepare_gpu_check.sh. Then, with the device tool:
 #   run(command="bash benchmarks/gpu_check.sh", carry=[".whl", ".data"], timeout_s=600)
-# Results land in $OUT (tests.log, throughput.md, decode.md, r50-*.jsonl, summary.txt).
+# Results land in $OUT (tests.log, throughput.md, decode.md, r50-*.jsonl, r18-fp16.log,
+# summary.txt).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-check}
@@ -28,7 +29,7 @@ data=.data/imagenette/train
 import decode; print(decode.synthetic_folder(3072, 500, 375))")
 for decoder in device pil; do
   rm -rf "/tmp/r50-$decoder"  # a rerun on a machine still warm starts a new run
-  timeout 100 python3 -m simclr pretrain --data "$data" --arch resnet50 --image-size 224 \
+  timeout 80 python3 -m simclr pretrain --data "$data" --arch resnet50 --image-size 224 \
     --batch-size 512 --max-steps 40 --log-every 10 --checkpoint-every 0 --no-progress \
     --workers 14 --decoder "$decoder" --out "/tmp/r50-$decoder" > "$OUT/r50-$decoder.log" 2>&1
   cp "/tmp/r50-$decoder/metrics.jsonl" "$OUT/r50-$decoder.jsonl" 2>/dev/null
@@ -41,6 +42,22 @@ except OSError:
     print(f"decoder {sys.argv[1]}: no metrics (see r50-{sys.argv[1]}.log)")
 PY
 done
+
+echo "== 2b. fp16 with GradScaler under LARS (the path of GPUs without bf16), 30 steps" |
+  tee -a "$summary"
+rm -rf /tmp/r18-fp16
+timeout 40 python3 -m simclr pretrain --preset cifar10-cpu --data "$data" --precision fp16 \
+  --batch-size 256 --max-steps 30 --log-every 10 --checkpoint-every 0 --no-progress \
+  --workers 14 --out /tmp/r18-fp16 > "$OUT/r18-fp16.log" 2>&1
+python3 - /tmp/r18-fp16/metrics.jsonl <<'PY' | tee -a "$summary"
+import json, sys
+try:
+    rows = [json.loads(x) for x in open(sys.argv[1]) if '"loss"' in x]
+    print("fp16: loss per 10 steps", [round(r["loss"], 3) for r in rows],
+          "views/s", [round(r["views_per_s"]) for r in rows])
+except OSError:
+    print("fp16: no metrics (see r18-fp16.log)")
+PY
 
 echo "== 3. ResNet-18 CIFAR stem, simclr vs lightly (throughput.py)" | tee -a "$summary"
 timeout 180 python3 benchmarks/throughput.py --device cuda --widths 1 --precisions bf16 \

@@ -344,3 +344,29 @@ def test_the_gpu_decoder_waits_for_the_work_queued_on_the_stream(monkeypatch):
     calls.clear()
     decode._decode_list(blobs, CPU)  # no stream to wait for on the CPU
     assert calls == ["decode"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_decoding_never_writes_into_memory_queued_kernels_still_read():
+    """The check of pytorch/vision PR #9606: tensors freed while kernels that read them
+    are still queued (behind a long one) give their blocks to the decoder's output; the
+    decoder must not write them before those kernels have run."""
+    cuda = torch.device("cuda")
+    side = 256
+    blobs = [torch.frombuffer(bytearray(jpeg_bytes(side, side)), dtype=torch.uint8)
+             for _ in range(8)]
+    long_one = torch.randn(4096, 4096, device=cuda)
+    wrong = 0
+    for _ in range(10):
+        held = [torch.full((3, side, side), i, dtype=torch.uint8, device=cuda)
+                for i in range(16)]
+        torch.cuda.synchronize()
+        product = long_one
+        for _ in range(8):  # queued: the reductions below wait behind it
+            product = product @ long_one / 64
+        sums = [t.sum(dtype=torch.int64) for t in held]
+        del held  # their blocks are free for the next allocation on this stream
+        decode._decode_list(blobs, cuda)
+        torch.cuda.synchronize()
+        wrong += sum(int(s.item()) != i * 3 * side * side for i, s in enumerate(sums))
+    assert wrong == 0
