@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFile, ImageOps
 
-from simclr.errors import BadImageError
+from simclr.errors import NOT_REGULAR, BadImageError
 
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb limit (~ 0.25 GiB of RGBA)
 EVAL_CROP_FRACTION = 0.875  # evaluation: the central 87.5% of the picture (App. B)
@@ -97,7 +97,7 @@ def open_image(
     except OSError as exc:
         raise BadImageError(path, f"cannot read the file ({exc.strerror})") from None
     if not stat.S_ISREG(info.st_mode):  # opening a named pipe would wait forever
-        raise BadImageError(path, "not a regular file (a pipe, socket or device)")
+        raise BadImageError(path, NOT_REGULAR)
     nbytes = info.st_size
     if nbytes == 0:
         raise BadImageError(path, "empty file (0 bytes)")
