@@ -404,13 +404,13 @@ def main(argv: list[str] | None = None) -> int:
         from simclr.launch import report_error
 
         message = f"{command}: error: {user_message(exc)}"
-        if not report_error(message):  # under --processes, said once by the launcher
+        if not report_error(message):  # a launch: rank 0 or the launcher says it once
             print(message, file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         from simclr.launch import quiet_rank
 
-        if not quiet_rank():  # under --processes rank 0 says it for all
+        if not quiet_rank():  # a launch: rank 0 says it for all
             print(f"{command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `simclr info RUNS | head`: the reader has had enough

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 # print once (the processes of a run usually fail alike: the same settings, same files).
 ERRORS_ENV = "SIMCLR_LAUNCH_ERRORS"
 LAUNCHER_ENV = "SIMCLR_LAUNCHER_PID"
+# torchrun gives each worker a file for the error its failure report should quote.
+TORCHRUN_ERROR_FILE = "TORCHELASTIC_ERROR_FILE"
 GRACE_S = 5.0  # after one process failed: time the others get to end on their own
 POLL_S = 0.1
 
@@ -95,22 +98,35 @@ def report_crash(trace: str) -> bool:
 
 
 def quiet_rank() -> bool:
-    """A launched process other than rank 0: rank 0 (or the launcher) speaks for it."""
-    return bool(os.environ.get(ERRORS_ENV)) and os.environ.get("RANK", "0") != "0"
+    """A launched process other than rank 0, under ``--processes`` or torchrun: rank 0
+    (or the launcher) speaks for it."""
+    launched = bool(os.environ.get(ERRORS_ENV)) or TORCHRUN_ERROR_FILE in os.environ
+    return launched and os.environ.get("RANK", "0") != "0"
 
 
 def report_error(message: str) -> bool:
     """Leave a process's user error for its launcher; False outside a launch (print it).
 
     Rank 0 prints its own message as well (it is the run's voice); the others are
-    printed by the launcher only where they differ from rank 0's.
+    printed by the launcher only where they differ from rank 0's. Under torchrun the
+    message goes to the worker's error file, which torchrun's failure report quotes (its
+    "Root Cause" names the process that failed first), and only rank 0 prints it: the
+    processes of a run usually fail alike, and N copies of one line bury it.
     """
-    folder = os.environ.get(ERRORS_ENV)
-    if not folder:
-        return False
     rank = os.environ.get("RANK", "0")
-    try:
-        Path(folder, f"rank{rank}.txt").write_text(message)
+    folder = os.environ.get(ERRORS_ENV)
+    if folder:
+        try:
+            Path(folder, f"rank{rank}.txt").write_text(message)
+        except OSError:
+            return False
+        return rank != "0"
+    error_file = os.environ.get(TORCHRUN_ERROR_FILE)
+    if not error_file:  # no launcher, or torchrun with its logs sent to /dev/null
+        return False
+    try:  # the format torchrun reads (ProcessFailure): a message and a timestamp
+        Path(error_file).write_text(json.dumps({"message": message,
+                                                "timestamp": int(time.time())}))
     except OSError:
         return False
     return rank != "0"

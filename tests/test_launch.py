@@ -95,6 +95,34 @@ def test_user_errors_are_said_once(capfd):
     assert capfd.readouterr().err.splitlines() == ["same", "(process 2) other"]
 
 
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_under_torchrun_a_user_error_goes_to_its_error_file_and_rank_0_says_it(
+        rank, tmp_path, monkeypatch, capsys):
+    """torchrun quotes a worker's error file in its failure report; printing the same
+    line from every process as well would repeat it N times."""
+    error_file = tmp_path / "error.json"
+    monkeypatch.delenv(launch.ERRORS_ENV, raising=False)
+    monkeypatch.setenv(launch.TORCHRUN_ERROR_FILE, str(error_file))
+    monkeypatch.setenv("RANK", rank)
+    missing = tmp_path / "missing"
+    assert main(["pretrain", "--data", str(missing), "--out", str(tmp_path / "run")]) == 2
+    message = f"simclr pretrain: error: data folder not found: {missing}"
+    assert json.loads(error_file.read_text())["message"] == message
+    assert capsys.readouterr().err.strip() == (message if rank == "0" else "")
+    assert launch.quiet_rank() == (rank != "0")
+
+
+def test_under_torchrun_without_an_error_file_every_process_prints(tmp_path, monkeypatch,
+                                                                  capsys):
+    """torchrun's ``--log-dir /dev/null`` gives workers an empty error file name: the
+    message would be lost, so each process prints it."""
+    monkeypatch.delenv(launch.ERRORS_ENV, raising=False)
+    monkeypatch.setenv(launch.TORCHRUN_ERROR_FILE, "")
+    monkeypatch.setenv("RANK", "1")
+    assert main(["pretrain", "--data", str(tmp_path / "missing")]) == 2
+    assert "data folder not found" in capsys.readouterr().err
+
+
 def _launcher(tmp_path: Path, code: str) -> subprocess.Popen:
     """A launcher of two snippet processes, run as its own program (to signal or kill),
     leading its own process group as a command run from a terminal does."""
