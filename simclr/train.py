@@ -368,7 +368,9 @@ def train_loop(
             last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
         elif rule == "clock" and int(first_bad.item()) < 0:  # never a diverged model
             last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
-        if cfg.knn_train and state.step % knn_every_steps == 0:
+        if cfg.knn_train and state.step % knn_every_steps == 0 and dist.is_main():
+            # Rank 0 alone: the others wait for it in the next step's collectives, as
+            # they would have while each measured the same number.
             monitored = (state.step, knn_monitor(cfg, model, device, precision, state.step, log))
         if last:
             break
@@ -376,8 +378,8 @@ def train_loop(
     check_finite(first_bad, last_good, cfg, precision)
     last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=False)
     summary = run_summary(source, plan, state, reason, stop.requested, last_good)
-    if cfg.knn_train and reason == "finished":  # the final model's, unless the monitor
-        # just measured it; never after a stop request (the launcher's kill may follow)
+    if cfg.knn_train and reason == "finished" and dist.is_main():  # the final model's, unless
+        # the monitor just measured it; never after a stop request (a kill may follow)
         summary["knn_top1"] = monitored[1] if monitored[0] == state.step else \
             knn_monitor(cfg, model, device, precision, state.step, log)
     if dist.is_main():
@@ -447,17 +449,16 @@ def knn_monitor(
     cfg: Config, model: torch.nn.Module, device: torch.device, precision: str, step: int,
     log: MetricsLog,
 ) -> float:
-    """Online weighted-kNN top-1 on h (same code as `simclr knn`)."""
+    """Online weighted-kNN top-1 on h (same code as `simclr knn`), measured by rank 0
+    alone: the encoder runs in eval mode, so no collective is involved."""
     from simclr.features import extract_features
     from simclr.knn import knn_accuracy
 
     encoder = unwrap(model).encoder
 
     def open_split(folder: str, train: bool) -> ImageSource:
-        # Rank 0 first: a folder's decoded cache is built once, then opened by the others.
-        return dist.main_first(lambda: open_source(folder, cfg.data, train=train,
-                                                   image_size=cfg.augment.size,
-                                                   evaluation=True))
+        return open_source(folder, cfg.data, train=train, image_size=cfg.augment.size,
+                           evaluation=True)
 
     memory, queries = open_split(cfg.knn_train, True), open_split(cfg.knn_test, False)
     train_x, train_y = extract_features(encoder, memory, cfg.augment.size, 512, device, precision)

@@ -291,12 +291,20 @@ def _assert_group_threads_ended() -> None:
 def _run_worker(rank: int, port: int, flags: dict) -> None:
     import os
 
-    from simclr import train
+    from simclr import features, train
     from simclr.settings import build_config
 
     os.environ.update({"WORLD_SIZE": str(WORLD), "RANK": str(rank), "LOCAL_RANK": str(rank),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    extract, extracted = features.extract_features, []
+
+    def counted(*args, **kwargs):  # which processes extract features (the kNN monitor)
+        extracted.append(1)
+        return extract(*args, **kwargs)
+
+    features.extract_features = counted
     train.pretrain(build_config(flags=flags))
+    Path(flags["out"], f"extracted-rank{rank}").write_text(str(len(extracted)))
     _assert_group_threads_ended()
 
 
@@ -337,9 +345,16 @@ def test_two_process_pretraining_follows_the_single_process_run(one_process_pret
     root, one = one_process_pretraining
     # Checkpoints by the clock too (at every step but the last): rank 0's clock decides,
     # rank 0 writes, and no collective is involved, so the run neither hangs nor departs.
-    two = {**one, "out": str(root / "two"), "checkpoint_minutes": 1e-9}
+    # The kNN monitor, after each epoch, is rank 0's alone too, and leaves training as it was.
+    two = {**one, "out": str(root / "two"), "checkpoint_minutes": 1e-9,
+           "knn_train": str(root / "images"), "knn_test": str(root / "images"),
+           "knn_every": 1.0}
     mp.spawn(_run_worker, args=(_free_port(), two), nprocs=WORLD, join=True)
     assert len(_losses(root / "one")) == len(_losses(root / "two")) == 6
+    monitored = [x for x in (root / "two/metrics.jsonl").read_text().splitlines()
+                 if "knn_top1" in x]
+    assert len(monitored) == 2  # epochs 1 and 2: memory and queries extracted each time
+    assert [(root / f"two/extracted-rank{r}").read_text() for r in (0, 1)] == ["4", "0"]
     np.testing.assert_allclose(_losses(root / "two"), _losses(root / "one"), rtol=1e-4)
     _same_weights(_weights(root / "one"), _weights(root / "two"))
     saved = sorted(p.name for p in (root / "two/checkpoints").glob("ckpt-*.pt"))
