@@ -468,11 +468,21 @@ def read_weights_file(path: str | os.PathLike, map_location: Any = "cpu",
 
 def checked_checkpoint(state: Any, p: Path) -> dict[str, Any]:
     """:func:`load_checkpoint`'s checks of what :func:`read_weights_file` read."""
-    if isinstance(state, dict) and "conv1.weight" in state and "format" not in state:
-        raise SimCLRError(f"{p} holds torchvision ResNet weights (a state dict, e.g. from "
-                          "`simclr export --format torchvision`), not a simclr checkpoint; "
-                          "give the checkpoint they came from, or start a run from them with "
-                          f"`simclr pretrain --init-from {shlex.quote(str(p))}`")
+    # (imported here: torchvision_io imports models, which import this module)
+    from simclr.torchvision_io import as_encoder, is_torchvision_state, unwrapped_state
+
+    if isinstance(state, dict) and "format" not in state:
+        imported = as_encoder(state)  # `export --format torchvision`, converted official weights
+        if imported is not None:
+            config, weights, what = imported
+            state = {"format": FORMAT, "version": VERSION, "kind": "encoder", "config": config,
+                     "model": weights, "imported": what}
+        elif is_torchvision_state(unwrapped_state(state)):
+            raise SimCLRError(
+                f"{p} holds a state dict (tensors by name) but not a ResNet-18/34/50/101/152 "
+                "in torchvision's layout, the one kind of bare weights read as an encoder; "
+                "another torchvision network's weights can start a run: `simclr pretrain "
+                f"--arch NAME --init-from {shlex.quote(str(p))}`")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SimCLRError(f"{p} is not a simclr checkpoint (no \"format\": \"{FORMAT}\" entry)")
     version = state.get("version", 0)

@@ -153,7 +153,8 @@ def check_not_another_run(out: str | None, checkpoint: Path) -> None:
 
 def checkpoint_source(path: Path, ckpt: dict[str, Any], features: str) -> dict[str, Any]:
     """What an evaluation's features came from, as its results file records it."""
-    return {"checkpoint": str(path.resolve()), "kind": ckpt.get("kind"),
+    imported = {"imported": ckpt["imported"]} if ckpt.get("imported") else {}
+    return {"checkpoint": str(path.resolve()), "kind": ckpt.get("kind"), **imported,
             "step": ckpt.get("step"), "features": features}
 
 

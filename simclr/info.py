@@ -103,7 +103,8 @@ def _pending_cells(folder: Path, runs: set[str]) -> list[str]:
 def checkpoint_facts(path: Path) -> dict[str, Any]:
     """Kind, progress, encoder and (classifiers) classes and stored top-1 of one file."""
     ckpt = load_checkpoint(path, mmap=True)  # the entries, not the tensors' data
-    facts = {"kind": ckpt.get("kind"), "step": ckpt.get("step"),
+    facts = {"kind": ckpt.get("kind"), "imported": ckpt.get("imported"),
+             "step": ckpt.get("step"),
              "total_steps": ckpt.get("total_steps"), "elapsed_s": ckpt.get("elapsed")}
     if isinstance(ckpt.get("config"), dict):
         facts["encoder"] = encoder_facts(ckpt["config"])
@@ -439,7 +440,8 @@ def _checkpoint_line(c: dict[str, Any]) -> str:
         return c["error"]
     if c.get("kind") == "periodic":
         return f"periodic, step {c['step']}"
-    parts = [KIND_NAMES.get(c.get("kind"), f"{c.get('kind') or 'unknown'} checkpoint")]
+    parts = [c.get("imported") or
+             KIND_NAMES.get(c.get("kind"), f"{c.get('kind') or 'unknown'} checkpoint")]
     if c.get("step") is not None:
         parts.append(f"step {c['step']}")
     if c.get("classes") is not None:

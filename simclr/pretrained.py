@@ -42,7 +42,12 @@ from simclr.models import (
 )
 from simclr.results import output_file
 from simclr.settings import config_from_dict
-from simclr.torchvision_io import is_torchvision_state, torchvision_weights
+from simclr.torchvision_io import (
+    is_torchvision_state,
+    resnet_layout,
+    torchvision_weights,
+    unwrapped_state,
+)
 
 
 def encoder_spec(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -127,24 +132,27 @@ def initial_weights(path: str) -> tuple[dict[str, Any], str]:
 
     A simclr checkpoint or run (pretraining, supervised, fine-tuned, exported encoder):
     its ``encoder.*`` weights, and its ``head.*`` ones if it has a projection head;
-    or a torchvision ResNet state dict (``torch.save(resnet.state_dict(), path)``, e.g.
-    ImageNet weights), renamed (:mod:`simclr.torchvision_io`), its ``fc`` dropped.
+    or a torchvision state dict (``torch.save(model.state_dict(), path)``, e.g. ImageNet
+    weights, also wrapped as ``{"state_dict": ...}``): a ResNet's read as an encoder
+    checkpoint (:func:`simclr.torchvision_io.as_encoder`), its ``fc`` dropped.
     Read with ``weights_only=True`` like every checkpoint.
     """
     try:
         state, file = read_weights_file(path)
-        if isinstance(state, dict) and all(str(k).startswith("module.") for k in state):
-            state = {k[len("module."):]: v for k, v in state.items()}  # saved from DDP
-        if is_torchvision_state(state):
+        state = unwrapped_state(state)  # e.g. {"state_dict": ...}, or saved from DDP
+        if is_torchvision_state(state) and resnet_layout(state) is None:
+            # another torchvision network: its names are the encoder's, under net.
             return ({f"encoder.{k}": v for k, v in state.items()},
                     f"torchvision weights {file}")
-        ckpt = checked_checkpoint(state, file)
+        ckpt = checked_checkpoint(state, file)  # a ResNet's is read as an encoder's
     except SimCLRError as exc:
         raise SimCLRError(f"--init-from: {exc} (a simclr checkpoint or run, or a "
                           "torchvision state dict)") from None
     kept = {k: v for k, v in ckpt["model"].items() if k.startswith(("encoder.", "head."))}
     if not any(k.startswith("encoder.") for k in kept):
         raise SimCLRError(f"--init-from {path}: {file} holds no encoder weights")
+    if ckpt.get("imported"):
+        return kept, f"{ckpt['imported']} {file}"
     return kept, f"{ckpt.get('kind', 'simclr')} checkpoint {file} (step {ckpt.get('step')})"
 
 

@@ -26,6 +26,7 @@ from torch import nn
 
 from simclr.backbones import TorchvisionEncoder, classifier_code, classifier_prefix
 from simclr.errors import SimCLRError
+from simclr.models import ResNet
 
 # (simclr's, torchvision's): name prefixes of the stem, and the shortcut's infix.
 _PREFIXES = (("stem.0.", "conv1."), ("stem.1.", "bn1."))
@@ -69,6 +70,75 @@ def from_torchvision(state: Mapping[str, Any], encoder_state: Mapping[str, torch
             if f"{block}.{last}.{field}" in renamed:
                 renamed[name] = renamed[f"{block}.{last}.{field}"]
     return renamed
+
+
+# (block kind, blocks per stage) -> simclr's (and torchvision's) name of the ResNet
+_DEPTHS = {("basic", (2, 2, 2, 2)): "resnet18", ("basic", (3, 4, 6, 3)): "resnet34",
+           ("bottleneck", (3, 4, 6, 3)): "resnet50",
+           ("bottleneck", (3, 4, 23, 3)): "resnet101",
+           ("bottleneck", (3, 8, 36, 3)): "resnet152"}
+# where converted weights sit inside a saved dict: e.g. {"state_dict": ...} (the PyTorch
+# conversions of the official SimCLR v1 checkpoints are saved that way)
+_WRAPPERS = ("state_dict", "model", "encoder", "backbone")
+
+
+def unwrapped_state(state: Any) -> Any:
+    """The tensors of a saved state dict, out of a ``{"state_dict": ...}``-style wrapper
+    and without DDP's ``module.`` prefix; anything else unchanged."""
+    if isinstance(state, Mapping) and len(state) == 1:
+        key = next(iter(state))
+        if key in _WRAPPERS and isinstance(state[key], Mapping):
+            state = state[key]
+    if is_torchvision_state(state) and all(str(k).startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def resnet_layout(state: Any) -> tuple[str, float, bool] | None:
+    """(arch, width, cifar_stem) of a ResNet state dict in torchvision's layout, read
+    off its names and shapes; None for anything else.
+
+    The width is the stem's channels over 64 (simclr's and the official code's width
+    multiplies every layer: the official SimCLR ResNet-50 2x and 4x are such ResNets);
+    a 3x3 first convolution means the CIFAR stem (stride 1, no max-pool), 7x7 the
+    ImageNet one. The caller loads the weights strictly, so a guess that does not fit
+    every tensor is refused there.
+    """
+    if not is_torchvision_state(state) or not isinstance(state.get("conv1.weight"),
+                                                         torch.Tensor):
+        return None
+    stem = state["conv1.weight"]
+    if stem.dim() != 4 or stem.shape[1] != 3 or stem.shape[-1] not in (3, 7):
+        return None
+    kind = "bottleneck" if "layer1.0.conv3.weight" in state else "basic"
+    depths = tuple(len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")})
+                   for i in range(1, 5))
+    arch = _DEPTHS.get((kind, depths))
+    if arch is None:
+        return None
+    return arch, stem.shape[0] / 64, stem.shape[-1] == 3
+
+
+def as_encoder(state: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor], str] | None:
+    """A ResNet state dict in torchvision's layout (:func:`resnet_layout`), possibly
+    wrapped (:func:`unwrapped_state`), as what an encoder checkpoint holds: (its config,
+    its weights under simclr's names with ``encoder.``, what it was); None if it is not
+    one. Its classifier ``fc`` is dropped.
+
+    The config: the architecture read off the weights, and the side the stem implies
+    (224 px for the ImageNet stem, 32 for the CIFAR one), which evaluations resize to.
+    """
+    state = unwrapped_state(state)
+    layout = resnet_layout(state)
+    if layout is None:
+        return None
+    arch, width, cifar_stem = layout
+    with torch.device("meta"):  # only its names: no memory even for a ResNet-50 4x
+        names = ResNet(arch, width, cifar_stem).state_dict()
+    config = {"model": {"arch": arch, "width": width, "cifar_stem": cifar_stem},
+              "augment": {"size": 32 if cifar_stem else 224}}
+    weights = {f"encoder.{k}": v for k, v in from_torchvision(state, names).items()}
+    return config, weights, "ResNet weights in torchvision's layout"
 
 
 def is_torchvision_state(state: Any) -> bool:

@@ -231,10 +231,10 @@ def test_garbage_and_missing_files_are_refused(tmp_path):
 def test_foreign_torch_file_is_refused(tmp_path):
     other = tmp_path / "resnet.pth"
     torch.save({"conv1.weight": torch.zeros(2)}, other)  # e.g. a torchvision state_dict
-    with pytest.raises(SimCLRError, match="holds torchvision ResNet weights .* not a simclr "
-                                          "checkpoint; .* --init-from"):
+    with pytest.raises(SimCLRError, match="holds a state dict .* but not a ResNet-18/34/50/101/"
+                                          "152 in torchvision's layout.* --init-from"):
         load_checkpoint(other)
-    torch.save({"weights": torch.zeros(2)}, other)
+    torch.save({"weights": [0, 1], "epoch": 3}, other)
     with pytest.raises(SimCLRError, match='not a simclr checkpoint .*"format"'):
         load_checkpoint(other)
     newer = tmp_path / "newer.pt"

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torchvision
 
+from simclr.checkpoint import load_checkpoint
+from simclr.cli import main
 from simclr.errors import SimCLRError
 from simclr.models import build_encoder
-from simclr.torchvision_io import check_convertible, from_torchvision, to_torchvision
+from simclr.pretrained import encoder_from_checkpoint
+from simclr.torchvision_io import (
+    check_convertible,
+    from_torchvision,
+    resnet_layout,
+    to_torchvision,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -61,3 +71,64 @@ def test_only_width_one_with_the_imagenet_stem_has_a_torchvision_layout():
         check_convertible("resnet18", 0.5, False)
     with pytest.raises(SimCLRError, match="resnet18 has no CIFAR stem"):
         check_convertible("resnet18", 1.0, True)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"])
+@pytest.mark.parametrize(("width", "cifar_stem"), [(1.0, False), (2.0, False), (0.25, True)])
+def test_a_resnets_architecture_is_read_off_its_weights(arch, width, cifar_stem):
+    """The official SimCLR ResNet-50 2x and 4x multiply every layer's channels, the stem's
+    too, as simclr's width does; a 3x3 first convolution is the CIFAR stem."""
+    with torch.device("meta"):  # names and shapes only
+        state = to_torchvision(build_encoder(arch, width, cifar_stem).state_dict())
+    assert resnet_layout(state) == (arch, width, cifar_stem)
+    assert resnet_layout({**state, "fc.weight": torch.zeros(1000, 4)}) == (arch, width, cifar_stem)
+    fewer = {k: v for k, v in state.items() if not k.startswith("layer3.1.")}
+    assert resnet_layout(fewer) is None  # no ResNet of these depths
+    assert resnet_layout({k: v for k, v in state.items() if k != "conv1.weight"}) is None
+
+
+def _wrapped(state: dict) -> dict:
+    """How converted official weights and DDP-trained models are often saved."""
+    return {"state_dict": {f"module.{k}": v for k, v in state.items()}}
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+def test_torchvision_resnet_weights_are_an_encoder_checkpoint(tmp_path, wrap):
+    """A bare (or wrapped) torchvision ResNet state dict loads as an exported encoder
+    whose h is torchvision's output with fc = Identity, exactly."""
+    torch.manual_seed(0)
+    theirs = randomised(torchvision.models.resnet18(), seed=3)
+    state = theirs.state_dict()
+    torch.save(_wrapped(state) if wrap else state, tmp_path / "r18.pth")
+    ckpt = load_checkpoint(tmp_path / "r18.pth")
+    assert ckpt["kind"] == "encoder" and "fc.weight" not in str(list(ckpt["model"]))
+    encoder, spec = encoder_from_checkpoint(ckpt)
+    assert spec == {"arch": "resnet18", "width": 1.0, "cifar_stem": False, "image_size": 224}
+    theirs.fc = torch.nn.Identity()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.eval()(x), theirs(x), rtol=0, atol=0)
+
+
+def test_imported_weights_serve_the_evaluation_commands(tmp_path, image_folder, capsys):
+    """A wide CIFAR-stem ResNet's weights (as a conversion of another framework's
+    checkpoint would give) through info, kNN and export, like a simclr encoder."""
+    torch.manual_seed(0)
+    ours = randomised(build_encoder("resnet18", 0.125, True), seed=4)
+    weights = tmp_path / "converted.pth"
+    torch.save(_wrapped(to_torchvision(ours.state_dict())), weights)
+    assert main(["info", str(weights)]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"{weights}: ResNet weights in torchvision's layout, resnet18 x0.125, 32 px")
+    assert main(["knn", "--checkpoint", str(weights), "--train", str(image_folder),
+                 "--test", str(image_folder), "--k", "5", "--cache-dir",
+                 str(tmp_path / "cache")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["feature_dim"] == 64 and result["image_size"] == 32
+    assert result["source"]["imported"] == "ResNet weights in torchvision's layout"
+    out = tmp_path / "enc.pt"
+    assert main(["export", "--checkpoint", str(weights), "--out", str(out)]) == 0
+    exported, _ = encoder_from_checkpoint(load_checkpoint(out))
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(exported.eval()(x), ours(x), rtol=0, atol=0)

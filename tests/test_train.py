@@ -493,8 +493,15 @@ def test_init_from_torchvision_weights(tmp_path, image_folder, cache_dir, capsys
     assert torch.equal(saved["encoder.layer4.1.bn2.weight"], resnet.layer4[1].bn2.weight)
     assert "projection head freshly initialised" in capsys.readouterr().out
     # A file this run cannot take: one line (a missing one before anything is decoded).
-    with pytest.raises(SimCLRError, match="resnet18 has no width multiplier"):
+    with pytest.raises(SimCLRError, match="torchvision's layout .* does not fit this run's "
+                                          "resnet18 width 0.125: .* 64x3x7x7 in the file"):
         run(tmp_path, image_folder, cache_dir, "narrow", **{**flags, "model.width": 0.125})
+    # Wrapped (as converted official weights are saved): the same weights.
+    torch.save({"state_dict": resnet.state_dict()}, tmp_path / "wrapped.pth")
+    wrapped = {**flags, "init_from": str(tmp_path / "wrapped.pth")}
+    run(tmp_path, image_folder, cache_dir, "wrapped", **wrapped)
+    again = load_checkpoint(tmp_path / "wrapped/checkpoints/last.pt")["model"]
+    assert torch.equal(again["encoder.stem.0.weight"], resnet.conv1.weight)
     with pytest.raises(SimCLRError, match="not found|does not exist|no such"):
         run(tmp_path, image_folder, tmp_path / "fresh-cache", "missing",
             **{**flags, "init_from": str(tmp_path / "nope.pth")})
