@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +84,30 @@ def again(command: str, processes: int | str | None) -> str:
     return command
 
 
+def _torchrun_record(message: Any) -> bool:
+    """Write ``message`` where torchrun's failure report reads this worker's error (the
+    JSON its ProcessFailure parses); False where there is no such file."""
+    error_file = os.environ.get(TORCHRUN_ERROR_FILE)
+    if not error_file:  # no torchrun, or torchrun with its logs sent to /dev/null
+        return False
+    try:
+        Path(error_file).write_text(json.dumps({"message": message,
+                                                "timestamp": int(time.time())}))
+    except OSError:
+        return False
+    return True
+
+
 def report_crash(trace: str) -> bool:
     """Leave an unexpected error's traceback for the launcher (True), which prints the
     one of the process that failed first: the others' are mostly its consequences (a
-    peer gone mid-collective). False outside a launch (the caller prints it)."""
+    peer gone mid-collective). False outside a launch (the caller prints it); under
+    torchrun also False, the traceback recorded for torchrun's failure report first."""
     folder = os.environ.get(ERRORS_ENV)
     if not folder:
+        lines = trace.strip().splitlines()
+        _torchrun_record({"message": lines[-1] if lines else "crashed", "extraInfo": {
+            "py_callstack": trace, "timestamp": str(int(time.time()))}})
         return False
     try:
         Path(folder, f"rank{os.environ.get('RANK', '0')}.traceback").write_text(trace)
@@ -121,15 +140,7 @@ def report_error(message: str) -> bool:
         except OSError:
             return False
         return rank != "0"
-    error_file = os.environ.get(TORCHRUN_ERROR_FILE)
-    if not error_file:  # no launcher, or torchrun with its logs sent to /dev/null
-        return False
-    try:  # the format torchrun reads (ProcessFailure): a message and a timestamp
-        Path(error_file).write_text(json.dumps({"message": message,
-                                                "timestamp": int(time.time())}))
-    except OSError:
-        return False
-    return rank != "0"
+    return _torchrun_record(message) and rank != "0"
 
 
 def _cores() -> int:

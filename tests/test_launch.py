@@ -123,6 +123,20 @@ def test_under_torchrun_without_an_error_file_every_process_prints(tmp_path, mon
     assert "data folder not found" in capsys.readouterr().err
 
 
+def test_under_torchrun_a_crash_is_recorded_for_its_report_and_still_printed(
+        tmp_path, monkeypatch):
+    """torchrun's report quotes the recorded traceback instead of "To enable traceback
+    see ..."; the process still prints its own (report_crash returns False)."""
+    error_file = tmp_path / "error.json"
+    monkeypatch.delenv(launch.ERRORS_ENV, raising=False)
+    monkeypatch.setenv(launch.TORCHRUN_ERROR_FILE, str(error_file))
+    trace = "Traceback (most recent call last):\n  ...\nZeroDivisionError: division by zero\n"
+    assert launch.report_crash(trace) is False
+    message = json.loads(error_file.read_text())["message"]
+    assert message["message"] == "ZeroDivisionError: division by zero"
+    assert message["extraInfo"]["py_callstack"] == trace
+
+
 def _launcher(tmp_path: Path, code: str) -> subprocess.Popen:
     """A launcher of two snippet processes, run as its own program (to signal or kill),
     leading its own process group as a command run from a terminal does."""
