@@ -1,14 +1,17 @@
-"""The README's Python examples run as printed (a missing import once slipped through)."""
+"""The README's Python examples run as printed (a missing import once slipped through),
+and its shell commands are ones simclr accepts."""
 
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
 import torch
 
 from simclr.checkpoint import save_checkpoint
+from simclr.cli import _parse, main
 from tests.test_pretrained import pretrain_checkpoint
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -41,3 +44,33 @@ def test_the_load_encoder_example_embeds_images(tmp_path, monkeypatch):
     scope: dict = {}
     exec(compile(block_with("simclr.load_encoder("), "README.md", "exec"), scope)
     assert scope["h"].shape == (8, scope["encoder"].feature_dim)
+
+
+def bash_commands() -> list[str]:
+    """The ``simclr ...`` commands of the README's bash blocks, continued lines joined and
+    comments dropped; not the abbreviated ones (``...``) or the synopses (``[--k 200]``,
+    ``h|z``)."""
+    commands = []
+    for block in re.findall(r"^```bash\n(.*?)^```", README.read_text(), flags=re.S | re.M):
+        for line in block.replace("\\\n", " ").splitlines():
+            for part in line.split(" #")[0].split("&&"):
+                part = part.strip()
+                if part.startswith("simclr ") and not any(t in part for t in "[|") \
+                        and "..." not in part:
+                    commands.append(part)
+    return commands
+
+
+def test_the_readme_commands_are_accepted(capsys):
+    """Each parses (flags renamed or removed since show here), and each pretraining
+    command's settings resolve (``--print-config``: a preset, a value out of range)."""
+    commands = bash_commands()
+    assert len(commands) >= 20
+    for command in commands:
+        tokens = shlex.split(command)[1:]
+        try:
+            args, _ = _parse(tokens)
+        except SystemExit:
+            pytest.fail(f"README: {command}\n{capsys.readouterr().err}")
+        if tokens[0] == "pretrain" and not args.resume:
+            assert main([*tokens, "--print-config"]) == 0, (command, capsys.readouterr().err)
