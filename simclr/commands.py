@@ -302,13 +302,8 @@ def report(result: dict[str, Any], resume: str | None = None) -> int:
 
 
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from simclr.finetune import (
-        check_batch_size,
-        check_start_flags,
-        labeled_subset,
-        read_subset_list,
-        run_finetune,
-    )
+    from simclr.finetune import check_batch_size, check_start_flags, run_finetune
+    from simclr.subsets import labeled_subset, read_subset_list
 
     # What needs neither the checkpoint nor the images is checked before either is read.
     check_batch_size(args.batch_size)

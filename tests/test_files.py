@@ -184,7 +184,7 @@ def _sweep_table(folder):
 
 
 def _subset_list(folder):
-    from simclr.finetune import write_subset_list
+    from simclr.subsets import write_subset_list
 
     class Source:
         paths = [f"/data/{i}.jpg" for i in range(6)]

@@ -16,22 +16,14 @@ import torch
 
 from simclr.checkpoint import load_checkpoint
 from simclr.classify import evaluate_classifier
-from simclr.config import DataConfig, ModelConfig
-from simclr.data import open_source
+from simclr.config import ModelConfig
 from simclr.errors import SimCLRError
-from simclr.finetune import (
-    class_balanced_subset,
-    default_epochs,
-    read_subset_list,
-    run_finetune,
-    subset_from_list,
-    write_subset_list,
-)
+from simclr.finetune import default_epochs, run_finetune
 from simclr.models import Classifier, build_model
 from simclr.pretrained import encoder_from_checkpoint, predict_folder
+from simclr.subsets import class_balanced_subset, subset_from_list
 from tests.conftest import (
     make_image_folder,
-    named_pipe,
     snapshot,
     tiny_encoder,
     tiny_pretrained_run,
@@ -40,66 +32,15 @@ from tests.conftest import (
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-# ------------------------------------------------------------------------------ subsets
-
-LABELS = np.repeat(np.arange(4), [50, 30, 40, 80])  # N = 200, 4 classes, imbalanced
-
-
-def test_subset_has_exact_counts_per_class():
-    for per_class in (1, 7, 30):
-        idx = class_balanced_subset(LABELS, per_class=per_class, seed=0)
-        assert np.bincount(LABELS[idx], minlength=4).tolist() == [per_class] * 4
-        assert len(np.unique(idx)) == len(idx) and (np.diff(idx) > 0).all()
-    # fraction: round(f * N / C) per class, at least 1
-    for fraction, k in ((0.1, 5), (0.01, 1), (0.5, 25), (0.13, 6)):
-        idx = class_balanced_subset(LABELS, fraction=fraction, seed=0)
-        assert np.bincount(LABELS[idx], minlength=4).tolist() == [k] * 4
-
-
-def test_subset_is_deterministic_nested_and_per_class_independent():
-    a = class_balanced_subset(LABELS, per_class=5, seed=3)
-    np.testing.assert_array_equal(a, class_balanced_subset(LABELS, per_class=5, seed=3))
-    assert not np.array_equal(a, class_balanced_subset(LABELS, per_class=5, seed=4))
-    bigger = class_balanced_subset(LABELS, per_class=20, seed=3)
-    assert set(a) <= set(bigger)  # 1%-style subsets sit inside 10%-style ones
-    # removing class 3 does not change the images picked for classes 0..2
-    kept = LABELS < 3
-    part = class_balanced_subset(LABELS[kept], per_class=5, seed=3)
-    np.testing.assert_array_equal(np.flatnonzero(kept)[part], a[LABELS[a] < 3])
-
-
-def test_subset_ignores_unlabeled_images_and_reports_errors():
-    labels = np.array([0, 0, -1, 1, 1, -1, 1])
-    idx = class_balanced_subset(labels, per_class=2, seed=0)
-    assert (labels[idx] >= 0).all() and len(idx) == 4
-    with pytest.raises(SimCLRError, match="class 'b' has 2 images, fewer than the 3"):
-        class_balanced_subset(np.array([0, 0, 0, 1, 1]), per_class=3, classes=["a", "b"])
-    with pytest.raises(SimCLRError, match="exactly one"):
-        class_balanced_subset(LABELS, fraction=0.1, per_class=2)
-    with pytest.raises(SimCLRError, match="exactly one"):
-        class_balanced_subset(LABELS)
-    with pytest.raises(SimCLRError, match="--label-fraction"):
-        class_balanced_subset(LABELS, fraction=1.5)
-    with pytest.raises(SimCLRError, match="--labels-per-class"):
-        class_balanced_subset(LABELS, per_class=0)
-    with pytest.raises(SimCLRError, match="no labeled"):
-        class_balanced_subset(np.full(5, -1), per_class=1)
-
-
-def test_subset_list_and_default_budgets(tmp_path):
-    class Source:
-        paths = [f"/data/{i}.jpg" for i in range(6)]
-
-    path = write_subset_list(Source(), np.array([1, 4]), tmp_path / "list.txt")
-    assert path.read_text().splitlines() == ["/data/1.jpg", "/data/4.jpg"]
-    assert default_epochs(0.01) == 60 and default_epochs(0.1) == 30
-
-
 # ------------------------------------------------------------------------- end to end
 
 
 FAST = {"image_size": 16, "batch_size": 6, "epochs": 2, "device": "cpu", "precision": "fp32",
         "workers": 0, "verbose": False}
+
+def test_default_budgets():
+    assert default_epochs(0.01) == 60 and default_epochs(0.1) == 30
+
 
 def test_fractional_epochs_are_rounded_to_steps(tmp_path, folders):
     """--epochs 1.5 as in pretraining: 12 labeled images at batch 6 are 2 steps an epoch,
@@ -186,23 +127,6 @@ def test_subset_from_a_list_of_file_names(tmp_path, folders):
     with pytest.raises(SimCLRError, match="give one of"):
         run_finetune(tiny_encoder(), train, test, None, subset_file=listing,
                      labels_per_class=1, **FAST)
-
-
-def test_a_subset_list_that_is_a_named_pipe_is_refused_not_waited_on(tmp_path, capsys):
-    from simclr.cli import main
-
-    with named_pipe(tmp_path / "list.txt") as pipe:
-        with pytest.raises(SimCLRError, match=r"^--subset .*list.txt: not a regular file "
-                           r"\(a named pipe, socket or device\)$"):
-            read_subset_list(pipe)
-        make_image_folder(tmp_path / "train", classes=2, per_class=2)
-        assert main(["finetune", "--checkpoint", str(tmp_path / "run"), "--train",
-                     str(tmp_path / "train"), "--test", str(tmp_path / "train"),
-                     "--subset", str(pipe), "--epochs", "1",
-                     "--out", str(tmp_path / "ft")]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.endswith(f"--subset {pipe}: not a regular file "
-                                                  "(a named pipe, socket or device)\n"), err
 
 
 def test_results_of_an_earlier_run_are_never_overwritten(tmp_path, folders):
@@ -365,19 +289,6 @@ def test_crop_sampler_reaches_the_training_views(tmp_path, folders, monkeypatch)
         run_finetune(tiny_encoder(), train, test, tmp_path / "ft2", crop_sampler="tf", **FAST)
 
 
-def test_subset_paths_relative_to_a_folder_given_by_a_relative_path(tmp_path, monkeypatch):
-    make_image_folder(tmp_path / "train", classes=2, per_class=4)
-    monkeypatch.chdir(tmp_path)
-    train = open_source("train", DataConfig(cache="off", workers=0), train=False,
-                        image_size=16)
-    listing = tmp_path / "few.txt"
-    listing.write_text("class_0/001.png\nclass_1/002.png\n")
-    chosen = subset_from_list(train, listing)
-    assert sorted(train.paths[i].split("/")[-1] for i in chosen) == ["001.png", "002.png"]
-
-
-
-
 # ----------------------------------------------------- an interrupted fine-tuning continues
 
 def stop_at(step):
@@ -505,7 +416,6 @@ def test_one_labeled_folder_split_into_train_and_test(tmp_path, capsys):
     trained on (here photos larger than the cache takes: the training part is stored
     for augmentation, the test part for the evaluation transform, the same files)."""
     from simclr.cli import main
-    from tests.conftest import make_image_folder
 
     _, _, cache = tiny_pretrained_run(tmp_path)
     photos = make_image_folder(tmp_path / "photos", classes=2, per_class=8, side=120,
@@ -562,7 +472,6 @@ def test_a_data_root_with_splits_gives_train_to_train_and_test_to_test(tmp_path,
     """`--train ROOT --test ROOT` on a folder holding train/ and test/: each its split
     (--train used to read test/ too, evaluating the test split against itself)."""
     from simclr.cli import main
-    from tests.conftest import make_image_folder
 
     _, _, cache = tiny_pretrained_run(tmp_path)
     make_image_folder(tmp_path / "root" / "train", classes=2, per_class=6)

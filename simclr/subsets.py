@@ -1,0 +1,169 @@
+"""The labeled subsets of semi-supervised fine-tuning (Chen et al. 2020, Sec. 6): a
+class-balanced draw of 1% or 10% of the labels (or K per class) from the seed, or the
+images a list names; written beside the run as paths relative to the folder, and
+fingerprinted so that a continued fine-tuning is known to train on the same images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simclr.errors import SimCLRError, unreadable_path
+from simclr.files import written
+
+SUBSET_FILE = "labeled_subset.txt"
+
+
+def class_balanced_subset(
+    labels: np.ndarray, fraction: float | None = None, per_class: int | None = None,
+    seed: int = 0, classes: list[str] | None = None,
+) -> np.ndarray:
+    """Indices of a class-balanced labeled subset (sorted int64 array).
+
+    Exactly ``per_class`` images of every class, or ``round(fraction * N / C)`` (at
+    least 1) with N labeled images and C classes. Images with label -1 are never
+    chosen. Class c's images are a prefix of a permutation drawn from ``[seed, c]``, so
+    the choice is deterministic, a class's pick does not depend on the other classes,
+    and for one seed smaller subsets are contained in larger ones (1% inside 10%).
+    A class with too few images is an error.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if (fraction is None) == (per_class is None):
+        raise SimCLRError("give exactly one of --label-fraction and --labels-per-class")
+    present = np.unique(labels[labels >= 0])
+    if len(present) == 0:
+        raise SimCLRError("no labeled images to draw a labeled subset from")
+    if fraction is not None:
+        if not 0 < fraction <= 1:
+            raise SimCLRError(f"--label-fraction must lie in (0, 1], got {fraction}")
+        k = max(1, int(round(fraction * int((labels >= 0).sum()) / len(present))))
+    else:
+        if per_class < 1:
+            raise SimCLRError(f"--labels-per-class must be at least 1, got {per_class}")
+        k = int(per_class)
+    chosen = []
+    for c in present:
+        members = np.flatnonzero(labels == c)
+        if len(members) < k:
+            name = classes[c] if classes is not None and c < len(classes) else str(c)
+            raise SimCLRError(f"class {name!r} has {len(members)} images, fewer than the {k} "
+                              "per class asked for (lower --label-fraction/--labels-per-class)")
+        chosen.append(np.random.default_rng([seed, int(c)]).permutation(members)[:k])
+    return np.sort(np.concatenate(chosen))
+
+
+def subset_from_list(source: Any, path: str | Path) -> np.ndarray:
+    """Indices (sorted int64) of the images a list file names, one per line.
+
+    The paper's ImageNet subsets are such lists (the official repository's
+    ``imagenet_subsets/1percent.txt`` and ``10percent.txt``: file names like
+    ``n01440764_10026.JPEG``), so fine-tuning can use the very images the paper used.
+    A line may be a file name, a path relative to the folder (as a run's
+    ``labeled_subset.txt`` holds them), or a full path; blank lines and ``#`` comments
+    are skipped. A name not in the folder, or a bare file name that two of its images
+    share, is an error.
+    """
+    lines = read_subset_list(path)
+    paths = list(getattr(source, "paths", []) or [])
+    if not paths:
+        raise SimCLRError("--subset needs an image folder (this data set has no file names)")
+    root = _root(source)
+    where: dict[str, int] = {}
+    shared: set[str] = set()
+    for i, p in enumerate(paths):
+        name = Path(p).name
+        if name in where:
+            shared.add(name)
+        where[name] = i
+        where[str(Path(p))] = i
+        where[_relative(p, root)] = i
+    chosen, missing = set(), []
+    for entry in lines:
+        if entry in shared:
+            raise SimCLRError(f"--subset: {entry!r} names several images of the folder; "
+                              "give paths relative to it")
+        if entry in where:
+            chosen.add(where[entry])
+        else:
+            missing.append(entry)
+    if missing:
+        raise SimCLRError(f"--subset: {len(missing)} of the listed images are not in the "
+                          f"folder (first: {missing[0]!r})")
+    indices = np.array(sorted(chosen), dtype=np.int64)
+    if (np.asarray(source.labels)[indices] < 0).any():
+        raise SimCLRError("--subset lists images without a class folder (labels needed)")
+    return indices
+
+
+def read_subset_list(path: str | Path) -> list[str]:
+    """The entries of a ``--subset`` file (blank lines and ``#`` comments dropped);
+    checked by the command line before the checkpoint and images are read."""
+    path = Path(path)
+    problem = unreadable_path(path)
+    if problem:  # (reading a named pipe would wait for a writer forever)
+        raise SimCLRError(f"--subset {path}: {problem}")
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise SimCLRError(f"--subset: cannot read {path}: {reason}") from None
+    entries = [e for e in (line.strip() for line in lines) if e and not e.startswith("#")]
+    if not entries:
+        raise SimCLRError(f"--subset: {path} lists no images")
+    return entries
+
+
+def write_subset_list(source: Any, indices: np.ndarray, path: str | Path) -> Path:
+    """The chosen images, one per line, as paths relative to the folder (so the list
+    serves a copy of it elsewhere; ``#index N`` for sources without paths)."""
+    paths = list(getattr(source, "paths", []) or [])
+    root = _root(source)
+    lines = [_relative(paths[i], root) if i < len(paths) else f"#index {i}"
+             for i in np.asarray(indices)]
+    text = "".join(f"{line}\n" for line in lines)
+    return written(Path(path), lambda tmp: tmp.write_text(text))
+
+
+def _root(source: Any) -> Path | None:
+    """The folder of an image source, absolute (None: not a folder). A source is named
+    by its path as typed (maybe relative); its listing holds absolute file names
+    (folders.scan_folder), so both compare absolute."""
+    root = Path(os.path.abspath(Path(getattr(source, "name", "") or "").expanduser()))
+    return root if root.is_dir() else None
+
+
+def _relative(path: str, root: Path | None) -> str:
+    """``path`` relative to ``root`` (POSIX separators), or as it is outside it."""
+    if root is not None:
+        try:
+            return Path(os.path.abspath(path)).relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return str(path)
+
+
+def subset_digest(indices: np.ndarray, num_images: int) -> str:
+    """A short fingerprint of a labeled subset (which of the ``num_images`` images), so a
+    continued fine-tuning is known to train on the same images."""
+    data = np.asarray(indices, dtype=np.int64).tobytes() + str(num_images).encode()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def labeled_subset(train: Any, subset_file: str | Path | None, label_fraction: float | None,
+                    labels_per_class: int | None, seed: int) -> np.ndarray:
+    """Indices of the labeled images: those ``subset_file`` lists, a class-balanced draw,
+    or (neither given) all of them."""
+    if subset_file is not None:
+        if label_fraction is not None or labels_per_class is not None:
+            raise SimCLRError("give one of --label-fraction, --labels-per-class and --subset")
+        return subset_from_list(train, subset_file)
+    if label_fraction is None and labels_per_class is None:
+        return np.arange(len(train.labels))
+    labels = np.asarray(train.labels, dtype=np.int64)
+    return class_balanced_subset(labels, label_fraction, labels_per_class, seed,
+                                 list(train.classes))

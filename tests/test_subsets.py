@@ -1,0 +1,96 @@
+"""Tests for simclr.subsets: class-balanced labeled subsets and subset lists."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simclr.config import DataConfig
+from simclr.data import open_source
+from simclr.errors import SimCLRError
+from simclr.subsets import (
+    class_balanced_subset,
+    read_subset_list,
+    subset_from_list,
+    write_subset_list,
+)
+from tests.conftest import make_image_folder, named_pipe
+
+LABELS = np.repeat(np.arange(4), [50, 30, 40, 80])  # N = 200, 4 classes, imbalanced
+
+
+def test_subset_has_exact_counts_per_class():
+    for per_class in (1, 7, 30):
+        idx = class_balanced_subset(LABELS, per_class=per_class, seed=0)
+        assert np.bincount(LABELS[idx], minlength=4).tolist() == [per_class] * 4
+        assert len(np.unique(idx)) == len(idx) and (np.diff(idx) > 0).all()
+    # fraction: round(f * N / C) per class, at least 1
+    for fraction, k in ((0.1, 5), (0.01, 1), (0.5, 25), (0.13, 6)):
+        idx = class_balanced_subset(LABELS, fraction=fraction, seed=0)
+        assert np.bincount(LABELS[idx], minlength=4).tolist() == [k] * 4
+
+
+def test_subset_is_deterministic_nested_and_per_class_independent():
+    a = class_balanced_subset(LABELS, per_class=5, seed=3)
+    np.testing.assert_array_equal(a, class_balanced_subset(LABELS, per_class=5, seed=3))
+    assert not np.array_equal(a, class_balanced_subset(LABELS, per_class=5, seed=4))
+    bigger = class_balanced_subset(LABELS, per_class=20, seed=3)
+    assert set(a) <= set(bigger)  # 1%-style subsets sit inside 10%-style ones
+    # removing class 3 does not change the images picked for classes 0..2
+    kept = LABELS < 3
+    part = class_balanced_subset(LABELS[kept], per_class=5, seed=3)
+    np.testing.assert_array_equal(np.flatnonzero(kept)[part], a[LABELS[a] < 3])
+
+
+def test_subset_ignores_unlabeled_images_and_reports_errors():
+    labels = np.array([0, 0, -1, 1, 1, -1, 1])
+    idx = class_balanced_subset(labels, per_class=2, seed=0)
+    assert (labels[idx] >= 0).all() and len(idx) == 4
+    with pytest.raises(SimCLRError, match="class 'b' has 2 images, fewer than the 3"):
+        class_balanced_subset(np.array([0, 0, 0, 1, 1]), per_class=3, classes=["a", "b"])
+    with pytest.raises(SimCLRError, match="exactly one"):
+        class_balanced_subset(LABELS, fraction=0.1, per_class=2)
+    with pytest.raises(SimCLRError, match="exactly one"):
+        class_balanced_subset(LABELS)
+    with pytest.raises(SimCLRError, match="--label-fraction"):
+        class_balanced_subset(LABELS, fraction=1.5)
+    with pytest.raises(SimCLRError, match="--labels-per-class"):
+        class_balanced_subset(LABELS, per_class=0)
+    with pytest.raises(SimCLRError, match="no labeled"):
+        class_balanced_subset(np.full(5, -1), per_class=1)
+
+
+def test_a_subset_list_names_paths(tmp_path):
+    class Source:
+        paths = [f"/data/{i}.jpg" for i in range(6)]
+
+    path = write_subset_list(Source(), np.array([1, 4]), tmp_path / "list.txt")
+    assert path.read_text().splitlines() == ["/data/1.jpg", "/data/4.jpg"]
+
+
+def test_a_subset_list_that_is_a_named_pipe_is_refused_not_waited_on(tmp_path, capsys):
+    from simclr.cli import main
+
+    with named_pipe(tmp_path / "list.txt") as pipe:
+        with pytest.raises(SimCLRError, match=r"^--subset .*list.txt: not a regular file "
+                           r"\(a named pipe, socket or device\)$"):
+            read_subset_list(pipe)
+        make_image_folder(tmp_path / "train", classes=2, per_class=2)
+        assert main(["finetune", "--checkpoint", str(tmp_path / "run"), "--train",
+                     str(tmp_path / "train"), "--test", str(tmp_path / "train"),
+                     "--subset", str(pipe), "--epochs", "1",
+                     "--out", str(tmp_path / "ft")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith(f"--subset {pipe}: not a regular file "
+                                                  "(a named pipe, socket or device)\n"), err
+
+
+def test_subset_paths_relative_to_a_folder_given_by_a_relative_path(tmp_path, monkeypatch):
+    make_image_folder(tmp_path / "train", classes=2, per_class=4)
+    monkeypatch.chdir(tmp_path)
+    train = open_source("train", DataConfig(cache="off", workers=0), train=False,
+                        image_size=16)
+    listing = tmp_path / "few.txt"
+    listing.write_text("class_0/001.png\nclass_1/002.png\n")
+    chosen = subset_from_list(train, listing)
+    assert sorted(train.paths[i].split("/")[-1] for i in chosen) == ["001.png", "002.png"]
