@@ -78,19 +78,32 @@ _DEPTHS = {("basic", (2, 2, 2, 2)): "resnet18", ("basic", (3, 4, 6, 3)): "resnet
            ("bottleneck", (3, 4, 23, 3)): "resnet101",
            ("bottleneck", (3, 8, 36, 3)): "resnet152"}
 # where converted weights sit inside a saved dict: e.g. {"state_dict": ...} (the PyTorch
-# conversions of the official SimCLR v1 checkpoints are saved that way)
+# conversions of the official SimCLR v1 checkpoints, and Lightning checkpoints)
 _WRAPPERS = ("state_dict", "model", "encoder", "backbone")
+_STEM = "conv1.weight"
 
 
 def unwrapped_state(state: Any) -> Any:
-    """The tensors of a saved state dict, out of a ``{"state_dict": ...}``-style wrapper
-    and without DDP's ``module.`` prefix; anything else unchanged."""
-    if isinstance(state, Mapping) and len(state) == 1:
-        key = next(iter(state))
-        if key in _WRAPPERS and isinstance(state[key], Mapping):
-            state = state[key]
-    if is_torchvision_state(state) and all(str(k).startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+    """The tensors of a saved state dict: out of a ``{"state_dict": ...}``-style wrapper,
+    without DDP's ``module.`` prefix, and, where a torchvision-layout ResNet sits inside
+    a larger model (``backbone.*`` beside ``projector.*``), that ResNet's tensors alone
+    under its own names; anything else unchanged."""
+    if isinstance(state, Mapping):
+        inner = state.get("state_dict")
+        if not isinstance(inner, Mapping) and len(state) == 1:
+            inner = state.get(next(iter(state))) if next(iter(state)) in _WRAPPERS else None
+        if isinstance(inner, Mapping):
+            state = inner
+    if not is_torchvision_state(state):
+        return state
+    # The shortest prefix P with P + "conv1.weight" and P + "layer1.0.conv1.weight": the
+    # ResNet's own stem (a block's conv1 has no layer1.0 beneath it).
+    prefixes = sorted((str(k)[: -len(_STEM)] for k in state if str(k).endswith(_STEM)
+                       and f"{str(k)[: -len(_STEM)]}layer1.0.{_STEM}" in state), key=len)
+    prefix = prefixes[0] if prefixes else ("module." if all(
+        str(k).startswith("module.") for k in state) else "")
+    if prefix:
+        state = {k[len(prefix):]: v for k, v in state.items() if str(k).startswith(prefix)}
     return state
 
 
@@ -104,10 +117,9 @@ def resnet_layout(state: Any) -> tuple[str, float, bool] | None:
     ImageNet one. The caller loads the weights strictly, so a guess that does not fit
     every tensor is refused there.
     """
-    if not is_torchvision_state(state) or not isinstance(state.get("conv1.weight"),
-                                                         torch.Tensor):
+    if not is_torchvision_state(state) or not isinstance(state.get(_STEM), torch.Tensor):
         return None
-    stem = state["conv1.weight"]
+    stem = state[_STEM]
     if stem.dim() != 4 or stem.shape[1] != 3 or stem.shape[-1] not in (3, 7):
         return None
     kind = "bottleneck" if "layer1.0.conv3.weight" in state else "basic"

@@ -92,14 +92,24 @@ def _wrapped(state: dict) -> dict:
     return {"state_dict": {f"module.{k}": v for k, v in state.items()}}
 
 
-@pytest.mark.parametrize("wrap", [False, True])
-def test_torchvision_resnet_weights_are_an_encoder_checkpoint(tmp_path, wrap):
+def _in_a_lightning_checkpoint(state: dict) -> dict:
+    """A Lightning checkpoint of a model holding the ResNet as ``backbone`` beside a
+    projection head (as solo-learn's are laid out)."""
+    return {"epoch": 3, "global_step": 120,
+            "state_dict": {**{f"backbone.{k}": v for k, v in state.items() if k[:3] != "fc."},
+                           "projector.0.weight": torch.zeros(8, 512),
+                           "projector.0.bias": torch.zeros(8)}}
+
+
+@pytest.mark.parametrize("saved", ["bare", "wrapped", "lightning"])
+def test_torchvision_resnet_weights_are_an_encoder_checkpoint(tmp_path, saved):
     """A bare (or wrapped) torchvision ResNet state dict loads as an exported encoder
     whose h is torchvision's output with fc = Identity, exactly."""
     torch.manual_seed(0)
     theirs = randomised(torchvision.models.resnet18(), seed=3)
     state = theirs.state_dict()
-    torch.save(_wrapped(state) if wrap else state, tmp_path / "r18.pth")
+    torch.save({"bare": state, "wrapped": _wrapped(state),
+                "lightning": _in_a_lightning_checkpoint(state)}[saved], tmp_path / "r18.pth")
     ckpt = load_checkpoint(tmp_path / "r18.pth")
     assert ckpt["kind"] == "encoder" and "fc.weight" not in str(list(ckpt["model"]))
     encoder, spec = encoder_from_checkpoint(ckpt)
