@@ -103,8 +103,9 @@ def _in_a_lightning_checkpoint(state: dict) -> dict:
 
 @pytest.mark.parametrize("saved", ["bare", "wrapped", "lightning"])
 def test_torchvision_resnet_weights_are_an_encoder_checkpoint(tmp_path, saved):
-    """A bare (or wrapped) torchvision ResNet state dict loads as an exported encoder
-    whose h is torchvision's output with fc = Identity, exactly."""
+    """A torchvision ResNet state dict, bare, wrapped or inside a Lightning checkpoint,
+    loads as an exported encoder whose h is torchvision's output with fc = Identity,
+    exactly."""
     torch.manual_seed(0)
     theirs = randomised(torchvision.models.resnet18(), seed=3)
     state = theirs.state_dict()
