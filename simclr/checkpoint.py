@@ -466,18 +466,28 @@ def read_weights_file(path: str | os.PathLike, map_location: Any = "cpu",
     return state, p
 
 
+def imported_checkpoint(state: Any) -> dict[str, Any] | None:
+    """A ResNet's weights in torchvision's layout (``export --format torchvision``, the
+    converted official weights, ...) as an encoder checkpoint; None for anything else
+    (:func:`simclr.torchvision_io.as_encoder`)."""
+    # (imported here: torchvision_io imports models, which import this module)
+    from simclr.torchvision_io import as_encoder
+
+    imported = as_encoder(state) if isinstance(state, dict) and "format" not in state else None
+    if imported is None:
+        return None
+    config, weights, what = imported
+    return {"format": FORMAT, "version": VERSION, "kind": "encoder", "config": config,
+            "model": weights, "imported": what}
+
+
 def checked_checkpoint(state: Any, p: Path) -> dict[str, Any]:
     """:func:`load_checkpoint`'s checks of what :func:`read_weights_file` read."""
-    # (imported here: torchvision_io imports models, which import this module)
-    from simclr.torchvision_io import as_encoder, is_torchvision_state, unwrapped_state
+    from simclr.torchvision_io import is_torchvision_state, unwrapped_state
 
     if isinstance(state, dict) and "format" not in state:
-        imported = as_encoder(state)  # `export --format torchvision`, converted official weights
-        if imported is not None:
-            config, weights, what = imported
-            state = {"format": FORMAT, "version": VERSION, "kind": "encoder", "config": config,
-                     "model": weights, "imported": what}
-        elif is_torchvision_state(unwrapped_state(state)):
+        state = imported_checkpoint(state) or state
+        if "format" not in state and is_torchvision_state(unwrapped_state(state)):
             raise SimCLRError(
                 f"{p} holds a state dict (tensors by name) but not a ResNet-18/34/50/101/152 "
                 "in torchvision's layout, the one kind of bare weights read as an encoder; "

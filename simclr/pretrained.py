@@ -21,6 +21,7 @@ from torch import nn
 from simclr.checkpoint import (
     checked_checkpoint,
     classifier_file,
+    imported_checkpoint,
     load_checkpoint,
     load_weights,
     read_weights_file,
@@ -42,12 +43,7 @@ from simclr.models import (
 )
 from simclr.results import output_file
 from simclr.settings import config_from_dict
-from simclr.torchvision_io import (
-    is_torchvision_state,
-    resnet_layout,
-    torchvision_weights,
-    unwrapped_state,
-)
+from simclr.torchvision_io import is_torchvision_state, torchvision_weights, unwrapped_state
 
 
 def encoder_spec(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -140,11 +136,12 @@ def initial_weights(path: str) -> tuple[dict[str, Any], str]:
     try:
         state, file = read_weights_file(path)
         state = unwrapped_state(state)  # e.g. {"state_dict": ...}, or saved from DDP
-        if is_torchvision_state(state) and resnet_layout(state) is None:
+        imported = imported_checkpoint(state)  # a ResNet's, read as an encoder's
+        if imported is None and is_torchvision_state(state):
             # another torchvision network: its names are the encoder's, under net.
             return ({f"encoder.{k}": v for k, v in state.items()},
                     f"torchvision weights {file}")
-        ckpt = checked_checkpoint(state, file)  # a ResNet's is read as an encoder's
+        ckpt = checked_checkpoint(imported or state, file)
     except SimCLRError as exc:
         raise SimCLRError(f"--init-from: {exc} (a simclr checkpoint or run, or a "
                           "torchvision state dict)") from None

@@ -88,12 +88,11 @@ def unwrapped_state(state: Any) -> Any:
     without DDP's ``module.`` prefix, and, where a torchvision-layout ResNet sits inside
     a larger model (``backbone.*`` beside ``projector.*``), that ResNet's tensors alone
     under its own names; anything else unchanged."""
-    if isinstance(state, Mapping):
-        inner = state.get("state_dict")
-        if not isinstance(inner, Mapping) and len(state) == 1:
-            inner = state.get(next(iter(state))) if next(iter(state)) in _WRAPPERS else None
-        if isinstance(inner, Mapping):
-            state = inner
+    if isinstance(state, Mapping):  # a wrapper: "state_dict" beside others, or alone
+        key = "state_dict" if "state_dict" in state else next(iter(state)) if len(state) == 1 \
+            else None
+        if key in _WRAPPERS and isinstance(state[key], Mapping):
+            state = state[key]
     if not is_torchvision_state(state):
         return state
     # The shortest prefix P with P + "conv1.weight" and P + "layer1.0.conv1.weight": the
@@ -114,8 +113,8 @@ def resnet_layout(state: Any) -> tuple[str, float, bool] | None:
     The width is the stem's channels over 64 (simclr's and the official code's width
     multiplies every layer: the official SimCLR ResNet-50 2x and 4x are such ResNets);
     a 3x3 first convolution means the CIFAR stem (stride 1, no max-pool), 7x7 the
-    ImageNet one. The caller loads the weights strictly, so a guess that does not fit
-    every tensor is refused there.
+    ImageNet one. A guess from names and the stem only: :func:`as_encoder` checks that
+    every tensor fits it (a ResNeXt has a ResNet-50's names, not its shapes).
     """
     if not is_torchvision_state(state) or not isinstance(state.get(_STEM), torch.Tensor):
         return None
@@ -149,8 +148,12 @@ def as_encoder(state: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor], str
         names = ResNet(arch, width, cifar_stem).state_dict()
     config = {"model": {"arch": arch, "width": width, "cifar_stem": cifar_stem},
               "augment": {"size": 32 if cifar_stem else 224}}
-    weights = {f"encoder.{k}": v for k, v in from_torchvision(state, names).items()}
-    return config, weights, "ResNet weights in torchvision's layout"
+    weights = from_torchvision(state, names)
+    if weights.keys() != names.keys() or any(weights[k].shape != v.shape
+                                             for k, v in names.items()):
+        return None  # another network under a ResNet's names
+    return config, {f"encoder.{k}": v for k, v in weights.items()}, \
+        "ResNet weights in torchvision's layout"
 
 
 def is_torchvision_state(state: Any) -> bool:

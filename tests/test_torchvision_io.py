@@ -143,3 +143,14 @@ def test_imported_weights_serve_the_evaluation_commands(tmp_path, image_folder, 
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(exported.eval()(x), ours(x), rtol=0, atol=0)
+
+
+def test_another_network_under_a_resnets_names_is_refused_in_one_line(tmp_path):
+    """A ResNeXt-50 has a ResNet-50's names and stem, not its shapes: not read as one."""
+    with torch.device("meta"):
+        state = torchvision.models.resnext50_32x4d().state_dict()
+    assert resnet_layout(state) == ("resnet50", 1.0, False)  # the guess from names alone
+    torch.save({k: torch.zeros(v.shape) for k, v in state.items()}, tmp_path / "resnext.pth")
+    with pytest.raises(SimCLRError, match=r"resnext.pth holds a state dict .* but not a "
+                                          r"ResNet-18/34/50/101/152 in torchvision's layout"):
+        load_checkpoint(tmp_path / "resnext.pth")
