@@ -26,9 +26,14 @@ from typing import Any
 from simclr.config import FIG5_OPS, RESUME_SETTINGS, Config, unsaved_value
 from simclr.errors import DivergedError, SimCLRError, user_message
 from simclr.files import set_aside, write_json, written
-from simclr.folders import list_folder
 from simclr.results import check_not_inside, check_out_folder
 from simclr.settings import all_flags, build_config, flag_of, save_yaml, set_path
+from simclr.sweep_checks import (
+    check_batches,
+    check_cell_inputs,
+    check_cells_differ,
+    check_settings_act,
+)
 
 SUMMARY = "summary.json"
 
@@ -403,113 +408,6 @@ def _result(cell: Cell) -> dict[str, Any]:
     renamed 'trained_NAME' so that it never hides the swept value."""
     result = cell.result or {"status": "pending"}
     return {(f"trained_{k}" if k in cell.labels else k): v for k, v in result.items()}
-
-
-def check_cell_inputs(cfg: Config, processes: int | None = None) -> tuple[str, str]:
-    """What a cell's launch by ``processes`` (GPUs, batch shares) and its pretraining
-    (device, precision, kNN monitor folders, initial weights) would check before
-    decoding: here before the first cell trains. Returns the (device, precision) the
-    cell's ``auto`` values resolve to on this machine."""
-    from simclr.checkpoint import checkpoint_file
-    from simclr.distributed import check_divisible
-    from simclr.runtime import check_gpu_per_process, resolve_device, resolve_precision
-    from simclr.train import check_knn_folders
-
-    if processes and processes > 1:
-        check_gpu_per_process(cfg.device, processes)
-        check_divisible(cfg.batch_size, processes)
-    device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
-    check_knn_folders(cfg)
-    if cfg.init_from:
-        try:
-            checkpoint_file(cfg.init_from)
-        except SimCLRError as exc:
-            raise SimCLRError(f"--init-from: {exc}") from None
-    return str(device), precision
-
-
-RESOLVED = ("device", "precision")  # settings whose `auto` becomes one of the others here
-
-
-def check_cells_differ(cells: list[Cell], configs: list[Config],
-                       resolved: list[tuple[str, str]]) -> None:
-    """Cells whose settings differ only in values that resolve alike on this machine
-    (``precision=auto,fp32`` on a CPU without bf16, ``device=auto,cpu`` without a GPU)
-    would train the same run twice: refused, naming both, before anything trains.
-    ``resolved``: each cell's (device, precision) from :func:`check_cell_inputs`."""
-    seen: dict[str, tuple[Cell, Config]] = {}
-    for cell, cfg, values in zip(cells, configs, resolved, strict=True):
-        settings = {**cfg.to_dict(), **dict(zip(RESOLVED, values, strict=True))}
-        del settings["out"]
-        key = json.dumps(settings, sort_keys=True, default=str)
-        if key in seen:
-            other, other_cfg = seen[key]
-            alike = [f"--{name} {getattr(other_cfg, name)} and {getattr(cfg, name)} are both "
-                     f"{value} here" for name, value in zip(RESOLVED, values, strict=True)
-                     if getattr(other_cfg, name) != getattr(cfg, name)]
-            raise SimCLRError(f"cells {other.name} and {cell.name} would train the same run on "
-                              f"this machine ({'; '.join(alike)}); leave one of the values out")
-        seen[key] = (cell, cfg)
-
-
-def check_not_swept_twice(axes: list[Axis], flags: dict[str, Any]) -> None:
-    """A flag given beside an axis that sets it would be silently replaced in every cell
-    (``simclr sweep``; callers of :func:`run_sweep` may layer axes over common flags)."""
-    for axis in axes:
-        for path in sorted({p for setting in axis.settings for p in setting} & set(flags)):
-            raise SimCLRError(f"--{flag_of(path)} is also swept (by {axis.name}), which "
-                              "would replace it in every cell; give it once")
-
-
-def check_settings_act(axes: list[Axis], cells: list[Cell], configs: list[Config],
-                       flags: dict[str, Any]) -> None:
-    """Refuse an axis value with no effect in some cell (:mod:`simclr.inert`): those
-    cells would train the same run under different labels (temperature crossed with
-    margin_triplet); and a common flag with no effect in any cell, as pretrain does."""
-    from simclr.inert import inert_settings
-
-    inert = [inert_settings(cfg) for cfg in configs]
-    for axis in axes:
-        paths = {p for setting in axis.settings for p in setting}
-        everywhere = [p for p in sorted(paths) if all(p in i for i in inert)]
-        if everywhere:
-            raise SimCLRError(f"--set {axis.name}: --{flag_of(everywhere[0])} has no effect "
-                              f"in any cell: {inert[0][everywhere[0]]}; leave it out")
-        if "epochs" in paths and any(cfg.time_budget for cfg in configs):
-            raise SimCLRError(f"--set {axis.name}: under --time-budget the budget sets each "
-                              "cell's length (--epochs is only its first guess); drop "
-                              "--time-budget to sweep epochs")
-        for cell, cell_inert in zip(cells, inert, strict=True):
-            label = cell.labels[axis.name]
-            acting = axis.settings[axis.labels.index(label)]
-            for path in sorted(set(acting) & set(cell_inert)):
-                raise SimCLRError(f"--set {axis.name}: --{flag_of(path)} has no effect in "
-                                  f"cell {cell.name} ({cell_inert[path]}), so its values "
-                                  "would train the same run there; sweep those cells "
-                                  "separately")
-    for path in sorted(flags):
-        if all(path in cell_inert for cell_inert in inert):
-            raise SimCLRError(f"--{flag_of(path)} has no effect in any cell: "
-                              f"{inert[0][path]}; leave it out")
-
-
-def check_batches(cells: list[Cell], configs: list[Config]) -> None:
-    """Each cell's batch against its data set, from the file names alone: pretraining
-    refuses a batch larger than the set, and a sweep says so before its first run."""
-    from simclr.plan import check_batch_fits
-
-    sizes: dict[str | None, int | None] = {}  # one listing per folder
-    for cell, cfg in zip(cells, configs, strict=True):
-        if cfg.data.path not in sizes:
-            listed = list_folder(cfg.data.path, train=True, unlabeled=True)
-            sizes[cfg.data.path] = None if listed is None else len(listed.paths)
-        size = sizes[cfg.data.path]
-        try:
-            if size is not None:
-                check_batch_fits(cfg.batch_size, size)
-        except SimCLRError as exc:
-            raise SimCLRError(f"cell {cell.name}: {exc}") from None
 
 
 def _keep_other_grid(root: Path, names: set[str]) -> None:

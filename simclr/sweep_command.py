@@ -64,7 +64,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """Train and evaluate every cell of the grid not yet done, then print the table; exit
     status 75 (``train.EXIT_PREEMPTED``) when a signal stopped it."""
     from simclr.cli import config_flags
-    from simclr.sweep import check_not_swept_twice, pairs_axis, parse_axis, run_sweep
+    from simclr.sweep import pairs_axis, parse_axis, run_sweep
+    from simclr.sweep_checks import check_not_swept_twice
 
     if not args.set and not args.pairs:
         raise SimCLRError("nothing to sweep: give --set SETTING=V1,V2 and/or --pairs OPS")

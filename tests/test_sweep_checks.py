@@ -1,0 +1,106 @@
+"""Tests for simclr.sweep_checks: what a sweep refuses before its first cell trains."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from simclr.errors import SimCLRError
+from simclr.settings import build_config
+from simclr.sweep import cell_configs, parse_axis, plan_cells, run_sweep
+from simclr.sweep_checks import check_cell_inputs, check_cells_differ, check_settings_act
+from tests.conftest import tiny_flags
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_cells_that_resolve_to_the_same_run_here_are_refused(tmp_path, image_folder, cache_dir,
+                                                             monkeypatch, bf16):
+    """precision=auto,fp32 trains one run twice on a CPU without bf16 (auto is fp32
+    there): refused before anything runs; with bf16, auto is another run (kept)."""
+    from simclr import runtime
+
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: bf16)
+    monkeypatch.setattr(runtime, "_warn_emulated_bf16", lambda: None)
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    for key in ("out", "precision"):
+        flags.pop(key)
+    cells, configs = cell_configs([parse_axis("precision=auto,fp32,bf16")], tmp_path / "sw",
+                                  None, None, flags)
+    resolved = [check_cell_inputs(cfg) for cfg in configs]
+    assert resolved == [("cpu", "bf16" if bf16 else "fp32"), ("cpu", "fp32"), ("cpu", "bf16")]
+    if bf16:  # auto is bf16 here: then auto and bf16 are one run
+        message = ("cells precision=auto and precision=bf16 would train the same run on this "
+                   "machine (--precision auto and bf16 are both bf16 here)")
+    else:
+        message = ("cells precision=auto and precision=fp32 would train the same run on this "
+                   "machine (--precision auto and fp32 are both fp32 here)")
+    with pytest.raises(SimCLRError, match=re.escape(message)):
+        check_cells_differ(cells, configs, resolved)
+    with pytest.raises(SimCLRError, match=re.escape(message)):  # as the sweep itself says
+        run_sweep([parse_axis("precision=auto,fp32,bf16")], tmp_path / "sw", preset=None,
+                  config=None, flags=flags, evaluate=None)
+    assert not (tmp_path / "sw").exists()
+    two = [0, 1] if bf16 else [0, 2]  # auto beside the precision it is not: two runs
+    check_cells_differ([cells[i] for i in two], [configs[i] for i in two],
+                       [resolved[i] for i in two])
+
+
+def test_cells_a_launch_could_not_share_are_refused_before_any_runs(tmp_path, image_folder,
+                                                                    cache_dir):
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    with pytest.raises(SimCLRError, match="cell batch-size=7: --batch-size 7 is not divisible "
+                                          "by 2 processes"):
+        run_sweep([parse_axis("batch_size=8,7")], tmp_path / "sw", preset=None, config=None,
+                  flags=flags, evaluate=None, processes=2)
+    assert not (tmp_path / "sw").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 is valid on a GPU")
+def test_every_cells_inputs_are_checked_before_the_first_trains(tmp_path, image_folder,
+                                                                cache_dir):
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    for axis, message in (("precision=fp32,fp16", "cell precision=fp16: --precision fp16 "
+                                                  "needs a GPU"),
+                          (f"init-from={tmp_path / 'nowhere'}",
+                           "--init-from: checkpoint not found: "),
+                          (f"knn-train={image_folder},{tmp_path / 'nope'}",
+                           "--knn-train: folder not found")):
+        extra = {"knn_test": str(image_folder)} if axis.startswith("knn") else {}
+        with pytest.raises(SimCLRError, match=message):
+            run_sweep([parse_axis(axis)], tmp_path / "sw", preset=None, config=None,
+                      flags={**flags, **extra}, evaluate=None)
+        assert not (tmp_path / "sw").exists()  # nothing trained, nothing written
+
+
+def test_an_axis_or_flag_without_effect_in_a_cell_is_refused(tmp_path, image_folder,
+                                                              cache_dir):
+    """Table 4 crossed with temperature: margin_triplet has none, so its two cells would
+    be one run under two labels; refused before anything runs."""
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    flags.pop("loss.temperature")
+    axes = [parse_axis("loss=nt_xent,margin_triplet"), parse_axis("temperature=0.1,0.5")]
+    with pytest.raises(SimCLRError) as info:
+        run_sweep(axes, tmp_path / "sw", preset=None, config=None, flags=flags, evaluate=None)
+    assert str(info.value) == (
+        "--set temperature: --temperature has no effect in cell "
+        "loss=margin_triplet_temperature=0.1 (--loss margin_triplet has no temperature), so "
+        "its values would train the same run there; sweep those cells separately")
+    axes = [parse_axis("loss=nt_xent,nt_logistic")]
+    with pytest.raises(SimCLRError, match="--margin has no effect in any cell: it is --loss "
+                                          "margin_triplet's, and --loss is nt_xent"):
+        run_sweep(axes, tmp_path / "sw", preset=None, config=None,
+                  flags={**flags, "loss.margin": 0.5}, evaluate=None)
+    assert not (tmp_path / "sw").exists()
+    # A common flag that acts in some cells is the point of crossing it with them.
+    axes = [parse_axis("loss=nt_xent,margin_triplet")]
+    cells = plan_cells(axes, tmp_path / "sw")
+    configs = [build_config(None, None, {**flags, "loss.margin": 0.5, **c.values},
+                            inert_ok={"loss.margin"}) for c in cells]
+    check_settings_act(axes, cells, configs, {**flags, "loss.margin": 0.5})
