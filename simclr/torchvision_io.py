@@ -116,7 +116,8 @@ def resnet_layout(state: Any) -> tuple[str, float, bool] | None:
     ImageNet one. A guess from names and the stem only: :func:`as_encoder` checks that
     every tensor fits it (a ResNeXt has a ResNet-50's names, not its shapes).
     """
-    if not is_torchvision_state(state) or not isinstance(state.get(_STEM), torch.Tensor):
+    if not is_torchvision_state(state) or not isinstance(state.get(_STEM), torch.Tensor) \
+            or not all(isinstance(k, str) for k in state):  # (a stray int key: not torch's)
         return None
     stem = state[_STEM]
     if stem.dim() != 4 or stem.shape[1] != 3 or stem.shape[-1] not in (3, 7):
