@@ -135,11 +135,12 @@ def initial_weights(path: str) -> tuple[dict[str, Any], str]:
     """
     try:
         state, file = read_weights_file(path)
-        state = unwrapped_state(state)  # e.g. {"state_dict": ...}, or saved from DDP
-        imported = imported_checkpoint(state)  # a ResNet's, read as an encoder's
-        if imported is None and is_torchvision_state(state):
+        # A ResNet's is read as an encoder's, unwrapped as `--checkpoint` unwraps it.
+        imported = imported_checkpoint(state)
+        bare = unwrapped_state(state) if imported is None else None
+        if bare is not None and is_torchvision_state(bare):
             # another torchvision network: its names are the encoder's, under net.
-            return ({f"encoder.{k}": v for k, v in state.items()},
+            return ({f"encoder.{k}": v for k, v in bare.items()},
                     f"torchvision weights {file}")
         ckpt = checked_checkpoint(imported or state, file)
     except SimCLRError as exc:
