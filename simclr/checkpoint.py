@@ -350,7 +350,8 @@ def _why_no_checkpoint(folder: Path, kind: str) -> str:
 
 def _unsafe_global(message: str) -> str | None:
     """The Python object a weights-only unpickler refused, if that was the failure."""
-    match = re.search(r"Unsupported global: GLOBAL (\S+)", message)
+    # torch words it "Unsupported global: GLOBAL x.y" or "unsupported GLOBAL x.y whose ..."
+    match = re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", message)
     if match:
         return match.group(1)
     if re.search(r"Unsupported (global|class)|GLOBAL|REDUCE|BUILD", message):
@@ -466,14 +467,18 @@ def read_weights_file(path: str | os.PathLike, map_location: Any = "cpu",
     return state, p
 
 
-def imported_checkpoint(state: Any) -> dict[str, Any] | None:
+def imported_checkpoint(state: Any, p: Path) -> dict[str, Any] | None:
     """A ResNet's weights in torchvision's layout (``export --format torchvision``, the
-    converted official weights, ...) as an encoder checkpoint; None for anything else
-    (:func:`simclr.torchvision_io.as_encoder`)."""
+    converted official weights, ...), read from file ``p``, as an encoder checkpoint;
+    None for anything else (:func:`simclr.torchvision_io.as_encoder`)."""
     # (imported here: torchvision_io imports models, which import this module)
     from simclr.torchvision_io import as_encoder
 
-    imported = as_encoder(state) if isinstance(state, dict) and "format" not in state else None
+    try:
+        imported = as_encoder(state) if isinstance(state, dict) and "format" not in state \
+            else None
+    except SimCLRError as exc:  # e.g. two ResNets: the message names them, not the file
+        raise SimCLRError(f"{p} {exc}") from None
     if imported is None:
         return None
     config, weights, what = imported
@@ -483,10 +488,13 @@ def imported_checkpoint(state: Any) -> dict[str, Any] | None:
 
 def checked_checkpoint(state: Any, p: Path) -> dict[str, Any]:
     """:func:`load_checkpoint`'s checks of what :func:`read_weights_file` read."""
-    from simclr.torchvision_io import is_torchvision_state, unwrapped_state
+    from simclr.torchvision_io import is_torchvision_state, unwrapped_state, why_not_a_resnet
 
     if isinstance(state, dict) and "format" not in state:
-        state = imported_checkpoint(state) or state
+        state = imported_checkpoint(state, p) or state
+        misfit = why_not_a_resnet(state) if "format" not in state else None
+        if misfit is not None:
+            raise SimCLRError(f"{p} is not a ResNet's weights in torchvision's layout: {misfit}")
         if "format" not in state and is_torchvision_state(unwrapped_state(state)):
             raise SimCLRError(
                 f"{p} holds a state dict (tensors by name) but not a ResNet-18/34/50/101/152 "

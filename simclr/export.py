@@ -122,7 +122,9 @@ def export_encoder(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
         "kind": "encoder",
         "config": {"model": ckpt["config"]["model"], "augment": ckpt["config"]["augment"]},
         "model": {f"encoder.{k}": v for k, v in encoder.state_dict().items()},
-        "step": int(ckpt.get("step", 0)),
+        # an imported file's origin stays with it; it has no step of simclr's
+        **({"step": int(ckpt["step"])} if ckpt.get("step") is not None else {}),
+        **({"imported": ckpt["imported"]} if ckpt.get("imported") else {}),
     }
     out = Path(out)
     save_checkpoint(blob, out.parent, out.name, None)
@@ -147,7 +149,7 @@ def export_torchvision(checkpoint: str | Path, out: str | Path) -> dict[str, Any
             "load": f"{code}; m.load_state_dict(torch.load({str(out)!r})); m.eval()"}
 
 
-def program_card(spec: dict[str, Any], layer: str, dim: int, step: int, fmt: str,
+def program_card(spec: dict[str, Any], layer: str, dim: int, step: int | None, fmt: str,
                  source: Path, classes: list[str] | None = None) -> dict[str, Any]:
     """What a program computes and what it expects: stored in it and beside it."""
     size = spec["image_size"]
@@ -215,7 +217,7 @@ def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
     check = torch.rand(CHECK_BATCH, 3, size, size, generator=gen)
     with torch.no_grad():
         expected = module(check)
-    card = program_card(spec, layer, int(expected.shape[1]), int(ckpt.get("step", 0)), fmt,
+    card = program_card(spec, layer, int(expected.shape[1]), ckpt.get("step"), fmt,
                         source, classes)
     out = Path(out)
     result: dict[str, Any] = {}

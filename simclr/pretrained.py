@@ -136,7 +136,7 @@ def initial_weights(path: str) -> tuple[dict[str, Any], str]:
     try:
         state, file = read_weights_file(path)
         # A ResNet's is read as an encoder's, unwrapped as `--checkpoint` unwraps it.
-        imported = imported_checkpoint(state)
+        imported = imported_checkpoint(state, file)
         bare = unwrapped_state(state) if imported is None else None
         if bare is not None and is_torchvision_state(bare):
             # another torchvision network: its names are the encoder's, under net.
@@ -151,7 +151,13 @@ def initial_weights(path: str) -> tuple[dict[str, Any], str]:
         raise SimCLRError(f"--init-from {path}: {file} holds no encoder weights")
     if ckpt.get("imported"):
         return kept, f"{ckpt['imported']} {file}"
-    return kept, f"{ckpt.get('kind', 'simclr')} checkpoint {file} (step {ckpt.get('step')})"
+    return kept, f"{ckpt.get('kind', 'simclr')} checkpoint {file} ({trained_for(ckpt)})"
+
+
+def trained_for(ckpt: dict[str, Any]) -> str:
+    """"step N" for a checkpoint simclr trained, else where its weights came from."""
+    return f"step {ckpt['step']}" if ckpt.get("step") is not None else \
+        str(ckpt.get("imported") or "step unknown")
 
 
 def apply_initial_weights(model: SimCLRModel, weights: dict[str, Any], what: str) -> str:
@@ -218,7 +224,7 @@ def embed_folder(
               "classes": np.array(source.classes, dtype=str), "paths": np.array(paths, dtype=str),
               # which representation: features of two are not comparable (simclr neighbors;
               # the file resolved, so two shells' spellings of one checkpoint agree)
-              "encoder": np.array(f"{Path(ckpt['file']).resolve()} step {ckpt.get('step')} "
+              "encoder": np.array(f"{Path(ckpt['file']).resolve()} {trained_for(ckpt)} "
                                   f"layer {layer}")}
 
     def write(tmp: Path) -> None:  # whole or not at all (a file object: savez adds no .npz)

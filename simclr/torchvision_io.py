@@ -77,44 +77,89 @@ _DEPTHS = {("basic", (2, 2, 2, 2)): "resnet18", ("basic", (3, 4, 6, 3)): "resnet
            ("bottleneck", (3, 4, 6, 3)): "resnet50",
            ("bottleneck", (3, 4, 23, 3)): "resnet101",
            ("bottleneck", (3, 8, 36, 3)): "resnet152"}
-# where converted weights sit inside a saved dict: e.g. {"state_dict": ...} (the PyTorch
-# conversions of the official SimCLR v1 checkpoints, and Lightning checkpoints)
-_WRAPPERS = ("state_dict", "model", "encoder", "backbone")
+# where a model's weights sit inside a saved dict: e.g. {"state_dict": ...} (the PyTorch
+# conversions of the official SimCLR v1 checkpoints, Lightning checkpoints), or
+# {"epoch": ..., "model_state_dict": ...} (PyTorch's tutorial on saving), first match
+_WRAPPERS = ("state_dict", "model_state_dict", "model", "encoder", "backbone", "net")
 _STEM = "conv1.weight"
+_OUR_STEM = "stem.0.weight"  # simclr's own name: a bare `encoder.state_dict()`
+
+
+def _resnet_prefixes(state: Mapping[str, Any]) -> list[str]:
+    """The name prefixes P under which a ResNet's stem and first block sit (P + "conv1.weight"
+    or simclr's P + "stem.0.weight", and P + "layer1.0.conv1.weight"), shortest first: one
+    per ResNet in the file (a block's conv1 has no layer1.0 beneath it)."""
+    found = set()
+    for key in map(str, state):
+        for stem in (_STEM, _OUR_STEM):
+            if key.endswith(stem) and f"{key[: -len(stem)]}layer1.0.{_STEM}" in state:
+                found.add(key[: -len(stem)])
+    return sorted(found, key=lambda p: (len(p), p))
 
 
 def unwrapped_state(state: Any) -> Any:
-    """The tensors of a saved state dict: out of a ``{"state_dict": ...}``-style wrapper,
-    without DDP's ``module.`` prefix, and, where a torchvision-layout ResNet sits inside
-    a larger model (``backbone.*`` beside ``projector.*``), that ResNet's tensors alone
-    under its own names; anything else unchanged."""
-    if isinstance(state, Mapping):  # a wrapper: "state_dict" beside others, or alone
-        key = "state_dict" if "state_dict" in state else next(iter(state)) if len(state) == 1 \
-            else None
-        if key in _WRAPPERS and isinstance(state[key], Mapping):
+    """:func:`_unwrapped`'s state."""
+    return _unwrapped(state)[0]
+
+
+def _unwrapped(state: Any) -> tuple[Any, bool]:
+    """(The tensors of a saved state dict: out of a ``{"state_dict": ...}``-style wrapper,
+    without DDP's ``module.`` prefix, and, where a ResNet sits inside a larger model
+    (``backbone.*`` beside ``projector.*``), that ResNet's tensors alone under its own
+    names; a simclr checkpoint or anything else unchanged.
+
+    Of several ResNets the one under the shortest prefix is taken (solo-learn's
+    ``backbone.`` beside its ``momentum_backbone.``); two under prefixes of one length
+    (MoCo's ``encoder_q.``/``encoder_k.``, a student and a teacher) are refused: which
+    one is meant is the user's call. The flag: whether the names were simclr's
+    (``stem.0.`` for ``conv1.``), renamed to torchvision's.
+    """
+    if isinstance(state, Mapping) and "format" not in state:
+        key = next((k for k in _WRAPPERS if isinstance(state.get(k), Mapping)), None)
+        if key is not None:
             state = state[key]
     if not is_torchvision_state(state):
-        return state
-    # The shortest prefix P with P + "conv1.weight" and P + "layer1.0.conv1.weight": the
-    # ResNet's own stem (a block's conv1 has no layer1.0 beneath it).
-    prefixes = sorted((str(k)[: -len(_STEM)] for k in state if str(k).endswith(_STEM)
-                       and f"{str(k)[: -len(_STEM)]}layer1.0.{_STEM}" in state), key=len)
+        return state, False
+    prefixes = _resnet_prefixes(state)
+    if len(prefixes) > 1 and len(prefixes[0]) == len(prefixes[1]):
+        tied = [p for p in prefixes if len(p) == len(prefixes[0])]
+        raise SimCLRError(
+            f"holds {len(tied)} ResNets, under {' and '.join(repr(p) for p in tied)}: save "
+            "the one to use alone (its tensors without the prefix) and give that file")
     prefix = prefixes[0] if prefixes else ("module." if all(
         str(k).startswith("module.") for k in state) else "")
     if prefix:
         state = {k[len(prefix):]: v for k, v in state.items() if str(k).startswith(prefix)}
-    return state
+    ours = _OUR_STEM in state and _STEM not in state
+    if ours:  # simclr's names, saved without their checkpoint
+        state = to_torchvision(state)
+    return state, ours
+
+
+def _width(channels: list[int]) -> float | None:
+    """The width multiplier that gives the stem and the four stages these channels
+    (:func:`simclr.models._channels` rounds each layer's), as the shortest decimal that
+    does: 0.3 gives 19, 19, 38, 77, 154, which no ratio of two of them is."""
+    bases = (64, 64, 128, 256, 512)
+    for digits in range(1, 7):
+        for c, base in zip(channels, bases, strict=True):
+            width = round(c / base, digits)
+            if width > 0 and all(max(1, round(b * width)) == n
+                                 for b, n in zip(bases, channels, strict=True)):
+                return width
+    return None
 
 
 def resnet_layout(state: Any) -> tuple[str, float, bool] | None:
     """(arch, width, cifar_stem) of a ResNet state dict in torchvision's layout, read
     off its names and shapes; None for anything else.
 
-    The width is the stem's channels over 64 (simclr's and the official code's width
-    multiplies every layer: the official SimCLR ResNet-50 2x and 4x are such ResNets);
-    a 3x3 first convolution means the CIFAR stem (stride 1, no max-pool), 7x7 the
-    ImageNet one. A guess from names and the stem only: :func:`as_encoder` checks that
-    every tensor fits it (a ResNeXt has a ResNet-50's names, not its shapes).
+    The width multiplies every layer's channels, the stem's included, as simclr's and
+    the official code's does (the official SimCLR ResNet-50 2x and 4x are such
+    ResNets): read off the stem's and each stage's first convolution. A 3x3 first
+    convolution means the CIFAR stem (stride 1, no max-pool), 7x7 the ImageNet one. A
+    guess from names and a few shapes: :func:`as_encoder` checks that every tensor fits
+    it (a ResNeXt has a ResNet-50's names, not its shapes).
     """
     if not is_torchvision_state(state) or not isinstance(state.get(_STEM), torch.Tensor) \
             or not all(isinstance(k, str) for k in state):  # (a stray int key: not torch's)
@@ -126,35 +171,70 @@ def resnet_layout(state: Any) -> tuple[str, float, bool] | None:
     depths = tuple(len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")})
                    for i in range(1, 5))
     arch = _DEPTHS.get((kind, depths))
-    if arch is None:
+    firsts = [state.get(f"layer{i}.0.conv1.weight") for i in range(1, 5)]
+    if arch is None or not all(isinstance(t, torch.Tensor) and t.dim() == 4 for t in firsts):
         return None
-    return arch, stem.shape[0] / 64, stem.shape[-1] == 3
+    width = _width([stem.shape[0], *(t.shape[0] for t in firsts)])
+    return None if width is None else (arch, width, stem.shape[-1] == 3)
+
+
+def _fills_counters(weights: dict[str, Any], names: Mapping[str, torch.Tensor]) -> None:
+    """BatchNorm's ``num_batches_tracked`` counters a file lacks set to 0, as BatchNorm
+    itself does for files saved before torch 0.4.1 (torchvision's first ImageNet
+    weights): they only count, no output depends on them."""
+    for name, like in names.items():
+        if name.endswith(".num_batches_tracked") and name not in weights:
+            weights[name] = torch.zeros((), dtype=like.dtype)
 
 
 def as_encoder(state: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor], str] | None:
     """A ResNet state dict in torchvision's layout (:func:`resnet_layout`), possibly
-    wrapped (:func:`unwrapped_state`), as what an encoder checkpoint holds: (its config,
-    its weights under simclr's names with ``encoder.``, what it was); None if it is not
-    one. Its classifier ``fc`` is dropped.
+    wrapped or inside a larger model (:func:`unwrapped_state`), as what an encoder
+    checkpoint holds: (its config, its weights under simclr's names with ``encoder.``,
+    what it was); None if it is not one. Its classifier ``fc`` is dropped.
 
     The config: the architecture read off the weights, and the side the stem implies
     (224 px for the ImageNet stem, 32 for the CIFAR one), which evaluations resize to.
     """
-    state = unwrapped_state(state)
+    read = _read(state)
+    return read if isinstance(read, tuple) else None
+
+
+def why_not_a_resnet(state: Any) -> str | None:
+    """For weights whose names are a ResNet's but whose tensors do not fit one, the
+    first misfit (a ResNeXt's grouped convolutions, a missing or extra tensor); None if
+    they are a ResNet's, or if their names are not."""
+    read = _read(state)
+    return read if isinstance(read, str) else None
+
+
+def _read(state: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor], str] | str | None:
+    """:func:`as_encoder`'s result, or :func:`why_not_a_resnet`'s reason, or None."""
+    state, ours = _unwrapped(state)
     layout = resnet_layout(state)
     if layout is None:
         return None
     arch, width, cifar_stem = layout
     with torch.device("meta"):  # only its names: no memory even for a ResNet-50 4x
         names = ResNet(arch, width, cifar_stem).state_dict()
+    weights = from_torchvision(state, names)
+    _fills_counters(weights, names)
+    model = f"a {arch} x{width:g}{' with the CIFAR stem' if cifar_stem else ''}"
+    names_in_file = {k: _renamed(k, True) for k in names}
+    for k, v in names.items():
+        if k not in weights:
+            return f"its names are {model}'s but it has no {names_in_file[k]}"
+        if weights[k].shape != v.shape:
+            return (f"its names are {model}'s but {names_in_file[k]} is "
+                    f"{tuple(weights[k].shape)}, not {tuple(v.shape)}")
+    extra = sorted(_renamed(k, True) for k in weights.keys() - names.keys())
+    if extra:
+        return f"its names are {model}'s but it also has {extra[0]}" + (
+            f" and {len(extra) - 1} more tensors" if len(extra) > 1 else "")
     config = {"model": {"arch": arch, "width": width, "cifar_stem": cifar_stem},
               "augment": {"size": 32 if cifar_stem else 224}}
-    weights = from_torchvision(state, names)
-    if weights.keys() != names.keys() or any(weights[k].shape != v.shape
-                                             for k, v in names.items()):
-        return None  # another network under a ResNet's names
     return config, {f"encoder.{k}": v for k, v in weights.items()}, \
-        "ResNet weights in torchvision's layout"
+        f"ResNet weights in {'simclr' if ours else 'torchvision'}'s layout"
 
 
 def is_torchvision_state(state: Any) -> bool:
@@ -169,9 +249,23 @@ def torchvision_weights(state: Mapping[str, Any], encoder: nn.Module) -> dict[st
     the classifier dropped (checked against the encoder by the caller)."""
     if isinstance(encoder, TorchvisionEncoder):
         drop = classifier_prefix(encoder.arch)
+        state = _under_own_names(state, [k[len("net."):] for k in encoder.state_dict()])
         return {f"net.{k}": v for k, v in state.items() if not k.startswith(drop)}
     check_convertible(encoder.arch, encoder.width, encoder.cifar_stem)
     return from_torchvision(state, encoder.state_dict())
+
+
+def _under_own_names(state: Mapping[str, Any], names: list[str]) -> Mapping[str, Any]:
+    """``state`` without the prefix its network's ``names`` sit under when it was saved
+    inside a larger model (``backbone.``, ``model.``; the shortest that holds them all),
+    else unchanged."""
+    if not names or names[0] in state:
+        return state
+    prefixes = sorted({k[: -len(names[0])] for k in state if k.endswith(names[0])}, key=len)
+    for prefix in prefixes:
+        if all(prefix + name in state for name in names):
+            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return state
 
 
 def torchvision_model(encoder: nn.Module, image_size: int

@@ -135,3 +135,19 @@ def test_the_supervised_baselines_classifier_builds_on_them():
     model = build_classifier_within_memory(ModelConfig(arch="mobilenet_v3_small"), 32, 3,
                                            torch.device("cpu"))
     assert model(torch.rand(2, 3, 32, 32)).shape == (2, 3)
+
+
+def test_torchvision_weights_inside_a_larger_model_are_found_under_their_prefix():
+    """--init-from with a Lightning-style file (backbone.* beside projector.*): the
+    network's own tensors are found under backbone., the rest left out."""
+    from simclr.backbones import TorchvisionEncoder
+    from simclr.torchvision_io import torchvision_weights
+
+    encoder = TorchvisionEncoder("mobilenet_v3_small", 32)
+    torch.manual_seed(2)
+    weights = torchvision.models.get_model("mobilenet_v3_small").state_dict()
+    saved = {**{f"model.backbone.{k}": v for k, v in weights.items()},
+             "model.projector.0.weight": torch.zeros(4, 4)}
+    encoder.load_state_dict(torchvision_weights(saved, encoder))  # strict
+    assert torch.equal(encoder.state_dict()["net.features.0.0.weight"],
+                       weights["features.0.0.weight"])

@@ -194,6 +194,27 @@ def test_pickle_payload_is_refused_and_never_runs(tmp_path):
     assert not marker.exists()
 
 
+class ShellPayload:
+    """Unpickling this runs a shell command that creates the marker."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch '{self.marker}'",))
+
+
+def test_a_shell_command_payload_is_named(tmp_path):
+    """torch words this refusal "unsupported GLOBAL posix.system whose module ...": the
+    culprit is still named."""
+    marker = tmp_path / "marker"
+    torch.save({"format": "simclr-checkpoint", "p": ShellPayload(str(marker))},
+               tmp_path / "shell.pt")
+    with pytest.raises(SimCLRError, match=r"pickled Python objects \((posix|nt|os)\.system\)"):
+        load_checkpoint(tmp_path / "shell.pt")
+    assert not marker.exists()
+
+
 def test_legacy_format_pickle_payload_is_refused(tmp_path):
     marker = tmp_path / "marker"
     evil = tmp_path / "legacy.pt"

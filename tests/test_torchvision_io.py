@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -139,18 +140,113 @@ def test_imported_weights_serve_the_evaluation_commands(tmp_path, image_folder, 
     assert result["source"]["imported"] == "ResNet weights in torchvision's layout"
     out = tmp_path / "enc.pt"
     assert main(["export", "--checkpoint", str(weights), "--out", str(out)]) == 0
-    exported, _ = encoder_from_checkpoint(load_checkpoint(out))
+    ckpt = load_checkpoint(out)
+    assert ckpt["imported"] == "ResNet weights in torchvision's layout" and "step" not in ckpt
+    exported, _ = encoder_from_checkpoint(ckpt)
+    assert main(["embed", "--checkpoint", str(weights), "--data", str(image_folder), "--out",
+                 str(tmp_path / "e.npz"), "--cache-dir", str(tmp_path / "cache")]) == 0
+    with np.load(tmp_path / "e.npz") as embedded:  # which encoder: no "step None"
+        assert str(embedded["encoder"]) == (f"{weights.resolve()} ResNet weights in "
+                                            "torchvision's layout layer h")
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(exported.eval()(x), ours(x), rtol=0, atol=0)
 
 
 def test_another_network_under_a_resnets_names_is_refused_in_one_line(tmp_path):
-    """A ResNeXt-50 has a ResNet-50's names and stem, not its shapes: not read as one."""
+    """A ResNeXt-50 has a ResNet-50's names and stem, not its channels: not read as one
+    (torchvision's resnext50_32x4d can start a run instead)."""
     with torch.device("meta"):
         state = torchvision.models.resnext50_32x4d().state_dict()
-    assert resnet_layout(state) == ("resnet50", 1.0, False)  # the guess from names alone
+    assert resnet_layout(state) is None  # 128 channels in layer1 after a 64-channel stem
     torch.save({k: torch.zeros(v.shape) for k, v in state.items()}, tmp_path / "resnext.pth")
     with pytest.raises(SimCLRError, match=r"resnext.pth holds a state dict .* but not a "
                                           r"ResNet-18/34/50/101/152 in torchvision's layout"):
         load_checkpoint(tmp_path / "resnext.pth")
+
+
+def _resnet18_state(seed: int = 5) -> dict:
+    torch.manual_seed(seed)
+    return to_torchvision(randomised(build_encoder("resnet18", 1.0, False), seed).state_dict())
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda s: {k: v for k, v in s.items() if k != "layer2.1.bn1.running_var"},
+     r"its names are a resnet18 x1's but it has no layer2.1.bn1.running_var"),
+    (lambda s: {**s, "layer3.0.conv2.weight": torch.zeros(256, 8, 3, 3)},
+     r"its names are a resnet18 x1's but layer3.0.conv2.weight is \(256, 8, 3, 3\), not "
+     r"\(256, 256, 3, 3\)"),
+    (lambda s: {**s, "layer4.1.se.weight": torch.zeros(3), "layer4.1.se.bias": torch.zeros(3)},
+     r"its names are a resnet18 x1's but it also has layer4.1.se.bias and 1 more tensors"),
+])
+def test_a_near_resnet_is_refused_naming_its_first_misfit(tmp_path, change, message):
+    torch.save(change(_resnet18_state()), tmp_path / "near.pth")
+    with pytest.raises(SimCLRError, match=r"near.pth is not a ResNet's weights in "
+                                          r"torchvision's layout: " + message + "$"):
+        load_checkpoint(tmp_path / "near.pth")
+
+
+def test_files_without_batchnorm_counters_load(tmp_path):
+    """Files saved before torch 0.4.1 (torchvision's first ImageNet weights) have no
+    num_batches_tracked; BatchNorm counts from 0 for them, and so does the import."""
+    state = _resnet18_state()
+    torch.save({k: v for k, v in state.items() if "num_batches_tracked" not in k},
+               tmp_path / "old.pth")
+    ckpt = load_checkpoint(tmp_path / "old.pth")
+    counters = [v for k, v in ckpt["model"].items() if k.endswith("num_batches_tracked")]
+    assert counters and all(int(c) == 0 and c.dtype == torch.long for c in counters)
+    encoder, _ = encoder_from_checkpoint(ckpt)
+    reference = build_encoder("resnet18", 1.0, False)
+    reference.load_state_dict(from_torchvision(state, reference.state_dict()))
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.eval()(x), reference.eval()(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("width", [0.3, 0.1, 0.7, 1.5, 0.125])
+def test_widths_off_the_sixty_fourths_are_read_back(width):
+    """Each layer's channels are rounded on their own (0.3: 19, 19, 38, 77, 154), so the
+    stem's alone does not give the width; the shortest decimal that gives all does."""
+    with torch.device("meta"):
+        state = to_torchvision(build_encoder("resnet50", width, True).state_dict())
+    assert resnet_layout(state) == ("resnet50", width, True)
+
+
+def test_of_several_resnets_the_outermost_is_taken_and_two_alike_are_refused(tmp_path):
+    """solo-learn keeps the trained ResNet as backbone.* beside momentum_backbone.*; MoCo
+    keeps encoder_q.* beside encoder_k.*, which is the user's to choose."""
+    state = _resnet18_state(seed=6)
+    other = _resnet18_state(seed=7)
+    solo = {"state_dict": {**{f"backbone.{k}": v for k, v in state.items()},
+                           **{f"momentum_backbone.{k}": v for k, v in other.items()}}}
+    torch.save(solo, tmp_path / "solo.ckpt")
+    ckpt = load_checkpoint(tmp_path / "solo.ckpt")
+    torch.testing.assert_close(ckpt["model"]["encoder.stem.0.weight"], state["conv1.weight"],
+                               rtol=0, atol=0)
+    moco = {"epoch": 200, "state_dict": {**{f"module.encoder_q.{k}": v for k, v in state.items()},
+                                          **{f"module.encoder_k.{k}": v for k, v in other.items()}}}
+    torch.save(moco, tmp_path / "moco.pth.tar")
+    with pytest.raises(SimCLRError, match=r"moco.pth.tar holds 2 ResNets, under "
+                                          r"'module.encoder_k.' and 'module.encoder_q.': save "
+                                          r"the one to use alone"):
+        load_checkpoint(tmp_path / "moco.pth.tar")
+
+
+@pytest.mark.parametrize("saved", ["encoder", "model_state_dict"])
+def test_simclr_weights_saved_bare_and_tutorial_wrappers_load(tmp_path, saved):
+    """`torch.save(model.encoder.state_dict())` (simclr's names, no config) and PyTorch's
+    tutorial layout {"epoch", "model_state_dict", "optimizer_state_dict"} are read too."""
+    torch.manual_seed(0)
+    ours = randomised(build_encoder("resnet18", 0.25, True), seed=8)
+    state = {"encoder": lambda: {f"encoder.{k}": v for k, v in ours.state_dict().items()},
+             "model_state_dict": lambda: {"epoch": 9, "model_state_dict": to_torchvision(
+                 ours.state_dict()), "optimizer_state_dict": {"state": {}}}}[saved]()
+    torch.save(state, tmp_path / "w.pt")
+    ckpt = load_checkpoint(tmp_path / "w.pt")
+    assert ckpt["imported"] == ("ResNet weights in simclr's layout" if saved == "encoder"
+                                else "ResNet weights in torchvision's layout")
+    encoder, spec = encoder_from_checkpoint(ckpt)
+    assert spec["width"] == 0.25 and spec["cifar_stem"] and spec["image_size"] == 32
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.eval()(x), ours(x), rtol=0, atol=0)
