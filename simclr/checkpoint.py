@@ -39,6 +39,8 @@ from simclr.files import (
     torch_save,
     write_atomically,
 )
+from simclr.safetensors_file import SUFFIX as SAFETENSORS
+from simclr.safetensors_file import is_safetensors, read_safetensors
 from simclr.settings import SettingError, config_from_dict
 from simclr.validate import validate
 
@@ -384,6 +386,11 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
                 raise SimCLRError(f"{p} holds only an unfinished training "
                                   f"({unfinished[0].name}): rerun the command that was "
                                   "stopped to finish it")
+            # else a downloaded model folder's weights (the Hub's model.safetensors)
+            files = files or ([] if unfinished else sorted(p.glob(f"*{SAFETENSORS}")))
+            if len(files) > 1:
+                raise SimCLRError(f"{p} holds several weights files "
+                                  f"({', '.join(f.name for f in files)}); name one")
             if not files:
                 raise SimCLRError(f"no complete checkpoint in {p}")
             found = files[0]
@@ -439,6 +446,8 @@ def read_weights_file(path: str | os.PathLike, map_location: Any = "cpu",
     if p.suffix.lower() in (".pt2", ".onnx"):  # `simclr export` programs: no weights dict
         raise SimCLRError(f"{p} is an exported program ({p.suffix}), not a checkpoint; give "
                           "the checkpoint it was exported from")
+    if is_safetensors(p):  # no pickle at all: read by its own rules
+        return read_safetensors(p), p
     try:
         with warnings.catch_warnings():  # e.g. torch's "Detected pickle protocol 4"
             warnings.simplefilter("ignore")

@@ -1,0 +1,87 @@
+"""Tests for simclr.safetensors_file: Hugging Face's weight files, read without the package."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from simclr.checkpoint import load_checkpoint
+from simclr.errors import SimCLRError
+from simclr.pretrained import encoder_from_checkpoint
+from simclr.safetensors_file import read_safetensors
+
+# names the specification gives each dtype, and numpy's spelling of its bytes
+_NAMES = {torch.float32: ("F32", "<f4"), torch.float16: ("F16", "<f2"),
+          torch.int64: ("I64", "<i8"), torch.uint8: ("U8", "u1")}
+
+
+def write_safetensors(path, tensors: dict, metadata: dict | None = None) -> None:
+    """The format as its specification lays it out, written here independently of the
+    reader: header length, JSON header, the tensors' bytes back to back."""
+    header: dict = {"__metadata__": metadata} if metadata else {}
+    chunks, offset = [], 0
+    for name, t in tensors.items():
+        dtype, np_dtype = _NAMES[t.dtype]
+        raw = t.numpy().astype(np_dtype).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(t.shape),
+                        "data_offsets": [offset, offset + len(raw)]}
+        chunks.append(raw)
+        offset += len(raw)
+    encoded = json.dumps(header).encode()
+    encoded += b" " * (-len(encoded) % 8)  # the specification pads the header to 8 bytes
+    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + b"".join(chunks))
+
+
+def test_tensors_round_trip_exactly(tmp_path):
+    gen = torch.Generator().manual_seed(0)
+    tensors = {"a": torch.randn(3, 4, generator=gen), "b": torch.arange(5),
+               "c": torch.randn(2, generator=gen).half(), "d": torch.tensor(7, dtype=torch.uint8),
+               "empty": torch.zeros(0, 3)}
+    write_safetensors(tmp_path / "t.safetensors", tensors, {"format": "pt"})
+    read = read_safetensors(tmp_path / "t.safetensors")
+    assert read.keys() == tensors.keys()
+    for name, t in tensors.items():
+        assert read[name].dtype == t.dtype and torch.equal(read[name], t), name
+
+
+@pytest.mark.parametrize(("damage", "problem"), [
+    (lambda b: b[:-3], r"tensor 'w': the file ends early"),
+    (lambda b: b[:6], r"the file ends early"),
+    (lambda b: struct.pack("<Q", 10**12) + b[8:], r"no header"),
+    (lambda b: b[:8] + b"[" + b[9:], r"its header is not JSON"),
+    (lambda b: b.replace(b'"F32"', b'"F99"'), r"tensor 'w': dtype 'F99' is not one simclr reads"),
+    (lambda b: b.replace(b"[2, 3]", b"[2, 2]"),
+     r"tensor 'w': 24 bytes for a F32 tensor of shape \(2, 2\)"),
+])
+def test_a_damaged_file_is_one_line_naming_the_problem(tmp_path, damage, problem):
+    write_safetensors(tmp_path / "w.safetensors", {"w": torch.ones(2, 3)})
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(SimCLRError, match=r"cannot read .*w.safetensors: not a complete "
+                                          r"safetensors file \(" + problem + r"\)$"):
+        read_safetensors(path)
+
+
+def test_a_resnet_in_a_model_folder_is_an_encoder_checkpoint(tmp_path):
+    """A folder as the Hub downloads it (config.json beside model.safetensors), timm's
+    ResNet names being torchvision's: read as an encoder whose h is torchvision's."""
+    torch.manual_seed(0)
+    theirs = torchvision.models.resnet18().eval()
+    state = {k: v for k, v in theirs.state_dict().items() if "num_batches" not in k}
+    folder = tmp_path / "resnet18.tv_in1k"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"architecture": "resnet18"}')
+    write_safetensors(folder / "model.safetensors", state, {"format": "pt"})
+    ckpt = load_checkpoint(folder)
+    assert ckpt["file"].endswith("model.safetensors")
+    encoder, spec = encoder_from_checkpoint(ckpt)
+    assert spec["arch"] == "resnet18" and spec["image_size"] == 224
+    theirs.fc = torch.nn.Identity()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        np.testing.assert_array_equal(encoder.eval()(x).numpy(), theirs(x).numpy())
