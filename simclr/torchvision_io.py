@@ -33,13 +33,12 @@ _PREFIXES = (("stem.0.", "conv1."), ("stem.1.", "bn1."))
 _INFIX = (".shortcut.", ".downsample.")
 
 
-def check_convertible(arch: str, width: float, cifar_stem: bool) -> None:
-    """torchvision's ResNets have neither a width multiplier nor a CIFAR stem."""
-    if width != 1 or cifar_stem:
-        what = (f"width multiplier (this encoder: width {width:g})" if width != 1
-                else "CIFAR stem (3x3 conv, no max-pool)")
-        raise SimCLRError(f"torchvision's {arch} has no {what}: only width-1 encoders with "
-                          "the ImageNet stem have a torchvision layout")
+def check_convertible(arch: str, width: float) -> None:
+    """torchvision's ResNets have no width multiplier (its ``width_per_group`` widens a
+    bottleneck's middle convolution alone)."""
+    if width != 1:
+        raise SimCLRError(f"torchvision's {arch} has no width multiplier (this encoder: "
+                          f"width {width:g}): only width-1 encoders have a torchvision layout")
 
 
 def _renamed(name: str, to_torchvision: bool) -> str:
@@ -251,7 +250,7 @@ def torchvision_weights(state: Mapping[str, Any], encoder: nn.Module) -> dict[st
         drop = classifier_prefix(encoder.arch)
         state = _under_own_names(state, [k[len("net."):] for k in encoder.state_dict()])
         return {f"net.{k}": v for k, v in state.items() if not k.startswith(drop)}
-    check_convertible(encoder.arch, encoder.width, encoder.cifar_stem)
+    # (not a ResNet's file, or it would have been read as one: the caller names the misfit)
     return from_torchvision(state, encoder.state_dict())
 
 
@@ -282,10 +281,16 @@ def torchvision_model(encoder: nn.Module, image_size: int
         code = (f"m = torchvision.models.get_model({arch!r}{size}); "
                 f"{classifier_code(arch)} = torch.nn.Identity()")
     else:
-        check_convertible(arch, encoder.width, encoder.cifar_stem)
+        check_convertible(arch, encoder.width)
         state = to_torchvision(encoder.state_dict())
         model = getattr(torchvision.models, arch)()
+        code = f"m = torchvision.models.{arch}(); "
+        if encoder.cifar_stem:  # the CIFAR stem (App. B.9): a 3x3 stride-1 conv, no max-pool
+            model.conv1 = nn.Conv2d(3, 64, 3, padding=1, bias=False)
+            model.maxpool = nn.Identity()
+            code += ("m.conv1 = torch.nn.Conv2d(3, 64, 3, padding=1, bias=False); "
+                     "m.maxpool = torch.nn.Identity(); ")
         model.fc = nn.Identity()
-        code = f"m = torchvision.models.{arch}(); m.fc = torch.nn.Identity()"
+        code += "m.fc = torch.nn.Identity()"
     model.load_state_dict(state)
     return model, state, code

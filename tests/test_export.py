@@ -352,3 +352,35 @@ def test_torchvision_export_loads_into_torchvisions_resnet(tmp_path, run_dir, ca
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "No space left on device" in err, err
     assert out.read_bytes() == before and not list(tmp_path.glob("resnet18.pth.tmp-*"))
+
+
+def test_a_cifar_stem_encoder_exports_to_torchvision_with_its_stem(tmp_path, capsys):
+    """A width-1 CIFAR-stem ResNet-18 (App. B.9's stem): torchvision's resnet18 with the
+    3x3 stride-1 conv1 and no max-pool the `load` code gives computes h to the last bit,
+    and simclr reads the file back at 32 px."""
+    import torchvision
+
+    from simclr.models import build_model
+    from simclr.pretrained import load_encoder
+    from simclr.settings import build_config
+
+    cfg = build_config(flags={"model.arch": "resnet18", "model.width": 1.0,
+                              "model.cifar_stem": True, "augment.size": 32})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 32)
+    with torch.no_grad():
+        model.train()(torch.rand(4, 3, 32, 32))  # non-trivial BatchNorm statistics
+    save_checkpoint({"kind": "pretrain", "config": cfg.to_dict(), "model": model.state_dict()},
+                    tmp_path, "cifar.pt")
+    out = tmp_path / "resnet18-cifar.pth"
+    assert main(["export", "--checkpoint", str(tmp_path / "cifar.pt"), "--out", str(out),
+                 "--format", "torchvision"]) == 0
+    load = json.loads(capsys.readouterr().out)["load"]
+    namespace = {"torch": torch, "torchvision": torchvision}
+    exec(load, namespace)  # the Python the export prints, as a user would run it
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(namespace["m"](x), load_encoder(tmp_path / "cifar.pt")(x))
+    assert main(["info", str(out)]) == 0
+    assert capsys.readouterr().out == (
+        f"{out}: ResNet weights in torchvision's layout, resnet18 x1, 32 px\n")

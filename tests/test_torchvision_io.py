@@ -65,13 +65,11 @@ def test_the_encoder_computes_torchvision_from_its_weights(arch):
         torch.testing.assert_close(ours.eval()(x), theirs(x), rtol=0, atol=0)
 
 
-def test_only_width_one_with_the_imagenet_stem_has_a_torchvision_layout():
-    check_convertible("resnet50", 1.0, False)
+def test_only_width_one_has_a_torchvision_layout():
+    check_convertible("resnet50", 1.0)
     with pytest.raises(SimCLRError, match=r"resnet18 has no width multiplier \(this encoder: "
                                           r"width 0.5\)"):
-        check_convertible("resnet18", 0.5, False)
-    with pytest.raises(SimCLRError, match="resnet18 has no CIFAR stem"):
-        check_convertible("resnet18", 1.0, True)
+        check_convertible("resnet18", 0.5)
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"])
