@@ -28,7 +28,7 @@ import numpy as np
 
 from simclr.decode import DEFAULT_MAX_PIXELS, load_square
 from simclr.errors import BadImageError, SimCLRError
-from simclr.files import remove_stale_temporaries, temporary_name, write_atomically
+from simclr.files import discard, remove_stale_temporaries, temporary_name, write_atomically
 
 if TYPE_CHECKING:
     from simclr.folders import ImageList
@@ -219,11 +219,11 @@ def _build_cache_files(
             os.fsync(f.fileno())
         os.replace(tmp, npy)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        discard(tmp)
         raise SimCLRError(f"cannot write the decoded cache {npy} ({nbytes / 2**20:.0f} MiB): "
                           f"{exc.strerror or exc}; {ELSEWHERE}") from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        discard(tmp)
         raise
     bad_set = {i for i, _ in bad}
     meta = {
@@ -236,7 +236,7 @@ def _build_cache_files(
     try:
         write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))
     except OSError as exc:  # a cache without its sidecar is no cache: not left behind
-        npy.unlink(missing_ok=True)
+        discard(npy)
         raise SimCLRError(f"cannot write the decoded cache's record {meta_path}: "
                           f"{exc.strerror or exc}; {ELSEWHERE}") from None
     return np.load(npy, mmap_mode="r"), meta

@@ -33,6 +33,7 @@ from torch import nn
 
 from simclr.errors import SimCLRError, unreadable_path, with_article
 from simclr.files import (
+    discard,
     fsync_dir,
     remove_stale_temporaries,
     temporary_name,
@@ -153,7 +154,7 @@ def link_same_periodic(payload: Mapping[str, Any], folder: Path, target: Path) -
         os.link(same[0], tmp)
         os.replace(tmp, target)  # atomic, as every checkpoint write
     except OSError:
-        tmp.unlink(missing_ok=True)
+        discard(tmp)
         return False
     fsync_dir(folder)
     return True

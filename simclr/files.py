@@ -26,6 +26,16 @@ def temporary_name(target: Path) -> Path:
     return target.with_name(f"{target.name}.tmp-{os.getpid()}")
 
 
+def discard(path: Path) -> None:
+    """Delete ``path`` if it is there, as a clean-up after a failure: a file that cannot
+    be deleted (read-only file system, no permission) must not replace the error being
+    reported with its own."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def fsync_dir(folder: Path) -> None:
     """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
     try:
@@ -60,10 +70,7 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
         os.replace(tmp, target)
         fsync_dir(target.parent)
     except BaseException:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
+        discard(tmp)
         raise
     remove_stale_temporaries(target.parent, f"{target.name}.tmp-*")
 

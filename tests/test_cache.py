@@ -211,3 +211,23 @@ def test_a_full_disk_when_the_cache_record_is_written_is_one_line_and_leaves_not
         open_source(str(folder), DataConfig(cache_dir=str(tmp_path / "c"), workers=0),
                     image_size=16)
     assert list((tmp_path / "c").glob("*")) == []
+
+
+def test_a_read_only_cache_folder_is_one_line(tmp_path, monkeypatch):
+    """On a read-only file system even deleting the (absent) temporary file fails:
+    that clean-up must not replace the message with a traceback of its own."""
+    import errno
+
+    from tests.conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "imgs", classes=1, per_class=4)
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(np.lib.format, "open_memmap", read_only)
+    monkeypatch.setattr(Path, "unlink", read_only)
+    with pytest.raises(SimCLRError, match=r"^cannot write the decoded cache .*\.npy \(0 MiB\): "
+                                          "Read-only file system; pass another --cache-dir"):
+        open_source(str(folder), DataConfig(cache_dir=str(tmp_path / "c"), workers=0),
+                    image_size=16)
