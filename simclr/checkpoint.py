@@ -409,21 +409,6 @@ CLASSIFIER_FILES = ("linear.pt", "finetune.pt")  # what evaluations write into -
 PARTIAL_SUFFIX = "-partial.pt"  # an evaluation's unfinished training (simclr.classify)
 
 
-def classifier_file(path: str | os.PathLike) -> Path:
-    """The file a classifier's ``--checkpoint`` names: :func:`checkpoint_file`, except
-    that a run folder that also holds the classifier an evaluation wrote into it
-    (``simclr linear-eval --checkpoint RUN --out RUN``) gives that classifier, not the
-    pretraining run's own last checkpoint."""
-    found = checkpoint_file(path)
-    if not Path(path).is_dir() or found.name in CLASSIFIER_FILES:
-        return found
-    beside = [found.parent / n for n in CLASSIFIER_FILES if is_complete(found.parent / n)]
-    if len(beside) > 1:
-        raise SimCLRError(f"{found.parent} holds several classifiers "
-                          f"({', '.join(f.name for f in beside)}); name one")
-    return beside[0] if beside else found
-
-
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
                     mmap: bool = False) -> dict[str, Any]:
     """Read a checkpoint with ``torch.load(weights_only=True)``; ``mmap``: the tensors

@@ -38,7 +38,6 @@ from torch import nn
 from simclr import __version__
 from simclr.checkpoint import (
     checkpoint_file,
-    classifier_file,
     is_run_checkpoint,
     load_checkpoint,
     save_checkpoint,
@@ -47,6 +46,7 @@ from simclr.decode import eval_side
 from simclr.errors import SimCLRError
 from simclr.files import torch_save, written
 from simclr.pretrained import (
+    classifier_file,
     classifier_from_checkpoint,
     encoder_from_checkpoint,
     representation_from_checkpoint,

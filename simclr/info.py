@@ -17,6 +17,7 @@ from typing import Any
 
 from simclr.checkpoint import (
     CHECKPOINTS,
+    CLASSIFIER_FILES,
     LAST,
     PARTIAL_SUFFIX,
     SUPERVISED_RESULT,
@@ -229,6 +230,13 @@ def _checkpoints(folder: Path) -> list[dict[str, Any]]:
             out.append({"name": path.name, **checkpoint_facts(path)})
         except SimCLRError as exc:  # a damaged file is a fact worth showing, not a stop
             out.append({"name": path.name, "error": str(exc)})
+            continue
+        if path.name in CLASSIFIER_FILES:  # an evaluation's --out RUN: of which encoder
+            from simclr.pretrained import classifier_source, why_stale
+
+            out[-1]["fitted_on_step"] = classifier_source(path).get("step")
+            out[-1]["stale"] = why_stale(path, folder / LAST) if (folder / LAST).is_file() \
+                else None
     return out
 
 
@@ -442,15 +450,21 @@ def _checkpoint_line(c: dict[str, Any]) -> str:
         return f"periodic, step {c['step']}"
     parts = [c.get("imported") or
              KIND_NAMES.get(c.get("kind"), f"{c.get('kind') or 'unknown'} checkpoint")]
-    if c.get("step") is not None:
+    if c.get("step") and c.get("kind") in ("linear", "finetune"):
+        parts.append(f"{c['step']} training steps")  # (L-BFGS fits count none)
+    elif c.get("step") is not None and c.get("kind") not in ("linear", "finetune"):
         parts.append(f"step {c['step']}")
+    if c.get("fitted_on_step") is not None and not c.get("stale"):
+        parts.append(f"fitted on the encoder of step {c['fitted_on_step']}")
     if c.get("classes") is not None:
         parts.append(f"{c['classes']} classes")
     if c.get("encoder"):  # the head only where it is kept (a classifier has its own)
         parts.append(_encoder(c["encoder"], head=c.get("kind") == "pretrain"))
     if c.get("top1") is not None:
         parts.append(f"top-1 {100 * c['top1']:.2f}%")
-    return ", ".join(parts)
+    stale = f"; it {c['stale']} (predict and export refuse the run folder)" \
+        if c.get("stale") else ""
+    return ", ".join(parts) + stale
 
 
 def _encoder(e: dict[str, Any], head: bool = True) -> str:

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
+import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +22,11 @@ import torch
 from torch import nn
 
 from simclr.checkpoint import (
+    CLASSIFIER_FILES,
     checked_checkpoint,
-    classifier_file,
+    checkpoint_file,
     imported_checkpoint,
+    is_complete,
     load_checkpoint,
     load_weights,
     read_weights_file,
@@ -284,6 +289,61 @@ def save_classifier(blob: dict[str, Any], out: Path, name: str) -> str:
 
 
 CLASSIFIER_KINDS = ("linear", "finetune", "supervised")
+# The results file each classifier's evaluation writes into the same --out, recording
+# the checkpoint (and step) the classifier's encoder came from.
+_RESULTS_BESIDE = {"linear.pt": ("linear_eval.json", "simclr linear-eval"),
+                   "finetune.pt": ("finetune.json", "simclr finetune")}
+
+
+def classifier_file(path: str | os.PathLike) -> Path:
+    """The file a classifier's ``--checkpoint`` names: :func:`checkpoint_file`, except
+    that a run folder that also holds the classifier an evaluation wrote into it
+    (``simclr linear-eval --checkpoint RUN --out RUN``) gives that classifier, not the
+    pretraining run's own last checkpoint. Such a classifier must be of the run's encoder
+    as it is now: one fitted on an earlier step (the run trained on since) is refused,
+    naming both steps; naming the file itself uses it as it is."""
+    found = checkpoint_file(path)
+    if not Path(path).is_dir() or found.name in CLASSIFIER_FILES:
+        return found
+    beside = [found.parent / n for n in CLASSIFIER_FILES if is_complete(found.parent / n)]
+    if len(beside) > 1:
+        raise SimCLRError(f"{found.parent} holds several classifiers "
+                          f"({', '.join(f.name for f in beside)}); name one")
+    if beside:
+        stale = why_stale(beside[0], found)
+        if stale:
+            run = shlex.quote(str(Path(path)))
+            raise SimCLRError(
+                f"{beside[0]} {stale}: fit it again (`{_RESULTS_BESIDE[beside[0].name][1]} "
+                f"--checkpoint {run} --out {run} --overwrite` with the data flags it was "
+                "fitted with) or pass that file as --checkpoint to use it as it is")
+    return beside[0] if beside else found
+
+
+def classifier_source(classifier: Path) -> dict[str, Any]:
+    """The ``source`` (checkpoint, step) that the results file written with the
+    classifier ``RUN/checkpoints/{linear,finetune}.pt`` records; {} where there is none."""
+    name = _RESULTS_BESIDE.get(classifier.name, ("", ""))[0]
+    try:
+        source = json.loads((classifier.parent.parent / name).read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return source if isinstance(source, dict) else {}
+
+
+def why_stale(classifier: Path, run_checkpoint: Path) -> str | None:
+    """Why the classifier a run folder holds is not of the run's encoder as it is now
+    (``run_checkpoint``, its last.pt): 'was fitted on step S of this run, which has
+    trained on to step N'; None when it is, or when nothing records its step. (Another
+    run's encoder is never evaluated into a run's folder: the commands refuse that.)"""
+    step = classifier_source(classifier).get("step")
+    try:
+        now = load_checkpoint(run_checkpoint, mmap=True).get("step")
+    except SimCLRError:
+        return None
+    if isinstance(step, int) and isinstance(now, int) and step != now:
+        return f"was fitted on step {step} of this run, which has trained on to step {now}"
+    return None
 
 
 def classifier_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Classifier, dict[str, Any],

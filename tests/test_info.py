@@ -207,8 +207,8 @@ def test_an_evaluations_folder_and_an_unfinished_finetuning(evaluated_run, tmp_p
                  str(data), "--out", str(out), "--workers", "0"]) == 0
     lines = _info(capsys, out).splitlines()
     assert lines[0] == f"{out}: results of linear evaluation"
-    assert lines[1].startswith("  checkpoints/linear.pt: linear classifier, step 0, 2 classes, "
-                               "resnet18 x0.125, 16 px, top-1 ")
+    assert lines[1].startswith("  checkpoints/linear.pt: linear classifier, fitted on the "
+                               "encoder of step 2, 2 classes, resnet18 x0.125, 16 px, top-1 ")
     train, test = folders
 
     def stop(step, flag):

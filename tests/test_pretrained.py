@@ -379,6 +379,45 @@ def test_a_run_folder_holding_an_evaluations_classifier_predicts_with_it(
     assert err.count("\n") == 1 and "already holds checkpoints/linear.pt" in err, err
 
 
+def test_a_run_folders_classifier_of_an_earlier_step_is_refused(
+        tmp_path, image_folder, cache_dir, capsys):
+    """linear-eval --out RUN, then the run trains on: RUN's linear.pt is of an encoder
+    the run no longer has. predict and export --layer logits on RUN refuse it naming both
+    steps (the file itself, named, is used as it is); info says so; a refit clears it."""
+    ckpt = pretrain_checkpoint(head_layers=2)
+    state = {k: v for k, v in ckpt.items() if k not in ("format", "version")}
+    run = tmp_path / "pre"
+    save_checkpoint({**state, "step": 3}, run / "checkpoints")
+    common = ["--device", "cpu", "--precision", "fp32", "--cache-dir", cache_dir]
+    fit = ["linear-eval", "--checkpoint", str(run), "--train", str(image_folder), "--test",
+           str(image_folder), "--out", str(run), "--l2", "1e-3", *common]
+    assert main(fit) == 0
+    predict = ["predict", "--checkpoint", str(run), "--data", str(image_folder), *common]
+    assert main([*predict, "--out", str(tmp_path / "p1.csv")]) == 0  # current: used
+    save_checkpoint({**state, "step": 7}, run / "checkpoints")  # the run trained on
+    capsys.readouterr()
+    for args in ([*predict, "--out", str(tmp_path / "p2.csv")],
+                 ["export", "--checkpoint", str(run), "--layer", "logits", "--out",
+                  str(tmp_path / "c.pt")]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "linear.pt was fitted on step 3 of this run, which " \
+            "has trained on to step 7: fit it again (`simclr linear-eval --checkpoint" in err, err
+    assert not (tmp_path / "p2.csv").exists() and not (tmp_path / "c.pt").exists()
+    assert main(["info", str(run)]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if "linear.pt" in x][0]
+    assert "linear classifier, 2 classes" in line and "step 0" not in line
+    assert line.endswith("; it was fitted on step 3 of this run, which has trained on to step "
+                         "7 (predict and export refuse the run folder)"), line
+    named = [*predict, "--checkpoint", str(run / "checkpoints" / "linear.pt")]
+    assert main([*named, "--out", str(tmp_path / "p3.csv")]) == 0
+    assert main([*fit, "--overwrite"]) == 0  # fitted again on step 7
+    assert main([*predict, "--out", str(tmp_path / "p4.csv")]) == 0
+    assert main(["info", str(run)]) == 0
+    assert "linear classifier, fitted on the encoder of step 7, 2 classes" in \
+        capsys.readouterr().out
+
+
 def test_embed_and_predict_outputs_are_whole_or_untouched(tmp_path, image_folder, cache_dir,
                                                           monkeypatch):
     """A failed write (a full disk) ends in one line and leaves the earlier file as it
