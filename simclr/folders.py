@@ -70,6 +70,29 @@ def _images_under(folder: str) -> list[str]:
     return found
 
 
+_SAID: set[str] = set()  # links already warned about, by path
+
+
+def _class_folders(root: str, entries: list[str]) -> list[str]:
+    """The sub-folders of ``root`` among ``entries``, less links back to ``root`` or a
+    folder above it (``ln -s . loop``): their images are the folder's own, not a class."""
+    real_root = os.path.realpath(root)
+    found = []
+    for e in entries:
+        path = os.path.join(root, e)
+        if not os.path.isdir(path):
+            continue
+        real = os.path.realpath(path)
+        if (real_root + os.sep).startswith(real + os.sep):
+            if path not in _SAID:  # (a command lists a folder more than once)
+                _SAID.add(path)
+                log.warning("%s: %s links back to the folder itself (%s); left out", root, e,
+                            real)
+            continue
+        found.append(e)
+    return found
+
+
 def check_folder(flag: str, path: str | None) -> None:
     """Fail now, in one line, on a folder that a command reads only later (an evaluation
     after hours of training); torchvision's named data sets pass."""
@@ -97,9 +120,11 @@ def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:
     if not entries:
         raise SimCLRError(f"data folder is empty: {root}")
     root_s = os.path.abspath(root)
-    subdirs = [e for e in entries if os.path.isdir(os.path.join(root_s, e))]
+    subdirs = _class_folders(root_s, entries)
+    # Every other entry with an image's name is listed, a broken link or a named pipe
+    # too: decoding then reports it among the skipped files, as it does in sub-folders.
     loose = _utf8_names(root, [os.path.join(root_s, e) for e in entries
-                               if _is_image_name(e) and os.path.isfile(os.path.join(root_s, e))])
+                               if _is_image_name(e) and not os.path.isdir(os.path.join(root_s, e))])
     per_class = {d: _images_under(os.path.join(root_s, d)) for d in subdirs}
     if any(per_class.values()):
         bad = next((d for d in subdirs if not _is_utf8(d)), None)

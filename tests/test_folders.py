@@ -116,6 +116,45 @@ def test_linked_folders_are_followed_once_and_loops_not_at_all(tmp_path):
     assert np.bincount(listing.labels).tolist() == [3, 5]
 
 
+def test_a_link_to_the_folder_itself_is_no_class(tmp_path, caplog):
+    """`ln -s . loop` in a flat folder made a class 'loop' of the folder's own images
+    (each then read twice by pretraining); it is left out, said once."""
+    import logging
+
+    root = tmp_path / "flat"
+    for name in ("a.png", "b.png"):
+        save_image(root / name)
+    (root / "loop").symlink_to(".")
+    (root / "up").symlink_to("..")  # the folder above holds this one: a loop too
+    with caplog.at_level(logging.WARNING):
+        for unlabeled in (False, True, True):
+            listing = scan_folder(root, unlabeled=unlabeled)
+            assert listing.classes == [] and [Path(p).name for p in listing.paths] == \
+                ["a.png", "b.png"] and listing.labels.tolist() == [-1, -1]
+    said = [r.getMessage() for r in caplog.records]
+    assert sorted(said) == [f"{root}: loop links back to the folder itself ({root}); left out",
+                            f"{root}: up links back to the folder itself ({tmp_path}); left out"]
+
+
+def test_broken_links_and_pipes_beside_images_are_listed_then_skipped(tmp_path):
+    """In a flat folder as in class folders: listed, so that decoding names each among
+    the skipped files (a flat folder used to drop them unsaid)."""
+    import os
+
+    root = tmp_path / "flat"
+    for name in ("a.png", "b.png"):
+        save_image(root / name)
+    (root / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    os.mkfifo(root / "pipe.png")
+    assert [Path(p).name for p in scan_folder(root).paths] == \
+        ["a.png", "b.png", "gone.png", "pipe.png"]
+    source = open_source(str(root), data_cfg(tmp_path), image_size=8)
+    assert sorted((Path(p).name, why) for p, why in source.skipped) == [
+        ("gone.png", "cannot read the file (No such file or directory)"),
+        ("pipe.png", "not a regular file (a named pipe, socket or device)")]
+    assert source.num_images == 2
+
+
 def test_names_that_are_not_utf8_are_left_out_or_refused(tmp_path, caplog):
     """A file system may hold names of any bytes; results, lists and predictions are
     text. Such files are left out (said once), such a class folder is refused."""
