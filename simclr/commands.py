@@ -51,18 +51,23 @@ class RawPixels(nn.Module):
 
 
 def open_eval_source(path: str, image_size: int, workers: int | None,
-                     cache_dir: str, evaluation: bool = True, train: bool = False
-                     ) -> ImageSource:
+                     cache_dir: str, evaluation: bool = True, train: bool = False,
+                     unlabeled: bool = False) -> ImageSource:
     """A labeled folder (or named data set) of an evaluation, stored for ``image_size``;
     ``evaluation=False`` for one it trains on with augmented views (fine-tuning);
-    ``train``: a data set's training split (a folder holding train/ and test/, cifar10)."""
+    ``train``: a data set's training split (a folder holding train/ and test/, cifar10);
+    ``unlabeled``: images beside class folders are kept (a probe whose labels are not
+    the folder's)."""
     data = DataConfig(workers=workers, cache_dir=cache_dir)
-    return open_source(path, data, train=train, image_size=image_size, evaluation=evaluation)
+    return open_source(path, data, train=train, image_size=image_size, evaluation=evaluation,
+                       unlabeled=unlabeled)
 
 
 def open_folder(path: str, image_size: int, args: argparse.Namespace,
-                evaluation: bool = True, train: bool = False) -> ImageSource:
-    return open_eval_source(path, image_size, args.workers, args.cache_dir, evaluation, train)
+                evaluation: bool = True, train: bool = False,
+                unlabeled: bool = False) -> ImageSource:
+    return open_eval_source(path, image_size, args.workers, args.cache_dir, evaluation, train,
+                            unlabeled)
 
 
 class EvalInputs(NamedTuple):
@@ -226,22 +231,25 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
 
 def open_folders(args: argparse.Namespace, image_size: int, augmented: bool,
                  augmented_test: bool = False, listing: ImageList | None = None,
-                 ) -> tuple[ImageSource, ImageSource]:
+                 unlabeled: bool = False) -> tuple[ImageSource, ImageSource]:
     """--train and --test of an evaluation; under torchrun rank 0 decodes them first,
     then the other processes find its caches. ``augmented``: the training set gives
     augmented views (fine-tuning, SGD linear evaluation), not evaluation crops (and
-    ``augmented_test`` the test set: the transformation probe).
+    ``augmented_test`` the test set: the transformation probe). ``unlabeled``: a
+    command that needs no class (the probe) keeps images beside the class folders.
 
     Without --test, ``--test-fraction F`` holds out the files :func:`held_out` names as
     the test set, and the rest of --train is the training set (``listing``: --train's,
     if the command already listed it)."""
     def opened(path: str, evaluation: bool, train: bool) -> ImageSource:
-        return dist.main_first(lambda: open_folder(path, image_size, args,
-                                                   evaluation=evaluation, train=train))
+        return dist.main_first(lambda: open_folder(path, image_size, args, evaluation=evaluation,
+                                                   train=train, unlabeled=unlabeled))
 
     if args.test is not None:
         return (opened(args.train, not augmented, True),
                 opened(args.test, not augmented_test, False))
+    if unlabeled and listing is None:
+        listing = list_folder(args.train, train=True, unlabeled=True)
     listing, held = held_out(args, listing)
     test_files = {listing.paths[i] for i in held}
 
@@ -363,7 +371,8 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
     tasks = TASKS if args.task == "all" else (args.task,)
     out = prepare_dir(args.out, RESULTS["transform-probe"], overwrite=args.overwrite)
     result = run_transform_probe(
-        model, *open_folders(args, size, augmented=True, augmented_test=True), aug,
+        model, *open_folders(args, size, augmented=True, augmented_test=True, unlabeled=True),
+        aug,
         tasks, views=args.views, epochs=args.epochs, seed=args.seed,
         batch_size=args.batch_size, device=args.device, precision=args.precision)
     result["source"] = {**test_split(args), **checkpoint_source(

@@ -34,6 +34,7 @@ from torch import nn
 from simclr.augment import apply_params, sample_params
 from simclr.config import AugmentConfig
 from simclr.data import decode_device
+from simclr.errors import SimCLRError
 from simclr.features import iter_batches, resolve_runtime, restore_flags, train_flags
 from simclr.models import SimCLRModel
 from simclr.results import log
@@ -131,6 +132,12 @@ def run_transform_probe(
 ) -> dict[str, Any]:
     """Table 3 for one model: per task, MLP test top-1 from h and from z = g(h) (z is
     None for a model without a head, whose z is h)."""
+    # The MLP standardises h over the training views: a single one has no spread.
+    for name, source, least in (("the training set", train, math.ceil(2 / views)),
+                                ("the test set", test, 1)):
+        if source.num_images < least:
+            raise SimCLRError(f"transform-probe: {name} has {source.num_images} readable "
+                              f"image(s); the probe needs at least {least}")
     dev, prec = resolve_runtime(device, precision)
     began = time.perf_counter()
     results: dict[str, Any] = {"command": "transform-probe", "views_per_image": views,

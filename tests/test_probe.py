@@ -133,6 +133,31 @@ def test_transform_probe_command(tmp_path, capsys):
         f"head); {ckpt} is of kind 'encoder'" in err, err
 
 
+def test_the_probe_keeps_images_beside_class_folders_and_needs_two(tmp_path, capsys):
+    """Its labels are the transformations, not the folders: a folder of loose images with
+    one sub-folder is probed on all of them (it was probed on the sub-folder's alone);
+    a set too small to standardise over is refused in one line."""
+    from tests.conftest import make_image_folder
+
+    ckpt = tmp_path / "pre.pt"
+    torch.save(pretrain_checkpoint(), ckpt)
+    folder = make_image_folder(tmp_path / "imgs", classes=1, per_class=1)
+    for i, f in enumerate(make_image_folder(tmp_path / "more", per_class=3).rglob("*.png")):
+        f.rename(folder / f"loose_{i}.png")
+    args = ["transform-probe", "--checkpoint", str(ckpt), "--train", str(folder), "--test",
+            str(folder), "--task", "gray", "--epochs", "1", "--device", "cpu", "--precision",
+            "fp32", "--cache-dir", str(tmp_path / "cache"), "--workers", "0"]
+    assert main([*args, "--out", str(tmp_path / "p1")]) == 0
+    row = json.loads(capsys.readouterr().out)["tasks"]["gray"]
+    assert row["num_test"] == 7 and row["num_train"] == 2 * 7  # 6 loose + 1 in the folder
+    single = make_image_folder(tmp_path / "single", classes=1, per_class=1)
+    args[args.index("--train") + 1] = str(single)
+    assert main([*args, "--views", "1", "--out", str(tmp_path / "p2")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the training set has 1 readable image(s); the probe " \
+        "needs at least 2" in err, err
+
+
 @pytest.mark.parametrize("value, message", [("0", "must be > 0"), ("-1", "must be > 0"),
                                             ("200000", "must be at most 100000"),
                                             ("abc", "expected a number")])
