@@ -122,7 +122,23 @@ def check_run_dir(cfg: Config, resume: bool) -> RunDir:
     if present and not _logs_of_a_run(run_dir):  # e.g. --out . in a project folder
         raise SimCLRError(f"{run_dir} holds {present[0]}, not written by a simclr run; "
                           "choose another --out")
+    check_not_above_runs(run_dir)
     return RunDir(run_dir)
+
+
+def check_not_above_runs(run_dir: Path) -> None:
+    """Refuse a new run's folder that holds other runs (``--out .`` in runs/): ``simclr
+    info`` reads a run's evaluations one folder down, so theirs would pass for this
+    run's, and the folder would no longer list as the runs it holds."""
+    try:
+        runs = sorted(p.name for p in run_dir.iterdir() if p.is_dir() and (
+            (p / "config.yaml").is_file() or (p / CHECKPOINTS).is_dir()))
+    except OSError:  # (not there yet: nothing inside)
+        return
+    if runs:
+        more = ", ..." if len(runs) > 3 else ""
+        raise SimCLRError(f"{run_dir} holds other runs ({', '.join(runs[:3])}{more}); give "
+                          f"this run a folder of its own (--out {run_dir / 'NAME'})")
 
 
 def _logs_of_a_run(run_dir: Path) -> bool:

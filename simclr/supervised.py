@@ -66,7 +66,7 @@ from simclr.results import (
     prepare_dir,
     write_results,
 )
-from simclr.rundir import check_run_length
+from simclr.rundir import check_not_above_runs, check_run_length
 from simclr.runtime import StopFlag
 from simclr.settings import apply_resume_flags, config_from_dict, save_yaml
 
@@ -102,6 +102,7 @@ def check_new_run(run_dir: str | Path | None, held: bool = False) -> None:
     if others:
         raise SimCLRError(f"{run_dir} already holds {CHECKPOINTS}/{others[0].name} (another "
                           "command's model); choose another --out")
+    check_not_above_runs(folder)
 
 
 # Settings of pretraining that supervised training has no use for: the contrastive

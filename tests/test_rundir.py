@@ -103,6 +103,20 @@ def test_a_folder_holding_someone_elses_config_is_not_a_run_folder(tmp_path, ima
     assert (tmp_path / "project" / "config.yaml").read_text() == "my: settings\n"
 
 
+def test_a_folder_holding_other_runs_is_not_a_new_runs_folder(tmp_path, image_folder,
+                                                              cache_dir):
+    """`--out .` in runs/: `simclr info` would read the other runs' evaluations (one
+    folder down) as this run's, and runs/ would stop listing as runs."""
+    runs = tmp_path / "runs"
+    for name in ("a", "b", "c", "d"):
+        (runs / name / "checkpoints").mkdir(parents=True)
+    (runs / "b" / "config.yaml").write_text("x: 1\n")
+    with pytest.raises(SimCLRError, match=r"^.*runs holds other runs \(a, b, c, \.\.\.\); "
+                                          r"give this run a folder of its own \(--out .*runs/NAME\)$"):
+        run(tmp_path, image_folder, cache_dir, "runs", epochs=1)
+    assert sorted(p.name for p in runs.iterdir()) == ["a", "b", "c", "d"]  # nothing written
+
+
 def test_a_resumed_runs_log_drops_what_was_logged_after_its_checkpoint(tmp_path):
     """Killed at step 6 with its checkpoint at step 4: steps 5 and 6 are trained and
     logged again, so the earlier session's lines for them go (the start line stays)."""

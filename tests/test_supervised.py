@@ -223,6 +223,7 @@ def test_command_line_resume(tmp_path, capsys, monkeypatch):
     assert main(["supervised", "--train", str(train), "--test", str(test), "--out", str(run),
                  *common]) == 0
     (run / "supervised.json").unlink()
+    (run.parent / "runs" / "earlier" / "checkpoints").mkdir(parents=True)
     capsys.readouterr()
     for argv, message in (
             (["--resume", str(run), "--train", str(train)],
@@ -232,7 +233,9 @@ def test_command_line_resume(tmp_path, capsys, monkeypatch):
              "--resume continues the saved settings; cannot change --lr"),
             (["--resume", str(run), "--threads", "0"], "--threads must"),
             (["--train", str(train)], "--out is required (or --resume RUN_DIR)"),
-            (["--train", str(train), "--out", str(run)], f"{run} already holds a run")):
+            (["--train", str(train), "--out", str(run)], f"{run} already holds a run"),
+            (["--train", str(train), "--out", str(run.parent / "runs")],  # runs' folder
+             f"{run.parent / 'runs'} holds other runs (earlier); give this run a folder")):
         assert main(["supervised", *argv]) == 2
         assert message in capsys.readouterr().err
     assert main(["pretrain", "--resume", str(run)]) == 2
