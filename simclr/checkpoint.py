@@ -34,6 +34,7 @@ from torch import nn
 from simclr.errors import SimCLRError, unreadable_path, with_article
 from simclr.files import (
     discard,
+    folder_holder,
     fsync_dir,
     remove_stale_temporaries,
     temporary_name,
@@ -346,9 +347,33 @@ def _why_no_checkpoint(folder: Path, kind: str) -> str:
         except SimCLRError:
             continue
         return _other_kind(folder.parent, other, found, kind)
-    if not folder.parent.exists():
-        return f"no checkpoint found: {folder.parent} does not exist"
+    run_dir = folder.parent
+    if not run_dir.exists():
+        return f"no checkpoint found: {run_dir} does not exist"
+    holder = folder_holder(run_dir)
+    if holder:
+        return (f"the run in {run_dir} is still running ({holder}) and has saved no "
+                "checkpoint yet")
+    if (run_dir / "config.yaml").is_file():  # written at the start, before any step
+        argv = _started_by(run_dir)
+        again = f": `{shlex.join(['simclr', *argv[1:]])}`" if argv else ""
+        return (f"the run in {run_dir} stopped before its first checkpoint, so there is "
+                f"nothing to continue; start it again with the command that started it{again}")
     return f"no checkpoint found in {folder}"
+
+
+def _started_by(run_dir: Path) -> list[str] | None:
+    """The command line a run's config.yaml records (its first start's), if any."""
+    import yaml
+
+    try:
+        provenance = yaml.safe_load((run_dir / "config.yaml").read_text())["provenance"]
+        earlier = provenance.get("earlier") or []
+        argv = (earlier[0] if earlier else provenance)["argv"]
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, LookupError, TypeError,
+            AttributeError):
+        return None
+    return [str(a) for a in argv] if isinstance(argv, list) and len(argv) > 1 else None
 
 
 def _unsafe_global(message: str) -> str | None:

@@ -176,7 +176,8 @@ def check_run_length(saved: dict[str, Any], cfg: Config, run_dir: Path) -> None:
         before, now = getattr(then, key), getattr(cfg, key)
         if before != now:
             flag = key.replace("_", "-")
-            before, now = (f"{v:g}" if isinstance(v, float) else v for v in (before, now))
+            before, now = (f"{v:g}" if isinstance(v, float) else "not set" if v is None
+                           else v for v in (before, now))
             raise SimCLRError(
                 f"--resume {run_dir}: cannot change --{flag} ({before} saved, {now} asked): "
                 "the learning-rate schedule was planned for the saved run length; start a "

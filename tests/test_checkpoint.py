@@ -325,6 +325,33 @@ def test_resume_reports_a_corrupt_checkpoint_and_falls_back_past_a_truncated_one
         resume_checkpoint(tmp_path / "empty")
 
 
+def test_resuming_a_run_without_a_checkpoint_says_why(tmp_path):
+    """A run still before its first save, or one stopped before it: not 'no checkpoint
+    found' but which of the two, and for the stopped one the command that starts it."""
+    import yaml
+
+    from simclr.files import lock_folder
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    argv = ["/venv/bin/simclr", "pretrain", "--data", "my images", "--out", str(run)]
+    (run / "config.yaml").write_text(yaml.safe_dump({"provenance": {"argv": argv}}))
+    held = lock_folder(run)
+    try:
+        with pytest.raises(SimCLRError, match=rf"^--resume {run}: the run in {run} is still "
+                                              r"running \(pid \d+ on .*\) and has saved no "
+                                              "checkpoint yet$"):
+            resume_checkpoint(run)
+    finally:
+        held.close()
+    with pytest.raises(SimCLRError) as info:
+        resume_checkpoint(run)
+    assert str(info.value) == (
+        f"--resume {run}: the run in {run} stopped before its first checkpoint, so there is "
+        "nothing to continue; start it again with the command that started it: `simclr "
+        f"pretrain --data 'my images' --out {run}`")
+
+
 @pytest.mark.parametrize("drop", ["model", "config"])
 def test_a_checkpoint_without_its_weights_or_config_is_one_line(tmp_path, drop):
     state = {k: v for k, v in _state(3).items() if k != drop}
