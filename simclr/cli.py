@@ -108,7 +108,7 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozen
         default = shown_default(default_of(path))
         doc = docs.get(path, "").replace("%", "%%")  # argparse formats help with %
         if path == "time_budget":
-            doc += ": seconds, or e.g. 90s, 20m, 1.5h"
+            doc += ": seconds, or e.g. 90s, 20m, 1.5h, 1h30m"
         text = f"{doc} (default: {default})" if doc else f"default: {default}"
         group = groups[section_of(path)]
         if kind.startswith("bool"):

@@ -151,14 +151,21 @@ class SettingError(SimCLRError):
 # ---------------------------------------------------------------------------- parsing
 
 def parse_duration(text: str | float | int) -> float:
-    """'20m' -> 1200.0; accepts s, m, h suffixes or a plain number of seconds."""
+    """'20m' -> 1200.0, '1h30m' -> 5400.0: h, m and s amounts (in that order), or a plain
+    number of seconds."""
     if isinstance(text, (int, float)):
         seconds = float(text)
     else:
-        match = re.fullmatch(r"\s*(-?[0-9]*\.?[0-9]+)\s*([smh]?)\s*", str(text))
-        if not match:
-            raise SimCLRError(f"--time-budget: cannot read {text!r} (use e.g. 90s, 20m, 1.5h)")
-        seconds = float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+        # a number of seconds, or amounts with units in decreasing order: 1h30m, 2m30s
+        num = r"([0-9]*\.?[0-9]+)"
+        parts = re.fullmatch(rf"\s*(-?)\s*(?:{num}\s*h)?\s*(?:{num}\s*m)?\s*(?:{num}\s*(s?))?\s*",
+                             str(text))
+        sign, h, m, sec, unit = parts.groups() if parts else ("",) * 5
+        if not (h or m or sec) or (sec and not unit and (h or m)):  # 1h30: 30 what?
+            raise SimCLRError(f"--time-budget: cannot read {text!r} (use e.g. 90s, 20m, "
+                              "1.5h, 1h30m)")
+        seconds = sum(float(v) * k for v, k in ((h, 3600), (m, 60), (sec, 1)) if v)
+        seconds = -seconds if sign else seconds
     if not seconds > 0:
         raise SimCLRError(f"--time-budget must be positive, got {text!r}")
     return seconds
@@ -207,8 +214,13 @@ def _coerce(value: Any, type_text: str, where: str) -> Any:
         if base == "str":
             return str(value)
     except (TypeError, ValueError):
-        raise SimCLRError(f"{where}: cannot read {value!r} as {base}") from None
+        wanted = _WANTED.get(base.split("[")[0], base)
+        raise SimCLRError(f"{where}: expected {wanted}, got {value!r}") from None
     return value
+
+
+_WANTED = {"bool": "true or false", "int": "a whole number", "float": "a number",
+           "tuple": "two numbers A,B (e.g. 0.08,1)"}
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> None:

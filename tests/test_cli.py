@@ -27,7 +27,7 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
         (["pretrain", "--temperature", "0"], "--temperature must be positive"),
         (["pretrain", "--lr", "0"], "--lr must be positive"),
         (["pretrain", "--arch", "vgg16"], "--arch"),
-        (["pretrain", "--batch-size", "many"], "as int"),
+        (["pretrain", "--batch-size", "many"], "expected a whole number, got 'many'"),
         (["pretrain", "--time-budget", "forever"], "--time-budget"),
         (["pretrain", "--bogus-flag"], "unrecognized arguments"),
         (["pretrain", "--knn-k", "0"], "--knn-k must be positive"),

@@ -74,7 +74,11 @@ def test_round_trip_through_dict():
 @pytest.mark.parametrize(
     ("flags", "needle"),
     [
-        ({"batch_size": "abc"}, "cannot read 'abc' as int"),
+        ({"batch_size": "abc"}, "--batch-size: expected a whole number, got 'abc'"),
+        ({"batch_size": "2.5"}, "--batch-size: expected a whole number, got '2.5'"),
+        ({"augment.crop_scale": "0.5"},
+         "--crop-scale: expected two numbers A,B (e.g. 0.08,1), got '0.5'"),
+        ({"model.cifar_stem": "maybe"}, "--cifar-stem: expected true or false, got 'maybe'"),
         ({"time_budget": "soon"}, "--time-budget"),
         ({"nonsense": 1}, "unknown setting 'nonsense'"),
     ],
@@ -102,8 +106,15 @@ def test_bad_yaml_and_missing_file(tmp_path):
 def test_durations():
     assert parse_duration("90s") == 90 and parse_duration("1.5h") == 5400
     assert parse_duration("20m") == 1200 and parse_duration(30) == 30
-    with pytest.raises(SimCLRError):
-        parse_duration("0m")
+    assert parse_duration("1h30m") == parse_duration("1h 30m") == 5400
+    assert parse_duration("2m30s") == 150 and parse_duration(" 45 ") == 45
+    for zero in ("0m", "-5m"):
+        with pytest.raises(SimCLRError, match="--time-budget must be positive"):
+            parse_duration(zero)
+    for unread in ("1h30", "30m1h", "h", "1h-5m", "soon"):  # 1h30: 30 of which unit?
+        with pytest.raises(SimCLRError, match=r"cannot read .* \(use e.g. 90s, 20m, 1.5h, "
+                                              r"1h30m\)$"):
+            parse_duration(unread)
 
 
 
@@ -182,7 +193,7 @@ def test_a_key_given_twice_and_a_boolean_number_are_refused(tmp_path):
         build_config(config_file=str(twice))
     boolean = tmp_path / "bool.yaml"
     boolean.write_text("optim:\n  lr: true\n")
-    with pytest.raises(SimCLRError, match="optim.lr: cannot read True as float"):
+    with pytest.raises(SimCLRError, match="optim.lr: expected a number, got True"):
         build_config(config_file=str(boolean))
 
 
@@ -194,7 +205,7 @@ def test_none_is_a_value_of_text_settings_and_null_of_optional_ones(tmp_path):
     path.write_text("model:\n  head: none\nmax_steps: null\n")
     cfg = build_config(config_file=str(path), flags={"time_budget": "none"})
     assert cfg.model.head == "none" and cfg.max_steps is None and cfg.time_budget is None
-    with pytest.raises(SimCLRError, match="--batch-size: cannot read .none. as int"):
+    with pytest.raises(SimCLRError, match="--batch-size: expected a whole number, got .none."):
         build_config(flags={"batch_size": "none"})
 
 
