@@ -418,7 +418,11 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
                 raise SimCLRError(f"{p} holds several weights files "
                                   f"({', '.join(f.name for f in files)}); name one")
             if not files:
-                raise SimCLRError(f"no complete checkpoint in {p}")
+                broken = sorted(p.glob("*.pt"))
+                raise SimCLRError(
+                    f"no complete checkpoint in {p}: {broken[0].name} is truncated or corrupt"
+                    if broken else f"{p} holds no checkpoint (no .pt or {SAFETENSORS} file); "
+                    "pass a run folder or a checkpoint file")
             found = files[0]
         elif (p / LAST).is_file() and not is_complete(p / LAST):  # say so: an older model
             log.warning("%s is truncated or corrupt; using %s", p / LAST, found.name)

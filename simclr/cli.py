@@ -390,9 +390,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO if launched_rank() == 0 else logging.WARNING,
                             format="%(message)s", stream=sys.stderr)
         if getattr(args, "threads", None):  # the evaluation commands' --threads
-            import torch
+            from simclr.runtime import set_threads
 
-            torch.set_num_threads(args.threads)
+            set_threads(args.threads)
         if launch_here(args):  # --processes N: this process starts and watches N others
             from simclr.launch import run
 

@@ -21,7 +21,13 @@ from torch import nn
 from simclr.data import collate_raw, decode_device, decode_raw_batch
 from simclr.errors import SimCLRError
 from simclr.folders import ImageList, check_folder, list_folder
-from simclr.runtime import autocast, ignore_stop_signals, resolve_device, resolve_precision
+from simclr.runtime import (
+    autocast,
+    close_loader_iterator,
+    ignore_stop_signals,
+    resolve_device,
+    resolve_precision,
+)
 
 log = logging.getLogger(__name__)
 
@@ -169,20 +175,25 @@ def _decoded_batches(
                         pin_memory=pin and decode_on is None, drop_last=False,
                         collate_fn=collate_raw if decode_on is not None else None,
                         worker_init_fn=ignore_stop_signals)
-    for (images, idx, aspect, bad, reasons), asked in zip(loader, wanted, strict=True):
-        for b, reason in zip(torch.as_tensor(bad).tolist(), reasons, strict=True):
-            if b >= 0:
-                source._note_bad(b, reason, substitute)
-        if decode_on is not None:
-            idx, images, aspect = decode_raw_batch(source, images, idx, aspect, decode_on,
-                                                   substitute)
-        idx = idx.long()
-        if not substitute:  # an unreadable image is left out, not replaced by another
-            kept = idx == asked
-            if not kept.all():
-                idx, images, aspect = idx[kept], images[kept.to(images.device)], aspect[kept]
-        if len(idx):
-            yield idx, images, aspect.float()
+    batches = iter(loader)
+    try:
+        for (images, idx, aspect, bad, reasons), asked in zip(batches, wanted, strict=True):
+            for b, reason in zip(torch.as_tensor(bad).tolist(), reasons, strict=True):
+                if b >= 0:
+                    source._note_bad(b, reason, substitute)
+            if decode_on is not None:
+                idx, images, aspect = decode_raw_batch(source, images, idx, aspect, decode_on,
+                                                       substitute)
+            idx = idx.long()
+            if not substitute:  # an unreadable image is left out, not replaced by another
+                kept = idx == asked
+                if not kept.all():
+                    idx, images = idx[kept], images[kept.to(images.device)]
+                    aspect = aspect[kept]
+            if len(idx):
+                yield idx, images, aspect.float()
+    finally:
+        close_loader_iterator(batches)
 
 
 def train_flags(module: nn.Module) -> list[tuple[nn.Module, bool]]:

@@ -120,6 +120,9 @@ def run_knn(
                                         channels_last=channels_last, workers=workers)
     test_x, test_y = extract_features(encoder, test, image_size, batch_size, dev, prec,
                                       channels_last=channels_last, workers=workers)
+    if k > len(train_y):  # every image votes: a k of its own choosing, said
+        log(f"note: --k {k} is more than the {len(train_y)} training images; each test image "
+            f"takes all of them as neighbours (k = {len(train_y)})", verbose)
     scores = knn_classify(train_x, train_y, test_x, k, temperature, num_classes, dev)
     results = {"command": "knn", "k": min(k, len(train_y)), "temperature": temperature,
                **accuracy_summary(scores, test_y), **feature_sizes(train_x, test_x, num_classes),

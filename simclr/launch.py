@@ -143,14 +143,6 @@ def report_error(message: str) -> bool:
     return _torchrun_record(message) and rank != "0"
 
 
-def _cores() -> int:
-    """The CPU cores this process may run on (its affinity, e.g. a container's share)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
-
-
 def run(argv: list[str], processes: int, command: list[str] | None = None,
         device: str = "auto") -> int:
     """Run ``python -m simclr ARGV`` as ``processes`` processes; the run's exit status.
@@ -162,10 +154,10 @@ def run(argv: list[str], processes: int, command: list[str] | None = None,
     """
     import torch
 
-    from simclr.runtime import check_gpu_per_process
+    from simclr.runtime import check_gpu_per_process, usable_cores
 
     check_gpu_per_process(device, processes)
-    cores = _cores()
+    cores = usable_cores()
     if processes > cores and (device.startswith("cpu") or not torch.cuda.is_available()):
         # each would get one thread and wait for a core: slower than fewer processes
         log.warning("simclr: %d processes on %d CPU core(s) compete for them; --processes "

@@ -13,6 +13,7 @@ import functools
 import logging
 import multiprocessing
 import multiprocessing.util  # noqa: F401  (its exit handler must be registered first)
+import os
 import platform
 import signal
 import subprocess
@@ -178,6 +179,26 @@ def provenance() -> dict[str, Any]:
     }
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity, e.g. a container's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def set_threads(threads: int | None) -> None:
+    """torch's CPU threads for the model (``--threads``; None or 0: torch's choice). More
+    threads than usable cores is said: they only take turns, and a step slows down."""
+    if not threads:
+        return
+    cores = usable_cores()
+    if threads > cores:
+        log.warning("note: --threads %d is more than the %d CPU core(s) this process may use; "
+                    "the extra threads take turns, which slows a step down", threads, cores)
+    torch.set_num_threads(threads)
+
+
 def tune_cpu_allocator() -> bool:
     """Keep large freed blocks in glibc's heap instead of returning them to the OS.
 
@@ -264,6 +285,28 @@ def ignore_stop_signals(_worker_id: int = 0) -> None:
     (They still exit with the main process: :func:`_kill_daemons_at_exit`.)"""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def close_loader_iterator(batches: Any) -> None:
+    """Stop a finished DataLoader iterator's worker processes now, Ctrl-C held until they
+    are stopped. Left to the iterator's ``__del__``, a Ctrl-C landing there (the gap
+    between two extractions) is printed as "Exception ignored" and lost: the command
+    would go on as if it had not been pressed."""
+    shutdown = getattr(batches, "_shutdown_workers", None)  # (absent without workers)
+    if shutdown is None:
+        return
+    pressed: list[Any] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda *frame: pressed.append(frame))
+    except ValueError:  # not the main thread: no signal lands here
+        shutdown()
+        return
+    try:
+        shutdown()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed and callable(previous):  # delivered now: KeyboardInterrupt, or a StopFlag
+        previous(*pressed[0])
 
 
 def _kill_daemons_at_exit() -> None:

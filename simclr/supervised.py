@@ -67,7 +67,7 @@ from simclr.results import (
     write_results,
 )
 from simclr.rundir import check_not_above_runs, check_run_length
-from simclr.runtime import StopFlag
+from simclr.runtime import StopFlag, set_threads
 from simclr.settings import apply_resume_flags, config_from_dict, save_yaml
 
 RESULT = SUPERVISED_RESULT
@@ -267,8 +267,7 @@ def _run(cfg: Config, train: Any, test: Any | None, run_dir: str | Path | None,
     else:
         check_same_data(resume, train)
     dev, prec = resolve_runtime(cfg.device, cfg.precision)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     torch.manual_seed(cfg.seed)  # the same initial weights in every process
     size, batch = cfg.augment.size, cfg.batch_size
     model = build_classifier_within_memory(cfg.model, size, num_classes, dev, cfg.memory_check)

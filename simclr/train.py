@@ -50,6 +50,7 @@ from simclr.runtime import (
     provenance,
     resolve_device,
     resolve_precision,
+    set_threads,
     tune_cpu_allocator,
 )
 from simclr.settings import absolute_paths, save_yaml
@@ -108,8 +109,7 @@ def setup_runtime(cfg: Config) -> tuple[torch.device, str]:
     (threads, the CPU allocator, deterministic kernels or cuDNN's autotuner)."""
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     if device.type == "cpu":
         tune_cpu_allocator()
     if cfg.deterministic:

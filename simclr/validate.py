@@ -23,6 +23,7 @@ from simclr.config import (
     FIG5_OPS,
     MAX_EPOCHS,
     MAX_SEED,
+    MAX_SIDE,
     MAX_THREADS,
     MIN_SIZE,
     AugmentConfig,
@@ -83,6 +84,8 @@ def check_scale(cfg: Config) -> None:
            f"layers' 64 channels: below it they would keep fewer than one), got "
            f"{cfg.model.width}")
     _check(cfg.augment.size >= MIN_SIZE, "augment.size", f"must be at least {MIN_SIZE} "
+           f"pixels, got {cfg.augment.size}")
+    _check(cfg.augment.size <= MAX_SIDE, "augment.size", f"must be at most {MAX_SIDE} "
            f"pixels, got {cfg.augment.size}")
 
 
@@ -172,6 +175,8 @@ def _validate_run(cfg: Config) -> None:
     _choice(cfg.data.decoder, ("auto", "pil", "device"), "data.decoder")
     _choice(cfg.data.store, ("full", "center"), "data.store")
     _positive(cfg.data.load_size, "data.load_size")
+    _check(cfg.data.load_size is None or cfg.data.load_size <= MAX_SIDE, "data.load_size",
+           f"must be at most {MAX_SIDE} pixels, got {cfg.data.load_size}")
     _positive(cfg.data.workers, "data.workers", allow_zero=True)
     _check(bool(str(cfg.data.cache_dir).strip()), "data.cache_dir",
            "must name a folder, got an empty value")

@@ -245,8 +245,16 @@ def test_garbage_and_missing_files_are_refused(tmp_path):
         load_checkpoint(junk)
     with pytest.raises(SimCLRError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "nope.pt")
-    with pytest.raises(SimCLRError, match="no complete checkpoint in"):
+    with pytest.raises(SimCLRError, match=f"^no complete checkpoint in {tmp_path}: junk.pt is "
+                                          "truncated or corrupt$"):
         load_checkpoint(tmp_path)
+    images = tmp_path / "images"  # an image folder passed as --checkpoint by mistake
+    images.mkdir()
+    (images / "a.png").write_bytes(b"")
+    with pytest.raises(SimCLRError, match=f"^{images} holds no checkpoint \\(no .pt or "
+                                          ".safetensors file\\); pass a run folder or a "
+                                          "checkpoint file$"):
+        load_checkpoint(images)
 
 
 def test_foreign_torch_file_is_refused(tmp_path):

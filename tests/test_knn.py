@@ -87,3 +87,14 @@ def test_knn_command_writes_results(tmp_path):
     assert saved["top1"] == result["top1"] and result["top5"] is not None
     assert result["top5"] >= result["top1"] and result["k"] == 5
     assert (tmp_path / "knn_confusion.png").stat().st_size > 0
+
+
+def test_a_k_above_the_training_set_is_said_and_recorded(tmp_path, capsys):
+    train, test = colour_source(classes=2, seed=0), colour_source(classes=2, n_per_class=3,
+                                                                  seed=1)
+    n = train.num_images
+    result = run_knn(tiny_encoder(), train, test, None, image_size=16, k=10 * n,
+                     device="cpu", precision="fp32")
+    assert result["k"] == n
+    assert (f"note: --k {10 * n} is more than the {n} training images; each test image takes "
+            f"all of them as neighbours (k = {n})") in capsys.readouterr().err

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from simclr import launch
+from simclr import launch, runtime
 from simclr.cli import main
 
 needs_dist = pytest.mark.skipif(not torch.distributed.is_available(),
@@ -38,7 +38,7 @@ def _wait_for(paths: list[Path], timeout: float = 60) -> None:
 
 def test_each_process_gets_torchruns_variables_and_a_share_of_the_cores(tmp_path, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr(launch, "_cores", lambda: 6)
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 6)
     keys = ["RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
             "MASTER_PORT", "OMP_NUM_THREADS"]
     code = (f"import json; json.dump({{k: os.environ[k] for k in {keys}}}, "
@@ -54,7 +54,7 @@ def test_each_process_gets_torchruns_variables_and_a_share_of_the_cores(tmp_path
 
 
 def test_more_cpu_processes_than_cores_are_warned_about(monkeypatch, caplog):
-    monkeypatch.setattr(launch, "_cores", lambda: 2)
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
     with caplog.at_level(logging.WARNING):
         assert launch.run(["x"], 2, _child("pass"), device="cpu") == 0
         assert not caplog.records

@@ -100,6 +100,48 @@ def test_a_first_signal_asks_for_a_stop_and_a_second_ctrl_c_interrupts_at_once()
     assert {s: signal.getsignal(s) for s in before} == before
 
 
+def test_a_ctrl_c_while_loader_workers_stop_is_delivered_once_they_have():
+    """Left to DataLoader.__del__, a Ctrl-C landing while the workers of a finished
+    extraction stop was printed as 'Exception ignored' and lost (the command went on)."""
+    from torch.utils.data import DataLoader
+
+    def finished_with_a_ctrl_c_in_its_shutdown():
+        batches = iter(DataLoader(list(range(8)), batch_size=4, num_workers=1))
+        assert [b.tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+        stop = batches._shutdown_workers
+
+        def pressed_meanwhile():
+            signal.raise_signal(signal.SIGINT)  # held: nothing raised inside the shutdown
+            stop()
+
+        batches._shutdown_workers = pressed_meanwhile
+        return batches
+
+    before = signal.getsignal(signal.SIGINT)
+    batches = finished_with_a_ctrl_c_in_its_shutdown()
+    with pytest.raises(KeyboardInterrupt):
+        runtime.close_loader_iterator(batches)
+    del batches._shutdown_workers  # (its own again, for its __del__)
+    assert signal.getsignal(signal.SIGINT) is before and batches._shutdown
+    with runtime.StopFlag() as flag:  # during training a Ctrl-C is a request to stop
+        batches = finished_with_a_ctrl_c_in_its_shutdown()
+        runtime.close_loader_iterator(batches)
+        del batches._shutdown_workers
+        assert flag.requested == "SIGINT" and batches._shutdown
+    runtime.close_loader_iterator(iter(DataLoader([1, 2])))  # no workers: nothing to stop
+
+
+def test_more_threads_than_cores_are_said(monkeypatch, caplog):
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    with caplog.at_level(logging.WARNING):
+        runtime.set_threads(2)
+        assert caplog.text == ""
+        runtime.set_threads(1000)
+    assert "note: --threads 1000 is more than the 2 CPU core(s) this process may use" in \
+        caplog.text
+
+
 def test_a_second_ctrl_c_during_pretraining_exits_130_without_a_checkpoint(tmp_path,
                                                                            monkeypatch, capsys):
     from simclr import train

@@ -22,6 +22,8 @@ from simclr.validate import check_scale, validate
         ({"batch_size": "-4"}, "--batch-size must be positive, got -4"),
         ({"knn_train": " ", "knn_test": "b"}, "--knn-train must name a folder, got an empty value"),
         ({"augment.size": "7"}, "--image-size must be at least 8 pixels, got 7"),
+        ({"augment.size": "100000"}, "--image-size must be at most 4096 pixels, got 100000"),
+        ({"data.load_size": "100000"}, "--load-size must be at most 4096 pixels, got 100000"),
         ({"loss.temperature": "0"}, "--temperature must be positive"),
         ({"loss.margin": "0"}, "--margin must be positive"),
         ({"loss.semi_hard": True}, "--semi-hard applies to --loss nt_logistic"),
