@@ -30,7 +30,13 @@ from simclr.config import (
 )
 from simclr.errors import SimCLRError, user_message
 from simclr.presets import PRESETS
-from simclr.settings import all_flags, apply_resume_flags, build_config, yaml_text
+from simclr.settings import (
+    absolute_paths,
+    all_flags,
+    apply_resume_flags,
+    build_config,
+    yaml_text,
+)
 
 EXIT_USER_ERROR = 2
 
@@ -202,7 +208,7 @@ RECIPE_FLAGS = {"model.arch", "model.width", "augment.size", "batch_size", "epoc
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from simclr import train
-    from simclr.resume import load_resume_config
+    from simclr.resume import load_resume_config, moved_folders
 
     flags = config_flags(args)
     notes: list[str] = []  # said once the run's inputs are checked
@@ -211,7 +217,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             raise SimCLRError("--resume continues the saved settings; cannot change "
                               "--preset/--config")
         cfg = load_resume_config(args.resume, {})
-        apply_resume_flags(cfg, flags, RESUME_SETTINGS)
+        apply_resume_flags(cfg, flags, RESUME_SETTINGS | moved_folders(cfg, flags, args.resume))
+        absolute_paths(cfg)  # (a moved folder's new place)
     else:
         preset = args.preset
         if preset is None and flags.get("data.path") is None and not args.config:

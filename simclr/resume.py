@@ -143,6 +143,30 @@ def load_resume_config(target: str | Path, overrides: dict[str, Any]) -> Config:
     return cfg
 
 
+# The folders a run reads, by setting, with their flags: one moved since is named anew.
+_FOLDERS = {"data.path": "--data", "knn_train": "--knn-train", "knn_test": "--knn-test"}
+
+
+def moved_folders(cfg: Config, flags: dict[str, Any], target: str | Path) -> set[str]:
+    """The folder settings ``--resume`` may take anew (``flags``): those whose saved
+    folder is gone, moved or deleted. One gone and not given is refused now, before
+    anything is read, saying how to go on; a new place must hold as many images as the
+    run started with (:func:`check_same_images`), so that it continues exactly."""
+    gone = set()
+    for path, flag in _FOLDERS.items():
+        owner = cfg.data if path == "data.path" else cfg
+        saved = getattr(owner, path.split(".")[-1])
+        if not saved or saved.lower() in NAMED_DATASETS or \
+                os.path.exists(os.path.expanduser(saved)):
+            continue
+        if path not in flags:
+            raise SimCLRError(f"--resume {target}: the run's {flag} folder {saved} is gone "
+                              f"(moved or deleted); put it back, or give its new place "
+                              f"(simclr pretrain --resume {target} {flag} NEW_FOLDER)")
+        gone.add(path)
+    return gone
+
+
 def start_record(run_dir: Path, resume: bool) -> dict[str, Any]:
     """config.yaml's ``provenance``: versions, git SHA and arguments of this start, and
     for a resumed run those of its earlier starts (``earlier``, oldest first), which

@@ -96,6 +96,37 @@ def test_resume_keeps_the_planned_run_length(tmp_path, image_folder, cache_dir, 
         config_from_dict(saved["config"])
 
 
+def test_a_run_whose_data_folder_moved_resumes_from_its_new_place(tmp_path, capsys):
+    """The saved --data is gone: refused before anything is read, naming the way on;
+    --data NEW then continues the run there (held to the same number of images)."""
+    import shutil
+
+    from simclr.cli import main
+    from tests.conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "photos", classes=2, per_class=8)
+    run_dir = tmp_path / "run"
+    _preempted_run(build_config(flags=tiny_flags(data, run_dir, str(tmp_path / "cache"))),
+                   at_step=2)
+    shutil.move(data, tmp_path / "moved")
+    assert main(["pretrain", "--resume", str(run_dir)]) == 2
+    assert capsys.readouterr().err == (
+        f"simclr pretrain: error: --resume {run_dir}: the run's --data folder {data} is gone "
+        f"(moved or deleted); put it back, or give its new place (simclr pretrain --resume "
+        f"{run_dir} --data NEW_FOLDER)\n")
+    fewer = make_image_folder(tmp_path / "fewer", classes=2, per_class=7)
+    assert main(["pretrain", "--resume", str(run_dir), "--data", str(fewer)]) == 2
+    assert "the data folder now holds 14 images; the run started with 16" in \
+        capsys.readouterr().err
+    assert main(["pretrain", "--resume", str(run_dir), "--data", str(tmp_path / "moved")]) == 0
+    assert load_checkpoint(run_dir / "checkpoints/last.pt")["step"] == 4
+    assert config_from_dict(load_checkpoint(run_dir / "checkpoints/last.pt")["config"]
+                            ).data.path == str(tmp_path / "moved")
+    assert main(["pretrain", "--resume", str(run_dir), "--data", str(fewer)]) == 2  # present:
+    assert "--resume continues the saved settings; cannot change --data" in \
+        capsys.readouterr().err  # not a folder that moved
+
+
 def test_a_folder_holding_someone_elses_config_is_not_a_run_folder(tmp_path, image_folder,
                                                                     cache_dir):
     (tmp_path / "project").mkdir()
