@@ -42,12 +42,15 @@ def check_batch_fits(batch_size: int, num_images: int) -> None:
                           f"({num_images} images)" + (f"; try --batch-size {fits}" if fits else ""))
 
 
-def check_batch_by_names(cfg: Config, all_images: bool = True) -> None:
+def check_batch_by_names(cfg: Config, all_images: bool = True) -> int | None:
     """:func:`check_batch_fits` from the data folder's file names alone, before any
-    image is decoded (torchvision's and the digits sets are checked once opened)."""
+    image is decoded (torchvision's and the digits sets are checked once opened).
+    Returns the number of image files listed (None for those sets)."""
     listed = list_folder(cfg.data.path, train=True, unlabeled=all_images)
-    if listed is not None:
-        check_batch_fits(cfg.batch_size, len(listed.paths))
+    if listed is None:
+        return None
+    check_batch_fits(cfg.batch_size, len(listed.paths))
+    return len(listed.paths)
 
 
 FIRST_REFIT = 10  # steps: a time budget's first re-plan, from the speed measured so far

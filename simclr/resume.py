@@ -118,9 +118,21 @@ def check_same_images(ckpt: dict[str, Any], plan: Plan) -> None:
         if per_epoch != plan.steps_per_epoch:
             saved = f"{per_epoch} steps per epoch"
     if saved is not None and saved != plan.num_images:
-        raise SimCLRError(f"--resume: the data folder now holds {plan.num_images} images; the "
-                          f"run started with {saved}, so it cannot continue exactly (start a "
-                          "new run, or restore the folder)")
+        raise _other_images(plan.num_images, saved)
+
+
+def check_files_listed(ckpt: dict[str, Any], listed: int) -> None:
+    """:func:`check_same_images` before any image is decoded, where the folder's file
+    names alone decide: fewer image files than the images the run started with."""
+    saved = ckpt.get("num_images")
+    if isinstance(saved, int) and listed < saved:
+        raise _other_images(listed, saved)
+
+
+def _other_images(now: int, saved: Any) -> SimCLRError:
+    return SimCLRError(f"--resume: the data folder now holds {now} images; the run started "
+                       f"with {saved}, so it cannot continue exactly (start a new run, or "
+                       "restore the folder)")
 
 
 def load_resume_config(target: str | Path, overrides: dict[str, Any]) -> Config:

@@ -41,7 +41,15 @@ from simclr.plan import (
 )
 from simclr.pretrained import apply_initial_weights, initial_weights
 from simclr.progress import Progress
-from simclr.resume import RunState, check_same_images, restore, save, start_record, unwrap
+from simclr.resume import (
+    RunState,
+    check_files_listed,
+    check_same_images,
+    restore,
+    save,
+    start_record,
+    unwrap,
+)
 from simclr.rundir import MetricsLog, RunDir, check_run_dir, make_run_dir
 from simclr.runtime import (
     SaveSchedule,
@@ -142,7 +150,9 @@ def pretrain(
     # A run resumed from a checkpoint of before images beside class folders counted
     # keeps the images it was planned on.
     all_images = run.saved is None or bool(run.saved.get("all_images", False))
-    check_batch_by_names(cfg, all_images)
+    listed = check_batch_by_names(cfg, all_images)
+    if run.saved is not None and listed is not None:  # images gone: said before decoding
+        check_files_listed(run.saved, listed)
     # Read now, so a wrong file is named before the data are decoded; loaded below.
     initial = initial_weights(cfg.init_from) if cfg.init_from and not resume else None
     torch.manual_seed(cfg.seed)

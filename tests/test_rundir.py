@@ -118,6 +118,7 @@ def test_a_run_whose_data_folder_moved_resumes_from_its_new_place(tmp_path, caps
     assert main(["pretrain", "--resume", str(run_dir), "--data", str(fewer)]) == 2
     assert "the data folder now holds 14 images; the run started with 16" in \
         capsys.readouterr().err
+    assert not list((tmp_path / "cache").glob("fewer*"))  # told from its names: not decoded
     assert main(["pretrain", "--resume", str(run_dir), "--data", str(tmp_path / "moved")]) == 0
     assert load_checkpoint(run_dir / "checkpoints/last.pt")["step"] == 4
     assert config_from_dict(load_checkpoint(run_dir / "checkpoints/last.pt")["config"]
