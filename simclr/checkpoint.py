@@ -34,7 +34,6 @@ from torch import nn
 from simclr.errors import SimCLRError, unreadable_path, with_article
 from simclr.files import (
     discard,
-    folder_holder,
     fsync_dir,
     remove_stale_temporaries,
     temporary_name,
@@ -267,113 +266,6 @@ def checkpoint_files(folder: str | os.PathLike) -> list[Path]:
     (a new run must not write over them, even over a corrupt one)."""
     last = Path(folder) / LAST
     return ([last] if last.is_file() else []) + [p for _, p in periodic_checkpoints(folder)]
-
-
-# The runs that continue with --resume: the kind their checkpoints carry, the command.
-RESUMABLE = {"pretrain": "simclr pretrain", "supervised": "simclr supervised"}
-# The file a supervised run writes at its end: no --resume continues it then.
-SUPERVISED_RESULT = "supervised.json"
-
-
-def resume_checkpoint(
-    target: str | os.PathLike, kind: str = "pretrain",
-    entries: tuple[str, ...] = RESUME_ENTRIES,
-) -> tuple[Path, Path, dict[str, Any]]:
-    """(run directory, checkpoint file, its content) to continue a run of ``kind`` from.
-
-    ``target`` (``--resume``) is the run directory, its ``checkpoints`` folder or a
-    checkpoint file in that folder; the run continues from its
-    :func:`latest_checkpoint`, which must hold ``entries``. Every failure is one line
-    naming what was found: nothing, a corrupt file, or the checkpoint of another kind
-    of run (naming the command that continues it, if one does).
-    """
-    given = Path(target).expanduser()
-    if given.is_file():
-        folder = given.parent
-        if folder.name != CHECKPOINTS:
-            found = load_checkpoint(given).get("kind")
-            if found != kind:
-                raise SimCLRError(f"--resume {target}: {_other_kind(folder, given, found, kind)}")
-            raise SimCLRError(f"--resume {target}: the file is not in a run's {CHECKPOINTS} "
-                              "folder; pass the run directory")
-    elif given.name == CHECKPOINTS and not (given / CHECKPOINTS).is_dir():
-        folder = given
-    else:
-        folder = given / CHECKPOINTS
-    path = latest_checkpoint(folder)
-    if path is None:
-        raise SimCLRError(f"--resume {target}: {_why_no_checkpoint(folder, kind)}")
-    skipped = [p.name for p in checkpoint_files(folder) if not is_complete(p)
-               and p.stat().st_mtime_ns > path.stat().st_mtime_ns]
-    if skipped:  # newer files that cannot be read: the run goes back further than asked
-        log.warning("%s: %s truncated or corrupt; resuming from %s", folder,
-                    " and ".join(skipped), path.name)
-    if given.is_file() and not given.samefile(path):
-        raise SimCLRError(f"--resume {target}: a run continues from its latest checkpoint "
-                          f"({path.name}); pass the run directory {folder.parent}")
-    ckpt = load_checkpoint(path)
-    if ckpt.get("kind") != kind:
-        raise SimCLRError(f"--resume {target}: "
-                          f"{_other_kind(folder.parent, path, ckpt.get('kind'), kind)}")
-    require_entries(ckpt, path, entries, f"--resume {target}: ")
-    return folder.parent, path, ckpt
-
-
-def _other_kind(run_dir: Path, path: Path, found: Any, wanted: str) -> str:
-    """Why the run in ``run_dir`` is not one ``wanted``'s command continues."""
-    names = {"pretrain": "pretraining", "supervised": "supervised"}
-    if found == "supervised" and (run_dir / SUPERVISED_RESULT).exists():
-        return (f"{run_dir} is a finished supervised run ({run_dir / SUPERVISED_RESULT}); "
-                f"its model is {run_dir / CHECKPOINTS / LAST}")
-    if found in RESUMABLE:
-        return (f"{run_dir} is a {names[found]} run (its checkpoint {path.name}); continue "
-                f"it with `{RESUMABLE[found]} --resume {shlex.quote(str(run_dir))}`")
-    kind = str(found) if found else "unknown kind of"
-    return (f"{run_dir} is not a {names[wanted]} run (its checkpoint {path.name} is "
-            f"{with_article(kind)} checkpoint); only pretraining and supervised runs can be "
-            "resumed")
-
-
-def _why_no_checkpoint(folder: Path, kind: str) -> str:
-    """Why ``folder`` offers nothing to resume, for the one-line error."""
-    broken = checkpoint_files(folder)
-    if broken:  # latest_checkpoint skips incomplete files: all of these are
-        names = ", ".join(p.name for p in broken)
-        return (f"{names} in {folder} {'is' if len(broken) == 1 else 'are'} truncated or "
-                "corrupt; no complete checkpoint to resume from")
-    for other in sorted(folder.glob("*.pt")):  # e.g. linear-eval's linear.pt
-        try:
-            found = load_checkpoint(other).get("kind")
-        except SimCLRError:
-            continue
-        return _other_kind(folder.parent, other, found, kind)
-    run_dir = folder.parent
-    if not run_dir.exists():
-        return f"no checkpoint found: {run_dir} does not exist"
-    holder = folder_holder(run_dir)
-    if holder:
-        return (f"the run in {run_dir} is still running ({holder}) and has saved no "
-                "checkpoint yet")
-    if (run_dir / "config.yaml").is_file():  # written at the start, before any step
-        argv = _started_by(run_dir)
-        again = f": `{shlex.join(['simclr', *argv[1:]])}`" if argv else ""
-        return (f"the run in {run_dir} stopped before its first checkpoint, so there is "
-                f"nothing to continue; start it again with the command that started it{again}")
-    return f"no checkpoint found in {folder}"
-
-
-def _started_by(run_dir: Path) -> list[str] | None:
-    """The command line a run's config.yaml records (its first start's), if any."""
-    import yaml
-
-    try:
-        provenance = yaml.safe_load((run_dir / "config.yaml").read_text())["provenance"]
-        earlier = provenance.get("earlier") or []
-        argv = (earlier[0] if earlier else provenance)["argv"]
-    except (OSError, yaml.YAMLError, UnicodeDecodeError, LookupError, TypeError,
-            AttributeError):
-        return None
-    return [str(a) for a in argv] if isinstance(argv, list) and len(argv) > 1 else None
 
 
 def _unsafe_global(message: str) -> str | None:

@@ -20,13 +20,13 @@ from simclr.checkpoint import (
     CLASSIFIER_FILES,
     LAST,
     PARTIAL_SUFFIX,
-    SUPERVISED_RESULT,
     checkpoint_files,
     load_checkpoint,
     periodic_checkpoints,
 )
 from simclr.errors import SimCLRError, unreadable_path
 from simclr.files import folder_holder
+from simclr.rundir import SUPERVISED_RESULT
 
 # The evaluations' results files (simclr.results.RESULTS) and what each measured.
 RESULT_FILES = {"knn.json": "kNN", "linear_eval.json": "linear evaluation",

@@ -17,7 +17,6 @@ from simclr.checkpoint import (
     load_weights,
     periodic_name,
     readable_state,
-    resume_checkpoint,
     save_checkpoint,
 )
 from simclr.config import Config
@@ -25,6 +24,7 @@ from simclr.errors import SimCLRError
 from simclr.folders import NAMED_DATASETS
 from simclr.models import SimCLRModel
 from simclr.plan import Plan
+from simclr.rundir import resume_checkpoint
 from simclr.runtime import provenance
 from simclr.settings import absolute_paths, config_from_dict, load_yaml
 

@@ -29,13 +29,11 @@ import torch
 from simclr import distributed as dist
 from simclr.checkpoint import (
     CHECKPOINTS,
-    SUPERVISED_RESULT,
     checkpoint_files,
     load_scaler,
     load_weights,
     periodic_name,
     readable_state,
-    resume_checkpoint,
     save_checkpoint,
 )
 from simclr.classify import (
@@ -66,7 +64,12 @@ from simclr.results import (
     prepare_dir,
     write_results,
 )
-from simclr.rundir import check_not_above_runs, check_run_length
+from simclr.rundir import (
+    SUPERVISED_RESULT,
+    check_not_above_runs,
+    check_run_length,
+    resume_checkpoint,
+)
 from simclr.runtime import StopFlag, set_threads
 from simclr.settings import apply_resume_flags, config_from_dict, save_yaml
 

@@ -14,10 +14,10 @@ from simclr.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
     periodic_name,
-    resume_checkpoint,
     save_checkpoint,
 )
 from simclr.errors import SimCLRError
+from simclr.rundir import resume_checkpoint
 
 
 def _state(step: int) -> dict:
