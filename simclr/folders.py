@@ -86,8 +86,8 @@ def _class_folders(root: str, entries: list[str]) -> list[str]:
         if (real_root + os.sep).startswith(real + os.sep):
             if path not in _SAID:  # (a command lists a folder more than once)
                 _SAID.add(path)
-                log.warning("%s: %s links back to the folder itself (%s); left out", root, e,
-                            real)
+                to = "the folder itself" if real == real_root else "a folder above it"
+                log.warning("%s: %s links back to %s (%s); left out", root, e, to, real)
             continue
         found.append(e)
     return found

@@ -42,15 +42,12 @@ def check_batch_fits(batch_size: int, num_images: int) -> None:
                           f"({num_images} images)" + (f"; try --batch-size {fits}" if fits else ""))
 
 
-def check_batch_by_names(cfg: Config, all_images: bool = True) -> int | None:
-    """:func:`check_batch_fits` from the data folder's file names alone, before any
-    image is decoded (torchvision's and the digits sets are checked once opened).
-    Returns the number of image files listed (None for those sets)."""
+def count_files(cfg: Config, all_images: bool = True) -> int | None:
+    """The image files of the data folder, from their names alone (nothing decoded),
+    for the checks that need only their number; None for torchvision's and the digits
+    sets (checked once opened)."""
     listed = list_folder(cfg.data.path, train=True, unlabeled=all_images)
-    if listed is None:
-        return None
-    check_batch_fits(cfg.batch_size, len(listed.paths))
-    return len(listed.paths)
+    return None if listed is None else len(listed.paths)
 
 
 FIRST_REFIT = 10  # steps: a time budget's first re-plan, from the speed measured so far

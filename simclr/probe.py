@@ -136,8 +136,8 @@ def run_transform_probe(
     for name, source, least in (("the training set", train, math.ceil(2 / views)),
                                 ("the test set", test, 1)):
         if source.num_images < least:
-            raise SimCLRError(f"transform-probe: {name} has {source.num_images} readable "
-                              f"image(s); the probe needs at least {least}")
+            raise SimCLRError(f"{name} has {source.num_images} readable image(s); the "
+                              f"probe needs at least {least}")
     dev, prec = resolve_runtime(device, precision)
     began = time.perf_counter()
     results: dict[str, Any] = {"command": "transform-probe", "views_per_image": views,

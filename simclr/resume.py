@@ -37,6 +37,7 @@ class RunState:
     elapsed: float = 0.0  # training seconds so far, summed over resumed segments
     bad_steps: int = 0
     all_images: bool = True  # images beside class folders count (see open_data)
+    num_files: int | None = None  # the image files listed, readable or not (a folder's)
 
 
 def checkpoint_state(
@@ -60,6 +61,7 @@ def checkpoint_state(
         "step_in_epoch": state.step % plan.steps_per_epoch,
         "num_images": plan.num_images,
         "all_images": state.all_images,
+        **({} if state.num_files is None else {"num_files": state.num_files}),
         "total_steps": plan.total_steps,
         "warmup_steps": plan.warmup_steps,
         "elapsed": state.elapsed,
@@ -122,9 +124,12 @@ def check_same_images(ckpt: dict[str, Any], plan: Plan) -> None:
 
 
 def check_files_listed(ckpt: dict[str, Any], listed: int) -> None:
-    """:func:`check_same_images` before any image is decoded, where the folder's file
-    names alone decide: fewer image files than the images the run started with."""
-    saved = ckpt.get("num_images")
+    """:func:`check_same_images` before any image is decoded, from the number of image
+    files the folder lists: another number than the run's (checkpoints before it was
+    recorded: fewer files than the run's readable images)."""
+    files, saved = ckpt.get("num_files"), ckpt.get("num_images")
+    if isinstance(files, int) and listed != files:
+        raise _other_images(listed, files)
     if isinstance(saved, int) and listed < saved:
         raise _other_images(listed, saved)
 

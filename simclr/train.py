@@ -34,7 +34,8 @@ from simclr.optim import build_optimizer
 from simclr.plan import (
     FIRST_REFIT,
     Plan,
-    check_batch_by_names,
+    check_batch_fits,
+    count_files,
     plan_schedule,
     refit_to_budget,
     set_lr,
@@ -150,9 +151,11 @@ def pretrain(
     # A run resumed from a checkpoint of before images beside class folders counted
     # keeps the images it was planned on.
     all_images = run.saved is None or bool(run.saved.get("all_images", False))
-    listed = check_batch_by_names(cfg, all_images)
-    if run.saved is not None and listed is not None:  # images gone: said before decoding
-        check_files_listed(run.saved, listed)
+    files = count_files(cfg, all_images)  # checked by their names, before decoding
+    if files is not None:
+        if run.saved is not None:  # other images than the run's: said first
+            check_files_listed(run.saved, files)
+        check_batch_fits(cfg.batch_size, files)
     # Read now, so a wrong file is named before the data are decoded; loaded below.
     initial = initial_weights(cfg.init_from) if cfg.init_from and not resume else None
     torch.manual_seed(cfg.seed)
@@ -172,6 +175,7 @@ def pretrain(
     optimizer = build_optimizer(cfg.optim, model, cfg.batch_size)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     plan, state = start_state(cfg, run, source.num_images, all_images, model, optimizer, scaler)
+    state.num_files = files
 
     held = make_run_dir(run.path, resume)  # every input checked: from here on the run writes
     try:

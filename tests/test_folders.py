@@ -133,7 +133,7 @@ def test_a_link_to_the_folder_itself_is_no_class(tmp_path, caplog):
                 ["a.png", "b.png"] and listing.labels.tolist() == [-1, -1]
     said = [r.getMessage() for r in caplog.records]
     assert sorted(said) == [f"{root}: loop links back to the folder itself ({root}); left out",
-                            f"{root}: up links back to the folder itself ({tmp_path}); left out"]
+                            f"{root}: up links back to a folder above it ({tmp_path}); left out"]
 
 
 def test_broken_links_and_pipes_beside_images_are_listed_then_skipped(tmp_path):

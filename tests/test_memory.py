@@ -357,7 +357,9 @@ def test_an_allocation_that_fails_while_measuring_is_one_line(monkeypatch):
 @pytest.mark.parametrize("command, flags, text", [
     ("pretrain", ["--width", "64"], "the model (resnet18 x64, mlp head 32768-32768-128)"),
     ("pretrain", ["--head-hidden-dim", "1000000000"], "mlp head 64-1000000000-128"),
-    ("pretrain", ["--image-size", "100000"], "--image-size 100000 does not fit in memory"),
+    # (4 views of 4096 px at width 4 want about 60 GiB; above 4096 px is refused as such)
+    ("pretrain", ["--image-size", "4096", "--width", "4"],
+     "--image-size 4096 does not fit in memory"),
     ("supervised", ["--width", "64"], "the model (resnet18 x64, 2-class linear layer)"),
 ])
 def test_settings_that_cannot_fit_are_one_line_errors(tmp_path, capsys, command, flags, text):

@@ -154,8 +154,8 @@ def test_the_probe_keeps_images_beside_class_folders_and_needs_two(tmp_path, cap
     args[args.index("--train") + 1] = str(single)
     assert main([*args, "--views", "1", "--out", str(tmp_path / "p2")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "the training set has 1 readable image(s); the probe " \
-        "needs at least 2" in err, err
+    assert err.count("\n") == 1 and "error: the training set has 1 readable image(s); the " \
+        "probe needs at least 2" in err, err
 
 
 @pytest.mark.parametrize("value, message", [("0", "must be > 0"), ("-1", "must be > 0"),

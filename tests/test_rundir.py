@@ -119,6 +119,13 @@ def test_a_run_whose_data_folder_moved_resumes_from_its_new_place(tmp_path, caps
     assert "the data folder now holds 14 images; the run started with 16" in \
         capsys.readouterr().err
     assert not list((tmp_path / "cache").glob("fewer*"))  # told from its names: not decoded
+    two = make_image_folder(tmp_path / "two", classes=1, per_class=2)  # below the batch: the
+    assert main(["pretrain", "--resume", str(run_dir), "--data", str(two)]) == 2  # images
+    assert "now holds 2 images; the run started with 16" in capsys.readouterr().err  # said
+    more = make_image_folder(tmp_path / "more", classes=2, per_class=9)
+    assert main(["pretrain", "--resume", str(run_dir), "--data", str(more)]) == 2
+    assert "now holds 18 images; the run started with 16" in capsys.readouterr().err
+    assert not list((tmp_path / "cache").glob("more*"))  # the run recorded its 16 files
     assert main(["pretrain", "--resume", str(run_dir), "--data", str(tmp_path / "moved")]) == 0
     assert load_checkpoint(run_dir / "checkpoints/last.pt")["step"] == 4
     assert config_from_dict(load_checkpoint(run_dir / "checkpoints/last.pt")["config"]
