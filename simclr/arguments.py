@@ -47,7 +47,7 @@ def count_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], 
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
         if maximum is not None and value > maximum:
@@ -103,9 +103,10 @@ def _pair(text: str) -> tuple[float, float]:
     try:
         lo, hi = (float(x) for x in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected MIN,MAX, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected two numbers A,B (e.g. 0.08,1), got "
+                                         f"{text!r}") from None
     if not 0 < lo <= hi <= 1:
-        raise argparse.ArgumentTypeError(f"expected 0 < MIN <= MAX <= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected 0 < A <= B <= 1, got {text!r}")
     return lo, hi
 
 

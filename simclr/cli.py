@@ -383,7 +383,8 @@ def _check_before_work(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    command = "simclr"
+    words = sys.argv[1:] if argv is None else argv  # named before parsing: a Ctrl-C may come
+    command = f"simclr {words[0]}" if words and not str(words[0]).startswith("-") else "simclr"
     from simclr.launch import die_with_launcher
 
     die_with_launcher()  # a process of `--processes N`: none outlives the launcher

@@ -157,6 +157,10 @@ def test_module_entry_point_runs_pretrain_and_embed(tmp_path):
         (["finetune", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out", "o",
           "--label-fraction", "0"], "--label-fraction"),
         (["knn", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--k", "0"], "--k"),
+        (["knn", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--batch-size",
+          "2.5"], "--batch-size: expected a whole number, got '2.5'"),  # as pretrain says
+        (["finetune", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out", "o",
+          "--crop-scale", "0.5"], "expected two numbers A,B (e.g. 0.08,1), got '0.5'"),
     ],
 )
 def test_evaluation_flags_are_checked_first(args, needle, capsys):
@@ -174,6 +178,8 @@ def test_interrupt_while_starting_is_one_line(monkeypatch, capsys):
 
     monkeypatch.setattr("simclr.cli.build_parser", interrupted)
     assert main(["knn"]) == 130
+    assert capsys.readouterr().err == "simclr knn: interrupted\n"  # named from its argv
+    assert main(["--help"]) == 130
     assert capsys.readouterr().err == "simclr: interrupted\n"
 
 
