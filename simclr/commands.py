@@ -393,6 +393,7 @@ def cmd_supervised(args: argparse.Namespace) -> int:
     from simclr.settings import build_config
     from simclr.supervised import (
         check_new_run,
+        check_same_data,
         data_specs,
         note_ignored_settings,
         resume_config,
@@ -420,6 +421,9 @@ def cmd_supervised(args: argparse.Namespace) -> int:
         return 0
     if resume is not None:
         data = resume["data"]
+        listing = list_folder(data["train"], train=True)
+        if listing is not None:  # images gone or classes changed: said before decoding
+            check_same_data(resume, listing, listed=True)
     else:
         check_not_inside(cfg.out, {"--train": args.train, "--test": args.test}, "run")
         check_new_run(cfg.out)

@@ -177,9 +177,11 @@ def resume_config(target: str | Path, flags: Mapping[str, Any]) -> tuple[Config,
     return cfg, ckpt
 
 
-def check_same_data(ckpt: Mapping[str, Any], train: Any) -> None:
+def check_same_data(ckpt: Mapping[str, Any], train: Any, listed: bool = False) -> None:
     """A resumed run trains on the images it started with: its steps per epoch, order
-    and classifier outputs depend on them."""
+    and classifier outputs depend on them. ``listed``: ``train`` is the folder's listing
+    (an ImageList), checked before it is decoded: its classes, and no fewer image files
+    than the run's images."""
     classes, num = list(ckpt["classes"]), int(ckpt["num_train"])
     if list(train.classes) != classes:
         gone = [c for c in classes if c not in train.classes]
@@ -189,8 +191,9 @@ def check_same_data(ckpt: Mapping[str, Any], train: Any) -> None:
             f"new classes: {', '.join(new[:3])}" if new else "") if part) or "another order"
         raise SimCLRError(f"--resume: the training folder's classes are not those the run "
                           f"started with ({what}), so it cannot continue")
-    if train.num_images != num:
-        raise SimCLRError(f"--resume: the training folder now holds {train.num_images} images; "
+    now = len(train.paths) if listed else train.num_images
+    if (now < num) if listed else (now != num):
+        raise SimCLRError(f"--resume: the training folder now holds {now} images; "
                           f"the run started with {num}, so it cannot continue exactly")
 
 

@@ -241,6 +241,14 @@ def test_command_line_resume(tmp_path, capsys, monkeypatch):
     assert main(["pretrain", "--resume", str(run)]) == 2
     assert (f"{run} is a supervised run (its checkpoint last.pt); continue it with `simclr "
             f"supervised --resume {run}`") in capsys.readouterr().err
+    image = sorted(train.rglob("*.png"))[0]
+    image.rename(tmp_path / "aside.png")  # an image gone: refused from the names, before
+    caches = sorted((tmp_path / "cache").iterdir())  # the folder is decoded again
+    assert main(["supervised", "--resume", str(run)]) == 2
+    assert "the training folder now holds 15 images; the run started with 16" in \
+        capsys.readouterr().err
+    assert sorted((tmp_path / "cache").iterdir()) == caches
+    (tmp_path / "aside.png").rename(image)
     # From another working directory, by a relative path: the saved paths stay absolute.
     monkeypatch.chdir(tmp_path)
     assert main(["supervised", "--resume", "run", "--workers", "0"]) == 0
