@@ -150,6 +150,12 @@ def check_results_free(run_dir: str | Path | None, results: Sequence[str],
         return
     path = Path(run_dir).expanduser()
     check_out_folder(path, named)
+    # An evaluation's results (not a file's folder): a run's own evaluations' folders
+    # are no runs, but a folder of runs would read as a run, no longer as the runs.
+    runs = runs_in(path, outputs=False) if results and named is None else ""
+    if runs:
+        raise SimCLRError(f"{path} holds runs ({runs}); give the results a folder of their "
+                          f"own, or the run's they are of (--out {path / 'RUN'})")
     if overwrite:
         return
     flag = ", or pass --overwrite to replace it" if overwrite is False else ""
@@ -157,6 +163,18 @@ def check_results_free(run_dir: str | Path | None, results: Sequence[str],
         if (path / name).exists():
             raise SimCLRError(f"{path} already holds {name} from an earlier run; choose "
                               f"another --out{flag} (nothing was overwritten)")
+
+
+def runs_in(folder: Path, outputs: bool = True) -> str:
+    """The sub-folders of ``folder`` that hold a training run (its config.yaml), and with
+    ``outputs`` any command's output (a checkpoints/ folder), named for a message ('a,
+    b, c, ...'); '' for none."""
+    try:
+        runs = sorted(p.name for p in folder.iterdir() if p.is_dir() and (
+            (p / "config.yaml").is_file() or (outputs and (p / "checkpoints").is_dir())))
+    except OSError:  # (not there yet: nothing inside)
+        return ""
+    return ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
 
 
 def check_not_inside(out: str | Path, folders: dict[str, str | None], what: str) -> None:

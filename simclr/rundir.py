@@ -33,7 +33,7 @@ from simclr.checkpoint import (
 from simclr.config import Config
 from simclr.errors import SimCLRError, with_article
 from simclr.files import folder_holder, in_use, lock_folder, set_aside, write_atomically
-from simclr.results import check_not_inside, check_out_folder
+from simclr.results import check_not_inside, check_out_folder, runs_in
 from simclr.settings import config_from_dict
 
 log = logging.getLogger(__name__)
@@ -251,15 +251,10 @@ def check_not_above_runs(run_dir: Path) -> None:
     """Refuse a new run's folder that holds other runs (``--out .`` in runs/): ``simclr
     info`` reads a run's evaluations one folder down, so theirs would pass for this
     run's, and the folder would no longer list as the runs it holds."""
-    try:
-        runs = sorted(p.name for p in run_dir.iterdir() if p.is_dir() and (
-            (p / "config.yaml").is_file() or (p / CHECKPOINTS).is_dir()))
-    except OSError:  # (not there yet: nothing inside)
-        return
+    runs = runs_in(run_dir)
     if runs:
-        more = ", ..." if len(runs) > 3 else ""
-        raise SimCLRError(f"{run_dir} holds other runs ({', '.join(runs[:3])}{more}); give "
-                          f"this run a folder of its own (--out {run_dir / 'NAME'})")
+        raise SimCLRError(f"{run_dir} holds other runs ({runs}); give this run a folder of "
+                          f"its own (--out {run_dir / 'NAME'})")
 
 
 def _logs_of_a_run(run_dir: Path) -> bool:

@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from simclr.errors import SimCLRError
-from simclr.results import check_not_inside, confusion_matrix, topk_accuracy
+from simclr.results import (
+    check_not_inside,
+    check_results_free,
+    confusion_matrix,
+    topk_accuracy,
+)
 
 
 def test_topk_accuracy_and_confusion_matrix():
@@ -94,3 +99,20 @@ def test_out_is_refused_inside_a_data_folder_or_over_its_splits(tmp_path):
     check_not_inside(tmp_path / "runs", data, "run")  # elsewhere: fine
     (tmp_path / "photos").mkdir()  # a folder that is not a split may hold its runs
     check_not_inside(tmp_path, {"--data": str(tmp_path / "photos")}, "run")
+
+
+def test_an_evaluation_into_a_folder_of_runs_is_refused(tmp_path):
+    """Its results would make runs/ read as a run (info), no longer as the runs it holds;
+    a run's own evaluation folders (no config.yaml) are no runs, and a file's folder
+    (embed, predict) is not checked."""
+    runs = tmp_path / "runs"
+    for name in ("a", "b"):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "config.yaml").write_text("epochs: 1\n")
+    with pytest.raises(SimCLRError, match=rf"^{runs} holds runs \(a, b\); give the results a "
+                                          rf"folder of their own, or the run's they are of "
+                                          rf"\(--out {runs}/RUN\)$"):
+        check_results_free(runs, ("knn.json",))
+    check_results_free(runs, (), named=runs / "features.npz")
+    (runs / "a" / "lin" / "checkpoints").mkdir(parents=True)  # linear-eval --out runs/a/lin
+    check_results_free(runs / "a", ("knn.json",))
