@@ -163,7 +163,7 @@ def build_cache(
     .npy is written to a temporary name, fsynced and renamed, then the sidecar the
     same way, so an interrupted build never leaves a cache that would be trusted.
     """
-    folder = Path(cache_dir).expanduser()
+    folder = Path(cache_dir).expanduser().absolute()  # (messages name it whole)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
