@@ -19,11 +19,11 @@ from simclr.commands import (
     cmd_supervised,
     cmd_transform_probe,
 )
-from simclr.config import CROP_SAMPLERS, MAX_EPOCHS, MAX_SEED, default_of
+from simclr.config import CROP_SAMPLERS, MAX_EPOCHS, MAX_SEED, MAX_SIDE, MIN_SIZE, default_of
 from simclr.export import FORMATS
 from simclr.launch import add_flag as add_processes_flag
 from simclr.presets import PRESETS
-from simclr.pretrained import LAYERS_HELP
+from simclr.pretrained import IMAGE_SIZE_HELP, LAYERS_HELP
 from simclr.settings import all_flags
 
 RuntimeFlags = Callable[[argparse.ArgumentParser], None]
@@ -124,7 +124,13 @@ def _eval_inputs(p: argparse.ArgumentParser, runtime: RuntimeFlags, out_required
     p.add_argument("--random-init", action="store_true",
                    help="the checkpoint's architecture at random initialization (baseline)")
     p.add_argument("--seed", type=count_at_least(0, MAX_SEED), default=0)
+    add_image_size_flag(p)
     runtime(p)
+
+
+def add_image_size_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--image-size", type=count_at_least(MIN_SIZE, MAX_SIDE), default=None,
+                   metavar="S", help=IMAGE_SIZE_HELP)
 
 
 def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFlags) -> None:
@@ -266,6 +272,7 @@ def add_export_command(sub: argparse._SubParsersAction) -> None:
                    help="auto (default): from --out's suffix")
     p.add_argument("--layer", default="h",
                    help=f"pt2 / onnx: {LAYERS_HELP}, or logits (classifier checkpoints)")
+    add_image_size_flag(p)
     p.set_defaults(func=cmd_export)
 
 

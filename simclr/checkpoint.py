@@ -399,7 +399,7 @@ def imported_checkpoint(state: Any, p: Path) -> dict[str, Any] | None:
         return None
     config, weights, what = imported
     return {"format": FORMAT, "version": VERSION, "kind": "encoder", "config": config,
-            "model": weights, "imported": what}
+            "model": weights, "imported": what, "size_guessed": True}
 
 
 def checked_checkpoint(state: Any, p: Path) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from simclr.errors import SimCLRError, with_article
 from simclr.features import check_labeled_folders
 from simclr.folders import ImageList, check_folder, list_folder
 from simclr.pretrained import (
+    at_image_size,
     encoder_from_checkpoint,
     model_from_checkpoint,
     representation_from_checkpoint,
@@ -135,7 +136,7 @@ def read_checkpoint(
     path = checkpoint_file(args.checkpoint)
     check_not_another_run(getattr(args, "out", None), path)
     check_not_replacing_input(args, path)
-    ckpt = load_checkpoint(path)
+    ckpt = at_image_size(load_checkpoint(path), getattr(args, "image_size", None), path)
     if path.name.endswith(PARTIAL_SUFFIX):  # named on purpose, still worth a word
         print(f"note: {path} is an unfinished training (step {ckpt.get('step')}); its "
               "command continues it when run again", file=sys.stderr)
@@ -449,7 +450,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from simclr.export import export
 
     print(json.dumps(export(args.checkpoint, args.out, args.format, args.layer,
-                            overwrite=args.overwrite)))
+                            overwrite=args.overwrite, image_size=args.image_size)))
     return 0
 
 

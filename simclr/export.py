@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,10 +43,12 @@ from simclr.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from simclr.config import ARCHS
 from simclr.decode import eval_side
 from simclr.errors import SimCLRError
 from simclr.files import torch_save, written
 from simclr.pretrained import (
+    at_image_size,
     classifier_file,
     classifier_from_checkpoint,
     encoder_from_checkpoint,
@@ -80,9 +83,11 @@ def export_format(out: str | Path, fmt: str = "auto") -> str:
 
 
 def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
-           layer: str = "h", overwrite: bool = False) -> dict[str, Any]:
+           layer: str = "h", overwrite: bool = False,
+           image_size: int | None = None) -> dict[str, Any]:
     """Export the encoder of ``checkpoint`` to ``out``; returns a summary for the CLI.
-    An existing ``out`` is refused unless ``overwrite``."""
+    An existing ``out`` is refused unless ``overwrite``. ``image_size``: the side the
+    export is for, if not the encoder's own (:func:`simclr.pretrained.at_image_size`)."""
     if Path(out).is_dir():
         raise SimCLRError(f"--out {out} is a folder; give a file name")
     fmt = export_format(out, fmt)
@@ -106,17 +111,19 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
         if layer != "h":
             raise SimCLRError(f"--layer {layer}: a {fmt} export holds the encoder only; "
                               "use --format pt2 or onnx to export a layer of the head")
-        return (export_encoder if fmt == "checkpoint" else export_torchvision)(source, out)
-    return export_program(source, out, fmt, layer)
+        return (export_encoder if fmt == "checkpoint" else export_torchvision)(
+            source, out, image_size)
+    return export_program(source, out, fmt, layer, image_size)
 
 
-def export_encoder(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
+def export_encoder(checkpoint: str | Path, out: str | Path,
+                   image_size: int | None = None) -> dict[str, Any]:
     """Write a small checkpoint with only the encoder (no head, optimizer or RNG).
 
     The weights go through the encoder the config describes (strictly), so a file whose
     config does not fit its weights is refused, never relabelled.
     """
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = at_image_size(load_checkpoint(checkpoint), image_size, checkpoint)
     encoder, spec = encoder_from_checkpoint(ckpt)
     blob = {
         "kind": "encoder",
@@ -131,10 +138,14 @@ def export_encoder(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
     return {"out": str(out), "format": "checkpoint", **spec}
 
 
-def export_torchvision(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
+def export_torchvision(checkpoint: str | Path, out: str | Path,
+                       image_size: int | None = None) -> dict[str, Any]:
     """Write the encoder's weights in torchvision's layout (:mod:`simclr.torchvision_io`),
-    checked first: torchvision's model loads them strictly and computes the encoder's h."""
-    encoder, spec = encoder_from_checkpoint(load_checkpoint(checkpoint))
+    checked first: torchvision's model loads them strictly and computes the encoder's h.
+    The file records no image size: where simclr would read it back at another side
+    than the encoder's, a note says which ``--image-size`` to give."""
+    ckpt = at_image_size(load_checkpoint(checkpoint), image_size, checkpoint)
+    encoder, spec = encoder_from_checkpoint(ckpt)
     model, state, code = torchvision_model(encoder, spec["image_size"])
     size = spec["image_size"]
     images = torch.rand(CHECK_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0))
@@ -145,6 +156,11 @@ def export_torchvision(checkpoint: str | Path, out: str | Path) -> dict[str, Any
                           f"(max difference {(got - expected).abs().max().item():.3g})")
     out = Path(out)
     written(out, lambda tmp: torch_save(state, tmp))
+    read_back = 32 if spec["cifar_stem"] else 224  # simclr's side for ResNet weights
+    if spec["arch"] in ARCHS and size != read_back:  # e.g. an ImageNet stem at 32 px
+        print(f"note: {out} records no image size; simclr reads it at {read_back} px: "
+              f"give --image-size {size} to evaluate it at the side it was trained at",
+              file=sys.stderr)
     return {"out": str(out), "format": "torchvision", **spec,
             "load": f"{code}; m.load_state_dict(torch.load({str(out)!r})); m.eval()"}
 
@@ -195,7 +211,7 @@ def check_room(out: Path, module: nn.Module) -> None:
 
 
 def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
-                   layer: str = "h") -> dict[str, Any]:
+                   layer: str = "h", image_size: int | None = None) -> dict[str, Any]:
     """Trace the representation at ``layer`` and write it as a ``pt2`` or ``onnx`` program.
 
     The file is written to a temporary name, checked (:func:`check_program`) and only
@@ -203,7 +219,7 @@ def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
     """
     write_program = {"pt2": _write_pt2, "onnx": _write_onnx}[fmt]
     source = classifier_file(checkpoint) if layer == "logits" else checkpoint_file(checkpoint)
-    ckpt = load_checkpoint(source)
+    ckpt = at_image_size(load_checkpoint(source), image_size, source)
     classes = None
     if layer == "logits":
         module, spec, classes = classifier_from_checkpoint(ckpt)

@@ -105,6 +105,7 @@ def checkpoint_facts(path: Path) -> dict[str, Any]:
     """Kind, progress, encoder and (classifiers) classes and stored top-1 of one file."""
     ckpt = load_checkpoint(path, mmap=True)  # the entries, not the tensors' data
     facts = {"kind": ckpt.get("kind"), "imported": ckpt.get("imported"),
+             **({"size_guessed": True} if ckpt.get("size_guessed") else {}),
              "step": ckpt.get("step"),
              "total_steps": ckpt.get("total_steps"), "elapsed_s": ckpt.get("elapsed")}
     if isinstance(ckpt.get("config"), dict):
@@ -459,7 +460,9 @@ def _checkpoint_line(c: dict[str, Any]) -> str:
     if c.get("classes") is not None:
         parts.append(f"{c['classes']} classes")
     if c.get("encoder"):  # the head only where it is kept (a classifier has its own)
-        parts.append(_encoder(c["encoder"], head=c.get("kind") == "pretrain"))
+        parts.append(_encoder(c["encoder"], head=c.get("kind") == "pretrain") +
+                     (" assumed (no size recorded; --image-size)" if c.get("size_guessed")
+                      else ""))
     if c.get("top1") is not None:
         parts.append(f"top-1 {100 * c['top1']:.2f}%")
     stale = f"; it {c['stale']} (predict and export refuse the run folder)" \

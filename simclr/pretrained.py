@@ -14,6 +14,7 @@ import csv
 import json
 import os
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from simclr.checkpoint import (
     save_checkpoint,
     weight_mismatch,
 )
-from simclr.config import Config
+from simclr.config import MAX_SIDE, MIN_SIZE, Config
 from simclr.errors import SimCLRError
 from simclr.files import written
 from simclr.models import (
@@ -64,6 +65,41 @@ def encoder_spec(ckpt: dict[str, Any]) -> dict[str, Any]:
     except (KeyError, TypeError, ValueError):
         raise SimCLRError("checkpoint has no usable model config (not a simclr checkpoint?)") \
             from None
+
+
+IMAGE_SIZE_HELP = ("evaluate at this side in pixels instead of the one the encoder was "
+                   "trained at (default; imported ResNet weights: 224, CIFAR stem 32)")
+
+
+def at_image_size(ckpt: dict[str, Any], image_size: int | None,
+                  path: str | Path | None = None) -> dict[str, Any]:
+    """``ckpt`` as evaluated at ``image_size`` px (``--image-size``; None: its own).
+
+    The encoder's stem is fixed first (an automatic CIFAR stem follows the trained
+    side, not the new one), so the same weights run on larger or smaller inputs: the
+    ResNets end in a global average pool (Sec. B.9 evaluates CIFAR encoders at 32 px,
+    ImageNet ones at 224). A ViT's position embeddings fix its side. Imported weights
+    record no side (``size_guessed``): without ``image_size`` a note naming ``path``
+    says which is used.
+    """
+    spec = encoder_spec(ckpt)
+    if image_size is None:
+        if ckpt.get("size_guessed") and path is not None:
+            print(f"note: {path} records no image size ({ckpt['imported']}): read as "
+                  f"{spec['image_size']} px images; --image-size S for another side",
+                  file=sys.stderr)
+        return ckpt
+    if not MIN_SIZE <= image_size <= MAX_SIDE:
+        raise SimCLRError(f"--image-size: must be {MIN_SIZE} to {MAX_SIDE} pixels, "
+                          f"got {image_size}")
+    if spec["arch"].startswith("vit_") and image_size != spec["image_size"]:
+        raise SimCLRError(f"--image-size {image_size}: a {spec['arch']}'s position "
+                          f"embeddings are for {spec['image_size']} px, the side it was "
+                          "trained at; drop --image-size")
+    config = copy.deepcopy(ckpt["config"])
+    config["model"]["cifar_stem"] = spec["cifar_stem"]
+    config["augment"]["size"] = image_size
+    return {**ckpt, "config": config}
 
 
 def encoder_from_checkpoint(
@@ -211,34 +247,38 @@ def embed_folder(
     checkpoint: str | Path, data: str, out: str | Path, batch_size: int = 256,
     device: str = "auto", precision: str = "auto", workers: int | None = None,
     cache_dir: str = "~/.cache/simclr/decoded", layer: str = "h",
+    image_size: int | None = None,
 ) -> dict[str, Any]:
     """Representations of every image of a folder (evaluation transform), saved as .npz.
 
-    ``layer``: h (default), z or gK (:func:`representation_from_checkpoint`). Arrays:
+    ``layer``: h (default), z or gK (:func:`representation_from_checkpoint`);
+    ``image_size``: the side evaluated at, if not the encoder's own (:func:`at_image_size`). Arrays:
     ``features`` float32 (N, D), ``labels`` int64 (N,) (sorted class-name order of an
     ImageFolder, -1 for a flat folder), ``classes`` (C,) str, ``paths`` (N,) str,
     ``encoder`` () str (checkpoint file, step and layer).
     """
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = at_image_size(load_checkpoint(checkpoint), image_size, checkpoint)
     module, spec = representation_from_checkpoint(ckpt, layer)
     out = output_file(out)
     source, feats, labels, paths = folder_features(module, spec["image_size"], data,
                                                    batch_size, device, precision, workers,
                                                    cache_dir, unlabeled=True)
+    at = f" at {image_size} px" if image_size else ""  # another side: other features
     arrays = {"features": feats.astype(np.float32), "labels": labels.astype(np.int64),
               "classes": np.array(source.classes, dtype=str), "paths": np.array(paths, dtype=str),
               # which representation: features of two are not comparable (simclr neighbors;
               # the file resolved, so two shells' spellings of one checkpoint agree)
               "encoder": np.array(f"{Path(ckpt['file']).resolve()} {trained_for(ckpt)} "
-                                  f"layer {layer}")}
+                                  f"layer {layer}{at}")}
 
     def write(tmp: Path) -> None:  # whole or not at all (a file object: savez adds no .npz)
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
     written(out, write)
-    return {"out": str(out), "layer": layer, "images": int(feats.shape[0]),
-            "dim": int(feats.shape[1]), "skipped": len(source.skipped)}
+    return {"out": str(out), "layer": layer, "image_size": spec["image_size"],
+            "images": int(feats.shape[0]), "dim": int(feats.shape[1]),
+            "skipped": len(source.skipped)}
 
 
 # --------------------------------------------------------------------- classifiers

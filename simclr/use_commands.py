@@ -14,7 +14,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from simclr.arguments import CACHE_DIR, RuntimeFlags, count_at_least, days, folder_name, fraction
+from simclr.arguments import (
+    CACHE_DIR,
+    RuntimeFlags,
+    add_image_size_flag,
+    count_at_least,
+    days,
+    folder_name,
+    fraction,
+)
 from simclr.errors import SimCLRError
 
 
@@ -37,6 +45,7 @@ def _add_embed_command(sub: argparse._SubParsersAction, add_runtime_flags: Runti
     p.add_argument("--out", required=True, help="output .npz file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--layer", default="h", help=LAYERS_HELP)
+    add_image_size_flag(p)
     add_runtime_flags(p)
     p.set_defaults(func=cmd_embed)
 
@@ -109,7 +118,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     output_file(out, args.overwrite)
     info = embed_folder(args.checkpoint, args.data, out, batch_size=args.batch_size,
                         device=args.device, precision=args.precision, workers=args.workers,
-                        cache_dir=args.cache_dir, layer=args.layer)
+                        cache_dir=args.cache_dir, layer=args.layer, image_size=args.image_size)
     print(json.dumps(info))
     return 0
 

@@ -22,3 +22,33 @@ def test_from_head_on_a_checkpoint_without_a_head_names_its_kind(tmp_path, capsy
     assert err.count("\n") == 1 and "(this is an encoder one, without the projection " \
         "head); drop --from-head" in err, err
     assert not (tmp_path / "ft").exists()
+
+
+def test_evaluations_at_another_image_size_record_it_and_predict_at_it(tmp_path, capsys):
+    """--image-size: kNN and the linear classifier at 24 px from an encoder trained at
+    16; the results say 24, and predict uses the side its classifier was fitted at."""
+    import json
+
+    from simclr.checkpoint import load_checkpoint
+
+    train, test, cache = tiny_pretrained_run(tmp_path)
+    run = str(tmp_path / "pre")
+    common = ["--checkpoint", run, "--train", str(train), "--test", str(test), "--cache-dir",
+              cache, "--workers", "0", "--precision", "fp32", "--image-size", "24"]
+    capsys.readouterr()
+    assert main(["knn", *common, "--k", "3", "--out", str(tmp_path / "k")]) == 0
+    assert json.loads(capsys.readouterr().out)["image_size"] == 24
+    assert main(["linear-eval", *common, "--out", str(tmp_path / "lin")]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert measured["image_size"] == 24
+    assert main(["predict", "--checkpoint", str(tmp_path / "lin"), "--data", str(test),
+                 "--out", str(tmp_path / "p.csv"), "--cache-dir", cache, "--workers", "0",
+                 "--precision", "fp32"]) == 0
+    assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(measured["top1"])
+    classifier = load_checkpoint(tmp_path / "lin" / "checkpoints" / "linear.pt")
+    assert classifier["config"]["augment"]["size"] == 24  # what predict resizes to
+    assert classifier["config"]["model"]["cifar_stem"] is True  # the stem trained at 16
+    with pytest.raises(SystemExit) as exited:
+        main(["knn", *common[:-1], "4", "--out", str(tmp_path / "k4")])
+    assert exited.value.code == 2
+    assert "argument --image-size: must be at least 8, got 4" in capsys.readouterr().err

@@ -22,6 +22,7 @@ from simclr.features import extract_features
 from simclr.logistic import logistic_regression
 from simclr.models import Classifier, build_model
 from simclr.pretrained import (
+    at_image_size,
     classifier_checkpoint,
     classifier_from_checkpoint,
     encoder_from_checkpoint,
@@ -74,6 +75,36 @@ def test_representations_read_the_right_layer():
             assert got.shape == want.shape and torch.allclose(got, want, atol=1e-6), layer
             assert module.feature_dim == want.shape[1]
     assert spec["image_size"] == 16 and z.shape == (5, 24) and h.shape == (5, 64)
+
+
+def test_another_image_size_keeps_the_trained_stem_and_weights(capsys):
+    """--image-size: the same network on other inputs. An automatic stem stays the one
+    the encoder was trained with (at 48 px it would be the ImageNet stem), the weights
+    load unchanged, and the checkpoint read is not altered."""
+    ckpt = pretrain_checkpoint()
+    assert ckpt["config"]["model"]["cifar_stem"] is None  # automatic: CIFAR at 16 px
+    trained, spec = encoder_from_checkpoint(ckpt)
+    larger = at_image_size(ckpt, 48)
+    encoder, larger_spec = encoder_from_checkpoint(larger)
+    assert spec == {**larger_spec, "image_size": 16} and larger_spec["cifar_stem"] is True
+    assert encoder.image_size == 48 and ckpt["config"]["augment"]["size"] == 16
+    x = torch.rand(3, 3, 48, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.eval()(x), trained.eval()(x), rtol=0, atol=0)
+    assert at_image_size(ckpt, None, "run/last.pt") is ckpt
+    assert capsys.readouterr().err == ""  # a simclr checkpoint knows its side: no note
+
+
+def test_image_sizes_a_network_cannot_take_are_refused():
+    with pytest.raises(SimCLRError, match=r"--image-size: must be 8 to 4096 pixels, got 4"):
+        at_image_size(pretrain_checkpoint(), 4)
+    vit = {"kind": "encoder", "config": {"model": {"arch": "vit_b_16", "width": 1.0,
+                                                   "cifar_stem": None},
+                                         "augment": {"size": 224}}}
+    assert at_image_size(vit, 224)["config"]["augment"]["size"] == 224
+    with pytest.raises(SimCLRError, match=r"--image-size 96: a vit_b_16's position "
+                                          r"embeddings are for 224 px"):
+        at_image_size(vit, 96)
 
 
 @pytest.mark.parametrize("layer", ["g4", "g0", "q", "z1", ""])

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torchvision
 
-from simclr.checkpoint import load_checkpoint
+from simclr.checkpoint import load_checkpoint, save_checkpoint
 from simclr.cli import main
 from simclr.errors import SimCLRError
 from simclr.models import build_encoder
@@ -129,7 +129,8 @@ def test_imported_weights_serve_the_evaluation_commands(tmp_path, image_folder, 
     torch.save(_wrapped(to_torchvision(ours.state_dict())), weights)
     assert main(["info", str(weights)]) == 0
     assert capsys.readouterr().out.strip() == (
-        f"{weights}: ResNet weights in torchvision's layout, resnet18 x0.125, 32 px")
+        f"{weights}: ResNet weights in torchvision's layout, resnet18 x0.125, 32 px assumed "
+        "(no size recorded; --image-size)")
     assert main(["knn", "--checkpoint", str(weights), "--train", str(image_folder),
                  "--test", str(image_folder), "--k", "5", "--cache-dir",
                  str(tmp_path / "cache")]) == 0
@@ -248,3 +249,45 @@ def test_simclr_weights_saved_bare_and_tutorial_wrappers_load(tmp_path, saved):
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(encoder.eval()(x), ours(x), rtol=0, atol=0)
+
+
+def test_an_imagenet_stem_trained_at_32_px_is_read_back_at_32_when_told(
+        tmp_path, image_folder, capsys):
+    """torchvision weights record no image size: simclr reads an ImageNet-stem ResNet's
+    at 224 px, and says so. The export of one trained at 32 px names the --image-size
+    to give; given, its features are the original checkpoint's, and an encoder export
+    with --image-size records the side for good."""
+    torch.manual_seed(0)
+    encoder = randomised(build_encoder("resnet18", 1.0, cifar_stem=False), seed=5)
+    config = {"model": {"arch": "resnet18", "width": 1.0, "cifar_stem": False},
+              "augment": {"size": 32}}
+    ours = save_checkpoint({"kind": "encoder", "config": config, "model": {
+        f"encoder.{k}": v for k, v in encoder.state_dict().items()}}, tmp_path, "ours.pt")
+    weights = tmp_path / "r18.pth"
+    assert main(["export", "--checkpoint", str(ours), "--out", str(weights),
+                 "--format", "torchvision"]) == 0
+    assert f"note: {weights} records no image size; simclr reads it at 224 px: give " \
+           "--image-size 32" in capsys.readouterr().err
+
+    def embed(checkpoint, name, *flags):
+        assert main(["embed", "--checkpoint", str(checkpoint), "--data", str(image_folder),
+                     "--out", str(tmp_path / name), "--cache-dir", str(tmp_path / "cache"),
+                     "--precision", "fp32", *flags]) == 0
+        with np.load(tmp_path / name) as saved:
+            return saved["features"], str(saved["encoder"]), capsys.readouterr().err
+
+    original, _, _ = embed(ours, "ours.npz")
+    at_224, _, note = embed(weights, "224.npz")
+    assert json.loads(capsys.readouterr().out or "{}") == {}
+    assert f"note: {weights} records no image size (ResNet weights in torchvision's " \
+           "layout): read as 224 px images; --image-size S for another side" in note
+    told, which, note = embed(weights, "32.npz", "--image-size", "32")
+    assert note == "" and which.endswith("layer h at 32 px")
+    np.testing.assert_allclose(told, original, rtol=1e-5, atol=1e-5)
+    assert np.abs(at_224 - original).max() > 1e-3  # the side changes the features
+    recorded = tmp_path / "r18-32px.pt"
+    assert main(["export", "--checkpoint", str(weights), "--out", str(recorded),
+                 "--image-size", "32"]) == 0
+    assert load_checkpoint(recorded)["config"]["augment"]["size"] == 32
+    again, _, note = embed(recorded, "again.npz")
+    assert note == "" and np.array_equal(again, told)
