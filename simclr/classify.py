@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
@@ -420,14 +421,16 @@ class PartialRun:
     ``checkpoints/<name>-partial.pt`` and continued by the same command.
 
     ``settings`` (plain data) fix the run: the training set, subset, budget, optimizer,
-    views and source checkpoint. A saved run whose settings differ is refused, never
-    continued or written over; ``out`` None keeps nothing.
+    views and source checkpoint. A saved run whose settings differ (or that cannot be
+    read) is refused, never continued, and written over only with ``overwrite`` (the
+    command's --overwrite); ``out`` None keeps nothing.
     """
 
     out: Path | None
     name: str  # "finetune", "linear"
     what: str  # in messages: "fine-tuning", "linear evaluation"
     settings: dict[str, Any]
+    overwrite: bool = False
     held: Any = None  # the lock on ``out`` while the training runs (files.lock_folder)
 
     @property
@@ -446,16 +449,21 @@ class PartialRun:
             return 0, 0.0
         try:
             ckpt = load_checkpoint(self.path)
-        except SimCLRError as exc:  # kept for the user to look at, never written over
-            raise SimCLRError(f"{exc}; delete it to start the {self.what} in {self.out} "
-                              "again") from None
+        except SimCLRError as exc:  # kept for the user to look at, unless told otherwise
+            if self.overwrite:
+                return self._start_over("cannot be read")
+            raise SimCLRError(f"{exc}; delete it or pass --overwrite to start the "
+                              f"{self.what} in {self.out} again") from None
         saved = ckpt.get("settings") or {}
         differ = [_difference(k, saved.get(k), v) for k, v in self.settings.items()
                   if saved.get(k) != v]
+        if differ and self.overwrite:
+            return self._start_over(f"has other settings ({'; '.join(differ)})")
         if differ:
             raise SimCLRError(f"{self.out} holds an unfinished {self.what} ({self.path.name}) "
                               f"with other settings ({'; '.join(differ)}); rerun its own "
-                              "command to continue it, or choose another --out")
+                              "command to continue it, pass --overwrite to start this one "
+                              "over it, or choose another --out")
         load_weights(model, ckpt, prefix)
         with readable_state(ckpt, "optimizer or step state"):
             optimizer.load_state_dict(ckpt["optimizer"])
@@ -463,6 +471,16 @@ class PartialRun:
             step, elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
         log(f"resuming the {self.what} in {self.out} from step {step}", verbose)
         return step, elapsed
+
+    def _start_over(self, why: str) -> tuple[int, float]:
+        """--overwrite: the saved unfinished run, which ``why`` says cannot be
+        continued, is deleted and this one starts at step 0. (The same settings are
+        continued even then: an exact resume ends where a new start would.)"""
+        if dist.is_main():
+            print(f"note: --overwrite: the unfinished {self.what} in {self.out} "
+                  f"({self.path.name}) {why}; deleted, starting over", file=sys.stderr)
+            self.path.unlink(missing_ok=True)
+        return 0, 0.0
 
     def save(self, blob: dict[str, Any], scaler: torch.amp.GradScaler) -> str:
         """Write a classifier checkpoint (pretrained.classifier_checkpoint, with its

@@ -163,9 +163,10 @@ def _save_layer(partial_run: PartialRun, fc: nn.Linear, optimizer: torch.optim.O
         seconds, {}, optimizer), scaler)
 
 
-def linear_partial(out: Path | None, settings: dict[str, Any] | None = None) -> PartialRun:
+def linear_partial(out: Path | None, settings: dict[str, Any] | None = None,
+                   overwrite: bool = False) -> PartialRun:
     """Where an unfinished SGD linear evaluation is kept: ``out/checkpoints/linear-partial.pt``."""
-    return PartialRun(out, "linear", "linear evaluation", settings or {})
+    return PartialRun(out, "linear", "linear evaluation", settings or {}, overwrite)
 
 
 def feature_width(encoder: nn.Module, image_size: int) -> int:
@@ -186,8 +187,11 @@ def feature_width(encoder: nn.Module, image_size: int) -> int:
 
 def _check_linear_eval(protocol: str, run_dir: str | Path | None, batch_size: int,
                        val_fraction: float, epochs: float, lr: float, image_size: int,
-                       crop_scale: tuple[float, float], crop_sampler: str) -> None:
-    """The linear evaluation's settings, checked before any work (one line each)."""
+                       crop_scale: tuple[float, float], crop_sampler: str,
+                       overwrite: bool) -> None:
+    """The linear evaluation's settings, checked before any work (one line each).
+    ``overwrite``: an unfinished sgd run in ``run_dir`` is replaced when an lbfgs one
+    finishes there."""
     if protocol not in ("lbfgs", "sgd"):
         raise SimCLRError(f"--protocol: unknown value {protocol!r} (choose from lbfgs, sgd)")
     _positive(batch_size, "batch-size")
@@ -202,10 +206,10 @@ def _check_linear_eval(protocol: str, run_dir: str | Path | None, batch_size: in
         raise SimCLRError("--protocol lbfgs runs in one process; with several use "
                           "--protocol sgd")
     unfinished = linear_partial(None if run_dir is None else Path(run_dir).expanduser()).path
-    if unfinished is not None and unfinished.exists():
+    if unfinished is not None and unfinished.exists() and not overwrite:
         raise SimCLRError(f"{run_dir} holds an unfinished linear evaluation --protocol sgd "
-                          f"({unfinished.name}); rerun its own command to continue it, or "
-                          "choose another --out")
+                          f"({unfinished.name}); rerun its own command to continue it, pass "
+                          "--overwrite to replace it, or choose another --out")
 
 
 @dist.process_group()
@@ -244,7 +248,7 @@ def run_linear_eval(
     results dict.
     """
     _check_linear_eval(protocol, run_dir, batch_size, val_fraction, epochs, lr, image_size,
-                       crop_scale, crop_sampler)
+                       crop_scale, crop_sampler, overwrite)
     verbose = verbose and dist.is_main()  # rank 0 speaks for all the processes
     num_classes = check_labeled(train, test)
     out = run_folder(run_dir, RESULTS["linear-eval"], overwrite)  # rank 0 writes
@@ -258,7 +262,7 @@ def run_linear_eval(
         fitted = _fit_lbfgs(run, l2, l2_grid, val_fraction, max_iter)
     else:
         fitted = _fit_sgd(run, epochs, lr, momentum, crop_scale, crop_sampler,
-                          checkpoint_every, checkpoint_minutes, on_step)
+                          checkpoint_every, checkpoint_minutes, on_step, overwrite)
         if fitted.details["status"] == "preempted":
             return {"command": "linear-eval", "protocol": protocol, **fitted.details}
         if not dist.is_main():
@@ -324,9 +328,11 @@ def _fit_lbfgs(run: _LinearEval, l2: float | None, l2_grid: Sequence[float] | No
 
 def _fit_sgd(run: _LinearEval, epochs: float, lr: float, momentum: float,
              crop_scale: tuple[float, float], crop_sampler: str, checkpoint_every: int,
-             checkpoint_minutes: float, on_step: Callable[[int, Any], None] | None) -> _Fitted:
+             checkpoint_minutes: float, on_step: Callable[[int, Any], None] | None,
+             overwrite: bool) -> _Fitted:
     """The ImageNet protocol (App. B.6): :func:`linear_eval_sgd`, its unfinished training
-    kept in the run folder with the settings a continuation must match."""
+    kept in the run folder with the settings a continuation must match (``overwrite``:
+    one saved with others is deleted, not refused)."""
     source, train = run.source or {}, run.train
     settings = {"test_fraction": (source.get("test") or {}).get("fraction"),
                 "train": [int(train.num_images), list(train.classes)], "epochs": epochs,
@@ -341,7 +347,7 @@ def _fit_sgd(run: _LinearEval, epochs: float, lr: float, momentum: float,
         epochs=epochs, batch_size=run.batch_size, lr=lr, momentum=momentum,
         crop_scale=crop_scale, crop_sampler=crop_sampler, seed=run.seed, device=run.device,
         precision=run.precision, channels_last=run.channels_last, workers=run.workers,
-        verbose=run.verbose, partial_run=linear_partial(run.out, settings),
+        verbose=run.verbose, partial_run=linear_partial(run.out, settings, overwrite),
         checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
         on_step=on_step, config=run.config)
     earlier_s = details.pop("earlier_s")  # elapsed_s counts the earlier sessions too

@@ -232,7 +232,7 @@ def run_finetune(
                 "source": [str((source or {}).get("checkpoint")), (source or {}).get("step")],
                 "weights": weights_digest(encoder, start_layer),
                 "batch_norm": batch_norm_setting(sync_bn)}  # what a continuation must match
-    partial_run = PartialRun(out, "finetune", "fine-tuning", settings)
+    partial_run = PartialRun(out, "finetune", "fine-tuning", settings, overwrite)
     step, elapsed = partial_run.resume(model, optimizer, scaler, verbose)
     listed = _list_subset_first(train, budget.subset, out)
     run = _FineTuning(model=model, optimizer=optimizer, scaler=scaler, partial_run=partial_run,

@@ -4,6 +4,7 @@ evaluation commands share: results files, --overwrite, one-line errors, image fo
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -215,9 +216,15 @@ def test_an_interrupted_sgd_linear_evaluation_continues_exactly(tmp_path):
     lbfgs = {k: v for k, v in args.items() if k not in ("protocol", "epochs",
                                                          "checkpoint_every")}
     with pytest.raises(SimCLRError, match=r"holds an unfinished linear evaluation --protocol "
-                                          r"sgd \(linear-partial.pt\)"):
+                                          r"sgd \(linear-partial.pt\); rerun its own command "
+                                          r"to continue it, pass --overwrite to replace it"):
         run_linear_eval(enc, train, test, run, **lbfgs, protocol="lbfgs")
     assert partial.exists()
+    other = tmp_path / "other"  # --overwrite: an lbfgs fit's results replace the sgd run
+    shutil.copytree(run, other)
+    run_linear_eval(enc, train, test, other, **lbfgs, protocol="lbfgs", overwrite=True)
+    assert (other / "linear_eval.json").exists()
+    assert not (other / "checkpoints" / "linear-partial.pt").exists()
     saved = load_checkpoint(partial)
     saved["elapsed"] = 1000.0  # as if the first session had trained for 1000 s
     save_checkpoint(saved, partial.parent, partial.name, None)

@@ -353,10 +353,42 @@ def test_an_interrupted_finetuning_is_never_continued_with_other_settings(tmp_pa
     assert (run / "checkpoints" / "finetune-partial.pt").read_bytes() == saved
     # A damaged one is kept for the user, with what to do.
     (run / "checkpoints" / "finetune-partial.pt").write_bytes(saved[:100])
-    with pytest.raises(SimCLRError, match=r"truncated, corrupt .*; delete it to start the "
-                                          r"fine-tuning in .* again$"):
+    with pytest.raises(SimCLRError, match=r"truncated, corrupt .*; delete it or pass "
+                                          r"--overwrite to start the fine-tuning in .* again$"):
         run_finetune(tiny_encoder(), train, test, run, **args)
     assert (run / "checkpoints" / "finetune-partial.pt").read_bytes() == saved[:100]
+
+
+def test_overwrite_starts_over_an_unfinished_finetuning_it_cannot_continue(
+        tmp_path, folders, capsys):
+    """--overwrite: an unfinished fine-tuning saved with other settings, or damaged, is
+    deleted with a note and this one trains from step 0; one with the same settings is
+    continued (an exact resume ends where a new start would)."""
+    train, test = folders
+    args = {**FAST, "batch_size": 4, "epochs": 2, "labels_per_class": 4}
+    whole = run_finetune(tiny_encoder(), train, test, tmp_path / "whole", **args)
+    run = tmp_path / "ft"
+    partial = run / "checkpoints" / "finetune-partial.pt"
+    run_finetune(tiny_encoder(), train, test, run, **{**args, "lr": 0.1}, on_step=stop_at(2))
+    capsys.readouterr()
+    done = run_finetune(tiny_encoder(), train, test, run, **args, overwrite=True)
+    assert f"note: --overwrite: the unfinished fine-tuning in {run} (finetune-partial.pt) " \
+           "has other settings (lr: 0.1 saved, 0.05 now); deleted, starting over" \
+           in capsys.readouterr().err
+    assert done["steps"] == whole["steps"] and done["top1"] == whole["top1"]
+    assert not partial.exists()
+    run_finetune(tiny_encoder(), train, test, run, **args, overwrite=True, on_step=stop_at(2))
+    partial.write_bytes(partial.read_bytes()[:100])
+    done = run_finetune(tiny_encoder(), train, test, run, **args, overwrite=True)
+    assert "(finetune-partial.pt) cannot be read; deleted, starting over" in \
+        capsys.readouterr().err
+    assert done["steps"] == whole["steps"] and done["top1"] == whole["top1"]
+    run_finetune(tiny_encoder(), train, test, run, **args, overwrite=True, on_step=stop_at(2))
+    steps: list[int] = []
+    done = run_finetune(tiny_encoder(), train, test, run, **args, overwrite=True,
+                        on_step=lambda step, stop: steps.append(step))
+    assert "starting over" not in capsys.readouterr().err and done["steps"] == whole["steps"]
+    assert steps[0] == 3 and done["top1"] == whole["top1"]  # continued after step 2
 
 
 def test_sigterm_exits_75_and_the_same_command_finishes(tmp_path):
