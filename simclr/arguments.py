@@ -189,7 +189,7 @@ def add_finetune_command(sub: argparse._SubParsersAction, runtime: RuntimeFlags)
     p = sub.add_parser("finetune", help="fine-tune on a class-balanced labeled subset")
     _eval_inputs(p, runtime, out_required=True)
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--label-fraction", type=fraction, default=None)
+    group.add_argument("--label-fraction", type=fraction, default=None, metavar="F")
     group.add_argument("--labels-per-class", type=_positive_int, default=None)
     group.add_argument("--subset", default=None, metavar="FILE",
                        help="the labeled images listed in FILE (one file name or path per "

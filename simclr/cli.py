@@ -73,8 +73,8 @@ SHARED_HELP = {
     "--max-iter": "L-BFGS iterations",
     "--momentum": "of Nesterov SGD",
     "--crop-scale": "area range of the random crop",
-    "--label-fraction": "share of each class's images that keep their label (the paper: "
-                        "0.01, 0.1)",
+    "--label-fraction": "F: round(F x images / classes) labeled images from every class "
+                        "(the paper: 0.01, 0.1; its exact ImageNet lists: --subset)",
     "--labels-per-class": "labeled images per class",
     "--schedule": "learning rate over the steps: cosine | constant",
     "--task": "gray | rotation | noise | sobel | all",

@@ -155,7 +155,7 @@ class OptimConfig:
     weight_decay: float = 1e-6  # L2 penalty (decoupled for adamw)
     eta: float = 0.001  # LARS trust coefficient
     exclude_bias_and_norm: bool = True  # from weight decay and LARS adaptation
-    warmup_epochs: float = 10.0  # linear warm-up, then cosine decay
+    warmup_epochs: float = 10.0  # linear warm-up (at most 10% of the run), then cosine
     warmup_fraction: float | None = None  # overrides warmup_epochs: fraction of all steps
     final_lr: float = 0.0  # cosine decays to this
     betas: tuple[float, float] = (0.9, 0.999)  # adamw only

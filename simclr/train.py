@@ -78,6 +78,18 @@ def upsampling_notes(cfg: Config, source: ImageSource) -> list[str]:
             f"--image-size {max(side, MIN_SIZE)} is likelier what you want"]
 
 
+def recipe_notes(cfg: Config) -> list[str]:
+    """A note when small views keep the ImageNet recipe's augmentation and loss (the
+    defaults): the official CIFAR-10 recipe (App. B.9) turns blur off and halves the
+    colour strength, a known trap for runs on small images without a preset."""
+    a = cfg.augment
+    if a.size > 32 or not a.blur or a.color_strength != 1.0 or cfg.loss.temperature != 0.1:
+        return []
+    return [f"note: {a.size}-px views with the ImageNet recipe's blur, colour strength 1 "
+            "and tau 0.1; for small images the official CIFAR-10 recipe is --preset "
+            "cifar10 (no blur, strength 0.5, tau 0.5), on a CPU --preset cifar10-cpu"]
+
+
 def check_knn_folders(cfg: Config) -> None:
     """The kNN monitor's folders are first read after an epoch: check them before."""
     check_labeled_folders(cfg.knn_train, cfg.knn_test, ("--knn-train", "--knn-test"),
@@ -161,7 +173,7 @@ def pretrain(
     torch.manual_seed(cfg.seed)
 
     source = open_data(cfg, all_images)
-    notes = [*notes, *upsampling_notes(cfg, source)]
+    notes = [*notes, *upsampling_notes(cfg, source), *([] if resume else recipe_notes(cfg))]
     model = setup_model(cfg, device)
     if initial is not None:
         notes = [*notes, apply_initial_weights(unwrap(model), *initial)]

@@ -11,6 +11,7 @@ from simclr.classify import (
     Checkpointing,
     PartialRun,
     crop_flip_config,
+    nesterov_sgd,
     scheduled_lr,
     train_classifier,
 )
@@ -19,6 +20,44 @@ from simclr.models import Classifier
 from tests.conftest import colour_source, tiny_encoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_nesterov_sgd_against_two_steps_by_hand():
+    """Fine-tuning's and the SGD linear protocol's optimizer (App. B.5, B.6): Nesterov
+    momentum, no weight decay, lr x B/256. Two steps computed by hand in float64:
+    buf = m buf + g; w -= peak (g + m buf)."""
+    w0 = np.array([3.0, -2.0, 0.5])
+    grads = [np.array([0.1, -0.4, 0.2]), np.array([-0.3, 0.05, 0.6])]
+    lr, batch, m = 0.05, 1024, 0.9
+    peak = lr * batch / 256  # 0.2
+    w = torch.nn.Parameter(torch.tensor(w0))
+    optimizer = nesterov_sgd([w], lr, batch, m)
+    expect, buf = w0.copy(), np.zeros(3)
+    for g in grads:
+        w.grad = torch.tensor(g)
+        optimizer.step()
+        buf = m * buf + g
+        expect = expect - peak * (g + m * buf)
+        np.testing.assert_allclose(w.detach().numpy(), expect, rtol=0, atol=1e-12)
+    assert optimizer.param_groups[0]["peak_lr"] == pytest.approx(0.2)
+    assert optimizer.param_groups[0]["weight_decay"] == 0.0  # large weights: no pull
+
+
+def test_crop_flip_views_keep_every_colour():
+    """The evaluations' training views are crop + flip only: a one-colour picture comes
+    out that colour in every view (colour jitter or grayscale would change it), and
+    neither blur nor the Fig. 5 extras are on."""
+    from simclr.augment import TwoViewAugment
+
+    cfg = crop_flip_config(16)
+    assert not (cfg.color or cfg.grayscale or cfg.blur or cfg.cutout or cfg.rotate
+                or cfg.noise or cfg.sobel) and cfg.crop and cfg.flip
+    colour = torch.tensor([200, 40, 90], dtype=torch.uint8)
+    images = colour.view(1, 3, 1, 1).expand(64, 3, 24, 24).contiguous()
+    views = TwoViewAugment(cfg, seed=0).stacked(images, np.arange(64), epoch=0)
+    assert views.shape == (128, 3, 16, 16)
+    expected = (colour.float() / 255).view(1, 3, 1, 1).expand_as(views)
+    torch.testing.assert_close(views, expected, rtol=0, atol=1e-5)
 
 
 def test_schedules_have_no_warm_up():

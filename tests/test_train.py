@@ -554,6 +554,24 @@ def test_views_much_larger_than_small_pictures_are_noted(tmp_path, image_folder,
     assert "upsampled" not in capsys.readouterr().out
 
 
+def test_small_views_with_the_imagenet_recipe_are_noted(tmp_path, image_folder, cache_dir,
+                                                        capsys):
+    """Small views left with the defaults' blur, colour strength 1 and tau 0.1 (a known
+    trap: the CIFAR recipe differs) get a note naming the CIFAR presets; the presets
+    and any of those set otherwise get none."""
+    imagenet = {"augment.blur": True, "augment.color_strength": 1.0, "loss.temperature": 0.1}
+    run(tmp_path, image_folder, cache_dir, "trap", epochs=1, **imagenet)
+    assert ("note: 16-px views with the ImageNet recipe's blur, colour strength 1 and tau "
+            "0.1; for small images the official CIFAR-10 recipe is --preset cifar10") \
+        in capsys.readouterr().out
+    for preset in ("cifar10", "cifar10-cpu", "digits"):
+        assert train.recipe_notes(build_config(preset)) == []
+    assert train.recipe_notes(build_config(flags={"augment.size": 32})) != []
+    assert train.recipe_notes(build_config(flags={"augment.size": 48})) == []
+    assert train.recipe_notes(build_config(flags={"augment.size": 32,
+                                                  "augment.blur": False})) == []
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_a_cuda_runs_checkpoint_holds_cpu_tensors(tmp_path):
     """A GPU run's checkpoint loads on a machine without one, even with torch.load alone."""
