@@ -327,7 +327,8 @@ def test_torchvision_export_loads_into_torchvisions_resnet(tmp_path, run_dir, ca
     # simclr's own commands read the file back as an encoder (at the side its stem implies)
     assert main(["info", str(out)]) == 0
     assert capsys.readouterr().out == (
-        f"{out}: ResNet weights in torchvision's layout, resnet18 x1, 224 px\n")
+        f"{out}: ResNet weights in torchvision's layout, resnet18 x1, 224 px assumed (no "
+        "size recorded; --image-size)\n")
     with torch.no_grad():
         torch.testing.assert_close(load_encoder(out)(x), load_encoder(tmp_path / "wide.pt")(x))
     assert main(["export", "--checkpoint", str(run_dir), "--out", str(tmp_path / "n.pth"),
@@ -383,4 +384,5 @@ def test_a_cifar_stem_encoder_exports_to_torchvision_with_its_stem(tmp_path, cap
         assert torch.equal(namespace["m"](x), load_encoder(tmp_path / "cifar.pt")(x))
     assert main(["info", str(out)]) == 0
     assert capsys.readouterr().out == (
-        f"{out}: ResNet weights in torchvision's layout, resnet18 x1, 32 px\n")
+        f"{out}: ResNet weights in torchvision's layout, resnet18 x1, 32 px assumed (no "
+        "size recorded; --image-size)\n")
