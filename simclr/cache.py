@@ -106,12 +106,16 @@ def _ignore_interrupts() -> None:
 
 
 def _cache_key(images: ImageList, side: int, max_pixels: int, store: str) -> str:
-    """Hash of (relative paths, sizes, mtimes, side, limits, store, format version)."""
+    """Hash of (relative paths, each file's size, mtime, inode and ctime, side, limits,
+    store, format version). Unpacked archives and ``rsync -t`` copies give files one
+    mtime, and same-sized formats one size: the inode follows a file through renames
+    (two files swapped) and the ctime, which no tool sets back, changes with any write
+    (an EXIF tag edited in place under ``exiftool -P``)."""
     h = hashlib.sha256(json.dumps([CACHE_VERSION, side, max_pixels, store]).encode())
     for p in images.paths:
         try:
             st = os.stat(p)
-            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+            stamp = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}"
         except OSError:
             stamp = "missing"
         # fsencode: a file name need not be valid UTF-8 (its bytes are kept as escapes)
@@ -171,7 +175,9 @@ def build_cache(
         reason = f"{blocked} is a file" if blocked else exc.strerror
         raise SimCLRError(f"cannot create the cache folder {folder}: {reason}; "
                           f"{ELSEWHERE}") from None
+    # The folder's name, shortened: the file name must stay within NAME_MAX (255 bytes)
     base = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(images.root).name)
+    base = base[:48]  # (even 48 CJK characters are 144 bytes)
     stem = f"{base or 'images'}-{side}px-{_cache_key(images, side, max_pixels, store)}"
     npy, meta_path = folder / f"{stem}.npy", folder / f"{stem}.json"
     shape = (len(images.paths), side, side, 3)

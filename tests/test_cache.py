@@ -79,6 +79,39 @@ def test_cache_is_rebuilt_when_a_file_changes(tmp_path, monkeypatch):
         open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
 
 
+def test_files_swapped_or_rewritten_under_the_same_size_and_mtime_rebuild_it(tmp_path):
+    """Unpacked archives give files one mtime and same-sized formats one size: two files
+    swapped by name, or one rewritten in place with its mtime set back, are still seen."""
+    arrays = _cifar_like(tmp_path / "imgs")
+    folder = tmp_path / "imgs" / "cat"
+    stamp = 1_700_000_000_000_000_000  # ns: one mtime for every file, as tar leaves them
+    for p in (tmp_path / "imgs").rglob("*.png"):
+        os.utime(p, ns=(stamp, stamp))
+    assert (folder / "1.png").stat().st_size == (folder / "3.png").stat().st_size
+    first = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path)).get_batch([0, 1]).numpy()
+    assert (first == np.stack([arrays[1], arrays[3]]).transpose(0, 3, 1, 2)).all()
+    os.rename(folder / "1.png", folder / "x.png")
+    os.rename(folder / "3.png", folder / "1.png")
+    os.rename(folder / "x.png", folder / "3.png")
+    swapped = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path)).get_batch([0, 1]).numpy()
+    assert (swapped == first[::-1]).all()
+    same = np.asarray(arrays[1]).copy()
+    same[0, 0] = 255 - same[0, 0]  # one pixel: PNG sizes may still differ, so the size too
+    save_image(folder / "3.png", same)
+    os.utime(folder / "3.png", ns=(stamp, stamp))
+    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    assert (src.get_batch([1]).numpy()[0] == same.transpose(2, 0, 1)).all()
+
+
+def test_a_folder_with_a_very_long_name_is_cached(tmp_path):
+    """The cache's file is named after the folder, shortened within the 255-byte limit."""
+    folder = tmp_path / ("\u732b" * 80)  # 240 bytes in UTF-8
+    _cifar_like(folder)
+    src = open_source(str(folder), data_cfg(tmp_path))
+    assert src.cached and len(src.paths) == 6
+    assert all(len(p.name.encode()) < 255 for p in (tmp_path / "cache").iterdir())
+
+
 def test_interrupted_cache_build_leaves_nothing(tmp_path, monkeypatch):
     _cifar_like(tmp_path / "imgs")
     real = cache.decode_files
