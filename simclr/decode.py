@@ -16,8 +16,10 @@ from __future__ import annotations
 import io
 import os
 import stat
+import threading
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,6 +29,9 @@ from PIL import Image, ImageFile, ImageOps
 from simclr.errors import NOT_REGULAR, BadImageError
 
 DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb limit (~ 0.25 GiB of RGBA)
+# A JPEG read in draft mode is decoded at 1/2 to 1/8 of its size: one of up to 4x the
+# limit is taken (108- and 200-megapixel phone photos) if what is decoded fits the limit.
+JPEG_DRAFT_FACTOR = 4
 EVAL_CROP_FRACTION = 0.875  # evaluation: the central 87.5% of the picture (App. B)
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white
 JPEG_END = b"\xff\xd9"  # EOI marker: a file without it at the end is truncated
@@ -108,14 +113,8 @@ def open_image(
             # The file object is ours: closing it leaves the loaded image usable, where
             # ``with Image.open(path)`` would close the image too and force a copy.
             with open(path, "rb") as f:
-                im = Image.open(f)
-                w, h = im.size
-                if w * h > max_pixels:
-                    raise BadImageError(
-                        path, f"{w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
-                        "(decompression-bomb guard)")
-                if draft_size is not None and im.format == "JPEG":
-                    im.draft(im.mode, draft_size)
+                im = _open_header(f)
+                _check_pixels(path, im, max_pixels, draft_size)
                 im.load()  # decode now, inside the try: truncation raises here
                 ImageOps.exif_transpose(im, in_place=True)
                 return _to_rgb(im)
@@ -129,6 +128,40 @@ def open_image(
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         kind = "truncated file" if "truncated" in text.lower() else "cannot decode"
         raise BadImageError(path, f"{kind}: {text}") from None
+
+
+_PIL_LIMIT = threading.Lock()  # Image.MAX_IMAGE_PIXELS is PIL's global
+
+
+def _open_header(f: Any) -> Image.Image:
+    """``Image.open`` (the header only) without PIL's own pixel limit: simclr's, in
+    :func:`_check_pixels`, is the user's to set and names the file's size."""
+    with _PIL_LIMIT:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(f)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _check_pixels(path: str, im: Image.Image, max_pixels: int,
+                  draft_size: tuple[int, int] | None) -> None:
+    """Refuse, from the header, an image whose decoding would hold more than
+    ``max_pixels`` pixels; a JPEG is first put in draft mode (``draft_size``), which
+    decodes a large one at a fraction of its size (:data:`JPEG_DRAFT_FACTOR`)."""
+    w, h = im.size
+    drafted = draft_size is not None and im.format == "JPEG"
+    limit = max_pixels * (JPEG_DRAFT_FACTOR if drafted else 1)
+    if w * h > limit:
+        raise BadImageError(path, f"{w}x{h} = {w * h} pixels exceeds the limit of {limit} "
+                                  "(decompression-bomb guard)")
+    if drafted:
+        im.draft(im.mode, draft_size)
+        dw, dh = im.size
+        if dw * dh > max_pixels:  # too few pixels asked for to shrink it enough
+            raise BadImageError(path, f"{w}x{h} = {w * h} pixels, decoded at {dw}x{dh}, "
+                                      f"exceeds the limit of {max_pixels} "
+                                      "(decompression-bomb guard)")
 
 
 def is_regular_file(path: str) -> bool:

@@ -191,8 +191,27 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
 def test_absurd_header_is_refused_with_default_limit(tmp_path):
     p = tmp_path / "bomb.png"
     p.write_bytes(png_bytes(100_000, 100_000, 8, 2, None))  # 10^10 pixels, a few bytes on disk
-    with pytest.raises(BadImageError, match="decompression-bomb"):
-        open_image(p)
+    with pytest.raises(BadImageError, match=r"100000x100000 = 10000000000 pixels exceeds the "
+                                            r"limit of 89478485 \(decompression-bomb guard\)"):
+        open_image(p)  # simclr's limit named, not PIL's (twice it) in PIL's words
+
+
+def test_a_jpeg_over_the_limit_is_read_where_draft_mode_decodes_it_within(tmp_path):
+    """A 108-megapixel phone photo is over PIL's 89M limit, but draft mode decodes it at
+    1/2 to 1/8 of its size: JPEGs of up to 4x the limit are read if what is decoded fits
+    (here scaled down: a limit of 10,000 pixels, a 150x100 JPEG)."""
+    jpeg, png = tmp_path / "phone.jpg", tmp_path / "phone.png"
+    Image.fromarray(smooth_rgb(100, 150)).save(jpeg, quality=90)
+    Image.fromarray(smooth_rgb(100, 150)).save(png)
+    im = open_image(jpeg, max_pixels=10_000, draft_size=(40, 40))
+    assert im.size == (75, 50)  # decoded at 1/2: 3,750 pixels
+    with pytest.raises(BadImageError, match=r"150x100 = 15000 pixels, decoded at 150x100, "
+                                            r"exceeds the limit of 10000"):
+        open_image(jpeg, max_pixels=10_000, draft_size=(80, 80))  # no reduction possible
+    with pytest.raises(BadImageError, match=r"exceeds the limit of 10000 "):
+        open_image(png, max_pixels=10_000, draft_size=(40, 40))  # no draft mode for PNG
+    with pytest.raises(BadImageError, match=r"15000 pixels exceeds the limit of 12000 "):
+        open_image(jpeg, max_pixels=3_000, draft_size=(10, 10))  # over 4x: refused outright
 
 
 # ---------------------------------------------------------------------------- JPEG on the device
