@@ -34,6 +34,9 @@ class Plan:
 def check_batch_fits(batch_size: int, num_images: int) -> None:
     """The batch is the user's choice: one larger than the set (an epoch without a
     step) is refused."""
+    if num_images < 2 <= batch_size:  # the smallest batch (a pair for NT-Xent, BN's 2)
+        raise SimCLRError(f"the data set has {num_images} image{'s' * (num_images != 1)}; "
+                          "training needs at least 2")
     if batch_size > num_images:
         processes = dist.launched_processes()  # a batch they can share
         fits = (2 ** int(math.log2(num_images)) if processes == 1 else

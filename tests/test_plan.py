@@ -70,5 +70,7 @@ def test_a_batch_larger_than_the_data_set_is_refused_with_one_that_fits():
     with pytest.raises(SimCLRError, match=r"--batch-size 25 is larger than the data set "
                                           r"\(24 images\); try --batch-size 16$"):
         check_batch_fits(25, 24)
-    with pytest.raises(SimCLRError, match=r"\(0 images\)$"):
-        check_batch_fits(8, 0)
+    for images, named in ((0, "0 images"), (1, "1 image")):  # not "try --batch-size 1"
+        with pytest.raises(SimCLRError, match=rf"^the data set has {named}; training needs "
+                                              r"at least 2$"):
+            check_batch_fits(8, images)
