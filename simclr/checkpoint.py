@@ -21,6 +21,7 @@ import os
 import pickle
 import re
 import shlex
+import sys
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -247,18 +248,32 @@ def is_complete(path: str | os.PathLike) -> bool:
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     """The checkpoint to resume from, or None.
 
-    ``last.pt`` if it is complete, unless a complete periodic checkpoint is newer
-    (modification time); otherwise the highest-step complete ``ckpt-<step>.pt``.
-    Temporary ``*.tmp-<pid>`` files of interrupted saves are never candidates.
+    ``last.pt`` if it is complete, unless a complete periodic checkpoint is of a later
+    step (a run killed outright after it; periodic saves leave ``last.pt`` as it was);
+    otherwise the highest-step complete ``ckpt-<step>.pt``. Steps, not modification
+    times, decide: a copied run folder (``cp -r``, a sync) keeps its answer. Temporary
+    ``*.tmp-<pid>`` files of interrupted saves are never candidates.
     """
     folder = Path(run_dir)
-    periodic = [p for _, p in reversed(periodic_checkpoints(folder)) if is_complete(p)]
+    periodic = [(step, p) for step, p in reversed(periodic_checkpoints(folder))
+                if is_complete(p)]
     last = folder / LAST
     if last.is_file() and is_complete(last):
-        if periodic and periodic[0].stat().st_mtime_ns > last.stat().st_mtime_ns:
-            return periodic[0]
+        if periodic and periodic[0][0] > _stored_step(last, periodic[0][1]):
+            return periodic[0][1]
         return last
-    return periodic[0] if periodic else None
+    return periodic[0][1] if periodic else None
+
+
+def _stored_step(last: Path, periodic: Path) -> int:
+    """The step ``last`` holds (its tensors left on disk); if it cannot be read, its
+    place by modification time against ``periodic``: older counts as no step."""
+    try:
+        step = torch.load(last, map_location="cpu", weights_only=True, mmap=True).get("step")
+        return int(step)
+    except Exception:  # (any unreadable content: the loaders say what is wrong later)
+        newer = last.stat().st_mtime_ns >= periodic.stat().st_mtime_ns
+        return sys.maxsize if newer else -1
 
 
 def checkpoint_files(folder: str | os.PathLike) -> list[Path]:

@@ -167,14 +167,19 @@ def test_a_folder_whose_last_checkpoint_is_broken_says_which_file_it_reads(tmp_p
     assert f"last.pt is truncated or corrupt; using {good.name}" in caplog.text
 
 
-def test_latest_prefers_last_unless_a_periodic_one_is_newer(tmp_path):
+def test_latest_prefers_last_unless_a_periodic_one_is_of_a_later_step(tmp_path):
+    """Steps decide, not modification times: a copy of the folder (cp -r, a sync) that
+    left an older periodic checkpoint the newest file still resumes from last.pt."""
     periodic = save_checkpoint(_state(100), tmp_path, periodic_name(100))
     last = save_checkpoint(_state(150), tmp_path)
-    os.utime(periodic, ns=(1, 1))
+    os.utime(periodic, ns=(10**18, 10**18))  # as a copy may leave it: newer than last.pt
     assert latest_checkpoint(tmp_path) == last
-    os.utime(last, ns=(1, 1))
-    os.utime(periodic, ns=(10**18, 10**18))
-    assert latest_checkpoint(tmp_path) == periodic
+    later = save_checkpoint(_state(200), tmp_path, periodic_name(200))  # then killed
+    os.utime(later, ns=(1, 1))
+    assert latest_checkpoint(tmp_path) == later
+    same = save_checkpoint(_state(150), tmp_path, periodic_name(150))  # last.pt's step
+    later.unlink()
+    assert latest_checkpoint(tmp_path) == last and same.exists()
 
 
 def test_pickle_payload_is_refused_and_never_runs(tmp_path):
