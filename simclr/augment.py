@@ -88,7 +88,7 @@ from simclr.augment_params import (
     uniforms,
 )
 from simclr.config import FIG5_OPS, AugmentConfig
-from simclr.decode import EVAL_CROP_FRACTION, eval_side
+from simclr.decode import EVAL_CROP_FRACTION, as_rgb, eval_side
 
 __all__ = [
     "PERMUTATIONS", "TwoViewAugment", "ViewParams", "adjust_hue", "apply_params",
@@ -426,13 +426,14 @@ def eval_resize(images: Tensor | Image.Image, size: int,
     central square's central 87.5% (or all of it), located on the stored pixels.
 
     Args:
-        images: uint8 (B, 3, H, W) tensor on any device, or one PIL image.
+        images: uint8 (B, 3, H, W) tensor on any device, or one PIL image (``Image.open``
+            of a file: read as :func:`simclr.decode.as_rgb` reads it).
         aspect: (B,) or None (all 1).
     Returns:
         float32 (B, 3, size, size) in [0, 1]; (3, size, size) for a PIL image.
     """
-    if isinstance(images, Image.Image):
-        array = np.asarray(images.convert("RGB"), dtype=np.uint8)
+    if isinstance(images, Image.Image):  # as simclr reads a file (EXIF, alpha, 16-bit)
+        array = np.asarray(as_rgb(images), dtype=np.uint8)
         return eval_resize(torch.from_numpy(array.copy()).permute(2, 0, 1)[None], size)[0]
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be uint8 (B, 3, H, W), got {images.dtype} "

@@ -83,6 +83,13 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB")  # L, P, CMYK (PIL honours Adobe's inverted CMYK), YCbCr, ...
 
 
+def as_rgb(im: Image.Image) -> Image.Image:
+    """An opened PIL image as :func:`open_image` decodes a file: EXIF orientation
+    applied, transparency composited on white, 16-bit and float scaled, any mode to
+    8-bit RGB (a new image; ``im`` is left as it was)."""
+    return _to_rgb(ImageOps.exif_transpose(im))
+
+
 def open_image(
     path: str | os.PathLike,
     max_pixels: int = DEFAULT_MAX_PIXELS,

@@ -185,8 +185,11 @@ def program_card(spec: dict[str, Any], layer: str, dim: int, step: int | None, f
             "preprocess": f"simclr's evaluation transform: images of side <= 32 resized to "
                           f"{size} x {size}; larger ones shorter side to {eval_side(size)} "
                           "(bicubic, antialiased), the central square, then its central "
-                          f"{size} x {size}; simclr.augment.eval_resize does it, and "
-                          "simclr embed / predict compute exactly that for each file",
+                          f"{size} x {size}; the file read with its EXIF orientation, "
+                          "transparency on white, 16-bit values scaled to 8 bits; "
+                          "simclr.augment.eval_resize(PIL.Image.open(file)) does it, and "
+                          "simclr embed / predict compute that for each file (to the "
+                          "rounding of the 8-bit pixels they store)",
         },
         "output": output,
         "encoder": {k: spec[k] for k in ("arch", "width", "cifar_stem", "image_size")},

@@ -493,6 +493,30 @@ def test_eval_resize():
     assert torch.allclose(single, torch.full_like(single, 128 / 255), atol=1e-6)
 
 
+def test_eval_resize_of_an_opened_file_reads_it_as_simclr_does(tmp_path):
+    """eval_resize(Image.open(file)), the documented way to feed an exported model, sees
+    what embed and predict see: EXIF orientation applied, transparency on white, 16-bit
+    values scaled (a bare .convert('RGB') gets all three wrong)."""
+    from simclr.decode import open_image
+
+    rng = np.random.default_rng(0)
+    rotated, clear, deep = tmp_path / "rot.jpg", tmp_path / "alpha.png", tmp_path / "16.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to view"
+    Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(rotated, exif=exif)
+    rgba = rng.integers(0, 256, (40, 40, 4), dtype=np.uint8)
+    rgba[..., 3] = 128
+    Image.fromarray(rgba, "RGBA").save(clear)
+    Image.fromarray(rng.integers(0, 65536, (40, 40), dtype=np.uint16)).save(deep)
+    for path in (rotated, clear, deep):
+        with Image.open(path) as im:
+            got = A.eval_resize(im, 24)
+            naive = A.eval_resize(Image.fromarray(np.asarray(im.convert("RGB"))), 24)
+            assert im.size == ((60, 40) if path == rotated else (40, 40))  # im left as it was
+        assert torch.equal(got, A.eval_resize(open_image(path), 24)), path.name
+        assert (got - naive).abs().max() > 0.1, path.name
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @pytest.mark.parametrize("color_ops", ["torchvision", "official"])
 def test_cuda_matches_cpu(color_ops):
