@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +19,25 @@ from simclr.errors import SimCLRError
 
 log = logging.getLogger(__name__)
 
+def _readable_by_pil(extensions: set[str]) -> set[str]:
+    """Those of ``extensions`` this PIL opens (a plugin installed: AVIF in Pillow 11.3+,
+    HEIC with pillow-heif)."""
+    from PIL import Image
+
+    registered = Image.registered_extensions()
+    return {e for e in extensions if registered.get(e) in Image.OPEN}
+
+
+# Photo formats a camera or browser writes; some only where a PIL plugin reads them.
+_PLUGIN_FORMATS = {".avif", ".heic", ".heif", ".jxl"}
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm"}
+    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".webp", ".tif", ".tiff",
+     ".gif", ".ppm", ".pgm", ".pbm", ".pnm"} | _readable_by_pil(_PLUGIN_FORMATS)
 )
+# Photos simclr cannot read here (no plugin, camera raw): left out, but said.
+OTHER_PHOTO_FORMATS = frozenset(
+    (_PLUGIN_FORMATS | {".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".rw2", ".orf"})
+    - IMAGE_EXTENSIONS)
 # A folder holding only these sub-folders (train and a test one) is a data set's splits.
 SPLITS = frozenset({"train", "test", "val", "validation"})
 NAMED_DATASETS = ("cifar10", "cifar100", "stl10")  # torchvision's, by name (data.py)
@@ -49,8 +66,9 @@ def _is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _images_under(folder: str) -> list[str]:
-    """Every image file below ``folder`` (recursive, hidden entries skipped, sorted)."""
+def _images_under(folder: str, others: Counter[str]) -> list[str]:
+    """Every image file below ``folder`` (recursive, hidden entries skipped, sorted);
+    photos in :data:`OTHER_PHOTO_FORMATS` are counted into ``others`` by extension."""
     found: list[str] = []
     seen = {os.path.realpath(folder)}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
@@ -67,10 +85,26 @@ def _images_under(folder: str) -> list[str]:
         found.extend(
             os.path.join(dirpath, f) for f in sorted(filenames) if _visible(f) and _is_image_name(f)
         )
+        _count_other_formats(filenames, others)
     return found
 
 
-_SAID: set[str] = set()  # links already warned about, by path
+def _count_other_formats(names: list[str], others: Counter[str]) -> None:
+    others.update(ext for ext in (os.path.splitext(n)[1].lower() for n in names
+                                  if _visible(n)) if ext in OTHER_PHOTO_FORMATS)
+
+
+def _say_other_formats(root: Path, others: Counter[str]) -> None:
+    """One warning for the photos a folder holds that no decoder here reads (an iPhone's
+    HEIC, camera raw): left out by their names, never silently."""
+    if others and f"formats {root}" not in _SAID:
+        _SAID.add(f"formats {root}")
+        kinds = ", ".join(f"{ext} x{n}" for ext, n in sorted(others.items()))
+        log.warning("%s: %d photo(s) in formats not read here left out (%s); convert them "
+                    "(e.g. to JPEG) to use them", root, sum(others.values()), kinds)
+
+
+_SAID: set[str] = set()  # links warned about and splits chosen, by path: said once
 
 
 def _class_folders(root: str, entries: list[str]) -> list[str]:
@@ -125,7 +159,11 @@ def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:
     # too: decoding then reports it among the skipped files, as it does in sub-folders.
     loose = _utf8_names(root, [os.path.join(root_s, e) for e in entries
                                if _is_image_name(e) and not os.path.isdir(os.path.join(root_s, e))])
-    per_class = {d: _images_under(os.path.join(root_s, d)) for d in subdirs}
+    others: Counter[str] = Counter()
+    _count_other_formats([e for e in entries if not os.path.isdir(os.path.join(root_s, e))],
+                         others)
+    per_class = {d: _images_under(os.path.join(root_s, d), others) for d in subdirs}
+    _say_other_formats(root, others)
     if any(per_class.values()):
         bad = next((d for d in subdirs if not _is_utf8(d)), None)
         if bad is not None:
@@ -170,7 +208,8 @@ def _utf8_names(root: Path, paths: list[str]) -> list[str]:
     """``paths`` without the files whose names are not valid UTF-8, said once: results,
     lists and predictions name every image in text."""
     kept = [p for p in paths if _is_utf8(p)]
-    if len(kept) < len(paths):
+    if len(kept) < len(paths) and f"utf8 {root}" not in _SAID:
+        _SAID.add(f"utf8 {root}")
         first = next(p for p in paths if not _is_utf8(p))
         log.warning("%s: %d file(s) left out, their names not valid UTF-8 (first: %s); "
                     "rename them to use them", root, len(paths) - len(kept), ascii(first))
@@ -185,8 +224,11 @@ def _split_folder(root: Path, train: bool) -> Path:
         return root
     tests = [s for s in ("test", "val", "validation") if s in subdirs]
     if "train" in subdirs and tests and subdirs <= SPLITS:
-        chosen = root / ("train" if train else tests[0])
-        log.info("%s holds splits; using %s", root, chosen)
+        chosen, other = (root / "train", root / tests[0]) if train else \
+            (root / tests[0], root / "train")
+        if str(chosen) not in _SAID:  # (a command lists a folder more than once)
+            _SAID.add(str(chosen))
+            log.info("%s holds splits; using %s (give %s for the other)", root, chosen, other)
         return chosen
     return root
 

@@ -81,14 +81,19 @@ def test_folder_without_images_is_named(tmp_path):
         scan_folder(tmp_path)
 
 
-def test_folder_with_splits_picks_train_or_test(tmp_path):
+def test_folder_with_splits_picks_train_or_test(tmp_path, caplog):
     root = tmp_path / "ds"
     save_image(root / "train" / "cat" / "1.png")
     save_image(root / "train" / "dog" / "1.png")
     save_image(root / "test" / "cat" / "1.png")
     cfg = data_cfg(tmp_path)
-    assert open_source(str(root), cfg, train=True).num_images == 2
-    assert open_source(str(root), cfg, train=False).num_images == 1
+    with caplog.at_level("INFO"):
+        assert open_source(str(root), cfg, train=True).num_images == 2
+        assert open_source(str(root), cfg, train=False).num_images == 1
+        list_folder(str(root), False)  # (listed again: said once, naming the other split)
+    said = [r.getMessage() for r in caplog.records if "holds splits" in r.getMessage()]
+    assert said == [f"{root} holds splits; using {root / s} (give {root / o} for the other)"
+                    for s, o in (("train", "test"), ("test", "train"))]
     # Listed without decoding, the same split: what the early label checks look at.
     assert [len(list_folder(str(root), train).paths) for train in (True, False)] == [2, 1]
     assert list_folder(str(root), True).root == str(root / "train")
@@ -174,3 +179,27 @@ def test_names_that_are_not_utf8_are_left_out_or_refused(tmp_path, caplog):
     with pytest.raises(SimCLRError, match=r"the class folder 'cl\\udcffass' has a name that is "
                                           "not valid UTF-8"):
         scan_folder(root)
+
+
+def test_more_photo_extensions_are_read_and_unreadable_photos_are_said(tmp_path, caplog):
+    """Chrome's .jfif, .jpe and the portable anymaps are read; camera raw files (and
+    HEIC without its plugin) are left out with one warning naming them, not silently."""
+    from PIL import Image
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    for name in ("a.jpg", "b.jfif", "c.JPE", "d.pgm", "e.pnm"):
+        image = Image.new("L" if name.endswith(("pgm", "pnm")) else "RGB", (8, 8), 90)
+        image.save(root / name, format="JPEG" if "j" in name.lower() else "PPM")
+    for name in ("f.dng", "g.CR2", "h.cr2", "notes.txt"):
+        (root / name).write_bytes(b"raw")
+    with caplog.at_level("WARNING"):
+        listed = scan_folder(root)
+        scan_folder(root)  # (listed again: said once)
+    assert [Path(p).name for p in listed.paths] == ["a.jpg", "b.jfif", "c.JPE", "d.pgm",
+                                                    "e.pnm"]
+    said = [r.getMessage() for r in caplog.records if "formats not read here" in r.getMessage()]
+    assert said == [f"{root}: 3 photo(s) in formats not read here left out (.cr2 x2, .dng "
+                    "x1); convert them (e.g. to JPEG) to use them"]
+    source = open_source(str(root), data_cfg(tmp_path))
+    assert source.num_images == 5 and not source.skipped  # every one decodes
