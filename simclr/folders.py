@@ -7,6 +7,7 @@ is checked from these lists before anything is decoded (:mod:`simclr.data` opens
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections import Counter
@@ -56,6 +57,14 @@ class ImageList:
     def name(self) -> str:
         """The folder, as :attr:`ImageSource.name` names it (for the checks both take)."""
         return self.root
+
+    def names_digest(self) -> str:
+        """A digest of the files' names below the folder (in listing order), which a
+        copy of the folder elsewhere keeps and a renamed or swapped file changes."""
+        h = hashlib.sha256()
+        for p in self.paths:  # (fsencode: a name need not be valid UTF-8)
+            h.update(os.fsencode(os.path.relpath(p, self.root)) + b"\0")
+        return h.hexdigest()[:16]
 
 
 def _visible(name: str) -> bool:

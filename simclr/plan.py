@@ -16,7 +16,6 @@ import torch
 from simclr import distributed as dist
 from simclr.config import Config
 from simclr.errors import SimCLRError
-from simclr.folders import list_folder
 from simclr.optim import lr_at, warmup_steps
 
 
@@ -43,14 +42,6 @@ def check_batch_fits(batch_size: int, num_images: int) -> None:
                 num_images // processes * processes) if num_images > 0 else 0
         raise SimCLRError(f"--batch-size {batch_size} is larger than the data set "
                           f"({num_images} images)" + (f"; try --batch-size {fits}" if fits else ""))
-
-
-def count_files(cfg: Config, all_images: bool = True) -> int | None:
-    """The image files of the data folder, from their names alone (nothing decoded),
-    for the checks that need only their number; None for torchvision's and the digits
-    sets (checked once opened)."""
-    listed = list_folder(cfg.data.path, train=True, unlabeled=all_images)
-    return None if listed is None else len(listed.paths)
 
 
 FIRST_REFIT = 10  # steps: a time budget's first re-plan, from the speed measured so far

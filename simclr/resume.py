@@ -21,7 +21,7 @@ from simclr.checkpoint import (
 )
 from simclr.config import Config
 from simclr.errors import SimCLRError
-from simclr.folders import NAMED_DATASETS
+from simclr.folders import NAMED_DATASETS, ImageList
 from simclr.models import SimCLRModel
 from simclr.plan import Plan
 from simclr.rundir import resume_checkpoint
@@ -38,6 +38,7 @@ class RunState:
     bad_steps: int = 0
     all_images: bool = True  # images beside class folders count (see open_data)
     num_files: int | None = None  # the image files listed, readable or not (a folder's)
+    files_digest: str | None = None  # of their names (folders.ImageList.names_digest)
 
 
 def checkpoint_state(
@@ -61,7 +62,8 @@ def checkpoint_state(
         "step_in_epoch": state.step % plan.steps_per_epoch,
         "num_images": plan.num_images,
         "all_images": state.all_images,
-        **({} if state.num_files is None else {"num_files": state.num_files}),
+        **({} if state.num_files is None else {"num_files": state.num_files,
+                                                "files_digest": state.files_digest}),
         "total_steps": plan.total_steps,
         "warmup_steps": plan.warmup_steps,
         "elapsed": state.elapsed,
@@ -123,15 +125,23 @@ def check_same_images(ckpt: dict[str, Any], plan: Plan) -> None:
         raise _other_images(plan.num_images, saved)
 
 
-def check_files_listed(ckpt: dict[str, Any], listed: int) -> None:
-    """:func:`check_same_images` before any image is decoded, from the number of image
-    files the folder lists: another number than the run's (checkpoints before it was
-    recorded: fewer files than the run's readable images)."""
+def check_files_listed(ckpt: dict[str, Any], listed: ImageList) -> list[str]:
+    """:func:`check_same_images` before any image is decoded, from the image files the
+    folder lists: another number than the run's is refused (checkpoints before it was
+    recorded: fewer files than the run's readable images); the same number under other
+    names is a note (the plan holds; the batches are no longer the first run's)."""
     files, saved = ckpt.get("num_files"), ckpt.get("num_images")
-    if isinstance(files, int) and listed != files:
-        raise _other_images(listed, files)
-    if isinstance(saved, int) and listed < saved:
-        raise _other_images(listed, saved)
+    now = len(listed.paths)
+    if isinstance(files, int) and now != files:
+        raise _other_images(now, files)
+    if isinstance(saved, int) and now < saved:
+        raise _other_images(now, saved)
+    digest = ckpt.get("files_digest")
+    if digest and digest != listed.names_digest():
+        return [f"note: the data folder's files are not the ones the run started with (the "
+                f"same number, {now}, under other names): it continues on them, but not "
+                "exactly as it would have"]
+    return []
 
 
 def _other_images(now: int, saved: Any) -> SimCLRError:

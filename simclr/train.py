@@ -26,6 +26,7 @@ from simclr.data import ImageSource, decode_device, open_source
 from simclr.errors import DivergedError, SimCLRError
 from simclr.features import check_labeled_folders
 from simclr.files import write_json
+from simclr.folders import list_folder
 from simclr.loader import BatchLoader
 from simclr.loss import contrastive_loss
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
@@ -35,7 +36,6 @@ from simclr.plan import (
     FIRST_REFIT,
     Plan,
     check_batch_fits,
-    count_files,
     plan_schedule,
     refit_to_budget,
     set_lr,
@@ -163,11 +163,12 @@ def pretrain(
     # A run resumed from a checkpoint of before images beside class folders counted
     # keeps the images it was planned on.
     all_images = run.saved is None or bool(run.saved.get("all_images", False))
-    files = count_files(cfg, all_images)  # checked by their names, before decoding
+    # The image files, checked by their names before decoding (None: a named data set)
+    files = list_folder(cfg.data.path, train=True, unlabeled=all_images)
     if files is not None:
         if run.saved is not None:  # other images than the run's: said first
-            check_files_listed(run.saved, files)
-        check_batch_fits(cfg.batch_size, files)
+            notes = [*notes, *check_files_listed(run.saved, files)]
+        check_batch_fits(cfg.batch_size, len(files.paths))
     # Read now, so a wrong file is named before the data are decoded; loaded below.
     initial = initial_weights(cfg.init_from) if cfg.init_from and not resume else None
     torch.manual_seed(cfg.seed)
@@ -187,7 +188,8 @@ def pretrain(
     optimizer = build_optimizer(cfg.optim, model, cfg.batch_size)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     plan, state = start_state(cfg, run, source.num_images, all_images, model, optimizer, scaler)
-    state.num_files = files
+    if files is not None:
+        state.num_files, state.files_digest = len(files.paths), files.names_digest()
 
     held = make_run_dir(run.path, resume)  # every input checked: from here on the run writes
     try:

@@ -96,6 +96,25 @@ def test_resume_keeps_the_planned_run_length(tmp_path, image_folder, cache_dir, 
         config_from_dict(saved["config"])
 
 
+def test_a_resume_on_files_renamed_since_says_it_is_no_longer_exact(tmp_path, capsys):
+    """The same number of image files under other names (one renamed): the run goes on
+    (its plan holds), with a note that it no longer continues exactly."""
+    from simclr.cli import main
+    from tests.conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "photos", classes=2, per_class=8)
+    run_dir = tmp_path / "run"
+    _preempted_run(build_config(flags=tiny_flags(data, run_dir, str(tmp_path / "cache"))),
+                   at_step=2)
+    assert load_checkpoint(run_dir / "checkpoints/last.pt")["num_files"] == 16
+    (data / "class_0" / "003.png").rename(data / "class_0" / "zzz.png")
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(run_dir)]) == 0
+    assert ("note: the data folder's files are not the ones the run started with (the same "
+            "number, 16, under other names): it continues on them, but not exactly as it "
+            "would have") in capsys.readouterr().out
+
+
 def test_a_run_whose_data_folder_moved_resumes_from_its_new_place(tmp_path, capsys):
     """The saved --data is gone: refused before anything is read, naming the way on;
     --data NEW then continues the run there (held to the same number of images)."""
@@ -127,6 +146,7 @@ def test_a_run_whose_data_folder_moved_resumes_from_its_new_place(tmp_path, caps
     assert "now holds 18 images; the run started with 16" in capsys.readouterr().err
     assert not list((tmp_path / "cache").glob("more*"))  # the run recorded its 16 files
     assert main(["pretrain", "--resume", str(run_dir), "--data", str(tmp_path / "moved")]) == 0
+    assert "not the ones the run started with" not in capsys.readouterr().out  # same names
     assert load_checkpoint(run_dir / "checkpoints/last.pt")["step"] == 4
     assert config_from_dict(load_checkpoint(run_dir / "checkpoints/last.pt")["config"]
                             ).data.path == str(tmp_path / "moved")
