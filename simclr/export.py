@@ -252,6 +252,40 @@ def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
             **spec, **result}
 
 
+def read_card(program: Path) -> dict[str, Any]:
+    """The card of an exported ``.pt2`` / ``.onnx`` (what it computes and expects):
+    the ``<file>.json`` beside it, else the copy inside it (the ``.pt2`` archive's
+    :data:`CARD_FILE`; the ONNX metadata, where the onnx package is installed)."""
+    import zipfile
+
+    texts = []
+    beside = program.with_name(program.name + ".json")
+    if beside.is_file():
+        texts.append(lambda: beside.read_text())
+    if program.suffix.lower() == ".pt2":
+        def inside() -> str:
+            with zipfile.ZipFile(program) as archive:
+                name = next(n for n in archive.namelist() if n.endswith(f"extra/{CARD_FILE}"))
+                return archive.read(name).decode()
+        texts.append(inside)
+    else:
+        def inside() -> str:
+            import onnx
+
+            model = onnx.load(str(program), load_external_data=False)
+            return next(p.value for p in model.metadata_props if p.key == CARD_FILE)
+        texts.append(inside)
+    for text in texts:
+        try:
+            card = json.loads(text())
+        except Exception:  # (not there, not readable, onnx not installed: the next one)
+            continue
+        if isinstance(card, dict) and card.get("format") == "simclr-program":
+            return card
+    raise SimCLRError(f"{program}: an exported program without a readable simclr card "
+                      f"({beside.name} beside it, or inside it)")
+
+
 def _trace_error(what: str, exc: Exception) -> SimCLRError:
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return SimCLRError(f"{what} could not trace the encoder: {first[:200]}")

@@ -48,6 +48,10 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
         raise SimCLRError(f"{target}: {problem}")
     if not path.exists():
         raise SimCLRError(f"{target}: no such file or folder")
+    if path.is_file() and path.suffix.lower() in (".pt2", ".onnx"):  # `simclr export`'s
+        from simclr.export import read_card
+
+        return {"path": str(path), "program": read_card(path)}
     if path.is_file():
         return {"path": str(path), "checkpoint": checkpoint_facts(path)}
     if path.name == CHECKPOINTS and not (path / "config.yaml").exists():
@@ -315,6 +319,8 @@ def render(facts: dict[str, Any]) -> str:
     """The facts of :func:`describe` as a few lines for a person."""
     if "checkpoint" in facts:
         return f"{facts['path']}: {_checkpoint_line(facts['checkpoint'])}"
+    if "program" in facts:
+        return f"{facts['path']}: {_program_line(facts['program'])}"
     if "runs" in facts:
         count, pending = len(facts["runs"]), facts.get("pending", [])
         waiting = f"; {len(pending)} sweep cell(s) not started" if pending else ""
@@ -468,6 +474,16 @@ def _checkpoint_line(c: dict[str, Any]) -> str:
     stale = f"; it {c['stale']} (predict and export refuse the run folder)" \
         if c.get("stale") else ""
     return ", ".join(parts) + stale
+
+
+def _program_line(card: dict[str, Any]) -> str:
+    """An exported program's card in a line: what it computes, of which encoder."""
+    out, size = card.get("output") or {}, (card.get("input") or {}).get("shape", [0])[-1]
+    dim = (out.get("shape") or [None, "?"])[-1]
+    step = f", step {card['step']}" if card.get("step") is not None else ""
+    return (f"exported program ({card.get('program')}): {out.get('name')} ({dim}-d) of "
+            f"{_encoder({**(card.get('encoder') or {}), 'image_size': size}, head=False)} "
+            f"input, from {card.get('checkpoint')}{step}")
 
 
 def _encoder(e: dict[str, Any], head: bool = True) -> str:

@@ -101,6 +101,23 @@ def test_the_card_is_inside_the_program_and_beside_it(run_dir, tmp_path):
                                                            "run"]
 
 
+def test_info_reads_a_programs_card_beside_it_or_inside_it(run_dir, tmp_path, capsys):
+    from simclr.cli import main
+
+    out = tmp_path / "encoder.pt2"
+    exp.export(run_dir, out)
+    line = (f"{out}: exported program (pt2): h (64-d) of resnet18 x0.125, 16 px input, from "
+            f"{(run_dir / 'checkpoints' / 'last.pt').resolve()}, step 7\n")
+    assert main(["info", str(out)]) == 0 and capsys.readouterr().out == line
+    (tmp_path / "encoder.pt2.json").unlink()  # the copy inside the archive
+    assert main(["info", str(out)]) == 0 and capsys.readouterr().out == line
+    out.write_bytes(b"not an archive")
+    assert main(["info", str(out)]) == 2
+    assert capsys.readouterr().err == (f"simclr info: error: {out}: an exported program "
+                                       "without a readable simclr card (encoder.pt2.json "
+                                       "beside it, or inside it)\n")
+
+
 def test_onnx_program_matches_the_model(run_dir, tmp_path):
     ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
     pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
