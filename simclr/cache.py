@@ -233,7 +233,8 @@ def _build_cache_files(
         raise
     bad_set = {i for i, _ in bad}
     meta = {
-        "version": CACHE_VERSION, "root": images.root, "side": side, "num_files": shape[0],
+        "version": CACHE_VERSION, "root": images.root, "side": side, "store": store,
+        "num_files": shape[0],
         "kept": [i for i in range(shape[0]) if i not in bad_set],
         "skipped": [[i, reason] for i, reason in bad],
         # float32 values, written exactly (a float32 round-trips through its repr)
@@ -260,6 +261,7 @@ class CacheEntry(NamedTuple):
     images: int
     side: int
     last_used: float  # the sidecar's mtime: a build writes it, a reuse touches it
+    store: str | None = None  # how it was stored (None: a cache from before it was kept)
 
 
 # What build_cache names its files: <folder>-<side>px-<key>.npy. Nothing else in the
@@ -281,12 +283,25 @@ def cache_entries(cache_dir: str | os.PathLike) -> list[CacheEntry]:
                 meta = json.loads(meta_path.read_text())
                 root, images, side = str(meta["root"]), int(meta["num_files"]), int(meta["side"])
                 used, size = meta_path.stat().st_mtime, size + meta_path.stat().st_size
+                store = meta.get("store")
             except (OSError, ValueError, TypeError, KeyError):  # no sidecar (yet)
-                root, images, side, used = "?", 0, 0, npy.stat().st_mtime
+                root, images, side, used, store = "?", 0, 0, npy.stat().st_mtime, None
         except OSError:  # removed meanwhile (another clean)
             continue
-        found.append(CacheEntry(npy, meta_path, size, root, images, side, used))
+        found.append(CacheEntry(npy, meta_path, size, root, images, side, used, store))
     return sorted(found, key=lambda e: e.last_used)
+
+
+def superseded(entries: list[CacheEntry]) -> set[Path]:
+    """The caches (their .npy) that a newer one of the same folder, side and storage
+    replaced: built before the folder changed (a file added, removed or edited), and
+    never read again. (Caches from before the storage was recorded are left alone.)"""
+    newest: dict[tuple[str, int, str], CacheEntry] = {}
+    for e in entries:  # least recently used first: the last one of a kind wins
+        if e.store is not None and e.root != "?":
+            newest[(e.root, e.side, e.store)] = e
+    return {e.npy for e in entries if e.store is not None and e.root != "?"
+            and newest[(e.root, e.side, e.store)] is not e}
 
 
 def remove_entry(entry: CacheEntry) -> None:

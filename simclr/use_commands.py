@@ -91,8 +91,8 @@ def _add_cache_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("cache", help="list the decoded caches; --clean removes stale ones")
     p.add_argument("--cache-dir", type=folder_name, default=CACHE_DIR)
     p.add_argument("--clean", action="store_true",
-                   help="remove the caches of folders that are gone or were not used for "
-                        "--unused-days")
+                   help="remove the caches of folders that are gone, those a newer cache "
+                        "of their folder replaced, and those not used for --unused-days")
     p.add_argument("--unused-days", type=days, default=None,
                    help="with --clean: remove caches no run used for this many days (30)")
     p.add_argument("--clear", action="store_true", help="remove every cache")
@@ -191,11 +191,12 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    """List the decoded caches; ``--clean`` removes those of folders that are gone or
-    that no run used for ``--unused-days``; ``--clear`` removes them all."""
+    """List the decoded caches; ``--clean`` removes those of folders that are gone, those
+    a newer cache of their folder replaced, and those no run used for ``--unused-days``;
+    ``--clear`` removes them all."""
     import time
 
-    from simclr.cache import cache_entries, remove_entry
+    from simclr.cache import cache_entries, remove_entry, superseded
 
     if args.clean and args.clear:
         raise SimCLRError("give one of --clean (stale caches) and --clear (every cache)")
@@ -208,6 +209,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     if not folder.exists() and args.cache_dir != CACHE_DIR:  # (the default: no cache yet)
         raise SimCLRError(f"--cache-dir {args.cache_dir}: no such folder")
     entries = cache_entries(args.cache_dir)
+    replaced = superseded(entries)
     now = time.time()
 
     def stale(e: Any) -> str | None:
@@ -217,6 +219,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
             return "a build that never finished" if now - e.last_used > 3600 else None
         if not Path(e.root).is_dir():
             return "its folder is gone"
+        if e.npy in replaced:
+            return "replaced by a newer cache of its folder"
         if now - e.last_used > unused_days * 86400:
             return f"unused for {(now - e.last_used) / 86400:.0f} days"
         return None

@@ -209,6 +209,16 @@ def test_the_cache_command_lists_and_cleans_what_no_run_needs(tmp_path, capsys):
     assert cache.cache_entries(tmp_path / "cache") == []
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["features.json",
                                                                      "features.npy"]
+    # A folder changed since its cache was built: the new cache replaces the old one.
+    open_source(str(tmp_path / "kept"), data_cfg(tmp_path))
+    save_image(tmp_path / "kept" / "cat" / "9.png", rgb(16, 16))
+    open_source(str(tmp_path / "kept"), data_cfg(tmp_path))
+    assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
+    listed = capsys.readouterr().out
+    assert listed.count("(replaced by a newer cache of its folder: --clean removes it)") == 1
+    assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean"]) == 0
+    capsys.readouterr()
+    assert [e.images for e in cache.cache_entries(tmp_path / "cache")] == [7]
     with pytest.raises(SystemExit) as refused:  # would remove every cache: a typo
         main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean", "--unused-days", "-1"])
     assert refused.value.code == 2
@@ -264,3 +274,14 @@ def test_a_read_only_cache_folder_is_one_line(tmp_path, monkeypatch):
                                           "Read-only file system; pass another --cache-dir"):
         open_source(str(folder), DataConfig(cache_dir=str(tmp_path / "c"), workers=0),
                     image_size=16)
+
+
+def test_only_an_older_cache_of_the_same_folder_side_and_storage_is_replaced():
+    def entry(name, root, side, store, used):
+        return cache.CacheEntry(Path(f"{name}.npy"), Path(f"{name}.json"), 1, root, 4, side,
+                                used, store)
+
+    entries = [entry("old", "/a", 32, "full", 1), entry("eval", "/a", 37, "eval", 2),
+               entry("other", "/b", 32, "full", 3), entry("legacy", "/a", 32, None, 4),
+               entry("new", "/a", 32, "full", 5)]
+    assert cache.superseded(entries) == {Path("old.npy")}
