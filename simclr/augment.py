@@ -49,6 +49,7 @@ another op then resamples the view a second time.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -265,6 +266,9 @@ class TwoViewAugment:
     """
 
     def __init__(self, cfg: AugmentConfig, seed: int) -> None:
+        from simclr.validate import validate_augment
+
+        validate_augment(cfg)  # a config built by hand gets the flags' checks too
         self.cfg = cfg
         self.seed = int(seed)
 
@@ -438,7 +442,12 @@ def eval_resize(images: Tensor | Image.Image, size: int,
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be uint8 (B, 3, H, W), got {images.dtype} "
                          f"{tuple(images.shape)}")
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+        raise ValueError(f"size must be a positive whole number of pixels, got {size!r}")
     a = None if aspect is None else torch.as_tensor(aspect).detach().cpu().double().numpy()
+    if a is not None and (a.shape != (len(images),) or not bool((a > 0).all())):
+        raise ValueError(f"aspect must hold one positive width / height per image, "
+                         f"shape ({len(images)},), got {a.shape} {a[:4].tolist()}")
     if a is None or bool((a == 1.0).all()):
         return _eval_square(images, size)
     out = torch.empty((len(images), 3, size, size), device=images.device)

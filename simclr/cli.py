@@ -21,6 +21,7 @@ from typing import Any
 
 from simclr.config import (
     MAX_THREADS,
+    PRECISIONS,
     RESUME_SETTINGS,
     SECTIONS,
     default_of,
@@ -188,7 +189,7 @@ def add_runtime_flags(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--batch-size", type=_count(1), default=256)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument("--workers", type=_count(0), default=None,
                    help="decoding processes (default: from the CPU count)")
     p.add_argument("--threads", type=_count(1, MAX_THREADS), default=None,

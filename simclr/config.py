@@ -329,4 +329,5 @@ MAX_EPOCHS = 1e6  # a million passes over the data; beyond, step counts overflow
 MAX_SEED = 2**63 - 1  # torch.manual_seed's range (numpy takes any non-negative integer)
 MAX_THREADS = 4096
 MIN_SIZE = 8  # pixels: smaller crops hold nothing for the augmentation to vary
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # --precision's values
 MAX_SIDE = 4096  # pixels a side, views and stored images (one RGB image: 48 MiB)

@@ -34,10 +34,24 @@ from simclr.config import LossConfig
 from simclr.errors import SimCLRError
 
 
+def _check_scale(name: str, value: float | Tensor, zero_allowed: bool = False) -> None:
+    """A temperature (> 0) or margin (>= 0) given as a number: checked here, where a
+    wrong one would give nan, inf, or a loss that pushes the positives apart. (A tensor,
+    e.g. a learned temperature, is the caller's: checking it would sync the device.)"""
+    if isinstance(value, Tensor):
+        return
+    if not (value >= 0 if zero_allowed else value > 0) or value == float("inf"):
+        raise ValueError(f"{name} must be {'non-negative' if zero_allowed else 'positive'} "
+                         f"and finite, got {value!r}")
+
+
 def _prepare(z_a: Tensor, z_b: Tensor, normalize: bool) -> tuple[Tensor, Tensor]:
     if z_a.ndim != 2 or z_a.shape != z_b.shape:
         raise ValueError(f"z_a and z_b must both be (n, D), got {tuple(z_a.shape)} and "
                          f"{tuple(z_b.shape)}")
+    if not (z_a.is_floating_point() and z_b.is_floating_point()):
+        raise ValueError(f"z_a and z_b must be floating point, got {z_a.dtype} and "
+                         f"{z_b.dtype}")
     # bf16/fp16 -> float32; float64 stays float64 (reference checks).
     dtype = torch.promote_types(z_a.dtype, torch.float32)
     z_a, z_b = z_a.to(dtype), z_b.to(dtype)
@@ -72,6 +86,7 @@ def nt_xent_with_accuracy(
     Returns (loss, top1): scalars (float32; float64 for float64 inputs); top1 = the
     fraction of local anchors whose most similar other view is their positive (detached).
     """
+    _check_scale("temperature", temperature)
     with _no_autocast(z_a.device):
         z_a, z_b = _prepare(z_a, z_b, normalize)
         n = z_a.shape[0]
@@ -94,7 +109,9 @@ def nt_xent(
     z_a: Tensor, z_b: Tensor, temperature: float = 0.5, normalize: bool = True,
     gather: bool = True,
 ) -> Tensor:
-    """NT-Xent loss (eq. 1), mean over the 2n anchors. See :func:`nt_xent_with_accuracy`."""
+    """NT-Xent loss (eq. 1), mean over the 2n anchors: z_a, z_b (n, D), the two views'
+    projections (row i of each: one image), any float dtype; a scalar (float32, or
+    float64 for float64 inputs). See :func:`nt_xent_with_accuracy`."""
     return nt_xent_with_accuracy(z_a, z_b, temperature, normalize, gather)[0]
 
 
@@ -153,6 +170,7 @@ def nt_logistic_with_accuracy(
     or the single semi-hard one), so positive and negative terms weigh alike whatever
     the batch size (the paper does not specify the aggregation; Table 2 is per pair).
     """
+    _check_scale("temperature", temperature)
     with _no_autocast(z_a.device):
         sim, pos, negative = _cross_view(z_a, z_b, normalize, gather)
         s_pos = sim.gather(1, pos.unsqueeze(1)).squeeze(1)
@@ -174,6 +192,7 @@ def margin_triplet_with_accuracy(
 
     Averaged over the anchor's negatives (or the semi-hard one). No temperature.
     """
+    _check_scale("margin", margin, zero_allowed=True)
     with _no_autocast(z_a.device):
         sim, pos, negative = _cross_view(z_a, z_b, normalize, gather)
         s_pos = sim.gather(1, pos.unsqueeze(1)).squeeze(1)

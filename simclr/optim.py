@@ -25,6 +25,19 @@ from simclr.config import OptimConfig
 from simclr.errors import SimCLRError
 
 
+def _check_settings(settings: dict[str, float]) -> None:
+    """LARS's numbers: finite, lr and weight decay >= 0, momentum in [0, 1), eta > 0
+    (a NaN would pass every comparison and poison the weights at the first step)."""
+    bounds = {"lr": (0, math.inf), "momentum": (0, 1), "weight_decay": (0, math.inf),
+              "eta": (0, math.inf)}
+    for name, value in settings.items():
+        lo, hi = bounds[name]
+        ok = math.isfinite(value) and value >= lo and (value < hi or hi == math.inf)
+        if not ok or (name == "eta" and value == 0):
+            raise ValueError(f"invalid LARS setting {name}={value!r} (lr and weight_decay "
+                             ">= 0, momentum in [0, 1), eta > 0, all finite)")
+
+
 class LARS(torch.optim.Optimizer):
     """Layer-wise Adaptive Rate Scaling (You et al. 2017) as used by SimCLR.
 
@@ -43,12 +56,16 @@ class LARS(torch.optim.Optimizer):
         weight_decay: float = 0.0,
         eta: float = 0.001,
     ) -> None:
-        if lr < 0 or momentum < 0 or weight_decay < 0 or eta <= 0:
-            raise ValueError(f"invalid LARS settings lr={lr} momentum={momentum} "
-                             f"weight_decay={weight_decay} eta={eta}")
+        _check_settings(dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
         defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta,
                         lars_exclude=None)
         super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """torch's, with a group's own settings checked as the defaults are."""
+        _check_settings({k: param_group[k] for k in ("lr", "momentum", "weight_decay", "eta")
+                         if k in param_group})
+        super().add_param_group(param_group)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from simclr.config import PRECISIONS
 from simclr.errors import SimCLRError
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,9 @@ def resolve_precision(name: str, device: torch.device, flag: str = "--precision"
 
     bf16 needs no loss scaling; fp16 is used with a GradScaler (train.py).
     """
+    if name not in PRECISIONS:  # (the library's callers: the flags are choices already)
+        raise SimCLRError(f"{flag}: unknown value {name!r} (choose from "
+                          f"{', '.join(PRECISIONS)})")
     if name != "auto":
         if name == "fp16" and device.type == "cpu":
             raise SimCLRError(f"{flag} fp16 needs a GPU; use bf16 or fp32 on the CPU")

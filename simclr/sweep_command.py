@@ -16,7 +16,7 @@ from typing import Any
 from simclr.arguments import count_at_least
 from simclr.checkpoint import load_checkpoint
 from simclr.commands import checkpoint_source, open_eval_source
-from simclr.config import DataConfig
+from simclr.config import PRECISIONS, DataConfig
 from simclr.errors import SimCLRError
 from simclr.features import check_labeled_folders
 from simclr.files import set_aside
@@ -50,7 +50,7 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-train", help="labeled folder: kNN memory / linear training set")
     p.add_argument("--eval-test", help="labeled folder the top-1 is measured on")
     p.add_argument("--eval-device", default="auto")
-    p.add_argument("--eval-precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--eval-precision", default="auto", choices=PRECISIONS)
     p.add_argument("--eval-workers", "--workers-eval", type=count_at_least(0), default=None,
                    dest="workers_eval", metavar="N",  # --workers-eval: its earlier name
                    help="decoding processes of the evaluations (default: from the CPU count)")

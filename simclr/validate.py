@@ -26,6 +26,7 @@ from simclr.config import (
     MAX_SIDE,
     MAX_THREADS,
     MIN_SIZE,
+    PRECISIONS,
     AugmentConfig,
     Config,
 )
@@ -168,7 +169,7 @@ def _validate_run(cfg: Config) -> None:
     _positive(cfg.epochs, "epochs")
     _positive(cfg.max_steps, "max_steps")
     _positive(cfg.time_budget, "time_budget")
-    _choice(cfg.precision, ("auto", "fp32", "bf16", "fp16"), "precision")
+    _choice(cfg.precision, PRECISIONS, "precision")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
         raise SettingError("device", f": unknown device {cfg.device!r} (auto, cpu, cuda, cuda:N)")
     _choice(cfg.data.cache, ("auto", "on", "off"), "data.cache")

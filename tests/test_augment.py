@@ -734,3 +734,22 @@ def test_eval_resize_of_a_squeezed_picture_is_the_center_crop_of_the_picture():
     picture = _images(1, 24, 32, seed=6)  # side <= 32: the central square, no crop
     got = A.eval_resize(_squeeze(picture, 24), 24, [4 / 3])
     assert (got - picture[..., 4:28].float() / 255).abs().mean() < 0.03
+
+
+def test_eval_resize_and_the_views_refuse_what_they_cannot_compute():
+    """An aspect per image, a positive side, and an augmentation config built by hand
+    held to the flags' checks (rows of a short aspect were left uninitialised)."""
+    images = _images(4, 40)
+    with pytest.raises(ValueError, match=r"aspect must hold one positive width / height per "
+                                         r"image, shape \(4,\), got \(2,\)"):
+        A.eval_resize(images, 16, aspect=torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match="aspect must hold one positive"):
+        A.eval_resize(images, 16, aspect=torch.tensor([1.0, 2.0, -1.0, 1.0]))
+    for size in (0, -4, 2.5):
+        with pytest.raises(ValueError, match="size must be a positive whole number"):
+            A.eval_resize(images, size)
+    assert A.eval_resize(images, np.int64(16)).shape == (4, 3, 16, 16)
+    for cfg in (AugmentConfig(size=0), AugmentConfig(size=16, color_strength=-1),
+                AugmentConfig(size=16, crop_scale=(1.0, 0.2))):
+        with pytest.raises(SimCLRError):
+            A.TwoViewAugment(cfg, seed=0)

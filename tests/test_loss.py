@@ -276,3 +276,19 @@ def test_losses_do_not_sync_with_host_on_cuda():
             loss.backward()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda z: nt_xent(z, z, temperature=0.0), "temperature must be positive"),
+    (lambda z: nt_xent(z, z, temperature=-0.5), "temperature must be positive"),
+    (lambda z: nt_xent(z, z, temperature=float("nan")), "temperature must be positive"),
+    (lambda z: nt_logistic(z, z, temperature=0.0), "temperature must be positive"),
+    (lambda z: margin_triplet(z, z, margin=-1.0), "margin must be non-negative"),
+    (lambda z: nt_xent(z.long(), z.long()), "must be floating point"),
+])
+def test_settings_that_would_give_nan_or_a_wrong_loss_are_refused(call, message):
+    """Temperature 0 gave nan, a negative one a finite loss pushing positives apart, a
+    negative margin 0: refused, as are integer projections."""
+    with pytest.raises(ValueError, match=message):
+        call(torch.randn(4, 8))
+    assert margin_triplet(torch.randn(4, 8), torch.randn(4, 8), margin=0.0).isfinite()

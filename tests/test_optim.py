@@ -255,3 +255,16 @@ def test_lars_step_does_not_sync_with_host_on_cuda():
         opt.step()
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("settings", [{"lr": float("nan")}, {"lr": -0.1}, {"momentum": 1.5},
+                                      {"momentum": 1.0}, {"weight_decay": -1e-6},
+                                      {"eta": 0.0}, {"eta": float("inf")}])
+def test_lars_refuses_settings_that_would_poison_the_weights(settings):
+    """A NaN passes every comparison: each setting is checked finite and in range, in the
+    defaults and in a parameter group of its own."""
+    w = nn.Parameter(torch.ones(3, 3))
+    with pytest.raises(ValueError, match="invalid LARS setting"):
+        LARS([w], **{"lr": 0.1, **settings})
+    with pytest.raises(ValueError, match="invalid LARS setting"):
+        LARS([{"params": [w], **settings}], lr=0.1)

@@ -268,3 +268,14 @@ def test_gpu_allocation_failures_of_cublas_and_cudnn_are_out_of_memory():
                                               "calling `cublasCreate(handle)`"))
     assert is_allocation_failure(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
     assert not is_allocation_failure(RuntimeError("CUDA error: an illegal memory access"))
+
+
+def test_an_unknown_precision_is_refused_not_run_in_fp16():
+    """The library's callers pass a string the flags would have checked: 'float32' ran
+    under fp16 autocast on the CPU, past the fp16-needs-a-GPU check."""
+    from simclr.runtime import resolve_precision
+
+    for name in ("float32", "FP32", "fp8", ""):
+        with pytest.raises(SimCLRError, match=rf"--precision: unknown value {name!r} \(choose "
+                                              r"from auto, fp32, bf16, fp16\)"):
+            resolve_precision(name, torch.device("cpu"))
