@@ -475,10 +475,10 @@ def _open_named(name: str, cfg: DataConfig, train: bool) -> ImageSource:
 
 
 def open_source(
-    spec: str | None, cfg: DataConfig, train: bool = True, image_size: int = 32,
+    spec: str | os.PathLike | None, cfg: DataConfig, train: bool = True, image_size: int = 32,
     max_pixels: int = DEFAULT_MAX_PIXELS, evaluation: bool = False, unlabeled: bool = False,
 ) -> ImageSource:
-    """The data set named by ``spec``.
+    """The data set named by ``spec`` (a name, or a folder as a str or Path).
 
     None or 'digits': scikit-learn digits (train: all 1797; test: the test part of
     :func:`digits_split`). 'cifar10' | 'cifar100' | 'stl10' (unless a folder of that
@@ -488,6 +488,7 @@ def open_source(
     folder's most common shorter side; a folder of small images keeps that side, cached
     or not (``evaluation``, ``unlabeled``: see :func:`open_folder`).
     """
+    spec = None if spec is None else os.fspath(spec)
     if spec is None or spec == "digits":
         return digits_source() if train else digits_split()[1]
     if spec.lower() in NAMED_DATASETS and not Path(spec).expanduser().is_dir():

@@ -19,6 +19,7 @@ restored afterwards. Accuracies are fractions in [0, 1].
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -188,7 +189,7 @@ def feature_width(encoder: nn.Module, image_size: int) -> int:
 def _check_linear_eval(protocol: str, run_dir: str | Path | None, batch_size: int,
                        val_fraction: float, epochs: float, lr: float, image_size: int,
                        crop_scale: tuple[float, float], crop_sampler: str,
-                       overwrite: bool) -> None:
+                       overwrite: bool, l2: float | None = None) -> None:
     """The linear evaluation's settings, checked before any work (one line each).
     ``overwrite``: an unfinished sgd run in ``run_dir`` is replaced when an lbfgs one
     finishes there."""
@@ -202,6 +203,8 @@ def _check_linear_eval(protocol: str, run_dir: str | Path | None, batch_size: in
         return
     if not 0 < val_fraction < 1:
         raise SimCLRError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
+    if l2 is not None and not (math.isfinite(l2) and l2 >= 0):
+        raise SimCLRError(f"--l2 must be a non-negative number, got {l2}")
     if dist.world_size() > 1:
         raise SimCLRError("--protocol lbfgs runs in one process; with several use "
                           "--protocol sgd")
@@ -248,7 +251,7 @@ def run_linear_eval(
     results dict.
     """
     _check_linear_eval(protocol, run_dir, batch_size, val_fraction, epochs, lr, image_size,
-                       crop_scale, crop_sampler, overwrite)
+                       crop_scale, crop_sampler, overwrite, l2)
     verbose = verbose and dist.is_main()  # rank 0 speaks for all the processes
     num_classes = check_labeled(train, test)
     out = run_folder(run_dir, RESULTS["linear-eval"], overwrite)  # rank 0 writes

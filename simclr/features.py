@@ -9,6 +9,8 @@ workers, or JPEGs decoded on the device). Label checks and names for messages li
 from __future__ import annotations
 
 import logging
+import numbers
+import os
 import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -62,6 +64,10 @@ def check_labeled(train: Any, test: Any | None = None,
     for flag, source in zip(flags, (train, test), strict=True):
         if source is None:
             continue
+        if isinstance(source, (str, os.PathLike)):  # (the library's callers)
+            raise SimCLRError(f"{flag}: give an opened image source, e.g. "
+                              f"simclr.data.open_source({os.fspath(source)!r}, DataConfig()), "
+                              "not a path")
         where = source_name(source)
         labels = np.asarray(source.labels)
         if not source.classes or labels.size == 0 or (labels < 0).any():
@@ -244,6 +250,9 @@ def indexed_features(
     """
     from simclr.augment import eval_resize
 
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or \
+            batch_size < 1:
+        raise SimCLRError(f"--batch-size must be a positive whole number, got {batch_size!r}")
     dev, prec = resolve_runtime(device, precision)
     order = np.arange(source.num_images) if indices is None else np.asarray(indices)
     labels_all = np.asarray(source.labels, dtype=np.int64)

@@ -216,8 +216,9 @@ def run_finetune(
     budget = _labeled_budget(train, subset_file, label_fraction, labels_per_class, epochs,
                              batch_size, seed, verbose)
     start_layer = head if from_head else None  # the head's first layer, fine-tuned too
-    torch.manual_seed(seed)  # the same new layer in every process
-    model = finetune_model(encoder, start_layer, num_classes, from_scratch)
+    with torch.random.fork_rng(devices=[]):  # the caller's RNG left as it was
+        torch.manual_seed(seed)  # the same new layer in every process
+        model = finetune_model(encoder, start_layer, num_classes, from_scratch)
     model = _placed(model, dev, prec, image_size, budget.batch, channels_last, sync_bn)
     out = run_folder(run_dir, RESULTS["finetune"], overwrite)  # inputs checked: rank 0 writes
     optimizer = nesterov_sgd(model.parameters(), lr, budget.batch, momentum)

@@ -37,6 +37,24 @@ from simclr.results import (
 KNN_BLOCK_ELEMENTS = 1 << 24
 
 
+def _check_memory(train_feats: Any, train_labels: Any, test_feats: Any,
+                  num_classes: int | None) -> None:
+    """The kNN memory's shapes and labels (an embed .npz's unlabeled rows are -1)."""
+    labels = np.asarray(train_labels)
+    rows, queries = np.shape(train_feats), np.shape(test_feats)
+    if len(rows) != 2 or len(queries) != 2 or rows[1] != queries[1] or rows[0] == 0:
+        raise SimCLRError(f"kNN features must be (N, D) and (M, D) with N >= 1, got {rows} "
+                          f"and {queries}")
+    if labels.shape != (rows[0],):
+        raise SimCLRError(f"kNN labels must be one per memory row ({rows[0]},), got "
+                          f"{labels.shape}")
+    top = num_classes if num_classes is not None else int(labels.max()) + 1
+    if labels.min() < 0 or labels.max() >= top:
+        raise SimCLRError(f"kNN labels must lie in 0..{top - 1}, got {int(labels.min())}.."
+                          f"{int(labels.max())} (unlabeled images, -1, have no vote: leave "
+                          "them out)")
+
+
 def knn_classify(
     train_feats: np.ndarray | torch.Tensor, train_labels: np.ndarray | torch.Tensor,
     test_feats: np.ndarray | torch.Tensor, k: int = 200, temperature: float = 0.1,
@@ -55,6 +73,7 @@ def knn_classify(
         raise SimCLRError(f"--temperature must be positive, got {temperature}")
     if k < 1:
         raise SimCLRError(f"--k must be at least 1, got {k}")
+    _check_memory(train_feats, train_labels, test_feats, num_classes)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
@@ -84,6 +103,11 @@ def knn_accuracy(
     device: str | torch.device | None = None,
 ) -> float:
     """Weighted-kNN top-1 accuracy (fraction in [0, 1]); see :func:`knn_classify`."""
+    truth = np.asarray(test_labels)
+    if truth.shape != (np.shape(test_feats)[0],) or (truth.size and truth.min() < 0):
+        raise SimCLRError(f"kNN test labels must be one class (>= 0) per query, "
+                          f"({np.shape(test_feats)[0]},); got shape {truth.shape}"
+                          + (f", min {truth.min()}" if truth.size else ""))
     if num_classes is None:
         num_classes = int(max(np.max(np.asarray(train_labels)),
                               np.max(np.asarray(test_labels)))) + 1

@@ -107,8 +107,11 @@ def encoder_from_checkpoint(
 ) -> tuple[ResNet, dict[str, Any]]:
     """Rebuild the encoder and load its weights; returns (encoder, spec)."""
     spec = encoder_spec(ckpt)
-    encoder = build_encoder(spec["arch"], spec["width"], spec["cifar_stem"],
-                            image_size=spec["image_size"])
+    # The initial weights are drawn from the global RNG only where they are kept: a
+    # loaded encoder leaves the caller's random stream as it was.
+    with torch.random.fork_rng(devices=[], enabled=not random_init):
+        encoder = build_encoder(spec["arch"], spec["width"], spec["cifar_stem"],
+                                image_size=spec["image_size"])
     if not random_init:
         load_weights(encoder, ckpt, "encoder.")
     encoder.image_size = spec["image_size"]  # the input side the encoder was trained at
@@ -123,7 +126,8 @@ def model_from_checkpoint(
         raise SimCLRError("this checkpoint has no projection head (only pretraining "
                           "checkpoints do): only the representation h can be read from it")
     spec = encoder_spec(ckpt)
-    model = build_model(config_from_dict(ckpt["config"]).model, spec["image_size"])
+    with torch.random.fork_rng(devices=[], enabled=not random_init):  # as above
+        model = build_model(config_from_dict(ckpt["config"]).model, spec["image_size"])
     if not random_init:
         load_weights(model, ckpt)
     model.encoder.image_size = spec["image_size"]
@@ -160,7 +164,11 @@ def load_encoder(checkpoint: str | Path, device: str | torch.device = "cpu") -> 
     Inputs are float images in [0, 1] (no mean/std normalisation), S =
     ``encoder.image_size``; ``simclr.augment.eval_resize`` prepares them.
     """
+    from simclr.runtime import resolve_device
+
     encoder, _ = encoder_from_checkpoint(load_checkpoint(checkpoint))
+    if not isinstance(device, torch.device):  # a name: a missing GPU is named as such
+        device = resolve_device(device)
     return encoder.to(device).eval()
 
 
@@ -247,19 +255,21 @@ def embed_folder(
     checkpoint: str | Path, data: str, out: str | Path, batch_size: int = 256,
     device: str = "auto", precision: str = "auto", workers: int | None = None,
     cache_dir: str = "~/.cache/simclr/decoded", layer: str = "h",
-    image_size: int | None = None,
+    image_size: int | None = None, overwrite: bool = False,
 ) -> dict[str, Any]:
     """Representations of every image of a folder (evaluation transform), saved as .npz.
 
     ``layer``: h (default), z or gK (:func:`representation_from_checkpoint`);
-    ``image_size``: the side evaluated at, if not the encoder's own (:func:`at_image_size`). Arrays:
+    ``image_size``: the side evaluated at, if not the encoder's own
+    (:func:`at_image_size`); an existing ``out`` is replaced only with ``overwrite``
+    (as :func:`simclr.export.export`). Arrays:
     ``features`` float32 (N, D), ``labels`` int64 (N,) (sorted class-name order of an
     ImageFolder, -1 for a flat folder), ``classes`` (C,) str, ``paths`` (N,) str,
-    ``encoder`` () str (checkpoint file, step and layer).
+    ``encoder`` () str (checkpoint file, step, layer and another side if given).
     """
+    out = output_file(out, overwrite)  # before the work, and after it by written()
     ckpt = at_image_size(load_checkpoint(checkpoint), image_size, checkpoint)
     module, spec = representation_from_checkpoint(ckpt, layer)
-    out = output_file(out)
     source, feats, labels, paths = folder_features(module, spec["image_size"], data,
                                                    batch_size, device, precision, workers,
                                                    cache_dir, unlabeled=True)
@@ -468,9 +478,10 @@ def predict_folder(
     checkpoint: str | Path, data: str, out: str | Path, top_k: int = 5,
     batch_size: int = 256, device: str = "auto", precision: str = "auto",
     workers: int | None = None, cache_dir: str = "~/.cache/simclr/decoded",
-    min_probability: float | None = None,
+    min_probability: float | None = None, overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Classify every image of a folder; one CSV row per image.
+    """Classify every image of a folder; one CSV row per image (an existing ``out`` is
+    replaced only with ``overwrite``).
 
     Columns: ``path``, ``prediction``, ``probability`` (softmax), then ``top<k>`` /
     ``p<k>`` for the k most probable classes. Where the folder is an ImageFolder whose
@@ -491,7 +502,7 @@ def predict_folder(
     threshold = 0.0 if min_probability is None else min_probability
     ckpt = load_checkpoint(classifier_file(checkpoint))
     model, spec, classes = classifier_from_checkpoint(ckpt)
-    out = output_file(out)
+    out = output_file(out, overwrite)
     # Features under the run's autocast, as the protocols compute them; the linear layer
     # in float64, as linear-eval fits it, so a bf16 rounding never flips a close call.
     source, feats, labels, paths = folder_features(

@@ -56,6 +56,7 @@ from simclr.runtime import (
     SaveSchedule,
     StopFlag,
     autocast,
+    process_settings_restored,
     provenance,
     resolve_device,
     resolve_precision,
@@ -63,6 +64,7 @@ from simclr.runtime import (
     tune_cpu_allocator,
 )
 from simclr.settings import absolute_paths, save_yaml
+from simclr.validate import validate
 
 EXIT_PREEMPTED = 75  # status after SIGTERM/SIGINT: checkpoint written, resume with --resume
 
@@ -143,6 +145,7 @@ def setup_runtime(cfg: Config) -> tuple[torch.device, str]:
 # Under torchrun the processes leave the group together: one that exits while the others
 # still write the checkpoint tears down its communication threads under them.
 @dist.process_group()
+@process_settings_restored()
 def pretrain(
     cfg: Config,
     resume: bool = False,
@@ -151,10 +154,18 @@ def pretrain(
 ) -> dict[str, Any]:
     """Run (or continue) a pretraining run; returns its summary (also in summary.json).
 
-    ``on_step(step, stop)`` is called after every step (tests use it to simulate a
-    preemption by setting ``stop.requested``). ``notes`` are printed once every input
-    has been checked, as the run starts.
+    ``cfg``: every setting (:func:`simclr.settings.build_config` builds one from a
+    preset, a YAML file and flags; checked again here, so one edited after it is held
+    to the same rules). ``on_step(step, stop)`` is called after every step (tests use
+    it to simulate a preemption by setting ``stop.requested``). ``notes`` are printed
+    once every input has been checked, as the run starts.
+
+    Side effects beyond the run folder: torch's global RNG is seeded from ``cfg.seed``
+    (each run draws the same), glibc's allocator is tuned for the CPU; the thread
+    count, deterministic algorithms and cuDNN's autotuner are set for the run and
+    restored after it.
     """
+    validate(cfg)
     dist.check_divisible(cfg.batch_size)
     device, precision = setup_runtime(cfg)
     absolute_paths(cfg)  # what config.yaml and the checkpoints record

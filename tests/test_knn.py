@@ -98,3 +98,19 @@ def test_a_k_above_the_training_set_is_said_and_recorded(tmp_path, capsys):
     assert result["k"] == n
     assert (f"note: --k {10 * n} is more than the {n} training images; each test image takes "
             f"all of them as neighbours (k = {n})") in capsys.readouterr().err
+
+
+def test_unlabeled_rows_and_mismatched_shapes_are_named():
+    """An embed .npz's unlabeled rows (-1) gave an index error deep in torch, and
+    mismatched shapes numpy's or torch's; each is now named."""
+    feats, labels = torch.randn(6, 4), np.array([0, 1, 0, 1, -1, 1])
+    with pytest.raises(SimCLRError, match=r"kNN labels must lie in 0\.\.1, got -1\.\.1 "
+                                          r"\(unlabeled images, -1, have no vote"):
+        knn_accuracy(feats, labels, feats, np.abs(labels))
+    with pytest.raises(SimCLRError, match=r"kNN test labels must be one class \(>= 0\)"):
+        knn_accuracy(feats, np.abs(labels), feats, labels)
+    with pytest.raises(SimCLRError, match=r"must be \(N, D\) and \(M, D\)"):
+        knn_accuracy(feats, np.abs(labels), torch.randn(6, 5), np.abs(labels))
+    with pytest.raises(SimCLRError, match=r"one per memory row \(6,\), got \(5,\)"):
+        knn_accuracy(feats, np.abs(labels)[:5], feats, np.abs(labels))
+    assert knn_accuracy(feats, np.abs(labels), feats, np.abs(labels), k=1) == 1.0

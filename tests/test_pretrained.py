@@ -470,7 +470,8 @@ def test_embed_and_predict_outputs_are_whole_or_untouched(tmp_path, image_folder
 
     monkeypatch.setattr(np, "savez", full)
     with pytest.raises(SimCLRError, match=r"could not write .*feats.npz: No space left"):
-        embed_folder(ckpt, str(image_folder), out, workers=0, cache_dir=cache_dir)
+        embed_folder(ckpt, str(image_folder), out, workers=0, cache_dir=cache_dir,
+                     overwrite=True)
     assert out.read_bytes() == b"the earlier features"
     assert sorted(p.name for p in tmp_path.iterdir() if "feats" in p.name) == ["feats.npz"]
 
@@ -515,3 +516,27 @@ def test_features_of_large_photos_are_the_evaluation_transform_of_each_file(
         ref = torch.stack([encoder(eval_resize(Image.open(p), 40)[None])[0] for p in paths])
     rel = (torch.from_numpy(feats) - ref).norm(dim=1) / ref.norm(dim=1)
     assert len(paths) == 5 and rel.max() < 0.01, rel
+
+
+def test_the_python_api_takes_paths_keeps_outputs_and_leaves_the_rng(tmp_path, image_folder,
+                                                                      cache_dir):
+    """embed_folder takes a Path and refuses an existing output unless told (as export);
+    a loaded encoder leaves the caller's random stream as it was; an evaluation given a
+    folder's path instead of an opened source says what to give."""
+    from simclr.knn import run_knn
+    from simclr.pretrained import embed_folder, load_encoder
+
+    save_checkpoint(pretrain_checkpoint(), tmp_path, "c.pt")
+    out = tmp_path / "feats.npz"
+    info = embed_folder(tmp_path / "c.pt", image_folder, out, workers=0, cache_dir=cache_dir)
+    assert info["images"] == 24
+    with pytest.raises(SimCLRError, match="already exists; choose another --out, or pass "
+                                          "--overwrite"):
+        embed_folder(tmp_path / "c.pt", image_folder, out, workers=0, cache_dir=cache_dir)
+    state = torch.get_rng_state()
+    load_encoder(tmp_path / "c.pt")
+    assert torch.equal(torch.get_rng_state(), state)
+    with pytest.raises(SimCLRError, match=r"--train: give an opened image source, e\.g\. "
+                                          r"simclr\.data\.open_source\("):
+        run_knn(load_encoder(tmp_path / "c.pt"), str(image_folder), str(image_folder), None,
+                image_size=16)

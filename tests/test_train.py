@@ -586,3 +586,22 @@ def test_a_cuda_runs_checkpoint_holds_cpu_tensors(tmp_path):
                *(t for s in blob["optimizer"]["state"].values() for t in s.values()
                  if isinstance(t, torch.Tensor))]
     assert tensors and all(t.device.type == "cpu" for t in tensors)
+
+
+def test_pretrain_checks_its_config_and_leaves_torchs_settings_as_they_were(
+        tmp_path, image_folder, cache_dir):
+    """A config edited after build_config is checked again (a negative temperature
+    trained to 'finished'); the run's threads and deterministic kernels end with it."""
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "bad", cache_dir))
+    cfg.loss.temperature = -1.0
+    with pytest.raises(SimCLRError, match="--temperature must be positive, got -1"):
+        train.pretrain(cfg)
+    assert not (tmp_path / "bad").exists()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run(tmp_path, image_folder, cache_dir, "det", epochs=1, threads=1, deterministic=True)
+        assert torch.get_num_threads() == 2
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.set_num_threads(before)
