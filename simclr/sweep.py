@@ -103,7 +103,13 @@ def _check_distinct(path: str, parts: list[str], text: str) -> None:
     seen: dict[Any, str] = {}
     for part in parts:
         cfg = Config()
-        set_path(cfg, path, part, "flag")  # the value as a run would hold it (and checked)
+        try:  # the value as a run would hold it (and checked)
+            set_path(cfg, path, part, "flag")
+        except SimCLRError as exc:
+            if ";" in text or "two numbers" not in str(exc):  # (a pair setting's message)
+                raise
+            raise SimCLRError(f"{exc}; a swept setting whose values hold commas takes ';' "
+                              f"between values: --set '{flag_of(path)}=0.08,1;0.2,1'") from None
         value = cfg
         for name in path.split("."):
             value = getattr(value, name)
@@ -256,10 +262,24 @@ def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
             for k in wanted}
     changed = sorted(k for k in wanted if k not in RUNTIME_ONLY
                      and _comparable(k, then[k]) != _comparable(k, wanted[k]))
+    if "precision" in changed and _resolved_precision(then["precision"], cfg.device) == \
+            _resolved_precision(wanted["precision"], cfg.device):  # auto, as it resolves here
+        changed.remove("precision")
     if changed:
         k = changed[0]
         raise SimCLRError(f"cell {cell} already holds a run with other settings ({k}: "
                           f"{then[k]!r} there, {wanted[k]!r} now); use a new --out")
+
+
+def _resolved_precision(precision: Any, device: str) -> Any:
+    """A precision as it runs on this machine ('auto' is bf16 where that is fast); a
+    value that cannot be resolved here stays as written."""
+    from simclr.runtime import resolve_device, resolve_precision
+
+    try:
+        return resolve_precision(str(precision), resolve_device(device))
+    except SimCLRError:
+        return precision
 
 
 def _pretrain(cfg: Any, run_dir: Path, cell: str, processes: int | None) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from simclr.files import set_aside
 from simclr.launch import add_flag as add_processes_flag
 from simclr.presets import PRESETS
 from simclr.pretrained import parse_layer, representation_from_checkpoint
-from simclr.results import RESULTS
+from simclr.results import RESULTS, check_not_inside
 
 
 def add_sweep_command(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +32,8 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("sweep", help="a grid of pretraining runs, each evaluated (ablations)")
     p.add_argument("--set", action="append", default=[], metavar="SETTING=V1,V2",
-                   help="a swept setting (repeat for a grid), e.g. temperature=0.1,0.5,1")
+                   help="a swept setting (repeat for a grid), e.g. temperature=0.1,0.5,1; "
+                        "values holding commas take ';': 'crop-scale=0.08,1;0.2,1'")
     p.add_argument("--pairs", metavar="OPS",
                    help="Fig. 5: each of these transformations alone and in ordered pairs "
                         "('a+b': a then b), on one branch, e.g. "
@@ -88,6 +89,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if folders:  # before hours of training
         check_labeled_folders(args.eval_train, args.eval_test, ("--eval-train", "--eval-test"),
                               train_split=True)
+        # The cells' files (a confusion figure) inside a folder the scores read would
+        # become its images: each cell then scored on another test set.
+        check_not_inside(args.out, {"--eval-train": args.eval_train,
+                                    "--eval-test": args.eval_test}, "sweep")
 
     def evaluate(run_dir: Path) -> dict[str, Any]:
         return evaluate_run(run_dir, args)
@@ -170,7 +175,10 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
               f"are kept as {kept})", file=sys.stderr, flush=True)
     ckpt_path = run_dir / "checkpoints/last.pt"
     ckpt = load_checkpoint(ckpt_path)
-    encoder, spec = representation_from_checkpoint(ckpt, layer)
+    headless = (ckpt.get("config") or {}).get("model", {}).get("head") == "none"
+    # z of a cell without a projection head is h (its column stays z, as asked)
+    encoder, spec = representation_from_checkpoint(ckpt, "h" if headless and layer == "z"
+                                                   else layer)
     size = spec["image_size"]
     runtime = {"device": args.eval_device, "precision": args.eval_precision,
                "workers": args.workers_eval, "verbose": False,

@@ -34,7 +34,10 @@ def test_axes_accept_flag_names_and_dotted_paths():
                         ("temperature=0.5,.5", "0.5 and .5 are the same value"),
                         ("normalize=true,1", "true and 1 are the same value"),
                         ("time-budget=60,1m", "60 and 1m are the same value"),
-                        ("data=d,./d", "d and ./d are the same value")]:
+                        ("data=d,./d", "d and ./d are the same value"),
+                        # a pair's comma taken for the values' separator: the way said
+                        ("crop-scale=0.2,1", r"got '0\.2'; a swept setting whose values "
+                                             r"hold commas takes ';' between values")]:
         with pytest.raises(SimCLRError, match=needle):
             parse_axis(bad)
 
@@ -128,6 +131,29 @@ def test_sweep_runs_every_cell_once_and_reuses_finished_ones(tmp_path, image_fol
 def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
             if p.is_file()}
+
+
+def test_a_rerun_compares_precision_as_it_resolves_here(tmp_path, image_folder, cache_dir):
+    """A sweep made with --precision auto and rerun naming what auto is on this machine
+    reuses its cells (the same runs); another precision is refused."""
+    import torch
+
+    from simclr.runtime import resolve_precision
+
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, epochs=1,
+                       precision="auto")
+    flags.pop("out")
+    out = tmp_path / "sw"
+    run_sweep([parse_axis("seed=0")], out, preset=None, config=None, flags=flags,
+              evaluate=None)
+    here = resolve_precision("auto", torch.device("cpu"))
+    cells, _ = run_sweep([parse_axis("seed=0")], out, preset=None, config=None,
+                         flags={**flags, "precision": here}, evaluate=None)
+    assert cells[0].result["status"] == "finished"
+    other = "fp32" if here == "bf16" else "bf16"
+    with pytest.raises(SimCLRError, match=rf"\(precision: 'auto' there, '{other}' now\)"):
+        run_sweep([parse_axis("seed=0")], out, preset=None, config=None,
+                  flags={**flags, "precision": other}, evaluate=None)
 
 
 def test_a_rerun_refused_for_other_settings_leaves_out_as_it_was(tmp_path, image_folder,

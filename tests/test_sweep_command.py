@@ -161,3 +161,31 @@ def test_a_sweep_is_refused_over_what_it_reads_and_over_a_budgets_epochs(tmp_pat
         "--set knn-k: --knn-k has no effect in any cell: there is no kNN monitor: "
         "--knn-train and --knn-test make one; leave it out\n")
     assert not (tmp_path / "sw").exists()
+
+
+def test_a_headless_cells_z_is_its_h_and_out_inside_an_eval_folder_is_refused(
+        tmp_path, image_folder, capsys):
+    """--eval-layer z over head=none,linear: the headless cell is scored on h (z = h
+    there), not stopped after training. An --out inside --eval-test is refused before
+    any cell trains (the cells' figures would become test images)."""
+    common = ["--data", str(image_folder), "--arch", "resnet18", "--width", "0.125",
+              "--image-size", "16", "--batch-size", "8", "--max-steps", "2", "--precision",
+              "fp32", "--device", "cpu", "--no-progress", "--workers", "0", "--cache-dir",
+              str(tmp_path / "cache"), "--eval-train", str(image_folder), "--eval-test",
+              str(image_folder), "--eval-device", "cpu", "--eval-precision", "fp32",
+              "--eval-workers", "0"]
+    inside = image_folder / "class_0" / "sw"
+    assert main(["sweep", "--set", "head=none,linear", *common, "--out", str(inside)]) == 2
+    assert "lies inside the --eval-train folder" in capsys.readouterr().err
+    assert not inside.exists()
+    out = tmp_path / "sw"
+    assert main(["sweep", "--set", "head=none,linear", *common, "--eval-layer", "z",
+                 "--out", str(out)]) == 0
+    rows = {row["head"]: row for row in json.loads((out / "sweep.json").read_text())}
+    capsys.readouterr()
+    cell = out / rows["none"]["cell"]
+    assert main(["knn", "--checkpoint", str(cell), "--train", str(image_folder), "--test",
+                 str(image_folder), "--device", "cpu", "--precision", "fp32", "--workers", "0",
+                 "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "h")]) == 0
+    assert rows["none"]["knn_z_top1"] == json.loads((tmp_path / "h" / "knn.json").read_text()
+                                                    )["top1"]
