@@ -364,14 +364,14 @@ def run_sweep(
     for cfg in configs:  # the sweep's own files: not inside, or over, a folder it reads
         check_not_inside(root, {"--data": cfg.data.path, "--knn-train": cfg.knn_train,
                                 "--knn-test": cfg.knn_test}, "sweep")
-    check_batches(cells, configs)
+    sizes = check_batches(cells, configs)
     resolved = []
     for cell, cfg in zip(cells, configs, strict=True):  # all before the first cell trains
         try:
             resolved.append(check_cell_inputs(cfg, processes))
         except SimCLRError as exc:
             raise SimCLRError(f"cell {cell.name}: {exc}") from None
-    check_cells_differ(cells, configs, resolved)
+    check_cells_differ(cells, configs, resolved, sizes)
     # A cell's earlier run of other settings is refused now, before the earlier summary
     # is set aside or rewritten: a refused command leaves --out as it found it.
     for cell, cfg in zip(cells, configs, strict=True):

@@ -45,25 +45,61 @@ def check_cell_inputs(cfg: Config, processes: int | None = None) -> tuple[str, s
 RESOLVED = ("device", "precision")  # settings whose `auto` becomes one of the others here
 
 
+# What sets a run's length and warm-up: compared as the plan they give (max_steps or the
+# warm-up's 10% cap can make other values plan the same steps).
+LENGTH = ("epochs", "max_steps", "optim.warmup_epochs", "optim.warmup_fraction")
+
+
 def check_cells_differ(cells: list[Cell], configs: list[Config],
-                       resolved: list[tuple[str, str]]) -> None:
+                       resolved: list[tuple[str, str]],
+                       sizes: list[int | None] | None = None) -> None:
     """Cells whose settings differ only in values that resolve alike on this machine
-    (``precision=auto,fp32`` on a CPU without bf16, ``device=auto,cpu`` without a GPU)
+    (``precision=auto,fp32`` on a CPU without bf16, ``device=auto,cpu`` without a GPU),
+    or in lengths that plan the same steps (``epochs=10,20`` under ``--max-steps 5``)
     would train the same run twice: refused, naming both, before anything trains.
-    ``resolved``: each cell's (device, precision) from :func:`check_cell_inputs`."""
+    ``resolved``: each cell's (device, precision) from :func:`check_cell_inputs`;
+    ``sizes``: each cell's number of images (None: not known before decoding)."""
+    from simclr.plan import plan_schedule
+
     seen: dict[str, tuple[Cell, Config]] = {}
-    for cell, cfg, values in zip(cells, configs, resolved, strict=True):
-        settings = {**cfg.to_dict(), **dict(zip(RESOLVED, values, strict=True))}
+    for k, (cell, cfg, values) in enumerate(zip(cells, configs, resolved, strict=True)):
+        settings = {**_flat(cfg.to_dict()), **dict(zip(RESOLVED, values, strict=True))}
         del settings["out"]
+        size = sizes[k] if sizes else None
+        plan = plan_schedule(cfg, size) if size and not cfg.time_budget else None
+        if plan is not None:
+            for name in LENGTH:
+                settings.pop(name)
+            settings["plan"] = [plan.total_steps, plan.warmup_steps]
         key = json.dumps(settings, sort_keys=True, default=str)
         if key in seen:
             other, other_cfg = seen[key]
             alike = [f"--{name} {getattr(other_cfg, name)} and {getattr(cfg, name)} are both "
                      f"{value} here" for name, value in zip(RESOLVED, values, strict=True)
                      if getattr(other_cfg, name) != getattr(cfg, name)]
+            if plan is not None and any(_get(cfg, n) != _get(other_cfg, n) for n in LENGTH):
+                alike.append(f"both are {plan.total_steps} steps with {plan.warmup_steps} of "
+                             f"warm-up on these {size} images")
             raise SimCLRError(f"cells {other.name} and {cell.name} would train the same run on "
                               f"this machine ({'; '.join(alike)}); leave one of the values out")
         seen[key] = (cell, cfg)
+
+
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _get(cfg: Config, path: str) -> Any:
+    value: Any = cfg
+    for name in path.split("."):
+        value = getattr(value, name)
+    return value
 
 
 def check_not_swept_twice(axes: list[Axis], flags: dict[str, Any]) -> None:
@@ -107,12 +143,14 @@ def check_settings_act(axes: list[Axis], cells: list[Cell], configs: list[Config
                               f"{inert[0][path]}; leave it out")
 
 
-def check_batches(cells: list[Cell], configs: list[Config]) -> None:
+def check_batches(cells: list[Cell], configs: list[Config]) -> list[int | None]:
     """Each cell's batch against its data set, from the file names alone: pretraining
-    refuses a batch larger than the set, and a sweep says so before its first run."""
+    refuses a batch larger than the set, and a sweep says so before its first run.
+    Returns each cell's number of image files (None: a named data set)."""
     from simclr.plan import check_batch_fits
 
     sizes: dict[str | None, int | None] = {}  # one listing per folder
+    found = []
     for cell, cfg in zip(cells, configs, strict=True):
         if cfg.data.path not in sizes:
             listed = list_folder(cfg.data.path, train=True, unlabeled=True)
@@ -123,3 +161,5 @@ def check_batches(cells: list[Cell], configs: list[Config]) -> None:
                 check_batch_fits(cfg.batch_size, size)
         except SimCLRError as exc:
             raise SimCLRError(f"cell {cell.name}: {exc}") from None
+        found.append(size)
+    return found

@@ -49,6 +49,26 @@ def test_cells_that_resolve_to_the_same_run_here_are_refused(tmp_path, image_fol
                        [resolved[i] for i in two])
 
 
+def test_lengths_that_plan_the_same_steps_are_refused(tmp_path, image_folder, cache_dir):
+    """epochs=10,20 under --max-steps 2, or warm-up lengths past the 10% cap, train the
+    same run (bit for bit) under two labels: refused before anything runs, saying why;
+    lengths that plan other steps are kept."""
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)  # 24 images, batch 8
+    for key in ("out", "epochs"):
+        flags.pop(key)
+    for axis, extra, steps in (("epochs=10,20", {"max_steps": 2}, "2 steps with 0"),
+                               ("warmup-epochs=5,10", {"epochs": 10}, "30 steps with 3")):
+        with pytest.raises(SimCLRError, match=rf"would train the same run on this machine "
+                                              rf"\(both are {steps} of warm-up on these 24 "
+                                              r"images\); leave one of the values out"):
+            run_sweep([parse_axis(axis)], tmp_path / "sw", preset=None, config=None,
+                      flags={**flags, **extra}, evaluate=None)
+    assert not (tmp_path / "sw").exists()
+    cells, configs = cell_configs([parse_axis("epochs=1,2")], tmp_path / "sw", None, None,
+                                  {**flags, "max_steps": 5})  # 3 and 5 steps: two runs
+    check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, [24, 24])
+
+
 def test_cells_a_launch_could_not_share_are_refused_before_any_runs(tmp_path, image_folder,
                                                                     cache_dir):
     flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
