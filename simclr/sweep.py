@@ -33,6 +33,7 @@ from simclr.sweep_checks import (
     check_cell_inputs,
     check_cells_differ,
     check_settings_act,
+    flatten,
 )
 
 SUMMARY = "summary.json"
@@ -229,16 +230,6 @@ def _comparable(key: str, value: Any) -> Any:
     return value
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
-    return flat
-
-
 def _saved_settings(run_dir: Path) -> dict[str, Any] | None:
     """The config a cell's run was made with: the config.yaml every run writes before
     its first step (no checkpoint has to be loaded, and a run that diverged before its
@@ -255,10 +246,10 @@ def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
     found = _saved_settings(run_dir)
     if found is None:
         return
-    saved = _flatten(found)
-    wanted = _flatten(cfg.to_dict())
+    saved = flatten(found)
+    wanted = flatten(cfg.to_dict())
     # A setting added to simclr after that run was made reads as what that run did.
-    then = {k: saved[k] if k in saved else _flatten({"v": unsaved_value(k)})["v"]
+    then = {k: saved[k] if k in saved else flatten({"v": unsaved_value(k)})["v"]
             for k in wanted}
     changed = sorted(k for k in wanted if k not in RUNTIME_ONLY
                      and _comparable(k, then[k]) != _comparable(k, wanted[k]))
@@ -332,8 +323,8 @@ def runtime_flags(cfg: Config, run_dir: Path) -> list[str]:
     """``simclr pretrain`` flags for the runtime settings (:data:`RUNTIME_ONLY`) in which
     ``cfg`` differs from the cell's saved run: a rerun may change them, as ``pretrain
     --resume`` may, and a cell resumed by other processes hears of them only so."""
-    saved = _flatten(_saved_settings(run_dir) or {})
-    wanted = _flatten(cfg.to_dict())
+    saved = flatten(_saved_settings(run_dir) or {})
+    wanted = flatten(cfg.to_dict())
     argv: list[str] = []
     for path in sorted(RUNTIME_ONLY - {"out"}):
         value = wanted[path]

@@ -61,9 +61,10 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
     ``sizes``: each cell's number of images (None: not known before decoding)."""
     from simclr.plan import plan_schedule
 
-    seen: dict[str, tuple[Cell, Config]] = {}
+    seen: dict[str, tuple[Cell, Config, dict[str, Any]]] = {}
     for k, (cell, cfg, values) in enumerate(zip(cells, configs, resolved, strict=True)):
-        settings = {**_flat(cfg.to_dict()), **dict(zip(RESOLVED, values, strict=True))}
+        flat = flatten(cfg.to_dict())
+        settings = {**flat, **dict(zip(RESOLVED, values, strict=True))}
         del settings["out"]
         size = sizes[k] if sizes else None
         plan = plan_schedule(cfg, size) if size and not cfg.time_budget else None
@@ -73,33 +74,28 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
             settings["plan"] = [plan.total_steps, plan.warmup_steps]
         key = json.dumps(settings, sort_keys=True, default=str)
         if key in seen:
-            other, other_cfg = seen[key]
+            other, other_cfg, other_flat = seen[key]
             alike = [f"--{name} {getattr(other_cfg, name)} and {getattr(cfg, name)} are both "
                      f"{value} here" for name, value in zip(RESOLVED, values, strict=True)
                      if getattr(other_cfg, name) != getattr(cfg, name)]
-            if plan is not None and any(_get(cfg, n) != _get(other_cfg, n) for n in LENGTH):
+            if plan is not None and any(flat[n] != other_flat[n] for n in LENGTH):
                 alike.append(f"both are {plan.total_steps} steps with {plan.warmup_steps} of "
                              f"warm-up on these {size} images")
             raise SimCLRError(f"cells {other.name} and {cell.name} would train the same run on "
                               f"this machine ({'; '.join(alike)}); leave one of the values out")
-        seen[key] = (cell, cfg)
+        seen[key] = (cell, cfg, flat)
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A config's nested dict as {dotted path: value}, tuples as lists (as YAML reads
+    them back)."""
     flat: dict[str, Any] = {}
     for key, value in tree.items():
         if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
-            flat[f"{prefix}{key}"] = value
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
     return flat
-
-
-def _get(cfg: Config, path: str) -> Any:
-    value: Any = cfg
-    for name in path.split("."):
-        value = getattr(value, name)
-    return value
 
 
 def check_not_swept_twice(axes: list[Axis], flags: dict[str, Any]) -> None:
