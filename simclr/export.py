@@ -188,8 +188,8 @@ def program_card(spec: dict[str, Any], layer: str, dim: int, step: int | None, f
                           f"{size} x {size}; the file read with its EXIF orientation, "
                           "transparency on white, 16-bit values scaled to 8 bits; "
                           "simclr.augment.eval_resize(PIL.Image.open(file)) does it, and "
-                          "simclr embed / predict compute that for each file (to the "
-                          "rounding of the 8-bit pixels they store)",
+                          "simclr embed / predict --precision fp32 compute that for each "
+                          "file (to the rounding of the 8-bit pixels they store)",
         },
         "output": output,
         "encoder": {k: spec[k] for k in ("arch", "width", "cifar_stem", "image_size")},

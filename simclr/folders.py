@@ -20,6 +20,7 @@ from simclr.errors import SimCLRError
 
 log = logging.getLogger(__name__)
 
+
 def _readable_by_pil(extensions: set[str]) -> set[str]:
     """Those of ``extensions`` this PIL opens (a plugin installed: AVIF in Pillow 11.3+,
     HEIC with pillow-heif)."""
