@@ -25,7 +25,7 @@ from typing import Any
 
 from simclr.config import FIG5_OPS, RESUME_SETTINGS, Config, unsaved_value
 from simclr.errors import DivergedError, SimCLRError, user_message
-from simclr.files import set_aside, write_json, written
+from simclr.files import lock_folder, set_aside, write_json, written
 from simclr.results import check_not_inside, check_out_folder
 from simclr.settings import all_flags, build_config, flag_of, save_yaml, set_path
 from simclr.sweep_checks import (
@@ -368,7 +368,21 @@ def run_sweep(
     for cell, cfg in zip(cells, configs, strict=True):
         _check_same_settings(cfg, cell.run_dir, cell.name)
     root.mkdir(parents=True, exist_ok=True)
-    _keep_other_grid(root, {c.name for c in cells})
+    # Held for the whole sweep: a second sweep into --out is refused before it sets the
+    # summary aside or rewrites it as pending under the first one.
+    held = lock_folder(root)
+    try:
+        _keep_other_grid(root, {c.name for c in cells})
+        return _run_cells(root, axes, cells, configs, evaluate, processes)
+    finally:
+        if held is not None:
+            held.close()
+
+
+def _run_cells(root: Path, axes: list[Axis], cells: list[Cell], configs: list[Config],
+               evaluate: Any, processes: int | None) -> tuple[list[Cell], str]:
+    """Train (or reuse) and score each cell in turn, the summary rewritten after each;
+    a preempted cell ends the sweep (the same command continues it)."""
     table = _write_summary(root, axes, cells)  # the plan, every cell pending
     for k, (cell, cfg) in enumerate(zip(cells, configs, strict=True)):
         print(f"sweep cell {k + 1}/{len(cells)}: {cell.name}", flush=True)

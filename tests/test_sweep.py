@@ -413,3 +413,26 @@ def test_a_cell_resumed_by_other_processes_gets_the_reruns_runtime_settings(tmp_
     resumed = config_from_dict(saved.to_dict())
     apply_resume_flags(resumed, config_flags(args), RESUME_SETTINGS)
     assert resumed == now
+
+
+def test_a_second_sweep_into_a_folder_in_use_is_refused_before_it_writes(
+        tmp_path, image_folder, cache_dir):
+    """While a sweep runs, another into the same --out is refused in one line, before it
+    sets the summary aside or rewrites it as pending under the first."""
+    from simclr.files import lock_folder
+
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, epochs=1)
+    flags.pop("out")
+    out = tmp_path / "sw"
+    run_sweep([parse_axis("seed=0")], out, preset=None, config=None, flags=flags,
+              evaluate=None)
+    before = _files(out)
+    held = lock_folder(out)  # as the first sweep holds it while it runs
+    try:
+        with pytest.raises(SimCLRError, match=r"is in use by another simclr run \(pid "):
+            run_sweep([parse_axis("seed=1,2")], out, preset=None, config=None, flags=flags,
+                      evaluate=None)
+    finally:
+        held.close()
+    assert {k: v for k, v in _files(out).items() if ".simclr.lock" not in k} == \
+        {k: v for k, v in before.items() if ".simclr.lock" not in k}
