@@ -55,7 +55,7 @@ from simclr.pretrained import (
     representation_from_checkpoint,
 )
 from simclr.results import output_file
-from simclr.torchvision_io import torchvision_model
+from simclr.torchvision_io import assumed_side, torchvision_model
 
 FORMATS = ("checkpoint", "pt2", "onnx", "torchvision")
 _SUFFIXES = {".pt": "checkpoint", ".pth": "checkpoint", ".pt2": "pt2", ".onnx": "onnx"}
@@ -156,7 +156,7 @@ def export_torchvision(checkpoint: str | Path, out: str | Path,
                           f"(max difference {(got - expected).abs().max().item():.3g})")
     out = Path(out)
     written(out, lambda tmp: torch_save(state, tmp))
-    read_back = 32 if spec["cifar_stem"] else 224  # simclr's side for ResNet weights
+    read_back = assumed_side(spec["cifar_stem"])
     if spec["arch"] in ARCHS and size != read_back:  # e.g. an ImageNet stem at 32 px
         print(f"note: {out} records no image size; simclr reads it at {read_back} px: "
               f"give --image-size {size} to evaluate it at the side it was trained at",

@@ -186,6 +186,12 @@ def _fills_counters(weights: dict[str, Any], names: Mapping[str, torch.Tensor]) 
             weights[name] = torch.zeros((), dtype=like.dtype)
 
 
+def assumed_side(cifar_stem: bool) -> int:
+    """The side ResNet weights in torchvision's layout are read at, as they record none:
+    32 px for the CIFAR stem, 224 for the ImageNet one."""
+    return 32 if cifar_stem else 224
+
+
 def as_encoder(state: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor], str] | None:
     """A ResNet state dict in torchvision's layout (:func:`resnet_layout`), possibly
     wrapped or inside a larger model (:func:`unwrapped_state`), as what an encoder
@@ -231,7 +237,7 @@ def _read(state: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor], str] | s
         return f"its names are {model}'s but it also has {extra[0]}" + (
             f" and {len(extra) - 1} more tensors" if len(extra) > 1 else "")
     config = {"model": {"arch": arch, "width": width, "cifar_stem": cifar_stem},
-              "augment": {"size": 32 if cifar_stem else 224}}
+              "augment": {"size": assumed_side(cifar_stem)}}
     return config, {f"encoder.{k}": v for k, v in weights.items()}, \
         f"ResNet weights in {'simclr' if ours else 'torchvision'}'s layout"
 
