@@ -73,7 +73,7 @@ def _visible(name: str) -> bool:
 
 
 def _is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+    return _extension(name) in IMAGE_EXTENSIONS
 
 
 def _images_under(folder: str, others: Counter[str]) -> list[str]:
@@ -95,13 +95,17 @@ def _images_under(folder: str, others: Counter[str]) -> list[str]:
         found.extend(
             os.path.join(dirpath, f) for f in sorted(filenames) if _visible(f) and _is_image_name(f)
         )
-        _count_other_formats(filenames, others)
+        others.update(_extension(f) for f in _other_formats(filenames))
     return found
 
 
-def _count_other_formats(names: list[str], others: Counter[str]) -> None:
-    others.update(ext for ext in (os.path.splitext(n)[1].lower() for n in names
-                                  if _visible(n)) if ext in OTHER_PHOTO_FORMATS)
+def _extension(name: str) -> str:
+    return os.path.splitext(name)[1].lower()
+
+
+def _other_formats(names: list[str]) -> list[str]:
+    """The visible ``names`` of photos in :data:`OTHER_PHOTO_FORMATS` (by extension)."""
+    return [n for n in names if _visible(n) and _extension(n) in OTHER_PHOTO_FORMATS]
 
 
 def _say_other_formats(root: Path, others: Counter[str]) -> None:
@@ -169,9 +173,9 @@ def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:
     # too: decoding then reports it among the skipped files, as it does in sub-folders.
     loose = _utf8_names(root, [os.path.join(root_s, e) for e in entries
                                if _is_image_name(e) and not os.path.isdir(os.path.join(root_s, e))])
-    others: Counter[str] = Counter()
-    _count_other_formats([e for e in entries if not os.path.isdir(os.path.join(root_s, e))],
-                         others)
+    # (a folder's kind is asked only of the few entries named as such photos)
+    others = Counter(_extension(e) for e in _other_formats(entries)
+                     if not os.path.isdir(os.path.join(root_s, e)))
     per_class = {d: _images_under(os.path.join(root_s, d), others) for d in subdirs}
     _say_other_formats(root, others)
     if any(per_class.values()):
