@@ -21,7 +21,7 @@ from simclr.checkpoint import (
 )
 from simclr.config import Config
 from simclr.errors import SimCLRError
-from simclr.folders import NAMED_DATASETS, ImageList
+from simclr.folders import NAMED_DATASETS
 from simclr.models import SimCLRModel
 from simclr.plan import Plan
 from simclr.rundir import resume_checkpoint
@@ -125,19 +125,18 @@ def check_same_images(ckpt: dict[str, Any], plan: Plan) -> None:
         raise _other_images(plan.num_images, saved)
 
 
-def check_files_listed(ckpt: dict[str, Any], listed: ImageList) -> list[str]:
-    """:func:`check_same_images` before any image is decoded, from the image files the
-    folder lists: another number than the run's is refused (checkpoints before it was
-    recorded: fewer files than the run's readable images); the same number under other
-    names is a note (the plan holds; the batches are no longer the first run's)."""
+def check_files_listed(ckpt: dict[str, Any], now: int, digest: str) -> list[str]:
+    """:func:`check_same_images` before any image is decoded, from the ``now`` image files
+    the folder lists and their names' ``digest`` (folders.ImageList.names_digest):
+    another number than the run's is refused (checkpoints before it was recorded: fewer
+    files than the run's readable images); the same number under other names is a note
+    (the plan holds; the batches are no longer the first run's)."""
     files, saved = ckpt.get("num_files"), ckpt.get("num_images")
-    now = len(listed.paths)
     if isinstance(files, int) and now != files:
         raise _other_images(now, files)
     if isinstance(saved, int) and now < saved:
         raise _other_images(now, saved)
-    digest = ckpt.get("files_digest")
-    if digest and digest != listed.names_digest():
+    if ckpt.get("files_digest") and ckpt["files_digest"] != digest:
         return [f"note: the data folder's files are not the ones the run started with (the "
                 f"same number, {now}, under other names): it continues on them, but not "
                 "exactly as it would have"]

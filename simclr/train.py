@@ -176,9 +176,10 @@ def pretrain(
     all_images = run.saved is None or bool(run.saved.get("all_images", False))
     # The image files, checked by their names before decoding (None: a named data set)
     files = list_folder(cfg.data.path, train=True, unlabeled=all_images)
+    digest = None if files is None else files.names_digest()
     if files is not None:
         if run.saved is not None:  # other images than the run's: said first
-            notes = [*notes, *check_files_listed(run.saved, files)]
+            notes = [*notes, *check_files_listed(run.saved, len(files.paths), digest)]
         check_batch_fits(cfg.batch_size, len(files.paths))
     # Read now, so a wrong file is named before the data are decoded; loaded below.
     initial = initial_weights(cfg.init_from) if cfg.init_from and not resume else None
@@ -200,7 +201,7 @@ def pretrain(
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     plan, state = start_state(cfg, run, source.num_images, all_images, model, optimizer, scaler)
     if files is not None:
-        state.num_files, state.files_digest = len(files.paths), files.names_digest()
+        state.num_files, state.files_digest = len(files.paths), digest
 
     held = make_run_dir(run.path, resume)  # every input checked: from here on the run writes
     try:
