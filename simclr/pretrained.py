@@ -500,9 +500,9 @@ def predict_folder(
     if min_probability is not None and not 0 < min_probability <= 1:
         raise SimCLRError(f"--min-probability must lie in (0, 1], got {min_probability}")
     threshold = 0.0 if min_probability is None else min_probability
+    out = output_file(out, overwrite)  # before the work, and after it by written()
     ckpt = load_checkpoint(classifier_file(checkpoint))
     model, spec, classes = classifier_from_checkpoint(ckpt)
-    out = output_file(out, overwrite)
     # Features under the run's autocast, as the protocols compute them; the linear layer
     # in float64, as linear-eval fits it, so a bf16 rounding never flips a close call.
     source, feats, labels, paths = folder_features(

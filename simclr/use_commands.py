@@ -110,12 +110,10 @@ def _add_info_command(sub: argparse._SubParsersAction) -> None:
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from simclr.pretrained import embed_folder
-    from simclr.results import output_file
 
     out = Path(args.out)
     if out.suffix != ".npz":
         raise SimCLRError(f"--out {out}: the output must be a .npz file")
-    output_file(out, args.overwrite)
     info = embed_folder(args.checkpoint, args.data, out, batch_size=args.batch_size,
                         device=args.device, precision=args.precision, workers=args.workers,
                         cache_dir=args.cache_dir, layer=args.layer, image_size=args.image_size,
@@ -126,11 +124,9 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from simclr.pretrained import predict_folder
-    from simclr.results import output_file
 
     if Path(args.out).suffix.lower() != ".csv":
         raise SimCLRError(f"--out {args.out}: the output must be a .csv file")
-    output_file(args.out, args.overwrite)
     result = predict_folder(
         args.checkpoint, args.data, args.out, top_k=args.top_k, batch_size=args.batch_size,
         device=args.device, precision=args.precision, workers=args.workers,
