@@ -357,17 +357,29 @@ def render(facts: dict[str, Any]) -> str:
                      f"step {facts['state']['monitor_step']}")
     if facts["state"]["status"] in ("preempted", "stopped", "failed") and \
             kind in ("pretrain", "supervised") and facts["state"].get("saved_step"):
-        from simclr.launch import again
-
-        lines.append("  continue with: " + again(
-            f"simclr {kind} --resume {shlex.quote(facts['path'])}",
-            (started or {}).get("processes")))
+        lines.append("  continue with: " + _continue_with(facts, kind, started or {}))
     for r in facts["results"]:
         what = r["what"] + (f" ({r['protocol']})" if r.get("protocol") else "")
         top = (f"top-1 {100 * r['top1']:.2f}%" if isinstance(r.get("top1"), (int, float))
                else r.get("status", "no top-1"))
         lines.append(f"  {r['file']}: {what}, {top}{_source_note(r, facts)}")
     return "\n".join(lines)
+
+
+def _continue_with(facts: dict[str, Any], kind: str, started: dict[str, Any]) -> str:
+    """The command that continues a stopped run: a sweep's cell by its sweep (which
+    evaluates it and goes on to the next cells), any other run by ``--resume``."""
+    from simclr.launch import again
+
+    argv = [str(a) for a in started.get("argv") or []]
+    if argv[1:2] == ["sweep"]:  # the cell trained in the sweep's own process
+        return shlex.join(["simclr", *argv[1:]]) + " (the sweep that started it)"
+    resume = again(f"simclr {kind} --resume {shlex.quote(facts['path'])}",
+                   started.get("processes"))
+    if "--sweep-cell" in argv:  # launched by a sweep as processes of its own
+        return (f"the sweep that started it (in {Path(facts['path']).parent}), or {resume} "
+                "for this cell alone")
+    return resume
 
 
 def _source_note(result: dict[str, Any], facts: dict[str, Any]) -> str:

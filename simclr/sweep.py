@@ -67,6 +67,11 @@ NOT_SWEPT = {
     "data.cache_dir": "every cell reads the same decoded images",
     "data.root": "every cell reads the same data set",
     "data.download": "every cell reads the same data set",
+    "checkpoint_every": "it only sets when checkpoints are written",
+    "checkpoint_minutes": "it only sets when checkpoints are written",
+    "keep_checkpoints": "it only sets how many checkpoints are kept",
+    "memory_check": "it only checks the batch fits before training",
+    "knn_every": "it only sets how often the kNN monitor runs",
 }
 
 
@@ -244,9 +249,16 @@ def _saved_settings(run_dir: Path) -> dict[str, Any] | None:
 def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
     """A cell's existing run must have been made with this command's settings."""
     found = _saved_settings(run_dir)
-    if found is None:
-        return
-    saved = flatten(found)
+    differs = None if found is None else _first_difference(cfg, flatten(found))
+    if differs:
+        k, then, now = differs
+        raise SimCLRError(f"cell {cell} already holds a run with other settings ({k}: "
+                          f"{then!r} there, {now!r} now); use a new --out")
+
+
+def _first_difference(cfg: Any, saved: dict[str, Any]) -> tuple[str, Any, Any] | None:
+    """The first setting (path, saved value, ``cfg``'s value) in which a run's flattened
+    config.yaml differs from ``cfg``, runtime-only ones aside; None: the same run."""
     wanted = flatten(cfg.to_dict())
     # A setting added to simclr after that run was made reads as what that run did.
     then = {k: saved[k] if k in saved else flatten({"v": unsaved_value(k)})["v"]
@@ -256,10 +268,37 @@ def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
     if "precision" in changed and _resolved_precision(then["precision"], cfg.device) == \
             _resolved_precision(wanted["precision"], cfg.device):  # auto, as it resolves here
         changed.remove("precision")
-    if changed:
-        k = changed[0]
-        raise SimCLRError(f"cell {cell} already holds a run with other settings ({k}: "
-                          f"{then[k]!r} there, {wanted[k]!r} now); use a new --out")
+    return (changed[0], then[changed[0]], wanted[changed[0]]) if changed else None
+
+
+def _find_earlier_runs(root: Path, cells: list[Cell], configs: list[Config]) -> None:
+    """A cell whose folder holds no run takes over a run of the same settings found in
+    another folder of ``root``: the sweep run earlier with its values spelled otherwise
+    ('.1' for '0.1', 1e-3 for 0.001) or its axes in another order, whose folder names
+    differ. Without this, a rerun would train those runs again beside the old ones."""
+    planned = {c.run_dir.name for c in cells}
+    try:
+        others = [d for d in root.iterdir() if d.name not in planned
+                  and not d.name.startswith(".") and (d / "config.yaml").is_file()]
+    except OSError:  # no --out yet
+        return
+    saved = {}
+    for folder in sorted(others):
+        try:
+            saved[folder] = flatten(_saved_settings(folder) or {})
+        except SimCLRError:  # not a readable run's config: not one of ours
+            continue
+    for cell, cfg in zip(cells, configs, strict=True):
+        if (cell.run_dir / "config.yaml").exists():
+            continue
+        for folder, settings in saved.items():
+            if _first_difference(cfg, settings) is None:
+                print(f"sweep: cell {cell.name} is the run in {folder.name} (the same "
+                      "settings, written otherwise); reusing it", file=sys.stderr)
+                cell.name, cell.run_dir = folder.name, folder
+                cfg.out = str(folder)
+                del saved[folder]
+                break
 
 
 def _resolved_precision(precision: Any, device: str) -> Any:
@@ -363,6 +402,7 @@ def run_sweep(
         except SimCLRError as exc:
             raise SimCLRError(f"cell {cell.name}: {exc}") from None
     check_cells_differ(cells, configs, resolved, sizes)
+    _find_earlier_runs(root, cells, configs)
     # A cell's earlier run of other settings is refused now, before the earlier summary
     # is set aside or rewritten: a refused command leaves --out as it found it.
     for cell, cfg in zip(cells, configs, strict=True):

@@ -103,6 +103,28 @@ def test_a_preempted_run_says_how_to_continue(tmp_path, capsys):
     assert f"  continue with: simclr pretrain --resume {tmp_path / 'cut'}\n" in out
 
 
+def test_a_preempted_sweep_cell_says_to_rerun_its_sweep(tmp_path, capsys, monkeypatch):
+    """--resume would train the cell alone; the sweep also scores it and goes on."""
+    images = make_image_folder(tmp_path / "images")
+    trained = train.pretrain
+
+    def preempted(cfg, resume=False):
+        def stop(step, request):
+            request.requested = "SIGTERM"
+        return trained(cfg, resume=resume, on_step=stop)
+
+    monkeypatch.setattr(train, "pretrain", preempted)
+    argv = ["sweep", "--set", "seed=0", "--data", str(images), "--cache-dir",
+            str(tmp_path / "cache"), "--arch", "resnet18", "--width", "0.125", "--image-size",
+            "16", "--batch-size", "8", "--precision", "fp32", "--device", "cpu",
+            "--checkpoint-every", "0", "--eval", "none", "--out", str(tmp_path / "sw")]
+    assert main(argv) == train.EXIT_PREEMPTED
+    out = _info(capsys, tmp_path / "sw" / "seed=0")
+    assert "  continue with: simclr sweep --set seed=0 " in out
+    assert out.split("continue with: ")[1].splitlines()[0].endswith(
+        f"--out {tmp_path / 'sw'} (the sweep that started it)")
+
+
 def test_a_checkpoint_file_and_a_folder_of_runs(evaluated_run, capsys):
     run, _ = evaluated_run
     assert _info(capsys, run / "checkpoints/last.pt") == (

@@ -236,6 +236,32 @@ def test_fig5_pairs_switch_on_exactly_their_transformations(tmp_path):
         plan_cells([axis, parse_axis("rotate=true,false")], tmp_path)
 
 
+def test_a_rerun_written_otherwise_reuses_the_runs_of_the_same_settings(
+        tmp_path, image_folder, cache_dir, capsys):
+    """'.2' for '0.2', or the axes in another order, name other folders: the runs of the
+    same settings already in --out are found and reused, not trained again beside them."""
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, epochs=1)
+    flags.pop("out")
+    flags.pop("loss.temperature")
+    out = tmp_path / "sw"
+    first, _ = run_sweep([parse_axis("temperature=0.2,0.5"), parse_axis("seed=0")], out,
+                         preset=None, config=None, flags=flags, evaluate=None)
+    stamps = {c.name: (c.run_dir / "checkpoints/last.pt").stat().st_mtime_ns for c in first}
+    capsys.readouterr()
+    cells, table = run_sweep([parse_axis("seed=0"), parse_axis("temperature=.2,0.5,1")], out,
+                             preset=None, config=None, flags=flags, evaluate=None)
+    assert [c.name for c in cells] == ["temperature=0.2_seed=0", "temperature=0.5_seed=0",
+                                       "seed=0_temperature=1"]
+    assert {c.name: (c.run_dir / "checkpoints/last.pt").stat().st_mtime_ns
+            for c in cells[:2]} == stamps  # reused, not trained again
+    assert cells[2].result["status"] == "finished"  # the new value: trained
+    assert "cell seed=0_temperature=.2 is the run in temperature=0.2_seed=0" in \
+        capsys.readouterr().err
+    assert "| 0 | .2 | finished |" in table
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(c.name for c in cells)
+    assert json.loads((out / "sweep.json").read_text())[0]["cell"] == "temperature=0.2_seed=0"
+
+
 def test_a_preempted_sweep_stops_and_exits_75(tmp_path, image_folder, monkeypatch, capsys):
     from simclr import train
 
@@ -262,7 +288,11 @@ def test_settings_that_only_say_where_or_how_visibly_are_not_swept():
     for text, needle in [("out=a,b", "--set out: not an experiment setting (every cell runs "
                                      "in its own folder under the sweep's --out)"),
                          ("cache-dir=x,y", "same decoded images"),
-                         ("data.root=x,y", "same data set"), ("progress=true,false", "progress")]:
+                         ("data.root=x,y", "same data set"), ("progress=true,false", "progress"),
+                         ("keep-checkpoints=1,3", "how many checkpoints are kept"),
+                         ("checkpoint-every=5,10", "when checkpoints are written"),
+                         ("memory-check=true,false", "checks the batch fits"),
+                         ("knn-every=1,2", "kNN monitor")]:
         with pytest.raises(SimCLRError, match=None) as info:
             parse_axis(text)
         assert needle in str(info.value)
