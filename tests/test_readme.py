@@ -7,11 +7,13 @@ import re
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from simclr.checkpoint import save_checkpoint
 from simclr.cli import _parse, main
+from tests.conftest import make_image_folder
 from tests.test_pretrained import pretrain_checkpoint
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -42,8 +44,23 @@ def test_the_load_encoder_example_embeds_images(tmp_path, monkeypatch):
     save_checkpoint({**state, "step": 1}, tmp_path / "runs/c10/checkpoints")
     monkeypatch.chdir(tmp_path)  # the example's path is relative: runs/c10/...
     scope: dict = {}
-    exec(compile(block_with("simclr.load_encoder("), "README.md", "exec"), scope)
+    exec(compile(block_with('simclr.load_encoder("runs/c10'), "README.md", "exec"), scope)
     assert scope["h"].shape == (8, scope["encoder"].feature_dim)
+
+
+def test_the_pretrain_from_python_example_runs(tmp_path, monkeypatch):
+    """Run as printed but for the length and size (seconds, not 20 minutes)."""
+    make_image_folder(tmp_path / "photos", side=32)
+    monkeypatch.chdir(tmp_path)  # the example's paths are relative
+    block = block_with("simclr.pretrain(cfg)")
+    short = '"max_steps": 2, "batch_size": 8, "model.width": 0.125, "device": "cpu"'
+    assert '"time_budget": "20m"' in block
+    scope: dict = {}
+    exec(compile(block.replace('"time_budget": "20m"', short), "README.md", "exec"), scope)
+    assert scope["summary"]["status"] == "finished" and scope["summary"]["steps"] == 2
+    with np.load(tmp_path / "runs/photos/feats.npz") as saved:
+        assert saved["features"].shape == (24, scope["encoder"].feature_dim)
+    assert not scope["encoder"].training
 
 
 def bash_commands() -> list[str]:
