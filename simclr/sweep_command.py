@@ -155,7 +155,9 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     The cached result is reused only when it was computed on the same --eval-train and
     --eval-test (absolute paths) and, where --eval-precision is given, at that
     precision. Otherwise the cell is evaluated again and the earlier files are kept
-    beside the new ones as ``NAME.previous-K.EXT`` (nothing is deleted).
+    beside the new ones as ``NAME.previous-K.EXT`` (nothing is deleted). Returns a column
+    per layer scored on these folders (``--eval-layer`` now, and any kept from a rerun
+    with another): Sec. 4.2's h and z side by side after two commands.
     """
     from simclr.evaluate import run_linear_eval
     from simclr.knn import run_knn
@@ -165,10 +167,12 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     saved = run_dir / name
     wanted = _eval_data(args)
     layer = args.eval_layer
-    column = f"{args.eval}_top1" if layer == "h" else f"{args.eval}_{layer}_top1"
+    # Every layer this cell was scored on, on these folders, by this command or an
+    # earlier one with another --eval-layer (kept as NAME.previous-K): one column each.
+    scored = _scored_layers(run_dir, name, wanted, args.eval_precision)
+    if layer in scored:  # this layer's score is on record: nothing to compute
+        return _columns(args.eval, scored)
     stale = _stale_evaluation(saved, wanted, args.eval_precision, layer)
-    if stale is None:
-        return {column: json.loads(saved.read_text())["top1"]}
     kept = set_aside(run_dir, EVAL_FILES[args.eval])
     if kept:
         print(f"cell {run_dir.name}: {name} {stale}; evaluating again (the earlier files "
@@ -198,7 +202,35 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     # in between, or one cached by an earlier simclr) is never taken for this one.
     result = json.loads(saved.read_text())
     write_results(run_dir, name, {**result, EVALUATED_ON: wanted})
-    return {column: result["top1"]}
+    return _columns(args.eval, {**scored, layer: result["top1"]})
+
+
+def _columns(protocol: str, scored: dict[str, float]) -> dict[str, float]:
+    """A sweep table's columns of each layer's score: knn_top1 (h) first, knn_z_top1..."""
+    return {f"{protocol}_top1" if layer == "h" else f"{protocol}_{layer}_top1": top1
+            for layer, top1 in sorted(scored.items(), key=lambda item: item[0] != "h")}
+
+
+def _scored_layers(run_dir: Path, name: str, wanted: dict[str, str],
+                   precision: str) -> dict[str, float]:
+    """{layer: top-1} of the cell's evaluations ``name`` (and ``NAME.previous-K``) made on
+    ``wanted`` (:func:`_stale_evaluation`); the latest one of a layer wins."""
+    stem, ext = name.rsplit(".", 1)
+
+    def order(path: Path) -> int:  # the current file last: it is the latest
+        k = path.stem.rpartition("previous-")[2]
+        return int(k) if k.isdigit() else 1 << 30
+
+    scored: dict[str, float] = {}
+    for path in sorted([*run_dir.glob(f"{stem}.previous-*.{ext}"), run_dir / name], key=order):
+        try:
+            found = json.loads(path.read_text())
+            layer = str((found.get("source") or {}).get("layer", "h"))
+        except (OSError, ValueError, AttributeError):
+            continue
+        if _stale_evaluation(path, wanted, precision, layer) is None:
+            scored[layer] = found["top1"]
+    return scored
 
 
 def _check_eval_layer(layer: str, axes: list[Any], out: Path, preset: str | None,

@@ -109,8 +109,8 @@ def test_a_flag_also_swept_is_refused(tmp_path, image_folder, capsys):
 
 def test_cells_are_scored_on_the_layer_asked_for(tmp_path, image_folder, capsys):
     """Sec. 4.2's h against z: --eval-layer z scores each cell's z, as `simclr knn --layer
-    z` of that cell does; a rerun on h evaluates again; a head layer a cell lacks is
-    refused before anything trains."""
+    z` of that cell does; a rerun on h evaluates again and shows both layers; one on z
+    again reuses z's score; a head layer a cell lacks is refused before anything trains."""
     common = ["--data", str(image_folder), "--arch", "resnet18", "--width", "0.125",
               "--image-size", "16", "--batch-size", "8", "--epochs", "1", "--precision",
               "fp32", "--device", "cpu", "--no-progress", "--workers", "0", "--cache-dir",
@@ -136,8 +136,18 @@ def test_cells_are_scored_on_the_layer_asked_for(tmp_path, image_folder, capsys)
     assert main(["sweep", "--set", "head=mlp,linear", *common]) == 0
     said = capsys.readouterr()
     assert "knn.json was computed on z, not h; evaluating again" in said.err
-    assert all("knn_top1" in row for row in
-               json.loads((tmp_path / "sw" / "sweep.json").read_text()))
+    again = json.loads((tmp_path / "sw" / "sweep.json").read_text())
+    # both layers' columns: z's score kept (knn.previous-1.json), h's beside it
+    assert [(row["knn_top1"], row["knn_z_top1"]) for row in again] == [
+        (json.loads((tmp_path / "sw" / row["cell"] / "knn.json").read_text())["top1"],
+         row["knn_z_top1"]) for row in rows]
+    assert "| head | status | steps | epochs | train_s | knn_top1 | knn_z_top1 |" in said.out
+    stamps = [(tmp_path / "sw" / row["cell"] / "knn.json").stat().st_mtime_ns for row in rows]
+    assert main(["sweep", "--set", "head=mlp,linear", *common, "--eval-layer", "z"]) == 0
+    assert "evaluating again" not in capsys.readouterr().err  # z is on record: reused
+    assert stamps == [(tmp_path / "sw" / row["cell"] / "knn.json").stat().st_mtime_ns
+                      for row in rows]
+    assert json.loads((tmp_path / "sw" / "sweep.json").read_text()) == again
 
 
 def test_a_sweep_is_refused_over_what_it_reads_and_over_a_budgets_epochs(tmp_path, capsys):
