@@ -44,7 +44,10 @@ def check_batch_fits(batch_size: int, num_images: int) -> None:
                           f"({num_images} images)" + (f"; try --batch-size {fits}" if fits else ""))
 
 
-FIRST_REFIT = 10  # steps: a time budget's first re-plan, from the speed measured so far
+# Steps: a time budget's first re-plan, from the speed measured so far. Early, so that
+# a short budget's warm-up follows its real length rather than the epochs' first guess
+# (re-plans come often while the run is young: see refit_to_budget).
+FIRST_REFIT = 3
 
 
 def plan_schedule(cfg: Config, num_images: int, total_steps: int | None = None) -> Plan:
@@ -69,7 +72,12 @@ def refit_to_budget(plan: Plan, cfg: Config, step: int, elapsed: float) -> int:
     returns the step of the next refit.
 
     Called periodically: the estimate only moves by the drift of the step time, so the
-    learning rate stays smooth while the schedule still reaches its end on time. Every
+    learning rate stays smooth while the schedule still reaches its end on time. The
+    warm-up follows the new length (:func:`simclr.optim.warmup_steps`) but never ends
+    before the current step while it runs, nor starts again once it has ended. Re-plans
+    come every max(10, total/50) steps, more often early on (every step/2: the speed
+    of the first steps is the least sure) and near the end (every quarter of what is
+    left), so that short runs meet both the deadline and the warm-up's share. Every
     process must stop at the same step: rank 0's clock decides.
     """
     if plan.deadline is not None and step >= 3:
@@ -80,11 +88,23 @@ def refit_to_budget(plan: Plan, cfg: Config, step: int, elapsed: float) -> int:
             total = min(total, cfg.max_steps)
         plan.total_steps = max(total, step + 1)
         fresh = plan_schedule(cfg, plan.steps_per_epoch * cfg.batch_size, plan.total_steps)
-        # Warm-up never shrinks below what was already run, to keep the lr continuous.
-        plan.warmup_steps = max(fresh.warmup_steps, min(plan.warmup_steps, step))
+        plan.warmup_steps = _refit_warmup(plan.warmup_steps, fresh.warmup_steps, step)
     plan.total_steps, plan.warmup_steps = dist.broadcast_object(
         (plan.total_steps, plan.warmup_steps))
-    return step + max(10, plan.total_steps // 50)
+    left = plan.total_steps - step  # (from rank 0's plan: every process refits alike)
+    if left <= 1:  # the next step is the last: no refit after it (each would add a step)
+        return plan.total_steps + 1
+    return step + max(1, min(max(10, plan.total_steps // 50), step // 2, left // 4))
+
+
+def _refit_warmup(planned: int, fresh: int, step: int) -> int:
+    """The warm-up after a re-plan at ``step``: ``fresh`` (that of the new length) as far
+    as the learning rate allows. A ramp under way never ends before ``step`` (the lr
+    would jump); one that has ended never restarts (the lr would fall back), though it
+    may move up to ``step`` when the run has grown longer."""
+    if step < planned:
+        return max(fresh, step)
+    return min(max(fresh, planned), step)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, plan: Plan, final_lr: float, step: int) -> None:

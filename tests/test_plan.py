@@ -27,24 +27,47 @@ def test_a_time_budget_sets_the_length_whatever_the_epochs():
 def test_a_refit_ends_the_schedule_at_the_deadline():
     """At 1 s per step with 80 s left at step 20, the run should last 100 steps; the
     warm-up follows the new length (10 epochs of 10 steps, capped at 10% of it) but never
-    shrinks below what already ran; the next refit comes at least 10 steps later."""
+    shrinks below what already ran; the next refit comes 10 steps later (step/2 early in
+    the run, a quarter of what is left near its end)."""
     cfg = build_config(flags={"batch_size": 8, "epochs": 1, "time_budget": 100.0})
     plan = plan_schedule(cfg, 80)  # 10 steps per epoch; the first guess reaches the refit
-    assert (plan.steps_per_epoch, plan.total_steps, plan.warmup_steps) == (10, 11, 1)
+    assert (plan.steps_per_epoch, plan.total_steps, plan.warmup_steps) == (10, 10, 1)
     assert refit_to_budget(plan, cfg, step=20, elapsed=20.0) == 30
     assert (plan.total_steps, plan.warmup_steps) == (100, 10)
+    assert refit_to_budget(plan, cfg, step=6, elapsed=6.0) == 9  # young: every step/2
+    assert refit_to_budget(plan, cfg, step=90, elapsed=90.0) == 92  # 10 left: every 2
     # Slower now (2 s per step on average over 40 steps, 20 s left): 10 more steps;
     # the warm-up of 10 already ran and stays.
     refit_to_budget(plan, cfg, step=40, elapsed=80.0)
     assert (plan.total_steps, plan.warmup_steps) == (50, 10)
-    # Past the deadline: the next step is the last.
-    refit_to_budget(plan, cfg, step=41, elapsed=120.0)
+    # Past the deadline: the next step is the last, and no refit comes after it.
+    assert refit_to_budget(plan, cfg, step=41, elapsed=120.0) == 43
     assert plan.total_steps == 42
     # --max-steps caps a budget's refit.
     cfg.max_steps = 60
     plan = plan_schedule(cfg, 80)
     refit_to_budget(plan, cfg, step=20, elapsed=2.0)  # 0.1 s per step: 980 more would fit
     assert plan.total_steps == 60
+
+
+def test_a_short_budgets_warmup_is_its_share_of_the_real_length():
+    """A 100-epoch first guess plans 30 warm-up steps; the budget turns out to hold 20
+    steps in all (0.1 s each of 2 s): re-planned at step 3, the ramp ends at step 3,
+    not at step 10 (half the run) as when the first re-plan came at step 10; a ramp that
+    has ended is never started again when the run grows longer."""
+    cfg = build_config(flags={"batch_size": 8, "epochs": 100, "time_budget": 2.0})
+    plan = plan_schedule(cfg, 24)  # 3 steps per epoch
+    assert (plan.total_steps, plan.warmup_steps) == (300, 30)
+    assert FIRST_REFIT == 3
+    refit_to_budget(plan, cfg, step=3, elapsed=0.3)
+    assert (plan.total_steps, plan.warmup_steps) == (20, 3)
+    refit_to_budget(plan, cfg, step=4, elapsed=0.2)  # faster: 40 steps now
+    assert (plan.total_steps, plan.warmup_steps) == (40, 4)  # (fresh: 4; at most the step)
+    refit_to_budget(plan, cfg, step=6, elapsed=0.06)  # much faster: 200 steps, fresh 20
+    assert (plan.total_steps, plan.warmup_steps) == (200, 6)  # the ramp stays ended
+    plan.warmup_steps = 30  # a ramp under way follows the new length, never ending early
+    refit_to_budget(plan, cfg, step=10, elapsed=1.0)
+    assert (plan.total_steps, plan.warmup_steps) == (20, 10)
 
 
 def test_set_lr_follows_the_schedule_in_every_group():
