@@ -110,8 +110,13 @@ def _pair(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+# What an encoder's --checkpoint may be (:func:`simclr.pretrained.load_encoder` reads it).
+ENCODER_SOURCE = ("a simclr checkpoint or run folder, or a ResNet's weights in torchvision's "
+                  "layout (torchvision, timm)")
+
+
 def _eval_inputs(p: argparse.ArgumentParser, runtime: RuntimeFlags, out_required: bool) -> None:
-    p.add_argument("--checkpoint", required=True, help="any simclr checkpoint")
+    p.add_argument("--checkpoint", required=True, help=ENCODER_SOURCE)
     p.add_argument("--train", required=True, help="labeled image folder (class sub-folders)")
     p.add_argument("--test", default=None, help="labeled image folder, same classes")
     p.add_argument("--test-fraction", type=_real(0, False, 1), default=None, metavar="F",

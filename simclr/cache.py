@@ -102,7 +102,10 @@ def decode_files(
 
 
 def _ignore_interrupts() -> None:
+    """A decoding process's signals: Ctrl-C is the main process's to handle, SIGTERM
+    ends it (as the pool's own shutdown expects), not the command's handler it inherits."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _cache_key(images: ImageList, side: int, max_pixels: int, store: str) -> str:

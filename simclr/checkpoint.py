@@ -88,8 +88,12 @@ def periodic_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     folder = Path(run_dir)
     if not folder.is_dir():
         return []
+    try:
+        entries = list(folder.iterdir())
+    except OSError as exc:  # e.g. a folder without read permission
+        raise SimCLRError(f"cannot list {folder} ({exc.strerror})") from None
     found = []
-    for entry in folder.iterdir():
+    for entry in entries:
         match = _PERIODIC.fullmatch(entry.name)
         if match and entry.is_file():
             found.append((int(match.group(1)), entry))

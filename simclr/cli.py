@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import shlex
+import signal
 import sys
 from typing import Any
 
@@ -389,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     from simclr.launch import die_with_launcher
 
     die_with_launcher()  # a process of `--processes N`: none outlives the launcher
+    previous_sigterm = _stop_on_sigterm()
     try:  # Ctrl-C while torch is still importing is an interruption too, not a traceback
         args, argv = _parse(argv)
         command = f"simclr {args.command}"
@@ -409,19 +411,21 @@ def main(argv: list[str] | None = None) -> int:
             return run(argv, args.processes, device=str(device))
         _check_before_work(args)
         return int(args.func(args) or 0)
-    except SimCLRError as exc:
-        from simclr.launch import report_error
+    except (SimCLRError, PermissionError) as exc:  # (a file or folder the user's rights
+        from simclr.launch import report_error  # keep from simclr: theirs to fix, not a bug)
 
-        message = f"{command}: error: {user_message(exc)}"
+        message = f"{command}: error: {_user_message(exc)}"
         if not report_error(message):  # a launch: rank 0 or the launcher says it once
             print(message, file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         from simclr.launch import quiet_rank
 
+        terminated = isinstance(exc, Terminated)
         if not quiet_rank():  # a launch: rank 0 says it for all
-            print(f"{command}: interrupted", file=sys.stderr)
-        return 130
+            print(f"{command}: {'stopped by SIGTERM' if terminated else 'interrupted'}",
+                  file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     except BrokenPipeError:  # `simclr info RUNS | head`: the reader has had enough
         devnull = os.open(os.devnull, os.O_WRONLY)  # Python's flush at exit fails quietly
         os.dup2(devnull, sys.stdout.fileno())
@@ -437,6 +441,35 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if "simclr.runtime" in sys.modules:  # not this call's arguments after it
             sys.modules["simclr.runtime"].COMMAND_LINE = None
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler) where no training handles it (a training writes a
+    checkpoint first: :class:`simclr.runtime.StopFlag`): the command stops as on Ctrl-C,
+    saying so, instead of vanishing without a word."""
+
+
+def _stop_on_sigterm() -> Any:
+    """SIGTERM raises :class:`Terminated` in this command; returns the handler it
+    replaced (None where signals cannot be set: not the main thread)."""
+    def stop(_signum: int, _frame: Any) -> None:
+        raise Terminated
+
+    try:
+        return signal.signal(signal.SIGTERM, stop)
+    except ValueError:
+        return None
+
+
+def _user_message(exc: SimCLRError | PermissionError) -> str:
+    """The one line a user error prints; a PermissionError that no check named earlier
+    (a file or folder without the rights to read or write it) by its path."""
+    if isinstance(exc, PermissionError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"permission denied{where} ({exc.strerror or exc})"
+    return user_message(exc)
 
 
 if __name__ == "__main__":

@@ -261,12 +261,15 @@ def _field_comments(cls: type, lines: list[str]) -> dict[str, str]:
                  len(lines))
     docs: dict[str, str] = {}
     above: list[str] = []
+    open_field = None  # a field whose inline comment continues below (a '(' not closed)
     for line in lines[start + 1:]:
         if line.strip() and not line[0].isspace():  # the class body has ended
             break
         text = line.strip()
         match = re.fullmatch(r"(\w+):[^#]*?(?:#\s*(.*))?", text)
-        if text.startswith("#"):
+        if text.startswith("#") and open_field:
+            docs[open_field] += " " + text.lstrip("#").strip()
+        elif text.startswith("#"):
             above.append(text.lstrip("#").strip())
         elif match and match.group(1) in names:
             doc = match.group(2) or " ".join(above)  # the inline comment, else the block
@@ -275,6 +278,8 @@ def _field_comments(cls: type, lines: list[str]) -> dict[str, str]:
             above = []
         else:
             above = []
+        name = match.group(1) if match and match.group(2) else open_field
+        open_field = name if name and docs[name].count("(") > docs[name].count(")") else None
     return docs
 
 

@@ -164,7 +164,10 @@ def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:
         raise SimCLRError(f"data folder not found: {root}")
     if not root.is_dir():
         raise SimCLRError(f"data path is not a folder: {root}")
-    entries = sorted(e for e in os.listdir(root) if _visible(e))
+    try:
+        entries = sorted(e for e in os.listdir(root) if _visible(e))
+    except OSError as exc:  # e.g. a folder without read permission
+        raise SimCLRError(f"cannot list the data folder {root} ({exc.strerror})") from None
     if not entries:
         raise SimCLRError(f"data folder is empty: {root}")
     root_s = os.path.abspath(root)

@@ -16,6 +16,7 @@ from typing import Any
 
 from simclr.arguments import (
     CACHE_DIR,
+    ENCODER_SOURCE,
     RuntimeFlags,
     add_image_size_flag,
     count_at_least,
@@ -40,7 +41,7 @@ def _add_embed_command(sub: argparse._SubParsersAction, add_runtime_flags: Runti
     from simclr.pretrained import LAYERS_HELP
 
     p = sub.add_parser("embed", help="representations (h or --layer) of each image, as .npz")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, help=ENCODER_SOURCE)
     p.add_argument("--data", required=True, help="image folder (ImageFolder or flat)")
     p.add_argument("--out", required=True, help="output .npz file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")

@@ -231,6 +231,10 @@ def test_every_setting_is_described_in_help(capsys):
         assert heading in out
     assert "--lr-scaling STR linear: lr x B/256" in out
     assert "--blur-kernel-frac FLOAT kernel side = 10% of the view side" in out
+    # a comment continued on the next line is read whole (it was cut at its line's end)
+    assert "--crop-ratio A,B aspect ratio range (log-uniform with the torchvision sampler; " \
+           "the official one draws it uniformly, as TF does) (default" in out
+    assert all(doc.count("(") == doc.count(")") for doc in docs.values())
 
 
 @pytest.mark.parametrize("command", ["pretrain", "embed", "predict", "knn", "linear-eval",
@@ -479,3 +483,66 @@ def test_overwrite_never_replaces_the_checkpoint_it_reads(tmp_path):
     check_not_replacing_input(args, tmp_path / "run" / "checkpoints" / "last.pt")  # fine
     args.overwrite = False  # (without it, the earlier results refuse the run anyway)
     check_not_replacing_input(args, given)
+
+
+def test_sigterm_outside_a_training_stops_the_command_with_a_line(monkeypatch, capsys):
+    """`kill` during an evaluation ended it without a word (the default action)."""
+    import os
+    import signal
+
+    from simclr import cli
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(cli, "_check_before_work",
+                        lambda args: os.kill(os.getpid(), signal.SIGTERM))
+    assert main(["info", "."]) == 143
+    assert capsys.readouterr().err == "simclr info: stopped by SIGTERM\n"
+    assert signal.getsignal(signal.SIGTERM) == before  # the caller's handler is back
+
+
+def test_a_permission_error_no_check_named_is_one_line(monkeypatch, capsys):
+    from simclr import cli
+
+    def refused(args):
+        raise PermissionError(13, "Permission denied", "/data/private")
+
+    monkeypatch.setattr(cli, "_check_before_work", refused)
+    assert main(["info", "."]) == 2
+    assert capsys.readouterr().err == ("simclr info: error: permission denied: /data/private "
+                                       "(Permission denied)\n")
+
+
+def test_an_unreadable_data_folder_or_checkpoints_folder_is_named(tmp_path, monkeypatch,
+                                                                   capsys):
+    import os
+    from pathlib import Path
+
+    from simclr import folders
+
+    make_image_folder(tmp_path / "images")
+    real = os.listdir
+
+    def listdir(path):
+        if Path(path) == tmp_path / "images":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(folders.os, "listdir", listdir)
+    assert main(["pretrain", "--data", str(tmp_path / "images"), "--out",
+                 str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == (f"simclr pretrain: error: cannot list the data folder "
+                                       f"{tmp_path / 'images'} (Permission denied)\n")
+    monkeypatch.undo()
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    real_iterdir = Path.iterdir
+
+    def iterdir(self):
+        if self.name == "checkpoints":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    assert main(["pretrain", "--resume", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"simclr pretrain: error: cannot list {tmp_path / 'run' / 'checkpoints'} "
+                   "(Permission denied)\n"), err
