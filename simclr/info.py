@@ -188,6 +188,9 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
             state.update(step=summary.get("steps"), reason=summary.get("reason"))
     elif summary and "top1" in summary:  # a supervised run's results: it finished
         state["status"] = "finished"
+    elif _unreadable_file(folder / "summary.json"):  # the run's outcome cannot be known
+        state.update(status="of unknown outcome",
+                     reason=f"summary.json: {_unreadable_file(folder / 'summary.json')}")
     elif last.get("status") == "preempted" and last.get("step") == state.get("saved_step"):
         state["status"] = "preempted"  # a supervised run's stop: in its checkpoint
     else:
@@ -300,6 +303,19 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _unreadable_file(path: Path) -> str | None:
+    """Why a file that is there cannot be read as JSON (None: it reads, or is absent)."""
+    try:
+        json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror})"
+    except ValueError:
+        return "not valid JSON"
+    return None
 
 
 def _read_yaml(path: Path) -> dict[str, Any] | None:
@@ -500,7 +516,8 @@ def _program_line(card: dict[str, Any]) -> str:
 
 def _encoder(e: dict[str, Any], head: bool = True) -> str:
     width = f" x{e['width']:g}" if isinstance(e.get("width"), (int, float)) else ""
-    text = f"{e.get('arch')}{width}, {e.get('image_size')} px"
+    side = e.get("image_size")
+    text = f"{e.get('arch')}{width}, " + (f"{side} px" if side else "image side not recorded")
     if head and e.get("head"):
         text += f", head {e['head']}"
         if e["head"] != "none" and e.get("head_out_dim"):

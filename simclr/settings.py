@@ -150,9 +150,9 @@ class SettingError(SimCLRError):
 
 # ---------------------------------------------------------------------------- parsing
 
-def parse_duration(text: str | float | int) -> float:
+def parse_duration(text: str | float | int, where: str = "--time-budget") -> float:
     """'20m' -> 1200.0, '1h30m' -> 5400.0: h, m and s amounts (in that order), or a plain
-    number of seconds."""
+    number of seconds. ``where``: how messages name the value (a flag, a file's key)."""
     if isinstance(text, (int, float)):
         seconds = float(text)
     else:
@@ -162,12 +162,12 @@ def parse_duration(text: str | float | int) -> float:
                              str(text))
         sign, h, m, sec, unit = parts.groups() if parts else ("",) * 5
         if not (h or m or sec) or (sec and not unit and (h or m)):  # 1h30: 30 what?
-            raise SimCLRError(f"--time-budget: cannot read {text!r} (use e.g. 90s, 20m, "
+            raise SimCLRError(f"{where}: cannot read {text!r} (use e.g. 90s, 20m, "
                               "1.5h, 1h30m)")
         seconds = sum(float(v) * k for v, k in ((h, 3600), (m, 60), (sec, 1)) if v)
         seconds = -seconds if sign else seconds
     if not seconds > 0:
-        raise SimCLRError(f"--time-budget must be positive, got {text!r}")
+        raise SimCLRError(f"{where} must be positive, got {text!r}")
     return seconds
 
 
@@ -263,10 +263,10 @@ def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
     if dataclasses.is_dataclass(getattr(obj, name)):  # e.g. `model: 3` in a YAML file
         raise SimCLRError(f"{source}: section {path!r} must be a mapping of its settings, "
                           f"got {value!r}")
-    if path == "time_budget" and not _is_null(value):
-        value = parse_duration(value)
     # A flag's problem is named by the flag the user typed, a file's by its key.
     where = f"--{flag_of(path)}" if source == "flag" else f"{source}: {path}"
+    if path == "time_budget" and not _is_null(value):
+        value = parse_duration(value, where)
     setattr(obj, name, _coerce(value, type_text, where))
 
 

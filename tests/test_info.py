@@ -89,6 +89,28 @@ def test_a_run_being_trained_is_running(evaluated_run, capsys):
     assert ", finished at step 2" in _info(capsys, run).splitlines()[0]
 
 
+def test_a_run_whose_summary_cannot_be_read_is_not_called_stopped(evaluated_run, tmp_path,
+                                                                   capsys, monkeypatch):
+    """It read as stopped, and `continue with: --resume` was offered for a finished run."""
+    import shutil
+
+    run = tmp_path / "pre"
+    shutil.copytree(evaluated_run[0], run)
+    (run / "summary.json").write_text('{"status": "fini')
+    out = _info(capsys, run)
+    assert ", of unknown outcome at step 2 of 2 (summary.json: not valid JSON)" in out
+    assert "continue with" not in out
+    real = Path.read_text
+
+    def read_text(self, *args, **kwargs):
+        if self.name == "summary.json":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    assert "(summary.json: cannot read it (Permission denied))" in _info(capsys, run)
+
+
 def test_a_preempted_run_says_how_to_continue(tmp_path, capsys):
     flags = tiny_flags(make_image_folder(tmp_path / "images"), tmp_path / "cut",
                        str(tmp_path / "cache"), checkpoint_every=0)
@@ -132,6 +154,8 @@ def test_a_checkpoint_file_and_a_folder_of_runs(evaluated_run, capsys):
         "head mlp -> 128\n")
     lines = _info(capsys, run.parent).splitlines()
     assert lines[0] == f"{run.parent}: 1 run"
+    from simclr.info import _encoder  # a config without its augment section: no "None px"
+    assert _encoder({"arch": "resnet18", "width": 1}) == "resnet18 x1, image side not recorded"
     assert lines[1].startswith("  pre: SimCLR pretraining, finished at step 2 of 2")
     assert "; kNN top-1 " in lines[1]
 

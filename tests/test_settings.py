@@ -117,6 +117,17 @@ def test_durations():
             parse_duration(unread)
 
 
+def test_a_config_files_bad_duration_is_named_by_its_key(tmp_path):
+    """It was blamed on --time-budget, a flag the user had not given."""
+    path = tmp_path / "run.yaml"
+    for value, needle in (("20 minutes", "cannot read '20 minutes'"),
+                          ("-3", "time_budget must be positive")):
+        path.write_text(f"time_budget: {value}\n")
+        with pytest.raises(SimCLRError) as info:
+            build_config(config_file=str(path))
+        assert str(info.value).startswith(f"{path}: time_budget") and needle in str(info.value)
+
+
 
 def test_config_file_errors_are_one_line(tmp_path):
     binary = tmp_path / "bin.yaml"
