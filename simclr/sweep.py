@@ -380,9 +380,13 @@ def runtime_flags(cfg: Config, run_dir: Path) -> list[str]:
 def run_sweep(
     axes: list[Axis], out: str | Path, *, preset: str | None, config: str | None,
     flags: dict[str, Any], evaluate: Any, processes: int | None = None,
+    scores: str | None = None,
 ) -> tuple[list[Cell], str]:
     """Run every cell; ``evaluate(run_dir) -> dict`` scores a finished one (None: skip).
     ``processes``: each cell trained by that many processes (``--processes``).
+    ``scores``: the protocol ``evaluate`` scores by ('knn': knn_top1, knn_z_top1, ...):
+    an earlier summary holding other top-1 columns (or any, without ``evaluate``) is kept
+    as ``sweep.previous-K.*`` rather than rewritten without them.
 
     Returns the cells (with their results) and the markdown table, also written to
     ``out/sweep.md`` and ``out/sweep.json``. Stops early, leaving the sweep resumable,
@@ -390,6 +394,11 @@ def run_sweep(
     """
     root = Path(out).expanduser()
     check_out_folder(root)  # before any cell: a sweep's summary must be writable
+    held_by = next((name for name in ("config.yaml", "checkpoints") if (root / name).exists()),
+                   None)
+    if held_by:  # its cells would be taken for that run's evaluations (`simclr info`)
+        raise SimCLRError(f"--out {root} is the folder of a run ({held_by}); give the sweep "
+                          "a folder of its own")
     cells, configs = cell_configs(axes, root, preset, config, flags)
     for cfg in configs:  # the sweep's own files: not inside, or over, a folder it reads
         check_not_inside(root, {"--data": cfg.data.path, "--knn-train": cfg.knn_train,
@@ -412,7 +421,8 @@ def run_sweep(
     # summary aside or rewrites it as pending under the first one.
     held = lock_folder(root)
     try:
-        _keep_other_grid(root, {c.name for c in cells})
+        _keep_other_grid(root, {c.name for c in cells},
+                         "" if evaluate is None else scores)
         return _run_cells(root, axes, cells, configs, evaluate, processes)
     finally:
         if held is not None:
@@ -475,19 +485,25 @@ def _result(cell: Cell) -> dict[str, Any]:
     return {(f"trained_{k}" if k in cell.labels else k): v for k, v in result.items()}
 
 
-def _keep_other_grid(root: Path, names: set[str]) -> None:
-    """An earlier summary in ``root`` of another grid (a sweep rerun with other axes) is
-    kept as ``sweep.previous-K.*`` rather than overwritten; its cells' runs stay too."""
+def _keep_other_grid(root: Path, names: set[str], scores: str | None) -> None:
+    """An earlier summary in ``root`` of another grid (a sweep rerun with other axes), or
+    with top-1 columns this sweep will not write (a rerun with ``--eval none``, or with
+    the other protocol; ``scores``: this one's, '' for none, None: unknown) is kept as
+    ``sweep.previous-K.*`` rather than overwritten; its cells' runs stay too."""
     try:
-        earlier = {row["cell"] for row in json.loads((root / "sweep.json").read_text())}
-    except (OSError, ValueError, TypeError, KeyError):
+        rows = json.loads((root / "sweep.json").read_text())
+        earlier = {row["cell"] for row in rows}
+        columns = {key for row in rows for key in row if key.endswith("_top1")}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return  # no summary yet (or not ours): nothing to keep
-    if earlier <= names:
+    lost = sorted(c for c in columns if scores is not None and
+                  not (scores and c.startswith(f"{scores}_")))
+    if earlier <= names and not lost:
         return
     kept = set_aside(root, ("sweep.json", "sweep.md"))
-    dropped = ", ".join(sorted(earlier - names))
-    print(f"sweep: the earlier summary (cells {dropped} not in this grid) is kept as "
-          f"{kept}", file=sys.stderr)
+    why = (f"cells {', '.join(sorted(earlier - names))} not in this grid"
+           if not earlier <= names else f"{', '.join(lost)} not scored by this sweep")
+    print(f"sweep: the earlier summary ({why}) is kept as {kept}", file=sys.stderr)
 
 
 def render(axes: list[Axis], cells: list[Cell]) -> str:

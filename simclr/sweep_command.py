@@ -100,7 +100,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     cells, table = run_sweep(axes, args.out, preset=preset, config=args.config,
                              flags=flags,  # (--out is not a config flag here)
                              evaluate=None if args.eval == "none" else evaluate,
-                             processes=args.cell_processes)
+                             processes=args.cell_processes, scores=args.eval)
     print(table)
     if any(c.result.get("status") == "preempted" for c in cells):
         from simclr.train import EXIT_PREEMPTED

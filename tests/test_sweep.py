@@ -410,6 +410,47 @@ def test_an_out_that_cannot_be_a_folder_is_one_line(tmp_path, image_folder):
                   config=None, flags={"data.path": str(image_folder)}, evaluate=None)
 
 
+def test_a_rerun_that_scores_less_keeps_the_earlier_summary(tmp_path, image_folder, cache_dir,
+                                                            capsys):
+    """A rerun with --eval none (or the other protocol) rewrote sweep.json/.md without
+    the earlier scores; that summary is now kept beside the new one."""
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, max_steps=1)
+    flags.pop("out")
+    out, axes = tmp_path / "sw", [parse_axis("seed=0")]
+
+    def score(run_dir):
+        return {"knn_top1": 0.5}
+
+    run_sweep(axes, out, preset=None, config=None, flags=flags, evaluate=score, scores="knn")
+    scored = (out / "sweep.json").read_text()
+    run_sweep(axes, out, preset=None, config=None, flags=flags, evaluate=score, scores="knn")
+    assert not (out / "sweep.previous-1.json").exists()  # the same scores: rewritten
+    capsys.readouterr()
+    run_sweep(axes, out, preset=None, config=None, flags=flags, evaluate=None)
+    assert (out / "sweep.previous-1.json").read_text() == scored
+    assert "(knn_top1 not scored by this sweep) is kept as sweep.previous-1.json" in \
+        capsys.readouterr().err
+    run_sweep(axes, out, preset=None, config=None, flags=flags,
+              evaluate=lambda run_dir: {"linear_top1": 0.4},
+              scores="linear")  # nothing scored in the summary now: nothing to keep
+    assert not (out / "sweep.previous-2.json").exists()
+    run_sweep(axes, out, preset=None, config=None, flags=flags, evaluate=score, scores="knn")
+    assert "linear_top1" in (out / "sweep.previous-2.json").read_text()  # the other protocol
+
+
+def test_a_runs_folder_is_refused_as_a_sweeps_out(tmp_path, image_folder, cache_dir):
+    flags = tiny_flags(image_folder, tmp_path / "run", cache_dir, max_steps=1)
+    run_sweep([parse_axis("seed=0")], tmp_path / "sw", preset=None, config=None,
+              flags={k: v for k, v in flags.items() if k != "out"}, evaluate=None)
+    cell = tmp_path / "sw" / "seed=0"
+    before = _files(cell)
+    with pytest.raises(SimCLRError, match=rf"^--out {cell} is the folder of a run "
+                                          r"\(config.yaml\); give the sweep a folder"):
+        run_sweep([parse_axis("seed=1")], cell, preset=None, config=None,
+                  flags={k: v for k, v in flags.items() if k != "out"}, evaluate=None)
+    assert _files(cell) == before
+
+
 def test_a_result_named_as_an_axis_never_hides_the_swept_value(tmp_path):
     from simclr.sweep import _write_summary
 
