@@ -390,14 +390,19 @@ def main(argv: list[str] | None = None) -> int:
     from simclr.launch import die_with_launcher
 
     die_with_launcher()  # a process of `--processes N`: none outlives the launcher
-    previous_sigterm = _stop_on_sigterm()
+    restore_sigterm = None  # how to put back the caller's SIGTERM handler, once replaced
+    failed = True  # until the command returns (a non-zero status: failed too)
+    if "simclr.results" in sys.modules:  # (a caller's earlier main() in this process)
+        sys.modules["simclr.results"].CREATED.clear()
     try:  # Ctrl-C while torch is still importing is an interruption too, not a traceback
         args, argv = _parse(argv)
         command = f"simclr {args.command}"
         # data.py reports cache builds and skipped images through logging; under
         # torchrun rank 0 speaks for all the processes, the others only warn.
-        from simclr.distributed import launched_rank
+        from simclr.distributed import launched_processes, launched_rank
 
+        if launched_processes() == 1:  # (a launcher's processes: killed by their launcher,
+            restore_sigterm = _stop_on_sigterm()  # perhaps blocked in a collective)
         logging.basicConfig(level=logging.INFO if launched_rank() == 0 else logging.WARNING,
                             format="%(message)s", stream=sys.stderr)
         if getattr(args, "threads", None):  # the evaluation commands' --threads
@@ -410,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
             device = getattr(args, "device", None) or vars(args).get("cfg:device") or "auto"
             return run(argv, args.processes, device=str(device))
         _check_before_work(args)
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        failed = status != 0
+        return status
     except (SimCLRError, PermissionError) as exc:  # (a file or folder the user's rights
         from simclr.launch import report_error  # keep from simclr: theirs to fix, not a bug)
 
@@ -441,8 +448,13 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if "simclr.runtime" in sys.modules:  # not this call's arguments after it
             sys.modules["simclr.runtime"].COMMAND_LINE = None
-        if previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, previous_sigterm)
+        if "simclr.results" in sys.modules:  # an --out made for results that never came
+            results = sys.modules["simclr.results"]
+            if failed:
+                results.remove_empty_created()
+            results.CREATED.clear()
+        if restore_sigterm is not None:
+            restore_sigterm()
 
 
 class Terminated(KeyboardInterrupt):
@@ -452,15 +464,20 @@ class Terminated(KeyboardInterrupt):
 
 
 def _stop_on_sigterm() -> Any:
-    """SIGTERM raises :class:`Terminated` in this command; returns the handler it
-    replaced (None where signals cannot be set: not the main thread)."""
+    """SIGTERM raises :class:`Terminated` in this command; returns the function that
+    puts back the handler it replaced (None where signals cannot be set: not the main
+    thread). A SIGTERM that lands in a finalizer (a loader iterator's ``__del__``) is
+    printed as ignored there, and the command goes on: a second one stops it."""
     def stop(_signum: int, _frame: Any) -> None:
         raise Terminated
 
     try:
-        return signal.signal(signal.SIGTERM, stop)
+        previous = signal.signal(signal.SIGTERM, stop)
     except ValueError:
         return None
+    # (None: a handler set from C, which Python cannot put back; the default then)
+    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None
+                                 else previous)
 
 
 def _user_message(exc: SimCLRError | PermissionError) -> str:

@@ -278,7 +278,9 @@ def _field_comments(cls: type, lines: list[str]) -> dict[str, str]:
             above = []
         else:
             above = []
-        name = match.group(1) if match and match.group(2) else open_field
+        # Only a field's own inline comment continues, and only on the lines right below.
+        name = (match.group(1) if match and match.group(2) and match.group(1) in docs
+                else open_field if text.startswith("#") else None)
         open_field = name if name and docs[name].count("(") > docs[name].count(")") else None
     return docs
 

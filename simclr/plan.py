@@ -28,6 +28,10 @@ class Plan:
     warmup_steps: int
     deadline: float | None = None  # seconds of training allowed (time budget)
     num_images: int = 0  # the data set it was planned for (a resumed run checks it)
+    # (step, elapsed s) after this session's first step: the speed a time budget is
+    # re-planned from is measured after it, without its one-off costs (torch.compile,
+    # loader start-up, cuDNN's autotuning), which would read as a slow run
+    anchor: tuple[int, float] | None = None
 
 
 def check_batch_fits(batch_size: int, num_images: int) -> None:
@@ -82,7 +86,8 @@ def refit_to_budget(plan: Plan, cfg: Config, step: int, elapsed: float) -> int:
     """
     if plan.deadline is not None and step >= 3:
         remaining = max(plan.deadline - elapsed, 0.0)
-        seconds_per_step = elapsed / step
+        since_step, since_s = plan.anchor if plan.anchor and step > plan.anchor[0] else (0, 0.0)
+        seconds_per_step = max(elapsed - since_s, 1e-9) / (step - since_step)
         total = step + int(remaining / seconds_per_step)
         if cfg.max_steps is not None:
             total = min(total, cfg.max_steps)
@@ -95,6 +100,12 @@ def refit_to_budget(plan: Plan, cfg: Config, step: int, elapsed: float) -> int:
     if left <= 1:  # the next step is the last: no refit after it (each would add a step)
         return plan.total_steps + 1
     return step + max(1, min(max(10, plan.total_steps // 50), step // 2, left // 4))
+
+
+def note_first_step(plan: Plan, step: int, elapsed: float) -> None:
+    """Called after every step: the first of this session sets :attr:`Plan.anchor`."""
+    if plan.anchor is None:
+        plan.anchor = (step, elapsed)
 
 
 def _refit_warmup(planned: int, fresh: int, step: int) -> int:

@@ -134,11 +134,31 @@ def prepare_dir(run_dir: str | Path | None, results: Sequence[str] = (),
         return None
     path = Path(run_dir).expanduser()
     check_results_free(path, results, named, overwrite)
+    new = not path.exists()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SimCLRError(f"cannot create the folder {path}: {exc.strerror}") from None
+    if new:
+        CREATED.append(path.resolve())
     return path.resolve()
+
+
+# The --out folders this process created (prepare_dir): a command that fails or is
+# stopped before writing anything in one removes it (remove_empty_created), so no
+# empty folder is left to pass for a result.
+CREATED: list[Path] = []
+
+
+def remove_empty_created() -> None:
+    """Remove the folders of :data:`CREATED` that are still empty (never one holding
+    anything), and forget them all."""
+    for path in reversed(CREATED):
+        try:
+            path.rmdir()  # fails on a folder with anything in it: kept
+        except OSError:
+            pass
+    CREATED.clear()
 
 
 def check_results_free(run_dir: str | Path | None, results: Sequence[str],

@@ -52,6 +52,7 @@ from simclr.plan import (
     FIRST_REFIT,
     Plan,
     check_batch_fits,
+    note_first_step,
     plan_schedule,
     refit_to_budget,
 )
@@ -219,7 +220,8 @@ def budget_refit(cfg: Config, plan: Plan, step: int) -> Callable[[int, float], i
 
     def refit(step: int, elapsed: float) -> int:
         nonlocal next_refit
-        if step >= next_refit:
+        note_first_step(plan, step, elapsed)
+        if next_refit <= step < plan.total_steps:  # (none after the last step)
             next_refit = refit_to_budget(plan, cfg, step, elapsed)
         return plan.total_steps
 

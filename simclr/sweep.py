@@ -25,7 +25,7 @@ from typing import Any
 
 from simclr.config import FIG5_OPS, RESUME_SETTINGS, Config, unsaved_value
 from simclr.errors import DivergedError, SimCLRError, user_message
-from simclr.files import lock_folder, set_aside, write_json, written
+from simclr.files import folder_holder, lock_folder, set_aside, write_json, written
 from simclr.results import check_not_inside, check_out_folder
 from simclr.settings import all_flags, build_config, flag_of, save_yaml, set_path
 from simclr.sweep_checks import (
@@ -271,34 +271,43 @@ def _first_difference(cfg: Any, saved: dict[str, Any]) -> tuple[str, Any, Any] |
     return (changed[0], then[changed[0]], wanted[changed[0]]) if changed else None
 
 
-def _find_earlier_runs(root: Path, cells: list[Cell], configs: list[Config]) -> None:
+def _find_earlier_runs(root: Path, cells: list[Cell], configs: list[Config]) -> list[str]:
     """A cell whose folder holds no run takes over a run of the same settings found in
     another folder of ``root``: the sweep run earlier with its values spelled otherwise
     ('.1' for '0.1', 1e-3 for 0.001) or its axes in another order, whose folder names
-    differ. Without this, a rerun would train those runs again beside the old ones."""
+    differ. Without this, a rerun would train those runs again beside the old ones. The
+    swept settings must be equal as written too (an axis of threads or workers measures
+    their speed: its runs differ), and a folder a live run holds is never taken. Returns
+    the notes to print once the sweep goes ahead."""
     planned = {c.run_dir.name for c in cells}
     try:
         others = [d for d in root.iterdir() if d.name not in planned
-                  and not d.name.startswith(".") and (d / "config.yaml").is_file()]
+                  and not d.name.startswith(".") and (d / "config.yaml").is_file()
+                  and not folder_holder(d)]
     except OSError:  # no --out yet
-        return
+        return []
     saved = {}
     for folder in sorted(others):
         try:
             saved[folder] = flatten(_saved_settings(folder) or {})
         except SimCLRError:  # not a readable run's config: not one of ours
             continue
+    notes = []
     for cell, cfg in zip(cells, configs, strict=True):
         if (cell.run_dir / "config.yaml").exists():
             continue
+        wanted = flatten(cfg.to_dict())
         for folder, settings in saved.items():
-            if _first_difference(cfg, settings) is None:
-                print(f"sweep: cell {cell.name} is the run in {folder.name} (the same "
-                      "settings, written otherwise); reusing it", file=sys.stderr)
+            swept_alike = all(_comparable(p, settings.get(p)) == _comparable(p, wanted[p])
+                              for p in cell.values)
+            if swept_alike and _first_difference(cfg, settings) is None:
+                notes.append(f"sweep: cell {cell.name} is the run in {folder.name} (the same "
+                             "settings, written otherwise); reusing it")
                 cell.name, cell.run_dir = folder.name, folder
                 cfg.out = str(folder)
                 del saved[folder]
                 break
+    return notes
 
 
 def _resolved_precision(precision: Any, device: str) -> Any:
@@ -411,7 +420,7 @@ def run_sweep(
         except SimCLRError as exc:
             raise SimCLRError(f"cell {cell.name}: {exc}") from None
     check_cells_differ(cells, configs, resolved, sizes)
-    _find_earlier_runs(root, cells, configs)
+    reused = _find_earlier_runs(root, cells, configs)
     # A cell's earlier run of other settings is refused now, before the earlier summary
     # is set aside or rewritten: a refused command leaves --out as it found it.
     for cell, cfg in zip(cells, configs, strict=True):
@@ -421,6 +430,8 @@ def run_sweep(
     # summary aside or rewrites it as pending under the first one.
     held = lock_folder(root)
     try:
+        for note in reused:
+            print(note, file=sys.stderr)
         _keep_other_grid(root, {c.name for c in cells},
                          "" if evaluate is None else scores)
         return _run_cells(root, axes, cells, configs, evaluate, processes)

@@ -217,9 +217,11 @@ def _scored_layers(run_dir: Path, name: str, wanted: dict[str, str],
     ``wanted`` (:func:`_stale_evaluation`); the latest one of a layer wins."""
     stem, ext = name.rsplit(".", 1)
 
-    def order(path: Path) -> int:  # the current file last: it is the latest
-        k = path.stem.rpartition("previous-")[2]
-        return int(k) if k.isdigit() else 1 << 30
+    def order(path: Path) -> tuple[bool, int]:  # by when written, the current file last
+        try:  # (K is the first number free, not a time order)
+            return path.name == name, path.stat().st_mtime_ns
+        except OSError:
+            return path.name == name, 0
 
     scored: dict[str, float] = {}
     for path in sorted([*run_dir.glob(f"{stem}.previous-*.{ext}"), run_dir / name], key=order):

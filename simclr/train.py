@@ -36,6 +36,7 @@ from simclr.plan import (
     FIRST_REFIT,
     Plan,
     check_batch_fits,
+    note_first_step,
     plan_schedule,
     refit_to_budget,
     set_lr,
@@ -395,6 +396,7 @@ def train_loop(
                       "total_steps": plan.total_steps}
             log.write(record)
             progress.record(record, state.elapsed - elapsed_before, last)
+        note_first_step(plan, state.step, state.elapsed)
         if cfg.time_budget is not None and state.step >= next_refit and not last:
             next_refit = refit_to_budget(plan, cfg, state.step, state.elapsed)
             progress.set_total(plan.total_steps)

@@ -546,3 +546,26 @@ def test_an_unreadable_data_folder_or_checkpoints_folder_is_named(tmp_path, monk
     err = capsys.readouterr().err
     assert err == (f"simclr pretrain: error: cannot list {tmp_path / 'run' / 'checkpoints'} "
                    "(Permission denied)\n"), err
+
+
+def test_a_failed_command_leaves_no_empty_out_folder_it_made(tmp_path, monkeypatch, capsys):
+    """`kill` during a kNN evaluation left its new, empty --out behind."""
+    from simclr import cli, results
+    from simclr.errors import SimCLRError
+
+    (tmp_path / "there").mkdir()
+
+    def fails(args):
+        for name in ("new", "written", "there"):
+            results.prepare_dir(tmp_path / name)
+        (tmp_path / "written" / "knn.json").write_text('{"top1": 0.5}')
+        raise SimCLRError("the inputs were wrong")
+
+    monkeypatch.setattr(cli, "_check_before_work", fails)
+    assert main(["info", "."]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["there", "written"]
+    monkeypatch.setattr(cli, "_check_before_work",
+                        lambda args: results.prepare_dir(tmp_path / "kept"))
+    assert main(["info", str(tmp_path / "written")]) == 0  # (a results folder: it reads)
+    assert (tmp_path / "kept").is_dir()  # the command succeeded: its folder is kept
+    assert results.CREATED == []

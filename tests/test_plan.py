@@ -70,6 +70,31 @@ def test_a_short_budgets_warmup_is_its_share_of_the_real_length():
     assert (plan.total_steps, plan.warmup_steps) == (20, 10)
 
 
+def test_the_speed_is_measured_after_the_sessions_first_step():
+    """A first step of 5 s (torch.compile, loader start-up) then 0.1 s steps, a 60-s
+    budget: measured from step 0 the run would look 20x slower than it is, plan 13 steps
+    and end the warm-up at step 3 (the lr jumping to its peak)."""
+    from simclr.plan import note_first_step
+
+    cfg = build_config(flags={"batch_size": 8, "epochs": 100, "time_budget": 60.0})
+    plan = plan_schedule(cfg, 800)  # 100 steps per epoch
+    note_first_step(plan, 1, 5.0)
+    note_first_step(plan, 2, 5.1)  # only the first counts
+    assert plan.anchor == (1, 5.0)
+    refit_to_budget(plan, cfg, step=3, elapsed=5.2)
+    assert abs(plan.total_steps - (3 + 548)) <= 1  # (548 steps of 0.1 s in 54.8 s)
+    assert plan.warmup_steps == plan.total_steps // 10  # the ramp goes on, at 10%
+
+
+def test_a_supervised_budget_never_refits_past_its_last_step():
+    from simclr.supervised import budget_refit
+
+    cfg = build_config(flags={"batch_size": 8, "time_budget": 100.0, "max_steps": 3})
+    plan = plan_schedule(cfg, 80)
+    refit = budget_refit(cfg, plan, 0)
+    assert [refit(step, float(step)) for step in (1, 2, 3)] == [3, 3, 3]  # --max-steps 3
+
+
 def test_set_lr_follows_the_schedule_in_every_group():
     """Each group's lr is the warm-up + cosine value of its own peak at the given step."""
     cfg = build_config(flags={"batch_size": 8, "epochs": 10})

@@ -262,6 +262,30 @@ def test_a_rerun_written_otherwise_reuses_the_runs_of_the_same_settings(
     assert json.loads((out / "sweep.json").read_text())[0]["cell"] == "temperature=0.2_seed=0"
 
 
+def test_runs_are_taken_over_only_where_the_swept_values_are_equal(tmp_path):
+    """threads=1 is not threads=2 (a sweep over it measures speed), though threads is a
+    runtime setting a rerun may change; a folder a live run holds is never taken."""
+    from simclr.files import lock_folder
+    from simclr.sweep import _find_earlier_runs, cell_configs
+
+    root = tmp_path / "sw"
+    for name, threads, seed in (("threads=1", 1, 0), ("threads=4", 4, 0), ("busy", 2, 1)):
+        save_yaml(build_config("digits", flags={"threads": threads, "seed": seed}).to_dict(),
+                  root / name / "config.yaml")
+    held = lock_folder(root / "busy")
+    try:
+        cells, configs = cell_configs([parse_axis("threads=2,04")], root, "digits", None, {})
+        assert _find_earlier_runs(root, cells, configs) == [
+            "sweep: cell threads=04 is the run in threads=4 (the same settings, written "
+            "otherwise); reusing it"]
+        assert [c.name for c in cells] == ["threads=2", "threads=4"]
+        cells, configs = cell_configs([parse_axis("threads=2")], root, "digits", None,
+                                      {"seed": "1"})
+        assert _find_earlier_runs(root, cells, configs) == []  # "busy" is in use
+    finally:
+        held.close()
+
+
 def test_a_preempted_sweep_stops_and_exits_75(tmp_path, image_folder, monkeypatch, capsys):
     from simclr import train
 
