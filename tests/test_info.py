@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from simclr import train
 from simclr.cli import main
@@ -145,6 +146,15 @@ def test_a_preempted_sweep_cell_says_to_rerun_its_sweep(tmp_path, capsys, monkey
     assert "  continue with: simclr sweep --set seed=0 " in out
     assert out.split("continue with: ")[1].splitlines()[0].endswith(
         f"--out {tmp_path / 'sw'} (the sweep that started it)")
+    # a cell the sweep launched as processes of its own (--processes): its command line
+    # is a `pretrain --sweep-cell` the user never typed
+    cell = tmp_path / "sw" / "seed=0"
+    saved = yaml.safe_load((cell / "config.yaml").read_text())
+    saved["provenance"].update(argv=["simclr", "pretrain", "--config", "x.yaml",
+                                     "--sweep-cell", "--processes", "2"], processes=2)
+    (cell / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert (f"  continue with: the sweep that started it (in {tmp_path / 'sw'}), or simclr "
+            f"pretrain --resume {cell} --processes 2 for this cell alone\n") in _info(capsys, cell)
 
 
 def test_a_checkpoint_file_and_a_folder_of_runs(evaluated_run, capsys):
