@@ -299,12 +299,10 @@ def superseded(entries: list[CacheEntry]) -> set[Path]:
     """The caches (their .npy) that a newer one of the same folder, side and storage
     replaced: built before the folder changed (a file added, removed or edited), and
     never read again. (Caches from before the storage was recorded are left alone.)"""
-    newest: dict[tuple[str, int, str], CacheEntry] = {}
-    for e in entries:  # least recently used first: the last one of a kind wins
-        if e.store is not None and e.root != "?":
-            newest[(e.root, e.side, e.store)] = e
-    return {e.npy for e in entries if e.store is not None and e.root != "?"
-            and newest[(e.root, e.side, e.store)] is not e}
+    known = [e for e in entries if e.store is not None and e.root != "?"]
+    # (entries come least recently used first: the last one of a kind is the newest)
+    newest = {(e.root, e.side, e.store): e for e in known}
+    return {e.npy for e in known if newest[(e.root, e.side, e.store)] is not e}
 
 
 def remove_entry(entry: CacheEntry) -> None:

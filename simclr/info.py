@@ -160,6 +160,7 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
     """finished / preempted / diverged (summary.json), running (folder locked), or
     stopped (neither: killed, or still starting); the last logged step and loss."""
     summary = _read_json(folder / "summary.json") or _read_json(folder / SUPERVISED_RESULT)
+    unreadable = None if summary else _unreadable_file(folder / "summary.json")
     logged = _last_logged(folder / "metrics.jsonl")
     last = next((c for c in checkpoints if c["name"] == LAST), {})
     saved = [c["step"] for c in checkpoints
@@ -188,9 +189,8 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
             state.update(step=summary.get("steps"), reason=summary.get("reason"))
     elif summary and "top1" in summary:  # a supervised run's results: it finished
         state["status"] = "finished"
-    elif _unreadable_file(folder / "summary.json"):  # the run's outcome cannot be known
-        state.update(status="of unknown outcome",
-                     reason=f"summary.json: {_unreadable_file(folder / 'summary.json')}")
+    elif unreadable:  # the run's outcome cannot be known
+        state.update(status="of unknown outcome", reason=f"summary.json: {unreadable}")
     elif last.get("status") == "preempted" and last.get("step") == state.get("saved_step"):
         state["status"] = "preempted"  # a supervised run's stop: in its checkpoint
     else:

@@ -249,24 +249,27 @@ def _saved_settings(run_dir: Path) -> dict[str, Any] | None:
 def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
     """A cell's existing run must have been made with this command's settings."""
     found = _saved_settings(run_dir)
-    differs = None if found is None else _first_difference(cfg, flatten(found))
+    differs = None if found is None else _first_difference(flatten(cfg.to_dict()),
+                                                           flatten(found))
     if differs:
         k, then, now = differs
         raise SimCLRError(f"cell {cell} already holds a run with other settings ({k}: "
                           f"{then!r} there, {now!r} now); use a new --out")
 
 
-def _first_difference(cfg: Any, saved: dict[str, Any]) -> tuple[str, Any, Any] | None:
-    """The first setting (path, saved value, ``cfg``'s value) in which a run's flattened
-    config.yaml differs from ``cfg``, runtime-only ones aside; None: the same run."""
-    wanted = flatten(cfg.to_dict())
+def _first_difference(wanted: dict[str, Any],
+                      saved: dict[str, Any]) -> tuple[str, Any, Any] | None:
+    """The first setting (path, saved value, wanted value) in which a run's config.yaml
+    differs from a cell's config, both flattened, runtime-only ones aside; None: the
+    same run."""
     # A setting added to simclr after that run was made reads as what that run did.
     then = {k: saved[k] if k in saved else flatten({"v": unsaved_value(k)})["v"]
             for k in wanted}
     changed = sorted(k for k in wanted if k not in RUNTIME_ONLY
                      and _comparable(k, then[k]) != _comparable(k, wanted[k]))
-    if "precision" in changed and _resolved_precision(then["precision"], cfg.device) == \
-            _resolved_precision(wanted["precision"], cfg.device):  # auto, as it resolves here
+    device = wanted["device"]
+    if "precision" in changed and _resolved_precision(then["precision"], device) == \
+            _resolved_precision(wanted["precision"], device):  # auto, as it resolves here
         changed.remove("precision")
     return (changed[0], then[changed[0]], wanted[changed[0]]) if changed else None
 
@@ -300,7 +303,7 @@ def _find_earlier_runs(root: Path, cells: list[Cell], configs: list[Config]) -> 
         for folder, settings in saved.items():
             swept_alike = all(_comparable(p, settings.get(p)) == _comparable(p, wanted[p])
                               for p in cell.values)
-            if swept_alike and _first_difference(cfg, settings) is None:
+            if swept_alike and _first_difference(wanted, settings) is None:
                 notes.append(f"sweep: cell {cell.name} is the run in {folder.name} (the same "
                              "settings, written otherwise); reusing it")
                 cell.name, cell.run_dir = folder.name, folder

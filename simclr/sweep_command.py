@@ -230,7 +230,7 @@ def _scored_layers(run_dir: Path, name: str, wanted: dict[str, str],
             layer = str((found.get("source") or {}).get("layer", "h"))
         except (OSError, ValueError, AttributeError):
             continue
-        if _stale_evaluation(path, wanted, precision, layer) is None:
+        if _stale_results(found, wanted, precision, layer) is None:
             scored[layer] = found["top1"]
     return scored
 
@@ -286,6 +286,12 @@ def _stale_evaluation(saved: Path, wanted: dict[str, str], precision: str,
         return "is missing"
     except (OSError, ValueError):
         return "is unreadable"
+    return _stale_results(cached, wanted, precision, layer)
+
+
+def _stale_results(cached: Any, wanted: dict[str, str], precision: str,
+                   layer: str) -> str | None:
+    """Why a results file's content ``cached`` is not this evaluation's (None: it is)."""
     if not isinstance(cached, dict) or "top1" not in cached:
         return "is unreadable"
     found = cached.get(EVALUATED_ON)
