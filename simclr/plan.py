@@ -84,7 +84,7 @@ def refit_to_budget(plan: Plan, cfg: Config, step: int, elapsed: float) -> int:
     left), so that short runs meet both the deadline and the warm-up's share. Every
     process must stop at the same step: rank 0's clock decides.
     """
-    if plan.deadline is not None and step >= 3:
+    if plan.deadline is not None and step >= FIRST_REFIT:
         remaining = max(plan.deadline - elapsed, 0.0)
         since_step, since_s = plan.anchor if plan.anchor and step > plan.anchor[0] else (0, 0.0)
         seconds_per_step = max(elapsed - since_s, 1e-9) / (step - since_step)

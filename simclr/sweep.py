@@ -4,7 +4,8 @@
 one pretraining per cell of the Cartesian product (Table 5: temperature x L2
 normalisation; Table 1: ``color-strength``; Fig. 9: ``batch-size`` x ``epochs``; Fig. 7:
 ``arch`` x ``width``; Fig. 8: ``head`` x ``head-out-dim``; Table 4: ``loss``), evaluates
-each encoder (kNN or linear, on h) and prints one table. Every cell is a normal run
+each encoder (kNN or linear, on h) and prints one table (:mod:`simclr.sweep_report`;
+Fig. 5's square for ``--pairs``). Every cell is a normal run
 directory under ``--out``: a finished cell is reused, an interrupted one resumed, so the
 same command continues a sweep after a preemption. Every cell's config is built and
 checked before the first run starts.
@@ -35,8 +36,10 @@ from simclr.sweep_checks import (
     check_settings_act,
     flatten,
 )
+from simclr.sweep_report import PAIR_AXIS, csv_text, pair_label, render, result_of
 
 SUMMARY = "summary.json"
+SUMMARY_FILES = ("sweep.json", "sweep.md", "sweep.csv")  # the sweep's own, per grid
 
 
 @dataclass
@@ -146,9 +149,9 @@ def pairs_axis(text: str) -> Axis:
                              for s in switches})
             if pipeline.index(a) > pipeline.index(b):
                 cell["augment.first_op"] = a
-            labels.append(a if a == b else f"{a}+{b}")
+            labels.append(pair_label(a, b))
             settings.append(cell)
-    return Axis("pair", labels, settings)
+    return Axis(PAIR_AXIS, labels, settings)
 
 
 def _slug(text: str) -> str:
@@ -401,8 +404,8 @@ def run_sweep(
     as ``sweep.previous-K.*`` rather than rewritten without them.
 
     Returns the cells (with their results) and the markdown table, also written to
-    ``out/sweep.md`` and ``out/sweep.json``. Stops early, leaving the sweep resumable,
-    when a run is preempted (its summary's status is 'preempted').
+    ``out/sweep.md``, ``out/sweep.csv`` and ``out/sweep.json``. Stops early, leaving the
+    sweep resumable, when a run is preempted (its summary's status is 'preempted').
     """
     root = Path(out).expanduser()
     check_out_folder(root)  # before any cell: a sweep's summary must be writable
@@ -483,20 +486,15 @@ def cell_configs(axes: list[Axis], root: Path, preset: str | None, config: str |
 
 
 def _write_summary(root: Path, axes: list[Axis], cells: list[Cell]) -> str:
-    """``root/sweep.md`` (the table, returned) and ``root/sweep.json`` (a row per cell);
-    cells not run yet are 'pending'."""
+    """``root/sweep.md`` (the table, returned), ``root/sweep.csv`` (the same, for
+    plotting) and ``root/sweep.json`` (a row per cell); cells not run yet are 'pending'."""
     table = render(axes, cells)
     written(root / "sweep.md", lambda tmp: tmp.write_text(table + "\n"))
-    rows = [{"cell": c.name, **c.labels, "settings": c.values, **_result(c)} for c in cells]
+    text = csv_text(axes, cells)
+    written(root / "sweep.csv", lambda tmp: tmp.write_text(text))
+    rows = [{"cell": c.name, **c.labels, "settings": c.values, **result_of(c)} for c in cells]
     write_json(root / "sweep.json", rows)
     return table
-
-
-def _result(cell: Cell) -> dict[str, Any]:
-    """A cell's results; one named as an axis (the epochs trained, of an epochs axis)
-    renamed 'trained_NAME' so that it never hides the swept value."""
-    result = cell.result or {"status": "pending"}
-    return {(f"trained_{k}" if k in cell.labels else k): v for k, v in result.items()}
 
 
 def _keep_other_grid(root: Path, names: set[str], scores: str | None) -> None:
@@ -514,27 +512,7 @@ def _keep_other_grid(root: Path, names: set[str], scores: str | None) -> None:
                   not (scores and c.startswith(f"{scores}_")))
     if earlier <= names and not lost:
         return
-    kept = set_aside(root, ("sweep.json", "sweep.md"))
+    kept = set_aside(root, SUMMARY_FILES)
     why = (f"cells {', '.join(sorted(earlier - names))} not in this grid"
            if not earlier <= names else f"{', '.join(lost)} not scored by this sweep")
     print(f"sweep: the earlier summary ({why}) is kept as {kept}", file=sys.stderr)
-
-
-def render(axes: list[Axis], cells: list[Cell]) -> str:
-    """One markdown row per cell: the swept values, then every result column."""
-    columns: list[str] = []
-    for cell in cells:
-        columns += [k for k in _result(cell) if k not in columns]
-    head = [a.name for a in axes] + columns
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for cell in cells:
-        values = [cell.labels[a.name] for a in axes]
-        results = [_fmt(c, _result(cell).get(c, "")) for c in columns]
-        lines.append("| " + " | ".join(values + results) + " |")
-    return "\n".join(lines)
-
-
-def _fmt(column: str, value: Any) -> str:
-    if column.endswith(("top1", "top5")) and isinstance(value, float):
-        return f"{100 * value:.1f}%"
-    return str(value)

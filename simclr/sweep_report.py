@@ -1,0 +1,120 @@
+"""A sweep's results as tables: markdown (``sweep.md``, printed), CSV (``sweep.csv``, for
+plotting) and, for a ``--pairs`` grid, the paper's Fig. 5 matrix.
+
+Fig. 5 (Sec. 3.1) lays the pairs out as a square: rows the first transformation,
+columns the second, the diagonal each transformation alone, and a last column with
+the mean of the row. :func:`pair_matrices` writes one such square per score column
+(and per value of any other swept axis), so the figure is read off the sweep directly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from simclr.sweep import Axis, Cell
+
+PAIR_AXIS = "pair"  # the axis :func:`simclr.sweep.pairs_axis` makes
+
+
+def result_of(cell: Cell) -> dict[str, Any]:
+    """A cell's results; one named as an axis (the epochs trained, of an epochs axis)
+    renamed 'trained_NAME' so that it never hides the swept value."""
+    result = cell.result or {"status": "pending"}
+    return {(f"trained_{k}" if k in cell.labels else k): v for k, v in result.items()}
+
+
+def _columns(cells: list[Cell]) -> list[str]:
+    """Every result column of any cell, in the order first met."""
+    columns: list[str] = []
+    for cell in cells:
+        columns += [k for k in result_of(cell) if k not in columns]
+    return columns
+
+
+def render(axes: list[Axis], cells: list[Cell]) -> str:
+    """One markdown row per cell: the swept values, then every result column; a
+    ``--pairs`` grid's Fig. 5 matrices below it."""
+    columns = _columns(cells)
+    head = [a.name for a in axes] + columns
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for cell in cells:
+        values = [cell.labels[a.name] for a in axes]
+        results = [_fmt(c, result_of(cell).get(c, "")) for c in columns]
+        lines.append("| " + " | ".join(values + results) + " |")
+    return "\n\n".join(["\n".join(lines), *pair_matrices(axes, cells)])
+
+
+def _fmt(column: str, value: Any) -> str:
+    if column.endswith(("top1", "top5")) and isinstance(value, float):
+        return f"{100 * value:.1f}%"
+    return str(value)
+
+
+def csv_text(axes: list[Axis], cells: list[Cell]) -> str:
+    """The table as CSV: the swept values as labelled, then every result column, scores
+    as fractions (0.47, not 47.0%), an empty field where a cell has no such result."""
+    columns = _columns(cells)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([a.name for a in axes] + columns)
+    for cell in cells:
+        result = result_of(cell)
+        writer.writerow([cell.labels[a.name] for a in axes] +
+                        [result.get(c, "") for c in columns])
+    return out.getvalue()
+
+
+def pair_matrices(axes: list[Axis], cells: list[Cell]) -> list[str]:
+    """Fig. 5's square for each top-1 column of a ``--pairs`` grid (none without one):
+    row a, column b holds the cell 'a+b' (a then b), the diagonal 'a' alone; 'mean' is
+    the row's mean once every cell of the row is scored. With other axes swept too, one
+    square per combination of their values, each titled by them."""
+    pair = next((a for a in axes if a.name == PAIR_AXIS), None)
+    if pair is None:
+        return []
+    ops = [label for label in pair.labels if "+" not in label]
+    others = [a for a in axes if a is not pair]
+    scores = [c for c in _columns(cells) if c.endswith("top1")]
+    by_labels = {tuple(sorted(c.labels.items())): c for c in cells}
+    squares = []
+    for combo in itertools.product(*(a.labels for a in others)):
+        fixed = dict(zip((a.name for a in others), combo, strict=True))
+        rows = [[by_labels[tuple(sorted({**fixed, PAIR_AXIS: pair_label(a, b)}.items()))]
+                 for b in ops] for a in ops]
+        where = ", ".join(f"{k}={v}" for k, v in fixed.items())
+        for score in scores:
+            title = f"Fig. 5, {score}" + (f" ({where})" if where else "") + \
+                ": rows the first transformation, columns the second, the diagonal each alone"
+            squares.append(title + "\n\n" + _square(ops, rows, score))
+    return squares
+
+
+def pair_label(first: str, then: str) -> str:
+    """The pair cell's label: 'a+b' (a then b), 'a' for a alone."""
+    return first if first == then else f"{first}+{then}"
+
+
+def _square(ops: list[str], rows: list[list[Cell]], score: str) -> str:
+    lines = ["| first \\ then | " + " | ".join(ops) + " | mean |",
+             "|" + "---|" * (len(ops) + 2)]
+    for op, row in zip(ops, rows, strict=True):
+        values = [result_of(c).get(score) for c in row]
+        scored = [v for v in values if isinstance(v, float)]
+        mean = _fmt(score, sum(scored) / len(scored)) if len(scored) == len(row) else ""
+        lines.append(f"| **{op}** | " + " | ".join(_shown(c, score) for c in row) +
+                     f" | {mean} |")
+    return "\n".join(lines)
+
+
+def _shown(cell: Cell, score: str) -> str:
+    """A square's entry: the score, else why there is none ('pending', 'diverged',
+    'preempted'; blank for a finished cell this sweep did not score)."""
+    result = result_of(cell)
+    if isinstance(result.get(score), float):
+        return _fmt(score, result[score])
+    status = str(result.get("status", "")).split(" ")[0]
+    return "" if status == "finished" else status

@@ -1,0 +1,71 @@
+"""The sweep's tables: CSV beside the markdown, and Fig. 5's square for a --pairs grid."""
+
+import csv
+import io
+
+from simclr.sweep import _write_summary, pairs_axis, parse_axis, plan_cells
+from simclr.sweep_report import csv_text, pair_matrices
+
+
+def _scored(cells, scores):
+    for cell in cells:
+        label = cell.labels["pair"]
+        if label in scores:
+            cell.result = {"status": "finished", "steps": 5, "knn_top1": scores[label]}
+
+
+def test_a_pairs_grid_is_laid_out_as_fig5(tmp_path):
+    axes = [pairs_axis("crop,color")]
+    cells = plan_cells(axes, tmp_path)
+    _scored(cells, {"crop": 0.3, "crop+color": 0.5, "color+crop": 0.45, "color": 0.2})
+    (square,) = pair_matrices(axes, cells)
+    lines = square.splitlines()
+    assert lines[0].startswith("Fig. 5, knn_top1: rows the first transformation")
+    assert lines[2:] == ["| first \\ then | crop | color | mean |", "|---|---|---|---|",
+                         "| **crop** | 30.0% | 50.0% | 40.0% |",
+                         "| **color** | 45.0% | 20.0% | 32.5% |"]
+
+
+def test_an_unfinished_row_has_no_mean_and_says_why(tmp_path):
+    axes = [pairs_axis("crop,color")]
+    cells = plan_cells(axes, tmp_path)
+    _scored(cells, {"crop": 0.3, "color": 0.2})
+    cells[1].result = {"status": "diverged at step 7"}  # crop+color
+    lines = pair_matrices(axes, cells)[0].splitlines()
+    assert lines[-2:] == ["| **crop** | 30.0% | diverged |  |",
+                          "| **color** | pending | 20.0% |  |"]
+
+
+def test_one_square_per_value_of_another_axis_and_per_score(tmp_path):
+    axes = [parse_axis("temperature=0.1,0.5"), pairs_axis("crop,color")]
+    cells = plan_cells(axes, tmp_path)
+    for k, cell in enumerate(cells):
+        cell.result = {"status": "finished", "knn_top1": k / 10, "knn_z_top1": k / 20}
+    titles = [s.splitlines()[0].split(":")[0] for s in pair_matrices(axes, cells)]
+    assert titles == ["Fig. 5, knn_top1 (temperature=0.1)", "Fig. 5, knn_z_top1 (temperature=0.1)",
+                      "Fig. 5, knn_top1 (temperature=0.5)", "Fig. 5, knn_z_top1 (temperature=0.5)"]
+    last = pair_matrices(axes, cells)[2].splitlines()  # temperature 0.5: cells 4..7
+    assert last[-2:] == ["| **crop** | 40.0% | 50.0% | 45.0% |",
+                         "| **color** | 60.0% | 70.0% | 65.0% |"]
+
+
+def test_a_grid_without_pairs_has_no_square(tmp_path):
+    axes = [parse_axis("temperature=0.1,0.5")]
+    assert pair_matrices(axes, plan_cells(axes, tmp_path)) == []
+
+
+def test_the_summary_is_also_written_as_csv_with_raw_scores(tmp_path):
+    axes = [parse_axis("temperature=0.1,0.5"), parse_axis("normalize=true,false")]
+    cells = plan_cells(axes, tmp_path)
+    cells[0].result = {"status": "finished", "steps": 9, "epochs": 1.5, "knn_top1": 0.4875}
+    cells[1].result = {"status": "diverged at step 3"}
+    table = _write_summary(tmp_path, axes, cells)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "sweep.csv").read_text())))
+    assert (tmp_path / "sweep.csv").read_text() == csv_text(axes, cells)
+    assert [r["temperature"] + r["normalize"] for r in rows] == ["0.1true", "0.1false",
+                                                                 "0.5true", "0.5false"]
+    assert rows[0] == {"temperature": "0.1", "normalize": "true", "status": "finished",
+                       "steps": "9", "epochs": "1.5", "knn_top1": "0.4875"}
+    assert rows[1]["status"] == "diverged at step 3" and rows[1]["knn_top1"] == ""
+    assert rows[3]["status"] == "pending"
+    assert "48.8%" in table and "Fig. 5" not in table
