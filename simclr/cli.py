@@ -18,6 +18,7 @@ import re
 import shlex
 import signal
 import sys
+import threading
 from typing import Any
 
 from simclr.config import (
@@ -466,9 +467,14 @@ class Terminated(KeyboardInterrupt):
 def _stop_on_sigterm() -> Any:
     """SIGTERM raises :class:`Terminated` in this command; returns the function that
     puts back the handler it replaced (None where signals cannot be set: not the main
-    thread). A SIGTERM that lands in a finalizer (a loader iterator's ``__del__``) is
-    printed as ignored there, and the command goes on: a second one stops it."""
-    def stop(_signum: int, _frame: Any) -> None:
+    thread). One that lands in a finalizer (a loader iterator's ``__del__``) is sent
+    again a moment later: raised there, Python would print it as ignored and go on."""
+    def stop(_signum: int, frame: Any) -> None:
+        if _in_finalizer(frame):
+            again = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM))
+            again.daemon = True
+            again.start()
+            return
         raise Terminated
 
     try:
@@ -478,6 +484,15 @@ def _stop_on_sigterm() -> Any:
     # (None: a handler set from C, which Python cannot put back; the default then)
     return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None
                                  else previous)
+
+
+def _in_finalizer(frame: Any) -> bool:
+    """Whether the code ``frame`` runs was called by an object's ``__del__``."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _user_message(exc: SimCLRError | PermissionError) -> str:

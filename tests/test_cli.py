@@ -500,6 +500,33 @@ def test_sigterm_outside_a_training_stops_the_command_with_a_line(monkeypatch, c
     assert signal.getsignal(signal.SIGTERM) == before  # the caller's handler is back
 
 
+def test_sigterm_landing_in_a_finalizer_still_stops_the_command(monkeypatch, capsys):
+    """Raised inside a ``__del__`` (a loader iterator's, as the evaluation drops it)
+    the stop was printed as ignored and the command went on to its end."""
+    import os
+    import signal
+    import time
+
+    from simclr import cli
+
+    class Iterator:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.01)  # the handler runs here, inside the finalizer
+
+    def work(args):
+        Iterator()  # dropped at once: its finalizer receives the signal
+        time.sleep(5)  # the rest of the command: never reached to its end
+        raise AssertionError("the command went on after SIGTERM")
+
+    monkeypatch.setattr(cli, "_check_before_work", work)
+    started = time.monotonic()
+    assert main(["info", "."]) == 143
+    assert time.monotonic() - started < 2
+    err = capsys.readouterr().err
+    assert err == "simclr info: stopped by SIGTERM\n", err
+
+
 def test_a_permission_error_no_check_named_is_one_line(monkeypatch, capsys):
     from simclr import cli
 
