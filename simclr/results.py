@@ -186,12 +186,13 @@ def check_results_free(run_dir: str | Path | None, results: Sequence[str],
 
 
 def runs_in(folder: Path, outputs: bool = True) -> str:
-    """The sub-folders of ``folder`` that hold a training run (its config.yaml), and with
-    ``outputs`` any command's output (a checkpoints/ folder), named for a message ('a,
-    b, c, ...'); '' for none."""
+    """The sub-folders of ``folder`` that hold a training run (its config.yaml) or a
+    sweep's runs (its sweep.json), and with ``outputs`` any command's output (a
+    checkpoints/ folder), named for a message ('a, b, c, ...'); '' for none."""
     try:
         runs = sorted(p.name for p in folder.iterdir() if p.is_dir() and (
-            (p / "config.yaml").is_file() or (outputs and (p / "checkpoints").is_dir())))
+            (p / "config.yaml").is_file() or (p / "sweep.json").is_file() or
+            (outputs and (p / "checkpoints").is_dir())))
     except OSError:  # (not there yet: nothing inside)
         return ""
     return ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")

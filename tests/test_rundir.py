@@ -177,6 +177,11 @@ def test_a_folder_holding_other_runs_is_not_a_new_runs_folder(tmp_path, image_fo
                                           r"\(--out .*runs/NAME\)$"):
         run(tmp_path, image_folder, cache_dir, "runs", epochs=1)
     assert sorted(p.name for p in runs.iterdir()) == ["a", "b", "c", "d"]  # nothing written
+    sweeps = tmp_path / "sweeps"  # runs two levels down, in a sweep's cells
+    (sweeps / "t5" / "temperature=0.1").mkdir(parents=True)
+    (sweeps / "t5" / "sweep.json").write_text("[]\n")
+    with pytest.raises(SimCLRError, match=r"sweeps holds other runs \(t5\)"):
+        run(tmp_path, image_folder, cache_dir, "sweeps", epochs=1)
 
 
 def test_a_resumed_runs_log_drops_what_was_logged_after_its_checkpoint(tmp_path):
