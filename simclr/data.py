@@ -366,9 +366,9 @@ def open_folder(
         # > 32: a stored square of side <= 32 would be taken for a whole small picture
         store, train_side, load_size = "eval", max(33, eval_side(image_size)), None
     counts = Counter(min(s) for s in sizes)
-    common = max(counts, key=lambda s: (counts[s], s)) if counts else None
+    common = _storage_side(counts)
     # One stored side whether cached or not, so that --cache changes only the speed: small
-    # pictures keep their (most common) own side, larger ones are never stored above it.
+    # pictures keep their own (shared) side, larger ones are never stored above it.
     side = load_size or (common if small else min(common or train_side, train_side))
     if small and not load_size:
         _note_other_sizes(root, counts, side)
@@ -396,8 +396,19 @@ def open_folder(
                        max_pixels=max_pixels, workers=workers, store=store)
 
 
+def _storage_side(counts: Counter) -> int | None:
+    """The side a folder's pictures share (shorter side -> count of the probed files):
+    the most common one where at least half the files have it (CIFAR's 32), else the
+    largest, so that nothing is reduced to the side of a few (two 1-px spacer GIFs among
+    thumbnails of 13 sizes would have shrunk them all to one pixel)."""
+    if not counts:
+        return None
+    common = max(counts, key=lambda s: (counts[s], s))
+    return common if 2 * counts[common] >= sum(counts.values()) else max(counts)
+
+
 def _note_other_sizes(root: Path, counts: Counter, side: int) -> None:
-    """A folder of small images is stored at its most common shorter side ``side``;
+    """A folder of small images is stored at the side most of them share (``side``);
     those of other sizes are resampled to it, which a user should hear of when they are
     more than a few: larger ones lose detail (and their features differ from
     eval_resize of the file), and a folder mostly of tiny pictures shrinks the rest."""
@@ -485,8 +496,9 @@ def open_source(
     name exists): torchvision under cfg.root. Anything else: an image folder (or a
     folder holding train/ and test/ splits). ``image_size`` = the view side S, which
     sets the stored side (unless cfg.load_size): round(1.15 S), never above the
-    folder's most common shorter side; a folder of small images keeps that side, cached
-    or not (``evaluation``, ``unlabeled``: see :func:`open_folder`).
+    shorter side half the folder shares (else its largest); a folder of small images
+    keeps that side, cached or not (``evaluation``, ``unlabeled``: see
+    :func:`open_folder`).
     """
     spec = None if spec is None else os.fspath(spec)
     if spec is None or spec == "digits":

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from simclr import cache, decode
 from simclr.config import DataConfig
@@ -139,6 +140,24 @@ def test_mixed_sizes_share_one_side_and_the_larger_are_said_to_be_reduced(tmp_pa
         f"{tmp_path / 'imgs'}: 1 of the 4 images are larger than 20 px, the most common "
         "shorter side, at which all are stored (up to 24 px): they are reduced to it "
         "(pretrain --load-size S stores all at S px)"]
+
+
+def test_a_few_tiny_pictures_never_shrink_the_folder_to_their_side(tmp_path, caplog):
+    """Two 1-px spacer GIFs among thumbnails of many sizes were the most common side, so
+    every thumbnail was stored as one pixel: a side is shared only by half the files."""
+    for k, side in enumerate(range(20, 33, 2)):  # 7 thumbnails, each its own size
+        save_image(tmp_path / "imgs" / f"{k}.png", rgb(side, side + 1, k))
+    for k in range(2):
+        Image.new("RGB", (1, 1), (200, 10, 10)).save(tmp_path / "imgs" / f"spacer{k}.gif")
+    with caplog.at_level(logging.WARNING):
+        src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    assert src.image_hw == (32, 32)  # the largest: nothing is reduced
+    assert not [m for m in caplog.messages if "larger than" in m]
+    for k in range(4):  # a side half the files share is still theirs
+        save_image(tmp_path / "most" / f"{k}.png", rgb(24, 30, k))
+    for k, side in enumerate((28, 30, 32)):
+        save_image(tmp_path / "most" / f"big{k}.png", rgb(side, side, k))
+    assert open_source(str(tmp_path / "most"), data_cfg(tmp_path)).image_hw == (24, 24)
 
 
 def test_cache_keeps_each_pictures_aspect_and_the_store_is_part_of_the_key(tmp_path, monkeypatch):
