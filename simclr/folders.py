@@ -68,8 +68,13 @@ class ImageList:
         return h.hexdigest()[:16]
 
 
+# Folders other tools leave beside the data: macOS's zip archiver puts every file's
+# resource fork (._NAME, hidden already) in __MACOSX/, which would read as a class.
+JUNK_FOLDERS = frozenset({"__MACOSX"})
+
+
 def _visible(name: str) -> bool:
-    return not name.startswith(".")
+    return not name.startswith(".") and name not in JUNK_FOLDERS
 
 
 def _is_image_name(name: str) -> bool:

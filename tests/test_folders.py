@@ -73,6 +73,17 @@ def test_empty_folder_is_named(tmp_path):
         scan_folder(tmp_path)
 
 
+def test_a_macos_zip_layout_reads_as_its_classes(tmp_path):
+    """macOS's zip archiver adds __MACOSX/ (the files' resource forks, '._' names): it
+    read as a class folder without images, which the labelled evaluations refuse."""
+    for cls in ("cat", "dog"):
+        save_image(tmp_path / cls / "a.png")
+        (tmp_path / "__MACOSX" / cls).mkdir(parents=True)
+        (tmp_path / "__MACOSX" / cls / "._a.png").write_bytes(b"\x00\x05\x16\x07")
+    images = scan_folder(tmp_path)
+    assert images.classes == ["cat", "dog"] and len(images.paths) == 2
+
+
 def test_folder_without_images_is_named(tmp_path):
     (tmp_path / "readme.txt").write_text("hello")
     (tmp_path / "cls").mkdir()
