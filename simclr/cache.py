@@ -160,10 +160,10 @@ ELSEWHERE = "pass another --cache-dir (pretrain and supervised: or --cache off)"
 
 def build_cache(
     images: ImageList, side: int, cache_dir: str | os.PathLike, workers: int,
-    max_pixels: int = DEFAULT_MAX_PIXELS, store: str = "full", strict: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS, store: str = "full",
 ) -> DecodedCache:
-    """Decode every image once into a (N, side, side, 3) uint8 memmap, or reuse it
-    (``strict``: the caller fails on a skipped image, so a reused cache does not warn).
+    """Decode every image once into a (N, side, side, 3) uint8 memmap, or reuse it (the
+    caller names the skipped files, built or reused: :meth:`ImageSource.skip_summary`).
 
     ``store``: how each image becomes its square (:func:`simclr.decode.fit_square`);
     the aspect ratio of what each square stands for is kept in the JSON sidecar. The
@@ -192,10 +192,6 @@ def build_cache(
             os.utime(meta_path)
         except OSError:  # a read-only cache folder is still a cache
             pass
-        if meta["skipped"] and not strict:  # said again: a reuse decodes nothing
-            i, reason = meta["skipped"][0]
-            log.warning("%s: %d unreadable image(s) skipped (first: %s: %s)", images.root,
-                        len(meta["skipped"]), images.paths[i], reason)
     else:
         rows, meta = _build_cache_files(images, side, npy, meta_path, shape, workers,
                                         max_pixels, store)

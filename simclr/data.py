@@ -374,19 +374,21 @@ def open_folder(
         _note_other_sizes(root, counts, side)
     side = max(33, side) if store == "eval" else side
     if cfg.cache == "on" or (cfg.cache == "auto" and small):
-        cache = build_cache(images, side, cfg.cache_dir, workers, max_pixels, store,
-                            cfg.strict)
+        cache = build_cache(images, side, cfg.cache_dir, workers, max_pixels, store)
         kept, skipped = cache.kept, cache.skipped
         if cfg.strict and skipped:
             raise SimCLRError(f"--strict: bad image {skipped[0][0]}: {skipped[0][1]}")
         if len(kept) == 0:
             raise SimCLRError(f"none of the {len(images.paths)} images in {root} could be read "
                               f"(first: {skipped[0][0]}: {skipped[0][1]})")
-        return ImageSource(
+        source = ImageSource(
             str(root), images.labels[kept], images.classes, array=cache.rows,
             rows=None if len(kept) == len(images.paths) else kept,
             paths=[images.paths[i] for i in kept], max_pixels=max_pixels, workers=workers,
             skipped=skipped, store=store, aspect=cache.aspect)
+        if skipped:  # each named, from a fresh or a reused cache (a reuse decodes nothing)
+            log.warning("%s", source.skip_summary())
+        return source
     if cfg.strict:
         what = f"--strict: checking {root}"
         bad, _ = decode_files(images.paths, side, max_pixels, workers, None, what, store)

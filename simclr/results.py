@@ -97,9 +97,11 @@ def finish_results(results: dict[str, Any], out: Path | None, name: str, scores:
                    source: dict[str, Any] | None = None) -> None:
     """Confusion-matrix figure + JSON into the run directory. The results record the
     encoder's ``source`` and how many images of ``train`` and ``test`` were unreadable
-    and left out, since the accuracy is over the others."""
+    and left out (and which, with the reason), since the accuracy is over the others."""
     results["skipped_images"] = {"train": len(getattr(train, "skipped", ())),
                                  "test": len(getattr(test, "skipped", ()))}
+    results["skipped_files"] = {split: [list(s) for s in getattr(data, "skipped", ())]
+                                for split, data in (("train", train), ("test", test))}
     if source is not None:
         results["source"] = source
     if out is None:

@@ -375,8 +375,10 @@ def test_a_class_without_readable_images_is_refused_and_skipped_ones_are_recorde
         assert main([*common, "--out", str(tmp_path / run)]) == 0
         saved = json.loads((tmp_path / run / "knn.json").read_text())
         assert saved["skipped_images"] == {"train": 1, "test": 1} and saved["num_train"] == 12
-        assert "1 unreadable image(s) skipped" in caplog.text or "1 bad" in caplog.text
-    assert "1 unreadable image(s) skipped (first: " in caplog.text  # the reused cache says it
+        bad = str(data / "class_1" / "zz.png")
+        assert [path for path, _ in saved["skipped_files"]["test"]] == [bad]
+        # Each named with its reason, whether the cache was built (k1) or reused (k2)
+        assert f"skipped 1 unreadable image(s):\n  {bad}: " in caplog.text, caplog.text
 
 
 def test_a_negative_pair_is_checked_as_a_value(capsys):
