@@ -432,7 +432,7 @@ def cmd_supervised(args: argparse.Namespace) -> int:
         listing = check_labeled_folders(args.train, args.test, ("--train", "--test"),
                                         train_split=True)
         if listing is not None:  # before the folder is decoded (run_supervised checks again)
-            check_batch_fits(cfg.batch_size, len(listing.paths))
+            check_batch_fits(cfg.batch_size, len(listing.paths), listing)
         data = data_specs(args.train, args.test)
     size = cfg.augment.size
     with dist.process_group():  # under torchrun: rank 0 decodes the folders, then the others

@@ -36,10 +36,11 @@ from simclr.decode import (
     eval_side,
     is_regular_file,
     load_square,
+    open_image,
     read_jpeg,
 )
 from simclr.errors import BadImageError, SimCLRError
-from simclr.folders import NAMED_DATASETS, scan_folder, split_root
+from simclr.folders import NAMED_DATASETS, ImageList, scan_folder, split_root
 from simclr.runtime import ignore_stop_signals
 
 log = logging.getLogger(__name__)
@@ -379,8 +380,7 @@ def open_folder(
         if cfg.strict and skipped:
             raise SimCLRError(f"--strict: bad image {skipped[0][0]}: {skipped[0][1]}")
         if len(kept) == 0:
-            raise SimCLRError(f"none of the {len(images.paths)} images in {root} could be read "
-                              f"(first: {skipped[0][0]}: {skipped[0][1]})")
+            raise _none_readable(images, *skipped[0])
         source = ImageSource(
             str(root), images.labels[kept], images.classes, array=cache.rows,
             rows=None if len(kept) == len(images.paths) else kept,
@@ -396,6 +396,28 @@ def open_folder(
             raise SimCLRError(f"--strict: bad image {images.paths[bad[0][0]]}: {bad[0][1]}")
     return ImageSource(str(root), images.labels, images.classes, paths=images.paths, side=side,
                        max_pixels=max_pixels, workers=workers, store=store)
+
+
+def check_some_readable(files: ImageList, limit: int = 64) -> None:
+    """Refuse a folder of at most ``limit`` files none of which decodes (all broken, or
+    no images under image names), naming the first: called where the count of files
+    is about to be blamed (a batch larger than the set), which it would be for nothing."""
+    if len(files.paths) > limit:
+        return
+    first = None
+    for path in files.paths:
+        try:
+            open_image(path, draft_size=(8, 8))
+            return
+        except BadImageError as exc:
+            first = first or exc
+    if first is not None:
+        raise _none_readable(files, first.path, first.reason)
+
+
+def _none_readable(files: ImageList, path: str, reason: str) -> SimCLRError:
+    return SimCLRError(f"none of the {len(files.paths)} images in {files.root} could be "
+                       f"read (first: {path}: {reason})")
 
 
 def _storage_side(counts: Counter) -> int | None:

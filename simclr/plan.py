@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -17,6 +18,9 @@ from simclr import distributed as dist
 from simclr.config import Config
 from simclr.errors import SimCLRError
 from simclr.optim import lr_at, warmup_steps
+
+if TYPE_CHECKING:
+    from simclr.folders import ImageList
 
 
 @dataclass
@@ -34,9 +38,14 @@ class Plan:
     anchor: tuple[int, float] | None = None
 
 
-def check_batch_fits(batch_size: int, num_images: int) -> None:
+def check_batch_fits(batch_size: int, num_images: int, files: ImageList | None = None) -> None:
     """The batch is the user's choice: one larger than the set (an epoch without a
-    step) is refused."""
+    step) is refused. ``files``: the folder's listing, counted before decoding: where
+    none of them decodes, that is said instead."""
+    if files is not None and (num_images < 2 <= batch_size or batch_size > num_images):
+        from simclr.data import check_some_readable
+
+        check_some_readable(files)
     if num_images < 2 <= batch_size:  # the smallest batch (a pair for NT-Xent, BN's 2)
         raise SimCLRError(f"the data set has {num_images} image{'s' * (num_images != 1)}; "
                           "training needs at least 2")

@@ -113,6 +113,23 @@ def test_set_lr_follows_the_schedule_in_every_group():
     assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([0.01, 0.01])
 
 
+def test_a_folder_none_of_whose_files_decodes_is_said_so_not_its_batch(tmp_path):
+    """Counted by name before decoding, three broken files were 'a batch larger than
+    the data set; try --batch-size 2', which then failed on the files."""
+    from simclr.folders import scan_folder
+    from tests.image_files import save_image
+
+    (tmp_path / "t.png").write_text("not an image")
+    (tmp_path / "z.jpg").write_bytes(b"")
+    (tmp_path / "y.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    with pytest.raises(SimCLRError, match=rf"^none of the 3 images in {tmp_path} could be "
+                                          r"read \(first: .*t.png: not an image file"):
+        check_batch_fits(8, 3, scan_folder(tmp_path))
+    save_image(tmp_path / "ok.png")  # one that decodes: the batch is the problem again
+    with pytest.raises(SimCLRError, match=r"--batch-size 8 is larger than the data set"):
+        check_batch_fits(8, 4, scan_folder(tmp_path))
+
+
 def test_a_batch_larger_than_the_data_set_is_refused_with_one_that_fits():
     check_batch_fits(24, 24)
     with pytest.raises(SimCLRError, match=r"--batch-size 25 is larger than the data set "
