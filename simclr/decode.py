@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile, ImageOps, PngImagePlugin
 
 from simclr.errors import NOT_REGULAR, BadImageError
 
@@ -137,18 +137,26 @@ def open_image(
         raise BadImageError(path, f"{kind}: {text}") from None
 
 
-_PIL_LIMIT = threading.Lock()  # Image.MAX_IMAGE_PIXELS is PIL's global
+_PIL_LIMIT = threading.Lock()  # PIL's limits below are its globals
+
+
+# A PNG text chunk (metadata: some editors write megabytes of XMP) that PIL reads with
+# the header: up to PIL's whole-text budget (64 MiB), not its 1 MiB per chunk, so that
+# a picture is never refused for its metadata.
+PNG_TEXT_CHUNK = 64 * 2**20
 
 
 def _open_header(f: Any) -> Image.Image:
     """``Image.open`` (the header only) without PIL's own pixel limit: simclr's, in
     :func:`_check_pixels`, is the user's to set and names the file's size."""
     with _PIL_LIMIT:
-        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        saved = Image.MAX_IMAGE_PIXELS, PngImagePlugin.MAX_TEXT_CHUNK
+        Image.MAX_IMAGE_PIXELS = None
+        PngImagePlugin.MAX_TEXT_CHUNK = max(saved[1], PNG_TEXT_CHUNK)
         try:
             return Image.open(f)
         finally:
-            Image.MAX_IMAGE_PIXELS = saved
+            Image.MAX_IMAGE_PIXELS, PngImagePlugin.MAX_TEXT_CHUNK = saved
 
 
 def _check_pixels(path: str, im: Image.Image, max_pixels: int,

@@ -81,6 +81,19 @@ def test_palette_png_with_transparency(tmp_path):
     assert (out[mask] == [0, 200, 0]).all()
 
 
+def test_a_png_with_megabytes_of_metadata_is_read(tmp_path):
+    """An editor's 20 MB of (compressed) XMP was over PIL's 1 MiB per text chunk: the
+    picture was skipped as 'cannot decode'; PIL's own limit is left as it was."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("XML:com.adobe.xmp", "x" * (20 * 2**20), zip=True)
+    Image.fromarray(rgb(8, 9)).save(tmp_path / "meta.png", pnginfo=info)
+    before = PngImagePlugin.MAX_TEXT_CHUNK
+    assert np.array_equal(np.asarray(decode.open_image(tmp_path / "meta.png")), rgb(8, 9))
+    assert PngImagePlugin.MAX_TEXT_CHUNK == before
+
+
 def test_palette_png_without_transparency(tmp_path):
     im = Image.new("P", (3, 1))
     im.putpalette([10, 20, 30, 40, 50, 60, 70, 80, 90] + [0] * 759)
