@@ -63,8 +63,9 @@ def save_confusion_figure(matrix: np.ndarray, classes: Sequence[str], path: str 
     im = ax.imshow(norm, vmin=0.0, vmax=1.0, cmap="viridis", interpolation="nearest")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
     if n <= 40:  # beyond that, tick labels are unreadable
-        ax.set_xticks(range(n), labels=list(classes), rotation=90, fontsize=7)
-        ax.set_yticks(range(n), labels=list(classes), fontsize=7)
+        labels = _tick_labels(classes)
+        ax.set_xticks(range(n), labels=labels, rotation=90, fontsize=7)
+        ax.set_yticks(range(n), labels=labels, fontsize=7)
         if n <= 12:
             for i in range(n):
                 for j in range(n):
@@ -77,6 +78,16 @@ def save_confusion_figure(matrix: np.ndarray, classes: Sequence[str], path: str 
     path = Path(path)
     written(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     return path
+
+
+def _tick_labels(classes: Sequence[str]) -> list[str]:
+    """The class names, each that matplotlib's font cannot draw (CJK, say: empty boxes
+    and a warning per glyph) replaced by its index '#k' (the JSON holds the names)."""
+    from matplotlib import font_manager
+
+    font = font_manager.get_font(font_manager.findfont(font_manager.FontProperties()))
+    return [name if all(font.get_char_index(ord(c)) for c in name) else f"#{k}"
+            for k, name in enumerate(classes)]
 
 
 def write_results(run_dir: str | Path | None, name: str, results: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from simclr.results import (
     check_not_inside,
     check_results_free,
     confusion_matrix,
+    save_confusion_figure,
     topk_accuracy,
 )
 
@@ -23,6 +24,21 @@ def test_topk_accuracy_and_confusion_matrix():
     assert topk_accuracy(scores, labels, (1, 2, 5)) == pytest.approx([1 / 3, 2 / 3, 1.0])
     cm = confusion_matrix(labels, scores.argmax(1).numpy(), 3)
     np.testing.assert_array_equal(cm, [[1, 0, 1], [0, 0, 0], [0, 1, 0]])
+
+
+def test_class_names_the_font_cannot_draw_become_their_index(tmp_path):
+    """CJK class names were empty boxes in the figure and a matplotlib warning per
+    glyph on the terminal; they are drawn as #k (the JSON keeps the names)."""
+    import warnings
+
+    matrix = np.array([[2, 0, 0], [0, 1, 1], [0, 0, 3]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a missing glyph warns
+        figure = save_confusion_figure(matrix, ["cat", "猫", "Café"], tmp_path / "c.png")
+    assert figure.stat().st_size > 0
+    from simclr.results import _tick_labels
+
+    assert _tick_labels(["cat", "猫", "Café"]) == ["cat", "#1", "Café"]
 
 
 # -------------------------------------------------------------- logistic regression
