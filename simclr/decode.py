@@ -130,7 +130,8 @@ def open_image(
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadImageError(path, f"too many pixels (decompression-bomb guard): {exc}") from None
     except Image.UnidentifiedImageError:
-        raise BadImageError(path, "not an image file (format not recognised)") from None
+        raise BadImageError(path, "not an image file, or one with a damaged header (format "
+                                  "not recognised)") from None
     except Exception as exc:  # any decoder failure means "bad file"
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         kind = "truncated file" if "truncated" in text.lower() else "cannot decode"
