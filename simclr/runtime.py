@@ -334,13 +334,26 @@ def close_loader_iterator(batches: Any) -> None:
 def _kill_daemons_at_exit() -> None:
     """At exit, multiprocessing ends the daemonic children (loader workers a loader did
     not shut down itself, e.g. after an error) with SIGTERM and waits for them: ours
-    ignore it, so they get SIGKILL first. They hold nothing to save. (torch's SIGCHLD
-    handler would report that as a failed worker: it is uninstalled first.)"""
-    daemons = [child for child in multiprocessing.active_children() if child.daemon]
-    if daemons and hasattr(signal, "SIGCHLD"):
+    ignore it, so they get SIGKILL first. They hold nothing to save. A child that takes
+    SIGTERM is left to it: the program's own, which it lets clean up. (torch's SIGCHLD
+    handler would report the kill as a failed worker: it is uninstalled first.)"""
+    deaf = [child for child in multiprocessing.active_children()
+            if child.daemon and _ignores_sigterm(child.pid)]
+    if deaf and hasattr(signal, "SIGCHLD"):
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    for child in daemons:
+    for child in deaf:
         child.kill()
+
+
+def _ignores_sigterm(pid: int | None) -> bool:
+    """Whether process ``pid`` ignores SIGTERM (its SigIgn mask in /proc); True where
+    that cannot be read (no /proc: macOS), as simclr's loader workers do."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            mask = next(line for line in f if line.startswith("SigIgn:")).split()[1]
+    except (OSError, StopIteration, IndexError):
+        return True
+    return bool(int(mask, 16) >> (signal.SIGTERM - 1) & 1)
 
 
 # atexit runs the last registered first: after multiprocessing's own exit handler is

@@ -279,3 +279,32 @@ def test_an_unknown_precision_is_refused_not_run_in_fp16():
         with pytest.raises(SimCLRError, match=rf"--precision: unknown value {name!r} \(choose "
                                               r"from auto, fp32, bf16, fp16\)"):
             resolve_precision(name, torch.device("cpu"))
+
+
+def test_at_exit_only_loader_workers_are_killed_not_the_programs_own_children():
+    """The exit hook SIGKILLed every daemonic child: a program's own process (which
+    SIGTERM, multiprocessing's exit handler, lets clean up) died with simclr's workers,
+    which ignore SIGTERM (and would hang the exit without the kill)."""
+    import multiprocessing
+    import time
+
+    theirs = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,),
+                                                         daemon=True)
+    theirs.start()
+    loader = torch.utils.data.DataLoader(range(4), num_workers=1,
+                                         worker_init_fn=runtime.ignore_stop_signals)
+    batches = iter(loader)
+    next(batches)
+    ours = [c for c in multiprocessing.active_children() if c.pid != theirs.pid]
+    previous = signal.getsignal(signal.SIGCHLD)
+    try:
+        assert len(ours) == 1 and runtime._ignores_sigterm(ours[0].pid)
+        runtime._kill_daemons_at_exit()
+        ours[0].join(10)
+        assert ours[0].exitcode == -signal.SIGKILL
+        assert theirs.is_alive() and not runtime._ignores_sigterm(theirs.pid)
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+        theirs.kill()
+        theirs.join()
+        del batches
