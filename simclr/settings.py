@@ -214,13 +214,13 @@ def _coerce(value: Any, type_text: str, where: str) -> Any:
         if base == "str":
             return str(value)
     except (TypeError, ValueError):
-        wanted = _WANTED.get(base.split("[")[0], base)
+        wanted = WANTED.get(base.split("[")[0], base)
         raise SimCLRError(f"{where}: expected {wanted}, got {value!r}") from None
     return value
 
 
-_WANTED = {"bool": "true or false", "int": "a whole number", "float": "a number",
-           "tuple": "two numbers A,B (e.g. 0.08,1)"}
+WANTED = {"bool": "true or false", "int": "a whole number", "float": "a number",
+          "tuple": "two numbers A,B (e.g. 0.08,1)", "str": "text"}
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> None:

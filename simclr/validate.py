@@ -31,7 +31,7 @@ from simclr.config import (
     Config,
 )
 from simclr.errors import SimCLRError
-from simclr.settings import SettingError
+from simclr.settings import WANTED, SettingError
 
 MAX_WIDTH = 64  # a width multiplier; 64 x ResNet-50 would hold about 100 billion weights
 
@@ -41,6 +41,32 @@ def _get(cfg: Config, path: str) -> Any:
     for part in path.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+# What each declared type of a setting takes (a bool is no number, a number no text)
+_TAKES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
+          "tuple": (tuple, list)}
+
+
+def _check_types(obj: Any, prefix: str = "") -> None:
+    """Every setting of its declared type. A config edited from Python is not coerced
+    as flags and YAML are (``cfg.batch_size = '16'``): it met a comparison of text with
+    a number deep inside, as a bare TypeError."""
+    for f in fields(obj):
+        value, path = getattr(obj, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            _check_types(value, f"{path}.")
+            continue
+        text = str(f.type).replace(" ", "")
+        if value is None and "None" in text:
+            continue
+        base = text.replace("|None", "").split("[")[0]
+        numbers = value if base == "tuple" and isinstance(value, (tuple, list)) else ()
+        ok = (isinstance(value, _TAKES[base]) and (base == "bool" or not isinstance(value, bool))
+              and (base != "tuple" or (len(numbers) == 2 and all(
+                  isinstance(x, (int, float)) and not isinstance(x, bool) for x in numbers))))
+        if not ok:
+            raise SettingError(path, f" must be {WANTED[base]}, got {value!r}")
 
 
 def _check_finite(obj: Any, prefix: str = "") -> None:
@@ -92,6 +118,7 @@ def check_scale(cfg: Config) -> None:
 
 def validate(cfg: Config) -> None:
     """Check every setting before any work starts; one-line message per problem."""
+    _check_types(cfg)
     _check_finite(cfg)
     for path in ("out", "data.path", "knn_train", "knn_test", "init_from"):
         value = _get(cfg, path)  # '' would be the current folder

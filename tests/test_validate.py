@@ -83,3 +83,30 @@ def test_a_stored_config_is_held_to_validity_but_not_to_a_new_runs_scale():
     with pytest.raises(SettingError, match="--temperature must be positive") as info:
         validate(small)
     assert info.value.path == "loss.temperature"
+
+
+@pytest.mark.parametrize("path,value,message", [
+    ("batch_size", "16", "--batch-size must be a whole number, got '16'"),
+    ("batch_size", True, "--batch-size must be a whole number, got True"),
+    ("augment.size", 32.0, "--image-size must be a whole number, got 32.0"),
+    ("loss.temperature", "0.5", "--temperature must be a number, got '0.5'"),
+    ("augment.crop_scale", (0.08, "1"), "--crop-scale must be two numbers A,B"),
+    ("augment.crop_scale", (0.08,), "--crop-scale must be two numbers A,B"),
+    ("model.cifar_stem", "no", "--cifar-stem must be true or false, got 'no'"),
+    ("data.path", 3, "--data must be text, got 3"),
+])
+def test_a_config_edited_from_python_is_held_to_its_types(path, value, message):
+    """Flags and YAML are coerced; a value set from Python is not, and met a bare
+    TypeError ('>' between str and int) deep inside pretrain."""
+    cfg = build_config("cifar10-cpu", None, {"out": "x"})
+    *parents, name = path.split(".")
+    holder = cfg
+    for part in parents:
+        holder = getattr(holder, part)
+    setattr(holder, name, value)
+    with pytest.raises(SettingError, match=re.escape(message)):
+        validate(cfg)
+    cfg = build_config("cifar10-cpu", None, {"out": "x"})
+    cfg.loss.temperature = 1  # a whole number is a number
+    cfg.augment.crop_scale = [0.2, 1]  # (as YAML gives it)
+    validate(cfg)
