@@ -25,6 +25,8 @@ code sums the two directions (each a mean over N), i.e. 2x this value.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -40,20 +42,39 @@ def _check_scale(name: str, value: float | Tensor, zero_allowed: bool = False) -
     e.g. a learned temperature, is the caller's: checking it would sync the device.)"""
     if isinstance(value, Tensor):
         return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {value!r}")
     if not (value >= 0 if zero_allowed else value > 0) or value == float("inf"):
         raise ValueError(f"{name} must be {'non-negative' if zero_allowed else 'positive'} "
                          f"and finite, got {value!r}")
 
 
-def _prepare(z_a: Tensor, z_b: Tensor, normalize: bool) -> tuple[Tensor, Tensor]:
-    if z_a.ndim != 2 or z_a.shape != z_b.shape:
-        raise ValueError(f"z_a and z_b must both be (n, D), got {tuple(z_a.shape)} and "
-                         f"{tuple(z_b.shape)}")
+def _check_pair(z_a: Tensor, z_b: Tensor) -> None:
+    """Two (n, D) float tensors of at least one row, checked before anything else
+    touches them (a numpy array or an empty batch failed deep inside torch)."""
+    if not (isinstance(z_a, Tensor) and isinstance(z_b, Tensor)):
+        raise TypeError(f"z_a and z_b must be torch tensors, got {type(z_a).__name__} and "
+                        f"{type(z_b).__name__}")
+    if z_a.ndim != 2 or z_a.shape != z_b.shape or z_a.shape[0] == 0:
+        raise ValueError(f"z_a and z_b must both be (n, D) with n >= 1, got "
+                         f"{tuple(z_a.shape)} and {tuple(z_b.shape)}")
     if not (z_a.is_floating_point() and z_b.is_floating_point()):
         raise ValueError(f"z_a and z_b must be floating point, got {z_a.dtype} and "
                          f"{z_b.dtype}")
-    # bf16/fp16 -> float32; float64 stays float64 (reference checks).
-    dtype = torch.promote_types(z_a.dtype, torch.float32)
+
+
+def _check_negatives(keys: Tensor) -> None:
+    """``keys`` (2 x pairs of all processes, D): a single pair has no negative, so its
+    loss is a constant (0 for NT-Xent) that learns nothing."""
+    if keys.shape[0] <= 2:
+        raise ValueError("a contrastive loss needs at least 2 pairs (n >= 2 over all "
+                         "processes): one pair has no negative")
+
+
+def _prepare(z_a: Tensor, z_b: Tensor, normalize: bool) -> tuple[Tensor, Tensor]:
+    # (inputs checked by the caller: _check_pair) bf16/fp16 -> float32; float64 (either)
+    # -> float64 (reference checks).
+    dtype = torch.promote_types(torch.promote_types(z_a.dtype, z_b.dtype), torch.float32)
     z_a, z_b = z_a.to(dtype), z_b.to(dtype)
     if normalize:
         z_a, z_b = F.normalize(z_a, dim=1), F.normalize(z_b, dim=1)
@@ -87,11 +108,13 @@ def nt_xent_with_accuracy(
     fraction of local anchors whose most similar other view is their positive (detached).
     """
     _check_scale("temperature", temperature)
+    _check_pair(z_a, z_b)
     with _no_autocast(z_a.device):
         z_a, z_b = _prepare(z_a, z_b, normalize)
         n = z_a.shape[0]
         z = torch.cat([z_a, z_b], dim=0)
         keys, offset = _candidates(z, gather)
+        _check_negatives(keys)
         # Scale the (2n, D) anchors rather than the (2n, 2n) logits: cheaper.
         logits = (z / temperature) @ keys.t()
         # Self-similarity of local anchor i sits at column offset + i: an in-place fill
@@ -129,6 +152,7 @@ def _cross_view(z_a: Tensor, z_b: Tensor, normalize: bool, gather: bool
     z_a, z_b = _prepare(z_a, z_b, normalize)
     n = z_a.shape[0]
     keys, offset = _candidates(torch.cat([z_a, z_b], dim=0), gather)
+    _check_negatives(keys)
     # keys: per rank [a_r; b_r]; split into all a's and all b's (world*n, D) each.
     keys = keys.view(-1, 2, n, keys.shape[1])
     keys_a, keys_b = keys[:, 0].flatten(0, 1), keys[:, 1].flatten(0, 1)
@@ -171,6 +195,7 @@ def nt_logistic_with_accuracy(
     the batch size (the paper does not specify the aggregation; Table 2 is per pair).
     """
     _check_scale("temperature", temperature)
+    _check_pair(z_a, z_b)
     with _no_autocast(z_a.device):
         sim, pos, negative = _cross_view(z_a, z_b, normalize, gather)
         s_pos = sim.gather(1, pos.unsqueeze(1)).squeeze(1)
@@ -193,6 +218,7 @@ def margin_triplet_with_accuracy(
     Averaged over the anchor's negatives (or the semi-hard one). No temperature.
     """
     _check_scale("margin", margin, zero_allowed=True)
+    _check_pair(z_a, z_b)
     with _no_autocast(z_a.device):
         sim, pos, negative = _cross_view(z_a, z_b, normalize, gather)
         s_pos = sim.gather(1, pos.unsqueeze(1)).squeeze(1)

@@ -292,3 +292,31 @@ def test_settings_that_would_give_nan_or_a_wrong_loss_are_refused(call, message)
     with pytest.raises(ValueError, match=message):
         call(torch.randn(4, 8))
     assert margin_triplet(torch.randn(4, 8), torch.randn(4, 8), margin=0.0).isfinite()
+
+
+@pytest.mark.parametrize("loss", [nt_xent, nt_logistic, margin_triplet])
+def test_inputs_a_library_user_gets_wrong_are_named(loss):
+    """A numpy array, an empty batch or a text temperature failed deep inside torch
+    (AttributeError, IndexError, '>' between str and int); a single pair gave a loss of
+    0 without a word, having no negative."""
+    z = torch.randn(4, 8)
+    with pytest.raises(TypeError, match="must be torch tensors, got ndarray and ndarray"):
+        loss(z.numpy(), z.numpy())
+    with pytest.raises(ValueError, match=r"\(n, D\) with n >= 1, got \(0, 8\)"):
+        loss(z[:0], z[:0])
+    with pytest.raises(ValueError, match="at least 2 pairs"):
+        loss(z[:1], z[1:2])
+    scale = {"margin": "1"} if loss is margin_triplet else {"temperature": "0.5"}
+    with pytest.raises(TypeError, match="must be a number, got '"):
+        loss(z, z, **scale)
+
+
+def test_nt_xent_computes_in_the_wider_dtype_of_its_inputs():
+    """(float32, float64) computed in float32, z_b cast down; (float64, float32) in
+    float64: the order of the arguments set the precision."""
+    a, b = torch.randn(6, 4, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)
+    exact = nt_xent(a, b, temperature=0.1)
+    for pair in ((a.float(), b), (a, b.float())):
+        assert nt_xent(*pair, temperature=0.1).dtype == torch.float64
+    assert nt_xent(a.float(), b, temperature=0.1).item() == pytest.approx(exact.item(),
+                                                                           rel=1e-6)
