@@ -161,6 +161,10 @@ def pretrain(
     it to simulate a preemption by setting ``stop.requested``). ``notes`` are printed
     once every input has been checked, as the run starts.
 
+    SIGTERM or SIGINT (Ctrl-C) while it trains end the step, write a checkpoint and
+    return the summary with status 'preempted' (no KeyboardInterrupt: check the status
+    before using the encoder); ``resume=True`` continues the run.
+
     Side effects beyond the run folder: torch's global RNG is seeded from ``cfg.seed``
     (each run draws the same), glibc's allocator is tuned for the CPU; the thread
     count, deterministic algorithms and cuDNN's autotuner are set for the run and
