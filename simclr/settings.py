@@ -11,6 +11,7 @@ read back (checkpoints, ``config.yaml``).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import os
@@ -398,19 +399,39 @@ def build_config(
 def apply_resume_flags(cfg: Config, flags: dict[str, Any], allowed: set[str]) -> None:
     """The flags given with ``--resume`` onto the saved config: only ``allowed`` settings
     (where and how fast the run goes, not what it computes) may change, and each value
-    is checked as a new run's would be, so a resumed run never saves an invalid config."""
-    refused = sorted(f"--{flag_of(path)}" for path in set(flags) - allowed)
+    is checked as a new run's would be, so a resumed run never saves an invalid config.
+    Any other flag is refused unless it gives the saved value (the first command with
+    ``--resume`` added)."""
+    refused = sorted(f"--{flag_of(path)}" for path in set(flags) - allowed
+                     if _changes(cfg, path, flags[path]))
     if refused:
         raise SimCLRError(f"--resume continues the saved settings; cannot change "
                           f"{', '.join(refused)}")
     for path, value in flags.items():
-        set_path(cfg, path, value, "flag")
+        if path in allowed:
+            set_path(cfg, path, value, "flag")
     from simclr.inert import refuse_inert
     from simclr.validate import validate
 
     validate(cfg)
 
     refuse_inert(cfg, flags)
+
+
+def _changes(cfg: Config, path: str, value: Any) -> bool:
+    """Whether flag ``value`` would change ``cfg``'s setting ``path`` (as that setting
+    reads it: '16' is 16, a relative folder its absolute path)."""
+    trial = copy.deepcopy(cfg)
+    try:
+        set_path(trial, path, value, "flag")
+    except SimCLRError:
+        return True
+    absolute_paths(trial)
+
+    def setting(c: Config) -> Any:
+        return functools.reduce(getattr, path.split("."), c)
+
+    return setting(trial) != setting(cfg)
 
 
 def carry_lr(cfg: Config, lr: float, rule: str, batch: int) -> None:

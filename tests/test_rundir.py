@@ -4,6 +4,7 @@ length, and the metrics log reads as one run across sessions."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -78,7 +79,7 @@ def test_resume_keeps_the_planned_run_length(tmp_path, image_folder, cache_dir, 
     # Flags it may change are checked as a new run's: the saved config stays valid.
     for flag, value, message in (("--threads", "0", "--threads must be positive, got 0"),
                                  ("--keep-checkpoints", "-1", "--keep-checkpoints must"),
-                                 ("--temperature", "0.5", "cannot change --temperature"),
+                                 ("--temperature", "0.3", "cannot change --temperature"),
                                  ("--arch", "resnet34", "cannot change --arch"),
                                  ("--width", "0.25", "cannot change --width")):
         assert main(["pretrain", "--resume", str(run_dir), flag, value]) == 2
@@ -86,9 +87,15 @@ def test_resume_keeps_the_planned_run_length(tmp_path, image_folder, cache_dir, 
         assert err.count("\n") == 1 and message in err, err
     assert (run_dir / "config.yaml").read_text() == saved_yaml  # no length it did not use
     assert load_checkpoint(run_dir / "checkpoints/last.pt")["step"] == 4
-    # The same length is no change; the checkpoint file itself names the run too.
+    # The same length is no change; the checkpoint file itself names the run too. So are
+    # the first command's other settings given again (--resume added to it), a folder
+    # given relative to here included.
+    first = config_from_dict(load_checkpoint(run_dir / "checkpoints/last.pt")["config"])
+    again = ["--batch-size", str(first.batch_size), "--temperature",
+             str(first.loss.temperature), "--arch", first.model.arch, "--seed",
+             str(first.seed), "--data", os.path.relpath(first.data.path)]
     assert main(["pretrain", "--resume", str(run_dir / "checkpoints/last.pt"), "--epochs", "2",
-                 "--no-progress"]) == 0
+                 "--no-progress", *again]) == 0
     saved = load_checkpoint(run_dir / "checkpoints/last.pt")
     assert saved["step"] == saved["total_steps"] == 6
     # A run's own config.yaml is a valid --config (its recorded-only keys are skipped).
