@@ -38,6 +38,7 @@ from simclr.settings import (
     all_flags,
     apply_resume_flags,
     build_config,
+    check_same_recipe,
     yaml_text,
 )
 
@@ -216,11 +217,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     flags = config_flags(args)
     notes: list[str] = []  # said once the run's inputs are checked
     if args.resume:
-        if args.preset or args.config:
-            raise SimCLRError("--resume continues the saved settings; cannot change "
-                              "--preset/--config")
         cfg = load_resume_config(args.resume, {})
-        apply_resume_flags(cfg, flags, RESUME_SETTINGS | moved_folders(cfg, flags, args.resume))
+        allowed = RESUME_SETTINGS | moved_folders(cfg, flags, args.resume)
+        if args.preset or args.config:  # the first command again: its recipe, or refused
+            check_same_recipe(cfg, build_config(args.preset, args.config, flags), allowed)
+        apply_resume_flags(cfg, flags, allowed)
         absolute_paths(cfg)  # (a moved folder's new place)
     else:
         preset = args.preset

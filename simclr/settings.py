@@ -418,6 +418,32 @@ def apply_resume_flags(cfg: Config, flags: dict[str, Any], allowed: set[str]) ->
     refuse_inert(cfg, flags)
 
 
+def check_same_recipe(saved: Config, given: Config, allowed: set[str]) -> None:
+    """``--resume`` with ``--preset``/``--config`` (the first command again): accepted
+    where they, with the flags, give the saved settings (those ``allowed`` to change
+    aside), refused naming the first they would change."""
+    absolute_paths(given)
+    before, now = flatten(saved.to_dict()), flatten(given.to_dict())
+    changed = [p for p in before if p not in allowed and before[p] != now.get(p)]
+    if changed:
+        path = changed[0]
+        raise SimCLRError(f"--resume continues the saved settings; cannot change "
+                          f"--{flag_of(path)} ({before[path]} saved, {now.get(path)} asked "
+                          "by --preset/--config and the flags)")
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A config's nested dict as {dotted path: value}, tuples as lists (as YAML reads
+    them back)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return flat
+
+
 def _changes(cfg: Config, path: str, value: Any) -> bool:
     """Whether flag ``value`` would change ``cfg``'s setting ``path`` (as that setting
     reads it: '16' is 16, a relative folder its absolute path)."""

@@ -28,13 +28,12 @@ from simclr.config import FIG5_OPS, RESUME_SETTINGS, Config, unsaved_value
 from simclr.errors import DivergedError, SimCLRError, user_message
 from simclr.files import folder_holder, lock_folder, set_aside, write_json, written
 from simclr.results import check_not_inside, check_out_folder
-from simclr.settings import all_flags, build_config, flag_of, save_yaml, set_path
+from simclr.settings import all_flags, build_config, flag_of, flatten, save_yaml, set_path
 from simclr.sweep_checks import (
     check_batches,
     check_cell_inputs,
     check_cells_differ,
     check_settings_act,
-    flatten,
 )
 from simclr.sweep_report import PAIR_AXIS, csv_text, pair_label, render, result_of
 

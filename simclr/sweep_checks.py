@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from simclr.config import Config
 from simclr.errors import SimCLRError
 from simclr.folders import list_folder
-from simclr.settings import flag_of
+from simclr.settings import flag_of, flatten
 
 if TYPE_CHECKING:  # (simclr.sweep imports this module)
     from simclr.sweep import Axis, Cell
@@ -84,18 +84,6 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
             raise SimCLRError(f"cells {other.name} and {cell.name} would train the same run on "
                               f"this machine ({'; '.join(alike)}); leave one of the values out")
         seen[key] = (cell, cfg, flat)
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A config's nested dict as {dotted path: value}, tuples as lists (as YAML reads
-    them back)."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
-    return flat
 
 
 def check_not_swept_twice(axes: list[Axis], flags: dict[str, Any]) -> None:

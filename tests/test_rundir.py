@@ -103,6 +103,27 @@ def test_resume_keeps_the_planned_run_length(tmp_path, image_folder, cache_dir, 
         config_from_dict(saved["config"])
 
 
+def test_resume_with_the_first_commands_recipe_is_accepted_and_another_refused(
+        tmp_path, image_folder, cache_dir, capsys):
+    """--preset/--config were refused with --resume whatever they gave: the first
+    command with --resume added could not run."""
+    from simclr.cli import main
+
+    run_dir = tmp_path / "run"
+    _preempted_run(build_config(flags=tiny_flags(image_folder, run_dir, cache_dir)))
+    recipe = tmp_path / "recipe.yaml"  # the run's recipe, as its first command gave it
+    recipe.write_text((run_dir / "config.yaml").read_text())
+    assert main(["pretrain", "--resume", str(run_dir), "--preset", "cifar10-cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "asked by --preset/--config and the flags)" in err, err
+    assert main(["pretrain", "--resume", str(run_dir), "--config", str(recipe),
+                 "--temperature", "0.3"]) == 2
+    assert "cannot change --temperature (0.5 saved, 0.3 asked" in capsys.readouterr().err
+    assert main(["pretrain", "--resume", str(run_dir), "--config", str(recipe),
+                 "--no-progress"]) == 0
+    assert load_checkpoint(run_dir / "checkpoints/last.pt")["step"] == 6  # run to its end
+
+
 def test_a_resume_on_files_renamed_since_says_it_is_no_longer_exact(tmp_path, capsys):
     """The same number of image files under other names (one renamed): the run goes on
     (its plan holds), with a note that it no longer continues exactly."""
