@@ -11,6 +11,7 @@ run takes is plan.py's; what a checkpoint holds and how a run continues, resume.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -175,6 +176,10 @@ def pretrain(
     device, precision = setup_runtime(cfg)
     absolute_paths(cfg)  # what config.yaml and the checkpoints record
     run = check_run_dir(cfg, resume)
+    done = finished_summary(run)
+    if done is not None:  # nothing to train: no start line, no new config record
+        log_line(f"{run.path} finished at step {done['steps']} already: nothing to do")
+        return {**done, "rank": dist.rank()}
     check_knn_folders(cfg)
     # A run resumed from a checkpoint of before images beside class folders counted
     # keeps the images it was planned on.
@@ -218,6 +223,20 @@ def pretrain(
         if held is not None:
             held.close()  # the folder is free for a --resume
     return {**summary, "rank": dist.rank()}
+
+
+def finished_summary(run: RunDir) -> dict[str, Any] | None:
+    """The summary of a resumed run that has nothing left to train: its checkpoint at
+    its last step and its summary.json saying it finished (a session killed between
+    the two goes through the loop, which writes the summary)."""
+    if run.saved is None or run.saved["step"] < run.saved["total_steps"]:
+        return None
+    try:
+        summary = json.loads((run.path / "summary.json").read_text())
+    except (OSError, ValueError):
+        return None
+    finished = isinstance(summary, dict) and summary.get("status") == "finished"
+    return summary if finished and summary.get("steps") == run.saved["step"] else None
 
 
 def start_state(

@@ -122,6 +122,13 @@ def test_resume_with_the_first_commands_recipe_is_accepted_and_another_refused(
     assert main(["pretrain", "--resume", str(run_dir), "--config", str(recipe),
                  "--no-progress"]) == 0
     assert load_checkpoint(run_dir / "checkpoints/last.pt")["step"] == 6  # run to its end
+    # Resumed again, finished: nothing to do, nothing written (a start line and a
+    # config record were added for a session that trained nothing)
+    logs = {name: (run_dir / name).read_bytes() for name in ("metrics.jsonl", "config.yaml",
+                                                              "summary.json")}
+    assert main(["pretrain", "--resume", str(run_dir), "--no-progress"]) == 0
+    assert "finished at step 6 already: nothing to do" in capsys.readouterr().out
+    assert {name: (run_dir / name).read_bytes() for name in logs} == logs
 
 
 def test_a_resume_on_files_renamed_since_says_it_is_no_longer_exact(tmp_path, capsys):

@@ -539,6 +539,7 @@ def test_a_run_from_before_images_beside_class_folders_counted_resumes_on_its_ow
     write(old, tmp_path / "new/checkpoints", "last.pt")
     for periodic in (tmp_path / "new/checkpoints").glob("ckpt-*.pt"):
         periodic.unlink()
+    (tmp_path / "new/summary.json").unlink()  # ended before its summary: the loop runs
     resumed = train.pretrain(load_resume_config(tmp_path / "new", {}), resume=True)
     assert resumed["num_images"] == 24
 
