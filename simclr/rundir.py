@@ -82,16 +82,19 @@ class MetricsLog:
 
 def _drop_after(path: Path, step: int) -> None:
     """Rewrite the JSON-lines ``path`` without the step records past ``step`` (a
-    session's start line and unreadable lines are kept as they are)."""
+    session's start line and unreadable lines are kept as they are), nor an unreadable
+    last line cut short by a kill (no newline: the next record would join it)."""
     kept = []
     for line in path.read_text().splitlines(keepends=True):
         try:
             record = json.loads(line)
         except ValueError:
             record = None
+            if not line.endswith("\n"):
+                continue
         if not (isinstance(record, dict) and "event" not in record
                 and isinstance(record.get("step"), int) and record["step"] > step):
-            kept.append(line)
+            kept.append(line if line.endswith("\n") else line + "\n")
     write_atomically(path, lambda tmp: tmp.write_text("".join(kept)))
 
 

@@ -231,3 +231,16 @@ def test_a_resumed_runs_log_drops_what_was_logged_after_its_checkpoint(tmp_path)
     kept = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [(x["step"], "event" in x) for x in kept] == [
         (0, True), (1, False), (2, False), (3, False), (4, False), (4, True), (5, False)]
+
+
+def test_a_log_line_cut_by_a_kill_does_not_swallow_the_next_record(tmp_path):
+    """Killed while writing a line (a full disk, a power loss): the resumed session's
+    start record was appended to the cut line, which no JSON-lines reader can read."""
+    (tmp_path / "metrics.jsonl").write_text('{"step": 0, "event": "start"}\nnot json\n'
+                                            '{"step": 1, "loss": 2.0}\n{"step": 2, "lo')
+    log = MetricsLog(tmp_path, True, resumed_at=1)
+    log.write({"step": 1, "event": "start"})
+    log.close()
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert lines == ['{"step": 0, "event": "start"}', "not json", '{"step": 1, "loss": 2.0}',
+                     '{"step": 1, "event": "start"}']
