@@ -32,7 +32,14 @@ from simclr.checkpoint import (
 )
 from simclr.config import Config
 from simclr.errors import SimCLRError, with_article
-from simclr.files import folder_holder, in_use, lock_folder, set_aside, write_atomically
+from simclr.files import (
+    folder_holder,
+    in_use,
+    lock_folder,
+    remove_stale_temporaries,
+    set_aside,
+    write_atomically,
+)
 from simclr.results import check_not_inside, check_out_folder, runs_in
 from simclr.settings import config_from_dict
 
@@ -333,4 +340,7 @@ def make_run_dir(run_dir: Path, resume: bool) -> Any:
         if kept:  # (rank 0 alone gets here: the others returned above)
             print(f"{run_dir} held the logs of a run without a checkpoint; they are kept "
                   f"as {kept}", flush=True)
+    elif held is not None:  # the folder is ours: a write cut by a kill is no write running
+        for folder in (run_dir, run_dir / CHECKPOINTS):
+            remove_stale_temporaries(folder, "*.tmp-*", after_s=0)
     return held
