@@ -166,7 +166,7 @@ def _other_images(now: int, saved: Any) -> SimCLRError:
 def load_resume_config(target: str | Path, overrides: dict[str, Any]) -> Config:
     """The saved config of a run (``target``: its directory, its checkpoints folder or a
     checkpoint file there), with the few settings that may change on resume."""
-    run_dir, _, ckpt = resume_checkpoint(target)
+    run_dir, _, ckpt = resume_checkpoint(target, quiet=True)  # (said when the run starts)
     cfg = config_from_dict(ckpt["config"])
     cfg.out = str(run_dir)
     for key, value in overrides.items():

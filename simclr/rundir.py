@@ -28,6 +28,7 @@ from simclr.checkpoint import (
     is_complete,
     latest_checkpoint,
     load_checkpoint,
+    periodic_checkpoints,
     require_entries,
 )
 from simclr.config import Config
@@ -126,9 +127,11 @@ SUPERVISED_RESULT = "supervised.json"
 
 def resume_checkpoint(
     target: str | os.PathLike, kind: str = "pretrain",
-    entries: tuple[str, ...] = RESUME_ENTRIES,
+    entries: tuple[str, ...] = RESUME_ENTRIES, quiet: bool = False,
 ) -> tuple[Path, Path, dict[str, Any]]:
     """(run directory, checkpoint file, its content) to continue a run of ``kind`` from.
+    Later checkpoints that cannot be read are said (unless ``quiet``: a caller that
+    looks again later, which says it then).
 
     ``target`` (``--resume``) is the run directory, its ``checkpoints`` folder or a
     checkpoint file in that folder; the run continues from its
@@ -152,20 +155,29 @@ def resume_checkpoint(
     path = latest_checkpoint(folder)
     if path is None:
         raise SimCLRError(f"--resume {target}: {_why_no_checkpoint(folder, kind)}")
-    skipped = [p.name for p in checkpoint_files(folder) if not is_complete(p)
-               and p.stat().st_mtime_ns > path.stat().st_mtime_ns]
-    if skipped:  # newer files that cannot be read: the run goes back further than asked
-        log.warning("%s: %s truncated or corrupt; resuming from %s", folder,
-                    " and ".join(skipped), path.name)
     if given.is_file() and not given.samefile(path):
         raise SimCLRError(f"--resume {target}: a run continues from its latest checkpoint "
                           f"({path.name}); pass the run directory {folder.parent}")
     ckpt = load_checkpoint(path)
+    skipped = _later_unreadable(folder, ckpt.get("step"))
+    if skipped and not quiet:  # the run goes back further than asked
+        log.warning("%s: %s truncated or corrupt; resuming from %s (step %s)", folder,
+                    " and ".join(skipped), path.name, ckpt.get("step"))
     if ckpt.get("kind") != kind:
         raise SimCLRError(f"--resume {target}: "
                           f"{_other_kind(folder.parent, path, ckpt.get('kind'), kind)}")
     require_entries(ckpt, path, entries, f"--resume {target}: ")
     return folder.parent, path, ckpt
+
+
+def _later_unreadable(folder: Path, step: Any) -> list[str]:
+    """The checkpoints in ``folder`` that cannot be read and may be of a step after
+    ``step`` (the one resumed from): ``last.pt`` (its step is inside it) and periodic
+    ones of later steps, by their names, not their modification times (a folder copied
+    without them resumed from an earlier step without a word)."""
+    later = {p for s, p in periodic_checkpoints(folder) if not isinstance(step, int) or s > step}
+    return [p.name for p in checkpoint_files(folder)
+            if (p.name == LAST or p in later) and not is_complete(p)]
 
 
 def _other_kind(run_dir: Path, path: Path, found: Any, wanted: str) -> str:

@@ -329,8 +329,16 @@ def test_resume_reports_a_corrupt_checkpoint_and_falls_back_past_a_truncated_one
     (folder / "last.pt").write_bytes(data[: len(data) // 2])  # a save cut short
     with caplog.at_level("WARNING"):
         assert resume_checkpoint(tmp_path / "run")[1] == periodic  # the earlier continues
-    assert f"{folder}: last.pt truncated or corrupt; resuming from ckpt-00000004.pt" in \
-        caplog.text  # said: the run goes back further than the user may think
+    assert f"{folder}: last.pt truncated or corrupt; resuming from ckpt-00000004.pt " \
+        "(step 4)" in caplog.text  # said: the run goes back further than the user may think
+    # Said whatever the files' times (a copy that did not keep them): it was said only
+    # for files modified after the one resumed from
+    os.utime(folder / "last.pt", (0, 0))
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert resume_checkpoint(tmp_path / "run")[1] == periodic
+        assert resume_checkpoint(tmp_path / "run", quiet=True)[1] == periodic
+    assert caplog.text.count("last.pt truncated or corrupt; resuming from") == 1
     with pytest.raises(SimCLRError, match="no checkpoint found: .*missing does not exist"):
         resume_checkpoint(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
