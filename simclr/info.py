@@ -187,6 +187,8 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
         if summary["status"] in ("diverged", "failed"):  # failed: an error ended it (a full
             # disk at a save); the summary says why, the log alone could not
             state.update(step=summary.get("steps"), reason=summary.get("reason"))
+        elif summary["status"] == "preempted":  # its step, which the log may not show
+            state["step"] = summary.get("steps")
     elif summary and "top1" in summary:  # a supervised run's results: it finished
         state["status"] = "finished"
     elif unreadable:  # the run's outcome cannot be known
@@ -466,7 +468,9 @@ def _saved_note(state: dict[str, Any]) -> str:
     without a record (killed, or older than the failure record) at its planned last step
     without its final checkpoint, that it was not written."""
     saved, step, status = state.get("saved_step"), state.get("step"), state["status"]
-    if status not in ("running", "stopped", "failed") or step is None or saved == step:
+    # (preempted: its checkpoint at that step, unless it cannot be read since)
+    if status not in ("running", "stopped", "failed", "preempted") or step is None or \
+            saved == step:
         return ""
     note = ""
     planned = state.get("planned_steps") or state.get("total_steps")

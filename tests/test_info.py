@@ -124,6 +124,16 @@ def test_a_preempted_run_says_how_to_continue(tmp_path, capsys):
     assert out.splitlines()[0].startswith(f"{tmp_path / 'cut'}: SimCLR pretraining, preempted "
                                           "at step 1 of 6")
     assert f"  continue with: simclr pretrain --resume {tmp_path / 'cut'}\n" in out
+    assert "last checkpoint" not in out  # it is at the step the run stopped
+    # Its last.pt unreadable since, and an earlier checkpoint there: --resume goes back
+    # to it, which info said nothing of ("preempted at step 2", resumed at 1)
+    checkpoints = tmp_path / "cut" / "checkpoints"
+    (checkpoints / "ckpt-00000001.pt").write_bytes((checkpoints / "last.pt").read_bytes())
+    assert train.pretrain(load_resume_config(tmp_path / "cut", {}), resume=True,
+                          on_step=preempt)["steps"] == 2
+    (checkpoints / "last.pt").write_bytes(b"cut short")
+    out = _info(capsys, tmp_path / "cut")
+    assert "preempted at step 2 of 6" in out and "; last checkpoint at step 1" in out, out
 
 
 def test_a_preempted_sweep_cell_says_to_rerun_its_sweep(tmp_path, capsys, monkeypatch):
