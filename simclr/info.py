@@ -79,6 +79,9 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
     facts["state"] = run_state(path, facts["checkpoints"])
     facts["results"] = results_in(path)
     if not (config or facts["checkpoints"] or facts["results"]):
+        holder = folder_holder(path)
+        if holder:  # a command at work that has saved nothing yet (a fine-tuning's start)
+            return {"path": str(path), "busy": holder}
         what = ("its config.yaml is not readable YAML" if (path / "config.yaml").exists()
                 else "no config.yaml, checkpoints or results")
         raise SimCLRError(f"{target}: not a simclr run folder ({what})")
@@ -339,6 +342,9 @@ def render(facts: dict[str, Any]) -> str:
         return f"{facts['path']}: {_checkpoint_line(facts['checkpoint'])}"
     if "program" in facts:
         return f"{facts['path']}: {_program_line(facts['program'])}"
+    if "busy" in facts:
+        return (f"{facts['path']}: a simclr command is running in it ({facts['busy']}); "
+                "nothing saved yet")
     if "runs" in facts:
         count, pending = len(facts["runs"]), facts.get("pending", [])
         waiting = f"; {len(pending)} sweep cell(s) not started" if pending else ""
@@ -487,11 +493,13 @@ def _checkpoint_line(c: dict[str, Any]) -> str:
         return c["error"]
     if c.get("kind") == "periodic":
         return f"periodic, step {c['step']}"
-    parts = [c.get("imported") or
-             KIND_NAMES.get(c.get("kind"), f"{c.get('kind') or 'unknown'} checkpoint")]
-    if c.get("step") and c.get("kind") in ("linear", "finetune"):
-        parts.append(f"{c['step']} training steps")  # (L-BFGS fits count none)
-    elif c.get("step") is not None and c.get("kind") not in ("linear", "finetune"):
+    kind = str(c.get("kind") or "").removesuffix("-partial")  # (linear's saves say so)
+    parts = [c.get("imported") or KIND_NAMES.get(kind, f"{kind or 'unknown'} checkpoint")]
+    if str(c.get("name", "")).endswith(PARTIAL_SUFFIX):  # not a result: its command goes on
+        parts[0] = f"unfinished {parts[0]}"
+    if c.get("step") and kind in ("linear", "finetune"):
+        parts.append(f"{c['step']} training step{'s' * (c['step'] != 1)}")  # (L-BFGS: none)
+    elif c.get("step") is not None and kind not in ("linear", "finetune"):
         parts.append(f"step {c['step']}")
     if c.get("fitted_on_step") is not None and not c.get("stale"):
         parts.append(f"fitted on the encoder of step {c['fitted_on_step']}")

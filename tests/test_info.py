@@ -88,6 +88,18 @@ def test_a_run_being_trained_is_running(evaluated_run, capsys):
     finally:
         held.close()
     assert ", finished at step 2" in _info(capsys, run).splitlines()[0]
+    # A command that has saved nothing yet (a fine-tuning's first 500 steps): running,
+    # not "not a simclr run folder"
+    starting = run.parent / "starting"
+    starting.mkdir()
+    (starting / "labeled_subset.txt").write_text("a.png\n")
+    held = lock_folder(starting)
+    try:
+        out = _info(capsys, starting)
+    finally:
+        held.close()
+    assert out.startswith(f"{starting}: a simclr command is running in it (pid "), out
+    assert out.rstrip().endswith("; nothing saved yet")
 
 
 def test_a_run_whose_summary_cannot_be_read_is_not_called_stopped(evaluated_run, tmp_path,
@@ -284,8 +296,12 @@ def test_an_evaluations_folder_and_an_unfinished_finetuning(evaluated_run, tmp_p
     run_finetune(tiny_encoder(), train, test, cut, image_size=16, batch_size=4, epochs=2,
                  labels_per_class=4, device="cpu", precision="fp32", workers=0,
                  verbose=False, on_step=stop)
-    assert _info(capsys, cut).splitlines()[0] == (
+    lines = _info(capsys, cut).splitlines()
+    assert lines[0] == (
         f"{cut}: fine-tuning, unfinished at step 1 (the command that started it continues it)")
+    # its partial file is no fine-tuned classifier yet (it read as one)
+    assert lines[1].startswith("  checkpoints/finetune-partial.pt: unfinished fine-tuned "
+                               "classifier, 1 training step,"), lines
     # stopped in a finished pretraining's own folder (--out RUN): the run stays finished
     import shutil
 
