@@ -432,8 +432,8 @@ def main(argv: list[str] | None = None) -> int:
 
         terminated = isinstance(exc, Terminated)
         if not quiet_rank():  # a launch: rank 0 says it for all
-            print(f"{command}: {'stopped by SIGTERM' if terminated else 'interrupted'}",
-                  file=sys.stderr)
+            print(f"{command}: {'stopped by SIGTERM' if terminated else 'interrupted'}"
+                  f"{_continue_after(exc, command)}", file=sys.stderr)
         return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     except BrokenPipeError:  # `simclr info RUNS | head`: the reader has had enough
         devnull = os.open(os.devnull, os.O_WRONLY)  # Python's flush at exit fails quietly
@@ -494,6 +494,20 @@ def _in_finalizer(frame: Any) -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+def _continue_after(exc: BaseException, command: str) -> str:
+    """What continues a training a second Ctrl-C cut short (its run folder, set by
+    :func:`simclr.train.pretrain` on the exception), where a checkpoint was saved."""
+    run_dir = getattr(exc, "run_dir", None)
+    if run_dir is None:
+        return ""
+    from simclr.checkpoint import CHECKPOINTS, latest_checkpoint
+
+    if latest_checkpoint(run_dir / CHECKPOINTS) is None:
+        return "; no checkpoint was saved"
+    return (f"; its last checkpoint stays: continue with `{command} --resume "
+            f"{shlex.quote(str(run_dir))}`")
 
 
 def _user_message(exc: SimCLRError | PermissionError) -> str:

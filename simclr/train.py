@@ -222,6 +222,9 @@ def pretrain(
             log_line(note)
         summary = run_session(cfg, source, model, optimizer, scaler, plan, state, device,
                               precision, run.path, resume, on_step)
+    except KeyboardInterrupt as exc:  # a second Ctrl-C: the caller names what continues it
+        exc.run_dir = run.path  # type: ignore[attr-defined]
+        raise
     finally:
         if held is not None:
             held.close()  # the folder is free for a --resume

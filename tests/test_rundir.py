@@ -251,3 +251,25 @@ def test_a_log_line_cut_by_a_kill_does_not_swallow_the_next_record(tmp_path):
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert lines == ['{"step": 0, "event": "start"}', "not json", '{"step": 1, "loss": 2.0}',
                      '{"step": 1, "event": "start"}']
+
+
+def test_a_second_ctrl_c_names_the_command_that_continues(tmp_path, image_folder, cache_dir,
+                                                          capsys, monkeypatch):
+    """Ctrl-C twice ends the step at once: it said 'interrupted' alone, though the last
+    checkpoint stays and --resume continues from it."""
+    from simclr.cli import main
+
+    run_dir = tmp_path / "run"
+    _preempted_run(build_config(flags=tiny_flags(image_folder, run_dir, cache_dir)))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "run_session", interrupted)
+    assert main(["pretrain", "--resume", str(run_dir)]) == 130
+    assert capsys.readouterr().err == (
+        f"simclr pretrain: interrupted; its last checkpoint stays: continue with `simclr "
+        f"pretrain --resume {run_dir}`\n")
+    assert main(["pretrain", "--out", str(tmp_path / "fresh"), "--data", str(image_folder),
+                 "--batch-size", "8", "--image-size", "16", "--cache-dir", cache_dir]) == 130
+    assert capsys.readouterr().err.endswith("interrupted; no checkpoint was saved\n")
