@@ -140,7 +140,6 @@ def open_image(
 
 _PIL_LIMIT = threading.Lock()  # PIL's limits below are its globals
 
-
 # A PNG text chunk (metadata: some editors write megabytes of XMP) that PIL reads with
 # the header: up to PIL's whole-text budget (64 MiB), not its 1 MiB per chunk, so that
 # a picture is never refused for its metadata.
@@ -148,8 +147,15 @@ PNG_TEXT_CHUNK = 64 * 2**20
 
 
 def _open_header(f: Any) -> Image.Image:
-    """``Image.open`` (the header only) without PIL's own pixel limit: simclr's, in
-    :func:`_check_pixels`, is the user's to set and names the file's size."""
+    """``Image.open`` (the header only) without PIL's own pixel limit (simclr's, in
+    :func:`_check_pixels`, is the user's to set and names the file's size) nor its
+    1 MiB per PNG text chunk. PIL's limits are process globals: they are lifted, under
+    a lock, only to open again a file they refused, so that any other thread's
+    ``Image.open`` keeps them all but in those rare moments."""
+    try:
+        return Image.open(f)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning, ValueError):
+        f.seek(0)  # (the caller makes PIL's warning an error: it is refused here too)
     with _PIL_LIMIT:
         saved = Image.MAX_IMAGE_PIXELS, PngImagePlugin.MAX_TEXT_CHUNK
         Image.MAX_IMAGE_PIXELS = None

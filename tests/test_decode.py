@@ -209,6 +209,25 @@ def test_absurd_header_is_refused_with_default_limit(tmp_path):
         open_image(p)  # simclr's limit named, not PIL's (twice it) in PIL's words
 
 
+def test_pils_global_limits_are_lifted_only_for_a_file_they_refuse(tmp_path, monkeypatch):
+    """They were lifted for every file, so another thread's Image.open could run
+    without PIL's decompression-bomb guard at any moment of a decode."""
+    seen = []
+    real = Image.open
+
+    def open_(*args, **kwargs):
+        seen.append(Image.MAX_IMAGE_PIXELS)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", open_)
+    decode.open_image(save_image(tmp_path / "small.png", rgb(20, 30)))
+    assert seen == [Image.MAX_IMAGE_PIXELS] and seen[0] is not None
+    seen.clear()
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)  # so that 600 px are "a bomb"
+    assert decode.open_image(save_image(tmp_path / "big.png", rgb(20, 30))).size == (30, 20)
+    assert seen == [500, None] and Image.MAX_IMAGE_PIXELS == 500  # then put back
+
+
 def test_a_jpeg_over_the_limit_is_read_where_draft_mode_decodes_it_within(tmp_path):
     """A 108-megapixel phone photo is over PIL's 89M limit, but draft mode decodes it at
     1/2 to 1/8 of its size: JPEGs of up to 4x the limit are read if what is decoded fits
