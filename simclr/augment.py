@@ -49,7 +49,6 @@ another op then resamples the view a second time.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -90,6 +89,7 @@ from simclr.augment_params import (
 )
 from simclr.config import FIG5_OPS, AugmentConfig
 from simclr.decode import EVAL_CROP_FRACTION, as_rgb, eval_side
+from simclr.errors import is_count
 
 __all__ = [
     "PERMUTATIONS", "TwoViewAugment", "ViewParams", "adjust_hue", "apply_params",
@@ -442,7 +442,7 @@ def eval_resize(images: Tensor | Image.Image, size: int,
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be uint8 (B, 3, H, W), got {images.dtype} "
                          f"{tuple(images.shape)}")
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+    if not is_count(size):
         raise ValueError(f"size must be a positive whole number of pixels, got {size!r}")
     a = None if aspect is None else torch.as_tensor(aspect).detach().cpu().double().numpy()
     if a is not None and (a.shape != (len(images),) or not bool((a > 0).all())):

@@ -7,8 +7,10 @@ exit status; any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import errno
+import numbers
 import os
 import stat
+from typing import Any
 
 
 class SimCLRError(Exception):
@@ -46,6 +48,13 @@ def unreadable_path(path: str | os.PathLike) -> str | None:
     except OSError as exc:
         return LINK_LOOP if exc.errno == errno.ELOOP else None
     return None if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else NOT_REGULAR
+
+
+def is_count(value: Any, least: int = 1) -> bool:
+    """Whether ``value`` is a whole number (a bool is none) of at least ``least``: what
+    a size, a batch or a k given from Python must be (flags are parsed as such)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and \
+        value >= least
 
 
 def with_article(word: str) -> str:

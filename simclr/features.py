@@ -9,7 +9,6 @@ workers, or JPEGs decoded on the device). Label checks and names for messages li
 from __future__ import annotations
 
 import logging
-import numbers
 import os
 import unicodedata
 from collections.abc import Iterator, Sequence
@@ -21,7 +20,7 @@ import torch
 from torch import nn
 
 from simclr.data import collate_raw, decode_device, decode_raw_batch
-from simclr.errors import SimCLRError
+from simclr.errors import SimCLRError, is_count
 from simclr.folders import ImageList, check_folder, list_folder
 from simclr.runtime import (
     autocast,
@@ -250,8 +249,7 @@ def indexed_features(
     """
     from simclr.augment import eval_resize
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or \
-            batch_size < 1:
+    if not is_count(batch_size):
         raise SimCLRError(f"--batch-size must be a positive whole number, got {batch_size!r}")
     dev, prec = resolve_runtime(device, precision)
     order = np.arange(source.num_images) if indices is None else np.asarray(indices)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -326,6 +327,29 @@ def test_predict_user_errors_are_one_line(tmp_path, image_folder, capsys):
         err = capsys.readouterr().err.strip()
         assert needle in err and len(err.splitlines()) == 1, err
     assert not list(tmp_path.glob("p.*"))
+
+
+def test_api_counts_are_checked_before_any_work(tmp_path, image_folder, monkeypatch):
+    """From Python, top_k=2.5 failed in torch's topk after every feature was made, and
+    image_size='32' in a comparison of text with a number."""
+    from simclr import pretrained
+    from simclr.pretrained import embed_folder, predict_folder
+
+    monkeypatch.setattr(pretrained, "load_checkpoint", lambda *a: pytest.fail("worked"))
+    for call, needle in [
+            (lambda: predict_folder("x", image_folder, tmp_path / "p.csv", top_k=2.5),
+             "--top-k must be a positive whole number, got 2.5"),
+            (lambda: predict_folder("x", image_folder, tmp_path / "p.csv", top_k=True),
+             "--top-k must be a positive whole number, got True"),
+            (lambda: predict_folder("x", image_folder, tmp_path / "p.csv",
+                                    min_probability="0.5"), "--min-probability must lie"),
+            (lambda: embed_folder("x", image_folder, tmp_path / "e.npz", image_size="32"),
+             "--image-size must be a positive whole number, got '32'"),
+            (lambda: embed_folder("x", image_folder, tmp_path / "e.npz", batch_size=0),
+             "--batch-size must be a positive whole number, got 0")]:
+        with pytest.raises(SimCLRError, match=re.escape(needle)):
+            call()
+    assert not list(tmp_path.glob("[pe].*"))
 
 
 @pytest.mark.parametrize(("setting", "value", "first"), [
