@@ -174,6 +174,9 @@ def _inverse(perm: np.ndarray) -> np.ndarray:
 
 
 def _check_images(images: Tensor, params: ViewParams, rows: np.ndarray) -> None:
+    if not isinstance(images, Tensor):  # (a numpy array read as "uint8, not uint8")
+        raise TypeError(f"images must be a torch uint8 tensor (B, 3, H, W) or a PIL image, "
+                        f"got {type(images).__name__}")
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be uint8 (B, 3, H, W), got {images.dtype} "
                          f"{tuple(images.shape)}")
@@ -439,6 +442,9 @@ def eval_resize(images: Tensor | Image.Image, size: int,
     if isinstance(images, Image.Image):  # as simclr reads a file (EXIF, alpha, 16-bit)
         array = np.asarray(as_rgb(images), dtype=np.uint8)
         return eval_resize(torch.from_numpy(array.copy()).permute(2, 0, 1)[None], size)[0]
+    if not isinstance(images, Tensor):  # (a numpy array read as "uint8, not uint8")
+        raise TypeError(f"images must be a torch uint8 tensor (B, 3, H, W) or a PIL image, "
+                        f"got {type(images).__name__}")
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be uint8 (B, 3, H, W), got {images.dtype} "
                          f"{tuple(images.shape)}")

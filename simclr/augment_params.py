@@ -389,6 +389,29 @@ def _view_boxes(cfg: AugmentConfig, u: np.ndarray, stream: Stream, hw: tuple[int
     return cfg, boxes, box2
 
 
+def _checked_inputs(indices: Tensor | np.ndarray | Sequence[int], epoch: int,
+                    aspect: Tensor | np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``indices`` as int64 (B,) and ``aspect`` as float64 (B,) (or None), refused where
+    they would silently draw other views: a float index or epoch (1.9 drew index 1's),
+    an aspect that is not one positive finite number per sample (-1 gave 1-px crops)."""
+    if isinstance(indices, Tensor):
+        indices = indices.detach().cpu().numpy()
+    raw = np.asarray(indices).reshape(-1)
+    if raw.dtype.kind not in "iu" and raw.size:
+        raise TypeError(f"indices must be whole numbers (data-set indices), got {raw.dtype}")
+    if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
+        raise TypeError(f"epoch must be a whole number, got {epoch!r}")
+    if aspect is None:
+        return raw.astype(np.int64), None
+    if isinstance(aspect, Tensor):
+        aspect = aspect.detach().cpu().numpy()
+    a = np.asarray(aspect, dtype=np.float64).reshape(-1)
+    if len(a) != len(raw) or not bool(np.all(np.isfinite(a) & (a > 0))):
+        raise ValueError(f"aspect must hold one positive width / height per sample "
+                         f"({len(raw)}), got {len(a)} values, first {a[:4].tolist()}")
+    return raw.astype(np.int64), a
+
+
 def sample_params(
     cfg: AugmentConfig,
     seed: int,
@@ -416,9 +439,7 @@ def sample_params(
     (seed, epoch, index) is shared by both views; view 1 is that crop and nothing else,
     view 0 applies the configured ops to it, its own crop (if on) taken inside it.
     """
-    if isinstance(indices, Tensor):
-        indices = indices.detach().cpu().numpy()
-    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    idx, aspect = _checked_inputs(indices, epoch, aspect)
     stream = Stream(seed, epoch, idx, view)
     u = stream.columns(0, _N_PARAMS, slice(None))
     n, size = len(idx), cfg.size

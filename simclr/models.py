@@ -14,13 +14,16 @@ BatchNorm of each residual block starting at gamma = 0, and SimCLRv2's head
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from simclr.backbones import TorchvisionEncoder, check_arch, is_torchvision_arch
 from simclr.config import ARCHS, ModelConfig
-from simclr.errors import SimCLRError
+from simclr.errors import SimCLRError, is_count
 from simclr.memory import build_within_memory
 
 # arch -> (block kind, blocks per stage)
@@ -132,8 +135,11 @@ class ResNet(nn.Module):
         if arch not in _LAYOUT:
             raise SimCLRError(f"--arch: unknown architecture {arch!r} (choose from "
                               f"{', '.join(ARCHS)})")
-        if not width > 0:
-            raise SimCLRError(f"--width must be positive, got {width}")
+        if isinstance(width, bool) or not isinstance(width, numbers.Real) or \
+                not 0 < width < math.inf:
+            raise SimCLRError(f"--width must be a positive number, got {width!r}")
+        if cifar_stem not in (True, False):  # ('no' is a true value)
+            raise SimCLRError(f"--cifar-stem must be true or false, got {cifar_stem!r}")
         kind, depths = _LAYOUT[arch]
         block = BasicBlock if kind == "basic" else Bottleneck
         self.arch, self.width, self.cifar_stem = arch, width, cifar_stem
@@ -261,6 +267,10 @@ class ProjectionHead(nn.Module):
 def head_dims(kind: str, in_dim: int, hidden_dim: int | None, out_dim: int,
               num_layers: int = 2) -> list[int]:
     """The widths of a head's layers, input first: see :func:`build_head`."""
+    for name, value in (("in_dim", in_dim), ("--head-hidden-dim", hidden_dim),
+                        ("--head-out-dim", out_dim)):
+        if value is not None and not is_count(value):
+            raise SimCLRError(f"{name} must be a positive whole number, got {value!r}")
     if kind == "none":
         return [in_dim]
     if kind == "linear":

@@ -348,10 +348,13 @@ def build_config(
     """Defaults -> preset -> YAML -> flags (dotted paths), then validate. A flag with
     no effect under the other settings is refused (:mod:`simclr.inert`) unless it is in
     ``inert_ok`` (a sweep's common flags, which may act in some cells only)."""
+    if flags is not None and not isinstance(flags, dict):
+        raise SimCLRError(f"flags must be a dict of setting -> value ({{'batch_size': 8}}), "
+                          f"got {type(flags).__name__}")
     cfg = Config()
     lr_origin = None  # (lr, its scaling rule, batch) of the last layer that gave an lr
     if preset is not None:
-        if preset not in PRESETS:
+        if not isinstance(preset, str) or preset not in PRESETS:
             raise SimCLRError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
         apply_overrides(cfg, PRESETS[preset], f"preset {preset}")
         if "lr" in PRESETS[preset].get("optim", {}):

@@ -749,6 +749,8 @@ def test_eval_resize_and_the_views_refuse_what_they_cannot_compute():
         with pytest.raises(ValueError, match="size must be a positive whole number"):
             A.eval_resize(images, size)
     assert A.eval_resize(images, np.int64(16)).shape == (4, 3, 16, 16)
+    with pytest.raises(TypeError, match="a torch uint8 tensor .* got ndarray"):
+        A.eval_resize(images.numpy(), 16)  # ("must be uint8, got uint8" before)
     for cfg in (AugmentConfig(size=0), AugmentConfig(size=16, color_strength=-1),
                 AugmentConfig(size=16, crop_scale=(1.0, 0.2))):
         with pytest.raises(SimCLRError):

@@ -179,3 +179,27 @@ def test_official_sampler_in_the_batched_pipeline():
     assert (p1[:, 2] * p1[:, 3] >= 0.1 * 1600).all()  # the shared crop: official too
     inside = ((p0[:, :2] >= p1[:, :2]) & (p0[:, :2] + p0[:, 2:] <= p1[:, :2] + p1[:, 2:]))
     assert inside.all()
+
+
+def test_inputs_that_would_silently_draw_other_views_are_refused():
+    """Index 1.9 drew index 1's views, epoch 0.9 epoch 0's, an aspect of -1 crops one
+    pixel wide and nan ones at -4.6e18: each is refused, naming it."""
+    import torch
+
+    from simclr.augment_params import sample_params
+
+    cfg = AugmentConfig(size=16)
+
+    def draw(indices=(0, 1), epoch=0, aspect=None):
+        return sample_params(cfg, 0, epoch, indices, 0, (20, 20), aspect)
+
+    with pytest.raises(TypeError, match="indices must be whole numbers"):
+        draw(np.array([0.0, 1.9]))
+    for epoch in (0.9, "0", True):
+        with pytest.raises(TypeError, match="epoch must be a whole number"):
+            draw(epoch=epoch)
+    for aspect in ([-1.0, 1.0], [0.0, 1.0], [float("nan"), 1.0], [float("inf"), 1.0], [1.0]):
+        with pytest.raises(ValueError, match="aspect must hold one positive"):
+            draw(aspect=aspect)
+    same = draw(torch.tensor([0, 1]), np.int64(0), torch.tensor([1.5, 0.5]))
+    assert torch.equal(same.box, draw(aspect=np.array([1.5, 0.5])).box)

@@ -295,3 +295,21 @@ def test_a_linear_probe_trains_its_layer_only_in_float32():
     logits.sum().backward()
     assert all(p.grad is None for p in encoder.parameters())
     assert probe.fc.weight.grad is not None
+
+
+def test_a_network_built_from_python_is_held_to_the_flags_rules():
+    """width inf raised OverflowError, width '0.5' a TypeError, cifar_stem='no' gave the
+    CIFAR stem (a true value), a head of -5 outputs a torch RuntimeError, one of 0 a
+    head that outputs nothing."""
+    from simclr.models import build_encoder, build_head
+
+    for width in (float("inf"), "0.5", 0, True):
+        with pytest.raises(SimCLRError, match="--width must be a positive number"):
+            build_encoder("resnet18", width=width)
+    with pytest.raises(SimCLRError, match="--cifar-stem must be true or false, got 'no'"):
+        build_encoder("resnet18", width=0.125, cifar_stem="no")
+    for dims, needle in [((64, None, 0), "--head-out-dim"), ((64, None, -5), "--head-out-dim"),
+                         ((64.0, None, 8), "in_dim"), ((64, 2.5, 8), "--head-hidden-dim")]:
+        with pytest.raises(SimCLRError, match=f"{needle} must be a positive whole number"):
+            build_head("mlp", *dims)
+    assert build_head("mlp", 64, None, 8)(torch.randn(2, 64)).shape == (2, 8)

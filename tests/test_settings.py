@@ -238,3 +238,13 @@ def test_a_sections_setting_at_the_top_of_a_file_says_where_it_belongs(tmp_path)
     (tmp_path / "bogus.yaml").write_text("bogus_key: 3\n")
     with pytest.raises(SimCLRError, match=r"unknown setting 'bogus_key'$"):
         build_config(config_file=str(tmp_path / "bogus.yaml"))
+
+
+def test_build_config_names_arguments_of_the_wrong_kind():
+    """From Python, flags as a list of pairs failed with "'list' object has no attribute
+    'items'"."""
+    with pytest.raises(SimCLRError, match=r"flags must be a dict of setting -> value .* "
+                                          r"got list"):
+        build_config(flags=[("batch_size", 8)])
+    with pytest.raises(SimCLRError, match="unknown preset 3"):
+        build_config(3)
