@@ -191,9 +191,9 @@ def pretrain(
     if files is not None:
         if run.saved is not None:  # other images than the run's: said first
             notes = [*notes, *check_files_listed(run.saved, len(files.paths), digest)]
+        check_batch_fits(cfg.batch_size, len(files.paths), files)
     if run.saved is not None:
         notes = [*notes, *check_same_threads(run.saved, device)]
-        check_batch_fits(cfg.batch_size, len(files.paths), files)
     # Read now, so a wrong file is named before the data are decoded; loaded below.
     initial = initial_weights(cfg.init_from) if cfg.init_from and not resume else None
     torch.manual_seed(cfg.seed)

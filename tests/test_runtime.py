@@ -167,7 +167,8 @@ def test_a_second_ctrl_c_during_pretraining_exits_130_without_a_checkpoint(tmp_p
     except KeyboardInterrupt:
         pytest.fail("the interruption escaped main()")
     assert code == 130 and seen == ["SIGINT"]
-    assert capsys.readouterr().err.endswith("simclr pretrain: interrupted\n")
+    assert capsys.readouterr().err.endswith(
+        "simclr pretrain: interrupted; no checkpoint was saved\n")
     assert not list((tmp_path / "pre" / "checkpoints").glob("*.pt"))
     assert not (tmp_path / "pre" / "summary.json").exists()
     assert signal.getsignal(signal.SIGINT) is before
