@@ -502,10 +502,18 @@ class PartialRun:
 
 
 def _difference(key: str, saved: Any, now: Any) -> str:
-    """A setting that differs, with both values when they are short enough to read."""
-    if max(len(repr(saved)), len(repr(now))) > 40:
-        return key
-    return f"{key}: {saved!r} saved, {now!r} now"
+    """A setting that differs, with both values (a mapping's differing entries, each;
+    a long value by its end, where a path differs: 'source file: '...a/last.pt' saved,
+    '...b/last.pt' now'); a key alone said nothing of which encoder was which."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        return "; ".join(_difference(f"{key} {k}", saved.get(k), now.get(k))
+                         for k in sorted({*saved, *now}, key=str) if saved.get(k) != now.get(k))
+
+    def shown(value: Any) -> str:
+        text = repr(value)
+        return text if len(text) <= 60 else repr("..." + str(value)[-50:])
+
+    return f"{key}: {shown(saved)} saved, {shown(now)} now"
 
 
 def run_folder(run_dir: str | Path | None, results: tuple[str, ...],

@@ -186,3 +186,15 @@ def test_classifier_trainings_on_cuda(tmp_path, capsys):
         assert result["steps"] == 4 and 0 <= result["top1"] <= 1
     ckpt = load_checkpoint(tmp_path / "ft/checkpoints/finetune.pt")
     assert all(torch.isfinite(v.float()).all() for v in ckpt["model"].values())
+
+
+def test_a_differing_source_is_named_by_the_entries_that_differ():
+    """A fine-tuning rerun on another checkpoint said 'other settings (source)' alone."""
+    from simclr.classify import _difference
+
+    saved = {"file": "/data/runs/first-run/checkpoints/last.pt", "step": 400}
+    now = {"file": "/data/runs/a-much-longer-second-run-name/checkpoints/last.pt", "step": 400}
+    assert _difference("source", saved, now) == (
+        "source file: '/data/runs/first-run/checkpoints/last.pt' saved, "
+        "'.../a-much-longer-second-run-name/checkpoints/last.pt' now")
+    assert _difference("lr", 0.1, 0.05) == "lr: 0.1 saved, 0.05 now"
