@@ -406,6 +406,8 @@ def _checked_inputs(indices: Tensor | np.ndarray | Sequence[int], epoch: int,
     if isinstance(aspect, Tensor):
         aspect = aspect.detach().cpu().numpy()
     a = np.asarray(aspect, dtype=np.float64).reshape(-1)
+    if a.size == 1:  # one aspect for every sample (1: the stored images themselves)
+        a = np.full(len(raw), a[0])
     if len(a) != len(raw) or not bool(np.all(np.isfinite(a) & (a > 0))):
         raise ValueError(f"aspect must hold one positive width / height per sample "
                          f"({len(raw)}), got {len(a)} values, first {a[:4].tolist()}")

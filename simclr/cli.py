@@ -506,6 +506,8 @@ def _continue_after(exc: BaseException, command: str) -> str:
 
     if latest_checkpoint(run_dir / CHECKPOINTS) is None:
         return "; no checkpoint was saved"
+    if command != "simclr pretrain":  # a sweep's cell: the same sweep command goes on
+        return f"; {run_dir}'s last checkpoint stays: the same command continues it"
     return (f"; its last checkpoint stays: continue with `{command} --resume "
             f"{shlex.quote(str(run_dir))}`")
 

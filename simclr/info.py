@@ -343,13 +343,12 @@ def render(facts: dict[str, Any]) -> str:
     if "program" in facts:
         return f"{facts['path']}: {_program_line(facts['program'])}"
     if "busy" in facts:
-        return (f"{facts['path']}: a simclr command is running in it ({facts['busy']}); "
-                "nothing saved yet")
+        return f"{facts['path']}: {_run_line(facts)}"
     if "runs" in facts:
         count, pending = len(facts["runs"]), facts.get("pending", [])
         waiting = f"; {len(pending)} sweep cell(s) not started" if pending else ""
         return "\n".join([f"{facts['path']}: {count} run{'s' * (count != 1)}{waiting}"] + [
-            f"  {Path(run['path']).name}: {run['error'] if 'error' in run else _head_line(run)}"
+            f"  {Path(run['path']).name}: {_run_line(run)}"
             + "".join(
                 f"; {r['what']} top-1 {100 * r['top1']:.2f}%{_source_note(r, run)}"
                 for r in run.get("results", []) if isinstance(r.get("top1"), (int, float)))
@@ -467,6 +466,15 @@ def _head_line(facts: dict[str, Any]) -> str:
     if state.get("loss") is not None:
         head += f"; last loss {state['loss']:.4g} (step {state['logged_step']})"
     return head + _saved_note(state)
+
+
+def _run_line(run: dict[str, Any]) -> str:
+    """A run of a folder of runs on one line: its head line, or why there is none."""
+    if "error" in run:
+        return run["error"]
+    if "busy" in run:
+        return f"a simclr command is running in it ({run['busy']}); nothing saved yet"
+    return _head_line(run)
 
 
 def _saved_note(state: dict[str, Any]) -> str:

@@ -334,14 +334,24 @@ def close_loader_iterator(batches: Any) -> None:
 def _kill_daemons_at_exit() -> None:
     """At exit, multiprocessing ends the daemonic children (loader workers a loader did
     not shut down itself, e.g. after an error) with SIGTERM and waits for them: ours
-    ignore it, so they get SIGKILL first. They hold nothing to save. A child that takes
-    SIGTERM is left to it: the program's own, which it lets clean up. (torch's SIGCHLD
-    handler would report the kill as a failed worker: it is uninstalled first.)"""
-    deaf = [child for child in multiprocessing.active_children()
-            if child.daemon and _ignores_sigterm(child.pid)]
-    if deaf and hasattr(signal, "SIGCHLD"):
+    ignore it, so they get SIGKILL. They hold nothing to save. A child that takes
+    SIGTERM is left to it (the program's own, which it lets clean up): sent here, as
+    multiprocessing would, so that a worker which set SIG_IGN meanwhile (it had just
+    started) is found and killed too rather than waited on forever. (torch's SIGCHLD
+    handler would report those ends as failed workers: it is uninstalled first.)"""
+    daemons = [child for child in multiprocessing.active_children() if child.daemon]
+    if not daemons:
+        return
+    if hasattr(signal, "SIGCHLD"):
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    for child in deaf:
+    deaf = [child for child in daemons if _ignores_sigterm(child.pid)]
+    hearing = [child for child in daemons if child not in deaf]
+    for child in hearing:
+        child.terminate()
+    deadline = time.monotonic() + 0.5
+    for child in hearing:
+        child.join(max(0.0, deadline - time.monotonic()))
+    for child in deaf + [c for c in hearing if c.is_alive() and _ignores_sigterm(c.pid)]:
         child.kill()
 
 

@@ -163,9 +163,11 @@ def pretrain(
     it to simulate a preemption by setting ``stop.requested``). ``notes`` are printed
     once every input has been checked, as the run starts.
 
-    SIGTERM or SIGINT (Ctrl-C) while it trains end the step, write a checkpoint and
-    return the summary with status 'preempted' (no KeyboardInterrupt: check the status
-    before using the encoder); ``resume=True`` continues the run.
+    SIGTERM or SIGINT (Ctrl-C) while it trains (from the main thread, where signals
+    land) end the step, write a checkpoint and return the summary with status
+    'preempted' (no exception: check the status before using the encoder); a second
+    Ctrl-C raises KeyboardInterrupt at once, the last checkpoint kept. ``resume=True``
+    continues the run; a finished run resumed returns its summary, trains nothing.
 
     Side effects beyond the run folder: torch's global RNG is seeded from ``cfg.seed``
     (each run draws the same), glibc's allocator is tuned for the CPU; the thread
@@ -179,8 +181,12 @@ def pretrain(
     run = check_run_dir(cfg, resume)
     done = finished_summary(run)
     if done is not None:  # nothing to train: no start line, no new config record
+        held = make_run_dir(run.path, resume)  # (held a moment: a killed save's leftovers go)
+        if held is not None:
+            held.close()
         log_line(f"{run.path} finished at step {done['steps']} already: nothing to do")
-        return {**done, "rank": dist.rank()}
+        # where its checkpoint is now (the folder may have moved since the summary)
+        return {**done, "checkpoint": str(run.checkpoint), "rank": dist.rank()}
     check_knn_folders(cfg)
     # A run resumed from a checkpoint of before images beside class folders counted
     # keeps the images it was planned on.

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+import os
 import re
 from dataclasses import fields
 from typing import Any
@@ -43,15 +45,17 @@ def _get(cfg: Config, path: str) -> Any:
     return obj
 
 
-# What each declared type of a setting takes (a bool is no number, a number no text)
-_TAKES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,),
-          "tuple": (tuple, list)}
+# What each declared type of a setting takes (a bool is no number, a number no text),
+# and the plain Python value it is kept as (what YAML can save)
+_TAKES = {"int": (numbers.Integral, int), "float": (numbers.Real, float),
+          "bool": (bool, bool), "str": ((str, os.PathLike), os.fspath)}
 
 
 def _check_types(obj: Any, prefix: str = "") -> None:
     """Every setting of its declared type. A config edited from Python is not coerced
     as flags and YAML are (``cfg.batch_size = '16'``): it met a comparison of text with
-    a number deep inside, as a bare TypeError."""
+    a number deep inside, as a bare TypeError. A value of the right kind in another
+    form (a Path for a folder, a numpy number) is kept as the plain value it stands for."""
     for f in fields(obj):
         value, path = getattr(obj, f.name), f"{prefix}{f.name}"
         if dataclasses.is_dataclass(value):
@@ -61,10 +65,16 @@ def _check_types(obj: Any, prefix: str = "") -> None:
         if value is None and "None" in text:
             continue
         base = text.replace("|None", "").split("[")[0]
-        numbers = value if base == "tuple" and isinstance(value, (tuple, list)) else ()
-        ok = (isinstance(value, _TAKES[base]) and (base == "bool" or not isinstance(value, bool))
-              and (base != "tuple" or (len(numbers) == 2 and all(
-                  isinstance(x, (int, float)) and not isinstance(x, bool) for x in numbers))))
+        if base == "tuple":
+            ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(
+                isinstance(x, numbers.Real) and not isinstance(x, bool) for x in value)
+            if ok:
+                setattr(obj, f.name, (float(value[0]), float(value[1])))
+        else:
+            kinds, plain = _TAKES[base]
+            ok = isinstance(value, kinds) and (base == "bool" or not isinstance(value, bool))
+            if ok:
+                setattr(obj, f.name, plain(value))
         if not ok:
             raise SettingError(path, f" must be {WANTED[base]}, got {value!r}")
 

@@ -198,8 +198,10 @@ def test_inputs_that_would_silently_draw_other_views_are_refused():
     for epoch in (0.9, "0", True):
         with pytest.raises(TypeError, match="epoch must be a whole number"):
             draw(epoch=epoch)
-    for aspect in ([-1.0, 1.0], [0.0, 1.0], [float("nan"), 1.0], [float("inf"), 1.0], [1.0]):
+    for aspect in ([-1.0, 1.0], [0.0, 1.0], [float("nan"), 1.0], [float("inf"), 1.0],
+                   [1.0, 1.0, 1.0], -1.0):
         with pytest.raises(ValueError, match="aspect must hold one positive"):
             draw(aspect=aspect)
     same = draw(torch.tensor([0, 1]), np.int64(0), torch.tensor([1.5, 0.5]))
     assert torch.equal(same.box, draw(aspect=np.array([1.5, 0.5])).box)
+    assert torch.equal(draw(aspect=1.0).box, draw().box)  # one for all, as documented

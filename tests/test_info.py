@@ -91,15 +91,17 @@ def test_a_run_being_trained_is_running(evaluated_run, capsys):
     # A command that has saved nothing yet (a fine-tuning's first 500 steps): running,
     # not "not a simclr run folder"
     starting = run.parent / "starting"
-    starting.mkdir()
+    (starting / "checkpoints").mkdir(parents=True)  # (as a fine-tuning --overwrite leaves)
     (starting / "labeled_subset.txt").write_text("a.png\n")
     held = lock_folder(starting)
     try:
         out = _info(capsys, starting)
+        listed = _info(capsys, run.parent)  # among other runs: a line, not a KeyError
     finally:
         held.close()
     assert out.startswith(f"{starting}: a simclr command is running in it (pid "), out
     assert out.rstrip().endswith("; nothing saved yet")
+    assert "\n  starting: a simclr command is running in it (pid " in listed, listed
 
 
 def test_a_run_whose_summary_cannot_be_read_is_not_called_stopped(evaluated_run, tmp_path,

@@ -11,6 +11,7 @@ import pytest
 from simclr import train
 from simclr.checkpoint import load_checkpoint
 from simclr.errors import SimCLRError
+from simclr.resume import load_resume_config
 from simclr.rundir import MetricsLog
 from simclr.settings import build_config, config_from_dict
 from tests.conftest import tiny_flags
@@ -133,9 +134,17 @@ def test_resume_with_the_first_commands_recipe_is_accepted_and_another_refused(
     # config record were added for a session that trained nothing)
     logs = {name: (run_dir / name).read_bytes() for name in ("metrics.jsonl", "config.yaml",
                                                               "summary.json")}
+    leftover = run_dir / "checkpoints" / "last.pt.tmp-99999999"  # (a kill during a save)
+    leftover.write_bytes(b"half")
     assert main(["pretrain", "--resume", str(run_dir), "--no-progress"]) == 0
     assert "finished at step 6 already: nothing to do" in capsys.readouterr().out
     assert {name: (run_dir / name).read_bytes() for name in logs} == logs
+    assert not leftover.exists()
+    # Moved since: the summary returned names where its checkpoint is now
+    moved = tmp_path / "moved"
+    run_dir.rename(moved)
+    summary = train.pretrain(load_resume_config(moved, {}), resume=True)
+    assert summary["checkpoint"] == str(moved / "checkpoints" / "last.pt")
 
 
 def test_a_resume_on_files_renamed_since_says_it_is_no_longer_exact(tmp_path, capsys):
@@ -270,6 +279,13 @@ def test_a_second_ctrl_c_names_the_command_that_continues(tmp_path, image_folder
     assert capsys.readouterr().err == (
         f"simclr pretrain: interrupted; its last checkpoint stays: continue with `simclr "
         f"pretrain --resume {run_dir}`\n")
+    # A sweep's cell: the sweep has no --resume; its own command goes on
+    from simclr.cli import _continue_after
+
+    exc = KeyboardInterrupt()
+    exc.run_dir = run_dir
+    assert _continue_after(exc, "simclr sweep") == (
+        f"; {run_dir}'s last checkpoint stays: the same command continues it")
     assert main(["pretrain", "--out", str(tmp_path / "fresh"), "--data", str(image_folder),
                  "--batch-size", "8", "--image-size", "16", "--cache-dir", cache_dir]) == 130
     assert capsys.readouterr().err.endswith("interrupted; no checkpoint was saved\n")

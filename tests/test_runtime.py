@@ -282,30 +282,55 @@ def test_an_unknown_precision_is_refused_not_run_in_fp16():
             resolve_precision(name, torch.device("cpu"))
 
 
-def test_at_exit_only_loader_workers_are_killed_not_the_programs_own_children():
-    """The exit hook SIGKILLed every daemonic child: a program's own process (which
-    SIGTERM, multiprocessing's exit handler, lets clean up) died with simclr's workers,
-    which ignore SIGTERM (and would hang the exit without the kill)."""
+def _cleans_up_on_sigterm(path):
+    import sys
+    import time
+
+    signal.signal(signal.SIGTERM, lambda *a: (open(path, "w").write("cleaned"), sys.exit(0)))
+    while True:
+        time.sleep(0.05)
+
+
+def _turns_deaf_on_sigterm():
+    import time
+
+    # as a worker that set SIG_IGN between the exit hook's look and its SIGTERM
+    signal.signal(signal.SIGTERM, lambda *a: signal.signal(signal.SIGTERM, signal.SIG_IGN))
+    while True:
+        time.sleep(0.05)
+
+
+def test_at_exit_loader_workers_are_killed_and_the_programs_own_children_clean_up(tmp_path):
+    """The exit hook SIGKILLed every daemonic child: a program's own process died
+    without the SIGTERM clean-up multiprocessing's exit gives it. Only those that
+    ignore SIGTERM (simclr's workers; one that just set it is found on a second look)
+    are killed: multiprocessing would wait on them forever."""
     import multiprocessing
     import time
 
-    theirs = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,),
-                                                         daemon=True)
+    fork = multiprocessing.get_context("fork")
+    theirs = fork.Process(target=_cleans_up_on_sigterm, args=(tmp_path / "x",), daemon=True)
+    late = fork.Process(target=_turns_deaf_on_sigterm, daemon=True)
     theirs.start()
+    late.start()
     loader = torch.utils.data.DataLoader(range(4), num_workers=1,
                                          worker_init_fn=runtime.ignore_stop_signals)
     batches = iter(loader)
     next(batches)
-    ours = [c for c in multiprocessing.active_children() if c.pid != theirs.pid]
+    time.sleep(0.3)  # (the children's handlers in place)
+    ours = [c for c in multiprocessing.active_children() if c.pid not in (theirs.pid, late.pid)]
     previous = signal.getsignal(signal.SIGCHLD)
     try:
         assert len(ours) == 1 and runtime._ignores_sigterm(ours[0].pid)
+        assert not runtime._ignores_sigterm(theirs.pid)
         runtime._kill_daemons_at_exit()
-        ours[0].join(10)
-        assert ours[0].exitcode == -signal.SIGKILL
-        assert theirs.is_alive() and not runtime._ignores_sigterm(theirs.pid)
+        for child in (ours[0], theirs, late):
+            child.join(10)
+        assert (ours[0].exitcode, late.exitcode) == (-signal.SIGKILL, -signal.SIGKILL)
+        assert theirs.exitcode == 0 and (tmp_path / "x").read_text() == "cleaned"
     finally:
         signal.signal(signal.SIGCHLD, previous)
-        theirs.kill()
-        theirs.join()
+        for child in (theirs, late):
+            child.kill()
+            child.join()
         del batches

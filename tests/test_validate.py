@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from simclr.errors import SimCLRError
@@ -109,4 +111,8 @@ def test_a_config_edited_from_python_is_held_to_its_types(path, value, message):
     cfg = build_config("cifar10-cpu", None, {"out": "x"})
     cfg.loss.temperature = 1  # a whole number is a number
     cfg.augment.crop_scale = [0.2, 1]  # (as YAML gives it)
-    validate(cfg)
+    cfg.out, cfg.batch_size = Path("runs") / "a", np.int64(16)  # the right kind, otherwise
+    cfg.optim.lr = np.float32(0.5)
+    validate(cfg)  # ... kept as the plain values they stand for (YAML saves those)
+    assert (cfg.out, cfg.augment.crop_scale) == (str(Path("runs") / "a"), (0.2, 1.0))
+    assert [type(v) for v in (cfg.batch_size, cfg.optim.lr)] == [int, float]
