@@ -427,7 +427,8 @@ def check_same_recipe(saved: Config, given: Config, allowed: set[str]) -> None:
     aside), refused naming the first they would change."""
     absolute_paths(given)
     before, now = flatten(saved.to_dict()), flatten(given.to_dict())
-    changed = [p for p in before if p not in allowed and before[p] != now.get(p)]
+    # (--out: --resume names the run's folder; a preset's own --out is no change of it)
+    changed = [p for p in before if p not in allowed and p != "out" and before[p] != now.get(p)]
     if changed:
         path = changed[0]
         raise SimCLRError(f"--resume continues the saved settings; cannot change "

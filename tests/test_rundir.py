@@ -112,8 +112,10 @@ def test_resume_with_the_first_commands_recipe_is_accepted_and_another_refused(
 
     run_dir = tmp_path / "run"
     _preempted_run(build_config(flags=tiny_flags(image_folder, run_dir, cache_dir)))
-    recipe = tmp_path / "recipe.yaml"  # the run's recipe, as its first command gave it
-    recipe.write_text((run_dir / "config.yaml").read_text())
+    recipe = tmp_path / "recipe.yaml"  # the run's recipe, as its first command gave it,
+    recipe.write_text("".join(  # without --out: --resume names the folder
+        line for line in (run_dir / "config.yaml").read_text().splitlines(keepends=True)
+        if not line.startswith("out:")))
     assert main(["pretrain", "--resume", str(run_dir), "--preset", "cifar10-cpu"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "asked by --preset/--config and the flags)" in err, err
