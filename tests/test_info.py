@@ -80,7 +80,7 @@ def test_results_not_of_the_runs_encoder_as_it_is_now_say_so(evaluated_run, tmp_
         "its results would be taken for that run's; choose another --out\n")
 
 
-def test_a_run_being_trained_is_running(evaluated_run, capsys):
+def test_a_run_being_trained_is_running(evaluated_run, capsys, tmp_path):
     run, _ = evaluated_run
     held = lock_folder(run)  # as a training holds its folder
     try:
@@ -90,13 +90,13 @@ def test_a_run_being_trained_is_running(evaluated_run, capsys):
     assert ", finished at step 2" in _info(capsys, run).splitlines()[0]
     # A command that has saved nothing yet (a fine-tuning's first 500 steps): running,
     # not "not a simclr run folder"
-    starting = run.parent / "starting"
+    starting = tmp_path / "runs" / "starting"  # (not beside the shared run: its own)
     (starting / "checkpoints").mkdir(parents=True)  # (as a fine-tuning --overwrite leaves)
     (starting / "labeled_subset.txt").write_text("a.png\n")
     held = lock_folder(starting)
     try:
         out = _info(capsys, starting)
-        listed = _info(capsys, run.parent)  # among other runs: a line, not a KeyError
+        listed = _info(capsys, starting.parent)  # among runs: a line, not a KeyError
     finally:
         held.close()
     assert out.startswith(f"{starting}: a simclr command is running in it (pid "), out
