@@ -452,7 +452,12 @@ def _run_cells(root: Path, axes: list[Axis], cells: list[Cell], configs: list[Co
     table = _write_summary(root, axes, cells)  # the plan, every cell pending
     for k, (cell, cfg) in enumerate(zip(cells, configs, strict=True)):
         print(f"sweep cell {k + 1}/{len(cells)}: {cell.name}", flush=True)
-        summary = _pretrain(cfg, cell.run_dir, cell.name, processes)
+        try:
+            summary = _pretrain(cfg, cell.run_dir, cell.name, processes)
+        except KeyboardInterrupt:  # a second Ctrl-C: the files say so, not 'pending'
+            cell.result = {"status": "interrupted"}
+            _write_summary(root, axes, cells)
+            raise
         if summary["status"] == "diverged":
             cell.result = {"status": f"diverged at step {summary['steps']}"}
             table = _write_summary(root, axes, cells)

@@ -308,6 +308,24 @@ def test_a_preempted_sweep_stops_and_exits_75(tmp_path, image_folder, monkeypatc
     assert "the same command continues it" in capsys.readouterr().err
 
 
+def test_a_sweep_cut_by_a_second_ctrl_c_says_so_in_its_files(tmp_path, image_folder,
+                                                            monkeypatch, capsys):
+    """The interrupted cell stayed 'pending' in sweep.md/csv/json, as if never started."""
+    from simclr import train
+
+    def interrupted(cfg, resume=False):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "pretrain", interrupted)
+    code = main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
+                 "--batch-size", "8", "--eval", "none", "--out", str(tmp_path / "sw")])
+    assert code == 130
+    rows = json.loads((tmp_path / "sw/sweep.json").read_text())
+    assert [r["status"] for r in rows] == ["interrupted", "pending"]
+    assert "temperature,status\n0.2,interrupted\n0.5,pending\n" == \
+        (tmp_path / "sw/sweep.csv").read_text()
+
+
 def test_settings_that_only_say_where_or_how_visibly_are_not_swept():
     for text, needle in [("out=a,b", "--set out: not an experiment setting (every cell runs "
                                      "in its own folder under the sweep's --out)"),
