@@ -308,13 +308,15 @@ def test_a_preempted_sweep_stops_and_exits_75(tmp_path, image_folder, monkeypatc
     assert "the same command continues it" in capsys.readouterr().err
 
 
-def test_an_out_inside_a_run_is_refused(tmp_path, image_folder):
+def test_an_out_inside_a_run_is_refused(tmp_path, image_folder, capsys):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.yaml").write_text("epochs: 1\n")
     for out in (run / "sub", run / "checkpoints"):
         assert main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
-                     "--eval", "none", "--out", str(out)]) == 2
+                     "--batch-size", "8", "--eval", "none", "--out", str(out)]) == 2
+        assert f"--out {out} lies inside the run {run}; give the sweep a folder" in \
+            capsys.readouterr().err
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml"]
 
 
