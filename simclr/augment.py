@@ -173,13 +173,19 @@ def _inverse(perm: np.ndarray) -> np.ndarray:
     return inv
 
 
-def _check_images(images: Tensor, params: ViewParams, rows: np.ndarray) -> None:
+def _check_uint8_batch(images: Tensor, also: str = "") -> None:
+    """``images`` a uint8 (B, 3, H, W) tensor (``also``: what else the caller takes, for
+    the message)."""
     if not isinstance(images, Tensor):  # (a numpy array read as "uint8, not uint8")
-        raise TypeError(f"images must be a torch uint8 tensor (B, 3, H, W) or a PIL image, "
-                        f"got {type(images).__name__}")
+        raise TypeError(f"images must be a torch uint8 tensor (B, 3, H, W){also}, got "
+                        f"{type(images).__name__}")
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be uint8 (B, 3, H, W), got {images.dtype} "
                          f"{tuple(images.shape)}")
+
+
+def _check_images(images: Tensor, params: ViewParams, rows: np.ndarray) -> None:
+    _check_uint8_batch(images)
     if tuple(images.shape[-2:]) != tuple(params.image_hw):
         raise ValueError(f"images are {tuple(images.shape[-2:])} but the parameters were "
                          f"drawn for {params.image_hw}")
@@ -442,12 +448,7 @@ def eval_resize(images: Tensor | Image.Image, size: int,
     if isinstance(images, Image.Image):  # as simclr reads a file (EXIF, alpha, 16-bit)
         array = np.asarray(as_rgb(images), dtype=np.uint8)
         return eval_resize(torch.from_numpy(array.copy()).permute(2, 0, 1)[None], size)[0]
-    if not isinstance(images, Tensor):  # (a numpy array read as "uint8, not uint8")
-        raise TypeError(f"images must be a torch uint8 tensor (B, 3, H, W) or a PIL image, "
-                        f"got {type(images).__name__}")
-    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be uint8 (B, 3, H, W), got {images.dtype} "
-                         f"{tuple(images.shape)}")
+    _check_uint8_batch(images, " or a PIL image")
     if not is_count(size):
         raise ValueError(f"size must be a positive whole number of pixels, got {size!r}")
     a = None if aspect is None else torch.as_tensor(aspect).detach().cpu().double().numpy()

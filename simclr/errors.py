@@ -50,11 +50,18 @@ def unreadable_path(path: str | os.PathLike) -> str | None:
     return None if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else NOT_REGULAR
 
 
-def is_count(value: Any, least: int = 1) -> bool:
-    """Whether ``value`` is a whole number (a bool is none) of at least ``least``: what
-    a size, a batch or a k given from Python must be (flags are parsed as such)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and \
-        value >= least
+def is_count(value: Any) -> bool:
+    """Whether ``value`` is a positive whole number (a bool is none): what a size, a
+    batch or a k given from Python must be (flags are parsed as such)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def check_counts(values: dict[str, Any]) -> None:
+    """Each of ``values`` (its name in messages -> its value; None: not given) a
+    positive whole number (:func:`is_count`), else a one-line error naming it."""
+    for name, value in values.items():
+        if value is not None and not is_count(value):
+            raise SimCLRError(f"{name} must be a positive whole number, got {value!r}")
 
 
 def with_article(word: str) -> str:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from simclr.data import collate_raw, decode_device, decode_raw_batch
-from simclr.errors import SimCLRError, is_count
+from simclr.errors import SimCLRError, check_counts
 from simclr.folders import ImageList, check_folder, list_folder
 from simclr.runtime import (
     autocast,
@@ -249,8 +249,7 @@ def indexed_features(
     """
     from simclr.augment import eval_resize
 
-    if not is_count(batch_size):
-        raise SimCLRError(f"--batch-size must be a positive whole number, got {batch_size!r}")
+    check_counts({"--batch-size": batch_size})
     dev, prec = resolve_runtime(device, precision)
     order = np.arange(source.num_images) if indices is None else np.asarray(indices)
     labels_all = np.asarray(source.labels, dtype=np.int64)

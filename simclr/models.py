@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from simclr.backbones import TorchvisionEncoder, check_arch, is_torchvision_arch
 from simclr.config import ARCHS, ModelConfig
-from simclr.errors import SimCLRError, is_count
+from simclr.errors import SimCLRError, check_counts
 from simclr.memory import build_within_memory
 
 # arch -> (block kind, blocks per stage)
@@ -267,10 +267,8 @@ class ProjectionHead(nn.Module):
 def head_dims(kind: str, in_dim: int, hidden_dim: int | None, out_dim: int,
               num_layers: int = 2) -> list[int]:
     """The widths of a head's layers, input first: see :func:`build_head`."""
-    for name, value in (("in_dim", in_dim), ("--head-hidden-dim", hidden_dim),
-                        ("--head-out-dim", out_dim)):
-        if value is not None and not is_count(value):
-            raise SimCLRError(f"{name} must be a positive whole number, got {value!r}")
+    check_counts({"in_dim": in_dim, "--head-hidden-dim": hidden_dim,
+                  "--head-out-dim": out_dim})
     if kind == "none":
         return [in_dim]
     if kind == "linear":

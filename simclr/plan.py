@@ -42,19 +42,22 @@ def check_batch_fits(batch_size: int, num_images: int, files: ImageList | None =
     """The batch is the user's choice: one larger than the set (an epoch without a
     step) is refused. ``files``: the folder's listing, counted before decoding: where
     none of them decodes, that is said instead."""
-    if files is not None and (num_images < 2 <= batch_size or batch_size > num_images):
-        from simclr.data import check_some_readable
-
-        check_some_readable(files)
     if num_images < 2 <= batch_size:  # the smallest batch (a pair for NT-Xent, BN's 2)
-        raise SimCLRError(f"the data set has {num_images} image{'s' * (num_images != 1)}; "
-                          "training needs at least 2")
-    if batch_size > num_images:
+        problem = (f"the data set has {num_images} image{'s' * (num_images != 1)}; "
+                   "training needs at least 2")
+    elif batch_size > num_images:
         processes = dist.launched_processes()  # a batch they can share
         fits = (2 ** int(math.log2(num_images)) if processes == 1 else
                 num_images // processes * processes) if num_images > 0 else 0
-        raise SimCLRError(f"--batch-size {batch_size} is larger than the data set "
-                          f"({num_images} images)" + (f"; try --batch-size {fits}" if fits else ""))
+        problem = (f"--batch-size {batch_size} is larger than the data set ({num_images} "
+                   "images)" + (f"; try --batch-size {fits}" if fits else ""))
+    else:
+        return
+    if files is not None:
+        from simclr.data import check_some_readable
+
+        check_some_readable(files)
+    raise SimCLRError(problem)
 
 
 # Steps: a time budget's first re-plan, from the speed measured so far. Early, so that

@@ -36,7 +36,7 @@ from simclr.checkpoint import (
     weight_mismatch,
 )
 from simclr.config import MAX_SIDE, MIN_SIZE, Config
-from simclr.errors import SimCLRError, is_count
+from simclr.errors import SimCLRError, check_counts
 from simclr.files import written
 from simclr.models import (
     Classifier,
@@ -252,15 +252,6 @@ def folder_features(
     return source, feats, labels, [source.paths[i] for i in rows] if source.paths else []
 
 
-def check_counts(**values: Any) -> None:
-    """Each of ``values`` (a name: its value; None: not given) a positive whole number,
-    checked before any work (a float or text failed after the features were made)."""
-    for name, value in values.items():
-        if value is not None and not is_count(value):
-            raise SimCLRError(f"--{name.replace('_', '-')} must be a positive whole number, "
-                              f"got {value!r}")
-
-
 def embed_folder(
     checkpoint: str | Path, data: str, out: str | Path, batch_size: int = 256,
     device: str = "auto", precision: str = "auto", workers: int | None = None,
@@ -277,7 +268,8 @@ def embed_folder(
     ImageFolder, -1 for a flat folder), ``classes`` (C,) str, ``paths`` (N,) str,
     ``encoder`` () str (checkpoint file, step, layer and another side if given).
     """
-    check_counts(batch_size=batch_size, image_size=image_size)
+    # before any work (a float or text failed after the features were made)
+    check_counts({"--batch-size": batch_size, "--image-size": image_size})
     out = output_file(out, overwrite)  # before the work, and after it by written()
     ckpt = at_image_size(load_checkpoint(checkpoint), image_size, checkpoint)
     module, spec = representation_from_checkpoint(ckpt, layer)
@@ -506,7 +498,7 @@ def predict_folder(
     belong to none of the classes, or are doubtful. The result counts the ``confident``
     rows and, on a labeled folder, the top-1 accuracy among those (``confident_top1``).
     """
-    check_counts(top_k=top_k, batch_size=batch_size)
+    check_counts({"--top-k": top_k, "--batch-size": batch_size})  # (before any work)
     if min_probability is not None and not (isinstance(min_probability, numbers.Real) and
                                             0 < min_probability <= 1):
         raise SimCLRError(f"--min-probability must lie in (0, 1], got {min_probability}")

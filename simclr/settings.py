@@ -405,8 +405,14 @@ def apply_resume_flags(cfg: Config, flags: dict[str, Any], allowed: set[str]) ->
     is checked as a new run's would be, so a resumed run never saves an invalid config.
     Any other flag is refused unless it gives the saved value (the first command with
     ``--resume`` added)."""
-    refused = sorted(f"--{flag_of(path)}" for path in set(flags) - allowed
-                     if _changes(cfg, path, flags[path]))
+    trial, unfit = copy.deepcopy(cfg), set()
+    for path, value in flags.items():
+        try:
+            set_path(trial, path, value, "flag")
+        except SimCLRError:  # a value it cannot take: a change (said below if allowed)
+            unfit.add(path)
+    changed = unfit | set(_differing(cfg, trial))  # ('16' is 16, a folder its full path)
+    refused = sorted(f"--{flag_of(path)}" for path in set(flags) - allowed if path in changed)
     if refused:
         raise SimCLRError(f"--resume continues the saved settings; cannot change "
                           f"{', '.join(refused)}")
@@ -425,15 +431,14 @@ def check_same_recipe(saved: Config, given: Config, allowed: set[str]) -> None:
     """``--resume`` with ``--preset``/``--config`` (the first command again): accepted
     where they, with the flags, give the saved settings (those ``allowed`` to change
     aside), refused naming the first they would change."""
-    absolute_paths(given)
-    before, now = flatten(saved.to_dict()), flatten(given.to_dict())
     # (--out: --resume names the run's folder; a preset's own --out is no change of it)
-    changed = [p for p in before if p not in allowed and p != "out" and before[p] != now.get(p)]
+    changed = {p: v for p, v in _differing(saved, given).items()
+               if p not in allowed and p != "out"}
     if changed:
-        path = changed[0]
+        path, (before, now) = next(iter(changed.items()))
         raise SimCLRError(f"--resume continues the saved settings; cannot change "
-                          f"--{flag_of(path)} ({before[path]} saved, {now.get(path)} asked "
-                          "by --preset/--config and the flags)")
+                          f"--{flag_of(path)} ({before} saved, {now} asked by "
+                          "--preset/--config and the flags)")
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -448,20 +453,12 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _changes(cfg: Config, path: str, value: Any) -> bool:
-    """Whether flag ``value`` would change ``cfg``'s setting ``path`` (as that setting
-    reads it: '16' is 16, a relative folder its absolute path)."""
-    trial = copy.deepcopy(cfg)
-    try:
-        set_path(trial, path, value, "flag")
-    except SimCLRError:
-        return True
-    absolute_paths(trial)
-
-    def setting(c: Config) -> Any:
-        return functools.reduce(getattr, path.split("."), c)
-
-    return setting(trial) != setting(cfg)
+def _differing(saved: Config, given: Config) -> dict[str, tuple[Any, Any]]:
+    """The settings (dotted path -> (saved value, given value)) in which ``given`` differs
+    from ``saved``, its local paths made absolute first as a run's are."""
+    absolute_paths(given)
+    before, now = flatten(saved.to_dict()), flatten(given.to_dict())
+    return {p: (v, now.get(p)) for p, v in before.items() if v != now.get(p)}
 
 
 def carry_lr(cfg: Config, lr: float, rule: str, batch: int) -> None:

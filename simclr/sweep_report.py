@@ -42,9 +42,10 @@ def render(axes: list[Axis], cells: list[Cell]) -> str:
     head = [a.name for a in axes] + columns
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for cell in cells:
+        result = result_of(cell)
         values = [cell.labels[a.name] for a in axes]
-        results = [_fmt(c, result_of(cell).get(c, "")) for c in columns]
-        lines.append("| " + " | ".join(values + results) + " |")
+        lines.append("| " + " | ".join(values + [_fmt(c, result.get(c, "")) for c in columns])
+                     + " |")
     return "\n\n".join(["\n".join(lines), *pair_matrices(axes, cells)])
 
 
@@ -102,18 +103,18 @@ def _square(ops: list[str], rows: list[list[Cell]], score: str) -> str:
     lines = ["| first \\ then | " + " | ".join(ops) + " | mean |",
              "|" + "---|" * (len(ops) + 2)]
     for op, row in zip(ops, rows, strict=True):
-        values = [result_of(c).get(score) for c in row]
-        scored = [v for v in values if isinstance(v, float)]
+        results = [result_of(c) for c in row]
+        scored = [r[score] for r in results if isinstance(r.get(score), float)]
         mean = _fmt(score, sum(scored) / len(scored)) if len(scored) == len(row) else ""
-        lines.append(f"| **{op}** | " + " | ".join(_shown(c, score) for c in row) +
+        lines.append(f"| **{op}** | " + " | ".join(_shown(r, score) for r in results) +
                      f" | {mean} |")
     return "\n".join(lines)
 
 
-def _shown(cell: Cell, score: str) -> str:
-    """A square's entry: the score, else why there is none ('pending', 'diverged',
-    'preempted'; blank for a finished cell this sweep did not score)."""
-    result = result_of(cell)
+def _shown(result: dict[str, Any], score: str) -> str:
+    """A square's entry from a cell's results: the score, else why there is none
+    ('pending', 'diverged', 'preempted'; blank for a finished cell this sweep did not
+    score)."""
     if isinstance(result.get(score), float):
         return _fmt(score, result[score])
     status = str(result.get("status", "")).split(" ")[0]
