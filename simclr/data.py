@@ -100,6 +100,12 @@ class ImageSource:
     def num_images(self) -> int:
         return len(self.labels)
 
+    @property
+    def readable_images(self) -> int:
+        """The images not known to be unreadable: a cache holds only those; an uncached
+        folder finds its unreadable files as it reads them (substituted in training)."""
+        return self.num_images if self.cached else self.num_images - len(self.skipped)
+
     def __len__(self) -> int:
         return self.num_images
 

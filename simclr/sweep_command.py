@@ -169,8 +169,10 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     layer = args.eval_layer
     # Every layer this cell was scored on, on these folders, by this command or an
     # earlier one with another --eval-layer (kept as NAME.previous-K): one column each.
-    scored = _scored_layers(run_dir, name, wanted, args.eval_precision)
+    on_record = _scored_layers(run_dir, name, wanted, args.eval_precision)
+    scored = {key: top1 for key, (top1, _) in on_record.items()}
     if layer in scored:  # this layer's score is on record: nothing to compute
+        _make_current(run_dir, name, on_record[layer][1], EVAL_FILES[args.eval])
         return _columns(args.eval, scored)
     stale = _stale_evaluation(saved, wanted, args.eval_precision, layer)
     kept = set_aside(run_dir, EVAL_FILES[args.eval])
@@ -211,10 +213,28 @@ def _columns(protocol: str, scored: dict[str, float]) -> dict[str, float]:
             for layer, top1 in sorted(scored.items(), key=lambda item: item[0] != "h")}
 
 
+def _make_current(run_dir: Path, name: str, found: Path, files: tuple[str, ...]) -> None:
+    """Bring the evaluation on record in ``found`` (``NAME.previous-K``) back as the
+    cell's current files, the current ones set aside in its place: a cell's ``knn.json``
+    (its ``linear.pt``) is always the evaluation its sweep table shows last."""
+    if found.name == name:
+        return
+    k = found.name.rsplit(".", 2)[1]  # STEM.previous-K.EXT
+    kept = set_aside(run_dir, files)
+    for current in files:
+        earlier = run_dir / current
+        earlier = earlier.with_name(f"{earlier.stem}.{k}{earlier.suffix}")
+        if earlier.exists():
+            earlier.replace(run_dir / current)
+    print(f"cell {run_dir.name}: the evaluation on record in {found.name} is current again"
+          f"{f' (the other kept as {kept})' if kept else ''}", file=sys.stderr, flush=True)
+
+
 def _scored_layers(run_dir: Path, name: str, wanted: dict[str, str],
-                   precision: str) -> dict[str, float]:
-    """{layer: top-1} of the cell's evaluations ``name`` (and ``NAME.previous-K``) made on
-    ``wanted`` (:func:`_stale_evaluation`); the latest one of a layer wins."""
+                   precision: str) -> dict[str, tuple[float, Path]]:
+    """{layer: (top-1, its file)} of the cell's evaluations ``name`` (and
+    ``NAME.previous-K``) made on ``wanted`` (:func:`_stale_evaluation`); the latest one of
+    a layer wins."""
     stem, ext = name.rsplit(".", 1)
 
     def order(path: Path) -> tuple[bool, int]:  # by when written, the current file last
@@ -223,7 +243,7 @@ def _scored_layers(run_dir: Path, name: str, wanted: dict[str, str],
         except OSError:
             return path.name == name, 0
 
-    scored: dict[str, float] = {}
+    scored: dict[str, tuple[float, Path]] = {}
     for path in sorted([*run_dir.glob(f"{stem}.previous-*.{ext}"), run_dir / name], key=order):
         try:
             found = json.loads(path.read_text())
@@ -231,7 +251,7 @@ def _scored_layers(run_dir: Path, name: str, wanted: dict[str, str],
         except (OSError, ValueError, AttributeError):
             continue
         if _stale_results(found, wanted, precision, layer) is None:
-            scored[layer] = found["top1"]
+            scored[layer] = found["top1"], path
     return scored
 
 

@@ -494,7 +494,7 @@ def run_summary(
     return {
         "status": reason, "signal": signal, "steps": state.step,
         "epochs": state.step / plan.steps_per_epoch, "elapsed_s": state.elapsed,
-        "checkpoint": str(checkpoint), "num_images": source.num_images,
+        "checkpoint": str(checkpoint), "num_images": source.readable_images,
         "processes": dist.world_size(), "skipped_images": [list(s) for s in source.skipped],
     }
 

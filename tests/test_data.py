@@ -50,6 +50,7 @@ def test_bad_images_are_skipped_and_counted(tmp_path, cache):
     for name, fragment in bad.items():
         assert fragment in skipped[name]
     assert "skipped 4 unreadable image(s)" in src.skip_summary()
+    assert src.readable_images == 3  # as a run's summary.json counts them, cached or not
 
 
 @pytest.mark.parametrize("cache", ["on", "off"])

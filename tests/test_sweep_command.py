@@ -142,11 +142,16 @@ def test_cells_are_scored_on_the_layer_asked_for(tmp_path, image_folder, capsys)
         (json.loads((tmp_path / "sw" / row["cell"] / "knn.json").read_text())["top1"],
          row["knn_z_top1"]) for row in rows]
     assert "| head | status | steps | epochs | train_s | knn_top1 | knn_z_top1 |" in said.out
-    stamps = [(tmp_path / "sw" / row["cell"] / "knn.json").stat().st_mtime_ns for row in rows]
+    cells = [tmp_path / "sw" / row["cell"] for row in rows]
+    on_h = [(cell / "knn.json").read_text() for cell in cells]
+    on_z = [(cell / "knn.previous-1.json").read_text() for cell in cells]
     assert main(["sweep", "--set", "head=mlp,linear", *common, "--eval-layer", "z"]) == 0
-    assert "evaluating again" not in capsys.readouterr().err  # z is on record: reused
-    assert stamps == [(tmp_path / "sw" / row["cell"] / "knn.json").stat().st_mtime_ns
-                      for row in rows]
+    err = capsys.readouterr().err
+    assert "evaluating again" not in err  # z is on record: reused, and current again
+    assert "the evaluation on record in knn.previous-1.json is current again (the other " \
+        "kept as knn.previous-2.json, knn_confusion.previous-2.png)" in err
+    assert [(cell / "knn.json").read_text() for cell in cells] == on_z
+    assert [(cell / "knn.previous-2.json").read_text() for cell in cells] == on_h
     assert json.loads((tmp_path / "sw" / "sweep.json").read_text()) == again
 
 
@@ -199,3 +204,41 @@ def test_a_headless_cells_z_is_its_h_and_out_inside_an_eval_folder_is_refused(
                  "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "h")]) == 0
     assert rows["none"]["knn_z_top1"] == json.loads((tmp_path / "h" / "knn.json").read_text()
                                                     )["top1"]
+
+
+def test_an_evaluation_on_record_is_made_current_again(tmp_path, image_folder, capsys):
+    """A rerun on the folders (or layer) of an earlier evaluation reuses its score and
+    brings its files back: the cell's linear_eval.json and linear.pt were those of the
+    other test set (or of z) while the table showed this one's score."""
+    other = make_image_folder(tmp_path / "other", classes=2, per_class=3, seed=1)
+    cell = tmp_path / "sw/temperature=0.5"
+
+    def sweep(test, *extra):
+        code = main(["sweep", "--set", "temperature=0.5", "--data", str(image_folder),
+                     "--arch", "resnet18", "--width", "0.125", "--image-size", "16",
+                     "--batch-size", "8", "--epochs", "1", "--precision", "fp32",
+                     "--device", "cpu", "--no-progress", "--workers", "0",
+                     "--cache-dir", str(tmp_path / "cache"), "--eval", "linear",
+                     "--eval-train", str(image_folder), "--eval-test", str(test),
+                     "--eval-device", "cpu", "--eval-precision", "fp32",
+                     "--eval-workers", "0", "--out", str(tmp_path / "sw"), *extra])
+        assert code == 0
+        row, = json.loads((tmp_path / "sw/sweep.json").read_text())
+        classifier = cell / "checkpoints/linear.pt"  # (only one on h is saved)
+        return row, (cell / "linear_eval.json").read_text(), \
+            classifier.read_bytes() if classifier.exists() else None
+
+    first = sweep(image_folder)
+    assert json.loads(first[1])["num_test"] == 24
+    assert json.loads(sweep(other)[1])["num_test"] == 6
+    capsys.readouterr()
+    assert sweep(image_folder) == first  # the same row, and its files current again
+    err = capsys.readouterr().err
+    assert "evaluating again" not in err and "linear_eval.previous-1.json is current" in err
+    assert json.loads((cell / "linear_eval.previous-2.json").read_text())["num_test"] == 6
+    assert (cell / "checkpoints/linear.previous-2.pt").is_file()
+    on_z = sweep(image_folder, "--eval-layer", "z")
+    assert json.loads(on_z[1])["source"]["layer"] == "z" and on_z[2] is None
+    row, current, classifier = sweep(image_folder)  # back to h: h's linear.pt again
+    assert (current, classifier) == first[1:]
+    assert row["linear_top1"] == first[0]["linear_top1"] and "linear_z_top1" in row

@@ -56,6 +56,16 @@ def test_pretrain_decodes_jpegs_on_the_device(tmp_path, cache_dir, capsys):
 
 
 @pytest.mark.parametrize("cache", ["on", "off"])
+def test_the_summary_counts_the_readable_images_cached_or_not(tmp_path, image_folder,
+                                                              cache_dir, cache):
+    """An unreadable file: left out of a cache, substituted when decoded per epoch; the
+    summary's num_images counted it in the second case only."""
+    (image_folder / "class_0" / "zz.png").write_text("not an image")
+    summary = run(tmp_path, image_folder, cache_dir, "run", **{"data.cache": cache})[1]
+    assert summary["num_images"] == 24 and len(summary["skipped_images"]) == 1
+
+
+@pytest.mark.parametrize("cache", ["on", "off"])
 def test_pretraining_crops_non_square_photos_on_the_whole_picture(tmp_path, cache_dir, cache,
                                                                   monkeypatch):
     """Every batch reaches the augmentation with its pictures' aspect ratios (here 3:2
