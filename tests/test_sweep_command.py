@@ -13,6 +13,15 @@ from tests.conftest import make_image_folder
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+def tiny_cell(tmp_path, data, protocol="knn"):
+    """A sweep's flags for cells that train in a second and are scored on the CPU."""
+    return ["--data", str(data), "--arch", "resnet18", "--width", "0.125", "--image-size",
+            "16", "--batch-size", "8", "--epochs", "1", "--precision", "fp32", "--device",
+            "cpu", "--no-progress", "--workers", "0", "--cache-dir", str(tmp_path / "cache"),
+            "--eval", protocol, "--eval-device", "cpu", "--eval-precision", "fp32",
+            "--eval-workers", "0", "--out", str(tmp_path / "sw")]
+
+
 def test_sweep_command_needs_evaluation_folders_for_image_data(tmp_path, image_folder, capsys):
     code = main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
                  "--out", str(tmp_path / "sw")])
@@ -40,13 +49,8 @@ def test_sweep_evaluation_decodes_into_the_pretraining_cache_dir(tmp_path, image
                                                                   monkeypatch, capsys):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     cache = tmp_path / "cache"
-    code = main(["sweep", "--set", "temperature=0.5", "--data", str(image_folder),
-                 "--arch", "resnet18", "--width", "0.125", "--image-size", "16",
-                 "--batch-size", "8", "--epochs", "1", "--precision", "fp32", "--device", "cpu",
-                 "--no-progress", "--workers", "0", "--cache-dir", str(cache), "--eval", "knn",
-                 "--eval-train", str(image_folder), "--eval-test", str(image_folder),
-                 "--eval-device", "cpu", "--eval-precision", "fp32", "--eval-workers", "0",
-                 "--out", str(tmp_path / "sw")])
+    code = main(["sweep", "--set", "temperature=0.5", *tiny_cell(tmp_path, image_folder),
+                 "--eval-train", str(image_folder), "--eval-test", str(image_folder)])
     assert code == 0, capsys.readouterr().err
     assert "knn_top1" in capsys.readouterr().out
     assert list(cache.iterdir()) and not (tmp_path / "home/.cache/simclr").exists()
@@ -59,14 +63,8 @@ def test_a_cached_evaluation_is_reused_only_on_the_same_folders(tmp_path, image_
     other = make_image_folder(tmp_path / "other", classes=2, per_class=3, seed=1)
 
     def sweep(train, test):
-        code = main(["sweep", "--set", "temperature=0.5", "--data", str(image_folder),
-                     "--arch", "resnet18", "--width", "0.125", "--image-size", "16",
-                     "--batch-size", "8", "--epochs", "1", "--precision", "fp32",
-                     "--device", "cpu", "--no-progress", "--workers", "0",
-                     "--cache-dir", str(tmp_path / "cache"), "--eval", "knn",
-                     "--eval-train", str(train), "--eval-test", str(test),
-                     "--eval-device", "cpu", "--eval-precision", "fp32",
-                     "--workers-eval", "0", "--out", str(tmp_path / "sw")])
+        code = main(["sweep", "--set", "temperature=0.5", *tiny_cell(tmp_path, image_folder),
+                     "--eval-train", str(train), "--eval-test", str(test)])
         assert code == 0
         return json.loads((tmp_path / "sw/temperature=0.5/knn.json").read_text())
 
@@ -111,12 +109,8 @@ def test_cells_are_scored_on_the_layer_asked_for(tmp_path, image_folder, capsys)
     """Sec. 4.2's h against z: --eval-layer z scores each cell's z, as `simclr knn --layer
     z` of that cell does; a rerun on h evaluates again and shows both layers; one on z
     again reuses z's score; a head layer a cell lacks is refused before anything trains."""
-    common = ["--data", str(image_folder), "--arch", "resnet18", "--width", "0.125",
-              "--image-size", "16", "--batch-size", "8", "--epochs", "1", "--precision",
-              "fp32", "--device", "cpu", "--no-progress", "--workers", "0", "--cache-dir",
-              str(tmp_path / "cache"), "--eval-train", str(image_folder), "--eval-test",
-              str(image_folder), "--eval-device", "cpu", "--eval-precision", "fp32",
-              "--eval-workers", "0", "--out", str(tmp_path / "sw")]
+    common = [*tiny_cell(tmp_path, image_folder), "--eval-train", str(image_folder),
+              "--eval-test", str(image_folder)]
     assert main(["sweep", "--set", "head=mlp,linear", *common, "--eval-layer", "g3"]) == 2
     assert "--eval-layer g3: the cell head=mlp has a projection head of 2 layers" in \
         capsys.readouterr().err and not (tmp_path / "sw").exists()
@@ -214,14 +208,9 @@ def test_an_evaluation_on_record_is_made_current_again(tmp_path, image_folder, c
     cell = tmp_path / "sw/temperature=0.5"
 
     def sweep(test, *extra):
-        code = main(["sweep", "--set", "temperature=0.5", "--data", str(image_folder),
-                     "--arch", "resnet18", "--width", "0.125", "--image-size", "16",
-                     "--batch-size", "8", "--epochs", "1", "--precision", "fp32",
-                     "--device", "cpu", "--no-progress", "--workers", "0",
-                     "--cache-dir", str(tmp_path / "cache"), "--eval", "linear",
-                     "--eval-train", str(image_folder), "--eval-test", str(test),
-                     "--eval-device", "cpu", "--eval-precision", "fp32",
-                     "--eval-workers", "0", "--out", str(tmp_path / "sw"), *extra])
+        code = main(["sweep", "--set", "temperature=0.5",
+                     *tiny_cell(tmp_path, image_folder, "linear"),
+                     "--eval-train", str(image_folder), "--eval-test", str(test), *extra])
         assert code == 0
         row, = json.loads((tmp_path / "sw/sweep.json").read_text())
         classifier = cell / "checkpoints/linear.pt"  # (only one on h is saved)
