@@ -92,6 +92,16 @@ def write_json(path: Path, data: Any) -> Path:
     return written(path, lambda tmp: tmp.write_text(text))
 
 
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path`` (None: missing, unreadable, or not an object: a
+    results or summary file cut or edited is then treated as absent, never a crash)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def set_aside(run_dir: Path, files: tuple[str, ...]) -> str | None:
     """Rename those of ``files`` in ``run_dir`` to ``STEM.previous-K.EXT`` (the first K
     free for all of them), so that what comes next writes afresh and nothing is lost (a

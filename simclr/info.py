@@ -25,7 +25,7 @@ from simclr.checkpoint import (
     periodic_checkpoints,
 )
 from simclr.errors import SimCLRError, unreadable_path
-from simclr.files import folder_holder
+from simclr.files import folder_holder, read_json
 from simclr.rundir import SUPERVISED_RESULT
 
 # The evaluations' results files (simclr.results.RESULTS) and what each measured.
@@ -162,7 +162,7 @@ def _unfinished(partial: dict[str, Any]) -> dict[str, Any]:
 def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
     """finished / preempted / diverged (summary.json), running (folder locked), or
     stopped (neither: killed, or still starting); the last logged step and loss."""
-    summary = _read_json(folder / "summary.json") or _read_json(folder / SUPERVISED_RESULT)
+    summary = read_json(folder / "summary.json") or read_json(folder / SUPERVISED_RESULT)
     unreadable = None if summary else _unreadable_file(folder / "summary.json")
     logged = _last_logged(folder / "metrics.jsonl")
     last = next((c for c in checkpoints if c["name"] == LAST), {})
@@ -210,7 +210,7 @@ def results_in(folder: Path) -> list[dict[str, Any]]:
     found = []
     for sub in [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]:
         for name, what in RESULT_FILES.items():
-            data = _read_json(sub / name)
+            data = read_json(sub / name)
             if not data:
                 continue
             entry = {"file": str((sub / name).relative_to(folder)), "what": what}
@@ -300,14 +300,6 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, list):
         return [json_safe(v) for v in obj]
     return obj
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def _unreadable_file(path: Path) -> str | None:

@@ -26,7 +26,7 @@ from typing import Any
 
 from simclr.config import FIG5_OPS, RESUME_SETTINGS, Config, unsaved_value
 from simclr.errors import DivergedError, SimCLRError, user_message
-from simclr.files import folder_holder, lock_folder, set_aside, write_json, written
+from simclr.files import folder_holder, lock_folder, read_json, set_aside, write_json, written
 from simclr.results import check_not_inside, check_out_folder
 from simclr.settings import all_flags, build_config, flag_of, flatten, save_yaml, set_path
 from simclr.sweep_checks import (
@@ -216,10 +216,7 @@ def _describe(cell: Cell) -> str:
 
 def _finished(run_dir: Path) -> dict[str, Any] | None:
     """The summary of a cell that needs no more training (finished or diverged)."""
-    try:
-        summary = json.loads((run_dir / SUMMARY).read_text())
-    except (OSError, ValueError):
-        return None
+    summary = read_json(run_dir / SUMMARY) or {}
     return summary if summary.get("status") in ("finished", "diverged") else None
 
 
@@ -362,10 +359,7 @@ def _launched(cfg: Any, run_dir: Path, cell: str, processes: int,
         argv = ["pretrain", "--config", str(spec)]
     status = run([*argv, "--sweep-cell", "--processes", str(processes)], processes,
                  device=cfg.device)
-    try:
-        summary = json.loads((run_dir / SUMMARY).read_text())
-    except (OSError, ValueError):
-        summary = {}
+    summary = read_json(run_dir / SUMMARY) or {}
     if status in (0, 75) or summary.get("status") == "diverged":
         return summary
     raise SimCLRError(f"cell {cell}: `simclr {' '.join(argv)} --processes {processes}` "

@@ -11,7 +11,6 @@ run takes is plan.py's; what a checkpoint holds and how a run continues, resume.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from simclr.config import MIN_SIZE, Config
 from simclr.data import ImageSource, decode_device, open_source
 from simclr.errors import DivergedError, SimCLRError
 from simclr.features import check_labeled_folders
-from simclr.files import write_json
+from simclr.files import read_json, write_json
 from simclr.folders import list_folder
 from simclr.loader import BatchLoader
 from simclr.loss import contrastive_loss
@@ -243,11 +242,8 @@ def finished_summary(run: RunDir) -> dict[str, Any] | None:
     the two goes through the loop, which writes the summary)."""
     if run.saved is None or run.saved["step"] < run.saved["total_steps"]:
         return None
-    try:
-        summary = json.loads((run.path / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
-    finished = isinstance(summary, dict) and summary.get("status") == "finished"
+    summary = read_json(run.path / "summary.json") or {}
+    finished = summary.get("status") == "finished"
     return summary if finished and summary.get("steps") == run.saved["step"] else None
 
 

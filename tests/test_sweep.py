@@ -126,6 +126,14 @@ def test_sweep_runs_every_cell_once_and_reuses_finished_ones(tmp_path, image_fol
     assert len(json.loads((tmp_path / "sw" / "sweep.json").read_text())) == 2
     assert (tmp_path / "sw" / "sweep.previous-1.json").read_text() == before
     assert (tmp_path / "sw" / "sweep.previous-1.md").exists()
+    # A summary.json holding no object (edited, cut) reads as absent: the cell's run is
+    # continued, which has nothing left to train and writes its summary again.
+    summary = last.parent.parent / "summary.json"
+    summary.write_text("[]")
+    cells, _ = run_sweep(axes[:1], tmp_path / "sw", preset=None, config=None,
+                         flags={**flags, "loss.normalize": "true"}, evaluate=evaluate)
+    assert cells[0].result["status"] == "finished" and cells[0].result["steps"] == 3
+    assert json.loads(summary.read_text())["status"] == "finished"
 
 
 def _files(root: Path) -> dict[str, bytes]:
