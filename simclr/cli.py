@@ -439,12 +439,19 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)  # Python's flush at exit fails quietly
         os.dup2(devnull, sys.stdout.fileno())
         return 141  # as a shell tool stopped by SIGPIPE
-    except Exception:  # a bug, or a peer process gone: under --processes the launcher
-        import traceback  # prints the traceback of the process that failed first
+    except Exception as exc:  # a bug, or a peer process gone: under --processes the
+        import traceback  # launcher prints the traceback of the process that failed first
 
+        from simclr.distributed import launched_processes, launched_rank, peer_gone
         from simclr.launch import report_crash
 
         if report_crash(traceback.format_exc()):
+            return 1
+        if launched_processes() > 1 and peer_gone(exc):  # torchrun: a consequence, whose
+            # traceback (recorded for its report) would bury the cause printed above it
+            print(f"{command}: process {launched_rank()} of {launched_processes()} stopped: "
+                  "another process of the run ended first (its error is above, or in "
+                  "torchrun's report)", file=sys.stderr)
             return 1
         raise
     finally:

@@ -277,7 +277,7 @@ def load_item(
         return image, j, aspect, (i if k else -1), first_reason
     what = f"all {n} images are" if tried == n else f"{tried} images in a row are"
     raise SimCLRError(f"{what} unreadable (first: {source.paths[i]}: {first_reason}); "
-                      "check the data folder")
+                      f"check the folder {source.name}")
 
 
 def collate_raw(

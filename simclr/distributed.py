@@ -72,6 +72,16 @@ def launched_rank() -> int:
     return _env_int("RANK", 0)
 
 
+def peer_gone(exc: BaseException) -> bool:
+    """``exc`` is a collective's failure because another process of the run ended (its
+    own error, or a kill): gloo's closed connection, torch's distributed errors."""
+    if isinstance(exc, getattr(torch.distributed, "DistError", ())):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and any(
+        words in text for words in ("closed by peer", "reset by peer", "Broken pipe"))
+
+
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     if value is None or value == "":

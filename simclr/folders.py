@@ -13,6 +13,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -116,11 +117,22 @@ def _other_formats(names: list[str]) -> list[str]:
 def _say_other_formats(root: Path, others: Counter[str]) -> None:
     """One warning for the photos a folder holds that no decoder here reads (an iPhone's
     HEIC, camera raw): left out by their names, never silently."""
-    if others and f"formats {root}" not in _SAID:
-        _SAID.add(f"formats {root}")
+    if others:
         kinds = ", ".join(f"{ext} x{n}" for ext, n in sorted(others.items()))
-        log.warning("%s: %d photo(s) in formats not read here left out (%s); convert them "
-                    "(e.g. to JPEG) to use them", root, sum(others.values()), kinds)
+        _say_once(f"formats {os.path.abspath(root)}", "%s: %d photo(s) in formats not read "
+                  "here left out (%s); convert them (e.g. to JPEG) to use them", root,
+                  sum(others.values()), kinds)
+
+
+def _say_once(key: str, message: str, *args: Any) -> None:
+    """A warning about a folder's listing, once per process under ``key`` (a command lists
+    a folder more than once, as typed and as an absolute path) and by the first process
+    of a launch alone (every process lists the same folder)."""
+    from simclr.distributed import launched_rank
+
+    if key not in _SAID and launched_rank() == 0:
+        log.warning(message, *args)
+    _SAID.add(key)
 
 
 _SAID: set[str] = set()  # links warned about and splits chosen, by path: said once
@@ -137,10 +149,8 @@ def _class_folders(root: str, entries: list[str]) -> list[str]:
             continue
         real = os.path.realpath(path)
         if (real_root + os.sep).startswith(real + os.sep):
-            if path not in _SAID:  # (a command lists a folder more than once)
-                _SAID.add(path)
-                to = "the folder itself" if real == real_root else "a folder above it"
-                log.warning("%s: %s links back to %s (%s); left out", root, e, to, real)
+            to = "the folder itself" if real == real_root else "a folder above it"
+            _say_once(path, "%s: %s links back to %s (%s); left out", root, e, to, real)
             continue
         found.append(e)
     return found
@@ -197,11 +207,12 @@ def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:
             subdirs = ["", *subdirs]  # label 0 for a moment: -1 below
             per_class[""] = loose
         elif loose:
-            log.warning("%s: %d image(s) outside the class folders are ignored (they have "
-                        "no class)", root, len(loose))
+            _say_once(f"loose {root_s}", "%s: %d image(s) outside the class folders are "
+                      "ignored (they have no class)", root, len(loose))
         empty = [d for d, files in per_class.items() if not files]
         if empty:
-            log.warning("%s: class folder(s) without images: %s", root, ", ".join(empty))
+            _say_once(f"empty {root_s}", "%s: class folder(s) without images: %s", root,
+                      ", ".join(empty))
         paths = [p for d in subdirs for p in per_class[d]]
         labels = np.concatenate(
             [np.full(len(per_class[d]), k, dtype=np.int64) for k, d in enumerate(subdirs)]
@@ -230,11 +241,11 @@ def _utf8_names(root: Path, paths: list[str]) -> list[str]:
     """``paths`` without the files whose names are not valid UTF-8, said once: results,
     lists and predictions name every image in text."""
     kept = [p for p in paths if _is_utf8(p)]
-    if len(kept) < len(paths) and f"utf8 {root}" not in _SAID:
-        _SAID.add(f"utf8 {root}")
+    if len(kept) < len(paths):
         first = next(p for p in paths if not _is_utf8(p))
-        log.warning("%s: %d file(s) left out, their names not valid UTF-8 (first: %s); "
-                    "rename them to use them", root, len(paths) - len(kept), ascii(first))
+        _say_once(f"utf8 {os.path.abspath(root)}", "%s: %d file(s) left out, their names "
+                  "not valid UTF-8 (first: %s); rename them to use them", root,
+                  len(paths) - len(kept), ascii(first))
     return kept
 
 

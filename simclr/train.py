@@ -47,7 +47,7 @@ from simclr.resume import (
     RunState,
     check_files_listed,
     check_same_images,
-    check_same_threads,
+    check_same_runtime,
     restore,
     save,
     start_record,
@@ -95,9 +95,19 @@ def recipe_notes(cfg: Config) -> list[str]:
 
 
 def check_knn_folders(cfg: Config) -> None:
-    """The kNN monitor's folders are first read after an epoch: check them before."""
-    check_labeled_folders(cfg.knn_train, cfg.knn_test, ("--knn-train", "--knn-test"),
-                          train_split=True)
+    """The kNN monitor's folders are first read after an epoch: check them before (a
+    small folder's images too, which a run would meet only then)."""
+    from simclr.data import check_some_readable
+
+    memory = check_labeled_folders(cfg.knn_train, cfg.knn_test, ("--knn-train", "--knn-test"),
+                                   train_split=True)
+    queries = list_folder(cfg.knn_test, False) if memory is not None else None
+    for flag, files in (("--knn-train", memory), ("--knn-test", queries)):
+        if files is not None:
+            try:
+                check_some_readable(files)
+            except SimCLRError as exc:
+                raise SimCLRError(f"{flag}: {exc}") from None
 
 
 def log_line(message: str) -> None:
@@ -198,7 +208,7 @@ def pretrain(
             notes = [*notes, *check_files_listed(run.saved, len(files.paths), digest)]
         check_batch_fits(cfg.batch_size, len(files.paths), files)
     if run.saved is not None:
-        notes = [*notes, *check_same_threads(run.saved, device)]
+        notes = [*notes, *check_same_runtime(run.saved, device)]
     # Read now, so a wrong file is named before the data are decoded; loaded below.
     initial = initial_weights(cfg.init_from) if cfg.init_from and not resume else None
     torch.manual_seed(cfg.seed)
@@ -283,7 +293,8 @@ def run_session(
     try:
         log.write({"step": state.step, "event": "start", **provenance(),
                    "precision": precision, "device": str(device),
-                   "num_images": source.num_images, "skipped_images": len(source.skipped)})
+                   "num_images": source.num_images, "skipped_images": len(source.skipped),
+                   "processes": dist.world_size()})
         with StopFlag() as stop:
             return train_loop(cfg, source, forward, model, optimizer, scaler,
                               TwoViewAugment(cfg.augment, cfg.seed), plan, state, device,

@@ -56,6 +56,27 @@ def test_images_beside_class_folders_count_where_no_label_is_needed(tmp_path, ca
     assert "2 image(s) outside the class folders are ignored" in caplog.text
 
 
+def test_a_folders_warnings_are_said_once_and_by_the_first_process(tmp_path, monkeypatch,
+                                                                    caplog):
+    """A command lists a folder more than once (its check, then its read; typed and
+    absolute) and every process of a launch lists it: the warning came 4 times."""
+    for name in ("data", "other"):
+        save_image(tmp_path / name / "loose.png")
+        save_image(tmp_path / name / "a" / "0.png")
+        (tmp_path / name / "b").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RANK", "1")
+    scan_folder("other")
+    assert not caplog.records  # the first process says it
+    monkeypatch.setenv("RANK", "0")
+    for _ in range(2):
+        scan_folder("data")
+        scan_folder(tmp_path / "data")
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
+        "1 image(s) outside the class folders are ignored (they have no class)",
+        "class folder(s) without images: b"]
+
+
 def test_missing_folder_is_named(tmp_path):
     with pytest.raises(SimCLRError, match=f"not found: {tmp_path / 'nope'}"):
         scan_folder(tmp_path / "nope")

@@ -137,6 +137,37 @@ def test_under_torchrun_a_crash_is_recorded_for_its_report_and_still_printed(
     assert message["extraInfo"]["py_callstack"] == trace
 
 
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_under_torchrun_a_peer_gone_mid_collective_is_one_line(rank, tmp_path, monkeypatch,
+                                                               capsys):
+    """A process whose peer ended first (rank 0's one-line user error, a kill) printed
+    a 30-line traceback under the cause; a bug of its own still raises."""
+    import simclr.cli
+
+    error_file = tmp_path / "error.json"
+    monkeypatch.delenv(launch.ERRORS_ENV, raising=False)
+    monkeypatch.setenv(launch.TORCHRUN_ERROR_FILE, str(error_file))
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    gone = RuntimeError("[gloo/transport/tcp/pair.cc:561] Connection closed by peer "
+                        "[127.0.0.1]:25745. This is typically caused by a remote worker "
+                        "crashing.")
+
+    def collective(args):
+        raise gone
+
+    monkeypatch.setattr(simclr.cli, "_check_before_work", collective)
+    assert main(["pretrain", "--out", str(tmp_path / "run")]) == 1
+    assert capsys.readouterr().err == (
+        f"simclr pretrain: process {rank} of 2 stopped: another process of the run ended "
+        "first (its error is above, or in torchrun's report)\n")
+    assert "Connection closed by peer" in json.loads(error_file.read_text())["message"][
+        "extraInfo"]["py_callstack"]  # still in torchrun's report
+    gone = RuntimeError("a bug")
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["pretrain", "--out", str(tmp_path / "run")])
+
+
 def _launcher(tmp_path: Path, code: str) -> subprocess.Popen:
     """A launcher of two snippet processes, run as its own program (to signal or kill),
     leading its own process group as a command run from a terminal does."""

@@ -29,6 +29,7 @@ def test_a_checkpoint_restores_weights_optimizer_step_plan_and_rng():
     plan.total_steps, plan.warmup_steps = 33, 4  # as a time budget's refit leaves them
     blob = checkpoint_state(cfg, model, optimizer, scaler, state, plan)
     assert blob["cpu_threads"] == torch.get_num_threads()  # a resume compares its own
+    assert blob["processes"] == 1
     assert (blob["step"], blob["epoch"], blob["step_in_epoch"]) == (7, 0, 7)
 
     torch.manual_seed(1)  # a different start in every respect
@@ -66,17 +67,23 @@ def test_the_gpu_generator_resumes_on_fewer_gpus_than_it_was_saved_with(monkeypa
 
 
 
-def test_a_cpu_run_resumed_with_other_threads_is_said_not_exact():
+def test_a_run_resumed_with_other_threads_or_processes_is_said_not_exact():
     """The same settings with 1 and 2 threads differ from the first step (CPU sums split
     by thread): such a resume went on without a word, no longer exact."""
-    from simclr.resume import check_same_threads
+    from simclr.resume import check_same_runtime
 
     cpu = torch.device("cpu")
     now = torch.get_num_threads()
-    assert check_same_threads({"cpu_threads": now}, cpu) == []
-    assert check_same_threads({}, cpu) == []  # checkpoints from before it was recorded
-    assert check_same_threads({"cpu_threads": now + 1}, torch.device("cuda")) == []
-    (note,) = check_same_threads({"cpu_threads": now + 1}, cpu)
+    assert check_same_runtime({"cpu_threads": now}, cpu) == []
+    assert check_same_runtime({}, cpu) == []  # checkpoints from before it was recorded
+    assert check_same_runtime({"cpu_threads": now + 1}, torch.device("cuda")) == []
+    (note,) = check_same_runtime({"cpu_threads": now + 1}, cpu)
     assert note == (f"note: the run saved its checkpoint with {now + 1} CPU threads and "
                     f"continues with {now}: not exactly as it would have (--threads "
                     f"{now + 1} keeps it exact)")
+    # Processes: a resume with another number went on without a word, no longer exact.
+    assert check_same_runtime({"processes": 1}, cpu) == []
+    (note,) = check_same_runtime({"processes": 2}, torch.device("cuda"))
+    assert note == ("note: the run saved its checkpoint with 2 processes and continues with "
+                    "1: the same global batch, but not exactly as it would have (2 "
+                    "processes keep it exact)")

@@ -30,6 +30,7 @@ def test_pretrain_writes_a_complete_run(tmp_path, image_folder, cache_dir):
     assert summary["status"] == "finished" and summary["steps"] == 6  # 24 images / 8 x 2
     lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert lines[0]["event"] == "start" and "git_sha" in lines[0] and "argv" in lines[0]
+    assert lines[0]["processes"] == 1
     metrics = [x for x in lines if "loss" in x]
     assert [m["step"] for m in metrics] == [1, 2, 3, 4, 5, 6]
     for m in metrics:
@@ -434,6 +435,12 @@ def test_a_failed_start_leaves_no_run_directory(tmp_path, image_folder, cache_di
     other = make_image_folder(tmp_path / "other", classes=3, per_class=2)
     fails("--knn-train and --knn-test have different classes", tmp_path / "new/run",
           knn_train=str(image_folder), knn_test=str(other))
+    broken = tmp_path / "broken"  # met after the first epoch, blamed on the data folder
+    for name in ("class_0", "class_1"):
+        (broken / name).mkdir(parents=True)
+        (broken / name / "1.png").write_text("garbage")
+    fails(f"--knn-test: none of the 2 images in {broken} could be read", tmp_path / "new/run",
+          knn_train=str(image_folder), knn_test=str(broken))
     assert not (tmp_path / "new").exists()
     before = sorted(p.name for p in image_folder.iterdir())
     (tmp_path / "afile").write_text("a file")
