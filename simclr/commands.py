@@ -37,6 +37,7 @@ from simclr.folders import ImageList, check_folder, list_folder
 from simclr.pretrained import (
     at_image_size,
     encoder_from_checkpoint,
+    encoder_trained_step,
     model_from_checkpoint,
     representation_from_checkpoint,
 )
@@ -161,7 +162,7 @@ def checkpoint_source(path: Path, ckpt: dict[str, Any], features: str) -> dict[s
     """What an evaluation's features came from, as its results file records it."""
     imported = {"imported": ckpt["imported"]} if ckpt.get("imported") else {}
     return {"checkpoint": str(path.resolve()), "kind": ckpt.get("kind"), **imported,
-            "step": ckpt.get("step"), "features": features}
+            "step": encoder_trained_step(ckpt), "features": features}
 
 
 def runtime_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -48,10 +48,14 @@ from simclr.decode import eval_side
 from simclr.errors import SimCLRError
 from simclr.files import torch_save, written
 from simclr.pretrained import (
+    LAYERS_HELP,
     at_image_size,
     classifier_file,
     classifier_from_checkpoint,
     encoder_from_checkpoint,
+    encoder_spec,
+    encoder_trained_step,
+    parse_layer,
     representation_from_checkpoint,
 )
 from simclr.results import output_file
@@ -78,7 +82,8 @@ def export_format(out: str | Path, fmt: str = "auto") -> str:
     if fmt == "torchvision" and named == "checkpoint":  # a state dict: .pt / .pth
         return fmt
     if fmt not in ("auto", named):
-        raise SimCLRError(f"--format {fmt} does not match --out {out} (a {named} file)")
+        article = "an" if named[0] in "aeiou" else "a"
+        raise SimCLRError(f"--format {fmt} does not match --out {out} ({article} {named} file)")
     return named
 
 
@@ -88,6 +93,12 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
     """Export the encoder of ``checkpoint`` to ``out``; returns a summary for the CLI.
     An existing ``out`` is refused unless ``overwrite``. ``image_size``: the side the
     export is for, if not the encoder's own (:func:`simclr.pretrained.at_image_size`)."""
+    if layer not in ("h", "logits"):
+        try:
+            parse_layer(layer)
+        except SimCLRError:
+            raise SimCLRError(f"--layer: unknown value {layer!r} ({LAYERS_HELP}, or logits: "
+                              "a classifier's)") from None
     if Path(out).is_dir():
         raise SimCLRError(f"--out {out} is a folder; give a file name")
     fmt = export_format(out, fmt)
@@ -130,7 +141,7 @@ def export_encoder(checkpoint: str | Path, out: str | Path,
         "config": {"model": ckpt["config"]["model"], "augment": ckpt["config"]["augment"]},
         "model": {f"encoder.{k}": v for k, v in encoder.state_dict().items()},
         # an imported file's origin stays with it; it has no step of simclr's
-        **({"step": int(ckpt["step"])} if ckpt.get("step") is not None else {}),
+        **({"step": int(step)} if (step := encoder_trained_step(ckpt)) is not None else {}),
         **({"imported": ckpt["imported"]} if ckpt.get("imported") else {}),
     }
     out = Path(out)
@@ -158,9 +169,9 @@ def export_torchvision(checkpoint: str | Path, out: str | Path,
     written(out, lambda tmp: torch_save(state, tmp))
     read_back = assumed_side(spec["cifar_stem"])
     if spec["arch"] in ARCHS and size != read_back:  # e.g. an ImageNet stem at 32 px
+        side = "it was exported for" if image_size else "it was trained at"
         print(f"note: {out} records no image size; simclr reads it at {read_back} px: "
-              f"give --image-size {size} to evaluate it at the side it was trained at",
-              file=sys.stderr)
+              f"give --image-size {size} to evaluate it at the side {side}", file=sys.stderr)
     return {"out": str(out), "format": "torchvision", **spec,
             "load": f"{code}; m.load_state_dict(torch.load({str(out)!r})); m.eval()"}
 
@@ -222,7 +233,12 @@ def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
     """
     write_program = {"pt2": _write_pt2, "onnx": _write_onnx}[fmt]
     source = classifier_file(checkpoint) if layer == "logits" else checkpoint_file(checkpoint)
-    ckpt = at_image_size(load_checkpoint(source), image_size, source)
+    ckpt = load_checkpoint(source)
+    fitted = encoder_spec(ckpt)["image_size"]
+    if layer == "logits" and image_size not in (None, fitted):  # (predict applies it so)
+        raise SimCLRError(f"--image-size {image_size}: the classifier was fitted on the "
+                          f"features of {fitted} px images; drop --image-size")
+    ckpt = at_image_size(ckpt, image_size, source)
     classes = None
     if layer == "logits":
         module, spec, classes = classifier_from_checkpoint(ckpt)
@@ -236,7 +252,7 @@ def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
     check = torch.rand(CHECK_BATCH, 3, size, size, generator=gen)
     with torch.no_grad():
         expected = module(check)
-    card = program_card(spec, layer, int(expected.shape[1]), ckpt.get("step"), fmt,
+    card = program_card(spec, layer, int(expected.shape[1]), encoder_trained_step(ckpt), fmt,
                         source, classes)
     out = Path(out)
     result: dict[str, Any] = {}

@@ -381,6 +381,7 @@ class _FineTuning:
             write_subset_list(self.train, self.budget.subset, out / SUBSET_FILE)
         results["subset_file"] = str(out / SUBSET_FILE)
         blob = classifier_checkpoint("finetune", self.model, self.cfg, list(self.train.classes),
-                                     results["steps"], results["elapsed_s"], results)
+                                     results["steps"], results["elapsed_s"], results,
+                                     encoder_step=self.partial_run.settings["source"][1])
         results["checkpoint"] = save_classifier(blob, out, "finetune.pt")
         self.partial_run.discard()

@@ -205,9 +205,30 @@ def initial_weights(path: str) -> tuple[dict[str, Any], str]:
 
 
 def trained_for(ckpt: dict[str, Any]) -> str:
-    """"step N" for a checkpoint simclr trained, else where its weights came from."""
-    return f"step {ckpt['step']}" if ckpt.get("step") is not None else \
+    """"step N" for a checkpoint simclr trained (a linear classifier: its encoder's
+    pretraining step; a fine-tuned one adds its own steps), else where its weights came
+    from."""
+    step = encoder_trained_step(ckpt)
+    if ckpt.get("kind") == "finetune":
+        own = f"fine-tuned {ckpt.get('step')} steps"
+        return f"step {fitted_on(ckpt)} {own}" if fitted_on(ckpt) is not None else own
+    return f"step {step}" if step is not None else \
         str(ckpt.get("imported") or "step unknown")
+
+
+def encoder_trained_step(ckpt: dict[str, Any]) -> int | None:
+    """The training step of a checkpoint's encoder: its own step, but a linear
+    classifier's is that of the frozen encoder it was fitted on (its own is 0)."""
+    return fitted_on(ckpt) if ckpt.get("kind") == "linear" else ckpt.get("step")
+
+
+def fitted_on(ckpt: dict[str, Any]) -> int | None:
+    """The pretraining step of the encoder a classifier (linear, finetune) started from:
+    recorded in it, or (files saved before it was) in the results file beside it."""
+    if ckpt.get("encoder_step") is not None:
+        return int(ckpt["encoder_step"])
+    step = classifier_source(Path(ckpt["file"])).get("step") if ckpt.get("file") else None
+    return step if isinstance(step, int) else None
 
 
 def apply_initial_weights(model: SimCLRModel, weights: dict[str, Any], what: str) -> str:
@@ -322,8 +343,11 @@ def encoder_config(encoder: nn.Module, image_size: int, base: dict[str, Any] | N
 def classifier_checkpoint(
     kind: str, model: nn.Module, config: dict[str, Any], classes: list[str], step: int,
     elapsed: float, metrics: dict[str, Any], optimizer: torch.optim.Optimizer | None = None,
+    encoder_step: int | None = None,
 ) -> dict[str, Any]:
-    """A simclr-checkpoint holding a Classifier: 'encoder.*' (+ 'neck.*') and 'fc.*'."""
+    """A simclr-checkpoint holding a Classifier: 'encoder.*' (+ 'neck.*') and 'fc.*';
+    ``step``: its own training's, ``encoder_step``: the pretraining step of the encoder
+    it started from (the provenance of what it computes)."""
     blob = {
         "format": "simclr-checkpoint", "version": 1, "kind": kind, "config": config,
         "model": model.state_dict(),  # save_checkpoint moves it to the CPU
@@ -333,6 +357,8 @@ def classifier_checkpoint(
     }
     if optimizer is not None:
         blob["optimizer"] = optimizer.state_dict()
+    if encoder_step is not None:
+        blob["encoder_step"] = int(encoder_step)
     return blob
 
 

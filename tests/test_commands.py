@@ -52,3 +52,38 @@ def test_evaluations_at_another_image_size_record_it_and_predict_at_it(tmp_path,
         main(["knn", *common[:-1], "4", "--out", str(tmp_path / "k4")])
     assert exited.value.code == 2
     assert "argument --image-size: must be at least 8, got 4" in capsys.readouterr().err
+
+
+def test_a_classifiers_provenance_names_its_encoders_pretraining_step(tmp_path, capsys):
+    """A linear classifier's own step is 0 (L-BFGS): embed's and an export's provenance
+    said "step 0" of an encoder of step 2; a fine-tuned one adds its own steps."""
+    import json
+
+    import numpy as np
+
+    from simclr.checkpoint import load_checkpoint, save_checkpoint
+    from simclr.export import export
+
+    train, test, cache = tiny_pretrained_run(tmp_path)
+    common = ["--checkpoint", str(tmp_path / "pre"), "--train", str(train), "--test",
+              str(test), "--cache-dir", cache, "--workers", "0", "--precision", "fp32"]
+    assert main(["linear-eval", *common, "--out", str(tmp_path / "lin")]) == 0
+    assert main(["finetune", *common, "--epochs", "1", "--labels-per-class", "4",
+                 "--out", str(tmp_path / "ft")]) == 0
+
+    def provenance(checkpoint):
+        out = tmp_path / f"{checkpoint.name}.npz"
+        assert main(["embed", "--checkpoint", str(checkpoint), "--data", str(test), "--out",
+                     str(out), "--cache-dir", cache, "--workers", "0", "--overwrite"]) == 0
+        with np.load(out) as saved:
+            return str(saved["encoder"]).split(" ", 1)[1]
+
+    assert provenance(tmp_path / "lin") == "step 2 layer h"
+    assert provenance(tmp_path / "ft").startswith("step 2 fine-tuned ")
+    card = export(tmp_path / "lin", tmp_path / "lin.pt2", layer="logits")
+    assert json.loads((tmp_path / "lin.pt2.json").read_text())["step"] == 2, card
+    linear = tmp_path / "lin" / "checkpoints" / "linear.pt"
+    older = load_checkpoint(linear)  # saved before the step was recorded: read beside it
+    del older["encoder_step"]
+    save_checkpoint(older, linear.parent, "linear.pt", None)
+    assert provenance(tmp_path / "lin") == "step 2 layer h"

@@ -182,7 +182,9 @@ def test_cli_export_prints_a_summary(run_dir, tmp_path, capsys):
         (["--out", "{tmp}/e.pt2", "--format", "tflite"], "invalid choice"),
         (["--out", "{tmp}/e.onnx", "--no-onnx"], 'pip install "simclr[onnx]"'),
         (["--out", "{tmp}/e.bin"], "end the name in .pt"),
-        (["--out", "{tmp}/e.onnx", "--format", "pt2"], "does not match"),
+        (["--out", "{tmp}/e.onnx", "--format", "pt2"], "does not match --out "),
+        (["--out", "{tmp}/e.onnx", "--format", "checkpoint"], "(an onnx file)"),
+        (["--out", "{tmp}/e.pt", "--layer", "foo"], "--layer: unknown value 'foo' (h "),
         # --resume would take these for the run's newest checkpoint
         (["--out", "{ckpt_dir}/ckpt-999.pt"], "a run's checkpoints are named so"),
         (["--out", "{tmp}/checkpoints/last.pt"], "a run's checkpoints are named so"),
@@ -260,6 +262,12 @@ def test_a_classifier_exports_its_logits(run_dir, tmp_path):
     assert card["output"]["classes"] == ["cat", "dog", "fox"]
     with pytest.raises(SimCLRError, match="holds no classifier"):
         exp.export(run_dir, tmp_path / "h.pt2", layer="logits")  # a pretraining checkpoint
+    # Its weights (and standardisation) fit features of its own side: a program at
+    # another would not compute the logits `simclr predict` does.
+    with pytest.raises(SimCLRError, match="--image-size 32: the classifier was fitted on the "
+                                          "features of 16 px images; drop --image-size"):
+        exp.export(source, tmp_path / "clf32.pt2", layer="logits", image_size=32)
+    assert exp.export(source, tmp_path / "clf16.pt2", layer="logits", image_size=16)["dim"] == 3
 
 
 @pytest.mark.parametrize("out", ["enc.pt", "enc.pt2"])

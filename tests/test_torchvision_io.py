@@ -267,7 +267,12 @@ def test_an_imagenet_stem_trained_at_32_px_is_read_back_at_32_when_told(
     assert main(["export", "--checkpoint", str(ours), "--out", str(weights),
                  "--format", "torchvision"]) == 0
     assert f"note: {weights} records no image size; simclr reads it at 224 px: give " \
-           "--image-size 32" in capsys.readouterr().err
+           "--image-size 32 to evaluate it at the side it was trained at" in \
+           capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(ours), "--out", str(tmp_path / "r18-64.pth"),
+                 "--format", "torchvision", "--image-size", "64"]) == 0
+    assert "give --image-size 64 to evaluate it at the side it was exported for" in \
+        capsys.readouterr().err
 
     def embed(checkpoint, name, *flags):
         assert main(["embed", "--checkpoint", str(checkpoint), "--data", str(image_folder),
