@@ -388,6 +388,8 @@ def read_weights_file(path: str | os.PathLike, map_location: Any = "cpu",
         if p.suffix.lower() in OTHER_FILES:  # e.g. a run's config.yaml, an embed .npz
             raise SimCLRError(f"{p} is {OTHER_FILES[p.suffix.lower()]}, not a checkpoint "
                               "(give the run folder, or the .pt file in it)") from None
+        if isinstance(exc, PermissionError):  # a whole file, not ours to read
+            raise SimCLRError(f"cannot read checkpoint {p}: permission denied") from None
         message = str(exc)
         culprit = _unsafe_global(message) if isinstance(exc, pickle.UnpicklingError) else None
         if culprit is not None:

@@ -87,7 +87,12 @@ def _images_under(folder: str, others: Counter[str]) -> list[str]:
     photos in :data:`OTHER_PHOTO_FORMATS` are counted into ``others`` by extension."""
     found: list[str] = []
     seen = {os.path.realpath(folder)}
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+
+    def unlisted(exc: OSError) -> None:  # its images cannot be found: never silently
+        _say_once(f"unlisted {exc.filename}", "cannot list the folder %s (%s); its images "
+                  "are left out", exc.filename, exc.strerror)
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unlisted, followlinks=True):
         # Linked folders are followed, but each real folder once, and never a link back
         # up the tree (a loop would list the same files forever, under other classes).
         here = os.path.realpath(dirpath)

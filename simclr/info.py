@@ -61,7 +61,10 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
         runs = [p for p in sorted(path.iterdir())
                 if (p / "config.yaml").is_file() or (p / CHECKPOINTS).is_dir()]
     except OSError as exc:
-        raise SimCLRError(f"{target}: cannot list the folder ({exc.strerror})") from None
+        # (a stat refused inside the folder: the sub-folder holding the entry is closed)
+        what = f"cannot read the folder {Path(exc.filename).parent}" if exc.filename and \
+            Path(exc.filename) != path else "cannot list the folder"
+        raise SimCLRError(f"{target}: {what} ({exc.strerror})") from None
     pending = _pending_cells(path, {run.name for run in runs})
     if (runs or pending) and not (path / "config.yaml").exists() and \
             not (path / CHECKPOINTS).is_dir():  # e.g. runs/, a sweep

@@ -91,7 +91,7 @@ def nearest(queries: torch.Tensor, keys: torch.Tensor, k: int,
 
 
 # float32 cosines of equal vectors land within about 1e-6 of 1: a threshold of 1 (exact
-# duplicates) must still find them.
+# duplicates) must still find them. Only there: a pair below any other threshold is out.
 TOLERANCE = 1e-5
 
 
@@ -99,10 +99,10 @@ def duplicate_pairs(features: torch.Tensor, threshold: float) -> list[tuple[int,
     """(i, j, similarity) of every pair i < j with cosine similarity >= ``threshold``,
     most similar first. SimCLRError (before the pairs are gathered) past ``MAX_PAIRS``."""
     found_i, found_j, found_s = [], [], []
-    count = 0
+    count, cut = 0, min(threshold, 1.0 - TOLERANCE)
     for start, block in _blocks(features, features):
         rows = torch.arange(start, start + len(block))[:, None]
-        hit = (block >= threshold - TOLERANCE) & (torch.arange(len(features))[None, :] > rows)
+        hit = (block >= cut) & (torch.arange(len(features))[None, :] > rows)
         count += int(hit.sum())  # each pair once, never an image with itself
         if count > MAX_PAIRS:
             raise SimCLRError(f"--duplicates {threshold:g}: more than {MAX_PAIRS:,} pairs are "

@@ -125,6 +125,24 @@ RESUMABLE = {"pretrain": "simclr pretrain", "supervised": "simclr supervised"}
 SUPERVISED_RESULT = "supervised.json"
 
 
+def already_holds_run(folder: Path, shown: str, kind: str) -> SimCLRError:
+    """A new run of ``kind`` refused over ``folder``'s run checkpoints (``shown``: the
+    folder as given), naming the command that continues the run found there: its own
+    kind's (a supervised run's folder given to pretrain, or the reverse), or none."""
+    latest = latest_checkpoint(folder / CHECKPOINTS)
+    try:
+        found = load_checkpoint(latest, mmap=True).get("kind") if latest else kind
+    except SimCLRError:  # unreadable: --resume says why, or goes back to an earlier one
+        found = kind
+    named = {"pretrain": "a pretraining run", "supervised": "a supervised run"}
+    what = named.get(found, f"a {found} checkpoint") if found != kind else "a run"
+    name = latest.name if latest else checkpoint_files(folder / CHECKPOINTS)[0].name
+    again = f" or continue it with `{RESUMABLE[found]} --resume {shlex.quote(shown)}`" \
+        if found in RESUMABLE else ""
+    return SimCLRError(f"{shown} already holds {what} ({CHECKPOINTS}/{name}); choose another "
+                       f"--out{again}")
+
+
 def resume_checkpoint(
     target: str | os.PathLike, kind: str = "pretrain",
     entries: tuple[str, ...] = RESUME_ENTRIES, quiet: bool = False,
@@ -253,10 +271,7 @@ def check_run_dir(cfg: Config, resume: bool) -> RunDir:
     if (run_dir / "sweep.json").is_file():  # its cells' results would read as this run's
         raise SimCLRError(f"{run_dir} is a sweep's folder (sweep.json); choose another --out")
     if checkpoint_files(run_dir / CHECKPOINTS):  # readable or not, never written over
-        raise SimCLRError(
-            f"{run_dir} already holds a run; use --resume {shlex.quote(str(run_dir))} to "
-            "continue it or --out to start a new one"
-        )
+        raise already_holds_run(run_dir, str(run_dir), "pretrain")
     others = sorted((run_dir / CHECKPOINTS).glob("*.pt"))  # e.g. linear-eval's linear.pt
     if others:  # a new encoder beside a classifier of another would be taken for its own
         raise SimCLRError(f"{run_dir} already holds {CHECKPOINTS}/{others[0].name} (another "

@@ -17,7 +17,6 @@ Like pretraining, it trains across processes under torchrun (global batch, globa
 from __future__ import annotations
 
 import os
-import shlex
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -67,6 +66,7 @@ from simclr.results import (
 )
 from simclr.rundir import (
     SUPERVISED_RESULT,
+    already_holds_run,
     check_not_above_runs,
     check_run_length,
     resume_checkpoint,
@@ -97,11 +97,8 @@ def check_new_run(run_dir: str | Path | None, held: bool = False) -> None:
     holder = None if held else folder_holder(folder)
     if holder:  # said first: --resume would be refused as well while it runs
         raise in_use(folder, holder)
-    found = checkpoint_files(folder / CHECKPOINTS)
-    if found:
-        raise SimCLRError(f"{run_dir} already holds a run ({CHECKPOINTS}/{found[0].name}); "
-                          f"choose another --out, or continue an unfinished one with "
-                          f"`simclr supervised --resume {shlex.quote(str(run_dir))}`")
+    if checkpoint_files(folder / CHECKPOINTS):
+        raise already_holds_run(folder, str(run_dir), "supervised")
     others = sorted((folder / CHECKPOINTS).glob("*.pt"))
     if others:
         raise SimCLRError(f"{run_dir} already holds {CHECKPOINTS}/{others[0].name} (another "

@@ -464,6 +464,19 @@ def test_a_plain_pickle_is_one_line_without_torch_warnings(tmp_path, recwarn):
     assert not [str(w.message) for w in recwarn]
 
 
+def test_a_checkpoint_without_read_permission_is_not_called_corrupt(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    torch.save({"step": 1}, path)
+
+    def refused(*args, **kwargs):  # as torch.load meets a file without read permission
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(torch, "load", refused)
+    with pytest.raises(SimCLRError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == f"cannot read checkpoint {path}: permission denied"
+
+
 @pytest.mark.parametrize(("model", "problem"), [
     ({"arch": "vgg16"}, "model.arch: unknown architecture 'vgg16' (simclr's resnet18, "),
     ({"width": -1.0}, "model.width must be positive, got -1.0"),

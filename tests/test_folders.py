@@ -3,6 +3,7 @@ splits, links, odd names), nothing decoded."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -235,3 +236,24 @@ def test_more_photo_extensions_are_read_and_unreadable_photos_are_said(tmp_path,
                     "x1); convert them (e.g. to JPEG) to use them"]
     source = open_source(str(root), data_cfg(tmp_path))
     assert source.num_images == 5 and not source.skipped  # every one decodes
+
+
+def test_a_folder_that_cannot_be_listed_is_named(tmp_path, monkeypatch, caplog):
+    """A class folder without read permission read as an empty class ("class folder(s)
+    without images"), its images left out without a word of why."""
+    for name in ("a/0.png", "b/0.png", "b/deeper/1.png"):
+        save_image(tmp_path / "data" / name)
+    locked = str(tmp_path / "data" / "b" / "deeper")
+    scandir = os.scandir
+
+    def refusing(path="."):  # as a folder without read permission (tests may run as root)
+        if os.fspath(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)
+    found = scan_folder(tmp_path / "data")
+    assert [Path(p).relative_to(tmp_path / "data").as_posix() for p in found.paths] == [
+        "a/0.png", "b/0.png"]
+    assert caplog.messages == [f"cannot list the folder {locked} (Permission denied); its "
+                               "images are left out"]

@@ -423,3 +423,21 @@ def test_a_capped_schedule_is_part_of_the_recipe():
               "loss": "nt_xent", "temperature": 0.5, "seed": 0, "epochs": 5}
     assert _recipe(recipe).endswith("seed 0, 5 epochs")
     assert _recipe({**recipe, "max_steps": 3}).endswith("seed 0, 5 epochs, at most 3 steps")
+
+
+def test_a_closed_checkpoints_folder_is_named(tmp_path, monkeypatch, capsys):
+    """A run whose checkpoints/ has no permissions: the run folder was named as the one
+    that could not be listed."""
+    closed = tmp_path / "run" / "checkpoints"
+    closed.mkdir(parents=True)
+    is_file = Path.is_file
+
+    def refused(path):  # a stat inside a folder without search permission (as root, none)
+        if path.parent == closed:
+            raise PermissionError(13, "Permission denied", str(path))
+        return is_file(path)
+
+    monkeypatch.setattr(Path, "is_file", refused)
+    assert main(["info", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == (f"simclr info: error: {tmp_path / 'run'}: cannot read "
+                                       f"the folder {closed} (Permission denied)\n")

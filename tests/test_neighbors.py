@@ -177,3 +177,17 @@ def test_a_named_pipe_or_a_link_loop_is_refused_not_waited_on(tmp_path, capsys):
             err = capsys.readouterr().err
             assert err.count("\n") == 1 and err.endswith(f": {flag} {path}: {needle}\n"), err
     assert not (tmp_path / "n.csv").exists()
+
+
+def test_the_tolerance_for_float32_rounding_applies_at_one_only(tmp_path, capsys):
+    """A pair at 0.989996 was listed at --duplicates 0.99 (the 1e-5 that lets a threshold
+    of 1 find equal vectors was taken off every threshold)."""
+    c = 0.989996
+    feats = [[1.0, 0.0], [c, np.sqrt(1 - c * c)], [1.0, 0.0]]
+    embed_file(tmp_path / "f.npz", feats)
+    for threshold, pairs in (("0.99", [("000", "002")]), ("1", [("000", "002")]),
+                             ("0.98", [("000", "002"), ("000", "001"), ("001", "002")])):
+        assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--out",
+                     str(tmp_path / f"{threshold}.csv"), "--duplicates", threshold]) == 0
+        found = [(r[0][8:11], r[1][8:11]) for r in rows(tmp_path / f"{threshold}.csv")[1:]]
+        assert found == pairs, threshold

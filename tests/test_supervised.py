@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from simclr.checkpoint import load_checkpoint, periodic_checkpoints
+from simclr.checkpoint import load_checkpoint, periodic_checkpoints, save_checkpoint
 from simclr.cli import main
 from simclr.errors import SimCLRError
 from simclr.finetune import run_finetune
@@ -241,6 +241,21 @@ def test_command_line_resume(tmp_path, capsys, monkeypatch):
     assert main(["pretrain", "--resume", str(run)]) == 2
     assert (f"{run} is a supervised run (its checkpoint last.pt); continue it with `simclr "
             f"supervised --resume {run}`") in capsys.readouterr().err
+    # A new run over another kind's: the command that continues it (each named its own)
+    assert main(["pretrain", "--data", str(train), "--out", str(run)]) == 2
+    assert capsys.readouterr().err == (
+        f"simclr pretrain: error: {run} already holds a supervised run (checkpoints/last.pt); "
+        f"choose another --out or continue it with `simclr supervised --resume {run}`\n")
+    pretrained = tmp_path / "pre"
+    (pretrained / "checkpoints").mkdir(parents=True)
+    checkpoint = load_checkpoint(run / "checkpoints" / "last.pt")
+    save_checkpoint({**checkpoint, "kind": "pretrain"}, pretrained / "checkpoints", "last.pt",
+                    None)
+    assert main(["supervised", "--train", str(train), "--out", str(pretrained)]) == 2
+    assert capsys.readouterr().err == (
+        f"simclr supervised: error: {pretrained} already holds a pretraining run "
+        f"(checkpoints/last.pt); choose another --out or continue it with `simclr pretrain "
+        f"--resume {pretrained}`\n")
     image = sorted(train.rglob("*.png"))[0]
     image.rename(tmp_path / "aside.png")  # an image gone: refused from the names, before
     caches = sorted((tmp_path / "cache").iterdir())  # the folder is decoded again
