@@ -159,10 +159,19 @@ def add_knn_command(sub: argparse._SubParsersAction, runtime: RuntimeFlags) -> N
     p.set_defaults(func=cmd_knn)
 
 
+def _training_batch(p: argparse.ArgumentParser, text: str) -> None:
+    """The shared --batch-size's help where the command also trains with it."""
+    for action in p._actions:
+        if action.dest == "batch_size":
+            action.help = text
+
+
 def add_linear_eval_command(sub: argparse._SubParsersAction, runtime: RuntimeFlags) -> None:
     """linear-eval: a linear classifier on the frozen representation (L-BFGS or SGD)."""
     p = sub.add_parser("linear-eval", help="linear classifier on the frozen encoder")
     _eval_inputs(p, runtime, out_required=False)
+    _training_batch(p, "sgd: images per training step, the global batch across "
+                       "--processes; and per pass that extracts features")
     p.add_argument("--layer", default="h", help=LAYERS_HELP + "; Fig. 8 compares h and z")
     p.add_argument("--protocol", choices=["lbfgs", "sgd"], default="lbfgs")
     p.add_argument("--raw-pixels", action="store_true", help="baseline: pixels as features")
@@ -193,6 +202,8 @@ def add_finetune_command(sub: argparse._SubParsersAction, runtime: RuntimeFlags)
     """finetune: the encoder fine-tuned on a class-balanced labeled subset."""
     p = sub.add_parser("finetune", help="fine-tune on a class-balanced labeled subset")
     _eval_inputs(p, runtime, out_required=True)
+    _training_batch(p, "images per training step (the lr scales with it), the global batch "
+                       "across --processes; and per pass of the test set")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--label-fraction", type=fraction, default=None, metavar="F")
     group.add_argument("--labels-per-class", type=_positive_int, default=None)
@@ -269,9 +280,12 @@ def add_export_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export", help="the encoder as a small checkpoint, torchvision ResNet weights, or a "
                        "program that runs without simclr (torch.export .pt2, ONNX)")
-    p.add_argument("--checkpoint", required=True, help="a checkpoint file or run folder")
+    p.add_argument("--checkpoint", required=True,
+                   help="a checkpoint file or run folder, or a ResNet's weights in "
+                        "torchvision's layout")
     p.add_argument("--out", required=True,
-                   help="the file to write (.pt: checkpoint, .pt2: torch.export, .onnx)")
+                   help="the file to write (.pt: checkpoint, .pt / .pth with --format "
+                        "torchvision, .pt2: torch.export, .onnx)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--format", default="auto", choices=("auto", *FORMATS),
                    help="auto (default): from --out's suffix")

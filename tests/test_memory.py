@@ -330,6 +330,19 @@ def test_views_too_large_to_measure_are_refused_without_allocating_them(monkeypa
     assert sizes == [memory.PROBE_SIZE, memory.PROBE_SIZE, 96, 96] and mem.per_view > 0
 
 
+def test_views_are_counted_as_both_measuring_passes_may_stay(monkeypatch):
+    """The passes on 2 and on 4 views may both stay in the process (the allocator keeps
+    what they free): 4 views' worth of free memory let the kernel kill a 4096 px
+    measurement, so 5 views' worth is refused before either pass."""
+    model, size, cpu = tiny_model(), 512, torch.device("cpu")
+    fixed, per_view = memory._fit_views(model, memory.PROBE_SIZE, cpu, "fp32", False)
+    one = per_view * (size / memory.PROBE_SIZE) ** 2 + 4.0 * 3 * size**2
+    monkeypatch.setattr(memory, "available_bytes", lambda device: fixed + 5 * one)
+    with pytest.raises(SimCLRError, match=r"^--image-size 512 does not fit in memory: .* "
+                                          r"measuring a step takes 6 "):
+        measure_step(model, size, cpu, "fp32", channels_last=False)
+
+
 def test_an_allocation_that_fails_while_measuring_is_one_line(monkeypatch):
     def saved(model, views, precision):
         raise RuntimeError(ALLOCATOR)
