@@ -160,7 +160,9 @@ def command_line() -> list[str] | None:
     program = Path(sys.argv[0]) if sys.argv else Path()
     if program.name == "simclr" or (program.name == "__main__.py" and
                                     program.parent.name == "simclr"):
-        return list(sys.argv)
+        # as typed: the processes of --processes run simclr/__main__.py, the shell's
+        # simclr is a path to its entry point
+        return ["simclr", *sys.argv[1:]]
     return None
 
 
@@ -177,7 +179,7 @@ def provenance() -> dict[str, Any]:
         "torchvision": str(torchvision.__version__),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "argv": list(COMMAND_LINE or sys.argv),
+        "argv": command_line() or list(sys.argv),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "cpu_threads": torch.get_num_threads(),

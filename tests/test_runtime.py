@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import signal
+import sys
 
 import pytest
 import torch
@@ -334,3 +335,14 @@ def test_at_exit_loader_workers_are_killed_and_the_programs_own_children_clean_u
             child.kill()
             child.join()
         del batches
+
+
+def test_the_command_line_is_recorded_as_typed(monkeypatch):
+    """The processes of --processes run simclr/__main__.py: their start event read
+    '/.../simclr/__main__.py pretrain ...' for `simclr pretrain ...`."""
+    monkeypatch.setattr(runtime, "COMMAND_LINE", None)
+    for program in ("/work/simclr/simclr/__main__.py", "/venv/bin/simclr"):
+        monkeypatch.setattr(sys, "argv", [program, "pretrain", "--processes", "2"])
+        assert runtime.provenance()["argv"] == ["simclr", "pretrain", "--processes", "2"]
+    monkeypatch.setattr(sys, "argv", ["/venv/bin/pytest", "-x"])  # simclr as a library
+    assert runtime.command_line() is None and runtime.provenance()["argv"] == sys.argv
