@@ -45,7 +45,7 @@ from simclr.checkpoint import (
 )
 from simclr.config import ARCHS
 from simclr.decode import eval_side
-from simclr.errors import SimCLRError
+from simclr.errors import SimCLRError, with_article
 from simclr.files import torch_save, written
 from simclr.pretrained import (
     LAYERS_HELP,
@@ -82,8 +82,8 @@ def export_format(out: str | Path, fmt: str = "auto") -> str:
     if fmt == "torchvision" and named == "checkpoint":  # a state dict: .pt / .pth
         return fmt
     if fmt not in ("auto", named):
-        article = "an" if named[0] in "aeiou" else "a"
-        raise SimCLRError(f"--format {fmt} does not match --out {out} ({article} {named} file)")
+        raise SimCLRError(f"--format {fmt} does not match --out {out} "
+                          f"({with_article(named)} file)")
     return named
 
 

@@ -109,10 +109,11 @@ def _check_views_fit(probe: torch.nn.Module, image_size: int, device: torch.devi
                      precision: str, channels_last: bool) -> None:
     """Refuse (SimCLRError) an image size whose measuring views cannot fit: their
     activations are extrapolated (x area) from views of PROBE_SIZE px, so a view too
-    large is refused in a second instead of being allocated. Counted as 6 views: the
-    pass on 2 and the pass on 4 may both stay in the process (the CPU allocator keeps
-    up to 1 GiB freed: runtime.tune_cpu_allocator), and an estimate of 4 alone let the
-    kernel kill a 4096 px measurement at 15.7 of 21.6 GiB free."""
+    large is refused in a second instead of being allocated. On a CPU counted as 6
+    views: the pass on 2 and the pass on 4 may both stay in the process (the allocator
+    keeps up to 1 GiB freed: runtime.tune_cpu_allocator), and an estimate of 4 alone let
+    the kernel kill a 4096 px measurement at 15.7 of 21.6 GiB free. CUDA's caching
+    allocator reuses the first pass's blocks (and counts them free): 4."""
     if image_size <= 2 * PROBE_SIZE:
         return
     if any(getattr(m, "fixed_size", None) for m in probe.modules()):
@@ -122,12 +123,13 @@ def _check_views_fit(probe: torch.nn.Module, image_size: int, device: torch.devi
         return
     fixed, per_view = _fit_views(probe, PROBE_SIZE, device, precision, channels_last)
     one = per_view * (image_size / PROBE_SIZE) ** 2 + 4.0 * 3 * image_size**2
-    need = fixed + 6 * one
+    views = 6 if device.type == "cpu" else 4
+    need = fixed + views * one
     if need > free:
         raise SimCLRError(
             f"--image-size {image_size} does not fit in memory: one view of {image_size} px "
-            f"keeps about {size_text(one)} for the backward pass and measuring a step takes 6 "
-            f"(about {size_text(need)}) but {size_text(free)} of {_where(device)} is "
+            f"keeps about {size_text(one)} for the backward pass and measuring a step takes "
+            f"{views} (about {size_text(need)}) but {size_text(free)} of {_where(device)} is "
             "available; try a smaller --image-size")
 
 

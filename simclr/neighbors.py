@@ -99,7 +99,7 @@ def duplicate_pairs(features: torch.Tensor, threshold: float) -> list[tuple[int,
     """(i, j, similarity) of every pair i < j with cosine similarity >= ``threshold``,
     most similar first. SimCLRError (before the pairs are gathered) past ``MAX_PAIRS``."""
     found_i, found_j, found_s = [], [], []
-    count, cut = 0, min(threshold, 1.0 - TOLERANCE)
+    count, cut = 0, threshold - TOLERANCE if threshold >= 1 else threshold
     for start, block in _blocks(features, features):
         rows = torch.arange(start, start + len(block))[:, None]
         hit = (block >= cut) & (torch.arange(len(features))[None, :] > rows)

@@ -210,16 +210,18 @@ def trained_for(ckpt: dict[str, Any]) -> str:
     from."""
     step = encoder_trained_step(ckpt)
     if ckpt.get("kind") == "finetune":
-        own = f"fine-tuned {ckpt.get('step')} steps"
-        return f"step {fitted_on(ckpt)} {own}" if fitted_on(ckpt) is not None else own
+        n = ckpt.get("step")
+        own = f"fine-tuned {n} step{'' if n == 1 else 's'}"
+        return f"step {step} {own}" if step is not None else own
     return f"step {step}" if step is not None else \
         str(ckpt.get("imported") or "step unknown")
 
 
 def encoder_trained_step(ckpt: dict[str, Any]) -> int | None:
-    """The training step of a checkpoint's encoder: its own step, but a linear
-    classifier's is that of the frozen encoder it was fitted on (its own is 0)."""
-    return fitted_on(ckpt) if ckpt.get("kind") == "linear" else ckpt.get("step")
+    """The pretraining step of a checkpoint's encoder: its own step, but a classifier's
+    (linear: its own is 0; fine-tuned: its own counts the fine-tuning) is that of the
+    encoder it started from, so that a chain of them keeps the pretraining's."""
+    return fitted_on(ckpt) if ckpt.get("kind") in ("linear", "finetune") else ckpt.get("step")
 
 
 def fitted_on(ckpt: dict[str, Any]) -> int | None:

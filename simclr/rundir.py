@@ -37,6 +37,7 @@ from simclr.files import (
     folder_holder,
     in_use,
     lock_folder,
+    read_json,
     remove_stale_temporaries,
     set_aside,
     write_atomically,
@@ -127,18 +128,27 @@ SUPERVISED_RESULT = "supervised.json"
 
 def already_holds_run(folder: Path, shown: str, kind: str) -> SimCLRError:
     """A new run of ``kind`` refused over ``folder``'s run checkpoints (``shown``: the
-    folder as given), naming the command that continues the run found there: its own
-    kind's (a supervised run's folder given to pretrain, or the reverse), or none."""
+    folder as given), naming the command that continues the run found there (its own
+    kind's: a supervised run's folder given to pretrain, or the reverse) where one can:
+    not a finished run, nor one whose checkpoints cannot be read."""
     latest = latest_checkpoint(folder / CHECKPOINTS)
-    try:
-        found = load_checkpoint(latest, mmap=True).get("kind") if latest else kind
-    except SimCLRError:  # unreadable: --resume says why, or goes back to an earlier one
-        found = kind
+    found = None
+    if latest is not None:
+        try:
+            found = load_checkpoint(latest, mmap=True).get("kind")
+        except SimCLRError:  # said by --resume, which may go back to an earlier one
+            latest = None
+    name = (latest or checkpoint_files(folder / CHECKPOINTS)[0]).name
     named = {"pretrain": "a pretraining run", "supervised": "a supervised run"}
-    what = named.get(found, f"a {found} checkpoint") if found != kind else "a run"
-    name = latest.name if latest else checkpoint_files(folder / CHECKPOINTS)[0].name
+    if found == kind or latest is None:
+        what = "a run"
+    else:
+        what = named.get(found) or f"{with_article(str(found or 'unknown kind of'))} checkpoint"
+    finished = (found == "supervised" and (folder / SUPERVISED_RESULT).exists()) or (
+        found == "pretrain" and (read_json(folder / "summary.json") or {}).get("status")
+        == "finished")
     again = f" or continue it with `{RESUMABLE[found]} --resume {shlex.quote(shown)}`" \
-        if found in RESUMABLE else ""
+        if found in RESUMABLE and not finished else ""
     return SimCLRError(f"{shown} already holds {what} ({CHECKPOINTS}/{name}); choose another "
                        f"--out{again}")
 

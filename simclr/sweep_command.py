@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -217,13 +218,13 @@ def _make_current(run_dir: Path, name: str, found: Path, files: tuple[str, ...])
     """Bring the evaluation on record in ``found`` (``NAME.previous-K``) back as the
     cell's current files, the current ones set aside in its place: a cell's ``knn.json``
     (its ``linear.pt``) is always the evaluation its sweep table shows last."""
-    if found.name == name:
+    k = re.fullmatch(r".+\.(previous-\d+)\.[^.]+", found.name)  # STEM.previous-K.EXT
+    if found.name == name or k is None:  # (another file the glob matched: left as it is)
         return
-    k = found.name.rsplit(".", 2)[1]  # STEM.previous-K.EXT
     kept = set_aside(run_dir, files)
     for current in files:
         earlier = run_dir / current
-        earlier = earlier.with_name(f"{earlier.stem}.{k}{earlier.suffix}")
+        earlier = earlier.with_name(f"{earlier.stem}.{k[1]}{earlier.suffix}")
         if earlier.exists():
             earlier.replace(run_dir / current)
     print(f"cell {run_dir.name}: the evaluation on record in {found.name} is current again"

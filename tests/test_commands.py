@@ -80,6 +80,10 @@ def test_a_classifiers_provenance_names_its_encoders_pretraining_step(tmp_path, 
 
     assert provenance(tmp_path / "lin") == "step 2 layer h"
     assert provenance(tmp_path / "ft").startswith("step 2 fine-tuned ")
+    # fine-tuned again from the fine-tuned one: still the pretraining's step 2
+    assert main(["finetune", "--checkpoint", str(tmp_path / "ft"), *common[2:], "--epochs", "1",
+                 "--labels-per-class", "4", "--out", str(tmp_path / "ft2")]) == 0
+    assert provenance(tmp_path / "ft2").startswith("step 2 fine-tuned ")
     card = export(tmp_path / "lin", tmp_path / "lin.pt2", layer="logits")
     assert json.loads((tmp_path / "lin.pt2.json").read_text())["step"] == 2, card
     linear = tmp_path / "lin" / "checkpoints" / "linear.pt"

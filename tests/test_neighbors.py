@@ -186,8 +186,16 @@ def test_the_tolerance_for_float32_rounding_applies_at_one_only(tmp_path, capsys
     feats = [[1.0, 0.0], [c, np.sqrt(1 - c * c)], [1.0, 0.0]]
     embed_file(tmp_path / "f.npz", feats)
     for threshold, pairs in (("0.99", [("000", "002")]), ("1", [("000", "002")]),
+
                              ("0.98", [("000", "002"), ("000", "001"), ("001", "002")])):
         assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--out",
                      str(tmp_path / f"{threshold}.csv"), "--duplicates", threshold]) == 0
         found = [(r[0][8:11], r[1][8:11]) for r in rows(tmp_path / f"{threshold}.csv")[1:]]
+        assert found == pairs, threshold
+    c = 0.999991  # near 1 but not at it: no tolerance either
+    embed_file(tmp_path / "g.npz", [[1.0, 0.0], [c, np.sqrt(1 - c * c)]])
+    for threshold, pairs in (("0.999995", []), ("0.99999", [("000", "001")])):
+        assert main(["neighbors", "--features", str(tmp_path / "g.npz"), "--out",
+                     str(tmp_path / f"g{threshold}.csv"), "--duplicates", threshold]) == 0
+        found = [(r[0][8:11], r[1][8:11]) for r in rows(tmp_path / f"g{threshold}.csv")[1:]]
         assert found == pairs, threshold

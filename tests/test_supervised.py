@@ -256,6 +256,17 @@ def test_command_line_resume(tmp_path, capsys, monkeypatch):
         f"simclr supervised: error: {pretrained} already holds a pretraining run "
         f"(checkpoints/last.pt); choose another --out or continue it with `simclr pretrain "
         f"--resume {pretrained}`\n")
+    (run / "supervised.json").write_text("{}")  # finished: nothing continues it
+    assert main(["pretrain", "--data", str(train), "--out", str(run)]) == 2
+    assert capsys.readouterr().err.endswith("already holds a supervised run "
+                                            "(checkpoints/last.pt); choose another --out\n")
+    (run / "supervised.json").unlink()
+    del checkpoint["kind"]  # as an older simclr saved it
+    save_checkpoint(checkpoint, pretrained / "checkpoints", "last.pt", None)
+    assert main(["supervised", "--train", str(train), "--out", str(pretrained)]) == 2
+    assert capsys.readouterr().err.endswith(
+        "already holds an unknown kind of checkpoint (checkpoints/last.pt); choose another "
+        "--out\n")
     image = sorted(train.rglob("*.png"))[0]
     image.rename(tmp_path / "aside.png")  # an image gone: refused from the names, before
     caches = sorted((tmp_path / "cache").iterdir())  # the folder is decoded again

@@ -231,3 +231,15 @@ def test_an_evaluation_on_record_is_made_current_again(tmp_path, image_folder, c
     row, current, classifier = sweep(image_folder)  # back to h: h's linear.pt again
     assert (current, classifier) == first[1:]
     assert row["linear_top1"] == first[0]["linear_top1"] and "linear_z_top1" in row
+
+
+def test_only_an_evaluation_set_aside_is_brought_back(tmp_path, capsys):
+    """A file the glob NAME.previous-* also matches (a user's knn.previous-1.bak.json)
+    set the current evaluation aside and brought nothing back."""
+    from simclr.sweep_command import EVAL_FILES, _make_current
+
+    (tmp_path / "knn.json").write_text("{}")
+    _make_current(tmp_path, "knn.json", tmp_path / "knn.previous-1.bak.json", EVAL_FILES["knn"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["knn.json"]
+    assert capsys.readouterr().err == ""
+
