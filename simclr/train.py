@@ -11,6 +11,7 @@ run takes is plan.py's; what a checkpoint holds and how a run continues, resume.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -455,7 +456,16 @@ def train_loop(
         if cfg.knn_train and state.step % knn_every_steps == 0 and dist.is_main():
             # Rank 0 alone: the others wait for it in the next step's collectives, as
             # they would have while each measured the same number.
-            monitored = (state.step, knn_monitor(cfg, model, device, precision, state.step, log))
+            try:
+                monitored = (state.step, knn_monitor(cfg, model, device, precision, state.step,
+                                                     log))
+            except SimCLRError as exc:  # its folder's images, first read now: keep the steps
+                kept = int(first_bad.item()) < 0 and save(cfg, model, optimizer, scaler, state,
+                                                          plan, run_dir, periodic=True)
+                again = f"simclr pretrain --resume {shlex.quote(str(run_dir))}"
+                raise SimCLRError(f"kNN monitor: {exc}" + (
+                    f" (the run is saved at step {state.step}: `{again}` continues it once "
+                    "the folder is mended)" if kept else "")) from None
         if last:
             break
     progress.close()

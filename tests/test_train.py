@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -318,6 +319,28 @@ def test_online_knn_monitor(tmp_path, image_folder, cache_dir):
     summary = train.pretrain(cfg, on_step=stop_at_2)
     assert summary["status"] == "preempted" and "knn_top1" not in summary
     assert "knn_top1" not in (tmp_path / "cut/metrics.jsonl").read_text()
+
+
+def test_a_knn_folder_failing_mid_run_keeps_the_steps(tmp_path, image_folder, cache_dir):
+    """A large --knn-test (over the 64 files read at the start) of unreadable images
+    failed after the first epoch; under --checkpoint-every 0 its steps were lost."""
+    broken = tmp_path / "broken"
+    for c in range(2):
+        (broken / f"class_{c}").mkdir(parents=True)
+        for i in range(33):
+            (broken / f"class_{c}" / f"{i}.png").write_text("garbage")
+    with pytest.raises(SimCLRError) as info:
+        run(tmp_path, image_folder, cache_dir, "run", knn_train=str(image_folder),
+            knn_test=str(broken), checkpoint_every=0)
+    assert str(info.value).startswith("kNN monitor: 64 images in a row are unreadable (first: ")
+    assert str(info.value).endswith(
+        f"check the folder {broken} (the run is saved at step 3: `simclr pretrain --resume "
+        f"{tmp_path / 'run'}` continues it once the folder is mended)")
+    assert load_checkpoint(tmp_path / "run/checkpoints/ckpt-00000003.pt")["step"] == 3
+    shutil.rmtree(broken)
+    make_image_folder(broken)
+    resumed = train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True)
+    assert resumed["status"] == "finished" and resumed["steps"] == 6
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
