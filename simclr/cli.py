@@ -245,11 +245,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     if args.sweep_cell:  # run_sweep reads the summary and tells what comes next
         return train.EXIT_PREEMPTED if summary["status"] == "preempted" else 0
     if summary["status"] == "preempted":
-        from simclr.launch import again
+        from simclr.launch import continue_run
         from simclr.runtime import stopped_by
 
-        how = again(f"simclr pretrain --resume {shlex.quote(str(cfg.out))}", args.processes)
-        print(f"{stopped_by(summary['signal'])}; continue with: {how}", file=sys.stderr)
+        print(f"{stopped_by(summary['signal'])}; continue with: {continue_run(cfg.out)}",
+              file=sys.stderr)
         return train.EXIT_PREEMPTED
     if cfg.data.path is None:
         from simclr.commands import digits_knn_report
@@ -515,8 +515,9 @@ def _continue_after(exc: BaseException, command: str) -> str:
         return "; no checkpoint was saved"
     if command != "simclr pretrain":  # a sweep's cell: the same sweep command goes on
         return f"; {run_dir}'s last checkpoint stays: the same command continues it"
-    return (f"; its last checkpoint stays: continue with `{command} --resume "
-            f"{shlex.quote(str(run_dir))}`")
+    from simclr.launch import continue_run
+
+    return f"; its last checkpoint stays: continue with `{continue_run(run_dir)}`"
 
 
 def _user_message(exc: SimCLRError | PermissionError) -> str:

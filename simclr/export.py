@@ -234,10 +234,11 @@ def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
     write_program = {"pt2": _write_pt2, "onnx": _write_onnx}[fmt]
     source = classifier_file(checkpoint) if layer == "logits" else checkpoint_file(checkpoint)
     ckpt = load_checkpoint(source)
-    fitted = encoder_spec(ckpt)["image_size"]
-    if layer == "logits" and image_size not in (None, fitted):  # (predict applies it so)
-        raise SimCLRError(f"--image-size {image_size}: the classifier was fitted on the "
-                          f"features of {fitted} px images; drop --image-size")
+    if layer == "logits" and image_size is not None:  # (predict applies it at its own)
+        fitted = encoder_spec(ckpt)["image_size"]
+        if image_size != fitted:
+            raise SimCLRError(f"--image-size {image_size}: the classifier was fitted on the "
+                              f"features of {fitted} px images; drop --image-size")
     ckpt = at_image_size(ckpt, image_size, source)
     classes = None
     if layer == "logits":

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from simclr.data import collate_raw, decode_device, decode_raw_batch
+from simclr.data import check_some_readable, collate_raw, decode_device, decode_raw_batch
 from simclr.errors import SimCLRError, check_counts
 from simclr.folders import ImageList, check_folder, list_folder
 from simclr.runtime import (
@@ -34,13 +34,15 @@ log = logging.getLogger(__name__)
 
 
 def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str, str],
-                          train_split: bool = False) -> ImageList | None:
+                          train_split: bool = False, readable: bool = False
+                          ) -> ImageList | None:
     """Fail now, in one line, on labeled folders before any image is decoded (or, for the
     kNN monitor and a sweep's evaluation, before hours of training): missing, without
     class sub-folders, or with other classes than each other. Only file names are read;
     torchvision's named data sets pass. ``train_split``: the training folder is read as
-    training data (a data set root's train/ split). Returns its listing (None for a
-    named data set), for the checks a command makes on it."""
+    training data (a data set root's train/ split); ``readable``: a small folder's
+    images are opened too (:func:`simclr.data.check_some_readable`). Returns its listing
+    (None for a named data set), for the checks a command makes on it."""
     check_folder(flags[0], train)
     check_folder(flags[1], test)
     listed = list_folder(train, train_split) if train else None
@@ -50,6 +52,12 @@ def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str,
         if held_out is not None and Path(listed.root).resolve() == Path(held_out.root).resolve():
             log.warning("note: %s and %s are the same folder: the top-1 measures images the "
                         "classifier saw, not held-out ones", *flags)
+        for flag, files in zip(flags, (listed, held_out), strict=True):
+            if readable and files is not None:
+                try:
+                    check_some_readable(files)
+                except SimCLRError as exc:
+                    raise SimCLRError(f"{flag}: {exc}") from None
     return listed
 
 

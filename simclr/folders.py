@@ -129,18 +129,18 @@ def _say_other_formats(root: Path, others: Counter[str]) -> None:
                   sum(others.values()), kinds)
 
 
-def _say_once(key: str, message: str, *args: Any) -> None:
-    """A warning about a folder's listing, once per process under ``key`` (a command lists
-    a folder more than once, as typed and as an absolute path) and by the first process
-    of a launch alone (every process lists the same folder)."""
+def _say_once(key: str, message: str, *args: Any, level: int = logging.WARNING) -> None:
+    """A warning (or note) about a folder's listing, once per process under ``key`` (a
+    command lists a folder more than once, as typed and as an absolute path) and by the
+    first process of a launch alone (every process lists the same folder)."""
     from simclr.distributed import launched_rank
 
     if key not in _SAID and launched_rank() == 0:
-        log.warning(message, *args)
+        log.log(level, message, *args)
     _SAID.add(key)
 
 
-_SAID: set[str] = set()  # links warned about and splits chosen, by path: said once
+_SAID: set[str] = set()  # the keys of what _say_once has said
 
 
 def _class_folders(root: str, entries: list[str]) -> list[str]:
@@ -264,9 +264,8 @@ def _split_folder(root: Path, train: bool) -> Path:
     if "train" in subdirs and tests and subdirs <= SPLITS:
         chosen, other = (root / "train", root / tests[0]) if train else \
             (root / tests[0], root / "train")
-        if str(chosen) not in _SAID:  # (a command lists a folder more than once)
-            _SAID.add(str(chosen))
-            log.info("%s holds splits; using %s (give %s for the other)", root, chosen, other)
+        _say_once(str(chosen), "%s holds splits; using %s (give %s for the other)", root,
+                  chosen, other, level=logging.INFO)
         return chosen
     return root
 

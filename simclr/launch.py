@@ -25,6 +25,7 @@ import ctypes
 import json
 import logging
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -82,6 +83,15 @@ def again(command: str, processes: int | str | None) -> str:
     if launched_processes() > 1 and command.startswith("simclr "):
         return f"torchrun --nproc_per_node {launched_processes()} -m {command}"
     return command
+
+
+def continue_run(run_dir: str | os.PathLike) -> str:
+    """The command that continues the pretraining in ``run_dir`` as this process's run
+    was started (one process, ``--processes N``, or torchrun): :func:`again`."""
+    from simclr.distributed import launched_processes
+
+    processes = launched_processes() if os.environ.get(LAUNCHER_ENV) else None
+    return again(f"simclr pretrain --resume {shlex.quote(str(run_dir))}", processes)
 
 
 def _torchrun_record(message: Any) -> bool:

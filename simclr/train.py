@@ -11,7 +11,6 @@ run takes is plan.py's; what a checkpoint holds and how a run continues, resume.
 from __future__ import annotations
 
 import contextlib
-import shlex
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from simclr.errors import DivergedError, SimCLRError
 from simclr.features import check_labeled_folders
 from simclr.files import read_json, write_json
 from simclr.folders import list_folder
+from simclr.launch import continue_run
 from simclr.loader import BatchLoader
 from simclr.loss import contrastive_loss
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
@@ -98,17 +98,8 @@ def recipe_notes(cfg: Config) -> list[str]:
 def check_knn_folders(cfg: Config) -> None:
     """The kNN monitor's folders are first read after an epoch: check them before (a
     small folder's images too, which a run would meet only then)."""
-    from simclr.data import check_some_readable
-
-    memory = check_labeled_folders(cfg.knn_train, cfg.knn_test, ("--knn-train", "--knn-test"),
-                                   train_split=True)
-    queries = list_folder(cfg.knn_test, False) if memory is not None else None
-    for flag, files in (("--knn-train", memory), ("--knn-test", queries)):
-        if files is not None:
-            try:
-                check_some_readable(files)
-            except SimCLRError as exc:
-                raise SimCLRError(f"{flag}: {exc}") from None
+    check_labeled_folders(cfg.knn_train, cfg.knn_test, ("--knn-train", "--knn-test"),
+                          train_split=True, readable=True)
 
 
 def log_line(message: str) -> None:
@@ -462,10 +453,9 @@ def train_loop(
             except SimCLRError as exc:  # its folder's images, first read now: keep the steps
                 kept = int(first_bad.item()) < 0 and save(cfg, model, optimizer, scaler, state,
                                                           plan, run_dir, periodic=True)
-                again = f"simclr pretrain --resume {shlex.quote(str(run_dir))}"
                 raise SimCLRError(f"kNN monitor: {exc}" + (
-                    f" (the run is saved at step {state.step}: `{again}` continues it once "
-                    "the folder is mended)" if kept else "")) from None
+                    f" (the run is saved at step {state.step}: `{continue_run(run_dir)}` "
+                    "continues it once the folder is mended)" if kept else "")) from None
         if last:
             break
     progress.close()
