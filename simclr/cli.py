@@ -39,6 +39,7 @@ from simclr.settings import (
     apply_resume_flags,
     build_config,
     check_same_recipe,
+    field_kind,
     yaml_text,
 )
 
@@ -113,7 +114,7 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozen
     for flag, path in all_flags().items():
         if flag in exclude:
             continue
-        kind = type_of(path).replace(" ", "")
+        kind, _ = field_kind(type_of(path))
         dest = "cfg:" + path
         default = shown_default(default_of(path))
         doc = docs.get(path, "").replace("%", "%%")  # argparse formats help with %
@@ -121,11 +122,11 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozen
             doc += ": seconds, or e.g. 90s, 20m, 1.5h, 1h30m"
         text = f"{doc} (default: {default})" if doc else f"default: {default}"
         group = groups[section_of(path)]
-        if kind.startswith("bool"):
+        if kind == "bool":
             group.add_argument(f"--{flag}", dest=dest, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=text)
         else:
-            metavar = "A,B" if "tuple" in kind else kind.split("|")[0].upper()
+            metavar = "A,B" if kind == "tuple" else kind.upper()
             if path == "time_budget":
                 metavar = "DURATION"
             group.add_argument(f"--{flag}", dest=dest, default=argparse.SUPPRESS,

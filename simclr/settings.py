@@ -177,17 +177,22 @@ def _is_null(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
 
 
+def field_kind(type_text: Any) -> tuple[str, bool]:
+    """A setting's declared kind ('bool', 'int', 'float', 'str' or 'tuple', a pair of
+    numbers) and whether it may be None, read from its annotation (a string here)."""
+    t = str(type_text).replace(" ", "")
+    return t.replace("|None", "").split("[")[0], "None" in t
+
+
 def _coerce(value: Any, type_text: str, where: str) -> Any:
     """Convert YAML/flag text to the field's declared type (annotations are strings)."""
-    t = str(type_text).replace(" ", "")
-    optional = "None" in t
+    base, optional = field_kind(type_text)
     # "none" as text means None only where None is allowed: `--head none` is a head.
     if value is None or (optional and _is_null(value)):
         if optional:
             return None
         raise SimCLRError(f"{where}: a value is required")
-    base = t.replace("|None", "")
-    if isinstance(value, dict) or (isinstance(value, list) and not base.startswith("tuple")):
+    if isinstance(value, dict) or (isinstance(value, list) and base != "tuple"):
         raise SimCLRError(f"{where}: expected one {base} value, got {value!r}")
     try:
         if base == "bool":
@@ -207,7 +212,7 @@ def _coerce(value: Any, type_text: str, where: str) -> Any:
             return int(value)
         if base == "float":
             return float(value)
-        if base.startswith("tuple"):
+        if base == "tuple":
             items = value if isinstance(value, (list, tuple)) else str(value).split(",")
             if len(items) != 2:
                 raise ValueError
@@ -215,7 +220,7 @@ def _coerce(value: Any, type_text: str, where: str) -> Any:
         if base == "str":
             return str(value)
     except (TypeError, ValueError):
-        wanted = WANTED.get(base.split("[")[0], base)
+        wanted = WANTED.get(base, base)
         raise SimCLRError(f"{where}: expected {wanted}, got {value!r}") from None
     return value
 

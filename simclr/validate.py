@@ -33,7 +33,7 @@ from simclr.config import (
     Config,
 )
 from simclr.errors import SimCLRError
-from simclr.settings import WANTED, SettingError
+from simclr.settings import WANTED, SettingError, field_kind
 
 MAX_WIDTH = 64  # a width multiplier; 64 x ResNet-50 would hold about 100 billion weights
 
@@ -61,10 +61,9 @@ def _check_types(obj: Any, prefix: str = "") -> None:
         if dataclasses.is_dataclass(value):
             _check_types(value, f"{path}.")
             continue
-        text = str(f.type).replace(" ", "")
-        if value is None and "None" in text:
+        base, optional = field_kind(f.type)
+        if value is None and optional:
             continue
-        base = text.replace("|None", "").split("[")[0]
         if base == "tuple":
             ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(
                 isinstance(x, numbers.Real) and not isinstance(x, bool) for x in value)
