@@ -404,11 +404,13 @@ def open_folder(
                        max_pixels=max_pixels, workers=workers, store=store)
 
 
-def check_some_readable(files: ImageList, limit: int = 64) -> None:
-    """Refuse a folder of at most ``limit`` files none of which decodes (all broken, or
-    no images under image names), naming the first: called where the count of files
-    is about to be blamed (a batch larger than the set), which it would be for nothing."""
-    if len(files.paths) > limit:
+def check_some_readable(files: ImageList, limit: int | None = 64) -> None:
+    """Refuse a folder of at most ``limit`` files (None: any) none of which decodes (all
+    broken, or no images under image names), naming the first: called where the count
+    of files is about to be blamed (a batch larger than the set), which it would be for
+    nothing, and for folders a run reads only later. Files are opened until one decodes:
+    a readable folder costs one header."""
+    if limit is not None and len(files.paths) > limit:
         return
     first = None
     for path in files.paths:

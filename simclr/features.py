@@ -40,8 +40,8 @@ def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str,
     kNN monitor and a sweep's evaluation, before hours of training): missing, without
     class sub-folders, or with other classes than each other. Only file names are read;
     torchvision's named data sets pass. ``train_split``: the training folder is read as
-    training data (a data set root's train/ split); ``readable``: a small folder's
-    images are opened too (:func:`simclr.data.check_some_readable`). Returns its listing
+    training data (a data set root's train/ split); ``readable``: a folder none of whose
+    images decodes is refused too (:func:`simclr.data.check_some_readable`). Returns its listing
     (None for a named data set), for the checks a command makes on it."""
     check_folder(flags[0], train)
     check_folder(flags[1], test)
@@ -55,7 +55,7 @@ def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str,
         for flag, files in zip(flags, (listed, held_out), strict=True):
             if readable and files is not None:
                 try:
-                    check_some_readable(files)
+                    check_some_readable(files, limit=None)
                 except SimCLRError as exc:
                     raise SimCLRError(f"{flag}: {exc}") from None
     return listed

@@ -43,6 +43,17 @@ def test_sweep_checks_evaluation_folders_before_training(tmp_path, image_folder,
     err = capsys.readouterr().err
     assert code == 2 and "--eval-train and --eval-test have different classes" in err
     assert not (tmp_path / "sw").exists()
+    broken = tmp_path / "broken"  # met after the first cell's training
+    for name in ("class_0", "class_1"):
+        (broken / name).mkdir(parents=True)
+        (broken / name / "1.png").write_text("garbage")
+    code = main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
+                 "--eval-train", str(image_folder), "--eval-test", str(broken),
+                 "--out", str(tmp_path / "sw")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"--eval-test: none of the 2 images in {broken} could be read" in err
+    assert not (tmp_path / "sw").exists()
 
 
 def test_sweep_evaluation_decodes_into_the_pretraining_cache_dir(tmp_path, image_folder,

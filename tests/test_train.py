@@ -18,6 +18,7 @@ from simclr.pretrained import embed_folder, model_from_checkpoint
 from simclr.resume import load_resume_config
 from simclr.settings import build_config, load_yaml
 from tests.conftest import make_image_folder, tiny_flags
+from tests.image_files import rgb, save_image
 
 
 def run(tmp_path, image_folder, cache_dir, name, **extra):
@@ -322,13 +323,15 @@ def test_online_knn_monitor(tmp_path, image_folder, cache_dir):
 
 
 def test_a_knn_folder_failing_mid_run_keeps_the_steps(tmp_path, image_folder, cache_dir):
-    """A large --knn-test (over the 64 files read at the start) of unreadable images
-    failed after the first epoch; under --checkpoint-every 0 its steps were lost."""
+    """A --knn-test with 64 unreadable images in a row (after a readable one, which the
+    start's check opens; large, so read uncached) failed after the first epoch; under
+    --checkpoint-every 0 its steps were lost."""
     broken = tmp_path / "broken"
     for c in range(2):
         (broken / f"class_{c}").mkdir(parents=True)
         for i in range(33):
             (broken / f"class_{c}" / f"{i}.png").write_text("garbage")
+    save_image(broken / "class_0/0.png", rgb(128, 128))
     with pytest.raises(SimCLRError) as info:
         run(tmp_path, image_folder, cache_dir, "run", knn_train=str(image_folder),
             knn_test=str(broken), checkpoint_every=0)
@@ -463,6 +466,11 @@ def test_a_failed_start_leaves_no_run_directory(tmp_path, image_folder, cache_di
         (broken / name).mkdir(parents=True)
         (broken / name / "1.png").write_text("garbage")
     fails(f"--knn-test: none of the 2 images in {broken} could be read", tmp_path / "new/run",
+          knn_train=str(image_folder), knn_test=str(broken))
+    for i in range(2, 40):  # over the 64 files of a batch size's check: read all the same
+        for name in ("class_0", "class_1"):
+            (broken / name / f"{i}.png").write_text("garbage")
+    fails(f"--knn-test: none of the 78 images in {broken} could be read", tmp_path / "new/run",
           knn_train=str(image_folder), knn_test=str(broken))
     assert not (tmp_path / "new").exists()
     before = sorted(p.name for p in image_folder.iterdir())
