@@ -83,6 +83,18 @@ def upsampling_notes(cfg: Config, source: ImageSource) -> list[str]:
             f"--image-size {max(side, MIN_SIZE)} is likelier what you want"]
 
 
+def window_notes(cfg: Config, source: ImageSource) -> list[str]:
+    """A note when --no-crop-resize's window (the view's side, taken from the stored
+    picture without resizing) is the whole picture, so that the crop does nothing: CIFAR
+    at --image-size 32, whose 32-px pictures are stored as they are."""
+    a = cfg.augment
+    if not a.crop or a.crop_resize or min(source.image_hw) != a.size:
+        return []
+    return [f"note: --no-crop-resize takes {a.size}-px windows of pictures stored at "
+            f"{a.size} px: each is the whole picture, so the crop does nothing; a smaller "
+            "--image-size, or a larger --load-size, leaves it room"]
+
+
 def recipe_notes(cfg: Config) -> list[str]:
     """A note when small views keep the ImageNet recipe's augmentation and loss (the
     defaults): the official CIFAR-10 recipe (App. B.9) turns blur off and halves the
@@ -206,7 +218,8 @@ def pretrain(
     torch.manual_seed(cfg.seed)
 
     source = open_data(cfg, all_images)
-    notes = [*notes, *upsampling_notes(cfg, source), *([] if resume else recipe_notes(cfg))]
+    notes = [*notes, *upsampling_notes(cfg, source), *window_notes(cfg, source),
+             *([] if resume else recipe_notes(cfg))]
     model = setup_model(cfg, device)
     if initial is not None:
         notes = [*notes, apply_initial_weights(unwrap(model), *initial)]

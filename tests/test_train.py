@@ -603,6 +603,18 @@ def test_views_much_larger_than_small_pictures_are_noted(tmp_path, image_folder,
     assert "upsampled" not in capsys.readouterr().out
 
 
+def test_a_crop_without_resize_of_the_whole_picture_is_noted(tmp_path, image_folder,
+                                                             cache_dir, capsys):
+    """--no-crop-resize at the pictures' own side (16 px stored as they are) takes the
+    whole picture each time: said; with room to move (8-px windows), not."""
+    run(tmp_path, image_folder, cache_dir, "whole", epochs=1, **{"augment.crop_resize": False})
+    assert ("note: --no-crop-resize takes 16-px windows of pictures stored at 16 px: each "
+            "is the whole picture") in capsys.readouterr().out
+    run(tmp_path, image_folder, cache_dir, "room", epochs=1,
+        **{"augment.crop_resize": False, "augment.size": 8})
+    assert "--no-crop-resize takes" not in capsys.readouterr().out
+
+
 def test_small_views_with_the_imagenet_recipe_are_noted(tmp_path, image_folder, cache_dir,
                                                         capsys):
     """Small views left with the defaults' blur, colour strength 1 and tau 0.1 (a known
