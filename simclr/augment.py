@@ -61,6 +61,7 @@ from simclr.augment_ops import (
     adjust_hue,
     blur_,
     brightness_,
+    brightness_shift_,
     contrast_,
     contrast_channels_,
     crop_resize,
@@ -132,8 +133,10 @@ def _stages(p: ViewParams, cfg: AugmentConfig) -> list[_Stage]:
     """The pipeline after the first crop/resize/flip as stages; unused ones dropped."""
     active = np.array([amount > 0 for amount in cfg.jitter()])  # torchvision skips 0 amounts
     color, order = p.color.numpy(), p.order.numpy()
-    official = cfg.color_ops == "official"  # TensorFlow's contrast and saturation
-    jitter_ops = [(0, 1, brightness_), (1, 2, contrast_channels_ if official else contrast_),
+    official = cfg.color_ops != "torchvision"  # TensorFlow's contrast and saturation
+    shift = cfg.color_ops == "official_v1"  # App. A's additive brightness
+    jitter_ops = [(0, 1, brightness_shift_ if shift else brightness_),
+                  (1, 2, contrast_channels_ if official else contrast_),
                   (2, 3, saturation_hsv_ if official else saturation_), (3, 4, hue_)]
     jitter = [_Stage(np.where(color & active[order[:, k]], order[:, k], 4), list(jitter_ops))
               for k in range(4)]  # key 4: no jitter op at this position
@@ -351,6 +354,8 @@ def reference_augment(image: Tensor, params: ViewParams, i: int, cfg: AugmentCon
                    tvf.adjust_hue)
             if cfg.color_ops == "official":
                 ops = (tvf.adjust_brightness, tf_contrast, tf_saturation, tvf.adjust_hue)
+            elif cfg.color_ops == "official_v1":  # tf.image.adjust_brightness: x + delta
+                ops = (torch.add, tf_contrast, tf_saturation, tvf.adjust_hue)
             for op_id in params.order[i].tolist():
                 if cfg.jitter()[op_id] > 0:
                     x = ops[op_id](x, float(params.factors[i, op_id])).clamp(0.0, 1.0)

@@ -190,6 +190,12 @@ def brightness_(x: Tensor, f: Tensor, keys: Tensor) -> None:
     x.mul_(_col(f, F_BRIGHT)).clamp_(0.0, 1.0)
 
 
+def brightness_shift_(x: Tensor, f: Tensor, keys: Tensor) -> None:
+    """The SimCLR v1 code's brightness (App. A: ``tf.image.random_brightness``): a shift
+    of every pixel and channel by the sample's delta, then the clip."""
+    x.add_(_col(f, F_BRIGHT)).clamp_(0.0, 1.0)
+
+
 def contrast_(x: Tensor, f: Tensor, keys: Tensor) -> None:
     factor = _col(f, F_CONTRAST)
     mean = _luma(x).mean(dim=(1, 2, 3), keepdim=True)  # blend with the mean gray level

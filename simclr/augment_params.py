@@ -296,12 +296,16 @@ def _coin(u: np.ndarray, on: bool, p: float) -> np.ndarray:
 
 
 def _jitter_factors(u: np.ndarray, cfg: AugmentConfig) -> np.ndarray:
-    """(B, 4) float32: brightness, contrast, saturation ~ U(max(0, 1-a), 1+a); hue ~ U(-h, h)."""
+    """(B, 4) float32: brightness, contrast, saturation ~ U(max(0, 1-a), 1+a); hue ~ U(-h, h).
+    With ``color_ops="official_v1"`` brightness is a shift ~ U(-a, a) (App. A's
+    ``tf.image.random_brightness``), not a factor."""
     b, c, s, h = cfg.jitter()
     out = np.empty((len(u), 4), dtype=np.float64)
     for col, amount, pid in ((0, b, _P_BRIGHT), (1, c, _P_CONTRAST), (2, s, _P_SAT)):
         lo = max(0.0, 1.0 - amount)
         out[:, col] = lo + (1.0 + amount - lo) * u[:, pid]
+    if cfg.color_ops == "official_v1":
+        out[:, 0] = -b + 2.0 * b * u[:, _P_BRIGHT]
     out[:, 3] = -h + 2.0 * h * u[:, _P_HUE]
     return out.astype(np.float32)
 

@@ -20,7 +20,7 @@ ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 
 CROP_SAMPLERS = ("torchvision", "official")
-COLOR_OPS = ("torchvision", "official")
+COLOR_OPS = ("torchvision", "official", "official_v1")
 
 
 @dataclass
@@ -55,7 +55,10 @@ class AugmentConfig:
     # Which definitions of contrast and saturation: "torchvision" (ColorJitter's: blend
     # with the mean of the grayscale / with the grayscale image) or "official"
     # (TensorFlow's, as the official data_util.py calls them: each channel about its own
-    # mean / S scaled in HSV). Brightness, hue and grayscale are alike in both.
+    # mean / S scaled in HSV). Brightness multiplies by U(1-a, 1+a) in both, the official
+    # code's default (impl='simclrv2'); "official_v1" is "official" with brightness
+    # adding U(-a, a) instead, as the paper's App. A and its v1 code
+    # (tf.image.random_brightness). Hue and grayscale are alike in all.
     color_ops: str = "torchvision"
     grayscale: bool = True  # random conversion to grayscale
     grayscale_p: float = 0.2  # probability per view

@@ -100,9 +100,10 @@ def _inert_augment(cfg: Config) -> dict[str, str]:
                 inert[f"augment.{name}"] = "every colour jitter amount is 0"
         elif acting == 1:
             inert["augment.color_random_order"] = "only one colour jitter amount is not 0"
-        _, contrast, saturation, _ = aug.jitter()
-        if contrast == 0 and saturation == 0:  # color_ops defines only these two ops
-            inert["augment.color_ops"] = "it defines contrast and saturation, both 0 here"
+        brightness, contrast, saturation, _ = aug.jitter()
+        if brightness == contrast == saturation == 0:  # the ops color_ops defines
+            inert["augment.color_ops"] = ("it defines brightness, contrast and saturation, "
+                                          "all 0 here")
         if all(getattr(aug, name) is not None for name in JITTER):
             inert["augment.color_strength"] = "--brightness, --contrast, --saturation and " \
                                               "--hue are all given"

@@ -15,10 +15,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # lr 0.3 x B/256, wd 1e-6, tau 0.1, strength 1 with blur, 100 epochs (ablations);
     # as the official code ran it: BN in the head, the loss summed over both directions,
     # its crop sampler (sample_distorted_bounding_box) and colour ops (TensorFlow's
-    # contrast and saturation), and crops drawn at about the photos' own resolution (the
-    # official code crops the decoded file): pictures stored at 384 px, near ImageNet's
-    # typical short side (500x375), where the automatic 1.15 x 224 = 258 px would
-    # resample a small crop from about 2/3 of the pixels a crop of the file has.
+    # contrast and saturation; its default multiplicative brightness, where the paper's
+    # v1 code added a shift: --color-ops official_v1), and crops drawn at about the
+    # photos' own resolution (the official code crops the decoded file): pictures stored
+    # at 384 px, near ImageNet's typical short side (500x375), where the automatic
+    # 1.15 x 224 = 258 px would resample a small crop from about 2/3 of the pixels a
+    # crop of the file has.
     "imagenet": {
         "model": {"arch": "resnet50", "width": 1.0, "head_batch_norm": True},
         "augment": {"size": 224, "color_strength": 1.0, "blur": True,

@@ -153,6 +153,15 @@ def test_op_rates_and_factor_ranges():
     assert abs(f[:, 3].mean().item()) < 0.01
     strong = _draw(AugmentConfig(size=32, brightness=1.5), 2000).factors[:, 0]
     assert strong.min() >= 0.0 and strong.max() <= 2.5  # max(0, 1 - b) lower bound
+    # The v1 code's brightness (App. A): a shift ~ U(-b, b), whatever b, the other
+    # factors drawn as before from the same uniforms.
+    for amount in (0.8, 1.5):
+        v1 = _draw(AugmentConfig(size=32, brightness=amount, color_ops="official_v1"), n)
+        shift = v1.factors[:, 0].double()
+        assert shift.min() >= -amount and shift.max() <= amount
+        assert stats.kstest(((shift + amount) / (2 * amount)).numpy(), "uniform").pvalue > 1e-3
+        assert torch.equal(v1.factors[:, 1:], _draw(AugmentConfig(
+            size=32, brightness=amount), n).factors[:, 1:])
     # Every order of the four jitter ops appears with frequency 1/24.
     codes = (p.order.numpy() * np.array([64, 16, 4, 1])).sum(1)
     counts = np.unique(codes, return_counts=True)[1]
@@ -188,6 +197,7 @@ CASES = {
     "crop_without_resize": dict(OFF, crop=True, crop_resize=False),
     "rotate_cutout_noise_sobel": dict(OFF, rotate=True, cutout=True, noise=True, sobel=True),
     "color_official": dict(OFF, color=True, color_ops="official"),
+    "color_official_v1": dict(OFF, color=True, color_ops="official_v1"),
     "all_default": dict(),
     "all_official": dict(crop_sampler="official", color_ops="official"),
     "all_ablation_ops": dict(rotate=True, cutout=True, noise=True, sobel=True, sobel_p=0.2),
@@ -384,14 +394,30 @@ def test_official_color_ops_match_their_definitions():
 
 def test_official_color_ops_differ_from_torchvision_where_defined_apart():
     """The switch reaches the views: same draws, other contrast and saturation; a jitter
-    of brightness and hue only (defined alike) gives the same views."""
+    of brightness and hue only (defined alike) gives the same views, except under
+    official_v1, whose brightness is a shift."""
     images = _images(16, 32)
     for jitter, same in ((dict(), False), (dict(contrast=0.0, saturation=0.0), True)):
         views = []
-        for ops in ("torchvision", "official"):
+        for ops in ("torchvision", "official", "official_v1"):
             cfg = AugmentConfig(size=32, **dict(OFF, color=True, color_ops=ops, **jitter))
             views.append(A.apply_params(images, _draw(cfg, 16), cfg))
         assert torch.equal(views[0], views[1]) == same
+        assert not torch.equal(views[1], views[2])
+
+
+def test_v1_brightness_is_a_clipped_shift_on_known_pixels():
+    """color_ops="official_v1": tf.image.random_brightness's x + delta, then the clip,
+    by hand on every pixel."""
+    images = _images(64, 8)
+    cfg = AugmentConfig(size=8, **dict(OFF, color=True, color_p=1.0, contrast=0.0,
+                                       saturation=0.0, hue=0.0, color_ops="official_v1"))
+    p = _draw(cfg, 64, (8, 8))
+    x = images.double() / 255
+    delta = p.factors[:, 0].double().view(-1, 1, 1, 1)
+    got = A.apply_params(images, p, cfg).double()
+    assert (got - (x + delta).clamp(0, 1)).abs().max() < 1e-6
+    assert (delta < -0.5).any() and (delta > 0.5).any()  # both ways, near the ends
 
 
 def test_official_color_ops_match_tensorflow():
@@ -518,7 +544,7 @@ def test_eval_resize_of_an_opened_file_reads_it_as_simclr_does(tmp_path):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-@pytest.mark.parametrize("color_ops", ["torchvision", "official"])
+@pytest.mark.parametrize("color_ops", ["torchvision", "official", "official_v1"])
 def test_cuda_matches_cpu(color_ops):
     cfg = AugmentConfig(size=32, blur=True, rotate=True, cutout=True, noise=True, sobel=True,
                         color_ops=color_ops)

@@ -61,6 +61,7 @@ GATES: list[dict[str, Any]] = [
                                          "cutout_p", "rotate_p", "noise_p", "sobel_p")},
     {"augment.noise_std": (0.0, 0.0)}, {"augment.color_strength": 0.0},
     {"augment.contrast": 0.0, "augment.saturation": 0.0},
+    {"augment.brightness": 0.0, "augment.contrast": 0.0, "augment.saturation": 0.0},
     {"augment.brightness": 0.4, "augment.contrast": 0.0, "augment.saturation": 0.0,
      "augment.hue": 0.0},
     {"init_from": "pretrained.pt"}, {"model.arch": "mobilenet_v3_small", "model.width": 1.0},
