@@ -45,7 +45,10 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="sweep folder: one run directory per cell")
     p.add_argument("--print-config", action="store_true",
                    help="print each cell's resolved settings as YAML and exit")
-    p.add_argument("--eval", choices=["knn", "linear", "none"], default="knn")
+    p.add_argument("--eval", choices=["knn", "linear", "none"], default="knn",
+                   help="each cell's score: kNN top-1, linear top-1 by the L-BFGS protocol "
+                        "(the SGD one: `simclr linear-eval --protocol sgd` on a cell), or "
+                        "none")
     p.add_argument("--eval-layer", default="h", metavar="LAYER",
                    help="the representation each cell is scored on: h (default, the "
                         "paper's), z or gK, a head layer (Sec. 4.2: h against z)")
