@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import colorsys
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -170,6 +171,27 @@ def test_op_rates_and_factor_ranges():
     assert all(sorted(row) == [0, 1, 2, 3] for row in p.order[:100].tolist())
     fixed = _draw(dataclasses.replace(cfg, color_random_order=False), 10)
     assert (fixed.order == torch.arange(4)).all()
+
+
+def test_the_draws_of_different_ops_are_independent():
+    """Each coin, factor and offset comes from its own uniform: every pair of coins
+    co-occurs at the product of their rates, sigma over the blurred views alone is still
+    U(0.1, 2), and a crop's top and left offsets are uncorrelated (a uniform shared by
+    two draws keeps each marginal right, which the rate tests alone cannot see)."""
+    n = 20000
+    p = _draw(AugmentConfig(size=32), n, hw=(40, 30))
+    coins = {"flip": p.flip, "color": p.color, "gray": p.gray, "blur": p.blur}
+    for a, b in itertools.combinations(coins, 2):
+        both = coins[a].float().mean().item() * coins[b].float().mean().item()
+        assert _rate_ok(coins[a] & coins[b], both), (a, b)
+    sigma = p.sigma[p.blur].double()
+    assert abs(sigma.mean().item() - 1.05) < 0.02
+    assert stats.kstest(((sigma - 0.1) / 1.9).numpy(), "uniform").pvalue > 1e-3
+    top, left, h, w = (p.box[:, k].double() for k in range(4))
+    room = (h < 40) & (w < 30)  # boxes that can move both ways
+    assert room.sum() > 10000
+    u_top, u_left = top[room] / (41 - h[room]), left[room] / (31 - w[room])
+    assert abs(np.corrcoef(u_top.numpy(), u_left.numpy())[0, 1]) < 0.05
 
 
 def test_switched_off_ops_are_never_drawn():

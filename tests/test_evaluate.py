@@ -79,6 +79,7 @@ def test_sgd_linear_eval_takes_fractional_epochs():
                              batch_size=8, epochs=2.5, device="cpu", precision="fp32",
                              verbose=False)
     assert result["steps"] == 8  # 24 images at batch 8: 3 steps an epoch, x 2.5 rounded
+    assert result["peak_lr"] == pytest.approx(0.1 * 8 / 256)  # App. B.6's 0.1 x B/256
 
 
 def test_lbfgs_linear_eval_separates_easy_classes(tmp_path):

@@ -54,6 +54,7 @@ def test_fractional_epochs_are_rounded_to_steps(tmp_path, folders):
     args = build_parser().parse_args(["finetune", "--checkpoint", "c", "--train", "t",
                                       "--test", "u", "--out", "o", "--epochs", "0.25"])
     assert args.epochs == 0.25
+    assert (args.lr, args.momentum) == (0.05, 0.9)  # the paper's (App. B.5): 0.05 x B/256
 
 
 def test_finetune_end_to_end(tmp_path, folders):
@@ -83,9 +84,11 @@ def test_finetune_end_to_end(tmp_path, folders):
     logits, labels = evaluate_classifier(model, test, 16, batch_size=4,
                                          device=torch.device("cpu"), precision="fp32")
     assert (logits.argmax(1).numpy() == labels).mean() == pytest.approx(result["top1"])
-    # BatchNorm trained in train mode: its running statistics moved
+    # BatchNorm trained in train mode: its running statistics moved; and the whole
+    # network was fine-tuned, the encoder's weights too (not the new layer alone)
     assert not torch.equal(ckpt["model"]["encoder.stem.1.running_mean"],
                            before["stem.1.running_mean"])
+    assert not torch.equal(ckpt["model"]["encoder.stem.0.weight"], before["stem.0.weight"])
 
 
 def test_subset_from_a_list_of_file_names(tmp_path, folders):

@@ -225,6 +225,9 @@ def test_margin_triplet_matches_loop(n, semi_hard, margin):
     ((0.5, 0.1, 0.9), 0.5),
     # None is less similar than the positive: the least similar one, as the loop does.
     ((0.9, 0.8, 0.7), 0.7),
+    # A negative as similar as the positive (a duplicate image) is not semi-hard: FaceNet's
+    # are strictly less similar.
+    ((0.6, 0.5, 0.9), 0.5),
 ])
 def test_semi_hard_selection_by_hand(negatives, expected):
     """Anchor a_0 = e0, its positive b_0 at cos 0.6, the negatives b_1..b_3 at the given

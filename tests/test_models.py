@@ -123,6 +123,10 @@ def test_zero_init_residual_makes_blocks_identity(arch):
     plain = build_encoder(arch, 0.25, zero_init_residual=False)
     assert all(bool((b.last_bn.weight == 1).all())
                for b in plain.modules() if hasattr(b, "last_bn"))
+    # The zeroed scale is the residual branch's last BN: it gets a gradient at once (a
+    # zeroed earlier BN would also give an identity, but a branch that never learns).
+    enc(torch.randn(4, 3, 16, 16)).sum().backward()
+    assert all(torch.count_nonzero(b.last_bn.weight.grad) > 0 for b in blocks)
 
 
 def test_kaiming_init():
@@ -130,6 +134,8 @@ def test_kaiming_init():
     enc = build_encoder("resnet18", 1.0, cifar_stem=True)
     conv = enc.layer4[0].conv2  # 512 -> 512, 3x3: fan_out = 512 * 9
     want = (2.0 / (512 * 9)) ** 0.5
+    assert abs(conv.weight.std().item() - want) / want < 0.02
+    conv = enc.layer4[0].conv1  # 256 -> 512: fan_out (512 * 9), not fan_in (256 * 9)
     assert abs(conv.weight.std().item() - want) / want < 0.02
     assert enc.layer4[0].bn1.weight.eq(1).all() and enc.layer4[0].bn1.bias.eq(0).all()
 

@@ -25,9 +25,14 @@ def test_subset_has_exact_counts_per_class():
         assert np.bincount(LABELS[idx], minlength=4).tolist() == [per_class] * 4
         assert len(np.unique(idx)) == len(idx) and (np.diff(idx) > 0).all()
     # fraction: round(f * N / C) per class, at least 1
-    for fraction, k in ((0.1, 5), (0.01, 1), (0.5, 25), (0.13, 6)):
+    # (0.158: 7.9 rounds up, as ImageNet's 1% of 12.8 a class is 13, not 12)
+    for fraction, k in ((0.1, 5), (0.01, 1), (0.5, 25), (0.13, 6), (0.158, 8)):
         idx = class_balanced_subset(LABELS, fraction=fraction, seed=0)
         assert np.bincount(LABELS[idx], minlength=4).tolist() == [k] * 4
+    # unlabeled images (-1) count toward neither N nor a class
+    unlabeled = np.concatenate([LABELS, np.full(100, -1)])
+    idx = class_balanced_subset(unlabeled, fraction=0.1, seed=0)
+    assert np.bincount(unlabeled[idx], minlength=4).tolist() == [5] * 4
 
 
 def test_subset_is_deterministic_nested_and_per_class_independent():
@@ -36,6 +41,10 @@ def test_subset_is_deterministic_nested_and_per_class_independent():
     assert not np.array_equal(a, class_balanced_subset(LABELS, per_class=5, seed=4))
     bigger = class_balanced_subset(LABELS, per_class=20, seed=3)
     assert set(a) <= set(bigger)  # 1%-style subsets sit inside 10%-style ones
+    # each class draws its own images: equal-sized classes pick other positions
+    equal = np.repeat(np.arange(4), 50)
+    picked = class_balanced_subset(equal, per_class=5, seed=3).reshape(4, 5) % 50
+    assert len({tuple(row) for row in picked}) == 4
     # removing class 3 does not change the images picked for classes 0..2
     kept = LABELS < 3
     part = class_balanced_subset(LABELS[kept], per_class=5, seed=3)

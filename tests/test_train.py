@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from simclr import load_encoder, train
+from simclr import load_encoder, nt_xent, train
 from simclr.checkpoint import load_checkpoint, save_checkpoint
 from simclr.errors import DivergedError, SimCLRError
 from simclr.pretrained import embed_folder, model_from_checkpoint
@@ -407,6 +407,26 @@ def test_loss_weight_scales_the_gradient_not_the_logged_loss(weight):
         losses.append(float(loss.detach()))
     assert losses[1] == pytest.approx(losses[0], rel=1e-6)
     torch.testing.assert_close(updates[1], weight * updates[0], rtol=1e-5, atol=1e-8)
+
+
+def test_a_step_pairs_each_images_two_views():
+    """Views (2n, ...) are view 0 of every image, then view 1 (Alg. 1): the step's loss
+    is NT-Xent of z[:n] against z[n:]; identical halves make every positive the match."""
+    cfg = build_config(flags={"loss.temperature": 0.5})
+    one = torch.randn(4, 3, 2, 2, generator=torch.Generator().manual_seed(1))
+    other = torch.randn(4, 3, 2, 2, generator=torch.Generator().manual_seed(2))
+    for views, same in ((torch.cat([one, other]), False), (torch.cat([one, one]), True)):
+        torch.manual_seed(0)
+        net = _Projector()
+        z = net(views)[1].detach().double()
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+        scaler = torch.amp.GradScaler("cpu", enabled=False)
+        loss, top1, _, _ = train.train_step(cfg, net, optimizer, scaler, views, 4,
+                                            torch.device("cpu"), "fp32")
+        assert float(loss.detach()) == pytest.approx(float(nt_xent(z[:4], z[4:], 0.5)),
+                                                     rel=1e-6)
+        if same:
+            assert float(top1) == 1.0
 
 
 def _preempted_run(cfg, at_step=4):
