@@ -32,12 +32,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 100,
     },
     # The official code's CIFAR-10 recipe (its README; about 91% linear): ResNet-18 with
-    # the CIFAR stem, batch 512, lr 1.0 (linear), wd 1e-4, tau 0.5, s 0.5, no blur, BN
-    # in the head, the loss summed over both directions, its crop sampler and colour
-    # ops. (The paper's App. B.9 trains a ResNet-50 with the CIFAR stem instead:
+    # the CIFAR stem, batch 512, lr 1.0 (linear), wd 1e-4, tau 0.5, s 0.5, no blur, the
+    # loss summed over both directions, its crop sampler and colour ops, and the head its
+    # run.py builds by default (num_proj_layers=3: SimCLRv2's three layers, BN in each).
+    # (The paper's App. B.9 trains a ResNet-50 with the CIFAR stem instead:
     # `--arch resnet50`, 94.0%.)
     "cifar10": {
-        "model": {"arch": "resnet18", "width": 1.0, "head_batch_norm": True},
+        "model": {"arch": "resnet18", "width": 1.0, "head_batch_norm": True,
+                  "head_layers": 3},
         "augment": {"size": 32, "color_strength": 0.5, "blur": False,
                     "crop_sampler": "official", "color_ops": "official"},
         "loss": {"temperature": 0.5, "weight": 2.0},

@@ -39,6 +39,9 @@ def test_cifar_preset_is_the_official_recipe():
         "resnet18", 512, 1.0, 1e-4)
     assert cfg.loss.temperature == 0.5 and not cfg.augment.blur
     assert cfg.augment.jitter() == pytest.approx((0.4, 0.4, 0.4, 0.1))
+    # the head of the official run.py's defaults (num_proj_layers=3), which its README's
+    # CIFAR-10 command keeps
+    assert (cfg.model.head, cfg.model.head_layers, cfg.model.head_out_dim) == ("mlp", 3, 128)
 
 
 
