@@ -409,7 +409,7 @@ def check_some_readable(files: ImageList, limit: int | None = 64) -> None:
     broken, or no images under image names), naming the first: called where the count
     of files is about to be blamed (a batch larger than the set), which it would be for
     nothing, and for folders a run reads only later. Files are opened until one decodes:
-    a readable folder costs one header."""
+    a readable folder costs one image (a JPEG decoded at reduced size)."""
     if limit is not None and len(files.paths) > limit:
         return
     first = None

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from simclr import distributed as dist
@@ -88,8 +89,10 @@ def window_notes(cfg: Config, source: ImageSource) -> list[str]:
     picture without resizing) is the whole picture, so that the crop does nothing: CIFAR
     at --image-size 32, whose 32-px pictures are stored as they are."""
     a = cfg.augment
-    if not a.crop or a.crop_resize or min(source.image_hw) != a.size:
+    if not a.crop or a.crop_resize or min(source.image_hw) != a.size or not source.cached:
         return []
+    if (source.aspect_of(np.arange(source.num_images)) != 1).any():
+        return []  # squares standing for wider pictures: windows of those move
     return [f"note: --no-crop-resize takes {a.size}-px windows of pictures stored at "
             f"{a.size} px: each is the whole picture, so the crop does nothing; a smaller "
             "--image-size, or a larger --load-size, leaves it room"]

@@ -91,3 +91,24 @@ def test_a_classifiers_provenance_names_its_encoders_pretraining_step(tmp_path, 
     del older["encoder_step"]
     save_checkpoint(older, linear.parent, "linear.pt", None)
     assert provenance(tmp_path / "lin") == "step 2 layer h"
+
+
+def test_a_test_folder_no_image_of_which_decodes_is_refused_before_training(tmp_path, capsys):
+    """finetune (and supervised) read --test after the training: a folder of 70 files
+    none of which decodes (more than a batch size's check opens) is named at the start."""
+    train, _, cache = tiny_pretrained_run(tmp_path)
+    broken = tmp_path / "broken"
+    for i in range(70):
+        (broken / f"class_{i % 2}").mkdir(parents=True, exist_ok=True)
+        (broken / f"class_{i % 2}" / f"{i}.png").write_text("garbage")
+    capsys.readouterr()
+    for command in (["finetune", "--checkpoint", str(tmp_path / "pre"), "--epochs", "1"],
+                    ["supervised", "--arch", "resnet18", "--width", "0.125", "--epochs", "1",
+                     "--batch-size", "8", "--image-size", "16"]):
+        out = tmp_path / command[0]
+        assert main([*command, "--train", str(train), "--test", str(broken), "--cache-dir",
+                     cache, "--workers", "0", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and \
+            f"--test: none of the 70 images in {broken} could be read" in err, err
+        assert not out.exists()

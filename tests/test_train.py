@@ -633,6 +633,11 @@ def test_a_crop_without_resize_of_the_whole_picture_is_noted(tmp_path, image_fol
     run(tmp_path, image_folder, cache_dir, "room", epochs=1,
         **{"augment.crop_resize": False, "augment.size": 8})
     assert "--no-crop-resize takes" not in capsys.readouterr().out
+    wide = tmp_path / "wide"  # 16-px squares standing for 16x24 pictures: windows move
+    for i in range(24):
+        save_image(wide / f"class_{i % 2}" / f"{i}.png", rgb(16, 24, seed=i))
+    run(tmp_path, wide, cache_dir, "wide_run", epochs=1, **{"augment.crop_resize": False})
+    assert "--no-crop-resize takes" not in capsys.readouterr().out
 
 
 def test_small_views_with_the_imagenet_recipe_are_noted(tmp_path, image_folder, cache_dir,
