@@ -5,7 +5,8 @@ horizontal flip, colour jitter (p=0.8, the four ops in random order), random gra
 (p=0.2) and gaussian blur (p=0.5, ImageNet only), plus the extra ops of the Fig. 5
 ablation (cutout, rotation, gaussian noise, sobel, crop without resize). Semantics follow
 the official ``data_util.py`` with torchvision's definitions of the individual ops
-(TensorFlow's contrast and saturation, the official code's, with ``color_ops="official"``).
+(TensorFlow's contrast and saturation, the official code's, with ``color_ops="official"``,
+and also the v1 code's additive brightness with ``color_ops="official_v1"``).
 
 Three modules: :mod:`simclr.augment_params` draws the parameters on the host,
 :mod:`simclr.augment_ops` holds the device kernels, and this one stages them over the
@@ -133,11 +134,11 @@ def _stages(p: ViewParams, cfg: AugmentConfig) -> list[_Stage]:
     """The pipeline after the first crop/resize/flip as stages; unused ones dropped."""
     active = np.array([amount > 0 for amount in cfg.jitter()])  # torchvision skips 0 amounts
     color, order = p.color.numpy(), p.order.numpy()
-    official = cfg.color_ops != "torchvision"  # TensorFlow's contrast and saturation
+    tf_ops = cfg.color_ops != "torchvision"  # TensorFlow's contrast and saturation
     shift = cfg.color_ops == "official_v1"  # App. A's additive brightness
     jitter_ops = [(0, 1, brightness_shift_ if shift else brightness_),
-                  (1, 2, contrast_channels_ if official else contrast_),
-                  (2, 3, saturation_hsv_ if official else saturation_), (3, 4, hue_)]
+                  (1, 2, contrast_channels_ if tf_ops else contrast_),
+                  (2, 3, saturation_hsv_ if tf_ops else saturation_), (3, 4, hue_)]
     jitter = [_Stage(np.where(color & active[order[:, k]], order[:, k], 4), list(jitter_ops))
               for k in range(4)]  # key 4: no jitter op at this position
     gray, blur = p.gray.numpy().astype(np.int64), p.blur.numpy().astype(np.int64)
@@ -312,13 +313,15 @@ class TwoViewAugment:
 
 def reference_augment(image: Tensor, params: ViewParams, i: int, cfg: AugmentConfig) -> Tensor:
     """Sample i's view of one image with torchvision's per-image ops (the test oracle;
-    TensorFlow's contrast and saturation, written per image, with ``color_ops="official"``).
+    TensorFlow's contrast and saturation, written per image, with ``color_ops="official"``
+    and ``"official_v1"``, whose brightness adds the sample's shift).
 
     image: uint8 (3, H, W) CPU -> float32 (3, S, S). ``resized_crop`` (antialias off,
     as the batched path and the official code) with sample i's box, ``horizontal_flip``,
     then the groups in :func:`op_order`: ``torch.rot90``; ``adjust_brightness/contrast/
     saturation/hue`` (contrast and saturation :func:`tf_contrast` / :func:`tf_saturation`
-    with ``color_ops="official"``) in the sample's order, each clipped, and
+    with the official ops; brightness ``x + delta`` with official_v1) in the sample's
+    order, each clipped, and
     ``rgb_to_grayscale``; ``gaussian_blur``;
     sobel; noise; cutout (and the second ``resized_crop`` + flip of a re-cropped view).
     """

@@ -108,7 +108,8 @@ class ViewParams:
     are drawn on the picture a stored image stands for and mapped onto its pixels
     (:func:`to_stored`; for crop without resize of a non-square picture the window is
     then resampled).
-    ``factors`` are the brightness, contrast and saturation factors and the hue shift;
+    ``factors`` are the brightness, contrast and saturation factors and the hue shift
+    (with ``color_ops="official_v1"`` brightness's column holds a shift, not a factor);
     ``order[b]`` lists op ids (0 brightness, 1 contrast, 2 saturation, 3 hue) in the order
     sample b applies them. Ops switched off in the config have all-False masks. With
     ``recrop`` (the Fig. 5 protocol when another op comes before the crop), ``box`` is

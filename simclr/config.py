@@ -52,13 +52,13 @@ class AugmentConfig:
     saturation: float | None = None  # default 0.8 s
     hue: float | None = None  # default 0.2 s
     color_random_order: bool = True  # the four jitter ops in random order per image
-    # Which definitions of contrast and saturation: "torchvision" (ColorJitter's: blend
-    # with the mean of the grayscale / with the grayscale image) or "official"
-    # (TensorFlow's, as the official data_util.py calls them: each channel about its own
-    # mean / S scaled in HSV). Brightness multiplies by U(1-a, 1+a) in both, the official
-    # code's default (impl='simclrv2'); "official_v1" is "official" with brightness
-    # adding U(-a, a) instead, as the paper's App. A and its v1 code
-    # (tf.image.random_brightness). Hue and grayscale are alike in all.
+    # Which definitions of the colour ops: "torchvision" (ColorJitter's contrast and
+    # saturation: blend with the mean of the grayscale / with the grayscale image) or
+    # "official" (TensorFlow's, as the official data_util.py calls them: each channel
+    # about its own mean / S scaled in HSV); both multiply brightness by a factor in
+    # U(max(0, 1-a), 1+a), the official code's default (impl='simclrv2'). "official_v1"
+    # is "official" with brightness adding U(-a, a) instead, as the paper's App. A and
+    # its v1 code (tf.image.random_brightness). Hue and grayscale are alike in all.
     color_ops: str = "torchvision"
     grayscale: bool = True  # random conversion to grayscale
     grayscale_p: float = 0.2  # probability per view

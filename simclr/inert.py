@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from simclr.config import ARCHS, Config
+from simclr.config import ARCHS, AugmentConfig, Config
 from simclr.settings import SettingError, flag_of
 
 # An augmentation switch -> the settings it gates, its probability first (App. A's ops
@@ -114,6 +114,19 @@ def _inert_augment(cfg: Config) -> dict[str, str]:
         inert.update({f"augment.{name}": "--no-crop-resize takes a window of the view's "
                       "side" for name in CROP_DRAW})
     return inert
+
+
+def acting_color_ops(aug: AugmentConfig) -> str:
+    """The colour ops ``aug.color_ops`` computes under its jitter amounts: official_v1
+    differs from official only in brightness, official from torchvision only in
+    contrast and saturation (augment._stages), so a zero amount makes two of them alike."""
+    b, c, s, _ = aug.jitter()
+    ops = aug.color_ops
+    if ops == "official_v1" and b == 0:
+        ops = "official"
+    if ops == "official" and c == 0 and s == 0:
+        ops = "torchvision"
+    return ops
 
 
 def refuse_inert(cfg: Config, given: Iterable[str]) -> None:

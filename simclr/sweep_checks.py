@@ -59,6 +59,7 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
     would train the same run twice: refused, naming both, before anything trains.
     ``resolved``: each cell's (device, precision) from :func:`check_cell_inputs`;
     ``sizes``: each cell's number of images (None: not known before decoding)."""
+    from simclr.inert import acting_color_ops
     from simclr.plan import plan_schedule
 
     seen: dict[str, tuple[Cell, Config, dict[str, Any]]] = {}
@@ -66,6 +67,7 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
         flat = flatten(cfg.to_dict())
         settings = {**flat, **dict(zip(RESOLVED, values, strict=True))}
         del settings["out"]
+        settings["augment.color_ops"] = acting_color_ops(cfg.augment)  # alike at 0 amounts
         size = sizes[k] if sizes else None
         plan = plan_schedule(cfg, size) if size and not cfg.time_budget else None
         if plan is not None:
@@ -78,6 +80,10 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
             alike = [f"--{name} {getattr(other_cfg, name)} and {getattr(cfg, name)} are both "
                      f"{value} here" for name, value in zip(RESOLVED, values, strict=True)
                      if getattr(other_cfg, name) != getattr(cfg, name)]
+            if other_cfg.augment.color_ops != cfg.augment.color_ops:
+                alike.append(f"--color-ops {other_cfg.augment.color_ops} and "
+                             f"{cfg.augment.color_ops} compute the same colour jitter under "
+                             "its amounts here")
             if plan is not None and any(flat[n] != other_flat[n] for n in LENGTH):
                 alike.append(f"both are {plan.total_steps} steps with {plan.warmup_steps} of "
                              f"warm-up on these {size} images")

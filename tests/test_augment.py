@@ -455,6 +455,12 @@ def test_official_color_ops_match_tensorflow():
             op(got, table, None)
             expected = np.clip(tf_op(hwc, f).numpy(), 0, 1).transpose(0, 3, 1, 2)
             assert np.abs(got.numpy() - expected).max() < 1e-5, (op.__name__, factor)
+        delta = factor - 0.8  # official_v1's brightness: tf.image.adjust_brightness
+        table[:, K.F_BRIGHT] = delta
+        got = x.clone()
+        K.brightness_shift_(got, table, None)
+        expected = np.clip(tf.image.adjust_brightness(hwc, delta).numpy(), 0, 1)
+        assert np.abs(got.numpy() - expected.transpose(0, 3, 1, 2)).max() < 1e-5, delta
 
 
 def test_sobel_matches_float64_loops():

@@ -38,7 +38,7 @@ OTHER: dict[str, Any] = {
     "augment.noise_p": 0.9, "augment.noise_std": (0.2, 0.3), "augment.sobel_p": 0.9,
     "augment.crop_scale": (0.5, 0.6), "augment.crop_ratio": (0.9, 1.1),
     "augment.crop_sampler": "official", "augment.crop_resize": False,
-    "augment.color_ops": "official",
+    "augment.color_ops": "official_v1",  # (unlike official, its brightness differs too)
     **{f"augment.{op}": False for op in ("flip", "color", "grayscale", "blur", "cutout",
                                          "rotate", "noise", "sobel")},
     "model.width": 0.5, "model.cifar_stem": False, "model.zero_init_residual": False,
@@ -154,6 +154,9 @@ def test_the_same_change_acts_where_it_is_not_inert(path):
     ({"augment.blur": False, "augment.blur_sigma": "0.1,1"}, "--blur-sigma has no effect: "
                                                              r"blur is off \(--blur turns it on\)"),
     ({"knn_k": 20}, "--knn-k has no effect: there is no kNN monitor"),
+    ({"augment.color_ops": "official_v1", "augment.brightness": 0, "augment.contrast": 0,
+      "augment.saturation": 0}, "--color-ops has no effect: it defines brightness, "
+                                "contrast and saturation, all 0 here"),
     ({"max_bad_steps": 3}, "--max-bad-steps has no effect"),
 ])
 def test_a_flag_without_effect_is_refused(flags, message):

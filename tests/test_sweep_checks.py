@@ -69,6 +69,33 @@ def test_lengths_that_plan_the_same_steps_are_refused(tmp_path, image_folder, ca
     check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, [24, 24])
 
 
+def test_colour_ops_alike_under_zero_amounts_are_one_run(tmp_path, image_folder, cache_dir):
+    """official differs from torchvision only in contrast and saturation, official_v1
+    from official only in brightness: with those amounts 0 two values train one run
+    (their views are equal), refused; the third value stays another run."""
+    from simclr import augment as A
+
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    images = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8)
+    for zero, same, other in ((("contrast", "saturation"), (0, 1), 2),
+                              (("brightness",), (1, 2), 0)):
+        extra = {f"augment.{name}": 0.0 for name in zero}
+        cells, configs = cell_configs([parse_axis("color-ops=torchvision,official,official_v1")],
+                                      tmp_path / "sw", None, None, {**flags, **extra})
+        views = [A.TwoViewAugment(cfg.augment, seed=0).stacked(images, torch.arange(16), 0)
+                 for cfg in configs]
+        assert torch.equal(views[same[0]], views[same[1]])
+        assert not torch.equal(views[same[0]], views[other])
+        names = [cells[k].name for k in same]
+        with pytest.raises(SimCLRError, match=rf"cells {names[0]} and {names[1]} would train "
+                                              r"the same run .*compute the same colour"):
+            check_cells_differ(cells, configs, [("cpu", "fp32")] * 3)
+        kept = sorted({same[0], other})
+        check_cells_differ([cells[k] for k in kept], [configs[k] for k in kept],
+                           [("cpu", "fp32")] * 2)
+
+
 def test_cells_a_launch_could_not_share_are_refused_before_any_runs(tmp_path, image_folder,
                                                                     cache_dir):
     flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
