@@ -77,7 +77,7 @@ def _real(minimum: float, inclusive: bool, maximum: float = math.inf) -> Callabl
 
 
 # Passes over the labeled images, fractions allowed as in pretraining (steps are rounded).
-_epochs = _real(0, False, MAX_EPOCHS + 1)
+epoch_count = _real(0, False, MAX_EPOCHS + 1)
 
 
 def _probe_epochs(text: str) -> float:
@@ -182,7 +182,7 @@ def add_linear_eval_command(sub: argparse._SubParsersAction, runtime: RuntimeFla
                    help="held out to choose the L2 strength (lbfgs; default 0.1)")
     p.add_argument("--max-iter", type=_positive_int, default=None,
                    help="L-BFGS iterations at most (lbfgs; default 1000)")
-    p.add_argument("--epochs", type=_epochs, default=None,
+    p.add_argument("--epochs", type=epoch_count, default=None,
                    help="sgd; default 90 (fractions allowed)")
     p.add_argument("--lr", type=_real(0, False), default=None,
                    help="sgd: base lr, x batch/256; default 0.1")
@@ -210,7 +210,7 @@ def add_finetune_command(sub: argparse._SubParsersAction, runtime: RuntimeFlags)
     group.add_argument("--subset", default=None, metavar="FILE",
                        help="the labeled images listed in FILE (one file name or path per "
                        "line, e.g. the paper's imagenet_subsets/1percent.txt)")
-    p.add_argument("--epochs", type=_epochs, default=None,
+    p.add_argument("--epochs", type=epoch_count, default=None,
                    help="default: 60 for <= 5%% of the labels, else 30 (paper); fractions "
                         "allowed")
     p.add_argument("--lr", type=_real(0, False), default=0.05, help="base lr, x batch/256")

@@ -467,8 +467,8 @@ def _run_cells(root: Path, axes: list[Axis], cells: list[Cell], configs: list[Co
         if summary["status"] == "finished" and evaluate is not None:
             cell.result.update(evaluate(cell.run_dir))
         table = _write_summary(root, axes, cells)  # a long sweep's table as it grows
-        if summary["status"] != "finished":  # preempted: rerun the command to go on
-            break
+        if cell.result["status"] != "finished":  # preempted (its training or evaluation):
+            break  # rerun the command to go on
     return cells, table
 
 

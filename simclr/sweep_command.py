@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from simclr.arguments import count_at_least
+from simclr.arguments import count_at_least, epoch_count
 from simclr.checkpoint import load_checkpoint
 from simclr.commands import checkpoint_source, open_eval_source
 from simclr.config import PRECISIONS, DataConfig
@@ -46,9 +46,16 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--print-config", action="store_true",
                    help="print each cell's resolved settings as YAML and exit")
     p.add_argument("--eval", choices=["knn", "linear", "none"], default="knn",
-                   help="each cell's score: kNN top-1, linear top-1 by the L-BFGS protocol "
-                        "(the SGD one: `simclr linear-eval --protocol sgd` on a cell), or "
+                   help="each cell's score: kNN top-1, linear top-1 (--eval-protocol), or "
                         "none")
+    p.add_argument("--eval-protocol", choices=["lbfgs", "sgd"], default="lbfgs",
+                   help="--eval linear's: lbfgs (features once, the transfer protocol) | "
+                        "sgd (the paper's: crop + flip each step, Nesterov SGD, lr 0.1 x "
+                        "B/256, as `simclr linear-eval --protocol sgd`)")
+    p.add_argument("--eval-epochs", type=epoch_count, default=None, metavar="EPOCHS",
+                   help="--eval-protocol sgd: passes over --eval-train (default 90)")
+    p.add_argument("--eval-batch-size", type=count_at_least(1), default=None, metavar="N",
+                   help="--eval-protocol sgd: images per step (default 256)")
     p.add_argument("--eval-layer", default="h", metavar="LAYER",
                    help="the representation each cell is scored on: h (default, the "
                         "paper's), z or gK, a head layer (Sec. 4.2: h against z)")
@@ -132,6 +139,14 @@ def _check_eval_flags(args: argparse.Namespace) -> None:
     if args.eval == "none" and unused:  # silently unused, a forgotten --eval looks measured
         raise SimCLRError(f"{', '.join(unused)}: unused with --eval none; drop it or choose "
                           "--eval knn or linear")
+    sgd = {"--eval-epochs": args.eval_epochs, "--eval-batch-size": args.eval_batch_size}
+    if args.eval_protocol == "sgd" and args.eval != "linear":
+        raise SimCLRError(f"--eval-protocol sgd: linear evaluation's; --eval is {args.eval} "
+                          "(give --eval linear)")
+    for flag, value in sgd.items():
+        if value is not None and args.eval_protocol != "sgd":  # (unused: refused)
+            raise SimCLRError(f"{flag}: a setting of the SGD linear protocol; give --eval "
+                              "linear --eval-protocol sgd, or drop it")
 
 
 def _print_cell_configs(axes: list[Any], out: Path, preset: str | None,
@@ -151,6 +166,7 @@ EVAL_FILES = {"knn": (*RESULTS["knn"], "knn_confusion.png"),
               "linear": (*RESULTS["linear-eval"], "linear_eval_confusion.png")}
 # The key of a sweep cell's results file that says what it was evaluated on.
 EVALUATED_ON = "evaluated_on"
+SGD_EPOCHS, SGD_BATCH = 90, 256  # the SGD linear protocol's defaults (App. B.6)
 
 
 def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -202,8 +218,14 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         from simclr.data import digits_split
 
         train, test = digits_split(seed=0)
+    if args.eval == "linear" and args.eval_protocol == "sgd":
+        runtime.update(protocol="sgd", epochs=args.eval_epochs or SGD_EPOCHS,
+                       batch_size=args.eval_batch_size or SGD_BATCH,
+                       verbose=True)  # (a training: its progress is worth seeing)
     run = run_knn if args.eval == "knn" else run_linear_eval
-    run(encoder, train, test, run_dir, image_size=size, **runtime)
+    done = run(encoder, train, test, run_dir, image_size=size, **runtime)
+    if done.get("status") == "preempted":  # its training is kept: the command continues it
+        return {"status": "preempted"}
     # Recorded once the evaluation is written: a file without it (an evaluation stopped
     # in between, or one cached by an earlier simclr) is never taken for this one.
     result = json.loads(saved.read_text())
@@ -280,10 +302,14 @@ def _check_eval_layer(layer: str, axes: list[Any], out: Path, preset: str | None
 
 def _eval_data(args: argparse.Namespace) -> dict[str, str]:
     """What a sweep evaluates on, as its cells' results record it: the folders' absolute
-    paths (a named data set by its name; the digits demo by its split) and the version
-    of the evaluation transform (:data:`simclr.augment.EVAL_VERSION`)."""
+    paths (a named data set by its name; the digits demo by its split), the version of
+    the evaluation transform (:data:`simclr.augment.EVAL_VERSION`) and, for the SGD
+    linear protocol, the protocol with its epochs and batch."""
+    sgd = ({"protocol": "sgd", "epochs": f"{args.eval_epochs or SGD_EPOCHS:g}",
+            "batch_size": str(args.eval_batch_size or SGD_BATCH)}
+           if args.eval == "linear" and args.eval_protocol == "sgd" else {})
     if not (args.eval_train and args.eval_test):  # small images: no transform version
-        return {"train": "digits[train]", "test": "digits[test]"}
+        return {"train": "digits[train]", "test": "digits[test]", **sgd}
 
     def identity(spec: str) -> str:
         from os.path import abspath
@@ -298,7 +324,7 @@ def _eval_data(args: argparse.Namespace) -> dict[str, str]:
     from simclr.augment import EVAL_VERSION
 
     return {"train": identity(args.eval_train), "test": identity(args.eval_test),
-            "transform": str(EVAL_VERSION)}
+            "transform": str(EVAL_VERSION), **sgd}
 
 
 def _stale_evaluation(saved: Path, wanted: dict[str, str], precision: str,
@@ -326,6 +352,13 @@ def _stale_results(cached: Any, wanted: dict[str, str], precision: str,
             return f"was computed on another {split} set ({found.get(split)})"
     if found.get("transform") != wanted.get("transform"):
         return "was computed with an earlier evaluation transform"
+    if found.get("protocol") != wanted.get("protocol"):  # (absent: lbfgs, or kNN)
+        return (f"was computed by the {found.get('protocol') or 'lbfgs'} protocol, not "
+                f"{wanted.get('protocol') or 'lbfgs'}")
+    if [found.get(k) for k in ("epochs", "batch_size")] != \
+            [wanted.get(k) for k in ("epochs", "batch_size")]:
+        return (f"was computed in {found.get('epochs')} epochs at batch "
+                f"{found.get('batch_size')}")
     computed_on = (cached.get("source") or {}).get("layer", "h")
     if computed_on != layer:
         return f"was computed on {computed_on}, not {layer}"

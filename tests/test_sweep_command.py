@@ -254,3 +254,74 @@ def test_only_an_evaluation_set_aside_is_brought_back(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["knn.json"]
     assert capsys.readouterr().err == ""
 
+
+
+def test_the_sgd_linear_protocol_scores_each_cell(tmp_path, image_folder, monkeypatch,
+                                                  capsys):
+    """--eval linear --eval-protocol sgd: the paper's protocol on each cell (its peak lr
+    0.1 x B/256 recorded); a rerun reuses it, another protocol or length evaluates again;
+    a signal during its training stops the sweep with 75 and the cell 'preempted', and
+    the same command continues that training from its step."""
+    from simclr import evaluate
+
+    cell = tmp_path / "sw/temperature=0.5"
+    sgd = ["--eval-protocol", "sgd", "--eval-epochs", "1", "--eval-batch-size", "8"]
+
+    def sweep(*extra):
+        return main(["sweep", "--set", "temperature=0.5",
+                     *tiny_cell(tmp_path, image_folder, "linear"), "--eval-train",
+                     str(image_folder), "--eval-test", str(image_folder), *extra])
+
+    assert sweep(*sgd) == 0, capsys.readouterr().err
+    result = json.loads((cell / "linear_eval.json").read_text())
+    assert result["protocol"] == "sgd" and result["steps"] == 3  # 24 images at batch 8
+    assert result["peak_lr"] == pytest.approx(0.1 * 8 / 256)
+    row, = json.loads((tmp_path / "sw/sweep.json").read_text())
+    assert row["linear_top1"] == result["top1"]
+    capsys.readouterr()
+    assert sweep(*sgd) == 0 and "evaluating again" not in capsys.readouterr().err
+    assert sweep() == 0  # lbfgs now: evaluated again, the SGD one kept beside
+    assert "was computed by the sgd protocol, not lbfgs" in capsys.readouterr().err
+    assert json.loads((cell / "linear_eval.json").read_text())["protocol"] == "lbfgs"
+    assert sweep(*sgd[:2], "--eval-epochs", "2", *sgd[4:]) == 0  # not the 1-epoch one
+    assert "was computed by the lbfgs protocol, not sgd" in capsys.readouterr().err
+    assert json.loads((cell / "linear_eval.json").read_text())["steps"] == 6
+
+    real = evaluate.run_linear_eval
+
+    def stopped_at_step_4(*args, **kwargs):  # as SIGTERM would, at step 4 of 9
+        def stop(step, flag):
+            if step == 4:
+                flag.requested = "SIGTERM"
+        return real(*args, **kwargs, on_step=stop)
+
+    monkeypatch.setattr(evaluate, "run_linear_eval", stopped_at_step_4)
+    assert sweep(*sgd[:2], "--eval-epochs", "3", *sgd[4:]) == 75
+    assert json.loads((tmp_path / "sw/sweep.json").read_text())[0]["status"] == "preempted"
+    err = capsys.readouterr().err
+    assert "was computed in 2 epochs at batch 8" in err
+    assert "the same command continues it" in err
+    assert (cell / "checkpoints/linear-partial.pt").is_file()
+    monkeypatch.setattr(evaluate, "run_linear_eval", real)
+    assert sweep(*sgd[:2], "--eval-epochs", "3", *sgd[4:]) == 0  # continued, not restarted
+    assert "from step 4" in capsys.readouterr().err
+    result = json.loads((cell / "linear_eval.json").read_text())
+    assert result["steps"] == 9 and result["status"] == "finished"
+    row, = json.loads((tmp_path / "sw/sweep.json").read_text())
+    assert row["status"] == "finished" and row["linear_top1"] == result["top1"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--eval-protocol", "sgd"], "--eval-protocol sgd: linear evaluation's; --eval is knn"),
+    (["--eval", "linear", "--eval-epochs", "5"], "--eval-epochs: a setting of the SGD linear "
+                                                 "protocol"),
+    (["--eval-batch-size", "64"], "--eval-batch-size: a setting of the SGD linear protocol"),
+])
+def test_sgd_protocol_flags_without_it_are_refused(tmp_path, image_folder, capsys, flags,
+                                                   message):
+    code = main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
+                 "--eval-train", str(image_folder), "--eval-test", str(image_folder),
+                 *flags, "--out", str(tmp_path / "sw")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "sw").exists()
