@@ -209,16 +209,11 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     runtime = {"device": args.eval_device, "precision": args.eval_precision,
                "workers": args.workers_eval, "verbose": False,
                "source": {**checkpoint_source(ckpt_path, ckpt, "pretrained"), "layer": layer}}
-    if args.eval_train and args.eval_test:
-        cache = (args.eval_cache_dir or vars(args).get("cfg:data.cache_dir")
-                 or DataConfig().cache_dir)
-        train, test = (open_eval_source(path, size, args.workers_eval, cache, train=split)
-                       for path, split in ((args.eval_train, True), (args.eval_test, False)))
-    else:  # the digits demo: its fixed hold-out split
-        from simclr.data import digits_split
-
-        train, test = digits_split(seed=0)
-    if args.eval == "linear" and args.eval_protocol == "sgd":
+    sgd = args.eval == "linear" and args.eval_protocol == "sgd"
+    train, test = _eval_sources(args, size, augmented=sgd)
+    if args.eval == "linear":  # the classifier names its encoder, as linear-eval's does
+        runtime["config"] = ckpt.get("config")
+    if sgd:
         runtime.update(protocol="sgd", epochs=args.eval_epochs or SGD_EPOCHS,
                        batch_size=args.eval_batch_size or SGD_BATCH,
                        verbose=True)  # (a training: its progress is worth seeing)
@@ -231,6 +226,20 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     result = json.loads(saved.read_text())
     write_results(run_dir, name, {**result, EVALUATED_ON: wanted})
     return _columns(args.eval, {**scored, layer: result["top1"]})
+
+
+def _eval_sources(args: argparse.Namespace, size: int, augmented: bool) -> tuple[Any, Any]:
+    """(train, test) of a cell's evaluation: the --eval folders stored for ``size`` (the
+    training one for augmented views with ``augmented``: the SGD protocol's crops, as
+    `simclr linear-eval` opens it), or the digits demo's fixed hold-out split."""
+    if not (args.eval_train and args.eval_test):
+        from simclr.data import digits_split
+
+        return digits_split(seed=0)
+    cache = args.eval_cache_dir or vars(args).get("cfg:data.cache_dir") or DataConfig().cache_dir
+    return (open_eval_source(args.eval_train, size, args.workers_eval, cache,
+                             evaluation=not augmented, train=True),
+            open_eval_source(args.eval_test, size, args.workers_eval, cache))
 
 
 def _columns(protocol: str, scored: dict[str, float]) -> dict[str, float]:

@@ -301,7 +301,9 @@ def test_the_sgd_linear_protocol_scores_each_cell(tmp_path, image_folder, monkey
     err = capsys.readouterr().err
     assert "was computed in 2 epochs at batch 8" in err
     assert "the same command continues it" in err
-    assert (cell / "checkpoints/linear-partial.pt").is_file()
+    assert main(["info", str(cell)]) == 0  # the unfinished classifier names its encoder
+    assert "linear-partial.pt: unfinished linear classifier, 4 training steps, 2 classes, " \
+        "resnet18 x0.125, 16 px" in capsys.readouterr().out
     monkeypatch.setattr(evaluate, "run_linear_eval", real)
     assert sweep(*sgd[:2], "--eval-epochs", "3", *sgd[4:]) == 0  # continued, not restarted
     assert "from step 4" in capsys.readouterr().err
