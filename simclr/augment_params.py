@@ -301,13 +301,13 @@ def _jitter_factors(u: np.ndarray, cfg: AugmentConfig) -> np.ndarray:
     With ``color_ops="official_v1"`` brightness is a shift ~ U(-a, a) (App. A's
     ``tf.image.random_brightness``), not a factor."""
     b, c, s, h = cfg.jitter()
-    out = np.empty((len(u), 4), dtype=np.float64)
-    for col, amount, pid in ((0, b, _P_BRIGHT), (1, c, _P_CONTRAST), (2, s, _P_SAT)):
-        lo = max(0.0, 1.0 - amount)
-        out[:, col] = lo + (1.0 + amount - lo) * u[:, pid]
+    bounds = [(max(0.0, 1.0 - a), 1.0 + a) for a in (b, c, s)] + [(-h, h)]
     if cfg.color_ops == "official_v1":
-        out[:, 0] = -b + 2.0 * b * u[:, _P_BRIGHT]
-    out[:, 3] = -h + 2.0 * h * u[:, _P_HUE]
+        bounds[0] = (-b, b)
+    out = np.empty((len(u), 4), dtype=np.float64)
+    for col, ((lo, hi), pid) in enumerate(zip(bounds, (_P_BRIGHT, _P_CONTRAST, _P_SAT, _P_HUE),
+                                              strict=True)):
+        out[:, col] = lo + (hi - lo) * u[:, pid]
     return out.astype(np.float32)
 
 

@@ -132,9 +132,8 @@ def read_checkpoint(
     if getattr(args, "out", None):
         check_not_inside(args.out, {"--train": getattr(args, "train", None),
                                     "--test": getattr(args, "test", None)}, "results")
-    # (readable: a --test no image of which decodes fails now, not after the training)
     listing = (check_labeled_folders(args.train, args.test, ("--train", "--test"),
-                                     train_split=True, readable=True) if labeled else None)
+                                     train_split=True) if labeled else None)
     path = checkpoint_file(args.checkpoint)
     check_not_another_run(getattr(args, "out", None), path)
     check_not_replacing_input(args, path)
@@ -432,7 +431,7 @@ def cmd_supervised(args: argparse.Namespace) -> int:
         check_new_run(cfg.out)
         note_ignored_settings(args.config)
         listing = check_labeled_folders(args.train, args.test, ("--train", "--test"),
-                                        train_split=True, readable=True)
+                                        train_split=True)
         if listing is not None:  # before the folder is decoded (run_supervised checks again)
             check_batch_fits(cfg.batch_size, len(listing.paths), listing)
         data = data_specs(args.train, args.test)

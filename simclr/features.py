@@ -34,15 +34,15 @@ log = logging.getLogger(__name__)
 
 
 def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str, str],
-                          train_split: bool = False, readable: bool = False
-                          ) -> ImageList | None:
-    """Fail now, in one line, on labeled folders before any image is decoded (or, for the
-    kNN monitor and a sweep's evaluation, before hours of training): missing, without
-    class sub-folders, or with other classes than each other. Only file names are read;
-    torchvision's named data sets pass. ``train_split``: the training folder is read as
-    training data (a data set root's train/ split); ``readable``: a folder none of whose
-    images decodes is refused too (:func:`simclr.data.check_some_readable`). Returns its listing
-    (None for a named data set), for the checks a command makes on it."""
+                          train_split: bool = False) -> ImageList | None:
+    """Fail now, in one line, on labeled folders before the data are decoded (or, for the
+    kNN monitor, a sweep's evaluation and a --test read after training, before hours of
+    training): missing, without class sub-folders, with other classes than each other,
+    or none of whose images decodes (opened until one does:
+    :func:`simclr.data.check_some_readable`); torchvision's named data sets pass.
+    ``train_split``: the training folder is read as training data (a data set root's
+    train/ split). Returns its listing (None for a named data set), for the checks a
+    command makes on it."""
     check_folder(flags[0], train)
     check_folder(flags[1], test)
     listed = list_folder(train, train_split) if train else None
@@ -53,7 +53,7 @@ def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str,
             log.warning("note: %s and %s are the same folder: the top-1 measures images the "
                         "classifier saw, not held-out ones", *flags)
         for flag, files in zip(flags, (listed, held_out), strict=True):
-            if readable and files is not None:
+            if files is not None:
                 try:
                     check_some_readable(files, limit=None)
                 except SimCLRError as exc:

@@ -12,8 +12,9 @@ every field are not, since a file written by ``--print-config`` holds them all.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
-from simclr.config import ARCHS, AugmentConfig, Config
+from simclr.config import ARCHS, COLOR_OPS, AugmentConfig, Config
 from simclr.settings import SettingError, flag_of
 
 # An augmentation switch -> the settings it gates, its probability first (App. A's ops
@@ -100,8 +101,7 @@ def _inert_augment(cfg: Config) -> dict[str, str]:
                 inert[f"augment.{name}"] = "every colour jitter amount is 0"
         elif acting == 1:
             inert["augment.color_random_order"] = "only one colour jitter amount is not 0"
-        brightness, contrast, saturation, _ = aug.jitter()
-        if brightness == contrast == saturation == 0:  # the ops color_ops defines
+        if len({acting_color_ops(replace(aug, color_ops=ops)) for ops in COLOR_OPS}) == 1:
             inert["augment.color_ops"] = ("it defines brightness, contrast and saturation, "
                                           "all 0 here")
         if all(getattr(aug, name) is not None for name in JITTER):

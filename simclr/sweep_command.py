@@ -99,7 +99,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                           "folders), or pass --eval none")
     if folders:  # before hours of training
         check_labeled_folders(args.eval_train, args.eval_test, ("--eval-train", "--eval-test"),
-                              train_split=True, readable=True)
+                              train_split=True)
         # The cells' files (a confusion figure) inside a folder the scores read would
         # become its images: each cell then scored on another test set.
         check_not_inside(args.out, {"--eval-train": args.eval_train,

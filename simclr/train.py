@@ -114,7 +114,7 @@ def check_knn_folders(cfg: Config) -> None:
     """The kNN monitor's folders are first read after an epoch: check them before (that
     some image of each decodes too, which a run would meet only then)."""
     check_labeled_folders(cfg.knn_train, cfg.knn_test, ("--knn-train", "--knn-test"),
-                          train_split=True, readable=True)
+                          train_split=True)
 
 
 def log_line(message: str) -> None:
