@@ -31,6 +31,15 @@ def make_image_folder(root: Path, classes: int = 2, per_class: int = 12, side: i
     return root
 
 
+def unreadable_folder(root: Path, per_class: int, classes: int = 2) -> Path:
+    """An ImageFolder layout whose files ``class_c/{i}.png`` are not images at all."""
+    for c in range(classes):
+        (root / f"class_{c}").mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            (root / f"class_{c}" / f"{i}.png").write_text("garbage")
+    return root
+
+
 @pytest.fixture
 def one_thread():
     """The CPU is shared: one thread is faster than oversubscribed ones for tiny tensors."""

@@ -6,7 +6,7 @@ import pytest
 
 from simclr.cli import main
 from simclr.export import export_encoder
-from tests.conftest import tiny_pretrained_run
+from tests.conftest import tiny_pretrained_run, unreadable_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -97,10 +97,7 @@ def test_a_test_folder_no_image_of_which_decodes_is_refused_before_training(tmp_
     """finetune (and supervised) read --test after the training: a folder of 70 files
     none of which decodes (more than a batch size's check opens) is named at the start."""
     train, _, cache = tiny_pretrained_run(tmp_path)
-    broken = tmp_path / "broken"
-    for i in range(70):
-        (broken / f"class_{i % 2}").mkdir(parents=True, exist_ok=True)
-        (broken / f"class_{i % 2}" / f"{i}.png").write_text("garbage")
+    broken = unreadable_folder(tmp_path / "broken", 35)
     capsys.readouterr()
     for command in (["finetune", "--checkpoint", str(tmp_path / "pre"), "--epochs", "1"],
                     ["supervised", "--arch", "resnet18", "--width", "0.125", "--epochs", "1",

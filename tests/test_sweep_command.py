@@ -8,7 +8,7 @@ import json
 import pytest
 
 from simclr.cli import main
-from tests.conftest import make_image_folder
+from tests.conftest import make_image_folder, unreadable_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -43,10 +43,7 @@ def test_sweep_checks_evaluation_folders_before_training(tmp_path, image_folder,
     err = capsys.readouterr().err
     assert code == 2 and "--eval-train and --eval-test have different classes" in err
     assert not (tmp_path / "sw").exists()
-    broken = tmp_path / "broken"  # met after the first cell's training
-    for name in ("class_0", "class_1"):
-        (broken / name).mkdir(parents=True)
-        (broken / name / "1.png").write_text("garbage")
+    broken = unreadable_folder(tmp_path / "broken", 1)  # met after the first cell's training
     code = main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
                  "--eval-train", str(image_folder), "--eval-test", str(broken),
                  "--out", str(tmp_path / "sw")])

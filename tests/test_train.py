@@ -17,7 +17,7 @@ from simclr.errors import DivergedError, SimCLRError
 from simclr.pretrained import embed_folder, model_from_checkpoint
 from simclr.resume import load_resume_config
 from simclr.settings import build_config, load_yaml
-from tests.conftest import make_image_folder, tiny_flags
+from tests.conftest import make_image_folder, tiny_flags, unreadable_folder
 from tests.image_files import rgb, save_image
 
 
@@ -326,11 +326,7 @@ def test_a_knn_folder_failing_mid_run_keeps_the_steps(tmp_path, image_folder, ca
     """A --knn-test with 64 unreadable images in a row (after a readable one, which the
     start's check opens; large, so read uncached) failed after the first epoch; under
     --checkpoint-every 0 its steps were lost."""
-    broken = tmp_path / "broken"
-    for c in range(2):
-        (broken / f"class_{c}").mkdir(parents=True)
-        for i in range(33):
-            (broken / f"class_{c}" / f"{i}.png").write_text("garbage")
+    broken = unreadable_folder(tmp_path / "broken", 33)
     save_image(broken / "class_0/0.png", rgb(128, 128))
     with pytest.raises(SimCLRError) as info:
         run(tmp_path, image_folder, cache_dir, "run", knn_train=str(image_folder),
@@ -481,15 +477,11 @@ def test_a_failed_start_leaves_no_run_directory(tmp_path, image_folder, cache_di
     other = make_image_folder(tmp_path / "other", classes=3, per_class=2)
     fails("--knn-train and --knn-test have different classes", tmp_path / "new/run",
           knn_train=str(image_folder), knn_test=str(other))
-    broken = tmp_path / "broken"  # met after the first epoch, blamed on the data folder
-    for name in ("class_0", "class_1"):
-        (broken / name).mkdir(parents=True)
-        (broken / name / "1.png").write_text("garbage")
+    # met after the first epoch, blamed on the data folder
+    broken = unreadable_folder(tmp_path / "broken", 1)
     fails(f"--knn-test: none of the 2 images in {broken} could be read", tmp_path / "new/run",
           knn_train=str(image_folder), knn_test=str(broken))
-    for i in range(2, 40):  # over the 64 files of a batch size's check: read all the same
-        for name in ("class_0", "class_1"):
-            (broken / name / f"{i}.png").write_text("garbage")
+    unreadable_folder(broken, 39)  # over the 64 files of a batch size's check: read all
     fails(f"--knn-test: none of the 78 images in {broken} could be read", tmp_path / "new/run",
           knn_train=str(image_folder), knn_test=str(broken))
     assert not (tmp_path / "new").exists()
