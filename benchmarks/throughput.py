@@ -179,7 +179,8 @@ def case_e2e_simclr(spec: dict[str, Any]) -> dict[str, Any]:
         cfg = build_config(preset="cifar10", flags={
             "data.path": spec["data"], "data.cache_dir": spec["cache_dir"],
             "out": str(Path(out) / "run"), "model.width": spec["width"],
-            "model.head_batch_norm": False,  # as lightly's head below
+            # The preset's head made lightly's (below): 2 layers, no BN, same compute.
+            "model.head_batch_norm": False, "model.head_layers": 2,
             "batch_size": batch, "max_steps": warmup + steps,
             "precision": spec["precision"], "channels_last": spec["precision"] == "bf16",
             "device": spec["device"], "progress": False, "log_every": 10**6,
@@ -209,7 +210,7 @@ def case_e2e_lightly(spec: dict[str, Any]) -> dict[str, Any]:
         dataset, batch_size=batch, shuffle=True, drop_last=True,
         num_workers=spec["workers"], pin_memory=device.type == "cuda")
     encoder = build_encoder("resnet18", spec["width"], cifar_stem=True)
-    # Same head as simclr's (2-layer MLP, hidden = feature dim, no BN): same model compute.
+    # The head simclr's case builds (2-layer MLP, hidden = feature dim, no BN).
     head = SimCLRProjectionHead(encoder.feature_dim, encoder.feature_dim, PROJ_DIM,
                                 batch_norm=False)
     model = torch.nn.Sequential(encoder, head).to(device).to(memory_format=fmt)
@@ -250,6 +251,7 @@ def case_model(spec: dict[str, Any]) -> dict[str, Any]:
     memory = Memory(device)
     cfg = build_config(preset="cifar10", flags={"model.width": spec["width"],
                                                 "model.head_batch_norm": False,
+                                                "model.head_layers": 2,
                                                 "batch_size": batch, "precision": precision})
     model = build_model(cfg.model, 32).to(device).to(memory_format=fmt)
     optimizer = build_optimizer(cfg.optim, model, batch)
@@ -773,8 +775,9 @@ def main(argv: list[str] | None = None) -> int:
         + (" (--quick)" if args.quick else ""),
         f"- data: {data}; precisions: "
         + "; ".join(f"{p} = {PRECISIONS[p]}" for p in args.precisions),
-        "- simclr: `simclr.train.pretrain` (cifar10 preset: R18 CIFAR stem, MLP head, "
-        "LARS, NT-Xent tau 0.5, batched augmentation from the uint8 cache); lightly: "
+        "- simclr: `simclr.train.pretrain` (cifar10 preset: R18 CIFAR stem, its head made "
+        "2 layers without BN, LARS, NT-Xent tau 0.5, the official crop sampler and "
+        "colour ops, batched augmentation from the uint8 cache); lightly: "
         "SimCLRTransform(32, cj_strength=0.5, no blur) in DataLoader workers over "
         "ImageFolder, SimCLRProjectionHead (no BN, as simclr's), NTXentLoss(0.5), "
         "SGD momentum 0.9, same encoder",

@@ -124,8 +124,8 @@ def _eval_inputs(p: argparse.ArgumentParser, runtime: RuntimeFlags, out_required
                         "--train (from --seed) as the test set")
     p.add_argument("--out", required=out_required, help="run directory for results")
     p.add_argument("--overwrite", action="store_true",
-                   help="replace this command's earlier results in --out (its JSON, figure "
-                        "and classifier; never a pretraining run's files)")
+                   help="replace this command's earlier results in --out (its JSON, and the "
+                        "figure or classifier it writes; never a pretraining run's files)")
     p.add_argument("--random-init", action="store_true",
                    help="the checkpoint's architecture at random initialization (baseline)")
     p.add_argument("--seed", type=count_at_least(0, MAX_SEED), default=0)

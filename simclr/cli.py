@@ -174,7 +174,8 @@ def _add_pretrain_command(sub: argparse._SubParsersAction) -> None:
                     "recipes), --data FOLDER, --out RUN, a length (--time-budget 20m or "
                     "--epochs), perhaps --image-size, --arch/--width and --batch-size; "
                     "--resume RUN continues an interrupted run. Every other setting of "
-                    "the paper follows, by section.")
+                    "the paper follows, by section; the defaults shown are those without "
+                    "--preset or --config (--print-config shows a run's resolved ones).")
     p.add_argument("--preset", choices=sorted(PRESETS), help="a recipe of the paper (or ours)")
     p.add_argument("--config", help="YAML file of settings (flags override it)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")

@@ -80,7 +80,7 @@ class AugmentConfig:
     # Fig. 5 protocol: a random crop shared by both views, then the ops above on view 0
     # only (its crop taken inside the shared one), view 1 left as the shared crop.
     asymmetric: bool = False
-    # Fig. 5's ordered compositions: this transformation (a FIG5_OPS name: crop, rotate,
+    # Fig. 5's ordered compositions: this transformation (one of crop, rotate,
     # color, blur, sobel, noise, cutout) first on view 0, the others after it in the
     # pipeline's order; "" keeps the pipeline's order.
     first_op: str = ""
@@ -152,14 +152,14 @@ class OptimConfig:
     """Optimizer and learning-rate schedule (Sec. 2.2, App. B.1)."""
 
     name: str = "lars"  # lars | sgd | adamw
-    lr: float | None = None  # base lr, scaled by lr_scaling; unset: 0.3, or 0.075 with sqrt
+    lr: float | None = None  # base lr, scaled by --lr-scaling; unset: 0.3, or 0.075 with sqrt
     lr_scaling: str = "linear"  # linear: lr x B/256; sqrt: lr x sqrt(B); none
     momentum: float = 0.9  # of SGD and LARS
     weight_decay: float = 1e-6  # L2 penalty (decoupled for adamw)
     eta: float = 0.001  # LARS trust coefficient
     exclude_bias_and_norm: bool = True  # from weight decay and LARS adaptation
     warmup_epochs: float = 10.0  # linear warm-up (at most 10% of the run), then cosine
-    warmup_fraction: float | None = None  # overrides warmup_epochs: fraction of all steps
+    warmup_fraction: float | None = None  # overrides --warmup-epochs: fraction of all steps
     final_lr: float = 0.0  # cosine decays to this
     betas: tuple[float, float] = (0.9, 0.999)  # adamw only
 
@@ -212,7 +212,7 @@ class Config:
     checkpoint_every: int = 500  # steps between periodic checkpoints (0: none by count)
     checkpoint_minutes: float = 30.0  # also one when this long has passed since the last (0: off)
     keep_checkpoints: int = 2  # how many periodic checkpoints to keep
-    nan_policy: str = "stop"  # stop | skip (skip non-finite steps, at most max_bad_steps)
+    nan_policy: str = "stop"  # stop | skip (skip non-finite steps, at most --max-bad-steps)
     max_bad_steps: int = 10  # nan_policy skip: give up after this many
     knn_train: str | None = None  # labeled folder: memory of the online kNN monitor
     knn_test: str | None = None  # labeled folder: queries of the online kNN monitor
