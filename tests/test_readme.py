@@ -78,11 +78,26 @@ def bash_commands() -> list[str]:
     return commands
 
 
+def inline_commands() -> list[str]:
+    """The whole ``simclr ...`` commands quoted in the README's prose (`...`, across line
+    breaks): those of more than four words, not abbreviated or synopses, as above."""
+    commands = []
+    for quoted in re.findall(r"`(simclr [a-z-]+ [^`]+)`", README.read_text()):
+        command = " ".join(quoted.split())
+        if len(command.split()) > 4 and not any(t in command for t in "[|") \
+                and "..." not in command and "--help" not in command:
+            commands.append(command)
+    return commands
+
+
 def test_the_readme_commands_are_accepted(capsys):
-    """Each parses (flags renamed or removed since show here), and each pretraining
-    command's settings resolve (``--print-config``: a preset, a value out of range)."""
+    """Each parses (flags renamed or removed since show here; a required --out left
+    out), and each pretraining command's settings resolve (``--print-config``: a
+    preset, a value out of range)."""
     commands = bash_commands()
     assert len(commands) >= 20
+    assert len(inline_commands()) >= 10
+    commands += inline_commands()
     for command in commands:
         tokens = shlex.split(command)[1:]
         try:
