@@ -311,9 +311,10 @@ def _check_eval_layer(layer: str, axes: list[Any], out: Path, preset: str | None
 
 def _eval_data(args: argparse.Namespace) -> dict[str, str]:
     """What a sweep evaluates on, as its cells' results record it: the folders' absolute
-    paths (a named data set by its name; the digits demo by its split), the version of
-    the evaluation transform (:data:`simclr.augment.EVAL_VERSION`) and, for the SGD
-    linear protocol, the protocol with its epochs and batch."""
+    paths (a named data set by its name; the digits demo by its split) and a digest of
+    their files' names (an image added, removed or renamed since: evaluated again), the
+    version of the evaluation transform (:data:`simclr.augment.EVAL_VERSION`) and, for
+    the SGD linear protocol, the protocol with its epochs and batch."""
     sgd = ({"protocol": "sgd", "epochs": f"{args.eval_epochs or SGD_EPOCHS:g}",
             "batch_size": str(args.eval_batch_size or SGD_BATCH)}
            if args.eval == "linear" and args.eval_protocol == "sgd" else {})
@@ -330,9 +331,17 @@ def _eval_data(args: argparse.Namespace) -> dict[str, str]:
             return spec.lower()
         return abspath(path)
 
+    def files(spec: str, train: bool) -> dict[str, str]:
+        from simclr.folders import list_folder
+
+        listed = list_folder(spec, train=train)  # (None: a named data set)
+        return {} if listed is None else {f"{'train' if train else 'test'}_files":
+                                          f"{len(listed.paths)}:{listed.names_digest()}"}
+
     from simclr.augment import EVAL_VERSION
 
     return {"train": identity(args.eval_train), "test": identity(args.eval_test),
+            **files(args.eval_train, True), **files(args.eval_test, False),
             "transform": str(EVAL_VERSION), **sgd}
 
 
@@ -359,6 +368,13 @@ def _stale_results(cached: Any, wanted: dict[str, str], precision: str,
     for split in ("train", "test"):
         if found.get(split) != wanted[split]:
             return f"was computed on another {split} set ({found.get(split)})"
+        # (not recorded before 2026-12-03: such results are taken as they are)
+        then, now = found.get(f"{split}_files"), wanted.get(f"{split}_files")
+        if then is not None and then != now:
+            count_then, count_now = then.split(":")[0], (now or "0:").split(":")[0]
+            return (f"was computed when the {split} folder held {count_then} images ("
+                    + (f"{count_now} now)" if count_then != count_now else
+                       "as many now, some of them under other names)"))
     if found.get("transform") != wanted.get("transform"):
         return "was computed with an earlier evaluation transform"
     if found.get("protocol") != wanted.get("protocol"):  # (absent: lbfgs, or kNN)

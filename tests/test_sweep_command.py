@@ -4,6 +4,7 @@ first cell trains, and each cell's evaluation (its folders, cache, layer)."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -78,8 +79,11 @@ def test_a_cached_evaluation_is_reused_only_on_the_same_folders(tmp_path, image_
 
     first = sweep(image_folder, image_folder)
     assert first["num_test"] == 24
+    files = first["evaluated_on"]["train_files"]
     assert first["evaluated_on"] == {"train": str(image_folder), "test": str(image_folder),
+                                     "train_files": files, "test_files": files,
                                      "transform": "2"}
+    assert files.startswith("24:")
     capsys.readouterr()
     second = sweep(image_folder, other)  # evaluated again, the earlier result kept
     assert second["num_test"] == 6 and second["evaluated_on"]["test"] == str(other)
@@ -102,6 +106,38 @@ def test_a_cached_evaluation_is_reused_only_on_the_same_folders(tmp_path, image_
     sweep(image_folder, other)
     assert (cell / "knn.previous-3.json").is_file()
     assert "knn.json was computed with an earlier evaluation transform" in capsys.readouterr().err
+
+
+def test_a_cached_evaluation_is_not_reused_once_its_folder_changed(tmp_path, image_folder,
+                                                                   monkeypatch, capsys):
+    """A test folder that gained images (or had one renamed) since a cell's evaluation
+    is evaluated again; results that did not record the files (before they were) stay."""
+    monkeypatch.chdir(tmp_path)
+    test = make_image_folder(tmp_path / "test", classes=2, per_class=3, seed=1)
+    cell = tmp_path / "sw/temperature=0.5"
+
+    def sweep():
+        code = main(["sweep", "--set", "temperature=0.5", *tiny_cell(tmp_path, image_folder),
+                     "--eval-train", str(image_folder), "--eval-test", str(test)])
+        assert code == 0
+        return json.loads((cell / "knn.json").read_text())
+
+    assert sweep()["num_test"] == 6
+    extra = sorted((test / "class_0").iterdir())[0]
+    shutil.copy(extra, extra.with_name("added" + extra.suffix))
+    capsys.readouterr()
+    assert sweep()["num_test"] == 7
+    assert "knn.json was computed when the test folder held 6 images (7 now)" in \
+        capsys.readouterr().err
+    extra.rename(extra.with_name("renamed" + extra.suffix))
+    renamed = sweep()
+    assert renamed["num_test"] == 7 and (cell / "knn.previous-2.json").is_file()
+    assert "held 7 images (as many now, some of them under other names)" in \
+        capsys.readouterr().err
+    del renamed["evaluated_on"]["test_files"]  # recorded before the files were
+    (cell / "knn.json").write_text(json.dumps(renamed))
+    shutil.copy(extra.with_name("renamed" + extra.suffix), extra)
+    assert sweep() == renamed and not (cell / "knn.previous-3.json").exists()
 
 
 def test_a_flag_also_swept_is_refused(tmp_path, image_folder, capsys):
