@@ -531,3 +531,20 @@ def test_the_plan_is_said_in_words_that_fit(capsys):
     assert (said.out + said.err).splitlines()[1] == (
         "note: 6 steps in all, 1 of the 13 labeled images left out of each epoch at batch 4; "
         "a smaller --batch-size or more --epochs trains more")
+
+
+def test_a_fraction_rounded_up_to_an_image_per_class_keeps_its_regimes_epochs(folders, capsys):
+    """1% of a small set draws one image per class, 12.5% of it here: the paper's budget
+    is still the 1% regime's (60 epochs, not 10%'s 30), and the rounding is said."""
+    from simclr.finetune import _labeled_budget
+
+    train, _ = folders
+    budget = _labeled_budget(train, None, 0.01, None, None, 6, 0, True)
+    assert len(budget.subset) == 3 and budget.fraction == 3 / 24 and budget.epochs == 60
+    said = capsys.readouterr()
+    assert "note: --label-fraction 0.01 rounds to 1 image per class here (3 of 24, 12.50%); " \
+           "its epochs are still those of 0.01" in said.out + said.err
+    assert _labeled_budget(train, None, 0.5, None, None, 6, 0, True).epochs == 30
+    said = capsys.readouterr()
+    assert "note" not in said.out + said.err  # 4 of 8 per class: as asked
+    assert _labeled_budget(train, None, None, 1, None, 6, 0, True).epochs == 30  # 12.5%
