@@ -198,7 +198,8 @@ def program_card(spec: dict[str, Any], layer: str, dim: int, step: int | None, f
                           "(bicubic, antialiased), the central square, then its central "
                           f"{size} x {size}; the file read with its EXIF orientation, "
                           "transparency on white, 16-bit values scaled to 8 bits; "
-                          "simclr.augment.eval_resize(PIL.Image.open(file)) does it, and "
+                          f"simclr.augment.eval_resize(PIL.Image.open(file), {size}) does "
+                          "it, and "
                           "simclr embed / predict --precision fp32 compute that for each "
                           "file (to the rounding of the 8-bit pixels they store)",
         },

@@ -4,6 +4,7 @@ compute what the model computes, with any batch size, without simclr."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -23,6 +24,7 @@ from simclr.pretrained import (
     model_from_checkpoint,
     representation_from_checkpoint,
 )
+from tests.conftest import make_image_folder
 from tests.test_pretrained import edited_checkpoint, pretrain_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -99,6 +101,18 @@ def test_the_card_is_inside_the_program_and_beside_it(run_dir, tmp_path):
     assert beside["step"] == 7
     assert sorted(p.name for p in tmp_path.iterdir()) == ["encoder.pt2", "encoder.pt2.json",
                                                            "run"]
+    # The card's preprocessing call runs as written (it lacked the size argument).
+    call = re.search(r"(simclr\.augment\.eval_resize\(PIL\.Image\.open\(file\), \d+\))",
+                     beside["input"]["preprocess"])
+    assert call is not None, beside["input"]["preprocess"]
+    file = make_image_folder(tmp_path / "one", classes=1, per_class=1, side=40)
+    file = next(file.rglob("*.*"))
+    import PIL.Image
+
+    import simclr.augment
+
+    scope = {"simclr": simclr, "PIL": PIL, "file": file}
+    assert eval(call[1], scope).shape == (3, 16, 16)  # noqa: S307 (the card's own text)
 
 
 def test_info_reads_a_programs_card_beside_it_or_inside_it(run_dir, tmp_path, capsys):
