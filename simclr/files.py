@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import time
@@ -86,9 +87,24 @@ def written(path: Path, write: Callable[[Path], Any]) -> Path:
     return path
 
 
+def finite_json(data: Any, indent: int | None = None) -> str:
+    """``data`` as standard JSON: a non-finite float (a diverged loss) as null, where
+    Python's json would write NaN, which other JSON readers refuse."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(data), indent=indent, allow_nan=False)
+
+
 def write_json(path: Path, data: Any) -> Path:
-    """``data`` as indented JSON, through :func:`written`."""
-    text = json.dumps(data, indent=2) + "\n"
+    """``data`` as indented JSON (:func:`finite_json`), through :func:`written`."""
+    text = finite_json(data, indent=2) + "\n"
     return written(path, lambda tmp: tmp.write_text(text))
 
 

@@ -34,6 +34,7 @@ from simclr.checkpoint import (
 from simclr.config import Config
 from simclr.errors import SimCLRError, with_article
 from simclr.files import (
+    finite_json,
     folder_holder,
     in_use,
     lock_folder,
@@ -75,7 +76,7 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        self.file.write(json.dumps(record) + "\n")
+        self.file.write(finite_json(record) + "\n")  # (a NaN loss as null)
         self.file.flush()
         if self.tb is not None:
             for key, value in record.items():

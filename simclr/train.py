@@ -24,7 +24,7 @@ from simclr.augment import TwoViewAugment
 from simclr.checkpoint import latest_checkpoint, what_is_kept
 from simclr.config import MIN_SIZE, Config
 from simclr.data import ImageSource, decode_device, open_source
-from simclr.errors import DivergedError, SimCLRError
+from simclr.errors import DivergedError, SimCLRError, user_message
 from simclr.features import check_labeled_folders
 from simclr.files import read_json, write_json
 from simclr.folders import list_folder
@@ -309,13 +309,16 @@ def run_session(
                               precision, run_dir, log, stop, on_step)
     except DivergedError as exc:  # an outcome of the settings: on record (sweeps read it)
         if dist.is_main():
-            write_json(run_dir / "summary.json", {"status": "diverged", "reason": str(exc),
+            write_json(run_dir / "summary.json", {"status": "diverged",
+                                                  "reason": user_message(exc),
                                                   "steps": exc.step})
         raise
     except SimCLRError as exc:  # e.g. a full disk at the final save: `simclr info` says why
         if dist.is_main():
             with contextlib.suppress(SimCLRError):  # (the disk may refuse this too)
-                write_json(run_dir / "summary.json", {"status": "failed", "reason": str(exc),
+                # The line the CLI prints, not a loader worker's traceback around it.
+                write_json(run_dir / "summary.json", {"status": "failed",
+                                                      "reason": user_message(exc),
                                                       "steps": state.step})
         raise
     finally:

@@ -251,6 +251,23 @@ def test_a_resumed_runs_log_drops_what_was_logged_after_its_checkpoint(tmp_path)
         (0, True), (1, False), (2, False), (3, False), (4, False), (4, True), (5, False)]
 
 
+def test_a_non_finite_metric_is_logged_as_null_which_every_json_reader_reads(tmp_path):
+    """A skipped step's NaN loss was written as a bare NaN (not JSON: refused by
+    JSON.parse and strict readers); summaries are written the same way."""
+    from simclr.files import write_json
+
+    def strict(text: str):
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in {text}"))
+
+    log = MetricsLog(tmp_path, True)
+    log.write({"step": 3, "loss": float("nan"), "pos_top1": 0.5, "lr": float("inf")})
+    log.close()
+    assert strict((tmp_path / "metrics.jsonl").read_text()) == {
+        "step": 3, "loss": None, "pos_top1": 0.5, "lr": None}
+    write_json(tmp_path / "s.json", {"knn": [float("-inf"), 1.0], "x": {"y": float("nan")}})
+    assert strict((tmp_path / "s.json").read_text()) == {"knn": [None, 1.0], "x": {"y": None}}
+
+
 def test_a_log_line_cut_by_a_kill_does_not_swallow_the_next_record(tmp_path):
     """Killed while writing a line (a full disk, a power loss): the resumed session's
     start record was appended to the cut line, which no JSON-lines reader can read."""

@@ -683,3 +683,17 @@ def test_pretrain_checks_its_config_and_leaves_torchs_settings_as_they_were(
         assert not torch.are_deterministic_algorithms_enabled()
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_failure_in_a_loader_worker_is_one_line_in_the_summary(tmp_path, cache_dir):
+    """Every image unreadable, found by a decoding worker: the CLI printed one line, but
+    summary.json (which `simclr info` shows) held the worker's whole traceback."""
+    bad = unreadable_folder(tmp_path / "bad", 8)
+    cfg = build_config(flags=tiny_flags(bad, tmp_path / "run", cache_dir,
+                                        **{"data.cache": "off", "data.workers": 1}))
+    with pytest.raises(SimCLRError) as info:
+        train.pretrain(cfg)
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert summary["status"] == "failed" and "\n" not in summary["reason"]
+    assert "unreadable" in summary["reason"] and "Traceback" not in summary["reason"]
+    assert summary["reason"] in str(info.value)
