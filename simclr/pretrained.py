@@ -489,12 +489,13 @@ def _scores(probs: torch.Tensor, top_p: torch.Tensor, top_i: torch.Tensor, class
     index = {name: i for i, name in enumerate(classes)}
     known = [index.get(str(name), -1) for name in folder_classes]
     mapped = np.array([known[y] if y >= 0 else -1 for y in labels], dtype=np.int64)
-    if (mapped >= 0).any():
-        rows = torch.from_numpy(np.flatnonzero(mapped >= 0))
-        result.update(accuracy_summary(probs[rows].float(), mapped[rows.numpy()]),
-                      labeled=int(len(rows)),
+    if (labels >= 0).any():  # class folders: the counts, even when none is the classifier's
+        result.update(labeled=int((mapped >= 0).sum()),
                       unknown_class=int(((mapped < 0) & (labels >= 0)).sum()),
                       unlabeled=int((labels < 0).sum()))
+    if (mapped >= 0).any():
+        rows = torch.from_numpy(np.flatnonzero(mapped >= 0))
+        result.update(accuracy_summary(probs[rows].float(), mapped[rows.numpy()]))
     if min_probability is not None:
         confident = (top_p[:, 0] >= min_probability).numpy()
         result["confident"] = int(confident.sum())

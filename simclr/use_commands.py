@@ -138,6 +138,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"{args.out}: {result['images']} images predicted; top-1 "
               f"{100 * result['top1']:.2f}%{top5} over the {result['labeled']} in classes "
               f"the classifier knows{_unscored(result)}", file=sys.stderr)
+    elif result.get("unknown_class"):  # a misspelt or another task's class folder
+        print(f"{args.out}: {result['images']} images predicted; no accuracy: none of the "
+              f"folder's class names is one of the classifier's {result['classes']} "
+              f"(`simclr info {args.checkpoint}` lists them){_unscored(result)}",
+              file=sys.stderr)
     if args.min_probability is not None:
         top1 = result.get("confident_top1")
         among = "" if top1 is None else f" (top-1 {100 * top1:.2f}% of those labeled)"

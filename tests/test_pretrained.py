@@ -254,6 +254,20 @@ def test_predict_on_a_flat_folder_and_on_unknown_classes(tmp_path, image_folder,
     result = predict_folder(run, str(other), tmp_path / "q.csv", device="cpu",
                             precision="fp32", cache_dir=cache_dir)
     assert result["labeled"] == 4 and result["unknown_class"] == 2
+    # No class the classifier knows (a misspelt folder): counted and said, no accuracy.
+    renamed = make_image_folder(tmp_path / "renamed", classes=2, per_class=2)
+    for folder in sorted(renamed.iterdir()):
+        folder.rename(folder.with_name("cls" + folder.name[-1]))
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(run), "--data", str(renamed), "--out",
+                 str(tmp_path / "r.csv"), "--device", "cpu", "--precision", "fp32",
+                 "--cache-dir", cache_dir]) == 0
+    said = capsys.readouterr()
+    result = json.loads(said.out)
+    assert (result["labeled"], result["unknown_class"], "top1" in result) == (0, 4, False)
+    assert (f"{tmp_path / 'r.csv'}: 4 images predicted; no accuracy: none of the folder's "
+            "class names is one of the classifier's 2 (`simclr info") in said.err
+    assert "(4 in other classes, not scored)" in said.err
 
 
 def test_embed_records_its_checkpoint_however_the_shell_spelled_it(
