@@ -26,6 +26,8 @@ from simclr.validate import check_scale, validate
         ({"augment.size": "7"}, "--image-size must be at least 8 pixels, got 7"),
         ({"augment.size": "100000"}, "--image-size must be at most 4096 pixels, got 100000"),
         ({"data.load_size": "100000"}, "--load-size must be at most 4096 pixels, got 100000"),
+        ({"data.load_size": "100", "augment.size": "128"},
+         "--load-size must be at least the view's side (--image-size 128), got 100"),
         ({"loss.temperature": "0"}, "--temperature must be positive"),
         ({"loss.margin": "0"}, "--margin must be positive"),
         ({"loss.semi_hard": True}, "--semi-hard applies to --loss nt_logistic"),
