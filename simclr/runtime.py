@@ -200,15 +200,28 @@ def process_settings_restored() -> Iterator[None]:
     they were before a run set them (a library caller's notebook goes on as it was;
     glibc's allocator tuning, :func:`tune_cpu_allocator`, stays). Also a decorator."""
     threads = torch.get_num_threads()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    deterministic = (torch.are_deterministic_algorithms_enabled(),
+                     torch.is_deterministic_algorithms_warn_only_enabled())
     benchmark = torch.backends.cudnn.benchmark
+
+    def restore() -> None:  # only what the run changed: the switch may import inductor
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        if (torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled()) != deterministic:
+            torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
+        torch.backends.cudnn.benchmark = benchmark
+
     try:
         yield
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
-        torch.backends.cudnn.benchmark = benchmark
+    except BaseException:
+        # A Ctrl-C in the middle of a lazy import (torch._dynamo, while the model is
+        # built) leaves modules half-imported, which the restore may trip over: the
+        # interrupt, not that error, is what the caller must see.
+        with contextlib.suppress(Exception):
+            restore()
+        raise
+    restore()
 
 
 def set_threads(threads: int | None) -> None:

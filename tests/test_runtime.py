@@ -346,3 +346,31 @@ def test_the_command_line_is_recorded_as_typed(monkeypatch):
         assert runtime.provenance()["argv"] == ["simclr", "pretrain", "--processes", "2"]
     monkeypatch.setattr(sys, "argv", ["/venv/bin/pytest", "-x"])  # simclr as a library
     assert runtime.command_line() is None and runtime.provenance()["argv"] == sys.argv
+
+
+def test_the_settings_restore_never_hides_a_ctrl_c(monkeypatch):
+    """A Ctrl-C during a lazy import of torch's compiler stack (while the model is
+    built) left it half-imported; the restore's deterministic switch then imported it
+    and an AttributeError replaced the interrupt (a traceback instead of 'interrupted').
+    A switch the run did not change is not touched; one it did is put back."""
+    from simclr.runtime import process_settings_restored
+
+    def broken(*args, **kwargs):
+        raise AttributeError("module 'sympy' has no attribute 'logic'")
+
+    before = torch.are_deterministic_algorithms_enabled()
+    monkeypatch.setattr(torch, "use_deterministic_algorithms", broken)
+    with pytest.raises(KeyboardInterrupt), process_settings_restored():
+        raise KeyboardInterrupt  # nothing changed: the switch is not called
+    with process_settings_restored():
+        pass
+    monkeypatch.undo()
+    with pytest.raises(KeyboardInterrupt), process_settings_restored():
+        torch.use_deterministic_algorithms(not before)
+        monkeypatch.setattr(torch, "use_deterministic_algorithms", broken)
+        raise KeyboardInterrupt  # changed, and its restore fails: the interrupt still wins
+    monkeypatch.undo()
+    torch.use_deterministic_algorithms(before)
+    with process_settings_restored():
+        torch.use_deterministic_algorithms(not before, warn_only=True)
+    assert torch.are_deterministic_algorithms_enabled() == before
