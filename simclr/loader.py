@@ -20,6 +20,7 @@ import torch
 
 from simclr.data import decode_raw_batch
 from simclr.errors import SimCLRError
+from simclr.runtime import close_loader_iterator
 
 if TYPE_CHECKING:
     from simclr.data import ImageSource
@@ -142,11 +143,17 @@ class BatchLoader:
         loader, sampler = self.source._worker_loader(self.workers, self.pin, raw)
         steps = range(self.start_step, self.steps)
         sampler.batches = [self.batch_indices(s).tolist() for s in steps]
-        for images, idx, aspect, bad, reasons in loader:
-            for b, reason in zip(bad.tolist(), reasons, strict=True):
-                if b >= 0:
-                    self.source._note_bad(b, reason)
-            if raw:
-                yield decode_raw_batch(self.source, images, idx, aspect, self.decode_device)
-            else:
-                yield idx.to(torch.int64), images, aspect.to(torch.float32)
+        batches = iter(loader)
+        try:
+            for images, idx, aspect, bad, reasons in batches:
+                for b, reason in zip(bad.tolist(), reasons, strict=True):
+                    if b >= 0:
+                        self.source._note_bad(b, reason)
+                if raw:
+                    yield decode_raw_batch(self.source, images, idx, aspect,
+                                           self.decode_device)
+                else:
+                    yield idx.to(torch.int64), images, aspect.to(torch.float32)
+        except BaseException:  # an error, or the run stopping early: the workers end now,
+            close_loader_iterator(batches)  # not whenever the traceback holding them goes
+            raise

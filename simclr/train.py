@@ -413,7 +413,8 @@ def train_loop(
     vote = dist.StopVote(device, state.step)
     model.train()
 
-    for epoch, indices, images, aspect in epoch_batches(cfg, source, plan, state, device):
+    batches = epoch_batches(cfg, source, plan, state, device)
+    for epoch, indices, images, aspect in batches:
         set_lr(optimizer, plan, cfg.optim.final_lr, state.step)
         with out_of_memory_is_an_error(cfg.batch_size, state.step, last_good):
             # Both views go through the encoder as one batch (2N, 3, S, S), as the
@@ -477,6 +478,9 @@ def train_loop(
                     "continues it once the folder is mended)" if kept else "")) from None
         if last:
             break
+    # Closed here, not when collected: a second Ctrl-C while the loader's prefetch
+    # stops is then raised (the "now" it means), not printed as ignored and lost.
+    batches.close()
     progress.close()
     check_finite(first_bad, last_good, cfg, precision)
     last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=False)
@@ -507,8 +511,10 @@ def epoch_batches(
         loader = BatchLoader(source, cfg.batch_size // world, seed=cfg.seed, epoch=epoch,
                              rank=dist.rank(), world_size=world, start_step=in_epoch,
                              device=device, workers=cfg.data.workers, decode_device=decode_on)
-        for indices, images, aspect in loader:
-            yield epoch, indices, images.to(device, non_blocking=True), aspect
+        # Closed with this generator, so what its close raises reaches train_loop.
+        with contextlib.closing(iter(loader)) as batches:
+            for indices, images, aspect in batches:
+                yield epoch, indices, images.to(device, non_blocking=True), aspect
 
 
 def run_summary(

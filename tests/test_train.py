@@ -697,3 +697,35 @@ def test_a_failure_in_a_loader_worker_is_one_line_in_the_summary(tmp_path, cache
     assert summary["status"] == "failed" and "\n" not in summary["reason"]
     assert "unreadable" in summary["reason"] and "Traceback" not in summary["reason"]
     assert summary["reason"] in str(info.value)
+
+
+def test_a_second_ctrl_c_while_the_prefetch_stops_is_raised_not_ignored(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """Ctrl-C once (a stop after the step), then again while the cached loader's
+    prefetch thread is joined: that second one was raised in a generator closed by the
+    garbage collector, printed as 'Exception ignored' with a traceback and lost (the run
+    went on to save and exit 75). It is the "now" it means."""
+    import threading
+    from types import SimpleNamespace
+
+    from simclr import loader
+
+    class PressedDuringJoin(threading.Thread):
+        def join(self, timeout=None):
+            super().join(timeout)
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(loader, "threading", SimpleNamespace(Thread=PressedDuringJoin,
+                                                             Event=threading.Event))
+    unraisable = []
+    monkeypatch.setattr("sys.unraisablehook", unraisable.append)
+
+    def first_ctrl_c(step, stop):
+        if step == 2:
+            stop.requested = "SIGINT"
+
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "run", cache_dir,
+                                        **{"data.cache": "on"}))
+    with pytest.raises(KeyboardInterrupt):
+        train.pretrain(cfg, on_step=first_ctrl_c)
+    assert unraisable == []
