@@ -128,6 +128,31 @@ def nt_xent_with_accuracy(
     return loss, top1
 
 
+@torch.no_grad()
+def contrast_stats(z_a: Tensor, z_b: Tensor, temperature: float = 0.5,
+                   normalize: bool = True, gather: bool = True) -> Tensor:
+    """Table 5's "Entropy" and "Contrastive acc." of one step, measured as the official
+    code's metrics are: each view-a anchor's softmax over the view-b projections of every
+    process (its positive and the other world*n - 1 images' b views: sim/tau, no view-a
+    negatives), the entropy of that distribution (nats; log(world*n) when uniform) and
+    whether its most probable entry is the positive, both averaged over the n anchors.
+
+    z_a, z_b: (n, D) this process's projections. Returns a (2,) float32 tensor
+    (entropy, accuracy), on z's device, without gradient and without a host sync.
+    """
+    _check_scale("temperature", temperature)
+    _check_pair(z_a, z_b)
+    with _no_autocast(z_a.device):
+        z_a, z_b = _prepare(z_a.detach(), z_b.detach(), normalize)
+        keys, offset = _candidates(z_b, gather)
+        logits = (z_a / temperature) @ keys.t()  # (n, world*n)
+        log_p = torch.log_softmax(logits, dim=1)
+        entropy = -(log_p.exp() * log_p).sum(dim=1).mean()
+        positive = offset + torch.arange(z_a.shape[0], device=z_a.device)
+        accuracy = (logits.argmax(dim=1) == positive).float().mean()
+    return torch.stack([entropy, accuracy]).float()
+
+
 def nt_xent(
     z_a: Tensor, z_b: Tensor, temperature: float = 0.5, normalize: bool = True,
     gather: bool = True,

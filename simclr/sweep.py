@@ -464,6 +464,9 @@ def _run_cells(root: Path, axes: list[Axis], cells: list[Cell], configs: list[Co
         cell.result = {"status": summary["status"], "steps": summary["steps"],
                        "epochs": round(summary["epochs"], 2),
                        "train_s": round(summary["elapsed_s"])}
+        # Table 5's "Entropy" and "Contrastive acc." (NT-Xent), as the run ended
+        cell.result.update({k: round(summary[k], 4) for k in ("contrast_entropy",
+                            "contrast_acc") if isinstance(summary.get(k), float)})
         if summary["status"] == "finished" and evaluate is not None:
             cell.result.update(evaluate(cell.run_dir))
         table = _write_summary(root, axes, cells)  # a long sweep's table as it grows

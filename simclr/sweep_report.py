@@ -50,8 +50,10 @@ def render(axes: list[Axis], cells: list[Cell]) -> str:
 
 
 def _fmt(column: str, value: Any) -> str:
-    if column.endswith(("top1", "top5")) and isinstance(value, float):
+    if column.endswith(("top1", "top5", "_acc")) and isinstance(value, float):
         return f"{100 * value:.1f}%"
+    if column == "contrast_entropy" and isinstance(value, float):
+        return f"{value:.2f}"
     return str(value)
 
 

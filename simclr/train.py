@@ -30,7 +30,7 @@ from simclr.files import read_json, write_json
 from simclr.folders import list_folder
 from simclr.launch import continue_run
 from simclr.loader import BatchLoader
-from simclr.loss import contrastive_loss
+from simclr.loss import contrast_stats, contrastive_loss
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.models import SimCLRModel, build_model_within_memory
 from simclr.optim import build_optimizer
@@ -325,32 +325,36 @@ def run_session(
         log.close()
 
 
+# What a run's summary.json keeps of its last metrics line.
+FINAL_METRICS = ("loss", "pos_top1", "contrast_entropy", "contrast_acc")
+
+
 class Meter:
-    """Loss and positive-pair top-1 summed on the device, read back once per log line.
+    """A step's metrics (the loss, positive top-1, Table 5's contrast entropy and
+    accuracy) summed on the device, read back once per log line.
 
     A ``.item()`` per step would stall the GPU queue: there is no host sync in the step.
     """
 
     def __init__(self, device: torch.device, step: int) -> None:
-        self.loss = torch.zeros((), device=device)
-        self.top1 = torch.zeros((), device=device)
+        self.sums: dict[str, torch.Tensor] = {}
         self.steps, self.start, self.first_step = 0, time.perf_counter(), step
 
-    def add(self, loss: torch.Tensor, top1: torch.Tensor) -> None:
-        self.loss += loss.detach().float()
-        self.top1 += top1.float()
+    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+        for name, value in metrics.items():  # (the same names every step of a run)
+            value = value.detach().float()
+            self.sums[name] = self.sums[name] + value if name in self.sums else value
         self.steps += 1
 
     def record(self, step: int, views_per_step: int) -> dict[str, float]:
         """The window's means (over every process: each holds an equal share of the
         global batch) and views/s; then a new window starts."""
-        loss, top1 = dist.all_reduce_mean(torch.stack([self.loss, self.top1]))
+        sums = dist.all_reduce_mean(torch.stack(list(self.sums.values()))).tolist()
         now = time.perf_counter()
-        out = {"loss": loss.item() / self.steps, "pos_top1": top1.item() / self.steps,
-               "views_per_s": views_per_step * (step - self.first_step)
-               / max(now - self.start, 1e-9)}
-        self.loss.zero_()
-        self.top1.zero_()
+        out = {name: total / self.steps for name, total in zip(self.sums, sums, strict=True)}
+        out["views_per_s"] = (views_per_step * (step - self.first_step)
+                              / max(now - self.start, 1e-9))
+        self.sums = {}
         self.steps, self.start, self.first_step = 0, now, step
         return out
 
@@ -359,12 +363,14 @@ def train_step(
     cfg: Config, forward: torch.nn.Module, optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler, views: torch.Tensor, per_rank: int, device: torch.device,
     precision: str,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]:
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, bool]:
     """One update on views (2n, 3, S, S), view 0 of every image then view 1 (Alg. 1).
 
-    Returns (loss, positive top-1, finite) as device tensors and whether the update was
-    skipped: under ``nan_policy='skip'`` a non-finite loss leaves the weights and the
-    BatchNorm statistics untouched (that policy's one host sync per step).
+    Returns the step's metrics (loss, positive top-1 among all 2N - 1 other views and,
+    for NT-Xent, Table 5's contrast entropy and accuracy: :func:`contrast_stats`) and
+    whether the loss was finite, as device tensors, and whether the update was skipped:
+    under ``nan_policy='skip'`` a non-finite loss leaves the weights and the BatchNorm
+    statistics untouched (that policy's one host sync per step).
     """
     # The forward pass alone moves BatchNorm's running statistics: a skipped step puts
     # them back, or NaN activations would reach every later checkpoint.
@@ -372,6 +378,11 @@ def train_step(
     with autocast(device, precision):
         _, z = forward(views)
     loss, top1 = contrastive_loss(cfg.loss, z[:per_rank].float(), z[per_rank:].float())
+    metrics = {"loss": loss, "pos_top1": top1}
+    if cfg.loss.name == "nt_xent":  # Table 5's columns (the official code's metrics)
+        entropy, accuracy = contrast_stats(z[:per_rank], z[per_rank:], cfg.loss.temperature,
+                                           cfg.loss.normalize)
+        metrics.update(contrast_entropy=entropy, contrast_acc=accuracy)
     optimizer.zero_grad(set_to_none=True)
     # Agreed by all processes (a device-side reduction, no host sync): one that skipped
     # the backward alone would leave the others waiting in DDP's gradient all-reduce.
@@ -385,7 +396,7 @@ def train_step(
         scaler.scale(loss * cfg.loss.weight).backward()  # weight: see LossConfig
         scaler.step(optimizer)
         scaler.update()
-    return loss, top1, finite, skipped
+    return metrics, finite, skipped
 
 
 def train_loop(
@@ -409,7 +420,7 @@ def train_loop(
     knn_every_steps = max(1, round(cfg.knn_every * plan.steps_per_epoch))
     monitored: tuple[int, float | None] = (-1, None)  # (step, kNN top-1) of the last check
     last_good: Path | None = latest_checkpoint(run_dir / "checkpoints")
-    reason = "finished"
+    reason, logged = "finished", {}
     vote = dist.StopVote(device, state.step)
     model.train()
 
@@ -423,12 +434,12 @@ def train_loop(
             # aspect ratio).
             views = augment.stacked(images, indices, epoch, aspect)
             views = views.contiguous(memory_format=memory_format)
-            loss, top1, finite, skipped = train_step(cfg, forward, optimizer, scaler, views,
-                                                     per_rank, device, precision)
+            metrics, finite, skipped = train_step(cfg, forward, optimizer, scaler, views,
+                                                  per_rank, device, precision)
         if skipped:
             count_skipped(cfg, state, last_good)
         first_bad = torch.where(~finite & (first_bad < 0), state.step, first_bad)
-        meter.add(loss, top1)
+        meter.add(metrics)
         state.step += 1
         state.elapsed = elapsed_before + time.perf_counter() - segment_start
         progress.step()
@@ -449,6 +460,7 @@ def train_loop(
                       "lr": optimizer.param_groups[0]["lr"], "elapsed": state.elapsed,
                       "total_steps": plan.total_steps}
             log.write(record)
+            logged = record
             progress.record(record, state.elapsed - elapsed_before, last)
         note_first_step(plan, state.step, state.elapsed)
         if cfg.time_budget is not None and state.step >= next_refit and not last:
@@ -485,6 +497,8 @@ def train_loop(
     check_finite(first_bad, last_good, cfg, precision)
     last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=False)
     summary = run_summary(source, plan, state, reason, stop.requested, last_good)
+    # The last logged window's means (a sweep's table shows them: Table 5's columns).
+    summary.update({k: logged[k] for k in FINAL_METRICS if k in logged})
     if cfg.knn_train and reason == "finished" and dist.is_main():  # the final model's, unless
         # the monitor just measured it; never after a stop request (a kill may follow)
         summary["knn_top1"] = monitored[1] if monitored[0] == state.step else \

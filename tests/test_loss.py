@@ -10,6 +10,7 @@ import torch
 from simclr.config import LossConfig
 from simclr.errors import SimCLRError
 from simclr.loss import (
+    contrast_stats,
     contrastive_loss,
     margin_triplet,
     margin_triplet_with_accuracy,
@@ -323,3 +324,36 @@ def test_nt_xent_computes_in_the_wider_dtype_of_its_inputs():
         assert nt_xent(*pair, temperature=0.1).dtype == torch.float64
     assert nt_xent(a.float(), b, temperature=0.1).item() == pytest.approx(exact.item(),
                                                                            rel=1e-6)
+
+
+def _ref_contrast_stats(z_a, z_b, tau, normalize):
+    """Table 5's entropy and contrastive accuracy as the official code measures them:
+    anchor a_i's softmax over sim(a_i, b_k)/tau for every k, by hand."""
+    n = len(z_a)
+    entropy, correct = 0.0, 0
+    for i in range(n):
+        logits = [_sim(z_a[i], z_b[k], normalize) / tau for k in range(n)]
+        denom = sum(math.exp(float(x)) for x in logits)
+        probs = [math.exp(float(x)) / denom for x in logits]
+        entropy -= sum(p * math.log(p) for p in probs)
+        correct += max(range(n), key=lambda k: probs[k]) == i
+    return entropy / n, correct / n
+
+
+@pytest.mark.parametrize(("tau", "normalize"), [(0.1, True), (0.5, True), (1.0, False)])
+def test_contrast_stats_match_the_loop(tau, normalize):
+    z_a, z_b = _inputs(7, 5, seed=3)
+    got = contrast_stats(z_a, z_b, tau, normalize)
+    entropy, accuracy = _ref_contrast_stats(z_a, z_b, tau, normalize)
+    assert got.dtype == torch.float32 and got.shape == (2,) and not got.requires_grad
+    assert got.tolist() == pytest.approx([entropy, accuracy], rel=1e-6)
+
+
+def test_contrast_stats_bounds():
+    """A uniform distribution has entropy log(n); a perfect match, accuracy 1 and an
+    entropy near 0 at a small temperature."""
+    z = torch.eye(6, dtype=torch.float64)
+    entropy, accuracy = contrast_stats(z, z, 0.01).tolist()
+    assert accuracy == 1.0 and entropy < 1e-6
+    same = torch.ones(6, 3)
+    assert contrast_stats(same, same, 0.5)[0].item() == pytest.approx(math.log(6))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -88,9 +89,19 @@ def test_sweep_runs_every_cell_once_and_reuses_finished_ones(tmp_path, image_fol
     cells, table = run_sweep(axes, tmp_path / "sw", preset=None, config=None, flags=flags,
                              evaluate=evaluate)
     assert [c.result["status"] for c in cells] == ["finished"] * 4 and len(scored) == 4
+    # Table 5's columns: the contrast entropy and accuracy as each run ended, then top-1
     assert table.splitlines()[0] == ("| temperature | normalize | status | steps | epochs | "
-                                     "train_s | knn_top1 |")
+                                     "train_s | contrast_entropy | contrast_acc | knn_top1 |")
     assert "| 0.5 | false | finished | 3 | 1.0 |" in table and "50.0%" in table
+    for cell in cells:
+        logged = [json.loads(line) for line in
+                  (cell.run_dir / "metrics.jsonl").read_text().splitlines()][-1]
+        assert logged["step"] == 3 and 0 <= logged["contrast_acc"] <= 1
+        assert 0 < logged["contrast_entropy"] <= math.log(8)  # 8 candidates at batch 8
+        assert cell.result["contrast_acc"] == round(logged["contrast_acc"], 4)
+        assert cell.result["contrast_entropy"] == round(logged["contrast_entropy"], 4)
+        assert f"| {cell.result['contrast_entropy']:.2f} | " \
+               f"{100 * cell.result['contrast_acc']:.1f}% |" in table
     saved = json.loads((tmp_path / "sw" / "sweep.json").read_text())
     assert saved[3]["normalize"] == "false" and saved[3]["knn_top1"] == 0.5
     assert saved[3]["settings"] == {"loss.temperature": "0.5", "loss.normalize": "false"}

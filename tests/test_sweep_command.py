@@ -179,7 +179,8 @@ def test_cells_are_scored_on_the_layer_asked_for(tmp_path, image_folder, capsys)
     assert [(row["knn_top1"], row["knn_z_top1"]) for row in again] == [
         (json.loads((tmp_path / "sw" / row["cell"] / "knn.json").read_text())["top1"],
          row["knn_z_top1"]) for row in rows]
-    assert "| head | status | steps | epochs | train_s | knn_top1 | knn_z_top1 |" in said.out
+    assert ("| head | status | steps | epochs | train_s | contrast_entropy | contrast_acc | "
+            "knn_top1 | knn_z_top1 |") in said.out
     cells = [tmp_path / "sw" / row["cell"] for row in rows]
     on_h = [(cell / "knn.json").read_text() for cell in cells]
     on_z = [(cell / "knn.previous-1.json").read_text() for cell in cells]

@@ -14,6 +14,7 @@ import torch
 from simclr import load_encoder, nt_xent, train
 from simclr.checkpoint import load_checkpoint, save_checkpoint
 from simclr.errors import DivergedError, SimCLRError
+from simclr.loss import contrast_stats
 from simclr.pretrained import embed_folder, model_from_checkpoint
 from simclr.resume import load_resume_config
 from simclr.settings import build_config, load_yaml
@@ -200,7 +201,7 @@ def test_a_skipped_step_leaves_weights_and_batch_norm_statistics_untouched(
         scaler_before = copy.deepcopy(scaler.state_dict())
         out = real_step(cfg, forward, optimizer, scaler, views * float("nan"), *rest)
         after = forward.state_dict()
-        seen["skipped"] = out[3]
+        seen["skipped"] = out[2]
         seen["unchanged"] = all(torch.equal(before[k], after[k]) for k in before)
         # The optimizer's momentum buffers (from steps 1 and 2) and the scaler too.
         optim_after = optimizer.state_dict()
@@ -396,11 +397,11 @@ def test_loss_weight_scales_the_gradient_not_the_logged_loss(weight):
         before = net.fc.weight.detach().clone()
         optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
         scaler = torch.amp.GradScaler("cpu", enabled=False)
-        loss, _, finite, skipped = train.train_step(cfg, net, optimizer, scaler, views, 4,
+        metrics, finite, skipped = train.train_step(cfg, net, optimizer, scaler, views, 4,
                                                     torch.device("cpu"), "fp32")
         assert bool(finite) and not skipped
         updates.append(net.fc.weight.detach() - before)
-        losses.append(float(loss.detach()))
+        losses.append(float(metrics["loss"].detach()))
     assert losses[1] == pytest.approx(losses[0], rel=1e-6)
     torch.testing.assert_close(updates[1], weight * updates[0], rtol=1e-5, atol=1e-8)
 
@@ -417,12 +418,16 @@ def test_a_step_pairs_each_images_two_views():
         z = net(views)[1].detach().double()
         optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
         scaler = torch.amp.GradScaler("cpu", enabled=False)
-        loss, top1, _, _ = train.train_step(cfg, net, optimizer, scaler, views, 4,
-                                            torch.device("cpu"), "fp32")
-        assert float(loss.detach()) == pytest.approx(float(nt_xent(z[:4], z[4:], 0.5)),
-                                                     rel=1e-6)
+        metrics, _, _ = train.train_step(cfg, net, optimizer, scaler, views, 4,
+                                         torch.device("cpu"), "fp32")
+        assert float(metrics["loss"].detach()) == pytest.approx(
+            float(nt_xent(z[:4], z[4:], 0.5)), rel=1e-6)
+        # Table 5's metrics of the same pairing: z[:4]'s anchors against z[4:]'s views
+        entropy, accuracy = contrast_stats(z[:4], z[4:], 0.5).tolist()
+        assert float(metrics["contrast_entropy"]) == pytest.approx(entropy, rel=1e-5)
+        assert float(metrics["contrast_acc"]) == accuracy
         if same:
-            assert float(top1) == 1.0
+            assert float(metrics["pos_top1"]) == 1.0 == accuracy
 
 
 def _preempted_run(cfg, at_step=4):
