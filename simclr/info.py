@@ -9,7 +9,6 @@ reported as running. ``--json`` gives the same facts for scripts.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shlex
 from pathlib import Path
@@ -292,17 +291,6 @@ def _last_logged(path: Path) -> dict[str, Any]:
                     "epoch": row.get("epoch"), "elapsed_s": row.get("elapsed"),
                     "planned_steps": row.get("total_steps"), **found}
     return found
-
-
-def json_safe(obj: Any) -> Any:
-    """``obj`` with NaN and infinities as None: strict JSON (a diverged loss is NaN)."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [json_safe(v) for v in obj]
-    return obj
 
 
 def _unreadable_file(path: Path) -> str | None:

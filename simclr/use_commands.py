@@ -163,10 +163,11 @@ def _unscored(result: dict[str, Any]) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from simclr.info import describe, json_safe, render
+    from simclr.files import finite_json
+    from simclr.info import describe, render
 
     facts = describe(args.target)
-    print(json.dumps(json_safe(facts), indent=1, allow_nan=False) if args.json
+    print(finite_json(facts, indent=1) if args.json
           else render(facts))
     return 0
 
