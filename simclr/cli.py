@@ -266,7 +266,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    print(f"{summary['status']}: {summary['steps']} steps ({summary['epochs']:.2f} epochs) in "
+    steps = f"{summary['steps']} step{'' if summary['steps'] == 1 else 's'}"
+    print(f"{summary['status']}: {steps} ({summary['epochs']:.2f} epochs) in "
           f"{summary['elapsed_s']:.0f} s; checkpoint {summary['checkpoint']}")
     skipped = summary.get("skipped_images") or []
     if skipped:

@@ -598,3 +598,15 @@ def test_a_failed_command_leaves_no_empty_out_folder_it_made(tmp_path, monkeypat
     assert main(["info", str(tmp_path / "written")]) == 0  # (a results folder: it reads)
     assert (tmp_path / "kept").is_dir()  # the command succeeded: its folder is kept
     assert results.CREATED == []
+
+
+def test_the_summary_line_counts_one_step_in_the_singular(capsys):
+    from simclr.cli import print_summary
+
+    summary = {"status": "finished", "steps": 1, "epochs": 0.5, "elapsed_s": 3.0,
+               "checkpoint": "c.pt"}
+    print_summary(summary)
+    print_summary({**summary, "steps": 2})
+    assert capsys.readouterr().out.splitlines() == [
+        "finished: 1 step (0.50 epochs) in 3 s; checkpoint c.pt",
+        "finished: 2 steps (0.50 epochs) in 3 s; checkpoint c.pt"]
