@@ -396,6 +396,10 @@ def build_config(
         if config_file is not None and exc.path not in (flags or {}) \
                 and exc.path in _paths_of(settings):
             raise SimCLRError(f"{config_file}: {exc.path}{exc.detail}") from None
+        if preset is not None and exc.path not in (flags or {}) \
+                and exc.path in _paths_of(PRESETS[preset]):  # (the preset's value)
+            raise SimCLRError(f"{exc} (set by --preset {preset}; give --{flag_of(exc.path)})"
+                              ) from None
         raise
     from simclr.inert import refuse_inert  # it imports this module
 

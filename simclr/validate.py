@@ -123,6 +123,11 @@ def check_scale(cfg: Config) -> None:
            f"pixels, got {cfg.augment.size}")
     _check(cfg.augment.size <= MAX_SIDE, "augment.size", f"must be at most {MAX_SIDE} "
            f"pixels, got {cfg.augment.size}")
+    # Below the view's side every crop would be upscaled from the stored picture.
+    _check(cfg.data.load_size is None or cfg.data.load_size >= cfg.augment.size,
+           "data.load_size", f"must be at least the view's side (--image-size "
+           f"{cfg.augment.size}), got {cfg.data.load_size}: every crop would be upscaled "
+           "from it")
 
 
 def validate(cfg: Config) -> None:
@@ -214,11 +219,6 @@ def _validate_run(cfg: Config) -> None:
     _positive(cfg.data.load_size, "data.load_size")
     _check(cfg.data.load_size is None or cfg.data.load_size <= MAX_SIDE, "data.load_size",
            f"must be at most {MAX_SIDE} pixels, got {cfg.data.load_size}")
-    # Below the view's side every crop would be upscaled from the stored picture.
-    _check(cfg.data.load_size is None or cfg.data.load_size >= cfg.augment.size,
-           "data.load_size", f"must be at least the view's side (--image-size "
-           f"{cfg.augment.size}), got {cfg.data.load_size}: every crop would be upscaled "
-           "from it")
     _positive(cfg.data.workers, "data.workers", allow_zero=True)
     _check(bool(str(cfg.data.cache_dir).strip()), "data.cache_dir",
            "must name a folder, got an empty value")

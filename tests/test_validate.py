@@ -83,10 +83,26 @@ def test_a_stored_config_is_held_to_validity_but_not_to_a_new_runs_scale():
     validate(config_from_dict(small.to_dict()))  # loads
     with pytest.raises(SettingError, match="at least 1/64"):
         check_scale(small)  # but a new run is refused it
+    # A classifier records its encoder's config at the evaluation's side, maybe above the
+    # pretraining's stored side (and runs before the rule saved such pairs): they load.
+    small.model.width, small.data.load_size, small.augment.size = 0.25, 24, 32
+    validate(config_from_dict(small.to_dict()))
+    with pytest.raises(SettingError, match="--load-size must be at least the view's side"):
+        check_scale(small)
     small.loss.temperature = -1.0
     with pytest.raises(SettingError, match="--temperature must be positive") as info:
         validate(small)
     assert info.value.path == "loss.temperature"
+
+
+def test_a_presets_value_refused_for_a_new_run_names_the_preset():
+    with pytest.raises(SimCLRError) as info:
+        build_config(preset="imagenet", flags={"augment.size": 448})
+    assert str(info.value) == (
+        "--load-size must be at least the view's side (--image-size 448), got 384: every "
+        "crop would be upscaled from it (set by --preset imagenet; give --load-size)")
+    assert build_config(preset="imagenet", flags={"augment.size": 448,
+                                                  "data.load_size": 512}).data.load_size == 512
 
 
 @pytest.mark.parametrize("path,value,message", [
