@@ -11,7 +11,6 @@ Their flags are defined in :mod:`simclr.arguments`; the sweep command is
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -33,6 +32,7 @@ from simclr.config import Config, DataConfig
 from simclr.data import ImageSource, open_source
 from simclr.errors import SimCLRError, with_article
 from simclr.features import check_labeled_folders
+from simclr.files import finite_json
 from simclr.folders import ImageList, check_folder, list_folder
 from simclr.pretrained import (
     at_image_size,
@@ -179,7 +179,7 @@ def cmd_knn(args: argparse.Namespace) -> int:
     result = run_knn(inputs.encoder, train, test, args.out, image_size=size, k=args.k,
                      temperature=args.temperature, source={**inputs.source, **test_split(args)},
                      overwrite=args.overwrite, **runtime_kwargs(args))
-    print(json.dumps(result))
+    print(finite_json(result))
     return 0
 
 
@@ -303,7 +303,7 @@ def report(result: dict[str, Any], resume: str | None = None) -> int:
 
     preempted = result.get("status") == "preempted"
     if dist.is_main():
-        print(json.dumps(result))
+        print(finite_json(result))
         if preempted:
             how = (f"continue with: {resume}" if resume else
                    f"the same command continues it (from {result['checkpoint']})")
@@ -382,7 +382,7 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
         "layer": "h" if result["tasks"] and all(row["z"] is None for row in
                                                 result["tasks"].values()) else "h and z"}
     write_results(out, "transform_probe.json", result)
-    print(json.dumps(result))
+    print(finite_json(result))
     return 0
 
 
@@ -450,7 +450,7 @@ def cmd_supervised(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from simclr.export import export
 
-    print(json.dumps(export(args.checkpoint, args.out, args.format, args.layer,
+    print(finite_json(export(args.checkpoint, args.out, args.format, args.layer,
                             overwrite=args.overwrite, image_size=args.image_size)))
     return 0
 

@@ -288,9 +288,10 @@ def _labeled_budget(train: Any, subset_file: str | Path | None, label_fraction: 
     asked = label_fraction if label_fraction is not None and subset_file is None else fraction
     if fraction > 1.5 * asked:  # (rounded to whole images per class, at least one)
         per_class = len(subset) // len(np.unique(np.asarray(train.labels)[subset]))
+        budget = "" if epochs is not None else f"; its epochs are still those of {asked:g}"
         log(f"note: --label-fraction {asked:g} rounds to {_count(per_class, 'image')} per "
-            f"class here ({len(subset)} of {len(train.labels)}, {100 * fraction:.2f}%); "
-            f"its epochs are still those of {asked:g}", verbose)
+            f"class here ({len(subset)} of {len(train.labels)}, {100 * fraction:.2f}%)"
+            f"{budget}", verbose)
     epochs = default_epochs(asked) if epochs is None else epochs
     if len(subset) < 2:
         raise SimCLRError(f"{source_name(train)}: the labeled subset has {len(subset)} "

@@ -155,5 +155,6 @@ class BatchLoader:
                 else:
                     yield idx.to(torch.int64), images, aspect.to(torch.float32)
         except BaseException:  # an error, or the run stopping early: the workers end now,
-            close_loader_iterator(batches)  # not whenever the traceback holding them goes
+            close_loader_iterator(batches)  # not whenever the traceback holding them goes,
+            self.source.close()  # and a later epoch of this source starts new ones
             raise

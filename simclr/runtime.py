@@ -204,24 +204,26 @@ def process_settings_restored() -> Iterator[None]:
                      torch.is_deterministic_algorithms_warn_only_enabled())
     benchmark = torch.backends.cudnn.benchmark
 
-    def restore() -> None:  # only what the run changed: the switch may import inductor
-        if torch.get_num_threads() != threads:
-            torch.set_num_threads(threads)
-        if (torch.are_deterministic_algorithms_enabled(),
-                torch.is_deterministic_algorithms_warn_only_enabled()) != deterministic:
-            torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
-        torch.backends.cudnn.benchmark = benchmark
+    def restore(quiet: bool) -> None:  # only what the run changed: the switch may import
+        def deterministic_back() -> None:  # torch's compiler stack
+            if (torch.are_deterministic_algorithms_enabled(),
+                    torch.is_deterministic_algorithms_warn_only_enabled()) != deterministic:
+                torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
+
+        for back in (lambda: torch.set_num_threads(threads), deterministic_back,
+                     lambda: setattr(torch.backends.cudnn, "benchmark", benchmark)):
+            with contextlib.suppress(*((Exception,) if quiet else ())):
+                back()
 
     try:
         yield
     except BaseException:
         # A Ctrl-C in the middle of a lazy import (torch._dynamo, while the model is
         # built) leaves modules half-imported, which the restore may trip over: the
-        # interrupt, not that error, is what the caller must see.
-        with contextlib.suppress(Exception):
-            restore()
+        # exception on its way, not that error, is what the caller must see.
+        restore(quiet=True)
         raise
-    restore()
+    restore(quiet=False)
 
 
 def set_threads(threads: int | None) -> None:

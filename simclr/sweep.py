@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
 import sys
@@ -466,7 +467,8 @@ def _run_cells(root: Path, axes: list[Axis], cells: list[Cell], configs: list[Co
                        "train_s": round(summary["elapsed_s"])}
         # Table 5's "Entropy" and "Contrastive acc." (NT-Xent), as the run ended
         cell.result.update({k: round(summary[k], 4) for k in ("contrast_entropy",
-                            "contrast_acc") if isinstance(summary.get(k), float)})
+                            "contrast_acc") if isinstance(summary.get(k), float)
+                            and math.isfinite(summary[k])})  # (a skipped step's: NaN)
         if summary["status"] == "finished" and evaluate is not None:
             cell.result.update(evaluate(cell.run_dir))
         table = _write_summary(root, axes, cells)  # a long sweep's table as it grows

@@ -167,6 +167,7 @@ EVAL_FILES = {"knn": (*RESULTS["knn"], "knn_confusion.png"),
 # The key of a sweep cell's results file that says what it was evaluated on.
 EVALUATED_ON = "evaluated_on"
 SGD_EPOCHS, SGD_BATCH = 90, 256  # the SGD linear protocol's defaults (App. B.6)
+EVAL_DATA = "eval_data:"  # where a command's args keep what its cells are evaluated on
 
 
 def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -185,7 +186,9 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
 
     name = "knn.json" if args.eval == "knn" else "linear_eval.json"
     saved = run_dir / name
-    wanted = _eval_data(args)
+    if EVAL_DATA not in vars(args):  # the folders listed once per command, not per cell
+        setattr(args, EVAL_DATA, _eval_data(args))
+    wanted = getattr(args, EVAL_DATA)
     layer = args.eval_layer
     # Every layer this cell was scored on, on these folders, by this command or an
     # earlier one with another --eval-layer (kept as NAME.previous-K): one column each.

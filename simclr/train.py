@@ -425,74 +425,75 @@ def train_loop(
     model.train()
 
     batches = epoch_batches(cfg, source, plan, state, device)
-    for epoch, indices, images, aspect in batches:
-        set_lr(optimizer, plan, cfg.optim.final_lr, state.step)
-        with out_of_memory_is_an_error(cfg.batch_size, state.step, last_good):
-            # Both views go through the encoder as one batch (2N, 3, S, S), as the
-            # official code does, so BatchNorm statistics cover all 2N views. Crops
-            # are drawn on the whole picture each stored square stands for (its
-            # aspect ratio).
-            views = augment.stacked(images, indices, epoch, aspect)
-            views = views.contiguous(memory_format=memory_format)
-            metrics, finite, skipped = train_step(cfg, forward, optimizer, scaler, views,
-                                                  per_rank, device, precision)
-        if skipped:
-            count_skipped(cfg, state, last_good)
-        first_bad = torch.where(~finite & (first_bad < 0), state.step, first_bad)
-        meter.add(metrics)
-        state.step += 1
-        state.elapsed = elapsed_before + time.perf_counter() - segment_start
-        progress.step()
-        if on_step is not None:
-            on_step(state.step, stop)
-        if plan.deadline is not None and world == 1 and state.elapsed >= plan.deadline:
-            plan.total_steps = state.step  # the budget is spent: the schedule ends here
-        last = state.step >= plan.total_steps  # (logged, and no refit: it ends here)
-        # A signal may reach only some processes: they agree on the step to stop at.
-        signal_name = vote(state.step, stop.requested, last)
+    try:
+        for epoch, indices, images, aspect in batches:
+            set_lr(optimizer, plan, cfg.optim.final_lr, state.step)
+            with out_of_memory_is_an_error(cfg.batch_size, state.step, last_good):
+                # Both views go through the encoder as one batch (2N, 3, S, S), as the
+                # official code does, so BatchNorm statistics cover all 2N views. Crops
+                # are drawn on the whole picture each stored square stands for (its
+                # aspect ratio).
+                views = augment.stacked(images, indices, epoch, aspect)
+                views = views.contiguous(memory_format=memory_format)
+                metrics, finite, skipped = train_step(cfg, forward, optimizer, scaler, views,
+                                                      per_rank, device, precision)
+            if skipped:
+                count_skipped(cfg, state, last_good)
+            first_bad = torch.where(~finite & (first_bad < 0), state.step, first_bad)
+            meter.add(metrics)
+            state.step += 1
+            state.elapsed = elapsed_before + time.perf_counter() - segment_start
+            progress.step()
+            if on_step is not None:
+                on_step(state.step, stop)
+            if plan.deadline is not None and world == 1 and state.elapsed >= plan.deadline:
+                plan.total_steps = state.step  # the budget is spent: the schedule ends here
+            last = state.step >= plan.total_steps  # (logged, and no refit: it ends here)
+            # A signal may reach only some processes: they agree on the step to stop at.
+            signal_name = vote(state.step, stop.requested, last)
 
-        # The same decision on every process: the record is averaged across them.
-        boundary = state.step % cfg.log_every == 0 or last
-        if boundary or signal_name:
-            check_finite(first_bad, last_good, cfg, precision)
-            record = {"step": state.step, "epoch": state.step / plan.steps_per_epoch,
-                      **meter.record(state.step, 2 * cfg.batch_size),
-                      "lr": optimizer.param_groups[0]["lr"], "elapsed": state.elapsed,
-                      "total_steps": plan.total_steps}
-            log.write(record)
-            logged = record
-            progress.record(record, state.elapsed - elapsed_before, last)
-        note_first_step(plan, state.step, state.elapsed)
-        if cfg.time_budget is not None and state.step >= next_refit and not last:
-            next_refit = refit_to_budget(plan, cfg, state.step, state.elapsed)
-            progress.set_total(plan.total_steps)
-        if signal_name:  # the checkpoint is written after the loop
-            reason, stop.requested = "preempted", signal_name
-            break
-        # Rank 0 alone saves; the clock is its own (a rule of SaveSchedule).
-        rule = saves.due(state.step, last)
-        if rule == "steps":
-            check_finite(first_bad, last_good, cfg, precision)
-            last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
-        elif rule == "clock" and int(first_bad.item()) < 0:  # never a diverged model
-            last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
-        if cfg.knn_train and state.step % knn_every_steps == 0 and dist.is_main():
-            # Rank 0 alone: the others wait for it in the next step's collectives, as
-            # they would have while each measured the same number.
-            try:
-                monitored = (state.step, knn_monitor(cfg, model, device, precision, state.step,
-                                                     log))
-            except SimCLRError as exc:  # its folder's images, first read now: keep the steps
-                kept = int(first_bad.item()) < 0 and save(cfg, model, optimizer, scaler, state,
-                                                          plan, run_dir, periodic=True)
-                raise SimCLRError(f"kNN monitor: {exc}" + (
-                    f" (the run is saved at step {state.step}: `{continue_run(run_dir)}` "
-                    "continues it once the folder is mended)" if kept else "")) from None
-        if last:
-            break
-    # Closed here, not when collected: a second Ctrl-C while the loader's prefetch
-    # stops is then raised (the "now" it means), not printed as ignored and lost.
-    batches.close()
+            # The same decision on every process: the record is averaged across them.
+            boundary = state.step % cfg.log_every == 0 or last
+            if boundary or signal_name:
+                check_finite(first_bad, last_good, cfg, precision)
+                record = {"step": state.step, "epoch": state.step / plan.steps_per_epoch,
+                          **meter.record(state.step, 2 * cfg.batch_size),
+                          "lr": optimizer.param_groups[0]["lr"], "elapsed": state.elapsed,
+                          "total_steps": plan.total_steps}
+                log.write(record)
+                logged = record
+                progress.record(record, state.elapsed - elapsed_before, last)
+            note_first_step(plan, state.step, state.elapsed)
+            if cfg.time_budget is not None and state.step >= next_refit and not last:
+                next_refit = refit_to_budget(plan, cfg, state.step, state.elapsed)
+                progress.set_total(plan.total_steps)
+            if signal_name:  # the checkpoint is written after the loop
+                reason, stop.requested = "preempted", signal_name
+                break
+            # Rank 0 alone saves; the clock is its own (a rule of SaveSchedule).
+            rule = saves.due(state.step, last)
+            if rule == "steps":
+                check_finite(first_bad, last_good, cfg, precision)
+                last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
+            elif rule == "clock" and int(first_bad.item()) < 0:  # never a diverged model
+                last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
+            if cfg.knn_train and state.step % knn_every_steps == 0 and dist.is_main():
+                # Rank 0 alone: the others wait for it in the next step's collectives, as
+                # they would have while each measured the same number.
+                try:
+                    monitored = (state.step, knn_monitor(cfg, model, device, precision, state.step,
+                                                         log))
+                except SimCLRError as exc:  # its folder's images, first read now: keep the steps
+                    kept = int(first_bad.item()) < 0 and save(cfg, model, optimizer, scaler, state,
+                                                              plan, run_dir, periodic=True)
+                    raise SimCLRError(f"kNN monitor: {exc}" + (
+                        f" (the run is saved at step {state.step}: `{continue_run(run_dir)}` "
+                        "continues it once the folder is mended)" if kept else "")) from None
+            if last:
+                break
+    except BaseException:  # (an error, a second Ctrl-C): the loader's workers end now
+        batches.close()
+        raise
     progress.close()
     check_finite(first_bad, last_good, cfg, precision)
     last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=False)
@@ -505,6 +506,9 @@ def train_loop(
             knn_monitor(cfg, model, device, precision, state.step, log)
     if dist.is_main():
         write_json(run_dir / "summary.json", summary)
+    # Closed here, all saved, not when collected: a second Ctrl-C while the loader's
+    # workers stop is then raised (the "now" it means), not printed as ignored and lost.
+    batches.close()
     return summary
 
 

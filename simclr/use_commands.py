@@ -9,7 +9,6 @@ and the function it runs; the work itself is in :mod:`simclr.pretrained`,
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from simclr.arguments import (
     fraction,
 )
 from simclr.errors import SimCLRError
+from simclr.files import finite_json
 
 
 def add_commands(sub: argparse._SubParsersAction, add_runtime_flags: RuntimeFlags) -> None:
@@ -119,7 +119,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
                         device=args.device, precision=args.precision, workers=args.workers,
                         cache_dir=args.cache_dir, layer=args.layer, image_size=args.image_size,
                         overwrite=args.overwrite)
-    print(json.dumps(info))
+    print(finite_json(info))
     return 0
 
 
@@ -149,7 +149,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"{args.out}: {result['confident']} of {result['images']} images predicted "
               f"with probability >= {args.min_probability:g}{among}; the others' "
               "prediction is left empty", file=sys.stderr)
-    print(json.dumps(result))
+    print(finite_json(result))
     return 0
 
 
@@ -163,7 +163,6 @@ def _unscored(result: dict[str, Any]) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from simclr.files import finite_json
     from simclr.info import describe, render
 
     facts = describe(args.target)
@@ -191,7 +190,7 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
               "near-duplicate", file=sys.stderr)
     else:
         result = write_neighbors(args.features, args.out, args.k or 5, args.queries)
-    print(json.dumps(result))
+    print(finite_json(result))
     return 0
 
 

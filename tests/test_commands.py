@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from simclr.cli import main
@@ -109,3 +111,14 @@ def test_a_test_folder_no_image_of_which_decodes_is_refused_before_training(tmp_
         assert err.count("\n") == 1 and \
             f"--test: none of the 70 images in {broken} could be read" in err, err
         assert not out.exists()
+
+
+def test_a_commands_json_on_stdout_is_standard_json_even_with_a_nan(capsys):
+    """A pretraining whose last logged window held a skipped step reports a NaN loss:
+    printed as null (a bare NaN is refused by strict JSON readers)."""
+    from simclr.commands import report
+
+    assert report({"status": "finished", "loss": float("nan"), "contrast_acc": 0.5}) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out, parse_constant=pytest.fail) == {
+        "status": "finished", "loss": None, "contrast_acc": 0.5}

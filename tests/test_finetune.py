@@ -548,3 +548,7 @@ def test_a_fraction_rounded_up_to_an_image_per_class_keeps_its_regimes_epochs(fo
     said = capsys.readouterr()
     assert "note" not in said.out + said.err  # 4 of 8 per class: as asked
     assert _labeled_budget(train, None, None, 1, None, 6, 0, True).epochs == 30  # 12.5%
+    assert _labeled_budget(train, None, 0.01, None, 5, 6, 0, True).epochs == 5
+    said = capsys.readouterr()  # --epochs given: the note says only the rounding
+    assert "note: --label-fraction 0.01 rounds to 1 image per class here (3 of 24, " \
+           "12.50%)\n" in said.out + said.err

@@ -115,6 +115,24 @@ def test_uncached_source_decodes_in_workers_and_survives_bad_files(tmp_path):
     assert (src.get_batch([3])[0].permute(1, 2, 0).numpy() == expected).all()
 
 
+def test_an_epoch_stopped_early_ends_its_workers_and_the_next_starts_new_ones(tmp_path):
+    """The run stopping mid-epoch (a signal, its last step) ends the decoding workers
+    then, not when the generator is collected; a later epoch of the same source then
+    starts new ones (reusing the stopped iterator raised 'Queue is closed')."""
+    root = tmp_path / "photos"
+    for k in range(6):
+        save_image(root / f"{k}.jpg", rgb(120, 100, k), quality=90)  # (not cached)
+    src = open_source(str(root), data_cfg(tmp_path), image_size=32)
+    batches = iter(BatchLoader(src, 3, seed=0, epoch=0, workers=1))
+    next(batches)
+    workers = list(src._loaders.values())[0][0]._iterator._workers
+    assert all(w.is_alive() for w in workers)
+    batches.close()
+    assert not any(w.is_alive() for w in workers) and not src._loaders
+    assert len(_epoch(BatchLoader(src, 3, seed=0, epoch=1, workers=1))) == 2
+    src.close()
+
+
 @pytest.mark.parametrize("workers", [0, 1])
 def test_decoding_on_the_device_gives_the_worker_batches(tmp_path, workers):
     """decode_device: workers only read plain JPEGs; the rest (PNG, CMYK) they decode,

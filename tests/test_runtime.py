@@ -365,10 +365,13 @@ def test_the_settings_restore_never_hides_a_ctrl_c(monkeypatch):
     with process_settings_restored():
         pass
     monkeypatch.undo()
+    benchmark = torch.backends.cudnn.benchmark
     with pytest.raises(KeyboardInterrupt), process_settings_restored():
         torch.use_deterministic_algorithms(not before)
+        torch.backends.cudnn.benchmark = not benchmark
         monkeypatch.setattr(torch, "use_deterministic_algorithms", broken)
         raise KeyboardInterrupt  # changed, and its restore fails: the interrupt still wins
+    assert torch.backends.cudnn.benchmark == benchmark  # the others are still put back
     monkeypatch.undo()
     torch.use_deterministic_algorithms(before)
     with process_settings_restored():
