@@ -491,24 +491,24 @@ def train_loop(
                         "continues it once the folder is mended)" if kept else "")) from None
             if last:
                 break
-    except BaseException:  # (an error, a second Ctrl-C): the loader's workers end now
+        progress.close()
+        check_finite(first_bad, last_good, cfg, precision)
+        last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=False)
+        summary = run_summary(source, plan, state, reason, stop.requested, last_good)
+        # The last logged window's means (a sweep's table shows them: Table 5's columns).
+        summary.update({k: logged[k] for k in FINAL_METRICS if k in logged})
+        if cfg.knn_train and reason == "finished" and dist.is_main():  # the final model's,
+            # unless the monitor just measured it; never after a stop request (a kill may
+            # follow)
+            summary["knn_top1"] = monitored[1] if monitored[0] == state.step else \
+                knn_monitor(cfg, model, device, precision, state.step, log)
+        if dist.is_main():
+            write_json(run_dir / "summary.json", summary)
+    finally:
+        # Closed here, all saved (or on an error), not when collected: a second Ctrl-C
+        # while the loader's workers stop is then raised (the "now" it means), not
+        # printed as ignored and lost; and the workers end now.
         batches.close()
-        raise
-    progress.close()
-    check_finite(first_bad, last_good, cfg, precision)
-    last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=False)
-    summary = run_summary(source, plan, state, reason, stop.requested, last_good)
-    # The last logged window's means (a sweep's table shows them: Table 5's columns).
-    summary.update({k: logged[k] for k in FINAL_METRICS if k in logged})
-    if cfg.knn_train and reason == "finished" and dist.is_main():  # the final model's, unless
-        # the monitor just measured it; never after a stop request (a kill may follow)
-        summary["knn_top1"] = monitored[1] if monitored[0] == state.step else \
-            knn_monitor(cfg, model, device, precision, state.step, log)
-    if dist.is_main():
-        write_json(run_dir / "summary.json", summary)
-    # Closed here, all saved, not when collected: a second Ctrl-C while the loader's
-    # workers stop is then raised (the "now" it means), not printed as ignored and lost.
-    batches.close()
     return summary
 
 

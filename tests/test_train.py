@@ -734,3 +734,30 @@ def test_a_second_ctrl_c_while_the_prefetch_stops_is_raised_not_ignored(
     with pytest.raises(KeyboardInterrupt):
         train.pretrain(cfg, on_step=first_ctrl_c)
     assert unraisable == []
+
+
+def test_a_run_ending_in_an_error_stops_its_loader_at_once(tmp_path, image_folder, cache_dir,
+                                                           monkeypatch):
+    """A divergence (or any error) ends the run with its batch generator closed, the
+    prefetch thread joined, not left to the traceback's collection."""
+    import threading
+    from types import SimpleNamespace
+
+    import simclr.train as t
+    from simclr import loader
+
+    joined = []
+
+    class Recorded(threading.Thread):
+        def join(self, timeout=None):
+            super().join(timeout)
+            joined.append(self.name)
+
+    monkeypatch.setattr(loader, "threading", SimpleNamespace(Thread=Recorded,
+                                                             Event=threading.Event))
+    real = t.contrastive_loss
+    monkeypatch.setattr(t, "contrastive_loss", lambda cfg, a, b: (
+        real(cfg, a, b)[0] * float("nan"), real(cfg, a, b)[1]))
+    with pytest.raises(DivergedError) as info:
+        run(tmp_path, image_folder, cache_dir, "nan", **{"data.cache": "on"})
+    assert joined == ["simclr-prefetch"], info.value
