@@ -105,8 +105,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         check_not_inside(args.out, {"--eval-train": args.eval_train,
                                     "--eval-test": args.eval_test}, "sweep")
 
+    wanted = _eval_data(args) if args.eval != "none" else {}  # (listed once, not per cell)
+
     def evaluate(run_dir: Path) -> dict[str, Any]:
-        return evaluate_run(run_dir, args)
+        return evaluate_run(run_dir, args, wanted)
 
     cells, table = run_sweep(axes, args.out, preset=preset, config=args.config,
                              flags=flags,  # (--out is not a config flag here)
@@ -167,10 +169,10 @@ EVAL_FILES = {"knn": (*RESULTS["knn"], "knn_confusion.png"),
 # The key of a sweep cell's results file that says what it was evaluated on.
 EVALUATED_ON = "evaluated_on"
 SGD_EPOCHS, SGD_BATCH = 90, 256  # the SGD linear protocol's defaults (App. B.6)
-EVAL_DATA = "eval_data:"  # where a command's args keep what its cells are evaluated on
 
 
-def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+def evaluate_run(run_dir: Path, args: argparse.Namespace,
+                 wanted: dict[str, str]) -> dict[str, Any]:
     """kNN or linear top-1 of a finished sweep cell, cached in the cell's run directory.
 
     The cached result is reused only when it was computed on the same --eval-train and
@@ -178,7 +180,8 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     precision. Otherwise the cell is evaluated again and the earlier files are kept
     beside the new ones as ``NAME.previous-K.EXT`` (nothing is deleted). Returns a column
     per layer scored on these folders (``--eval-layer`` now, and any kept from a rerun
-    with another): Sec. 4.2's h and z side by side after two commands.
+    with another): Sec. 4.2's h and z side by side after two commands. ``wanted``: what
+    the command evaluates on (:func:`_eval_data`, listed once for all its cells).
     """
     from simclr.evaluate import run_linear_eval
     from simclr.knn import run_knn
@@ -186,9 +189,6 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
 
     name = "knn.json" if args.eval == "knn" else "linear_eval.json"
     saved = run_dir / name
-    if EVAL_DATA not in vars(args):  # the folders listed once per command, not per cell
-        setattr(args, EVAL_DATA, _eval_data(args))
-    wanted = getattr(args, EVAL_DATA)
     layer = args.eval_layer
     # Every layer this cell was scored on, on these folders, by this command or an
     # earlier one with another --eval-layer (kept as NAME.previous-K): one column each.
@@ -212,7 +212,7 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     runtime = {"device": args.eval_device, "precision": args.eval_precision,
                "workers": args.workers_eval, "verbose": False,
                "source": {**checkpoint_source(ckpt_path, ckpt, "pretrained"), "layer": layer}}
-    sgd = args.eval == "linear" and args.eval_protocol == "sgd"
+    sgd = args.eval_protocol == "sgd"  # (with --eval linear only: _check_eval_flags)
     train, test = _eval_sources(args, size, augmented=sgd)
     if args.eval == "linear":  # the classifier names its encoder, as linear-eval's does
         runtime["config"] = ckpt.get("config")
@@ -320,7 +320,7 @@ def _eval_data(args: argparse.Namespace) -> dict[str, str]:
     the SGD linear protocol, the protocol with its epochs and batch."""
     sgd = ({"protocol": "sgd", "epochs": f"{args.eval_epochs or SGD_EPOCHS:g}",
             "batch_size": str(args.eval_batch_size or SGD_BATCH)}
-           if args.eval == "linear" and args.eval_protocol == "sgd" else {})
+           if args.eval_protocol == "sgd" else {})
     if not (args.eval_train and args.eval_test):  # small images: no transform version
         return {"train": "digits[train]", "test": "digits[test]", **sgd}
 
