@@ -204,16 +204,16 @@ def process_settings_restored() -> Iterator[None]:
                      torch.is_deterministic_algorithms_warn_only_enabled())
     benchmark = torch.backends.cudnn.benchmark
 
-    def restore(quiet: bool) -> None:  # only what the run changed: the switch may import
-        def deterministic_back() -> None:  # torch's compiler stack
-            if (torch.are_deterministic_algorithms_enabled(),
+    def restore(quiet: bool) -> None:  # each setting on its own: one failing stops none
+        errors = (Exception,) if quiet else ()
+        with contextlib.suppress(*errors):
+            torch.set_num_threads(threads)
+        with contextlib.suppress(*errors):  # only if changed: the switch may import
+            if (torch.are_deterministic_algorithms_enabled(),  # torch's compiler stack
                     torch.is_deterministic_algorithms_warn_only_enabled()) != deterministic:
                 torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
-
-        for back in (lambda: torch.set_num_threads(threads), deterministic_back,
-                     lambda: setattr(torch.backends.cudnn, "benchmark", benchmark)):
-            with contextlib.suppress(*((Exception,) if quiet else ())):
-                back()
+        with contextlib.suppress(*errors):
+            torch.backends.cudnn.benchmark = benchmark
 
     try:
         yield
