@@ -19,11 +19,9 @@ import torch
 
 from simclr.augment import TwoViewAugment
 from simclr.config import FIG5_OPS
+from simclr.inert import GATED_BY
 from simclr.settings import build_config, set_path
 from simclr.sweep import pairs_axis
-
-PROBABILITY = {"color": ("color_p",), "blur": ("blur_p",), "rotate": ("rotate_p",),
-               "noise": ("noise_p",), "sobel": ("sobel_p",), "cutout": ("cutout_p",)}
 
 
 def main() -> None:
@@ -43,9 +41,8 @@ def main() -> None:
         cfg = build_config(preset="cifar10-cpu", flags={})
         for path, value in cell.items():
             set_path(cfg, path, value, "flag")
-        if args.p is not None:
-            for name in PROBABILITY.get(label, ()):
-                setattr(cfg.augment, name, args.p)
+        if args.p is not None:  # the op's own switch's probability (colour: color_p)
+            setattr(cfg.augment, GATED_BY[label][0], args.p)
         view0, view1 = TwoViewAugment(cfg.augment, seed=0)(images, torch.arange(args.images), 0)
         same = (view0 - view1).flatten(1).abs().amax(1) == 0
         print(f"| {label} | {same.float().mean().item():.1%} |")
