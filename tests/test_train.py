@@ -704,24 +704,32 @@ def test_a_failure_in_a_loader_worker_is_one_line_in_the_summary(tmp_path, cache
     assert summary["reason"] in str(info.value)
 
 
+def _after_prefetch_join(monkeypatch, then) -> None:
+    """The cached loader's prefetch thread calls ``then(thread)`` once it is joined."""
+    import threading
+    from types import SimpleNamespace
+
+    from simclr import loader
+
+    class Joined(threading.Thread):
+        def join(self, timeout=None):
+            super().join(timeout)
+            then(self)
+
+    monkeypatch.setattr(loader, "threading", SimpleNamespace(Thread=Joined,
+                                                             Event=threading.Event))
+
+
 def test_a_second_ctrl_c_while_the_prefetch_stops_is_raised_not_ignored(
         tmp_path, image_folder, cache_dir, monkeypatch):
     """Ctrl-C once (a stop after the step), then again while the cached loader's
     prefetch thread is joined: that second one was raised in a generator closed by the
     garbage collector, printed as 'Exception ignored' with a traceback and lost (the run
     went on to save and exit 75). It is the "now" it means."""
-    import threading
-    from types import SimpleNamespace
+    def pressed(_thread):
+        raise KeyboardInterrupt
 
-    from simclr import loader
-
-    class PressedDuringJoin(threading.Thread):
-        def join(self, timeout=None):
-            super().join(timeout)
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(loader, "threading", SimpleNamespace(Thread=PressedDuringJoin,
-                                                             Event=threading.Event))
+    _after_prefetch_join(monkeypatch, pressed)
     unraisable = []
     monkeypatch.setattr("sys.unraisablehook", unraisable.append)
 
@@ -740,24 +748,17 @@ def test_a_run_ending_in_an_error_stops_its_loader_at_once(tmp_path, image_folde
                                                            monkeypatch):
     """A divergence (or any error) ends the run with its batch generator closed, the
     prefetch thread joined, not left to the traceback's collection."""
-    import threading
-    from types import SimpleNamespace
-
     import simclr.train as t
-    from simclr import loader
 
     joined = []
-
-    class Recorded(threading.Thread):
-        def join(self, timeout=None):
-            super().join(timeout)
-            joined.append(self.name)
-
-    monkeypatch.setattr(loader, "threading", SimpleNamespace(Thread=Recorded,
-                                                             Event=threading.Event))
+    _after_prefetch_join(monkeypatch, lambda thread: joined.append(thread.name))
     real = t.contrastive_loss
-    monkeypatch.setattr(t, "contrastive_loss", lambda cfg, a, b: (
-        real(cfg, a, b)[0] * float("nan"), real(cfg, a, b)[1]))
+
+    def diverged(cfg, z_a, z_b):
+        loss, top1 = real(cfg, z_a, z_b)
+        return loss * float("nan"), top1
+
+    monkeypatch.setattr(t, "contrastive_loss", diverged)
     with pytest.raises(DivergedError) as info:
         run(tmp_path, image_folder, cache_dir, "nan", **{"data.cache": "on"})
     assert joined == ["simclr-prefetch"], info.value
