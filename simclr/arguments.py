@@ -171,7 +171,8 @@ def add_linear_eval_command(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p = sub.add_parser("linear-eval", help="linear classifier on the frozen encoder")
     _eval_inputs(p, runtime, out_required=False)
     _training_batch(p, "sgd: images per training step, the global batch across "
-                       "--processes; and per pass that extracts features (default: 256)")
+                       "--processes (the paper's: 4096); and per pass that extracts features "
+                       "(default: 256)")
     p.add_argument("--layer", default="h", help=LAYERS_HELP + "; Fig. 8 compares h and z")
     p.add_argument("--protocol", choices=["lbfgs", "sgd"], default="lbfgs")
     p.add_argument("--raw-pixels", action="store_true", help="baseline: pixels as features")
@@ -203,7 +204,8 @@ def add_finetune_command(sub: argparse._SubParsersAction, runtime: RuntimeFlags)
     p = sub.add_parser("finetune", help="fine-tune on a class-balanced labeled subset")
     _eval_inputs(p, runtime, out_required=True)
     _training_batch(p, "images per training step (the lr scales with it), the global batch "
-                       "across --processes; and per pass of the test set (default: 256)")
+                       "across --processes (the paper's: 4096); and per pass of the test set "
+                       "(default: 256)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--label-fraction", type=fraction, default=None, metavar="F")
     group.add_argument("--labels-per-class", type=_positive_int, default=None)

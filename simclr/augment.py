@@ -26,11 +26,13 @@ Design:
   separable, so each view is ``Wy @ image @ Wx^T`` with per-sample interpolation matrices
   built on the device. They reproduce ``torch.nn.functional.interpolate`` (the kernel
   behind torchvision's ``resized_crop``) exactly: align_corners=False, bicubic a=-0.75 or
-  bilinear, edge pixels of the *crop* replicated, no antialiasing (the official code
-  uses ``tf.image.resize_bicubic``, which has none). The flip reverses the rows of ``Wx``,
+  bilinear, edge pixels of the *crop* replicated, no antialiasing (the official TF1 code
+  uses ``tf.image.resize_bicubic``, which has none; TF2's ``tf.image.resize`` is another
+  kernel). The flip reverses the rows of ``Wx``,
   the 1/255 scaling is folded into ``Wy``. The gaussian blur is likewise a per-sample
-  banded matrix with reflect padding folded in, multiplied tile by tile (on CPU these
-  products beat grouped convolutions several times over).
+  banded matrix with reflect padding folded in (torchvision's; the official code's
+  'SAME' convolution pads with zeros, darkening the border), multiplied tile by tile
+  (on CPU these products beat grouped convolutions several times over).
 * **Per-sample op order without masks.** For each stage (each of the four jitter
   positions, then grayscale/blur, ...) the batch is permuted so that the samples needing
   the same op are contiguous; each op then runs once on its slice, on the samples that

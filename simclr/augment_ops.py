@@ -25,7 +25,8 @@ N_FLOATS = 18
 
 
 def _cubic_weights(t: Tensor) -> list[Tensor]:
-    """Keys' cubic convolution weights (a = -0.75, as PyTorch/PIL) of taps -1, 0, 1, 2."""
+    """Keys' cubic convolution weights (a = -0.75, as PyTorch's
+    bicubic; PIL's uses a = -0.5) of taps -1, 0, 1, 2."""
     a = -0.75
 
     def near(d: Tensor) -> Tensor:  # |d| <= 1

@@ -35,6 +35,9 @@ from simclr import distributed
 from simclr.config import LossConfig
 from simclr.errors import SimCLRError
 
+# The functions' default temperature: the configuration's (the paper's ImageNet value).
+TAU = LossConfig.temperature
+
 
 def _check_scale(name: str, value: float | Tensor, zero_allowed: bool = False) -> None:
     """A temperature (> 0) or margin (>= 0) given as a number: checked here, where a
@@ -95,7 +98,7 @@ def _no_autocast(device: torch.device) -> torch.autocast:
 
 
 def nt_xent_with_accuracy(
-    z_a: Tensor, z_b: Tensor, temperature: float = 0.5, normalize: bool = True,
+    z_a: Tensor, z_b: Tensor, temperature: float = TAU, normalize: bool = True,
     gather: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """NT-Xent (eq. 1) over the 2n local anchors and its top-1 pair accuracy.
@@ -107,6 +110,23 @@ def nt_xent_with_accuracy(
     Returns (loss, top1): scalars (float32; float64 for float64 inputs); top1 = the
     fraction of local anchors whose most similar other view is their positive (detached).
     """
+    loss, top1, _ = _nt_xent(z_a, z_b, temperature, normalize, gather, stats=False)
+    return loss, top1
+
+
+def nt_xent_with_stats(
+    z_a: Tensor, z_b: Tensor, temperature: float = TAU, normalize: bool = True,
+    gather: bool = True,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`nt_xent_with_accuracy` plus Table 5's (entropy, accuracy), a (2,) float32
+    tensor equal to :func:`contrast_stats`, read off the loss's own logits: the view-a
+    anchors' columns of the b views (the -inf diagonal lies in a-columns only), so
+    training logs them with no second normalisation, gather or matmul."""
+    return _nt_xent(z_a, z_b, temperature, normalize, gather, stats=True)
+
+
+def _nt_xent(z_a: Tensor, z_b: Tensor, temperature: float, normalize: bool, gather: bool,
+             stats: bool) -> tuple[Tensor, Tensor, Tensor | None]:
     _check_scale("temperature", temperature)
     _check_pair(z_a, z_b)
     with _no_autocast(z_a.device):
@@ -125,11 +145,28 @@ def nt_xent_with_accuracy(
         labels = offset + (idx + n) % (2 * n)
         loss = F.cross_entropy(logits, labels)
         top1 = (logits.detach().argmax(dim=1) == labels).float().mean()
-    return loss, top1
+        table5 = None
+        if stats:
+            # keys are [a_0, b_0, a_1, b_1, ...] by process, n rows each: the a anchors'
+            # logits against every process's b block, (n, world*n), positive at
+            # offset/2 + i (this process's block).
+            a_vs_b = logits.detach()[:n].unflatten(1, (-1, 2, n))[:, :, 1].flatten(1)
+            table5 = _entropy_and_accuracy(a_vs_b, offset // 2)
+    return loss, top1, table5
+
+
+def _entropy_and_accuracy(logits: Tensor, offset: int) -> Tensor:
+    """(n, K) logits whose row i's positive is column offset + i -> (2,) float32
+    (mean entropy of the softmax in nats, fraction of rows whose argmax is the positive)."""
+    log_p = torch.log_softmax(logits, dim=1)
+    entropy = -(log_p.exp() * log_p).sum(dim=1).mean()
+    positive = offset + torch.arange(logits.shape[0], device=logits.device)
+    accuracy = (logits.argmax(dim=1) == positive).float().mean()
+    return torch.stack([entropy, accuracy]).float()
 
 
 @torch.no_grad()
-def contrast_stats(z_a: Tensor, z_b: Tensor, temperature: float = 0.5,
+def contrast_stats(z_a: Tensor, z_b: Tensor, temperature: float = TAU,
                    normalize: bool = True, gather: bool = True) -> Tensor:
     """Table 5's "Entropy" and "Contrastive acc." of one step, measured as the official
     code's metrics are: each view-a anchor's softmax over the view-b projections of every
@@ -146,15 +183,11 @@ def contrast_stats(z_a: Tensor, z_b: Tensor, temperature: float = 0.5,
         z_a, z_b = _prepare(z_a.detach(), z_b.detach(), normalize)
         keys, offset = _candidates(z_b, gather)
         logits = (z_a / temperature) @ keys.t()  # (n, world*n)
-        log_p = torch.log_softmax(logits, dim=1)
-        entropy = -(log_p.exp() * log_p).sum(dim=1).mean()
-        positive = offset + torch.arange(z_a.shape[0], device=z_a.device)
-        accuracy = (logits.argmax(dim=1) == positive).float().mean()
-    return torch.stack([entropy, accuracy]).float()
+        return _entropy_and_accuracy(logits, offset)
 
 
 def nt_xent(
-    z_a: Tensor, z_b: Tensor, temperature: float = 0.5, normalize: bool = True,
+    z_a: Tensor, z_b: Tensor, temperature: float = TAU, normalize: bool = True,
     gather: bool = True,
 ) -> Tensor:
     """NT-Xent loss (eq. 1), mean over the 2n anchors: z_a, z_b (n, D), the two views'
@@ -210,7 +243,7 @@ def _pair_accuracy(sim: Tensor, pos: Tensor) -> Tensor:
 
 
 def nt_logistic_with_accuracy(
-    z_a: Tensor, z_b: Tensor, temperature: float = 0.5, normalize: bool = True,
+    z_a: Tensor, z_b: Tensor, temperature: float = TAU, normalize: bool = True,
     semi_hard: bool = False, gather: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """NT-Logistic (Table 2): -log sig(s+/tau) - log sig(-s-/tau), mean over anchors.
@@ -256,7 +289,7 @@ def margin_triplet_with_accuracy(
 
 
 def nt_logistic(
-    z_a: Tensor, z_b: Tensor, temperature: float = 0.5, normalize: bool = True,
+    z_a: Tensor, z_b: Tensor, temperature: float = TAU, normalize: bool = True,
     semi_hard: bool = False, gather: bool = True,
 ) -> Tensor:
     """NT-Logistic loss (scalar). See :func:`nt_logistic_with_accuracy`."""
@@ -286,3 +319,16 @@ def contrastive_loss(cfg: LossConfig, z_a: Tensor, z_b: Tensor) -> tuple[Tensor,
         return margin_triplet_with_accuracy(z_a, z_b, cfg.margin, cfg.normalize, cfg.semi_hard)
     raise SimCLRError(f"--loss: unknown value {cfg.name!r} "
                       "(choose from nt_xent, nt_logistic, margin_triplet)")
+
+
+def loss_and_metrics(cfg: LossConfig, z_a: Tensor, z_b: Tensor
+                     ) -> tuple[Tensor, dict[str, Tensor]]:
+    """What a training step logs: the configured loss on (n, D) projections and its
+    metrics, device scalars: ``pos_top1`` and, for NT-Xent, Table 5's
+    ``contrast_entropy`` and ``contrast_acc`` (:func:`nt_xent_with_stats`)."""
+    if cfg.name == "nt_xent" and not cfg.semi_hard:
+        loss, top1, stats = nt_xent_with_stats(z_a, z_b, cfg.temperature, cfg.normalize)
+        return loss, {"pos_top1": top1, "contrast_entropy": stats[0],
+                      "contrast_acc": stats[1]}
+    loss, top1 = contrastive_loss(cfg, z_a, z_b)
+    return loss, {"pos_top1": top1}

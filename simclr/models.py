@@ -6,10 +6,13 @@ z = g(h) feeds the contrastive loss; Sec. 4.2 / Fig. 8 compare heads 'none',
 (18..152) and width (1x, 2x, 4x: *every* layer's channels, the stem included, unlike
 torchvision's ``wide_resnet`` which widens only the bottleneck's middle conv).
 
-Faithful to the official code (``resnet.py``, ``model_util.py``): the CIFAR stem
+Faithful to the official code (``resnet.py``, ``model_util.py``) in the CIFAR stem
 (3x3 conv, stride 1, no max-pool) for images of side <= 32 (App. B.9), the last
 BatchNorm of each residual block starting at gamma = 0, and SimCLRv2's head
-(Linear without bias + BatchNorm, ReLU except after the last layer).
+(Linear without bias + BatchNorm, ReLU except after the last layer). One difference:
+the shortcuts project (1x1 conv + BN) only where the shape changes, as torchvision's
+(whose weights then load); the official code projects in every stage's first block,
+so its ResNet-18/34 hold one more 1x1 conv + BN, in the first stage.
 """
 
 from __future__ import annotations

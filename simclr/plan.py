@@ -131,7 +131,8 @@ def _refit_warmup(planned: int, fresh: int, step: int) -> int:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, plan: Plan, final_lr: float, step: int) -> None:
-    """The learning rate of ``step``: the schedule is a function of the step alone."""
+    """The learning rate of ``step``: a function of the step and the plan alone (a
+    --time-budget run re-plans: :func:`refit_to_budget`)."""
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step, plan.total_steps, plan.warmup_steps, group["peak_lr"],
                             final_lr)

@@ -30,7 +30,7 @@ from simclr.files import read_json, write_json
 from simclr.folders import list_folder
 from simclr.launch import continue_run
 from simclr.loader import BatchLoader
-from simclr.loss import contrast_stats, contrastive_loss
+from simclr.loss import loss_and_metrics
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.models import SimCLRModel, build_model_within_memory
 from simclr.optim import build_optimizer
@@ -367,7 +367,7 @@ def train_step(
     """One update on views (2n, 3, S, S), view 0 of every image then view 1 (Alg. 1).
 
     Returns the step's metrics (loss, positive top-1 among all 2N - 1 other views and,
-    for NT-Xent, Table 5's contrast entropy and accuracy: :func:`contrast_stats`) and
+    for NT-Xent, Table 5's contrast entropy and accuracy: :func:`loss_and_metrics`) and
     whether the loss was finite, as device tensors, and whether the update was skipped:
     under ``nan_policy='skip'`` a non-finite loss leaves the weights and the BatchNorm
     statistics untouched (that policy's one host sync per step).
@@ -377,12 +377,8 @@ def train_step(
     stats = ([b.clone() for b in forward.buffers()] if cfg.nan_policy == "skip" else [])
     with autocast(device, precision):
         _, z = forward(views)
-    loss, top1 = contrastive_loss(cfg.loss, z[:per_rank].float(), z[per_rank:].float())
-    metrics = {"loss": loss, "pos_top1": top1}
-    if cfg.loss.name == "nt_xent":  # Table 5's columns (the official code's metrics)
-        entropy, accuracy = contrast_stats(z[:per_rank], z[per_rank:], cfg.loss.temperature,
-                                           cfg.loss.normalize)
-        metrics.update(contrast_entropy=entropy, contrast_acc=accuracy)
+    loss, metrics = loss_and_metrics(cfg.loss, z[:per_rank].float(), z[per_rank:].float())
+    metrics = {"loss": loss, **metrics}
     optimizer.zero_grad(set_to_none=True)
     # Agreed by all processes (a device-side reduction, no host sync): one that skipped
     # the backward alone would leave the others waiting in DDP's gradient all-reduce.

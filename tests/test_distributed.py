@@ -15,7 +15,13 @@ from torch import nn
 
 from simclr import distributed
 from simclr.errors import SimCLRError
-from simclr.loss import contrast_stats, margin_triplet, nt_logistic, nt_xent
+from simclr.loss import (
+    contrast_stats,
+    margin_triplet,
+    nt_logistic,
+    nt_xent,
+    nt_xent_with_stats,
+)
 
 WORLD, N, D = 2, 4, 6
 
@@ -111,6 +117,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             loss.backward()
             result[name] = (loss.detach(), a.grad, b.grad)
         result["contrast_stats"] = contrast_stats(z_a[rows], z_b[rows], 0.2)
+        result["step_stats"] = nt_xent_with_stats(z_a[rows], z_b[rows], 0.2)[2]
         torch.save(result, f"{out_dir}/rank{rank}.pt")
     finally:
         torch.distributed.destroy_process_group()
@@ -138,8 +145,9 @@ def test_two_process_losses_equal_single_process(tmp_path):
         torch.testing.assert_close(res["gather_grad"], want)
 
     # Table 5's metrics: each rank's anchors against the b views of all processes.
-    local = torch.stack([res["contrast_stats"] for res in results]).mean(dim=0)
-    torch.testing.assert_close(local, contrast_stats(z_a, z_b, 0.2), rtol=1e-6, atol=1e-7)
+    for key in ("contrast_stats", "step_stats"):  # (the latter off the loss's logits)
+        local = torch.stack([res[key] for res in results]).mean(dim=0)
+        torch.testing.assert_close(local, contrast_stats(z_a, z_b, 0.2), rtol=1e-6, atol=1e-7)
     for name, fn in LOSSES.items():
         a = z_a.clone().requires_grad_(True)
         b = z_b.clone().requires_grad_(True)

@@ -12,12 +12,14 @@ from simclr.errors import SimCLRError
 from simclr.loss import (
     contrast_stats,
     contrastive_loss,
+    loss_and_metrics,
     margin_triplet,
     margin_triplet_with_accuracy,
     nt_logistic,
     nt_logistic_with_accuracy,
     nt_xent,
     nt_xent_with_accuracy,
+    nt_xent_with_stats,
 )
 
 # ----------------------------------------------------------------- references (loops)
@@ -278,7 +280,8 @@ def test_losses_do_not_sync_with_host_on_cuda():
                     LossConfig(name="margin_triplet", semi_hard=True)):
             loss, top1 = contrastive_loss(cfg, z_a, z_b)
             loss.backward()
-        contrast_stats(z_a, z_b, 0.1)  # logged every step too
+        contrast_stats(z_a, z_b, 0.1)
+        loss_and_metrics(LossConfig(), z_a, z_b)[0].backward()  # what a step runs
     finally:
         torch.cuda.set_sync_debug_mode("default")
 
@@ -344,10 +347,28 @@ def _ref_contrast_stats(z_a, z_b, tau, normalize):
 @pytest.mark.parametrize(("tau", "normalize"), [(0.1, True), (0.5, True), (1.0, False)])
 def test_contrast_stats_match_the_loop(tau, normalize):
     z_a, z_b = _inputs(7, 5, seed=3)
-    got = contrast_stats(z_a, z_b, tau, normalize)
     entropy, accuracy = _ref_contrast_stats(z_a, z_b, tau, normalize)
-    assert got.dtype == torch.float32 and got.shape == (2,) and not got.requires_grad
-    assert got.tolist() == pytest.approx([entropy, accuracy], rel=1e-6)
+    for got in (contrast_stats(z_a, z_b, tau, normalize),
+                nt_xent_with_stats(z_a, z_b, tau, normalize)[2]):  # (what training logs)
+        assert got.dtype == torch.float32 and got.shape == (2,) and not got.requires_grad
+        assert got.tolist() == pytest.approx([entropy, accuracy], rel=1e-6)
+
+
+def test_training_metrics_come_with_the_unchanged_loss():
+    """The step's loss and top-1 are NT-Xent's own, its Table 5 columns contrast_stats',
+    for float32 inputs under bf16 autocast too; the other losses log top-1 only."""
+    z_a, z_b = (t.float().requires_grad_(True) for t in _inputs(9, 6, seed=4))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, metrics = loss_and_metrics(LossConfig(temperature=0.2), z_a, z_b)
+    want, top1 = nt_xent_with_accuracy(z_a, z_b, 0.2)
+    assert loss.item() == want.item() and metrics["pos_top1"].item() == top1.item()
+    stats = contrast_stats(z_a, z_b, 0.2)
+    assert [metrics["contrast_entropy"].item(), metrics["contrast_acc"].item()] == \
+        pytest.approx(stats.tolist(), rel=1e-6)
+    loss.backward()
+    assert z_a.grad is not None and z_b.grad is not None
+    _, metrics = loss_and_metrics(LossConfig(name="nt_logistic"), z_a, z_b)
+    assert set(metrics) == {"pos_top1"}
 
 
 def test_contrast_stats_bounds():

@@ -167,14 +167,14 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, image_folder, ca
                                                       monkeypatch):
     import simclr.train as t
 
-    real = t.contrastive_loss
+    real = t.loss_and_metrics
 
     def poisoned(cfg, z_a, z_b):
-        loss, top1 = real(cfg, z_a, z_b)
+        loss, metrics = real(cfg, z_a, z_b)
         step = poisoned.calls = getattr(poisoned, "calls", 0) + 1
-        return (loss * float("nan") if step == 3 else loss), top1
+        return (loss * float("nan") if step == 3 else loss), metrics
 
-    monkeypatch.setattr(t, "contrastive_loss", poisoned)
+    monkeypatch.setattr(t, "loss_and_metrics", poisoned)
     with pytest.raises(SimCLRError, match="non-finite.*step 3.*ckpt-00000002.pt") as info:
         run(tmp_path, image_folder, cache_dir, "nan")
     assert str(info.value).endswith("Lower --lr, or pass --nan-policy skip")  # fp32 already
@@ -229,14 +229,14 @@ def test_skip_policy_gives_up_after_more_than_max_bad_steps(tmp_path, image_fold
     1, it stops as diverged at step 4, on record in summary.json."""
     import simclr.train as t
 
-    real, calls = t.contrastive_loss, []
+    real, calls = t.loss_and_metrics, []
 
     def poisoned(cfg, z_a, z_b):
-        loss, top1 = real(cfg, z_a, z_b)
+        loss, metrics = real(cfg, z_a, z_b)
         calls.append(1)
-        return (loss * float("nan") if len(calls) in (2, 4) else loss), top1
+        return (loss * float("nan") if len(calls) in (2, 4) else loss), metrics
 
-    monkeypatch.setattr(t, "contrastive_loss", poisoned)
+    monkeypatch.setattr(t, "loss_and_metrics", poisoned)
     flags = dict(nan_policy="skip", max_bad_steps=max_bad_steps, checkpoint_every=0)
     if max_bad_steps == 2:
         _, summary = run(tmp_path, image_folder, cache_dir, "skip", **flags)
@@ -752,13 +752,13 @@ def test_a_run_ending_in_an_error_stops_its_loader_at_once(tmp_path, image_folde
 
     joined = []
     _after_prefetch_join(monkeypatch, lambda thread: joined.append(thread.name))
-    real = t.contrastive_loss
+    real = t.loss_and_metrics
 
     def diverged(cfg, z_a, z_b):
-        loss, top1 = real(cfg, z_a, z_b)
-        return loss * float("nan"), top1
+        loss, metrics = real(cfg, z_a, z_b)
+        return loss * float("nan"), metrics
 
-    monkeypatch.setattr(t, "contrastive_loss", diverged)
+    monkeypatch.setattr(t, "loss_and_metrics", diverged)
     with pytest.raises(DivergedError) as info:
         run(tmp_path, image_folder, cache_dir, "nan", **{"data.cache": "on"})
     assert joined == ["simclr-prefetch"], info.value
