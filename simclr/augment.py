@@ -430,8 +430,6 @@ def tf_saturation(x: Tensor, factor: float) -> Tensor:
 
 # ------------------------------------------------------------------------- evaluation
 
-
-
 # What the evaluation computes of a file, for results cached across versions (sweeps):
 # 2 since large photos are read as this transform's central square (data.open_folder).
 EVAL_VERSION = 2

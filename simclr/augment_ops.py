@@ -188,6 +188,9 @@ def _col(f: Tensor, column: int) -> Tensor:
 
 
 def brightness_(x: Tensor, f: Tensor, keys: Tensor) -> None:
+    """x (n, 3, S, S) in [0, 1] scaled by each sample's factor f[:, F_BRIGHT], clipped
+    (torchvision's ``adjust_brightness``; SimCLRv2's brightness). In place, like every op
+    here: f (n, N_FLOATS) per-sample floats, keys the samples' random keys."""
     x.mul_(_col(f, F_BRIGHT)).clamp_(0.0, 1.0)
 
 
@@ -198,12 +201,16 @@ def brightness_shift_(x: Tensor, f: Tensor, keys: Tensor) -> None:
 
 
 def contrast_(x: Tensor, f: Tensor, keys: Tensor) -> None:
+    """torchvision's ``adjust_contrast``: a blend of x (n, 3, S, S) with its image's
+    mean luma by the factor f[:, F_CONTRAST], clipped."""
     factor = _col(f, F_CONTRAST)
     mean = _luma(x).mean(dim=(1, 2, 3), keepdim=True)  # blend with the mean gray level
     x.mul_(factor).add_(mean * (1.0 - factor)).clamp_(0.0, 1.0)
 
 
 def saturation_(x: Tensor, f: Tensor, keys: Tensor) -> None:
+    """torchvision's ``adjust_saturation``: a blend of x (n, 3, S, S) with its own
+    per-pixel luma by the factor f[:, F_SAT], clipped."""
     factor = _col(f, F_SAT)
     gray = _luma(x) * (1.0 - factor)  # before x changes
     x.mul_(factor).add_(gray).clamp_(0.0, 1.0)
@@ -235,10 +242,12 @@ def saturation_hsv_(x: Tensor, f: Tensor, keys: Tensor) -> None:
 
 
 def hue_(x: Tensor, f: Tensor, keys: Tensor) -> None:
+    """torchvision's ``adjust_hue``: H of HSV rotated by f[:, F_HUE] (turns)."""
     adjust_hue(x, f[:, F_HUE], out=x)  # x is only read before the last op writes it
 
 
 def grayscale_(x: Tensor, f: Tensor, keys: Tensor) -> None:
+    """Each pixel's luma (0.2989 R + 0.587 G + 0.114 B) in all three channels."""
     x.copy_(_luma(x).expand_as(x))
 
 
@@ -319,6 +328,8 @@ def noise_field(keys: Tensor, size: int) -> Tensor:
 
 
 def noise_(x: Tensor, f: Tensor, keys: Tensor) -> None:
+    """Fig. 5's gaussian noise: x plus f[:, F_NOISE] x a unit normal field drawn from
+    each sample's key (:func:`noise_field`), clipped."""
     x.add_(_col(f, F_NOISE) * noise_field(keys, x.shape[-1])).clamp_(0.0, 1.0)
 
 
@@ -332,7 +343,9 @@ def cutout_(x: Tensor, f: Tensor, keys: Tensor, side: int) -> None:
 
 
 def rotate_(x: Tensor, f: Tensor, keys: Tensor, k: int) -> None:
+    """Fig. 5's rotation: every sample of x turned by k x 90 degrees."""
     x.copy_(torch.rot90(x, k, dims=(2, 3)))
+
 
 def float_table(p: ViewParams) -> np.ndarray:
     """(N, 18) float32: every per-sample number the device ops need (ints < 2^24: exact)."""

@@ -149,7 +149,6 @@ def init_linear(dim: int, num_classes: int, gen: torch.Generator) -> nn.Linear:
     return layer
 
 
-
 # ------------------------------------------------------------------------ training loop
 
 @dataclass
