@@ -70,14 +70,21 @@ def _high_depth_to_rgb(im: Image.Image) -> Image.Image:
 def _to_rgb(im: Image.Image) -> Image.Image:
     """Any PIL mode to 8-bit RGB (palette incl. transparency, grey, CMYK, 16-bit...)."""
     mode = im.mode
-    if mode == "RGB":
+    # A PNG's tRNS chunk: a palette's alphas, or the one colour of an RGB or grey image
+    # that is transparent (PIL keeps it in info, not as an alpha channel).
+    keyed = "transparency" in im.info
+    if mode == "RGB" and not keyed:
         return im
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-        mode == "P" and "transparency" in im.info
-    ):
-        return _composite(im)
     if mode.startswith("I") or mode == "F":
-        return _high_depth_to_rgb(im)
+        rgb = _high_depth_to_rgb(im)
+        if keyed and not isinstance(im.info["transparency"], bytes):
+            clear = np.asarray(im) == im.info["transparency"]  # (before the scaling)
+            pixels = np.array(rgb)
+            pixels[clear] = BACKGROUND
+            rgb = Image.fromarray(pixels, "RGB")
+        return rgb
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or keyed:
+        return _composite(im)  # (PIL's RGBA conversion turns the key into alpha 0)
     if mode == "1":
         im = im.convert("L")
     return im.convert("RGB")  # L, P, CMYK (PIL honours Adobe's inverted CMYK), YCbCr, ...

@@ -81,6 +81,27 @@ def test_palette_png_with_transparency(tmp_path):
     assert (out[mask] == [0, 200, 0]).all()
 
 
+@pytest.mark.parametrize("kind", ["RGB", "L", "I;16"])
+def test_a_png_colour_key_is_transparent(tmp_path, kind):
+    """An RGB, grey or 16-bit grey PNG whose tRNS chunk names one transparent colour:
+    those pixels come out white like an alpha channel's (they were kept as the colour,
+    magenta or black), the others as without the key."""
+    if kind == "RGB":
+        pixels, key = rgb(4, 5), (255, 0, 255)
+        pixels[0, 0] = key
+    else:
+        pixels = np.arange(20, dtype=np.uint8 if kind == "L" else np.uint16).reshape(4, 5)
+        pixels = pixels * (1 if kind == "L" else 3000)
+        key = int(pixels[0, 0])
+    Image.fromarray(pixels).save(tmp_path / "key.png", transparency=key)
+    Image.fromarray(pixels).save(tmp_path / "plain.png")
+    assert Image.open(tmp_path / "key.png").mode == kind
+    out = np.asarray(open_image(tmp_path / "key.png"))
+    plain = np.asarray(open_image(tmp_path / "plain.png"))
+    assert (out[0, 0] == 255).all() and (plain[0, 0] != 255).any()
+    assert np.array_equal(out[1:], plain[1:]) and np.array_equal(out[0, 1:], plain[0, 1:])
+
+
 def test_a_png_with_megabytes_of_metadata_is_read(tmp_path):
     """An editor's 20 MB of (compressed) XMP was over PIL's 1 MiB per text chunk: the
     picture was skipped as 'cannot decode'; PIL's own limit is left as it was."""
