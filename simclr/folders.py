@@ -82,11 +82,23 @@ def _is_image_name(name: str) -> bool:
     return _extension(name) in IMAGE_EXTENSIONS
 
 
-def _images_under(folder: str, others: Counter[str]) -> list[str]:
+def _images_under(folder: str, others: Counter[str], seen: dict[str, str],
+                  classes: dict[str, str]) -> list[str]:
     """Every image file below ``folder`` (recursive, hidden entries skipped, sorted);
-    photos in :data:`OTHER_PHOTO_FORMATS` are counted into ``others`` by extension."""
+    photos in :data:`OTHER_PHOTO_FORMATS` are counted into ``others`` by extension.
+
+    ``seen``: the real folders listed so far -> the class folder that listed them (each
+    is listed once); ``classes``: every class folder's real path -> its name. A linked
+    folder that is, or lies in, another class's folder is left out, as is a class folder
+    listed already (both said): their images would have two labels, and a split could
+    put one image in train and test."""
     found: list[str] = []
-    seen = {os.path.realpath(folder)}
+    own = os.path.realpath(folder)
+    if own in seen:
+        _say_once(f"twice {own}", "%s: the same folder as %s, listed already; its images "
+                  "are left out here, so that no image has two classes", folder, seen[own])
+        return found
+    seen[own] = folder
 
     def unlisted(exc: OSError) -> None:  # its images cannot be found: never silently
         _say_once(f"unlisted {exc.filename}", "cannot list the folder %s (%s); its images "
@@ -99,8 +111,14 @@ def _images_under(folder: str, others: Counter[str]) -> list[str]:
         keep = []
         for d in sorted(d for d in dirnames if _visible(d)):
             real = os.path.realpath(os.path.join(dirpath, d))
-            if real not in seen and not (here + os.sep).startswith(real + os.sep):
-                seen.add(real)
+            other = next((name for root, name in classes.items() if root != own and
+                          (real + os.sep).startswith(root + os.sep)), None)
+            if other is not None:
+                _say_once(f"twice {real}", "%s: a link to the class folder %s (or into it) "
+                          "is left out, so that no image has two classes",
+                          os.path.join(dirpath, d), other)
+            elif real not in seen and not (here + os.sep).startswith(real + os.sep):
+                seen[real] = folder
                 keep.append(d)
         dirnames[:] = keep
         found.extend(
@@ -199,7 +217,10 @@ def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:
     # (a folder's kind is asked only of the few entries named as such photos)
     others = Counter(_extension(e) for e in _other_formats(entries)
                      if not os.path.isdir(os.path.join(root_s, e)))
-    per_class = {d: _images_under(os.path.join(root_s, d), others) for d in subdirs}
+    classes = {os.path.realpath(os.path.join(root_s, d)): d for d in subdirs}
+    seen: dict[str, str] = {}
+    per_class = {d: _images_under(os.path.join(root_s, d), others, seen, classes)
+                 for d in subdirs}
     _say_other_formats(root, others)
     if any(per_class.values()):
         bad = next((d for d in subdirs if not _is_utf8(d)), None)

@@ -13,7 +13,7 @@ from simclr.data import open_source
 from simclr.errors import SimCLRError
 from simclr.folders import list_folder, scan_folder
 from tests.conftest import make_image_folder
-from tests.image_files import data_cfg, save_image
+from tests.image_files import data_cfg, rgb, save_image
 
 
 def test_imagefolder_labels_follow_sorted_class_names(tmp_path):
@@ -152,6 +152,31 @@ def test_linked_folders_are_followed_once_and_loops_not_at_all(tmp_path):
     assert listing.classes == ["class_0", "class_1"]
     assert len(listing.paths) == 3 + 3 + 2
     assert np.bincount(listing.labels).tolist() == [3, 5]
+
+
+def test_no_image_is_listed_under_two_classes_through_links(tmp_path, caplog):
+    """A link in one class folder to another class's folder (or into it), or a class
+    folder that is another's under a second name: those images were listed twice, under
+    both labels (an evaluation's train and test could hold one image labelled twice).
+    Each is left out, said, and every image keeps its own class."""
+    import logging
+
+    root = make_image_folder(tmp_path / "d", classes=3, per_class=2)
+    (root / "class_0" / "sub").mkdir()
+    save_image(root / "class_0" / "sub" / "deep.png", rgb(8, 8))
+    (root / "class_1" / "cats").symlink_to(root / "class_0")  # another class's folder
+    (root / "class_2" / "part").symlink_to(root / "class_0" / "sub")  # a folder inside it
+    (root / "class_3").symlink_to(root / "class_1")  # a class under a second name
+    with caplog.at_level(logging.WARNING, logger="simclr.folders"):
+        listing = scan_folder(root)
+    assert listing.classes == ["class_0", "class_1", "class_2", "class_3"]
+    assert np.bincount(listing.labels, minlength=4).tolist() == [3, 2, 2, 0]
+    real = [os.path.realpath(p) for p in listing.paths]
+    assert len(set(real)) == len(real)
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "cats: a link to the class folder class_0" in said
+    assert "part: a link to the class folder class_0" in said
+    assert "class_3: the same folder as" in said and "class_1, listed already" in said
 
 
 def test_a_link_to_the_folder_itself_is_no_class(tmp_path, caplog):
