@@ -444,7 +444,8 @@ def eval_resize(images: Tensor | Image.Image, size: int,
     with antialiasing (a one-off per image, so quality over speed), clamped to [0, 1].
     A stored square standing for a non-square picture (``aspect`` = width / height != 1,
     see :func:`simclr.decode.fit_square`) gets the same crop of that picture: the
-    central square's central 87.5% (or all of it), located on the stored pixels.
+    central square's central 87.5%, located on the stored pixels (side <= 32: the whole
+    picture).
 
     Args:
         images: uint8 (B, 3, H, W) tensor on any device, or one PIL image (``Image.open``
@@ -504,10 +505,13 @@ def _eval_square(images: Tensor, size: int) -> Tensor:
 
 
 def _eval_boxes(image_hw: tuple[int, int], aspect: np.ndarray) -> np.ndarray:
-    """(B, 4) int64 (top, left, height, width) on the stored pixels of the picture's
-    central square (side <= 32: all of it; else its central 87.5%)."""
+    """(B, 4) int64 (top, left, height, width) on the stored pixels: the picture's
+    central square's central 87.5%; side <= 32, the whole stored square (the whole
+    picture, squeezed: what eval_resize does to such a picture itself, no crop)."""
     height, width = image_hw
-    frac = 1.0 if max(height, width) <= 32 else EVAL_CROP_FRACTION
+    if max(height, width) <= 32:
+        return np.tile(np.array([0, 0, height, width], dtype=np.int64), (len(aspect), 1))
+    frac = EVAL_CROP_FRACTION
     h = np.where(aspect >= 1.0, height, height * aspect) * frac
     w = np.where(aspect >= 1.0, width / aspect, width) * frac
     h, w = np.maximum(1, np.round(h)).astype(np.int64), np.maximum(1, np.round(w)).astype(np.int64)
