@@ -39,6 +39,7 @@ class RunState:
     all_images: bool = True  # images beside class folders count (see open_data)
     num_files: int | None = None  # the image files listed, readable or not (a folder's)
     files_digest: str | None = None  # of their names (folders.ImageList.names_digest)
+    cached: bool | None = None  # whether the images were decoded once (--cache's choice)
 
 
 def checkpoint_state(
@@ -64,6 +65,7 @@ def checkpoint_state(
         "all_images": state.all_images,
         **({} if state.num_files is None else {"num_files": state.num_files,
                                                 "files_digest": state.files_digest}),
+        **({} if state.cached is None else {"cached": state.cached}),
         "total_steps": plan.total_steps,
         "warmup_steps": plan.warmup_steps,
         "elapsed": state.elapsed,

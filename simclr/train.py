@@ -11,6 +11,7 @@ run takes is plan.py's; what a checkpoint holds and how a run continues, resume.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -137,11 +138,20 @@ def describe(cfg: Config, precision: str) -> str:
     return f"{cfg.model.arch} x{cfg.model.width:g}, {cfg.augment.size} px, {precision}"
 
 
-def open_data(cfg: Config, all_images: bool = True) -> ImageSource:
+def open_data(cfg: Config, all_images: bool = True,
+              saved: dict[str, Any] | None = None) -> ImageSource:
     """The training images (``all_images``: also those beside class folders; runs
     checkpointed before simclr took them did not); in multi-process runs rank 0 builds
-    the decoded cache first (the others then open it without decoding)."""
-    return dist.main_first(lambda: open_source(cfg.data.path, cfg.data, train=True,
+    the decoded cache first (the others then open it without decoding).
+
+    ``saved``: a resumed run's checkpoint, whose ``--cache auto`` keeps the choice it
+    made at the start (cached or not): the folder's images may have changed size since,
+    and the two ways count unreadable files differently (the decoded cache leaves them
+    out, per-epoch decoding finds them as it goes)."""
+    data = cfg.data
+    if saved is not None and data.cache == "auto" and isinstance(saved.get("cached"), bool):
+        data = dataclasses.replace(data, cache="on" if saved["cached"] else "off")
+    return dist.main_first(lambda: open_source(cfg.data.path, data, train=True,
                                                image_size=cfg.augment.size,
                                                unlabeled=all_images))
 
@@ -220,7 +230,7 @@ def pretrain(
     initial = initial_weights(cfg.init_from) if cfg.init_from and not resume else None
     torch.manual_seed(cfg.seed)
 
-    source = open_data(cfg, all_images)
+    source = open_data(cfg, all_images, run.saved)
     notes = [*notes, *upsampling_notes(cfg, source), *window_notes(cfg, source),
              *([] if resume else recipe_notes(cfg))]
     model = setup_model(cfg, device)
@@ -238,6 +248,7 @@ def pretrain(
     plan, state = start_state(cfg, run, source.num_images, all_images, model, optimizer, scaler)
     if files is not None:
         state.num_files, state.files_digest = len(files.paths), digest
+    state.cached = source.cached
 
     held = make_run_dir(run.path, resume)  # every input checked: from here on the run writes
     try:

@@ -153,6 +153,33 @@ def test_a_run_does_not_resume_on_other_images(tmp_path, cache_dir):
         train.pretrain(load_resume_config(tmp_path / "cut", {}), resume=True)
 
 
+def test_a_resumed_run_keeps_the_cache_choice_it_started_with(tmp_path, cache_dir):
+    """--cache auto decodes a folder of small images once, leaving its unreadable files
+    out of the count; some of them replaced by large photos of the same names, a resume
+    chose per-epoch decoding, which counts every listed file: refused as other images
+    (and --cache on refused as a change). The run keeps its first choice."""
+    from tests.conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "imgs", per_class=12)  # 24 small images
+    for broken in ("class_0/000.png", "class_1/000.png"):
+        (folder / broken).write_text("not an image")
+    cfg = build_config(flags=tiny_flags(folder, tmp_path / "run", cache_dir,
+                                        checkpoint_every=0, epochs=3))
+
+    def preempt(step, stop):
+        if step == 2:
+            stop.requested = "SIGTERM"
+
+    assert train.pretrain(cfg, on_step=preempt)["status"] == "preempted"
+    saved = load_checkpoint(tmp_path / "run/checkpoints/last.pt")
+    assert saved["cached"] is True and saved["num_images"] == 22
+    for name in ("class_0/001.png", "class_1/001.png"):  # larger than a cache's images
+        save_image(folder / name, rgb(200, 300))
+    summary = train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True)
+    assert summary["status"] == "finished" and summary["steps"] == 6  # 22 images: 2 a epoch
+    assert load_checkpoint(tmp_path / "run/checkpoints/last.pt")["cached"] is True
+
+
 def test_time_budget_fits_the_schedule(tmp_path, image_folder, cache_dir):
     _, summary = run(tmp_path, image_folder, cache_dir, "budget", epochs=1000,
                      time_budget="4s", checkpoint_every=0, log_every=5)
