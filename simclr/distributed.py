@@ -202,6 +202,15 @@ def all_reduce_mean(t: Tensor) -> Tensor:
     return out / world_size()
 
 
+def all_reduce_max(t: Tensor) -> Tensor:
+    """Largest value of a tensor over processes (a new tensor); t itself on one process."""
+    if world_size() == 1:
+        return t
+    out = t.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.MAX)
+    return out
+
+
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Rank src's picklable object on every rank (e.g. the run directory, a resume step)."""
     if world_size() == 1:

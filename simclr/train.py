@@ -533,6 +533,7 @@ def epoch_batches(
     world = dist.world_size()
     while state.step < plan.total_steps:
         epoch, in_epoch = divmod(state.step, plan.steps_per_epoch)
+        check_enough_readable(source, cfg.batch_size, device)
         loader = BatchLoader(source, cfg.batch_size // world, seed=cfg.seed, epoch=epoch,
                              rank=dist.rank(), world_size=world, start_step=in_epoch,
                              device=device, workers=cfg.data.workers, decode_device=decode_on)
@@ -540,6 +541,26 @@ def epoch_batches(
         with contextlib.closing(iter(loader)) as batches:
             for indices, images, aspect in batches:
                 yield epoch, indices, images.to(device, non_blocking=True), aspect
+
+
+def check_enough_readable(source: ImageSource, batch_size: int, device: torch.device) -> None:
+    """Stop (at an epoch's start, every process alike) a run on a folder decoded per
+    epoch whose unreadable files, found as it reads them, leave fewer readable images
+    than a batch: each batch would hold copies of one image (substitutes for the bad
+    files), each other's negatives. (A decoded cache leaves them out before the batch
+    size is checked.) Each process counts those it met; the largest count is taken,
+    which never exceeds the true one."""
+    if source.cached:
+        return
+    met = torch.tensor([float(len(source.skipped))], device=device)
+    bad = int(dist.all_reduce_max(met).item())  # (one sync an epoch)
+    readable = source.num_images - bad
+    if readable < batch_size:
+        raise SimCLRError(
+            f"{source.name}: at least {bad} of its {source.num_images} image files are "
+            f"unreadable (named in the log), which leaves at most {readable} images, fewer than "
+            f"--batch-size {batch_size}: batches would repeat images; remove those files "
+            "or lower --batch-size")
 
 
 def run_summary(

@@ -180,6 +180,29 @@ def test_a_resumed_run_keeps_the_cache_choice_it_started_with(tmp_path, cache_di
     assert load_checkpoint(tmp_path / "run/checkpoints/last.pt")["cached"] is True
 
 
+def test_a_folder_mostly_unreadable_stops_before_batches_of_copies(tmp_path, cache_dir):
+    """Decoded per epoch, 3 readable images among 20 files and a batch of 8: every batch
+    was the 3 images repeated (substitutes for the bad files), each other's negatives,
+    and the run finished. It stops once an epoch has met the bad files, saved, in one
+    line; a cache (which leaves them out first) refuses the batch at the start."""
+    folder = unreadable_folder(tmp_path / "imgs", 10)
+    for name in ("class_0/0.png", "class_0/1.png", "class_1/0.png"):
+        save_image(folder / name, rgb(16, 16))
+    flags = tiny_flags(folder, tmp_path / "run", cache_dir, epochs=3, checkpoint_every=0,
+                       **{"data.cache": "off"})
+    with pytest.raises(SimCLRError) as info:
+        train.pretrain(build_config(flags=flags))
+    assert str(info.value) == (  # (the first epoch's 16 images held 13 of the 17)
+        f"{folder}: at least 13 of its 20 image files are unreadable (named in the log), "
+        "which leaves at most 7 images, fewer than --batch-size 8: batches would repeat "
+        "images; remove those files or lower --batch-size")
+    summary = json.loads((tmp_path / "run/summary.json").read_text())
+    assert summary["status"] == "failed" and summary["steps"] == 2  # the first epoch's
+    flags.update({"out": str(tmp_path / "cached"), "data.cache": "on"})
+    with pytest.raises(SimCLRError, match=r"--batch-size 8 is larger than the data set \(3 "):
+        train.pretrain(build_config(flags=flags))
+
+
 def test_time_budget_fits_the_schedule(tmp_path, image_folder, cache_dir):
     _, summary = run(tmp_path, image_folder, cache_dir, "budget", epochs=1000,
                      time_budget="4s", checkpoint_every=0, log_every=5)
