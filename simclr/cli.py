@@ -26,6 +26,7 @@ from simclr.config import (
     PRECISIONS,
     RESUME_SETTINGS,
     SECTIONS,
+    DataConfig,
     default_of,
     section_of,
     setting_help,
@@ -200,6 +201,8 @@ def add_runtime_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_count(1, MAX_THREADS), default=None,
                    help="CPU threads for the model (default: torch's choice)")
     p.add_argument("--cache-dir", type=folder_name, default=CACHE_DIR)
+    p.add_argument("--max-pixels", type=_count(1), default=DataConfig.max_pixels,
+                   help="larger images are skipped unread (a decompression-bomb guard)")
 
 
 # ------------------------------------------------------------------------------ commands

@@ -54,13 +54,14 @@ class RawPixels(nn.Module):
 
 def open_eval_source(path: str, image_size: int, workers: int | None,
                      cache_dir: str, evaluation: bool = True, train: bool = False,
-                     unlabeled: bool = False) -> ImageSource:
+                     unlabeled: bool = False,
+                     max_pixels: int = DataConfig.max_pixels) -> ImageSource:
     """A labeled folder (or named data set) of an evaluation, stored for ``image_size``;
     ``evaluation=False`` for one it trains on with augmented views (fine-tuning);
     ``train``: a data set's training split (a folder holding train/ and test/, cifar10);
     ``unlabeled``: images beside class folders are kept (a probe whose labels are not
     the folder's)."""
-    data = DataConfig(workers=workers, cache_dir=cache_dir)
+    data = DataConfig(workers=workers, cache_dir=cache_dir, max_pixels=max_pixels)
     return open_source(path, data, train=train, image_size=image_size, evaluation=evaluation,
                        unlabeled=unlabeled)
 
@@ -69,7 +70,7 @@ def open_folder(path: str, image_size: int, args: argparse.Namespace,
                 evaluation: bool = True, train: bool = False,
                 unlabeled: bool = False) -> ImageSource:
     return open_eval_source(path, image_size, args.workers, args.cache_dir, evaluation, train,
-                            unlabeled)
+                            unlabeled, args.max_pixels)
 
 
 class EvalInputs(NamedTuple):

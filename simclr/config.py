@@ -183,6 +183,9 @@ class DataConfig:
     workers: int | None = None  # decoding processes for uncached data; None: auto
     decoder: str = "auto"  # uncached JPEGs: auto (device on CUDA, else pil) | pil | device
     strict: bool = False  # check every image up front; fail on the first bad one
+    # Larger images are refused unread (a decompression bomb: a small file that decodes
+    # to gigabytes); PIL's own limit, about 0.25 GiB of RGBA. Raise it for scans, panoramas.
+    max_pixels: int = 89_478_485  # pixels above which an image is skipped unread
 
 
 @dataclass

@@ -519,7 +519,7 @@ def _open_named(name: str, cfg: DataConfig, train: bool) -> ImageSource:
 
 def open_source(
     spec: str | os.PathLike | None, cfg: DataConfig, train: bool = True, image_size: int = 32,
-    max_pixels: int = DEFAULT_MAX_PIXELS, evaluation: bool = False, unlabeled: bool = False,
+    evaluation: bool = False, unlabeled: bool = False,
 ) -> ImageSource:
     """The data set named by ``spec`` (a name, or a folder as a str or Path).
 
@@ -537,4 +537,4 @@ def open_source(
         return digits_source() if train else digits_split()[1]
     if spec.lower() in NAMED_DATASETS and not Path(spec).expanduser().is_dir():
         return _open_named(spec.lower(), cfg, train)
-    return open_folder(spec, cfg, train, image_size, max_pixels, evaluation, unlabeled)
+    return open_folder(spec, cfg, train, image_size, cfg.max_pixels, evaluation, unlabeled)

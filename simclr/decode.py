@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageFile, ImageOps, PngImagePlugin
 
+from simclr.config import DataConfig
 from simclr.errors import NOT_REGULAR, BadImageError
 
-DEFAULT_MAX_PIXELS = 89_478_485  # PIL's own decompression-bomb limit (~ 0.25 GiB of RGBA)
+DEFAULT_MAX_PIXELS = DataConfig.max_pixels  # PIL's own decompression-bomb limit
 # A JPEG read in draft mode is decoded at 1/2 to 1/8 of its size: one of up to 4x the
 # limit is taken (108- and 200-megapixel phone photos) if what is decoded fits the limit.
 JPEG_DRAFT_FACTOR = 4
@@ -183,14 +184,14 @@ def _check_pixels(path: str, im: Image.Image, max_pixels: int,
     limit = max_pixels * (JPEG_DRAFT_FACTOR if drafted else 1)
     if w * h > limit:
         raise BadImageError(path, f"{w}x{h} = {w * h} pixels exceeds the limit of {limit} "
-                                  "(decompression-bomb guard)")
+                                  "(decompression-bomb guard; --max-pixels sets it)")
     if drafted:
         im.draft(im.mode, draft_size)
         dw, dh = im.size
         if dw * dh > max_pixels:  # too few pixels asked for to shrink it enough
             raise BadImageError(path, f"{w}x{h} = {w * h} pixels, decoded at {dw}x{dh}, "
                                       f"exceeds the limit of {max_pixels} "
-                                      "(decompression-bomb guard)")
+                                      "(decompression-bomb guard; --max-pixels sets it)")
 
 
 def is_regular_file(path: str) -> bool:

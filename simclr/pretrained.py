@@ -35,7 +35,7 @@ from simclr.checkpoint import (
     save_checkpoint,
     weight_mismatch,
 )
-from simclr.config import MAX_SIDE, MIN_SIZE, Config
+from simclr.config import MAX_SIDE, MIN_SIZE, Config, DataConfig
 from simclr.errors import SimCLRError, check_counts
 from simclr.files import written
 from simclr.models import (
@@ -257,19 +257,20 @@ def apply_initial_weights(model: SimCLRModel, weights: dict[str, Any], what: str
 def folder_features(
     module: nn.Module, image_size: int, data: str, batch_size: int, device: str,
     precision: str, workers: int | None, cache_dir: str, unlabeled: bool = False,
+    max_pixels: int = DataConfig.max_pixels,
 ) -> tuple[Any, np.ndarray, np.ndarray]:
     """``module``'s outputs over a folder with the evaluation transform: (the opened
     source, float32 (N, D) in source order, labels int64 (N,), the N files' paths;
     unreadable files are left out; ``unlabeled``: also the images beside an ImageFolder's
-    class folders, labelled -1)."""
-    from simclr.config import DataConfig
+    class folders, labelled -1; ``max_pixels``: larger images are skipped unread)."""
     from simclr.data import open_source
     from simclr.features import indexed_features
     from simclr.runtime import resolve_device, resolve_precision
 
     dev = resolve_device(device)
-    source = open_source(data, DataConfig(workers=workers, cache_dir=cache_dir), train=False,
-                         image_size=image_size, evaluation=True, unlabeled=unlabeled)
+    data_cfg = DataConfig(workers=workers, cache_dir=cache_dir, max_pixels=max_pixels)
+    source = open_source(data, data_cfg, train=False, image_size=image_size, evaluation=True,
+                         unlabeled=unlabeled)
     feats, labels, rows = indexed_features(module, source, image_size, batch_size, dev,
                                            resolve_precision(precision, dev))
     return source, feats, labels, [source.paths[i] for i in rows] if source.paths else []
@@ -280,6 +281,7 @@ def embed_folder(
     device: str = "auto", precision: str = "auto", workers: int | None = None,
     cache_dir: str = "~/.cache/simclr/decoded", layer: str = "h",
     image_size: int | None = None, overwrite: bool = False,
+    max_pixels: int = DataConfig.max_pixels,
 ) -> dict[str, Any]:
     """Representations of every image of a folder (evaluation transform), saved as .npz.
 
@@ -298,7 +300,7 @@ def embed_folder(
     module, spec = representation_from_checkpoint(ckpt, layer)
     source, feats, labels, paths = folder_features(module, spec["image_size"], data,
                                                    batch_size, device, precision, workers,
-                                                   cache_dir, unlabeled=True)
+                                                   cache_dir, True, max_pixels)
     at = f" at {image_size} px" if image_size else ""  # another side: other features
     arrays = {"features": feats.astype(np.float32), "labels": labels.astype(np.int64),
               "classes": np.array(source.classes, dtype=str), "paths": np.array(paths, dtype=str),
@@ -511,6 +513,7 @@ def predict_folder(
     batch_size: int = 256, device: str = "auto", precision: str = "auto",
     workers: int | None = None, cache_dir: str = "~/.cache/simclr/decoded",
     min_probability: float | None = None, overwrite: bool = False,
+    max_pixels: int = DataConfig.max_pixels,
 ) -> dict[str, Any]:
     """Classify every image of a folder; one CSV row per image (an existing ``out`` is
     replaced only with ``overwrite``).
@@ -539,7 +542,7 @@ def predict_folder(
     # in float64, as linear-eval fits it, so a bf16 rounding never flips a close call.
     source, feats, labels, paths = folder_features(
         nn.Sequential(model.encoder, model.neck), spec["image_size"], data, batch_size,
-        device, precision, workers, cache_dir, unlabeled=True)
+        device, precision, workers, cache_dir, True, max_pixels)
     fc = model.fc.double()
     with torch.no_grad():
         probs = torch.softmax(fc(torch.from_numpy(feats).double()), dim=1)

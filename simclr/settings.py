@@ -48,6 +48,7 @@ FLAGS: dict[str, str] = {
     "decoder": "data.decoder",
     "store": "data.store",
     "strict": "data.strict",
+    "max-pixels": "data.max_pixels",
     "out": "out",
     "arch": "model.arch",
     "width": "model.width",

@@ -240,9 +240,10 @@ def _eval_sources(args: argparse.Namespace, size: int, augmented: bool) -> tuple
 
         return digits_split(seed=0)
     cache = args.eval_cache_dir or vars(args).get("cfg:data.cache_dir") or DataConfig().cache_dir
+    limit = vars(args).get("cfg:data.max_pixels") or DataConfig().max_pixels  # (--max-pixels)
     return (open_eval_source(args.eval_train, size, args.workers_eval, cache,
-                             evaluation=not augmented, train=True),
-            open_eval_source(args.eval_test, size, args.workers_eval, cache))
+                             evaluation=not augmented, train=True, max_pixels=limit),
+            open_eval_source(args.eval_test, size, args.workers_eval, cache, max_pixels=limit))
 
 
 def _columns(protocol: str, scored: dict[str, float]) -> dict[str, float]:

@@ -220,6 +220,7 @@ def _validate_run(cfg: Config) -> None:
     _check(cfg.data.load_size is None or cfg.data.load_size <= MAX_SIDE, "data.load_size",
            f"must be at most {MAX_SIDE} pixels, got {cfg.data.load_size}")
     _positive(cfg.data.workers, "data.workers", allow_zero=True)
+    _positive(cfg.data.max_pixels, "data.max_pixels")
     _check(bool(str(cfg.data.cache_dir).strip()), "data.cache_dir",
            "must name a folder, got an empty value")
     _positive(cfg.threads, "threads")

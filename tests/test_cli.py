@@ -12,6 +12,7 @@ import yaml
 
 from simclr.cli import main
 from tests.conftest import make_image_folder
+from tests.image_files import rgb, save_image
 
 
 def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -31,6 +32,7 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
         (["pretrain", "--time-budget", "forever"], "--time-budget"),
         (["pretrain", "--bogus-flag"], "unrecognized arguments"),
         (["pretrain", "--knn-k", "0"], "--knn-k must be positive"),
+        (["pretrain", "--max-pixels", "0"], "--max-pixels must be positive"),
         (["pretrain", "--resume", "/no/such/run"], "no checkpoint"),
         (["embed", "--checkpoint", "/no/ckpt.pt", "--data", ".", "--out", "x.npz"], "/no/ckpt.pt"),
         # the evaluation commands' own flags, refused before any checkpoint is read
@@ -147,6 +149,17 @@ def test_module_entry_point_runs_pretrain_and_embed(tmp_path):
                   str(data), "--out", str(tmp_path / "h.npz"), *common)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1])["images"] == 16
+    # The decompression-bomb limit is the user's to set (a scan was refused, no flag).
+    save_image(data / "class_0" / "scan.png", rgb(40, 40))
+    said = "40x40 = 1600 pixels exceeds the limit of 1000 (decompression-bomb guard; " \
+           "--max-pixels sets it)"
+    for limit, images in (("1000", 16), ("1600", 17)):
+        done = simclr("embed", "--checkpoint", str(out / "checkpoints/last.pt"), "--data",
+                      str(data), "--out", str(tmp_path / f"{limit}.npz"), "--max-pixels",
+                      limit, *common)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout.splitlines()[-1])["images"] == images
+        assert (said in " ".join(done.stderr.split())) == (images == 16), done.stderr
 
 
 @pytest.mark.parametrize(

@@ -36,8 +36,8 @@ def _mixed_folder(root: Path) -> dict[str, str]:
 @pytest.mark.parametrize("cache", ["on", "off"])
 def test_bad_images_are_skipped_and_counted(tmp_path, cache):
     bad = _mixed_folder(tmp_path / "imgs")
-    cfg = data_cfg(tmp_path, cache=cache, load_size=32)
-    src = open_source(str(tmp_path / "imgs"), cfg, max_pixels=3000)
+    cfg = data_cfg(tmp_path, cache=cache, load_size=32, max_pixels=3000)
+    src = open_source(str(tmp_path / "imgs"), cfg)
     if cache == "on":
         assert src.cached and src.num_images == 3
         batch = src.get_batch(np.arange(3))
@@ -56,22 +56,22 @@ def test_bad_images_are_skipped_and_counted(tmp_path, cache):
 @pytest.mark.parametrize("cache", ["on", "off"])
 def test_strict_fails_on_first_bad_file(tmp_path, cache):
     _mixed_folder(tmp_path / "imgs")
-    cfg = data_cfg(tmp_path, cache=cache, strict=True, load_size=32)
+    cfg = data_cfg(tmp_path, cache=cache, strict=True, load_size=32, max_pixels=3000)
     bad = tmp_path / "imgs" / "d_zero.jpg"
     with pytest.raises(SimCLRError, match=f"--strict: bad image {bad}: empty file"):
-        open_source(str(tmp_path / "imgs"), cfg, max_pixels=3000)
+        open_source(str(tmp_path / "imgs"), cfg)
 
 
 def test_strict_on_a_reused_cache_fails_without_first_calling_it_a_skip(tmp_path, caplog):
     """A cache built without --strict recorded the bad files; --strict then reuses it
     and fails on the first, without the "skipped" warning that would contradict it."""
     _mixed_folder(tmp_path / "imgs")
-    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="on", load_size=32),
-                max_pixels=3000)
+    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="on", load_size=32,
+                                                  max_pixels=3000))
     caplog.clear()
     with caplog.at_level("INFO"), pytest.raises(SimCLRError, match="--strict: bad image"):
         open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="on", strict=True,
-                                                      load_size=32), max_pixels=3000)
+                                                      load_size=32, max_pixels=3000))
     assert "using the decoded cache" in caplog.text and "skipped" not in caplog.text
 
 

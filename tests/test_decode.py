@@ -226,7 +226,8 @@ def test_absurd_header_is_refused_with_default_limit(tmp_path):
     p = tmp_path / "bomb.png"
     p.write_bytes(png_bytes(100_000, 100_000, 8, 2, None))  # 10^10 pixels, a few bytes on disk
     with pytest.raises(BadImageError, match=r"100000x100000 = 10000000000 pixels exceeds the "
-                                            r"limit of 89478485 \(decompression-bomb guard\)"):
+                                            r"limit of 89478485 \(decompression-bomb guard; "
+                                            r"--max-pixels sets it\)"):
         open_image(p)  # simclr's limit named, not PIL's (twice it) in PIL's words
 
 
