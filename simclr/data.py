@@ -195,6 +195,18 @@ class ImageSource:
             store=self.store, aspect=self._aspect,
         )
 
+    def remember_skipped(self, found: Sequence[Sequence[str]]) -> None:
+        """The unreadable files an earlier session of a run decoding per epoch met
+        (its checkpoint's ``skipped_images``): counted and listed again, not said again.
+        A cache lists all of its own already."""
+        if self.cached:
+            return
+        listed = set(self.paths)
+        for path, reason in found:
+            if path in listed and path not in self._bad_seen:
+                self._bad_seen.add(path)
+                self.skipped.append((path, reason))
+
     def skip_summary(self, limit: int = 10) -> str:
         """One line per skipped file (at most ``limit``), for the log and the summary."""
         if not self.skipped:

@@ -5,7 +5,7 @@ one exactly (weights, optimizer, scaler, step, the time budget's plan, RNG state
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,8 @@ class RunState:
     num_files: int | None = None  # the image files listed, readable or not (a folder's)
     files_digest: str | None = None  # of their names (folders.ImageList.names_digest)
     cached: bool | None = None  # whether the images were decoded once (--cache's choice)
+    # The unreadable files met so far, all sessions (the source's own list, which grows)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 def checkpoint_state(
@@ -66,6 +68,7 @@ def checkpoint_state(
         **({} if state.num_files is None else {"num_files": state.num_files,
                                                 "files_digest": state.files_digest}),
         **({} if state.cached is None else {"cached": state.cached}),
+        **({"skipped_images": [list(s) for s in state.skipped]} if state.skipped else {}),
         "total_steps": plan.total_steps,
         "warmup_steps": plan.warmup_steps,
         "elapsed": state.elapsed,

@@ -231,6 +231,8 @@ def pretrain(
     torch.manual_seed(cfg.seed)
 
     source = open_data(cfg, all_images, run.saved)
+    if run.saved is not None:  # the unreadable files met before: counted and listed again
+        source.remember_skipped(run.saved.get("skipped_images") or [])
     notes = [*notes, *upsampling_notes(cfg, source), *window_notes(cfg, source),
              *([] if resume else recipe_notes(cfg))]
     model = setup_model(cfg, device)
@@ -248,7 +250,7 @@ def pretrain(
     plan, state = start_state(cfg, run, source.num_images, all_images, model, optimizer, scaler)
     if files is not None:
         state.num_files, state.files_digest = len(files.paths), digest
-    state.cached = source.cached
+    state.cached, state.skipped = source.cached, source.skipped  # (a list that grows)
 
     held = make_run_dir(run.path, resume)  # every input checked: from here on the run writes
     try:

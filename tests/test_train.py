@@ -203,6 +203,28 @@ def test_a_folder_mostly_unreadable_stops_before_batches_of_copies(tmp_path, cac
         train.pretrain(build_config(flags=flags))
 
 
+def test_a_resumed_run_still_counts_the_unreadable_files_met_before(tmp_path, cache_dir):
+    """Decoded per epoch, a run finds its unreadable files as it reads them; resumed,
+    its summary listed (and counted out of num_images) only those met again."""
+    folder = make_image_folder(tmp_path / "imgs", per_class=12)
+    for broken in ("class_0/000.png", "class_0/005.png", "class_1/003.png"):
+        (folder / broken).write_text("not an image")
+    cfg = build_config(flags=tiny_flags(folder, tmp_path / "run", cache_dir, epochs=1,
+                                        checkpoint_every=0, **{"data.cache": "off"}))
+
+    def preempt(step, stop):
+        if step == 2:
+            stop.requested = "SIGTERM"
+
+    first = train.pretrain(cfg, on_step=preempt)
+    assert first["status"] == "preempted" and first["skipped_images"]
+    summary = train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True)
+    assert summary["status"] == "finished" and summary["steps"] == 3
+    met = {path for path, _ in summary["skipped_images"]}
+    assert {path for path, _ in first["skipped_images"]} <= met
+    assert summary["num_images"] == 24 - len(met)
+
+
 def test_time_budget_fits_the_schedule(tmp_path, image_folder, cache_dir):
     _, summary = run(tmp_path, image_folder, cache_dir, "budget", epochs=1000,
                      time_budget="4s", checkpoint_every=0, log_every=5)
