@@ -272,6 +272,9 @@ def print_summary(summary: dict[str, Any]) -> None:
     steps = f"{summary['steps']} step{'' if summary['steps'] == 1 else 's'}"
     print(f"{summary['status']}: {steps} ({summary['epochs']:.2f} epochs) in "
           f"{summary['elapsed_s']:.0f} s; checkpoint {summary['checkpoint']}")
+    if summary.get("bad_steps"):
+        print(f"skipped {summary['bad_steps']} step(s) whose loss was not finite "
+              "(--nan-policy skip; their metrics.jsonl lines hold a null loss)")
     skipped = summary.get("skipped_images") or []
     if skipped:
         print(f"skipped {len(skipped)} unreadable images:")

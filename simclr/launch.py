@@ -191,6 +191,12 @@ def run(argv: list[str], processes: int, command: list[str] | None = None,
         trace = Path(errors, f"rank{first}.traceback")
         if first is not None and status not in (0, 2, 75) and trace.exists():
             print(trace.read_text(), end="", file=sys.stderr)  # the cause; the rest follow
+        elif first is not None and 0 < status < 128 and status not in (2, 75) and \
+                not Path(errors, f"rank{first}.txt").exists():
+            # An exit without a Python error (a library's exit(), os._exit): the others
+            # end quietly (a peer gone), so this line is all there is to say.
+            print(f"simclr: process {first} of {processes} exited with status {status}, "
+                  "without an error message", file=sys.stderr)
     return status
 
 

@@ -576,6 +576,7 @@ def run_summary(
         "epochs": state.step / plan.steps_per_epoch, "elapsed_s": state.elapsed,
         "checkpoint": str(checkpoint), "num_images": source.readable_images,
         "processes": dist.world_size(), "skipped_images": [list(s) for s in source.skipped],
+        "bad_steps": state.bad_steps,  # (--nan-policy skip: non-finite losses, not applied)
     }
 
 

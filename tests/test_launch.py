@@ -73,6 +73,16 @@ def test_a_failed_process_ends_the_others_and_gives_the_status(monkeypatch):
     assert time.monotonic() - start < 30
 
 
+def test_a_process_that_exits_without_an_error_is_named(capfd, monkeypatch):
+    """A library's exit(3) or os._exit in one process: the run failed with status 3 and
+    not a word (the others end quietly, their peer gone)."""
+    monkeypatch.setattr(launch, "GRACE_S", 0.5)
+    code = "time.sleep(120) if os.environ['RANK'] == '0' else os._exit(3)"
+    assert launch.run([], 2, _child(code)) == 3
+    assert capfd.readouterr().err == ("simclr: process 1 of 2 exited with status 3, without "
+                                      "an error message\n")
+
+
 def test_a_process_killed_by_a_signal_is_named(capfd, monkeypatch):
     monkeypatch.setattr(launch, "GRACE_S", 0.5)
     code = "os.kill(os.getpid(), signal.SIGKILL) if os.environ['RANK'] == '1' else time.sleep(120)"

@@ -296,7 +296,7 @@ def test_a_skipped_step_leaves_weights_and_batch_norm_statistics_untouched(
 
 @pytest.mark.parametrize("max_bad_steps", [1, 2])
 def test_skip_policy_gives_up_after_more_than_max_bad_steps(tmp_path, image_folder, cache_dir,
-                                                            monkeypatch, max_bad_steps):
+                                                            monkeypatch, max_bad_steps, capsys):
     """Steps 2 and 4 have NaN losses: at most 2 skipped steps, the run finishes; at most
     1, it stops as diverged at step 4, on record in summary.json."""
     import simclr.train as t
@@ -313,6 +313,14 @@ def test_skip_policy_gives_up_after_more_than_max_bad_steps(tmp_path, image_fold
     if max_bad_steps == 2:
         _, summary = run(tmp_path, image_folder, cache_dir, "skip", **flags)
         assert summary["status"] == "finished" and summary["steps"] == 6
+        # said, not only a null loss in metrics.jsonl
+        assert summary["bad_steps"] == 2
+        assert json.loads((tmp_path / "skip/summary.json").read_text())["bad_steps"] == 2
+        from simclr.cli import print_summary
+
+        print_summary(summary)
+        assert "skipped 2 step(s) whose loss was not finite (--nan-policy skip" in \
+            capsys.readouterr().out
         return
     with pytest.raises(DivergedError, match="more than 1 non-finite losses") as info:
         run(tmp_path, image_folder, cache_dir, "skip", **flags)
