@@ -166,11 +166,23 @@ def check_same_runtime(ckpt: dict[str, Any], device: torch.device) -> list[str]:
                      "keeps it exact)")
     saved, now = ckpt.get("processes"), dist.world_size()
     if isinstance(saved, int) and saved != now:
+        # Without global BatchNorm each process normalises over its own share of the
+        # batch: another count is another method (BN over other batches), not rounding.
+        local_bn = not ((ckpt.get("config") or {}).get("model") or {}).get("sync_bn", True)
+        how = (f"BatchNorm now normalises over batches of {_share(ckpt, now)} images, not "
+               f"{_share(ckpt, saved)} (--no-sync-bn: per process)" if local_bn else
+               "the same global batch, but not exactly as it would have")
         notes.append(f"note: the run saved its checkpoint with {saved} process"
-                     f"{'es' if saved > 1 else ''} and continues with {now}: the same global "
-                     f"batch, but not exactly as it would have ({saved} process"
-                     f"{'es' if saved > 1 else ''} keep{'' if saved > 1 else 's'} it exact)")
+                     f"{'es' if saved > 1 else ''} and continues with {now}: {how} ({saved} "
+                     f"process{'es' if saved > 1 else ''} keep{'' if saved > 1 else 's'} it "
+                     "exact)")
     return notes
+
+
+def _share(ckpt: dict[str, Any], processes: int) -> int | str:
+    """Images per process of the saved run's global batch over ``processes``."""
+    batch = (ckpt.get("config") or {}).get("batch_size")
+    return batch // processes if isinstance(batch, int) else "other"
 
 
 def _other_images(now: int, saved: Any) -> SimCLRError:
