@@ -117,7 +117,12 @@ def _images_under(folder: str, others: Counter[str], seen: dict[str, str],
                 _say_once(f"twice {real}", "%s: a link to the class folder %s (or into it) "
                           "is left out, so that no image has two classes",
                           os.path.join(dirpath, d), other)
-            elif real not in seen and not (here + os.sep).startswith(real + os.sep):
+            elif real in seen:  # (listed by this class: a second link, said by none)
+                if seen[real] != folder:
+                    _say_once(f"twice {real}", "%s: the same folder as one listed under %s; "
+                              "left out here, so that no image has two classes",
+                              os.path.join(dirpath, d), seen[real])
+            elif not (here + os.sep).startswith(real + os.sep):
                 seen[real] = folder
                 keep.append(d)
         dirnames[:] = keep

@@ -167,16 +167,20 @@ def test_no_image_is_listed_under_two_classes_through_links(tmp_path, caplog):
     (root / "class_1" / "cats").symlink_to(root / "class_0")  # another class's folder
     (root / "class_2" / "part").symlink_to(root / "class_0" / "sub")  # a folder inside it
     (root / "class_3").symlink_to(root / "class_1")  # a class under a second name
+    extra = make_image_folder(tmp_path / "elsewhere", classes=1, per_class=2)
+    (root / "class_1" / "shared").symlink_to(extra / "class_0")  # linked by two classes
+    (root / "class_2" / "shared").symlink_to(extra / "class_0")
     with caplog.at_level(logging.WARNING, logger="simclr.folders"):
         listing = scan_folder(root)
     assert listing.classes == ["class_0", "class_1", "class_2", "class_3"]
-    assert np.bincount(listing.labels, minlength=4).tolist() == [3, 2, 2, 0]
+    assert np.bincount(listing.labels, minlength=4).tolist() == [3, 4, 2, 0]
     real = [os.path.realpath(p) for p in listing.paths]
     assert len(set(real)) == len(real)
     said = " ".join(r.getMessage() for r in caplog.records)
     assert "cats: a link to the class folder class_0" in said
     assert "part: a link to the class folder class_0" in said
     assert "class_3: the same folder as" in said and "class_1, listed already" in said
+    assert "class_2/shared: the same folder as one listed under" in said
 
 
 def test_a_link_to_the_folder_itself_is_no_class(tmp_path, caplog):
