@@ -299,33 +299,50 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 
 
 def _to_global_bn(module: nn.Module) -> nn.Module:
-    """``module`` with every BatchNorm replaced by a GlobalBatchNorm sharing its
-    parameters and buffers (a BN without bias, as the head's last, keeps none)."""
-    if isinstance(module, nn.modules.batchnorm._BatchNorm) and \
-            not isinstance(module, GlobalBatchNorm):
-        out = GlobalBatchNorm(module.num_features, module.eps, module.momentum,
-                              module.affine, module.track_running_stats)
-        out.weight, out.bias = module.weight, module.bias
-        out.running_mean, out.running_var = module.running_mean, module.running_var
-        out.num_batches_tracked = module.num_batches_tracked
-        out.training = module.training
-        return out
-    for name, child in module.named_children():
-        module.add_module(name, _to_global_bn(child))
-    return module
+    """A GlobalBatchNorm sharing a BatchNorm's parameters and buffers (a BN without
+    bias, as the head's last, keeps none)."""
+    out = GlobalBatchNorm(module.num_features, module.eps, module.momentum,
+                          module.affine, module.track_running_stats)
+    out.weight, out.bias = module.weight, module.bias
+    out.running_mean, out.running_var = module.running_mean, module.running_var
+    out.num_batches_tracked = module.num_batches_tracked
+    out.training = module.training
+    return out
+
+
+def _replace_bns(module: nn.Module, make: Callable[[nn.Module], nn.Module],
+                 made: dict[int, nn.Module]) -> None:
+    """Every BatchNorm below ``module`` replaced by ``make(bn)``, in place. Each name is
+    visited, aliases too (``named_children`` skips a module's second name, as a block's
+    ``last_bn``, which then kept a plain BatchNorm beside the global one): one module
+    registered twice stays one module, converted once (``made``, by id)."""
+    for name, child in list(module._modules.items()):
+        if child is None:
+            continue
+        if isinstance(child, nn.modules.batchnorm._BatchNorm) and \
+                not isinstance(child, (GlobalBatchNorm, nn.SyncBatchNorm)):
+            if id(child) not in made:
+                made[id(child)] = make(child)
+            module._modules[name] = made[id(child)]
+        else:
+            _replace_bns(child, make, made)
 
 
 def convert_sync_batchnorm(model: nn.Module) -> nn.Module:
     """Global BatchNorm across processes (Sec. 2.2); the model unchanged on one process.
 
     Call after moving the model to its device: CUDA models get ``nn.SyncBatchNorm``
-    (fused kernels), CPU models :class:`GlobalBatchNorm`.
+    (fused kernels), CPU models :class:`GlobalBatchNorm`; either shares the parameters
+    and buffers of the BatchNorm it replaces.
     """
     if world_size() == 1:
         return model
-    if any(p.device.type == "cpu" for p in model.parameters()):
-        return _to_global_bn(model)
-    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    cpu = any(p.device.type == "cpu" for p in model.parameters())
+    make = _to_global_bn if cpu else nn.SyncBatchNorm.convert_sync_batchnorm
+    if isinstance(model, nn.modules.batchnorm._BatchNorm):
+        return make(model)
+    _replace_bns(model, make, {})
+    return model
 
 
 def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:

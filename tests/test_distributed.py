@@ -166,6 +166,27 @@ def test_two_process_losses_equal_single_process(tmp_path):
 
 # ------------------------------------------------------------------ global BatchNorm
 
+def test_global_batchnorm_replaces_every_name_of_a_batchnorm(monkeypatch):
+    """A block's last BatchNorm has a second name (last_bn, for its zero init), which
+    the conversion skipped: a plain BatchNorm stayed in the model beside the global one,
+    its buffers shared only until a move to another device. One module, converted once,
+    under both names; the weights and their names unchanged."""
+    from simclr.models import BasicBlock, build_encoder
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    model = build_encoder("resnet18", 0.125)
+    before = model.state_dict()
+    converted = distributed.convert_sync_batchnorm(model)
+    bns = [m for m in converted.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert bns and all(isinstance(m, distributed.GlobalBatchNorm) for m in bns)
+    blocks = [m for m in converted.modules() if isinstance(m, BasicBlock)]
+    assert blocks and all(b.last_bn is b.bn2 for b in blocks)
+    after = converted.state_dict()
+    assert list(after) == list(before)
+    assert all(after[k] is before[k] or after[k].data_ptr() == before[k].data_ptr()
+               for k in before)
+
+
 def _bn_worker(rank: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     torch.distributed.init_process_group(
