@@ -19,14 +19,14 @@ from simclr.checkpoint import (
     readable_state,
     save_checkpoint,
 )
-from simclr.config import Config
+from simclr.config import RESUME_SETTINGS, Config
 from simclr.errors import SimCLRError
 from simclr.folders import NAMED_DATASETS
 from simclr.models import SimCLRModel
 from simclr.plan import Plan
 from simclr.rundir import resume_checkpoint
 from simclr.runtime import provenance
-from simclr.settings import absolute_paths, config_from_dict, load_yaml
+from simclr.settings import absolute_paths, config_from_dict, differing, flag_of, load_yaml
 
 
 @dataclass
@@ -215,6 +215,30 @@ def load_resume_config(target: str | Path, overrides: dict[str, Any]) -> Config:
 _FOLDERS = {"data.path": "--data", "knn_train": "--knn-train", "knn_test": "--knn-test"}
 
 
+def check_resumed_settings(saved: dict[str, Any], cfg: Config, run_dir: Path) -> None:
+    """``pretrain(cfg, resume=True)`` continues the saved settings: a Config built anew
+    that changes one outside :data:`RESUME_SETTINGS` (a folder only where the saved one
+    is gone) is refused, as the command line refuses the flag (it went on at the new
+    temperature, batch or lr, and config.yaml said so). The CLI's resumed config, the
+    saved one with the flags it allows, passes."""
+    then = config_from_dict(saved)
+    gone = {path for path in _FOLDERS if not _still_there(then, path)}
+    changed = {path: values for path, values in differing(then, cfg).items()
+               if path not in RESUME_SETTINGS | gone | {"out"}}
+    if changed:
+        path, (before, now) = next(iter(changed.items()))
+        raise SimCLRError(f"--resume {run_dir}: the run continues its saved settings; cannot "
+                          f"change --{flag_of(path)} ({before} saved, {now} asked); "
+                          "simclr.resume.load_resume_config(RUN) gives the saved ones")
+
+
+def _still_there(cfg: Config, path: str) -> bool:
+    """Whether a folder setting is unset, a named data set, or a folder that exists."""
+    saved = getattr(cfg.data if path == "data.path" else cfg, path.split(".")[-1])
+    return not saved or saved.lower() in NAMED_DATASETS or \
+        os.path.exists(os.path.expanduser(saved))
+
+
 def moved_folders(cfg: Config, flags: dict[str, Any], target: str | Path) -> set[str]:
     """The folder settings ``--resume`` may take anew (``flags``): those whose saved
     folder is gone, moved or deleted. One gone and not given is refused now, before
@@ -222,11 +246,9 @@ def moved_folders(cfg: Config, flags: dict[str, Any], target: str | Path) -> set
     run started with (:func:`check_same_images`), so that it continues exactly."""
     gone = set()
     for path, flag in _FOLDERS.items():
-        owner = cfg.data if path == "data.path" else cfg
-        saved = getattr(owner, path.split(".")[-1])
-        if not saved or saved.lower() in NAMED_DATASETS or \
-                os.path.exists(os.path.expanduser(saved)):
+        if _still_there(cfg, path):
             continue
+        saved = getattr(cfg.data if path == "data.path" else cfg, path.split(".")[-1])
         if path not in flags:
             raise SimCLRError(f"--resume {target}: the run's {flag} folder {saved} is gone "
                               f"(moved or deleted); put it back, or give its new place "

@@ -421,7 +421,7 @@ def apply_resume_flags(cfg: Config, flags: dict[str, Any], allowed: set[str]) ->
             set_path(trial, path, value, "flag")
         except SimCLRError:  # a value it cannot take: a change (said below if allowed)
             unfit.add(path)
-    changed = unfit | set(_differing(cfg, trial))  # ('16' is 16, a folder its full path)
+    changed = unfit | set(differing(cfg, trial))  # ('16' is 16, a folder its full path)
     refused = sorted(f"--{flag_of(path)}" for path in set(flags) - allowed if path in changed)
     if refused:
         raise SimCLRError(f"--resume continues the saved settings; cannot change "
@@ -442,7 +442,7 @@ def check_same_recipe(saved: Config, given: Config, allowed: set[str]) -> None:
     where they, with the flags, give the saved settings (those ``allowed`` to change
     aside), refused naming the first they would change."""
     # (--out: --resume names the run's folder; a preset's own --out is no change of it)
-    changed = {p: v for p, v in _differing(saved, given).items()
+    changed = {p: v for p, v in differing(saved, given).items()
                if p not in allowed and p != "out"}
     if changed:
         path, (before, now) = next(iter(changed.items()))
@@ -463,7 +463,7 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _differing(saved: Config, given: Config) -> dict[str, tuple[Any, Any]]:
+def differing(saved: Config, given: Config) -> dict[str, tuple[Any, Any]]:
     """The settings (dotted path -> (saved value, given value)) in which ``given`` differs
     from ``saved``, its local paths made absolute first as a run's are."""
     absolute_paths(given)

@@ -49,6 +49,7 @@ from simclr.progress import Progress
 from simclr.resume import (
     RunState,
     check_files_listed,
+    check_resumed_settings,
     check_same_images,
     check_same_runtime,
     restore,
@@ -193,9 +194,13 @@ def pretrain(
     land) end the step, write a checkpoint and return the summary with status
     'preempted' (no exception: check the status before using the encoder); a second
     Ctrl-C raises KeyboardInterrupt at once, the last checkpoint kept. ``resume=True``
-    continues the run; a finished run resumed returns its summary, trains nothing.
+    continues the run in ``cfg.out`` with its saved settings
+    (``simclr.resume.load_resume_config(run)`` reads them): only those of
+    ``config.RESUME_SETTINGS`` may differ; a finished run resumed returns its summary,
+    trains nothing.
 
-    Side effects beyond the run folder: torch's global RNG is seeded from ``cfg.seed``
+    Side effects beyond the run folder: ``cfg``'s folders are made absolute (as the run
+    records them); torch's global RNG is seeded from ``cfg.seed``
     (each run draws the same), glibc's allocator is tuned for the CPU; the thread
     count, deterministic algorithms and cuDNN's autotuner are set for the run and
     restored after it.
@@ -205,6 +210,8 @@ def pretrain(
     device, precision = setup_runtime(cfg)
     absolute_paths(cfg)  # what config.yaml and the checkpoints record
     run = check_run_dir(cfg, resume)
+    if run.saved is not None:  # (a Config built anew, not by load_resume_config)
+        check_resumed_settings(run.saved["config"], cfg, run.path)
     done = finished_summary(run)
     if done is not None:  # nothing to train: no start line, no new config record
         held = make_run_dir(run.path, resume)  # (held a moment: a killed save's leftovers go)

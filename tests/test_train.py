@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import sys
 
@@ -223,6 +224,28 @@ def test_a_resumed_run_still_counts_the_unreadable_files_met_before(tmp_path, ca
     met = {path for path, _ in summary["skipped_images"]}
     assert {path for path, _ in first["skipped_images"]} <= met
     assert summary["num_images"] == 24 - len(met)
+
+
+def test_a_resume_from_python_keeps_the_saved_settings(tmp_path, image_folder, cache_dir):
+    """pretrain(cfg, resume=True) with a Config built anew at another temperature went
+    on at it (config.yaml rewritten to say so), where `--resume --temperature` is
+    refused: refused alike, and the saved settings with an allowed change continue."""
+    flags = tiny_flags(image_folder, tmp_path / "run", cache_dir, checkpoint_every=0)
+
+    def preempt(step, stop):
+        if step == 2:
+            stop.requested = "SIGTERM"
+
+    assert train.pretrain(build_config(flags=flags), on_step=preempt)["status"] == "preempted"
+    for change, said in ((("loss.temperature", 0.2), "--temperature (0.5 saved, 0.2 asked)"),
+                         (("batch_size", 4), "--batch-size (8 saved, 4 asked)")):
+        with pytest.raises(SimCLRError, match=re.escape(said)):
+            train.pretrain(build_config(flags=dict(flags, **dict([change]))), resume=True)
+    saved = load_resume_config(tmp_path / "run", {})
+    assert saved.loss.temperature == 0.5
+    saved.log_every = 3  # (RESUME_SETTINGS: a change a resume may make)
+    assert train.pretrain(saved, resume=True)["status"] == "finished"
+    assert train.pretrain(build_config(flags=flags), resume=True)["status"] == "finished"
 
 
 def test_time_budget_fits_the_schedule(tmp_path, image_folder, cache_dir):
