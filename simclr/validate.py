@@ -241,7 +241,9 @@ def _validate_run(cfg: Config) -> None:
 
 
 def validate_augment(a: AugmentConfig) -> None:
-    """Check the augmentation settings (also those the evaluation commands build)."""
+    """Check the augmentation settings (also those the evaluation commands build, and
+    a TwoViewAugment's config built by hand: its types too)."""
+    _check_types(a, "augment.")
     _check_finite(a, "augment.")
     _positive(a.size, "augment.size")
     _choice(a.interpolation, ("bilinear", "bicubic"), "augment.interpolation")

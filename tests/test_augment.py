@@ -13,6 +13,7 @@ import colorsys
 import dataclasses
 import itertools
 import math
+import re
 
 import numpy as np
 import pytest
@@ -812,3 +813,12 @@ def test_eval_resize_and_the_views_refuse_what_they_cannot_compute():
                 AugmentConfig(size=16, crop_scale=(1.0, 0.2))):
         with pytest.raises(SimCLRError):
             A.TwoViewAugment(cfg, seed=0)
+    # Values of the wrong type, named as the flags are (a float size failed inside torch,
+    # a text probability as a bare comparison of str with int).
+    for cfg, said in ((AugmentConfig(size=16.0), "--image-size must be a whole number, got "
+                       "16.0"),
+                      (AugmentConfig(size=16, flip_p="0.5"), "--flip-p must be a number"),
+                      (AugmentConfig(size=16, blur_sigma=2.0), "--blur-sigma must be")):
+        with pytest.raises(SimCLRError, match=re.escape(said)):
+            A.TwoViewAugment(cfg, seed=0)
+    assert A.TwoViewAugment(AugmentConfig(size=np.int64(16)), seed=0).cfg.size == 16
