@@ -142,7 +142,8 @@ def fitted_batch(batch_size: int, num_images: int, which: str, verbose: bool) ->
 
 def init_linear(dim: int, num_classes: int, gen: torch.Generator) -> nn.Linear:
     """Linear classifier, weights N(0, 0.01^2) and zero bias (official linear head)."""
-    layer = nn.Linear(dim, num_classes)
+    with torch.random.fork_rng(devices=[]):  # (its default init: not the caller's RNG)
+        layer = nn.Linear(dim, num_classes)
     with torch.no_grad():
         layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) * 0.01)
         layer.bias.zero_()

@@ -12,6 +12,8 @@ fractions in [0, 1].
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simclr.errors import SimCLRError
+from simclr.errors import SimCLRError, check_counts
 from simclr.features import check_labeled, extract_features, resolve_runtime
 from simclr.results import (
     RESULTS,
@@ -41,6 +43,9 @@ def _check_memory(train_feats: Any, train_labels: Any, test_feats: Any,
                   num_classes: int | None) -> None:
     """The kNN memory's shapes and labels (an embed .npz's unlabeled rows are -1)."""
     labels = np.asarray(train_labels)
+    if labels.size and not np.issubdtype(labels.dtype, np.integer):  # (floats were truncated)
+        raise SimCLRError(f"kNN labels must be whole class numbers, got {labels.dtype} "
+                          f"values such as {labels.flat[0]!r}")
     rows, queries = np.shape(train_feats), np.shape(test_feats)
     if len(rows) != 2 or len(queries) != 2 or rows[1] != queries[1] or rows[0] == 0:
         raise SimCLRError(f"kNN features must be (N, D) and (M, D) with N >= 1, got {rows} "
@@ -69,10 +74,9 @@ def knn_classify(
     matrix stays bounded (``KNN_BLOCK_ELEMENTS``). ``device`` None: the current CUDA
     device when there is one, else the CPU.
     """
-    if temperature <= 0:
-        raise SimCLRError(f"--temperature must be positive, got {temperature}")
-    if k < 1:
-        raise SimCLRError(f"--k must be at least 1, got {k}")
+    if not (isinstance(temperature, numbers.Real) and 0 < temperature < math.inf):
+        raise SimCLRError(f"--temperature must be positive, got {temperature}")  # (NaN too)
+    check_counts({"--k": k})
     _check_memory(train_feats, train_labels, test_feats, num_classes)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -134,8 +138,9 @@ def run_knn(
     ``source`` (what the encoder came from: the checkpoint file, its step, the layer) is
     recorded in it.
     """
-    if k < 1 or not temperature > 0:
-        raise SimCLRError(f"--k must be >= 1 and --temperature positive, got {k}, {temperature}")
+    check_counts({"--k": k})
+    if not (isinstance(temperature, numbers.Real) and 0 < temperature < math.inf):
+        raise SimCLRError(f"--temperature must be positive, got {temperature}")
     num_classes = check_labeled(train, test)
     out = prepare_dir(run_dir, RESULTS["knn"], overwrite=overwrite)
     dev, prec = resolve_runtime(device, precision)

@@ -137,7 +137,8 @@ class _Standardizer:
     def fold(self, w: torch.Tensor, b: torch.Tensor) -> nn.Linear:
         """x -> standardise -> (w (C, D), b (C,)) as one float32 CPU linear layer on x."""
         scaled = w / self.std
-        layer = nn.Linear(w.shape[1], w.shape[0])
+        with torch.random.fork_rng(devices=[]):  # (its default init: not the caller's RNG)
+            layer = nn.Linear(w.shape[1], w.shape[0])
         with torch.no_grad():
             layer.weight.copy_(scaled.float().cpu())
             layer.bias.copy_((b - scaled @ self.mean).float().cpu())

@@ -198,3 +198,16 @@ def test_a_differing_source_is_named_by_the_entries_that_differ():
         "source file: '/data/runs/first-run/checkpoints/last.pt' saved, "
         "'.../a-much-longer-second-run-name/checkpoints/last.pt' now")
     assert _difference("lr", 0.1, 0.05) == "lr: 0.1 saved, 0.05 now"
+
+
+def test_a_new_classifier_leaves_the_callers_rng_alone():
+    """nn.Linear's default init drew from torch's global RNG before its weights were
+    overwritten from the protocol's own generator: a linear evaluation moved the
+    caller's random state (kNN, embedding and loading leave it alone)."""
+    from simclr.classify import init_linear
+
+    before = torch.get_rng_state()
+    layer = init_linear(8, 3, torch.Generator().manual_seed(0))
+    assert torch.equal(torch.get_rng_state(), before)
+    again = init_linear(8, 3, torch.Generator().manual_seed(0))
+    assert torch.equal(layer.weight, again.weight) and not layer.bias.any()

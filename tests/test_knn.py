@@ -76,6 +76,16 @@ def test_knn_rejects_bad_arguments():
         knn_classify(x, [0, 1, 2], x, k=2, temperature=0)
     with pytest.raises(SimCLRError, match="--k"):
         knn_classify(x, [0, 1, 2], x, k=0)
+    # From Python: a NaN temperature scored 0.5, k=2.5 and k=True failed inside torch,
+    # float labels were truncated to classes.
+    with pytest.raises(SimCLRError, match="--temperature must be positive, got nan"):
+        knn_accuracy(x, [0, 1, 2], x, [0, 1, 2], k=2, temperature=float("nan"))
+    for k in (2.5, True):
+        with pytest.raises(SimCLRError, match="--k must be a positive whole number"):
+            knn_accuracy(x, [0, 1, 2], x, [0, 1, 2], k=k)
+    with pytest.raises(SimCLRError, match="kNN labels must be whole class numbers"):
+        knn_accuracy(x, [0.0, 1.7, 2.2], x, [0, 1, 2], k=2)
+    assert knn_accuracy(x, np.array([0, 1, 2]), x, [0, 1, 2], k=1) == 1.0
 
 
 def test_knn_command_writes_results(tmp_path):

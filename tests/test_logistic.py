@@ -63,8 +63,10 @@ def test_logistic_regression_protocol_on_a_separable_problem():
     x, y = blobs(30, 6, 4, spread=0.3, seed=1)
     xt, yt = blobs(10, 6, 4, spread=0.3, seed=1)  # same centers (same seed), new noise
     xt = xt + np.random.default_rng(9).normal(scale=0.01, size=xt.shape)
+    before = torch.get_rng_state()
     summary, probs, linear = logistic_regression(x, y, xt, 4, l2_grid=[1e-4, 1e-2, 1.0],
                                                  seed=0)
+    assert torch.equal(torch.get_rng_state(), before)  # the caller's RNG left alone
     assert (probs.argmax(1).numpy() == yt).mean() == 1.0
     # The returned layer holds the standardisation: raw features in, the same probabilities.
     with torch.no_grad():
