@@ -91,7 +91,7 @@ from simclr.augment_params import (
     to_stored,
     uniforms,
 )
-from simclr.config import FIG5_OPS, AugmentConfig
+from simclr.config import FIG5_OPS, MAX_SEED, AugmentConfig
 from simclr.decode import EVAL_CROP_FRACTION, as_rgb, eval_side
 from simclr.errors import is_count
 
@@ -284,6 +284,10 @@ class TwoViewAugment:
         from simclr.validate import validate_augment
 
         validate_augment(cfg)  # a config built by hand gets the flags' checks too
+        # (--seed's range: a float was truncated, 2**64 drew seed 0's views)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or \
+                not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seed must be a whole number in [0, {MAX_SEED}], got {seed!r}")
         self.cfg = cfg
         self.seed = int(seed)
 
@@ -431,8 +435,10 @@ def tf_saturation(x: Tensor, factor: float) -> Tensor:
 # ------------------------------------------------------------------------- evaluation
 
 # What the evaluation computes of a file, for results cached across versions (sweeps):
-# 2 since large photos are read as this transform's central square (data.open_folder).
-EVAL_VERSION = 2
+# 2 since large photos are read as this transform's central square (data.open_folder);
+# 3 since a small picture in a folder of large ones, and a small non-square one, is
+# resized whole, no crop, as eval_resize does it (decode.fit_square_tensor).
+EVAL_VERSION = 3
 
 
 def eval_resize(images: Tensor | Image.Image, size: int,

@@ -401,11 +401,18 @@ def _checked_inputs(indices: Tensor | np.ndarray | Sequence[int], epoch: int,
     an aspect that is not one positive finite number per sample (-1 gave 1-px crops)."""
     if isinstance(indices, Tensor):
         indices = indices.detach().cpu().numpy()
-    raw = np.asarray(indices).reshape(-1)
+    given = np.asarray(indices)
+    if given.ndim > 1:
+        raise ValueError(f"indices must be one per sample, (B,), got shape {given.shape}")
+    raw = given.reshape(-1)
     if raw.dtype.kind not in "iu" and raw.size:
         raise TypeError(f"indices must be whole numbers (data-set indices), got {raw.dtype}")
     if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)):
         raise TypeError(f"epoch must be a whole number, got {epoch!r}")
+    # (negative ones wrapped around the 64-bit keys: another sample's or epoch's views)
+    if epoch < 0 or (raw.size and raw.min() < 0):
+        raise ValueError(f"epoch and indices must be >= 0, got epoch {epoch}, smallest "
+                         f"index {raw.min() if raw.size else None}")
     if aspect is None:
         return raw.astype(np.int64), None
     if isinstance(aspect, Tensor):

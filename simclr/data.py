@@ -34,6 +34,8 @@ from simclr.decode import (
     DEFAULT_MAX_PIXELS,
     decode_jpegs,
     eval_side,
+    eval_store,
+    is_eval_store,
     is_regular_file,
     load_square,
     open_image,
@@ -383,7 +385,8 @@ def open_folder(
     store, train_side, load_size = cfg.store, round(image_size * LOAD_SCALE), cfg.load_size
     if evaluation and not small:  # the transform sets the side (not pretraining's storage)
         # > 32: a stored square of side <= 32 would be taken for a whole small picture
-        store, train_side, load_size = "eval", max(33, eval_side(image_size)), None
+        store, train_side = eval_store(image_size), max(33, eval_side(image_size))
+        load_size = None
     counts = Counter(min(s) for s in sizes)
     common = _storage_side(counts)
     # One stored side whether cached or not, so that --cache changes only the speed: small
@@ -391,7 +394,7 @@ def open_folder(
     side = load_size or (common if small else min(common or train_side, train_side))
     if small and not load_size:
         _note_other_sizes(root, counts, side)
-    side = max(33, side) if store == "eval" else side
+    side = max(33, side) if is_eval_store(store) else side
     if cfg.cache == "on" or (cfg.cache == "auto" and small):
         cache = build_cache(images, side, cfg.cache_dir, workers, max_pixels, store)
         kept, skipped = cache.kept, cache.skipped

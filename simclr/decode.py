@@ -216,6 +216,27 @@ def stored_aspect(w: int, h: int, store: str) -> float:
     return w / h if store == "full" else 1.0
 
 
+# The evaluation transform resizes a picture of side <= this whole, without a crop
+# (simclr.augment.eval_resize; App. B.9's CIFAR images).
+SMALL_PICTURE = 32
+
+
+def eval_store(size: int) -> str:
+    """The ``store`` of an evaluation source for views of side ``size``: each picture
+    kept as that transform's first steps leave it (:func:`fit_square_tensor`)."""
+    return f"eval:{size}"
+
+
+def eval_store_size(store: str) -> int | None:
+    """The view side of an :func:`eval_store` (None: another store, or 'eval' alone)."""
+    kind, _, size = store.partition(":")
+    return int(size) if kind == "eval" and size.isdigit() else None
+
+
+def is_eval_store(store: str) -> bool:
+    return store.partition(":")[0] == "eval"
+
+
 def eval_side(size: int) -> int:
     """Side of the central square the evaluation transform crops ``size`` x ``size``
     from: round(size / 0.875) (App. B: 224 from 256)."""
@@ -253,10 +274,10 @@ def load_square(
     # Draft mode keeps both sides >= side: enough for training's squares. Evaluation's
     # decodes at 4x that, so its one resize sees nearly the file's own pixels (features
     # 0.1-0.2% from the transform of the fully decoded file, as without draft; 0.5% at 2x).
-    draft = 4 * side if store == "eval" else side
+    draft = 4 * side if is_eval_store(store) else side
     im = open_image(path, max_pixels, draft_size=(draft, draft))
     aspect = stored_aspect(*im.size, store)
-    if store == "eval":
+    if is_eval_store(store):
         factor = min(im.size) // (4 * side)  # PNG, TIFF, ...: no draft mode; a box
         if factor >= 2:  # reduction keeps >= 4x side and bounds the float copy below
             im = im.reduce(factor)
@@ -331,17 +352,28 @@ def _decode_list(blobs: Sequence[torch.Tensor], device: torch.device) -> list[to
 def fit_square_tensor(images: torch.Tensor, side: int, store: str = "full") -> torch.Tensor:
     """:func:`fit_square` for a batch of equal-sized uint8 (B, 3, h, w): (B, 3, side, side).
 
-    ``store='eval'``: the first steps of the evaluation transform
+    ``store='eval:S'`` (:func:`eval_store`): the first steps of the evaluation transform
     (:func:`simclr.augment.eval_resize`, with the same torchvision calls): the shorter
-    side resized to ``side`` (bicubic, antialiased), then the central square.
+    side resized to ``side`` (bicubic, antialiased), then the central square. A small
+    picture (side <= :data:`SMALL_PICTURE`), which that transform resizes whole to S x S,
+    is stored so: its S x S square where the evaluation's centre crop takes it from
+    ``side`` = eval_side(S), the border its edge pixels (cropped away), so that its
+    features are those of ``eval_resize`` of the file whatever else the folder holds.
     """
     h, w = images.shape[-2:]
     if (h, w) == (side, side):
         return images
-    if store == "eval":
+    if is_eval_store(store):
         from torchvision.transforms import InterpolationMode
         from torchvision.transforms.v2 import functional as tvf
 
+        size = eval_store_size(store)
+        if size is not None and max(h, w) <= SMALL_PICTURE and side == eval_side(size):
+            x = tvf.resize(images.float(), [size, size], interpolation=InterpolationMode.BICUBIC,
+                           antialias=True).round_().clamp_(0, 255)
+            top = int(round((side - size) / 2.0))  # (torchvision's center_crop offset)
+            x = F.pad(x, (top, side - size - top, top, side - size - top), mode="replicate")
+            return x.to(torch.uint8)
         x = tvf.resize(images.float(), [side], interpolation=InterpolationMode.BICUBIC,
                        antialias=True)
         x = tvf.center_crop(x, [side, side])

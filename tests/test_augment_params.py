@@ -205,3 +205,16 @@ def test_inputs_that_would_silently_draw_other_views_are_refused():
     same = draw(torch.tensor([0, 1]), np.int64(0), torch.tensor([1.5, 0.5]))
     assert torch.equal(same.box, draw(aspect=np.array([1.5, 0.5])).box)
     assert torch.equal(draw(aspect=1.0).box, draw().box)  # one for all, as documented
+    # Negative indices and epochs wrapped around to other samples' keys; 2-D indices
+    # were flattened; a seed outside --seed's range (or a float) drew another seed's.
+    for indices, epoch in (((-1, 0), 0), ((0, 1), -1)):
+        with pytest.raises(ValueError, match="epoch and indices must be >= 0"):
+            draw(indices, epoch)
+    with pytest.raises(ValueError, match=r"indices must be one per sample, \(B,\)"):
+        draw(np.array([[0, 1]]))
+    from simclr.augment import TwoViewAugment
+
+    for seed in (1.5, "0", -1, 2**64, True):
+        with pytest.raises(ValueError, match="seed must be a whole number in"):
+            TwoViewAugment(cfg, seed)
+    assert TwoViewAugment(cfg, np.int64(3)).seed == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,6 +47,41 @@ def test_cached_and_uncached_folders_give_the_same_features(tmp_path):
         feats[cache] = extract_features(enc, source, 16, batch_size=5, workers=0)
     np.testing.assert_allclose(feats["on"][0], feats["off"][0], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(feats["on"][1], feats["off"][1])
+
+
+@pytest.mark.parametrize("cache", ["on", "off"])
+@pytest.mark.parametrize("decode_on", [None, torch.device("cpu")])
+def test_a_small_picture_among_large_ones_is_evaluated_whole(tmp_path, cache, decode_on):
+    """The evaluation resizes a picture of side <= 32 whole (eval_resize of the file, the
+    exported model's documented input); in a folder that also held large photos it was
+    stored as their central square and cropped: 7-12% off in features, another
+    prediction for the same file by what else its folder held. Now the same, to the
+    8-bit rounding every stored pixel has, cached or not, JPEG decoded on a device or not."""
+    from PIL import Image
+
+    from simclr.augment import eval_resize
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+    from tests.image_files import rgb, save_image
+
+    folder = tmp_path / "mixed"
+    save_image(folder / "a_small.jpg", rgb(20, 12, 1))  # non-square, <= 32
+    save_image(folder / "b_cifar.png", rgb(32, 32, 2))
+    for k in range(3):
+        save_image(folder / f"c_photo{k}.jpg", rgb(300, 200, 3 + k))
+    cfg = DataConfig(cache=cache, cache_dir=str(tmp_path / "cache"), workers=0)
+    source = open_source(str(folder), cfg, train=False, image_size=32, evaluation=True,
+                         unlabeled=True)
+    assert source.store == "eval:32" and source.image_hw == (37, 37)
+    by_name = {}
+    for idx, images, aspect in iter_batches(source, np.arange(source.num_images), 8,
+                                            decode_on=decode_on, substitute=False):
+        views = eval_resize(images, 32, aspect)  # what the features are computed on
+        by_name.update({Path(source.paths[i]).name: v.flatten()
+                        for i, v in zip(idx.tolist(), views, strict=True)})
+    for name in ("a_small.jpg", "b_cifar.png"):
+        want = eval_resize(Image.open(folder / name), 32).flatten()
+        assert (by_name[name] - want).abs().max() <= 0.5 / 255 + 1e-6, name
 
 
 def test_iter_batches_decodes_jpegs_on_a_device(tmp_path):

@@ -82,7 +82,7 @@ def test_a_cached_evaluation_is_reused_only_on_the_same_folders(tmp_path, image_
     files = first["evaluated_on"]["train_files"]
     assert first["evaluated_on"] == {"train": str(image_folder), "test": str(image_folder),
                                      "train_files": files, "test_files": files,
-                                     "transform": "2"}
+                                     "transform": "3"}
     assert files.startswith("24:")
     capsys.readouterr()
     second = sweep(image_folder, other)  # evaluated again, the earlier result kept
