@@ -11,7 +11,9 @@ Four formats (``simclr export --format``, by default chosen from the file's suff
   extra: ``pip install "simclr[onnx]"``).
 - ``torchvision`` (``.pt``/``.pth``, asked for by name): the encoder's weights as
   ``torchvision.models.resnetXX()`` loads them (its ``fc`` replaced by ``nn.Identity()``),
-  for pipelines built on torchvision's models; width-1 encoders with the ImageNet stem.
+  for pipelines built on torchvision's models; width-1 encoders (the CIFAR stem as a
+  3x3 ``conv1`` and no max-pool, which the printed ``load`` code sets). Its card
+  ``<out>.json`` says the image size and preprocessing the file does not record.
 
 A program maps float32 images (B, 3, S, S), RGB in [0, 1] with no mean/std
 normalisation (as in the official code), to the representation at ``layer``: h, the
@@ -111,11 +113,11 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
         raise SimCLRError(f"--out {out}: a run's checkpoints are named so; give the export "
                           "another name or folder")
     out = output_file(out, overwrite)
-    if fmt in ("pt2", "onnx"):  # a program comes with its card, which is never lost either
+    if fmt in ("pt2", "onnx", "torchvision"):  # with a card, which is never lost either
         card = out.with_name(out.name + ".json")
         if card.is_dir() or (card.exists() and not overwrite):
             what = "is a folder" if card.is_dir() else "already exists"
-            raise SimCLRError(f"{card} (the program's card, written beside --out) {what}; "
+            raise SimCLRError(f"{card} (the export's card, written beside --out) {what}; "
                               "choose another --out" + ("" if card.is_dir() else
                                                         ", or pass --overwrite"))
     if fmt in ("checkpoint", "torchvision"):
@@ -167,13 +169,20 @@ def export_torchvision(checkpoint: str | Path, out: str | Path,
                           f"(max difference {(got - expected).abs().max().item():.3g})")
     out = Path(out)
     written(out, lambda tmp: torch_save(state, tmp))
+    # The file records no size or preprocessing: its card does (a torchvision pipeline
+    # would otherwise feed 224 px with ImageNet's mean/std).
+    load = f"{code}; m.load_state_dict(torch.load({str(out)!r})); m.eval()"
+    card = {**program_card(spec, "h", encoder.feature_dim, encoder_trained_step(ckpt),
+                           "torchvision", Path(checkpoint)), "usage": load}
+    written(out.with_name(out.name + ".json"),
+            lambda tmp: tmp.write_text(json.dumps(card, indent=2) + "\n"))
     read_back = assumed_side(spec["cifar_stem"])
     if spec["arch"] in ARCHS and size != read_back:  # e.g. an ImageNet stem at 32 px
         side = "it was exported for" if image_size else "it was trained at"
         print(f"note: {out} records no image size; simclr reads it at {read_back} px: "
               f"give --image-size {size} to evaluate it at the side {side}", file=sys.stderr)
-    return {"out": str(out), "format": "torchvision", **spec,
-            "load": f"{code}; m.load_state_dict(torch.load({str(out)!r})); m.eval()"}
+    return {"out": str(out), "format": "torchvision", **spec, "load": load,
+            "card": str(out.with_name(out.name + ".json"))}
 
 
 def program_card(spec: dict[str, Any], layer: str, dim: int, step: int | None, fmt: str,
@@ -196,13 +205,22 @@ def program_card(spec: dict[str, Any], layer: str, dim: int, step: int | None, f
             "preprocess": f"simclr's evaluation transform: images of side <= 32 resized to "
                           f"{size} x {size}; larger ones shorter side to {eval_side(size)} "
                           "(bicubic, antialiased), the central square, then its central "
-                          f"{size} x {size}; the file read with its EXIF orientation, "
-                          "transparency on white, 16-bit values scaled to 8 bits; "
+                          f"{size} x {size}; values clamped to [0, 1] after the resize; the "
+                          "file read with its EXIF orientation, transparency on white, "
+                          "16-bit values scaled to 8 bits; "
                           f"simclr.augment.eval_resize(PIL.Image.open(file), {size}) does "
                           "it, and "
                           "simclr embed / predict --precision fp32 compute that for each "
-                          "file (to the rounding of the 8-bit pixels they store)",
+                          "file to the rounding of the 8-bit pixels they store (the "
+                          "resized image rounded to whole levels of 255 before the crop: "
+                          "about 0.1% of a feature; JPEGs of more than 4x the decoded side "
+                          "read in draft mode, at 1/2 to 1/8 scale)",
         },
+        "usage": {"pt2": "torch.export.load(path).module(), in evaluation mode already "
+                         "(such programs refuse .eval() and .train()); only the batch "
+                         "dimension is dynamic",
+                  "onnx": "onnxruntime.InferenceSession(path); only the batch dimension "
+                          "is dynamic"}.get(fmt),
         "output": output,
         "encoder": {k: spec[k] for k in ("arch", "width", "cifar_stem", "image_size")},
         "step": step, "checkpoint": str(source.resolve()), "simclr_version": __version__,

@@ -311,7 +311,7 @@ def test_export_of_a_checkpoint_without_weights_is_one_line(tmp_path, capsys):
 def test_a_programs_card_is_never_written_over_unasked(run_dir, tmp_path):
     mine = tmp_path / "encoder.pt2.json"
     mine.write_text('{"mine": 1}')
-    with pytest.raises(SimCLRError, match=r"encoder.pt2.json \(the program's card, written "
+    with pytest.raises(SimCLRError, match=r"encoder.pt2.json \(the export's card, written "
                                           r"beside --out\) already exists; .* --overwrite"):
         exp.export(run_dir, tmp_path / "encoder.pt2")
     assert mine.read_text() == '{"mine": 1}' and not (tmp_path / "encoder.pt2").exists()
@@ -370,6 +370,15 @@ def test_torchvision_export_loads_into_torchvisions_resnet(tmp_path, run_dir, ca
         "size recorded; --image-size)\n")
     with torch.no_grad():
         torch.testing.assert_close(load_encoder(out)(x), load_encoder(tmp_path / "wide.pt")(x))
+    # The card is never written over either (without --overwrite), nor the file.
+    assert main(["export", "--checkpoint", str(tmp_path / "wide.pt"), "--out",
+                 str(tmp_path / "other.pth"), "--format", "torchvision"]) == 0
+    capsys.readouterr()
+    (tmp_path / "other.pth").unlink()
+    assert main(["export", "--checkpoint", str(tmp_path / "wide.pt"), "--out",
+                 str(tmp_path / "other.pth"), "--format", "torchvision"]) == 2
+    assert "other.pth.json (the export's card, written beside --out) already exists" in \
+        capsys.readouterr().err
     assert main(["export", "--checkpoint", str(run_dir), "--out", str(tmp_path / "n.pth"),
                  "--format", "torchvision"]) == 2
     err = capsys.readouterr().err
@@ -416,6 +425,11 @@ def test_a_cifar_stem_encoder_exports_to_torchvision_with_its_stem(tmp_path, cap
     assert main(["export", "--checkpoint", str(tmp_path / "cifar.pt"), "--out", str(out),
                  "--format", "torchvision"]) == 0
     load = json.loads(capsys.readouterr().out)["load"]
+    # Its card says what the file does not record: the side, no mean/std, the load code.
+    card = json.loads(out.with_name(out.name + ".json").read_text())
+    assert card["input"]["shape"] == ["batch", 3, 32, 32] and card["usage"] == load
+    assert "no mean/std normalisation" in card["input"]["values"]
+    assert card["program"] == "torchvision" and card["output"]["shape"] == ["batch", 512]
     namespace = {"torch": torch, "torchvision": torchvision}
     exec(load, namespace)  # the Python the export prints, as a user would run it
     x = torch.rand(3, 3, 32, 32)
