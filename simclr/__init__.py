@@ -41,7 +41,7 @@ _API = {
 }
 
 
-def load_encoder(checkpoint: str | Path, device: str = "cpu") -> torch.nn.Module:
+def load_encoder(checkpoint: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
     """The encoder f of any simclr checkpoint, in eval mode: images (B,3,S,S) -> h (B,D)."""
     from simclr.pretrained import load_encoder as _load
 

@@ -277,8 +277,7 @@ def head_dims(kind: str, in_dim: int, hidden_dim: int | None, out_dim: int,
     if kind == "linear":
         return [in_dim, out_dim]
     if kind == "mlp":
-        if num_layers < 1:
-            raise SimCLRError(f"--head-layers must be at least 1, got {num_layers}")
+        check_counts({"--head-layers": num_layers})
         hidden = in_dim if hidden_dim is None else hidden_dim
         return [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
     raise SimCLRError(f"--head: unknown value {kind!r} (choose from none, linear, mlp)")

@@ -14,6 +14,7 @@ trust-ratio adaptation (plain momentum SGD for them).
 from __future__ import annotations
 
 import math
+import numbers
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -32,7 +33,8 @@ def _check_settings(settings: dict[str, float]) -> None:
               "eta": (0, math.inf)}
     for name, value in settings.items():
         lo, hi = bounds[name]
-        ok = math.isfinite(value) and value >= lo and (value < hi or hi == math.inf)
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and \
+            math.isfinite(value) and value >= lo and (value < hi or hi == math.inf)
         if not ok or (name == "eta" and value == 0):
             raise ValueError(f"invalid LARS setting {name}={value!r} (lr and weight_decay "
                              ">= 0, momentum in [0, 1), eta > 0, all finite)")

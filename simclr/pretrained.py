@@ -258,7 +258,7 @@ def folder_features(
     module: nn.Module, image_size: int, data: str, batch_size: int, device: str,
     precision: str, workers: int | None, cache_dir: str, unlabeled: bool = False,
     max_pixels: int = DataConfig.max_pixels,
-) -> tuple[Any, np.ndarray, np.ndarray]:
+) -> tuple[Any, np.ndarray, np.ndarray, list[str]]:
     """``module``'s outputs over a folder with the evaluation transform: (the opened
     source, float32 (N, D) in source order, labels int64 (N,), the N files' paths;
     unreadable files are left out; ``unlabeled``: also the images beside an ImageFolder's

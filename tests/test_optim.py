@@ -259,7 +259,8 @@ def test_lars_step_does_not_sync_with_host_on_cuda():
 
 @pytest.mark.parametrize("settings", [{"lr": float("nan")}, {"lr": -0.1}, {"momentum": 1.5},
                                       {"momentum": 1.0}, {"weight_decay": -1e-6},
-                                      {"eta": 0.0}, {"eta": float("inf")}])
+                                      {"eta": 0.0}, {"eta": float("inf")}, {"lr": None},
+                                      {"momentum": "0.9"}, {"weight_decay": True}])
 def test_lars_refuses_settings_that_would_poison_the_weights(settings):
     """A NaN passes every comparison: each setting is checked finite and in range, in the
     defaults and in a parameter group of its own."""
