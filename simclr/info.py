@@ -73,6 +73,9 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
         facts["encoder"] = encoder_facts(config)
         facts["recipe"] = recipe_facts(config)
         facts["provenance"] = _started(config.get("provenance"))
+        processes = (facts["provenance"] or {}).get("processes")
+        if str(processes).isdigit():  # the batch is global: over how many, how normalised
+            facts["recipe"]["processes"] = int(processes)
         facts["data"] = (config.get("data") or {}).get("path")
     facts["checkpoints"] = _checkpoints(path / CHECKPOINTS)
     last = next((c for c in facts["checkpoints"] if c["name"] == LAST), {})
@@ -147,6 +150,7 @@ def recipe_facts(config: dict[str, Any]) -> dict[str, Any]:
     """The settings a reader compares runs by (Sec. B of the paper: batch, lr, tau)."""
     optim, loss = config.get("optim") or {}, config.get("loss") or {}
     return {"batch_size": config.get("batch_size"), "optimizer": optim.get("name"),
+            "sync_bn": (config.get("model") or {}).get("sync_bn"),
             "lr": optim.get("lr"), "lr_scaling": optim.get("lr_scaling"),
             "temperature": loss.get("temperature"), "loss": loss.get("name"),
             "epochs": config.get("epochs"), "time_budget": config.get("time_budget"),
@@ -534,8 +538,12 @@ def _recipe(r: dict[str, Any], loss: bool = True) -> str:
               if isinstance(r.get("epochs"), (int, float)) else "")
     if r.get("max_steps"):  # a cap on the schedule: at most that many steps
         length += f"{', ' if length else ''}at most {r['max_steps']} steps"
+    batch = f"batch {r.get('batch_size')}"
+    if isinstance(r.get("processes"), int) and r["processes"] > 1:
+        batch += (f" over {r['processes']} processes ("
+                  f"{'per-process' if r.get('sync_bn') is False else 'global'} BatchNorm)")
     return ", ".join(x for x in (
-        f"batch {r.get('batch_size')}", f"{str(r.get('optimizer')).upper()} lr {r.get('lr')} "
+        batch, f"{str(r.get('optimizer')).upper()} lr {r.get('lr')} "
         f"({r.get('lr_scaling')} scaling)",
         f"{r.get('loss')} tau {r.get('temperature')}" if loss else "",
         str(r.get("precision") or ""), f"seed {r.get('seed')}", length) if x)

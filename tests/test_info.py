@@ -35,6 +35,25 @@ def _info(capsys, *args: str) -> str:
     return capsys.readouterr().out
 
 
+def test_a_run_of_several_processes_says_so_and_how_batchnorm_ran(evaluated_run, tmp_path,
+                                                                   capsys):
+    """The batch is global: over how many processes it was split, and whether BatchNorm
+    saw all of it (sync_bn) or each process's share, are part of the recipe."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run[0], run)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["provenance"]["argv"] += ["--processes", "2"]
+    saved["model"]["sync_bn"] = False
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    recipe = next(x for x in _info(capsys, run).splitlines() if x.startswith("  recipe: "))
+    assert recipe.startswith("  recipe: batch 8 over 2 processes (per-process BatchNorm), ")
+    recipe = next(x for x in _info(capsys, evaluated_run[0]).splitlines()
+                  if x.startswith("  recipe: "))
+    assert recipe.startswith("  recipe: batch 8, ")  # one process: nothing to say
+
+
 def test_a_finished_run_with_its_evaluation(evaluated_run, capsys):
     run, data = evaluated_run
     lines = _info(capsys, run).splitlines()
