@@ -215,19 +215,27 @@ def load_resume_config(target: str | Path, overrides: dict[str, Any]) -> Config:
 _FOLDERS = {"data.path": "--data", "knn_train": "--knn-train", "knn_test": "--knn-test"}
 
 
-def check_resumed_settings(saved: dict[str, Any], cfg: Config, run_dir: Path) -> None:
+def check_resumed_settings(saved: dict[str, Any], cfg: Config, run_dir: Path,
+                           device: torch.device) -> None:
     """``pretrain(cfg, resume=True)`` continues the saved settings: a Config built anew
     that changes one outside :data:`RESUME_SETTINGS` (a folder only where the saved one
     is gone) is refused, as the command line refuses the flag (it went on at the new
-    temperature, batch or lr, and config.yaml said so). The CLI's resumed config, the
-    saved one with the flags it allows, passes."""
+    temperature, batch or lr, and config.yaml said so). Compared as the CLI and a sweep
+    read a run: its relative paths (runs saved before paths were absolute) from here,
+    a precision as it resolves on ``device`` ('auto' is the one it stands for)."""
+    from simclr.runtime import resolve_precision
+
     then = config_from_dict(saved)
+    absolute_paths(then)
     gone = {path for path in _FOLDERS if not _still_there(then, path)}
     changed = {path: values for path, values in differing(then, cfg).items()
                if path not in RESUME_SETTINGS | gone | {"out"}}
+    if "precision" in changed and resolve_precision(then.precision, device) == \
+            resolve_precision(cfg.precision, device):
+        del changed["precision"]
     if changed:
         path, (before, now) = next(iter(changed.items()))
-        raise SimCLRError(f"--resume {run_dir}: the run continues its saved settings; cannot "
+        raise SimCLRError(f"{run_dir}: a resumed run continues its saved settings; cannot "
                           f"change --{flag_of(path)} ({before} saved, {now} asked); "
                           "simclr.resume.load_resume_config(RUN) gives the saved ones")
 

@@ -211,7 +211,7 @@ def pretrain(
     absolute_paths(cfg)  # what config.yaml and the checkpoints record
     run = check_run_dir(cfg, resume)
     if run.saved is not None:  # (a Config built anew, not by load_resume_config)
-        check_resumed_settings(run.saved["config"], cfg, run.path)
+        check_resumed_settings(run.saved["config"], cfg, run.path, device)
     done = finished_summary(run)
     if done is not None:  # nothing to train: no start line, no new config record
         held = make_run_dir(run.path, resume)  # (held a moment: a killed save's leftovers go)

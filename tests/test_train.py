@@ -226,7 +226,8 @@ def test_a_resumed_run_still_counts_the_unreadable_files_met_before(tmp_path, ca
     assert summary["num_images"] == 24 - len(met)
 
 
-def test_a_resume_from_python_keeps_the_saved_settings(tmp_path, image_folder, cache_dir):
+def test_a_resume_from_python_keeps_the_saved_settings(tmp_path, image_folder, cache_dir,
+                                                       monkeypatch):
     """pretrain(cfg, resume=True) with a Config built anew at another temperature went
     on at it (config.yaml rewritten to say so), where `--resume --temperature` is
     refused: refused alike, and the saved settings with an allowed change continue."""
@@ -241,11 +242,31 @@ def test_a_resume_from_python_keeps_the_saved_settings(tmp_path, image_folder, c
                          (("batch_size", 4), "--batch-size (8 saved, 4 asked)")):
         with pytest.raises(SimCLRError, match=re.escape(said)):
             train.pretrain(build_config(flags=dict(flags, **dict([change]))), resume=True)
+    # As the CLI and a sweep read a run: a relative folder of a run saved before paths
+    # were absolute (resumed from where it started), 'auto' as the precision it is here.
+    from simclr.runtime import resolve_precision
+
+    last = tmp_path / "run/checkpoints/last.pt"
+    ckpt = load_checkpoint(last)
+    ckpt["config"]["data"]["path"] = image_folder.name
+    ckpt["config"]["precision"] = "auto"
+    save_checkpoint(ckpt, last.parent, last.name)
+    monkeypatch.chdir(image_folder.parent)
+    here = resolve_precision("auto", torch.device("cpu"))
+    with pytest.raises(SimCLRError, match="cannot change --batch-size"):  # (still checked)
+        train.pretrain(build_config(flags=dict(flags, batch_size=4, precision=here)),
+                       resume=True)
     saved = load_resume_config(tmp_path / "run", {})
     assert saved.loss.temperature == 0.5
     saved.log_every = 3  # (RESUME_SETTINGS: a change a resume may make)
-    assert train.pretrain(saved, resume=True)["status"] == "finished"
-    assert train.pretrain(build_config(flags=flags), resume=True)["status"] == "finished"
+
+    def preempt_again(step, stop):
+        if step == 4:
+            stop.requested = "SIGTERM"
+
+    assert train.pretrain(saved, resume=True, on_step=preempt_again)["status"] == "preempted"
+    done = train.pretrain(build_config(flags=dict(flags, precision=here)), resume=True)
+    assert done["status"] == "finished" and done["steps"] == 6
 
 
 def test_time_budget_fits_the_schedule(tmp_path, image_folder, cache_dir):
