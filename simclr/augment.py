@@ -436,8 +436,8 @@ def tf_saturation(x: Tensor, factor: float) -> Tensor:
 
 # What the evaluation computes of a file, for results cached across versions (sweeps):
 # 2 since large photos are read as this transform's central square (data.open_folder);
-# 3 since a small picture in a folder of large ones, and a small non-square one, is
-# resized whole, no crop, as eval_resize does it (decode.fit_square_tensor).
+# 3 since a small picture is its central square resized, wherever it is read (in a
+# folder of large photos it was their crop of it; eval_resize squeezed a non-square one).
 EVAL_VERSION = 3
 
 
@@ -445,13 +445,13 @@ def eval_resize(images: Tensor | Image.Image, size: int,
                 aspect: Tensor | np.ndarray | None = None) -> Tensor:
     """The evaluation transform (App. B): deterministic resize (+ center crop).
 
-    Images of side <= 32 are resized to size x size (no crop); larger ones get their
-    shorter side resized to round(size / 0.875), then a size x size center crop. Bicubic
-    with antialiasing (a one-off per image, so quality over speed), clamped to [0, 1].
-    A stored square standing for a non-square picture (``aspect`` = width / height != 1,
-    see :func:`simclr.decode.fit_square`) gets the same crop of that picture: the
-    central square's central 87.5%, located on the stored pixels (side <= 32: the whole
-    picture).
+    Images of side <= 32 have their central square (all of a square one: CIFAR's)
+    resized to size x size, no further crop; larger ones get their shorter side resized
+    to round(size / 0.875), then a size x size center crop. Bicubic with antialiasing (a
+    one-off per image, so quality over speed), clamped to [0, 1]. A stored square
+    standing for a non-square picture (``aspect`` = width / height != 1, see
+    :func:`simclr.decode.fit_square`) gets the same crop of that picture: the central
+    square's central 87.5% (or all of it), located on the stored pixels.
 
     Args:
         images: uint8 (B, 3, H, W) tensor on any device, or one PIL image (``Image.open``
@@ -501,8 +501,9 @@ def _eval_square(images: Tensor, size: int) -> Tensor:
     from torchvision.transforms.v2 import functional as tvf
 
     height, width = images.shape[-2:]
-    if max(height, width) <= 32:
-        x = _eval_resize_to(images, [size, size])
+    if max(height, width) <= 32:  # (its central square: a non-square small file's)
+        short = min(height, width)
+        x = _eval_resize_to(tvf.center_crop(images, [short, short]), [size, size])
     else:  # the central square first: what evaluation sources store (decode.eval_side)
         side = eval_side(size)
         x = tvf.center_crop(_eval_resize_to(images, [side]), [side, side])
@@ -511,13 +512,10 @@ def _eval_square(images: Tensor, size: int) -> Tensor:
 
 
 def _eval_boxes(image_hw: tuple[int, int], aspect: np.ndarray) -> np.ndarray:
-    """(B, 4) int64 (top, left, height, width) on the stored pixels: the picture's
-    central square's central 87.5%; side <= 32, the whole stored square (the whole
-    picture, squeezed: what eval_resize does to such a picture itself, no crop)."""
+    """(B, 4) int64 (top, left, height, width) on the stored pixels of the picture's
+    central square (side <= 32: all of it; else its central 87.5%)."""
     height, width = image_hw
-    if max(height, width) <= 32:
-        return np.tile(np.array([0, 0, height, width], dtype=np.int64), (len(aspect), 1))
-    frac = EVAL_CROP_FRACTION
+    frac = 1.0 if max(height, width) <= 32 else EVAL_CROP_FRACTION
     h = np.where(aspect >= 1.0, height, height * aspect) * frac
     w = np.where(aspect >= 1.0, width / aspect, width) * frac
     h, w = np.maximum(1, np.round(h)).astype(np.int64), np.maximum(1, np.round(w)).astype(np.int64)

@@ -373,9 +373,10 @@ def open_folder(
 
     ``evaluation``: its images only ever go through the evaluation transform
     (:func:`simclr.augment.eval_resize`). Large ones are then stored as that transform's
-    central square (``store='eval'``), so that a folder's features are those of the
-    transform applied to each file, not of a reduced whole-picture square resampled
-    again (one to a few percent of each feature, measured).
+    central square (``store='eval:S'``, :func:`simclr.decode.eval_store`), so that a
+    folder's features are those of the transform applied to each file, not of a reduced
+    whole-picture square resampled again (one to a few percent of each feature,
+    measured).
     """
     root = split_root(path, train)
     images = scan_folder(root, unlabeled)
@@ -394,7 +395,9 @@ def open_folder(
     side = load_size or (common if small else min(common or train_side, train_side))
     if small and not load_size:
         _note_other_sizes(root, counts, side)
-    side = max(33, side) if is_eval_store(store) else side
+    # An evaluation source keeps the transform's own side (eval_side(S)), photos smaller
+    # than it upscaled once here rather than at evaluation; its small pictures need it.
+    side = train_side if is_eval_store(store) else side
     if cfg.cache == "on" or (cfg.cache == "auto" and small):
         cache = build_cache(images, side, cfg.cache_dir, workers, max_pixels, store)
         kept, skipped = cache.kept, cache.skipped

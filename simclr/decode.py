@@ -355,10 +355,11 @@ def fit_square_tensor(images: torch.Tensor, side: int, store: str = "full") -> t
     ``store='eval:S'`` (:func:`eval_store`): the first steps of the evaluation transform
     (:func:`simclr.augment.eval_resize`, with the same torchvision calls): the shorter
     side resized to ``side`` (bicubic, antialiased), then the central square. A small
-    picture (side <= :data:`SMALL_PICTURE`), which that transform resizes whole to S x S,
-    is stored so: its S x S square where the evaluation's centre crop takes it from
-    ``side`` = eval_side(S), the border its edge pixels (cropped away), so that its
-    features are those of ``eval_resize`` of the file whatever else the folder holds.
+    picture (side <= :data:`SMALL_PICTURE`), whose central square that transform resizes
+    to S x S and no more, is stored so: that S x S square where the evaluation's centre
+    crop takes it from ``side`` = eval_side(S), the border its edge pixels (cropped
+    away), so that its features are those of ``eval_resize`` of the file whatever else
+    the folder holds.
     """
     h, w = images.shape[-2:]
     if (h, w) == (side, side):
@@ -369,7 +370,9 @@ def fit_square_tensor(images: torch.Tensor, side: int, store: str = "full") -> t
 
         size = eval_store_size(store)
         if size is not None and max(h, w) <= SMALL_PICTURE and side == eval_side(size):
-            x = tvf.resize(images.float(), [size, size], interpolation=InterpolationMode.BICUBIC,
+            short = min(h, w)
+            x = tvf.resize(tvf.center_crop(images.float(), [short, short]), [size, size],
+                           interpolation=InterpolationMode.BICUBIC,
                            antialias=True).round_().clamp_(0, 255)
             top = int(round((side - size) / 2.0))  # (torchvision's center_crop offset)
             x = F.pad(x, (top, side - size - top, top, side - size - top), mode="replicate")

@@ -786,12 +786,12 @@ def test_eval_resize_of_a_squeezed_picture_is_the_center_crop_of_the_picture():
     mixed = A.eval_resize(torch.cat([square, stored[:1]]), 56, torch.tensor([1.0, 4 / 3]))
     assert torch.equal(mixed[0], A.eval_resize(square, 56)[0])
     assert torch.allclose(mixed[1], got[0])
-    # Side <= 32: the whole picture, squeezed, as eval_resize of the picture itself (and
-    # of the file: eval_resize(PIL.Image.open(file))); it was its central square.
+    # Side <= 32: the picture's central square, no further crop, as eval_resize of the
+    # picture itself gives it (which squeezed a non-square one), and of its file.
     picture = _images(1, 24, 32, seed=6)
     got = A.eval_resize(_squeeze(picture, 24), 24, [4 / 3])
-    assert (got - A.eval_resize(picture, 24)).abs().mean() < 0.03
-    assert (got - picture[..., 4:28].float() / 255).abs().mean() > 0.1
+    assert (got - picture[..., 4:28].float() / 255).abs().mean() < 0.03
+    assert torch.equal(A.eval_resize(picture, 24), picture[..., 4:28].float() / 255)
 
 
 def test_eval_resize_and_the_views_refuse_what_they_cannot_compute():

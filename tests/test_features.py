@@ -51,12 +51,16 @@ def test_cached_and_uncached_folders_give_the_same_features(tmp_path):
 
 @pytest.mark.parametrize("cache", ["on", "off"])
 @pytest.mark.parametrize("decode_on", [None, torch.device("cpu")])
-def test_a_small_picture_among_large_ones_is_evaluated_whole(tmp_path, cache, decode_on):
-    """The evaluation resizes a picture of side <= 32 whole (eval_resize of the file, the
-    exported model's documented input); in a folder that also held large photos it was
-    stored as their central square and cropped: 7-12% off in features, another
-    prediction for the same file by what else its folder held. Now the same, to the
-    8-bit rounding every stored pixel has, cached or not, JPEG decoded on a device or not."""
+@pytest.mark.parametrize(("size", "photo"), [(32, (300, 200)), (128, (120, 100))])
+def test_a_small_picture_among_large_ones_is_evaluated_as_alone(tmp_path, cache, decode_on,
+                                                                size, photo):
+    """The evaluation takes a picture of side <= 32 whole (its central square resized:
+    eval_resize of the file, the exported model's documented input); in a folder that
+    also held larger photos it was stored as their central square and cropped: 7-12% off
+    in features, another prediction for the same file by what else its folder held. Now
+    the same to the 8-bit rounding every stored pixel has, cached or not, JPEG decoded
+    on a device or not, photos larger than the transform's side or smaller (120 x 100 at
+    128 px: stored at that side, 146, rather than at their own 100)."""
     from PIL import Image
 
     from simclr.augment import eval_resize
@@ -68,19 +72,20 @@ def test_a_small_picture_among_large_ones_is_evaluated_whole(tmp_path, cache, de
     save_image(folder / "a_small.jpg", rgb(20, 12, 1))  # non-square, <= 32
     save_image(folder / "b_cifar.png", rgb(32, 32, 2))
     for k in range(3):
-        save_image(folder / f"c_photo{k}.jpg", rgb(300, 200, 3 + k))
+        save_image(folder / f"c_photo{k}.jpg", rgb(*photo, 3 + k))
     cfg = DataConfig(cache=cache, cache_dir=str(tmp_path / "cache"), workers=0)
-    source = open_source(str(folder), cfg, train=False, image_size=32, evaluation=True,
+    source = open_source(str(folder), cfg, train=False, image_size=size, evaluation=True,
                          unlabeled=True)
-    assert source.store == "eval:32" and source.image_hw == (37, 37)
+    side = round(size / 0.875)
+    assert source.store == f"eval:{size}" and source.image_hw == (side, side)
     by_name = {}
     for idx, images, aspect in iter_batches(source, np.arange(source.num_images), 8,
                                             decode_on=decode_on, substitute=False):
-        views = eval_resize(images, 32, aspect)  # what the features are computed on
+        views = eval_resize(images, size, aspect)  # what the features are computed on
         by_name.update({Path(source.paths[i]).name: v.flatten()
                         for i, v in zip(idx.tolist(), views, strict=True)})
     for name in ("a_small.jpg", "b_cifar.png"):
-        want = eval_resize(Image.open(folder / name), 32).flatten()
+        want = eval_resize(Image.open(folder / name), size).flatten()
         assert (by_name[name] - want).abs().max() <= 0.5 / 255 + 1e-6, name
 
 
