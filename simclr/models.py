@@ -195,14 +195,15 @@ class ResNet(nn.Module):
 
 
 def build_encoder(
-    arch: str, width: float = 1.0, cifar_stem: bool = False, zero_init_residual: bool = True,
+    arch: str, width: float = 1.0, cifar_stem: bool = False, zero_init_residual: bool = False,
     image_size: int = 224,
 ) -> ResNet | TorchvisionEncoder:
     """ResNet-18/34/50/101/152 with every layer's channels multiplied by ``width``; another
     ``arch`` is a torchvision network without its classifier (:mod:`simclr.backbones`,
     ``image_size``: the input side, which sizes a ViT's position embeddings).
-    ``zero_init_residual`` defaults to the run's (ModelConfig, the official code's);
-    ``cifar_stem`` is given (a run resolves its None from the view side)."""
+    ``zero_init_residual``: False here (the encoder the --random-init baselines draw);
+    a run's (ModelConfig) is True, the official code's; ``cifar_stem`` is given (a run
+    resolves its None from the view side)."""
     if arch not in _LAYOUT and is_torchvision_arch(arch):
         check_arch(arch, width, cifar_stem, image_size)
         return TorchvisionEncoder(arch, image_size)
