@@ -202,12 +202,12 @@ def all_reduce_mean(t: Tensor) -> Tensor:
     return out / world_size()
 
 
-def all_reduce_max(t: Tensor) -> Tensor:
-    """Largest value of a tensor over processes (a new tensor); t itself on one process."""
+def all_gather_objects(obj: Any) -> list[Any]:
+    """Every rank's picklable object, in rank order, on every rank ([obj] on one)."""
     if world_size() == 1:
-        return t
-    out = t.detach().clone()
-    dist.all_reduce(out, op=dist.ReduceOp.MAX)
+        return [obj]
+    out: list[Any] = [None] * world_size()
+    dist.all_gather_object(out, obj)
     return out
 
 

@@ -337,9 +337,9 @@ def run_session(
         if dist.is_main():
             with contextlib.suppress(SimCLRError):  # (the disk may refuse this too)
                 # The line the CLI prints, not a loader worker's traceback around it.
-                write_json(run_dir / "summary.json", {"status": "failed",
-                                                      "reason": user_message(exc),
-                                                      "steps": state.step})
+                write_json(run_dir / "summary.json", {
+                    "status": "failed", "reason": user_message(exc), "steps": state.step,
+                    "skipped_images": [list(s) for s in source.skipped]})
         raise
     finally:
         log.close()
@@ -542,7 +542,7 @@ def epoch_batches(
     world = dist.world_size()
     while state.step < plan.total_steps:
         epoch, in_epoch = divmod(state.step, plan.steps_per_epoch)
-        check_enough_readable(source, cfg.batch_size, device)
+        check_enough_readable(source, cfg.batch_size)
         loader = BatchLoader(source, cfg.batch_size // world, seed=cfg.seed, epoch=epoch,
                              rank=dist.rank(), world_size=world, start_step=in_epoch,
                              device=device, workers=cfg.data.workers, decode_device=decode_on)
@@ -552,17 +552,18 @@ def epoch_batches(
                 yield epoch, indices, images.to(device, non_blocking=True), aspect
 
 
-def check_enough_readable(source: ImageSource, batch_size: int, device: torch.device) -> None:
+def check_enough_readable(source: ImageSource, batch_size: int) -> None:
     """Stop (at an epoch's start, every process alike) a run on a folder decoded per
     epoch whose unreadable files, found as it reads them, leave fewer readable images
     than a batch: each batch would hold copies of one image (substitutes for the bad
     files), each other's negatives. (A decoded cache leaves them out before the batch
-    size is checked.) Each process counts those it met; the largest count is taken,
-    which never exceeds the true one."""
+    size is checked.) Each process meets those of its share of the batches: all learn
+    of all (so rank 0's checkpoint lists them), one exchange an epoch."""
     if source.cached:
         return
-    met = torch.tensor([float(len(source.skipped))], device=device)
-    bad = int(dist.all_reduce_max(met).item())  # (one sync an epoch)
+    for found in dist.all_gather_objects(list(source.skipped)):
+        source.remember_skipped(found)
+    bad = len(source.skipped)
     readable = source.num_images - bad
     if readable < batch_size:
         raise SimCLRError(

@@ -34,6 +34,7 @@ def test_single_process_fallbacks(monkeypatch):
     t = torch.tensor([1.0, 2.0])
     assert distributed.all_reduce_mean(t) is t
     assert distributed.broadcast_object({"a": 1}) == {"a": 1}
+    assert distributed.all_gather_objects({"a": 1}) == [{"a": 1}]
     distributed.barrier()
     model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
     assert distributed.convert_sync_batchnorm(model) is model
@@ -103,6 +104,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             "world": distributed.world_size(), "rank": distributed.rank(),
             "mean": distributed.all_reduce_mean(torch.tensor([float(rank)], dtype=torch.float64)),
             "broadcast": distributed.broadcast_object(f"from-{rank}"),
+            "objects": distributed.all_gather_objects([f"bad-{rank}.png"]),
         }
         x = z_a[rows].clone().requires_grad_(True)
         gathered = distributed.gather_with_grad(x)
@@ -138,6 +140,7 @@ def test_two_process_losses_equal_single_process(tmp_path):
         assert res["world"] == WORLD and res["rank"] == r
         assert res["mean"].item() == pytest.approx(0.5)
         assert res["broadcast"] == "from-0"
+        assert res["objects"] == [[f"bad-{k}.png"] for k in range(WORLD)]
         torch.testing.assert_close(res["gathered"], z_a)
         # Sum over ranks of (r+1) * weights restricted to this rank's rows.
         base = torch.arange(WORLD * N * D, dtype=torch.float64).view(WORLD * N, D)

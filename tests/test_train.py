@@ -199,6 +199,7 @@ def test_a_folder_mostly_unreadable_stops_before_batches_of_copies(tmp_path, cac
         "images; remove those files or lower --batch-size")
     summary = json.loads((tmp_path / "run/summary.json").read_text())
     assert summary["status"] == "failed" and summary["steps"] == 2  # the first epoch's
+    assert len(summary["skipped_images"]) == 13  # each named
     flags.update({"out": str(tmp_path / "cached"), "data.cache": "on"})
     with pytest.raises(SimCLRError, match=r"--batch-size 8 is larger than the data set \(3 "):
         train.pretrain(build_config(flags=flags))
