@@ -111,9 +111,8 @@ def _images_under(folder: str, others: Counter[str], seen: dict[str, str],
         keep = []
         for d in sorted(d for d in dirnames if _visible(d)):
             real = os.path.realpath(os.path.join(dirpath, d))
-            other = next((name for root, name in classes.items() if root != own and
-                          (real + os.sep).startswith(root + os.sep)), None)
-            if other is not None:
+            other = _class_holding(real, classes)
+            if other is not None and other != classes.get(own):
                 _say_once(f"twice {real}", "%s: a link to the class folder %s (or into it) "
                           "is left out, so that no image has two classes",
                           os.path.join(dirpath, d), other)
@@ -131,6 +130,18 @@ def _images_under(folder: str, others: Counter[str], seen: dict[str, str],
         )
         others.update(_extension(f) for f in _other_formats(filenames))
     return found
+
+
+def _class_holding(real: str, classes: dict[str, str]) -> str | None:
+    """The class whose real folder is ``real`` or holds it (by its parents: a lookup per
+    level, not a scan of every class per folder), or None."""
+    while True:
+        if real in classes:
+            return classes[real]
+        parent = os.path.dirname(real)
+        if parent == real:
+            return None
+        real = parent
 
 
 def _extension(name: str) -> str:
