@@ -537,7 +537,7 @@ def _open_named(name: str, cfg: DataConfig, train: bool) -> ImageSource:
 
 def open_source(
     spec: str | os.PathLike | None, cfg: DataConfig, train: bool = True, image_size: int = 32,
-    evaluation: bool = False, unlabeled: bool = False,
+    *, evaluation: bool = False, unlabeled: bool = False,
 ) -> ImageSource:
     """The data set named by ``spec`` (a name, or a folder as a str or Path).
 
@@ -548,7 +548,8 @@ def open_source(
     sets the stored side (unless cfg.load_size): round(1.15 S), never above the
     shorter side half the folder shares (else its largest); a folder of small images
     keeps that side, cached or not (``evaluation``, ``unlabeled``: see
-    :func:`open_folder`).
+    :func:`open_folder`). The decompression-bomb limit is ``cfg.max_pixels`` (its own
+    argument before); the flags after ``image_size`` are given by name.
     """
     spec = None if spec is None else os.fspath(spec)
     if spec is None or spec == "digits":

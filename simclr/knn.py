@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from simclr.errors import SimCLRError, check_counts
+from simclr.errors import SimCLRError, is_count
 from simclr.features import check_labeled, extract_features, resolve_runtime
 from simclr.results import (
     RESULTS,
@@ -76,7 +76,8 @@ def knn_classify(
     """
     if not (isinstance(temperature, numbers.Real) and 0 < temperature < math.inf):
         raise SimCLRError(f"--temperature must be positive, got {temperature}")  # (NaN too)
-    check_counts({"--k": k})
+    if not is_count(k):
+        raise SimCLRError(f"--k must be a positive whole number, got {k!r}")
     _check_memory(train_feats, train_labels, test_feats, num_classes)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -138,7 +139,8 @@ def run_knn(
     ``source`` (what the encoder came from: the checkpoint file, its step, the layer) is
     recorded in it.
     """
-    check_counts({"--k": k})
+    if not is_count(k):
+        raise SimCLRError(f"--k must be a positive whole number, got {k!r}")
     if not (isinstance(temperature, numbers.Real) and 0 < temperature < math.inf):
         raise SimCLRError(f"--temperature must be positive, got {temperature}")
     num_classes = check_labeled(train, test)

@@ -196,7 +196,7 @@ def run(argv: list[str], processes: int, command: list[str] | None = None,
             # An exit without a Python error (a library's exit(), os._exit): the others
             # end quietly (a peer gone), so this line is all there is to say.
             print(f"simclr: process {first} of {processes} exited with status {status}, "
-                  "without an error message", file=sys.stderr)
+                  "without a simclr error message", file=sys.stderr)
     return status
 
 

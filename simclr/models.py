@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from simclr.backbones import TorchvisionEncoder, check_arch, is_torchvision_arch
 from simclr.config import ARCHS, ModelConfig
-from simclr.errors import SimCLRError, check_counts
+from simclr.errors import SimCLRError, check_counts, is_count
 from simclr.memory import build_within_memory
 
 # arch -> (block kind, blocks per stage)
@@ -280,7 +280,9 @@ def head_dims(kind: str, in_dim: int, hidden_dim: int | None, out_dim: int,
     if kind == "linear":
         return [in_dim, out_dim]
     if kind == "mlp":
-        check_counts({"--head-layers": num_layers})
+        if not is_count(num_layers):  # (None too: check_counts takes it as not given)
+            raise SimCLRError(f"--head-layers must be a positive whole number, got "
+                              f"{num_layers!r}")
         hidden = in_dim if hidden_dim is None else hidden_dim
         return [in_dim] + [hidden] * (num_layers - 1) + [out_dim]
     raise SimCLRError(f"--head: unknown value {kind!r} (choose from none, linear, mlp)")

@@ -80,7 +80,7 @@ def test_knn_rejects_bad_arguments():
     # float labels were truncated to classes.
     with pytest.raises(SimCLRError, match="--temperature must be positive, got nan"):
         knn_accuracy(x, [0, 1, 2], x, [0, 1, 2], k=2, temperature=float("nan"))
-    for k in (2.5, True):
+    for k in (2.5, True, None):
         with pytest.raises(SimCLRError, match="--k must be a positive whole number"):
             knn_accuracy(x, [0, 1, 2], x, [0, 1, 2], k=k)
     with pytest.raises(SimCLRError, match="kNN labels must be whole class numbers"):

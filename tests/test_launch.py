@@ -80,7 +80,7 @@ def test_a_process_that_exits_without_an_error_is_named(capfd, monkeypatch):
     code = "time.sleep(120) if os.environ['RANK'] == '0' else os._exit(3)"
     assert launch.run([], 2, _child(code)) == 3
     assert capfd.readouterr().err == ("simclr: process 1 of 2 exited with status 3, without "
-                                      "an error message\n")
+                                      "a simclr error message\n")
 
 
 def test_a_process_killed_by_a_signal_is_named(capfd, monkeypatch):

@@ -177,7 +177,7 @@ def test_heads_structure_and_shapes():
     torch.testing.assert_close(z.mean(0), torch.zeros(16), atol=1e-5, rtol=0)
     with pytest.raises(SimCLRError, match="head"):
         build_head("deep", 32, None, 16)
-    for layers in (0, 1.5, "2"):  # (1.5 and "2" failed as bare TypeErrors)
+    for layers in (0, 1.5, "2", None):  # (1.5 and "2" failed as bare TypeErrors)
         with pytest.raises(SimCLRError, match="--head-layers must be a positive whole number"):
             build_head("mlp", 32, None, 16, num_layers=layers)
 
