@@ -216,8 +216,8 @@ def stored_aspect(w: int, h: int, store: str) -> float:
     return w / h if store == "full" else 1.0
 
 
-# The evaluation transform resizes a picture of side <= this whole, without a crop
-# (simclr.augment.eval_resize; App. B.9's CIFAR images).
+# The evaluation transform resizes a picture of side <= this to the view side with no
+# centre crop (its central square; all of a CIFAR image: simclr.augment.eval_resize).
 SMALL_PICTURE = 32
 
 
