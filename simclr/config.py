@@ -118,6 +118,10 @@ class ModelConfig:
     width: float = 1.0  # multiplies the channels of every layer
     cifar_stem: bool | None = None  # None: automatic, 3x3 stem without max-pool for side <= 32
     zero_init_residual: bool = True  # last BN gamma of each block starts at 0 (official)
+    # The official resnet.py projects (1x1 conv + BN) the shortcut of every stage's first
+    # block; torchvision (the default here, whose weights load) only where the shape
+    # changes: ResNet-18/34 differ in their first stage, 50 and deeper not at all.
+    projection_shortcuts: bool = False  # every stage's first block projects (official code)
     head: str = "mlp"  # none | linear | mlp
     head_layers: int = 2  # MLP layers (3 with BN = SimCLRv2)
     head_hidden_dim: int | None = None  # None: the encoder's feature dimension

@@ -223,7 +223,8 @@ def program_card(spec: dict[str, Any], layer: str, dim: int, step: int | None, f
                   "onnx": "onnxruntime.InferenceSession(path); only the batch dimension "
                           "is dynamic"}.get(fmt),
         "output": output,
-        "encoder": {k: spec[k] for k in ("arch", "width", "cifar_stem", "image_size")},
+        "encoder": {k: spec[k] for k in ("arch", "width", "cifar_stem", "image_size",
+                                         "projection_shortcuts") if k in spec},
         "step": step, "checkpoint": str(source.resolve()), "simclr_version": __version__,
     }
 

@@ -67,7 +67,8 @@ def fresh_encoder(encoder: nn.Module, zero_init_residual: bool = True) -> nn.Mod
     """A newly initialised encoder of the same architecture (arch, width, stem)."""
     try:
         fresh = build_encoder(encoder.arch, encoder.width, encoder.cifar_stem,
-                              zero_init_residual, getattr(encoder, "image_size", 224))
+                              zero_init_residual, getattr(encoder, "image_size", 224),
+                              getattr(encoder, "projection_shortcuts", False))
     except AttributeError:
         raise SimCLRError("--from-scratch needs a simclr encoder") from None
     if hasattr(encoder, "image_size"):

@@ -44,10 +44,13 @@ def inert_settings(cfg: Config) -> dict[str, str]:
         inert["loss.margin"] = f"it is --loss margin_triplet's, and --loss is {loss.name}"
     inert.update(_inert_optim(cfg))
     if model.arch not in ARCHS:  # backbones.py builds torchvision's network as it is
-        for name in ("cifar_stem", "zero_init_residual"):  # (a width but 1 is refused)
+        for name in ("cifar_stem", "zero_init_residual", "projection_shortcuts"):
             inert[f"model.{name}"] = f"{model.arch} is torchvision's network, built as it is"
     elif cfg.init_from:  # loaded strictly (pretrained.py): every weight, BN scales too
         inert["model.zero_init_residual"] = "--init-from replaces every encoder weight"
+    if model.arch in ARCHS and model.arch not in ("resnet18", "resnet34"):
+        inert["model.projection_shortcuts"] = (f"{model.arch}'s first blocks project their "
+                                               "shortcuts already (they widen 4x)")
     if model.head == "none":
         for name in ("head_layers", "head_hidden_dim", "head_out_dim", "head_batch_norm"):
             inert[f"model.{name}"] = "--head none is the identity (z = h)"

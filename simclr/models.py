@@ -9,10 +9,11 @@ torchvision's ``wide_resnet`` which widens only the bottleneck's middle conv).
 Faithful to the official code (``resnet.py``, ``model_util.py``) in the CIFAR stem
 (3x3 conv, stride 1, no max-pool) for images of side <= 32 (App. B.9), the last
 BatchNorm of each residual block starting at gamma = 0, and SimCLRv2's head
-(Linear without bias + BatchNorm, ReLU except after the last layer). One difference:
-the shortcuts project (1x1 conv + BN) only where the shape changes, as torchvision's
-(whose weights then load); the official code projects in every stage's first block,
-so its ResNet-18/34 hold one more 1x1 conv + BN, in the first stage.
+(Linear without bias + BatchNorm, ReLU except after the last layer). The shortcuts
+project (1x1 conv + BN) where the shape changes, as torchvision's (whose weights then
+load); ``projection_shortcuts`` (--projection-shortcuts) projects in every stage's first
+block, as the official code does, so its ResNet-18/34 hold one more 1x1 conv + BN, in
+the first stage (ResNet-50 and deeper are the same either way).
 """
 
 from __future__ import annotations
@@ -80,12 +81,13 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, c_in: int, planes: int, stride: int = 1) -> None:
+    def __init__(self, c_in: int, planes: int, stride: int = 1, project: bool = False) -> None:
         super().__init__()
         self.conv1, self.bn1 = _conv_bn(c_in, planes, 3, stride)
         self.conv2, self.bn2 = _conv_bn(planes, planes, 3)
-        self.shortcut = (
-            _Shortcut(c_in, planes, stride) if stride != 1 or c_in != planes else nn.Identity()
+        self.shortcut = (  # project: the official code's first block of a stage
+            _Shortcut(c_in, planes, stride) if project or stride != 1 or c_in != planes
+            else nn.Identity()
         )
         self.last_bn = self.bn2  # zero-initialised when zero_init_residual
 
@@ -100,14 +102,15 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, c_in: int, planes: int, stride: int = 1) -> None:
+    def __init__(self, c_in: int, planes: int, stride: int = 1, project: bool = False) -> None:
         super().__init__()
         c_out = planes * self.expansion
         self.conv1, self.bn1 = _conv_bn(c_in, planes, 1)
         self.conv2, self.bn2 = _conv_bn(planes, planes, 3, stride)
         self.conv3, self.bn3 = _conv_bn(planes, c_out, 1)
         self.shortcut = (
-            _Shortcut(c_in, c_out, stride) if stride != 1 or c_in != c_out else nn.Identity()
+            _Shortcut(c_in, c_out, stride) if project or stride != 1 or c_in != c_out
+            else nn.Identity()
         )
         self.last_bn = self.bn3
 
@@ -133,6 +136,7 @@ class ResNet(nn.Module):
         width: float = 1.0,
         cifar_stem: bool = False,
         zero_init_residual: bool = False,
+        projection_shortcuts: bool = False,
     ) -> None:
         super().__init__()
         if arch not in _LAYOUT:
@@ -146,6 +150,7 @@ class ResNet(nn.Module):
         kind, depths = _LAYOUT[arch]
         block = BasicBlock if kind == "basic" else Bottleneck
         self.arch, self.width, self.cifar_stem = arch, width, cifar_stem
+        self.projection_shortcuts = bool(projection_shortcuts)
         stem_c = _channels(64, width)
         if cifar_stem:
             self.stem = nn.Sequential(*_conv_bn(3, stem_c, 3), nn.ReLU(inplace=True))
@@ -161,7 +166,7 @@ class ResNet(nn.Module):
             blocks = []
             for j in range(depth):
                 stride = 2 if (i > 0 and j == 0) else 1
-                blocks.append(block(c_in, planes, stride))
+                blocks.append(block(c_in, planes, stride, projection_shortcuts and j == 0))
                 c_in = planes * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
@@ -196,7 +201,7 @@ class ResNet(nn.Module):
 
 def build_encoder(
     arch: str, width: float = 1.0, cifar_stem: bool = False, zero_init_residual: bool = False,
-    image_size: int = 224,
+    image_size: int = 224, projection_shortcuts: bool = False,
 ) -> ResNet | TorchvisionEncoder:
     """ResNet-18/34/50/101/152 with every layer's channels multiplied by ``width``; another
     ``arch`` is a torchvision network without its classifier (:mod:`simclr.backbones`,
@@ -207,7 +212,7 @@ def build_encoder(
     if arch not in _LAYOUT and is_torchvision_arch(arch):
         check_arch(arch, width, cifar_stem, image_size)
         return TorchvisionEncoder(arch, image_size)
-    return ResNet(arch, width, cifar_stem, zero_init_residual)
+    return ResNet(arch, width, cifar_stem, zero_init_residual, projection_shortcuts)
 
 
 def resolve_cifar_stem(cifar_stem: bool | None, image_size: int, arch: str = "resnet50") -> bool:
@@ -320,7 +325,7 @@ def encoder_of(cfg: ModelConfig, image_size: int) -> ResNet | TorchvisionEncoder
     """A new encoder f of a run's settings, for views of side ``image_size``."""
     return build_encoder(cfg.arch, cfg.width,
                          resolve_cifar_stem(cfg.cifar_stem, image_size, cfg.arch),
-                         cfg.zero_init_residual, image_size)
+                         cfg.zero_init_residual, image_size, cfg.projection_shortcuts)
 
 
 def build_model(cfg: ModelConfig, image_size: int) -> SimCLRModel:

@@ -62,6 +62,8 @@ def encoder_spec(ckpt: dict[str, Any]) -> dict[str, Any]:
             "width": float(model["width"]),
             "cifar_stem": resolve_cifar_stem(model["cifar_stem"], size, model["arch"]),
             "image_size": size,
+            # only where set (runs from before the option: torchvision's shortcuts)
+            **({"projection_shortcuts": True} if model.get("projection_shortcuts") else {}),
         }
     except (KeyError, TypeError, ValueError):
         raise SimCLRError("checkpoint has no usable model config (not a simclr checkpoint?)") \
@@ -112,7 +114,8 @@ def encoder_from_checkpoint(
     # loaded encoder leaves the caller's random stream as it was.
     with torch.random.fork_rng(devices=[], enabled=not random_init):
         encoder = build_encoder(spec["arch"], spec["width"], spec["cifar_stem"],
-                                image_size=spec["image_size"])
+                                image_size=spec["image_size"],
+                                projection_shortcuts=spec.get("projection_shortcuts", False))
     if not random_init:
         load_weights(encoder, ckpt, "encoder.")
     encoder.image_size = spec["image_size"]  # the input side the encoder was trained at

@@ -54,6 +54,7 @@ FLAGS: dict[str, str] = {
     "width": "model.width",
     "cifar-stem": "model.cifar_stem",
     "zero-init-residual": "model.zero_init_residual",
+    "projection-shortcuts": "model.projection_shortcuts",
     "head": "model.head",
     "head-layers": "model.head_layers",
     "head-hidden-dim": "model.head_hidden_dim",

@@ -288,6 +288,10 @@ def torchvision_model(encoder: nn.Module, image_size: int
                 f"{classifier_code(arch)} = torch.nn.Identity()")
     else:
         check_convertible(arch, encoder.width)
+        if getattr(encoder, "projection_shortcuts", False) and arch in ("resnet18", "resnet34"):
+            raise SimCLRError(f"torchvision's {arch} has no shortcut projection in its first "
+                              "stage (this encoder: --projection-shortcuts, the official "
+                              "code's): it has no torchvision layout")
         state = to_torchvision(encoder.state_dict())
         model = getattr(torchvision.models, arch)()
         code = f"m = torchvision.models.{arch}(); "

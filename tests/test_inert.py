@@ -42,6 +42,7 @@ OTHER: dict[str, Any] = {
     **{f"augment.{op}": False for op in ("flip", "color", "grayscale", "blur", "cutout",
                                          "rotate", "noise", "sobel")},
     "model.width": 0.5, "model.cifar_stem": False, "model.zero_init_residual": False,
+    "model.projection_shortcuts": True,
     "optim.exclude_bias_and_norm": False, "epochs": 3.0,
 }
 # Bookkeeping rather than computation (the kNN monitor, the NaN policy's counter).
@@ -67,7 +68,7 @@ GATES: list[dict[str, Any]] = [
     {"init_from": "pretrained.pt"}, {"model.arch": "mobilenet_v3_small", "model.width": 1.0},
     {"optim.name": "sgd", "optim.weight_decay": 0.0},
     {"optim.name": "adamw", "optim.weight_decay": 0.0},
-    {"time_budget": 60.0, "max_steps": 50},
+    {"time_budget": 60.0, "max_steps": 50}, {"model.arch": "resnet50"},
 ]
 
 

@@ -98,6 +98,23 @@ def test_stems():
     torch.testing.assert_close(imnet(x), feats.mean(dim=(2, 3)))
 
 
+def test_projection_shortcuts_follow_the_official_resnet():
+    """--projection-shortcuts: every stage's first block projects its shortcut (1x1 conv +
+    BN), as the official resnet.py's block_group; a ResNet-18/34 then holds one more, in
+    its first stage (64 x 64 + BN at width 1), a ResNet-50 none (it projects there already)."""
+    for arch, extra in (("resnet18", 64 * 64 + 2 * 64), ("resnet34", 64 * 64 + 2 * 64),
+                        ("resnet50", 0)):
+        plain, official = _meta_encoder(arch), _meta_encoder(arch, projection_shortcuts=True)
+        assert _count(official) - _count(plain) == extra, arch
+        assert not isinstance(official.layer1[0].shortcut, nn.Identity)
+        assert all(isinstance(stage[1].shortcut, nn.Identity)  # (the others: identity)
+                   for stage in (official.layer1, official.layer2))
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(arch="resnet18", width=0.25, projection_shortcuts=True), 32)
+    assert model(torch.randn(2, 3, 32, 32))[1].shape == (2, 128)
+    assert isinstance(model.encoder.layer1[0].shortcut[0], nn.Conv2d)
+
+
 def test_resolve_cifar_stem():
     assert resolve_cifar_stem(None, 32) is True
     assert resolve_cifar_stem(None, 33) is False

@@ -578,3 +578,35 @@ def test_the_python_api_takes_paths_keeps_outputs_and_leaves_the_rng(tmp_path, i
                                           r"simclr\.data\.open_source\("):
         run_knn(load_encoder(tmp_path / "c.pt"), str(image_folder), str(image_folder), None,
                 image_size=16)
+
+
+def test_an_encoder_with_the_official_shortcuts_is_rebuilt_from_its_checkpoint(tmp_path,
+                                                                               capsys):
+    """A run with --projection-shortcuts (the official ResNet-18's first-stage projection)
+    is rebuilt as such wherever its checkpoint is read (load_encoder, export, fine-tuning
+    from scratch); torchvision's resnet18 has no such shortcut: that export is refused."""
+    from simclr.finetune import fresh_encoder
+    from simclr.pretrained import load_encoder
+
+    cfg = build_config(flags={"model.arch": "resnet18", "model.width": 1.0,
+                              "model.projection_shortcuts": True, "augment.size": 32})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 32)
+    with torch.no_grad():
+        model.train()(torch.rand(4, 3, 32, 32))  # non-trivial BatchNorm statistics
+    save_checkpoint({"kind": "pretrain", "config": cfg.to_dict(), "model": model.state_dict()},
+                    tmp_path, "official.pt")
+    encoder = load_encoder(tmp_path / "official.pt")
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(x), model.encoder.eval()(x))
+    assert encoder.projection_shortcuts and fresh_encoder(encoder).projection_shortcuts
+    assert main(["export", "--checkpoint", str(tmp_path / "official.pt"), "--out",
+                 str(tmp_path / "r18.pth"), "--format", "torchvision"]) == 2
+    assert "has no shortcut projection in its first stage" in capsys.readouterr().err
+    assert not (tmp_path / "r18.pth").exists()
+    assert main(["export", "--checkpoint", str(tmp_path / "official.pt"), "--out",
+                 str(tmp_path / "enc.pt")]) == 0
+    again = load_encoder(tmp_path / "enc.pt")
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), encoder(x))
