@@ -148,6 +148,26 @@ requires_cifar = pytest.mark.skipif(
 )
 
 
+def saved_resnet18(folder: Path, name: str, **model: object) -> tuple[Path, torch.nn.Module]:
+    """A width-1 ResNet-18 pretraining checkpoint for 32-px views (``model``: further
+    model settings, e.g. cifar_stem=True), its BatchNorm statistics non-trivial, saved
+    as ``folder/name``; and the model it holds."""
+    from simclr.checkpoint import save_checkpoint
+    from simclr.models import build_model
+    from simclr.settings import build_config
+
+    flags = {"model.arch": "resnet18", "model.width": 1.0, "augment.size": 32,
+             **{f"model.{key}": value for key, value in model.items()}}
+    cfg = build_config(flags=flags)
+    torch.manual_seed(0)
+    net = build_model(cfg.model, 32)
+    with torch.no_grad():
+        net.train()(torch.rand(4, 3, 32, 32))
+    save_checkpoint({"kind": "pretrain", "config": cfg.to_dict(), "model": net.state_dict()},
+                    folder, name)
+    return folder / name, net
+
+
 def tiny_pretrained_run(root: Path) -> tuple[Path, Path, str]:
     """A 2-step pretraining saved in ``root/pre`` on a labeled folder of 2 x 8 images;
     returns (that train folder, a test folder of 2 x 2 images, the cache folder)."""

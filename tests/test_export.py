@@ -342,17 +342,9 @@ def test_torchvision_export_loads_into_torchvisions_resnet(tmp_path, run_dir, ca
     strictly and computes the encoder's h; a width-0.125 CIFAR encoder is refused."""
     import torchvision
 
-    from simclr.models import build_model
-    from simclr.settings import build_config
+    from tests.conftest import saved_resnet18
 
-    cfg = build_config(flags={"model.arch": "resnet18", "model.width": 1.0,
-                              "model.cifar_stem": False, "augment.size": 32})
-    torch.manual_seed(0)
-    model = build_model(cfg.model, 32)
-    with torch.no_grad():
-        model.train()(torch.rand(4, 3, 32, 32))  # non-trivial BatchNorm statistics
-    save_checkpoint({"kind": "pretrain", "config": cfg.to_dict(), "model": model.state_dict()},
-                    tmp_path, "wide.pt")
+    saved_resnet18(tmp_path, "wide.pt", cifar_stem=False)
     out = tmp_path / "resnet18.pth"
     assert main(["export", "--checkpoint", str(tmp_path / "wide.pt"), "--out", str(out),
                  "--format", "torchvision"]) == 0
@@ -409,18 +401,10 @@ def test_a_cifar_stem_encoder_exports_to_torchvision_with_its_stem(tmp_path, cap
     and simclr reads the file back at 32 px."""
     import torchvision
 
-    from simclr.models import build_model
     from simclr.pretrained import load_encoder
-    from simclr.settings import build_config
+    from tests.conftest import saved_resnet18
 
-    cfg = build_config(flags={"model.arch": "resnet18", "model.width": 1.0,
-                              "model.cifar_stem": True, "augment.size": 32})
-    torch.manual_seed(0)
-    model = build_model(cfg.model, 32)
-    with torch.no_grad():
-        model.train()(torch.rand(4, 3, 32, 32))  # non-trivial BatchNorm statistics
-    save_checkpoint({"kind": "pretrain", "config": cfg.to_dict(), "model": model.state_dict()},
-                    tmp_path, "cifar.pt")
+    saved_resnet18(tmp_path, "cifar.pt", cifar_stem=True)
     out = tmp_path / "resnet18-cifar.pth"
     assert main(["export", "--checkpoint", str(tmp_path / "cifar.pt"), "--out", str(out),
                  "--format", "torchvision"]) == 0

@@ -587,15 +587,9 @@ def test_an_encoder_with_the_official_shortcuts_is_rebuilt_from_its_checkpoint(t
     from scratch); torchvision's resnet18 has no such shortcut: that export is refused."""
     from simclr.finetune import fresh_encoder
     from simclr.pretrained import load_encoder
+    from tests.conftest import saved_resnet18
 
-    cfg = build_config(flags={"model.arch": "resnet18", "model.width": 1.0,
-                              "model.projection_shortcuts": True, "augment.size": 32})
-    torch.manual_seed(0)
-    model = build_model(cfg.model, 32)
-    with torch.no_grad():
-        model.train()(torch.rand(4, 3, 32, 32))  # non-trivial BatchNorm statistics
-    save_checkpoint({"kind": "pretrain", "config": cfg.to_dict(), "model": model.state_dict()},
-                    tmp_path, "official.pt")
+    _, model = saved_resnet18(tmp_path, "official.pt", projection_shortcuts=True)
     encoder = load_encoder(tmp_path / "official.pt")
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
