@@ -201,10 +201,11 @@ class ImageSource:
         """The unreadable files an earlier session of a run decoding per epoch met
         (its checkpoint's ``skipped_images``): counted and listed again, not said again.
         A cache lists all of its own already."""
-        if self.cached:
+        new = [(path, reason) for path, reason in found if path not in self._bad_seen]
+        if self.cached or not new:  # (every epoch's exchange: mostly nothing new)
             return
         listed = set(self.paths)
-        for path, reason in found:
+        for path, reason in new:
             if path in listed and path not in self._bad_seen:
                 self._bad_seen.add(path)
                 self.skipped.append((path, reason))

@@ -48,7 +48,7 @@ from simclr.checkpoint import (
 from simclr.config import ARCHS
 from simclr.decode import eval_side
 from simclr.errors import SimCLRError, with_article
-from simclr.files import torch_save, written
+from simclr.files import torch_save, write_json, written
 from simclr.pretrained import (
     LAYERS_HELP,
     at_image_size,
@@ -114,7 +114,7 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
                           "another name or folder")
     out = output_file(out, overwrite)
     if fmt in ("pt2", "onnx", "torchvision"):  # with a card, which is never lost either
-        card = out.with_name(out.name + ".json")
+        card = card_file(out)
         if card.is_dir() or (card.exists() and not overwrite):
             what = "is a folder" if card.is_dir() else "already exists"
             raise SimCLRError(f"{card} (the export's card, written beside --out) {what}; "
@@ -174,15 +174,14 @@ def export_torchvision(checkpoint: str | Path, out: str | Path,
     load = f"{code}; m.load_state_dict(torch.load({str(out)!r})); m.eval()"
     card = {**program_card(spec, "h", encoder.feature_dim, encoder_trained_step(ckpt),
                            "torchvision", Path(checkpoint)), "usage": load}
-    written(out.with_name(out.name + ".json"),
-            lambda tmp: tmp.write_text(json.dumps(card, indent=2) + "\n"))
+    write_json(card_file(out), card)
     read_back = assumed_side(spec["cifar_stem"])
     if spec["arch"] in ARCHS and size != read_back:  # e.g. an ImageNet stem at 32 px
         side = "it was exported for" if image_size else "it was trained at"
         print(f"note: {out} records no image size; simclr reads it at {read_back} px: "
               f"give --image-size {size} to evaluate it at the side {side}", file=sys.stderr)
     return {"out": str(out), "format": "torchvision", **spec, "load": load,
-            "card": str(out.with_name(out.name + ".json"))}
+            "card": str(card_file(out))}
 
 
 def program_card(spec: dict[str, Any], layer: str, dim: int, step: int | None, fmt: str,
@@ -284,10 +283,14 @@ def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
         result.update(check_program(tmp, fmt, check, expected))
 
     written(out, write)  # each failure names the file that could not be written
-    written(out.with_name(out.name + ".json"),
-            lambda tmp: tmp.write_text(json.dumps(card, indent=2) + "\n"))
+    write_json(card_file(out), card)
     return {"out": str(out), "format": fmt, "layer": layer, "dim": card["output"]["shape"][1],
             **spec, **result}
+
+
+def card_file(export: Path) -> Path:
+    """Where an export's card lies: ``<file>.json`` beside it."""
+    return export.with_name(export.name + ".json")
 
 
 def read_card(program: Path) -> dict[str, Any]:
@@ -297,7 +300,7 @@ def read_card(program: Path) -> dict[str, Any]:
     import zipfile
 
     texts = []
-    beside = program.with_name(program.name + ".json")
+    beside = card_file(program)
     if beside.is_file():
         texts.append(lambda: beside.read_text())
     if program.suffix.lower() == ".pt2":

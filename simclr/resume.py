@@ -240,9 +240,14 @@ def check_resumed_settings(saved: dict[str, Any], cfg: Config, run_dir: Path,
                           "simclr.resume.load_resume_config(RUN) gives the saved ones")
 
 
+def _folder(cfg: Config, path: str) -> str | None:
+    """The value of a folder setting of :data:`_FOLDERS` (``data.path`` or a top-level one)."""
+    return getattr(cfg.data if path == "data.path" else cfg, path.split(".")[-1])
+
+
 def _still_there(cfg: Config, path: str) -> bool:
     """Whether a folder setting is unset, a named data set, or a folder that exists."""
-    saved = getattr(cfg.data if path == "data.path" else cfg, path.split(".")[-1])
+    saved = _folder(cfg, path)
     return not saved or saved.lower() in NAMED_DATASETS or \
         os.path.exists(os.path.expanduser(saved))
 
@@ -256,7 +261,7 @@ def moved_folders(cfg: Config, flags: dict[str, Any], target: str | Path) -> set
     for path, flag in _FOLDERS.items():
         if _still_there(cfg, path):
             continue
-        saved = getattr(cfg.data if path == "data.path" else cfg, path.split(".")[-1])
+        saved = _folder(cfg, path)
         if path not in flags:
             raise SimCLRError(f"--resume {target}: the run's {flag} folder {saved} is gone "
                               f"(moved or deleted); put it back, or give its new place "

@@ -561,8 +561,8 @@ def check_enough_readable(source: ImageSource, batch_size: int) -> None:
     of all (so rank 0's checkpoint lists them), one exchange an epoch."""
     if source.cached:
         return
-    for found in dist.all_gather_objects(list(source.skipped)):
-        source.remember_skipped(found)
+    source.remember_skipped([entry for found in dist.all_gather_objects(list(source.skipped))
+                             for entry in found])
     bad = len(source.skipped)
     readable = source.num_images - bad
     if readable < batch_size:
