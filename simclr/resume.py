@@ -211,6 +211,19 @@ def load_resume_config(target: str | Path, overrides: dict[str, Any]) -> Config:
     return cfg
 
 
+def skipped_before(ckpt: dict[str, Any], data_path: str) -> list[tuple[str, str]]:
+    """The unreadable files (path, reason) the checkpoint's sessions met, at the place
+    the run reads its images now: a run resumed with its folder moved (``--data NEW``)
+    saved them under the old one, where its listing would not find them."""
+    found = [(str(path), str(reason)) for path, reason in ckpt.get("skipped_images") or []]
+    before = ((ckpt.get("config") or {}).get("data") or {}).get("path")
+    if not before or not os.path.isabs(before) or before == data_path:
+        return found
+    return [(os.path.join(data_path, os.path.relpath(path, before))
+             if path.startswith(os.path.join(before, "")) else path, reason)
+            for path, reason in found]
+
+
 # The folders a run reads, by setting, with their flags: one moved since is named anew.
 _FOLDERS = {"data.path": "--data", "knn_train": "--knn-train", "knn_test": "--knn-test"}
 

@@ -54,6 +54,7 @@ from simclr.resume import (
     check_same_runtime,
     restore,
     save,
+    skipped_before,
     start_record,
     unwrap,
 )
@@ -239,7 +240,7 @@ def pretrain(
 
     source = open_data(cfg, all_images, run.saved)
     if run.saved is not None:  # the unreadable files met before: counted and listed again
-        source.remember_skipped(run.saved.get("skipped_images") or [])
+        source.remember_skipped(skipped_before(run.saved, cfg.data.path))
     notes = [*notes, *upsampling_notes(cfg, source), *window_notes(cfg, source),
              *([] if resume else recipe_notes(cfg))]
     model = setup_model(cfg, device)

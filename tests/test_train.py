@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shutil
 import sys
@@ -225,6 +226,35 @@ def test_a_resumed_run_still_counts_the_unreadable_files_met_before(tmp_path, ca
     met = {path for path, _ in summary["skipped_images"]}
     assert {path for path, _ in first["skipped_images"]} <= met
     assert summary["num_images"] == 24 - len(met)
+
+
+def test_a_run_resumed_from_a_moved_folder_still_lists_the_files_met_before(
+        tmp_path, cache_dir):
+    """Resumed with its folder moved (--data NEW), the unreadable files an earlier
+    session met were dropped from the summary (their saved paths named the old place):
+    they are listed at the new place."""
+    folder = make_image_folder(tmp_path / "imgs", per_class=12)
+    for broken in ("class_0/000.png", "class_0/005.png", "class_1/003.png"):
+        (folder / broken).write_text("not an image")
+    cfg = build_config(flags=tiny_flags(folder, tmp_path / "run", cache_dir, epochs=1,
+                                        checkpoint_every=0, **{"data.cache": "off"}))
+
+    def preempt(step, stop):
+        if step == 2:
+            stop.requested = "SIGTERM"
+
+    first = train.pretrain(cfg, on_step=preempt)
+    assert first["status"] == "preempted" and first["skipped_images"]
+    moved = tmp_path / "moved"
+    folder.rename(moved)
+    resumed = load_resume_config(tmp_path / "run", {})
+    resumed.data.path = str(moved)
+    summary = train.pretrain(resumed, resume=True)
+    assert summary["status"] == "finished"
+    met = {path for path, _ in summary["skipped_images"]}
+    assert {str(moved / os.path.relpath(path, folder))
+            for path, _ in first["skipped_images"]} <= met
+    assert all(path.startswith(str(moved)) for path in met)
 
 
 def test_a_resume_from_python_keeps_the_saved_settings(tmp_path, image_folder, cache_dir,
