@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,9 +207,9 @@ def test_a_folder_mostly_unreadable_stops_before_batches_of_copies(tmp_path, cac
         train.pretrain(build_config(flags=flags))
 
 
-def test_a_resumed_run_still_counts_the_unreadable_files_met_before(tmp_path, cache_dir):
-    """Decoded per epoch, a run finds its unreadable files as it reads them; resumed,
-    its summary listed (and counted out of num_images) only those met again."""
+def _preempted_with_unreadable_files(tmp_path, cache_dir) -> tuple[Path, dict]:
+    """A run decoding per epoch, stopped at step 2 of 3 after meeting some of the three
+    unreadable files of its folder: (the folder, its summary)."""
     folder = make_image_folder(tmp_path / "imgs", per_class=12)
     for broken in ("class_0/000.png", "class_0/005.png", "class_1/003.png"):
         (folder / broken).write_text("not an image")
@@ -221,6 +222,13 @@ def test_a_resumed_run_still_counts_the_unreadable_files_met_before(tmp_path, ca
 
     first = train.pretrain(cfg, on_step=preempt)
     assert first["status"] == "preempted" and first["skipped_images"]
+    return folder, first
+
+
+def test_a_resumed_run_still_counts_the_unreadable_files_met_before(tmp_path, cache_dir):
+    """Decoded per epoch, a run finds its unreadable files as it reads them; resumed,
+    its summary listed (and counted out of num_images) only those met again."""
+    _, first = _preempted_with_unreadable_files(tmp_path, cache_dir)
     summary = train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True)
     assert summary["status"] == "finished" and summary["steps"] == 3
     met = {path for path, _ in summary["skipped_images"]}
@@ -233,18 +241,7 @@ def test_a_run_resumed_from_a_moved_folder_still_lists_the_files_met_before(
     """Resumed with its folder moved (--data NEW), the unreadable files an earlier
     session met were dropped from the summary (their saved paths named the old place):
     they are listed at the new place."""
-    folder = make_image_folder(tmp_path / "imgs", per_class=12)
-    for broken in ("class_0/000.png", "class_0/005.png", "class_1/003.png"):
-        (folder / broken).write_text("not an image")
-    cfg = build_config(flags=tiny_flags(folder, tmp_path / "run", cache_dir, epochs=1,
-                                        checkpoint_every=0, **{"data.cache": "off"}))
-
-    def preempt(step, stop):
-        if step == 2:
-            stop.requested = "SIGTERM"
-
-    first = train.pretrain(cfg, on_step=preempt)
-    assert first["status"] == "preempted" and first["skipped_images"]
+    folder, first = _preempted_with_unreadable_files(tmp_path, cache_dir)
     moved = tmp_path / "moved"
     folder.rename(moved)
     resumed = load_resume_config(tmp_path / "run", {})
