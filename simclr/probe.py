@@ -120,8 +120,8 @@ def train_mlp_probe(
             opt.step()
             steps -= 1
     with torch.no_grad():
-        train_acc = (mlp(xtr).argmax(1) == train_y).float().mean().item()
-        test_acc = (mlp(xte).argmax(1) == test_y).float().mean().item()
+        train_acc = (mlp(xtr).argmax(1) == train_y).double().mean().item()
+        test_acc = (mlp(xte).argmax(1) == test_y).double().mean().item()
     return {"train_top1": train_acc, "top1": test_acc}
 
 

@@ -7,6 +7,7 @@ mean the same thing in every run directory. Accuracies are fractions in [0, 1].
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import tempfile
@@ -32,7 +33,10 @@ def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor | np.ndarray,
     labels = torch.as_tensor(labels, device=scores.device).long()
     top = scores.topk(min(max(ks), scores.shape[1]), dim=1).indices
     hits = top == labels[:, None]
-    return [hits[:, :min(k, scores.shape[1])].any(1).float().mean().item() for k in ks]
+    # Counted, then divided in float64: 22/40 is 0.55, not float32's 0.550000011920929.
+    rows = len(labels)
+    return [int(hits[:, :min(k, scores.shape[1])].any(1).sum()) / rows if rows else math.nan
+            for k in ks]
 
 
 def accuracy_summary(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) -> dict[str, Any]:

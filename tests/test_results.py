@@ -22,6 +22,10 @@ def test_topk_accuracy_and_confusion_matrix():
     scores = torch.tensor([[0.1, 0.5, 0.4], [0.7, 0.2, 0.1], [0.2, 0.3, 0.5]])
     labels = np.array([2, 0, 0])
     assert topk_accuracy(scores, labels, (1, 2, 5)) == pytest.approx([1 / 3, 2 / 3, 1.0])
+    # The fraction of a count, exact to float64 (float32's mean wrote 0.550000011920929)
+    first = torch.tensor([[1.0, 0.0, 0.0]]).repeat(40, 1)  # class 0 predicted for all
+    truth = torch.tensor([0] * 22 + [1] * 18)
+    assert topk_accuracy(first, truth, (1,)) == [22 / 40]
     cm = confusion_matrix(labels, scores.argmax(1).numpy(), 3)
     np.testing.assert_array_equal(cm, [[1, 0, 1], [0, 0, 0], [0, 1, 0]])
 
