@@ -27,7 +27,8 @@ FLOAT64_MAX_ELEMENTS = 1 << 26
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray,
                                                                             np.ndarray]:
-    """(fit indices, held-out indices): ``round(fraction * n_c)`` of each class held out.
+    """(fit indices, held-out indices): ``fraction * n_c`` of each class held out, halves
+    rounded up in every class (Python's round took 2.5 to 2 and 3.5 to 4: unequal shares).
 
     Classes with one example stay whole in the fit part; classes with >= 2 examples give
     at least one held-out example. Deterministic in ``seed``; both parts sorted.
@@ -39,7 +40,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
         members = np.flatnonzero(labels == c)
         if len(members) < 2:
             continue
-        n_val = min(len(members) - 1, max(1, round(fraction * len(members))))
+        n_val = min(len(members) - 1, max(1, math.floor(fraction * len(members) + 0.5)))
         held.append(rng.permutation(members)[:n_val])
     val = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
     fit = np.setdiff1d(np.arange(len(labels)), val)

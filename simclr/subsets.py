@@ -7,6 +7,7 @@ fingerprinted so that a continued fine-tuning is known to train on the same imag
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -25,8 +26,8 @@ def class_balanced_subset(
 ) -> np.ndarray:
     """Indices of a class-balanced labeled subset (sorted int64 array).
 
-    Exactly ``per_class`` images of every class, or ``round(fraction * N / C)`` (at
-    least 1) with N labeled images and C classes. Images with label -1 are never
+    Exactly ``per_class`` images of every class, or ``fraction * N / C`` (halves rounded
+    up, at least 1) with N labeled images and C classes. Images with label -1 are never
     chosen. Class c's images are a prefix of a permutation drawn from ``[seed, c]``, so
     the choice is deterministic, a class's pick does not depend on the other classes,
     and for one seed smaller subsets are contained in larger ones (1% inside 10%).
@@ -41,7 +42,7 @@ def class_balanced_subset(
     if fraction is not None:
         if not 0 < fraction <= 1:
             raise SimCLRError(f"--label-fraction must lie in (0, 1], got {fraction}")
-        k = max(1, int(round(fraction * int((labels >= 0).sum()) / len(present))))
+        k = max(1, math.floor(fraction * int((labels >= 0).sum()) / len(present) + 0.5))
     else:
         if per_class < 1:
             raise SimCLRError(f"--labels-per-class must be at least 1, got {per_class}")

@@ -143,6 +143,9 @@ def test_stratified_split_is_per_class_and_deterministic():
     np.testing.assert_array_equal(val, val2)
     _, val3 = stratified_split(labels, 0.1, seed=5)
     assert not np.array_equal(val, val3)
+    # A half rounds up in every class (round-half-to-even held out 2 of 10 and 4 of 14)
+    _, val = stratified_split(np.repeat([0, 1], [10, 14]), 0.25, seed=0)
+    assert np.bincount(np.repeat([0, 1], [10, 14])[val]).tolist() == [3, 4]
 
 
 def test_fixed_l2_skips_the_search_and_tiny_sets_need_it():
