@@ -322,15 +322,16 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if args.subset is not None:
         read_subset_list(args.subset)
     encoder, spec, ckpt, source, listing = load_for_eval(args)
-    full_listing = listing
+    full_listing, testing = listing, []
     if listing is not None and args.test is None:  # the labels come from the training part
         _, held = held_out(args, listing)  # the listing just checked: not read again
         keep = np.setdiff1d(np.arange(len(listing.paths)), held)
+        testing = [listing.paths[i] for i in held]
         listing = ImageList([listing.paths[i] for i in keep], listing.labels[keep],
                             listing.classes, listing.root)
     if listing is not None:  # the subset drawn from file names, before --train is decoded
         labeled_subset(listing, args.subset, args.label_fraction, args.labels_per_class,
-                       args.seed)
+                       args.seed, testing)
     head = None
     if args.from_head:
         if ckpt.get("kind") != "pretrain":

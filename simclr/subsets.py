@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,8 @@ def class_balanced_subset(
     return np.sort(np.concatenate(chosen))
 
 
-def subset_from_list(source: Any, path: str | Path) -> np.ndarray:
+def subset_from_list(source: Any, path: str | Path,
+                     held_out: Sequence[str] = ()) -> np.ndarray:
     """Indices (sorted int64) of the images a list file names, one per line.
 
     The paper's ImageNet subsets are such lists (the official repository's
@@ -67,22 +69,22 @@ def subset_from_list(source: Any, path: str | Path) -> np.ndarray:
     A line may be a file name, a path relative to the folder (as a run's
     ``labeled_subset.txt`` holds them), or a full path; blank lines and ``#`` comments
     are skipped. A name not in the folder, or a bare file name that two of its images
-    share, is an error.
+    share, is an error; one of ``held_out`` (the files ``--test-fraction`` keeps for
+    testing, left out of ``source``) is refused as such.
     """
     lines = read_subset_list(path)
     paths = list(getattr(source, "paths", []) or [])
     if not paths:
         raise SimCLRError("--subset needs an image folder (this data set has no file names)")
     root = _root(source)
+    testing = {key for p in held_out for key in _keys(p, root)}
     where: dict[str, int] = {}
     shared: set[str] = set()
     for i, p in enumerate(paths):
-        name = Path(p).name
-        if name in where:
+        name, *others = _keys(p, root)
+        if name in where or name in testing:  # (a test image's name too: which is meant?)
             shared.add(name)
-        where[name] = i
-        where[str(Path(p))] = i
-        where[_relative(p, root)] = i
+        where.update(dict.fromkeys((name, *others), i))
     chosen, missing = set(), []
     for entry in lines:
         if entry in shared:
@@ -92,6 +94,11 @@ def subset_from_list(source: Any, path: str | Path) -> np.ndarray:
             chosen.add(where[entry])
         else:
             missing.append(entry)
+    held = [entry for entry in missing if entry in testing]
+    if held:
+        raise SimCLRError(f"--subset: {len(held)} of the listed images are among those "
+                          f"--test-fraction holds out for testing (first: {held[0]!r}); "
+                          "list training images only, or change --seed or --test-fraction")
     if missing:
         raise SimCLRError(f"--subset: {len(missing)} of the listed images are not in the "
                           f"folder (first: {missing[0]!r})")
@@ -138,6 +145,12 @@ def _root(source: Any) -> Path | None:
     return root if root.is_dir() else None
 
 
+def _keys(path: str, root: Path | None) -> tuple[str, str, str]:
+    """The ways a list line may name the file ``path``: its name, its path, and its path
+    relative to the folder ``root``."""
+    return Path(path).name, str(Path(path)), _relative(path, root)
+
+
 def _relative(path: str, root: Path | None) -> str:
     """``path`` relative to ``root`` (POSIX separators), or as it is outside it."""
     if root is not None:
@@ -156,13 +169,14 @@ def subset_digest(indices: np.ndarray, num_images: int) -> str:
 
 
 def labeled_subset(train: Any, subset_file: str | Path | None, label_fraction: float | None,
-                    labels_per_class: int | None, seed: int) -> np.ndarray:
-    """Indices of the labeled images: those ``subset_file`` lists, a class-balanced draw,
-    or (neither given) all of them."""
+                    labels_per_class: int | None, seed: int,
+                    held_out: Sequence[str] = ()) -> np.ndarray:
+    """Indices of the labeled images: those ``subset_file`` lists (none of ``held_out``,
+    the test part's files), a class-balanced draw, or (neither given) all of them."""
     if subset_file is not None:
         if label_fraction is not None or labels_per_class is not None:
             raise SimCLRError("give one of --label-fraction, --labels-per-class and --subset")
-        return subset_from_list(train, subset_file)
+        return subset_from_list(train, subset_file, held_out)
     if label_fraction is None and labels_per_class is None:
         return np.arange(len(train.labels))
     labels = np.asarray(train.labels, dtype=np.int64)

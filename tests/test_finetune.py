@@ -494,12 +494,17 @@ def test_one_labeled_folder_split_into_train_and_test(tmp_path, capsys):
                  str(tmp_path / "ft2"), "--epochs", "1", "--batch-size", "2", "--subset",
                  str(tmp_path / "list.txt")]) == 0
     capsys.readouterr()
-    held = sorted(set(listing.paths) - set(trained))[0]
-    (tmp_path / "list.txt").write_text(f"{held}\n")
-    for extra in (["--subset", str(tmp_path / "list.txt")], ["--labels-per-class", "7"]):
+    relative = [Path(os.path.relpath(p, photos)).as_posix() for p in listing.paths]
+    held = sorted(set(relative) - set(trained))[0]
+    (tmp_path / "list.txt").write_text(f"{trained[0]}\n{held}\n")
+    for extra, why in ((["--subset", str(tmp_path / "list.txt")],
+                        f"1 of the listed images are among those --test-fraction holds out "
+                        f"for testing (first: {held!r})"),  # (it said: not in the folder)
+                       (["--labels-per-class", "7"], "fewer than the 7 per class")):
         assert main(["finetune", *common, "--test-fraction", "0.25", "--out",
                      str(tmp_path / "ft3"), *extra]) == 2
-        assert capsys.readouterr().err.count("\n") == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and why in err
         assert not (tmp_path / "ft3").exists()
 
 

@@ -79,6 +79,31 @@ def test_a_subset_list_names_paths(tmp_path):
     assert path.read_text().splitlines() == ["/data/1.jpg", "/data/4.jpg"]
 
 
+def test_a_subset_list_naming_a_held_out_test_image_says_so(tmp_path):
+    """With --test-fraction the list is matched against the training part: an image of
+    the test part was refused as 'not in the folder', and a bare name a test image shares
+    with a training one was taken for the training one."""
+    class Source:
+        name = ""
+        paths = ["/data/a/1.jpg", "/data/a/2.jpg", "/data/b/3.jpg"]
+        labels = np.array([0, 0, 1])
+
+    held = ["/data/b/1.jpg", "/data/b/4.jpg"]
+    listed = tmp_path / "list.txt"
+    listed.write_text("/data/a/2.jpg\n")
+    assert subset_from_list(Source(), listed, held).tolist() == [1]
+    listed.write_text("/data/a/2.jpg\n4.jpg\n")
+    with pytest.raises(SimCLRError, match=r"1 of the listed images are among those "
+                       r"--test-fraction holds out for testing \(first: '4.jpg'\)"):
+        subset_from_list(Source(), listed, held)
+    listed.write_text("1.jpg\n")
+    with pytest.raises(SimCLRError, match="'1.jpg' names several images"):
+        subset_from_list(Source(), listed, held)
+    listed.write_text("nowhere.jpg\n")
+    with pytest.raises(SimCLRError, match="not in the folder"):
+        subset_from_list(Source(), listed, held)
+
+
 def test_a_subset_list_that_is_a_named_pipe_is_refused_not_waited_on(tmp_path, capsys):
     from simclr.cli import main
 
