@@ -689,15 +689,16 @@ def pick_workers(args: argparse.Namespace, res: dict[str, list[dict[str, Any]]],
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    # (the defaults that depend on --quick are named in their help, not by argparse)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true",
                    help="smoke test: 1 round, batch 64, width 0.25, 1+1 steps, small loss sizes")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="default: cuda when available, else cpu")
     p.add_argument("--widths", default=None, help="ResNet-18 widths (default 0.5,1)")
     p.add_argument("--precisions", default="fp32,bf16",
-                   help="fp32 and/or bf16 (bf16 = bf16 autocast + channels_last)")
+                   help="fp32 and/or bf16 (bf16 = bf16 autocast + channels_last; "
+                        "default %(default)s)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3)")
     p.add_argument("--batch", type=int, default=None, help="images per step (default 256)")
     p.add_argument("--warmup", type=int, default=None, help="discarded steps (default 2)")
@@ -709,9 +710,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="try every lightly worker count at every width (default: only at the "
                         "smallest width; the others use the faster count)")
     p.add_argument("--data", default=str(SHARED_CIFAR),
-                   help="CIFAR-10 train image folder (generated images if missing)")
-    p.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "simclr-bench-cache"))
-    p.add_argument("--timeout", type=float, default=900, help="seconds per case")
+                   help="CIFAR-10 train image folder (generated images if missing; "
+                        "default %(default)s)")
+    p.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "simclr-bench-cache"),
+                   help="default %(default)s")
+    p.add_argument("--timeout", type=float, default=900,
+                   help="seconds per case (default %(default)g)")
     p.add_argument("--out", default=None, help="also write the table to this markdown file")
     p.add_argument("--case", default=None, help=argparse.SUPPRESS)  # subprocess entry
     args = p.parse_args(argv)

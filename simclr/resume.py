@@ -191,13 +191,14 @@ def _other_images(now: int, saved: Any) -> SimCLRError:
                        "restore the folder)")
 
 
-def load_resume_config(target: str | Path, overrides: dict[str, Any]) -> Config:
+def load_resume_config(target: str | Path, overrides: dict[str, Any] | None = None) -> Config:
     """The saved config of a run (``target``: its directory, its checkpoints folder or a
-    checkpoint file there), with the few settings that may change on resume."""
+    checkpoint file there), with the few settings that may change on resume
+    (``overrides``: top-level settings by name, e.g. ``{"threads": 4}``)."""
     run_dir, _, ckpt = resume_checkpoint(target, quiet=True)  # (said when the run starts)
     cfg = config_from_dict(ckpt["config"])
     cfg.out = str(run_dir)
-    for key, value in overrides.items():
+    for key, value in (overrides or {}).items():
         setattr(cfg, key, value)
     # Runs saved before paths were stored absolute resume only from where they started.
     for flag, path in (("--data", cfg.data.path), ("--knn-train", cfg.knn_train),

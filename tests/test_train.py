@@ -244,7 +244,7 @@ def test_a_run_resumed_from_a_moved_folder_still_lists_the_files_met_before(
     folder, first = _preempted_with_unreadable_files(tmp_path, cache_dir)
     moved = tmp_path / "moved"
     folder.rename(moved)
-    resumed = load_resume_config(tmp_path / "run", {})
+    resumed = load_resume_config(tmp_path / "run")  # (as the README calls it)
     resumed.data.path = str(moved)
     summary = train.pretrain(resumed, resume=True)
     assert summary["status"] == "finished"
