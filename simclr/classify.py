@@ -46,7 +46,7 @@ from simclr.config import AugmentConfig
 from simclr.data import decode_device
 from simclr.errors import SimCLRError
 from simclr.features import extract_features, iter_batches
-from simclr.files import lock_folder
+from simclr.files import lock_folder, set_aside
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.results import log, prepare_dir
 from simclr.runtime import SaveSchedule, StopFlag, autocast, command_line
@@ -423,14 +423,15 @@ class PartialRun:
     ``settings`` (plain data) fix the run: the training set, subset, budget, optimizer,
     views and source checkpoint. A saved run whose settings differ (or that cannot be
     read) is refused, never continued, and written over only with ``overwrite`` (the
-    command's --overwrite); ``out`` None keeps nothing.
+    command's --overwrite; "keep": set aside as ``NAME-partial.previous-K.pt``, as a
+    sweep keeps what it evaluates anew); ``out`` None keeps nothing.
     """
 
     out: Path | None
     name: str  # "finetune", "linear"
     what: str  # in messages: "fine-tuning", "linear evaluation"
     settings: dict[str, Any]
-    overwrite: bool = False
+    overwrite: bool | str = False
     held: Any = None  # the lock on ``out`` while the training runs (files.lock_folder)
 
     @property
@@ -451,14 +452,14 @@ class PartialRun:
             ckpt = load_checkpoint(self.path)
         except SimCLRError as exc:  # kept for the user to look at, unless told otherwise
             if self.overwrite:
-                return self._start_over("cannot be read")
+                return self.start_over("cannot be read")
             raise SimCLRError(f"{exc}; delete it or pass --overwrite to start the "
                               f"{self.what} in {self.out} again") from None
         saved = ckpt.get("settings") or {}
         differ = [_difference(k, saved.get(k), v) for k, v in self.settings.items()
                   if saved.get(k) != v]
         if differ and self.overwrite:
-            return self._start_over(f"has other settings ({'; '.join(differ)})")
+            return self.start_over(f"has other settings ({'; '.join(differ)})")
         if differ:
             raise SimCLRError(f"{self.out} holds an unfinished {self.what} ({self.path.name}) "
                               f"with other settings ({'; '.join(differ)}); rerun its own "
@@ -472,11 +473,16 @@ class PartialRun:
         log(f"resuming the {self.what} in {self.out} from step {step}", verbose)
         return step, elapsed
 
-    def _start_over(self, why: str) -> tuple[int, float]:
+    def start_over(self, why: str) -> tuple[int, float]:
         """--overwrite: the saved unfinished run, which ``why`` says cannot be
-        continued, is deleted and this one starts at step 0. (The same settings are
+        continued, is deleted (set aside with ``overwrite`` "keep") and this one starts
+        at step 0. (The same settings are
         continued even then: an exact resume ends where a new start would.)"""
-        if dist.is_main():
+        if dist.is_main() and self.overwrite == "keep":
+            kept = set_aside(self.out, (self.path.relative_to(self.out).as_posix(),))
+            print(f"note: the unfinished {self.what} in {self.out} ({self.path.name}) {why}; "
+                  f"kept as {kept}, starting over", file=sys.stderr)
+        elif dist.is_main():
             print(f"note: --overwrite: the unfinished {self.what} in {self.out} "
                   f"({self.path.name}) {why}; deleted, starting over", file=sys.stderr)
             self.path.unlink(missing_ok=True)

@@ -165,7 +165,7 @@ def _save_layer(partial_run: PartialRun, fc: nn.Linear, optimizer: torch.optim.O
 
 
 def linear_partial(out: Path | None, settings: dict[str, Any] | None = None,
-                   overwrite: bool = False) -> PartialRun:
+                   overwrite: bool | str = False) -> PartialRun:
     """Where an unfinished SGD linear evaluation is kept: ``out/checkpoints/linear-partial.pt``."""
     return PartialRun(out, "linear", "linear evaluation", settings or {}, overwrite)
 
@@ -230,7 +230,7 @@ def run_linear_eval(
     verbose: bool = True, config: dict[str, Any] | None = None,
     source: dict[str, Any] | None = None, checkpoint_every: int = 500,
     checkpoint_minutes: float = 30.0, on_step: Callable[[int, Any], None] | None = None,
-    overwrite: bool = False,
+    overwrite: bool | str = False,
 ) -> dict[str, Any]:
     """``simclr linear-eval``: a linear classifier on the frozen encoder's h.
 
@@ -247,14 +247,18 @@ def run_linear_eval(
     :func:`logistic_regression`. ``sgd``: :func:`linear_eval_sgd`. Writes
     ``linear_eval.json``, ``linear_eval_confusion.png`` and the classifier
     (:func:`save_linear_classifier`, ``config``: the source checkpoint's) under
-    ``run_dir`` (``overwrite``: replacing those of an earlier run there); returns the
-    results dict.
+    ``run_dir`` (``overwrite``: replacing those of an earlier run there, and an
+    unfinished sgd training that cannot be continued; "keep": that one set aside, as a
+    sweep keeps what it evaluates anew); returns the results dict.
     """
     _check_linear_eval(protocol, run_dir, batch_size, val_fraction, epochs, lr, image_size,
                        crop_scale, crop_sampler, overwrite, l2)
     verbose = verbose and dist.is_main()  # rank 0 speaks for all the processes
     num_classes = check_labeled(train, test)
     out = run_folder(run_dir, RESULTS["linear-eval"], overwrite)  # rank 0 writes
+    unfinished = linear_partial(out, overwrite=overwrite)
+    if protocol == "lbfgs" and unfinished.path is not None and unfinished.path.exists():
+        unfinished.start_over("is of --protocol sgd")  # (refused unless overwrite)
     dev, prec = resolve_runtime(device, precision)
     run = _LinearEval(encoder=encoder, train=train, test=test, num_classes=num_classes, out=out,
                       image_size=image_size, batch_size=batch_size, device=dev, precision=prec,
@@ -332,10 +336,10 @@ def _fit_lbfgs(run: _LinearEval, l2: float | None, l2_grid: Sequence[float] | No
 def _fit_sgd(run: _LinearEval, epochs: float, lr: float, momentum: float,
              crop_scale: tuple[float, float], crop_sampler: str, checkpoint_every: int,
              checkpoint_minutes: float, on_step: Callable[[int, Any], None] | None,
-             overwrite: bool) -> _Fitted:
+             overwrite: bool | str) -> _Fitted:
     """The ImageNet protocol (App. B.6): :func:`linear_eval_sgd`, its unfinished training
     kept in the run folder with the settings a continuation must match (``overwrite``:
-    one saved with others is deleted, not refused)."""
+    one saved with others is deleted, not refused; "keep": set aside)."""
     source, train = run.source or {}, run.train
     settings = {"test_fraction": (source.get("test") or {}).get("fraction"),
                 "train": [int(train.num_images), list(train.classes)], "epochs": epochs,
@@ -374,7 +378,7 @@ def _finish_linear_eval(run: _LinearEval, protocol: str, fitted: _Fitted,
                                                        run.image_size, run.config,
                                                        run.train.classes, results, run.out,
                                                        (run.source or {}).get("step"))
-        linear_partial(run.out).discard()  # (only an sgd run gets here with one)
+        linear_partial(run.out).discard()  # (an sgd run's, finished)
     finish_results(results, run.out, "linear_eval", fitted.scores, fitted.test_y, run.train,
                    run.test, run.source)
     log(f"linear eval ({protocol}): top-1 {100 * results['top1']:.2f}%", run.verbose)

@@ -215,7 +215,10 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace,
     sgd = args.eval_protocol == "sgd"  # (with --eval linear only: _check_eval_flags)
     train, test = _eval_sources(args, size, augmented=sgd)
     if args.eval == "linear":  # the classifier names its encoder, as linear-eval's does
-        runtime["config"] = ckpt.get("config")
+        # An unfinished sgd evaluation of other settings (stopped by a signal, then the
+        # sweep rerun with other --eval flags) is set aside, as stale results are: it
+        # was refused, naming an --overwrite the sweep does not have.
+        runtime.update(config=ckpt.get("config"), overwrite="keep")
     if sgd:
         runtime.update(protocol="sgd", epochs=args.eval_epochs or SGD_EPOCHS,
                        batch_size=args.eval_batch_size or SGD_BATCH,

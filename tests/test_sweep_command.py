@@ -347,6 +347,43 @@ def test_the_sgd_linear_protocol_scores_each_cell(tmp_path, image_folder, monkey
     assert row["status"] == "finished" and row["linear_top1"] == result["top1"]
 
 
+def test_an_unfinished_sgd_evaluation_is_set_aside_for_other_eval_flags(
+        tmp_path, image_folder, monkeypatch, capsys):
+    """A sweep whose sgd evaluation a signal stopped, rerun with another --eval-epochs or
+    with the L-BFGS protocol, was refused at that cell ('pass --overwrite', which a sweep
+    does not take): the unfinished training is kept aside, as stale results are."""
+    from simclr import evaluate
+
+    cell = tmp_path / "sw/temperature=0.5"
+    real = evaluate.run_linear_eval
+
+    def sweep(*extra):
+        return main(["sweep", "--set", "temperature=0.5",
+                     *tiny_cell(tmp_path, image_folder, "linear"), "--eval-train",
+                     str(image_folder), "--eval-test", str(image_folder), *extra])
+
+    def stopped_at_step_2(*args, **kwargs):
+        def stop(step, flag):
+            if step == 2:
+                flag.requested = "SIGTERM"
+        return real(*args, **kwargs, on_step=stop)
+
+    sgd = ["--eval-protocol", "sgd", "--eval-batch-size", "8", "--eval-epochs"]
+    for k, rerun in enumerate(([*sgd, "2"], []), start=1):
+        monkeypatch.setattr(evaluate, "run_linear_eval", stopped_at_step_2)
+        assert sweep(*sgd, "3") == 75
+        monkeypatch.setattr(evaluate, "run_linear_eval", real)
+        capsys.readouterr()
+        assert sweep(*rerun) == 0
+        assert f"kept as checkpoints/linear-partial.previous-{k}.pt" in \
+            capsys.readouterr().err
+        assert (cell / f"checkpoints/linear-partial.previous-{k}.pt").is_file()
+        assert not (cell / "checkpoints/linear-partial.pt").exists()
+        result = json.loads((cell / "linear_eval.json").read_text())
+        assert result["protocol"] == ("sgd" if rerun else "lbfgs")
+        assert not rerun or result["steps"] == 6  # started over: 2 epochs of 3 steps
+
+
 @pytest.mark.parametrize("flags, message", [
     (["--eval-protocol", "sgd"], "--eval-protocol sgd: linear evaluation's; --eval is knn"),
     (["--eval", "linear", "--eval-epochs", "5"], "--eval-epochs: a setting of the SGD linear "
