@@ -42,7 +42,7 @@ from simclr.decode import (
     read_jpeg,
 )
 from simclr.errors import BadImageError, SimCLRError
-from simclr.folders import NAMED_DATASETS, ImageList, scan_folder, split_root
+from simclr.folders import NAMED_DATASETS, ImageList, list_folder, scan_folder, split_root
 from simclr.runtime import ignore_stop_signals
 
 log = logging.getLogger(__name__)
@@ -365,6 +365,21 @@ def _probe_sizes(paths: Sequence[str], count: int = 64) -> list[tuple[int, int]]
     return sizes
 
 
+def _all_small(sizes: list[tuple[int, int]]) -> bool:
+    """Whether probed pictures (w, h) are small enough for ``--cache auto`` to cache."""
+    return bool(sizes) and max(max(s) for s in sizes) <= SMALL_SIDE
+
+
+def cache_choice(spec: str | None, cache: str) -> str:
+    """What ``--cache`` amounts to for pretraining on ``spec``: 'on' or 'off' ('auto'
+    caches a folder of small pictures, as :func:`open_folder` decides; a named data
+    set keeps 'auto', held in memory either way)."""
+    listed = list_folder(spec, train=True, unlabeled=True) if cache == "auto" else None
+    if listed is None:
+        return cache
+    return "on" if _all_small(_probe_sizes(listed.paths)) else "off"
+
+
 def open_folder(
     path: str | os.PathLike, cfg: DataConfig, train: bool = True, image_size: int = 32,
     max_pixels: int = DEFAULT_MAX_PIXELS, evaluation: bool = False, unlabeled: bool = False,
@@ -383,7 +398,7 @@ def open_folder(
     images = scan_folder(root, unlabeled)
     workers = default_workers() if cfg.workers is None else cfg.workers
     sizes = _probe_sizes(images.paths)
-    small = bool(sizes) and max(max(s) for s in sizes) <= SMALL_SIDE
+    small = _all_small(sizes)
     store, train_side, load_size = cfg.store, round(image_size * LOAD_SCALE), cfg.load_size
     if evaluation and not small:  # the transform sets the side (not pretraining's storage)
         # > 32: a stored square of side <= 32 would be taken for a whole small picture

@@ -63,11 +63,14 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
     from simclr.plan import plan_schedule
 
     seen: dict[str, tuple[Cell, Config, dict[str, Any]]] = {}
+    caching = _cache_choices(configs)
     for k, (cell, cfg, values) in enumerate(zip(cells, configs, resolved, strict=True)):
         flat = flatten(cfg.to_dict())
         settings = {**flat, **dict(zip(RESOLVED, values, strict=True))}
         del settings["out"]
         settings["augment.color_ops"] = acting_color_ops(cfg.augment)  # alike at 0 amounts
+        settings["data.cache"] = caching[k]
+        settings["data.decoder"] = _decoding(cfg, values[0], caching[k])
         size = sizes[k] if sizes else None
         plan = plan_schedule(cfg, size) if size and not cfg.time_budget else None
         if plan is not None:
@@ -80,6 +83,11 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
             alike = [f"--{name} {getattr(other_cfg, name)} and {getattr(cfg, name)} are both "
                      f"{value} here" for name, value in zip(RESOLVED, values, strict=True)
                      if getattr(other_cfg, name) != getattr(cfg, name)]
+            for name in ("cache", "decoder"):
+                before, now = getattr(other_cfg.data, name), getattr(cfg.data, name)
+                if before != now:
+                    alike.append(f"--{name} {before} and {now} are both "
+                                 f"{settings[f'data.{name}']} here")
             if other_cfg.augment.color_ops != cfg.augment.color_ops:
                 alike.append(f"--color-ops {other_cfg.augment.color_ops} and "
                              f"{cfg.augment.color_ops} compute the same colour jitter under "
@@ -90,6 +98,30 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
             raise SimCLRError(f"cells {other.name} and {cell.name} would train the same run on "
                               f"this machine ({'; '.join(alike)}); leave one of the values out")
         seen[key] = (cell, cfg, flat)
+
+
+def _cache_choices(configs: list[Config]) -> list[str]:
+    """Each cell's --cache as it resolves (``auto``: on for small pictures), where the
+    cells differ in it or in --decoder (inert under a cache); else as asked."""
+    from simclr.data import cache_choice
+
+    if len({(cfg.data.cache, cfg.data.decoder) for cfg in configs}) < 2:
+        return [cfg.data.cache for cfg in configs]
+    choices: dict[tuple[str, str], str] = {}
+    return [choices.setdefault((cfg.data.path, cfg.data.cache),
+                               cache_choice(cfg.data.path, cfg.data.cache)) for cfg in configs]
+
+
+def _decoding(cfg: Config, device: str, cache: str) -> str:
+    """Where a cell's uncached JPEGs decode: 'device' or 'pil' (``--decoder auto`` is the
+    device's only on CUDA); 'cached' when the images are decoded once into the cache."""
+    import torch
+
+    from simclr.data import decode_device
+
+    if cache == "on":
+        return "cached"
+    return "pil" if decode_device(cfg.data.decoder, torch.device(device)) is None else "device"
 
 
 def check_not_swept_twice(axes: list[Axis], flags: dict[str, Any]) -> None:

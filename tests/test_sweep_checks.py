@@ -49,6 +49,30 @@ def test_cells_that_resolve_to_the_same_run_here_are_refused(tmp_path, image_fol
                        [resolved[i] for i in two])
 
 
+def test_cache_and_decoder_values_alike_here_are_one_run(tmp_path, image_folder, cache_dir):
+    """cache=auto,on on a folder of small pictures (auto caches them), decoder=pil,auto on
+    a CPU (auto decodes with PIL there), or any decoders under a cache (decoded once, by
+    PIL) trained two identical runs: refused as precision=auto,fp32 is; values that
+    differ here are kept."""
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    for axis, extra, alike in (
+            ("data.cache=auto,on", {}, "--cache auto and on are both on here"),
+            ("data.decoder=pil,auto", {"data.cache": "off"},
+             "--decoder pil and auto are both pil here"),
+            ("data.decoder=pil,device", {"data.cache": "on"},
+             "--decoder pil and device are both cached here")):
+        cells, configs = cell_configs([parse_axis(axis)], tmp_path / "sw", None, None,
+                                      {**flags, **extra})
+        with pytest.raises(SimCLRError, match=re.escape(alike)):
+            check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
+    for axis, extra in (("data.cache=auto,off", {}),
+                        ("data.decoder=pil,device", {"data.cache": "off"})):
+        cells, configs = cell_configs([parse_axis(axis)], tmp_path / "sw", None, None,
+                                      {**flags, **extra})
+        check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
+
+
 def test_lengths_that_plan_the_same_steps_are_refused(tmp_path, image_folder, cache_dir):
     """epochs=10,20 under --max-steps 2, or warm-up lengths past the 10% cap, train the
     same run (bit for bit) under two labels: refused before anything runs, saying why;
