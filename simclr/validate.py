@@ -36,6 +36,10 @@ from simclr.errors import SimCLRError
 from simclr.settings import WANTED, SettingError, field_kind
 
 MAX_WIDTH = 64  # a width multiplier; 64 x ResNet-50 would hold about 100 billion weights
+# The projection head's bounds: Fig. 8 tries z of 32-2048 dimensions and SimCLRv2 3
+# layers; far past these a head is a typo (1e20 overflowed torch with a traceback, a
+# million layers took minutes to build).
+MAX_HEAD_DIM, MAX_HEAD_LAYERS = 65536, 16
 
 
 def _get(cfg: Config, path: str) -> Any:
@@ -158,9 +162,12 @@ def _validate_model(cfg: Config) -> None:
         if problem is not None:
             raise SettingError(*problem)
     _choice(cfg.model.head, ("none", "linear", "mlp"), "model.head")
-    _positive(cfg.model.head_layers, "model.head_layers")
-    _positive(cfg.model.head_out_dim, "model.head_out_dim")
-    _positive(cfg.model.head_hidden_dim, "model.head_hidden_dim")
+    for path, most in (("head_layers", MAX_HEAD_LAYERS), ("head_out_dim", MAX_HEAD_DIM),
+                       ("head_hidden_dim", MAX_HEAD_DIM)):
+        value = getattr(cfg.model, path)
+        _positive(value, f"model.{path}")
+        _check(value is None or value <= most, f"model.{path}",
+               f"must be at most {most}, got {value}")
 
 
 def _validate_loss(cfg: Config) -> None:
