@@ -623,3 +623,21 @@ def test_the_summary_line_counts_one_step_in_the_singular(capsys):
     assert capsys.readouterr().out.splitlines() == [
         "finished: 1 step (0.50 epochs) in 3 s; checkpoint c.pt",
         "finished: 2 steps (0.50 epochs) in 3 s; checkpoint c.pt"]
+
+
+def test_a_ctrl_c_while_the_command_imports_is_one_line(monkeypatch, capsys):
+    """Ctrl-C in the first tenth of a second, while `simclr` imports its command line
+    (before main()'s own handler), printed a KeyboardInterrupt traceback."""
+    import simclr.__main__ as entry
+
+    class Interrupted:
+        def find_spec(self, name, path=None, target=None):
+            if name == "simclr.cli":
+                raise KeyboardInterrupt
+            return None
+
+    monkeypatch.delitem(sys.modules, "simclr.cli")
+    monkeypatch.setattr(sys, "meta_path", [Interrupted(), *sys.meta_path])
+    monkeypatch.setattr(sys, "argv", ["simclr", "info", "runs/x"])
+    assert entry.run() == 130
+    assert capsys.readouterr().err == "simclr info: interrupted\n"
