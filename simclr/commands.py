@@ -136,7 +136,7 @@ def read_checkpoint(
     listing = (check_labeled_folders(args.train, args.test, ("--train", "--test"),
                                      train_split=True) if labeled else None)
     path = checkpoint_file(args.checkpoint)
-    check_not_another_run(getattr(args, "out", None), path)
+    check_not_another_run(getattr(args, "out", None), path, args.command)
     check_not_replacing_input(args, path)
     ckpt = at_image_size(load_checkpoint(path), getattr(args, "image_size", None), path)
     if path.name.endswith(PARTIAL_SUFFIX):  # named on purpose, still worth a word
@@ -145,17 +145,30 @@ def read_checkpoint(
     return path, ckpt, listing
 
 
-def check_not_another_run(out: str | None, checkpoint: Path) -> None:
+# The checkpoints an evaluation writes into its --out (names starting so), its own: an
+# earlier run of the same command there is replaced only with --overwrite.
+OWN_CHECKPOINTS = {"linear-eval": ("linear.", "linear-partial."),
+                   "finetune": ("finetune.", "finetune-partial.")}
+
+
+def check_not_another_run(out: str | None, checkpoint: Path, command: str = "") -> None:
     """An evaluation's --out may be the run folder of the checkpoint it evaluates (its
     results then sit beside it), never another run's: `simclr info`, `predict` and
-    `export` would take them, and a classifier, for that run's."""
+    `export` would take them, and a classifier, for that run's. Another run is any
+    checkpoint there but those ``command`` writes itself (a pretraining's last.pt, a
+    fine-tuned classifier beside a linear one: predict would no longer know which)."""
     if not out:
         return
-    folder = Path(out).expanduser()
-    if not (folder / CHECKPOINTS / LAST).is_file():
+    saved = Path(out).expanduser() / CHECKPOINTS
+    own = OWN_CHECKPOINTS.get(command, ())
+    try:
+        others = sorted(p.name for p in saved.glob("*.pt")
+                        if not (own and p.name.startswith(own)))
+    except OSError:  # not a folder: nothing of a run there
         return
-    if not checkpoint.resolve().is_relative_to(folder.resolve()):
-        raise SimCLRError(f"--out {out} is the folder of another run ({CHECKPOINTS}/{LAST}): "
+    if others and not checkpoint.resolve().is_relative_to(saved.parent.resolve()):
+        name = LAST if LAST in others else others[0]
+        raise SimCLRError(f"--out {out} is the folder of another run ({CHECKPOINTS}/{name}): "
                           "its results would be taken for that run's; choose another --out")
 
 

@@ -207,7 +207,7 @@ def test_every_evaluation_command_takes_overwrite_but_never_into_another_run(tmp
                 "finetune": ["--epochs", "1", "--batch-size", "8"],
                 "transform-probe": ["--task", "rotation", "--views", "1", "--epochs", "1"]}
     for command, extra in commands.items():
-        for out in (tmp_path / "evals", pre):
+        for out in (tmp_path / f"evals-{command}", pre):
             args = [command, *common, *extra, "--out", str(out)]
             assert main(args) == 0, command
             capsys.readouterr()
@@ -223,6 +223,17 @@ def test_every_evaluation_command_takes_overwrite_but_never_into_another_run(tmp
     assert main(["knn", *common, "--k", "3", "--out", str(other), "--overwrite"]) == 2
     assert "is the folder of another run" in capsys.readouterr().err
     assert sorted(p.name for p in other.rglob("*")) == ["checkpoints", "last.pt"]
+    # Nor another evaluation's folder: a linear classifier beside a fine-tuned one made
+    # `predict --checkpoint FOLDER` ask which (and they came from other encoders).
+    for command, out, held in (("linear-eval", "evals-finetune", "finetune.pt"),
+                               ("finetune", "evals-linear-eval", "linear.pt"),
+                               ("knn", "evals-finetune", "finetune.pt")):
+        before = sorted(p.name for p in (tmp_path / out).rglob("*"))
+        assert main([command, *common, *commands[command], "--out", str(tmp_path / out),
+                     "--overwrite"]) == 2
+        err = capsys.readouterr().err
+        assert f"is the folder of another run (checkpoints/{held})" in err, err
+        assert sorted(p.name for p in (tmp_path / out).rglob("*")) == before
 
 
 def test_finetune_from_head_and_from_scratch(tmp_path, folders):
