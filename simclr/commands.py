@@ -411,6 +411,7 @@ def cmd_supervised(args: argparse.Namespace) -> int:
     from simclr.supervised import (
         check_new_run,
         check_same_data,
+        config_folders,
         data_specs,
         note_ignored_settings,
         resume_config,
@@ -426,6 +427,9 @@ def cmd_supervised(args: argparse.Namespace) -> int:
             raise SimCLRError(f"--resume continues the saved run; cannot give {extra[0]}")
         cfg, resume = resume_config(args.resume, flags)
     else:
+        if args.train is None and args.test is None:  # a supervised run's config.yaml
+            folders = config_folders(args.config)  # names them
+            args.train, args.test = folders.get("train"), folders.get("test")
         for name in ("train", "out"):
             if getattr(args, name) is None:
                 raise SimCLRError(f"--{name} is required (or --resume RUN_DIR)")

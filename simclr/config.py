@@ -339,7 +339,10 @@ RESUME_SETTINGS = frozenset({
     "keep_checkpoints", "knn_every", "memory_check"})
 # What a run's config.yaml records beside its settings (simclr.train writes them): facts
 # of that run, not settings, so reading the file as a --config skips them.
-RECORDED_KEYS = frozenset({"provenance", "precision_resolved", "device_resolved", "num_images"})
+# (``folders``: a supervised run's --train/--test, which `simclr supervised --config`
+# takes when no --train is given.)
+RECORDED_KEYS = frozenset({"provenance", "precision_resolved", "device_resolved", "num_images",
+                           "folders"})
 
 
 MAX_EPOCHS = 1e6  # a million passes over the data; beyond, step counts overflow

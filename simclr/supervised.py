@@ -153,6 +153,20 @@ def data_specs(train: str, test: str | None) -> dict[str, str | None]:
     return {"train": absolute(train), "test": absolute(test)}
 
 
+def config_folders(path: str | None) -> dict[str, str | None]:
+    """The ``--train``/``--test`` a supervised run's config.yaml records (``folders``),
+    for ``--config`` without ``--train``; {} where it records none."""
+    if path is None:
+        return {}
+    from simclr.settings import load_yaml
+
+    folders = load_yaml(path).get("folders")
+    if not isinstance(folders, Mapping) or not isinstance(folders.get("train"), str):
+        return {}
+    test = folders.get("test")
+    return {"train": folders["train"], "test": test if isinstance(test, str) else None}
+
+
 def resume_config(target: str | Path, flags: Mapping[str, Any]) -> tuple[Config, dict[str, Any]]:
     """(config, checkpoint) of the supervised run to continue (``--resume target``), with
     ``flags`` applied: only :data:`RESUME_FLAGS` may change, and a finished run is
@@ -311,7 +325,10 @@ def _train_and_test(
         step, elapsed = restore(resume, model, optimizer, scaler, plan)
         log(f"resuming {run_dir} from step {step} of {plan.total_steps}", verbose)
     if out is not None:
-        save_yaml(cfg.to_dict(), out / "config.yaml")
+        # The folders too (config.yaml's `folders`): the file says what the run trained
+        # and tested on, and `simclr supervised --config` reruns it without --train.
+        save_yaml({**cfg.to_dict(), **({"folders": dict(data)} if data else {})},
+                  out / "config.yaml")
 
     def save(step: int, seconds: float, metrics: dict[str, Any], periodic: bool) -> str | None:
         if out is None:  # another process than rank 0, or no run folder

@@ -18,7 +18,7 @@ from simclr.cli import main
 from simclr.errors import SimCLRError
 from simclr.finetune import run_finetune
 from simclr.pretrained import encoder_from_checkpoint
-from simclr.settings import build_config
+from simclr.settings import build_config, load_yaml
 from simclr.supervised import resume_config, run_supervised
 from tests.conftest import make_image_folder
 
@@ -335,6 +335,16 @@ def test_the_run_folder_is_checked_before_the_data_and_ignored_settings_are_name
                  "fp32", "--cache-dir", str(tmp_path / "cache")]) == 0
     assert ("c.yaml: loss.temperature, knn_k play no part in supervised training (ignored)"
             in capsys.readouterr().err)
+    # The run's config.yaml records its folders (it held no data at all): given as
+    # --config without --train, it trains on them again, to the same weights.
+    saved = tmp_path / "run" / "config.yaml"
+    assert load_yaml(saved)["folders"] == {"train": str(train), "test": None}
+    assert main(["supervised", "--config", str(saved), "--out", str(tmp_path / "again"),
+                 "--workers", "0", "--cache-dir", str(tmp_path / "cache")]) == 0
+    first, second = (load_checkpoint(tmp_path / run / "checkpoints" / "last.pt")
+                     for run in ("run", "again"))
+    assert second["data"] == first["data"]
+    assert all(torch.equal(first["model"][k], second["model"][k]) for k in first["model"])
     # Fig. 5's two-branch switches mean nothing with one view per image: no such flags
     with pytest.raises(SystemExit) as exit_:
         main(["supervised", "--train", str(train), "--out", str(tmp_path / "x"),
