@@ -413,6 +413,7 @@ def cmd_supervised(args: argparse.Namespace) -> int:
         check_same_data,
         config_folders,
         data_specs,
+        finished_result,
         note_ignored_settings,
         resume_config,
         run_supervised,
@@ -425,6 +426,12 @@ def cmd_supervised(args: argparse.Namespace) -> int:
                  if getattr(args, n) is not None]
         if extra:
             raise SimCLRError(f"--resume continues the saved run; cannot give {extra[0]}")
+        done = finished_result(args.resume)
+        if done is not None:  # nothing to do: its results, as a finished pretraining's
+            print(finite_json(done))
+            print(f"{args.resume} finished at step {done.get('steps')} already: nothing "
+                  "to do", file=sys.stderr)
+            return 0
         cfg, resume = resume_config(args.resume, flags)
     else:
         if args.train is None and args.test is None:  # a supervised run's config.yaml

@@ -16,6 +16,7 @@ Like pretraining, it trains across processes under torchrun (global batch, globa
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -167,13 +168,29 @@ def config_folders(path: str | None) -> dict[str, str | None]:
     return {"train": folders["train"], "test": test if isinstance(test, str) else None}
 
 
+def _run_dir(target: str | Path) -> Path:
+    """The run folder ``--resume`` names: the folder, its checkpoints folder or a file there."""
+    given = Path(target).expanduser()
+    return (given.parent.parent if given.is_file() else
+            given.parent if given.name == CHECKPOINTS else given)
+
+
+def finished_result(target: str | Path) -> dict[str, Any] | None:
+    """The results of the run ``--resume target`` names, if it has finished (None: not,
+    or unreadable, left to :func:`resume_config` to say): resumed again, it is done,
+    as a finished pretraining resumed is (status 0, for a retry loop around it)."""
+    try:
+        result = json.loads((_run_dir(target) / RESULT).read_text())
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) else None
+
+
 def resume_config(target: str | Path, flags: Mapping[str, Any]) -> tuple[Config, dict[str, Any]]:
     """(config, checkpoint) of the supervised run to continue (``--resume target``), with
     ``flags`` applied: only :data:`RESUME_FLAGS` may change, and a finished run is
     refused. The checkpoint's ``data`` names the folders to reopen."""
-    given = Path(target).expanduser()
-    run_dir = (given.parent.parent if given.is_file() else
-               given.parent if given.name == CHECKPOINTS else given)
+    run_dir = _run_dir(target)
     if (run_dir / RESULT).exists():  # whichever of its files names it
         raise SimCLRError(f"--resume {target}: the run has finished ({run_dir / RESULT}); "
                           f"its model is {run_dir / CHECKPOINTS / 'last.pt'}")

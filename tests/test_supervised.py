@@ -280,6 +280,11 @@ def test_command_line_resume(tmp_path, capsys, monkeypatch):
     assert main(["supervised", "--resume", "run", "--workers", "0"]) == 0
     assert json.loads((run / "supervised.json").read_text())["num_test"] == 4
     assert load_checkpoint(run / "checkpoints" / "last.pt")["config"]["out"] == str(run)
+    capsys.readouterr()  # resumed again when finished: done, its results (it was rc 2, as
+    assert main(["supervised", "--resume", "run"]) == 0  # an error; pretraining says 0)
+    out, err = capsys.readouterr()
+    assert json.loads(out) == json.loads((run / "supervised.json").read_text())
+    assert err.endswith("already: nothing to do\n")
     assert main(["pretrain", "--resume", str(run)]) == 2
     assert (f"{run} is a finished supervised run ({run / 'supervised.json'}); its model is "
             f"{run / 'checkpoints' / 'last.pt'}\n") in capsys.readouterr().err
