@@ -428,9 +428,10 @@ def cmd_supervised(args: argparse.Namespace) -> int:
             raise SimCLRError(f"--resume continues the saved run; cannot give {extra[0]}")
         done = finished_result(args.resume)
         if done is not None:  # nothing to do: its results, as a finished pretraining's
-            print(finite_json(done))
-            print(f"{args.resume} finished at step {done.get('steps')} already: nothing "
-                  "to do", file=sys.stderr)
+            if dist.launched_rank() == 0:  # (under --processes: said once)
+                print(finite_json(done))
+                print(f"{args.resume} finished at step {done.get('steps')} already: "
+                      "nothing to do", file=sys.stderr)
             return 0
         cfg, resume = resume_config(args.resume, flags)
     else:
