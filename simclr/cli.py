@@ -79,7 +79,7 @@ SHARED_HELP = {
     "--max-iter": "L-BFGS iterations",
     "--momentum": "of Nesterov SGD",
     "--crop-scale": "area range of the random crop",
-    "--label-fraction": "F: round(F x images / classes) labeled images from every class "
+    "--label-fraction": "F: F x images / classes (halves up) labeled images from every class "
                         "(the paper: 0.01, 0.1; its exact ImageNet lists: --subset)",
     "--labels-per-class": "labeled images per class",
     "--schedule": "learning rate over the steps: cosine | constant",

@@ -154,18 +154,20 @@ OWN_CHECKPOINTS = {"linear-eval": ("linear.", "linear-partial."),
 def check_not_another_run(out: str | None, checkpoint: Path, command: str = "") -> None:
     """An evaluation's --out may be the run folder of the checkpoint it evaluates (its
     results then sit beside it), never another run's: `simclr info`, `predict` and
-    `export` would take them, and a classifier, for that run's. Another run is any
-    checkpoint there but those ``command`` writes itself (a pretraining's last.pt, a
-    fine-tuned classifier beside a linear one: predict would no longer know which)."""
+    `export` would take them, and a classifier, for that run's. Another run is a
+    training's last.pt, and for a command that writes a classifier any checkpoint but
+    its own (a fine-tuned classifier beside a linear one: predict would not know which)."""
     if not out:
         return
     saved = Path(out).expanduser() / CHECKPOINTS
-    own = OWN_CHECKPOINTS.get(command, ())
-    try:
-        others = sorted(p.name for p in saved.glob("*.pt")
-                        if not (own and p.name.startswith(own)))
-    except OSError:  # not a folder: nothing of a run there
-        return
+    own = OWN_CHECKPOINTS.get(command)
+    if own is None:  # results without a classifier (knn, a probe): a run's last.pt only
+        others = [LAST] if (saved / LAST).is_file() else []
+    else:
+        try:
+            others = sorted(p.name for p in saved.glob("*.pt") if not p.name.startswith(own))
+        except OSError:  # not a folder: nothing of a run there
+            return
     if others and not checkpoint.resolve().is_relative_to(saved.parent.resolve()):
         name = LAST if LAST in others else others[0]
         raise SimCLRError(f"--out {out} is the folder of another run ({CHECKPOINTS}/{name}): "

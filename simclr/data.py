@@ -42,7 +42,7 @@ from simclr.decode import (
     read_jpeg,
 )
 from simclr.errors import BadImageError, SimCLRError
-from simclr.folders import NAMED_DATASETS, ImageList, list_folder, scan_folder, split_root
+from simclr.folders import NAMED_DATASETS, ImageList, named_dataset, scan_folder, split_root
 from simclr.runtime import ignore_stop_signals
 
 log = logging.getLogger(__name__)
@@ -372,11 +372,13 @@ def _all_small(sizes: list[tuple[int, int]]) -> bool:
 
 def cache_choice(spec: str | None, cache: str) -> str:
     """What ``--cache`` amounts to for pretraining on ``spec``: 'on' or 'off' ('auto'
-    caches a folder of small pictures, as :func:`open_folder` decides; a named data
-    set keeps 'auto', held in memory either way)."""
-    listed = list_folder(spec, train=True, unlabeled=True) if cache == "auto" else None
-    if listed is None:
+    caches a folder of small pictures, as :func:`open_folder` decides), or 'in memory'
+    for a named data set (the digits, torchvision's), held as arrays whatever it says."""
+    if named_dataset(spec):
+        return "in memory"
+    if cache != "auto":
         return cache
+    listed = scan_folder(split_root(spec, train=True), unlabeled=True)
     return "on" if _all_small(_probe_sizes(listed.paths)) else "off"
 
 

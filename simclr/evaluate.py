@@ -248,17 +248,19 @@ def run_linear_eval(
     ``linear_eval.json``, ``linear_eval_confusion.png`` and the classifier
     (:func:`save_linear_classifier`, ``config``: the source checkpoint's) under
     ``run_dir`` (``overwrite``: replacing those of an earlier run there, and an
-    unfinished sgd training that cannot be continued; "keep": that one set aside, as a
-    sweep keeps what it evaluates anew); returns the results dict.
+    unfinished sgd training that cannot be continued, deleted once this run is saved;
+    "keep": that one set aside as it starts, as a sweep keeps what it evaluates anew);
+    returns the results dict.
     """
     _check_linear_eval(protocol, run_dir, batch_size, val_fraction, epochs, lr, image_size,
-                       crop_scale, crop_sampler, overwrite, l2)
+                       crop_scale, crop_sampler, bool(overwrite), l2)
     verbose = verbose and dist.is_main()  # rank 0 speaks for all the processes
     num_classes = check_labeled(train, test)
-    out = run_folder(run_dir, RESULTS["linear-eval"], overwrite)  # rank 0 writes
+    out = run_folder(run_dir, RESULTS["linear-eval"], bool(overwrite))  # rank 0 writes
     unfinished = linear_partial(out, overwrite=overwrite)
-    if protocol == "lbfgs" and unfinished.path is not None and unfinished.path.exists():
-        unfinished.start_over("is of --protocol sgd")  # (refused unless overwrite)
+    if protocol == "lbfgs" and overwrite == "keep" and unfinished.path is not None \
+            and unfinished.path.exists():  # (--overwrite: deleted once this one is saved)
+        unfinished.start_over("is of --protocol sgd")
     dev, prec = resolve_runtime(device, precision)
     run = _LinearEval(encoder=encoder, train=train, test=test, num_classes=num_classes, out=out,
                       image_size=image_size, batch_size=batch_size, device=dev, precision=prec,
@@ -378,7 +380,7 @@ def _finish_linear_eval(run: _LinearEval, protocol: str, fitted: _Fitted,
                                                        run.image_size, run.config,
                                                        run.train.classes, results, run.out,
                                                        (run.source or {}).get("step"))
-        linear_partial(run.out).discard()  # (an sgd run's, finished)
+        linear_partial(run.out).discard()  # (an sgd run's finished, or an --overwrite's)
     finish_results(results, run.out, "linear_eval", fitted.scores, fitted.test_y, run.train,
                    run.test, run.source)
     log(f"linear eval ({protocol}): top-1 {100 * results['top1']:.2f}%", run.verbose)

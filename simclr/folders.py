@@ -318,8 +318,11 @@ def list_folder(spec: str | None, train: bool = True,
     that what needs only names and labels (classes, a subset list, the batch against
     the set) is checked before a folder is decoded; None for the digits and
     torchvision's named data sets."""
-    if spec is None or spec == "digits":
-        return None
-    if spec.lower() in NAMED_DATASETS and not Path(spec).expanduser().is_dir():
-        return None
-    return scan_folder(split_root(spec, train), unlabeled)
+    return None if named_dataset(spec) else scan_folder(split_root(spec, train), unlabeled)
+
+
+def named_dataset(spec: str | None) -> bool:
+    """Whether a data spec names the digits or a torchvision data set (unless a folder
+    of that name is there), read as arrays, not as a folder of files."""
+    return spec is None or spec == "digits" or (
+        spec.lower() in NAMED_DATASETS and not Path(spec).expanduser().is_dir())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from functools import partial
 from typing import Any
 
@@ -23,6 +24,12 @@ from simclr.results import log
 
 # L-BFGS runs in float64 up to this many feature values (N*D); larger problems use float32.
 FLOAT64_MAX_ELEMENTS = 1 << 26
+
+
+def half_up(fraction: float, count: int, classes: int = 1) -> int:
+    """``fraction * count / classes`` rounded half up, computed on the fraction as written
+    (0.145 x 100 is 14.5, whose float product 14.4999... would round down)."""
+    return math.floor(Fraction(str(fraction)) * count / classes + Fraction(1, 2))
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray,
@@ -40,7 +47,7 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
         members = np.flatnonzero(labels == c)
         if len(members) < 2:
             continue
-        n_val = min(len(members) - 1, max(1, math.floor(fraction * len(members) + 0.5)))
+        n_val = min(len(members) - 1, max(1, half_up(fraction, len(members))))
         held.append(rng.permutation(members)[:n_val])
     val = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
     fit = np.setdiff1d(np.arange(len(labels)), val)

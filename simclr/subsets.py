@@ -7,7 +7,6 @@ fingerprinted so that a continued fine-tuning is known to train on the same imag
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 
 from simclr.errors import SimCLRError, unreadable_path
 from simclr.files import written
+from simclr.logistic import half_up
 
 SUBSET_FILE = "labeled_subset.txt"
 
@@ -43,7 +43,7 @@ def class_balanced_subset(
     if fraction is not None:
         if not 0 < fraction <= 1:
             raise SimCLRError(f"--label-fraction must lie in (0, 1], got {fraction}")
-        k = max(1, math.floor(fraction * int((labels >= 0).sum()) / len(present) + 0.5))
+        k = max(1, half_up(fraction, int((labels >= 0).sum()), len(present)))
     else:
         if per_class < 1:
             raise SimCLRError(f"--labels-per-class must be at least 1, got {per_class}")

@@ -16,7 +16,6 @@ Like pretraining, it trains across processes under torchrun (global batch, globa
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -45,7 +44,7 @@ from simclr.classify import (
 from simclr.config import Config
 from simclr.errors import SimCLRError
 from simclr.features import check_labeled, resolve_runtime
-from simclr.files import folder_holder, in_use, lock_folder
+from simclr.files import folder_holder, in_use, lock_folder, read_json
 from simclr.models import build_classifier_within_memory
 from simclr.optim import build_optimizer, lr_at
 from simclr.plan import (
@@ -179,11 +178,7 @@ def finished_result(target: str | Path) -> dict[str, Any] | None:
     """The results of the run ``--resume target`` names, if it has finished (None: not,
     or unreadable, left to :func:`resume_config` to say): resumed again, it is done,
     as a finished pretraining resumed is (status 0, for a retry loop around it)."""
-    try:
-        result = json.loads((_run_dir(target) / RESULT).read_text())
-    except (OSError, ValueError):
-        return None
-    return result if isinstance(result, dict) else None
+    return read_json(_run_dir(target) / RESULT)
 
 
 def resume_config(target: str | Path, flags: Mapping[str, Any]) -> tuple[Config, dict[str, Any]]:

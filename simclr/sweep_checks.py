@@ -108,18 +108,22 @@ def _cache_choices(configs: list[Config]) -> list[str]:
     if len({(cfg.data.cache, cfg.data.decoder) for cfg in configs}) < 2:
         return [cfg.data.cache for cfg in configs]
     choices: dict[tuple[str, str], str] = {}
-    return [choices.setdefault((cfg.data.path, cfg.data.cache),
-                               cache_choice(cfg.data.path, cfg.data.cache)) for cfg in configs]
+    for cfg in configs:  # (a folder probed once for all its cells)
+        key = (cfg.data.path, cfg.data.cache)
+        if key not in choices:
+            choices[key] = cache_choice(*key)
+    return [choices[(cfg.data.path, cfg.data.cache)] for cfg in configs]
 
 
 def _decoding(cfg: Config, device: str, cache: str) -> str:
     """Where a cell's uncached JPEGs decode: 'device' or 'pil' (``--decoder auto`` is the
-    device's only on CUDA); 'cached' when the images are decoded once into the cache."""
+    device's only on CUDA); 'cached' when the images are decoded once (a cache, or a
+    named data set's arrays)."""
     import torch
 
     from simclr.data import decode_device
 
-    if cache == "on":
+    if cache in ("on", "in memory"):
         return "cached"
     return "pil" if decode_device(cfg.data.decoder, torch.device(device)) is None else "device"
 

@@ -146,6 +146,9 @@ def test_stratified_split_is_per_class_and_deterministic():
     # A half rounds up in every class (round-half-to-even held out 2 of 10 and 4 of 14)
     _, val = stratified_split(np.repeat([0, 1], [10, 14]), 0.25, seed=0)
     assert np.bincount(np.repeat([0, 1], [10, 14])[val]).tolist() == [3, 4]
+    # ... as the fraction is written: 0.145 x 100 is 14.5 (the float product 14.4999...)
+    _, val = stratified_split(np.repeat([0], [100]), 0.145, seed=0)
+    assert len(val) == 15
 
 
 def test_fixed_l2_skips_the_search_and_tiny_sets_need_it():

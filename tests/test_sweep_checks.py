@@ -61,6 +61,10 @@ def test_cache_and_decoder_values_alike_here_are_one_run(tmp_path, image_folder,
             ("data.decoder=pil,auto", {"data.cache": "off"},
              "--decoder pil and auto are both pil here"),
             ("data.decoder=pil,device", {"data.cache": "on"},
+             "--decoder pil and device are both cached here"),
+            ("data.cache=auto,on", {"data.path": "digits"},
+             "--cache auto and on are both in memory here"),  # (arrays, not files)
+            ("data.decoder=pil,device", {"data.path": "digits"},
              "--decoder pil and device are both cached here")):
         cells, configs = cell_configs([parse_axis(axis)], tmp_path / "sw", None, None,
                                       {**flags, **extra})
