@@ -249,14 +249,17 @@ ALLOCATOR = ("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator:
 
 @pytest.mark.parametrize("flags, text", [
     ({"model.width": 64.0}, "resnet18 x64, mlp head 32768-32768-128"),
-    ({"model.head_hidden_dim": 10**9}, "resnet18 x0.25, mlp head 128-1000000000-128"),
+    # (the largest head the settings allow: 4.3 billion weights)
+    ({"model.head_hidden_dim": 65536, "model.head_out_dim": 65536},
+     "resnet18 x0.25, mlp head 128-65536-65536"),
 ])
 def test_a_model_too_large_is_refused_before_it_is_built(monkeypatch, flags, text):
-    # Counted on the meta device: trillions of parameters are refused without allocating.
+    # Counted on the meta device: billions of parameters are refused without allocating.
     def no_real_build(*args, **kwargs):
         raise AssertionError("the model was built for real")
 
     monkeypatch.setattr(memory, "fits_in_memory", no_real_build)  # wraps the real build
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 32 * 2**30)  # any machine
     cfg = build_config(preset="cifar10-cpu", flags=flags)
     with pytest.raises(SimCLRError) as info:
         train.setup_model(cfg, torch.device("cpu"))
@@ -372,13 +375,16 @@ def test_an_allocation_that_fails_while_measuring_is_one_line(monkeypatch):
 
 @pytest.mark.parametrize("command, flags, text", [
     ("pretrain", ["--width", "64"], "the model (resnet18 x64, mlp head 32768-32768-128)"),
-    ("pretrain", ["--head-hidden-dim", "1000000000"], "mlp head 64-1000000000-128"),
+    ("pretrain", ["--head-hidden-dim", "65536", "--head-out-dim", "65536"],
+     "mlp head 64-65536-65536"),
     # (4 views of 4096 px at width 4 want about 60 GiB; above 4096 px is refused as such)
     ("pretrain", ["--image-size", "4096", "--width", "4"],
      "--image-size 4096 does not fit in memory"),
     ("supervised", ["--width", "64"], "the model (resnet18 x64, 2-class linear layer)"),
 ])
-def test_settings_that_cannot_fit_are_one_line_errors(tmp_path, capsys, command, flags, text):
+def test_settings_that_cannot_fit_are_one_line_errors(tmp_path, capsys, monkeypatch, command,
+                                                      flags, text):
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 32 * 2**30)  # any machine
     data = make_image_folder(tmp_path / "imgs", per_class=8)
     where = (["--data", str(data), "--no-progress"] if command == "pretrain"
              else ["--train", str(data)])  # supervised training logs a line per epoch
