@@ -42,7 +42,7 @@ from simclr.decode import (
     read_jpeg,
 )
 from simclr.errors import BadImageError, SimCLRError
-from simclr.folders import NAMED_DATASETS, ImageList, named_dataset, scan_folder, split_root
+from simclr.folders import ImageList, named_dataset, scan_folder, split_root
 from simclr.runtime import ignore_stop_signals
 
 log = logging.getLogger(__name__)
@@ -572,6 +572,6 @@ def open_source(
     spec = None if spec is None else os.fspath(spec)
     if spec is None or spec == "digits":
         return digits_source() if train else digits_split()[1]
-    if spec.lower() in NAMED_DATASETS and not Path(spec).expanduser().is_dir():
+    if named_dataset(spec):  # torchvision's (the digits are handled above)
         return _open_named(spec.lower(), cfg, train)
     return open_folder(spec, cfg, train, image_size, cfg.max_pixels, evaluation, unlabeled)

@@ -39,6 +39,15 @@ from simclr.results import (
 KNN_BLOCK_ELEMENTS = 1 << 24
 
 
+def _check_settings(k: Any, temperature: Any) -> None:
+    """k a positive whole number, the temperature a positive finite number (NaN too is
+    refused: it scored 0.5), each named as its flag."""
+    if not is_count(k):
+        raise SimCLRError(f"--k must be a positive whole number, got {k!r}")
+    if not (isinstance(temperature, numbers.Real) and 0 < temperature < math.inf):
+        raise SimCLRError(f"--temperature must be positive, got {temperature}")
+
+
 def _check_memory(train_feats: Any, train_labels: Any, test_feats: Any,
                   num_classes: int | None) -> None:
     """The kNN memory's shapes and labels (an embed .npz's unlabeled rows are -1)."""
@@ -74,10 +83,7 @@ def knn_classify(
     matrix stays bounded (``KNN_BLOCK_ELEMENTS``). ``device`` None: the current CUDA
     device when there is one, else the CPU.
     """
-    if not (isinstance(temperature, numbers.Real) and 0 < temperature < math.inf):
-        raise SimCLRError(f"--temperature must be positive, got {temperature}")  # (NaN too)
-    if not is_count(k):
-        raise SimCLRError(f"--k must be a positive whole number, got {k!r}")
+    _check_settings(k, temperature)
     _check_memory(train_feats, train_labels, test_feats, num_classes)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -139,10 +145,7 @@ def run_knn(
     ``source`` (what the encoder came from: the checkpoint file, its step, the layer) is
     recorded in it.
     """
-    if not is_count(k):
-        raise SimCLRError(f"--k must be a positive whole number, got {k!r}")
-    if not (isinstance(temperature, numbers.Real) and 0 < temperature < math.inf):
-        raise SimCLRError(f"--temperature must be positive, got {temperature}")
+    _check_settings(k, temperature)  # (before the features are extracted)
     num_classes = check_labeled(train, test)
     out = prepare_dir(run_dir, RESULTS["knn"], overwrite=overwrite)
     dev, prec = resolve_runtime(device, precision)
