@@ -21,7 +21,7 @@ from simclr.checkpoint import (
 )
 from simclr.config import RESUME_SETTINGS, Config
 from simclr.errors import SimCLRError
-from simclr.folders import NAMED_DATASETS
+from simclr.folders import named_dataset
 from simclr.models import SimCLRModel
 from simclr.plan import Plan
 from simclr.rundir import resume_checkpoint
@@ -204,7 +204,7 @@ def load_resume_config(target: str | Path, overrides: dict[str, Any] | None = No
     for flag, path in (("--data", cfg.data.path), ("--knn-train", cfg.knn_train),
                        ("--knn-test", cfg.knn_test)):
         if (path and not os.path.isabs(os.path.expanduser(path))
-                and not os.path.exists(path) and path.lower() not in NAMED_DATASETS):
+                and not os.path.exists(path) and not named_dataset(path)):
             raise SimCLRError(f"--resume {target}: the run's {flag} folder was saved as the "
                               f"relative path {path!r}, not found from {os.getcwd()}; resume "
                               "from the folder the run was started in")
@@ -260,10 +260,10 @@ def _folder(cfg: Config, path: str) -> str | None:
 
 
 def _still_there(cfg: Config, path: str) -> bool:
-    """Whether a folder setting is unset, a named data set, or a folder that exists."""
+    """Whether a folder setting is unset, a named data set (the digits too), or a folder
+    that exists."""
     saved = _folder(cfg, path)
-    return not saved or saved.lower() in NAMED_DATASETS or \
-        os.path.exists(os.path.expanduser(saved))
+    return not saved or named_dataset(saved) or os.path.exists(os.path.expanduser(saved))
 
 
 def moved_folders(cfg: Config, flags: dict[str, Any], target: str | Path) -> set[str]:

@@ -914,3 +914,15 @@ def test_a_run_ending_in_an_error_stops_its_loader_at_once(tmp_path, image_folde
     with pytest.raises(DivergedError) as info:
         run(tmp_path, image_folder, cache_dir, "nan", **{"data.cache": "on"})
     assert joined == ["simclr-prefetch"], info.value
+
+
+def test_a_run_on_the_digits_by_name_resumes(tmp_path, cache_dir, monkeypatch):
+    # `--data digits` names scikit-learn's digits, not a folder: its resume neither asks
+    # for a folder 'digits' from where it started nor for a new place of it.
+    monkeypatch.chdir(tmp_path)
+    flags = tiny_flags(tmp_path / "run", tmp_path / "run", cache_dir, batch_size=16)
+    flags["data.path"] = "digits"
+    _preempted_run(build_config(flags=flags))
+    cfg = load_resume_config(tmp_path / "run")
+    assert cfg.data.path == "digits"
+    assert train.pretrain(cfg, resume=True)["steps"] > 4
