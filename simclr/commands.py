@@ -428,14 +428,14 @@ def cmd_supervised(args: argparse.Namespace) -> int:
                  if getattr(args, n) is not None]
         if extra:
             raise SimCLRError(f"--resume continues the saved run; cannot give {extra[0]}")
-        done = finished_result(args.resume)
+        done = None if args.print_config else finished_result(args.resume)
         if done is not None:  # nothing to do: its results, as a finished pretraining's
             if dist.launched_rank() == 0:  # (under --processes: said once)
                 print(finite_json(done))
                 print(f"{args.resume} finished at step {done.get('steps')} already: "
                       "nothing to do", file=sys.stderr)
             return 0
-        cfg, resume = resume_config(args.resume, flags)
+        cfg, resume = resume_config(args.resume, flags, finished=args.print_config)
     else:
         if args.train is None and args.test is None:  # a supervised run's config.yaml
             folders = config_folders(args.config)  # names them

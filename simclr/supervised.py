@@ -181,12 +181,14 @@ def finished_result(target: str | Path) -> dict[str, Any] | None:
     return read_json(_run_dir(target) / RESULT)
 
 
-def resume_config(target: str | Path, flags: Mapping[str, Any]) -> tuple[Config, dict[str, Any]]:
+def resume_config(target: str | Path, flags: Mapping[str, Any],
+                  finished: bool = False) -> tuple[Config, dict[str, Any]]:
     """(config, checkpoint) of the supervised run to continue (``--resume target``), with
     ``flags`` applied: only :data:`RESUME_FLAGS` may change, and a finished run is
-    refused. The checkpoint's ``data`` names the folders to reopen."""
+    refused unless ``finished`` (its settings are only shown: ``--print-config``). The
+    checkpoint's ``data`` names the folders to reopen."""
     run_dir = _run_dir(target)
-    if (run_dir / RESULT).exists():  # whichever of its files names it
+    if not finished and (run_dir / RESULT).exists():  # whichever of its files names it
         raise SimCLRError(f"--resume {target}: the run has finished ({run_dir / RESULT}); "
                           f"its model is {run_dir / CHECKPOINTS / 'last.pt'}")
     run_dir, _, ckpt = resume_checkpoint(target, "supervised", RESUME_ENTRIES)

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from simclr.checkpoint import load_checkpoint, periodic_checkpoints, save_checkpoint
 from simclr.cli import main
@@ -285,6 +286,11 @@ def test_command_line_resume(tmp_path, capsys, monkeypatch):
     out, err = capsys.readouterr()
     assert json.loads(out) == json.loads((run / "supervised.json").read_text())
     assert err.endswith("already: nothing to do\n")
+    # --print-config of the finished run: its settings, as of a run still going
+    assert main(["supervised", "--resume", "run", "--threads", "1", "--print-config"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    saved = json.loads(json.dumps(load_checkpoint(run / "checkpoints" / "last.pt")["config"]))
+    assert shown == {**saved, "threads": 1} and saved["threads"] != 1
     assert main(["pretrain", "--resume", str(run)]) == 2
     assert (f"{run} is a finished supervised run ({run / 'supervised.json'}); its model is "
             f"{run / 'checkpoints' / 'last.pt'}\n") in capsys.readouterr().err
