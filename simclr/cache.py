@@ -21,6 +21,8 @@ import re
 import signal
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -28,7 +30,13 @@ import numpy as np
 
 from simclr.decode import DEFAULT_MAX_PIXELS, load_square
 from simclr.errors import BadImageError, SimCLRError
-from simclr.files import discard, remove_stale_temporaries, temporary_name, write_atomically
+from simclr.files import (
+    discard,
+    remove_stale_temporaries,
+    stale_temporaries,
+    temporary_name,
+    write_atomically,
+)
 
 if TYPE_CHECKING:
     from simclr.folders import ImageList
@@ -93,10 +101,24 @@ def decode_files(
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
         # Ctrl-C reaches the whole process group: the workers leave it to this process,
-        # which stops them (each would otherwise print its own KeyboardInterrupt).
-        with ctx.Pool(min(workers, len(tasks)), initializer=_ignore_interrupts) as pool:
-            for task, result in zip(tasks, pool.imap(_decode_chunk, tasks), strict=True):
+        # which stops them (each would otherwise print its own KeyboardInterrupt). An
+        # executor, not multiprocessing.Pool: a worker killed outright (the out-of-memory
+        # killer) breaks it, where a Pool would wait forever for the chunk it held.
+        pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx,
+                                   initializer=_ignore_interrupts)
+        try:
+            for task, result in zip(tasks, pool.map(_decode_chunk, tasks), strict=True):
                 account(result, len(task[2]))
+        except BrokenProcessPool:
+            raise SimCLRError(f"{what}: a decoding process was killed (out of memory?); "
+                              "nothing was kept; try fewer --workers") from None
+        except BaseException:  # Ctrl-C, SIGTERM: stop the chunks in hand too, as a Pool
+            running = getattr(pool, "_processes", None) or {}  # did (a private attribute,
+            for process in list(running.values()):  # there since Python 3.2)
+                process.terminate()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     log.info("%s: done in %.1f s, %d bad", what, time.perf_counter() - start, len(bad))
     return sorted(bad), np.asarray(aspects, dtype=np.float32)
 
@@ -138,9 +160,31 @@ def _read_cache(
     except (OSError, ValueError) as exc:
         log.warning("ignoring unreadable cache %s (%s); rebuilding", npy, exc)
         return None
-    if meta.get("version") != CACHE_VERSION or rows.shape != shape or rows.dtype != np.uint8:
+    if not isinstance(meta, dict) or meta.get("version") != CACHE_VERSION or \
+            rows.shape != shape or rows.dtype != np.uint8:
+        return None
+    if not _well_formed(meta, shape[0]):  # an edited or foreign sidecar: not trusted
+        log.warning("ignoring the cache %s: its record %s is not one simclr wrote; "
+                    "rebuilding", npy, meta_path)
         return None
     return rows, meta
+
+
+def _well_formed(meta: dict, n: int) -> bool:
+    """Whether a sidecar's entries are what :func:`_build_cache_files` writes for ``n``
+    files: the kept and skipped indices (in range, together each file once), and None or
+    one aspect a file."""
+    def index(i: object) -> bool:
+        return type(i) is int and 0 <= i < n
+
+    kept, skipped, aspect = meta.get("kept"), meta.get("skipped"), meta.get("aspect", 0)
+    return (isinstance(kept, list) and all(index(i) for i in kept)
+            and isinstance(skipped, list)
+            and all(isinstance(e, list) and len(e) == 2 and index(e[0])
+                    and isinstance(e[1], str) for e in skipped)
+            and sorted(kept + [e[0] for e in skipped]) == list(range(n))
+            and (aspect is None or (isinstance(aspect, list) and len(aspect) == n and all(
+                type(a) in (int, float) and math.isfinite(a) and a > 0 for a in aspect))))
 
 
 class DecodedCache(NamedTuple):
@@ -188,8 +232,12 @@ def build_cache(
     if found is not None:
         rows, meta = found
         log.info("using the decoded cache %s", npy)
-        try:  # its last use, which `simclr cache --clean` goes by
-            os.utime(meta_path)
+        try:  # its last use, which `simclr cache --clean` goes by; a folder moved with its
+            if meta.get("root") == images.root:  # files unchanged: its new place, which
+                os.utime(meta_path)  # `simclr cache` checks is still there
+            else:
+                meta["root"] = images.root
+                write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))
         except OSError:  # a read-only cache folder is still a cache
             pass
     else:
@@ -200,13 +248,21 @@ def build_cache(
     return DecodedCache(rows, np.asarray(meta["kept"], dtype=np.int64), skipped, npy, aspect)
 
 
+def _variant(images: ImageList, max_pixels: int) -> dict[str, object]:
+    """What besides the folder's files sets a cache's contents, recorded in its sidecar:
+    two caches of one folder that differ in these are both current (a pretraining keeps
+    the images beside the class folders, an evaluation leaves them out)."""
+    loose = bool(images.classes) and bool((np.asarray(images.labels) < 0).any())
+    return {"max_pixels": max_pixels, "loose": loose}
+
+
 def _build_cache_files(
     images: ImageList, side: int, npy: Path, meta_path: Path, shape: tuple[int, ...],
     workers: int, max_pixels: int, store: str,
 ) -> tuple[np.ndarray, dict]:
     # A build killed outright (SIGKILL, out of memory) left its whole-size file: free
     # the disk before reserving it again. An hour untouched: no build is writing it.
-    remove_stale_temporaries(npy.parent, "*.tmp-*", after_s=3600)
+    remove_stale_temporaries(npy.parent, _BUILD_LEFTOVERS, after_s=_LEFTOVER_S)
     tmp = temporary_name(npy)
     nbytes = math.prod(shape)
     try:
@@ -233,7 +289,7 @@ def _build_cache_files(
     bad_set = {i for i, _ in bad}
     meta = {
         "version": CACHE_VERSION, "root": images.root, "side": side, "store": store,
-        "num_files": shape[0],
+        "num_files": shape[0], **_variant(images, max_pixels),
         "kept": [i for i in range(shape[0]) if i not in bad_set],
         "skipped": [[i, reason] for i, reason in bad],
         # float32 values, written exactly (a float32 round-trips through its repr)
@@ -261,11 +317,16 @@ class CacheEntry(NamedTuple):
     side: int
     last_used: float  # the sidecar's mtime: a build writes it, a reuse touches it
     store: str | None = None  # how it was stored (None: a cache from before it was kept)
+    variant: tuple = ()  # the rest of what sets its contents (:func:`_variant`)
 
 
 # What build_cache names its files: <folder>-<side>px-<key>.npy. Nothing else in the
 # cache folder is ever listed or deleted (it may hold a user's own .npy files).
 _CACHE_NAME = re.compile(r"[\w-]*-\d+px-[0-9a-f]{20}\.npy")
+# What a build killed outright (SIGKILL, the out-of-memory killer) leaves: its .npy's
+# temporary name (the sidecar's is written last, in one go).
+_BUILD_LEFTOVERS = "*-*px-*.npy.tmp-*"
+_LEFTOVER_S = 3600.0  # an hour untouched: no build is writing it
 
 
 def cache_entries(cache_dir: str | os.PathLike) -> list[CacheEntry]:
@@ -283,22 +344,48 @@ def cache_entries(cache_dir: str | os.PathLike) -> list[CacheEntry]:
                 root, images, side = str(meta["root"]), int(meta["num_files"]), int(meta["side"])
                 used, size = meta_path.stat().st_mtime, size + meta_path.stat().st_size
                 store = meta.get("store")
-            except (OSError, ValueError, TypeError, KeyError):  # no sidecar (yet)
+                variant = (meta.get("max_pixels"), meta.get("loose"))
+            except (OSError, ValueError, TypeError, KeyError, AttributeError):  # no sidecar
                 root, images, side, used, store = "?", 0, 0, npy.stat().st_mtime, None
+                variant = ()
         except OSError:  # removed meanwhile (another clean)
             continue
-        found.append(CacheEntry(npy, meta_path, size, root, images, side, used, store))
+        found.append(CacheEntry(npy, meta_path, size, root, images, side, used, store,
+                                variant))
     return sorted(found, key=lambda e: e.last_used)
 
 
 def superseded(entries: list[CacheEntry]) -> set[Path]:
-    """The caches (their .npy) that a newer one of the same folder, side and storage
-    replaced: built before the folder changed (a file added, removed or edited), and
-    never read again. (Caches from before the storage was recorded are left alone.)"""
+    """The caches (their .npy) that a newer one of the same folder, side, storage and
+    :func:`_variant` replaced: built before the folder changed (a file added, removed or
+    edited), and never read again. (Caches from before the storage was recorded are left
+    alone.)"""
     known = [e for e in entries if e.store is not None and e.root != "?"]
     # (entries come least recently used first: the last one of a kind is the newest)
-    newest = {(e.root, e.side, e.store): e for e in known}
-    return {e.npy for e in known if newest[(e.root, e.side, e.store)] is not e}
+    newest = {(e.root, e.side, e.store, e.variant): e for e in known}
+    return {e.npy for e in known if newest[(e.root, e.side, e.store, e.variant)] is not e}
+
+
+def build_leftovers(cache_dir: str | os.PathLike) -> list[tuple[Path, int]]:
+    """The files (path, bytes) of builds killed outright, an hour untouched (what the
+    next build removes): ``simclr cache --clean`` removes them too."""
+    folder = Path(cache_dir).expanduser()
+    found = []
+    for path in stale_temporaries(folder, _BUILD_LEFTOVERS, _LEFTOVER_S) \
+            if folder.is_dir() else ():
+        try:
+            found.append((path, path.stat().st_size))
+        except OSError:  # removed meanwhile
+            pass
+    return found
+
+
+def remove_leftover(path: Path) -> None:
+    """Delete a :func:`build_leftovers` file; SimCLRError if it cannot be deleted."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise SimCLRError(f"cannot remove {path}: {exc.strerror}") from None
 
 
 def remove_entry(entry: CacheEntry) -> None:

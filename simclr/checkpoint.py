@@ -256,7 +256,7 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     step (a run killed outright after it; periodic saves leave ``last.pt`` as it was);
     otherwise the highest-step complete ``ckpt-<step>.pt``. Steps, not modification
     times, decide: a copied run folder (``cp -r``, a sync) keeps its answer. Temporary
-    ``*.tmp-<pid>`` files of interrupted saves are never candidates.
+    ``*.tmp-*`` files of interrupted saves are never candidates.
     """
     folder = Path(run_dir)
     periodic = [(step, p) for step, p in reversed(periodic_checkpoints(folder))

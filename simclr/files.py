@@ -1,10 +1,11 @@
 """Files written whole or not at all: a reader (a resumed run, a scheduler's next job)
 sees the old file or the new one, never half of one.
 
-Checkpoints, exported encoders and decoded caches are written to ``<name>.tmp-<pid>``
-beside their target and renamed over it; a process killed mid-write (SIGKILL, the
-out-of-memory killer) leaves its temporary file, which a later write removes. A run
-holds its folder (:func:`lock_folder`) so that no second run writes into it meanwhile.
+Checkpoints, exported encoders and decoded caches are written to
+``<name>.tmp-<token>-<pid>`` beside their target and renamed over it; a process killed
+mid-write (SIGKILL, the out-of-memory killer) leaves its temporary file, which a later
+write removes. A run holds its folder (:func:`lock_folder`) so that no second run
+writes into it meanwhile.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import json
 import math
 import os
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -21,10 +23,15 @@ from typing import Any
 
 from simclr.errors import SimCLRError
 
+# Drawn once a process (forked children share it, not their pid): two containers that
+# share a cache folder may both run simclr as pid 7, and must not write one file.
+_TOKEN = secrets.token_hex(4)
+
 
 def temporary_name(target: Path) -> Path:
-    """Where this process writes ``target`` before renaming it: ``<name>.tmp-<pid>``."""
-    return target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    """Where this process writes ``target`` before renaming it: ``<name>.tmp-<token>-<pid>``
+    (the pid last, which :func:`remove_stale_temporaries` reads)."""
+    return target.with_name(f"{target.name}.tmp-{_TOKEN}-{os.getpid()}")
 
 
 def discard(path: Path) -> None:
@@ -54,7 +61,7 @@ def fsync_dir(folder: Path) -> None:
 def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
     """``write(tmp)``, then make ``tmp`` durable and rename it over ``target``.
 
-    ``tmp`` is ``<name>.tmp-<pid>`` in the same folder (same file system, so the rename
+    ``tmp`` is :func:`temporary_name`'s, in the same folder (same file system, so the rename
     is atomic and a reader sees the old file or the new one, never half of one). On any
     exception, ``write``'s included, the temporary file is removed, ``target`` is left
     untouched and the exception propagates.
@@ -166,22 +173,32 @@ STALE_AFTER_S = 60.0  # a temporary file untouched this long by a dead process i
 
 def remove_stale_temporaries(folder: Path, pattern: str,
                              after_s: float = STALE_AFTER_S) -> list[Path]:
-    """Delete the ``<name>.tmp-<pid>`` files matching ``pattern`` in ``folder`` that a
+    """Delete the ``<name>.tmp-[<token>-]<pid>`` files matching ``pattern`` in ``folder`` that a
     killed write left (SIGKILL skips the clean-up above): those whose process is gone
     and that were last written over ``after_s`` seconds ago (so a write still running is
     never touched). Returns what was deleted."""
     removed = []
-    for path in folder.glob(pattern):
-        pid = path.name.rsplit("-", 1)[1]
+    for path in stale_temporaries(folder, pattern, after_s):
         try:
-            if not pid.isdigit() or _process_alive(int(pid)) or \
-                    time.time() - path.stat().st_mtime < after_s:
-                continue
             path.unlink()
             removed.append(path)
         except OSError:  # gone meanwhile, or not ours to delete: harmless either way
             pass
     return removed
+
+
+def stale_temporaries(folder: Path, pattern: str, after_s: float) -> list[Path]:
+    """The temporary files :func:`remove_stale_temporaries` would delete."""
+    found = []
+    for path in folder.glob(pattern):
+        pid = path.name.rsplit("-", 1)[1]
+        try:
+            if pid.isdigit() and not _process_alive(int(pid)) and \
+                    time.time() - path.stat().st_mtime >= after_s:
+                found.append(path)
+        except OSError:  # gone meanwhile
+            pass
+    return found
 
 
 def _process_alive(pid: int) -> bool:

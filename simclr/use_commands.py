@@ -200,7 +200,13 @@ def cmd_cache(args: argparse.Namespace) -> int:
     ``--clear`` removes them all."""
     import time
 
-    from simclr.cache import cache_entries, remove_entry, superseded
+    from simclr.cache import (
+        build_leftovers,
+        cache_entries,
+        remove_entry,
+        remove_leftover,
+        superseded,
+    )
 
     if args.clean and args.clear:
         raise SimCLRError("give one of --clean (stale caches) and --clear (every cache)")
@@ -242,6 +248,14 @@ def cmd_cache(args: argparse.Namespace) -> int:
         day = time.strftime("%Y-%m-%d", time.localtime(e.last_used))
         print(f"{e.nbytes / 2**20:9.1f} MiB  {e.images:7d} x {e.side:3d} px  used {day}  "
               f"{e.root}{note}")
+    for path, size in build_leftovers(args.cache_dir):  # a build killed outright left
+        if args.clean or args.clear:
+            remove_leftover(path)
+            removed += size
+        else:
+            removable += size
+        print(f"{size / 2**20:9.1f} MiB  {path.name}  (a killed build's file: "
+              f"{'removed' if args.clean or args.clear else '--clean removes it'})")
     total = sum(e.nbytes for e in entries)
     print(f"{Path(args.cache_dir).expanduser()}: {len(entries)} caches, "
           f"{total / 2**20:.1f} MiB" + (f"; {removed / 2**20:.1f} MiB freed" if removed else "")

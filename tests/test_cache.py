@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -48,6 +49,28 @@ def test_cache_build_with_worker_processes(tmp_path, monkeypatch):
     names = [int(Path(p).stem) for p in src.paths]
     expected = np.stack([arrays[k] for k in names]).transpose(0, 3, 1, 2)
     assert (src.get_batch(np.arange(10)).numpy() == expected).all()
+
+
+def _killed_at_the_second_chunk(task):  # (a decoding process's task: by name)
+    if task[1] == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _DECODE_CHUNK(task)
+
+
+_DECODE_CHUNK = cache._decode_chunk
+
+
+def test_a_decoding_process_killed_fails_the_build_in_one_line(tmp_path, monkeypatch):
+    # The out-of-memory killer's SIGKILL: a multiprocessing.Pool waited forever for the
+    # chunk the dead process held; the build fails and leaves nothing.
+    _cifar_like(tmp_path / "imgs", n=10)
+    monkeypatch.setattr(cache, "_CHUNK", 3)
+    monkeypatch.setattr(cache, "_decode_chunk", _killed_at_the_second_chunk)
+    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), workers=2)
+    with pytest.raises(SimCLRError, match="imgs into the cache: a decoding process was "
+                                          r"killed \(out of memory\?\); nothing was kept"):
+        open_source(str(tmp_path / "imgs"), cfg)
+    assert list((tmp_path / "cache").iterdir()) == []
 
 
 def _forbid_decoding(monkeypatch):
@@ -296,11 +319,92 @@ def test_a_read_only_cache_folder_is_one_line(tmp_path, monkeypatch):
 
 
 def test_only_an_older_cache_of_the_same_folder_side_and_storage_is_replaced():
-    def entry(name, root, side, store, used):
+    def entry(name, root, side, store, used, variant=(89478485, False)):
         return cache.CacheEntry(Path(f"{name}.npy"), Path(f"{name}.json"), 1, root, 4, side,
-                                used, store)
+                                used, store, variant)
 
     entries = [entry("old", "/a", 32, "full", 1), entry("eval", "/a", 37, "eval", 2),
                entry("other", "/b", 32, "full", 3), entry("legacy", "/a", 32, None, 4),
-               entry("new", "/a", 32, "full", 5)]
+               entry("loose", "/a", 32, "full", 5, (89478485, True)),
+               entry("pixels", "/a", 32, "full", 6, (1000, False)),
+               entry("new", "/a", 32, "full", 7)]
     assert cache.superseded(entries) == {Path("old.npy")}
+
+
+def test_a_pretraining_and_an_evaluation_of_one_folder_keep_both_their_caches(
+        tmp_path, capsys):
+    """A pretraining keeps the images beside the class folders, an evaluation leaves
+    them out: two current caches of one folder, neither replaced by the other (each
+    --clean deleted the one used less recently, each command then decoded again)."""
+    from simclr.cli import main
+
+    _cifar_like(tmp_path / "imgs")
+    save_image(tmp_path / "imgs" / "loose.png", rgb(16, 16))
+    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path), unlabeled=True)
+    time.sleep(0.01)
+    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    assert sorted(e.images for e in cache.cache_entries(tmp_path / "cache")) == [6, 7]
+    assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean"]) == 0
+    assert "removed" not in capsys.readouterr().out
+    assert len(cache.cache_entries(tmp_path / "cache")) == 2
+
+
+def test_a_folder_moved_with_its_files_keeps_its_cache_at_the_new_place(tmp_path, capsys):
+    from simclr.cli import main
+
+    _cifar_like(tmp_path / "a" / "imgs")
+    open_source(str(tmp_path / "a" / "imgs"), data_cfg(tmp_path))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "imgs").rename(tmp_path / "b" / "imgs")
+    open_source(str(tmp_path / "b" / "imgs"), data_cfg(tmp_path))  # reused, not decoded
+    assert [e.root for e in cache.cache_entries(tmp_path / "cache")] == \
+        [str(tmp_path / "b" / "imgs")]
+    assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean"]) == 0
+    assert "removed" not in capsys.readouterr().out  # (was: "its folder is gone")
+    assert len(cache.cache_entries(tmp_path / "cache")) == 1
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: {"version": m["version"]}, lambda m: [1, 2], lambda m: None,
+    lambda m: {**m, "kept": m["kept"] + [99]}, lambda m: {**m, "kept": m["kept"][1:]},
+    lambda m: {**m, "skipped": [[0]]}, lambda m: {**m, "aspect": [1.0]},
+    lambda m: {**m, "kept": ["0"] + m["kept"][1:]},
+])
+def test_a_sidecar_of_the_right_version_but_not_as_written_is_rebuilt(tmp_path, edit):
+    """Valid JSON that simclr did not write (edited, another tool's) was read as a cache
+    record: KeyError, AttributeError or IndexError tracebacks."""
+    import json
+
+    _cifar_like(tmp_path / "imgs")
+    first = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path)).get_batch(np.arange(6))
+    (meta,) = (tmp_path / "cache").glob("*.json")
+    meta.write_text(json.dumps(edit(json.loads(meta.read_text()))))
+    again = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    assert again.num_images == 6 and torch.equal(again.get_batch(np.arange(6)), first)
+    assert json.loads(meta.read_text())["kept"] == list(range(6))  # rebuilt
+
+
+def test_a_killed_builds_file_is_listed_and_cleaned(tmp_path, capsys):
+    """SIGKILL during a build leaves its whole-size temporary file: `simclr cache` names
+    it and --clean removes it (an hour untouched, its process gone), not a user's file."""
+    from simclr.cli import main
+    from tests.test_files import _age, _dead_pid
+
+    _cifar_like(tmp_path / "imgs")
+    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    left = tmp_path / "cache" / f"imgs-16px-0123456789abcdef0123.npy.tmp-ab12-{_dead_pid()}"
+    young = tmp_path / "cache" / f"imgs-16px-0123456789abcdef4567.npy.tmp-{_dead_pid()}"
+    theirs = tmp_path / "cache" / f"notes.txt.tmp-{_dead_pid()}"
+    for path in (left, young, theirs):
+        path.write_bytes(bytes(3 << 20))
+    for path in (left, theirs):
+        _age(path, 2 * 3600)
+    assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    assert f"3.0 MiB  {left.name}  (a killed build's file: --clean removes it)\n" in out
+    assert young.name not in out and theirs.name not in out
+    assert "--clean would free 3.0 MiB" in out
+    assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean"]) == 0
+    assert "3.0 MiB freed" in capsys.readouterr().out
+    assert not left.exists() and young.exists() and theirs.exists()
+    assert len(cache.cache_entries(tmp_path / "cache")) == 1

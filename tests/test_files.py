@@ -35,6 +35,17 @@ def _age(path, seconds: float) -> None:
     os.utime(path, (then, then))
 
 
+def test_two_processes_of_one_pid_write_to_two_temporary_names(tmp_path):
+    """Containers that share a cache folder may run simclr under one pid (7, say): each
+    process draws its own token, so one never truncates the file another is writing."""
+    code = ("import os; os.getpid = lambda: 7; from pathlib import Path; "
+            "from simclr.files import temporary_name; print(temporary_name(Path('c.npy')))")
+    names = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip() for _ in range(2)}
+    assert len(names) == 2 and all(n.startswith("c.npy.tmp-") and n.endswith("-7")
+                                   for n in names)
+
+
 def test_a_save_removes_what_a_killed_save_left(tmp_path):
     """SIGKILL during a save leaves ``<name>.tmp-<pid>``; the next checkpoint saved in
     the folder deletes it once its process is gone and it is old, never a live save's."""
@@ -71,10 +82,14 @@ def test_a_cache_build_frees_what_a_killed_build_left(tmp_path):
     young = cache / f"images-16px-4567.npy.tmp-{_dead_pid()}"
     young.write_bytes(bytes(1000))
     _age(young, 600)  # maybe another machine's build, still writing
+    theirs = cache / f"thesis.tex.tmp-{_dead_pid()}"  # a file of the user's, however old
+    theirs.write_bytes(bytes(10))
+    _age(theirs, 2 * 3600)
     source = open_source(str(folder), DataConfig(cache_dir=str(cache), workers=0),
                          train=False, image_size=16)
     assert source.num_images == 4 and not debris.exists() and young.exists()
-    assert not [p for p in cache.iterdir() if p != young and ".tmp-" in p.name]
+    assert theirs.exists()
+    assert not [p for p in cache.iterdir() if p not in (young, theirs) and ".tmp-" in p.name]
 
 
 def test_only_matching_names_of_dead_processes_are_removed(tmp_path):
