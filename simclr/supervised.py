@@ -310,7 +310,10 @@ def _run(cfg: Config, train: Any, test: Any | None, run_dir: str | Path | None,
                           "supervised", cfg.memory_check, "--no-memory-check")
     if cfg.model.sync_bn:  # global BN (Sec. 2.2), as pretraining; no-op in one process
         model = dist.convert_sync_batchnorm(model)
-    # Every input checked: from here on rank 0 writes.
+    # Every input checked, in every process (check_new_run above too: rank 0 would be
+    # taken for "another run" in the folder by a process still opening --test): from
+    # here on rank 0 writes.
+    dist.barrier()
     out = prepare_dir(run_dir, (RESULT,)) if dist.is_main() else None
     held = None if out is None else lock_folder(out)  # no second run writes here meanwhile
     try:

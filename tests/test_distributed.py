@@ -415,11 +415,24 @@ def test_two_process_pretraining_with_per_process_batchnorm_departs_from_it(
         _same_weights(a, c)
 
 
-def _supervised_worker(rank: int, port: int, argv: list) -> None:
+def _supervised_worker(rank: int, port: int, argv: list, slow_test_s: float = 0.0) -> None:
+    """``slow_test_s``: process 1 opens --test that much later (a slower disk), while
+    rank 0 goes on to take the run folder."""
     import os
+    import time
 
+    from simclr import commands
     from simclr.cli import main
 
+    if rank == 1 and slow_test_s:
+        opened = commands.open_source
+
+        def slowly(spec, *args, **kwargs):
+            if kwargs.get("evaluation"):
+                time.sleep(slow_test_s)
+            return opened(spec, *args, **kwargs)
+
+        commands.open_source = slowly
     os.environ.update({"WORLD_SIZE": str(WORLD), "RANK": str(rank), "LOCAL_RANK": str(rank),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     assert main(argv) == 0
@@ -448,7 +461,9 @@ def test_two_process_supervised_training_follows_the_single_process_run(tmp_path
                 "--device", "cpu", "--checkpoint-every", "0"]
 
     assert main(argv("one")) == 0
-    mp.spawn(_supervised_worker, args=(_free_port(), argv("two")), nprocs=WORLD, join=True)
+    # (process 1 late: it took rank 0's hold on the folder for another run's, status 2)
+    mp.spawn(_supervised_worker, args=(_free_port(), argv("two"), 3.0), nprocs=WORLD,
+             join=True)
     one, two = (json.loads((tmp_path / r / "supervised.json").read_text()) for r in ("one", "two"))
     assert one["steps"] == two["steps"] == 6
     np.testing.assert_allclose(two["train_loss"], one["train_loss"], rtol=1e-4)
