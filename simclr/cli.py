@@ -218,6 +218,7 @@ RECIPE_FLAGS = {"model.arch", "model.width", "augment.size", "batch_size", "epoc
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from simclr import train
     from simclr.resume import load_resume_config, moved_folders
+    from simclr.supervised import check_not_supervised_config
 
     flags = config_flags(args)
     notes: list[str] = []  # said once the run's inputs are checked
@@ -235,6 +236,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         elif preset is None and not args.config and not RECIPE_FLAGS & set(flags):
             notes.append(f"note: no --preset, so {PAPER_SCALE}")
         cfg = build_config(preset, args.config, flags)
+        check_not_supervised_config(args.config, cfg.data.path)
     if args.print_config:  # check a recipe before a long run: nothing is read or written
         print(yaml_text(cfg.to_dict()), end="")
         return 0

@@ -437,9 +437,10 @@ def cmd_supervised(args: argparse.Namespace) -> int:
             return 0
         cfg, resume = resume_config(args.resume, flags, finished=args.print_config)
     else:
-        if args.train is None and args.test is None:  # a supervised run's config.yaml
-            folders = config_folders(args.config)  # names them
-            args.train, args.test = folders.get("train"), folders.get("test")
+        folders = config_folders(args.config)  # a supervised run's config.yaml names
+        for name in ("train", "test"):  # them: each flag given overrides its own
+            if getattr(args, name) is None:
+                setattr(args, name, folders.get(name))
         for name in ("train", "out"):
             if getattr(args, name) is None:
                 raise SimCLRError(f"--{name} is required (or --resume RUN_DIR)")
@@ -448,7 +449,8 @@ def cmd_supervised(args: argparse.Namespace) -> int:
         note_ignored_settings(args.config)  # (said on stderr: the YAML stays valid)
         from simclr.settings import yaml_text
 
-        print(yaml_text(cfg.to_dict()), end="")
+        data = resume["data"] if resume is not None else data_specs(args.train, args.test)
+        print(yaml_text({**cfg.to_dict(), "folders": dict(data)}), end="")  # as saved
         return 0
     if resume is not None:
         data = resume["data"]

@@ -155,16 +155,33 @@ def data_specs(train: str, test: str | None) -> dict[str, str | None]:
 
 def config_folders(path: str | None) -> dict[str, str | None]:
     """The ``--train``/``--test`` a supervised run's config.yaml records (``folders``),
-    for ``--config`` without ``--train``; {} where it records none."""
+    each the default of its flag; {} where it records none. SimCLRError on a ``folders``
+    that is not what a run writes (a typo would drop the test quietly)."""
     if path is None:
         return {}
     from simclr.settings import load_yaml
 
     folders = load_yaml(path).get("folders")
-    if not isinstance(folders, Mapping) or not isinstance(folders.get("train"), str):
+    if folders is None:
         return {}
-    test = folders.get("test")
-    return {"train": folders["train"], "test": test if isinstance(test, str) else None}
+    wrong = (["folders"] if not isinstance(folders, Mapping) else
+             [f"folders.{k}" for k, v in folders.items() if k not in ("train", "test")
+              or not (isinstance(v, str) and v or v is None and k == "test")])
+    if wrong or not folders.get("train"):
+        raise SimCLRError(f"--config {path}: {(wrong or ['folders.train'])[0]}: a supervised "
+                          "run's folders are `train: FOLDER` and `test: FOLDER` (or null)")
+    return {"train": folders["train"], "test": folders.get("test")}
+
+
+def check_not_supervised_config(path: str | None, data: str | None) -> None:
+    """A pretraining (or a sweep) given a supervised run's config.yaml and no data
+    (``data``: --data, or the YAML's own ``data.path``) would train on the digits demo:
+    its ``folders`` are the supervised run's data."""
+    folders = None if data else config_folders(path)
+    if folders:
+        raise SimCLRError(f"--config {path} is a supervised run's (it trained on "
+                          f"{folders['train']}); pretraining reads --data: give --data "
+                          f"FOLDER, or rerun it with `simclr supervised --config {path}`")
 
 
 def _run_dir(target: str | Path) -> Path:

@@ -85,6 +85,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     axes = ([pairs_axis(args.pairs)] if args.pairs else []) + [parse_axis(t) for t in args.set]
     flags = config_flags(args)
     check_not_swept_twice(axes, flags)
+    if flags.get("data.path") is None and args.config:  # (its cells would train on digits)
+        from simclr.settings import load_yaml
+        from simclr.supervised import check_not_supervised_config
+
+        data = load_yaml(args.config).get("data")
+        check_not_supervised_config(args.config,
+                                    data.get("path") if isinstance(data, dict) else None)
     digits = flags.get("data.path") is None and not args.config
     preset = args.preset or ("digits" if digits else None)  # as `simclr pretrain`
     if args.print_config:  # each cell's resolved settings; nothing is read or written

@@ -290,7 +290,8 @@ def test_command_line_resume(tmp_path, capsys, monkeypatch):
     assert main(["supervised", "--resume", "run", "--threads", "1", "--print-config"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
     saved = json.loads(json.dumps(load_checkpoint(run / "checkpoints" / "last.pt")["config"]))
-    assert shown == {**saved, "threads": 1} and saved["threads"] != 1
+    assert shown == {**saved, "threads": 1, "folders": load_yaml(run / "config.yaml")[
+        "folders"]} and saved["threads"] != 1
     assert main(["pretrain", "--resume", str(run)]) == 2
     assert (f"{run} is a finished supervised run ({run / 'supervised.json'}); its model is "
             f"{run / 'checkpoints' / 'last.pt'}\n") in capsys.readouterr().err
@@ -356,6 +357,41 @@ def test_the_run_folder_is_checked_before_the_data_and_ignored_settings_are_name
                      for run in ("run", "again"))
     assert second["data"] == first["data"]
     assert all(torch.equal(first["model"][k], second["model"][k]) for k in first["model"])
+    # --print-config shows the folders as config.yaml saves them: it reruns the same way
+    # (it lacked them: --config of the printed file said "--train is required")
+    capsys.readouterr()
+    assert main(["supervised", "--config", str(saved), "--out", str(tmp_path / "again"),
+                 "--print-config"]) == 0
+    printed = tmp_path / "printed.yaml"
+    printed.write_text(capsys.readouterr().out)
+    assert load_yaml(printed)["folders"] == load_yaml(saved)["folders"]
+    # Each folder flag overrides its own key of the file (--train dropped the test;
+    # --test alone was "--train is required")
+    test = make_image_folder(tmp_path / "test", classes=2, per_class=2, seed=1)
+    both = tmp_path / "both.yaml"
+    both.write_text(saved.read_text().replace("\n  test: null", f"\n  test: {test}"))
+    other = make_image_folder(tmp_path / "other", classes=2, per_class=4, seed=2)
+    for flags, folders in ((["--train", str(other)], {"train": str(other), "test": str(test)}),
+                           (["--test", str(train)], {"train": str(train), "test": str(train)})):
+        assert main(["supervised", "--config", str(both), *flags, "--out", "x",
+                     "--print-config"]) == 0
+        assert yaml.safe_load(capsys.readouterr().out)["folders"] == folders
+    # A `folders` not as a run writes it (a typo) is one line, not a test left out quietly
+    for text, needle in (("folders: 5", "folders:"), ("folders: {train: 3}", "folders.train:"),
+                         (f"folders: {{train: {train}, tset: {test}}}", "folders.tset:"),
+                         (f"folders: {{test: {test}}}", "folders.train:")):
+        (tmp_path / "typo.yaml").write_text(text)
+        assert main(["supervised", "--config", str(tmp_path / "typo.yaml"), "--out",
+                     str(tmp_path / "y")]) == 2
+        err = capsys.readouterr().err
+        assert f"{needle} a supervised run's folders are `train: FOLDER`" in err
+        assert err.count("\n") == 1
+    # ... and a pretraining (or a sweep) given it without --data trained on the digits
+    for command in (["pretrain"], ["sweep", "--set", "seed=0,1", "--eval", "none"]):
+        assert main([*command, "--config", str(saved), "--out", str(tmp_path / "p")]) == 2
+        assert (f"--config {saved} is a supervised run's (it trained on {train}); "
+                "pretraining reads --data") in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
     # Fig. 5's two-branch switches mean nothing with one view per image: no such flags
     with pytest.raises(SystemExit) as exit_:
         main(["supervised", "--train", str(train), "--out", str(tmp_path / "x"),
