@@ -560,8 +560,8 @@ def open_source(
     """The data set named by ``spec`` (a name, or a folder as a str or Path).
 
     None or 'digits': scikit-learn digits (train: all 1797; test: the test part of
-    :func:`digits_split`). 'cifar10' | 'cifar100' | 'stl10' (unless a folder of that
-    name exists): torchvision under cfg.root. Anything else: an image folder (or a
+    :func:`digits_split`). 'cifar10' | 'cifar100' | 'stl10': torchvision under cfg.root
+    (each name, 'digits' too, unless a folder of that name is there). Anything else: an image folder (or a
     folder holding train/ and test/ splits). ``image_size`` = the view side S, which
     sets the stored side (unless cfg.load_size): round(1.15 S), never above the
     shorter side half the folder shares (else its largest); a folder of small images
@@ -570,8 +570,8 @@ def open_source(
     argument before); the flags after ``image_size`` are given by name.
     """
     spec = None if spec is None else os.fspath(spec)
-    if spec is None or spec == "digits":
+    if named_dataset(spec) and (spec is None or spec == "digits"):
         return digits_source() if train else digits_split()[1]
-    if named_dataset(spec):  # torchvision's (the digits are handled above)
+    if named_dataset(spec):  # torchvision's
         return _open_named(spec.lower(), cfg, train)
     return open_folder(spec, cfg, train, image_size, cfg.max_pixels, evaluation, unlabeled)

@@ -324,5 +324,5 @@ def list_folder(spec: str | None, train: bool = True,
 def named_dataset(spec: str | None) -> bool:
     """Whether a data spec names the digits or a torchvision data set (unless a folder
     of that name is there), read as arrays, not as a folder of files."""
-    return spec is None or spec == "digits" or (
-        spec.lower() in NAMED_DATASETS and not Path(spec).expanduser().is_dir())
+    return spec is None or (spec == "digits" or spec.lower() in NAMED_DATASETS) and \
+        not Path(spec).expanduser().is_dir()

@@ -276,7 +276,10 @@ def folder_features(
                          unlabeled=unlabeled)
     feats, labels, rows = indexed_features(module, source, image_size, batch_size, dev,
                                            resolve_precision(precision, dev))
-    return source, feats, labels, [source.paths[i] for i in rows] if source.paths else []
+    # A named data set (the digits, torchvision's) has no files: its rows are named
+    # by their place in it, e.g. 'digits[test]#17' (neighbors, predict's CSV name them).
+    names = source.paths or [f"{source.name}#{i}" for i in range(source.num_images)]
+    return source, feats, labels, [names[i] for i in rows]
 
 
 def embed_folder(

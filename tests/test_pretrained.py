@@ -604,3 +604,33 @@ def test_an_encoder_with_the_official_shortcuts_is_rebuilt_from_its_checkpoint(t
     again = load_encoder(tmp_path / "enc.pt")
     with torch.no_grad():
         torch.testing.assert_close(again(x), encoder(x))
+
+
+def test_the_digits_by_name_are_embedded_and_predicted_with_rows_named(
+        tmp_path, image_folder, cache_dir, capsys, monkeypatch):
+    """`--data digits` has no files: embed wrote no paths beside 597 features (neighbors
+    then refused its file) and predict failed in zip(); rows are named by their place.
+    A folder named `digits` is that folder, as for cifar10 (the 597 digits were used)."""
+    import shutil
+
+    from simclr.neighbors import write_neighbors
+    from simclr.pretrained import embed_folder
+
+    run, _ = classifier_run(tmp_path, image_folder, cache_dir, capsys)
+    common = {"device": "cpu", "precision": "fp32", "workers": 0, "cache_dir": cache_dir}
+    embed_folder(tmp_path / "pre", "digits", tmp_path / "d.npz", **common)
+    saved = np.load(tmp_path / "d.npz")
+    assert saved["features"].shape[0] == len(saved["paths"]) == 597
+    assert list(saved["paths"][:2]) == ["digits[test]#0", "digits[test]#1"]
+    assert write_neighbors(tmp_path / "d.npz", tmp_path / "n.csv", k=1)["queries"] == 597
+    assert main(["predict", "--checkpoint", str(run), "--data", "digits", "--out",
+                 str(tmp_path / "p.csv"), "--device", "cpu", "--precision", "fp32",
+                 "--cache-dir", cache_dir]) == 0
+    assert json.loads(capsys.readouterr().out)["images"] == 597
+    with open(tmp_path / "p.csv", newline="") as f:
+        assert [row[0] for row in list(csv.reader(f))[1:3]] == ["digits[test]#0",
+                                                              "digits[test]#1"]
+    shutil.copytree(image_folder, tmp_path / "digits")
+    monkeypatch.chdir(tmp_path)
+    embed_folder(tmp_path / "pre", "digits", tmp_path / "f.npz", **common)
+    assert len(np.load(tmp_path / "f.npz")["paths"]) == 24
