@@ -561,11 +561,11 @@ def open_source(
 
     None or 'digits': scikit-learn digits (train: all 1797; test: the test part of
     :func:`digits_split`). 'cifar10' | 'cifar100' | 'stl10': torchvision under cfg.root
-    (each name, 'digits' too, unless a folder of that name is there). Anything else: an image folder (or a
-    folder holding train/ and test/ splits). ``image_size`` = the view side S, which
-    sets the stored side (unless cfg.load_size): round(1.15 S), never above the
-    shorter side half the folder shares (else its largest); a folder of small images
-    keeps that side, cached or not (``evaluation``, ``unlabeled``: see
+    (each name, 'digits' too, unless a folder of that name is there). Anything else: an
+    image folder (or a folder holding train/ and test/ splits). ``image_size`` = the
+    view side S, which sets the stored side (unless cfg.load_size): round(1.15 S), never
+    above the shorter side half the folder shares (else its largest); a folder of small
+    images keeps that side, cached or not (``evaluation``, ``unlabeled``: see
     :func:`open_folder`). The decompression-bomb limit is ``cfg.max_pixels`` (its own
     argument before); the flags after ``image_size`` are given by name.
     """

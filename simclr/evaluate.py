@@ -379,7 +379,8 @@ def _finish_linear_eval(run: _LinearEval, protocol: str, fitted: _Fitted,
         results["checkpoint"] = save_linear_classifier(run.encoder, fitted.linear,
                                                        run.image_size, run.config,
                                                        run.train.classes, results, run.out,
-                                                       (run.source or {}).get("step"))
+                                                       (run.source or {}).get("step"),
+                                                       (run.source or {}).get("features"))
         linear_partial(run.out).discard()  # (an sgd run's finished, or an --overwrite's)
     finish_results(results, run.out, "linear_eval", fitted.scores, fitted.test_y, run.train,
                    run.test, run.source)
@@ -390,7 +391,8 @@ def _finish_linear_eval(run: _LinearEval, protocol: str, fitted: _Fitted,
 def save_linear_classifier(encoder: nn.Module, linear: nn.Linear, image_size: int,
                            config: dict[str, Any] | None, classes: Sequence[str],
                            results: dict[str, Any], out: Path,
-                           encoder_step: int | None = None) -> str | None:
+                           encoder_step: int | None = None,
+                           features: str | None = None) -> str | None:
     """``out/checkpoints/linear.pt``: the encoder and the fitted layer, a classifier that
     ``simclr predict`` applies to new images. Only classifiers on h are saved (those on
     a head layer or raw pixels are evaluation baselines); returns the path or None."""
@@ -409,7 +411,7 @@ def save_linear_classifier(encoder: nn.Module, linear: nn.Linear, image_size: in
     model = Classifier(encoder, len(classes), fc=linear)
     blob = classifier_checkpoint("linear", model, encoder_config(encoder, image_size, config),
                                  list(classes), 0, results["elapsed_s"], results,
-                                 encoder_step=encoder_step)
+                                 encoder_step=encoder_step, features=features or "pretrained")
     return save_classifier(blob, out, "linear.pt")
 
 

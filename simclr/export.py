@@ -145,6 +145,8 @@ def export_encoder(checkpoint: str | Path, out: str | Path,
         # an imported file's origin stays with it; it has no step of simclr's
         **({"step": int(step)} if (step := encoder_trained_step(ckpt)) is not None else {}),
         **({"imported": ckpt["imported"]} if ckpt.get("imported") else {}),
+        # a random-init baseline's classifier: its encoder is no trained one
+        **({"features": ckpt["features"]} if ckpt.get("features") else {}),
     }
     out = Path(out)
     save_checkpoint(blob, out.parent, out.name, None)

@@ -392,6 +392,8 @@ class _FineTuning:
         results["subset_file"] = str(out / SUBSET_FILE)
         blob = classifier_checkpoint("finetune", self.model, self.cfg, list(self.train.classes),
                                      results["steps"], results["elapsed_s"], results,
-                                     encoder_step=self.partial_run.settings["source"][1])
+                                     encoder_step=self.partial_run.settings["source"][1],
+                                     features="random init" if self.partial_run.settings[
+                                         "from_scratch"] else "pretrained")
         results["checkpoint"] = save_classifier(blob, out, "finetune.pt")
         self.partial_run.discard()

@@ -212,6 +212,10 @@ def trained_for(ckpt: dict[str, Any]) -> str:
     pretraining step; a fine-tuned one adds its own steps), else where its weights came
     from."""
     step = encoder_trained_step(ckpt)
+    if ckpt.get("features", "pretrained") != "pretrained":  # (a classifier's baseline)
+        n = ckpt.get("step")
+        return f"{ckpt['features']}" + (f", fine-tuned {n} step{'' if n == 1 else 's'}"
+                                        if ckpt.get("kind") == "finetune" else "")
     if ckpt.get("kind") == "finetune":
         n = ckpt.get("step")
         own = f"fine-tuned {n} step{'' if n == 1 else 's'}"
@@ -229,7 +233,10 @@ def encoder_trained_step(ckpt: dict[str, Any]) -> int | None:
 
 def fitted_on(ckpt: dict[str, Any]) -> int | None:
     """The pretraining step of the encoder a classifier (linear, finetune) started from:
-    recorded in it, or (files saved before it was) in the results file beside it."""
+    recorded in it, or (files saved before it was) in the results file beside it; None
+    for a classifier of the random-init baseline."""
+    if ckpt.get("features", "pretrained") != "pretrained":
+        return None
     if ckpt.get("encoder_step") is not None:
         return int(ckpt["encoder_step"])
     step = classifier_source(Path(ckpt["file"])).get("step") if ckpt.get("file") else None
@@ -353,11 +360,12 @@ def encoder_config(encoder: nn.Module, image_size: int, base: dict[str, Any] | N
 def classifier_checkpoint(
     kind: str, model: nn.Module, config: dict[str, Any], classes: list[str], step: int,
     elapsed: float, metrics: dict[str, Any], optimizer: torch.optim.Optimizer | None = None,
-    encoder_step: int | None = None,
+    encoder_step: int | None = None, features: str = "pretrained",
 ) -> dict[str, Any]:
     """A simclr-checkpoint holding a Classifier: 'encoder.*' (+ 'neck.*') and 'fc.*';
     ``step``: its own training's, ``encoder_step``: the pretraining step of the encoder
-    it started from (the provenance of what it computes)."""
+    it started from (the provenance of what it computes), unless ``features`` says it
+    started from none ('random init': the baseline, recorded as such)."""
     blob = {
         "format": "simclr-checkpoint", "version": 1, "kind": kind, "config": config,
         "model": model.state_dict(),  # save_checkpoint moves it to the CPU
@@ -367,7 +375,9 @@ def classifier_checkpoint(
     }
     if optimizer is not None:
         blob["optimizer"] = optimizer.state_dict()
-    if encoder_step is not None:
+    if features != "pretrained":
+        blob["features"] = features
+    elif encoder_step is not None:
         blob["encoder_step"] = int(encoder_step)
     return blob
 

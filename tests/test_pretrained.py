@@ -634,3 +634,30 @@ def test_the_digits_by_name_are_embedded_and_predicted_with_rows_named(
     monkeypatch.chdir(tmp_path)
     embed_folder(tmp_path / "pre", "digits", tmp_path / "f.npz", **common)
     assert len(np.load(tmp_path / "f.npz")["paths"]) == 24
+
+
+def test_a_random_init_classifier_is_recorded_as_such_not_as_the_trained_encoder(
+        tmp_path, image_folder, cache_dir, capsys):
+    """linear-eval --random-init saved `encoder_step` of the checkpoint it was given:
+    `simclr info` and export's card then called the baseline the encoder of that step."""
+    from simclr.export import export
+    from simclr.pretrained import trained_for
+
+    ckpt = pretrain_checkpoint(head_layers=2)
+    state = {k: v for k, v in ckpt.items() if k not in ("format", "version")}
+    save_checkpoint({**state, "step": 7}, tmp_path / "pre" / "checkpoints")
+    common = ["--checkpoint", str(tmp_path / "pre"), "--train", str(image_folder), "--test",
+              str(image_folder), "--device", "cpu", "--precision", "fp32", "--cache-dir",
+              cache_dir]
+    assert main(["linear-eval", *common, "--l2", "1e-3", "--out", str(tmp_path / "l")]) == 0
+    assert main(["linear-eval", *common, "--random-init", "--l2", "1e-3", "--out",
+                 str(tmp_path / "r")]) == 0
+    capsys.readouterr()
+    trained, baseline = (load_checkpoint(tmp_path / run / "checkpoints" / "linear.pt")
+                         for run in ("l", "r"))
+    assert trained_for(trained) == "step 7" and trained_for(baseline) == "random init"
+    for run in ("l", "r"):
+        export(tmp_path / run, tmp_path / f"{run}.pt")
+    exported = [load_checkpoint(tmp_path / f"{run}.pt") for run in ("l", "r")]
+    assert [trained_for(e) for e in exported] == ["step 7", "random init"]
+    assert exported[0]["step"] == 7 and "step" not in exported[1]
