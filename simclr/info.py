@@ -35,6 +35,11 @@ KIND_NAMES = {"pretrain": "SimCLR pretraining", "supervised": "supervised traini
               "linear": "linear classifier", "finetune": "fine-tuned classifier",
               "encoder": "exported encoder"}
 TAIL_BYTES = 1 << 16  # the end of metrics.jsonl read for the last logged step
+# The numbers info reads from a metrics.jsonl line, and the types each may have (or null:
+# a step skipped for a NaN loss logs a null loss).
+LOGGED_NUMBERS: dict[str, tuple[type, ...]] = {
+    "step": (int,), "total_steps": (int,), "loss": (int, float), "epoch": (int, float),
+    "elapsed": (int, float), "knn_top1": (int, float)}
 
 
 def describe(target: str | os.PathLike) -> dict[str, Any]:
@@ -286,7 +291,7 @@ def _last_logged(path: Path) -> dict[str, Any]:
             row = json.loads(line)
         except ValueError:
             continue
-        if not isinstance(row, dict):
+        if not isinstance(row, dict) or not _well_typed(row):
             continue
         if "knn_top1" in row and "monitor_top1" not in found:  # --knn-every's monitor
             found.update(monitor_top1=row["knn_top1"], monitor_step=row.get("step"))
@@ -295,6 +300,15 @@ def _last_logged(path: Path) -> dict[str, Any]:
                     "epoch": row.get("epoch"), "elapsed_s": row.get("elapsed"),
                     "planned_steps": row.get("total_steps"), **found}
     return found
+
+
+def _well_typed(row: dict[str, Any]) -> bool:
+    """Whether each number :func:`_last_logged` reads from a line is one (or null): a
+    hand-edited or damaged line is skipped as an unparsable one is, not formatted as a
+    number or compared with one (a traceback). A bool is no number here."""
+    return all(row.get(key) is None or
+               (isinstance(row[key], kinds) and not isinstance(row[key], bool))
+               for key, kinds in LOGGED_NUMBERS.items())
 
 
 def _unreadable_file(path: Path) -> str | None:

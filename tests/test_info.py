@@ -145,6 +145,26 @@ def test_a_run_whose_summary_cannot_be_read_is_not_called_stopped(evaluated_run,
     assert "(summary.json: cannot read it (Permission denied))" in _info(capsys, run)
 
 
+@pytest.mark.parametrize("damaged", [
+    '{"step": "x", "loss": 1.5}', '{"step": true, "loss": 1.5}', '{"step": 3, "loss": "oops"}',
+    '{"step": 3, "loss": 1.5, "epoch": "x"}', '{"step": 3, "loss": 1.5, "total_steps": "6"}',
+    '{"step": 3, "loss": 1.5, "knn_top1": "high"}'])
+def test_wrongly_typed_values_in_the_log_are_skipped_as_unparsable_lines(
+        evaluated_run, tmp_path, capsys, damaged):
+    """A hand-edited or damaged metrics.jsonl: a line whose step, loss, epoch... is no
+    number was compared or formatted as one (a traceback), in a folder of runs too."""
+    import shutil
+
+    run = tmp_path / "runs" / "bad"
+    shutil.copytree(evaluated_run[0], run)
+    (run / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n' + damaged + "\n")
+    head = "SimCLR pretraining, finished at step 1 of 2; last loss 2 (step 1)"
+    assert _info(capsys, run).splitlines()[0] == f"{run}: {head}"
+    assert _info(capsys, run.parent).splitlines()[1].startswith(f"  bad: {head}; kNN top-1 ")
+    state = json.loads(_info(capsys, run, "--json"))["state"]
+    assert (state["logged_step"], state["loss"], state.get("monitor_top1")) == (1, 2.0, None)
+
+
 def test_a_preempted_run_says_how_to_continue(tmp_path, capsys):
     flags = tiny_flags(make_image_folder(tmp_path / "images"), tmp_path / "cut",
                        str(tmp_path / "cache"), checkpoint_every=0)
