@@ -35,6 +35,7 @@ KIND_NAMES = {"pretrain": "SimCLR pretraining", "supervised": "supervised traini
               "linear": "linear classifier", "finetune": "fine-tuned classifier",
               "encoder": "exported encoder"}
 TAIL_BYTES = 1 << 16  # the end of metrics.jsonl read for the last logged step
+NAMES_SHOWN = 20  # a classifier's class names listed as text; the rest counted (ImageNet: 1000)
 # The numbers info reads from a metrics.jsonl line, and the types each may have (or null:
 # a step skipped for a NaN loss logs a null loss).
 LOGGED_NUMBERS: dict[str, tuple[type, ...]] = {
@@ -129,8 +130,9 @@ def checkpoint_facts(path: Path) -> dict[str, Any]:
         facts["encoder"] = encoder_facts(ckpt["config"])
     if isinstance(ckpt.get("data"), dict):
         facts["data"] = ckpt["data"]
-    if ckpt.get("classes") is not None:
-        facts["classes"] = len(ckpt["classes"])
+    if ckpt.get("classes") is not None:  # the count, as ever; the names: predict's
+        facts["classes"] = len(ckpt["classes"])  # unknown class folders point here
+        facts["class_names"] = [str(c) for c in ckpt["classes"]]
     metrics = ckpt.get("metrics") or {}
     if "top1" in metrics:
         facts["top1"] = metrics["top1"]
@@ -340,7 +342,8 @@ def _read_yaml(path: Path) -> dict[str, Any] | None:
 def render(facts: dict[str, Any]) -> str:
     """The facts of :func:`describe` as a few lines for a person."""
     if "checkpoint" in facts:
-        return f"{facts['path']}: {_checkpoint_line(facts['checkpoint'])}"
+        return f"{facts['path']}: {_checkpoint_line(facts['checkpoint'])}" + \
+            "".join(f"\n  {line}" for line in _class_names(facts["checkpoint"]))
     if "program" in facts:
         return f"{facts['path']}: {_program_line(facts['program'])}"
     if "busy" in facts:
@@ -374,6 +377,7 @@ def render(facts: dict[str, Any]) -> str:
                      f"{str(started.get('git_sha'))[:7]}){again}")
     for c in facts["checkpoints"]:
         lines.append(f"  {CHECKPOINTS}/{c['name']}: {_checkpoint_line(c)}")
+        lines += [f"    {line}" for line in _class_names(c)]
     if facts["state"].get("evaluation"):  # one stopped in this run's folder (--out RUN)
         lines.append(f"  {_unfinished_line(facts['state']['evaluation'])}")
     if isinstance(facts["state"].get("monitor_top1"), (int, float)):
@@ -523,6 +527,16 @@ def _checkpoint_line(c: dict[str, Any]) -> str:
     stale = f"; it {c['stale']} (predict and export refuse the run folder)" \
         if c.get("stale") else ""
     return ", ".join(parts) + stale
+
+
+def _class_names(c: dict[str, Any]) -> list[str]:
+    """A classifier's class names as a line ('classes: a, b, ...'; none: no line), the
+    first :data:`NAMES_SHOWN` of a long list: the names predict compares folders with."""
+    names = c.get("class_names") or []
+    if not names:
+        return []
+    more = f" …and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else ""
+    return [f"classes: {', '.join(names[:NAMES_SHOWN])}{more}"]
 
 
 def _program_line(card: dict[str, Any]) -> str:

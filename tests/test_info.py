@@ -368,6 +368,39 @@ def test_an_evaluations_folder_and_an_unfinished_finetuning(evaluated_run, tmp_p
     assert _info(capsys, run / "checkpoints") == _info(capsys, run)
 
 
+def test_a_classifiers_class_names_are_listed_as_predict_promises(evaluated_run, tmp_path,
+                                                                 capsys):
+    """predict on a folder of none of a classifier's classes says `simclr info CLF` lists
+    them: info gave their number only. Text: the first 20 names; --json: all of them."""
+    import shutil
+
+    import torch
+
+    run, data = evaluated_run
+    out = tmp_path / "lin"
+    assert main(["linear-eval", "--checkpoint", str(run), "--train", str(data), "--test",
+                 str(data), "--out", str(out), "--workers", "0"]) == 0
+    other = tmp_path / "other"  # another task's classes
+    shutil.copytree(data / "class_0", other / "cat")
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(out), "--data", str(other), "--out",
+                 str(tmp_path / "pred.csv"), "--workers", "0"]) == 0
+    assert f"(`simclr info {out}` lists them)" in capsys.readouterr().err
+    lines = _info(capsys, out).splitlines()
+    assert lines[1].startswith("  checkpoints/linear.pt: linear classifier, ")
+    assert lines[2] == "    classes: class_0, class_1"
+    clf = out / "checkpoints" / "linear.pt"
+    assert _info(capsys, clf).splitlines()[1:] == ["  classes: class_0, class_1"]
+    facts = json.loads(_info(capsys, clf, "--json"))["checkpoint"]
+    assert (facts["classes"], facts["class_names"]) == (2, ["class_0", "class_1"])
+    many = [f"c{i:02d}" for i in range(25)]  # (info reads the entries, not the weights)
+    torch.save({**torch.load(clf, weights_only=True), "classes": many}, tmp_path / "many.pt")
+    assert _info(capsys, tmp_path / "many.pt").splitlines()[1] == (
+        f"  classes: {', '.join(many[:20])} …and 5 more")
+    facts = json.loads(_info(capsys, tmp_path / "many.pt", "--json"))["checkpoint"]
+    assert (facts["classes"], facts["class_names"]) == (25, many)
+
+
 def test_the_knn_monitor_is_shown(tmp_path, capsys):
     data = make_image_folder(tmp_path / "images")
     flags = tiny_flags(data, tmp_path / "run", str(tmp_path / "cache"), knn_train=str(data),
