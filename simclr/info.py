@@ -260,7 +260,11 @@ def _checkpoints(folder: Path) -> list[dict[str, Any]]:
         if path.name in CLASSIFIER_FILES:  # an evaluation's --out RUN: of which encoder
             from simclr.pretrained import classifier_source, why_stale
 
-            out[-1]["fitted_on_step"] = classifier_source(path).get("step")
+            source = classifier_source(path)
+            if source.get("features", "pretrained") == "pretrained":
+                out[-1]["fitted_on_step"] = source.get("step")
+            else:  # the baseline (--random-init): no encoder step of the run's
+                out[-1]["fitted_on"] = source["features"]
             out[-1]["stale"] = why_stale(path, folder / LAST) if (folder / LAST).is_file() \
                 else None
     return out
@@ -516,6 +520,8 @@ def _checkpoint_line(c: dict[str, Any]) -> str:
         parts.append(f"step {c['step']}")
     if c.get("fitted_on_step") is not None and not c.get("stale"):
         parts.append(f"fitted on the encoder of step {c['fitted_on_step']}")
+    elif c.get("fitted_on"):
+        parts.append(f"fitted on the {c['fitted_on']} encoder (the baseline)")
     if c.get("classes") is not None:
         parts.append(f"{c['classes']} classes")
     if c.get("encoder"):  # the head only where it is kept (a classifier has its own)

@@ -661,3 +661,7 @@ def test_a_random_init_classifier_is_recorded_as_such_not_as_the_trained_encoder
     exported = [load_checkpoint(tmp_path / f"{run}.pt") for run in ("l", "r")]
     assert [trained_for(e) for e in exported] == ["step 7", "random init"]
     assert exported[0]["step"] == 7 and "step" not in exported[1]
+    for run, says in (("l", "fitted on the encoder of step 7"),
+                      ("r", "fitted on the random init encoder (the baseline)")):
+        assert main(["info", str(tmp_path / run)]) == 0
+        assert says in capsys.readouterr().out
