@@ -309,12 +309,15 @@ def embed_folder(
     # before any work (a float or text failed after the features were made)
     check_counts({"--batch-size": batch_size, "--image-size": image_size})
     out = output_file(out, overwrite)  # before the work, and after it by written()
-    ckpt = at_image_size(load_checkpoint(checkpoint), image_size, checkpoint)
+    given = load_checkpoint(checkpoint)
+    ckpt = at_image_size(given, image_size, checkpoint)
     module, spec = representation_from_checkpoint(ckpt, layer)
     source, feats, labels, paths = folder_features(module, spec["image_size"], data,
                                                    batch_size, device, precision, workers,
                                                    cache_dir, True, max_pixels)
-    at = f" at {image_size} px" if image_size else ""  # another side: other features
+    # another side: other features (the encoder's own, given as --image-size: the same)
+    at = f" at {image_size} px" if image_size not in (None, encoder_spec(given)[
+        "image_size"]) else ""
     arrays = {"features": feats.astype(np.float32), "labels": labels.astype(np.int64),
               "classes": np.array(source.classes, dtype=str), "paths": np.array(paths, dtype=str),
               # which representation: features of two are not comparable (simclr neighbors;

@@ -283,9 +283,14 @@ def test_embed_records_its_checkpoint_however_the_shell_spelled_it(
     common = {"device": "cpu", "precision": "fp32", "workers": 0, "cache_dir": cache_dir}
     embed_folder("pre", str(image_folder), "rel.npz", **common)
     embed_folder(str(last), str(image_folder), tmp_path / "abs.npz", **common)
-    encoders = {str(np.load(tmp_path / f"{n}.npz")["encoder"]) for n in ("rel", "abs")}
+    # --image-size at the encoder's own side: the same features, the same record
+    embed_folder("pre", str(image_folder), "own.npz", image_size=16, **common)
+    embed_folder("pre", str(image_folder), "other.npz", image_size=24, **common)
+    encoders = {str(np.load(tmp_path / f"{n}.npz")["encoder"]) for n in ("rel", "abs", "own")}
     assert encoders == {f"{last} step 3 layer h"}
     assert write_neighbors("abs.npz", "n.csv", k=1, queries="rel.npz")["queries"] == 24
+    assert write_neighbors("abs.npz", "n2.csv", k=1, queries="own.npz")["queries"] == 24
+    assert str(np.load(tmp_path / "other.npz")["encoder"]).endswith("layer h at 24 px")
 
 
 def test_predict_counts_images_beside_the_class_folders_as_unlabeled(
