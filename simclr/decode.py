@@ -182,9 +182,11 @@ def _check_pixels(path: str, im: Image.Image, max_pixels: int,
     w, h = im.size
     drafted = draft_size is not None and im.format == "JPEG"
     limit = max_pixels * (JPEG_DRAFT_FACTOR if drafted else 1)
-    if w * h > limit:
+    if w * h > limit:  # (a JPEG's limit: the most that draft mode brings within it)
+        which = (f"{JPEG_DRAFT_FACTOR} x --max-pixels {max_pixels}, a JPEG being read at "
+                 "reduced size" if drafted else "--max-pixels sets it")
         raise BadImageError(path, f"{w}x{h} = {w * h} pixels exceeds the limit of {limit} "
-                                  "(decompression-bomb guard; --max-pixels sets it)")
+                                  f"(decompression-bomb guard; {which})")
     if drafted:
         im.draft(im.mode, draft_size)
         dw, dh = im.size
