@@ -138,6 +138,7 @@ def export_encoder(checkpoint: str | Path, out: str | Path,
     """
     ckpt = at_image_size(load_checkpoint(checkpoint), image_size, checkpoint)
     encoder, spec = encoder_from_checkpoint(ckpt)
+    check_finite(encoder, checkpoint)
     blob = {
         "kind": "encoder",
         "config": {"model": ckpt["config"]["model"], "augment": ckpt["config"]["augment"]},
@@ -161,6 +162,7 @@ def export_torchvision(checkpoint: str | Path, out: str | Path,
     than the encoder's, a note says which ``--image-size`` to give."""
     ckpt = at_image_size(load_checkpoint(checkpoint), image_size, checkpoint)
     encoder, spec = encoder_from_checkpoint(ckpt)
+    check_finite(encoder, checkpoint)
     model, state, code = torchvision_model(encoder, spec["image_size"])
     size = spec["image_size"]
     images = torch.rand(CHECK_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0))
@@ -184,6 +186,16 @@ def export_torchvision(checkpoint: str | Path, out: str | Path,
               f"give --image-size {size} to evaluate it at the side {side}", file=sys.stderr)
     return {"out": str(out), "format": "torchvision", **spec, "load": load,
             "card": str(card_file(out))}
+
+
+def check_finite(module: nn.Module, checkpoint: str | Path) -> None:
+    """An encoder with NaN or inf weights or statistics (a diverged or damaged run)
+    computes nothing worth exporting: refused in its own words, where a program's check
+    said only that it 'differs from the model by up to nan'."""
+    tensors = [*module.parameters(), *module.buffers()]
+    if not all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point()):
+        raise SimCLRError(f"{checkpoint}: the weights hold NaN or inf values (a diverged or "
+                          "damaged checkpoint?); nothing was exported")
 
 
 def program_card(spec: dict[str, Any], layer: str, dim: int, step: int | None, fmt: str,
@@ -268,6 +280,7 @@ def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
     else:
         module, spec = representation_from_checkpoint(ckpt, layer)
     module = module.float().eval()
+    check_finite(module, source)
     check_room(Path(out), module)
     size = spec["image_size"]
     gen = torch.Generator().manual_seed(0)

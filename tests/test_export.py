@@ -300,6 +300,22 @@ def test_export_refuses_weights_that_do_not_fit_their_config(tmp_path, capsys, o
     assert not list(tmp_path.glob("enc*"))
 
 
+@pytest.mark.parametrize("out", ["enc.pt", "enc.pt2"])
+def test_a_diverged_encoder_is_refused_in_its_own_words(tmp_path, capsys, out):
+    """NaN weights: the small checkpoint was written silently, a program's check said it
+    'differs from the model by up to nan'."""
+    def diverge(ckpt: dict) -> None:
+        name = next(k for k in ckpt["model"] if k.startswith("encoder.") and "conv" in k)
+        ckpt["model"][name] = torch.full_like(ckpt["model"][name], float("nan"))
+
+    source = edited_checkpoint(tmp_path / "pre", diverge)
+    assert main(["export", "--checkpoint", str(source), "--out", str(tmp_path / out)]) == 2
+    assert capsys.readouterr().err == (
+        f"simclr export: error: {source}: the weights hold NaN or inf values (a diverged "
+        "or damaged checkpoint?); nothing was exported\n")
+    assert not list(tmp_path.glob("enc*"))
+
+
 def test_export_of_a_checkpoint_without_weights_is_one_line(tmp_path, capsys):
     source = edited_checkpoint(tmp_path / "pre", lambda ckpt: ckpt.pop("model"))
     assert main(["export", "--checkpoint", str(source), "--out", str(tmp_path / "e.pt")]) == 2
