@@ -273,9 +273,9 @@ def output_file(out: str | Path, overwrite: bool = True) -> Path:
         raise SimCLRError(f"--out {path} already exists; choose another --out, or pass "
                           "--overwrite to replace it (nothing was overwritten)")
     if path.exists() and in_run_checkpoints(path):
-        raise SimCLRError(f"--out {path} is a checkpoint of the run in {path.parent.parent}; "
-                          "--overwrite never replaces a run's checkpoints or classifiers: "
-                          "choose another --out")
+        raise SimCLRError(f"--out {path} lies in the checkpoints folder of the run in "
+                          f"{path.parent.parent}; --overwrite never replaces what a run "
+                          "keeps there (its checkpoints, classifiers): choose another --out")
     prepare_dir(path.parent, named=path)
     return path
 

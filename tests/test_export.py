@@ -246,7 +246,8 @@ def test_overwrite_never_replaces_a_runs_checkpoints(run_dir, tmp_path, capsys):
     assert main(["export", "--checkpoint", str(run_dir), "--out", str(classifier),
                  "--overwrite"]) == 2
     err = capsys.readouterr().err.strip()
-    assert f"is a checkpoint of the run in {evaluation}; --overwrite never replaces" in err
+    assert (f"lies in the checkpoints folder of the run in {evaluation}; --overwrite "
+            "never replaces what a run keeps there") in err
     assert len(err.splitlines()) == 1
     assert classifier.read_bytes() == b"a classifier someone trained"
     own = tmp_path / "mine" / "checkpoints" / "enc.pt"
