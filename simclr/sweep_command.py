@@ -338,12 +338,10 @@ def _eval_data(args: argparse.Namespace) -> dict[str, str]:
     def identity(spec: str) -> str:
         from os.path import abspath
 
-        from simclr.folders import NAMED_DATASETS
+        from simclr.folders import named_dataset
 
-        path = Path(spec).expanduser()
-        if spec.lower() in NAMED_DATASETS and not path.is_dir():  # as open_source reads it
-            return spec.lower()
-        return abspath(path)
+        # a name as open_source reads it, else the folder wherever the sweep is run from
+        return spec.lower() if named_dataset(spec) else abspath(Path(spec).expanduser())
 
     def files(spec: str, train: bool) -> dict[str, str]:
         from simclr.folders import list_folder
