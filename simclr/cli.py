@@ -429,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             return run(argv, args.processes, device=str(device))
         _check_before_work(args)
         status = int(args.func(args) or 0)
+        _command_done()  # (here too: a signal landing in the finally would escape main)
         failed = status != 0
         return status
     except (SimCLRError, PermissionError) as exc:  # (a file or folder the user's rights
@@ -466,6 +467,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         raise
     finally:
+        _command_done()
         if "simclr.runtime" in sys.modules:  # not this call's arguments after it
             sys.modules["simclr.runtime"].COMMAND_LINE = None
         if "simclr.results" in sys.modules:  # an --out made for results that never came
@@ -475,6 +477,14 @@ def main(argv: list[str] | None = None) -> int:
             results.CREATED.clear()
         if restore_sigterm is not None:
             restore_sigterm()
+
+
+def _command_done() -> None:
+    """The command's outcome is decided: a launched process stops acting on the signals
+    its launcher forwards (:func:`simclr.launch.ignore_forwarded_signals`)."""
+    from simclr.launch import ignore_forwarded_signals
+
+    ignore_forwarded_signals()
 
 
 class Terminated(KeyboardInterrupt):

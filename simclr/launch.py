@@ -224,6 +224,24 @@ def die_with_launcher() -> None:
         os._exit(128 + signal.SIGKILL)
 
 
+def ignore_forwarded_signals() -> None:
+    """In a launched process whose command is done (simclr.cli.main, as it returns):
+    the signals a launcher forwards are ignored from here on. Its line and status are
+    decided, and a process may still be exiting (torch's atexit finalizers take
+    seconds) while rank 0 evaluates: a Ctrl-C forwarded then raised KeyboardInterrupt
+    inside an atexit callback, which Python prints as a traceback, and a SIGTERM ended
+    a finished process (143). Its launcher waits for it and, if killed outright, takes
+    it along (die_with_launcher). Outside a launch nothing: a user's Ctrl-C must still
+    stop a slow exit, and a library caller's handlers stay as they were."""
+    if not os.environ.get(LAUNCHER_ENV):
+        return
+    for sig in _Forwarder.SIGNALS:
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except ValueError:  # not the main thread (an embedding caller): theirs to handle
+            return
+
+
 class _Forwarder:
     """While active: SIGINT, SIGTERM (and SIGHUP, SIGUSR1) sent to the launcher are sent
     on to every running child, whose trainings turn them into a checkpoint and a stop."""

@@ -178,13 +178,14 @@ def test_under_torchrun_a_peer_gone_mid_collective_is_one_line(rank, tmp_path, m
             main(["pretrain", "--out", str(tmp_path / "run")])
 
 
-def _launcher(tmp_path: Path, code: str) -> subprocess.Popen:
+def _launcher(tmp_path: Path, code: str, argv: tuple[str, ...] = (),
+              **popen: object) -> subprocess.Popen:
     """A launcher of two snippet processes, run as its own program (to signal or kill),
     leading its own process group as a command run from a terminal does."""
     script = (f"import sys; from simclr.launch import run\n"
-              f"sys.exit(run([], 2, {_child(code)!r}))")
+              f"sys.exit(run({list(argv)!r}, 2, {_child(code)!r}))")
     return subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path,
-                            start_new_session=True)
+                            start_new_session=True, **popen)
 
 
 def test_a_signal_to_the_launcher_reaches_each_process_exactly_once(tmp_path):
@@ -201,6 +202,25 @@ def test_a_signal_to_the_launcher_reaches_each_process_exactly_once(tmp_path):
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the foreground group
     assert proc.wait(60) == 75
     assert [(tmp_path / f"{r}.got").read_text() for r in range(2)] == ["1", "1"]
+
+
+def test_a_signal_reaching_a_process_on_its_way_out_is_no_traceback(tmp_path):
+    """Rank 1 of a finished run exits (torch's atexit finalizers take a while) as rank 0
+    still writes its report: a Ctrl-C forwarded then raised KeyboardInterrupt inside an
+    atexit callback, printed as "Exception ignored ..." with a traceback. Its command
+    is done, so the signal is no longer its to act on."""
+    code = ("import atexit\n"
+            "from simclr.cli import main\n"
+            "def finalizer():\n"  # a finalizer that takes its time, as torch's may
+            "    open(os.environ['RANK'] + '.exiting', 'w').close(); time.sleep(3)\n"
+            "atexit.register(finalizer)\n"
+            "sys.exit(main(['pretrain', '--print-config']))")  # a command done at once
+    proc = _launcher(tmp_path, code, ("pretrain",), stdout=subprocess.DEVNULL,
+                     stderr=subprocess.PIPE, text=True)
+    _wait_for([tmp_path / "0.exiting", tmp_path / "1.exiting"])
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err) == (0, "")  # the run had finished: nothing was stopped
 
 
 @linux
