@@ -188,6 +188,9 @@ def run(argv: list[str], processes: int, command: list[str] | None = None,
                     start_new_session=True))
             status, first = _wait(children, forward.sent)
         _print_other_errors(Path(errors), processes)
+        stopped_by = _unsaid_stop(children, first, forward.sent)
+        if stopped_by is not None:
+            print(f"{_command_name(argv)}: {_stop_words(stopped_by)}", file=sys.stderr)
         trace = Path(errors, f"rank{first}.traceback")
         if first is not None and status not in (0, 2, 75) and trace.exists():
             print(trace.read_text(), end="", file=sys.stderr)  # the cause; the rest follow
@@ -316,6 +319,30 @@ def _wait(children: list[subprocess.Popen], sent: set[int]) -> tuple[int, int | 
               + (" (out of memory?)" if name == "SIGKILL" else ""), file=sys.stderr)
         return 128 - status, first
     return status, first
+
+
+def _unsaid_stop(children: list[subprocess.Popen], first: int | None,
+                 sent: set[int]) -> int | None:
+    """The forwarded signal that ended the run where no process said so, else None. A
+    launched process dies of SIGTERM outside a training (it may be blocked in a
+    collective, where no Python handler would run), without a word: the launcher says
+    it, as one process would. Rank 0 exiting with 128+signal or 75 printed its own."""
+    status = None if first is None else children[first].returncode
+    if status is None or status >= 0 or -status not in sent:
+        return None
+    return None if children[0].returncode in (75, 128 - status) else -status
+
+
+def _command_name(argv: list[str]) -> str:
+    """``simclr pretrain``: how a process of ``argv`` names itself in its messages."""
+    return f"simclr {argv[0]}" if argv and not argv[0].startswith("-") else "simclr"
+
+
+def _stop_words(signum: int) -> str:
+    """What one process prints after its command's name when a signal ends it
+    (:func:`simclr.cli.main`): Ctrl-C interrupts, others stop it."""
+    return "interrupted" if signum == signal.SIGINT else \
+        f"stopped by {signal.Signals(signum).name}"
 
 
 def _print_other_errors(folder: Path, processes: int) -> None:

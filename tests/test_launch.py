@@ -223,6 +223,37 @@ def test_a_signal_reaching_a_process_on_its_way_out_is_no_traceback(tmp_path):
     assert (proc.returncode, err) == (0, "")  # the run had finished: nothing was stopped
 
 
+@pytest.mark.parametrize("name, words", [("SIGTERM", "stopped by SIGTERM"),
+                                         ("SIGINT", "interrupted")])
+def test_processes_ended_by_a_forwarded_signal_are_said_stopped_once(tmp_path, name, words):
+    """A launched process takes SIGTERM as the default does (it may be blocked in a
+    collective, where no Python handler runs): it dies of it, silently. One process
+    says `simclr pretrain: stopped by SIGTERM`; --processes 2 said nothing at all."""
+    sig = getattr(signal, name)
+    code = (f"signal.signal({int(sig)}, signal.SIG_DFL)\n"  # as in C code: ended by it
+            "open(os.environ['RANK'] + '.up', 'w').close(); time.sleep(60)")
+    proc = _launcher(tmp_path, code, ("pretrain", "--x"), stderr=subprocess.PIPE, text=True)
+    _wait_for([tmp_path / "0.up", tmp_path / "1.up"])
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err) == (128 + sig, f"simclr pretrain: {words}\n")
+
+
+def test_a_signal_rank_0_reported_itself_is_not_said_again(tmp_path):
+    """Rank 0 out of any training turns Ctrl-C into its own line (and status 130);
+    another process ended by the signal adds no second one."""
+    code = ("if os.environ['RANK'] == '1': signal.signal(signal.SIGINT, signal.SIG_DFL)\n"
+            "open(os.environ['RANK'] + '.up', 'w').close()\n"
+            "try: time.sleep(60)\n"
+            "except KeyboardInterrupt:\n"
+            "    print('simclr pretrain: interrupted', file=sys.stderr); sys.exit(130)")
+    proc = _launcher(tmp_path, code, ("pretrain",), stderr=subprocess.PIPE, text=True)
+    _wait_for([tmp_path / "0.up", tmp_path / "1.up"])
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err) == (130, "simclr pretrain: interrupted\n")
+
+
 @linux
 def test_the_processes_end_with_a_killed_launcher(tmp_path):
     code = ("from simclr.launch import die_with_launcher; die_with_launcher()\n"  # as main()
