@@ -25,6 +25,7 @@ import ctypes
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import socket
@@ -345,11 +346,24 @@ def _stop_words(signum: int) -> str:
         f"stopped by {signal.Signals(signum).name}"
 
 
+# A file path in a message: characters holding a separator, up to a space or what ends a
+# path in simclr's messages (':' in "first: /d/a.png: not an image", quotes, brackets).
+PATH_IN_MESSAGE = re.compile(r"[^\s'\"():;,]*[/\\][^\s'\"():;,]*")
+
+
+def _error_kind(message: str) -> str:
+    """A user error with its file paths masked: each process meets the same one in the
+    files of its own share of the data (all unreadable: each names its first)."""
+    return PATH_IN_MESSAGE.sub("PATH", message)
+
+
 def _print_other_errors(folder: Path, processes: int) -> None:
-    """The user errors of ranks > 0 that rank 0 did not print (it printed its own)."""
-    said = {(folder / "rank0.txt").read_text()} if (folder / "rank0.txt").exists() else set()
+    """The user errors of ranks > 0 that rank 0 did not print (it printed its own),
+    those differing from an error said only in their paths left out."""
+    rank0 = folder / "rank0.txt"
+    said = {_error_kind(rank0.read_text())} if rank0.exists() else set()
     for rank in range(1, processes):
         path = folder / f"rank{rank}.txt"
-        if path.exists() and (text := path.read_text()) not in said:
-            said.add(text)
+        if path.exists() and (kind := _error_kind(text := path.read_text())) not in said:
+            said.add(kind)
             print(f"(process {rank}) {text}", file=sys.stderr)

@@ -105,6 +105,52 @@ def test_user_errors_are_said_once(capfd):
     assert capfd.readouterr().err.splitlines() == ["same", "(process 2) other"]
 
 
+def test_a_user_error_each_process_meets_in_its_own_file_is_said_once(capfd):
+    """Each process names the first bad image of its own share: the same error, told
+    with another path, is rank 0's line alone."""
+    code = ("from simclr.launch import report_error\n"
+            "m = ('simclr pretrain: error: all 10 images are unreadable (first: /d/img'\n"
+            "     + os.environ['RANK'] + '.png: not an image file); check the folder /d')\n"
+            "report_error(m) or print(m, file=sys.stderr); sys.exit(2)")
+    assert launch.run([], 2, _child(code)) == 2
+    assert capfd.readouterr().err == ("simclr pretrain: error: all 10 images are unreadable "
+                                      "(first: /d/img0.png: not an image file); check the "
+                                      "folder /d\n")
+
+
+def test_another_processs_own_user_error_is_still_said(capfd, monkeypatch):
+    """Rank 0 fine (it ended early, or was ended) and rank 1 failed: rank 1's line, once."""
+    monkeypatch.setattr(launch, "GRACE_S", 0.5)
+    code = ("from simclr.launch import report_error\n"
+            "if os.environ['RANK'] == '0': time.sleep(60)\n"
+            "m = 'simclr pretrain: error: cannot read /d/img1.png'\n"
+            "report_error(m) or print(m, file=sys.stderr); sys.exit(2)")
+    assert launch.run([], 2, _child(code)) == 2
+    assert capfd.readouterr().err == ("(process 1) simclr pretrain: error: cannot read "
+                                      "/d/img1.png\n")
+
+
+@needs_dist
+def test_unreadable_images_under_processes_are_one_line(tmp_path, capfd):
+    """The real run: 10 files that are no images, two processes."""
+    from simclr.settings import build_config, yaml_text
+    from tests.conftest import tiny_flags
+
+    data = tmp_path / "garbage"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        (data / f"img{i}.png").write_bytes(rng.integers(0, 256, 300, dtype=np.uint8).tobytes())
+    flags = tiny_flags(data, tmp_path / "run", str(tmp_path / "cache"), threads=1,
+                       batch_size=4, max_steps=1)
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml_text(build_config(flags=flags).to_dict()))
+    assert main(["pretrain", "--config", str(config), "--processes", "2"]) == 2
+    errors = [x for x in capfd.readouterr().err.splitlines() if "error" in x]
+    assert len(errors) == 1 and errors[0].startswith("simclr pretrain: error: all 10 images "
+                                                      "are unreadable (first: ")
+
+
 @pytest.mark.parametrize("rank", ["0", "1"])
 def test_under_torchrun_a_user_error_goes_to_its_error_file_and_rank_0_says_it(
         rank, tmp_path, monkeypatch, capsys):
