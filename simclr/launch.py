@@ -230,20 +230,32 @@ def die_with_launcher() -> None:
 
 def ignore_forwarded_signals() -> None:
     """In a launched process whose command is done (simclr.cli.main, as it returns):
-    the signals a launcher forwards are ignored from here on. Its line and status are
-    decided, and a process may still be exiting (torch's atexit finalizers take
+    the first signal a launcher forwards from here on is let pass. Its line and status
+    are decided, and a process may still be exiting (torch's atexit finalizers take
     seconds) while rank 0 evaluates: a Ctrl-C forwarded then raised KeyboardInterrupt
     inside an atexit callback, which Python prints as a traceback, and a SIGTERM ended
-    a finished process (143). Its launcher waits for it and, if killed outright, takes
-    it along (die_with_launcher). Outside a launch nothing: a user's Ctrl-C must still
-    stop a slow exit, and a library caller's handlers stay as they were."""
+    a finished process (143). A second one ends it at once (an exit that hangs, e.g.
+    on a peer gone: the user's second Ctrl-C means it). Outside a launch nothing: a
+    user's Ctrl-C must still stop a slow exit, and a library caller's handlers stay."""
     if not os.environ.get(LAUNCHER_ENV):
         return
     for sig in _Forwarder.SIGNALS:
         try:
-            signal.signal(sig, signal.SIG_IGN)
+            if signal.getsignal(sig) is not _after_command:  # (main calls this twice)
+                signal.signal(sig, _after_command)
         except ValueError:  # not the main thread (an embedding caller): theirs to handle
             return
+
+
+_LET_PASS: list[int] = []  # the forwarded signal let pass after the command, if any
+
+
+def _after_command(signum: int, _frame: object) -> None:
+    """:func:`ignore_forwarded_signals`'s handler: the first signal passes, a second ends
+    the process with the status a shell gives a command that signal ended."""
+    if _LET_PASS:
+        os._exit(128 + signum)
+    _LET_PASS.append(signum)
 
 
 class _Forwarder:

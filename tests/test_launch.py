@@ -267,6 +267,17 @@ def test_a_signal_reaching_a_process_on_its_way_out_is_no_traceback(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert (proc.returncode, err) == (0, "")  # the run had finished: nothing was stopped
+    # An exit that hangs (a finalizer waiting on a peer gone): a second Ctrl-C ends it.
+    for name in ("0.exiting", "1.exiting"):
+        (tmp_path / name).unlink()
+    proc = _launcher(tmp_path, code.replace("time.sleep(3)", "time.sleep(600)"), ("pretrain",),
+                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for([tmp_path / "0.exiting", tmp_path / "1.exiting"])
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
 
 
 @pytest.mark.parametrize("name, words", [("SIGTERM", "stopped by SIGTERM"),
