@@ -2,8 +2,9 @@
 # The device check for a lent GPU machine, as one prepared script (about 8 minutes on an
 # H200). First, here: bash benchmarks/prepare_gpu_check.sh. Then, with the device tool:
 #   run(command="bash benchmarks/gpu_check.sh", carry=[".whl", ".data"], timeout_s=600)
-# Results land in $OUT (tests.log, throughput.md, decode.md, r50-*.jsonl, r18-fp16.log,
-# summary.txt).
+# Results land in $OUT: summary.txt, tests.log, throughput.md/.log, decode.md and the
+# rest in logs.tar.gz (the device tool returns at most 8 files). SECTIONS="1 3 5" runs
+# only those sections (a rerun in what is left of a lease).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-check}
@@ -14,25 +15,31 @@ if compgen -G ".whl/*.whl" > /dev/null; then
     --target /tmp/site .whl/*.whl && export PYTHONPATH=$PYTHONPATH:/tmp/site
 fi
 summary="$OUT/summary.txt"
+SECTIONS=${SECTIONS:-1 2 2b 3 4 5}
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
+LOGS=/tmp/gpu-check-logs; rm -rf "$LOGS"; mkdir -p "$LOGS"
+data=.data/imagenette/train  # (sections 2 and 2b; synthetic JPEGs if not carried)
+if want 2 || want 2b; then [ -d "$data" ] || data=$(python3 -c "import sys; sys.path.insert(0, 'benchmarks')
+import decode; print(decode.synthetic_folder(3072, 500, 375))"); fi
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision',
 torchvision.__version__, 'cuda', torch.version.cuda)"; nproc; } | tee "$summary"
 
+if want 1; then
 echo "== 1. the CUDA tests (the rest runs in CI)" | tee -a "$summary"
-timeout 100 python3 -m pytest -q -p no:cacheprovider -k cuda 2>&1 | tee "$OUT/tests.log" |
+timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -k cuda 2>&1 | tee "$OUT/tests.log" |
   tail -3 | tee -a "$summary"
+fi
 
+if want 2; then
 echo "== 2. ResNet-50, 224 px views of Imagenette JPEGs, batch 512 (1,024 views/step)" |
   tee -a "$summary"
-data=.data/imagenette/train
-[ -d "$data" ] || data=$(python3 -c "import sys; sys.path.insert(0, 'benchmarks')
-import decode; print(decode.synthetic_folder(3072, 500, 375))")
 for decoder in device pil; do
   rm -rf "/tmp/r50-$decoder"  # a rerun on a machine still warm starts a new run
   timeout 80 python3 -m simclr pretrain --data "$data" --arch resnet50 --image-size 224 \
     --batch-size 512 --max-steps 40 --log-every 10 --checkpoint-every 0 --no-progress \
-    --workers 14 --decoder "$decoder" --out "/tmp/r50-$decoder" > "$OUT/r50-$decoder.log" 2>&1
-  cp "/tmp/r50-$decoder/metrics.jsonl" "$OUT/r50-$decoder.jsonl" 2>/dev/null
+    --workers 14 --decoder "$decoder" --out "/tmp/r50-$decoder" > "$LOGS/r50-$decoder.log" 2>&1
+  cp "/tmp/r50-$decoder/metrics.jsonl" "$LOGS/r50-$decoder.jsonl" 2>/dev/null
   python3 - "$decoder" "/tmp/r50-$decoder/metrics.jsonl" <<'PY' | tee -a "$summary"
 import json, sys
 try:
@@ -42,13 +49,15 @@ except OSError:
     print(f"decoder {sys.argv[1]}: no metrics (see r50-{sys.argv[1]}.log)")
 PY
 done
+fi
 
+if want 2b; then
 echo "== 2b. fp16 with GradScaler under LARS (the path of GPUs without bf16), 30 steps" |
   tee -a "$summary"
 rm -rf /tmp/r18-fp16
 timeout 40 python3 -m simclr pretrain --preset cifar10-cpu --data "$data" --precision fp16 \
   --batch-size 256 --max-steps 30 --log-every 10 --checkpoint-every 0 --no-progress \
-  --workers 14 --out /tmp/r18-fp16 > "$OUT/r18-fp16.log" 2>&1
+  --workers 14 --out /tmp/r18-fp16 > "$LOGS/r18-fp16.log" 2>&1
 python3 - /tmp/r18-fp16/metrics.jsonl <<'PY' | tee -a "$summary"
 import json, sys
 try:
@@ -58,19 +67,28 @@ try:
 except OSError:
     print("fp16: no metrics (see r18-fp16.log)")
 PY
+fi
 
+if want 3; then
 echo "== 3. ResNet-18 CIFAR stem, simclr vs lightly (throughput.py)" | tee -a "$summary"
-timeout 180 python3 benchmarks/throughput.py --device cuda --widths 1 --precisions bf16 \
-  --batch 1024 --rounds 2 --warmup 3 --steps 15 --loss-sizes 2048,8192 \
+# (each case in a fresh process: about 10 s each on an H200, 2 rounds of about 10 cases)
+timeout ${THROUGHPUT_S:-240} python3 benchmarks/throughput.py --device cuda --widths 1 --precisions bf16 \
+  --batch 1024 --rounds 2 --warmup 3 --steps 10 --loss-sizes 2048,8192 \
+  --lightly-workers 14 --timeout 60 \
   --out "$OUT/throughput.md" \
   > "$OUT/throughput.log" 2>&1; tail -30 "$OUT/throughput.md" 2>/dev/null | tee -a "$summary"
+fi
 
+if want 4; then
 echo "== 4. input path for large JPEGs (decode.py)" | tee -a "$summary"
 timeout 55 python3 benchmarks/decode.py --device cuda --data synthetic --size 224 \
-  --batch 256 --batches 4 --rounds 2 --workers 14 2> "$OUT/decode.log" |
+  --batch 256 --batches 4 --rounds 2 --workers 14 2> "$LOGS/decode.log" |
   tee "$OUT/decode.md" | tee -a "$summary"
+fi
 
+if want 5; then
 echo "== 5. CPU processes on a GPU machine (gloo beside NCCL), the --processes launcher" |
   tee -a "$summary"
-timeout 45 python3 -m pytest -q -p no:cacheprovider tests/test_launch.py \
-  -k "global_batch or user_error" 2>&1 | tee "$OUT/processes.log" | tail -2 | tee -a "$summary"
+timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short tests/test_launch.py ${LAUNCH_TESTS:+-k "$LAUNCH_TESTS"} 2>&1 | tee "$OUT/processes.log" | tail -2 | tee -a "$summary"
+fi
+tar -czf "$OUT/logs.tar.gz" -C "$LOGS" .

@@ -19,6 +19,7 @@ import shlex
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from simclr.config import (
@@ -302,6 +303,26 @@ def launch_here(args: argparse.Namespace) -> bool:
     return True
 
 
+def _launch_device(args: argparse.Namespace) -> str:
+    """The run's device, for the launcher's check of one GPU per process: the flag, else
+    the resumed run's or the --config file's setting (a run a file puts on the CPU is
+    launched on a GPU machine too). A file that cannot be read: each process says why."""
+    from simclr.settings import load_yaml
+
+    flag = getattr(args, "device", None) or vars(args).get("cfg:device")
+    if flag:
+        return str(flag)
+    resume = getattr(args, "resume", None)
+    for path in (Path(resume) / "config.yaml" if resume else None, getattr(args, "config", None)):
+        try:
+            value = load_yaml(path).get("device") if path else None
+        except SimCLRError:
+            continue
+        if isinstance(value, str) and value:
+            return value
+    return "auto"
+
+
 def check_processes(args: argparse.Namespace, processes: int | None = None) -> None:
     """Pretraining, the supervised baseline, fine-tuning and the SGD linear protocol
     train across processes (sharded batches, global BN). Under torchrun any other
@@ -425,8 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         if launch_here(args):  # --processes N: this process starts and watches N others
             from simclr.launch import run
 
-            device = getattr(args, "device", None) or vars(args).get("cfg:device") or "auto"
-            return run(argv, args.processes, device=str(device))
+            return run(argv, args.processes, device=_launch_device(args))
         _check_before_work(args)
         status = int(args.func(args) or 0)
         _command_done()  # (here too: a signal landing in the finally would escape main)

@@ -151,7 +151,14 @@ def process_group() -> Iterator[None]:
     barrier that the failed process would never reach."""
     owns = not is_initialized()
     init_from_env()
-    yield
+    try:
+        yield
+    except SimCLRError:
+        # A user error (every process meets it, or the launcher ends the rest): leave the
+        # group without the barrier, or NCCL's exit warning follows the one-line message.
+        if owns:
+            cleanup()
+        raise
     barrier()
     if owns:
         cleanup()

@@ -48,7 +48,7 @@ class StepMemory:
 
     fixed: float  # saved tensors that do not grow with the batch (casted weights, ...)
     per_view: float  # saved activations of one more view
-    state: float  # gradients + one optimizer buffer per parameter (weights already exist)
+    state: float  # the last step's gradients + momentum, held during the forward (weights exist)
     input_per_view: float  # the fp32 view itself, (3, S, S)
     contrastive: bool = True  # two views per image and NT-Xent; else one (classifiers)
 

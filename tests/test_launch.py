@@ -24,6 +24,12 @@ linux = pytest.mark.skipif(not sys.platform.startswith("linux"),
                            reason="the parent-death signal is Linux's")
 
 
+def run_cpu(processes: int, command: list[str]) -> int:
+    """launch.run of plain Python children as a --device cpu run: on a GPU machine the
+    default (auto) would refuse more processes than GPUs."""
+    return launch.run([], processes, command, device="cpu")
+
+
 def _child(code: str) -> list[str]:
     """A stand-in for `python -m simclr`: a Python snippet run by each launched process."""
     return [sys.executable, "-c", "import os, sys, time, signal\n" + code]
@@ -44,7 +50,7 @@ def test_each_process_gets_torchruns_variables_and_a_share_of_the_cores(tmp_path
     code = (f"import json; json.dump({{k: os.environ[k] for k in {keys}}}, "
             f"open(r'{tmp_path}/' + os.environ['RANK'] + '.json', 'w')); "
             "print(sys.argv[1:])")
-    assert launch.run(["pretrain", "--x"], 2, _child(code)) == 0
+    assert launch.run(["pretrain", "--x"], 2, _child(code), device="cpu") == 0
     envs = [json.loads((tmp_path / f"{r}.json").read_text()) for r in range(2)]
     for rank, env in enumerate(envs):
         assert env["RANK"] == env["LOCAL_RANK"] == str(rank)
@@ -69,7 +75,7 @@ def test_a_failed_process_ends_the_others_and_gives_the_status(monkeypatch):
     monkeypatch.setattr(launch, "GRACE_S", 0.5)
     start = time.monotonic()
     code = "time.sleep(120) if os.environ['RANK'] == '0' else sys.exit(3)"
-    assert launch.run([], 2, _child(code)) == 3
+    assert run_cpu(2, _child(code)) == 3
     assert time.monotonic() - start < 30
 
 
@@ -78,7 +84,7 @@ def test_a_process_that_exits_without_an_error_is_named(capfd, monkeypatch):
     not a word (the others end quietly, their peer gone)."""
     monkeypatch.setattr(launch, "GRACE_S", 0.5)
     code = "time.sleep(120) if os.environ['RANK'] == '0' else os._exit(3)"
-    assert launch.run([], 2, _child(code)) == 3
+    assert run_cpu(2, _child(code)) == 3
     assert capfd.readouterr().err == ("simclr: process 1 of 2 exited with status 3, without "
                                       "a simclr error message\n")
 
@@ -86,14 +92,14 @@ def test_a_process_that_exits_without_an_error_is_named(capfd, monkeypatch):
 def test_a_process_killed_by_a_signal_is_named(capfd, monkeypatch):
     monkeypatch.setattr(launch, "GRACE_S", 0.5)
     code = "os.kill(os.getpid(), signal.SIGKILL) if os.environ['RANK'] == '1' else time.sleep(120)"
-    assert launch.run([], 2, _child(code)) == 128 + signal.SIGKILL
+    assert run_cpu(2, _child(code)) == 128 + signal.SIGKILL
     assert "simclr: process 1 of 2 was killed by SIGKILL (out of memory?)" in capfd.readouterr().err
 
 
 def test_all_preempted_is_75_and_all_finished_is_0():
-    assert launch.run([], 2, _child("sys.exit(75)")) == 75
-    assert launch.run([], 2, _child("sys.exit(75 if os.environ['RANK'] == '0' else 0)")) == 75
-    assert launch.run([], 3, _child("pass")) == 0
+    assert run_cpu(2, _child("sys.exit(75)")) == 75
+    assert run_cpu(2, _child("sys.exit(75 if os.environ['RANK'] == '0' else 0)")) == 75
+    assert run_cpu(3, _child("pass")) == 0
 
 
 def test_user_errors_are_said_once(capfd):
@@ -101,7 +107,7 @@ def test_user_errors_are_said_once(capfd):
     code = ("from simclr.launch import report_error\n"
             "m = {'0': 'same', '1': 'same', '2': 'other'}[os.environ['RANK']]\n"
             "report_error(m) or print(m, file=sys.stderr); sys.exit(2)")
-    assert launch.run([], 3, _child(code)) == 2
+    assert run_cpu(3, _child(code)) == 2
     assert capfd.readouterr().err.splitlines() == ["same", "(process 2) other"]
 
 
@@ -112,7 +118,7 @@ def test_a_user_error_each_process_meets_in_its_own_file_is_said_once(capfd):
             "m = ('simclr pretrain: error: all 10 images are unreadable (first: /d/img'\n"
             "     + os.environ['RANK'] + '.png: not an image file); check the folder /d')\n"
             "report_error(m) or print(m, file=sys.stderr); sys.exit(2)")
-    assert launch.run([], 2, _child(code)) == 2
+    assert run_cpu(2, _child(code)) == 2
     assert capfd.readouterr().err == ("simclr pretrain: error: all 10 images are unreadable "
                                       "(first: /d/img0.png: not an image file); check the "
                                       "folder /d\n")
@@ -125,7 +131,7 @@ def test_another_processs_own_user_error_is_still_said(capfd, monkeypatch):
             "if os.environ['RANK'] == '0': time.sleep(60)\n"
             "m = 'simclr pretrain: error: cannot read /d/img1.png'\n"
             "report_error(m) or print(m, file=sys.stderr); sys.exit(2)")
-    assert launch.run([], 2, _child(code)) == 2
+    assert run_cpu(2, _child(code)) == 2
     assert capfd.readouterr().err == ("(process 1) simclr pretrain: error: cannot read "
                                       "/d/img1.png\n")
 
@@ -227,9 +233,10 @@ def test_under_torchrun_a_peer_gone_mid_collective_is_one_line(rank, tmp_path, m
 def _launcher(tmp_path: Path, code: str, argv: tuple[str, ...] = (),
               **popen: object) -> subprocess.Popen:
     """A launcher of two snippet processes, run as its own program (to signal or kill),
-    leading its own process group as a command run from a terminal does."""
+    leading its own process group as a command run from a terminal does (as a --device
+    cpu run: on a GPU machine the default would refuse more processes than GPUs)."""
     script = (f"import sys; from simclr.launch import run\n"
-              f"sys.exit(run({list(argv)!r}, 2, {_child(code)!r}))")
+              f"sys.exit(run({list(argv)!r}, 2, {_child(code)!r}, device='cpu'))")
     return subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path,
                             start_new_session=True, **popen)
 
@@ -444,13 +451,13 @@ def test_only_the_first_failures_traceback_is_shown(capfd):
                    "    m = 'simclr pretrain: error: bad'\n"
                    "    report_error(m) or print(m, file=sys.stderr); sys.exit(2)\n"
                    "time.sleep(0.3); report_crash('Traceback: peer gone\\n'); sys.exit(1)")
-    assert launch.run([], 2, _child(after_error)) == 2
+    assert run_cpu(2, _child(after_error)) == 2
     assert capfd.readouterr().err == "simclr pretrain: error: bad\n"
     crash = ("from simclr.launch import report_crash\n"
              "if os.environ['RANK'] == '1':\n"
              "    report_crash('Traceback: the bug\\n'); sys.exit(1)\n"
              "time.sleep(0.5); report_crash('Traceback: peer gone\\n'); sys.exit(1)")
-    assert launch.run([], 2, _child(crash)) == 1
+    assert run_cpu(2, _child(crash)) == 1
     assert capfd.readouterr().err == "Traceback: the bug\n"
 
 
@@ -458,3 +465,23 @@ def test_print_config_with_processes_prints_once_here(capsys):
     assert main(["pretrain", "--print-config", "--processes", "2"]) == 0
     out = capsys.readouterr().out
     assert out.count("batch_size:") == 1 and out.count("provenance") == 0
+
+
+def test_the_launcher_checks_the_device_a_config_file_or_resumed_run_sets(tmp_path, monkeypatch):
+    """A --config (or resumed run) on the CPU, launched on a GPU machine: the launcher's
+    one-GPU-per-process check is about the run's device, not the flag's default."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    asked: list[str] = []
+    monkeypatch.setattr(launch, "run", lambda argv, n, command=None, device="auto":
+                        asked.append(device) or 0)
+    config = _config_file(tmp_path, tmp_path / "one")  # device: cpu
+    assert main(["pretrain", "--config", str(config), "--processes", "2"]) == 0
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "config.yaml").write_text(config.read_text())
+    assert main(["pretrain", "--resume", str(tmp_path / "one"), "--processes", "2"]) == 0
+    assert main(["pretrain", "--config", str(config), "--device", "cuda",
+                 "--processes", "2"]) == 0
+    assert asked == ["cpu", "cpu", "cuda"]

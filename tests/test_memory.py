@@ -87,11 +87,13 @@ STEP = textwrap.dedent("""
         f.write("5")
     base = status("VmRSS")
     views = torch.rand(2 * batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-    with autocast(dev, prec):
-        _, z = model(views)
-    loss, _ = contrastive_loss(cfg.loss, z[:batch].float(), z[batch:].float())
-    loss.backward()
-    opt.step()
+    for _ in range(2):  # the second as every later one (see the CUDA test)
+        with autocast(dev, prec):
+            _, z = model(views)
+        loss, _ = contrastive_loss(cfg.loss, z[:batch].float(), z[batch:].float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
     peak = status("VmHWM")
     # Measured after the step, so the step could not reuse memory the probe freed.
     mem = measure_step(model, size, dev, prec, True)
@@ -413,11 +415,17 @@ def test_the_bound_is_below_a_real_steps_peak_on_cuda():
     torch.cuda.reset_peak_memory_stats(dev)
     base = torch.cuda.memory_allocated(dev)  # parameters; gradients and momentum come later
     views = torch.rand(1024, 3, 32, 32, device=dev).contiguous(memory_format=torch.channels_last)
-    with autocast(dev, "bf16"):
-        _, z = model(views)
-    loss, _ = contrastive_loss(cfg.loss, z[:512].float(), z[512:].float())
-    loss.backward()
-    opt.step()
+    # Two steps as train.py takes them: from the second on, the last step's gradients
+    # (freed only after the forward) and the momentum are held beside the activations,
+    # which the bound counts. The first step alone peaked 2.9% under it (an H200,
+    # 2026-12-04: 2.477 GB against 2.549).
+    for _ in range(2):
+        with autocast(dev, "bf16"):
+            _, z = model(views)
+        loss, _ = contrastive_loss(cfg.loss, z[:512].float(), z[512:].float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
     growth = torch.cuda.max_memory_allocated(dev) - base
     assert 0.5 * growth <= mem.lower_bound(512) <= growth
 
