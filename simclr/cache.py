@@ -32,7 +32,6 @@ from simclr.decode import DEFAULT_MAX_PIXELS, load_square
 from simclr.errors import BadImageError, SimCLRError
 from simclr.files import (
     discard,
-    remove_stale_temporaries,
     stale_temporaries,
     temporary_name,
     write_atomically,
@@ -264,7 +263,8 @@ def _build_cache_files(
 ) -> tuple[np.ndarray, dict]:
     # A build killed outright (SIGKILL, out of memory) left its whole-size file: free
     # the disk before reserving it again. An hour untouched: no build is writing it.
-    remove_stale_temporaries(npy.parent, _BUILD_LEFTOVERS, after_s=_LEFTOVER_S)
+    for leftover in _stale_leftovers(npy.parent):
+        discard(leftover)
     tmp = temporary_name(npy)
     nbytes = math.prod(shape)
     try:
@@ -326,9 +326,17 @@ class CacheEntry(NamedTuple):
 # cache folder is ever listed or deleted (it may hold a user's own .npy files).
 _CACHE_NAME = re.compile(r"[\w-]*-\d+px-[0-9a-f]{20}\.npy")
 # What a build killed outright (SIGKILL, the out-of-memory killer) leaves: its .npy's
-# temporary name (the sidecar's is written last, in one go).
-_BUILD_LEFTOVERS = "*-*px-*.npy.tmp-*"
+# temporary name, or its sidecar's (written last, but through a temporary name too, as
+# is a reused cache's new place). Only names of this shape: a user's own *.tmp-* files
+# in the cache folder are theirs.
+_BUILD_LEFTOVERS = ("*-*px-*.npy.tmp-*", "*-*px-*.json.tmp-*")
 _LEFTOVER_S = 3600.0  # an hour untouched: no build is writing it
+
+
+def _stale_leftovers(folder: Path) -> list[Path]:
+    """The :data:`_BUILD_LEFTOVERS` in ``folder`` whose process is gone, an hour untouched."""
+    return [path for pattern in _BUILD_LEFTOVERS
+            for path in stale_temporaries(folder, pattern, _LEFTOVER_S)]
 
 
 def cache_entries(cache_dir: str | os.PathLike) -> list[CacheEntry]:
@@ -373,8 +381,7 @@ def build_leftovers(cache_dir: str | os.PathLike) -> list[tuple[Path, int]]:
     next build removes): ``simclr cache --clean`` removes them too."""
     folder = Path(cache_dir).expanduser()
     found = []
-    for path in stale_temporaries(folder, _BUILD_LEFTOVERS, _LEFTOVER_S) \
-            if folder.is_dir() else ():
+    for path in _stale_leftovers(folder) if folder.is_dir() else ():
         try:
             found.append((path, path.stat().st_size))
         except OSError:  # removed meanwhile

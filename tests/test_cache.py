@@ -408,3 +408,46 @@ def test_a_killed_builds_file_is_listed_and_cleaned(tmp_path, capsys):
     assert "3.0 MiB freed" in capsys.readouterr().out
     assert not left.exists() and young.exists() and theirs.exists()
     assert len(cache.cache_entries(tmp_path / "cache")) == 1
+
+
+def _sidecar_leftovers(folder: Path) -> dict[str, Path]:
+    """Temporary sidecar names in ``folder``, two hours old: a killed build's (process
+    gone), a live process's, and a user's own of another shape (process gone too)."""
+    from tests.test_files import _age, _dead_pid
+
+    found = {
+        "killed": folder / f"imgs-16px-0123456789abcdef0123.json.tmp-ab12cd34-{_dead_pid()}",
+        "live": folder / f"imgs-16px-0123456789abcdef4567.json.tmp-ab12cd34-{os.getpid()}",
+        "theirs": folder / f"results.json.tmp-{_dead_pid()}",
+    }
+    for path in found.values():
+        path.write_text("{}")
+        _age(path, 2 * 3600)
+    return found
+
+
+def test_a_killed_builds_sidecar_is_listed_and_cleaned(tmp_path, capsys):
+    """The sidecar goes through a temporary name too: a build killed while writing it
+    left that file, which neither `simclr cache` nor --clean saw (only the .npy's was)."""
+    from simclr.cli import main
+
+    _cifar_like(tmp_path / "imgs")
+    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    left = _sidecar_leftovers(tmp_path / "cache")
+    assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    assert f"{left['killed'].name}  (a killed build's file: --clean removes it)\n" in out
+    assert left["live"].name not in out and left["theirs"].name not in out
+    assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean"]) == 0
+    assert not left["killed"].exists()
+    assert left["live"].exists() and left["theirs"].exists()
+    assert len(cache.cache_entries(tmp_path / "cache")) == 1
+
+
+def test_a_cache_build_removes_a_killed_builds_sidecar(tmp_path):
+    (tmp_path / "cache").mkdir()
+    left = _sidecar_leftovers(tmp_path / "cache")
+    _cifar_like(tmp_path / "imgs")
+    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    assert not left["killed"].exists()
+    assert left["live"].exists() and left["theirs"].exists()
