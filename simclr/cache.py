@@ -365,15 +365,25 @@ def cache_entries(cache_dir: str | os.PathLike) -> list[CacheEntry]:
     return sorted(found, key=lambda e: e.last_used)
 
 
+# The variant a sidecar from before it was recorded reads as (:func:`cache_entries`).
+_UNRECORDED = (None, None)
+
+
 def superseded(entries: list[CacheEntry]) -> set[Path]:
     """The caches (their .npy) that a newer one of the same folder, side, storage and
     :func:`_variant` replaced: built before the folder changed (a file added, removed or
-    edited), and never read again. (Caches from before the storage was recorded are left
-    alone.)"""
+    edited), and never read again. A cache whose variant is not recorded (an older
+    simclr's) is replaced by any newer one of its folder, side and storage: it cannot be
+    told apart, and kept, it would never be replaced (at worst a run decodes it again);
+    one whose variant is recorded only by a newer one of that same variant. (Caches from
+    before the storage was recorded are left alone.)"""
     known = [e for e in entries if e.store is not None and e.root != "?"]
     # (entries come least recently used first: the last one of a kind is the newest)
     newest = {(e.root, e.side, e.store, e.variant): e for e in known}
-    return {e.npy for e in known if newest[(e.root, e.side, e.store, e.variant)] is not e}
+    newest_of_folder = {(e.root, e.side, e.store): e for e in known}
+    return {e.npy for e in known
+            if newest[(e.root, e.side, e.store, e.variant)] is not e or
+            (e.variant == _UNRECORDED and newest_of_folder[(e.root, e.side, e.store)] is not e)}
 
 
 def build_leftovers(cache_dir: str | os.PathLike) -> list[tuple[Path, int]]:

@@ -331,6 +331,22 @@ def test_only_an_older_cache_of_the_same_folder_side_and_storage_is_replaced():
     assert cache.superseded(entries) == {Path("old.npy")}
 
 
+def test_a_cache_of_an_older_simclr_is_replaced_by_any_newer_one_of_its_folder():
+    """A sidecar from before the variant was recorded reads as (None, None): no newer
+    cache ever had that variant, so such a cache was never replaced. A cache whose
+    variant is recorded is still kept beside another variant's, even a newer old one's."""
+    def entry(name, root, side, used, variant):
+        return cache.CacheEntry(Path(f"{name}.npy"), Path(f"{name}.json"), 1, root, 4, side,
+                                used, "full", variant)
+
+    entries = [entry("old", "/a", 32, 1, (None, None)), entry("side", "/a", 16, 2, (None, None)),
+               entry("loose", "/a", 32, 3, (89478485, True)),
+               entry("new", "/a", 32, 4, (89478485, False)),
+               entry("eval", "/b", 32, 5, (89478485, False)),
+               entry("older-simclr", "/b", 32, 6, (None, None))]
+    assert cache.superseded(entries) == {Path("old.npy")}
+
+
 def test_a_pretraining_and_an_evaluation_of_one_folder_keep_both_their_caches(
         tmp_path, capsys):
     """A pretraining keeps the images beside the class folders, an evaluation leaves
