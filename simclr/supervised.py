@@ -177,11 +177,22 @@ def check_not_supervised_config(path: str | None, data: str | None) -> None:
     """A pretraining (or a sweep) given a supervised run's config.yaml and no data
     (``data``: --data, or the YAML's own ``data.path``) would train on the digits demo:
     its ``folders`` are the supervised run's data."""
-    folders = None if data else config_folders(path)
-    if folders:
+    train = None if data or path is None else _recorded_train(path)
+    if train:
         raise SimCLRError(f"--config {path} is a supervised run's (it trained on "
-                          f"{folders['train']}); pretraining reads --data: give --data "
+                          f"{train}); pretraining reads --data: give --data "
                           f"FOLDER, or rerun it with `simclr supervised --config {path}`")
+
+
+def _recorded_train(path: str) -> str | None:
+    """The ``folders.train`` a supervised run's config.yaml records, if it is a folder
+    name. Not :func:`config_folders`: a pretraining skips ``folders``, so one of another
+    shape there is no error of the pretraining's (it refused the run)."""
+    from simclr.settings import load_yaml
+
+    folders = load_yaml(path).get("folders")
+    train = folders.get("train") if isinstance(folders, Mapping) else None
+    return train if isinstance(train, str) and train else None
 
 
 def _run_dir(target: str | Path) -> Path:

@@ -400,6 +400,30 @@ def test_the_run_folder_is_checked_before_the_data_and_ignored_settings_are_name
     assert "unrecognized arguments: --asymmetric" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("folders", ["5", "[a, b]", "{train: 3}", "{train: ''}",
+                                     "{test: somewhere}", "{train: null, tset: x}"])
+def test_a_pretraining_config_with_another_folders_is_left_to_pretraining(
+        tmp_path, capsys, folders):
+    """A pretraining skips ``folders`` (a supervised run's record): one of another shape
+    was refused as a malformed supervised record, though no supervised run wrote it."""
+    config = tmp_path / "c.yaml"
+    config.write_text(f"folders: {folders}\nbatch_size: 8\n")
+    for command in (["pretrain"], ["sweep", "--set", "seed=0,1", "--eval", "none"]):
+        capsys.readouterr()
+        assert main([*command, "--config", str(config), "--out", str(tmp_path / "p"),
+                     "--print-config"]) == 0, capsys.readouterr().err
+        assert "batch_size: 8" in capsys.readouterr().out
+
+
+def test_a_supervised_record_is_still_refused_whatever_else_it_holds(tmp_path, capsys):
+    """Only a ``folders.train`` naming a folder marks a supervised run's config."""
+    config = tmp_path / "c.yaml"
+    config.write_text("folders: {train: /data/train, tset: x}\n")
+    assert main(["pretrain", "--config", str(config), "--out", str(tmp_path / "p")]) == 2
+    assert (f"--config {config} is a supervised run's (it trained on /data/train); "
+            "pretraining reads --data") in capsys.readouterr().err
+
+
 def test_print_config_names_the_ignored_settings_of_a_config_in_one_line(tmp_path, capsys):
     """Checking a recipe with --print-config says what a run would say: a pretraining
     key of the --config (a run's config.yaml holds them all) plays no part here."""
