@@ -130,6 +130,8 @@ def checkpoint_facts(path: Path) -> dict[str, Any]:
         facts["encoder"] = encoder_facts(ckpt["config"])
     if isinstance(ckpt.get("data"), dict):
         facts["data"] = ckpt["data"]
+    if ckpt.get("features", "pretrained") != "pretrained":  # a random-init baseline's
+        facts["fitted_on"] = str(ckpt["features"])  # classifier, or its exported encoder
     if ckpt.get("classes") is not None:  # the count, as ever; the names: predict's
         facts["classes"] = len(ckpt["classes"])  # unknown class folders point here
         facts["class_names"] = [str(c) for c in ckpt["classes"]]
@@ -261,10 +263,12 @@ def _checkpoints(folder: Path) -> list[dict[str, Any]]:
             from simclr.pretrained import classifier_source, why_stale
 
             source = classifier_source(path)
-            if source.get("features", "pretrained") == "pretrained":
+            # (the classifier's own record first: its results file may be gone or older)
+            features = out[-1].get("fitted_on") or source.get("features", "pretrained")
+            if features == "pretrained":
                 out[-1]["fitted_on_step"] = source.get("step")
             else:  # the baseline (--random-init): no encoder step of the run's
-                out[-1]["fitted_on"] = source["features"]
+                out[-1]["fitted_on"] = features
             out[-1]["stale"] = why_stale(path, folder / LAST) if (folder / LAST).is_file() \
                 else None
     return out
@@ -521,7 +525,7 @@ def _checkpoint_line(c: dict[str, Any]) -> str:
     if c.get("fitted_on_step") is not None and not c.get("stale"):
         parts.append(f"fitted on the encoder of step {c['fitted_on_step']}")
     elif c.get("fitted_on"):
-        parts.append(f"fitted on the {c['fitted_on']} encoder (the baseline)")
+        parts.append(_baseline_note(c))
     if c.get("classes") is not None:
         parts.append(f"{c['classes']} classes")
     if c.get("encoder"):  # the head only where it is kept (a classifier has its own)
@@ -533,6 +537,13 @@ def _checkpoint_line(c: dict[str, Any]) -> str:
     stale = f"; it {c['stale']} (predict and export refuse the run folder)" \
         if c.get("stale") else ""
     return ", ".join(parts) + stale
+
+
+def _baseline_note(c: dict[str, Any]) -> str:
+    """A classifier of the baseline ('fitted on the random init encoder'); an exported
+    encoder keeps its classifier's record: it is no pretrained encoder either."""
+    note = f"fitted on the {c['fitted_on']} encoder (the baseline)"
+    return f"from a classifier {note}" if c.get("kind") == "encoder" else note
 
 
 def _class_names(c: dict[str, Any]) -> list[str]:

@@ -401,6 +401,28 @@ def test_a_classifiers_class_names_are_listed_as_predict_promises(evaluated_run,
     assert (facts["classes"], facts["class_names"]) == (25, many)
 
 
+def test_a_random_init_classifier_and_its_exported_encoder_say_so(evaluated_run, tmp_path,
+                                                                  capsys):
+    """Both files record `features: random init`: info on the file itself read as a
+    classifier (or encoder) of a trained one, where its run folder said the baseline."""
+    run, data = evaluated_run
+    out = tmp_path / "ri"
+    assert main(["linear-eval", "--checkpoint", str(run), "--random-init", "--train",
+                 str(data), "--test", str(data), "--out", str(out), "--workers", "0"]) == 0
+    baseline = "fitted on the random init encoder (the baseline)"
+    assert _info(capsys, out).splitlines()[1].startswith(
+        f"  checkpoints/linear.pt: linear classifier, {baseline}, 2 classes, ")
+    clf = out / "checkpoints" / "linear.pt"
+    assert _info(capsys, clf).startswith(f"{clf}: linear classifier, {baseline}, 2 classes, ")
+    assert json.loads(_info(capsys, clf, "--json"))["checkpoint"]["fitted_on"] == "random init"
+    encoder = tmp_path / "encoder.pt"
+    assert main(["export", "--checkpoint", str(clf), "--out", str(encoder)]) == 0
+    assert _info(capsys, encoder) == (f"{encoder}: exported encoder, from a classifier "
+                                      f"{baseline}, resnet18 x0.125, 16 px\n")
+    facts = json.loads(_info(capsys, encoder, "--json"))["checkpoint"]
+    assert facts["kind"] == "encoder" and facts["fitted_on"] == "random init"
+
+
 def test_the_knn_monitor_is_shown(tmp_path, capsys):
     data = make_image_folder(tmp_path / "images")
     flags = tiny_flags(data, tmp_path / "run", str(tmp_path / "cache"), knn_train=str(data),
