@@ -83,6 +83,13 @@ def is_run_checkpoint(path: str | os.PathLike) -> bool:
         path.name == LAST or _PERIODIC.fullmatch(path.name) is not None)
 
 
+def run_dir_of(target: str | os.PathLike) -> Path:
+    """The run folder ``--resume`` names: the folder, its checkpoints folder or a file there."""
+    given = Path(target).expanduser()
+    return (given.parent.parent if given.is_file() else
+            given.parent if given.name == CHECKPOINTS else given)
+
+
 def periodic_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     """(step, path) of the ``ckpt-<step>.pt`` files in ``run_dir``, by increasing step."""
     folder = Path(run_dir)

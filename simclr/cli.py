@@ -19,7 +19,6 @@ import shlex
 import signal
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 from simclr.config import (
@@ -307,13 +306,15 @@ def _launch_device(args: argparse.Namespace) -> str:
     """The run's device, for the launcher's check of one GPU per process: the flag, else
     the resumed run's or the --config file's setting (a run a file puts on the CPU is
     launched on a GPU machine too). A file that cannot be read: each process says why."""
+    from simclr.checkpoint import run_dir_of
     from simclr.settings import load_yaml
 
     flag = getattr(args, "device", None) or vars(args).get("cfg:device")
     if flag:
         return str(flag)
     resume = getattr(args, "resume", None)
-    for path in (Path(resume) / "config.yaml" if resume else None, getattr(args, "config", None)):
+    for path in (run_dir_of(resume) / "config.yaml" if resume else None,
+                 getattr(args, "config", None)):
         try:
             value = load_yaml(path).get("device") if path else None
         except SimCLRError:

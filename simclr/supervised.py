@@ -33,6 +33,7 @@ from simclr.checkpoint import (
     load_weights,
     periodic_name,
     readable_state,
+    run_dir_of,
     save_checkpoint,
 )
 from simclr.classify import (
@@ -195,18 +196,11 @@ def _recorded_train(path: str) -> str | None:
     return train if isinstance(train, str) and train else None
 
 
-def _run_dir(target: str | Path) -> Path:
-    """The run folder ``--resume`` names: the folder, its checkpoints folder or a file there."""
-    given = Path(target).expanduser()
-    return (given.parent.parent if given.is_file() else
-            given.parent if given.name == CHECKPOINTS else given)
-
-
 def finished_result(target: str | Path) -> dict[str, Any] | None:
     """The results of the run ``--resume target`` names, if it has finished (None: not,
     or unreadable, left to :func:`resume_config` to say): resumed again, it is done,
     as a finished pretraining resumed is (status 0, for a retry loop around it)."""
-    return read_json(_run_dir(target) / RESULT)
+    return read_json(run_dir_of(target) / RESULT)
 
 
 def resume_config(target: str | Path, flags: Mapping[str, Any],
@@ -215,7 +209,7 @@ def resume_config(target: str | Path, flags: Mapping[str, Any],
     ``flags`` applied: only :data:`RESUME_FLAGS` may change, and a finished run is
     refused unless ``finished`` (its settings are only shown: ``--print-config``). The
     checkpoint's ``data`` names the folders to reopen."""
-    run_dir = _run_dir(target)
+    run_dir = run_dir_of(target)
     if not finished and (run_dir / RESULT).exists():  # whichever of its files names it
         raise SimCLRError(f"--resume {target}: the run has finished ({run_dir / RESULT}); "
                           f"its model is {run_dir / CHECKPOINTS / 'last.pt'}")

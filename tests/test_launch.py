@@ -482,6 +482,10 @@ def test_the_launcher_checks_the_device_a_config_file_or_resumed_run_sets(tmp_pa
     (tmp_path / "one").mkdir()
     (tmp_path / "one" / "config.yaml").write_text(config.read_text())
     assert main(["pretrain", "--resume", str(tmp_path / "one"), "--processes", "2"]) == 0
+    (tmp_path / "one" / "checkpoints").mkdir()  # --resume may name its checkpoint file
+    (tmp_path / "one" / "checkpoints" / "last.pt").write_bytes(b"")
+    assert main(["pretrain", "--resume", str(tmp_path / "one" / "checkpoints" / "last.pt"),
+                 "--processes", "2"]) == 0
     assert main(["pretrain", "--config", str(config), "--device", "cuda",
                  "--processes", "2"]) == 0
-    assert asked == ["cpu", "cpu", "cuda"]
+    assert asked == ["cpu", "cpu", "cpu", "cuda"]
