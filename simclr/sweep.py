@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import signal
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,7 +28,15 @@ from typing import Any
 
 from simclr.config import FIG5_OPS, RESUME_SETTINGS, Config, unsaved_value
 from simclr.errors import DivergedError, SimCLRError, user_message
-from simclr.files import folder_holder, lock_folder, read_json, set_aside, write_json, written
+from simclr.files import (
+    discard,
+    folder_holder,
+    lock_folder,
+    read_json,
+    set_aside,
+    write_json,
+    written,
+)
 from simclr.results import check_not_inside, check_out_folder
 from simclr.settings import all_flags, build_config, flag_of, flatten, save_yaml, set_path
 from simclr.sweep_checks import (
@@ -349,20 +358,30 @@ def _launched(cfg: Any, run_dir: Path, cell: str, processes: int,
     """A cell trained by ``simclr pretrain --processes N`` (one process per GPU), its
     settings passed as a config file beside the cell; its summary as the run wrote it
     (finished, preempted or diverged). Any other failure stops the sweep."""
+    from simclr.cli import Terminated
     from simclr.launch import run
 
+    spec = run_dir.parent / f".{run_dir.name}.yaml"  # hidden: not a cell of the grid
     if resume:
         argv = ["pretrain", "--resume", str(run_dir), *runtime_flags(cfg, run_dir)]
     else:
-        spec = run_dir.parent / f".{run_dir.name}.yaml"  # hidden: not a cell of the grid
         spec.parent.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg.to_dict(), spec)
         argv = ["pretrain", "--config", str(spec)]
-    status = run([*argv, "--sweep-cell", "--processes", str(processes)], processes,
-                 device=cfg.device)
+    try:
+        status = run([*argv, "--sweep-cell", "--processes", str(processes)], processes,
+                     device=cfg.device)
+    finally:  # read by the first start alone: the run keeps its own config.yaml
+        discard(spec)
     summary = read_json(run_dir / SUMMARY) or {}
     if status in (0, 75) or summary.get("status") == "diverged":
         return summary
+    # Ended by the signal forwarded to them outside training (the launcher said so):
+    # the sweep stops as they did, not as a failed cell.
+    if status == 128 + signal.SIGTERM:
+        raise Terminated
+    if status == 128 + signal.SIGINT:
+        raise KeyboardInterrupt
     raise SimCLRError(f"cell {cell}: `simclr {' '.join(argv)} --processes {processes}` "
                       f"failed (exit status {status}); the same sweep command continues")
 

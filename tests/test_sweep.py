@@ -580,3 +580,26 @@ def test_a_second_sweep_into_a_folder_in_use_is_refused_before_it_writes(
         held.close()
     assert {k: v for k, v in _files(out).items() if ".simclr.lock" not in k} == \
         {k: v for k, v in before.items() if ".simclr.lock" not in k}
+
+
+@pytest.mark.parametrize("status, stop", [(128 + 15, "Terminated"), (128 + 2, "KeyboardInterrupt")])
+def test_a_cell_whose_processes_a_forwarded_signal_ended_stops_the_sweep_as_they_did(
+        tmp_path, monkeypatch, status, stop):
+    """`pretrain --processes N` ended by the SIGTERM / Ctrl-C forwarded to it outside
+    training (the launcher has said so): the sweep stops as on that signal, not with
+    "failed (exit status 143)"; the cell's hidden first-start config is not left behind."""
+    from simclr import launch
+    from simclr.sweep import _launched
+
+    cfg = build_config("digits", None, {"out": str(tmp_path / "sw" / "cell")})
+    seen: list[bool] = []
+
+    def ended(argv, processes, command=None, device="auto"):
+        seen.append(Path(argv[argv.index("--config") + 1]).is_file())
+        return status
+
+    monkeypatch.setattr(launch, "run", ended)
+    with pytest.raises(KeyboardInterrupt) as raised:
+        _launched(cfg, tmp_path / "sw" / "cell", "cell", 2, resume=False)
+    assert type(raised.value).__name__ == stop and seen == [True]
+    assert not (tmp_path / "sw" / ".cell.yaml").exists()
