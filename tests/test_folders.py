@@ -286,3 +286,16 @@ def test_a_folder_that_cannot_be_listed_is_named(tmp_path, monkeypatch, caplog):
         "a/0.png", "b/0.png"]
     assert caplog.messages == [f"cannot list the folder {locked} (Permission denied); its "
                                "images are left out"]
+
+
+def test_a_folder_read_later_may_be_the_digits_as_the_data_may(tmp_path, monkeypatch):
+    """--knn-train/--knn-test digits (the demo's own split) passed --data's check but not
+    the kNN monitor's ("folder not found: digits")."""
+    from simclr.errors import SimCLRError
+    from simclr.folders import check_folder
+
+    monkeypatch.chdir(tmp_path)
+    check_folder("--knn-train", "digits")
+    check_folder("--knn-test", "cifar10")
+    with pytest.raises(SimCLRError, match=r"^--knn-train: folder not found: digitz$"):
+        check_folder("--knn-train", "digitz")
