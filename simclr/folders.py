@@ -198,7 +198,7 @@ def _class_folders(root: str, entries: list[str]) -> list[str]:
 def check_folder(flag: str, path: str | None) -> None:
     """Fail now, in one line, on a folder that a command reads only later (an evaluation
     after hours of training); torchvision's named data sets pass."""
-    if path and not named_dataset(path):
+    if path and not Path(path).expanduser().is_dir() and not named_dataset(path):
         if Path(path).expanduser().exists():
             raise SimCLRError(f"{flag}: {path} is not a folder")
         raise SimCLRError(f"{flag}: folder not found: {path}")

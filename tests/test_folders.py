@@ -297,5 +297,7 @@ def test_a_folder_read_later_may_be_the_digits_as_the_data_may(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     check_folder("--knn-train", "digits")
     check_folder("--knn-test", "cifar10")
+    (tmp_path / "labeled").mkdir()
+    check_folder("--knn-train", str(tmp_path / "labeled"))  # a folder is one
     with pytest.raises(SimCLRError, match=r"^--knn-train: folder not found: digitz$"):
         check_folder("--knn-train", "digitz")
