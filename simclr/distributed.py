@@ -91,11 +91,17 @@ def _env_int(name: str, default: int) -> int:
         raise SimCLRError(f"environment variable {name}={value!r} is not an integer") from None
 
 
+# Set by simclr's launcher for a --device cpu run: no NCCL communicator then, on a GPU
+# machine too (one would only add NCCL's exit warnings after a user error's line).
+CPU_RUN_ENV = "SIMCLR_CPU_RUN"
+
+
 def init_from_env() -> bool:
     """Join the process group described by torchrun's variables; return whether distributed.
 
     WORLD_SIZE > 1 -> NCCL when CUDA is available (each process on cuda:LOCAL_RANK),
-    else gloo; rendezvous by MASTER_ADDR / MASTER_PORT (``env://``).
+    else (or for simclr's launch of a --device cpu run) gloo alone; rendezvous by
+    MASTER_ADDR / MASTER_PORT (``env://``).
     """
     if is_initialized():
         return world_size() > 1
@@ -113,7 +119,7 @@ def init_from_env() -> bool:
     import torch._dynamo  # noqa: F401
 
     backend = "gloo"
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and os.environ.get(CPU_RUN_ENV) != "1":
         # CUDA tensors over NCCL; CPU tensors over gloo: a --device cpu run on a GPU
         # machine, and the object broadcasts and barriers (torch routes those to the CPU
         # backend when there is one, so they need no GPU and use gloo's timeout).
@@ -151,14 +157,7 @@ def process_group() -> Iterator[None]:
     barrier that the failed process would never reach."""
     owns = not is_initialized()
     init_from_env()
-    try:
-        yield
-    except SimCLRError:
-        # A user error (every process meets it, or the launcher ends the rest): leave the
-        # group without the barrier, or NCCL's exit warning follows the one-line message.
-        if owns:
-            cleanup()
-        raise
+    yield
     barrier()
     if owns:
         cleanup()

@@ -165,6 +165,7 @@ def run(argv: list[str], processes: int, command: list[str] | None = None,
     """
     import torch
 
+    from simclr.distributed import CPU_RUN_ENV
     from simclr.runtime import check_gpu_per_process, usable_cores
 
     check_gpu_per_process(device, processes)
@@ -178,7 +179,8 @@ def run(argv: list[str], processes: int, command: list[str] | None = None,
     with tempfile.TemporaryDirectory(prefix="simclr-launch-") as errors:
         env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()),
                    WORLD_SIZE=str(processes), LOCAL_WORLD_SIZE=str(processes),
-                   **{ERRORS_ENV: errors, LAUNCHER_ENV: str(os.getpid())})
+                   **{ERRORS_ENV: errors, LAUNCHER_ENV: str(os.getpid()),
+                      CPU_RUN_ENV: "1" if device.startswith("cpu") else "0"})
         env.setdefault("OMP_NUM_THREADS", str(max(1, cores // processes)))
         children: list[subprocess.Popen] = []
         forward = _Forwarder(children)

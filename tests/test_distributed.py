@@ -705,3 +705,24 @@ def test_the_training_entry_points_join_the_process_group_themselves():
               for name, f in vars(module).items()
               if inspect.isfunction(f) and f.__module__ == module.__name__ and joins_group(f)}
     assert joined == {"pretrain", "run_supervised", "run_finetune", "run_linear_eval"}
+
+
+@pytest.mark.parametrize("cpu_run, backend", [("1", "gloo"), ("0", "cpu:gloo,cuda:nccl")])
+def test_a_cpu_run_on_a_gpu_machine_joins_with_gloo_alone(monkeypatch, cpu_run, backend):
+    """simclr's launcher marks a --device cpu run: no NCCL communicator on a GPU machine
+    then (its exit warnings followed a user error's one line, seen on an H200)."""
+    from simclr import distributed
+
+    joined: list[str] = []
+    monkeypatch.setattr(distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group",
+                        lambda backend, **kwargs: joined.append(backend))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    for name, value in {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "RANK": "0",
+                        "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1",
+                        distributed.CPU_RUN_ENV: cpu_run}.items():
+        monkeypatch.setenv(name, value)
+    assert distributed.init_from_env()
+    assert joined == [backend]

@@ -46,7 +46,7 @@ def test_each_process_gets_torchruns_variables_and_a_share_of_the_cores(tmp_path
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(runtime, "usable_cores", lambda: 6)
     keys = ["RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
-            "MASTER_PORT", "OMP_NUM_THREADS"]
+            "MASTER_PORT", "OMP_NUM_THREADS", "SIMCLR_CPU_RUN"]
     code = (f"import json; json.dump({{k: os.environ[k] for k in {keys}}}, "
             f"open(r'{tmp_path}/' + os.environ['RANK'] + '.json', 'w')); "
             "print(sys.argv[1:])")
@@ -57,6 +57,7 @@ def test_each_process_gets_torchruns_variables_and_a_share_of_the_cores(tmp_path
         assert env["WORLD_SIZE"] == env["LOCAL_WORLD_SIZE"] == "2"
         assert env["MASTER_ADDR"] == "127.0.0.1" and env["MASTER_PORT"] == envs[0]["MASTER_PORT"]
         assert env["OMP_NUM_THREADS"] == "3"
+        assert env["SIMCLR_CPU_RUN"] == "1"  # a --device cpu run: gloo alone
 
 
 def test_more_cpu_processes_than_cores_are_warned_about(monkeypatch, caplog):
