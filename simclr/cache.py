@@ -32,6 +32,7 @@ from simclr.decode import DEFAULT_MAX_PIXELS, load_square
 from simclr.errors import BadImageError, SimCLRError
 from simclr.files import (
     discard,
+    remove_stale_temporaries,
     stale_temporaries,
     temporary_name,
     write_atomically,
@@ -263,8 +264,8 @@ def _build_cache_files(
 ) -> tuple[np.ndarray, dict]:
     # A build killed outright (SIGKILL, out of memory) left its whole-size file: free
     # the disk before reserving it again. An hour untouched: no build is writing it.
-    for leftover in _stale_leftovers(npy.parent):
-        discard(leftover)
+    for pattern in _BUILD_LEFTOVERS:
+        remove_stale_temporaries(npy.parent, pattern, after_s=_LEFTOVER_S)
     tmp = temporary_name(npy)
     nbytes = math.prod(shape)
     try:
