@@ -4,7 +4,9 @@
 #   run(command="bash benchmarks/gpu_check.sh", carry=[".whl", ".data"], timeout_s=600)
 # Results land in $OUT: summary.txt, tests.log, throughput.md/.log, decode.md and the
 # rest in logs.tar.gz (the device tool returns at most 8 files). SECTIONS="1 3 5" runs
-# only those sections (a rerun in what is left of a lease).
+# only those sections (a rerun in what is left of a lease); section 6 (ResNet-50 under
+# --compile) and COMPILE=1 (section 3 also times simclr under torch.compile) run only when
+# asked: SECTIONS="1 3 6" COMPILE=1 THROUGHPUT_S=400.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu-check}
@@ -31,24 +33,36 @@ timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -k cuda 2>&1 | t
   tail -3 | tee -a "$summary"
 fi
 
-if want 2; then
-echo "== 2. ResNet-50, 224 px views of Imagenette JPEGs, batch 512 (1,024 views/step)" |
-  tee -a "$summary"
-for decoder in device pil; do
-  rm -rf "/tmp/r50-$decoder"  # a rerun on a machine still warm starts a new run
-  timeout 80 python3 -m simclr pretrain --data "$data" --arch resnet50 --image-size 224 \
-    --batch-size 512 --max-steps 40 --log-every 10 --checkpoint-every 0 --no-progress \
-    --workers 14 --decoder "$decoder" --out "/tmp/r50-$decoder" > "$LOGS/r50-$decoder.log" 2>&1
-  cp "/tmp/r50-$decoder/metrics.jsonl" "$LOGS/r50-$decoder.jsonl" 2>/dev/null
-  python3 - "$decoder" "/tmp/r50-$decoder/metrics.jsonl" <<'PY' | tee -a "$summary"
+# ResNet-50 pretraining on the JPEG folder: r50 NAME FLAGS... prints views/s per 10 steps.
+r50() {
+  local name=$1 steps=$2; shift 2
+  rm -rf "/tmp/r50-$name"  # a rerun on a machine still warm starts a new run
+  timeout $((40 + 2 * steps)) python3 -m simclr pretrain --data "$data" --arch resnet50 \
+    --image-size 224 --batch-size 512 --max-steps "$steps" --log-every 10 \
+    --checkpoint-every 0 --no-progress --workers 14 --out "/tmp/r50-$name" "$@" \
+    > "$LOGS/r50-$name.log" 2>&1
+  cp "/tmp/r50-$name/metrics.jsonl" "$LOGS/r50-$name.jsonl" 2>/dev/null
+  python3 - "$name" "/tmp/r50-$name/metrics.jsonl" <<'PY' | tee -a "$summary"
 import json, sys
 try:
     rows = [json.loads(x) for x in open(sys.argv[2]) if '"views_per_s"' in x]
-    print(f"decoder {sys.argv[1]}: views/s per 10 steps {[round(r['views_per_s']) for r in rows]}")
+    print(f"{sys.argv[1]}: views/s per 10 steps {[round(r['views_per_s']) for r in rows]}")
 except OSError:
-    print(f"decoder {sys.argv[1]}: no metrics (see r50-{sys.argv[1]}.log)")
+    print(f"{sys.argv[1]}: no metrics (see r50-{sys.argv[1]}.log)")
 PY
-done
+}
+
+if want 2; then
+echo "== 2. ResNet-50, 224 px views of Imagenette JPEGs, batch 512 (1,024 views/step)" |
+  tee -a "$summary"
+r50 device 40 --decoder device
+r50 pil 40 --decoder pil
+fi
+
+if want 6; then
+echo "== 6. section 2 under --compile (decoder device; the first window holds the compile)" |
+  tee -a "$summary"
+r50 device-compile 60 --decoder device --compile
 fi
 
 if want 2b; then
@@ -71,10 +85,12 @@ fi
 
 if want 3; then
 echo "== 3. ResNet-18 CIFAR stem, simclr vs lightly (throughput.py)" | tee -a "$summary"
+compile_flags=(); case_timeout=60  # (a compiled case compiles first: a longer limit)
+if [ -n "${COMPILE:-}" ]; then compile_flags=(--compile); case_timeout=240; fi
 # (each case in a fresh process: about 10 s each on an H200, 2 rounds of about 10 cases)
 timeout ${THROUGHPUT_S:-240} python3 benchmarks/throughput.py --device cuda --widths 1 --precisions bf16 \
   --batch 1024 --rounds 2 --warmup 3 --steps 10 --loss-sizes 2048,8192 \
-  --lightly-workers 14 --timeout 60 \
+  --lightly-workers 14 --timeout "$case_timeout" "${compile_flags[@]}" \
   --out "$OUT/throughput.md" \
   > "$OUT/throughput.log" 2>&1; tail -30 "$OUT/throughput.md" 2>/dev/null | tee -a "$summary"
 fi

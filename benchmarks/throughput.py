@@ -184,7 +184,7 @@ def case_e2e_simclr(spec: dict[str, Any]) -> dict[str, Any]:
             "batch_size": batch, "max_steps": warmup + steps,
             "precision": spec["precision"], "channels_last": spec["precision"] == "bf16",
             "device": spec["device"], "progress": False, "log_every": 10**6,
-            "checkpoint_every": 0,
+            "checkpoint_every": 0, "compile": bool(spec.get("compile")),
         })
         pretrain(cfg, on_step=lambda step, _stop: clock.tick(step))
     return {"views_per_s": clock.views_per_s(), **memory.report(clock.workers_uss)}
@@ -256,7 +256,9 @@ def case_model(spec: dict[str, Any]) -> dict[str, Any]:
     model = build_model(cfg.model, 32).to(device).to(memory_format=fmt)
     optimizer = build_optimizer(cfg.optim, model, batch)
     views = torch.rand(2 * batch, 3, 32, 32, device=device).contiguous(memory_format=fmt)
-    views_per_s, _ = timed_steps(model, optimizer, cfg, views, spec)
+    # Compiled as train.py compiles (the module's forward; the loss and step stay eager).
+    forward = torch.compile(model) if spec.get("compile") else model
+    views_per_s, _ = timed_steps(forward, optimizer, cfg, views, spec)
     return {"views_per_s": views_per_s, **memory.report()}
 
 
@@ -408,7 +410,7 @@ def run_case_here(spec: dict[str, Any]) -> None:
 
 
 def case_key(spec: dict[str, Any]) -> str:
-    keep = ("kind", "impl", "width", "precision", "workers", "threads")
+    keep = ("kind", "impl", "width", "precision", "workers", "threads", "compile")
     return "|".join(f"{k}={spec[k]}" for k in keep if k in spec)
 
 
@@ -551,6 +553,14 @@ def table_rows(args: argparse.Namespace, res: dict[str, list[dict[str, Any]]]
             rows.append(["1 end-to-end views/s", f"{name}, batch {B}", fmt_rate(s),
                          f"lightly, {best} worker(s)", fmt_rate(ref), _ratio(s[0], ref[0]),
                          fmt_mem(res[s_key], dev), fmt_mem(res[lk[best]], dev), note])
+            c_key = case_key({"kind": "e2e-simclr", "width": width, "precision": prec,
+                              "compile": True})
+            if c_key in res:
+                c = median_of(res[c_key], "views_per_s")
+                rows.append(["1 end-to-end views/s", f"{name} --compile, batch {B}", fmt_rate(c),
+                             f"lightly, {best} worker(s)", fmt_rate(ref), _ratio(c[0], ref[0]),
+                             fmt_mem(res[c_key], dev), fmt_mem(res[lk[best]], dev),
+                             f"{_ratio(c[0], s[0])} simclr eager"])
     for width in args.widths:
         for prec in args.precisions:
             m_key = case_key({"kind": "model", "width": width, "precision": prec})
@@ -560,6 +570,17 @@ def table_rows(args: argparse.Namespace, res: dict[str, list[dict[str, Any]]]
                          f"e2e {fmt_rate(s)}", "ceiling", fmt_rate(ceiling),
                          _pct(s[0], ceiling[0]), "", fmt_mem(res[m_key], dev),
                          f"lightly e2e reaches {_pct(ref[0], ceiling[0])}"])
+            c_key = case_key({"kind": "model", "width": width, "precision": prec,
+                              "compile": True})
+            e_key = case_key({"kind": "e2e-simclr", "width": width, "precision": prec,
+                              "compile": True})
+            if c_key in res:
+                ceiling_c, e2e_c = median_of(res[c_key], "views_per_s"), median_of(
+                    res[e_key], "views_per_s")
+                rows.append(["2 model-only views/s", f"R18 w{width:g} {prec} --compile",
+                             f"e2e {fmt_rate(e2e_c)}", "compiled ceiling", fmt_rate(ceiling_c),
+                             _pct(e2e_c[0], ceiling_c[0]), "", fmt_mem(res[c_key], dev),
+                             f"compiled / eager ceiling {_ratio(ceiling_c[0], ceiling[0])}"])
     tv = case_key({"kind": "augment", "impl": "torchvision", "threads": 1})
     tv_rate = median_of(res[tv], "views_per_s")
     augment_keys = [k for k in res if k.startswith("kind=augment") and k != tv]
@@ -661,6 +682,9 @@ def e2e_cases(args: argparse.Namespace, widths: list[float], workers: dict[str, 
             cases.append({**run, "kind": "e2e-simclr"})
             cases += [{**run, "kind": "e2e-lightly", "workers": w} for w in workers[prec]]
             cases.append({**run, "kind": "model", "warmup": max(1, args.warmup - 1)})
+            if args.compile:  # the same two simclr cases under torch.compile
+                cases += [{**run, "kind": "e2e-simclr", "compile": True},
+                          {**run, "kind": "model", "compile": True}]
     return cases
 
 
@@ -716,6 +740,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="default %(default)s")
     p.add_argument("--timeout", type=float, default=900,
                    help="seconds per case (default %(default)g)")
+    p.add_argument("--compile", action="store_true",
+                   help="also time simclr's end-to-end and model-only cases under "
+                        "torch.compile (--compile of simclr pretrain; compiling takes "
+                        "a minute or more per case: raise --warmup and --timeout)")
     p.add_argument("--out", default=None, help="also write the table to this markdown file")
     p.add_argument("--case", default=None, help=argparse.SUPPRESS)  # subprocess entry
     args = p.parse_args(argv)
