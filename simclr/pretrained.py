@@ -243,19 +243,38 @@ def fitted_on(ckpt: dict[str, Any]) -> int | None:
     return step if isinstance(step, int) else None
 
 
+def _fitting_encoder_weights(model: SimCLRModel, weights: dict[str, Any], what: str
+                             ) -> dict[str, Any]:
+    """The encoder's part of :func:`initial_weights` under ``model.encoder``'s names;
+    a mismatch is one line naming the first differing tensor."""
+    found = {k[len("encoder."):]: v for k, v in weights.items() if k.startswith("encoder.")}
+    if what.startswith("torchvision"):  # torchvision's layout
+        found = torchvision_weights(found, model.encoder)
+    problem = weight_mismatch(model.encoder.state_dict(), found, "encoder.")
+    if problem is not None:
+        raise SimCLRError(f"--init-from: the {what} does not fit this run's "
+                          f"{model.encoder.arch} width {model.encoder.width:g}: {problem}")
+    return found
+
+
+def check_initial_weights(cfg: Config, weights: dict[str, Any], what: str) -> None:
+    """:func:`apply_initial_weights`' refusal, before any image is decoded: against the
+    run's model built on the meta device (no memory, no random numbers drawn). The few
+    torchvision networks that read their own tensors while being built (RegNets) cannot
+    be built there: theirs is checked when loaded, after the data."""
+    try:
+        with torch.device("meta"):
+            model = build_model(cfg.model, cfg.augment.size)
+    except NotImplementedError:  # "Cannot copy out of meta tensor"
+        return
+    _fitting_encoder_weights(model, weights, what)
+
+
 def apply_initial_weights(model: SimCLRModel, weights: dict[str, Any], what: str) -> str:
     """Load :func:`initial_weights` into a pretraining model: the encoder strictly (a
     mismatch is one line naming the first differing tensor), the head where the file
     has one of the same shape (else it keeps its fresh init). Returns a log line."""
-    encoder = model.encoder.state_dict()
-    found = {k[len("encoder."):]: v for k, v in weights.items() if k.startswith("encoder.")}
-    if what.startswith("torchvision"):  # torchvision's layout
-        found = torchvision_weights(found, model.encoder)
-    problem = weight_mismatch(encoder, found, "encoder.")
-    if problem is not None:
-        raise SimCLRError(f"--init-from: the {what} does not fit this run's "
-                          f"{model.encoder.arch} width {model.encoder.width:g}: {problem}")
-    model.encoder.load_state_dict(found)
+    model.encoder.load_state_dict(_fitting_encoder_weights(model, weights, what))
     head = {k[len("head."):]: v for k, v in weights.items() if k.startswith("head.")}
     same_head = bool(head) and weight_mismatch(model.head.state_dict(), head) is None
     if same_head:

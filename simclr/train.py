@@ -44,7 +44,7 @@ from simclr.plan import (
     refit_to_budget,
     set_lr,
 )
-from simclr.pretrained import apply_initial_weights, initial_weights
+from simclr.pretrained import apply_initial_weights, check_initial_weights, initial_weights
 from simclr.progress import Progress
 from simclr.resume import (
     RunState,
@@ -236,6 +236,8 @@ def pretrain(
         notes = [*notes, *check_same_runtime(run.saved, device)]
     # Read now, so a wrong file is named before the data are decoded; loaded below.
     initial = initial_weights(cfg.init_from) if cfg.init_from and not resume else None
+    if initial is not None:  # (and whether it fits this run's encoder)
+        check_initial_weights(cfg, *initial)
     torch.manual_seed(cfg.seed)
 
     source = open_data(cfg, all_images, run.saved)

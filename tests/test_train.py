@@ -690,8 +690,9 @@ def test_init_from_a_run_starts_a_new_run_from_its_weights(tmp_path, image_folde
     with pytest.raises(SimCLRError, match=r"--init-from: the pretrain checkpoint .* does not "
                                           r"fit this run's resnet18 width 0.25: \d+ tensors of "
                                           r"another shape"):
-        run(tmp_path, image_folder, cache_dir, "fourth", epochs=1,
+        run(tmp_path, image_folder, tmp_path / "fresh-cache", "fourth", epochs=1,
             init_from=str(tmp_path / "first"), **{"model.width": 0.25})
+    assert not (tmp_path / "fresh-cache").exists()  # refused before any image is decoded
 
 
 def test_init_from_torchvision_weights(tmp_path, image_folder, cache_dir, capsys):
@@ -709,10 +710,11 @@ def test_init_from_torchvision_weights(tmp_path, image_folder, cache_dir, capsys
                        resnet.layer3[0].downsample[0].weight)
     assert torch.equal(saved["encoder.layer4.1.bn2.weight"], resnet.layer4[1].bn2.weight)
     assert "projection head freshly initialised" in capsys.readouterr().out
-    # A file this run cannot take: one line (a missing one before anything is decoded).
+    # A file this run cannot take: one line, before anything is decoded.
     with pytest.raises(SimCLRError, match="torchvision's layout .* does not fit this run's "
                                           "resnet18 width 0.125: .* 64x3x7x7 in the file"):
-        run(tmp_path, image_folder, cache_dir, "narrow", **{**flags, "model.width": 0.125})
+        run(tmp_path, image_folder, tmp_path / "fresh-cache", "narrow",
+            **{**flags, "model.width": 0.125})
     # Wrapped (as converted official weights are saved): the same weights.
     torch.save({"state_dict": resnet.state_dict()}, tmp_path / "wrapped.pth")
     wrapped = {**flags, "init_from": str(tmp_path / "wrapped.pth")}
