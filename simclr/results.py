@@ -28,15 +28,19 @@ def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor | np.ndarray,
                   ks: Sequence[int] = (1, 5)) -> list[float]:
     """Fraction of rows whose label is among the k highest scores, for each k.
 
-    scores (M, C), labels (M,). k is clamped to C.
+    scores (M, C), labels (M,). A tie counts against the label: it is among the top k
+    only when fewer than k other classes score as much or more. (A kNN query's classes
+    without a vote all score 0: with k=1 neighbour, top-5 is top-1, not top-1 plus
+    whichever unvoted classes a sort happens to put first.) A NaN score is a miss.
     """
     labels = torch.as_tensor(labels, device=scores.device).long()
-    top = scores.topk(min(max(ks), scores.shape[1]), dim=1).indices
-    hits = top == labels[:, None]
+    known = (labels >= 0) & (labels < scores.shape[1])  # (another label is a miss)
+    own = scores.gather(1, torch.where(known, labels, 0)[:, None])
+    ahead = (scores >= own).sum(1) - 1  # the other classes scoring at least the label's
+    ahead = torch.where(own[:, 0].isnan() | ~known, scores.shape[1], ahead)
     # Counted, then divided in float64: 22/40 is 0.55, not float32's 0.550000011920929.
     rows = len(labels)
-    return [int(hits[:, :min(k, scores.shape[1])].any(1).sum()) / rows if rows else math.nan
-            for k in ks]
+    return [int((ahead < k).sum()) / rows if rows else math.nan for k in ks]
 
 
 def accuracy_summary(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) -> dict[str, Any]:
@@ -151,13 +155,14 @@ def prepare_dir(run_dir: str | Path | None, results: Sequence[str] = (),
         return None
     path = Path(run_dir).expanduser()
     check_results_free(path, results, named, overwrite)
-    new = not path.exists()
+    # Every level this call creates (a/b/c with only a there: b and c), outermost first
+    # (a/../b: b and a, not 'a/..', the folder there already)
+    new = [p for p in (path, *path.parents) if p.name != ".." and not p.exists()][::-1]
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SimCLRError(f"cannot create the folder {path}: {exc.strerror}") from None
-    if new:
-        CREATED.append(path.resolve())
+    CREATED.extend(p.resolve() for p in new)
     return path.resolve()
 
 

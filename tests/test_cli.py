@@ -76,6 +76,9 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
         # contradicting evaluation flags, refused before the checkpoint is read
         (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--l2", "0.1",
           "--l2-grid", "1e-3,1,4"], "give one of --l2"),
+        (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--l2", "0.1",
+          "--val-fraction", "0.3"], "--val-fraction: the held-out share of the --l2 search, "
+                                    "which a fixed --l2 skips; drop one of them"),
         (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b",
           "--raw-pixels", "--layer", "z"], "drop --layer z"),
         (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b",
@@ -598,14 +601,16 @@ def test_a_failed_command_leaves_no_empty_out_folder_it_made(tmp_path, monkeypat
     (tmp_path / "there").mkdir()
 
     def fails(args):
-        for name in ("new", "written", "there"):
+        for name in ("new", "written", "there", "deep/er/est", "there/a/../b"):
             results.prepare_dir(tmp_path / name)
         (tmp_path / "written" / "knn.json").write_text('{"top1": 0.5}')
         raise SimCLRError("the inputs were wrong")
 
     monkeypatch.setattr(cli, "_check_before_work", fails)
     assert main(["info", "."]) == 2
+    # every level a command made goes (deep/er/est: all three), never one it did not make
     assert sorted(p.name for p in tmp_path.iterdir()) == ["there", "written"]
+    assert list((tmp_path / "there").iterdir()) == []
     monkeypatch.setattr(cli, "_check_before_work",
                         lambda args: results.prepare_dir(tmp_path / "kept"))
     assert main(["info", str(tmp_path / "written")]) == 0  # (a results folder: it reads)

@@ -99,6 +99,16 @@ def test_knn_command_writes_results(tmp_path):
     assert (tmp_path / "knn_confusion.png").stat().st_size > 0
 
 
+def test_a_single_neighbour_gives_top5_equal_to_top1(tmp_path):
+    """With k=1 one class has the vote and the other six score 0: none of those is a
+    prediction (a sort put some of them in the top 5 and top-5 read near chance)."""
+    train, test = colour_source(classes=7, seed=0), colour_source(classes=7, n_per_class=3,
+                                                                  seed=1)
+    result = run_knn(tiny_encoder(), train, test, None, image_size=16, k=1,
+                     device="cpu", precision="fp32", verbose=False)
+    assert result["top5"] == result["top1"] < 1
+
+
 def test_a_k_above_the_training_set_is_said_and_recorded(tmp_path, capsys):
     train, test = colour_source(classes=2, seed=0), colour_source(classes=2, n_per_class=3,
                                                                   seed=1)

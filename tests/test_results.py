@@ -18,6 +18,18 @@ from simclr.results import (
 )
 
 
+def test_topk_accuracy_against_a_loop_over_rows():
+    """The rule, row by row in plain Python: the label is in the top k when fewer than
+    k other classes score at least as much (scores with many ties: kNN's zeros)."""
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 4, (200, 7), generator=g).float()  # ties everywhere
+    labels = torch.randint(0, 7, (200,), generator=g)
+    for k in (1, 2, 5, 7):
+        expected = sum(sum(1 for c in range(7) if c != y and row[c] >= row[y]) < k
+                       for row, y in zip(scores.tolist(), labels.tolist(), strict=True)) / 200
+        assert topk_accuracy(scores, labels, (k,)) == [expected]
+
+
 def test_topk_accuracy_and_confusion_matrix():
     scores = torch.tensor([[0.1, 0.5, 0.4], [0.7, 0.2, 0.1], [0.2, 0.3, 0.5]])
     labels = np.array([2, 0, 0])
@@ -26,6 +38,10 @@ def test_topk_accuracy_and_confusion_matrix():
     first = torch.tensor([[1.0, 0.0, 0.0]]).repeat(40, 1)  # class 0 predicted for all
     truth = torch.tensor([0] * 22 + [1] * 18)
     assert topk_accuracy(first, truth, (1,)) == [22 / 40]
+    # Ties count against the label; a NaN score or a label outside the scores is a miss.
+    tied = torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0], [float("nan"), 0.2, 0.1]])
+    assert topk_accuracy(tied, [1, 2, 0], (1, 2, 3)) == pytest.approx([0, 1 / 3, 2 / 3])
+    assert topk_accuracy(scores, [2, 0, 3], (3,)) == pytest.approx([2 / 3])
     cm = confusion_matrix(labels, scores.argmax(1).numpy(), 3)
     np.testing.assert_array_equal(cm, [[1, 0, 1], [0, 0, 0], [0, 1, 0]])
 
