@@ -221,6 +221,9 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
     # Flags that contradict each other are refused before any checkpoint or image is read.
     if args.l2 is not None and args.l2_grid:
         raise SimCLRError("give one of --l2 (a fixed strength) and --l2-grid (the search)")
+    if args.l2 is not None and args.val_fraction is not None:
+        raise SimCLRError("--val-fraction: the held-out share of the --l2 search, which a "
+                          "fixed --l2 skips; drop one of them")
     if args.raw_pixels and args.layer != "h":
         raise SimCLRError(f"--raw-pixels uses no encoder; drop --layer {args.layer}")
     if args.raw_pixels and args.random_init:
@@ -430,6 +433,8 @@ def cmd_supervised(args: argparse.Namespace) -> int:
             raise SimCLRError(f"--resume continues the saved run; cannot give {extra[0]}")
         done = None if args.print_config else finished_result(args.resume)
         if done is not None:  # nothing to do: its results, as a finished pretraining's
+            if flags:  # (but a changed setting is refused, as for a run still going)
+                resume_config(args.resume, flags, finished=True)
             if dist.launched_rank() == 0:  # (under --processes: said once)
                 print(finite_json(done))
                 print(f"{args.resume} finished at step {done.get('steps')} already: "

@@ -250,14 +250,19 @@ def _checkpoints(folder: Path) -> list[dict[str, Any]]:
     periodic = {path: step for step, path in periodic_checkpoints(folder)}
     others = sorted(set(folder.glob("*.pt")) - set(checkpoint_files(folder)))
     out = []
+    damaged: dict[tuple[int, int], str] = {}  # (device, inode) of a file read and refused
     for path in [*checkpoint_files(folder), *others]:  # last.pt, ckpt-*, then classifiers
-        if path in periodic:
-            out.append({"name": path.name, "kind": "periodic", "step": periodic[path]})
+        if path in periodic:  # (the final step's is last.pt itself, a hard link: as damaged)
+            error = damaged.get(_file_id(path))
+            out.append({"name": path.name, "kind": "periodic", "step": periodic[path]}
+                       if error is None else {"name": path.name,
+                                              "error": f"{error} (the same file as {LAST})"})
             continue
         try:
             out.append({"name": path.name, **checkpoint_facts(path)})
         except SimCLRError as exc:  # a damaged file is a fact worth showing, not a stop
             out.append({"name": path.name, "error": str(exc)})
+            damaged[_file_id(path)] = str(exc)
             continue
         if path.name in CLASSIFIER_FILES:  # an evaluation's --out RUN: of which encoder
             from simclr.pretrained import classifier_source, why_stale
@@ -272,6 +277,14 @@ def _checkpoints(folder: Path) -> list[dict[str, Any]]:
             out[-1]["stale"] = why_stale(path, folder / LAST) if (folder / LAST).is_file() \
                 else None
     return out
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return (-1, -1)
+    return (stat.st_dev, stat.st_ino)
 
 
 def _started(provenance: Any) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -313,6 +314,19 @@ def test_a_damaged_checkpoint_in_a_run_is_shown_not_fatal(tmp_path, capsys):
     out = _info(capsys, tmp_path / "pre")
     line = next(x for x in out.splitlines() if "checkpoints/linear.pt" in x)
     assert "linear.pt" in line.split(": ", 1)[1]  # the loader's own one-line reason
+
+
+def test_a_periodic_checkpoint_that_is_the_damaged_last_pt_is_damaged_too(tmp_path, capsys):
+    """The final step's periodic checkpoint is last.pt itself (a hard link): listed by
+    its name alone it read as sound beside a last.pt found truncated."""
+    tiny_pretrained_run(tmp_path)
+    folder = tmp_path / "pre/checkpoints"
+    last = folder / "last.pt"
+    os.link(last, folder / "ckpt-00000002.pt")
+    os.truncate(last, last.stat().st_size // 2)
+    out = _info(capsys, tmp_path / "pre")
+    line = next(x for x in out.splitlines() if "checkpoints/ckpt-00000002.pt" in x)
+    assert "periodic, step" not in line and line.endswith("(the same file as last.pt)"), line
 
 
 def test_an_evaluations_folder_and_an_unfinished_finetuning(evaluated_run, tmp_path, capsys,

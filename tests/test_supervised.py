@@ -286,6 +286,11 @@ def test_command_line_resume(tmp_path, capsys, monkeypatch):
     out, err = capsys.readouterr()
     assert json.loads(out) == json.loads((run / "supervised.json").read_text())
     assert err.endswith("already: nothing to do\n")
+    # ... but not with another setting, which a run still going refuses too
+    assert main(["supervised", "--resume", "run", "--lr", "5"]) == 2
+    assert "cannot change --lr" in capsys.readouterr().err
+    assert main(["supervised", "--resume", "run", "--workers", "0"]) == 0  # (a runtime one)
+    capsys.readouterr()
     # --print-config of the finished run: its settings, as of a run still going
     assert main(["supervised", "--resume", "run", "--threads", "1", "--print-config"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
