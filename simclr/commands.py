@@ -446,10 +446,11 @@ def cmd_supervised(args: argparse.Namespace) -> int:
         for name in ("train", "test"):  # them: each flag given overrides its own
             if getattr(args, name) is None:
                 setattr(args, name, folders.get(name))
-        for name in ("train", "out"):
-            if getattr(args, name) is None:
+        for name in ("train", "out")[:1 if args.print_config else 2]:  # (as pretrain's,
+            if getattr(args, name) is None:  # a recipe shown needs no --out)
                 raise SimCLRError(f"--{name} is required (or --resume RUN_DIR)")
-        cfg = build_config(args.preset, args.config, {**flags, "out": args.out})
+        out = {} if args.out is None else {"out": args.out}
+        cfg = build_config(args.preset, args.config, {**flags, **out})
     if args.print_config:  # check a recipe before a long run: nothing is read or written
         note_ignored_settings(args.config)  # (said on stderr: the YAML stays valid)
         from simclr.settings import yaml_text
