@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from simclr.distributed import launched_rank
 from simclr.errors import SimCLRError, unreadable_path, with_article
 from simclr.files import (
     discard,
@@ -342,7 +343,8 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
                     if broken else f"{p} holds no checkpoint (no .pt or {SAFETENSORS} file); "
                     "pass a run folder or a checkpoint file")
             found = files[0]
-        elif (p / LAST).is_file() and not is_complete(p / LAST):  # say so: an older model
+        elif (p / LAST).is_file() and not is_complete(p / LAST) and launched_rank() == 0:
+            # say so (an older model), once for the processes of a run
             log.warning("%s is truncated or corrupt; using %s", p / LAST, found.name)
         p = found
     if not p.is_file():

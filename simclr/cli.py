@@ -258,6 +258,12 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         print(f"{stopped_by(summary['signal'])}; continue with: {continue_run(cfg.out)}",
               file=sys.stderr)
         return train.EXIT_PREEMPTED
+    if summary.get("signal"):  # stopped at its last step: finished, but asked to stop now
+        from simclr.runtime import stopped_by
+
+        print(f"{stopped_by(summary['signal'])} at the last step: the run has finished",
+              file=sys.stderr)
+        return 0
     if cfg.data.path is None:
         from simclr.commands import digits_knn_report
 

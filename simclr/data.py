@@ -459,6 +459,21 @@ def check_some_readable(files: ImageList, limit: int | None = 64) -> None:
         raise _none_readable(files, first.path, first.reason)
 
 
+def unreadable_classes(files: ImageList) -> list[str]:
+    """The classes of a labeled listing none of whose files decodes. Each class's files
+    are opened until one does: a readable class costs one image (at reduced size)."""
+    def decodes(path: str) -> bool:
+        try:
+            open_image(path, draft_size=(8, 8))
+            return True
+        except BadImageError:
+            return False
+
+    labels = np.asarray(files.labels)
+    return [name for c, name in enumerate(files.classes)
+            if not any(decodes(files.paths[i]) for i in np.flatnonzero(labels == c))]
+
+
 def _none_readable(files: ImageList, path: str, reason: str) -> SimCLRError:
     return SimCLRError(f"none of the {len(files.paths)} images in {files.root} could be "
                        f"read (first: {path}: {reason})")

@@ -19,7 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from simclr.data import check_some_readable, collate_raw, decode_device, decode_raw_batch
+from simclr.data import (
+    check_some_readable,
+    collate_raw,
+    decode_device,
+    decode_raw_batch,
+    unreadable_classes,
+)
 from simclr.errors import SimCLRError, check_counts
 from simclr.folders import ImageList, check_folder, list_folder
 from simclr.runtime import (
@@ -58,6 +64,12 @@ def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str,
                     check_some_readable(files, limit=None)
                 except SimCLRError as exc:
                     raise SimCLRError(f"{flag}: {exc}") from None
+        # A training class whose files all fail would leave the problem smaller without
+        # a word (the kNN monitor's, read only after an epoch, measured 2 of 3 classes).
+        empty = unreadable_classes(listed)
+        if empty:
+            raise SimCLRError(f"{flags[0]} {listed.root}: no readable image in class "
+                              f"folder(s) {_few(empty)}")
     return listed
 
 

@@ -159,13 +159,17 @@ def check_same_runtime(ckpt: dict[str, Any], device: torch.device) -> list[str]:
     the same, but each process's BatchNorm sums and the gradients' all-reduce add in
     another order (measured: 2.8e-6 apart in weights after 3 more steps)."""
     notes = []
+    processes, now_processes = ckpt.get("processes"), dist.world_size()
+    other_processes = isinstance(processes, int) and processes != now_processes
     saved, now = ckpt.get("cpu_threads"), torch.get_num_threads()
     if device.type == "cpu" and isinstance(saved, int) and saved != now:
+        exact = f"--threads {saved} keeps it exact" if not other_processes else (
+            f"--threads {saved} and {processes} process{'es' if processes > 1 else ''} "
+            "keep it exact")
         notes.append(f"note: the run saved its checkpoint with {saved} CPU threads and "
-                     f"continues with {now}: not exactly as it would have (--threads {saved} "
-                     "keeps it exact)")
-    saved, now = ckpt.get("processes"), dist.world_size()
-    if isinstance(saved, int) and saved != now:
+                     f"continues with {now}: not exactly as it would have ({exact})")
+    saved, now = processes, now_processes
+    if other_processes:
         # Without global BatchNorm each process normalises over its own share of the
         # batch: another count is another method (BN over other batches), not rounding.
         local_bn = not ((ckpt.get("config") or {}).get("model") or {}).get("sync_bn", True)

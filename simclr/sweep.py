@@ -341,8 +341,8 @@ def _pretrain(cfg: Any, run_dir: Path, cell: str, processes: int | None) -> dict
     from simclr.checkpoint import latest_checkpoint
 
     done = _finished(run_dir)  # (its settings checked by run_sweep, before any cell)
-    if done is not None:
-        return done
+    if done is not None:  # (a stop at its last step was then: no reason to stop now)
+        return {**done, "signal": None}
     resume = latest_checkpoint(run_dir / "checkpoints") is not None
     if processes and processes > 1:
         return _launched(cfg, run_dir, cell, processes, resume)
@@ -481,14 +481,18 @@ def _run_cells(root: Path, axes: list[Axis], cells: list[Cell], configs: list[Co
             cell.result = {"status": f"diverged at step {summary['steps']}"}
             table = _write_summary(root, axes, cells)
             continue
-        cell.result = {"status": summary["status"], "steps": summary["steps"],
+        # A run stopped at its last step has finished, but the sweep was asked to stop:
+        # it does, before the evaluation; the same command evaluates the cell and goes on.
+        stopped = summary["status"] == "finished" and summary.get("signal")
+        cell.result = {"status": "preempted" if stopped else summary["status"],
+                       "steps": summary["steps"],
                        "epochs": round(summary["epochs"], 2),
                        "train_s": round(summary["elapsed_s"])}
         # Table 5's "Entropy" and "Contrastive acc." (NT-Xent), as the run ended
         cell.result.update({k: round(summary[k], 4) for k in ("contrast_entropy",
                             "contrast_acc") if isinstance(summary.get(k), float)
                             and math.isfinite(summary[k])})  # (a skipped step's: NaN)
-        if summary["status"] == "finished" and evaluate is not None:
+        if cell.result["status"] == "finished" and evaluate is not None:
             cell.result.update(evaluate(cell.run_dir))
         table = _write_summary(root, axes, cells)  # a long sweep's table as it grows
         if cell.result["status"] != "finished":  # preempted (its training or evaluation):

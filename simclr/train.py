@@ -220,7 +220,8 @@ def pretrain(
             held.close()
         log_line(f"{run.path} finished at step {done['steps']} already: nothing to do")
         # where its checkpoint is now (the folder may have moved since the summary)
-        return {**done, "checkpoint": str(run.checkpoint), "rank": dist.rank()}
+        return {**done, "checkpoint": str(run.checkpoint), "rank": dist.rank(),
+                "signal": None}  # (this session's: a stop that ended it was then)
     check_knn_folders(cfg)
     # A run resumed from a checkpoint of before images beside class folders counted
     # keeps the images it was planned on.
@@ -487,8 +488,10 @@ def train_loop(
                 next_refit = refit_to_budget(plan, cfg, state.step, state.elapsed)
                 progress.set_total(plan.total_steps)
             if signal_name:  # the checkpoint is written after the loop
-                reason, stop.requested = "preempted", signal_name
-                break
+                stop.requested = signal_name
+                if not last:  # (stopped at its last step, the run has finished: it says
+                    reason = "preempted"  # so, and its signal, and nothing more is done)
+                    break
             # Rank 0 alone saves; the clock is its own (a rule of SaveSchedule).
             rule = saves.due(state.step, last)
             if rule == "steps":
@@ -496,7 +499,8 @@ def train_loop(
                 last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
             elif rule == "clock" and int(first_bad.item()) < 0:  # never a diverged model
                 last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
-            if cfg.knn_train and state.step % knn_every_steps == 0 and dist.is_main():
+            if cfg.knn_train and state.step % knn_every_steps == 0 and dist.is_main() \
+                    and not signal_name:
                 # Rank 0 alone: the others wait for it in the next step's collectives, as
                 # they would have while each measured the same number.
                 try:
@@ -516,9 +520,9 @@ def train_loop(
         summary = run_summary(source, plan, state, reason, stop.requested, last_good)
         # The last logged window's means (a sweep's table shows them: Table 5's columns).
         summary.update({k: logged[k] for k in FINAL_METRICS if k in logged})
-        if cfg.knn_train and reason == "finished" and dist.is_main():  # the final model's,
-            # unless the monitor just measured it; never after a stop request (a kill may
-            # follow)
+        if cfg.knn_train and reason == "finished" and not stop.requested and dist.is_main():
+            # the final model's, unless the monitor just measured it; never after a stop
+            # request (a kill may follow)
             summary["knn_top1"] = monitored[1] if monitored[0] == state.step else \
                 knn_monitor(cfg, model, device, precision, state.step, log)
         if dist.is_main():

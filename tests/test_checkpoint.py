@@ -156,7 +156,8 @@ def test_latest_skips_partial_and_truncated_files(tmp_path):
     assert latest_checkpoint(tmp_path / "missing") is None
 
 
-def test_a_folder_whose_last_checkpoint_is_broken_says_which_file_it_reads(tmp_path, caplog):
+def test_a_folder_whose_last_checkpoint_is_broken_says_which_file_it_reads(tmp_path, caplog,
+                                                                          monkeypatch):
     from simclr.checkpoint import checkpoint_file
 
     good = save_checkpoint(_state(200), tmp_path, periodic_name(200))
@@ -165,6 +166,11 @@ def test_a_folder_whose_last_checkpoint_is_broken_says_which_file_it_reads(tmp_p
     with caplog.at_level("WARNING"):
         assert checkpoint_file(tmp_path) == good
     assert f"last.pt is truncated or corrupt; using {good.name}" in caplog.text
+    caplog.clear()  # the other processes of a run (--processes 2 said it twice) read it
+    monkeypatch.setenv("RANK", "1")  # quietly
+    with caplog.at_level("WARNING"):
+        assert checkpoint_file(tmp_path) == good
+    assert not caplog.records
 
 
 def test_latest_prefers_last_unless_a_periodic_one_is_of_a_later_step(tmp_path):

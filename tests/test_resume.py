@@ -87,6 +87,9 @@ def test_a_run_resumed_with_other_threads_or_processes_is_said_not_exact():
     assert note == ("note: the run saved its checkpoint with 2 processes and continues with "
                     "1: the same global batch, but not exactly as it would have (2 "
                     "processes keep it exact)")
+    # Both: the thread note names both (--threads alone cannot make it exact)
+    threads, _ = check_same_runtime({"processes": 2, "cpu_threads": now + 1}, cpu)
+    assert threads.endswith(f"(--threads {now + 1} and 2 processes keep it exact)")
     # Without global BatchNorm, another count normalises over other batches: said so.
     local_bn = {"processes": 2, "config": {"batch_size": 16, "model": {"sync_bn": False}}}
     (note,) = check_same_runtime(local_bn, torch.device("cuda"))

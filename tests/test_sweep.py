@@ -327,6 +327,40 @@ def test_a_preempted_sweep_stops_and_exits_75(tmp_path, image_folder, monkeypatc
     assert "the same command continues it" in capsys.readouterr().err
 
 
+def test_a_stop_at_a_cells_last_step_stops_the_sweep(tmp_path, image_folder, monkeypatch,
+                                                    capsys):
+    """The cell's run has finished (stopped at its last step), but the sweep was asked
+    to stop: it does (before evaluating it); the same command reuses it and goes on."""
+    from simclr import sweep as sweep_module
+    from simclr import train
+
+    calls = []
+
+    def stopped_at_the_end(cfg, resume=False):
+        calls.append(Path(cfg.out).name)
+        return {"status": "finished", "signal": "SIGTERM", "steps": 6, "epochs": 2.0,
+                "elapsed_s": 1.0}
+
+    monkeypatch.setattr(train, "pretrain", stopped_at_the_end)
+    monkeypatch.setattr(sweep_module, "_finished", lambda run_dir: None)
+    argv = ["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
+            "--batch-size", "8", "--eval", "none", "--out", str(tmp_path / "sw")]
+    assert main(argv) == train.EXIT_PREEMPTED
+    assert calls == ["temperature=0.2"]
+    rows = json.loads((tmp_path / "sw/sweep.json").read_text())
+    assert [r["status"] for r in rows] == ["preempted", "pending"]
+    # rerun: the finished cell is reused (its old stop no reason to stop again)
+    done = {"status": "finished", "signal": "SIGTERM", "steps": 6, "epochs": 2.0,
+            "elapsed_s": 1.0}
+    monkeypatch.setattr(sweep_module, "_finished",
+                        lambda run_dir: done if run_dir.name == "temperature=0.2" else None)
+    monkeypatch.setattr(train, "pretrain", lambda cfg, resume=False: {
+        "status": "finished", "signal": None, "steps": 6, "epochs": 2.0, "elapsed_s": 1.0})
+    assert main(argv) == 0
+    rows = json.loads((tmp_path / "sw/sweep.json").read_text())
+    assert [r["status"] for r in rows] == ["finished", "finished"]
+
+
 def test_an_out_inside_a_run_is_refused(tmp_path, image_folder, capsys):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

@@ -135,6 +135,29 @@ def test_interrupted_run_resumes_bit_exactly(tmp_path, image_folder, cache_dir, 
         assert torch.equal(a[key], b[key]), key
 
 
+def test_a_stop_at_the_last_step_finds_the_run_finished(tmp_path, image_folder, cache_dir):
+    """A signal that arrives during the last step: the run is complete, so it is
+    'finished' (a requeue loop testing for 75 ran it again for nothing), with the signal
+    on record and nothing more done (no kNN of the final model: a kill may follow)."""
+    def preempt(step, stop):
+        if step == 6:  # the last
+            stop.requested = "SIGTERM"
+
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "run", cache_dir,
+                                        knn_train=str(image_folder),
+                                        knn_test=str(image_folder)))
+    summary = train.pretrain(cfg, on_step=preempt)
+    assert summary["status"] == "finished" and summary["steps"] == 6
+    assert summary["signal"] == "SIGTERM" and "knn_top1" not in summary
+    lines = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "knn_top1" in x] == [3]  # after epoch 1 only
+    saved = json.loads((tmp_path / "run/summary.json").read_text())
+    assert saved["status"] == "finished" and saved["signal"] == "SIGTERM"
+    # resumed: nothing to do, and nothing of the earlier session's stop
+    again = train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True)
+    assert again["status"] == "finished" and again["signal"] is None
+
+
 def test_a_run_does_not_resume_on_other_images(tmp_path, cache_dir):
     """Every epoch's order and the steps per epoch depend on the number of images: a
     folder that lost (or gained) images cannot continue the run exactly."""
@@ -641,6 +664,13 @@ def test_a_failed_start_leaves_no_run_directory(tmp_path, image_folder, cache_di
     unreadable_folder(broken, 39)  # over the 64 files of a batch size's check: read all
     fails(f"--knn-test: none of the 78 images in {broken} could be read", tmp_path / "new/run",
           knn_train=str(image_folder), knn_test=str(broken))
+    # one class all unreadable: the monitor measured the others without a word
+    half = tmp_path / "half"
+    shutil.copytree(image_folder, half)
+    for png in (half / "class_1").iterdir():
+        png.write_text("garbage")
+    fails(f"--knn-train {half}: no readable image in class folder\\(s\\) class_1",
+          tmp_path / "new/run", knn_train=str(half), knn_test=str(image_folder))
     assert not (tmp_path / "new").exists()
     before = sorted(p.name for p in image_folder.iterdir())
     (tmp_path / "afile").write_text("a file")
