@@ -41,7 +41,7 @@ from simclr.decode import (
     open_image,
     read_jpeg,
 )
-from simclr.errors import BadImageError, SimCLRError
+from simclr.errors import BadImageError, NoReadableImageError, SimCLRError
 from simclr.folders import ImageList, named_dataset, scan_folder, split_root
 from simclr.runtime import ignore_stop_signals
 
@@ -291,8 +291,9 @@ def load_item(
         image = torch.from_numpy(arr).permute(2, 0, 1)
         return image, j, aspect, (i if k else -1), first_reason
     what = f"all {n} images are" if tried == n else f"{tried} images in a row are"
-    raise SimCLRError(f"{what} unreadable (first: {source.paths[i]}: {first_reason}); "
-                      f"check the folder {source.name}")
+    error = NoReadableImageError if tried == n else SimCLRError
+    raise error(f"{what} unreadable (first: {source.paths[i]}: {first_reason}); "
+                f"check the folder {source.name}")
 
 
 def collate_raw(

@@ -78,6 +78,11 @@ class BadImageError(SimCLRError):
         self.reason = reason
 
 
+class NoReadableImageError(SimCLRError):
+    """Every image of a folder failed to decode, met while training or evaluating (in a
+    DataLoader worker: the type comes back, the list of files does not)."""
+
+
 class DivergedError(SimCLRError):
     """Training stopped on a non-finite loss: an outcome of the settings, not a crash
     (a sweep records it for its cell and goes on). ``step``: where it happened."""

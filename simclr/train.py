@@ -25,7 +25,7 @@ from simclr.augment import TwoViewAugment
 from simclr.checkpoint import latest_checkpoint, what_is_kept
 from simclr.config import MIN_SIZE, Config
 from simclr.data import ImageSource, decode_device, open_source
-from simclr.errors import DivergedError, SimCLRError, user_message
+from simclr.errors import DivergedError, NoReadableImageError, SimCLRError, user_message
 from simclr.features import check_labeled_folders
 from simclr.files import read_json, write_json
 from simclr.folders import list_folder
@@ -339,11 +339,14 @@ def run_session(
         raise
     except SimCLRError as exc:  # e.g. a full disk at the final save: `simclr info` says why
         if dist.is_main():
+            skipped = [list(s) for s in source.skipped]
+            if isinstance(exc, NoReadableImageError) and not skipped:  # (met in a worker:
+                skipped = [[p, "unreadable"] for p in source.paths]  # every one of them)
             with contextlib.suppress(SimCLRError):  # (the disk may refuse this too)
                 # The line the CLI prints, not a loader worker's traceback around it.
                 write_json(run_dir / "summary.json", {
                     "status": "failed", "reason": user_message(exc), "steps": state.step,
-                    "skipped_images": [list(s) for s in source.skipped]})
+                    "skipped_images": skipped})
         raise
     finally:
         log.close()

@@ -135,6 +135,22 @@ def test_interrupted_run_resumes_bit_exactly(tmp_path, image_folder, cache_dir, 
         assert torch.equal(a[key], b[key]), key
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_folder_found_all_unreadable_in_training_lists_them_in_the_summary(
+        tmp_path, cache_dir, workers):
+    """Decoded per step (no cache), every file failed: the run's summary.json listed no
+    skipped image (a worker met them), its reason naming the first alone."""
+    broken = unreadable_folder(tmp_path / "broken", 4)
+    cfg = build_config(flags=tiny_flags(broken, tmp_path / "run", cache_dir,
+                                        **{"data.cache": "off", "data.workers": workers}))
+    with pytest.raises(SimCLRError, match="all 8 images are unreadable"):
+        train.pretrain(cfg)
+    saved = json.loads((tmp_path / "run/summary.json").read_text())
+    assert saved["status"] == "failed"
+    assert sorted(p for p, _ in saved["skipped_images"]) == sorted(
+        str(p) for p in broken.rglob("*.png"))
+
+
 def test_a_stop_at_the_last_step_finds_the_run_finished(tmp_path, image_folder, cache_dir):
     """A signal that arrives during the last step: the run is complete, so it is
     'finished' (a requeue loop testing for 75 ran it again for nothing), with the signal
