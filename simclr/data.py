@@ -451,11 +451,10 @@ def check_some_readable(files: ImageList, limit: int | None = 64) -> None:
         return
     first = None
     for path in files.paths:
-        try:
-            open_image(path, draft_size=(8, 8))
+        error = _decode_error(path)
+        if error is None:
             return
-        except BadImageError as exc:
-            first = first or exc
+        first = first or error
     if first is not None:
         raise _none_readable(files, first.path, first.reason)
 
@@ -463,16 +462,19 @@ def check_some_readable(files: ImageList, limit: int | None = 64) -> None:
 def unreadable_classes(files: ImageList) -> list[str]:
     """The classes of a labeled listing none of whose files decodes. Each class's files
     are opened until one does: a readable class costs one image (at reduced size)."""
-    def decodes(path: str) -> bool:
-        try:
-            open_image(path, draft_size=(8, 8))
-            return True
-        except BadImageError:
-            return False
-
     labels = np.asarray(files.labels)
     return [name for c, name in enumerate(files.classes)
-            if not any(decodes(files.paths[i]) for i in np.flatnonzero(labels == c))]
+            if all(_decode_error(files.paths[i]) for i in np.flatnonzero(labels == c))]
+
+
+def _decode_error(path: str) -> BadImageError | None:
+    """Why ``path`` does not decode (opened at reduced size: a JPEG costs little); None
+    if it does."""
+    try:
+        open_image(path, draft_size=(8, 8))
+    except BadImageError as exc:
+        return exc
+    return None
 
 
 def _none_readable(files: ImageList, path: str, reason: str) -> SimCLRError:
