@@ -120,11 +120,14 @@ def test_the_bound_is_below_a_real_steps_peak(arch, width, size, batch, precisio
     # the same ResNet-50 bf16 step grew by 188.8, 196.2 and 202.1 MB in three runs on an
     # AVX2 CPU (memory freed before the step, still resident, is partly reused) ...
     assert got["bound"] <= 1.05 * got["growth"], got
-    # ... and a useful one: within 2x. Not where bf16 is emulated (AVX2 CPUs: oneDNN may
-    # convert to fp32 buffers the autograd graph does not show, and it is 10x slower, so
-    # `--precision auto` never picks it).
+    # ... and a useful one: within 3x. The ratio varies from run to run and machine to
+    # machine: this fp32 ResNet-18 step grew 1.6x, 1.8x and 1.9x its bound in three runs on
+    # an AVX2 CPU and 2.2x once on the project's CI runner (bound 622 MB, growth 1,366 MB:
+    # the heap keeps freed blocks, and how the second step reuses the first's varies). Not
+    # where bf16 is emulated (AVX2 CPUs: oneDNN may convert to fp32 buffers the autograd
+    # graph does not show, and it is 10x slower, so `--precision auto` never picks it).
     if precision == "fp32" or cpu_has_fast_bf16():
-        assert 0.5 * got["growth"] <= got["bound"], got
+        assert got["growth"] <= 3 * got["bound"], got
 
 
 def test_refusal_names_a_batch_that_fits(monkeypatch):
