@@ -456,7 +456,10 @@ def cmd_supervised(args: argparse.Namespace) -> int:
         from simclr.settings import yaml_text
 
         data = resume["data"] if resume is not None else data_specs(args.train, args.test)
-        print(yaml_text({**cfg.to_dict(), "folders": dict(data)}), end="")  # as saved
+        shown = cfg.to_dict()
+        if resume is None and args.out is None:  # no run folder yet: not the default's
+            del shown["out"]
+        print(yaml_text({**shown, "folders": dict(data)}), end="")  # as saved
         return 0
     if resume is not None:
         data = resume["data"]

@@ -380,7 +380,9 @@ def test_the_run_folder_is_checked_before_the_data_and_ignored_settings_are_name
                            (["--test", str(train)], {"train": str(train), "test": str(train)})):
         assert main(["supervised", "--config", str(both), *flags, "--print-config"]) == 0
         # (no --out: a recipe shown needs none, as pretrain's; it was "--out is required")
-        assert yaml.safe_load(capsys.readouterr().out)["folders"] == folders
+        shown = yaml.safe_load(capsys.readouterr().out)
+        assert shown["folders"] == folders
+        assert "out" not in shown  # a run needs its own --out: no folder shown as if used
     # A `folders` not as a run writes it (a typo) is one line, not a test left out quietly
     for text, needle in (("folders: 5", "folders:"), ("folders: {train: 3}", "folders.train:"),
                          (f"folders: {{train: {train}, tset: {test}}}", "folders.tset:"),
