@@ -437,12 +437,15 @@ def tf_saturation(x: Tensor, factor: float) -> Tensor:
 # What the evaluation computes of a file, for results cached across versions (sweeps):
 # 2 since large photos are read as this transform's central square (data.open_folder);
 # 3 since a small picture is its central square resized, wherever it is read (in a
-# folder of large photos it was their crop of it; eval_resize squeezed a non-square one).
-EVAL_VERSION = 3
+# folder of large photos it was their crop of it; eval_resize squeezed a non-square one);
+# 4 since views of side <= 28 of a folder holding large photos are cropped from squares
+# of the transform's own side (they were resampled from 33 px: a small picture was not
+# its central square resized, a photo was resized twice).
+EVAL_VERSION = 4
 
 
 def eval_resize(images: Tensor | Image.Image, size: int,
-                aspect: Tensor | np.ndarray | None = None) -> Tensor:
+                aspect: Tensor | np.ndarray | None = None, *, central: bool = False) -> Tensor:
     """The evaluation transform (App. B): deterministic resize (+ center crop).
 
     Images of side <= 32 have their central square (all of a square one: CIFAR's)
@@ -457,6 +460,12 @@ def eval_resize(images: Tensor | Image.Image, size: int,
         images: uint8 (B, 3, H, W) tensor on any device, or one PIL image (``Image.open``
             of a file: read as :func:`simclr.decode.as_rgb` reads it).
         aspect: (B,) or None (all 1).
+        central: the images are an evaluation source's squares (store
+            :func:`simclr.decode.eval_store` of ``size``): each the transform's central
+            square of side round(size / 0.875) already (a small picture: its result,
+            bordered; see :func:`simclr.decode.fit_square_tensor`), so only the centre
+            crop is left, whatever the side (at most 32 for sizes up to 28, which would
+            otherwise be taken for whole small pictures).
     Returns:
         float32 (B, 3, size, size) in [0, 1]; (3, size, size) for a PIL image.
     """
@@ -470,6 +479,14 @@ def eval_resize(images: Tensor | Image.Image, size: int,
     if a is not None and (a.shape != (len(images),) or not bool((a > 0).all())):
         raise ValueError(f"aspect must hold one positive width / height per image, "
                          f"shape ({len(images)},), got {a.shape} {a[:4].tolist()}")
+    if central:
+        side = eval_side(size)
+        if tuple(images.shape[-2:]) != (side, side) or not (a is None or bool((a == 1.0).all())):
+            raise ValueError(f"central=True takes squares of side {side} (eval_side({size})), "
+                             f"aspect 1; got {tuple(images.shape[-2:])}")
+        from torchvision.transforms.v2 import functional as tvf
+
+        return tvf.center_crop(images, [size, size]).to(torch.float32).div_(255.0).contiguous()
     if a is None or bool((a == 1.0).all()):
         return _eval_square(images, size)
     out = torch.empty((len(images), 3, size, size), device=images.device)

@@ -404,8 +404,8 @@ def open_folder(
     small = _all_small(sizes)
     store, train_side, load_size = cfg.store, round(image_size * LOAD_SCALE), cfg.load_size
     if evaluation and not small:  # the transform sets the side (not pretraining's storage)
-        # > 32: a stored square of side <= 32 would be taken for a whole small picture
-        store, train_side = eval_store(image_size), max(33, eval_side(image_size))
+        # (its squares, of any side, are read with eval_resize(central=True))
+        store, train_side = eval_store(image_size), eval_side(image_size)
         load_size = None
     counts = Counter(min(s) for s in sizes)
     common = _storage_side(counts)

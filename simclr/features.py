@@ -268,11 +268,14 @@ def indexed_features(
     source is left out (and recorded in ``source.skipped``), never replaced.
     """
     from simclr.augment import eval_resize
+    from simclr.decode import eval_store_size
 
     check_counts({"--batch-size": batch_size})
     dev, prec = resolve_runtime(device, precision)
     order = np.arange(source.num_images) if indices is None else np.asarray(indices)
     labels_all = np.asarray(source.labels, dtype=np.int64)
+    # An evaluation source of this size stores the transform's central squares (data.py)
+    central = eval_store_size(getattr(source, "store", "")) == image_size
     flags = train_flags(encoder)
     encoder.to(dev).eval()
     feats, seen = [], []
@@ -282,7 +285,8 @@ def indexed_features(
                                                     pin=dev.type == "cuda",
                                                     decode_on=decode_device("auto", dev),
                                                     substitute=False):
-                x = eval_resize(images.to(dev, non_blocking=True), image_size, aspect)
+                x = eval_resize(images.to(dev, non_blocking=True), image_size, aspect,
+                                central=central)
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with autocast(dev, prec):

@@ -807,6 +807,11 @@ def test_eval_resize_and_the_views_refuse_what_they_cannot_compute():
         with pytest.raises(ValueError, match="size must be a positive whole number"):
             A.eval_resize(images, size)
     assert A.eval_resize(images, np.int64(16)).shape == (4, 3, 16, 16)
+    # central=True: squares of the transform's own side (round(35 / 0.875) = 40) only
+    assert torch.equal(A.eval_resize(images, 35, central=True),
+                       images[:, :, 2:37, 2:37].float() / 255)
+    with pytest.raises(ValueError, match=r"central=True takes squares of side 18"):
+        A.eval_resize(images, 16, central=True)
     with pytest.raises(TypeError, match="a torch uint8 tensor .* got ndarray"):
         A.eval_resize(images.numpy(), 16)  # ("must be uint8, got uint8" before)
     for cfg in (AugmentConfig(size=0), AugmentConfig(size=16, color_strength=-1),

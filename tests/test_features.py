@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
-from simclr.features import extract_features, iter_batches
+from simclr.features import extract_features, indexed_features, iter_batches
 from tests.conftest import colour_source, make_image_folder, tiny_encoder, warmed_encoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -51,7 +52,8 @@ def test_cached_and_uncached_folders_give_the_same_features(tmp_path):
 
 @pytest.mark.parametrize("cache", ["on", "off"])
 @pytest.mark.parametrize("decode_on", [None, torch.device("cpu")])
-@pytest.mark.parametrize(("size", "photo"), [(32, (300, 200)), (128, (120, 100))])
+@pytest.mark.parametrize(("size", "photo"), [(32, (300, 200)), (128, (120, 100)),
+                                             (16, (300, 200)), (28, (100, 90))])
 def test_a_small_picture_among_large_ones_is_evaluated_as_alone(tmp_path, cache, decode_on,
                                                                 size, photo):
     """The evaluation takes a picture of side <= 32 whole (its central square resized:
@@ -60,7 +62,10 @@ def test_a_small_picture_among_large_ones_is_evaluated_as_alone(tmp_path, cache,
     in features, another prediction for the same file by what else its folder held. Now
     the same to the 8-bit rounding every stored pixel has, cached or not, JPEG decoded
     on a device or not, photos larger than the transform's side or smaller (120 x 100 at
-    128 px: stored at that side, 146, rather than at their own 100)."""
+    128 px: stored at that side, 146, rather than at their own 100). Also at views of
+    side <= 28, whose transform side (round(S / 0.875) <= 32) was stored at 33 px and
+    resampled again: 4-9% off in features (a 32-px file at S = 28 was even cropped, not
+    resized)."""
     from PIL import Image
 
     from simclr.augment import eval_resize
@@ -78,12 +83,17 @@ def test_a_small_picture_among_large_ones_is_evaluated_as_alone(tmp_path, cache,
                          unlabeled=True)
     side = round(size / 0.875)
     assert source.store == f"eval:{size}" and source.image_hw == (side, side)
-    by_name = {}
-    for idx, images, aspect in iter_batches(source, np.arange(source.num_images), 8,
-                                            decode_on=decode_on, substitute=False):
-        views = eval_resize(images, size, aspect)  # what the features are computed on
-        by_name.update({Path(source.paths[i]).name: v.flatten()
-                        for i, v in zip(idx.tolist(), views, strict=True)})
+    if decode_on is None:  # the features themselves, of an encoder that returns its input
+        views, _, idx = indexed_features(nn.Flatten(), source, size, batch_size=8)
+        by_name = {Path(source.paths[i]).name: torch.from_numpy(v)
+                   for i, v in zip(idx.tolist(), views, strict=True)}
+    else:  # (indexed_features decodes on its device; here on the one given)
+        by_name = {}
+        for idx, images, aspect in iter_batches(source, np.arange(source.num_images), 8,
+                                                decode_on=decode_on, substitute=False):
+            views = eval_resize(images, size, aspect, central=True)  # as indexed_features
+            by_name.update({Path(source.paths[i]).name: v.flatten()
+                            for i, v in zip(idx.tolist(), views, strict=True)})
     for name in ("a_small.jpg", "b_cifar.png"):
         want = eval_resize(Image.open(folder / name), size).flatten()
         assert (by_name[name] - want).abs().max() <= 0.5 / 255 + 1e-6, name
