@@ -228,6 +228,9 @@ def _choose_l2(
     norm = _Standardizer(x_all[fit_t])
     x_fit, x_val = norm(x_all[fit_t]), norm(x_all[val_t])
     val_acc, val_loss, best, solutions = {}, {}, (-1.0, 0.0), {}
+    # Keys of 3 significant digits, more where two values of the grid would share one
+    digits = next((p for p in range(3, 18) if len({f"{v:.{p}g}" for v in grid}) ==
+                   len(set(grid))), 17)
     init = None
     for lam in grid:
         w, b, _ = fit(x_fit, y_all[fit_t], l2=lam, init=init)
@@ -235,7 +238,7 @@ def _choose_l2(
         logits = torch.addmm(b, x_val, w.T)
         acc = (logits.argmax(1) == y_all[val_t]).double().mean().item()
         loss = F.cross_entropy(logits, y_all[val_t]).item()
-        val_acc[f"{lam:.3g}"], val_loss[f"{lam:.3g}"] = acc, loss
+        val_acc[f"{lam:.{digits}g}"], val_loss[f"{lam:.{digits}g}"] = acc, loss
         log(f"  l2 {lam:.3g}: held-out top-1 {100 * acc:.2f}%, loss {loss:.4f}", verbose)
         if (acc, -loss) > best:  # ties in accuracy (common): lower held-out loss
             best, l2 = (acc, -loss), lam

@@ -126,6 +126,16 @@ def test_regularisation_is_chosen_on_the_held_out_split():
     assert summary["l2"] == min(tied, key=lambda lam: losses[f"{lam:.3g}"])
 
 
+def test_grid_values_that_round_alike_keep_a_row_each():
+    """The held-out results are keyed by 3 significant digits, more where that would
+    merge two values of the grid (4 fits gave one row, the chosen value's not its own)."""
+    x, y = blobs(10, 3, 3, spread=1.0, seed=4)
+    grid = [1e-3, 1.001e-3, 1.0004e-3, 0.5]
+    summary, _, _ = logistic_regression(x, y, x, 3, l2_grid=grid, seed=0)
+    assert set(summary["val_accuracy"]) == {"0.001", "0.001001", "0.0010004", "0.5"}
+    assert set(summary["val_loss"]) == set(summary["val_accuracy"])
+
+
 def test_accuracy_ties_are_broken_by_held_out_loss():
     x, y = blobs(20, 4, 3, spread=0.2, seed=2)  # separable: every lambda is 100% right
     summary, _, _ = logistic_regression(x, y, x, 3, l2_grid=[1e-3, 1e-1, 10.0], seed=0)
