@@ -19,7 +19,15 @@ from simclr.commands import (
     cmd_supervised,
     cmd_transform_probe,
 )
-from simclr.config import CROP_SAMPLERS, MAX_EPOCHS, MAX_SEED, MAX_SIDE, MIN_SIZE, default_of
+from simclr.config import (
+    CROP_SAMPLERS,
+    MAX_EPOCHS,
+    MAX_REAL,
+    MAX_SEED,
+    MAX_SIDE,
+    MIN_SIZE,
+    default_of,
+)
 from simclr.export import FORMATS
 from simclr.launch import add_flag as add_processes_flag
 from simclr.presets import PRESETS
@@ -176,7 +184,8 @@ def add_linear_eval_command(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--layer", default="h", help=LAYERS_HELP + "; Fig. 8 compares h and z")
     p.add_argument("--protocol", choices=["lbfgs", "sgd"], default="lbfgs")
     p.add_argument("--raw-pixels", action="store_true", help="baseline: pixels as features")
-    p.add_argument("--l2", type=_real(0, True), default=None, help="fixed L2 strength (lbfgs)")
+    p.add_argument("--l2", type=_real(0, True, MAX_REAL), default=None,
+                   help="fixed L2 strength (lbfgs)")
     p.add_argument("--l2-grid", default=None, metavar="MIN,MAX,COUNT",
                    help="L2 strengths searched on the held-out split (lbfgs)")
     p.add_argument("--val-fraction", type=_real(0, False, 1), default=None,
@@ -185,7 +194,7 @@ def add_linear_eval_command(sub: argparse._SubParsersAction, runtime: RuntimeFla
                    help="L-BFGS iterations at most (lbfgs; default 1000)")
     p.add_argument("--epochs", type=epoch_count, default=None,
                    help="sgd; default 90 (fractions allowed)")
-    p.add_argument("--lr", type=_real(0, False), default=None,
+    p.add_argument("--lr", type=_real(0, False, MAX_REAL), default=None,
                    help="sgd: base lr, x batch/256; default 0.1")
     p.add_argument("--momentum", type=_real(0, True, 1), default=None, help="sgd; default 0.9")
     _crop_flags(p, "sgd; ")
@@ -215,7 +224,8 @@ def add_finetune_command(sub: argparse._SubParsersAction, runtime: RuntimeFlags)
     p.add_argument("--epochs", type=epoch_count, default=None,
                    help="default: 60 for <= 5%% of the labels, else 30 (paper); fractions "
                         "allowed")
-    p.add_argument("--lr", type=_real(0, False), default=0.05, help="base lr, x batch/256")
+    p.add_argument("--lr", type=_real(0, False, MAX_REAL), default=0.05,
+                   help="base lr, x batch/256")
     p.add_argument("--momentum", type=_real(0, True, 1), default=0.9)
     p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
     _crop_flags(p)

@@ -23,6 +23,7 @@ from typing import Any
 
 from simclr.config import (
     MAX_THREADS,
+    MAX_WORKERS,
     PRECISIONS,
     RESUME_SETTINGS,
     SECTIONS,
@@ -196,7 +197,7 @@ def add_runtime_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_count(1), default=256)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
-    p.add_argument("--workers", type=_count(0), default=None,
+    p.add_argument("--workers", type=_count(0, MAX_WORKERS), default=None,
                    help="decoding processes (default: from the CPU count)")
     p.add_argument("--threads", type=_count(1, MAX_THREADS), default=None,
                    help="CPU threads for the model (default: torch's choice)")

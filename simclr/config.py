@@ -348,6 +348,12 @@ RECORDED_KEYS = frozenset({"provenance", "precision_resolved", "device_resolved"
 MAX_EPOCHS = 1e6  # a million passes over the data; beyond, step counts overflow
 MAX_SEED = 2**63 - 1  # torch.manual_seed's range (numpy takes any non-negative integer)
 MAX_THREADS = 4096
+MAX_WORKERS = 256  # decoding processes: more is a typo (each holds a few hundred MB)
+# Rates, strengths and weights: far beyond any useful value, and within what torch
+# computes in float32 (1e39 passed as a weight decay, then overflowed mid-run)
+MAX_REAL = 1e6
+MIN_TEMPERATURE = 1e-4  # NT-Xent's logits 1 / T: 1e-300 made them infinite
+MIN_BLUR_SIGMA = 1e-3  # pixels: the kernel's 1 / (2 sigma^2) overflowed at 1e-30
 MIN_SIZE = 8  # pixels: smaller crops hold nothing for the augmentation to vary
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # --precision's values
 MAX_SIDE = 4096  # pixels a side, views and stored images (one RGB image: 48 MiB)

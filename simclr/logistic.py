@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simclr.config import MAX_REAL
 from simclr.errors import SimCLRError
 from simclr.results import log
 
@@ -117,9 +118,9 @@ def default_l2_grid(lo: float = 1e-6, hi: float = 1.0, count: int = 13) -> list[
     decade from 1e-6 (nearly unregularised) to 1 (weights nearly zero). The paper
     searched 45 values in 1e-6..1e5 for its own, unstated scaling of the objective.
     """
-    if not 1 <= count <= 1000 or not 0 < lo <= hi < math.inf:
-        raise SimCLRError(f"--l2-grid: need 0 < min <= max and 1 <= count <= 1000, got "
-                          f"{lo},{hi},{count}")
+    if not 1 <= count <= 1000 or not 0 < lo <= hi <= MAX_REAL:
+        raise SimCLRError(f"--l2-grid: need 0 < min <= max <= {MAX_REAL:g} and 1 <= count "
+                          f"<= 1000, got {lo},{hi},{count}")
     return np.geomspace(lo, hi, count).tolist() if count > 1 else [lo]
 
 
@@ -202,6 +203,9 @@ def logistic_regression(
     norm = _Standardizer(x_all)
     x_all = norm(x_all)
     w, b, info = fit(x_all, y_all, l2=float(l2), init=init)
+    if not bool(torch.isfinite(w).all() and torch.isfinite(b).all()):  # (a NaN layer saved
+        raise SimCLRError(f"the linear classifier's fit at l2 {l2:g} diverged: its "  # with
+                          "weights are not finite")  # a top-1 of 0% otherwise)
     train_acc = (torch.addmm(b, x_all, w.T).argmax(1) == y_all).double().mean().item()
     del x_all
     x_test = norm(torch.as_tensor(test_x, device=dev).to(dtype))

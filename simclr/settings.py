@@ -156,6 +156,8 @@ class SettingError(SimCLRError):
 def parse_duration(text: str | float | int, where: str = "--time-budget") -> float:
     """'20m' -> 1200.0, '1h30m' -> 5400.0: h, m and s amounts (in that order), or a plain
     number of seconds. ``where``: how messages name the value (a flag, a file's key)."""
+    if isinstance(text, bool):  # YAML's `time_budget: true` (or yes, on) is no duration
+        raise SimCLRError(f"{where}: cannot read {text!r} (use e.g. 90s, 20m, 1.5h, 1h30m)")
     if isinstance(text, (int, float)):
         seconds = float(text)
     else:
@@ -216,7 +218,7 @@ def _coerce(value: Any, type_text: str, where: str) -> Any:
             return float(value)
         if base == "tuple":
             items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-            if len(items) != 2:
+            if len(items) != 2 or any(isinstance(item, bool) for item in items):
                 raise ValueError
             return (float(items[0]), float(items[1]))
         if base == "str":

@@ -17,7 +17,7 @@ from typing import Any
 from simclr.arguments import count_at_least, epoch_count
 from simclr.checkpoint import load_checkpoint
 from simclr.commands import checkpoint_source, open_eval_source
-from simclr.config import PRECISIONS, DataConfig
+from simclr.config import MAX_WORKERS, PRECISIONS, DataConfig
 from simclr.errors import SimCLRError
 from simclr.features import check_labeled_folders
 from simclr.files import set_aside
@@ -63,8 +63,9 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-test", help="labeled folder the top-1 is measured on")
     p.add_argument("--eval-device", default="auto")
     p.add_argument("--eval-precision", default="auto", choices=PRECISIONS)
-    p.add_argument("--eval-workers", "--workers-eval", type=count_at_least(0), default=None,
-                   dest="workers_eval", metavar="N",  # --workers-eval: its earlier name
+    # (--workers-eval: its earlier name)
+    p.add_argument("--eval-workers", "--workers-eval", type=count_at_least(0, MAX_WORKERS),
+                   default=None, dest="workers_eval", metavar="N",
                    help="decoding processes of the evaluations (default: from the CPU count)")
     p.add_argument("--eval-cache-dir", default=None,
                    help="decoded caches of the evaluation folders (default: --cache-dir)")

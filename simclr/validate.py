@@ -24,10 +24,14 @@ from simclr.config import (
     CROP_SAMPLERS,
     FIG5_OPS,
     MAX_EPOCHS,
+    MAX_REAL,
     MAX_SEED,
     MAX_SIDE,
     MAX_THREADS,
+    MAX_WORKERS,
+    MIN_BLUR_SIGMA,
     MIN_SIZE,
+    MIN_TEMPERATURE,
     PRECISIONS,
     AugmentConfig,
     Config,
@@ -110,6 +114,14 @@ def _positive(value: float | int | None, path: str, allow_zero: bool = False) ->
         raise SettingError(path, f" must be {bound}, got {value}")
 
 
+def _bounded(value: float | None, path: str, most: float = MAX_REAL) -> None:
+    """At most ``most`` (:data:`~simclr.config.MAX_REAL`: far past any useful rate or
+    strength, within float32, in which torch applies it)."""
+    if value is not None and value > most:
+        got = value if isinstance(value, int) else f"{value:g}"
+        raise SettingError(path, f" must be at most {most:g}, got {got}")
+
+
 def _check(ok: bool, path: str, detail: str) -> None:
     if not ok:
         raise SettingError(path, " " + detail)
@@ -172,9 +184,11 @@ def _validate_model(cfg: Config) -> None:
 
 def _validate_loss(cfg: Config) -> None:
     _choice(cfg.loss.name, ("nt_xent", "nt_logistic", "margin_triplet"), "loss.name")
-    _positive(cfg.loss.temperature, "loss.temperature")
-    _positive(cfg.loss.margin, "loss.margin")
-    _positive(cfg.loss.weight, "loss.weight")
+    for name in ("temperature", "margin", "weight"):
+        _positive(getattr(cfg.loss, name), f"loss.{name}")
+        _bounded(getattr(cfg.loss, name), f"loss.{name}")
+    _check(cfg.loss.temperature >= MIN_TEMPERATURE, "loss.temperature",
+           f"must be at least {MIN_TEMPERATURE:g}, got {cfg.loss.temperature:g}")
     if cfg.loss.semi_hard and cfg.loss.name == "nt_xent":  # it would be silently ignored
         raise SimCLRError("--semi-hard applies to --loss nt_logistic and margin_triplet "
                           "(NT-Xent weighs every negative by its softmax)")
@@ -191,6 +205,8 @@ def _validate_optim(cfg: Config) -> None:
     _positive(cfg.optim.eta, "optim.eta")
     _positive(cfg.optim.warmup_epochs, "optim.warmup_epochs", allow_zero=True)
     _positive(cfg.optim.final_lr, "optim.final_lr", allow_zero=True)
+    for name in ("lr", "weight_decay", "eta", "final_lr"):
+        _bounded(getattr(cfg.optim, name), f"optim.{name}")
     lr, batch = cfg.optim.lr, cfg.batch_size  # (None in an encoder's stored config)
     if lr is not None and batch is not None and batch > 0 and cfg.optim.final_lr is not None:
         scale = {"linear": batch / 256, "sqrt": math.sqrt(batch), "none": 1.0}
@@ -227,9 +243,11 @@ def _validate_run(cfg: Config) -> None:
     _check(cfg.data.load_size is None or cfg.data.load_size <= MAX_SIDE, "data.load_size",
            f"must be at most {MAX_SIDE} pixels, got {cfg.data.load_size}")
     _positive(cfg.data.workers, "data.workers", allow_zero=True)
+    _bounded(cfg.data.workers, "data.workers", MAX_WORKERS)
     _positive(cfg.data.max_pixels, "data.max_pixels")
-    _check(bool(str(cfg.data.cache_dir).strip()), "data.cache_dir",
-           "must name a folder, got an empty value")
+    for name in ("cache_dir", "root"):
+        _check(bool(str(getattr(cfg.data, name)).strip()), f"data.{name}",
+               "must name a folder, got an empty value")
     _positive(cfg.threads, "threads")
     _check(cfg.threads is None or cfg.threads <= MAX_THREADS, "threads",
            f"must be at most {MAX_THREADS}, got {cfg.threads}")
@@ -270,6 +288,10 @@ def validate_augment(a: AugmentConfig) -> None:
            f"must satisfy 0 <= min <= max, got {a.noise_std}")
     _check(0 < a.blur_sigma[0] <= a.blur_sigma[1], "augment.blur_sigma",
            f"must satisfy 0 < min <= max, got {a.blur_sigma}")
+    _check(a.blur_sigma[0] >= MIN_BLUR_SIGMA, "augment.blur_sigma",
+           f"must be at least {MIN_BLUR_SIGMA:g} pixels, got {a.blur_sigma}")
+    _bounded(a.blur_sigma[1], "augment.blur_sigma")
+    _bounded(a.noise_std[1], "augment.noise_std")
     for name in ("flip_p", "color_p", "grayscale_p", "blur_p", "cutout_p", "rotate_p", "noise_p",
                  "sobel_p"):
         p = getattr(a, name)
@@ -277,6 +299,8 @@ def validate_augment(a: AugmentConfig) -> None:
     for name, amount in zip(("brightness", "contrast", "saturation"), a.jitter()[:3], strict=True):
         # Explicit, or 0.8 s: a negative colour strength is caught above.
         _positive(amount, f"augment.{name}", allow_zero=True)
+        _bounded(amount, f"augment.{name}" if getattr(a, name) is not None
+                 else "augment.color_strength")
     hue = a.jitter()[3]
     _check(0 <= hue <= 0.5, "augment.hue" if a.hue is not None else "augment.color_strength",
            f"gives hue jitter {hue}, which must lie in [0, 0.5]")

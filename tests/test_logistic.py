@@ -136,6 +136,14 @@ def test_grid_values_that_round_alike_keep_a_row_each():
     assert set(summary["val_loss"]) == set(summary["val_accuracy"])
 
 
+def test_a_fit_that_overflows_is_an_error_not_a_nan_classifier():
+    """(The flags stop at l2 = 1e6; the library call takes any: 1e300 overflowed the
+    penalty, and a NaN layer was saved with a top-1 of 0%.)"""
+    x, y = blobs(10, 3, 3, spread=1.0, seed=4)
+    with pytest.raises(SimCLRError, match="fit at l2 1e.300 diverged"):
+        logistic_regression(x, y, x, 3, l2=1e300)
+
+
 def test_accuracy_ties_are_broken_by_held_out_loss():
     x, y = blobs(20, 4, 3, spread=0.2, seed=2)  # separable: every lambda is 100% right
     summary, _, _ = logistic_regression(x, y, x, 3, l2_grid=[1e-3, 1e-1, 10.0], seed=0)

@@ -206,6 +206,13 @@ def test_a_key_given_twice_and_a_boolean_number_are_refused(tmp_path):
     boolean.write_text("optim:\n  lr: true\n")
     with pytest.raises(SimCLRError, match="optim.lr: expected a number, got True"):
         build_config(config_file=str(boolean))
+    # ... nor a duration (`time_budget: yes` was a 1-second run), nor one of a pair
+    for text, message in (("time_budget: yes", "time_budget: cannot read True"),
+                          ("augment: {crop_scale: [true, 1]}",
+                           r"augment.crop_scale: expected two numbers A,B .*got \[True, 1\]")):
+        boolean.write_text(text + "\n")
+        with pytest.raises(SimCLRError, match=message):
+            build_config(config_file=str(boolean))
 
 
 

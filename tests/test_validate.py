@@ -71,6 +71,20 @@ def test_bad_values_name_the_setting(flags, needle):
      "scaled for batch 512), got 0.3"),
     ({"augment.crop_ratio": (1.0, float("inf"))}, "--crop-ratio must be a finite number"),
     ({"augment.blur_sigma": (0.1, float("inf"))}, "--blur-sigma must be a finite number"),
+    # Finite, but past float32 (torch applies them in it: a traceback after the first
+    # step) or making infinite logits or views (blamed on --lr as a diverged loss)
+    ({"optim.weight_decay": 1e39}, "--weight-decay must be at most 1e+06, got 1e+39"),
+    ({"optim.lr": 1e41, "optim.name": "sgd"}, "--lr must be at most 1e+06, got 1e+41"),
+    ({"optim.eta": 1e7}, "--eta must be at most 1e+06"),
+    ({"loss.temperature": 1e-300}, "--temperature must be at least 0.0001, got 1e-300"),
+    ({"loss.weight": 1e300}, "--loss-weight must be at most 1e+06"),
+    ({"augment.brightness": 1e300}, "--brightness must be at most 1e+06"),
+    ({"augment.color_strength": 1e300, "augment.hue": 0.1},
+     "--color-strength must be at most 1e+06"),
+    ({"augment.blur_sigma": (1e-30, 1e-30)}, "--blur-sigma must be at least 0.001 pixels"),
+    ({"augment.noise_std": (0.0, 1e300)}, "--noise-std must be at most 1e+06"),
+    ({"data.workers": 1000000}, "--workers must be at most 256, got 1000000"),
+    ({"data.root": " "}, "--data-root must name a folder, got an empty value"),
 ])
 def test_values_that_pass_a_range_check_but_break_the_run_are_refused(flags, message):
     """Each passed validation and then overflowed a step count, ran with a negative lr,
