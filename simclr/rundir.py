@@ -59,35 +59,70 @@ class MetricsLog:
 
     def __init__(self, run_dir: Path, enabled: bool, resumed_at: int | None = None) -> None:
         self.enabled = enabled
-        path = run_dir / "metrics.jsonl"
-        if enabled and resumed_at is not None and path.exists():
-            _drop_after(path, resumed_at)
-        self.file = open(path, "a") if enabled else None  # noqa: SIM115
+        self.path = run_dir / "metrics.jsonl"
+        if enabled and resumed_at is not None and self.path.exists():
+            _drop_after(self.path, resumed_at)
+        self.file = open(self.path, "a") if enabled else None  # noqa: SIM115
         self.tb = None
+        self.failed = False  # a write met an error (its SimCLRError says so)
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
                 purge = None if resumed_at is None else resumed_at + 1  # the same, for TB
                 self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
+                _quiet_event_writer_threads()
             except ImportError:  # tensorboard is a dependency, but a broken env must not kill runs
                 self.tb = None
 
     def write(self, record: dict[str, Any]) -> None:
+        """Append ``record`` (and its numbers as TensorBoard scalars). A full disk is a
+        SimCLRError naming the file (the run then ends in one line, on record)."""
         if not self.enabled:
             return
-        self.file.write(finite_json(record) + "\n")  # (a NaN loss as null)
-        self.file.flush()
-        if self.tb is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key != "step":
-                    self.tb.add_scalar(key, value, record["step"])
+        where = self.path
+        try:
+            self.file.write(finite_json(record) + "\n")  # (a NaN loss as null)
+            self.file.flush()
+            if self.tb is not None:
+                where = Path(self.tb.log_dir)
+                for key, value in record.items():
+                    if isinstance(value, (int, float)) and key != "step":
+                        self.tb.add_scalar(key, value, record["step"])
+        except OSError as exc:  # (TensorBoard's writer thread's error surfaces here)
+            self.failed = True
+            raise SimCLRError(f"could not write {where}: {exc.strerror or exc}") from None
 
     def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-        if self.tb is not None:
-            self.tb.close()
+        """Close both; what cannot be written any more (a full disk) is a warning: close
+        runs as the run ends, also when it ends on an error already being reported (a
+        write that failed: then nothing more is said)."""
+        for name, handle in (("metrics.jsonl", self.file), ("tb", self.tb)):
+            try:
+                if handle is not None:
+                    handle.close()
+            except OSError as exc:
+                if not self.failed:
+                    log.warning("could not finish writing %s: %s", name, exc.strerror or exc)
+
+
+def _quiet_event_writer_threads() -> None:
+    """TensorBoard writes events in a thread that, on a full disk, prints its traceback
+    as it dies and hands the error to the next call of the writer: where
+    :meth:`MetricsLog.write` turns it into one line. Its traceback is left unprinted."""
+    import threading
+
+    previous = threading.excepthook
+    if getattr(previous, "simclr_quiet", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not (isinstance(args.exc_value, OSError)
+                and type(args.thread).__module__.startswith("tensorboard")):
+            previous(args)
+
+    hook.simclr_quiet = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def _drop_after(path: Path, step: int) -> None:
@@ -95,7 +130,8 @@ def _drop_after(path: Path, step: int) -> None:
     session's start line and unreadable lines are kept as they are), nor an unreadable
     last line cut short by a kill (no newline: the next record would join it)."""
     kept = []
-    for line in path.read_text().splitlines(keepends=True):
+    # (bytes that are no UTF-8, a damaged line's, are kept as they are, as unreadable lines)
+    for line in path.read_text(errors="surrogateescape").splitlines(keepends=True):
         try:
             record = json.loads(line)
         except ValueError:
@@ -105,7 +141,7 @@ def _drop_after(path: Path, step: int) -> None:
         if not (isinstance(record, dict) and "event" not in record
                 and isinstance(record.get("step"), int) and record["step"] > step):
             kept.append(line if line.endswith("\n") else line + "\n")
-    write_atomically(path, lambda tmp: tmp.write_text("".join(kept)))
+    write_atomically(path, lambda tmp: tmp.write_text("".join(kept), errors="surrogateescape"))
 
 
 @dataclass

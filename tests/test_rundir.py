@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -279,6 +280,51 @@ def test_a_log_line_cut_by_a_kill_does_not_swallow_the_next_record(tmp_path):
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert lines == ['{"step": 0, "event": "start"}', "not json", '{"step": 1, "loss": 2.0}',
                      '{"step": 1, "event": "start"}']
+
+
+def test_bytes_that_are_no_utf8_in_the_log_do_not_stop_a_resume(tmp_path):
+    """A damaged line of undecodable bytes was a UnicodeDecodeError traceback at
+    --resume (simclr info read the folder): kept as it is, as unreadable lines are."""
+    (tmp_path / "metrics.jsonl").write_bytes(b'{"step": 1, "loss": 2.0}\n\xff\xfe\n'
+                                             b'{"step": 2, "loss": 1.0}\n')
+    log = MetricsLog(tmp_path, True, resumed_at=1)
+    log.write({"step": 1, "event": "start"})
+    log.close()
+    assert (tmp_path / "metrics.jsonl").read_bytes() == (
+        b'{"step": 1, "loss": 2.0}\n\xff\xfe\n{"step": 1, "event": "start"}\n')
+
+
+def test_a_full_disk_under_the_log_is_one_line_naming_it(tmp_path, caplog):
+    """No space for a metrics line (or TensorBoard's events, whose writer thread hands
+    its error to the next call): a SimCLRError naming the file, so the run ends in one
+    line (it was an OSError traceback); closing says nothing more."""
+    import errno
+
+    class FullDisk:
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def flush(self):
+            pass
+
+        def close(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    log = MetricsLog(tmp_path, True)
+    log.file.close()
+    log.file = FullDisk()
+    with pytest.raises(SimCLRError, match=rf"could not write {re.escape(str(tmp_path))}"
+                                          r"/metrics.jsonl: No space left on device$"):
+        log.write({"step": 1, "loss": 2.0})
+    log.close()
+    assert "could not finish" not in caplog.text
+    # A close that fails by itself is a warning, not an error over the run's own end
+    (tmp_path / "b").mkdir()
+    log = MetricsLog(tmp_path / "b", True)
+    log.file.close()
+    log.file = FullDisk()
+    log.close()
+    assert "could not finish writing metrics.jsonl: No space left on device" in caplog.text
 
 
 def test_a_second_ctrl_c_names_the_command_that_continues(tmp_path, image_folder, cache_dir,
