@@ -413,7 +413,7 @@ def open_folder(
     # pictures keep their own (shared) side, larger ones are never stored above it.
     side = load_size or (common if small else min(common or train_side, train_side))
     if small and not load_size:
-        _note_other_sizes(root, counts, side)
+        _note_other_sizes(root, counts, side, evaluation)
     # An evaluation source keeps the transform's own side (eval_side(S)), photos smaller
     # than it upscaled once here rather than at evaluation; its small pictures need it.
     side = train_side if is_eval_store(store) else side
@@ -493,7 +493,7 @@ def _storage_side(counts: Counter) -> int | None:
     return common if 2 * counts[common] >= sum(counts.values()) else max(counts)
 
 
-def _note_other_sizes(root: Path, counts: Counter, side: int) -> None:
+def _note_other_sizes(root: Path, counts: Counter, side: int, evaluation: bool) -> None:
     """A folder of small images is stored at the side most of them share (``side``);
     those of other sizes are resampled to it, which a user should hear of when they are
     more than a few: larger ones lose detail (and their features differ from
@@ -501,10 +501,11 @@ def _note_other_sizes(root: Path, counts: Counter, side: int) -> None:
     total = sum(counts.values())
     larger = sum(n for s, n in counts.items() if s > side)
     if larger > total // 100:  # more than 1% of them
+        remedy = ("their features differ from those of the files alone; a folder of one "
+                  "size avoids it" if evaluation else "--load-size S stores all at S px")
         log.warning("%s: %d of the %d images are larger than %d px, the most common shorter "
                     "side, at which all are stored (up to %d px): they are reduced to it "
-                    "(pretrain --load-size S stores all at S px)", root, larger, total, side,
-                    max(counts))
+                    "(%s)", root, larger, total, side, max(counts), remedy)
 
 
 def _digits_images() -> tuple[np.ndarray, np.ndarray]:

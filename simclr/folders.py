@@ -225,11 +225,17 @@ def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:
     if not entries:
         raise SimCLRError(f"data folder is empty: {root}")
     root_s = os.path.abspath(root)
+    if not _is_utf8(root_s):  # (every image's name below would be left out for it)
+        raise SimCLRError(f"{ascii(root_s)}: the data folder's path is not valid UTF-8 "
+                          "(results name each image by its path, in text); rename it or "
+                          "reach it through a link whose path is")
     subdirs = _class_folders(root_s, entries)
     # Every other entry with an image's name is listed, a broken link or a named pipe
     # too: decoding then reports it among the skipped files, as it does in sub-folders.
-    loose = _utf8_names(root, [os.path.join(root_s, e) for e in entries
-                               if _is_image_name(e) and not os.path.isdir(os.path.join(root_s, e))])
+    dropped: list[str] = []
+    loose = _utf8_names([os.path.join(root_s, e) for e in entries
+                         if _is_image_name(e) and not os.path.isdir(os.path.join(root_s, e))],
+                        dropped)
     # (a folder's kind is asked only of the few entries named as such photos)
     others = Counter(_extension(e) for e in _other_formats(entries)
                      if not os.path.isdir(os.path.join(root_s, e)))
@@ -243,7 +249,10 @@ def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:
         if bad is not None:
             raise SimCLRError(f"{root}: the class folder {ascii(bad)} has a name that is not "
                               "valid UTF-8 (results name every class in text); rename it")
-        per_class = {d: _utf8_names(root, files) for d, files in per_class.items()}
+        per_class = {d: _utf8_names(files, dropped) for d, files in per_class.items()}
+    if dropped:  # results, lists and predictions name every image in text
+        _say_once(f"utf8 {root_s}", "%s: %d file(s) left out, their names not valid UTF-8 "
+                  "(first: %s); rename them to use them", root, len(dropped), ascii(dropped[0]))
     if any(per_class.values()):
         if loose and unlabeled:
             subdirs = ["", *subdirs]  # label 0 for a moment: -1 below
@@ -279,16 +288,11 @@ def _is_utf8(name: str) -> bool:
     return True
 
 
-def _utf8_names(root: Path, paths: list[str]) -> list[str]:
-    """``paths`` without the files whose names are not valid UTF-8, said once: results,
-    lists and predictions name every image in text."""
-    kept = [p for p in paths if _is_utf8(p)]
-    if len(kept) < len(paths):
-        first = next(p for p in paths if not _is_utf8(p))
-        _say_once(f"utf8 {os.path.abspath(root)}", "%s: %d file(s) left out, their names "
-                  "not valid UTF-8 (first: %s); rename them to use them", root,
-                  len(paths) - len(kept), ascii(first))
-    return kept
+def _utf8_names(paths: list[str], dropped: list[str]) -> list[str]:
+    """``paths`` without the files whose names are not valid UTF-8 (added to
+    ``dropped``)."""
+    dropped.extend(p for p in paths if not _is_utf8(p))
+    return [p for p in paths if _is_utf8(p)]
 
 
 def _split_folder(root: Path, train: bool) -> Path:

@@ -147,7 +147,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         top1 = result.get("confident_top1")
         among = "" if top1 is None else f" (top-1 {100 * top1:.2f}% of those labeled)"
         print(f"{args.out}: {result['confident']} of {result['images']} images predicted "
-              f"with probability >= {args.min_probability:g}{among}; the others' "
+              f"with probability >= {args.min_probability!r}{among}; the others' "
               "prediction is left empty", file=sys.stderr)
     print(finite_json(result))
     return 0

@@ -230,12 +230,19 @@ def test_names_that_are_not_utf8_are_left_out_or_refused(tmp_path, caplog):
 
     root = make_image_folder(tmp_path / "data", classes=2, per_class=3)
     good = sorted((root / "class_0").iterdir())[0]
-    odd = os.path.join(os.fsencode(root / "class_0"), b"odd\xfe.png")
-    shutil.copyfile(good, odd)
+    for folder in ("class_0", "class_1"):  # (counted over all classes: it said 1)
+        shutil.copyfile(good, os.path.join(os.fsencode(root / folder), b"odd\xfe.png"))
     with caplog.at_level("WARNING"):
         listing = scan_folder(root)
     assert len(listing.paths) == 6 and all(p.isascii() for p in listing.paths)
-    assert "1 file(s) left out, their names not valid UTF-8" in caplog.text
+    assert "2 file(s) left out, their names not valid UTF-8" in caplog.text
+    # A folder above the images with such a name: said of it, in one line (every image
+    # was left out, then the folder said to hold none)
+    above = os.path.join(os.fsencode(tmp_path), b"par\xff")
+    shutil.copytree(os.fsencode(root / "class_1"), os.path.join(above, b"t", b"a"))
+    with pytest.raises(SimCLRError, match=r"par\\udcff/t': the data folder's path is not "
+                                          "valid UTF-8"):
+        scan_folder(os.path.join(above, b"t").decode(errors="surrogateescape"))
     os.mkdir(os.path.join(os.fsencode(root), b"cl\xffass"))
     shutil.copyfile(good, os.path.join(os.fsencode(root), b"cl\xffass", b"a.png"))
     with pytest.raises(SimCLRError, match=r"the class folder 'cl\\udcffass' has a name that is "

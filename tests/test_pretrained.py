@@ -237,7 +237,7 @@ def test_linear_eval_saves_a_classifier_that_predicts_what_it_measured(
     right = sum(row[1] == Path(row[0]).parent.name for row in kept)
     assert sure["confident_top1"] == pytest.approx(right / len(kept))
     assert sure["top1"] == summary["top1"]  # the accuracy over all images is unchanged
-    assert f"{len(kept)} of 24 images predicted with probability >= {cut:g}" in printed.err
+    assert f"{len(kept)} of 24 images predicted with probability >= {cut!r}" in printed.err
 
 
 def test_predict_on_a_flat_folder_and_on_unknown_classes(tmp_path, image_folder, cache_dir,
