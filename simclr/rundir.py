@@ -60,8 +60,11 @@ class MetricsLog:
     def __init__(self, run_dir: Path, enabled: bool, resumed_at: int | None = None) -> None:
         self.enabled = enabled
         self.path = run_dir / "metrics.jsonl"
+        # The record logged at the step a resumed run continues from (a run resumed at its
+        # end, killed before its summary, takes its final metrics from it)
+        self.resumed_record: dict[str, Any] = {}
         if enabled and resumed_at is not None and self.path.exists():
-            _drop_after(self.path, resumed_at)
+            self.resumed_record = _drop_after(self.path, resumed_at)
         self.file = open(self.path, "a") if enabled else None  # noqa: SIM115
         self.tb = None
         self.failed = False  # a write met an error (its SimCLRError says so)
@@ -125,11 +128,12 @@ def _quiet_event_writer_threads() -> None:
     threading.excepthook = hook
 
 
-def _drop_after(path: Path, step: int) -> None:
+def _drop_after(path: Path, step: int) -> dict[str, Any]:
     """Rewrite the JSON-lines ``path`` without the step records past ``step`` (a
     session's start line and unreadable lines are kept as they are), nor an unreadable
-    last line cut short by a kill (no newline: the next record would join it)."""
-    kept = []
+    last line cut short by a kill (no newline: the next record would join it).
+    Returns the last step record of ``step`` itself ({} if none)."""
+    kept, at_step = [], {}
     # (bytes that are no UTF-8, a damaged line's, are kept as they are, as unreadable lines)
     for line in path.read_text(errors="surrogateescape").splitlines(keepends=True):
         try:
@@ -138,10 +142,14 @@ def _drop_after(path: Path, step: int) -> None:
             record = None
             if not line.endswith("\n"):
                 continue
-        if not (isinstance(record, dict) and "event" not in record
-                and isinstance(record.get("step"), int) and record["step"] > step):
+        is_step = isinstance(record, dict) and "event" not in record and \
+            isinstance(record.get("step"), int)
+        if not (is_step and record["step"] > step):
             kept.append(line if line.endswith("\n") else line + "\n")
+        if is_step and record["step"] == step:
+            at_step = record
     write_atomically(path, lambda tmp: tmp.write_text("".join(kept), errors="surrogateescape"))
+    return at_step
 
 
 @dataclass

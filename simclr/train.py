@@ -443,7 +443,8 @@ def train_loop(
     knn_every_steps = max(1, round(cfg.knn_every * plan.steps_per_epoch))
     monitored: tuple[int, float | None] = (-1, None)  # (step, kNN top-1) of the last check
     last_good: Path | None = latest_checkpoint(run_dir / "checkpoints")
-    reason, logged = "finished", {}
+    # (resumed at its last step, killed before its summary: that step's logged record)
+    reason, logged = "finished", log.resumed_record
     vote = dist.StopVote(device, state.step)
     model.train()
 

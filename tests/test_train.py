@@ -174,6 +174,21 @@ def test_a_stop_at_the_last_step_finds_the_run_finished(tmp_path, image_folder, 
     assert again["status"] == "finished" and again["signal"] is None
 
 
+def test_a_run_killed_before_its_summary_resumes_with_its_final_metrics(
+        tmp_path, image_folder, cache_dir):
+    """Killed between the final checkpoint and summary.json (during the final kNN): the
+    resumed session trains no step, and its summary lacked the last window's loss and
+    Table 5's columns (a sweep's table showed them blank). They come from the log."""
+    from simclr.train import FINAL_METRICS
+
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "run", cache_dir))
+    first = train.pretrain(cfg)
+    (tmp_path / "run/summary.json").unlink()
+    again = train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True)
+    assert again["status"] == "finished" and again["steps"] == first["steps"] == 6
+    assert {k: again[k] for k in FINAL_METRICS} == {k: first[k] for k in FINAL_METRICS}
+
+
 def test_a_run_does_not_resume_on_other_images(tmp_path, cache_dir):
     """Every epoch's order and the steps per epoch depend on the number of images: a
     folder that lost (or gained) images cannot continue the run exactly."""
