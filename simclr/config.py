@@ -352,6 +352,9 @@ MAX_WORKERS = 256  # decoding processes: more is a typo (each holds a few hundre
 # Rates, strengths and weights: far beyond any useful value, and within what torch
 # computes in float32 (1e39 passed as a weight decay, then overflowed mid-run)
 MAX_REAL = 1e6
+# The pretraining lr alone may go further, within float32 still (huge rates are how a
+# run is made to diverge on purpose: sweeps record such cells)
+MAX_LR = 1e30
 MIN_TEMPERATURE = 1e-4  # NT-Xent's logits 1 / T: 1e-300 made them infinite
 MIN_BLUR_SIGMA = 1e-3  # pixels: the kernel's 1 / (2 sigma^2) overflowed at 1e-30
 MIN_SIZE = 8  # pixels: smaller crops hold nothing for the augmentation to vary

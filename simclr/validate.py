@@ -24,6 +24,7 @@ from simclr.config import (
     CROP_SAMPLERS,
     FIG5_OPS,
     MAX_EPOCHS,
+    MAX_LR,
     MAX_REAL,
     MAX_SEED,
     MAX_SIDE,
@@ -205,8 +206,10 @@ def _validate_optim(cfg: Config) -> None:
     _positive(cfg.optim.eta, "optim.eta")
     _positive(cfg.optim.warmup_epochs, "optim.warmup_epochs", allow_zero=True)
     _positive(cfg.optim.final_lr, "optim.final_lr", allow_zero=True)
-    for name in ("lr", "weight_decay", "eta", "final_lr"):
+    for name in ("weight_decay", "eta"):
         _bounded(getattr(cfg.optim, name), f"optim.{name}")
+    for name in ("lr", "final_lr"):
+        _bounded(getattr(cfg.optim, name), f"optim.{name}", MAX_LR)
     lr, batch = cfg.optim.lr, cfg.batch_size  # (None in an encoder's stored config)
     if lr is not None and batch is not None and batch > 0 and cfg.optim.final_lr is not None:
         scale = {"linear": batch / 256, "sqrt": math.sqrt(batch), "none": 1.0}

@@ -74,7 +74,7 @@ def test_bad_values_name_the_setting(flags, needle):
     # Finite, but past float32 (torch applies them in it: a traceback after the first
     # step) or making infinite logits or views (blamed on --lr as a diverged loss)
     ({"optim.weight_decay": 1e39}, "--weight-decay must be at most 1e+06, got 1e+39"),
-    ({"optim.lr": 1e41, "optim.name": "sgd"}, "--lr must be at most 1e+06, got 1e+41"),
+    ({"optim.lr": 1e41, "optim.name": "sgd"}, "--lr must be at most 1e+30, got 1e+41"),
     ({"optim.eta": 1e7}, "--eta must be at most 1e+06"),
     ({"loss.temperature": 1e-300}, "--temperature must be at least 0.0001, got 1e-300"),
     ({"loss.weight": 1e300}, "--loss-weight must be at most 1e+06"),
