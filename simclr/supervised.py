@@ -45,7 +45,7 @@ from simclr.classify import (
 from simclr.config import Config
 from simclr.errors import SimCLRError
 from simclr.features import check_labeled, resolve_runtime
-from simclr.files import folder_holder, in_use, lock_folder, read_json
+from simclr.files import folder_holder, in_use, lock_folder, read_json, set_aside
 from simclr.models import build_classifier_within_memory
 from simclr.optim import build_optimizer, lr_at
 from simclr.plan import (
@@ -211,8 +211,15 @@ def resume_config(target: str | Path, flags: Mapping[str, Any],
     checkpoint's ``data`` names the folders to reopen."""
     run_dir = run_dir_of(target)
     if not finished and (run_dir / RESULT).exists():  # whichever of its files names it
-        raise SimCLRError(f"--resume {target}: the run has finished ({run_dir / RESULT}); "
-                          f"its model is {run_dir / CHECKPOINTS / 'last.pt'}")
+        if read_json(run_dir / RESULT) is not None:
+            raise SimCLRError(f"--resume {target}: the run has finished ({run_dir / RESULT});"
+                              f" its model is {run_dir / CHECKPOINTS / 'last.pt'}")
+        # Its results cut or damaged (the run could neither resume nor be evaluated): kept
+        # aside, and the resumed run, whose steps are done, evaluates its model again
+        if dist.launched_rank() == 0:  # (once, under --processes)
+            kept = set_aside(run_dir, (RESULT,))
+            log(f"{run_dir / RESULT} is unreadable (kept as {kept}): the run's model is "
+                "evaluated again")
     run_dir, _, ckpt = resume_checkpoint(target, "supervised", RESUME_ENTRIES)
     if not (ckpt.get("data") or {}).get("train"):
         raise SimCLRError(f"--resume {target}: the checkpoint does not name its training "

@@ -300,6 +300,16 @@ def test_command_line_resume(tmp_path, capsys, monkeypatch):
     assert main(["pretrain", "--resume", str(run)]) == 2
     assert (f"{run} is a finished supervised run ({run / 'supervised.json'}); its model is "
             f"{run / 'checkpoints' / 'last.pt'}\n") in capsys.readouterr().err
+    # Its results file cut: resumed, the model is evaluated again, the cut file kept (the
+    # run could neither resume, "it has finished", nor be re-evaluated)
+    results = json.loads((run / "supervised.json").read_text())
+    (run / "supervised.json").write_text('{"top1": 0.5')
+    assert main(["supervised", "--resume", "run", "--workers", "0"]) == 0
+    assert "supervised.json is unreadable (kept as supervised.previous-1.json)" in \
+        capsys.readouterr().err
+    again = json.loads((run / "supervised.json").read_text())
+    assert again["top1"] == results["top1"] and again["steps"] == results["steps"]
+    assert (run / "supervised.previous-1.json").read_text() == '{"top1": 0.5'
 
 
 def test_sigterm_exits_75_and_resume_finishes(tmp_path):
