@@ -277,15 +277,22 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return periodic[0][1] if periodic else None
 
 
+def stored_step(path: Path) -> int:
+    """The step ``path`` holds, read without its tensors (-1: unreadable)."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
+    except Exception:  # (any unreadable content: the loaders say what is wrong later)
+        return -1
+
+
 def _stored_step(last: Path, periodic: Path) -> int:
     """The step ``last`` holds (its tensors left on disk); if it cannot be read, its
     place by modification time against ``periodic``: older counts as no step."""
-    try:
-        step = torch.load(last, map_location="cpu", weights_only=True, mmap=True).get("step")
-        return int(step)
-    except Exception:  # (any unreadable content: the loaders say what is wrong later)
-        newer = last.stat().st_mtime_ns >= periodic.stat().st_mtime_ns
-        return sys.maxsize if newer else -1
+    step = stored_step(last)
+    if step >= 0:
+        return step
+    newer = last.stat().st_mtime_ns >= periodic.stat().st_mtime_ns
+    return sys.maxsize if newer else -1
 
 
 def checkpoint_files(folder: str | os.PathLike) -> list[Path]:

@@ -30,6 +30,7 @@ from simclr.checkpoint import (
     load_checkpoint,
     periodic_checkpoints,
     require_entries,
+    stored_step,
 )
 from simclr.config import Config
 from simclr.errors import SimCLRError, with_article
@@ -231,8 +232,8 @@ def resume_checkpoint(
     if given.is_file() and not given.samefile(path):
         raise SimCLRError(f"--resume {target}: a run continues from its latest checkpoint "
                           f"({path.name}); pass the run directory {folder.parent}")
-    ckpt = load_checkpoint(path)
-    skipped = _later_unreadable(folder, ckpt.get("step"))
+    path, ckpt, damaged = _first_loadable(folder, path, given.is_file())
+    skipped = _later_unreadable(folder, ckpt.get("step")) + damaged
     if skipped and not quiet:  # the run goes back further than asked
         log.warning("%s: %s truncated or corrupt; resuming from %s (step %s)", folder,
                     " and ".join(skipped), path.name, ckpt.get("step"))
@@ -241,6 +242,26 @@ def resume_checkpoint(
                           f"{_other_kind(folder.parent, path, ckpt.get('kind'), kind)}")
     require_entries(ckpt, path, entries, f"--resume {target}: ")
     return folder.parent, path, ckpt
+
+
+def _first_loadable(folder: Path, path: Path, named: bool) -> tuple[Path, dict[str, Any],
+                                                                     list[str]]:
+    """(checkpoint, content, names of the later ones that failed to load): ``path``, or
+    when its content is damaged though its archive is whole (a pickle overwritten in
+    place), the newest earlier periodic checkpoint that loads, as for a truncated one.
+    A checkpoint ``named`` by the user is read or refused, never replaced."""
+    try:
+        return path, load_checkpoint(path), []
+    except SimCLRError:
+        others = [p for p in checkpoint_files(folder) if p != path and is_complete(p)]
+        if named or not others:
+            raise
+    for candidate in sorted(others, key=stored_step, reverse=True):  # the newest first
+        try:
+            return candidate, load_checkpoint(candidate), [path.name]
+        except SimCLRError:
+            continue
+    return path, load_checkpoint(path), []  # (none loads: the newest one's error)
 
 
 def _later_unreadable(folder: Path, step: Any) -> list[str]:

@@ -352,6 +352,31 @@ def test_resume_reports_a_corrupt_checkpoint_and_falls_back_past_a_truncated_one
         resume_checkpoint(tmp_path / "empty")
 
 
+def test_a_checkpoint_whole_but_damaged_inside_falls_back_as_a_truncated_one(tmp_path,
+                                                                           caplog):
+    """A last.pt whose archive is whole but whose pickle is overwritten: the run could
+    not resume ('cannot read ... last.pt') though an earlier checkpoint was intact, and
+    `simclr info` offered --resume. Unless named by the user, who gets its error."""
+    import zipfile
+
+    periodic = _run(tmp_path / "run", name=periodic_name(4), step=4)
+    last = _run(tmp_path / "run", step=6)
+    with zipfile.ZipFile(last) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith("data.pkl"))
+    raw = bytearray(last.read_bytes())
+    extra = int.from_bytes(raw[info.header_offset + 28:info.header_offset + 30], "little")
+    start = info.header_offset + 30 + len(info.filename.encode()) + extra
+    raw[start + 2:start + 42] = b"\xff" * 40
+    last.write_bytes(bytes(raw))
+    assert ck.is_complete(last)  # (the structure is whole: only loading tells)
+    with caplog.at_level("WARNING"):
+        run, path, ckpt = resume_checkpoint(tmp_path / "run")
+    assert path == periodic and ckpt["step"] == 4
+    assert "last.pt truncated or corrupt; resuming from ckpt-00000004.pt (step 4)" in caplog.text
+    with pytest.raises(SimCLRError, match="cannot read checkpoint .*last.pt"):
+        resume_checkpoint(last)
+
+
 def test_resuming_a_run_without_a_checkpoint_says_why(tmp_path):
     """A run still before its first save, or one stopped before it: not 'no checkpoint
     found' but which of the two, and for the stopped one the command that starts it."""
