@@ -443,11 +443,19 @@ def _source_note(result: dict[str, Any], facts: dict[str, Any]) -> str:
     of = result.get("of")
     run = Path(facts["path"]).resolve()
     steps = [c.get("step") for c in facts.get("checkpoints", []) if c.get("name") == LAST]
-    if of and facts.get("encoder") and not Path(of).is_relative_to(run):
+    if of and facts.get("encoder") and not Path(of).is_relative_to(run) and \
+            not _moved_here(Path(of), run):
         notes.append(f"of another run's checkpoint, {of}")
     elif of and steps and result.get("of_step") not in (None, steps[0]):
         notes.append(f"of step {result['of_step']}; the run is now at step {steps[0]}")
     return f" ({'; '.join(notes)})" if notes else ""
+
+
+def _moved_here(of: Path, run: Path) -> bool:
+    """Whether the checkpoint ``of`` an evaluation names is ``run``'s own, moved with it
+    (`mv` of the run folder): gone from its old place, and ``run`` holds one of its name."""
+    return (of.parent.name == CHECKPOINTS and not of.exists()
+            and (run / CHECKPOINTS / of.name).is_file())
 
 
 def _kind(facts: dict[str, Any]) -> str | None:

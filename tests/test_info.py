@@ -83,6 +83,12 @@ def test_results_not_of_the_runs_encoder_as_it_is_now_say_so(evaluated_run, tmp_
     shutil.copytree(run, copy)  # its knn/knn.json measured the original's checkpoint
     lines = _info(capsys, copy).splitlines()
     assert lines[-1].endswith(f"(of another run's checkpoint, {run / 'checkpoints/last.pt'})")
+    # ... but moved (mv), the run's own evaluations stay its own: the old place is gone
+    moved = tmp_path / "moved"
+    shutil.copytree(run, moved)
+    shutil.move(run, tmp_path / "elsewhere")
+    assert _info(capsys, moved).splitlines()[-1].endswith("%")
+    shutil.move(tmp_path / "elsewhere", run)
     knn = json.loads((copy / "knn/knn.json").read_text())
     knn["source"].update(checkpoint=str(copy / "checkpoints/last.pt"), step=1)
     (copy / "knn/knn.json").write_text(json.dumps(knn))
