@@ -95,9 +95,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                                     data.get("path") if isinstance(data, dict) else None)
     digits = flags.get("data.path") is None and not args.config
     preset = args.preset or ("digits" if digits else None)  # as `simclr pretrain`
-    if args.print_config:  # each cell's resolved settings; nothing is read or written
-        _print_cell_configs(axes, Path(args.out).expanduser(), preset, args.config, flags)
-        return 0
     if args.eval != "none" and args.eval_layer != "h":
         _check_eval_layer(args.eval_layer, axes, Path(args.out).expanduser(), preset,
                           args.config, flags)
@@ -105,6 +102,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.eval != "none" and not folders and not digits:
         raise SimCLRError(f"--eval {args.eval} needs --eval-train and --eval-test (labeled "
                           "folders), or pass --eval none")
+    if args.print_config:  # each cell's resolved settings; no folder is read, nothing written
+        _print_cell_configs(axes, Path(args.out).expanduser(), preset, args.config, flags)
+        return 0
     if folders:  # before hours of training
         check_labeled_folders(args.eval_train, args.eval_test, ("--eval-train", "--eval-test"),
                               train_split=True)

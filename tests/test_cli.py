@@ -293,8 +293,16 @@ def test_sweep_and_supervised_print_their_resolved_configs(tmp_path, capsys, mon
     from simclr.settings import build_config
 
     monkeypatch.chdir(tmp_path)
-    assert main(["sweep", "--preset", "cifar10-cpu", "--data", "d", "--lr", "2", "--set",
-                 "temperature=0.2,0.5", "--out", "sw", "--print-config"]) == 0
+    sweep = ["sweep", "--preset", "cifar10-cpu", "--data", "d", "--lr", "2", "--set",
+             "temperature=0.2,0.5", "--out", "sw", "--print-config"]
+    # What the run would refuse before training, checking the recipe refuses too (it
+    # printed: the run then said "--eval knn needs --eval-train and --eval-test")
+    assert main(sweep) == 2
+    assert "--eval knn needs --eval-train and --eval-test" in capsys.readouterr().err
+    assert main([*sweep, "--eval-train", "t", "--eval-test", "u", "--eval-layer", "g5"]) == 2
+    assert "--eval-layer g5: the cell temperature=0.2 has a projection head of" in \
+        capsys.readouterr().err
+    assert main([*sweep, "--eval", "none"]) == 0
     documents = list(yaml.safe_load_all(capsys.readouterr().out))
     for document, value in zip(documents, ("0.2", "0.5"), strict=True):
         (tmp_path / "cell.yaml").write_text(yaml.safe_dump(document))
