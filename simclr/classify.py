@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -494,7 +495,7 @@ class PartialRun:
         state); returns its path."""
         if dist.is_main():  # argv: the command that continues it (simclr info shows it)
             blob.update(scaler=scaler.state_dict(), settings=self.settings,
-                        argv=command_line())
+                        argv=command_line(), cwd=os.getcwd())  # (its paths may be relative)
             save_checkpoint(blob, self.path.parent, self.path.name)
         return str(self.path)
 

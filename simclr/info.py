@@ -142,6 +142,7 @@ def checkpoint_facts(path: Path) -> dict[str, Any]:
         facts["status"] = metrics["status"]
     if isinstance(ckpt.get("argv"), list):  # an unfinished evaluation's training: its command
         facts["argv"] = [str(a) for a in ckpt["argv"]]
+        facts["cwd"] = ckpt.get("cwd") if isinstance(ckpt.get("cwd"), str) else None
     if isinstance(metrics.get("steps"), int) and metrics["steps"] > (facts.get("step") or 0):
         facts["step"] = metrics["steps"]  # (an SGD linear classifier records its steps here)
     return {k: v for k, v in facts.items() if v is not None}
@@ -171,6 +172,7 @@ def _unfinished(partial: dict[str, Any]) -> dict[str, Any]:
     """An evaluation's stopped training (its partial checkpoint): which, how far, and the
     command that started it."""
     return {"step": partial.get("step"), "command": partial.get("argv"),
+            "cwd": partial.get("cwd"),
             "training": str(partial.get("kind")).removesuffix("-partial")}
 
 
@@ -470,8 +472,10 @@ def _kind(facts: dict[str, Any]) -> str | None:
 def _unfinished_line(training: dict[str, Any]) -> str:
     """'fine-tuning, unfinished at step N; continue with: ...' (see :func:`_unfinished`)."""
     what = {"finetune": "fine-tuning", "linear": "linear evaluation (sgd)"}
-    argv = training.get("command") or []
-    again = (f"; continue with: {shlex.join(['simclr', *argv[1:]])}" if len(argv) > 1
+    argv, cwd = training.get("command") or [], training.get("cwd")
+    # From where it was typed: its paths may be relative (it failed from anywhere else)
+    where = f"cd {shlex.quote(cwd)} && " if isinstance(cwd, str) and cwd != os.getcwd() else ""
+    again = (f"; continue with: {where}{shlex.join(['simclr', *argv[1:]])}" if len(argv) > 1
              else " (the command that started it continues it)")
     return (f"{what.get(training['training'], training['training'])}, unfinished at step "
             f"{training.get('step')}{again}")

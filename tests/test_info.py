@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -384,6 +385,13 @@ def test_an_evaluations_folder_and_an_unfinished_finetuning(evaluated_run, tmp_p
     assert _info(capsys, again).splitlines()[0] == (
         f"{again}: fine-tuning, unfinished at step 1; continue with: simclr finetune --out "
         "'my run'")
+    # ... asked from another folder: from the one it was typed in (its paths are relative)
+    typed_in = os.getcwd()  # (where run_finetune ran)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert _info(capsys, again).splitlines()[0] == (
+        f"{again}: fine-tuning, unfinished at step 1; continue with: cd "
+        f"{shlex.quote(typed_in)} && simclr finetune --out 'my run'")
     # a run's checkpoints/ folder stands for the run
     assert _info(capsys, run / "checkpoints") == _info(capsys, run)
 
