@@ -113,7 +113,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     from simclr.pretrained import embed_folder
 
     out = Path(args.out)
-    if out.suffix != ".npz":
+    if out.suffix.lower() != ".npz":  # (.NPZ too, as export's and neighbors' outputs)
         raise SimCLRError(f"--out {out}: the output must be a .npz file")
     info = embed_folder(args.checkpoint, args.data, out, batch_size=args.batch_size,
                         device=args.device, precision=args.precision, workers=args.workers,

@@ -404,6 +404,12 @@ def test_a_checkpoint_without_weights_is_one_line(tmp_path, image_folder, cache_
     err = capsys.readouterr().err.strip()
     assert err.endswith(f'{source} is not a complete simclr checkpoint: it has no "model" '
                         "entry") and len(err.splitlines()) == 1
+    # (the output's suffix is checked first: .NPZ is one, as .ONNX is for export)
+    for name, message in (("e.NPZ", "is not a complete simclr checkpoint"),
+                          ("e.txt", "the output must be a .npz file")):
+        assert main(["embed", "--checkpoint", str(source), "--data", str(image_folder),
+                     "--out", str(tmp_path / name), "--cache-dir", cache_dir]) == 2
+        assert message in capsys.readouterr().err
 
 
 def test_rebuilding_checks_every_part_against_the_config():
