@@ -502,7 +502,7 @@ def _note_other_sizes(root: Path, counts: Counter, side: int, evaluation: bool) 
     larger = sum(n for s, n in counts.items() if s > side)
     if larger > total // 100:  # more than 1% of them
         remedy = ("their features differ from those of the files alone; a folder of one "
-                  "size avoids it" if evaluation else "--load-size S stores all at S px")
+                  "size avoids it" if evaluation else "pretrain --load-size S stores all at S px")
         log.warning("%s: %d of the %d images are larger than %d px, the most common shorter "
                     "side, at which all are stored (up to %d px): they are reduced to it "
                     "(%s)", root, larger, total, side, max(counts), remedy)

@@ -162,7 +162,7 @@ def test_mixed_sizes_share_one_side_and_the_larger_are_said_to_be_reduced(tmp_pa
     assert [m for m in caplog.messages if "larger than" in m] == [
         f"{tmp_path / 'imgs'}: 1 of the 4 images are larger than 20 px, the most common "
         "shorter side, at which all are stored (up to 24 px): they are reduced to it "
-        "(--load-size S stores all at S px)"]
+        "(pretrain --load-size S stores all at S px)"]
     # An evaluation's has no --load-size to offer (embed, predict: it was offered)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
