@@ -248,7 +248,7 @@ def _first_loadable(folder: Path, path: Path, named: bool) -> tuple[Path, dict[s
                                                                      list[str]]:
     """(checkpoint, content, names of the later ones that failed to load): ``path``, or
     when its content is damaged though its archive is whole (a pickle overwritten in
-    place), the newest earlier periodic checkpoint that loads, as for a truncated one.
+    place), the newest other checkpoint of the folder that loads, as for a truncated one.
     A checkpoint ``named`` by the user is read or refused, never replaced."""
     try:
         return path, load_checkpoint(path), []
