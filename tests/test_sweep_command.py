@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from simclr.augment import EVAL_VERSION
 from simclr.cli import main
 from tests.conftest import make_image_folder, unreadable_folder
 
@@ -82,7 +83,7 @@ def test_a_cached_evaluation_is_reused_only_on_the_same_folders(tmp_path, image_
     files = first["evaluated_on"]["train_files"]
     assert first["evaluated_on"] == {"train": str(image_folder), "test": str(image_folder),
                                      "train_files": files, "test_files": files,
-                                     "transform": "3"}
+                                     "transform": str(EVAL_VERSION)}
     assert files.startswith("24:")
     capsys.readouterr()
     second = sweep(image_folder, other)  # evaluated again, the earlier result kept
