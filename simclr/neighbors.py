@@ -10,6 +10,7 @@ similarity matrix is computed in blocks of rows, so memory stays bounded for lar
 from __future__ import annotations
 
 import csv
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,9 +132,11 @@ def write_neighbors(features: str | Path, out: str | Path, k: int = 5,
         if None not in (key_encoder, query_encoder) and key_encoder != query_encoder:
             raise SimCLRError(f"--queries were embedded by {query_encoder}, --features by "
                               f"{key_encoder}: embed both with the same checkpoint and layer")
-    # A query never finds itself: not with --queries naming (some of) the same images.
-    position = {p: i for i, p in enumerate(key_paths)}
-    exclude = np.array([position.get(p, -1) for p in query_paths], dtype=np.int64)
+    # A query never finds itself: not with --queries naming (some of) the same images,
+    # whatever the spelling of their paths (a folder embedded through a link)
+    canonical = (lambda p: p) if queries is None else os.path.realpath
+    position = {canonical(p): i for i, p in enumerate(key_paths)}
+    exclude = np.array([position.get(canonical(p), -1) for p in query_paths], dtype=np.int64)
     available = len(keys) - int((exclude >= 0).any())
     if not 1 <= k <= available:
         raise SimCLRError(f"--k {k}: there are {available} other images to choose from")

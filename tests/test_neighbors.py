@@ -77,6 +77,17 @@ def test_queries_from_another_file(tmp_path, capsys):
     row = rows(tmp_path / "n.csv")[1]
     assert row[0] == "/new/q.jpg" and row[1] == "/photos/002.jpg"  # itself is no key here
     assert float(row[2]) == pytest.approx(2 / np.hypot(0.1, 2.0), abs=1e-6)
+    # The keys' own files embedded through a link to their folder: still never themselves
+    (tmp_path / "real").mkdir()
+    names = [str(tmp_path / "real" / f"{i}.jpg") for i in range(4)]
+    for name in names:
+        open(name, "w").close()
+    os.symlink(tmp_path / "real", tmp_path / "link")
+    embed_file(tmp_path / "k.npz", keys, names)
+    embed_file(tmp_path / "q.npz", keys[2:3], [str(tmp_path / "link" / "2.jpg")])
+    assert main(["neighbors", "--features", str(tmp_path / "k.npz"), "--queries",
+                 str(tmp_path / "q.npz"), "--out", str(tmp_path / "s.csv"), "--k", "3"]) == 0
+    assert names[2] not in rows(tmp_path / "s.csv")[1][1::2]  # (it was first, at 1.000000)
     # features of two encoders of the same width are not comparable: refused
     embed_file(tmp_path / "k.npz", keys, encoder="/runs/a/last.pt step 10 layer h")
     embed_file(tmp_path / "q.npz", [[0.1, 0.0, 2.0, 0.0]], ["/new/q.jpg"],
