@@ -291,8 +291,10 @@ def _is_utf8(name: str) -> bool:
 def _utf8_names(paths: list[str], dropped: list[str]) -> list[str]:
     """``paths`` without the files whose names are not valid UTF-8 (added to
     ``dropped``)."""
-    dropped.extend(p for p in paths if not _is_utf8(p))
-    return [p for p in paths if _is_utf8(p)]
+    kept = []
+    for p in paths:  # (each name encoded once: a class may hold a million)
+        (kept if _is_utf8(p) else dropped).append(p)
+    return kept
 
 
 def _split_folder(root: Path, train: bool) -> Path:
