@@ -352,20 +352,26 @@ def test_resume_reports_a_corrupt_checkpoint_and_falls_back_past_a_truncated_one
         resume_checkpoint(tmp_path / "empty")
 
 
+def _entry_start(path, suffix: str) -> int:
+    """Where the bytes of ``path``'s zip entry ending in ``suffix`` begin."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith(suffix))
+    raw = path.read_bytes()
+    extra = int.from_bytes(raw[info.header_offset + 28:info.header_offset + 30], "little")
+    return info.header_offset + 30 + len(info.filename.encode()) + extra
+
+
 def test_a_checkpoint_whole_but_damaged_inside_falls_back_as_a_truncated_one(tmp_path,
                                                                            caplog):
     """A last.pt whose archive is whole but whose pickle is overwritten: the run could
     not resume ('cannot read ... last.pt') though an earlier checkpoint was intact, and
     `simclr info` offered --resume. Unless named by the user, who gets its error."""
-    import zipfile
-
     periodic = _run(tmp_path / "run", name=periodic_name(4), step=4)
     last = _run(tmp_path / "run", step=6)
-    with zipfile.ZipFile(last) as archive:
-        info = next(i for i in archive.infolist() if i.filename.endswith("data.pkl"))
     raw = bytearray(last.read_bytes())
-    extra = int.from_bytes(raw[info.header_offset + 28:info.header_offset + 30], "little")
-    start = info.header_offset + 30 + len(info.filename.encode()) + extra
+    start = _entry_start(last, "data.pkl")
     raw[start + 2:start + 42] = b"\xff" * 40
     last.write_bytes(bytes(raw))
     assert ck.is_complete(last)  # (the structure is whole: only loading tells)
@@ -375,6 +381,35 @@ def test_a_checkpoint_whole_but_damaged_inside_falls_back_as_a_truncated_one(tmp
     assert "last.pt truncated or corrupt; resuming from ckpt-00000004.pt (step 4)" in caplog.text
     with pytest.raises(SimCLRError, match="cannot read checkpoint .*last.pt"):
         resume_checkpoint(last)
+
+
+def test_a_flipped_byte_in_a_tensor_is_found_by_its_checksum(tmp_path, caplog):
+    """torch.load checks no CRC: a byte flipped in a weight's data loaded silently as a
+    wrong weight (the resumed run diverged). The archive's CRC-32 now tells, and a run
+    resumes from its intact earlier checkpoint instead."""
+    periodic = _run(tmp_path / "run", name=periodic_name(4), step=4)
+    last = _run(tmp_path / "run", step=6)
+    raw = bytearray(last.read_bytes())
+    raw[_entry_start(last, "data/0") + 1] ^= 0x40
+    last.write_bytes(bytes(raw))
+    assert ck.is_complete(last)
+    assert torch.load(last, weights_only=True)["step"] == 6  # (torch alone sees nothing)
+    with pytest.raises(SimCLRError, match=r"^cannot read checkpoint .*last.pt: corrupt \(its "
+                                          r"entry \S+/data/0 fails its checksum"):
+        load_checkpoint(last)
+    with caplog.at_level("WARNING"):
+        _run_dir, path, ckpt = resume_checkpoint(tmp_path / "run")
+    assert path == periodic and ckpt["step"] == 4
+    assert load_checkpoint(last, mmap=True)["step"] == 6  # (mapped: not read, not judged)
+
+
+def test_an_archive_written_without_checksums_still_loads(tmp_path):
+    torch.serialization.set_crc32_options(False)
+    try:
+        path = _run(tmp_path / "run", step=3)
+    finally:
+        torch.serialization.set_crc32_options(True)
+    assert load_checkpoint(path)["step"] == 3
 
 
 def test_resuming_a_run_without_a_checkpoint_says_why(tmp_path):
