@@ -20,7 +20,7 @@ import torch
 
 from simclr.checkpoint import CHECKPOINTS
 from simclr.errors import SimCLRError
-from simclr.files import LOCK_NAME, write_json, written
+from simclr.files import LOCK_NAME, folder_holder, write_json, written
 from simclr.folders import SPLITS
 
 
@@ -174,9 +174,12 @@ CREATED: list[Path] = []
 
 def remove_empty_created() -> None:
     """Remove the folders of :data:`CREATED` that are still empty (never one holding
-    anything), and forget them all."""
+    anything), and forget them all. A run folder holding only its lock file, released
+    (a run stopped before it wrote anything), counts as empty."""
     for path in reversed(CREATED):
         try:
+            if [p.name for p in path.iterdir()] == [LOCK_NAME] and folder_holder(path) is None:
+                (path / LOCK_NAME).unlink()
             path.rmdir()  # fails on a folder with anything in it: kept
         except OSError:
             pass

@@ -104,3 +104,29 @@ def test_a_second_run_into_a_folder_in_use_is_refused(tmp_path, capsys):
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=120)
     assert proc.returncode == 75
+
+
+def test_a_ctrl_c_before_training_starts_leaves_no_empty_run_folder(tmp_path, monkeypatch,
+                                                                    capsys):
+    """A Ctrl-C between creating the run folder and the first write (before the signal
+    handler that checkpoints is in place) left `runs/new/checkpoints/` and a lock file:
+    a folder that `simclr info` called "not a simclr run folder". A folder that was
+    there already is kept (with the lock file, released)."""
+    from simclr import distributed
+    from simclr.cli import main
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(distributed, "wrap_ddp", interrupted)
+    data = make_image_folder(tmp_path / "imgs", per_class=8)
+    argv = ["pretrain", "--data", str(data), "--max-steps", "1", "--no-progress",
+            "--workers", "0", "--cache-dir", str(tmp_path / "cache"), "--arch", "resnet18",
+            "--width", "0.125", "--image-size", "16", "--batch-size", "8",
+            "--precision", "fp32"]
+    assert main([*argv, "--out", str(tmp_path / "runs" / "new")]) == 130
+    assert "interrupted; no checkpoint was saved" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "mine").mkdir()
+    assert main([*argv, "--out", str(tmp_path / "mine")]) == 130
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == [".simclr.lock"]
