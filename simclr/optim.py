@@ -174,10 +174,12 @@ def warmup_steps(cfg: OptimConfig, steps_per_epoch: int, total_steps: int) -> in
 
     ``warmup_epochs`` (10 in the paper, for runs of 100+ epochs) but at most 10% of the
     run, so short runs keep the paper's warm-up proportion instead of never reaching
-    the peak rate; ``warmup_fraction`` sets the proportion explicitly.
+    the peak rate; ``warmup_fraction`` sets the proportion explicitly, rounded but
+    leaving the last step after the warm-up (0.9 of 4 steps rounded to all 4: the rate
+    never reached its peak, nor decayed; 0.6 of 1 step trained that step at rate 0).
     """
     if cfg.warmup_fraction is not None:
-        return round(cfg.warmup_fraction * total_steps)
+        return min(round(cfg.warmup_fraction * total_steps), max(total_steps - 1, 0))
     return min(round(cfg.warmup_epochs * steps_per_epoch), round(0.1 * total_steps))
 
 

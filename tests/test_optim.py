@@ -228,6 +228,20 @@ def test_warmup_is_ten_epochs_but_at_most_a_tenth_of_the_run():
     assert warmup_steps(cfg, steps_per_epoch=100, total_steps=400) == 100
 
 
+def test_a_warmup_fraction_leaves_the_last_step_after_the_warmup():
+    """round(0.9 * 4) = 4 made the whole run warm-up: rates 0, 0.25, 0.5, 0.75 of the
+    peak, never the peak nor any decay; 0.6 of a 1-step run trained at rate 0."""
+    cfg = OptimConfig(warmup_fraction=0.9)
+    assert warmup_steps(cfg, steps_per_epoch=1, total_steps=4) == 3
+    rates = [lr_at(s, 4, warmup_steps(cfg, 1, 4), 1.0) for s in range(4)]
+    assert rates[:3] == pytest.approx([0.0, 1 / 3, 2 / 3]) and rates[3] == 1.0
+    cfg.warmup_fraction = 0.6
+    assert warmup_steps(cfg, 1, 1) == 0 and lr_at(0, 1, 0, 1.0) == 1.0
+    assert warmup_steps(cfg, 1, 0) == 0  # (no step at all: no warm-up)
+    cfg.warmup_fraction = 0.25  # where rounding keeps steps after it: as it was
+    assert [warmup_steps(cfg, 1, t) for t in (4, 10, 400)] == [1, 2, 100]
+
+
 def test_runs_of_at_most_five_steps_start_at_the_peak():
     """A tenth of 5 steps rounds to no warm-up step: step 0 trains at the peak rate."""
     cfg = OptimConfig()
