@@ -67,18 +67,22 @@ def count_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], 
 _positive_int = count_at_least(1)
 
 
-def _real(minimum: float, inclusive: bool, maximum: float = math.inf) -> Callable[[str], float]:
-    """argparse type: a float above ``minimum`` (or equal, if inclusive), below maximum."""
+def _real(minimum: float, inclusive: bool, maximum: float = math.inf,
+          most: float = math.inf) -> Callable[[str], float]:
+    """argparse type: a float above ``minimum`` (or equal, if inclusive), below
+    ``maximum`` and at most ``most`` (the config's bounds, e.g. MAX_REAL, are inclusive)."""
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         low_ok = value >= minimum if inclusive else value > minimum
-        if not (low_ok and value < maximum):
+        if not (low_ok and value < maximum and value <= most):
             bound = f"{'>=' if inclusive else '>'} {minimum:g}"
             if maximum < math.inf:
                 bound += f" and < {maximum:g}"
+            if most < math.inf:
+                bound += f" and at most {most:g}"
             raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
         return value
     return parse
@@ -184,7 +188,7 @@ def add_linear_eval_command(sub: argparse._SubParsersAction, runtime: RuntimeFla
     p.add_argument("--layer", default="h", help=LAYERS_HELP + "; Fig. 8 compares h and z")
     p.add_argument("--protocol", choices=["lbfgs", "sgd"], default="lbfgs")
     p.add_argument("--raw-pixels", action="store_true", help="baseline: pixels as features")
-    p.add_argument("--l2", type=_real(0, True, MAX_REAL), default=None,
+    p.add_argument("--l2", type=_real(0, True, most=MAX_REAL), default=None,
                    help="fixed L2 strength (lbfgs)")
     p.add_argument("--l2-grid", default=None, metavar="MIN,MAX,COUNT",
                    help="L2 strengths searched on the held-out split (lbfgs)")
@@ -194,7 +198,7 @@ def add_linear_eval_command(sub: argparse._SubParsersAction, runtime: RuntimeFla
                    help="L-BFGS iterations at most (lbfgs; default 1000)")
     p.add_argument("--epochs", type=epoch_count, default=None,
                    help="sgd; default 90 (fractions allowed)")
-    p.add_argument("--lr", type=_real(0, False, MAX_REAL), default=None,
+    p.add_argument("--lr", type=_real(0, False, most=MAX_REAL), default=None,
                    help="sgd: base lr, x batch/256; default 0.1")
     p.add_argument("--momentum", type=_real(0, True, 1), default=None, help="sgd; default 0.9")
     _crop_flags(p, "sgd; ")
@@ -224,7 +228,7 @@ def add_finetune_command(sub: argparse._SubParsersAction, runtime: RuntimeFlags)
     p.add_argument("--epochs", type=epoch_count, default=None,
                    help="default: 60 for <= 5%% of the labels, else 30 (paper); fractions "
                         "allowed")
-    p.add_argument("--lr", type=_real(0, False, MAX_REAL), default=0.05,
+    p.add_argument("--lr", type=_real(0, False, most=MAX_REAL), default=0.05,
                    help="base lr, x batch/256")
     p.add_argument("--momentum", type=_real(0, True, 1), default=0.9)
     p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")

@@ -46,6 +46,13 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
          "--temperature: must be > 0"),
         (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--l2", "-1"],
          "--l2: must be >= 0"),
+        # the config's bounds, inclusive: 1e6 passes, the next float up does not
+        (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--l2",
+          "1e6"], "--train: folder not found: a"),
+        (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--l2",
+          "1000000.0000000001"], "--l2: must be >= 0 and at most 1e+06, got 1000000.0000000001"),
+        (["finetune", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out", "o",
+          "--lr", "1e6"], "--train: folder not found: a"),
         (["finetune", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out", "o",
           "--momentum", "1"], "--momentum: must be >= 0 and < 1"),
         (["predict", "--checkpoint", "c.pt", "--data", ".", "--out", "p.csv", "--top-k", "0"],
