@@ -157,7 +157,7 @@ def _read_cache(
     try:
         meta = json.loads(meta_path.read_text())
         rows = np.load(npy, mmap_mode="r")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:  # (EOFError: an emptied .npy)
         log.warning("ignoring unreadable cache %s (%s); rebuilding", npy, exc)
         return None
     if not isinstance(meta, dict) or meta.get("version") != CACHE_VERSION or \

@@ -408,6 +408,21 @@ def test_a_sidecar_of_the_right_version_but_not_as_written_is_rebuilt(tmp_path, 
     assert json.loads(meta.read_text())["kept"] == list(range(6))  # rebuilt
 
 
+@pytest.mark.parametrize("damage", [lambda raw: b"", lambda raw: raw[:60],
+                                    lambda raw: b"not a numpy file at all"])
+def test_a_damaged_pixel_file_is_rebuilt(tmp_path, damage, caplog):
+    """An emptied .npy raised EOFError from np.load: a traceback on every later run of
+    the folder (and `simclr cache --clean` kept it, the newest of its folder)."""
+    _cifar_like(tmp_path / "imgs")
+    first = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path)).get_batch(np.arange(6))
+    (npy,) = (tmp_path / "cache").glob("*.npy")
+    npy.write_bytes(damage(npy.read_bytes()))
+    with caplog.at_level(logging.WARNING):
+        again = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    assert "ignoring unreadable cache" in caplog.text
+    assert torch.equal(again.get_batch(np.arange(6)), first)
+
+
 def test_a_killed_builds_file_is_listed_and_cleaned(tmp_path, capsys):
     """SIGKILL during a build leaves its whole-size temporary file: `simclr cache` names
     it and --clean removes it (an hour untouched, its process gone), not a user's file."""
