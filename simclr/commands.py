@@ -134,7 +134,9 @@ def read_checkpoint(
         check_not_inside(args.out, {"--train": getattr(args, "train", None),
                                     "--test": getattr(args, "test", None)}, "results")
     listing = (check_labeled_folders(args.train, args.test, ("--train", "--test"),
-                                     train_split=True) if labeled else None)
+                                     train_split=True,
+                                     max_pixels=getattr(args, "max_pixels", DataConfig.max_pixels))
+               if labeled else None)
     path = checkpoint_file(args.checkpoint)
     check_not_another_run(getattr(args, "out", None), path, args.command)
     check_not_replacing_input(args, path)
@@ -471,9 +473,9 @@ def cmd_supervised(args: argparse.Namespace) -> int:
         check_new_run(cfg.out)
         note_ignored_settings(args.config)
         listing = check_labeled_folders(args.train, args.test, ("--train", "--test"),
-                                        train_split=True)
+                                        train_split=True, max_pixels=cfg.data.max_pixels)
         if listing is not None:  # before the folder is decoded (run_supervised checks again)
-            check_batch_fits(cfg.batch_size, len(listing.paths), listing)
+            check_batch_fits(cfg.batch_size, len(listing.paths), listing, cfg.data.max_pixels)
         data = data_specs(args.train, args.test)
     size = cfg.augment.size
     with dist.process_group():  # under torchrun: rank 0 decodes the folders, then the others

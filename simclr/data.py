@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 SMALL_SIDE = 96  # images up to this side are cached decoded (cfg.cache = 'auto')
 LOAD_SCALE = 1.15  # images larger than SMALL_SIDE are stored at round(view size * 1.15)
-MAX_SUBSTITUTES = 64  # next images tried in place of an unreadable one
+MAX_SUBSTITUTES = 64  # next images tried in place of an unreadable one (and as many more)
 
 
 def default_workers() -> int:
@@ -275,9 +275,8 @@ def load_item(
     substituted else -1; the reason the first file was refused).
     """
     n, first_reason = source.num_images, ""
-    tried = min(n, MAX_SUBSTITUTES)
-    for k in range(tried):
-        j = (i + k) % n
+    tried = substitutes(i, n)
+    for k, j in enumerate(tried):
         path = source.paths[j]
         blob = read_jpeg(path, source.max_pixels, source.store) if raw else None
         if blob is not None:
@@ -290,10 +289,26 @@ def load_item(
         # A (3, S, S) view of the HWC array: the batch collation's copy transposes it.
         image = torch.from_numpy(arr).permute(2, 0, 1)
         return image, j, aspect, (i if k else -1), first_reason
-    what = f"all {n} images are" if tried == n else f"{tried} images in a row are"
-    error = NoReadableImageError if tried == n else SimCLRError
+    what = (f"all {n} images are" if len(tried) == n else
+            f"{len(tried)} images tried in its place ({MAX_SUBSTITUTES} after it, the rest "
+            "spread over the folder) are")
+    error = NoReadableImageError if len(tried) == n else SimCLRError
     raise error(f"{what} unreadable (first: {source.paths[i]}: {first_reason}); "
                 f"check the folder {source.name}")
+
+
+def substitutes(i: int, n: int) -> list[int]:
+    """The images tried for image ``i`` of ``n``, in order: ``i`` and the next
+    MAX_SUBSTITUTES - 1 in listing order, then as many spread evenly over the rest of
+    the folder. A class folder's broken files sit side by side in the listing: with
+    neighbours alone, a run of 64 of them among thousands of good images stopped the
+    run (and its resume, at the same place). Deterministic: a resumed run substitutes
+    alike."""
+    near = min(n, MAX_SUBSTITUTES)
+    rest = n - near
+    far = min(rest, MAX_SUBSTITUTES)
+    return [(i + k) % n for k in range(near)] + [
+        (i + near + k * rest // far) % n for k in range(far)]
 
 
 def collate_raw(
@@ -441,17 +456,19 @@ def open_folder(
                        max_pixels=max_pixels, workers=workers, store=store)
 
 
-def check_some_readable(files: ImageList, limit: int | None = 64) -> None:
+def check_some_readable(files: ImageList, limit: int | None = 64,
+                        max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """Refuse a folder of at most ``limit`` files (None: any) none of which decodes (all
     broken, or no images under image names), naming the first: called where the count
     of files is about to be blamed (a batch larger than the set), which it would be for
     nothing, and for folders a run reads only later. Files are opened until one decodes:
-    a readable folder costs one image (a JPEG decoded at reduced size)."""
+    a readable folder costs one image (a JPEG decoded at reduced size). ``max_pixels``:
+    the run's --max-pixels (an image past it is unreadable to the run too)."""
     if limit is not None and len(files.paths) > limit:
         return
     first = None
     for path in files.paths:
-        error = _decode_error(path)
+        error = _decode_error(path, max_pixels)
         if error is None:
             return
         first = first or error
@@ -459,19 +476,21 @@ def check_some_readable(files: ImageList, limit: int | None = 64) -> None:
         raise _none_readable(files, first.path, first.reason)
 
 
-def unreadable_classes(files: ImageList) -> list[str]:
-    """The classes of a labeled listing none of whose files decodes. Each class's files
-    are opened until one does: a readable class costs one image (at reduced size)."""
+def unreadable_classes(files: ImageList, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[str]:
+    """The classes of a labeled listing none of whose files decodes (images past
+    ``max_pixels`` count as unreadable). Each class's files are opened until one does:
+    a readable class costs one image (at reduced size)."""
     labels = np.asarray(files.labels)
     return [name for c, name in enumerate(files.classes)
-            if all(_decode_error(files.paths[i]) for i in np.flatnonzero(labels == c))]
+            if all(_decode_error(files.paths[i], max_pixels)
+                   for i in np.flatnonzero(labels == c))]
 
 
-def _decode_error(path: str) -> BadImageError | None:
+def _decode_error(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> BadImageError | None:
     """Why ``path`` does not decode (opened at reduced size: a JPEG costs little); None
     if it does."""
     try:
-        open_image(path, draft_size=(8, 8))
+        open_image(path, max_pixels, draft_size=(8, 8))
     except BadImageError as exc:
         return exc
     return None

@@ -26,6 +26,7 @@ from simclr.data import (
     decode_raw_batch,
     unreadable_classes,
 )
+from simclr.decode import DEFAULT_MAX_PIXELS
 from simclr.errors import SimCLRError, check_counts
 from simclr.folders import ImageList, check_folder, list_folder
 from simclr.runtime import (
@@ -40,15 +41,16 @@ log = logging.getLogger(__name__)
 
 
 def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str, str],
-                          train_split: bool = False) -> ImageList | None:
+                          train_split: bool = False,
+                          max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageList | None:
     """Fail now, in one line, on labeled folders before the data are decoded (or, for the
     kNN monitor, a sweep's evaluation and a --test read after training, before hours of
     training): missing, without class sub-folders, with other classes than each other,
     or none of whose images decodes (opened until one does:
     :func:`simclr.data.check_some_readable`); torchvision's named data sets pass.
     ``train_split``: the training folder is read as training data (a data set root's
-    train/ split). Returns its listing (None for a named data set), for the checks a
-    command makes on it."""
+    train/ split). ``max_pixels``: the command's --max-pixels. Returns its listing
+    (None for a named data set), for the checks a command makes on it."""
     check_folder(flags[0], train)
     check_folder(flags[1], test)
     listed = list_folder(train, train_split) if train else None
@@ -61,12 +63,12 @@ def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str,
         for flag, files in zip(flags, (listed, held_out), strict=True):
             if files is not None:
                 try:
-                    check_some_readable(files, limit=None)
+                    check_some_readable(files, limit=None, max_pixels=max_pixels)
                 except SimCLRError as exc:
                     raise SimCLRError(f"{flag}: {exc}") from None
         # A training class whose files all fail would leave the problem smaller without
         # a word (the kNN monitor's, read only after an epoch, measured 2 of 3 classes).
-        empty = unreadable_classes(listed)
+        empty = unreadable_classes(listed, max_pixels)
         if empty:
             raise SimCLRError(f"{flags[0]} {listed.root}: no readable image in class "
                               f"folder(s) {_few(empty)}")

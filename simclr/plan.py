@@ -16,6 +16,7 @@ import torch
 
 from simclr import distributed as dist
 from simclr.config import Config
+from simclr.decode import DEFAULT_MAX_PIXELS
 from simclr.errors import SimCLRError
 from simclr.optim import lr_at, warmup_steps
 
@@ -38,10 +39,11 @@ class Plan:
     anchor: tuple[int, float] | None = None
 
 
-def check_batch_fits(batch_size: int, num_images: int, files: ImageList | None = None) -> None:
+def check_batch_fits(batch_size: int, num_images: int, files: ImageList | None = None,
+                     max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """The batch is the user's choice: one larger than the set (an epoch without a
     step) is refused. ``files``: the folder's listing, counted before decoding: where
-    none of them decodes, that is said instead."""
+    none of them decodes (within the run's ``max_pixels``), that is said instead."""
     if num_images < 2 <= batch_size:  # the smallest batch (a pair for NT-Xent, BN's 2)
         problem = (f"the data set has {num_images} image{'s' * (num_images != 1)}; "
                    "training needs at least 2")
@@ -56,7 +58,7 @@ def check_batch_fits(batch_size: int, num_images: int, files: ImageList | None =
     if files is not None:
         from simclr.data import check_some_readable
 
-        check_some_readable(files)
+        check_some_readable(files, max_pixels=max_pixels)
     raise SimCLRError(problem)
 
 

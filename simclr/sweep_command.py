@@ -107,7 +107,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     if folders:  # before hours of training
         check_labeled_folders(args.eval_train, args.eval_test, ("--eval-train", "--eval-test"),
-                              train_split=True)
+                              train_split=True, max_pixels=vars(args).get("cfg:data.max_pixels")
+                              or DataConfig().max_pixels)
         # The cells' files (a confusion figure) inside a folder the scores read would
         # become its images: each cell then scored on another test set.
         check_not_inside(args.out, {"--eval-train": args.eval_train,

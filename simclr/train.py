@@ -117,7 +117,7 @@ def check_knn_folders(cfg: Config) -> None:
     """The kNN monitor's folders are first read after an epoch: check them before (that
     some image of each decodes too, which a run would meet only then)."""
     check_labeled_folders(cfg.knn_train, cfg.knn_test, ("--knn-train", "--knn-test"),
-                          train_split=True)
+                          train_split=True, max_pixels=cfg.data.max_pixels)
 
 
 def log_line(message: str) -> None:
@@ -232,7 +232,7 @@ def pretrain(
     if files is not None:
         if run.saved is not None:  # other images than the run's: said first
             notes = [*notes, *check_files_listed(run.saved, len(files.paths), digest)]
-        check_batch_fits(cfg.batch_size, len(files.paths), files)
+        check_batch_fits(cfg.batch_size, len(files.paths), files, cfg.data.max_pixels)
     if run.saved is not None:
         notes = [*notes, *check_same_runtime(run.saved, device)]
     # Read now, so a wrong file is named before the data are decoded; loaded below.

@@ -53,6 +53,30 @@ def test_bad_images_are_skipped_and_counted(tmp_path, cache):
     assert src.readable_images == 3  # as a run's summary.json counts them, cached or not
 
 
+def test_a_long_run_of_broken_files_is_substituted_from_across_the_folder(tmp_path):
+    """Uncached, a bad image was replaced by one of the next 64 in listing order only: a
+    class folder of 70 broken files among readable ones stopped the run (and its
+    resume, at the same place) with '64 images in a row are unreadable'."""
+    from simclr.data import load_item, substitutes
+
+    for k in range(70):
+        (tmp_path / "imgs" / "broken").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "imgs" / "broken" / f"{k:03d}.jpg").write_bytes(b"\0" * 100)
+    for k in range(10):
+        save_image(tmp_path / "imgs" / "good" / f"{k}.png", rgb(16, 16, k))
+    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="off", load_size=16))
+    assert src.num_images == 80 and src.paths[0].endswith("broken/000.jpg")
+    image, j, _aspect, replaced, reason = load_item(src, 0)
+    assert j >= 70 and replaced == 0 and reason and image.shape == (3, 16, 16)
+    assert load_item(src, 0)[1] == j  # (the same one every time: resumes alike)
+    batch = torch.cat([im for _, im, _ in BatchLoader(src, 80, 0, 0, workers=0)])
+    assert batch.shape == (80, 3, 16, 16)
+    # i and the next 63, then 64 spread over the rest; a small folder is tried whole
+    assert substitutes(5, 1000)[:64] == list(range(5, 69))
+    assert len(set(substitutes(5, 1000))) == 128 and max(substitutes(5, 1000)) > 900
+    assert sorted(substitutes(3, 100)) == list(range(100))
+
+
 @pytest.mark.parametrize("cache", ["on", "off"])
 def test_strict_fails_on_first_bad_file(tmp_path, cache):
     _mixed_folder(tmp_path / "imgs")

@@ -199,3 +199,28 @@ def test_a_test_folder_that_is_the_training_folder_is_noted(tmp_path, caplog):
         check_labeled_folders(str(folder), str(tmp_path / "photos" / "."), ("--train", "--test"))
     assert caplog.messages == ["note: --train and --test are the same folder: the top-1 "
                                "measures images the classifier saw, not held-out ones"]
+
+
+def test_the_readability_checks_use_the_commands_max_pixels(tmp_path):
+    """They opened every file at the default limit: a folder of scans that the user's
+    --max-pixels lets through was refused as unreadable before knn, linear-eval and the
+    kNN monitor ('exceeds the limit ... --max-pixels sets it', with it set), and one
+    that it does not let through passed them, to fail later."""
+    import shutil
+
+    from simclr.errors import SimCLRError
+    from simclr.features import check_labeled_folders
+
+    big = make_image_folder(tmp_path / "big", classes=2, per_class=2, side=40)  # 1,600 px
+    small = make_image_folder(tmp_path / "mixed", classes=2, per_class=2, side=16)  # 256 px
+    for k in range(2):  # class_1 of "mixed" holds only 40 x 40 images
+        shutil.copyfile(big / "class_1" / f"{k:03d}.png", small / "class_1" / f"{k:03d}.png")
+    flags = ("--train", "--test")
+    check_labeled_folders(str(big), str(big), flags, max_pixels=1600)
+    with pytest.raises(SimCLRError, match=r"^--train: none of the 4 images in .* could be "
+                                          r"read \(first: .*40x40 = 1600 pixels exceeds the "
+                                          r"limit of 1000"):
+        check_labeled_folders(str(big), str(big), flags, max_pixels=1000)
+    check_labeled_folders(str(small), str(small), flags, max_pixels=1600)
+    with pytest.raises(SimCLRError, match=r"no readable image in class folder\(s\) class_1$"):
+        check_labeled_folders(str(small), str(small), flags, max_pixels=1000)

@@ -530,15 +530,17 @@ def test_online_knn_monitor(tmp_path, image_folder, cache_dir):
 
 
 def test_a_knn_folder_failing_mid_run_keeps_the_steps(tmp_path, image_folder, cache_dir):
-    """A --knn-test with 64 unreadable images in a row (after a readable one, which the
-    start's check opens; large, so read uncached) failed after the first epoch; under
+    """A --knn-test with 139 unreadable images (after a readable one, which the start's
+    check opens; large, so read uncached) failed after the first epoch; under
     --checkpoint-every 0 its steps were lost."""
-    broken = unreadable_folder(tmp_path / "broken", 33)
+    broken = unreadable_folder(tmp_path / "broken", 70)
     save_image(broken / "class_0/0.png", rgb(128, 128))
     with pytest.raises(SimCLRError) as info:
         run(tmp_path, image_folder, cache_dir, "run", knn_train=str(image_folder),
             knn_test=str(broken), checkpoint_every=0)
-    assert str(info.value).startswith("kNN monitor: 64 images in a row are unreadable (first: ")
+    assert str(info.value).startswith("kNN monitor: 128 images tried in its place (64 after "
+                                      "it, the rest spread over the folder) are unreadable "
+                                      "(first: ")
     assert str(info.value).endswith(
         f"check the folder {broken} (the run is saved at step 3: `simclr pretrain --resume "
         f"{tmp_path / 'run'}` continues it once the folder is mended)")
