@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,13 +78,14 @@ def _blocks(queries: torch.Tensor, keys: torch.Tensor) -> Iterator[tuple[int, to
 
 
 def nearest(queries: torch.Tensor, keys: torch.Tensor, k: int,
-            exclude: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+            exclude: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """(similarities (N, k), indices (N, k)) of each query's ``k`` most similar keys,
-    most similar first; ``exclude[i]``: a key query i never returns (itself), or -1."""
+    most similar first; ``exclude``: (query indices, key indices), pairs never returned
+    (a query itself, under each path it has among the keys)."""
     sims, idx = [], []
     for start, block in _blocks(queries, keys):
-        rows = np.flatnonzero(exclude[start:start + len(block)] >= 0)
-        block[rows, exclude[start + rows]] = -float("inf")
+        here = (exclude[0] >= start) & (exclude[0] < start + len(block))
+        block[exclude[0][here] - start, exclude[1][here]] = -float("inf")
         top = block.topk(k, dim=1)
         sims.append(top.values.clamp(-1.0, 1.0))
         idx.append(top.indices)
@@ -132,12 +133,9 @@ def write_neighbors(features: str | Path, out: str | Path, k: int = 5,
         if None not in (key_encoder, query_encoder) and key_encoder != query_encoder:
             raise SimCLRError(f"--queries were embedded by {query_encoder}, --features by "
                               f"{key_encoder}: embed both with the same checkpoint and layer")
-    # A query never finds itself: not with --queries naming (some of) the same images,
-    # whatever the spelling of their paths (a folder embedded through a link)
-    canonical = (lambda p: p) if queries is None else os.path.realpath
-    position = {canonical(p): i for i, p in enumerate(key_paths)}
-    exclude = np.array([position.get(canonical(p), -1) for p in query_paths], dtype=np.int64)
-    available = len(keys) - int((exclude >= 0).any())
+    exclude = self_pairs(query_paths, key_paths)
+    counts = np.bincount(exclude[0], minlength=1)
+    available = len(keys) - int(counts.max())
     if not 1 <= k <= available:
         raise SimCLRError(f"--k {k}: there are {available} other images to choose from")
     sims, idx = nearest(query_x, keys, k, exclude)
@@ -154,6 +152,20 @@ def write_neighbors(features: str | Path, out: str | Path, k: int = 5,
 
     written(Path(out), write)
     return {"out": str(out), "queries": int(len(query_x)), "images": int(len(keys)), "k": k}
+
+
+def self_pairs(query_paths: Sequence[str], key_paths: Sequence[str]
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(query indices, key indices) of the keys that are the query's own file: a query
+    never finds itself, whatever the spelling of its path (--queries naming some of the
+    same images; a folder embedded through a link; one file under two names)."""
+    where: dict[str, list[int]] = {}
+    for i, path in enumerate(key_paths):
+        where.setdefault(os.path.realpath(path), []).append(i)
+    pairs = [(q, i) for q, path in enumerate(query_paths)
+             for i in where.get(os.path.realpath(path), ())]
+    query_idx, key_idx = zip(*pairs, strict=True) if pairs else ((), ())
+    return np.array(query_idx, dtype=np.int64), np.array(key_idx, dtype=np.int64)
 
 
 def check_threshold(threshold: float) -> None:

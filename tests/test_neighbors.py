@@ -100,6 +100,33 @@ def test_queries_from_another_file(tmp_path, capsys):
         "and layer\n")
 
 
+def test_a_file_under_two_paths_never_finds_itself_under_either(tmp_path):
+    """Only the last of a file's paths among the keys was excluded: embedded as a.jpg
+    and through a link as b.jpg, a query of it found its other name at 1.000000 first."""
+    (tmp_path / "real").mkdir()
+    names = [str(tmp_path / "real" / f"{i}.jpg") for i in range(4)]
+    for name in names:
+        open(name, "w").close()
+    os.symlink(names[1], tmp_path / "real" / "also1.jpg")
+    os.symlink(tmp_path / "real", tmp_path / "link")
+    feats = np.random.default_rng(5).normal(size=(5, 8))
+    feats[4] = feats[1]  # the same file, embedded twice
+    embed_file(tmp_path / "k.npz", feats, [*names, str(tmp_path / "real" / "also1.jpg")])
+    assert main(["neighbors", "--features", str(tmp_path / "k.npz"), "--out",
+                 str(tmp_path / "n.csv"), "--k", "3"]) == 0
+    table = rows(tmp_path / "n.csv")[1:]
+    for q in (1, 4):
+        assert {names[1], str(tmp_path / "real" / "also1.jpg")}.isdisjoint(table[q][1::2])
+    assert len(table[0][1::2]) == 3  # (the others: 4 keys to choose from)
+    embed_file(tmp_path / "q.npz", feats[1:2], [str(tmp_path / "link" / "1.jpg")])
+    assert main(["neighbors", "--features", str(tmp_path / "k.npz"), "--queries",
+                 str(tmp_path / "q.npz"), "--out", str(tmp_path / "q.csv"), "--k", "3"]) == 0
+    found = rows(tmp_path / "q.csv")[1][1::2]
+    assert sorted(found) == sorted([names[0], names[2], names[3]])
+    assert main(["neighbors", "--features", str(tmp_path / "k.npz"), "--queries",
+                 str(tmp_path / "q.npz"), "--out", str(tmp_path / "r.csv"), "--k", "4"]) == 2
+
+
 def test_duplicates_are_every_pair_above_the_threshold(tmp_path, capsys):
     rng = np.random.default_rng(1)
     base = rng.normal(size=(6, 8))
