@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,10 +89,11 @@ def _images_under(folder: str, others: Counter[str], seen: dict[str, str],
     photos in :data:`OTHER_PHOTO_FORMATS` are counted into ``others`` by extension.
 
     ``seen``: the real folders listed so far -> the class folder that listed them (each
-    is listed once); ``classes``: every class folder's real path -> its name. A linked
-    folder that is, or lies in, another class's folder is left out, as is a class folder
-    listed already (both said): their images would have two labels, and a split could
-    put one image in train and test."""
+    is listed once), and the real files of linked files likewise; ``classes``: every
+    class folder's real path -> its name. A linked folder or file that is, or lies in,
+    another class's folder is left out, as is a class folder listed already and a file
+    linked from another class already (all said): their images would have two labels,
+    and a split could put one image in train and test."""
     found: list[str] = []
     own = os.path.realpath(folder)
     if own in seen:
@@ -104,7 +106,7 @@ def _images_under(folder: str, others: Counter[str], seen: dict[str, str],
         _say_once(f"unlisted {exc.filename}", "cannot list the folder %s (%s); its images "
                   "are left out", exc.filename, exc.strerror)
 
-    for dirpath, dirnames, filenames in os.walk(folder, onerror=unlisted, followlinks=True):
+    for dirpath, dirnames, filenames, linked in _walk(folder, unlisted):
         # Linked folders are followed, but each real folder once, and never a link back
         # up the tree (a loop would list the same files forever, under other classes).
         here = os.path.realpath(dirpath)
@@ -126,10 +128,54 @@ def _images_under(folder: str, others: Counter[str], seen: dict[str, str],
                 keep.append(d)
         dirnames[:] = keep
         found.extend(
-            os.path.join(dirpath, f) for f in sorted(filenames) if _visible(f) and _is_image_name(f)
+            os.path.join(dirpath, f) for f in sorted(filenames) if _visible(f) and
+            _is_image_name(f) and (f not in linked or _own_file(os.path.join(dirpath, f),
+                                                                 folder, seen, classes))
         )
         others.update(_extension(f) for f in _other_formats(filenames))
     return found
+
+
+def _own_file(path: str, folder: str, seen: dict[str, str], classes: dict[str, str]) -> bool:
+    """Whether the linked file ``path`` of class folder ``folder`` is listed: not when
+    its real file lies in another class's folder, or is linked from another class
+    already (said; ``seen`` records it). A broken link is listed (decoding says so)."""
+    real = os.path.realpath(path)
+    other = _class_holding(real, classes)
+    if other is None or other == classes.get(os.path.realpath(folder)):
+        if seen.setdefault(real, folder) == folder:
+            return True
+        other = os.path.basename(seen[real])
+    _say_once(f"file {real}", "%s: a link to %s, an image of the class %s, is left out, so "
+              "that no image has two classes", path, real, other)
+    return False
+
+
+def _walk(top: str, onerror: Any) -> Iterator[tuple[str, list[str], list[str], set[str]]]:
+    """``os.walk(top, followlinks=True)`` (top-down: the caller prunes ``dirnames`` in
+    place), also naming the files that are links, which scandir knows without a system
+    call per file: (dirpath, dirnames, filenames, the linked ones of filenames)."""
+    stack = [top]
+    while stack:
+        dirpath = stack.pop()
+        try:
+            with os.scandir(dirpath) as scan:
+                entries = list(scan)
+        except OSError as exc:
+            onerror(exc)
+            continue
+        dirnames, filenames, linked = [], [], set()
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()  # (through a link, as os.walk with followlinks)
+                link = not is_dir and entry.is_symlink()
+            except OSError:  # (gone since it was listed: decoding says so)
+                is_dir, link = False, False
+            (dirnames if is_dir else filenames).append(entry.name)
+            if link:
+                linked.add(entry.name)
+        yield dirpath, dirnames, filenames, linked
+        stack.extend(os.path.join(dirpath, d) for d in reversed(dirnames))
 
 
 def _class_holding(real: str, classes: dict[str, str]) -> str | None:
@@ -185,6 +231,9 @@ def _class_folders(root: str, entries: list[str]) -> list[str]:
     for e in entries:
         path = os.path.join(root, e)
         if not os.path.isdir(path):
+            if not _is_image_name(e) and os.path.islink(path) and not os.path.exists(path):
+                _say_once(path, "%s: %s is a link to %s, which does not exist; left out (a "
+                          "class folder of it would be missing)", root, e, os.readlink(path))
             continue
         real = os.path.realpath(path)
         if (real_root + os.sep).startswith(real + os.sep):

@@ -183,6 +183,37 @@ def test_no_image_is_listed_under_two_classes_through_links(tmp_path, caplog):
     assert "class_2/shared: the same folder as one listed under" in said
 
 
+def test_no_image_is_listed_under_two_classes_through_linked_files(tmp_path, caplog):
+    """Only linked folders were checked: `ln -s ../a/1.png b/` listed a/1.png under
+    both labels. A linked file into another class, or one file linked from two classes,
+    is listed once, said; a link to a file of no class, or of its own, is kept; a link
+    named as no image to a missing folder (a class gone) is said, not dropped unsaid."""
+    import logging
+
+    root = make_image_folder(tmp_path / "d", classes=3, per_class=2)
+    pool = make_image_folder(tmp_path / "pool", classes=1, per_class=2) / "class_0"
+    (root / "class_1" / "from_0.png").symlink_to(root / "class_0" / "000.png")
+    (root / "class_1" / "pooled.png").symlink_to(pool / "000.png")
+    (root / "class_2" / "pooled.png").symlink_to(pool / "000.png")  # linked by two classes
+    (root / "class_2" / "own.png").symlink_to(pool / "001.png")
+    (root / "class_0" / "again.png").symlink_to(root / "class_0" / "001.png")  # its own
+    (root / "class_9").symlink_to(tmp_path / "gone")
+    with caplog.at_level(logging.WARNING, logger="simclr.folders"):
+        listing = scan_folder(root)
+    assert listing.classes == ["class_0", "class_1", "class_2"]
+    names = {(listing.classes[c], Path(p).name)
+             for p, c in zip(listing.paths, listing.labels, strict=True)}
+    assert ("class_1", "from_0.png") not in names and ("class_2", "pooled.png") not in names
+    assert {("class_1", "pooled.png"), ("class_2", "own.png"), ("class_0", "again.png")} <= names
+    assert np.bincount(listing.labels).tolist() == [3, 3, 3]
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert (f"class_1/from_0.png: a link to {root / 'class_0' / '000.png'}, an image of the "
+            "class class_0, is left out") in said
+    assert f"class_2/pooled.png: a link to {pool / '000.png'}, an image of the class " \
+           "class_1, is left out" in said
+    assert f"class_9 is a link to {tmp_path / 'gone'}, which does not exist; left out" in said
+
+
 def test_a_link_to_the_folder_itself_is_no_class(tmp_path, caplog):
     """`ln -s . loop` in a flat folder made a class 'loop' of the folder's own images
     (each then read twice by pretraining); it is left out, said once."""
