@@ -211,6 +211,28 @@ def fitted_size(w: int, h: int, side: int) -> tuple[int, int]:
     return max(side, round(w * scale)), max(side, round(h * scale))
 
 
+# Past this many pixels in a picture resized before its central square is cropped
+# (a 1 x 500 spacer at 256 px: 256 x 128,000, 393 MB in float32), only the central band
+# of its long side is resized (:func:`central_band`).
+MAX_RESIZED_PIXELS = 2**22
+
+
+def central_band(w: int, h: int, side: int) -> tuple[int, int, int, int] | None:
+    """(left, top, width, height) of the part of a w x h picture that its central square
+    at ``side`` (shorter side resized to ``side``, then cropped) is made of, with a
+    margin for the resize filter's reach; None where resizing it whole stays under
+    MAX_RESIZED_PIXELS. Only pictures of extreme shape (aspect past 64 at 256 px) are
+    cut: their square then matches the whole picture's to within a fraction of a pixel
+    of position (the long side's scale is rounded on the band), not bit for bit."""
+    short, long = min(w, h), max(w, h)
+    if side * long / short <= MAX_RESIZED_PIXELS / side:
+        return None
+    margin = 2 * max(1, -(-short // side)) + 1  # (bicubic: 2 taps, widened when reducing)
+    keep = min(long, short + 2 * margin)
+    start = (long - keep) // 2
+    return (start, 0, keep, h) if w > h else (0, start, w, keep)
+
+
 def stored_aspect(w: int, h: int, store: str) -> float:
     """Width / height of the picture a stored square stands for: the image's own with
     ``store='full'`` (the square is the whole image, squeezed), 1 with 'center' and
@@ -262,6 +284,10 @@ def fit_square(im: Image.Image, side: int, store: str = "full") -> Image.Image:
         return im
     if store == "full":
         return im.resize((side, side), Image.Resampling.BILINEAR)
+    band = central_band(w, h, side)
+    if band is not None:
+        left, top, bw, bh = band
+        im, (w, h) = im.crop((left, top, left + bw, top + bh)), (bw, bh)
     nw, nh = fitted_size(w, h, side)
     if (nw, nh) != (w, h):
         im = im.resize((nw, nh), Image.Resampling.BILINEAR)
@@ -364,14 +390,19 @@ def fit_square_tensor(images: torch.Tensor, side: int, store: str = "full") -> t
     the folder holds.
     """
     h, w = images.shape[-2:]
-    if (h, w) == (side, side) and not (is_eval_store(store) and max(h, w) <= SMALL_PICTURE):
+    small = max(h, w) <= SMALL_PICTURE  # (of the whole picture, not of a band cut below)
+    if (h, w) == (side, side) and not (is_eval_store(store) and small):
         return images  # (a small picture's square is its S x S result, bordered: below)
+    band = None if store == "full" or small else central_band(w, h, side)
+    if band is not None:
+        left, top, bw, bh = band
+        images, (h, w) = images[..., top:top + bh, left:left + bw], (bh, bw)
     if is_eval_store(store):
         from torchvision.transforms import InterpolationMode
         from torchvision.transforms.v2 import functional as tvf
 
         size = eval_store_size(store)
-        if size is not None and max(h, w) <= SMALL_PICTURE and side == eval_side(size):
+        if size is not None and small and side == eval_side(size):
             short = min(h, w)
             x = tvf.resize(tvf.center_crop(images.float(), [short, short]), [size, size],
                            interpolation=InterpolationMode.BICUBIC,

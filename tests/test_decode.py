@@ -349,6 +349,41 @@ def test_fit_square_tensor_sizes_agree_with_pil(tmp_path):
         assert pil.size == (16, 16)
 
 
+@pytest.mark.parametrize(("h", "w"), [(8, 1200), (1200, 8), (1, 500)])
+def test_a_picture_of_extreme_shape_is_resized_by_its_central_band(tmp_path, monkeypatch,
+                                                                    h, w):
+    """The shorter side resized to 256 before the central square was cut: a 1 x 500
+    spacer became 256 x 128,000 (393 MB in float32; 1 x 8,000 ran out of memory in a
+    traceback). Only the band the square is made of is resized now, to within a level
+    or two of the whole picture's square (and bit for bit for ordinary shapes)."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as tvf
+
+    from simclr.decode import central_band, eval_side, load_square
+
+    array = smooth_rgb(h, w, seed=3)
+    save_image(tmp_path / "thin.png", array)
+    side = eval_side(224)
+    band = central_band(w, h, side)
+    assert band is not None and max(band[2:]) <= min(w, h) + 14
+    pixels = torch.from_numpy(array).permute(2, 0, 1)[None].float()
+    whole = tvf.center_crop(tvf.resize(pixels, [side], interpolation=InterpolationMode.BICUBIC,
+                                       antialias=True), [side, side]).round().clamp(0, 255)
+    got, _ = load_square(str(tmp_path / "thin.png"), side, store="eval:224")
+    diff = (torch.from_numpy(got).permute(2, 0, 1).float() - whole[0]).abs()
+    assert diff.mean() < 0.5 and diff.max() <= 2
+    for store in ("center",):  # PIL's path and the device decoder's
+        pil = np.asarray(fit_square(Image.fromarray(array), side, store)).astype(int)
+        monkeypatch.setattr(decode, "MAX_RESIZED_PIXELS", 2**62)  # (the whole picture)
+        reference = np.asarray(fit_square(Image.fromarray(array), side, store)).astype(int)
+        tensor = fit_square_tensor(torch.from_numpy(array).permute(2, 0, 1)[None], side, store)
+        monkeypatch.undo()
+        assert np.abs(pil - reference).mean() < 0.5 and np.abs(pil - reference).max() <= 2
+        cut = fit_square_tensor(torch.from_numpy(array).permute(2, 0, 1)[None], side, store)
+        assert (cut.int() - tensor.int()).abs().float().mean() < 0.5
+    assert central_band(400, 300, side) is None and central_band(5000, 100, side) is None
+
+
 def test_device_decode_resizes_large_groups_in_bounded_chunks(tmp_path, monkeypatch):
     monkeypatch.setattr(decode, "RESIZE_CHUNK_ELEMENTS", 3 * 40 * 50 * 2)  # 2 images a chunk
     blobs = []
