@@ -520,6 +520,7 @@ def train_loop(
                 break
         progress.close()
         check_finite(first_bad, last_good, cfg, precision)
+        share_skipped(source)  # (those met since the epoch's start: in the summary too)
         last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=False)
         summary = run_summary(source, plan, state, reason, stop.requested, last_good)
         # The last logged window's means (a sweep's table shows them: Table 5's columns).
@@ -572,8 +573,7 @@ def check_enough_readable(source: ImageSource, batch_size: int) -> None:
     of all (so rank 0's checkpoint lists them), one exchange an epoch."""
     if source.cached:
         return
-    source.remember_skipped([entry for found in dist.all_gather_objects(list(source.skipped))
-                             for entry in found])
+    share_skipped(source)
     bad = len(source.skipped)
     readable = source.num_images - bad
     if readable < batch_size:
@@ -582,6 +582,15 @@ def check_enough_readable(source: ImageSource, batch_size: int) -> None:
             f"unreadable (named in the log), which leaves at most {readable} images, fewer than "
             f"--batch-size {batch_size}: batches would repeat images; remove those files "
             "or lower --batch-size")
+
+
+def share_skipped(source: ImageSource) -> None:
+    """Every process learns the unreadable files the others met (each reads its share
+    of the batches): rank 0's checkpoint and summary then list them all. A collective:
+    every process calls it at the same point."""
+    if not source.cached:
+        source.remember_skipped([entry for found in dist.all_gather_objects(
+            list(source.skipped)) for entry in found])
 
 
 def run_summary(

@@ -158,6 +158,28 @@ def test_unreadable_images_under_processes_are_one_line(tmp_path, capfd):
                                                       "are unreadable (first: ")
 
 
+@needs_dist
+def test_unreadable_images_any_process_met_are_all_in_the_summary(tmp_path):
+    """Uncached, each process meets the bad files of its share of the batches; they were
+    exchanged only at an epoch's start, so those of the last epoch (all, in a one-epoch
+    run) that rank 1 met were missing from summary.json and the checkpoint."""
+    from simclr.settings import build_config, yaml_text
+    from tests.conftest import make_image_folder, tiny_flags
+
+    data = make_image_folder(tmp_path / "imgs", classes=2, per_class=12)
+    for k in range(6):  # spread over the epoch's order: both processes meet some
+        (data / f"class_{k % 2}" / f"bad{k}.png").write_text("no image")
+    flags = tiny_flags(data, tmp_path / "run", str(tmp_path / "cache"), threads=1,
+                       batch_size=30, max_steps=1, **{"data.cache": "off"})
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml_text(build_config(flags=flags).to_dict()))
+    assert main(["pretrain", "--config", str(config), "--processes", "2"]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert sorted(Path(p).name for p, _ in summary["skipped_images"]) == [
+        f"bad{k}.png" for k in range(6)]
+    assert summary["num_images"] == 24
+
+
 @pytest.mark.parametrize("rank", ["0", "1"])
 def test_under_torchrun_a_user_error_goes_to_its_error_file_and_rank_0_says_it(
         rank, tmp_path, monkeypatch, capsys):
