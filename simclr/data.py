@@ -41,6 +41,7 @@ from simclr.decode import (
     open_image,
     read_jpeg,
 )
+from simclr.distributed import launched_rank
 from simclr.errors import BadImageError, NoReadableImageError, SimCLRError
 from simclr.folders import ImageList, named_dataset, scan_folder, split_root
 from simclr.runtime import ignore_stop_signals
@@ -444,7 +445,9 @@ def open_folder(
             rows=None if len(kept) == len(images.paths) else kept,
             paths=[images.paths[i] for i in kept], max_pixels=max_pixels, workers=workers,
             skipped=skipped, store=store, aspect=cache.aspect)
-        if skipped:  # each named, from a fresh or a reused cache (a reuse decodes nothing)
+        # Each named, from a fresh or a reused cache (a reuse decodes nothing), by the
+        # first process of a launch alone (every process opens the same cache).
+        if skipped and launched_rank() == 0:
             log.warning("%s", source.skip_summary())
         return source
     if cfg.strict:

@@ -77,6 +77,24 @@ def test_a_long_run_of_broken_files_is_substituted_from_across_the_folder(tmp_pa
     assert sorted(substitutes(3, 100)) == list(range(100))
 
 
+@pytest.mark.parametrize("rank", [None, "1"])
+def test_a_caches_skipped_files_are_said_by_the_first_process_alone(tmp_path, monkeypatch,
+                                                                     caplog, rank):
+    """Under --processes 2 the block 'skipped N unreadable image(s)' was printed by each
+    process (rank 0 built the cache, rank 1 reopened it)."""
+    _mixed_folder(tmp_path / "imgs")
+    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="on", load_size=32,
+                                                 max_pixels=3000))
+    if rank is not None:
+        monkeypatch.setenv("RANK", rank)
+    caplog.clear()  # (the build's own)
+    with caplog.at_level(logging.WARNING):
+        src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="on", load_size=32,
+                                                           max_pixels=3000))
+    assert len(src.skipped) == 4
+    assert ("skipped 4 unreadable image(s)" in caplog.text) == (rank is None)
+
+
 @pytest.mark.parametrize("cache", ["on", "off"])
 def test_strict_fails_on_first_bad_file(tmp_path, cache):
     _mixed_folder(tmp_path / "imgs")
