@@ -533,6 +533,21 @@ def run_folder(run_dir: str | Path | None, results: tuple[str, ...],
     return None if run_dir is None else Path(run_dir).expanduser().resolve()
 
 
+def check_batch_norm_share(batch: int, requested: int, sync_bn: bool) -> None:
+    """Per-process BatchNorm (--no-sync-bn) over one image a process has no statistics
+    (a traceback in training at small sizes, silently one image's at larger ones):
+    refused. ``batch``: the global batch trained, ``requested``: --batch-size (larger
+    when the labeled images are fewer: more of them is then what helps)."""
+    world = dist.world_size()
+    if sync_bn or world == 1 or batch // world >= 2:
+        return
+    fix = (f"give a --batch-size of at least {2 * world}" if batch == requested else
+           f"the batch is all {batch} labeled images (--batch-size {requested}): label at "
+           f"least {2 * world}")
+    raise SimCLRError(f"--no-sync-bn: each of the {world} processes would take BatchNorm "
+                      f"statistics from {batch // world} image; {fix}, or keep global BN")
+
+
 def batch_norm_setting(sync_bn: bool) -> str:
     """Where a fine-tuning's BatchNorm takes its statistics from, among its settings."""
     world = dist.world_size()

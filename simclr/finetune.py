@@ -32,6 +32,7 @@ from simclr.classify import (
     Checkpointing,
     PartialRun,
     batch_norm_setting,
+    check_batch_norm_share,
     check_classifier_step,
     crop_flip_config,
     evaluate_classifier,
@@ -89,14 +90,12 @@ def finetune_model(encoder: nn.Module, head: nn.Module | None, num_classes: int,
 
 
 def _placed(model: Classifier, device: torch.device, precision: str, image_size: int,
-            batch: int, channels_last: bool, sync_bn: bool) -> Classifier:
+            batch: int, requested: int, channels_last: bool, sync_bn: bool) -> Classifier:
     """``model`` on its device, its step's memory checked for this process's share of
-    the global ``batch``; global BN across processes with ``sync_bn`` (Sec. 2.2)."""
+    the global ``batch`` (--batch-size ``requested``, fitted to the labeled images);
+    global BN across processes with ``sync_bn`` (Sec. 2.2)."""
     world = dist.world_size()
-    if not sync_bn and world > 1 and batch // world < 2:
-        raise SimCLRError(f"--no-sync-bn: each of the {world} processes would take "
-                          f"BatchNorm statistics from {batch // world} image; give a "
-                          f"--batch-size of at least {2 * world}, or keep global BN")
+    check_batch_norm_share(batch, requested, sync_bn)
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -220,7 +219,8 @@ def run_finetune(
     with torch.random.fork_rng(devices=[]):  # the caller's RNG left as it was
         torch.manual_seed(seed)  # the same new layer in every process
         model = finetune_model(encoder, start_layer, num_classes, from_scratch)
-    model = _placed(model, dev, prec, image_size, budget.batch, channels_last, sync_bn)
+    model = _placed(model, dev, prec, image_size, budget.batch, batch_size, channels_last,
+                    sync_bn)
     out = run_folder(run_dir, RESULTS["finetune"], overwrite)  # inputs checked: rank 0 writes
     optimizer = nesterov_sgd(model.parameters(), lr, budget.batch, momentum)
     scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")

@@ -38,6 +38,7 @@ from simclr.checkpoint import (
 )
 from simclr.classify import (
     Checkpointing,
+    check_batch_norm_share,
     check_classifier_step,
     evaluate_classifier,
     train_classifier,
@@ -324,6 +325,7 @@ def _run(cfg: Config, train: Any, test: Any | None, run_dir: str | Path | None,
     """:func:`run_supervised` in one process of the run."""
     num_classes = check_labeled(train, test)
     check_batch_fits(cfg.batch_size, train.num_images)
+    check_batch_norm_share(cfg.batch_size, cfg.batch_size, cfg.model.sync_bn)
     if resume is None:
         check_new_run(run_dir)
     else:

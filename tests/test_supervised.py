@@ -41,6 +41,29 @@ def test_batch_larger_than_the_data_is_refused_before_writing(tmp_path, folders)
     assert not (tmp_path / "sup").exists()
 
 
+def test_per_process_batch_norm_over_one_image_is_refused(tmp_path, folders, monkeypatch):
+    """`supervised --processes 2 --no-sync-bn --batch-size 2` trained each process's
+    BatchNorm on one image (at 8 px a traceback: 'Expected more than 1 value per
+    channel'); fine-tuning refused it, and says what to do when the labeled images
+    are the limit, not --batch-size."""
+    from simclr import distributed
+    from simclr.classify import check_batch_norm_share
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    train, test = folders
+    cfg = build_config(flags={**TINY, "batch_size": 2, "model.sync_bn": False})
+    with pytest.raises(SimCLRError, match=r"^--no-sync-bn: each of the 2 processes would take "
+                                          r"BatchNorm statistics from 1 image; give a "
+                                          r"--batch-size of at least 4, or keep global BN$"):
+        run_supervised(cfg, train, test, tmp_path / "sup", verbose=False)
+    assert not (tmp_path / "sup").exists()
+    with pytest.raises(SimCLRError, match=r"the batch is all 2 labeled images \(--batch-size "
+                                          r"8\): label at least 4, or keep global BN$"):
+        check_batch_norm_share(2, 8, sync_bn=False)
+    check_batch_norm_share(2, 2, sync_bn=True)  # global BN: 2 images in all
+    check_batch_norm_share(4, 4, sync_bn=False)
+
+
 def test_supervised_checkpoint_is_accepted_everywhere(tmp_path, folders):
     from simclr.evaluate import run_linear_eval
     from simclr.knn import run_knn
