@@ -337,6 +337,9 @@ def check_run_dir(cfg: Config, resume: bool) -> RunDir:
     run_dir = Path(cfg.out).expanduser()
     if resume:
         found, path, ckpt = resume_checkpoint(run_dir)
+        holder = folder_holder(found)
+        if holder:  # now, not after the data are opened and "resuming ..." is said
+            raise in_use(found, holder)
         check_run_length(ckpt["config"], cfg, found)
         return RunDir(found, path, ckpt)
     check_out_folder(run_dir)  # found now, not after decoding

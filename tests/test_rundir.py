@@ -31,7 +31,7 @@ def _preempted_run(cfg, at_step=4):
     assert train.pretrain(cfg, on_step=preempt)["steps"] == at_step
 
 
-def test_existing_run_is_not_overwritten(tmp_path, image_folder, cache_dir):
+def test_existing_run_is_not_overwritten(tmp_path, image_folder, cache_dir, monkeypatch):
     run(tmp_path, image_folder, cache_dir, "once", epochs=1)
     with pytest.raises(SimCLRError, match="already holds a run"):
         run(tmp_path, image_folder, cache_dir, "once", epochs=1)
@@ -46,6 +46,13 @@ def test_existing_run_is_not_overwritten(tmp_path, image_folder, cache_dir):
     try:
         with pytest.raises(SimCLRError, match=r"once is in use by another simclr run \(pid "):
             run(tmp_path, image_folder, cache_dir, "once", epochs=1)
+        # before its data are opened and "resuming ... from step" said (it was after)
+        logs = []
+        monkeypatch.setattr(train, "open_data", lambda *a: logs.append("opened"))
+        monkeypatch.setattr(train, "log_line", logs.append)
+        with pytest.raises(SimCLRError, match=r"once is in use by another simclr run \(pid "):
+            train.pretrain(load_resume_config(tmp_path / "once", {"epochs": 2}), resume=True)
+        assert logs == []
     finally:
         held.close()
 
