@@ -193,6 +193,7 @@ def _add_pretrain_command(sub: argparse._SubParsersAction) -> None:
 def add_runtime_flags(p: argparse.ArgumentParser) -> None:
     from simclr.arguments import CACHE_DIR, folder_name
     from simclr.arguments import count_at_least as _count
+    from simclr.launch import processes_flag
 
     p.add_argument("--batch-size", type=_count(1), default=256)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -204,6 +205,10 @@ def add_runtime_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", type=folder_name, default=CACHE_DIR)
     p.add_argument("--max-pixels", type=_count(1), default=DataConfig.max_pixels,
                    help="larger images are skipped unread (a decompression-bomb guard)")
+    # Taken, unsaid, where a command runs as one process, so that `--processes 2` gets
+    # check_processes' message, not argparse's "unrecognized arguments" (the commands
+    # that train across processes replace it: launch.add_flag).
+    p.add_argument("--processes", type=processes_flag, default=None, help=argparse.SUPPRESS)
 
 
 # ------------------------------------------------------------------------------ commands

@@ -67,11 +67,16 @@ def processes_flag(text: str) -> int:
 def add_flag(parser: argparse.ArgumentParser, dest: str = "processes",
              what: str = "train") -> None:
     """``--processes`` on a command that trains across processes (``dest``: the sweep's
-    is its cells', not its own)."""
-    parser.add_argument(
-        "--processes", type=processes_flag, default=None, metavar="N", dest=dest,
-        help=f"{what} with N processes on this machine (one per GPU; auto: as many as GPUs), "
-             "as torchrun --nproc_per_node N would; --batch-size stays the global batch")
+    is its cells', not its own). It takes over the hidden one of
+    :func:`simclr.cli.add_runtime_flags`, which commands of one process keep."""
+    text = (f"{what} with N processes on this machine (one per GPU; auto: as many as GPUs), "
+            "as torchrun --nproc_per_node N would; --batch-size stays the global batch")
+    for action in parser._actions:
+        if "--processes" in action.option_strings:
+            action.dest, action.help, action.metavar = dest, text, "N"
+            return
+    parser.add_argument("--processes", type=processes_flag, default=None, metavar="N",
+                        dest=dest, help=text)
 
 
 def again(command: str, processes: int | str | None) -> str:

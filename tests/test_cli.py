@@ -206,14 +206,21 @@ def test_interrupt_while_starting_is_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err == "simclr: interrupted\n"
 
 
+@pytest.mark.parametrize("flag", [False, True])
 @pytest.mark.parametrize("command", ["linear-eval", "knn", "embed", "sweep"])
-def test_only_training_runs_under_torchrun(command, monkeypatch, capsys, tmp_path):
-    """Other commands would run once per process, each writing the same files."""
-    monkeypatch.setenv("WORLD_SIZE", "4")
+def test_only_training_runs_under_torchrun(command, flag, monkeypatch, capsys, tmp_path):
+    """Other commands would run once per process, each writing the same files. Asked
+    with --processes (flag) as with torchrun: not argparse's 'unrecognized arguments'."""
     args = {"linear-eval": ["--checkpoint", "c", "--train", "a", "--test", "b"],
             "knn": ["--checkpoint", "c", "--train", "a", "--test", "b"],
             "embed": ["--checkpoint", "c", "--data", "a", "--out", str(tmp_path / "f.npz")],
             "sweep": ["--out", str(tmp_path / "s"), "--set", "epochs=1,2"]}[command]
+    if command == "sweep" and flag:  # (its --processes is its cells')
+        return
+    if flag:
+        args = [*args, "--processes", "4"]
+    else:
+        monkeypatch.setenv("WORLD_SIZE", "4")
     assert main([command, *args]) == 2
     what = " --protocol lbfgs" if command == "linear-eval" else ""
     assert capsys.readouterr().err == (
