@@ -9,6 +9,7 @@ the measured speed, so the cosine reaches its end at the deadline.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -105,15 +106,46 @@ def refit_to_budget(plan: Plan, cfg: Config, step: int, elapsed: float) -> int:
         total = step + int(remaining / seconds_per_step)
         if cfg.max_steps is not None:
             total = min(total, cfg.max_steps)
-        plan.total_steps = max(total, step + 1)
-        fresh = plan_schedule(cfg, plan.steps_per_epoch * cfg.batch_size, plan.total_steps)
-        plan.warmup_steps = _refit_warmup(plan.warmup_steps, fresh.warmup_steps, step)
+        total = max(total, step + 1)
+        fresh = plan_schedule(cfg, plan.steps_per_epoch * cfg.batch_size, total)
+        warmup = _refit_warmup(plan.warmup_steps, fresh.warmup_steps, step)
+        plan.total_steps, plan.warmup_steps = _without_raising_lr(plan, step, total, warmup)
     plan.total_steps, plan.warmup_steps = dist.broadcast_object(
         (plan.total_steps, plan.warmup_steps))
     left = plan.total_steps - step  # (from rank 0's plan: every process refits alike)
     if left <= 1:  # the next step is the last: no refit after it (each would add a step)
         return plan.total_steps + 1
     return step + max(1, min(max(10, plan.total_steps // 50), step // 2, left // 4))
+
+
+# How far a re-plan may raise the learning rate in its decay (a share of peak - final):
+# a longer run moves the cosine back, and a speed misjudged (a machine whose load
+# changed, two steps measured after a resume) took it from 4% of the peak to 47%.
+MAX_LR_RISE = 0.01
+
+
+def _without_raising_lr(plan: Plan, step: int, total: int, warmup: int) -> tuple[int, int]:
+    """(total, warm-up) of a re-plan at ``step``, lengthened no further than keeps the
+    learning rate within MAX_LR_RISE of the last step's once the warm-up is over (the
+    run then ends before its deadline rather than climb back up the cosine)."""
+    old_total, old_warmup = plan.total_steps, plan.warmup_steps
+    if total <= old_total or step <= old_warmup or step - 1 >= old_total:
+        return total, warmup  # shorter (the lr falls), still warming up, or a first plan
+    most = lr_at(step - 1, old_total, old_warmup, 1.0) + MAX_LR_RISE
+    for ramp in (warmup, old_warmup):  # (a warm-up end moved up to the step: the peak)
+        longest = _longest_at_most(step, ramp, most)
+        if longest >= step + 1:
+            return max(old_total, min(total, longest)), ramp
+    return old_total, old_warmup
+
+
+def _longest_at_most(step: int, warmup: int, most: float) -> int:
+    """The longest run whose cosine (after ``warmup`` steps, peak 1, final 0) is at
+    most ``most`` at ``step``; sys.maxsize where any length is."""
+    if most >= 1.0:
+        return sys.maxsize
+    progress = math.acos(max(2.0 * most - 1.0, -1.0)) / math.pi  # the least it may be
+    return warmup + math.floor((step - warmup) / progress)
 
 
 def note_first_step(plan: Plan, step: int, elapsed: float) -> None:

@@ -86,6 +86,34 @@ def test_the_speed_is_measured_after_the_sessions_first_step():
     assert plan.warmup_steps == plan.total_steps // 10  # the ramp goes on, at 10%
 
 
+def test_a_replan_in_the_decay_never_climbs_back_up_the_cosine():
+    """Resumed with a 30-s budget, two steps measured on a machine whose load had just
+    dropped: a run planned to end at step 21 (lr 4% of the peak at step 20) was
+    lengthened to 33 steps, its lr back at 47%, then cut at the deadline at 40%. Once
+    the warm-up is over, a re-plan lengthens the run only as far as keeps the lr within
+    1% of the peak of the last step's; shortening it is never held back."""
+    from simclr.optim import lr_at
+    from simclr.plan import MAX_LR_RISE
+
+    cfg = build_config(flags={"batch_size": 8, "epochs": 1, "time_budget": 30.0})
+    plan = plan_schedule(cfg, 80)
+    plan.total_steps, plan.warmup_steps = 21, 2
+    before = lr_at(20, 21, 2, 1.0)
+    refit_to_budget(plan, cfg, step=21, elapsed=10.0)  # 20 s left at 0.5 s a step: 61
+    assert 21 <= plan.total_steps < 25
+    assert lr_at(21, plan.total_steps, plan.warmup_steps, 1.0) <= before + MAX_LR_RISE
+    plan.total_steps = 30  # shorter is always allowed: 40 s a step now
+    refit_to_budget(plan, cfg, step=22, elapsed=29.0)
+    assert plan.total_steps == 23
+    # Near the peak (step 30 of a 1000-step run after 10 steps of warm-up) the cosine is
+    # flat: the run may grow much longer for a rise under 1%.
+    plan = plan_schedule(cfg, 80)
+    plan.total_steps, plan.warmup_steps = 1000, 10
+    refit_to_budget(plan, cfg, step=30, elapsed=0.3)  # 0.01 s a step: 2,970 more
+    assert plan.total_steps == 3000
+    assert lr_at(30, 3000, plan.warmup_steps, 1.0) - lr_at(29, 1000, 10, 1.0) <= MAX_LR_RISE
+
+
 def test_a_supervised_budget_never_refits_past_its_last_step():
     from simclr.supervised import budget_refit
 
