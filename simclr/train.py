@@ -472,6 +472,7 @@ def train_loop(
                 on_step(state.step, stop)
             if plan.deadline is not None and world == 1 and state.elapsed >= plan.deadline:
                 plan.total_steps = state.step  # the budget is spent: the schedule ends here
+                progress.set_total(plan.total_steps)  # (its last line: "N/N", not "N/700")
             last = state.step >= plan.total_steps  # (logged, and no refit: it ends here)
             # A signal may reach only some processes: they agree on the step to stop at.
             signal_name = vote(state.step, stop.requested, last)
@@ -523,6 +524,11 @@ def train_loop(
         share_skipped(source)  # (those met since the epoch's start: in the summary too)
         last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=False)
         summary = run_summary(source, plan, state, reason, stop.requested, last_good)
+        if plan.deadline is not None and reason == "finished" and \
+                state.step <= plan.warmup_steps:  # a budget of seconds: said, not "finished"
+            log_line(f"note: the --time-budget ended within the warm-up (step {state.step} of "
+                     f"its {plan.warmup_steps}): the learning rate never reached its peak, the "
+                     "encoder is barely trained; give a longer budget")
         # The last logged window's means (a sweep's table shows them: Table 5's columns).
         summary.update({k: logged[k] for k in FINAL_METRICS if k in logged})
         if cfg.knn_train and reason == "finished" and not stop.requested and dist.is_main():

@@ -361,6 +361,28 @@ def test_time_budget_fits_the_schedule(tmp_path, image_folder, cache_dir):
     assert last["step"] == summary["steps"] and last["total_steps"] == summary["steps"]
 
 
+def test_a_budget_spent_within_the_warmup_is_said(tmp_path, image_folder, cache_dir, capsys,
+                                                  monkeypatch):
+    """A 0.5-s budget ran one step at lr 0 (only BatchNorm statistics moved) and said
+    'finished', nothing else; its progress ended at 'step 1/700'."""
+    from simclr import progress
+
+    totals = []
+    monkeypatch.setattr(progress.Progress, "set_total",
+                        lambda self, total: totals.append(total))
+    _, summary = run(tmp_path, image_folder, cache_dir, "short", epochs=100,
+                     time_budget="0.001s", checkpoint_every=0)
+    assert summary["status"] == "finished" and summary["steps"] == 1
+    assert "note: the --time-budget ended within the warm-up (step 1 of its 30): the " \
+           "learning rate never reached its peak" in capsys.readouterr().out
+    assert totals == [1]  # the progress's total as the run ended
+    flags = tiny_flags(image_folder, tmp_path / "long", cache_dir, max_steps=4,
+                       time_budget="1h", checkpoint_every=0)
+    del flags["epochs"]  # (the budget sets the length, --max-steps caps it)
+    assert train.pretrain(build_config(flags=flags))["steps"] == 4
+    assert "within the warm-up" not in capsys.readouterr().out
+
+
 def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, image_folder, cache_dir,
                                                       monkeypatch):
     import simclr.train as t
