@@ -297,15 +297,21 @@ class _Forwarder:
             signal.signal(sig, handler)
 
 
-def _cause(children: list[subprocess.Popen]) -> int | None:
+def _cause(children: list[subprocess.Popen], sent: set[int]) -> int | None:
     """The rank whose failure to report among those ended by now: a user error first,
-    then a death by signal, then any other status; None if none failed."""
+    then a stop by a forwarded signal (``sent``; also 128+signal: the others may end
+    as peers gone, exit 1, at the same moment), then a death by signal, then any other
+    status; None if none failed."""
     failed = [r for r, c in enumerate(children) if c.returncode not in (None, 0, 75)]
     if not failed:
         return None
-    rank = {r: (0 if children[r].returncode == 2 else 1 if children[r].returncode < 0 else 2)
-            for r in failed}
-    return min(failed, key=lambda r: (rank[r], r))
+
+    def order(r: int) -> int:
+        status = children[r].returncode
+        stopped = -status in sent if status < 0 else status - 128 in sent
+        return 0 if status == 2 else 1 if stopped else 2 if status < 0 else 3
+
+    return min(failed, key=lambda r: (order(r), r))
 
 
 def _wait(children: list[subprocess.Popen], sent: set[int]) -> tuple[int, int | None]:
@@ -318,7 +324,7 @@ def _wait(children: list[subprocess.Popen], sent: set[int]) -> tuple[int, int | 
     deadline = float("inf")
     while [child.poll() for child in children].count(None):  # polls each (any() would stop)
         if first is None:
-            first = _cause(children)
+            first = _cause(children, sent)
             if first is not None:
                 deadline = time.monotonic() + GRACE_S
         if time.monotonic() > deadline:
@@ -327,7 +333,7 @@ def _wait(children: list[subprocess.Popen], sent: set[int]) -> tuple[int, int | 
                     child.kill()
         time.sleep(POLL_S)
     if first is None:
-        first = _cause(children)
+        first = _cause(children, sent)
     if first is None:
         return (75 if any(c.returncode == 75 for c in children) else 0), None
     status = children[first].returncode
@@ -345,12 +351,17 @@ def _unsaid_stop(children: list[subprocess.Popen], first: int | None,
                  sent: set[int]) -> int | None:
     """The forwarded signal that ended the run where no process said so, else None. A
     launched process dies of SIGTERM outside a training (it may be blocked in a
-    collective, where no Python handler would run), without a word: the launcher says
-    it, as one process would. Rank 0 exiting with 128+signal or 75 printed its own."""
+    collective, where no Python handler would run), without a word; or, a quiet rank,
+    exits 128+signal after a second Ctrl-C while rank 0, blocked in a collective, ends
+    as a peer gone: the launcher says it, as one process would. Rank 0 exiting with
+    128+signal or 75 printed its own."""
     status = None if first is None else children[first].returncode
-    if status is None or status >= 0 or -status not in sent:
+    if status is None:
         return None
-    return None if children[0].returncode in (75, 128 - status) else -status
+    signum = -status if status < 0 else status - 128
+    if signum not in sent:
+        return None
+    return None if children[0].returncode in (75, 128 + signum) else signum
 
 
 def _command_name(argv: list[str]) -> str:

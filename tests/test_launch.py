@@ -341,6 +341,26 @@ def test_a_signal_rank_0_reported_itself_is_not_said_again(tmp_path):
     assert (proc.returncode, err) == (130, "simclr pretrain: interrupted\n")
 
 
+def test_a_quiet_process_exiting_130_while_rank_0_ends_as_a_peer_gone_is_said(tmp_path):
+    """A second Ctrl-C: rank 1, still in Python, exits 130 unsaid (rank 0 speaks for
+    all), while rank 0, blocked in a collective, ends as a peer gone (its traceback kept
+    for the launcher, exit 1): the run ended with status 130 and no word at all."""
+    code = ("open(os.environ['RANK'] + '.up', 'w').close()\n"
+            "if os.environ['RANK'] == '1':\n"
+            "    try: time.sleep(60)\n"
+            "    except KeyboardInterrupt: sys.exit(130)\n"
+            "else:\n"
+            "    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "    while not os.path.exists('1.gone'): time.sleep(0.05)\n"
+            "    sys.exit(1)")
+    code = code.replace("sys.exit(130)", "open('1.gone', 'w').close(); sys.exit(130)")
+    proc = _launcher(tmp_path, code, ("pretrain",), stderr=subprocess.PIPE, text=True)
+    _wait_for([tmp_path / "0.up", tmp_path / "1.up"])
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err) == (130, "simclr pretrain: interrupted\n")
+
+
 @linux
 def test_the_processes_end_with_a_killed_launcher(tmp_path):
     code = ("from simclr.launch import die_with_launcher; die_with_launcher()\n"  # as main()
