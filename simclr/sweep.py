@@ -408,13 +408,15 @@ def runtime_flags(cfg: Config, run_dir: Path) -> list[str]:
 def run_sweep(
     axes: list[Axis], out: str | Path, *, preset: str | None, config: str | None,
     flags: dict[str, Any], evaluate: Any, processes: int | None = None,
-    scores: str | None = None,
+    scores: str | None = None, recorded: Any = None,
 ) -> tuple[list[Cell], str]:
     """Run every cell; ``evaluate(run_dir) -> dict`` scores a finished one (None: skip).
     ``processes``: each cell trained by that many processes (``--processes``).
     ``scores``: the protocol ``evaluate`` scores by ('knn': knn_top1, knn_z_top1, ...):
     an earlier summary holding other top-1 columns (or any, without ``evaluate``) is kept
     as ``sweep.previous-K.*`` rather than rewritten without them.
+    ``recorded(run_dir) -> dict``: a finished cell's scores on record, shown in the table
+    written before the first cell runs (nothing computed).
 
     Returns the cells (with their results) and the markdown table, also written to
     ``out/sweep.md``, ``out/sweep.csv`` and ``out/sweep.json``. Stops early, leaving the
@@ -458,17 +460,20 @@ def run_sweep(
             print(note, file=sys.stderr)
         _keep_other_grid(root, {c.name for c in cells},
                          "" if evaluate is None else scores)
-        return _run_cells(root, axes, cells, configs, evaluate, processes)
+        return _run_cells(root, axes, cells, configs, evaluate, processes,
+                          None if evaluate is None else recorded)
     finally:
         if held is not None:
             held.close()
 
 
 def _run_cells(root: Path, axes: list[Axis], cells: list[Cell], configs: list[Config],
-               evaluate: Any, processes: int | None) -> tuple[list[Cell], str]:
+               evaluate: Any, processes: int | None,
+               recorded: Any = None) -> tuple[list[Cell], str]:
     """Train (or reuse) and score each cell in turn, the summary rewritten after each;
     a preempted cell ends the sweep (the same command continues it)."""
-    table = _write_summary(root, axes, cells)  # the plan, every cell pending
+    _fill_on_record(cells, recorded)
+    table = _write_summary(root, axes, cells)  # the plan: cells not done yet pending
     for k, (cell, cfg) in enumerate(zip(cells, configs, strict=True)):
         print(f"sweep cell {k + 1}/{len(cells)}: {cell.name}", flush=True)
         try:
@@ -477,27 +482,45 @@ def _run_cells(root: Path, axes: list[Axis], cells: list[Cell], configs: list[Co
             cell.result = {"status": "interrupted"}
             _write_summary(root, axes, cells)
             raise
-        if summary["status"] == "diverged":
-            cell.result = {"status": f"diverged at step {summary['steps']}"}
-            table = _write_summary(root, axes, cells)
-            continue
-        # A run stopped at its last step has finished, but the sweep was asked to stop:
-        # it does, before the evaluation; the same command evaluates the cell and goes on.
-        stopped = summary["status"] == "finished" and summary.get("signal")
-        cell.result = {"status": "preempted" if stopped else summary["status"],
-                       "steps": summary["steps"],
-                       "epochs": round(summary["epochs"], 2),
-                       "train_s": round(summary["elapsed_s"])}
-        # Table 5's "Entropy" and "Contrastive acc." (NT-Xent), as the run ended
-        cell.result.update({k: round(summary[k], 4) for k in ("contrast_entropy",
-                            "contrast_acc") if isinstance(summary.get(k), float)
-                            and math.isfinite(summary[k])})  # (a skipped step's: NaN)
+        cell.result = _trained(summary)
         if cell.result["status"] == "finished" and evaluate is not None:
             cell.result.update(evaluate(cell.run_dir))
         table = _write_summary(root, axes, cells)  # a long sweep's table as it grows
-        if cell.result["status"] != "finished":  # preempted (its training or evaluation):
+        if cell.result["status"] == "preempted":  # (its training or evaluation):
             break  # rerun the command to go on
     return cells, table
+
+
+def _trained(summary: dict[str, Any]) -> dict[str, Any]:
+    """A cell's row from its run's summary: its status, length and time, and Table 5's
+    contrast columns; a diverged run's step."""
+    if summary["status"] == "diverged":
+        return {"status": f"diverged at step {summary['steps']}"}
+    # A run stopped at its last step has finished, but the sweep was asked to stop:
+    # it does, before the evaluation; the same command evaluates the cell and goes on.
+    stopped = summary["status"] == "finished" and summary.get("signal")
+    result = {"status": "preempted" if stopped else summary["status"],
+              "steps": summary["steps"], "epochs": round(summary["epochs"], 2),
+              "train_s": round(summary["elapsed_s"])}
+    # Table 5's "Entropy" and "Contrastive acc." (NT-Xent), as the run ended
+    result.update({k: round(summary[k], 4) for k in ("contrast_entropy", "contrast_acc")
+                   if isinstance(summary.get(k), float)
+                   and math.isfinite(summary[k])})  # (a skipped step's: NaN)
+    return result
+
+
+def _fill_on_record(cells: list[Cell], recorded: Any) -> None:
+    """Each cell whose run needs no more training (:func:`_finished`) gets its row as
+    the sweep will find it, before the first summary is written: a rerun with more
+    values, stopped before it reaches them, keeps their results in its table.
+    ``recorded(run_dir) -> dict``: a finished cell's scores on record (None: none)."""
+    for cell in cells:
+        done = _finished(cell.run_dir)
+        if done is None:
+            continue
+        cell.result = _trained({**done, "signal": None})  # (as _pretrain reuses it)
+        if cell.result["status"] == "finished" and recorded is not None:
+            cell.result.update(recorded(cell.run_dir))
 
 
 def cell_configs(axes: list[Axis], root: Path, preset: str | None, config: str | None,

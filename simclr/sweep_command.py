@@ -119,10 +119,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     def evaluate(run_dir: Path) -> dict[str, Any]:
         return evaluate_run(run_dir, args, wanted)
 
+    def recorded(run_dir: Path) -> dict[str, Any]:
+        return recorded_scores(run_dir, args, wanted)
+
     cells, table = run_sweep(axes, args.out, preset=preset, config=args.config,
                              flags=flags,  # (--out is not a config flag here)
                              evaluate=None if args.eval == "none" else evaluate,
-                             processes=args.cell_processes, scores=args.eval)
+                             processes=args.cell_processes, scores=args.eval,
+                             recorded=recorded)
     print(table)
     if any(c.result.get("status") == "preempted" for c in cells):
         from simclr.train import EXIT_PREEMPTED
@@ -196,7 +200,7 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace,
     from simclr.knn import run_knn
     from simclr.results import write_results
 
-    name = "knn.json" if args.eval == "knn" else "linear_eval.json"
+    name = _results_name(args.eval)
     saved = run_dir / name
     layer = args.eval_layer
     # Every layer this cell was scored on, on these folders, by this command or an
@@ -241,6 +245,21 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace,
     result = json.loads(saved.read_text())
     write_results(run_dir, name, {**result, EVALUATED_ON: wanted})
     return _columns(args.eval, {**scored, layer: result["top1"]})
+
+
+def recorded_scores(run_dir: Path, args: argparse.Namespace,
+                    wanted: dict[str, str]) -> dict[str, float]:
+    """The columns of a cell's scores on record on these folders (those
+    :func:`evaluate_run` would reuse), read only: nothing computed, no file moved. The
+    sweep's table before its first cell runs shows them."""
+    on_record = _scored_layers(run_dir, _results_name(args.eval), wanted,
+                               args.eval_precision)
+    return _columns(args.eval, {key: top1 for key, (top1, _) in on_record.items()})
+
+
+def _results_name(protocol: str) -> str:
+    """The results file of a cell's evaluation by ``protocol`` (knn or linear)."""
+    return "knn.json" if protocol == "knn" else "linear_eval.json"
 
 
 def _eval_sources(args: argparse.Namespace, size: int, augmented: bool) -> tuple[Any, Any]:

@@ -279,6 +279,29 @@ def test_an_evaluation_on_record_is_made_current_again(tmp_path, image_folder, c
     assert row["linear_top1"] == first[0]["linear_top1"] and "linear_z_top1" in row
 
 
+def test_a_rerun_with_more_values_shows_its_finished_cells_from_the_start(
+        tmp_path, image_folder, monkeypatch, capsys):
+    """A rerun wrote every cell 'pending' before the first ran: stopped before it reached
+    the finished ones, its sweep.md/csv/json had lost their results."""
+    from simclr import train
+
+    flags = [*tiny_cell(tmp_path, image_folder), "--eval-train", str(image_folder),
+             "--eval-test", str(image_folder)]
+    assert main(["sweep", "--set", "temperature=0.5", *flags]) == 0
+    done, = json.loads((tmp_path / "sw/sweep.json").read_text())
+    assert done["status"] == "finished" and isinstance(done["knn_top1"], float)
+
+    def interrupted(cfg, resume=False):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "pretrain", interrupted)  # the new cell, first: cut
+    assert main(["sweep", "--set", "temperature=0.2,0.5", *flags]) == 130
+    new, kept = json.loads((tmp_path / "sw/sweep.json").read_text())
+    assert new["status"] == "interrupted" and kept == done
+    assert "0.5,finished," in (tmp_path / "sw/sweep.csv").read_text()
+    assert "| 0.5 | finished |" in (tmp_path / "sw/sweep.md").read_text()
+
+
 def test_only_an_evaluation_set_aside_is_brought_back(tmp_path, capsys):
     """A file the glob NAME.previous-* also matches (a user's knn.previous-1.bak.json)
     set the current evaluation aside and brought nothing back."""
