@@ -482,13 +482,40 @@ def _run_cells(root: Path, axes: list[Axis], cells: list[Cell], configs: list[Co
             cell.result = {"status": "interrupted"}
             _write_summary(root, axes, cells)
             raise
+        except SimCLRError:  # (said by the command): the files say so, not 'pending'
+            cell.result = {"status": "failed"}
+            _write_summary(root, axes, cells)
+            raise
         cell.result = _trained(summary)
         if cell.result["status"] == "finished" and evaluate is not None:
-            cell.result.update(evaluate(cell.run_dir))
+            try:
+                _score(cell, evaluate)
+            except (KeyboardInterrupt, SimCLRError):  # recorded by _score
+                _write_summary(root, axes, cells)
+                raise
         table = _write_summary(root, axes, cells)  # a long sweep's table as it grows
         if cell.result["status"] == "preempted":  # (its training or evaluation):
             break  # rerun the command to go on
     return cells, table
+
+
+def _score(cell: Cell, evaluate: Any) -> None:
+    """Add a finished cell's evaluation to its row. SIGTERM during it (a kNN or L-BFGS
+    fit: no StopFlag there, :class:`simclr.cli.Terminated` is raised) ends it as a
+    preemption: the sweep stops with status 75 and the same command evaluates the cell
+    again. A Ctrl-C or a failure is recorded in the row, then raised."""
+    from simclr.cli import Terminated
+
+    try:
+        cell.result.update(evaluate(cell.run_dir))
+    except Terminated:  # (nothing of it cached: a results file records its folders last)
+        cell.result["status"] = "preempted"
+    except KeyboardInterrupt:
+        cell.result["status"] = "interrupted"
+        raise
+    except SimCLRError:
+        cell.result["status"] = "failed"
+        raise
 
 
 def _trained(summary: dict[str, Any]) -> dict[str, Any]:

@@ -391,6 +391,24 @@ def test_a_sweep_cut_by_a_second_ctrl_c_says_so_in_its_files(tmp_path, image_fol
         (tmp_path / "sw/sweep.csv").read_text()
 
 
+def test_a_failed_cell_says_so_in_the_sweeps_files(tmp_path, image_folder, monkeypatch,
+                                                  capsys):
+    """A cell whose pretraining failed (unreadable images met once it ran) stayed
+    'pending' in sweep.md/csv/json, as if never started."""
+    from simclr import train
+
+    def failed(cfg, resume=False):
+        raise SimCLRError("none of the images could be read")
+
+    monkeypatch.setattr(train, "pretrain", failed)
+    code = main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
+                 "--batch-size", "8", "--eval", "none", "--out", str(tmp_path / "sw")])
+    assert code == 2 and "none of the images could be read" in capsys.readouterr().err
+    rows = json.loads((tmp_path / "sw/sweep.json").read_text())
+    assert [r["status"] for r in rows] == ["failed", "pending"]
+    assert "| 0.2 | failed |" in (tmp_path / "sw/sweep.md").read_text()
+
+
 def test_settings_that_only_say_where_or_how_visibly_are_not_swept():
     for text, needle in [("out=a,b", "--set out: not an experiment setting (every cell runs "
                                      "in its own folder under the sweep's --out)"),

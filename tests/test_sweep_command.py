@@ -302,6 +302,41 @@ def test_a_rerun_with_more_values_shows_its_finished_cells_from_the_start(
     assert "| 0.5 | finished |" in (tmp_path / "sw/sweep.md").read_text()
 
 
+def test_sigterm_during_a_cells_evaluation_stops_the_sweep_as_a_preemption(
+        tmp_path, image_folder, monkeypatch, capsys):
+    """SIGTERM during a cell's kNN evaluation exited 143 with the cell 'pending'; a
+    stopped sweep exits 75, the cell 'preempted', and the same command evaluates it."""
+    import os
+    import signal
+    import time
+
+    from simclr import knn
+
+    flags = ["sweep", "--set", "temperature=0.2,0.5", *tiny_cell(tmp_path, image_folder),
+             "--eval-train", str(image_folder), "--eval-test", str(image_folder)]
+
+    def terminated(*args, **kwargs):  # a scheduler's SIGTERM while the kNN runs
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # (the command's handler raises here)
+        raise AssertionError("SIGTERM was not handled")
+
+    real = knn.run_knn
+    monkeypatch.setattr(knn, "run_knn", terminated)
+    assert main(flags) == 75
+    assert "the same command continues it" in capsys.readouterr().err
+    rows = json.loads((tmp_path / "sw/sweep.json").read_text())
+    assert [(r["status"], r["steps"]) for r in rows[:1]] == [("preempted", 3)]
+    assert rows[1]["status"] == "pending" and "knn_top1" not in rows[0]
+    last = tmp_path / "sw/temperature=0.2/checkpoints/last.pt"
+    stamp = last.stat().st_mtime_ns
+    monkeypatch.setattr(knn, "run_knn", real)
+    assert main(flags) == 0
+    rows = json.loads((tmp_path / "sw/sweep.json").read_text())
+    assert [r["status"] for r in rows] == ["finished", "finished"]
+    assert all(isinstance(r["knn_top1"], float) for r in rows)
+    assert last.stat().st_mtime_ns == stamp  # evaluated, not trained again
+
+
 def test_only_an_evaluation_set_aside_is_brought_back(tmp_path, capsys):
     """A file the glob NAME.previous-* also matches (a user's knn.previous-1.bak.json)
     set the current evaluation aside and brought nothing back."""
