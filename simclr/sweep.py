@@ -440,11 +440,13 @@ def run_sweep(
                                 "--knn-test": cfg.knn_test}, "sweep")
     sizes = check_batches(cells, configs)
     resolved = []
+    read: dict[str, Any] = {}  # (each --init-from file read once for all the cells)
     for cell, cfg in zip(cells, configs, strict=True):  # all before the first cell trains
         try:
-            resolved.append(check_cell_inputs(cfg, processes))
+            resolved.append(check_cell_inputs(cfg, processes, read))
         except SimCLRError as exc:
             raise SimCLRError(f"cell {cell.name}: {exc}") from None
+    del read  # (the weights: not held while the cells train)
     check_cells_differ(cells, configs, resolved, sizes)
     reused = _find_earlier_runs(root, cells, configs)
     # A cell's earlier run of other settings is refused now, before the earlier summary

@@ -7,6 +7,7 @@ would check them only once it starts, perhaps hours into the sweep.
 from __future__ import annotations
 
 import json
+import os
 from typing import TYPE_CHECKING, Any
 
 from simclr.config import Config
@@ -18,12 +19,13 @@ if TYPE_CHECKING:  # (simclr.sweep imports this module)
     from simclr.sweep import Axis, Cell
 
 
-def check_cell_inputs(cfg: Config, processes: int | None = None) -> tuple[str, str]:
+def check_cell_inputs(cfg: Config, processes: int | None = None,
+                      read: dict[str, Any] | None = None) -> tuple[str, str]:
     """What a cell's launch by ``processes`` (GPUs, batch shares) and its pretraining
     (device, precision, kNN monitor folders, initial weights) would check before
     decoding: here before the first cell trains. Returns the (device, precision) the
-    cell's ``auto`` values resolve to on this machine."""
-    from simclr.checkpoint import checkpoint_file
+    cell's ``auto`` values resolve to on this machine. ``read``: the ``--init-from``
+    files read by earlier cells (:func:`_check_init_from`), each read once."""
     from simclr.distributed import check_divisible
     from simclr.runtime import check_gpu_per_process, resolve_device, resolve_precision
     from simclr.train import check_knn_folders
@@ -35,11 +37,25 @@ def check_cell_inputs(cfg: Config, processes: int | None = None) -> tuple[str, s
     precision = resolve_precision(cfg.precision, device)
     check_knn_folders(cfg)
     if cfg.init_from:
-        try:
-            checkpoint_file(cfg.init_from)
-        except SimCLRError as exc:
-            raise SimCLRError(f"--init-from: {exc}") from None
+        _check_init_from(cfg, {} if read is None else read)
     return str(device), precision
+
+
+def _check_init_from(cfg: Config, read: dict[str, Any]) -> None:
+    """``--init-from`` read and checked against the cell's network as its pretraining
+    does before decoding (:func:`simclr.pretrained.check_initial_weights`): a file
+    that does not fit one cell (a width axis) is found before any cell trains.
+    ``read``: by path, a file's weights and the networks already found to fit them."""
+    from simclr.pretrained import check_initial_weights, initial_weights
+
+    path = os.path.abspath(os.path.expanduser(cfg.init_from))
+    if path not in read:
+        read[path] = initial_weights(cfg.init_from), set()
+    (weights, what), fitted = read[path]
+    network = repr((cfg.model, cfg.augment.size))  # (all that build_model reads)
+    if network not in fitted:
+        check_initial_weights(cfg, weights, what)
+        fitted.add(network)
 
 
 RESOLVED = ("device", "precision")  # settings whose `auto` becomes one of the others here

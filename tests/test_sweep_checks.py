@@ -179,3 +179,39 @@ def test_an_axis_or_flag_without_effect_in_a_cell_is_refused(tmp_path, image_fol
     configs = [build_config(None, None, {**flags, "loss.margin": 0.5, **c.values},
                             inert_ok={"loss.margin"}) for c in cells]
     check_settings_act(axes, cells, configs, {**flags, "loss.margin": 0.5})
+
+
+def test_initial_weights_that_do_not_fit_a_cell_are_refused_before_any_trains(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """--init-from of width 0.125 crossed with width=0.125,0.25 was found when the
+    second cell started, after the first had trained; the file is read once."""
+    from simclr import pretrained
+    from simclr.checkpoint import save_checkpoint
+    from simclr.models import build_model
+
+    cfg = build_config(flags={"model.arch": "resnet18", "model.width": 0.125,
+                              "augment.size": 16})
+    save_checkpoint({"kind": "pretrain", "config": cfg.to_dict(),
+                     "model": build_model(cfg.model, 16).state_dict()}, tmp_path, "init.pt")
+    reads = []
+    real = pretrained.initial_weights
+    monkeypatch.setattr(pretrained, "initial_weights",
+                        lambda path: reads.append(path) or real(path))
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir,
+                       init_from=str(tmp_path / "init.pt"))
+    flags.pop("out")
+    flags.pop("model.width")
+    axes = [parse_axis("seed=0,1"), parse_axis("width=0.125,0.25")]
+    with pytest.raises(SimCLRError, match=r"cell seed=0_width=0.25: --init-from: the "
+                                          r"pretrain checkpoint .* does not fit this run's "
+                                          r"resnet18 width 0.25: "):
+        run_sweep(axes, tmp_path / "sw", preset=None, config=None, flags=flags,
+                  evaluate=None)
+    assert not (tmp_path / "sw").exists() and len(reads) == 1
+    reads.clear()
+    cells, configs = cell_configs(axes[:1], tmp_path / "sw", None, None,
+                                  {**flags, "model.width": 0.125})
+    read: dict = {}
+    for cfg in configs:
+        check_cell_inputs(cfg, read=read)
+    assert len(reads) == 1  # two cells, one file, one reading
