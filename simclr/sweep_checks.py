@@ -186,19 +186,26 @@ def check_settings_act(axes: list[Axis], cells: list[Cell], configs: list[Config
 
 
 def check_batches(cells: list[Cell], configs: list[Config]) -> list[int | None]:
-    """Each cell's batch against its data set, from the file names alone: pretraining
-    refuses a batch larger than the set, and a sweep says so before its first run.
-    Returns each cell's number of image files (None: a named data set)."""
+    """Each cell's data folder and batch: a folder none of whose images decodes (at the
+    cell's --max-pixels) is refused, as its pretraining would refuse it once started,
+    and a batch larger than the set, from the file names. Each folder is listed once
+    and read until one image decodes (one image, for a readable folder). Returns each
+    cell's number of image files (None: a named data set)."""
+    from simclr.data import check_some_readable
     from simclr.plan import check_batch_fits
 
-    sizes: dict[str | None, int | None] = {}  # one listing per folder
+    listings: dict[str | None, Any] = {}  # one listing per folder
+    readable: set[tuple[str | None, int]] = set()  # (folder, max_pixels) found readable
     found = []
     for cell, cfg in zip(cells, configs, strict=True):
-        if cfg.data.path not in sizes:
-            listed = list_folder(cfg.data.path, train=True, unlabeled=True)
-            sizes[cfg.data.path] = None if listed is None else len(listed.paths)
-        size = sizes[cfg.data.path]
+        if cfg.data.path not in listings:
+            listings[cfg.data.path] = list_folder(cfg.data.path, train=True, unlabeled=True)
+        listed = listings[cfg.data.path]
+        size = None if listed is None else len(listed.paths)
         try:
+            if listed is not None and (cfg.data.path, cfg.data.max_pixels) not in readable:
+                check_some_readable(listed, limit=None, max_pixels=cfg.data.max_pixels)
+                readable.add((cfg.data.path, cfg.data.max_pixels))
             if size is not None:
                 check_batch_fits(cfg.batch_size, size)
         except SimCLRError as exc:

@@ -14,7 +14,7 @@ from simclr.cli import main
 from simclr.errors import SimCLRError
 from simclr.settings import build_config, load_yaml, save_yaml
 from simclr.sweep import parse_axis, plan_cells, run_sweep, runtime_flags
-from tests.conftest import tiny_flags
+from tests.conftest import tiny_flags, unreadable_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -205,6 +205,17 @@ def test_a_bad_cell_fails_before_anything_runs(tmp_path, image_folder, cache_dir
                        r"than the data set \(24 images\)"):
         run_sweep([parse_axis("batch_size=8,32")], tmp_path / "sw", preset=None,
                   config=None, flags=flags, evaluate=None)
+    assert not (tmp_path / "sw").exists() and not Path(cache_dir).exists()
+    # A data folder none of whose images decodes (or none within --max-pixels) was met
+    # only when its cell started, after the others had trained.
+    broken = unreadable_folder(tmp_path / "broken", 12)
+    with pytest.raises(SimCLRError, match=rf"cell data=\S+broken: none of the 24 images in "
+                                          rf"{broken} could be read"):
+        run_sweep([parse_axis(f"data={image_folder},{broken}")], tmp_path / "sw",
+                  preset=None, config=None, flags=flags, evaluate=None)
+    with pytest.raises(SimCLRError, match=r"cell temperature=0.2: none of the 24 images"):
+        run_sweep([parse_axis("temperature=0.2,0.5")], tmp_path / "sw", preset=None,
+                  config=None, flags={**flags, "data.max_pixels": 100}, evaluate=None)
     assert not (tmp_path / "sw").exists() and not Path(cache_dir).exists()
 
 
