@@ -187,6 +187,21 @@ def _short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
+# Bytes of a cell's folder name: under the file systems' 255 with room for what is named
+# after it (the hidden .NAME.yaml of a launched cell).
+MAX_NAME = 200
+
+
+def _capped(name: str) -> str:
+    """A cell's folder name within :data:`MAX_NAME` bytes: a longer one (long swept
+    paths) is cut and ends with a short hash of the whole, so cut names stay apart and
+    stable; every shorter name is kept as it was, so existing sweeps resume."""
+    if len(name.encode()) <= MAX_NAME:
+        return name
+    suffix = f"-{_short_hash(name)}"
+    return name[:MAX_NAME - len(suffix)] + suffix  # (slugs are ASCII: a byte a letter)
+
+
 def plan_cells(axes: list[Axis], out: Path) -> list[Cell]:
     """The Cartesian product of the axes, in the order given (last axis fastest).
 
@@ -208,7 +223,7 @@ def plan_cells(axes: list[Axis], out: Path) -> list[Cell]:
         for axis, k in zip(axes, combo, strict=True):
             values.update(axis.settings[k])
         labels = {a.name: a.labels[k] for a, k in zip(axes, combo, strict=True)}
-        name = "_".join(s[k] for s, k in zip(slugs, combo, strict=True))
+        name = _capped("_".join(s[k] for s, k in zip(slugs, combo, strict=True)))
         cell = Cell(values, labels, name, out / name)
         if name in seen:  # values holding '_' and '=' can join to the same name
             raise SimCLRError(f"--set: the cells {_describe(seen[name])} and "

@@ -13,7 +13,7 @@ import torch
 from simclr.cli import main
 from simclr.errors import SimCLRError
 from simclr.settings import build_config, load_yaml, save_yaml
-from simclr.sweep import parse_axis, plan_cells, run_sweep, runtime_flags
+from simclr.sweep import _slug, parse_axis, plan_cells, run_sweep, runtime_flags
 from tests.conftest import tiny_flags, unreadable_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -74,6 +74,29 @@ def test_values_that_slug_alike_get_their_own_cell_folders(tmp_path):
         "(data='p', init-from='q_init-from=r') would share the folder "
         "data=p_init-from=q_init-from=r; change one of these values")
     assert not (tmp_path / "sw").exists()
+
+
+def test_a_cells_folder_name_is_capped(tmp_path, image_folder, cache_dir):
+    """Long swept data paths made a folder name over 255 bytes: an OSError traceback in
+    the middle of the sweep, and on every rerun. Past 200 bytes a name is cut and ends
+    with a hash of the whole; shorter ones stay as they were (old sweeps resume)."""
+    long = tmp_path / ("a" * 150) / ("b" * 150)
+    long.parent.mkdir()
+    long.symlink_to(image_folder)
+    axes = [parse_axis(f"data={long},{image_folder}"), parse_axis("temperature=0.2,0.5")]
+    names = [c.name for c in plan_cells(axes, tmp_path)]
+    assert [len(n) for n in names[:2]] == [200, 200] and names[0] != names[1]
+    assert names[0].startswith(f"data={str(long)[:100].replace('/', '_')}")
+    assert names == [c.name for c in plan_cells(axes, tmp_path)]  # stable: resumable
+    assert names[2:] == [f"{_slug(f'data={image_folder}')}_temperature=0.2",
+                         f"{_slug(f'data={image_folder}')}_temperature=0.5"]
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, epochs=1)
+    for key in ("out", "data.path", "loss.temperature"):
+        flags.pop(key)
+    cells, _ = run_sweep(axes[:1], tmp_path / "sw", preset=None, config=None, flags=flags,
+                         evaluate=None)
+    assert [c.result["status"] for c in cells] == ["finished", "finished"]
+    assert len(cells[0].run_dir.name) == 200 and (cells[0].run_dir / "summary.json").is_file()
 
 
 def test_sweep_runs_every_cell_once_and_reuses_finished_ones(tmp_path, image_folder, cache_dir):
