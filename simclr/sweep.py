@@ -70,8 +70,9 @@ class Cell:
 
 
 # Settings a sweep refuses as an axis: their cells would train the same run, differing
-# only in where or how visibly it is written. (Speed settings such as threads, device or
-# workers stay: a sweep over them measures their train_s.)
+# only in where or how visibly it is written, or in what is monitored or checked. (Speed
+# settings such as threads, device or workers stay: a sweep over them measures their
+# train_s.)
 NOT_SWEPT = {
     "out": "every cell runs in its own folder under the sweep's --out",
     "progress": "it only shows the progress",
@@ -84,6 +85,13 @@ NOT_SWEPT = {
     "keep_checkpoints": "it only sets how many checkpoints are kept",
     "memory_check": "it only checks the batch fits before training",
     "knn_every": "it only sets how often the kNN monitor runs",
+    "knn_k": "it only sets the kNN monitor's scores",
+    "knn_temperature": "it only sets the kNN monitor's scores",
+    "knn_train": "it only sets the kNN monitor's folders",
+    "knn_test": "it only sets the kNN monitor's folders",
+    "data.strict": "it only sets whether a bad image stops the run",
+    # (it sets which images are read at all: sweep data folders instead)
+    "data.max_pixels": "it only sets how large an image may be before it is skipped",
 }
 
 

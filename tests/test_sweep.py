@@ -451,7 +451,15 @@ def test_settings_that_only_say_where_or_how_visibly_are_not_swept():
                          ("keep-checkpoints=1,3", "how many checkpoints are kept"),
                          ("checkpoint-every=5,10", "when checkpoints are written"),
                          ("memory-check=true,false", "checks the batch fits"),
-                         ("knn-every=1,2", "kNN monitor")]:
+                         ("knn-every=1,2", "kNN monitor"),
+                         # monitored or checked, not learned: the same run, bit for bit
+                         ("knn-k=10,20", "--set knn-k: not an experiment setting (it only "
+                                         "sets the kNN monitor's scores)"),
+                         ("knn-temperature=0.1,0.5", "kNN monitor's scores"),
+                         ("knn-train=a,b", "kNN monitor's folders"),
+                         ("knn_test=a,b", "kNN monitor's folders"),
+                         ("strict=true,false", "whether a bad image stops the run"),
+                         ("data.max_pixels=100,1000", "how large an image may be")]:
         with pytest.raises(SimCLRError, match=None) as info:
             parse_axis(text)
         assert needle in str(info.value)

@@ -144,9 +144,9 @@ def test_every_cells_inputs_are_checked_before_the_first_trains(tmp_path, image_
                                                   "needs a GPU"),
                           (f"init-from={tmp_path / 'nowhere'}",
                            "--init-from: checkpoint not found: "),
-                          (f"knn-train={image_folder},{tmp_path / 'nope'}",
-                           "--knn-train: folder not found")):
-        extra = {"knn_test": str(image_folder)} if axis.startswith("knn") else {}
+                          ("temperature=0.2,0.5", "--knn-train: folder not found")):
+        extra = ({"knn_train": str(tmp_path / "nope"), "knn_test": str(image_folder)}
+                 if axis.startswith("temperature") else {})
         with pytest.raises(SimCLRError, match=message):
             run_sweep([parse_axis(axis)], tmp_path / "sw", preset=None, config=None,
                       flags={**flags, **extra}, evaluate=None)

@@ -211,10 +211,10 @@ def test_a_sweep_is_refused_over_what_it_reads_and_over_a_budgets_epochs(tmp_pat
     out = ["--out", str(tmp_path / "sw")]
     assert main(["sweep", "--set", "epochs=1,2", "--time-budget", "60", *common, *out]) == 2
     assert "--set epochs: under --time-budget the budget sets" in capsys.readouterr().err
-    assert main(["sweep", "--set", "knn-k=10,20", *common, *out]) == 2
+    assert main(["sweep", "--set", "margin=0.5,1", *common, *out]) == 2
     assert capsys.readouterr().err.endswith(
-        "--set knn-k: --knn-k has no effect in any cell: there is no kNN monitor: "
-        "--knn-train and --knn-test make one; leave it out\n")
+        "--set margin: --margin has no effect in any cell: it is --loss margin_triplet's, "
+        "and --loss is nt_xent; leave it out\n")
     assert not (tmp_path / "sw").exists()
 
 
