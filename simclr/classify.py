@@ -22,7 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -434,6 +434,7 @@ class PartialRun:
     settings: dict[str, Any]
     overwrite: bool | str = False
     held: Any = None  # the lock on ``out`` while the training runs (files.lock_folder)
+    metrics: dict[str, Any] = field(default_factory=dict)  # those saved with the state
 
     @property
     def path(self) -> Path | None:
@@ -441,10 +442,12 @@ class PartialRun:
 
     def resume(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler, verbose: bool,
-               prefix: str = "") -> tuple[int, float]:
+               prefix: str = "", total: int | None = None) -> tuple[int, float]:
         """Load the saved state into the run (``model`` from the weights under
-        ``prefix``): (step, training seconds); (0, 0.0) if nothing was saved. Rank 0
-        holds ``out`` from here on: a second command training into it is refused."""
+        ``prefix``): (step, training seconds); (0, 0.0) if nothing was saved. A state
+        saved after the last of ``total`` steps (a run stopped in its test) is only
+        tested again. Rank 0 holds ``out`` from here on: a second command training into
+        it is refused."""
         if self.out is not None and dist.is_main() and self.out.is_dir():
             self.held = lock_folder(self.out)
         if self.path is None or not self.path.exists():
@@ -471,8 +474,34 @@ class PartialRun:
             optimizer.load_state_dict(ckpt["optimizer"])
             load_scaler(scaler, ckpt["scaler"])
             step, elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
-        log(f"resuming the {self.what} in {self.out} from step {step}", verbose)
+        self.metrics = dict(ckpt.get("metrics") or {})
+        if total is not None and step >= total:
+            log(f"the {self.what} in {self.out} finished its {step} steps before it was "
+                "stopped: testing it again", verbose)
+        else:
+            log(f"resuming the {self.what} in {self.out} from step {step}", verbose)
         return step, elapsed
+
+    def trained_stats(self, stats: dict[str, Any], start_step: int) -> dict[str, Any]:
+        """``stats`` of :func:`train_classifier` from ``start_step``; a run resumed after
+        its last step trained nothing now: its loss and top-1 are the saved ones."""
+        if start_step > 0 and stats["steps"] == start_step:
+            stats.update({k: self.metrics.get(k) for k in ("train_loss", "train_top1")})
+        return stats
+
+    @contextmanager
+    def testing(self) -> Iterator[None]:
+        """The test of a finished training, saved before it (:meth:`save`): a stop
+        during it (Ctrl-C; SIGTERM, cli.Terminated) leaves that state for the same
+        command to test again, and the exception names it (``kept_training``: the cli
+        says so); ``out`` is let go."""
+        try:
+            yield
+        except KeyboardInterrupt as exc:
+            if self.path is not None and self.path.exists():
+                exc.kept_training = str(self.path)  # type: ignore[attr-defined]
+            self.release()
+            raise
 
     def start_over(self, why: str) -> tuple[int, float]:
         """--overwrite: the saved unfinished run, which ``why`` says cannot be
@@ -503,6 +532,10 @@ class PartialRun:
         """The finished run's own files supersede the partial one; ``out`` is let go."""
         if self.path is not None and dist.is_main():
             self.path.unlink(missing_ok=True)
+        self.release()
+
+    def release(self) -> None:
+        """``out`` is let go (a second command may write into it)."""
         if self.held is not None:
             self.held.close()
             self.held = None

@@ -559,7 +559,11 @@ def _in_finalizer(frame: Any) -> bool:
 
 def _continue_after(exc: BaseException, command: str) -> str:
     """What continues a training a second Ctrl-C cut short (its run folder, set by
-    :func:`simclr.train.pretrain` on the exception), where a checkpoint was saved."""
+    :func:`simclr.train.pretrain` on the exception), where a checkpoint was saved; or
+    the finished training an evaluation was testing (classify.PartialRun.testing)."""
+    kept = getattr(exc, "kept_training", None)
+    if kept is not None:
+        return f"; its finished training stays in {kept}: the same command only tests it"
     run_dir = getattr(exc, "run_dir", None)
     if run_dir is None:
         return ""

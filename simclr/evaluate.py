@@ -79,7 +79,9 @@ def linear_eval_sgd(
     ``lr`` x B/256, no weight decay, cosine decay per step without warm-up (the loop of
     classify.train_classifier). Test: center-crop features. ``partial_run``: where the
     unfinished training is kept (every ``checkpoint_every`` steps or
-    ``checkpoint_minutes``, and on SIGTERM/SIGINT) and continued from. Returns (summary,
+    ``checkpoint_minutes``, on SIGTERM/SIGINT, and once finished, before the test: a
+    stop during the test leaves the same command only the test) and continued from.
+    Returns (summary,
     test logits (M,C) CPU, test labels (M,), the linear layer on CPU); logits and labels
     are None if a signal stopped the training (summary ``status`` 'preempted'). In a
     process group (torchrun) each process takes its share of every batch, DDP averages
@@ -94,7 +96,8 @@ def linear_eval_sgd(
     optimizer = nesterov_sgd(probe.fc.parameters(), lr, batch, momentum)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     partial_run = partial_run or linear_partial(None)
-    step, elapsed = partial_run.resume(probe.fc, optimizer, scaler, verbose, prefix="fc.")
+    step, elapsed = partial_run.resume(probe.fc, optimizer, scaler, verbose, prefix="fc.",
+                                       total=total)
     save_partial = partial(_save_layer, partial_run, probe.fc, optimizer, scaler,
                            config, train.classes)
     with _frozen(encoder):
@@ -106,17 +109,22 @@ def linear_eval_sgd(
             verbose=verbose, name="linear eval", start_step=step, elapsed=elapsed,
             scaler=scaler, checkpointing=None if partial_run.out is None else Checkpointing(
                 save_partial, checkpoint_every, on_step, every_s=60 * checkpoint_minutes))
+    stats = partial_run.trained_stats(stats, step)
     summary = {"epochs": epochs, "batch_size": batch, "lr": lr,
                "peak_lr": optimizer.param_groups[0]["peak_lr"],
                "processes": dist.world_size(), "earlier_s": elapsed, **stats}
-    if stats["signal"]:  # kept, also when the signal came with the last step (see finetune)
-        summary["checkpoint"] = save_partial(stats["steps"], stats["train_s"])
+    if partial_run.out is not None and stats["steps"] > step:  # kept, finished too: a stop
+        # during the test loses only the test (see finetune)
+        checkpoint = save_partial(stats["steps"], stats["train_s"], stats)
+        if stats["status"] == "preempted":
+            summary["checkpoint"] = checkpoint
     if stats["status"] == "preempted" or not dist.is_main():  # rank 0 tests
         return summary, None, None, probe.fc
-    logits, test_y = evaluate_classifier(probe, test, image_size,
-                                         batch_size=batch // dist.world_size(),
-                                         device=device, precision=precision,
-                                         channels_last=channels_last, workers=workers)
+    with partial_run.testing():  # stopped: the same command only tests again
+        logits, test_y = evaluate_classifier(probe, test, image_size,
+                                             batch_size=batch // dist.world_size(),
+                                             device=device, precision=precision,
+                                             channels_last=channels_last, workers=workers)
     return summary, logits, test_y, probe.fc.float().cpu()
 
 
@@ -151,17 +159,19 @@ def _frozen(encoder: nn.Module) -> Iterator[None]:
 
 def _save_layer(partial_run: PartialRun, fc: nn.Linear, optimizer: torch.optim.Optimizer,
                 scaler: torch.amp.GradScaler, config: dict[str, Any] | None,
-                classes: Sequence[str], step: int, seconds: float) -> str:
+                classes: Sequence[str], step: int, seconds: float,
+                stats: dict[str, Any] | None = None) -> str:
     """An unfinished SGD linear evaluation's state (``checkpoints/linear-partial.pt``):
-    the layer ``fc`` and its optimizer, after ``step`` steps and ``seconds`` of training;
-    returns its path."""
+    the layer ``fc`` and its optimizer, after ``step`` steps and ``seconds`` of training
+    (the training's ``stats`` when it finished, for its results after a stop in the
+    test); returns its path."""
     from simclr.config import Config
     from simclr.pretrained import classifier_checkpoint
 
     layer = nn.ModuleDict({"fc": fc})  # the frozen encoder comes from --checkpoint
     return partial_run.save(classifier_checkpoint(
         "linear-partial", layer, config or Config().to_dict(), list(classes), step,
-        seconds, {}, optimizer), scaler)
+        seconds, stats or {}, optimizer), scaler)
 
 
 def linear_partial(out: Path | None, settings: dict[str, Any] | None = None,

@@ -199,8 +199,9 @@ def run_finetune(
     ``checkpoint_every`` steps or ``checkpoint_minutes``, and on SIGTERM/SIGINT (results
     ``status`` 'preempted', nothing evaluated), the state goes to
     ``checkpoints/finetune-partial.pt``, and the same command (same settings, checkpoint
-    and subset) continues from it exactly. ``on_step(step, stop)`` after every step
-    (tests simulate a preemption).
+    and subset) continues from it exactly. The finished training's state is saved there
+    too before the test: stopped during the test, the same command only tests again.
+    ``on_step(step, stop)`` after every step (tests simulate a preemption).
 
     Under torchrun the processes fine-tune as one, as pretraining does: the batch is the
     global batch, each process takes its share, BatchNorm is global (``sync_bn``; the
@@ -235,7 +236,7 @@ def run_finetune(
                 "weights": weights_digest(encoder, start_layer),
                 "batch_norm": batch_norm_setting(sync_bn)}  # what a continuation must match
     partial_run = PartialRun(out, "finetune", "fine-tuning", settings, overwrite)
-    step, elapsed = partial_run.resume(model, optimizer, scaler, verbose)
+    step, elapsed = partial_run.resume(model, optimizer, scaler, verbose, total=budget.steps)
     listed = _list_subset_first(train, budget.subset, out)
     run = _FineTuning(model=model, optimizer=optimizer, scaler=scaler, partial_run=partial_run,
                       cfg=encoder_config(model.encoder, image_size, config, start_layer),
@@ -247,14 +248,16 @@ def run_finetune(
     stats = run.train_steps(aug_cfg, schedule, seed, step, elapsed, None if out is None else
                             Checkpointing(run.save_partial, checkpoint_every, on_step,
                                           every_s=60 * checkpoint_minutes))
-    if stats["signal"]:  # the state is kept (if the signal came with the last step: before
-        # the test, which a kill that follows the signal would otherwise lose with it)
-        checkpoint = run.save_partial(stats["steps"], stats["train_s"])
+    stats = partial_run.trained_stats(stats, step)
+    if out is not None and stats["steps"] > step:  # the state is kept, a finished one too:
+        # a stop (or a kill) during the test then loses no training, only the test
+        checkpoint = run.save_partial(stats["steps"], stats["train_s"], stats)
         if stats["status"] == "preempted":
             return {"command": "finetune", **stats, "checkpoint": checkpoint}
     if not dist.is_main():  # rank 0 tests and writes for all the processes
         return {"command": "finetune", **stats, "rank": dist.rank()}
-    logits, test_y = run.test(test, image_size)
+    with partial_run.testing():  # stopped: the same command only tests again
+        logits, test_y = run.test(test, image_size)
     results = run.results(logits, test_y, stats, labels_per_class, num_classes,
                           elapsed + time.perf_counter() - start)
     run.save_results(results)
@@ -331,12 +334,14 @@ class _FineTuning:
     workers: int | None
     verbose: bool
 
-    def save_partial(self, step: int, seconds: float) -> str:
+    def save_partial(self, step: int, seconds: float,
+                     stats: dict[str, Any] | None = None) -> str:
         """The unfinished state (``checkpoints/finetune-partial.pt``, with the optimizer)
-        after ``step`` steps and ``seconds`` of training; returns its path."""
+        after ``step`` steps and ``seconds`` of training (the training's ``stats`` when it
+        finished, for its results after a stop in the test); returns its path."""
         return self.partial_run.save(classifier_checkpoint(
-            "finetune", self.model, self.cfg, list(self.train.classes), step, seconds, {},
-            self.optimizer), self.scaler)
+            "finetune", self.model, self.cfg, list(self.train.classes), step, seconds,
+            stats or {}, self.optimizer), self.scaler)
 
     def train_steps(self, aug_cfg: Any, schedule: str, seed: int, start_step: int,
                     elapsed: float, checkpointing: Checkpointing | None) -> dict[str, Any]:

@@ -237,3 +237,37 @@ def test_an_interrupted_sgd_linear_evaluation_continues_exactly(tmp_path):
     b = load_checkpoint(run / "checkpoints" / "linear.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in ("fc.weight", "fc.bias"))
     assert not partial.exists()
+
+
+def test_a_stop_during_the_sgd_test_keeps_the_finished_training(tmp_path, monkeypatch):
+    """Ctrl-C while the finished sgd layer is tested: the layer stays in
+    linear-partial.pt and the same command only tests it again (no step anew), ending
+    as an uninterrupted run."""
+    from simclr.checkpoint import load_checkpoint
+
+    train, test = colour_source(seed=0), colour_source(n_per_class=4, seed=1)
+    args = {"image_size": 16, "protocol": "sgd", "batch_size": 8, "epochs": 3, "device": "cpu",
+            "precision": "fp32", "verbose": False}
+    enc = warmed_encoder()
+    whole = run_linear_eval(enc, train, test, tmp_path / "whole", **args)
+    run = tmp_path / "cut"
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(evaluate, "evaluate_classifier", interrupted)
+        with pytest.raises(KeyboardInterrupt) as stop:
+            run_linear_eval(enc, train, test, run, **args)
+    partial = run / "checkpoints" / "linear-partial.pt"
+    assert load_checkpoint(partial)["step"] == whole["steps"] == 9
+    assert stop.value.kept_training == str(partial)
+    steps: list[int] = []
+    done = run_linear_eval(enc, train, test, run, **args,
+                           on_step=lambda step, _: steps.append(step))
+    assert not steps and done["steps"] == 9 and done["top1"] == whole["top1"]
+    assert (done["train_loss"], done["train_top1"]) == (whole["train_loss"], whole["train_top1"])
+    a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "linear.pt")["model"]
+    b = load_checkpoint(run / "checkpoints" / "linear.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in ("fc.weight", "fc.bias"))
+    assert not partial.exists()

@@ -406,6 +406,43 @@ def test_overwrite_starts_over_an_unfinished_finetuning_it_cannot_continue(
     assert steps[0] == 3 and done["top1"] == whole["top1"]  # continued after step 2
 
 
+def test_a_stop_during_the_test_keeps_the_finished_training(tmp_path, folders, monkeypatch,
+                                                             capsys):
+    """SIGTERM (cli.Terminated) while the finished fine-tuning is tested: its training
+    stays in finetune-partial.pt, the message says so, and the same command only tests
+    again (no step trained anew), ending as an uninterrupted run."""
+    import simclr.finetune as finetune
+    from simclr.cli import Terminated, _continue_after
+
+    train, test = folders
+    args = {**FAST, "batch_size": 4, "epochs": 3, "labels_per_class": 4}
+    whole = run_finetune(tiny_encoder(), train, test, tmp_path / "whole", **args)
+    run = tmp_path / "ft"
+
+    def stopped(*_args, **_kwargs):
+        raise Terminated
+
+    with monkeypatch.context() as patched:
+        patched.setattr(finetune, "evaluate_classifier", stopped)
+        with pytest.raises(Terminated) as stop:
+            run_finetune(tiny_encoder(), train, test, run, **args)
+    partial = run / "checkpoints" / "finetune-partial.pt"
+    assert load_checkpoint(partial)["step"] == whole["steps"] == 9
+    assert _continue_after(stop.value, "simclr finetune") == (
+        f"; its finished training stays in {partial}: the same command only tests it")
+    steps: list[int] = []
+    done = run_finetune(tiny_encoder(), train, test, run, **{**args, "verbose": True},
+                        on_step=lambda step, _: steps.append(step))
+    assert f"the fine-tuning in {run} finished its 9 steps before it was stopped: testing " \
+           "it again" in capsys.readouterr().err
+    assert not steps and done["steps"] == 9 and done["top1"] == whole["top1"]
+    assert (done["train_loss"], done["train_top1"]) == (whole["train_loss"], whole["train_top1"])
+    a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "finetune.pt")["model"]
+    b = load_checkpoint(run / "checkpoints" / "finetune.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not partial.exists() and (run / "finetune.json").exists()
+
+
 def test_sigterm_exits_75_and_the_same_command_finishes(tmp_path):
     """A real signal on a real `simclr finetune` process."""
     train, test, cache = tiny_pretrained_run(tmp_path)
