@@ -178,7 +178,9 @@ def _unfinished(partial: dict[str, Any]) -> dict[str, Any]:
 
 def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
     """finished / preempted / diverged (summary.json), running (folder locked), or
-    stopped (neither: killed, or still starting); the last logged step and loss."""
+    stopped (neither: killed, or still starting); the last logged step and loss. A run
+    that has ended and whose folder is held all the same: ended, with ``busy`` the
+    holder (an evaluation writing into it: --out RUN)."""
     summary = read_json(folder / "summary.json") or read_json(folder / SUPERVISED_RESULT)
     unreadable = None if summary else _unreadable_file(folder / "summary.json")
     logged = _last_logged(folder / "metrics.jsonl")
@@ -198,7 +200,10 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
     if partial and saved:  # a run's folder that an evaluation's stopped training shares
         state["evaluation"] = _unfinished(partial[0])  # (--out RUN): the run's state stays
         partial = []
-    if folder_holder(folder):
+    holder = folder_holder(folder)
+    if holder and _ended(summary):  # not the run, which has ended: an evaluation's --out RUN
+        state["busy"], holder = holder, None
+    if holder:
         state["status"] = "running"
     elif partial:  # an evaluation's training, stopped: its own command continues it
         state.update(status="unfinished", **_unfinished(partial[0]))
@@ -220,6 +225,15 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
     state.update(logged)
     state.setdefault("step", logged.get("logged_step", state.get("saved_step")))
     return state
+
+
+def _ended(summary: dict[str, Any] | None) -> bool:
+    """Whether a run's summary (summary.json, or a supervised run's results) says it
+    ended for good: finished, diverged or failed (a preempted run may be resumed)."""
+    if not summary:
+        return False
+    status = summary.get("status")
+    return status in ("finished", "diverged", "failed") or (status is None and "top1" in summary)
 
 
 def results_in(folder: Path) -> list[dict[str, Any]]:
@@ -503,6 +517,8 @@ def _head_line(facts: dict[str, Any]) -> str:
         head += f" ({state['epoch']:.2f} epochs, {_duration(state.get('elapsed_s'))})"
     if state.get("loss") is not None:
         head += f"; last loss {state['loss']:.4g} (step {state['logged_step']})"
+    if state.get("busy"):
+        head += f"; a simclr command (an evaluation) is running in its folder now ({state['busy']})"
     return head + _saved_note(state)
 
 

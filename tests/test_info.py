@@ -108,13 +108,17 @@ def test_results_not_of_the_runs_encoder_as_it_is_now_say_so(evaluated_run, tmp_
 
 
 def test_a_run_being_trained_is_running(evaluated_run, capsys, tmp_path):
-    run, _ = evaluated_run
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run[0], run)
+    (run / "summary.json").unlink()  # (as before the run's end)
     held = lock_folder(run)  # as a training holds its folder
     try:
         assert ", running at step 2" in _info(capsys, run).splitlines()[0]
     finally:
         held.close()
-    assert ", finished at step 2" in _info(capsys, run).splitlines()[0]
+    assert ", stopped at step 2" in _info(capsys, run).splitlines()[0]
     # A command that has saved nothing yet (a fine-tuning's first 500 steps): running,
     # not "not a simclr run folder"
     starting = tmp_path / "runs" / "starting"  # (not beside the shared run: its own)
@@ -129,6 +133,33 @@ def test_a_run_being_trained_is_running(evaluated_run, capsys, tmp_path):
     assert out.startswith(f"{starting}: a simclr command is running in it (pid "), out
     assert out.rstrip().endswith("; nothing saved yet")
     assert "\n  starting: a simclr command is running in it (pid " in listed, listed
+
+
+def test_a_finished_run_whose_folder_an_evaluation_writes_into_stays_finished(
+        evaluated_run, capsys, tmp_path):
+    """linear-eval / finetune --out RUN hold the run's folder while they work: the run is
+    still finished (or diverged), with a note of the command at work in its folder."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run[0], run)
+    held = lock_folder(run)  # as a fine-tuning into the run's folder holds it
+    try:
+        head = _info(capsys, run).splitlines()[0]
+        listed = _info(capsys, tmp_path)
+        facts = json.loads(_info(capsys, run, "--json"))
+        summary = json.loads((run / "summary.json").read_text())
+        (run / "summary.json").write_text(json.dumps({**summary, "status": "diverged",
+                                                      "reason": "loss nan"}))
+        diverged = _info(capsys, run).splitlines()[0]
+    finally:
+        held.close()
+    assert head.startswith(f"{run}: SimCLR pretraining, finished at step 2 of 2 ("), head
+    assert f"; a simclr command (an evaluation) is running in its folder now (pid {os.getpid()}" \
+        in head
+    assert "finished at step 2 of 2" in listed and "is running in its folder now" in listed
+    assert facts["state"]["status"] == "finished" and facts["state"]["busy"].startswith("pid ")
+    assert ", diverged at step 2 of 2 (loss nan)" in diverged and "running in its" in diverged
 
 
 def test_a_run_whose_summary_cannot_be_read_is_not_called_stopped(evaluated_run, tmp_path,
