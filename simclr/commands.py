@@ -372,7 +372,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             from_head=args.from_head, from_scratch=args.from_scratch or args.random_init,
             sync_bn=args.sync_bn, seed=args.seed, config=ckpt["config"],
             source={**source, **test_split(args), **(
-                {"features": "random init"} if args.from_scratch else {})},
+                {"features": "random init"} if args.from_scratch else {}), **(
+                {"layer": "g1"} if args.from_head else {})},  # (Classifier.from_head's)
             checkpoint_every=args.checkpoint_every,
             checkpoint_minutes=args.checkpoint_minutes, overwrite=args.overwrite,
             **runtime_kwargs(args))

@@ -26,6 +26,19 @@ def test_from_head_on_a_checkpoint_without_a_head_names_its_kind(tmp_path, capsy
     assert not (tmp_path / "ft").exists()
 
 
+def test_finetune_from_head_records_the_layer_it_reads(tmp_path, capsys):
+    """--from-head: the classifier reads the head's first layer, g1, and finetune.json's
+    source says so (it said h, the encoder's output); without it, h."""
+    train, test, cache = tiny_pretrained_run(tmp_path)
+    common = ["--checkpoint", str(tmp_path / "pre"), "--train", str(train), "--test",
+              str(test), "--epochs", "1", "--batch-size", "4", "--cache-dir", cache,
+              "--workers", "0", "--precision", "fp32"]
+    for flags, layer in ((["--from-head"], "g1"), ([], "h")):
+        out = tmp_path / f"ft-{layer}"
+        assert main(["finetune", *common, *flags, "--out", str(out)]) == 0
+        assert json.loads((out / "finetune.json").read_text())["source"]["layer"] == layer
+
+
 def test_evaluations_at_another_image_size_record_it_and_predict_at_it(tmp_path, capsys):
     """--image-size: kNN and the linear classifier at 24 px from an encoder trained at
     16; the results say 24, and predict uses the side its classifier was fitted at."""
