@@ -191,6 +191,8 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
     state: dict[str, Any] = {"saved_step": max(saved)} if saved else {}
     if "total_steps" in last:
         state["total_steps"] = last["total_steps"]
+    elif saved and not last and (planned := _planned_steps(folder / CHECKPOINTS)):
+        state["total_steps"] = planned  # (before last.pt: a supervised run training)
     # A summary older than the log is an earlier session's: a resumed run since ended
     # without one (killed), so it says nothing of the run now.
     if summary and isinstance(summary.get("steps"), int) and \
@@ -224,7 +226,20 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
         state["status"] = "stopped"
     state.update(logged)
     state.setdefault("step", logged.get("logged_step", state.get("saved_step")))
+    if state["status"] == "running" and "logged_step" not in logged and saved:
+        state["step_from"] = "last checkpoint"  # no log (supervised): the run is further on
     return state
+
+
+def _planned_steps(folder: Path) -> int | None:
+    """The run's length as its newest periodic checkpoint in ``folder`` planned it (a
+    time budget refits it), or None (none readable, or recorded)."""
+    found = periodic_checkpoints(folder)
+    try:
+        total = load_checkpoint(found[-1][1], mmap=True).get("total_steps") if found else None
+    except SimCLRError:  # (shown as damaged in its own line)
+        return None
+    return total if isinstance(total, int) else None
 
 
 def _ended(summary: dict[str, Any] | None) -> bool:
@@ -508,6 +523,7 @@ def _head_line(facts: dict[str, Any]) -> str:
             (f" at step {state['step']}" if not done and state.get("step") is not None else "")
     head = f"{KIND_NAMES.get(kind, 'a run')}, {state['status']}"
     if state.get("step") is not None:
+        head += f"; {state['step_from']}" if state.get("step_from") else ""
         head += f" at step {state['step']}"
         if state.get("planned_steps") or state.get("total_steps"):
             head += f" of {state.get('planned_steps') or state.get('total_steps')}"

@@ -162,6 +162,28 @@ def test_a_finished_run_whose_folder_an_evaluation_writes_into_stays_finished(
     assert ", diverged at step 2 of 2 (loss nan)" in diverged and "running in its" in diverged
 
 
+def test_a_supervised_run_being_trained_says_its_last_checkpoints_step_of_all(
+        tmp_path, folders, capsys):
+    """A supervised run logs no steps (no metrics.jsonl): while it trains, the step shown
+    is its last checkpoint's, said so, of the steps planned (it said 'running at step
+    2', of no total)."""
+    from simclr.supervised import run_supervised
+
+    cfg = build_config(flags={"model.arch": "resnet18", "model.width": 0.125,
+                              "augment.size": 16, "device": "cpu", "precision": "fp32",
+                              "data.workers": 0, "batch_size": 8, "epochs": 3,
+                              "checkpoint_every": 2, "out": str(tmp_path / "sup")})
+    seen: list[str] = []
+
+    def look(step, _stop):
+        if step == 3:  # after the checkpoint of step 2
+            seen.append(_info(capsys, tmp_path / "sup").splitlines()[0])
+
+    run_supervised(cfg, *folders, tmp_path / "sup", verbose=False, on_step=look)
+    assert seen[0] == f"{tmp_path / 'sup'}: supervised training, running; last checkpoint " \
+                      "at step 2 of 9", seen
+
+
 def test_a_run_whose_summary_cannot_be_read_is_not_called_stopped(evaluated_run, tmp_path,
                                                                    capsys, monkeypatch):
     """It read as stopped, and `continue with: --resume` was offered for a finished run."""
