@@ -440,8 +440,10 @@ def tf_saturation(x: Tensor, factor: float) -> Tensor:
 # folder of large photos it was their crop of it; eval_resize squeezed a non-square one);
 # 4 since views of side <= 28 of a folder holding large photos are cropped from squares
 # of the transform's own side (they were resampled from 33 px: a small picture was not
-# its central square resized, a photo was resized twice).
-EVAL_VERSION = 4
+# its central square resized, a photo was resized twice); 5 since a folder of small
+# pictures is read so too, unless all are squares of one side (thumbnails of 64 x 48
+# were squeezed to 48 x 48 and their crop located on that square: 4-28% off).
+EVAL_VERSION = 5
 
 
 def eval_resize(images: Tensor | Image.Image, size: int,

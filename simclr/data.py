@@ -407,11 +407,12 @@ def open_folder(
     (``unlabeled``: see :func:`scan_folder`).
 
     ``evaluation``: its images only ever go through the evaluation transform
-    (:func:`simclr.augment.eval_resize`). Large ones are then stored as that transform's
+    (:func:`simclr.augment.eval_resize`). They are then stored as that transform's
     central square (``store='eval:S'``, :func:`simclr.decode.eval_store`), so that a
     folder's features are those of the transform applied to each file, not of a reduced
-    whole-picture square resampled again (one to a few percent of each feature,
-    measured).
+    whole-picture square resampled again (one to a few percent of each feature, 4-28%
+    for 64 x 48 thumbnails, measured); but for a folder of small squares of one side
+    (CIFAR's), each stored as it is, which its pretraining's cache shares.
     """
     root = split_root(path, train)
     images = scan_folder(root, unlabeled)
@@ -419,7 +420,8 @@ def open_folder(
     sizes = _probe_sizes(images.paths)
     small = _all_small(sizes)
     store, train_side, load_size = cfg.store, round(image_size * LOAD_SCALE), cfg.load_size
-    if evaluation and not small:  # the transform sets the side (not pretraining's storage)
+    as_they_are = small and len({(w, h) for w, h in sizes}) == 1 and sizes[0][0] == sizes[0][1]
+    if evaluation and not as_they_are:  # the transform sets the side (not pretraining's)
         # (its squares, of any side, are read with eval_resize(central=True))
         store, train_side = eval_store(image_size), eval_side(image_size)
         load_size = None
@@ -428,8 +430,8 @@ def open_folder(
     # One stored side whether cached or not, so that --cache changes only the speed: small
     # pictures keep their own (shared) side, larger ones are never stored above it.
     side = load_size or (common if small else min(common or train_side, train_side))
-    if small and not load_size:
-        _note_other_sizes(root, counts, side, evaluation)
+    if small and not load_size and not evaluation:
+        _note_other_sizes(root, counts, side)
     # An evaluation source keeps the transform's own side (eval_side(S)), photos smaller
     # than it upscaled once here rather than at evaluation; its small pictures need it.
     side = train_side if is_eval_store(store) else side
@@ -515,19 +517,18 @@ def _storage_side(counts: Counter) -> int | None:
     return common if 2 * counts[common] >= sum(counts.values()) else max(counts)
 
 
-def _note_other_sizes(root: Path, counts: Counter, side: int, evaluation: bool) -> None:
-    """A folder of small images is stored at the side most of them share (``side``);
-    those of other sizes are resampled to it, which a user should hear of when they are
-    more than a few: larger ones lose detail (and their features differ from
-    eval_resize of the file), and a folder mostly of tiny pictures shrinks the rest."""
+def _note_other_sizes(root: Path, counts: Counter, side: int) -> None:
+    """A pretraining folder of small images is stored at the side most of them share
+    (``side``); those of other sizes are resampled to it, which a user should hear of
+    when they are more than a few: larger ones lose detail, and a folder mostly of tiny
+    pictures shrinks the rest. (An evaluation stores each by the transform instead.)"""
     total = sum(counts.values())
     larger = sum(n for s, n in counts.items() if s > side)
     if larger > total // 100:  # more than 1% of them
-        remedy = ("their features differ from those of the files alone; a folder of one "
-                  "size avoids it" if evaluation else "pretrain --load-size S stores all at S px")
         log.warning("%s: %d of the %d images are larger than %d px, the most common shorter "
                     "side, at which all are stored (up to %d px): they are reduced to it "
-                    "(%s)", root, larger, total, side, max(counts), remedy)
+                    "(pretrain --load-size S stores all at S px)", root, larger, total, side,
+                    max(counts))
 
 
 def _digits_images() -> tuple[np.ndarray, np.ndarray]:

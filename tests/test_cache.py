@@ -163,14 +163,13 @@ def test_mixed_sizes_share_one_side_and_the_larger_are_said_to_be_reduced(tmp_pa
         f"{tmp_path / 'imgs'}: 1 of the 4 images are larger than 20 px, the most common "
         "shorter side, at which all are stored (up to 24 px): they are reduced to it "
         "(pretrain --load-size S stores all at S px)"]
-    # An evaluation's has no --load-size to offer (embed, predict: it was offered)
+    # An evaluation stores each picture by its transform: none is reduced to another's
+    # side (embed, predict: it was, and they were offered pretraining's --load-size)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        open_source(str(tmp_path / "imgs"), data_cfg(tmp_path), train=False, image_size=16,
-                    evaluation=True)
-    assert [m for m in caplog.messages if "larger than" in m][0].endswith(
-        "(their features differ from those of the files alone; a folder of one size "
-        "avoids it)")
+        src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path), train=False,
+                          image_size=16, evaluation=True)
+    assert src.store == "eval:16" and not [m for m in caplog.messages if "larger than" in m]
 
 
 def test_a_few_tiny_pictures_never_shrink_the_folder_to_their_side(tmp_path, caplog):

@@ -214,7 +214,7 @@ def test_reduced_images_are_said_only_when_more_than_one_percent(tmp_path, caplo
     def warned(counts: dict) -> bool:
         caplog.clear()
         with caplog.at_level(logging.WARNING):
-            _note_other_sizes(tmp_path, Counter(counts), 20, False)
+            _note_other_sizes(tmp_path, Counter(counts), 20)
         return any("are reduced to it" in m for m in caplog.messages)
 
     assert not warned({20: 99, 24: 1}) and not warned({20: 196, 12: 2, 32: 2})  # 1%
