@@ -308,7 +308,11 @@ def load_square(
     if is_eval_store(store):
         factor = min(im.size) // (4 * side)  # PNG, TIFF, ...: no draft mode; a box
         if factor >= 2:  # reduction keeps >= 4x side and bounds the float copy below
-            im = im.reduce(factor)
+            # The whole picture onto the whole reduced one (Image.reduce's last row and
+            # column average a partial box, then taken for a full one: the picture came
+            # out stretched, 4.9 levels off eval_resize of a 1918 x 1079 PNG at 32 px)
+            w, h = im.size
+            im = im.resize((round(w / factor), round(h / factor)), Image.Resampling.BOX)
         array = torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1)
         return fit_square_tensor(array[None], side, store)[0].permute(1, 2, 0).numpy(), aspect
     return np.array(fit_square(im, side, store), dtype=np.uint8), aspect  # writable, for torch
