@@ -66,6 +66,8 @@ def inert_settings(cfg: Config) -> dict[str, str]:
             inert[name] = "there is no kNN monitor: --knn-train and --knn-test make one"
     if cfg.nan_policy == "stop":
         inert["max_bad_steps"] = "it counts the steps --nan-policy skip skips"
+    if cfg.data.cache == "on":  # (data.py: a cached folder is decoded once, by PIL)
+        inert["data.decoder"] = "--cache on decodes each image once, into the cache"
     inert.update(_inert_augment(cfg))
     return inert
 

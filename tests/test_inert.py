@@ -159,6 +159,8 @@ def test_the_same_change_acts_where_it_is_not_inert(path):
       "augment.saturation": 0}, "--color-ops has no effect: it defines brightness, "
                                 "contrast and saturation, all 0 here"),
     ({"max_bad_steps": 3}, "--max-bad-steps has no effect"),
+    ({"data.cache": "on", "data.decoder": "device"}, "--decoder has no effect: --cache on "
+                                                     "decodes each image once, into the cache"),
 ])
 def test_a_flag_without_effect_is_refused(flags, message):
     with pytest.raises(SimCLRError, match=message):
