@@ -427,6 +427,8 @@ def classifier_file(path: str | os.PathLike) -> Path:
     if not Path(path).is_dir() or found.name in CLASSIFIER_FILES:
         return found
     beside = [found.parent / n for n in CLASSIFIER_FILES if is_complete(found.parent / n)]
+    if beside and _kind(found) in CLASSIFIER_KINDS:  # a supervised run's: its own model
+        beside.insert(0, found)  # (it was passed over for the evaluation's, unsaid)
     if len(beside) > 1:
         raise SimCLRError(f"{found.parent} holds several classifiers "
                           f"({', '.join(f.name for f in beside)}); name one")
@@ -439,6 +441,15 @@ def classifier_file(path: str | os.PathLike) -> Path:
                 f"--checkpoint {run} --out {run} --overwrite` with the data flags it was "
                 "fitted with) or pass that file as --checkpoint to use it as it is")
     return beside[0] if beside else found
+
+
+def _kind(path: Path) -> str | None:
+    """The kind of checkpoint ``path`` is, read without its tensors (None: unreadable,
+    which its loading says)."""
+    try:
+        return load_checkpoint(path, mmap=True).get("kind")
+    except SimCLRError:
+        return None
 
 
 def classifier_source(classifier: Path) -> dict[str, Any]:

@@ -452,6 +452,14 @@ def test_a_run_folder_holding_an_evaluations_classifier_predicts_with_it(
                  str(tmp_path / "p2.csv"), "--cache-dir", cache_dir]) == 2
     assert "holds several classifiers (linear.pt, finetune.pt); name one" in \
         capsys.readouterr().err
+    # A supervised run's folder holds a classifier of its own: an evaluation's beside it
+    # was taken instead, without a word
+    (pre / "checkpoints" / "finetune.pt").unlink()
+    shutil.copy(run / "checkpoints" / "linear.pt", pre / "checkpoints" / "last.pt")
+    assert main(["predict", "--checkpoint", str(pre), "--data", str(image_folder), "--out",
+                 str(tmp_path / "p3.csv"), "--cache-dir", cache_dir]) == 2
+    assert "holds several classifiers (last.pt, linear.pt); name one" in \
+        capsys.readouterr().err
     # Pretraining into the evaluation's folder would put a new encoder beside its classifier.
     assert main(["pretrain", "--data", str(image_folder), "--out", str(run),
                  "--cache-dir", cache_dir]) == 2
