@@ -460,8 +460,11 @@ class PartialRun:
             raise SimCLRError(f"{exc}; delete it or pass --overwrite to start the "
                               f"{self.what} in {self.out} again") from None
         saved = ckpt.get("settings") or {}
+        # The same weights under another path: the run folder was moved or renamed since
+        moved = saved.get("weights") is not None and saved.get("weights") == \
+            self.settings.get("weights")
         differ = [_difference(k, saved.get(k), v) for k, v in self.settings.items()
-                  if saved.get(k) != v]
+                  if not _same_setting(k, saved.get(k), v, moved)]
         if differ and self.overwrite:
             return self.start_over(f"has other settings ({'; '.join(differ)})")
         if differ:
@@ -539,6 +542,15 @@ class PartialRun:
         if self.held is not None:
             self.held.close()
             self.held = None
+
+
+def _same_setting(key: str, saved: Any, now: Any, moved: bool) -> bool:
+    """Whether a continuation's setting matches the saved one; ``moved``: the encoder's
+    weights are the same (its digest), so its checkpoint's path may differ (a moved run:
+    it was refused, and --overwrite threw the training away)."""
+    if key == "source" and moved and isinstance(saved, list) and isinstance(now, list):
+        return saved[1:] == now[1:]  # (source: [checkpoint path, step, ...])
+    return saved == now
 
 
 def _difference(key: str, saved: Any, now: Any) -> str:

@@ -374,6 +374,22 @@ def test_an_interrupted_finetuning_is_never_continued_with_other_settings(tmp_pa
     assert (run / "checkpoints" / "finetune-partial.pt").read_bytes() == saved[:100]
 
 
+def test_an_interrupted_finetuning_of_a_moved_run_continues(tmp_path, folders):
+    """The run folder moved (or renamed) since: the same encoder, by its weights, under
+    another path. It was refused ('source: ...a/last.pt saved, ...b/last.pt now'), and
+    --overwrite threw the training away. Another step of the same path stays refused."""
+    train, test = folders
+    args = {**FAST, "batch_size": 4, "epochs": 3, "labels_per_class": 4}
+    run = tmp_path / "ft"
+    was = {"checkpoint": "/runs/a/checkpoints/last.pt", "step": 5}
+    run_finetune(tiny_encoder(), train, test, run, **args, source=was, on_step=stop_at(2))
+    with pytest.raises(SimCLRError, match=r"with other settings \(source: .* saved"):
+        run_finetune(tiny_encoder(), train, test, run, **args, source={**was, "step": 6})
+    moved = {"checkpoint": "/runs/b/checkpoints/last.pt", "step": 5}
+    done = run_finetune(tiny_encoder(), train, test, run, **args, source=moved)
+    assert done["status"] == "finished" and done["steps"] == 9
+
+
 def test_overwrite_starts_over_an_unfinished_finetuning_it_cannot_continue(
         tmp_path, folders, capsys):
     """--overwrite: an unfinished fine-tuning saved with other settings, or damaged, is
