@@ -342,7 +342,7 @@ RESUME_SETTINGS = frozenset({
 # (``folders``: a supervised run's --train/--test, which `simclr supervised --config`
 # takes when no --train is given.)
 RECORDED_KEYS = frozenset({"provenance", "precision_resolved", "device_resolved", "num_images",
-                           "folders"})
+                           "folders", "init_from_resolved"})
 
 
 MAX_EPOCHS = 1e6  # a million passes over the data; beyond, step counts overflow

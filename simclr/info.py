@@ -83,6 +83,8 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
         if str(processes).isdigit():  # the batch is global: over how many, how normalised
             facts["recipe"]["processes"] = int(processes)
         facts["data"] = (config.get("data") or {}).get("path")
+        if config.get("init_from"):  # the file and step it started from, where recorded
+            facts["init_from"] = config.get("init_from_resolved") or config["init_from"]
     facts["checkpoints"] = _checkpoints(path / CHECKPOINTS)
     last = next((c for c in facts["checkpoints"] if c["name"] == LAST), {})
     if last.get("data"):  # a supervised run keeps its --train/--test there
@@ -421,6 +423,8 @@ def render(facts: dict[str, Any]) -> str:
         if isinstance(data, dict):
             data = ", ".join(f"{k} {v}" for k, v in data.items() if v)
         lines.append(f"  data: {data}")
+    if facts.get("init_from"):
+        lines.append(f"  initial weights: {facts['init_from']}")
     started = facts.get("provenance")
     if started and started.get("argv"):
         command = shlex.join(["simclr", *[str(a) for a in started["argv"][1:]]])

@@ -247,9 +247,10 @@ def pretrain(
     notes = [*notes, *upsampling_notes(cfg, source), *window_notes(cfg, source),
              *([] if resume else recipe_notes(cfg))]
     model = setup_model(cfg, device)
+    started_from = None  # the file and step --init-from named (a run trains on: kept)
     if initial is not None:
         notes = [*notes, apply_initial_weights(unwrap(model), *initial)]
-        initial = None  # the tensors are in the model now; free the copy
+        started_from, initial = initial[1], None  # the tensors are in the model now
     # Measured before the first step: a batch that cannot fit fails in a second with
     # a message, not when the kernel kills the process. (After the data, so a wrong
     # folder is named first; a decoded cache is kept for the next run.)
@@ -268,7 +269,7 @@ def pretrain(
         for note in notes:
             log_line(note)
         summary = run_session(cfg, source, model, optimizer, scaler, plan, state, device,
-                              precision, run.path, resume, on_step)
+                              precision, run.path, resume, on_step, started_from)
     except KeyboardInterrupt as exc:  # a second Ctrl-C: the caller names what continues it
         exc.run_dir = run.path  # type: ignore[attr-defined]
         raise
@@ -309,24 +310,27 @@ def run_session(
     cfg: Config, source: ImageSource, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler, plan: Plan, state: RunState, device: torch.device,
     precision: str, run_dir: Path, resume: bool,
-    on_step: Callable[[int, StopFlag], None] | None,
+    on_step: Callable[[int, StopFlag], None] | None, started_from: str | None = None,
 ) -> dict[str, Any]:
     """This session of the run (a resumed run has several) in its held folder: its
     config.yaml, a start line in the metrics log, then the loop. A failure is put on
-    record in summary.json before it propagates."""
+    record in summary.json before it propagates. ``started_from``: the file (and step)
+    a new run's --init-from weights came from, on record (a run named there may train
+    on: its folder alone would not say which step this run started from)."""
+    initial = {} if started_from is None else {"init_from_resolved": started_from}
     # DDP averages gradients across processes (identity on one process); compile last.
     forward = dist.wrap_ddp(model, device)
     forward = torch.compile(forward) if cfg.compile else forward
     if dist.is_main():
         save_yaml({**cfg.to_dict(), "provenance": start_record(run_dir, resume),
                    "precision_resolved": precision, "device_resolved": str(device),
-                   "num_images": source.num_images}, run_dir / "config.yaml")
+                   "num_images": source.num_images, **initial}, run_dir / "config.yaml")
     log = MetricsLog(run_dir, dist.is_main(), state.step if resume else None)
     try:
         log.write({"step": state.step, "event": "start", **provenance(),
                    "precision": precision, "device": str(device),
                    "num_images": source.num_images, "skipped_images": len(source.skipped),
-                   "processes": dist.world_size()})
+                   "processes": dist.world_size(), **initial})
         with StopFlag() as stop:
             return train_loop(cfg, source, forward, model, optimizer, scaler,
                               TwoViewAugment(cfg.augment, cfg.seed), plan, state, device,

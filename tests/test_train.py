@@ -768,6 +768,17 @@ def test_init_from_a_run_starts_a_new_run_from_its_weights(tmp_path, image_folde
         assert expected and all(torch.equal(got[k], v) for k, v in expected.items()), prefix
     assert "encoder loaded, projection head loaded" in capsys.readouterr().out
     assert saved["config"]["init_from"] == str(tmp_path / "first")
+    # Which file and step it started from is on record: the folder alone would not say
+    # once "first" trains on (its config.yaml given as --config then started elsewhere)
+    started = f"pretrain checkpoint {tmp_path / 'first/checkpoints/last.pt'} (step 3)"
+    assert load_yaml(tmp_path / "second/config.yaml")["init_from_resolved"] == started
+    start = json.loads((tmp_path / "second/metrics.jsonl").read_text().splitlines()[0])
+    assert start["event"] == "start" and start["init_from_resolved"] == started
+    from simclr.info import describe, render
+
+    assert f"  initial weights: {started}" in render(describe(tmp_path / "second"))
+    assert build_config(config_file=str(tmp_path / "second/config.yaml")).init_from == \
+        str(tmp_path / "first")  # (a record, not a setting)
     # A head of another shape starts afresh; an encoder of another width is refused.
     run(tmp_path, image_folder, cache_dir, "third", epochs=1, init_from=str(tmp_path / "first"),
         **{"model.head_out_dim": 32})
