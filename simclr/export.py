@@ -59,6 +59,7 @@ from simclr.pretrained import (
     encoder_trained_step,
     parse_layer,
     representation_from_checkpoint,
+    trained_for,
 )
 from simclr.results import output_file
 from simclr.torchvision_io import assumed_side, torchvision_model
@@ -148,6 +149,10 @@ def export_encoder(checkpoint: str | Path, out: str | Path,
         **({"imported": ckpt["imported"]} if ckpt.get("imported") else {}),
         # a random-init baseline's classifier: its encoder is no trained one
         **({"features": ckpt["features"]} if ckpt.get("features") else {}),
+        # what it was taken from: a fine-tuned or supervised encoder read as one of
+        # the pretraining's step alone (the same line for other weights)
+        "exported_from": {"kind": ckpt.get("kind"), "trained": trained_for(ckpt),
+                          "file": str(ckpt.get("file", checkpoint))},
     }
     out = Path(out)
     save_checkpoint(blob, out.parent, out.name, None)

@@ -211,6 +211,12 @@ def trained_for(ckpt: dict[str, Any]) -> str:
     """"step N" for a checkpoint simclr trained (a linear classifier: its encoder's
     pretraining step; a fine-tuned one adds its own steps), else where its weights came
     from."""
+    origin = ckpt.get("exported_from")  # (simclr export: what it was taken from)
+    if isinstance(origin, dict) and isinstance(origin.get("trained"), str):
+        kind = origin.get("kind")
+        # (a linear classifier's encoder is the frozen one it was fitted on)
+        return origin["trained"] if kind in (None, "pretrain", "encoder", "linear") else \
+            f"{kind} model, {origin['trained']}"
     step = encoder_trained_step(ckpt)
     if ckpt.get("features", "pretrained") != "pretrained":  # (a classifier's baseline)
         n = ckpt.get("step")

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import simclr.export as exp
-from simclr.checkpoint import save_checkpoint
+from simclr.checkpoint import load_checkpoint, save_checkpoint
 from simclr.cli import main
 from simclr.errors import SimCLRError
 from simclr.models import Classifier
@@ -283,6 +283,30 @@ def test_a_classifier_exports_its_logits(run_dir, tmp_path):
                                           "features of 16 px images; drop --image-size"):
         exp.export(source, tmp_path / "clf32.pt2", layer="logits", image_size=32)
     assert exp.export(source, tmp_path / "clf16.pt2", layer="logits", image_size=16)["dim"] == 3
+
+
+def test_an_exported_encoder_says_what_it_was_taken_from(run_dir, tmp_path):
+    """An encoder exported from a fine-tuned (or supervised) model read as the
+    pretraining's 'step N' alone, the same line as the pretrained one's, though its
+    weights differ (kNN 8% against 21% in the audit): it says what it was taken from."""
+    from simclr.pretrained import trained_for
+
+    ckpt = pretrain_checkpoint(head_layers=2)
+    model, _ = model_from_checkpoint(ckpt)
+    blob = classifier_checkpoint("finetune", Classifier(model.encoder, 3), ckpt["config"],
+                                 ["a", "b", "c"], 5, 1.0, {})
+    blob["encoder_step"] = 7  # (the pretraining step it started from)
+    source = save_checkpoint({k: v for k, v in blob.items() if k not in ("format", "version")},
+                             tmp_path / "ft")
+    exp.export(source, tmp_path / "ft.pt")
+    exp.export(run_dir, tmp_path / "pre.pt")
+    assert trained_for(load_checkpoint(tmp_path / "pre.pt")) == "step 7"
+    assert trained_for(load_checkpoint(tmp_path / "ft.pt")) == \
+        "finetune model, step 7 fine-tuned 5 steps"
+    assert load_checkpoint(tmp_path / "ft.pt")["exported_from"]["file"] == str(source)
+    exp.export(tmp_path / "ft.pt", tmp_path / "again.pt")  # (kept through a re-export)
+    assert trained_for(load_checkpoint(tmp_path / "again.pt")) == \
+        "finetune model, step 7 fine-tuned 5 steps"
 
 
 @pytest.mark.parametrize("out", ["enc.pt", "enc.pt2"])
