@@ -145,6 +145,9 @@ def checkpoint_facts(path: Path) -> dict[str, Any]:
     if isinstance(ckpt.get("argv"), list):  # an unfinished evaluation's training: its command
         facts["argv"] = [str(a) for a in ckpt["argv"]]
         facts["cwd"] = ckpt.get("cwd") if isinstance(ckpt.get("cwd"), str) else None
+    source = (ckpt.get("settings") or {}).get("source")  # (unfinished: [checkpoint, step, ..])
+    if isinstance(source, list) and len(source) > 1 and isinstance(source[1], int):
+        facts["started_on"] = source[1]  # the step of the encoder it trains on
     if isinstance(metrics.get("steps"), int) and metrics["steps"] > (facts.get("step") or 0):
         facts["step"] = metrics["steps"]  # (an SGD linear classifier records its steps here)
     return {k: v for k, v in facts.items() if v is not None}
@@ -203,6 +206,9 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
     partial = [c for c in checkpoints if c["name"].endswith(PARTIAL_SUFFIX)]
     if partial and saved:  # a run's folder that an evaluation's stopped training shares
         state["evaluation"] = _unfinished(partial[0])  # (--out RUN): the run's state stays
+        started_on = partial[0].get("started_on")
+        if started_on is not None and started_on != max(saved):  # the run trained on since:
+            state["evaluation"]["stale"] = [started_on, max(saved)]  # its command is refused
         partial = []
     holder = folder_holder(folder)
     if holder and _ended(summary):  # not the run, which has ended: an evaluation's --out RUN
@@ -510,6 +516,10 @@ def _unfinished_line(training: dict[str, Any]) -> str:
     where = f"cd {shlex.quote(cwd)} && " if isinstance(cwd, str) and cwd != os.getcwd() else ""
     again = (f"; continue with: {where}{shlex.join(['simclr', *argv[1:]])}" if len(argv) > 1
              else " (the command that started it continues it)")
+    if training.get("stale"):  # (its command would be refused: other weights now)
+        was, now = training["stale"]
+        again = (f", of step {was} of this run, which has trained on to step {now}: its "
+                 "command is refused now; give it --overwrite to start over on this step")
     return (f"{what.get(training['training'], training['training'])}, unfinished at step "
             f"{training.get('step')}{again}")
 

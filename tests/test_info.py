@@ -427,6 +427,16 @@ def test_an_evaluations_folder_and_an_unfinished_finetuning(evaluated_run, tmp_p
     assert lines[0].startswith(f"{shared}: SimCLR pretraining, finished at step ")
     assert ("  fine-tuning, unfinished at step 1 (the command that started it continues it)"
             in lines)
+    # started on an earlier step of the run, which trained on since: its command is
+    # refused now (other weights), which info offered as what continues it
+    run_finetune(tiny_encoder(), train, test, tmp_path / "early", image_size=16, batch_size=4,
+                 epochs=2, labels_per_class=4, device="cpu", precision="fp32", workers=0,
+                 verbose=False, on_step=stop, source={"checkpoint": str(run), "step": 1})
+    shutil.copy(tmp_path / "early" / "checkpoints" / "finetune-partial.pt",
+                shared / "checkpoints")
+    assert ("  fine-tuning, unfinished at step 1, of step 1 of this run, which has trained on "
+            "to step 2: its command is refused now; give it --overwrite to start over on this "
+            "step") in _info(capsys, shared).splitlines()
     # started by the simclr command (not as a library): info says which continues it
     from simclr import runtime
 
