@@ -60,8 +60,6 @@ def test_cache_and_decoder_values_alike_here_are_one_run(tmp_path, image_folder,
             ("data.cache=auto,on", {}, "--cache auto and on are both on here"),
             ("data.decoder=pil,auto", {"data.cache": "off"},
              "--decoder pil and auto are both pil here"),
-            ("data.decoder=pil,device", {"data.cache": "on"},
-             "--decoder pil and device are both cached here"),
             ("data.cache=auto,on", {"data.path": "digits"},
              "--cache auto and on are both in memory here"),  # (arrays, not files)
             ("data.decoder=pil,device", {"data.path": "digits"},
@@ -70,6 +68,11 @@ def test_cache_and_decoder_values_alike_here_are_one_run(tmp_path, image_folder,
                                       {**flags, **extra})
         with pytest.raises(SimCLRError, match=re.escape(alike)):
             check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
+    # under --cache on, given in the sweep's flags, --decoder has no effect at all
+    with pytest.raises(SimCLRError, match=r"^--set decoder: --decoder has no effect in any "
+                                          r"cell: --cache on decodes each image once"):
+        cell_configs([parse_axis("data.decoder=pil,device")], tmp_path / "sw", None, None,
+                     {**flags, "data.cache": "on"})
     for axis, extra in (("data.cache=auto,off", {}),
                         ("data.decoder=pil,device", {"data.cache": "off"})):
         cells, configs = cell_configs([parse_axis(axis)], tmp_path / "sw", None, None,
