@@ -134,8 +134,8 @@ def _without_raising_lr(plan: Plan, step: int, total: int, warmup: int) -> tuple
     most = lr_at(step - 1, old_total, old_warmup, 1.0) + MAX_LR_RISE
     for ramp in (warmup, old_warmup):  # (a warm-up end moved up to the step: the peak)
         longest = _longest_at_most(step, ramp, most)
-        if longest >= step + 1:
-            return max(old_total, min(total, longest)), ramp
+        if longest >= max(step + 1, old_total):  # (never shorter than planned: it grows)
+            return min(total, longest), ramp
     return old_total, old_warmup
 
 
