@@ -155,14 +155,10 @@ def prepare_dir(run_dir: str | Path | None, results: Sequence[str] = (),
         return None
     path = Path(run_dir).expanduser()
     check_results_free(path, results, named, overwrite)
-    # Every level this call creates (a/b/c with only a there: b and c), outermost first
-    # (a/../b: b and a, not 'a/..', the folder there already)
-    new = [p for p in (path, *path.parents) if p.name != ".." and not p.exists()][::-1]
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_folder(path)
     except OSError as exc:
         raise SimCLRError(f"cannot create the folder {path}: {exc.strerror}") from None
-    CREATED.extend(p.resolve() for p in new)
     return path.resolve()
 
 
@@ -170,6 +166,15 @@ def prepare_dir(run_dir: str | Path | None, results: Sequence[str] = (),
 # stopped before writing anything in one removes it (remove_empty_created), so no
 # empty folder is left to pass for a result.
 CREATED: list[Path] = []
+
+
+def make_folder(path: Path) -> None:
+    """``mkdir -p path``, every level it creates (a/b/c with only a there: b and c)
+    recorded in :data:`CREATED`, outermost first (a/../b: b and a, not 'a/..', the
+    folder there already). Raises OSError."""
+    new = [p for p in (path, *path.parents) if p.name != ".." and not p.exists()][::-1]
+    path.mkdir(parents=True, exist_ok=True)
+    CREATED.extend(p.resolve() for p in new)
 
 
 def remove_empty_created() -> None:

@@ -44,7 +44,7 @@ from simclr.files import (
     set_aside,
     write_atomically,
 )
-from simclr.results import CREATED, check_not_inside, check_out_folder, runs_in
+from simclr.results import check_not_inside, check_out_folder, make_folder, runs_in
 from simclr.settings import config_from_dict
 
 log = logging.getLogger(__name__)
@@ -421,15 +421,10 @@ def make_run_dir(run_dir: Path, resume: bool) -> Any:
     """Create the run directory and hold it (rank 0: files.lock_folder) for as long as
     the returned handle stays open. A new run is checked again once held: another run
     may have started into the same folder since :func:`check_run_dir`."""
-    # Every level this call creates, outermost first: a run stopped before it writes
-    # anything (a Ctrl-C as it starts) leaves no empty folder (results.CREATED).
-    checkpoints = run_dir / CHECKPOINTS
-    new = [p for p in (checkpoints, *checkpoints.parents) if p.name != ".." and not p.exists()]
-    try:
-        checkpoints.mkdir(parents=True, exist_ok=True)
+    try:  # (the levels it creates recorded: a run stopped before it writes anything, a
+        make_folder(run_dir / CHECKPOINTS)  # Ctrl-C as it starts, leaves no empty folder)
     except OSError as exc:
         raise SimCLRError(f"cannot create run directory {run_dir}: {exc.strerror}") from None
-    CREATED.extend(p.resolve() for p in reversed(new))
     if not dist.is_main():
         return None
     held = lock_folder(run_dir)
