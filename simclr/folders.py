@@ -130,19 +130,21 @@ def _images_under(folder: str, others: Counter[str], seen: dict[str, str],
         found.extend(
             os.path.join(dirpath, f) for f in sorted(filenames) if _visible(f) and
             _is_image_name(f) and (f not in linked or _own_file(os.path.join(dirpath, f),
-                                                                 folder, seen, classes))
+                                                                 folder, own, seen, classes))
         )
         others.update(_extension(f) for f in _other_formats(filenames))
     return found
 
 
-def _own_file(path: str, folder: str, seen: dict[str, str], classes: dict[str, str]) -> bool:
-    """Whether the linked file ``path`` of class folder ``folder`` is listed: not when
-    its real file lies in another class's folder, or is linked from another class
-    already (said; ``seen`` records it). A broken link is listed (decoding says so)."""
+def _own_file(path: str, folder: str, own: str, seen: dict[str, str],
+              classes: dict[str, str]) -> bool:
+    """Whether the linked file ``path`` of class folder ``folder`` (real path ``own``)
+    is listed: not when its real file lies in another class's folder, or is linked from
+    another class already (said; ``seen`` records it). A broken link is listed
+    (decoding says so)."""
     real = os.path.realpath(path)
     other = _class_holding(real, classes)
-    if other is None or other == classes.get(os.path.realpath(folder)):
+    if other is None or other == classes.get(own):
         if seen.setdefault(real, folder) == folder:
             return True
         other = os.path.basename(seen[real])
