@@ -40,20 +40,19 @@ def case_step(spec: dict[str, Any]) -> dict[str, Any]:
 
     from simclr.models import build_model
     from simclr.optim import build_optimizer
-    from simclr.runtime import tune_cpu_allocator
     from simclr.settings import build_config
+    from simclr.train import setup_runtime
 
     device = torch.device(spec["device"])
-    if device.type == "cpu":
-        tune_cpu_allocator()
     batch, size, precision = spec["batch"], spec["size"], spec["precision"]
     fmt = _memory_format(precision)
     memory = Memory(device)
     flags = {"model.arch": spec["arch"], "augment.size": size, "batch_size": batch,
-             "precision": precision}
+             "precision": precision, "device": spec["device"]}
     if spec["width"] is not None:
         flags["model.width"] = spec["width"]
     cfg = build_config(preset="cifar10", flags=flags)
+    setup_runtime(cfg)  # pretrain's process settings: CPU allocator, cuDNN's autotuner
     model = build_model(cfg.model, size).to(device).to(memory_format=fmt)
     optimizer = build_optimizer(cfg.optim, model, batch)
     views = torch.rand(2 * batch, 3, size, size, device=device).contiguous(memory_format=fmt)

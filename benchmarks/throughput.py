@@ -197,6 +197,8 @@ def case_e2e_lightly(spec: dict[str, Any]) -> dict[str, Any]:
     from simclr.models import build_encoder
 
     device = torch.device(spec["device"])
+    if device.type == "cuda":  # as simclr.train.setup_runtime sets it for simclr's run
+        torch.backends.cudnn.benchmark = True
     batch, warmup, steps = spec["batch"], spec["warmup"], spec["steps"]
     fmt = _memory_format(spec["precision"])
     memory = Memory(device)
@@ -236,19 +238,20 @@ def case_model(spec: dict[str, Any]) -> dict[str, Any]:
 
     from simclr.models import build_model
     from simclr.optim import build_optimizer
-    from simclr.runtime import tune_cpu_allocator
     from simclr.settings import build_config
+    from simclr.train import setup_runtime
 
     device = torch.device(spec["device"])
-    if device.type == "cpu":
-        tune_cpu_allocator()  # as simclr.train.pretrain does: the ceiling is the same step
     batch, precision = spec["batch"], spec["precision"]
     fmt = _memory_format(precision)
     memory = Memory(device)
     cfg = build_config(preset="cifar10", flags={"model.width": spec["width"],
                                                 "model.head_batch_norm": False,
-                                                "model.head_layers": 2,
+                                                "model.head_layers": 2, "device": spec["device"],
                                                 "batch_size": batch, "precision": precision})
+    # pretrain's process settings (CPU: the allocator; CUDA: cuDNN's autotuner): the
+    # ceiling is the same step in the same process conditions.
+    setup_runtime(cfg)
     model = build_model(cfg.model, 32).to(device).to(memory_format=fmt)
     optimizer = build_optimizer(cfg.optim, model, batch)
     views = torch.rand(2 * batch, 3, 32, 32, device=device).contiguous(memory_format=fmt)
