@@ -87,9 +87,11 @@ if want 3; then
 echo "== 3. ResNet-18 CIFAR stem, simclr vs lightly (throughput.py)" | tee -a "$summary"
 compile_flags=(); case_timeout=60  # (a compiled case compiles first: a longer limit)
 if [ -n "${COMPILE:-}" ]; then compile_flags=(--compile); case_timeout=240; fi
-# (each case in a fresh process: about 10 s each on an H200, 2 rounds of about 10 cases)
+# (each case in a fresh process: about 10 s each on an H200, 2 rounds of about 11 cases;
+# the warm-up is raised to the 2 x 14 batches the DataLoader makes ahead, and 56 timed
+# steps are 4 waves of the 14 workers)
 timeout ${THROUGHPUT_S:-240} python3 benchmarks/throughput.py --device cuda --widths 1 --precisions bf16 \
-  --batch 1024 --rounds 2 --warmup 3 --steps 10 --loss-sizes 2048,8192 \
+  --batch 1024 --rounds 2 --warmup 3 --steps 56 --loss-sizes 2048,8192 \
   --lightly-workers 14 --timeout "$case_timeout" "${compile_flags[@]}" \
   --out "$OUT/throughput.md" \
   > "$OUT/throughput.log" 2>&1; tail -30 "$OUT/throughput.md" 2>/dev/null | tee -a "$summary"

@@ -39,6 +39,9 @@ SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar1
 PRECISIONS = {"fp32": "fp32", "bf16": "bf16 autocast + channels_last"}
 LOSS_SIZES = (512, 1024, 2048, 4096, 8192)
 PROJ_DIM = 128
+PREFETCH_FACTOR = 2  # torch DataLoader's default: batches each worker makes ahead
+SIMCLR_PREFETCH = 3  # simclr.loader.BatchLoader's queue of gathered uint8 batches
+CIFAR10_IMAGES = 50_000  # the most images generated: the loops cycle epochs after that
 
 
 # ------------------------------------------------------------------ measuring helpers
@@ -186,13 +189,32 @@ def case_e2e_simclr(spec: dict[str, Any]) -> dict[str, Any]:
     return {"views_per_s": clock.views_per_s(), **memory.report(clock.workers_uss)}
 
 
+def _lightly_loader(spec: dict[str, Any], device: Any) -> Any:
+    """lightly's input pipeline as its examples write it: SimCLRTransform in DataLoader
+    workers over an ImageFolder (torch's default prefetch, no persistent workers)."""
+    import torch
+    import torchvision
+    from lightly.transforms import SimCLRTransform
+
+    transform = SimCLRTransform(input_size=32, cj_strength=0.5, gaussian_blur=0.0)
+    dataset = torchvision.datasets.ImageFolder(spec["data"], transform=transform)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=spec["batch"], shuffle=True, drop_last=True,
+        num_workers=spec["workers"], pin_memory=device.type == "cuda")
+
+
+def _epochs(loader: Any) -> Any:
+    """The loader's batches epoch after epoch, as a training loop's ``for epoch`` does
+    (one epoch may be shorter than warm-up + timed steps)."""
+    while True:
+        yield from loader
+
+
 def case_e2e_lightly(spec: dict[str, Any]) -> dict[str, Any]:
     """A SimCLR loop as lightly's examples write it, on simclr's encoder."""
     import torch
-    import torchvision
     from lightly.loss import NTXentLoss
     from lightly.models.modules import SimCLRProjectionHead
-    from lightly.transforms import SimCLRTransform
 
     from simclr.models import build_encoder
 
@@ -202,11 +224,7 @@ def case_e2e_lightly(spec: dict[str, Any]) -> dict[str, Any]:
     batch, warmup, steps = spec["batch"], spec["warmup"], spec["steps"]
     fmt = _memory_format(spec["precision"])
     memory = Memory(device)
-    transform = SimCLRTransform(input_size=32, cj_strength=0.5, gaussian_blur=0.0)
-    dataset = torchvision.datasets.ImageFolder(spec["data"], transform=transform)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch, shuffle=True, drop_last=True,
-        num_workers=spec["workers"], pin_memory=device.type == "cuda")
+    loader = _lightly_loader(spec, device)
     encoder = build_encoder("resnet18", spec["width"], cifar_stem=True)
     # The head simclr's case builds (2-layer MLP, hidden = feature dim, no BN).
     head = SimCLRProjectionHead(encoder.feature_dim, encoder.feature_dim, PROJ_DIM,
@@ -216,7 +234,7 @@ def case_e2e_lightly(spec: dict[str, Any]) -> dict[str, Any]:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.06, momentum=0.9, weight_decay=5e-4)
     model.train()
     clock = StepClock(device, warmup, steps, 2 * batch)
-    batches = iter(loader)
+    batches = _epochs(loader)
     for step in range(1, warmup + steps + 1):
         (x0, x1), _ = next(batches)
         x0 = x0.to(device, non_blocking=True).contiguous(memory_format=fmt)
@@ -228,7 +246,24 @@ def case_e2e_lightly(spec: dict[str, Any]) -> dict[str, Any]:
         loss.backward()
         optimizer.step()
         clock.tick(step)
-    del batches  # joins the workers before the memory report
+    batches.close()  # joins the workers before the memory report
+    return {"views_per_s": clock.views_per_s(), **memory.report(clock.workers_uss)}
+
+
+def case_loader_lightly(spec: dict[str, Any]) -> dict[str, Any]:
+    """lightly's DataLoader alone (batches moved to the device, no model): the most its
+    end-to-end loop can reach, over the same warm-up and timed window."""
+    import torch
+
+    device = torch.device(spec["device"])
+    memory = Memory(device)
+    clock = StepClock(device, spec["warmup"], spec["steps"], 2 * spec["batch"])
+    batches = _epochs(_lightly_loader(spec, device))
+    for step in range(1, spec["warmup"] + spec["steps"] + 1):
+        (x0, x1), _ = next(batches)
+        x0.to(device, non_blocking=True), x1.to(device, non_blocking=True)
+        clock.tick(step)
+    batches.close()
     return {"views_per_s": clock.views_per_s(), **memory.report(clock.workers_uss)}
 
 
@@ -395,6 +430,7 @@ def loss_repeats(base: int, size: int) -> int:
 
 CASES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "e2e-simclr": case_e2e_simclr, "e2e-lightly": case_e2e_lightly, "model": case_model,
+    "loader-lightly": case_loader_lightly,
     "augment": case_augment, "loss": case_loss,
 }
 
@@ -549,6 +585,7 @@ def table_rows(args: argparse.Namespace, res: dict[str, list[dict[str, Any]]]
                       for w, k in lk.items() if w != best]
             note = "lightly " + "; ".join(others) if others else (
                 f"lightly workers: the faster at w{args.widths[0]:g}")
+            note += loader_check(res, best, ref[0])
             rows.append(["1 end-to-end views/s", f"{name}, batch {B}", fmt_rate(s),
                          f"lightly, {best} worker(s)", fmt_rate(ref), _ratio(s[0], ref[0]),
                          fmt_mem(res[s_key], dev), fmt_mem(res[lk[best]], dev), note])
@@ -600,6 +637,20 @@ def table_rows(args: argparse.Namespace, res: dict[str, list[dict[str, Any]]]
                      "lightly NTXentLoss", fmt_rate(ref, 1), _ratio(ref[0], s[0]),
                      fmt_mem(res[s_key], dev, sub), fmt_mem(res[l_key], dev, sub), ""])
     return rows
+
+
+def loader_check(res: dict[str, list[dict[str, Any]]], workers: int, e2e: float) -> str:
+    """Notes' sanity check: lightly's loop cannot train faster than its DataLoader alone
+    delivers; if it seems to, its timed window read batches made before it started."""
+    key = case_key({"kind": "loader-lightly", "workers": workers})
+    if key not in res:
+        return ""
+    alone = median_of(res[key], "views_per_s")
+    text = f"; its DataLoader alone {fmt_rate(alone)}"
+    if e2e > 1.05 * alone[0]:
+        text += (" (CHECK: end to end above the loader alone: the window read batches "
+                 "made ahead; raise --warmup / --steps)")
+    return text
 
 
 def _nan_low(x: float) -> float:
@@ -656,7 +707,7 @@ def prepare_data(args: argparse.Namespace) -> str:
         return Image.fromarray(np.clip(base + rng.normal(0, 40, (32, 32, 3)), 0, 255)
                                .astype(np.uint8))
 
-    count = max(args.batch * (args.warmup + args.steps + 2), 1024)
+    count = min(max(args.batch * (e2e_warmup(args) + args.steps + 2), 1024), CIFAR10_IMAGES)
     return generated_folder(f"simclr-bench-data-{count}", count, draw, ".png")
 
 
@@ -671,13 +722,26 @@ def build_cache(data: str, cache_dir: str) -> None:
     print(f"cache ready: {source} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
 
 
+def e2e_warmup(args: argparse.Namespace) -> int:
+    """The steps every end-to-end run discards: at least --warmup, and at least what the
+    loaders make ahead at start-up (workers x prefetch factor for lightly's DataLoader,
+    the queue for simclr's), which a shorter warm-up would leave in the timed window
+    (made in parallel before it started: the window then timed the model, not the input
+    pipeline). One value for every end-to-end case: equal windows."""
+    return max(args.warmup, PREFETCH_FACTOR * max(args.lightly_workers), SIMCLR_PREFETCH)
+
+
 def e2e_cases(args: argparse.Namespace, widths: list[float], workers: dict[str, list[int]],
-              common: dict[str, Any]) -> list[dict[str, Any]]:
-    cases = []
+              common: dict[str, Any], loaders: bool = False) -> list[dict[str, Any]]:
+    """The end-to-end and model-only cases; with ``loaders``, lightly's DataLoader alone
+    at each worker count too (it depends on neither width nor precision)."""
+    window = {"warmup": e2e_warmup(args), "steps": args.steps}
+    counts = sorted({w for ws in workers.values() for w in ws})
+    cases = [{**common, **window, "kind": "loader-lightly", "workers": w}
+             for w in counts] if loaders else []
     for width in widths:
         for prec in args.precisions:
-            run = {**common, "width": width, "precision": prec,
-                   "warmup": args.warmup, "steps": args.steps}
+            run = {**common, **window, "width": width, "precision": prec}
             cases.append({**run, "kind": "e2e-simclr"})
             cases += [{**run, "kind": "e2e-lightly", "workers": w} for w in workers[prec]]
             cases.append({**run, "kind": "model", "warmup": max(1, args.warmup - 1)})
@@ -793,7 +857,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict[str, Any]]] = {}
     first = args.widths if args.sweep_all_widths else args.widths[:1]
     # Phase 1: every worker count at the first width, plus sections 3 and 4.
-    run_rounds(e2e_cases(args, first, all_workers, common) + part_cases(args, common),
+    run_rounds(e2e_cases(args, first, all_workers, common, loaders=True)
+               + part_cases(args, common),
                args.rounds, args.timeout, results, t0)
     chosen = pick_workers(args, results, args.widths[0])
     rest = [w for w in args.widths if w not in first]
@@ -802,7 +867,9 @@ def main(argv: list[str] | None = None) -> int:
                    args.rounds, args.timeout, results, t0)
     header = machine_lines(args) + [
         f"- device {args.device}; batch {args.batch} images = {2 * args.batch} views/step; "
-        f"{args.warmup} warm-up + {args.steps} timed steps per run; {args.rounds} round(s)"
+        f"{e2e_warmup(args)} warm-up + {args.steps} timed steps per end-to-end run (the "
+        f"warm-up at least the {PREFETCH_FACTOR} x {max(args.lightly_workers)} batches "
+        f"lightly's DataLoader makes ahead at start-up); {args.rounds} round(s)"
         + (" (--quick)" if args.quick else ""),
         f"- data: {data}; precisions: "
         + "; ".join(f"{p} = {PRECISIONS[p]}" for p in args.precisions),
