@@ -836,26 +836,49 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.case is not None:
         return args
     q = args.quick
-    args.rounds = args.rounds or (1 if q else 3)
-    args.batch = args.batch or (64 if q else 256)
-    args.warmup = args.warmup if args.warmup is not None else (1 if q else 2)
-    args.steps = args.steps or (1 if q else 2)
-    args.widths = [float(w) for w in (args.widths or ("0.25" if q else "0.5,1")).split(",")]
+    # (None: not given; a 0 given is checked below, not taken for the default)
+    default = lambda value, quick, full: (quick if q else full) if value is None else value  # noqa: E731
+    args.rounds = default(args.rounds, 1, 3)
+    args.batch = default(args.batch, 64, 256)
+    args.warmup = default(args.warmup, 1, 2)
+    args.steps = default(args.steps, 1, 2)
+    args.widths = _numbers("--widths", default(args.widths, "0.25", "0.5,1"), float)
     args.precisions = [x for x in args.precisions.split(",") if x]
-    sizes = args.loss_sizes or ("512,1024" if q else ",".join(map(str, LOSS_SIZES)))
-    args.loss_sizes = [int(s) for s in sizes.split(",")]
+    sizes = default(args.loss_sizes, "512,1024", ",".join(map(str, LOSS_SIZES)))
+    args.loss_sizes = _numbers("--loss-sizes", sizes, int)
     cores = usable_cores()
-    default_workers = f"{max(1, cores // 2)},{cores}"
-    args.lightly_workers = sorted({int(w) for w in (args.lightly_workers
-                                                   or default_workers).split(",")})
+    workers = default(args.lightly_workers, *[f"{max(1, cores // 2)},{cores}"] * 2)
+    args.lightly_workers = sorted(set(_numbers("--lightly-workers", workers, int)))
     bad = [x for x in args.precisions if x not in PRECISIONS]
     if bad or not args.precisions:
-        p.error(f"--precisions: unknown value(s) {bad} (choose from fp32, bf16)")
+        _fail(f"--precisions: unknown value(s) {bad} (choose from fp32, bf16)")
     if min(args.rounds, args.batch, args.steps) < 1 or args.warmup < 1:
-        p.error("--rounds, --batch, --steps and --warmup must be at least 1")
+        _fail("--rounds, --batch, --steps and --warmup must be at least 1")
+    if any(w <= 0 for w in args.widths):
+        _fail("--widths must be positive width multipliers, e.g. 0.5,1")
     if any(s % 2 or s < 4 for s in args.loss_sizes):
-        p.error("--loss-sizes must be even numbers of views (2N), at least 4")
+        _fail("--loss-sizes must be even numbers of views (2N), at least 4")
+    if any(w < 0 for w in args.lightly_workers):
+        _fail("--lightly-workers must be worker counts of 0 or more")
     return args
+
+
+def _fail(message: str) -> None:
+    """A bad flag: one line on stderr, exit status 2 (as argparse's own errors)."""
+    print(f"throughput.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _numbers(flag: str, text: str, kind: type) -> list[Any]:
+    """A comma-separated list of ``kind`` values, or a one-line error naming the flag."""
+    try:
+        values = [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        _fail(f"{flag}: {text!r} is not a comma-separated list of "
+              f"{'whole numbers' if kind is int else 'numbers'}")
+    if not values:
+        _fail(f"{flag}: no value given")
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:
