@@ -26,6 +26,9 @@ from typing import Any
 
 SHARED_IMAGENETTE = (Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenette"
                      / "train")
+# Batches each loader worker makes ahead once its epoch starts: simclr's worker loader
+# (simclr.data) sets prefetch_factor 4, torch's DataLoader default (the peer path) is 2.
+PREFETCH_FACTOR = 4
 
 
 def synthetic_folder(count: int, width: int, height: int) -> str:
@@ -81,13 +84,22 @@ def make_iterator(case: str, source: Any, args: argparse.Namespace, epoch: int) 
     return (images for _, images, _ in loader)
 
 
+def warmup_batches(args: argparse.Namespace) -> int:
+    """Batches discarded before the window: the first batch (worker start-up, first decoder
+    calls) and the wave the workers make ahead in parallel at the epoch's start
+    (workers x prefetch factor, simclr's 4 for every case: equal windows). Timing that
+    wave measured how fast made batches are handed over, not how fast they are made."""
+    return 1 + max(1, args.workers) * PREFETCH_FACTOR
+
+
 def measure(case: str, source: Any, args: argparse.Namespace, epoch: int) -> float:
-    """Images/s over ``args.batches`` batches after one warm-up batch, on the device."""
+    """Images/s over ``args.batches`` batches after :func:`warmup_batches`, on the device."""
     import torch
 
     device = torch.device(args.device)
     it = make_iterator(case, source, args, epoch)
-    next(it).to(device)  # worker start-up, first decoder calls
+    for _ in range(warmup_batches(args)):
+        next(it).to(device)
     if device.type == "cuda":
         torch.cuda.synchronize()
     start, count = time.perf_counter(), 0
@@ -114,7 +126,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--size", type=int, default=224, help="view side; images stored at 1.15x")
     p.add_argument("--batch", type=int, default=256)
-    p.add_argument("--batches", type=int, default=6, help="timed batches per case and round")
+    p.add_argument("--batches", type=int, default=None,
+                   help="timed batches per case and round, at least 2 x --workers (default: "
+                        "3 x --workers, three waves of the workers; after 1 + 4 x --workers "
+                        "discarded ones)")
     p.add_argument("--workers", type=int, default=None, help="loader processes (default: cores)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--cases", default="simclr pil,simclr device,full-size PIL")
@@ -131,7 +146,16 @@ def main(argv: list[str] | None = None) -> None:
 
     args = parse_args(argv)
     args.workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
-    count = args.batch * (args.batches + 1)
+    if args.batches is None:
+        args.batches = 3 * max(1, args.workers)
+    if min(args.batch, args.batches, args.rounds) < 1 or args.workers < 0:
+        sys.exit("decode.py: --batch, --batches and --rounds must be at least 1, "
+                 "--workers 0 or more")
+    if args.batches < 2 * args.workers:  # workers finishing together deliver in bursts
+        sys.exit(f"decode.py: --batches {args.batches} is under two waves of the "
+                 f"{args.workers} workers (2 x --workers): a shorter window times batches "
+                 "that arrived together")
+    count = args.batch * (warmup_batches(args) + args.batches)
     if args.data and args.data != "synthetic":
         data = args.data
     elif SHARED_IMAGENETTE.is_dir() and args.data is None:
@@ -142,7 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     cfg = DataConfig(cache="off", workers=args.workers)
     source = open_source(data, cfg, train=True, image_size=args.size)
     if source.num_images < count:
-        sys.exit(f"{data}: {source.num_images} images, need {count} (--batch x (--batches + 1))")
+        sys.exit(f"{data}: {source.num_images} images, need {count} (--batch x (--batches "
+                 f"+ {warmup_batches(args)} warm-up batches: 1 + 4 x --workers)); lower "
+                 "--batch or --workers")
     cases = [c.strip() for c in args.cases.split(",")]
     rates: dict[str, list[float]] = {c: [] for c in cases}
     for r in range(args.rounds):
@@ -152,7 +178,9 @@ def main(argv: list[str] | None = None) -> None:
     side = source.image_hw[0]
     print(f"Input path, {data} -> uint8 batches of {args.batch} x 3 x {side} x {side} on "
           f"{args.device}; {args.workers} loader processes, torch {torch.__version__}, "
-          f"{os.cpu_count()} cores; medians of {args.rounds} interleaved rounds.\n")
+          f"{os.cpu_count()} cores; {args.batches} timed batches after "
+          f"{warmup_batches(args)} discarded (the workers' first wave); medians of "
+          f"{args.rounds} interleaved rounds.\n")
     base = statistics.median(rates[cases[-1]])
     print(f"| path | images/s (median) | min-max | vs {cases[-1]} |")
     print("|---|---:|---:|---:|")
