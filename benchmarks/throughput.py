@@ -25,11 +25,13 @@ import json
 import os
 import platform
 import resource
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -501,7 +503,10 @@ def run_rounds(cases: list[dict[str, Any]], rounds: int, timeout: float,
 
 def median_of(runs: list[dict[str, Any]], field: str,
               pick: Callable[[dict[str, Any]], Any] = lambda r: r) -> tuple[float, float, float]:
-    """(median, min, max) of a field over the successful rounds; NaNs when none succeeded."""
+    """(median, min, max) of a field over the successful rounds; NaNs when none succeeded
+    (min and max -inf when the case never ran: a run stopped before it)."""
+    if not runs:
+        return float("nan"), float("-inf"), float("-inf")
     values = [pick(r)[field] for r in runs if "error" not in r and pick(r)[field] is not None]
     if not values:
         return (float("nan"),) * 3
@@ -510,8 +515,8 @@ def median_of(runs: list[dict[str, Any]], field: str,
 
 def fmt_rate(stats: tuple[float, float, float], digits: int = 0) -> str:
     med, lo, hi = stats
-    if med != med:  # NaN: every round failed
-        return "failed"
+    if med != med:  # NaN: every round failed, or none ran
+        return "not run" if lo == float("-inf") else "failed"
     if lo == hi:
         return f"{med:,.{digits}f}"
     return f"{med:,.{digits}f} ({lo:,.{digits}f}–{hi:,.{digits}f})"
@@ -582,7 +587,7 @@ def table_rows(args: argparse.Namespace, res: dict[str, list[dict[str, Any]]]
             s_key = case_key({"kind": "e2e-simclr", "width": width, "precision": prec})
             lk = {w: case_key({"kind": "e2e-lightly", "width": width, "precision": prec,
                                "workers": w}) for w in args.lightly_workers}
-            lk = {w: k for w, k in lk.items() if k in res}
+            lk = {w: k for w, k in lk.items() if k in res} or lk  # (all, when none ran)
             best = max(lk, key=lambda w: _nan_low(median_of(res[lk[w]], "views_per_s")[0]))
             s, ref = median_of(res[s_key], "views_per_s"), median_of(res[lk[best]], "views_per_s")
             e2e[(width, prec)] = (s, ref, best)
@@ -881,6 +886,32 @@ def _numbers(flag: str, text: str, kind: type) -> list[Any]:
     return values
 
 
+class Stopped(Exception):
+    """SIGTERM (e.g. from ``timeout``) arrived: stop measuring, write what finished."""
+
+
+def _stop(signum: int, _frame: Any) -> None:
+    raise Stopped(signal.Signals(signum).name)
+
+
+def measure_all(args: argparse.Namespace, common: dict[str, Any],
+                results: dict[str, list[dict[str, Any]]], t0: float) -> None:
+    """Every case, round-robin, into ``results``: phase 1 tries every lightly worker
+    count at the first width (and runs sections 3 and 4), phase 2 the other widths with
+    the faster count."""
+    all_workers = {prec: args.lightly_workers for prec in args.precisions}
+    first = args.widths if args.sweep_all_widths else args.widths[:1]
+    # Phase 1: every worker count at the first width, plus sections 3 and 4.
+    run_rounds(e2e_cases(args, first, all_workers, common, loaders=True)
+               + part_cases(args, common),
+               args.rounds, args.timeout, results, t0)
+    chosen = pick_workers(args, results, args.widths[0])
+    rest = [w for w in args.widths if w not in first]
+    if rest:  # Phase 2: the other widths with the faster lightly worker count
+        run_rounds(e2e_cases(args, rest, {p: [chosen[p]] for p in args.precisions}, common),
+                   args.rounds, args.timeout, results, t0)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.case is not None:
@@ -899,18 +930,16 @@ def main(argv: list[str] | None = None) -> int:
     build_cache(data, args.cache_dir)
     common = {"device": args.device, "batch": args.batch, "data": data,
               "cache_dir": args.cache_dir}
-    all_workers = {prec: args.lightly_workers for prec in args.precisions}
-    results: dict[str, list[dict[str, Any]]] = {}
-    first = args.widths if args.sweep_all_widths else args.widths[:1]
-    # Phase 1: every worker count at the first width, plus sections 3 and 4.
-    run_rounds(e2e_cases(args, first, all_workers, common, loaders=True)
-               + part_cases(args, common),
-               args.rounds, args.timeout, results, t0)
-    chosen = pick_workers(args, results, args.widths[0])
-    rest = [w for w in args.widths if w not in first]
-    if rest:  # Phase 2: the other widths with the faster lightly worker count
-        run_rounds(e2e_cases(args, rest, {p: [chosen[p]] for p in args.precisions}, common),
-                   args.rounds, args.timeout, results, t0)
+    results: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    stopped = ""
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        measure_all(args, common, results, t0)
+    except (Stopped, KeyboardInterrupt) as exc:  # the table of what finished, not nothing
+        stopped = str(exc) or "Ctrl-C"
+        print(f"stopped ({stopped}): writing the table of the cases finished so far",
+              file=sys.stderr, flush=True)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the writing
     header = machine_lines(args) + [
         f"- device {args.device}; batch {args.batch} images = {2 * args.batch} views/step; "
         f"{e2e_warmup(args)} warm-up + {args.steps} timed steps per end-to-end run (the "
@@ -928,11 +957,15 @@ def main(argv: list[str] | None = None) -> int:
     ]
     footer = [f"Load average 1 min: {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at "
               f"end; total {time.perf_counter() - t0:.0f} s."]
+    if stopped:
+        footer.append(f"STOPPED by {stopped} after {time.perf_counter() - t0:.0f} s: the "
+                      "medians are over the rounds finished so far; 'not run' marks cases "
+                      "that had not run once.")
     text = render(args, results, header, footer)
     print(text)
     if args.out:
         Path(args.out).write_text(text)
-    return 0
+    return 1 if stopped else 0
 
 
 if __name__ == "__main__":
