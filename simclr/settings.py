@@ -418,6 +418,7 @@ def apply_resume_flags(cfg: Config, flags: dict[str, Any], allowed: set[str]) ->
     is checked as a new run's would be, so a resumed run never saves an invalid config.
     Any other flag is refused unless it gives the saved value (the first command with
     ``--resume`` added)."""
+    _check_same_out(cfg.out, flags.get("out"))
     trial, unfit = copy.deepcopy(cfg), set()
     for path, value in flags.items():
         try:
@@ -438,6 +439,17 @@ def apply_resume_flags(cfg: Config, flags: dict[str, Any], allowed: set[str]) ->
     validate(cfg)
 
     refuse_inert(cfg, flags)
+
+
+def _check_same_out(run_dir: str, out: Any) -> None:
+    """``--out`` with ``--resume`` must name the resumed run's folder (``run_dir``, as
+    found now): another is most often where the run was before it was moved, given
+    again with the first command, and the run continues only where its files are."""
+    if out is None or _absolute(str(out)) == _absolute(run_dir):
+        return
+    raise SimCLRError(f"--out {out} is not the folder of the run --resume names, which is "
+                      f"{run_dir} now (moved since it started?); resume it there: drop "
+                      f"--out, or give --out {run_dir}")
 
 
 def check_same_recipe(saved: Config, given: Config, allowed: set[str]) -> None:

@@ -157,6 +157,28 @@ def test_resume_with_the_first_commands_recipe_is_accepted_and_another_refused(
     assert summary["checkpoint"] == str(moved / "checkpoints" / "last.pt")
 
 
+def test_a_moved_run_resumed_with_its_old_out_is_told_where_to_resume(
+        tmp_path, image_folder, cache_dir, capsys, monkeypatch):
+    """The first command again after `mv runA runB` (--out runA kept): the refusal names
+    both folders and the way on (it said "cannot change --out", no more)."""
+    from simclr.cli import main
+
+    _preempted_run(build_config(flags=tiny_flags(image_folder, tmp_path / "runA", cache_dir)),
+                   at_step=2)
+    (tmp_path / "runA").rename(tmp_path / "runB")
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    for target in ("runB", "runB/checkpoints/last.pt"):
+        assert main(["pretrain", "--resume", target, "--out", "runA"]) == 2
+        assert capsys.readouterr().err == (
+            f"simclr pretrain: error: --out runA is not the folder of the run --resume "
+            f"names, which is {tmp_path / 'runB'} now (moved since it started?); resume it "
+            f"there: drop --out, or give --out {tmp_path / 'runB'}\n")
+    # --out naming where it is now (as typed, relative) is no change
+    assert main(["pretrain", "--resume", "runB", "--out", "runB", "--print-config"]) == 0
+    assert f"out: {tmp_path / 'runB'}" in capsys.readouterr().out
+
+
 def test_a_resume_on_files_renamed_since_says_it_is_no_longer_exact(tmp_path, capsys):
     """The same number of image files under other names (one renamed): the run goes on
     (its plan holds), with a note that it no longer continues exactly."""
