@@ -200,6 +200,10 @@ def check_results_free(run_dir: str | Path | None, results: Sequence[str],
         return
     path = Path(run_dir).expanduser()
     check_out_folder(path, named)
+    run = run_of_checkpoints(path) if results and named is None else None
+    if run is not None:  # its results would lie among the checkpoints, unseen by info
+        raise SimCLRError(f"--out {run_dir} lies in the checkpoints folder of the run in "
+                          f"{run}; give the results the run's folder (--out {run})")
     # An evaluation's results (not a file's folder): a run's own evaluations' folders
     # are no runs, but a folder of runs would read as a run, no longer as the runs.
     runs = runs_in(path, outputs=False) if results and named is None else ""
@@ -296,8 +300,19 @@ def output_file(out: str | Path, overwrite: bool = True) -> Path:
 def in_run_checkpoints(path: Path) -> bool:
     """Whether ``path`` lies in the ``checkpoints`` folder of a simclr run (one that
     pretraining or an evaluation wrote: its lock file, config or results beside it)."""
-    run = path.absolute().parent.parent
-    return path.absolute().parent.name == CHECKPOINTS and (
+    return _is_run_checkpoints(path.absolute().parent)
+
+
+def run_of_checkpoints(folder: Path) -> Path | None:
+    """The run whose ``checkpoints`` folder is ``folder`` or holds it (None: none)."""
+    return next((p.parent for p in (folder.absolute(), *folder.absolute().parents)
+                 if _is_run_checkpoints(p)), None)
+
+
+def _is_run_checkpoints(folder: Path) -> bool:
+    """Whether ``folder`` (absolute) is the ``checkpoints`` folder of a simclr run."""
+    run = folder.parent
+    return folder.name == CHECKPOINTS and (
         (run / LOCK_NAME).exists() or (run / "config.yaml").exists()
         or any(run.glob("*.json")))
 

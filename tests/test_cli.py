@@ -346,6 +346,26 @@ def test_an_existing_output_is_kept_without_overwrite(command, name, tmp_path, c
     assert "c.pt" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["knn", "linear-eval", "finetune", "transform-probe"])
+def test_an_evaluation_is_refused_a_runs_checkpoints_folder_as_out(command, tmp_path, capsys,
+                                                                   monkeypatch):
+    """--out RUN/checkpoints (or a folder in it) wrote the results among the run's
+    checkpoints, where `simclr info RUN` never looks: refused, naming the run's folder."""
+    monkeypatch.chdir(tmp_path)
+    make_image_folder(tmp_path / "data", classes=2, per_class=2)
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "run" / "config.yaml").write_text("epochs: 1\n")
+    (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(b"weights")
+    for out in ("run/checkpoints", "run/checkpoints/eval"):
+        assert main([command, "--checkpoint", "run", "--train", "data", "--test", "data",
+                     "--out", out]) == 2
+        assert capsys.readouterr().err == (
+            f"simclr {command}: error: --out {out} lies in the checkpoints folder of the run "
+            f"in {tmp_path / 'run'}; give the results the run's folder (--out "
+            f"{tmp_path / 'run'})\n")
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["last.pt"]
+
+
 def test_what_needs_only_file_names_fails_before_any_image_is_decoded(tmp_path, capsys):
     from simclr.checkpoint import save_checkpoint
     from tests.test_pretrained import pretrain_checkpoint
