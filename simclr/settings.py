@@ -327,6 +327,25 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+# What a command's results file holds that no settings file does: the results of an
+# evaluation or a supervised run name their ``command``, a run's summary.json its status.
+_SUMMARY_KEYS = {"status", "steps", "checkpoint"}
+
+
+def check_settings_file(data: dict[str, Any], path: str | Path) -> None:
+    """Refuse a ``--config`` file that is a command's results rather than settings (JSON
+    is YAML too: ``knn.json`` read as a config was 'unknown setting command')."""
+    command = data.get("command")
+    if isinstance(command, str):
+        what = f"the results of `simclr {command}`"
+    elif _SUMMARY_KEYS <= data.keys():
+        what = "a run's summary (summary.json)"
+    else:
+        return
+    raise SimCLRError(f"config file {path} is {what}, not a settings file; give --config a "
+                      "run's config.yaml or a YAML file of settings (--print-config writes one)")
+
+
 def yaml_text(data: dict[str, Any]) -> str:
     """A config mapping as YAML text, keys in their order (tuples become lists)."""
 
@@ -370,7 +389,9 @@ def build_config(
             lr_origin = (cfg.optim.lr, cfg.optim.lr_scaling, cfg.batch_size)
     if config_file is not None:
         # A run's own config.yaml is a valid --config: what it only records is skipped.
-        settings = {k: v for k, v in load_yaml(config_file).items() if k not in RECORDED_KEYS}
+        filed = load_yaml(config_file)
+        check_settings_file(filed, config_file)
+        settings = {k: v for k, v in filed.items() if k not in RECORDED_KEYS}
         apply_overrides(cfg, settings, str(config_file))
         if "optim.lr" in _paths_of(settings) and cfg.optim.lr is not None:
             lr_origin = (cfg.optim.lr, cfg.optim.lr_scaling, cfg.batch_size)

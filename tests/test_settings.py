@@ -181,6 +181,29 @@ def test_a_saved_config_is_a_config_file_but_unknown_keys_are_still_refused(tmp_
 
 
 
+def test_a_results_file_given_as_config_is_named_for_what_it_is(tmp_path, capsys):
+    """knn.json or a run's summary.json (JSON is YAML) read as settings failed on their
+    first key: "unknown setting 'command'", not saying the file is no config at all."""
+    import json
+
+    from simclr.cli import main
+
+    knn = tmp_path / "knn.json"
+    knn.write_text(json.dumps({"command": "knn", "k": 200, "top1": 0.5, "num_train": 24}))
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"status": "finished", "signal": None, "steps": 6,
+                                   "checkpoint": "run/checkpoints/last.pt"}))
+    hint = ("not a settings file; give --config a run's config.yaml or a YAML file of "
+            "settings (--print-config writes one)")
+    for command in (["pretrain"], ["supervised", "--train", str(tmp_path)]):
+        assert main([*command, "--config", str(knn), "--print-config"]) == 2
+        assert capsys.readouterr().err == (f"simclr {command[0]}: error: config file {knn} is "
+                                           f"the results of `simclr knn`, {hint}\n")
+    with pytest.raises(SimCLRError, match=r"summary.json is a run's summary \(summary.json\), "
+                                          "not a settings file"):
+        build_config(config_file=str(summary))
+
+
 def test_local_paths_are_stored_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data" / "train").mkdir(parents=True)
