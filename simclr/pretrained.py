@@ -25,6 +25,8 @@ from torch import nn
 
 from simclr.checkpoint import (
     CLASSIFIER_FILES,
+    LAST,
+    PARTIAL_SUFFIX,
     checked_checkpoint,
     checkpoint_file,
     imported_checkpoint,
@@ -514,6 +516,25 @@ def classifier_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Classifier, dict[s
     return model.eval(), spec, classes
 
 
+def note_unfinished(path: Path, ckpt: dict[str, Any]) -> None:
+    """Say on stderr that the classifier ``path`` holds is from a training that has not
+    finished (a supervised run stopped or still training, an evaluation's partial
+    state), as the evaluations say of an unfinished checkpoint: its predictions are
+    those of a half-trained model, which nothing else in them shows."""
+    step, total = ckpt.get("step"), ckpt.get("total_steps")
+    if path.name.endswith(PARTIAL_SUFFIX):
+        then = "; its command continues it when run again"
+    elif ckpt.get("kind") == "supervised" and isinstance(step, int) \
+            and isinstance(total, int) and step < total:
+        # (the run's state: a periodic checkpoint named may be of a run finished since)
+        run = shlex.quote(str(path.parent.parent))
+        then = f"; `simclr supervised --resume {run}` continues it" if path.name == LAST else ""
+    else:
+        return
+    of = f" of {total}" if isinstance(total, int) else ""
+    print(f"note: {path} is an unfinished training (step {step}{of}){then}", file=sys.stderr)
+
+
 def _write_predictions(out: Path, paths: list[str], top_p: torch.Tensor, top_i: torch.Tensor,
                        classes: list[str], threshold: float) -> None:
     """The CSV of :func:`predict_folder`; ``top_p``/``top_i``: (N, k) ranked probabilities
@@ -591,8 +612,10 @@ def predict_folder(
         raise SimCLRError(f"--min-probability must lie in (0, 1], got {min_probability}")
     threshold = 0.0 if min_probability is None else min_probability
     out = output_file(out, overwrite)  # before the work, and after it by written()
-    ckpt = load_checkpoint(classifier_file(checkpoint))
+    path = classifier_file(checkpoint)
+    ckpt = load_checkpoint(path)
     model, spec, classes = classifier_from_checkpoint(ckpt)
+    note_unfinished(path, ckpt)
     # Features under the run's autocast, as the protocols compute them; the linear layer
     # in float64, as linear-eval fits it, so a bf16 rounding never flips a close call.
     source, feats, labels, paths = folder_features(

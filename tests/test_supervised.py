@@ -176,6 +176,33 @@ def test_a_preempted_run_resumes_exactly(tmp_path, folders):
     assert json.loads((run / "supervised.json").read_text())["steps"] == 9
 
 
+def test_predict_with_a_stopped_runs_classifier_says_it_is_unfinished(tmp_path, folders,
+                                                                       capsys):
+    """A supervised run stopped at step 4 of 9: predict used its half-trained classifier
+    without a word (the evaluations note an unfinished checkpoint they are given)."""
+    train, test = folders
+    run = tmp_path / "run"
+    run_supervised(resumable(tmp_path, "run"), train, test, data={"train": "x"},
+                   verbose=False, on_step=stop_at(4))
+    predict = ["predict", "--data", str(tmp_path / "test"), "--cache-dir",
+               str(tmp_path / "cache"), "--device", "cpu"]
+    capsys.readouterr()
+    assert main([*predict, "--checkpoint", str(run), "--out", str(tmp_path / "a.csv")]) == 0
+    note = [line for line in capsys.readouterr().err.splitlines() if "unfinished" in line]
+    assert note == [f"note: {run / 'checkpoints' / 'last.pt'} is an unfinished training "
+                    f"(step 4 of 9); `simclr supervised --resume {run}` continues it"]
+    # Finished, it says nothing of the kind; a periodic checkpoint named is still unfinished
+    _, ckpt = resume_config(run, {})
+    run_supervised(resume_config(run, {})[0], train, test, data={"train": "x"}, resume=ckpt,
+                   verbose=False)
+    assert main([*predict, "--checkpoint", str(run), "--out", str(tmp_path / "b.csv")]) == 0
+    assert "unfinished" not in capsys.readouterr().err
+    periodic = run / "checkpoints" / "ckpt-00000008.pt"
+    assert main([*predict, "--checkpoint", str(periodic), "--out", str(tmp_path / "c.csv")]) == 0
+    assert f"note: {periodic} is an unfinished training (step 8 of 9)\n" in \
+        capsys.readouterr().err
+
+
 def test_a_run_killed_after_training_is_only_evaluated_on_resume(tmp_path, folders):
     train, test = folders
     cfg = resumable(tmp_path, "run")
