@@ -42,6 +42,7 @@ from simclr.settings import (
     build_config,
     check_same_recipe,
     field_kind,
+    read_config_file,
     yaml_text,
 )
 
@@ -444,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
     try:  # Ctrl-C while torch is still importing is an interruption too, not a traceback
         args, argv = _parse(argv)
         command = f"simclr {args.command}"
+        if getattr(args, "config", None):  # read once: its every reader takes this content
+            args.config = read_config_file(args.config)
         # data.py reports cache builds and skipped images through logging; under
         # torchrun rank 0 speaks for all the processes, the others only warn.
         from simclr.distributed import launched_processes, launched_rank

@@ -303,7 +303,27 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+class ConfigFile(str):
+    """A ``--config`` path read once, at start-up, with its parsed ``settings``: every
+    reader of the file (the layering, the checks of a supervised run's file, the
+    launcher's device, each cell of a sweep) takes them from here through
+    :func:`load_yaml`, so a file edited while the command starts cannot give it a
+    config mixed of two versions. A str, it is the path wherever one is used."""
+
+    settings: dict[str, Any]
+
+
+def read_config_file(path: str) -> ConfigFile:
+    """The ``--config`` file ``path``, read and parsed now (a user error if it cannot be)."""
+    config = ConfigFile(path)
+    config.settings = load_yaml(path)
+    return config
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML file holds (a :class:`ConfigFile`: the one read at start-up)."""
+    if isinstance(path, ConfigFile):  # (a copy: no reader changes what the next reads)
+        return copy.deepcopy(path.settings)
     p = Path(path).expanduser()
     if p.is_dir():
         raise SimCLRError(f"config file {p} is a folder; give the YAML file itself")

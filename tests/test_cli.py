@@ -366,6 +366,36 @@ def test_an_evaluation_is_refused_a_runs_checkpoints_folder_as_out(command, tmp_
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["last.pt"]
 
 
+def test_a_config_file_is_read_once_per_command(tmp_path, capsys, monkeypatch):
+    """--config was read by each of its readers (the layering, the supervised-run check,
+    the ignored-settings note, each sweep cell): a file edited meanwhile gave a config
+    mixed of two versions. Read once, the command holds to what it read first."""
+    import pathlib
+
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "recipe.yaml"
+    config.write_text("epochs: 3\nloss:\n  temperature: 0.2\n")
+    reads = []
+    read_text = pathlib.Path.read_text
+
+    def counted(self, *args, **kwargs):
+        text = read_text(self, *args, **kwargs)
+        if self.name == config.name:
+            reads.append(self)
+            self.write_text("epochs: 4\nloss:\n  temperature: 0.3\n")  # edited meanwhile
+        return text
+
+    monkeypatch.setattr(pathlib.Path, "read_text", counted)
+    for argv in (["pretrain"], ["supervised", "--train", "t", "--out", "sup"],
+                 ["sweep", "--set", "batch_size=8,16", "--out", "sw", "--eval", "none"]):
+        config.write_text("epochs: 3\nloss:\n  temperature: 0.2\n")
+        reads.clear()
+        assert main([*argv, "--config", str(config), "--print-config"]) == 0, argv
+        printed = list(yaml.safe_load_all(capsys.readouterr().out))
+        assert len(reads) == 1, (argv, reads)
+        assert {(d["epochs"], d["loss"]["temperature"]) for d in printed} == {(3, 0.2)}, argv
+
+
 def test_what_needs_only_file_names_fails_before_any_image_is_decoded(tmp_path, capsys):
     from simclr.checkpoint import save_checkpoint
     from tests.test_pretrained import pretrain_checkpoint
