@@ -9,7 +9,7 @@ is refused and its payload never runs.
 
 Content (written by ``simclr.train``): {"format": "simclr-checkpoint", "version": 1,
 "config", "model", "optimizer", "scaler", "step", "epoch", "step_in_epoch", "rng",
-"total_steps", "elapsed", "metrics"}: tensors and plain Python values only.
+"total_steps", "elapsed", "metrics", "run_id"}: tensors and plain Python values only.
 :func:`load_checkpoint` refuses a file without its config and weights, or whose config
 is invalid, and adds ``"file"`` (the path it read; never saved) for later messages.
 """
@@ -22,6 +22,7 @@ import pickle
 import re
 import shlex
 import sys
+import uuid
 import warnings
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -68,6 +69,14 @@ OTHER_FILES = {".yaml": "a YAML file", ".yml": "a YAML file", ".json": "a JSON f
                ".jsonl": "a JSON-lines file", ".csv": "a CSV file", ".txt": "a text file",
                ".md": "a Markdown file", ".npz": "a NumPy archive", ".npy": "a NumPy array",
                ".png": "an image", ".jpg": "an image", ".jpeg": "an image"}
+
+
+def new_run_id() -> str:
+    """A new run's identity (uuid4 hex): a pretraining, supervised or fine-tuning run
+    stores it in every checkpoint it writes and keeps it when continued, and an
+    evaluation's results record it with the checkpoint's path, which a moved or copied
+    run folder no longer matches (``simclr info`` matches results to runs by it)."""
+    return uuid.uuid4().hex
 
 
 def periodic_name(step: int) -> str:

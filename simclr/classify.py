@@ -40,6 +40,7 @@ from simclr.checkpoint import (
     load_checkpoint,
     load_scaler,
     load_weights,
+    new_run_id,
     readable_state,
     save_checkpoint,
 )
@@ -435,6 +436,7 @@ class PartialRun:
     overwrite: bool | str = False
     held: Any = None  # the lock on ``out`` while the training runs (files.lock_folder)
     metrics: dict[str, Any] = field(default_factory=dict)  # those saved with the state
+    run_id: str = field(default_factory=new_run_id)  # the training's: the saved one's, continued
 
     @property
     def path(self) -> Path | None:
@@ -478,6 +480,7 @@ class PartialRun:
             load_scaler(scaler, ckpt["scaler"])
             step, elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
         self.metrics = dict(ckpt.get("metrics") or {})
+        self.run_id = str(ckpt.get("run_id") or self.run_id)
         if total is not None and step >= total:
             log(f"the {self.what} in {self.out} finished its {step} steps before it was "
                 "stopped: testing it again", verbose)

@@ -177,10 +177,13 @@ def check_not_another_run(out: str | None, checkpoint: Path, command: str = "") 
 
 
 def checkpoint_source(path: Path, ckpt: dict[str, Any], features: str) -> dict[str, Any]:
-    """What an evaluation's features came from, as its results file records it."""
+    """What an evaluation's features came from, as its results file records it: the
+    file, its step, and the run it is of (its run id: the file's path changes when the
+    run folder is moved or copied; none for a checkpoint from before run ids)."""
     imported = {"imported": ckpt["imported"]} if ckpt.get("imported") else {}
+    run = {"run_id": ckpt["run_id"]} if isinstance(ckpt.get("run_id"), str) else {}
     return {"checkpoint": str(path.resolve()), "kind": ckpt.get("kind"), **imported,
-            "step": encoder_trained_step(ckpt), "features": features}
+            "step": encoder_trained_step(ckpt), **run, "features": features}
 
 
 def runtime_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -341,7 +341,7 @@ class _FineTuning:
         finished, for its results after a stop in the test); returns its path."""
         return self.partial_run.save(classifier_checkpoint(
             "finetune", self.model, self.cfg, list(self.train.classes), step, seconds,
-            stats or {}, self.optimizer), self.scaler)
+            stats or {}, self.optimizer, run_id=self.partial_run.run_id), self.scaler)
 
     def train_steps(self, aug_cfg: Any, schedule: str, seed: int, start_step: int,
                     elapsed: float, checkpointing: Checkpointing | None) -> dict[str, Any]:
@@ -399,6 +399,7 @@ class _FineTuning:
                                      results["steps"], results["elapsed_s"], results,
                                      encoder_step=self.partial_run.settings["source"][1],
                                      features="random init" if self.partial_run.settings[
-                                         "from_scratch"] else "pretrained")
+                                         "from_scratch"] else "pretrained",
+                                     run_id=self.partial_run.run_id)
         results["checkpoint"] = save_classifier(blob, out, "finetune.pt")
         self.partial_run.discard()

@@ -87,6 +87,8 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
             facts["init_from"] = config.get("init_from_resolved") or config["init_from"]
     facts["checkpoints"] = _checkpoints(path / CHECKPOINTS)
     last = next((c for c in facts["checkpoints"] if c["name"] == LAST), {})
+    if last.get("run_id"):  # what its evaluations' results record (checkpoint.new_run_id)
+        facts["run_id"] = last["run_id"]
     if last.get("data"):  # a supervised run keeps its --train/--test there
         facts["data"] = last["data"]
     facts["state"] = run_state(path, facts["checkpoints"])
@@ -126,7 +128,7 @@ def checkpoint_facts(path: Path) -> dict[str, Any]:
     ckpt = load_checkpoint(path, mmap=True)  # the entries, not the tensors' data
     facts = {"kind": ckpt.get("kind"), "imported": ckpt.get("imported"),
              **({"size_guessed": True} if ckpt.get("size_guessed") else {}),
-             "step": ckpt.get("step"),
+             "step": ckpt.get("step"), "run_id": ckpt.get("run_id"),
              "total_steps": ckpt.get("total_steps"), "elapsed_s": ckpt.get("elapsed")}
     if isinstance(ckpt.get("config"), dict):
         facts["encoder"] = encoder_facts(ckpt["config"])
@@ -275,6 +277,8 @@ def results_in(folder: Path) -> list[dict[str, Any]]:
             if isinstance(source, dict) and source.get("checkpoint"):
                 entry["of"] = source["checkpoint"]
                 entry["of_step"] = source.get("step")
+                if isinstance(source.get("run_id"), str):  # (none: from before run ids)
+                    entry["of_run"] = source["run_id"]
             if isinstance(source, dict):
                 entry["features"] = "random init" if data.get("from_scratch") else \
                     source.get("features")
@@ -437,6 +441,8 @@ def render(facts: dict[str, Any]) -> str:
         again = f"; {started['starts']} starts" if started["starts"] > 1 else ""
         lines.append(f"  started by: {command} (simclr {started.get('simclr')}, git "
                      f"{str(started.get('git_sha'))[:7]}){again}")
+    if facts.get("run_id"):  # what the results of its evaluations name it by
+        lines.append(f"  run id: {facts['run_id']}")
     for c in facts["checkpoints"]:
         lines.append(f"  {CHECKPOINTS}/{c['name']}: {_checkpoint_line(c)}")
         lines += [f"    {line}" for line in _class_names(c)]
@@ -475,21 +481,33 @@ def _continue_with(facts: dict[str, Any], kind: str, started: dict[str, Any]) ->
 def _source_note(result: dict[str, Any], facts: dict[str, Any]) -> str:
     """What a result was measured on where it is not this run's encoder as it is now:
     a baseline (random init, raw pixels), another layer than h, another run's
-    checkpoint, or an earlier step of this one."""
+    checkpoint, or an earlier step of this one; in a folder of results alone (no run's
+    own), the checkpoint, step and run each came from."""
     notes = []
     if result.get("features") not in (None, "pretrained"):
         notes.append(str(result["features"]))
     if result.get("layer") not in (None, "h"):
         notes.append(f"layer {result['layer']}")
     of = result.get("of")
-    run = Path(facts["path"]).resolve()
     steps = [c.get("step") for c in facts.get("checkpoints", []) if c.get("name") == LAST]
-    if of and facts.get("encoder") and not Path(of).is_relative_to(run) and \
-            not _moved_here(Path(of), run):
+    if of and facts.get("encoder") and not _of_this_run(result, facts):
         notes.append(f"of another run's checkpoint, {of}")
     elif of and steps and result.get("of_step") not in (None, steps[0]):
         notes.append(f"of step {result['of_step']}; the run is now at step {steps[0]}")
+    elif of and not facts.get("encoder") and not steps:  # no run here to be of
+        run = f", run {result['of_run']}" if result.get("of_run") else ""
+        notes.append(f"of {of}, step {result.get('of_step')}{run}")
     return f" ({'; '.join(notes)})" if notes else ""
+
+
+def _of_this_run(result: dict[str, Any], facts: dict[str, Any]) -> bool:
+    """Whether the checkpoint a result was measured on is this run's: by the run id both
+    record (a copy of the run folder shares it, and its weights), else (either written
+    before run ids) by the checkpoint's path: inside the run folder, or moved with it."""
+    if result.get("of_run") and facts.get("run_id"):
+        return result["of_run"] == facts["run_id"]
+    run = Path(facts["path"]).resolve()
+    return Path(result["of"]).is_relative_to(run) or _moved_here(Path(result["of"]), run)
 
 
 def _moved_here(of: Path, run: Path) -> bool:

@@ -390,12 +390,13 @@ def encoder_config(encoder: nn.Module, image_size: int, base: dict[str, Any] | N
 def classifier_checkpoint(
     kind: str, model: nn.Module, config: dict[str, Any], classes: list[str], step: int,
     elapsed: float, metrics: dict[str, Any], optimizer: torch.optim.Optimizer | None = None,
-    encoder_step: int | None = None, features: str = "pretrained",
+    encoder_step: int | None = None, features: str = "pretrained", run_id: str | None = None,
 ) -> dict[str, Any]:
     """A simclr-checkpoint holding a Classifier: 'encoder.*' (+ 'neck.*') and 'fc.*';
     ``step``: its own training's, ``encoder_step``: the pretraining step of the encoder
     it started from (the provenance of what it computes), unless ``features`` says it
-    started from none ('random init': the baseline, recorded as such)."""
+    started from none ('random init': the baseline, recorded as such); ``run_id``: the
+    training's (supervised, fine-tuning: checkpoint.new_run_id)."""
     blob = {
         "format": "simclr-checkpoint", "version": 1, "kind": kind, "config": config,
         "model": model.state_dict(),  # save_checkpoint moves it to the CPU
@@ -409,6 +410,8 @@ def classifier_checkpoint(
         blob["features"] = features
     elif encoder_step is not None:
         blob["encoder_step"] = int(encoder_step)
+    if run_id is not None:
+        blob["run_id"] = run_id
     return blob
 
 

@@ -15,6 +15,7 @@ from simclr import distributed as dist
 from simclr.checkpoint import (
     load_scaler,
     load_weights,
+    new_run_id,
     periodic_name,
     readable_state,
     save_checkpoint,
@@ -42,6 +43,7 @@ class RunState:
     cached: bool | None = None  # whether the images were decoded once (--cache's choice)
     # The unreadable files met so far, all sessions (the source's own list, which grows)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    run_id: str = field(default_factory=new_run_id)  # the saved one's, once resumed
 
 
 def checkpoint_state(
@@ -76,6 +78,7 @@ def checkpoint_state(
         "rng": rng,
         "cpu_threads": torch.get_num_threads(),
         "processes": dist.world_size(),
+        "run_id": state.run_id,
     }
 
 
@@ -95,6 +98,8 @@ def restore(
         load_scaler(scaler, ckpt["scaler"])
         state.step, state.elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
         state.bad_steps = int(ckpt.get("bad_steps", 0))
+        # (a checkpoint from before run ids: the run is given one from here on)
+        state.run_id = str(ckpt.get("run_id") or state.run_id)
         # The saved plan, not a new one: a time budget's refits and its early end live
         # there (the settings that fix the length are the saved ones: rundir.check_run_length).
         plan.total_steps = int(ckpt["total_steps"])

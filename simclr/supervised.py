@@ -31,6 +31,7 @@ from simclr.checkpoint import (
     checkpoint_files,
     load_scaler,
     load_weights,
+    new_run_id,
     periodic_name,
     readable_state,
     run_dir_of,
@@ -369,6 +370,7 @@ def _train_and_test(
     optimizer = build_optimizer(cfg.optim, model, batch)
     scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")
     step, elapsed = 0, 0.0
+    run_id = str((resume or {}).get("run_id") or new_run_id())  # kept when resumed
     if resume is not None:
         step, elapsed = restore(resume, model, optimizer, scaler, plan)
         log(f"resuming {run_dir} from step {step} of {plan.total_steps}", verbose)
@@ -382,7 +384,7 @@ def _train_and_test(
         if out is None:  # another process than rank 0, or no run folder
             return None
         blob = classifier_checkpoint("supervised", model, cfg.to_dict(), list(train.classes),
-                                     step, seconds, metrics, optimizer)
+                                     step, seconds, metrics, optimizer, run_id=run_id)
         blob.update(scaler=scaler.state_dict(), total_steps=plan.total_steps,
                     warmup_steps=plan.warmup_steps, epoch=step // plan.steps_per_epoch,
                     step_in_epoch=step % plan.steps_per_epoch, num_train=train.num_images,

@@ -328,6 +328,7 @@ def test_an_interrupted_finetuning_continues_exactly_with_the_same_command(
     assert (cut["status"], cut["steps"], cut["signal"]) == ("preempted", 4, "SIGTERM")
     partial = run / "checkpoints" / "finetune-partial.pt"
     assert cut["checkpoint"] == str(partial) and load_checkpoint(partial)["step"] == 4
+    run_id = load_checkpoint(partial)["run_id"]  # the fine-tuning's identity: kept
     assert not (run / "finetune.json").exists() and not (run / "checkpoints/finetune.pt").exists()
     done = run_finetune(tiny_encoder(), train, test, run, **args)
     assert done["status"] == "finished" and done["steps"] == whole["steps"] == 9
@@ -336,6 +337,8 @@ def test_an_interrupted_finetuning_continues_exactly_with_the_same_command(
     b = load_checkpoint(run / "checkpoints" / "finetune.pt")["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert not partial.exists()  # finetune.pt supersedes it
+    assert load_checkpoint(run / "checkpoints" / "finetune.pt")["run_id"] == run_id
+    assert load_checkpoint(tmp_path / "whole/checkpoints/finetune.pt")["run_id"] != run_id
 
 
 def test_an_interrupted_finetuning_is_never_continued_with_other_settings(tmp_path, folders):

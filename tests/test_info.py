@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from simclr import train
+from simclr.checkpoint import load_checkpoint
 from simclr.cli import main
 from simclr.errors import SimCLRError
 from simclr.files import lock_folder
@@ -70,9 +71,11 @@ def test_a_finished_run_with_its_evaluation(evaluated_run, capsys):
     assert lines[-1] == f"  knn/knn.json: kNN, top-1 {100 * top1:.2f}%"
     facts = json.loads(_info(capsys, run, "--json"))
     assert facts["state"]["status"] == "finished" and facts["state"]["step"] == 2
+    run_id = load_checkpoint(run / "checkpoints/last.pt")["run_id"]
+    assert facts["run_id"] == run_id and f"  run id: {run_id}" in lines
     assert facts["results"] == [{"file": "knn/knn.json", "what": "kNN", "top1": top1,
                                  "of": str(run / "checkpoints/last.pt"), "of_step": 2,
-                                 "features": "pretrained", "layer": "h"}]
+                                 "of_run": run_id, "features": "pretrained", "layer": "h"}]
 
 
 def test_results_not_of_the_runs_encoder_as_it_is_now_say_so(evaluated_run, tmp_path, capsys):
@@ -81,7 +84,12 @@ def test_results_not_of_the_runs_encoder_as_it_is_now_say_so(evaluated_run, tmp_
 
     run, data = evaluated_run
     copy = tmp_path / "copy"
-    shutil.copytree(run, copy)  # its knn/knn.json measured the original's checkpoint
+    shutil.copytree(run, copy)  # its knn/knn.json measured the original's checkpoint:
+    assert _info(capsys, copy).splitlines()[-1].endswith("%")  # the same run, same weights
+    # (another run's: test_results_are_matched_to_their_run_by_its_id_not_its_path)
+    knn = json.loads((copy / "knn/knn.json").read_text())
+    del knn["source"]["run_id"]  # written before run ids: judged by its path, as then
+    (copy / "knn/knn.json").write_text(json.dumps(knn))
     lines = _info(capsys, copy).splitlines()
     assert lines[-1].endswith(f"(of another run's checkpoint, {run / 'checkpoints/last.pt'})")
     # ... but moved (mv), the run's own evaluations stay its own: the old place is gone
@@ -105,6 +113,48 @@ def test_results_not_of_the_runs_encoder_as_it_is_now_say_so(evaluated_run, tmp_
     assert capsys.readouterr().err == (
         f"simclr knn: error: --out {copy} is the folder of another run (checkpoints/last.pt): "
         "its results would be taken for that run's; choose another --out\n")
+
+
+def test_results_are_matched_to_their_run_by_its_id_not_its_path(evaluated_run, tmp_path,
+                                                                capsys):
+    """A run evaluated, moved (mv), and another run started at its old path: the moved
+    run's results stay its own, though the checkpoint path they name exists again (the
+    other run's). That run's result, listed in a folder of results alone, names its
+    checkpoint, step and run; moved into the first run's folder once its own run is
+    deleted, it is not taken for the first run's (its path is gone, as a moved run's)."""
+    import shutil
+
+    run, data = evaluated_run
+    first = tmp_path / "a"
+    shutil.copytree(run, first)  # as evaluated in its own folder
+    knn = json.loads((first / "knn/knn.json").read_text())
+    knn["source"]["checkpoint"] = str(first / "checkpoints/last.pt")
+    (first / "knn/knn.json").write_text(json.dumps(knn))
+    moved = tmp_path / "b"
+    shutil.move(first, moved)
+    assert main(["pretrain", "--data", str(data), "--out", str(first), "--arch", "resnet18",
+                 "--width", "0.125", "--image-size", "16", "--batch-size", "8",
+                 "--max-steps", "1", "--no-progress", "--workers", "0", "--cache-dir",
+                 str(run.parent / "cache"), "--precision", "fp32"]) == 0
+    assert _info(capsys, moved).splitlines()[-1].endswith("%")  # its own, as before
+    results = tmp_path / "results"
+    assert main(["knn", "--checkpoint", str(first), "--train", str(data), "--test",
+                 str(data), "--out", str(results), "--workers", "0", "--k", "3"]) == 0
+    other = load_checkpoint(first / "checkpoints/last.pt")["run_id"]
+    assert other != load_checkpoint(moved / "checkpoints/last.pt")["run_id"]
+    lines = _info(capsys, results).splitlines()
+    assert lines[0] == f"{results}: results of kNN"
+    assert lines[1].startswith("  knn.json: kNN, top-1 ")
+    assert lines[1].endswith(f"% (of {first / 'checkpoints/last.pt'}, step 1, run {other})")
+    facts = json.loads(_info(capsys, results, "--json"))["results"][0]
+    assert (facts["of"], facts["of_step"], facts["of_run"]) == (
+        str(first / "checkpoints/last.pt"), 1, other)
+    shutil.move(results, moved / "other")
+    shutil.rmtree(first)
+    lines = _info(capsys, moved).splitlines()
+    assert lines[-2].endswith("%")  # knn/knn.json: its own
+    assert lines[-1].startswith("  other/knn.json: kNN, top-1 ")
+    assert lines[-1].endswith(f"(of another run's checkpoint, {first / 'checkpoints/last.pt'})")
 
 
 def test_a_run_being_trained_is_running(evaluated_run, capsys, tmp_path):

@@ -173,6 +173,10 @@ def test_a_preempted_run_resumes_exactly(tmp_path, folders):
     # Periodic checkpoints were pruned to the newest two; last.pt carries the test result.
     assert [s for s, _ in periodic_checkpoints(run / "checkpoints")] == [6, 8]
     assert load_checkpoint(run / "checkpoints" / "last.pt")["metrics"]["top1"] == done["top1"]
+    # the run's identity (results name it by) is kept on resume, in every checkpoint
+    ids = {load_checkpoint(p)["run_id"] for p in (run / "checkpoints").glob("*.pt")}
+    assert ids == {saved["run_id"]}
+    assert load_checkpoint(tmp_path / "whole/checkpoints/last.pt")["run_id"] != saved["run_id"]
     assert json.loads((run / "supervised.json").read_text())["steps"] == 9
 
 

@@ -122,6 +122,7 @@ def test_interrupted_run_resumes_bit_exactly(tmp_path, image_folder, cache_dir, 
     monkeypatch.setattr(sys, "argv", ["simclr", "pretrain", "--out", "cut"])
     cut = train.pretrain(cfg, on_step=preempt)
     assert cut["status"] == "preempted" and cut["steps"] == 4
+    run_id = load_checkpoint(tmp_path / "cut/checkpoints/last.pt")["run_id"]
     monkeypatch.setattr(sys, "argv", ["simclr", "pretrain", "--resume", "cut"])
     resumed = train.pretrain(load_resume_config(tmp_path / "cut", {}), resume=True)
     assert resumed["steps"] == full["steps"]
@@ -129,6 +130,9 @@ def test_interrupted_run_resumes_bit_exactly(tmp_path, image_folder, cache_dir, 
     record = load_yaml(tmp_path / "cut/config.yaml")["provenance"]
     assert record["argv"] == ["simclr", "pretrain", "--resume", "cut"]
     assert [e["argv"] for e in record["earlier"]] == [["simclr", "pretrain", "--out", "cut"]]
+    # the run's identity (results name it by) is kept; another run has its own
+    assert load_checkpoint(tmp_path / "cut/checkpoints/last.pt")["run_id"] == run_id
+    assert load_checkpoint(tmp_path / "full/checkpoints/last.pt")["run_id"] != run_id
     a = load_checkpoint(tmp_path / "full/checkpoints/last.pt")["model"]
     b = load_checkpoint(tmp_path / "cut/checkpoints/last.pt")["model"]
     for key in a:
