@@ -402,17 +402,12 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """The parsed arguments and the argument list they came from (``sys.argv`` unless
     given); an unknown flag is an error of its subcommand."""
     parser = build_parser()
-    given = argv
     argv = attach_negative_lists(sys.argv[1:] if argv is None else list(argv))
     args, unknown = parser.parse_known_args(argv)
     command = subcommand(parser, getattr(args, "command", None))
     if unknown:  # said by the subcommand (its usage, its name), not by `simclr`
         command.error(f"unrecognized arguments: {' '.join(unknown)}")
     check_no_empty_values(command, args)
-    if given is not None:  # a call from Python: provenance records these arguments
-        from simclr import runtime
-
-        runtime.COMMAND_LINE = ["simclr", *argv]
     return args, argv
 
 
@@ -443,7 +438,13 @@ def main(argv: list[str] | None = None) -> int:
     if "simclr.results" in sys.modules:  # (a caller's earlier main() in this process)
         sys.modules["simclr.results"].CREATED.clear()
     try:  # Ctrl-C while torch is still importing is an interruption too, not a traceback
+        given = argv is not None  # a call from Python: provenance records these arguments
         args, argv = _parse(argv)
+        if given:  # (set here, where the finally below clears it: parsing alone leaves
+            # the next caller's record alone)
+            from simclr import runtime
+
+            runtime.COMMAND_LINE = ["simclr", *argv]
         command = f"simclr {args.command}"
         if getattr(args, "config", None):  # read once: its every reader takes this content
             args.config = read_config_file(args.config)
