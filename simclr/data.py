@@ -211,6 +211,20 @@ class ImageSource:
                 self._bad_seen.add(path)
                 self.skipped.append((path, reason))
 
+    def find_unreadable(self) -> None:
+        """Record why each file of an uncached source not yet recorded cannot be read,
+        after :class:`NoReadableImageError`: load_item tried them all, but met in a
+        DataLoader worker, the error alone came back (not the reasons). Not said again
+        in the log: the error names the first; a file readable by now is left out."""
+        for path in () if self.cached else self.paths:  # (a cache lists its own)
+            if path in self._bad_seen:
+                continue
+            try:
+                load_square(path, self.image_hw[0], self.max_pixels, self.store)
+            except BadImageError as exc:
+                self._bad_seen.add(path)
+                self.skipped.append((path, exc.reason))
+
     def skip_summary(self, limit: int = 10) -> str:
         """One line per skipped file (at most ``limit``), for the log and the summary."""
         if not self.skipped:

@@ -343,9 +343,9 @@ def run_session(
         raise
     except SimCLRError as exc:  # e.g. a full disk at the final save: `simclr info` says why
         if dist.is_main():
+            if isinstance(exc, NoReadableImageError):  # each file's reason, as with a few
+                source.find_unreadable()
             skipped = [list(s) for s in source.skipped]
-            if isinstance(exc, NoReadableImageError) and not skipped:  # (met in a worker:
-                skipped = [[p, "unreadable"] for p in source.paths]  # every one of them)
             with contextlib.suppress(SimCLRError):  # (the disk may refuse this too)
                 # The line the CLI prints, not a loader worker's traceback around it.
                 write_json(run_dir / "summary.json", {

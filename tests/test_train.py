@@ -143,16 +143,23 @@ def test_interrupted_run_resumes_bit_exactly(tmp_path, image_folder, cache_dir, 
 def test_a_folder_found_all_unreadable_in_training_lists_them_in_the_summary(
         tmp_path, cache_dir, workers):
     """Decoded per step (no cache), every file failed: the run's summary.json listed no
-    skipped image (a worker met them), its reason naming the first alone."""
+    skipped image (a worker met them), its reason naming the first alone; then each
+    file as "unreadable", not why (as a run with some readable files says)."""
     broken = unreadable_folder(tmp_path / "broken", 4)
+    large = broken / "class_1/3.png"
+    save_image(large, rgb(40, 40))  # past --max-pixels
     cfg = build_config(flags=tiny_flags(broken, tmp_path / "run", cache_dir,
-                                        **{"data.cache": "off", "data.workers": workers}))
+                                        **{"data.cache": "off", "data.workers": workers,
+                                           "data.max_pixels": 1000}))
     with pytest.raises(SimCLRError, match="all 8 images are unreadable"):
         train.pretrain(cfg)
     saved = json.loads((tmp_path / "run/summary.json").read_text())
     assert saved["status"] == "failed"
-    assert sorted(p for p, _ in saved["skipped_images"]) == sorted(
-        str(p) for p in broken.rglob("*.png"))
+    reasons = dict(saved["skipped_images"])
+    assert sorted(reasons) == sorted(str(p) for p in broken.rglob("*.png"))
+    assert "exceeds the limit of 1000" in reasons.pop(str(large))
+    assert {r.split(" (")[0] for r in reasons.values()} == {
+        "not an image file, or one with a damaged header"}
 
 
 def test_a_stop_at_the_last_step_finds_the_run_finished(tmp_path, image_folder, cache_dir):
