@@ -366,6 +366,25 @@ def cache_entries(cache_dir: str | os.PathLike) -> list[CacheEntry]:
     return sorted(found, key=lambda e: e.last_used)
 
 
+def describe_entry(entry: CacheEntry) -> str:
+    """What sets a cache apart from another of its folder and side, in a few words
+    (``simclr cache``): how its squares were stored, and a --max-pixels or the images
+    beside the class folders (a pretraining's) where it has them."""
+    store = entry.store or ""
+    if store in ("full", "center"):
+        words = ["whole pictures" if store == "full" else "central squares"]
+    elif store.startswith("eval:"):
+        words = [f"for evaluation at {store.partition(':')[2]} px"]
+    else:
+        words = [store or "storage not recorded"]
+    max_pixels, loose = entry.variant or (None, None)
+    if max_pixels is not None and max_pixels != DEFAULT_MAX_PIXELS:
+        words.append(f"--max-pixels {max_pixels}")
+    if loose:
+        words.append("with the images beside the class folders")
+    return ", ".join(words)
+
+
 # The variant a sidecar from before it was recorded reads as (:func:`cache_entries`).
 _UNRECORDED = (None, None)
 

@@ -203,6 +203,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     from simclr.cache import (
         build_leftovers,
         cache_entries,
+        describe_entry,
         remove_entry,
         remove_leftover,
         superseded,
@@ -246,8 +247,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
             removable += e.nbytes if why else 0
             note = f"  ({why}: --clean removes it)" if why else ""
         day = time.strftime("%Y-%m-%d", time.localtime(e.last_used))
-        print(f"{e.nbytes / 2**20:9.1f} MiB  {e.images:7d} x {e.side:3d} px  used {day}  "
-              f"{e.root}{note}")
+        # How it was stored and its file's name: caches of one folder told apart
+        print(f"{e.nbytes / 2**20:9.1f} MiB  {e.images:7d} x {e.side:3d} px  "
+              f"{describe_entry(e)}  used {day}  {e.root}  {e.npy.name}{note}")
     for path, size in build_leftovers(args.cache_dir):  # a build killed outright left
         if args.clean or args.clear:
             remove_leftover(path)

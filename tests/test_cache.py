@@ -236,6 +236,7 @@ def test_the_cache_command_lists_and_cleans_what_no_run_needs(tmp_path, capsys):
     mine.with_suffix(".json").write_text("{}")
     entries = {Path(e.root).name: e for e in cache.cache_entries(tmp_path / "cache")}
     assert sorted(entries) == ["gone", "kept", "old"]
+    at = {k: f"{e.root}  {e.npy.name}" for k, e in entries.items()}  # (and its file)
     shutil.rmtree(tmp_path / "gone")
     month_ago = time.time() - 40 * 86400
     for name in ("old", "kept"):
@@ -245,14 +246,14 @@ def test_the_cache_command_lists_and_cleans_what_no_run_needs(tmp_path, capsys):
     listed = capsys.readouterr().out
     assert "3 caches" in listed and "removed:" not in listed
     # The listing marks what --clean would remove (nothing is removed by it).
-    assert f"{tmp_path / 'gone'}  (its folder is gone: --clean removes it)\n" in listed
-    assert f"{tmp_path / 'old'}  (unused for 40 days: --clean removes it)\n" in listed
-    assert f"{tmp_path / 'kept'}\n" in listed and "MiB; --clean would free " in listed
+    assert f"{at['gone']}  (its folder is gone: --clean removes it)\n" in listed
+    assert f"{at['old']}  (unused for 40 days: --clean removes it)\n" in listed
+    assert f"{at['kept']}\n" in listed and "MiB; --clean would free " in listed
     assert len(cache.cache_entries(tmp_path / "cache")) == 3
     assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean"]) == 0
     out = capsys.readouterr().out
-    assert f"{tmp_path / 'gone'}  (removed: its folder is gone)" in out
-    assert f"{tmp_path / 'old'}  (removed: unused for 40 days)" in out and "MiB freed" in out
+    assert f"{at['gone']}  (removed: its folder is gone)" in out
+    assert f"{at['old']}  (removed: unused for 40 days)" in out and "MiB freed" in out
     assert [Path(e.root).name for e in cache.cache_entries(tmp_path / "cache")] == ["kept"]
     assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clear"]) == 0
     assert cache.cache_entries(tmp_path / "cache") == []
@@ -281,6 +282,24 @@ def test_the_cache_command_lists_and_cleans_what_no_run_needs(tmp_path, capsys):
         assert main(["cache", *args]) == 2
         err = capsys.readouterr().err
         assert needle in err and err.count("\n") == 1
+
+
+def test_the_listing_tells_apart_two_caches_of_one_folder(tmp_path, capsys):
+    """Caches of one folder stored another way, or under another --max-pixels, were
+    listed as the same line (size, count, folder): which one was which, and which file
+    to delete, could not be told."""
+    from simclr.cli import main
+
+    _cifar_like(tmp_path / "imgs")
+    for extra in ({}, {"store": "center"}, {"max_pixels": 10_000}):
+        open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, **extra))
+    assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
+    lines = capsys.readouterr().out.splitlines()[:-1]
+    assert len(lines) == len(set(lines)) == 3
+    for entry in cache.cache_entries(tmp_path / "cache"):  # each line names its file
+        assert sum(entry.npy.name in line for line in lines) == 1
+    kinds = sorted(line.split(" px  ")[1].split("  used ")[0] for line in lines)
+    assert kinds == ["central squares", "whole pictures", "whole pictures, --max-pixels 10000"]
 
 
 def test_a_full_disk_when_the_cache_record_is_written_is_one_line_and_leaves_nothing(
