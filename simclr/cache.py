@@ -5,12 +5,15 @@ An epoch of CIFAR-sized images then costs a gather of rows, no decoding. The cac
 with a JSON sidecar (which also holds each image's aspect ratio, see
 :func:`simclr.decode.fit_square`); the key hashes every file's path, size and mtime,
 so a changed folder gets a new cache. Writes go to temporary names renamed into place,
-so an interrupted build leaves nothing that would be trusted. ``simclr cache`` lists the
-caches and removes those of folders that are gone or long unused (:func:`cache_entries`).
+so an interrupted build leaves nothing that would be trusted; the sidecar's crc32 of the
+.npy finds pixels changed since (checked when the file's stat stamp changed). ``simclr
+cache`` lists the caches and removes those of folders that are gone or long unused
+(:func:`cache_entries`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -20,6 +23,7 @@ import os
 import re
 import signal
 import time
+import zlib
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -43,8 +47,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 3  # bump when the cache layout or the decoding changes
+CACHE_VERSION = 4  # bump when the cache layout or the decoding changes
 _CHUNK = 256  # images per decoding task
+_CRC_CHUNK = 16 << 20  # bytes of the .npy checksummed at a time
 
 
 _Task = tuple[str | None, int, list[str], int, int, str]
@@ -139,13 +144,46 @@ def _cache_key(images: ImageList, side: int, max_pixels: int, store: str) -> str
     h = hashlib.sha256(json.dumps([CACHE_VERSION, side, max_pixels, store]).encode())
     for p in images.paths:
         try:
-            st = os.stat(p)
-            stamp = f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}"
+            stamp = _stat_stamp(p)
         except OSError:
             stamp = "missing"
         # fsencode: a file name need not be valid UTF-8 (its bytes are kept as escapes)
         h.update(os.fsencode(os.path.relpath(p, images.root)) + f"\0{stamp}\n".encode())
     return h.hexdigest()[:20]
+
+
+def _stat_stamp(path: str | os.PathLike) -> str:
+    """A file's size, mtime, inode and ctime: any write to it changes the ctime, which
+    no tool sets back. OSError if it cannot be read."""
+    st = os.stat(path)
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}"
+
+
+def _pixel_crc(npy: Path) -> int:
+    """zlib.crc32 of the whole .npy, read in chunks (a cache may exceed the memory)."""
+    crc = 0
+    with open(npy, "rb") as f:
+        while chunk := f.read(_CRC_CHUNK):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def _pixels_intact(npy: Path, meta_path: Path, meta: dict) -> bool:
+    """Whether the .npy holds the pixels it was built with (a flipped byte was trained
+    on). Read whole only when its stamp differs from the one of the last check (a
+    write, a copy): ImageNet at 64 px is 15 GB, too much to read on every open. A
+    check that passes records the new stamp (a read-only cache folder: next time too)."""
+    stamp = _stat_stamp(npy)
+    if stamp == meta["checked"]:
+        return True
+    if _pixel_crc(npy) != meta["crc32"]:
+        log.warning("ignoring the cache %s: its pixels changed since it was built (its "
+                    "checksum differs); rebuilding", npy)
+        return False
+    meta["checked"] = stamp
+    with contextlib.suppress(OSError):
+        write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))
+    return True
 
 
 def _read_cache(
@@ -157,17 +195,18 @@ def _read_cache(
     try:
         meta = json.loads(meta_path.read_text())
         rows = np.load(npy, mmap_mode="r")
+        if not isinstance(meta, dict) or meta.get("version") != CACHE_VERSION or \
+                rows.shape != shape or rows.dtype != np.uint8:
+            return None
+        if not _well_formed(meta, shape[0]):  # an edited or foreign sidecar: not trusted
+            log.warning("ignoring the cache %s: its record %s is not one simclr wrote; "
+                        "rebuilding", npy, meta_path)
+            return None
+        intact = _pixels_intact(npy, meta_path, meta)
     except (OSError, ValueError, EOFError) as exc:  # (EOFError: an emptied .npy)
         log.warning("ignoring unreadable cache %s (%s); rebuilding", npy, exc)
         return None
-    if not isinstance(meta, dict) or meta.get("version") != CACHE_VERSION or \
-            rows.shape != shape or rows.dtype != np.uint8:
-        return None
-    if not _well_formed(meta, shape[0]):  # an edited or foreign sidecar: not trusted
-        log.warning("ignoring the cache %s: its record %s is not one simclr wrote; "
-                    "rebuilding", npy, meta_path)
-        return None
-    return rows, meta
+    return (rows, meta) if intact else None
 
 
 def _well_formed(meta: dict, n: int) -> bool:
@@ -175,6 +214,8 @@ def _well_formed(meta: dict, n: int) -> bool:
     files: the kept and skipped indices (together each file once, reasons as text), and
     None or one positive aspect a file. (In numpy: ImageNet's sidecar is 1.3M entries.)"""
     kept, skipped, aspect = meta.get("kept"), meta.get("skipped"), meta.get("aspect", 0)
+    if not (isinstance(meta.get("crc32"), int) and isinstance(meta.get("checked"), str)):
+        return False
     if not (isinstance(kept, list) and isinstance(skipped, list) and all(
             isinstance(e, list) and len(e) == 2 and isinstance(e[1], str) for e in skipped)):
         return False
@@ -281,7 +322,9 @@ def _build_cache_files(
                                    store)
         with open(tmp, "r+b") as f:
             os.fsync(f.fileno())
+        crc = _pixel_crc(tmp)  # (just written: read from the page cache)
         os.replace(tmp, npy)
+        checked = _stat_stamp(npy)  # (after the rename, which sets the ctime)
     except OSError as exc:
         discard(tmp)
         raise SimCLRError(f"cannot write the decoded cache {npy} ({nbytes / 2**20:.0f} MiB): "
@@ -292,7 +335,8 @@ def _build_cache_files(
     bad_set = {i for i, _ in bad}
     meta = {
         "version": CACHE_VERSION, "root": images.root, "side": side, "store": store,
-        "num_files": shape[0], **_variant(images, max_pixels),
+        "num_files": shape[0], **_variant(images, max_pixels), "crc32": crc,
+        "checked": checked,
         "kept": [i for i in range(shape[0]) if i not in bad_set],
         "skipped": [[i, reason] for i, reason in bad],
         # float32 values, written exactly (a float32 round-trips through its repr)

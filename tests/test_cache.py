@@ -441,6 +441,36 @@ def test_a_damaged_pixel_file_is_rebuilt(tmp_path, damage, caplog):
     assert torch.equal(again.get_batch(np.arange(6)), first)
 
 
+@pytest.mark.parametrize("keep_mtime", [False, True])
+def test_a_changed_pixel_is_found_by_the_checksum_and_rebuilt(tmp_path, caplog, keep_mtime,
+                                                             monkeypatch):
+    """A byte flipped in the .npy was trained on: nothing checked the pixels. (Its mtime
+    set back, as a copy with `rsync -t` would: the ctime still says it was written.)
+    An unchanged cache is not read whole again on the next open (a large one would cost
+    seconds on every run)."""
+    _cifar_like(tmp_path / "imgs")
+    first = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path)).get_batch(np.arange(6))
+    (npy,) = (tmp_path / "cache").glob("*.npy")
+    before = npy.stat()
+    raw = bytearray(npy.read_bytes())
+    raw[-100] ^= 0x10  # a pixel of the last image
+    npy.write_bytes(bytes(raw))
+    if keep_mtime:
+        os.utime(npy, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with caplog.at_level(logging.WARNING):
+        again = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    assert "its pixels changed since it was built" in caplog.text
+    assert len([r for r in caplog.records if "pixels changed" in r.getMessage()]) == 1
+    assert torch.equal(again.get_batch(np.arange(6)), first)
+
+    def read_whole(path):
+        raise AssertionError(f"{path} read whole again")
+
+    monkeypatch.setattr(cache, "_pixel_crc", read_whole)
+    assert torch.equal(open_source(str(tmp_path / "imgs"),
+                                   data_cfg(tmp_path)).get_batch(np.arange(6)), first)
+
+
 def test_a_killed_builds_file_is_listed_and_cleaned(tmp_path, capsys):
     """SIGKILL during a build leaves its whole-size temporary file: `simclr cache` names
     it and --clean removes it (an hour untouched, its process gone), not a user's file."""
