@@ -498,11 +498,22 @@ def check_some_readable(files: ImageList, limit: int | None = 64,
 def unreadable_classes(files: ImageList, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[str]:
     """The classes of a labeled listing none of whose files decodes (images past
     ``max_pixels`` count as unreadable). Each class's files are opened until one does:
-    a readable class costs one image (at reduced size)."""
+    a readable class costs one image (at reduced size). No file decoding at all is
+    :func:`check_some_readable`'s error, raised here (each file opened once: the first
+    readable one had been opened by both)."""
     labels = np.asarray(files.labels)
-    return [name for c, name in enumerate(files.classes)
-            if all(_decode_error(files.paths[i], max_pixels)
-                   for i in np.flatnonzero(labels == c))]
+    empty, first = [], None
+    for c, name in enumerate(files.classes):
+        for i in np.flatnonzero(labels == c):
+            error = _decode_error(files.paths[i], max_pixels)
+            if error is None:
+                break
+            first = first or error  # (a labeled listing goes class by class)
+        else:
+            empty.append(name)
+    if first is not None and len(empty) == len(files.classes):
+        raise _none_readable(files, first.path, first.reason)
+    return empty
 
 
 def _decode_error(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> BadImageError | None:

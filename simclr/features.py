@@ -46,8 +46,8 @@ def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str,
     """Fail now, in one line, on labeled folders before the data are decoded (or, for the
     kNN monitor, a sweep's evaluation and a --test read after training, before hours of
     training): missing, without class sub-folders, with other classes than each other,
-    or none of whose images decodes (opened until one does:
-    :func:`simclr.data.check_some_readable`); torchvision's named data sets pass.
+    or none of whose images (or, training, of a class's) decodes (opened until one does:
+    :func:`simclr.data.unreadable_classes`); torchvision's named data sets pass.
     ``train_split``: the training folder is read as training data (a data set root's
     train/ split). ``max_pixels``: the command's --max-pixels. Returns its listing
     (None for a named data set), for the checks a command makes on it."""
@@ -60,15 +60,17 @@ def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str,
         if held_out is not None and Path(listed.root).resolve() == Path(held_out.root).resolve():
             log.warning("note: %s and %s are the same folder: the top-1 measures images the "
                         "classifier saw, not held-out ones", *flags)
+        empty: list[str] = []
         for flag, files in zip(flags, (listed, held_out), strict=True):
-            if files is not None:
-                try:
+            try:
+                if files is listed:  # (and none readable at all: said as for --test)
+                    empty = unreadable_classes(files, max_pixels)
+                elif files is not None:
                     check_some_readable(files, limit=None, max_pixels=max_pixels)
-                except SimCLRError as exc:
-                    raise SimCLRError(f"{flag}: {exc}") from None
+            except SimCLRError as exc:
+                raise SimCLRError(f"{flag}: {exc}") from None
         # A training class whose files all fail would leave the problem smaller without
         # a word (the kNN monitor's, read only after an epoch, measured 2 of 3 classes).
-        empty = unreadable_classes(listed, max_pixels)
         if empty:
             raise SimCLRError(f"{flags[0]} {listed.root}: no readable image in class "
                               f"folder(s) {_few(empty)}")

@@ -227,3 +227,27 @@ def test_the_readability_checks_use_the_commands_max_pixels(tmp_path):
     check_labeled_folders(str(small), str(small), flags, max_pixels=1600)
     with pytest.raises(SimCLRError, match=r"no readable image in class folder\(s\) class_1$"):
         check_labeled_folders(str(small), str(small), flags, max_pixels=1000)
+
+
+def test_the_readability_checks_open_each_training_file_once(tmp_path, monkeypatch):
+    """The first readable training image was opened twice: by the check that some file
+    decodes, then by the one that each class has one."""
+    from collections import Counter
+
+    from simclr import data
+    from simclr.features import check_labeled_folders
+
+    folder = make_image_folder(tmp_path / "photos", classes=3, per_class=2)
+    (folder / "class_0" / "000.png").write_text("not an image")  # opened, then the next
+    opened: Counter = Counter()
+    real = data.open_image
+
+    def counted(path, *args, **kwargs):
+        opened[path] += 1
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(data, "open_image", counted)
+    check_labeled_folders(str(folder), None, ("--train", "--test"))
+    assert sorted(Path(p).relative_to(folder).as_posix() for p in opened) == [
+        "class_0/000.png", "class_0/001.png", "class_1/000.png", "class_2/000.png"]
+    assert set(opened.values()) == {1}
