@@ -331,6 +331,14 @@ def _started_by(run_dir: Path) -> list[str] | None:
     return [str(a) for a in argv] if isinstance(argv, list) and len(argv) > 1 else None
 
 
+def reused_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary of a run that needs no more training, as a session that trains
+    nothing returns it (a resumed finished run, a sweep's cell reused): without the
+    signal that stopped its last session at its last step. That stop was then; a caller
+    reading it would stop again for nothing."""
+    return {**summary, "signal": None}
+
+
 def check_run_dir(cfg: Config, resume: bool) -> RunDir:
     """Check the run directory without creating anything: a command that fails on its
     inputs must leave no empty run folder behind (:func:`make_run_dir` comes later)."""

@@ -362,10 +362,11 @@ def _pretrain(cfg: Any, run_dir: Path, cell: str, processes: int | None) -> dict
     ``cfg``'s settings (:func:`_check_same_settings`)."""
     from simclr import train
     from simclr.checkpoint import latest_checkpoint
+    from simclr.rundir import reused_summary
 
     done = _finished(run_dir)  # (its settings checked by run_sweep, before any cell)
-    if done is not None:  # (a stop at its last step was then: no reason to stop now)
-        return {**done, "signal": None}
+    if done is not None:
+        return reused_summary(done)
     resume = latest_checkpoint(run_dir / "checkpoints") is not None
     if processes and processes > 1:
         return _launched(cfg, run_dir, cell, processes, resume)
@@ -566,11 +567,13 @@ def _fill_on_record(cells: list[Cell], recorded: Any) -> None:
     the sweep will find it, before the first summary is written: a rerun with more
     values, stopped before it reaches them, keeps their results in its table.
     ``recorded(run_dir) -> dict``: a finished cell's scores on record (None: none)."""
+    from simclr.rundir import reused_summary
+
     for cell in cells:
         done = _finished(cell.run_dir)
         if done is None:
             continue
-        cell.result = _trained({**done, "signal": None})  # (as _pretrain reuses it)
+        cell.result = _trained(reused_summary(done))  # (as _pretrain reuses it)
         if cell.result["status"] == "finished" and recorded is not None:
             cell.result.update(recorded(cell.run_dir))
 

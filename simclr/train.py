@@ -58,7 +58,7 @@ from simclr.resume import (
     start_record,
     unwrap,
 )
-from simclr.rundir import MetricsLog, RunDir, check_run_dir, make_run_dir
+from simclr.rundir import MetricsLog, RunDir, check_run_dir, make_run_dir, reused_summary
 from simclr.runtime import (
     SaveSchedule,
     StopFlag,
@@ -220,8 +220,8 @@ def pretrain(
             held.close()
         log_line(f"{run.path} finished at step {done['steps']} already: nothing to do")
         # where its checkpoint is now (the folder may have moved since the summary)
-        return {**done, "checkpoint": str(run.checkpoint), "rank": dist.rank(),
-                "signal": None}  # (this session's: a stop that ended it was then)
+        return {**reused_summary(done), "checkpoint": str(run.checkpoint),
+                "rank": dist.rank()}
     check_knn_folders(cfg)
     # A run resumed from a checkpoint of before images beside class folders counted
     # keeps the images it was planned on.
