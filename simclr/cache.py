@@ -182,7 +182,7 @@ def _pixels_intact(npy: Path, meta_path: Path, meta: dict) -> bool:
         return False
     meta["checked"] = stamp
     with contextlib.suppress(OSError):
-        write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))
+        write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(meta), encoding="utf-8"))
     return True
 
 
@@ -193,7 +193,7 @@ def _read_cache(
     if not (npy.is_file() and meta_path.is_file()):
         return None
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
         rows = np.load(npy, mmap_mode="r")
         if not isinstance(meta, dict) or meta.get("version") != CACHE_VERSION or \
                 rows.shape != shape or rows.dtype != np.uint8:
@@ -280,7 +280,8 @@ def build_cache(
                 os.utime(meta_path)  # `simclr cache` checks is still there
             else:
                 meta["root"] = images.root
-                write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))
+                write_atomically(meta_path,
+                                 lambda tmp: tmp.write_text(json.dumps(meta), encoding="utf-8"))
         except OSError:  # a read-only cache folder is still a cache
             pass
     else:
@@ -343,7 +344,7 @@ def _build_cache_files(
         "aspect": None if bool((aspect == 1.0).all()) else [float(a) for a in aspect],
     }
     try:
-        write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(meta)))
+        write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(meta), encoding="utf-8"))
     except OSError as exc:  # a cache without its sidecar is no cache: not left behind
         discard(npy)
         raise SimCLRError(f"cannot write the decoded cache's record {meta_path}: "
@@ -395,7 +396,7 @@ def cache_entries(cache_dir: str | os.PathLike) -> list[CacheEntry]:
         try:
             size = npy.stat().st_size
             try:
-                meta = json.loads(meta_path.read_text())
+                meta = json.loads(meta_path.read_text(encoding="utf-8"))
                 root, images, side = str(meta["root"]), int(meta["num_files"]), int(meta["side"])
                 used, size = meta_path.stat().st_mtime, size + meta_path.stat().st_size
                 store = meta.get("store")

@@ -322,7 +322,7 @@ def read_card(program: Path) -> dict[str, Any]:
     texts = []
     beside = card_file(program)
     if beside.is_file():
-        texts.append(lambda: beside.read_text())
+        texts.append(lambda: beside.read_text(encoding="utf-8"))
     if program.suffix.lower() == ".pt2":
         def inside() -> str:
             with zipfile.ZipFile(program) as archive:

@@ -112,14 +112,14 @@ def finite_json(data: Any, indent: int | None = None) -> str:
 def write_json(path: Path, data: Any) -> Path:
     """``data`` as indented JSON (:func:`finite_json`), through :func:`written`."""
     text = finite_json(data, indent=2) + "\n"
-    return written(path, lambda tmp: tmp.write_text(text))
+    return written(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
     """The JSON object in ``path`` (None: missing, unreadable, or not an object: a
     results or summary file cut or edited is then treated as absent, never a crash)."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -228,7 +228,7 @@ def folder_holder(folder: Path) -> str | None:
     except ImportError:
         return None
     try:
-        with open(folder / LOCK_NAME) as f:
+        with open(folder / LOCK_NAME, encoding="utf-8") as f:
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -253,7 +253,7 @@ def lock_folder(folder: Path) -> Any:
         return None
     path = folder / LOCK_NAME
     try:
-        handle = open(path, "a+")  # noqa: SIM115 (held open: the lock lives as long as it)
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held open: the lock lives as long as it)
     except OSError as exc:
         raise SimCLRError(f"cannot write in {folder}: {exc.strerror}") from None
     try:

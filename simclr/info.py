@@ -114,7 +114,7 @@ def _described(run: Path) -> dict[str, Any]:
 def _pending_cells(folder: Path, runs: set[str]) -> list[str]:
     """The cells of a sweep in ``folder`` (its sweep.json) that have no run folder yet."""
     try:
-        rows = json.loads((folder / "sweep.json").read_text())
+        rows = json.loads((folder / "sweep.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return []
     if not isinstance(rows, list):
@@ -380,7 +380,7 @@ def _well_typed(row: dict[str, Any]) -> bool:
 def _unreadable_file(path: Path) -> str | None:
     """Why a file that is there cannot be read as JSON (None: it reads, or is absent)."""
     try:
-        json.loads(path.read_text())
+        json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -394,7 +394,7 @@ def _read_yaml(path: Path) -> dict[str, Any] | None:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError, UnicodeDecodeError):
         return None
     return data if isinstance(data, dict) else None

@@ -108,7 +108,7 @@ def _torchrun_record(message: Any) -> bool:
         return False
     try:
         Path(error_file).write_text(json.dumps({"message": message,
-                                                "timestamp": int(time.time())}))
+                                                "timestamp": int(time.time())}), encoding="utf-8")
     except OSError:
         return False
     return True
@@ -126,7 +126,8 @@ def report_crash(trace: str) -> bool:
             "py_callstack": trace, "timestamp": str(int(time.time()))}})
         return False
     try:
-        Path(folder, f"rank{os.environ.get('RANK', '0')}.traceback").write_text(trace)
+        Path(folder, f"rank{os.environ.get('RANK', '0')}.traceback").write_text(
+            trace, encoding="utf-8")
     except OSError:
         return False
     return True
@@ -152,7 +153,7 @@ def report_error(message: str) -> bool:
     folder = os.environ.get(ERRORS_ENV)
     if folder:
         try:
-            Path(folder, f"rank{rank}.txt").write_text(message)
+            Path(folder, f"rank{rank}.txt").write_text(message, encoding="utf-8")
         except OSError:
             return False
         return rank != "0"
@@ -201,7 +202,8 @@ def run(argv: list[str], processes: int, command: list[str] | None = None,
             print(f"{_command_name(argv)}: {_stop_words(stopped_by)}", file=sys.stderr)
         trace = Path(errors, f"rank{first}.traceback")
         if first is not None and status not in (0, 2, 75) and trace.exists():
-            print(trace.read_text(), end="", file=sys.stderr)  # the cause; the rest follow
+            # the cause; the rest follow
+            print(trace.read_text(encoding="utf-8"), end="", file=sys.stderr)
         elif first is not None and 0 < status < 128 and status not in (2, 75) and \
                 not Path(errors, f"rank{first}.txt").exists():
             # An exit without a Python error (a library's exit(), os._exit): the others
@@ -391,9 +393,12 @@ def _print_other_errors(folder: Path, processes: int) -> None:
     """The user errors of ranks > 0 that rank 0 did not print (it printed its own),
     those differing from an error said only in their paths left out."""
     rank0 = folder / "rank0.txt"
-    said = {_error_kind(rank0.read_text())} if rank0.exists() else set()
+    said = {_error_kind(rank0.read_text(encoding="utf-8"))} if rank0.exists() else set()
     for rank in range(1, processes):
         path = folder / f"rank{rank}.txt"
-        if path.exists() and (kind := _error_kind(text := path.read_text())) not in said:
+        if not path.exists():
+            continue
+        text = path.read_text(encoding="utf-8")
+        if (kind := _error_kind(text)) not in said:
             said.add(kind)
             print(f"(process {rank}) {text}", file=sys.stderr)

@@ -158,10 +158,10 @@ def _cgroup_free() -> float | None:
     """Bytes left under a cgroup v2 memory limit (containers), or None without one."""
     limit, current = Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory.current")
     try:
-        text = limit.read_text().strip()
+        text = limit.read_text(encoding="utf-8").strip()
         if text == "max":
             return None
-        return float(text) - float(current.read_text())
+        return float(text) - float(current.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
@@ -176,7 +176,7 @@ def available_bytes(device: torch.device) -> float | None:
     if device.type != "cpu":
         return None
     try:
-        with open("/proc/meminfo") as f:
+        with open("/proc/meminfo", encoding="utf-8") as f:
             info = dict(line.split(":", 1) for line in f)
         free = float(info["MemAvailable"].split()[0]) * 1024
     except (OSError, KeyError, ValueError):

@@ -143,7 +143,7 @@ def write_neighbors(features: str | Path, out: str | Path, k: int = 5,
                          for name in ("neighbor", "similarity")]
 
     def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as f:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
             rows = csv.writer(f)
             rows.writerow(header)
             for path, s, i in zip(query_paths, sims.tolist(), idx.tolist(), strict=True):
@@ -182,7 +182,7 @@ def write_duplicates(features: str | Path, out: str | Path, threshold: float
     pairs = duplicate_pairs(keys, threshold)
 
     def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as f:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
             rows = csv.writer(f)
             rows.writerow(["path_a", "path_b", "similarity"])
             rows.writerows([paths[i], paths[j], f"{s:.6f}"] for i, j, s in pairs)

@@ -468,7 +468,8 @@ def classifier_source(classifier: Path) -> dict[str, Any]:
     classifier ``RUN/checkpoints/{linear,finetune}.pt`` records; {} where there is none."""
     name = _RESULTS_BESIDE.get(classifier.name, ("", ""))[0]
     try:
-        source = json.loads((classifier.parent.parent / name).read_text()).get("source")
+        results = (classifier.parent.parent / name).read_text(encoding="utf-8")
+        source = json.loads(results).get("source")
     except (OSError, ValueError, AttributeError):
         return {}
     return source if isinstance(source, dict) else {}
@@ -545,7 +546,7 @@ def _write_predictions(out: Path, paths: list[str], top_p: torch.Tensor, top_i: 
     k = top_p.shape[1]
 
     def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as f:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(["path", "prediction", "probability",
                              *(f"{c}{j + 1}" for j in range(k) for c in ("top", "p"))])

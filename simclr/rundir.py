@@ -66,7 +66,7 @@ class MetricsLog:
         self.resumed_record: dict[str, Any] = {}
         if enabled and resumed_at is not None and self.path.exists():
             self.resumed_record = _drop_after(self.path, resumed_at)
-        self.file = open(self.path, "a") if enabled else None  # noqa: SIM115
+        self.file = open(self.path, "a", encoding="utf-8") if enabled else None  # noqa: SIM115
         self.tb = None
         self.failed = False  # a write met an error (its SimCLRError says so)
         if enabled:
@@ -136,7 +136,8 @@ def _drop_after(path: Path, step: int) -> dict[str, Any]:
     Returns the last step record of ``step`` itself ({} if none)."""
     kept, at_step = [], {}
     # (bytes that are no UTF-8, a damaged line's, are kept as they are, as unreadable lines)
-    for line in path.read_text(errors="surrogateescape").splitlines(keepends=True):
+    text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    for line in text.splitlines(keepends=True):
         try:
             record = json.loads(line)
         except ValueError:
@@ -149,7 +150,8 @@ def _drop_after(path: Path, step: int) -> dict[str, Any]:
             kept.append(line if line.endswith("\n") else line + "\n")
         if is_step and record["step"] == step:
             at_step = record
-    write_atomically(path, lambda tmp: tmp.write_text("".join(kept), errors="surrogateescape"))
+    write_atomically(path, lambda tmp: tmp.write_text("".join(kept), encoding="utf-8",
+                                                      errors="surrogateescape"))
     return at_step
 
 
@@ -322,7 +324,8 @@ def _started_by(run_dir: Path) -> list[str] | None:
     import yaml
 
     try:
-        provenance = yaml.safe_load((run_dir / "config.yaml").read_text())["provenance"]
+        config = (run_dir / "config.yaml").read_text(encoding="utf-8")
+        provenance = yaml.safe_load(config)["provenance"]
         earlier = provenance.get("earlier") or []
         argv = (earlier[0] if earlier else provenance)["argv"]
     except (OSError, yaml.YAMLError, UnicodeDecodeError, LookupError, TypeError,
@@ -385,12 +388,12 @@ def _logs_of_a_run(run_dir: Path) -> bool:
     """Whether the logs in ``run_dir`` are a simclr pretraining's (one killed before its
     first checkpoint: :func:`make_run_dir` sets them aside)."""
     try:
-        with open(run_dir / "metrics.jsonl") as f:
+        with open(run_dir / "metrics.jsonl", encoding="utf-8") as f:
             return json.loads(f.readline()).get("event") == "start"
     except (OSError, ValueError, AttributeError):
         pass
     try:  # killed between writing its config and its first log line
-        return "\nprovenance:" in (run_dir / "config.yaml").read_text()
+        return "\nprovenance:" in (run_dir / "config.yaml").read_text(encoding="utf-8")
     except (OSError, ValueError):
         return False
 

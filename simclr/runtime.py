@@ -112,7 +112,7 @@ def cuda_has_native_bf16() -> bool:
 def cpu_has_fast_bf16() -> bool:
     """True when the CPU has native bf16 dot products (AVX512-BF16 or AMX)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
     except OSError:
         return False
     return " avx512_bf16" in flags or " amx_bf16" in flags
@@ -376,7 +376,7 @@ def _ignores_sigterm(pid: int | None) -> bool:
     """Whether process ``pid`` ignores SIGTERM (its SigIgn mask in /proc); True where
     that cannot be read (no /proc: macOS), as simclr's loader workers do."""
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(f"/proc/{pid}/status", encoding="utf-8") as f:
             mask = next(line for line in f if line.startswith("SigIgn:")).split()[1]
     except (OSError, StopIteration, IndexError):
         return True

@@ -382,7 +382,7 @@ def yaml_text(data: dict[str, Any]) -> str:
 def save_yaml(data: dict[str, Any], path: str | Path) -> None:
     """Write a mapping as YAML (tuples become lists), whole or not at all."""
     text = yaml_text(data)
-    written(Path(path), lambda tmp: tmp.write_text(text))
+    written(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 # --------------------------------------------------------------------------- layering

@@ -116,7 +116,7 @@ def read_subset_list(path: str | Path) -> list[str]:
     if problem:  # (reading a named pipe would wait for a writer forever)
         raise SimCLRError(f"--subset {path}: {problem}")
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise SimCLRError(f"--subset: cannot read {path}: {reason}") from None
@@ -134,7 +134,7 @@ def write_subset_list(source: Any, indices: np.ndarray, path: str | Path) -> Pat
     lines = [_relative(paths[i], root) if i < len(paths) else f"#index {i}"
              for i in np.asarray(indices)]
     text = "".join(f"{line}\n" for line in lines)
-    return written(Path(path), lambda tmp: tmp.write_text(text))
+    return written(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _root(source: Any) -> Path | None:

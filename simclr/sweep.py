@@ -598,9 +598,9 @@ def _write_summary(root: Path, axes: list[Axis], cells: list[Cell]) -> str:
     """``root/sweep.md`` (the table, returned), ``root/sweep.csv`` (the same, for
     plotting) and ``root/sweep.json`` (a row per cell); cells not run yet are 'pending'."""
     table = render(axes, cells)
-    written(root / "sweep.md", lambda tmp: tmp.write_text(table + "\n"))
+    written(root / "sweep.md", lambda tmp: tmp.write_text(table + "\n", encoding="utf-8"))
     text = csv_text(axes, cells)
-    written(root / "sweep.csv", lambda tmp: tmp.write_text(text))
+    written(root / "sweep.csv", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     rows = [{"cell": c.name, **c.labels, "settings": c.values, **result_of(c)} for c in cells]
     write_json(root / "sweep.json", rows)
     return table
@@ -612,7 +612,7 @@ def _keep_other_grid(root: Path, names: set[str], scores: str | None) -> None:
     the other protocol; ``scores``: this one's, '' for none, None: unknown) is kept as
     ``sweep.previous-K.*`` rather than overwritten; its cells' runs stay too."""
     try:
-        rows = json.loads((root / "sweep.json").read_text())
+        rows = json.loads((root / "sweep.json").read_text(encoding="utf-8"))
         earlier = {row["cell"] for row in rows}
         columns = {key for row in rows for key in row if key.endswith("_top1")}
     except (OSError, ValueError, TypeError, KeyError, AttributeError):

@@ -242,7 +242,7 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace,
         return {"status": "preempted"}
     # Recorded once the evaluation is written: a file without it (an evaluation stopped
     # in between, or one cached by an earlier simclr) is never taken for this one.
-    result = json.loads(saved.read_text())
+    result = json.loads(saved.read_text(encoding="utf-8"))
     write_results(run_dir, name, {**result, EVALUATED_ON: wanted})
     return _columns(args.eval, {**scored, layer: result["top1"]})
 
@@ -316,7 +316,7 @@ def _scored_layers(run_dir: Path, name: str, wanted: dict[str, str],
     scored: dict[str, tuple[float, Path]] = {}
     for path in sorted([*run_dir.glob(f"{stem}.previous-*.{ext}"), run_dir / name], key=order):
         try:
-            found = json.loads(path.read_text())
+            found = json.loads(path.read_text(encoding="utf-8"))
             layer = str((found.get("source") or {}).get("layer", "h"))
         except (OSError, ValueError, AttributeError):
             continue
@@ -382,7 +382,7 @@ def _stale_evaluation(saved: Path, wanted: dict[str, str], precision: str,
                       layer: str = "h") -> str | None:
     """Why the cached results file ``saved`` is not this evaluation's (None: it is)."""
     try:
-        cached = json.loads(saved.read_text())
+        cached = json.loads(saved.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return "is missing"
     except (OSError, ValueError):

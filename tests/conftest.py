@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+import io
 import os
 import threading
 from contextlib import contextmanager
@@ -47,6 +49,22 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def cp1252_locale(monkeypatch):
+    """Text files opened without an encoding get cp1252, Windows' default (here the
+    locale's UTF-8 would hide such a file): as under that locale, ``open``,
+    ``Path.read_text`` and ``Path.write_text`` use it where no encoding is named."""
+    real = io.open
+
+    def open_cp1252(file, mode="r", buffering=-1, encoding=None, *args, **kwargs):
+        if "b" not in mode and encoding in (None, "locale"):
+            encoding = "cp1252"
+        return real(file, mode, buffering, encoding, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_cp1252)
+    monkeypatch.setattr(io, "open", open_cp1252)  # (what pathlib calls)
 
 
 @pytest.fixture

@@ -3,11 +3,13 @@ leaves is collected by a later one."""
 
 from __future__ import annotations
 
+import ast
 import errno
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -234,3 +236,36 @@ def test_a_full_disk_is_one_line_and_keeps_the_previous_file(tmp_path, monkeypat
     assert str(info.value) == f"could not write {tmp_path / name}: No space left on device"
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == previous
 
+
+
+def _text_mode(call: ast.Call, mode_at: int) -> bool:
+    """Whether an ``open`` call opens its file as text (its mode, where written out,
+    has no "b")."""
+    mode = next((k.value for k in call.keywords if k.arg == "mode"),
+                call.args[mode_at] if len(call.args) > mode_at else None)
+    return not (isinstance(mode, ast.Constant) and "b" in str(mode.value))
+
+
+def test_every_text_file_simclr_opens_is_utf8():
+    """A text file opened without an encoding takes the locale's (cp1252 on Windows): a
+    path or class name such as 日本 failed the write of a CSV or subset list after all
+    the work, and a UTF-8 file another tool wrote was misread. Every open, read_text and
+    write_text in text mode names its encoding."""
+    unnamed = []
+    for source in sorted((Path(__file__).parents[1] / "simclr").glob("*.py")):
+        for call in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if not isinstance(call, ast.Call) or \
+                    any(k.arg == "encoding" for k in call.keywords):
+                continue
+            func = call.func
+            if isinstance(func, ast.Name) and func.id == "open":
+                text = _text_mode(call, 1)
+            elif isinstance(func, ast.Attribute) and func.attr == "open":  # Path.open
+                module = isinstance(func.value, ast.Name) and func.value.id in ("os", "Image")
+                text = not module and _text_mode(call, 0)
+            else:
+                text = isinstance(func, ast.Attribute) and \
+                    func.attr in ("read_text", "write_text")
+            if text:
+                unnamed.append(f"{source.name}:{call.lineno}")
+    assert unnamed == []

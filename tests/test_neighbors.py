@@ -29,7 +29,7 @@ def cosine64(a, b):
 
 
 def rows(path):
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         return list(csv.reader(f))
 
 
@@ -125,6 +125,20 @@ def test_a_file_under_two_paths_never_finds_itself_under_either(tmp_path):
     assert sorted(found) == sorted([names[0], names[2], names[3]])
     assert main(["neighbors", "--features", str(tmp_path / "k.npz"), "--queries",
                  str(tmp_path / "q.npz"), "--out", str(tmp_path / "r.csv"), "--k", "4"]) == 2
+
+
+def test_paths_any_locale_cannot_spell_are_written_as_utf8(tmp_path, cp1252_locale):
+    """Under a locale of one code page (Windows' cp1252) a path such as 日本/犬.jpg
+    failed the write (UnicodeEncodeError) after every similarity was computed: the
+    CSV files are UTF-8, whatever the locale."""
+    names = ["/photos/日本/犬.jpg", "/photos/café.jpg", "/photos/日本/猫.jpg"]
+    feats = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.001]])
+    embed_file(tmp_path / "f.npz", feats, names)
+    nb.write_neighbors(tmp_path / "f.npz", tmp_path / "n.csv", k=1)
+    assert [r[:2] for r in rows(tmp_path / "n.csv")[1:]] == [
+        [names[0], names[2]], [names[1], names[2]], [names[2], names[0]]]
+    nb.write_duplicates(tmp_path / "f.npz", tmp_path / "d.csv", 0.99)
+    assert [r[:2] for r in rows(tmp_path / "d.csv")[1:]] == [[names[0], names[2]]]
 
 
 def test_duplicates_are_every_pair_above_the_threshold(tmp_path, capsys):

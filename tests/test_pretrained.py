@@ -533,6 +533,20 @@ def test_embed_and_predict_outputs_are_whole_or_untouched(tmp_path, image_folder
     assert sorted(p.name for p in tmp_path.iterdir() if "feats" in p.name) == ["feats.npz"]
 
 
+def test_predictions_name_paths_and_classes_any_locale_cannot_spell(tmp_path, cp1252_locale):
+    """Under a locale of one code page (Windows' cp1252) a class or path such as 犬 failed
+    the CSV's write (UnicodeEncodeError) after every image was predicted: it is UTF-8."""
+    from simclr.pretrained import _write_predictions
+
+    paths = ["/photos/日本/1.jpg", "/photos/café/2.jpg"]
+    _write_predictions(tmp_path / "p.csv", paths, torch.tensor([[0.9, 0.1], [0.6, 0.4]]),
+                       torch.tensor([[1, 0], [0, 1]]), ["chat é", "犬"], threshold=0.7)
+    with open(tmp_path / "p.csv", newline="", encoding="utf-8") as f:
+        table = list(csv.reader(f))
+    assert [row[:2] for row in table[1:]] == [[paths[0], "犬"], [paths[1], ""]]
+    assert table[2][3] == "chat é"
+
+
 @pytest.mark.parametrize("decoder", ["cpu", "device"])
 def test_features_of_large_photos_are_the_evaluation_transform_of_each_file(
         tmp_path, decoder, monkeypatch):

@@ -79,6 +79,20 @@ def test_a_subset_list_names_paths(tmp_path):
     assert path.read_text().splitlines() == ["/data/1.jpg", "/data/4.jpg"]
 
 
+def test_a_subset_list_is_utf8_whatever_the_locale(tmp_path, cp1252_locale):
+    """Under a locale of one code page (Windows' cp1252) a list naming 日本/犬.jpg could
+    not be written, and a list another tool wrote in UTF-8 was read as that code page
+    (its names then matched no image): a list is UTF-8 both ways."""
+    class Source:
+        paths = ["/data/日本/犬.jpg", "/data/café/1.jpg"]
+
+    path = write_subset_list(Source(), np.array([0, 1]), tmp_path / "list.txt")
+    assert path.read_bytes().decode("utf-8").splitlines() == Source.paths
+    assert read_subset_list(path) == Source.paths
+    (tmp_path / "theirs.txt").write_bytes("犬/2.jpg\nchat é/1.jpg\n".encode())
+    assert read_subset_list(tmp_path / "theirs.txt") == ["犬/2.jpg", "chat é/1.jpg"]
+
+
 def test_a_subset_list_naming_a_held_out_test_image_says_so(tmp_path):
     """With --test-fraction the list is matched against the training part: an image of
     the test part was refused as 'not in the folder', and a bare name a test image shares
