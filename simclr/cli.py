@@ -427,8 +427,28 @@ def _check_before_work(args: argparse.Namespace) -> None:
                 resolve_precision(args.precision, device)  # fp16 on a CPU, say
 
 
+def _escape_what_output_cannot_spell() -> None:
+    """Write the characters stdout and stderr cannot encode as backslash escapes: under
+    a locale of one code page (Windows' cp1252), output redirected, a path such as 日本
+    in a line printed after the work (a finished training's summary) raised
+    UnicodeEncodeError, a traceback and status 1 for a command that had done its work.
+    Streams that encode everything (UTF-8), or whose errors the user chose, are left."""
+    import codecs
+
+    for stream in (sys.stdout, sys.stderr):
+        encoding = getattr(stream, "encoding", None)
+        if not hasattr(stream, "reconfigure") or getattr(stream, "errors", None) != "strict":
+            continue  # (a caller's own stream object, pytest's capture)
+        try:
+            if not codecs.lookup(encoding or "ascii").name.startswith("utf"):
+                stream.reconfigure(errors="backslashreplace")
+        except (LookupError, OSError, ValueError):  # (closed, or its pipe gone: left as is)
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv  # named before parsing: a Ctrl-C may come
+    _escape_what_output_cannot_spell()
     command = f"simclr {words[0]}" if words and not str(words[0]).startswith("-") else "simclr"
     from simclr.launch import die_with_launcher
 

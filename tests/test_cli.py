@@ -718,3 +718,26 @@ def test_a_ctrl_c_while_the_command_imports_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["simclr", "info", "runs/x"])
     assert entry.run() == 130
     assert capsys.readouterr().err == "simclr info: interrupted\n"
+
+
+def test_output_the_locale_cannot_spell_is_escaped_not_a_traceback(tmp_path, monkeypatch):
+    """Under a locale of one code page (Windows' cp1252) with stdout redirected, a path
+    such as 日本 in a line printed after the work (a finished training's summary, the
+    cache listing) raised UnicodeEncodeError: a traceback and status 1 for a command
+    that had done its work. Such characters are written as escapes instead."""
+    import io
+
+    streams = {}
+    for name in ("stdout", "stderr"):  # strict, as Python's own under that locale
+        streams[name] = io.TextIOWrapper(io.BytesIO(), encoding="cp1252", errors="strict")
+        monkeypatch.setattr(sys, name, streams[name])
+    folder = tmp_path / "caches 日本"
+    folder.mkdir()
+    assert main(["cache", "--cache-dir", str(folder)]) == 0
+    assert main(["info", str(tmp_path / "runs 日本")]) == 2
+    said = {}
+    for name, stream in streams.items():
+        stream.flush()
+        said[name] = stream.buffer.getvalue().decode("cp1252")
+    assert said["stdout"] == f"{tmp_path}/caches \\u65e5\\u672c: 0 caches, 0.0 MiB\n"
+    assert f"{tmp_path}/runs \\u65e5\\u672c" in said["stderr"]
