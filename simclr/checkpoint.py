@@ -330,8 +330,9 @@ def what_is_kept(last: Path | None) -> str:
 def checkpoint_file(path: str | os.PathLike) -> Path:
     """The file a ``--checkpoint`` argument names: the file itself, or for a run folder
     (``--out`` of a command) or a checkpoint folder its :func:`latest_checkpoint`, else
-    its only complete ``.pt`` file (``finetune.pt``, ``linear.pt``)."""
-    p = Path(path)
+    its only complete ``.pt`` file (``finetune.pt``, ``linear.pt``). A leading ``~`` is the
+    home folder (the Python API's ``load_encoder('~/run')``, a quoted ``--checkpoint``)."""
+    p = Path(path).expanduser()
     if p.is_dir():
         if (p / "checkpoints").is_dir():
             p = p / "checkpoints"

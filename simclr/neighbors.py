@@ -150,7 +150,7 @@ def write_neighbors(features: str | Path, out: str | Path, k: int = 5,
                 rows.writerow([path, *(v for j in range(k)
                                        for v in (key_paths[i[j]], f"{s[j]:.6f}"))])
 
-    written(Path(out), write)
+    out = written(Path(out).expanduser(), write)  # (the file results.output_file checked)
     return {"out": str(out), "queries": int(len(query_x)), "images": int(len(keys)), "k": k}
 
 
@@ -187,7 +187,7 @@ def write_duplicates(features: str | Path, out: str | Path, threshold: float
             rows.writerow(["path_a", "path_b", "similarity"])
             rows.writerows([paths[i], paths[j], f"{s:.6f}"] for i, j, s in pairs)
 
-    written(Path(out), write)
+    out = written(Path(out).expanduser(), write)
     twins = {i for i, _, _ in pairs} | {j for _, j, _ in pairs}
     return {"out": str(out), "images": int(len(keys)), "threshold": threshold,
             "pairs": len(pairs), "images_with_a_duplicate": len(twins)}

@@ -435,7 +435,7 @@ def classifier_file(path: str | os.PathLike) -> Path:
     as it is now: one fitted on an earlier step (the run trained on since) is refused,
     naming both steps; naming the file itself uses it as it is."""
     found = checkpoint_file(path)
-    if not Path(path).is_dir() or found.name in CLASSIFIER_FILES:
+    if not Path(path).expanduser().is_dir() or found.name in CLASSIFIER_FILES:
         return found
     beside = [found.parent / n for n in CLASSIFIER_FILES if is_complete(found.parent / n)]
     if beside and _kind(found) in CLASSIFIER_KINDS:  # a supervised run's: its own model

@@ -111,7 +111,7 @@ def subset_from_list(source: Any, path: str | Path,
 def read_subset_list(path: str | Path) -> list[str]:
     """The entries of a ``--subset`` file (blank lines and ``#`` comments dropped);
     checked by the command line before the checkpoint and images are read."""
-    path = Path(path)
+    path = Path(path).expanduser()
     problem = unreadable_path(path)
     if problem:  # (reading a named pipe would wait for a writer forever)
         raise SimCLRError(f"--subset {path}: {problem}")

@@ -11,6 +11,7 @@ import torch
 
 from simclr import checkpoint as ck
 from simclr.checkpoint import (
+    checkpoint_file,
     latest_checkpoint,
     load_checkpoint,
     periodic_name,
@@ -286,6 +287,16 @@ def test_foreign_torch_file_is_refused(tmp_path):
 def _run(root, kind="pretrain", name="last.pt", step=5):
     """A run directory whose checkpoints folder holds one checkpoint of ``kind``."""
     return save_checkpoint({**_state(step), "kind": kind}, root / "checkpoints", name)
+
+
+def test_a_checkpoint_spelled_from_the_home_folder_is_found(tmp_path, monkeypatch):
+    """--checkpoint ~/run (quoted, or after = where no shell expands it) and the Python
+    API's load_encoder('~/run') looked for a folder named '~': 'checkpoint not found'."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    last = save_checkpoint(_state(5), tmp_path / "run" / "checkpoints")
+    for spelled in ("~/run", "~/run/checkpoints", "~/run/checkpoints/last.pt"):
+        assert checkpoint_file(spelled) == last
+    assert load_checkpoint("~/run")["step"] == 5
 
 
 def test_resume_takes_a_run_its_checkpoints_folder_or_its_latest_file(tmp_path):

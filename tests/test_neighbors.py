@@ -141,6 +141,27 @@ def test_paths_any_locale_cannot_spell_are_written_as_utf8(tmp_path, cp1252_loca
     assert [r[:2] for r in rows(tmp_path / "d.csv")[1:]] == [[names[0], names[2]]]
 
 
+@pytest.mark.parametrize("duplicates", [[], ["--duplicates", "0.5"]])
+def test_an_out_spelled_from_the_home_folder_is_written_there(tmp_path, monkeypatch, capsys,
+                                                               duplicates):
+    """--out ~/n.csv was checked (the overwrite guard) at HOME/n.csv but written to
+    ./~/n.csv: a file there was overwritten without a word, and HOME's never written."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "~").mkdir()
+    (tmp_path / "~" / "n.csv").write_text("theirs\n")
+    embed_file(tmp_path / "f.npz", np.random.default_rng(0).normal(size=(8, 3)))
+    argv = ["neighbors", "--features", "f.npz", "--out", "~/n.csv", *duplicates]
+    assert main(argv) == 0
+    assert rows(home / "n.csv")[0][0] in ("path", "path_a")
+    assert (tmp_path / "~" / "n.csv").read_text() == "theirs\n"
+    capsys.readouterr()
+    assert main(argv) == 2  # now there: the guard sees the file the write would replace
+    assert "already exists" in capsys.readouterr().err
+
+
 def test_duplicates_are_every_pair_above_the_threshold(tmp_path, capsys):
     rng = np.random.default_rng(1)
     base = rng.normal(size=(6, 8))

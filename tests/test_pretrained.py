@@ -293,6 +293,26 @@ def test_embed_records_its_checkpoint_however_the_shell_spelled_it(
     assert str(np.load(tmp_path / "other.npz")["encoder"]).endswith("layer h at 24 px")
 
 
+def test_a_run_folder_spelled_from_the_home_folder_gives_its_encoder_and_classifier(
+        tmp_path, monkeypatch):
+    """load_encoder('~/pre') looked for a folder named '~'; a classifier's --checkpoint
+    ~/pre, once found, took the run's own pretraining checkpoint for the classifier beside
+    it (the folder test saw '~/pre', no folder)."""
+    import simclr
+    from simclr.pretrained import classifier_file
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    ckpt = pretrain_checkpoint()
+    state = {k: v for k, v in ckpt.items() if k not in ("format", "version")}
+    folder = tmp_path / "pre" / "checkpoints"
+    save_checkpoint(state, folder)
+    encoder = simclr.load_encoder("~/pre")
+    expected = encoder_from_checkpoint(ckpt)[0].state_dict()
+    assert all(torch.equal(v, expected[k]) for k, v in encoder.state_dict().items())
+    linear = save_checkpoint({**state, "kind": "linear"}, folder, "linear.pt")
+    assert classifier_file("~/pre") == linear
+
+
 def test_predict_counts_images_beside_the_class_folders_as_unlabeled(
         tmp_path, image_folder, cache_dir, capsys):
     """5 images of a class the classifier knows and 1 beside the class folder: 5 scored,

@@ -93,6 +93,14 @@ def test_a_subset_list_is_utf8_whatever_the_locale(tmp_path, cp1252_locale):
     assert read_subset_list(tmp_path / "theirs.txt") == ["犬/2.jpg", "chat é/1.jpg"]
 
 
+def test_a_subset_list_spelled_from_the_home_folder_is_read(tmp_path, monkeypatch):
+    """--subset ~/list.txt (quoted, or after =) was 'not found': '~' was taken as a
+    folder's name."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "list.txt").write_text("a/1.jpg\n", encoding="utf-8")
+    assert read_subset_list("~/list.txt") == ["a/1.jpg"]
+
+
 def test_a_subset_list_naming_a_held_out_test_image_says_so(tmp_path):
     """With --test-fraction the list is matched against the training part: an image of
     the test part was refused as 'not in the folder', and a bare name a test image shares
