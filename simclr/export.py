@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -48,7 +49,7 @@ from simclr.checkpoint import (
 from simclr.config import ARCHS
 from simclr.decode import eval_side
 from simclr.errors import SimCLRError, with_article
-from simclr.files import torch_save, write_json, written
+from simclr.files import NAME_MAX, torch_save, write_json, written
 from simclr.pretrained import (
     LAYERS_HELP,
     at_image_size,
@@ -116,6 +117,10 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
     out = output_file(out, overwrite)
     if fmt in ("pt2", "onnx", "torchvision"):  # with a card, which is never lost either
         card = card_file(out)
+        if len(os.fsencode(card.name)) > NAME_MAX:  # (after the work, its write would fail)
+            raise SimCLRError(f"--out {out.name}: a name too long for the card written beside "
+                              f"it, {card.name} (over {NAME_MAX} bytes); choose a name of "
+                              f"at most {NAME_MAX - len('.json')} bytes")
         if card.is_dir() or (card.exists() and not overwrite):
             what = "is a folder" if card.is_dir() else "already exists"
             raise SimCLRError(f"{card} (the export's card, written beside --out) {what}; "

@@ -2,15 +2,16 @@
 sees the old file or the new one, never half of one.
 
 Checkpoints, exported encoders and decoded caches are written to
-``<name>.tmp-<token>-<pid>`` beside their target and renamed over it; a process killed
-mid-write (SIGKILL, the out-of-memory killer) leaves its temporary file, which a later
-write removes. A run holds its folder (:func:`lock_folder`) so that no second run
-writes into it meanwhile.
+``<name>.tmp-<token>-<pid>`` beside their target (a long name shortened to fit) and
+renamed over it; a process killed mid-write (SIGKILL, the out-of-memory killer) leaves
+its temporary file, which a later write removes. A run holds its folder
+(:func:`lock_folder`) so that no second run writes into it meanwhile.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -28,10 +29,36 @@ from simclr.errors import SimCLRError
 _TOKEN = secrets.token_hex(4)
 
 
+NAME_MAX = 255  # bytes in a file name (Linux, macOS; Windows: 255 characters, no fewer)
+# ".tmp-<token>-<pid>" at its longest: a pid of 10 digits (Windows' are 32-bit numbers)
+_TEMPORARY_TAIL = len(f".tmp-{_TOKEN}-") + 10
+
+
 def temporary_name(target: Path) -> Path:
     """Where this process writes ``target`` before renaming it: ``<name>.tmp-<token>-<pid>``
-    (the pid last, which :func:`remove_stale_temporaries` reads)."""
-    return target.with_name(f"{target.name}.tmp-{_TOKEN}-{os.getpid()}")
+    (the pid last, which :func:`remove_stale_temporaries` reads), ``<name>`` shortened
+    where a long one would pass a file name's limit (:func:`temporary_stem`)."""
+    return target.with_name(f"{temporary_stem(target.name)}.tmp-{_TOKEN}-{os.getpid()}")
+
+
+def temporary_stem(name: str) -> str:
+    """What the temporary files of a file ``name`` begin with (``<stem>.tmp-*`` finds
+    them): ``name``, or, where the ``.tmp-<token>-<pid>`` after it would pass 255 bytes
+    (a legal name was refused after all the work: 'File name too long'), a prefix of it
+    that fits, a hash of the whole name (two long names alike at the start get
+    temporaries of their own) and its extension (``*.pt.tmp-*`` still finds a
+    checkpoint's)."""
+    room = NAME_MAX - _TEMPORARY_TAIL
+    if len(os.fsencode(name)) <= room:
+        return name
+    suffix = Path(name).suffix
+    if len(os.fsencode(suffix)) > 16:  # (no extension, a dot in a long name)
+        suffix = ""
+    tail = f"-{hashlib.sha256(os.fsencode(name)).hexdigest()[:8]}{suffix}"
+    prefix = name[:room - len(tail)]
+    while len(os.fsencode(prefix + tail)) > room:  # (characters of several bytes)
+        prefix = prefix[:-1]
+    return prefix + tail
 
 
 def discard(path: Path) -> None:
@@ -80,7 +107,7 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
     except BaseException:
         discard(tmp)
         raise
-    remove_stale_temporaries(target.parent, f"{target.name}.tmp-*")
+    remove_stale_temporaries(target.parent, f"{temporary_stem(target.name)}.tmp-*")
 
 
 

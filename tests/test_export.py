@@ -160,6 +160,20 @@ def test_encoder_checkpoint_round_trip(run_dir, tmp_path):
     assert again["dim"] == 64
 
 
+def test_a_legal_name_of_255_bytes_is_exported_or_refused_before_the_work(run_dir, tmp_path):
+    """An export to a legal name of 250 bytes and more failed after the work ('File name
+    too long': its temporary file's name passed 255 bytes); a program's card beside it,
+    ``<name>.json``, cannot have such a name: that is said before any work."""
+    out = tmp_path / ("e" * 252 + ".pt")
+    assert exp.export(run_dir, out)["format"] == "checkpoint"
+    assert load_checkpoint(out)["kind"] == "encoder"
+    program = tmp_path / ("p" * 247 + ".pt2")
+    with pytest.raises(SimCLRError, match=r"--out p+\.pt2: a name too long for the card "
+                                          r"written beside it, p+\.pt2\.json \(over 255 bytes"):
+        exp.export(run_dir, program)
+    assert sorted(tmp_path.iterdir()) == [out, run_dir]
+
+
 def test_a_program_that_fails_its_check_replaces_nothing(run_dir, tmp_path, monkeypatch):
     out = tmp_path / "encoder.pt2"
     exp.export(run_dir, out)

@@ -68,6 +68,28 @@ def test_a_save_removes_what_a_killed_save_left(tmp_path):
 
 
 
+@pytest.mark.parametrize("name", ["a" * 251 + ".npz", "日" * 84 + ".pt"])  # 255 bytes
+def test_a_legal_name_of_255_bytes_is_written_and_its_debris_collected(tmp_path, name):
+    """``<name>.tmp-<token>-<pid>`` passed a file name's 255 bytes: embed --out or export
+    to a legal name of 250 bytes and more failed after all the work ('File name too
+    long'). Its temporary file is named by a prefix of it that fits, its extension kept
+    (checkpoints' "*.pt.tmp-*" clean-up sees it); a killed write's is still collected."""
+    target = tmp_path / name
+    assert len(os.fsencode(name)) == 255
+    tmp = temporary_name(target)
+    assert len(os.fsencode(tmp.name)) <= 255 and tmp.name.startswith(name[:40])
+    assert tmp.name.split(".tmp-")[0].endswith(target.suffix)
+    # another long name alike at the start gets temporary files of its own
+    assert temporary_name(tmp_path / f"b{name[1:]}").name != tmp.name
+    assert temporary_name(tmp_path / f"{name[:-5]}x{name[-4:]}").name != tmp.name
+    debris = tmp.with_name(f"{tmp.name.rsplit('-', 1)[0]}-{_dead_pid()}")
+    debris.write_bytes(b"half a file")
+    _age(debris, 2 * STALE_AFTER_S)
+    write_atomically(target, lambda path: path.write_bytes(b"whole"))
+    assert target.read_bytes() == b"whole"
+    assert sorted(tmp_path.iterdir()) == [target]
+
+
 def test_a_cache_build_frees_what_a_killed_build_left(tmp_path):
     """A killed ImageNet cache build leaves a file of the cache's whole size; the next
     build removes it (untouched for an hour) before reserving the disk again."""
