@@ -393,7 +393,7 @@ def _finish_linear_eval(run: _LinearEval, protocol: str, fitted: _Fitted,
                                                        (run.source or {}).get("features"))
         linear_partial(run.out).discard()  # (an sgd run's finished, or an --overwrite's)
     finish_results(results, run.out, "linear_eval", fitted.scores, fitted.test_y, run.train,
-                   run.test, run.source)
+                   run.test, run.source, run.verbose)
     log(f"linear eval ({protocol}): top-1 {100 * results['top1']:.2f}%", run.verbose)
     return results
 

@@ -261,7 +261,7 @@ def run_finetune(
     results = run.results(logits, test_y, stats, labels_per_class, num_classes,
                           elapsed + time.perf_counter() - start)
     run.save_results(results)
-    finish_results(results, out, "finetune", logits, test_y, train, test, source)
+    finish_results(results, out, "finetune", logits, test_y, train, test, source, verbose)
     log(f"finetune: top-1 {100 * results['top1']:.2f}%", verbose)
     return results
 

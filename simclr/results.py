@@ -62,7 +62,8 @@ def save_confusion_figure(matrix: np.ndarray, classes: Sequence[str], path: str 
     from matplotlib.figure import Figure
 
     rows = matrix.sum(1, keepdims=True)
-    norm = matrix / np.maximum(rows, 1)
+    norm = matrix.astype(np.float32)  # (float64 doubled the C x C copy a figure cannot use)
+    norm /= np.maximum(rows, 1)
     n = len(classes)
     side = min(4 + 0.35 * n, 20)
     fig = Figure(figsize=(side, side * 0.9))
@@ -111,12 +112,21 @@ def feature_sizes(train_x: np.ndarray, test_x: np.ndarray, num_classes: int) -> 
             "num_classes": num_classes, "feature_dim": int(train_x.shape[1])}
 
 
+# More classes than this: no confusion-matrix figure. Its cells would be under a pixel
+# (tick labels stop at 40 classes), and its C x C matrices cost memory: 10,000 classes
+# took 9 GB, 20,000 would have been killed after the whole evaluation.
+MAX_FIGURE_CLASSES = 1000
+
+
 def finish_results(results: dict[str, Any], out: Path | None, name: str, scores: torch.Tensor,
                    labels: np.ndarray, train: Any, test: Any,
-                   source: dict[str, Any] | None = None) -> None:
-    """Confusion-matrix figure + JSON into the run directory. The results record the
+                   source: dict[str, Any] | None = None, verbose: bool = True) -> None:
+    """JSON + confusion-matrix figure into the run directory. The results record the
     encoder's ``source`` and how many images of ``train`` and ``test`` were unreadable
-    and left out (and which, with the reason), since the accuracy is over the others."""
+    and left out (and which, with the reason), since the accuracy is over the others.
+    The JSON is written first, so a figure that fails (or runs out of memory) loses no
+    result; it is written again naming the figure. No figure past
+    :data:`MAX_FIGURE_CLASSES` classes (a note says so)."""
     results["skipped_images"] = {"train": len(getattr(train, "skipped", ())),
                                  "test": len(getattr(test, "skipped", ()))}
     results["skipped_files"] = {split: [list(s) for s in getattr(data, "skipped", ())]
@@ -125,7 +135,12 @@ def finish_results(results: dict[str, Any], out: Path | None, name: str, scores:
         results["source"] = source
     if out is None:
         return
+    write_results(out, f"{name}.json", results)
     classes = train.classes
+    if len(classes) > MAX_FIGURE_CLASSES:
+        log(f"note: no {name}_confusion.png: {len(classes):,} classes are more than a "
+            f"figure can show ({MAX_FIGURE_CLASSES:,} at most)", verbose)
+        return
     matrix = confusion_matrix(labels, scores.argmax(1).numpy(), len(classes))
     fig = save_confusion_figure(matrix, classes, out / f"{name}_confusion.png",
                                 f"{name}: top-1 {100 * results['top1']:.2f}%")

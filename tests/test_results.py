@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from simclr.errors import SimCLRError
+from simclr.files import read_json
 from simclr.results import (
     check_not_inside,
     check_results_free,
@@ -59,6 +60,69 @@ def test_class_names_the_font_cannot_draw_become_their_index(tmp_path):
     from simclr.results import _tick_labels
 
     assert _tick_labels(["cat", "猫", "Café"]) == ["cat", "#1", "Café"]
+
+
+SKIPPED_NONE = {"skipped_images": {"train": 0, "test": 0},
+                "skipped_files": {"train": [], "test": []}}
+
+
+def _finish(out: Path, num_classes: int, capsys) -> tuple[dict, str]:
+    """finish_results of 6 test images over ``num_classes`` classes into ``out``: (the
+    JSON written, stderr)."""
+    from types import SimpleNamespace
+
+    from simclr.results import finish_results
+
+    scores = torch.eye(num_classes)[torch.arange(6) % num_classes]
+    train = SimpleNamespace(classes=[f"c{k}" for k in range(num_classes)])
+    results = {"top1": 1.0}
+    finish_results(results, out, "knn", scores, np.arange(6) % num_classes, train, train)
+    return read_json(out / "knn.json"), capsys.readouterr().err
+
+
+def test_the_results_json_is_written_before_the_confusion_figure(tmp_path, monkeypatch,
+                                                                 capsys):
+    """The figure needs memory ~ C^2: killed drawing it, a run lost its knn.json."""
+    import simclr.results as results_module
+
+    def failing_figure(*args, **kwargs):
+        assert (tmp_path / "knn.json").is_file()  # already there
+        raise MemoryError
+
+    monkeypatch.setattr(results_module, "save_confusion_figure", failing_figure)
+    with pytest.raises(MemoryError):
+        _finish(tmp_path, 3, capsys)
+    assert read_json(tmp_path / "knn.json") == {"top1": 1.0, **SKIPPED_NONE}
+    monkeypatch.undo()
+    (tmp_path / "knn.json").unlink()
+    saved, _ = _finish(tmp_path, 3, capsys)  # drawn: the JSON then names it
+    assert saved["confusion_figure"] == str(tmp_path / "knn_confusion.png")
+    assert (tmp_path / "knn_confusion.png").is_file()
+
+
+def test_no_confusion_figure_past_max_figure_classes(tmp_path, monkeypatch, capsys):
+    """Past 1,000 classes a figure is unreadable and costs gigabytes: none, said once."""
+    import simclr.results as results_module
+
+    def no_figure(*args, **kwargs):
+        raise AssertionError("a figure was drawn")
+
+    monkeypatch.setattr(results_module, "save_confusion_figure", no_figure)
+    saved, err = _finish(tmp_path, 1001, capsys)
+    assert saved == {"top1": 1.0, **SKIPPED_NONE}  # (no "confusion_figure")
+    assert err.count("\n") == 1 and "no knn_confusion.png: 1,001 classes" in err
+
+
+def test_the_confusion_figure_normalises_in_float32(tmp_path, monkeypatch):
+    """The row-normalised copy drawn is float32 (float64 doubled a C x C array)."""
+    from matplotlib.axes import Axes
+
+    drawn = []
+    real = Axes.imshow
+    monkeypatch.setattr(Axes, "imshow", lambda self, x, **kw: (drawn.append(x.dtype),
+                                                               real(self, x, **kw))[1])
+    save_confusion_figure(np.array([[2, 1], [0, 3]]), ["a", "b"], tmp_path / "c.png")
+    assert drawn == [np.float32]
 
 
 # -------------------------------------------------------------- logistic regression
