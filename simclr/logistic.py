@@ -23,8 +23,14 @@ from simclr.config import MAX_REAL
 from simclr.errors import SimCLRError
 from simclr.results import log
 
-# L-BFGS runs in float64 up to this many feature values (N*D); larger problems use float32.
+# L-BFGS runs in float64 up to this many feature values (N*D) and logits (N*C); larger
+# problems use float32.
 FLOAT64_MAX_ELEMENTS = 1 << 26
+# Logits computed at once (rows x C): the loss and gradient are summed over blocks of
+# rows, since the full batch's logits, softmax and gradient took 2.5 GB at 20k images x
+# 5,000 classes in float64 (100k images: ~12 GB). 4M values: 32 MiB a float64 array,
+# some ten of which a block's forward and backward pass hold (~350 MB at any N).
+CHUNK_ELEMENTS = 1 << 22
 
 
 def half_up(fraction: float, count: int, classes: int = 1) -> int:
@@ -94,20 +100,59 @@ def fit_logistic_regression(
                             tolerance_change=torch.finfo(x.dtype).eps * 1e-2,
                             history_size=20, line_search_fn="strong_wolfe")
 
-    def objective() -> torch.Tensor:
-        return F.cross_entropy(torch.addmm(b, x, w.T), y) + 0.5 * l2 * w.pow(2).sum()
-
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = objective()
-        loss.backward()
-        return loss
+        return objective(x, y, w, b, l2, backward=True)
 
     opt.step(closure)
     with torch.no_grad():
-        final = objective().item()
+        final = objective(x, y, w, b, l2).item()
     info = {"iterations": int(opt.state[w].get("n_iter", 0)), "loss": final}
     return w.detach(), b.detach(), info
+
+
+def row_blocks(rows: int, num_classes: int) -> list[slice]:
+    """Blocks of ``rows`` whose logits (block x ``num_classes``) stay within
+    :data:`CHUNK_ELEMENTS` values (at least one row each)."""
+    step = max(1, CHUNK_ELEMENTS // max(1, num_classes))
+    return [slice(start, start + step) for start in range(0, max(rows, 1), step)]
+
+
+def objective(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor, l2: float,
+              backward: bool = False) -> torch.Tensor:
+    """mean_i CE(W x_i + b, y_i) + (l2 / 2) ||W||^2 (detached), summed over
+    :func:`row_blocks`; ``backward`` adds its gradient to ``w.grad`` and ``b.grad`` block
+    by block, so memory stays bounded whatever N x C. One block (the usual sizes) is
+    one expression, as it always was: those fits are unchanged to the bit."""
+    blocks = row_blocks(len(x), w.shape[0])
+    if len(blocks) == 1:
+        loss = F.cross_entropy(torch.addmm(b, x, w.T), y) + 0.5 * l2 * w.pow(2).sum()
+        if backward:
+            loss.backward()
+        return loss.detach()
+    total = 0.5 * l2 * w.pow(2).sum()
+    if backward:
+        total.backward()
+    total = total.detach()
+    for rows in blocks:
+        part = F.cross_entropy(torch.addmm(b, x[rows], w.T), y[rows], reduction="sum") / len(x)
+        if backward:
+            part.backward()
+        total = total + part.detach()
+    return total
+
+
+def accuracy_and_loss(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
+                      b: torch.Tensor) -> tuple[float, float]:
+    """(top-1 accuracy, mean cross-entropy) of the classifier (W, b) on rows x (N, D),
+    labels y (N,), computed over :func:`row_blocks` (no N x C logits at once)."""
+    correct, loss = 0, 0.0
+    with torch.no_grad():
+        for rows in row_blocks(len(x), w.shape[0]):
+            logits = torch.addmm(b, x[rows], w.T)
+            correct += int((logits.argmax(1) == y[rows]).sum())
+            loss += F.cross_entropy(logits, y[rows], reduction="sum").item()
+    return correct / len(x), loss / len(x)
 
 
 def default_l2_grid(lo: float = 1e-6, hi: float = 1.0, count: int = 13) -> list[float]:
@@ -175,7 +220,8 @@ def logistic_regression(
     stratified held-out ``val_fraction`` of the training set (ties -> the lower held-out
     cross-entropy); fits run from the strongest penalty down, each warm-started from the
     previous solution. The final model is refitted on the whole training set.
-    ``dtype`` None: float64 up to ``FLOAT64_MAX_ELEMENTS`` feature values, else float32.
+    ``dtype`` None: float64 up to ``FLOAT64_MAX_ELEMENTS`` feature values (N x D) and
+    logits (N x C), else float32.
 
     Returns (summary dict, test probabilities float32 (M, C) on CPU, the classifier as a
     float32 CPU ``nn.Linear`` on unstandardised features: the standardisation folded
@@ -184,7 +230,8 @@ def logistic_regression(
     if not 0 < val_fraction < 1:
         raise SimCLRError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
     if dtype is None:
-        dtype = torch.float64 if train_x.size <= FLOAT64_MAX_ELEMENTS else torch.float32
+        small = max(train_x.size, len(train_x) * num_classes) <= FLOAT64_MAX_ELEMENTS
+        dtype = torch.float64 if small else torch.float32
     dev = torch.device(device)
     x_all = torch.as_tensor(train_x, device=dev).to(dtype)
     y_all = torch.as_tensor(train_y, device=dev).long()
@@ -206,10 +253,11 @@ def logistic_regression(
     if not bool(torch.isfinite(w).all() and torch.isfinite(b).all()):  # (a NaN layer saved
         raise SimCLRError(f"the linear classifier's fit at l2 {l2:g} diverged: its "  # with
                           "weights are not finite")  # a top-1 of 0% otherwise)
-    train_acc = (torch.addmm(b, x_all, w.T).argmax(1) == y_all).double().mean().item()
+    train_acc = accuracy_and_loss(x_all, y_all, w, b)[0]
     del x_all
     x_test = norm(torch.as_tensor(test_x, device=dev).to(dtype))
-    probs = torch.softmax(torch.addmm(b, x_test, w.T), dim=1).float().cpu()
+    probs = torch.cat([torch.softmax(torch.addmm(b, x_test[rows], w.T), dim=1).float().cpu()
+                       for rows in row_blocks(len(x_test), num_classes)])
     summary.update(l2=float(l2), iterations=info["iterations"], train_top1=train_acc)
     return summary, probs, norm.fold(w, b)
 
@@ -239,9 +287,7 @@ def _choose_l2(
     for lam in grid:
         w, b, _ = fit(x_fit, y_all[fit_t], l2=lam, init=init)
         init = solutions[lam] = (w, b)
-        logits = torch.addmm(b, x_val, w.T)
-        acc = (logits.argmax(1) == y_all[val_t]).double().mean().item()
-        loss = F.cross_entropy(logits, y_all[val_t]).item()
+        acc, loss = accuracy_and_loss(x_val, y_all[val_t], w, b)
         val_acc[f"{lam:.{digits}g}"], val_loss[f"{lam:.{digits}g}"] = acc, loss
         log(f"  l2 {lam:.3g}: held-out top-1 {100 * acc:.2f}%, loss {loss:.4f}", verbose)
         if (acc, -loss) > best:  # ties in accuracy (common): lower held-out loss

@@ -195,3 +195,49 @@ def test_fixed_l2_skips_the_search_and_tiny_sets_need_it():
     summary, probs, _ = logistic_regression(x, y, x, 3, l2=1e-3)
     assert summary["l2"] == 1e-3 and "val_accuracy" not in summary
     assert (probs.argmax(1).numpy() == y).all()
+
+
+def test_the_objective_summed_over_row_blocks_equals_the_full_batch(monkeypatch):
+    """Loss and gradient in blocks of rows (bounded memory for N x C logits) are the
+    full batch's to rounding, in float64."""
+    x, y = blobs(30, 6, 5, spread=2.0, seed=1)
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
+    g = torch.Generator().manual_seed(0)
+    w0, b0 = torch.randn(5, 6, generator=g, dtype=torch.float64), torch.randn(5, dtype=x.dtype)
+
+    def loss_and_grads(chunk):
+        monkeypatch.setattr(logistic, "CHUNK_ELEMENTS", chunk)
+        w, b = w0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
+        loss = logistic.objective(x, y, w, b, 0.03, backward=True)
+        return loss.item(), w.grad, b.grad
+
+    whole = loss_and_grads(1 << 22)
+    assert len(logistic.row_blocks(150, 5)) == 1
+    expected = (torch.nn.functional.cross_entropy(torch.addmm(b0, x, w0.T), y)
+                + 0.015 * w0.pow(2).sum())
+    assert whole[0] == expected.item()  # one block: the expression as it always was
+    for chunk, count in ((5 * 7, 22), (4, 150)):  # blocks of 7 rows (the last 3), of 1 row
+        loss, grad_w, grad_b = loss_and_grads(chunk)
+        assert len(logistic.row_blocks(150, 5)) == count
+        assert loss == pytest.approx(whole[0], rel=1e-12, abs=0)
+        torch.testing.assert_close(grad_w, whole[1], rtol=0, atol=1e-12)
+        torch.testing.assert_close(grad_b, whole[2], rtol=0, atol=1e-12)
+    # a whole fit in blocks: the same classifier
+    monkeypatch.setattr(logistic, "CHUNK_ELEMENTS", 1 << 22)
+    summary, probs, _ = logistic_regression(x.numpy(), y.numpy(), x.numpy()[:9], 5)
+    monkeypatch.setattr(logistic, "CHUNK_ELEMENTS", 5 * 7)
+    blocked, blocked_probs, _ = logistic_regression(x.numpy(), y.numpy(), x.numpy()[:9], 5)
+    assert blocked["l2"] == summary["l2"] and blocked["dtype"] == "float64"
+    torch.testing.assert_close(blocked_probs, probs, rtol=0, atol=1e-5)
+
+
+def test_many_classes_choose_float32(monkeypatch):
+    """float64 only while both the features (N x D) and the logits (N x C) are small:
+    20k images x 5,000 classes of 128-d features took 2.5 GB in float64."""
+    x, y = blobs(10, 4, 8, spread=1.0, seed=0)  # N x D = 320, N x C = 640
+    monkeypatch.setattr(logistic, "FLOAT64_MAX_ELEMENTS", 500)
+    summary, _, _ = logistic_regression(x, y, x[:3], 8, l2=0.1, max_iter=5)
+    assert summary["dtype"] == "float32"
+    monkeypatch.setattr(logistic, "FLOAT64_MAX_ELEMENTS", 640)
+    summary, _, _ = logistic_regression(x, y, x[:3], 8, l2=0.1, max_iter=5)
+    assert summary["dtype"] == "float64"
