@@ -43,7 +43,7 @@ from simclr.decode import (
 )
 from simclr.distributed import launched_rank
 from simclr.errors import BadImageError, NoReadableImageError, SimCLRError
-from simclr.folders import ImageList, named_dataset, scan_folder, split_root
+from simclr.folders import ImageList, class_members, named_dataset, scan_folder, split_root
 from simclr.runtime import ignore_stop_signals
 
 log = logging.getLogger(__name__)
@@ -501,10 +501,10 @@ def unreadable_classes(files: ImageList, max_pixels: int = DEFAULT_MAX_PIXELS) -
     a readable class costs one image (at reduced size). No file decoding at all is
     :func:`check_some_readable`'s error, raised here (each file opened once: the first
     readable one had been opened by both)."""
-    labels = np.asarray(files.labels)
+    members = class_members(files.labels, range(len(files.classes)))
     empty, first = [], None
-    for c, name in enumerate(files.classes):
-        for i in np.flatnonzero(labels == c):
+    for name, indices in zip(files.classes, members, strict=True):
+        for i in indices:
             error = _decode_error(files.paths[i], max_pixels)
             if error is None:
                 break

@@ -70,6 +70,19 @@ class ImageList:
         return h.hexdigest()[:16]
 
 
+def class_members(labels: np.ndarray, classes: Any) -> list[np.ndarray]:
+    """The indices of each of ``classes`` (labels) in ``labels`` (N,), ascending; empty
+    for a class without images: ``np.flatnonzero(labels == c)`` for each ``c``, found by
+    one stable sort (those N x C comparisons took 4.5 s at 1M images x 20k classes)."""
+    labels = np.asarray(labels)
+    order = np.argsort(labels, kind="stable")  # (stable: a class's indices ascending)
+    ordered = labels[order]
+    classes = np.asarray(classes)
+    starts = np.searchsorted(ordered, classes, side="left")
+    ends = np.searchsorted(ordered, classes, side="right")
+    return [order[start:end] for start, end in zip(starts, ends, strict=True)]
+
+
 # Folders other tools leave beside the data: macOS's zip archiver puts every file's
 # resource fork (._NAME, hidden already) in __MACOSX/, which would read as a class.
 JUNK_FOLDERS = frozenset({"__MACOSX"})

@@ -21,6 +21,7 @@ from torch import nn
 
 from simclr.config import MAX_REAL
 from simclr.errors import SimCLRError
+from simclr.folders import class_members
 from simclr.results import log
 
 # L-BFGS runs in float64 up to this many feature values (N*D) and logits (N*C); larger
@@ -50,15 +51,15 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     held = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
+    for members in class_members(labels, np.unique(labels)):
         if len(members) < 2:
             continue
         n_val = min(len(members) - 1, max(1, half_up(fraction, len(members))))
         held.append(rng.permutation(members)[:n_val])
     val = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
-    fit = np.setdiff1d(np.arange(len(labels)), val)
-    return fit, val
+    fit = np.ones(len(labels), bool)
+    fit[val] = False  # (np.setdiff1d hashed every index: 2 s at 1M images)
+    return np.flatnonzero(fit), val
 
 
 def fit_logistic_regression(

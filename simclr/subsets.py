@@ -16,6 +16,7 @@ import numpy as np
 
 from simclr.errors import SimCLRError, unreadable_path
 from simclr.files import written
+from simclr.folders import class_members
 from simclr.logistic import half_up
 
 SUBSET_FILE = "labeled_subset.txt"
@@ -49,8 +50,7 @@ def class_balanced_subset(
             raise SimCLRError(f"--labels-per-class must be at least 1, got {per_class}")
         k = int(per_class)
     chosen = []
-    for c in present:
-        members = np.flatnonzero(labels == c)
+    for c, members in zip(present, class_members(labels, present), strict=True):
         if len(members) < k:
             name = classes[c] if classes is not None and c < len(classes) else str(c)
             raise SimCLRError(f"class {name!r} has {len(members)} images, fewer than the {k} "

@@ -11,7 +11,7 @@ import pytest
 
 from simclr.data import open_source
 from simclr.errors import SimCLRError
-from simclr.folders import list_folder, scan_folder
+from simclr.folders import class_members, list_folder, scan_folder
 from tests.conftest import make_image_folder
 from tests.image_files import data_cfg, rgb, save_image
 
@@ -339,3 +339,18 @@ def test_a_folder_read_later_may_be_the_digits_as_the_data_may(tmp_path, monkeyp
     check_folder("--knn-train", str(tmp_path / "labeled"))  # a folder is one
     with pytest.raises(SimCLRError, match=r"^--knn-train: folder not found: digitz$"):
         check_folder("--knn-train", "digitz")
+
+
+def test_class_members_are_each_class_s_indices_from_one_sort():
+    """The same arrays as a comparison of every label per class (N x C: 4.5 s at 1M
+    images x 20k classes), for classes in any order, empty ones and unlabeled images."""
+    rng = np.random.default_rng(5)
+    labels = rng.choice([-1, 0, 2, 5, 6, 9], 500)  # 1, 3, 4, 7, 8 empty
+    classes = [9, 0, 1, 2, 3, 4, 5, 6, 7, 8, -1]
+    members = class_members(labels, classes)
+    assert len(members) == len(classes)
+    for c, got in zip(classes, members, strict=True):
+        expected = np.flatnonzero(labels == c)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+    assert [len(m) for m in class_members(np.zeros(0, np.int64), [0, 1])] == [0, 0]
