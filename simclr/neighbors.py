@@ -24,6 +24,7 @@ from simclr.files import written
 
 BLOCK_BYTES = 1 << 28  # one block of the similarity matrix: 256 MiB of float32
 MAX_PAIRS = 10_000_000  # more "duplicates" than this: the threshold is not one
+CSV_ROWS = 100_000  # pairs turned into Python rows at a time (10M at once: ~2 GB)
 
 
 def load_embeddings(path: str | Path, flag: str) -> tuple[torch.Tensor, np.ndarray]:
@@ -77,6 +78,17 @@ def _blocks(queries: torch.Tensor, keys: torch.Tensor) -> Iterator[tuple[int, to
         yield start, queries[start:start + rows] @ keys.T
 
 
+def _upper_blocks(features: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+    """(first row s, cosine similarities (rows, N - s) of those rows with images s..N-1)
+    of ``features`` (N, D): the similarity matrix on and above its diagonal, where each
+    pair lies once, in blocks of bounded size (the full matrix computed it twice)."""
+    start, n = 0, len(features)
+    while start < n:
+        rows = max(1, BLOCK_BYTES // (4 * (n - start)))
+        yield start, features[start:start + rows] @ features[start:].T
+        start += rows
+
+
 def nearest(queries: torch.Tensor, keys: torch.Tensor, k: int,
             exclude: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """(similarities (N, k), indices (N, k)) of each query's ``k`` most similar keys,
@@ -97,25 +109,30 @@ def nearest(queries: torch.Tensor, keys: torch.Tensor, k: int,
 TOLERANCE = 1e-5
 
 
-def duplicate_pairs(features: torch.Tensor, threshold: float) -> list[tuple[int, int, float]]:
-    """(i, j, similarity) of every pair i < j with cosine similarity >= ``threshold``,
-    most similar first. SimCLRError (before the pairs are gathered) past ``MAX_PAIRS``."""
+def duplicate_pairs(features: torch.Tensor, threshold: float
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i (P,) int64, j (P,) int64, similarity (P,) float32) of every pair i < j with
+    cosine similarity >= ``threshold``, most similar first; arrays, since 10M pairs as
+    Python tuples took ~2 GB. SimCLRError (before the pairs are gathered) past
+    ``MAX_PAIRS``."""
     found_i, found_j, found_s = [], [], []
     count, cut = 0, threshold - TOLERANCE if threshold >= 1 else threshold
-    for start, block in _blocks(features, features):
-        rows = torch.arange(start, start + len(block))[:, None]
-        hit = (block >= cut) & (torch.arange(len(features))[None, :] > rows)
-        count += int(hit.sum())  # each pair once, never an image with itself
+    for start, block in _upper_blocks(features):
+        # row r and column k are images start + r and start + k: each pair once (k > r),
+        # never an image with itself
+        above = torch.arange(block.shape[1])[None, :] > torch.arange(len(block))[:, None]
+        hit = (block >= cut) & above
+        count += int(hit.sum())
         if count > MAX_PAIRS:
             raise SimCLRError(f"--duplicates {threshold:g}: more than {MAX_PAIRS:,} pairs are "
                               "that similar; raise the threshold (e.g. 0.95)")
         r, c = torch.nonzero(hit, as_tuple=True)
         found_i.append(r.numpy() + start)
-        found_j.append(c.numpy())
+        found_j.append(c.numpy() + start)
         found_s.append(block[r, c].clamp(-1.0, 1.0).numpy())
     i, j, sim = (np.concatenate(a) for a in (found_i, found_j, found_s))
     order = np.lexsort((j, i, -sim))
-    return [(int(i[o]), int(j[o]), float(sim[o])) for o in order]
+    return i[order], j[order], sim[order]
 
 
 def write_neighbors(features: str | Path, out: str | Path, k: int = 5,
@@ -179,15 +196,18 @@ def write_duplicates(features: str | Path, out: str | Path, threshold: float
     similarity``), and how many images have at least one such twin."""
     check_threshold(threshold)
     keys, paths = load_embeddings(features, "--features")
-    pairs = duplicate_pairs(keys, threshold)
+    first, second, sims = duplicate_pairs(keys, threshold)
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             rows = csv.writer(f)
             rows.writerow(["path_a", "path_b", "similarity"])
-            rows.writerows([paths[i], paths[j], f"{s:.6f}"] for i, j, s in pairs)
+            for start in range(0, len(sims), CSV_ROWS):
+                part = slice(start, start + CSV_ROWS)
+                rows.writerows([paths[i], paths[j], f"{s:.6f}"] for i, j, s in zip(
+                    first[part].tolist(), second[part].tolist(), sims[part].tolist(),
+                    strict=True))
 
     out = written(Path(out).expanduser(), write)
-    twins = {i for i, _, _ in pairs} | {j for _, j, _ in pairs}
     return {"out": str(out), "images": int(len(keys)), "threshold": threshold,
-            "pairs": len(pairs), "images_with_a_duplicate": len(twins)}
+            "pairs": len(sims), "images_with_a_duplicate": len(np.union1d(first, second))}

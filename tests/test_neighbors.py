@@ -183,6 +183,40 @@ def test_duplicates_are_every_pair_above_the_threshold(tmp_path, capsys):
         capsys.readouterr().err
 
 
+@pytest.mark.parametrize("block_bytes", [1 << 28, 4 * 40 * 3])  # one block; 3 rows & up
+def test_duplicate_pairs_match_every_pair_computing_half_the_matrix(monkeypatch, block_bytes):
+    """Arrays (i, j, similarity) of every pair i < j at >= the threshold, as a float64
+    loop over every pair finds them (at 1: the exact duplicates, within float32's
+    rounding), most similar first; only the blocks on and above the diagonal of the
+    similarity matrix are computed (the full matrix did all the work twice)."""
+    import torch
+
+    monkeypatch.setattr(nb, "BLOCK_BYTES", block_bytes)
+    rng = np.random.default_rng(2)
+    feats = rng.normal(size=(40, 8))
+    feats[30:35] = feats[[1, 1, 4, 9, 20]]  # exact duplicates
+    feats[35:] = feats[[2, 5, 5, 11, 30]] + 0.03 * rng.normal(size=(5, 8))  # near ones
+    x = torch.nn.functional.normalize(torch.as_tensor(feats, dtype=torch.float32), dim=1)
+    cos = {(i, j): cosine64(feats[i], feats[j]) for i in range(40) for j in range(i + 1, 40)}
+    computed = []
+    real = torch.Tensor.__matmul__
+    monkeypatch.setattr(torch.Tensor, "__matmul__", lambda a, b: (
+        computed.append(a.shape[0] * b.shape[1]), real(a, b))[1])
+    found = []
+    for threshold, cut in ((1.0, 1 - 1e-5), (0.99, 0.99)):  # at 1: float32's tolerance
+        # (no pair within float32's reach of the cut: the loop's answer is the answer)
+        assert not any(abs(c - cut) < 5e-6 for c in cos.values())
+        i, j, sims = nb.duplicate_pairs(x, threshold)
+        assert [a.dtype for a in (i, j, sims)] == [np.int64, np.int64, np.float32]
+        pairs = list(zip(i.tolist(), j.tolist(), strict=True))
+        assert set(pairs) == {p for p, c in cos.items() if c >= cut}
+        np.testing.assert_array_equal(np.lexsort((j, i, -sims)), np.arange(len(sims)))
+        np.testing.assert_allclose(sims, [cos[p] for p in pairs], atol=1e-6)
+        found.append(len(pairs))
+    assert found[0] == 6 and found[1] > 6  # the exact duplicates; the near ones too
+    if block_bytes < 1 << 28:  # (one block is the whole matrix)
+        assert sum(computed) < 2 * 0.6 * 40 * 40, computed  # ~ the upper half, twice
+
 @pytest.mark.parametrize(("args", "needle"), [
     (["--features", "{tmp}/missing.npz"], "--features {tmp}/missing.npz: file not found"),
     (["--features", "{tmp}/other.npz"], "no 'features' array; give a file written by"),
