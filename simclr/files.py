@@ -229,6 +229,10 @@ def stale_temporaries(folder: Path, pattern: str, after_s: float) -> list[Path]:
 
 
 def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (True when that cannot be told: a live run's
+    temporary file must never be deleted)."""
+    if os.name == "nt":  # os.kill(pid, 0) there sends CTRL_C_EVENT, asking nothing
+        return _windows_process_alive(pid)
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
@@ -236,6 +240,32 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:  # another user's live process
         return True
     return True
+
+
+# kernel32's: the least access that reads an exit code; the answers asked for.
+_QUERY_LIMITED_INFORMATION = 0x1000
+_ERROR_INVALID_PARAMETER = 87  # OpenProcess of a pid that no process has
+_STILL_ACTIVE = 259
+
+
+def _windows_process_alive(pid: int) -> bool:
+    """:func:`_process_alive` on Windows: kernel32 asked for the process's exit code."""
+    import ctypes
+
+    try:
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+    except (AttributeError, OSError):  # not Windows after all
+        return True
+    handle = kernel32.OpenProcess(_QUERY_LIMITED_INFORMATION, False, pid)
+    if not handle:  # no such process, or another user's (access denied: alive)
+        return ctypes.get_last_error() != _ERROR_INVALID_PARAMETER
+    try:
+        code = ctypes.c_ulong()
+        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+            return True
+        return code.value == _STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 LOCK_NAME = ".simclr.lock"

@@ -128,6 +128,67 @@ def test_only_matching_names_of_dead_processes_are_removed(tmp_path):
     assert all(p.exists() for p in keep) and not gone.exists()
 
 
+class _FakeKernel32:
+    """kernel32's OpenProcess / GetExitCodeProcess / CloseHandle, as Windows answers them
+    for a process that ``exit_code`` describes (None: no such process)."""
+
+    def __init__(self, exit_code: int | None) -> None:
+        self.exit_code = exit_code
+        self.closed = False
+
+    def OpenProcess(self, access, inherit, pid):  # noqa: N802 (the Windows name)
+        return 0 if self.exit_code is None else 42
+
+    def GetExitCodeProcess(self, handle, code):  # noqa: N802
+        code._obj.value = self.exit_code
+        return 1
+
+    def CloseHandle(self, handle):  # noqa: N802
+        self.closed = True
+        return 1
+
+
+@pytest.mark.parametrize("exit_code, alive", [(None, False), (259, True), (0, False)])
+def test_on_windows_a_process_is_asked_after_without_a_signal(monkeypatch, exit_code, alive):
+    """Windows' os.kill(pid, 0) sends CTRL_C_EVENT to the pid's console group (it would
+    interrupt another run) rather than asking whether the process exists: kernel32 is
+    asked instead, and a process that cannot be asked after counts as alive."""
+    import ctypes
+
+    from simclr import files
+
+    def no_kill(*args):
+        raise AssertionError("os.kill called on Windows")
+
+    kernel32, pid = _FakeKernel32(exit_code), int(_dead_pid())
+    monkeypatch.setattr(os, "kill", no_kill)
+    monkeypatch.setattr(ctypes, "WinDLL", lambda *a, **k: kernel32, raising=False)
+    monkeypatch.setattr(ctypes, "get_last_error", lambda: 87, raising=False)  # invalid pid
+    monkeypatch.setattr(os, "name", "nt")
+    try:
+        answer = files._process_alive(pid)
+    finally:
+        monkeypatch.undo()
+    assert answer is alive and kernel32.closed is (exit_code is not None)
+
+
+def test_on_windows_without_kernel32_every_process_counts_as_alive(monkeypatch):
+    """A check that cannot be made never lets a live run's temporary file be deleted."""
+    from simclr import files
+
+    def no_kill(*args):
+        raise AssertionError("os.kill called on Windows")
+
+    pid = int(_dead_pid())
+    monkeypatch.setattr(os, "kill", no_kill)
+    monkeypatch.setattr(os, "name", "nt")
+    try:
+        answer = files._process_alive(pid)
+    finally:
+        monkeypatch.undo()
+    assert answer is True
+
+
 def test_a_folder_is_held_by_one_run_at_a_time(tmp_path):
     """A second run into a folder in use is refused in one line naming the holder; the
     folder is free again once the first lets go (or its process ends)."""
