@@ -22,6 +22,7 @@ import multiprocessing
 import os
 import re
 import signal
+import sys
 import time
 import zlib
 from collections.abc import Sequence
@@ -51,6 +52,11 @@ CACHE_VERSION = 4  # bump when the cache layout or the decoding changes
 _CHUNK = 256  # images per decoding task
 _CRC_CHUNK = 16 << 20  # bytes of the .npy checksummed at a time
 
+
+# Forking starts the decoding processes at once, but a forked copy of a threaded process
+# (torch's and Accelerate's thread pools) can crash or hang on macOS, which has fork
+# too; elsewhere they are spawned (their tasks and initializer pickled by name).
+_FORK_IS_SAFE = sys.platform.startswith("linux")
 
 _Task = tuple[str | None, int, list[str], int, int, str]
 
@@ -103,8 +109,7 @@ def decode_files(
         for task in tasks:
             account(_decode_chunk(task), len(task[2]))
     else:
-        methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+        ctx = multiprocessing.get_context("fork" if _FORK_IS_SAFE else "spawn")
         # Ctrl-C reaches the whole process group: the workers leave it to this process,
         # which stops them (each would otherwise print its own KeyboardInterrupt). An
         # executor, not multiprocessing.Pool: a worker killed outright (the out-of-memory

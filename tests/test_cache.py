@@ -51,6 +51,28 @@ def test_cache_build_with_worker_processes(tmp_path, monkeypatch):
     assert (src.get_batch(np.arange(10)).numpy() == expected).all()
 
 
+def test_off_linux_the_decoding_processes_are_spawned_not_forked(tmp_path, monkeypatch):
+    """macOS has fork too, but a forked copy of a threaded process (torch's, Accelerate's
+    pools) can crash or hang there: off Linux the processes are spawned, their tasks
+    pickled to them, and the cache holds the same pixels."""
+    arrays = _cifar_like(tmp_path / "imgs", n=10)
+    monkeypatch.setattr(cache, "_CHUNK", 3)  # 4 tasks for 2 processes
+    monkeypatch.setattr(cache, "_FORK_IS_SAFE", False, raising=False)
+    methods = []
+    executor = cache.ProcessPoolExecutor
+
+    def recorded(*args, mp_context=None, **kwargs):
+        methods.append(mp_context.get_start_method())
+        return executor(*args, mp_context=mp_context, **kwargs)
+
+    monkeypatch.setattr(cache, "ProcessPoolExecutor", recorded)
+    src = open_source(str(tmp_path / "imgs"),
+                      DataConfig(cache_dir=str(tmp_path / "cache"), workers=2))
+    names = [int(Path(p).stem) for p in src.paths]
+    expected = np.stack([arrays[k] for k in names]).transpose(0, 3, 1, 2)
+    assert methods == ["spawn"] and (src.get_batch(np.arange(10)).numpy() == expected).all()
+
+
 def _killed_at_the_second_chunk(task):  # (a decoding process's task: by name)
     if task[1] == 3:
         os.kill(os.getpid(), signal.SIGKILL)
