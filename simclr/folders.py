@@ -84,12 +84,38 @@ def class_members(labels: np.ndarray, classes: Any) -> list[np.ndarray]:
 
 
 # Folders other tools leave beside the data: macOS's zip archiver puts every file's
-# resource fork (._NAME, hidden already) in __MACOSX/, which would read as a class.
-JUNK_FOLDERS = frozenset({"__MACOSX"})
+# resource fork (._NAME, hidden already) in __MACOSX/, and Windows gives each drive's
+# root a recycle bin and System Volume Information; each would read as a class. (By
+# name, any case: Windows' own names differ in case between drives.)
+JUNK_FOLDERS = frozenset({"__MACOSX", "$RECYCLE.BIN", "System Volume Information"})
+_JUNK_CASEFOLDED = frozenset(n.casefold() for n in JUNK_FOLDERS)
+
+# Windows hides by an attribute, not a leading dot (its drive folders above are hidden).
+# Not by the system attribute alone: Windows sets that on a folder given its own icon.
+_WINDOWS_ATTRIBUTES = hasattr(os.stat_result, "st_file_attributes")
+_HIDDEN = 0x2  # FILE_ATTRIBUTE_HIDDEN
 
 
 def _visible(name: str) -> bool:
-    return not name.startswith(".") and name not in JUNK_FOLDERS
+    return not name.startswith(".") and name.casefold() not in _JUNK_CASEFOLDED
+
+
+def _attributes(path: str | os.DirEntry[str]) -> int:
+    """Windows' attributes of ``path`` (not of a link's target); 0 elsewhere, where no
+    file is stat'ed for them, and for a file that cannot be."""
+    if not _WINDOWS_ATTRIBUTES:
+        return 0
+    try:  # (a DirEntry's stat is the listing's own there: no system call)
+        st = path.stat(follow_symlinks=False) if isinstance(path, os.DirEntry) \
+            else os.stat(path, follow_symlinks=False)
+    except OSError:
+        return 0
+    return getattr(st, "st_file_attributes", 0)
+
+
+def _shown(path: str | os.DirEntry[str]) -> bool:
+    """Whether ``path`` is not hidden by Windows' attribute (a visible name's check)."""
+    return not _attributes(path) & _HIDDEN
 
 
 def _is_image_name(name: str) -> bool:
@@ -181,6 +207,8 @@ def _walk(top: str, onerror: Any) -> Iterator[tuple[str, list[str], list[str], s
             continue
         dirnames, filenames, linked = [], [], set()
         for entry in entries:
+            if not _shown(entry):
+                continue
             try:
                 is_dir = entry.is_dir()  # (through a link, as os.walk with followlinks)
                 link = not is_dir and entry.is_symlink()
@@ -283,7 +311,7 @@ def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:
     if not root.is_dir():
         raise SimCLRError(f"data path is not a folder: {root}")
     try:
-        entries = sorted(e for e in os.listdir(root) if _visible(e))
+        entries = sorted(e for e in os.listdir(root) if _visible(e) and _shown(str(root / e)))
     except OSError as exc:  # e.g. a folder without read permission
         raise SimCLRError(f"cannot list the data folder {root} ({exc.strerror})") from None
     if not entries:
@@ -364,7 +392,8 @@ def _utf8_names(paths: list[str], dropped: list[str]) -> list[str]:
 def _split_folder(root: Path, train: bool) -> Path:
     """A data set root holding train/ and test/ (or val/) picks the split."""
     try:
-        subdirs = {e.name for e in root.iterdir() if e.is_dir() and _visible(e.name)}
+        subdirs = {e.name for e in root.iterdir()
+                   if e.is_dir() and _visible(e.name) and _shown(str(e))}
     except OSError:
         return root
     tests = [s for s in ("test", "val", "validation") if s in subdirs]

@@ -106,6 +106,35 @@ def test_a_macos_zip_layout_reads_as_its_classes(tmp_path):
     assert images.classes == ["cat", "dog"] and len(images.paths) == 2
 
 
+def test_a_windows_drive_roots_system_folders_are_not_classes(tmp_path):
+    """A data set copied to a USB drive's root sits beside the drive's recycle bin and
+    System Volume Information: they read as two more classes (their 'no readable
+    image' refused the evaluations, and embed's labels shifted)."""
+    for cls in ("cat", "dog"):
+        save_image(tmp_path / cls / "a.png")
+    save_image(tmp_path / "$RECYCLE.BIN" / "S-1-5-21" / "$RAB12.png")
+    (tmp_path / "System Volume Information").mkdir()
+    (tmp_path / "System Volume Information" / "IndexerVolumeGuid").write_text("{}")
+    images = scan_folder(tmp_path)
+    assert images.classes == ["cat", "dog"] and len(images.paths) == 2
+
+
+def test_entries_windows_marks_hidden_are_left_out(tmp_path, monkeypatch):
+    """Windows hides by an attribute, not by a leading dot: a hidden folder (a class or
+    one inside one) and a hidden image are left out there, as dot-names are."""
+    from simclr import folders
+
+    hidden = {"Backup", "old", "b.png"}
+    for rel in ("cat/a.png", "cat/b.png", "cat/old/c.png", "dog/a.png", "Backup/a.png"):
+        save_image(tmp_path / rel)
+    monkeypatch.setattr(folders, "_attributes", lambda path: folders._HIDDEN
+                        if os.path.basename(os.fspath(path)) in hidden else 0)
+    images = scan_folder(tmp_path)
+    assert images.classes == ["cat", "dog"]
+    assert sorted(os.path.relpath(p, tmp_path) for p in images.paths) == \
+        [os.path.join("cat", "a.png"), os.path.join("dog", "a.png")]
+
+
 def test_folder_without_images_is_named(tmp_path):
     (tmp_path / "readme.txt").write_text("hello")
     (tmp_path / "cls").mkdir()
