@@ -186,7 +186,11 @@ CREATED: list[Path] = []
 def make_folder(path: Path) -> None:
     """``mkdir -p path``, every level it creates (a/b/c with only a there: b and c)
     recorded in :data:`CREATED`, outermost first (a/../b: b and a, not 'a/..', the
-    folder there already). Raises OSError."""
+    folder there already). A link to a missing folder on the way (:func:`check_out_folder`
+    let it pass) is followed: its target is made. Raises OSError."""
+    link = _missing_link(path)
+    if link is not None:  # (mkdir would stop at the link: 'File exists')
+        path = Path(os.path.realpath(link)) / path.relative_to(link)
     new = [p for p in (path, *path.parents) if p.name != ".." and not p.exists()][::-1]
     path.mkdir(parents=True, exist_ok=True)
     CREATED.extend(p.resolve() for p in new)
@@ -268,6 +272,7 @@ def check_out_folder(path: Path, named: Path | None = None) -> None:
     neither it nor a folder above it a file, and the nearest existing one writable.
     ``named``: what the messages call ``--out`` (a file to be written in ``path``)."""
     shown = named or path
+    path = _through_missing_link(path, shown)
     if path.exists() and not path.is_dir():
         raise SimCLRError(f"--out {shown}: {path} is a file, not a folder" if named
                           else f"--out {path} is a file, not a folder")
@@ -282,6 +287,29 @@ def check_out_folder(path: Path, named: Path | None = None) -> None:
     refused = _write_refused(existing)
     if refused:
         raise SimCLRError(f"--out {shown}: cannot write in {existing} ({refused})")
+
+
+def _missing_link(path: Path) -> Path | None:
+    """The nearest of ``path`` and the folders above it that is a link to nothing."""
+    return next((p for p in (path, *path.parents) if p.is_symlink() and not p.exists()),
+                None)
+
+
+def _through_missing_link(path: Path, shown: Path) -> Path:
+    """``path`` through a link to a missing folder (``ln -s /scratch/a runs/a`` before
+    /scratch/a exists): the link's target, which :func:`make_folder` makes, if the folder
+    it lies in exists (a mistyped link would make a tree of folders). ``path`` itself
+    when it passes through no such link."""
+    link = _missing_link(path)
+    if link is None:
+        return path
+    target = Path(os.path.realpath(link))
+    if not target.parent.is_dir():
+        where = f"--out {shown} is" if link == shown else f"--out {shown}: {link} is"
+        raise SimCLRError(f"{where} a link to missing {target}, whose folder "
+                          f"{target.parent} does not exist either; create that folder or "
+                          "choose another --out")
+    return target / path.relative_to(link)
 
 
 def _write_refused(folder: Path) -> str | None:

@@ -267,6 +267,31 @@ def test_a_folder_holding_other_runs_is_not_a_new_runs_folder(tmp_path, image_fo
         run(tmp_path, image_folder, cache_dir, "sweeps", epochs=1)
 
 
+def test_a_link_to_a_missing_folder_as_out_trains_into_its_target(tmp_path, image_folder,
+                                                                  cache_dir):
+    """`ln -s /scratch/runs/a runs/a` made before /scratch/runs/a: the run failed after
+    decoding its data ('cannot create run directory ...: File exists'); its target is
+    made instead, and removed again if the run writes nothing."""
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "a").symlink_to(tmp_path / "scratch" / "a")
+    _, summary = run(tmp_path, image_folder, cache_dir, "a", epochs=1)
+    assert summary["steps"] > 0 and (tmp_path / "scratch" / "a" / "checkpoints").is_dir()
+    assert (tmp_path / "a").is_symlink()
+
+
+def test_a_link_to_a_missing_folder_in_a_missing_folder_is_refused_first(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """Its target's folder is not made (a typo in the link would make a tree of them):
+    one line, before the data are opened."""
+    (tmp_path / "a").symlink_to(tmp_path / "nowhere" / "a")
+    opened = []
+    monkeypatch.setattr(train, "open_data", lambda *a: opened.append(a))
+    with pytest.raises(SimCLRError, match=rf"^--out {re.escape(str(tmp_path / 'a'))} is a link "
+                                          rf"to missing {re.escape(str(tmp_path / 'nowhere'))}"):
+        run(tmp_path, image_folder, cache_dir, "a", epochs=1)
+    assert opened == [] and not (tmp_path / "nowhere").exists()
+
+
 def test_a_resumed_runs_log_drops_what_was_logged_after_its_checkpoint(tmp_path):
     """Killed at step 6 with its checkpoint at step 4: steps 5 and 6 are trained and
     logged again, so the earlier session's lines for them go (the start line stays)."""
