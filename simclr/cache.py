@@ -42,6 +42,7 @@ from simclr.files import (
     temporary_name,
     write_atomically,
 )
+from simclr.runtime import refuse_spawned_import
 
 if TYPE_CHECKING:
     from simclr.folders import ImageList
@@ -109,6 +110,7 @@ def decode_files(
         for task in tasks:
             account(_decode_chunk(task), len(task[2]))
     else:
+        refuse_spawned_import()  # (a spawned process imports the script that called)
         ctx = multiprocessing.get_context("fork" if _FORK_IS_SAFE else "spawn")
         # Ctrl-C reaches the whole process group: the workers leave it to this process,
         # which stops them (each would otherwise print its own KeyboardInterrupt). An

@@ -44,7 +44,7 @@ from simclr.decode import (
 from simclr.distributed import launched_rank
 from simclr.errors import BadImageError, NoReadableImageError, SimCLRError
 from simclr.folders import ImageList, class_members, named_dataset, scan_folder, split_root
-from simclr.runtime import ignore_stop_signals
+from simclr.runtime import ignore_stop_signals, refuse_spawned_import
 
 log = logging.getLogger(__name__)
 
@@ -251,6 +251,7 @@ class ImageSource:
         """One DataLoader per (workers, pin, raw), kept so its workers persist across epochs."""
         key = (workers, pin, raw)
         if key not in self._loaders:
+            refuse_spawned_import()  # (a call outside the API's entry points, too)
             sampler = _EpochBatches()
             extra: dict[str, Any] = {}
             if workers > 0:

@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from simclr.errors import SimCLRError
+from simclr.runtime import refuse_spawned_import
 
 T = TypeVar("T")
 GROUP_TIMEOUT = timedelta(hours=2)
@@ -155,6 +156,7 @@ def process_group() -> Iterator[None]:
     without torchrun). At the end the processes wait for each other (rank 0 may still be
     evaluating) and the group is left if joined here. An error inside leaves at once: no
     barrier that the failed process would never reach."""
+    refuse_spawned_import()  # (pretrain and the evaluations: before any work)
     owns = not is_initialized()
     init_from_env()
     yield

@@ -33,8 +33,10 @@ from simclr.runtime import (
     autocast,
     close_loader_iterator,
     ignore_stop_signals,
+    refuse_spawned_import,
     resolve_device,
     resolve_precision,
+    worker_death,
 )
 
 log = logging.getLogger(__name__)
@@ -197,6 +199,8 @@ def _decoded_batches(
     from torch.utils.data import DataLoader, Subset
 
     n_workers = getattr(source, "workers", 0) if workers is None else workers
+    if n_workers:
+        refuse_spawned_import()  # (a call outside the API's entry points, too)
     wanted = (torch.from_numpy(order[i:i + batch_size]) for i in range(0, len(order), batch_size))
     loader = DataLoader(Subset(source.dataset(report=True, raw=decode_on is not None),
                                order.tolist()),
@@ -221,6 +225,11 @@ def _decoded_batches(
                     aspect = aspect[kept]
             if len(idx):
                 yield idx, images, aspect.float()
+    except RuntimeError as exc:
+        died = worker_death(exc)
+        if died is None:
+            raise
+        raise died from None
     finally:
         close_loader_iterator(batches)
 

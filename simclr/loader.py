@@ -20,7 +20,7 @@ import torch
 
 from simclr.data import decode_raw_batch
 from simclr.errors import SimCLRError
-from simclr.runtime import close_loader_iterator
+from simclr.runtime import close_loader_iterator, worker_death
 
 if TYPE_CHECKING:
     from simclr.data import ImageSource
@@ -154,7 +154,10 @@ class BatchLoader:
                                            self.decode_device)
                 else:
                     yield idx.to(torch.int64), images, aspect.to(torch.float32)
-        except BaseException:  # an error, or the run stopping early: the workers end now,
-            close_loader_iterator(batches)  # not whenever the traceback holding them goes,
-            self.source.close()  # and a later epoch of this source starts new ones
-            raise
+        except BaseException as exc:  # an error, or the run stopping early: the workers end
+            close_loader_iterator(batches)  # now, not whenever the traceback holding them
+            self.source.close()  # goes, and a later epoch of this source starts new ones
+            died = worker_death(exc)
+            if died is None:
+                raise
+            raise died from None

@@ -51,6 +51,7 @@ from simclr.models import (
     resolve_cifar_stem,
 )
 from simclr.results import output_file
+from simclr.runtime import refuse_spawned_import
 from simclr.settings import config_from_dict
 from simclr.torchvision_io import is_torchvision_state, torchvision_weights, unwrapped_state
 
@@ -333,6 +334,7 @@ def embed_folder(
     ImageFolder, -1 for a flat folder), ``classes`` (C,) str, ``paths`` (N,) str,
     ``encoder`` () str (checkpoint file, step, layer and another side if given).
     """
+    refuse_spawned_import()
     # before any work (a float or text failed after the features were made)
     check_counts({"--batch-size": batch_size, "--image-size": image_size})
     out = output_file(out, overwrite)  # before the work, and after it by written()
@@ -610,6 +612,7 @@ def predict_folder(
     belong to none of the classes, or are doubtful. The result counts the ``confident``
     rows and, on a labeled folder, the top-1 accuracy among those (``confident_top1``).
     """
+    refuse_spawned_import()
     check_counts({"--top-k": top_k, "--batch-size": batch_size})  # (before any work)
     if min_probability is not None and not (isinstance(min_probability, numbers.Real) and
                                             0 < min_probability <= 1):

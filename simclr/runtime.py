@@ -326,6 +326,37 @@ def ignore_stop_signals(_worker_id: int = 0) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+SCRIPT_GUARD = 'if __name__ == "__main__":'
+
+
+def refuse_spawned_import() -> None:
+    """Refuse to start work in a process still importing its parent's main script.
+
+    Under the spawn start method (macOS's and Windows' default, forkserver alike) every
+    new worker imports the script that started simclr; a call outside
+    :data:`SCRIPT_GUARD` would run again in each, which found the run folder held by its
+    own parent. (multiprocessing flags such a process with ``_inheriting``, which its
+    own 'bootstrapping phase' check reads too.)"""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise SimCLRError("simclr was called again by a worker process importing the script "
+                          "that started it (the spawn start method imports it in each "
+                          f"worker): call simclr under `{SCRIPT_GUARD}` in that script")
+
+
+def worker_death(exc: BaseException) -> SimCLRError | None:
+    """The one line for a DataLoader worker that ended unexpectedly (torch raises a
+    RuntimeError 'DataLoader worker (pid N) ...'); None for any other error."""
+    text = str(exc)
+    if not isinstance(exc, RuntimeError) or not text.startswith("DataLoader worker (pid"):
+        return None
+    what = text.split(". ", 1)[0].removeprefix("DataLoader worker ").rstrip(".")  # (pid N) ...
+    why = "out of memory? try fewer --workers"
+    if multiprocessing.get_start_method(allow_none=True) not in (None, "fork"):
+        why = (f"a script must call simclr under `{SCRIPT_GUARD}`, as each worker imports "
+               f"it; else {why}")
+    return SimCLRError(f"a data-loading worker process {what} ({why})")
+
+
 def close_loader_iterator(batches: Any) -> None:
     """Stop a finished DataLoader iterator's worker processes now, Ctrl-C held until they
     are stopped. Left to the iterator's ``__del__``, a Ctrl-C landing there (the gap

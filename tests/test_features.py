@@ -102,6 +102,33 @@ def test_a_small_picture_among_large_ones_is_evaluated_as_alone(tmp_path, cache,
         assert (by_name[name] - want).abs().max() <= 0.5 / 255 + 1e-6, name
 
 
+def test_a_feature_workers_death_is_one_line(tmp_path, monkeypatch):
+    """A DataLoader worker that dies while features are extracted (torch's RuntimeError
+    with its traceback) is a SimCLRError naming it."""
+    import os
+
+    from simclr import data
+    from simclr.config import DataConfig
+    from simclr.errors import SimCLRError
+
+    parent, load_item = os.getpid(), data.load_item
+
+    def load(*args, **kwargs):
+        if os.getpid() != parent:
+            os._exit(3)
+        return load_item(*args, **kwargs)
+
+    folder = make_image_folder(tmp_path / "imgs", per_class=3)
+    cfg = DataConfig(cache="off", cache_dir=str(tmp_path / "cache"), workers=1)
+    from simclr.data import open_source
+
+    source = open_source(str(folder), cfg, train=False, image_size=16)
+    monkeypatch.setattr(data, "load_item", load)
+    with pytest.raises(SimCLRError, match=r"^a data-loading worker process \(pid\S* \d+\) "
+                                          "exited unexpectedly"):
+        list(iter_batches(source, np.arange(source.num_images), 4))
+
+
 def test_iter_batches_decodes_jpegs_on_a_device(tmp_path):
     """Evaluation reads uncached JPEGs the same way with the device decoder (nvJPEG on
     CUDA, chosen automatically there; the CPU stands in for it here)."""

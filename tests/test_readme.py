@@ -55,7 +55,9 @@ def test_the_pretrain_from_python_example_runs(tmp_path, monkeypatch):
     block = block_with("simclr.pretrain(cfg)")
     short = '"max_steps": 2, "batch_size": 8, "model.width": 0.125, "device": "cpu"'
     assert '"time_budget": "20m"' in block
-    scope: dict = {}
+    # as a script: under spawn (macOS, Windows) each loader worker imports it again
+    assert 'if __name__ == "__main__":' in block
+    scope: dict = {"__name__": "__main__"}
     exec(compile(block.replace('"time_budget": "20m"', short), "README.md", "exec"), scope)
     assert scope["summary"]["status"] == "finished" and scope["summary"]["steps"] == 2
     with np.load(tmp_path / "runs/photos/feats.npz") as saved:

@@ -52,6 +52,50 @@ def test_pretrain_writes_a_complete_run(tmp_path, image_folder, cache_dir):
     assert periodic == ["ckpt-00000004.pt", "ckpt-00000006.pt"]  # keep the last 2
 
 
+def test_a_call_run_again_by_a_spawned_worker_importing_the_script_is_refused(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """Under the spawn start method (macOS's and Windows' default) each loader worker
+    imports the main script again: a call outside `if __name__ == "__main__":` ran
+    again in every worker, which said the run folder was in use by its own parent."""
+    import multiprocessing
+
+    monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
+    guard = re.escape('under `if __name__ == "__main__":`')
+    with pytest.raises(SimCLRError, match=guard):
+        train.pretrain(build_config(flags=tiny_flags(image_folder, tmp_path / "run", cache_dir)))
+    with pytest.raises(SimCLRError, match=guard):
+        embed_folder(tmp_path / "model.pt", str(image_folder), tmp_path / "e.npz")
+    assert not (tmp_path / "run").exists()
+
+
+def _dies_in_a_worker(parent: int, load_item):
+    """data.load_item, ending any process but ``parent`` at once (a worker killed)."""
+
+    def load(*args, **kwargs):
+        if os.getpid() != parent:
+            os._exit(3)
+        return load_item(*args, **kwargs)
+
+    return load
+
+
+def test_a_loader_worker_that_dies_fails_the_run_in_one_line_on_record(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """torch's RuntimeError 'DataLoader worker (pid(s) N) exited unexpectedly' (a
+    script unguarded under spawn, the out-of-memory killer) was a traceback and left
+    no summary.json."""
+    from simclr import data
+
+    monkeypatch.setattr(data, "load_item", _dies_in_a_worker(os.getpid(), data.load_item))
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "run", cache_dir,
+                                        **{"data.workers": 1, "data.cache": "off"}))
+    with pytest.raises(SimCLRError, match=r"^a data-loading worker process \(pid\S* \d+\) "
+                                          "exited unexpectedly"):
+        train.pretrain(cfg)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "failed" and "worker process (pid" in summary["reason"]
+
+
 def test_pretrain_decodes_jpegs_on_the_device(tmp_path, cache_dir, capsys):
     """--decoder device on an uncached JPEG folder (the CPU stands in for a GPU here)."""
     folder = make_image_folder(tmp_path / "jpegs", side=40, ext="jpg")
