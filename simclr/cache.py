@@ -149,13 +149,13 @@ def _cache_key(images: ImageList, side: int, max_pixels: int, store: str) -> str
     (two files swapped) and the ctime, which no tool sets back, changes with any write
     (an EXIF tag edited in place under ``exiftool -P``)."""
     h = hashlib.sha256(json.dumps([CACHE_VERSION, side, max_pixels, store]).encode())
-    for p in images.paths:
+    for p, name in zip(images.paths, images.relative_paths(), strict=True):
         try:
             stamp = _stat_stamp(p)
         except OSError:
             stamp = "missing"
         # fsencode: a file name need not be valid UTF-8 (its bytes are kept as escapes)
-        h.update(os.fsencode(os.path.relpath(p, images.root)) + f"\0{stamp}\n".encode())
+        h.update(os.fsencode(name) + f"\0{stamp}\n".encode())
     return h.hexdigest()[:20]
 
 

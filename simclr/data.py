@@ -417,9 +417,12 @@ def cache_choice(spec: str | None, cache: str) -> str:
 def open_folder(
     path: str | os.PathLike, cfg: DataConfig, train: bool = True, image_size: int = 32,
     max_pixels: int = DEFAULT_MAX_PIXELS, evaluation: bool = False, unlabeled: bool = False,
+    listing: ImageList | None = None,
 ) -> ImageSource:
     """An image folder as a cached (small images) or per-epoch decoded source
-    (``unlabeled``: see :func:`scan_folder`).
+    (``unlabeled``: see :func:`scan_folder`; ``listing``: its files, if the caller has
+    listed them already with the same ``train`` and ``unlabeled``: a folder of 200k
+    files takes seconds to list).
 
     ``evaluation``: its images only ever go through the evaluation transform
     (:func:`simclr.augment.eval_resize`). They are then stored as that transform's
@@ -430,7 +433,7 @@ def open_folder(
     (CIFAR's), each stored as it is, which its pretraining's cache shares.
     """
     root = split_root(path, train)
-    images = scan_folder(root, unlabeled)
+    images = scan_folder(root, unlabeled) if listing is None else listing
     workers = default_workers() if cfg.workers is None else cfg.workers
     sizes = _probe_sizes(images.paths)
     small = _all_small(sizes)
@@ -623,7 +626,7 @@ def _open_named(name: str, cfg: DataConfig, train: bool) -> ImageSource:
 
 def open_source(
     spec: str | os.PathLike | None, cfg: DataConfig, train: bool = True, image_size: int = 32,
-    *, evaluation: bool = False, unlabeled: bool = False,
+    *, evaluation: bool = False, unlabeled: bool = False, listing: ImageList | None = None,
 ) -> ImageSource:
     """The data set named by ``spec`` (a name, or a folder as a str or Path).
 
@@ -634,12 +637,15 @@ def open_source(
     view side S, which sets the stored side (unless cfg.load_size): round(1.15 S), never
     above the shorter side half the folder shares (else its largest); a folder of small
     images keeps that side, cached or not (``evaluation``, ``unlabeled``: see
-    :func:`open_folder`). The decompression-bomb limit is ``cfg.max_pixels`` (its own
-    argument before); the flags after ``image_size`` are given by name.
+    :func:`open_folder`; ``listing`` too, a folder's files as
+    :func:`simclr.folders.list_folder` lists them). The decompression-bomb limit is
+    ``cfg.max_pixels`` (its own argument before); the flags after ``image_size`` are
+    given by name.
     """
     spec = None if spec is None else os.fspath(spec)
     if named_dataset(spec) and (spec is None or spec == "digits"):
         return digits_source() if train else digits_split()[1]
     if named_dataset(spec):  # torchvision's
         return _open_named(spec.lower(), cfg, train)
-    return open_folder(spec, cfg, train, image_size, cfg.max_pixels, evaluation, unlabeled)
+    return open_folder(spec, cfg, train, image_size, cfg.max_pixels, evaluation, unlabeled,
+                       listing)

@@ -28,7 +28,7 @@ from simclr.data import ImageSource, decode_device, open_source
 from simclr.errors import DivergedError, NoReadableImageError, SimCLRError, user_message
 from simclr.features import check_labeled_folders
 from simclr.files import read_json, write_json
-from simclr.folders import list_folder
+from simclr.folders import ImageList, list_folder
 from simclr.launch import continue_run
 from simclr.loader import BatchLoader
 from simclr.loss import loss_and_metrics
@@ -140,11 +140,12 @@ def describe(cfg: Config, precision: str) -> str:
     return f"{cfg.model.arch} x{cfg.model.width:g}, {cfg.augment.size} px, {precision}"
 
 
-def open_data(cfg: Config, all_images: bool = True,
-              saved: dict[str, Any] | None = None) -> ImageSource:
+def open_data(cfg: Config, all_images: bool = True, saved: dict[str, Any] | None = None,
+              files: ImageList | None = None) -> ImageSource:
     """The training images (``all_images``: also those beside class folders; runs
     checkpointed before simclr took them did not); in multi-process runs rank 0 builds
-    the decoded cache first (the others then open it without decoding).
+    the decoded cache first (the others then open it without decoding). ``files``: the
+    folder's listing (:func:`list_folder` with ``all_images``), if listed already.
 
     ``saved``: a resumed run's checkpoint, whose ``--cache auto`` keeps the choice it
     made at the start (cached or not): the folder's images may have changed size since,
@@ -155,7 +156,7 @@ def open_data(cfg: Config, all_images: bool = True,
         data = dataclasses.replace(data, cache="on" if saved["cached"] else "off")
     return dist.main_first(lambda: open_source(cfg.data.path, data, train=True,
                                                image_size=cfg.augment.size,
-                                               unlabeled=all_images))
+                                               unlabeled=all_images, listing=files))
 
 
 def setup_runtime(cfg: Config) -> tuple[torch.device, str]:
@@ -241,7 +242,7 @@ def pretrain(
         check_initial_weights(cfg, *initial)
     torch.manual_seed(cfg.seed)
 
-    source = open_data(cfg, all_images, run.saved)
+    source = open_data(cfg, all_images, run.saved, files)  # (its checked files: listed once)
     if run.saved is not None:  # the unreadable files met before: counted and listed again
         source.remember_skipped(skipped_before(run.saved, cfg.data.path))
     notes = [*notes, *upsampling_notes(cfg, source), *window_notes(cfg, source),

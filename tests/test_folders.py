@@ -383,3 +383,66 @@ def test_class_members_are_each_class_s_indices_from_one_sort():
         assert got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)
     assert [len(m) for m in class_members(np.zeros(0, np.int64), [0, 1])] == [0, 0]
+
+
+def _odd_tree(root: Path) -> Path:
+    """Nested classes, loose images, linked files and folders, non-ASCII names."""
+    for name in ("ä/0.png", "ä/deep/sub/1.png", "b/2.png", "b/日本/3.png", "loose é.png",
+                 "loose.jpg"):
+        save_image(root / name)
+    save_image(root.parent / "elsewhere" / "x.png")
+    (root / "b" / "link.png").symlink_to(root.parent / "elsewhere" / "x.png")
+    (root / "b" / "linked").symlink_to(root.parent / "elsewhere")
+    (root / "top-link.png").symlink_to(root / "loose.jpg")
+    return root
+
+
+def test_the_names_digest_and_cache_key_name_each_file_below_the_folder(tmp_path,
+                                                                        monkeypatch):
+    """Both hash each file's path relative to the folder (a run's resume and a cache
+    compare them: any other string would refuse a resume or rebuild every cache)."""
+    import hashlib
+
+    from simclr.cache import _cache_key, _stat_stamp
+
+    _odd_tree(tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    for typed in ("data", "./data/", str(tmp_path / "data")):
+        images = scan_folder(typed, unlabeled=True)
+        assert len(images.paths) == 9
+        names = [os.fsencode(os.path.relpath(p, images.root)) for p in images.paths]
+        digest, key = hashlib.sha256(), hashlib.sha256(b'[4, 8, 100, "full"]')
+        for p, name in zip(images.paths, names, strict=True):
+            digest.update(name + b"\0")
+            key.update(name + f"\0{_stat_stamp(p)}\n".encode())
+        assert images.names_digest() == digest.hexdigest()[:16]
+        assert _cache_key(images, 8, 100, "full") == key.hexdigest()[:20]
+
+
+@pytest.mark.parametrize("flat", [True, False])
+def test_listing_a_folder_asks_nothing_of_each_file(tmp_path, monkeypatch, flat):
+    """A folder's listing tells files from folders (os.scandir's entry types): no stat
+    of every entry, and the names below the folder are its paths less its own (no
+    os.path.relpath per file), for the names digest and the cache key, which stats each
+    file once. (A flat folder of 200k files: 6.7 s to list, 2.1 s to digest.)"""
+    from simclr.cache import _cache_key
+    from simclr.folders import split_root
+
+    root = tmp_path / "data"
+    for i in range(30):
+        save_image(root / ("" if flat else f"c{i % 3}") / f"{i}.png")
+    calls: dict[str, int] = {"stat": 0, "relpath": 0}
+
+    def counted(name, real):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(os, "stat", counted("stat", os.stat))
+    monkeypatch.setattr(os.path, "relpath", counted("relpath", os.path.relpath))
+    images = scan_folder(split_root(root, train=True), unlabeled=True)
+    images.names_digest()
+    assert calls == {"stat": pytest.approx(0, abs=5), "relpath": 0}
+    _cache_key(images, 8, 100, "full")
+    assert calls == {"stat": pytest.approx(30, abs=5), "relpath": 0}
