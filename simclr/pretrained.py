@@ -16,6 +16,7 @@ import numbers
 import os
 import shlex
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -541,6 +542,21 @@ def note_unfinished(path: Path, ckpt: dict[str, Any]) -> None:
     print(f"note: {path} is an unfinished training (step {step}{of}){then}", file=sys.stderr)
 
 
+# Probabilities made Python floats at a time, as a few rows: all at once took 3.2 GB for
+# --top-k 5000 on 10k images (a float object per probability, an int per class index).
+_ROW_VALUES = 1 << 16
+
+
+def _ranked_rows(top_p: torch.Tensor,
+                 top_i: torch.Tensor) -> Iterator[tuple[list[float], list[int]]]:
+    """Each row's (probabilities, class indices) of ``top_p``/``top_i`` (N, k), as lists
+    made a few rows at a time (:data:`_ROW_VALUES`)."""
+    step = max(1, _ROW_VALUES // max(1, top_p.shape[1]))
+    for start in range(0, len(top_p), step):
+        yield from zip(top_p[start:start + step].tolist(), top_i[start:start + step].tolist(),
+                       strict=True)
+
+
 def _write_predictions(out: Path, paths: list[str], top_p: torch.Tensor, top_i: torch.Tensor,
                        classes: list[str], threshold: float) -> None:
     """The CSV of :func:`predict_folder`; ``top_p``/``top_i``: (N, k) ranked probabilities
@@ -552,7 +568,7 @@ def _write_predictions(out: Path, paths: list[str], top_p: torch.Tensor, top_i: 
             writer = csv.writer(f)
             writer.writerow(["path", "prediction", "probability",
                              *(f"{c}{j + 1}" for j in range(k) for c in ("top", "p"))])
-            for path, ps, ids in zip(paths, top_p.tolist(), top_i.tolist(), strict=True):
+            for path, (ps, ids) in zip(paths, _ranked_rows(top_p, top_i), strict=True):
                 ranked = [x for i, p in zip(ids, ps, strict=True)
                           for x in (classes[i], f"{p:.6f}")]
                 prediction = classes[ids[0]] if ps[0] >= threshold else ""
@@ -623,6 +639,10 @@ def predict_folder(
     ckpt = load_checkpoint(path)
     model, spec, classes = classifier_from_checkpoint(ckpt)
     note_unfinished(path, ckpt)
+    k = min(top_k, len(classes))
+    if k < top_k:  # (as `simclr knn` does a --k past its training images: capped, said)
+        print(f"note: --top-k {top_k} is more than the classifier's {len(classes)} classes: "
+              f"each row ranks all of them (top-k {k})", file=sys.stderr)
     # Features under the run's autocast, as the protocols compute them; the linear layer
     # in float64, as linear-eval fits it, so a bf16 rounding never flips a close call.
     source, feats, labels, paths = folder_features(
@@ -631,7 +651,6 @@ def predict_folder(
     fc = model.fc.double()
     with torch.no_grad():
         probs = torch.softmax(fc(torch.from_numpy(feats).double()), dim=1)
-    k = min(top_k, len(classes))
     top_p, top_i = probs.topk(k, dim=1)
     _write_predictions(out, paths, top_p, top_i, classes, threshold)
     result: dict[str, Any] = {"out": str(out), "images": int(len(probs)),
