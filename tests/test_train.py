@@ -423,10 +423,14 @@ def test_a_resume_from_python_keeps_the_saved_settings(tmp_path, image_folder, c
 
 def test_time_budget_fits_the_schedule(tmp_path, image_folder, cache_dir):
     _, summary = run(tmp_path, image_folder, cache_dir, "budget", epochs=1000,
-                     time_budget="4s", checkpoint_every=0, log_every=5)
+                     time_budget="4s", checkpoint_every=0, log_every=1)
     assert summary["status"] == "finished"
-    assert 3.5 <= summary["elapsed_s"] <= 6.0
     lines = [json.loads(x) for x in (tmp_path / "budget/metrics.jsonl").read_text().splitlines()]
+    times = [x["elapsed"] for x in lines if "loss" in x]
+    # ends at the deadline, past it by at most the step it was in (a bound from the run's
+    # own step times: a busy machine's slow step is no failure)
+    slowest = max(b - a for a, b in zip([0.0, *times], times, strict=False))
+    assert 3.5 <= summary["elapsed_s"] <= 4.0 + slowest + 0.05
     last = [x for x in lines if "loss" in x][-1]
     assert last["step"] == summary["steps"] and last["total_steps"] == summary["steps"]
 
