@@ -637,14 +637,14 @@ def test_an_unreadable_data_folder_or_checkpoints_folder_is_named(tmp_path, monk
     from simclr import folders
 
     make_image_folder(tmp_path / "images")
-    real = os.listdir
+    real = os.scandir
 
-    def listdir(path):
+    def scandir(path="."):
         if Path(path) == tmp_path / "images":
             raise PermissionError(13, "Permission denied", str(path))
         return real(path)
 
-    monkeypatch.setattr(folders.os, "listdir", listdir)
+    monkeypatch.setattr(folders.os, "scandir", scandir)
     assert main(["pretrain", "--data", str(tmp_path / "images"), "--out",
                  str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err == (f"simclr pretrain: error: cannot list the data folder "
