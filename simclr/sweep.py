@@ -37,7 +37,7 @@ from simclr.files import (
     write_json,
     written,
 )
-from simclr.results import check_not_inside, check_out_folder
+from simclr.results import check_not_inside, check_out_folder, make_folder
 from simclr.settings import all_flags, build_config, flag_of, flatten, save_yaml, set_path
 from simclr.sweep_checks import (
     check_batches,
@@ -477,7 +477,7 @@ def run_sweep(
     # is set aside or rewritten: a refused command leaves --out as it found it.
     for cell, cfg in zip(cells, configs, strict=True):
         _check_same_settings(cfg, cell.run_dir, cell.name)
-    root.mkdir(parents=True, exist_ok=True)
+    make_folder(root)  # (through a link to a missing folder: its target)
     # Held for the whole sweep: a second sweep into --out is refused before it sets the
     # summary aside or rewrites it as pending under the first one.
     held = lock_folder(root)

@@ -407,6 +407,22 @@ def test_an_out_inside_a_run_is_refused(tmp_path, image_folder, capsys):
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml"]
 
 
+def test_an_out_that_links_to_a_missing_folder_gets_that_folder(tmp_path, image_folder,
+                                                                cache_dir):
+    """`ln -s /scratch/sw runs/sw` before /scratch/sw exists: the sweep's mkdir stopped
+    at the link ('File exists', a traceback) after every cell had been checked."""
+    (tmp_path / "scratch").mkdir()
+    link = tmp_path / "sw"
+    link.symlink_to(tmp_path / "scratch" / "sw")
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, epochs=1)
+    for key in ("out", "loss.temperature"):
+        flags.pop(key)
+    cells, _ = run_sweep([parse_axis("temperature=0.2,0.5")], link, preset=None, config=None,
+                         flags=flags, evaluate=None)
+    assert [c.result["status"] for c in cells] == ["finished", "finished"]
+    assert (tmp_path / "scratch" / "sw" / cells[0].run_dir.name / "summary.json").is_file()
+
+
 def test_a_sweep_cut_by_a_second_ctrl_c_says_so_in_its_files(tmp_path, image_folder,
                                                             monkeypatch, capsys):
     """The interrupted cell stayed 'pending' in sweep.md/csv/json, as if never started."""
