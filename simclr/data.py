@@ -216,14 +216,15 @@ class ImageSource:
         after :class:`NoReadableImageError`: load_item tried them all, but met in a
         DataLoader worker, the error alone came back (not the reasons). Not said again
         in the log: the error names the first; a file readable by now is left out."""
+        found = []
         for path in () if self.cached else self.paths:  # (a cache lists its own)
             if path in self._bad_seen:
                 continue
             try:
                 load_square(path, self.image_hw[0], self.max_pixels, self.store)
             except BadImageError as exc:
-                self._bad_seen.add(path)
-                self.skipped.append((path, exc.reason))
+                found.append((path, exc.reason))
+        self.remember_skipped(found)  # (recorded as an earlier session's are)
 
     def skip_summary(self, limit: int = 10) -> str:
         """One line per skipped file (at most ``limit``), for the log and the summary."""
