@@ -166,6 +166,11 @@ def _stat_stamp(path: str | os.PathLike) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}:{st.st_ctime_ns}"
 
 
+def _write_sidecar(meta_path: Path, meta: dict) -> None:
+    """Write a cache's JSON record, whole or not at all. Raises OSError."""
+    write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(meta), encoding="utf-8"))
+
+
 def _pixel_crc(npy: Path) -> int:
     """zlib.crc32 of the whole .npy, read in chunks (a cache may exceed the memory)."""
     crc = 0
@@ -189,7 +194,7 @@ def _pixels_intact(npy: Path, meta_path: Path, meta: dict) -> bool:
         return False
     meta["checked"] = stamp
     with contextlib.suppress(OSError):
-        write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(meta), encoding="utf-8"))
+        _write_sidecar(meta_path, meta)
     return True
 
 
@@ -287,8 +292,7 @@ def build_cache(
                 os.utime(meta_path)  # `simclr cache` checks is still there
             else:
                 meta["root"] = images.root
-                write_atomically(meta_path,
-                                 lambda tmp: tmp.write_text(json.dumps(meta), encoding="utf-8"))
+                _write_sidecar(meta_path, meta)
         except OSError:  # a read-only cache folder is still a cache
             pass
     else:
@@ -351,7 +355,7 @@ def _build_cache_files(
         "aspect": None if bool((aspect == 1.0).all()) else [float(a) for a in aspect],
     }
     try:
-        write_atomically(meta_path, lambda tmp: tmp.write_text(json.dumps(meta), encoding="utf-8"))
+        _write_sidecar(meta_path, meta)
     except OSError as exc:  # a cache without its sidecar is no cache: not left behind
         discard(npy)
         raise SimCLRError(f"cannot write the decoded cache's record {meta_path}: "
