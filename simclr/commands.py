@@ -31,7 +31,7 @@ from simclr.checkpoint import (
 from simclr.config import Config, DataConfig
 from simclr.data import ImageSource, open_source
 from simclr.errors import SimCLRError, with_article
-from simclr.features import check_labeled_folders
+from simclr.features import Listings, check_labeled_folders
 from simclr.files import finite_json
 from simclr.folders import ImageList, check_folder, list_folder
 from simclr.pretrained import (
@@ -54,23 +54,23 @@ class RawPixels(nn.Module):
 
 def open_eval_source(path: str, image_size: int, workers: int | None,
                      cache_dir: str, evaluation: bool = True, train: bool = False,
-                     unlabeled: bool = False,
-                     max_pixels: int = DataConfig.max_pixels) -> ImageSource:
+                     unlabeled: bool = False, max_pixels: int = DataConfig.max_pixels,
+                     listing: ImageList | None = None) -> ImageSource:
     """A labeled folder (or named data set) of an evaluation, stored for ``image_size``;
     ``evaluation=False`` for one it trains on with augmented views (fine-tuning);
     ``train``: a data set's training split (a folder holding train/ and test/, cifar10);
     ``unlabeled``: images beside class folders are kept (a probe whose labels are not
-    the folder's)."""
+    the folder's); ``listing``: its files, if already listed alike."""
     data = DataConfig(workers=workers, cache_dir=cache_dir, max_pixels=max_pixels)
     return open_source(path, data, train=train, image_size=image_size, evaluation=evaluation,
-                       unlabeled=unlabeled)
+                       unlabeled=unlabeled, listing=listing)
 
 
 def open_folder(path: str, image_size: int, args: argparse.Namespace,
                 evaluation: bool = True, train: bool = False,
-                unlabeled: bool = False) -> ImageSource:
+                unlabeled: bool = False, listing: ImageList | None = None) -> ImageSource:
     return open_eval_source(path, image_size, args.workers, args.cache_dir, evaluation, train,
-                            unlabeled, args.max_pixels)
+                            unlabeled, args.max_pixels, listing)
 
 
 class EvalInputs(NamedTuple):
@@ -80,7 +80,7 @@ class EvalInputs(NamedTuple):
     spec: dict[str, Any]  # the representation's image_size, dim, layer
     ckpt: dict[str, Any]
     source: dict[str, Any]  # what the features came from, for the results file
-    listing: ImageList | None  # --train's files (None: a named data set)
+    listings: Listings  # --train's and --test's files (None: a named data set)
 
 
 def load_for_eval(args: argparse.Namespace) -> EvalInputs:
@@ -90,7 +90,7 @@ def load_for_eval(args: argparse.Namespace) -> EvalInputs:
     same classes. ``source`` names the checkpoint file read (a run folder's newest),
     its step and the layer.
     """
-    path, ckpt, listing = read_checkpoint(args, labeled=True)
+    path, ckpt, listings = read_checkpoint(args, labeled=True)
     random_init = getattr(args, "random_init", False)
     if random_init:
         torch.manual_seed(getattr(args, "seed", 0))
@@ -101,7 +101,7 @@ def load_for_eval(args: argparse.Namespace) -> EvalInputs:
         encoder = RawPixels()
     features = "raw pixels" if raw else "random init" if random_init else "pretrained"
     source = {**checkpoint_source(path, ckpt, features), "layer": layer}
-    return EvalInputs(encoder, spec, ckpt, source, listing)
+    return EvalInputs(encoder, spec, ckpt, source, listings)
 
 
 def check_not_replacing_input(args: argparse.Namespace, path: Path) -> None:
@@ -120,12 +120,13 @@ def check_not_replacing_input(args: argparse.Namespace, path: Path) -> None:
 
 def read_checkpoint(
     args: argparse.Namespace, labeled: bool = False,
-) -> tuple[Path, dict[str, Any], ImageList | None]:
-    """(file, checkpoint, --train's listing) of an evaluation, read after the command's
-    folders and earlier results are checked: a missing --test or an --out that already
-    holds results fails now, not after the checkpoint and --train are read. ``labeled``:
-    --train and --test are also listed (not decoded) and must be labeled folders of the
-    same classes; the listing is None otherwise, or for a named data set."""
+) -> tuple[Path, dict[str, Any], Listings]:
+    """(file, checkpoint, --train's and --test's listings) of an evaluation, read after
+    the command's folders and earlier results are checked: a missing --test or an --out
+    that already holds results fails now, not after the checkpoint and --train are read.
+    ``labeled``: --train and --test are also listed (not decoded) and must be labeled
+    folders of the same classes; the listings are None otherwise, or for a named data
+    set."""
     for flag in ("train", "test"):
         check_folder(f"--{flag}", getattr(args, flag, None))
     check_results_free(getattr(args, "out", None), RESULTS.get(args.command, ()),
@@ -133,10 +134,10 @@ def read_checkpoint(
     if getattr(args, "out", None):
         check_not_inside(args.out, {"--train": getattr(args, "train", None),
                                     "--test": getattr(args, "test", None)}, "results")
-    listing = (check_labeled_folders(args.train, args.test, ("--train", "--test"),
-                                     train_split=True,
-                                     max_pixels=getattr(args, "max_pixels", DataConfig.max_pixels))
-               if labeled else None)
+    listings = (check_labeled_folders(args.train, args.test, ("--train", "--test"),
+                                      train_split=True,
+                                      max_pixels=getattr(args, "max_pixels", DataConfig.max_pixels))
+                if labeled else Listings(None, None))
     path = checkpoint_file(args.checkpoint)
     check_not_another_run(getattr(args, "out", None), path, args.command)
     check_not_replacing_input(args, path)
@@ -144,7 +145,7 @@ def read_checkpoint(
     if path.name.endswith(PARTIAL_SUFFIX):  # named on purpose, still worth a word
         print(f"note: {path} is an unfinished training (step {ckpt.get('step')}); its "
               "command continues it when run again", file=sys.stderr)
-    return path, ckpt, listing
+    return path, ckpt, listings
 
 
 # The checkpoints an evaluation writes into its --out (names starting so), its own: an
@@ -196,7 +197,7 @@ def cmd_knn(args: argparse.Namespace) -> int:
 
     inputs = load_for_eval(args)
     size = inputs.spec["image_size"]
-    train, test = open_folders(args, size, augmented=False, listing=inputs.listing)
+    train, test = open_folders(args, size, augmented=False, listings=inputs.listings)
     result = run_knn(inputs.encoder, train, test, args.out, image_size=size, k=args.k,
                      temperature=args.temperature, source={**inputs.source, **test_split(args)},
                      overwrite=args.overwrite, **runtime_kwargs(args))
@@ -246,7 +247,7 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
     size = inputs.spec["image_size"]
     with dist.process_group():  # the SGD protocol may train across processes
         train, test = open_folders(args, size, augmented=args.protocol == "sgd",
-                                   listing=inputs.listing)
+                                   listings=inputs.listings)
         result = run_linear_eval(
             inputs.encoder, train, test, args.out, image_size=size, protocol=args.protocol,
             seed=args.seed, config=inputs.ckpt["config"],
@@ -256,7 +257,7 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
 
 
 def open_folders(args: argparse.Namespace, image_size: int, augmented: bool,
-                 augmented_test: bool = False, listing: ImageList | None = None,
+                 augmented_test: bool = False, listings: Listings | None = None,
                  unlabeled: bool = False) -> tuple[ImageSource, ImageSource]:
     """--train and --test of an evaluation; under torchrun rank 0 decodes them first,
     then the other processes find its caches. ``augmented``: the training set gives
@@ -265,15 +266,19 @@ def open_folders(args: argparse.Namespace, image_size: int, augmented: bool,
     command that needs no class (the probe) keeps images beside the class folders.
 
     Without --test, ``--test-fraction F`` holds out the files :func:`held_out` names as
-    the test set, and the rest of --train is the training set (``listing``: --train's,
-    if the command already listed it)."""
-    def opened(path: str, evaluation: bool, train: bool) -> ImageSource:
+    the test set, and the rest of --train is the training set (``listings``: the
+    folders' files, if the command already listed them alike: not listed again)."""
+    def opened(path: str, evaluation: bool, train: bool,
+               listing: ImageList | None) -> ImageSource:
         return dist.main_first(lambda: open_folder(path, image_size, args, evaluation=evaluation,
-                                                   train=train, unlabeled=unlabeled))
+                                                   train=train, unlabeled=unlabeled,
+                                                   listing=listing))
 
+    listings = listings or Listings(None, None)
+    listing = listings.train
     if args.test is not None:
-        return (opened(args.train, not augmented, True),
-                opened(args.test, not augmented_test, False))
+        return (opened(args.train, not augmented, True, listing),
+                opened(args.test, not augmented_test, False, listings.test))
     if unlabeled and listing is None:
         listing = list_folder(args.train, train=True, unlabeled=True)
     listing, held = held_out(args, listing)
@@ -283,9 +288,9 @@ def open_folders(args: argparse.Namespace, image_size: int, augmented: bool,
         rows = [i for i, p in enumerate(source.paths) if (p in test_files) == test]
         return source.subset(rows, source.name)  # the folder's name: subset lists use it
 
-    train = opened(args.train, not augmented, True)
+    train = opened(args.train, not augmented, True, listing)
     test = (train if augmented == augmented_test else
-            opened(args.train, not augmented_test, True))
+            opened(args.train, not augmented_test, True, listing))
     train_part = part(train, test=False)
     train_part.skipped = train.skipped  # the folder's unreadable files, said once
     return train_part, part(test, test=True)
@@ -344,8 +349,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     check_start_flags(args.from_head, args.from_scratch, args.random_init)
     if args.subset is not None:
         read_subset_list(args.subset)
-    encoder, spec, ckpt, source, listing = load_for_eval(args)
-    full_listing, testing = listing, []
+    encoder, spec, ckpt, source, listings = load_for_eval(args)
+    listing, testing = listings.train, []
     if listing is not None and args.test is None:  # the labels come from the training part
         _, held = held_out(args, listing)  # the listing just checked: not read again
         keep = np.setdiff1d(np.arange(len(listing.paths)), held)
@@ -365,7 +370,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         encoder, head = model.encoder, model.head
     size = spec["image_size"]
     with dist.process_group():  # under torchrun the processes fine-tune as one
-        train, test = open_folders(args, size, augmented=True, listing=full_listing)
+        train, test = open_folders(args, size, augmented=True, listings=listings)
         result = run_finetune(
             encoder, train, test, args.out, image_size=size,
             label_fraction=args.label_fraction, labels_per_class=args.labels_per_class,
@@ -476,8 +481,9 @@ def cmd_supervised(args: argparse.Namespace) -> int:
         check_not_inside(cfg.out, {"--train": args.train, "--test": args.test}, "run")
         check_new_run(cfg.out)
         note_ignored_settings(args.config)
-        listing = check_labeled_folders(args.train, args.test, ("--train", "--test"),
-                                        train_split=True, max_pixels=cfg.data.max_pixels)
+        listings = check_labeled_folders(args.train, args.test, ("--train", "--test"),
+                                         train_split=True, max_pixels=cfg.data.max_pixels)
+        listing = listings.train
         if listing is not None:  # before the folder is decoded (run_supervised checks again)
             check_batch_fits(cfg.batch_size, len(listing.paths), listing, cfg.data.max_pixels)
         data = data_specs(args.train, args.test)

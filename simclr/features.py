@@ -13,7 +13,7 @@ import os
 import unicodedata
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -42,22 +42,32 @@ from simclr.runtime import (
 log = logging.getLogger(__name__)
 
 
+class Listings(NamedTuple):
+    """A labeled pair's files as :func:`check_labeled_folders` listed them, for the
+    command to open the folders without listing them again (None: a named data set, or
+    no test folder)."""
+
+    train: ImageList | None
+    test: ImageList | None
+
+
 def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str, str],
                           train_split: bool = False,
-                          max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageList | None:
+                          max_pixels: int = DEFAULT_MAX_PIXELS) -> Listings:
     """Fail now, in one line, on labeled folders before the data are decoded (or, for the
     kNN monitor, a sweep's evaluation and a --test read after training, before hours of
     training): missing, without class sub-folders, with other classes than each other,
     or none of whose images (or, training, of a class's) decodes (opened until one does:
     :func:`simclr.data.unreadable_classes`); torchvision's named data sets pass.
     ``train_split``: the training folder is read as training data (a data set root's
-    train/ split). ``max_pixels``: the command's --max-pixels. Returns its listing
-    (None for a named data set), for the checks a command makes on it."""
+    train/ split). ``max_pixels``: the command's --max-pixels. Returns both listings,
+    for the checks a command makes on them and its opening of the folders (a folder of
+    200k files takes seconds to list)."""
     check_folder(flags[0], train)
     check_folder(flags[1], test)
     listed = list_folder(train, train_split) if train else None
+    held_out = list_folder(test, False) if test else None
     if listed is not None:
-        held_out = list_folder(test, False) if test else None
         check_labeled(listed, held_out, flags)
         if held_out is not None and Path(listed.root).resolve() == Path(held_out.root).resolve():
             log.warning("note: %s and %s are the same folder: the top-1 measures images the "
@@ -76,7 +86,7 @@ def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str,
         if empty:
             raise SimCLRError(f"{flags[0]} {listed.root}: no readable image in class "
                               f"folder(s) {_few(empty)}")
-    return listed
+    return Listings(listed, held_out)
 
 
 def check_labeled(train: Any, test: Any | None = None,

@@ -135,3 +135,33 @@ def test_a_commands_json_on_stdout_is_standard_json_even_with_a_nan(capsys):
     out = capsys.readouterr().out
     assert json.loads(out, parse_constant=pytest.fail) == {
         "status": "finished", "loss": None, "contrast_acc": 0.5}
+
+
+def test_an_evaluation_lists_each_folder_once(tmp_path, monkeypatch, capsys):
+    """The folders are listed once, for the checks before the checkpoint is read, and
+    opened from that listing (a folder of 200k files takes seconds to list): --train
+    and --test each once, and --train once where --test-fraction splits it."""
+    import simclr.data
+    import simclr.folders
+
+    train, test, cache = tiny_pretrained_run(tmp_path)
+    listed: list[str] = []
+    scan = simclr.folders.scan_folder
+
+    def counted(path, unlabeled=False):
+        listed.append(str(path))
+        return scan(path, unlabeled)
+
+    monkeypatch.setattr(simclr.folders, "scan_folder", counted)
+    monkeypatch.setattr(simclr.data, "scan_folder", counted)
+    common = ["--checkpoint", str(tmp_path / "pre"), "--train", str(train), "--cache-dir",
+              cache, "--workers", "0", "--precision", "fp32", "--batch-size", "4"]
+    assert main(["knn", *common, "--test", str(test), "--k", "3",
+                 "--out", str(tmp_path / "k")]) == 0
+    assert sorted(listed) == sorted([str(train), str(test)])
+    for command, flags in (("knn", ["--k", "3"]), ("finetune", ["--epochs", "1"])):
+        listed.clear()
+        assert main([command, *common, "--test-fraction", "0.5", *flags,
+                     "--out", str(tmp_path / command)]) == 0
+        assert listed == [str(train)], command
+    capsys.readouterr()
