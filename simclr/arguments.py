@@ -163,7 +163,7 @@ def add_evaluation_commands(sub: argparse._SubParsersAction, runtime: RuntimeFla
 
 def add_knn_command(sub: argparse._SubParsersAction, runtime: RuntimeFlags) -> None:
     """knn: weighted kNN top-1/top-5 on frozen features."""
-    p = sub.add_parser("knn", help="weighted kNN top-1/top-5 on frozen features h")
+    p = sub.add_parser("knn", help="weighted kNN top-1/top-5 on frozen features (h by default)")
     _eval_inputs(p, runtime, out_required=False)
     p.add_argument("--layer", default="h", help=LAYERS_HELP)
     p.add_argument("--k", type=_positive_int, default=200)

@@ -109,7 +109,8 @@ _Op = Callable[[Tensor, Tensor, Tensor], None]  # (x slice, floats, noise keys),
 
 @dataclass
 class _Stage:
-    """One step of the pipeline: op ``fn`` runs on the samples with lo <= key < hi."""
+    """One step of the pipeline: each (lo, hi, op) of ``ops`` runs on the samples with
+    lo <= key < hi."""
 
     key: np.ndarray  # (N,) int64 group of each sample, original order
     ops: list[tuple[int, int, _Op]]

@@ -37,7 +37,7 @@ class AugmentConfig:
     crop_scale: tuple[float, float] = (0.08, 1.0)  # fraction of the image area
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # aspect ratio range (log-uniform
     # with the torchvision sampler; the official one draws it uniformly, as TF does)
-    crop_resize: bool = True  # False = crop without resize (Fig. 5 ablation)
+    crop_resize: bool = True  # off (--no-crop-resize): crop without resize (Fig. 5 ablation)
     # How crops are drawn: "torchvision" (RandomResizedCrop, as App. A describes it) or
     # "official" (TF's sample_distorted_bounding_box, as the official data_util.py).
     crop_sampler: str = "torchvision"
@@ -65,7 +65,7 @@ class AugmentConfig:
     blur: bool = True  # gaussian blur (the paper: ImageNet only, not CIFAR)
     blur_p: float = 0.5  # probability per view
     blur_sigma: tuple[float, float] = (0.1, 2.0)  # sigma drawn uniformly, pixels of the view
-    blur_kernel_frac: float = 0.1  # kernel side = 10% of the view side
+    blur_kernel_frac: float = 0.1  # kernel side as a fraction of the view side (the paper: 10%)
     # The paper's Fig. 5 extra ops, off by default.
     cutout: bool = False  # erase a random square
     cutout_p: float = 0.5  # probability per view
@@ -188,7 +188,8 @@ class DataConfig:
     decoder: str = "auto"  # uncached JPEGs: auto (device on CUDA, else pil) | pil | device
     strict: bool = False  # check every image up front; fail on the first bad one
     # Larger images are refused unread (a decompression bomb: a small file that decodes
-    # to gigabytes); PIL's own limit, about 0.25 GiB of RGBA. Raise it for scans, panoramas.
+    # to gigabytes); PIL's own limit, about 0.25 GiB of RGB (1/3 GiB of RGBA). Raise it
+    # for scans, panoramas.
     max_pixels: int = 89_478_485  # pixels above which an image is skipped unread
 
 

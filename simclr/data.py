@@ -49,7 +49,7 @@ from simclr.runtime import ignore_stop_signals, refuse_spawned_import
 log = logging.getLogger(__name__)
 
 SMALL_SIDE = 96  # images up to this side are cached decoded (cfg.cache = 'auto')
-LOAD_SCALE = 1.15  # images larger than SMALL_SIDE are stored at round(view size * 1.15)
+LOAD_SCALE = 1.15  # larger images are stored at most at round(view size * 1.15) (see open_folder)
 MAX_SUBSTITUTES = 64  # next images tried in place of an unreadable one (and as many more)
 
 
@@ -63,7 +63,7 @@ def default_workers() -> int:
 class ImageSource:
     """A data set as training and evaluation see it.
 
-    Cached (in-memory or memmap array): ``get_batch`` gathers rows. Uncached (image
+    Cached (in-memory or memmap array): :meth:`batch` gathers rows. Uncached (image
     folder of large images): files decoded at ``image_hw`` in DataLoader workers
     (:meth:`dataset`). ``labels`` (N,) int64 (-1 = unlabeled); ``paths`` the files
     (empty for in-memory data sets); ``skipped`` [(path, reason)] of unreadable files.

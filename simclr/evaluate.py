@@ -1,9 +1,10 @@
 """Linear evaluation of a frozen encoder: a linear classifier on its features.
 
-Protocols of Chen et al. 2020 (Sec. 4 and App. B.5-B.6), applied to the representation
-h = f(x) (the encoder's pooled output, never z = g(h)):
+Protocols of Chen et al. 2020 (Sec. 2.3 and App. B.6, B.8), applied to the
+representation h = f(x) (the encoder's pooled output) by default, or to a layer of the
+projection head (``layer='z'`` or ``'gK'``: Fig. 8 compares them):
 
-* ``run_linear_eval(protocol="lbfgs")``: the paper's transfer protocol (App. B.5):
+* ``run_linear_eval(protocol="lbfgs")``: the paper's transfer protocol (App. B.8):
   center-crop features computed once, L2-regularised multinomial logistic regression
   fitted by L-BFGS (:mod:`simclr.logistic`), the regularisation chosen on a held-out
   split of the training set.
@@ -242,7 +243,7 @@ def run_linear_eval(
     checkpoint_minutes: float = 30.0, on_step: Callable[[int, Any], None] | None = None,
     overwrite: bool | str = False,
 ) -> dict[str, Any]:
-    """``simclr linear-eval``: a linear classifier on the frozen encoder's h.
+    """``simclr linear-eval``: a linear classifier on the frozen encoder's h (or a head layer).
 
     CLI flags: ``--checkpoint CKPT --train DIR --test DIR [--out RUN_DIR]
     [--protocol lbfgs|sgd] [--batch-size 256] [--device auto] [--precision auto]
@@ -333,7 +334,7 @@ class _Fitted(NamedTuple):
 
 def _fit_lbfgs(run: _LinearEval, l2: float | None, l2_grid: Sequence[float] | None,
                val_fraction: float, max_iter: int) -> _Fitted:
-    """The transfer protocol (App. B.5): features of the evaluation transform, computed
+    """The transfer protocol (App. B.8): features of the evaluation transform, computed
     once, then :func:`logistic_regression` (lambda ``l2``, or chosen on a held-out split)."""
     train_x, train_y = run.features(run.train)
     test_x, test_y = run.features(run.test)

@@ -1,7 +1,8 @@
 """Weighted kNN evaluation of a frozen encoder (Wu et al. 2018).
 
-Like the linear protocols of Chen et al. 2020 (Sec. 4), it is applied to the
-representation h = f(x) (the encoder's pooled output, never z = g(h)): ``run_knn`` is
+Like the linear protocols of Chen et al. 2020 (Sec. 2.3), it is applied to the
+representation h = f(x) (the encoder's pooled output) by default, or to a head layer
+(``simclr knn --layer z``): ``run_knn`` is
 the ``simclr knn`` command, and the same code is the online monitor of pretraining
 (``train.knn_monitor`` calls ``extract_features`` and ``knn_accuracy``).
 

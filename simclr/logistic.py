@@ -1,6 +1,6 @@
 """L2-regularised multinomial logistic regression on fixed features, fitted by L-BFGS.
 
-The classifier of the transfer protocol of Chen et al. 2020 (App. B.5), which
+The classifier of the transfer protocol of Chen et al. 2020 (App. B.8), which
 ``evaluate.run_linear_eval(protocol="lbfgs")`` applies to center-crop features of the
 frozen encoder: full-batch L-BFGS on standardised features, the regularisation chosen
 on a stratified held-out split of the training set, then refitted on all of it.
@@ -66,7 +66,7 @@ def fit_logistic_regression(
     x: torch.Tensor, y: torch.Tensor, num_classes: int, l2: float, *, max_iter: int = 1000,
     tol: float | None = None, init: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
-    """Full-batch L-BFGS fit of a multinomial logistic regression (App. B.5).
+    """Full-batch L-BFGS fit of a multinomial logistic regression (App. B.8).
 
     Minimises  mean_i CE(W x_i + b, y_i) + (l2 / 2) ||W||^2  (the bias is not penalised)
     over W (C, D), b (C,), with strong-Wolfe line search, in the dtype/device of ``x``
@@ -268,7 +268,7 @@ def _choose_l2(
     grid: list[float], fit: Callable[..., tuple[torch.Tensor, torch.Tensor, dict[str, Any]]],
     verbose: bool,
 ) -> tuple[float, tuple[torch.Tensor, torch.Tensor], dict[str, Any]]:
-    """Lambda chosen on a held-out split (App. B.5): of the ``grid`` (strongest first, each
+    """Lambda chosen on a held-out split (App. B.8): of the ``grid`` (strongest first, each
     fit on the ``fit_idx`` rows warm-started from the previous), the one most accurate
     on the ``val_idx`` rows (ties -> lower held-out cross-entropy). x_all (N, D), y_all
     (N,); ``fit``: :func:`fit_logistic_regression` with the problem's settings.

@@ -175,7 +175,8 @@ def contrast_stats(z_a: Tensor, z_b: Tensor, temperature: float = TAU,
     whether its most probable entry is the positive, both averaged over the n anchors.
 
     z_a, z_b: (n, D) this process's projections. Returns a (2,) float32 tensor
-    (entropy, accuracy), on z's device, without gradient and without a host sync.
+    (entropy, accuracy), on z's device, without gradient and without a host sync. (For
+    a library caller; training gets the same from :func:`nt_xent_with_stats`'s pass.)
     """
     _check_scale("temperature", temperature)
     _check_pair(z_a, z_b)

@@ -1,7 +1,7 @@
 """The supervised baseline: the same encoder trained on labels with cross-entropy.
 
 Chen et al. 2020 measure SimCLR against supervised training of the same network
-(Sec. 6, Table 1's colour-strength comparison), so ``simclr supervised`` takes the
+(Sec. 3, Table 1's colour-strength comparison), so ``simclr supervised`` takes the
 pretraining config: the full augmentation of ``cfg.augment`` (one view per image), the
 optimizer of ``cfg.optim`` (LARS by default), warm-up + cosine over the planned steps
 (epochs, ``max_steps`` or a time budget, as pretraining plans them).

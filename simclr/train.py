@@ -314,10 +314,11 @@ def run_session(
     on_step: Callable[[int, StopFlag], None] | None, started_from: str | None = None,
 ) -> dict[str, Any]:
     """This session of the run (a resumed run has several) in its held folder: its
-    config.yaml, a start line in the metrics log, then the loop. A failure is put on
-    record in summary.json before it propagates. ``started_from``: the file (and step)
-    a new run's --init-from weights came from, on record (a run named there may train
-    on: its folder alone would not say which step this run started from)."""
+    config.yaml, a start line in the metrics log, then the loop. A user-facing failure
+    (a SimCLRError, a divergence) is put on record in summary.json before it
+    propagates. ``started_from``: the file (and step) a new run's --init-from weights
+    came from, on record (a run named there may train on: its folder alone would not say
+    which step this run started from)."""
     initial = {} if started_from is None else {"init_from_resolved": started_from}
     # DDP averages gradients across processes (identity on one process); compile last.
     forward = dist.wrap_ddp(model, device)
@@ -368,7 +369,7 @@ class Meter:
     A ``.item()`` per step would stall the GPU queue: there is no host sync in the step.
     """
 
-    def __init__(self, device: torch.device, step: int) -> None:
+    def __init__(self, step: int) -> None:
         self.sums: dict[str, torch.Tensor] = {}
         self.steps, self.start, self.first_step = 0, time.perf_counter(), step
 
@@ -438,7 +439,7 @@ def train_loop(
     per_rank = cfg.batch_size // world
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     progress = Progress(plan.total_steps, state.step, cfg.progress and dist.is_main())
-    meter = Meter(device, state.step)
+    meter = Meter(state.step)
     # The first non-finite step, kept on the device and checked at log and save points.
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     segment_start, elapsed_before = time.perf_counter(), state.elapsed
