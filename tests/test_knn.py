@@ -36,6 +36,11 @@ def test_knn_matches_a_hand_computed_case():
     all4 = knn_classify(memory, labels, query, k=1000, temperature=t, num_classes=2)
     np.testing.assert_allclose(all4.numpy()[0, 0],
                                (w_m0 + w_m3) / (w_m0 + w_m1 + w_m2 + w_m3), rtol=1e-5)
+    # no temperature given: 0.1, the default of Wu et al. 2018 and of `simclr knn`
+    w_default = [math.exp(s / 0.1) for s in (2 / 5**0.5, 1 / 5**0.5, 3 / 10**0.5)]
+    np.testing.assert_allclose(knn_classify(memory, labels, query, k=3, num_classes=2)[0],
+                               np.array([w_default[0], w_default[1] + w_default[2]])
+                               / sum(w_default), rtol=1e-5)
     assert knn_accuracy(memory, labels, query, np.array([1]), k=3, temperature=t) == 1.0
     assert knn_accuracy(memory, labels, query, np.array([0]), k=3, temperature=t) == 0.0
 

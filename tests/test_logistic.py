@@ -154,6 +154,21 @@ def test_accuracy_ties_are_broken_by_held_out_loss():
     assert summary["l2"] == 1e-3 and losses["10"] > losses["0.1"] > losses["0.001"]
 
 
+def test_an_accuracy_tie_goes_to_the_lowest_held_out_loss_wherever_it_lies(monkeypatch):
+    """Above, the lowest loss is also the last value fitted: here it lies in the middle of
+    the grid, so neither "the last tie wins" nor "the highest loss wins" passes."""
+    table = {10.0: (1.0, 0.30), 0.1: (1.0, 0.10), 1e-3: (1.0, 0.20)}  # l2: (top-1, loss)
+
+    def fit(x, y, l2, init=None):  # a "solution" that names its l2, for the table
+        return torch.full((1, 1), l2, dtype=torch.float64), torch.zeros(1), {}
+
+    monkeypatch.setattr(logistic, "accuracy_and_loss", lambda x, y, w, b: table[float(w[0, 0])])
+    x, y = torch.randn(10, 3, dtype=torch.float64), torch.tensor([0, 1] * 5)
+    l2, _, held = logistic._choose_l2(x, y, np.arange(6), np.arange(6, 10),
+                                      sorted(table, reverse=True), fit, False)
+    assert l2 == 0.1 and held["val_loss"] == {"10": 0.3, "0.1": 0.1, "0.001": 0.2}
+
+
 def test_a_choice_at_the_edge_of_the_grid_is_pointed_out(capsys):
     x, y = blobs(20, 4, 3, spread=0.2, seed=2)  # the weakest penalty wins (above)
     logistic_regression(x, y, x, 3, l2_grid=[1e-3, 1e-1, 10.0], seed=0, verbose=True)

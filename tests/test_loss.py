@@ -379,3 +379,11 @@ def test_contrast_stats_bounds():
     assert accuracy == 1.0 and entropy < 1e-6
     same = torch.ones(6, 3)
     assert contrast_stats(same, same, 0.5)[0].item() == pytest.approx(math.log(6))
+
+
+def test_the_default_temperature_is_the_papers():
+    """tau 0.1 (LossConfig's, the paper's ImageNet setting) when none is given."""
+    a, b = torch.randn(6, 4, generator=torch.Generator().manual_seed(0)).chunk(2)
+    for fn in (nt_xent, nt_logistic, contrast_stats):
+        torch.testing.assert_close(fn(a, b), fn(a, b, 0.1))
+        assert not torch.allclose(fn(a, b), fn(a, b, 0.5))

@@ -47,6 +47,14 @@ def test_feature_dim_and_output_shape(arch):
     assert enc_half.feature_dim == BASE_DIM[arch] // 2
 
 
+def test_a_width_rounds_each_layers_channels():
+    """round(64 w) etc., not int(): at width 0.9 the stem has 58 channels (57.6)."""
+    encoder = _meta_encoder("resnet18", 0.9)
+    convs = [m for m in encoder.modules() if isinstance(m, nn.Conv2d)]
+    assert convs[0].out_channels == 58 and convs[-1].out_channels == 461  # 460.8
+    assert encoder.feature_dim == 461
+
+
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
 def test_width_scales_every_layer(arch):
     base = [m for m in _meta_encoder(arch, 1.0).modules() if isinstance(m, (nn.Conv2d,

@@ -1098,3 +1098,27 @@ def test_a_run_on_the_digits_by_name_resumes(tmp_path, cache_dir, monkeypatch):
     cfg = load_resume_config(tmp_path / "run")
     assert cfg.data.path == "digits"
     assert train.pretrain(cfg, resume=True)["steps"] > 4
+
+
+def test_a_log_line_holds_the_means_of_its_window():
+    """With --log-every 3 the logged loss is the mean of the window's three steps (every
+    other test logs each step, where a sum and a mean agree)."""
+    meter = train.Meter(0)
+    for value in (1.0, 2.0, 6.0):
+        meter.add({"loss": torch.tensor(value)})
+    assert meter.record(3, 16)["loss"] == pytest.approx(3.0)
+
+
+def test_the_cosine_of_a_run_ends_at_its_final_lr(tmp_path, image_folder, cache_dir):
+    """--final-lr reaches the loop (every other run decays to 0): the last of 6 steps
+    (0-based 5, warm-up 1 step: t = 4/5) has lr final + (peak - final)(1 + cos(4 pi/5))/2,
+    peak = 0.5 x 8/256 (the paper's linear scaling of tiny_flags' lr)."""
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "r", cache_dir,
+                                        **{"optim.final_lr": 0.01}))
+    train.pretrain(cfg)
+    lines = [json.loads(x) for x in (tmp_path / "r/metrics.jsonl").read_text().splitlines()]
+    steps = [x for x in lines if "loss" in x]
+    peak, final = 0.5 * 8 / 256, 0.01
+    assert steps[-1]["step"] == 6
+    assert steps[-1]["lr"] == pytest.approx(
+        final + (peak - final) * (1 + np.cos(np.pi * 4 / 5)) / 2, rel=1e-6)
