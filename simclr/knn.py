@@ -2,9 +2,9 @@
 
 Like the linear protocols of Chen et al. 2020 (Sec. 2.3), it is applied to the
 representation h = f(x) (the encoder's pooled output) by default, or to a head layer
-(``simclr knn --layer z``): ``run_knn`` is
-the ``simclr knn`` command, and the same code is the online monitor of pretraining
-(``train.knn_monitor`` calls ``extract_features`` and ``knn_accuracy``).
+(``simclr knn --layer z``): ``run_knn`` is the ``simclr knn`` command, and the same
+code is the online monitor of pretraining (``train.knn_monitor`` calls
+``extract_features`` and ``knn_accuracy``).
 
 Features come from :mod:`simclr.features` (the encoder in eval mode without gradients,
 never modified), accuracies and files from :mod:`simclr.results`. Accuracies are
