@@ -298,6 +298,7 @@ def build_cache(
     else:
         rows, meta = _build_cache_files(images, side, npy, meta_path, shape, workers,
                                         max_pixels, store)
+        _remove_replaced(folder, npy, str(images.root))
     skipped = [(images.paths[i], reason) for i, reason in meta["skipped"]]
     aspect = None if meta["aspect"] is None else np.asarray(meta["aspect"], dtype=np.float32)
     return DecodedCache(rows, np.asarray(meta["kept"], dtype=np.int64), skipped, npy, aspect)
@@ -460,6 +461,27 @@ def superseded(entries: list[CacheEntry]) -> set[Path]:
     return {e.npy for e in known
             if newest[(e.root, e.side, e.store, e.variant)] is not e or
             (e.variant == _UNRECORDED and newest_of_folder[(e.root, e.side, e.store)] is not e)}
+
+
+def _remove_replaced(folder: Path, built: Path, root: str) -> None:
+    """After a build, the caches of the same folder it replaces (:func:`superseded`:
+    built before a file was added, removed or edited, never read again) are deleted, so
+    that a changed folder does not take its disk twice until `simclr cache --clean`. A
+    run still reading one keeps its open memmap; one that cannot be deleted (a file held
+    open on Windows, a read-only folder) is left for --clean. (Nothing is removed should
+    ``built``, the cache just written, not read as the newest: a clock set back.)"""
+    entries = cache_entries(folder)
+    replaced = superseded(entries)
+    if any(entry.npy.name == built.name for entry in entries if entry.npy in replaced):
+        return
+    for entry in entries:
+        if entry.root == root and entry.npy in replaced:
+            try:
+                remove_entry(entry)
+            except SimCLRError:
+                continue
+            log.info("removed %s, the cache of this folder before it changed (%.0f MiB)",
+                     entry.npy, entry.nbytes / 2**20)
 
 
 def build_leftovers(cache_dir: str | os.PathLike) -> list[tuple[Path, int]]:

@@ -281,10 +281,13 @@ def test_the_cache_command_lists_and_cleans_what_no_run_needs(tmp_path, capsys):
     assert cache.cache_entries(tmp_path / "cache") == []
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["features.json",
                                                                      "features.npy"]
-    # A folder changed since its cache was built: the new cache replaces the old one.
+    # A folder changed since its cache was built: the new cache replaces the old one,
+    # which the build removes (test below) or, where it could not, --clean.
     open_source(str(tmp_path / "kept"), data_cfg(tmp_path))
     save_image(tmp_path / "kept" / "cat" / "9.png", rgb(16, 16))
-    open_source(str(tmp_path / "kept"), data_cfg(tmp_path))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cache, "remove_entry", _cannot_remove)
+        open_source(str(tmp_path / "kept"), data_cfg(tmp_path))
     assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
     listed = capsys.readouterr().out
     assert listed.count("(replaced by a newer cache of its folder: --clean removes it)") == 1
@@ -304,6 +307,32 @@ def test_the_cache_command_lists_and_cleans_what_no_run_needs(tmp_path, capsys):
         assert main(["cache", *args]) == 2
         err = capsys.readouterr().err
         assert needle in err and err.count("\n") == 1
+
+
+def _cannot_remove(entry: cache.CacheEntry) -> None:
+    raise SimCLRError(f"cannot remove the cache {entry.npy}: Permission denied")
+
+
+def test_a_build_removes_the_cache_of_its_folder_before_it_changed(tmp_path, caplog):
+    """A file added: the new cache replaces the folder's old one, which is removed at
+    once (it would take the disk twice until `simclr cache --clean`); the caches of
+    another side or another folder stay."""
+    _cifar_like(tmp_path / "imgs")
+    _cifar_like(tmp_path / "other")
+    for name, side in (("imgs", None), ("imgs", 12), ("other", None)):  # (16 px: own side)
+        open_source(str(tmp_path / name), data_cfg(tmp_path, load_size=side))
+    before = {e.npy for e in cache.cache_entries(tmp_path / "cache")}
+    assert len(before) == 3
+    save_image(tmp_path / "imgs" / "cat" / "9.png", rgb(16, 16))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="simclr.cache"):
+        open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    after = {e.npy: e for e in cache.cache_entries(tmp_path / "cache")}
+    (gone,) = before - set(after)
+    assert len(after) == 3 and not gone.with_suffix(".json").exists()
+    assert sorted(e.images for e in after.values() if Path(e.root).name == "imgs") == [6, 7]
+    assert [m for m in caplog.messages if "removed" in m] == [
+        f"removed {gone}, the cache of this folder before it changed (0 MiB)"]
 
 
 def test_the_listing_tells_apart_two_caches_of_one_folder(tmp_path, capsys):
