@@ -35,7 +35,7 @@ from torch import nn
 
 from simclr import distributed as dist
 from simclr.backbones import TorchvisionEncoder
-from simclr.checkpoint import CHECKPOINTS
+from simclr.checkpoint import CHECKPOINTS, new_run_id
 from simclr.classify import (
     Checkpointing,
     PartialRun,
@@ -172,7 +172,7 @@ def _save_layer(partial_run: PartialRun, fc: nn.Linear, optimizer: torch.optim.O
     layer = nn.ModuleDict({"fc": fc})  # the frozen encoder comes from --checkpoint
     return partial_run.save(classifier_checkpoint(
         "linear-partial", layer, config or Config().to_dict(), list(classes), step,
-        seconds, stats or {}, optimizer), scaler)
+        seconds, stats or {}, optimizer, run_id=partial_run.run_id), scaler)
 
 
 def linear_partial(out: Path | None, settings: dict[str, Any] | None = None,
@@ -330,6 +330,7 @@ class _Fitted(NamedTuple):
     linear: nn.Linear  # the layer on h
     sizes: dict[str, int] | None  # num_train, num_test, num_classes (, feature_dim)
     earlier_s: float = 0.0  # training seconds of earlier sessions (a continued SGD run)
+    run_id: str | None = None  # an SGD training's (kept when continued); None: a new one
 
 
 def _fit_lbfgs(run: _LinearEval, l2: float | None, l2_grid: Sequence[float] | None,
@@ -362,19 +363,20 @@ def _fit_sgd(run: _LinearEval, epochs: float, lr: float, momentum: float,
                 "source": [str(source.get(k)) for k in ("checkpoint", "step", "features")],
                 "layer": source.get("layer"), "precision": run.precision,
                 "weights": weights_digest(run.encoder)}
+    partial_run = linear_partial(run.out, settings, overwrite)
     details, scores, test_y, linear = linear_eval_sgd(
         run.encoder, train, run.test, run.num_classes, image_size=run.image_size,
         epochs=epochs, batch_size=run.batch_size, lr=lr, momentum=momentum,
         crop_scale=crop_scale, crop_sampler=crop_sampler, seed=run.seed, device=run.device,
         precision=run.precision, channels_last=run.channels_last, workers=run.workers,
-        verbose=run.verbose, partial_run=linear_partial(run.out, settings, overwrite),
+        verbose=run.verbose, partial_run=partial_run,
         checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
         on_step=on_step, config=run.config)
     earlier_s = details.pop("earlier_s")  # elapsed_s counts the earlier sessions too
     sizes = None if test_y is None else {"num_train": int(train.num_images),
                                          "num_test": int(len(test_y)),
                                          "num_classes": run.num_classes}
-    return _Fitted(details, scores, test_y, linear, sizes, earlier_s)
+    return _Fitted(details, scores, test_y, linear, sizes, earlier_s, partial_run.run_id)
 
 
 def _finish_linear_eval(run: _LinearEval, protocol: str, fitted: _Fitted,
@@ -391,7 +393,8 @@ def _finish_linear_eval(run: _LinearEval, protocol: str, fitted: _Fitted,
                                                        run.image_size, run.config,
                                                        run.train.classes, results, run.out,
                                                        (run.source or {}).get("step"),
-                                                       (run.source or {}).get("features"))
+                                                       (run.source or {}).get("features"),
+                                                       fitted.run_id or new_run_id())
         linear_partial(run.out).discard()  # (an sgd run's finished, or an --overwrite's)
     finish_results(results, run.out, "linear_eval", fitted.scores, fitted.test_y, run.train,
                    run.test, run.source, run.verbose)
@@ -403,10 +406,11 @@ def save_linear_classifier(encoder: nn.Module, linear: nn.Linear, image_size: in
                            config: dict[str, Any] | None, classes: Sequence[str],
                            results: dict[str, Any], out: Path,
                            encoder_step: int | None = None,
-                           features: str | None = None) -> str | None:
+                           features: str | None = None, run_id: str | None = None) -> str | None:
     """``out/checkpoints/linear.pt``: the encoder and the fitted layer, a classifier that
     ``simclr predict`` applies to new images. Only classifiers on h are saved (those on
-    a head layer or raw pixels are evaluation baselines); returns the path or None."""
+    a head layer or raw pixels are evaluation baselines); returns the path or None.
+    ``run_id``: the classifier's (the evaluations of it name it by that)."""
     from simclr.pretrained import classifier_checkpoint, encoder_config, save_classifier
 
     if not isinstance(encoder, (ResNet, TorchvisionEncoder)):
@@ -422,7 +426,8 @@ def save_linear_classifier(encoder: nn.Module, linear: nn.Linear, image_size: in
     model = Classifier(encoder, len(classes), fc=linear)
     blob = classifier_checkpoint("linear", model, encoder_config(encoder, image_size, config),
                                  list(classes), 0, results["elapsed_s"], results,
-                                 encoder_step=encoder_step, features=features or "pretrained")
+                                 encoder_step=encoder_step, features=features or "pretrained",
+                                 run_id=run_id)
     return save_classifier(blob, out, "linear.pt")
 
 

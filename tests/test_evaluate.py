@@ -205,6 +205,8 @@ def test_an_interrupted_sgd_linear_evaluation_continues_exactly(tmp_path):
     assert (cut["status"], cut["steps"], cut["checkpoint"]) == ("preempted", 4, str(partial))
     saved = load_checkpoint(partial)
     assert saved["kind"] == "linear-partial" and set(saved["model"]) == {"fc.weight", "fc.bias"}
+    run_id = saved["run_id"]  # the training's, kept by its continuation's classifier (below)
+    assert isinstance(run_id, str) and len(run_id) == 32
     assert not (run / "linear_eval.json").exists()
     for change, named in (({"step": 20}, r"source: \[.*'10', .*\] saved, \[.*'20', .*\] now"),
                           ({"layer": "z"}, "layer: 'h' saved, 'z' now"),
@@ -233,10 +235,13 @@ def test_an_interrupted_sgd_linear_evaluation_continues_exactly(tmp_path):
     assert done["steps"] == whole["steps"] == 9 and done["top1"] == whole["top1"]
     assert 1000 < done["train_s"] < done["elapsed_s"] < 1000 + 60  # both sessions counted
     assert "earlier_s" not in done
-    a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "linear.pt")["model"]
-    b = load_checkpoint(run / "checkpoints" / "linear.pt")["model"]
-    assert all(torch.equal(a[k], b[k]) for k in ("fc.weight", "fc.bias"))
+    a, b = (load_checkpoint(folder / "checkpoints" / "linear.pt") for folder in
+            (tmp_path / "whole", run))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in ("fc.weight", "fc.bias"))
     assert not partial.exists()
+    assert b["run_id"] == run_id and isinstance(a["run_id"], str) and a["run_id"] != run_id
+    # An L-BFGS fit is a run of its own too
+    assert len(load_checkpoint(other / "checkpoints" / "linear.pt")["run_id"]) == 32
 
 
 def test_a_stop_during_the_sgd_test_keeps_the_finished_training(tmp_path, monkeypatch):
