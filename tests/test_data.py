@@ -220,3 +220,41 @@ def test_reduced_images_are_said_only_when_more_than_one_percent(tmp_path, caplo
     assert not warned({20: 99, 24: 1}) and not warned({20: 196, 12: 2, 32: 2})  # 1%
     assert not warned({20: 150, 24: 1}) and not warned({12: 50})
     assert warned({20: 98, 24: 2}) and warned({20: 98, 24: 1})  # 2%, 1.01%
+
+
+# ---------------------------------------------------------------------------- stored sides
+
+
+@pytest.mark.parametrize("cache", ["on", "off"])
+def test_large_pictures_are_stored_at_1_15_times_the_view_never_above_their_own_side(
+        tmp_path, cache):
+    """Pictures past 96 px are stored at round(1.15 S) for views of side S (32 -> 37),
+    but never above the shorter side the folder shares (100 for S = 100, not 115)."""
+    for k in range(3):
+        save_image(tmp_path / "imgs" / f"{k}.png", rgb(100, 120, k))  # h 100, w 120
+    cfg = data_cfg(tmp_path, cache=cache)
+    assert open_source(str(tmp_path / "imgs"), cfg, image_size=32).image_hw == (37, 37)
+    assert open_source(str(tmp_path / "imgs"), cfg, image_size=20).image_hw == (23, 23)
+    assert open_source(str(tmp_path / "imgs"), cfg, image_size=100).image_hw == (100, 100)
+
+
+def test_pictures_of_96_px_count_as_small_and_keep_their_side(tmp_path):
+    """--cache auto caches a folder whose pictures are at most 96 px (96 included), each
+    stored at its own side, not reduced to the view's 1.15 S."""
+    for k in range(2):
+        save_image(tmp_path / "imgs" / f"{k}.png", rgb(96, 96, k))
+    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="auto"), image_size=32)
+    assert src.cached and src.image_hw == (96, 96)
+    assert torch.equal(src.get_batch([1])[0], torch.from_numpy(rgb(96, 96, 1)).permute(2, 0, 1))
+
+
+def test_skipped_files_of_an_earlier_session_count_only_if_listed_here(tmp_path):
+    """remember_skipped (a checkpoint's skipped_images): a file this source does not
+    list (another folder's, or one since removed) is neither counted nor listed."""
+    for k in range(3):
+        save_image(tmp_path / "imgs" / f"{k}.png", rgb(100, 100, k))
+    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="off"), image_size=16)
+    listed = src.paths[1]
+    src.remember_skipped([(str(tmp_path / "other" / "9.png"), "empty file"),
+                          (listed, "truncated file")])
+    assert src.skipped == [(listed, "truncated file")] and src.readable_images == 2

@@ -497,3 +497,42 @@ def test_cuda_decoding_never_writes_into_memory_queued_kernels_still_read():
         torch.cuda.synchronize()
         wrong += sum(int(s.item()) != i * 3 * side * side for i, s in enumerate(sums))
     assert wrong == 0
+
+
+def test_the_pixel_limit_takes_an_image_of_exactly_that_many_pixels(tmp_path):
+    """--max-pixels N refuses more than N pixels, not N itself (a 12 x 10 PNG at 120)."""
+    p = save_image(tmp_path / "a.png", rgb(10, 12))
+    assert open_image(p, max_pixels=120).size == (12, 10)
+    with pytest.raises(BadImageError, match="decompression-bomb"):
+        open_image(p, max_pixels=119)
+
+
+def test_the_center_store_scales_the_shorter_side_to_the_square_rounding_the_longer():
+    """'center': 50 x 30 -> 27 x 16 (50 * 16 / 30 = 26.67, rounded), then the central
+    16 x 16 (from column 5); a 30 x 50 likewise on its height."""
+    im = Image.fromarray(rgb(30, 50, 4))
+    want = im.resize((27, 16), Image.Resampling.BILINEAR).crop((5, 0, 21, 16))
+    assert np.array_equal(np.asarray(fit_square(im, 16, "center")), np.asarray(want))
+    tall = Image.fromarray(rgb(50, 30, 5))
+    want = tall.resize((16, 27), Image.Resampling.BILINEAR).crop((0, 5, 16, 21))
+    assert np.array_equal(np.asarray(fit_square(tall, 16, "center")), np.asarray(want))
+
+
+@pytest.mark.parametrize("size", [20, 24])
+def test_a_small_picture_stored_for_evaluation_sits_where_the_centre_crop_takes_it(
+        tmp_path, size):
+    """A picture of side <= 32 is stored as eval_resize's S x S result inside the square
+    of eval_side(S); where that square is 3 px larger (20 -> 23, 24 -> 27) the centre
+    crop starts at round(1.5) = 2 (torchvision's offset), so the result sits there, not
+    at 1: a pixel's shift was all of each feature's difference."""
+    from simclr.augment import eval_resize
+    from simclr.decode import eval_side, eval_store
+
+    side = eval_side(size)
+    assert side - size == 3
+    p = save_image(tmp_path / "small.png", rgb(20, 12, 6))
+    stored, _ = load_square(str(p), side, store=eval_store(size))
+    square = torch.from_numpy(stored).permute(2, 0, 1)[None]
+    got = eval_resize(square, size, central=True)[0]
+    want = eval_resize(Image.open(p), size)
+    assert (got - want).abs().max() <= 0.5 / 255 + 1e-6

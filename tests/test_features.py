@@ -278,3 +278,27 @@ def test_the_readability_checks_open_each_training_file_once(tmp_path, monkeypat
     assert sorted(Path(p).relative_to(folder).as_posix() for p in opened) == [
         "class_0/000.png", "class_0/001.png", "class_1/000.png", "class_2/000.png"]
     assert set(opened.values()) == {1}
+
+
+def test_an_evaluation_source_gives_features_at_another_view_side(tmp_path):
+    """A source stored for views of side 32 (squares of eval_side(32) = 37) still gives
+    features at 24: the whole evaluation transform on its squares, close to the file's
+    own (the centre crop of the stored squares alone would be 32 px, not 24)."""
+    from PIL import Image
+
+    from simclr.augment import eval_resize
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+    from tests.image_files import save_image, smooth_rgb
+
+    for k in range(3):
+        save_image(tmp_path / "photos" / f"{k}.png", smooth_rgb(60, 80, k))
+    cfg = DataConfig(cache="off", cache_dir=str(tmp_path / "cache"), workers=0)
+    source = open_source(str(tmp_path / "photos"), cfg, train=False, image_size=32,
+                         evaluation=True, unlabeled=True)
+    assert source.store == "eval:32" and source.image_hw == (37, 37)
+    views, _, idx = indexed_features(nn.Flatten(), source, 24, batch_size=8)
+    assert views.shape == (3, 3 * 24 * 24)
+    for row, i in zip(views, idx.tolist(), strict=True):
+        want = eval_resize(Image.open(source.paths[i]), 24).flatten().numpy()
+        assert np.abs(row - want).mean() < 0.05  # (resampled twice: 37 px, then 27)

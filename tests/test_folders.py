@@ -143,6 +143,18 @@ def test_folder_without_images_is_named(tmp_path):
         scan_folder(tmp_path)
 
 
+def test_a_class_folder_beside_train_and_test_makes_them_classes(tmp_path):
+    """A folder holding train/ and test/ is a data set's splits only when it holds
+    nothing else: with a third sub-folder, all three are classes (labels by sorted name)."""
+    from simclr.folders import split_root
+
+    root = tmp_path / "ds"
+    for name in ("train", "test", "zebra"):
+        save_image(root / name / "1.png")
+    assert split_root(root, train=True) == root and split_root(root, train=False) == root
+    listed = list_folder(str(root), True)
+    assert listed.classes == ["test", "train", "zebra"] and listed.labels.tolist() == [0, 1, 2]
+
 def test_folder_with_splits_picks_train_or_test(tmp_path, caplog):
     root = tmp_path / "ds"
     save_image(root / "train" / "cat" / "1.png")
