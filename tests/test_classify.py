@@ -211,3 +211,12 @@ def test_a_new_classifier_leaves_the_callers_rng_alone():
     assert torch.equal(torch.get_rng_state(), before)
     again = init_linear(8, 3, torch.Generator().manual_seed(0))
     assert torch.equal(layer.weight, again.weight) and not layer.bias.any()
+
+
+def test_total_steps_rounds_a_fraction_of_an_epoch_up():
+    """epochs x (full batches per epoch), rounded up, at least one step: 0.3 epoch of 12
+    batches is 4 steps (3.6), 2.5 epochs of 2 batches 5, a sliver of an epoch 1."""
+    from simclr.classify import total_steps
+
+    assert total_steps(0.3, 100, 8) == 4 and total_steps(2.5, 10, 4) == 5
+    assert total_steps(30, 100, 8) == 360 and total_steps(0.01, 10, 4) == 1

@@ -478,3 +478,30 @@ def test_a_cifar_stem_encoder_exports_to_torchvision_with_its_stem(tmp_path, cap
     assert capsys.readouterr().out == (
         f"{out}: ResNet weights in torchvision's layout, resnet18 x1, 32 px assumed (no "
         "size recorded; --image-size)\n")
+
+
+def test_export_format_is_refused_where_the_name_says_another():
+    """--format torchvision writes a state dict: a .pt or .pth name, never .pt2 or .onnx
+    (a file's suffix says what it holds); auto follows the suffix."""
+    assert exp.export_format("m.pth", "torchvision") == "torchvision"
+    assert exp.export_format("m.PT", "auto") == "checkpoint"
+    assert exp.export_format("m.onnx") == "onnx" and exp.export_format("m.pt2") == "pt2"
+    for name in ("m.pt2", "m.onnx"):
+        with pytest.raises(SimCLRError, match="does not match --out"):
+            exp.export_format(name, "torchvision")
+    with pytest.raises(SimCLRError, match="does not match --out"):
+        exp.export_format("m.pt", "onnx")
+
+
+def test_nan_in_a_batch_norms_statistics_is_refused_as_nan_weights(tmp_path, capsys):
+    """A BatchNorm's running statistics (buffers, not parameters) computed NaN make every
+    output NaN in evaluation mode: refused as NaN weights are, nothing written."""
+    def diverge(ckpt: dict) -> None:
+        name = next(k for k in ckpt["model"] if k.startswith("encoder.") and
+                    k.endswith("running_var"))
+        ckpt["model"][name] = torch.full_like(ckpt["model"][name], float("nan"))
+
+    source = edited_checkpoint(tmp_path / "pre", diverge)
+    assert main(["export", "--checkpoint", str(source), "--out", str(tmp_path / "e.pt")]) == 2
+    assert "the weights hold NaN or inf values" in capsys.readouterr().err
+    assert not list(tmp_path.glob("e.*"))

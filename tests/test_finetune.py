@@ -40,6 +40,8 @@ FAST = {"image_size": 16, "batch_size": 6, "epochs": 2, "device": "cpu", "precis
 
 def test_default_budgets():
     assert default_epochs(0.01) == 60 and default_epochs(0.1) == 30
+    # (up to 5% of the labels, 5% included, is the 1% regime)
+    assert default_epochs(0.05) == 60 and default_epochs(0.06) == 30
 
 
 def test_fractional_epochs_are_rounded_to_steps(tmp_path, folders):
@@ -625,3 +627,15 @@ def test_a_fraction_rounded_up_to_an_image_per_class_keeps_its_regimes_epochs(fo
     said = capsys.readouterr()  # --epochs given: the note says only the rounding
     assert "note: --label-fraction 0.01 rounds to 1 image per class here (3 of 24, " \
            "12.50%)\n" in said.out + said.err
+
+
+def test_a_labeled_subset_of_one_image_is_refused_before_any_training(tmp_path, folders):
+    """One labeled image is one batch of one, whose BatchNorm has no statistics: refused
+    in a line, with nothing written (a --subset list naming a single file)."""
+    train, test = folders
+    listing = tmp_path / "one.txt"
+    listing.write_text("class_1/002.png\n")
+    with pytest.raises(SimCLRError, match="the labeled subset has 1 image; fine-tuning "
+                                          "needs at least 2"):
+        run_finetune(tiny_encoder(), train, test, tmp_path / "ft", subset_file=listing, **FAST)
+    assert not (tmp_path / "ft").exists()
