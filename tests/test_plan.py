@@ -167,3 +167,31 @@ def test_a_batch_larger_than_the_data_set_is_refused_with_one_that_fits():
         with pytest.raises(SimCLRError, match=rf"^the data set has {named}; training needs "
                                               r"at least 2$"):
             check_batch_fits(8, images)
+
+
+def test_epochs_are_whole_batches_rounded_up_and_max_steps_only_caps_them():
+    """An epoch is the full batches the set holds (31 images of batch 8: 3, the 7 left
+    over wait for the next epoch); a fraction of an epoch that ends inside a step runs
+    that step (1.5 steps: 2); without a time budget --max-steps shortens a run of
+    epochs, never lengthens it."""
+    cfg = build_config(flags={"batch_size": 8, "epochs": 2})
+    plan = plan_schedule(cfg, 31)
+    assert (plan.steps_per_epoch, plan.total_steps) == (3, 6)
+    cfg.epochs = 0.5
+    assert plan_schedule(cfg, 24).total_steps == 2
+    cfg.epochs, cfg.max_steps = 10, 7  # 30 steps of epochs, capped
+    assert plan_schedule(cfg, 24).total_steps == 7
+    cfg.max_steps = 100
+    assert plan_schedule(cfg, 24).total_steps == 30
+
+
+def test_a_replan_at_the_end_of_the_warmup_may_lengthen_the_run():
+    """At the step the warm-up ends the lr is the peak whatever the length (the cosine
+    starts there), so a re-plan there lengthens the run as far as the budget allows: 5
+    steps in 0.5 s of a 10-s budget leave 95 more at 0.1 s, 100 in all; the ramp of 5
+    has ended and stays (a fresh plan's 10 would lower the lr at step 5)."""
+    cfg = build_config(flags={"batch_size": 8, "epochs": 1, "time_budget": 10.0})
+    plan = plan_schedule(cfg, 80)
+    plan.total_steps, plan.warmup_steps = 20, 5
+    refit_to_budget(plan, cfg, step=5, elapsed=0.5)
+    assert (plan.total_steps, plan.warmup_steps) == (100, 5)

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from simclr.errors import SimCLRError
 from simclr.models import build_model
 from simclr.optim import build_optimizer
 from simclr.plan import plan_schedule
@@ -96,3 +98,99 @@ def test_a_run_resumed_with_other_threads_or_processes_is_said_not_exact():
     assert note == ("note: the run saved its checkpoint with 2 processes and continues with "
                     "1: BatchNorm now normalises over batches of 16 images, not 8 "
                     "(--no-sync-bn: per process) (2 processes keep it exact)")
+
+
+def test_a_resume_on_another_number_of_images_is_refused_old_checkpoints_too():
+    """A checkpoint records its images (80 of them: 10 steps of 8 an epoch); those from
+    before it did are judged by their steps per epoch, (25 - 5) / 2 = 10 here: a folder
+    giving 12 steps an epoch would reorder every epoch, so it is refused as well."""
+    from simclr.resume import check_same_images
+
+    cfg = build_config(flags={"batch_size": 8, "epochs": 3})
+    same, other = plan_schedule(cfg, 80), plan_schedule(cfg, 96)
+    check_same_images({"num_images": 80, "step": 25}, same)
+    with pytest.raises(SimCLRError, match="now holds 96 images; the run started with 80,"):
+        check_same_images({"num_images": 80, "step": 25}, other)
+    legacy = {"step": 25, "epoch": 2, "step_in_epoch": 5}
+    check_same_images(legacy, same)
+    with pytest.raises(SimCLRError, match="holds 96 images; the run started with 10 steps "
+                                          "per epoch,"):
+        check_same_images(legacy, other)
+
+
+def test_the_files_listed_must_be_as_many_as_the_run_had():
+    """Counted before decoding: one file more or fewer than the run listed is refused
+    (the epochs would be other batches); a checkpoint from before files were counted has
+    its readable images, which a folder may exceed (unreadable files) but not fall
+    short of; the same number under other names is a note."""
+    from simclr.resume import check_files_listed
+
+    saved = {"num_files": 80, "num_images": 78, "files_digest": "abc"}
+    assert check_files_listed(saved, 80, "abc") == []
+    for now in (79, 81):
+        with pytest.raises(SimCLRError, match=f"now holds {now} images; the run started "
+                                              "with 80,"):
+            check_files_listed(saved, now, "abc")
+    (note,) = check_files_listed(saved, 80, "xyz")
+    assert "the same number, 80, under other names" in note
+    legacy = {"num_images": 78}
+    assert check_files_listed(legacy, 78, "abc") == check_files_listed(legacy, 90, "") == []
+    with pytest.raises(SimCLRError, match="now holds 77 images; the run started with 78,"):
+        check_files_listed(legacy, 77, "abc")
+
+
+def test_skipped_files_follow_a_folder_given_anew():
+    """The unreadable files a run met are found again where --data now points: those
+    inside the old folder are moved with it, the others (and a run whose folder was
+    saved relative, or has not moved) are kept as saved."""
+    from simclr.resume import skipped_before
+
+    ckpt = {"config": {"data": {"path": "/old/data"}},
+            "skipped_images": [["/old/data/cat/x.jpg", "not an image"],
+                               ["/old/database/y.jpg", "empty"], ["/tmp/z.jpg", "cut"]]}
+    assert skipped_before(ckpt, "/new/place") == [
+        ("/new/place/cat/x.jpg", "not an image"), ("/old/database/y.jpg", "empty"),
+        ("/tmp/z.jpg", "cut")]
+    kept = [("/old/data/cat/x.jpg", "not an image"), ("/old/database/y.jpg", "empty"),
+            ("/tmp/z.jpg", "cut")]
+    assert skipped_before(ckpt, "/old/data") == kept
+    ckpt["config"]["data"]["path"] = "data"  # saved relative (older runs): as it was
+    assert skipped_before(ckpt, "/new/place") == kept
+
+
+def test_each_start_of_a_run_stays_on_record_oldest_first(tmp_path):
+    """config.yaml is rewritten at every start: its provenance lists the earlier ones,
+    the first start first, however many times the run was resumed."""
+    from simclr.resume import start_record
+    from simclr.settings import save_yaml
+
+    first = {"argv": ["simclr", "pretrain", "--out", "r"], "git_sha": "a1", "simclr": "1",
+             "torch": "2"}
+    second = {"argv": ["simclr", "pretrain", "--resume", "r"], "git_sha": "b2",
+              "simclr": "1", "torch": "2"}
+    save_yaml({"provenance": {**second, "python": "3", "earlier": [first]}},
+              tmp_path / "config.yaml")
+    record = start_record(tmp_path, resume=True)
+    assert record["earlier"] == [first, second]
+    assert "earlier" not in start_record(tmp_path, resume=False)
+
+
+def test_a_resumed_config_may_name_a_moved_folder_but_change_no_setting(tmp_path):
+    """A run whose --data folder is gone continues on its new place (the same images:
+    checked when they are listed); any other setting outside those --resume may change
+    is refused, naming it."""
+    from simclr.resume import check_resumed_settings
+
+    (tmp_path / "new").mkdir()
+    flags = {"batch_size": 8, "epochs": 3, "data.path": str(tmp_path / "gone")}
+    saved = build_config(flags=flags).to_dict()
+    cfg = build_config(flags={**flags, "data.path": str(tmp_path / "new"), "epochs": 5})
+    check_resumed_settings(saved, cfg, tmp_path, torch.device("cpu"))
+    cfg.loss.temperature = 0.7
+    with pytest.raises(SimCLRError, match=r"cannot change --temperature \(0.1 saved, 0.7 "
+                                          r"asked\)"):
+        check_resumed_settings(saved, cfg, tmp_path, torch.device("cpu"))
+    (tmp_path / "gone").mkdir()  # the saved folder is there: another one is a change
+    cfg.loss.temperature = 0.1
+    with pytest.raises(SimCLRError, match="cannot change --data"):
+        check_resumed_settings(saved, cfg, tmp_path, torch.device("cpu"))
