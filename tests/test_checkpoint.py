@@ -618,3 +618,41 @@ def test_a_scaler_saved_off_resumes_where_fp16_now_needs_it():
     assert scaler.get_scale() == 1024.0
     load_scaler(scaler, torch.amp.GradScaler("cpu", init_scale=8.0).state_dict())
     assert scaler.get_scale() == 8.0
+
+
+def test_a_checkpoint_of_a_newer_format_is_refused_naming_the_versions(tmp_path):
+    path = save_checkpoint({**_state(3), "version": 2}, tmp_path)
+    assert torch.load(path, weights_only=True)["version"] == 2  # (the state's own wins)
+    with pytest.raises(SimCLRError, match=r"written by a newer simclr \(checkpoint version "
+                                          r"2 > 1\); upgrade to load it$"):
+        load_checkpoint(path)
+
+
+def test_an_empty_tensor_does_not_hide_a_flipped_byte_in_another(tmp_path):
+    """An empty tensor's entry holds no bytes (its CRC-32 is 0, as in an archive written
+    without checksums): the other entries are still checked."""
+    import zipfile
+
+    path = save_checkpoint({**_state(3), "model": {"w": torch.arange(64.0),
+                                                   "none": torch.zeros(0)}}, tmp_path)
+    with zipfile.ZipFile(path) as archive:
+        assert any(i.CRC == 0 for i in archive.infolist())  # the premise
+    raw = bytearray(path.read_bytes())
+    raw[_entry_start(path, "data/0") + 5] ^= 0x40
+    path.write_bytes(bytes(raw))
+    with pytest.raises(SimCLRError, match=r"corrupt \(its entry \S+/data/0 fails its checksum"):
+        load_checkpoint(path)
+
+
+def test_a_file_holds_a_payloads_bytes_only_if_it_ends_with_them(tmp_path):
+    """last.pt is linked to a periodic checkpoint only when that file is the payload's
+    bytes exactly: one with more after them (appended to, damaged) is not."""
+    from simclr.files import torch_save
+
+    payload = {**_state(3), "kind": "pretrain"}
+    path = tmp_path / "ckpt.pt"
+    torch_save(payload, path)
+    assert ck.holds_bytes_of(path, payload)
+    assert not ck.holds_bytes_of(path, {**payload, "step": 4})
+    path.write_bytes(path.read_bytes() + b"\0")
+    assert not ck.holds_bytes_of(path, payload)

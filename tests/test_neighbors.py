@@ -306,3 +306,17 @@ def test_the_tolerance_for_float32_rounding_applies_at_one_only(tmp_path, capsys
                      str(tmp_path / f"g{threshold}.csv"), "--duplicates", threshold]) == 0
         found = [(r[0][8:11], r[1][8:11]) for r in rows(tmp_path / f"g{threshold}.csv")[1:]]
         assert found == pairs, threshold
+
+
+def test_a_negative_threshold_is_a_similarity_too(tmp_path, capsys):
+    """Cosine similarity lies in [-1, 1]: --duplicates -0.5 lists the pairs at or above
+    it (opposite vectors, at -1, are not), -1 every pair; outside [-1, 1] is refused."""
+    embed_file(tmp_path / "f.npz", [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    for threshold, pairs in (("-0.5", [("000", "001"), ("001", "002")]),
+                             ("-1", [("000", "001"), ("001", "002"), ("000", "002")])):
+        assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--out",
+                     str(tmp_path / f"{threshold}.csv"), "--duplicates", threshold]) == 0
+        found = [(r[0][8:11], r[1][8:11]) for r in rows(tmp_path / f"{threshold}.csv")[1:]]
+        assert found == pairs, threshold
+    with pytest.raises(nb.SimCLRError, match="a cosine similarity lies in"):
+        nb.check_threshold(-1.01)

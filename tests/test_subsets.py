@@ -10,7 +10,9 @@ from simclr.data import open_source
 from simclr.errors import SimCLRError
 from simclr.subsets import (
     class_balanced_subset,
+    labeled_subset,
     read_subset_list,
+    subset_digest,
     subset_from_list,
     write_subset_list,
 )
@@ -167,3 +169,39 @@ def test_subset_paths_relative_to_a_folder_given_by_a_relative_path(tmp_path, mo
     listing.write_text("class_0/001.png\nclass_1/002.png\n")
     chosen = subset_from_list(train, listing)
     assert sorted(train.paths[i].split("/")[-1] for i in chosen) == ["001.png", "002.png"]
+
+
+def test_a_tiny_fraction_still_draws_one_image_a_class():
+    """0.001 of 200 images over 4 classes is 0.05 a class, rounded to none: each class
+    still gives one image (an empty subset trains nothing)."""
+    idx = class_balanced_subset(LABELS, fraction=0.001, seed=0)
+    assert np.bincount(LABELS[idx], minlength=4).tolist() == [1, 1, 1, 1]
+
+
+def test_a_subsets_digest_is_of_its_indices_and_the_images_they_index():
+    """The same indices of another number of images are another subset."""
+    import hashlib
+
+    idx = np.array([1, 4, 9])
+    expected = hashlib.sha256(np.array([1, 4, 9], "<i8").tobytes() + b"12").hexdigest()[:16]
+    assert subset_digest(idx, 12) == expected
+    assert subset_digest(idx, 13) != subset_digest(idx, 12)
+
+
+def test_a_subset_list_of_unlabeled_images_or_with_a_fraction_is_refused(tmp_path):
+    """Fine-tuning needs labels: a listed image outside the class folders is refused, as
+    is a list given together with a drawn subset."""
+    class Source:
+        name = str(tmp_path)
+        paths = [str(tmp_path / "a" / "0.jpg"), str(tmp_path / "loose.jpg")]
+        labels = [0, -1]
+        classes = ["a"]
+
+    (tmp_path / "list.txt").write_text("a/0.jpg\n")
+    assert subset_from_list(Source(), tmp_path / "list.txt").tolist() == [0]
+    (tmp_path / "list.txt").write_text("a/0.jpg\nloose.jpg\n")
+    with pytest.raises(SimCLRError, match="images without a class folder"):
+        subset_from_list(Source(), tmp_path / "list.txt")
+    with pytest.raises(SimCLRError, match="give one of --label-fraction, --labels-per-class "
+                                          "and --subset"):
+        labeled_subset(Source(), tmp_path / "list.txt", 0.5, None, 0)
