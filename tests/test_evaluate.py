@@ -215,6 +215,8 @@ def test_an_interrupted_sgd_linear_evaluation_continues_exactly(tmp_path):
         with pytest.raises(SimCLRError, match=r"unfinished linear evaluation \(linear-partial"
                                               rf".pt\) with other settings \({named}\)"):
             run_linear_eval(enc, train, test, run, **other)
+    with pytest.raises(SimCLRError, match=r"with other settings \(lr: 0.1 saved, 0.2 now\)"):
+        run_linear_eval(enc, train, test, run, **{**args, "lr": 0.2})
     # The other protocol into the same folder would end the sgd run for good.
     lbfgs = {k: v for k, v in args.items() if k not in ("protocol", "epochs",
                                                          "checkpoint_every")}
@@ -276,3 +278,34 @@ def test_a_stop_during_the_sgd_test_keeps_the_finished_training(tmp_path, monkey
     b = load_checkpoint(run / "checkpoints" / "linear.pt")["model"]
     assert all(torch.equal(a[k], b[k]) for k in ("fc.weight", "fc.bias"))
     assert not partial.exists()
+
+
+def test_the_protocols_settings_are_checked_before_any_work(monkeypatch):
+    """Before any feature is computed: --val-fraction must leave both parts something
+    ((0, 1) open); --l2 0 is plain (unregularised) logistic regression, taken, a
+    negative or non-finite one is not; sgd's --epochs and --lr must be positive."""
+    train = colour_source(seed=0)
+    real = evaluate.extract_features
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("features computed before the settings were checked")
+
+    monkeypatch.setattr(evaluate, "extract_features", no_work)
+    for setting, flag in (({"epochs": 0}, "epochs"), ({"epochs": -1}, "epochs"),
+                          ({"lr": 0.0}, "lr")):
+        with pytest.raises(SimCLRError, match=f"--{flag} must be positive"):
+            run_linear_eval(tiny_encoder(), train, train, None, image_size=16,
+                            protocol="sgd", **setting)
+    for fraction in (0.0, 1.0):
+        with pytest.raises(SimCLRError, match=rf"--val-fraction must lie in \(0, 1\), got "
+                                              rf"{fraction}"):
+            run_linear_eval(tiny_encoder(), train, train, None, image_size=16,
+                            val_fraction=fraction)
+    for l2 in (-1e-3, float("nan"), float("inf")):
+        with pytest.raises(SimCLRError, match="--l2 must be a non-negative number"):
+            run_linear_eval(tiny_encoder(), train, train, None, image_size=16, l2=l2)
+    monkeypatch.setattr(evaluate, "extract_features", real)
+    result = run_linear_eval(tiny_encoder(), train, colour_source(n_per_class=5, seed=1),
+                             None, image_size=16, l2=0.0, max_iter=20, device="cpu",
+                             precision="fp32", verbose=False)
+    assert result["l2"] == 0.0

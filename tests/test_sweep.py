@@ -99,6 +99,18 @@ def test_a_cells_folder_name_is_capped(tmp_path, image_folder, cache_dir):
     assert len(cells[0].run_dir.name) == 200 and (cells[0].run_dir / "summary.json").is_file()
 
 
+def test_a_name_of_200_bytes_is_kept_and_one_of_201_cut():
+    """The cap is at 200 bytes inclusive: a folder name of exactly 200 (an old sweep's)
+    is kept as it is; one byte more is cut to 191 and the hash of the whole."""
+    import hashlib
+
+    from simclr.sweep import _capped
+
+    assert _capped("a" * 200) == "a" * 200
+    digest = hashlib.sha256(("a" * 201).encode()).hexdigest()[:8]
+    assert _capped("a" * 201) == "a" * 191 + "-" + digest
+
+
 def test_sweep_runs_every_cell_once_and_reuses_finished_ones(tmp_path, image_folder, cache_dir):
     flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, epochs=1)
     flags.pop("out")
@@ -242,7 +254,8 @@ def test_a_bad_cell_fails_before_anything_runs(tmp_path, image_folder, cache_dir
     assert not (tmp_path / "sw").exists() and not Path(cache_dir).exists()
 
 
-def test_a_diverging_cell_is_recorded_and_the_sweep_goes_on(tmp_path, image_folder, cache_dir):
+def test_a_diverging_cell_is_recorded_and_the_sweep_goes_on(tmp_path, image_folder, cache_dir,
+                                                            monkeypatch):
     flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, epochs=1)
     flags.pop("out")
     flags["optim.lr"] = "1e30"  # the first update blows the weights up: non-finite loss
@@ -258,6 +271,12 @@ def test_a_diverging_cell_is_recorded_and_the_sweep_goes_on(tmp_path, image_fold
         "finished"
     summary = json.loads((tmp_path / "b" / cells[0].name / "summary.json").read_text())
     assert summary["status"] == "diverged" and "non-finite" in summary["reason"]
+    from simclr import train
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a recorded cell was trained again")
+
+    monkeypatch.setattr(train, "pretrain", no_training)
     again, _ = run_sweep(axes, tmp_path / "b", preset=None, config=None, flags=flags,
                          evaluate=None)  # recorded: not trained again
     assert again[0].result == cells[0].result
@@ -713,3 +732,44 @@ def test_a_cell_whose_processes_a_forwarded_signal_ended_stops_the_sweep_as_they
         _launched(cfg, tmp_path / "sw" / "cell", "cell", 2, resume=False)
     assert type(raised.value).__name__ == stop and seen == [True]
     assert not (tmp_path / "sw" / ".cell.yaml").exists()
+
+
+def test_a_launched_cell_returns_its_summary_unless_its_processes_failed(tmp_path,
+                                                                          monkeypatch):
+    """`pretrain --processes N` exits 0 (finished) or 75 (preempted: the sweep stops,
+    resumable), or fails after its run diverged (recorded, the sweep goes on): the
+    cell's summary is its row. Any other failure stops the sweep, saying how to go on."""
+    from simclr import launch
+    from simclr.sweep import _launched
+
+    run_dir = tmp_path / "sw" / "cell"
+    run_dir.mkdir(parents=True)
+    cfg = build_config("digits", None, {"out": str(run_dir)})
+    exit_status = []
+    monkeypatch.setattr(launch, "run", lambda argv, processes, command=None, device="auto":
+                        exit_status[-1])
+    for status, summary in ((0, "finished"), (75, "preempted"), (1, "diverged")):
+        (run_dir / "summary.json").write_text(json.dumps({"status": summary, "steps": 3}))
+        exit_status.append(status)
+        assert _launched(cfg, run_dir, "cell", 2, resume=False) == {"status": summary,
+                                                                    "steps": 3}
+    (run_dir / "summary.json").write_text(json.dumps({"status": "preempted", "steps": 3}))
+    exit_status.append(1)
+    with pytest.raises(SimCLRError, match=r"cell cell: `simclr pretrain --config .* "
+                                          r"--processes 2` failed \(exit status 1\); the same "
+                                          r"sweep command continues"):
+        _launched(cfg, run_dir, "cell", 2, resume=False)
+
+
+def test_a_cells_row_is_its_runs_summary_rounded():
+    """Epochs to 2 decimals (7 steps of 3 an epoch: 2.33), seconds whole, Table 5's
+    columns to 4 (a NaN one, from a skipped step, left out); a run stopped at its last
+    step is preempted (not evaluated yet); a diverged one names its step."""
+    from simclr.sweep import _trained
+
+    summary = {"status": "finished", "steps": 7, "epochs": 7 / 3, "elapsed_s": 12.6,
+               "contrast_entropy": 1.234567, "contrast_acc": float("nan")}
+    assert _trained(summary) == {"status": "finished", "steps": 7, "epochs": 2.33,
+                                 "train_s": 13, "contrast_entropy": 1.2346}
+    assert _trained({**summary, "signal": "SIGTERM"})["status"] == "preempted"
+    assert _trained({"status": "diverged", "steps": 4}) == {"status": "diverged at step 4"}
