@@ -378,7 +378,9 @@ def test_a_checkpoint_whole_but_damaged_inside_falls_back_as_a_truncated_one(tmp
                                                                            caplog):
     """A last.pt whose archive is whole but whose pickle is overwritten: the run could
     not resume ('cannot read ... last.pt') though an earlier checkpoint was intact, and
-    `simclr info` offered --resume. Unless named by the user, who gets its error."""
+    `simclr info` offered --resume. Unless named by the user, who gets its error. Of
+    the intact ones the newest is taken (step 4), not the oldest (step 2)."""
+    _run(tmp_path / "run", name=periodic_name(2), step=2)
     periodic = _run(tmp_path / "run", name=periodic_name(4), step=4)
     last = _run(tmp_path / "run", step=6)
     raw = bytearray(last.read_bytes())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from simclr.errors import SimCLRError
 from simclr.files import (
     STALE_AFTER_S,
     remove_stale_temporaries,
+    set_aside,
     temporary_name,
     write_atomically,
     write_json,
@@ -352,3 +354,23 @@ def test_every_text_file_simclr_opens_is_utf8():
             if text:
                 unnamed.append(f"{source.name}:{call.lineno}")
     assert unnamed == []
+
+
+def test_infinite_numbers_are_written_as_null_as_nan_is(tmp_path):
+    """A loss that overflowed (inf) must not end the run writing its results: JSON has
+    no Infinity, which other readers refuse as they refuse NaN."""
+    path = write_json(tmp_path / "r.json", {"loss": float("inf"), "nan": float("nan"),
+                                           "losses": [float("-inf"), 1.5]})
+    assert json.loads(path.read_text(encoding="utf-8")) == {
+        "loss": None, "nan": None, "losses": [None, 1.5]}
+
+
+def test_files_set_aside_together_share_the_first_number_free_for_all(tmp_path):
+    """b.previous-1.json is an earlier session's: a.json goes to a.previous-2.json, so
+    that a.previous-1.json and b.previous-1.json are never two sessions' files paired."""
+    (tmp_path / "a.json").write_text("a now", encoding="utf-8")
+    (tmp_path / "b.previous-1.json").write_text("b then", encoding="utf-8")
+    assert set_aside(tmp_path, ("a.json", "b.json")) == "a.previous-2.json"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.previous-2.json",
+                                                         "b.previous-1.json"]
+    assert (tmp_path / "a.previous-2.json").read_text(encoding="utf-8") == "a now"

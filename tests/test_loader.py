@@ -56,6 +56,24 @@ def test_two_ranks_split_every_global_batch(tmp_path):
         assert torch.equal(torch.cat([im0, im1]), im)
 
 
+def test_a_last_partial_global_batch_gives_every_rank_a_share():
+    """10 images, 2 ranks of 4, no drop_last: the second global batch holds images 8
+    and 9, one for each rank (a rank with an empty batch would stall the others)."""
+    src = _indexed_source(10)
+    ranks = [BatchLoader(src, 4, 0, 0, rank=r, world_size=2, drop_last=False, shuffle=False)
+             for r in range(2)]
+    assert [[i.tolist() for i, _ in _epoch(loader)] for loader in ranks] == [
+        [[0, 1, 2, 3], [8]], [[4, 5, 6, 7], [9]]]
+
+
+def test_a_resume_at_the_end_of_an_epoch_yields_nothing_and_past_it_is_refused():
+    src = _indexed_source(16)
+    done = BatchLoader(src, 8, seed=0, epoch=0, start_step=2)
+    assert len(done) == 2 and _epoch(done) == []
+    with pytest.raises(SimCLRError, match="cannot resume at step 3 of an epoch of 2 steps"):
+        BatchLoader(src, 8, seed=0, epoch=0, start_step=3)
+
+
 def test_resume_yields_the_remaining_batches(tmp_path):
     src = _indexed_source()
     full = _epoch(BatchLoader(src, 4, seed=1, epoch=0))

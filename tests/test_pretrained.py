@@ -31,6 +31,7 @@ from simclr.pretrained import (
     model_from_checkpoint,
     predict_folder,
     representation_from_checkpoint,
+    trained_for,
 )
 from simclr.settings import build_config
 from tests.conftest import make_image_folder
@@ -750,3 +751,25 @@ def test_a_random_init_classifier_is_recorded_as_such_not_as_the_trained_encoder
                       ("r", "fitted on the random init encoder (the baseline)")):
         assert main(["info", str(tmp_path / run)]) == 0
         assert says in capsys.readouterr().out
+
+
+def test_a_fine_tuned_classifier_names_its_encoders_pretraining_step_and_its_own_steps():
+    """A fine-tuning's own step counts its fine-tuning, not the pretraining of the
+    encoder it started from (recorded as encoder_step)."""
+    tuned = {"kind": "finetune", "step": 30, "encoder_step": 100}
+    assert trained_for(tuned) == "step 100 fine-tuned 30 steps"
+    assert trained_for({"kind": "linear", "step": 0, "encoder_step": 100}) == "step 100"
+
+
+def test_a_top_probability_equal_to_min_probability_is_confident_and_predicted(tmp_path):
+    """--min-probability P rejects rows whose top probability is below P: one of exactly
+    P keeps its prediction and counts as confident, in the CSV and the counts alike."""
+    from simclr.pretrained import _scores, _write_predictions
+
+    probs = torch.tensor([[0.75, 0.25], [0.5, 0.5], [0.25, 0.75]], dtype=torch.float64)
+    top_p, top_i = probs.topk(1, dim=1)
+    scores = _scores(probs, top_p, top_i, ["a", "b"], ["a", "b"], np.array([0, 0, 0]), 0.75)
+    assert scores["confident"] == 2 and scores["confident_top1"] == 0.5
+    _write_predictions(tmp_path / "p.csv", ["x", "y", "z"], top_p, top_i, ["a", "b"], 0.75)
+    with open(tmp_path / "p.csv", newline="", encoding="utf-8") as f:
+        assert [row["prediction"] for row in csv.DictReader(f)] == ["a", "", "b"]

@@ -18,7 +18,7 @@ from simclr.probe import (
     run_transform_probe,
     train_mlp_probe,
 )
-from tests.conftest import colour_source
+from tests.conftest import ArraySource, colour_source
 from tests.test_pretrained import pretrain_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -85,6 +85,32 @@ def test_transform_probe_end_to_end_and_deterministic():
         row = runs[0]["tasks"][task]
         assert row["num_train"] == 60 and row["num_test"] == 12
         assert 0.0 <= row["h"]["top1"] <= 1.0 and 0.0 <= row["z"]["top1"] <= 1.0
+
+
+def test_test_views_are_others_than_the_training_ones_and_the_majority_is_the_tests(
+        monkeypatch):
+    """Image 0 is in both sets: its test view is drawn afresh, not its training view
+    again (the MLP would be scored on what it was fitted to). The majority share is the
+    test labels': a single test view is a majority of 1 (the training views' is not)."""
+    import simclr.probe
+    from simclr.pretrained import model_from_checkpoint
+
+    fitted = []
+    fit = simclr.probe.train_mlp_probe
+    monkeypatch.setattr(simclr.probe, "train_mlp_probe",
+                        lambda *a, **k: (fitted.append(a[:4]), fit(*a, **k))[1])
+    model, _ = model_from_checkpoint(pretrain_checkpoint())
+    train = colour_source(n_per_class=4, seed=0)
+    test = ArraySource(train.images[:1].numpy(), train.labels[:1], train.classes)
+    result = run_transform_probe(model, train, test, AugmentConfig(size=16, blur=False),
+                                 ("gray",), views=1, epochs=1, batch_size=16,
+                                 precision="fp32", verbose=False)
+    h_train, y_train, h_test, _ = fitted[0]
+    assert h_test.shape == (1, h_train.shape[1])
+    assert not torch.allclose(h_train[0], h_test[0])
+    row = result["tasks"]["gray"]
+    assert row["num_test"] == 1 and row["majority"] == 1.0
+    assert np.bincount(y_train.numpy()).max() < len(y_train)  # (both labels drawn)
 
 
 def test_a_model_without_a_head_is_probed_once_and_says_so():

@@ -11,6 +11,7 @@ import torch
 from simclr.errors import SimCLRError
 from simclr.files import read_json
 from simclr.results import (
+    accuracy_summary,
     check_not_inside,
     check_results_free,
     confusion_matrix,
@@ -29,6 +30,15 @@ def test_topk_accuracy_against_a_loop_over_rows():
         expected = sum(sum(1 for c in range(7) if c != y and row[c] >= row[y]) < k
                        for row, y in zip(scores.tolist(), labels.tolist(), strict=True)) / 200
         assert topk_accuracy(scores, labels, (k,)) == [expected]
+
+
+def test_top5_is_left_out_with_five_classes_and_counted_with_six():
+    """Scores rank class k k-th lowest: label 0 is last, label 4 (5 classes) or 5 (6)
+    first. With 5 classes every label is in the top 5 (top-5 says nothing: None)."""
+    five = accuracy_summary(torch.arange(5.0).repeat(2, 1), np.array([0, 4]))
+    assert five == {"top1": 0.5, "top5": None}
+    six = accuracy_summary(torch.arange(6.0).repeat(2, 1), np.array([0, 5]))
+    assert six == {"top1": 0.5, "top5": 0.5}
 
 
 def test_topk_accuracy_and_confusion_matrix():

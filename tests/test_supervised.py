@@ -266,6 +266,39 @@ def test_resume_refusals(tmp_path, folders):
             resume_config(target, {})
 
 
+def test_a_listing_of_more_files_than_the_runs_images_resumes_and_of_fewer_does_not():
+    """Checked on the folder's listing before decoding: files unreadable when the run
+    started are listed still, so more files than its images is no change; fewer is."""
+    from types import SimpleNamespace
+
+    from simclr.supervised import check_same_data
+
+    def listing(files):
+        return SimpleNamespace(classes=["a", "b"], paths=[f"{i}.png" for i in range(files)])
+
+    ckpt = {"classes": ["a", "b"], "num_train": 3}
+    check_same_data(ckpt, listing(4), listed=True)
+    check_same_data(ckpt, listing(3), listed=True)
+    with pytest.raises(SimCLRError, match="now holds 2 images; the run started with 3"):
+        check_same_data(ckpt, listing(2), listed=True)
+
+
+def test_a_resumed_run_keeps_its_saved_plan_and_steps():
+    """A time budget's re-planned length lives in the checkpoint only: the resumed run
+    continues with it, not with the plan its config would give afresh."""
+    from simclr.plan import Plan
+    from simclr.supervised import restore
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    ckpt = {"model": model.state_dict(), "config": {}, "optimizer": optimizer.state_dict(),
+            "scaler": {}, "total_steps": 37, "warmup_steps": 4, "step": 12, "elapsed": 3.5}
+    plan = Plan(steps_per_epoch=5, total_steps=50, warmup_steps=5)
+    assert restore(ckpt, model, optimizer, torch.amp.GradScaler("cpu", enabled=False),
+                   plan) == (12, 3.5)
+    assert (plan.total_steps, plan.warmup_steps) == (37, 4)
+
+
 def test_command_line_resume(tmp_path, capsys, monkeypatch):
     """`simclr supervised --resume RUN` reopens the saved folders; the other kind of run
     is named with the command that continues it."""

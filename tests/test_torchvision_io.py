@@ -202,10 +202,11 @@ def test_files_without_batchnorm_counters_load(tmp_path):
         torch.testing.assert_close(encoder.eval()(x), reference.eval()(x), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("width", [0.3, 0.1, 0.7, 1.5, 0.125])
+@pytest.mark.parametrize("width", [0.3, 0.1, 0.7, 1.5, 0.125, 0.006])
 def test_widths_off_the_sixty_fourths_are_read_back(width):
     """Each layer's channels are rounded on their own (0.3: 19, 19, 38, 77, 154), so the
-    stem's alone does not give the width; the shortest decimal that gives all does."""
+    stem's alone does not give the width; the shortest decimal that gives all does.
+    None is rounded below one channel (0.006: 1, 1, 1, 2, 3)."""
     with torch.device("meta"):
         state = to_torchvision(build_encoder("resnet50", width, True).state_dict())
     assert resnet_layout(state) == ("resnet50", width, True)
@@ -229,6 +230,12 @@ def test_of_several_resnets_the_outermost_is_taken_and_two_alike_are_refused(tmp
                                           r"'module.encoder_k.' and 'module.encoder_q.': save "
                                           r"the one to use alone"):
         load_checkpoint(tmp_path / "moco.pth.tar")
+    # a third, under a longer prefix, does not make the two shortest alike a choice
+    moco["state_dict"].update({f"module.momentum_encoder.{k}": v for k, v in other.items()})
+    torch.save(moco, tmp_path / "moco3.pth.tar")
+    with pytest.raises(SimCLRError, match=r"holds 2 ResNets, under 'module.encoder_k.' and "
+                                          r"'module.encoder_q.'"):
+        load_checkpoint(tmp_path / "moco3.pth.tar")
 
 
 @pytest.mark.parametrize("saved", ["encoder", "model_state_dict"])
