@@ -260,7 +260,8 @@ def test_every_setting_is_described_in_help(capsys):
                     "augment settings", "run settings"):
         assert heading in out
     assert "--lr-scaling STR linear: lr x B/256" in out
-    assert "--blur-kernel-frac FLOAT kernel side = 10% of the view side" in out
+    assert "--blur-kernel-frac FLOAT kernel side as a fraction of the view side (the " \
+           "paper: 10%)" in out
     # a comment continued on the next line is read whole (it was cut at its line's end)
     assert "--crop-ratio A,B aspect ratio range (log-uniform with the torchvision sampler; " \
            "the official one draws it uniformly, as TF does) (default" in out
