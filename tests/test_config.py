@@ -59,3 +59,37 @@ def test_official_recipes_run_as_the_official_code(preset):
 def test_every_preset_validates():
     for name in PRESETS:
         assert isinstance(build_config(name), Config)
+
+
+def test_every_default_of_the_reference_recipe():
+    """The rest of the paper's recipe (App. A, App. B.1; the official data_util.py), each
+    value written here from the reference, not read from the code."""
+    cfg = build_config()
+    o, a, m = cfg.optim, cfg.augment, cfg.model
+    assert (o.lr_scaling, o.momentum, o.eta, o.warmup_epochs, o.final_lr) == (
+        "linear", 0.9, 0.001, 10.0, 0.0)
+    assert o.exclude_bias_and_norm and o.warmup_fraction is None
+    assert a.crop_ratio == pytest.approx((3 / 4, 4 / 3)) and a.interpolation == "bicubic"
+    assert (a.flip_p, a.color_p, a.grayscale_p, a.blur_p) == (0.5, 0.8, 0.2, 0.5)
+    assert a.blur_sigma == (0.1, 2.0) and a.blur_kernel_frac == 0.1
+    assert a.color_random_order and a.grayscale and a.flip and a.color
+    assert (m.head, m.head_layers, m.head_out_dim) == ("mlp", 2, 128)
+    assert m.zero_init_residual and m.sync_bn and cfg.loss.normalize
+    assert cfg.epochs == 100
+
+
+def test_our_presets_are_the_recipes_their_notes_give():
+    """The CPU recipes (README, "Results") and the digits demo: 16-px views of crops of at
+    least half the digit, not mirrored (a mirrored digit is another glyph)."""
+    digits = build_config("digits")
+    assert (digits.augment.size, digits.augment.flip, digits.augment.crop_scale) == (
+        16, False, (0.5, 1.0))
+    assert (digits.model.width, digits.batch_size, digits.epochs) == (0.25, 256, 40)
+    cpu = build_config("cifar10-cpu")
+    assert (cpu.model.width, cpu.loss.temperature, cpu.batch_size, cpu.loss.weight) == (
+        0.25, 0.2, 512, 1.0)
+    assert not cpu.augment.blur and cpu.model.head_batch_norm
+    photos = build_config("imagenette-cpu")
+    assert (photos.augment.size, photos.model.width, photos.data.cache) == (96, 0.5, "on")
+    assert photos.augment.blur and photos.augment.jitter() == pytest.approx(
+        (0.4, 0.4, 0.4, 0.1))

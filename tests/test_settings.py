@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 import yaml
@@ -278,3 +279,49 @@ def test_build_config_names_arguments_of_the_wrong_kind():
         build_config(flags=[("batch_size", 8)])
     with pytest.raises(SimCLRError, match="unknown preset 3"):
         build_config(3)
+
+
+@pytest.mark.parametrize("flags", [{"batch_size": 8.5}, {"log_every": 2.5}])
+def test_a_fractional_number_for_a_whole_setting_is_refused_not_truncated(flags, tmp_path):
+    """A float from Python or YAML (``batch_size: 8.5``) was cut to 8, another run than
+    the one asked for, without a word."""
+    path, value = next(iter(flags.items()))
+    with pytest.raises(SimCLRError, match="expected a whole number, got " + str(value)):
+        build_config(flags=flags)
+    (tmp_path / "run.yaml").write_text(f"{path}: {value}\n")
+    with pytest.raises(SimCLRError, match=f"{path}: expected a whole number"):
+        build_config(config_file=str(tmp_path / "run.yaml"))
+    assert getattr(build_config(flags={path: 8.0}), path) == 8  # a whole float is one
+
+
+def test_resume_flags_change_only_where_and_how_fast_and_are_checked():
+    """--resume takes the resumable settings (each checked as a new run's: a resumed run
+    never saves an invalid config) and refuses a change of what the run computes."""
+    from simclr.config import RESUME_SETTINGS
+    from simclr.settings import apply_resume_flags
+
+    saved = build_config(flags={"loss.temperature": 0.5})
+    cfg = config_from_dict(saved.to_dict())
+    apply_resume_flags(cfg, {"memory_check": False, "epochs": 300, "threads": 2,
+                             "keep_checkpoints": 5, "loss.temperature": "0.5"},
+                       set(RESUME_SETTINGS))
+    assert (cfg.memory_check, cfg.epochs, cfg.threads, cfg.keep_checkpoints) == (
+        False, 300.0, 2, 5)
+    for flags, message in (({"epochs": -1}, "--epochs must be positive, got -1"),
+                           ({"threads": 5000}, "--threads must be at most 4096"),
+                           ({"loss.temperature": 0.3}, "cannot change --temperature")):
+        with pytest.raises(SimCLRError, match=re.escape(message)):
+            apply_resume_flags(config_from_dict(saved.to_dict()), flags, set(RESUME_SETTINGS))
+
+
+def test_the_first_commands_recipe_with_its_own_out_is_the_same_recipe(tmp_path):
+    """--resume names the run's folder: a preset's or a file's --out is not a change."""
+    from simclr.config import RESUME_SETTINGS
+    from simclr.settings import check_same_recipe
+
+    saved = build_config("cifar10-cpu", flags={"out": str(tmp_path / "moved")})
+    check_same_recipe(saved, build_config("cifar10-cpu"), set(RESUME_SETTINGS))
+    with pytest.raises(SimCLRError, match=re.escape("cannot change --temperature (0.2 saved, "
+                                                    "0.3 asked")):
+        check_same_recipe(saved, build_config("cifar10-cpu", flags={"loss.temperature": 0.3}),
+                          set(RESUME_SETTINGS))

@@ -152,3 +152,37 @@ def test_a_config_edited_from_python_is_held_to_its_types(path, value, message):
     validate(cfg)  # ... kept as the plain values they stand for (YAML saves those)
     assert (cfg.out, cfg.augment.crop_scale) == (str(Path("runs") / "a"), (0.2, 1.0))
     assert [type(v) for v in (cfg.batch_size, cfg.optim.lr)] == [int, float]
+
+
+@pytest.mark.parametrize("flags, message", [
+    ({"optim.momentum": 1.0}, "--momentum must lie in [0, 1), got 1.0"),
+    ({"optim.warmup_fraction": 1.0}, "--warmup-fraction must lie in [0, 1), got 1.0"),
+    ({"seed": 2**63}, "--seed must lie in [0, 2^63 - 1], got 9223372036854775808"),
+    ({"augment.crop_scale": (0.0, 1.0)}, "--crop-scale must satisfy 0 < min <= max <= 1"),
+    ({"model.width": 0.99 / 64}, "--width must be at least 1/64"),
+    ({"data.load_size": 31, "augment.size": 32}, "--load-size must be at least the view's"),
+])
+def test_the_last_value_past_each_bound_is_refused(flags, message):
+    """Each bound's own edge: momentum 1 never lets a gradient fade, a warm-up over the
+    whole run never decays, a seed past 2^63 - 1 overflows torch.manual_seed, a crop of
+    area 0 is empty."""
+    with pytest.raises(SimCLRError, match=re.escape(message)):
+        build_config(flags=flags)
+
+
+@pytest.mark.parametrize("flags", [
+    {"optim.momentum": 0.0}, {"optim.momentum": 0.999},
+    {"optim.warmup_fraction": 0.0}, {"optim.warmup_fraction": 0.999},
+    {"seed": 2**63 - 1}, {"batch_size": 2},
+    {"model.width": 1 / 64},  # the first layers' 64 channels become exactly one
+    {"data.load_size": 32, "augment.size": 32},  # stored at the view's side: no upscaling
+    {"data.workers": 0},  # decoding in the main process
+    {"augment.crop_scale": (1.0, 1.0)}, {"augment.hue": 0.5},
+    # a cosine that decays to its own peak: flat, but not rising
+    {"optim.final_lr": 0.2, "optim.lr": 0.1, "batch_size": 512},
+])
+def test_the_values_at_each_bound_are_taken(flags):
+    cfg = build_config(flags=flags)
+    for path, value in flags.items():
+        section, _, name = path.rpartition(".")
+        assert getattr(getattr(cfg, section) if section else cfg, name) == value
