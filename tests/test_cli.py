@@ -742,3 +742,41 @@ def test_output_the_locale_cannot_spell_is_escaped_not_a_traceback(tmp_path, mon
         said[name] = stream.buffer.getvalue().decode("cp1252")
     assert said["stdout"] == f"{tmp_path}/caches \\u65e5\\u672c: 0 caches, 0.0 MiB\n"
     assert f"{tmp_path}/runs \\u65e5\\u672c" in said["stderr"]
+
+
+def test_the_training_commands_run_across_processes_on_a_batch_they_share():
+    """linear-eval --protocol sgd trains across processes as pretraining does (its
+    batch shared equally); every other command runs as one process."""
+    from argparse import Namespace
+
+    from simclr.cli import check_processes
+    from simclr.errors import SimCLRError
+
+    check_processes(Namespace(command="linear-eval", protocol="sgd", batch_size=8), 4)
+    check_processes(Namespace(command="pretrain", **{"cfg:batch_size": "8"}), 4)
+    check_processes(Namespace(command="knn"), 1)  # one process: anything runs
+    for args in (Namespace(command="linear-eval", protocol="sgd", batch_size=6),
+                 Namespace(command="pretrain", **{"cfg:batch_size": "10"})):
+        with pytest.raises(SimCLRError, match=r"--batch-size \d+ is not divisible by 4 "
+                                              "processes"):
+            check_processes(args, 4)
+    with pytest.raises(SimCLRError, match="`simclr linear-eval --protocol lbfgs` runs as one "
+                                          "process, not 2"):
+        check_processes(Namespace(command="linear-eval", protocol="lbfgs", batch_size=8), 2)
+
+
+def test_the_evaluation_flags_value_types_hold_their_bounds():
+    """argparse types of the evaluation commands' flags, at and past each edge."""
+    import argparse
+
+    from simclr.arguments import _pair, _probe_epochs, days, epoch_count, fraction
+
+    assert _pair("0.5,0.5") == (0.5, 0.5) and _pair("0.08,1") == (0.08, 1.0)
+    assert days("0") == 0.0  # --unused-days 0: every cache not in use now
+    assert fraction("1") == 1.0 and epoch_count("0.5") == 0.5
+    assert _probe_epochs("100000") == 100_000 and _probe_epochs("2.5") == 2.5
+    for parse, text in ((_pair, "0.5,0.1"), (_pair, "0,1"), (_pair, "0.5,1.5"),
+                        (days, "-1"), (days, "inf"), (fraction, "0"), (fraction, "1.01"),
+                        (epoch_count, "0"), (_probe_epochs, "100001"), (_probe_epochs, "0")):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(text)

@@ -196,3 +196,35 @@ def test_resume_refuses_a_flag_without_effect():
     cfg = build_config("digits", None, {})
     with pytest.raises(SimCLRError, match="--knn-every has no effect: there is no kNN monitor"):
         apply_resume_flags(cfg, {"knn_every": 2.0}, RESUME_SETTINGS)
+
+
+def test_epochs_act_beside_max_steps_or_a_time_budget_alone():
+    """--max-steps alone caps the epochs (the shorter wins) and a time budget alone starts
+    from them (its first guess, plan.plan_schedule): only the two together leave the
+    epochs nothing to do."""
+    assert build_config("digits", None, {"epochs": 5, "max_steps": 10}).epochs == 5
+    assert build_config("digits", None, {"epochs": 5, "time_budget": "20m"}).epochs == 5
+    with pytest.raises(SimCLRError, match="--epochs has no effect: --time-budget sets the "
+                                          "length, --max-steps caps it"):
+        build_config("digits", None, {"epochs": 5, "time_budget": "20m", "max_steps": 10})
+
+
+@pytest.mark.parametrize("ops, amounts, acting", [
+    ("official_v1", (0.4, 0.4, 0.4), "official_v1"),
+    ("official_v1", (0.0, 0.4, 0.4), "official"),  # they differ in brightness only
+    ("official", (0.4, 0.0, 0.4), "official"),  # TF's saturation still acts
+    ("official", (0.4, 0.4, 0.0), "official"),  # and its contrast
+    ("official", (0.4, 0.0, 0.0), "torchvision"),
+    ("official_v1", (0.0, 0.0, 0.0), "torchvision"),
+    ("torchvision", (0.0, 0.0, 0.0), "torchvision"),
+])
+def test_the_colour_ops_that_act_under_zero_amounts(ops, amounts, acting):
+    from simclr.config import AugmentConfig
+    from simclr.inert import acting_color_ops
+
+    b, c, s = amounts
+    assert acting_color_ops(AugmentConfig(color_ops=ops, brightness=b, contrast=c,
+                                          saturation=s)) == acting
+    # --color-ops is refused only where all three definitions compute the same
+    cfg = build_config("digits", None, {"augment.brightness": 0, "augment.contrast": 0})
+    assert "augment.color_ops" not in inert_settings(cfg)  # saturation: TF's vs torchvision's

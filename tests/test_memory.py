@@ -441,3 +441,41 @@ def test_a_vit_is_measured_at_the_only_side_it_takes():
     vit = TorchvisionEncoder("vit_b_32", 96)
     step = measure_step(vit, 96, torch.device("cpu"), "fp32", False, contrastive=False)
     assert step.per_view > 0 and step.input_per_view == 4.0 * 3 * 96**2
+
+
+def test_the_batch_named_keeps_a_30_percent_margin():
+    """A bound is a lower bound: the batch it names stays within 70% of the free memory.
+    By hand, 2 processes, n images each: 100 + 2n x (10 + 2) + 50 + 12 x (2n)^2 x 2 bytes
+    = 582 at n = 2, 1782 at n = 4; 70% of 2400 is 1680 (80% would take n = 4)."""
+    mem = StepMemory(fixed=100, per_view=10, state=50, input_per_view=2)
+    assert [mem.lower_bound(n, 2) for n in (2, 4)] == [582, 1782]
+    assert largest_fitting_batch(mem, 2400, 2) == 2 * 2
+    assert largest_fitting_batch(mem, 1782 / 0.7 + 1, 2) == 2 * 4
+    assert largest_fitting_batch(mem, 300, 2) == 0  # one image a process: 270 > 210
+
+
+def test_a_step_is_checked_per_process(monkeypatch):
+    """--batch-size is global: with 2 processes a step of batch 8 holds 4 images (8 views)
+    in each, 1782 bytes by hand (above), not the 6486 of 8 images."""
+    mem = StepMemory(fixed=100, per_view=10, state=50, input_per_view=2)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 2000.0)
+    assert check_step_memory(mem, 8, 2, torch.device("cpu"), "x") == 1782
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1000.0)
+    with pytest.raises(SimCLRError, match=r"--batch-size 8 does not fit.*\(8 views per "
+                                          r"process.*try --batch-size 4 "):
+        check_step_memory(mem, 8, 2, torch.device("cpu"), "x")
+
+
+def test_a_containers_limit_below_the_machines_free_memory_is_what_is_available(
+        monkeypatch):
+    """In a container the kernel's MemAvailable is the host's: the cgroup's limit, when
+    lower, is what the process may use (and the host's, when the limit is higher)."""
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(memory, "_cgroup_free", lambda: None)
+    host = memory.available_bytes(torch.device("cpu"))
+    if host is None:
+        pytest.skip("no /proc/meminfo on this system")
+    monkeypatch.setattr(memory, "_cgroup_free", lambda: 1000.0)
+    assert memory.available_bytes(torch.device("cpu")) == 1000.0
+    monkeypatch.setattr(memory, "_cgroup_free", lambda: host * 1000)
+    assert memory.available_bytes(torch.device("cpu")) == pytest.approx(host, rel=0.2)
