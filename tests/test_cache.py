@@ -309,6 +309,17 @@ def test_the_cache_command_lists_and_cleans_what_no_run_needs(tmp_path, capsys):
         assert needle in err and err.count("\n") == 1
 
 
+def test_the_default_cache_folder_not_made_yet_is_no_error(tmp_path, monkeypatch, capsys):
+    """Before any run decoded a folder, ~/.cache/simclr/decoded does not exist: `simclr
+    cache` lists no cache (a --cache-dir given and missing is a typo, refused above)."""
+    from simclr.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert main(["cache"]) == 0
+    assert capsys.readouterr().out == f"{tmp_path}/.cache/simclr/decoded: 0 caches, 0.0 MiB\n"
+    assert not (tmp_path / ".cache").exists()
+
+
 def _cannot_remove(entry: cache.CacheEntry) -> None:
     raise SimCLRError(f"cannot remove the cache {entry.npy}: Permission denied")
 
@@ -589,3 +600,29 @@ def test_a_cache_build_removes_a_killed_builds_sidecar(tmp_path):
     open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
     assert not left["killed"].exists()
     assert left["live"].exists() and left["theirs"].exists()
+
+
+def test_a_cache_without_its_record_is_a_build_finishing_for_an_hour(tmp_path, capsys):
+    """A cache .npy whose sidecar is not there (written last) may be a build finishing:
+    half an hour old it is listed, neither counted as freeable nor removed by --clean;
+    two hours old it is a build that never finished, which --clean removes and counts."""
+    from simclr.cli import main
+    from tests.test_files import _age
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    npy = folder / "imgs-16px-0123456789abcdef0123.npy"
+    npy.write_bytes(bytes(3 << 20))
+    _age(npy, 30 * 60)
+    for flags in ([], ["--clean"]):
+        assert main(["cache", "--cache-dir", str(folder), *flags]) == 0
+        out = capsys.readouterr().out
+        assert f"  ?  {npy.name}\n" in out, out
+        assert "free" not in out and "never finished" not in out and npy.exists()
+    _age(npy, 2 * 3600)
+    assert main(["cache", "--cache-dir", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert f"{npy.name}  (a build that never finished: --clean removes it)\n" in out
+    assert out.endswith("1 caches, 3.0 MiB; --clean would free 3.0 MiB\n"), out
+    assert main(["cache", "--cache-dir", str(folder), "--clean"]) == 0
+    assert capsys.readouterr().out.endswith("; 3.0 MiB freed\n") and not npy.exists()

@@ -165,3 +165,32 @@ def test_an_evaluation_lists_each_folder_once(tmp_path, monkeypatch, capsys):
                      "--out", str(tmp_path / command)]) == 0
         assert listed == [str(train)], command
     capsys.readouterr()
+
+
+def test_a_test_fraction_that_holds_out_no_image_is_refused(tmp_path, capsys):
+    """One image per class: --test-fraction holds none of them out (each class stays
+    whole in the training part), so there would be no test set: refused in one line."""
+    from tests.conftest import make_image_folder
+
+    _, _, cache = tiny_pretrained_run(tmp_path)
+    single = make_image_folder(tmp_path / "single", classes=3, per_class=1, side=16)
+    capsys.readouterr()
+    assert main(["knn", "--checkpoint", str(tmp_path / "pre"), "--train", str(single),
+                 "--test-fraction", "0.5", "--k", "1", "--cache-dir", cache, "--workers", "0",
+                 "--out", str(tmp_path / "knn")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"simclr knn: error: --test-fraction 0.5 holds out no image (every "
+                   f"class of {single} has a single image); give --test\n"), err
+    assert not (tmp_path / "knn" / "knn.json").exists()
+
+
+def test_a_held_out_test_set_is_recorded_with_its_fraction_and_seed(tmp_path, capsys):
+    """Without --test, the results' source names what the test set was: the folder it
+    was held out of, the fraction and the seed that drew it (another seed: other images)."""
+    train, _, cache = tiny_pretrained_run(tmp_path)
+    assert main(["knn", "--checkpoint", str(tmp_path / "pre"), "--train", str(train),
+                 "--test-fraction", "0.25", "--seed", "7", "--k", "1", "--cache-dir", cache,
+                 "--workers", "0", "--out", str(tmp_path / "knn")]) == 0
+    source = json.loads((tmp_path / "knn" / "knn.json").read_text())["source"]
+    assert source["test"] == {"held_out_of": str(train.resolve()), "fraction": 0.25,
+                              "seed": 7}

@@ -234,6 +234,31 @@ def test_a_supervised_run_being_trained_says_its_last_checkpoints_step_of_all(
                       "at step 2 of 9", seen
 
 
+def test_a_supervised_run_resumed_past_its_preemption_and_killed_is_stopped(tmp_path,
+                                                                             folders, capsys):
+    """Preempted at step 1 (its last.pt says so), resumed, and killed after the periodic
+    checkpoint of step 2: stopped at step 2, not preempted (last.pt is the older stop)."""
+    from simclr.supervised import resume_config, run_supervised
+    from tests.test_supervised import resumable, stop_at
+
+    run, data = tmp_path / "run", {"train": "x", "test": None}
+    assert run_supervised(resumable(tmp_path, "run"), *folders, data=data, verbose=False,
+                          on_step=stop_at(1))["status"] == "preempted"
+    assert _info(capsys, run).startswith(f"{run}: supervised training, preempted at step 1 ")
+
+    def killed(step, _stop):
+        if step == 3:
+            raise RuntimeError("killed")
+
+    cfg, ckpt = resume_config(run, {})
+    with pytest.raises(RuntimeError):
+        run_supervised(cfg, *folders, data=data, resume=ckpt, verbose=False, on_step=killed)
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 1  # (as it was)
+    state = json.loads(_info(capsys, run, "--json"))["state"]
+    assert (state["status"], state["step"]) == ("stopped", 2)
+    assert f"  continue with: simclr supervised --resume {run}\n" in _info(capsys, run)
+
+
 def test_a_run_whose_summary_cannot_be_read_is_not_called_stopped(evaluated_run, tmp_path,
                                                                    capsys, monkeypatch):
     """It read as stopped, and `continue with: --resume` was offered for a finished run."""
@@ -298,6 +323,53 @@ def test_a_preempted_run_says_how_to_continue(tmp_path, capsys):
     (checkpoints / "last.pt").write_bytes(b"cut short")
     out = _info(capsys, tmp_path / "cut")
     assert "preempted at step 2 of 6" in out and "; last checkpoint at step 1" in out, out
+
+
+def test_a_preempted_runs_step_is_its_summarys_where_the_log_does_not_show_it(tmp_path,
+                                                                                capsys):
+    """A run folder kept without its metrics.jsonl, whose last.pt (step 2) is unreadable
+    since: the step it stopped at is its summary's (2), not the earlier checkpoint's (1)."""
+    run = tmp_path / "cut"
+    flags = tiny_flags(make_image_folder(tmp_path / "images"), run, str(tmp_path / "cache"),
+                       checkpoint_every=0)
+
+    def preempt(step, stop):
+        stop.requested = "SIGTERM"
+
+    train.pretrain(build_config(flags=flags), on_step=preempt)
+    checkpoints = run / "checkpoints"
+    (checkpoints / "ckpt-00000001.pt").write_bytes((checkpoints / "last.pt").read_bytes())
+    assert train.pretrain(load_resume_config(run, {}), resume=True,
+                          on_step=preempt)["steps"] == 2
+    (checkpoints / "last.pt").write_bytes(b"cut short")
+    (run / "metrics.jsonl").unlink()
+    state = json.loads(_info(capsys, run, "--json"))["state"]
+    assert (state["status"], state["step"], state["saved_step"]) == ("preempted", 2, 1)
+    head = _info(capsys, run).splitlines()[0]
+    assert ", preempted at step 2" in head and head.endswith("; last checkpoint at step 1")
+
+
+def test_a_resumed_run_is_started_by_its_first_command_and_counts_its_starts(
+        tmp_path, capsys, monkeypatch):
+    """Preempted twice, then resumed to its end: three starts; the command shown is the
+    first one (the resumes' only name the folder)."""
+    run = tmp_path / "run"
+    flags = tiny_flags(make_image_folder(tmp_path / "images"), run, str(tmp_path / "cache"))
+
+    def preempt(step, stop):
+        stop.requested = "SIGTERM"
+
+    monkeypatch.setattr("sys.argv", ["simclr", "pretrain", "--out", "first-start"])
+    train.pretrain(build_config(flags=flags), on_step=preempt)
+    monkeypatch.setattr("sys.argv", ["simclr", "pretrain", "--resume", "again"])
+    train.pretrain(load_resume_config(run, {}), resume=True, on_step=preempt)
+    train.pretrain(load_resume_config(run, {}), resume=True)
+    started = json.loads(_info(capsys, run, "--json"))["provenance"]
+    assert (started["argv"], started["starts"]) == (
+        ["simclr", "pretrain", "--out", "first-start"], 3)
+    line = next(x for x in _info(capsys, run).splitlines() if x.startswith("  started by: "))
+    assert line.startswith("  started by: simclr pretrain --out first-start (simclr ")
+    assert line.endswith("; 3 starts")
 
 
 def test_a_preempted_sweep_cell_says_to_rerun_its_sweep(tmp_path, capsys, monkeypatch):
@@ -660,6 +732,17 @@ def test_a_capped_schedule_is_part_of_the_recipe():
     assert _recipe({**recipe, "max_steps": 3}).endswith("seed 0, 5 epochs, at most 3 steps")
 
 
+@pytest.mark.parametrize("budget, said", [(90, "90 s"), (119, "119 s"), (120, "2.0 min"),
+                                          (5400, "90.0 min"), (7200, "2.0 h")])
+def test_a_time_budget_is_said_in_seconds_minutes_or_hours(budget, said):
+    """Under two minutes in seconds, under two hours in minutes, then in hours."""
+    from simclr.info import _recipe
+
+    recipe = {"batch_size": 8, "optimizer": "lars", "lr": 1.0, "lr_scaling": "linear",
+              "seed": 0, "time_budget": budget}
+    assert _recipe(recipe).endswith(f"seed 0, {said} budget")
+
+
 def test_a_closed_checkpoints_folder_is_named(tmp_path, monkeypatch, capsys):
     """A run whose checkpoints/ has no permissions: the run folder was named as the one
     that could not be listed."""
@@ -676,3 +759,73 @@ def test_a_closed_checkpoints_folder_is_named(tmp_path, monkeypatch, capsys):
     assert main(["info", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err == (f"simclr info: error: {tmp_path / 'run'}: cannot read "
                                        f"the folder {closed} (Permission denied)\n")
+
+
+def test_an_sgd_linear_classifier_says_how_many_steps_it_trained(tmp_path, capsys):
+    """Its checkpoint's own step is 0 (an encoder's step there means another thing); the
+    steps it trained are in its metrics: 24 images in batches of 8, 2 epochs = 6."""
+    from simclr.evaluate import run_linear_eval
+    from tests.conftest import colour_source, tiny_encoder
+
+    run_linear_eval(tiny_encoder(), colour_source(seed=0), colour_source(n_per_class=4, seed=1),
+                    tmp_path / "lin", image_size=16, protocol="sgd", batch_size=8, epochs=2,
+                    device="cpu", precision="fp32", verbose=False)
+    facts = json.loads(_info(capsys, tmp_path / "lin" / "checkpoints" / "linear.pt", "--json"))
+    assert facts["checkpoint"]["step"] == 2 * (24 // 8)
+    assert "checkpoints/linear.pt: linear classifier, 6 training steps, 3 classes, " in \
+        _info(capsys, tmp_path / "lin")
+
+
+def test_a_results_folders_top5_and_a_from_scratch_baseline_are_reported(tmp_path, capsys):
+    """A folder of results alone: kNN's top-5 is in the JSON facts, and a fine-tuning
+    from scratch (its source names the checkpoint it took the architecture of) is the
+    random-init baseline, not a result of that checkpoint's encoder."""
+    of = str(tmp_path / "elsewhere" / "checkpoints" / "last.pt")
+    (tmp_path / "res").mkdir()
+    (tmp_path / "res" / "knn.json").write_text(json.dumps(
+        {"top1": 0.5, "top5": 0.875, "source": {"checkpoint": of, "step": 2}}))
+    (tmp_path / "res" / "finetune.json").write_text(json.dumps(
+        {"top1": 0.25, "top5": None, "from_scratch": True,
+         "source": {"checkpoint": of, "step": 2, "features": "pretrained"}}))
+    results = {r["file"]: r for r in
+               json.loads(_info(capsys, tmp_path / "res", "--json"))["results"]}
+    assert (results["knn.json"]["top1"], results["knn.json"]["top5"]) == (0.5, 0.875)
+    assert results["finetune.json"]["features"] == "random init"
+    assert "top5" not in results["finetune.json"]
+    assert (f"  finetune.json: fine-tuning, top-1 25.00% (random init; of {of}, step 2)\n"
+            in _info(capsys, tmp_path / "res"))
+
+
+@pytest.mark.parametrize("count", [20, 21])
+def test_a_classifiers_names_are_all_listed_up_to_twenty(count):
+    """20 names are listed whole; of 21, the first 20 and a count of the one left."""
+    from simclr.info import render
+
+    names = [f"n{i}" for i in range(count)]
+    text = render({"path": "c.pt", "checkpoint": {"kind": "linear", "classes": count,
+                                                   "class_names": names}})
+    more = " …and 1 more" if count == 21 else ""
+    assert text.splitlines()[1] == f"  classes: {', '.join(names[:20])}{more}"
+
+
+def test_a_classifier_in_a_runs_folder_is_no_checkpoint_of_the_run(evaluated_run, tmp_path,
+                                                                    capsys):
+    """An SGD linear classifier of 6 training steps written into a run of 2 steps (--out
+    RUN), the run then without its summary (killed at its end): stopped at step 2 with
+    its checkpoint of step 2, not 'last checkpoint at step 6', which --resume lacks."""
+    import shutil
+
+    from simclr.evaluate import run_linear_eval
+    from tests.conftest import colour_source, tiny_encoder
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run[0], run)
+    run_linear_eval(tiny_encoder(), colour_source(seed=0), colour_source(n_per_class=4, seed=1),
+                    run, image_size=16, protocol="sgd", batch_size=8, epochs=2, device="cpu",
+                    precision="fp32", verbose=False)
+    (run / "summary.json").unlink()
+    state = json.loads(_info(capsys, run, "--json"))["state"]
+    assert (state["status"], state["step"], state["saved_step"]) == ("stopped", 2, 2)
+    head = _info(capsys, run).splitlines()[0]
+    assert head.startswith(f"{run}: SimCLR pretraining, stopped at step 2 of 2 (")
+    assert "last checkpoint" not in head, head

@@ -326,6 +326,21 @@ def test_embed_records_its_checkpoint_however_the_shell_spelled_it(
     assert str(np.load(tmp_path / "other.npz")["encoder"]).endswith("layer h at 24 px")
 
 
+def test_an_upper_case_npz_out_is_an_npz_and_another_suffix_is_refused(
+        tmp_path, image_folder, cache_dir, capsys):
+    """embed --out e.NPZ writes the file (as export's and neighbors' outputs, the suffix
+    in any case); --out e.txt is one line and status 2, nothing written."""
+    last = save_checkpoint(pretrain_checkpoint(), tmp_path / "pre" / "checkpoints")
+    flags = ["embed", "--checkpoint", str(last), "--data", str(image_folder), "--cache-dir",
+             cache_dir, "--workers", "0", "--device", "cpu", "--precision", "fp32", "--out"]
+    assert main([*flags, str(tmp_path / "e.txt")]) == 2
+    assert "the output must be a .npz file" in capsys.readouterr().err
+    assert main([*flags, str(tmp_path / "e.NPZ")]) == 0
+    assert not (tmp_path / "e.txt").exists()
+    with np.load(tmp_path / "e.NPZ") as saved:
+        assert len(saved["paths"]) == 24
+
+
 def test_a_run_folder_spelled_from_the_home_folder_gives_its_encoder_and_classifier(
         tmp_path, monkeypatch):
     """load_encoder('~/pre') looked for a folder named '~'; a classifier's --checkpoint

@@ -27,6 +27,12 @@ def test_durations_read_as_a_person_writes_them():
                                                                "0s"]
 
 
+def test_durations_round_to_the_nearest_second_not_down():
+    """59.6 s left reads as a minute, not 59 s; a carry reaches the minutes and hours."""
+    assert [duration(s) for s in (12.6, 59.6, 119.7, 7199.6)] == ["13s", "1m00s", "2m00s",
+                                                                  "2h00m"]
+
+
 def test_a_log_file_gets_plain_lines_with_the_time_left():
     log = io.StringIO()
     progress = Progress(total=100, start=20, enabled=True, stream=log, every_s=0.0)
