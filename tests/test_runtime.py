@@ -138,6 +138,8 @@ def test_more_threads_than_cores_are_said(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING):
         runtime.set_threads(2)
         assert caplog.text == ""
+        runtime.set_threads(3)  # one more than the cores: said
+        assert "--threads 3 is more than the 2 CPU core(s)" in caplog.text
         runtime.set_threads(1000)
     assert "note: --threads 1000 is more than the 2 CPU core(s) this process may use" in \
         caplog.text
@@ -191,6 +193,10 @@ def test_periodic_saves_come_by_step_count_or_by_the_clock(monkeypatch):
     assert rules == [None, "clock", None, "steps", None, "clock", "clock", "steps"]
     now[0] = 100.0
     assert runtime.SaveSchedule(every=0, every_s=10.0).due(9, final=True) is None
+    clock = runtime.SaveSchedule(every=0, every_s=10.0)  # its clock started at 100 s
+    now[0] = 130.0  # due by the clock, but the last step's checkpoint is written anyway
+    assert clock.due(9, final=True) is None
+    assert clock.due(9) == "clock"
     assert runtime.SaveSchedule(every=0, every_s=0.0).due(9) is None
 
 

@@ -100,6 +100,18 @@ def test_lengths_that_plan_the_same_steps_are_refused(tmp_path, image_folder, ca
     check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, [24, 24])
 
 
+def test_warm_up_lengths_under_a_time_budget_are_two_runs(tmp_path, image_folder, cache_dir):
+    """Under --time-budget the first plan is only a guess (the budget re-plans the length,
+    and the warm-up with it): warm-up lengths the 10% cap makes alike in that guess are
+    still two runs, kept."""
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, epochs=10,
+                       time_budget=60.0)  # 24 images, batch 8: a first guess of 30 steps
+    flags.pop("out")
+    cells, configs = cell_configs([parse_axis("warmup-epochs=5,10")], tmp_path / "sw", None,
+                                  None, flags)
+    check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, [24, 24])
+
+
 def test_colour_ops_alike_under_zero_amounts_are_one_run(tmp_path, image_folder, cache_dir):
     """official differs from torchvision only in contrast and saturation, official_v1
     from official only in brightness: with those amounts 0 two values train one run

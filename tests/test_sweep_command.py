@@ -10,6 +10,7 @@ import pytest
 
 from simclr.augment import EVAL_VERSION
 from simclr.cli import main
+from simclr.errors import SimCLRError
 from tests.conftest import make_image_folder, unreadable_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -457,3 +458,44 @@ def test_sgd_protocol_flags_without_it_are_refused(tmp_path, image_folder, capsy
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "sw").exists()
+
+
+def test_an_evaluation_on_another_training_set_alone_is_not_reused():
+    """The kNN memory (the linear classifier's training set) changed, the test set the
+    same: another score, so the cached one is stale; the same folders, it is current."""
+    from simclr.sweep_command import _stale_results
+
+    wanted = {"train": "/data/train", "test": "/data/test", "transform": "1"}
+    cached = {"top1": 0.5, "precision": "fp32", "source": {"layer": "h"},
+              "evaluated_on": {**wanted, "train": "/data/other"}}
+    assert _stale_results(cached, wanted, "fp32", "h") == \
+        "was computed on another train set (/data/other)"
+    assert _stale_results({**cached, "evaluated_on": wanted}, wanted, "fp32", "h") is None
+
+
+def test_a_head_layer_is_checked_against_each_cells_head_depth(tmp_path):
+    """--eval-layer gK is refused only for a cell whose head has fewer than K layers:
+    g1 is every head's first layer (a linear head's only one), g2 is past it."""
+    from simclr.sweep import parse_axis
+    from simclr.sweep_command import _check_eval_layer
+
+    axes = [parse_axis("head=mlp,linear")]
+    _check_eval_layer("g1", axes, tmp_path / "sw", "digits", None, {})
+    _check_eval_layer("g2", [parse_axis("head=mlp")], tmp_path / "sw", "digits", None, {})
+    with pytest.raises(SimCLRError, match=r"^--eval-layer g2: the cell head=linear has a "
+                                          r"projection head of 1 layer$"):
+        _check_eval_layer("g2", axes, tmp_path / "sw", "digits", None, {})
+    assert not (tmp_path / "sw").exists()
+
+
+def test_a_cached_evaluation_is_reused_at_any_precision_unless_one_is_given():
+    """--eval-precision auto takes the score on record whatever its precision (a sweep
+    continued on another machine); a precision given takes only its own."""
+    from simclr.sweep_command import _stale_results
+
+    wanted = {"train": "/data/train", "test": "/data/test", "transform": "1"}
+    cached = {"top1": 0.5, "precision": "bf16", "source": {"layer": "h"},
+              "evaluated_on": wanted}
+    assert _stale_results(cached, wanted, "auto", "h") is None
+    assert _stale_results(cached, wanted, "bf16", "h") is None
+    assert _stale_results(cached, wanted, "fp32", "h") == "was computed in bf16, not fp32"

@@ -36,6 +36,17 @@ def test_an_unfinished_row_has_no_mean_and_says_why(tmp_path):
                           "| **color** | pending | 20.0% |  |"]
 
 
+def test_a_finished_cell_this_sweep_did_not_score_is_blank_not_finished(tmp_path):
+    """A cell finished before its score existed (--eval none, then knn): an empty entry,
+    as a pending or diverged one says why instead."""
+    axes = [pairs_axis("crop,color")]
+    cells = plan_cells(axes, tmp_path)
+    _scored(cells, {"crop": 0.3, "crop+color": 0.5, "color+crop": 0.45})
+    cells[3].result = {"status": "finished", "steps": 5}  # color: trained, not scored
+    lines = pair_matrices(axes, cells)[0].splitlines()
+    assert lines[-1] == "| **color** | 45.0% |  |  |"
+
+
 def test_one_square_per_value_of_another_axis_and_per_score(tmp_path):
     axes = [parse_axis("temperature=0.1,0.5"), pairs_axis("crop,color")]
     cells = plan_cells(axes, tmp_path)
