@@ -532,3 +532,20 @@ def test_the_launcher_checks_the_device_a_config_file_or_resumed_run_sets(tmp_pa
     assert main(["pretrain", "--config", str(config), "--device", "cuda",
                  "--processes", "2"]) == 0
     assert asked == ["cpu", "cpu", "cpu", "cuda"]
+
+
+def test_the_command_to_continue_is_given_with_the_same_processes(monkeypatch):
+    """The resume line said after a stop: --processes N under simclr's own launch,
+    torchrun's for a run torchrun started (two processes are enough), the plain
+    command for one process."""
+    monkeypatch.delenv(launch.LAUNCHER_ENV, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert launch.continue_run("runs/a") == \
+        "torchrun --nproc_per_node 2 -m simclr pretrain --resume runs/a"
+    assert launch.again("simclr pretrain --resume runs/a", 3) == \
+        "simclr pretrain --resume runs/a --processes 3"
+    monkeypatch.setenv(launch.LAUNCHER_ENV, "1")
+    assert launch.continue_run("runs/a") == "simclr pretrain --resume runs/a --processes 2"
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    monkeypatch.delenv(launch.LAUNCHER_ENV)
+    assert launch.continue_run("runs/a") == "simclr pretrain --resume runs/a"
