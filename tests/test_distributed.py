@@ -44,6 +44,13 @@ def test_single_process_fallbacks(monkeypatch):
     assert distributed.init_from_env() is False
     monkeypatch.setenv("LOCAL_RANK", "3")
     assert distributed.local_rank() == 3
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)  # at least this one and those before
+    assert distributed.local_processes() == 4
+    monkeypatch.setattr(distributed, "is_initialized", lambda: True)  # a group joined already
+    monkeypatch.setattr(distributed, "world_size", lambda: 1)  # of one process: not distributed
+    assert distributed.init_from_env() is False
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    assert distributed.init_from_env() is True
 
 
 def test_process_group_waits_for_the_others_only_after_a_normal_exit(monkeypatch):

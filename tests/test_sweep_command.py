@@ -499,3 +499,20 @@ def test_a_cached_evaluation_is_reused_at_any_precision_unless_one_is_given():
     assert _stale_results(cached, wanted, "auto", "h") is None
     assert _stale_results(cached, wanted, "bf16", "h") is None
     assert _stale_results(cached, wanted, "fp32", "h") == "was computed in bf16, not fp32"
+
+
+def test_of_two_scores_of_a_layer_on_record_the_current_files_is_shown(tmp_path):
+    """An h score set aside (another precision) and the current h score, both valid under
+    --eval-precision auto: the table shows the current one, written last."""
+    import argparse
+
+    from simclr.sweep_command import recorded_scores
+
+    wanted = {"train": "/data/train", "test": "/data/test", "transform": "1"}
+    for name, top1, precision in (("knn.previous-1.json", 0.4, "fp32"),
+                                  ("knn.json", 0.6, "bf16")):
+        (tmp_path / name).write_text(json.dumps({
+            "top1": top1, "precision": precision, "source": {"layer": "h"},
+            "evaluated_on": wanted}))
+    args = argparse.Namespace(eval="knn", eval_precision="auto")
+    assert recorded_scores(tmp_path, args, wanted) == {"knn_top1": 0.6}
