@@ -472,7 +472,7 @@ def _remove_replaced(folder: Path, built: Path, root: str) -> None:
     ``built``, the cache just written, not read as the newest: a clock set back.)"""
     entries = cache_entries(folder)
     replaced = superseded(entries)
-    if any(entry.npy.name == built.name for entry in entries if entry.npy in replaced):
+    if built in replaced:  # (cache_entries names each file in ``folder``, as ``built`` is)
         return
     for entry in entries:
         if entry.root == root and entry.npy in replaced:
