@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -194,3 +195,145 @@ def test_a_held_out_test_set_is_recorded_with_its_fraction_and_seed(tmp_path, ca
     source = json.loads((tmp_path / "knn" / "knn.json").read_text())["source"]
     assert source["test"] == {"held_out_of": str(train.resolve()), "fraction": 0.25,
                               "seed": 7}
+
+
+# ------------------------------------------------- gaps a mutation audit left open
+
+
+def _probe_stub(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """run_transform_probe replaced by one that records what it is given: (model,
+    train, test) per call, and returns no task (the command writes its results)."""
+    import simclr.probe
+
+    seen: list[tuple] = []
+
+    def recorded(model, train, test, *args, **kwargs):
+        seen.append((model, train, test))
+        return {"tasks": {}}
+
+    monkeypatch.setattr(simclr.probe, "run_transform_probe", recorded)
+    return seen
+
+
+def _wide_folder(root: Path, per_class: int = 4) -> Path:
+    """Two classes of 40 x 24 pictures: not squares, so the evaluation transform would
+    store only their central square, where the probe's crops need the whole picture."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(2):
+        (root / f"class_{c}").mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / f"class_{c}" / f"{i}.png")
+    return root
+
+
+def test_the_probes_test_part_is_stored_for_augmentation_as_its_training_part(
+        tmp_path, monkeypatch, capsys):
+    """The probe draws its test views with the same crop and colour augmentation as its
+    training views (from another seed): the test part, a --test folder or the part
+    --test-fraction holds out, is stored as a training source stores the pictures,
+    whole, not as the evaluation transform's central square."""
+    import torch
+
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+    from tests.test_pretrained import pretrain_checkpoint
+
+    seen = _probe_stub(monkeypatch)
+    ckpt = tmp_path / "pre.pt"
+    torch.save(pretrain_checkpoint(), ckpt)  # (16-px views)
+    train, test = _wide_folder(tmp_path / "train"), _wide_folder(tmp_path / "test", 2)
+    cache = str(tmp_path / "cache")
+    common = ["transform-probe", "--checkpoint", str(ckpt), "--train", str(train),
+              "--device", "cpu", "--precision", "fp32", "--cache-dir", cache, "--workers", "0"]
+    for split in (["--test", str(test)], ["--test-fraction", "0.5"]):
+        assert main([*common, *split, "--out", str(tmp_path / f"probe{len(seen)}")]) == 0
+    capsys.readouterr()
+    data = DataConfig(cache_dir=cache, workers=0)
+    for (_, train_part, test_part), folder in zip(seen, (test, train), strict=True):
+        augmented = open_source(str(folder), data, train=False, image_size=16,
+                                evaluation=False, unlabeled=True)  # as for training
+        assert test_part.store == train_part.store == augmented.store
+        rows = [augmented.paths.index(p) for p in test_part.paths]
+        assert len(rows) == 4  # the --test folder's 2 + 2, or 2 of each class's 4
+        assert torch.equal(test_part.get_batch(range(len(rows))), augmented.get_batch(rows))
+
+
+def test_finetunings_drawn_subset_counts_only_the_files_not_held_out(tmp_path, capsys):
+    """--label-fraction with --test-fraction: the draw is a fraction of the training
+    part alone. 12 + 2 images, half held out: 6 + 1 to train on, 7 images x 0.4 / 2
+    classes = 1.4, one a class. Counted with the held-out files it would be 14 x 0.4 / 2
+    = 2.8, three a class, more than the 2 images of class_1 (refused)."""
+    import os
+
+    import torch
+
+    from simclr.folders import scan_folder
+    from simclr.logistic import stratified_split
+    from tests.conftest import make_image_folder
+    from tests.test_pretrained import pretrain_checkpoint
+
+    ckpt = tmp_path / "pre.pt"
+    torch.save(pretrain_checkpoint(), ckpt)
+    folder = make_image_folder(tmp_path / "imgs", classes=2, per_class=12)
+    for extra in sorted((folder / "class_1").iterdir())[2:]:
+        extra.unlink()
+    out = tmp_path / "ft"
+    assert main(["finetune", "--checkpoint", str(ckpt), "--train", str(folder),
+                 "--test-fraction", "0.5", "--label-fraction", "0.4", "--epochs", "1",
+                 "--batch-size", "2", "--device", "cpu", "--precision", "fp32",
+                 "--cache-dir", str(tmp_path / "cache"), "--workers", "0",
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    result = json.loads((out / "finetune.json").read_text())
+    assert (result["num_labeled"], result["num_test"]) == (2, 7)
+    drawn = (out / "labeled_subset.txt").read_text().split()
+    assert sorted(p.split("/")[0] for p in drawn) == ["class_0", "class_1"]
+    listing = scan_folder(folder)
+    _, held = stratified_split(listing.labels, 0.5, 0)  # (the seed's held-out files)
+    held_names = {Path(os.path.relpath(listing.paths[i], folder)).as_posix() for i in held}
+    assert len(held_names) == 7 and not held_names & set(drawn)
+
+
+@pytest.mark.parametrize("command", ["knn", "linear-eval", "transform-probe"])
+def test_random_init_draws_the_encoder_from_the_seed(command, tmp_path, monkeypatch, capsys):
+    """--random-init: the architecture's initial weights drawn from --seed (0 unless
+    given), so a baseline repeats; here its drawn weights (convolutions, linear layers)
+    checked against the network simclr.models builds after torch.manual_seed(seed)."""
+    import torch
+
+    import simclr.evaluate
+    import simclr.knn
+    from simclr.models import build_model
+    from simclr.settings import config_from_dict
+    from tests.conftest import make_image_folder
+    from tests.test_pretrained import pretrain_checkpoint
+
+    given = []
+    for module, name in ((simclr.knn, "run_knn"), (simclr.evaluate, "run_linear_eval")):
+        monkeypatch.setattr(module, name, lambda encoder, *a, **k: given.append(encoder)
+                            or {"status": "finished"})
+    probed = _probe_stub(monkeypatch)
+    saved = pretrain_checkpoint()
+    torch.save(saved, tmp_path / "pre.pt")
+    folder = make_image_folder(tmp_path / "imgs", classes=2, per_class=2)
+    for seed in ("3", None):
+        flags = [] if seed is None else ["--seed", seed]
+        torch.manual_seed(123)  # (the global stream as a caller may have left it)
+        assert main([command, "--checkpoint", str(tmp_path / "pre.pt"), "--random-init",
+                     "--train", str(folder), "--test", str(folder), *flags, "--device", "cpu",
+                     "--cache-dir", str(tmp_path / "cache"), "--workers", "0",
+                     "--out", str(tmp_path / f"out{seed}")]) == 0
+        torch.manual_seed(int(seed or 0))
+        expected = build_model(config_from_dict(saved["config"]).model, 16)
+        if command == "transform-probe":
+            got, reference = probed[-1][0].state_dict(), expected.state_dict()
+        else:
+            got, reference = given[-1].state_dict(), expected.encoder.state_dict()
+        drawn = [key for key, value in reference.items() if value.dim() > 1]  # (BN: constants)
+        assert got.keys() == reference.keys() and len(drawn) >= 20  # resnet18: 20 convolutions
+        for key in drawn:
+            torch.testing.assert_close(got[key], reference[key], rtol=0, atol=0, msg=key)
+    capsys.readouterr()
