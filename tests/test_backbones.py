@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision
 
-from simclr.backbones import FAMILIES, TorchvisionEncoder, torchvision_archs
+from simclr.backbones import FAMILIES, TorchvisionEncoder, classifier_prefix, torchvision_archs
 from simclr.cli import main
 from simclr.errors import SimCLRError
 from simclr.optim import param_groups
@@ -39,6 +39,9 @@ def test_h_is_what_torchvisions_classifier_receives(arch, size):
     missing, unexpected = reference.load_state_dict(
         {k[len("net."):]: v for k, v in encoder.state_dict().items()}, strict=False)
     assert not unexpected and missing  # only the classifier is the reference's own
+    # ... and those are the names torchvision weights are read without (classifier_prefix)
+    prefix = classifier_prefix(arch)
+    assert set(missing) == {k for k in reference.state_dict() if k.startswith(prefix)}
     name = {"convnext_": "classifier.2", "swin_": "head", "vit_": "heads"}
     target = next((v for k, v in name.items() if arch.startswith(k)),
                   "fc" if hasattr(reference, "fc") else "classifier")
@@ -50,6 +53,16 @@ def test_h_is_what_torchvisions_classifier_receives(arch, size):
         reference(x)
     assert h.shape == (2, encoder.feature_dim)
     torch.testing.assert_close(h, seen[0])
+
+
+def test_the_classifiers_state_dict_prefix_is_torchvisions_module_name():
+    """The names of torchvision's classifier modules (ConvNeXt's is the last of its
+    Sequential: LayerNorm2d and Flatten before it belong to h); a name alone is no
+    prefix: "head" without its dot would also take a "heads." or "header." module."""
+    assert {arch: classifier_prefix(arch) for arch in (
+        "convnext_tiny", "mobilenet_v3_small", "regnet_x_400mf", "swin_t", "vit_b_32")} == {
+        "convnext_tiny": "classifier.2.", "mobilenet_v3_small": "classifier.",
+        "regnet_x_400mf": "fc.", "swin_t": "head.", "vit_b_32": "heads."}
 
 
 def test_vit_position_embeddings_and_tokens_are_not_decayed():
