@@ -549,3 +549,130 @@ def test_the_command_to_continue_is_given_with_the_same_processes(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "1")
     monkeypatch.delenv(launch.LAUNCHER_ENV)
     assert launch.continue_run("runs/a") == "simclr pretrain --resume runs/a"
+
+
+# ---------------------------------------- the launcher's own bookkeeping, unit by unit
+
+
+class _Process:
+    """A stand-in for a launched process (subprocess.Popen): its exit status (None:
+    running) and the signals sent to it."""
+
+    def __init__(self, returncode: int | None = None) -> None:
+        self.returncode = returncode
+        self.got: list[int] = []
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        self.got.append(signum)
+
+    def kill(self) -> None:
+        self.returncode = -signal.SIGKILL
+
+    def wait(self) -> int | None:
+        return self.returncode
+
+
+FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1")
+
+
+@linux
+def test_each_signal_reaches_every_running_process_and_the_handlers_come_back():
+    """SIGINT, SIGTERM, SIGHUP and SIGUSR1 (a scheduler's warning before a stop) sent
+    to the launcher go to every process still running, each once, and are remembered
+    as sent; one already ended gets none; after the launch the launcher's own handlers
+    are back (a later Ctrl-C is its own again)."""
+    sigs = [getattr(signal, name) for name in FORWARDED]
+    own: list[int] = []
+
+    def handler(signum, _frame):
+        own.append(signum)
+
+    before = {sig: signal.signal(sig, handler) for sig in sigs}
+    try:
+        processes = [_Process(), _Process(0), _Process()]
+        with launch._Forwarder(processes) as forward:
+            for sig in sigs:
+                os.kill(os.getpid(), sig)
+                deadline = time.monotonic() + 5  # (Python runs a handler between bytecodes)
+                while sig not in forward.sent and sig not in own:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.01)
+        assert (processes[0].got, processes[1].got, processes[2].got) == (sigs, [], sigs)
+        assert forward.sent == set(sigs) and own == []
+        assert all(signal.getsignal(sig) is handler for sig in sigs)
+    finally:
+        for sig, previous in before.items():
+            signal.signal(sig, previous)
+
+
+def test_the_failure_reported_is_a_user_error_then_a_stop_then_a_kill_then_any_other():
+    """_cause's order (each worked out from its docstring): 2 before a stop by a
+    forwarded signal (died of it, or exited 128 + it) before a death by another signal
+    before any other status; the lowest rank among equals; done (0), preempted (75)
+    and running processes are no failure."""
+    def cause(statuses, sent=()):
+        return launch._cause([_Process(s) for s in statuses], set(sent))
+
+    assert cause([0, 75, None]) is None
+    assert cause([1, -signal.SIGKILL, 130, 2], {signal.SIGINT}) == 3
+    assert cause([1, -signal.SIGKILL, 130], {signal.SIGINT}) == 2
+    assert cause([1, -signal.SIGKILL, -signal.SIGTERM], {signal.SIGTERM}) == 2
+    assert cause([1, -signal.SIGKILL, 130]) == 1  # 130 without a Ctrl-C: any status
+    assert cause([3, 1, -signal.SIGKILL, 0]) == 2
+    assert cause([0, 3, 1]) == 1
+    assert cause([75, 1, 3]) == 1
+
+
+def test_the_exit_status_is_the_one_a_shell_gives(capsys):
+    """A death by signal N is 128 + N (a forwarded one said by no line here, another
+    named), a process's own status as it is, 75 when any process was preempted and
+    none failed, else 0."""
+    def wait(statuses, sent=()):
+        return launch._wait([_Process(s) for s in statuses], set(sent))
+
+    assert wait([-signal.SIGTERM, 0], {signal.SIGTERM}) == (128 + 15, 0)
+    assert wait([-signal.SIGINT, -signal.SIGINT], {signal.SIGINT}) == (128 + 2, 0)
+    assert capsys.readouterr().err == ""
+    assert wait([0, -signal.SIGKILL]) == (128 + 9, 1)
+    assert wait([-signal.SIGTERM, 0]) == (128 + 15, 0)
+    assert capsys.readouterr().err == ("simclr: process 1 of 2 was killed by SIGKILL (out of "
+                                       "memory?)\nsimclr: process 0 of 2 was killed by "
+                                       "SIGTERM\n")
+    assert wait([130, 1], {signal.SIGINT}) == (130, 0)
+    assert wait([0, 4, 3]) == (4, 1)
+    assert wait([0, 75, 0]) == (75, None) and wait([0, 0]) == (0, None)
+
+
+def test_a_stop_is_said_for_the_processes_that_did_not_say_it():
+    """The forwarded signal that ended the run, unless rank 0 said it itself (it exited
+    75 with its checkpoint, or 128 + the signal after its own line)."""
+    def unsaid(statuses, first, sent):
+        return launch._unsaid_stop([_Process(s) for s in statuses], first, set(sent))
+
+    term, sigint = int(signal.SIGTERM), int(signal.SIGINT)
+    assert unsaid([-term, -term], 0, {term}) == term
+    assert unsaid([1, 130], 1, {sigint}) == sigint
+    assert unsaid([75, -term], 1, {term}) is None
+    assert unsaid([128 + term, -term], 1, {term}) is None
+    assert unsaid([1, -term], 1, set()) is None  # a kill from elsewhere: named already
+    assert unsaid([0, 0], None, {term}) is None
+
+
+def test_the_words_of_a_stop():
+    assert [launch._stop_words(getattr(signal, n)) for n in FORWARDED] == [
+        "interrupted", "stopped by SIGTERM", "stopped by SIGHUP", "stopped by SIGUSR1"]
+
+
+def test_a_process_done_or_preempted_early_leaves_the_others_running(tmp_path, monkeypatch):
+    """Only a failure ends the other processes after the grace time: rank 0 ending
+    first, finished (0) or with its checkpoint (75), is not one; rank 1 still saves."""
+    monkeypatch.setattr(launch, "GRACE_S", 0.2)
+    for status in (0, 75):
+        saved = tmp_path / f"saved{status}"
+        code = (f"if os.environ['RANK'] == '0': sys.exit({status})\n"
+                f"time.sleep(1.5); open(r'{saved}', 'w').close(); sys.exit({status})")
+        assert run_cpu(2, _child(code)) == status
+        assert saved.exists()
