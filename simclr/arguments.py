@@ -139,7 +139,8 @@ def _eval_inputs(p: argparse.ArgumentParser, runtime: RuntimeFlags, out_required
                    help="replace this command's earlier results in --out (its JSON, and the "
                         "figure or classifier it writes; never a pretraining run's files)")
     p.add_argument("--random-init", action="store_true",
-                   help="the checkpoint's architecture at random initialization (baseline)")
+                   help="the checkpoint's architecture at random initialization from --seed "
+                        "(baseline; every residual branch live: no zero-initialised BN)")
     p.add_argument("--seed", type=count_at_least(0, MAX_SEED), default=0)
     add_image_size_flag(p)
     runtime(p)

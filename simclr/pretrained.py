@@ -134,8 +134,11 @@ def model_from_checkpoint(
         raise SimCLRError("this checkpoint has no projection head (only pretraining "
                           "checkpoints do): only the representation h can be read from it")
     spec = encoder_spec(ckpt)
+    cfg = config_from_dict(ckpt["config"]).model
+    if random_init:  # the encoder of --random-init on h (build_encoder's): every layer's
+        cfg.zero_init_residual = False  # baseline, h, gK, z, reads one random network
     with torch.random.fork_rng(devices=[], enabled=not random_init):  # as above
-        model = build_model(config_from_dict(ckpt["config"]).model, spec["image_size"])
+        model = build_model(cfg, spec["image_size"])
     if not random_init:
         load_weights(model, ckpt)
     model.encoder.image_size = spec["image_size"]

@@ -141,6 +141,24 @@ def test_random_init_rebuilds_the_architecture_only():
     assert not torch.equal(fresh.state_dict()[name], trained.state_dict()[name])
 
 
+def test_random_init_is_one_encoder_whichever_layer_is_read():
+    """--random-init on h, gK or z reads one random encoder (the same seed, the same
+    network): before, z's came from build_model with the run's zero-initialised last
+    BN of each block (its residual branches silent), h's from build_encoder without."""
+    ckpt = pretrain_checkpoint()
+    assert ckpt["config"]["model"]["zero_init_residual"]  # the run's own start had them at 0
+    torch.manual_seed(5)
+    on_h, _ = encoder_from_checkpoint(ckpt, random_init=True)
+    torch.manual_seed(5)
+    on_z, _ = model_from_checkpoint(ckpt, random_init=True)
+    h_weights, z_weights = on_h.state_dict(), on_z.encoder.state_dict()
+    assert h_weights.keys() == z_weights.keys()
+    for key, value in h_weights.items():
+        torch.testing.assert_close(z_weights[key], value, rtol=0, atol=0, msg=key)
+    assert torch.equal(z_weights["layer1.0.bn2.weight"],
+                       torch.ones_like(z_weights["layer1.0.bn2.weight"]))  # (not 0)
+
+
 # ----------------------------------------------------------------- classifiers, predict
 
 
