@@ -337,7 +337,6 @@ def _build_cache_files(
             os.fsync(f.fileno())
         crc = _pixel_crc(tmp)  # (just written: read from the page cache)
         os.replace(tmp, npy)
-        checked = _stat_stamp(npy)  # (after the rename, which sets the ctime)
     except OSError as exc:
         discard(tmp)
         raise SimCLRError(f"cannot write the decoded cache {npy} ({nbytes / 2**20:.0f} MiB): "
@@ -345,6 +344,7 @@ def _build_cache_files(
     except BaseException:
         discard(tmp)
         raise
+    rows, checked = _open_built(npy)
     bad_set = {i for i, _ in bad}
     meta = {
         "version": CACHE_VERSION, "root": images.root, "side": side, "store": store,
@@ -361,7 +361,23 @@ def _build_cache_files(
         discard(npy)
         raise SimCLRError(f"cannot write the decoded cache's record {meta_path}: "
                           f"{exc.strerror or exc}; {ELSEWHERE}") from None
-    return np.load(npy, mmap_mode="r"), meta
+    return rows, meta
+
+
+def _open_built(npy: Path) -> tuple[np.memmap, str]:
+    """The memmap of a .npy just renamed into place, and its stat stamp (after the rename,
+    which sets the ctime). Opened before the record is written: a `simclr cache --clear`
+    (or --clean) from another process that removes the .npy from now on leaves this run
+    its pixels, and at worst a record alone, which :func:`cache_entries` lists and removes;
+    one that removed it already is a one-line error, not a traceback."""
+    try:
+        return np.load(npy, mmap_mode="r"), _stat_stamp(npy)
+    except FileNotFoundError:
+        raise SimCLRError(f"the decoded cache {npy} was removed while it was being built "
+                          "(simclr cache --clear or --clean?); run again") from None
+    except OSError as exc:
+        raise SimCLRError(f"cannot read the decoded cache {npy} just written: "
+                          f"{exc.strerror or exc}; {ELSEWHERE}") from None
 
 
 # ----------------------------------------------------------------- looking after the folder
@@ -378,6 +394,7 @@ class CacheEntry(NamedTuple):
     last_used: float  # the sidecar's mtime: a build writes it, a reuse touches it
     store: str | None = None  # how it was stored (None: a cache from before it was kept)
     variant: tuple = ()  # the rest of what sets its contents (:func:`_variant`)
+    orphan: bool = False  # a record whose .npy is gone (``nbytes``: the record's)
 
 
 # What build_cache names its files: <folder>-<side>px-<key>.npy. Nothing else in the
@@ -398,29 +415,41 @@ def _stale_leftovers(folder: Path) -> list[Path]:
 
 
 def cache_entries(cache_dir: str | os.PathLike) -> list[CacheEntry]:
-    """The caches in ``cache_dir``, least recently used first."""
+    """The caches in ``cache_dir``, least recently used first, and the records whose .npy
+    is gone (``orphan``): a `simclr cache --clear` from another process removed it while
+    a build wrote its record, and nothing else would ever list or remove them."""
     folder = Path(cache_dir).expanduser()
-    found = []
-    for npy in folder.glob("*.npy") if folder.is_dir() else ():
-        if not _CACHE_NAME.fullmatch(npy.name):
-            continue
-        meta_path = npy.with_suffix(".json")
+    if not folder.is_dir():
+        return []
+    found = [_entry(npy, npy.with_suffix(".json"), orphan=False)
+             for npy in folder.glob("*.npy") if _CACHE_NAME.fullmatch(npy.name)]
+    listed = {e.meta for e in found if e is not None}
+    found += [_entry(meta.with_suffix(".npy"), meta, orphan=True)
+              for meta in folder.glob("*.json") if meta not in listed and
+              _CACHE_NAME.fullmatch(meta.with_suffix(".npy").name) and
+              not meta.with_suffix(".npy").exists()]
+    return sorted((e for e in found if e is not None), key=lambda e: e.last_used)
+
+
+def _entry(npy: Path, meta_path: Path, orphan: bool) -> CacheEntry | None:
+    """The :class:`CacheEntry` of a cache's files (of its record alone: ``orphan``); None
+    if they were removed meanwhile (another clean)."""
+    there = meta_path if orphan else npy
+    try:
+        size = there.stat().st_size
         try:
-            size = npy.stat().st_size
-            try:
-                meta = json.loads(meta_path.read_text(encoding="utf-8"))
-                root, images, side = str(meta["root"]), int(meta["num_files"]), int(meta["side"])
-                used, size = meta_path.stat().st_mtime, size + meta_path.stat().st_size
-                store = meta.get("store")
-                variant = (meta.get("max_pixels"), meta.get("loose"))
-            except (OSError, ValueError, TypeError, KeyError, AttributeError):  # no sidecar
-                root, images, side, used, store = "?", 0, 0, npy.stat().st_mtime, None
-                variant = ()
-        except OSError:  # removed meanwhile (another clean)
-            continue
-        found.append(CacheEntry(npy, meta_path, size, root, images, side, used, store,
-                                variant))
-    return sorted(found, key=lambda e: e.last_used)
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            root, images, side = str(meta["root"]), int(meta["num_files"]), int(meta["side"])
+            used = meta_path.stat().st_mtime
+            size += 0 if orphan else meta_path.stat().st_size
+            store = meta.get("store")
+            variant = (meta.get("max_pixels"), meta.get("loose"))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):  # no sidecar
+            root, images, side, used, store = "?", 0, 0, there.stat().st_mtime, None
+            variant = ()
+    except OSError:
+        return None
+    return CacheEntry(npy, meta_path, size, root, images, side, used, store, variant, orphan)
 
 
 def describe_entry(entry: CacheEntry) -> str:
@@ -454,7 +483,8 @@ def superseded(entries: list[CacheEntry]) -> set[Path]:
     told apart, and kept, it would never be replaced (at worst a run decodes it again);
     one whose variant is recorded only by a newer one of that same variant. (Caches from
     before the storage was recorded are left alone.)"""
-    known = [e for e in entries if e.store is not None and e.root != "?"]
+    # (a record without its .npy replaces nothing: it is no cache)
+    known = [e for e in entries if e.store is not None and e.root != "?" and not e.orphan]
     # (entries come least recently used first: the last one of a kind is the newest)
     newest = {(e.root, e.side, e.store, e.variant): e for e in known}
     newest_of_folder = {(e.root, e.side, e.store): e for e in known}

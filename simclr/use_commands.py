@@ -226,6 +226,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
     def stale(e: Any) -> str | None:
         if args.clear:
             return "cleared"
+        if e.orphan:  # (a build renames its .npy into place first: no build is writing it)
+            return "its .npy is gone"
         if e.root == "?":  # the sidecar comes last: a build may be finishing
             return "a build that never finished" if now - e.last_used > 3600 else None
         if not Path(e.root).is_dir():
@@ -249,7 +251,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
         day = time.strftime("%Y-%m-%d", time.localtime(e.last_used))
         # How it was stored and its file's name: caches of one folder told apart
         print(f"{e.nbytes / 2**20:9.1f} MiB  {e.images:7d} x {e.side:3d} px  "
-              f"{describe_entry(e)}  used {day}  {e.root}  {e.npy.name}{note}")
+              f"{describe_entry(e)}  used {day}  {e.root}  {(e.meta if e.orphan else e.npy).name}"
+              f"{note}")
     for path, size in build_leftovers(args.cache_dir):  # a build killed outright left
         if args.clean or args.clear:
             remove_leftover(path)

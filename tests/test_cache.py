@@ -626,3 +626,71 @@ def test_a_cache_without_its_record_is_a_build_finishing_for_an_hour(tmp_path, c
     assert out.endswith("1 caches, 3.0 MiB; --clean would free 3.0 MiB\n"), out
     assert main(["cache", "--cache-dir", str(folder), "--clean"]) == 0
     assert capsys.readouterr().out.endswith("; 3.0 MiB freed\n") and not npy.exists()
+
+
+def _clear_all(folder: Path) -> None:
+    """What `simclr cache --clear` does to ``folder`` (another process's, here at once)."""
+    for entry in cache.cache_entries(folder):
+        cache.remove_entry(entry)
+
+
+def test_a_clear_while_a_build_writes_its_record_leaves_the_run_its_pixels(
+        tmp_path, monkeypatch, capsys):
+    """`simclr cache --clear` removing the .npy a build had just renamed into place, before
+    it wrote the record: the build then opened its memmap by name, a FileNotFoundError
+    traceback, and left a record without its .npy that no listing or --clean saw. The run
+    now keeps the pixels it decoded (its memmap, opened first); the lone record is listed
+    and removed by --clean."""
+    from simclr.cli import main
+    from simclr.folders import scan_folder
+
+    arrays = _cifar_like(tmp_path / "imgs")
+    folder = tmp_path / "cache"
+    real = cache._write_sidecar
+
+    def cleared_first(meta_path: Path, meta: dict) -> None:
+        _clear_all(folder)
+        real(meta_path, meta)
+
+    monkeypatch.setattr(cache, "_write_sidecar", cleared_first)
+    images = scan_folder(tmp_path / "imgs")
+    built = cache.build_cache(images, 16, folder, 0)
+    monkeypatch.undo()
+    names = [int(Path(p).stem) for p in images.paths]
+    assert (np.asarray(built.rows) == np.stack([arrays[k] for k in names])).all()
+    assert not built.path.exists()
+    (entry,) = cache.cache_entries(folder)
+    assert entry.orphan and entry.meta == built.path.with_suffix(".json")
+    assert entry.root == images.root and entry.nbytes == entry.meta.stat().st_size
+    assert cache.superseded([entry]) == set()  # (a record alone replaces no cache)
+    assert main(["cache", "--cache-dir", str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert f"{entry.meta.name}  (its .npy is gone: --clean removes it)\n" in out, out
+    assert main(["cache", "--cache-dir", str(folder), "--clean"]) == 0
+    assert f"{entry.meta.name}  (removed: its .npy is gone)\n" in capsys.readouterr().out
+    assert list(folder.iterdir()) == []
+
+
+def test_a_clear_just_after_a_build_renamed_its_npy_is_one_line(tmp_path, monkeypatch):
+    """The .npy removed between its rename into place and the opening of its memmap: a
+    one-line error saying so (run again), not "cannot write the decoded cache", and no
+    record left behind."""
+    from simclr.folders import scan_folder
+
+    _cifar_like(tmp_path / "imgs")
+    folder = tmp_path / "cache"
+    real = os.replace
+
+    def cleared_after(src, dst) -> None:
+        real(src, dst)
+        if str(dst).endswith(".npy"):
+            Path(dst).unlink()
+
+    monkeypatch.setattr(cache.os, "replace", cleared_after)
+    with pytest.raises(SimCLRError) as err:
+        cache.build_cache(scan_folder(tmp_path / "imgs"), 16, folder, 0)
+    monkeypatch.undo()
+    assert "was removed while it was being built" in str(err.value)
+    assert "run again" in str(err.value) and "\n" not in str(err.value)
+    assert list(folder.iterdir()) == []
+
