@@ -280,7 +280,8 @@ def build_cache(
     # The folder's name, shortened: the file name must stay within NAME_MAX (255 bytes)
     base = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(images.root).name)
     base = base[:48]  # (even 48 CJK characters are 144 bytes)
-    stem = f"{base or 'images'}-{side}px-{_cache_key(images, side, max_pixels, store)}"
+    key = _cache_key(images, side, max_pixels, store)
+    stem = f"{base or 'images'}-{side}px-{key}"
     npy, meta_path = folder / f"{stem}.npy", folder / f"{stem}.json"
     shape = (len(images.paths), side, side, 3)
     found = _read_cache(npy, meta_path, shape)
@@ -298,7 +299,10 @@ def build_cache(
     else:
         rows, meta = _build_cache_files(images, side, npy, meta_path, shape, workers,
                                         max_pixels, store)
-        _remove_replaced(folder, npy, str(images.root))
+        if _cache_key(images, side, max_pixels, store) == key:
+            _remove_replaced(folder, npy, str(images.root))
+        else:
+            _drop_stale_build(npy, meta_path, images.root)
     skipped = [(images.paths[i], reason) for i, reason in meta["skipped"]]
     aspect = None if meta["aspect"] is None else np.asarray(meta["aspect"], dtype=np.float32)
     return DecodedCache(rows, np.asarray(meta["kept"], dtype=np.int64), skipped, npy, aspect)
@@ -512,6 +516,24 @@ def _remove_replaced(folder: Path, built: Path, root: str) -> None:
                 continue
             log.info("removed %s, the cache of this folder before it changed (%.0f MiB)",
                      entry.npy, entry.nbytes / 2**20)
+
+
+def _drop_stale_build(npy: Path, meta_path: Path, root: str) -> None:
+    """A build whose files changed while it decoded them (an image edited, replaced or
+    removed): its pixels may be those of the new contents, its name the key of the old
+    ones. Kept, it would read as the folder's newest cache and take the current one (a
+    run's that started after the change) for one it replaced, which this build, --clean
+    or the next build would delete; and it would never be reused (no file's ctime goes
+    back to its old key), nor under the new key, which its pixels read before the change
+    need not match. So nothing is removed for it, and it is deleted at once: this run
+    reads the pixels it decoded from its open memmap (as it would have read the files
+    uncached), the next run decodes the folder again."""
+    log.warning("the folder %s changed while it was being decoded: this run uses the "
+                "pictures as they were read; its cache is not kept", root)
+    try:
+        remove_entry(CacheEntry(npy, meta_path, 0, root, 0, 0, 0.0))
+    except SimCLRError:  # (a mapped file on Windows: the sidecar, removed first, is gone
+        pass  # and a .npy alone replaces nothing; --clean removes it an hour later)
 
 
 def build_leftovers(cache_dir: str | os.PathLike) -> list[tuple[Path, int]]:

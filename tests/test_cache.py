@@ -694,3 +694,38 @@ def test_a_clear_just_after_a_build_renamed_its_npy_is_one_line(tmp_path, monkey
     assert "run again" in str(err.value) and "\n" not in str(err.value)
     assert list(folder.iterdir()) == []
 
+
+def test_a_build_whose_folder_changed_while_it_decoded_keeps_the_current_cache(
+        tmp_path, monkeypatch, caplog):
+    """A build that computed its key, then another run's build after a file was edited
+    (the new key, the old cache removed), then the first one's: it rebuilt under the old
+    key, read as the folder's newest, and removed the current cache of the other run. Its
+    key no longer matches its files: it removes nothing, and keeps no cache under a key
+    that does not describe its pixels (the run reads what it decoded)."""
+    from simclr.folders import scan_folder
+
+    _cifar_like(tmp_path / "imgs")
+    folder = tmp_path / "cache"
+    cache.build_cache(scan_folder(tmp_path / "imgs"), 16, folder, 0)
+    edited = rgb(16, 16, seed=99)
+    real, other = cache._read_cache, []
+
+    def folder_changed_meanwhile(*args, **kwargs):
+        if not other:  # (the other run's build calls this too)
+            other.append(None)
+            save_image(tmp_path / "imgs" / "dog" / "0.png", edited)
+            other.append(cache.build_cache(scan_folder(tmp_path / "imgs"), 16, folder, 0))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cache, "_read_cache", folder_changed_meanwhile)
+    images = scan_folder(tmp_path / "imgs")
+    with caplog.at_level(logging.INFO, logger="simclr.cache"):
+        built = cache.build_cache(images, 16, folder, 0)
+    monkeypatch.undo()
+    current = other[1].path
+    assert [e.npy for e in cache.cache_entries(folder)] == [current]
+    assert not built.path.exists() and built.path != current
+    assert (np.asarray(built.rows)[images.paths.index(str(tmp_path / "imgs" / "dog" / "0.png"))]
+            == edited).all()
+    assert any("changed while it was being decoded" in m for m in caplog.messages)
+    assert not any(m.startswith("removed") and str(current) in m for m in caplog.messages)
