@@ -333,7 +333,8 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
     its only complete ``.pt`` file (``finetune.pt``, ``linear.pt``). A leading ``~`` is the
     home folder (the Python API's ``load_encoder('~/run')``, a quoted ``--checkpoint``)."""
     p = Path(path).expanduser()
-    if p.is_dir():
+    picked = p.is_dir()
+    if picked:
         if (p / "checkpoints").is_dir():
             p = p / "checkpoints"
         found = latest_checkpoint(p)
@@ -366,9 +367,16 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
         p = found
     if not p.is_file():
         problem = unreadable_path(p)  # (a named pipe would be waited on forever)
-        raise SimCLRError(f"checkpoint {p}: {problem}" if problem else
-                          f"checkpoint not found: {p}")
+        if problem:
+            raise SimCLRError(f"checkpoint {p}: {problem}")
+        raise (_PickedAndGone if picked else SimCLRError)(f"checkpoint not found: {p}")
     return p
+
+
+class _PickedAndGone(SimCLRError):
+    """The checkpoint :func:`checkpoint_file` picked from a folder was deleted before it
+    was read: a training still saving there pruned it (``--keep-checkpoints``) after
+    writing a newer one. :func:`read_weights_file` picks again, once."""
 
 
 CLASSIFIER_FILES = ("linear.pt", "finetune.pt")  # what evaluations write into --out
@@ -394,6 +402,16 @@ def read_weights_file(path: str | os.PathLike, map_location: Any = "cpu",
     """(the content, the file) of a weights file read safely, unchecked: the first half
     of :func:`load_checkpoint`, for callers that also take other layouts (a torchvision
     state dict: :func:`simclr.pretrained.initial_weights`)."""
+    try:
+        return _read_weights_file(path, map_location, mmap)
+    except _PickedAndGone:  # (a second time: that SimCLRError, "checkpoint not found")
+        return _read_weights_file(path, map_location, mmap)
+
+
+def _read_weights_file(path: str | os.PathLike, map_location: Any,
+                       mmap: bool) -> tuple[Any, Path]:
+    """:func:`read_weights_file` once; :class:`_PickedAndGone` if the file it picked from
+    a folder was deleted before it was read."""
     p = checkpoint_file(path)
     if p.suffix.lower() in (".pt2", ".onnx"):  # `simclr export` programs: no weights dict
         raise SimCLRError(f"{p} is an exported program ({p.suffix}), not a checkpoint; give "
@@ -414,6 +432,9 @@ def read_weights_file(path: str | os.PathLike, map_location: Any = "cpu",
         if p.suffix.lower() in OTHER_FILES:  # e.g. a run's config.yaml, an embed .npz
             raise SimCLRError(f"{p} is {OTHER_FILES[p.suffix.lower()]}, not a checkpoint "
                               "(give the run folder, or the .pt file in it)") from None
+        if isinstance(exc, FileNotFoundError):  # deleted since checkpoint_file saw it
+            gone = SimCLRError if p == Path(path).expanduser() else _PickedAndGone
+            raise gone(f"checkpoint not found: {p}") from None
         if isinstance(exc, PermissionError):  # a whole file, not ours to read
             raise SimCLRError(f"cannot read checkpoint {p}: permission denied") from None
         message = str(exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -658,3 +659,59 @@ def test_a_file_holds_a_payloads_bytes_only_if_it_ends_with_them(tmp_path):
     assert not ck.holds_bytes_of(path, {**payload, "step": 4})
     path.write_bytes(path.read_bytes() + b"\0")
     assert not ck.holds_bytes_of(path, payload)
+
+
+def _pruned_once_at(when: str, folder, monkeypatch) -> None:
+    """A training still saving in ``folder`` (--keep-checkpoints 1): its next periodic
+    checkpoint written and the one a reader picked pruned, once, between the pick and
+    ``when``: the file's check, or its read."""
+    pruned = []
+
+    def prune(picked) -> None:
+        if not pruned and picked.name == periodic_name(1):
+            pruned.append(picked)
+            save_checkpoint(_state(2), folder, periodic_name(2), keep_last=1)
+            assert not picked.exists()
+
+    if when == "check":
+        real_latest = ck.latest_checkpoint
+
+        def picked_then_pruned(run_dir):
+            found = real_latest(run_dir)
+            if found is not None:
+                prune(found)
+            return found
+
+        monkeypatch.setattr(ck, "latest_checkpoint", picked_then_pruned)
+    else:
+        real_load = torch.load
+
+        def pruned_then_read(f, *args, **kwargs):
+            if not kwargs.get("mmap"):  # (the read, not latest_checkpoint's step lookup)
+                prune(Path(f))
+            return real_load(f, *args, **kwargs)
+
+        monkeypatch.setattr(ck.torch, "load", pruned_then_read)
+
+
+@pytest.mark.parametrize("when", ["check", "read"])
+def test_a_checkpoint_pruned_after_it_was_picked_from_a_run_folder_is_picked_again(
+        tmp_path, monkeypatch, when):
+    """Evaluating a run folder while its training prunes old checkpoints: the file picked
+    was deleted before it was read, "checkpoint not found" (3 loads in 914). The folder's
+    latest checkpoint is picked again and read, once."""
+    folder = tmp_path / "run" / "checkpoints"
+    save_checkpoint(_state(1), folder, periodic_name(1), keep_last=1)
+    _pruned_once_at(when, folder, monkeypatch)
+    loaded = load_checkpoint(tmp_path / "run")
+    assert loaded["step"] == 2 and loaded["file"] == str(folder / periodic_name(2))
+
+
+def test_a_checkpoint_file_named_and_removed_before_its_read_is_not_replaced(tmp_path,
+                                                                           monkeypatch):
+    """A file the user named is read or refused, never exchanged for another."""
+    folder = tmp_path / "run" / "checkpoints"
+    save_checkpoint(_state(1), folder, periodic_name(1), keep_last=1)
+    _pruned_once_at("read", folder, monkeypatch)
+    with pytest.raises(SimCLRError, match=f"^checkpoint not found: {folder / periodic_name(1)}$"):
+        load_checkpoint(folder / periodic_name(1))
