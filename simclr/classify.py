@@ -48,7 +48,7 @@ from simclr.config import AugmentConfig
 from simclr.data import decode_device
 from simclr.errors import SimCLRError
 from simclr.features import extract_features, iter_batches
-from simclr.files import lock_folder, set_aside
+from simclr.files import lock_folder, set_aside, taken
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.results import log, prepare_dir
 from simclr.runtime import SaveSchedule, StopFlag, autocast, command_line
@@ -437,6 +437,7 @@ class PartialRun:
     held: Any = None  # the lock on ``out`` while the training runs (files.lock_folder)
     metrics: dict[str, Any] = field(default_factory=dict)  # those saved with the state
     run_id: str = field(default_factory=new_run_id)  # the training's: the saved one's, continued
+    results: tuple[str, ...] = ()  # what the finished run writes in ``out`` (results.RESULTS)
 
     @property
     def path(self) -> Path | None:
@@ -449,9 +450,11 @@ class PartialRun:
         ``prefix``): (step, training seconds); (0, 0.0) if nothing was saved. A state
         saved after the last of ``total`` steps (a run stopped in its test) is only
         tested again. Rank 0 holds ``out`` from here on: a second command training into
-        it is refused."""
+        it is refused, and so is this one where another finished there meanwhile (its
+        ``results``, unless ``overwrite``)."""
         if self.out is not None and dist.is_main() and self.out.is_dir():
             self.held = lock_folder(self.out)
+            self._check_results_free()
         if self.path is None or not self.path.exists():
             return 0, 0.0
         try:
@@ -487,6 +490,15 @@ class PartialRun:
         else:
             log(f"resuming the {self.what} in {self.out} from step {step}", verbose)
         return step, elapsed
+
+    def _check_results_free(self) -> None:
+        """The command checked ``results`` free before it took ``out``; another one that
+        held it meanwhile may have finished there: refused, its results kept."""
+        found = next((self.out / name for name in self.results
+                      if os.path.lexists(self.out / name)), None)
+        if found is not None and not self.overwrite:
+            self.release()
+            raise taken(found)
 
     def trained_stats(self, stats: dict[str, Any], start_step: int) -> dict[str, Any]:
         """``stats`` of :func:`train_classifier` from ``start_step``; a run resumed after

@@ -412,7 +412,7 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
         path, ckpt, "random init" if args.random_init else "pretrained"),
         "layer": "h" if result["tasks"] and all(row["z"] is None for row in
                                                 result["tasks"].values()) else "h and z"}
-    write_results(out, "transform_probe.json", result)
+    write_results(out, "transform_probe.json", result, args.overwrite)
     print(finite_json(result))
     return 0
 

@@ -178,7 +178,8 @@ def _save_layer(partial_run: PartialRun, fc: nn.Linear, optimizer: torch.optim.O
 def linear_partial(out: Path | None, settings: dict[str, Any] | None = None,
                    overwrite: bool | str = False) -> PartialRun:
     """Where an unfinished SGD linear evaluation is kept: ``out/checkpoints/linear-partial.pt``."""
-    return PartialRun(out, "linear", "linear evaluation", settings or {}, overwrite)
+    return PartialRun(out, "linear", "linear evaluation", settings or {}, overwrite,
+                      results=RESULTS["linear-eval"])
 
 
 def feature_width(encoder: nn.Module, image_size: int) -> int:
@@ -276,7 +277,7 @@ def run_linear_eval(
     run = _LinearEval(encoder=encoder, train=train, test=test, num_classes=num_classes, out=out,
                       image_size=image_size, batch_size=batch_size, device=dev, precision=prec,
                       channels_last=channels_last, workers=workers, seed=seed, verbose=verbose,
-                      config=config, source=source)
+                      config=config, source=source, overwrite=bool(overwrite))
     start = time.perf_counter()
     if protocol == "lbfgs":
         fitted = _fit_lbfgs(run, l2, l2_grid, val_fraction, max_iter)
@@ -312,6 +313,7 @@ class _LinearEval:
     verbose: bool
     config: dict[str, Any] | None  # the source checkpoint's, stored with the classifier
     source: dict[str, Any] | None  # what the encoder came from, recorded in the results
+    overwrite: bool = False  # an earlier run's results replaced; else never another's
 
     def features(self, images: Any) -> tuple[np.ndarray, np.ndarray]:
         """h float32 (N, D) and labels (N,) of ``images``: the evaluation transform."""
@@ -394,10 +396,13 @@ def _finish_linear_eval(run: _LinearEval, protocol: str, fitted: _Fitted,
                                                        run.train.classes, results, run.out,
                                                        (run.source or {}).get("step"),
                                                        (run.source or {}).get("features"),
-                                                       fitted.run_id or new_run_id())
-        linear_partial(run.out).discard()  # (an sgd run's finished, or an --overwrite's)
+                                                       fitted.run_id or new_run_id(),
+                                                       run.overwrite)
+        if protocol == "sgd" or run.overwrite:  # (without, an lbfgs run found none at its
+            # start: one there now is another process's, training)
+            linear_partial(run.out).discard()  # (an sgd run's finished, or an --overwrite's)
     finish_results(results, run.out, "linear_eval", fitted.scores, fitted.test_y, run.train,
-                   run.test, run.source, run.verbose)
+                   run.test, run.source, run.verbose, run.overwrite)
     log(f"linear eval ({protocol}): top-1 {100 * results['top1']:.2f}%", run.verbose)
     return results
 
@@ -406,15 +411,20 @@ def save_linear_classifier(encoder: nn.Module, linear: nn.Linear, image_size: in
                            config: dict[str, Any] | None, classes: Sequence[str],
                            results: dict[str, Any], out: Path,
                            encoder_step: int | None = None,
-                           features: str | None = None, run_id: str | None = None) -> str | None:
+                           features: str | None = None, run_id: str | None = None,
+                           overwrite: bool = True) -> str | None:
     """``out/checkpoints/linear.pt``: the encoder and the fitted layer, a classifier that
     ``simclr predict`` applies to new images. Only classifiers on h are saved (those on
     a head layer or raw pixels are evaluation baselines); returns the path or None.
-    ``run_id``: the classifier's (the evaluations of it name it by that)."""
+    ``run_id``: the classifier's (the evaluations of it name it by that). ``overwrite``
+    False: one that another process wrote meanwhile is kept (and refused, where this
+    one would be saved)."""
     from simclr.pretrained import classifier_checkpoint, encoder_config, save_classifier
 
     if not isinstance(encoder, (ResNet, TorchvisionEncoder)):
         log("linear eval: classifier not saved (only classifiers on h are)")
+        if not overwrite:  # (one there now is another process's: its results refuse ours)
+            return None
         # An earlier run's classifier there (--overwrite) would pass for this one's.
         earlier = out / CHECKPOINTS / "linear.pt"
         try:
@@ -428,7 +438,7 @@ def save_linear_classifier(encoder: nn.Module, linear: nn.Linear, image_size: in
                                  list(classes), 0, results["elapsed_s"], results,
                                  encoder_step=encoder_step, features=features or "pretrained",
                                  run_id=run_id)
-    return save_classifier(blob, out, "linear.pt")
+    return save_classifier(blob, out, "linear.pt", overwrite)
 
 
 def _positive(value: float, flag: str) -> None:

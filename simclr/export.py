@@ -44,7 +44,6 @@ from simclr.checkpoint import (
     checkpoint_file,
     is_run_checkpoint,
     load_checkpoint,
-    save_checkpoint,
 )
 from simclr.config import ARCHS
 from simclr.decode import eval_side
@@ -60,6 +59,7 @@ from simclr.pretrained import (
     encoder_trained_step,
     parse_layer,
     representation_from_checkpoint,
+    save_result_checkpoint,
     trained_for,
 )
 from simclr.results import output_file
@@ -131,13 +131,14 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
             raise SimCLRError(f"--layer {layer}: a {fmt} export holds the encoder only; "
                               "use --format pt2 or onnx to export a layer of the head")
         return (export_encoder if fmt == "checkpoint" else export_torchvision)(
-            source, out, image_size)
-    return export_program(source, out, fmt, layer, image_size)
+            source, out, image_size, overwrite)
+    return export_program(source, out, fmt, layer, image_size, overwrite)
 
 
 def export_encoder(checkpoint: str | Path, out: str | Path,
-                   image_size: int | None = None) -> dict[str, Any]:
-    """Write a small checkpoint with only the encoder (no head, optimizer or RNG).
+                   image_size: int | None = None, overwrite: bool = True) -> dict[str, Any]:
+    """Write a small checkpoint with only the encoder (no head, optimizer or RNG);
+    ``overwrite`` False: a file another process wrote there meanwhile is kept, refused.
 
     The weights go through the encoder the config describes (strictly), so a file whose
     config does not fit its weights is refused, never relabelled.
@@ -160,16 +161,17 @@ def export_encoder(checkpoint: str | Path, out: str | Path,
                           "file": str(ckpt.get("file", checkpoint))},
     }
     out = Path(out)
-    save_checkpoint(blob, out.parent, out.name, None)
+    save_result_checkpoint(blob, out.parent, out.name, overwrite)
     return {"out": str(out), "format": "checkpoint", **spec}
 
 
 def export_torchvision(checkpoint: str | Path, out: str | Path,
-                       image_size: int | None = None) -> dict[str, Any]:
+                       image_size: int | None = None, overwrite: bool = True) -> dict[str, Any]:
     """Write the encoder's weights in torchvision's layout (:mod:`simclr.torchvision_io`),
     checked first: torchvision's model loads them strictly and computes the encoder's h.
     The file records no image size: where simclr would read it back at another side
-    than the encoder's, a note says which ``--image-size`` to give."""
+    than the encoder's, a note says which ``--image-size`` to give. ``overwrite`` False:
+    a file (or card) another process wrote there meanwhile is kept, refused."""
     ckpt = at_image_size(load_checkpoint(checkpoint), image_size, checkpoint)
     encoder, spec = encoder_from_checkpoint(ckpt)
     check_finite(encoder, checkpoint)
@@ -182,13 +184,13 @@ def export_torchvision(checkpoint: str | Path, out: str | Path,
         raise SimCLRError(f"torchvision's {spec['arch']} does not reproduce the encoder "
                           f"(max difference {(got - expected).abs().max().item():.3g})")
     out = Path(out)
-    written(out, lambda tmp: torch_save(state, tmp))
+    written(out, lambda tmp: torch_save(state, tmp), replace=overwrite)
     # The file records no size or preprocessing: its card does (a torchvision pipeline
     # would otherwise feed 224 px with ImageNet's mean/std).
     load = f"{code}; m.load_state_dict(torch.load({str(out)!r})); m.eval()"
     card = {**program_card(spec, "h", encoder.feature_dim, encoder_trained_step(ckpt),
                            "torchvision", Path(checkpoint)), "usage": load}
-    write_json(card_file(out), card)
+    write_json(card_file(out), card, replace=overwrite)
     read_back = assumed_side(spec["cifar_stem"])
     if spec["arch"] in ARCHS and size != read_back:  # e.g. an ImageNet stem at 32 px
         side = "it was exported for" if image_size else "it was trained at"
@@ -269,11 +271,13 @@ def check_room(out: Path, module: nn.Module) -> None:
 
 
 def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
-                   layer: str = "h", image_size: int | None = None) -> dict[str, Any]:
+                   layer: str = "h", image_size: int | None = None,
+                   overwrite: bool = True) -> dict[str, Any]:
     """Trace the representation at ``layer`` and write it as a ``pt2`` or ``onnx`` program.
 
     The file is written to a temporary name, checked (:func:`check_program`) and only
-    then renamed over ``out``; the card follows as ``<out>.json``.
+    then renamed over ``out``; the card follows as ``<out>.json``. ``overwrite`` False:
+    a file (or card) another process wrote there meanwhile is kept, refused.
     """
     write_program = {"pt2": _write_pt2, "onnx": _write_onnx}[fmt]
     source = classifier_file(checkpoint) if layer == "logits" else checkpoint_file(checkpoint)
@@ -307,8 +311,8 @@ def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
         write_program(module, example, tmp, card)
         result.update(check_program(tmp, fmt, check, expected))
 
-    written(out, write)  # each failure names the file that could not be written
-    write_json(card_file(out), card)
+    written(out, write, replace=overwrite)  # each failure names the file not written
+    write_json(card_file(out), card, replace=overwrite)
     return {"out": str(out), "format": fmt, "layer": layer, "dim": card["output"]["shape"][1],
             **spec, **result}
 

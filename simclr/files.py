@@ -85,13 +85,16 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
+def write_atomically(target: Path, write: Callable[[Path], None],
+                     replace: bool = True) -> None:
     """``write(tmp)``, then make ``tmp`` durable and rename it over ``target``.
 
     ``tmp`` is :func:`temporary_name`'s, in the same folder (same file system, so the rename
     is atomic and a reader sees the old file or the new one, never half of one). On any
     exception, ``write``'s included, the temporary file is removed, ``target`` is left
-    untouched and the exception propagates.
+    untouched and the exception propagates. ``replace`` False: a ``target`` there already
+    (another process's, written meanwhile) is kept and :class:`AlreadyWritten` raised
+    (:func:`publish`).
     """
     tmp = temporary_name(target)
     try:
@@ -102,7 +105,7 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, target)
+        publish(tmp, target, replace)
         fsync_dir(target.parent)
     except BaseException:
         discard(tmp)
@@ -110,15 +113,53 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
     remove_stale_temporaries(target.parent, f"{temporary_stem(target.name)}.tmp-*")
 
 
+class AlreadyWritten(Exception):
+    """:func:`publish` found its target there: another process wrote it meanwhile.
+    (No OSError: a FileExistsError of the write itself is a failure of another kind.)"""
 
-def written(path: Path, write: Callable[[Path], Any]) -> Path:
-    """``write(tmp)`` then renamed to ``path`` (:func:`write_atomically`): a full
-    disk or a lost permission ends in one line, and an earlier file stays whole."""
+
+def publish(tmp: Path, target: Path, replace: bool = True) -> None:
+    """Rename the whole file ``tmp`` to ``target``. ``replace`` False: never over an
+    existing ``target`` (:class:`AlreadyWritten`, ``tmp`` left to the caller): a hard
+    link, which the file system refuses atomically where the name is taken (two
+    processes checking first and renaming after would both pass), then ``tmp`` removed.
+    Where hard links are not supported (some FUSE and SMB mounts, FAT), a check just
+    before the rename: a race left open, rather than a write refused there."""
+    if replace:
+        os.replace(tmp, target)
+        return
     try:
-        write_atomically(path, write)
+        os.link(tmp, target)
+    except FileExistsError:
+        raise AlreadyWritten(str(target)) from None
+    except OSError:  # (EPERM, ENOTSUP, ...: no hard links here)
+        if os.path.lexists(target):
+            raise AlreadyWritten(str(target)) from None
+        os.replace(tmp, target)
+        return
+    discard(tmp)  # (one left behind is debris that remove_stale_temporaries collects)
+
+
+def written(path: Path, write: Callable[[Path], Any], replace: bool = True) -> Path:
+    """``write(tmp)`` then renamed to ``path`` (:func:`write_atomically`): a full
+    disk or a lost permission ends in one line, and an earlier file stays whole.
+    ``replace`` False (a command without ``--overwrite``): a ``path`` that another
+    process wrote meanwhile is kept, and refused in one line (:func:`taken`)."""
+    try:
+        write_atomically(path, write, replace)
+    except AlreadyWritten:
+        raise taken(path) from None
     except OSError as exc:
         raise SimCLRError(f"could not write {path}: {exc.strerror or exc}") from None
     return path
+
+
+def taken(path: Path) -> SimCLRError:
+    """The error of a result ``path`` that another process wrote while this one worked:
+    that one is kept, this one's is not written."""
+    return SimCLRError(f"{path} was written meanwhile by another process (kept; this "
+                       "run's was not written): choose another --out, or pass --overwrite "
+                       "to replace it")
 
 
 def finite_json(data: Any, indent: int | None = None) -> str:
@@ -136,10 +177,11 @@ def finite_json(data: Any, indent: int | None = None) -> str:
     return json.dumps(clean(data), indent=indent, allow_nan=False)
 
 
-def write_json(path: Path, data: Any) -> Path:
-    """``data`` as indented JSON (:func:`finite_json`), through :func:`written`."""
+def write_json(path: Path, data: Any, replace: bool = True) -> Path:
+    """``data`` as indented JSON (:func:`finite_json`), through :func:`written`
+    (``replace``: see there)."""
     text = finite_json(data, indent=2) + "\n"
-    return written(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return written(path, lambda tmp: tmp.write_text(text, encoding="utf-8"), replace)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

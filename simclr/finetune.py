@@ -235,7 +235,8 @@ def run_finetune(
                 "source": [str((source or {}).get("checkpoint")), (source or {}).get("step")],
                 "weights": weights_digest(encoder, start_layer),
                 "batch_norm": batch_norm_setting(sync_bn)}  # what a continuation must match
-    partial_run = PartialRun(out, "finetune", "fine-tuning", settings, overwrite)
+    partial_run = PartialRun(out, "finetune", "fine-tuning", settings, overwrite,
+                             results=RESULTS["finetune"])
     step, elapsed = partial_run.resume(model, optimizer, scaler, verbose, total=budget.steps)
     listed = _list_subset_first(train, budget.subset, out)
     run = _FineTuning(model=model, optimizer=optimizer, scaler=scaler, partial_run=partial_run,
@@ -261,7 +262,8 @@ def run_finetune(
     results = run.results(logits, test_y, stats, labels_per_class, num_classes,
                           elapsed + time.perf_counter() - start)
     run.save_results(results)
-    finish_results(results, out, "finetune", logits, test_y, train, test, source, verbose)
+    finish_results(results, out, "finetune", logits, test_y, train, test, source, verbose,
+                   overwrite)
     log(f"finetune: top-1 {100 * results['top1']:.2f}%", verbose)
     return results
 
@@ -401,5 +403,6 @@ class _FineTuning:
                                      features="random init" if self.partial_run.settings[
                                          "from_scratch"] else "pretrained",
                                      run_id=self.partial_run.run_id)
-        results["checkpoint"] = save_classifier(blob, out, "finetune.pt")
+        results["checkpoint"] = save_classifier(blob, out, "finetune.pt",
+                                                bool(self.partial_run.overwrite))
         self.partial_run.discard()

@@ -163,6 +163,7 @@ def run_knn(
                **accuracy_summary(scores, test_y), **feature_sizes(train_x, test_x, num_classes),
                "image_size": image_size, "precision": prec,
                "elapsed_s": time.perf_counter() - start}
-    finish_results(results, out, "knn", scores, test_y, train, test, source, verbose)
+    finish_results(results, out, "knn", scores, test_y, train, test, source, verbose,
+                   overwrite)
     log(f"kNN (k={results['k']}, T={temperature}): top-1 {100 * results['top1']:.2f}%", verbose)
     return results

@@ -136,9 +136,11 @@ def duplicate_pairs(features: torch.Tensor, threshold: float
 
 
 def write_neighbors(features: str | Path, out: str | Path, k: int = 5,
-                    queries: str | Path | None = None) -> dict[str, Any]:
+                    queries: str | Path | None = None, overwrite: bool = True
+                    ) -> dict[str, Any]:
     """Each query image's ``k`` nearest images as CSV (``path, neighbor1, similarity1,
-    ...``); the queries are the images of ``features`` themselves unless given."""
+    ...``); the queries are the images of ``features`` themselves unless given.
+    ``overwrite`` False: an ``out`` another process wrote meanwhile is kept, refused."""
     keys, key_paths, key_encoder = _load(features, "--features")
     if queries is None:
         query_x, query_paths = keys, key_paths
@@ -167,7 +169,8 @@ def write_neighbors(features: str | Path, out: str | Path, k: int = 5,
                 rows.writerow([path, *(v for j in range(k)
                                        for v in (key_paths[i[j]], f"{s[j]:.6f}"))])
 
-    out = written(Path(out).expanduser(), write)  # (the file results.output_file checked)
+    out = written(Path(out).expanduser(), write,  # (the file results.output_file checked)
+                  replace=overwrite)
     return {"out": str(out), "queries": int(len(query_x)), "images": int(len(keys)), "k": k}
 
 
@@ -190,10 +193,11 @@ def check_threshold(threshold: float) -> None:
         raise SimCLRError(f"--duplicates {threshold:g}: a cosine similarity lies in [-1, 1]")
 
 
-def write_duplicates(features: str | Path, out: str | Path, threshold: float
-                     ) -> dict[str, Any]:
+def write_duplicates(features: str | Path, out: str | Path, threshold: float,
+                     overwrite: bool = True) -> dict[str, Any]:
     """The pairs of images at cosine similarity >= ``threshold`` as CSV (``path_a, path_b,
-    similarity``), and how many images have at least one such twin."""
+    similarity``), and how many images have at least one such twin (``overwrite``: as
+    :func:`write_neighbors`)."""
     check_threshold(threshold)
     keys, paths = load_embeddings(features, "--features")
     first, second, sims = duplicate_pairs(keys, threshold)
@@ -208,6 +212,6 @@ def write_duplicates(features: str | Path, out: str | Path, threshold: float
                     first[part].tolist(), second[part].tolist(), sims[part].tolist(),
                     strict=True))
 
-    out = written(Path(out).expanduser(), write)
+    out = written(Path(out).expanduser(), write, replace=overwrite)
     return {"out": str(out), "images": int(len(keys)), "threshold": threshold,
             "pairs": len(sims), "images_with_a_duplicate": len(np.union1d(first, second))}

@@ -40,7 +40,7 @@ from simclr.checkpoint import (
 )
 from simclr.config import MAX_SIDE, MIN_SIZE, Config, DataConfig
 from simclr.errors import SimCLRError, check_counts
-from simclr.files import written
+from simclr.files import AlreadyWritten, discard, fsync_dir, publish, taken, temporary_name, written
 from simclr.models import (
     Classifier,
     HeadTap,
@@ -362,7 +362,7 @@ def embed_folder(
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
-    written(out, write)
+    written(out, write, replace=overwrite)  # (another process's meanwhile: kept)
     return {"out": str(out), "layer": layer, "image_size": spec["image_size"],
             "images": int(feats.shape[0]), "dim": int(feats.shape[1]),
             "skipped": len(source.skipped)}
@@ -421,9 +421,34 @@ def classifier_checkpoint(
     return blob
 
 
-def save_classifier(blob: dict[str, Any], out: Path, name: str) -> str:
-    """Write a :func:`classifier_checkpoint` as ``out/checkpoints/name``; returns its path."""
-    return str(save_checkpoint(blob, out / "checkpoints", name, None))
+def save_classifier(blob: dict[str, Any], out: Path, name: str, overwrite: bool = True) -> str:
+    """Write a :func:`classifier_checkpoint` as ``out/checkpoints/name``; returns its path
+    (``overwrite``: see :func:`save_result_checkpoint`)."""
+    return str(save_result_checkpoint(blob, out / "checkpoints", name, overwrite))
+
+
+def save_result_checkpoint(blob: dict[str, Any], folder: Path, name: str,
+                           overwrite: bool = True) -> Path:
+    """:func:`simclr.checkpoint.save_checkpoint` of a command's result (a classifier, an
+    exported encoder). ``overwrite`` False (a command without --overwrite): a file
+    another process wrote there meanwhile is kept, and refused in one line
+    (:func:`simclr.files.taken`)."""
+    if overwrite:
+        return save_checkpoint(blob, folder, name, None)
+    target = folder / name
+    # Written whole under this process's temporary name (save_checkpoint's checks and
+    # messages), then published only where the name is still free.
+    tmp = save_checkpoint(blob, folder, temporary_name(target).name, None)
+    try:
+        publish(tmp, target, replace=False)
+    except AlreadyWritten:
+        raise taken(target) from None
+    except OSError as exc:
+        raise SimCLRError(f"could not write checkpoint {target}: {exc.strerror or exc}") from None
+    finally:
+        discard(tmp)  # (gone once published)
+    fsync_dir(folder)
+    return target
 
 
 CLASSIFIER_KINDS = ("linear", "finetune", "supervised")
@@ -561,9 +586,10 @@ def _ranked_rows(top_p: torch.Tensor,
 
 
 def _write_predictions(out: Path, paths: list[str], top_p: torch.Tensor, top_i: torch.Tensor,
-                       classes: list[str], threshold: float) -> None:
+                       classes: list[str], threshold: float, overwrite: bool = True) -> None:
     """The CSV of :func:`predict_folder`; ``top_p``/``top_i``: (N, k) ranked probabilities
-    and class indices. Written whole or not at all: a rerun never meets half a file."""
+    and class indices. Written whole or not at all: a rerun never meets half a file.
+    ``overwrite`` False: one another process wrote meanwhile is kept and refused."""
     k = top_p.shape[1]
 
     def write(tmp: Path) -> None:
@@ -577,7 +603,7 @@ def _write_predictions(out: Path, paths: list[str], top_p: torch.Tensor, top_i: 
                 prediction = classes[ids[0]] if ps[0] >= threshold else ""
                 writer.writerow([path, prediction, f"{ps[0]:.6f}", *ranked])
 
-    written(out, write)
+    written(out, write, replace=overwrite)
 
 
 def _scores(probs: torch.Tensor, top_p: torch.Tensor, top_i: torch.Tensor, classes: list[str],
@@ -655,7 +681,7 @@ def predict_folder(
     with torch.no_grad():
         probs = torch.softmax(fc(torch.from_numpy(feats).double()), dim=1)
     top_p, top_i = probs.topk(k, dim=1)
-    _write_predictions(out, paths, top_p, top_i, classes, threshold)
+    _write_predictions(out, paths, top_p, top_i, classes, threshold, overwrite)
     result: dict[str, Any] = {"out": str(out), "images": int(len(probs)),
                               "skipped": len(source.skipped), "classes": len(classes)}
     result.update(_scores(probs, top_p, top_i, classes, source.classes, labels,

@@ -99,11 +99,14 @@ def _tick_labels(classes: Sequence[str]) -> list[str]:
             for k, name in enumerate(classes)]
 
 
-def write_results(run_dir: str | Path | None, name: str, results: dict[str, Any]) -> None:
-    """Write ``results`` as ``run_dir/name`` (indented JSON); no-op without a run dir."""
+def write_results(run_dir: str | Path | None, name: str, results: dict[str, Any],
+                  overwrite: bool = True) -> None:
+    """Write ``results`` as ``run_dir/name`` (indented JSON); no-op without a run dir.
+    ``overwrite`` False (a command without --overwrite): one that another process wrote
+    meanwhile is kept, and refused in one line (:func:`simclr.files.written`)."""
     if run_dir is None:
         return
-    write_json(Path(run_dir) / name, results)
+    write_json(Path(run_dir) / name, results, replace=overwrite)
 
 
 def feature_sizes(train_x: np.ndarray, test_x: np.ndarray, num_classes: int) -> dict[str, int]:
@@ -120,13 +123,16 @@ MAX_FIGURE_CLASSES = 1000
 
 def finish_results(results: dict[str, Any], out: Path | None, name: str, scores: torch.Tensor,
                    labels: np.ndarray, train: Any, test: Any,
-                   source: dict[str, Any] | None = None, verbose: bool = True) -> None:
+                   source: dict[str, Any] | None = None, verbose: bool = True,
+                   overwrite: bool = True) -> None:
     """JSON + confusion-matrix figure into the run directory. The results record the
     encoder's ``source`` and how many images of ``train`` and ``test`` were unreadable
     and left out (and which, with the reason), since the accuracy is over the others.
     The JSON is written first, so a figure that fails (or runs out of memory) loses no
     result; it is written again naming the figure. No figure past
-    :data:`MAX_FIGURE_CLASSES` classes (a note says so)."""
+    :data:`MAX_FIGURE_CLASSES` classes (a note says so). ``overwrite`` False: a JSON
+    another process wrote there meanwhile is kept and refused (:func:`write_results`),
+    before the figure."""
     results["skipped_images"] = {"train": len(getattr(train, "skipped", ())),
                                  "test": len(getattr(test, "skipped", ()))}
     results["skipped_files"] = {split: [list(s) for s in getattr(data, "skipped", ())]
@@ -135,7 +141,7 @@ def finish_results(results: dict[str, Any], out: Path | None, name: str, scores:
         results["source"] = source
     if out is None:
         return
-    write_results(out, f"{name}.json", results)
+    write_results(out, f"{name}.json", results, overwrite)
     classes = train.classes
     if len(classes) > MAX_FIGURE_CLASSES:
         log(f"note: no {name}_confusion.png: {len(classes):,} classes are more than a "
@@ -145,7 +151,7 @@ def finish_results(results: dict[str, Any], out: Path | None, name: str, scores:
     fig = save_confusion_figure(matrix, classes, out / f"{name}_confusion.png",
                                 f"{name}: top-1 {100 * results['top1']:.2f}%")
     results["confusion_figure"] = str(fig)
-    write_results(out, f"{name}.json", results)
+    write_results(out, f"{name}.json", results)  # (over this run's own)
 
 
 # What each evaluation command writes under its --out, never overwritten: checked up

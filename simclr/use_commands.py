@@ -184,12 +184,13 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
                 raise SimCLRError(f"--duplicates looks for pairs within --features; drop --{flag}")
     output_file(args.out, args.overwrite)
     if args.duplicates is not None:
-        result = write_duplicates(args.features, args.out, args.duplicates)
+        result = write_duplicates(args.features, args.out, args.duplicates, args.overwrite)
         print(f"{args.out}: {result['pairs']} pairs at similarity >= {args.duplicates:g}; "
               f"{result['images_with_a_duplicate']} of {result['images']} images have a "
               "near-duplicate", file=sys.stderr)
     else:
-        result = write_neighbors(args.features, args.out, args.k or 5, args.queries)
+        result = write_neighbors(args.features, args.out, args.k or 5, args.queries,
+                                 args.overwrite)
     print(finite_json(result))
     return 0
 

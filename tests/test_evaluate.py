@@ -132,6 +132,33 @@ def test_overwrite_replaces_the_earlier_results_of_the_same_command(tmp_path):
     assert json.loads((tmp_path / "knn.json").read_text())["k"] == 5  # another command's
 
 
+def test_a_linear_evaluation_finished_meanwhile_in_its_out_is_kept(tmp_path, monkeypatch):
+    """Two `simclr linear-eval --out D` (lbfgs: no hold of D) at once: the second to
+    finish is refused once it would save its classifier, the first's classifier and
+    results kept; the first's unfinished sgd training (there since the second's start)
+    is never deleted by the second."""
+    train, test = colour_source(seed=0), colour_source(n_per_class=3, seed=1)
+    fast = {"image_size": 16, "device": "cpu", "precision": "fp32", "verbose": False}
+    fit = evaluate.logistic_regression
+    kept = {"checkpoints/linear.pt": "the first's classifier",
+            "linear_eval.json": '{"top1": 0.5}',
+            "checkpoints/linear-partial.pt": "another's unfinished sgd training"}
+
+    def finished_meanwhile(*args, **kwargs):
+        for name, text in kept.items():
+            (tmp_path / name).parent.mkdir(exist_ok=True)
+            (tmp_path / name).write_text(text)
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "logistic_regression", finished_meanwhile)
+    with pytest.raises(SimCLRError, match=r"linear.pt was written meanwhile by another process "
+                       r"\(kept; this run's was not written\)"):
+        run_linear_eval(tiny_encoder(), train, test, tmp_path, l2=1e-3, **fast)
+    assert {name: (tmp_path / name).read_text() for name in kept} == kept
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "linear-partial.pt", "linear.pt"]  # (no temporary left)
+
+
 def test_user_errors_are_one_line():
     good = colour_source()
     unlabeled = colour_source()

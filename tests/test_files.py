@@ -25,6 +25,7 @@ from simclr.files import (
     temporary_name,
     write_atomically,
     write_json,
+    written,
 )
 
 
@@ -276,6 +277,43 @@ def test_the_file_is_made_durable_before_the_rename_and_the_rename_after(tmp_pat
     write_atomically(target, lambda tmp: tmp.write_text("{}"))
     file, folder = target.stat().st_ino, target.parent.stat().st_ino
     assert events == [("fsync", file), ("replace", file), ("fsync", folder)]
+
+
+def _another_process_writes(target):
+    """A ``write`` that, once its own bytes are out, sees ``target`` written meanwhile
+    (as by a second command that checked the same free name at its start)."""
+    def write(tmp):
+        tmp.write_text("this one's")
+        target.write_text("the other process's")
+    return write
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard_links", "no_hard_links"])
+def test_a_result_written_meanwhile_by_another_process_is_kept(tmp_path, monkeypatch, links):
+    """Without --overwrite a result is published only where its name is free: one that
+    another process wrote between the command's check and its rename is kept, and the
+    command refused in one line naming it and --overwrite. Where the file system has no
+    hard links (EPERM from some FUSE or SMB mounts) the check is made just before the
+    rename; the write still goes through where the name is free."""
+    if not links:
+        def no_links(src, dst):
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_links)
+    target = tmp_path / "knn.json"
+    with pytest.raises(SimCLRError) as info:
+        written(target, _another_process_writes(target), replace=False)
+    assert str(info.value) == (f"{target} was written meanwhile by another process (kept; "
+                               "this run's was not written): choose another --out, or pass "
+                               "--overwrite to replace it")
+    assert [p.name for p in tmp_path.iterdir()] == ["knn.json"]  # (no temporary left)
+    assert target.read_text() == "the other process's"
+    fresh = tmp_path / "fresh.json"
+    written(fresh, lambda tmp: tmp.write_text("new"), replace=False)
+    assert fresh.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "fresh.json", "knn.json"]
+    written(target, _another_process_writes(target))  # --overwrite: replaced, as before
+    assert target.read_text() == "this one's"
 
 
 def _sweep_table(folder):

@@ -172,6 +172,36 @@ def test_overwrite_replaces_an_earlier_finetuning_and_only_at_its_end(tmp_path, 
     assert not (run / "checkpoints" / "finetune-partial.pt").exists()
 
 
+def test_a_finetuning_finished_meanwhile_in_its_out_is_kept(tmp_path, folders, monkeypatch):
+    """Two `simclr finetune --out D` at once: both found D free; the second waited for
+    the first's hold of D (or took it just after) and is refused once it holds D, the
+    first's results kept and nothing trained (it retrained and replaced them); with
+    --overwrite it replaces them, as before."""
+    import simclr.classify as classify
+    from simclr.files import folder_holder
+
+    train, test = folders
+    run = tmp_path / "ft"
+    first = {"top1": 0.25}
+    lock = classify.lock_folder
+
+    def finished_meanwhile(folder):  # the first command ended while this one started
+        (folder / "finetune.json").write_text(json.dumps(first))
+        return lock(folder)
+
+    monkeypatch.setattr(classify, "lock_folder", finished_meanwhile)
+    with pytest.raises(SimCLRError, match=r"ft/finetune.json was written meanwhile by another "
+                       r"process \(kept; this run's was not written\): choose another --out, "
+                       r"or pass --overwrite to replace it"):
+        run_finetune(tiny_encoder(), train, test, run, labels_per_class=1, **FAST)
+    assert json.loads((run / "finetune.json").read_text()) == first
+    assert [p.name for p in run.iterdir() if p.name != ".simclr.lock"] == ["finetune.json"]
+    assert folder_holder(run) is None  # let go
+    done = run_finetune(tiny_encoder(), train, test, run, labels_per_class=1, overwrite=True,
+                        **FAST)
+    assert json.loads((run / "finetune.json").read_text())["top1"] == done["top1"]
+
+
 def test_result_paths_and_the_resume_hint_are_absolute(tmp_path, folders, monkeypatch, capsys):
     """--out relative to the shell's folder: finetune.json and a stopped run's result name
     absolute paths (the hint printed from them is right from any folder)."""

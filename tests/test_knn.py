@@ -139,3 +139,27 @@ def test_unlabeled_rows_and_mismatched_shapes_are_named():
     with pytest.raises(SimCLRError, match=r"one per memory row \(6,\), got \(5,\)"):
         knn_accuracy(feats, np.abs(labels)[:5], feats, np.abs(labels))
     assert knn_accuracy(feats, np.abs(labels), feats, np.abs(labels), k=1) == 1.0
+
+
+def test_a_knn_result_written_meanwhile_by_another_command_is_kept(tmp_path, monkeypatch):
+    """Two `simclr knn --out D` at once: both found D free at their start; the one that
+    finishes second is refused in one line, the first's knn.json kept (it replaced it
+    silently); with --overwrite it replaces it, as before."""
+    train, test = colour_source(seed=0), colour_source(n_per_class=3, seed=1)
+    fast = {"image_size": 16, "device": "cpu", "precision": "fp32", "verbose": False}
+    first = {"k": 3, "top1": 0.5}
+    classify = knn.knn_classify
+
+    def finished_meanwhile(*args, **kwargs):  # the first command's result, published now
+        (tmp_path / "knn.json").write_text(json.dumps(first))
+        return classify(*args, **kwargs)
+
+    monkeypatch.setattr(knn, "knn_classify", finished_meanwhile)
+    with pytest.raises(SimCLRError, match=r"knn.json was written meanwhile by another process "
+                       r"\(kept; this run's was not written\): choose another --out, or pass "
+                       r"--overwrite to replace it"):
+        run_knn(tiny_encoder(), train, test, tmp_path, k=5, **fast)
+    assert json.loads((tmp_path / "knn.json").read_text()) == first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["knn.json"]  # no figure of ours
+    assert run_knn(tiny_encoder(), train, test, tmp_path, k=5, overwrite=True, **fast)["k"] == 5
+    assert json.loads((tmp_path / "knn.json").read_text())["k"] == 5

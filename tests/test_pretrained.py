@@ -619,6 +619,38 @@ def test_embed_and_predict_outputs_are_whole_or_untouched(tmp_path, image_folder
     assert sorted(p.name for p in tmp_path.iterdir() if "feats" in p.name) == ["feats.npz"]
 
 
+def test_an_embedding_written_meanwhile_by_another_embed_is_kept(tmp_path, image_folder,
+                                                                 cache_dir, capsys, monkeypatch):
+    """Two `simclr embed --out f.npz` at once (each found f.npz free at its start): the
+    second to finish is refused in one line, status 2, the first's file kept (both
+    exited 0, one replacing the other); with --overwrite it is replaced, as before."""
+    import simclr.pretrained as pretrained
+
+    last = save_checkpoint(pretrain_checkpoint(), tmp_path / "pre" / "checkpoints")
+    out = tmp_path / "f.npz"
+    flags = ["embed", "--checkpoint", str(last), "--data", str(image_folder), "--cache-dir",
+             cache_dir, "--workers", "0", "--device", "cpu", "--precision", "fp32", "--out",
+             str(out)]
+    features = pretrained.folder_features
+
+    def finished_meanwhile(*args, **kwargs):  # the other embed's file, published now
+        np.savez(out, features=np.zeros((1, 2), np.float32))
+        return features(*args, **kwargs)
+
+    monkeypatch.setattr(pretrained, "folder_features", finished_meanwhile)
+    assert main(flags) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.endswith(
+        f"{out} was written meanwhile by another process (kept; this run's was not "
+        "written): choose another --out, or pass --overwrite to replace it"), err
+    with np.load(out) as kept:
+        assert kept["features"].shape == (1, 2)
+    assert [p.name for p in tmp_path.glob("f.npz*")] == ["f.npz"]  # no temporary left
+    assert main([*flags, "--overwrite"]) == 0
+    with np.load(out) as saved:
+        assert len(saved["paths"]) == 24
+
+
 def test_predictions_name_paths_and_classes_any_locale_cannot_spell(tmp_path, cp1252_locale):
     """Under a locale of one code page (Windows' cp1252) a class or path such as 犬 failed
     the CSV's write (UnicodeEncodeError) after every image was predicted: it is UTF-8."""
