@@ -162,6 +162,47 @@ class RunDir:
     path: Path
     checkpoint: Path | None = None
     saved: dict[str, Any] | None = None  # the checkpoint's content
+    mark: RunMark | None = None  # the run as it stood when the checkpoint was read
+
+
+@dataclass(frozen=True)
+class RunMark:
+    """A run as a ``--resume`` found it: its latest checkpoint as that very file (name,
+    inode, size, modification time: every save renames a new file over its target) and
+    whether the run had finished. Another process that continued the run since changes
+    it (:func:`check_not_continued`)."""
+
+    latest: tuple[str, int, int, int] | None
+    finished: bool
+
+    @classmethod
+    def of(cls, folder: Path, latest: Path | None, kind: str) -> RunMark:
+        """The mark of the run whose ``checkpoints`` ``folder`` is, ``latest`` picked there."""
+        try:
+            found = None if latest is None else latest.stat()
+        except OSError:  # pruned meanwhile: said as a change once the folder is held
+            found = None
+        run_dir = folder.parent
+        finished = (run_dir / SUPERVISED_RESULT).exists() if kind == "supervised" else \
+            (read_json(run_dir / "summary.json") or {}).get("status") == "finished"
+        return cls(None if found is None else (latest.name, found.st_ino, found.st_size,
+                                               found.st_mtime_ns), finished)
+
+
+# The entry resume_checkpoint adds to the content it returns (as load_checkpoint's "file").
+RESUME_MARK = "resume_mark"
+
+
+def check_not_continued(run_dir: Path, mark: RunMark, kind: str) -> None:
+    """Refuse a ``--resume`` of ``run_dir``, now held, that another process continued
+    (or finished) since this one read its checkpoint (``mark``): trained on from there,
+    it would write an earlier state over that process's work."""
+    folder = run_dir / CHECKPOINTS
+    if RunMark.of(folder, latest_checkpoint(folder), kind) != mark:
+        raise SimCLRError(f"--resume {run_dir}: another simclr process continued the run "
+                          "meanwhile (its latest checkpoint changed since this one read it); "
+                          f"nothing was written: see where it stands with `simclr info "
+                          f"{shlex.quote(str(run_dir))}`, or resume it again")
 
 
 # What a pretraining writes beside its checkpoints.
@@ -213,7 +254,9 @@ def resume_checkpoint(
     checkpoint file in that folder; the run continues from its
     :func:`latest_checkpoint`, which must hold ``entries``. Every failure is one line
     naming what was found: nothing, a corrupt file, or the checkpoint of another kind
-    of run (naming the command that continues it, if one does).
+    of run (naming the command that continues it, if one does). The content gets
+    :data:`RESUME_MARK`, the run as it stood (:class:`RunMark`), which
+    :func:`check_not_continued` compares once the run's folder is held.
     """
     given = Path(target).expanduser()
     if given.is_file():
@@ -231,6 +274,7 @@ def resume_checkpoint(
     path = latest_checkpoint(folder)
     if path is None:
         raise SimCLRError(f"--resume {target}: {_why_no_checkpoint(folder, kind)}")
+    mark = RunMark.of(folder, path, kind)  # before it is read: a save after it is a change
     if given.is_file() and not given.samefile(path):
         raise SimCLRError(f"--resume {target}: a run continues from its latest checkpoint "
                           f"({path.name}); pass the run directory {folder.parent}")
@@ -243,6 +287,7 @@ def resume_checkpoint(
         raise SimCLRError(f"--resume {target}: "
                           f"{_other_kind(folder.parent, path, ckpt.get('kind'), kind)}")
     require_entries(ckpt, path, entries, f"--resume {target}: ")
+    ckpt[RESUME_MARK] = mark
     return folder.parent, path, ckpt
 
 
@@ -352,7 +397,7 @@ def check_run_dir(cfg: Config, resume: bool) -> RunDir:
         if holder:  # now, not after the data are opened and "resuming ..." is said
             raise in_use(found, holder)
         check_run_length(ckpt["config"], cfg, found)
-        return RunDir(found, path, ckpt)
+        return RunDir(found, path, ckpt, ckpt.pop(RESUME_MARK))
     check_out_folder(run_dir)  # found now, not after decoding
     check_outside_data(cfg, run_dir)
     holder = folder_holder(run_dir)
@@ -428,10 +473,12 @@ def check_run_length(saved: dict[str, Any], cfg: Config, run_dir: Path) -> None:
             )
 
 
-def make_run_dir(run_dir: Path, resume: bool) -> Any:
+def make_run_dir(run_dir: Path, resume: bool, mark: RunMark | None = None) -> Any:
     """Create the run directory and hold it (rank 0: files.lock_folder) for as long as
     the returned handle stays open. A new run is checked again once held: another run
-    may have started into the same folder since :func:`check_run_dir`."""
+    may have started into the same folder since :func:`check_run_dir`; a resumed one
+    too, against its ``mark`` (:func:`check_not_continued`): another ``--resume`` may
+    have continued it since."""
     try:  # (the levels it creates recorded: a run stopped before it writes anything, a
         make_folder(run_dir / CHECKPOINTS)  # Ctrl-C as it starts, leaves no empty folder)
     except OSError as exc:
@@ -439,6 +486,13 @@ def make_run_dir(run_dir: Path, resume: bool) -> Any:
     if not dist.is_main():
         return None
     held = lock_folder(run_dir)
+    if mark is not None:
+        try:
+            check_not_continued(run_dir, mark, "pretrain")
+        except SimCLRError:
+            if held is not None:
+                held.close()
+            raise
     if not resume and checkpoint_files(run_dir / CHECKPOINTS):
         if held is not None:
             held.close()

@@ -68,9 +68,11 @@ from simclr.results import (
     write_results,
 )
 from simclr.rundir import (
+    RESUME_MARK,
     SUPERVISED_RESULT,
     already_holds_run,
     check_not_above_runs,
+    check_not_continued,
     check_run_length,
     resume_checkpoint,
 )
@@ -349,6 +351,9 @@ def _run(cfg: Config, train: Any, test: Any | None, run_dir: str | Path | None,
     out = prepare_dir(run_dir, (RESULT,)) if dist.is_main() else None
     held = None if out is None else lock_folder(out)  # no second run writes here meanwhile
     try:
+        if out is not None and resume is not None and resume.get(RESUME_MARK) is not None:
+            # (a checkpoint resume_config read: another --resume may have gone on since)
+            check_not_continued(out, resume[RESUME_MARK], "supervised")
         return _train_and_test(cfg, model, num_classes, train, test, out, run_dir, data,
                                resume, dev, prec, verbose, on_step)
     finally:

@@ -216,7 +216,8 @@ def pretrain(
         check_resumed_settings(run.saved["config"], cfg, run.path, device)
     done = finished_summary(run)
     if done is not None:  # nothing to train: no start line, no new config record
-        held = make_run_dir(run.path, resume)  # (held a moment: a killed save's leftovers go)
+        # (held a moment: a killed save's leftovers go; refused if another --resume went on)
+        held = make_run_dir(run.path, resume, run.mark)
         if held is not None:
             held.close()
         log_line(f"{run.path} finished at step {done['steps']} already: nothing to do")
@@ -265,7 +266,8 @@ def pretrain(
         state.num_files, state.files_digest = len(files.paths), digest
     state.cached, state.skipped = source.cached, source.skipped  # (a list that grows)
 
-    held = make_run_dir(run.path, resume)  # every input checked: from here on the run writes
+    # Every input checked: from here on the run writes (unless the run went on meanwhile).
+    held = make_run_dir(run.path, resume, run.mark)
     try:
         for note in notes:
             log_line(note)

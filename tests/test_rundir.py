@@ -112,6 +112,45 @@ def test_resume_keeps_the_planned_run_length(tmp_path, image_folder, cache_dir, 
         config_from_dict(saved["config"])
 
 
+def test_a_resume_another_resume_finished_meanwhile_is_refused_leaving_its_work(
+        tmp_path, image_folder, cache_dir, monkeypatch, capsys):
+    """Two `--resume` of one run: B read its checkpoint (step 4), then, while it opened the
+    data, A resumed and finished the run. B trained on from step 4 over A's finished run
+    (its last.pt, summary.json and log replaced). Once B holds the folder it is refused."""
+    from simclr.cli import main
+
+    run_dir = tmp_path / "run"
+    _preempted_run(build_config(flags=tiny_flags(image_folder, run_dir, cache_dir)))
+
+    def files():
+        return {p.name: p.read_bytes() for p in (run_dir, run_dir / "checkpoints")
+                for p in p.iterdir() if p.is_file()}
+
+    opened, finished = train.open_data, {}
+
+    def open_while_another_resumes(*args, **kwargs):
+        source = opened(*args, **kwargs)
+        if not finished:  # (A, run from here, opens the data too)
+            finished["A"] = None
+            finished["A"] = train.pretrain(load_resume_config(run_dir, {}), resume=True)
+            finished["files"] = files()
+        return source
+
+    monkeypatch.setattr(train, "open_data", open_while_another_resumes)
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(run_dir)]) == 2
+    assert finished["A"]["status"] == "finished" and finished["A"]["steps"] == 6
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"simclr pretrain: error: --resume {run_dir}: another simclr process continued the "
+        "run meanwhile (its latest checkpoint changed since this one read it); nothing was "
+        f"written: see where it stands with `simclr info {run_dir}`, or resume it again"]
+    assert files() == finished["files"]  # A's run, as A left it
+    # resumed again, it finds the run finished: nothing to do
+    monkeypatch.setattr(train, "open_data", opened)
+    assert main(["pretrain", "--resume", str(run_dir)]) == 0
+    assert files() == finished["files"]
+
+
 def test_resume_with_the_first_commands_recipe_is_accepted_and_another_refused(
         tmp_path, image_folder, cache_dir, capsys):
     """--preset/--config were refused with --resume whatever they gave: the first

@@ -218,6 +218,31 @@ def test_a_run_killed_after_training_is_only_evaluated_on_resume(tmp_path, folde
     assert 0 <= done["top1"] <= 1
 
 
+def test_a_resume_another_resume_continued_meanwhile_is_refused_leaving_its_work(
+        tmp_path, folders):
+    """Two `--resume` of one run: B read its checkpoint (step 2); A resumed from it and
+    went on to step 6 before B held the folder. B trained on from step 2 over A's work;
+    now it is refused once it holds the folder, writing nothing."""
+    train, test = folders
+    run = tmp_path / "run"
+    run_supervised(resumable(tmp_path, "run"), train, test, data={"train": "x"},
+                   verbose=False, on_step=stop_at(2))
+    late_cfg, late = resume_config(run, {})  # B, slow to start
+    cfg, ckpt = resume_config(run, {})  # A
+    assert run_supervised(cfg, train, test, data={"train": "x"}, resume=ckpt, verbose=False,
+                          on_step=stop_at(6))["steps"] == 6
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(SimCLRError, match=rf"^--resume {run}: another simclr process "
+                                          r"continued the run meanwhile .*`simclr info "
+                                          rf"{run}`, or resume it again$"):
+        run_supervised(late_cfg, train, test, data={"train": "x"}, resume=late, verbose=False)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # resumed again, it continues from A's step 6
+    cfg, ckpt = resume_config(run, {})
+    assert run_supervised(cfg, train, test, data={"train": "x"}, resume=ckpt,
+                          verbose=False)["steps"] == 9
+
+
 def test_resume_refusals(tmp_path, folders):
     train, test = folders
     cfg = resumable(tmp_path, "run")
