@@ -311,6 +311,9 @@ def _windows_process_alive(pid: int) -> bool:
 
 
 LOCK_NAME = ".simclr.lock"
+# How long lock_folder waits for a folder held a moment: folder_holder's shared lock
+# (simclr info, a command's checks) lasts microseconds, a run's for the whole run.
+LOCK_PATIENCE_S = 0.2
 
 
 def in_use(folder: Path, holder: str) -> SimCLRError:
@@ -344,8 +347,9 @@ def lock_folder(folder: Path) -> Any:
     """Hold ``folder`` for this process: an exclusive lock on ``folder/.simclr.lock``
     (flock; released when the returned file is closed or the process ends, however it
     ends). A second run started into the same folder meanwhile is refused in one line
-    instead of interleaving its checkpoints and logs with this one's. No-op where the
-    platform has no flock."""
+    instead of interleaving its checkpoints and logs with this one's; a folder held
+    only a moment (:func:`folder_holder` asking) is waited for, :data:`LOCK_PATIENCE_S`
+    at most. No-op where the platform has no flock."""
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks of this kind
@@ -356,7 +360,8 @@ def lock_folder(folder: Path) -> Any:
     except OSError as exc:
         raise SimCLRError(f"cannot write in {folder}: {exc.strerror}") from None
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _retried(lambda: fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB),
+                 LOCK_PATIENCE_S)
     except BlockingIOError:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
@@ -374,3 +379,19 @@ def lock_folder(folder: Path) -> Any:
             handle.close()
         raise SimCLRError(f"cannot write in {folder}: {exc.strerror}") from None
     return handle
+
+
+def _retried(attempt: Callable[[], None], seconds: float) -> None:
+    """``attempt`` (a non-blocking flock), tried again for up to ``seconds`` while it
+    raises BlockingIOError: a shared lock taken to ask who holds the folder is let go at
+    once, and a run starting then was refused, naming a pid that had perhaps ended.
+    Raises the BlockingIOError if the lock is still held then."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            attempt()
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)

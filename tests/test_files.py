@@ -215,6 +215,31 @@ def test_a_folder_is_held_by_one_run_at_a_time(tmp_path):
         lock_folder(tmp_path)  # a second holder in the same process is refused as well
 
 
+def test_a_folder_asked_about_a_moment_is_not_taken_for_a_run(tmp_path):
+    """folder_holder (simclr info, a command's checks) holds a shared lock while it asks:
+    a run starting into the folder then was refused, naming another run (10,299 of
+    ~96,000 starts refused while a loop of folder_holder ran). It waits for such a
+    glance; a run that holds the folder is still refused."""
+    import fcntl
+    import threading
+
+    import pytest
+
+    from simclr.errors import SimCLRError
+    from simclr.files import LOCK_NAME, lock_folder
+
+    lock_folder(tmp_path).close()  # (the lock file a run leaves)
+    with open(tmp_path / LOCK_NAME, encoding="utf-8") as glance:
+        fcntl.flock(glance.fileno(), fcntl.LOCK_SH)
+        released = threading.Timer(0.02, fcntl.flock, (glance.fileno(), fcntl.LOCK_UN))
+        released.start()
+        held = lock_folder(tmp_path)
+        released.join()
+    with pytest.raises(SimCLRError, match="in use by another simclr run"):
+        lock_folder(tmp_path)
+    held.close()
+
+
 def test_a_full_disk_while_taking_the_lock_is_one_line(tmp_path, monkeypatch):
     """The holder's line cannot be written: one line, and the lock is let go."""
     import errno
