@@ -511,7 +511,10 @@ def make_run_dir(run_dir: Path, resume: bool, mark: RunMark | None = None) -> An
         if kept:  # (rank 0 alone gets here: the others returned above)
             print(f"{run_dir} held the logs of a run without a checkpoint; they are kept "
                   f"as {kept}", flush=True)
-    elif held is not None:  # the folder is ours: a write cut by a kill is no write running
+    elif held is not None:  # the folder is ours: a write cut by a kill is debris, once
+        # untouched a minute (files.STALE_AFTER_S): a process in another container or on
+        # another host, whose pid is no process here, may be writing a younger one still
+        # (the next save of the same name, a checkpoint's any save, collects the rest).
         for folder in (run_dir, run_dir / CHECKPOINTS):
-            remove_stale_temporaries(folder, "*.tmp-*", after_s=0)
+            remove_stale_temporaries(folder, "*.tmp-*")
     return held

@@ -6,16 +6,23 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 
 import pytest
 
 from simclr import train
 from simclr.checkpoint import load_checkpoint
 from simclr.errors import SimCLRError
+from simclr.files import STALE_AFTER_S
 from simclr.resume import load_resume_config
 from simclr.rundir import MetricsLog
 from simclr.settings import build_config, config_from_dict
 from tests.conftest import tiny_flags
+
+
+def _age(path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
 
 
 def run(tmp_path, image_folder, cache_dir, name, **extra):
@@ -170,21 +177,31 @@ def test_resume_with_the_first_commands_recipe_is_accepted_and_another_refused(
                  "--temperature", "0.3"]) == 2
     assert "cannot change --temperature (0.5 saved, 0.3 asked" in capsys.readouterr().err
     # A kill during a save leaves its temporary file: a resume, holding the folder,
-    # removes it at once (the next save skipped it for a minute, and then never came)
+    # removes it (the next save of a periodic one's name never comes). Not one written
+    # under a minute ago: a process in another container or on another host, its pid no
+    # process here, may be writing it still (a resume deleted it under that process).
     cut = [run_dir / "checkpoints" / "ckpt-00000004.pt.tmp-99999999",
            run_dir / "summary.json.tmp-99999999"]
-    for path in cut:
+    writing = [run_dir / "checkpoints" / "ckpt-00000002.pt.tmp-99999998",
+               run_dir / "summary.json.tmp-99999998"]
+    for path in (*cut, *writing):
         path.write_bytes(b"half")
+    for path in cut:
+        _age(path, 2 * STALE_AFTER_S)
     assert main(["pretrain", "--resume", str(run_dir), "--config", str(recipe),
                  "--no-progress"]) == 0
     assert load_checkpoint(run_dir / "checkpoints/last.pt")["step"] == 6  # run to its end
     assert not any(path.exists() for path in cut)
+    assert all(path.read_bytes() == b"half" for path in writing)
+    for path in writing:
+        path.unlink()
     # Resumed again, finished: nothing to do, nothing written (a start line and a
     # config record were added for a session that trained nothing)
     logs = {name: (run_dir / name).read_bytes() for name in ("metrics.jsonl", "config.yaml",
                                                               "summary.json")}
     leftover = run_dir / "checkpoints" / "last.pt.tmp-99999999"  # (a kill during a save)
     leftover.write_bytes(b"half")
+    _age(leftover, 2 * STALE_AFTER_S)
     assert main(["pretrain", "--resume", str(run_dir), "--no-progress"]) == 0
     assert "finished at step 6 already: nothing to do" in capsys.readouterr().out
     assert {name: (run_dir / name).read_bytes() for name in logs} == logs
