@@ -399,6 +399,7 @@ class CacheEntry(NamedTuple):
     store: str | None = None  # how it was stored (None: a cache from before it was kept)
     variant: tuple = ()  # the rest of what sets its contents (:func:`_variant`)
     orphan: bool = False  # a record whose .npy is gone (``nbytes``: the record's)
+    version: int | None = None  # its sidecar's CACHE_VERSION (None: unreadable)
 
 
 # What build_cache names its files: <folder>-<side>px-<key>.npy. Nothing else in the
@@ -448,12 +449,22 @@ def _entry(npy: Path, meta_path: Path, orphan: bool) -> CacheEntry | None:
             size += 0 if orphan else meta_path.stat().st_size
             store = meta.get("store")
             variant = (meta.get("max_pixels"), meta.get("loose"))
+            version = meta.get("version")
         except (OSError, ValueError, TypeError, KeyError, AttributeError):  # no sidecar
             root, images, side, used, store = "?", 0, 0, there.stat().st_mtime, None
-            variant = ()
+            variant, version = (), None
     except OSError:
         return None
-    return CacheEntry(npy, meta_path, size, root, images, side, used, store, variant, orphan)
+    return CacheEntry(npy, meta_path, size, root, images, side, used, store, variant, orphan,
+                      version if isinstance(version, int) else None)
+
+
+def outdated(entry: CacheEntry) -> bool:
+    """Whether a cache was written by an earlier simclr (an older :data:`CACHE_VERSION`):
+    no run reads it again (:func:`_read_cache` rebuilds under a new name), and no newer
+    cache replaces it (:func:`superseded` goes by what its sidecar may not record). A
+    newer simclr's cache, sharing the folder, is left to that simclr."""
+    return entry.version is not None and entry.version < CACHE_VERSION and not entry.orphan
 
 
 def describe_entry(entry: CacheEntry) -> str:
@@ -486,7 +497,7 @@ def superseded(entries: list[CacheEntry]) -> set[Path]:
     simclr's) is replaced by any newer one of its folder, side and storage: it cannot be
     told apart, and kept, it would never be replaced (at worst a run decodes it again);
     one whose variant is recorded only by a newer one of that same variant. (Caches from
-    before the storage was recorded are left alone.)"""
+    before the storage was recorded are an earlier simclr's: :func:`outdated`.)"""
     # (a record without its .npy replaces nothing: it is no cache)
     known = [e for e in entries if e.store is not None and e.root != "?" and not e.orphan]
     # (entries come least recently used first: the last one of a kind is the newest)
@@ -499,23 +510,30 @@ def superseded(entries: list[CacheEntry]) -> set[Path]:
 
 def _remove_replaced(folder: Path, built: Path, root: str) -> None:
     """After a build, the caches of the same folder it replaces (:func:`superseded`:
-    built before a file was added, removed or edited, never read again) are deleted, so
-    that a changed folder does not take its disk twice until `simclr cache --clean`. A
+    built before a file was added, removed or edited, never read again; or
+    :func:`outdated`: an earlier simclr's) are deleted, so that a changed folder (or a
+    new simclr) does not take its disk twice until `simclr cache --clean`. A
     run still reading one keeps its open memmap; one that cannot be deleted (a file held
     open on Windows, a read-only folder) is left for --clean. (Nothing is removed should
     ``built``, the cache just written, not read as the newest: a clock set back.)"""
     entries = cache_entries(folder)
     replaced = superseded(entries)
     if built in replaced:  # (cache_entries names each file in ``folder``, as ``built`` is)
-        return
+        replaced = set()  # (an earlier simclr's caches are still never read again)
     for entry in entries:
-        if entry.root == root and entry.npy in replaced:
-            try:
-                remove_entry(entry)
-            except SimCLRError:
-                continue
-            log.info("removed %s, the cache of this folder before it changed (%.0f MiB)",
-                     entry.npy, entry.nbytes / 2**20)
+        if entry.root != root or entry.npy == built:
+            continue
+        if outdated(entry):
+            why = "a cache of this folder written by an earlier simclr"
+        elif entry.npy in replaced:
+            why = "the cache of this folder before it changed"
+        else:
+            continue
+        try:
+            remove_entry(entry)
+        except SimCLRError:
+            continue
+        log.info("removed %s, %s (%.0f MiB)", entry.npy, why, entry.nbytes / 2**20)
 
 
 def _drop_stale_build(npy: Path, meta_path: Path, root: str) -> None:

@@ -93,7 +93,8 @@ def _add_cache_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", type=folder_name, default=CACHE_DIR)
     p.add_argument("--clean", action="store_true",
                    help="remove the caches of folders that are gone, those a newer cache "
-                        "of their folder replaced, and those not used for --unused-days")
+                        "of their folder replaced or an earlier simclr wrote, and those not "
+                        "used for --unused-days")
     p.add_argument("--unused-days", type=days, default=None,
                    help="with --clean: remove caches no run used for this many days (30)")
     p.add_argument("--clear", action="store_true", help="remove every cache")
@@ -197,14 +198,15 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
 
 def cmd_cache(args: argparse.Namespace) -> int:
     """List the decoded caches; ``--clean`` removes those of folders that are gone, those
-    a newer cache of their folder replaced, and those no run used for ``--unused-days``;
-    ``--clear`` removes them all."""
+    a newer cache of their folder replaced or an earlier simclr wrote (never read again),
+    and those no run used for ``--unused-days``; ``--clear`` removes them all."""
     import time
 
     from simclr.cache import (
         build_leftovers,
         cache_entries,
         describe_entry,
+        outdated,
         remove_entry,
         remove_leftover,
         superseded,
@@ -233,6 +235,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
             return "a build that never finished" if now - e.last_used > 3600 else None
         if not Path(e.root).is_dir():
             return "its folder is gone"
+        if outdated(e):  # (never read again, nor replaced by a newer one)
+            return "written by an earlier simclr, never read again"
         if e.npy in replaced:
             return "replaced by a newer cache of its folder"
         if now - e.last_used > unused_days * 86400:

@@ -406,6 +406,55 @@ def test_a_read_only_cache_folder_is_one_line(tmp_path, monkeypatch):
                     image_size=16)
 
 
+def _another_simclrs_cache(entry: cache.CacheEntry, version: int, key: str) -> Path:
+    """A copy of ``entry`` under the 20-digit ``key``, its sidecar of format ``version``
+    as simclr 11-30 wrote format 3 (no storage, variant nor checksum); returns its .npy."""
+    import json
+    import shutil
+
+    npy = entry.npy.with_name(f"{entry.npy.name[:-24]}{key}.npy")
+    shutil.copyfile(entry.npy, npy)
+    meta = json.loads(entry.meta.read_text())
+    keep = ("root", "side", "num_files", "kept", "skipped", "aspect")
+    npy.with_suffix(".json").write_text(json.dumps(
+        {"version": version, **{k: meta[k] for k in keep}}))
+    return npy
+
+
+def test_an_earlier_simclrs_cache_is_removed_by_clean_and_by_a_build(tmp_path, capsys,
+                                                                      caplog):
+    """A cache of an earlier format is never read again (the key hashes the version: a
+    run rebuilds under a new name), but records no storage, so no newer cache replaced
+    it: --clean kept it until --unused-days, and a build never removed it. A newer
+    simclr's cache, sharing the folder, is left alone."""
+    from simclr.cli import main
+
+    _cifar_like(tmp_path / "imgs")
+    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    (current,) = cache.cache_entries(tmp_path / "cache")
+    old = _another_simclrs_cache(current, cache.CACHE_VERSION - 1, "0" * 20)
+    newer = _another_simclrs_cache(current, cache.CACHE_VERSION + 1, "f" * 20)
+    assert len(cache.cache_entries(tmp_path / "cache")) == 3
+    assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
+    listed = capsys.readouterr().out
+    assert f"{old.name}  (written by an earlier simclr, never read again: --clean " \
+           "removes it)\n" in listed and listed.count("--clean removes it") == 1
+    assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean"]) == 0
+    assert f"{old.name}  (removed: written by an earlier simclr" in capsys.readouterr().out
+    assert sorted(e.npy for e in cache.cache_entries(tmp_path / "cache")) == \
+        sorted([current.npy, newer])
+    # A build of the folder removes an earlier simclr's cache of it at once.
+    _another_simclrs_cache(current, cache.CACHE_VERSION - 1, "0" * 20)
+    save_image(tmp_path / "imgs" / "cat" / "9.png", rgb(16, 16))
+    with caplog.at_level(logging.INFO, logger="simclr.cache"):
+        open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    assert f"removed {old}, a cache of this folder written by an earlier simclr (0 MiB)" \
+        in caplog.messages
+    left = cache.cache_entries(tmp_path / "cache")
+    assert newer in {e.npy for e in left} and old not in {e.npy for e in left}
+    assert sorted(e.images for e in left) == [6, 7]
+
+
 def test_only_an_older_cache_of_the_same_folder_side_and_storage_is_replaced():
     def entry(name, root, side, store, used, variant=(89478485, False)):
         return cache.CacheEntry(Path(f"{name}.npy"), Path(f"{name}.json"), 1, root, 4, side,
