@@ -152,6 +152,8 @@ def write_neighbors(features: str | Path, out: str | Path, k: int = 5,
         if None not in (key_encoder, query_encoder) and key_encoder != query_encoder:
             raise SimCLRError(f"--queries were embedded by {query_encoder}, --features by "
                               f"{key_encoder}: embed both with the same checkpoint and layer")
+        _note_unrecorded_encoder(("--features", features, key_encoder),
+                                 ("--queries", queries, query_encoder))
     exclude = self_pairs(query_paths, key_paths)
     counts = np.bincount(exclude[0], minlength=1)
     available = len(keys) - int(counts.max())
@@ -172,6 +174,17 @@ def write_neighbors(features: str | Path, out: str | Path, k: int = 5,
     out = written(Path(out).expanduser(), write,  # (the file results.output_file checked)
                   replace=overwrite)
     return {"out": str(out), "queries": int(len(query_x)), "images": int(len(keys)), "k": k}
+
+
+def _note_unrecorded_encoder(*files: tuple[str, str | Path, str | None]) -> None:
+    """A note on stderr for each (flag, file, encoder) whose encoder is not recorded: an
+    earlier simclr's embed wrote it, and similarities between two encoders' features of
+    one width would be listed as if they meant something (the check above refuses them)."""
+    for flag, path, encoder in files:
+        if encoder is None:
+            print(f"note: {flag} {path}: no record of the encoder that embedded it (an "
+                  "earlier simclr's embed wrote it): whether --features and --queries come "
+                  "from the same checkpoint and layer cannot be checked", file=sys.stderr)
 
 
 def self_pairs(query_paths: Sequence[str], key_paths: Sequence[str]

@@ -88,6 +88,7 @@ def test_queries_from_another_file(tmp_path, capsys):
     assert main(["neighbors", "--features", str(tmp_path / "k.npz"), "--queries",
                  str(tmp_path / "q.npz"), "--out", str(tmp_path / "s.csv"), "--k", "3"]) == 0
     assert names[2] not in rows(tmp_path / "s.csv")[1][1::2]  # (it was first, at 1.000000)
+    capsys.readouterr()  # (the notes above: those files record no encoder)
     # features of two encoders of the same width are not comparable: refused
     embed_file(tmp_path / "k.npz", keys, encoder="/runs/a/last.pt step 10 layer h")
     embed_file(tmp_path / "q.npz", [[0.1, 0.0, 2.0, 0.0]], ["/new/q.jpg"],
@@ -98,6 +99,29 @@ def test_queries_from_another_file(tmp_path, capsys):
         "simclr neighbors: error: --queries were embedded by /runs/b/last.pt step 10 layer h, "
         "--features by /runs/a/last.pt step 10 layer h: embed both with the same checkpoint "
         "and layer\n")
+
+
+def test_a_file_without_its_encoder_says_the_check_cannot_be_made(tmp_path, capsys):
+    """An earlier simclr's embed recorded no encoder: the same-encoder check was skipped
+    in silence, and similarities between two encoders' features listed, exit 0."""
+    keys = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]
+    embed_file(tmp_path / "k.npz", keys, encoder="/runs/a/last.pt step 10 layer h")
+    embed_file(tmp_path / "old.npz", [[1.0, 0.5]], ["/new/q.jpg"])
+    args = ["neighbors", "--out", str(tmp_path / "n.csv"), "--k", "2"]
+    assert main([*args, "--features", str(tmp_path / "k.npz"), "--queries",
+                 str(tmp_path / "old.npz")]) == 0
+    err = capsys.readouterr().err
+    assert err == (f"note: --queries {tmp_path / 'old.npz'}: no record of the encoder that "
+                   "embedded it (an earlier simclr's embed wrote it): whether --features "
+                   "and --queries come from the same checkpoint and layer cannot be "
+                   "checked\n")
+    assert len(rows(tmp_path / "n.csv")) == 2  # (still written: a note, not a refusal)
+    # Both recorded and equal: no note
+    embed_file(tmp_path / "q.npz", [[1.0, 0.5]], ["/new/q.jpg"],
+               encoder="/runs/a/last.pt step 10 layer h")
+    assert main([*args, "--overwrite", "--features", str(tmp_path / "k.npz"), "--queries",
+                 str(tmp_path / "q.npz")]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_a_file_under_two_paths_never_finds_itself_under_either(tmp_path):
