@@ -82,7 +82,8 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
         processes = (facts["provenance"] or {}).get("processes")
         if str(processes).isdigit():  # the batch is global: over how many, how normalised
             facts["recipe"]["processes"] = int(processes)
-        facts["data"] = (config.get("data") or {}).get("path")
+        # (a supervised run's --train/--test: its `folders`, before its last.pt has them)
+        facts["data"] = (config.get("data") or {}).get("path") or config.get("folders")
         if config.get("init_from"):  # the file and step it started from, where recorded
             facts["init_from"] = config.get("init_from_resolved") or config["init_from"]
     facts["checkpoints"] = _checkpoints(path / CHECKPOINTS)
@@ -429,7 +430,7 @@ def render(facts: dict[str, Any]) -> str:
     if facts.get("recipe"):
         lines.append(f"  recipe: {_recipe(facts['recipe'], loss=contrastive)}")
     if "data" in facts:
-        data = facts["data"] or "the digits demo (scikit-learn)"
+        data = facts["data"] or _unnamed_data(kind)
         if isinstance(data, dict):
             data = ", ".join(f"{k} {v}" for k, v in data.items() if v)
         lines.append(f"  data: {data}")
@@ -515,6 +516,15 @@ def _moved_here(of: Path, run: Path) -> bool:
     (`mv` of the run folder): gone from its old place, and ``run`` holds one of its name."""
     return (of.parent.name == CHECKPOINTS and not of.exists()
             and (run / CHECKPOINTS / of.name).is_file())
+
+
+def _unnamed_data(kind: str | None) -> str:
+    """What a run trained on that names no folder: a pretraining without --data, the
+    digits demo; a supervised run (always given folders) records none where an earlier
+    simclr wrote it, or where it was started from Python."""
+    if kind == "supervised":
+        return "not recorded (written by an earlier simclr, or started from Python)"
+    return "the digits demo (scikit-learn)"
 
 
 def _kind(facts: dict[str, Any]) -> str | None:

@@ -234,6 +234,25 @@ def test_a_supervised_run_being_trained_says_its_last_checkpoints_step_of_all(
                       "at step 2 of 9", seen
 
 
+def test_a_supervised_run_that_records_no_folders_says_so(tmp_path, folders, capsys):
+    """A supervised run of simclr 11-30 recorded its --train nowhere (config.yaml's
+    data.path is a pretraining's, null): info called its data the digits demo."""
+    from simclr.supervised import run_supervised
+
+    cfg = build_config(flags={"model.arch": "resnet18", "model.width": 0.125,
+                              "augment.size": 16, "device": "cpu", "precision": "fp32",
+                              "data.workers": 0, "batch_size": 8, "max_steps": 1,
+                              "out": str(tmp_path / "sup")})
+    run_supervised(cfg, *folders, tmp_path / "sup", verbose=False)  # (no data: none recorded)
+    assert "  data: not recorded (written by an earlier simclr, or started from Python)\n" \
+        in _info(capsys, tmp_path / "sup")
+    # Its config.yaml's folders (all a run has before its first checkpoint) are its data
+    saved = yaml.safe_load((tmp_path / "sup" / "config.yaml").read_text())
+    saved["folders"] = {"train": "/data/train", "test": None}
+    (tmp_path / "sup" / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert "  data: train /data/train\n" in _info(capsys, tmp_path / "sup")
+
+
 def test_a_supervised_run_resumed_past_its_preemption_and_killed_is_stopped(tmp_path,
                                                                              folders, capsys):
     """Preempted at step 1 (its last.pt says so), resumed, and killed after the periodic
