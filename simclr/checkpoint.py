@@ -36,9 +36,11 @@ from torch import nn
 from simclr.distributed import launched_rank
 from simclr.errors import SimCLRError, unreadable_path, with_article
 from simclr.files import (
+    AlreadyWritten,
     discard,
     fsync_dir,
     remove_stale_temporaries,
+    taken,
     temporary_name,
     torch_save,
     write_atomically,
@@ -119,7 +121,7 @@ def periodic_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
 
 def save_checkpoint(
     state: Mapping[str, Any], run_dir: str | os.PathLike, name: str = LAST,
-    keep_last: int | None = None,
+    keep_last: int | None = None, replace: bool = True,
 ) -> Path:
     """Write ``state`` atomically to ``run_dir/name``; returns the path.
 
@@ -128,7 +130,9 @@ def save_checkpoint(
     after writing a periodic ``ckpt-<step>.pt``, delete all but the newest ``keep_last``
     of them. A ``last.pt`` whose bytes the periodic checkpoint of its step already holds
     (a run's final step) is a hard link to it, not a second copy
-    (:func:`link_same_periodic`).
+    (:func:`link_same_periodic`). ``replace`` False (a command's result without
+    ``--overwrite``: a classifier, an exported encoder): a file another process wrote
+    there meanwhile is kept, and refused in one line (:func:`simclr.files.taken`).
     """
     folder = Path(run_dir)
     if not name or os.sep in name or name.startswith("."):
@@ -138,8 +142,10 @@ def save_checkpoint(
                       **{k: v for k, v in state.items() if k != "file"}})  # (where it was read)
 
     try:
-        if name != LAST or not link_same_periodic(payload, folder, target):
-            write_atomically(target, lambda tmp: torch_save(payload, tmp))
+        if name != LAST or not replace or not link_same_periodic(payload, folder, target):
+            write_atomically(target, lambda tmp: torch_save(payload, tmp), replace)
+    except AlreadyWritten:
+        raise taken(target) from None
     except OSError as exc:
         reason = exc.strerror or str(exc)
         previous = target if target.is_file() else latest_checkpoint(folder)

@@ -44,6 +44,7 @@ from simclr.checkpoint import (
     checkpoint_file,
     is_run_checkpoint,
     load_checkpoint,
+    save_checkpoint,
 )
 from simclr.config import ARCHS
 from simclr.decode import eval_side
@@ -59,7 +60,6 @@ from simclr.pretrained import (
     encoder_trained_step,
     parse_layer,
     representation_from_checkpoint,
-    save_result_checkpoint,
     trained_for,
 )
 from simclr.results import output_file
@@ -161,7 +161,7 @@ def export_encoder(checkpoint: str | Path, out: str | Path,
                           "file": str(ckpt.get("file", checkpoint))},
     }
     out = Path(out)
-    save_result_checkpoint(blob, out.parent, out.name, overwrite)
+    save_checkpoint(blob, out.parent, out.name, None, replace=overwrite)
     return {"out": str(out), "format": "checkpoint", **spec}
 
 

@@ -40,7 +40,7 @@ from simclr.checkpoint import (
 )
 from simclr.config import MAX_SIDE, MIN_SIZE, Config, DataConfig
 from simclr.errors import SimCLRError, check_counts
-from simclr.files import AlreadyWritten, discard, fsync_dir, publish, taken, temporary_name, written
+from simclr.files import written
 from simclr.models import (
     Classifier,
     HeadTap,
@@ -423,32 +423,9 @@ def classifier_checkpoint(
 
 def save_classifier(blob: dict[str, Any], out: Path, name: str, overwrite: bool = True) -> str:
     """Write a :func:`classifier_checkpoint` as ``out/checkpoints/name``; returns its path
-    (``overwrite``: see :func:`save_result_checkpoint`)."""
-    return str(save_result_checkpoint(blob, out / "checkpoints", name, overwrite))
-
-
-def save_result_checkpoint(blob: dict[str, Any], folder: Path, name: str,
-                           overwrite: bool = True) -> Path:
-    """:func:`simclr.checkpoint.save_checkpoint` of a command's result (a classifier, an
-    exported encoder). ``overwrite`` False (a command without --overwrite): a file
-    another process wrote there meanwhile is kept, and refused in one line
-    (:func:`simclr.files.taken`)."""
-    if overwrite:
-        return save_checkpoint(blob, folder, name, None)
-    target = folder / name
-    # Written whole under this process's temporary name (save_checkpoint's checks and
-    # messages), then published only where the name is still free.
-    tmp = save_checkpoint(blob, folder, temporary_name(target).name, None)
-    try:
-        publish(tmp, target, replace=False)
-    except AlreadyWritten:
-        raise taken(target) from None
-    except OSError as exc:
-        raise SimCLRError(f"could not write checkpoint {target}: {exc.strerror or exc}") from None
-    finally:
-        discard(tmp)  # (gone once published)
-    fsync_dir(folder)
-    return target
+    (``overwrite`` False: one another process wrote meanwhile is kept, refused:
+    :func:`simclr.checkpoint.save_checkpoint`'s ``replace``)."""
+    return str(save_checkpoint(blob, out / "checkpoints", name, None, replace=overwrite))
 
 
 CLASSIFIER_KINDS = ("linear", "finetune", "supervised")
