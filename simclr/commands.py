@@ -492,7 +492,8 @@ def cmd_supervised(args: argparse.Namespace) -> int:
         train = dist.main_first(lambda: open_source(data["train"], cfg.data, train=True,
                                                     image_size=size))
         test = (dist.main_first(lambda: open_source(data["test"], cfg.data, train=False,
-                                                    image_size=size, evaluation=True))
+                                                    image_size=cfg.augment.evaluation_size(),
+                                                    evaluation=True))
                 if data.get("test") else None)
         result = run_supervised(cfg, train, test, cfg.out, data=data, resume=resume)
         return report(result, again(f"simclr supervised --resume {shlex.quote(str(cfg.out))}",

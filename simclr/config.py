@@ -33,6 +33,11 @@ class AugmentConfig:
     """
 
     size: int = 224  # output side of every view, pixels
+    # The side evaluations read images at (linear-eval, knn, finetune, embed, predict,
+    # export, the --knn-every monitor); None = size. Training on smaller views and
+    # evaluating larger pays (FixRes, Touvron et al. 2019: random resized crops show
+    # objects larger than whole images do); the ResNets end in a global pool.
+    eval_size: int | None = None
     crop: bool = True  # random resized crop; off = resize the whole image
     crop_scale: tuple[float, float] = (0.08, 1.0)  # fraction of the image area
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)  # aspect ratio range (log-uniform
@@ -84,6 +89,10 @@ class AugmentConfig:
     # color, blur, sobel, noise, cutout) first on view 0, the others after it in the
     # pipeline's order; "" keeps the pipeline's order.
     first_op: str = ""
+
+    def evaluation_size(self) -> int:
+        """The side evaluations read images at: ``eval_size``, else the views' ``size``."""
+        return self.eval_size or self.size
 
     def jitter(self) -> tuple[float, float, float, float]:
         """(brightness, contrast, saturation, hue) amounts after applying strength s."""

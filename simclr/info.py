@@ -160,8 +160,8 @@ def encoder_facts(config: dict[str, Any]) -> dict[str, Any]:
     """Architecture, width, image size and head of a saved config."""
     model, augment = config.get("model") or {}, config.get("augment") or {}
     return {"arch": model.get("arch"), "width": model.get("width"),
-            "image_size": augment.get("size"), "head": model.get("head"),
-            "head_out_dim": model.get("head_out_dim")}
+            "image_size": augment.get("size"), "eval_size": augment.get("eval_size"),
+            "head": model.get("head"), "head_out_dim": model.get("head_out_dim")}
 
 
 def recipe_facts(config: dict[str, Any]) -> dict[str, Any]:
@@ -669,6 +669,8 @@ def _encoder(e: dict[str, Any], head: bool = True) -> str:
     width = f" x{e['width']:g}" if isinstance(e.get("width"), (int, float)) else ""
     side = e.get("image_size")
     text = f"{e.get('arch')}{width}, " + (f"{side} px" if side else "image side not recorded")
+    if side and e.get("eval_size") not in (None, side):
+        text += f" (evaluated at {e['eval_size']})"
     if head and e.get("head"):
         text += f", head {e['head']}"
         if e["head"] != "none" and e.get("head_out_dim"):

@@ -58,14 +58,19 @@ from simclr.torchvision_io import is_torchvision_state, torchvision_weights, unw
 
 
 def encoder_spec(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """(arch, width, cifar_stem, image_size) of the encoder stored in a checkpoint."""
+    """(arch, width, cifar_stem, image_size) of the encoder stored in a checkpoint.
+
+    ``image_size`` is the side evaluations read images at: the config's
+    ``augment.eval_size`` where set, else the training side (which alone decides an
+    automatic CIFAR stem)."""
     try:
-        model, size = ckpt["config"]["model"], int(ckpt["config"]["augment"]["size"])
+        model, augment = ckpt["config"]["model"], ckpt["config"]["augment"]
+        size = int(augment["size"])
         return {
             "arch": model["arch"],
             "width": float(model["width"]),
             "cifar_stem": resolve_cifar_stem(model["cifar_stem"], size, model["arch"]),
-            "image_size": size,
+            "image_size": int(augment.get("eval_size") or size),
             # only where set (runs from before the option: torchvision's shortcuts)
             **({"projection_shortcuts": True} if model.get("projection_shortcuts") else {}),
         }
@@ -74,8 +79,9 @@ def encoder_spec(ckpt: dict[str, Any]) -> dict[str, Any]:
             from None
 
 
-IMAGE_SIZE_HELP = ("evaluate at this side in pixels instead of the one the encoder was "
-                   "trained at (default; imported ResNet weights: 224, CIFAR stem 32)")
+IMAGE_SIZE_HELP = ("evaluate at this side in pixels instead of the checkpoint's (default: "
+                   "its --eval-size, else the side it was trained at; imported ResNet "
+                   "weights: 224, CIFAR stem 32)")
 
 
 def at_image_size(ckpt: dict[str, Any], image_size: int | None,
@@ -106,6 +112,7 @@ def at_image_size(ckpt: dict[str, Any], image_size: int | None,
     config = copy.deepcopy(ckpt["config"])
     config["model"]["cifar_stem"] = spec["cifar_stem"]
     config["augment"]["size"] = image_size
+    config["augment"]["eval_size"] = None  # the flag's side, not the recorded one
     return {**ckpt, "config": config}
 
 
@@ -122,7 +129,7 @@ def encoder_from_checkpoint(
                                 projection_shortcuts=spec.get("projection_shortcuts", False))
     if not random_init:
         load_weights(encoder, ckpt, "encoder.")
-    encoder.image_size = spec["image_size"]  # the input side the encoder was trained at
+    encoder.image_size = spec["image_size"]  # the input side to evaluate it at
     return encoder, spec
 
 
@@ -135,6 +142,7 @@ def model_from_checkpoint(
                           "checkpoints do): only the representation h can be read from it")
     spec = encoder_spec(ckpt)
     cfg = config_from_dict(ckpt["config"]).model
+    cfg.cifar_stem = spec["cifar_stem"]  # the trained side's, whatever side it reads
     if random_init:  # the encoder of --random-init on h (build_encoder's): every layer's
         cfg.zero_init_residual = False  # baseline, h, gK, z, reads one random network
     with torch.random.fork_rng(devices=[], enabled=not random_init):  # as above
@@ -377,7 +385,10 @@ def encoder_config(encoder: nn.Module, image_size: int, base: dict[str, Any] | N
     :func:`encoder_from_checkpoint` and :func:`classifier_from_checkpoint` rebuild them."""
     if base is not None:
         cfg = copy.deepcopy(base)
-        cfg.setdefault("augment", {})["size"] = image_size
+        # The side it runs at now: an automatic stem stays the one it was built with
+        # (a 40-px encoder evaluated at 32 keeps its ImageNet stem).
+        cfg.setdefault("model", {})["cifar_stem"] = bool(encoder.cifar_stem)
+        cfg.setdefault("augment", {}).update(size=image_size, eval_size=None)
         return cfg
     cfg = Config()
     cfg.model.arch, cfg.model.width = encoder.arch, float(encoder.width)

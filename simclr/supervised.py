@@ -436,7 +436,7 @@ def _evaluate(model: torch.nn.Module, test: Any | None, results: dict[str, Any],
     """Test top-1/top-5 (with ``test``), the results files, and the final checkpoint
     carrying them."""
     if test is not None:
-        logits, test_y = evaluate_classifier(model, test, cfg.augment.size,
+        logits, test_y = evaluate_classifier(model, test, cfg.augment.evaluation_size(),
                                              batch_size=cfg.batch_size, device=dev,
                                              precision=prec, channels_last=cfg.channels_last,
                                              workers=cfg.data.workers)

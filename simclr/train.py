@@ -654,15 +654,14 @@ def knn_monitor(
     from simclr.features import extract_features
     from simclr.knn import knn_accuracy
 
-    encoder = unwrap(model).encoder
+    encoder, side = unwrap(model).encoder, cfg.augment.evaluation_size()
 
     def open_split(folder: str, train: bool) -> ImageSource:
-        return open_source(folder, cfg.data, train=train, image_size=cfg.augment.size,
-                           evaluation=True)
+        return open_source(folder, cfg.data, train=train, image_size=side, evaluation=True)
 
     memory, queries = open_split(cfg.knn_train, True), open_split(cfg.knn_test, False)
-    train_x, train_y = extract_features(encoder, memory, cfg.augment.size, 512, device, precision)
-    test_x, test_y = extract_features(encoder, queries, cfg.augment.size, 512, device, precision)
+    train_x, train_y = extract_features(encoder, memory, side, 512, device, precision)
+    test_x, test_y = extract_features(encoder, queries, side, 512, device, precision)
     top1 = knn_accuracy(train_x, train_y, test_x, test_y, k=cfg.knn_k,
                         temperature=cfg.knn_temperature, device=device)
     log.write({"step": step, "knn_top1": top1})

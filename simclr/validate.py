@@ -140,6 +140,9 @@ def check_scale(cfg: Config) -> None:
            f"pixels, got {cfg.augment.size}")
     _check(cfg.augment.size <= MAX_SIDE, "augment.size", f"must be at most {MAX_SIDE} "
            f"pixels, got {cfg.augment.size}")
+    side = cfg.augment.eval_size
+    _check(side is None or MIN_SIZE <= side <= MAX_SIDE, "augment.eval_size",
+           f"must be {MIN_SIZE} to {MAX_SIDE} pixels, got {side}")
     # Below the view's side every crop would be upscaled from the stored picture.
     _check(cfg.data.load_size is None or cfg.data.load_size >= cfg.augment.size,
            "data.load_size", f"must be at least the view's side (--image-size "
@@ -174,6 +177,11 @@ def _validate_model(cfg: Config) -> None:
                                cfg.augment.size)
         if problem is not None:
             raise SettingError(*problem)
+        side = cfg.augment.eval_size
+        if cfg.model.arch.startswith("vit_") and side not in (None, cfg.augment.size):
+            raise SettingError("augment.eval_size", f" {side}: a {cfg.model.arch}'s position "
+                               f"embeddings are for its training side ({cfg.augment.size} "
+                               "px); drop it")
     _choice(cfg.model.head, ("none", "linear", "mlp"), "model.head")
     for path, most in (("head_layers", MAX_HEAD_LAYERS), ("head_out_dim", MAX_HEAD_DIM),
                        ("head_hidden_dim", MAX_HEAD_DIM)):
@@ -274,6 +282,7 @@ def validate_augment(a: AugmentConfig) -> None:
     _check_types(a, "augment.")
     _check_finite(a, "augment.")
     _positive(a.size, "augment.size")
+    _positive(a.eval_size, "augment.eval_size")
     _choice(a.interpolation, ("bilinear", "bicubic"), "augment.interpolation")
     _choice(a.crop_sampler, CROP_SAMPLERS, "augment.crop_sampler")
     _choice(a.color_ops, COLOR_OPS, "augment.color_ops")

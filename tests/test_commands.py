@@ -40,6 +40,51 @@ def test_finetune_from_head_records_the_layer_it_reads(tmp_path, capsys):
         assert json.loads((out / "finetune.json").read_text())["source"]["layer"] == layer
 
 
+def test_a_run_trained_with_eval_size_is_evaluated_at_it(tmp_path, capsys, monkeypatch):
+    """--eval-size 32 on 40-px views: the online kNN monitor, knn, linear-eval and info
+    read 32 px without --image-size; the linear classifier keeps the ImageNet stem the
+    encoder was trained with (32 px alone would pick the CIFAR stem), and predict reads
+    its side from it; --image-size still overrides."""
+    import simclr.features
+    from simclr.checkpoint import load_checkpoint
+    from tests.conftest import make_image_folder
+
+    sides, extract = [], simclr.features.extract_features
+
+    def recorded(encoder, images, image_size, *args, **kwargs):  # the monitor's sides
+        sides.append(image_size)
+        return extract(encoder, images, image_size, *args, **kwargs)
+
+    monkeypatch.setattr(simclr.features, "extract_features", recorded)
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=8, side=48)
+    test = make_image_folder(tmp_path / "test", classes=2, per_class=2, seed=1, side=48)
+    cache, run = str(tmp_path / "cache"), str(tmp_path / "pre")
+    fast = ["--workers", "0", "--cache-dir", cache, "--precision", "fp32"]
+    assert main(["pretrain", "--data", str(train), "--out", run, "--arch", "resnet18",
+                 "--width", "0.125", "--image-size", "40", "--eval-size", "32",
+                 "--batch-size", "8", "--max-steps", "2", "--no-progress", "--knn-train",
+                 str(train), "--knn-test", str(test), *fast]) == 0
+    assert sides == [32, 32]
+    common = ["--checkpoint", run, "--train", str(train), "--test", str(test), *fast]
+    capsys.readouterr()
+    assert main(["knn", *common, "--k", "3", "--out", str(tmp_path / "k")]) == 0
+    assert json.loads(capsys.readouterr().out)["image_size"] == 32
+    assert main(["linear-eval", *common, "--out", str(tmp_path / "lin")]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert measured["image_size"] == 32
+    classifier = load_checkpoint(tmp_path / "lin" / "checkpoints" / "linear.pt")
+    assert classifier["config"]["augment"]["size"] == 32
+    assert classifier["config"]["model"]["cifar_stem"] is False
+    assert main(["predict", "--checkpoint", str(tmp_path / "lin"), "--data", str(test),
+                 "--out", str(tmp_path / "p.csv"), *fast]) == 0
+    assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(measured["top1"])
+    assert main(["knn", *common, "--k", "3", "--image-size", "24", "--out",
+                 str(tmp_path / "k24")]) == 0
+    assert json.loads(capsys.readouterr().out)["image_size"] == 24
+    assert main(["info", run]) == 0
+    assert "40 px (evaluated at 32)" in capsys.readouterr().out
+
+
 def test_evaluations_at_another_image_size_record_it_and_predict_at_it(tmp_path, capsys):
     """--image-size: kNN and the linear classifier at 24 px from an encoder trained at
     16; the results say 24, and predict uses the side its classifier was fitted at."""

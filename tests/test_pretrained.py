@@ -27,6 +27,7 @@ from simclr.pretrained import (
     classifier_checkpoint,
     classifier_from_checkpoint,
     encoder_from_checkpoint,
+    encoder_spec,
     folder_features,
     model_from_checkpoint,
     predict_folder,
@@ -838,3 +839,27 @@ def test_a_top_probability_equal_to_min_probability_is_confident_and_predicted(t
     _write_predictions(tmp_path / "p.csv", ["x", "y", "z"], top_p, top_i, ["a", "b"], 0.75)
     with open(tmp_path / "p.csv", newline="", encoding="utf-8") as f:
         assert [row["prediction"] for row in csv.DictReader(f)] == ["a", "", "b"]
+
+
+def test_a_recorded_eval_size_is_the_side_read_and_the_trained_side_keeps_the_stem():
+    """augment.eval_size (--eval-size): evaluations read images at it without
+    --image-size. The stem stays the trained side's: an encoder trained at 40 px (the
+    ImageNet stem) read at 32 px, which alone would pick the CIFAR stem, loads its
+    weights into the ImageNet stem, head included; --image-size still overrides."""
+    cfg = build_config(flags={"model.arch": "resnet18", "model.width": 0.125,
+                              "augment.size": 40, "augment.eval_size": 32})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 40)
+    ckpt = {"kind": "pretrain", "config": cfg.to_dict(), "model": model.state_dict()}
+    encoder, spec = encoder_from_checkpoint(ckpt)
+    assert spec["image_size"] == 32 and spec["cifar_stem"] is False
+    assert encoder.image_size == 32 and not encoder.cifar_stem
+    rebuilt, _ = model_from_checkpoint(ckpt)
+    assert rebuilt.encoder.image_size == 32 and not rebuilt.encoder.cifar_stem
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt.eval()(x)[1], model.eval()(x)[1], rtol=0, atol=0)
+    other = at_image_size(ckpt, 48)
+    assert encoder_spec(other) == {**spec, "image_size": 48}
+    assert other["config"]["augment"]["eval_size"] is None
+    assert ckpt["config"]["augment"]["eval_size"] == 32  # the checkpoint read is kept

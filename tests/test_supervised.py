@@ -565,3 +565,26 @@ def test_print_config_names_the_ignored_settings_of_a_config_in_one_line(tmp_pat
     assert err == (f"--config {config}: model.head plays no part in supervised training "
                    "(ignored)\n")
     assert "batch_size: 8" in out and not (tmp_path / "run").exists()
+
+
+def test_eval_size_sets_the_side_of_the_test(tmp_path, capsys, monkeypatch):
+    """--eval-size: the supervised baseline is tested at it (its training views stay at
+    --image-size), as a pretrained encoder's evaluations are."""
+    import simclr.supervised
+
+    sides, evaluate = [], simclr.supervised.evaluate_classifier
+
+    def recorded(model, test, image_size, **kwargs):
+        sides.append(image_size)
+        return evaluate(model, test, image_size, **kwargs)
+
+    monkeypatch.setattr(simclr.supervised, "evaluate_classifier", recorded)
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=4, side=32)
+    test = make_image_folder(tmp_path / "test", classes=2, per_class=2, side=32, seed=1)
+    assert main(["supervised", "--train", str(train), "--test", str(test), "--out",
+                 str(tmp_path / "run"), "--arch", "resnet18", "--width", "0.125",
+                 "--image-size", "16", "--eval-size", "24", "--batch-size", "8", "--epochs",
+                 "1", "--precision", "fp32", "--workers", "0", "--cache-dir",
+                 str(tmp_path / "cache"), "--device", "cpu"]) == 0
+    assert sides == [24]
+    assert json.loads(capsys.readouterr().out)["top1"] is not None

@@ -30,6 +30,11 @@ from simclr.validate import check_scale, validate
         ({"augment.size": "7"}, "--image-size must be at least 8 pixels, got 7"),
         ({"augment.size": "100000"}, "--image-size must be at most 4096 pixels, got 100000"),
         ({"data.load_size": "100000"}, "--load-size must be at most 4096 pixels, got 100000"),
+        ({"augment.eval_size": "4"}, "--eval-size must be 8 to 4096 pixels, got 4"),
+        ({"augment.eval_size": "0"}, "--eval-size must be positive, got 0"),
+        ({"model.arch": "vit_b_16", "augment.size": "224", "augment.eval_size": "256"},
+         "--eval-size 256: a vit_b_16's position embeddings are for its training side "
+         "(224 px); drop it"),
         ({"data.load_size": "100", "augment.size": "128"},
          "--load-size must be at least the view's side (--image-size 128), got 100"),
         ({"loss.temperature": "0"}, "--temperature must be positive"),
