@@ -34,9 +34,10 @@ class AugmentConfig:
 
     size: int = 224  # output side of every view, pixels
     # The side evaluations read images at (linear-eval, knn, finetune, embed, predict,
-    # export, the --knn-every monitor); None = size. Training on smaller views and
-    # evaluating larger pays (FixRes, Touvron et al. 2019: random resized crops show
-    # objects larger than whole images do); the ResNets end in a global pool.
+    # export, the --knn-every monitor, a supervised run's test); unset: the views' side
+    # (--image-size). Training on smaller views and evaluating larger pays (FixRes,
+    # Touvron et al. 2019: random resized crops show objects larger than whole images
+    # do); the ResNets end in a global pool.
     eval_size: int | None = None
     crop: bool = True  # random resized crop; off = resize the whole image
     crop_scale: tuple[float, float] = (0.08, 1.0)  # fraction of the image area

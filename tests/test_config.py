@@ -89,6 +89,7 @@ def test_our_presets_are_the_recipes_their_notes_give():
     assert (cpu.model.width, cpu.loss.temperature, cpu.batch_size, cpu.loss.weight) == (
         0.25, 0.2, 512, 1.0)
     assert not cpu.augment.blur and cpu.model.head_batch_norm
+    assert (cpu.augment.size, cpu.augment.evaluation_size()) == (24, 32)
     photos = build_config("imagenette-cpu")
     assert (photos.augment.size, photos.model.width, photos.data.cache) == (96, 0.5, "on")
     assert photos.augment.blur and photos.augment.jitter() == pytest.approx(
