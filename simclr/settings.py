@@ -428,6 +428,14 @@ def build_config(
                                                and "model.arch" not in flagged)
     if cfg.model.arch not in ARCHS and not width_given:
         cfg.model.width = 1.0
+    # Likewise a preset's or a file's evaluation side is for its own views: --image-size
+    # given at a later layer (a flag, a sweep's cell) without --eval-size evaluates at
+    # the views' side (cifar10-cpu's 32 is for its 24-px views, not for 96-px photos).
+    layers = [flagged, filed, _paths_of(PRESETS[preset]) if preset is not None else set()]
+    given = [next((i for i, paths in enumerate(layers) if path in paths), len(layers))
+             for path in ("augment.size", "augment.eval_size")]
+    if given[0] < given[1]:  # (lower: a later layer)
+        cfg.augment.eval_size = None
     # An unset lr is the paper's base for the scaling rule chosen (0.075 for sqrt): said
     # explicitly in the resolved config, so config.yaml and --print-config show it.
     cfg.optim.lr = cfg.optim.base_lr()

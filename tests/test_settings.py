@@ -61,6 +61,31 @@ def test_yaml_then_flags_override(tmp_path):
 
 
 
+def test_a_presets_eval_size_is_for_its_own_views(tmp_path):
+    """cifar10-cpu evaluates its 24-px views at 32 px; another --image-size given later
+    (a flag, a sweep's cell) without --eval-size evaluates at that side, while an
+    --eval-size given with it, or at a later layer, holds."""
+    def sides(flags=None, config_file=None):
+        a = build_config("cifar10-cpu", config_file, flags).augment
+        return a.size, a.eval_size
+
+    assert sides() == (24, 32)
+    assert sides({"augment.size": 96}) == (96, None)
+    assert sides({"augment.size": 96, "augment.eval_size": 128}) == (96, 128)
+    assert sides({"augment.eval_size": 40}) == (24, 40)
+    both = tmp_path / "both.yaml"
+    both.write_text("augment:\n  size: 48\n  eval_size: 64\n")
+    assert sides(config_file=str(both)) == (48, 64)
+    assert sides({"augment.size": 56}, str(both)) == (56, None)
+    size_only = tmp_path / "size.yaml"
+    size_only.write_text("augment:\n  size: 48\n")
+    assert sides(config_file=str(size_only)) == (48, None)
+    assert sides({"augment.eval_size": 64}, str(size_only)) == (48, 64)
+    saved = tmp_path / "saved.yaml"  # a run's own config.yaml: both, as it ran
+    save_yaml(build_config("cifar10-cpu").to_dict(), saved)
+    assert build_config(config_file=str(saved)).augment.eval_size == 32
+
+
 def test_round_trip_through_dict():
     cfg = build_config("cifar10", flags={"augment.crop_scale": "0.2,1"})
     again = config_from_dict(cfg.to_dict())
