@@ -11,6 +11,7 @@ Their flags are defined in :mod:`simclr.arguments`; the sweep command is
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from pathlib import Path
@@ -399,8 +400,8 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
     if args.random_init:
         torch.manual_seed(args.seed)
     model, spec = model_from_checkpoint(ckpt, random_init=args.random_init)
-    aug = config_from_dict(ckpt["config"]).augment
-    size = spec["image_size"]
+    size = spec["image_size"]  # (the views too: an evaluation's side, as --image-size's)
+    aug = dataclasses.replace(config_from_dict(ckpt["config"]).augment, size=size)
     tasks = TASKS if args.task == "all" else (args.task,)
     out = prepare_dir(args.out, RESULTS["transform-probe"], overwrite=args.overwrite)
     result = run_transform_probe(

@@ -41,10 +41,10 @@ def test_finetune_from_head_records_the_layer_it_reads(tmp_path, capsys):
 
 
 def test_a_run_trained_with_eval_size_is_evaluated_at_it(tmp_path, capsys, monkeypatch):
-    """--eval-size 32 on 40-px views: the online kNN monitor, knn, linear-eval and info
-    read 32 px without --image-size; the linear classifier keeps the ImageNet stem the
-    encoder was trained with (32 px alone would pick the CIFAR stem), and predict reads
-    its side from it; --image-size still overrides."""
+    """--eval-size 32 on 40-px views: the online kNN monitor, knn, linear-eval,
+    transform-probe and info read 32 px without --image-size; the linear classifier
+    keeps the ImageNet stem the encoder was trained with (32 px alone would pick the
+    CIFAR stem), and predict reads its side from it; --image-size still overrides."""
     import simclr.features
     from simclr.checkpoint import load_checkpoint
     from tests.conftest import make_image_folder
@@ -81,6 +81,9 @@ def test_a_run_trained_with_eval_size_is_evaluated_at_it(tmp_path, capsys, monke
     assert main(["knn", *common, "--k", "3", "--image-size", "24", "--out",
                  str(tmp_path / "k24")]) == 0
     assert json.loads(capsys.readouterr().out)["image_size"] == 24
+    assert main(["transform-probe", *common, "--task", "gray", "--epochs", "1", "--out",
+                 str(tmp_path / "probe")]) == 0
+    assert json.loads(capsys.readouterr().out)["image_size"] == 32  # its views' side too
     assert main(["info", run]) == 0
     assert "40 px (evaluated at 32)" in capsys.readouterr().out
 
