@@ -92,5 +92,6 @@ def test_our_presets_are_the_recipes_their_notes_give():
     assert (cpu.augment.size, cpu.augment.evaluation_size()) == (24, 32)
     photos = build_config("imagenette-cpu")
     assert (photos.augment.size, photos.model.width, photos.data.cache) == (96, 0.5, "on")
+    assert photos.augment.evaluation_size() == 128
     assert photos.augment.blur and photos.augment.jitter() == pytest.approx(
         (0.4, 0.4, 0.4, 0.1))
