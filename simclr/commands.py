@@ -142,7 +142,12 @@ def read_checkpoint(
     path = checkpoint_file(args.checkpoint)
     check_not_another_run(getattr(args, "out", None), path, args.command)
     check_not_replacing_input(args, path)
-    ckpt = at_image_size(load_checkpoint(path), getattr(args, "image_size", None), path)
+    # A folder is picked from again as it is read: a training still saving there may
+    # have pruned the file picked above (--keep-checkpoints) for a newer one.
+    named = Path(args.checkpoint).expanduser().is_dir()
+    ckpt = load_checkpoint(args.checkpoint if named else path)
+    path = Path(ckpt["file"])
+    ckpt = at_image_size(ckpt, getattr(args, "image_size", None), path)
     if path.name.endswith(PARTIAL_SUFFIX):  # named on purpose, still worth a word
         print(f"note: {path} is an unfinished training (step {ckpt.get('step')}); its "
               "command continues it when run again", file=sys.stderr)

@@ -88,6 +88,32 @@ def test_a_run_trained_with_eval_size_is_evaluated_at_it(tmp_path, capsys, monke
     assert "40 px (evaluated at 32)" in capsys.readouterr().out
 
 
+def test_a_checkpoint_pruned_after_it_was_picked_is_picked_again(tmp_path, capsys,
+                                                                  monkeypatch):
+    """An evaluation of a run still saving: the file picked from the folder is replaced
+    by a newer one (--keep-checkpoints prunes it) before it is read; the newer one is
+    evaluated, and its result names it."""
+    import simclr.commands
+
+    train, test, cache = tiny_pretrained_run(tmp_path)
+    run = tmp_path / "pre"
+    pick = simclr.commands.checkpoint_file
+
+    def picked_then_pruned(spec):
+        found = pick(spec)
+        if found.name == "last.pt":  # a training saves step 3 and prunes the one picked
+            found.rename(found.with_name("ckpt-00000003.pt"))
+        return found
+
+    monkeypatch.setattr(simclr.commands, "checkpoint_file", picked_then_pruned)
+    capsys.readouterr()
+    assert main(["knn", "--checkpoint", str(run), "--train", str(train), "--test", str(test),
+                 "--cache-dir", cache, "--workers", "0", "--precision", "fp32", "--k",
+                 "3"]) == 0
+    source = json.loads(capsys.readouterr().out)["source"]
+    assert source["checkpoint"] == str(run / "checkpoints" / "ckpt-00000003.pt")
+
+
 def test_evaluations_at_another_image_size_record_it_and_predict_at_it(tmp_path, capsys):
     """--image-size: kNN and the linear classifier at 24 px from an encoder trained at
     16; the results say 24, and predict uses the side its classifier was fitted at."""
