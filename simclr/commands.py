@@ -142,10 +142,10 @@ def read_checkpoint(
     path = checkpoint_file(args.checkpoint)
     check_not_another_run(getattr(args, "out", None), path, args.command)
     check_not_replacing_input(args, path)
-    # A folder is picked from again as it is read: a training still saving there may
-    # have pruned the file picked above (--keep-checkpoints) for a newer one.
-    named = Path(args.checkpoint).expanduser().is_dir()
-    ckpt = load_checkpoint(args.checkpoint if named else path)
+    # Read as given, so a folder is picked from again (and once more if need be): a
+    # training still saving there may have pruned the file picked above
+    # (--keep-checkpoints) for a newer one.
+    ckpt = load_checkpoint(args.checkpoint)
     path = Path(ckpt["file"])
     ckpt = at_image_size(ckpt, getattr(args, "image_size", None), path)
     if path.name.endswith(PARTIAL_SUFFIX):  # named on purpose, still worth a word

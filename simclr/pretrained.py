@@ -109,11 +109,17 @@ def at_image_size(ckpt: dict[str, Any], image_size: int | None,
         raise SimCLRError(f"--image-size {image_size}: a {spec['arch']}'s position "
                           f"embeddings are for {spec['image_size']} px, the side it was "
                           "trained at; drop --image-size")
-    config = copy.deepcopy(ckpt["config"])
-    config["model"]["cifar_stem"] = spec["cifar_stem"]
-    config["augment"]["size"] = image_size
-    config["augment"]["eval_size"] = None  # the flag's side, not the recorded one
-    return {**ckpt, "config": config}
+    return {**ckpt, "config": config_at_side(ckpt["config"], spec["cifar_stem"], image_size)}
+
+
+def config_at_side(config: dict[str, Any], cifar_stem: bool, image_size: int) -> dict[str, Any]:
+    """A copy of a saved ``config`` that reads ``image_size`` px images: the stem fixed
+    first (an automatic one follows the trained side, not the new one; a 40-px encoder
+    read at 32 keeps its ImageNet stem) and no recorded evaluation side left over."""
+    config = copy.deepcopy(config)
+    config.setdefault("model", {})["cifar_stem"] = bool(cifar_stem)
+    config.setdefault("augment", {}).update(size=image_size, eval_size=None)
+    return config
 
 
 def encoder_from_checkpoint(
@@ -383,13 +389,8 @@ def encoder_config(encoder: nn.Module, image_size: int, base: dict[str, Any] | N
     """The ``config`` of a checkpoint: ``base`` (the source checkpoint's) or one that
     describes the encoder (and ``head``, whose first layer a classifier may keep), so
     :func:`encoder_from_checkpoint` and :func:`classifier_from_checkpoint` rebuild them."""
-    if base is not None:
-        cfg = copy.deepcopy(base)
-        # The side it runs at now: an automatic stem stays the one it was built with
-        # (a 40-px encoder evaluated at 32 keeps its ImageNet stem).
-        cfg.setdefault("model", {})["cifar_stem"] = bool(encoder.cifar_stem)
-        cfg.setdefault("augment", {}).update(size=image_size, eval_size=None)
-        return cfg
+    if base is not None:  # at the side it runs at now
+        return config_at_side(base, encoder.cifar_stem, image_size)
     cfg = Config()
     cfg.model.arch, cfg.model.width = encoder.arch, float(encoder.width)
     cfg.model.cifar_stem = bool(encoder.cifar_stem)
