@@ -440,7 +440,8 @@ def _evaluate(model: torch.nn.Module, test: Any | None, results: dict[str, Any],
                                              batch_size=cfg.batch_size, device=dev,
                                              precision=prec, channels_last=cfg.channels_last,
                                              workers=cfg.data.workers)
-        results.update(accuracy_summary(logits, test_y), num_test=int(len(test_y)))
+        results.update(accuracy_summary(logits, test_y), num_test=int(len(test_y)),
+                       test_image_size=cfg.augment.evaluation_size())  # (--eval-size)
     results["elapsed_s"] = elapsed + time.perf_counter() - start  # every segment + the test
     if out is not None and test is not None:  # the checkpoint carries the test accuracy too
         save(results["steps"], results["train_s"], results, periodic=False)

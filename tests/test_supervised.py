@@ -587,4 +587,8 @@ def test_eval_size_sets_the_side_of_the_test(tmp_path, capsys, monkeypatch):
                  "1", "--precision", "fp32", "--workers", "0", "--cache-dir",
                  str(tmp_path / "cache"), "--device", "cpu"]) == 0
     assert sides == [24]
-    assert json.loads(capsys.readouterr().out)["top1"] is not None
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["top1"] is not None
+    assert (printed["image_size"], printed["test_image_size"]) == (16, 24)  # both recorded
+    saved = json.loads((tmp_path / "run" / "supervised.json").read_text())
+    assert saved["test_image_size"] == 24
