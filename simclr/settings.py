@@ -401,12 +401,15 @@ def build_config(
                           f"got {type(flags).__name__}")
     cfg = Config()
     lr_origin = None  # (lr, its scaling rule, batch) of the last layer that gave an lr
+    # The views' side after each layer (defaults, preset, file): see eval_size below.
+    sides = [cfg.augment.size]
     if preset is not None:
         if not isinstance(preset, str) or preset not in PRESETS:
             raise SimCLRError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
         apply_overrides(cfg, PRESETS[preset], f"preset {preset}")
         if "lr" in PRESETS[preset].get("optim", {}):
             lr_origin = (cfg.optim.lr, cfg.optim.lr_scaling, cfg.batch_size)
+    sides.insert(0, cfg.augment.size)
     if config_file is not None:
         # A run's own config.yaml is a valid --config: what it only records is skipped.
         filed = load_yaml(config_file)
@@ -415,6 +418,7 @@ def build_config(
         apply_overrides(cfg, settings, str(config_file))
         if "optim.lr" in _paths_of(settings) and cfg.optim.lr is not None:
             lr_origin = (cfg.optim.lr, cfg.optim.lr_scaling, cfg.batch_size)
+    sides.insert(0, cfg.augment.size)
     for path, value in (flags or {}).items():
         set_path(cfg, path, value, "flag")
     if lr_origin is not None and "optim.lr" not in (flags or {}):
@@ -428,13 +432,15 @@ def build_config(
                                                and "model.arch" not in flagged)
     if cfg.model.arch not in ARCHS and not width_given:
         cfg.model.width = 1.0
-    # Likewise a preset's or a file's evaluation side is for its own views: --image-size
-    # given at a later layer (a flag, a sweep's cell) without --eval-size evaluates at
-    # the views' side (cifar10-cpu's 32 is for its 24-px views, not for 96-px photos).
+    # Likewise a preset's or a file's evaluation side is for its own views: another
+    # --image-size given at a later layer (a flag, a sweep's cell) without --eval-size
+    # evaluates at the views' side (cifar10-cpu's 32 is for its 24-px views, not for
+    # 96-px photos); the same side given again keeps it.
     layers = [flagged, filed, _paths_of(PRESETS[preset]) if preset is not None else set()]
     given = [next((i for i, paths in enumerate(layers) if path in paths), len(layers))
              for path in ("augment.size", "augment.eval_size")]
-    if given[0] < given[1]:  # (lower: a later layer)
+    sides.insert(0, cfg.augment.size)  # sides[i]: after layer i (3: the defaults)
+    if given[0] < given[1] and cfg.augment.size != sides[given[1]]:  # (lower: later)
         cfg.augment.eval_size = None
     # An unset lr is the paper's base for the scaling rule chosen (0.075 for sqrt): said
     # explicitly in the resolved config, so config.yaml and --print-config show it.

@@ -71,12 +71,18 @@ def test_a_presets_eval_size_is_for_its_own_views(tmp_path):
 
     assert sides() == (24, 32)
     assert sides({"augment.size": 96}) == (96, None)
+    assert sides({"augment.size": 24}) == (24, 32)  # the preset's own side, given again
+    assert sides({"augment.size": "24"}) == (24, 32)
     assert sides({"augment.size": 96, "augment.eval_size": 128}) == (96, 128)
     assert sides({"augment.eval_size": 40}) == (24, 40)
     both = tmp_path / "both.yaml"
     both.write_text("augment:\n  size: 48\n  eval_size: 64\n")
     assert sides(config_file=str(both)) == (48, 64)
     assert sides({"augment.size": 56}, str(both)) == (56, None)
+    assert sides({"augment.size": 48}, str(both)) == (48, 64)
+    again = tmp_path / "again.yaml"  # the file repeats the preset's side: not another
+    again.write_text("augment:\n  size: 24\n")
+    assert sides(config_file=str(again)) == (24, 32)
     size_only = tmp_path / "size.yaml"
     size_only.write_text("augment:\n  size: 48\n")
     assert sides(config_file=str(size_only)) == (48, None)
