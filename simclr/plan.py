@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from simclr import distributed as dist
-from simclr.config import Config
+from simclr.config import Config, OptimConfig
 from simclr.decode import DEFAULT_MAX_PIXELS
 from simclr.errors import SimCLRError
 from simclr.optim import lr_at, warmup_steps
@@ -84,6 +84,23 @@ def plan_schedule(cfg: Config, num_images: int, total_steps: int | None = None) 
             total_steps = cfg.max_steps if cfg.time_budget else min(total_steps, cfg.max_steps)
     warmup = warmup_steps(cfg.optim, steps_per_epoch, total_steps)
     return Plan(steps_per_epoch, total_steps, warmup, cfg.time_budget, num_images)
+
+
+def warmup_notes(cfg: Config, plan: Plan) -> list[str]:
+    """A note when a chosen ``--warmup-epochs`` is cut to 10% of the run
+    (:func:`simclr.optim.warmup_steps`), which the user would not see otherwise. Not
+    for the paper's default 10 (cut in every short run, by design), nor under a time
+    budget, whose length the first plan only guesses."""
+    o = cfg.optim
+    if o.warmup_fraction is not None or o.warmup_epochs == OptimConfig.warmup_epochs \
+            or cfg.time_budget:
+        return []
+    if plan.warmup_steps >= round(o.warmup_epochs * plan.steps_per_epoch):
+        return []
+    steps = plan.warmup_steps
+    return [f"note: --warmup-epochs {o.warmup_epochs:g} is cut to 10% of the run: {steps} "
+            f"warm-up step{'s' * (steps != 1)} of {plan.total_steps} "
+            f"({steps / plan.steps_per_epoch:.3g} epochs); --warmup-fraction sets a longer one"]
 
 
 def refit_to_budget(plan: Plan, cfg: Config, step: int, elapsed: float) -> int:

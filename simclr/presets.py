@@ -73,7 +73,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # 0.8 points; in 20-minute runs width 0.5 beat 0.25 (linear 68.7 / 68.9% in two
     # seeds vs 66.8%, kNN 64.2 / 65.2% vs 63.6%; README, "Results"). Evaluated at 128 px
     # (since 2026-12-05; FixRes): two 20-minute runs gained 2.5 / 3.4 points of linear
-    # top-1 and 2.4 / 2.8 of kNN over reading their own 96 px.
+    # top-1 and 2.3 / 2.8 of kNN over reading their own 96 px.
     "imagenette-cpu": {
         "model": {"arch": "resnet18", "width": 0.5, "head_batch_norm": True},
         "augment": {"size": 96, "eval_size": 128, "color_strength": 0.5, "blur": True},

@@ -6,8 +6,9 @@ pretraining config: the full augmentation of ``cfg.augment`` (one view per image
 optimizer of ``cfg.optim`` (LARS by default), warm-up + cosine over the planned steps
 (epochs, ``max_steps`` or a time budget, as pretraining plans them).
 
-A supervised run lasts as long as a pretraining one (90 epochs of ImageNet in the
-paper's baseline), so it is as resumable: periodic ``ckpt-<step>.pt`` files every
+A supervised run lasts as long as a pretraining one (its length is the pretraining
+config's too: 100 epochs by default; the paper's ImageNet baseline trains 90, `--epochs
+90`), so it is as resumable: periodic ``ckpt-<step>.pt`` files every
 ``cfg.checkpoint_every`` steps, a checkpoint and exit status 75 on SIGTERM/SIGINT, and
 ``simclr supervised --resume RUN`` continues exactly (the views and the order depend
 only on (seed, epoch, index); the step, the optimizer and the schedule are restored).
@@ -57,6 +58,7 @@ from simclr.plan import (
     note_first_step,
     plan_schedule,
     refit_to_budget,
+    warmup_notes,
 )
 from simclr.pretrained import classifier_checkpoint
 from simclr.results import (
@@ -379,6 +381,9 @@ def _train_and_test(
     if resume is not None:
         step, elapsed = restore(resume, model, optimizer, scaler, plan)
         log(f"resuming {run_dir} from step {step} of {plan.total_steps}", verbose)
+    else:
+        for note in warmup_notes(cfg, plan):
+            log(note, verbose)
     if out is not None:
         # The folders too (config.yaml's `folders`): the file says what the run trained
         # and tested on, and `simclr supervised --config` reruns it without --train.

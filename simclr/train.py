@@ -43,6 +43,7 @@ from simclr.plan import (
     plan_schedule,
     refit_to_budget,
     set_lr,
+    warmup_notes,
 )
 from simclr.pretrained import apply_initial_weights, check_initial_weights, initial_weights
 from simclr.progress import Progress
@@ -262,6 +263,8 @@ def pretrain(
     optimizer = build_optimizer(cfg.optim, model, cfg.batch_size)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     plan, state = start_state(cfg, run, source.num_images, all_images, model, optimizer, scaler)
+    if run.saved is None:  # (a resumed run was told when it started)
+        notes = [*notes, *warmup_notes(cfg, plan)]
     if files is not None:
         state.num_files, state.files_digest = len(files.paths), digest
     state.cached, state.skipped = source.cached, source.skipped  # (a list that grows)

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from simclr.errors import SimCLRError
-from simclr.plan import FIRST_REFIT, check_batch_fits, plan_schedule, refit_to_budget, set_lr
+from simclr.plan import (
+    FIRST_REFIT,
+    check_batch_fits,
+    plan_schedule,
+    refit_to_budget,
+    set_lr,
+    warmup_notes,
+)
 from simclr.settings import build_config
 
 
@@ -195,3 +202,20 @@ def test_a_replan_at_the_end_of_the_warmup_may_lengthen_the_run():
     plan.total_steps, plan.warmup_steps = 20, 5
     refit_to_budget(plan, cfg, step=5, elapsed=0.5)
     assert (plan.total_steps, plan.warmup_steps) == (100, 5)
+
+
+def test_a_chosen_warmup_cut_to_a_tenth_of_the_run_is_said():
+    """--warmup-epochs 20 of 100 epochs trains 10 epochs of warm-up (the cap of
+    optim.warmup_steps): said, as a value the user gave and does not get; the paper's
+    default 10, cut in every short run by design, and --warmup-fraction are not."""
+    def notes(**flags):
+        cfg = build_config(flags={"batch_size": 10, "epochs": 100, **flags})
+        return warmup_notes(cfg, plan_schedule(cfg, 100))
+
+    assert notes(**{"optim.warmup_epochs": 20}) == [
+        "note: --warmup-epochs 20 is cut to 10% of the run: 100 warm-up steps of 1000 "
+        "(10 epochs); --warmup-fraction sets a longer one"]
+    assert notes(**{"optim.warmup_epochs": 10, "epochs": 50}) == []  # the default
+    assert notes(**{"optim.warmup_epochs": 5}) == []  # within the cap
+    assert notes(**{"optim.warmup_fraction": 0.2}) == []
+    assert notes(**{"optim.warmup_epochs": 20, "time_budget": "1m"}) == []
