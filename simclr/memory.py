@@ -79,7 +79,11 @@ def _saved_bytes(model: torch.nn.Module, views: torch.Tensor, precision: str) ->
         if key not in seen:
             seen.add(key)
             total += t.untyped_storage().nbytes()
-        return t
+        # Detached: a saved output holding itself (its grad_fn) is a cycle through C++
+        # that the garbage collector cannot see, so the probe model and every activation
+        # of the pass would outlive the call (backward, which frees them, never runs).
+        # Held all the same, so no storage is freed and reused under another key.
+        return t.detach()
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), \
             autocast(views.device, precision):
