@@ -72,7 +72,7 @@ from simclr.runtime import (
     tune_cpu_allocator,
 )
 from simclr.settings import absolute_paths, save_yaml
-from simclr.validate import validate
+from simclr.validate import check_scale, validate
 
 EXIT_PREEMPTED = 75  # status after SIGTERM/SIGINT: checkpoint written, resume with --resume
 
@@ -209,6 +209,8 @@ def pretrain(
     restored after it.
     """
     validate(cfg)
+    if not resume:  # what build_config holds a new run to, for a cfg edited after it
+        check_scale(cfg)
     dist.check_divisible(cfg.batch_size)
     device, precision = setup_runtime(cfg)
     absolute_paths(cfg)  # what config.yaml and the checkpoints record

@@ -138,8 +138,6 @@ def check_scale(cfg: Config) -> None:
            f"{cfg.model.width}")
     _check(cfg.augment.size >= MIN_SIZE, "augment.size", f"must be at least {MIN_SIZE} "
            f"pixels, got {cfg.augment.size}")
-    _check(cfg.augment.size <= MAX_SIDE, "augment.size", f"must be at most {MAX_SIDE} "
-           f"pixels, got {cfg.augment.size}")
     side = cfg.augment.eval_size
     _check(side is None or MIN_SIZE <= side <= MAX_SIDE, "augment.eval_size",
            f"must be {MIN_SIZE} to {MAX_SIDE} pixels, got {side}")
@@ -283,6 +281,9 @@ def validate_augment(a: AugmentConfig) -> None:
     _check_finite(a, "augment.")
     _positive(a.size, "augment.size")
     _positive(a.eval_size, "augment.eval_size")
+    # (no run could save a larger one; a TwoViewAugment of one would exhaust memory)
+    _check(a.size <= MAX_SIDE, "augment.size", f"must be at most {MAX_SIDE} pixels, got "
+           f"{a.size}")
     _choice(a.interpolation, ("bilinear", "bicubic"), "augment.interpolation")
     _choice(a.crop_sampler, CROP_SAMPLERS, "augment.crop_sampler")
     _choice(a.color_ops, COLOR_OPS, "augment.color_ops")

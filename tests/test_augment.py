@@ -815,7 +815,8 @@ def test_eval_resize_and_the_views_refuse_what_they_cannot_compute():
     with pytest.raises(TypeError, match="a torch uint8 tensor .* got ndarray"):
         A.eval_resize(images.numpy(), 16)  # ("must be uint8, got uint8" before)
     for cfg in (AugmentConfig(size=0), AugmentConfig(size=16, color_strength=-1),
-                AugmentConfig(size=16, crop_scale=(1.0, 0.2))):
+                AugmentConfig(size=16, crop_scale=(1.0, 0.2)),
+                AugmentConfig(size=20000)):  # (exhausted the memory of a 2-image batch)
         with pytest.raises(SimCLRError):
             A.TwoViewAugment(cfg, seed=0)
     # Values of the wrong type, named as the flags are (a float size failed inside torch,

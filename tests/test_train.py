@@ -1003,6 +1003,10 @@ def test_pretrain_checks_its_config_and_leaves_torchs_settings_as_they_were(
     cfg.loss.temperature = -1.0
     with pytest.raises(SimCLRError, match="--temperature must be positive, got -1"):
         train.pretrain(cfg)
+    cfg.loss.temperature = 0.5  # and to a new run's scale (4-px views trained 'finished')
+    cfg.augment.size = 4
+    with pytest.raises(SimCLRError, match="--image-size must be at least 8 pixels, got 4"):
+        train.pretrain(cfg)
     assert not (tmp_path / "bad").exists()
     before = torch.get_num_threads()
     torch.set_num_threads(2)
