@@ -252,8 +252,10 @@ def _nested_hint(path: str) -> str:
     """For a key that is a setting of some section (``arch`` for ``model.arch``, or a
     flag's name), where it belongs; else nothing."""
     dotted = all_flags().get(path.replace("_", "-"))
-    if dotted is None or "." not in dotted or dotted == path:
+    if dotted is None or dotted == path:
         return ""
+    if "." not in dotted:  # a flag's spelling of a top-level setting ('batch-size')
+        return f" (it is {dotted!r})"
     section, name = dotted.split(".", 1)
     return f" (it is {dotted}: in a YAML file under '{section}:', as '  {name}: ...')"
 
@@ -396,9 +398,15 @@ def build_config(
     """Defaults -> preset -> YAML -> flags (dotted paths), then validate. A flag with
     no effect under the other settings is refused (:mod:`simclr.inert`) unless it is in
     ``inert_ok`` (a sweep's common flags, which may act in some cells only)."""
-    if flags is not None and not isinstance(flags, dict):
+    if flags is not None and (not isinstance(flags, dict)
+                              or not all(isinstance(k, str) for k in flags)):
+        got = type(flags).__name__ if not isinstance(flags, dict) else "a key " + repr(
+            next(k for k in flags if not isinstance(k, str)))
         raise SimCLRError(f"flags must be a dict of setting -> value ({{'batch_size': 8}}), "
-                          f"got {type(flags).__name__}")
+                          f"got {got}")
+    if config_file is not None and not isinstance(config_file, (str, os.PathLike)):
+        raise SimCLRError(f"config_file must be a path to a YAML file, got "
+                          f"{type(config_file).__name__}")
     cfg = Config()
     lr_origin = None  # (lr, its scaling rule, batch) of the last layer that gave an lr
     # The views' side after each layer (defaults, preset, file): see eval_size below.

@@ -73,6 +73,9 @@ def _check_types(obj: Any, prefix: str = "") -> None:
         base, optional = field_kind(f.type)
         if value is None and optional:
             continue
+        if base not in _TAKES and base != "tuple":  # a section replaced by another value
+            raise SimCLRError(f"section {path!r} of the config must be a {base}, got "
+                              f"{type(value).__name__}")
         if base == "tuple":
             ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(
                 isinstance(x, numbers.Real) and not isinstance(x, bool) for x in value)

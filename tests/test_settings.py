@@ -310,6 +310,14 @@ def test_build_config_names_arguments_of_the_wrong_kind():
         build_config(flags=[("batch_size", 8)])
     with pytest.raises(SimCLRError, match="unknown preset 3"):
         build_config(3)
+    # a key not text, a file not a path: AttributeError ('split') and pathlib's TypeError
+    with pytest.raises(SimCLRError, match=r"flags must be a dict .* got a key 1$"):
+        build_config(flags={1: 2})
+    with pytest.raises(SimCLRError, match="config_file must be a path to a YAML file, got int"):
+        build_config(None, 5)
+    # a flag's spelling of a top-level setting said only "unknown setting 'batch-size'"
+    with pytest.raises(SimCLRError, match=r"unknown setting 'batch-size' \(it is 'batch_size'\)$"):
+        build_config(flags={"batch-size": 8})
 
 
 @pytest.mark.parametrize("flags", [{"batch_size": 8.5}, {"log_every": 2.5}])

@@ -150,6 +150,11 @@ def test_a_config_edited_from_python_is_held_to_its_types(path, value, message):
     with pytest.raises(SettingError, match=re.escape(message)):
         validate(cfg)
     cfg = build_config("cifar10-cpu", None, {"out": "x"})
+    cfg.model = {"arch": "resnet18"}  # a section replaced: KeyError 'ModelConfig' before
+    with pytest.raises(SimCLRError, match="section 'model' of the config must be a "
+                                          "ModelConfig, got dict$"):
+        validate(cfg)
+    cfg = build_config("cifar10-cpu", None, {"out": "x"})
     cfg.loss.temperature = 1  # a whole number is a number
     cfg.augment.crop_scale = [0.2, 1]  # (as YAML gives it)
     cfg.out, cfg.batch_size = Path("runs") / "a", np.int64(16)  # the right kind, otherwise
