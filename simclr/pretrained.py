@@ -178,7 +178,8 @@ def parse_layer(layer: str, flag: str = "--layer") -> int | None:
     as ``flag``)."""
     if layer == "z":
         return None
-    if layer.startswith("g") and layer[1:].isdigit() and int(layer[1:]) >= 1:
+    if isinstance(layer, str) and layer.startswith("g") and layer[1:].isdigit() \
+            and int(layer[1:]) >= 1:
         return int(layer[1:])
     raise SimCLRError(f"{flag}: unknown value {layer!r} ({LAYERS_HELP})")
 
@@ -322,9 +323,11 @@ def folder_features(
     from simclr.data import open_source
     from simclr.features import indexed_features
     from simclr.runtime import resolve_device, resolve_precision
+    from simclr.validate import validate_data
 
-    dev = resolve_device(device)
     data_cfg = DataConfig(workers=workers, cache_dir=cache_dir, max_pixels=max_pixels)
+    validate_data(data_cfg)  # (from Python: -1 workers or a text max_pixels met torch)
+    dev = resolve_device(str(device))  # (a torch.device, as load_encoder takes, too)
     source = open_source(data, data_cfg, train=False, image_size=image_size, evaluation=True,
                          unlabeled=unlabeled)
     feats, labels, rows = indexed_features(module, source, image_size, batch_size, dev,
@@ -624,8 +627,11 @@ def _scores(probs: torch.Tensor, top_p: torch.Tensor, top_i: torch.Tensor, class
     return result
 
 
+DEFAULT_TOP_K = 5  # classes each row of `simclr predict` ranks, unless told
+
+
 def predict_folder(
-    checkpoint: str | Path, data: str, out: str | Path, top_k: int = 5,
+    checkpoint: str | Path, data: str, out: str | Path, top_k: int | None = None,
     batch_size: int = 256, device: str = "auto", precision: str = "auto",
     workers: int | None = None, cache_dir: str = "~/.cache/simclr/decoded",
     min_probability: float | None = None, overwrite: bool = False,
@@ -635,7 +641,8 @@ def predict_folder(
     replaced only with ``overwrite``).
 
     Columns: ``path``, ``prediction``, ``probability`` (softmax), then ``top<k>`` /
-    ``p<k>`` for the k most probable classes. Where the folder is an ImageFolder whose
+    ``p<k>`` for the k most probable classes (``top_k``: 5 unless given, at most the
+    classifier's classes; a larger one given is said). Where the folder is an ImageFolder whose
     class names the classifier knows, the result also holds the top-1 / top-k accuracy
     over those images (``labeled``); the others are counted as ``unknown_class`` (in a
     class folder the classifier does not know) or ``unlabeled`` (beside the class
@@ -657,15 +664,16 @@ def predict_folder(
     ckpt = load_checkpoint(path)
     model, spec, classes = classifier_from_checkpoint(ckpt)
     note_unfinished(path, ckpt)
-    k = min(top_k, len(classes))
-    if k < top_k:  # (as `simclr knn` does a --k past its training images: capped, said)
-        print(f"note: --top-k {top_k} is more than the classifier's {len(classes)} classes: "
-              f"each row ranks all of them (top-k {k})", file=sys.stderr)
+    k = min(DEFAULT_TOP_K if top_k is None else top_k, len(classes))
     # Features under the run's autocast, as the protocols compute them; the linear layer
     # in float64, as linear-eval fits it, so a bf16 rounding never flips a close call.
     source, feats, labels, paths = folder_features(
         nn.Sequential(model.encoder, model.neck), spec["image_size"], data, batch_size,
         device, precision, workers, cache_dir, True, max_pixels)
+    if top_k is not None and k < top_k:  # (as `simclr knn` does a --k past its training
+        # images: capped, said; the default 5 of a 2-class classifier goes unsaid)
+        print(f"note: --top-k {top_k} is more than the classifier's {len(classes)} classes: "
+              f"each row ranks all of them (top-k {k})", file=sys.stderr)
     fc = model.fc.double()
     with torch.no_grad():
         probs = torch.softmax(fc(torch.from_numpy(feats).double()), dim=1)

@@ -61,8 +61,8 @@ def _add_predict_command(sub: argparse._SubParsersAction,
     p.add_argument("--data", required=True, help="image folder (ImageFolder or flat)")
     p.add_argument("--out", required=True, help="output .csv file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.add_argument("--top-k", type=count_at_least(1), default=5,
-                   help="classes listed per image")
+    p.add_argument("--top-k", type=count_at_least(1), default=None,
+                   help="classes listed per image (default: 5, or all of fewer)")
     p.add_argument("--min-probability", type=fraction, default=None, metavar="P",
                    help="leave the prediction empty where the top class's probability is "
                         "below P (an image of none of the classes, or a doubtful one)")

@@ -36,6 +36,7 @@ from simclr.config import (
     PRECISIONS,
     AugmentConfig,
     Config,
+    DataConfig,
 )
 from simclr.errors import SimCLRError
 from simclr.settings import WANTED, SettingError, field_kind
@@ -248,18 +249,7 @@ def _validate_run(cfg: Config) -> None:
     _choice(cfg.precision, PRECISIONS, "precision")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
         raise SettingError("device", f": unknown device {cfg.device!r} (auto, cpu, cuda, cuda:N)")
-    _choice(cfg.data.cache, ("auto", "on", "off"), "data.cache")
-    _choice(cfg.data.decoder, ("auto", "pil", "device"), "data.decoder")
-    _choice(cfg.data.store, ("full", "center"), "data.store")
-    _positive(cfg.data.load_size, "data.load_size")
-    _check(cfg.data.load_size is None or cfg.data.load_size <= MAX_SIDE, "data.load_size",
-           f"must be at most {MAX_SIDE} pixels, got {cfg.data.load_size}")
-    _positive(cfg.data.workers, "data.workers", allow_zero=True)
-    _bounded(cfg.data.workers, "data.workers", MAX_WORKERS)
-    _positive(cfg.data.max_pixels, "data.max_pixels")
-    for name in ("cache_dir", "root"):
-        _check(bool(str(getattr(cfg.data, name)).strip()), f"data.{name}",
-               "must name a folder, got an empty value")
+    validate_data(cfg.data)
     _positive(cfg.threads, "threads")
     _check(cfg.threads is None or cfg.threads <= MAX_THREADS, "threads",
            f"must be at most {MAX_THREADS}, got {cfg.threads}")
@@ -275,6 +265,24 @@ def _validate_run(cfg: Config) -> None:
     _positive(cfg.knn_temperature, "knn_temperature")
     if (cfg.knn_train is None) != (cfg.knn_test is None):
         raise SimCLRError("--knn-train and --knn-test go together")
+
+
+def validate_data(d: DataConfig) -> None:
+    """Check the data settings (also those an evaluation from Python builds from its
+    arguments: their types too)."""
+    _check_types(d, "data.")
+    _choice(d.cache, ("auto", "on", "off"), "data.cache")
+    _choice(d.decoder, ("auto", "pil", "device"), "data.decoder")
+    _choice(d.store, ("full", "center"), "data.store")
+    _positive(d.load_size, "data.load_size")
+    _check(d.load_size is None or d.load_size <= MAX_SIDE, "data.load_size",
+           f"must be at most {MAX_SIDE} pixels, got {d.load_size}")
+    _positive(d.workers, "data.workers", allow_zero=True)
+    _bounded(d.workers, "data.workers", MAX_WORKERS)
+    _positive(d.max_pixels, "data.max_pixels")
+    for name in ("cache_dir", "root"):
+        _check(bool(str(getattr(d, name)).strip()), f"data.{name}",
+               "must name a folder, got an empty value")
 
 
 def validate_augment(a: AugmentConfig) -> None:

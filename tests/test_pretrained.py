@@ -224,6 +224,11 @@ def test_linear_eval_saves_a_classifier_that_predicts_what_it_measured(
         "in classes the classifier knows" in printed.err
     assert "note: --top-k 3 is more than the classifier's 2 classes: each row ranks all " \
         "of them (top-k 2)" in printed.err
+    assert main(["predict", "--checkpoint", str(run), "--data", str(image_folder), "--out",
+                 str(tmp_path / "default.csv"), "--device", "cpu", "--precision", "fp32",
+                 "--cache-dir", cache_dir]) == 0  # the default 5 of 2 classes: unsaid
+    assert "--top-k" not in capsys.readouterr().err
+    assert (tmp_path / "default.csv").read_text() == out.read_text()
     # Per image, the probabilities of the fitted model computed afresh from the features.
     source, test = (open_source(str(p), DataConfig(workers=0, cache_dir=cache_dir),
                                 train=False, image_size=16) for p in (tmp_path / "train",
@@ -456,6 +461,29 @@ def test_api_counts_are_checked_before_any_work(tmp_path, image_folder, monkeypa
         with pytest.raises(SimCLRError, match=re.escape(needle)):
             call()
     assert not list(tmp_path.glob("[pe].*"))
+
+
+def test_api_data_arguments_are_checked_like_their_flags(tmp_path, image_folder, cache_dir):
+    """From Python, workers=-1 met torch's DataLoader, a text max_pixels made every
+    image 'unreadable', layer=3 and cache_dir=None were AttributeError / TypeError; a
+    torch.device, which load_encoder takes, failed on .startswith."""
+    from simclr.pretrained import embed_folder
+
+    state = {k: v for k, v in pretrain_checkpoint().items() if k not in ("format", "version")}
+    save_checkpoint({**state, "step": 3}, tmp_path / "pre" / "checkpoints")
+    common = {"device": "cpu", "precision": "fp32", "workers": 0, "cache_dir": cache_dir}
+    for change, said in [({"workers": -1}, "--workers must be non-negative, got -1"),
+                         ({"workers": 2.5}, "--workers must be a whole number, got 2.5"),
+                         ({"max_pixels": "10"}, "--max-pixels must be a whole number"),
+                         ({"cache_dir": None}, "--cache-dir must be text, got None"),
+                         ({"layer": 3}, "--layer: unknown value 3")]:
+        with pytest.raises(SimCLRError, match=re.escape(said)):
+            embed_folder(tmp_path / "pre", str(image_folder), tmp_path / "e.npz",
+                         **{**common, **change})
+    assert not (tmp_path / "e.npz").exists()
+    embed_folder(tmp_path / "pre", str(image_folder), tmp_path / "e.npz",
+                 **{**common, "device": torch.device("cpu")})
+    assert np.load(tmp_path / "e.npz")["features"].shape[0] == 24
 
 
 @pytest.mark.parametrize(("setting", "value", "first"), [
