@@ -19,6 +19,7 @@ import shlex
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from simclr.config import (
@@ -454,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
 
     die_with_launcher()  # a process of `--processes N`: none outlives the launcher
     restore_sigterm = None  # how to put back the caller's SIGTERM handler, once replaced
+    undo: list[Callable[[], None]] = []  # what a call from Python set, put back after it
     failed = True  # until the command returns (a non-zero status: failed too)
     if "simclr.results" in sys.modules:  # (a caller's earlier main() in this process)
         sys.modules["simclr.results"].CREATED.clear()
@@ -474,8 +476,13 @@ def main(argv: list[str] | None = None) -> int:
 
         if launched_processes() == 1:  # (a launcher's processes: killed by their launcher,
             restore_sigterm = _stop_on_sigterm()  # perhaps blocked in a collective)
-        logging.basicConfig(level=logging.INFO if launched_rank() == 0 else logging.WARNING,
-                            format="%(message)s", stream=sys.stderr)
+        level = logging.INFO if launched_rank() == 0 else logging.WARNING
+        if given:  # a caller's process: its logging and threads as they were, after
+            undo.extend(_log_for_the_call(level))
+            threads = torch_threads()
+            undo.append(lambda: torch_threads(threads))
+        else:
+            logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
         if getattr(args, "threads", None):  # the evaluation commands' --threads
             from simclr.runtime import set_threads
 
@@ -534,6 +541,32 @@ def main(argv: list[str] | None = None) -> int:
             results.CREATED.clear()
         if restore_sigterm is not None:
             restore_sigterm()
+        for put_back in undo:
+            put_back()
+
+
+def torch_threads(count: int | None = None) -> int:
+    """torch's thread count; with ``count``, set to it first (an undo of --threads)."""
+    import torch
+
+    if count is not None:
+        torch.set_num_threads(count)
+    return torch.get_num_threads()
+
+
+def _log_for_the_call(level: int) -> list[Callable[[], None]]:
+    """What ``logging.basicConfig`` gives the command line, for one call from Python:
+    simclr's messages on stderr where the caller's process configured no logging (where
+    it did, its configuration decides), without the root logger's handler and level
+    that basicConfig would leave to the caller's own messages. Returns the undo."""
+    if logging.getLogger().handlers:
+        return []
+    logger, handler = logging.getLogger("simclr"), logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    before = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    return [lambda: logger.removeHandler(handler), lambda: logger.setLevel(before)]
 
 
 def _command_done() -> None:

@@ -780,3 +780,23 @@ def test_the_evaluation_flags_value_types_hold_their_bounds():
                         (epoch_count, "0"), (_probe_epochs, "100001"), (_probe_epochs, "0")):
         with pytest.raises(argparse.ArgumentTypeError):
             parse(text)
+
+
+def test_a_call_from_python_leaves_the_callers_threads_and_logging(tmp_path):
+    """main(argv) from a script: its --threads stayed the caller's thread count, and
+    logging.basicConfig left the root logger a stderr handler at INFO, so the caller's
+    own logging.info lines began to print."""
+    script = f"""
+import logging, torch
+from simclr.cli import main
+torch.set_num_threads(2)
+status = main(["knn", "--checkpoint", {str(tmp_path / 'none.pt')!r}, "--train", ".",
+               "--test", ".", "--threads", "1"])
+root = logging.getLogger()
+print(status, torch.get_num_threads(), root.handlers, root.level,
+      logging.getLogger("simclr").handlers, logging.getLogger("simclr").level)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.split() == ["2", "2", "[]", "30", "[]", "0"], done.stderr
+    assert done.stderr.startswith("simclr knn: error: ")
