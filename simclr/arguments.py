@@ -26,6 +26,7 @@ from simclr.config import (
     MAX_SEED,
     MAX_SIDE,
     MIN_SIZE,
+    MIN_TEMPERATURE,
     default_of,
 )
 from simclr.export import FORMATS
@@ -168,7 +169,7 @@ def add_knn_command(sub: argparse._SubParsersAction, runtime: RuntimeFlags) -> N
     _eval_inputs(p, runtime, out_required=False)
     p.add_argument("--layer", default="h", help=LAYERS_HELP)
     p.add_argument("--k", type=_positive_int, default=200)
-    p.add_argument("--temperature", type=_real(0, False), default=0.1)
+    p.add_argument("--temperature", type=_real(MIN_TEMPERATURE, True), default=0.1)
     p.set_defaults(func=cmd_knn)
 
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from simclr.config import MIN_TEMPERATURE
 from simclr.errors import SimCLRError, is_count
 from simclr.features import check_labeled, extract_features, resolve_runtime
 from simclr.results import (
@@ -41,12 +42,14 @@ KNN_BLOCK_ELEMENTS = 1 << 24
 
 
 def _check_settings(k: Any, temperature: Any) -> None:
-    """k a positive whole number, the temperature a positive finite number (NaN too is
-    refused: it scored 0.5), each named as its flag."""
+    """k a positive whole number, the temperature a finite number of at least
+    MIN_TEMPERATURE (NaN too is refused: it scored 0.5; below float32's smallest number
+    the weights were 0/0 and every query a miss), each named as its flag."""
     if not is_count(k):
         raise SimCLRError(f"--k must be a positive whole number, got {k!r}")
-    if not (isinstance(temperature, numbers.Real) and 0 < temperature < math.inf):
-        raise SimCLRError(f"--temperature must be positive, got {temperature}")
+    if not (isinstance(temperature, numbers.Real) and MIN_TEMPERATURE <= temperature < math.inf):
+        raise SimCLRError(f"--temperature must be at least {MIN_TEMPERATURE:g}, got "
+                          f"{temperature!r}")
 
 
 def _check_memory(train_feats: Any, train_labels: Any, test_feats: Any,

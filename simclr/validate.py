@@ -262,7 +262,8 @@ def _validate_run(cfg: Config) -> None:
     _positive(cfg.max_bad_steps, "max_bad_steps", allow_zero=True)
     _positive(cfg.knn_every, "knn_every")
     _positive(cfg.knn_k, "knn_k")
-    _positive(cfg.knn_temperature, "knn_temperature")
+    _check(cfg.knn_temperature >= MIN_TEMPERATURE, "knn_temperature",
+           f"must be at least {MIN_TEMPERATURE:g}, got {cfg.knn_temperature:g}")
     if (cfg.knn_train is None) != (cfg.knn_test is None):
         raise SimCLRError("--knn-train and --knn-test go together")
 

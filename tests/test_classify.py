@@ -41,6 +41,12 @@ def test_nesterov_sgd_against_two_steps_by_hand():
         np.testing.assert_allclose(w.detach().numpy(), expect, rtol=0, atol=1e-12)
     assert optimizer.param_groups[0]["peak_lr"] == pytest.approx(0.2)
     assert optimizer.param_groups[0]["weight_decay"] == 0.0  # large weights: no pull
+    # --momentum 0: plain SGD (torch refuses Nesterov without momentum: a traceback)
+    w = torch.nn.Parameter(torch.tensor(w0))
+    optimizer = nesterov_sgd([w], lr, batch, 0.0)
+    w.grad = torch.tensor(grads[0])
+    optimizer.step()
+    np.testing.assert_allclose(w.detach().numpy(), w0 - peak * grads[0], rtol=0, atol=1e-12)
 
 
 def test_crop_flip_views_keep_every_colour():

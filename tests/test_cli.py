@@ -42,8 +42,8 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
          "unknown device 'foo'"),
         (["knn", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--workers", "-1"],
          "--workers: must be at least 0"),
-        (["knn", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--temperature", "0"],
-         "--temperature: must be > 0"),
+        (["knn", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--temperature",
+          "1e-46"], "--temperature: must be >= 0.0001"),
         (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--l2", "-1"],
          "--l2: must be >= 0"),
         # the config's bounds, inclusive: 1e6 passes, the next float up does not

@@ -83,8 +83,12 @@ def test_knn_rejects_bad_arguments():
         knn_classify(x, [0, 1, 2], x, k=0)
     # From Python: a NaN temperature scored 0.5, k=2.5 and k=True failed inside torch,
     # float labels were truncated to classes.
-    with pytest.raises(SimCLRError, match="--temperature must be positive, got nan"):
+    with pytest.raises(SimCLRError, match="--temperature must be at least 0.0001, got nan"):
         knn_accuracy(x, [0, 1, 2], x, [0, 1, 2], k=2, temperature=float("nan"))
+    # below float32's smallest number: weights 0/0, every query a miss (top-1 0, exit 0)
+    with pytest.raises(SimCLRError, match="--temperature must be at least 0.0001, got 1e-46"):
+        knn_accuracy(x, [0, 1, 2], x, [0, 1, 2], k=2, temperature=1e-46)
+    assert knn_accuracy(x, [0, 1, 2], x, [0, 1, 2], k=2, temperature=1e-4) == 1.0
     for k in (2.5, True, None):
         with pytest.raises(SimCLRError, match="--k must be a positive whole number"):
             knn_accuracy(x, [0, 1, 2], x, [0, 1, 2], k=k)

@@ -82,6 +82,7 @@ def test_bad_values_name_the_setting(flags, needle):
     ({"optim.lr": 1e41, "optim.name": "sgd"}, "--lr must be at most 1e+30, got 1e+41"),
     ({"optim.eta": 1e7}, "--eta must be at most 1e+06"),
     ({"loss.temperature": 1e-300}, "--temperature must be at least 0.0001, got 1e-300"),
+    ({"knn_temperature": 1e-46}, "--knn-temperature must be at least 0.0001, got 1e-46"),
     ({"loss.weight": 1e300}, "--loss-weight must be at most 1e+06"),
     ({"augment.brightness": 1e300}, "--brightness must be at most 1e+06"),
     ({"augment.color_strength": 1e300, "augment.hue": 0.1},
