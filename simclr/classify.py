@@ -47,7 +47,7 @@ from simclr.checkpoint import (
 from simclr.config import AugmentConfig
 from simclr.data import decode_device
 from simclr.errors import SimCLRError
-from simclr.features import extract_features, iter_batches
+from simclr.features import NonFiniteOutputs, extract_features, iter_batches, source_name
 from simclr.files import lock_folder, set_aside, taken
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.results import log, prepare_dir
@@ -384,9 +384,17 @@ def evaluate_classifier(
     model: nn.Module, test: Any, image_size: int, *, batch_size: int, device: torch.device,
     precision: str, channels_last: bool = False, workers: int | None = None,
 ) -> tuple[torch.Tensor, np.ndarray]:
-    """Test logits float32 (M, C) on CPU and labels (M,): eval transform, BN in eval mode."""
-    logits, labels = extract_features(model, test, image_size, batch_size, device, precision,
-                                      channels_last=channels_last, workers=workers)
+    """Test logits float32 (M, C) on CPU and labels (M,): eval transform, BN in eval mode.
+    Outputs that are not finite are the training's divergence (its losses were measured
+    before each update: the last one may have diverged unseen), not the checkpoint's."""
+    try:
+        logits, labels = extract_features(model, test, image_size, batch_size, device,
+                                          precision, channels_last=channels_last,
+                                          workers=workers)
+    except NonFiniteOutputs:
+        raise SimCLRError(f"{source_name(test)}: the trained model's outputs are not finite: "
+                          "its training diverged; train it again with a lower --lr (in its "
+                          "--out: with --overwrite)") from None
     return torch.from_numpy(logits), labels
 
 

@@ -669,3 +669,14 @@ def test_a_labeled_subset_of_one_image_is_refused_before_any_training(tmp_path, 
                                           "needs at least 2"):
         run_finetune(tiny_encoder(), train, test, tmp_path / "ft", subset_file=listing, **FAST)
     assert not (tmp_path / "ft").exists()
+
+
+def test_a_divergence_in_the_last_step_is_the_trainings_not_the_checkpoints(tmp_path, folders):
+    """The losses are measured before each update: one step at lr 1e6 logged a finite
+    loss and the test then blamed "a diverged or damaged checkpoint?"."""
+    train, test = folders
+    with pytest.raises(SimCLRError, match="the trained model's outputs are not finite: its "
+                                          "training diverged; train it again with a lower "
+                                          "--lr"):
+        run_finetune(tiny_encoder(), train, test, None, labels_per_class=4,
+                     **{**FAST, "epochs": 0.5, "lr": 1e6})
