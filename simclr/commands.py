@@ -34,7 +34,7 @@ from simclr.data import ImageSource, open_source
 from simclr.errors import SimCLRError, with_article
 from simclr.features import Listings, check_labeled_folders
 from simclr.files import finite_json
-from simclr.folders import ImageList, check_folder, list_folder
+from simclr.folders import ImageList, check_folder, list_folder, torchvision_dataset
 from simclr.pretrained import (
     at_image_size,
     encoder_from_checkpoint,
@@ -467,7 +467,10 @@ def cmd_supervised(args: argparse.Namespace) -> int:
             if getattr(args, name) is None:  # a recipe shown needs no --out)
                 raise SimCLRError(f"--{name} is required (or --resume RUN_DIR)")
         out = {} if args.out is None else {"out": args.out}
-        cfg = build_config(args.preset, args.config, {**flags, **out})
+        # (--data-root and --download: for --train/--test, not the unused --data)
+        named = any(map(torchvision_dataset, (args.train, args.test)))
+        cfg = build_config(args.preset, args.config, {**flags, **out},
+                           inert_ok=("data.root", "data.download") if named else ())
     if args.print_config:  # check a recipe before a long run: nothing is read or written
         note_ignored_settings(args.config)  # (said on stderr: the YAML stays valid)
         from simclr.settings import yaml_text

@@ -438,6 +438,12 @@ def list_folder(spec: str | None, train: bool = True,
     return None if named_dataset(spec) else scan_folder(split_root(spec, train), unlabeled)
 
 
+def torchvision_dataset(spec: str | None) -> bool:
+    """Whether a data spec names one of torchvision's data sets (``--data-root`` and
+    ``--download`` are theirs)."""
+    return spec is not None and spec.lower() in NAMED_DATASETS and named_dataset(spec)
+
+
 def named_dataset(spec: str | None) -> bool:
     """Whether a data spec names the digits or a torchvision data set (unless a folder
     of that name is there), read as arrays, not as a folder of files."""

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from simclr.config import ARCHS, COLOR_OPS, AugmentConfig, Config
+from simclr.folders import NAMED_DATASETS, torchvision_dataset
 from simclr.settings import SettingError, flag_of
 
 # An augmentation switch -> the settings it gates, its probability first (App. A's ops
@@ -66,6 +67,10 @@ def inert_settings(cfg: Config) -> dict[str, str]:
             inert[name] = "there is no kNN monitor: --knn-train and --knn-test make one"
     if cfg.nan_policy == "stop":
         inert["max_bad_steps"] = "it counts the steps --nan-policy skip skips"
+    if not any(map(torchvision_dataset, (cfg.data.path, cfg.knn_train, cfg.knn_test))):
+        for name in ("download", "root"):  # (data.py: where torchvision's sets are kept)
+            inert[f"data.{name}"] = (f"it is for torchvision's {', '.join(NAMED_DATASETS)}, "
+                                     "and the data flags name none of them")
     if cfg.data.cache == "on":  # (data.py: a cached folder is decoded once, by PIL)
         inert["data.decoder"] = "--cache on decodes each image once, into the cache"
     inert.update(_inert_augment(cfg))

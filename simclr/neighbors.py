@@ -203,7 +203,7 @@ def self_pairs(query_paths: Sequence[str], key_paths: Sequence[str]
 
 def check_threshold(threshold: float) -> None:
     if not -1.0 <= threshold <= 1.0:
-        raise SimCLRError(f"--duplicates {threshold:g}: a cosine similarity lies in [-1, 1]")
+        raise SimCLRError(f"--duplicates {threshold!r}: a cosine similarity lies in [-1, 1]")
 
 
 def write_duplicates(features: str | Path, out: str | Path, threshold: float,

@@ -46,7 +46,8 @@ OTHER: dict[str, Any] = {
     "optim.exclude_bias_and_norm": False, "epochs": 3.0,
 }
 # Bookkeeping rather than computation (the kNN monitor, the NaN policy's counter).
-NOT_COMPUTED = {"knn_every", "knn_k", "knn_temperature", "max_bad_steps"}
+NOT_COMPUTED = {"knn_every", "knn_k", "knn_temperature", "max_bad_steps", "data.root",
+                "data.download"}  # (the data: tests of their own below)
 BASE = {"augment.size": 24, "augment.cutout": True, "augment.rotate": True,
         "augment.noise": True, "augment.sobel": True, "model.arch": "resnet18",
         "model.width": 0.125}
@@ -165,6 +166,24 @@ def test_the_same_change_acts_where_it_is_not_inert(path):
 def test_a_flag_without_effect_is_refused(flags, message):
     with pytest.raises(SimCLRError, match=message):
         build_config("digits", None, flags)
+
+
+def test_data_root_and_download_are_for_torchvisions_sets(tmp_path):
+    """--data-root and --download with a folder were accepted and did nothing (a sweep
+    over them: one run under several names); they act where --data, --knn-train/-test
+    or supervised's --train/--test name cifar10, cifar100 or stl10."""
+    folder = str(tmp_path)
+    for name, flag in (("data-root", {"data.root": "/elsewhere"}),
+                       ("download", {"data.download": True})):
+        with pytest.raises(SimCLRError, match=f"--{name} has no effect: it is for torchvision's"):
+            build_config(None, None, {"data.path": folder, **flag})
+        build_config(None, None, {"data.path": "cifar10", **flag})
+        build_config(None, None, {"data.path": folder, "knn_train": "stl10",
+                                  "knn_test": "stl10", **flag})
+    assert main(["supervised", "--train", "cifar100", "--data-root", "/elsewhere",
+                 "--print-config"]) == 0
+    assert main(["supervised", "--train", folder, "--data-root", "/elsewhere",
+                 "--print-config"]) == 2
 
 
 def test_the_same_flags_build_where_they_act():
