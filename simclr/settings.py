@@ -25,6 +25,8 @@ import yaml
 
 from simclr.config import (
     ARCHS,
+    MAX_SIDE,
+    MIN_SIZE,
     RECORDED_KEYS,
     SAVED_BEFORE,
     Config,
@@ -448,7 +450,9 @@ def build_config(
     given = [next((i for i, paths in enumerate(layers) if path in paths), len(layers))
              for path in ("augment.size", "augment.eval_size")]
     sides.insert(0, cfg.augment.size)  # sides[i]: after layer i (3: the defaults)
-    if given[0] < given[1] and cfg.augment.size != sides[given[1]]:  # (lower: later)
+    side = cfg.augment.eval_size  # (a value no run may have stays, to be refused below)
+    if given[0] < given[1] and cfg.augment.size != sides[given[1]] \
+            and isinstance(side, int) and MIN_SIZE <= side <= MAX_SIDE:  # (lower: later)
         cfg.augment.eval_size = None
     # An unset lr is the paper's base for the scaling rule chosen (0.075 for sqrt): said
     # explicitly in the resolved config, so config.yaml and --print-config show it.

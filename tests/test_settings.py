@@ -80,6 +80,10 @@ def test_a_presets_eval_size_is_for_its_own_views(tmp_path):
     assert sides(config_file=str(both)) == (48, 64)
     assert sides({"augment.size": 56}, str(both)) == (56, None)
     assert sides({"augment.size": 48}, str(both)) == (48, 64)
+    bad = tmp_path / "bad.yaml"  # a value no run may have is refused, not dropped unsaid
+    bad.write_text("augment:\n  eval_size: 0\n")
+    with pytest.raises(SimCLRError, match="bad.yaml: augment.eval_size must be positive, got 0"):
+        sides({"augment.size": 56}, str(bad))
     again = tmp_path / "again.yaml"  # the file repeats the preset's side: not another
     again.write_text("augment:\n  size: 24\n")
     assert sides(config_file=str(again)) == (24, 32)
