@@ -299,11 +299,25 @@ def _labeled_budget(train: Any, subset_file: str | Path | None, label_fraction: 
             f"class here ({len(subset)} of {len(train.labels)}, {100 * fraction:.2f}%)"
             f"{budget}", verbose)
     epochs = default_epochs(asked) if epochs is None else epochs
+    _note_unlabeled_classes(train, subset, verbose)
     if len(subset) < 2:
         raise SimCLRError(f"{source_name(train)}: the labeled subset has {len(subset)} "
                           "image; fine-tuning needs at least 2")
     return _Budget(subset, fraction, epochs,
                    fitted_batch(batch_size, len(subset), "labeled", verbose))
+
+
+def _note_unlabeled_classes(train: Any, subset: np.ndarray, verbose: bool) -> None:
+    """A note when the labeled subset (a --subset list) holds no image of some classes:
+    the classifier has their outputs but never learns them, and the test counts them."""
+    absent = sorted(set(range(len(train.classes))) - set(np.asarray(train.labels)[subset]
+                                                         .tolist()))
+    if absent:
+        names = ", ".join(str(train.classes[c]) for c in absent[:5])
+        more = f" and {len(absent) - 5} more" if len(absent) > 5 else ""
+        count = "1 class" if len(absent) == 1 else f"{len(absent)} classes"
+        log(f"note: the labeled subset holds no image of {count} ({names}{more}): the "
+            "classifier never learns them, and the test still counts their images", verbose)
 
 
 def _list_subset_first(train: Any, subset: np.ndarray, out: Path | None) -> bool:

@@ -680,3 +680,19 @@ def test_a_divergence_in_the_last_step_is_the_trainings_not_the_checkpoints(tmp_
                                           "--lr"):
         run_finetune(tiny_encoder(), train, test, None, labels_per_class=4,
                      **{**FAST, "epochs": 0.5, "lr": 1e6})
+
+
+def test_a_subset_without_some_classes_is_said(tmp_path, folders, capsys):
+    """A --subset list of class_0's images alone trained a 3-class classifier on one
+    class, its test counting the other two, without a word."""
+    train, test = folders
+    listing = tmp_path / "one_class.txt"
+    listing.write_text("class_0/000.png\nclass_0/001.png\n")
+    run_finetune(tiny_encoder(), train, test, None, subset_file=listing,
+                 **{**FAST, "verbose": True})
+    assert ("note: the labeled subset holds no image of 2 classes (class_1, class_2): the "
+            "classifier never learns them") in capsys.readouterr().err
+    listing.write_text("class_0/000.png\nclass_1/001.png\nclass_2/002.png\n")
+    run_finetune(tiny_encoder(), train, test, None, subset_file=listing,
+                 **{**FAST, "verbose": True})
+    assert "holds no image" not in capsys.readouterr().err
