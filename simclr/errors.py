@@ -31,7 +31,9 @@ def user_message(exc: BaseException) -> str:
     if "Original Traceback" in text:
         last = text.rstrip().splitlines()[-1]
         text = last.split(": ", 1)[1] if ": " in last else last
-    return text
+    # A newline or a terminal escape in a path (or any text the user gave) would break
+    # the line or act on the terminal: written as the escape Python would write.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 NOT_REGULAR = "not a regular file (a named pipe, socket or device)"

@@ -124,6 +124,9 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
           "--crop-scale", "0.2,1"], "--epochs, --crop-scale: for --protocol sgd, not lbfgs"),
         (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b",
           "--raw-pixels", "--random-init"], "give one of --raw-pixels and --random-init"),
+        # a newline in a path broke the line in two, an escape acted on the terminal
+        (["embed", "--checkpoint", "a\nb\x1b[2J", "--data", ".", "--out", "e.npz"],
+         "checkpoint not found: a\\nb\\x1b[2J"),
     ],
 )
 def test_user_errors_are_one_line(args, needle, capsys):
