@@ -648,6 +648,39 @@ def test_embed_and_predict_outputs_are_whole_or_untouched(tmp_path, image_folder
     assert sorted(p.name for p in tmp_path.iterdir() if "feats" in p.name) == ["feats.npz"]
 
 
+def test_predictions_and_an_export_written_meanwhile_are_kept(tmp_path, image_folder,
+                                                               cache_dir, capsys, monkeypatch):
+    """As embed's (below): `simclr predict` and `simclr export` into one file at once, the
+    second to finish refused in one line and the first's file kept."""
+    import simclr.export as export
+    import simclr.pretrained as pretrained
+
+    run, _ = classifier_run(tmp_path, image_folder, cache_dir, capsys)
+    csv_out, pt_out = tmp_path / "p.csv", tmp_path / "e.pt"
+    features, encoder = pretrained.folder_features, export.encoder_from_checkpoint
+
+    def predicted_meanwhile(*args, **kwargs):
+        csv_out.write_text("theirs\n")
+        return features(*args, **kwargs)
+
+    def exported_meanwhile(*args, **kwargs):
+        pt_out.write_bytes(b"theirs")
+        return encoder(*args, **kwargs)
+
+    monkeypatch.setattr(pretrained, "folder_features", predicted_meanwhile)
+    monkeypatch.setattr(export, "encoder_from_checkpoint", exported_meanwhile)
+    for command, out in (["predict", "--data", str(image_folder), "--cache-dir", cache_dir,
+                          "--device", "cpu"], csv_out), (["export"], pt_out):
+        assert main([command[0], "--checkpoint", str(run), *command[1:], "--out",
+                     str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].endswith(f"{out} was written meanwhile by another process (kept; "
+                                "this run's was not written): choose another --out, or "
+                                "pass --overwrite to replace it"), err
+        assert out.read_bytes().strip() == b"theirs"
+        assert [p.name for p in tmp_path.glob(out.name + "*")] == [out.name]
+
+
 def test_an_embedding_written_meanwhile_by_another_embed_is_kept(tmp_path, image_folder,
                                                                  cache_dir, capsys, monkeypatch):
     """Two `simclr embed --out f.npz` at once (each found f.npz free at its start): the
