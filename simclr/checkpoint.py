@@ -39,6 +39,7 @@ from simclr.files import (
     AlreadyWritten,
     discard,
     fsync_dir,
+    interruption_within,
     remove_stale_temporaries,
     taken,
     temporary_name,
@@ -210,12 +211,16 @@ class _Comparison:
 def holds_bytes_of(path: Path, payload: Mapping[str, Any]) -> bool:
     """Whether the file ``path`` is byte for byte what :func:`torch_save` writes for
     ``payload`` (serialised into a comparison, never into memory or onto disk; it stops
-    at the first difference)."""
+    at the first difference). A Ctrl-C or SIGTERM meanwhile is raised, not taken for a
+    difference (torch wraps it as it wraps _Differs)."""
     try:
         with open(path, "rb") as f:
             torch.save(payload, _Comparison(f))
             return f.read(1) == b""
-    except Exception:  # a difference (torch wraps _Differs), or an unreadable file
+    except Exception as exc:  # a difference (torch wraps _Differs), or an unreadable file
+        interrupted = interruption_within(exc)
+        if interrupted is not None:
+            raise interrupted from None
         return False
 
 

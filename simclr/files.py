@@ -216,14 +216,35 @@ def set_aside(run_dir: Path, files: tuple[str, ...]) -> str | None:
 
 def torch_save(obj: Any, path: Path) -> None:
     """``torch.save(obj)`` into ``path``; a failed write (torch's zip writer reports it as
-    a RuntimeError) is an OSError, so :func:`written` and checkpoints make it one line."""
+    a RuntimeError) is an OSError, so :func:`written` and checkpoints make it one line.
+    A Ctrl-C or SIGTERM during the write stays that interruption
+    (:func:`interruption_within`), never a failed write."""
     import torch
 
     with open(path, "wb") as f:
         try:
             torch.save(obj, f)
         except RuntimeError as exc:
+            interrupted = interruption_within(exc)
+            if interrupted is not None:
+                raise interrupted from None
             raise OSError(_write_failure(path, exc)) from None
+
+
+def interruption_within(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt (Ctrl-C; SIGTERM's :class:`simclr.cli.Terminated` is one)
+    that ``exc`` was raised over, if any. A signal handler raises where Python happens to
+    be, also inside the file write that torch's C++ zip writer calls: torch then raises a
+    RuntimeError ('unexpected pos 30 vs 0') over it, which, taken for a failed write,
+    ended an interrupted run as a failed one (exit 2, 'no earlier checkpoint exists')."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:  # (a chain may loop)
+        if isinstance(cause, KeyboardInterrupt):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _write_failure(tmp: Path, exc: RuntimeError) -> str:

@@ -99,6 +99,83 @@ def test_failed_first_save_says_there_is_no_earlier_checkpoint(tmp_path, monkeyp
         save_checkpoint(_state(2), tmp_path / "exports", "encoder.pt")
 
 
+class _SignalledWriter:
+    """A checkpoint's temporary file whose second write receives ``interruption``, as a
+    signal handler raises it inside the file write that torch's C++ zip writer calls."""
+
+    def __init__(self, file, interruption: BaseException) -> None:
+        self.file, self.interruption, self.writes = file, interruption, 0
+
+    def write(self, data: bytes) -> int:
+        self.writes += 1
+        if self.writes == 2:
+            raise self.interruption
+        return self.file.write(data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+
+@pytest.mark.parametrize("interruption", ["Ctrl-C", "SIGTERM"])
+@pytest.mark.parametrize("writer", ["checkpoint", "export"])
+def test_a_signal_inside_torch_saves_write_stays_an_interruption(tmp_path, monkeypatch,
+                                                                 interruption, writer):
+    """torch turned a KeyboardInterrupt (a second Ctrl-C, SIGTERM's cli.Terminated) raised
+    in its file write into a RuntimeError, which was reported as a failed write ('could
+    not write checkpoint ...; no earlier checkpoint exists', exit 2, the run FAILED). It is
+    the interruption, with the temporary file removed and the earlier file whole."""
+    import builtins
+
+    from simclr import files
+    from simclr.cli import Terminated
+
+    folder = tmp_path / "checkpoints"
+    earlier = save_checkpoint(_state(1), folder)
+    before = earlier.read_bytes()
+    raised = KeyboardInterrupt() if interruption == "Ctrl-C" else Terminated()
+
+    def signalled_open(path, mode="r", *args, **kwargs):
+        file = builtins.open(path, mode, *args, **kwargs)
+        return _SignalledWriter(file, raised) if mode == "wb" else file
+
+    monkeypatch.setattr(files, "open", signalled_open, raising=False)
+    with pytest.raises(KeyboardInterrupt) as info:
+        if writer == "checkpoint":
+            save_checkpoint(_state(2), folder, periodic_name(2))
+        else:  # (simclr export's write of an encoder)
+            files.written(tmp_path / "checkpoints" / "encoder.pt",
+                          lambda tmp: files.torch_save(_state(2), tmp))
+    assert info.value is raised
+    assert [p.name for p in folder.iterdir()] == ["last.pt"]  # no temporary file left
+    assert earlier.read_bytes() == before
+
+
+def test_a_signal_while_a_checkpoint_is_compared_stays_an_interruption(tmp_path, monkeypatch):
+    """Before last.pt is linked to its step's periodic checkpoint, torch.save writes the
+    payload into a comparison with that file: an interruption raised there was taken
+    for a difference (the save went on as if Ctrl-C had not been pressed)."""
+    payload = {**_state(3), "kind": "pretrain"}
+    path = save_checkpoint(payload, tmp_path, periodic_name(3))
+
+    compare, writes = ck._Comparison.write, []
+
+    def pressed_at_the_second(self, data):  # (torch raises an error of the first as is)
+        writes.append(data)
+        if len(writes) == 2:
+            raise KeyboardInterrupt
+        return compare(self, data)
+
+    monkeypatch.setattr(ck._Comparison, "write", pressed_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        ck.holds_bytes_of(path, payload)
+
+
 def test_keep_last_prunes_old_periodic_checkpoints(tmp_path):
     save_checkpoint(_state(0), tmp_path, "last.pt")
     for step in (100, 200, 1000, 300):
