@@ -18,7 +18,6 @@ import re
 import shlex
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +34,7 @@ from simclr.config import (
     type_of,
 )
 from simclr.errors import SimCLRError, user_message
+from simclr.interrupts import Terminated, deliver_dropped_interruptions, send_again
 from simclr.presets import PRESETS
 from simclr.settings import (
     absolute_paths,
@@ -455,7 +455,9 @@ def main(argv: list[str] | None = None) -> int:
 
     die_with_launcher()  # a process of `--processes N`: none outlives the launcher
     restore_sigterm = None  # how to put back the caller's SIGTERM handler, once replaced
-    undo: list[Callable[[], None]] = []  # what a call from Python set, put back after it
+    # What the command set, put back after it (for a caller from Python); first, a signal
+    # whose exception Python would drop (raised in importlib's weakref callbacks) is sent again.
+    undo: list[Callable[[], None]] = [deliver_dropped_interruptions()]
     failed = True  # until the command returns (a non-zero status: failed too)
     if "simclr.results" in sys.modules:  # (a caller's earlier main() in this process)
         sys.modules["simclr.results"].CREATED.clear()
@@ -577,22 +579,14 @@ def _command_done() -> None:
     ignore_forwarded_signals()
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, a scheduler) where no training handles it (a training writes a
-    checkpoint first: :class:`simclr.runtime.StopFlag`): the command stops as on Ctrl-C,
-    saying so, instead of vanishing without a word."""
-
-
 def _stop_on_sigterm() -> Any:
     """SIGTERM raises :class:`Terminated` in this command; returns the function that
     puts back the handler it replaced (None where signals cannot be set: not the main
     thread). One that lands in a finalizer (a loader iterator's ``__del__``) is sent
     again a moment later: raised there, Python would print it as ignored and go on."""
     def stop(_signum: int, frame: Any) -> None:
-        if _in_finalizer(frame):
-            again = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM))
-            again.daemon = True
-            again.start()
+        if _in_finalizer(frame):  # (not raised there: the finalizer's clean-up completes)
+            send_again(signal.SIGTERM)
             return
         raise Terminated
 

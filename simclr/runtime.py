@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ import torch
 
 from simclr.config import PRECISIONS
 from simclr.errors import SimCLRError
+from simclr.interrupts import deliver_dropped_interruptions
 
 log = logging.getLogger(__name__)
 
@@ -293,11 +294,15 @@ class SaveSchedule:
 
 
 class StopFlag:
-    """Turns SIGTERM/SIGINT into a request to stop after the current step."""
+    """Turns SIGTERM/SIGINT into a request to stop after the current step. A second
+    Ctrl-C raised where Python would drop it (a weakref callback: pretrain called from
+    Python has no :func:`simclr.cli.main` around it) is sent again
+    (:func:`simclr.interrupts.deliver_dropped_interruptions`)."""
 
     def __init__(self) -> None:
         self.requested: str | None = None
         self._previous: dict[int, Any] = {}
+        self._put_back_hook: Callable[[], None] | None = None
 
     def __enter__(self) -> StopFlag:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -305,6 +310,8 @@ class StopFlag:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread: signals stay with the caller
                 pass
+        if self._previous:
+            self._put_back_hook = deliver_dropped_interruptions()
         return self
 
     def _handle(self, signum: int, _frame: Any) -> None:
@@ -315,6 +322,8 @@ class StopFlag:
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+        if self._put_back_hook is not None:
+            self._put_back_hook()
 
 
 def ignore_stop_signals(_worker_id: int = 0) -> None:

@@ -223,3 +223,18 @@ def named_pipe(path):
     finally:
         done.set()
         thread.join()
+
+
+def signal_in_a_weakref_callback(signum: int) -> None:
+    """Send this process ``signum`` from inside a weakref callback (importlib runs one
+    at every import): os.kill runs the handler before it returns, so an exception the
+    handler raises is raised there, where Python can only print it as ignored."""
+    import weakref
+
+    class Referent:
+        pass
+
+    referent = Referent()
+    ref = weakref.ref(referent, lambda _ref: os.kill(os.getpid(), signum))
+    del referent  # the callback runs now
+    assert ref() is None

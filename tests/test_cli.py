@@ -621,6 +621,32 @@ def test_sigterm_landing_in_a_finalizer_still_stops_the_command(monkeypatch, cap
     assert err == "simclr info: stopped by SIGTERM\n", err
 
 
+@pytest.mark.parametrize(("signum", "status", "said"), [
+    (15, 143, "stopped by SIGTERM"), (2, 130, "interrupted")], ids=["SIGTERM", "Ctrl-C"])
+def test_a_signal_landing_in_a_weakref_callback_still_stops_the_command(
+        monkeypatch, capsys, signum, status, said):
+    """Raised inside a weakref callback (importlib runs one at every import) the stop
+    was printed as 'Exception ignored' and the command went on to exit 0. The caller's
+    unraisable hook is back after the call."""
+    import time
+
+    from simclr import cli
+    from tests.conftest import signal_in_a_weakref_callback
+
+    def work(args):
+        signal_in_a_weakref_callback(signum)
+        time.sleep(5)  # the rest of the command: never reached to its end
+        raise AssertionError("the command went on after the signal")
+
+    monkeypatch.setattr(cli, "_check_before_work", work)
+    hook = sys.unraisablehook
+    started = time.monotonic()
+    assert main(["info", "."]) == status
+    assert time.monotonic() - started < 2
+    assert capsys.readouterr().err == f"simclr info: {said}\n"
+    assert sys.unraisablehook is hook
+
+
 def test_a_permission_error_no_check_named_is_one_line(monkeypatch, capsys):
     from simclr import cli
 

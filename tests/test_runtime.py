@@ -101,6 +101,26 @@ def test_a_first_signal_asks_for_a_stop_and_a_second_ctrl_c_interrupts_at_once()
     assert {s: signal.getsignal(s) for s in before} == before
 
 
+def test_ctrl_c_landing_in_a_weakref_callback_during_a_training_is_not_lost():
+    """A first Ctrl-C is a stop request wherever it lands; a second one, raised inside a
+    weakref callback (importlib runs one at every import), was printed as 'Exception
+    ignored' and lost: the training went on to its end. The hook is put back after."""
+    import time
+
+    from tests.conftest import signal_in_a_weakref_callback
+
+    hook = sys.unraisablehook
+    with runtime.StopFlag() as stop:
+        signal_in_a_weakref_callback(signal.SIGINT)
+        assert stop.requested == "SIGINT"
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            signal_in_a_weakref_callback(signal.SIGINT)
+            time.sleep(5)  # the training's next steps: never reached to their end
+        assert time.monotonic() - started < 2
+    assert sys.unraisablehook is hook
+
+
 def test_a_ctrl_c_while_loader_workers_stop_is_delivered_once_they_have():
     """Left to DataLoader.__del__, a Ctrl-C landing while the workers of a finished
     extraction stop was printed as 'Exception ignored' and lost (the command went on)."""

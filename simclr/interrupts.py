@@ -1,0 +1,61 @@
+"""Interruptions that Python would drop: a SIGINT or SIGTERM whose handler raises
+(Ctrl-C's KeyboardInterrupt, :class:`Terminated`) while Python runs a weakref callback,
+a garbage-collector callback or a finalizer. An exception raised there cannot propagate:
+Python prints it as "Exception ignored in ..." and goes on, and the command ran to its
+end (exit 0) as if the signal had never come. importlib runs such a callback at every
+import, so a signal lands in one often enough.
+
+Light (no torch): :func:`simclr.cli.main` installs this before its first import of
+the command's modules.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+AGAIN_AFTER_S = 0.05  # long enough for the callback that swallowed it to have returned
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler) where no training handles it (a training writes a
+    checkpoint first: :class:`simclr.runtime.StopFlag`): the command stops as on Ctrl-C,
+    saying so, instead of vanishing without a word."""
+
+
+def send_again(signum: int) -> None:
+    """Send this process ``signum`` again a moment from now, from another thread: sent at
+    once (os.kill runs the handler before it returns) its handler would raise again
+    inside the callback or hook that could not raise the first time."""
+    again = threading.Timer(AGAIN_AFTER_S, os.kill, (os.getpid(), signum))
+    again.daemon = True
+    again.start()
+
+
+def deliver_dropped_interruptions() -> Callable[[], None]:
+    """Until the returned function is called, an interruption raised where Python
+    cannot raise it (a ``sys.unraisablehook`` call) is delivered again, as the signal that
+    raised it: SIGTERM for :class:`Terminated`, SIGINT for another KeyboardInterrupt (a
+    handler then makes of it what it makes of a signal: a stop request, or the
+    interruption raised where it can propagate). Anything else unraisable goes to the
+    hook that was there before, which the returned function puts back (a call of
+    :func:`simclr.cli.main` from Python leaves its caller's hook as it was)."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        interruption = unraisable.exc_value
+        if not isinstance(interruption, KeyboardInterrupt):
+            previous(unraisable)
+            return
+        send_again(signal.SIGTERM if isinstance(interruption, Terminated) else signal.SIGINT)
+
+    sys.unraisablehook = hook
+
+    def put_back() -> None:
+        sys.unraisablehook = previous
+
+    return put_back

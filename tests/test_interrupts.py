@@ -1,0 +1,56 @@
+"""Tests for simclr.interrupts: an interruption raised where Python drops it (a weakref
+or gc callback) is sent again as its signal; anything else there is left to the hook
+that was there before."""
+
+from __future__ import annotations
+
+import gc
+import signal
+import sys
+import weakref
+
+from simclr import interrupts
+from simclr.interrupts import Terminated, deliver_dropped_interruptions
+
+
+def _raised_in_a_weakref_callback(exc: BaseException) -> None:
+    class Referent:
+        pass
+
+    def callback(_ref):
+        raise exc
+
+    referent = Referent()
+    ref = weakref.ref(referent, callback)
+    del referent
+    assert ref() is None
+
+
+def _raised_in_a_gc_callback(exc: BaseException) -> None:
+    def callback(phase, _info):
+        if phase == "stop":
+            raise exc
+
+    gc.callbacks.append(callback)
+    try:
+        gc.collect()
+    finally:
+        gc.callbacks.remove(callback)
+
+
+def test_only_interruptions_are_sent_again_and_the_callers_hook_is_put_back(monkeypatch):
+    ignored, sent = [], []
+    monkeypatch.setattr(sys, "unraisablehook", ignored.append)
+    monkeypatch.setattr(interrupts, "send_again", sent.append)
+    hook = sys.unraisablehook
+    put_back = deliver_dropped_interruptions()
+    _raised_in_a_weakref_callback(Terminated())
+    _raised_in_a_gc_callback(KeyboardInterrupt())
+    assert sent == [signal.SIGTERM, signal.SIGINT] and ignored == []
+    _raised_in_a_weakref_callback(ValueError("a bug of its own"))  # printed, as before
+    assert sent == [signal.SIGTERM, signal.SIGINT]
+    assert [type(u.exc_value) for u in ignored] == [ValueError]
+    put_back()
+    assert sys.unraisablehook is hook
+    _raised_in_a_weakref_callback(KeyboardInterrupt())  # after: the caller's hook has it
+    assert len(sent) == 2 and len(ignored) == 2
