@@ -170,10 +170,18 @@ class Checkpointing:
     every: int
     on_step: Callable[[int, StopFlag], None] | None = None
     every_s: float = 0.0
+    keep_tally: Callable[[dict[str, float]], None] | None = None
     schedule: SaveSchedule = field(init=False)
 
     def __post_init__(self) -> None:
         self.schedule = SaveSchedule(self.every, self.every_s)
+
+    def write(self, step: int, seconds: float, tally: _EpochTally) -> None:
+        """A periodic save; ``keep_tally`` is given the running epoch's tally first, for the
+        save to store (:attr:`PartialRun.tally`)."""
+        if self.keep_tally is not None:
+            self.keep_tally(tally.state())
+        self.save(step, seconds)
 
 
 def train_classifier(
@@ -183,7 +191,7 @@ def train_classifier(
     channels_last: bool = False, workers: int | None = None, verbose: bool = True,
     name: str = "train", refit: Callable[[int, float], int] | None = None,
     start_step: int = 0, elapsed: float = 0.0, scaler: torch.amp.GradScaler | None = None,
-    checkpointing: Checkpointing | None = None,
+    checkpointing: Checkpointing | None = None, tally: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Cross-entropy training of ``model`` (x (B,3,S,S) -> logits (B,C)) for some steps.
 
@@ -195,13 +203,17 @@ def train_classifier(
     ``refit(step, seconds so far)``, after every step, returns the total steps anew (a
     time budget). A resumed run passes its ``start_step``, the training seconds
     ``elapsed`` before and its ``scaler``: views and order depend only on (seed, epoch,
-    index), so it continues exactly. With ``checkpointing``, SIGTERM/SIGINT stop the
+    index), so it continues exactly; with the saved ``tally`` of the epoch it continues
+    (:meth:`_EpochTally.state`), so do that epoch's loss and top-1. With
+    ``checkpointing``, SIGTERM/SIGINT stop the
     training after the step (every process at the same one: distributed.StopVote);
     without, they keep their usual effect (there is nothing to continue). Returns
     {"status": "finished" | "preempted", "signal" (the signal that asked to stop, or
     None; a run asked as its last step ended has finished), "steps", "train_loss",
-    "train_top1" (of the last epoch, or its part since the start; None if no step was
-    left to run), "train_s" (all segments)}.
+    "train_top1" (of the last epoch; without its ``tally``, a continued epoch's part
+    since the start; None if no step was left to run), "train_s" (all segments)}.
+    ``checkpointing.keep_tally`` is given each epoch's tally as it ends too (the last:
+    for the caller's final save).
     """
     model.to(device).train()
     if scaler is None:
@@ -220,17 +232,23 @@ def train_classifier(
                          elapsed=elapsed)
     epoch, skip = divmod(start_step, steps_per_epoch)
     mean_loss = top1 = None  # no step in this segment (continued after its last step)
+    # A stop inside an epoch saved its tally: the continued epoch counts every step.
+    epoch_tally = _EpochTally(device, tally if skip else None)
     # SIGTERM/SIGINT become a request to stop after the step only where the training
     # is kept (with checkpointing); otherwise they keep their usual effect.
     with StopFlag() if checkpointing is not None else nullcontext() as stop:
         while training.step < training.total_steps and training.status == "finished":
-            tally = training.run_epoch(batches(epoch=epoch, skip=skip), epoch, stop)
+            epoch_tally = training.run_epoch(batches(epoch=epoch, skip=skip), epoch, stop,
+                                             epoch_tally)
             epoch, skip = epoch + 1, 0
-            mean_loss, top1 = tally.reduced(name, epoch)
+            mean_loss, top1 = epoch_tally.reduced(name, epoch)
             stopped = " (stopped)" if training.status != "finished" else ""
             log(f"{name} epoch {epoch}{stopped} ({training.step}/{training.total_steps} steps, "
                 f"{steps_per_epoch}/epoch): loss {mean_loss:.4f}, train top-1 "
                 f"{100 * top1:.2f}%", verbose)
+            if checkpointing is not None and checkpointing.keep_tally is not None:
+                checkpointing.keep_tally(epoch_tally.state())
+            epoch_tally = _EpochTally(device)
     return {"status": training.status, "signal": training.signal, "steps": training.step,
             "train_loss": mean_loss, "train_top1": top1, "train_s": training.seconds()}
 
@@ -269,11 +287,11 @@ class _Training:
         return self.elapsed + time.perf_counter() - self.start
 
     def run_epoch(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], epoch: int,
-                  stop: StopFlag | None) -> _EpochTally:
+                  stop: StopFlag | None, tally: _EpochTally) -> _EpochTally:
         """Steps on ``batches`` (what is left of epoch ``epoch``, counted from 0: views
         (B,3,S,S) and labels (B,) on the device) until they run out, the last step is
-        done or a signal asks to stop; returns the epoch's tally."""
-        tally = _EpochTally(self.device)
+        done or a signal asks to stop; returns the epoch's ``tally`` (its steps before
+        these: a continued epoch's), added to."""
         for views, labels in batches:
             if self.channels_last:
                 views = views.contiguous(memory_format=torch.channels_last)
@@ -298,7 +316,7 @@ class _Training:
             self.total_steps = self.refit(self.step, seconds)
         if self.checkpointing is not None:
             self.signal = _checkpoint_and_vote(self.checkpointing, stop, self.vote, self.step,
-                                               self.total_steps, seconds,
+                                               self.total_steps, seconds, tally,
                                                partial(tally.mean_loss, self.name, epoch + 1))
             self.status = ("preempted" if self.signal and self.step < self.total_steps
                            else "finished")
@@ -306,13 +324,21 @@ class _Training:
 
 class _EpochTally:
     """An epoch's summed loss, hits and image count, kept on the device: no host sync per
-    step (one at the epoch's end, or when a checkpoint checks the loss)."""
+    step (one at the epoch's end, or when a checkpoint checks the loss). ``saved``: the
+    :meth:`state` of the epoch's steps before a stop (a continued epoch)."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, saved: dict[str, float] | None = None) -> None:
+        saved = saved or {}
         self.device = device
-        self.loss_sum = torch.zeros((), device=device)
-        self.hits = torch.zeros((), device=device)
-        self.seen = 0
+        self.loss_sum = torch.tensor(float(saved.get("loss_sum", 0.0)), device=device)
+        self.hits = torch.tensor(float(saved.get("hits", 0.0)), device=device)
+        self.seen = int(saved.get("seen", 0))
+
+    def state(self) -> dict[str, float]:
+        """This process's tally as plain numbers (a host sync), kept with a saved state.
+        (Under torchrun rank 0's is saved: the processes' are alike, as they see equal
+        shares.)"""
+        return {"loss_sum": self.loss_sum.item(), "hits": self.hits.item(), "seen": self.seen}
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
         """One step: its mean loss (a scalar), logits (B, C) and labels (B,)."""
@@ -334,25 +360,25 @@ class _EpochTally:
 
 
 def _checkpoint_and_vote(checkpointing: Checkpointing, stop: StopFlag, vote: dist.StopVote,
-                         step: int, total_steps: int, seconds: float,
+                         step: int, total_steps: int, seconds: float, tally: _EpochTally,
                          check: Callable[[], float]) -> str | None:
-    """A periodic checkpoint when due (never of a diverged model); the name of a signal
-    that asked to stop, else None. A signal may reach only some processes: ``vote``
-    makes every process stop at the same step."""
+    """A periodic checkpoint when due (never of a diverged model), with the epoch's
+    ``tally``; the name of a signal that asked to stop, else None. A signal may reach
+    only some processes: ``vote`` makes every process stop at the same step."""
     if checkpointing.on_step is not None:
         checkpointing.on_step(step, stop)
     # (At the last step nothing: the caller writes the final checkpoint.)
     rule = checkpointing.schedule.due(step) if step < total_steps else None
     if rule == "steps":
         check()
-        checkpointing.save(step, seconds)
+        checkpointing.write(step, seconds, tally)
     elif rule == "clock":
         try:
             check()
         except SimCLRError:  # diverged: nothing saved (no raise: see SaveSchedule)
             pass
         else:
-            checkpointing.save(step, seconds)
+            checkpointing.write(step, seconds, tally)
     return vote(step, stop.requested, last=step >= total_steps)
 
 
@@ -447,6 +473,9 @@ class PartialRun:
     metrics: dict[str, Any] = field(default_factory=dict)  # those saved with the state
     run_id: str = field(default_factory=new_run_id)  # the training's: the saved one's, continued
     results: tuple[str, ...] = ()  # what the finished run writes in ``out`` (results.RESULTS)
+    # The running epoch's tally (_EpochTally.state) at the state saved or resumed: a
+    # continued epoch's loss and top-1 count its steps before the stop too.
+    tally: dict[str, float] | None = None
 
     @property
     def path(self) -> Path | None:
@@ -491,6 +520,7 @@ class PartialRun:
             optimizer.load_state_dict(ckpt["optimizer"])
             load_scaler(scaler, ckpt["scaler"])
             step, elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
+            self.tally = _saved_tally(ckpt.get("epoch_tally"))  # (None: an older file's)
         self.metrics = dict(ckpt.get("metrics") or {})
         self.run_id = str(ckpt.get("run_id") or self.run_id)
         if total is not None and step >= total:
@@ -545,13 +575,20 @@ class PartialRun:
             self.path.unlink(missing_ok=True)
         return 0, 0.0
 
+    def keep_tally(self, tally: dict[str, float]) -> None:
+        """The running epoch's tally, stored by the next :meth:`save`
+        (:attr:`Checkpointing.keep_tally`)."""
+        self.tally = tally
+
     def save(self, blob: dict[str, Any], scaler: torch.amp.GradScaler) -> str:
         """Write a classifier checkpoint (pretrained.classifier_checkpoint, with its
-        optimizer) as the partial run (rank 0 only: every process holds the same
-        state); returns its path."""
+        optimizer) as the partial run, with the running epoch's :attr:`tally` (rank 0
+        only: every process holds the same state); returns its path."""
         if dist.is_main():  # argv: the command that continues it (simclr info shows it)
             blob.update(scaler=scaler.state_dict(), settings=self.settings,
                         argv=command_line(), cwd=os.getcwd())  # (its paths may be relative)
+            if self.tally is not None:
+                blob["epoch_tally"] = self.tally
             save_checkpoint(blob, self.path.parent, self.path.name)
         return str(self.path)
 
@@ -566,6 +603,15 @@ class PartialRun:
         if self.held is not None:
             self.held.close()
             self.held = None
+
+
+def _saved_tally(saved: Any) -> dict[str, float] | None:
+    """A partial checkpoint's ``epoch_tally`` as numbers (KeyError, TypeError,
+    ValueError where damaged: see checkpoint.readable_state); None where absent."""
+    if saved is None:
+        return None
+    return {"loss_sum": float(saved["loss_sum"]), "hits": float(saved["hits"]),
+            "seen": int(saved["seen"])}
 
 
 def _same_setting(key: str, saved: Any, now: Any, moved: bool) -> bool:

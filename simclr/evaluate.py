@@ -108,8 +108,10 @@ def linear_eval_sgd(
             lr_fn=lambda step, p: scheduled_lr(step, total, p), seed=seed, device=device,
             precision=precision, channels_last=channels_last, workers=workers,
             verbose=verbose, name="linear eval", start_step=step, elapsed=elapsed,
-            scaler=scaler, checkpointing=None if partial_run.out is None else Checkpointing(
-                save_partial, checkpoint_every, on_step, every_s=60 * checkpoint_minutes))
+            scaler=scaler, tally=partial_run.tally,
+            checkpointing=None if partial_run.out is None else Checkpointing(
+                save_partial, checkpoint_every, on_step, every_s=60 * checkpoint_minutes,
+                keep_tally=partial_run.keep_tally))
     stats = partial_run.trained_stats(stats, step)
     summary = {"epochs": epochs, "batch_size": batch, "lr": lr,
                "peak_lr": optimizer.param_groups[0]["peak_lr"],

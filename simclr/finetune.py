@@ -248,7 +248,8 @@ def run_finetune(
     start = time.perf_counter()
     stats = run.train_steps(aug_cfg, schedule, seed, step, elapsed, None if out is None else
                             Checkpointing(run.save_partial, checkpoint_every, on_step,
-                                          every_s=60 * checkpoint_minutes))
+                                          every_s=60 * checkpoint_minutes,
+                                          keep_tally=partial_run.keep_tally))
     stats = partial_run.trained_stats(stats, step)
     if out is not None and stats["steps"] > step:  # the state is kept, a finished one too:
         # a stop (or a kill) during the test then loses no training, only the test
@@ -373,7 +374,7 @@ class _FineTuning:
             device=self.device, precision=self.precision, channels_last=self.channels_last,
             workers=self.workers, verbose=self.verbose, name="finetune",
             start_step=start_step, elapsed=elapsed, scaler=self.scaler,
-            checkpointing=checkpointing)
+            checkpointing=checkpointing, tally=self.partial_run.tally)
 
     def test(self, test: Any, image_size: int) -> tuple[torch.Tensor, np.ndarray]:
         """Test logits float32 (M, C) on CPU and labels (M,): the evaluation transform,

@@ -273,6 +273,31 @@ def test_an_interrupted_sgd_linear_evaluation_continues_exactly(tmp_path):
     assert len(load_checkpoint(other / "checkpoints" / "linear.pt")["run_id"]) == 32
 
 
+def test_an_sgd_linear_evaluation_stopped_in_its_last_epoch_reports_the_whole_epoch(
+        tmp_path):
+    """Stopped at step 8 of 9 (inside the last epoch) and rerun: train_loss and
+    train_top1 are the whole last epoch's, as an uninterrupted run's (they were the
+    continued steps' alone)."""
+    train, test = colour_source(seed=0), colour_source(n_per_class=4, seed=1)
+    args = {"image_size": 16, "protocol": "sgd", "batch_size": 8, "epochs": 3, "device": "cpu",
+            "precision": "fp32", "verbose": False, "checkpoint_every": 2}
+    enc = warmed_encoder()
+    whole = run_linear_eval(enc, train, test, tmp_path / "whole", **args)
+
+    def stop_at_8(step, stop):
+        if step == 8:
+            stop.requested = "SIGTERM"
+
+    cut = run_linear_eval(enc, train, test, tmp_path / "cut", **args, on_step=stop_at_8)
+    assert (cut["status"], cut["steps"]) == ("preempted", 8)
+    done = run_linear_eval(enc, train, test, tmp_path / "cut", **args)
+    assert done["steps"] == whole["steps"] == 9 and done["top1"] == whole["top1"]
+    saved = json.loads((tmp_path / "cut" / "linear_eval.json").read_text())
+    for result in (done, saved):
+        assert (result["train_loss"], result["train_top1"]) == (whole["train_loss"],
+                                                                whole["train_top1"])
+
+
 def test_a_stop_during_the_sgd_test_keeps_the_finished_training(tmp_path, monkeypatch):
     """Ctrl-C while the finished sgd layer is tested: the layer stays in
     linear-partial.pt and the same command only tests it again (no step anew), ending

@@ -373,6 +373,33 @@ def test_an_interrupted_finetuning_continues_exactly_with_the_same_command(
     assert load_checkpoint(tmp_path / "whole/checkpoints/finetune.pt")["run_id"] != run_id
 
 
+def test_a_finetuning_stopped_in_its_last_epoch_reports_the_whole_epoch(tmp_path, folders):
+    """Stopped at step 8 (inside the last epoch, steps 7-9) and rerun: the results give
+    the whole last epoch's loss and top-1, as an uninterrupted run does (they counted
+    only step 9, the epoch's running tally lost with the stop); a partial file saved
+    without that tally (an older simclr's) still continues."""
+    from simclr.checkpoint import save_checkpoint
+
+    train, test = folders
+    args = {**FAST, "batch_size": 4, "epochs": 3, "labels_per_class": 4, "checkpoint_every": 2}
+    whole = run_finetune(tiny_encoder(), train, test, tmp_path / "whole", **args)
+    for run, older in ((tmp_path / "cut", False), (tmp_path / "older", True)):
+        run_finetune(tiny_encoder(), train, test, run, **args, on_step=stop_at(8))
+        partial = run / "checkpoints" / "finetune-partial.pt"
+        if older:
+            saved = load_checkpoint(partial)
+            del saved["epoch_tally"]
+            save_checkpoint(saved, partial.parent, partial.name, None)
+        done = run_finetune(tiny_encoder(), train, test, run, **args)
+        assert done["steps"] == 9 and done["top1"] == whole["top1"]
+        same = (done["train_loss"], done["train_top1"]) == (whole["train_loss"],
+                                                            whole["train_top1"])
+        assert same != older  # (an older file's continuation counts its own steps only)
+    saved = json.loads((tmp_path / "cut" / "finetune.json").read_text())
+    assert (saved["train_loss"], saved["train_top1"]) == (whole["train_loss"],
+                                                          whole["train_top1"])
+
+
 def test_an_interrupted_finetuning_is_never_continued_with_other_settings(tmp_path, folders):
     train, test = folders
     args = {**FAST, "batch_size": 4, "epochs": 3, "labels_per_class": 4}
