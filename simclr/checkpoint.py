@@ -25,7 +25,7 @@ import sys
 import uuid
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -406,6 +406,32 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",
     ``"file"``, the path read, so later messages (:func:`load_weights`) can name it.
     """
     return checked_checkpoint(*read_weights_file(path, map_location, mmap))
+
+
+def stopped_while_finishing(folder: Path, results: Sequence[str]) -> bool:
+    """Whether ``folder``'s ``results`` (results.RESULTS) are those of a training stopped
+    while it wrote them: a classifier among them (``checkpoints/NAME.pt``) beside the
+    unfinished state it was saved from (``checkpoints/NAME-partial.pt``, deleted only
+    once every result is written), of the same training (its run_id). They are no
+    earlier run's: the same command tests that state again and writes them anew."""
+    for name in results:
+        classifier = folder / name
+        if classifier.parent.name != CHECKPOINTS or classifier.suffix != ".pt":
+            continue
+        unfinished = classifier.with_name(classifier.stem + PARTIAL_SUFFIX)
+        if classifier.is_file() and unfinished.is_file():
+            ids = {_run_id(classifier), _run_id(unfinished)}
+            return len(ids) == 1 and None not in ids
+    return False
+
+
+def _run_id(path: Path) -> str | None:
+    """The run_id of the checkpoint ``path``, read without its tensors (None: none, or
+    unreadable)."""
+    try:
+        return load_checkpoint(path, mmap=True).get("run_id")
+    except SimCLRError:
+        return None
 
 
 def read_weights_file(path: str | os.PathLike, map_location: Any = "cpu",

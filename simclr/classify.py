@@ -43,6 +43,7 @@ from simclr.checkpoint import (
     new_run_id,
     readable_state,
     save_checkpoint,
+    stopped_while_finishing,
 )
 from simclr.config import AugmentConfig
 from simclr.data import decode_device
@@ -476,6 +477,9 @@ class PartialRun:
     # The running epoch's tally (_EpochTally.state) at the state saved or resumed: a
     # continued epoch's loss and top-1 count its steps before the stop too.
     tally: dict[str, float] | None = None
+    # ``out``'s results are this training's, stopped while it wrote them (resumed: see
+    # checkpoint.stopped_while_finishing): they are written anew, without --overwrite.
+    finishing: bool = False
 
     @property
     def path(self) -> Path | None:
@@ -487,11 +491,13 @@ class PartialRun:
         """Load the saved state into the run (``model`` from the weights under
         ``prefix``): (step, training seconds); (0, 0.0) if nothing was saved. A state
         saved after the last of ``total`` steps (a run stopped in its test) is only
-        tested again. Rank 0 holds ``out`` from here on: a second command training into
-        it is refused, and so is this one where another finished there meanwhile (its
-        ``results``, unless ``overwrite``)."""
+        tested again; one stopped while its results were written (:attr:`finishing`)
+        writes them again. Rank 0 holds ``out`` from here on: a second command training
+        into it is refused, and so is this one where another finished there meanwhile
+        (its ``results``, unless ``overwrite``)."""
         if self.out is not None and dist.is_main() and self.out.is_dir():
             self.held = lock_folder(self.out)
+            self.finishing = stopped_while_finishing(self.out, self.results)
             self._check_results_free()
         if self.path is None or not self.path.exists():
             return 0, 0.0
@@ -535,7 +541,7 @@ class PartialRun:
         held it meanwhile may have finished there: refused, its results kept."""
         found = next((self.out / name for name in self.results
                       if os.path.lexists(self.out / name)), None)
-        if found is not None and not self.overwrite:
+        if found is not None and not self.overwrite and not self.finishing:
             self.release()
             raise taken(found)
 
@@ -548,9 +554,10 @@ class PartialRun:
 
     @contextmanager
     def testing(self) -> Iterator[None]:
-        """The test of a finished training, saved before it (:meth:`save`): a stop
-        during it (Ctrl-C; SIGTERM, cli.Terminated) leaves that state for the same
-        command to test again, and the exception names it (``kept_training``: the cli
+        """The test of a finished training, saved before it (:meth:`save`), and the
+        writing of its results: a stop during them (Ctrl-C; SIGTERM, cli.Terminated)
+        leaves that state for the same command to test again and write the results
+        (:attr:`finishing`), and the exception names it (``kept_training``: the cli
         says so); ``out`` is let go."""
         try:
             yield
@@ -573,6 +580,7 @@ class PartialRun:
             print(f"note: --overwrite: the unfinished {self.what} in {self.out} "
                   f"({self.path.name}) {why}; deleted, starting over", file=sys.stderr)
             self.path.unlink(missing_ok=True)
+        self.finishing = False  # (the results there are then another run's)
         return 0, 0.0
 
     def keep_tally(self, tally: dict[str, float]) -> None:
@@ -593,7 +601,8 @@ class PartialRun:
         return str(self.path)
 
     def discard(self) -> None:
-        """The finished run's own files supersede the partial one; ``out`` is let go."""
+        """The finished run's own files, all written, supersede the partial one (kept
+        until then: see :attr:`finishing`); ``out`` is let go."""
         if self.path is not None and dist.is_main():
             self.path.unlink(missing_ok=True)
         self.release()

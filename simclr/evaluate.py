@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -335,6 +335,8 @@ class _Fitted(NamedTuple):
     sizes: dict[str, int] | None  # num_train, num_test, num_classes (, feature_dim)
     earlier_s: float = 0.0  # training seconds of earlier sessions (a continued SGD run)
     run_id: str | None = None  # an SGD training's (kept when continued); None: a new one
+    # An SGD training's unfinished state, kept until its results are all written.
+    partial_run: PartialRun | None = None
 
 
 def _fit_lbfgs(run: _LinearEval, l2: float | None, l2_grid: Sequence[float] | None,
@@ -380,14 +382,32 @@ def _fit_sgd(run: _LinearEval, epochs: float, lr: float, momentum: float,
     sizes = None if test_y is None else {"num_train": int(train.num_images),
                                          "num_test": int(len(test_y)),
                                          "num_classes": run.num_classes}
-    return _Fitted(details, scores, test_y, linear, sizes, earlier_s, partial_run.run_id)
+    return _Fitted(details, scores, test_y, linear, sizes, earlier_s, partial_run.run_id,
+                   partial_run)
 
 
 def _finish_linear_eval(run: _LinearEval, protocol: str, fitted: _Fitted,
                         start: float) -> dict[str, Any]:
     """The results of a tested linear classifier (``start``: when this session's work
     began), written with the classifier (:func:`save_linear_classifier`) and the
-    confusion figure into the run folder, if any; returns them."""
+    confusion figure into the run folder, if any; returns them. An SGD training's
+    finished state is kept until they all are: stopped while they are written, the
+    same command tests it again and writes them (over its own)."""
+    unfinished = fitted.partial_run
+    replace = run.overwrite or (unfinished is not None and unfinished.finishing)
+    with unfinished.testing() if unfinished is not None else nullcontext():
+        results = _write_linear_eval(run, protocol, fitted, start, replace)
+    if protocol == "sgd" or run.overwrite:  # (without, an lbfgs run found none at its
+        # start: one there now is another process's, training)
+        (unfinished or linear_partial(run.out)).discard()  # (an sgd run's finished, or an
+        # --overwrite's)
+    log(f"linear eval ({protocol}): top-1 {100 * results['top1']:.2f}%", run.verbose)
+    return results
+
+
+def _write_linear_eval(run: _LinearEval, protocol: str, fitted: _Fitted, start: float,
+                       replace: bool) -> dict[str, Any]:
+    """:func:`_finish_linear_eval`'s results, written (``replace``: over those there)."""
     results = {"command": "linear-eval", "protocol": protocol,
                **accuracy_summary(fitted.scores, fitted.test_y), **fitted.sizes,
                **fitted.details, "image_size": run.image_size, "precision": run.precision,
@@ -399,13 +419,9 @@ def _finish_linear_eval(run: _LinearEval, protocol: str, fitted: _Fitted,
                                                        (run.source or {}).get("step"),
                                                        (run.source or {}).get("features"),
                                                        fitted.run_id or new_run_id(),
-                                                       run.overwrite)
-        if protocol == "sgd" or run.overwrite:  # (without, an lbfgs run found none at its
-            # start: one there now is another process's, training)
-            linear_partial(run.out).discard()  # (an sgd run's finished, or an --overwrite's)
+                                                       replace)
     finish_results(results, run.out, "linear_eval", fitted.scores, fitted.test_y, run.train,
-                   run.test, run.source, run.verbose, run.overwrite)
-    log(f"linear eval ({protocol}): top-1 {100 * results['top1']:.2f}%", run.verbose)
+                   run.test, run.source, run.verbose, replace)
     return results
 
 

@@ -200,7 +200,8 @@ def run_finetune(
     ``status`` 'preempted', nothing evaluated), the state goes to
     ``checkpoints/finetune-partial.pt``, and the same command (same settings, checkpoint
     and subset) continues from it exactly. The finished training's state is saved there
-    too before the test: stopped during the test, the same command only tests again.
+    too before the test, and kept until the results are all written: stopped during the
+    test or while they are written, the same command only tests again and writes them.
     ``on_step(step, stop)`` after every step (tests simulate a preemption).
 
     Under torchrun the processes fine-tune as one, as pretraining does: the batch is the
@@ -258,13 +259,16 @@ def run_finetune(
             return {"command": "finetune", **stats, "checkpoint": checkpoint}
     if not dist.is_main():  # rank 0 tests and writes for all the processes
         return {"command": "finetune", **stats, "rank": dist.rank()}
-    with partial_run.testing():  # stopped: the same command only tests again
+    # Stopped in the test or while the results are written (the finished state is kept
+    # until they all are): the same command only tests again and writes them.
+    with partial_run.testing():
         logits, test_y = run.test(test, image_size)
-    results = run.results(logits, test_y, stats, labels_per_class, num_classes,
-                          elapsed + time.perf_counter() - start)
-    run.save_results(results)
-    finish_results(results, out, "finetune", logits, test_y, train, test, source, verbose,
-                   overwrite)
+        results = run.results(logits, test_y, stats, labels_per_class, num_classes,
+                              elapsed + time.perf_counter() - start)
+        run.save_results(results)
+        finish_results(results, out, "finetune", logits, test_y, train, test, source, verbose,
+                       overwrite or partial_run.finishing)
+    partial_run.discard()
     log(f"finetune: top-1 {100 * results['top1']:.2f}%", verbose)
     return results
 
@@ -405,7 +409,8 @@ class _FineTuning:
     def save_results(self, results: dict[str, Any]) -> None:
         """The labeled images' list and the fine-tuned classifier
         (``checkpoints/finetune.pt``, encoder.* + fc.*, carrying ``results``) into the run
-        folder, if any; they supersede the unfinished state."""
+        folder, if any (over this training's own where it was stopped while it wrote
+        them: ``partial_run.finishing``)."""
         out = self.partial_run.out
         if out is None:
             return
@@ -418,6 +423,6 @@ class _FineTuning:
                                      features="random init" if self.partial_run.settings[
                                          "from_scratch"] else "pretrained",
                                      run_id=self.partial_run.run_id)
-        results["checkpoint"] = save_classifier(blob, out, "finetune.pt",
-                                                bool(self.partial_run.overwrite))
-        self.partial_run.discard()
+        results["checkpoint"] = save_classifier(
+            blob, out, "finetune.pt",
+            bool(self.partial_run.overwrite) or self.partial_run.finishing)

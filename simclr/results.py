@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from simclr.checkpoint import CHECKPOINTS
+from simclr.checkpoint import CHECKPOINTS, stopped_while_finishing
 from simclr.errors import SimCLRError
 from simclr.files import LOCK_NAME, folder_holder, write_json, written
 from simclr.folders import SPLITS
@@ -220,7 +220,9 @@ def check_results_free(run_dir: str | Path | None, results: Sequence[str],
                        named: Path | None = None, overwrite: bool | None = None) -> None:
     """Refuse a ``run_dir`` that already holds one of ``results`` (nothing is created).
     ``overwrite``: True lets the command replace them (an evaluation's ``--overwrite``),
-    False refuses them naming that flag, None refuses them (a command without it)."""
+    False refuses them naming that flag, None refuses them (a command without it).
+    Those of a training stopped while it wrote them are its command's to finish
+    (:func:`simclr.checkpoint.stopped_while_finishing`), not refused."""
     if run_dir is None:
         return
     path = Path(run_dir).expanduser()
@@ -235,8 +237,8 @@ def check_results_free(run_dir: str | Path | None, results: Sequence[str],
     if runs:
         raise SimCLRError(f"{path} holds runs ({runs}); give the results a folder of their "
                           f"own, or the run's they are of (--out {path / 'RUN'})")
-    if overwrite:
-        return
+    if overwrite or stopped_while_finishing(path, results):  # (that run's: its command
+        return  # finishes them)
     flag = ", or pass --overwrite to replace it" if overwrite is False else ""
     for name in results:
         if (path / name).exists():

@@ -332,6 +332,42 @@ def test_a_stop_during_the_sgd_test_keeps_the_finished_training(tmp_path, monkey
     assert not partial.exists()
 
 
+def test_a_stop_before_the_sgd_results_are_written_leaves_the_same_command_to_finish(
+        tmp_path, monkeypatch):
+    """A stop after linear.pt was saved, before linear_eval.json: the same command tests
+    the finished layer again and writes the results (it refused the folder: 'already
+    holds checkpoints/linear.pt')."""
+    from simclr.checkpoint import load_checkpoint
+    from simclr.cli import Terminated
+
+    train, test = colour_source(seed=0), colour_source(n_per_class=4, seed=1)
+    args = {"image_size": 16, "protocol": "sgd", "batch_size": 8, "epochs": 3, "device": "cpu",
+            "precision": "fp32", "verbose": False}
+    enc = warmed_encoder()
+    whole = run_linear_eval(enc, train, test, tmp_path / "whole", **args)
+    run = tmp_path / "cut"
+
+    def stopped(*_args, **_kwargs):
+        raise Terminated
+
+    with monkeypatch.context() as patched:
+        patched.setattr(evaluate, "finish_results", stopped)
+        with pytest.raises(Terminated):
+            run_linear_eval(enc, train, test, run, **args)
+    assert (run / "checkpoints" / "linear.pt").exists()
+    assert not (run / "linear_eval.json").exists()
+    steps: list[int] = []
+    done = run_linear_eval(enc, train, test, run, **args,
+                           on_step=lambda step, _: steps.append(step))
+    assert not steps and done["steps"] == 9 and done["top1"] == whole["top1"]
+    saved = json.loads((run / "linear_eval.json").read_text())
+    assert (saved["top1"], saved["train_loss"]) == (whole["top1"], whole["train_loss"])
+    a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "linear.pt")["model"]
+    b = load_checkpoint(run / "checkpoints" / "linear.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in ("fc.weight", "fc.bias"))
+    assert not (run / "checkpoints" / "linear-partial.pt").exists()
+
+
 def test_the_protocols_settings_are_checked_before_any_work(monkeypatch):
     """Before any feature is computed: --val-fraction must leave both parts something
     ((0, 1) open); --l2 0 is plain (unregularised) logistic regression, taken, a

@@ -521,6 +521,52 @@ def test_a_stop_during_the_test_keeps_the_finished_training(tmp_path, folders, m
     assert not partial.exists() and (run / "finetune.json").exists()
 
 
+@pytest.mark.parametrize("stopped_in", ["finish_results", "save_confusion_figure"])
+def test_a_stop_while_the_results_are_written_leaves_the_same_command_to_finish(
+        tmp_path, folders, monkeypatch, stopped_in):
+    """A stop (a kill) after finetune.pt was saved but before finetune.json was written,
+    or while the confusion figure was drawn: the same command tests the finished
+    training again and writes the results (it refused the folder, 'already holds
+    checkpoints/finetune.pt', or said nothing was left to do, the figure lost; and
+    --overwrite trained anew). A classifier beside another training's unfinished state
+    is still an earlier run's, refused."""
+    import simclr.finetune as finetune
+    import simclr.results as results_module
+    from simclr.cli import Terminated
+
+    train, test = folders
+    args = {**FAST, "batch_size": 4, "epochs": 3, "labels_per_class": 4}
+    whole = run_finetune(tiny_encoder(), train, test, tmp_path / "whole", **args)
+    run = tmp_path / "ft"
+
+    def stopped(*_args, **_kwargs):
+        raise Terminated
+
+    with monkeypatch.context() as patched:
+        patched.setattr(finetune if stopped_in == "finish_results" else results_module,
+                        stopped_in, stopped)
+        with pytest.raises(Terminated):
+            run_finetune(tiny_encoder(), train, test, run, **args)
+    assert (run / "checkpoints" / "finetune.pt").exists()
+    assert (run / "finetune.json").exists() == (stopped_in == "save_confusion_figure")
+    steps: list[int] = []
+    done = run_finetune(tiny_encoder(), train, test, run, **args,
+                        on_step=lambda step, _: steps.append(step))
+    assert not steps and done["steps"] == 9 and done["top1"] == whole["top1"]
+    saved = json.loads((run / "finetune.json").read_text())
+    assert saved["top1"] == whole["top1"] and saved["train_loss"] == whole["train_loss"]
+    assert Path(saved["confusion_figure"]).is_file()
+    a = load_checkpoint(tmp_path / "whole" / "checkpoints" / "finetune.pt")["model"]
+    b = load_checkpoint(run / "checkpoints" / "finetune.pt")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not (run / "checkpoints" / "finetune-partial.pt").exists()
+    # Another training stopped beside a finished run's classifier: no licence to replace it.
+    (run / "finetune.json").unlink()
+    run_finetune(tiny_encoder(), train, test, run, **args, overwrite=True, on_step=stop_at(2))
+    with pytest.raises(SimCLRError, match="already holds checkpoints/finetune.pt"):
+        run_finetune(tiny_encoder(), train, test, run, **args)
+
+
 def test_sigterm_exits_75_and_the_same_command_finishes(tmp_path):
     """A real signal on a real `simclr finetune` process."""
     train, test, cache = tiny_pretrained_run(tmp_path)
