@@ -62,7 +62,7 @@ from simclr.pretrained import (
     representation_from_checkpoint,
     trained_for,
 )
-from simclr.results import output_file
+from simclr.results import output_file, real_folder
 from simclr.torchvision_io import assumed_side, torchvision_model
 
 FORMATS = ("checkpoint", "pt2", "onnx", "torchvision")
@@ -110,7 +110,7 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
     source = classifier_file(checkpoint) if layer == "logits" else checkpoint_file(checkpoint)
     if Path(out).exists() and Path(out).resolve() == source.resolve():
         raise SimCLRError(f"--out {out} is the checkpoint being exported; choose another path")
-    if is_run_checkpoint(Path(out).absolute()):
+    if is_run_checkpoint(real_folder(out) / Path(out).name):  # (LINK/last.pt too)
         # --resume would take it for the run's latest checkpoint and refuse the run
         raise SimCLRError(f"--out {out}: a run's checkpoints are named so; give the export "
                           "another name or folder")

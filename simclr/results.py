@@ -342,7 +342,7 @@ def output_file(out: str | Path, overwrite: bool = True) -> Path:
                           "--overwrite to replace it (nothing was overwritten)")
     if path.exists() and in_run_checkpoints(path):
         raise SimCLRError(f"--out {path} lies in the checkpoints folder of the run in "
-                          f"{path.parent.parent}; --overwrite never replaces what a run "
+                          f"{real_folder(path).parent}; --overwrite never replaces what a run "
                           "keeps there (its checkpoints, classifiers): choose another --out")
     prepare_dir(path.parent, named=path)
     return path
@@ -350,14 +350,24 @@ def output_file(out: str | Path, overwrite: bool = True) -> Path:
 
 def in_run_checkpoints(path: Path) -> bool:
     """Whether ``path`` lies in the ``checkpoints`` folder of a simclr run (one that
-    pretraining or an evaluation wrote: its lock file, config or results beside it)."""
-    return _is_run_checkpoints(path.absolute().parent)
+    pretraining or an evaluation wrote: its lock file, config or results beside it),
+    its folder read where links lead (a link to that folder is that folder)."""
+    return _is_run_checkpoints(real_folder(path))
 
 
 def run_of_checkpoints(folder: Path) -> Path | None:
-    """The run whose ``checkpoints`` folder is ``folder`` or holds it (None: none)."""
-    return next((p.parent for p in (folder.absolute(), *folder.absolute().parents)
-                 if _is_run_checkpoints(p)), None)
+    """The run whose ``checkpoints`` folder is ``folder`` or holds it (None: none),
+    read where links lead."""
+    real = Path(os.path.realpath(folder.expanduser()))
+    return next((p.parent for p in (real, *real.parents) if _is_run_checkpoints(p)), None)
+
+
+def real_folder(path: str | Path) -> Path:
+    """The folder a file at ``path`` lands in, links on the way followed: the checks of
+    what an --out may overwrite are made there (LINK/last.pt, LINK a link to a run's
+    checkpoints folder, is that run's last.pt). The file itself is not followed: a new
+    file is renamed over ``path``, replacing a link there, not its target."""
+    return Path(os.path.realpath(Path(path).expanduser().absolute().parent))
 
 
 def _is_run_checkpoints(folder: Path) -> bool:

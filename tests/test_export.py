@@ -505,3 +505,21 @@ def test_nan_in_a_batch_norms_statistics_is_refused_as_nan_weights(tmp_path, cap
     assert main(["export", "--checkpoint", str(source), "--out", str(tmp_path / "e.pt")]) == 2
     assert "the weights hold NaN or inf values" in capsys.readouterr().err
     assert not list(tmp_path.glob("e.*"))
+
+
+def test_a_link_to_a_runs_checkpoints_folder_is_seen_through(run_dir, tmp_path, capsys):
+    """--out LINK/last.pt, LINK a link to a run's checkpoints folder: --overwrite replaced
+    the run's pretraining checkpoint (the checks read the path as given, not where it
+    leads)."""
+    (run_dir / "config.yaml").write_text("epochs: 1\n")  # (a run, as pretrain leaves it)
+    last = run_dir / "checkpoints" / "last.pt"
+    before = last.read_bytes()
+    link = tmp_path / "link"
+    link.symlink_to(run_dir / "checkpoints")
+    other = edited_checkpoint(tmp_path / "other", lambda ckpt: None)  # another run's
+    assert main(["export", "--checkpoint", str(other), "--out", str(link / "last.pt"),
+                 "--overwrite"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "a run's checkpoints are named so" in err, err
+    assert last.read_bytes() == before
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last.pt"]

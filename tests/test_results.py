@@ -226,3 +226,23 @@ def test_an_evaluation_into_a_folder_of_runs_is_refused(tmp_path):
     check_results_free(runs, (), named=runs / "features.npz")
     (runs / "a" / "lin" / "checkpoints").mkdir(parents=True)  # linear-eval --out runs/a/lin
     check_results_free(runs / "a", ("knn.json",))
+
+
+def test_a_link_to_a_runs_checkpoints_folder_is_seen_through(tmp_path):
+    """--out through a link to a run's checkpoints folder: the checks read the folder it
+    leads to (embed/predict --overwrite replaced a run's classifier; an evaluation's
+    results went among its checkpoints)."""
+    from simclr.results import output_file
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("epochs: 1\n")
+    (run / "checkpoints" / "linear.pt").write_bytes(b"a classifier")
+    link = tmp_path / "link"
+    link.symlink_to(run / "checkpoints")
+    with pytest.raises(SimCLRError, match=f"lies in the checkpoints folder of the run in {run};"):
+        output_file(link / "linear.pt", overwrite=True)
+    assert (run / "checkpoints" / "linear.pt").read_bytes() == b"a classifier"
+    with pytest.raises(SimCLRError, match=f"lies in the checkpoints folder of the run in {run};"):
+        check_results_free(link / "eval", ("knn.json",))
+    assert output_file(tmp_path / "mine" / "linear.pt") == tmp_path / "mine" / "linear.pt"
