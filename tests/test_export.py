@@ -250,8 +250,8 @@ def test_an_existing_file_is_replaced_only_with_overwrite(run_dir, tmp_path, cap
 
 def test_overwrite_never_replaces_a_runs_checkpoints(run_dir, tmp_path, capsys):
     """A linear evaluation's classifier sits in its run's checkpoints folder beside its
-    results: --overwrite must not turn it into an export (a folder merely named
-    checkpoints, of no run, is the user's own)."""
+    results: --overwrite must not turn it into an export (nothing is exported there; a
+    folder merely named checkpoints, of no run, is the user's own)."""
     evaluation = tmp_path / "le"
     (evaluation / "checkpoints").mkdir(parents=True)
     (evaluation / "linear_eval.json").write_text("{}")
@@ -260,8 +260,8 @@ def test_overwrite_never_replaces_a_runs_checkpoints(run_dir, tmp_path, capsys):
     assert main(["export", "--checkpoint", str(run_dir), "--out", str(classifier),
                  "--overwrite"]) == 2
     err = capsys.readouterr().err.strip()
-    assert (f"lies in the checkpoints folder of the run in {evaluation}; --overwrite "
-            "never replaces what a run keeps there") in err
+    assert (f"lies in {classifier.parent}, the checkpoints folder of the run in "
+            f"{evaluation}; export writes nothing there") in err
     assert len(err.splitlines()) == 1
     assert classifier.read_bytes() == b"a classifier someone trained"
     own = tmp_path / "mine" / "checkpoints" / "enc.pt"
@@ -523,3 +523,23 @@ def test_a_link_to_a_runs_checkpoints_folder_is_seen_through(run_dir, tmp_path, 
     assert len(err.splitlines()) == 1 and "a run's checkpoints are named so" in err, err
     assert last.read_bytes() == before
     assert sorted(p.name for p in last.parent.iterdir()) == ["last.pt"]
+
+
+@pytest.mark.parametrize("name", ["linear.pt", "finetune.pt", "linear-partial.pt",
+                                  "finetune-partial.pt", "encoder.pt", "encoder.pt2"])
+def test_nothing_is_exported_into_a_runs_checkpoints_folder(run_dir, tmp_path, capsys, name):
+    """An encoder written there under an evaluation's name was taken for the run's
+    classifier (predict: 'holds no classifier', info: 'unfinished linear evaluation'),
+    under any other name it made two classifiers of one: any name is refused."""
+    (run_dir / "config.yaml").write_text("epochs: 1\n")
+    other = edited_checkpoint(tmp_path / "other", lambda ckpt: None)
+    folder = run_dir / "checkpoints"
+    for out in (folder / name, tmp_path / "link" / name):
+        if out.parent.name == "link":
+            out.parent.symlink_to(folder)
+        assert main(["export", "--checkpoint", str(other), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and (
+            f"lies in {folder}, the checkpoints folder of the run in {run_dir}; export "
+            "writes nothing there: choose another --out") in err, err
+        assert sorted(p.name for p in folder.iterdir()) == ["last.pt"]
