@@ -58,6 +58,7 @@ from simclr.pretrained import (
     encoder_from_checkpoint,
     encoder_spec,
     encoder_trained_step,
+    note_unfinished,
     parse_layer,
     representation_from_checkpoint,
     trained_for,
@@ -153,6 +154,7 @@ def export_encoder(checkpoint: str | Path, out: str | Path,
     ckpt = at_image_size(load_checkpoint(checkpoint), image_size, checkpoint)
     encoder, spec = encoder_from_checkpoint(ckpt)
     check_finite(encoder, checkpoint)
+    note_unfinished(Path(ckpt.get("file", checkpoint)), ckpt)  # (as predict says it)
     blob = {
         "kind": "encoder",
         "config": {"model": ckpt["config"]["model"], "augment": ckpt["config"]["augment"]},
@@ -190,12 +192,13 @@ def export_torchvision(checkpoint: str | Path, out: str | Path,
     if not torch.allclose(got, expected, atol=ATOL, rtol=RTOL):  # a renaming gone wrong
         raise SimCLRError(f"torchvision's {spec['arch']} does not reproduce the encoder "
                           f"(max difference {(got - expected).abs().max().item():.3g})")
+    unfinished = note_unfinished(Path(ckpt.get("file", checkpoint)), ckpt)
     out = Path(out)
     written(out, lambda tmp: torch_save(state, tmp), replace=overwrite)
     # The file records no size or preprocessing: its card does (a torchvision pipeline
     # would otherwise feed 224 px with ImageNet's mean/std).
     load = f"{code}; m.load_state_dict(torch.load({str(out)!r})); m.eval()"
-    card = {**program_card(spec, "h", encoder.feature_dim, encoder_trained_step(ckpt),
+    card = {**program_card(spec, "h", encoder.feature_dim, card_steps(ckpt, unfinished),
                            "torchvision", Path(checkpoint)), "usage": load}
     write_json(card_file(out), card, replace=overwrite)
     read_back = assumed_side(spec["cifar_stem"])
@@ -217,9 +220,26 @@ def check_finite(module: nn.Module, checkpoint: str | Path) -> None:
                           "damaged checkpoint?); nothing was exported")
 
 
-def program_card(spec: dict[str, Any], layer: str, dim: int, step: int | None, fmt: str,
+def card_steps(ckpt: dict[str, Any], unfinished: bool) -> dict[str, Any]:
+    """How far the exported weights were trained, for a card: ``step``, the encoder's
+    pretraining step (:func:`encoder_trained_step`), and ``total_steps``, the steps that
+    training planned (None where the file does not say: a linear or fine-tuned
+    classifier records its own plan, not its encoder's); with ``unfinished`` (the
+    checkpoint's own training has not finished: :func:`note_unfinished`), its step and
+    planned steps, which the half-trained weights do not show."""
+    total = ckpt.get("total_steps")
+    own = ckpt.get("kind") not in ("linear", "finetune")  # (their step is the encoder's)
+    steps: dict[str, Any] = {"step": encoder_trained_step(ckpt),
+                             "total_steps": total if own and isinstance(total, int) else None}
+    if unfinished:
+        steps["unfinished"] = {"step": ckpt.get("step"), "total_steps": total}
+    return steps
+
+
+def program_card(spec: dict[str, Any], layer: str, dim: int, steps: dict[str, Any], fmt: str,
                  source: Path, classes: list[str] | None = None) -> dict[str, Any]:
-    """What a program computes and what it expects: stored in it and beside it."""
+    """What a program computes and what it expects: stored in it and beside it;
+    ``steps``: how far it was trained (:func:`card_steps`)."""
     size = spec["image_size"]
     output: dict[str, Any] = {"name": layer, "dtype": "float32", "shape": ["batch", dim]}
     output["what"] = {
@@ -257,7 +277,7 @@ def program_card(spec: dict[str, Any], layer: str, dim: int, step: int | None, f
         "output": output,
         "encoder": {k: spec[k] for k in ("arch", "width", "cifar_stem", "image_size",
                                          "projection_shortcuts") if k in spec},
-        "step": step, "checkpoint": str(source.resolve()), "simclr_version": __version__,
+        **steps, "checkpoint": str(source.resolve()), "simclr_version": __version__,
     }
 
 
@@ -303,13 +323,14 @@ def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
     module = module.float().eval()
     check_finite(module, source)
     check_room(Path(out), module)
+    unfinished = note_unfinished(source, ckpt)  # (as predict says it)
     size = spec["image_size"]
     gen = torch.Generator().manual_seed(0)
     example = torch.rand(TRACE_BATCH, 3, size, size, generator=gen)
     check = torch.rand(CHECK_BATCH, 3, size, size, generator=gen)
     with torch.no_grad():
         expected = module(check)
-    card = program_card(spec, layer, int(expected.shape[1]), encoder_trained_step(ckpt), fmt,
+    card = program_card(spec, layer, int(expected.shape[1]), card_steps(ckpt, unfinished), fmt,
                         source, classes)
     out = Path(out)
     result: dict[str, Any] = {}

@@ -543,11 +543,12 @@ def classifier_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Classifier, dict[s
     return model.eval(), spec, classes
 
 
-def note_unfinished(path: Path, ckpt: dict[str, Any]) -> None:
+def note_unfinished(path: Path, ckpt: dict[str, Any]) -> bool:
     """Say on stderr that the classifier ``path`` holds is from a training that has not
     finished (a supervised run stopped or still training, an evaluation's partial
     state), as the evaluations say of an unfinished checkpoint: its predictions are
-    those of a half-trained model, which nothing else in them shows."""
+    those of a half-trained model, which nothing else in them shows. Returns whether
+    it said so."""
     step, total = ckpt.get("step"), ckpt.get("total_steps")
     if path.name.endswith(PARTIAL_SUFFIX):
         then = "; its command continues it when run again"
@@ -557,9 +558,10 @@ def note_unfinished(path: Path, ckpt: dict[str, Any]) -> None:
         run = shlex.quote(str(path.parent.parent))
         then = f"; `simclr supervised --resume {run}` continues it" if path.name == LAST else ""
     else:
-        return
+        return False
     of = f" of {total}" if isinstance(total, int) else ""
     print(f"note: {path} is an unfinished training (step {step}{of}){then}", file=sys.stderr)
+    return True
 
 
 # Probabilities made Python floats at a time, as a few rows: all at once took 3.2 GB for

@@ -543,3 +543,44 @@ def test_nothing_is_exported_into_a_runs_checkpoints_folder(run_dir, tmp_path, c
             f"lies in {folder}, the checkpoints folder of the run in {run_dir}; export "
             "writes nothing there: choose another --out") in err, err
         assert sorted(p.name for p in folder.iterdir()) == ["last.pt"]
+
+
+def test_an_unfinished_classifier_is_said_so_and_its_card_records_its_plan(tmp_path, capsys):
+    """A supervised run stopped at step 4 of 9, or an evaluation's partial state: predict
+    notes its unfinished training, export said nothing and its card only 'step 4'."""
+    ckpt = pretrain_checkpoint(head_layers=2)
+    model, _ = model_from_checkpoint(ckpt)
+    run = tmp_path / "sup"
+    blob = classifier_checkpoint("supervised", Classifier(model.encoder, 3), ckpt["config"],
+                                 ["a", "b", "c"], 4, 1.0, {})
+    blob = {k: v for k, v in blob.items() if k not in ("format", "version")}
+    last = save_checkpoint({**blob, "total_steps": 9}, run / "checkpoints")
+    (run / "config.yaml").write_text("epochs: 1\n")
+    for out, layer in (("sup.pt2", "logits"), ("sup.pt", "h"), ("sup.onnx", "h")):
+        assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / out),
+                     "--layer", layer]) == 0
+        err = capsys.readouterr().err
+        assert f"note: {last} is an unfinished training (step 4 of 9); `simclr supervised " \
+               f"--resume {run}` continues it\n" in err, (out, err)
+    for card in ("sup.pt2.json", "sup.onnx.json"):
+        card = json.loads((tmp_path / card).read_text())
+        assert card["step"] == 4 and card["total_steps"] == 9 and card["unfinished"]
+    partial = save_checkpoint({**blob, "kind": "finetune", "encoder_step": 7,
+                               "total_steps": 20}, tmp_path / "ft" / "checkpoints",
+                              "finetune-partial.pt")
+    assert main(["export", "--checkpoint", str(partial), "--out", str(tmp_path / "ft.pt")]) == 0
+    assert f"note: {partial} is an unfinished training (step 4 of 20); its command " \
+           "continues it when run again\n" in capsys.readouterr().err
+    assert main(["export", "--checkpoint", str(partial), "--out", str(tmp_path / "ft.pt2")]) == 0
+    assert f"note: {partial} is an unfinished training" in capsys.readouterr().err
+    card = json.loads((tmp_path / "ft.pt2.json").read_text())
+    # (its step is its encoder's pretraining step, a plan the file does not record)
+    assert card["step"] == 7 and card["total_steps"] is None and card["unfinished"] == {
+        "step": 4, "total_steps": 20}
+    # finished: no note, and the card says the plan was carried out
+    done = save_checkpoint({**blob, "step": 9, "total_steps": 9}, tmp_path / "done")
+    assert main(["export", "--checkpoint", str(done), "--out", str(tmp_path / "done.pt2"),
+                 "--layer", "logits"]) == 0
+    assert "unfinished" not in capsys.readouterr().err
+    card = json.loads((tmp_path / "done.pt2.json").read_text())
+    assert card["step"] == 9 and card["total_steps"] == 9 and "unfinished" not in card
