@@ -203,11 +203,24 @@ def export_torchvision(checkpoint: str | Path, out: str | Path,
     write_json(card_file(out), card, replace=overwrite)
     read_back = assumed_side(spec["cifar_stem"])
     if spec["arch"] in ARCHS and size != read_back:  # e.g. an ImageNet stem at 32 px
-        side = "it was exported for" if image_size else "it was trained at"
         print(f"note: {out} records no image size; simclr reads it at {read_back} px: "
-              f"give --image-size {size} to evaluate it at the side {side}", file=sys.stderr)
+              f"give --image-size {size} to evaluate it at {_side_named(ckpt, image_size)}",
+              file=sys.stderr)
     return {"out": str(out), "format": "torchvision", **spec, "load": load,
             "card": str(card_file(out))}
+
+
+def _side_named(ckpt: dict[str, Any], image_size: int | None) -> str:
+    """What the side an export is for (:func:`encoder_spec`'s ``image_size``) is, for a
+    note: the --image-size given, the run's --eval-size (not the side it was trained
+    at, which the note named before), or the trained side."""
+    if image_size:
+        return "the side it was exported for"
+    augment = ckpt["config"]["augment"]
+    trained, evaluated = int(augment["size"]), augment.get("eval_size")
+    if evaluated and int(evaluated) != trained:
+        return f"its --eval-size (it was trained at {trained} px)"
+    return "the side it was trained at"
 
 
 def check_finite(module: nn.Module, checkpoint: str | Path) -> None:

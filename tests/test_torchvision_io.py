@@ -303,3 +303,21 @@ def test_an_imagenet_stem_trained_at_32_px_is_read_back_at_32_when_told(
     assert load_checkpoint(recorded)["config"]["augment"]["size"] == 32
     again, _, note = embed(recorded, "again.npz")
     assert note == "" and np.array_equal(again, told)
+
+
+def test_the_note_of_an_encoder_evaluated_at_another_side_says_which_it_names(tmp_path,
+                                                                              capsys):
+    """A run trained at 40 px and evaluated at 48 (--eval-size): the note named 48 as
+    'the side it was trained at'."""
+    encoder = randomised(build_encoder("resnet18", 1.0, cifar_stem=False), seed=5)
+    config = {"model": {"arch": "resnet18", "width": 1.0, "cifar_stem": False},
+              "augment": {"size": 40, "eval_size": 48}}
+    ours = save_checkpoint({"kind": "encoder", "config": config, "model": {
+        f"encoder.{k}": v for k, v in encoder.state_dict().items()}}, tmp_path, "ours.pt")
+    weights = tmp_path / "r18.pth"
+    assert main(["export", "--checkpoint", str(ours), "--out", str(weights),
+                 "--format", "torchvision"]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {weights} records no image size; simclr reads it at 224 px: give " \
+           "--image-size 48 to evaluate it at its --eval-size (it was trained at 40 px)\n" \
+           in err, err
