@@ -136,8 +136,9 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
                                                         ", or pass --overwrite"))
     if fmt in ("checkpoint", "torchvision"):
         if layer != "h":
+            what = "a classifier's logits" if layer == "logits" else "a layer of the head"
             raise SimCLRError(f"--layer {layer}: a {fmt} export holds the encoder only; "
-                              "use --format pt2 or onnx to export a layer of the head")
+                              f"use --format pt2 or onnx to export {what}")
         return (export_encoder if fmt == "checkpoint" else export_torchvision)(
             source, out, image_size, overwrite)
     return export_program(source, out, fmt, layer, image_size, overwrite)
@@ -197,7 +198,8 @@ def export_torchvision(checkpoint: str | Path, out: str | Path,
     written(out, lambda tmp: torch_save(state, tmp), replace=overwrite)
     # The file records no size or preprocessing: its card does (a torchvision pipeline
     # would otherwise feed 224 px with ImageNet's mean/std).
-    load = f"{code}; m.load_state_dict(torch.load({str(out)!r})); m.eval()"
+    # (the file's whole path: the code is copied to run from anywhere, as the card is)
+    load = f"{code}; m.load_state_dict(torch.load({str(out.resolve())!r})); m.eval()"
     card = {**program_card(spec, "h", encoder.feature_dim, card_steps(ckpt, unfinished),
                            "torchvision", Path(checkpoint)), "usage": load}
     write_json(card_file(out), card, replace=overwrite)

@@ -584,3 +584,38 @@ def test_an_unfinished_classifier_is_said_so_and_its_card_records_its_plan(tmp_p
     assert "unfinished" not in capsys.readouterr().err
     card = json.loads((tmp_path / "done.pt2.json").read_text())
     assert card["step"] == 9 and card["total_steps"] == 9 and "unfinished" not in card
+
+
+def test_a_torchvision_cards_load_code_works_from_any_folder(tmp_path, capsys, monkeypatch):
+    """--out given relative: the card's `usage` loaded the file from the folder of the
+    export only (its `checkpoint` was absolute already)."""
+    import torchvision
+
+    from tests.conftest import saved_resnet18
+
+    saved_resnet18(tmp_path, "cifar.pt", cifar_stem=True)
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "--checkpoint", "cifar.pt", "--out", "r18.pth",
+                 "--format", "torchvision"]) == 0
+    load = json.loads(capsys.readouterr().out)["load"]
+    card = json.loads((tmp_path / "r18.pth.json").read_text())
+    assert card["usage"] == load and repr(str(tmp_path / "r18.pth")) in load
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    namespace = {"torch": torch, "torchvision": torchvision}
+    exec(load, namespace)
+    assert namespace["m"].fc.__class__ is torch.nn.Identity
+
+
+@pytest.mark.parametrize("out", ["e.pt", "e.pth"])
+def test_logits_are_refused_in_an_encoder_file_in_their_own_words(run_dir, tmp_path, capsys,
+                                                                   out):
+    """A classifier's logits are its output, not 'a layer of the head'."""
+    fmt = ["--format", "torchvision"] if out.endswith(".pth") else []
+    assert main(["export", "--checkpoint", str(run_dir), "--out", str(tmp_path / out),
+                 "--layer", "logits", *fmt]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.endswith(
+        "export holds the encoder only; use --format pt2 or onnx to export a classifier's "
+        "logits"), err
+    assert not list(tmp_path.glob("e.*"))
