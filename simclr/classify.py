@@ -526,7 +526,7 @@ class PartialRun:
             optimizer.load_state_dict(ckpt["optimizer"])
             load_scaler(scaler, ckpt["scaler"])
             step, elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
-            self.tally = _saved_tally(ckpt.get("epoch_tally"))  # (None: an older file's)
+            self.tally = saved_tally(ckpt.get("epoch_tally"))  # (None: an older file's)
         self.metrics = dict(ckpt.get("metrics") or {})
         self.run_id = str(ckpt.get("run_id") or self.run_id)
         if total is not None and step >= total:
@@ -614,8 +614,8 @@ class PartialRun:
             self.held = None
 
 
-def _saved_tally(saved: Any) -> dict[str, float] | None:
-    """A partial checkpoint's ``epoch_tally`` as numbers (KeyError, TypeError,
+def saved_tally(saved: Any) -> dict[str, float] | None:
+    """A partial (or supervised) checkpoint's ``epoch_tally`` as numbers (KeyError, TypeError,
     ValueError where damaged: see checkpoint.readable_state); None where absent."""
     if saved is None:
         return None

@@ -43,6 +43,7 @@ from simclr.classify import (
     check_batch_norm_share,
     check_classifier_step,
     evaluate_classifier,
+    saved_tally,
     train_classifier,
 )
 from simclr.config import Config
@@ -390,11 +391,17 @@ def _train_and_test(
         save_yaml({**cfg.to_dict(), **({"folders": dict(data)} if data else {})},
                   out / "config.yaml")
 
+    # The running epoch's loss and hits (classify.Checkpointing.keep_tally), saved with
+    # each checkpoint: a run stopped inside an epoch reports that whole epoch when resumed.
+    tally = {"epoch_tally": saved_tally((resume or {}).get("epoch_tally"))}
+
     def save(step: int, seconds: float, metrics: dict[str, Any], periodic: bool) -> str | None:
         if out is None:  # another process than rank 0, or no run folder
             return None
         blob = classifier_checkpoint("supervised", model, cfg.to_dict(), list(train.classes),
                                      step, seconds, metrics, optimizer, run_id=run_id)
+        if tally["epoch_tally"] is not None:
+            blob["epoch_tally"] = tally["epoch_tally"]
         blob.update(scaler=scaler.state_dict(), total_steps=plan.total_steps,
                     warmup_steps=plan.warmup_steps, epoch=step // plan.steps_per_epoch,
                     step_in_epoch=step % plan.steps_per_epoch, num_train=train.num_images,
@@ -409,7 +416,8 @@ def _train_and_test(
     # Every process checks for a stop request (they agree on the step); rank 0 saves.
     checkpointing = None if run_dir is None else Checkpointing(
         lambda s, t: save(s, t, {}, periodic=True), cfg.checkpoint_every, on_step,
-        every_s=60 * cfg.checkpoint_minutes)
+        every_s=60 * cfg.checkpoint_minutes,
+        keep_tally=lambda t: tally.update(epoch_tally=t))
     stats = train_classifier(
         dist.wrap_ddp(model, dev), train, np.arange(train.num_images), cfg.augment,
         total_steps=plan.total_steps, batch_size=batch, optimizer=optimizer,
@@ -417,7 +425,7 @@ def _train_and_test(
         seed=cfg.seed, device=dev, precision=prec, channels_last=cfg.channels_last,
         workers=cfg.data.workers, verbose=verbose, name="supervised",
         refit=budget_refit(cfg, plan, step), start_step=step, elapsed=elapsed, scaler=scaler,
-        checkpointing=checkpointing)
+        checkpointing=checkpointing, tally=tally["epoch_tally"])
     if resume is not None and stats["steps"] == step:  # resumed after the last step
         stats.update({k: resume.get("metrics", {}).get(k) for k in ("train_loss", "train_top1")})
     results: dict[str, Any] = {

@@ -180,6 +180,22 @@ def test_a_preempted_run_resumes_exactly(tmp_path, folders):
     assert json.loads((run / "supervised.json").read_text())["steps"] == 9
 
 
+def test_a_run_stopped_in_its_last_epoch_reports_the_whole_epoch(tmp_path, folders):
+    """Stopped at step 8 (inside the last epoch, steps 7-9) and resumed: the results give
+    the whole last epoch's loss and top-1, as an uninterrupted run's (they counted only
+    step 9: the epoch's running tally was not saved with the stop)."""
+    train, test = folders
+    data = {"train": "unused here", "test": None}
+    whole = run_supervised(resumable(tmp_path, "whole"), train, test, data=data, verbose=False)
+    run_supervised(resumable(tmp_path, "cut"), train, test, data=data, verbose=False,
+                   on_step=stop_at(8))
+    cfg, ckpt = resume_config(tmp_path / "cut", {})
+    done = run_supervised(cfg, train, test, data=data, resume=ckpt, verbose=False)
+    assert done["steps"] == 9
+    assert (done["train_loss"], done["train_top1"]) == (whole["train_loss"],
+                                                        whole["train_top1"])
+
+
 def test_predict_with_a_stopped_runs_classifier_says_it_is_unfinished(tmp_path, folders,
                                                                        capsys):
     """A supervised run stopped at step 4 of 9: predict used its half-trained classifier
