@@ -236,6 +236,10 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
     else:
         state["status"] = "stopped"
     state.update(logged)
+    if state["status"] == "preempted" and summary:  # at its stop: past the last logged window
+        for key, name in (("epoch", "epochs"), ("elapsed_s", "elapsed_s")):
+            if isinstance(summary.get(name), (int, float)) and not isinstance(summary[name], bool):
+                state[key] = summary[name]
     state.setdefault("step", logged.get("logged_step", state.get("saved_step")))
     if state["status"] == "running" and "logged_step" not in logged and saved:
         state["step_from"] = "last checkpoint"  # no log (supervised): the run is further on

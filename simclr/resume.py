@@ -44,6 +44,9 @@ class RunState:
     # The unreadable files met so far, all sessions (the source's own list, which grows)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     run_id: str = field(default_factory=new_run_id)  # the saved one's, once resumed
+    # The metrics log's open --log-every window (train.Meter.saved: its float32 sums,
+    # steps, first step and training seconds at its start); None: none saved
+    log_window: dict[str, Any] | None = None
 
 
 def checkpoint_state(
@@ -79,6 +82,7 @@ def checkpoint_state(
         "cpu_threads": torch.get_num_threads(),
         "processes": dist.world_size(),
         "run_id": state.run_id,
+        **({} if state.log_window is None else {"log_window": state.log_window}),
     }
 
 
@@ -93,7 +97,7 @@ def restore(
     scaler: torch.amp.GradScaler, state: RunState, plan: Plan,
 ) -> None:
     load_weights(unwrap(model), ckpt)  # one line, not a traceback, when they do not fit
-    with readable_state(ckpt, "optimizer, step or RNG state"):
+    with readable_state(ckpt, "optimizer, step, RNG state or log window"):
         optimizer.load_state_dict(ckpt["optimizer"])
         load_scaler(scaler, ckpt["scaler"])
         state.step, state.elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
@@ -104,8 +108,25 @@ def restore(
         # there (the settings that fix the length are the saved ones: rundir.check_run_length).
         plan.total_steps = int(ckpt["total_steps"])
         plan.warmup_steps = int(ckpt["warmup_steps"])
+        state.log_window = saved_window(ckpt.get("log_window"), state.step)
         torch.set_rng_state(ckpt["rng"]["torch"])
         restore_cuda_rng(ckpt["rng"].get("cuda"))
+
+
+def saved_window(saved: Any, step: int) -> dict[str, Any] | None:
+    """A checkpoint's open log window, checked to end at the saved ``step`` (a damaged
+    one raises what :func:`restore` reports as a state that does not fit); None where
+    the checkpoint has none (saved before windows were kept: the resumed run starts a
+    window of its own, its first line averaging fewer steps)."""
+    if saved is None:
+        return None
+    window = {"sums": {str(name): float(value) for name, value in dict(saved["sums"]).items()},
+              "steps": int(saved["steps"]), "first_step": int(saved["first_step"]),
+              "elapsed": float(saved["elapsed"])}
+    if window["first_step"] + window["steps"] != step:
+        raise ValueError(f"a log window of {window['steps']} steps from step "
+                        f"{window['first_step']}, saved at step {step}")
+    return window
 
 
 def restore_cuda_rng(saved: Any) -> None:

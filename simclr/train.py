@@ -371,14 +371,25 @@ FINAL_METRICS = ("loss", "pos_top1", "contrast_entropy", "contrast_acc")
 
 class Meter:
     """A step's metrics (the loss, positive top-1, Table 5's contrast entropy and
-    accuracy) summed on the device, read back once per log line.
-
-    A ``.item()`` per step would stall the GPU queue: there is no host sync in the step.
+    accuracy) summed on the device over a ``--log-every`` window, read back once per log
+    line. A ``.item()`` per step would stall the GPU queue: there is no host sync in the
+    step. Each step's metrics are already means over the processes (:func:`train_step`),
+    so every process holds the run's sums, and rank 0's checkpoint can carry a window
+    that a stop or a kill cut (:meth:`saved`): the resumed run continues it, and logs
+    what an uninterrupted run would have.
     """
 
-    def __init__(self, step: int) -> None:
+    def __init__(self, step: int, elapsed: float, saved: dict[str, Any] | None = None,
+                 device: torch.device | None = None) -> None:
+        """A window from ``step``, at ``elapsed`` training seconds; or the one ``saved``
+        (:meth:`saved`, from a checkpoint) continued, its sums put on ``device``."""
         self.sums: dict[str, torch.Tensor] = {}
-        self.steps, self.start, self.first_step = 0, time.perf_counter(), step
+        self.steps, self.first_step, self.start = 0, step, elapsed
+        if saved is not None and saved["steps"] > 0:
+            self.sums = {name: torch.tensor(value, dtype=torch.float32, device=device)
+                         for name, value in saved["sums"].items()}
+            self.steps, self.first_step = saved["steps"], saved["first_step"]
+            self.start = saved["elapsed"]
 
     def add(self, metrics: dict[str, torch.Tensor]) -> None:
         for name, value in metrics.items():  # (the same names every step of a run)
@@ -386,17 +397,22 @@ class Meter:
             self.sums[name] = self.sums[name] + value if name in self.sums else value
         self.steps += 1
 
-    def record(self, step: int, views_per_step: int) -> dict[str, float]:
-        """The window's means (over every process: each holds an equal share of the
-        global batch) and views/s; then a new window starts."""
-        sums = dist.all_reduce_mean(torch.stack(list(self.sums.values()))).tolist()
-        now = time.perf_counter()
+    def record(self, step: int, views_per_step: int, elapsed: float) -> dict[str, float]:
+        """The window's means and views/s (over its training seconds, of every session
+        it spans); then a new window starts."""
+        sums = torch.stack(list(self.sums.values())).tolist()
         out = {name: total / self.steps for name, total in zip(self.sums, sums, strict=True)}
         out["views_per_s"] = (views_per_step * (step - self.first_step)
-                              / max(now - self.start, 1e-9))
+                              / max(elapsed - self.start, 1e-9))
         self.sums = {}
-        self.steps, self.start, self.first_step = 0, now, step
+        self.steps, self.start, self.first_step = 0, elapsed, step
         return out
+
+    def saved(self) -> dict[str, Any]:
+        """The open window as plain numbers, for a checkpoint (the float32 sums exactly)."""
+        sums = torch.stack(list(self.sums.values())).tolist() if self.sums else []
+        return {"sums": dict(zip(self.sums, sums, strict=True)), "steps": self.steps,
+                "first_step": self.first_step, "elapsed": self.start}
 
 
 def train_step(
@@ -407,10 +423,10 @@ def train_step(
     """One update on views (2n, 3, S, S), view 0 of every image then view 1 (Alg. 1).
 
     Returns the step's metrics (loss, positive top-1 among all 2N - 1 other views and,
-    for NT-Xent, Table 5's contrast entropy and accuracy: :func:`loss_and_metrics`) and
-    whether the loss was finite, as device tensors, and whether the update was skipped:
-    under ``nan_policy='skip'`` a non-finite loss leaves the weights and the BatchNorm
-    statistics untouched (that policy's one host sync per step).
+    for NT-Xent, Table 5's contrast entropy and accuracy: :func:`loss_and_metrics`; means
+    over the processes) and whether the loss was finite, as device tensors, and whether
+    the update was skipped: under ``nan_policy='skip'`` a non-finite loss leaves the
+    weights and the BatchNorm statistics untouched (that policy's one host sync per step).
     """
     # The forward pass alone moves BatchNorm's running statistics: a skipped step puts
     # them back, or NaN activations would reach every later checkpoint.
@@ -418,11 +434,16 @@ def train_step(
     with autocast(device, precision):
         _, z = forward(views)
     loss, metrics = loss_and_metrics(cfg.loss, z[:per_rank].float(), z[per_rank:].float())
-    metrics = {"loss": loss, **metrics}
     optimizer.zero_grad(set_to_none=True)
-    # Agreed by all processes (a device-side reduction, no host sync): one that skipped
-    # the backward alone would leave the others waiting in DDP's gradient all-reduce.
-    finite = dist.all_reduce_mean(torch.isfinite(loss).float()) == 1
+    # One device-side reduction, no host sync: whether every process's loss is finite
+    # (one that skipped the backward alone would leave the others waiting in DDP's
+    # gradient all-reduce), and the metrics' means over the processes (Meter's sums).
+    names = ["loss", *metrics]
+    reduced = dist.all_reduce_mean(torch.stack(
+        [torch.isfinite(loss).float(), loss.detach().float(),
+         *(metrics[name].detach().float() for name in names[1:])]))
+    finite = reduced[0] == 1
+    metrics = dict(zip(names, reduced[1:], strict=True))
     skipped = cfg.nan_policy == "skip" and not bool(finite)
     if skipped:
         with torch.no_grad():
@@ -446,7 +467,8 @@ def train_loop(
     per_rank = cfg.batch_size // world
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     progress = Progress(plan.total_steps, state.step, cfg.progress and dist.is_main())
-    meter = Meter(state.step)
+    # (a window a stop or a kill cut: continued from the checkpoint, not started anew)
+    meter = Meter(state.step, state.elapsed, state.log_window, device)
     # The first non-finite step, kept on the device and checked at log and save points.
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     segment_start, elapsed_before = time.perf_counter(), state.elapsed
@@ -460,6 +482,10 @@ def train_loop(
     reason, logged = "finished", log.resumed_record
     vote = dist.StopVote(device, state.step)
     model.train()
+
+    def checkpoint(periodic: bool) -> Path | None:
+        state.log_window = meter.saved()  # (the open window: a resumed run continues it)
+        return save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic)
 
     batches = epoch_batches(cfg, source, plan, state, device)
     try:
@@ -490,12 +516,12 @@ def train_loop(
             # A signal may reach only some processes: they agree on the step to stop at.
             signal_name = vote(state.step, stop.requested, last)
 
-            # The same decision on every process: the record is averaged across them.
-            boundary = state.step % cfg.log_every == 0 or last
-            if boundary or signal_name:
+            # Windows end at the same steps as an uninterrupted run's, a stop or not: the
+            # checkpoint carries an open window on (the log reads as one run).
+            if state.step % cfg.log_every == 0 or last:
                 check_finite(first_bad, last_good, cfg, precision)
                 record = {"step": state.step, "epoch": state.step / plan.steps_per_epoch,
-                          **meter.record(state.step, 2 * cfg.batch_size),
+                          **meter.record(state.step, 2 * cfg.batch_size, state.elapsed),
                           "lr": optimizer.param_groups[0]["lr"], "elapsed": state.elapsed,
                           "total_steps": plan.total_steps}
                 log.write(record)
@@ -514,9 +540,9 @@ def train_loop(
             rule = saves.due(state.step, last)
             if rule == "steps":
                 check_finite(first_bad, last_good, cfg, precision)
-                last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
+                last_good = checkpoint(periodic=True)
             elif rule == "clock" and int(first_bad.item()) < 0:  # never a diverged model
-                last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=True)
+                last_good = checkpoint(periodic=True)
             if cfg.knn_train and state.step % knn_every_steps == 0 and dist.is_main() \
                     and not signal_name:
                 # Rank 0 alone: the others wait for it in the next step's collectives, as
@@ -525,8 +551,7 @@ def train_loop(
                     monitored = (state.step, knn_monitor(cfg, model, device, precision, state.step,
                                                          log))
                 except SimCLRError as exc:  # its folder's images, first read now: keep the steps
-                    kept = int(first_bad.item()) < 0 and save(cfg, model, optimizer, scaler, state,
-                                                              plan, run_dir, periodic=True)
+                    kept = int(first_bad.item()) < 0 and checkpoint(periodic=True)
                     raise SimCLRError(f"kNN monitor: {exc}" + (
                         f" (the run is saved at step {state.step}: `{continue_run(run_dir)}` "
                         "continues it once the folder is mended)" if kept else "")) from None
@@ -535,7 +560,7 @@ def train_loop(
         progress.close()
         check_finite(first_bad, last_good, cfg, precision)
         share_skipped(source)  # (those met since the epoch's start: in the summary too)
-        last_good = save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic=False)
+        last_good = checkpoint(periodic=False)
         summary = run_summary(source, plan, state, reason, stop.requested, last_good)
         if plan.deadline is not None and reason == "finished" and \
                 state.step <= plan.warmup_steps:  # a budget of seconds: said, not "finished"

@@ -669,7 +669,13 @@ def test_a_signal_to_one_pretraining_process_stops_both_at_one_step(tmp_path, im
     mp.spawn(_pretrain_stop_worker, args=(_free_port(), flags), nprocs=WORLD, join=True)
     ranks = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in range(WORLD)]
     assert ranks[0] == ranks[1] == {"status": "preempted", "signal": "SIGTERM", "steps": 3}
-    assert load_checkpoint(tmp_path / "run/checkpoints/last.pt")["step"] == 3
+    saved = load_checkpoint(tmp_path / "run/checkpoints/last.pt")
+    assert saved["step"] == 3
+    # The open log window (step 3 of 3-4), its sums the processes' means, for a resume;
+    # no line of the stop's own
+    assert (saved["log_window"]["first_step"], saved["log_window"]["steps"]) == (2, 1)
+    lines = (tmp_path / "run/metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines if '"loss"' in x] == [2]
 
 
 def test_a_gpu_machine_joins_with_nccl_for_cuda_and_gloo_for_the_rest(monkeypatch):

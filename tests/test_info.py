@@ -344,6 +344,21 @@ def test_a_preempted_run_says_how_to_continue(tmp_path, capsys):
     assert "preempted at step 2 of 6" in out and "; last checkpoint at step 1" in out, out
 
 
+def test_a_run_preempted_inside_a_log_window_shows_its_stops_epoch(tmp_path, capsys):
+    """A stop logs no window line of its own: the run's epochs and time are its
+    summary's (step 4), the last loss the last window's (step 3)."""
+    flags = tiny_flags(make_image_folder(tmp_path / "images"), tmp_path / "cut",
+                       str(tmp_path / "cache"), checkpoint_every=0, log_every=3)
+
+    def preempt(step, stop):
+        if step == 4:
+            stop.requested = "SIGTERM"
+
+    assert train.pretrain(build_config(flags=flags), on_step=preempt)["status"] == "preempted"
+    head = _info(capsys, tmp_path / "cut").splitlines()[0]
+    assert "preempted at step 4 of 6 (1.33 epochs, " in head and "(step 3)" in head, head
+
+
 def test_a_preempted_runs_step_is_its_summarys_where_the_log_does_not_show_it(tmp_path,
                                                                                 capsys):
     """A run folder kept without its metrics.jsonl, whose last.pt (step 2) is unreadable

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -196,6 +197,73 @@ def test_interrupted_run_resumes_bit_exactly(tmp_path, image_folder, cache_dir, 
     b = load_checkpoint(tmp_path / "cut/checkpoints/last.pt")["model"]
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def _logged_windows(run_dir: Path) -> list[dict]:
+    """A run's metrics.jsonl window lines, less what the clock gives (seconds, views/s)."""
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in x.items() if k not in ("elapsed", "views_per_s")}
+            for x in lines if "loss" in x]
+
+
+@pytest.mark.parametrize("how", ["stopped", "killed"])
+def test_a_run_stopped_inside_a_log_window_logs_what_an_uninterrupted_one_does(
+        tmp_path, image_folder, cache_dir, how):
+    """--log-every 5 of 12 steps: windows 1-5, 6-10 and 11-12. The run stops at step 11
+    (a signal: its final checkpoint), or is killed at step 9 after its periodic
+    checkpoint of step 8. The resumed run's window lines and summary metrics (the last
+    window's) were not the uninterrupted run's: a window's sums were not in the
+    checkpoint (the line at 10 averaged 9-10 alone), and a stop logged a line of its
+    own (at 11; the summary then took step 12's alone)."""
+    from simclr.train import FINAL_METRICS
+
+    common = {"deterministic": True, "threads": 1, "epochs": 4, "log_every": 5,
+              "checkpoint_every": 4 if how == "killed" else 0}
+    _, full = run(tmp_path, image_folder, cache_dir, "full", **common)
+
+    def interrupt(step, stop):
+        if how == "stopped" and step == 11:
+            stop.requested = "SIGTERM"
+        elif how == "killed" and step == 9:
+            raise KeyboardInterrupt  # (a kill: no checkpoint after step 8's, no summary)
+
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "cut", cache_dir, **common))
+    with pytest.raises(KeyboardInterrupt) if how == "killed" else contextlib.nullcontext():
+        train.pretrain(cfg, on_step=interrupt)
+    resumed = train.pretrain(load_resume_config(tmp_path / "cut", {}), resume=True)
+    assert resumed["status"] == full["status"] == "finished" and full["steps"] == 12
+    assert [x["step"] for x in _logged_windows(tmp_path / "full")] == [5, 10, 12]
+    assert _logged_windows(tmp_path / "cut") == _logged_windows(tmp_path / "full")
+    assert {k: resumed[k] for k in FINAL_METRICS} == {k: full[k] for k in FINAL_METRICS}
+
+
+def test_a_checkpoint_without_a_log_window_resumes_with_a_window_of_its_own(
+        tmp_path, image_folder, cache_dir):
+    """A checkpoint saved before they held the open --log-every window resumes as
+    before: a window starts at its step. A damaged window is refused in one line."""
+    flags = tiny_flags(image_folder, tmp_path / "cut", cache_dir, log_every=5,
+                       checkpoint_every=0)
+
+    def preempt(step, stop):
+        if step == 3:
+            stop.requested = "SIGTERM"
+
+    assert train.pretrain(build_config(flags=flags), on_step=preempt)["status"] == "preempted"
+    assert _logged_windows(tmp_path / "cut") == []  # (no line of the stop's own)
+    last = tmp_path / "cut/checkpoints/last.pt"
+    ckpt = load_checkpoint(last)
+    window = ckpt["log_window"]
+    assert (window["first_step"], window["steps"]) == (0, 3)
+    assert set(window["sums"]) == {"loss", "pos_top1", "contrast_entropy", "contrast_acc"}
+    save_checkpoint({**ckpt, "log_window": {**window, "steps": 2}}, last.parent, last.name)
+    with pytest.raises(SimCLRError, match="log window does not fit this run .*a log window "
+                                          "of 2 steps from step 0, saved at step 3"):
+        train.pretrain(load_resume_config(tmp_path / "cut", {}), resume=True)
+    del ckpt["log_window"]
+    save_checkpoint(ckpt, last.parent, last.name)
+    resumed = train.pretrain(load_resume_config(tmp_path / "cut", {}), resume=True)
+    assert resumed["status"] == "finished" and resumed["steps"] == 6
+    assert [x["step"] for x in _logged_windows(tmp_path / "cut")] == [5, 6]
 
 
 @pytest.mark.parametrize("workers", [0, 1])
@@ -1107,10 +1175,29 @@ def test_a_run_on_the_digits_by_name_resumes(tmp_path, cache_dir, monkeypatch):
 def test_a_log_line_holds_the_means_of_its_window():
     """With --log-every 3 the logged loss is the mean of the window's three steps (every
     other test logs each step, where a sum and a mean agree)."""
-    meter = train.Meter(0)
+    meter = train.Meter(0, 0.0)
     for value in (1.0, 2.0, 6.0):
         meter.add({"loss": torch.tensor(value)})
-    assert meter.record(3, 16)["loss"] == pytest.approx(3.0)
+    assert meter.record(3, 16, 2.0) == {"loss": pytest.approx(3.0), "views_per_s": 24.0}
+
+
+def test_a_saved_window_goes_on_as_if_never_cut():
+    """A window saved after two of its steps (at 4 s) and continued by a resumed run
+    (its sums float32 as they were) logs the uninterrupted window's means and views/s
+    over its training seconds (not those since the resumed start)."""
+    values = [0.1, 0.7, 1e-3]
+    whole, cut = train.Meter(5, 1.0), train.Meter(5, 1.0)
+    for value in values:
+        whole.add({"loss": torch.tensor(value)})
+    for value in values[:2]:
+        cut.add({"loss": torch.tensor(value)})
+    saved = copy.deepcopy(cut.saved())
+    assert saved == {"sums": {"loss": pytest.approx(0.8)}, "steps": 2, "first_step": 5,
+                     "elapsed": 1.0}
+    resumed = train.Meter(7, 4.0, saved, torch.device("cpu"))
+    resumed.add({"loss": torch.tensor(values[2])})
+    assert resumed.record(8, 16, 7.0) == whole.record(8, 16, 7.0)
+    assert train.Meter(7, 4.0, {**saved, "steps": 0}).first_step == 7  # (nothing open)
 
 
 def test_the_cosine_of_a_run_ends_at_its_final_lr(tmp_path, image_folder, cache_dir):
