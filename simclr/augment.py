@@ -451,13 +451,14 @@ def eval_resize(images: Tensor | Image.Image, size: int,
                 aspect: Tensor | np.ndarray | None = None, *, central: bool = False) -> Tensor:
     """The evaluation transform (App. B): deterministic resize (+ center crop).
 
-    Images of side <= 32 have their central square (all of a square one: CIFAR's)
-    resized to size x size, no further crop; larger ones get their shorter side resized
-    to round(size / 0.875), then a size x size center crop. Bicubic with antialiasing (a
-    one-off per image, so quality over speed), clamped to [0, 1]. A stored square
-    standing for a non-square picture (``aspect`` = width / height != 1, see
-    :func:`simclr.decode.fit_square`) gets the same crop of that picture: the central
-    square's central 87.5% (or all of it), located on the stored pixels.
+    Images whose longer side is <= 32 have their central square (all of a square one:
+    CIFAR's) resized to size x size, no further crop; larger ones (a 20 x 40 image too)
+    get their shorter side resized to round(size / 0.875), then a size x size center
+    crop. Bicubic with antialiasing (a one-off per image, so quality over speed),
+    clamped to [0, 1]. A stored square standing for a non-square picture (``aspect`` =
+    width / height != 1, see :func:`simclr.decode.fit_square`) gets the same crop of
+    that picture: the central square's central 87.5% (or all of it), located on the
+    stored pixels.
 
     Args:
         images: uint8 (B, 3, H, W) tensor on any device, or one PIL image (``Image.open``

@@ -269,9 +269,10 @@ def program_card(spec: dict[str, Any], layer: str, dim: int, steps: dict[str, An
         "input": {
             "name": "images", "dtype": "float32", "shape": ["batch", 3, size, size],
             "values": "RGB in [0, 1], channels first, no mean/std normalisation",
-            "preprocess": f"simclr's evaluation transform: images of side <= 32 have their "
-                          f"central square (a square one: all of it) resized to {size} x "
-                          f"{size}; larger ones shorter side to {eval_side(size)} "
+            "preprocess": f"simclr's evaluation transform: images whose longer side is "
+                          f"<= 32 have their central square (a square one: all of it) "
+                          f"resized to {size} x {size}; larger ones (a 20 x 40 one too) "
+                          f"shorter side to {eval_side(size)} "
                           "(bicubic, antialiased), the central square, then its central "
                           f"{size} x {size}; values clamped to [0, 1] after the resize; the "
                           "file read with its EXIF orientation, transparency on white, "

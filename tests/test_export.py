@@ -101,6 +101,10 @@ def test_the_card_is_inside_the_program_and_beside_it(run_dir, tmp_path):
     assert beside["step"] == 7
     assert sorted(p.name for p in tmp_path.iterdir()) == ["encoder.pt2", "encoder.pt2.json",
                                                            "run"]
+    # Which images are taken whole: those whose longer side is <= 32 (augment's
+    # _eval_square keys on max(h, w)); 'of side <= 32' left a 20 x 40 one in doubt.
+    assert "images whose longer side is <= 32 have their central square" in \
+        beside["input"]["preprocess"]
     # The card's preprocessing call runs as written (it lacked the size argument).
     call = re.search(r"(simclr\.augment\.eval_resize\(PIL\.Image\.open\(file\), \d+\))",
                      beside["input"]["preprocess"])
