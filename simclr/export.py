@@ -389,15 +389,19 @@ def read_card(program: Path) -> dict[str, Any]:
             model = onnx.load(str(program), load_external_data=False)
             return next(p.value for p in model.metadata_props if p.key == CARD_FILE)
         texts.append(inside)
+    unread = "inside it"
     for text in texts:
         try:
             card = json.loads(text())
-        except Exception:  # (not there, not readable, onnx not installed: the next one)
+        except ImportError:  # the ONNX copy: not read, which does not mean it is not there
+            unread = 'inside it, which needs the onnx package: pip install "simclr[onnx]"'
+            continue
+        except Exception:  # (not there, not readable: the next one)
             continue
         if isinstance(card, dict) and card.get("format") == "simclr-program":
             return card
     raise SimCLRError(f"{program}: an exported program without a readable simclr card "
-                      f"({beside.name} beside it, or inside it)")
+                      f"({beside.name} beside it, or {unread})")
 
 
 def _trace_error(what: str, exc: Exception) -> SimCLRError:

@@ -136,6 +136,20 @@ def test_info_reads_a_programs_card_beside_it_or_inside_it(run_dir, tmp_path, ca
                                        "beside it, or inside it)\n")
 
 
+def test_info_of_an_onnx_file_without_the_onnx_package_says_what_its_card_needs(
+        tmp_path, capsys, monkeypatch):
+    """Without the onnx package the card inside an .onnx cannot be read: said, where it
+    read as a file without any card."""
+    out = tmp_path / "encoder.onnx"
+    out.write_bytes(b"an ONNX graph")
+    monkeypatch.setitem(sys.modules, "onnx", None)  # (import onnx raises ImportError)
+    assert main(["info", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"simclr info: error: {out}: an exported program without a readable simclr card "
+        "(encoder.onnx.json beside it, or inside it, which needs the onnx package: pip "
+        'install "simclr[onnx]")\n')
+
+
 def test_onnx_program_matches_the_model(run_dir, tmp_path):
     ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
     pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
