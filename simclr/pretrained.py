@@ -109,16 +109,26 @@ def at_image_size(ckpt: dict[str, Any], image_size: int | None,
         raise SimCLRError(f"--image-size {image_size}: a {spec['arch']}'s position "
                           f"embeddings are for {spec['image_size']} px, the side it was "
                           "trained at; drop --image-size")
-    return {**ckpt, "config": config_at_side(ckpt["config"], spec["cifar_stem"], image_size)}
+    return {**ckpt, "config": config_at_side(ckpt["config"], spec["cifar_stem"], image_size,
+                                             trained=not ckpt.get("size_guessed"))}
 
 
-def config_at_side(config: dict[str, Any], cifar_stem: bool, image_size: int) -> dict[str, Any]:
+def config_at_side(config: dict[str, Any], cifar_stem: bool, image_size: int,
+                   trained: bool = True) -> dict[str, Any]:
     """A copy of a saved ``config`` that reads ``image_size`` px images: the stem fixed
     first (an automatic one follows the trained side, not the new one; a 40-px encoder
-    read at 32 keeps its ImageNet stem) and no recorded evaluation side left over."""
+    read at 32 keeps its ImageNet stem), then ``image_size`` as its evaluation side
+    (``augment.eval_size``, which :func:`encoder_spec` reads). The trained side
+    (``augment.size``) stays: what was exported or fitted at another side still says
+    the side its encoder was trained at ('24 px (evaluated at 40)', not '40 px').
+    ``trained`` False: the recorded side is no trained one but a guess (imported
+    weights), replaced by ``image_size``."""
     config = copy.deepcopy(config)
     config.setdefault("model", {})["cifar_stem"] = bool(cifar_stem)
-    config.setdefault("augment", {}).update(size=image_size, eval_size=None)
+    augment = config.setdefault("augment", {})
+    if not trained or not augment.get("size"):
+        augment["size"] = image_size
+    augment["eval_size"] = image_size if image_size != augment["size"] else None
     return config
 
 

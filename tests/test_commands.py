@@ -73,7 +73,9 @@ def test_a_run_trained_with_eval_size_is_evaluated_at_it(tmp_path, capsys, monke
     measured = json.loads(capsys.readouterr().out)
     assert measured["image_size"] == 32
     classifier = load_checkpoint(tmp_path / "lin" / "checkpoints" / "linear.pt")
-    assert classifier["config"]["augment"]["size"] == 32
+    # (both sides: it reads 32 px; the encoder it holds was trained at 40)
+    assert (classifier["config"]["augment"]["size"],
+            classifier["config"]["augment"]["eval_size"]) == (40, 32)
     assert classifier["config"]["model"]["cifar_stem"] is False
     assert main(["predict", "--checkpoint", str(tmp_path / "lin"), "--data", str(test),
                  "--out", str(tmp_path / "p.csv"), *fast]) == 0
@@ -136,7 +138,9 @@ def test_evaluations_at_another_image_size_record_it_and_predict_at_it(tmp_path,
                  "--precision", "fp32"]) == 0
     assert json.loads(capsys.readouterr().out)["top1"] == pytest.approx(measured["top1"])
     classifier = load_checkpoint(tmp_path / "lin" / "checkpoints" / "linear.pt")
-    assert classifier["config"]["augment"]["size"] == 24  # what predict resizes to
+    # what predict resizes to: its evaluation side; the trained side is kept beside it
+    assert (classifier["config"]["augment"]["eval_size"],
+            classifier["config"]["augment"]["size"]) == (24, 16)
     assert classifier["config"]["model"]["cifar_stem"] is True  # the stem trained at 16
     with pytest.raises(SystemExit) as exited:
         main(["knn", *common[:-1], "4", "--out", str(tmp_path / "k4")])

@@ -341,6 +341,21 @@ def test_an_exported_encoder_says_what_it_was_taken_from(run_dir, tmp_path):
         "finetune model, step 7 fine-tuned 5 steps"
 
 
+def test_an_export_at_another_side_keeps_the_side_it_was_trained_at(run_dir, tmp_path,
+                                                                    capsys):
+    """--image-size 32 of a 16-px encoder: read at 32 px (its stem the trained one's),
+    and info says both sides, where it said '32 px' as if trained there."""
+    out = tmp_path / "e32.pt"
+    exp.export(run_dir, out, image_size=32)
+    assert main(["info", str(out)]) == 0
+    assert capsys.readouterr().out == (f"{out}: exported encoder, step 7, resnet18 x0.125, "
+                                       "16 px (evaluated at 32)\n")
+    encoder = load_encoder(out)
+    assert encoder.image_size == 32 and encoder.cifar_stem
+    exp.export(out, tmp_path / "e24.pt", image_size=24)  # (the trained side kept on)
+    assert load_checkpoint(tmp_path / "e24.pt")["config"]["augment"]["size"] == 16
+
+
 @pytest.mark.parametrize("out", ["enc.pt", "enc.pt2"])
 def test_export_refuses_weights_that_do_not_fit_their_config(tmp_path, capsys, out):
     """A resnet18's weights under a config saying resnet50 were written out labelled

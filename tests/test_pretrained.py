@@ -26,6 +26,7 @@ from simclr.pretrained import (
     at_image_size,
     classifier_checkpoint,
     classifier_from_checkpoint,
+    encoder_config,
     encoder_from_checkpoint,
     encoder_spec,
     folder_features,
@@ -922,5 +923,14 @@ def test_a_recorded_eval_size_is_the_side_read_and_the_trained_side_keeps_the_st
         torch.testing.assert_close(rebuilt.eval()(x)[1], model.eval()(x)[1], rtol=0, atol=0)
     other = at_image_size(ckpt, 48)
     assert encoder_spec(other) == {**spec, "image_size": 48}
-    assert other["config"]["augment"]["eval_size"] is None
+    # 48 px is the side it is read at; the trained side stays recorded (an export or a
+    # classifier of it said '48 px', as if trained there)
+    assert (other["config"]["augment"]["size"], other["config"]["augment"]["eval_size"]) \
+        == (40, 48)
     assert ckpt["config"]["augment"]["eval_size"] == 32  # the checkpoint read is kept
+    # A classifier fitted on it records both sides too, and reads images at 48 px.
+    fitted = encoder_config(encoder, 48, other["config"])
+    assert (fitted["augment"]["size"], fitted["augment"]["eval_size"]) == (40, 48)
+    assert encoder_spec({"config": fitted}) == encoder_spec(other)
+    # Its own side given again: no evaluation side of another (the file as it was).
+    assert at_image_size(ckpt, 40)["config"]["augment"]["eval_size"] is None
