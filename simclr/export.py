@@ -200,7 +200,7 @@ def export_torchvision(checkpoint: str | Path, out: str | Path,
     # would otherwise feed 224 px with ImageNet's mean/std).
     # (the file's whole path: the code is copied to run from anywhere, as the card is)
     load = f"{code}; m.load_state_dict(torch.load({str(out.resolve())!r})); m.eval()"
-    card = {**program_card(spec, "h", encoder.feature_dim, card_steps(ckpt, unfinished),
+    card = {**program_card(spec, "h", encoder.feature_dim, card_origin(ckpt, unfinished),
                            "torchvision", Path(checkpoint)), "usage": load}
     write_json(card_file(out), card, replace=overwrite)
     read_back = assumed_side(spec["cifar_stem"])
@@ -235,26 +235,34 @@ def check_finite(module: nn.Module, checkpoint: str | Path) -> None:
                           "damaged checkpoint?); nothing was exported")
 
 
-def card_steps(ckpt: dict[str, Any], unfinished: bool) -> dict[str, Any]:
-    """How far the exported weights were trained, for a card: ``step``, the encoder's
+def card_origin(ckpt: dict[str, Any], unfinished: bool) -> dict[str, Any]:
+    """Where the exported weights come from, for a card: ``step``, the encoder's
     pretraining step (:func:`encoder_trained_step`), and ``total_steps``, the steps that
     training planned (None where the file does not say: a linear or fine-tuned
     classifier records its own plan, not its encoder's); with ``unfinished`` (the
     checkpoint's own training has not finished: :func:`note_unfinished`), its step and
-    planned steps, which the half-trained weights do not show."""
+    planned steps, which the half-trained weights do not show. Also the checkpoint's
+    ``kind`` and what its weights are (``trained``: :func:`simclr.pretrained.trained_for`,
+    a fine-tuned or supervised model's, the random-init baseline's), not only its
+    encoder's pretraining step."""
     total = ckpt.get("total_steps")
     own = ckpt.get("kind") not in ("linear", "finetune")  # (their step is the encoder's)
-    steps: dict[str, Any] = {"step": encoder_trained_step(ckpt),
-                             "total_steps": total if own and isinstance(total, int) else None}
+    origin: dict[str, Any] = {"step": encoder_trained_step(ckpt),
+                              "total_steps": total if own and isinstance(total, int) else None,
+                              "kind": ckpt.get("kind"), "trained": trained_for(ckpt)}
     if unfinished:
-        steps["unfinished"] = {"step": ckpt.get("step"), "total_steps": total}
-    return steps
+        origin["unfinished"] = {"step": ckpt.get("step"), "total_steps": total}
+    if ckpt.get("features", "pretrained") != "pretrained":  # a random-init baseline's
+        origin["features"] = str(ckpt["features"])
+    if ckpt.get("imported"):
+        origin["imported"] = str(ckpt["imported"])
+    return origin
 
 
-def program_card(spec: dict[str, Any], layer: str, dim: int, steps: dict[str, Any], fmt: str,
-                 source: Path, classes: list[str] | None = None) -> dict[str, Any]:
+def program_card(spec: dict[str, Any], layer: str, dim: int, origin: dict[str, Any],
+                 fmt: str, source: Path, classes: list[str] | None = None) -> dict[str, Any]:
     """What a program computes and what it expects: stored in it and beside it;
-    ``steps``: how far it was trained (:func:`card_steps`)."""
+    ``origin``: what its weights are and how far they were trained (:func:`card_origin`)."""
     size = spec["image_size"]
     output: dict[str, Any] = {"name": layer, "dtype": "float32", "shape": ["batch", dim]}
     output["what"] = {
@@ -282,7 +290,7 @@ def program_card(spec: dict[str, Any], layer: str, dim: int, steps: dict[str, An
                           "simclr embed / predict --precision fp32 compute that for each "
                           "file to the rounding of the 8-bit pixels they store (the "
                           "resized image rounded to whole levels of 255 before the crop: "
-                          "about 0.1% of a feature; JPEGs of more than 4x the decoded side "
+                          "0.1-0.4% of a feature; JPEGs of more than 4x the decoded side "
                           "read in draft mode, at 1/2 to 1/8 scale)",
         },
         "usage": {"pt2": "torch.export.load(path).module(), in evaluation mode already "
@@ -293,7 +301,7 @@ def program_card(spec: dict[str, Any], layer: str, dim: int, steps: dict[str, An
         "output": output,
         "encoder": {k: spec[k] for k in ("arch", "width", "cifar_stem", "image_size",
                                          "projection_shortcuts") if k in spec},
-        **steps, "checkpoint": str(source.resolve()), "simclr_version": __version__,
+        **origin, "checkpoint": str(source.resolve()), "simclr_version": __version__,
     }
 
 
@@ -346,8 +354,8 @@ def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
     check = torch.rand(CHECK_BATCH, 3, size, size, generator=gen)
     with torch.no_grad():
         expected = module(check)
-    card = program_card(spec, layer, int(expected.shape[1]), card_steps(ckpt, unfinished), fmt,
-                        source, classes)
+    card = program_card(spec, layer, int(expected.shape[1]), card_origin(ckpt, unfinished),
+                        fmt, source, classes)
     out = Path(out)
     result: dict[str, Any] = {}
 

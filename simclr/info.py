@@ -137,6 +137,13 @@ def checkpoint_facts(path: Path) -> dict[str, Any]:
         facts["data"] = ckpt["data"]
     if ckpt.get("features", "pretrained") != "pretrained":  # a random-init baseline's
         facts["fitted_on"] = str(ckpt["features"])  # classifier, or its exported encoder
+    origin = ckpt.get("exported_from")  # (simclr export: what the encoder was taken from)
+    if isinstance(origin, dict) and isinstance(origin.get("trained"), str):
+        from simclr.pretrained import trained_for
+
+        facts["exported_from"] = {k: str(origin[k]) for k in ("kind", "trained", "file")
+                                  if origin.get(k) is not None}
+        facts["trained"] = trained_for(ckpt)  # (as `simclr embed` records it)
     if ckpt.get("classes") is not None:  # the count, as ever; the names: predict's
         facts["classes"] = len(ckpt["classes"])  # unknown class folders point here
         facts["class_names"] = [str(c) for c in ckpt["classes"]]
@@ -621,13 +628,16 @@ def _checkpoint_line(c: dict[str, Any]) -> str:
     parts = [c.get("imported") or KIND_NAMES.get(kind, f"{kind or 'unknown'} checkpoint")]
     if str(c.get("name", "")).endswith(PARTIAL_SUFFIX):  # not a result: its command goes on
         parts[0] = f"unfinished {parts[0]}"
-    if c.get("step") and kind in ("linear", "finetune"):
+    origin = _exported_origin(c)
+    if origin is not None:  # (in place of its pretraining step alone)
+        parts.append(origin)
+    elif c.get("step") and kind in ("linear", "finetune"):
         parts.append(f"{c['step']} training step{'s' * (c['step'] != 1)}")  # (L-BFGS: none)
     elif c.get("step") is not None and kind not in ("linear", "finetune"):
         parts.append(f"step {c['step']}")
     if c.get("fitted_on_step") is not None and not c.get("stale"):
         parts.append(f"fitted on the encoder of step {c['fitted_on_step']}")
-    elif c.get("fitted_on"):
+    elif c.get("fitted_on") and origin is None:
         parts.append(_baseline_note(c))
     if c.get("classes") is not None:
         parts.append(f"{c['classes']} classes")
@@ -640,6 +650,20 @@ def _checkpoint_line(c: dict[str, Any]) -> str:
     stale = f"; it {c['stale']} (predict and export refuse the run folder)" \
         if c.get("stale") else ""
     return ", ".join(parts) + stale
+
+
+def _exported_origin(c: dict[str, Any]) -> str | None:
+    """What an exported encoder's weights are, where the file records what it was taken
+    from: 'finetune model, step 3 fine-tuned 1 step', 'supervised model, step 3', the
+    pretraining's 'step 3' (it read as 'step 3' alone for all of them). None where it
+    records nothing (exported before the record), or for the random-init encoder of a
+    linear classifier, whose baseline note says it all."""
+    trained = c.get("trained")
+    if c.get("kind") != "encoder" or not isinstance(trained, str):
+        return None
+    if c.get("fitted_on"):  # the baseline: fine-tuned on from the random init, or not
+        return None if trained == c["fitted_on"] else f"{trained} (the baseline)"
+    return trained
 
 
 def _baseline_note(c: dict[str, Any]) -> str:
@@ -663,10 +687,24 @@ def _program_line(card: dict[str, Any]) -> str:
     """An exported program's card in a line: what it computes, of which encoder."""
     out, size = card.get("output") or {}, (card.get("input") or {}).get("shape", [0])[-1]
     dim = (out.get("shape") or [None, "?"])[-1]
-    step = f", step {card['step']}" if card.get("step") is not None else ""
     return (f"exported program ({card.get('program')}): {out.get('name')} ({dim}-d) of "
             f"{_encoder({**(card.get('encoder') or {}), 'image_size': size}, head=False)} "
-            f"input, from {card.get('checkpoint')}{step}")
+            f"input, from {card.get('checkpoint')}{_program_origin(card)}")
+
+
+def _program_origin(card: dict[str, Any]) -> str:
+    """', step 7' of a program's card; where it records them, the kind of checkpoint it
+    was taken from but a pretraining's (' (fine-tuned classifier)') and what its weights
+    are ('step 3 fine-tuned 1 step', 'random init (the baseline)'), which the step alone
+    did not say."""
+    trained = card.get("trained")
+    if not isinstance(trained, str):  # (a card written before these were recorded)
+        return f", step {card['step']}" if card.get("step") is not None else ""
+    kind = card.get("kind")
+    what = None if kind in (None, "pretrain") or card.get("imported") else \
+        KIND_NAMES.get(kind, str(kind))
+    baseline = " (the baseline)" if card.get("features") else ""
+    return f"{f' ({what})' if what else ''}, {trained}{baseline}"
 
 
 def _encoder(e: dict[str, Any], head: bool = True) -> str:

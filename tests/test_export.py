@@ -317,7 +317,7 @@ def test_a_classifier_exports_its_logits(run_dir, tmp_path):
     assert exp.export(source, tmp_path / "clf16.pt2", layer="logits", image_size=16)["dim"] == 3
 
 
-def test_an_exported_encoder_says_what_it_was_taken_from(run_dir, tmp_path):
+def test_an_exported_encoder_says_what_it_was_taken_from(run_dir, tmp_path, capsys):
     """An encoder exported from a fine-tuned (or supervised) model read as the
     pretraining's 'step N' alone, the same line as the pretrained one's, though its
     weights differ (kNN 8% against 21% in the audit): it says what it was taken from."""
@@ -339,6 +339,56 @@ def test_an_exported_encoder_says_what_it_was_taken_from(run_dir, tmp_path):
     exp.export(tmp_path / "ft.pt", tmp_path / "again.pt")  # (kept through a re-export)
     assert trained_for(load_checkpoint(tmp_path / "again.pt")) == \
         "finetune model, step 7 fine-tuned 5 steps"
+    # info says it too (it said 'exported encoder, step 7', as of the pretrained one)
+    for name in ("ft.pt", "again.pt"):
+        assert main(["info", str(tmp_path / name)]) == 0
+        assert capsys.readouterr().out == (
+            f"{tmp_path / name}: exported encoder, finetune model, step 7 fine-tuned 5 "
+            "steps, resnet18 x0.125, 16 px\n")
+    assert main(["info", str(tmp_path / "pre.pt")]) == 0
+    assert capsys.readouterr().out == (f"{tmp_path / 'pre.pt'}: exported encoder, step 7, "
+                                       "resnet18 x0.125, 16 px\n")
+    # A program's card records it (it recorded the step alone), and info says it.
+    for src, name, layer in ((source, "ft.pt2", "h"), (source, "lg.pt2", "logits"),
+                             (tmp_path / "ft.pt", "enc.pt2", "h")):
+        exp.export(src, tmp_path / name, layer=layer)
+        card = json.loads((tmp_path / f"{name}.json").read_text())
+        assert card["step"] == 7 and card["trained"] == trained_for(load_checkpoint(src))
+        assert main(["info", str(tmp_path / name)]) == 0
+        what = "fine-tuned classifier" if src == source else "exported encoder"
+        assert capsys.readouterr().out.endswith(
+            f"input, from {src.resolve()} ({what}), {card['trained']}\n")
+    assert card["trained"] == "finetune model, step 7 fine-tuned 5 steps"
+
+
+def test_a_program_of_the_random_init_baseline_says_so(tmp_path, capsys):
+    """A random-init linear classifier's logits program (and its encoder's) read as of
+    a trained encoder: its card records the baseline, and info says it."""
+    ckpt = pretrain_checkpoint(head_layers=2)
+    model, _ = model_from_checkpoint(ckpt)
+    blob = classifier_checkpoint("linear", Classifier(model.encoder, 2), ckpt["config"],
+                                 ["a", "b"], 0, 1.0, {}, features="random init")
+    source = save_checkpoint({k: v for k, v in blob.items() if k not in ("format", "version")},
+                             tmp_path / "lin")
+    for layer in ("logits", "h"):
+        out = tmp_path / f"{layer}.pt2"
+        exp.export(source, out, layer=layer)
+        card = json.loads((tmp_path / f"{layer}.pt2.json").read_text())
+        assert (card["kind"], card["features"], card["step"]) == ("linear", "random init", None)
+        assert main(["info", str(out)]) == 0
+        assert capsys.readouterr().out.endswith(
+            f"from {source.resolve()} (linear classifier), random init (the baseline)\n")
+    # An encoder fine-tuned from the random init: neither the baseline's alone nor a
+    # pretraining's step.
+    blob = classifier_checkpoint("finetune", Classifier(model.encoder, 2), ckpt["config"],
+                                 ["a", "b"], 3, 1.0, {}, features="random init")
+    source = save_checkpoint({k: v for k, v in blob.items() if k not in ("format", "version")},
+                             tmp_path / "ft")
+    exp.export(source, tmp_path / "ft.pt")
+    assert main(["info", str(tmp_path / "ft.pt")]) == 0
+    assert capsys.readouterr().out == (
+        f"{tmp_path / 'ft.pt'}: exported encoder, finetune model, random init, fine-tuned 3 "
+        "steps (the baseline), resnet18 x0.125, 16 px\n")
 
 
 def test_an_export_at_another_side_keeps_the_side_it_was_trained_at(run_dir, tmp_path,
