@@ -58,7 +58,8 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
 
         return {"path": str(path), "program": read_card(path)}
     if path.is_file():
-        return {"path": str(path), "checkpoint": checkpoint_facts(path)}
+        return _torchvision_export(path) or {"path": str(path),
+                                              "checkpoint": checkpoint_facts(path)}
     if path.name == CHECKPOINTS and not (path / "config.yaml").exists():
         return describe(path.parent)  # a run's checkpoints/ folder: the run
     facts: dict[str, Any] = {"path": str(path)}
@@ -101,6 +102,35 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
         what = ("its config.yaml is not readable YAML" if (path / "config.yaml").exists()
                 else "no config.yaml, checkpoints or results")
         raise SimCLRError(f"{target}: not a simclr run folder ({what})")
+    return facts
+
+
+def _torchvision_export(path: Path) -> dict[str, Any] | None:
+    """The facts of a ``simclr export --format torchvision`` file from the card written
+    beside it (``<file>.json``: the side, preprocessing and provenance the state dict
+    does not record; another network's than a ResNet's reads as no checkpoint at all),
+    and for a ResNet the side simclr reads the file at (``read_at``) where it is
+    another. None where no such card is beside it, or the file is a simclr checkpoint
+    now (written over since: the card is not its)."""
+    from simclr.checkpoint import read_weights_file
+    from simclr.config import ARCHS
+    from simclr.export import card_file
+    from simclr.torchvision_io import assumed_side
+
+    try:
+        card = json.loads(card_file(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(card, dict) or card.get("format") != "simclr-program" or \
+            card.get("program") != "torchvision":
+        return None
+    state, _ = read_weights_file(path, mmap=True)  # (a damaged file: its own error)
+    if not isinstance(state, dict) or "format" in state:
+        return None
+    facts: dict[str, Any] = {"path": str(path), "program": card}
+    encoder, size = card.get("encoder") or {}, (card.get("input") or {}).get("shape", [0])[-1]
+    if encoder.get("arch") in ARCHS and assumed_side(bool(encoder.get("cifar_stem"))) != size:
+        facts["read_at"] = assumed_side(bool(encoder.get("cifar_stem")))
     return facts
 
 
@@ -421,7 +451,9 @@ def render(facts: dict[str, Any]) -> str:
         return f"{facts['path']}: {_checkpoint_line(facts['checkpoint'])}" + \
             "".join(f"\n  {line}" for line in _class_names(facts["checkpoint"]))
     if "program" in facts:
-        return f"{facts['path']}: {_program_line(facts['program'])}"
+        read_at = f"; simclr reads the file at {facts['read_at']} px: give --image-size " \
+            f"{facts['program']['encoder'].get('image_size')}" if facts.get("read_at") else ""
+        return f"{facts['path']}: {_program_line(facts['program'])}{read_at}"
     if "busy" in facts:
         return f"{facts['path']}: {_run_line(facts)}"
     if "runs" in facts:
@@ -687,7 +719,8 @@ def _program_line(card: dict[str, Any]) -> str:
     """An exported program's card in a line: what it computes, of which encoder."""
     out, size = card.get("output") or {}, (card.get("input") or {}).get("shape", [0])[-1]
     dim = (out.get("shape") or [None, "?"])[-1]
-    return (f"exported program ({card.get('program')}): {out.get('name')} ({dim}-d) of "
+    what = "exported weights" if card.get("program") == "torchvision" else "exported program"
+    return (f"{what} ({card.get('program')}): {out.get('name')} ({dim}-d) of "
             f"{_encoder({**(card.get('encoder') or {}), 'image_size': size}, head=False)} "
             f"input, from {card.get('checkpoint')}{_program_origin(card)}")
 

@@ -110,7 +110,8 @@ def test_a_printed_configs_resnet_width_is_not_applied_to_another_network(tmp_pa
         build_config(None, str(printed))
 
 
-def test_pretraining_and_torchvision_weights_in_and_out(tmp_path, image_folder, cache_dir):
+def test_pretraining_and_torchvision_weights_in_and_out(tmp_path, image_folder, cache_dir,
+                                                       capsys):
     """A 2-step pretraining of mobilenet_v3_small; its encoder exported in torchvision's
     layout computes h in torchvision's network; torchvision weights (with their
     classifier, as ImageNet files have it) start a new run."""
@@ -129,6 +130,13 @@ def test_pretraining_and_torchvision_weights_in_and_out(tmp_path, image_folder, 
     x = torch.rand(3, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(network.eval()(x), encoder(x))
+    # info reads its card (it said the file was no ResNet's, and stopped there)
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "tv.pth")]) == 0
+    last = (tmp_path / "run/checkpoints/last.pt").resolve()
+    assert capsys.readouterr().out == (
+        f"{tmp_path / 'tv.pth'}: exported weights (torchvision): h (576-d) of "
+        f"mobilenet_v3_small x1, 32 px input, from {last}, step 2\n")
     torch.manual_seed(1)
     weights = torchvision.models.get_model("mobilenet_v3_small").state_dict()
     torch.save(weights, tmp_path / "imagenet-like.pth")

@@ -493,11 +493,21 @@ def test_torchvision_export_loads_into_torchvisions_resnet(tmp_path, run_dir, ca
     x = torch.rand(3, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(theirs.eval()(x), load_encoder(tmp_path / "wide.pt")(x))
-    # simclr's own commands read the file back as an encoder (at the side its stem implies)
+    # info reads the card beside the file (it said '224 px assumed'), and the side
+    # simclr reads the file at, which is another
+    assert main(["info", str(out)]) == 0
+    assert capsys.readouterr().out == (
+        f"{out}: exported weights (torchvision): h (512-d) of resnet18 x1, 32 px input, "
+        f"from {(tmp_path / 'wide.pt').resolve()}, step unknown; simclr reads the file at "
+        "224 px: give --image-size 32\n")
+    card = out.with_name(out.name + ".json")
+    card.rename(tmp_path / "card.json")  # without it: the file alone
     assert main(["info", str(out)]) == 0
     assert capsys.readouterr().out == (
         f"{out}: ResNet weights in torchvision's layout, resnet18 x1, 224 px assumed (no "
         "size recorded; --image-size)\n")
+    (tmp_path / "card.json").rename(card)
+    # simclr's own commands read the file back as an encoder (at the side its stem implies)
     with torch.no_grad():
         torch.testing.assert_close(load_encoder(out)(x), load_encoder(tmp_path / "wide.pt")(x))
     # The card is never written over either (without --overwrite), nor the file.
@@ -557,10 +567,10 @@ def test_a_cifar_stem_encoder_exports_to_torchvision_with_its_stem(tmp_path, cap
     x = torch.rand(3, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(namespace["m"](x), load_encoder(tmp_path / "cifar.pt")(x))
-    assert main(["info", str(out)]) == 0
+    assert main(["info", str(out)]) == 0  # (its card's side, the one simclr reads it at)
     assert capsys.readouterr().out == (
-        f"{out}: ResNet weights in torchvision's layout, resnet18 x1, 32 px assumed (no "
-        "size recorded; --image-size)\n")
+        f"{out}: exported weights (torchvision): h (512-d) of resnet18 x1, 32 px input, "
+        f"from {(tmp_path / 'cifar.pt').resolve()}, step unknown\n")
 
 
 def test_export_format_is_refused_where_the_name_says_another():
