@@ -238,3 +238,19 @@ def signal_in_a_weakref_callback(signum: int) -> None:
     ref = weakref.ref(referent, lambda _ref: os.kill(os.getpid(), signum))
     del referent  # the callback runs now
     assert ref() is None
+
+
+def stopped_in(monkeypatch, module, name: str, signal: type[BaseException], call):
+    """Run ``call()`` with ``module.name`` replaced by a stop (``signal``: KeyboardInterrupt
+    for Ctrl-C, cli.Terminated for SIGTERM) at the moment it is called; returns the
+    ExceptionInfo of that stop, which ``call`` must let through."""
+    import pytest
+
+    def stop(*_args, **_kwargs):
+        raise signal
+
+    with monkeypatch.context() as patched:
+        patched.setattr(module, name, stop)
+        with pytest.raises(signal) as info:
+            call()
+    return info

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -15,7 +16,14 @@ from simclr.errors import SimCLRError
 from simclr.evaluate import run_linear_eval
 from simclr.features import check_labeled
 from simclr.knn import run_knn
-from tests.conftest import colour_source, make_image_folder, snapshot, tiny_encoder, warmed_encoder
+from tests.conftest import (
+    colour_source,
+    make_image_folder,
+    snapshot,
+    stopped_in,
+    tiny_encoder,
+    warmed_encoder,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -273,16 +281,22 @@ def test_an_interrupted_sgd_linear_evaluation_continues_exactly(tmp_path):
     assert len(load_checkpoint(other / "checkpoints" / "linear.pt")["run_id"]) == 32
 
 
+def sgd_run_whole(out: Path, **more: Any) -> tuple[Any, Any, Any, dict[str, Any], dict]:
+    """(train, test, encoder, the SGD protocol's arguments, its results uninterrupted in
+    ``out``): 9 steps over 3 epochs, which the stop-and-continue tests below compare with."""
+    train, test = colour_source(seed=0), colour_source(n_per_class=4, seed=1)
+    args = {"image_size": 16, "protocol": "sgd", "batch_size": 8, "epochs": 3, "device": "cpu",
+            "precision": "fp32", "verbose": False, **more}
+    enc = warmed_encoder()
+    return train, test, enc, args, run_linear_eval(enc, train, test, out, **args)
+
+
 def test_an_sgd_linear_evaluation_stopped_in_its_last_epoch_reports_the_whole_epoch(
         tmp_path):
     """Stopped at step 8 of 9 (inside the last epoch) and rerun: train_loss and
     train_top1 are the whole last epoch's, as an uninterrupted run's (they were the
     continued steps' alone)."""
-    train, test = colour_source(seed=0), colour_source(n_per_class=4, seed=1)
-    args = {"image_size": 16, "protocol": "sgd", "batch_size": 8, "epochs": 3, "device": "cpu",
-            "precision": "fp32", "verbose": False, "checkpoint_every": 2}
-    enc = warmed_encoder()
-    whole = run_linear_eval(enc, train, test, tmp_path / "whole", **args)
+    train, test, enc, args, whole = sgd_run_whole(tmp_path / "whole", checkpoint_every=2)
 
     def stop_at_8(step, stop):
         if step == 8:
@@ -304,20 +318,11 @@ def test_a_stop_during_the_sgd_test_keeps_the_finished_training(tmp_path, monkey
     as an uninterrupted run."""
     from simclr.checkpoint import load_checkpoint
 
-    train, test = colour_source(seed=0), colour_source(n_per_class=4, seed=1)
-    args = {"image_size": 16, "protocol": "sgd", "batch_size": 8, "epochs": 3, "device": "cpu",
-            "precision": "fp32", "verbose": False}
-    enc = warmed_encoder()
-    whole = run_linear_eval(enc, train, test, tmp_path / "whole", **args)
+    train, test, enc, args, whole = sgd_run_whole(tmp_path / "whole")
     run = tmp_path / "cut"
 
-    def interrupted(*_args, **_kwargs):
-        raise KeyboardInterrupt
-
-    with monkeypatch.context() as patched:
-        patched.setattr(evaluate, "evaluate_classifier", interrupted)
-        with pytest.raises(KeyboardInterrupt) as stop:
-            run_linear_eval(enc, train, test, run, **args)
+    stop = stopped_in(monkeypatch, evaluate, "evaluate_classifier", KeyboardInterrupt,
+                      lambda: run_linear_eval(enc, train, test, run, **args))
     partial = run / "checkpoints" / "linear-partial.pt"
     assert load_checkpoint(partial)["step"] == whole["steps"] == 9
     assert stop.value.kept_training == str(partial)
@@ -340,20 +345,11 @@ def test_a_stop_before_the_sgd_results_are_written_leaves_the_same_command_to_fi
     from simclr.checkpoint import load_checkpoint
     from simclr.cli import Terminated
 
-    train, test = colour_source(seed=0), colour_source(n_per_class=4, seed=1)
-    args = {"image_size": 16, "protocol": "sgd", "batch_size": 8, "epochs": 3, "device": "cpu",
-            "precision": "fp32", "verbose": False}
-    enc = warmed_encoder()
-    whole = run_linear_eval(enc, train, test, tmp_path / "whole", **args)
+    train, test, enc, args, whole = sgd_run_whole(tmp_path / "whole")
     run = tmp_path / "cut"
 
-    def stopped(*_args, **_kwargs):
-        raise Terminated
-
-    with monkeypatch.context() as patched:
-        patched.setattr(evaluate, "finish_results", stopped)
-        with pytest.raises(Terminated):
-            run_linear_eval(enc, train, test, run, **args)
+    stopped_in(monkeypatch, evaluate, "finish_results", Terminated,
+               lambda: run_linear_eval(enc, train, test, run, **args))
     assert (run / "checkpoints" / "linear.pt").exists()
     assert not (run / "linear_eval.json").exists()
     steps: list[int] = []

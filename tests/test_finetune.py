@@ -25,6 +25,7 @@ from simclr.subsets import class_balanced_subset, subset_from_list
 from tests.conftest import (
     make_image_folder,
     snapshot,
+    stopped_in,
     tiny_encoder,
     tiny_pretrained_run,
 )
@@ -497,13 +498,8 @@ def test_a_stop_during_the_test_keeps_the_finished_training(tmp_path, folders, m
     whole = run_finetune(tiny_encoder(), train, test, tmp_path / "whole", **args)
     run = tmp_path / "ft"
 
-    def stopped(*_args, **_kwargs):
-        raise Terminated
-
-    with monkeypatch.context() as patched:
-        patched.setattr(finetune, "evaluate_classifier", stopped)
-        with pytest.raises(Terminated) as stop:
-            run_finetune(tiny_encoder(), train, test, run, **args)
+    stop = stopped_in(monkeypatch, finetune, "evaluate_classifier", Terminated,
+                      lambda: run_finetune(tiny_encoder(), train, test, run, **args))
     partial = run / "checkpoints" / "finetune-partial.pt"
     assert load_checkpoint(partial)["step"] == whole["steps"] == 9
     assert _continue_after(stop.value, "simclr finetune") == (
@@ -521,9 +517,9 @@ def test_a_stop_during_the_test_keeps_the_finished_training(tmp_path, folders, m
     assert not partial.exists() and (run / "finetune.json").exists()
 
 
-@pytest.mark.parametrize("stopped_in", ["finish_results", "save_confusion_figure"])
+@pytest.mark.parametrize("where", ["finish_results", "save_confusion_figure"])
 def test_a_stop_while_the_results_are_written_leaves_the_same_command_to_finish(
-        tmp_path, folders, monkeypatch, stopped_in):
+        tmp_path, folders, monkeypatch, where):
     """A stop (a kill) after finetune.pt was saved but before finetune.json was written,
     or while the confusion figure was drawn: the same command tests the finished
     training again and writes the results (it refused the folder, 'already holds
@@ -539,16 +535,10 @@ def test_a_stop_while_the_results_are_written_leaves_the_same_command_to_finish(
     whole = run_finetune(tiny_encoder(), train, test, tmp_path / "whole", **args)
     run = tmp_path / "ft"
 
-    def stopped(*_args, **_kwargs):
-        raise Terminated
-
-    with monkeypatch.context() as patched:
-        patched.setattr(finetune if stopped_in == "finish_results" else results_module,
-                        stopped_in, stopped)
-        with pytest.raises(Terminated):
-            run_finetune(tiny_encoder(), train, test, run, **args)
+    stopped_in(monkeypatch, finetune if where == "finish_results" else results_module, where,
+               Terminated, lambda: run_finetune(tiny_encoder(), train, test, run, **args))
     assert (run / "checkpoints" / "finetune.pt").exists()
-    assert (run / "finetune.json").exists() == (stopped_in == "save_confusion_figure")
+    assert (run / "finetune.json").exists() == (where == "save_confusion_figure")
     steps: list[int] = []
     done = run_finetune(tiny_encoder(), train, test, run, **args,
                         on_step=lambda step, _: steps.append(step))
