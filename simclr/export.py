@@ -129,7 +129,7 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
             raise SimCLRError(f"--out {out.name}: a name too long for the card written beside "
                               f"it, {card.name} (over {NAME_MAX} bytes); choose a name of "
                               f"at most {NAME_MAX - len('.json')} bytes")
-        if card.is_dir() or (card.exists() and not overwrite):
+        if card.is_dir() or (os.path.lexists(card) and not overwrite):
             what = "is a folder" if card.is_dir() else "already exists"
             raise SimCLRError(f"{card} (the export's card, written beside --out) {what}; "
                               "choose another --out" + ("" if card.is_dir() else

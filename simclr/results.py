@@ -337,10 +337,11 @@ def output_file(out: str | Path, overwrite: bool = True) -> Path:
     path = Path(out).expanduser()
     if path.is_dir():
         raise SimCLRError(f"--out {path} is a folder; name a file")
-    if path.exists() and not overwrite:
+    there = os.path.lexists(path)  # (a dangling link too: the final write would meet it)
+    if there and not overwrite:
         raise SimCLRError(f"--out {path} already exists; choose another --out, or pass "
                           "--overwrite to replace it (nothing was overwritten)")
-    if path.exists() and in_run_checkpoints(path):
+    if there and in_run_checkpoints(path):
         raise SimCLRError(f"--out {path} lies in the checkpoints folder of the run in "
                           f"{real_folder(path).parent}; --overwrite never replaces what a run "
                           "keeps there (its checkpoints, classifiers): choose another --out")

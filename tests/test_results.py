@@ -177,6 +177,18 @@ def test_an_out_folder_that_cannot_be_written_is_refused_before_any_work(
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_dangling_link_at_out_is_refused_before_the_work(tmp_path):
+    """A link to no file at --out: exists() said free, and export's work ended in "was
+    written meanwhile by another process" when its final write met the link."""
+    from simclr.errors import SimCLRError
+    from simclr.results import output_file
+
+    (tmp_path / "d.pt2").symlink_to(tmp_path / "nowhere.pt2")
+    with pytest.raises(SimCLRError, match=r"d.pt2 already exists; choose another --out"):
+        output_file(tmp_path / "d.pt2", overwrite=False)
+    assert output_file(tmp_path / "d.pt2", overwrite=True) == tmp_path / "d.pt2"
+
+
 def test_a_folder_that_refuses_new_files_is_found_by_trying(tmp_path, capsys):
     # /proc passes the permission check (tests run as root) yet no file can be made in
     # it: only creating one finds that, before embed computes any feature.
