@@ -12,6 +12,7 @@ parser, ``pretrain`` and ``main``; the other commands are in :mod:`simclr.use_co
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -455,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
 
     die_with_launcher()  # a process of `--processes N`: none outlives the launcher
     restore_sigterm = None  # how to put back the caller's SIGTERM handler, once replaced
+    command_line = argv is None  # (the process is simclr's own, and ends with main)
     # What the command set, put back after it (for a caller from Python); first, a signal
     # whose exception Python would drop (raised in importlib's weakref callbacks) is sent again.
     undo: list[Callable[[], None]] = [deliver_dropped_interruptions()]
@@ -545,6 +547,10 @@ def main(argv: list[str] | None = None) -> int:
             restore_sigterm()
         for put_back in undo:
             put_back()
+        if command_line:  # everything is written and said: a Ctrl-C or SIGTERM in the
+            # interpreter's shutdown (a second long) made a finished command exit 130/143
+            # with a traceback, and a scheduler retry it into "already holds results"
+            _ignore_interruptions()
 
 
 def torch_threads(count: int | None = None) -> int:
@@ -569,6 +575,13 @@ def _log_for_the_call(level: int) -> list[Callable[[], None]]:
     logger.addHandler(handler)
     logger.setLevel(level)
     return [lambda: logger.removeHandler(handler), lambda: logger.setLevel(before)]
+
+
+def _ignore_interruptions() -> None:
+    """SIGINT and SIGTERM ignored from now on (where signals can be set at all)."""
+    with contextlib.suppress(ValueError):  # (not the main thread)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _command_done() -> None:

@@ -829,3 +829,26 @@ print(status, torch.get_num_threads(), root.handlers, root.level,
                           timeout=120)
     assert done.stdout.split() == ["2", "2", "[]", "30", "[]", "0"], done.stderr
     assert done.stderr.startswith("simclr knn: error: ")
+
+
+def test_the_command_line_ignores_signals_once_its_command_is_done(tmp_path):
+    """A Ctrl-C or SIGTERM in the interpreter's shutdown, after a finished command wrote
+    and said everything, ended it 130/143 (a traceback from torch's atexit callbacks), and
+    a scheduler retried the finished evaluation into "already holds results". A call
+    from Python leaves its caller's handlers as they were."""
+    script = f"""
+import signal, sys
+from simclr.cli import main
+main(["cache", "--cache-dir", {str(tmp_path)!r}])
+print(signal.getsignal(signal.SIGINT) is signal.default_int_handler,
+      signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+sys.argv = ["simclr", "cache", "--cache-dir", {str(tmp_path)!r}]
+main()
+print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN,
+      signal.getsignal(signal.SIGTERM) is signal.SIG_IGN)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    said = [line for line in done.stdout.splitlines()  # (beside the caches' listings)
+            if line.split() and set(line.split()) <= {"True", "False"}]
+    assert said == ["True True", "True True"], (done.stdout, done.stderr)
