@@ -722,7 +722,17 @@ def _program_line(card: dict[str, Any]) -> str:
     what = "exported weights" if card.get("program") == "torchvision" else "exported program"
     return (f"{what} ({card.get('program')}): {out.get('name')} ({dim}-d) of "
             f"{_encoder({**(card.get('encoder') or {}), 'image_size': size}, head=False)} "
-            f"input, from {card.get('checkpoint')}{_program_origin(card)}")
+            f"input, from {card.get('checkpoint')}{_program_origin(card)}"
+            f"{_unfinished_card(card.get('unfinished'))}")
+
+
+def _unfinished_card(at: Any) -> str:
+    """'; an unfinished training (step 4 of 9)' where a card records that its weights
+    are a stopped training's (export notes it as predict does)."""
+    if not isinstance(at, dict):
+        return ""
+    of = f" of {at['total_steps']}" if at.get("total_steps") is not None else ""
+    return f"; an unfinished training (step {at.get('step')}{of})"
 
 
 def _program_origin(card: dict[str, Any]) -> str:

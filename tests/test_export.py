@@ -670,6 +670,9 @@ def test_an_unfinished_classifier_is_said_so_and_its_card_records_its_plan(tmp_p
     # (its step is its encoder's pretraining step, a plan the file does not record)
     assert card["step"] == 7 and card["total_steps"] is None and card["unfinished"] == {
         "step": 4, "total_steps": 20}
+    assert main(["info", str(tmp_path / "ft.pt2")]) == 0  # (it showed the step alone)
+    assert capsys.readouterr().out.rstrip().endswith(
+        "; an unfinished training (step 4 of 20)")
     # finished: no note, and the card says the plan was carried out
     done = save_checkpoint({**blob, "step": 9, "total_steps": 9}, tmp_path / "done")
     assert main(["export", "--checkpoint", str(done), "--out", str(tmp_path / "done.pt2"),
