@@ -459,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     command_line = argv is None  # (the process is simclr's own, and ends with main)
     # What the command set, put back after it (for a caller from Python); first, a signal
     # whose exception Python would drop (raised in importlib's weakref callbacks) is sent again.
-    undo: list[Callable[[], None]] = [deliver_dropped_interruptions()]
+    undo = contextlib.ExitStack()
+    undo.callback(deliver_dropped_interruptions())
     failed = True  # until the command returns (a non-zero status: failed too)
     if "simclr.results" in sys.modules:  # (a caller's earlier main() in this process)
         sys.modules["simclr.results"].CREATED.clear()
@@ -481,10 +482,12 @@ def main(argv: list[str] | None = None) -> int:
         if launched_processes() == 1:  # (a launcher's processes: killed by their launcher,
             restore_sigterm = _stop_on_sigterm()  # perhaps blocked in a collective)
         level = logging.INFO if launched_rank() == 0 else logging.WARNING
-        if given:  # a caller's process: its logging and threads as they were, after
-            undo.extend(_log_for_the_call(level))
-            threads = torch_threads()
-            undo.append(lambda: torch_threads(threads))
+        if given:  # a caller's process: its logging and torch's threads as they were, after
+            from simclr.runtime import process_settings_restored
+
+            for put_back in _log_for_the_call(level):
+                undo.callback(put_back)
+            undo.enter_context(process_settings_restored())
         else:
             logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
         if getattr(args, "threads", None):  # the evaluation commands' --threads
@@ -545,21 +548,11 @@ def main(argv: list[str] | None = None) -> int:
             results.CREATED.clear()
         if restore_sigterm is not None:
             restore_sigterm()
-        for put_back in undo:
-            put_back()
+        undo.close()
         if command_line:  # everything is written and said: a Ctrl-C or SIGTERM in the
             # interpreter's shutdown (a second long) made a finished command exit 130/143
             # with a traceback, and a scheduler retry it into "already holds results"
             _ignore_interruptions()
-
-
-def torch_threads(count: int | None = None) -> int:
-    """torch's thread count; with ``count``, set to it first (an undo of --threads)."""
-    import torch
-
-    if count is not None:
-        torch.set_num_threads(count)
-    return torch.get_num_threads()
 
 
 def _log_for_the_call(level: int) -> list[Callable[[], None]]:
