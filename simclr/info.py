@@ -731,8 +731,9 @@ def _unfinished_card(at: Any) -> str:
     are a stopped training's (export notes it as predict does)."""
     if not isinstance(at, dict):
         return ""
-    of = f" of {at['total_steps']}" if at.get("total_steps") is not None else ""
-    return f"; an unfinished training (step {at.get('step')}{of})"
+    from simclr.pretrained import unfinished_training
+
+    return f"; {unfinished_training(at.get('step'), at.get('total_steps'))}"
 
 
 def _program_origin(card: dict[str, Any]) -> str:

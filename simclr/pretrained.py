@@ -569,9 +569,15 @@ def note_unfinished(path: Path, ckpt: dict[str, Any]) -> bool:
         then = f"; `simclr supervised --resume {run}` continues it" if path.name == LAST else ""
     else:
         return False
-    of = f" of {total}" if isinstance(total, int) else ""
-    print(f"note: {path} is an unfinished training (step {step}{of}){then}", file=sys.stderr)
+    print(f"note: {path} is {unfinished_training(step, total)}{then}", file=sys.stderr)
     return True
+
+
+def unfinished_training(step: Any, total: Any) -> str:
+    """'an unfinished training (step 4 of 9)', as predict and export say it and info
+    shows a program's (the planned steps where known)."""
+    of = f" of {total}" if isinstance(total, int) else ""
+    return f"an unfinished training (step {step}{of})"
 
 
 # Probabilities made Python floats at a time, as a few rows: all at once took 3.2 GB for
