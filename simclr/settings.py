@@ -178,7 +178,7 @@ def parse_duration(text: str | float | int, where: str = "--time-budget") -> flo
     return seconds
 
 
-def _is_null(value: Any) -> bool:
+def is_null(value: Any) -> bool:
     """None, or the text a user writes for it (YAML's null, a flag's ``none``)."""
     return value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
 
@@ -194,7 +194,7 @@ def _coerce(value: Any, type_text: str, where: str) -> Any:
     """Convert YAML/flag text to the field's declared type (annotations are strings)."""
     base, optional = field_kind(type_text)
     # "none" as text means None only where None is allowed: `--head none` is a head.
-    if value is None or (optional and _is_null(value)):
+    if value is None or (optional and is_null(value)):
         if optional:
             return None
         raise SimCLRError(f"{where}: a value is required")
@@ -262,6 +262,11 @@ def _nested_hint(path: str) -> str:
     return f" (it is {dotted}: in a YAML file under '{section}:', as '  {name}: ...')"
 
 
+# Settings that name a file or folder, with what their none means.
+PATH_SETTINGS = {"data.path": "the digits demo", "knn_train": "no kNN monitor",
+                 "knn_test": "no kNN monitor", "init_from": "random weights"}
+
+
 def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
     """Set ``cfg.a.b = value`` with type conversion; names the bad key on error."""
     *parents, name = path.split(".")
@@ -279,8 +284,12 @@ def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
                           f"got {value!r}")
     # A flag's problem is named by the flag the user typed, a file's by its key.
     where = f"--{flag_of(path)}" if source == "flag" else f"{source}: {path}"
-    if path == "time_budget" and not _is_null(value):
+    if path == "time_budget" and not is_null(value):
         value = parse_duration(value, where)
+    if path in PATH_SETTINGS and isinstance(value, str) and is_null(value) \
+            and os.path.lexists(value):  # `--data none` beside a folder named none
+        raise SimCLRError(f"{where}: {value!r} means none ({PATH_SETTINGS[path]}), yet "
+                          f"{value!r} is also a path here; write ./{value} to name it")
     setattr(obj, name, _coerce(value, type_text, where))
 
 

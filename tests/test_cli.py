@@ -305,6 +305,31 @@ def test_print_config_is_a_config_file_and_writes_nothing(tmp_path, capsys, monk
     assert printed.optim.lr == 2.0 and printed.loss.temperature == 0.5
 
 
+def test_no_data_means_the_digits_demo_however_it_is_said(tmp_path, capsys, monkeypatch):
+    """Without a data folder pretrain runs the digits demo with its preset: named by no
+    flag, by `--data none`, or by a --config file of a few settings alone; `none` beside a
+    folder of that name is refused as ambiguous (it trained on digits)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "few.yaml").write_text("batch_size: 8\nmax_steps: 1\n")
+    printed = []
+    for argv in ([], ["--data", "none"], ["--config", "few.yaml"]):
+        assert main(["pretrain", "--batch-size", "8", *argv, "--print-config"]) == 0
+        printed.append(yaml.safe_load(capsys.readouterr().out))
+    for cfg in printed:
+        assert cfg["data"]["path"] is None and cfg["out"] == str(tmp_path / "runs" / "digits")
+        assert (cfg["model"]["arch"], cfg["augment"]["size"]) == ("resnet18", 16)
+    (tmp_path / "data.yaml").write_text("data: {path: photos}\n")  # a folder: no demo
+    assert main(["pretrain", "--config", "data.yaml", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["model"]["arch"] == "resnet50"
+    make_image_folder(tmp_path / "none", per_class=1)
+    assert main(["pretrain", "--data", "none", "--print-config"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "simclr pretrain: error: --data: 'none' means none (the digits demo), yet 'none' is also a "
+        "path here; write ./none to name it")
+    assert main(["pretrain", "--data", "./none", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["path"] == str(tmp_path / "none")
+
+
 def test_sweep_and_supervised_print_their_resolved_configs(tmp_path, capsys, monkeypatch):
     """Each sweep cell's config (the preset, the flags, its value on top) and the
     supervised run's, as pretrain prints its own; nothing read or written."""
