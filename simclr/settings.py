@@ -295,9 +295,39 @@ def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
 
 # ------------------------------------------------------------------------- YAML files
 
+# Plain values a YAML file's text is read as, YAML 1.2's core schema (without its
+# leading-zero decimals): booleans only true and false, numbers only as Python writes
+# them (with 0x, 0o). PyYAML's 1.1 also reads on/off/yes/no as booleans, 0123 as octal,
+# 1:30 as sexagesimal and 2024-01-01 as a date, where the same text given as a flag is
+# another value: all other text stays text, which _coerce reads by the setting's type
+# exactly as a flag's (a file and a flag agree). (prefix characters, tag, pattern)
+_PLAIN_VALUES = (
+    ("tTfF", "bool", r"(?i:true|false)$"),
+    ("-+0123456789", "int", r"[-+]?(?:0|[1-9][0-9]*)$|0o[0-7]+$|0x[0-9a-fA-F]+$"),
+    ("-+.0123456789", "float", r"[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?$"
+                               r"|[-+]?[0-9]+[eE][-+]?[0-9]+$|[-+]?\.(?:inf|Inf|INF)$"
+                               r"|\.(?:nan|NaN|NAN)$"),
+)
+_OTHER_TAGS = tuple(f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float", "timestamp"))
+
+
+def _resolvers(base: dict[str, list[Any]], extra: bool) -> dict[str, list[Any]]:
+    """``base``'s implicit resolvers with those of _PLAIN_VALUES: instead of its bools,
+    numbers and dates, or (``extra``) besides them."""
+    table = {c: [r for r in rules if extra or r[0] not in _OTHER_TAGS]
+             for c, rules in base.items()}
+    for first, tag, pattern in _PLAIN_VALUES:
+        for c in first:
+            table.setdefault(c, []).append((f"tag:yaml.org,2002:{tag}", re.compile(pattern)))
+    return table
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, but a key given twice in one mapping (e.g. two ``model:``
-    sections, of which plain YAML silently keeps the last) is an error."""
+    """YAML's safe loader, but plain values read as in YAML 1.2 (_PLAIN_VALUES), and a
+    key given twice in one mapping (e.g. two ``model:`` sections, of which plain YAML
+    silently keeps the last) is an error."""
+
+    yaml_implicit_resolvers = _resolvers(yaml.SafeLoader.yaml_implicit_resolvers, False)
 
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
         seen = set()
@@ -389,7 +419,15 @@ def yaml_text(data: dict[str, Any]) -> str:
             return [plain(v) for v in x]
         return x
 
-    return yaml.safe_dump(plain(data), sort_keys=False)
+    return yaml.dump(plain(data), Dumper=_Dumper, sort_keys=False)
+
+
+class _Dumper(yaml.SafeDumper):
+    """YAML's safe dumper, quoting text that YAML 1.1 or 1.2 would read as another value
+    (``on``, ``0123``; ``1e3``): a config.yaml reads back the same in simclr
+    (_UniqueKeyLoader) and in any other YAML reader."""
+
+    yaml_implicit_resolvers = _resolvers(yaml.SafeDumper.yaml_implicit_resolvers, True)
 
 
 def save_yaml(data: dict[str, Any], path: str | Path) -> None:

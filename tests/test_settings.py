@@ -265,8 +265,9 @@ def test_a_key_given_twice_and_a_boolean_number_are_refused(tmp_path):
     boolean.write_text("optim:\n  lr: true\n")
     with pytest.raises(SimCLRError, match="optim.lr: expected a number, got True"):
         build_config(config_file=str(boolean))
-    # ... nor a duration (`time_budget: yes` was a 1-second run), nor one of a pair
-    for text, message in (("time_budget: yes", "time_budget: cannot read True"),
+    # ... nor a duration (`time_budget: true` was a 1-second run), nor one of a pair
+    for text, message in (("time_budget: true", "time_budget: cannot read True"),
+                          ("time_budget: yes", "time_budget: cannot read 'yes'"),
                           ("augment: {crop_scale: [true, 1]}",
                            r"augment.crop_scale: expected two numbers A,B .*got \[True, 1\]")):
         boolean.write_text(text + "\n")
@@ -368,3 +369,45 @@ def test_the_first_commands_recipe_with_its_own_out_is_the_same_recipe(tmp_path)
                                                     "0.3 asked")):
         check_same_recipe(saved, build_config("cifar10-cpu", flags={"loss.temperature": 0.3}),
                           set(RESUME_SETTINGS))
+
+
+def test_a_files_plain_values_are_read_as_the_same_text_given_as_a_flag(tmp_path):
+    """YAML 1.1 read `on` as True (refused by --cache, whose --help spells on), `off` as
+    False (a folder named False), 0123 as octal 83 and 1:30 as 90 seconds: a file's plain
+    value now means what the same text means as a flag."""
+    path = tmp_path / "run.yaml"
+
+    def read(text: str, flags: dict | None = None) -> Config:
+        path.write_text(text)
+        return build_config(config_file=str(path), flags=flags)
+
+    assert read("data: {cache: on}\n").data.cache == "on"
+    assert read("data: {cache: off, cache_dir: off}\nout: 0123\n").data.cache_dir.endswith(
+        os.sep + "off")
+    assert os.path.basename(read("out: 0123\n").out) == "0123"
+    assert os.path.basename(read("out: off\n").out) == "off"
+    assert read("seed: 010\n").seed == build_config(flags={"seed": "010"}).seed == 10
+    with pytest.raises(SimCLRError, match=r"run\.yaml: time_budget: cannot read '1:30'"):
+        read("time_budget: 1:30\n")
+    assert read("model: {cifar_stem: yes, zero_init_residual: TRUE}\n").model.cifar_stem is True
+    assert read("model: {zero_init_residual: False}\n").model.zero_init_residual is False
+    # numbers: decimal, 0x and 0o, floats with or without a point (1e-3 stays a number)
+    cfg = read("epochs: 0x10\nseed: 0o17\noptim: {weight_decay: 1e-3, lr: .5}\n")
+    assert (cfg.epochs, cfg.seed, cfg.optim.weight_decay, cfg.optim.lr) == (16, 15, 1e-3, 0.5)
+    assert read("epochs: 2.5e+1\n").epochs == 25.0
+    with pytest.raises(SimCLRError, match="expected a number, got True"):
+        read("optim: {lr: true}\n")
+    assert load_yaml(path) == {"optim": {"lr": True}}  # (true stays a boolean to others)
+
+
+def test_a_saved_config_reads_back_the_same_through_either_schema(tmp_path):
+    """config.yaml is read by simclr (YAML 1.2 plain values) and by any other YAML reader
+    (1.1): text that either would take for another value is written quoted."""
+    cfg = build_config(flags={"out": str(tmp_path / "on"), "data.path": "1e3",
+                              "model.head": "none", "device": "cpu"})
+    saved = tmp_path / "config.yaml"
+    save_yaml({**cfg.to_dict(), "provenance": {"git_sha": "12e45", "note": "0123"}}, saved)
+    assert build_config(config_file=str(saved)) == cfg
+    assert load_yaml(saved)["provenance"] == yaml.safe_load(saved.read_text())["provenance"] \
+        == {"git_sha": "12e45", "note": "0123"}
+    assert yaml.safe_load(saved.read_text())["data"]["path"] == "1e3"
