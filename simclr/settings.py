@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import os
 import re
+import reprlib
 from collections.abc import Collection
 from dataclasses import fields
 from pathlib import Path
@@ -155,11 +156,24 @@ class SettingError(SimCLRError):
 
 # ---------------------------------------------------------------------------- parsing
 
+# How a message shows a value: its repr cut short. A few hundred bytes of YAML aliases
+# expand to millions of items, whose whole repr took a gigabyte and 15 seconds.
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 60
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict = 2, 3, 3, 3
+
+
+def shown(value: Any) -> str:
+    """``value`` as an error message shows it: its repr, at most about 60 characters a
+    piece (a long text, a large or deeply nested list or mapping)."""
+    return _SHORT.repr(value)
+
+
 def parse_duration(text: str | float | int, where: str = "--time-budget") -> float:
     """'20m' -> 1200.0, '1h30m' -> 5400.0: h, m and s amounts (in that order), or a plain
     number of seconds. ``where``: how messages name the value (a flag, a file's key)."""
     if isinstance(text, bool):  # YAML's `time_budget: true` (or yes, on) is no duration
-        raise SimCLRError(f"{where}: cannot read {text!r} (use e.g. 90s, 20m, 1.5h, 1h30m)")
+        raise SimCLRError(f"{where}: cannot read {shown(text)} (use e.g. 90s, 20m, 1.5h, 1h30m)")
     if isinstance(text, (int, float)):
         seconds = float(text)
     else:
@@ -169,12 +183,12 @@ def parse_duration(text: str | float | int, where: str = "--time-budget") -> flo
                              str(text))
         sign, h, m, sec, unit = parts.groups() if parts else ("",) * 5
         if not (h or m or sec) or (sec and not unit and (h or m)):  # 1h30: 30 what?
-            raise SimCLRError(f"{where}: cannot read {text!r} (use e.g. 90s, 20m, "
+            raise SimCLRError(f"{where}: cannot read {shown(text)} (use e.g. 90s, 20m, "
                               "1.5h, 1h30m)")
         seconds = sum(float(v) * k for v, k in ((h, 3600), (m, 60), (sec, 1)) if v)
         seconds = -seconds if sign else seconds
     if not seconds > 0:
-        raise SimCLRError(f"{where} must be positive, got {text!r}")
+        raise SimCLRError(f"{where} must be positive, got {shown(text)}")
     return seconds
 
 
@@ -199,7 +213,7 @@ def _coerce(value: Any, type_text: str, where: str) -> Any:
             return None
         raise SimCLRError(f"{where}: a value is required")
     if isinstance(value, dict) or (isinstance(value, list) and base != "tuple"):
-        raise SimCLRError(f"{where}: expected one {base} value, got {value!r}")
+        raise SimCLRError(f"{where}: expected one {base} value, got {shown(value)}")
     try:
         if base == "bool":
             if isinstance(value, bool):
@@ -227,7 +241,7 @@ def _coerce(value: Any, type_text: str, where: str) -> Any:
             return str(value)
     except (TypeError, ValueError):
         wanted = WANTED.get(base, base)
-        raise SimCLRError(f"{where}: expected {wanted}, got {value!r}") from None
+        raise SimCLRError(f"{where}: expected {wanted}, got {shown(value)}") from None
     return value
 
 
@@ -242,8 +256,9 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> None
             sub = getattr(cfg, str(key), None)
             if not dataclasses.is_dataclass(sub):
                 if any(f.name == key for f in fields(cfg)):
-                    raise SimCLRError(f"{source}: setting {key!r} takes a value, not a mapping")
-                raise SimCLRError(f"{source}: unknown section {key!r}")
+                    raise SimCLRError(f"{source}: setting {shown(key)} takes a value, not a "
+                                      "mapping")
+                raise SimCLRError(f"{source}: unknown section {shown(key)}")
             for sub_key, sub_value in value.items():
                 set_path(cfg, f"{key}.{sub_key}", sub_value, source)
         else:
@@ -274,14 +289,14 @@ def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
     for part in parents:
         obj = getattr(obj, part, None)
         if not dataclasses.is_dataclass(obj):
-            raise SimCLRError(f"{source}: unknown setting {path!r}")
+            raise SimCLRError(f"{source}: unknown setting {shown(path)}")
     try:
         type_text = field_type(obj, name)
     except KeyError:
-        raise SimCLRError(f"{source}: unknown setting {path!r}{_nested_hint(path)}") from None
+        raise SimCLRError(f"{source}: unknown setting {shown(path)}{_nested_hint(path)}") from None
     if dataclasses.is_dataclass(getattr(obj, name)):  # e.g. `model: 3` in a YAML file
         raise SimCLRError(f"{source}: section {path!r} must be a mapping of its settings, "
-                          f"got {value!r}")
+                          f"got {shown(value)}")
     # A flag's problem is named by the flag the user typed, a file's by its key.
     where = f"--{flag_of(path)}" if source == "flag" else f"{source}: {path}"
     if path == "time_budget" and not is_null(value):
@@ -340,7 +355,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     f"{key_node.start_mark.line + 1})", key_node.start_mark)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"{key!r} is given twice (line {key_node.start_mark.line + 1})",
+                    None, None, f"{shown(key)} is given twice (line "
+                    f"{key_node.start_mark.line + 1})",
                     key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
@@ -462,7 +478,7 @@ def build_config(
     sides = [cfg.augment.size]
     if preset is not None:
         if not isinstance(preset, str) or preset not in PRESETS:
-            raise SimCLRError(f"unknown preset {preset!r} (choose from {', '.join(PRESETS)})")
+            raise SimCLRError(f"unknown preset {shown(preset)} (choose from {', '.join(PRESETS)})")
         apply_overrides(cfg, PRESETS[preset], f"preset {preset}")
         if "lr" in PRESETS[preset].get("optim", {}):
             lr_origin = (cfg.optim.lr, cfg.optim.lr_scaling, cfg.batch_size)

@@ -39,7 +39,7 @@ from simclr.config import (
     DataConfig,
 )
 from simclr.errors import SimCLRError
-from simclr.settings import WANTED, SettingError, field_kind
+from simclr.settings import WANTED, SettingError, field_kind, shown
 
 MAX_WIDTH = 64  # a width multiplier; 64 x ResNet-50 would hold about 100 billion weights
 # The projection head's bounds: Fig. 8 tries z of 32-2048 dimensions and SimCLRv2 3
@@ -88,7 +88,7 @@ def _check_types(obj: Any, prefix: str = "") -> None:
             if ok:
                 setattr(obj, f.name, plain(value))
         if not ok:
-            raise SettingError(path, f" must be {WANTED[base]}, got {value!r}")
+            raise SettingError(path, f" must be {WANTED[base]}, got {shown(value)}")
 
 
 def _check_finite(obj: Any, prefix: str = "") -> None:
@@ -107,7 +107,8 @@ def _check_finite(obj: Any, prefix: str = "") -> None:
 
 def _choice(value: str, choices: tuple[str, ...], path: str) -> None:
     if value not in choices:
-        raise SettingError(path, f": unknown value {value!r} (choose from {', '.join(choices)})")
+        raise SettingError(path, f": unknown value {shown(value)} (choose from "
+                                 f"{', '.join(choices)})")
 
 
 def _positive(value: float | int | None, path: str, allow_zero: bool = False) -> None:
@@ -248,7 +249,8 @@ def _validate_run(cfg: Config) -> None:
     _positive(cfg.time_budget, "time_budget")
     _choice(cfg.precision, PRECISIONS, "precision")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
-        raise SettingError("device", f": unknown device {cfg.device!r} (auto, cpu, cuda, cuda:N)")
+        raise SettingError("device", f": unknown device {shown(cfg.device)} (auto, cpu, "
+                                     "cuda, cuda:N)")
     validate_data(cfg.data)
     _positive(cfg.threads, "threads")
     _check(cfg.threads is None or cfg.threads <= MAX_THREADS, "threads",

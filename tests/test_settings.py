@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 
 import pytest
 import yaml
@@ -411,3 +412,26 @@ def test_a_saved_config_reads_back_the_same_through_either_schema(tmp_path):
     assert load_yaml(saved)["provenance"] == yaml.safe_load(saved.read_text())["provenance"] \
         == {"git_sha": "12e45", "note": "0123"}
     assert yaml.safe_load(saved.read_text())["data"]["path"] == "1e3"
+
+
+def test_a_value_in_a_message_is_shown_short_however_large(tmp_path):
+    """A 470-byte file of nested aliases (a list of ten million items) took 15 s and
+    1.25 GB to print a 72 MB "one-line" error holding the list's whole repr."""
+    lines = ['provenance:', '  a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"  a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 6)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join([*lines, "model:", "  arch: *a5", ""]))
+    started = time.monotonic()
+    with pytest.raises(SimCLRError, match=r"bomb\.yaml: model\.arch: expected one str value, "
+                                          r"got \[\[\[\.\.\.\], ") as info:
+        build_config(config_file=str(path))
+    assert len(str(info.value)) < 300 and time.monotonic() - started < 5
+    for text, needle in ((f"model: {{head: {'x' * 100_000}}}\n", "unknown value 'xxx"),
+                         (f"time_budget: {'x' * 100_000}\n", "cannot read 'xxx"),
+                         (f"augment: {{crop_scale: [{'[1, 2], ' * 1000} 3]}}\n",
+                          "expected two numbers A,B (e.g. 0.08,1), got [[1")):
+        path.write_text(text)
+        with pytest.raises(SimCLRError) as info:
+            build_config(config_file=str(path))
+        assert needle in str(info.value) and len(str(info.value)) < 300
+
