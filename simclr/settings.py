@@ -489,8 +489,9 @@ def build_config(
         check_settings_file(filed, config_file)
         settings = {k: v for k, v in filed.items() if k not in RECORDED_KEYS}
         apply_overrides(cfg, settings, str(config_file))
-        if "optim.lr" in _paths_of(settings) and cfg.optim.lr is not None:
-            lr_origin = (cfg.optim.lr, cfg.optim.lr_scaling, cfg.batch_size)
+        if "optim.lr" in _paths_of(settings):  # (null: the rule's base lr, not the preset's)
+            lr_origin = None if cfg.optim.lr is None else (cfg.optim.lr, cfg.optim.lr_scaling,
+                                                           cfg.batch_size)
     sides.insert(0, cfg.augment.size)
     for path, value in (flags or {}).items():
         set_path(cfg, path, value, "flag")

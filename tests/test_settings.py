@@ -435,3 +435,13 @@ def test_a_value_in_a_message_is_shown_short_however_large(tmp_path):
             build_config(config_file=str(path))
         assert needle in str(info.value) and len(str(info.value)) < 300
 
+
+def test_a_files_null_lr_is_the_base_lr_of_the_rule_not_the_presets(tmp_path):
+    """`optim: {lr: null}` over cifar10-cpu with --lr-scaling sqrt kept the preset's
+    lr 1.0 carried to sqrt (0.088), not the paper's base for sqrt (0.075)."""
+    path = tmp_path / "run.yaml"
+    path.write_text("optim:\n  lr: null\n")
+    cfg = build_config("cifar10-cpu", str(path), {"optim.lr_scaling": "sqrt"})
+    assert cfg.optim.lr == pytest.approx(0.075)
+    assert build_config("cifar10-cpu", str(path)).optim.lr == pytest.approx(0.3)
+
