@@ -351,13 +351,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             if isinstance(key, (list, dict)):  # YAML allows them; no setting is named so
                 raise yaml.constructor.ConstructorError(
                     None, None, f"a key must be a name, not a "
-                    f"{'list' if isinstance(key, list) else 'mapping'} (line "
-                    f"{key_node.start_mark.line + 1})", key_node.start_mark)
+                    f"{'list' if isinstance(key, list) else 'mapping'}", key_node.start_mark)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"{shown(key)} is given twice (line "
-                    f"{key_node.start_mark.line + 1})",
-                    key_node.start_mark)
+                    None, None, f"{shown(key)} is given twice", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -399,11 +396,23 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0]
-        raise SimCLRError(f"config file {p} is not valid YAML: {first}") from None
+        raise SimCLRError(f"config file {p} is not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise SimCLRError(f"config file {p} must hold a mapping of settings")
     return data
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What PyYAML found wrong in a file and where, on one line (its message's first
+    line is often the context alone: 'while scanning for the next token')."""
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if not problem:  # (a ReaderError: the character and why, on its first line)
+        return str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    if context and problem.startswith("but "):  # 'expected a single document in the stream'
+        problem = f"{context}, {problem}"
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+    return " ".join(f"{problem}{where}".split())
 
 
 # What a command's results file holds that no settings file does: the results of an

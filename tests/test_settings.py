@@ -260,7 +260,7 @@ def test_local_paths_are_stored_absolute(tmp_path, monkeypatch):
 def test_a_key_given_twice_and_a_boolean_number_are_refused(tmp_path):
     twice = tmp_path / "twice.yaml"
     twice.write_text("model:\n  head_out_dim: 64\nepochs: 3\nmodel:\n  head_layers: 3\n")
-    with pytest.raises(SimCLRError, match="'model' is given twice"):
+    with pytest.raises(SimCLRError, match=r"'model' is given twice \(line 4, column 1\)$"):
         build_config(config_file=str(twice))
     boolean = tmp_path / "bool.yaml"
     boolean.write_text("optim:\n  lr: true\n")
@@ -293,7 +293,7 @@ def test_a_yaml_key_that_is_a_list_is_one_line(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("? [a, b]\n: 3\n")
     with pytest.raises(SimCLRError, match=r"not valid YAML: a key must be a name, not a list "
-                                          r"\(line 1\)"):
+                                          r"\(line 1, column 3\)$"):
         build_config(config_file=str(path))
 
 
@@ -445,3 +445,21 @@ def test_a_files_null_lr_is_the_base_lr_of_the_rule_not_the_presets(tmp_path):
     assert cfg.optim.lr == pytest.approx(0.075)
     assert build_config("cifar10-cpu", str(path)).optim.lr == pytest.approx(0.3)
 
+
+@pytest.mark.parametrize(("text", "needle"), [
+    ("model:\n\tarch: resnet18\n",
+     r"found character '\\t' that cannot start any token \(line 2, column 1\)$"),
+    ("model: [unclosed\n", r"expected ',' or '\]', but got '<stream end>' \(line 2, column 1\)$"),
+    ("a: b: c\n", r"mapping values are not allowed here \(line 1, column 5\)$"),
+    ("a: 1\n---\nb: 2\n", r"expected a single document in the stream, but found another "
+                         r"document \(line 2, column 1\)$"),
+])
+def test_a_yaml_syntax_error_says_what_and_where(tmp_path, text, needle):
+    """Only the first line of PyYAML's message was kept: 'while scanning for the next
+    token' for a tab, without what was found or where."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(SimCLRError, match=f"^config file {re.escape(str(path))} is not valid "
+                                          f"YAML: {needle}") as info:
+        build_config(config_file=str(path))
+    assert "\n" not in str(info.value)
