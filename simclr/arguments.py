@@ -283,7 +283,8 @@ def add_supervised_command(sub: argparse._SubParsersAction) -> None:
     from simclr.supervised import unused_setting
 
     add_config_flags(p, exclude={flag for flag, path in all_flags().items()
-                                 if unused_setting(path)})
+                                 if unused_setting(path)},
+                     described={"batch_size": "global batch (images; one view each)"})
     p.add_argument("--out", help="run directory (required for a new run)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved settings as YAML and exit")

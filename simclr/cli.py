@@ -111,10 +111,12 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozenset()) -> None:
+def add_config_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozenset(),
+                     described: dict[str, str] | None = None) -> None:
     """A flag for every setting (settings.all_flags), grouped by config section and described
-    by the config's own comments; only flags given on the line override."""
-    docs = setting_help()
+    by the config's own comments, or by ``described`` (dotted setting -> text) where a
+    command uses a setting otherwise; only flags given on the line override."""
+    docs = {**setting_help(), **(described or {})}
     groups = {section: parser.add_argument_group(_group_title(section, cls))
               for section, cls in SECTIONS.items()}
     for flag, path in all_flags().items():

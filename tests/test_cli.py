@@ -877,3 +877,15 @@ print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN,
     said = [line for line in done.stdout.splitlines()  # (beside the caches' listings)
             if line.split() and set(line.split()) <= {"True", "False"}]
     assert said == ["True True", "True True"], (done.stdout, done.stderr)
+
+
+def test_supervised_help_says_its_batch_is_one_view_per_image(capsys):
+    """`simclr supervised --help` said '(images; 2x views)', pretraining's batch."""
+    for command, text in (("supervised", "--batch-size INT global batch (images; one view "
+                                         "each) (default: 4096)"),
+                          ("pretrain", "--batch-size INT global batch (images; 2x views)")):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        assert text in out
+        assert ("2x views" in out) == (command == "pretrain")
