@@ -584,7 +584,7 @@ def check_config(config: Mapping[str, Any], path: Path) -> None:
     try:
         validate(config_from_dict(dict(config)))
     except SettingError as exc:
-        problem = f"{exc.path}{exc.detail}"
+        problem = exc.named(str)
     except (SimCLRError, TypeError, ValueError) as exc:
         problem = str(exc).removeprefix("saved config: ")
     else:

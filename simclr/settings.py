@@ -17,7 +17,7 @@ import functools
 import os
 import re
 import reprlib
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -146,12 +146,19 @@ class SettingError(SimCLRError):
     """One setting's invalid value. The message names it as the flag (``--epochs must be
     positive, got -5``) unless :func:`build_config` knows it came from a config file,
     where it names the file and the key (``run.yaml: epochs must be positive, ...``).
+    ``others``: settings the detail speaks of too, named the same way in its ``{}``
+    slots (``--first-op ...: it needs --asymmetric``, or a file's ``augment.asymmetric``).
     """
 
-    def __init__(self, path: str, detail: str) -> None:
-        super().__init__(f"--{flag_of(path)}{detail}")
-        self.path = path
-        self.detail = detail
+    def __init__(self, path: str, detail: str, others: tuple[str, ...] = ()) -> None:
+        self.path, self.detail, self.others = path, detail, others
+        super().__init__(self.named(lambda p: f"--{flag_of(p)}"))
+
+    def named(self, name: Callable[[str], str]) -> str:
+        """The message, each setting it speaks of named by ``name`` (a dotted path to its
+        flag, or to a file's key)."""
+        detail = self.detail.format(*map(name, self.others)) if self.others else self.detail
+        return f"{name(self.path)}{detail}"
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -536,10 +543,12 @@ def build_config(
         validate(cfg)
         check_scale(cfg)
     except SettingError as exc:
-        # Named where the user wrote it: a value from the file (and no flag) by its key.
+        # Named where the user wrote it: a value from the file (and no flag) by its key,
+        # and the other settings it speaks of too (by their flags where flags gave them).
         if config_file is not None and exc.path not in (flags or {}) \
                 and exc.path in _paths_of(settings):
-            raise SimCLRError(f"{config_file}: {exc.path}{exc.detail}") from None
+            named = exc.named(lambda p: f"--{flag_of(p)}" if p in (flags or {}) else p)
+            raise SimCLRError(f"{config_file}: {named}") from None
         if preset is not None and exc.path not in (flags or {}) \
                 and exc.path in _paths_of(PRESETS[preset]):  # (the preset's value)
             raise SimCLRError(f"{exc} (set by --preset {preset}; give --{flag_of(exc.path)})"

@@ -202,8 +202,8 @@ def _validate_loss(cfg: Config) -> None:
     _check(cfg.loss.temperature >= MIN_TEMPERATURE, "loss.temperature",
            f"must be at least {MIN_TEMPERATURE:g}, got {cfg.loss.temperature:g}")
     if cfg.loss.semi_hard and cfg.loss.name == "nt_xent":  # it would be silently ignored
-        raise SimCLRError("--semi-hard applies to --loss nt_logistic and margin_triplet "
-                          "(NT-Xent weighs every negative by its softmax)")
+        raise SettingError("loss.semi_hard", " applies to {} nt_logistic and margin_triplet "
+                           "(NT-Xent weighs every negative by its softmax)", ("loss.name",))
 
 
 def _validate_optim(cfg: Config) -> None:
@@ -267,7 +267,9 @@ def _validate_run(cfg: Config) -> None:
     _check(cfg.knn_temperature >= MIN_TEMPERATURE, "knn_temperature",
            f"must be at least {MIN_TEMPERATURE:g}, got {cfg.knn_temperature:g}")
     if (cfg.knn_train is None) != (cfg.knn_test is None):
-        raise SimCLRError("--knn-train and --knn-test go together")
+        given, other = (("knn_train", "knn_test") if cfg.knn_test is None
+                        else ("knn_test", "knn_train"))
+        raise SettingError(given, " and {} go together", (other,))
 
 
 def validate_data(d: DataConfig) -> None:
@@ -332,10 +334,13 @@ def validate_augment(a: AugmentConfig) -> None:
     _check(0 <= hue <= 0.5, "augment.hue" if a.hue is not None else "augment.color_strength",
            f"gives hue jitter {hue}, which must lie in [0, 0.5]")
     if a.asymmetric and not a.crop_resize:
-        raise SimCLRError("--asymmetric needs --crop-resize (the Fig. 5 crop is crop + resize)")
+        raise SettingError("augment.asymmetric", " needs {} (the Fig. 5 crop is crop + resize)",
+                           ("augment.crop_resize",))
     if a.first_op:
         _choice(a.first_op, tuple(FIG5_OPS), "augment.first_op")
         if not a.asymmetric:
-            raise SimCLRError("--first-op orders the Fig. 5 protocol's ops: it needs --asymmetric")
+            raise SettingError("augment.first_op", " orders the Fig. 5 protocol's ops: it needs "
+                               "{}", ("augment.asymmetric",))
         if not any(getattr(a, switch) for switch in FIG5_OPS[a.first_op]):
-            raise SimCLRError(f"--first-op {a.first_op}: that transformation is switched off")
+            raise SettingError("augment.first_op", f" {a.first_op}: that transformation is "
+                               "switched off")

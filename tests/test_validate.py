@@ -197,3 +197,27 @@ def test_the_values_at_each_bound_are_taken(flags):
     for path, value in flags.items():
         section, _, name = path.rpartition(".")
         assert getattr(getattr(cfg, section) if section else cfg, name) == value
+
+
+@pytest.mark.parametrize(("text", "flags", "message"), [
+    ("augment:\n  first_op: color\n", {},
+     "augment.first_op orders the Fig. 5 protocol's ops: it needs augment.asymmetric"),
+    ("augment:\n  first_op: sobel\n  asymmetric: true\n", {},
+     "augment.first_op sobel: that transformation is switched off"),
+    ("augment:\n  asymmetric: true\n  crop_resize: false\n", {},
+     "augment.asymmetric needs augment.crop_resize (the Fig. 5 crop"),
+    ("knn_test: somewhere\n", {}, "knn_test and knn_train go together"),
+    ("loss:\n  semi_hard: true\n", {},
+     "loss.semi_hard applies to loss.name nt_logistic and margin_triplet"),
+    ("loss:\n  semi_hard: true\n  name: nt_logistic\n", {"loss.name": "nt_xent"},
+     "loss.semi_hard applies to --loss nt_logistic and margin_triplet"),  # (a flag's)
+])
+def test_a_files_setting_that_needs_another_names_both_as_the_user_gave_them(
+        tmp_path, text, flags, message):
+    """README: a value from a file is named by the file and its key; these named flags
+    the user had not given (`--first-op ... it needs --asymmetric` for a file's keys)."""
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(SimCLRError) as info:
+        build_config(config_file=str(path), flags=flags)
+    assert str(info.value).startswith(f"{path}: {message}")
