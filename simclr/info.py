@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,11 @@ from simclr.checkpoint import (
     load_checkpoint,
     periodic_checkpoints,
 )
-from simclr.errors import SimCLRError, unreadable_path
+from simclr.config import SECTIONS, Config
+from simclr.errors import SimCLRError, unreadable_path, with_article
 from simclr.files import folder_holder, read_json
 from simclr.rundir import SUPERVISED_RESULT
+from simclr.settings import set_path
 
 # The evaluations' results files (simclr.results.RESULTS) and what each measured.
 RESULT_FILES = {"knn.json": "kNN", "linear_eval.json": "linear evaluation",
@@ -36,6 +39,12 @@ KIND_NAMES = {"pretrain": "SimCLR pretraining", "supervised": "supervised traini
               "encoder": "exported encoder"}
 TAIL_BYTES = 1 << 16  # the end of metrics.jsonl read for the last logged step
 NAMES_SHOWN = 20  # a classifier's class names listed as text; the rest counted (ImageNet: 1000)
+CONFIG_FILE = "config.yaml"
+# Each section's setting names ("": the run-wide ones, sections among them), which a
+# damaged config.yaml is read by
+FIELDS = {name: {f.name for f in fields(cls)} for name, cls in SECTIONS.items()}
+SECTION_TYPES = tuple(cls for name, cls in SECTIONS.items() if name)
+UNREAD = object()  # a setting of a damaged config.yaml that could not be read
 # The numbers info reads from a metrics.jsonl line, and the types each may have (or null:
 # a step skipped for a NaN loss logs a null loss).
 LOGGED_NUMBERS: dict[str, tuple[type, ...]] = {
@@ -75,7 +84,9 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
     if (runs or pending) and not (path / "config.yaml").exists() and \
             not (path / CHECKPOINTS).is_dir():  # e.g. runs/, a sweep
         return {**facts, "runs": [_described(run) for run in runs], "pending": pending}
-    config = _read_yaml(path / "config.yaml")
+    config, damaged = _read_config(path / CONFIG_FILE)
+    if damaged:  # shown without what could not be read, and said so
+        facts["config_damaged"] = list(damaged.values())
     if config:
         facts["encoder"] = encoder_facts(config)
         facts["recipe"] = recipe_facts(config)
@@ -83,8 +94,9 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
         processes = (facts["provenance"] or {}).get("processes")
         if str(processes).isdigit():  # the batch is global: over how many, how normalised
             facts["recipe"]["processes"] = int(processes)
-        # (a supervised run's --train/--test: its `folders`, before its last.pt has them)
-        facts["data"] = (config.get("data") or {}).get("path") or config.get("folders")
+        if not {"data", "data.path"} & damaged.keys():  # (unread: not the digits demo)
+            # (a supervised run's --train/--test: its `folders`, before its last.pt has them)
+            facts["data"] = (config.get("data") or {}).get("path") or config.get("folders")
         if config.get("init_from"):  # the file and step it started from, where recorded
             facts["init_from"] = config.get("init_from_resolved") or config["init_from"]
     facts["checkpoints"] = _checkpoints(path / CHECKPOINTS)
@@ -99,7 +111,7 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
         holder = folder_holder(path)
         if holder:  # a command at work that has saved nothing yet (a fine-tuning's start)
             return {"path": str(path), "busy": holder}
-        what = ("its config.yaml is not readable YAML" if (path / "config.yaml").exists()
+        what = (f"its {CONFIG_FILE} is {next(iter(damaged.values()))}" if damaged
                 else "no config.yaml, checkpoints or results")
         raise SimCLRError(f"{target}: not a simclr run folder ({what})")
     return facts
@@ -377,10 +389,13 @@ def _started(provenance: Any) -> dict[str, Any] | None:
         return None
     earlier = provenance.get("earlier") if isinstance(provenance.get("earlier"), list) else []
     first = earlier[0] if earlier else provenance
-    latest = [str(a) for a in provenance.get("argv") or []]
+    first = first if isinstance(first, dict) else {}  # (damaged: its command is unknown)
+    argv = first.get("argv") if isinstance(first.get("argv"), list) else None
+    latest = [str(a) for a in provenance.get("argv") or []] \
+        if isinstance(provenance.get("argv"), list) else []
     processes = latest[latest.index("--processes") + 1] \
         if "--processes" in latest[:-1] else None  # (a --processes=N form is not read)
-    return {"argv": first.get("argv"), "git_sha": first.get("git_sha"),
+    return {"argv": argv, "git_sha": first.get("git_sha"),
             "simclr": first.get("simclr"), "starts": len(earlier) + 1,
             "processes": processes}
 
@@ -432,14 +447,52 @@ def _unreadable_file(path: Path) -> str | None:
     return None
 
 
-def _read_yaml(path: Path) -> dict[str, Any] | None:
+def _read_config(path: Path) -> tuple[dict[Any, Any] | None, dict[str, str]]:
+    """A run's config.yaml: its settings that can be read (None: no file, or no mapping
+    at all) and what is damaged in it, in a few words by dotted setting ("": the whole
+    file). A damaged or hand-edited file is described without what it could not read,
+    not read into a traceback."""
     import yaml
 
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+    except FileNotFoundError:
+        return None, {}
+    except OSError as exc:
+        return None, {"": f"unreadable ({exc.strerror})"}
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return None, {"": "not readable YAML"}
+    if not isinstance(data, dict):
+        return None, {"": "empty" if data is None else
+                      f"{with_article(type(data).__name__)}, not a mapping of settings"}
+    readable: dict[Any, Any] = {}
+    damaged: dict[str, str] = {}
+    checked = Config()  # (set_path converts each value as a run's config is read back)
+    for key, value in data.items():
+        section = getattr(checked, str(key), None) if str(key) in FIELDS[""] else None
+        if isinstance(section, SECTION_TYPES) and isinstance(value, dict):
+            readable[key] = {name: _readable(checked, f"{key}.{name}", item, damaged)
+                             for name, item in value.items()}
+            readable[key] = {k: v for k, v in readable[key].items() if v is not UNREAD}
+        else:  # a run-wide setting, a section that is no mapping, or no setting at all
+            readable[key] = _readable(checked, str(key), value, damaged)
+    return {k: v for k, v in readable.items() if v is not UNREAD}, damaged
+
+
+def _readable(checked: Config, path: str, value: Any, damaged: dict[str, str]) -> Any:
+    """``value`` of the dotted setting ``path`` as its declared type, else
+    :data:`UNREAD` with why recorded in ``damaged``; a key that is no setting (a fact the
+    run recorded, such as its provenance, or another simclr's) as it is."""
+    section, _, name = path.rpartition(".")
+    if name not in FIELDS[section]:
+        return value
+    try:
+        set_path(checked, path, value, CONFIG_FILE)
+    except SimCLRError as exc:
+        damaged[path] = str(exc).removeprefix(f"{CONFIG_FILE}: ")
+        return UNREAD
+    owner = getattr(checked, section) if section else checked
+    return getattr(owner, name)
 
 
 # ------------------------------------------------------------------------ as text
@@ -466,12 +519,16 @@ def render(facts: dict[str, Any]) -> str:
                 for r in run.get("results", []) if isinstance(r.get("top1"), (int, float)))
             for run in facts["runs"]] + [f"  {cell}: not started" for cell in pending])
     lines = [f"{facts['path']}: {_head_line(facts)}"]
+    if facts.get("config_damaged"):
+        lines.append(f"  {CONFIG_FILE} is damaged, what it could not read is left out: "
+                     f"{'; '.join(facts['config_damaged'])}")
     kind = _kind(facts)
     contrastive = kind != "supervised"  # its config's head and loss play no part
     if facts.get("encoder"):
         lines.append(f"  encoder: {_encoder(facts['encoder'], head=contrastive)}")
-    if facts.get("recipe"):
-        lines.append(f"  recipe: {_recipe(facts['recipe'], loss=contrastive)}")
+    recipe = _recipe(facts["recipe"], loss=contrastive) if facts.get("recipe") else ""
+    if recipe:  # (none: a damaged config.yaml gave none of its settings)
+        lines.append(f"  recipe: {recipe}")
     if "data" in facts:
         data = facts["data"] or _unnamed_data(kind)
         if isinstance(data, dict):
@@ -754,7 +811,8 @@ def _program_origin(card: dict[str, Any]) -> str:
 def _encoder(e: dict[str, Any], head: bool = True) -> str:
     width = f" x{e['width']:g}" if isinstance(e.get("width"), (int, float)) else ""
     side = e.get("image_size")
-    text = f"{e.get('arch')}{width}, " + (f"{side} px" if side else "image side not recorded")
+    text = f"{e.get('arch') or 'network not recorded'}{width}, " + \
+        (f"{side} px" if side else "image side not recorded")
     if side and e.get("eval_size") not in (None, side):
         text += f" (evaluated at {e['eval_size']})"
     if head and e.get("head"):
@@ -770,15 +828,19 @@ def _recipe(r: dict[str, Any], loss: bool = True) -> str:
               if isinstance(r.get("epochs"), (int, float)) else "")
     if r.get("max_steps"):  # a cap on the schedule: at most that many steps
         length += f"{', ' if length else ''}at most {r['max_steps']} steps"
-    batch = f"batch {r.get('batch_size')}"
-    if isinstance(r.get("processes"), int) and r["processes"] > 1:
+    batch = f"batch {r['batch_size']}" if r.get("batch_size") is not None else ""
+    if batch and isinstance(r.get("processes"), int) and r["processes"] > 1:
         batch += (f" over {r['processes']} processes ("
                   f"{'per-process' if r.get('sync_bn') is False else 'global'} BatchNorm)")
+    # (a setting a damaged config.yaml did not give is left out, not written 'None')
+    optim = " ".join(x for x in (
+        str(r.get("optimizer") or "").upper(),
+        f"lr {r['lr']}" if r.get("lr") is not None else "",
+        f"({r['lr_scaling']} scaling)" if r.get("lr_scaling") else "") if x)
     return ", ".join(x for x in (
-        batch, f"{str(r.get('optimizer')).upper()} lr {r.get('lr')} "
-        f"({r.get('lr_scaling')} scaling)",
-        f"{r.get('loss')} tau {r.get('temperature')}" if loss else "",
-        str(r.get("precision") or ""), f"seed {r.get('seed')}", length) if x)
+        batch, optim, f"{r['loss']} tau {r.get('temperature')}" if loss and r.get("loss") else "",
+        str(r.get("precision") or ""),
+        f"seed {r['seed']}" if r.get("seed") is not None else "", length) if x)
 
 
 def _duration(seconds: Any) -> str:

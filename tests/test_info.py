@@ -320,6 +320,59 @@ def test_wrongly_typed_values_in_the_log_are_skipped_as_unparsable_lines(
     assert (state["logged_step"], state["loss"], state.get("monitor_top1")) == (1, 2.0, None)
 
 
+_DAMAGED_CONFIGS = [  # (what is written over the config's section or whole; the line)
+    ("model", 3, "section 'model' must be a mapping of its settings, got 3"),
+    ("optim", 5, "section 'optim' must be a mapping of its settings, got 5"),
+    ("data", [1], "section 'data' must be a mapping of its settings, got [1]"),
+    ("model", {"arch": "resnet18", "width": "x"}, "model.width: expected a number, got 'x'"),
+    ("epochs", True, "epochs: expected a number, got True"),
+    ("provenance", {"argv": 3, "earlier": [1]}, None),  # (a record: no "started by" line)
+    (None, [1, 2], "a list, not a mapping of settings"),
+    (None, "text", "a str, not a mapping of settings"),
+    (None, None, "empty")]
+
+
+@pytest.mark.parametrize("key, value, problem", _DAMAGED_CONFIGS, ids=[
+    "model", "optim", "data", "width", "epochs", "provenance", "list", "text", "empty"])
+def test_a_damaged_config_is_shown_as_far_as_it_reads_and_said_damaged(
+        evaluated_run, tmp_path, capsys, key, value, problem):
+    """A config.yaml with a section that is no mapping (`model: 3`), a setting of the
+    wrong type, or no mapping at all: a traceback (AttributeError in encoder_facts),
+    or silently shown without its settings. Now the rest of it is shown, and a line
+    says what is damaged."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run[0], run)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    if key is not None:
+        saved[key] = value
+    (run / "config.yaml").write_text(yaml.safe_dump(saved if key is not None else value)
+                                     if value is not None else "")
+    lines = _info(capsys, run).splitlines()
+    assert lines[0].startswith(f"{run}: SimCLR pretraining, finished at step 2 of 2 (")
+    damaged = [x for x in lines if x.startswith("  config.yaml is damaged")]
+    assert damaged == ([f"  config.yaml is damaged, what it could not read is left out: "
+                        f"{problem}"] if problem else [])
+    if key not in (None, "optim"):  # the other sections are shown
+        assert "  recipe: batch 8, LARS lr 0.3 (linear scaling), nt_xent tau 0.1, " \
+            "fp32, seed 0, " in "\n".join(lines)
+    assert (f"  data: {evaluated_run[1]}" in lines) == (key not in (None, "data")), lines
+    facts = json.loads(_info(capsys, run, "--json"))
+    assert facts.get("config_damaged") == ([problem] if problem else None)
+    assert f"  {run.name}: SimCLR pretraining, finished" in _info(capsys, tmp_path)
+    (run / "summary.json").unlink()  # config.yaml alone: not a run folder, in one line
+    shutil.rmtree(run / "checkpoints")
+    shutil.rmtree(run / "knn")
+    (run / "metrics.jsonl").unlink()
+    if key is None:
+        assert main(["info", str(run)]) == 2
+        assert capsys.readouterr().err == (f"simclr info: error: {run}: not a simclr run "
+                                           f"folder (its config.yaml is {problem})\n")
+    else:  # a run before its first checkpoint: described from its config.yaml
+        assert _info(capsys, run).startswith(f"{run}: SimCLR pretraining, stopped")
+
+
 def test_a_preempted_run_says_how_to_continue(tmp_path, capsys):
     flags = tiny_flags(make_image_folder(tmp_path / "images"), tmp_path / "cut",
                        str(tmp_path / "cache"), checkpoint_every=0)
