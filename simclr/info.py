@@ -220,6 +220,8 @@ def recipe_facts(config: dict[str, Any]) -> dict[str, Any]:
             "sync_bn": (config.get("model") or {}).get("sync_bn"),
             "lr": optim.get("lr"), "lr_scaling": optim.get("lr_scaling"),
             "temperature": loss.get("temperature"), "loss": loss.get("name"),
+            "margin": loss.get("margin"), "semi_hard": loss.get("semi_hard"),
+            "normalize": loss.get("normalize"), "loss_weight": loss.get("weight"),
             "epochs": config.get("epochs"), "time_budget": config.get("time_budget"),
             "max_steps": config.get("max_steps"), "seed": config.get("seed"),
             "precision": config.get("precision_resolved")}
@@ -835,12 +837,34 @@ def _recipe(r: dict[str, Any], loss: bool = True) -> str:
     # (a setting a damaged config.yaml did not give is left out, not written 'None')
     optim = " ".join(x for x in (
         str(r.get("optimizer") or "").upper(),
-        f"lr {r['lr']}" if r.get("lr") is not None else "",
+        f"lr {_number(r['lr'])}" if r.get("lr") is not None else "",
         f"({r['lr_scaling']} scaling)" if r.get("lr_scaling") else "") if x)
     return ", ".join(x for x in (
-        batch, optim, f"{r['loss']} tau {r.get('temperature')}" if loss and r.get("loss") else "",
-        str(r.get("precision") or ""),
+        batch, optim, _loss(r) if loss else "", str(r.get("precision") or ""),
         f"seed {r['seed']}" if r.get("seed") is not None else "", length) if x)
+
+
+def _loss(r: dict[str, Any]) -> str:
+    """The loss and the settings that act on it (loss.contrastive_loss): NT-Xent's and
+    NT-Logistic's temperature, the margin triplet's margin (each inert under the other
+    losses: inert.py), and where set, semi-hard negatives, z not normalised, a weight."""
+    if not r.get("loss"):
+        return ""
+    name, value = ("margin", r.get("margin")) if r["loss"] == "margin_triplet" else \
+        ("tau", r.get("temperature"))
+    notes = ", ".join(x for x in (
+        "semi-hard negatives" if r.get("semi_hard") else "",
+        "z not normalised" if r.get("normalize") is False else "",
+        f"weight {_number(r['loss_weight'])}" if r.get("loss_weight") not in (None, 1) else "")
+        if x)
+    text = r["loss"] + (f" {name} {_number(value)}" if value is not None else "")
+    return text + (f" ({notes})" if notes else "")
+
+
+def _number(value: Any) -> str:
+    """A setting's number as :g writes it (lr 0.0883883, not 0.08838834764831843)."""
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) \
+        else str(value)
 
 
 def _duration(seconds: Any) -> str:

@@ -830,6 +830,30 @@ def test_a_time_budget_is_said_in_seconds_minutes_or_hours(budget, said):
     assert _recipe(recipe).endswith(f"seed 0, {said} budget")
 
 
+@pytest.mark.parametrize("loss, said", [
+    ({"name": "nt_xent", "temperature": 0.5}, "nt_xent tau 0.5"),
+    ({"name": "nt_logistic", "temperature": 0.2, "semi_hard": True},
+     "nt_logistic tau 0.2 (semi-hard negatives)"),
+    ({"name": "margin_triplet", "margin": 0.5}, "margin_triplet margin 0.5"),
+    ({"name": "margin_triplet", "margin": 0.5, "semi_hard": True, "normalize": False,
+      "weight": 2.0}, "margin_triplet margin 0.5 (semi-hard negatives, z not normalised, "
+                      "weight 2)")])
+def test_the_recipe_shows_the_settings_that_act_on_its_loss_and_a_short_lr(loss, said):
+    """A run of --loss margin_triplet --margin 0.5 read 'margin_triplet tau 0.1' (no
+    temperature acts there; its margin was not said), and the lr was written out whole
+    (cifar10-cpu's under --lr-scaling sqrt: 2 / sqrt(512) = 0.08838834764831843)."""
+    import math
+
+    from simclr.config import Config
+    from simclr.info import _recipe, recipe_facts
+
+    config = Config().to_dict()
+    config["loss"].update(loss)
+    config["optim"].update(lr=2 / math.sqrt(512), lr_scaling="sqrt")
+    assert f", LARS lr 0.0883883 (sqrt scaling), {said}, seed 0, " in \
+        _recipe(recipe_facts(config))
+
+
 def test_a_closed_checkpoints_folder_is_named(tmp_path, monkeypatch, capsys):
     """A run whose checkpoints/ has no permissions: the run folder was named as the one
     that could not be listed."""
