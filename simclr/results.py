@@ -33,14 +33,33 @@ def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor | np.ndarray,
     without a vote all score 0: with k=1 neighbour, top-5 is top-1, not top-1 plus
     whichever unvoted classes a sort happens to put first.) A NaN score is a miss.
     """
+    ahead = _ahead(scores, labels)
+    # Counted, then divided in float64: 22/40 is 0.55, not float32's 0.550000011920929.
+    rows = len(ahead)
+    return [int((ahead < k).sum()) / rows if rows else math.nan for k in ks]
+
+
+def _ahead(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """(M,) how many other classes score at least each row's label (C for a NaN score
+    or a label outside 0..C-1: a miss at every k), on the device of ``scores``."""
     labels = torch.as_tensor(labels, device=scores.device).long()
     known = (labels >= 0) & (labels < scores.shape[1])  # (another label is a miss)
     own = scores.gather(1, torch.where(known, labels, 0)[:, None])
     ahead = (scores >= own).sum(1) - 1  # the other classes scoring at least the label's
-    ahead = torch.where(own[:, 0].isnan() | ~known, scores.shape[1], ahead)
-    # Counted, then divided in float64: 22/40 is 0.55, not float32's 0.550000011920929.
-    rows = len(labels)
-    return [int((ahead < k).sum()) / rows if rows else math.nan for k in ks]
+    return torch.where(own[:, 0].isnan() | ~known, scores.shape[1], ahead)
+
+
+def top1_predictions(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) -> np.ndarray:
+    """(M,) each row's predicted class as top-1 counts it (:func:`topk_accuracy`): the
+    label where it is a hit, else the best-scoring other class (the lowest index of
+    those tied), so a tie with the label is predicted off the diagonal. argmax gave a
+    tie to the lowest index: the confusion matrix's diagonal counted hits top-1 did not."""
+    hit = (_ahead(scores, labels) < 1).cpu().numpy()
+    labels = np.asarray(torch.as_tensor(labels).cpu(), np.int64)
+    others = scores.clone()
+    known = np.flatnonzero((labels >= 0) & (labels < scores.shape[1]))
+    others[known, labels[known]] = -math.inf  # (a NaN elsewhere is argmax's: not the label)
+    return np.where(hit, labels, others.argmax(1).cpu().numpy())
 
 
 def accuracy_summary(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) -> dict[str, Any]:
@@ -50,7 +69,8 @@ def accuracy_summary(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) ->
 
 
 def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
-    """(C, C) counts: row = true class, column = predicted class."""
+    """(C, C) counts: row = true class, column = predicted class (the protocols' from
+    :func:`top1_predictions`: the diagonal holds top-1's hits, a tie counted off it)."""
     flat = np.asarray(labels, np.int64) * num_classes + np.asarray(preds, np.int64)
     return np.bincount(flat, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
@@ -147,7 +167,7 @@ def finish_results(results: dict[str, Any], out: Path | None, name: str, scores:
         log(f"note: no {name}_confusion.png: {len(classes):,} classes are more than a "
             f"figure can show ({MAX_FIGURE_CLASSES:,} at most)", verbose)
         return
-    matrix = confusion_matrix(labels, scores.argmax(1).numpy(), len(classes))
+    matrix = confusion_matrix(labels, top1_predictions(scores, labels), len(classes))
     fig = save_confusion_figure(matrix, classes, out / f"{name}_confusion.png",
                                 f"{name}: top-1 {100 * results['top1']:.2f}%")
     results["confusion_figure"] = str(fig)

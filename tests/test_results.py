@@ -57,6 +57,41 @@ def test_topk_accuracy_and_confusion_matrix():
     np.testing.assert_array_equal(cm, [[1, 0, 1], [0, 0, 0], [0, 1, 0]])
 
 
+def test_the_confusion_matrix_counts_a_tie_as_top1_does(tmp_path, monkeypatch):
+    """A row whose label ties for the best score is a top-1 miss, and off the matrix's
+    diagonal (argmax put it on the diagonal whenever the label was the lowest tied
+    index: a kNN image equal to training images of two classes read 33% top-1 with a
+    diagonal of 2/3). The diagonal always sums to top-1's hits."""
+    from types import SimpleNamespace
+
+    import simclr.results as results_module
+    from simclr.results import finish_results, top1_predictions
+
+    drawn = []
+    monkeypatch.setattr(results_module, "save_confusion_figure",
+                        lambda matrix, *args: drawn.append(matrix) or tmp_path / "c.png")
+    nan = float("nan")
+    scores = torch.tensor([[0.5, 0.5, 0.0],  # label 0 tied with 1: to 1
+                           [0.4, 0.0, 0.4],  # label 2 tied with 0: to 0
+                           [0.2, 0.3, 0.3],  # label 1 tied with 2: to 2
+                           [0.1, 0.8, 0.1],  # label 1, a hit
+                           [nan, 0.1, 0.3],  # label 0 NaN: a miss, to 2
+                           [0.3, 0.3, 0.3]])  # label 2 tied with both: to 0
+    labels = np.array([0, 2, 1, 1, 0, 2])
+    np.testing.assert_array_equal(top1_predictions(scores, labels), [1, 0, 2, 1, 2, 0])
+    train = SimpleNamespace(classes=["a", "b", "c"])
+    results = {"top1": topk_accuracy(scores, labels, (1,))[0]}
+    finish_results(results, tmp_path, "knn", scores, labels, train, train)
+    assert np.trace(drawn[0]) == 1 == round(6 * results["top1"])
+    np.testing.assert_array_equal(drawn[0], [[0, 1, 1], [0, 1, 1], [2, 0, 0]])
+    g = torch.Generator().manual_seed(0)  # many ties (kNN's zeros): diagonal = hits
+    scores = torch.randint(0, 3, (300, 6), generator=g).float()
+    labels = torch.randint(0, 6, (300,), generator=g).numpy()
+    matrix = confusion_matrix(labels, top1_predictions(scores, labels), 6)
+    assert np.trace(matrix) == round(300 * topk_accuracy(scores, labels, (1,))[0])
+    assert matrix.sum() == 300
+
+
 def test_class_names_the_font_cannot_draw_become_their_index(tmp_path):
     """CJK class names were empty boxes in the figure and a matplotlib warning per
     glyph on the terminal; they are drawn as #k (the JSON keeps the names)."""
