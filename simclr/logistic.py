@@ -81,7 +81,9 @@ def fit_logistic_regression(
     l2), so a fixed 1e-6 stopped a weakly penalised fit of separable features early (at
     l2 = 1e-6: test probabilities 0.08 off the optimum's; 0.001 now). scikit-learn's
     default, 1e-4 on its own scaling of the objective, is 1e-4 * l2 here.
-    Returns (W, b, info) with info = {"iterations", "loss"}.
+    Returns (W, b, info) with info = {"iterations", "loss", "max_iter", "capped"};
+    ``capped``: it stopped at ``max_iter`` iterations (or ``2 * max_iter`` evaluations)
+    before either test said it had converged, which L-BFGS does silently.
     """
     d = x.shape[1]
     if tol is None:
@@ -108,7 +110,9 @@ def fit_logistic_regression(
     opt.step(closure)
     with torch.no_grad():
         final = objective(x, y, w, b, l2).item()
-    info = {"iterations": int(opt.state[w].get("n_iter", 0)), "loss": final}
+    iterations, evals = (int(opt.state[w].get(key, 0)) for key in ("n_iter", "func_evals"))
+    info = {"iterations": iterations, "loss": final, "max_iter": max_iter,
+            "capped": iterations >= max_iter or evals >= 2 * max_iter}
     return w.detach(), b.detach(), info
 
 
@@ -251,6 +255,9 @@ def logistic_regression(
     norm = _Standardizer(x_all)
     x_all = norm(x_all)
     w, b, info = fit(x_all, y_all, l2=float(l2), init=init)
+    if info["capped"]:  # (the held-out fits' are said by _choose_l2)
+        log(f"note: the final fit (l2 {l2:.3g}) stopped at --max-iter {max_iter} before "
+            "converging; a larger --max-iter fits it further", verbose)
     if not bool(torch.isfinite(w).all() and torch.isfinite(b).all()):  # (a NaN layer saved
         raise SimCLRError(f"the linear classifier's fit at l2 {l2:g} diverged: its "  # with
                           "weights are not finite")  # a top-1 of 0% otherwise)
@@ -284,9 +291,11 @@ def _choose_l2(
     # Keys of 3 significant digits, more where two values of the grid would share one
     digits = next((p for p in range(3, 18) if len({f"{v:.{p}g}" for v in grid}) ==
                    len(set(grid))), 17)
-    init = None
+    init, capped = None, []
     for lam in grid:
-        w, b, _ = fit(x_fit, y_all[fit_t], l2=lam, init=init)
+        w, b, info = fit(x_fit, y_all[fit_t], l2=lam, init=init)
+        if info.get("capped"):
+            capped.append(info["max_iter"])
         init = solutions[lam] = (w, b)
         acc, loss = accuracy_and_loss(x_val, y_all[val_t], w, b)
         val_acc[f"{lam:.{digits}g}"], val_loss[f"{lam:.{digits}g}"] = acc, loss
@@ -299,5 +308,9 @@ def _choose_l2(
         log(f"note: the held-out set ({len(val_idx)} images) chose l2 {l2:.3g}, the "
             f"{'largest' if l2 == grid[0] else 'smallest'} of the grid; widen it "
             "(--l2-grid MIN,MAX,COUNT) or give --l2", verbose)
+    if capped:  # (their held-out accuracies, hence the choice, may be a cap's)
+        log(f"note: {len(capped)} of the {len(grid)} held-out fits stopped at --max-iter "
+            f"{capped[0]} before converging; a larger --max-iter fits them further",
+            verbose)
     # Returning frees the standardised copies: big problems keep one at a time.
     return l2, solutions[l2], held_out

@@ -177,6 +177,22 @@ def test_a_choice_at_the_edge_of_the_grid_is_pointed_out(capsys):
     assert "of the grid" not in capsys.readouterr().err  # a grid of one: the user's choice
 
 
+def test_a_fit_stopped_by_max_iter_is_pointed_out(capsys):
+    """L-BFGS stops at --max-iter silently: a run at the cap (results: "iterations":
+    1000) read as converged. The final fit and the held-out ones, counted, are said."""
+    x, y = blobs(20, 4, 3, spread=2.0, seed=2)
+    summary, _, _ = logistic_regression(x, y, x, 3, l2_grid=[1e-3, 1e-1], seed=0, max_iter=2,
+                                        verbose=True)
+    err = capsys.readouterr().err
+    assert summary["iterations"] == 2
+    assert "note: 2 of the 2 held-out fits stopped at --max-iter 2 before converging; a " \
+        "larger --max-iter fits them further" in err
+    assert f"note: the final fit (l2 {summary['l2']:.3g}) stopped at --max-iter 2 before " \
+        "converging; a larger --max-iter fits it further" in err
+    summary, _, _ = logistic_regression(x, y, x, 3, l2_grid=[1e-3, 1e-1], seed=0, verbose=True)
+    assert summary["iterations"] < 1000 and "--max-iter" not in capsys.readouterr().err
+
+
 def test_l2_grid_flag():
     assert logistic.parse_l2_grid("1e-6,1,13") == pytest.approx(
         [10 ** (-6 + i / 2) for i in range(13)], rel=1e-9)
