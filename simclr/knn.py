@@ -77,6 +77,7 @@ def knn_classify(
     train_feats: np.ndarray | torch.Tensor, train_labels: np.ndarray | torch.Tensor,
     test_feats: np.ndarray | torch.Tensor, k: int = 200, temperature: float = 0.1,
     num_classes: int | None = None, device: str | torch.device | None = None,
+    log_probs: bool = False,
 ) -> torch.Tensor:
     """Weighted kNN class probabilities (Wu et al. 2018), float32 (M, C) on CPU.
 
@@ -86,6 +87,11 @@ def knn_classify(
     normalised to sum to 1 per query. Queries run in blocks so the (block, N) similarity
     matrix stays bounded (``KNN_BLOCK_ELEMENTS``). ``device`` None: the current CUDA
     device when there is one, else the CPU.
+
+    ``log_probs``: their logs instead, float64 (-inf: a class without a vote), what the
+    protocol ranks: a neighbour more than ~100 T less similar than the nearest has a
+    weight of exactly 0 (T = 1e-4: 0.01 of cosine), so its class tied with the classes
+    without a vote, and top-5 counted it a miss. Computed in log space, in float64.
     """
     _check_settings(k, temperature)
     _check_memory(train_feats, train_labels, test_feats, num_classes)
@@ -102,13 +108,26 @@ def knn_classify(
     for start in range(0, queries.shape[0], block):
         sim = queries[start:start + block] @ memory.T
         top_sim, top_idx = sim.topk(k, dim=1)
-        # Shifting by the best similarity rescales a query's weights by one constant
-        # (the ranking is unchanged) and keeps exp() finite for small temperatures.
-        weights = ((top_sim - top_sim[:, :1]) / temperature).exp()
-        scores = torch.zeros(top_sim.shape[0], n_classes, device=dev)
-        scores.scatter_add_(1, labels[top_idx], weights)
-        out.append((scores / scores.sum(1, keepdim=True)).cpu())
-    return torch.cat(out) if out else torch.zeros(0, n_classes)
+        scores = _class_log_scores(top_sim, labels[top_idx], temperature, n_classes)
+        out.append(scores.cpu() if log_probs else scores.exp().float().cpu())
+    if not out:
+        return torch.zeros(0, n_classes, dtype=torch.float64 if log_probs else torch.float32)
+    return torch.cat(out)
+
+
+def _class_log_scores(top_sim: torch.Tensor, top_class: torch.Tensor, temperature: float,
+                      num_classes: int) -> torch.Tensor:
+    """log of each class's share of the weights exp(sim / T) of a query's neighbours,
+    float64 (B, C) (-inf: no neighbour of the class), from their similarities (B, k)
+    and classes (B, k). A class's log-sum-exp is taken about its own nearest neighbour,
+    whose weight is 1: no class's sum underflows, however small T."""
+    logits = top_sim.double() / temperature
+    best = torch.full((len(logits), num_classes), -math.inf, dtype=logits.dtype,
+                      device=logits.device).scatter_reduce(1, top_class, logits, "amax")
+    sums = torch.zeros_like(best).scatter_add_(
+        1, top_class, (logits - best.gather(1, top_class)).exp())
+    scores = best + sums.log()
+    return scores - scores.logsumexp(1, keepdim=True)
 
 
 def knn_accuracy(
@@ -161,7 +180,8 @@ def run_knn(
     if k > len(train_y):  # every image votes: a k of its own choosing, said
         log(f"note: --k {k} is more than the {len(train_y)} training images; each test image "
             f"takes all of them as neighbours (k = {len(train_y)})", verbose)
-    scores = knn_classify(train_x, train_y, test_x, k, temperature, num_classes, dev)
+    scores = knn_classify(train_x, train_y, test_x, k, temperature, num_classes, dev,
+                          log_probs=True)  # (the ranking of classes whose weights underflow)
     results = {"command": "knn", "k": min(k, len(train_y)), "temperature": temperature,
                **accuracy_summary(scores, test_y), **feature_sizes(train_x, test_x, num_classes),
                "image_size": image_size, "precision": prec,

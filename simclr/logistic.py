@@ -228,9 +228,11 @@ def logistic_regression(
     ``dtype`` None: float64 up to ``FLOAT64_MAX_ELEMENTS`` feature values (N x D) and
     logits (N x C), else float32.
 
-    Returns (summary dict, test probabilities float32 (M, C) on CPU, the classifier as a
-    float32 CPU ``nn.Linear`` on unstandardised features: the standardisation folded
-    into its weights, W / std and b - (W / std) mean).
+    Returns (summary dict, test log-probabilities (M, C) on CPU in the fit's dtype, the
+    classifier as a float32 CPU ``nn.Linear`` on unstandardised features: the
+    standardisation folded into its weights, W / std and b - (W / std) mean). Logs, not
+    probabilities: a class ~100 logits below the best had a float32 probability of
+    exactly 0, tied with every other such class, and top-5 counted it a miss.
     """
     if not 0 < val_fraction < 1:
         raise SimCLRError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
@@ -264,10 +266,10 @@ def logistic_regression(
     train_acc = accuracy_and_loss(x_all, y_all, w, b)[0]
     del x_all
     x_test = norm(torch.as_tensor(test_x, device=dev).to(dtype))
-    probs = torch.cat([torch.softmax(torch.addmm(b, x_test[rows], w.T), dim=1).float().cpu()
-                       for rows in row_blocks(len(x_test), num_classes)])
+    log_probs = torch.cat([torch.log_softmax(torch.addmm(b, x_test[rows], w.T), dim=1).cpu()
+                           for rows in row_blocks(len(x_test), num_classes)])
     summary.update(l2=float(l2), iterations=info["iterations"], train_top1=train_acc)
-    return summary, probs, norm.fold(w, b)
+    return summary, log_probs, norm.fold(w, b)
 
 
 def _choose_l2(

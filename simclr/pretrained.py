@@ -616,12 +616,14 @@ def _write_predictions(out: Path, paths: list[str], top_p: torch.Tensor, top_i: 
     written(out, write, replace=overwrite)
 
 
-def _scores(probs: torch.Tensor, top_p: torch.Tensor, top_i: torch.Tensor, classes: list[str],
-            folder_classes: list[str], labels: np.ndarray, min_probability: float | None,
-            ) -> dict[str, Any]:
+def _scores(scores: torch.Tensor, top_p: torch.Tensor, top_i: torch.Tensor,
+            classes: list[str], folder_classes: list[str], labels: np.ndarray,
+            min_probability: float | None) -> dict[str, Any]:
     """Accuracy over the images whose folder class the classifier knows, and the counts
     of the others; with ``min_probability``, the confident rows and their top-1.
-    ``probs``: (N, C); ``labels``: (N,) indices into ``folder_classes``, -1 unlabeled."""
+    ``scores``: (N, C) ranked as the probabilities, in their dtype (predict's are the
+    log-probabilities: float32 probabilities ~100 logits below the best were 0, tied,
+    and top-5 a miss); ``labels``: (N,) indices into ``folder_classes``, -1 unlabeled."""
     from simclr.results import accuracy_summary
 
     result: dict[str, Any] = {}
@@ -634,7 +636,7 @@ def _scores(probs: torch.Tensor, top_p: torch.Tensor, top_i: torch.Tensor, class
                       unlabeled=int((labels < 0).sum()))
     if (mapped >= 0).any():
         rows = torch.from_numpy(np.flatnonzero(mapped >= 0))
-        result.update(accuracy_summary(probs[rows].float(), mapped[rows.numpy()]))
+        result.update(accuracy_summary(scores[rows], mapped[rows.numpy()]))
     if min_probability is not None:
         confident = (top_p[:, 0] >= min_probability).numpy()
         result["confident"] = int(confident.sum())
@@ -694,11 +696,12 @@ def predict_folder(
               f"each row ranks all of them (top-k {k})", file=sys.stderr)
     fc = model.fc.double()
     with torch.no_grad():
-        probs = torch.softmax(fc(torch.from_numpy(feats).double()), dim=1)
+        log_probs = torch.log_softmax(fc(torch.from_numpy(feats).double()), dim=1)
+    probs = log_probs.exp()
     top_p, top_i = probs.topk(k, dim=1)
     _write_predictions(out, paths, top_p, top_i, classes, threshold, overwrite)
     result: dict[str, Any] = {"out": str(out), "images": int(len(probs)),
                               "skipped": len(source.skipped), "classes": len(classes)}
-    result.update(_scores(probs, top_p, top_i, classes, source.classes, labels,
+    result.update(_scores(log_probs, top_p, top_i, classes, source.classes, labels,
                           min_probability))
     return result

@@ -75,6 +75,32 @@ def test_knn_small_temperature_stays_finite():
     np.testing.assert_allclose(probs.sum(1).numpy(), 1.0, rtol=1e-6)
 
 
+def test_knn_log_probabilities_rank_the_votes_whose_weights_underflow():
+    """At T = 1e-4 a neighbour 0.02 of cosine below the nearest had a weight of exactly
+    0: its class tied with the classes without a vote, and top-5 counted it a miss.
+    The protocol ranks log-probabilities (float64, -inf without a vote), which are the
+    logs of the probabilities wherever those do not underflow."""
+    from simclr.results import topk_accuracy
+
+    a = math.acos(0.98)
+    memory = np.array([[1, 0], [math.cos(a), math.sin(a)], [0, 1], [0, -1]], np.float32)
+    query = np.array([[1, 0]], np.float32)
+    probs = knn_classify(memory, [0, 1, 2, 3], query, k=2, temperature=1e-4, num_classes=7)
+    assert probs[0].tolist() == [1, 0, 0, 0, 0, 0, 0]  # (the weight of class 1: 0)
+    logs = knn_classify(memory, [0, 1, 2, 3], query, k=2, temperature=1e-4, num_classes=7,
+                        log_probs=True)
+    assert logs.dtype == torch.float64 and logs[0, 0] == 0
+    assert logs[0, 1] == pytest.approx(-200, abs=0.1) and logs[0, 2:].eq(-math.inf).all()
+    assert topk_accuracy(logs, [1], (1, 5)) == [0.0, 1.0]
+    rng = np.random.default_rng(0)
+    memory, queries = rng.normal(size=(50, 8)), rng.normal(size=(23, 8))
+    labels = rng.integers(0, 7, 50)
+    logs = knn_classify(memory, labels, queries, k=10, temperature=0.2, num_classes=7,
+                        log_probs=True)
+    np.testing.assert_allclose(logs.exp().numpy(), reference_knn(memory, labels, queries, 10,
+                                                                 0.2, 7), atol=1e-6)
+
+
 def test_knn_rejects_bad_arguments():
     x = np.eye(3, dtype=np.float32)
     with pytest.raises(SimCLRError, match="temperature"):

@@ -83,8 +83,9 @@ def test_logistic_regression_protocol_on_a_separable_problem():
     xt, yt = blobs(10, 6, 4, spread=0.3, seed=1)  # same centers (same seed), new noise
     xt = xt + np.random.default_rng(9).normal(scale=0.01, size=xt.shape)
     before = torch.get_rng_state()
-    summary, probs, linear = logistic_regression(x, y, xt, 4, l2_grid=[1e-4, 1e-2, 1.0],
-                                                 seed=0)
+    summary, log_probs, linear = logistic_regression(x, y, xt, 4, l2_grid=[1e-4, 1e-2, 1.0],
+                                                     seed=0)
+    probs = log_probs.exp().float()
     assert torch.equal(torch.get_rng_state(), before)  # the caller's RNG left alone
     assert (probs.argmax(1).numpy() == yt).mean() == 1.0
     # The returned layer holds the standardisation: raw features in, the same probabilities.
@@ -191,6 +192,22 @@ def test_a_fit_stopped_by_max_iter_is_pointed_out(capsys):
         "converging; a larger --max-iter fits it further" in err
     summary, _, _ = logistic_regression(x, y, x, 3, l2_grid=[1e-3, 1e-1], seed=0, verbose=True)
     assert summary["iterations"] < 1000 and "--max-iter" not in capsys.readouterr().err
+
+
+def test_top5_ranks_classes_whose_probability_underflows():
+    """The test scores are log-probabilities: float32 probabilities of classes 106 and
+    152 logits below the best were exactly 0, tied with every class below them, and
+    top-5 counted labels ranked 4th and 5th as misses (top-5 0 here, not 2/3)."""
+    from simclr.results import topk_accuracy
+
+    x = np.repeat(np.arange(8.0), 10)[:, None] + np.random.default_rng(0).normal(
+        scale=0.05, size=(80, 1))  # classes 0..7 along a line; tests far left of 0
+    y = np.repeat(np.arange(8), 10)
+    _, log_probs, _ = logistic_regression(x, y, np.full((3, 1), -3.0), 8, l2=1e-5)
+    assert log_probs.dtype == torch.float64  # (the fit's)
+    assert log_probs[0].argsort(descending=True).tolist() == list(range(8))
+    assert (log_probs[0, 3:5].exp().float() == 0).all()  # (as the probabilities were)
+    assert topk_accuracy(log_probs, [3, 4, 5], (1, 5)) == [0.0, 2 / 3]
 
 
 def test_l2_grid_flag():

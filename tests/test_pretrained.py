@@ -241,7 +241,7 @@ def test_linear_eval_saves_a_classifier_that_predicts_what_it_measured(
         rows = list(csv.reader(f))
     assert rows[0] == ["path", "prediction", "probability", "top1", "p1", "top2", "p2"]
     assert len(rows) == 25 and rows[1][0].endswith("class_0/000.png")
-    for row, p in zip(rows[1:], want.numpy(), strict=True):
+    for row, p in zip(rows[1:], want.exp().numpy(), strict=True):
         assert row[1] == row[3] and row[2] == row[4] and row[1] in ("class_0", "class_1")
         assert 1.0 >= float(row[4]) >= float(row[6]) >= 0.0
         got = {row[3]: float(row[4]), row[5]: float(row[6])}
@@ -887,6 +887,18 @@ def test_a_fine_tuned_classifier_names_its_encoders_pretraining_step_and_its_own
     tuned = {"kind": "finetune", "step": 30, "encoder_step": 100}
     assert trained_for(tuned) == "step 100 fine-tuned 30 steps"
     assert trained_for({"kind": "linear", "step": 0, "encoder_step": 100}) == "step 100"
+
+
+def test_predicts_accuracy_ranks_the_scores_in_their_own_dtype():
+    """predict's top-5 ranked its float64 scores cast to float32: a label at 1e-60, 2nd
+    of 6, became 0, tied with the four classes below it, a miss."""
+    from simclr.pretrained import _scores
+
+    probs = torch.tensor([[1.0, 1e-60, 0, 0, 0, 0], [1.0, 0, 0, 0, 0, 0]], dtype=torch.float64)
+    top_p, top_i = probs.topk(1, dim=1)
+    names = list("abcdef")
+    result = _scores(probs, top_p, top_i, names, names, np.array([1, 1]), None)
+    assert (result["top1"], result["top5"]) == (0.0, 0.5)
 
 
 def test_a_top_probability_equal_to_min_probability_is_confident_and_predicted(tmp_path):
