@@ -51,7 +51,7 @@ from simclr.errors import SimCLRError
 from simclr.features import NonFiniteOutputs, extract_features, iter_batches, source_name
 from simclr.files import lock_folder, set_aside, taken
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
-from simclr.results import log, prepare_dir
+from simclr.results import log, prepare_dir, top1_hits
 from simclr.runtime import SaveSchedule, StopFlag, autocast, command_line
 
 # ---------------------------------------------------------------------- labeled batches
@@ -344,7 +344,7 @@ class _EpochTally:
     def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
         """One step: its mean loss (a scalar), logits (B, C) and labels (B,)."""
         self.loss_sum += loss.detach() * len(labels)
-        self.hits += (logits.argmax(1) == labels).sum()
+        self.hits += top1_hits(logits.detach(), labels)  # (a tie is a miss, as in the test)
         self.seen += len(labels)
 
     def mean_loss(self, name: str, epoch: int) -> float:

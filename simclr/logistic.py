@@ -22,7 +22,7 @@ from torch import nn
 from simclr.config import MAX_REAL
 from simclr.errors import SimCLRError
 from simclr.folders import class_members
-from simclr.results import log
+from simclr.results import log, top1_hits
 
 # L-BFGS runs in float64 up to this many feature values (N*D) and logits (N*C); larger
 # problems use float32.
@@ -149,13 +149,14 @@ def objective(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor
 
 def accuracy_and_loss(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
                       b: torch.Tensor) -> tuple[float, float]:
-    """(top-1 accuracy, mean cross-entropy) of the classifier (W, b) on rows x (N, D),
-    labels y (N,), computed over :func:`row_blocks` (no N x C logits at once)."""
+    """(top-1 accuracy as every protocol counts it, a tie against the label; mean
+    cross-entropy) of the classifier (W, b) on rows x (N, D), labels y (N,), computed
+    over :func:`row_blocks` (no N x C logits at once)."""
     correct, loss = 0, 0.0
     with torch.no_grad():
         for rows in row_blocks(len(x), w.shape[0]):
             logits = torch.addmm(b, x[rows], w.T)
-            correct += int((logits.argmax(1) == y[rows]).sum())
+            correct += int(top1_hits(logits, y[rows]))  # (a tie with the label: a miss)
             loss += F.cross_entropy(logits, y[rows], reduction="sum").item()
     return correct / len(x), loss / len(x)
 

@@ -624,7 +624,7 @@ def _scores(scores: torch.Tensor, top_p: torch.Tensor, top_i: torch.Tensor,
     ``scores``: (N, C) ranked as the probabilities, in their dtype (predict's are the
     log-probabilities: float32 probabilities ~100 logits below the best were 0, tied,
     and top-5 a miss); ``labels``: (N,) indices into ``folder_classes``, -1 unlabeled."""
-    from simclr.results import accuracy_summary
+    from simclr.results import accuracy_summary, topk_accuracy
 
     result: dict[str, Any] = {}
     index = {name: i for i, name in enumerate(classes)}
@@ -642,8 +642,8 @@ def _scores(scores: torch.Tensor, top_p: torch.Tensor, top_i: torch.Tensor,
         result["confident"] = int(confident.sum())
         if (mapped >= 0).any():
             sure = np.flatnonzero(confident & (mapped >= 0))
-            result["confident_top1"] = (float((top_i[sure, 0].numpy() == mapped[sure]).mean())
-                                        if len(sure) else None)
+            result["confident_top1"] = (topk_accuracy(scores[sure], mapped[sure], (1,))[0]
+                                        if len(sure) else None)  # (a tie: a miss)
     return result
 
 

@@ -37,7 +37,7 @@ from simclr.data import decode_device
 from simclr.errors import SimCLRError
 from simclr.features import iter_batches, resolve_runtime, restore_flags, train_flags
 from simclr.models import SimCLRModel
-from simclr.results import log
+from simclr.results import log, topk_accuracy
 from simclr.runtime import autocast
 
 TASKS = ("gray", "rotation", "noise", "sobel")
@@ -120,8 +120,8 @@ def train_mlp_probe(
             opt.step()
             steps -= 1
     with torch.no_grad():
-        train_acc = (mlp(xtr).argmax(1) == train_y).double().mean().item()
-        test_acc = (mlp(xte).argmax(1) == test_y).double().mean().item()
+        (train_acc,), (test_acc,) = (topk_accuracy(mlp(x), y, (1,))
+                                     for x, y in ((xtr, train_y), (xte, test_y)))
     return {"train_top1": train_acc, "top1": test_acc}
 
 

@@ -39,6 +39,13 @@ def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor | np.ndarray,
     return [int((ahead < k).sum()) / rows if rows else math.nan for k in ks]
 
 
+def top1_hits(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """How many rows :func:`topk_accuracy` counts as top-1 hits, as a 0-d tensor on the
+    device of ``scores``: a training's tally adds it each step without a host sync (an
+    argmax there counted a tie with the label as a hit whenever the label came first)."""
+    return (_ahead(scores, labels) < 1).sum()
+
+
 def _ahead(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) -> torch.Tensor:
     """(M,) how many other classes score at least each row's label (C for a NaN score
     or a label outside 0..C-1: a miss at every k), on the device of ``scores``."""

@@ -219,6 +219,19 @@ def test_a_new_classifier_leaves_the_callers_rng_alone():
     assert torch.equal(layer.weight, again.weight) and not layer.bias.any()
 
 
+def test_the_training_top1_counts_a_tie_against_the_label():
+    """The epoch's train_top1 took argmax: a tie went to the lowest class, a hit for
+    its images (half-precision logits tie often). Now top-1's rule, on the device."""
+    from simclr.classify import _EpochTally
+
+    tally = _EpochTally(torch.device("cpu"))
+    logits = torch.tensor([[1.0, 1.0, 0.0], [0.0, 2.0, 2.0], [0.0, 3.0, 1.0]],
+                          requires_grad=True)
+    tally.add(torch.tensor(0.5), logits, torch.tensor([0, 1, 1]))
+    assert tally.hits.device == logits.device and tally.state()["hits"] == 1
+    assert tally.reduced("fine-tuning", 1) == (0.5, 1 / 3)
+
+
 def test_total_steps_rounds_a_fraction_of_an_epoch_up():
     """epochs x (full batches per epoch), rounded up, at least one step: 0.3 epoch of 12
     batches is 4 steps (3.6), 2.5 epochs of 2 batches 5, a sliver of an epoch 1."""

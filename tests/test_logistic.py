@@ -210,6 +210,15 @@ def test_top5_ranks_classes_whose_probability_underflows():
     assert topk_accuracy(log_probs, [3, 4, 5], (1, 5)) == [0.0, 2 / 3]
 
 
+def test_held_out_and_train_accuracy_count_a_tie_against_the_label():
+    """accuracy_and_loss (the held-out accuracy choosing l2, train_top1) took argmax: a
+    zero classifier's ties all went to class 0, its images counted hits."""
+    x, y = torch.randn(9, 2, dtype=torch.float64), torch.tensor([0, 1, 2] * 3)
+    acc, loss = logistic.accuracy_and_loss(x, y, torch.zeros(3, 2, dtype=torch.float64),
+                                           torch.zeros(3, dtype=torch.float64))
+    assert acc == 0.0 and loss == pytest.approx(math.log(3))
+
+
 def test_l2_grid_flag():
     assert logistic.parse_l2_grid("1e-6,1,13") == pytest.approx(
         [10 ** (-6 + i / 2) for i in range(13)], rel=1e-9)

@@ -901,6 +901,16 @@ def test_predicts_accuracy_ranks_the_scores_in_their_own_dtype():
     assert (result["top1"], result["top5"]) == (0.0, 0.5)
 
 
+def test_predicts_confident_top1_counts_a_tie_against_the_label():
+    """confident_top1 compared the first of topk's indices: a tie went to class 0."""
+    from simclr.pretrained import _scores
+
+    probs = torch.tensor([[0.5, 0.5], [0.25, 0.75]], dtype=torch.float64)
+    top_p, top_i = probs.topk(1, dim=1)
+    result = _scores(probs, top_p, top_i, ["a", "b"], ["a", "b"], np.array([0, 1]), 0.5)
+    assert result["confident"] == 2 and result["confident_top1"] == result["top1"] == 0.5
+
+
 def test_a_top_probability_equal_to_min_probability_is_confident_and_predicted(tmp_path):
     """--min-probability P rejects rows whose top probability is below P: one of exactly
     P keeps its prediction and counts as confident, in the CSV and the counts alike."""

@@ -24,6 +24,17 @@ from tests.test_pretrained import pretrain_checkpoint
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+def test_the_probes_accuracies_count_a_tie_against_the_label(monkeypatch):
+    """An MLP whose every output is equal (zero weights, no step: lr 0) is right on no
+    image; argmax gave each tie to class 0, its images hits."""
+    monkeypatch.setattr(torch.nn.Linear, "reset_parameters",
+                        lambda self: (torch.nn.init.zeros_(self.weight),
+                                      torch.nn.init.zeros_(self.bias)))
+    x, y = torch.randn(12, 4), torch.tensor([0, 1, 2] * 4)
+    assert train_mlp_probe(x, y, x, y, classes=3, epochs=1, hidden=8, lr=0.0) == {
+        "train_top1": 0.0, "top1": 0.0}
+
+
 @pytest.mark.parametrize(("task", "shares"), [
     ("gray", [0.5, 0.5]), ("rotation", [0.25] * 4), ("noise", [0.5, 0.5]),
     ("sobel", [0.5, 0.5]),

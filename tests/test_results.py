@@ -92,6 +92,19 @@ def test_the_confusion_matrix_counts_a_tie_as_top1_does(tmp_path, monkeypatch):
     assert matrix.sum() == 300
 
 
+def test_top1_hits_count_as_topk_accuracy_on_the_scores_device():
+    """The count a training's tally adds each step: top-1's rule, a 0-d tensor."""
+    from simclr.results import top1_hits
+
+    g = torch.Generator().manual_seed(1)
+    scores = torch.randint(0, 3, (200, 5), generator=g).float()  # ties everywhere
+    labels = torch.randint(0, 5, (200,), generator=g)
+    hits = top1_hits(scores, labels)
+    assert hits.shape == () and hits.device == scores.device
+    assert int(hits) == round(200 * topk_accuracy(scores, labels, (1,))[0])
+    assert int(hits) < int((scores.argmax(1) == labels).sum())  # (argmax's ties: hits)
+
+
 def test_class_names_the_font_cannot_draw_become_their_index(tmp_path):
     """CJK class names were empty boxes in the figure and a matplotlib warning per
     glyph on the terminal; they are drawn as #k (the JSON keeps the names)."""
