@@ -261,9 +261,19 @@ class ImageSource:
                 extra["collate_fn"] = collate_raw
             loader = torch.utils.data.DataLoader(
                 self.dataset(report=True, raw=raw), batch_sampler=sampler, num_workers=workers,
-                pin_memory=pin and not raw, worker_init_fn=ignore_stop_signals, **extra)
+                pin_memory=pin and not raw, worker_init_fn=ignore_stop_signals,
+                generator=private_generator(), **extra)
             self._loaders[key] = (loader, sampler)
         return self._loaders[key]
+
+
+def private_generator() -> torch.Generator:
+    """A DataLoader's own generator: each ``iter(loader)`` draws its workers' base seed
+    from it, where without one it draws from torch's global generator, which the model
+    draws from too (stochastic depth in EfficientNet, ConvNeXt, Swin): then the decoded
+    cache, the worker count, a kNN monitor's loader or a resume changed the weights. The
+    workers need no seed of their own: a view's randomness is counter-based (augment.py)."""
+    return torch.Generator()
 
 
 class _SourceDataset(torch.utils.data.Dataset):

@@ -24,6 +24,7 @@ from simclr.data import (
     collate_raw,
     decode_device,
     decode_raw_batch,
+    private_generator,
     unreadable_classes,
 )
 from simclr.decode import DEFAULT_MAX_PIXELS
@@ -221,7 +222,7 @@ def _decoded_batches(
                         batch_size=batch_size, shuffle=False, num_workers=n_workers,
                         pin_memory=pin and decode_on is None, drop_last=False,
                         collate_fn=collate_raw if decode_on is not None else None,
-                        worker_init_fn=ignore_stop_signals)
+                        worker_init_fn=ignore_stop_signals, generator=private_generator())
     batches = iter(loader)
     try:
         for (images, idx, aspect, bad, reasons), asked in zip(batches, wanted, strict=True):

@@ -177,3 +177,24 @@ def test_decoding_on_the_device_gives_the_worker_batches(tmp_path, workers):
     for (_, a), (_, b) in zip(dev, pil, strict=True):
         assert a.shape == b.shape == (3, 3, 37, 37) and a.dtype == torch.uint8
         assert (a.int() - b.int()).abs().float().mean() < 2.0
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_reading_files_leaves_torchs_global_generator_alone(tmp_path, workers):
+    """A DataLoader drew its workers' base seed from torch's global generator at each
+    iter(), which stochastic depth (EfficientNet, ConvNeXt, Swin) draws from too: the
+    cache, the worker count, a kNN monitor's loader or a resume changed the weights."""
+    import numpy as np
+
+    from simclr.features import iter_batches
+
+    for k in range(8):
+        save_image(tmp_path / "imgs" / "a" / f"{k}.png", rgb(16, 16, k))
+    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="off", load_size=16))
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    for epoch in range(2):  # training batches: a persistent loader, iterated per epoch
+        assert len(_epoch(BatchLoader(src, 4, 0, epoch, workers=workers))) == 2
+    assert len(list(iter_batches(src, np.arange(8), 4, workers=workers))) == 2  # evaluation
+    src.close()
+    assert torch.equal(torch.get_rng_state(), before)
