@@ -1213,3 +1213,18 @@ def test_the_cosine_of_a_run_ends_at_its_final_lr(tmp_path, image_folder, cache_
     assert steps[-1]["step"] == 6
     assert steps[-1]["lr"] == pytest.approx(
         final + (peak - final) * (1 + np.cos(np.pi * 4 / 5)) / 2, rel=1e-6)
+
+
+def test_an_encoder_drawing_random_numbers_trains_alike_cached_or_not(tmp_path, image_folder,
+                                                                       cache_dir):
+    """EfficientNet's stochastic depth draws from torch's global generator, from which a
+    DataLoader drew its workers' seed at each epoch: a run without the cache (one loader
+    draw more) trained other weights than the same run with it."""
+    weights = []
+    for name, cache in (("cached", "on"), ("uncached", "off")):
+        run(tmp_path, image_folder, cache_dir, name, **{
+            "model.arch": "efficientnet_b0", "model.width": 1.0, "epochs": 1,
+            "checkpoint_every": 0, "data.cache": cache})
+        weights.append(load_checkpoint(tmp_path / name / "checkpoints" / "last.pt")["model"])
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
