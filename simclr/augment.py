@@ -18,7 +18,9 @@ Design:
 
 * **Randomness is counter based.** Every uniform is ``splitmix64`` of (seed, epoch,
   sample index, view, parameter id), so a view depends on nothing else: not on the batch
-  composition, the number of data workers or processes, or which other ops are on.
+  composition, the number of data workers or processes, or which other ops are on (up
+  to float rounding: with several CPU threads a batch's per-image contrast mean is
+  summed in another order than one image's, 4e-7 apart at 224 px).
 * **Parameters are drawn on the host** (:func:`sample_params`, numpy, vectorised over the
   batch) and shipped to the device in two small pinned tensors; :func:`apply_params` then
   runs without a single host sync, so it can sit on the CUDA stream of the training step.

@@ -1,8 +1,8 @@
 """The random parameters of SimCLR's augmentation, drawn on the host (Sec. 3, App. A).
 
 Every uniform is ``splitmix64`` of (seed, epoch, sample index, view, parameter id):
-a view depends on nothing else, not on the batch composition, the number of data
-workers or processes, or which other ops are on. :func:`sample_params` turns the
+a view's parameters depend on nothing else, not on the batch composition, the number
+of data workers or processes, or which other ops are on. :func:`sample_params` turns the
 uniforms into :class:`ViewParams` with numpy, vectorised over the batch, following the
 distributions of the official ``data_util.py`` and torchvision's ops.
 """
