@@ -359,8 +359,9 @@ def _write_refused(folder: Path) -> str | None:
 
 def output_file(out: str | Path, overwrite: bool = True) -> Path:
     """``--out`` of a command that writes one file (embed, predict, export), checked
-    before any work: not a folder, its folder created, and an existing file refused
-    unless ``overwrite`` (the commands' ``--overwrite``; the Python API overwrites)."""
+    before any work: not a folder, nor in a run's checkpoints folder, its folder created,
+    and an existing file refused unless ``overwrite`` (the commands' ``--overwrite``; the
+    Python API overwrites)."""
     path = Path(out).expanduser()
     if path.is_dir():
         raise SimCLRError(f"--out {path} is a folder; name a file")
@@ -368,10 +369,10 @@ def output_file(out: str | Path, overwrite: bool = True) -> Path:
     if there and not overwrite:
         raise SimCLRError(f"--out {path} already exists; choose another --out, or pass "
                           "--overwrite to replace it (nothing was overwritten)")
-    if there and in_run_checkpoints(path):
+    if in_run_checkpoints(path):  # (a new file too: --resume and info read that folder)
         raise SimCLRError(f"--out {path} lies in the checkpoints folder of the run in "
-                          f"{real_folder(path).parent}; --overwrite never replaces what a run "
-                          "keeps there (its checkpoints, classifiers): choose another --out")
+                          f"{real_folder(path).parent}; it holds the run's checkpoints and "
+                          "classifiers alone: choose another --out")
     prepare_dir(path.parent, named=path)
     return path
 
