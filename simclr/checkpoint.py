@@ -269,12 +269,20 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int) -> None:
 
 def is_complete(path: str | os.PathLike) -> bool:
     """Cheap structural check: a whole torch zip archive (its central directory sits at
-    the end, so a truncated file fails) holding a pickle. Reads no tensor data."""
+    the end, so a truncated file fails) holding a pickle. Reads no tensor data.
+
+    A file that cannot be read at all (permission denied, an I/O error) is a
+    SimCLRError, not incomplete: taken for a corrupt one, a run resumed from an earlier
+    checkpoint and its next save replaced the later one, intact though unreadable."""
     try:
         with zipfile.ZipFile(path) as archive:
             return any(n.endswith("/data.pkl") or n == "data.pkl" for n in archive.namelist())
-    except (OSError, zipfile.BadZipFile, ValueError):
+    except (FileNotFoundError, IsADirectoryError):  # (pruned meanwhile; a folder named *.pt)
         return False
+    except OSError as exc:
+        raise SimCLRError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+    except (zipfile.BadZipFile, ValueError, NotImplementedError):  # (a damaged header's
+        return False  # "zip file version 16.3", a compression method that is none)
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:

@@ -441,6 +441,38 @@ def test_resume_reports_a_corrupt_checkpoint_and_falls_back_past_a_truncated_one
         resume_checkpoint(tmp_path / "empty")
 
 
+@pytest.mark.parametrize(("code", "reason"), [(errno.EACCES, "Permission denied"),
+                                               (errno.EIO, "Input/output error")])
+def test_a_checkpoint_that_cannot_be_read_is_not_passed_over_as_corrupt(tmp_path, monkeypatch,
+                                                                      caplog, code, reason):
+    """A last.pt without read permission (or on a failing disk) read as truncated: the
+    run resumed from step 4 and its next save replaced the intact step-6 last.pt, and
+    knn or linear-eval used the earlier weights. Nothing is read past it now."""
+    import zipfile
+
+    _run(tmp_path / "run", name=periodic_name(4), step=4)
+    last = _run(tmp_path / "run", step=6)
+    opened = zipfile.ZipFile
+
+    def unreadable(file, *args, **kwargs):  # (as root, chmod 000 would not bite)
+        if Path(file) == last:
+            raise OSError(code, reason, str(file))
+        return opened(file, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile, "ZipFile", unreadable)
+    expected = f"cannot read checkpoint {last}: {reason}"
+    with caplog.at_level("WARNING"):
+        for read, given in ((resume_checkpoint, tmp_path / "run"),
+                            (checkpoint_file, tmp_path / "run"),  # (knn, linear-eval, ...)
+                            (latest_checkpoint, last.parent)):
+            with pytest.raises(SimCLRError) as info:
+                read(given)
+            assert str(info.value) == expected
+    assert "corrupt" not in caplog.text
+    (last.parent / periodic_name(8)).mkdir()  # a folder of that name is no file to read
+    assert not ck.is_complete(last.parent / periodic_name(8))
+
+
 def _entry_start(path, suffix: str) -> int:
     """Where the bytes of ``path``'s zip entry ending in ``suffix`` begin."""
     import zipfile
