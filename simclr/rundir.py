@@ -42,7 +42,7 @@ from simclr.files import (
     read_json,
     remove_stale_temporaries,
     set_aside,
-    write_atomically,
+    written,
 )
 from simclr.results import check_not_inside, check_out_folder, make_folder, runs_in
 from simclr.settings import config_from_dict
@@ -66,7 +66,10 @@ class MetricsLog:
         self.resumed_record: dict[str, Any] = {}
         if enabled and resumed_at is not None and self.path.exists():
             self.resumed_record = _drop_after(self.path, resumed_at)
-        self.file = open(self.path, "a", encoding="utf-8") if enabled else None  # noqa: SIM115
+        try:
+            self.file = open(self.path, "a", encoding="utf-8") if enabled else None  # noqa: SIM115
+        except OSError as exc:  # (a read-only folder or file): one line, as a failed write
+            raise SimCLRError(f"could not write {self.path}: {exc.strerror or exc}") from None
         self.tb = None
         self.failed = False  # a write met an error (its SimCLRError says so)
         if enabled:
@@ -133,10 +136,13 @@ def _drop_after(path: Path, step: int) -> dict[str, Any]:
     """Rewrite the JSON-lines ``path`` without the step records past ``step`` (a
     session's start line and unreadable lines are kept as they are), nor an unreadable
     last line cut short by a kill (no newline: the next record would join it).
-    Returns the last step record of ``step`` itself ({} if none)."""
+    Returns the last step record of ``step`` itself ({} if none). A file that cannot be
+    read or rewritten (a full disk, a quota) is a SimCLRError naming it, left as it was."""
     kept, at_step = [], {}
-    # (bytes that are no UTF-8, a damaged line's, are kept as they are, as unreadable lines)
-    text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    try:  # (bytes that are no UTF-8, a damaged line's, are kept as they are, as unreadable lines)
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as exc:
+        raise SimCLRError(f"cannot read {path}: {exc.strerror or exc}") from None
     for line in text.splitlines(keepends=True):
         try:
             record = json.loads(line)
@@ -150,8 +156,8 @@ def _drop_after(path: Path, step: int) -> dict[str, Any]:
             kept.append(line if line.endswith("\n") else line + "\n")
         if is_step and record["step"] == step:
             at_step = record
-    write_atomically(path, lambda tmp: tmp.write_text("".join(kept), encoding="utf-8",
-                                                      errors="surrogateescape"))
+    written(path, lambda tmp: tmp.write_text("".join(kept), encoding="utf-8",
+                                             errors="surrogateescape"))
     return at_step
 
 

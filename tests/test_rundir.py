@@ -3,6 +3,7 @@ length, and the metrics log reads as one run across sessions."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -435,6 +436,39 @@ def test_a_full_disk_under_the_log_is_one_line_naming_it(tmp_path, caplog):
     log.file = FullDisk()
     log.close()
     assert "could not finish writing metrics.jsonl: No space left on device" in caplog.text
+
+
+@pytest.mark.parametrize(("code", "reason"), [(errno.ENOSPC, "No space left on device"),
+                                               (errno.EFBIG, "File too large")])
+def test_a_resume_that_cannot_rewrite_its_log_is_one_line_naming_it(tmp_path, monkeypatch,
+                                                                  code, reason):
+    """A --resume on a full disk (a quota, a file-size limit) ended in an OSError
+    traceback from dropping the log's later lines; the log is left as it was."""
+    from pathlib import Path
+
+    from simclr import rundir
+
+    before = '{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.0}\n'
+    (tmp_path / "metrics.jsonl").write_text(before)
+
+    def full(self, *args, **kwargs):
+        raise OSError(code, reason)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "write_text", full)
+        with pytest.raises(SimCLRError) as info:
+            MetricsLog(tmp_path, True, resumed_at=1)
+    assert str(info.value) == f"could not write {tmp_path / 'metrics.jsonl'}: {reason}"
+    assert (tmp_path / "metrics.jsonl").read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]  # (no temporary)
+
+    def refused(path, *args, **kwargs):  # (a read-only log file, as root could not make)
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(rundir, "open", refused, raising=False)
+    with pytest.raises(SimCLRError, match=r"^could not write .*metrics.jsonl: Permission "
+                                          r"denied$"):
+        MetricsLog(tmp_path, True)
 
 
 def test_a_second_ctrl_c_names_the_command_that_continues(tmp_path, image_folder, cache_dir,
