@@ -75,12 +75,18 @@ class MetricsLog:
         if enabled:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-
-                purge = None if resumed_at is None else resumed_at + 1  # the same, for TB
-                self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
-                _quiet_event_writer_threads()
             except ImportError:  # tensorboard is a dependency, but a broken env must not kill runs
-                self.tb = None
+                return
+            purge = None if resumed_at is None else resumed_at + 1  # the same, for TB
+            # Quiet first: the writer's thread writes the first event as it starts, and a
+            # folder it cannot write in (read-only tb/) printed that thread's traceback.
+            _quiet_event_writer_threads()
+            try:
+                self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
+            except OSError as exc:  # (the thread's error, re-raised here: a bytes path)
+                self.file.close()
+                raise SimCLRError(f"could not write {run_dir / 'tb'}: "
+                                  f"{exc.strerror or exc}") from None
 
     def write(self, record: dict[str, Any]) -> None:
         """Append ``record`` (and its numbers as TensorBoard scalars). A full disk is a

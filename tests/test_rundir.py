@@ -471,6 +471,27 @@ def test_a_resume_that_cannot_rewrite_its_log_is_one_line_naming_it(tmp_path, mo
         MetricsLog(tmp_path, True)
 
 
+def test_a_tb_folder_that_cannot_be_written_is_one_line_naming_it(tmp_path, monkeypatch,
+                                                                  capfd):
+    """A read-only tb/ at --resume: the one-line error showed the path as b'...' and
+    the writer thread's traceback came with it."""
+    import threading
+
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    def refused(self, data):  # (in TensorBoard's writer thread, as a read-only folder)
+        raise PermissionError(errno.EACCES, "Permission denied",
+                              str(tmp_path / "tb" / "events").encode())
+
+    monkeypatch.setattr(RecordWriter, "write", refused)
+    monkeypatch.setattr(threading, "excepthook", threading.__excepthook__)  # (as a new process)
+    with pytest.raises(SimCLRError) as info:
+        MetricsLog(tmp_path, True, resumed_at=3)
+    assert str(info.value) == f"could not write {tmp_path / 'tb'}: Permission denied"
+    time.sleep(0.2)  # (the thread ends after handing its error over)
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_a_second_ctrl_c_names_the_command_that_continues(tmp_path, image_folder, cache_dir,
                                                           capsys, monkeypatch):
     """Ctrl-C twice ends the step at once: it said 'interrupted' alone, though the last
