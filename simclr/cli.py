@@ -427,7 +427,9 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 def _check_before_work(args: argparse.Namespace) -> None:
     """What every command's flags must meet before it reads anything: a process count
-    the devices allow, one test set, device names that exist."""
+    the devices allow, one test set, device names that exist, a folder written to whose
+    name is text (:func:`_check_names_are_text`)."""
+    _check_names_are_text(args)
     check_processes(args)
     if hasattr(args, "test_fraction") and (args.test is None) == (args.test_fraction is None):
         raise SimCLRError("give --test DIR or --test-fraction F (a held-out part of --train), "
@@ -439,6 +441,22 @@ def _check_before_work(args: argparse.Namespace) -> None:
             device = resolve_device(getattr(args, name), "--" + name.replace("_", "-"))
             if name == "device" and isinstance(getattr(args, "precision", None), str):
                 resolve_precision(args.precision, device)  # fp16 on a CPU, say
+
+
+def _check_names_are_text(args: argparse.Namespace) -> None:
+    """Refuse an ``--out`` (or ``--resume``) path that is not valid UTF-8, as a data
+    folder's is refused (:func:`simclr.folders.is_utf8`): results, config.yaml and
+    TensorBoard name it in text, and the command failed after its work with a
+    UnicodeEncodeError or an onnxruntime TypeError, leaving a half-made run folder."""
+    from simclr.folders import is_utf8
+
+    for name, flag, again in (("out", "--out", "choose another --out"),
+                              ("cfg:out", "--out", "choose another --out"),  # (pretrain's)
+                              ("resume", "--resume", "rename the folder")):
+        path = getattr(args, name, None)
+        if isinstance(path, str) and not is_utf8(path):
+            raise SimCLRError(f"{flag} {ascii(path)}: the path is not valid UTF-8 (results "
+                              f"and a run's records name it in text); {again}")
 
 
 def _escape_what_output_cannot_spell() -> None:

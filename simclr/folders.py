@@ -338,7 +338,7 @@ def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:
         raise SimCLRError(f"cannot list the data folder {root} ({exc.strerror})") from None
     if not listed:
         raise SimCLRError(f"data folder is empty: {root}")
-    if not _is_utf8(root_s):  # (every image's name below would be left out for it)
+    if not is_utf8(root_s):  # (every image's name below would be left out for it)
         raise SimCLRError(f"{ascii(root_s)}: the data folder's path is not valid UTF-8 "
                           "(results name each image by its path, in text); rename it or "
                           "reach it through a link whose path is")
@@ -355,7 +355,7 @@ def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:
                  for d in subdirs}
     _say_other_formats(root, others)
     if any(per_class.values()):
-        bad = next((d for d in subdirs if not _is_utf8(d)), None)
+        bad = next((d for d in subdirs if not is_utf8(d)), None)
         if bad is not None:
             raise SimCLRError(f"{root}: the class folder {ascii(bad)} has a name that is not "
                               "valid UTF-8 (results name every class in text); rename it")
@@ -388,7 +388,7 @@ def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:
     raise SimCLRError(f"no images found in {root} (looked for {exts}, also in sub-folders)")
 
 
-def _is_utf8(name: str) -> bool:
+def is_utf8(name: str) -> bool:
     """Whether a name read from the file system is valid UTF-8 (undecodable bytes come
     back as surrogate escapes, which no text file can hold)."""
     try:
@@ -403,7 +403,7 @@ def _utf8_names(paths: list[str], dropped: list[str]) -> list[str]:
     ``dropped``)."""
     kept = []
     for p in paths:  # (each name encoded once: a class may hold a million)
-        (kept if _is_utf8(p) else dropped).append(p)
+        (kept if is_utf8(p) else dropped).append(p)
     return kept
 
 

@@ -745,6 +745,33 @@ def test_a_failed_command_leaves_no_empty_out_folder_it_made(tmp_path, monkeypat
     assert results.CREATED == []
 
 
+@pytest.mark.parametrize(("command", "args"), [
+    ("pretrain", ["--out"]), ("pretrain", ["--resume"]), ("supervised", ["--out"]),
+    ("sweep", ["--set", "seed=0,1", "--out"]),
+    ("knn", ["--checkpoint", "c.pt", "--train", "d", "--out"]),
+    ("linear-eval", ["--checkpoint", "c.pt", "--train", "d", "--out"]),
+    ("finetune", ["--checkpoint", "c.pt", "--train", "d", "--out"]),
+    ("transform-probe", ["--checkpoint", "c.pt", "--train", "d", "--out"]),
+    ("export", ["--checkpoint", "c.pt", "--out"]),
+    ("embed", ["--checkpoint", "c.pt", "--data", "d", "--out"]),
+    ("predict", ["--checkpoint", "c.pt", "--data", "d", "--out"]),
+    ("neighbors", ["--features", "f.npz", "--out"]),
+])
+def test_an_out_whose_name_is_not_utf8_is_refused_first(command, args, tmp_path, capsys):
+    """`pretrain --out r$'\\xff\\xfe'` ended in TensorBoard's UnicodeEncodeError
+    traceback, leaving a half-made run folder; export's in an onnxruntime TypeError."""
+    import os
+
+    out = str(tmp_path / os.fsdecode(b"r\xff\xfe"))  # (as the shell passes such bytes)
+    assert main([command, *args, out]) == 2
+    flag = args[-1]
+    again = "rename the folder" if flag == "--resume" else "choose another --out"
+    assert capsys.readouterr().err == (
+        f"simclr {command}: error: {flag} {ascii(out)}: the path is not valid UTF-8 (results "
+        f"and a run's records name it in text); {again}\n")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_summary_line_counts_one_step_in_the_singular(capsys):
     from simclr.cli import print_summary
 
