@@ -772,6 +772,16 @@ def test_an_out_whose_name_is_not_utf8_is_refused_first(command, args, tmp_path,
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_config_files_out_that_is_not_utf8_is_refused_too(tmp_path, capsys, monkeypatch):
+    """The flag's check missed `out:` in a --config file (a YAML escape gives any name)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run.yaml").write_text('out: "r\\udcff"\n')
+    assert main(["pretrain", "--config", "run.yaml", "--print-config"]) == 2
+    assert capsys.readouterr().err == (
+        "simclr pretrain: error: run.yaml: out 'r\\udcff': the path is not valid UTF-8 "
+        "(results and a run's records name it in text); choose another\n")
+
+
 def test_the_summary_line_counts_one_step_in_the_singular(capsys):
     from simclr.cli import print_summary
 
