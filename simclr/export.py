@@ -27,6 +27,7 @@ traced with, it must give the eager model's output. Its description
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -306,9 +307,9 @@ def program_card(spec: dict[str, Any], layer: str, dim: int, origin: dict[str, A
 
 
 def check_room(out: Path, module: nn.Module) -> None:
-    """A program holds the weights in float32 and its graph: without room for them,
-    torch's pt2 writer aborts the process from C++ (no exception to catch), so the free
-    space is checked first (twice the weights, and a MiB)."""
+    """A program holds the weights in float32 and its graph: without room for them, the
+    write would fail after the tracing, so the free space is checked first (twice the
+    weights, and a MiB)."""
     import shutil
 
     need = 2 * sum(t.numel() * 4 for t in module.state_dict().values()) + (1 << 20)
@@ -428,8 +429,12 @@ def _write_pt2(module: nn.Module, example: torch.Tensor, path: Path,
         program = torch.export.export(module, (example,), dynamic_shapes=_batch_free())
     except Exception as exc:  # torch.export's failures have many types
         raise _trace_error("torch.export", exc) from None
-    with open(path, "wb") as f:  # a file object: torch.export wants a .pt2 name otherwise
-        torch.export.save(program, f, extra_files={CARD_FILE: json.dumps(card)})
+    # Into memory, then to the file in Python: torch's archive writer, its write to a file
+    # failing (a file-size limit, a full disk), wrote again on closing and aborted the
+    # process from C++ (SIGABRT, no exception to catch); a failed write is an OSError here.
+    archive = io.BytesIO()  # (a file object: torch.export wants a .pt2 name otherwise)
+    torch.export.save(program, archive, extra_files={CARD_FILE: json.dumps(card)})
+    path.write_bytes(archive.getbuffer())
 
 
 def _write_onnx(module: nn.Module, example: torch.Tensor, path: Path,

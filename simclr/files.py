@@ -248,9 +248,19 @@ def interruption_within(exc: BaseException) -> KeyboardInterrupt | None:
 
 
 def _write_failure(tmp: Path, exc: RuntimeError) -> str:
-    """Why torch.save could not write ``tmp``: the disk, or torch's own words."""
+    """Why torch.save could not write ``tmp``: the OS's reason for the file's write that
+    failed (a file-size limit: 'File too large'), which torch's zip writer raises its own
+    RuntimeError over ('unexpected pos 980224 vs 980112'); else the disk, or torch's
+    own words."""
     import shutil
 
+    cause: BaseException | None = exc
+    for _ in range(8):  # (a chain may loop)
+        if cause is None:
+            break
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
     try:
         if shutil.disk_usage(tmp.parent).free < 1 << 20:
             return "No space left on device"

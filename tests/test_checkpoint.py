@@ -699,6 +699,30 @@ def test_a_full_disk_during_torch_save_is_one_line_and_keeps_the_last_checkpoint
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left
 
 
+def test_a_failed_write_inside_torch_save_is_said_in_the_os_words(tmp_path, monkeypatch):
+    """torch's zip writer raises its own RuntimeError over the OSError of a write that
+    failed (a file-size limit): the message said 'unexpected pos 980224 vs 980112' where
+    the OS had said 'File too large'."""
+    import builtins
+    import errno
+
+    from simclr import files
+
+    save_checkpoint(_state(1), tmp_path)
+    too_large = OSError(errno.EFBIG, "File too large")
+
+    def limited_open(path, mode="r", *args, **kwargs):
+        file = builtins.open(path, mode, *args, **kwargs)
+        return _SignalledWriter(file, too_large) if mode == "wb" else file
+
+    monkeypatch.setattr(files, "open", limited_open, raising=False)
+    with pytest.raises(SimCLRError, match=r"^could not write checkpoint .*last.pt: File too "
+                                          r"large; the previous checkpoint .* is intact$"):
+        save_checkpoint(_state(2), tmp_path)
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left
+
+
 def test_damaged_entries_are_one_line_naming_the_file(tmp_path):
     from simclr.checkpoint import readable_state
 

@@ -4,10 +4,12 @@ compute what the model computes, with any batch size, without simclr."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -473,6 +475,29 @@ def test_a_program_without_room_is_refused_before_torch_writes_it(run_dir, tmp_p
                                           r"\(about .* MiB needed, 0.0 MiB free\)"):
         exp.export(run_dir, tmp_path / "e.pt2")
     assert not (tmp_path / "e.pt2").exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE as Linux has it")
+def test_a_program_over_a_file_size_limit_is_one_line(run_dir, tmp_path):
+    """Under a file-size limit (ulimit -f, SIGXFSZ ignored as prlimit leaves it) torch's
+    pt2 writer wrote again after the failed write and aborted the process (SIGABRT, a C++
+    stack dump)."""
+    script = textwrap.dedent(f"""
+        import resource, signal, sys
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+        from simclr.cli import main
+        sys.exit(main(["export", "--checkpoint", {str(run_dir)!r},
+                       "--out", {str(tmp_path / "e.pt2")!r}]))
+    """)
+    root = str(Path(exp.__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": root, "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.count("\n") == 1, done.stderr[-2000:]
+    assert done.stderr.endswith(f"could not write {tmp_path / 'e.pt2'}: File too large\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary file left
 
 
 def test_torchvision_export_loads_into_torchvisions_resnet(tmp_path, run_dir, capsys):
