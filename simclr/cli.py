@@ -34,7 +34,7 @@ from simclr.config import (
     setting_help,
     type_of,
 )
-from simclr.errors import SimCLRError, user_message
+from simclr.errors import SimCLRError, unusable_path, unusable_path_error, user_message
 from simclr.interrupts import Terminated, deliver_dropped_interruptions, send_again
 from simclr.presets import PRESETS
 from simclr.settings import (
@@ -50,6 +50,11 @@ from simclr.settings import (
 )
 
 EXIT_USER_ERROR = 2
+# The flags naming a file or folder, checked before any work (_check_before_work), by
+# their places in the parsed arguments (pretraining's settings: "cfg:" and their key).
+PATH_FLAGS = {name: "--" + name.replace("_", "-") for name in (
+    "out", "data", "train", "test", "checkpoint", "resume", "eval_train", "eval_test")}
+PATH_FLAGS.update({"cfg:out": "--out", "cfg:data.path": "--data"})
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -427,10 +432,15 @@ def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
 
 def _check_before_work(args: argparse.Namespace) -> None:
     """What every command's flags must meet before it reads anything: a process count
-    the devices allow, one test set, device names that exist, a folder written to whose
-    name is text (:func:`_check_names_are_text`)."""
+    the devices allow, one test set, device names that exist, paths that can name a file
+    or folder, a folder written to whose name is text (:func:`_check_names_are_text`)."""
     _check_names_are_text(args)
     check_processes(args)
+    for name, flag in PATH_FLAGS.items():  # (pathlib's checks raised on these: a traceback)
+        value = getattr(args, name, None)
+        problem = unusable_path(value) if isinstance(value, str) else None
+        if problem:
+            raise SimCLRError(f"{flag} {value}: {problem}")
     if hasattr(args, "test_fraction") and (args.test is None) == (args.test_fraction is None):
         raise SimCLRError("give --test DIR or --test-fraction F (a held-out part of --train), "
                           "one of the two")
@@ -534,12 +544,7 @@ def main(argv: list[str] | None = None) -> int:
         failed = status != 0
         return status
     except (SimCLRError, PermissionError) as exc:  # (a file or folder the user's rights
-        from simclr.launch import report_error  # keep from simclr: theirs to fix, not a bug)
-
-        message = f"{command}: error: {_user_message(exc)}"
-        if not report_error(message):  # a launch: rank 0 or the launcher says it once
-            print(message, file=sys.stderr)
-        return EXIT_USER_ERROR
+        return _user_error(command, exc)  # keep from simclr: theirs to fix, not a bug)
     except KeyboardInterrupt as exc:
         from simclr.launch import quiet_rank
 
@@ -555,6 +560,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug, or a peer process gone: under --processes the
         import traceback  # launcher prints the traceback of the process that failed first
 
+        if unusable_path_error(exc):  # a link loop or a name too long that no check named
+            return _user_error(command, exc)
         from simclr.distributed import launched_processes, launched_rank, peer_gone
         from simclr.launch import report_crash
 
@@ -665,9 +672,23 @@ def _continue_after(exc: BaseException, command: str) -> str:
     return f"; its last checkpoint stays: continue with `{continue_run(run_dir)}`"
 
 
-def _user_message(exc: SimCLRError | PermissionError) -> str:
+def _user_error(command: str, exc: Exception) -> int:
+    """Say the user error ``exc`` in one line (:func:`_user_message`); the exit status."""
+    from simclr.launch import report_error
+
+    message = f"{command}: error: {_user_message(exc)}"
+    if not report_error(message):  # a launch: rank 0 or the launcher says it once
+        print(message, file=sys.stderr)
+    return EXIT_USER_ERROR
+
+
+def _user_message(exc: Exception) -> str:
     """The one line a user error prints; a PermissionError that no check named earlier
-    (a file or folder without the rights to read or write it) by its path."""
+    (a file or folder without the rights to read or write it) by its path, and a link
+    loop or a name too long by theirs (:func:`simclr.errors.unusable_path_error`)."""
+    unusable = unusable_path_error(exc)
+    if unusable:
+        return user_message(SimCLRError(unusable))
     if isinstance(exc, PermissionError):
         where = f": {exc.filename}" if exc.filename else ""
         return f"permission denied{where} ({exc.strerror or exc})"

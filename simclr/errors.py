@@ -10,6 +10,7 @@ import errno
 import numbers
 import os
 import stat
+from pathlib import Path
 from typing import Any
 
 
@@ -50,6 +51,45 @@ def unreadable_path(path: str | os.PathLike) -> str | None:
     except OSError as exc:
         return LINK_LOOP if exc.errno == errno.ELOOP else None
     return None if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else NOT_REGULAR
+
+
+LONG_NAME = "a name longer than the file system allows"
+# Why a path names nothing at all, by errno: each folder and file on the way is looked up.
+_UNUSABLE = {errno.ELOOP: LINK_LOOP, errno.ENAMETOOLONG: LONG_NAME}
+_QUOTES = "'\""
+
+
+def unusable_path(path: str | os.PathLike) -> str | None:
+    """Why ``path`` can be neither read nor written, in a few words: a symbolic link loop
+    on the way (:data:`LINK_LOOP`, ``ln -s loop loop``) or a name of over 255 bytes
+    (:data:`LONG_NAME`); None for any other path, there or not, which callers check
+    their own way. (pathlib's checks raise these, or say a loop is no folder.)"""
+    from simclr.files import NAME_MAX
+
+    path = os.path.expanduser(path)
+    # (also below a folder not made yet, where the OS would say only 'No such file')
+    if any(len(os.fsencode(part)) > NAME_MAX for part in Path(path).parts):
+        return LONG_NAME
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return _UNUSABLE.get(exc.errno or 0)
+    return None
+
+
+def unusable_path_error(exc: BaseException) -> str | None:
+    """The one line for an error that a link loop or a name too long raised where no
+    check named the flag (its path and :func:`unusable_path`'s words), None for any
+    other error: the OSError of those errnos, or pathlib's RuntimeError ('Symlink loop
+    from ...', Python 3.10 and 3.11's ``Path.resolve``)."""
+    if isinstance(exc, OSError) and exc.errno in _UNUSABLE:
+        name = exc.filename
+        where = f"{os.fsdecode(name)}: " if isinstance(name, (str, bytes)) else ""
+        return where + _UNUSABLE[exc.errno]
+    loop = "Symlink loop from "
+    if type(exc) is RuntimeError and str(exc).startswith(loop):
+        return f"{str(exc)[len(loop):].strip(_QUOTES)}: {LINK_LOOP}"  # (its path's repr)
+    return None
 
 
 def is_count(value: Any) -> bool:

@@ -684,6 +684,66 @@ def test_a_permission_error_no_check_named_is_one_line(monkeypatch, capsys):
                                        "(Permission denied)\n")
 
 
+LONG = "x" * 300  # a file name of over 255 bytes
+
+
+@pytest.mark.parametrize("bad", ["loop", "loop/inside", LONG])
+@pytest.mark.parametrize(("command", "flag", "suffix"), [
+    (["pretrain", "--data", "none", "--out"], "--out", ""),
+    (["pretrain", "--out", "run", "--data"], "--data", ""),
+    (["sweep", "--preset", "cifar10-cpu", "--set", "seed=0,1", "--out"], "--out", ""),
+    (["knn", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out"], "--out", ""),
+    (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out"],
+     "--out", ""),
+    (["finetune", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--out"],
+     "--out", ""),
+    (["knn", "--checkpoint", "c.pt", "--test", "b", "--train"], "--train", ""),
+    (["export", "--checkpoint", "c.pt", "--out"], "--out", ".pt2"),
+    (["embed", "--checkpoint", "c.pt", "--data", ".", "--out"], "--out", ".npz"),
+    (["predict", "--checkpoint", "c.pt", "--data", ".", "--out"], "--out", ".csv"),
+    (["predict", "--out", "p.csv", "--data", ".", "--checkpoint"], "--checkpoint", ""),
+])
+def test_a_link_loop_or_a_name_too_long_is_one_line_naming_its_flag(
+        tmp_path, monkeypatch, capsys, command, flag, suffix, bad):
+    """pathlib raised on such a path (RuntimeError: Symlink loop; OSError: File name too
+    long), a traceback; a file in a folder behind a loop was 'cannot create the folder
+    loop: File exists'."""
+    monkeypatch.chdir(tmp_path)
+    path = bad + suffix
+    links = {"loop", "loop" + suffix}  # (a file's name a loop of its own: loop.pt2)
+    for link in links:
+        (tmp_path / link).symlink_to(link)
+    assert main([*command, path]) == 2
+    problem = ("a name longer than the file system allows" if bad == LONG
+               else "a symbolic link loop")
+    assert capsys.readouterr().err == f"simclr {command[0]}: error: {flag} {path}: {problem}\n"
+    assert {p.name for p in tmp_path.iterdir()} == links  # nothing made
+
+
+def test_a_link_loop_that_no_flag_names_is_one_line(tmp_path, monkeypatch, capsys):
+    """A path given another way (a --config file's out) meets the same errors where it is
+    used: said in one line naming the path, not a traceback."""
+    import errno
+
+    from simclr import cli
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "loop").symlink_to("loop")
+    (tmp_path / "run.yaml").write_text("out: loop/run\n")
+    data = make_image_folder(tmp_path / "images")
+    assert main(["pretrain", "--config", "run.yaml", "--data", str(data)]) == 2
+    assert capsys.readouterr().err == (f"simclr pretrain: error: {tmp_path}/loop/run: a "
+                                       "symbolic link loop\n")
+
+    def too_long(args):
+        raise OSError(errno.ENAMETOOLONG, "File name too long", "a/" + LONG)
+
+    monkeypatch.setattr(cli, "_check_before_work", too_long)
+    assert main(["info", "."]) == 2
+    assert capsys.readouterr().err == (f"simclr info: error: a/{LONG}: a name longer than "
+                                       "the file system allows\n")
+
+
 def test_an_unreadable_data_folder_or_checkpoints_folder_is_named(tmp_path, monkeypatch,
                                                                    capsys):
     import os
