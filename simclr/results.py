@@ -156,7 +156,8 @@ def finish_results(results: dict[str, Any], out: Path | None, name: str, scores:
     encoder's ``source`` and how many images of ``train`` and ``test`` were unreadable
     and left out (and which, with the reason), since the accuracy is over the others.
     The JSON is written first, so a figure that fails (or runs out of memory) loses no
-    result; it is written again naming the figure. No figure past
+    result; it is written again naming the figure (an earlier run's figure is removed
+    first: never beside these results). No figure past
     :data:`MAX_FIGURE_CLASSES` classes (a note says so). ``overwrite`` False: a JSON
     another process wrote there meanwhile is kept and refused (:func:`write_results`),
     before the figure."""
@@ -169,6 +170,9 @@ def finish_results(results: dict[str, Any], out: Path | None, name: str, scores:
     if out is None:
         return
     write_results(out, f"{name}.json", results, overwrite)
+    # An earlier run's figure goes with its results: one that fails now (or is not
+    # drawn) leaves these results without a figure, not beside another run's.
+    (out / f"{name}_confusion.png").unlink(missing_ok=True)
     classes = train.classes
     if len(classes) > MAX_FIGURE_CLASSES:
         log(f"note: no {name}_confusion.png: {len(classes):,} classes are more than a "

@@ -156,6 +156,16 @@ def test_the_results_json_is_written_before_the_confusion_figure(tmp_path, monke
     saved, _ = _finish(tmp_path, 3, capsys)  # drawn: the JSON then names it
     assert saved["confusion_figure"] == str(tmp_path / "knn_confusion.png")
     assert (tmp_path / "knn_confusion.png").is_file()
+    # Replaced by a run whose figure fails, or that draws none: the earlier run's figure
+    # went with its results (it stayed beside the new knn.json)
+    monkeypatch.setattr(results_module, "save_confusion_figure", failing_figure)
+    with pytest.raises(MemoryError):
+        _finish(tmp_path, 3, capsys)
+    assert not (tmp_path / "knn_confusion.png").exists()
+    monkeypatch.undo()
+    _finish(tmp_path, 3, capsys)
+    assert _finish(tmp_path, 1001, capsys)[0] == {"top1": 1.0, **SKIPPED_NONE}
+    assert not (tmp_path / "knn_confusion.png").exists()
 
 
 def test_no_confusion_figure_past_max_figure_classes(tmp_path, monkeypatch, capsys):
