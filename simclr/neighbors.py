@@ -109,6 +109,15 @@ def nearest(queries: torch.Tensor, keys: torch.Tensor, k: int,
 TOLERANCE = 1e-5
 
 
+def _higher_threshold(threshold: float) -> str:
+    """Advice for a threshold that matched too many pairs: a value halfway to 1 (capped
+    at 0.999, rounded to 3 decimals), always above ``threshold``; none at 0.999 or more."""
+    higher = round(min(0.999, (1 + threshold) / 2), 3)
+    if higher > threshold:
+        return f"raise the threshold (e.g. {higher:g})"
+    return "they are (near-)identical copies: remove copies first, or use fewer images"
+
+
 def duplicate_pairs(features: torch.Tensor, threshold: float
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(i (P,) int64, j (P,) int64, similarity (P,) float32) of every pair i < j with
@@ -125,7 +134,7 @@ def duplicate_pairs(features: torch.Tensor, threshold: float
         count += int(hit.sum())
         if count > MAX_PAIRS:
             raise SimCLRError(f"--duplicates {threshold:g}: more than {MAX_PAIRS:,} pairs are "
-                              "that similar; raise the threshold (e.g. 0.95)")
+                              f"that similar; {_higher_threshold(threshold)}")
         r, c = torch.nonzero(hit, as_tuple=True)
         found_i.append(r.numpy() + start)
         found_j.append(c.numpy() + start)

@@ -271,12 +271,20 @@ def test_user_errors_are_one_line(tmp_path, capsys, args, needle):
     assert not (tmp_path / "n.csv").exists()
 
 
-def test_too_many_pairs_is_said_before_they_are_gathered(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize(("threshold", "advice"), [
+    ("0.5", "raise the threshold (e.g. 0.75)"),
+    ("0.99", "raise the threshold (e.g. 0.995)"),  # once advised 0.95, a lower one
+    ("0.9995", "they are (near-)identical copies"),  # nothing below 1 to raise it to
+    ("1", "they are (near-)identical copies"),
+])
+def test_too_many_pairs_is_said_before_they_are_gathered(tmp_path, capsys, monkeypatch,
+                                                         threshold, advice):
     monkeypatch.setattr(nb, "MAX_PAIRS", 2)
     embed_file(tmp_path / "f.npz", np.ones((4, 3)))  # 6 identical pairs
     assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--out",
-                 str(tmp_path / "d.csv"), "--duplicates", "0.5"]) == 2
-    assert "more than 2 pairs are that similar; raise the threshold" in capsys.readouterr().err
+                 str(tmp_path / "d.csv"), "--duplicates", threshold]) == 2
+    err = capsys.readouterr().err
+    assert f"--duplicates {threshold}: more than 2 pairs are that similar; {advice}" in err, err
     assert not (tmp_path / "d.csv").exists()
 
 
