@@ -158,16 +158,44 @@ def measure_step(model: torch.nn.Module, image_size: int, device: torch.device,
                       contrastive=contrastive)
 
 
-def _cgroup_free() -> float | None:
-    """Bytes left under a cgroup v2 memory limit (containers), or None without one."""
-    limit, current = Path("/sys/fs/cgroup/memory.max"), Path("/sys/fs/cgroup/memory.current")
+CGROUP = Path("/sys/fs/cgroup")
+NO_LIMIT = 2**60  # cgroup v1 writes "no limit" as the largest page multiple, ~2**63
+
+
+def _reclaimable(stat: Path, key: str) -> float:
+    """Bytes of page cache the kernel can drop (``key`` of a memory.stat: inactive
+    files), which the cgroup's usage counts; 0 where it cannot be read."""
     try:
-        text = limit.read_text(encoding="utf-8").strip()
-        if text == "max":
-            return None
-        return float(text) - float(current.read_text(encoding="utf-8"))
+        for line in stat.read_text(encoding="utf-8").splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return float(value)
     except (OSError, ValueError):
-        return None
+        pass
+    return 0.0
+
+
+def _cgroup_free(root: Path = CGROUP) -> float | None:
+    """Bytes left under a container's memory limit (cgroup v2, else v1, mounted at
+    ``root``), or None without one. The limit less the usage, where the usage's
+    inactive page cache counts as free: a data set just read fills the cache, which the
+    kernel drops before it kills anything."""
+    v1 = root / "memory"
+    for limit, usage, stat, key in (
+            (root / "memory.max", root / "memory.current", root / "memory.stat",
+             "inactive_file"),
+            # v1's usage includes its children's, so their inactive files go too
+            (v1 / "memory.limit_in_bytes", v1 / "memory.usage_in_bytes", v1 / "memory.stat",
+             "total_inactive_file")):
+        try:
+            text = limit.read_text(encoding="utf-8").strip()
+            if text == "max" or float(text) >= NO_LIMIT:
+                return None
+            used = float(usage.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        return float(text) - max(used - _reclaimable(stat, key), 0.0)
+    return None
 
 
 def available_bytes(device: torch.device) -> float | None:

@@ -497,3 +497,38 @@ def test_a_containers_limit_below_the_machines_free_memory_is_what_is_available(
     assert memory.available_bytes(torch.device("cpu")) == 1000.0
     monkeypatch.setattr(memory, "_cgroup_free", lambda: host * 1000)
     assert memory.available_bytes(torch.device("cpu")) == pytest.approx(host, rel=0.2)
+
+
+def _cgroup_files(root, files: dict[str, str]):
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+@pytest.mark.parametrize("files", [
+    {"memory.max": "1000\n", "memory.current": "700\n",  # cgroup v2
+     "memory.stat": "anon 500\nfile 200\nactive_file 50\ninactive_file 150\n"},
+    {"memory/memory.limit_in_bytes": "1000\n", "memory/memory.usage_in_bytes": "700\n",  # v1
+     "memory/memory.stat": "cache 200\ninactive_file 20\ntotal_inactive_file 150\n"},
+])
+def test_a_containers_free_memory_under_cgroup_v1_and_v2(tmp_path, files):
+    """Free under the limit is limit - usage, and the page cache the kernel can drop
+    (inactive files: a data set just read) is free too. v1's usage counts the children
+    cgroups', so its hierarchical total_inactive_file is the one subtracted."""
+    assert memory._cgroup_free(_cgroup_files(tmp_path, files)) == 1000 - 700 + 150
+
+
+@pytest.mark.parametrize("files", [
+    {},  # no cgroup files (another OS, or not mounted)
+    {"memory.max": "max\n", "memory.current": "700\n"},  # v2 without a limit
+    {"memory/memory.limit_in_bytes": "9223372036854771712\n",  # v1 without a limit
+     "memory/memory.usage_in_bytes": "700\n"},
+])
+def test_no_containers_limit_is_none(tmp_path, files):
+    assert memory._cgroup_free(_cgroup_files(tmp_path, files)) is None
+
+
+def test_a_cgroup_without_memory_stat_counts_all_its_usage(tmp_path):
+    files = {"memory.max": "1000\n", "memory.current": "700\n"}
+    assert memory._cgroup_free(_cgroup_files(tmp_path, files)) == 300
