@@ -505,8 +505,19 @@ def test_a_step_is_checked_per_process(monkeypatch):
     assert check_step_memory(mem, 8, 2, torch.device("cpu"), "x") == 1782
     monkeypatch.setattr(memory, "available_bytes", lambda device: 1782 * 2.5 - 1)
     with pytest.raises(SimCLRError, match=r"--batch-size 8 does not fit.*\(8 views per "
-                                          r"process.*try --batch-size 4 "):
+                                          r"process.*, its peak up to 2.5x that, but .*try "
+                                          r"--batch-size 4 "):
         check_step_memory(mem, 8, 2, torch.device("cpu"), "x")
+    # A GPU's ratio is unmeasured: refused past the free memory alone, the batch named
+    # keeping 30% spare (1782 / 0.7 = 2545.7)
+    gpu = torch.device("cuda")
+    assert memory.step_margins(gpu) == (1.0, 1 / 0.7)
+    assert check_step_memory(mem, 8, 2, gpu, "x") == 1782
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1781)
+    with pytest.raises(SimCLRError, match=r"measured\) but .*try --batch-size 4 "):
+        check_step_memory(mem, 8, 2, gpu, "x")
+    assert largest_fitting_batch(mem, 2546, 2, 1 / 0.7) == 2 * 4
+    assert largest_fitting_batch(mem, 2545, 2, 1 / 0.7) == 2 * 2
 
 
 def test_a_containers_limit_below_the_machines_free_memory_is_what_is_available(
