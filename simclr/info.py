@@ -28,7 +28,7 @@ from simclr.config import SECTIONS, Config
 from simclr.errors import SimCLRError, unreadable_path, with_article
 from simclr.files import folder_holder, read_json
 from simclr.rundir import SUPERVISED_RESULT
-from simclr.settings import set_path
+from simclr.settings import parse_yaml, set_path
 
 # The evaluations' results files (simclr.results.RESULTS) and what each measured.
 RESULT_FILES = {"knn.json": "kNN", "linear_eval.json": "linear evaluation",
@@ -457,7 +457,7 @@ def _read_config(path: Path) -> tuple[dict[Any, Any] | None, dict[str, str]]:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(path.read_text(encoding="utf-8"))  # (as a run reads it back)
     except FileNotFoundError:
         return None, {}
     except OSError as exc:

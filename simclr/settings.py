@@ -383,6 +383,12 @@ def read_config_file(path: str) -> ConfigFile:
     return config
 
 
+def parse_yaml(text: str) -> Any:
+    """What a config file's YAML ``text`` holds, its plain values read as the settings
+    read them (_UniqueKeyLoader: YAML 1.2's booleans and numbers); yaml.YAMLError."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """The mapping a YAML file holds (a :class:`ConfigFile`: the one read at start-up)."""
     if isinstance(path, ConfigFile):  # (a copy: no reader changes what the next reads)
@@ -401,7 +407,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise SimCLRError(f"cannot read config file {p}: {exc.strerror}") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
+        data = parse_yaml(text) or {}
     except yaml.YAMLError as exc:
         raise SimCLRError(f"config file {p} is not valid YAML: {_yaml_problem(exc)}") from None
     if not isinstance(data, dict):

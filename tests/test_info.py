@@ -332,6 +332,19 @@ _DAMAGED_CONFIGS = [  # (what is written over the config's section or whole; the
     (None, None, "empty")]
 
 
+def test_a_hand_edited_config_is_read_as_a_run_reads_it(evaluated_run, tmp_path, capsys):
+    """info read config.yaml as YAML 1.1 (`seed: 010` octal 8) where a run, reading it
+    back as a --config, takes YAML 1.2's 10."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run[0], run)
+    text = (run / "config.yaml").read_text()
+    assert "\nseed: 0\n" in text
+    (run / "config.yaml").write_text(text.replace("\nseed: 0\n", "\nseed: 010\n"))
+    assert json.loads(_info(capsys, run, "--json"))["recipe"]["seed"] == 10
+
+
 @pytest.mark.parametrize("key, value, problem", _DAMAGED_CONFIGS, ids=[
     "model", "optim", "data", "width", "epochs", "provenance", "list", "text", "empty"])
 def test_a_damaged_config_is_shown_as_far_as_it_reads_and_said_damaged(
