@@ -460,9 +460,9 @@ def _check_names_are_text(args: argparse.Namespace) -> None:
     UnicodeEncodeError or an onnxruntime TypeError, leaving a half-made run folder."""
     from simclr.folders import is_utf8
 
-    for name, flag, again in (("out", "--out", "choose another --out"),
-                              ("cfg:out", "--out", "choose another --out"),  # (pretrain's)
-                              ("resume", "--resume", "rename the folder")):
+    for name in ("out", "cfg:out", "resume"):  # (cfg:out: pretrain's)
+        flag = PATH_FLAGS[name]
+        again = "rename the folder" if name == "resume" else "choose another --out"
         path = getattr(args, name, None)
         if isinstance(path, str) and not is_utf8(path):
             raise SimCLRError(f"{flag} {ascii(path)}: the path is not valid UTF-8 (results "
