@@ -293,7 +293,9 @@ class _Training:
         (B,3,S,S) and labels (B,) on the device) until they run out, the last step is
         done or a signal asks to stop; returns the epoch's ``tally`` (its steps before
         these: a continued epoch's), added to."""
-        for views, labels in batches:
+        batches = iter(batches)
+        while (batch := self._next_batch(batches)) is not None:
+            views, labels = batch
             if self.channels_last:
                 views = views.contiguous(memory_format=torch.channels_last)
             for group in self.optimizer.param_groups:
@@ -307,6 +309,13 @@ class _Training:
             if self.step >= self.total_steps or self.signal:
                 break
         return tally
+
+    def _next_batch(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+                    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The next of ``batches``, None after the last. Loading it allocates too (its
+        images, their views): a failure there is the coming step's."""
+        with out_of_memory_is_an_error(self.batch_size, self.step, None, resumable=False):
+            return next(batches, None)
 
     def _after_step(self, stop: StopFlag | None, tally: _EpochTally, epoch: int) -> None:
         """The length anew (a time budget's ``refit``); with checkpointing, a save when

@@ -242,13 +242,15 @@ def _where(device: torch.device) -> str:
 
 
 def is_allocation_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` is an allocation that failed (CUDA out of memory, or the CPU
-    allocator refusing), not a bug."""
-    if isinstance(exc, torch.OutOfMemoryError):
+    """Whether ``exc`` is an allocation that failed (CUDA out of memory, the CPU
+    allocator refusing, numpy's or Python's MemoryError, a thread whose stack could not
+    be allocated), not a bug."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
         return True
     text = str(exc)
     return isinstance(exc, RuntimeError) and any(sign in text for sign in (
         "can't allocate memory", "not enough memory",  # the CPU allocator
+        "can't start new thread",  # Python's, a loader thread's stack refused
         "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED"))  # GPU libraries' own
 
 
@@ -258,8 +260,22 @@ def _failed_size(exc: BaseException) -> str:
     found = re.search(r"allocate (\d+) bytes", text)
     if found:
         return f"allocating {size_text(float(found.group(1)))} failed"
-    found = re.search(r"[Tt]ried to allocate ([\d.]+ [KMGTP]?i?B)", text)
+    # (CUDA's 'Tried to allocate 20.00 GiB', numpy's 'Unable to allocate 1.50 GiB')
+    found = re.search(r"(?:[Tt]ried to|[Uu]nable to) allocate ([\d.]+ [KMGTP]?i?B)", text)
     return f"allocating {found.group(1)} failed" if found else "an allocation failed"
+
+
+@contextlib.contextmanager
+def allocation_failure_is(message: Callable[[str], str]) -> Iterator[None]:
+    """Turn an allocation that fails inside the block (:func:`is_allocation_failure`)
+    into a one-line SimCLRError, ``message(what failed)`` ('allocating 1.5 GiB failed',
+    or 'an allocation failed'); any other exception passes unchanged."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as exc:
+        if not is_allocation_failure(exc):
+            raise
+        raise SimCLRError(message(_failed_size(exc))) from None
 
 
 @contextlib.contextmanager
@@ -267,15 +283,14 @@ def fits_in_memory(what: str, hint: str, device: torch.device) -> Iterator[None]
     """Turn an allocation that fails inside the block (building a model, measuring a
     step) into a one-line SimCLRError naming ``what`` did not fit, then ``hint``; any
     other exception passes unchanged."""
-    try:
-        yield
-    except RuntimeError as exc:
-        if not is_allocation_failure(exc):
-            raise
+
+    def message(failed: str) -> str:
         free = available_bytes(device)
         have = f" with {size_text(free)} of {_where(device)} available" if free else ""
-        raise SimCLRError(f"{what} does not fit in memory: {_failed_size(exc)}{have}; "
-                          f"{hint}") from None
+        return f"{what} does not fit in memory: {failed}{have}; {hint}"
+
+    with allocation_failure_is(message):
+        yield
 
 
 def count_text(n: float) -> str:
@@ -394,17 +409,14 @@ def check_step_memory(mem: StepMemory, batch_size: int, world: int, device: torc
 def out_of_memory_is_an_error(batch_size: int, step: int, last_good: Path | None,
                               resumable: bool = True) -> Iterator[None]:
     """Turn an allocation that fails inside the block (CUDA out of memory, or the CPU
-    allocator refusing) into a one-line SimCLRError naming the step and the last
-    checkpoint; any other exception passes unchanged. Nothing is saved after the
-    failure, so that checkpoint stays as it was. ``resumable``: whether the advice may
-    name --resume (pretraining) or not (classifier training)."""
-    try:
+    allocator refusing; a step, or the loading of its batch) into a one-line SimCLRError
+    naming the step and the last checkpoint; any other exception passes unchanged.
+    Nothing is saved after the failure, so that checkpoint stays as it was.
+    ``resumable``: whether the advice may name --resume (pretraining) or not
+    (classifier training)."""
+    then = ("free memory and --resume, or start a new run with a smaller --batch-size"
+            if resumable else "free memory or use a smaller --batch-size")
+    kept = what_is_kept(last_good)
+    with allocation_failure_is(lambda failed: f"out of memory at step {step + 1} with "
+                               f"--batch-size {batch_size}: {kept}; {then}"):
         yield
-    except RuntimeError as exc:
-        if not is_allocation_failure(exc):
-            raise
-        kept = what_is_kept(last_good)
-        then = ("free memory and --resume, or start a new run with a smaller --batch-size"
-                if resumable else "free memory or use a smaller --batch-size")
-        raise SimCLRError(f"out of memory at step {step + 1} with --batch-size {batch_size}: "
-                          f"{kept}; {then}") from None

@@ -488,8 +488,16 @@ def train_loop(
         return save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic)
 
     batches = epoch_batches(cfg, source, plan, state, device)
+
+    def next_batch() -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        # Loading a batch allocates too (gathering the cache's rows, decoding, the
+        # loader's thread): a failure there is the coming step's.
+        with out_of_memory_is_an_error(cfg.batch_size, state.step, last_good):
+            return next(batches, None)
+
     try:
-        for epoch, indices, images, aspect in batches:
+        while (batch := next_batch()) is not None:
+            epoch, indices, images, aspect = batch
             set_lr(optimizer, plan, cfg.optim.final_lr, state.step)
             with out_of_memory_is_an_error(cfg.batch_size, state.step, last_good):
                 # Both views go through the encoder as one batch (2N, 3, S, S), as the

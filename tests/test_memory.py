@@ -218,6 +218,66 @@ def test_out_of_memory_mid_run_is_one_line_and_keeps_the_checkpoint(
     assert not (tmp_path / "oom/checkpoints/last.pt").exists()
 
 
+@pytest.mark.parametrize("failure", [
+    MemoryError("Unable to allocate 1.50 GiB for an array with shape (8, 96, 96, 3) and "
+                "data type uint8"),  # numpy's, gathering the cache's rows
+    RuntimeError("can't start new thread"),  # the loader's thread
+])
+def test_out_of_memory_loading_a_batch_is_the_steps(tmp_path, image_folder, cache_dir,
+                                                    monkeypatch, failure):
+    from simclr.data import ImageSource
+
+    real = ImageSource._gather
+
+    def gather(self, idx):  # (the loader's thread: the error reaches the loop at step 3)
+        gather.calls = getattr(gather, "calls", 0) + 1
+        if gather.calls == 3:
+            raise failure
+        return real(self, idx)
+
+    monkeypatch.setattr(ImageSource, "_gather", gather)
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "oom", cache_dir))
+    with pytest.raises(SimCLRError) as info:
+        train.pretrain(cfg)
+    message = str(info.value)
+    assert "\n" not in message and "out of memory at step 3" in message, message
+    assert "ckpt-00000002.pt is untouched" in message and "--resume" in message
+
+
+def test_out_of_memory_loading_a_classifiers_batch_is_one_line(tmp_path, monkeypatch):
+    import simclr.augment
+    from simclr.data import open_source
+    from simclr.supervised import run_supervised
+
+    real = simclr.augment.apply_params
+
+    def views(*args, **kwargs):  # the batch's views, made as it is loaded
+        views.calls = getattr(views, "calls", 0) + 1
+        if views.calls == 2:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: "
+                               "can't allocate memory: you tried to allocate 9437184000 bytes")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(simclr.augment, "apply_params", views)
+    data = make_image_folder(tmp_path / "imgs", per_class=8)
+    cfg = build_config(flags={**tiny_flags(data, tmp_path / "sup", str(tmp_path / "c")),
+                              "max_steps": 3})
+    train_set = open_source(str(data), cfg.data, train=True, image_size=16)
+    with pytest.raises(SimCLRError, match="^out of memory at step 2 with --batch-size 8: "):
+        run_supervised(cfg, train_set, run_dir=tmp_path / "sup", verbose=False)
+
+
+def test_memory_errors_are_allocation_failures():
+    from simclr.memory import is_allocation_failure
+
+    assert is_allocation_failure(MemoryError())
+    assert is_allocation_failure(RuntimeError("can't start new thread"))
+    assert not is_allocation_failure(ValueError("can't allocate memory"))
+    with pytest.raises(SimCLRError, match="allocating 1.50 GiB failed"), \
+            memory.fits_in_memory("it", "try less", torch.device("cpu")):
+        raise MemoryError("Unable to allocate 1.50 GiB for an array with shape (1,)")
+
+
 def test_other_runtime_errors_keep_their_traceback(tmp_path, image_folder, cache_dir,
                                                    monkeypatch):
     def step(*args, **kwargs):
