@@ -32,7 +32,12 @@ from simclr.folders import ImageList, list_folder
 from simclr.launch import continue_run
 from simclr.loader import BatchLoader
 from simclr.loss import loss_and_metrics
-from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
+from simclr.memory import (
+    allocation_failure_is,
+    check_step_memory,
+    measure_step,
+    out_of_memory_is_an_error,
+)
 from simclr.models import SimCLRModel, build_model_within_memory
 from simclr.optim import build_optimizer
 from simclr.plan import (
@@ -555,14 +560,15 @@ def train_loop(
                     and not signal_name:
                 # Rank 0 alone: the others wait for it in the next step's collectives, as
                 # they would have while each measured the same number.
-                try:
-                    monitored = (state.step, knn_monitor(cfg, model, device, precision, state.step,
-                                                         log))
-                except SimCLRError as exc:  # its folder's images, first read now: keep the steps
-                    kept = int(first_bad.item()) < 0 and checkpoint(periodic=True)
-                    raise SimCLRError(f"kNN monitor: {exc}" + (
-                        f" (the run is saved at step {state.step}: `{continue_run(run_dir)}` "
-                        "continues it once the folder is mended)" if kept else "")) from None
+                with knn_out_of_memory(state.step, last_good):
+                    try:
+                        monitored = (state.step, knn_monitor(cfg, model, device, precision,
+                                                             state.step, log))
+                    except SimCLRError as exc:  # its folder's images, first read now: keep
+                        kept = int(first_bad.item()) < 0 and checkpoint(periodic=True)  # steps
+                        raise SimCLRError(f"kNN monitor: {exc}" + (
+                            f" (the run is saved at step {state.step}: `{continue_run(run_dir)}`"
+                            " continues it once the folder is mended)" if kept else "")) from None
             if last:
                 break
         progress.close()
@@ -580,8 +586,9 @@ def train_loop(
         if cfg.knn_train and reason == "finished" and not stop.requested and dist.is_main():
             # the final model's, unless the monitor just measured it; never after a stop
             # request (a kill may follow)
-            summary["knn_top1"] = monitored[1] if monitored[0] == state.step else \
-                knn_monitor(cfg, model, device, precision, state.step, log)
+            with knn_out_of_memory(state.step, last_good):
+                summary["knn_top1"] = monitored[1] if monitored[0] == state.step else \
+                    knn_monitor(cfg, model, device, precision, state.step, log)
         if dist.is_main():
             write_json(run_dir / "summary.json", summary)
     finally:
@@ -681,6 +688,18 @@ def check_finite(first_bad: torch.Tensor, last_good: Path | None, cfg: Config,
             f"the loss became non-finite (NaN/inf) at step {bad_step + 1}; stopping: {kept}. "
             f"Lower --lr, {fp32}or pass --nan-policy skip", bad_step + 1
         )
+
+
+def knn_out_of_memory(step: int, last_good: Path | None,
+                      ) -> contextlib.AbstractContextManager[None]:
+    """The kNN monitor after ``step`` running out of memory: one line, as a step's
+    (:func:`out_of_memory_is_an_error`), naming the checkpoint that survives. Nothing is
+    saved then (writing one needs memory too)."""
+    kept = what_is_kept(last_good)
+    return allocation_failure_is(
+        lambda failed: f"kNN monitor: out of memory at step {step} ({failed}): {kept}; "
+                       "free memory and --resume, or start a new run with fewer --knn-train "
+                       "or --knn-test images")
 
 
 def knn_monitor(

@@ -715,6 +715,25 @@ def test_a_knn_folder_failing_mid_run_keeps_the_steps(tmp_path, image_folder, ca
     assert resumed["status"] == "finished" and resumed["steps"] == 6
 
 
+def test_the_knn_monitor_running_out_of_memory_names_the_checkpoint(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    import simclr.features
+
+    def extract(*args, **kwargs):
+        raise MemoryError("Unable to allocate 2.00 GiB for an array with shape (512, 1048576)")
+
+    monkeypatch.setattr(simclr.features, "extract_features", extract)
+    with pytest.raises(SimCLRError) as info:  # (monitored every 3 steps, saved every 2)
+        run(tmp_path, image_folder, cache_dir, "run", knn_train=str(image_folder),
+            knn_test=str(image_folder), checkpoint_every=2)
+    message = str(info.value)
+    assert "\n" not in message, message
+    assert message.startswith("kNN monitor: out of memory at step 3 (allocating 2.00 GiB "
+                              "failed): the last checkpoint "), message
+    assert "ckpt-00000002.pt is untouched; free memory and --resume" in message
+    assert not (tmp_path / "run/checkpoints/ckpt-00000003.pt").exists()  # nothing saved after
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_pretrain_on_cuda_without_host_syncs(tmp_path, image_folder, cache_dir):
     """bf16 autocast and channels_last on the GPU, and no host synchronisation inside
