@@ -22,7 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -172,6 +172,11 @@ class Checkpointing:
     on_step: Callable[[int, StopFlag], None] | None = None
     every_s: float = 0.0
     keep_tally: Callable[[dict[str, float]], None] | None = None
+    # The latest checkpoint kept (a resumed run's to start with; each save's after), which
+    # running out of memory names, and the words that continue the training from it
+    # (None: --resume).
+    last: str | Path | None = None
+    again: str | None = None
     schedule: SaveSchedule = field(init=False)
 
     def __post_init__(self) -> None:
@@ -182,7 +187,7 @@ class Checkpointing:
         save to store (:attr:`PartialRun.tally`)."""
         if self.keep_tally is not None:
             self.keep_tally(tally.state())
-        self.save(step, seconds)
+        self.last = self.save(step, seconds) or self.last
 
 
 def train_classifier(
@@ -300,7 +305,7 @@ class _Training:
                 views = views.contiguous(memory_format=torch.channels_last)
             for group in self.optimizer.param_groups:
                 group["lr"] = self.lr_fn(self.step, group["peak_lr"])
-            with out_of_memory_is_an_error(self.batch_size, self.step, None, resumable=False):
+            with self._out_of_memory():
                 logits, loss = classifier_step(self.model, views, labels, self.optimizer,
                                                self.scaler, self.device, self.precision)
             tally.add(loss, logits, labels)
@@ -314,8 +319,15 @@ class _Training:
                     ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The next of ``batches``, None after the last. Loading it allocates too (its
         images, their views): a failure there is the coming step's."""
-        with out_of_memory_is_an_error(self.batch_size, self.step, None, resumable=False):
+        with self._out_of_memory():
             return next(batches, None)
+
+    def _out_of_memory(self) -> AbstractContextManager[None]:
+        """An allocation that fails in this step: one line naming the latest checkpoint
+        and what continues the training from it (nothing, without checkpointing)."""
+        kept = None if self.checkpointing is None else self.checkpointing.last
+        return out_of_memory_is_an_error(self.batch_size, self.step, kept, kept is not None,
+                                         None if kept is None else self.checkpointing.again)
 
     def _after_step(self, stop: StopFlag | None, tally: _EpochTally, epoch: int) -> None:
         """The length anew (a time budget's ``refit``); with checkpointing, a save when
@@ -591,6 +603,17 @@ class PartialRun:
             self.path.unlink(missing_ok=True)
         self.finishing = False  # (the results there are then another run's)
         return 0, 0.0
+
+    def checkpointing(self, save: Callable[[int, float], Any], every: int,
+                      on_step: Callable[[int, StopFlag], None] | None,
+                      minutes: float) -> Checkpointing:
+        """The training's :class:`Checkpointing`: ``save`` every ``every`` steps or
+        ``minutes``, each with the running epoch's tally; the state it continues from, if
+        any, is the latest kept, and the same command continues from it."""
+        kept = self.path if self.path is not None and self.path.exists() else None
+        return Checkpointing(save, every, on_step, every_s=60 * minutes,
+                             keep_tally=self.keep_tally, last=kept,
+                             again="run the same command again")
 
     def keep_tally(self, tally: dict[str, float]) -> None:
         """The running epoch's tally, stored by the next :meth:`save`

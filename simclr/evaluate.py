@@ -37,7 +37,6 @@ from simclr import distributed as dist
 from simclr.backbones import TorchvisionEncoder
 from simclr.checkpoint import CHECKPOINTS, new_run_id
 from simclr.classify import (
-    Checkpointing,
     PartialRun,
     crop_flip_config,
     evaluate_classifier,
@@ -109,9 +108,8 @@ def linear_eval_sgd(
             precision=precision, channels_last=channels_last, workers=workers,
             verbose=verbose, name="linear eval", start_step=step, elapsed=elapsed,
             scaler=scaler, tally=partial_run.tally,
-            checkpointing=None if partial_run.out is None else Checkpointing(
-                save_partial, checkpoint_every, on_step, every_s=60 * checkpoint_minutes,
-                keep_tally=partial_run.keep_tally))
+            checkpointing=None if partial_run.out is None else partial_run.checkpointing(
+                save_partial, checkpoint_every, on_step, checkpoint_minutes))
     stats = partial_run.trained_stats(stats, step)
     summary = {"epochs": epochs, "batch_size": batch, "lr": lr,
                "peak_lr": optimizer.param_groups[0]["peak_lr"],

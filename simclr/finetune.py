@@ -248,9 +248,8 @@ def run_finetune(
               verbose)
     start = time.perf_counter()
     stats = run.train_steps(aug_cfg, schedule, seed, step, elapsed, None if out is None else
-                            Checkpointing(run.save_partial, checkpoint_every, on_step,
-                                          every_s=60 * checkpoint_minutes,
-                                          keep_tally=partial_run.keep_tally))
+                            partial_run.checkpointing(run.save_partial, checkpoint_every,
+                                                      on_step, checkpoint_minutes))
     stats = partial_run.trained_stats(stats, step)
     if out is not None and stats["steps"] > step:  # the state is kept, a finished one too:
         # a stop (or a kill) during the test then loses no training, only the test

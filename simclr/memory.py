@@ -406,17 +406,23 @@ def check_step_memory(mem: StepMemory, batch_size: int, world: int, device: torc
 
 
 @contextlib.contextmanager
-def out_of_memory_is_an_error(batch_size: int, step: int, last_good: Path | None,
-                              resumable: bool = True) -> Iterator[None]:
+def out_of_memory_is_an_error(batch_size: int, step: int, last_good: Path | str | None,
+                              resumable: bool = True, again: str | None = None,
+                              ) -> Iterator[None]:
     """Turn an allocation that fails inside the block (CUDA out of memory, or the CPU
     allocator refusing; a step, or the loading of its batch) into a one-line SimCLRError
     naming the step and the last checkpoint; any other exception passes unchanged.
     Nothing is saved after the failure, so that checkpoint stays as it was.
-    ``resumable``: whether the advice may name --resume (pretraining) or not
-    (classifier training)."""
-    then = ("free memory and --resume, or start a new run with a smaller --batch-size"
-            if resumable else "free memory or use a smaller --batch-size")
-    kept = what_is_kept(last_good)
+    ``resumable``: whether the advice may say how to continue from ``last_good``:
+    ``again``, the words that do (an evaluation's 'run the same command again'), or by
+    default --resume (pretraining, supervised)."""
+    if not resumable:
+        then = "free memory or use a smaller --batch-size"
+    elif again is None:
+        then = "free memory and --resume, or start a new run with a smaller --batch-size"
+    else:  # (another batch is other settings: refused unless it starts over)
+        then = f"free memory and {again}, or start over with a smaller --batch-size and --overwrite"
+    kept = what_is_kept(None if last_good is None else Path(last_good))
     with allocation_failure_is(lambda failed: f"out of memory at step {step + 1} with "
                                f"--batch-size {batch_size}: {kept}; {then}"):
         yield

@@ -30,6 +30,7 @@ from simclr import distributed as dist
 from simclr.checkpoint import (
     CHECKPOINTS,
     checkpoint_files,
+    latest_checkpoint,
     load_scaler,
     load_weights,
     new_run_id,
@@ -417,7 +418,8 @@ def _train_and_test(
     checkpointing = None if run_dir is None else Checkpointing(
         lambda s, t: save(s, t, {}, periodic=True), cfg.checkpoint_every, on_step,
         every_s=60 * cfg.checkpoint_minutes,
-        keep_tally=lambda t: tally.update(epoch_tally=t))
+        keep_tally=lambda t: tally.update(epoch_tally=t),
+        last=None if out is None else latest_checkpoint(out / CHECKPOINTS))  # (resumed from)
     stats = train_classifier(
         dist.wrap_ddp(model, dev), train, np.arange(train.num_images), cfg.augment,
         total_steps=plan.total_steps, batch_size=batch, optimizer=optimizer,

@@ -587,8 +587,6 @@ def test_checkpoint_minutes_reach_the_training(tmp_path, monkeypatch, command):
     """--checkpoint-minutes (fine-tuning, SGD linear evaluation) sets the clock of the
     periodic saves (the clock itself: test_classify)."""
     import simclr.classify as classify
-    import simclr.evaluate as evaluate
-    import simclr.finetune as finetune
     from simclr.cli import main
 
     seen = []
@@ -598,8 +596,7 @@ def test_checkpoint_minutes_reach_the_training(tmp_path, monkeypatch, command):
             super().__init__(*args, **kwargs)
             seen.append(self.every_s)
 
-    for module in (finetune, evaluate):
-        monkeypatch.setattr(module, "Checkpointing", Recorded)
+    monkeypatch.setattr(classify, "Checkpointing", Recorded)  # (PartialRun.checkpointing)
     train, test, cache = tiny_pretrained_run(tmp_path)
     extra = ["--protocol", "sgd"] if command == "linear-eval" else []
     assert main([command, "--checkpoint", str(tmp_path / "pre"), "--train", str(train),

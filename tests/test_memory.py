@@ -267,6 +267,49 @@ def test_out_of_memory_loading_a_classifiers_batch_is_one_line(tmp_path, monkeyp
         run_supervised(cfg, train_set, run_dir=tmp_path / "sup", verbose=False)
 
 
+def test_a_classifier_out_of_memory_names_its_checkpoint_and_how_to_continue(
+        tmp_path, folders, monkeypatch):
+    import simclr.classify as classify
+    from simclr.data import open_source
+    from simclr.finetune import run_finetune
+    from simclr.supervised import run_supervised
+    from tests.conftest import tiny_encoder
+
+    real = classify.classifier_step
+
+    def fail_at(step_number):
+        def step(*args, **kwargs):
+            step.calls = getattr(step, "calls", 0) + 1
+            if step.calls == step_number:
+                raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+            return real(*args, **kwargs)
+        return step
+
+    monkeypatch.setattr(classify, "classifier_step", fail_at(4))
+    data = make_image_folder(tmp_path / "imgs", per_class=8)
+    cfg = build_config(flags=tiny_flags(data, tmp_path / "sup", str(tmp_path / "c")))
+    train_set = open_source(str(data), cfg.data, train=True, image_size=16)
+    with pytest.raises(SimCLRError) as info:  # (saved every 2 steps)
+        run_supervised(cfg, train_set, run_dir=tmp_path / "sup", verbose=False)
+    assert str(info.value) == (
+        f"out of memory at step 4 with --batch-size 8: the last checkpoint "
+        f"{tmp_path / 'sup/checkpoints/ckpt-00000002.pt'} is untouched; free memory and "
+        "--resume, or start a new run with a smaller --batch-size")
+    # An evaluation's training: the same command continues it.
+    monkeypatch.setattr(classify, "classifier_step", fail_at(3))
+    train, test = folders
+    with pytest.raises(SimCLRError) as info:
+        run_finetune(tiny_encoder(), train, test, tmp_path / "ft", image_size=16,
+                     batch_size=4, epochs=3, labels_per_class=2, checkpoint_every=2,
+                     device="cpu", precision="fp32", workers=0, verbose=False)
+    partial = tmp_path / "ft/checkpoints/finetune-partial.pt"
+    assert str(info.value) == (
+        f"out of memory at step 3 with --batch-size 4: the last checkpoint {partial} is "
+        "untouched; free memory and run the same command again, or start over with a "
+        "smaller --batch-size and --overwrite")
+    assert partial.exists()
+
+
 def test_memory_errors_are_allocation_failures():
     from simclr.memory import is_allocation_failure
 
