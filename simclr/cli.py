@@ -539,7 +539,8 @@ def main(argv: list[str] | None = None) -> int:
 
             return run(argv, args.processes, device=_launch_device(args))
         _check_before_work(args)
-        status = int(args.func(args) or 0)
+        with _out_of_memory(args.command):
+            status = int(args.func(args) or 0)
         _command_done()  # (here too: a signal landing in the finally would escape main)
         failed = status != 0
         return status
@@ -649,6 +650,32 @@ def _in_finalizer(frame: Any) -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+# What an evaluation that runs out of memory can lower: the images held at once (a
+# pass's), the features or pixels held for all the images, the views of each. (The
+# training commands name the step and the checkpoint kept: memory.out_of_memory_is_an_error.)
+LOWER_FOR_MEMORY = {
+    "knn": "a smaller --batch-size or --image-size, or fewer --train or --test images",
+    "linear-eval": "a smaller --batch-size or --image-size, or fewer --train or --test images",
+    "transform-probe": "a smaller --batch-size, --image-size or --views, or fewer --train or "
+                       "--test images",
+    "embed": "a smaller --batch-size or --image-size, or fewer --data images",
+    "predict": "a smaller --batch-size, or fewer --data images",
+    "neighbors": "fewer images in --features or --queries",
+}
+
+
+def _out_of_memory(command: str) -> contextlib.AbstractContextManager[None]:
+    """For an evaluation ``command``: an allocation that fails in its work is one line
+    saying what to lower (:data:`LOWER_FOR_MEMORY`), not a traceback."""
+    lower = LOWER_FOR_MEMORY.get(command)
+    if lower is None:
+        return contextlib.nullcontext()
+    from simclr.memory import allocation_failure_is
+
+    return allocation_failure_is(
+        lambda failed: f"out of memory ({failed}); free memory or try {lower}")
 
 
 def _continue_after(exc: BaseException, command: str) -> str:

@@ -986,3 +986,34 @@ def test_supervised_help_says_its_batch_is_one_view_per_image(capsys):
         out = " ".join(capsys.readouterr().out.split())
         assert text in out
         assert ("2x views" in out) == (command == "pretrain")
+
+
+def test_an_evaluation_out_of_memory_is_one_line_saying_what_to_lower(tmp_path, monkeypatch,
+                                                                      capsys):
+    import simclr.features
+    from simclr.logistic import _Standardizer
+    from tests.conftest import tiny_pretrained_run
+
+    train, test, cache = tiny_pretrained_run(tmp_path)
+    capsys.readouterr()
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't "
+                           "allocate memory: you tried to allocate 1610612736 bytes")
+
+    monkeypatch.setattr(_Standardizer, "__call__", refused)
+    assert main(["linear-eval", "--checkpoint", str(tmp_path / "pre"), "--train", str(train),
+                 "--test", str(test), "--raw-pixels", "--cache-dir", cache]) == 2
+    assert capsys.readouterr().err == (
+        "simclr linear-eval: error: out of memory (allocating 1.5 GiB failed); free memory or "
+        "try a smaller --batch-size or --image-size, or fewer --train or --test images\n")
+
+    def unable(*args, **kwargs):
+        raise MemoryError("Unable to allocate 2.00 GiB for an array with shape (16, 512)")
+
+    monkeypatch.setattr(simclr.features, "indexed_features", unable)
+    assert main(["embed", "--checkpoint", str(tmp_path / "pre"), "--data", str(train),
+                 "--out", str(tmp_path / "h.npz"), "--cache-dir", cache]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "out of memory (allocating 2.00 GiB failed)" in err, err
+    assert "fewer --data images" in err and not (tmp_path / "h.npz").exists()
