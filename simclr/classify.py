@@ -452,11 +452,15 @@ def check_classifier_step(model: nn.Module, image_size: int, batch_size: int,
                           override: str | None = None) -> None:
     """Refuse a batch whose measured step memory cannot fit (simclr.memory), before
     the command writes anything. ``override``: the command's flag that skips the check
-    (``simclr supervised --no-memory-check``; fine-tuning has none)."""
+    (``simclr supervised --no-memory-check``; fine-tuning has none); skipped
+    (``enforce=False``), nothing is measured: views too large to measure on would refuse
+    the command."""
+    if not enforce:
+        return
     step_memory = measure_step(model, image_size, device, precision, channels_last,
                                contrastive=False)
     check_step_memory(step_memory, batch_size, 1, device, f"{name}, {image_size} px, "
-                      f"{precision}", enforce=enforce, override=override)
+                      f"{precision}", override=override)
 
 
 

@@ -263,10 +263,13 @@ def pretrain(
         started_from, initial = initial[1], None  # the tensors are in the model now
     # Measured before the first step: a batch that cannot fit fails in a second with
     # a message, not when the kernel kills the process. (After the data, so a wrong
-    # folder is named first; a decoded cache is kept for the next run.)
-    check_step_memory(measure_step(model, cfg.augment.size, device, precision, cfg.channels_last),
-                      cfg.batch_size, dist.world_size(), device, describe(cfg, precision),
-                      enforce=cfg.memory_check and not cfg.compile)
+    # folder is named first; a decoded cache is kept for the next run.) Not measured at
+    # all under --no-memory-check: views too large to measure on would refuse the run.
+    if cfg.memory_check:
+        check_step_memory(measure_step(model, cfg.augment.size, device, precision,
+                                       cfg.channels_last),
+                          cfg.batch_size, dist.world_size(), device, describe(cfg, precision),
+                          enforce=not cfg.compile)
     optimizer = build_optimizer(cfg.optim, model, cfg.batch_size)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     plan, state = start_state(cfg, run, source.num_images, all_images, model, optimizer, scaler)

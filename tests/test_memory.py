@@ -193,6 +193,22 @@ def test_pretrain_refuses_before_the_first_step(tmp_path, capsys, monkeypatch):
     assert main([*args, "--batch-size", "16", "--no-memory-check"]) == 0
 
 
+@pytest.mark.parametrize("command", ["pretrain", "supervised"])
+def test_no_memory_check_does_not_refuse_views_too_large_to_measure(tmp_path, capsys,
+                                                                     monkeypatch, command):
+    # 4 MiB: the weights fit; measuring a step on views of 96 px (6 of about 1 MiB) not.
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 4.0 * 2**20)
+    data = make_image_folder(tmp_path / "imgs", per_class=8)
+    where = ["--data", str(data), "--no-progress"] if command == "pretrain" else \
+        ["--train", str(data)]
+    args = [command, *where, "--out", str(tmp_path / "run"), "--arch", "resnet18", "--width",
+            "0.125", "--image-size", "96", "--cache-dir", str(tmp_path / "cache"),
+            "--batch-size", "8", "--max-steps", "1", "--precision", "fp32"]
+    assert main(args) == 2
+    assert "--image-size 96 does not fit in memory" in capsys.readouterr().err
+    assert main([*args, "--no-memory-check"]) == 0, capsys.readouterr().err
+
+
 @pytest.mark.parametrize("failure", [
     RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate "
                  "memory: you tried to allocate 9437184000 bytes"),
