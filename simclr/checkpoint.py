@@ -295,14 +295,16 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     ``*.tmp-*`` files of interrupted saves are never candidates.
     """
     folder = Path(run_dir)
-    periodic = [(step, p) for step, p in reversed(periodic_checkpoints(folder))
-                if is_complete(p)]
+    # The newest complete one alone is read: an older one that cannot be read (its
+    # permissions) stops nothing (is_complete raises on it).
+    newest = next(((step, p) for step, p in reversed(periodic_checkpoints(folder))
+                   if is_complete(p)), None)
     last = folder / LAST
     if last.is_file() and is_complete(last):
-        if periodic and periodic[0][0] > _stored_step(last, periodic[0][1]):
-            return periodic[0][1]
+        if newest and newest[0] > _stored_step(last, newest[1]):
+            return newest[1]
         return last
-    return periodic[0][1] if periodic else None
+    return newest[1] if newest else None
 
 
 def stored_step(path: Path) -> int:

@@ -452,10 +452,10 @@ def test_a_checkpoint_that_cannot_be_read_is_not_passed_over_as_corrupt(tmp_path
 
     _run(tmp_path / "run", name=periodic_name(4), step=4)
     last = _run(tmp_path / "run", step=6)
-    opened = zipfile.ZipFile
+    opened, refused = zipfile.ZipFile, [last]
 
     def unreadable(file, *args, **kwargs):  # (as root, chmod 000 would not bite)
-        if Path(file) == last:
+        if Path(file) in refused:
             raise OSError(code, reason, str(file))
         return opened(file, *args, **kwargs)
 
@@ -469,6 +469,11 @@ def test_a_checkpoint_that_cannot_be_read_is_not_passed_over_as_corrupt(tmp_path
                 read(given)
             assert str(info.value) == expected
     assert "corrupt" not in caplog.text
+    # An older one that cannot be read stops nothing: the newest complete one is used
+    older = _run(tmp_path / "run", name=periodic_name(2), step=2)
+    refused[:] = [older]
+    assert latest_checkpoint(last.parent) == last
+    assert checkpoint_file(tmp_path / "run") == last
     (last.parent / periodic_name(8)).mkdir()  # a folder of that name is no file to read
     assert not ck.is_complete(last.parent / periodic_name(8))
 
