@@ -44,7 +44,7 @@ from simclr.settings import (
     build_config,
     check_same_recipe,
     field_kind,
-    is_null,
+    names_no_data,
     read_config_file,
     yaml_text,
 )
@@ -232,15 +232,6 @@ RECIPE_FLAGS = {"model.arch", "model.width", "augment.size", "batch_size", "epoc
                 "max_steps", "time_budget"}
 
 
-def no_data_named(config_file: str | None, flags: dict[str, Any]) -> bool:
-    """Whether neither the flags nor the ``--config`` file name a data folder (`--data
-    none` included): then pretrain runs the digits demo, with its preset under the file's
-    settings, so a file of a few settings means what the same flags mean."""
-    if "data.path" in flags:
-        return is_null(flags["data.path"])
-    return config_file is None or build_config(None, config_file, flags).data.path is None
-
-
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from simclr import train
     from simclr.resume import load_resume_config, moved_folders
@@ -252,12 +243,13 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         cfg = load_resume_config(args.resume, {})
         allowed = RESUME_SETTINGS | moved_folders(cfg, flags, args.resume)
         if args.preset or args.config:  # the first command again: its recipe, or refused
-            check_same_recipe(cfg, build_config(args.preset, args.config, flags), allowed)
+            preset = args.preset or ("digits" if names_no_data(args.config, flags) else None)
+            check_same_recipe(cfg, build_config(preset, args.config, flags), allowed)
         apply_resume_flags(cfg, flags, allowed)
         absolute_paths(cfg)  # (a moved folder's new place)
     else:
         preset = args.preset
-        if preset is None and no_data_named(args.config, flags):
+        if preset is None and names_no_data(args.config, flags):
             preset = "digits"  # the one-minute offline demo on scikit-learn's digits
         elif preset is None and not args.config and not RECIPE_FLAGS & set(flags):
             notes.append(f"note: no --preset, so {PAPER_SCALE}")

@@ -383,6 +383,19 @@ def read_config_file(path: str) -> ConfigFile:
     return config
 
 
+def names_no_data(config_file: str | None, flags: dict[str, Any]) -> bool:
+    """Whether neither the flags nor the ``--config`` file name a data folder (`--data
+    none` included): then pretrain and sweep run the digits demo, with its preset under
+    the file's settings, so a file of a few settings means what the same flags mean. (The
+    file's other settings are checked later, over that preset.)"""
+    if "data.path" in flags:
+        return is_null(flags["data.path"])
+    if config_file is None:
+        return True
+    data = load_yaml(config_file).get("data") or {}  # (not a mapping: refused later)
+    return isinstance(data, dict) and is_null(data.get("path"))
+
+
 def parse_yaml(text: str) -> Any:
     """What a config file's YAML ``text`` holds, its plain values read as the settings
     read them (_UniqueKeyLoader: YAML 1.2's booleans and numbers); yaml.YAMLError."""

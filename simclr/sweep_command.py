@@ -25,6 +25,7 @@ from simclr.launch import add_flag as add_processes_flag
 from simclr.presets import PRESETS
 from simclr.pretrained import parse_layer, representation_from_checkpoint
 from simclr.results import RESULTS, check_not_inside
+from simclr.settings import names_no_data
 
 
 def add_sweep_command(sub: argparse._SubParsersAction) -> None:
@@ -93,7 +94,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         data = load_yaml(args.config).get("data")
         check_not_supervised_config(args.config,
                                     data.get("path") if isinstance(data, dict) else None)
-    digits = flags.get("data.path") is None and not args.config
+    digits = names_no_data(args.config, flags)
     preset = args.preset or ("digits" if digits else None)  # as `simclr pretrain`
     if args.eval != "none" and args.eval_layer != "h":
         _check_eval_layer(args.eval_layer, axes, Path(args.out).expanduser(), preset,

@@ -318,6 +318,11 @@ def test_no_data_means_the_digits_demo_however_it_is_said(tmp_path, capsys, monk
     for cfg in printed:
         assert cfg["data"]["path"] is None and cfg["out"] == str(tmp_path / "runs" / "digits")
         assert (cfg["model"]["arch"], cfg["augment"]["size"]) == ("resnet18", 16)
+    for argv in (["--data", "none"], ["--config", "few.yaml"]):  # sweep chooses alike
+        assert main(["sweep", "--set", "seed=0,1", *argv, "--out", "sw", "--eval", "none",
+                     "--print-config"]) == 0
+        cells = list(yaml.safe_load_all(capsys.readouterr().out))
+        assert [c["model"]["arch"] for c in cells] == ["resnet18"] * 2
     (tmp_path / "data.yaml").write_text("data: {path: photos}\n")  # a folder: no demo
     assert main(["pretrain", "--config", "data.yaml", "--print-config"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["model"]["arch"] == "resnet50"
@@ -328,6 +333,24 @@ def test_no_data_means_the_digits_demo_however_it_is_said(tmp_path, capsys, monk
         "path here; write ./none to name it")
     assert main(["pretrain", "--data", "./none", "--print-config"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["data"]["path"] == str(tmp_path / "none")
+    # The file's other settings are checked over the digits preset (a load side of 24
+    # was refused against the ImageNet recipe's 224 view)
+    (tmp_path / "load.yaml").write_text("data: {load_size: 24}\n")
+    assert main(["pretrain", "--config", "load.yaml", "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["data"]["load_size"] == 24
+
+
+def test_the_first_command_resumes_a_digits_run_its_file_named_no_data(tmp_path, capsys,
+                                                                       monkeypatch):
+    """`--resume RUN --config FILE` of a run whose file named no folder was refused
+    ('cannot change --image-size (16 saved, 224 asked ...)'): resumed as it started."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "few.yaml").write_text("max_steps: 1\nout: d\nbatch_size: 16\n")
+    first = ["pretrain", "--config", "few.yaml", "--workers", "0", "--no-progress"]
+    assert main(first) == 0
+    capsys.readouterr()
+    assert main([*first, "--resume", "d"]) == 0
+    assert "error" not in capsys.readouterr().err
 
 
 def test_sweep_and_supervised_print_their_resolved_configs(tmp_path, capsys, monkeypatch):
