@@ -317,18 +317,20 @@ def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
 
 # ------------------------------------------------------------------------- YAML files
 
-# Plain values a YAML file's text is read as, YAML 1.2's core schema (without its
-# leading-zero decimals): booleans only true and false, numbers only as Python writes
-# them (with 0x, 0o). PyYAML's 1.1 also reads on/off/yes/no as booleans, 0123 as octal,
-# 1:30 as sexagesimal and 2024-01-01 as a date, where the same text given as a flag is
-# another value: all other text stays text, which _coerce reads by the setting's type
-# exactly as a flag's (a file and a flag agree). (prefix characters, tag, pattern)
+# Plain values a YAML file's text is read as: booleans only true and false (YAML 1.2),
+# whole numbers only in decimal, floats only with a point. PyYAML's YAML 1.1 also reads
+# on/off/yes/no as booleans, 0123 as octal, 1:30 as sexagesimal and 2024-01-01 as a
+# date, where the same text given as a flag is another value: all other text stays
+# text, which _coerce reads by the setting's type exactly as a flag's (a file and a flag
+# agree). (prefix characters, tag, pattern)
 _PLAIN_VALUES = (
     ("tTfF", "bool", r"(?i:true|false)$"),
-    ("-+0123456789", "int", r"[-+]?(?:0|[1-9][0-9]*)$|0o[0-7]+$|0x[0-9a-fA-F]+$"),
-    ("-+.0123456789", "float", r"[-+]?(?:\.[0-9]+|[0-9]+\.[0-9]*)(?:[eE][-+]?[0-9]+)?$"
-                               r"|[-+]?[0-9]+[eE][-+]?[0-9]+$|[-+]?\.(?:inf|Inf|INF)$"
-                               r"|\.(?:nan|NaN|NAN)$"),
+    ("-+0123456789", "int", r"[-+]?(?:0|[1-9][0-9]*)$"),
+    # (YAML 1.1's floats, which have a point: `1e3` stays text, as an older simclr
+    # wrote `--out 1e3` into a provenance unquoted)
+    ("-+.0123456789", "float", r"[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?$"
+                               r"|[-+]?\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?$"
+                               r"|[-+]?\.(?:inf|Inf|INF)$|\.(?:nan|NaN|NAN)$"),
 )
 _OTHER_TAGS = tuple(f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float", "timestamp"))
 

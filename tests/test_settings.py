@@ -392,10 +392,17 @@ def test_a_files_plain_values_are_read_as_the_same_text_given_as_a_flag(tmp_path
         read("time_budget: 1:30\n")
     assert read("model: {cifar_stem: yes, zero_init_residual: TRUE}\n").model.cifar_stem is True
     assert read("model: {zero_init_residual: False}\n").model.zero_init_residual is False
-    # numbers: decimal, 0x and 0o, floats with or without a point (1e-3 stays a number)
-    cfg = read("epochs: 0x10\nseed: 0o17\noptim: {weight_decay: 1e-3, lr: .5}\n")
+    # numbers as a flag's text reads them: 0x10 is refused as --epochs 0x10 is, 1e3 a
+    # folder's name is text (YAML 1.2 made it the float 1000.0, a folder '1000.0')
+    cfg = read("epochs: 16\nseed: 1_5\noptim: {weight_decay: 1e-3, lr: .5}\n")
     assert (cfg.epochs, cfg.seed, cfg.optim.weight_decay, cfg.optim.lr) == (16, 15, 1e-3, 0.5)
     assert read("epochs: 2.5e+1\n").epochs == 25.0
+    with pytest.raises(SimCLRError, match="epochs: expected a number, got '0x10'"):
+        read("epochs: 0x10\n")
+    with pytest.raises(SimCLRError, match="--epochs: expected a number, got '0x10'"):
+        build_config(flags={"epochs": "0x10"})
+    assert os.path.basename(read("out: 1e3\n").out) == "1e3"
+    assert load_yaml(path) == {"out": "1e3"}  # (an older provenance's `--out 1e3` too)
     with pytest.raises(SimCLRError, match="expected a number, got True"):
         read("optim: {lr: true}\n")
     assert load_yaml(path) == {"optim": {"lr": True}}  # (true stays a boolean to others)
