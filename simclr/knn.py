@@ -85,8 +85,8 @@ def knn_classify(
     normalised; each query takes its k most cosine-similar memory items (k clamped to
     N), weighted by exp(sim / T); a class's score is the sum of its neighbours' weights,
     normalised to sum to 1 per query. Queries run in blocks so the (block, N) similarity
-    matrix stays bounded (``KNN_BLOCK_ELEMENTS``). ``device`` None: the current CUDA
-    device when there is one, else the CPU.
+    matrix and the (block, C) scores stay bounded (``KNN_BLOCK_ELEMENTS``). ``device``
+    None: the current CUDA device when there is one, else the CPU.
 
     ``log_probs``: their logs instead, float64 (-inf: a class without a vote), what the
     protocol ranks: a neighbour more than ~100 T less similar than the nearest has a
@@ -103,7 +103,8 @@ def knn_classify(
     labels = torch.as_tensor(train_labels, device=dev).long()
     n_classes = int(labels.max()) + 1 if num_classes is None else num_classes
     k = min(k, memory.shape[0])
-    block = max(1, KNN_BLOCK_ELEMENTS // max(memory.shape[0], 1))
+    # (bounded by the classes too: each query's C class scores are kept in float64)
+    block = max(1, KNN_BLOCK_ELEMENTS // max(memory.shape[0], n_classes, 1))
     out = []
     for start in range(0, queries.shape[0], block):
         sim = queries[start:start + block] @ memory.T

@@ -67,6 +67,23 @@ def test_knn_blocks_match_a_float64_reference(monkeypatch):
                                atol=1e-5)
 
 
+def test_knn_blocks_are_bounded_by_the_classes_too(monkeypatch):
+    """A small memory of many classes made blocks of KNN_BLOCK_ELEMENTS / N queries,
+    each keeping C float64 class scores: blocks of 64 / 50 classes, one query each."""
+    rng = np.random.default_rng(0)
+    memory, queries = rng.normal(size=(4, 8)), rng.normal(size=(5, 8))
+    labels = np.arange(4)
+    monkeypatch.setattr(knn, "KNN_BLOCK_ELEMENTS", 64)
+    blocks = []
+    real = knn._class_log_scores
+    monkeypatch.setattr(knn, "_class_log_scores", lambda s, *a: (blocks.append(len(s)),
+                                                                 real(s, *a))[1])
+    probs = knn_classify(memory, labels, queries, k=2, temperature=0.2, num_classes=50)
+    assert blocks == [1] * 5
+    np.testing.assert_allclose(probs.numpy(), reference_knn(memory, labels, queries, 2, 0.2, 50),
+                               atol=1e-5)
+
+
 def test_knn_small_temperature_stays_finite():
     rng = np.random.default_rng(1)
     memory, queries = rng.normal(size=(30, 4)), rng.normal(size=(5, 4))
