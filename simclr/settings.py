@@ -347,7 +347,7 @@ def _resolvers(base: dict[str, list[Any]], extra: bool) -> dict[str, list[Any]]:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, but plain values read as in YAML 1.2 (_PLAIN_VALUES), and a
+    """YAML's safe loader, but plain values read as _PLAIN_VALUES says, and a
     key given twice in one mapping (e.g. two ``model:`` sections, of which plain YAML
     silently keeps the last) is an error."""
 
@@ -400,7 +400,7 @@ def names_no_data(config_file: str | None, flags: dict[str, Any]) -> bool:
 
 def parse_yaml(text: str) -> Any:
     """What a config file's YAML ``text`` holds, its plain values read as the settings
-    read them (_UniqueKeyLoader: YAML 1.2's booleans and numbers); yaml.YAMLError."""
+    read them (_UniqueKeyLoader, _PLAIN_VALUES); yaml.YAMLError."""
     return yaml.load(text, Loader=_UniqueKeyLoader)
 
 
