@@ -18,7 +18,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -237,14 +237,18 @@ def interruption_within(exc: BaseException) -> KeyboardInterrupt | None:
     be, also inside the file write that torch's C++ zip writer calls: torch then raises a
     RuntimeError ('unexpected pos 30 vs 0') over it, which, taken for a failed write,
     ended an interrupted run as a failed one (exit 2, 'no earlier checkpoint exists')."""
+    return next((c for c in _chain(exc) if isinstance(c, KeyboardInterrupt)), None)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised over (``__cause__``, else ``__context__``),
+    each once (a chain may loop)."""
     seen: set[int] = set()
     cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:  # (a chain may loop)
-        if isinstance(cause, KeyboardInterrupt):
-            return cause
+    while cause is not None and id(cause) not in seen:
+        yield cause
         seen.add(id(cause))
         cause = cause.__cause__ or cause.__context__
-    return None
 
 
 def _write_failure(tmp: Path, exc: RuntimeError) -> str:
@@ -254,13 +258,10 @@ def _write_failure(tmp: Path, exc: RuntimeError) -> str:
     own words."""
     import shutil
 
-    cause: BaseException | None = exc
-    for _ in range(8):  # (a chain may loop)
-        if cause is None:
-            break
-        if isinstance(cause, OSError) and cause.strerror:
-            return cause.strerror
-        cause = cause.__cause__ or cause.__context__
+    reason = next((c.strerror for c in _chain(exc) if isinstance(c, OSError) and c.strerror),
+                  None)
+    if reason:
+        return reason
     try:
         if shutil.disk_usage(tmp.parent).free < 1 << 20:
             return "No space left on device"
