@@ -416,13 +416,16 @@ def out_of_memory_is_an_error(batch_size: int, step: int, last_good: Path | str 
     ``resumable``: whether the advice may say how to continue from ``last_good``:
     ``again``, the words that do (an evaluation's 'run the same command again'), or by
     default --resume (pretraining, supervised)."""
-    if not resumable:
-        then = "free memory or use a smaller --batch-size"
-    elif again is None:
-        then = "free memory and --resume, or start a new run with a smaller --batch-size"
-    else:  # (another batch is other settings: refused unless it starts over)
-        then = f"free memory and {again}, or start over with a smaller --batch-size and --overwrite"
-    kept = what_is_kept(None if last_good is None else Path(last_good))
-    with allocation_failure_is(lambda failed: f"out of memory at step {step + 1} with "
-                               f"--batch-size {batch_size}: {kept}; {then}"):
+    def message(failed: str) -> str:  # (worded on a failure only: this wraps every step)
+        if not resumable:
+            then = "free memory or use a smaller --batch-size"
+        elif again is None:
+            then = "free memory and --resume, or start a new run with a smaller --batch-size"
+        else:  # (another batch is other settings: refused unless it starts over)
+            then = (f"free memory and {again}, or start over with a smaller --batch-size "
+                    "and --overwrite")
+        kept = what_is_kept(None if last_good is None else Path(last_good))
+        return f"out of memory at step {step + 1} with --batch-size {batch_size}: {kept}; {then}"
+
+    with allocation_failure_is(message):
         yield

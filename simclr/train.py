@@ -698,11 +698,10 @@ def knn_out_of_memory(step: int, last_good: Path | None,
     """The kNN monitor after ``step`` running out of memory: one line, as a step's
     (:func:`out_of_memory_is_an_error`), naming the checkpoint that survives. Nothing is
     saved then (writing one needs memory too)."""
-    kept = what_is_kept(last_good)
     return allocation_failure_is(
-        lambda failed: f"kNN monitor: out of memory at step {step} ({failed}): {kept}; "
-                       "free memory and --resume, or start a new run with fewer --knn-train "
-                       "or --knn-test images")
+        lambda failed: f"kNN monitor: out of memory at step {step} ({failed}): "
+                       f"{what_is_kept(last_good)}; free memory and --resume, or start a new "
+                       "run with fewer --knn-train or --knn-test images")
 
 
 def knn_monitor(
