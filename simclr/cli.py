@@ -450,15 +450,14 @@ def _check_names_are_text(args: argparse.Namespace) -> None:
     folder's is refused (:func:`simclr.folders.is_utf8`): results, config.yaml and
     TensorBoard name it in text, and the command failed after its work with a
     UnicodeEncodeError or an onnxruntime TypeError, leaving a half-made run folder."""
-    from simclr.folders import is_utf8
+    from simclr.folders import WRITTEN_NOT_UTF8, is_utf8
 
     for name in ("out", "cfg:out", "resume"):  # (cfg:out: pretrain's)
         flag = PATH_FLAGS[name]
         again = "rename the folder" if name == "resume" else "choose another --out"
         path = getattr(args, name, None)
         if isinstance(path, str) and not is_utf8(path):
-            raise SimCLRError(f"{flag} {ascii(path)}: the path is not valid UTF-8 (results "
-                              f"and a run's records name it in text); {again}")
+            raise SimCLRError(f"{flag} {ascii(path)}: {WRITTEN_NOT_UTF8}; {again}")
 
 
 def _escape_what_output_cannot_spell() -> None:

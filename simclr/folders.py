@@ -388,6 +388,10 @@ def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:
     raise SimCLRError(f"no images found in {root} (looked for {exts}, also in sub-folders)")
 
 
+# Why a written path must be valid UTF-8 (--out, --resume: cli and validate refuse one)
+WRITTEN_NOT_UTF8 = "the path is not valid UTF-8 (results and a run's records name it in text)"
+
+
 def is_utf8(name: str) -> bool:
     """Whether a name read from the file system is valid UTF-8 (undecodable bytes come
     back as surrogate escapes, which no text file can hold)."""

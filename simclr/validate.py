@@ -39,7 +39,7 @@ from simclr.config import (
     DataConfig,
 )
 from simclr.errors import SimCLRError
-from simclr.folders import is_utf8
+from simclr.folders import WRITTEN_NOT_UTF8, is_utf8
 from simclr.settings import WANTED, SettingError, field_kind, shown
 
 MAX_WIDTH = 64  # a width multiplier; 64 x ResNet-50 would hold about 100 billion weights
@@ -164,8 +164,7 @@ def validate(cfg: Config) -> None:
             what = "a file or folder" if path == "init_from" else "a folder"
             raise SettingError(path, f" must name {what}, got an empty value")
     if not is_utf8(cfg.out):  # (a file's or the API's: the flag's is refused at once)
-        raise SettingError("out", f" {ascii(cfg.out)}: the path is not valid UTF-8 (results "
-                           "and a run's records name it in text); choose another")
+        raise SettingError("out", f" {ascii(cfg.out)}: {WRITTEN_NOT_UTF8}; choose another")
     _validate_model(cfg)
     _validate_loss(cfg)
     _validate_optim(cfg)
