@@ -419,7 +419,8 @@ def _train_and_test(
         lambda s, t: save(s, t, {}, periodic=True), cfg.checkpoint_every, on_step,
         every_s=60 * cfg.checkpoint_minutes,
         keep_tally=lambda t: tally.update(epoch_tally=t),
-        last=None if out is None else latest_checkpoint(out / CHECKPOINTS))  # (resumed from)
+        # (the checkpoint resumed from; a new run's folder holds none)
+        last=None if out is None or resume is None else latest_checkpoint(out / CHECKPOINTS))
     stats = train_classifier(
         dist.wrap_ddp(model, dev), train, np.arange(train.num_images), cfg.augment,
         total_steps=plan.total_steps, batch_size=batch, optimizer=optimizer,
