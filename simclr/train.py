@@ -338,12 +338,14 @@ def run_session(
     # DDP averages gradients across processes (identity on one process); compile last.
     forward = dist.wrap_ddp(model, device)
     forward = torch.compile(forward) if cfg.compile else forward
-    if dist.is_main():
-        save_yaml({**cfg.to_dict(), "provenance": start_record(run_dir, resume),
-                   "precision_resolved": precision, "device_resolved": str(device),
-                   "num_images": source.num_images, **initial}, run_dir / "config.yaml")
+    # The log first: a resume it refuses (a read-only file) leaves config.yaml as it was,
+    # not naming a start that never trained a step.
     log = MetricsLog(run_dir, dist.is_main(), state.step if resume else None)
     try:
+        if dist.is_main():
+            save_yaml({**cfg.to_dict(), "provenance": start_record(run_dir, resume),
+                       "precision_resolved": precision, "device_resolved": str(device),
+                       "num_images": source.num_images, **initial}, run_dir / "config.yaml")
         log.write({"step": state.step, "event": "start", **provenance(),
                    "precision": precision, "device": str(device),
                    "num_images": source.num_images, "skipped_images": len(source.skipped),

@@ -471,6 +471,26 @@ def test_a_resume_that_cannot_rewrite_its_log_is_one_line_naming_it(tmp_path, mo
         MetricsLog(tmp_path, True)
 
 
+def test_a_resume_refused_by_its_log_leaves_config_yaml_as_it_was(tmp_path, image_folder,
+                                                                   cache_dir, monkeypatch):
+    """A --resume whose metrics log could not be opened (a read-only file) had already
+    rewritten config.yaml: its provenance named a start that never trained a step."""
+    from simclr import rundir
+
+    run_dir = tmp_path / "run"
+    cfg = build_config(flags=tiny_flags(image_folder, run_dir, cache_dir))
+    _preempted_run(cfg)
+    before = (run_dir / "config.yaml").read_bytes()
+
+    def refused(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(rundir, "open", refused, raising=False)
+    with pytest.raises(SimCLRError, match="could not write .*metrics.jsonl: Permission denied"):
+        train.pretrain(cfg, resume=True)
+    assert (run_dir / "config.yaml").read_bytes() == before
+
+
 def test_a_tb_folder_that_cannot_be_written_is_one_line_naming_it(tmp_path, monkeypatch,
                                                                   capfd):
     """A read-only tb/ at --resume: the one-line error showed the path as b'...' and
