@@ -64,7 +64,7 @@ from simclr.pretrained import (
     representation_from_checkpoint,
     trained_for,
 )
-from simclr.results import in_run_checkpoints, output_file, real_folder
+from simclr.results import output_file, real_folder
 from simclr.torchvision_io import assumed_side, torchvision_model
 
 FORMATS = ("checkpoint", "pt2", "onnx", "torchvision")
@@ -116,13 +116,6 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
         # --resume would take it for the run's latest checkpoint and refuse the run
         raise SimCLRError(f"--out {out}: a run's checkpoints are named so; give the export "
                           "another name or folder")
-    if in_run_checkpoints(Path(out)):
-        # whatever its name, the run's commands would read it as theirs: an evaluation's
-        # name as its classifier (predict, info), another as a second classifier
-        folder = real_folder(out)
-        raise SimCLRError(f"--out {out} lies in {folder}, the checkpoints folder of the run "
-                          f"in {folder.parent}; export writes nothing there: choose another "
-                          "--out")
     out = output_file(out, overwrite)
     if fmt in ("pt2", "onnx", "torchvision"):  # with a card, which is never lost either
         card = card_file(out)

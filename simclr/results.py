@@ -369,14 +369,16 @@ def output_file(out: str | Path, overwrite: bool = True) -> Path:
     path = Path(out).expanduser()
     if path.is_dir():
         raise SimCLRError(f"--out {path} is a folder; name a file")
-    there = os.path.lexists(path)  # (a dangling link too: the final write would meet it)
-    if there and not overwrite:
+    # Whatever its name, new or not, --overwrite or not: --resume, predict and info read
+    # that folder's files as the run's (an export named linear.pt as its classifier).
+    if in_run_checkpoints(path):
+        folder = real_folder(path)
+        raise SimCLRError(f"--out {path} lies in {folder}, the checkpoints folder of the run "
+                          f"in {folder.parent}; it holds the run's checkpoints and "
+                          "classifiers alone: choose another --out")
+    if os.path.lexists(path) and not overwrite:  # (a dangling link: the write would meet it)
         raise SimCLRError(f"--out {path} already exists; choose another --out, or pass "
                           "--overwrite to replace it (nothing was overwritten)")
-    if in_run_checkpoints(path):  # (a new file too: --resume and info read that folder)
-        raise SimCLRError(f"--out {path} lies in the checkpoints folder of the run in "
-                          f"{real_folder(path).parent}; it holds the run's checkpoints and "
-                          "classifiers alone: choose another --out")
     prepare_dir(path.parent, named=path)
     return path
 

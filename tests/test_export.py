@@ -281,7 +281,7 @@ def test_overwrite_never_replaces_a_runs_checkpoints(run_dir, tmp_path, capsys):
                  "--overwrite"]) == 2
     err = capsys.readouterr().err.strip()
     assert (f"lies in {classifier.parent}, the checkpoints folder of the run in "
-            f"{evaluation}; export writes nothing there") in err
+            f"{evaluation}; it holds the run's checkpoints and classifiers alone") in err
     assert len(err.splitlines()) == 1
     assert classifier.read_bytes() == b"a classifier someone trained"
     own = tmp_path / "mine" / "checkpoints" / "enc.pt"
@@ -658,8 +658,8 @@ def test_nothing_is_exported_into_a_runs_checkpoints_folder(run_dir, tmp_path, c
         assert main(["export", "--checkpoint", str(other), "--out", str(out)]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and (
-            f"lies in {folder}, the checkpoints folder of the run in {run_dir}; export "
-            "writes nothing there: choose another --out") in err, err
+            f"lies in {folder}, the checkpoints folder of the run in {run_dir}; it holds "
+            "the run's checkpoints and classifiers alone: choose another --out") in err, err
         assert sorted(p.name for p in folder.iterdir()) == ["last.pt"]
 
 

@@ -310,13 +310,13 @@ def test_a_link_to_a_runs_checkpoints_folder_is_seen_through(tmp_path):
     (run / "checkpoints" / "linear.pt").write_bytes(b"a classifier")
     link = tmp_path / "link"
     link.symlink_to(run / "checkpoints")
-    with pytest.raises(SimCLRError, match=f"lies in the checkpoints folder of the run in {run};"):
+    with pytest.raises(SimCLRError, match=f"the checkpoints folder of the run in {run};"):
         output_file(link / "linear.pt", overwrite=True)
     assert (run / "checkpoints" / "linear.pt").read_bytes() == b"a classifier"
-    with pytest.raises(SimCLRError, match=f"lies in the checkpoints folder of the run in {run};"):
+    with pytest.raises(SimCLRError, match=f"the checkpoints folder of the run in {run};"):
         check_results_free(link / "eval", ("knn.json",))
     assert output_file(tmp_path / "mine" / "linear.pt") == tmp_path / "mine" / "linear.pt"
     # a new file there too (embed's features, predict's table): the folder is the run's
-    with pytest.raises(SimCLRError, match=f"lies in the checkpoints folder of the run in {run};"):
+    with pytest.raises(SimCLRError, match=f"the checkpoints folder of the run in {run};"):
         output_file(link / "features.npz", overwrite=False)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["linear.pt"]
