@@ -254,9 +254,17 @@ def is_allocation_failure(exc: BaseException) -> bool:
         "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED"))  # GPU libraries' own
 
 
+# What failed when Python could not start a thread: its stack's memory, or as likely the
+# limit on a user's threads and processes, which no smaller batch lifts.
+THREAD_REFUSED = "a new thread was refused: memory, or the limit on threads (ulimit -u), is spent"
+
+
 def _failed_size(exc: BaseException) -> str:
-    """'allocating 137.3 GiB failed' from an allocator's message, or 'an allocation failed'."""
+    """'allocating 137.3 GiB failed' from an allocator's message, :data:`THREAD_REFUSED`,
+    or 'an allocation failed'."""
     text = str(exc)
+    if "can't start new thread" in text:
+        return THREAD_REFUSED
     found = re.search(r"allocate (\d+) bytes", text)
     if found:
         return f"allocating {size_text(float(found.group(1)))} failed"
@@ -425,7 +433,9 @@ def out_of_memory_is_an_error(batch_size: int, step: int, last_good: Path | str 
             then = (f"free memory and {again}, or start over with a smaller --batch-size "
                     "and --overwrite")
         kept = what_is_kept(None if last_good is None else Path(last_good))
-        return f"out of memory at step {step + 1} with --batch-size {batch_size}: {kept}; {then}"
+        why = f" ({failed})" if failed == THREAD_REFUSED else ""  # (a size is no help here)
+        return (f"out of memory at step {step + 1}{why} with --batch-size {batch_size}: "
+                f"{kept}; {then}")
 
     with allocation_failure_is(message):
         yield

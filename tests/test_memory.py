@@ -258,6 +258,9 @@ def test_out_of_memory_loading_a_batch_is_the_steps(tmp_path, image_folder, cach
     message = str(info.value)
     assert "\n" not in message and "out of memory at step 3" in message, message
     assert "ckpt-00000002.pt is untouched" in message and "--resume" in message
+    # a thread refused may be the limit on threads, not memory: a smaller batch won't help
+    thread = isinstance(failure, RuntimeError)
+    assert ("limit on threads (ulimit -u)" in message) == thread, message
 
 
 def test_out_of_memory_loading_a_classifiers_batch_is_one_line(tmp_path, monkeypatch):
