@@ -549,7 +549,7 @@ def machine_lines(args: argparse.Namespace) -> list[str]:
     import torch
     import torchvision
 
-    from simclr.runtime import git_sha
+    from simclr.runtime import git_state
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -565,10 +565,12 @@ def machine_lines(args: argparse.Namespace) -> list[str]:
             versions.append(f"{name} {__import__(name).__version__}")
         except ImportError:
             versions.append(f"{name} missing")
+    sha, dirty = git_state()
     lines = [
         f"- machine: {cpu}, {os.cpu_count()} cores ({usable_cores()} usable), "
         f"torch threads {torch.get_num_threads()}, python {platform.python_version()}",
-        f"- versions: {', '.join(versions)}; simclr git {(git_sha() or 'unknown')[:10]}",
+        f"- versions: {', '.join(versions)}; simclr git {(sha or 'unknown')[:10]}"
+        + (" with uncommitted changes" if dirty else ""),
     ]
     if args.device == "cuda":
         lines.append(f"- GPU: {torch.cuda.get_device_name()}, CUDA {torch.version.cuda}")

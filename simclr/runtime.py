@@ -136,16 +136,28 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def git_sha() -> str | None:
-    """The commit of the source tree this package runs from, if it is a git checkout."""
-    here = Path(__file__).resolve().parent
+def _git(here: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
+    """``git args`` run in ``here`` (None: no git, or it hung)."""
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
-        )
+        return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True,
+                              timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def git_state(here: Path | None = None) -> tuple[str | None, bool | None]:
+    """The commit of the source tree this package runs from, and whether its files differ
+    from that commit (uncommitted changes), if it is a git checkout; (None, None) if not.
+    A package installed into some other project's repository (a .venv inside it) is not
+    that project's commit: the package's own files must be tracked there."""
+    here = here or Path(__file__).resolve().parent
+    tracked = _git(here, "ls-files", "--error-unmatch", "--", "__init__.py")
+    head = _git(here, "rev-parse", "HEAD") if tracked and tracked.returncode == 0 else None
+    sha = head.stdout.strip() or None if head and head.returncode == 0 else None
+    if sha is None:
+        return None, None
+    diff = _git(here, "diff", "--quiet", "HEAD", "--", ".")  # (exits 1 where changed)
+    return sha, None if diff is None or diff.returncode > 1 else diff.returncode == 1
 
 
 # The command line provenance() records: sys.argv, unless simclr.cli.main was handed
@@ -173,9 +185,11 @@ def provenance() -> dict[str, Any]:
 
     from simclr import __version__
 
+    sha, dirty = git_state()
     return {
         "simclr": __version__,
-        "git_sha": git_sha(),
+        "git_sha": sha,
+        "git_dirty": dirty,  # (the run's code is not the commit's alone)
         "torch": str(torch.__version__),
         "torchvision": str(torchvision.__version__),
         "python": platform.python_version(),

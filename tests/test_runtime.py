@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import shutil
 import signal
 import sys
 
@@ -403,3 +404,39 @@ def test_the_settings_restore_never_hides_a_ctrl_c(monkeypatch):
     with process_settings_restored():
         torch.use_deterministic_algorithms(not before, warn_only=True)
     assert torch.are_deterministic_algorithms_enabled() == before
+
+
+def _commit_all(repo):
+    import subprocess
+
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "add", "-A"], check=True, capture_output=True)
+    subprocess.run([*git, "commit", "-qm", "c"], check=True, capture_output=True)
+    return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+def test_the_git_commit_is_the_packages_own_and_says_uncommitted_changes(tmp_path):
+    """A package installed into a .venv inside a user's own git project recorded that
+    project's commit as simclr's; changes not committed were not said."""
+    import subprocess
+
+    project = tmp_path / "project"
+    package = project / ".venv" / "site-packages" / "simclr"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    (project / ".gitignore").write_text(".venv/\n")
+    _commit_all(project)
+    assert runtime.git_state(package) == (None, None)  # (the project's, not the package's)
+
+    checkout = tmp_path / "checkout"
+    (checkout / "simclr").mkdir(parents=True)
+    (checkout / "simclr" / "__init__.py").write_text("")
+    subprocess.run(["git", "init", "-q", str(checkout)], check=True)
+    sha = _commit_all(checkout)
+    assert runtime.git_state(checkout / "simclr") == (sha, False)
+    (checkout / "simclr" / "__init__.py").write_text("changed = True\n")
+    assert runtime.git_state(checkout / "simclr") == (sha, True)
+    assert runtime.git_state(tmp_path) == (None, None)  # no repository at all
