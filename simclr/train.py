@@ -597,6 +597,7 @@ def train_loop(
         if dist.is_main():
             write_json(run_dir / "summary.json", summary)
     finally:
+        progress.close()  # (on an error too: a bar left open was redrawn after its message)
         # Closed here, all saved (or on an error), not when collected: a second Ctrl-C
         # while the loader's workers stop is then raised (the "now" it means), not
         # printed as ignored and lost; and the workers end now.

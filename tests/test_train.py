@@ -1247,3 +1247,29 @@ def test_an_encoder_drawing_random_numbers_trains_alike_cached_or_not(tmp_path, 
         weights.append(load_checkpoint(tmp_path / name / "checkpoints" / "last.pt")["model"])
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_the_progress_bar_is_closed_when_a_run_ends_on_an_error(tmp_path, image_folder,
+                                                                cache_dir, monkeypatch):
+    """A run that diverged left its bar open: the error was printed on the bar's line and
+    the bar redrawn after it (at 33%, as if the run went on) when collected."""
+    import simclr.train as t
+
+    closed = []
+
+    class Watched(t.Progress):
+        def close(self) -> None:
+            closed.append(self)
+            super().close()
+
+    real = t.loss_and_metrics
+
+    def diverged(cfg, z_a, z_b):
+        loss, metrics = real(cfg, z_a, z_b)
+        return loss * float("nan"), metrics
+
+    monkeypatch.setattr(t, "Progress", Watched)
+    monkeypatch.setattr(t, "loss_and_metrics", diverged)
+    with pytest.raises(DivergedError):
+        run(tmp_path, image_folder, cache_dir, "nan")
+    assert len(closed) == 1
