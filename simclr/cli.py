@@ -504,6 +504,11 @@ def main(argv: list[str] | None = None) -> int:
 
             runtime.COMMAND_LINE = ["simclr", *argv]
         command = f"simclr {args.command}"
+        # Its reader gone (`| head`), or a full disk under `> log`: a run goes on without
+        # its output (its files are its work), `info` ends (its output is its work).
+        from simclr.progress import unfailing_output
+
+        undo.enter_context(unfailing_output(strict=args.command == "info"))
         if getattr(args, "config", None):  # read once: its every reader takes this content
             args.config = read_config_file(args.config)
         # data.py reports cache builds and skipped images through logging; under
@@ -532,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         _check_before_work(args)
         with _out_of_memory(args.command):
             status = int(args.func(args) or 0)
+        sys.stdout.flush()  # (here, where a failure is handled: not in Python's exit)
         _command_done()  # (here too: a signal landing in the finally would escape main)
         failed = status != 0
         return status

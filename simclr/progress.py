@@ -6,13 +6,24 @@ carriage-return update every second for the whole run; there a plain line is pri
 instead, at most every ``PLAIN_EVERY_S`` seconds and at the last step, with the
 estimated time left.
 The full record of every ``--log-every`` step is in ``metrics.jsonl`` either way.
+
+Whatever reads that output may leave first (``simclr pretrain | head``, a closed ssh
+session's pipe, a full disk under ``> log``): :class:`Unfailing` streams keep a command's
+work going without its output, rather than end it at its next line.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
+import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any, TextIO
+
+from simclr.errors import SimCLRError
 
 PLAIN_EVERY_S = 30.0
 
@@ -78,3 +89,65 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+class Unfailing:
+    """``stream`` (stdout or stderr, called ``name``) whose failed write or flush (its
+    reader gone, EPIPE; a full disk, ENOSPC) does not fail the command: from then on its
+    output goes nowhere (its file descriptor is pointed at /dev/null, so that Python's own
+    flush at exit fails no more either), and the other stream says so once, unless the
+    reader is merely gone. ``strict``: a command whose output is its work (``simclr
+    info``) ends there instead: a gone reader as BrokenPipeError (a quiet exit), another
+    error as a one-line SimCLRError."""
+
+    def __init__(self, stream: TextIO, name: str, strict: bool = False) -> None:
+        self.stream, self.name, self.strict = stream, name, strict
+        self.lost: OSError | None = None
+
+    def write(self, text: str) -> int:
+        if self.lost is None:
+            try:
+                return self.stream.write(text)
+            except OSError as exc:
+                self._lose(exc)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.lost is None:
+            try:
+                self.stream.flush()
+            except OSError as exc:
+                self._lose(exc)
+
+    def _lose(self, exc: OSError) -> None:
+        self.lost = exc
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # (no descriptor)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        gone = isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE
+        if self.strict:
+            if gone:
+                raise BrokenPipeError(errno.EPIPE, "the reader is gone") from None
+            raise SimCLRError(f"could not write the {self.name}: {exc.strerror or exc}") \
+                from None
+        if not gone:  # (said on the other stream; nothing, if it is this one)
+            logging.getLogger("simclr").warning(
+                "note: could not write the %s (%s); the command goes on without it",
+                self.name, exc.strerror or exc)
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding...: the stream's
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def unfailing_output(strict: bool = False) -> Iterator[None]:
+    """sys.stdout and sys.stderr as :class:`Unfailing` streams within the block (a
+    command's), put back after it."""
+    before = sys.stdout, sys.stderr
+    sys.stdout = Unfailing(sys.stdout, "standard output", strict)  # type: ignore[assignment]
+    sys.stderr = Unfailing(sys.stderr, "standard error", strict)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = before

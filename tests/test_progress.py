@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import io
+import json
+import os
+import sys
 
 import pytest
 
 from simclr import train
-from simclr.progress import Progress, duration
+from simclr.errors import SimCLRError
+from simclr.progress import Progress, Unfailing, duration
 from simclr.settings import build_config
 from tests.conftest import tiny_flags
 
@@ -83,3 +88,82 @@ def test_a_pretraining_run_into_a_log_file_ends_with_its_line(tmp_path, image_fo
     train.pretrain(cfg)
     err = capsys.readouterr().err  # not a terminal under pytest
     assert "step 6/6 (epoch 2.0): loss " in err and "\r" not in err, err
+
+
+class Gone(io.StringIO):
+    """An output whose reader has left after ``lines`` writes (EPIPE), or whose disk is
+    full (``error``)."""
+
+    def __init__(self, lines: int = 0, error: type[OSError] = BrokenPipeError,
+                 code: int = errno.EPIPE) -> None:
+        super().__init__()
+        self.left, self.error, self.code, self.tries = lines, error, code, 0
+
+    def write(self, text: str) -> int:
+        if self.left <= 0:
+            self.tries += 1
+            raise self.error(self.code, os.strerror(self.code))
+        self.left -= 1
+        return super().write(text)
+
+
+def test_a_stream_whose_reader_left_takes_no_more_and_says_nothing(caplog):
+    gone = Gone(lines=1)
+    out = Unfailing(gone, "standard output")
+    print("first", file=out)
+    print("second", file=out)  # (raised inside: swallowed)
+    print("third", file=out)  # (not tried again)
+    assert gone.getvalue() == "first" and gone.tries == 1 and out.lost is not None
+    assert caplog.records == []  # (a reader that left has nothing to be told)
+
+
+def test_a_stream_on_a_full_disk_is_said_once_on_the_other(caplog):
+    out = Unfailing(Gone(error=OSError, code=errno.ENOSPC), "standard output")
+    print("a", file=out)
+    print("b", file=out)
+    assert [r.getMessage() for r in caplog.records] == [
+        "note: could not write the standard output (No space left on device); the command "
+        "goes on without it"]
+
+
+def test_a_strict_stream_ends_the_command(capsys):
+    with pytest.raises(BrokenPipeError):
+        print("x", file=Unfailing(Gone(), "standard output", strict=True))
+    with pytest.raises(SimCLRError, match="^could not write the standard output: No space "
+                                          "left on device$"):
+        print("x", file=Unfailing(Gone(error=OSError, code=errno.ENOSPC), "standard output",
+                                  strict=True))
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_a_run_whose_reader_leaves_trains_to_its_end(tmp_path, image_folder, cache_dir,
+                                                     monkeypatch, stream):
+    """`simclr pretrain ... | head -1`: the run died at its next line (the kNN monitor's
+    on stdout, the progress line on stderr) with exit 141, no message, no summary and no
+    checkpoint since the last periodic one."""
+    from simclr.cli import main
+
+    run_dir = tmp_path / stream
+    argv = ["pretrain", "--data", str(image_folder), "--out", str(run_dir),
+            "--cache-dir", str(cache_dir), "--image-size", "16", "--width", "0.125",
+            "--batch-size", "8", "--epochs", "2", "--workers", "0", "--precision", "fp32",
+            "--device", "cpu", "--knn-train", str(image_folder), "--knn-test",
+            str(image_folder), "--knn-every", "1", "--knn-k", "3"]
+    monkeypatch.setattr(sys, stream, Gone(lines=1))
+    assert main(argv) == 0
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+    assert isinstance(getattr(sys, stream), Gone)  # (put back after the command)
+
+
+def test_info_into_a_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
+    """`simclr info RUN > /dev/full`: a traceback ending in OSError (its output is its
+    work: it ends, in one line)."""
+    from simclr.cli import main
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "knn.json").write_text('{"command": "knn", "top1": 0.5}')
+    monkeypatch.setattr(sys, "stdout", Gone(error=OSError, code=errno.ENOSPC))
+    assert main(["info", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == ("simclr info: error: could not write the standard "
+                                       "output: No space left on device\n")
