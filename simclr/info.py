@@ -252,10 +252,11 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
         state["total_steps"] = last["total_steps"]
     elif saved and not last and (planned := _planned_steps(folder / CHECKPOINTS)):
         state["total_steps"] = planned  # (before last.pt: a supervised run training)
-    # A summary older than the log is an earlier session's: a resumed run since ended
-    # without one (killed), so it says nothing of the run now.
+    # A summary behind the log or the checkpoints is an earlier session's: a resumed run
+    # since ended without one (killed), so it says nothing of the run now. (A session's
+    # summary is written at its end, at its last step: no step of its own is later.)
     if summary and isinstance(summary.get("steps"), int) and \
-            (logged.get("logged_step") or 0) > summary["steps"]:
+            max(logged.get("logged_step") or 0, max(saved, default=0)) > summary["steps"]:
         summary = None
     partial = [c for c in checkpoints if c["name"].endswith(PARTIAL_SUFFIX)]
     if partial and saved:  # a run's folder that an evaluation's stopped training shares
@@ -291,7 +292,10 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
         for key, name in (("epoch", "epochs"), ("elapsed_s", "elapsed_s")):
             if isinstance(summary.get(name), (int, float)) and not isinstance(summary[name], bool):
                 state[key] = summary[name]
-    state.setdefault("step", logged.get("logged_step", state.get("saved_step")))
+    # The further of the log and the checkpoints: each lags the run by its own interval
+    # (--log-every, --checkpoint-every)
+    known = [s for s in (logged.get("logged_step"), state.get("saved_step")) if s is not None]
+    state.setdefault("step", max(known) if known else None)
     if state["status"] == "running" and "logged_step" not in logged and saved:
         state["step_from"] = "last checkpoint"  # no log (supervised): the run is further on
     return state

@@ -313,7 +313,8 @@ def test_wrongly_typed_values_in_the_log_are_skipped_as_unparsable_lines(
     run = tmp_path / "runs" / "bad"
     shutil.copytree(evaluated_run[0], run)
     (run / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n' + damaged + "\n")
-    head = "SimCLR pretraining, finished at step 1 of 2; last loss 2 (step 1)"
+    # (its last.pt's step 2, past the last line read: the run's)
+    head = "SimCLR pretraining, finished at step 2 of 2; last loss 2 (step 1)"
     assert _info(capsys, run).splitlines()[0] == f"{run}: {head}"
     assert _info(capsys, run.parent).splitlines()[1].startswith(f"  bad: {head}; kNN top-1 ")
     state = json.loads(_info(capsys, run, "--json"))["state"]
@@ -821,6 +822,56 @@ def test_a_summary_older_than_the_log_is_not_the_runs_status(tmp_path, capsys):
     out = _info(capsys, tmp_path / "run")
     assert out.startswith(f"{tmp_path / 'run'}: SimCLR pretraining, stopped at step 2 of 6")
     assert f"  continue with: simclr pretrain --resume {tmp_path / 'run'}\n" in out
+
+
+def _logged_to_step_1(run: Path, resumed: bool) -> None:
+    """``run``'s metrics.jsonl as a run whose log reached step 1 leaves it (its last.pt
+    is at step 2: --log-every lags behind --checkpoint-every); ``resumed``: with the
+    start line of a session resumed at step 1 after it."""
+    start = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    rows = [start, {"step": 1, "epoch": 0.5, "loss": 2.5, "elapsed": 1.0, "total_steps": 2}]
+    rows += [{**start, "step": 1}] if resumed else []
+    (run / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def test_a_summary_behind_the_checkpoints_is_not_the_runs_status(evaluated_run, tmp_path,
+                                                                 capsys):
+    """Preempted at step 1 (its summary), resumed, and killed after saving step 2 but
+    before logging past step 1: it read 'preempted at step 1 ...; last checkpoint at
+    step 2', though the run went on (the log alone was compared with the summary)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run[0], run)
+    _logged_to_step_1(run, resumed=True)
+    (run / "summary.json").write_text(json.dumps(
+        {"status": "preempted", "signal": "SIGTERM", "steps": 1, "epochs": 0.5,
+         "elapsed_s": 1.0}))
+    out = _info(capsys, run)
+    assert out.startswith(f"{run}: SimCLR pretraining, stopped at step 2 of 2 ("), out
+    assert "last checkpoint" not in out.splitlines()[0]
+    assert f"  continue with: simclr pretrain --resume {run}\n" in out
+    state = json.loads(_info(capsys, run, "--json"))["state"]
+    assert (state["status"], state["step"], state["saved_step"]) == ("stopped", 2, 2)
+
+
+def test_a_running_runs_step_is_its_logs_or_its_checkpoints_whichever_is_further(
+        evaluated_run, tmp_path, capsys):
+    """--log-every 10 and a checkpoint at step 15: 'running at step 10 ...; last
+    checkpoint at step 15' (the step was the log's alone)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run[0], run)
+    (run / "summary.json").unlink()  # (as before the run's end)
+    _logged_to_step_1(run, resumed=False)
+    held = lock_folder(run)
+    try:
+        head = _info(capsys, run).splitlines()[0]
+    finally:
+        held.close()
+    assert head == f"{run}: SimCLR pretraining, running at step 2 of 2 (0.50 epochs, 1 s); " \
+                   "last loss 2.5 (step 1)", head
 
 
 def test_a_capped_schedule_is_part_of_the_recipe():
