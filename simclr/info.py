@@ -73,8 +73,7 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
         return describe(path.parent)  # a run's checkpoints/ folder: the run
     facts: dict[str, Any] = {"path": str(path)}
     try:
-        runs = [p for p in sorted(path.iterdir())
-                if (p / "config.yaml").is_file() or (p / CHECKPOINTS).is_dir()]
+        runs = _runs_in(path)
     except OSError as exc:
         # (a stat refused inside the folder: the sub-folder holding the entry is closed)
         what = f"cannot read the folder {Path(exc.filename).parent}" if exc.filename and \
@@ -144,6 +143,22 @@ def _torchvision_export(path: Path) -> dict[str, Any] | None:
     if encoder.get("arch") in ARCHS and assumed_side(bool(encoder.get("cifar_stem"))) != size:
         facts["read_at"] = assumed_side(bool(encoder.get("cifar_stem")))
     return facts
+
+
+def _runs_in(folder: Path) -> list[Path]:
+    """The sub-folders of ``folder`` that are runs (a config.yaml) or a command's output
+    (a checkpoints/ folder), and beside those, an evaluation's results alone (kNN's
+    --out holds no checkpoint: it was left out beside a linear evaluation's). Results
+    folders alone are the results one level down of a folder of results
+    (:func:`results_in`), as before."""
+    subs = [p for p in sorted(folder.iterdir()) if p.is_dir()]
+    runs = [p for p in subs if (p / CONFIG_FILE).is_file() or (p / CHECKPOINTS).is_dir()]
+    return [p for p in subs if p in runs or _holds_results(p)] if runs else runs
+
+
+def _holds_results(folder: Path) -> bool:
+    """Whether ``folder`` holds one of the evaluations' results files."""
+    return any((folder / name).is_file() for name in RESULT_FILES)
 
 
 def _described(run: Path) -> dict[str, Any]:

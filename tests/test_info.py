@@ -517,6 +517,34 @@ def test_a_checkpoint_file_and_a_folder_of_runs(evaluated_run, capsys):
     assert "; kNN top-1 " in lines[1]
 
 
+def test_an_evaluations_results_without_checkpoints_are_listed_beside_runs(evaluated_run,
+                                                                          tmp_path, capsys):
+    """kNN's --out holds knn.json alone: beside a linear evaluation's --out (its
+    checkpoints/), or a run, it was left out of the folder's list ('ev: 1 run')."""
+    import shutil
+
+    run, _ = evaluated_run
+    ev = tmp_path / "ev"
+    shutil.copytree(run / "knn", ev / "knn")
+    (ev / "lin" / "checkpoints").mkdir(parents=True)  # (as linear-eval --out ev/lin leaves)
+    (ev / "lin" / "linear_eval.json").write_text(json.dumps({"top1": 0.5}))
+    top1 = json.loads((run / "knn" / "knn.json").read_text())["top1"]
+    lines = _info(capsys, ev).splitlines()
+    assert lines[0] == f"{ev}: 2 runs", lines
+    assert lines[1].startswith(f"  knn: results of kNN; kNN top-1 {100 * top1:.2f}% (of "
+                               f"{run / 'checkpoints' / 'last.pt'}, step 2, run "), lines
+    assert lines[2] == "  lin: results of linear evaluation; linear evaluation top-1 50.00%"
+    shutil.copytree(run, ev / "pre")  # a run beside them (runs/ and its kNN results)
+    shutil.rmtree(ev / "lin")
+    facts = json.loads(_info(capsys, ev, "--json"))
+    assert [Path(r["path"]).name for r in facts["runs"]] == ["knn", "pre"]
+    # a folder of results alone keeps its results one level down as its own
+    shutil.rmtree(ev / "pre")
+    alone = _info(capsys, ev).splitlines()
+    assert alone[0] == f"{ev}: results of kNN"
+    assert alone[1].startswith(f"  knn/knn.json: kNN, top-1 {100 * top1:.2f}% (of "), alone
+
+
 def test_a_sweeps_cells_not_started_are_listed(evaluated_run, tmp_path, capsys):
     run, _ = evaluated_run
     sweep = tmp_path / "sw"
