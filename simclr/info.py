@@ -106,6 +106,9 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
         facts["data"] = last["data"]
     facts["state"] = run_state(path, facts["checkpoints"])
     facts["results"] = results_in(path)
+    if facts["state"]["status"] == "stopped" and facts["results"] and not config and \
+            "saved_step" not in facts["state"]:  # an evaluation's --out: its results are its
+        facts["state"]["status"] = "finished"  # end ("stopped" is a killed training's)
     if not (config or facts["checkpoints"] or facts["results"]):
         holder = folder_holder(path)
         if holder:  # a command at work that has saved nothing yet (a fine-tuning's start)
@@ -681,7 +684,8 @@ def _head_line(facts: dict[str, Any]) -> str:
         return _unfinished_line(state)
     if kind is None and facts["results"]:  # an evaluation's --out: its results
         whats = sorted({r["what"] for r in facts["results"]})
-        done = state["status"] == "stopped"  # (no training of its own left unfinished)
+        # (no training of its own left unfinished)
+        done = state["status"] in ("finished", "stopped")
         return f"results of {', '.join(whats)}" + ("" if done else f", {state['status']}") + \
             (f" at step {state['step']}" if not done and state.get("step") is not None else "")
     head = f"{KIND_NAMES.get(kind, 'a run')}, {state['status']}"

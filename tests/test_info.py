@@ -545,6 +545,22 @@ def test_an_evaluations_results_without_checkpoints_are_listed_beside_runs(evalu
     assert alone[1].startswith(f"  knn/knn.json: kNN, top-1 {100 * top1:.2f}% (of "), alone
 
 
+def test_a_finished_evaluations_results_are_finished_not_stopped(evaluated_run, tmp_path,
+                                                                 capsys):
+    """knn / linear-eval / finetune --out: their --json state read 'stopped' (a killed
+    training's word), step null, though finetune.json itself says finished."""
+    import shutil
+
+    run, _ = evaluated_run
+    shutil.copytree(run / "knn", tmp_path / "knn")
+    (tmp_path / "ft" / "checkpoints").mkdir(parents=True)  # (as finetune --out ft leaves)
+    (tmp_path / "ft" / "finetune.json").write_text(json.dumps({"top1": 0.5,
+                                                              "status": "finished"}))
+    for out, what in ((tmp_path / "knn", "kNN"), (tmp_path / "ft", "fine-tuning")):
+        assert json.loads(_info(capsys, out, "--json"))["state"]["status"] == "finished"
+        assert _info(capsys, out).splitlines()[0] == f"{out}: results of {what}"
+
+
 def test_a_sweeps_cells_not_started_are_listed(evaluated_run, tmp_path, capsys):
     run, _ = evaluated_run
     sweep = tmp_path / "sw"
@@ -651,6 +667,7 @@ def test_an_evaluations_folder_and_an_unfinished_finetuning(evaluated_run, tmp_p
                  str(data), "--out", str(out), "--workers", "0"]) == 0
     lines = _info(capsys, out).splitlines()
     assert lines[0] == f"{out}: results of linear evaluation"
+    assert json.loads(_info(capsys, out, "--json"))["state"]["status"] == "finished"
     assert lines[1].startswith("  checkpoints/linear.pt: linear classifier, fitted on the "
                                "encoder of step 2, 2 classes, resnet18 x0.125, 16 px, top-1 ")
     train, test = folders
