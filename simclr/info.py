@@ -564,8 +564,7 @@ def render(facts: dict[str, Any]) -> str:
     if started and started.get("argv"):
         command = shlex.join(["simclr", *[str(a) for a in started["argv"][1:]]])
         again = f"; {started['starts']} starts" if started["starts"] > 1 else ""
-        lines.append(f"  started by: {command} (simclr {started.get('simclr')}, git "
-                     f"{str(started.get('git_sha'))[:7]}){again}")
+        lines.append(f"  started by: {command}{_versions(started)}{again}")
     if facts.get("run_id"):  # what the results of its evaluations name it by
         lines.append(f"  run id: {facts['run_id']}")
     for c in facts["checkpoints"]:
@@ -585,6 +584,14 @@ def render(facts: dict[str, Any]) -> str:
                else r.get("status", "no top-1"))
         lines.append(f"  {r['file']}: {what}, {top}{_source_note(r, facts)}")
     return "\n".join(lines)
+
+
+def _versions(started: dict[str, Any]) -> str:
+    """' (simclr 0.1.0, git 1a2b3c4)' of a run's start, each where recorded (no git: a
+    null git_sha, which read 'git None')."""
+    parts = [f"{name} {str(started[key])[:width]}" for name, key, width in (
+        ("simclr", "simclr", None), ("git", "git_sha", 7)) if started.get(key)]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _continue_with(facts: dict[str, Any], kind: str, started: dict[str, Any]) -> str:

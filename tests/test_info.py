@@ -473,6 +473,24 @@ def test_a_resumed_run_is_started_by_its_first_command_and_counts_its_starts(
     assert line.endswith("; 3 starts")
 
 
+def test_a_run_started_without_git_leaves_its_commit_out(evaluated_run, tmp_path, capsys):
+    """git not on PATH: config.yaml records git_sha null, which read '(simclr 0.1.0, git
+    None)'."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run[0], run)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["provenance"]["git_sha"] = None
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    line = next(x for x in _info(capsys, run).splitlines() if x.startswith("  started by: "))
+    assert line.endswith(f" (simclr {saved['provenance']['simclr']})"), line
+    saved["provenance"].update(simclr=None, git_sha="0123456789abcdef")
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    line = next(x for x in _info(capsys, run).splitlines() if x.startswith("  started by: "))
+    assert line.endswith(" --precision fp32 (git 0123456)"), line
+
+
 def test_a_preempted_sweep_cell_says_to_rerun_its_sweep(tmp_path, capsys, monkeypatch):
     """--resume would train the cell alone; the sweep also scores it and goes on."""
     images = make_image_folder(tmp_path / "images")
