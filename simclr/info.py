@@ -419,7 +419,7 @@ def _started(provenance: Any) -> dict[str, Any] | None:
         if isinstance(provenance.get("argv"), list) else []
     processes = latest[latest.index("--processes") + 1] \
         if "--processes" in latest[:-1] else None  # (a --processes=N form is not read)
-    return {"argv": argv, "git_sha": first.get("git_sha"),
+    return {"argv": argv, "git_sha": first.get("git_sha"), "git_dirty": first.get("git_dirty"),
             "simclr": first.get("simclr"), "starts": len(earlier) + 1,
             "processes": processes}
 
@@ -588,9 +588,11 @@ def render(facts: dict[str, Any]) -> str:
 
 def _versions(started: dict[str, Any]) -> str:
     """' (simclr 0.1.0, git 1a2b3c4)' of a run's start, each where recorded (no git: a
-    null git_sha, which read 'git None')."""
+    null git_sha, which read 'git None'), and whether its code had uncommitted changes."""
     parts = [f"{name} {str(started[key])[:width]}" for name, key, width in (
         ("simclr", "simclr", None), ("git", "git_sha", 7)) if started.get(key)]
+    if started.get("git_sha") and started.get("git_dirty") is True:
+        parts[-1] += " with uncommitted changes"
     return f" ({', '.join(parts)})" if parts else ""
 
 

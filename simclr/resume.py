@@ -326,8 +326,9 @@ def start_record(run_dir: Path, resume: bool) -> dict[str, Any]:
             before = None
         if isinstance(before, dict) and before.get("argv"):
             earlier = before.get("earlier")
+            kept = ("argv", "git_sha", "git_dirty", "simclr", "torch")
             record["earlier"] = [*(earlier if isinstance(earlier, list) else []),
-                                 {k: before.get(k) for k in ("argv", "git_sha", "simclr", "torch")}]
+                                 {k: before[k] for k in kept if k in before}]
     return record
 
 

@@ -485,10 +485,14 @@ def test_a_run_started_without_git_leaves_its_commit_out(evaluated_run, tmp_path
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
     line = next(x for x in _info(capsys, run).splitlines() if x.startswith("  started by: "))
     assert line.endswith(f" (simclr {saved['provenance']['simclr']})"), line
-    saved["provenance"].update(simclr=None, git_sha="0123456789abcdef")
+    saved["provenance"].update(simclr=None, git_sha="0123456789abcdef", git_dirty=False)
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
     line = next(x for x in _info(capsys, run).splitlines() if x.startswith("  started by: "))
     assert line.endswith(" --precision fp32 (git 0123456)"), line
+    saved["provenance"]["git_dirty"] = True  # (the run's code was not the commit's alone)
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    line = next(x for x in _info(capsys, run).splitlines() if x.startswith("  started by: "))
+    assert line.endswith(" (git 0123456 with uncommitted changes)"), line
 
 
 def test_a_preempted_sweep_cell_says_to_rerun_its_sweep(tmp_path, capsys, monkeypatch):
