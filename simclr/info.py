@@ -662,10 +662,11 @@ def _unnamed_data(kind: str | None) -> str:
 
 def _kind(facts: dict[str, Any]) -> str | None:
     """The kind of a run folder's model: its last.pt's; before the first checkpoint, a
-    config.yaml with provenance is a pretraining's (a supervised run's has none)."""
+    config.yaml recording the precision it resolved to is a pretraining's (a supervised
+    run's records its provenance too, since 2026-12-05, but not that)."""
     kind = next((c.get("kind") for c in facts["checkpoints"] if c["name"] == LAST), None)
     if kind is None and facts.get("recipe"):
-        kind = "pretrain" if facts.get("provenance") else "supervised"
+        kind = "pretrain" if facts["recipe"].get("precision") else "supervised"
     return kind
 
 

@@ -71,6 +71,7 @@ from simclr.results import (
     prepare_dir,
     write_results,
 )
+from simclr.resume import start_record
 from simclr.rundir import (
     RESUME_MARK,
     SUPERVISED_RESULT,
@@ -388,9 +389,11 @@ def _train_and_test(
             log(note, verbose)
     if out is not None:
         # The folders too (config.yaml's `folders`): the file says what the run trained
-        # and tested on, and `simclr supervised --config` reruns it without --train.
-        save_yaml({**cfg.to_dict(), **({"folders": dict(data)} if data else {})},
-                  out / "config.yaml")
+        # and tested on, and `simclr supervised --config` reruns it without --train. Its
+        # provenance as a pretraining's: this start's command and versions, and a resumed
+        # run's earlier starts, which the rewritten file would otherwise lose.
+        save_yaml({**cfg.to_dict(), **({"folders": dict(data)} if data else {}),
+                   "provenance": start_record(out, resume is not None)}, out / "config.yaml")
 
     # The running epoch's loss and hits (classify.Checkpointing.keep_tally), saved with
     # each checkpoint: a run stopped inside an epoch reports that whole epoch when resumed.

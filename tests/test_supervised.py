@@ -608,3 +608,33 @@ def test_eval_size_sets_the_side_of_the_test(tmp_path, capsys, monkeypatch):
     assert (printed["image_size"], printed["test_image_size"]) == (16, 24)  # both recorded
     saved = json.loads((tmp_path / "run" / "supervised.json").read_text())
     assert saved["test_image_size"] == 24
+
+
+def test_a_run_records_its_provenance_and_each_start(tmp_path, capsys):
+    """config.yaml records the versions, git SHA and command of the run as a pretraining's
+    does, and a resumed run those of its earlier starts; `simclr info` says which command
+    started it (a supervised run recorded none)."""
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=8)
+    run = tmp_path / "run"
+    argv = ["supervised", "--train", str(train), "--out", str(run), "--arch", "resnet18",
+            "--width", "0.125", "--image-size", "16", "--batch-size", "8", "--epochs", "2",
+            "--precision", "fp32", "--workers", "0", "--device", "cpu", "--cache-dir",
+            str(tmp_path / "cache")]
+    assert main(argv) == 0
+    record = load_yaml(run / "config.yaml")["provenance"]
+    assert record["argv"] == ["simclr", *argv] and "earlier" not in record
+    assert {"simclr", "git_sha", "torch", "python"} <= record.keys()
+    capsys.readouterr()
+    assert main(["info", str(run)]) == 0
+    assert f"  started by: simclr supervised --train {train} --out {run} " in \
+        capsys.readouterr().out
+    (run / "supervised.json").unlink()  # (killed before its results: resumed, evaluated)
+    assert main(["supervised", "--resume", str(run), "--workers", "0"]) == 0
+    record = load_yaml(run / "config.yaml")["provenance"]
+    assert record["argv"] == ["simclr", "supervised", "--resume", str(run), "--workers", "0"]
+    assert [e["argv"] for e in record["earlier"]] == [["simclr", *argv]]
+    capsys.readouterr()
+    assert main(["info", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert f"  started by: simclr supervised --train {train} " in out and "; 2 starts" in out
+    assert out.startswith(f"{run}: supervised training, finished")
