@@ -396,7 +396,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 def cmd_transform_probe(args: argparse.Namespace) -> int:
     from simclr.probe import TASKS, run_transform_probe
-    from simclr.results import prepare_dir, write_results
+    from simclr.results import prepare_dir, record_inputs, write_results
 
     path, ckpt, _ = read_checkpoint(args)
     if ckpt.get("kind") != "pretrain":  # Table 3 compares h with z = g(h): the head is needed
@@ -409,15 +409,16 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
     aug = dataclasses.replace(config_from_dict(ckpt["config"]).augment, size=size)
     tasks = TASKS if args.task == "all" else (args.task,)
     out = prepare_dir(args.out, RESULTS["transform-probe"], overwrite=args.overwrite)
+    train, test = open_folders(args, size, augmented=True, augmented_test=True, unlabeled=True)
     result = run_transform_probe(
-        model, *open_folders(args, size, augmented=True, augmented_test=True, unlabeled=True),
-        aug,
+        model, train, test, aug,
         tasks, views=args.views, epochs=args.epochs, seed=args.seed,
         batch_size=args.batch_size, device=args.device, precision=args.precision)
     result["source"] = {**test_split(args), **checkpoint_source(
         path, ckpt, "random init" if args.random_init else "pretrained"),
         "layer": "h" if result["tasks"] and all(row["z"] is None for row in
                                                 result["tasks"].values()) else "h and z"}
+    record_inputs(result, train, test)  # (the other evaluations' finish_results does it)
     write_results(out, "transform_probe.json", result, args.overwrite)
     print(finite_json(result))
     return 0

@@ -22,6 +22,7 @@ from simclr.checkpoint import CHECKPOINTS, stopped_while_finishing
 from simclr.errors import SimCLRError
 from simclr.files import LOCK_NAME, folder_holder, write_json, written
 from simclr.folders import SPLITS
+from simclr.runtime import provenance
 
 
 def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor | np.ndarray,
@@ -142,6 +143,29 @@ def feature_sizes(train_x: np.ndarray, test_x: np.ndarray, num_classes: int) -> 
             "num_classes": num_classes, "feature_dim": int(train_x.shape[1])}
 
 
+def record_inputs(results: dict[str, Any], train: Any, test: Any) -> None:
+    """Put what identifies an evaluation into its ``results``, beside the encoder's
+    ``source`` (already there): its ``data``, the training and test sets (a folder as
+    an absolute, resolved path; a named data set by its name; a test set held out of
+    the training folder as ``source``'s ``test`` describes the split), and the
+    ``provenance`` of this simclr (version, git SHA, command line), as a run's
+    config.yaml records its own: results compared later need both to be comparable."""
+    split = (results.get("source") or {}).get("test")
+    results["data"] = {"train": _data_name(train),
+                       "test": split if isinstance(split, dict) else _data_name(test)}
+    results["provenance"] = provenance()
+
+
+def _data_name(data: Any) -> str | None:
+    """A source's folder, absolute and resolved (its ``name``: the folder it was opened
+    from, as given), or its name where it is none (``cifar10[test]``, ``digits``); None
+    for a source without one (arrays in memory)."""
+    name = getattr(data, "name", None)
+    if not isinstance(name, str):
+        return None
+    return str(Path(name).resolve()) if Path(name).is_dir() else name
+
+
 # More classes than this: no confusion-matrix figure. Its cells would be under a pixel
 # (tick labels stop at 40 classes), and its C x C matrices cost memory: 10,000 classes
 # took 9 GB, 20,000 would have been killed after the whole evaluation.
@@ -153,8 +177,9 @@ def finish_results(results: dict[str, Any], out: Path | None, name: str, scores:
                    source: dict[str, Any] | None = None, verbose: bool = True,
                    overwrite: bool = True) -> None:
     """JSON + confusion-matrix figure into the run directory. The results record the
-    encoder's ``source`` and how many images of ``train`` and ``test`` were unreadable
-    and left out (and which, with the reason), since the accuracy is over the others.
+    encoder's ``source``, the data and this simclr (:func:`record_inputs`), and how many
+    images of ``train`` and ``test`` were unreadable and left out (and which, with the
+    reason), since the accuracy is over the others.
     The JSON is written first, so a figure that fails (or runs out of memory) loses no
     result; it is written again naming the figure (an earlier run's figure is removed
     first: never beside these results). No figure past
@@ -167,6 +192,7 @@ def finish_results(results: dict[str, Any], out: Path | None, name: str, scores:
                                 for split, data in (("train", train), ("test", test))}
     if source is not None:
         results["source"] = source
+    record_inputs(results, train, test)
     if out is None:
         return
     write_results(out, f"{name}.json", results, overwrite)

@@ -270,9 +270,39 @@ def test_a_held_out_test_set_is_recorded_with_its_fraction_and_seed(tmp_path, ca
     assert main(["knn", "--checkpoint", str(tmp_path / "pre"), "--train", str(train),
                  "--test-fraction", "0.25", "--seed", "7", "--k", "1", "--cache-dir", cache,
                  "--workers", "0", "--out", str(tmp_path / "knn")]) == 0
-    source = json.loads((tmp_path / "knn" / "knn.json").read_text())["source"]
-    assert source["test"] == {"held_out_of": str(train.resolve()), "fraction": 0.25,
-                              "seed": 7}
+    results = json.loads((tmp_path / "knn" / "knn.json").read_text())
+    assert results["source"]["test"] == {"held_out_of": str(train.resolve()),
+                                         "fraction": 0.25, "seed": 7}
+    # what the data were: the folder, and the split of it that was the test set
+    assert results["data"] == {"train": str(train.resolve()), "test": results["source"]["test"]}
+
+
+def test_results_name_their_data_folders_and_the_simclr_that_computed_them(
+        tmp_path, capsys, monkeypatch):
+    """Each evaluation's results name --train and --test (absolute, from any working
+    directory) and the simclr version, git SHA and command line, as a run's config.yaml
+    does: they named the checkpoint alone, not what it was evaluated on."""
+    from simclr.runtime import git_sha
+
+    tiny_pretrained_run(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    common = ["--checkpoint", "pre", "--train", "train", "--test", "test", "--cache-dir",
+              "cache", "--workers", "0", "--precision", "fp32"]
+    for command, flags, name in (("knn", ["--k", "1"], "knn.json"),
+                                 ("linear-eval", [], "linear_eval.json"),
+                                 ("transform-probe", ["--task", "rotation", "--epochs", "1"],
+                                  "transform_probe.json")):
+        argv = [command, *common, *flags, "--out", command]
+        assert main(argv) == 0
+        results = json.loads((tmp_path / command / name).read_text())
+        assert results["data"] == {"train": str(tmp_path / "train"),
+                                   "test": str(tmp_path / "test")}, command
+        record = results["provenance"]
+        assert record["argv"] == ["simclr", *argv] and record["git_sha"] == git_sha()
+        assert record["simclr"] and record["torch"]
+    capsys.readouterr()
+    assert main(["info", "knn"]) == 0  # (an evaluation's folder reads as it did)
+    assert capsys.readouterr().out.startswith("knn: results of kNN\n  knn.json: kNN, top-1 ")
 
 
 # ------------------------------------------------- gaps a mutation audit left open

@@ -124,6 +124,14 @@ SKIPPED_NONE = {"skipped_images": {"train": 0, "test": 0},
                 "skipped_files": {"train": [], "test": []}}
 
 
+def _recorded() -> dict:
+    """What finish_results records beside the numbers of sources with no folder: no data
+    named, and this process's provenance."""
+    from simclr.runtime import provenance
+
+    return {"data": {"train": None, "test": None}, "provenance": provenance()}
+
+
 def _finish(out: Path, num_classes: int, capsys) -> tuple[dict, str]:
     """finish_results of 6 test images over ``num_classes`` classes into ``out``: (the
     JSON written, stderr)."""
@@ -150,7 +158,7 @@ def test_the_results_json_is_written_before_the_confusion_figure(tmp_path, monke
     monkeypatch.setattr(results_module, "save_confusion_figure", failing_figure)
     with pytest.raises(MemoryError):
         _finish(tmp_path, 3, capsys)
-    assert read_json(tmp_path / "knn.json") == {"top1": 1.0, **SKIPPED_NONE}
+    assert read_json(tmp_path / "knn.json") == {"top1": 1.0, **SKIPPED_NONE, **_recorded()}
     monkeypatch.undo()
     (tmp_path / "knn.json").unlink()
     saved, _ = _finish(tmp_path, 3, capsys)  # drawn: the JSON then names it
@@ -164,7 +172,7 @@ def test_the_results_json_is_written_before_the_confusion_figure(tmp_path, monke
     assert not (tmp_path / "knn_confusion.png").exists()
     monkeypatch.undo()
     _finish(tmp_path, 3, capsys)
-    assert _finish(tmp_path, 1001, capsys)[0] == {"top1": 1.0, **SKIPPED_NONE}
+    assert _finish(tmp_path, 1001, capsys)[0] == {"top1": 1.0, **SKIPPED_NONE, **_recorded()}
     assert not (tmp_path / "knn_confusion.png").exists()
 
 
@@ -177,7 +185,7 @@ def test_no_confusion_figure_past_max_figure_classes(tmp_path, monkeypatch, caps
 
     monkeypatch.setattr(results_module, "save_confusion_figure", no_figure)
     saved, err = _finish(tmp_path, 1001, capsys)
-    assert saved == {"top1": 1.0, **SKIPPED_NONE}  # (no "confusion_figure")
+    assert saved == {"top1": 1.0, **SKIPPED_NONE, **_recorded()}  # (no "confusion_figure")
     assert err.count("\n") == 1 and "no knn_confusion.png: 1,001 classes" in err
 
 
