@@ -196,6 +196,27 @@ def test_accuracy_matches_loop_on_random_data():
     assert top1.item() == pytest.approx(correct / 24)
 
 
+@pytest.mark.parametrize("cfg", [
+    LossConfig(), LossConfig(name="nt_logistic"), LossConfig(name="margin_triplet"),
+    LossConfig(name="margin_triplet", semi_hard=True),
+], ids=lambda c: f"{c.name}{'-semi_hard' if c.semi_hard else ''}")
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_the_accuracies_of_non_finite_projections_are_nan_as_the_loss(cfg, bad):
+    """An argmax over NaN similarities picks column 0: the anchor whose positive sits
+    there counted as a hit, and a skipped step logged pos_top1 1/16 and contrast_acc
+    1/8 at batch 8 beside its null loss."""
+    z_a, z_b = _inputs(8, 4, seed=7)
+    z_a[2, 1] = bad  # (normalised: one bad row; not normalised: +inf similarities)
+    for normalize in (True, False):
+        loss, metrics = loss_and_metrics(
+            LossConfig(**{**vars(cfg), "normalize": normalize}), z_a, z_b)
+        assert not math.isfinite(loss.item())
+        assert metrics.keys() >= {"pos_top1"}
+        assert all(math.isnan(value.item()) for value in metrics.values()), metrics
+    _, metrics = loss_and_metrics(cfg, *_inputs(8, 4, seed=7))  # (finite: counted)
+    assert all(math.isfinite(value.item()) for value in metrics.values())
+
+
 def test_nt_xent_rejects_mismatched_shapes():
     with pytest.raises(ValueError):
         nt_xent(torch.randn(4, 3), torch.randn(5, 3))

@@ -579,6 +579,13 @@ def test_a_skipped_step_leaves_weights_and_batch_norm_statistics_untouched(
     assert summary["status"] == "finished" and summary["steps"] == 6
     assert seen == {"calls": 6, "skipped": True, "unchanged": True,
                     "optimizer_unchanged": True, "scaler_unchanged": True}
+    # Its window (--log-every 1) logs no number of the step, as no loss: its accuracies
+    # were argmaxes over NaN (pos_top1 1/16, contrast_acc 1/8)
+    lines = [json.loads(x) for x in (tmp_path / "skip/metrics.jsonl").read_text().splitlines()]
+    logged = {x["step"]: x for x in lines if "loss" in x}
+    names = ("loss", "pos_top1", "contrast_entropy", "contrast_acc")
+    assert [logged[3][k] for k in names] == [None] * 4
+    assert all(isinstance(logged[s][k], float) for s in (2, 4) for k in names)
     last = load_checkpoint(tmp_path / "skip/checkpoints/last.pt")
     assert all(torch.isfinite(v).all() for v in last["model"].values()
                if v.is_floating_point())
