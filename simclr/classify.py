@@ -22,7 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -48,7 +48,13 @@ from simclr.checkpoint import (
 from simclr.config import AugmentConfig
 from simclr.data import decode_device
 from simclr.errors import SimCLRError
-from simclr.features import NonFiniteOutputs, extract_features, iter_batches, source_name
+from simclr.features import (
+    NonFiniteOutputs,
+    close_workers,
+    extract_features,
+    iter_batches,
+    source_name,
+)
 from simclr.files import lock_folder, set_aside, taken
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.results import log, prepare_dir, top1_hits
@@ -81,7 +87,9 @@ def augmented_batches(
     parameters, applied batched on the images' device), so a
     view depends only on (seed, epoch, image index) as in pretraining. Incomplete last
     batches are dropped (BatchNorm in fine-tuning needs full batches). ``skip``: the
-    epoch's first batches are passed over unread (a resumed run).
+    epoch's first batches are passed over unread (a resumed run). An uncached source's
+    decoding workers are kept for the next epoch: the caller ends them
+    (:func:`simclr.features.close_workers`).
     """
     from simclr.augment import apply_params, sample_params
 
@@ -90,7 +98,7 @@ def augmented_batches(
     for idx, images, aspect in iter_batches(
             source, indices, batch_size, seed=[seed, epoch], drop_last=True, workers=workers,
             pin=pin, decode_on=decode_device("auto", device), skip=skip,
-            shard=shard):
+            shard=shard, keep_workers=True):
         params = sample_params(aug_cfg, seed, epoch, idx, 0, tuple(images.shape[-2:]), aspect)
         images = images.to(device, non_blocking=True)
         labels = labels_all[idx]
@@ -240,21 +248,28 @@ def train_classifier(
     mean_loss = top1 = None  # no step in this segment (continued after its last step)
     # A stop inside an epoch saved its tally: the continued epoch counts every step.
     epoch_tally = _EpochTally(device, tally if skip else None)
-    # SIGTERM/SIGINT become a request to stop after the step only where the training
-    # is kept (with checkpointing); otherwise they keep their usual effect.
-    with StopFlag() if checkpointing is not None else nullcontext() as stop:
-        while training.step < training.total_steps and training.status == "finished":
-            epoch_tally = training.run_epoch(batches(epoch=epoch, skip=skip), epoch, stop,
-                                             epoch_tally)
-            epoch, skip = epoch + 1, 0
-            mean_loss, top1 = epoch_tally.reduced(name, epoch)
-            stopped = " (stopped)" if training.status != "finished" else ""
-            log(f"{name} epoch {epoch}{stopped} ({training.step}/{training.total_steps} steps, "
-                f"{steps_per_epoch}/epoch): loss {mean_loss:.4f}, train top-1 "
-                f"{100 * top1:.2f}%", verbose)
-            if checkpointing is not None and checkpointing.keep_tally is not None:
-                checkpointing.keep_tally(epoch_tally.state())
-            epoch_tally = _EpochTally(device)
+    try:
+        # SIGTERM/SIGINT become a request to stop after the step only where the training
+        # is kept (with checkpointing); otherwise they keep their usual effect.
+        with StopFlag() if checkpointing is not None else nullcontext() as stop:
+            while training.step < training.total_steps and training.status == "finished":
+                # Closed here (an epoch stopped early: its workers end), so what that
+                # raises reaches the caller rather than being printed as ignored.
+                with closing(batches(epoch=epoch, skip=skip)) as epoch_batches:
+                    epoch_tally = training.run_epoch(epoch_batches, epoch, stop, epoch_tally)
+                epoch, skip = epoch + 1, 0
+                mean_loss, top1 = epoch_tally.reduced(name, epoch)
+                stopped = " (stopped)" if training.status != "finished" else ""
+                log(f"{name} epoch {epoch}{stopped} ({training.step}/{training.total_steps} "
+                    f"steps, {steps_per_epoch}/epoch): loss {mean_loss:.4f}, train top-1 "
+                    f"{100 * top1:.2f}%", verbose)
+                if checkpointing is not None and checkpointing.keep_tally is not None:
+                    checkpointing.keep_tally(epoch_tally.state())
+                epoch_tally = _EpochTally(device)
+    finally:
+        # The decoding workers, kept across the epochs, end with the training (on an
+        # error or Ctrl-C too), out of the StopFlag: a Ctrl-C while they stop is raised.
+        close_workers(source)
     return {"status": training.status, "signal": training.signal, "steps": training.step,
             "train_loss": mean_loss, "train_top1": top1, "train_s": training.seconds()}
 

@@ -44,7 +44,7 @@ from simclr.decode import (
 from simclr.distributed import launched_rank
 from simclr.errors import BadImageError, NoReadableImageError, SimCLRError
 from simclr.folders import ImageList, class_members, named_dataset, scan_folder, split_root
-from simclr.runtime import ignore_stop_signals, refuse_spawned_import
+from simclr.runtime import close_loader_iterator, ignore_stop_signals, refuse_spawned_import
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +181,12 @@ class ImageSource:
             aspect=self._aspect)
 
     def close(self) -> None:
-        """Stop the persistent decoding workers (they also stop when the source is freed)."""
-        self._loaders.clear()
+        """Stop the persistent decoding workers now, Ctrl-C held until they have stopped
+        (they also stop when the source is freed, where a Ctrl-C is lost:
+        :func:`simclr.runtime.close_loader_iterator`)."""
+        loaders, self._loaders = list(self._loaders.values()), {}
+        for loader, _ in loaders:
+            close_loader_iterator(loader._iterator)  # (None before its first epoch)
 
     def subset(self, indices: np.ndarray | Sequence[int], name: str | None = None) -> ImageSource:
         """The images at ``indices`` (e.g. a class-balanced subset, a split)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -160,7 +160,7 @@ def iter_batches(
     seed: int | Sequence[int] | None = None,
     drop_last: bool = False, workers: int | None = None, pin: bool = False,
     decode_on: torch.device | None = None, skip: int = 0, shard: tuple[int, int] = (0, 1),
-    substitute: bool = True,
+    substitute: bool = True, keep_workers: bool = False,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Yield ``(indices (B,) int64, images uint8 (B,3,H,W), aspects float32 (B,))``
     over ``indices`` (aspect: width / height of the picture behind each stored square).
@@ -175,6 +175,9 @@ def iter_batches(
     An unreadable file of an uncached source is recorded as skipped (said once) and, with
     ``substitute`` (training), replaced by the next readable image; without (evaluation,
     where each row stands for its file), left out of its batch.
+    ``keep_workers`` (a training's epochs): the source's persistent workers decode, kept
+    for its next epoch (the same batches); the caller ends them with
+    :func:`close_workers`, or an epoch stopped early does.
     """
     order, batch_size = _batch_order(indices, batch_size, seed, drop_last, shard, skip)
     if getattr(source, "cached", True):
@@ -182,7 +185,16 @@ def iter_batches(
             idx = torch.from_numpy(order[start:start + batch_size])
             yield idx, *source.batch(idx)
         return
-    yield from _decoded_batches(source, order, batch_size, workers, pin, decode_on, substitute)
+    yield from _decoded_batches(source, order, batch_size, workers, pin, decode_on, substitute,
+                                keep_workers)
+
+
+def close_workers(source: Any) -> None:
+    """End now the decoding workers :func:`iter_batches` kept across the epochs of an
+    uncached ``source`` (``keep_workers``), Ctrl-C held until they have stopped
+    (:meth:`simclr.data.ImageSource.close`); a cached source has none."""
+    if not getattr(source, "cached", True):
+        source.close()
 
 
 def _batch_order(indices: np.ndarray, batch_size: int, seed: int | Sequence[int] | None,
@@ -207,22 +219,15 @@ def _batch_order(indices: np.ndarray, batch_size: int, seed: int | Sequence[int]
 
 def _decoded_batches(
     source: Any, order: np.ndarray, batch_size: int, workers: int | None, pin: bool,
-    decode_on: torch.device | None, substitute: bool,
+    decode_on: torch.device | None, substitute: bool, keep_workers: bool,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """:func:`iter_batches` of a source without a decoded cache: the files decoded in
-    DataLoader workers (or, with ``decode_on``, read there and decoded on that device)."""
-    from torch.utils.data import DataLoader, Subset
-
+    DataLoader workers (or, with ``decode_on``, read there and decoded on that device),
+    the source's persistent ones with ``keep_workers``, else a loader's of its own."""
     n_workers = getattr(source, "workers", 0) if workers is None else workers
-    if n_workers:
-        refuse_spawned_import()  # (a call outside the API's entry points, too)
+    loader = _batch_loader(source, order, batch_size, n_workers, pin and decode_on is None,
+                           decode_on is not None, keep_workers)
     wanted = (torch.from_numpy(order[i:i + batch_size]) for i in range(0, len(order), batch_size))
-    loader = DataLoader(Subset(source.dataset(report=True, raw=decode_on is not None),
-                               order.tolist()),
-                        batch_size=batch_size, shuffle=False, num_workers=n_workers,
-                        pin_memory=pin and decode_on is None, drop_last=False,
-                        collate_fn=collate_raw if decode_on is not None else None,
-                        worker_init_fn=ignore_stop_signals, generator=private_generator())
     batches = iter(loader)
     try:
         for (images, idx, aspect, bad, reasons), asked in zip(batches, wanted, strict=True):
@@ -240,13 +245,36 @@ def _decoded_batches(
                     aspect = aspect[kept]
             if len(idx):
                 yield idx, images, aspect.float()
-    except RuntimeError as exc:
+    except BaseException as exc:  # an error, or the caller stopping early
+        close_loader_iterator(batches)  # (a kept pool is left half-read: ended, and
+        if keep_workers:  # a later epoch starts new workers)
+            source.close()
         died = worker_death(exc)
         if died is None:
             raise
         raise died from None
-    finally:
+    if not keep_workers:
         close_loader_iterator(batches)
+
+
+def _batch_loader(source: Any, order: np.ndarray, batch_size: int, workers: int, pin: bool,
+                  raw: bool, keep_workers: bool) -> Iterable[tuple]:
+    """A DataLoader of ``order``'s batches of ``batch_size``: the source's persistent one
+    (``keep_workers``: under the spawn start method, macOS's and Windows', starting
+    workers takes seconds, which a training paid every epoch), else one of its own."""
+    from torch.utils.data import DataLoader, Subset
+
+    if workers:
+        refuse_spawned_import()  # (a call outside the API's entry points, too)
+    if keep_workers:
+        loader, sampler = source._worker_loader(workers, pin, raw)
+        sampler.batches = [order[i:i + batch_size].tolist()
+                           for i in range(0, len(order), batch_size)]
+        return loader
+    return DataLoader(Subset(source.dataset(report=True, raw=raw), order.tolist()),
+                      batch_size=batch_size, shuffle=False, num_workers=workers,
+                      pin_memory=pin, drop_last=False, collate_fn=collate_raw if raw else None,
+                      worker_init_fn=ignore_stop_signals, generator=private_generator())
 
 
 def train_flags(module: nn.Module) -> list[tuple[nn.Module, bool]]:

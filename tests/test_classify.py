@@ -239,3 +239,75 @@ def test_total_steps_rounds_a_fraction_of_an_epoch_up():
 
     assert total_steps(0.3, 100, 8) == 4 and total_steps(2.5, 10, 4) == 5
     assert total_steps(30, 100, 8) == 360 and total_steps(0.01, 10, 4) == 1
+
+
+def folder_source(tmp_path, cache="off", workers=1):
+    """A folder of 24 pictures of 3 classes (3 steps of 8 an epoch), uncached (decoded
+    by ``workers`` DataLoader workers) or cached."""
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+    from tests.conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "imgs", classes=3, per_class=8)
+    source = open_source(str(folder), DataConfig(cache=cache, cache_dir=str(tmp_path / "cache"),
+                                                 workers=workers), image_size=16)
+    assert source.cached == (cache == "on")
+    return source
+
+
+def trained(source, total, workers=1, on_step=None):
+    """The weights of a classifier trained ``total`` steps on ``source`` (seed 3)."""
+    from tests.conftest import snapshot
+
+    model = Classifier(tiny_encoder(), 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for group in optimizer.param_groups:
+        group["peak_lr"] = 0.05
+    checkpointing = None if on_step is None else Checkpointing(lambda *_: None, 0, on_step)
+    train_classifier(model, source, np.arange(24), crop_flip_config(16), total_steps=total,
+                     batch_size=8, optimizer=optimizer, lr_fn=lambda step, p: p, seed=3,
+                     device=torch.device("cpu"), precision="fp32", verbose=False,
+                     workers=workers, checkpointing=checkpointing)
+    return snapshot(model)
+
+
+@pytest.mark.parametrize("end", ["epoch", "mid-epoch", "ctrl-c"])
+def test_an_uncached_training_keeps_one_worker_pool_for_all_its_epochs(tmp_path, monkeypatch,
+                                                                        end):
+    """Fine-tuning, the supervised baseline and the SGD linear protocol started their
+    decoding workers anew every epoch (a DataLoader per epoch: seconds each under the
+    spawn start method, macOS's and Windows'): now one pool serves all the epochs, as
+    pretraining's does, and its workers end with the training, at an epoch's end, within
+    one, or on Ctrl-C (not when collected: none is left running)."""
+    from torch.utils.data import dataloader
+
+    started = []
+    init = dataloader._MultiProcessingDataLoaderIter.__init__
+
+    def counted(self, loader):
+        started.append(self)
+        init(self, loader)
+
+    monkeypatch.setattr(dataloader._MultiProcessingDataLoaderIter, "__init__", counted)
+
+    def ctrl_c(step, stop):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    source = folder_source(tmp_path)
+    if end == "ctrl-c":
+        with pytest.raises(KeyboardInterrupt):
+            trained(source, 9, on_step=ctrl_c)
+    else:
+        trained(source, 9 if end == "epoch" else 8)
+    assert len(started) == 1  # (3 epochs: 3 before, or 2 when stopped in the second)
+    assert not any(w.is_alive() for w in started[0]._workers) and not source._loaders
+
+
+def test_an_uncached_training_with_workers_trains_as_a_cached_one(tmp_path):
+    """The same seed gives the same classifier, its pictures decoded by workers that
+    persist across the epochs or read from the decoded cache."""
+    cached = trained(folder_source(tmp_path, cache="on", workers=0), 7, workers=0)
+    decoded = trained(folder_source(tmp_path), 7)
+    assert cached.keys() == decoded.keys()
+    assert all(torch.equal(cached[k], decoded[k]) for k in cached)

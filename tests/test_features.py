@@ -302,3 +302,34 @@ def test_an_evaluation_source_gives_features_at_another_view_side(tmp_path):
     for row, i in zip(views, idx.tolist(), strict=True):
         want = eval_resize(Image.open(source.paths[i]), 24).flatten().numpy()
         assert np.abs(row - want).mean() < 0.05  # (resampled twice: 37 px, then 27)
+
+
+@pytest.mark.parametrize("decode_on", [None, torch.device("cpu")])
+def test_kept_workers_give_the_batches_of_a_loader_per_epoch(tmp_path, decode_on):
+    """``keep_workers`` (a classifier's training: one worker pool for all its epochs)
+    yields each epoch's batches exactly as a DataLoader of its own did, a resumed
+    epoch's (``skip``) and an unreadable file's substitute included."""
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+
+    folder = make_image_folder(tmp_path / "jpegs", per_class=5, side=20, ext="jpg")
+    (folder / "class_0" / "001.jpg").write_bytes(b"not a picture")
+    cfg = DataConfig(cache="off", cache_dir=str(tmp_path / "cache"), workers=0)
+    source = open_source(str(folder), cfg, image_size=16)
+    order = np.arange(source.num_images)
+
+    def epochs(keep):
+        return [list(iter_batches(source, order, 3, seed=[0, epoch], drop_last=True,
+                                  workers=2, skip=epoch % 2, decode_on=decode_on,
+                                  keep_workers=keep))
+                for epoch in range(3)]
+
+    fresh, kept = epochs(False), epochs(True)
+    assert len(source._loaders) == 1 and [len(e) for e in kept] == [3, 2, 3]
+    for new, old in zip(kept, fresh, strict=True):
+        assert len(new) == len(old)
+        for a, b in zip(new, old, strict=True):
+            assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert [Path(p).name for p, _ in source.skipped] == ["001.jpg"]
+    source.close()
+    assert not source._loaders
