@@ -59,7 +59,14 @@ from simclr.features import (
 )
 from simclr.logistic import logistic_regression
 from simclr.models import Classifier, LinearProbe, ResNet
-from simclr.results import RESULTS, accuracy_summary, feature_sizes, finish_results, log
+from simclr.results import (
+    RESULTS,
+    Ranked,
+    accuracy_summary,
+    feature_sizes,
+    finish_results,
+    log,
+)
 
 
 def linear_eval_sgd(
@@ -327,7 +334,8 @@ class _Fitted(NamedTuple):
     a training stopped by a signal, or another process than rank 0)."""
 
     details: dict[str, Any]  # the protocol's own part of the results
-    scores: torch.Tensor | None  # test scores (M, C) on CPU
+    scores: torch.Tensor | Ranked | None  # test scores (M, C) on CPU, or what the results
+    # need of them
     test_y: np.ndarray | None  # test labels (M,)
     linear: nn.Linear  # the layer on h
     sizes: dict[str, int] | None  # num_train, num_test, num_classes (, feature_dim)
@@ -346,7 +354,7 @@ def _fit_lbfgs(run: _LinearEval, l2: float | None, l2_grid: Sequence[float] | No
     details, scores, linear = logistic_regression(
         train_x, train_y, test_x, run.num_classes, l2=l2, l2_grid=l2_grid,
         val_fraction=val_fraction, seed=run.seed, max_iter=max_iter, device=run.device,
-        verbose=run.verbose)
+        verbose=run.verbose, test_y=test_y)  # (each block ranked: no (M, C) scores kept)
     return _Fitted(details, scores, test_y, linear,
                    feature_sizes(train_x, test_x, run.num_classes))
 

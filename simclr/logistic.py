@@ -22,7 +22,7 @@ from torch import nn
 from simclr.config import MAX_REAL
 from simclr.errors import SimCLRError
 from simclr.folders import class_members
-from simclr.results import log, top1_hits
+from simclr.results import Ranked, log, rank_rows, top1_hits
 
 # L-BFGS runs in float64 up to this many feature values (N*D) and logits (N*C); larger
 # problems use float32.
@@ -216,8 +216,8 @@ def logistic_regression(
     l2: float | None = None, l2_grid: Sequence[float] | None = None,
     val_fraction: float = 0.1, seed: int = 0, max_iter: int = 1000,
     dtype: torch.dtype | None = None, device: str | torch.device = "cpu",
-    verbose: bool = False, tol: float | None = None,
-) -> tuple[dict[str, Any], torch.Tensor, nn.Linear]:
+    verbose: bool = False, tol: float | None = None, test_y: np.ndarray | None = None,
+) -> tuple[dict[str, Any], torch.Tensor | Ranked, nn.Linear]:
     """The transfer protocol's classifier: choose lambda on a held-out split, refit, predict.
 
     train_x (N, D), train_y (N,), test_x (M, D). Features are standardised with the
@@ -234,6 +234,9 @@ def logistic_regression(
     standardisation folded into its weights, W / std and b - (W / std) mean). Logs, not
     probabilities: a class ~100 logits below the best had a float32 probability of
     exactly 0, tied with every other such class, and top-5 counted it a miss.
+    ``test_y`` (M,) given: those log-probabilities ranked against it instead
+    (:class:`simclr.results.Ranked`, what the results need of them), each block as it is
+    computed: the (M, C) matrix took 2 GB at 100k test images x 5,000 classes.
     """
     if not 0 < val_fraction < 1:
         raise SimCLRError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
@@ -267,8 +270,15 @@ def logistic_regression(
     train_acc = accuracy_and_loss(x_all, y_all, w, b)[0]
     del x_all
     x_test = norm(torch.as_tensor(test_x, device=dev).to(dtype))
-    log_probs = torch.cat([torch.log_softmax(torch.addmm(b, x_test[rows], w.T), dim=1).cpu()
-                           for rows in row_blocks(len(x_test), num_classes)])
+
+    def test_log_probs(rows: slice) -> torch.Tensor:
+        return torch.log_softmax(torch.addmm(b, x_test[rows], w.T), dim=1).cpu()
+
+    blocks = row_blocks(len(x_test), num_classes)
+    log_probs: torch.Tensor | Ranked = (
+        torch.cat([test_log_probs(rows) for rows in blocks]) if test_y is None else
+        Ranked.join([rank_rows(test_log_probs(rows), test_y[rows]) for rows in blocks],
+                    num_classes))
     summary.update(l2=float(l2), iterations=info["iterations"], train_top1=train_acc)
     return summary, log_probs, norm.fold(w, b)
 

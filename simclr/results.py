@@ -12,6 +12,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,36 @@ from simclr.folders import SPLITS
 from simclr.runtime import provenance
 
 
-def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor | np.ndarray,
+@dataclass(frozen=True)
+class Ranked:
+    """What the results need of test scores (M, C), reduced row by row as each block of
+    them is computed (:func:`rank_rows`): an evaluation then keeps O(M) numbers, not the
+    matrix of every test image's score for every class (100k images x 10k classes, kNN's
+    float64: 8 GB, twice that while its blocks were joined). Every function here that
+    takes scores takes these too, with the same results."""
+
+    ahead: torch.Tensor  # (M,) int64 on CPU: how many other classes score at least the label
+    predictions: np.ndarray  # (M,) top-1 as counted (:func:`top1_predictions`)
+    num_classes: int  # C
+
+    @staticmethod
+    def join(parts: Sequence[Ranked], num_classes: int) -> Ranked:
+        """The rows of ``parts`` (consecutive blocks) as one; none: zero rows."""
+        if not parts:
+            return Ranked(torch.zeros(0, dtype=torch.int64), np.zeros(0, np.int64),
+                          num_classes)
+        return Ranked(torch.cat([p.ahead for p in parts]),
+                      np.concatenate([p.predictions for p in parts]), num_classes)
+
+
+def rank_rows(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) -> Ranked:
+    """A block of scores (B, C) with its labels (B,) reduced to :class:`Ranked`."""
+    ahead = _ahead(scores, labels)
+    return Ranked(ahead.cpu(), _predictions(scores, labels, (ahead < 1).cpu().numpy()),
+                  scores.shape[1])
+
+
+def topk_accuracy(scores: torch.Tensor | Ranked, labels: torch.Tensor | np.ndarray,
                   ks: Sequence[int] = (1, 5)) -> list[float]:
     """Fraction of rows whose label is among the k highest scores, for each k.
 
@@ -34,7 +64,7 @@ def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor | np.ndarray,
     without a vote all score 0: with k=1 neighbour, top-5 is top-1, not top-1 plus
     whichever unvoted classes a sort happens to put first.) A NaN score is a miss.
     """
-    ahead = _ahead(scores, labels)
+    ahead = scores.ahead if isinstance(scores, Ranked) else _ahead(scores, labels)
     # Counted, then divided in float64: 22/40 is 0.55, not float32's 0.550000011920929.
     rows = len(ahead)
     return [int((ahead < k).sum()) / rows if rows else math.nan for k in ks]
@@ -62,7 +92,12 @@ def top1_predictions(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) ->
     label where it is a hit, else the best-scoring other class (the lowest index of
     those tied), so a tie with the label is predicted off the diagonal. argmax gave a
     tie to the lowest index: the confusion matrix's diagonal counted hits top-1 did not."""
-    hit = (_ahead(scores, labels) < 1).cpu().numpy()
+    return _predictions(scores, labels, (_ahead(scores, labels) < 1).cpu().numpy())
+
+
+def _predictions(scores: torch.Tensor, labels: torch.Tensor | np.ndarray,
+                 hit: np.ndarray) -> np.ndarray:
+    """:func:`top1_predictions`, given which rows are top-1 hits (``hit`` (M,) bool)."""
     labels = np.asarray(torch.as_tensor(labels).cpu(), np.int64)
     others = scores.clone()
     known = np.flatnonzero((labels >= 0) & (labels < scores.shape[1]))
@@ -70,10 +105,12 @@ def top1_predictions(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) ->
     return np.where(hit, labels, others.argmax(1).cpu().numpy())
 
 
-def accuracy_summary(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) -> dict[str, Any]:
+def accuracy_summary(scores: torch.Tensor | Ranked,
+                     labels: torch.Tensor | np.ndarray) -> dict[str, Any]:
     """``{"top1", "top5"}``; top-5 is None with 5 classes or fewer (it would be 1.0)."""
     top1, top5 = topk_accuracy(scores, labels, (1, 5))
-    return {"top1": top1, "top5": top5 if scores.shape[1] > 5 else None}
+    classes = scores.num_classes if isinstance(scores, Ranked) else scores.shape[1]
+    return {"top1": top1, "top5": top5 if classes > 5 else None}
 
 
 def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
@@ -172,7 +209,8 @@ def _data_name(data: Any) -> str | None:
 MAX_FIGURE_CLASSES = 1000
 
 
-def finish_results(results: dict[str, Any], out: Path | None, name: str, scores: torch.Tensor,
+def finish_results(results: dict[str, Any], out: Path | None, name: str,
+                   scores: torch.Tensor | Ranked,
                    labels: np.ndarray, train: Any, test: Any,
                    source: dict[str, Any] | None = None, verbose: bool = True,
                    overwrite: bool = True) -> None:
@@ -204,7 +242,9 @@ def finish_results(results: dict[str, Any], out: Path | None, name: str, scores:
         log(f"note: no {name}_confusion.png: {len(classes):,} classes are more than a "
             f"figure can show ({MAX_FIGURE_CLASSES:,} at most)", verbose)
         return
-    matrix = confusion_matrix(labels, top1_predictions(scores, labels), len(classes))
+    preds = (scores.predictions if isinstance(scores, Ranked)
+             else top1_predictions(scores, labels))
+    matrix = confusion_matrix(labels, preds, len(classes))
     fig = save_confusion_figure(matrix, classes, out / f"{name}_confusion.png",
                                 f"{name}: top-1 {100 * results['top1']:.2f}%")
     results["confusion_figure"] = str(fig)

@@ -140,6 +140,45 @@ def test_overwrite_replaces_the_earlier_results_of_the_same_command(tmp_path):
     assert json.loads((tmp_path / "knn.json").read_text())["k"] == 5  # another command's
 
 
+def test_the_lbfgs_linear_evaluation_keeps_no_scores_matrix(tmp_path, monkeypatch):
+    """The test log-probabilities are reduced block by block as they are computed (the
+    (M, C) matrix: 2 GB in float32 at 100k test images x 5,000 classes): what reaches
+    the results holds O(M) numbers, and they are the whole matrix's, in blocks of 3
+    rows: accuracies, JSON, confusion matrix."""
+    import numpy as np
+
+    import simclr.logistic as logistic
+    import simclr.results as results_module
+    from simclr.results import accuracy_summary, confusion_matrix, top1_predictions
+
+    train, test = colour_source(classes=12, seed=0), colour_source(classes=12, n_per_class=2,
+                                                                   seed=1)
+    fit, full, given, drawn = evaluate.logistic_regression, [], [], []
+
+    def fit_twice(train_x, train_y, test_x, *args, **kwargs):  # (the same fit, on the CPU)
+        whole = {key: value for key, value in kwargs.items() if key != "test_y"}
+        full.append(fit(train_x, train_y, test_x, *args, **whole)[1])
+        return fit(train_x, train_y, test_x, *args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "logistic_regression", fit_twice)
+    finish = evaluate.finish_results
+    monkeypatch.setattr(evaluate, "finish_results", lambda r, o, n, scores, labels, *a: (
+        given.append((scores, labels)), finish(r, o, n, scores, labels, *a))[1])
+    monkeypatch.setattr(results_module, "save_confusion_figure",
+                        lambda matrix, *a: drawn.append(matrix) or tmp_path / "c.png")
+    monkeypatch.setattr(logistic, "CHUNK_ELEMENTS", 12 * 3)
+    result = run_linear_eval(tiny_encoder(), train, test, tmp_path, image_size=16, l2=1e-3,
+                             device="cpu", precision="fp32", verbose=False)
+    scores, labels = given[0]
+    held = (scores.numel() if isinstance(scores, torch.Tensor)
+            else sum(torch.as_tensor(v).numel() for v in vars(scores).values()))
+    assert held <= 3 * 24 < 24 * 12, held
+    assert {key: result[key] for key in ("top1", "top5")} == accuracy_summary(full[0], labels)
+    assert json.loads((tmp_path / "linear_eval.json").read_text())["top1"] == result["top1"]
+    np.testing.assert_array_equal(drawn[0], confusion_matrix(
+        labels, top1_predictions(full[0], labels), 12))
+
+
 def test_a_linear_evaluation_finished_meanwhile_in_its_out_is_kept(tmp_path, monkeypatch):
     """Two `simclr linear-eval --out D` (lbfgs: no hold of D) at once: the second to
     finish is refused once it would save its classifier, the first's classifier and

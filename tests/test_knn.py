@@ -84,6 +84,42 @@ def test_knn_blocks_are_bounded_by_the_classes_too(monkeypatch):
                                atol=1e-5)
 
 
+@pytest.mark.parametrize("log_probs", [True, False])
+def test_knn_ranked_in_small_blocks_gives_the_full_scores_results(monkeypatch, log_probs):
+    """What the commands keep of each block (knn_ranked: 100k test images x 10k classes
+    took over 20 GB of scores) counts as the whole (M, C) matrix did: tied class scores
+    (copies of a memory row under two classes, queries equal to them), classes without
+    a vote (-inf), k above the memory; blocks of one query and more. ``log_probs``
+    False: the probabilities, as the kNN monitor counts (knn_accuracy)."""
+    from simclr.results import accuracy_summary, top1_predictions, topk_accuracy
+
+    rng = np.random.default_rng(4)
+    base = rng.integers(-1, 2, size=(12, 3)).astype(np.float32)
+    memory = np.concatenate([base, base, rng.normal(size=(6, 3)).astype(np.float32)])
+    labels = np.concatenate([rng.integers(0, 4, 12), rng.integers(4, 9, 12),
+                             rng.integers(0, 9, 6)])
+    queries = np.concatenate([base[:8], rng.normal(size=(21, 3)).astype(np.float32)])
+    truth = rng.integers(0, 12, len(queries))
+    ties, unvoted = [], []
+    for k in (1, 2, 5, 1000):
+        full = knn_classify(memory, labels, queries, k, 0.3, 12, "cpu", log_probs=log_probs)
+        for rows in (1, 3, 64):
+            monkeypatch.setattr(knn, "KNN_BLOCK_ELEMENTS", 30 * rows)  # (30 memory rows)
+            ranked = knn.knn_ranked(memory, labels, queries, truth, k, 0.3, 12, "cpu",
+                                    log_probs=log_probs)
+            assert accuracy_summary(ranked, truth) == accuracy_summary(full, truth), (k, rows)
+            assert topk_accuracy(ranked, truth, (2, 3)) == topk_accuracy(full, truth, (2, 3))
+            np.testing.assert_array_equal(ranked.predictions, top1_predictions(full, truth))
+            if not log_probs:
+                assert knn_accuracy(memory, labels, queries, truth, k, 0.3, 12, "cpu") == (
+                    topk_accuracy(full, truth, (1,))[0])
+        monkeypatch.undo()
+        best = full.sort(1, descending=True).values
+        ties.append(int((best[:, 0] == best[:, 1]).sum()))  # (a tie for the best class)
+        unvoted.append(int((full == (-math.inf if log_probs else 0)).sum()))
+    assert ties[1] > 0 and unvoted[0] > 0, (ties, unvoted)
+
+
 def test_knn_small_temperature_stays_finite():
     rng = np.random.default_rng(1)
     memory, queries = rng.normal(size=(30, 4)), rng.normal(size=(5, 4))
@@ -188,6 +224,41 @@ def test_unlabeled_rows_and_mismatched_shapes_are_named():
     assert knn_accuracy(feats, np.abs(labels), feats, np.abs(labels), k=1) == 1.0
 
 
+def test_the_knn_command_keeps_no_scores_matrix(tmp_path, monkeypatch):
+    """run_knn's results come from each block of scores reduced as it is computed (the
+    float64 scores of every test image for every class took 2.7 GB at 20k images x
+    5,000 classes): what reaches its results holds O(M) numbers, not M x C, and they
+    are the whole matrix's (accuracies, JSON, confusion matrix), in blocks of 2 queries."""
+    import simclr.results as results_module
+    from simclr.features import extract_features
+    from simclr.results import accuracy_summary, top1_predictions
+
+    train, test = colour_source(classes=30, n_per_class=2), colour_source(classes=30,
+                                                                          n_per_class=1)
+    given, drawn = [], []
+    finish = knn.finish_results
+    monkeypatch.setattr(knn, "finish_results", lambda r, o, n, scores, *a: (
+        given.append(scores), finish(r, o, n, scores, *a))[1])
+    monkeypatch.setattr(results_module, "save_confusion_figure",
+                        lambda matrix, *a: drawn.append(matrix) or tmp_path / "c.png")
+    monkeypatch.setattr(knn, "KNN_BLOCK_ELEMENTS", 60 * 2)
+    encoder = tiny_encoder()
+    result = run_knn(encoder, train, test, tmp_path, image_size=16, k=7, device="cpu",
+                     precision="fp32", verbose=False)
+    held = (given[0].numel() if isinstance(given[0], torch.Tensor)
+            else sum(torch.as_tensor(v).numel() for v in vars(given[0]).values()))
+    assert held <= 3 * 30 < 30 * 30, held
+    train_x, train_y = extract_features(encoder, train, 16)
+    test_x, test_y = extract_features(encoder, test, 16)
+    full = knn_classify(train_x, train_y, test_x, 7, 0.1, 30, "cpu", log_probs=True)
+    assert {key: result[key] for key in ("top1", "top5")} == accuracy_summary(full, test_y)
+    assert json.loads((tmp_path / "knn.json").read_text())["top1"] == result["top1"]
+    from simclr.results import confusion_matrix
+
+    np.testing.assert_array_equal(drawn[0], confusion_matrix(
+        test_y, top1_predictions(full, test_y), 30))
+
+
 def test_a_knn_result_written_meanwhile_by_another_command_is_kept(tmp_path, monkeypatch):
     """Two `simclr knn --out D` at once: both found D free at their start; the one that
     finishes second is refused in one line, the first's knn.json kept (it replaced it
@@ -195,13 +266,13 @@ def test_a_knn_result_written_meanwhile_by_another_command_is_kept(tmp_path, mon
     train, test = colour_source(seed=0), colour_source(n_per_class=3, seed=1)
     fast = {"image_size": 16, "device": "cpu", "precision": "fp32", "verbose": False}
     first = {"k": 3, "top1": 0.5}
-    classify = knn.knn_classify
+    classify = knn.knn_ranked
 
     def finished_meanwhile(*args, **kwargs):  # the first command's result, published now
         (tmp_path / "knn.json").write_text(json.dumps(first))
         return classify(*args, **kwargs)
 
-    monkeypatch.setattr(knn, "knn_classify", finished_meanwhile)
+    monkeypatch.setattr(knn, "knn_ranked", finished_meanwhile)
     with pytest.raises(SimCLRError, match=r"knn.json was written meanwhile by another process "
                        r"\(kept; this run's was not written\): choose another --out, or pass "
                        r"--overwrite to replace it"):

@@ -105,6 +105,46 @@ def test_top1_hits_count_as_topk_accuracy_on_the_scores_device():
     assert int(hits) < int((scores.argmax(1) == labels).sum())  # (argmax's ties: hits)
 
 
+def test_scores_ranked_block_by_block_give_the_full_matrix_results(tmp_path, monkeypatch):
+    """An evaluation keeps what its results need of each block of scores (Ranked), not
+    the (M, C) matrix (100k x 10k classes: over 20 GB); accuracies, top-1 predictions,
+    the JSON and the confusion matrix are those of the whole matrix, ties (against the
+    label), -inf (a class without a vote), NaN and a label outside the classes too."""
+    from types import SimpleNamespace
+
+    import simclr.results as results_module
+    from simclr.results import Ranked, finish_results, rank_rows, top1_predictions
+
+    drawn = []
+    monkeypatch.setattr(results_module, "save_confusion_figure",
+                        lambda matrix, *args: drawn.append(matrix) or tmp_path / "c.png")
+    g = torch.Generator().manual_seed(3)
+    scores = torch.randint(0, 4, (97, 8), generator=g).double().log()  # ties, -inf
+    scores[5, 2] = scores[11, :] = float("nan")
+    labels = torch.randint(0, 8, (97,), generator=g).numpy()
+    labels[7] = 8  # (outside the classes: a miss at every k)
+    cuts = [0, 1, 2, 30, 31, 60, 97]  # blocks of 1 row to 37
+    ranked = Ranked.join([rank_rows(scores[a:b], labels[a:b])
+                          for a, b in zip(cuts, cuts[1:], strict=False)], 8)
+    for ks in ((1, 5), (1, 2, 3, 7, 8, 9)):
+        assert topk_accuracy(ranked, labels, ks) == topk_accuracy(scores, labels, ks)
+    assert accuracy_summary(ranked, labels) == accuracy_summary(scores, labels)
+    assert 0 < accuracy_summary(ranked, labels)["top1"] < accuracy_summary(ranked, labels)["top5"]
+    np.testing.assert_array_equal(ranked.predictions, top1_predictions(scores, labels))
+    assert accuracy_summary(Ranked.join([], 6), labels[:0]) == accuracy_summary(
+        torch.zeros(0, 6), labels[:0])
+    train = SimpleNamespace(classes=[f"c{k}" for k in range(8)])
+    ok = labels < 8  # (the confusion matrix has the classes' rows only)
+    written = []
+    for given in (scores[ok], Ranked.join([rank_rows(scores[ok][:9], labels[ok][:9]),
+                                           rank_rows(scores[ok][9:], labels[ok][9:])], 8)):
+        results = accuracy_summary(given, labels[ok])
+        finish_results(results, tmp_path, "knn", given, labels[ok], train, train)
+        written.append(read_json(tmp_path / "knn.json"))
+    assert written[0] == written[1] and np.array_equal(drawn[0], drawn[1])
+    assert np.trace(drawn[1]) == round(written[1]["top1"] * ok.sum())
+
+
 def test_class_names_the_font_cannot_draw_become_their_index(tmp_path):
     """CJK class names were empty boxes in the figure and a matplotlib warning per
     glyph on the terminal; they are drawn as #k (the JSON keeps the names)."""
