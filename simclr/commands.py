@@ -207,8 +207,28 @@ def cmd_knn(args: argparse.Namespace) -> int:
     result = run_knn(inputs.encoder, train, test, args.out, image_size=size, k=args.k,
                      temperature=args.temperature, source={**inputs.source, **test_split(args)},
                      overwrite=args.overwrite, **runtime_kwargs(args))
-    print(finite_json(result))
+    print(finite_json(printed(result)))
     return 0
+
+
+# Skipped files of each split a printed result names; its results file lists them all.
+PRINTED_SKIPPED = 10
+
+
+def printed(result: dict[str, Any]) -> dict[str, Any]:
+    """An evaluation's ``result`` as printed on stdout: each split's ``skipped_files`` cut
+    to the first :data:`PRINTED_SKIPPED`, how many more in ``skipped_files_more`` (50k
+    unreadable images made one 6.6 MB line of every path and reason). Its results file
+    (``knn.json``, ...) and the returned dict keep them all; their counts are
+    ``skipped_images``."""
+    skipped = result.get("skipped_files")
+    if not isinstance(skipped, dict) or all(len(files) <= PRINTED_SKIPPED
+                                            for files in skipped.values()):
+        return result
+    return {**result, "skipped_files": {split: files[:PRINTED_SKIPPED]
+                                        for split, files in skipped.items()},
+            "skipped_files_more": {split: max(0, len(files) - PRINTED_SKIPPED)
+                                   for split, files in skipped.items()}}
 
 
 # The linear protocols' own flags (None unless given; the library's defaults apply).
@@ -338,7 +358,7 @@ def report(result: dict[str, Any], resume: str | None = None) -> int:
 
     preempted = result.get("status") == "preempted"
     if dist.is_main():
-        print(finite_json(result))
+        print(finite_json(printed(result)))
         if preempted:
             how = (f"continue with: {resume}" if resume else
                    f"the same command continues it (from {result['checkpoint']})")

@@ -6,6 +6,7 @@ import json
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -519,6 +520,32 @@ def test_a_class_without_readable_images_is_refused_and_skipped_ones_are_recorde
         assert [path for path, _ in saved["skipped_files"]["test"]] == [bad]
         # Each named with its reason, whether the cache was built (k1) or reused (k2)
         assert f"skipped 1 unreadable image(s):\n  {bad}: " in caplog.text, caplog.text
+
+
+def test_an_evaluations_printed_result_names_the_first_skipped_files(tmp_path, capsys):
+    """`simclr knn` over 50k unreadable files printed every path and reason on stdout, one
+    6.6 MB line: the printed result names the first 10 of each split and how many more;
+    knn.json (and info) keeps them all."""
+    from simclr.checkpoint import save_checkpoint
+    from tests.test_pretrained import pretrain_checkpoint
+
+    state = {k: v for k, v in pretrain_checkpoint().items() if k not in ("format", "version")}
+    ckpt = str(save_checkpoint({**state, "step": 1}, tmp_path / "pre" / "checkpoints"))
+    data = make_image_folder(tmp_path / "data", classes=3, per_class=2)
+    bad = sorted(str(data / "class_1" / f"zz{i:02}.png") for i in range(13))
+    for path in bad:
+        Path(path).write_text("not an image")
+    assert main(["knn", "--checkpoint", ckpt, "--train", str(data), "--test", str(data),
+                 "--device", "cpu", "--precision", "fp32", "--workers", "0", "--cache-dir",
+                 str(tmp_path / "cache"), "--out", str(tmp_path / "k")]) == 0
+    shown = json.loads(capsys.readouterr().out.splitlines()[-1])
+    saved = json.loads((tmp_path / "k" / "knn.json").read_text())
+    assert saved["skipped_images"] == shown["skipped_images"] == {"train": 13, "test": 13}
+    for split in ("train", "test"):
+        assert sorted(path for path, _ in saved["skipped_files"][split]) == bad
+        assert shown["skipped_files"][split] == saved["skipped_files"][split][:10]
+    assert shown["skipped_files_more"] == {"train": 3, "test": 3}
+    assert "skipped_files_more" not in saved and shown["top1"] == saved["top1"]
 
 
 def test_a_negative_pair_is_checked_as_a_value(capsys):
