@@ -31,7 +31,9 @@ import io
 import json
 import logging
 import os
+import re
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,6 +76,12 @@ CARD_FILE = "simclr.json"  # the card's name inside a .pt2 archive and in ONNX m
 # size in fails its check instead of failing later in a user's hands.
 TRACE_BATCH, CHECK_BATCH = 2, 3
 ATOL, RTOL = 1e-4, 1e-3  # fp32 kernels of another runtime; the outputs are O(1)
+# torch.onnx's dynamo exporter converts these encoders from torch 2.7 with onnxscript 0.7
+# on (checked: torch 2.7.1 and 2.14.1, onnxscript 0.7.2). Before, it took no
+# dynamic_shapes (torch 2.4), failed on batch norm (2.5, 2.6) or built a model that
+# onnxscript 0.2 could not save (2.6, 2.7): there the TorchScript exporter writes the
+# file (checked: torch 2.4.1 and 2.14.1), which torch 2.9 on deprecates.
+DYNAMO_ONNX_SINCE = {"torch": (2, 7), "onnxscript": (0, 7)}
 
 
 def export_format(out: str | Path, fmt: str = "auto") -> str:
@@ -407,13 +415,50 @@ def read_card(program: Path) -> dict[str, Any]:
 
 
 def _trace_error(what: str, exc: Exception) -> SimCLRError:
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return SimCLRError(f"{what} could not trace the encoder: {first[:200]}")
+    return SimCLRError(f"{what} could not trace the encoder: {error_cause(exc)}")
+
+
+# Colours (ESC [ ... m), also as the escaped text a repr of one leaves in a message
+_ANSI = re.compile(r"(?:\x1b|\\x1b|\\033)\[[0-9;]*[A-Za-z]")
+# onnxruntime's temporary file, C++ source location and function ahead of its cause
+_ORT_SOURCE = re.compile(r"Load model from .*? failed:\s*(?:/\S*onnxruntime_src/\S+:\d+ "
+                         r"[\w:~]+\([^)]*\)\s*)?")
+# torch.onnx's advice after its first line's cause ("... step 3/3 of exporting the
+# model to ONNX. Next steps:" and a list): nothing the user of simclr acts on
+_ONNX_ADVICE = re.compile(r"\s*This is step \d+/\d+ of exporting the model to ONNX\."
+                          r"|\s*Next steps:\s*$")
+
+
+def _first_line(exc: BaseException, limit: int) -> str:
+    """The first line of ``exc``'s message (its type's name if empty), without colour
+    codes or torch.onnx's advice, cut to ``limit`` characters."""
+    text = _ANSI.sub("", str(exc)).strip().split("\n")[0]
+    text = _ORT_SOURCE.sub("", _ONNX_ADVICE.sub("", text)).strip()
+    text = text or type(exc).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def error_cause(exc: BaseException) -> str:
+    """One line for a failure of torch.export / torch.onnx: its first line and, where it
+    was raised from another exception, the first line of the innermost one, which names
+    what went wrong (torch.onnx's own says only which of its steps failed, and
+    onnxscript's 'Error calling serialize_model_into with: <the whole model>')."""
+    root = exc
+    while root.__cause__ is not None and root.__cause__ is not root:
+        root = root.__cause__
+    if root is exc:
+        return _first_line(exc, 200)
+    head = _first_line(exc, 120)
+    if head.endswith(".") and not head.endswith("..."):  # (a sentence, not a cut)
+        head = head[:-1]
+    return f"{head}: {_first_line(root, 200)}"
 
 
 def _batch_free() -> tuple[dict[int, Any]]:
-    """dynamic_shapes for one input whose dimension 0 (the batch) is free."""
-    return ({0: torch.export.Dim("batch", min=1)},)
+    """dynamic_shapes for one input whose dimension 0 (the batch) is free. Bounded: torch
+    2.7's torch.export refused the encoders with an unbounded one ('Constraints violated
+    (batch)!', a guard that the batch is not 2**63 - 1)."""
+    return ({0: torch.export.Dim("batch", min=1, max=2**62)},)
 
 
 def _write_pt2(module: nn.Module, example: torch.Tensor, path: Path,
@@ -440,6 +485,35 @@ def _write_onnx(module: nn.Module, example: torch.Tensor, path: Path,
                           'pip install "simclr[onnx]"') from None
     for name in ("onnxscript", "onnx_ir"):  # their INFO lines narrate each optimizer pass
         logging.getLogger(name).setLevel(logging.WARNING)
+    if dynamo_onnx():
+        save = _dynamo_onnx(module, example, card)
+    else:
+        save = _torchscript_onnx(module, example, card)
+    try:
+        save(path)  # one self-contained file
+    except OSError:
+        raise  # (a full disk, a file-size limit: said by written(), as for every file)
+    except Exception as exc:  # a model the exporter built but its serializer refuses
+        raise SimCLRError(f"torch.onnx could not save the ONNX program: "
+                          f"{error_cause(exc)}") from None
+
+
+def dynamo_onnx() -> bool:
+    """Whether torch.onnx's dynamo exporter converts the encoders here: torch and
+    onnxscript releases from :data:`DYNAMO_ONNX_SINCE` on."""
+    import onnxscript
+
+    versions = {"torch": torch.__version__, "onnxscript": onnxscript.__version__}
+    for package, since in DYNAMO_ONNX_SINCE.items():
+        release = re.match(r"(\d+)\.(\d+)", str(versions[package]))
+        if release is None or tuple(map(int, release.groups())) < since:
+            return False
+    return True
+
+
+def _dynamo_onnx(module: nn.Module, example: torch.Tensor,
+                 card: dict[str, Any]) -> Callable[[Path], None]:
+    """The encoder through torch.export and onnxscript; returns what saves it."""
     try:
         program = torch.onnx.export(
             module, (example,), None, dynamo=True, dynamic_shapes=_batch_free(),
@@ -447,7 +521,28 @@ def _write_onnx(module: nn.Module, example: torch.Tensor, path: Path,
     except Exception as exc:  # the exporter's failures have many types
         raise _trace_error("torch.onnx", exc) from None
     program.model.metadata_props[CARD_FILE] = json.dumps(card)
-    program.save(str(path), external_data=False)  # one self-contained file
+    return lambda path: program.save(str(path), external_data=False)
+
+
+def _torchscript_onnx(module: nn.Module, example: torch.Tensor,
+                      card: dict[str, Any]) -> Callable[[Path], None]:
+    """The encoder through torch.jit.trace (torch.onnx's older exporter), its batch
+    dimension named dynamic; returns what saves it."""
+    import onnx
+
+    output = card["output"]["name"]
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():  # its deprecation (torch 2.9 on), tracer notes
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (example,), buffer, dynamo=False,
+                              input_names=["images"], output_names=[output],
+                              dynamic_axes={"images": {0: "batch"}, output: {0: "batch"}})
+        model = onnx.load_from_string(buffer.getvalue())
+    except Exception as exc:  # the exporter's failures have many types
+        raise _trace_error("torch.onnx", exc) from None
+    model.metadata_props.add(key=CARD_FILE, value=json.dumps(card))
+    return lambda path: path.write_bytes(model.SerializeToString())
 
 
 def check_program(path: Path, fmt: str, images: torch.Tensor,
@@ -486,6 +581,10 @@ def _runner(path: Path, fmt: str) -> Callable[[torch.Tensor], Any] | None:
         import onnxruntime
     except ImportError:
         return None
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # e.g. an ONNX IR version newer than this onnxruntime's
+        raise SimCLRError("onnxruntime could not load the exported program to check it: "
+                          f"{error_cause(exc)}") from None
     name = session.get_inputs()[0].name
     return lambda x: session.run(None, {name: x.numpy()})[0]

@@ -152,9 +152,29 @@ def test_info_of_an_onnx_file_without_the_onnx_package_says_what_its_card_needs(
         'install "simclr[onnx]")\n')
 
 
-def test_onnx_program_matches_the_model(run_dir, tmp_path):
+def old_torch(monkeypatch):
+    """As on torch 2.4 (the floor), whose torch.onnx has no usable dynamo exporter: the
+    TorchScript one must write the file (a dynamo export fails the test)."""
+    export = torch.onnx.export
+
+    def torchscript_only(*args, **kwargs):
+        assert kwargs.get("dynamo") is False, "the dynamo exporter on torch 2.4"
+        return export(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "__version__", "2.4.1+cu121")
+    monkeypatch.setattr(torch.onnx, "export", torchscript_only)
+
+
+@pytest.mark.parametrize("exporter", ["installed", "torchscript"])
+def test_onnx_program_matches_the_model(run_dir, tmp_path, monkeypatch, exporter):
+    """Both of torch.onnx's exporters: the dynamo one where it converts the encoder
+    (torch 2.7 on), else the TorchScript one (on torch 2.4 the dynamo one took no
+    dynamic_shapes: every ONNX export failed)."""
     ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
     pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
+    if exporter == "torchscript":
+        old_torch(monkeypatch)
+        assert not exp.dynamo_onnx()
     out = tmp_path / "encoder.onnx"
     summary = exp.export(run_dir, out)
     assert summary["format"] == "onnx" and summary["checked_with"] == "onnxruntime"
@@ -166,6 +186,111 @@ def test_onnx_program_matches_the_model(run_dir, tmp_path):
     card = json.loads(session.get_modelmeta().custom_metadata_map[exp.CARD_FILE])
     assert card == json.loads((tmp_path / "encoder.onnx.json").read_text())
     assert not list(tmp_path.glob("*.data"))  # weights inside the one file
+
+
+@pytest.mark.parametrize(("torch_version", "onnxscript_version", "dynamo"), [
+    ("2.4.1+cu121", "0.7.2", False), ("2.6.0", "0.7.2", False), ("2.7.1", "0.2.7", False),
+    ("2.7.1+cu126", "0.7.2", True), ("2.14.1+cu130", "0.10.0", True),
+    ("2.10.0a0+git1", "0.7", True),
+])
+def test_the_dynamo_onnx_exporter_is_used_where_it_converts_the_encoder(
+        monkeypatch, torch_version, onnxscript_version, dynamo):
+    onnxscript = pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
+    monkeypatch.setattr(torch, "__version__", torch_version)
+    monkeypatch.setattr(onnxscript, "__version__", onnxscript_version)
+    assert exp.dynamo_onnx() is dynamo
+
+
+# torch 2.5's failure (step 3 of its dynamo exporter), colours and all
+CONVERSION_ERROR = ("Failed to convert the exported program to an ONNX model. \x1b[96mThis "
+                    "is step 3/3\x1b[0m of exporting the model to ONNX. Next steps:\n- If "
+                    "there is a missing ONNX function, implement it and register it.\n\n"
+                    "## Exception summary\n")
+
+
+def raised_from(message, cause):
+    """An exception with ``message`` raised from ``cause`` (as torch.onnx raises them)."""
+    try:
+        try:
+            raise cause
+        except Exception as inner:
+            raise RuntimeError(message) from inner
+    except RuntimeError as exc:
+        return exc
+
+
+def test_torch_onnx_errors_are_one_clean_line_with_their_cause():
+    """torch.onnx's messages carry colour codes (ESC [96m, or escaped in a repr) and its
+    advice ('Next steps:'); the line said only which step failed, cut at 200 characters
+    with its codes, never why."""
+    cause = TypeError("batch_norm(): argument 'training' must be bool, not SymBool")
+    assert exp.error_cause(raised_from(CONVERSION_ERROR, cause)) == (
+        "Failed to convert the exported program to an ONNX model: batch_norm(): argument "
+        "'training' must be bool, not SymBool")
+    escaped = raised_from(CONVERSION_ERROR.replace("\x1b", "\\x1b"), cause)
+    assert "x1b" not in exp.error_cause(escaped) and "[96m" not in exp.error_cause(escaped)
+    assert exp.error_cause(ValueError("\x1b[1mbad\x1b[0m shape\nmore")) == "bad shape"
+    long = exp.error_cause(raised_from("Error calling serialize_model_into with: " + "x" * 5000,
+                                       TypeError("Expected an int, got a boolean.")))
+    assert len(long) < 200 and long.endswith("...: Expected an int, got a boolean.")
+
+
+def failing_onnx_export(monkeypatch, stage, error):
+    """torch.onnx.export raising ``error`` (stage 'trace'), or returning a program whose
+    save raises it (stage 'save', as onnxscript 0.2's serializer did on torch 2.6)."""
+    export = torch.onnx.export
+
+    def failing(*args, **kwargs):
+        if stage == "trace":
+            raise error
+        program = export(*args, **kwargs)
+        program.save = lambda *a, **k: (_ for _ in ()).throw(error)
+        return program
+
+    monkeypatch.setattr(torch.onnx, "export", failing)
+
+
+@pytest.mark.parametrize("stage", ["trace", "save"])
+def test_an_onnx_exporters_failure_is_one_clean_line(run_dir, tmp_path, capsys, monkeypatch,
+                                                     stage):
+    """A failed save was a traceback (onnxscript's SerdeError, outside the try), and a
+    failed conversion a line with colour codes cut before its cause."""
+    pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
+    if stage == "save" and not exp.dynamo_onnx():
+        pytest.skip("the dynamo exporter's program.save, which torch does not use here")
+    cause = TypeError("Field onnx.AttributeProto.i: Expected an int, got a boolean.")
+    failing_onnx_export(monkeypatch, stage, raised_from(CONVERSION_ERROR, cause))
+    out = tmp_path / "e.onnx"
+    assert main(["export", "--checkpoint", str(run_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    what = "could not trace the encoder" if stage == "trace" else "could not save the ONNX program"
+    assert err == (f"simclr export: error: torch.onnx {what}: Failed to convert the exported "
+                   "program to an ONNX model: Field onnx.AttributeProto.i: Expected an int, "
+                   "got a boolean.\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_an_onnx_file_that_onnxruntime_cannot_load_is_one_line(run_dir, tmp_path, capsys,
+                                                               monkeypatch):
+    """onnxruntime older than the exporter's ONNX (IR version 10 on onnxruntime 1.17)
+    failed the check with a traceback."""
+    ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
+
+    def too_old(path, providers):
+        raise RuntimeError(
+            f"[ONNXRuntimeError] : 1 : FAIL : Load model from {path} failed:/onnxruntime_src/"
+            "onnxruntime/core/graph/model.cc:179 onnxruntime::Model::Model(onnx::ModelProto&&, "
+            "const onnxruntime::PathString&) Unsupported model IR version: 10, max supported "
+            "IR version: 9")
+
+    monkeypatch.setattr(ort, "InferenceSession", too_old)
+    assert main(["export", "--checkpoint", str(run_dir), "--out", str(tmp_path / "e.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err == ("simclr export: error: onnxruntime could not load the exported program "
+                   "to check it: [ONNXRuntimeError] : 1 : FAIL : Unsupported model IR version: "
+                   "10, max supported IR version: 9\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
 def test_encoder_checkpoint_round_trip(run_dir, tmp_path):
