@@ -568,10 +568,20 @@ def check_program(path: Path, fmt: str, images: torch.Tensor,
             "max_abs_diff": err}
 
 
+def load_pt2(path: Path) -> Any:
+    """``torch.export.load(path)``, without the FutureWarning torch 2.4 prints on each
+    load (its loader's own torch.load with weights_only=False: a dozen lines that
+    the user can do nothing about)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"You are using `torch\.load` with "
+                                "`weights_only=False`", category=FutureWarning)
+        with open(path, "rb") as f:
+            return torch.export.load(f)
+
+
 def _runner(path: Path, fmt: str) -> Callable[[torch.Tensor], Any] | None:
     if fmt == "pt2":
-        with open(path, "rb") as f:
-            program = torch.export.load(f).module()
+        program = load_pt2(path).module()
 
         def run_pt2(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():

@@ -293,6 +293,24 @@ def test_an_onnx_file_that_onnxruntime_cannot_load_is_one_line(run_dir, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
+def test_loading_a_pt2_shows_no_weights_only_warning(run_dir, tmp_path, recwarn, monkeypatch):
+    """torch 2.4's torch.export.load printed torch.load's weights_only FutureWarning (a
+    dozen lines) on each export's check."""
+    load = torch.export.load
+
+    def warning_load(*args, **kwargs):  # as torch 2.4's does
+        import warnings
+
+        warnings.warn("You are using `torch.load` with `weights_only=False` (the current "
+                      "default value), which uses the default pickle module implicitly.",
+                      FutureWarning, stacklevel=2)
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(torch.export, "load", warning_load)
+    assert exp.export(run_dir, tmp_path / "e.pt2")["checked_with"] == "torch.export.load"
+    assert not [w for w in recwarn if "weights_only" in str(w.message)]
+
+
 def test_encoder_checkpoint_round_trip(run_dir, tmp_path):
     out = tmp_path / "encoder.pt"
     summary = exp.export(run_dir, out)
