@@ -282,7 +282,7 @@ def test_results_name_their_data_folders_and_the_simclr_that_computed_them(
     """Each evaluation's results name --train and --test (absolute, from any working
     directory) and the simclr version, git SHA and command line, as a run's config.yaml
     does: they named the checkpoint alone, not what it was evaluated on."""
-    from simclr.runtime import git_sha
+    from simclr.runtime import git_state
 
     tiny_pretrained_run(tmp_path)
     monkeypatch.chdir(tmp_path)
@@ -298,7 +298,7 @@ def test_results_name_their_data_folders_and_the_simclr_that_computed_them(
         assert results["data"] == {"train": str(tmp_path / "train"),
                                    "test": str(tmp_path / "test")}, command
         record = results["provenance"]
-        assert record["argv"] == ["simclr", *argv] and record["git_sha"] == git_sha()
+        assert record["argv"] == ["simclr", *argv] and record["git_sha"] == git_state()[0]
         assert record["simclr"] and record["torch"]
     capsys.readouterr()
     assert main(["info", "knn"]) == 0  # (an evaluation's folder reads as it did)
