@@ -616,33 +616,83 @@ def _write_predictions(out: Path, paths: list[str], top_p: torch.Tensor, top_i: 
     written(out, write, replace=overwrite)
 
 
-def _scores(scores: torch.Tensor, top_p: torch.Tensor, top_i: torch.Tensor,
-            classes: list[str], folder_classes: list[str], labels: np.ndarray,
-            min_probability: float | None) -> dict[str, Any]:
-    """Accuracy over the images whose folder class the classifier knows, and the counts
-    of the others; with ``min_probability``, the confident rows and their top-1.
-    ``scores``: (N, C) ranked as the probabilities, in their dtype (predict's are the
-    log-probabilities: float32 probabilities ~100 logits below the best were 0, tied,
-    and top-5 a miss); ``labels``: (N,) indices into ``folder_classes``, -1 unlabeled."""
-    from simclr.results import accuracy_summary, topk_accuracy
+# Elements of one (images x classes) block of predict's float64 scores: all at once, the
+# log-probabilities, their exp and the ranking's copies held 16.9 GB for 100k images x
+# 5,000 classes; a block's are freed before the next (32 MiB each).
+PREDICT_BLOCK_ELEMENTS = 1 << 22
+# A block's rows are a multiple of this, and the last block takes the rows left over
+# (fewer than a block): MKL's float64 matmul gives a row the bits the whole matrix's
+# product gave it only so; blocks of 37 rows, or a last block of 3, moved some by 1e-15.
+_BLOCK_ROWS = 64
 
-    result: dict[str, Any] = {}
+
+def _row_blocks(rows: int, classes: int) -> list[slice]:
+    """The blocks of :func:`_ranked_blocks`: about :data:`PREDICT_BLOCK_ELEMENTS` scores
+    each (at least :data:`_BLOCK_ROWS` rows), the last up to twice that; one empty
+    block for no rows."""
+    block = max(1, PREDICT_BLOCK_ELEMENTS // max(1, classes) // _BLOCK_ROWS) * _BLOCK_ROWS
+    starts = list(range(0, rows, block)) or [0]
+    if len(starts) > 1 and rows - starts[-1] < block:
+        starts.pop()  # a short last block joins the one before
+    return [slice(a, b) for a, b in zip(starts, [*starts[1:], rows], strict=True)]
+
+
+def _known_labels(classes: list[str], folder_classes: list[str],
+                  labels: np.ndarray) -> np.ndarray:
+    """(N,) each image's folder label (``labels``, indices into ``folder_classes``, -1
+    unlabeled) as an index into the classifier's ``classes``; -1 where it has none."""
     index = {name: i for i, name in enumerate(classes)}
     known = [index.get(str(name), -1) for name in folder_classes]
-    mapped = np.array([known[y] if y >= 0 else -1 for y in labels], dtype=np.int64)
+    return np.array([known[y] if y >= 0 else -1 for y in labels], dtype=np.int64)
+
+
+def _ranked_blocks(fc: nn.Linear, feats: np.ndarray, mapped: np.ndarray,
+                   k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(top_p, top_i, ranks) of the classifier ``fc`` (float64) on ``feats`` (N, D): each
+    image's k most probable classes' probabilities and indices (N, k), and how many other
+    classes score at least its label ``mapped`` (N,) (:func:`simclr.results.label_ranks`;
+    C where -1). Ranked by the float64 log-probabilities, whose exp is 0 ~745 below the
+    best: the probabilities tied classes the scores tell apart. Rows run in blocks of
+    :data:`PREDICT_BLOCK_ELEMENTS` scores, so only the (N, k) ones are kept."""
+    from simclr.results import label_ranks
+
+    n = len(feats)
+    # Filled in place: each block's small results kept as tensors of their own, between
+    # its large ones, split the heap so that it grew by a block each (4.6 GB for 100k
+    # images x 5,000 classes).
+    top_p = torch.empty(n, k, dtype=torch.float64)
+    top_i = torch.empty(n, k, dtype=torch.int64)
+    ranks = torch.empty(n, dtype=torch.int64)
+    with torch.no_grad():
+        for rows in _row_blocks(n, fc.out_features):
+            log_probs = torch.log_softmax(fc(torch.from_numpy(feats[rows]).double()), dim=1)
+            top_p[rows], top_i[rows] = log_probs.exp().topk(k, dim=1)
+            ranks[rows] = label_ranks(log_probs, mapped[rows])
+    return top_p, top_i, ranks
+
+
+def _scores(ranks: torch.Tensor, top_p: torch.Tensor, num_classes: int, mapped: np.ndarray,
+            labels: np.ndarray, min_probability: float | None) -> dict[str, Any]:
+    """Accuracy over the images whose folder class the classifier knows, and the counts
+    of the others; with ``min_probability``, the confident rows and their top-1.
+    ``ranks``, ``top_p``: :func:`_ranked_blocks`'s (float64 log-probabilities ranked:
+    float32 probabilities ~100 logits below the best were 0, tied, and top-5 a miss);
+    ``mapped``: :func:`_known_labels`; ``labels``: (N,) the folder's, -1 unlabeled."""
+    from simclr.results import ranked_accuracy, ranked_summary
+
+    result: dict[str, Any] = {}
     if (labels >= 0).any():  # class folders: the counts, even when none is the classifier's
         result.update(labeled=int((mapped >= 0).sum()),
                       unknown_class=int(((mapped < 0) & (labels >= 0)).sum()),
                       unlabeled=int((labels < 0).sum()))
     if (mapped >= 0).any():
-        rows = torch.from_numpy(np.flatnonzero(mapped >= 0))
-        result.update(accuracy_summary(scores[rows], mapped[rows.numpy()]))
+        result.update(ranked_summary(ranks[np.flatnonzero(mapped >= 0)], num_classes))
     if min_probability is not None:
         confident = (top_p[:, 0] >= min_probability).numpy()
         result["confident"] = int(confident.sum())
         if (mapped >= 0).any():
             sure = np.flatnonzero(confident & (mapped >= 0))
-            result["confident_top1"] = (topk_accuracy(scores[sure], mapped[sure], (1,))[0]
+            result["confident_top1"] = (ranked_accuracy(ranks[sure], (1,))[0]
                                         if len(sure) else None)  # (a tie: a miss)
     return result
 
@@ -694,14 +744,10 @@ def predict_folder(
         # images: capped, said; the default 5 of a 2-class classifier goes unsaid)
         print(f"note: --top-k {top_k} is more than the classifier's {len(classes)} classes: "
               f"each row ranks all of them (top-k {k})", file=sys.stderr)
-    fc = model.fc.double()
-    with torch.no_grad():
-        log_probs = torch.log_softmax(fc(torch.from_numpy(feats).double()), dim=1)
-    probs = log_probs.exp()
-    top_p, top_i = probs.topk(k, dim=1)
+    mapped = _known_labels(classes, source.classes, labels)
+    top_p, top_i, ranks = _ranked_blocks(model.fc.double(), feats, mapped, k)
     _write_predictions(out, paths, top_p, top_i, classes, threshold, overwrite)
-    result: dict[str, Any] = {"out": str(out), "images": int(len(probs)),
+    result: dict[str, Any] = {"out": str(out), "images": int(len(feats)),
                               "skipped": len(source.skipped), "classes": len(classes)}
-    result.update(_scores(log_probs, top_p, top_i, classes, source.classes, labels,
-                          min_probability))
+    result.update(_scores(ranks, top_p, len(classes), mapped, labels, min_probability))
     return result

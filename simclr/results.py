@@ -50,7 +50,7 @@ class Ranked:
 
 def rank_rows(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) -> Ranked:
     """A block of scores (B, C) with its labels (B,) reduced to :class:`Ranked`."""
-    ahead = _ahead(scores, labels)
+    ahead = label_ranks(scores, labels)
     return Ranked(ahead.cpu(), _predictions(scores, labels, (ahead < 1).cpu().numpy()),
                   scores.shape[1])
 
@@ -64,22 +64,29 @@ def topk_accuracy(scores: torch.Tensor | Ranked, labels: torch.Tensor | np.ndarr
     without a vote all score 0: with k=1 neighbour, top-5 is top-1, not top-1 plus
     whichever unvoted classes a sort happens to put first.) A NaN score is a miss.
     """
-    ahead = scores.ahead if isinstance(scores, Ranked) else _ahead(scores, labels)
+    ranks = scores.ahead if isinstance(scores, Ranked) else label_ranks(scores, labels)
+    return ranked_accuracy(ranks, ks)
+
+
+def ranked_accuracy(ranks: torch.Tensor, ks: Sequence[int] = (1, 5)) -> list[float]:
+    """:func:`topk_accuracy` of rows whose :func:`label_ranks` are ``ranks`` (M,): what
+    scores computed a block of rows at a time count (predict's) without all of them."""
     # Counted, then divided in float64: 22/40 is 0.55, not float32's 0.550000011920929.
-    rows = len(ahead)
-    return [int((ahead < k).sum()) / rows if rows else math.nan for k in ks]
+    rows = len(ranks)
+    return [int((ranks < k).sum()) / rows if rows else math.nan for k in ks]
 
 
 def top1_hits(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) -> torch.Tensor:
     """How many rows :func:`topk_accuracy` counts as top-1 hits, as a 0-d tensor on the
     device of ``scores``: a training's tally adds it each step without a host sync (an
     argmax there counted a tie with the label as a hit whenever the label came first)."""
-    return (_ahead(scores, labels) < 1).sum()
+    return (label_ranks(scores, labels) < 1).sum()
 
 
-def _ahead(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) -> torch.Tensor:
+def label_ranks(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) -> torch.Tensor:
     """(M,) how many other classes score at least each row's label (C for a NaN score
-    or a label outside 0..C-1: a miss at every k), on the device of ``scores``."""
+    or a label outside 0..C-1: a miss at every k), on the device of ``scores``: the
+    label is among the top k where this is below k (:func:`topk_accuracy`)."""
     labels = torch.as_tensor(labels, device=scores.device).long()
     known = (labels >= 0) & (labels < scores.shape[1])  # (another label is a miss)
     own = scores.gather(1, torch.where(known, labels, 0)[:, None])
@@ -92,7 +99,7 @@ def top1_predictions(scores: torch.Tensor, labels: torch.Tensor | np.ndarray) ->
     label where it is a hit, else the best-scoring other class (the lowest index of
     those tied), so a tie with the label is predicted off the diagonal. argmax gave a
     tie to the lowest index: the confusion matrix's diagonal counted hits top-1 did not."""
-    return _predictions(scores, labels, (_ahead(scores, labels) < 1).cpu().numpy())
+    return _predictions(scores, labels, (label_ranks(scores, labels) < 1).cpu().numpy())
 
 
 def _predictions(scores: torch.Tensor, labels: torch.Tensor | np.ndarray,
@@ -108,9 +115,16 @@ def _predictions(scores: torch.Tensor, labels: torch.Tensor | np.ndarray,
 def accuracy_summary(scores: torch.Tensor | Ranked,
                      labels: torch.Tensor | np.ndarray) -> dict[str, Any]:
     """``{"top1", "top5"}``; top-5 is None with 5 classes or fewer (it would be 1.0)."""
-    top1, top5 = topk_accuracy(scores, labels, (1, 5))
-    classes = scores.num_classes if isinstance(scores, Ranked) else scores.shape[1]
-    return {"top1": top1, "top5": top5 if classes > 5 else None}
+    if isinstance(scores, Ranked):
+        return ranked_summary(scores.ahead, scores.num_classes)
+    return ranked_summary(label_ranks(scores, labels), scores.shape[1])
+
+
+def ranked_summary(ranks: torch.Tensor, num_classes: int) -> dict[str, Any]:
+    """:func:`accuracy_summary` of rows whose :func:`label_ranks` among ``num_classes``
+    are ``ranks``."""
+    top1, top5 = ranked_accuracy(ranks, (1, 5))
+    return {"top1": top1, "top5": top5 if num_classes > 5 else None}
 
 
 def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:

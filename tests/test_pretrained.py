@@ -889,25 +889,40 @@ def test_a_fine_tuned_classifier_names_its_encoders_pretraining_step_and_its_own
     assert trained_for({"kind": "linear", "step": 0, "encoder_step": 100}) == "step 100"
 
 
+def identity_fc(classes: int) -> torch.nn.Linear:
+    """A float64 linear layer whose logits are its inputs (exactly: x * 1 + 0s)."""
+    fc = torch.nn.Linear(classes, classes, dtype=torch.float64)
+    with torch.no_grad():
+        fc.weight.copy_(torch.eye(classes))
+        fc.bias.zero_()
+    return fc
+
+
+def predicted_scores(log_probs: torch.Tensor, labels: np.ndarray, k: int = 1,
+                     min_probability: float | None = None) -> dict:
+    """predict's result for images whose classifier gives ``log_probs`` (N, C) and whose
+    folder's classes are the classifier's, ``labels`` (N,)."""
+    from simclr.pretrained import _known_labels, _ranked_blocks, _scores
+
+    names = [str(c) for c in range(log_probs.shape[1])]
+    mapped = _known_labels(names, names, labels)
+    top_p, _, ranks = _ranked_blocks(identity_fc(len(names)), log_probs.numpy(), mapped, k)
+    return _scores(ranks, top_p, len(names), mapped, labels, min_probability)
+
+
 def test_predicts_accuracy_ranks_the_scores_in_their_own_dtype():
     """predict's top-5 ranked its float64 scores cast to float32: a label at 1e-60, 2nd
     of 6, became 0, tied with the four classes below it, a miss."""
-    from simclr.pretrained import _scores
-
-    probs = torch.tensor([[1.0, 1e-60, 0, 0, 0, 0], [1.0, 0, 0, 0, 0, 0]], dtype=torch.float64)
-    top_p, top_i = probs.topk(1, dim=1)
-    names = list("abcdef")
-    result = _scores(probs, top_p, top_i, names, names, np.array([1, 1]), None)
+    log_probs = torch.tensor([[0.0, np.log(1e-60), -1e3, -1e3, -1e3, -1e3],
+                              [0.0, -1e3, -1e3, -1e3, -1e3, -1e3]], dtype=torch.float64)
+    result = predicted_scores(log_probs, np.array([1, 1]))
     assert (result["top1"], result["top5"]) == (0.0, 0.5)
 
 
 def test_predicts_confident_top1_counts_a_tie_against_the_label():
     """confident_top1 compared the first of topk's indices: a tie went to class 0."""
-    from simclr.pretrained import _scores
-
-    probs = torch.tensor([[0.5, 0.5], [0.25, 0.75]], dtype=torch.float64)
-    top_p, top_i = probs.topk(1, dim=1)
-    result = _scores(probs, top_p, top_i, ["a", "b"], ["a", "b"], np.array([0, 1]), 0.5)
+    log_probs = torch.tensor([[0.5, 0.5], [0.25, 0.75]], dtype=torch.float64).log()
+    result = predicted_scores(log_probs, np.array([0, 1]), min_probability=0.5)
     assert result["confident"] == 2 and result["confident_top1"] == result["top1"] == 0.5
 
 
@@ -915,14 +930,86 @@ def test_a_top_probability_equal_to_min_probability_is_confident_and_predicted(t
     """--min-probability P rejects rows whose top probability is below P: one of exactly
     P keeps its prediction and counts as confident, in the CSV and the counts alike."""
     from simclr.pretrained import _scores, _write_predictions
+    from simclr.results import label_ranks
 
     probs = torch.tensor([[0.75, 0.25], [0.5, 0.5], [0.25, 0.75]], dtype=torch.float64)
     top_p, top_i = probs.topk(1, dim=1)
-    scores = _scores(probs, top_p, top_i, ["a", "b"], ["a", "b"], np.array([0, 0, 0]), 0.75)
+    labels = np.array([0, 0, 0])
+    scores = _scores(label_ranks(probs, labels), top_p, 2, labels, labels, 0.75)
     assert scores["confident"] == 2 and scores["confident_top1"] == 0.5
     _write_predictions(tmp_path / "p.csv", ["x", "y", "z"], top_p, top_i, ["a", "b"], 0.75)
     with open(tmp_path / "p.csv", newline="", encoding="utf-8") as f:
         assert [row["prediction"] for row in csv.DictReader(f)] == ["a", "", "b"]
+
+
+@pytest.mark.parametrize(("block_elements", "blocks"), [
+    (7 * 64, [64, 64, 72]),  # the rows left over (8) join the last block
+    (7 * 128, [200]),
+    (1, [64, 64, 72]),  # at least one aligned block of rows (_BLOCK_ROWS), whatever C is
+])
+def test_predict_scores_blocks_of_rows_as_the_whole_matrix_at_once(block_elements, blocks,
+                                                                    monkeypatch):
+    """predict held every image's score for every class at once (16.9 GB for 100k images
+    x 5,000 classes): it scores a block of rows at a time, with the same rankings, ties
+    and accuracies as the whole (N, C) matrix of float64 log-probabilities."""
+    import simclr.pretrained as pretrained
+    from simclr.results import accuracy_summary, topk_accuracy
+
+    gen = torch.Generator().manual_seed(0)
+    fc = torch.nn.Linear(8, 7, dtype=torch.float64)
+    with torch.no_grad():
+        fc.weight.copy_(torch.randn(7, 8, generator=gen, dtype=torch.float64))
+        fc.weight[3] = fc.weight[2]  # classes 2 and 3 tie on every image
+        fc.bias.zero_()
+    feats = torch.randn(200, 8, generator=gen).numpy()
+    feats[::5] = 0  # every class ties
+    labels = np.arange(200) % 9 - 1  # -1 unlabeled; 7: a folder class fc does not know
+    folder_classes = [*(str(c) for c in range(7)), "new"]
+    classes = [str(c) for c in range(7)]
+    shapes = []
+    fc.register_forward_hook(lambda _m, _i, out: shapes.append(tuple(out.shape)))
+    monkeypatch.setattr(pretrained, "PREDICT_BLOCK_ELEMENTS", block_elements)
+    mapped = pretrained._known_labels(classes, folder_classes, labels)
+    top_p, top_i, ranks = pretrained._ranked_blocks(fc, feats, mapped, 3)
+    result = pretrained._scores(ranks, top_p, 7, mapped, labels, 0.3)
+    assert shapes == [(rows, 7) for rows in blocks]
+    with torch.no_grad():  # what predict computed before, all at once
+        log_probs = torch.log_softmax(fc(torch.from_numpy(feats).double()), dim=1)
+    want_p, want_i = log_probs.exp().topk(3, dim=1)
+    assert torch.equal(top_p, want_p) and torch.equal(top_i, want_i)
+    known = np.flatnonzero(mapped >= 0)
+    sure = np.flatnonzero((want_p[:, 0] >= 0.3).numpy() & (mapped >= 0))
+    assert result == {"labeled": len(known), "unknown_class": 22, "unlabeled": 23,
+                      **accuracy_summary(log_probs[known], mapped[known]),
+                      "confident": int((want_p[:, 0] >= 0.3).sum()),
+                      "confident_top1": topk_accuracy(log_probs[sure], mapped[sure], (1,))[0]}
+    assert 0 < result["top1"] < result["top5"] < 1  # (some hits, some misses, some ties)
+
+
+def test_predict_on_a_folder_reads_blocks_of_rows_with_the_same_results(
+        tmp_path, image_folder, cache_dir, capsys, monkeypatch):
+    """predict_folder's (images x classes) scores are made a bounded block at a time
+    (the whole matrix held 16.9 GB for 100k images x 5,000 classes), and its CSV and
+    result are those of one block."""
+    import simclr.pretrained as pretrained
+
+    run, _ = classifier_run(tmp_path, image_folder, cache_dir, capsys)
+    common = {"device": "cpu", "precision": "fp32", "cache_dir": cache_dir,
+              "min_probability": 0.5, "workers": 0}
+    whole = predict_folder(run, str(image_folder), tmp_path / "whole.csv", **common)
+    shapes = []
+
+    def log_softmax(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        shapes.append(tuple(x.shape))
+        return torch.nn.functional.log_softmax(x, *args, **kwargs)
+
+    monkeypatch.setattr(pretrained, "PREDICT_BLOCK_ELEMENTS", 16)  # 8 rows of 2 classes
+    monkeypatch.setattr(pretrained, "_BLOCK_ROWS", 4)
+    monkeypatch.setattr(torch, "log_softmax", log_softmax)
+    blocks = predict_folder(run, str(image_folder), tmp_path / "blocks.csv", **common)
+    assert shapes == [(8, 2)] * 3  # 24 images
+    assert {**blocks, "out": ""} == {**whole, "out": ""} and "confident_top1" in whole
+    assert (tmp_path / "blocks.csv").read_text() == (tmp_path / "whole.csv").read_text()
 
 
 def test_a_recorded_eval_size_is_the_side_read_and_the_trained_side_keeps_the_stem():
