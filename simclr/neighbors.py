@@ -2,9 +2,10 @@
 
 What practitioners do with an encoder's representations first: find the images most
 like a given one, and the (near-)duplicates of a collection. Both work on the ``.npz``
-files of ``simclr embed`` (``features`` (N, D), ``paths`` (N,)) with cosine similarity,
-the measure the contrastive loss trains (sim(u, v) = u.v / |u||v|, Sec. 2.1). The
-similarity matrix is computed in blocks of rows, so memory stays bounded for large N.
+files of ``simclr embed`` (``features`` (N, D), the paths: :func:`embedded_paths`) with
+cosine similarity, the measure the contrastive loss trains (sim(u, v) = u.v / |u||v|,
+Sec. 2.1). The similarity matrix is computed in blocks of rows, so memory stays bounded
+for large N.
 """
 
 from __future__ import annotations
@@ -27,23 +28,53 @@ MAX_PAIRS = 10_000_000  # more "duplicates" than this: the threshold is not one
 CSV_ROWS = 100_000  # pairs turned into Python rows at a time (10M at once: ~2 GB)
 
 
-def load_embeddings(path: str | Path, flag: str) -> tuple[torch.Tensor, np.ndarray]:
+# The key of an embed file's paths: each path's UTF-8 bytes and a NUL after it (no file
+# system allows a NUL in a name), one uint8 array, its size the paths' own. An earlier
+# simclr's `paths` (N,) str array gave every path the longest one's width at 4 bytes a
+# character: one 3,645-character path made 10,000 images' file 148 MB for 2.5 MB of
+# features. (A name's bytes that are not UTF-8, surrogate escapes in Python, are kept.)
+PATHS_KEY = "paths_utf8"
+
+
+def paths_array(paths: Sequence[str]) -> np.ndarray:
+    """``paths`` as an embed file stores them under :data:`PATHS_KEY`."""
+    blob = "".join(f"{p}\0" for p in paths).encode("utf-8", "surrogateescape")
+    return np.frombuffer(blob, dtype=np.uint8)
+
+
+def embedded_paths(data: np.lib.npyio.NpzFile) -> list[str]:
+    """The paths of an embed file opened by ``np.load``: :data:`PATHS_KEY`'s, or an
+    earlier simclr's fixed-width ``paths``. ValueError where neither is one (damaged)."""
+    if PATHS_KEY not in data.files:
+        paths = data["paths"]
+        if paths.ndim != 1:
+            raise ValueError(f"paths of shape {paths.shape}")
+        return np.asarray(paths, dtype=str).tolist()
+    blob = data[PATHS_KEY]
+    if blob.dtype != np.uint8 or blob.ndim != 1 or (len(blob) and blob[-1] != 0):
+        raise ValueError(f"{PATHS_KEY} is not NUL-ended bytes")
+    return blob.tobytes().decode("utf-8", "surrogateescape").split("\0")[:-1]
+
+
+def load_embeddings(path: str | Path, flag: str) -> tuple[torch.Tensor, list[str]]:
     """(L2-normalised float32 features (N, D), paths (N,)) of a ``simclr embed`` file."""
     return _load(path, flag)[:2]
 
 
-def _load(path: str | Path, flag: str) -> tuple[torch.Tensor, np.ndarray, str | None]:
+def _load(path: str | Path, flag: str) -> tuple[torch.Tensor, list[str], str | None]:
     """:func:`load_embeddings` and the file's encoder (None: written by an earlier simclr)."""
     problem = unreadable_path(Path(path).expanduser())
     if problem:  # (np.load would open a named pipe and wait for a writer forever)
         raise SimCLRError(f"{flag} {path}: {problem}")
     try:
         with np.load(Path(path).expanduser(), allow_pickle=False) as data:
-            missing = [k for k in ("features", "paths") if k not in data.files]
+            missing = [k for k in ("features", PATHS_KEY) if k not in data.files]
+            if "paths" in data.files:  # an earlier simclr's paths
+                missing = [k for k in missing if k != PATHS_KEY]
             if missing:
                 raise SimCLRError(f"{flag} {path}: no '{missing[0]}' array; give a file "
                                   "written by `simclr embed`")
-            features, paths = data["features"], data["paths"]
+            features, paths = data["features"], embedded_paths(data)
             encoder = str(data["encoder"]) if "encoder" in data.files else None
     except FileNotFoundError:
         raise SimCLRError(f"{flag} {path}: file not found") from None
@@ -54,12 +85,12 @@ def _load(path: str | Path, flag: str) -> tuple[torch.Tensor, np.ndarray, str | 
     except Exception:  # not an .npz (numpy then guesses a pickle), truncated, objects
         raise SimCLRError(f"{flag} {path}: not a readable .npz file written by `simclr "
                           "embed`") from None
-    if features.ndim == 2 and paths.ndim == 1 and len(features) == len(paths) == 0:
+    if features.ndim == 2 and len(features) == len(paths) == 0:
         raise SimCLRError(f"{flag} {path}: the file holds no images")
-    if (features.ndim != 2 or paths.ndim != 1 or len(features) != len(paths)
+    if (features.ndim != 2 or len(features) != len(paths)
             or not np.issubdtype(features.dtype, np.number)):
         raise SimCLRError(f"{flag} {path}: features {features.shape} {features.dtype} do not "
-                          f"match its paths {paths.shape}")
+                          f"match its {len(paths)} paths")
     x = torch.from_numpy(np.asarray(features, dtype=np.float32))
     if not torch.isfinite(x).all():
         raise SimCLRError(f"{flag} {path}: the features hold NaN or infinite values")
@@ -67,7 +98,7 @@ def _load(path: str | Path, flag: str) -> tuple[torch.Tensor, np.ndarray, str | 
     if zero:  # cosine is undefined there: normalize leaves them at 0
         print(f"note: {flag} {path}: {zero} of {len(x)} images have all-zero features; their "
               "similarity to every image is 0 (their neighbours mean nothing)", file=sys.stderr)
-    return torch.nn.functional.normalize(x, dim=1), np.asarray(paths, dtype=str), encoder
+    return torch.nn.functional.normalize(x, dim=1), paths, encoder
 
 
 def _blocks(queries: torch.Tensor, keys: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:

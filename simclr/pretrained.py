@@ -51,6 +51,7 @@ from simclr.models import (
     build_model,
     resolve_cifar_stem,
 )
+from simclr.neighbors import PATHS_KEY, paths_array
 from simclr.results import output_file
 from simclr.runtime import refuse_spawned_import
 from simclr.settings import config_from_dict
@@ -362,8 +363,10 @@ def embed_folder(
     (:func:`at_image_size`); an existing ``out`` is replaced only with ``overwrite``
     (as :func:`simclr.export.export`). Arrays:
     ``features`` float32 (N, D), ``labels`` int64 (N,) (sorted class-name order of an
-    ImageFolder, -1 for a flat folder), ``classes`` (C,) str, ``paths`` (N,) str,
-    ``encoder`` () str (checkpoint file, step, layer and another side if given).
+    ImageFolder, -1 for a flat folder), ``classes`` (C,) str, ``paths_utf8`` uint8
+    (each image's path in UTF-8, a NUL after each: :func:`simclr.neighbors.embedded_paths`
+    reads them), ``encoder`` () str (checkpoint file, step, layer and another side if
+    given).
     """
     refuse_spawned_import()
     # before any work (a float or text failed after the features were made)
@@ -379,7 +382,7 @@ def embed_folder(
     at = f" at {image_size} px" if image_size not in (None, encoder_spec(given)[
         "image_size"]) else ""
     arrays = {"features": feats.astype(np.float32), "labels": labels.astype(np.int64),
-              "classes": np.array(source.classes, dtype=str), "paths": np.array(paths, dtype=str),
+              "classes": np.array(source.classes, dtype=str), PATHS_KEY: paths_array(paths),
               # which representation: features of two are not comparable (simclr neighbors;
               # the file resolved, so two shells' spellings of one checkpoint agree)
               "encoder": np.array(f"{Path(ckpt['file']).resolve()} {trained_for(ckpt)} "

@@ -14,12 +14,15 @@ from simclr.cli import main
 from tests.conftest import named_pipe
 
 
-def embed_file(path, features, names=None, encoder=None):
+def embed_file(path, features, names=None, encoder=None, old_layout=False):
+    """An embed file as `simclr embed` writes it; ``old_layout``: as an earlier simclr
+    wrote it (the paths one fixed-width str array)."""
     names = names or [f"/photos/{i:03d}.jpg" for i in range(len(features))]
     extra = {} if encoder is None else {"encoder": np.array(encoder)}
+    paths = {"paths": np.array(names)} if old_layout else {nb.PATHS_KEY: nb.paths_array(names)}
     np.savez(path, features=np.asarray(features, dtype=np.float32),
              labels=np.full(len(features), -1), classes=np.array([], dtype=str),
-             paths=np.array(names), **extra)
+             **paths, **extra)
     return path
 
 
@@ -106,7 +109,7 @@ def test_a_file_without_its_encoder_says_the_check_cannot_be_made(tmp_path, caps
     in silence, and similarities between two encoders' features listed, exit 0."""
     keys = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]
     embed_file(tmp_path / "k.npz", keys, encoder="/runs/a/last.pt step 10 layer h")
-    embed_file(tmp_path / "old.npz", [[1.0, 0.5]], ["/new/q.jpg"])
+    embed_file(tmp_path / "old.npz", [[1.0, 0.5]], ["/new/q.jpg"], old_layout=True)
     args = ["neighbors", "--out", str(tmp_path / "n.csv"), "--k", "2"]
     assert main([*args, "--features", str(tmp_path / "k.npz"), "--queries",
                  str(tmp_path / "old.npz")]) == 0
@@ -255,6 +258,10 @@ def test_duplicate_pairs_match_every_pair_computing_half_the_matrix(monkeypatch,
     (["--features", "{tmp}/text.txt"], "text.txt: not a readable .npz file written by "
                                        "`simclr embed`\n"),  # (no advice about pickles)
     (["--features", "{tmp}/empty.npz"], "empty.npz: the file holds no images"),
+    (["--features", "{tmp}/nopaths.npz"], "no 'paths_utf8' array; give a file written by"),
+    (["--features", "{tmp}/unended.npz"], "unended.npz: not a readable .npz file"),
+    (["--features", "{tmp}/paths2d.npz"], "paths2d.npz: not a readable .npz file"),
+    (["--features", "{tmp}/fewer.npz"], "features (3, 3) float32 do not match its 2 paths"),
 ])
 def test_user_errors_are_one_line(tmp_path, capsys, args, needle):
     embed_file(tmp_path / "f.npz", np.eye(3))
@@ -264,6 +271,12 @@ def test_user_errors_are_one_line(tmp_path, capsys, args, needle):
     (tmp_path / "cut.npz").write_bytes((tmp_path / "f.npz").read_bytes()[:100])  # truncated
     (tmp_path / "text.txt").write_text("a text file\n")
     embed_file(tmp_path / "empty.npz", np.zeros((0, 3)), [])
+    np.savez(tmp_path / "nopaths.npz", features=np.eye(3, dtype=np.float32))
+    np.savez(tmp_path / "unended.npz", features=np.eye(3, dtype=np.float32),
+             paths_utf8=np.frombuffer(b"a\0b\0c", np.uint8))  # (damaged: cut short)
+    np.savez(tmp_path / "paths2d.npz", features=np.eye(3, dtype=np.float32),
+             paths=np.array([["a"], ["b"], ["c"]]))
+    embed_file(tmp_path / "fewer.npz", np.eye(3), ["a", "b"])
     args = [a.format(tmp=tmp_path) for a in args]
     assert main(["neighbors", *args, "--out", str(tmp_path / "n.csv")]) == 2
     err = capsys.readouterr().err
@@ -352,3 +365,26 @@ def test_a_negative_threshold_is_a_similarity_too(tmp_path, capsys):
         assert found == pairs, threshold
     with pytest.raises(nb.SimCLRError, match="a cosine similarity lies in"):
         nb.check_threshold(-1.01)
+
+
+def test_paths_take_their_own_bytes_and_an_earlier_simclrs_files_still_read(tmp_path):
+    """embed's paths were one fixed-width str array, every path as wide as the longest
+    at 4 bytes a character (one 3,645-character path: 148 MB for 10,000 images). They
+    are one UTF-8 array now, its size their own; a name in any script, one whose bytes
+    are not UTF-8 (surrogate escapes) and an earlier simclr's layout read as written."""
+    names = ["/photos/a.jpg", "/photos/日本/犬.jpg", "/photos/\udcff\udcfe.jpg",
+             "/" + "deep/" * 700 + "x.jpg"]
+    feats = np.random.default_rng(0).normal(size=(len(names), 3))
+    for i in range(60):  # beside the long one, many short ones
+        names.append(f"/photos/{i}.jpg")
+        feats = np.vstack([feats, feats[:1] + i])
+    new = embed_file(tmp_path / "new.npz", feats, names)
+    old = embed_file(tmp_path / "old.npz", feats, names, old_layout=True)
+    path_bytes = sum(len(n.encode("utf-8", "surrogateescape")) + 1 for n in names)
+    assert new.stat().st_size < feats.size * 4 + 8 * len(names) + path_bytes + 2500
+    assert old.stat().st_size > 4 * len(names) * len(names[3])  # (what it was)
+    for path in (new, old):
+        x, paths = nb.load_embeddings(path, "--features")
+        assert paths == names and x.shape == (len(names), 3)
+        with np.load(path, allow_pickle=False) as data:
+            assert nb.embedded_paths(data) == names
