@@ -18,6 +18,7 @@ import functools
 import logging
 import os
 import shlex
+import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -44,6 +45,7 @@ from simclr.decode import (
 from simclr.distributed import launched_rank
 from simclr.errors import BadImageError, NoReadableImageError, SimCLRError
 from simclr.folders import ImageList, class_members, named_dataset, scan_folder, split_root
+from simclr.progress import PLAIN_EVERY_S
 from simclr.runtime import close_loader_iterator, ignore_stop_signals, refuse_spawned_import
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,7 @@ log = logging.getLogger(__name__)
 SMALL_SIDE = 96  # images up to this side are cached decoded (cfg.cache = 'auto')
 LOAD_SCALE = 1.15  # larger images are stored at most at round(view size * 1.15) (see open_folder)
 MAX_SUBSTITUTES = 64  # next images tried in place of an unreadable one (and as many more)
+NAMED_BAD = 10  # unreadable files named one by one as an uncached source meets them
 
 
 def default_workers() -> int:
@@ -97,6 +100,7 @@ class ImageSource:
         else:
             raise ValueError("an uncached ImageSource needs a side")
         self._bad_seen = {p for p, _ in self.skipped}
+        self._found_bad, self._counted_at = 0, -float("inf")  # (this session's, for the log)
         self._loaders: dict[tuple, tuple[torch.utils.data.DataLoader, _EpochBatches]] = {}
 
     @property
@@ -242,13 +246,25 @@ class ImageSource:
 
     def _note_bad(self, index: int, reason: str, substituted: bool = True) -> None:
         """Record an unreadable file (once): ``substituted`` another image took its place
-        (training), else it was left out (evaluation)."""
+        (training), else it was left out (evaluation). The first :data:`NAMED_BAD` are
+        named in the log; after them a count, at most every ``PLAIN_EVERY_S`` seconds
+        (half of a 100k-file folder broken printed a line per file, 50,000 an epoch)."""
         path = self.paths[index]
-        if path not in self._bad_seen:
-            self._bad_seen.add(path)
-            self.skipped.append((path, reason))
+        if path in self._bad_seen:
+            return
+        self._bad_seen.add(path)
+        self.skipped.append((path, reason))
+        self._found_bad += 1
+        if self._found_bad <= NAMED_BAD:
             what = "another image was used in its place" if substituted else "left out"
             log.warning("skipped %s: %s (%s)", path, reason, what)
+            return
+        now = time.monotonic()
+        if now - self._counted_at >= PLAIN_EVERY_S:
+            self._counted_at = now
+            log.warning("%s: skipped %d unreadable image(s) so far; the first %d are named "
+                        "above, the others counted here at most every %.0f s",
+                        self.name, len(self.skipped), NAMED_BAD, PLAIN_EVERY_S)
 
     def _worker_loader(
         self, workers: int, pin: bool, raw: bool = False

@@ -77,6 +77,34 @@ def test_a_long_run_of_broken_files_is_substituted_from_across_the_folder(tmp_pa
     assert sorted(substitutes(3, 100)) == list(range(100))
 
 
+@pytest.mark.parametrize("every_s", [None, 0.0])
+def test_an_uncached_folder_names_its_first_unreadable_files_then_counts_them(
+        tmp_path, monkeypatch, caplog, every_s):
+    """Uncached, every unreadable file met was a warning line of its own: half of a 100k
+    folder broken printed 166 lines in 5 steps (50,000 an epoch). Now the first 10 are
+    named, the rest counted in a line at most every 30 s (``every_s`` 0: each time)."""
+    from simclr import data
+
+    if every_s is not None:
+        monkeypatch.setattr(data, "PLAIN_EVERY_S", every_s, raising=False)
+    for k in range(30):
+        (tmp_path / "imgs" / f"bad{k:02d}.png").parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "imgs" / f"bad{k:02d}.png").write_text("garbage")
+    for k in range(4):
+        save_image(tmp_path / "imgs" / f"good{k}.png", rgb(16, 16, k))
+    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="off", load_size=16))
+    with caplog.at_level(logging.WARNING):
+        for _ in BatchLoader(src, 34, 0, 0, workers=0):
+            pass
+    assert len(src.skipped) == 30  # (every one recorded, for the summary's list)
+    lines = caplog.messages
+    named = [ln for ln in lines if ln.startswith("skipped ") and "another image" in ln]
+    counted = [ln for ln in lines if "unreadable image(s) so far" in ln]
+    assert len(named) == 10
+    assert len(counted) == (1 if every_s is None else 20), lines
+    assert "skipped 11 unreadable image(s) so far; the first 10 are named above" in counted[0]
+
+
 @pytest.mark.parametrize("rank", [None, "1"])
 def test_a_caches_skipped_files_are_said_by_the_first_process_alone(tmp_path, monkeypatch,
                                                                      caplog, rank):
