@@ -322,11 +322,13 @@ class _LinearEval:
     source: dict[str, Any] | None  # what the encoder came from, recorded in the results
     overwrite: bool = False  # an earlier run's results replaced; else never another's
 
-    def features(self, images: Any) -> tuple[np.ndarray, np.ndarray]:
-        """h float32 (N, D) and labels (N,) of ``images``: the evaluation transform."""
+    def features(self, images: Any, flag: str) -> tuple[np.ndarray, np.ndarray]:
+        """h float32 (N, D) and labels (N,) of ``images`` (``flag``'s, named in the
+        progress shown when verbose): the evaluation transform."""
         return extract_features(self.encoder, images, self.image_size, self.batch_size,
                                 self.device, self.precision, channels_last=self.channels_last,
-                                workers=self.workers)
+                                workers=self.workers,
+                                progress=f"features of {flag}" if self.verbose else None)
 
 
 class _Fitted(NamedTuple):
@@ -349,8 +351,8 @@ def _fit_lbfgs(run: _LinearEval, l2: float | None, l2_grid: Sequence[float] | No
                val_fraction: float, max_iter: int) -> _Fitted:
     """The transfer protocol (App. B.8): features of the evaluation transform, computed
     once, then :func:`logistic_regression` (lambda ``l2``, or chosen on a held-out split)."""
-    train_x, train_y = run.features(run.train)
-    test_x, test_y = run.features(run.test)
+    train_x, train_y = run.features(run.train, "--train")
+    test_x, test_y = run.features(run.test, "--test")
     details, scores, linear = logistic_regression(
         train_x, train_y, test_x, run.num_classes, l2=l2, l2_grid=l2_grid,
         val_fraction=val_fraction, seed=run.seed, max_iter=max_iter, device=run.device,

@@ -28,8 +28,10 @@ from simclr.data import (
     unreadable_classes,
 )
 from simclr.decode import DEFAULT_MAX_PIXELS
+from simclr.distributed import is_main
 from simclr.errors import SimCLRError, check_counts
 from simclr.folders import ImageList, check_folder, list_folder
+from simclr.progress import Progress
 from simclr.runtime import (
     autocast,
     close_loader_iterator,
@@ -295,13 +297,13 @@ def extract_features(
     encoder: nn.Module, source: Any, image_size: int, batch_size: int = 256,
     device: str | torch.device = "cpu", precision: str = "fp32", *,
     channels_last: bool = False, workers: int | None = None,
-    indices: np.ndarray | None = None,
+    indices: np.ndarray | None = None, progress: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Representations h of a source with the evaluation transform (App. B.5):
     ``(features float32 (N, D), labels int64 (N,))``; see :func:`indexed_features`."""
     feats, labels, _ = indexed_features(encoder, source, image_size, batch_size, device,
                                         precision, channels_last=channels_last,
-                                        workers=workers, indices=indices)
+                                        workers=workers, indices=indices, progress=progress)
     return feats, labels
 
 
@@ -309,7 +311,7 @@ def indexed_features(
     encoder: nn.Module, source: Any, image_size: int, batch_size: int = 256,
     device: str | torch.device = "cpu", precision: str = "fp32", *,
     channels_last: bool = False, workers: int | None = None,
-    indices: np.ndarray | None = None,
+    indices: np.ndarray | None = None, progress: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Representations h of a source with the evaluation transform (App. B.5), and the
     image each row stands for.
@@ -322,6 +324,8 @@ def indexed_features(
     Returns ``(features float32 (N, D), labels int64 (N,), image indices int64 (N,))``
     in source order (or in the order of ``indices``); an unreadable file of an uncached
     source is left out (and recorded in ``source.skipped``), never replaced.
+    ``progress``: the pass's name on stderr (:meth:`Progress.of_pass`, rank 0 alone);
+    None: it runs unseen (the kNN monitor inside a pretraining).
     """
     from simclr.augment import eval_resize
     from simclr.decode import eval_store_size
@@ -335,6 +339,7 @@ def indexed_features(
     flags = train_flags(encoder)
     encoder.to(dev).eval()
     feats, seen = [], []
+    shown = Progress.of_pass(len(order), progress or "", progress is not None and is_main())
     try:
         with torch.inference_mode():
             for idx, images, aspect in iter_batches(source, order, batch_size, workers=workers,
@@ -349,7 +354,9 @@ def indexed_features(
                     h = encoder(x)
                 feats.append(h.float().cpu())
                 seen.append(idx)
+                shown.advance(len(idx))
     finally:
+        shown.close()
         restore_flags(flags)
     if not feats:
         raise SimCLRError(f"{source_name(source)}: no images to evaluate")

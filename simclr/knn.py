@@ -219,9 +219,11 @@ def run_knn(
     dev, prec = resolve_runtime(device, precision)
     start = time.perf_counter()
     train_x, train_y = extract_features(encoder, train, image_size, batch_size, dev, prec,
-                                        channels_last=channels_last, workers=workers)
+                                        channels_last=channels_last, workers=workers,
+                                        progress="features of --train" if verbose else None)
     test_x, test_y = extract_features(encoder, test, image_size, batch_size, dev, prec,
-                                      channels_last=channels_last, workers=workers)
+                                      channels_last=channels_last, workers=workers,
+                                      progress="features of --test" if verbose else None)
     if k > len(train_y):  # every image votes: a k of its own choosing, said
         log(f"note: --k {k} is more than the {len(train_y)} training images; each test image "
             f"takes all of them as neighbours (k = {len(train_y)})", verbose)

@@ -22,6 +22,7 @@ import torch
 
 from simclr.errors import SimCLRError, unreadable_path
 from simclr.files import written
+from simclr.progress import Progress
 
 BLOCK_BYTES = 1 << 28  # one block of the similarity matrix: 256 MiB of float32
 MAX_PAIRS = 10_000_000  # more "duplicates" than this: the threshold is not one
@@ -121,17 +122,24 @@ def _upper_blocks(features: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
 
 
 def nearest(queries: torch.Tensor, keys: torch.Tensor, k: int,
-            exclude: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+            exclude: tuple[np.ndarray, np.ndarray], progress: bool = False
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     """(similarities (N, k), indices (N, k)) of each query's ``k`` most similar keys,
     most similar first; ``exclude``: (query indices, key indices), pairs never returned
-    (a query itself, under each path it has among the keys)."""
+    (a query itself, under each path it has among the keys); ``progress``: the queries
+    done shown on stderr (100k of them took minutes)."""
     sims, idx = [], []
-    for start, block in _blocks(queries, keys):
-        here = (exclude[0] >= start) & (exclude[0] < start + len(block))
-        block[exclude[0][here] - start, exclude[1][here]] = -float("inf")
-        top = block.topk(k, dim=1)
-        sims.append(top.values.clamp(-1.0, 1.0))
-        idx.append(top.indices)
+    shown = Progress.of_pass(len(queries), "neighbors", progress)
+    try:
+        for start, block in _blocks(queries, keys):
+            here = (exclude[0] >= start) & (exclude[0] < start + len(block))
+            block[exclude[0][here] - start, exclude[1][here]] = -float("inf")
+            top = block.topk(k, dim=1)
+            sims.append(top.values.clamp(-1.0, 1.0))
+            idx.append(top.indices)
+            shown.advance(len(block))
+    finally:
+        shown.close()
     return torch.cat(sims), torch.cat(idx)
 
 
@@ -149,12 +157,24 @@ def _higher_threshold(threshold: float) -> str:
     return "they are (near-)identical copies: remove copies first, or use fewer images"
 
 
-def duplicate_pairs(features: torch.Tensor, threshold: float
+def duplicate_pairs(features: torch.Tensor, threshold: float, progress: bool = False
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(i (P,) int64, j (P,) int64, similarity (P,) float32) of every pair i < j with
     cosine similarity >= ``threshold``, most similar first; arrays, since 10M pairs as
     Python tuples took ~2 GB. SimCLRError (before the pairs are gathered) past
-    ``MAX_PAIRS``."""
+    ``MAX_PAIRS``. ``progress``: the pairs compared shown on stderr (the blocks shrink
+    down the triangle, so pairs, not rows, tell the time left)."""
+    n = len(features)
+    shown = Progress.of_pass(n * (n - 1) // 2, "duplicates", progress, unit="pair")
+    try:
+        return _duplicate_pairs(features, threshold, shown)
+    finally:
+        shown.close()
+
+
+def _duplicate_pairs(features: torch.Tensor, threshold: float, shown: Progress
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`duplicate_pairs`, its comparisons counted on ``shown``."""
     found_i, found_j, found_s = [], [], []
     count, cut = 0, threshold - TOLERANCE if threshold >= 1 else threshold
     for start, block in _upper_blocks(features):
@@ -170,6 +190,8 @@ def duplicate_pairs(features: torch.Tensor, threshold: float
         found_i.append(r.numpy() + start)
         found_j.append(c.numpy() + start)
         found_s.append(block[r, c].clamp(-1.0, 1.0).numpy())
+        rows = len(block)  # pairs of these rows with the later images: k > r in the block
+        shown.advance(rows * block.shape[1] - rows * (rows + 1) // 2)
     i, j, sim = (np.concatenate(a) for a in (found_i, found_j, found_s))
     order = np.lexsort((j, i, -sim))
     return i[order], j[order], sim[order]
@@ -199,7 +221,7 @@ def write_neighbors(features: str | Path, out: str | Path, k: int = 5,
     available = len(keys) - int(counts.max())
     if not 1 <= k <= available:
         raise SimCLRError(f"--k {k}: there are {available} other images to choose from")
-    sims, idx = nearest(query_x, keys, k, exclude)
+    sims, idx = nearest(query_x, keys, k, exclude, progress=True)
     header = ["path"] + [f"{name}{j}" for j in range(1, k + 1)
                          for name in ("neighbor", "similarity")]
 
@@ -253,7 +275,7 @@ def write_duplicates(features: str | Path, out: str | Path, threshold: float,
     :func:`write_neighbors`)."""
     check_threshold(threshold)
     keys, paths = load_embeddings(features, "--features")
-    first, second, sims = duplicate_pairs(keys, threshold)
+    first, second, sims = duplicate_pairs(keys, threshold, progress=True)
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as f:

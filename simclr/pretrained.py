@@ -325,12 +325,13 @@ def apply_initial_weights(model: SimCLRModel, weights: dict[str, Any], what: str
 def folder_features(
     module: nn.Module, image_size: int, data: str, batch_size: int, device: str,
     precision: str, workers: int | None, cache_dir: str, unlabeled: bool = False,
-    max_pixels: int = DataConfig.max_pixels,
+    max_pixels: int = DataConfig.max_pixels, progress: str | None = None,
 ) -> tuple[Any, np.ndarray, np.ndarray, list[str]]:
     """``module``'s outputs over a folder with the evaluation transform: (the opened
     source, float32 (N, D) in source order, labels int64 (N,), the N files' paths;
     unreadable files are left out; ``unlabeled``: also the images beside an ImageFolder's
-    class folders, labelled -1; ``max_pixels``: larger images are skipped unread)."""
+    class folders, labelled -1; ``max_pixels``: larger images are skipped unread;
+    ``progress``: the pass's name on stderr, None: unseen)."""
     from simclr.data import open_source
     from simclr.features import indexed_features
     from simclr.runtime import resolve_device, resolve_precision
@@ -342,7 +343,8 @@ def folder_features(
     source = open_source(data, data_cfg, train=False, image_size=image_size, evaluation=True,
                          unlabeled=unlabeled)
     feats, labels, rows = indexed_features(module, source, image_size, batch_size, dev,
-                                           resolve_precision(precision, dev))
+                                           resolve_precision(precision, dev),
+                                           progress=progress)
     # A named data set (the digits, torchvision's) has no files: its rows are named
     # by their place in it, e.g. 'digits[test]#17' (neighbors, predict's CSV name them).
     names = source.paths or [f"{source.name}#{i}" for i in range(source.num_images)]
@@ -377,7 +379,7 @@ def embed_folder(
     module, spec = representation_from_checkpoint(ckpt, layer)
     source, feats, labels, paths = folder_features(module, spec["image_size"], data,
                                                    batch_size, device, precision, workers,
-                                                   cache_dir, True, max_pixels)
+                                                   cache_dir, True, max_pixels, "embed")
     # another side: other features (the encoder's own, given as --image-size: the same)
     at = f" at {image_size} px" if image_size not in (None, encoder_spec(given)[
         "image_size"]) else ""
@@ -742,7 +744,7 @@ def predict_folder(
     # in float64, as linear-eval fits it, so a bf16 rounding never flips a close call.
     source, feats, labels, paths = folder_features(
         nn.Sequential(model.encoder, model.neck), spec["image_size"], data, batch_size,
-        device, precision, workers, cache_dir, True, max_pixels)
+        device, precision, workers, cache_dir, True, max_pixels, "predict")
     if top_k is not None and k < top_k:  # (as `simclr knn` does a --k past its training
         # images: capped, said; the default 5 of a 2-class classifier goes unsaid)
         print(f"note: --top-k {top_k} is more than the classifier's {len(classes)} classes: "

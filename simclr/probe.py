@@ -34,9 +34,11 @@ from torch import nn
 from simclr.augment import apply_params, sample_params
 from simclr.config import AugmentConfig
 from simclr.data import decode_device
+from simclr.distributed import is_main
 from simclr.errors import SimCLRError
 from simclr.features import iter_batches, resolve_runtime, restore_flags, train_flags
 from simclr.models import SimCLRModel
+from simclr.progress import Progress
 from simclr.results import log, topk_accuracy
 from simclr.runtime import autocast
 
@@ -73,12 +75,16 @@ def probe_labels(params: Any, task: str) -> torch.Tensor:
 def probe_features(
     model: SimCLRModel, source: Any, aug: AugmentConfig, task: str, views: int,
     seed: int, batch_size: int, device: torch.device, precision: str,
+    progress: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """h (V*N, D), z (V*N, out_dim) float32 and labels (V*N,) of ``views`` probe views
-    per image, the model in eval mode (flags restored)."""
+    per image, the model in eval mode (flags restored); ``progress``: the pass's name on
+    stderr (rank 0 alone), None: unseen."""
     flags = train_flags(model)
     model.to(device).eval()
     hs, zs, ys = [], [], []
+    shown = Progress.of_pass(views * source.num_images, progress or "",
+                             progress is not None and is_main(), unit="view")
     try:
         with torch.inference_mode():
             for view in range(views):
@@ -93,7 +99,9 @@ def probe_features(
                     hs.append(h.float().cpu())
                     zs.append(z.float().cpu())
                     ys.append(probe_labels(params, task))
+                    shown.advance(len(idx))
     finally:
+        shown.close()
         restore_flags(flags)
     return torch.cat(hs), torch.cat(zs), torch.cat(ys)
 
@@ -152,9 +160,11 @@ def run_transform_probe(
         start = time.perf_counter()
         cfg, classes = probe_config(aug, task)
         h_tr, z_tr, y_tr = probe_features(model, train, cfg, task, views, seed, batch_size,
-                                          dev, prec)
+                                          dev, prec, f"{task} views of --train" if verbose
+                                          else None)
         h_te, z_te, y_te = probe_features(model, test, cfg, task, 1, seed + 1, batch_size,
-                                          dev, prec)
+                                          dev, prec, f"{task} views of --test" if verbose
+                                          else None)
         row: dict[str, Any] = {"classes": classes, "num_train": len(y_tr),
                                "num_test": len(y_te),
                                "majority": float(np.bincount(y_te.numpy()).max() / len(y_te))}

@@ -1,4 +1,4 @@
-"""What a person watching a pretraining run sees while it trains.
+"""What a person watching a pretraining run, or a long pass over a data set, sees.
 
 On a terminal, tqdm's bar (with the epoch, latest loss, learning rate and views/s).
 Anywhere else (a batch job's log file, ``nohup``, SLURM), a bar would write a
@@ -6,6 +6,9 @@ carriage-return update every second for the whole run; there a plain line is pri
 instead, at most every ``PLAIN_EVERY_S`` seconds and at the last step, with the
 estimated time left.
 The full record of every ``--log-every`` step is in ``metrics.jsonl`` either way.
+A pass (an evaluation's features, neighbours' queries: :meth:`Progress.of_pass`) is
+shown alike, but only once it lasts: a bar after a second that goes when done, or
+plain lines once it has run ``PLAIN_EVERY_S`` seconds.
 
 Whatever reads that output may leave first (``simclr pretrain | head``, a closed ssh
 session's pipe, a full disk under ``> log``): :class:`Unfailing` streams keep a command's
@@ -41,20 +44,54 @@ def duration(seconds: float) -> str:
 class Progress:
     """Progress of a run of ``total`` steps that starts at step ``start`` (a resumed run
     later than 0). ``enabled=False`` (``--no-progress``, or a process other than rank 0)
-    shows nothing."""
+    shows nothing. ``desc`` names it and ``unit`` its items on the bar; ``transient``:
+    the bar shows after a second and goes when closed (a pass, not a run)."""
 
     def __init__(self, total: int, start: int, enabled: bool, stream: TextIO | None = None,
-                 every_s: float = PLAIN_EVERY_S) -> None:
+                 every_s: float = PLAIN_EVERY_S, desc: str = "pretrain", unit: str = "step",
+                 transient: bool = False) -> None:
         self.stream = sys.stderr if stream is None else stream
         self.total, self.start, self.every_s = total, start, every_s
         self.enabled = enabled
+        self.desc, self.unit = desc, unit
+        self.done, self.said = start, False  # (a pass's items, and whether a line said so)
         self.bar = None
-        self.last_line = time.perf_counter()
+        self.began = self.last_line = time.perf_counter()
         if enabled and self.stream.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True,
-                            desc="pretrain", mininterval=1.0, file=self.stream)
+            self.bar = tqdm(total=total, initial=start, unit=unit, dynamic_ncols=True,
+                            desc=desc, mininterval=1.0, file=self.stream,
+                            leave=not transient, delay=1.0 if transient else 0.0)
+
+    @classmethod
+    def of_pass(cls, total: int, desc: str, enabled: bool, unit: str = "image",
+                stream: TextIO | None = None, every_s: float | None = None) -> Progress:
+        """A pass over ``total`` items, advanced by :meth:`advance` (a feature pass over
+        100k images ran 2 minutes without a word); ``every_s`` None: ``PLAIN_EVERY_S``."""
+        every_s = PLAIN_EVERY_S if every_s is None else every_s
+        return cls(total, 0, enabled, stream, every_s, desc, unit, transient=True)
+
+    def advance(self, n: int) -> None:
+        """``n`` more of a pass's items done: the bar moves; elsewhere a line at most every
+        ``every_s`` seconds (the last one is :meth:`close`'s)."""
+        if not self.enabled:
+            return
+        self.done += n
+        if self.bar is not None:
+            self.bar.update(n)
+            return
+        now = time.perf_counter()
+        if self.done < self.total and now - self.last_line >= self.every_s:
+            self._pass_line(now)
+
+    def _pass_line(self, now: float) -> None:
+        self.last_line, self.said = now, True
+        seconds, done = now - self.began, self.done - self.start
+        left = f", about {duration(seconds / done * (self.total - self.done))} left" \
+            if 0 < done and self.done < self.total else ""
+        print(f"{self.desc}: {self.done}/{self.total} {self.unit}s, {duration(seconds)}{left}",
+              file=self.stream, flush=True)
 
     def step(self) -> None:
         if self.bar is not None:
@@ -87,8 +124,12 @@ class Progress:
               f"views/s, {duration(seconds)}{left}", file=self.stream, flush=True)
 
     def close(self) -> None:
+        """The bar closed; a pass that said where it was says where it ended."""
         if self.bar is not None:
             self.bar.close()
+        elif self.said:
+            self._pass_line(time.perf_counter())
+            self.said = False  # (a second close says nothing more)
 
 
 class Unfailing:

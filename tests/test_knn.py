@@ -208,6 +208,25 @@ def test_a_k_above_the_training_set_is_said_and_recorded(tmp_path, capsys):
             f"all of them as neighbours (k = {n})") in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("verbose", [True, False])
+def test_the_feature_passes_show_their_progress_when_verbose(capsys, monkeypatch, verbose):
+    """knn's feature extraction over 100k images said nothing for minutes; its lines
+    follow --quiet (verbose) as the command's other lines do."""
+    from simclr import progress
+
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)  # (a line at every batch)
+    train, test = colour_source(classes=2, seed=0), colour_source(classes=2, n_per_class=3,
+                                                                  seed=1)
+    run_knn(tiny_encoder(), train, test, None, image_size=16, k=3, batch_size=4,
+            device="cpu", precision="fp32", verbose=verbose)
+    err = capsys.readouterr().err
+    said = [line.split(",")[0] for line in err.splitlines() if line.startswith("features")]
+    assert said == (["features of --train: 4/16 images", "features of --train: 8/16 images",
+                     "features of --train: 12/16 images", "features of --train: 16/16 images",
+                     "features of --test: 4/6 images", "features of --test: 6/6 images"]
+                    if verbose else [])
+
+
 def test_unlabeled_rows_and_mismatched_shapes_are_named():
     """An embed .npz's unlabeled rows (-1) gave an index error deep in torch, and
     mismatched shapes numpy's or torch's; each is now named."""

@@ -54,6 +54,26 @@ def test_nearest_images_match_a_loop_over_every_pair(tmp_path, monkeypatch, bloc
         assert [float(s) for s in row[2::2]] == pytest.approx([sims[j] for j in best], abs=1e-5)
 
 
+def test_a_long_search_shows_its_progress(tmp_path, monkeypatch, capsys):
+    """neighbors over 100k embeddings ran 148 s without a word: the blocks done are shown
+    (here a line at each of them), the duplicates' as pairs compared."""
+    from simclr import progress
+
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)
+    monkeypatch.setattr(nb, "BLOCK_BYTES", 4 * 7 * 3)  # 3 rows a block
+    embed_file(tmp_path / "f.npz", np.random.default_rng(0).normal(size=(7, 5)))
+    assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--out",
+                 str(tmp_path / "n.csv"), "--k", "3"]) == 0
+    err = capsys.readouterr().err
+    assert [line.split(",")[0] for line in err.splitlines()] == [
+        "neighbors: 3/7 images", "neighbors: 6/7 images", "neighbors: 7/7 images"]
+    assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--out",
+                 str(tmp_path / "d.csv"), "--duplicates", "0.9"]) == 0
+    err = capsys.readouterr().err
+    said = [line.split(",")[0] for line in err.splitlines() if line.startswith("duplicates")]
+    assert said == ["duplicates: 15/21 pairs", "duplicates: 21/21 pairs"]  # (6 + 5 + 4, then 6)
+
+
 def test_exact_duplicates_at_threshold_one_and_queries_that_are_keys(tmp_path):
     """float32 puts the cosine of equal vectors within ~1e-6 of 1: --duplicates 1 still
     finds them; a query that is also a key (same path) never finds itself."""

@@ -71,6 +71,41 @@ def test_a_terminal_gets_the_bar_and_no_lines():
     assert "epoch=1.0, loss=4.900, lr=0.3, views_s=512" in screen.getvalue()
 
 
+def test_a_pass_says_where_it_is_only_once_it_lasts():
+    """A feature pass (or neighbours' queries) over 100k images ran minutes without a
+    word; a short one must not add lines to every evaluation either."""
+    quick = io.StringIO()
+    progress = Progress.of_pass(10, "features of --train", True, stream=quick, every_s=3600.0)
+    for n in (4, 4, 2):
+        progress.advance(n)
+    progress.close()
+    assert quick.getvalue() == ""
+    log = io.StringIO()
+    progress = Progress.of_pass(10, "features of --train", True, stream=log, every_s=0.0)
+    for n in (4, 4, 2):
+        progress.advance(n)
+    progress.close()
+    progress.close()  # (said once)
+    lines = log.getvalue().splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        "features of --train: 4/10 images", "features of --train: 8/10 images",
+        "features of --train: 10/10 images"]
+    assert "left" in lines[0] and "left" not in lines[-1]
+
+
+def test_a_quick_pass_leaves_no_bar_on_a_terminal():
+    screen = Terminal()
+    progress = Progress.of_pass(10, "neighbors", True, stream=screen, every_s=0.0)
+    progress.advance(10)
+    progress.close()
+    assert "10/10" not in screen.getvalue()
+    disabled = Terminal()
+    progress = Progress.of_pass(10, "neighbors", False, stream=disabled, every_s=0.0)
+    progress.advance(10)
+    progress.close()
+    assert disabled.getvalue() == ""
+
+
 def test_disabled_shows_nothing():
     log = Terminal()
     progress = Progress(total=10, start=0, enabled=False, stream=log)
