@@ -205,7 +205,8 @@ def cmd_knn(args: argparse.Namespace) -> int:
     size = inputs.spec["image_size"]
     train, test = open_folders(args, size, augmented=False, listings=inputs.listings)
     result = run_knn(inputs.encoder, train, test, args.out, image_size=size, k=args.k,
-                     temperature=args.temperature, source={**inputs.source, **test_split(args)},
+                     temperature=args.temperature,
+                     source={**inputs.source, **test_split(args, test)},
                      overwrite=args.overwrite, **runtime_kwargs(args))
     print(finite_json(printed(result)))
     return 0
@@ -277,7 +278,7 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
         result = run_linear_eval(
             inputs.encoder, train, test, args.out, image_size=size, protocol=args.protocol,
             seed=args.seed, config=inputs.ckpt["config"],
-            source={**inputs.source, **test_split(args)}, overwrite=args.overwrite,
+            source={**inputs.source, **test_split(args, test)}, overwrite=args.overwrite,
             **protocol, **runtime_kwargs(args))
         return report(result)
 
@@ -319,7 +320,22 @@ def open_folders(args: argparse.Namespace, image_size: int, augmented: bool,
             opened(args.train, not augmented_test, True, listing))
     train_part = part(train, test=False)
     train_part.skipped = train.skipped  # the folder's unreadable files, said once
-    return train_part, part(test, test=True)
+    test_part = part(test, test=True)
+    missing = classes_without_test(test_part)
+    # A class too small to give a test image is measured by nothing: one class of 2,000
+    # images beside 999 of one each tested that one class alone (top-1 100%), unsaid.
+    if missing and not unlabeled and dist.launched_rank() == 0:  # (the probe: no classes)
+        print(f"note: --test-fraction {args.test_fraction:g}: {missing} of the "
+              f"{len(test_part.classes)} classes have no test image (too few images to hold "
+              f"one out); the top-1 is measured on the other "
+              f"{len(test_part.classes) - missing}", file=sys.stderr)
+    return train_part, test_part
+
+
+def classes_without_test(test: ImageSource) -> int:
+    """How many of ``test``'s classes none of its images belongs to."""
+    labels = np.asarray(test.labels)
+    return len(test.classes) - len(np.unique(labels[labels >= 0]))
 
 
 def held_out(args: argparse.Namespace,
@@ -341,12 +357,15 @@ def held_out(args: argparse.Namespace,
     return listing, held
 
 
-def test_split(args: argparse.Namespace) -> dict[str, Any]:
-    """What the test set was, for a results file's ``source``: nothing with --test."""
+def test_split(args: argparse.Namespace, test: ImageSource | None = None) -> dict[str, Any]:
+    """What the test set was, for a results file's ``source``: nothing with --test; with
+    the held-out ``test`` source, how many classes it has no image of, if any."""
     if getattr(args, "test", None) is not None:
         return {}
+    missing = 0 if test is None else classes_without_test(test)
     return {"test": {"held_out_of": str(Path(args.train).expanduser().resolve()),
-                     "fraction": args.test_fraction, "seed": args.seed}}
+                     "fraction": args.test_fraction, "seed": args.seed,
+                     **({"classes_without_test": missing} if missing else {})}}
 
 
 def report(result: dict[str, Any], resume: str | None = None) -> int:
@@ -405,7 +424,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             # --random-init and --from-scratch: one baseline, recorded alike
             from_head=args.from_head, from_scratch=args.from_scratch or args.random_init,
             sync_bn=args.sync_bn, seed=args.seed, config=ckpt["config"],
-            source={**source, **test_split(args), **(
+            source={**source, **test_split(args, test), **(
                 {"features": "random init"} if args.from_scratch else {}), **(
                 {"layer": "g1"} if args.from_head else {})},  # (Classifier.from_head's)
             checkpoint_every=args.checkpoint_every,

@@ -305,6 +305,30 @@ def test_results_name_their_data_folders_and_the_simclr_that_computed_them(
     assert capsys.readouterr().out.startswith("knn: results of kNN\n  knn.json: kNN, top-1 ")
 
 
+def test_classes_too_small_to_give_a_test_image_are_said_and_recorded(tmp_path, capsys):
+    """One class of many images beside classes of one: --test-fraction tests the large
+    class alone (the single images stay in training), and the top-1 of 100% read as
+    that of every class, without a word."""
+    import shutil
+
+    from tests.conftest import make_image_folder
+
+    _, _, cache = tiny_pretrained_run(tmp_path)
+    unbalanced = make_image_folder(tmp_path / "unbal", classes=4, per_class=1, side=16)
+    many = make_image_folder(tmp_path / "many", classes=1, per_class=20, side=16, seed=2)
+    for k, picture in enumerate(sorted((many / "class_0").iterdir())):
+        shutil.copy(picture, unbalanced / "class_0" / f"more{k}.png")
+    capsys.readouterr()
+    assert main(["knn", "--checkpoint", str(tmp_path / "pre"), "--train", str(unbalanced),
+                 "--test-fraction", "0.1", "--k", "1", "--cache-dir", cache, "--workers",
+                 "0", "--out", str(tmp_path / "knn")]) == 0
+    err = capsys.readouterr().err
+    assert ("note: --test-fraction 0.1: 3 of the 4 classes have no test image (too few "
+            "images to hold one out); the top-1 is measured on the other 1") in err, err
+    source = json.loads((tmp_path / "knn" / "knn.json").read_text())["source"]
+    assert source["test"]["classes_without_test"] == 3
+
+
 # ------------------------------------------------- gaps a mutation audit left open
 
 
