@@ -14,6 +14,7 @@ cache`` lists the caches and removes those of folders that are gone or long unus
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -327,6 +328,7 @@ def _build_cache_files(
     tmp = temporary_name(npy)
     nbytes = math.prod(shape)
     try:
+        _check_free_space(npy.parent, nbytes)
         rows = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         del rows
         # Reserve the blocks now: a full disk then fails here with ENOSPC instead of
@@ -366,6 +368,19 @@ def _build_cache_files(
         raise SimCLRError(f"cannot write the decoded cache's record {meta_path}: "
                           f"{exc.strerror or exc}; {ELSEWHERE}") from None
     return rows, meta
+
+
+def _check_free_space(folder: Path, nbytes: int) -> None:
+    """OSError ENOSPC, before any file is made, when ``folder``'s file system has fewer
+    than ``nbytes`` free: posix_fallocate on ext4 may reserve part of the file before it
+    fails, and leave the disk full until the file is deleted (for every other process
+    too). A file system that cannot say (statvfs fails) is left to the reservation."""
+    try:
+        stats = os.statvfs(folder)
+    except (OSError, AttributeError):  # (AttributeError: Windows has no statvfs)
+        return
+    if stats.f_bavail * stats.f_frsize < nbytes:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 def _open_built(npy: Path) -> tuple[np.memmap, str]:

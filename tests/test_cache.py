@@ -386,6 +386,26 @@ def test_a_full_disk_when_the_cache_record_is_written_is_one_line_and_leaves_not
     assert list((tmp_path / "c").glob("*")) == []
 
 
+def test_a_cache_larger_than_the_free_space_is_refused_before_any_file_is_made(
+        tmp_path, monkeypatch):
+    """posix_fallocate of the whole size came first: on ext4 a reservation that fails
+    part-way may keep the blocks it got, the disk full until the file is deleted. The
+    free space is read first, and the refusal is the full disk's line."""
+    import types
+
+    from tests.conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "imgs", classes=1, per_class=4)
+    (tmp_path / "c").mkdir()
+    monkeypatch.setattr(os, "statvfs", lambda path: types.SimpleNamespace(
+        f_bavail=1, f_frsize=1024, f_bfree=1, f_blocks=100))  # 1 KiB free of 100
+    with pytest.raises(SimCLRError, match=r"^cannot write the decoded cache .*\.npy \(0 MiB\): "
+                                          "No space left on device; pass another --cache-dir"):
+        open_source(str(folder), DataConfig(cache_dir=str(tmp_path / "c"), workers=0),
+                    image_size=16)
+    assert list((tmp_path / "c").glob("*")) == []
+
+
 def test_a_read_only_cache_folder_is_one_line(tmp_path, monkeypatch):
     """On a read-only file system even deleting the (absent) temporary file fails:
     that clean-up must not replace the message with a traceback of its own."""
