@@ -48,16 +48,10 @@ from simclr.checkpoint import (
 from simclr.config import AugmentConfig
 from simclr.data import decode_device
 from simclr.errors import SimCLRError
-from simclr.features import (
-    NonFiniteOutputs,
-    close_workers,
-    extract_features,
-    iter_batches,
-    source_name,
-)
+from simclr.features import close_workers, encoded_batches, iter_batches, source_name
 from simclr.files import lock_folder, set_aside, taken
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
-from simclr.results import log, prepare_dir, top1_hits
+from simclr.results import Ranked, log, prepare_dir, rank_rows, top1_hits
 from simclr.runtime import SaveSchedule, StopFlag, autocast, command_line
 
 # ---------------------------------------------------------------------- labeled batches
@@ -446,19 +440,28 @@ def classifier_step(
 def evaluate_classifier(
     model: nn.Module, test: Any, image_size: int, *, batch_size: int, device: torch.device,
     precision: str, channels_last: bool = False, workers: int | None = None,
-) -> tuple[torch.Tensor, np.ndarray]:
-    """Test logits float32 (M, C) on CPU and labels (M,): eval transform, BN in eval mode.
-    Outputs that are not finite are the training's divergence (its losses were measured
-    before each update: the last one may have diverged unseen), not the checkpoint's."""
-    try:
-        logits, labels = extract_features(model, test, image_size, batch_size, device,
-                                          precision, channels_last=channels_last,
-                                          workers=workers)
-    except NonFiniteOutputs:
-        raise SimCLRError(f"{source_name(test)}: the trained model's outputs are not finite: "
-                          "its training diverged; train it again with a lower --lr (in its "
-                          "--out: with --overwrite)") from None
-    return torch.from_numpy(logits), labels
+) -> tuple[Ranked, np.ndarray]:
+    """The test logits, each batch reduced to what the results need of it as it comes
+    (:func:`simclr.results.rank_rows`: O(M) numbers, where the float32 (M, C) logits of
+    100k test images x 10k classes took 4 GB), and labels (M,): eval transform, BN in
+    eval mode. Outputs that are not finite are the training's divergence (its losses
+    were measured before each update: the last one may have diverged unseen), not the
+    checkpoint's."""
+    labels_all = np.asarray(test.labels, dtype=np.int64)
+    parts, seen = [], []
+    with closing(encoded_batches(model, test, image_size, batch_size, device, precision,
+                                 channels_last=channels_last, workers=workers)) as batches:
+        for idx, logits in batches:
+            if not torch.isfinite(logits).all():
+                raise SimCLRError(f"{source_name(test)}: the trained model's outputs are not "
+                                  "finite: its training diverged; train it again with a lower "
+                                  "--lr (in its --out: with --overwrite)")
+            labels = labels_all[idx.numpy()]
+            parts.append(rank_rows(logits, labels))
+            seen.append(labels)
+    if not parts:
+        raise SimCLRError(f"{source_name(test)}: no images to evaluate")
+    return Ranked.join(parts, parts[0].num_classes), np.concatenate(seen)
 
 
 def check_classifier_step(model: nn.Module, image_size: int, batch_size: int,

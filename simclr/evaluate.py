@@ -78,7 +78,7 @@ def linear_eval_sgd(
     partial_run: PartialRun | None = None, checkpoint_every: int = 0,
     checkpoint_minutes: float = 0.0,
     on_step: Callable[[int, Any], None] | None = None, config: dict[str, Any] | None = None,
-) -> tuple[dict[str, Any], torch.Tensor | None, np.ndarray | None, nn.Linear]:
+) -> tuple[dict[str, Any], Ranked | None, np.ndarray | None, nn.Linear]:
     """The ImageNet linear protocol (App. B.6) on a frozen encoder.
 
     Each step: crop + flip views (B,3,S,S) -> frozen encoder (eval mode, no grad) ->
@@ -89,10 +89,12 @@ def linear_eval_sgd(
     ``checkpoint_minutes``, on SIGTERM/SIGINT, and once finished, before the test: a
     stop during the test leaves the same command only the test) and continued from.
     Returns (summary,
-    test logits (M,C) CPU, test labels (M,), the linear layer on CPU); logits and labels
-    are None if a signal stopped the training (summary ``status`` 'preempted'). In a
-    process group (torchrun) each process takes its share of every batch, DDP averages
-    the layer's gradients and rank 0 tests (the others get None logits and labels).
+    what the results need of the test logits (M, C) (:class:`simclr.results.Ranked`,
+    each batch reduced as it came: classify.evaluate_classifier), test labels (M,), the
+    linear layer on CPU); those and the labels are None if a signal stopped the training
+    (summary ``status`` 'preempted'). In a process group (torchrun) each process takes
+    its share of every batch, DDP averages the layer's gradients and rank 0 tests (the
+    others get None for both).
     The summary's ``earlier_s``: the training seconds of earlier sessions (resumed).
     """
     device = torch.device(device)
@@ -129,11 +131,11 @@ def linear_eval_sgd(
     if stats["status"] == "preempted" or not dist.is_main():  # rank 0 tests
         return summary, None, None, probe.fc
     with partial_run.testing():  # stopped: the same command only tests again
-        logits, test_y = evaluate_classifier(probe, test, image_size,
+        ranked, test_y = evaluate_classifier(probe, test, image_size,
                                              batch_size=batch // dist.world_size(),
                                              device=device, precision=precision,
                                              channels_last=channels_last, workers=workers)
-    return summary, logits, test_y, probe.fc.float().cpu()
+    return summary, ranked, test_y, probe.fc.float().cpu()
 
 
 def _new_probe(encoder: nn.Module, num_classes: int, image_size: int, seed: int,

@@ -12,6 +12,7 @@ import logging
 import os
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -307,6 +308,54 @@ def extract_features(
     return feats, labels
 
 
+def encoded_batches(
+    encoder: nn.Module, source: Any, image_size: int, batch_size: int = 256,
+    device: str | torch.device = "cpu", precision: str = "fp32", *,
+    channels_last: bool = False, workers: int | None = None,
+    indices: np.ndarray | None = None, progress: str | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`indexed_features` a batch at a time: ``(image indices int64 (B,), outputs
+    float32 (B, D) on CPU)``, for a caller that keeps what it needs of each batch (a
+    classifier's test: its logits ranked, not every image's score for every class). The
+    encoder's train flags are restored when the batches end or are closed (close it:
+    ``contextlib.closing``); the outputs are not checked finite here."""
+    from simclr.augment import eval_resize
+    from simclr.decode import eval_store_size
+
+    check_counts({"--batch-size": batch_size})
+    dev, prec = resolve_runtime(device, precision)
+    order = np.arange(source.num_images) if indices is None else np.asarray(indices)
+    # An evaluation source of this size stores the transform's central squares (data.py)
+    central = eval_store_size(getattr(source, "store", "")) == image_size
+    flags = train_flags(encoder)
+    encoder.to(dev).eval()
+    shown = Progress.of_pass(len(order), progress or "", progress is not None and is_main())
+    try:
+        with closing(iter_batches(source, order, batch_size, workers=workers,
+                                  pin=dev.type == "cuda", decode_on=decode_device("auto", dev),
+                                  substitute=False)) as batches:
+            while True:
+                # Inference mode over each batch's reading and encoding, not across the
+                # yield: the caller's own work runs in its own mode.
+                with torch.inference_mode():
+                    batch = next(batches, None)
+                    if batch is None:
+                        return
+                    idx, images, aspect = batch
+                    x = eval_resize(images.to(dev, non_blocking=True), image_size, aspect,
+                                    central=central)
+                    if channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with autocast(dev, prec):
+                        h = encoder(x)
+                    h = h.float().cpu()
+                shown.advance(len(idx))
+                yield idx, h
+    finally:
+        shown.close()
+        restore_flags(flags)
+
+
 def indexed_features(
     encoder: nn.Module, source: Any, image_size: int, batch_size: int = 256,
     device: str | torch.device = "cpu", precision: str = "fp32", *,
@@ -327,37 +376,15 @@ def indexed_features(
     ``progress``: the pass's name on stderr (:meth:`Progress.of_pass`, rank 0 alone);
     None: it runs unseen (the kNN monitor inside a pretraining).
     """
-    from simclr.augment import eval_resize
-    from simclr.decode import eval_store_size
-
-    check_counts({"--batch-size": batch_size})
-    dev, prec = resolve_runtime(device, precision)
     order = np.arange(source.num_images) if indices is None else np.asarray(indices)
     labels_all = np.asarray(source.labels, dtype=np.int64)
-    # An evaluation source of this size stores the transform's central squares (data.py)
-    central = eval_store_size(getattr(source, "store", "")) == image_size
-    flags = train_flags(encoder)
-    encoder.to(dev).eval()
     feats, seen = [], []
-    shown = Progress.of_pass(len(order), progress or "", progress is not None and is_main())
-    try:
-        with torch.inference_mode():
-            for idx, images, aspect in iter_batches(source, order, batch_size, workers=workers,
-                                                    pin=dev.type == "cuda",
-                                                    decode_on=decode_device("auto", dev),
-                                                    substitute=False):
-                x = eval_resize(images.to(dev, non_blocking=True), image_size, aspect,
-                                central=central)
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with autocast(dev, prec):
-                    h = encoder(x)
-                feats.append(h.float().cpu())
-                seen.append(idx)
-                shown.advance(len(idx))
-    finally:
-        shown.close()
-        restore_flags(flags)
+    with closing(encoded_batches(encoder, source, image_size, batch_size, device, precision,
+                                 channels_last=channels_last, workers=workers, indices=order,
+                                 progress=progress)) as batches:
+        for idx, h in batches:
+            feats.append(h)
+            seen.append(idx)
     if not feats:
         raise SimCLRError(f"{source_name(source)}: no images to evaluate")
     idx_all = torch.cat(seen).numpy()

@@ -48,7 +48,7 @@ from simclr.errors import SimCLRError
 from simclr.features import check_labeled, resolve_runtime, source_name
 from simclr.models import Classifier, build_encoder
 from simclr.pretrained import classifier_checkpoint, encoder_config, save_classifier
-from simclr.results import RESULTS, accuracy_summary, finish_results, log
+from simclr.results import RESULTS, Ranked, accuracy_summary, finish_results, log
 from simclr.subsets import SUBSET_FILE, labeled_subset, subset_digest, write_subset_list
 
 FEW_STEPS = 50  # fewer steps than this in all: fine-tuning hardly moves the weights
@@ -261,11 +261,11 @@ def run_finetune(
     # Stopped in the test or while the results are written (the finished state is kept
     # until they all are): the same command only tests again and writes them.
     with partial_run.testing():
-        logits, test_y = run.test(test, image_size)
-        results = run.results(logits, test_y, stats, labels_per_class, num_classes,
+        ranked, test_y = run.test(test, image_size)
+        results = run.results(ranked, test_y, stats, labels_per_class, num_classes,
                               elapsed + time.perf_counter() - start)
         run.save_results(results)
-        finish_results(results, out, "finetune", logits, test_y, train, test, source, verbose,
+        finish_results(results, out, "finetune", ranked, test_y, train, test, source, verbose,
                        overwrite or partial_run.finishing)
     partial_run.discard()
     log(f"finetune: top-1 {100 * results['top1']:.2f}%", verbose)
@@ -379,22 +379,23 @@ class _FineTuning:
             start_step=start_step, elapsed=elapsed, scaler=self.scaler,
             checkpointing=checkpointing, tally=self.partial_run.tally)
 
-    def test(self, test: Any, image_size: int) -> tuple[torch.Tensor, np.ndarray]:
-        """Test logits float32 (M, C) on CPU and labels (M,): the evaluation transform,
+    def test(self, test: Any, image_size: int) -> tuple[Ranked, np.ndarray]:
+        """What the results need of the test logits (M, C), each batch reduced as it
+        comes (classify.evaluate_classifier), and labels (M,): the evaluation transform,
         BatchNorm in eval mode, batches of one process's share."""
         return evaluate_classifier(self.model, test, image_size,
                                    batch_size=self.budget.batch // dist.world_size(),
                                    device=self.device, precision=self.precision,
                                    channels_last=self.channels_last, workers=self.workers)
 
-    def results(self, logits: torch.Tensor, test_y: np.ndarray, stats: dict[str, Any],
+    def results(self, ranked: Ranked, test_y: np.ndarray, stats: dict[str, Any],
                 labels_per_class: int | None, num_classes: int,
                 elapsed_s: float) -> dict[str, Any]:
-        """The results of ``simclr finetune``: the test accuracy (logits (M, C), labels
-        (M,)), the labeled subset, the settings and the training's ``stats``."""
+        """The results of ``simclr finetune``: the test accuracy (``ranked`` test logits,
+        labels (M,)), the labeled subset, the settings and the training's ``stats``."""
         settings = self.partial_run.settings
         return {
-            "command": "finetune", **accuracy_summary(logits, test_y),
+            "command": "finetune", **accuracy_summary(ranked, test_y),
             "num_labeled": int(len(self.budget.subset)), "label_fraction": self.budget.fraction,
             "labels_per_class": labels_per_class, "num_classes": num_classes,
             "num_test": int(len(test_y)), "peak_lr": self.optimizer.param_groups[0]["peak_lr"],

@@ -455,17 +455,17 @@ def _evaluate(model: torch.nn.Module, test: Any | None, results: dict[str, Any],
     """Test top-1/top-5 (with ``test``), the results files, and the final checkpoint
     carrying them."""
     if test is not None:
-        logits, test_y = evaluate_classifier(model, test, cfg.augment.evaluation_size(),
+        ranked, test_y = evaluate_classifier(model, test, cfg.augment.evaluation_size(),
                                              batch_size=cfg.batch_size, device=dev,
                                              precision=prec, channels_last=cfg.channels_last,
                                              workers=cfg.data.workers)
-        results.update(accuracy_summary(logits, test_y), num_test=int(len(test_y)),
+        results.update(accuracy_summary(ranked, test_y), num_test=int(len(test_y)),
                        test_image_size=cfg.augment.evaluation_size())  # (--eval-size)
     results["elapsed_s"] = elapsed + time.perf_counter() - start  # every segment + the test
     if out is not None and test is not None:  # the checkpoint carries the test accuracy too
         save(results["steps"], results["train_s"], results, periodic=False)
     if test is not None:
-        finish_results(results, out, "supervised", logits, test_y, train, test)
+        finish_results(results, out, "supervised", ranked, test_y, train, test)
     elif out is not None:
         write_results(out, RESULT, results)
     return results

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import io
+import json
 import os
 import threading
 from contextlib import contextmanager
@@ -254,3 +255,40 @@ def stopped_in(monkeypatch, module, name: str, signal: type[BaseException], call
         with pytest.raises(signal) as info:
             call()
     return info
+
+
+def recorded_test(monkeypatch, module, tmp_path: Path) -> dict[str, list]:
+    """What a classifier's test (classify.evaluate_classifier) hands ``module``'s
+    finish_results, recorded as ``given`` (scores, labels); ``blocks``: each batch of
+    logits it ranked (joined: the whole (M, C) matrix); ``drawn``: the confusion matrix
+    of the figure (not drawn)."""
+    import simclr.classify as classify
+    import simclr.results as results_module
+
+    seen: dict[str, list] = {"given": [], "blocks": [], "drawn": []}
+    finish, rank = module.finish_results, getattr(classify, "rank_rows", None)
+    monkeypatch.setattr(module, "finish_results", lambda r, o, n, scores, labels, *a, **k: (
+        seen["given"].append((scores, labels)), finish(r, o, n, scores, labels, *a, **k))[1])
+    monkeypatch.setattr(classify, "rank_rows", lambda logits, labels: (
+        seen["blocks"].append(logits.clone()), rank(logits, labels))[1], raising=False)
+    monkeypatch.setattr(results_module, "save_confusion_figure",
+                        lambda matrix, *a: seen["drawn"].append(matrix) or tmp_path / "c.png")
+    return seen
+
+
+def check_ranked_test(seen: dict[str, list], result: dict, results_file: Path,
+                      classes: int) -> None:
+    """What reached the results (:func:`recorded_test`) holds O(M) numbers, not the
+    M x C logits, and gives what the whole matrix gives: accuracies, JSON, confusion."""
+    from simclr.results import accuracy_summary, confusion_matrix, top1_predictions
+
+    (scores, labels), = seen["given"]
+    held = (scores.numel() if isinstance(scores, torch.Tensor)
+            else sum(torch.as_tensor(v).numel() for v in vars(scores).values()))
+    assert held <= 2 * len(labels) + 1 < len(labels) * classes, held
+    full = torch.cat(seen["blocks"])
+    assert len(seen["blocks"]) > 1 and full.shape == (len(labels), classes)
+    assert {key: result[key] for key in ("top1", "top5")} == accuracy_summary(full, labels)
+    assert json.loads(results_file.read_text())["top1"] == result["top1"]
+    np.testing.assert_array_equal(seen["drawn"][0], confusion_matrix(
+        labels, top1_predictions(full, labels), classes))

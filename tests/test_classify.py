@@ -311,3 +311,54 @@ def test_an_uncached_training_with_workers_trains_as_a_cached_one(tmp_path):
     decoded = trained(folder_source(tmp_path), 7)
     assert cached.keys() == decoded.keys()
     assert all(torch.equal(cached[k], decoded[k]) for k in cached)
+
+
+class _TiedLogits(torch.nn.Module):
+    """9 classes' logits rounded to whole numbers from the images' mean colour: many
+    ties, some of them between the label and the best other class."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(3, 9, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.mean((2, 3)) @ self.w * 2).round()
+
+
+def test_a_classifier_test_ranks_each_batch_as_the_whole_logits_would_be():
+    """evaluate_classifier keeps what the results need of each batch of test logits as
+    it comes (the float32 (M, C) logits took 4 GB at 100k images x 10k classes): O(M)
+    numbers, whose top-k accuracies and top-1 predictions (the confusion matrix's) are
+    the whole matrix's, ties with the label included, over batches of 4 of 27 images."""
+    from simclr.classify import evaluate_classifier
+    from simclr.features import extract_features
+    from simclr.results import Ranked, accuracy_summary, top1_predictions, topk_accuracy
+
+    model, source = _TiedLogits(), colour_source(n_per_class=3, classes=9)
+    full, labels = extract_features(model, source, 16, batch_size=27)
+    full = torch.from_numpy(full)
+    own = full.gather(1, torch.as_tensor(labels)[:, None])
+    assert ((full == own).sum(1) > 1).any() and (full.max(1).values == own[:, 0]).any()
+    ranked, test_y = evaluate_classifier(model, source, 16, batch_size=4,
+                                         device=torch.device("cpu"), precision="fp32")
+    assert isinstance(ranked, Ranked) and ranked.num_classes == 9
+    assert len(ranked.ahead) == len(ranked.predictions) == 27
+    np.testing.assert_array_equal(test_y, labels)
+    assert accuracy_summary(ranked, test_y) == accuracy_summary(full, labels)
+    assert topk_accuracy(ranked, test_y, (1, 2, 3)) == topk_accuracy(full, labels, (1, 2, 3))
+    np.testing.assert_array_equal(ranked.predictions, top1_predictions(full, labels))
+
+
+def test_a_classifier_whose_outputs_are_not_finite_is_refused():
+    """A diverged training's NaN logits, in any batch: refused in one line, as before."""
+    from simclr.classify import evaluate_classifier
+
+    class Diverged(_TiedLogits):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            logits = super().forward(x)
+            red = x[:, 0].mean((1, 2)) > x[:, 1].mean((1, 2))  # (a third of the images)
+            return torch.where(red[:, None], torch.nan, logits)
+
+    with pytest.raises(SimCLRError, match="outputs are not finite: its training diverged"):
+        evaluate_classifier(Diverged(), colour_source(n_per_class=3, classes=9), 16,
+                            batch_size=4, device=torch.device("cpu"), precision="fp32")

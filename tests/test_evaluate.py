@@ -17,8 +17,10 @@ from simclr.evaluate import run_linear_eval
 from simclr.features import check_labeled
 from simclr.knn import run_knn
 from tests.conftest import (
+    check_ranked_test,
     colour_source,
     make_image_folder,
+    recorded_test,
     snapshot,
     stopped_in,
     tiny_encoder,
@@ -177,6 +179,20 @@ def test_the_lbfgs_linear_evaluation_keeps_no_scores_matrix(tmp_path, monkeypatc
     assert json.loads((tmp_path / "linear_eval.json").read_text())["top1"] == result["top1"]
     np.testing.assert_array_equal(drawn[0], confusion_matrix(
         labels, top1_predictions(full[0], labels), 12))
+
+
+def test_the_sgd_linear_evaluation_keeps_no_logits_matrix(tmp_path, monkeypatch):
+    """--protocol sgd's test ranks each batch of logits as it comes (the float32 (M, C)
+    logits: 4 GB at 100k test images x 10k classes): what reaches the results holds O(M)
+    numbers, and they are the whole matrix's, in batches of 8: accuracies, JSON,
+    confusion matrix."""
+    train, test = colour_source(classes=12, seed=0), colour_source(classes=12, n_per_class=2,
+                                                                   seed=1)
+    seen = recorded_test(monkeypatch, evaluate, tmp_path)
+    result = run_linear_eval(tiny_encoder(), train, test, tmp_path, image_size=16,
+                             protocol="sgd", batch_size=8, epochs=1, device="cpu",
+                             precision="fp32", verbose=False)
+    check_ranked_test(seen, result, tmp_path / "linear_eval.json", 12)
 
 
 def test_a_linear_evaluation_finished_meanwhile_in_its_out_is_kept(tmp_path, monkeypatch):

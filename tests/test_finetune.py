@@ -21,9 +21,12 @@ from simclr.errors import SimCLRError
 from simclr.finetune import default_epochs, run_finetune
 from simclr.models import Classifier, build_model
 from simclr.pretrained import encoder_from_checkpoint, predict_folder
+from simclr.results import accuracy_summary
 from simclr.subsets import class_balanced_subset, subset_from_list
 from tests.conftest import (
+    check_ranked_test,
     make_image_folder,
+    recorded_test,
     snapshot,
     stopped_in,
     tiny_encoder,
@@ -38,6 +41,20 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 FAST = {"image_size": 16, "batch_size": 6, "epochs": 2, "device": "cpu", "precision": "fp32",
         "workers": 0, "verbose": False}
+
+def test_finetune_keeps_no_logits_matrix(tmp_path, folders, monkeypatch):
+    """The fine-tuned classifier's test ranks each batch of logits as it comes (the
+    float32 (M, C) logits: 4 GB at 100k test images x 10k classes): what reaches the
+    results holds O(M) numbers, and they are the whole matrix's: accuracies, JSON,
+    confusion matrix."""
+    import simclr.finetune
+
+    train, test = folders
+    seen = recorded_test(monkeypatch, simclr.finetune, tmp_path)
+    result = run_finetune(tiny_encoder(), train, test, tmp_path / "ft", labels_per_class=4,
+                          **{**FAST, "epochs": 1})
+    check_ranked_test(seen, result, tmp_path / "ft" / "finetune.json", 3)
+
 
 def test_default_budgets():
     assert default_epochs(0.01) == 60 and default_epochs(0.1) == 30
@@ -84,9 +101,9 @@ def test_finetune_end_to_end(tmp_path, folders):
     assert spec["image_size"] == 16 and spec["arch"] == "resnet18"
     model = Classifier(loaded, 3)
     model.load_state_dict(ckpt["model"])
-    logits, labels = evaluate_classifier(model, test, 16, batch_size=4,
+    ranked, labels = evaluate_classifier(model, test, 16, batch_size=4,
                                          device=torch.device("cpu"), precision="fp32")
-    assert (logits.argmax(1).numpy() == labels).mean() == pytest.approx(result["top1"])
+    assert accuracy_summary(ranked, labels)["top1"] == pytest.approx(result["top1"])
     # BatchNorm trained in train mode: its running statistics moved; and the whole
     # network was fine-tuned, the encoder's weights too (not the new layer alone)
     assert not torch.equal(ckpt["model"]["encoder.stem.1.running_mean"],

@@ -21,7 +21,7 @@ from simclr.finetune import run_finetune
 from simclr.pretrained import encoder_from_checkpoint
 from simclr.settings import build_config, load_yaml
 from simclr.supervised import resume_config, run_supervised
-from tests.conftest import make_image_folder
+from tests.conftest import check_ranked_test, make_image_folder, recorded_test
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -97,6 +97,20 @@ def test_supervised_checkpoint_is_accepted_everywhere(tmp_path, folders):
         assert 0 <= r["top1"] <= 1
 
 
+
+
+def test_the_supervised_test_keeps_no_logits_matrix(tmp_path, folders, monkeypatch):
+    """--test ranks each batch of the trained network's logits as it comes (the float32
+    (M, C) logits: 4 GB at 100k test images x 10k classes): what reaches the results
+    holds O(M) numbers, and they are the whole matrix's: accuracies, JSON, confusion
+    matrix."""
+    import simclr.supervised
+
+    train, test = folders
+    seen = recorded_test(monkeypatch, simclr.supervised, tmp_path)
+    cfg = build_config(flags={**TINY, "batch_size": 6, "epochs": 1})
+    result = run_supervised(cfg, train, test, tmp_path / "sup", verbose=False)
+    check_ranked_test(seen, result, tmp_path / "sup" / "supervised.json", 3)
 
 
 def test_supervised_training_learns(tmp_path, folders):
