@@ -36,7 +36,13 @@ from simclr.config import AugmentConfig
 from simclr.data import decode_device
 from simclr.distributed import is_main
 from simclr.errors import SimCLRError
-from simclr.features import iter_batches, resolve_runtime, restore_flags, train_flags
+from simclr.features import (
+    close_workers,
+    iter_batches,
+    resolve_runtime,
+    restore_flags,
+    train_flags,
+)
 from simclr.models import SimCLRModel
 from simclr.progress import Progress
 from simclr.results import log, topk_accuracy
@@ -75,11 +81,14 @@ def probe_labels(params: Any, task: str) -> torch.Tensor:
 def probe_features(
     model: SimCLRModel, source: Any, aug: AugmentConfig, task: str, views: int,
     seed: int, batch_size: int, device: torch.device, precision: str,
-    progress: str | None = None,
+    progress: str | None = None, keep_workers: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """h (V*N, D), z (V*N, out_dim) float32 and labels (V*N,) of ``views`` probe views
     per image, the model in eval mode (flags restored); ``progress``: the pass's name on
-    stderr (rank 0 alone), None: unseen."""
+    stderr (rank 0 alone), None: unseen. An uncached source's decoding workers serve
+    every view (a DataLoader per view started its workers anew: seconds each under
+    spawn) and end with the pass, on an error too; with ``keep_workers`` they stay for
+    the caller's next pass over ``source``, which ends them (features.close_workers)."""
     flags = train_flags(model)
     model.to(device).eval()
     hs, zs, ys = [], [], []
@@ -90,7 +99,8 @@ def probe_features(
             for view in range(views):
                 for idx, images, aspect in iter_batches(
                         source, np.arange(source.num_images), batch_size,
-                        pin=device.type == "cuda", decode_on=decode_device("auto", device)):
+                        pin=device.type == "cuda", decode_on=decode_device("auto", device),
+                        keep_workers=True):
                     params = sample_params(aug, seed, view, idx, PROBE_VIEW,
                                            tuple(images.shape[-2:]), aspect)
                     x = apply_params(images.to(device, non_blocking=True), params, aug)
@@ -103,6 +113,8 @@ def probe_features(
     finally:
         shown.close()
         restore_flags(flags)
+        if not keep_workers:
+            close_workers(source)
     return torch.cat(hs), torch.cat(zs), torch.cat(ys)
 
 
@@ -156,25 +168,41 @@ def run_transform_probe(
         results["note"] = ("the checkpoint has no projection head (--head none): z = h, "
                            "so only h is probed and z is null")
         log(f"transform probe: {results['note']}", verbose)
-    for task in tasks:
-        start = time.perf_counter()
-        cfg, classes = probe_config(aug, task)
-        h_tr, z_tr, y_tr = probe_features(model, train, cfg, task, views, seed, batch_size,
-                                          dev, prec, f"{task} views of --train" if verbose
-                                          else None)
-        h_te, z_te, y_te = probe_features(model, test, cfg, task, 1, seed + 1, batch_size,
-                                          dev, prec, f"{task} views of --test" if verbose
-                                          else None)
-        row: dict[str, Any] = {"classes": classes, "num_train": len(y_tr),
-                               "num_test": len(y_te),
-                               "majority": float(np.bincount(y_te.numpy()).max() / len(y_te))}
-        row["h"] = train_mlp_probe(h_tr, y_tr, h_te, y_te, classes, epochs, seed=seed)
-        row["z"] = None if headless else train_mlp_probe(z_tr, y_tr, z_te, y_te, classes,
-                                                         epochs, seed=seed)
-        results["tasks"][task] = row
-        z = "z = h" if headless else f"z {100 * row['z']['top1']:.1f}%"
-        log(f"transform probe {task}: h {100 * row['h']['top1']:.1f}%, "
-            f"{z} (majority {100 * row['majority']:.1f}%, "
-            f"{time.perf_counter() - start:.0f} s)", verbose)
+    try:
+        for task in tasks:
+            results["tasks"][task] = _probe_task(model, train, test, aug, task, views, epochs,
+                                                 seed, batch_size, dev, prec, headless,
+                                                 verbose)
+    finally:
+        # Each source's decoding workers serve all its passes (every task's), ended
+        # once here, on an error or Ctrl-C too.
+        close_workers(train)
+        close_workers(test)
     results["elapsed_s"] = time.perf_counter() - began
     return results
+
+
+def _probe_task(model: SimCLRModel, train: Any, test: Any, aug: AugmentConfig, task: str,
+                views: int, epochs: float, seed: int, batch_size: int, device: torch.device,
+                precision: str, headless: bool, verbose: bool) -> dict[str, Any]:
+    """:func:`run_transform_probe`'s row of one task: the MLPs' top-1 on h and z (None
+    when ``headless``) and the test views' majority share; the sources' decoding
+    workers are kept for the next task's passes."""
+    start = time.perf_counter()
+    cfg, classes = probe_config(aug, task)
+    h_tr, z_tr, y_tr = probe_features(model, train, cfg, task, views, seed, batch_size,
+                                      device, precision, f"{task} views of --train" if verbose
+                                      else None, keep_workers=True)
+    h_te, z_te, y_te = probe_features(model, test, cfg, task, 1, seed + 1, batch_size,
+                                      device, precision, f"{task} views of --test" if verbose
+                                      else None, keep_workers=True)
+    row: dict[str, Any] = {"classes": classes, "num_train": len(y_tr), "num_test": len(y_te),
+                           "majority": float(np.bincount(y_te.numpy()).max() / len(y_te))}
+    row["h"] = train_mlp_probe(h_tr, y_tr, h_te, y_te, classes, epochs, seed=seed)
+    row["z"] = None if headless else train_mlp_probe(z_tr, y_tr, z_te, y_te, classes,
+                                                     epochs, seed=seed)
+    z = "z = h" if headless else f"z {100 * row['z']['top1']:.1f}%"
+    log(f"transform probe {task}: h {100 * row['h']['top1']:.1f}%, "
+        f"{z} (majority {100 * row['majority']:.1f}%, "
+        f"{time.perf_counter() - start:.0f} s)", verbose)
+    return row

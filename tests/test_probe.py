@@ -211,3 +211,64 @@ def test_transform_probe_epochs_take_fractions():
     args = build_parser().parse_args(["transform-probe", "--checkpoint", "x", "--train", "x",
                                       "--test", "x", "--epochs", "0.5"])
     assert args.epochs == 0.5
+
+
+def probe_sources(tmp_path, cache="off", workers=1):
+    """Uncached folders of 3 classes (decoded by ``workers`` DataLoader workers), or
+    cached: 18 training and 6 test pictures."""
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+    from tests.conftest import make_image_folder
+
+    cfg = DataConfig(cache=cache, cache_dir=str(tmp_path / "cache"), workers=workers)
+    return tuple(open_source(str(make_image_folder(tmp_path / name, classes=3, per_class=n,
+                                                   seed=seed)), cfg, image_size=16)
+                 for name, n, seed in (("train", 6, 0), ("test", 2, 1)))
+
+
+@pytest.mark.parametrize("end", ["finished", "ctrl-c"])
+def test_the_probe_keeps_one_worker_pool_per_source_for_all_its_passes(tmp_path, monkeypatch,
+                                                                       end):
+    """The probe started a DataLoader's workers for every view of every task (seconds
+    each under the spawn start method, macOS's and Windows'): now each source's one pool
+    serves all its passes, and ends with the probe, on Ctrl-C too (none left running);
+    the results are those of the decoded cache."""
+    from torch.utils.data import dataloader
+
+    import simclr.probe
+    from simclr.pretrained import model_from_checkpoint
+
+    started = []
+    init = dataloader._MultiProcessingDataLoaderIter.__init__
+
+    def counted(self, loader):
+        started.append(self)
+        init(self, loader)
+
+    monkeypatch.setattr(dataloader._MultiProcessingDataLoaderIter, "__init__", counted)
+    model, _ = model_from_checkpoint(pretrain_checkpoint())
+    aug, tasks = AugmentConfig(size=16, blur=False), ("gray", "rotation")
+    probe = {"views": 2, "epochs": 1, "batch_size": 4, "precision": "fp32", "verbose": False}
+    train, test = probe_sources(tmp_path)
+    if end == "ctrl-c":
+        fit = simclr.probe.train_mlp_probe
+        fits = []
+
+        def stopped(*args, **kwargs):  # Ctrl-C in the second task's MLP
+            fits.append(1)
+            if len(fits) == 3:
+                raise KeyboardInterrupt
+            return fit(*args, **kwargs)
+
+        monkeypatch.setattr(simclr.probe, "train_mlp_probe", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            run_transform_probe(model, train, test, aug, tasks, **probe)
+    else:
+        result = run_transform_probe(model, train, test, aug, tasks, **probe)
+        cached = run_transform_probe(model, *probe_sources(tmp_path, "on", 0), aug, tasks,
+                                     **probe)
+        assert result.pop("elapsed_s") > 0 and cached.pop("elapsed_s") > 0
+        assert result == cached
+    assert len(started) == 2  # (one per source: 6 before, 2 per task's views + 1 test)
+    assert not any(w.is_alive() for it in started for w in it._workers)
+    assert not train._loaders and not test._loaders
