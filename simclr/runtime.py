@@ -136,6 +136,33 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def compiled(module: torch.nn.Module) -> Callable[..., Any]:
+    """``module`` through torch.compile (``--compile``), what an earlier run of this
+    process compiled forgotten first: a sweep's cells then each compile their own graphs,
+    alike, not the later cells a shape-generic one (a new --image-size) and, past
+    dynamo's limit of recompilations, none at all (eager, said only in a log line)."""
+    torch._dynamo.reset()
+    return torch.compile(module)
+
+
+@contextlib.contextmanager
+def compile_failure_is_an_error() -> Iterator[None]:
+    """torch.compile failing to build the model (no C++ compiler for the CPU, no Triton
+    for the GPU: its error comes at the first step, ~100 lines deep) as one line."""
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    try:
+        yield
+    except BackendCompilerFailed as exc:
+        inner = getattr(exc, "inner_exception", None) or exc
+        cause = (str(inner).strip().splitlines() or [""])[0][:200]
+        raise SimCLRError(
+            f"--compile: torch.compile could not build the model ({type(inner).__name__}"
+            f"{': ' + cause if cause else ''}); it needs a C++ compiler on a CPU, Triton on "
+            "a GPU: install it, or go on without --compile (--resume RUN --no-compile)"
+        ) from None
+
+
 def _git(here: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
     """``git args`` run in ``here`` (None: no git, or it hung)."""
     try:

@@ -69,6 +69,8 @@ from simclr.runtime import (
     SaveSchedule,
     StopFlag,
     autocast,
+    compile_failure_is_an_error,
+    compiled,
     process_settings_restored,
     provenance,
     resolve_device,
@@ -337,7 +339,7 @@ def run_session(
     initial = {} if started_from is None else {"init_from_resolved": started_from}
     # DDP averages gradients across processes (identity on one process); compile last.
     forward = dist.wrap_ddp(model, device)
-    forward = torch.compile(forward) if cfg.compile else forward
+    forward = compiled(forward) if cfg.compile else forward
     # The log first: a resume it refuses (a read-only file) leaves config.yaml as it was,
     # not naming a start that never trained a step.
     log = MetricsLog(run_dir, dist.is_main(), state.step if resume else None)
@@ -350,7 +352,8 @@ def run_session(
                    "precision": precision, "device": str(device),
                    "num_images": source.num_images, "skipped_images": len(source.skipped),
                    "processes": dist.world_size(), **initial})
-        with StopFlag() as stop:
+        with StopFlag() as stop, compile_failure_is_an_error() if cfg.compile else \
+                contextlib.nullcontext():
             return train_loop(cfg, source, forward, model, optimizer, scaler,
                               TwoViewAugment(cfg.augment, cfg.seed), plan, state, device,
                               precision, run_dir, log, stop, on_step)

@@ -1280,3 +1280,51 @@ def test_the_progress_bar_is_closed_when_a_run_ends_on_an_error(tmp_path, image_
     with pytest.raises(DivergedError):
         run(tmp_path, image_folder, cache_dir, "nan")
     assert len(closed) == 1
+
+
+def test_a_compiler_torch_compile_cannot_find_is_one_line_and_the_run_goes_on_without_it(
+        tmp_path, image_folder, cache_dir, monkeypatch, capsys):
+    """--compile without a C++ compiler (CPU) or Triton (GPU): a 100-line traceback at
+    the first step, no summary; and --resume refused --no-compile, so the run could not
+    go on there."""
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    from simclr import runtime
+    from simclr.cli import main
+
+    def failing(module):
+        def forward(*args):
+            raise BackendCompilerFailed(forward, RuntimeError("InvalidCxxCompiler: No working "
+                                                              "C++ compiler found"), None)
+        return forward
+
+    monkeypatch.setattr(train, "compiled", failing)
+    run_dir = tmp_path / "run"
+    argv = ["pretrain", "--data", str(image_folder), "--out", str(run_dir), "--cache-dir",
+            str(cache_dir), "--image-size", "16", "--width", "0.125", "--batch-size", "8",
+            "--epochs", "2", "--workers", "0", "--precision", "fp32", "--device", "cpu",
+            "--no-progress", "--checkpoint-every", "2", "--compile"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        "simclr pretrain: error: --compile: torch.compile could not build the model "
+        "(RuntimeError: InvalidCxxCompiler: No working C++ compiler found); it needs a C++ "
+        "compiler on a CPU, Triton on a GPU: install it, or go on without --compile "
+        "(--resume RUN --no-compile)"), err
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"
+
+    compiled_once = []  # a run that compiled, stopped: it goes on without --compile
+    monkeypatch.setattr(train, "compiled", lambda module: compiled_once.append(1) or module)
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "stopped", cache_dir,
+                                        compile=True))
+    _preempted_run(cfg)
+    assert main(["pretrain", "--resume", str(tmp_path / "stopped"), "--no-compile"]) == 0
+    assert compiled_once == [1]  # (the first session's alone)
+    assert load_yaml(tmp_path / "stopped" / "config.yaml")["compile"] is False
+
+    resets = []  # each compiled run forgets what an earlier one compiled (a sweep's cells)
+    monkeypatch.setattr(torch._dynamo, "reset", lambda: resets.append(1))
+    monkeypatch.setattr(torch, "compile", lambda module: module)
+    runtime.compiled(torch.nn.Linear(1, 1))
+    runtime.compiled(torch.nn.Linear(1, 1))
+    assert resets == [1, 1]
