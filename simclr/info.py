@@ -27,6 +27,7 @@ from simclr.checkpoint import (
 from simclr.config import SECTIONS, Config
 from simclr.errors import SimCLRError, unreadable_path, with_article
 from simclr.files import folder_holder, read_json
+from simclr.resume import session_number
 from simclr.rundir import SUPERVISED_RESULT
 from simclr.settings import parse_yaml, set_path
 
@@ -104,7 +105,9 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
         facts["run_id"] = last["run_id"]
     if last.get("data"):  # a supervised run keeps its --train/--test there
         facts["data"] = last["data"]
-    facts["state"] = run_state(path, facts["checkpoints"])
+    started = (config or {}).get("provenance")  # (its starts tell an earlier session's summary)
+    facts["state"] = run_state(path, facts["checkpoints"],
+                               session_number(started) if isinstance(started, dict) else None)
     facts["results"] = results_in(path)
     if facts["state"]["status"] == "stopped" and facts["results"] and not config and \
             "saved_step" not in facts["state"]:  # an evaluation's --out: its results are its
@@ -212,6 +215,8 @@ def checkpoint_facts(path: Path) -> dict[str, Any]:
         facts["top1"] = metrics["top1"]
     if metrics.get("status"):
         facts["status"] = metrics["status"]
+    if isinstance(ckpt.get("session"), int):  # which start of its run saved it (supervised)
+        facts["session"] = ckpt["session"]
     if isinstance(ckpt.get("argv"), list):  # an unfinished evaluation's training: its command
         facts["argv"] = [str(a) for a in ckpt["argv"]]
         facts["cwd"] = ckpt.get("cwd") if isinstance(ckpt.get("cwd"), str) else None
@@ -253,11 +258,14 @@ def _unfinished(partial: dict[str, Any]) -> dict[str, Any]:
             "training": str(partial.get("kind")).removesuffix("-partial")}
 
 
-def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
+def run_state(folder: Path, checkpoints: list[dict[str, Any]],
+              starts: int | None = None) -> dict[str, Any]:
     """finished / preempted / diverged (summary.json), running (folder locked), or
     stopped (neither: killed, or still starting); the last logged step and loss. A run
     that has ended and whose folder is held all the same: ended, with ``busy`` the
-    holder (an evaluation writing into it: --out RUN)."""
+    holder (an evaluation writing into it: --out RUN). ``starts``: how many times the
+    run was started (config.yaml's provenance), which a summary of an earlier session
+    is told by."""
     summary = read_json(folder / "summary.json") or read_json(folder / SUPERVISED_RESULT)
     unreadable = None if summary else _unreadable_file(folder / "summary.json")
     logged = _last_logged(folder / "metrics.jsonl")
@@ -273,8 +281,11 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
     # A summary behind the log or the checkpoints is an earlier session's: a resumed run
     # since ended without one (killed), so it says nothing of the run now. (A session's
     # summary is written at its end, at its last step: no step of its own is later.)
-    if summary and isinstance(summary.get("steps"), int) and \
-            max(logged.get("logged_step") or 0, max(saved, default=0)) > summary["steps"]:
+    # So is one that records an earlier start than the latest: a resumed session killed
+    # before it logged or saved a step.
+    behind = summary and isinstance(summary.get("steps"), int) and \
+        max(logged.get("logged_step") or 0, max(saved, default=0)) > summary["steps"]
+    if behind or _earlier_session(summary, starts):
         summary = None
     partial = [c for c in checkpoints if c["name"].endswith(PARTIAL_SUFFIX)]
     if partial and saved:  # a run's folder that an evaluation's stopped training shares
@@ -301,7 +312,8 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
         state["status"] = "finished"
     elif unreadable:  # the run's outcome cannot be known
         state.update(status="of unknown outcome", reason=f"summary.json: {unreadable}")
-    elif last.get("status") == "preempted" and last.get("step") == state.get("saved_step"):
+    elif last.get("status") == "preempted" and last.get("step") == state.get("saved_step") \
+            and not _earlier_session(last, starts):
         state["status"] = "preempted"  # a supervised run's stop: in its checkpoint
     else:
         state["status"] = "stopped"
@@ -317,6 +329,15 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]]) -> dict[str, Any]
     if state["status"] == "running" and "logged_step" not in logged and saved:
         state["step_from"] = "last checkpoint"  # no log (supervised): the run is further on
     return state
+
+
+def _earlier_session(record: dict[str, Any] | None, starts: int | None) -> bool:
+    """Whether ``record`` (a summary.json, a supervised run's last.pt) was written by an
+    earlier session than the run's latest start (``starts``, config.yaml's count); one
+    written before records said their session (no ``session``) is not known to be."""
+    session = (record or {}).get("session")
+    return isinstance(session, int) and not isinstance(session, bool) and \
+        isinstance(starts, int) and session < starts
 
 
 def _planned_steps(folder: Path) -> int | None:

@@ -32,7 +32,8 @@ from simclr.settings import absolute_paths, config_from_dict, differing, flag_of
 
 @dataclass
 class RunState:
-    """Everything that moves during training and goes into a checkpoint."""
+    """Everything that moves during training and goes into a checkpoint (but
+    ``session``, this session's own)."""
 
     step: int = 0
     elapsed: float = 0.0  # training seconds so far, summed over resumed segments
@@ -47,6 +48,9 @@ class RunState:
     # The metrics log's open --log-every window (train.Meter.saved: its float32 sums,
     # steps, first step and training seconds at its start); None: none saved
     log_window: dict[str, Any] | None = None
+    # Which start of the run this session is (session_number): its summary.json says, so
+    # that `simclr info` can tell an earlier session's summary from this one's
+    session: int = 1
 
 
 def checkpoint_state(
@@ -330,6 +334,14 @@ def start_record(run_dir: Path, resume: bool) -> dict[str, Any]:
             record["earlier"] = [*(earlier if isinstance(earlier, list) else []),
                                  {k: before[k] for k in kept if k in before}]
     return record
+
+
+def session_number(record: dict[str, Any]) -> int:
+    """Which start of its run a session is (1: the first), by its ``provenance``
+    (:func:`start_record`): its earlier starts, and this one. Only the records
+    start_record writes count (a hand-damaged entry is none, for `simclr info` too)."""
+    earlier = record.get("earlier")
+    return 1 + (sum(isinstance(e, dict) for e in earlier) if isinstance(earlier, list) else 0)
 
 
 def save(

@@ -71,7 +71,7 @@ from simclr.results import (
     prepare_dir,
     write_results,
 )
-from simclr.resume import start_record
+from simclr.resume import session_number, start_record
 from simclr.rundir import (
     RESUME_MARK,
     SUPERVISED_RESULT,
@@ -387,13 +387,16 @@ def _train_and_test(
     else:
         for note in warmup_notes(cfg, plan):
             log(note, verbose)
+    session = 1  # which start of the run this is: its checkpoints say (see below)
     if out is not None:
         # The folders too (config.yaml's `folders`): the file says what the run trained
         # and tested on, and `simclr supervised --config` reruns it without --train. Its
         # provenance as a pretraining's: this start's command and versions, and a resumed
         # run's earlier starts, which the rewritten file would otherwise lose.
+        started = start_record(out, resume is not None)
+        session = session_number(started)
         save_yaml({**cfg.to_dict(), **({"folders": dict(data)} if data else {}),
-                   "provenance": start_record(out, resume is not None)}, out / "config.yaml")
+                   "provenance": started}, out / "config.yaml")
 
     # The running epoch's loss and hits (classify.Checkpointing.keep_tally), saved with
     # each checkpoint: a run stopped inside an epoch reports that whole epoch when resumed.
@@ -406,7 +409,9 @@ def _train_and_test(
                                      step, seconds, metrics, optimizer, run_id=run_id)
         if tally["epoch_tally"] is not None:
             blob["epoch_tally"] = tally["epoch_tally"]
-        blob.update(scaler=scaler.state_dict(), total_steps=plan.total_steps,
+        # (a stop's status in last.pt: `simclr info` tells a later start's, killed
+        # before its first checkpoint, by the session)
+        blob.update(scaler=scaler.state_dict(), total_steps=plan.total_steps, session=session,
                     warmup_steps=plan.warmup_steps, epoch=step // plan.steps_per_epoch,
                     step_in_epoch=step % plan.steps_per_epoch, num_train=train.num_images,
                     data=dict(data or {}))

@@ -60,6 +60,7 @@ from simclr.resume import (
     check_same_runtime,
     restore,
     save,
+    session_number,
     skipped_before,
     start_record,
     unwrap,
@@ -345,7 +346,9 @@ def run_session(
     log = MetricsLog(run_dir, dist.is_main(), state.step if resume else None)
     try:
         if dist.is_main():
-            save_yaml({**cfg.to_dict(), "provenance": start_record(run_dir, resume),
+            started = start_record(run_dir, resume)
+            state.session = session_number(started)  # (rank 0's: it writes the summary)
+            save_yaml({**cfg.to_dict(), "provenance": started,
                        "precision_resolved": precision, "device_resolved": str(device),
                        "num_images": source.num_images, **initial}, run_dir / "config.yaml")
         log.write({"step": state.step, "event": "start", **provenance(),
@@ -361,7 +364,8 @@ def run_session(
         if dist.is_main():
             write_json(run_dir / "summary.json", {"status": "diverged",
                                                   "reason": user_message(exc),
-                                                  "steps": exc.step})
+                                                  "steps": exc.step,
+                                                  "session": state.session})
         raise
     except SimCLRError as exc:  # e.g. a full disk at the final save: `simclr info` says why
         if dist.is_main():
@@ -372,7 +376,7 @@ def run_session(
                 # The line the CLI prints, not a loader worker's traceback around it.
                 write_json(run_dir / "summary.json", {
                     "status": "failed", "reason": user_message(exc), "steps": state.step,
-                    "skipped_images": skipped})
+                    "skipped_images": skipped, "session": state.session})
         raise
     finally:
         log.close()
@@ -666,13 +670,16 @@ def run_summary(
     checkpoint: Path | None,
 ) -> dict[str, Any]:
     """What summary.json says of a session that ended (``reason``: 'finished' or
-    'preempted', by ``signal``), with ``checkpoint`` its last."""
+    'preempted', by ``signal``), with ``checkpoint`` its last, and which start of the
+    run the session was (``session``: a later start killed before its own summary leaves
+    this one, which `simclr info` then reads as an earlier session's)."""
     return {
         "status": reason, "signal": signal, "steps": state.step,
         "epochs": state.step / plan.steps_per_epoch, "elapsed_s": state.elapsed,
         "checkpoint": str(checkpoint), "num_images": source.readable_images,
         "processes": dist.world_size(), "skipped_images": [list(s) for s in source.skipped],
         "bad_steps": state.bad_steps,  # (--nan-policy skip: non-finite losses, not applied)
+        "session": state.session,
     }
 
 

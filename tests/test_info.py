@@ -869,6 +869,56 @@ def test_a_run_whose_final_checkpoint_could_not_be_written_says_so_and_why(
         "; last checkpoint at step 4" if every else "; no checkpoint exists"))
 
 
+def test_a_run_resumed_and_killed_before_its_first_step_logged_is_stopped(tmp_path, capsys):
+    """Preempted at step 1 (its summary), resumed, and killed before any new checkpoint
+    or log line: neither is past the summary's step, which is an earlier session's all
+    the same (its start count): stopped, not "preempted at step 1". A summary.json
+    written before it recorded its session reads as before."""
+    run = tmp_path / "run"
+    flags = tiny_flags(make_image_folder(tmp_path / "images"), run, str(tmp_path / "cache"),
+                       checkpoint_every=0, log_every=10)
+
+    def preempt(step, stop):
+        stop.requested = "SIGTERM"
+
+    def killed(step, stop):
+        raise RuntimeError("killed")
+
+    train.pretrain(build_config(flags=flags), on_step=preempt)
+    assert json.loads((run / "summary.json").read_text())["session"] == 1
+    with pytest.raises(RuntimeError):
+        train.pretrain(load_resume_config(run, {}), resume=True, on_step=killed)
+    out = _info(capsys, run)
+    assert out.startswith(f"{run}: SimCLR pretraining, stopped at step 1 of 6"), out
+    assert f"  continue with: simclr pretrain --resume {run}\n" in out
+    summary = json.loads((run / "summary.json").read_text())
+    del summary["session"]  # (an earlier simclr's)
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert _info(capsys, run).startswith(f"{run}: SimCLR pretraining, preempted at step 1 ")
+
+
+def test_a_supervised_run_resumed_and_killed_before_a_checkpoint_is_stopped(tmp_path,
+                                                                           folders, capsys):
+    """Preempted at step 1 (its last.pt says so), resumed, and killed before its next
+    checkpoint: last.pt's stop is an earlier session's, so the run is stopped."""
+    from simclr.supervised import resume_config, run_supervised
+    from tests.test_supervised import resumable, stop_at
+
+    run, data = tmp_path / "run", {"train": "x", "test": None}
+    run_supervised(resumable(tmp_path, "run"), *folders, data=data, verbose=False,
+                   on_step=stop_at(1))
+
+    def killed(step, _stop):
+        raise RuntimeError("killed")
+
+    cfg, ckpt = resume_config(run, {})
+    with pytest.raises(RuntimeError):
+        run_supervised(cfg, *folders, data=data, resume=ckpt, verbose=False, on_step=killed)
+    out = _info(capsys, run)
+    assert out.startswith(f"{run}: supervised training, stopped at step 1 "), out
+    assert f"  continue with: simclr supervised --resume {run}\n" in out
+
+
 def test_a_summary_older_than_the_log_is_not_the_runs_status(tmp_path, capsys):
     """Preempted at step 1, then resumed and killed after step 2 was logged (no summary of
     its own): stopped there, not preempted."""
