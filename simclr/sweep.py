@@ -45,7 +45,14 @@ from simclr.sweep_checks import (
     check_cells_differ,
     check_settings_act,
 )
-from simclr.sweep_report import PAIR_AXIS, csv_text, pair_label, render, result_of
+from simclr.sweep_report import (
+    NOT_EVALUATED,
+    PAIR_AXIS,
+    csv_text,
+    pair_label,
+    render,
+    result_of,
+)
 
 SUMMARY = "summary.json"
 SUMMARY_FILES = ("sweep.json", "sweep.md", "sweep.csv")  # the sweep's own, per grid
@@ -67,6 +74,10 @@ class Cell:
     name: str
     run_dir: Path
     result: dict[str, Any] = field(default_factory=dict)
+    # The signal that stopped the sweep at this cell's last step: its run has finished
+    # (its row says so), but no cell after it starts
+    stopped_by: str | None = None
+
 
 
 # Settings a sweep refuses as an axis: their cells would train the same run, differing
@@ -444,7 +455,8 @@ def run_sweep(
 
     Returns the cells (with their results) and the markdown table, also written to
     ``out/sweep.md``, ``out/sweep.csv`` and ``out/sweep.json``. Stops early, leaving the
-    sweep resumable, when a run is preempted (its summary's status is 'preempted').
+    sweep resumable, when a run is preempted (its summary's status is 'preempted'), or
+    stopped at its last step (finished, its signal on record: the cell's ``stopped_by``).
     """
     root = Path(out).expanduser()
     check_out_folder(root)  # before any cell: a sweep's summary must be writable
@@ -513,15 +525,21 @@ def _run_cells(root: Path, axes: list[Axis], cells: list[Cell], configs: list[Co
             _write_summary(root, axes, cells)
             raise
         cell.result = _trained(summary)
-        if cell.result["status"] == "finished" and evaluate is not None:
+        # Stopped at its last step: finished, as its summary and `simclr info` say, but
+        # the sweep was asked to stop, and does (an evaluation is no prompt stop).
+        cell.stopped_by = summary.get("signal") if cell.result["status"] == "finished" \
+            else None
+        if cell.stopped_by and evaluate is not None:
+            cell.result["status"] = NOT_EVALUATED
+        elif cell.result["status"] == "finished" and evaluate is not None:
             try:
                 _score(cell, evaluate)
             except (KeyboardInterrupt, SimCLRError):  # recorded by _score
                 _write_summary(root, axes, cells)
                 raise
         table = _write_summary(root, axes, cells)  # a long sweep's table as it grows
-        if cell.result["status"] == "preempted":  # (its training or evaluation):
-            break  # rerun the command to go on
+        if cell.result["status"] == "preempted" or cell.stopped_by:  # (its training or
+            break  # evaluation, or at its end): rerun the command to go on
     return cells, table
 
 
@@ -546,13 +564,11 @@ def _score(cell: Cell, evaluate: Any) -> None:
 
 def _trained(summary: dict[str, Any]) -> dict[str, Any]:
     """A cell's row from its run's summary: its status, length and time, and Table 5's
-    contrast columns; a diverged run's step."""
+    contrast columns; a diverged run's step. (A run stopped at its last step has
+    finished: :func:`_run_cells` stops the sweep there.)"""
     if summary["status"] == "diverged":
         return {"status": f"diverged at step {summary['steps']}"}
-    # A run stopped at its last step has finished, but the sweep was asked to stop:
-    # it does, before the evaluation; the same command evaluates the cell and goes on.
-    stopped = summary["status"] == "finished" and summary.get("signal")
-    result = {"status": "preempted" if stopped else summary["status"],
+    result = {"status": summary["status"],
               "steps": summary["steps"], "epochs": round(summary["epochs"], 2),
               "train_s": round(summary["elapsed_s"])}
     # Table 5's "Entropy" and "Contrastive acc." (NT-Xent), as the run ended

@@ -129,7 +129,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                              processes=args.cell_processes, scores=args.eval,
                              recorded=recorded)
     print(table)
-    if any(c.result.get("status") == "preempted" for c in cells):
+    if any(c.result.get("status") == "preempted" or c.stopped_by for c in cells):
         from simclr.train import EXIT_PREEMPTED
 
         print("sweep stopped by a signal; the same command continues it", file=sys.stderr)

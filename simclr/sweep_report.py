@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from simclr.sweep import Axis, Cell
 
 PAIR_AXIS = "pair"  # the axis :func:`simclr.sweep.pairs_axis` makes
+# A cell's status when its run finished at a stop request, before its evaluation
+NOT_EVALUATED = "finished, not evaluated: rerun the sweep to evaluate it"
 
 
 def result_of(cell: Cell) -> dict[str, Any]:
@@ -116,8 +118,10 @@ def _square(ops: list[str], rows: list[list[Cell]], score: str) -> str:
 def _shown(result: dict[str, Any], score: str) -> str:
     """A square's entry from a cell's results: the score, else why there is none
     ('pending', 'diverged', 'preempted'; blank for a finished cell this sweep did not
-    score)."""
+    score; 'not evaluated' for one a stop left unscored: :data:`NOT_EVALUATED`)."""
     if isinstance(result.get(score), float):
         return _fmt(score, result[score])
+    if result.get("status") == NOT_EVALUATED:
+        return "not evaluated"
     status = str(result.get("status", "")).split(" ")[0]
     return "" if status == "finished" else status

@@ -380,10 +380,13 @@ def test_a_preempted_sweep_stops_and_exits_75(tmp_path, image_folder, monkeypatc
     assert "the same command continues it" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("evaluated", [False, True])
 def test_a_stop_at_a_cells_last_step_stops_the_sweep(tmp_path, image_folder, monkeypatch,
-                                                    capsys):
+                                                    capsys, evaluated):
     """The cell's run has finished (stopped at its last step), but the sweep was asked
-    to stop: it does (before evaluating it); the same command reuses it and goes on."""
+    to stop: it does (before evaluating it), its row 'finished' as the run's summary and
+    `simclr info` say (it read 'preempted'), and where the sweep evaluates its cells,
+    not evaluated yet; the same command reuses it, evaluates it and goes on."""
     from simclr import sweep as sweep_module
     from simclr import train
 
@@ -396,12 +399,22 @@ def test_a_stop_at_a_cells_last_step_stops_the_sweep(tmp_path, image_folder, mon
 
     monkeypatch.setattr(train, "pretrain", stopped_at_the_end)
     monkeypatch.setattr(sweep_module, "_finished", lambda run_dir: None)
+    scored = []
+    monkeypatch.setattr("simclr.sweep_command.evaluate_run",
+                        lambda run_dir, args, wanted: scored.append(run_dir.name) or
+                        {"knn_top1": 0.5})
     argv = ["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
-            "--batch-size", "8", "--eval", "none", "--out", str(tmp_path / "sw")]
+            "--batch-size", "8", "--out", str(tmp_path / "sw"),
+            *(["--eval-train", str(image_folder), "--eval-test", str(image_folder)]
+              if evaluated else ["--eval", "none"])]
     assert main(argv) == train.EXIT_PREEMPTED
-    assert calls == ["temperature=0.2"]
+    assert calls == ["temperature=0.2"] and scored == []
+    assert "sweep stopped by a signal" in capsys.readouterr().err
     rows = json.loads((tmp_path / "sw/sweep.json").read_text())
-    assert [r["status"] for r in rows] == ["preempted", "pending"]
+    first = "finished, not evaluated: rerun the sweep to evaluate it" if evaluated \
+        else "finished"
+    assert [r["status"] for r in rows] == [first, "pending"]
+    assert f"| {first} |" in (tmp_path / "sw/sweep.md").read_text()
     # rerun: the finished cell is reused (its old stop no reason to stop again)
     done = {"status": "finished", "signal": "SIGTERM", "steps": 6, "epochs": 2.0,
             "elapsed_s": 1.0}
@@ -412,6 +425,7 @@ def test_a_stop_at_a_cells_last_step_stops_the_sweep(tmp_path, image_folder, mon
     assert main(argv) == 0
     rows = json.loads((tmp_path / "sw/sweep.json").read_text())
     assert [r["status"] for r in rows] == ["finished", "finished"]
+    assert scored == (["temperature=0.2", "temperature=0.5"] if evaluated else [])
 
 
 def test_an_out_inside_a_run_is_refused(tmp_path, image_folder, capsys):
@@ -764,12 +778,12 @@ def test_a_launched_cell_returns_its_summary_unless_its_processes_failed(tmp_pat
 def test_a_cells_row_is_its_runs_summary_rounded():
     """Epochs to 2 decimals (7 steps of 3 an epoch: 2.33), seconds whole, Table 5's
     columns to 4 (a NaN one, from a skipped step, left out); a run stopped at its last
-    step is preempted (not evaluated yet); a diverged one names its step."""
+    step has finished; a diverged one names its step."""
     from simclr.sweep import _trained
 
     summary = {"status": "finished", "steps": 7, "epochs": 7 / 3, "elapsed_s": 12.6,
                "contrast_entropy": 1.234567, "contrast_acc": float("nan")}
     assert _trained(summary) == {"status": "finished", "steps": 7, "epochs": 2.33,
                                  "train_s": 13, "contrast_entropy": 1.2346}
-    assert _trained({**summary, "signal": "SIGTERM"})["status"] == "preempted"
+    assert _trained({**summary, "signal": "SIGTERM"})["status"] == "finished"
     assert _trained({"status": "diverged", "steps": 4}) == {"status": "diverged at step 4"}

@@ -47,6 +47,19 @@ def test_a_finished_cell_this_sweep_did_not_score_is_blank_not_finished(tmp_path
     assert lines[-1] == "| **color** | 45.0% |  |  |"
 
 
+def test_a_cell_a_stop_left_unevaluated_says_so(tmp_path):
+    """A cell stopped at its last step before its evaluation: finished, not scored yet
+    (it read 'preempted', its training as finished as `simclr info` says)."""
+    from simclr.sweep_report import NOT_EVALUATED
+
+    axes = [pairs_axis("crop,color")]
+    cells = plan_cells(axes, tmp_path)
+    _scored(cells, {"crop": 0.3, "crop+color": 0.5, "color+crop": 0.45})
+    cells[3].result = {"status": NOT_EVALUATED, "steps": 5}
+    lines = pair_matrices(axes, cells)[0].splitlines()
+    assert lines[-1] == "| **color** | 45.0% | not evaluated |  |"
+
+
 def test_one_square_per_value_of_another_axis_and_per_score(tmp_path):
     axes = [parse_axis("temperature=0.1,0.5"), pairs_axis("crop,color")]
     cells = plan_cells(axes, tmp_path)
