@@ -416,11 +416,14 @@ class Meter:
 
     def record(self, step: int, views_per_step: int, elapsed: float) -> dict[str, float]:
         """The window's means and views/s (over its training seconds, of every session
-        it spans); then a new window starts."""
+        it spans), and how many steps it averaged (``window_steps``: --log-every's, but
+        fewer at the run's end, and more where a resume with a smaller --log-every
+        carried on a window opened under a larger one); then a new window starts."""
         sums = torch.stack(list(self.sums.values())).tolist()
         out = {name: total / self.steps for name, total in zip(self.sums, sums, strict=True)}
         out["views_per_s"] = (views_per_step * (step - self.first_step)
                               / max(elapsed - self.start, 1e-9))
+        out["window_steps"] = self.steps  # (a count on the host: no sync)
         self.sums = {}
         self.steps, self.start, self.first_step = 0, elapsed, step
         return out

@@ -1204,7 +1204,28 @@ def test_a_log_line_holds_the_means_of_its_window():
     meter = train.Meter(0, 0.0)
     for value in (1.0, 2.0, 6.0):
         meter.add({"loss": torch.tensor(value)})
-    assert meter.record(3, 16, 2.0) == {"loss": pytest.approx(3.0), "views_per_s": 24.0}
+    assert meter.record(3, 16, 2.0) == {"loss": pytest.approx(3.0), "views_per_s": 24.0,
+                                        "window_steps": 3}
+
+
+def test_a_window_says_how_many_steps_it_averaged_across_a_new_log_every(
+        tmp_path, image_folder, cache_dir):
+    """--log-every 9, stopped at step 6 (a window of 6 steps open), resumed with
+    --log-every 3: the line at step 9 averages the 9 steps of the window carried on,
+    the next 3; each line says so (nothing said the first covered 9 steps, not 3)."""
+    flags = tiny_flags(image_folder, tmp_path / "run", cache_dir, epochs=4, log_every=9,
+                       checkpoint_every=0)
+
+    def preempt(step, stop):
+        if step == 6:
+            stop.requested = "SIGTERM"
+
+    assert train.pretrain(build_config(flags=flags), on_step=preempt)["status"] == "preempted"
+    cfg = load_resume_config(tmp_path / "run", {})
+    cfg.log_every = 3  # (RESUME_SETTINGS: a change a resume may make)
+    assert train.pretrain(cfg, resume=True)["steps"] == 12
+    assert [(x["step"], x["window_steps"]) for x in _logged_windows(tmp_path / "run")] == [
+        (9, 9), (12, 3)]
 
 
 def test_a_saved_window_goes_on_as_if_never_cut():
