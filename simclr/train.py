@@ -735,8 +735,12 @@ def knn_monitor(
         return open_source(folder, cfg.data, train=train, image_size=side, evaluation=True)
 
     memory, queries = open_split(cfg.knn_train, True), open_split(cfg.knn_test, False)
-    train_x, train_y = extract_features(encoder, memory, side, 512, device, precision)
-    test_x, test_y = extract_features(encoder, queries, side, 512, device, precision)
+    # (in the training's memory format: NCHW images met channels_last weights, converted
+    # at every layer)
+    train_x, train_y = extract_features(encoder, memory, side, 512, device, precision,
+                                        channels_last=cfg.channels_last)
+    test_x, test_y = extract_features(encoder, queries, side, 512, device, precision,
+                                      channels_last=cfg.channels_last)
     top1 = knn_accuracy(train_x, train_y, test_x, test_y, k=cfg.knn_k,
                         temperature=cfg.knn_temperature, device=device)
     log.write({"step": step, "knn_top1": top1})

@@ -1349,3 +1349,24 @@ def test_a_compiler_torch_compile_cannot_find_is_one_line_and_the_run_goes_on_wi
     runtime.compiled(torch.nn.Linear(1, 1))
     runtime.compiled(torch.nn.Linear(1, 1))
     assert resets == [1, 1]
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_the_knn_monitor_feeds_images_in_the_trainings_memory_format(
+        tmp_path, image_folder, cache_dir, monkeypatch, channels_last):
+    """NCHW images met the channels_last weights of the model it measures: a conversion
+    at every layer of every monitor pass."""
+    from simclr import features
+
+    formats = []
+    real = features.extract_features
+
+    def recorded(*args, **kwargs):
+        formats.append(kwargs.get("channels_last", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(features, "extract_features", recorded)
+    run(tmp_path, image_folder, cache_dir, "knn", knn_train=str(image_folder),
+        knn_test=str(image_folder), knn_every=1.0, checkpoint_every=0,
+        channels_last=channels_last)
+    assert formats == [channels_last] * 4  # memory and queries, at steps 3 and 6
