@@ -389,8 +389,9 @@ FINAL_METRICS = ("loss", "pos_top1", "contrast_entropy", "contrast_acc")
 class Meter:
     """A step's metrics (the loss, positive top-1, Table 5's contrast entropy and
     accuracy) summed on the device over a ``--log-every`` window, read back once per log
-    line. A ``.item()`` per step would stall the GPU queue: there is no host sync in the
-    step. Each step's metrics are already means over the processes (:func:`train_step`),
+    line. A ``.item()`` per step would stall the GPU queue: the meter adds none (fp16's
+    GradScaler reads its inf check once a step, and ``--nan-policy skip`` its finite
+    check: their own). Each step's metrics are already means over the processes (:func:`train_step`),
     so every process holds the run's sums, and rank 0's checkpoint can carry a window
     that a stop or a kill cut (:meth:`saved`): the resumed run continues it, and logs
     what an uninterrupted run would have.
