@@ -36,7 +36,10 @@ class RunState:
     ``session``, this session's own)."""
 
     step: int = 0
-    elapsed: float = 0.0  # training seconds so far, summed over resumed segments
+    elapsed: float = 0.0  # wall seconds so far, summed over resumed segments
+    # Of those, the seconds each --compile session's first step took (torch.compile
+    # compiles then, anew each session): not training time (train.train_loop)
+    compile_s: float = 0.0
     bad_steps: int = 0
     all_images: bool = True  # images beside class folders count (see open_data)
     num_files: int | None = None  # the image files listed, readable or not (a folder's)
@@ -81,6 +84,7 @@ def checkpoint_state(
         "total_steps": plan.total_steps,
         "warmup_steps": plan.warmup_steps,
         "elapsed": state.elapsed,
+        "compile_s": state.compile_s,
         "bad_steps": state.bad_steps,
         "rng": rng,
         "cpu_threads": torch.get_num_threads(),
@@ -106,6 +110,7 @@ def restore(
         load_scaler(scaler, ckpt["scaler"])
         state.step, state.elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
         state.bad_steps = int(ckpt.get("bad_steps", 0))
+        state.compile_s = float(ckpt.get("compile_s", 0.0))  # (none saved before it was)
         # (a checkpoint from before run ids: the run is given one from here on)
         state.run_id = str(ckpt.get("run_id") or state.run_id)
         # The saved plan, not a new one: a time budget's refits and its early end live

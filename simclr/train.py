@@ -391,10 +391,10 @@ class Meter:
     accuracy) summed on the device over a ``--log-every`` window, read back once per log
     line. A ``.item()`` per step would stall the GPU queue: the meter adds none (fp16's
     GradScaler reads its inf check once a step, and ``--nan-policy skip`` its finite
-    check: their own). Each step's metrics are already means over the processes (:func:`train_step`),
-    so every process holds the run's sums, and rank 0's checkpoint can carry a window
-    that a stop or a kill cut (:meth:`saved`): the resumed run continues it, and logs
-    what an uninterrupted run would have.
+    check: their own). Each step's metrics are already means over the processes
+    (:func:`train_step`), so every process holds the run's sums, and rank 0's
+    checkpoint can carry a window that a stop or a kill cut (:meth:`saved`): the resumed
+    run continues it, and logs what an uninterrupted run would have.
     """
 
     def __init__(self, step: int, elapsed: float, saved: dict[str, Any] | None = None,
@@ -403,6 +403,7 @@ class Meter:
         (:meth:`saved`, from a checkpoint) continued, its sums put on ``device``."""
         self.sums: dict[str, torch.Tensor] = {}
         self.steps, self.first_step, self.start = 0, step, elapsed
+        self.untimed = 0  # steps of the window whose seconds are not counted (compiling)
         if saved is not None and saved["steps"] > 0:
             self.sums = {name: torch.tensor(value, dtype=torch.float32, device=device)
                          for name, value in saved["sums"].items()}
@@ -415,18 +416,25 @@ class Meter:
             self.sums[name] = self.sums[name] + value if name in self.sums else value
         self.steps += 1
 
+    def untimed_step(self) -> None:
+        """The step just added took no training seconds (it compiled: they were taken
+        off ``elapsed``): its views are left out of the window's views/s too."""
+        self.untimed += 1
+
     def record(self, step: int, views_per_step: int, elapsed: float) -> dict[str, float]:
         """The window's means and views/s (over its training seconds, of every session
-        it spans), and how many steps it averaged (``window_steps``: --log-every's, but
-        fewer at the run's end, and more where a resume with a smaller --log-every
-        carried on a window opened under a larger one); then a new window starts."""
+        it spans; NaN, logged as null, for a window of a compiling step alone), and how
+        many steps it averaged (``window_steps``: --log-every's, but fewer at the run's
+        end, and more where a resume with a smaller --log-every carried on a window
+        opened under a larger one); then a new window starts."""
         sums = torch.stack(list(self.sums.values())).tolist()
         out = {name: total / self.steps for name, total in zip(self.sums, sums, strict=True)}
-        out["views_per_s"] = (views_per_step * (step - self.first_step)
-                              / max(elapsed - self.start, 1e-9))
+        timed = step - self.first_step - self.untimed
+        out["views_per_s"] = (views_per_step * timed / max(elapsed - self.start, 1e-9)
+                              if timed > 0 else float("nan"))
         out["window_steps"] = self.steps  # (a count on the host: no sync)
         self.sums = {}
-        self.steps, self.start, self.first_step = 0, elapsed, step
+        self.steps, self.start, self.first_step, self.untimed = 0, elapsed, step, 0
         return out
 
     def saved(self) -> dict[str, Any]:
@@ -489,10 +497,14 @@ def train_loop(
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     progress = Progress(plan.total_steps, state.step, cfg.progress and dist.is_main())
     # (a window a stop or a kill cut: continued from the checkpoint, not started anew)
-    meter = Meter(state.step, state.elapsed, state.log_window, device)
+    meter = Meter(state.step, state.elapsed - state.compile_s, state.log_window, device)
     # The first non-finite step, kept on the device and checked at log and save points.
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     segment_start, elapsed_before = time.perf_counter(), state.elapsed
+    trained_before = state.elapsed - state.compile_s
+    # This session's first step compiles (torch.compile, anew each session: a minute on
+    # a CPU): its seconds are not training time, which the budget and views/s count.
+    compiling = cfg.compile
     saves = SaveSchedule(cfg.checkpoint_every,
                          60 * cfg.checkpoint_minutes if dist.is_main() else 0.0)
     next_refit = state.step + FIRST_REFIT
@@ -519,6 +531,7 @@ def train_loop(
     try:
         while (batch := next_batch()) is not None:
             epoch, indices, images, aspect = batch
+            step_start = time.perf_counter()
             set_lr(optimizer, plan, cfg.optim.final_lr, state.step)
             with out_of_memory_is_an_error(cfg.batch_size, state.step, last_good):
                 # Both views go through the encoder as one batch (2N, 3, S, S), as the
@@ -534,11 +547,18 @@ def train_loop(
             first_bad = torch.where(~finite & (first_bad < 0), state.step, first_bad)
             meter.add(metrics)
             state.step += 1
-            state.elapsed = elapsed_before + time.perf_counter() - segment_start
+            now = time.perf_counter()
+            state.elapsed = elapsed_before + now - segment_start
+            if compiling:  # (the step's own compute is counted as compiling too: a
+                # step's worth of seconds given to the budget, once a session)
+                state.compile_s += now - step_start
+                meter.untimed_step()
+                compiling = False
+            trained = state.elapsed - state.compile_s  # training seconds, all sessions
             progress.step()
             if on_step is not None:
                 on_step(state.step, stop)
-            if plan.deadline is not None and world == 1 and state.elapsed >= plan.deadline:
+            if plan.deadline is not None and world == 1 and trained >= plan.deadline:
                 plan.total_steps = state.step  # the budget is spent: the schedule ends here
                 progress.set_total(plan.total_steps)  # (its last line: "N/N", not "N/700")
             last = state.step >= plan.total_steps  # (logged, and no refit: it ends here)
@@ -550,15 +570,16 @@ def train_loop(
             if state.step % cfg.log_every == 0 or last:
                 check_finite(first_bad, last_good, cfg, precision)
                 record = {"step": state.step, "epoch": state.step / plan.steps_per_epoch,
-                          **meter.record(state.step, 2 * cfg.batch_size, state.elapsed),
+                          **meter.record(state.step, 2 * cfg.batch_size, trained),
                           "lr": optimizer.param_groups[0]["lr"], "elapsed": state.elapsed,
+                          **({"compile_s": state.compile_s} if cfg.compile else {}),
                           "total_steps": plan.total_steps}
                 log.write(record)
                 logged = record
-                progress.record(record, state.elapsed - elapsed_before, last)
-            note_first_step(plan, state.step, state.elapsed)
+                progress.record(record, trained - trained_before, last)
+            note_first_step(plan, state.step, trained)
             if cfg.time_budget is not None and state.step >= next_refit and not last:
-                next_refit = refit_to_budget(plan, cfg, state.step, state.elapsed)
+                next_refit = refit_to_budget(plan, cfg, state.step, trained)
                 progress.set_total(plan.total_steps)
             if signal_name:  # the checkpoint is written after the loop
                 stop.requested = signal_name
@@ -592,6 +613,8 @@ def train_loop(
         share_skipped(source)  # (those met since the epoch's start: in the summary too)
         last_good = checkpoint(periodic=False)
         summary = run_summary(source, plan, state, reason, stop.requested, last_good)
+        if cfg.compile:  # (elapsed_s is wall time: compiling within it)
+            summary["compile_s"] = state.compile_s
         if plan.deadline is not None and reason == "finished" and \
                 state.step <= plan.warmup_steps:  # a budget of seconds: said, not "finished"
             log_line(f"note: the --time-budget ended within the warm-up (step {state.step} of "

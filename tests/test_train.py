@@ -1370,3 +1370,55 @@ def test_the_knn_monitor_feeds_images_in_the_trainings_memory_format(
         knn_test=str(image_folder), knn_every=1.0, checkpoint_every=0,
         channels_last=channels_last)
     assert formats == [channels_last] * 4  # memory and queries, at steps 3 and 6
+
+
+def test_compiling_is_not_spent_from_the_time_budget(tmp_path, image_folder, cache_dir,
+                                                     monkeypatch):
+    """A --compile run's first step of a session compiles (a minute on a CPU): a 30-s
+    budget was spent on it, one step at lr 0 trained and 'finished'; its first window's
+    views/s counted the compiling. Here torch.compile is an identity and the first step
+    of each session sleeps 2 s: the budget of 1 s counts training seconds alone, as do
+    the logged views/s, while ``elapsed`` stays wall time; a resumed session compiles
+    anew, and is credited anew."""
+    import time
+
+    monkeypatch.setattr(train.torch, "compile", lambda module: module)
+    step = train.train_step
+    calls = []
+
+    def first_slow(cfg, *args, **kwargs):
+        calls.append(1)
+        if cfg.compile and len(calls) == 1:
+            time.sleep(2.0)
+        return step(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(train, "train_step", first_slow)
+    stopped = []
+
+    def preempt(at: int, stop) -> None:
+        if at == 2 and not stopped:
+            stopped.append(at)
+            stop.requested = "SIGTERM"
+
+    flags = dict(epochs=1000, time_budget="1s", checkpoint_every=0, log_every=1)
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "c", cache_dir,
+                                        compile=True, **flags))
+    assert train.pretrain(cfg, on_step=preempt)["status"] == "preempted"
+    calls.clear()  # the resumed session compiles (sleeps) again
+    summary = train.pretrain(load_resume_config(tmp_path / "c", {}), resume=True)
+    assert summary["status"] == "finished" and summary["steps"] > 3
+    lines = [json.loads(x) for x in (tmp_path / "c/metrics.jsonl").read_text().splitlines()]
+    logged = [x for x in lines if "loss" in x]
+    assert summary["compile_s"] >= 4.0  # both sessions' (2 s each)
+    assert logged[-1]["elapsed"] == pytest.approx(summary["elapsed_s"])  # wall time
+    trained = [x["elapsed"] - x["compile_s"] for x in logged]
+    # ends at the deadline of training seconds, past it by at most the step it was in
+    slowest = max(b - a for a, b in zip(trained, trained[1:], strict=False))
+    assert trained[-1] <= 1.0 + slowest + 0.05
+    # views/s over training seconds; the compiling step's window (each session's first,
+    # logged alone) has none to measure: null
+    assert [x["step"] for x in logged if x["views_per_s"] is None] == [1, 3]
+    for i in range(1, len(logged)):
+        if logged[i]["views_per_s"] is not None:
+            seconds = trained[i] - trained[i - 1]
+            assert logged[i]["views_per_s"] == pytest.approx(16 / seconds, rel=1e-3)
