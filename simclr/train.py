@@ -409,6 +409,7 @@ class Meter:
                          for name, value in saved["sums"].items()}
             self.steps, self.first_step = saved["steps"], saved["first_step"]
             self.start = saved["elapsed"]
+            self.untimed = saved.get("untimed", 0)  # (checkpoints before 2026-12-05: none)
 
     def add(self, metrics: dict[str, torch.Tensor]) -> None:
         for name, value in metrics.items():  # (the same names every step of a run)
@@ -441,7 +442,7 @@ class Meter:
         """The open window as plain numbers, for a checkpoint (the float32 sums exactly)."""
         sums = torch.stack(list(self.sums.values())).tolist() if self.sums else []
         return {"sums": dict(zip(self.sums, sums, strict=True)), "steps": self.steps,
-                "first_step": self.first_step, "elapsed": self.start}
+                "first_step": self.first_step, "elapsed": self.start, "untimed": self.untimed}
 
 
 def train_step(

@@ -1240,11 +1240,21 @@ def test_a_saved_window_goes_on_as_if_never_cut():
         cut.add({"loss": torch.tensor(value)})
     saved = copy.deepcopy(cut.saved())
     assert saved == {"sums": {"loss": pytest.approx(0.8)}, "steps": 2, "first_step": 5,
-                     "elapsed": 1.0}
+                     "elapsed": 1.0, "untimed": 0}
     resumed = train.Meter(7, 4.0, saved, torch.device("cpu"))
     resumed.add({"loss": torch.tensor(values[2])})
     assert resumed.record(8, 16, 7.0) == whole.record(8, 16, 7.0)
     assert train.Meter(7, 4.0, {**saved, "steps": 0}).first_step == 7  # (nothing open)
+    # a compiling step's views stay out of the window's views/s across the cut too
+    whole, cut = train.Meter(5, 1.0), train.Meter(5, 1.0)
+    for meter in (whole, cut):
+        meter.add({"loss": torch.tensor(1.0)})
+        meter.untimed_step()
+        meter.add({"loss": torch.tensor(1.0)})
+    resumed = train.Meter(7, 4.0, copy.deepcopy(cut.saved()), torch.device("cpu"))
+    whole.add({"loss": torch.tensor(1.0)})
+    resumed.add({"loss": torch.tensor(1.0)})
+    assert resumed.record(8, 16, 7.0) == whole.record(8, 16, 7.0)
 
 
 def test_the_cosine_of_a_run_ends_at_its_final_lr(tmp_path, image_folder, cache_dir):
