@@ -508,7 +508,8 @@ def main(argv: list[str] | None = None) -> int:
         # its output (its files are its work), `info` ends (its output is its work).
         from simclr.progress import unfailing_output
 
-        undo.enter_context(unfailing_output(strict=args.command == "info"))
+        undo.enter_context(unfailing_output(strict=args.command == "info",
+                                            own_process=command_line))
         if getattr(args, "config", None):  # read once: its every reader takes this content
             args.config = read_config_file(args.config)
         # data.py reports cache builds and skipped images through logging; under

@@ -144,6 +144,7 @@ class Unfailing:
     def __init__(self, stream: TextIO, name: str, strict: bool = False) -> None:
         self.stream, self.name, self.strict = stream, name, strict
         self.lost: OSError | None = None
+        self.before: tuple[int, int] | None = None  # (descriptor, a copy of what it was)
 
     def write(self, text: str) -> int:
         if self.lost is None:
@@ -163,8 +164,10 @@ class Unfailing:
     def _lose(self, exc: OSError) -> None:
         self.lost = exc
         with contextlib.suppress(OSError, ValueError, AttributeError):  # (no descriptor)
+            fd = self.stream.fileno()
+            self.before = (fd, os.dup(fd))
             devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self.stream.fileno())
+            os.dup2(devnull, fd)
             os.close(devnull)
         gone = isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE
         if self.strict:
@@ -177,18 +180,34 @@ class Unfailing:
                 "note: could not write the %s (%s); the command goes on without it",
                 self.name, exc.strerror or exc)
 
+    def put_back(self) -> None:
+        """The descriptor pointed at /dev/null as it was (a caller from Python keeps its
+        process's output after the command: its disk may have room again)."""
+        if self.before is not None:
+            fd, copy = self.before
+            with contextlib.suppress(OSError):
+                os.dup2(copy, fd)
+            os.close(copy)
+            self.before = None
+
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding...: the stream's
         return getattr(self.stream, name)
 
 
 @contextlib.contextmanager
-def unfailing_output(strict: bool = False) -> Iterator[None]:
+def unfailing_output(strict: bool = False, own_process: bool = True) -> Iterator[None]:
     """sys.stdout and sys.stderr as :class:`Unfailing` streams within the block (a
-    command's), put back after it."""
+    command's), put back after it; their descriptors too unless ``own_process`` (the
+    command line's process, which ends with the command: Python's flush at its exit then
+    meets /dev/null, not the pipe or the disk that failed)."""
     before = sys.stdout, sys.stderr
-    sys.stdout = Unfailing(sys.stdout, "standard output", strict)  # type: ignore[assignment]
-    sys.stderr = Unfailing(sys.stderr, "standard error", strict)  # type: ignore[assignment]
+    streams = (Unfailing(sys.stdout, "standard output", strict),
+               Unfailing(sys.stderr, "standard error", strict))
+    sys.stdout, sys.stderr = streams  # type: ignore[assignment]
     try:
         yield
     finally:
         sys.stdout, sys.stderr = before
+        if not own_process:
+            for stream in streams:
+                stream.put_back()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -10,7 +11,7 @@ import sys
 
 import pytest
 
-from simclr import train
+from simclr import progress, train
 from simclr.errors import SimCLRError
 from simclr.progress import Progress, Unfailing, duration
 from simclr.settings import build_config
@@ -202,3 +203,23 @@ def test_info_into_a_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
     assert main(["info", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err == ("simclr info: error: could not write the standard "
                                        "output: No space left on device\n")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full") or not os.path.isdir("/proc/self/fd"),
+                    reason="needs Linux's /dev/full and /proc")
+@pytest.mark.parametrize("own_process", [True, False])
+def test_a_caller_from_python_gets_its_output_back_after_the_command(monkeypatch, caplog,
+                                                                    own_process):
+    """A write refused (a full disk) points the descriptor at /dev/null, so that the
+    command line's exit flush fails no more; a script calling main() kept it so for the
+    rest of its process, its later output lost."""
+    full = open("/dev/full", "w")  # noqa: SIM115
+    try:
+        monkeypatch.setattr(sys, "stdout", full)
+        with progress.unfailing_output(own_process=own_process):
+            print("lost", flush=True)
+        where = os.readlink(f"/proc/self/fd/{full.fileno()}")
+        assert where == ("/dev/null" if own_process else "/dev/full")
+    finally:
+        with contextlib.suppress(OSError):
+            full.close()
