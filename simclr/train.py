@@ -73,7 +73,6 @@ from simclr.runtime import (
     compile_failure_is_an_error,
     compiled,
     process_settings_restored,
-    provenance,
     resolve_device,
     resolve_precision,
     set_threads,
@@ -345,13 +344,16 @@ def run_session(
     # not naming a start that never trained a step.
     log = MetricsLog(run_dir, dist.is_main(), state.step if resume else None)
     try:
+        started: dict[str, Any] = {}  # (rank 0 alone writes config.yaml and the log)
         if dist.is_main():
             started = start_record(run_dir, resume)
             state.session = session_number(started)  # (rank 0's: it writes the summary)
             save_yaml({**cfg.to_dict(), "provenance": started,
                        "precision_resolved": precision, "device_resolved": str(device),
                        "num_images": source.num_images, **initial}, run_dir / "config.yaml")
-        log.write({"step": state.step, "event": "start", **provenance(),
+        # This start's provenance, as config.yaml records it (git asked once, not twice)
+        this_start = {k: v for k, v in started.items() if k != "earlier"}
+        log.write({"step": state.step, "event": "start", **this_start,
                    "precision": precision, "device": str(device),
                    "num_images": source.num_images, "skipped_images": len(source.skipped),
                    "processes": dist.world_size(), **initial})
