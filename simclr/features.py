@@ -55,10 +55,6 @@ class Listings(NamedTuple):
     test: ImageList | None
 
 
-class NonFiniteOutputs(SimCLRError):
-    """A network's outputs on the evaluated images hold NaN or inf."""
-
-
 def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str, str],
                           train_split: bool = False,
                           max_pixels: int = DEFAULT_MAX_PIXELS) -> Listings:
@@ -390,6 +386,6 @@ def indexed_features(
     idx_all = torch.cat(seen).numpy()
     out = torch.cat(feats)
     if not torch.isfinite(out).all():  # any accuracy on them would look plausible and mean nothing
-        raise NonFiniteOutputs(f"{source_name(source)}: the encoder's outputs are not finite "
-                               "(NaN or inf weights: a diverged or damaged checkpoint?)")
+        raise SimCLRError(f"{source_name(source)}: the encoder's outputs are not finite "
+                          "(NaN or inf weights: a diverged or damaged checkpoint?)")
     return out.numpy().astype(np.float32, copy=False), labels_all[idx_all], idx_all
