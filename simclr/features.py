@@ -29,7 +29,6 @@ from simclr.data import (
     unreadable_classes,
 )
 from simclr.decode import DEFAULT_MAX_PIXELS
-from simclr.distributed import is_main
 from simclr.errors import SimCLRError, check_counts
 from simclr.folders import ImageList, check_folder, list_folder
 from simclr.progress import Progress
@@ -325,7 +324,7 @@ def encoded_batches(
     central = eval_store_size(getattr(source, "store", "")) == image_size
     flags = train_flags(encoder)
     encoder.to(dev).eval()
-    shown = Progress.of_pass(len(order), progress or "", progress is not None and is_main())
+    shown = Progress.of_named_pass(len(order), progress)
     try:
         with closing(iter_batches(source, order, batch_size, workers=workers,
                                   pin=dev.type == "cuda", decode_on=decode_device("auto", dev),

@@ -34,7 +34,6 @@ from torch import nn
 from simclr.augment import apply_params, sample_params
 from simclr.config import AugmentConfig
 from simclr.data import decode_device
-from simclr.distributed import is_main
 from simclr.errors import SimCLRError
 from simclr.features import (
     close_workers,
@@ -92,8 +91,7 @@ def probe_features(
     flags = train_flags(model)
     model.to(device).eval()
     hs, zs, ys = [], [], []
-    shown = Progress.of_pass(views * source.num_images, progress or "",
-                             progress is not None and is_main(), unit="view")
+    shown = Progress.of_named_pass(views * source.num_images, progress, unit="view")
     try:
         with torch.inference_mode():
             for view in range(views):

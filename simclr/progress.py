@@ -72,6 +72,14 @@ class Progress:
         every_s = PLAIN_EVERY_S if every_s is None else every_s
         return cls(total, 0, enabled, stream, every_s, desc, unit, transient=True)
 
+    @classmethod
+    def of_named_pass(cls, total: int, name: str | None, unit: str = "image") -> Progress:
+        """:meth:`of_pass` of a pass a caller names, shown on rank 0 alone; ``name`` None:
+        unseen (the kNN monitor inside a pretraining, a caller that asked for quiet)."""
+        from simclr.distributed import is_main
+
+        return cls.of_pass(total, name or "", name is not None and is_main(), unit=unit)
+
     def advance(self, n: int) -> None:
         """``n`` more of a pass's items done: the bar moves; elsewhere a line at most every
         ``every_s`` seconds (the last one is :meth:`close`'s)."""
