@@ -292,3 +292,20 @@ def check_ranked_test(seen: dict[str, list], result: dict, results_file: Path,
     assert json.loads(results_file.read_text())["top1"] == result["top1"]
     np.testing.assert_array_equal(seen["drawn"][0], confusion_matrix(
         labels, top1_predictions(full, labels), classes))
+
+
+def worker_pools_started(monkeypatch) -> list:
+    """The DataLoader iterators with workers started from here on (each one a pool of
+    worker processes), recorded as they are made: how many times a code path started
+    its decoding workers, and whether they are still alive."""
+    from torch.utils.data import dataloader
+
+    started: list = []
+    init = dataloader._MultiProcessingDataLoaderIter.__init__
+
+    def counted(self, loader):
+        started.append(self)
+        init(self, loader)
+
+    monkeypatch.setattr(dataloader._MultiProcessingDataLoaderIter, "__init__", counted)
+    return started

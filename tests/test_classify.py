@@ -17,7 +17,7 @@ from simclr.classify import (
 )
 from simclr.errors import SimCLRError
 from simclr.models import Classifier
-from tests.conftest import colour_source, tiny_encoder
+from tests.conftest import colour_source, tiny_encoder, worker_pools_started
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -279,16 +279,7 @@ def test_an_uncached_training_keeps_one_worker_pool_for_all_its_epochs(tmp_path,
     spawn start method, macOS's and Windows'): now one pool serves all the epochs, as
     pretraining's does, and its workers end with the training, at an epoch's end, within
     one, or on Ctrl-C (not when collected: none is left running)."""
-    from torch.utils.data import dataloader
-
-    started = []
-    init = dataloader._MultiProcessingDataLoaderIter.__init__
-
-    def counted(self, loader):
-        started.append(self)
-        init(self, loader)
-
-    monkeypatch.setattr(dataloader._MultiProcessingDataLoaderIter, "__init__", counted)
+    started = worker_pools_started(monkeypatch)
 
     def ctrl_c(step, stop):
         if step == 4:

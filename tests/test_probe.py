@@ -18,7 +18,7 @@ from simclr.probe import (
     run_transform_probe,
     train_mlp_probe,
 )
-from tests.conftest import ArraySource, colour_source
+from tests.conftest import ArraySource, colour_source, worker_pools_started
 from tests.test_pretrained import pretrain_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -233,19 +233,10 @@ def test_the_probe_keeps_one_worker_pool_per_source_for_all_its_passes(tmp_path,
     each under the spawn start method, macOS's and Windows'): now each source's one pool
     serves all its passes, and ends with the probe, on Ctrl-C too (none left running);
     the results are those of the decoded cache."""
-    from torch.utils.data import dataloader
-
     import simclr.probe
     from simclr.pretrained import model_from_checkpoint
 
-    started = []
-    init = dataloader._MultiProcessingDataLoaderIter.__init__
-
-    def counted(self, loader):
-        started.append(self)
-        init(self, loader)
-
-    monkeypatch.setattr(dataloader._MultiProcessingDataLoaderIter, "__init__", counted)
+    started = worker_pools_started(monkeypatch)
     model, _ = model_from_checkpoint(pretrain_checkpoint())
     aug, tasks = AugmentConfig(size=16, blur=False), ("gray", "rotation")
     probe = {"views": 2, "epochs": 1, "batch_size": 4, "precision": "fp32", "verbose": False}
