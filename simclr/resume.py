@@ -27,7 +27,14 @@ from simclr.models import SimCLRModel
 from simclr.plan import Plan
 from simclr.rundir import resume_checkpoint
 from simclr.runtime import provenance
-from simclr.settings import absolute_paths, config_from_dict, differing, flag_of, load_yaml
+from simclr.settings import (
+    absolute_paths,
+    config_from_dict,
+    differing,
+    flag_of,
+    is_null,
+    load_yaml,
+)
 
 
 @dataclass
@@ -319,6 +326,11 @@ def moved_folders(cfg: Config, flags: dict[str, Any], target: str | Path) -> set
             raise SimCLRError(f"--resume {target}: the run's {flag} folder {saved} is gone "
                               f"(moved or deleted); put it back, or give its new place "
                               f"(simclr pretrain --resume {target} {flag} NEW_FOLDER)")
+        new = flags[path]
+        if is_null(new) or named_dataset(new):  # (none: the digits; cifar10: a download)
+            raise SimCLRError(f"--resume {target}: the run read the folder {saved}, which is "
+                              f"gone; {flag} {new} is not a folder: give the folder's "
+                              f"new place ({flag} NEW_FOLDER)")
         gone.add(path)
     return gone
 

@@ -194,3 +194,18 @@ def test_a_resumed_config_may_name_a_moved_folder_but_change_no_setting(tmp_path
     cfg.loss.temperature = 0.1
     with pytest.raises(SimCLRError, match="cannot change --data"):
         check_resumed_settings(saved, cfg, tmp_path, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("given", [None, "none", "digits"])
+def test_a_gone_folder_is_not_moved_to_a_named_data_set(tmp_path, given):
+    """--resume RUN --data none (the digits) for a run whose folder is gone was taken as
+    its new place: a finished run then reported a kNN result on the digits for an encoder
+    trained on other images, and one with unreadable files met a traceback."""
+    from simclr.resume import moved_folders
+
+    saved = build_config(flags={"data.path": str(tmp_path / "gone")})
+    with pytest.raises(SimCLRError, match=r"folder .*gone.* is not a folder: give the folder's "
+                                          r"new place \(--data NEW_FOLDER\)"):
+        moved_folders(saved, {"data.path": given}, "run")
+    (tmp_path / "new").mkdir()
+    assert moved_folders(saved, {"data.path": str(tmp_path / "new")}, "run") == {"data.path"}
