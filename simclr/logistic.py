@@ -251,6 +251,8 @@ def logistic_regression(
     init = None
     if l2 is None:
         grid = sorted(l2_grid if l2_grid is not None else default_l2_grid(), reverse=True)
+        if not grid:  # (--l2-grid has COUNT >= 1; a Python caller may pass [])
+            raise SimCLRError("the l2 grid is empty: give at least one value, or --l2 VALUE")
         fit_idx, val_idx = stratified_split(train_y, val_fraction, seed)
         if len(val_idx) == 0:
             raise SimCLRError("the training set is too small for a held-out split "

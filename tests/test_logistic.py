@@ -178,6 +178,13 @@ def test_a_choice_at_the_edge_of_the_grid_is_pointed_out(capsys):
     assert "of the grid" not in capsys.readouterr().err  # a grid of one: the user's choice
 
 
+def test_an_empty_grid_is_refused():
+    """A Python caller's empty grid chose no l2 and met an UnboundLocalError."""
+    x, y = blobs(10, 4, 2, spread=0.2, seed=0)
+    with pytest.raises(SimCLRError, match="the l2 grid is empty"):
+        logistic_regression(x, y, x, 2, l2_grid=[], seed=0)
+
+
 def test_a_fit_stopped_by_max_iter_is_pointed_out(capsys):
     """L-BFGS stops at --max-iter silently: a run at the cap (results: "iterations":
     1000) read as converged. The final fit and the held-out ones, counted, are said."""
