@@ -3,7 +3,8 @@ apply it (or a classifier) to a folder; ``info`` and ``cache`` say what simclr w
 
 Each has a function adding it to ``simclr``'s parser (:func:`simclr.cli.build_parser`)
 and the function it runs; the work itself is in :mod:`simclr.pretrained`,
-:mod:`simclr.neighbors`, :mod:`simclr.info` and :mod:`simclr.cache`.
+:mod:`simclr.neighbors`, :mod:`simclr.info` (:mod:`simclr.info_text`) and
+:mod:`simclr.cache`.
 """
 
 from __future__ import annotations
@@ -164,7 +165,8 @@ def _unscored(result: dict[str, Any]) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from simclr.info import describe, render
+    from simclr.info import describe
+    from simclr.info_text import render
 
     facts = describe(args.target)
     print(finite_json(facts, indent=1) if args.json

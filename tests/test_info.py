@@ -533,7 +533,7 @@ def test_a_checkpoint_file_and_a_folder_of_runs(evaluated_run, capsys):
         "head mlp -> 128\n")
     lines = _info(capsys, run.parent).splitlines()
     assert lines[0] == f"{run.parent}: 1 run"
-    from simclr.info import _encoder  # a config without its augment section: no "None px"
+    from simclr.info_text import _encoder  # a config without its augment section: no "None px"
     assert _encoder({"arch": "resnet18", "width": 1}) == "resnet18 x1, image side not recorded"
     assert lines[1].startswith("  pre: SimCLR pretraining, finished at step 2 of 2")
     assert "; kNN top-1 " in lines[1]
@@ -991,50 +991,6 @@ def test_a_running_runs_step_is_its_logs_or_its_checkpoints_whichever_is_further
                    "last loss 2.5 (step 1)", head
 
 
-def test_a_capped_schedule_is_part_of_the_recipe():
-    from simclr.info import _recipe
-
-    recipe = {"batch_size": 8, "optimizer": "lars", "lr": 1.0, "lr_scaling": "linear",
-              "loss": "nt_xent", "temperature": 0.5, "seed": 0, "epochs": 5}
-    assert _recipe(recipe).endswith("seed 0, 5 epochs")
-    assert _recipe({**recipe, "max_steps": 3}).endswith("seed 0, 5 epochs, at most 3 steps")
-
-
-@pytest.mark.parametrize("budget, said", [(90, "90 s"), (119, "119 s"), (120, "2.0 min"),
-                                          (5400, "90.0 min"), (7200, "2.0 h")])
-def test_a_time_budget_is_said_in_seconds_minutes_or_hours(budget, said):
-    """Under two minutes in seconds, under two hours in minutes, then in hours."""
-    from simclr.info import _recipe
-
-    recipe = {"batch_size": 8, "optimizer": "lars", "lr": 1.0, "lr_scaling": "linear",
-              "seed": 0, "time_budget": budget}
-    assert _recipe(recipe).endswith(f"seed 0, {said} budget")
-
-
-@pytest.mark.parametrize("loss, said", [
-    ({"name": "nt_xent", "temperature": 0.5}, "nt_xent tau 0.5"),
-    ({"name": "nt_logistic", "temperature": 0.2, "semi_hard": True},
-     "nt_logistic tau 0.2 (semi-hard negatives)"),
-    ({"name": "margin_triplet", "margin": 0.5}, "margin_triplet margin 0.5"),
-    ({"name": "margin_triplet", "margin": 0.5, "semi_hard": True, "normalize": False,
-      "weight": 2.0}, "margin_triplet margin 0.5 (semi-hard negatives, z not normalised, "
-                      "weight 2)")])
-def test_the_recipe_shows_the_settings_that_act_on_its_loss_and_a_short_lr(loss, said):
-    """A run of --loss margin_triplet --margin 0.5 read 'margin_triplet tau 0.1' (no
-    temperature acts there; its margin was not said), and the lr was written out whole
-    (cifar10-cpu's under --lr-scaling sqrt: 2 / sqrt(512) = 0.08838834764831843)."""
-    import math
-
-    from simclr.config import Config
-    from simclr.info import _recipe, recipe_facts
-
-    config = Config().to_dict()
-    config["loss"].update(loss)
-    config["optim"].update(lr=2 / math.sqrt(512), lr_scaling="sqrt")
-    assert f", LARS lr 0.0883883 (sqrt scaling), {said}, seed 0, " in \
-        _recipe(recipe_facts(config))
-
-
 def test_a_closed_checkpoints_folder_is_named(tmp_path, monkeypatch, capsys):
     """A run whose checkpoints/ has no permissions: the run folder was named as the one
     that could not be listed."""
@@ -1086,18 +1042,6 @@ def test_a_results_folders_top5_and_a_from_scratch_baseline_are_reported(tmp_pat
     assert "top5" not in results["finetune.json"]
     assert (f"  finetune.json: fine-tuning, top-1 25.00% (random init; of {of}, step 2)\n"
             in _info(capsys, tmp_path / "res"))
-
-
-@pytest.mark.parametrize("count", [20, 21])
-def test_a_classifiers_names_are_all_listed_up_to_twenty(count):
-    """20 names are listed whole; of 21, the first 20 and a count of the one left."""
-    from simclr.info import render
-
-    names = [f"n{i}" for i in range(count)]
-    text = render({"path": "c.pt", "checkpoint": {"kind": "linear", "classes": count,
-                                                   "class_names": names}})
-    more = " …and 1 more" if count == 21 else ""
-    assert text.splitlines()[1] == f"  classes: {', '.join(names[:20])}{more}"
 
 
 def test_a_classifier_in_a_runs_folder_is_no_checkpoint_of_the_run(evaluated_run, tmp_path,

@@ -942,7 +942,8 @@ def test_init_from_a_run_starts_a_new_run_from_its_weights(tmp_path, image_folde
     assert load_yaml(tmp_path / "second/config.yaml")["init_from_resolved"] == started
     start = json.loads((tmp_path / "second/metrics.jsonl").read_text().splitlines()[0])
     assert start["event"] == "start" and start["init_from_resolved"] == started
-    from simclr.info import describe, render
+    from simclr.info import describe
+    from simclr.info_text import render
 
     assert f"  initial weights: {started}" in render(describe(tmp_path / "second"))
     assert build_config(config_file=str(tmp_path / "second/config.yaml")).init_from == \
