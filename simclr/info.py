@@ -426,6 +426,8 @@ def _file_id(path: Path) -> tuple[int, int]:
 
 
 def _started(provenance: Any) -> dict[str, Any] | None:
+    """config.yaml's ``provenance`` as info shows it: the first start's command and
+    versions, the run's starts, and the latest start's ``--processes``."""
     if not isinstance(provenance, dict):
         return None
     earlier = provenance.get("earlier") if isinstance(provenance.get("earlier"), list) else []
@@ -437,7 +439,8 @@ def _started(provenance: Any) -> dict[str, Any] | None:
     processes = latest[latest.index("--processes") + 1] \
         if "--processes" in latest[:-1] else None  # (a --processes=N form is not read)
     return {"argv": argv, "git_sha": first.get("git_sha"), "git_dirty": first.get("git_dirty"),
-            "simclr": first.get("simclr"), "starts": len(earlier) + 1,
+            # (the session the run's latest start records: a damaged entry is no start)
+            "simclr": first.get("simclr"), "starts": session_number(provenance),
             "processes": processes}
 
 

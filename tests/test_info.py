@@ -473,6 +473,27 @@ def test_a_resumed_run_is_started_by_its_first_command_and_counts_its_starts(
     assert line.endswith("; 3 starts")
 
 
+def test_a_damaged_earlier_start_is_not_counted_as_the_run_counts_its_sessions(
+        evaluated_run, tmp_path, capsys):
+    """A hand-damaged entry among config.yaml's earlier starts is no start to the run
+    (resume.session_number: its summary.json's session), but info counted it: '3
+    starts' of a run whose summary said session 2."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run[0], run)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    first = {k: v for k, v in saved["provenance"].items() if k != "earlier"}
+    saved["provenance"]["earlier"] = [first, "damaged by hand"]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "session": 2}))
+    facts = json.loads(_info(capsys, run, "--json"))
+    assert (facts["provenance"]["starts"], facts["state"]["status"]) == (2, "finished")
+    line = next(x for x in _info(capsys, run).splitlines() if x.startswith("  started by: "))
+    assert line.endswith("; 2 starts"), line
+
+
 def test_a_run_started_without_git_leaves_its_commit_out(evaluated_run, tmp_path, capsys):
     """git not on PATH: config.yaml records git_sha null, which read '(simclr 0.1.0, git
     None)'."""
