@@ -218,24 +218,15 @@ def run_finetune(
     budget = _labeled_budget(train, subset_file, label_fraction, labels_per_class, epochs,
                              batch_size, seed, verbose)
     start_layer = head if from_head else None  # the head's first layer, fine-tuned too
-    with torch.random.fork_rng(devices=[]):  # the caller's RNG left as it was
-        torch.manual_seed(seed)  # the same new layer in every process
-        model = finetune_model(encoder, start_layer, num_classes, from_scratch)
-    model = _placed(model, dev, prec, image_size, budget.batch, batch_size, channels_last,
-                    sync_bn)
+    model = _placed(_seeded_model(encoder, start_layer, num_classes, from_scratch, seed),
+                    dev, prec, image_size, budget.batch, batch_size, channels_last, sync_bn)
     out = run_folder(run_dir, RESULTS["finetune"], overwrite)  # inputs checked: rank 0 writes
     optimizer = nesterov_sgd(model.parameters(), lr, budget.batch, momentum)
     scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")
-    settings = {"test_fraction": ((source or {}).get("test") or {}).get("fraction"),
-                "subset": subset_digest(budget.subset, len(train.labels)),
-                "epochs": budget.epochs, "batch_size": budget.batch, "lr": lr,
-                "momentum": momentum, "schedule": schedule,
-                "crop": [*aug_cfg.crop_scale, aug_cfg.crop_sampler],
-                "from_head": from_head, "from_scratch": from_scratch, "seed": seed,
-                "image_size": image_size, "precision": prec, "classes": list(train.classes),
-                "source": [str((source or {}).get("checkpoint")), (source or {}).get("step")],
-                "weights": weights_digest(encoder, start_layer),
-                "batch_norm": batch_norm_setting(sync_bn)}  # what a continuation must match
+    settings = _continuation_settings(
+        train, budget, aug_cfg, source, encoder, start_layer, lr=lr, momentum=momentum,
+        schedule=schedule, from_head=from_head, from_scratch=from_scratch, seed=seed,
+        image_size=image_size, precision=prec, sync_bn=sync_bn)
     partial_run = PartialRun(out, "finetune", "fine-tuning", settings, overwrite,
                              results=RESULTS["finetune"])
     step, elapsed = partial_run.resume(model, optimizer, scaler, verbose, total=budget.steps)
@@ -247,10 +238,8 @@ def run_finetune(
     _say_plan(len(budget.subset), budget.fraction, budget.epochs, budget.steps, budget.batch,
               verbose)
     start = time.perf_counter()
-    stats = run.train_steps(aug_cfg, schedule, seed, step, elapsed, None if out is None else
-                            partial_run.checkpointing(run.save_partial, checkpoint_every,
-                                                      on_step, checkpoint_minutes))
-    stats = partial_run.trained_stats(stats, step)
+    stats = _trained(run, aug_cfg, schedule, seed, step, elapsed, checkpoint_every, on_step,
+                     checkpoint_minutes)
     if out is not None and stats["steps"] > step:  # the state is kept, a finished one too:
         # a stop (or a kill) during the test then loses no training, only the test
         checkpoint = run.save_partial(stats["steps"], stats["train_s"], stats)
@@ -258,6 +247,63 @@ def run_finetune(
             return {"command": "finetune", **stats, "checkpoint": checkpoint}
     if not dist.is_main():  # rank 0 tests and writes for all the processes
         return {"command": "finetune", **stats, "rank": dist.rank()}
+    results = _test_and_write(run, test, image_size, stats, labels_per_class, num_classes,
+                              source, overwrite, elapsed, start)
+    log(f"finetune: top-1 {100 * results['top1']:.2f}%", verbose)
+    return results
+
+
+def _seeded_model(encoder: nn.Module, start_layer: nn.Module | None, num_classes: int,
+                  from_scratch: bool, seed: int) -> Classifier:
+    """:func:`finetune_model` drawn from ``seed``: the same new layer in every process,
+    and the caller's RNG left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return finetune_model(encoder, start_layer, num_classes, from_scratch)
+
+
+def _continuation_settings(
+    train: Any, budget: _Budget, aug_cfg: Any, source: dict[str, Any] | None,
+    encoder: nn.Module, start_layer: nn.Module | None, *, lr: float, momentum: float,
+    schedule: str, from_head: bool, from_scratch: bool, seed: int, image_size: int,
+    precision: str, sync_bn: bool,
+) -> dict[str, Any]:
+    """What fixes a fine-tuning (classify.PartialRun's ``settings``): a saved unfinished
+    one is continued only where all of them match, so it never mixes two trainings."""
+    return {"test_fraction": ((source or {}).get("test") or {}).get("fraction"),
+            "subset": subset_digest(budget.subset, len(train.labels)),
+            "epochs": budget.epochs, "batch_size": budget.batch, "lr": lr,
+            "momentum": momentum, "schedule": schedule,
+            "crop": [*aug_cfg.crop_scale, aug_cfg.crop_sampler],
+            "from_head": from_head, "from_scratch": from_scratch, "seed": seed,
+            "image_size": image_size, "precision": precision, "classes": list(train.classes),
+            "source": [str((source or {}).get("checkpoint")), (source or {}).get("step")],
+            "weights": weights_digest(encoder, start_layer),
+            "batch_norm": batch_norm_setting(sync_bn)}
+
+
+def _trained(run: _FineTuning, aug_cfg: Any, schedule: str, seed: int, step: int,
+             elapsed: float, checkpoint_every: int,
+             on_step: Callable[[int, Any], None] | None,
+             checkpoint_minutes: float) -> dict[str, Any]:
+    """The training from ``step`` on, its state saved as it goes where there is a run
+    folder (none: nothing is written); returns its stats (a run resumed after its last
+    step: the saved ones, for its results)."""
+    partial_run = run.partial_run
+    stats = run.train_steps(aug_cfg, schedule, seed, step, elapsed,
+                            None if partial_run.out is None else
+                            partial_run.checkpointing(run.save_partial, checkpoint_every,
+                                                      on_step, checkpoint_minutes))
+    return partial_run.trained_stats(stats, step)
+
+
+def _test_and_write(run: _FineTuning, test: Any, image_size: int, stats: dict[str, Any],
+                    labels_per_class: int | None, num_classes: int,
+                    source: dict[str, Any] | None, overwrite: bool, elapsed: float,
+                    start: float) -> dict[str, Any]:
+    """Rank 0's test and the results files, then the kept state discarded; returns the
+    results (``elapsed`` s of earlier sessions, this one's from ``start``, test included)."""
+    partial_run = run.partial_run
     # Stopped in the test or while the results are written (the finished state is kept
     # until they all are): the same command only tests again and writes them.
     with partial_run.testing():
@@ -265,10 +311,9 @@ def run_finetune(
         results = run.results(ranked, test_y, stats, labels_per_class, num_classes,
                               elapsed + time.perf_counter() - start)
         run.save_results(results)
-        finish_results(results, out, "finetune", ranked, test_y, train, test, source, verbose,
-                       overwrite or partial_run.finishing)
+        finish_results(results, partial_run.out, "finetune", ranked, test_y, run.train, test,
+                       source, run.verbose, overwrite or partial_run.finishing)
     partial_run.discard()
-    log(f"finetune: top-1 {100 * results['top1']:.2f}%", verbose)
     return results
 
 
