@@ -480,6 +480,9 @@ def _escape_what_output_cannot_spell() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``simclr`` command line (``argv`` None: this process's own arguments, the
+    process being simclr's; a list: a call from Python, whose process gets back what the
+    command set); returns the exit status, every user error said in one line."""
     words = sys.argv[1:] if argv is None else argv  # named before parsing: a Ctrl-C may come
     _escape_what_output_cannot_spell()
     command = f"simclr {words[0]}" if words and not str(words[0]).startswith("-") else "simclr"
@@ -500,9 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         args, argv = _parse(argv)
         if given:  # (set here, where the finally below clears it: parsing alone leaves
             # the next caller's record alone)
-            from simclr import runtime
-
-            runtime.COMMAND_LINE = ["simclr", *argv]
+            _record_command_line(argv)
         command = f"simclr {args.command}"
         # Its reader gone (`| head`), or a full disk under `> log`: a run goes on without
         # its output (its files are its work), `info` ends (its output is its work).
@@ -512,21 +513,11 @@ def main(argv: list[str] | None = None) -> int:
                                             own_process=command_line))
         if getattr(args, "config", None):  # read once: its every reader takes this content
             args.config = read_config_file(args.config)
-        # data.py reports cache builds and skipped images through logging; under
-        # torchrun rank 0 speaks for all the processes, the others only warn.
-        from simclr.distributed import launched_processes, launched_rank
+        from simclr.distributed import launched_processes
 
         if launched_processes() == 1:  # (a launcher's processes: killed by their launcher,
             restore_sigterm = _stop_on_sigterm()  # perhaps blocked in a collective)
-        level = logging.INFO if launched_rank() == 0 else logging.WARNING
-        if given:  # a caller's process: its logging and torch's threads as they were, after
-            from simclr.runtime import process_settings_restored
-
-            for put_back in _log_for_the_call(level):
-                undo.callback(put_back)
-            undo.enter_context(process_settings_restored())
-        else:
-            logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+        _set_up_logging(given, undo)
         if getattr(args, "threads", None):  # the evaluation commands' --threads
             from simclr.runtime import set_threads
 
@@ -535,60 +526,119 @@ def main(argv: list[str] | None = None) -> int:
             from simclr.launch import run
 
             return run(argv, args.processes, device=_launch_device(args))
-        _check_before_work(args)
-        with _out_of_memory(args.command):
-            status = int(args.func(args) or 0)
-        sys.stdout.flush()  # (here, where a failure is handled: not in Python's exit)
-        _command_done()  # (here too: a signal landing in the finally would escape main)
+        status = _run_command(args)
         failed = status != 0
         return status
     except (SimCLRError, PermissionError) as exc:  # (a file or folder the user's rights
         return _user_error(command, exc)  # keep from simclr: theirs to fix, not a bug)
     except KeyboardInterrupt as exc:
-        from simclr.launch import quiet_rank
-
-        terminated = isinstance(exc, Terminated)
-        if not quiet_rank():  # a launch: rank 0 says it for all
-            print(f"{command}: {'stopped by SIGTERM' if terminated else 'interrupted'}"
-                  f"{_continue_after(exc, command)}", file=sys.stderr)
-        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+        return _interrupted(command, exc)
     except BrokenPipeError:  # `simclr info RUNS | head`: the reader has had enough
-        devnull = os.open(os.devnull, os.O_WRONLY)  # Python's flush at exit fails quietly
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141  # as a shell tool stopped by SIGPIPE
-    except Exception as exc:  # a bug, or a peer process gone: under --processes the
-        import traceback  # launcher prints the traceback of the process that failed first
-
-        if unusable_path_error(exc):  # a link loop or a name too long that no check named
-            return _user_error(command, exc)
-        from simclr.distributed import launched_processes, launched_rank, peer_gone
-        from simclr.launch import report_crash
-
-        if report_crash(traceback.format_exc()):
-            return 1
-        if launched_processes() > 1 and peer_gone(exc):  # torchrun: a consequence, whose
-            # traceback (recorded for its report) would bury the cause printed above it
-            print(f"{command}: process {launched_rank()} of {launched_processes()} stopped: "
-                  "another process of the run ended first (its error is above, or in "
-                  "torchrun's report)", file=sys.stderr)
-            return 1
-        raise
+        return _reader_gone()
+    except Exception as exc:  # a bug, or a peer process gone
+        status = _crash_status(command, exc)
+        if status is None:
+            raise
+        return status
     finally:
-        _command_done()
-        if "simclr.runtime" in sys.modules:  # not this call's arguments after it
-            sys.modules["simclr.runtime"].COMMAND_LINE = None
-        if "simclr.results" in sys.modules:  # an --out made for results that never came
-            results = sys.modules["simclr.results"]
-            if failed:
-                results.remove_empty_created()
-            results.CREATED.clear()
-        if restore_sigterm is not None:
-            restore_sigterm()
-        undo.close()
-        if command_line:  # everything is written and said: a Ctrl-C or SIGTERM in the
-            # interpreter's shutdown (a second long) made a finished command exit 130/143
-            # with a traceback, and a scheduler retry it into "already holds results"
-            _ignore_interruptions()
+        _after_the_command(failed, restore_sigterm, undo, command_line)
+
+
+def _record_command_line(argv: list[str]) -> None:
+    """A call from Python: its arguments are the command line its provenance records."""
+    from simclr import runtime
+
+    runtime.COMMAND_LINE = ["simclr", *argv]
+
+
+def _set_up_logging(given: bool, undo: contextlib.ExitStack) -> None:
+    """Where simclr's log messages go: data.py reports cache builds and skipped images
+    through logging; under torchrun rank 0 speaks for all the processes, the others only
+    warn. A caller from Python (``given``) gets its logging and torch's threads back as
+    they were after the command (through ``undo``)."""
+    from simclr.distributed import launched_rank
+
+    level = logging.INFO if launched_rank() == 0 else logging.WARNING
+    if given:
+        from simclr.runtime import process_settings_restored
+
+        for put_back in _log_for_the_call(level):
+            undo.callback(put_back)
+        undo.enter_context(process_settings_restored())
+    else:
+        logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    """The command's work, its flags' files and folders checked first; its exit status."""
+    _check_before_work(args)
+    with _out_of_memory(args.command):
+        status = int(args.func(args) or 0)
+    sys.stdout.flush()  # (here, where a failure is handled: not in Python's exit)
+    _command_done()  # (here too: a signal landing in main's finally would escape main)
+    return status
+
+
+def _interrupted(command: str, exc: KeyboardInterrupt) -> int:
+    """Say that Ctrl-C or SIGTERM stopped ``command`` (and what continues it, where
+    something does); the exit status a shell gives a process the signal killed."""
+    from simclr.launch import quiet_rank
+
+    terminated = isinstance(exc, Terminated)
+    if not quiet_rank():  # a launch: rank 0 says it for all
+        print(f"{command}: {'stopped by SIGTERM' if terminated else 'interrupted'}"
+              f"{_continue_after(exc, command)}", file=sys.stderr)
+    return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+
+
+def _reader_gone() -> int:
+    """stdout's reader closed it: the exit status of a shell tool stopped by SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)  # Python's flush at exit fails quietly
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
+
+
+def _crash_status(command: str, exc: Exception) -> int | None:
+    """The exit status of an unexpected exception handled here (a path no check named
+    is a user error; under --processes the launcher prints the traceback of the process
+    that failed first; a peer process gone is one line); None: raise it, a bug."""
+    import traceback
+
+    if unusable_path_error(exc):  # a link loop or a name too long that no check named
+        return _user_error(command, exc)
+    from simclr.distributed import launched_processes, launched_rank, peer_gone
+    from simclr.launch import report_crash
+
+    if report_crash(traceback.format_exc()):
+        return 1
+    if launched_processes() > 1 and peer_gone(exc):  # torchrun: a consequence, whose
+        # traceback (recorded for its report) would bury the cause printed above it
+        print(f"{command}: process {launched_rank()} of {launched_processes()} stopped: "
+              "another process of the run ended first (its error is above, or in "
+              "torchrun's report)", file=sys.stderr)
+        return 1
+    return None
+
+
+def _after_the_command(failed: bool, restore_sigterm: Callable[[], Any] | None,
+                       undo: contextlib.ExitStack, command_line: bool) -> None:
+    """What every ending of :func:`main` does: the process as the command found it (for
+    a caller from Python), an --out made for results that never came removed."""
+    _command_done()
+    if "simclr.runtime" in sys.modules:  # not this call's arguments after it
+        sys.modules["simclr.runtime"].COMMAND_LINE = None
+    if "simclr.results" in sys.modules:  # an --out made for results that never came
+        results = sys.modules["simclr.results"]
+        if failed:
+            results.remove_empty_created()
+        results.CREATED.clear()
+    if restore_sigterm is not None:
+        restore_sigterm()
+    undo.close()
+    if command_line:  # everything is written and said: a Ctrl-C or SIGTERM in the
+        # interpreter's shutdown (a second long) made a finished command exit 130/143
+        # with a traceback, and a scheduler retry it into "already holds results"
+        _ignore_interruptions()
 
 
 def _log_for_the_call(level: int) -> list[Callable[[], None]]:
