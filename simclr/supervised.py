@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -373,62 +374,22 @@ def _train_and_test(
     on_step: Callable[[int, StopFlag], None] | None,
 ) -> dict[str, Any]:
     """The training of :func:`_run` (rank 0 writing into ``out``), then the test."""
-    size, batch = cfg.augment.size, cfg.batch_size
+    batch = cfg.batch_size
     if out is not None and resume is None:
         check_new_run(out, held=True)  # another run may have started here since the first check
     plan = plan_schedule(cfg, train.num_images)
     optimizer = build_optimizer(cfg.optim, model, batch)
     scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")
-    step, elapsed = 0, 0.0
     run_id = str((resume or {}).get("run_id") or new_run_id())  # kept when resumed
-    if resume is not None:
-        step, elapsed = restore(resume, model, optimizer, scaler, plan)
-        log(f"resuming {run_dir} from step {step} of {plan.total_steps}", verbose)
-    else:
-        for note in warmup_notes(cfg, plan):
-            log(note, verbose)
-    session = 1  # which start of the run this is: its checkpoints say (see below)
-    if out is not None:
-        # The folders too (config.yaml's `folders`): the file says what the run trained
-        # and tested on, and `simclr supervised --config` reruns it without --train. Its
-        # provenance as a pretraining's: this start's command and versions, and a resumed
-        # run's earlier starts, which the rewritten file would otherwise lose.
-        started = start_record(out, resume is not None)
-        session = session_number(started)
-        save_yaml({**cfg.to_dict(), **({"folders": dict(data)} if data else {}),
-                   "provenance": started}, out / "config.yaml")
-
-    # The running epoch's loss and hits (classify.Checkpointing.keep_tally), saved with
-    # each checkpoint: a run stopped inside an epoch reports that whole epoch when resumed.
-    tally = {"epoch_tally": saved_tally((resume or {}).get("epoch_tally"))}
-
-    def save(step: int, seconds: float, metrics: dict[str, Any], periodic: bool) -> str | None:
-        if out is None:  # another process than rank 0, or no run folder
-            return None
-        blob = classifier_checkpoint("supervised", model, cfg.to_dict(), list(train.classes),
-                                     step, seconds, metrics, optimizer, run_id=run_id)
-        if tally["epoch_tally"] is not None:
-            blob["epoch_tally"] = tally["epoch_tally"]
-        # (a stop's status in last.pt: `simclr info` tells a later start's, killed
-        # before its first checkpoint, by the session)
-        blob.update(scaler=scaler.state_dict(), total_steps=plan.total_steps, session=session,
-                    warmup_steps=plan.warmup_steps, epoch=step // plan.steps_per_epoch,
-                    step_in_epoch=step % plan.steps_per_epoch, num_train=train.num_images,
-                    data=dict(data or {}))
-        name, keep = (periodic_name(step), cfg.keep_checkpoints) if periodic else ("last.pt", None)
-        return str(save_checkpoint(blob, out / CHECKPOINTS, name, keep))
-
+    step, elapsed = _starting_step(cfg, model, optimizer, scaler, plan, run_dir, resume, verbose)
+    session = 1 if out is None else _record_start(out, cfg, data, resume is not None)
+    save = _Saver(out, model, cfg, train, optimizer, scaler, plan, run_id, session, data,
+                  saved_tally((resume or {}).get("epoch_tally")))
     budget = f", time budget {cfg.time_budget:g} s" if cfg.time_budget else ""
     log(f"supervised: {train.num_images} images, {plan.total_steps} steps of batch {batch} "
         f"({plan.steps_per_epoch}/epoch, warm-up {plan.warmup_steps}{budget})", verbose)
     start = time.perf_counter()
-    # Every process checks for a stop request (they agree on the step); rank 0 saves.
-    checkpointing = None if run_dir is None else Checkpointing(
-        lambda s, t: save(s, t, {}, periodic=True), cfg.checkpoint_every, on_step,
-        every_s=60 * cfg.checkpoint_minutes,
-        keep_tally=lambda t: tally.update(epoch_tally=t),
-        # (the checkpoint resumed from; a new run's folder holds none)
-        last=None if out is None or resume is None else latest_checkpoint(out / CHECKPOINTS))
+    checkpointing = _checkpointing(cfg, save, out, run_dir, resume, on_step)
     stats = train_classifier(
         dist.wrap_ddp(model, dev), train, np.arange(train.num_images), cfg.augment,
         total_steps=plan.total_steps, batch_size=batch, optimizer=optimizer,
@@ -436,22 +397,121 @@ def _train_and_test(
         seed=cfg.seed, device=dev, precision=prec, channels_last=cfg.channels_last,
         workers=cfg.data.workers, verbose=verbose, name="supervised",
         refit=budget_refit(cfg, plan, step), start_step=step, elapsed=elapsed, scaler=scaler,
-        checkpointing=checkpointing, tally=tally["epoch_tally"])
+        checkpointing=checkpointing, tally=save.epoch_tally)
     if resume is not None and stats["steps"] == step:  # resumed after the last step
         stats.update({k: resume.get("metrics", {}).get(k) for k in ("train_loss", "train_top1")})
-    results: dict[str, Any] = {
-        "command": "supervised", "num_train": int(train.num_images),
-        "num_classes": num_classes, "batch_size": batch, "total_steps": plan.total_steps,
-        "warmup_steps": plan.warmup_steps, "optimizer": cfg.optim.name, "image_size": size,
-        "precision": prec, "seed": cfg.seed, "processes": dist.world_size(), **stats,
-    }
-    if dist.world_size() > 1:
-        results["rank"] = dist.rank()
+    results = _training_results(cfg, train, num_classes, plan, prec, stats)
     if out is not None:  # before the evaluation, so a kill during it keeps the training
         results["checkpoint"] = save(stats["steps"], stats["train_s"], results, periodic=False)
     if stats["status"] == "preempted" or not dist.is_main():
         return results
     return _evaluate(model, test, results, out, train, cfg, dev, prec, elapsed, start, save)
+
+
+def _starting_step(cfg: Config, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   scaler: torch.amp.GradScaler, plan: Plan, run_dir: str | Path | None,
+                   resume: Mapping[str, Any] | None, verbose: bool) -> tuple[int, float]:
+    """Where the training starts, (step, training seconds): a resumed run's checkpoint
+    restored into it, or a new run's notes on its warm-up."""
+    if resume is not None:
+        step, elapsed = restore(resume, model, optimizer, scaler, plan)
+        log(f"resuming {run_dir} from step {step} of {plan.total_steps}", verbose)
+        return step, elapsed
+    for note in warmup_notes(cfg, plan):
+        log(note, verbose)
+    return 0, 0.0
+
+
+def _record_start(out: Path, cfg: Config, data: Mapping[str, str | None] | None,
+                  resumed: bool) -> int:
+    """Write this start into the run's config.yaml; returns which start of the run it is
+    (its checkpoints say: :class:`_Saver`)."""
+    # The folders too (config.yaml's `folders`): the file says what the run trained
+    # and tested on, and `simclr supervised --config` reruns it without --train. Its
+    # provenance as a pretraining's: this start's command and versions, and a resumed
+    # run's earlier starts, which the rewritten file would otherwise lose.
+    started = start_record(out, resumed)
+    session = session_number(started)
+    save_yaml({**cfg.to_dict(), **({"folders": dict(data)} if data else {}),
+               "provenance": started}, out / "config.yaml")
+    return session
+
+
+@dataclass
+class _Saver:
+    """A supervised run's checkpoints, called as ``save(step, seconds, metrics,
+    periodic)``: each holds what ``--resume`` restores; rank 0 alone writes them, into
+    ``out`` (None: another process, or no run folder; nothing is written)."""
+
+    out: Path | None
+    model: torch.nn.Module
+    cfg: Config
+    train: Any
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    plan: Plan
+    run_id: str  # kept when resumed
+    session: int  # which start of the run this is
+    data: Mapping[str, str | None] | None
+    # The running epoch's loss and hits (classify.Checkpointing.keep_tally), saved with
+    # each checkpoint: a run stopped inside an epoch reports that whole epoch when resumed.
+    epoch_tally: dict[str, float] | None
+
+    def keep_tally(self, tally: dict[str, float]) -> None:
+        """The running epoch's tally, for the next checkpoint."""
+        self.epoch_tally = tally
+
+    def __call__(self, step: int, seconds: float, metrics: dict[str, Any],
+                 periodic: bool) -> str | None:
+        """Save a checkpoint after ``step`` steps (``periodic``: a ``ckpt-<step>.pt``
+        the oldest of which go past ``keep_checkpoints``; else ``last.pt``); its path."""
+        if self.out is None:  # another process than rank 0, or no run folder
+            return None
+        plan = self.plan
+        blob = classifier_checkpoint("supervised", self.model, self.cfg.to_dict(),
+                                     list(self.train.classes), step, seconds, metrics,
+                                     self.optimizer, run_id=self.run_id)
+        if self.epoch_tally is not None:
+            blob["epoch_tally"] = self.epoch_tally
+        # (a stop's status in last.pt: `simclr info` tells a later start's, killed
+        # before its first checkpoint, by the session)
+        blob.update(scaler=self.scaler.state_dict(), total_steps=plan.total_steps,
+                    session=self.session, warmup_steps=plan.warmup_steps,
+                    epoch=step // plan.steps_per_epoch,
+                    step_in_epoch=step % plan.steps_per_epoch,
+                    num_train=self.train.num_images, data=dict(self.data or {}))
+        name, keep = ((periodic_name(step), self.cfg.keep_checkpoints) if periodic
+                      else ("last.pt", None))
+        return str(save_checkpoint(blob, self.out / CHECKPOINTS, name, keep))
+
+
+def _checkpointing(cfg: Config, save: _Saver, out: Path | None, run_dir: str | Path | None,
+                   resume: Mapping[str, Any] | None,
+                   on_step: Callable[[int, StopFlag], None] | None) -> Checkpointing | None:
+    """When the training saves (every ``cfg.checkpoint_every`` steps or
+    ``checkpoint_minutes``, and on a stop request); None without a run folder. Every
+    process checks for a stop request (they agree on the step); rank 0 saves."""
+    return None if run_dir is None else Checkpointing(
+        lambda s, t: save(s, t, {}, periodic=True), cfg.checkpoint_every, on_step,
+        every_s=60 * cfg.checkpoint_minutes, keep_tally=save.keep_tally,
+        # (the checkpoint resumed from; a new run's folder holds none)
+        last=None if out is None or resume is None else latest_checkpoint(out / CHECKPOINTS))
+
+
+def _training_results(cfg: Config, train: Any, num_classes: int, plan: Plan, prec: str,
+                      stats: dict[str, Any]) -> dict[str, Any]:
+    """The results of the training alone (the test adds its own): its settings and
+    ``stats``; under torchrun, which process's they are."""
+    results: dict[str, Any] = {
+        "command": "supervised", "num_train": int(train.num_images),
+        "num_classes": num_classes, "batch_size": cfg.batch_size,
+        "total_steps": plan.total_steps, "warmup_steps": plan.warmup_steps,
+        "optimizer": cfg.optim.name, "image_size": cfg.augment.size, "precision": prec,
+        "seed": cfg.seed, "processes": dist.world_size(), **stats,
+    }
+    if dist.world_size() > 1:
+        results["rank"] = dist.rank()
+    return results
 
 
 def _evaluate(model: torch.nn.Module, test: Any | None, results: dict[str, Any],
