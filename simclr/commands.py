@@ -466,76 +466,24 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
 
 
 def cmd_supervised(args: argparse.Namespace) -> int:
+    """``simclr supervised``: a new run (``--train``, ``--out``) or a saved one continued
+    (``--resume``); ``--print-config`` shows the recipe without reading or writing."""
     from simclr.cli import config_flags
     from simclr.launch import again
-    from simclr.plan import check_batch_fits
-    from simclr.settings import build_config
-    from simclr.supervised import (
-        check_new_run,
-        check_same_data,
-        config_folders,
-        data_specs,
-        finished_result,
-        note_ignored_settings,
-        resume_config,
-        run_supervised,
-    )
+    from simclr.supervised import resume_config, run_supervised
 
     flags = config_flags(args)
     resume = None
     if args.resume:
-        extra = [f"--{n}" for n in ("train", "test", "out", "preset", "config")
-                 if getattr(args, n) is not None]
-        if extra:
-            raise SimCLRError(f"--resume continues the saved run; cannot give {extra[0]}")
-        done = None if args.print_config else finished_result(args.resume)
-        if done is not None:  # nothing to do: its results, as a finished pretraining's
-            if flags:  # (but a changed setting is refused, as for a run still going)
-                resume_config(args.resume, flags, finished=True)
-            if dist.launched_rank() == 0:  # (under --processes: said once)
-                print(finite_json(done))
-                print(f"{args.resume} finished at step {done.get('steps')} already: "
-                      "nothing to do", file=sys.stderr)
+        if _supervised_finished(args, flags):
             return 0
         cfg, resume = resume_config(args.resume, flags, finished=args.print_config)
     else:
-        folders = config_folders(args.config)  # a supervised run's config.yaml names
-        for name in ("train", "test"):  # them: each flag given overrides its own
-            if getattr(args, name) is None:
-                setattr(args, name, folders.get(name))
-        for name in ("train", "out")[:1 if args.print_config else 2]:  # (as pretrain's,
-            if getattr(args, name) is None:  # a recipe shown needs no --out)
-                raise SimCLRError(f"--{name} is required (or --resume RUN_DIR)")
-        out = {} if args.out is None else {"out": args.out}
-        # (--data-root and --download: for --train/--test, not the unused --data)
-        named = any(map(torchvision_dataset, (args.train, args.test)))
-        cfg = build_config(args.preset, args.config, {**flags, **out},
-                           inert_ok=("data.root", "data.download") if named else ())
+        cfg = _new_supervised_config(args, flags)
     if args.print_config:  # check a recipe before a long run: nothing is read or written
-        note_ignored_settings(args.config)  # (said on stderr: the YAML stays valid)
-        from simclr.settings import yaml_text
-
-        data = resume["data"] if resume is not None else data_specs(args.train, args.test)
-        shown = cfg.to_dict()
-        if resume is None and args.out is None:  # no run folder yet: not the default's
-            del shown["out"]
-        print(yaml_text({**shown, "folders": dict(data)}), end="")  # as saved
+        _print_supervised_config(args, cfg, resume)
         return 0
-    if resume is not None:
-        data = resume["data"]
-        listing = list_folder(data["train"], train=True)
-        if listing is not None:  # images gone or classes changed: said before decoding
-            check_same_data(resume, listing, listed=True)
-    else:
-        check_not_inside(cfg.out, {"--train": args.train, "--test": args.test}, "run")
-        check_new_run(cfg.out)
-        note_ignored_settings(args.config)
-        listings = check_labeled_folders(args.train, args.test, ("--train", "--test"),
-                                         train_split=True, max_pixels=cfg.data.max_pixels)
-        listing = listings.train
-        if listing is not None:  # before the folder is decoded (run_supervised checks again)
-            check_batch_fits(cfg.batch_size, len(listing.paths), listing, cfg.data.max_pixels)
-        data = data_specs(args.train, args.test)
+    data = _supervised_data(args, cfg, resume)
     size = cfg.augment.size
     with dist.process_group():  # under torchrun: rank 0 decodes the folders, then the others
         train = dist.main_first(lambda: open_source(data["train"], cfg.data, train=True,
@@ -547,6 +495,86 @@ def cmd_supervised(args: argparse.Namespace) -> int:
         result = run_supervised(cfg, train, test, cfg.out, data=data, resume=resume)
         return report(result, again(f"simclr supervised --resume {shlex.quote(str(cfg.out))}",
                                     args.processes))
+
+
+def _supervised_finished(args: argparse.Namespace, flags: dict[str, Any]) -> bool:
+    """``--resume``'s flags checked; a run that finished already has its results printed
+    (as a finished pretraining's): True, nothing to do."""
+    from simclr.supervised import finished_result, resume_config
+
+    extra = [f"--{n}" for n in ("train", "test", "out", "preset", "config")
+             if getattr(args, n) is not None]
+    if extra:
+        raise SimCLRError(f"--resume continues the saved run; cannot give {extra[0]}")
+    done = None if args.print_config else finished_result(args.resume)
+    if done is None:
+        return False
+    if flags:  # (but a changed setting is refused, as for a run still going)
+        resume_config(args.resume, flags, finished=True)
+    if dist.launched_rank() == 0:  # (under --processes: said once)
+        print(finite_json(done))
+        print(f"{args.resume} finished at step {done.get('steps')} already: "
+              "nothing to do", file=sys.stderr)
+    return True
+
+
+def _new_supervised_config(args: argparse.Namespace, flags: dict[str, Any]) -> Config:
+    """A new run's config: the preset, ``--config`` and the flags; ``--train`` and
+    ``--test`` default to the folders a supervised run's config.yaml names."""
+    from simclr.settings import build_config
+    from simclr.supervised import config_folders
+
+    folders = config_folders(args.config)  # a supervised run's config.yaml names
+    for name in ("train", "test"):  # them: each flag given overrides its own
+        if getattr(args, name) is None:
+            setattr(args, name, folders.get(name))
+    for name in ("train", "out")[:1 if args.print_config else 2]:  # (as pretrain's,
+        if getattr(args, name) is None:  # a recipe shown needs no --out)
+            raise SimCLRError(f"--{name} is required (or --resume RUN_DIR)")
+    out = {} if args.out is None else {"out": args.out}
+    # (--data-root and --download: for --train/--test, not the unused --data)
+    named = any(map(torchvision_dataset, (args.train, args.test)))
+    return build_config(args.preset, args.config, {**flags, **out},
+                        inert_ok=("data.root", "data.download") if named else ())
+
+
+def _print_supervised_config(args: argparse.Namespace, cfg: Config,
+                             resume: dict[str, Any] | None) -> None:
+    """``--print-config``: the run's config.yaml as it would be saved, on stdout."""
+    from simclr.settings import yaml_text
+    from simclr.supervised import data_specs, note_ignored_settings
+
+    note_ignored_settings(args.config)  # (said on stderr: the YAML stays valid)
+    data = resume["data"] if resume is not None else data_specs(args.train, args.test)
+    shown = cfg.to_dict()
+    if resume is None and args.out is None:  # no run folder yet: not the default's
+        del shown["out"]
+    print(yaml_text({**shown, "folders": dict(data)}), end="")  # as saved
+
+
+def _supervised_data(args: argparse.Namespace, cfg: Config,
+                     resume: dict[str, Any] | None) -> dict[str, str | None]:
+    """The ``--train``/``--test`` specs of the run (a resumed one's saved ones), their
+    folders checked before any is decoded: a continued run's images and classes as
+    saved, a new run's folder new and its batch within its images."""
+    from simclr.plan import check_batch_fits
+    from simclr.supervised import check_new_run, check_same_data, data_specs, note_ignored_settings
+
+    if resume is not None:
+        data = resume["data"]
+        listing = list_folder(data["train"], train=True)
+        if listing is not None:  # images gone or classes changed: said before decoding
+            check_same_data(resume, listing, listed=True)
+        return data
+    check_not_inside(cfg.out, {"--train": args.train, "--test": args.test}, "run")
+    check_new_run(cfg.out)
+    note_ignored_settings(args.config)
+    listings = check_labeled_folders(args.train, args.test, ("--train", "--test"),
+                                     train_split=True, max_pixels=cfg.data.max_pixels)
+    listing = listings.train
+    if listing is not None:  # before the folder is decoded (run_supervised checks again)
+        check_batch_fits(cfg.batch_size, len(listing.paths), listing, cfg.data.max_pixels)
+    return data_specs(args.train, args.test)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
