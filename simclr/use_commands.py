@@ -204,16 +204,25 @@ def cmd_cache(args: argparse.Namespace) -> int:
     and those no run used for ``--unused-days``; ``--clear`` removes them all."""
     import time
 
-    from simclr.cache import (
-        build_leftovers,
-        cache_entries,
-        describe_entry,
-        outdated,
-        remove_entry,
-        remove_leftover,
-        superseded,
-    )
+    from simclr.cache import cache_entries, superseded
 
+    unused_days = _check_cache_flags(args)
+    entries = cache_entries(args.cache_dir)
+    replaced = superseded(entries)
+    now = time.time()
+    removed, removable = _list_caches(args, entries, replaced, now, unused_days)
+    freed, would_free = _list_build_leftovers(args)
+    removed, removable = removed + freed, removable + would_free
+    total = sum(e.nbytes for e in entries)
+    print(f"{Path(args.cache_dir).expanduser()}: {len(entries)} caches, "
+          f"{total / 2**20:.1f} MiB" + (f"; {removed / 2**20:.1f} MiB freed" if removed else "")
+          + (f"; --clean would free {removable / 2**20:.1f} MiB" if removable else ""))
+    return 0
+
+
+def _check_cache_flags(args: argparse.Namespace) -> float:
+    """``simclr cache``'s flags and ``--cache-dir`` checked before anything is read or
+    removed; returns the days unused after which --clean removes a cache."""
     if args.clean and args.clear:
         raise SimCLRError("give one of --clean (stale caches) and --clear (every cache)")
     if args.unused_days is not None and not args.clean:
@@ -224,30 +233,43 @@ def cmd_cache(args: argparse.Namespace) -> int:
         raise SimCLRError(f"--cache-dir {args.cache_dir} is a file, not a folder")
     if not folder.exists() and args.cache_dir != CACHE_DIR:  # (the default: no cache yet)
         raise SimCLRError(f"--cache-dir {args.cache_dir}: no such folder")
-    entries = cache_entries(args.cache_dir)
-    replaced = superseded(entries)
-    now = time.time()
+    return unused_days
 
-    def stale(e: Any) -> str | None:
-        if args.clear:
-            return "cleared"
-        if e.orphan:  # (a build renames its .npy into place first: no build is writing it)
-            return "its .npy is gone"
-        if e.root == "?":  # the sidecar comes last: a build may be finishing
-            return "a build that never finished" if now - e.last_used > 3600 else None
-        if not Path(e.root).is_dir():
-            return "its folder is gone"
-        if outdated(e):  # (never read again, nor replaced by a newer one)
-            return "written by an earlier simclr, never read again"
-        if e.npy in replaced:
-            return "replaced by a newer cache of its folder"
-        if now - e.last_used > unused_days * 86400:
-            return f"unused for {(now - e.last_used) / 86400:.0f} days"
-        return None
+
+def _stale(e: Any, args: argparse.Namespace, replaced: set[Path], now: float,
+           unused_days: float) -> str | None:
+    """Why --clean (or --clear) removes the cache ``e``; None: it is kept. ``replaced``:
+    the .npy files a newer cache of their folder replaced (cache.superseded)."""
+    from simclr.cache import outdated
+
+    if args.clear:
+        return "cleared"
+    if e.orphan:  # (a build renames its .npy into place first: no build is writing it)
+        return "its .npy is gone"
+    if e.root == "?":  # the sidecar comes last: a build may be finishing
+        return "a build that never finished" if now - e.last_used > 3600 else None
+    if not Path(e.root).is_dir():
+        return "its folder is gone"
+    if outdated(e):  # (never read again, nor replaced by a newer one)
+        return "written by an earlier simclr, never read again"
+    if e.npy in replaced:
+        return "replaced by a newer cache of its folder"
+    if now - e.last_used > unused_days * 86400:
+        return f"unused for {(now - e.last_used) / 86400:.0f} days"
+    return None
+
+
+def _list_caches(args: argparse.Namespace, entries: list[Any], replaced: set[Path], now: float,
+                 unused_days: float) -> tuple[int, int]:
+    """One line per cache (removing the stale ones under --clean or --clear); returns
+    (bytes removed, bytes --clean would remove)."""
+    import time
+
+    from simclr.cache import describe_entry, remove_entry
 
     removed = removable = 0
     for e in entries:
-        why = stale(e)
+        why = _stale(e, args, replaced, now, unused_days)
         if why is not None and (args.clean or args.clear):
             remove_entry(e)
             removed += e.nbytes
@@ -260,7 +282,16 @@ def cmd_cache(args: argparse.Namespace) -> int:
         print(f"{e.nbytes / 2**20:9.1f} MiB  {e.images:7d} x {e.side:3d} px  "
               f"{describe_entry(e)}  used {day}  {e.root}  {(e.meta if e.orphan else e.npy).name}"
               f"{note}")
-    for path, size in build_leftovers(args.cache_dir):  # a build killed outright left
+    return removed, removable
+
+
+def _list_build_leftovers(args: argparse.Namespace) -> tuple[int, int]:
+    """One line per file a build killed outright left (removed under --clean or
+    --clear); returns (bytes removed, bytes --clean would remove)."""
+    from simclr.cache import build_leftovers, remove_leftover
+
+    removed = removable = 0
+    for path, size in build_leftovers(args.cache_dir):
         if args.clean or args.clear:
             remove_leftover(path)
             removed += size
@@ -268,8 +299,4 @@ def cmd_cache(args: argparse.Namespace) -> int:
             removable += size
         print(f"{size / 2**20:9.1f} MiB  {path.name}  (a killed build's file: "
               f"{'removed' if args.clean or args.clear else '--clean removes it'})")
-    total = sum(e.nbytes for e in entries)
-    print(f"{Path(args.cache_dir).expanduser()}: {len(entries)} caches, "
-          f"{total / 2**20:.1f} MiB" + (f"; {removed / 2**20:.1f} MiB freed" if removed else "")
-          + (f"; --clean would free {removable / 2**20:.1f} MiB" if removable else ""))
-    return 0
+    return removed, removable
