@@ -3,7 +3,7 @@
 Like the linear protocols of Chen et al. 2020 (Sec. 2.3), it is applied to the
 representation h = f(x) (the encoder's pooled output) by default, or to a head layer
 (``simclr knn --layer z``): ``run_knn`` is the ``simclr knn`` command, and the same
-code is the online monitor of pretraining (``train.knn_monitor`` calls
+code is the online monitor of pretraining (``monitor.knn_monitor`` calls
 ``extract_features`` and ``knn_accuracy``). Both keep what their results need of each
 block of scores (:func:`knn_ranked`), never every test image's scores at once.
 

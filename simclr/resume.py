@@ -55,7 +55,7 @@ class RunState:
     # The unreadable files met so far, all sessions (the source's own list, which grows)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     run_id: str = field(default_factory=new_run_id)  # the saved one's, once resumed
-    # The metrics log's open --log-every window (train.Meter.saved: its float32 sums,
+    # The metrics log's open --log-every window (monitor.Meter.saved: its float32 sums,
     # steps, first step and training seconds at its start); None: none saved
     log_window: dict[str, Any] | None = None
     # Which start of the run this session is (session_number): its summary.json says, so

@@ -27,8 +27,8 @@ def check_cell_inputs(cfg: Config, processes: int | None = None,
     cell's ``auto`` values resolve to on this machine. ``read``: the ``--init-from``
     files read by earlier cells (:func:`_check_init_from`), each read once."""
     from simclr.distributed import check_divisible
+    from simclr.monitor import check_knn_folders
     from simclr.runtime import check_gpu_per_process, resolve_device, resolve_precision
-    from simclr.train import check_knn_folders
 
     if processes and processes > 1:
         check_gpu_per_process(cfg.device, processes)

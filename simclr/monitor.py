@@ -1,0 +1,206 @@
+"""What a pretraining run says of itself as it goes, beside its progress (progress.py).
+
+Notes at its start on likely slips (views upsampled from thumbnails, a crop that takes
+the whole picture, small views left with the ImageNet recipe); the metrics log's
+``--log-every`` windows (:class:`Meter`: sums kept on the device, read back once per
+line, and the last window's means in the summary: :data:`FINAL_METRICS`); the guard
+that stops a run at its first non-finite loss, or counts the steps ``--nan-policy skip``
+left out (:func:`check_finite`, :func:`count_skipped`); and the online kNN monitor
+(:func:`knn_monitor`, rank 0 alone), whose folders are checked before the first step.
+The loop that calls these is train.py's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from simclr import distributed as dist
+from simclr.checkpoint import what_is_kept
+from simclr.config import MIN_SIZE, Config
+from simclr.data import ImageSource, open_source
+from simclr.errors import DivergedError
+from simclr.features import check_labeled_folders
+from simclr.memory import allocation_failure_is
+from simclr.resume import RunState, unwrap
+from simclr.rundir import MetricsLog
+
+
+def log_line(message: str) -> None:
+    """A line for the person running it, printed by rank 0 alone (the others' would
+    repeat it once per process)."""
+    if dist.is_main():
+        print(message, flush=True)
+
+
+def upsampling_notes(cfg: Config, source: ImageSource) -> list[str]:
+    """A note when the views are much larger than the (cached, small) pictures: likely
+    the ImageNet default of 224 px applied to a folder of thumbnails."""
+    side = max(source.image_hw)
+    if not source.cached or cfg.augment.size < 2 * side:
+        return []
+    return [f"note: {cfg.augment.size}-px views are drawn from pictures of {side} px "
+            f"(each view upsampled {cfg.augment.size / side:.1f}x); for small images "
+            f"--image-size {max(side, MIN_SIZE)} is likelier what you want"]
+
+
+def window_notes(cfg: Config, source: ImageSource) -> list[str]:
+    """A note when --no-crop-resize's window (the view's side, taken from the stored
+    picture without resizing) is the whole picture, so that the crop does nothing: CIFAR
+    at --image-size 32, whose 32-px pictures are stored as they are."""
+    a = cfg.augment
+    if not a.crop or a.crop_resize or min(source.image_hw) != a.size or not source.cached:
+        return []
+    if (source.aspect_of(np.arange(source.num_images)) != 1).any():
+        return []  # squares standing for wider pictures: windows of those move
+    return [f"note: --no-crop-resize takes {a.size}-px windows of pictures stored at "
+            f"{a.size} px: each is the whole picture, so the crop does nothing; a smaller "
+            "--image-size, or a larger --load-size, leaves it room"]
+
+
+def recipe_notes(cfg: Config) -> list[str]:
+    """A note when small views keep the ImageNet recipe's augmentation and loss (the
+    defaults): the official CIFAR-10 recipe (App. B.9) turns blur off and halves the
+    colour strength, a known trap for runs on small images without a preset."""
+    a = cfg.augment
+    if a.size > 32 or not a.blur or a.color_strength != 1.0 or cfg.loss.temperature != 0.1:
+        return []
+    return [f"note: {a.size}-px views with the ImageNet recipe's blur, colour strength 1 "
+            "and tau 0.1; for small images the official CIFAR-10 recipe is --preset "
+            "cifar10 (no blur, strength 0.5, tau 0.5), on a CPU --preset cifar10-cpu"]
+
+
+# What a run's summary.json keeps of its last metrics line.
+FINAL_METRICS = ("loss", "pos_top1", "contrast_entropy", "contrast_acc")
+
+
+class Meter:
+    """A step's metrics (the loss, positive top-1, Table 5's contrast entropy and
+    accuracy) summed on the device over a ``--log-every`` window, read back once per log
+    line. A ``.item()`` per step would stall the GPU queue: the meter adds none (fp16's
+    GradScaler reads its inf check once a step, and ``--nan-policy skip`` its finite
+    check: their own). Each step's metrics are already means over the processes
+    (:func:`simclr.train.train_step`), so every process holds the run's sums, and rank
+    0's checkpoint can carry a window that a stop or a kill cut (:meth:`saved`): the
+    resumed run continues it, and logs what an uninterrupted run would have.
+    """
+
+    def __init__(self, step: int, elapsed: float, saved: dict[str, Any] | None = None,
+                 device: torch.device | None = None) -> None:
+        """A window from ``step``, at ``elapsed`` training seconds; or the one ``saved``
+        (:meth:`saved`, from a checkpoint) continued, its sums put on ``device``."""
+        self.sums: dict[str, torch.Tensor] = {}
+        self.steps, self.first_step, self.start = 0, step, elapsed
+        self.untimed = 0  # steps of the window whose seconds are not counted (compiling)
+        if saved is not None and saved["steps"] > 0:
+            self.sums = {name: torch.tensor(value, dtype=torch.float32, device=device)
+                         for name, value in saved["sums"].items()}
+            self.steps, self.first_step = saved["steps"], saved["first_step"]
+            self.start = saved["elapsed"]
+            self.untimed = saved.get("untimed", 0)  # (checkpoints before 2026-12-05: none)
+
+    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+        for name, value in metrics.items():  # (the same names every step of a run)
+            value = value.detach().float()
+            self.sums[name] = self.sums[name] + value if name in self.sums else value
+        self.steps += 1
+
+    def untimed_step(self) -> None:
+        """The step just added took no training seconds (it compiled: they were taken
+        off ``elapsed``): its views are left out of the window's views/s too."""
+        self.untimed += 1
+
+    def record(self, step: int, views_per_step: int, elapsed: float) -> dict[str, float]:
+        """The window's means and views/s (over its training seconds, of every session
+        it spans; NaN, logged as null, for a window of a compiling step alone), and how
+        many steps it averaged (``window_steps``: --log-every's, but fewer at the run's
+        end, and more where a resume with a smaller --log-every carried on a window
+        opened under a larger one); then a new window starts."""
+        sums = torch.stack(list(self.sums.values())).tolist()
+        out = {name: total / self.steps for name, total in zip(self.sums, sums, strict=True)}
+        timed = step - self.first_step - self.untimed
+        out["views_per_s"] = (views_per_step * timed / max(elapsed - self.start, 1e-9)
+                              if timed > 0 else float("nan"))
+        out["window_steps"] = self.steps  # (a count on the host: no sync)
+        self.sums = {}
+        self.steps, self.start, self.first_step, self.untimed = 0, elapsed, step, 0
+        return out
+
+    def saved(self) -> dict[str, Any]:
+        """The open window as plain numbers, for a checkpoint (the float32 sums exactly)."""
+        sums = torch.stack(list(self.sums.values())).tolist() if self.sums else []
+        return {"sums": dict(zip(self.sums, sums, strict=True)), "steps": self.steps,
+                "first_step": self.first_step, "elapsed": self.start, "untimed": self.untimed}
+
+
+def count_skipped(cfg: Config, state: RunState, last_good: Path | None) -> None:
+    """Count a step ``nan_policy='skip'`` skipped; too many mean the run has diverged."""
+    state.bad_steps += 1
+    if state.bad_steps > cfg.max_bad_steps:
+        raise DivergedError(f"more than {cfg.max_bad_steps} non-finite losses; stopping "
+                            f"(last good checkpoint: {last_good or 'none yet'})",
+                            state.step + 1)
+
+
+def check_finite(first_bad: torch.Tensor, last_good: Path | None, cfg: Config,
+                 precision: str) -> None:
+    """Stop at the first non-finite loss, before anything bad reaches a checkpoint
+    (``precision``: the run's, fp32 or a mixed one, which may be the cause)."""
+    bad_step = int(first_bad.item())
+    if bad_step >= 0 and cfg.nan_policy == "stop":
+        kept = what_is_kept(last_good)
+        fp32 = "" if precision == "fp32" else "use --precision fp32, "
+        raise DivergedError(
+            f"the loss became non-finite (NaN/inf) at step {bad_step + 1}; stopping: {kept}. "
+            f"Lower --lr, {fp32}or pass --nan-policy skip", bad_step + 1
+        )
+
+
+def check_knn_folders(cfg: Config) -> None:
+    """The kNN monitor's folders are first read after an epoch: check them before (that
+    some image of each decodes too, which a run would meet only then)."""
+    check_labeled_folders(cfg.knn_train, cfg.knn_test, ("--knn-train", "--knn-test"),
+                          train_split=True, max_pixels=cfg.data.max_pixels)
+
+
+def knn_out_of_memory(step: int, last_good: Path | None,
+                      ) -> contextlib.AbstractContextManager[None]:
+    """The kNN monitor after ``step`` running out of memory: one line, as a step's
+    (:func:`simclr.memory.out_of_memory_is_an_error`), naming the checkpoint that
+    survives. Nothing is saved then (writing one needs memory too)."""
+    return allocation_failure_is(
+        lambda failed: f"kNN monitor: out of memory at step {step} ({failed}): "
+                       f"{what_is_kept(last_good)}; free memory and --resume, or start a new "
+                       "run with fewer --knn-train or --knn-test images")
+
+
+def knn_monitor(
+    cfg: Config, model: torch.nn.Module, device: torch.device, precision: str, step: int,
+    log: MetricsLog,
+) -> float:
+    """Online weighted-kNN top-1 on h (same code as `simclr knn`), measured by rank 0
+    alone: the encoder runs in eval mode, so no collective is involved."""
+    from simclr.features import extract_features
+    from simclr.knn import knn_accuracy
+
+    encoder, side = unwrap(model).encoder, cfg.augment.evaluation_size()
+
+    def open_split(folder: str, train: bool) -> ImageSource:
+        return open_source(folder, cfg.data, train=train, image_size=side, evaluation=True)
+
+    memory, queries = open_split(cfg.knn_train, True), open_split(cfg.knn_test, False)
+    # (in the training's memory format: NCHW images met channels_last weights, converted
+    # at every layer)
+    train_x, train_y = extract_features(encoder, memory, side, 512, device, precision,
+                                        channels_last=cfg.channels_last)
+    test_x, test_y = extract_features(encoder, queries, side, 512, device, precision,
+                                      channels_last=cfg.channels_last)
+    top1 = knn_accuracy(train_x, train_y, test_x, test_y, k=cfg.knn_k,
+                        temperature=cfg.knn_temperature, device=device)
+    log.write({"step": step, "knn_top1": top1})
+    log_line(f"step {step}: kNN top-1 {100 * top1:.2f}%")
+    return top1

@@ -1,0 +1,140 @@
+"""The run's own monitoring: the metrics log's windows, the notes at a run's start and
+the online kNN monitor (the loop that calls them: test_train.py)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from simclr import monitor
+from simclr.errors import SimCLRError
+from simclr.settings import build_config
+from tests.image_files import rgb, save_image
+from tests.test_train import run
+
+
+def test_a_log_line_holds_the_means_of_its_window():
+    """With --log-every 3 the logged loss is the mean of the window's three steps (every
+    other test logs each step, where a sum and a mean agree)."""
+    meter = monitor.Meter(0, 0.0)
+    for value in (1.0, 2.0, 6.0):
+        meter.add({"loss": torch.tensor(value)})
+    assert meter.record(3, 16, 2.0) == {"loss": pytest.approx(3.0), "views_per_s": 24.0,
+                                        "window_steps": 3}
+
+
+def test_a_saved_window_goes_on_as_if_never_cut():
+    """A window saved after two of its steps (at 4 s) and continued by a resumed run
+    (its sums float32 as they were) logs the uninterrupted window's means and views/s
+    over its training seconds (not those since the resumed start)."""
+    values = [0.1, 0.7, 1e-3]
+    whole, cut = monitor.Meter(5, 1.0), monitor.Meter(5, 1.0)
+    for value in values:
+        whole.add({"loss": torch.tensor(value)})
+    for value in values[:2]:
+        cut.add({"loss": torch.tensor(value)})
+    saved = copy.deepcopy(cut.saved())
+    assert saved == {"sums": {"loss": pytest.approx(0.8)}, "steps": 2, "first_step": 5,
+                     "elapsed": 1.0, "untimed": 0}
+    resumed = monitor.Meter(7, 4.0, saved, torch.device("cpu"))
+    resumed.add({"loss": torch.tensor(values[2])})
+    assert resumed.record(8, 16, 7.0) == whole.record(8, 16, 7.0)
+    assert monitor.Meter(7, 4.0, {**saved, "steps": 0}).first_step == 7  # (nothing open)
+    # a compiling step's views stay out of the window's views/s across the cut too
+    whole, cut = monitor.Meter(5, 1.0), monitor.Meter(5, 1.0)
+    for meter in (whole, cut):
+        meter.add({"loss": torch.tensor(1.0)})
+        meter.untimed_step()
+        meter.add({"loss": torch.tensor(1.0)})
+    resumed = monitor.Meter(7, 4.0, copy.deepcopy(cut.saved()), torch.device("cpu"))
+    whole.add({"loss": torch.tensor(1.0)})
+    resumed.add({"loss": torch.tensor(1.0)})
+    assert resumed.record(8, 16, 7.0) == whole.record(8, 16, 7.0)
+
+
+def test_views_much_larger_than_small_pictures_are_noted(tmp_path, image_folder, cache_dir,
+                                                          capsys):
+    """The ImageNet default of 224-px views on a folder of thumbnails is a likely slip:
+    said (views 4x the 16-px pictures), not at 1x."""
+    run(tmp_path, image_folder, cache_dir, "big", epochs=1, **{"augment.size": 64})
+    assert ("note: 64-px views are drawn from pictures of 16 px (each view upsampled 4.0x); "
+            "for small images --image-size 16") in capsys.readouterr().out
+    run(tmp_path, image_folder, cache_dir, "same", epochs=1)
+    assert "upsampled" not in capsys.readouterr().out
+
+
+def test_a_crop_without_resize_of_the_whole_picture_is_noted(tmp_path, image_folder,
+                                                             cache_dir, capsys):
+    """--no-crop-resize at the pictures' own side (16 px stored as they are) takes the
+    whole picture each time: said; with room to move (8-px windows), not."""
+    run(tmp_path, image_folder, cache_dir, "whole", epochs=1, **{"augment.crop_resize": False})
+    assert ("note: --no-crop-resize takes 16-px windows of pictures stored at 16 px: each "
+            "is the whole picture") in capsys.readouterr().out
+    run(tmp_path, image_folder, cache_dir, "room", epochs=1,
+        **{"augment.crop_resize": False, "augment.size": 8})
+    assert "--no-crop-resize takes" not in capsys.readouterr().out
+    wide = tmp_path / "wide"  # 16-px squares standing for 16x24 pictures: windows move
+    for i in range(24):
+        save_image(wide / f"class_{i % 2}" / f"{i}.png", rgb(16, 24, seed=i))
+    run(tmp_path, wide, cache_dir, "wide_run", epochs=1, **{"augment.crop_resize": False})
+    assert "--no-crop-resize takes" not in capsys.readouterr().out
+
+
+def test_small_views_with_the_imagenet_recipe_are_noted(tmp_path, image_folder, cache_dir,
+                                                        capsys):
+    """Small views left with the defaults' blur, colour strength 1 and tau 0.1 (a known
+    trap: the CIFAR recipe differs) get a note naming the CIFAR presets; the presets
+    and any of those set otherwise get none."""
+    imagenet = {"augment.blur": True, "augment.color_strength": 1.0, "loss.temperature": 0.1}
+    run(tmp_path, image_folder, cache_dir, "trap", epochs=1, **imagenet)
+    assert ("note: 16-px views with the ImageNet recipe's blur, colour strength 1 and tau "
+            "0.1; for small images the official CIFAR-10 recipe is --preset cifar10") \
+        in capsys.readouterr().out
+    for preset in ("cifar10", "cifar10-cpu", "digits"):
+        assert monitor.recipe_notes(build_config(preset)) == []
+    assert monitor.recipe_notes(build_config(flags={"augment.size": 32})) != []
+    assert monitor.recipe_notes(build_config(flags={"augment.size": 48})) == []
+    assert monitor.recipe_notes(build_config(flags={"augment.size": 32,
+                                                    "augment.blur": False})) == []
+
+
+def test_the_knn_monitor_running_out_of_memory_names_the_checkpoint(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    import simclr.features
+
+    def extract(*args, **kwargs):
+        raise MemoryError("Unable to allocate 2.00 GiB for an array with shape (512, 1048576)")
+
+    monkeypatch.setattr(simclr.features, "extract_features", extract)
+    with pytest.raises(SimCLRError) as info:  # (monitored every 3 steps, saved every 2)
+        run(tmp_path, image_folder, cache_dir, "run", knn_train=str(image_folder),
+            knn_test=str(image_folder), checkpoint_every=2)
+    message = str(info.value)
+    assert "\n" not in message, message
+    assert message.startswith("kNN monitor: out of memory at step 3 (allocating 2.00 GiB "
+                              "failed): the last checkpoint "), message
+    assert "ckpt-00000002.pt is untouched; free memory and --resume" in message
+    assert not (tmp_path / "run/checkpoints/ckpt-00000003.pt").exists()  # nothing saved after
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_the_knn_monitor_feeds_images_in_the_trainings_memory_format(
+        tmp_path, image_folder, cache_dir, monkeypatch, channels_last):
+    """NCHW images met the channels_last weights of the model it measures: a conversion
+    at every layer of every monitor pass."""
+    from simclr import features
+
+    formats = []
+    real = features.extract_features
+
+    def recorded(*args, **kwargs):
+        formats.append(kwargs.get("channels_last", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(features, "extract_features", recorded)
+    run(tmp_path, image_folder, cache_dir, "knn", knn_train=str(image_folder),
+        knn_test=str(image_folder), knn_every=1.0, checkpoint_every=0,
+        channels_last=channels_last)
+    assert formats == [channels_last] * 4  # memory and queries, at steps 3 and 6
