@@ -388,13 +388,40 @@ def train_step(
     return metrics, finite, skipped
 
 
+@dataclasses.dataclass
+class SessionClock:
+    """This session's seconds, added to the earlier sessions' (``elapsed_before``): wall
+    time since ``start``, and of it the training seconds that a --time-budget and views/s
+    count. Under --compile the session's first step compiles (torch.compile, anew each
+    session: a minute on a CPU): its seconds are not training time."""
+
+    start: float  # (time.perf_counter()'s)
+    elapsed_before: float
+    compiling: bool  # (the coming step compiles)
+
+    def step_ended(self, state: RunState, meter: Meter, step_start: float) -> float:
+        """The step begun at ``step_start`` ended: ``state``'s elapsed (and compile)
+        seconds brought up to now; returns the run's training seconds, all sessions."""
+        now = time.perf_counter()
+        state.elapsed = self.elapsed_before + now - self.start
+        if self.compiling:  # (the step's own compute is counted as compiling too: a
+            # step's worth of seconds given to the budget, once a session)
+            state.compile_s += now - step_start
+            meter.untimed_step()  # (its views are left out of the window's views/s)
+            self.compiling = False
+        return state.elapsed - state.compile_s
+
+
 def train_loop(
     cfg: Config, source: ImageSource, forward: torch.nn.Module, model: torch.nn.Module,
     optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, augment: TwoViewAugment,
     plan: Plan, state: RunState, device: torch.device, precision: str, run_dir: Path,
     log: MetricsLog, stop: StopFlag, on_step: Callable[[int, StopFlag], None] | None,
 ) -> dict[str, Any]:
-    """The loop proper: data -> two views -> h, z -> NT-Xent -> LARS step, per step."""
+    """The loop proper: data -> two views -> h, z -> NT-Xent -> LARS step, per step;
+    at their intervals a metrics line (:func:`window_record`), a checkpoint
+    (:func:`periodic_checkpoint`) and the kNN monitor (:func:`knn_within_run`); at the
+    end the last checkpoint and summary.json (:func:`run_summary`)."""
     world = dist.world_size()
     per_rank = cfg.batch_size // world
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -403,11 +430,8 @@ def train_loop(
     meter = Meter(state.step, state.elapsed - state.compile_s, state.log_window, device)
     # The first non-finite step, kept on the device and checked at log and save points.
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
-    segment_start, elapsed_before = time.perf_counter(), state.elapsed
+    clock = SessionClock(time.perf_counter(), state.elapsed, compiling=cfg.compile)
     trained_before = state.elapsed - state.compile_s
-    # This session's first step compiles (torch.compile, anew each session: a minute on
-    # a CPU): its seconds are not training time, which the budget and views/s count.
-    compiling = cfg.compile
     saves = SaveSchedule(cfg.checkpoint_every,
                          60 * cfg.checkpoint_minutes if dist.is_main() else 0.0)
     next_refit = state.step + FIRST_REFIT
@@ -419,7 +443,7 @@ def train_loop(
     vote = dist.StopVote(device, state.step)
     model.train()
 
-    def checkpoint(periodic: bool) -> Path | None:
+    def checkpoint(periodic: bool = True) -> Path | None:
         state.log_window = meter.saved()  # (the open window: a resumed run continues it)
         return save(cfg, model, optimizer, scaler, state, plan, run_dir, periodic)
 
@@ -450,14 +474,7 @@ def train_loop(
             first_bad = torch.where(~finite & (first_bad < 0), state.step, first_bad)
             meter.add(metrics)
             state.step += 1
-            now = time.perf_counter()
-            state.elapsed = elapsed_before + now - segment_start
-            if compiling:  # (the step's own compute is counted as compiling too: a
-                # step's worth of seconds given to the budget, once a session)
-                state.compile_s += now - step_start
-                meter.untimed_step()
-                compiling = False
-            trained = state.elapsed - state.compile_s  # training seconds, all sessions
+            trained = clock.step_ended(state, meter, step_start)  # (all sessions')
             progress.step()
             if on_step is not None:
                 on_step(state.step, stop)
@@ -472,14 +489,9 @@ def train_loop(
             # checkpoint carries an open window on (the log reads as one run).
             if state.step % cfg.log_every == 0 or last:
                 check_finite(first_bad, last_good, cfg, precision)
-                record = {"step": state.step, "epoch": state.step / plan.steps_per_epoch,
-                          **meter.record(state.step, 2 * cfg.batch_size, trained),
-                          "lr": optimizer.param_groups[0]["lr"], "elapsed": state.elapsed,
-                          **({"compile_s": state.compile_s} if cfg.compile else {}),
-                          "total_steps": plan.total_steps}
-                log.write(record)
-                logged = record
-                progress.record(record, trained - trained_before, last)
+                logged = window_record(cfg, plan, state, meter, optimizer, trained)
+                log.write(logged)
+                progress.record(logged, trained - trained_before, last)
             note_first_step(plan, state.step, trained)
             if cfg.time_budget is not None and state.step >= next_refit and not last:
                 next_refit = refit_to_budget(plan, cfg, state.step, trained)
@@ -490,41 +502,24 @@ def train_loop(
                     reason = "preempted"  # so, and its signal, and nothing more is done)
                     break
             # Rank 0 alone saves; the clock is its own (a rule of SaveSchedule).
-            rule = saves.due(state.step, last)
-            if rule == "steps":
-                check_finite(first_bad, last_good, cfg, precision)
-                last_good = checkpoint(periodic=True)
-            elif rule == "clock" and int(first_bad.item()) < 0:  # never a diverged model
-                last_good = checkpoint(periodic=True)
+            last_good = periodic_checkpoint(saves.due(state.step, last), first_bad, last_good,
+                                            cfg, precision, checkpoint)
             if cfg.knn_train and state.step % knn_every_steps == 0 and dist.is_main() \
                     and not signal_name:
                 # Rank 0 alone: the others wait for it in the next step's collectives, as
                 # they would have while each measured the same number.
-                with knn_out_of_memory(state.step, last_good):
-                    try:
-                        monitored = (state.step, knn_monitor(cfg, model, device, precision,
-                                                             state.step, log))
-                    except SimCLRError as exc:  # its folder's images, first read now: keep
-                        kept = int(first_bad.item()) < 0 and checkpoint(periodic=True)  # steps
-                        raise SimCLRError(f"kNN monitor: {exc}" + (
-                            f" (the run is saved at step {state.step}: `{continue_run(run_dir)}`"
-                            " continues it once the folder is mended)" if kept else "")) from None
+                monitored = (state.step, knn_within_run(cfg, model, device, precision,
+                                                        state.step, log, first_bad, last_good,
+                                                        checkpoint, run_dir))
             if last:
                 break
         progress.close()
         check_finite(first_bad, last_good, cfg, precision)
         share_skipped(source)  # (those met since the epoch's start: in the summary too)
         last_good = checkpoint(periodic=False)
-        summary = run_summary(source, plan, state, reason, stop.requested, last_good)
-        if cfg.compile:  # (elapsed_s is wall time: compiling within it)
-            summary["compile_s"] = state.compile_s
-        if plan.deadline is not None and reason == "finished" and \
-                state.step <= plan.warmup_steps:  # a budget of seconds: said, not "finished"
-            log_line(f"note: the --time-budget ended within the warm-up (step {state.step} of "
-                     f"its {plan.warmup_steps}): the learning rate never reached its peak, the "
-                     "encoder is barely trained; give a longer budget")
-        # The last logged window's means (a sweep's table shows them: Table 5's columns).
-        summary.update({k: logged[k] for k in FINAL_METRICS if k in logged})
+        summary = run_summary(cfg, source, plan, state, reason, stop.requested, last_good,
+                              logged)
+        note_budget_within_warmup(plan, state.step, reason)
         if cfg.knn_train and reason == "finished" and not stop.requested and dist.is_main():
             # the final model's, unless the monitor just measured it; never after a stop
             # request (a kill may follow)
@@ -596,14 +591,15 @@ def share_skipped(source: ImageSource) -> None:
 
 
 def run_summary(
-    source: ImageSource, plan: Plan, state: RunState, reason: str, signal: str | None,
-    checkpoint: Path | None,
+    cfg: Config, source: ImageSource, plan: Plan, state: RunState, reason: str,
+    signal: str | None, checkpoint: Path | None, logged: dict[str, Any],
 ) -> dict[str, Any]:
     """What summary.json says of a session that ended (``reason``: 'finished' or
     'preempted', by ``signal``), with ``checkpoint`` its last, and which start of the
     run the session was (``session``: a later start killed before its own summary leaves
-    this one, which `simclr info` then reads as an earlier session's)."""
-    return {
+    this one, which `simclr info` then reads as an earlier session's); with the means of
+    ``logged``, the last metrics line (the kNN monitor's final top-1 is added after)."""
+    summary = {
         "status": reason, "signal": signal, "steps": state.step,
         "epochs": state.step / plan.steps_per_epoch, "elapsed_s": state.elapsed,
         "checkpoint": str(checkpoint), "num_images": source.readable_images,
@@ -611,3 +607,68 @@ def run_summary(
         "bad_steps": state.bad_steps,  # (--nan-policy skip: non-finite losses, not applied)
         "session": state.session,
     }
+    if cfg.compile:  # (elapsed_s is wall time: compiling within it)
+        summary["compile_s"] = state.compile_s
+    # The last logged window's means (a sweep's table shows them: Table 5's columns).
+    summary.update({k: logged[k] for k in FINAL_METRICS if k in logged})
+    return summary
+
+
+def note_budget_within_warmup(plan: Plan, step: int, reason: str) -> None:
+    """Say so when a --time-budget ended the run (at ``step``, ``reason`` 'finished')
+    within its warm-up: a budget of seconds, said, not only "finished"."""
+    if plan.deadline is not None and reason == "finished" and step <= plan.warmup_steps:
+        log_line(f"note: the --time-budget ended within the warm-up (step {step} of "
+                 f"its {plan.warmup_steps}): the learning rate never reached its peak, the "
+                 "encoder is barely trained; give a longer budget")
+
+
+def window_record(
+    cfg: Config, plan: Plan, state: RunState, meter: Meter, optimizer: torch.optim.Optimizer,
+    trained: float,
+) -> dict[str, Any]:
+    """The metrics line that closes a --log-every window at ``state.step``: the window's
+    means (read back from the device now, the step's one host sync of a log line) and
+    views/s over ``trained`` seconds, the lr, the wall-clock time (and, under --compile,
+    the seconds spent compiling) and the plan's length as it stands."""
+    return {"step": state.step, "epoch": state.step / plan.steps_per_epoch,
+            **meter.record(state.step, 2 * cfg.batch_size, trained),
+            "lr": optimizer.param_groups[0]["lr"], "elapsed": state.elapsed,
+            **({"compile_s": state.compile_s} if cfg.compile else {}),
+            "total_steps": plan.total_steps}
+
+
+def periodic_checkpoint(
+    rule: str | None, first_bad: torch.Tensor, last_good: Path | None, cfg: Config,
+    precision: str, save_periodic: Callable[[], Path | None],
+) -> Path | None:
+    """The periodic save (``save_periodic``) a rule of :class:`SaveSchedule` calls for
+    (None: none), and the last good checkpoint after it. Every --checkpoint-every steps
+    the run first stops if a loss was non-finite (:func:`check_finite`: never a diverged
+    model saved); a save by the clock (rank 0's alone) is left out instead, as the
+    others go on."""
+    if rule == "steps":
+        check_finite(first_bad, last_good, cfg, precision)
+        return save_periodic()
+    if rule == "clock" and int(first_bad.item()) < 0:  # never a diverged model
+        return save_periodic()
+    return last_good
+
+
+def knn_within_run(
+    cfg: Config, model: torch.nn.Module, device: torch.device, precision: str, step: int,
+    log: MetricsLog, first_bad: torch.Tensor, last_good: Path | None,
+    save_periodic: Callable[[], Path | None], run_dir: Path,
+) -> float:
+    """The kNN monitor after ``step`` (rank 0 alone), as the run goes: out of memory, one
+    line naming ``last_good``; its folders' images, first read now, failing: the steps
+    are saved first (``save_periodic``, unless a loss was non-finite) and the message
+    says how to go on."""
+    with knn_out_of_memory(step, last_good):
+        try:
+            return knn_monitor(cfg, model, device, precision, step, log)
+        except SimCLRError as exc:  # its folder's images, first read now: keep the steps
+            kept = int(first_bad.item()) < 0 and save_periodic()
+            raise SimCLRError(f"kNN monitor: {exc}" + (
+                f" (the run is saved at step {step}: `{continue_run(run_dir)}`"
+                " continues it once the folder is mended)" if kept else "")) from None
