@@ -125,6 +125,11 @@ class NoReadableImageError(SimCLRError):
     DataLoader worker: the type comes back, the list of files does not)."""
 
 
+class NonFiniteOutputs(SimCLRError):
+    """A network's outputs on the evaluated images hold NaN or inf: within a pretraining
+    (its kNN monitor), the run diverged; of a saved checkpoint, it is damaged or diverged."""
+
+
 class DivergedError(SimCLRError):
     """Training stopped on a non-finite loss: an outcome of the settings, not a crash
     (a sweep records it for its cell and goes on). ``step``: where it happened."""

@@ -29,7 +29,7 @@ from simclr.data import (
     unreadable_classes,
 )
 from simclr.decode import DEFAULT_MAX_PIXELS
-from simclr.errors import SimCLRError, check_counts
+from simclr.errors import NonFiniteOutputs, SimCLRError, check_counts
 from simclr.folders import ImageList, check_folder, list_folder
 from simclr.progress import Progress
 from simclr.runtime import (
@@ -385,6 +385,6 @@ def indexed_features(
     idx_all = torch.cat(seen).numpy()
     out = torch.cat(feats)
     if not torch.isfinite(out).all():  # any accuracy on them would look plausible and mean nothing
-        raise SimCLRError(f"{source_name(source)}: the encoder's outputs are not finite "
-                          "(NaN or inf weights: a diverged or damaged checkpoint?)")
+        raise NonFiniteOutputs(f"{source_name(source)}: the encoder's outputs are not finite "
+                               "(a diverged or damaged checkpoint?)")
     return out.numpy().astype(np.float32, copy=False), labels_all[idx_all], idx_all

@@ -23,10 +23,16 @@ import torch
 
 from simclr import distributed as dist
 from simclr.augment import TwoViewAugment
-from simclr.checkpoint import latest_checkpoint
+from simclr.checkpoint import latest_checkpoint, what_is_kept
 from simclr.config import Config
 from simclr.data import ImageSource, decode_device, open_source
-from simclr.errors import DivergedError, NoReadableImageError, SimCLRError, user_message
+from simclr.errors import (
+    DivergedError,
+    NonFiniteOutputs,
+    NoReadableImageError,
+    SimCLRError,
+    user_message,
+)
 from simclr.files import read_json, write_json
 from simclr.folders import ImageList, list_folder
 from simclr.launch import continue_run
@@ -524,8 +530,11 @@ def train_loop(
             # the final model's, unless the monitor just measured it; never after a stop
             # request (a kill may follow)
             with knn_out_of_memory(state.step, last_good):
-                summary["knn_top1"] = monitored[1] if monitored[0] == state.step else \
-                    knn_monitor(cfg, model, device, precision, state.step, log)
+                try:
+                    summary["knn_top1"] = monitored[1] if monitored[0] == state.step else \
+                        knn_monitor(cfg, model, device, precision, state.step, log)
+                except NonFiniteOutputs:
+                    raise outputs_diverged(state.step, last_good, precision) from None
         if dist.is_main():
             write_json(run_dir / "summary.json", summary)
     finally:
@@ -667,8 +676,20 @@ def knn_within_run(
     with knn_out_of_memory(step, last_good):
         try:
             return knn_monitor(cfg, model, device, precision, step, log)
+        except NonFiniteOutputs:  # the encoder, not the folder: nothing saved, no resume
+            raise outputs_diverged(step, last_good, precision) from None
         except SimCLRError as exc:  # its folder's images, first read now: keep the steps
             kept = int(first_bad.item()) < 0 and save_periodic()
             raise SimCLRError(f"kNN monitor: {exc}" + (
                 f" (the run is saved at step {step}: `{continue_run(run_dir)}`"
                 " continues it once the folder is mended)" if kept else "")) from None
+
+
+def outputs_diverged(step: int, last_good: Path | None, precision: str) -> DivergedError:
+    """The kNN monitor met non-finite features after ``step``: the run diverged (its
+    loss may still be finite: bf16 activations overflow first), not its folder."""
+    fp32 = "" if precision == "fp32" else "use --precision fp32, "
+    return DivergedError(
+        f"kNN monitor at step {step}: the encoder's outputs on the kNN images are not "
+        f"finite (NaN/inf): the run diverged; stopping: {what_is_kept(last_good)}. "
+        f"Lower --lr, {fp32}or check --optimizer's settings", step)

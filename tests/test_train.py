@@ -18,6 +18,7 @@ import torch
 from simclr import load_encoder, nt_xent, train
 from simclr.checkpoint import load_checkpoint, save_checkpoint
 from simclr.errors import DivergedError, SimCLRError
+from simclr.files import read_json
 from simclr.loss import contrast_stats
 from simclr.pretrained import embed_folder, model_from_checkpoint
 from simclr.resume import load_resume_config
@@ -720,6 +721,31 @@ def test_a_knn_folder_failing_mid_run_keeps_the_steps(tmp_path, image_folder, ca
     make_image_folder(broken)
     resumed = train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True)
     assert resumed["status"] == "finished" and resumed["steps"] == 6
+
+
+def test_a_diverged_encoder_met_by_the_knn_monitor_ends_the_run_as_diverged(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """Weights large enough that the encoder's outputs overflow before its loss does
+    (seen with sgd at lr 1e12): the monitor's non-finite features were taken for its
+    folder failing: a checkpoint of the diverged encoder saved, status "failed", and
+    "continues it once the folder is mended" (every resume failed the same way)."""
+    real = train.knn_monitor
+
+    def overflowed(cfg, model, *args):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(float("inf"))
+        return real(cfg, model, *args)
+
+    monkeypatch.setattr(train, "knn_monitor", overflowed)
+    with pytest.raises(DivergedError, match=r"^kNN monitor at step 3: the encoder's outputs "
+                                            r"on the kNN images are not finite \(NaN/inf\): "
+                                            r"the run diverged; stopping: no checkpoint was "
+                                            r"written\. Lower --lr, "):
+        run(tmp_path, image_folder, cache_dir, "run", knn_train=str(image_folder),
+            knn_test=str(image_folder), checkpoint_every=0)
+    assert not list((tmp_path / "run/checkpoints").glob("*.pt"))
+    assert read_json(tmp_path / "run/summary.json")["status"] == "diverged"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
