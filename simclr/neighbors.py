@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -35,6 +35,21 @@ CSV_ROWS = 100_000  # pairs turned into Python rows at a time (10M at once: ~2 G
 # character: one 3,645-character path made 10,000 images' file 148 MB for 2.5 MB of
 # features. (A name's bytes that are not UTF-8, surrogate escapes in Python, are kept.)
 PATHS_KEY = "paths_utf8"
+
+
+# The key of the embedding module's weights (pretrained.weights_digest), layer and side:
+# the checkpoint's path and step (`encoder`) named other weights after a run was replaced
+# at its path, and not the same ones read from a copy of the run or its export.
+WEIGHTS_KEY = "encoder_weights"
+
+
+class EncoderRecord(NamedTuple):
+    """What an embed file records of its encoder: ``name``, the checkpoint's file, step
+    and layer (messages name it; None: an earlier simclr's embed recorded nothing), and
+    ``weights``, :data:`WEIGHTS_KEY`'s (None: an earlier simclr's embed wrote the file)."""
+
+    name: str | None
+    weights: str | None
 
 
 def paths_array(paths: Sequence[str]) -> np.ndarray:
@@ -62,8 +77,8 @@ def load_embeddings(path: str | Path, flag: str) -> tuple[torch.Tensor, list[str
     return _load(path, flag)[:2]
 
 
-def _load(path: str | Path, flag: str) -> tuple[torch.Tensor, list[str], str | None]:
-    """:func:`load_embeddings` and the file's encoder (None: written by an earlier simclr)."""
+def _load(path: str | Path, flag: str) -> tuple[torch.Tensor, list[str], EncoderRecord]:
+    """:func:`load_embeddings` and the file's record of its encoder."""
     problem = unreadable_path(Path(path).expanduser())
     if problem:  # (np.load would open a named pipe and wait for a writer forever)
         raise SimCLRError(f"{flag} {path}: {problem}")
@@ -76,7 +91,8 @@ def _load(path: str | Path, flag: str) -> tuple[torch.Tensor, list[str], str | N
                 raise SimCLRError(f"{flag} {path}: no '{missing[0]}' array; give a file "
                                   "written by `simclr embed`")
             features, paths = data["features"], embedded_paths(data)
-            encoder = str(data["encoder"]) if "encoder" in data.files else None
+            encoder = EncoderRecord(*(str(data[k]) if k in data.files else None
+                                      for k in ("encoder", WEIGHTS_KEY)))
     except FileNotFoundError:
         raise SimCLRError(f"{flag} {path}: file not found") from None
     except SimCLRError:
@@ -211,11 +227,9 @@ def write_neighbors(features: str | Path, out: str | Path, k: int = 5,
         if query_x.shape[1] != keys.shape[1]:
             raise SimCLRError(f"--queries has {query_x.shape[1]}-d features, --features "
                               f"{keys.shape[1]}-d: embed both with the same checkpoint and layer")
-        if None not in (key_encoder, query_encoder) and key_encoder != query_encoder:
-            raise SimCLRError(f"--queries were embedded by {query_encoder}, --features by "
-                              f"{key_encoder}: embed both with the same checkpoint and layer")
-        _note_unrecorded_encoder(("--features", features, key_encoder),
-                                 ("--queries", queries, query_encoder))
+        check_same_encoder(key_encoder, query_encoder)
+        _note_unrecorded_encoder(("--features", features, key_encoder.name),
+                                 ("--queries", queries, query_encoder.name))
     exclude = self_pairs(query_paths, key_paths)
     counts = np.bincount(exclude[0], minlength=1)
     available = len(keys) - int(counts.max())
@@ -236,6 +250,23 @@ def write_neighbors(features: str | Path, out: str | Path, k: int = 5,
     out = written(Path(out).expanduser(), write,  # (the file results.output_file checked)
                   replace=overwrite)
     return {"out": str(out), "queries": int(len(query_x)), "images": int(len(keys)), "k": k}
+
+
+def check_same_encoder(keys: EncoderRecord, queries: EncoderRecord) -> None:
+    """SimCLRError unless --features and --queries come from one encoder: by the weights
+    where both files record them, else (an earlier simclr's file) by checkpoint path,
+    step and layer; neither recorded: no check (a note says so)."""
+    if keys.weights is not None and queries.weights is not None:
+        if keys.weights == queries.weights:
+            return
+        if keys.name == queries.name:  # a run replaced at its path between the embeds
+            raise SimCLRError(f"--queries and --features were both embedded by {keys.name}, "
+                              "but with other weights (the checkpoint was replaced between "
+                              "the two embeds): embed both with the same checkpoint and layer")
+    elif None in (keys.name, queries.name) or keys.name == queries.name:
+        return
+    raise SimCLRError(f"--queries were embedded by {queries.name}, --features by "
+                      f"{keys.name}: embed both with the same checkpoint and layer")
 
 
 def _note_unrecorded_encoder(*files: tuple[str, str | Path, str | None]) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import json
 import numbers
 import os
@@ -51,7 +52,7 @@ from simclr.models import (
     build_model,
     resolve_cifar_stem,
 )
-from simclr.neighbors import PATHS_KEY, paths_array
+from simclr.neighbors import PATHS_KEY, WEIGHTS_KEY, paths_array
 from simclr.results import output_file
 from simclr.runtime import refuse_spawned_import
 from simclr.settings import config_from_dict
@@ -368,7 +369,8 @@ def embed_folder(
     ImageFolder, -1 for a flat folder), ``classes`` (C,) str, ``paths_utf8`` uint8
     (each image's path in UTF-8, a NUL after each: :func:`simclr.neighbors.embedded_paths`
     reads them), ``encoder`` () str (checkpoint file, step, layer and another side if
-    given).
+    given), ``encoder_weights`` () str (:func:`weights_digest` of the module that
+    embedded, its layer and side: what ``simclr neighbors`` compares).
     """
     refuse_spawned_import()
     # before any work (a float or text failed after the features were made)
@@ -377,6 +379,8 @@ def embed_folder(
     given = load_checkpoint(checkpoint)
     ckpt = at_image_size(given, image_size, checkpoint)
     module, spec = representation_from_checkpoint(ckpt, layer)
+    # (before the pass: it may move the module to another device)
+    weights = f"sha256 {weights_digest(module)} layer {layer} at {spec['image_size']} px"
     source, feats, labels, paths = folder_features(module, spec["image_size"], data,
                                                    batch_size, device, precision, workers,
                                                    cache_dir, True, max_pixels, "embed")
@@ -388,7 +392,10 @@ def embed_folder(
               # which representation: features of two are not comparable (simclr neighbors;
               # the file resolved, so two shells' spellings of one checkpoint agree)
               "encoder": np.array(f"{Path(ckpt['file']).resolve()} {trained_for(ckpt)} "
-                                  f"layer {layer}{at}")}
+                                  f"layer {layer}{at}"),
+              # the same weights whatever file held them (a copied run, an export), and
+              # other weights at a path and step a replaced run reused: the path cannot tell
+              WEIGHTS_KEY: np.array(weights)}
 
     def write(tmp: Path) -> None:  # whole or not at all (a file object: savez adds no .npz)
         with open(tmp, "wb") as f:
@@ -398,6 +405,18 @@ def embed_folder(
     return {"out": str(out), "layer": layer, "image_size": spec["image_size"],
             "images": int(feats.shape[0]), "dim": int(feats.shape[1]),
             "skipped": len(source.skipped)}
+
+
+def weights_digest(module: nn.Module) -> str:
+    """The first 16 hex digits of SHA-256 over ``module``'s state dict (each entry's
+    name, dtype, shape and bytes, in the module's own order): equal for the same weights
+    read from any file that holds them, a run's checkpoint, its copy or its export."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name} {flat.dtype} {tuple(tensor.shape)}\0".encode())
+        digest.update(flat.view(torch.uint8).numpy())  # (bf16 has no numpy dtype: bytes)
+    return digest.hexdigest()[:16]
 
 
 # --------------------------------------------------------------------- classifiers

@@ -14,11 +14,12 @@ from simclr.cli import main
 from tests.conftest import named_pipe
 
 
-def embed_file(path, features, names=None, encoder=None, old_layout=False):
+def embed_file(path, features, names=None, encoder=None, old_layout=False, weights=None):
     """An embed file as `simclr embed` writes it; ``old_layout``: as an earlier simclr
-    wrote it (the paths one fixed-width str array)."""
+    wrote it (the paths one fixed-width str array); ``weights``: its record of them."""
     names = names or [f"/photos/{i:03d}.jpg" for i in range(len(features))]
     extra = {} if encoder is None else {"encoder": np.array(encoder)}
+    extra |= {} if weights is None else {nb.WEIGHTS_KEY: np.array(weights)}
     paths = {"paths": np.array(names)} if old_layout else {nb.PATHS_KEY: nb.paths_array(names)}
     np.savez(path, features=np.asarray(features, dtype=np.float32),
              labels=np.full(len(features), -1), classes=np.array([], dtype=str),
@@ -145,6 +146,37 @@ def test_a_file_without_its_encoder_says_the_check_cannot_be_made(tmp_path, caps
     assert main([*args, "--overwrite", "--features", str(tmp_path / "k.npz"), "--queries",
                  str(tmp_path / "q.npz")]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_the_same_encoder_is_the_same_weights_where_both_files_record_them(tmp_path, capsys):
+    """The check compared checkpoint paths alone: a copy of a run (or its export) was
+    refused, another run pretrained at the same path accepted. A file without the
+    weights' record (an earlier simclr's) is still checked by path."""
+    keys = [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]
+    a, b = "sha256 0123456789abcdef layer h at 32 px", "sha256 fedcba9876543210 layer h at 32 px"
+    args = ["neighbors", "--out", str(tmp_path / "n.csv"), "--k", "2", "--overwrite",
+            "--features", str(tmp_path / "k.npz"), "--queries", str(tmp_path / "q.npz")]
+    embed_file(tmp_path / "k.npz", keys, encoder="/runs/a/last.pt step 10 layer h", weights=a)
+    embed_file(tmp_path / "q.npz", [[1.0, 0.5]], ["/new/q.jpg"],
+               encoder="/runs/copy/last.pt step 10 layer h", weights=a)
+    assert main(args) == 0 and capsys.readouterr().err == ""
+    embed_file(tmp_path / "q.npz", [[1.0, 0.5]], ["/new/q.jpg"],
+               encoder="/runs/a/last.pt step 10 layer h", weights=b)
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        "simclr neighbors: error: --queries and --features were both embedded by "
+        "/runs/a/last.pt step 10 layer h, but with other weights (the checkpoint was replaced "
+        "between the two embeds): embed both with the same checkpoint and layer\n")
+    embed_file(tmp_path / "q.npz", [[1.0, 0.5]], ["/new/q.jpg"],
+               encoder="/runs/b/last.pt step 10 layer h", weights=b)
+    assert main(args) == 2
+    assert "--queries were embedded by /runs/b/last.pt" in capsys.readouterr().err
+    # an earlier simclr's file (no weights recorded): the paths decide, as before
+    for name, status in (("/runs/a/last.pt step 10 layer h", 0),
+                         ("/runs/copy/last.pt step 10 layer h", 2)):
+        embed_file(tmp_path / "q.npz", [[1.0, 0.5]], ["/new/q.jpg"], encoder=name)
+        assert main(args) == status
+    assert "--queries were embedded by /runs/copy/last.pt" in capsys.readouterr().err
 
 
 def test_a_file_under_two_paths_never_finds_itself_under_either(tmp_path):

@@ -37,7 +37,7 @@ from simclr.pretrained import (
     trained_for,
 )
 from simclr.settings import build_config
-from tests.conftest import make_image_folder
+from tests.conftest import make_image_folder, tiny_pretrained_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -350,6 +350,40 @@ def test_embed_records_its_checkpoint_however_the_shell_spelled_it(
     assert write_neighbors("abs.npz", "n.csv", k=1, queries="rel.npz")["queries"] == 24
     assert write_neighbors("abs.npz", "n2.csv", k=1, queries="own.npz")["queries"] == 24
     assert str(np.load(tmp_path / "other.npz")["encoder"]).endswith("layer h at 24 px")
+
+
+def test_neighbors_tells_encoders_apart_by_their_weights_not_their_path(tmp_path, capsys):
+    """embed recorded the checkpoint's path and step alone: the same weights embedded from
+    a copy of the run (`cp -r`) or its export were refused, and a run pretrained again at
+    the same path with another seed, other weights, was taken for the same encoder."""
+    train, test, cache = tiny_pretrained_run(tmp_path)
+    run = tmp_path / "pre"
+    shutil.copytree(run, tmp_path / "copy")
+    assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "enc.pt")]) == 0
+
+    def embed(checkpoint: Path, folder: Path, out: str) -> list[str]:
+        assert main(["embed", "--checkpoint", str(checkpoint), "--data", str(folder),
+                     "--out", str(tmp_path / out), "--cache-dir", cache, "--workers", "0",
+                     "--device", "cpu", "--precision", "fp32", "--overwrite"]) == 0
+        return ["--queries", str(tmp_path / out)]
+
+    keys = ["neighbors", "--features", str(tmp_path / "train.npz"), "--k", "2", "--out",
+            str(tmp_path / "n.csv"), "--overwrite"]
+    embed(run, train, "train.npz")
+    for same in (tmp_path / "copy", tmp_path / "enc.pt"):
+        assert main([*keys, *embed(same, test, "test.npz")]) == 0
+    shutil.rmtree(run)
+    assert main(["pretrain", "--data", str(train), "--out", str(run), "--arch", "resnet18",
+                 "--width", "0.125", "--image-size", "16", "--batch-size", "8", "--max-steps",
+                 "2", "--no-progress", "--workers", "0", "--cache-dir", cache, "--precision",
+                 "fp32", "--seed", "1"]) == 0
+    capsys.readouterr()
+    assert main([*keys, *embed(run, test, "test.npz")]) == 2
+    name = f"{(run / 'checkpoints' / 'last.pt').resolve()} step 2 layer h"
+    assert capsys.readouterr().err.endswith(
+        f"error: --queries and --features were both embedded by {name}, but with other "
+        "weights (the checkpoint was replaced between the two embeds): embed both with the "
+        "same checkpoint and layer\n")
 
 
 def test_an_upper_case_npz_out_is_an_npz_and_another_suffix_is_refused(
