@@ -61,11 +61,13 @@ class MetricsLog:
     def __init__(self, run_dir: Path, enabled: bool, resumed_at: int | None = None) -> None:
         self.enabled = enabled
         self.path = run_dir / "metrics.jsonl"
-        # The record logged at the step a resumed run continues from (a run resumed at its
-        # end, killed before its summary, takes its final metrics from it)
-        self.resumed_record: dict[str, Any] = {}
+        # The records logged at the step a resumed run continues from: the last one (a run
+        # resumed at its end, killed before its summary, takes its final metrics from it),
+        # and whether the kNN monitor due there was measured (a stop skips it)
+        self.resumed_records: list[dict[str, Any]] = []
         if enabled and resumed_at is not None and self.path.exists():
-            self.resumed_record = _drop_after(self.path, resumed_at)
+            self.resumed_records = _drop_after(self.path, resumed_at)
+        self.resumed_record = self.resumed_records[-1] if self.resumed_records else {}
         try:
             self.file = open(self.path, "a", encoding="utf-8") if enabled else None  # noqa: SIM115
         except OSError as exc:  # (a read-only folder or file): one line, as a failed write
@@ -138,13 +140,13 @@ def _quiet_event_writer_threads() -> None:
     threading.excepthook = hook
 
 
-def _drop_after(path: Path, step: int) -> dict[str, Any]:
+def _drop_after(path: Path, step: int) -> list[dict[str, Any]]:
     """Rewrite the JSON-lines ``path`` without the step records past ``step`` (a
     session's start line and unreadable lines are kept as they are), nor an unreadable
     last line cut short by a kill (no newline: the next record would join it).
-    Returns the last step record of ``step`` itself ({} if none). A file that cannot be
-    read or rewritten (a full disk, a quota) is a SimCLRError naming it, left as it was."""
-    kept, at_step = [], {}
+    Returns the step records of ``step`` itself, in order. A file that cannot be read
+    or rewritten (a full disk, a quota) is a SimCLRError naming it, left as it was."""
+    kept, at_step = [], []
     try:  # (bytes that are no UTF-8, a damaged line's, are kept as they are, as unreadable lines)
         text = path.read_text(encoding="utf-8", errors="surrogateescape")
     except OSError as exc:
@@ -161,7 +163,7 @@ def _drop_after(path: Path, step: int) -> dict[str, Any]:
         if not (is_step and record["step"] > step):
             kept.append(line if line.endswith("\n") else line + "\n")
         if is_step and record["step"] == step:
-            at_step = record
+            at_step.append(record)
     written(path, lambda tmp: tmp.write_text("".join(kept), encoding="utf-8",
                                              errors="surrogateescape"))
     return at_step

@@ -447,6 +447,11 @@ def train_loop(
     # (resumed at its last step, killed before its summary: that step's logged record)
     reason, logged = "finished", log.resumed_record
     vote = dist.StopVote(device, state.step)
+    if knn_missed(cfg, state.step, knn_every_steps, log):
+        # (rank 0 alone, as below; the steps are saved: a failing folder saves nothing)
+        monitored = (state.step, knn_within_run(cfg, model, device, precision, state.step,
+                                                log, first_bad, last_good, lambda: last_good,
+                                                run_dir))
     model.train()
 
     def checkpoint(periodic: bool = True) -> Path | None:
@@ -662,6 +667,16 @@ def periodic_checkpoint(
     if rule == "clock" and int(first_bad.item()) < 0:  # never a diverged model
         return save_periodic()
     return last_good
+
+
+def knn_missed(cfg: Config, step: int, knn_every_steps: int, log: MetricsLog) -> bool:
+    """Whether this process (rank 0) measures the kNN monitor before a resumed session's
+    first step: it was due at ``step``, where the session starts, and the log has no
+    measure of it (the earlier session was stopped there, which skips the monitor as a
+    kill may follow, or killed while measuring), so the log reads as one run's."""
+    return bool(cfg.knn_train) and dist.is_main() and step > 0 \
+        and step % knn_every_steps == 0 \
+        and not any("knn_top1" in record for record in log.resumed_records)
 
 
 def knn_within_run(

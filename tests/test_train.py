@@ -701,6 +701,43 @@ def test_online_knn_monitor(tmp_path, image_folder, cache_dir):
     assert "knn_top1" not in (tmp_path / "cut/metrics.jsonl").read_text()
 
 
+def test_a_stop_at_a_knn_step_is_measured_when_the_run_resumes(tmp_path, image_folder,
+                                                              cache_dir):
+    """A stop at a step the kNN monitor was due skips it (a kill may follow), and the
+    resumed session never measured it: its log lacked step 3's knn_top1, which an
+    uninterrupted run's has."""
+    knn = {"knn_train": str(image_folder), "knn_test": str(image_folder), "knn_every": 1.0,
+           "checkpoint_every": 0}
+    run(tmp_path, image_folder, cache_dir, "whole", **knn)
+
+    def stop_at_3(step, stop):
+        if step == 3:
+            stop.requested = "SIGTERM"
+
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "cut", cache_dir, **knn))
+    assert train.pretrain(cfg, on_step=stop_at_3)["status"] == "preempted"
+    assert "knn_top1" not in (tmp_path / "cut/metrics.jsonl").read_text()
+
+    def killed_in_step_4(step, stop):  # (before a save: the next start is at step 3 again)
+        if step == 4:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        train.pretrain(load_resume_config(tmp_path / "cut", {}), resume=True,
+                       on_step=killed_in_step_4)
+    # measured once: this session finds step 3's measure on record
+    summary = train.pretrain(load_resume_config(tmp_path / "cut", {}), resume=True)
+    assert summary["status"] == "finished"
+
+    def measured(name):
+        lines = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+        return [(x["step"], x["knn_top1"]) for x in map(json.loads, lines) if "knn_top1" in x]
+
+    whole, cut = measured("whole"), measured("cut")
+    assert [step for step, _ in cut] == [step for step, _ in whole] == [3, 6]
+    assert cut[0][1] == pytest.approx(whole[0][1], abs=1e-6)  # the same model's, at step 3
+
+
 def test_a_knn_folder_failing_mid_run_keeps_the_steps(tmp_path, image_folder, cache_dir):
     """A --knn-test with 139 unreadable images (after a readable one, which the start's
     check opens; large, so read uncached) failed after the first epoch; under
