@@ -67,7 +67,9 @@ class MetricsLog:
         self.resumed_records: list[dict[str, Any]] = []
         if enabled and resumed_at is not None and self.path.exists():
             self.resumed_records = _drop_after(self.path, resumed_at)
-        self.resumed_record = self.resumed_records[-1] if self.resumed_records else {}
+        # (its metrics line: the kNN monitor's, logged after it at that step, holds no loss)
+        self.resumed_record = next((r for r in reversed(self.resumed_records) if "loss" in r),
+                                   self.resumed_records[-1] if self.resumed_records else {})
         try:
             self.file = open(self.path, "a", encoding="utf-8") if enabled else None  # noqa: SIM115
         except OSError as exc:  # (a read-only folder or file): one line, as a failed write

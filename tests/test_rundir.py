@@ -363,6 +363,18 @@ def test_a_resumed_runs_log_drops_what_was_logged_after_its_checkpoint(tmp_path)
         (0, True), (1, False), (2, False), (3, False), (4, False), (4, True), (5, False)]
 
 
+def test_a_run_resumed_at_its_end_takes_its_final_metrics_from_the_metrics_line(tmp_path):
+    """Killed after its last step's kNN line, before summary.json: resumed at that
+    step, its summary's means came from the last record there, the kNN line (no loss)."""
+    lines = [{"step": 0, "event": "start"}, {"step": 6, "loss": 0.5, "pos_top1": 0.25},
+             {"step": 6, "knn_top1": 0.4}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    log = MetricsLog(tmp_path, True, resumed_at=6)
+    log.close()
+    assert log.resumed_record == {"step": 6, "loss": 0.5, "pos_top1": 0.25}
+    assert [r.get("knn_top1") for r in log.resumed_records] == [None, 0.4]
+
+
 def test_a_non_finite_metric_is_logged_as_null_which_every_json_reader_reads(tmp_path):
     """A skipped step's NaN loss was written as a bare NaN (not JSON: refused by
     JSON.parse and strict readers); summaries are written the same way."""
