@@ -1326,9 +1326,10 @@ def test_compiling_is_not_spent_from_the_time_budget(tmp_path, image_folder, cac
     """A --compile run's first step of a session compiles (a minute on a CPU): a 30-s
     budget was spent on it, one step at lr 0 trained and 'finished'; its first window's
     views/s counted the compiling. Here torch.compile is an identity and the first step
-    of each session sleeps 2 s: the budget of 1 s counts training seconds alone, as do
+    of each session sleeps 4 s: the budget of 3 s counts training seconds alone, as do
     the logged views/s, while ``elapsed`` stays wall time; a resumed session compiles
-    anew, and is credited anew."""
+    anew, and is credited anew. (A budget of 1 s was flaky on a loaded machine: the
+    seconds before the first step, the loader starting, are training seconds.)"""
     import time
 
     monkeypatch.setattr(train.torch, "compile", lambda module: module)
@@ -1338,7 +1339,7 @@ def test_compiling_is_not_spent_from_the_time_budget(tmp_path, image_folder, cac
     def first_slow(cfg, *args, **kwargs):
         calls.append(1)
         if cfg.compile and len(calls) == 1:
-            time.sleep(2.0)
+            time.sleep(4.0)
         return step(cfg, *args, **kwargs)
 
     monkeypatch.setattr(train, "train_step", first_slow)
@@ -1349,7 +1350,7 @@ def test_compiling_is_not_spent_from_the_time_budget(tmp_path, image_folder, cac
             stopped.append(at)
             stop.requested = "SIGTERM"
 
-    flags = dict(epochs=1000, time_budget="1s", checkpoint_every=0, log_every=1)
+    flags = dict(epochs=1000, time_budget="3s", checkpoint_every=0, log_every=1)
     cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "c", cache_dir,
                                         compile=True, **flags))
     assert train.pretrain(cfg, on_step=preempt)["status"] == "preempted"
@@ -1358,12 +1359,12 @@ def test_compiling_is_not_spent_from_the_time_budget(tmp_path, image_folder, cac
     assert summary["status"] == "finished" and summary["steps"] > 3
     lines = [json.loads(x) for x in (tmp_path / "c/metrics.jsonl").read_text().splitlines()]
     logged = [x for x in lines if "loss" in x]
-    assert summary["compile_s"] >= 4.0  # both sessions' (2 s each)
+    assert summary["compile_s"] >= 8.0  # both sessions' (4 s each)
     assert logged[-1]["elapsed"] == pytest.approx(summary["elapsed_s"])  # wall time
     trained = [x["elapsed"] - x["compile_s"] for x in logged]
     # ends at the deadline of training seconds, past it by at most the step it was in
     slowest = max(b - a for a, b in zip(trained, trained[1:], strict=False))
-    assert trained[-1] <= 1.0 + slowest + 0.05
+    assert trained[-1] <= 3.0 + slowest + 0.05
     # views/s over training seconds; the compiling step's window (each session's first,
     # logged alone) has none to measure: null
     assert [x["step"] for x in logged if x["views_per_s"] is None] == [1, 3]
