@@ -448,6 +448,8 @@ def check_not_above_runs(run_dir: Path) -> None:
 def _logs_of_a_run(run_dir: Path) -> bool:
     """Whether the logs in ``run_dir`` are a simclr pretraining's (one killed before its
     first checkpoint: :func:`make_run_dir` sets them aside)."""
+    if _empty_log(run_dir):  # stopped after opening its log, before config.yaml
+        return True
     try:
         with open(run_dir / "metrics.jsonl", encoding="utf-8") as f:
             return json.loads(f.readline()).get("event") == "start"
@@ -456,6 +458,16 @@ def _logs_of_a_run(run_dir: Path) -> bool:
     try:  # killed between writing its config and its first log line
         return "\nprovenance:" in (run_dir / "config.yaml").read_text(encoding="utf-8")
     except (OSError, ValueError):
+        return False
+
+
+def _empty_log(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds an empty metrics.jsonl: a run stopped (Ctrl-C, a sweep's
+    SIGTERM) in the moment between opening its log and writing its config and first line
+    leaves nothing else, and nothing in it to keep."""
+    try:
+        return (run_dir / "metrics.jsonl").stat().st_size == 0
+    except OSError:
         return False
 
 
@@ -518,6 +530,8 @@ def make_run_dir(run_dir: Path, resume: bool, mark: RunMark | None = None) -> An
         # A run killed before its first checkpoint leaves logs that nothing can continue:
         # kept aside, so the new run's log starts at its own step 0, alone.
         try:
+            if _empty_log(run_dir):  # (nothing to keep)
+                (run_dir / "metrics.jsonl").unlink()
             kept = set_aside(run_dir, RUN_LOGS)
         except OSError as exc:
             if held is not None:

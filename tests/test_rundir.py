@@ -81,6 +81,25 @@ def test_a_new_run_sets_aside_the_logs_of_a_run_killed_before_its_first_checkpoi
     assert (dead / "tb.previous-1").is_dir() and (dead / "tb").is_dir()
 
 
+def test_a_run_stopped_before_its_first_log_line_does_not_block_its_folder(
+        tmp_path, image_folder, cache_dir, capsys):
+    """A Ctrl-C (or a sweep's SIGTERM) between the log's opening and config.yaml left an
+    empty metrics.jsonl beside the lock: every later run into the folder (the sweep's
+    own cell, on the same command) was refused, "not written by a simclr run"."""
+    stopped = tmp_path / "stopped"
+    (stopped / "checkpoints").mkdir(parents=True)
+    (stopped / ".simclr.lock").touch()
+    (stopped / "metrics.jsonl").touch()
+    _, summary = run(tmp_path, image_folder, cache_dir, "stopped", epochs=1)
+    assert summary["status"] == "finished"
+    assert "held the logs" not in capsys.readouterr().out  # (nothing was kept aside)
+    assert not list(stopped.glob("*.previous-*"))
+    (tmp_path / "other").mkdir()  # a file of that name with content stays refused
+    (tmp_path / "other/metrics.jsonl").write_text("epoch,loss\n1,0.5\n")
+    with pytest.raises(SimCLRError, match="holds metrics.jsonl, not written by a simclr run"):
+        run(tmp_path, image_folder, cache_dir, "other", epochs=1)
+
+
 def test_resume_keeps_the_planned_run_length(tmp_path, image_folder, cache_dir, capsys):
     from simclr.cli import main
 
