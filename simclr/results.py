@@ -233,7 +233,8 @@ def finish_results(results: dict[str, Any], out: Path | None, name: str,
     images of ``train`` and ``test`` were unreadable and left out (and which, with the
     reason), since the accuracy is over the others.
     The JSON is written first, so a figure that fails (or runs out of memory) loses no
-    result; it is written again naming the figure (an earlier run's figure is removed
+    result (one that cannot be written, a full disk, is a warning: the command is done);
+    it is written again naming the figure (an earlier run's figure is removed
     first: never beside these results). No figure past
     :data:`MAX_FIGURE_CLASSES` classes (a note says so). ``overwrite`` False: a JSON
     another process wrote there meanwhile is kept and refused (:func:`write_results`),
@@ -259,8 +260,14 @@ def finish_results(results: dict[str, Any], out: Path | None, name: str,
     preds = (scores.predictions if isinstance(scores, Ranked)
              else top1_predictions(scores, labels))
     matrix = confusion_matrix(labels, preds, len(classes))
-    fig = save_confusion_figure(matrix, classes, out / f"{name}_confusion.png",
-                                f"{name}: top-1 {100 * results['top1']:.2f}%")
+    try:
+        fig = save_confusion_figure(matrix, classes, out / f"{name}_confusion.png",
+                                    f"{name}: top-1 {100 * results['top1']:.2f}%")
+    except SimCLRError as exc:  # (a full disk): the results are written, the command done;
+        # an error here told a failure, and its retry met "already holds {name}.json"
+        log(f"warning: no {name}_confusion.png ({exc}); the results are in "
+            f"{out / f'{name}.json'}", True)
+        return
     results["confusion_figure"] = str(fig)
     write_results(out, f"{name}.json", results)  # (over this run's own)
 

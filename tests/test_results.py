@@ -57,6 +57,31 @@ def test_topk_accuracy_and_confusion_matrix():
     np.testing.assert_array_equal(cm, [[1, 0, 1], [0, 0, 0], [0, 1, 0]])
 
 
+def test_a_figure_that_cannot_be_written_leaves_the_results_and_a_warning(
+        tmp_path, monkeypatch, capsys):
+    """A full disk at the figure: the command failed though its results were written,
+    and the same command again was refused ("already holds knn.json")."""
+    import json
+    from types import SimpleNamespace
+
+    import simclr.results as results_module
+    from simclr.errors import SimCLRError
+    from simclr.results import finish_results
+
+    def full(matrix, classes, path, *args):
+        raise SimCLRError(f"could not write {path}: No space left on device")
+
+    monkeypatch.setattr(results_module, "save_confusion_figure", full)
+    scores, labels = torch.tensor([[0.9, 0.1], [0.2, 0.8]]), np.array([0, 0])
+    train = SimpleNamespace(classes=["a", "b"])
+    finish_results({"top1": 0.5}, tmp_path, "knn", scores, labels, train, train)
+    saved = json.loads((tmp_path / "knn.json").read_text())
+    assert saved["top1"] == 0.5 and "confusion_figure" not in saved
+    assert f"warning: no knn_confusion.png (could not write {tmp_path / 'knn_confusion.png'}: " \
+        f"No space left on device); the results are in {tmp_path / 'knn.json'}" \
+        in capsys.readouterr().err
+
+
 def test_the_confusion_matrix_counts_a_tie_as_top1_does(tmp_path, monkeypatch):
     """A row whose label ties for the best score is a top-1 miss, and off the matrix's
     diagonal (argmax put it on the diagonal whenever the label was the lowest tied
