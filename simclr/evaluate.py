@@ -389,7 +389,9 @@ def _fit_sgd(run: _LinearEval, epochs: float, lr: float, momentum: float,
         checkpoint_every=checkpoint_every, checkpoint_minutes=checkpoint_minutes,
         on_step=on_step, config=run.config)
     earlier_s = details.pop("earlier_s")  # elapsed_s counts the earlier sessions too
-    sizes = None if test_y is None else {"num_train": int(train.num_images),
+    # (the images read: an uncached folder's unreadable files, substituted in training,
+    # are counted in skipped_images, as the L-BFGS protocol's features leave them out)
+    sizes = None if test_y is None else {"num_train": int(train.readable_images),
                                          "num_test": int(len(test_y)),
                                          "num_classes": run.num_classes}
     return _Fitted(details, scores, test_y, linear, sizes, earlier_s, partial_run.run_id,

@@ -503,7 +503,7 @@ def _training_results(cfg: Config, train: Any, num_classes: int, plan: Plan, pre
     """The results of the training alone (the test adds its own): its settings and
     ``stats``; under torchrun, which process's they are."""
     results: dict[str, Any] = {
-        "command": "supervised", "num_train": int(train.num_images),
+        "command": "supervised", "num_train": int(train.readable_images),  # (as read)
         "num_classes": num_classes, "batch_size": cfg.batch_size,
         "total_steps": plan.total_steps, "warmup_steps": plan.warmup_steps,
         "optimizer": cfg.optim.name, "image_size": cfg.augment.size, "precision": prec,

@@ -117,7 +117,7 @@ class ArraySource:
         self.images = torch.from_numpy(images)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.classes = classes
-        self.num_images = len(images)
+        self.num_images = self.readable_images = len(images)  # (cached: all readable)
         self.paths = [f"img{i}.png" for i in range(len(images))]
         self.image_hw = tuple(images.shape[-2:])
         self.skipped = []

@@ -448,3 +448,24 @@ def test_the_protocols_settings_are_checked_before_any_work(monkeypatch):
                              None, image_size=16, l2=0.0, max_iter=20, device="cpu",
                              precision="fp32", verbose=False)
     assert result["l2"] == 0.0
+
+
+@pytest.mark.parametrize("protocol", ["lbfgs", "sgd"])
+def test_num_train_counts_the_training_images_read(protocol, tmp_path):
+    """An uncached folder with one unreadable file: the SGD protocol reported num_train
+    12 (the files listed) beside skipped_images.train 1, where L-BFGS (and embed)
+    reported the 11 images read; both count the images read."""
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+
+    root = make_image_folder(tmp_path / "data", classes=2, per_class=6)
+    (root / "class_0" / "zz.png").write_bytes(b"not a picture")
+    cfg = DataConfig(cache="off", workers=0)
+    train, test = (open_source(str(root), cfg, train=False, image_size=16) for _ in "ab")
+    result = run_linear_eval(tiny_encoder(), train, test, tmp_path / "run", image_size=16,
+                             protocol=protocol, batch_size=13, epochs=1, device="cpu",
+                             precision="fp32", l2=1e-3, verbose=False)  # (a batch of all)
+    saved = json.loads((tmp_path / "run" / "linear_eval.json").read_text())
+    assert saved["skipped_images"] == {"train": 1, "test": 1}
+    assert result["num_train"] == saved["num_train"] == 12
+    assert result["num_test"] == saved["num_test"] == 12

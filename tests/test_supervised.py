@@ -113,6 +113,21 @@ def test_the_supervised_test_keeps_no_logits_matrix(tmp_path, folders, monkeypat
     check_ranked_test(seen, result, tmp_path / "sup" / "supervised.json", 3)
 
 
+def test_num_train_counts_the_training_images_read(tmp_path):
+    """An uncached folder with one unreadable file (another image takes its place in
+    training): num_train counted the 13 files listed beside skipped_images.train 1."""
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+
+    root = make_image_folder(tmp_path / "data", classes=2, per_class=6)
+    (root / "class_0" / "zz.png").write_bytes(b"not a picture")
+    train = open_source(str(root), DataConfig(cache="off", workers=0), train=False,
+                        image_size=16)
+    cfg = build_config(flags={**TINY, "batch_size": 13, "epochs": 1})  # (a batch of all)
+    result = run_supervised(cfg, train, None, tmp_path / "sup", verbose=False)
+    assert len(train.skipped) == 1 and result["num_train"] == 12, result
+
+
 def test_supervised_training_learns(tmp_path, folders):
     """Longer supervised training learns the (easy, colour-coded) classes (chance: 1/3)."""
     train, test = folders
