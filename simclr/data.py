@@ -46,7 +46,7 @@ from simclr.distributed import launched_rank
 from simclr.errors import BadImageError, NoReadableImageError, SimCLRError
 from simclr.folders import ImageList, class_members, named_dataset, scan_folder, split_root
 from simclr.progress import PLAIN_EVERY_S
-from simclr.runtime import close_loader_iterator, ignore_stop_signals, refuse_spawned_import
+from simclr.runtime import close_loader_iterator, loader_worker_init, refuse_spawned_import
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +281,7 @@ class ImageSource:
                 extra["collate_fn"] = collate_raw
             loader = torch.utils.data.DataLoader(
                 self.dataset(report=True, raw=raw), batch_sampler=sampler, num_workers=workers,
-                pin_memory=pin and not raw, worker_init_fn=ignore_stop_signals,
+                pin_memory=pin and not raw, worker_init_fn=loader_worker_init(),
                 generator=private_generator(), **extra)
             self._loaders[key] = (loader, sampler)
         return self._loaders[key]

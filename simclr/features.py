@@ -35,7 +35,7 @@ from simclr.progress import Progress
 from simclr.runtime import (
     autocast,
     close_loader_iterator,
-    ignore_stop_signals,
+    loader_worker_init,
     refuse_spawned_import,
     resolve_device,
     resolve_precision,
@@ -272,7 +272,7 @@ def _batch_loader(source: Any, order: np.ndarray, batch_size: int, workers: int,
     return DataLoader(Subset(source.dataset(report=True, raw=raw), order.tolist()),
                       batch_size=batch_size, shuffle=False, num_workers=workers,
                       pin_memory=pin, drop_last=False, collate_fn=collate_raw if raw else None,
-                      worker_init_fn=ignore_stop_signals, generator=private_generator())
+                      worker_init_fn=loader_worker_init(), generator=private_generator())
 
 
 def train_flags(module: nn.Module) -> list[tuple[nn.Module, bool]]:

@@ -376,6 +376,24 @@ def ignore_stop_signals(_worker_id: int = 0) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def loader_worker_init() -> Callable[[int], None]:
+    """simclr's DataLoaders' ``worker_init_fn``, made in the main process before its
+    workers start: :func:`ignore_stop_signals`, and the workers' multiprocessing temp
+    folder is the main process's own. A worker sharing a batch by file descriptor has
+    multiprocessing's resource sharer listen in that folder; made by the worker, only
+    its own exit removed it, and workers end by SIGKILL at a stopped command's exit
+    (:func:`_kill_daemons_at_exit`): an empty ``$TMPDIR/pymp-*`` was left per worker.
+    The main process's is removed at its exit, whichever way its workers end."""
+    return functools.partial(_init_loader_worker, multiprocessing.util.get_temp_dir())
+
+
+def _init_loader_worker(tempdir: str, worker_id: int) -> None:
+    ignore_stop_signals(worker_id)
+    # (one set here: multiprocessing.util.get_temp_dir returns it, making no folder of
+    # the worker's own, and the worker's exit removes nothing)
+    multiprocessing.current_process()._config["tempdir"] = tempdir
+
+
 SCRIPT_GUARD = 'if __name__ == "__main__":'
 
 

@@ -7,6 +7,7 @@ import logging
 import shutil
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -79,7 +80,7 @@ def test_a_failed_command_exits_though_its_loader_workers_ignore_sigterm(tmp_pat
         [sys.executable, "-m", "simclr", "embed", "--checkpoint", str(tmp_path / "pre"),
          "--data", str(tmp_path / "bad"), "--out", str(tmp_path / "f.npz"), "--workers", "2",
          "--cache-dir", str(tmp_path / "cache"), "--precision", "fp32", "--batch-size", "2"],
-        capture_output=True, text=True, timeout=120)
+        capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.startswith("simclr embed: error: all 6 images are unreadable")
     assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
@@ -440,3 +441,40 @@ def test_the_git_commit_is_the_packages_own_and_says_uncommitted_changes(tmp_pat
     (checkout / "simclr" / "__init__.py").write_text("changed = True\n")
     assert runtime.git_state(checkout / "simclr") == (sha, True)
     assert runtime.git_state(tmp_path) == (None, None)  # no repository at all
+
+
+LEAVES_WORKERS = """
+import sys
+import numpy as np
+from simclr.config import DataConfig
+from simclr.data import open_source
+from simclr.features import iter_batches
+
+source = open_source(sys.argv[1], DataConfig(cache="off", workers=2), train=False,
+                     image_size=16)
+batches = iter_batches(source, np.arange(source.num_images), 2, workers=2,
+                       keep_workers=sys.argv[2] == "keep")
+next(batches), next(batches)  # (each worker has sent a batch, then the program ends)
+print("read")
+"""
+
+
+@pytest.mark.parametrize("keep", ["keep", "own"])
+def test_loader_workers_killed_at_exit_leave_no_temp_folder(tmp_path, keep):
+    """A worker sending its first batch made its own $TMPDIR/pymp-XXXXXXXX (torch shares
+    a batch by file descriptor: multiprocessing's resource sharer listens there), which
+    only its own exit removed: a command ended (a stop, an error) with its workers
+    running SIGKILLs them (_kill_daemons_at_exit), and the empty folders stayed. They
+    use the main process's, removed at its exit."""
+    import os
+    import subprocess
+
+    root = make_image_folder(tmp_path / "data", classes=2, per_class=4)
+    (tmp_path / "tmp").mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp"),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]),
+                                          os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", LEAVES_WORKERS, str(root), keep], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "read\n", done.stderr
+    assert list((tmp_path / "tmp").iterdir()) == []
