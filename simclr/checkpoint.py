@@ -16,6 +16,7 @@ is invalid, and adds ``"file"`` (the path it read; never saved) for later messag
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -142,6 +143,7 @@ def save_checkpoint(
     payload = on_cpu({"format": FORMAT, "version": VERSION,
                       **{k: v for k, v in state.items() if k != "file"}})  # (where it was read)
 
+    made = not folder.exists()  # (by this write: removed again if it fails, left empty)
     try:
         if name != LAST or not replace or not link_same_periodic(payload, folder, target):
             write_atomically(target, lambda tmp: torch_save(payload, tmp), replace)
@@ -153,6 +155,9 @@ def save_checkpoint(
         kept = (f"the previous checkpoint {previous} is intact" if previous is not None
                 else "no earlier checkpoint exists" if folder.name == CHECKPOINTS
                 else "nothing was written")  # (an export, not a run's checkpoints)
+        if made:  # (an --out's own levels are its command's to remove: results.CREATED)
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # (fails on a folder with anything in it: kept)
         raise SimCLRError(f"could not write checkpoint {target}: {reason}; {kept}") from None
     if keep_last is not None and _PERIODIC.fullmatch(name):
         prune_checkpoints(folder, keep_last)

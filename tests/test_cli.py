@@ -1067,3 +1067,35 @@ def test_an_evaluation_out_of_memory_is_one_line_saying_what_to_lower(tmp_path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "out of memory (allocating 2.00 GiB failed)" in err, err
     assert "fewer --data images" in err and not (tmp_path / "h.npz").exists()
+
+
+@pytest.mark.parametrize("protocol", ["lbfgs", "sgd"])
+def test_a_linear_eval_failing_to_save_its_classifier_leaves_no_empty_folder(
+        protocol, tmp_path, capsys, monkeypatch):
+    """A full disk while the classifier (or the SGD training's state) was written: the
+    one-line error, and checkpoints/ (made by the save, not by --out's preparation, so
+    not removed with it) was left empty, with --out around it."""
+    import errno
+
+    import simclr.checkpoint
+    from simclr.checkpoint import save_checkpoint
+    from tests.test_pretrained import pretrain_checkpoint
+
+    state = {k: v for k, v in pretrain_checkpoint().items() if k not in ("format", "version")}
+    ckpt = str(save_checkpoint({**state, "step": 1}, tmp_path / "pre" / "checkpoints"))
+    data = str(make_image_folder(tmp_path / "data", classes=2, per_class=4))
+
+    def full_disk(obj, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(simclr.checkpoint, "torch_save", full_disk)
+    own = ["--epochs", "1", "--batch-size", "4"] if protocol == "sgd" else ["--l2", "0.1"]
+    assert main(["linear-eval", "--checkpoint", ckpt, "--train", data, "--test", data,
+                 "--protocol", protocol, *own, "--device", "cpu", "--precision", "fp32",
+                 "--workers", "0", "--cache-dir", str(tmp_path / "cache"),
+                 "--out", str(tmp_path / "out")]) != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "No space left on device" in err.splitlines()[-1], err
+    assert not (tmp_path / "out" / "checkpoints").exists()
+    left = [p for p in (tmp_path / "out").rglob("*") if p.is_dir() and not any(p.iterdir())]
+    assert left == [], left
