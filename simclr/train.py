@@ -23,7 +23,7 @@ import torch
 
 from simclr import distributed as dist
 from simclr.augment import TwoViewAugment
-from simclr.checkpoint import latest_checkpoint, what_is_kept
+from simclr.checkpoint import CHECKPOINTS, LAST, latest_checkpoint, periodic_name
 from simclr.config import Config
 from simclr.data import ImageSource, decode_device, open_source
 from simclr.errors import (
@@ -447,11 +447,6 @@ def train_loop(
     # (resumed at its last step, killed before its summary: that step's logged record)
     reason, logged = "finished", log.resumed_record
     vote = dist.StopVote(device, state.step)
-    if knn_missed(cfg, state.step, knn_every_steps, log):
-        # (rank 0 alone, as below; the steps are saved: a failing folder saves nothing)
-        monitored = (state.step, knn_within_run(cfg, model, device, precision, state.step,
-                                                log, first_bad, last_good, lambda: last_good,
-                                                run_dir))
     model.train()
 
     def checkpoint(periodic: bool = True) -> Path | None:
@@ -467,6 +462,14 @@ def train_loop(
             return next(batches, None)
 
     try:
+        # A resumed session's step: its kNN measure as logged, or, a stop having skipped
+        # it, taken now (rank 0 alone, as below; the steps are saved: a failing folder
+        # saves nothing)
+        monitored = logged_knn(log, state.step)
+        if knn_missed(cfg, state.step, knn_every_steps, log):
+            monitored = (state.step, knn_within_run(cfg, model, device, precision, state.step,
+                                                    log, first_bad, last_good,
+                                                    lambda: last_good, run_dir))
         while (batch := next_batch()) is not None:
             epoch, indices, images, aspect = batch
             step_start = time.perf_counter()
@@ -539,7 +542,7 @@ def train_loop(
                     summary["knn_top1"] = monitored[1] if monitored[0] == state.step else \
                         knn_monitor(cfg, model, device, precision, state.step, log)
                 except NonFiniteOutputs:
-                    raise outputs_diverged(state.step, last_good, precision) from None
+                    raise outputs_diverged(state.step, run_dir, precision, final=True) from None
         if dist.is_main():
             write_json(run_dir / "summary.json", summary)
     finally:
@@ -692,7 +695,7 @@ def knn_within_run(
         try:
             return knn_monitor(cfg, model, device, precision, step, log)
         except NonFiniteOutputs:  # the encoder, not the folder: nothing saved, no resume
-            raise outputs_diverged(step, last_good, precision) from None
+            raise outputs_diverged(step, run_dir, precision) from None
         except SimCLRError as exc:  # its folder's images, first read now: keep the steps
             kept = int(first_bad.item()) < 0 and save_periodic()
             raise SimCLRError(f"kNN monitor: {exc}" + (
@@ -700,11 +703,34 @@ def knn_within_run(
                 " continues it once the folder is mended)" if kept else "")) from None
 
 
-def outputs_diverged(step: int, last_good: Path | None, precision: str) -> DivergedError:
+def outputs_diverged(step: int, run_dir: Path, precision: str,
+                     final: bool = False) -> DivergedError:
     """The kNN monitor met non-finite features after ``step``: the run diverged (its
-    loss may still be finite: bf16 activations overflow first), not its folder."""
+    loss may still be finite: bf16 activations overflow first), not its folder. The
+    checkpoints of this step's weights (its periodic one; ``final``: last.pt too, saved
+    just before the final measure) are set aside as ``*.diverged``, so that --resume,
+    embed and export take the last good one, which the message names."""
+    folder = run_dir / CHECKPOINTS
+    aside = []
+    if dist.is_main():
+        for name in (periodic_name(step), *([LAST] if final else [])):
+            if (folder / name).is_file():
+                (folder / name).replace(folder / f"{name}.diverged")
+                aside.append(f"{name}.diverged")
+    good = latest_checkpoint(folder)
+    kept = (f"the last good checkpoint is {good}" if good is not None else
+            "no checkpoint of an earlier step is kept")
     fp32 = "" if precision == "fp32" else "use --precision fp32, "
     return DivergedError(
         f"kNN monitor at step {step}: the encoder's outputs on the kNN images are not "
-        f"finite (NaN/inf): the run diverged; stopping: {what_is_kept(last_good)}. "
+        f"finite (NaN/inf): the run diverged; stopping"
+        f"{' (set aside: ' + ', '.join(aside) + ')' if aside else ''}: {kept}. "
         f"Lower --lr, {fp32}or check --optimizer's settings", step)
+
+
+def logged_knn(log: MetricsLog, step: int) -> tuple[int, float | None]:
+    """(step, kNN top-1) of the measure the log holds at ``step``, where a resumed
+    session starts ((-1, None): none): a run killed after its final measure, before its
+    summary, takes it from there, not from a second feature pass logged twice."""
+    top1 = next((r["knn_top1"] for r in log.resumed_records if "knn_top1" in r), None)
+    return (step, top1) if top1 is not None else (-1, None)

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from simclr import load_encoder, nt_xent, train
-from simclr.checkpoint import load_checkpoint, save_checkpoint
+from simclr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from simclr.errors import DivergedError, SimCLRError
 from simclr.files import read_json
 from simclr.loss import contrast_stats
@@ -701,6 +701,21 @@ def test_online_knn_monitor(tmp_path, image_folder, cache_dir):
     assert "knn_top1" not in (tmp_path / "cut/metrics.jsonl").read_text()
 
 
+def test_a_run_killed_after_its_final_knn_takes_it_from_the_log(tmp_path, image_folder,
+                                                                cache_dir):
+    """Killed after the final kNN line, before summary.json: the resumed session (no
+    step left) measured the final encoder again, a second knn_top1 line at that step."""
+    run(tmp_path, image_folder, cache_dir, "run", knn_train=str(image_folder),
+        knn_test=str(image_folder), checkpoint_every=3)
+    (tmp_path / "run/summary.json").unlink()
+    resumed = train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True)
+    lines = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    measured = [x for x in lines if "knn_top1" in x]
+    assert [x["step"] for x in measured] == [3, 6]
+    assert resumed["status"] == "finished" and resumed["knn_top1"] == measured[-1]["knn_top1"]
+    assert resumed["loss"] == [x for x in lines if "loss" in x][-1]["loss"]
+
+
 def test_a_stop_at_a_knn_step_is_measured_when_the_run_resumes(tmp_path, image_folder,
                                                               cache_dir):
     """A stop at a step the kNN monitor was due skips it (a kill may follow), and the
@@ -760,12 +775,20 @@ def test_a_knn_folder_failing_mid_run_keeps_the_steps(tmp_path, image_folder, ca
     assert resumed["status"] == "finished" and resumed["steps"] == 6
 
 
+@pytest.mark.parametrize("every, knn_every, step, aside, kept", [
+    (0, 1.0, 3, "", "no checkpoint of an earlier step is kept"),
+    (3, 1.0, 3, " (set aside: ckpt-00000003.pt.diverged)",
+     "no checkpoint of an earlier step is kept"),
+    (3, 10.0, 6, " (set aside: ckpt-00000006.pt.diverged, last.pt.diverged)",
+     "the last good checkpoint is {run}/checkpoints/ckpt-00000003.pt")])
 def test_a_diverged_encoder_met_by_the_knn_monitor_ends_the_run_as_diverged(
-        tmp_path, image_folder, cache_dir, monkeypatch):
+        tmp_path, image_folder, cache_dir, monkeypatch, every, knn_every, step, aside, kept):
     """Weights large enough that the encoder's outputs overflow before its loss does
     (seen with sgd at lr 1e12): the monitor's non-finite features were taken for its
     folder failing: a checkpoint of the diverged encoder saved, status "failed", and
-    "continues it once the folder is mended" (every resume failed the same way)."""
+    "continues it once the folder is mended" (every resume failed the same way). The
+    checkpoints of that step's weights (a periodic one saved just before the monitor,
+    last.pt before the final measure) are set aside: --resume takes the last good one."""
     real = train.knn_monitor
 
     def overflowed(cfg, model, *args):
@@ -775,14 +798,17 @@ def test_a_diverged_encoder_met_by_the_knn_monitor_ends_the_run_as_diverged(
         return real(cfg, model, *args)
 
     monkeypatch.setattr(train, "knn_monitor", overflowed)
-    with pytest.raises(DivergedError, match=r"^kNN monitor at step 3: the encoder's outputs "
-                                            r"on the kNN images are not finite \(NaN/inf\): "
-                                            r"the run diverged; stopping: no checkpoint was "
-                                            r"written\. Lower --lr, "):
+    run_dir = tmp_path / "run"
+    kept = re.escape(kept.format(run=run_dir))
+    with pytest.raises(DivergedError, match=rf"^kNN monitor at step {step}: the encoder's "
+                                            r"outputs on the kNN images are not finite "
+                                            rf"\(NaN/inf\): the run diverged; stopping"
+                                            rf"{re.escape(aside)}: {kept}\. Lower --lr, "):
         run(tmp_path, image_folder, cache_dir, "run", knn_train=str(image_folder),
-            knn_test=str(image_folder), checkpoint_every=0)
-    assert not list((tmp_path / "run/checkpoints").glob("*.pt"))
-    assert read_json(tmp_path / "run/summary.json")["status"] == "diverged"
+            knn_test=str(image_folder), checkpoint_every=every, knn_every=knn_every)
+    good = latest_checkpoint(run_dir / "checkpoints")
+    assert (good and good.name) == ("ckpt-00000003.pt" if step == 6 else None)
+    assert read_json(run_dir / "summary.json")["status"] == "diverged"
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
