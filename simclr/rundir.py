@@ -448,8 +448,9 @@ def check_not_above_runs(run_dir: Path) -> None:
 def _logs_of_a_run(run_dir: Path) -> bool:
     """Whether the logs in ``run_dir`` are a simclr pretraining's (one killed before its
     first checkpoint: :func:`make_run_dir` sets them aside)."""
-    if _empty_log(run_dir):  # stopped after opening its log, before config.yaml
-        return True
+    if _empty_log(run_dir) and not any((run_dir / name).exists()
+                                       for name in ("summary.json", "config.yaml")):
+        return True  # stopped after opening its log (and tb/), before config.yaml
     try:
         with open(run_dir / "metrics.jsonl", encoding="utf-8") as f:
             return json.loads(f.readline()).get("event") == "start"

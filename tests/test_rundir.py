@@ -98,6 +98,11 @@ def test_a_run_stopped_before_its_first_log_line_does_not_block_its_folder(
     (tmp_path / "other/metrics.jsonl").write_text("epoch,loss\n1,0.5\n")
     with pytest.raises(SimCLRError, match="holds metrics.jsonl, not written by a simclr run"):
         run(tmp_path, image_folder, cache_dir, "other", epochs=1)
+    (tmp_path / "mine").mkdir()  # an empty log vouches for no file of a user's beside it
+    (tmp_path / "mine/metrics.jsonl").touch()
+    (tmp_path / "mine/config.yaml").write_text("mysetting: 1\n")
+    with pytest.raises(SimCLRError, match="holds metrics.jsonl, not written by a simclr run"):
+        run(tmp_path, image_folder, cache_dir, "mine", epochs=1)
 
 
 def test_resume_keeps_the_planned_run_length(tmp_path, image_folder, cache_dir, capsys):
