@@ -171,6 +171,13 @@ def test_the_same_encoder_is_the_same_weights_where_both_files_record_them(tmp_p
                encoder="/runs/b/last.pt step 10 layer h", weights=b)
     assert main(args) == 2
     assert "--queries were embedded by /runs/b/last.pt" in capsys.readouterr().err
+    embed_file(tmp_path / "q.npz", [[1.0, 0.5]], ["/new/q.jpg"],  # (a torchvision export
+               encoder="/runs/a.pt step 10 layer h at 224 px",  # embeds at 224 px)
+               weights="sha256 0123456789abcdef layer h at 224 px")
+    assert main(args) == 2
+    assert capsys.readouterr().err.endswith(
+        "the same weights but at other layers or sides (layer h at 224 px against layer h at "
+        "32 px): embed both with the same --layer and --image-size\n")
     # an earlier simclr's file (no weights recorded): the paths decide, as before
     for name, status in (("/runs/a/last.pt step 10 layer h", 0),
                          ("/runs/copy/last.pt step 10 layer h", 2)):
