@@ -469,7 +469,7 @@ def train_loop(
         if knn_missed(cfg, state.step, knn_every_steps, log):
             monitored = (state.step, knn_within_run(cfg, model, device, precision, state.step,
                                                     log, first_bad, last_good,
-                                                    lambda: last_good, run_dir))
+                                                    lambda: last_good, run_dir, resumed=True))
         while (batch := next_batch()) is not None:
             epoch, indices, images, aspect = batch
             step_start = time.perf_counter()
@@ -685,17 +685,19 @@ def knn_missed(cfg: Config, step: int, knn_every_steps: int, log: MetricsLog) ->
 def knn_within_run(
     cfg: Config, model: torch.nn.Module, device: torch.device, precision: str, step: int,
     log: MetricsLog, first_bad: torch.Tensor, last_good: Path | None,
-    save_periodic: Callable[[], Path | None], run_dir: Path,
+    save_periodic: Callable[[], Path | None], run_dir: Path, resumed: bool = False,
 ) -> float:
     """The kNN monitor after ``step`` (rank 0 alone), as the run goes: out of memory, one
     line naming ``last_good``; its folders' images, first read now, failing: the steps
     are saved first (``save_periodic``, unless a loss was non-finite) and the message
-    says how to go on."""
+    says how to go on. ``resumed``: measured before a resumed session's first step, on
+    the weights of ``last_good``, the checkpoint it resumed from."""
     with knn_out_of_memory(step, last_good):
         try:
             return knn_monitor(cfg, model, device, precision, step, log)
         except NonFiniteOutputs:  # the encoder, not the folder: nothing saved, no resume
-            raise outputs_diverged(step, run_dir, precision) from None
+            raise outputs_diverged(step, run_dir, precision,
+                                   also=last_good if resumed else None) from None
         except SimCLRError as exc:  # its folder's images, first read now: keep the steps
             kept = int(first_bad.item()) < 0 and save_periodic()
             raise SimCLRError(f"kNN monitor: {exc}" + (
@@ -703,17 +705,19 @@ def knn_within_run(
                 " continues it once the folder is mended)" if kept else "")) from None
 
 
-def outputs_diverged(step: int, run_dir: Path, precision: str,
-                     final: bool = False) -> DivergedError:
+def outputs_diverged(step: int, run_dir: Path, precision: str, final: bool = False,
+                     also: Path | None = None) -> DivergedError:
     """The kNN monitor met non-finite features after ``step``: the run diverged (its
     loss may still be finite: bf16 activations overflow first), not its folder. The
     checkpoints of this step's weights (its periodic one; ``final``: last.pt too, saved
-    just before the final measure) are set aside as ``*.diverged``, so that --resume,
-    embed and export take the last good one, which the message names."""
+    just before the final measure; ``also``: the one a resumed session started from)
+    are set aside as ``*.diverged``, so that --resume, embed and export take the last
+    good one, which the message names."""
     folder = run_dir / CHECKPOINTS
     aside = []
+    names = {periodic_name(step), *([LAST] if final else []), *([also.name] if also else [])}
     if dist.is_main():
-        for name in (periodic_name(step), *([LAST] if final else [])):
+        for name in sorted(names, key=lambda n: n == LAST):  # (last.pt named last)
             if (folder / name).is_file():
                 (folder / name).replace(folder / f"{name}.diverged")
                 aside.append(f"{name}.diverged")

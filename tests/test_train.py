@@ -811,6 +811,35 @@ def test_a_diverged_encoder_met_by_the_knn_monitor_ends_the_run_as_diverged(
     assert read_json(run_dir / "summary.json")["status"] == "diverged"
 
 
+def test_a_diverged_encoder_met_when_a_stopped_run_resumes_sets_aside_its_start(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """Stopped at a kNN step (last.pt at step 3), the resumed session measures it first:
+    features not finite there left last.pt, the diverged weights, as the last good one."""
+    knn = {"knn_train": str(image_folder), "knn_test": str(image_folder), "knn_every": 1.0,
+           "checkpoint_every": 0}
+
+    def stop_at_3(step, stop):
+        if step == 3:
+            stop.requested = "SIGTERM"
+
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "run", cache_dir, **knn))
+    assert train.pretrain(cfg, on_step=stop_at_3)["status"] == "preempted"
+    real = train.knn_monitor
+
+    def overflowed(cfg, model, *args):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(float("inf"))
+        return real(cfg, model, *args)
+
+    monkeypatch.setattr(train, "knn_monitor", overflowed)
+    with pytest.raises(DivergedError, match=r"^kNN monitor at step 3: .* the run diverged; "
+                                            r"stopping \(set aside: last.pt.diverged\): no "
+                                            r"checkpoint of an earlier step is kept\."):
+        train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True)
+    assert latest_checkpoint(tmp_path / "run/checkpoints") is None
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_pretrain_on_cuda_without_host_syncs(tmp_path, image_folder, cache_dir):
     """bf16 autocast and channels_last on the GPU, and no host synchronisation inside
