@@ -775,6 +775,20 @@ def test_a_knn_folder_failing_mid_run_keeps_the_steps(tmp_path, image_folder, ca
     assert resumed["status"] == "finished" and resumed["steps"] == 6
 
 
+def overflow_before_the_knn_monitor(monkeypatch) -> None:
+    """The kNN monitor measures an encoder whose weights overflowed (all inf) just
+    before, as a diverging run's grow while its loss is still finite."""
+    real = train.knn_monitor
+
+    def overflowed(cfg, model, *args):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(float("inf"))
+        return real(cfg, model, *args)
+
+    monkeypatch.setattr(train, "knn_monitor", overflowed)
+
+
 @pytest.mark.parametrize("every, knn_every, step, aside, kept", [
     (0, 1.0, 3, "", "no checkpoint of an earlier step is kept"),
     (3, 1.0, 3, " (set aside: ckpt-00000003.pt.diverged)",
@@ -789,15 +803,7 @@ def test_a_diverged_encoder_met_by_the_knn_monitor_ends_the_run_as_diverged(
     "continues it once the folder is mended" (every resume failed the same way). The
     checkpoints of that step's weights (a periodic one saved just before the monitor,
     last.pt before the final measure) are set aside: --resume takes the last good one."""
-    real = train.knn_monitor
-
-    def overflowed(cfg, model, *args):
-        with torch.no_grad():
-            for p in model.parameters():
-                p.fill_(float("inf"))
-        return real(cfg, model, *args)
-
-    monkeypatch.setattr(train, "knn_monitor", overflowed)
+    overflow_before_the_knn_monitor(monkeypatch)
     run_dir = tmp_path / "run"
     kept = re.escape(kept.format(run=run_dir))
     with pytest.raises(DivergedError, match=rf"^kNN monitor at step {step}: the encoder's "
@@ -824,15 +830,7 @@ def test_a_diverged_encoder_met_when_a_stopped_run_resumes_sets_aside_its_start(
 
     cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "run", cache_dir, **knn))
     assert train.pretrain(cfg, on_step=stop_at_3)["status"] == "preempted"
-    real = train.knn_monitor
-
-    def overflowed(cfg, model, *args):
-        with torch.no_grad():
-            for p in model.parameters():
-                p.fill_(float("inf"))
-        return real(cfg, model, *args)
-
-    monkeypatch.setattr(train, "knn_monitor", overflowed)
+    overflow_before_the_knn_monitor(monkeypatch)
     with pytest.raises(DivergedError, match=r"^kNN monitor at step 3: .* the run diverged; "
                                             r"stopping \(set aside: last.pt.diverged\): no "
                                             r"checkpoint of an earlier step is kept\."):
