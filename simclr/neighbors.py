@@ -259,12 +259,11 @@ def check_same_encoder(keys: EncoderRecord, queries: EncoderRecord) -> None:
     if keys.weights is not None and queries.weights is not None:
         if keys.weights == queries.weights:
             return
-        same, key_use = keys.weights.split(" layer ", 1) if " layer " in keys.weights \
-            else (keys.weights, "")
-        if queries.weights.startswith(f"{same} layer ") and key_use:  # the same weights
+        key_sha, _, key_use = keys.weights.partition(" layer ")
+        query_sha, _, query_use = queries.weights.partition(" layer ")
+        if key_sha == query_sha:  # the same weights, another layer or side
             raise SimCLRError(f"--queries and --features were embedded by the same weights but "
-                              f"at other layers or sides (layer "
-                              f"{queries.weights.split(' layer ', 1)[1]} against layer "
+                              f"at other layers or sides (layer {query_use} against layer "
                               f"{key_use}): embed both with the same --layer and --image-size")
         if keys.name == queries.name:  # a run replaced at its path between the embeds
             raise SimCLRError(f"--queries and --features were both embedded by {keys.name}, "

@@ -79,7 +79,6 @@ class Cell:
     stopped_by: str | None = None
 
 
-
 # Settings a sweep refuses as an axis: their cells would train the same run, differing
 # only in where or how visibly it is written, or in what is monitored or checked. (Speed
 # settings such as threads, device or workers stay: a sweep over them measures their

@@ -442,7 +442,6 @@ def train_loop(
                          60 * cfg.checkpoint_minutes if dist.is_main() else 0.0)
     next_refit = state.step + FIRST_REFIT
     knn_every_steps = max(1, round(cfg.knn_every * plan.steps_per_epoch))
-    monitored: tuple[int, float | None] = (-1, None)  # (step, kNN top-1) of the last check
     last_good: Path | None = latest_checkpoint(run_dir / "checkpoints")
     # (resumed at its last step, killed before its summary: that step's logged record)
     reason, logged = "finished", log.resumed_record
@@ -465,7 +464,7 @@ def train_loop(
         # A resumed session's step: its kNN measure as logged, or, a stop having skipped
         # it, taken now (rank 0 alone, as below; the steps are saved: a failing folder
         # saves nothing)
-        monitored = logged_knn(log, state.step)
+        monitored: tuple[int, float | None] = logged_knn(log, state.step)  # (step, top-1)
         if knn_missed(cfg, state.step, knn_every_steps, log):
             monitored = (state.step, knn_within_run(cfg, model, device, precision, state.step,
                                                     log, first_bad, last_good,
