@@ -193,7 +193,7 @@ def pretrain(
     run = check_run_dir(cfg, resume)
     if run.saved is not None:  # (a Config built anew, not by load_resume_config)
         check_resumed_settings(run.saved["config"], cfg, run.path, device)
-    done = finished_summary(run)
+    done = finished_summary(run, cfg)
     if done is not None:  # nothing to train: no start line, no new config record
         # (held a moment: a killed save's leftovers go; refused if another --resume went on)
         held = make_run_dir(run.path, resume, run.mark)
@@ -266,15 +266,18 @@ def pretrain(
     return {**summary, "rank": dist.rank()}
 
 
-def finished_summary(run: RunDir) -> dict[str, Any] | None:
-    """The summary of a resumed run that has nothing left to train: its checkpoint at
-    its last step and its summary.json saying it finished (a session killed between
-    the two goes through the loop, which writes the summary)."""
+def finished_summary(run: RunDir, cfg: Config) -> dict[str, Any] | None:
+    """The summary of a resumed run that has nothing left to do: its checkpoint at its
+    last step and its summary.json saying it finished, with the final kNN measure where
+    ``cfg`` asks for one. Otherwise the session goes through the loop, which trains no
+    step and writes the summary: a session killed between the two, or one stopped at
+    its last step, which skips the final kNN (a kill may follow the signal)."""
     if run.saved is None or run.saved["step"] < run.saved["total_steps"]:
         return None
     summary = read_json(run.path / "summary.json") or {}
-    finished = summary.get("status") == "finished"
-    return summary if finished and summary.get("steps") == run.saved["step"] else None
+    finished = summary.get("status") == "finished" and summary.get("steps") == run.saved["step"]
+    measured = not cfg.knn_train or "knn_top1" in summary
+    return summary if finished and measured else None
 
 
 def start_state(

@@ -293,7 +293,8 @@ def test_a_folder_found_all_unreadable_in_training_lists_them_in_the_summary(
 def test_a_stop_at_the_last_step_finds_the_run_finished(tmp_path, image_folder, cache_dir):
     """A signal that arrives during the last step: the run is complete, so it is
     'finished' (a requeue loop testing for 75 ran it again for nothing), with the signal
-    on record and nothing more done (no kNN of the final model: a kill may follow)."""
+    on record and nothing more done (no kNN of the final model: a kill may follow).
+    Resumed, it trains nothing and takes that final kNN (it was never measured)."""
     def preempt(step, stop):
         if step == 6:  # the last
             stop.requested = "SIGTERM"
@@ -308,9 +309,16 @@ def test_a_stop_at_the_last_step_finds_the_run_finished(tmp_path, image_folder, 
     assert [x["step"] for x in lines if "knn_top1" in x] == [3]  # after epoch 1 only
     saved = json.loads((tmp_path / "run/summary.json").read_text())
     assert saved["status"] == "finished" and saved["signal"] == "SIGTERM"
-    # resumed: nothing to do, and nothing of the earlier session's stop
+    # resumed: the final kNN, no step, and nothing of the earlier session's stop
     again = train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True)
     assert again["status"] == "finished" and again["signal"] is None
+    assert again["steps"] == 6 and 0.0 <= again["knn_top1"] <= 1.0
+    lines = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "knn_top1" in x] == [3, 6]
+    assert max(x["step"] for x in lines if "step" in x) == 6  # (no step trained)
+    # and a third time: nothing left to do
+    third = train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True)
+    assert third["knn_top1"] == again["knn_top1"]
 
 
 def test_a_run_killed_before_its_summary_resumes_with_its_final_metrics(
