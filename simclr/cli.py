@@ -127,7 +127,7 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozen
     for flag, path in all_flags().items():
         if flag in exclude:
             continue
-        kind, _ = field_kind(type_of(path))
+        kind, optional = field_kind(type_of(path))
         dest = "cfg:" + path
         default = shown_default(default_of(path))
         doc = docs.get(path, "").replace("%", "%%")  # argparse formats help with %
@@ -135,7 +135,13 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozen
             doc += ": seconds, or e.g. 90s, 20m, 1.5h, 1h30m"
         text = f"{doc} (default: {default})" if doc else f"default: {default}"
         group = groups[section_of(path)]
-        if kind == "bool":
+        if kind == "bool" and optional:  # (None: automatic) --flag [auto], --no-flag
+            group.add_argument(f"--{flag}", dest=dest, nargs="?", const=True, metavar="auto",
+                               default=argparse.SUPPRESS,
+                               help=f"{text}; `--{flag} auto` over a --config's value")
+            group.add_argument(f"--no-{flag}", dest=dest, action="store_const", const=False,
+                               default=argparse.SUPPRESS, help="off, not automatic")
+        elif kind == "bool":
             group.add_argument(f"--{flag}", dest=dest, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=text)
         else:

@@ -226,6 +226,8 @@ def _coerce(value: Any, type_text: str, where: str) -> Any:
             if isinstance(value, bool):
                 return value
             text = str(value).lower()
+            if optional and text == "auto":  # (an optional switch's None: automatic)
+                return None
             if text in ("1", "true", "yes", "on"):
                 return True
             if text in ("0", "false", "no", "off"):
@@ -247,7 +249,7 @@ def _coerce(value: Any, type_text: str, where: str) -> Any:
         if base == "str":
             return str(value)
     except (TypeError, ValueError):
-        wanted = WANTED.get(base, base)
+        wanted = "true, false or auto" if base == "bool" and optional else WANTED.get(base, base)
         raise SimCLRError(f"{where}: expected {wanted}, got {shown(value)}") from None
     return value
 

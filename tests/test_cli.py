@@ -290,6 +290,25 @@ def test_every_command_has_help(command, capsys):
     assert not undescribed, f"flags without help: {undescribed}"
 
 
+def test_an_optional_switch_is_set_on_off_or_back_to_automatic(tmp_path, capsys, monkeypatch):
+    """--cifar-stem is on, off or automatic (None: by the image size): `--cifar-stem
+    auto` gives a --config's value back to the automatic choice, which no flag could."""
+    monkeypatch.chdir(tmp_path)
+    Path("on.yaml").write_text("model:\n  cifar_stem: true\n")
+
+    def stem(*argv: str) -> bool | None:
+        capsys.readouterr()
+        assert main(["pretrain", "--config", "on.yaml", *argv, "--print-config"]) == 0
+        return yaml.safe_load(capsys.readouterr().out)["model"]["cifar_stem"]
+
+    assert stem() is True and stem("--cifar-stem", "auto") is None
+    assert stem("--no-cifar-stem") is False and stem("--cifar-stem", "false") is False
+    Path("on.yaml").write_text("model:\n  cifar_stem: auto\n")
+    assert stem() is None and stem("--cifar-stem") is True
+    assert main(["pretrain", "--cifar-stem", "maybe", "--print-config"]) == 2
+    assert "--cifar-stem: expected true, false or auto" in capsys.readouterr().err
+
+
 def test_print_config_is_a_config_file_and_writes_nothing(tmp_path, capsys, monkeypatch):
     from simclr.settings import build_config
 

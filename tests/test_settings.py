@@ -115,7 +115,10 @@ def test_round_trip_through_dict():
         ({"batch_size": "2.5"}, "--batch-size: expected a whole number, got '2.5'"),
         ({"augment.crop_scale": "0.5"},
          "--crop-scale: expected two numbers A,B (e.g. 0.08,1), got '0.5'"),
-        ({"model.cifar_stem": "maybe"}, "--cifar-stem: expected true or false, got 'maybe'"),
+        ({"model.cifar_stem": "maybe"},
+         "--cifar-stem: expected true, false or auto, got 'maybe'"),
+        ({"model.zero_init_residual": "auto"},  # (not optional: no automatic value)
+         "--zero-init-residual: expected true or false, got 'auto'"),
         ({"time_budget": "soon"}, "--time-budget"),
         ({"nonsense": 1}, "unknown setting 'nonsense'"),
     ],
