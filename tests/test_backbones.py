@@ -74,6 +74,19 @@ def test_vit_position_embeddings_and_tokens_are_not_decayed():
     assert id(encoder.get_parameter("net.conv_proj.weight")) not in excluded
 
 
+def test_swin_relative_position_biases_are_not_decayed():
+    """Swin's relative position bias tables are 2-D (169, heads) but added to the
+    attention logits, like biases: no weight decay, no LARS adaptation."""
+    encoder = TorchvisionEncoder("swin_t", 64)
+    groups = param_groups(encoder, weight_decay=1e-6)
+    excluded = {id(p) for g in groups if g["lars_exclude"] for p in g["params"]}
+    tables = [p for n, p in encoder.named_parameters()
+              if n.endswith("relative_position_bias_table")]
+    assert len(tables) == 12 and all(p.ndim == 2 for p in tables)
+    assert all(id(p) in excluded for p in tables)
+    assert id(encoder.get_parameter("net.features.0.0.weight")) not in excluded
+
+
 @pytest.mark.parametrize(("flags", "message"), [
     (["--arch", "vgg16"], "--arch: unknown architecture 'vgg16' (simclr's resnet18"),
     (["--arch", "convnext_tiny", "--width", "2"], "--width 2: the width multiplier is for"),

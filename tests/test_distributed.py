@@ -217,6 +217,11 @@ def _bn_worker(rank: int, port: int, out_dir: str) -> None:
             bn = distributed.convert_sync_batchnorm(nn.BatchNorm2d(3))
             result[f"y_{dtype}"] = bn(_precision_inputs(dtype, mean)[rows]).detach()
             result[f"var_{dtype}"] = bn.running_var
+        # momentum None: running statistics as the cumulative mean over the passes
+        cumulative = distributed.convert_sync_batchnorm(nn.BatchNorm2d(3, momentum=None))
+        for scale in CUMULATIVE_SCALES:
+            cumulative(scale * x[rows].float())
+        result["cumulative"] = (cumulative.running_mean, cumulative.running_var)
         # The official head: its last BN has no bias, and keeps none.
         head = _bn_head()
         keys = list(head.state_dict())
@@ -231,6 +236,9 @@ def _bn_worker(rank: int, port: int, out_dir: str) -> None:
         torch.save(result, f"{out_dir}/bn{rank}.pt")
     finally:
         torch.distributed.destroy_process_group()
+
+
+CUMULATIVE_SCALES = (1.0, 3.0, 0.5)  # the passes of a BatchNorm whose momentum is None
 
 
 def _bn_inputs() -> tuple[torch.Tensor, torch.Tensor]:
@@ -303,6 +311,13 @@ def test_global_batchnorm_on_cpu_equals_one_batchnorm_over_all_processes(tmp_pat
         var = 0.9 + 0.1 * x.var(dim=(0, 2, 3))  # momentum 0.1 from 1, unbiased
         for res in results:
             torch.testing.assert_close(res[f"var_{dtype}"].double(), var, rtol=1e-5, atol=0)
+    # momentum None: the cumulative mean of the passes' statistics, as BatchNorm's
+    cumulative, whole = nn.BatchNorm2d(3, momentum=None), _bn_inputs()[0].float()
+    for scale in CUMULATIVE_SCALES:
+        cumulative(scale * whole)
+    for res in results:
+        torch.testing.assert_close(res["cumulative"][0], cumulative.running_mean)
+        torch.testing.assert_close(res["cumulative"][1], cumulative.running_var)
     # The head with BN (its last without bias): same keys, no bias made up, and the
     # output and input gradients of the head over the whole batch.
     head = _bn_head()

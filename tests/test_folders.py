@@ -12,7 +12,7 @@ import pytest
 from simclr.data import open_source
 from simclr.errors import SimCLRError
 from simclr.folders import class_members, list_folder, scan_folder
-from tests.conftest import make_image_folder
+from tests.conftest import SHARED_DATA, make_image_folder
 from tests.image_files import data_cfg, rgb, save_image
 
 
@@ -175,10 +175,10 @@ def test_folder_with_splits_picks_train_or_test(tmp_path, caplog):
     assert list_folder("cifar10") is None  # torchvision's, where no such folder exists
 
 
-@pytest.mark.skipif(not Path("/work/shared/data/cifar10/test").is_dir(),
+@pytest.mark.skipif(not (SHARED_DATA / "cifar10" / "test").is_dir(),
                     reason="shared CIFAR-10 JPEG folder not available")
 def test_shared_cifar10_folder_labels(tmp_path):
-    images = scan_folder("/work/shared/data/cifar10/test")
+    images = scan_folder(str(SHARED_DATA / "cifar10" / "test"))
     assert len(images.paths) == 10_000 and images.classes[0] == "airplane"
     assert np.bincount(images.labels).tolist() == [1000] * 10
 

@@ -218,6 +218,7 @@ def test_lr_at_key_steps():
     assert lr_at(5000, total, warm, peak, final) == pytest.approx(final)
     assert lr_at(0, total, 0, peak) == pytest.approx(peak)  # no warm-up
     assert lr_at(10, 10, 20, peak) == 0.0  # warm-up longer than the run: clamped
+    assert lr_at(-3, total, warm, peak, final) == 0.0  # before the first step: its lr
 
 
 def test_warmup_is_ten_epochs_but_at_most_a_tenth_of_the_run():
