@@ -6,13 +6,16 @@ the whole picture, small views left with the ImageNet recipe); the metrics log's
 line, and the last window's means in the summary: :data:`FINAL_METRICS`); the guard
 that stops a run at its first non-finite loss, or counts the steps ``--nan-policy skip``
 left out (:func:`check_finite`, :func:`count_skipped`); and the online kNN monitor
-(:func:`knn_monitor`, rank 0 alone), whose folders are checked before the first step.
-The loop that calls these is train.py's.
+(:func:`knn_monitor`, rank 0 alone), whose folders are checked before the first step:
+within the run (:func:`knn_within_run`, a measure a stop skipped taken when resumed:
+:func:`knn_missed`), at its end (:func:`final_knn`), and an encoder found diverged
+by it (:func:`outputs_diverged`). The loop that calls these is train.py's.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +23,12 @@ import numpy as np
 import torch
 
 from simclr import distributed as dist
-from simclr.checkpoint import what_is_kept
+from simclr.checkpoint import CHECKPOINTS, LAST, latest_checkpoint, periodic_name, what_is_kept
 from simclr.config import MIN_SIZE, Config
 from simclr.data import ImageSource, open_source
-from simclr.errors import DivergedError
+from simclr.errors import DivergedError, NonFiniteOutputs, SimCLRError
 from simclr.features import check_labeled_folders
+from simclr.launch import continue_run
 from simclr.memory import allocation_failure_is
 from simclr.resume import RunState, unwrap
 from simclr.rundir import MetricsLog
@@ -204,3 +208,90 @@ def knn_monitor(
     log.write({"step": step, "knn_top1": top1})
     log_line(f"step {step}: kNN top-1 {100 * top1:.2f}%")
     return top1
+
+
+def knn_missed(cfg: Config, step: int, knn_every_steps: int, log: MetricsLog) -> bool:
+    """Whether this process (rank 0) measures the kNN monitor before a resumed session's
+    first step: it was due at ``step``, where the session starts, and the log has no
+    measure of it (the earlier session was stopped there, which skips the monitor as a
+    kill may follow, or killed while measuring), so the log reads as one run's."""
+    return bool(cfg.knn_train) and dist.is_main() and step > 0 \
+        and step % knn_every_steps == 0 \
+        and not any("knn_top1" in record for record in log.resumed_records)
+
+
+def knn_within_run(
+    cfg: Config, model: torch.nn.Module, device: torch.device, precision: str, step: int,
+    log: MetricsLog, first_bad: torch.Tensor, last_good: Path | None,
+    save_periodic: Callable[[], Path | None], run_dir: Path, resumed: bool = False,
+) -> float:
+    """The kNN monitor after ``step`` (rank 0 alone), as the run goes: out of memory, one
+    line naming ``last_good``; its folders' images, first read now, failing: the steps
+    are saved first (``save_periodic``, unless a loss was non-finite) and the message
+    says how to go on. ``resumed``: measured before a resumed session's first step, on
+    the weights of ``last_good``, the checkpoint it resumed from."""
+    with knn_out_of_memory(step, last_good):
+        try:
+            return knn_monitor(cfg, model, device, precision, step, log)
+        except NonFiniteOutputs:  # the encoder, not the folder: nothing saved, no resume
+            raise outputs_diverged(step, run_dir, precision,
+                                   also=last_good if resumed else None) from None
+        except SimCLRError as exc:  # its folder's images, first read now: keep the steps
+            kept = int(first_bad.item()) < 0 and save_periodic()
+            raise SimCLRError(f"kNN monitor: {exc}" + (
+                f" (the run is saved at step {step}: `{continue_run(run_dir)}`"
+                " continues it once the folder is mended)" if kept else "")) from None
+
+
+def outputs_diverged(step: int, run_dir: Path, precision: str, final: bool = False,
+                     also: Path | None = None) -> DivergedError:
+    """The kNN monitor met non-finite features after ``step``: the run diverged (its
+    loss may still be finite: bf16 activations overflow first), not its folder. The
+    checkpoints of this step's weights (its periodic one; ``final``: last.pt too, saved
+    just before the final measure; ``also``: the one a resumed session started from)
+    are set aside as ``*.diverged``, so that --resume, embed and export take the last
+    good one, which the message names."""
+    folder = run_dir / CHECKPOINTS
+    aside = []
+    names = {periodic_name(step), *([LAST] if final else []), *([also.name] if also else [])}
+    if dist.is_main():
+        for name in sorted(names, key=lambda n: n == LAST):  # (last.pt named last)
+            if (folder / name).is_file():
+                (folder / name).replace(folder / f"{name}.diverged")
+                aside.append(f"{name}.diverged")
+    good = latest_checkpoint(folder)
+    kept = (f"the last good checkpoint is {good}" if good is not None else
+            "no checkpoint of an earlier step is kept")
+    fp32 = "" if precision == "fp32" else "use --precision fp32, "
+    return DivergedError(
+        f"kNN monitor at step {step}: the encoder's outputs on the kNN images are not "
+        f"finite (NaN/inf): the run diverged; stopping"
+        f"{' (set aside: ' + ', '.join(aside) + ')' if aside else ''}: {kept}. "
+        f"Lower --lr, {fp32}or check --optimizer's settings", step)
+
+
+def logged_knn(log: MetricsLog, step: int) -> tuple[int, float | None]:
+    """(step, kNN top-1) of the measure the log holds at ``step``, where a resumed
+    session starts ((-1, None): none): a run killed after its final measure, before its
+    summary, takes it from there, not from a second feature pass logged twice."""
+    top1 = next((r["knn_top1"] for r in log.resumed_records if "knn_top1" in r), None)
+    return (step, top1) if top1 is not None else (-1, None)
+
+
+def final_knn(
+    cfg: Config, model: torch.nn.Module, device: torch.device, precision: str, step: int,
+    log: MetricsLog, monitored: tuple[int, float | None], last_good: Path | None,
+    run_dir: Path,
+) -> float | None:
+    """The kNN top-1 of the run's final model (rank 0 alone, after ``last_good``, the
+    final checkpoint, is written): ``monitored``'s (step, top-1) where the monitor has
+    just measured this ``step``, else measured now; out of memory, one line naming
+    ``last_good``; non-finite features set this step's checkpoints aside
+    (:func:`outputs_diverged`)."""
+    if monitored[0] == step:
+        return monitored[1]
+    with knn_out_of_memory(step, last_good):
+        try:
+            return knn_monitor(cfg, model, device, precision, step, log)
+        except NonFiniteOutputs:
+            raise outputs_diverged(step, run_dir, precision, final=True) from None

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from simclr import load_encoder, nt_xent, train
+from simclr import load_encoder, monitor, nt_xent, train
 from simclr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from simclr.errors import DivergedError, SimCLRError
 from simclr.files import read_json
@@ -786,7 +786,7 @@ def test_a_knn_folder_failing_mid_run_keeps_the_steps(tmp_path, image_folder, ca
 def overflow_before_the_knn_monitor(monkeypatch) -> None:
     """The kNN monitor measures an encoder whose weights overflowed (all inf) just
     before, as a diverging run's grow while its loss is still finite."""
-    real = train.knn_monitor
+    real = monitor.knn_monitor
 
     def overflowed(cfg, model, *args):
         with torch.no_grad():
@@ -794,7 +794,7 @@ def overflow_before_the_knn_monitor(monkeypatch) -> None:
                 p.fill_(float("inf"))
         return real(cfg, model, *args)
 
-    monkeypatch.setattr(train, "knn_monitor", overflowed)
+    monkeypatch.setattr(monitor, "knn_monitor", overflowed)
 
 
 @pytest.mark.parametrize("every, knn_every, step, aside, kept", [
