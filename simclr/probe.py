@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -95,19 +96,23 @@ def probe_features(
     try:
         with torch.inference_mode():
             for view in range(views):
-                for idx, images, aspect in iter_batches(
+                # Closed here, not when collected: a Ctrl-C in the model's forward then
+                # reaches the batches, whose workers end at once (runtime's
+                # close_loader_iterator), not after the batch each is decoding.
+                with closing(iter_batches(
                         source, np.arange(source.num_images), batch_size,
                         pin=device.type == "cuda", decode_on=decode_device("auto", device),
-                        keep_workers=True):
-                    params = sample_params(aug, seed, view, idx, PROBE_VIEW,
-                                           tuple(images.shape[-2:]), aspect)
-                    x = apply_params(images.to(device, non_blocking=True), params, aug)
-                    with autocast(device, precision):
-                        h, z = model(x)
-                    hs.append(h.float().cpu())
-                    zs.append(z.float().cpu())
-                    ys.append(probe_labels(params, task))
-                    shown.advance(len(idx))
+                        keep_workers=True)) as batches:
+                    for idx, images, aspect in batches:
+                        params = sample_params(aug, seed, view, idx, PROBE_VIEW,
+                                               tuple(images.shape[-2:]), aspect)
+                        x = apply_params(images.to(device, non_blocking=True), params, aug)
+                        with autocast(device, precision):
+                            h, z = model(x)
+                        hs.append(h.float().cpu())
+                        zs.append(z.float().cpu())
+                        ys.append(probe_labels(params, task))
+                        shown.advance(len(idx))
     finally:
         shown.close()
         restore_flags(flags)

@@ -333,3 +333,65 @@ def test_kept_workers_give_the_batches_of_a_loader_per_epoch(tmp_path, decode_on
     assert [Path(p).name for p, _ in source.skipped] == ["001.jpg"]
     source.close()
     assert not source._loaders
+
+
+def _children(pid: int) -> list[int]:
+    """The running processes whose parent is ``pid``."""
+    return [int(entry.name) for entry in Path("/proc").iterdir()
+            if entry.name.isdigit() and _status(int(entry.name))[1:] == (str(pid),)]
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs (not ended, nor a zombie: ended, not yet reaped)."""
+    return _status(pid) != ()
+
+
+def _status(pid: int) -> tuple[str, ...]:
+    """(state, parent pid) of process ``pid`` from /proc; () where it ended."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ()
+    state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+    return () if state == "Z" else (state, ppid)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads processes from /proc")
+def test_ctrl_c_ends_an_evaluation_pass_without_waiting_for_its_workers_batches(tmp_path):
+    """A command that stops at once must not wait for its loader workers (which ignore
+    SIGINT, for a training's checkpoint) to finish decoding a batch of large photos:
+    torch waited up to 5 s for each, then sent the SIGTERM they ignore and waited 5 s
+    more. Here each worker's batch is 32 photos of 6 megapixels (seconds to decode)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import saved_resnet18
+    from tests.image_files import rgb, save_image
+
+    checkpoint, _ = saved_resnet18(tmp_path, "pre.pt", width=0.125)
+    photo = save_image(tmp_path / "photo.jpg", rgb(2000, 3000), quality=90)
+    (tmp_path / "photos").mkdir()
+    for i in range(64):  # one file's decoding, 64 times (links: no disk for each)
+        os.link(photo, tmp_path / "photos" / f"{i:03d}.jpg")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simclr", "embed", "--checkpoint", str(checkpoint), "--data",
+         str(tmp_path / "photos"), "--out", str(tmp_path / "f.npz"), "--workers", "2",
+         "--batch-size", "32", "--cache-dir", str(tmp_path / "cache"), "--precision", "fp32",
+         "--device", "cpu"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(workers := _children(proc.pid)) < 2:  # the pass has started its workers
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    time.sleep(0.5)  # each is decoding its first batch
+    pressed = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    took = time.monotonic() - pressed
+    assert proc.returncode == 130 and err.endswith("simclr embed: interrupted\n"), err
+    assert took < 2, f"{took:.1f} s to stop"
+    assert not [pid for pid in workers if _running(pid)]  # (none left behind)
+    assert not (tmp_path / "f.npz").exists()

@@ -154,6 +154,67 @@ def test_a_ctrl_c_while_loader_workers_stop_is_delivered_once_they_have():
     runtime.close_loader_iterator(iter(DataLoader([1, 2])))  # no workers: nothing to stop
 
 
+class _SlowAfterTwo(torch.utils.data.Dataset):
+    """Items 0 and 1 at once, the others each after ``seconds``: a loader's workers,
+    once its first batch came, are decoding slow ones (a batch of large photos)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int) -> int:
+        if i >= 2:
+            import time
+
+            time.sleep(self.seconds)
+        return i
+
+
+def _workers_mid_batch(seconds: float) -> tuple[object, list]:
+    """A DataLoader iterator whose two workers (ignoring SIGINT/SIGTERM, as simclr's)
+    are each decoding an item of ``seconds``; and those workers."""
+    from torch.utils.data import DataLoader
+
+    batches = iter(DataLoader(_SlowAfterTwo(seconds), batch_size=1, num_workers=2,
+                              worker_init_fn=runtime.ignore_stop_signals))
+    assert next(batches).tolist() == [0]
+    return batches, list(batches._workers)
+
+
+def test_loader_workers_are_killed_when_a_ctrl_c_or_sigterm_stops_the_command():
+    """A command stopping at once (Ctrl-C, SIGTERM outside a training) waited for each
+    worker's batch, 5 s, then 5 s more after the SIGTERM it ignores; a training's stop
+    request (no exception) lets the workers finish theirs and exit."""
+    import time
+
+    from simclr.interrupts import Terminated
+
+    for interruption in (KeyboardInterrupt, Terminated):
+        batches, workers = _workers_mid_batch(30)
+        started = time.monotonic()
+        try:
+            raise interruption
+        except KeyboardInterrupt:
+            runtime.close_loader_iterator(batches)
+        assert time.monotonic() - started < 2
+        time.sleep(0.1)  # (torch's SIGCHLD handler would have raised on a listed worker)
+        assert [w.exitcode for w in workers] == [-signal.SIGKILL] * 2
+    try:  # raised over the interruption: a generator closed by it (GeneratorExit)
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise GeneratorExit  # noqa: B904 (over the Ctrl-C, as a generator it closes)
+    except GeneratorExit:
+        batches, workers = _workers_mid_batch(30)
+        runtime.close_loader_iterator(batches)
+        assert [w.exitcode for w in workers] == [-signal.SIGKILL] * 2
+    batches, workers = _workers_mid_batch(0.2)
+    runtime.close_loader_iterator(batches)
+    assert [w.exitcode for w in workers] == [0, 0]
+
+
 def test_more_threads_than_cores_are_said(monkeypatch, caplog):
     monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
     monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
