@@ -119,7 +119,7 @@ def test_ctrl_c_landing_in_a_weakref_callback_during_a_training_is_not_lost():
         with pytest.raises(KeyboardInterrupt):
             signal_in_a_weakref_callback(signal.SIGINT)
             time.sleep(5)  # the training's next steps: never reached to their end
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 4  # (10 s when torch waits for them)
     assert sys.unraisablehook is hook
 
 
@@ -198,7 +198,7 @@ def test_loader_workers_are_killed_when_a_ctrl_c_or_sigterm_stops_the_command():
             raise interruption
         except KeyboardInterrupt:
             runtime.close_loader_iterator(batches)
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 4  # (10 s when torch waits for them)
         time.sleep(0.1)  # (torch's SIGCHLD handler would have raised on a listed worker)
         assert [w.exitcode for w in workers] == [-signal.SIGKILL] * 2
     try:  # raised over the interruption: a generator closed by it (GeneratorExit)
