@@ -80,6 +80,8 @@ SHARED_HELP = {
     "--checkpoint": "a checkpoint file or its run folder",
     "--batch-size": "images per forward pass",
     "--precision": "auto | fp32 | bf16 | fp16",
+    "--channels-last": "images and weights in the NHWC memory layout (faster convolutions; "
+                       "--no-channels-last: NCHW)",
     "--cache-dir": "where decoded caches are kept",
     "--seed": "every random draw of the command derives from it",
     "--k": "neighbours that vote (at most the training set's size)",
@@ -215,6 +217,7 @@ def add_runtime_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_count(1), default=256)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--workers", type=_count(0, MAX_WORKERS), default=None,
                    help="decoding processes (default: from the CPU count)")
     p.add_argument("--threads", type=_count(1, MAX_THREADS), default=None,

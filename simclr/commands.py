@@ -195,7 +195,7 @@ def checkpoint_source(path: Path, ckpt: dict[str, Any], features: str) -> dict[s
 
 def runtime_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return {"batch_size": args.batch_size, "device": args.device, "precision": args.precision,
-            "workers": args.workers}
+            "workers": args.workers, "channels_last": args.channels_last}
 
 
 def cmd_knn(args: argparse.Namespace) -> int:
@@ -452,7 +452,8 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
     result = run_transform_probe(
         model, train, test, aug,
         tasks, views=args.views, epochs=args.epochs, seed=args.seed,
-        batch_size=args.batch_size, device=args.device, precision=args.precision)
+        batch_size=args.batch_size, device=args.device, precision=args.precision,
+        channels_last=args.channels_last)
     result["source"] = {**test_split(args), **checkpoint_source(
         path, ckpt, "random init" if args.random_init else "pretrained"),
         "layer": "h" if result["tasks"] and all(row["z"] is None for row in

@@ -51,6 +51,7 @@ from simclr.classify import (
 )
 from simclr.errors import SimCLRError
 from simclr.features import (
+    channels_last_weights,
     check_labeled,
     extract_features,
     resolve_runtime,
@@ -74,7 +75,7 @@ def linear_eval_sgd(
     epochs: float = 90, batch_size: int = 256, lr: float = 0.1, momentum: float = 0.9,
     crop_scale: tuple[float, float] = (0.08, 1.0), crop_sampler: str = "torchvision",
     seed: int = 0, device: str | torch.device = "cpu", precision: str = "fp32",
-    channels_last: bool = False, workers: int | None = None, verbose: bool = True,
+    channels_last: bool = True, workers: int | None = None, verbose: bool = True,
     partial_run: PartialRun | None = None, checkpoint_every: int = 0,
     checkpoint_minutes: float = 0.0,
     on_step: Callable[[int, Any], None] | None = None, config: dict[str, Any] | None = None,
@@ -88,6 +89,8 @@ def linear_eval_sgd(
     unfinished training is kept (every ``checkpoint_every`` steps or
     ``checkpoint_minutes``, on SIGTERM/SIGINT, and once finished, before the test: a
     stop during the test leaves the same command only the test) and continued from.
+    ``channels_last``: views and the encoder's weights in that memory format (the
+    faster), the encoder's own layout restored after.
     Returns (summary,
     what the results need of the test logits (M, C) (:class:`simclr.results.Ranked`,
     each batch reduced as it came: classify.evaluate_classifier), test labels (M,), the
@@ -101,7 +104,7 @@ def linear_eval_sgd(
     batch = fitted_batch(batch_size, train.num_images, "training", verbose)
     total = total_steps(epochs, train.num_images, batch)
     aug_cfg = crop_flip_config(image_size, crop_scale, crop_sampler)
-    probe = _new_probe(encoder, num_classes, image_size, seed, device, channels_last)
+    probe = _new_probe(encoder, num_classes, image_size, seed, device)
     optimizer = nesterov_sgd(probe.fc.parameters(), lr, batch, momentum)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     partial_run = partial_run or linear_partial(None)
@@ -109,7 +112,8 @@ def linear_eval_sgd(
                                        total=total)
     save_partial = partial(_save_layer, partial_run, probe.fc, optimizer, scaler,
                            config, train.classes)
-    with _frozen(encoder):
+    # (the caller's encoder: its layout restored after, as the test's pass restores it)
+    with channels_last_weights(encoder, channels_last), _frozen(encoder):
         stats = train_classifier(
             dist.wrap_ddp(probe, device), train, np.arange(train.num_images), aug_cfg,
             total_steps=total, batch_size=batch, optimizer=optimizer,
@@ -139,15 +143,12 @@ def linear_eval_sgd(
 
 
 def _new_probe(encoder: nn.Module, num_classes: int, image_size: int, seed: int,
-               device: torch.device, channels_last: bool) -> LinearProbe:
+               device: torch.device) -> LinearProbe:
     """A new linear layer (:func:`classify.init_linear`, its weights drawn from ``seed``)
     on the frozen encoder's features, on ``device``."""
     probe = LinearProbe(encoder, num_classes, fc=init_linear(
         feature_width(encoder, image_size), num_classes, torch.Generator().manual_seed(seed)))
-    probe.to(device)
-    if channels_last:
-        probe.to(memory_format=torch.channels_last)
-    return probe
+    return probe.to(device)
 
 
 @contextmanager
@@ -241,7 +242,7 @@ def run_linear_eval(
     encoder: nn.Module, train: Any, test: Any, run_dir: str | Path | None, *,
     image_size: int, protocol: str = "lbfgs", batch_size: int = 256,
     device: str | torch.device = "auto", precision: str = "auto", workers: int | None = None,
-    channels_last: bool = False, seed: int = 0,
+    channels_last: bool = True, seed: int = 0,
     # lbfgs protocol
     l2: float | None = None, l2_grid: Sequence[float] | None = None,
     val_fraction: float = 0.1, max_iter: int = 1000,
@@ -257,7 +258,7 @@ def run_linear_eval(
 
     CLI flags: ``--checkpoint CKPT --train DIR --test DIR [--out RUN_DIR]
     [--protocol lbfgs|sgd] [--batch-size 256] [--device auto] [--precision auto]
-    [--workers N] [--cache-dir DIR] [--seed 0]``; lbfgs: ``[--l2 LAMBDA]
+    [--workers N] [--cache-dir DIR] [--no-channels-last] [--seed 0]``; lbfgs: ``[--l2 LAMBDA]
     [--l2-grid MIN,MAX,COUNT (1e-6,1,13)] [--val-fraction 0.1] [--max-iter 1000]``;
     sgd: ``[--epochs 90] [--lr 0.1] [--momentum 0.9] [--crop-scale 0.08,1.0]
     [--crop-sampler torchvision|official] [--checkpoint-every 500]``: 90 epochs of
@@ -423,6 +424,7 @@ def _write_linear_eval(run: _LinearEval, protocol: str, fitted: _Fitted, start: 
     results = {"command": "linear-eval", "protocol": protocol,
                **accuracy_summary(fitted.scores, fitted.test_y), **fitted.sizes,
                **fitted.details, "image_size": run.image_size, "precision": run.precision,
+               "channels_last": run.channels_last,
                "seed": run.seed, "elapsed_s": time.perf_counter() - (start - fitted.earlier_s)}
     if run.out is not None:
         results["checkpoint"] = save_linear_classifier(run.encoder, fitted.linear,

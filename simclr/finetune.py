@@ -167,7 +167,7 @@ def run_finetune(
     head: nn.Module | None = None,
     from_head: bool = False, from_scratch: bool = False, seed: int = 0,
     device: str | torch.device = "auto", precision: str = "auto", workers: int | None = None,
-    channels_last: bool = False, config: dict[str, Any] | None = None, verbose: bool = True,
+    channels_last: bool = True, config: dict[str, Any] | None = None, verbose: bool = True,
     source: dict[str, Any] | None = None, checkpoint_every: int = 500,
     checkpoint_minutes: float = 30.0,
     on_step: Callable[[int, Any], None] | None = None, sync_bn: bool = True,
@@ -180,7 +180,8 @@ def run_finetune(
     (60 for <= 5% of the labels, else 30)] [--batch-size 256] [--lr 0.05] [--momentum 0.9]
     [--schedule cosine|constant] [--crop-scale 0.08,1.0] [--crop-sampler torchvision|official]
     [--from-head] [--from-scratch] [--checkpoint-every 500] [--no-sync-bn]
-    [--seed 0] [--device auto] [--precision auto] [--workers N] [--cache-dir DIR]``.
+    [--seed 0] [--device auto] [--precision auto] [--workers N] [--cache-dir DIR]
+    [--no-channels-last]``.
 
     The subset (``class_balanced_subset`` with ``seed``, or the images ``subset_file``
     lists: :func:`subset_from_list`) is written to
@@ -188,7 +189,8 @@ def run_finetune(
     weight decay, ``schedule`` per step; crop + flip views. ``from_head`` needs ``head``
     (the pretrained projection head, models.ProjectionHead) and fine-tunes from its
     first layer; ``from_scratch`` re-initialises the encoder (same architecture). The
-    given modules are copied, never modified. Writes ``finetune.json``,
+    given modules are copied, never modified (``channels_last``: the copy's weights and
+    the views in that memory format, the faster). Writes ``finetune.json``,
     ``finetune_confusion.png`` and ``checkpoints/finetune.pt`` (encoder.* + fc.*);
     returns the results dict. ``config``: the source checkpoint's config (stored in the
     new checkpoint so it rebuilds the encoder). ``overwrite``: an earlier fine-tuning's
@@ -448,7 +450,7 @@ class _FineTuning:
             **{k: settings[k] for k in ("epochs", "batch_size", "lr", "schedule", "from_head",
                                         "from_scratch", "seed", "image_size", "precision",
                                         "batch_norm")},
-            **stats, "elapsed_s": elapsed_s,
+            "channels_last": self.channels_last, **stats, "elapsed_s": elapsed_s,
         }
 
     def save_results(self, results: dict[str, Any]) -> None:

@@ -199,14 +199,16 @@ def run_knn(
     encoder: nn.Module, train: Any, test: Any, run_dir: str | Path | None, *,
     image_size: int, k: int = 200, temperature: float = 0.1, batch_size: int = 256,
     device: str | torch.device = "auto", precision: str = "auto", workers: int | None = None,
-    channels_last: bool = False, verbose: bool = True, source: dict[str, Any] | None = None,
+    channels_last: bool = True, verbose: bool = True, source: dict[str, Any] | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """``simclr knn``: weighted-kNN top-1 (and top-5) of the frozen encoder's h.
 
     CLI flags: ``--checkpoint CKPT --train DIR --test DIR [--out RUN_DIR] [--k 200]
     [--temperature 0.1] [--batch-size 256] [--device auto] [--precision auto]
-    [--workers N] [--cache-dir DIR] [--overwrite]``.
+    [--workers N] [--cache-dir DIR] [--no-channels-last] [--overwrite]``.
+    ``channels_last``: images and weights in that memory format (the faster), the
+    encoder's own layout restored after (features.channels_last_weights).
 
     Writes ``knn.json`` and ``knn_confusion.png`` into ``run_dir`` (when given; those of
     an earlier run there are refused unless ``overwrite``) and returns the same dict;
@@ -231,7 +233,7 @@ def run_knn(
                         log_probs=True)  # (the ranking of classes whose weights underflow)
     results = {"command": "knn", "k": min(k, len(train_y)), "temperature": temperature,
                **accuracy_summary(scores, test_y), **feature_sizes(train_x, test_x, num_classes),
-               "image_size": image_size, "precision": prec,
+               "image_size": image_size, "precision": prec, "channels_last": channels_last,
                "elapsed_s": time.perf_counter() - start}
     finish_results(results, out, "knn", scores, test_y, train, test, source, verbose,
                    overwrite)

@@ -327,12 +327,14 @@ def folder_features(
     module: nn.Module, image_size: int, data: str, batch_size: int, device: str,
     precision: str, workers: int | None, cache_dir: str, unlabeled: bool = False,
     max_pixels: int = DataConfig.max_pixels, progress: str | None = None,
+    channels_last: bool = True,
 ) -> tuple[Any, np.ndarray, np.ndarray, list[str]]:
     """``module``'s outputs over a folder with the evaluation transform: (the opened
     source, float32 (N, D) in source order, labels int64 (N,), the N files' paths;
     unreadable files are left out; ``unlabeled``: also the images beside an ImageFolder's
     class folders, labelled -1; ``max_pixels``: larger images are skipped unread;
-    ``progress``: the pass's name on stderr, None: unseen)."""
+    ``progress``: the pass's name on stderr, None: unseen; ``channels_last``: images and
+    weights in that memory format, the faster, as the evaluations compute them)."""
     from simclr.data import open_source
     from simclr.features import indexed_features
     from simclr.runtime import resolve_device, resolve_precision
@@ -345,7 +347,7 @@ def folder_features(
                          unlabeled=unlabeled)
     feats, labels, rows = indexed_features(module, source, image_size, batch_size, dev,
                                            resolve_precision(precision, dev),
-                                           progress=progress)
+                                           channels_last=channels_last, progress=progress)
     # A named data set (the digits, torchvision's) has no files: its rows are named
     # by their place in it, e.g. 'digits[test]#17' (neighbors, predict's CSV name them).
     names = source.paths or [f"{source.name}#{i}" for i in range(source.num_images)]
@@ -357,14 +359,15 @@ def embed_folder(
     device: str = "auto", precision: str = "auto", workers: int | None = None,
     cache_dir: str = "~/.cache/simclr/decoded", layer: str = "h",
     image_size: int | None = None, overwrite: bool = False,
-    max_pixels: int = DataConfig.max_pixels,
+    max_pixels: int = DataConfig.max_pixels, channels_last: bool = True,
 ) -> dict[str, Any]:
     """Representations of every image of a folder (evaluation transform), saved as .npz.
 
     ``layer``: h (default), z or gK (:func:`representation_from_checkpoint`);
     ``image_size``: the side evaluated at, if not the encoder's own
     (:func:`at_image_size`); an existing ``out`` is replaced only with ``overwrite``
-    (as :func:`simclr.export.export`). Arrays:
+    (as :func:`simclr.export.export`); ``channels_last``: images and weights in that
+    memory format (the faster, as the evaluations compute them). Arrays:
     ``features`` float32 (N, D), ``labels`` int64 (N,) (sorted class-name order of an
     ImageFolder, -1 for a flat folder), ``classes`` (C,) str, ``paths_utf8`` uint8
     (each image's path in UTF-8, a NUL after each: :func:`simclr.neighbors.embedded_paths`
@@ -383,7 +386,8 @@ def embed_folder(
     weights = f"sha256 {weights_digest(module)} layer {layer} at {spec['image_size']} px"
     source, feats, labels, paths = folder_features(module, spec["image_size"], data,
                                                    batch_size, device, precision, workers,
-                                                   cache_dir, True, max_pixels, "embed")
+                                                   cache_dir, True, max_pixels, "embed",
+                                                   channels_last)
     # another side: other features (the encoder's own, given as --image-size: the same)
     at = f" at {image_size} px" if image_size not in (None, encoder_spec(given)[
         "image_size"]) else ""
@@ -729,7 +733,7 @@ def predict_folder(
     batch_size: int = 256, device: str = "auto", precision: str = "auto",
     workers: int | None = None, cache_dir: str = "~/.cache/simclr/decoded",
     min_probability: float | None = None, overwrite: bool = False,
-    max_pixels: int = DataConfig.max_pixels,
+    max_pixels: int = DataConfig.max_pixels, channels_last: bool = True,
 ) -> dict[str, Any]:
     """Classify every image of a folder; one CSV row per image (an existing ``out`` is
     replaced only with ``overwrite``).
@@ -746,6 +750,7 @@ def predict_folder(
     ``prediction`` (its ranked classes are still listed): a rejection of images that
     belong to none of the classes, or are doubtful. The result counts the ``confident``
     rows and, on a labeled folder, the top-1 accuracy among those (``confident_top1``).
+    ``channels_last``: images and weights in that memory format (the faster).
     """
     refuse_spawned_import()
     check_counts({"--top-k": top_k, "--batch-size": batch_size})  # (before any work)
@@ -763,7 +768,7 @@ def predict_folder(
     # in float64, as linear-eval fits it, so a bf16 rounding never flips a close call.
     source, feats, labels, paths = folder_features(
         nn.Sequential(model.encoder, model.neck), spec["image_size"], data, batch_size,
-        device, precision, workers, cache_dir, True, max_pixels, "predict")
+        device, precision, workers, cache_dir, True, max_pixels, "predict", channels_last)
     if top_k is not None and k < top_k:  # (as `simclr knn` does a --k past its training
         # images: capped, said; the default 5 of a 2-class classifier goes unsaid)
         print(f"note: --top-k {top_k} is more than the classifier's {len(classes)} classes: "

@@ -37,6 +37,7 @@ from simclr.config import AugmentConfig
 from simclr.data import decode_device
 from simclr.errors import SimCLRError
 from simclr.features import (
+    channels_last_weights,
     close_workers,
     iter_batches,
     resolve_runtime,
@@ -81,20 +82,22 @@ def probe_labels(params: Any, task: str) -> torch.Tensor:
 def probe_features(
     model: SimCLRModel, source: Any, aug: AugmentConfig, task: str, views: int,
     seed: int, batch_size: int, device: torch.device, precision: str,
-    progress: str | None = None, keep_workers: bool = False,
+    progress: str | None = None, keep_workers: bool = False, channels_last: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """h (V*N, D), z (V*N, out_dim) float32 and labels (V*N,) of ``views`` probe views
     per image, the model in eval mode (flags restored); ``progress``: the pass's name on
     stderr (rank 0 alone), None: unseen. An uncached source's decoding workers serve
     every view (a DataLoader per view started its workers anew: seconds each under
     spawn) and end with the pass, on an error too; with ``keep_workers`` they stay for
-    the caller's next pass over ``source``, which ends them (features.close_workers)."""
+    the caller's next pass over ``source``, which ends them (features.close_workers).
+    ``channels_last``: views and weights in that memory format (the faster), the
+    model's own layout restored after (features.channels_last_weights)."""
     flags = train_flags(model)
     model.to(device).eval()
     hs, zs, ys = [], [], []
     shown = Progress.of_named_pass(views * source.num_images, progress, unit="view")
     try:
-        with torch.inference_mode():
+        with channels_last_weights(model, channels_last), torch.inference_mode():
             for view in range(views):
                 # Closed here, not when collected: a Ctrl-C in the model's forward then
                 # reaches the batches, whose workers end at once (runtime's
@@ -107,6 +110,8 @@ def probe_features(
                         params = sample_params(aug, seed, view, idx, PROBE_VIEW,
                                                tuple(images.shape[-2:]), aspect)
                         x = apply_params(images.to(device, non_blocking=True), params, aug)
+                        if channels_last:
+                            x = x.contiguous(memory_format=torch.channels_last)
                         with autocast(device, precision):
                             h, z = model(x)
                         hs.append(h.float().cpu())
@@ -152,9 +157,11 @@ def run_transform_probe(
     model: SimCLRModel, train: Any, test: Any, aug: AugmentConfig, tasks: tuple[str, ...],
     *, views: int = 2, epochs: float = 50, seed: int = 0, batch_size: int = 256,
     device: str | torch.device = "cpu", precision: str = "auto", verbose: bool = True,
+    channels_last: bool = True,
 ) -> dict[str, Any]:
     """Table 3 for one model: per task, MLP test top-1 from h and from z = g(h) (z is
-    None for a model without a head, whose z is h)."""
+    None for a model without a head, whose z is h). ``channels_last``: views and
+    weights in that memory format (the faster; :func:`probe_features`)."""
     # The MLP standardises h over the training views: a single one has no spread.
     for name, source, least in (("the training set", train, math.ceil(2 / views)),
                                 ("the test set", test, 1)):
@@ -165,7 +172,8 @@ def run_transform_probe(
     began = time.perf_counter()
     results: dict[str, Any] = {"command": "transform-probe", "views_per_image": views,
                                "epochs": epochs, "image_size": aug.size, "seed": seed,
-                               "precision": prec, "tasks": {}}
+                               "precision": prec, "channels_last": channels_last,
+                               "tasks": {}}
     headless = len(model.head.layers) == 0  # --head none: z = h, one probe says it all
     if headless:
         results["note"] = ("the checkpoint has no projection head (--head none): z = h, "
@@ -175,7 +183,7 @@ def run_transform_probe(
         for task in tasks:
             results["tasks"][task] = _probe_task(model, train, test, aug, task, views, epochs,
                                                  seed, batch_size, dev, prec, headless,
-                                                 verbose)
+                                                 verbose, channels_last)
     finally:
         # Each source's decoding workers serve all its passes (every task's), ended
         # once here, on an error or Ctrl-C too.
@@ -187,7 +195,8 @@ def run_transform_probe(
 
 def _probe_task(model: SimCLRModel, train: Any, test: Any, aug: AugmentConfig, task: str,
                 views: int, epochs: float, seed: int, batch_size: int, device: torch.device,
-                precision: str, headless: bool, verbose: bool) -> dict[str, Any]:
+                precision: str, headless: bool, verbose: bool,
+                channels_last: bool) -> dict[str, Any]:
     """:func:`run_transform_probe`'s row of one task: the MLPs' top-1 on h and z (None
     when ``headless``) and the test views' majority share; the sources' decoding
     workers are kept for the next task's passes."""
@@ -195,10 +204,12 @@ def _probe_task(model: SimCLRModel, train: Any, test: Any, aug: AugmentConfig, t
     cfg, classes = probe_config(aug, task)
     h_tr, z_tr, y_tr = probe_features(model, train, cfg, task, views, seed, batch_size,
                                       device, precision, f"{task} views of --train" if verbose
-                                      else None, keep_workers=True)
+                                      else None, keep_workers=True,
+                                      channels_last=channels_last)
     h_te, z_te, y_te = probe_features(model, test, cfg, task, 1, seed + 1, batch_size,
                                       device, precision, f"{task} views of --test" if verbose
-                                      else None, keep_workers=True)
+                                      else None, keep_workers=True,
+                                      channels_last=channels_last)
     row: dict[str, Any] = {"classes": classes, "num_train": len(y_tr), "num_test": len(y_te),
                            "majority": float(np.bincount(y_te.numpy()).max() / len(y_te))}
     row["h"] = train_mlp_probe(h_tr, y_tr, h_te, y_te, classes, epochs, seed=seed)

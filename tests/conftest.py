@@ -309,3 +309,22 @@ def worker_pools_started(monkeypatch) -> list:
 
     monkeypatch.setattr(dataloader._MultiProcessingDataLoaderIter, "__init__", counted)
     return started
+
+
+def first_conv_formats(module: torch.nn.Module) -> list[tuple[bool, bool]]:
+    """A record, filled as ``module`` runs, of (input, weight) channels_last-contiguous
+    at each call of its first convolution (an evaluation's memory format)."""
+    conv = next(m for m in module.modules() if isinstance(m, torch.nn.Conv2d))
+    seen: list[tuple[bool, bool]] = []
+
+    def hook(mod: torch.nn.Module, inputs: tuple) -> None:
+        fmt = torch.channels_last
+        seen.append((inputs[0].is_contiguous(memory_format=fmt),
+                     mod.weight.is_contiguous(memory_format=fmt)))
+    conv.register_forward_pre_hook(hook)
+    return seen
+
+
+def in_nchw(module: torch.nn.Module) -> bool:
+    """Every 4-D weight of ``module`` in the default (NCHW) layout, as built."""
+    return all(p.is_contiguous() for p in module.parameters() if p.dim() == 4)

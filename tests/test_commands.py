@@ -469,3 +469,47 @@ def test_random_init_draws_the_encoder_from_the_seed(command, tmp_path, monkeypa
         for key in drawn:
             torch.testing.assert_close(got[key], reference[key], rtol=0, atol=0, msg=key)
     capsys.readouterr()
+
+
+@pytest.mark.parametrize("command", ["knn", "linear-eval", "finetune", "transform-probe",
+                                     "embed", "predict"])
+def test_every_evaluation_takes_channels_last_on_and_off_as_pretraining_does(command):
+    """Each command that runs an encoder has pretrain's --channels-last/--no-channels-last
+    (on by default: the faster layout), and passes it on."""
+    from simclr.cli import build_parser
+    from simclr.commands import runtime_kwargs
+
+    base = {"embed": ["--data", "d", "--out", "o.npz"],
+            "predict": ["--data", "d", "--out", "o.csv"]}.get(
+        command, ["--train", "t", "--test", "u", "--out", "o"])
+    line = [command, "--checkpoint", "c", *base]
+    parse = build_parser().parse_args
+    assert parse(line).channels_last is True
+    assert parse([*line, "--no-channels-last"]).channels_last is False
+    assert runtime_kwargs(parse([*line, "--no-channels-last"]))["channels_last"] is False
+
+
+@pytest.mark.parametrize("command", ["embed", "predict"])
+def test_embed_and_predict_pass_channels_last_to_their_feature_pass(tmp_path, monkeypatch,
+                                                                    command):
+    """embed's and predict's features as the evaluations compute them: channels_last by
+    default, NCHW with --no-channels-last."""
+    import simclr.features
+
+    train, test, cache = tiny_pretrained_run(tmp_path)
+    checkpoint = str(tmp_path / "pre")
+    if command == "predict":
+        checkpoint = str(tmp_path / "lin")
+        assert main(["linear-eval", "--checkpoint", str(tmp_path / "pre"), "--train",
+                     str(train), "--test", str(test), "--out", checkpoint, "--cache-dir",
+                     cache, "--workers", "0", "--precision", "fp32"]) == 0
+    formats = []
+    passes = simclr.features.indexed_features
+    monkeypatch.setattr(simclr.features, "indexed_features", lambda *a, **k: (
+        formats.append(k["channels_last"]), passes(*a, **k))[1])
+    suffix = ".npz" if command == "embed" else ".csv"
+    for i, flags in enumerate(([], ["--no-channels-last"])):
+        assert main([command, "--checkpoint", checkpoint, "--data", str(test), "--out",
+                     str(tmp_path / f"out{i}{suffix}"), "--cache-dir", cache, "--workers", "0",
+                     "--precision", "fp32", *flags]) == 0
+    assert formats == [True, False]

@@ -19,6 +19,8 @@ from simclr.knn import run_knn
 from tests.conftest import (
     check_ranked_test,
     colour_source,
+    first_conv_formats,
+    in_nchw,
     make_image_folder,
     recorded_test,
     snapshot,
@@ -469,3 +471,20 @@ def test_num_train_counts_the_training_images_read(protocol, tmp_path):
     assert saved["skipped_images"] == {"train": 1, "test": 1}
     assert result["num_train"] == saved["num_train"] == 12
     assert result["num_test"] == saved["num_test"] == 12
+
+
+@pytest.mark.parametrize("protocol", ["lbfgs", "sgd"])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_linear_eval_runs_in_channels_last_by_default_and_leaves_the_encoder_as_given(
+        protocol, channels_last):
+    """The features (lbfgs), the SGD protocol's training steps and its test feed
+    channels_last views to channels_last weights unless turned off (1.5x faster in bf16
+    on a CPU); the caller's encoder is NCHW again after, and the setting is recorded."""
+    enc = tiny_encoder()
+    seen = first_conv_formats(enc)
+    kwargs = {} if channels_last else {"channels_last": False}
+    result = run_linear_eval(enc, colour_source(seed=0), colour_source(n_per_class=2, seed=1),
+                             None, image_size=16, protocol=protocol, batch_size=8, epochs=1,
+                             device="cpu", precision="fp32", verbose=False, **kwargs)
+    assert len(seen) >= 3 and set(seen) == {(channels_last, channels_last)}
+    assert in_nchw(enc) and result["channels_last"] is channels_last

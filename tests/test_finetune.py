@@ -25,6 +25,7 @@ from simclr.results import accuracy_summary
 from simclr.subsets import class_balanced_subset, subset_from_list
 from tests.conftest import (
     check_ranked_test,
+    first_conv_formats,
     make_image_folder,
     recorded_test,
     snapshot,
@@ -773,3 +774,16 @@ def test_a_subset_without_some_classes_is_said(tmp_path, folders, capsys):
     run_finetune(tiny_encoder(), train, test, None, subset_file=listing,
                  **{**FAST, "verbose": True})
     assert "holds no image" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_finetune_trains_and_tests_in_channels_last_by_default(folders, channels_last):
+    """Its copy of the encoder and the views in channels_last unless turned off (the
+    faster layout), in the training steps and the test alike; recorded in the results."""
+    train, test = folders
+    enc = tiny_encoder()
+    seen = first_conv_formats(enc)  # (the hook is copied with the encoder)
+    kwargs = {} if channels_last else {"channels_last": False}
+    result = run_finetune(enc, train, test, None, labels_per_class=4, **FAST, **kwargs)
+    assert len(seen) >= 3 and set(seen) == {(channels_last, channels_last)}
+    assert result["channels_last"] is channels_last

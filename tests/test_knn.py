@@ -12,7 +12,7 @@ import torch
 from simclr import knn
 from simclr.errors import SimCLRError
 from simclr.knn import knn_accuracy, knn_classify, run_knn
-from tests.conftest import colour_source, tiny_encoder
+from tests.conftest import colour_source, first_conv_formats, in_nchw, tiny_encoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -300,3 +300,23 @@ def test_a_knn_result_written_meanwhile_by_another_command_is_kept(tmp_path, mon
     assert sorted(p.name for p in tmp_path.iterdir()) == ["knn.json"]  # no figure of ours
     assert run_knn(tiny_encoder(), train, test, tmp_path, k=5, overwrite=True, **fast)["k"] == 5
     assert json.loads((tmp_path / "knn.json").read_text())["k"] == 5
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_knn_runs_in_channels_last_by_default_and_leaves_the_encoder_as_given(
+        tmp_path, channels_last):
+    """Both feature passes feed channels_last images to channels_last weights (1.5-2x
+    faster in bf16 on a CPU) unless turned off; the caller's encoder is NCHW again after,
+    the setting is recorded, and the accuracy is the NCHW one."""
+    train, test = colour_source(classes=6, seed=0), colour_source(classes=6, n_per_class=3,
+                                                                  seed=1)
+    enc = tiny_encoder()
+    seen = first_conv_formats(enc)
+    kwargs = {} if channels_last else {"channels_last": False}
+    result = run_knn(enc, train, test, tmp_path, image_size=16, k=5, device="cpu",
+                     precision="fp32", verbose=False, **kwargs)
+    assert seen and set(seen) == {(channels_last, channels_last)} and in_nchw(enc)
+    assert json.loads((tmp_path / "knn.json").read_text())["channels_last"] is channels_last
+    other = run_knn(enc, train, test, None, image_size=16, k=5, device="cpu",
+                    precision="fp32", verbose=False, channels_last=not channels_last)
+    assert (other["top1"], other["top5"]) == (result["top1"], result["top5"])

@@ -18,7 +18,13 @@ from simclr.probe import (
     run_transform_probe,
     train_mlp_probe,
 )
-from tests.conftest import ArraySource, colour_source, worker_pools_started
+from tests.conftest import (
+    ArraySource,
+    colour_source,
+    first_conv_formats,
+    in_nchw,
+    worker_pools_started,
+)
 from tests.test_pretrained import pretrain_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -263,3 +269,22 @@ def test_the_probe_keeps_one_worker_pool_per_source_for_all_its_passes(tmp_path,
     assert len(started) == 2  # (one per source: 6 before, 2 per task's views + 1 test)
     assert not any(w.is_alive() for it in started for w in it._workers)
     assert not train._loaders and not test._loaders
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_the_probe_runs_in_channels_last_by_default_and_leaves_the_model_as_given(
+        channels_last):
+    """Probe views and weights in channels_last unless turned off (the faster layout);
+    the caller's model is NCHW again after, and the setting is recorded."""
+    from simclr.pretrained import model_from_checkpoint
+
+    model, _ = model_from_checkpoint(pretrain_checkpoint())
+    seen = first_conv_formats(model)
+    kwargs = {} if channels_last else {"channels_last": False}
+    result = run_transform_probe(model, colour_source(n_per_class=4, seed=0),
+                                 colour_source(n_per_class=2, seed=1),
+                                 AugmentConfig(size=16, blur=False), ("gray",), views=1,
+                                 epochs=1, batch_size=16, precision="fp32", verbose=False,
+                                 **kwargs)
+    assert seen and set(seen) == {(channels_last, channels_last)} and in_nchw(model)
+    assert result["channels_last"] is channels_last
