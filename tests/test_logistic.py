@@ -316,3 +316,69 @@ def test_many_classes_choose_float32(monkeypatch):
     monkeypatch.setattr(logistic, "FLOAT64_MAX_ELEMENTS", 640)
     summary, _, _ = logistic_regression(x, y, x[:3], 8, l2=0.1, max_iter=5)
     assert summary["dtype"] == "float64"
+
+
+def looped_objective(x, y, w, b, l2):
+    """The objective and its gradient written out per sample and per class in float64
+    Python: mean_i [log sum_c exp(z_ic) - z_iy] + (l2 / 2) |W|^2, z = W x + b; dz_ic =
+    (softmax_ic - [c = y_i]) / N; grad W = sum_i dz_i x_i^T + l2 W, grad b = sum_i dz_i."""
+    x, w, b = x.tolist(), w.tolist(), b.tolist()
+    n, c, d = len(x), len(w), len(w[0])
+    loss = 0.5 * l2 * sum(v * v for row in w for v in row)
+    grad_w = [[l2 * w[k][j] for j in range(d)] for k in range(c)]
+    grad_b = [0.0] * c
+    for i, label in enumerate(y.tolist()):
+        z = [sum(w[k][j] * x[i][j] for j in range(d)) + b[k] for k in range(c)]
+        top = max(z)
+        norm = top + math.log(sum(math.exp(v - top) for v in z))
+        loss += (norm - z[label]) / n
+        for k in range(c):
+            dz = (math.exp(z[k] - norm) - (k == label)) / n
+            grad_b[k] += dz
+            for j in range(d):
+                grad_w[k][j] += dz * x[i][j]
+    return loss, torch.tensor(grad_w, dtype=torch.float64), torch.tensor(grad_b,
+                                                                         dtype=torch.float64)
+
+
+@pytest.mark.parametrize("seed, n, d, c, rows", [(0, 23, 4, 3, 5), (1, 40, 7, 5, 1),
+                                                 (2, 17, 3, 6, 16), (3, 30, 5, 4, 30)])
+def test_the_closed_form_gradient_is_the_objectives(monkeypatch, seed, n, d, c, rows):
+    """L-BFGS's loss and gradient, from one forward pass (softmax minus one-hot: autograd's
+    graph took half the fit's time), are autograd's on the same objective and a per-sample
+    loop's, in blocks of ``rows`` rows (fewer than N but in the last case) and whole;
+    l2 on W only, not on the bias."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, d, generator=g, dtype=torch.float64) * 2
+    y = torch.randint(0, c, (n,), generator=g)
+    w0 = torch.randn(c, d, generator=g, dtype=torch.float64)
+    b0 = torch.randn(c, generator=g, dtype=torch.float64)
+    l2 = 0.1 * (seed + 1)
+    w, b = w0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
+    reference = (torch.nn.functional.cross_entropy(x @ w.T + b, y)
+                 + 0.5 * l2 * w.pow(2).sum())
+    reference.backward()
+    reference = reference.detach()
+    looped = looped_objective(x, y, w0, b0, l2)
+    for chunk in (c * rows, 1 << 22):
+        monkeypatch.setattr(logistic, "CHUNK_ELEMENTS", chunk)
+        loss, grad_w, grad_b = logistic.loss_and_gradient(x, y, w0, b0, l2)
+        for expected, expected_w, expected_b in ((reference, w.grad, b.grad), looped):
+            assert float(loss) == pytest.approx(float(expected), rel=1e-13, abs=0)
+            torch.testing.assert_close(grad_w, expected_w, rtol=0, atol=1e-14)
+            torch.testing.assert_close(grad_b, expected_b, rtol=0, atol=1e-14)
+        # objective(backward=True) adds the same to .grad, needing no autograd graph
+        w1, b1 = w0.clone(), b0.clone()
+        w1.grad, b1.grad = torch.ones_like(w1), None
+        with torch.no_grad():
+            assert logistic.objective(x, y, w1, b1, l2, backward=True) == loss
+        torch.testing.assert_close(w1.grad, grad_w + 1, rtol=0, atol=0)
+        torch.testing.assert_close(b1.grad, grad_b, rtol=0, atol=0)
+        assert logistic.loss_and_gradient(x, y, w0, b0, l2, gradient=False)[1:] == (None, None)
+    # float32 (the larger problems' dtype): the same to float32's rounding
+    loss32, grad_w32, grad_b32 = logistic.loss_and_gradient(x.float(), y, w0.float(),
+                                                            b0.float(), l2)
+    assert loss32.dtype == grad_w32.dtype == grad_b32.dtype == torch.float32
+    assert float(loss32) == pytest.approx(float(reference), rel=1e-6)
+    torch.testing.assert_close(grad_w32.double(), w.grad, rtol=0, atol=1e-6)
+    torch.testing.assert_close(grad_b32.double(), b.grad, rtol=0, atol=1e-6)
