@@ -370,4 +370,16 @@ MIN_TEMPERATURE = 1e-4  # NT-Xent's logits 1 / T: 1e-300 made them infinite
 MIN_BLUR_SIGMA = 1e-3  # pixels: the kernel's 1 / (2 sigma^2) overflowed at 1e-30
 MIN_SIZE = 8  # pixels: smaller crops hold nothing for the augmentation to vary
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # --precision's values
+DEVICES = "auto, cpu, cuda, cuda:N"  # --device's values, as messages list them
+
+
+def mps_refused(device: str) -> str | None:
+    """Why ``device`` cannot be used if it is Apple's GPU (MPS), as a message's end after
+    the flag and the value (``--device mps: ...``); None for any other. A Mac's torch has
+    MPS, so it is what users there try: the settings' check and the evaluation commands'
+    said it differently ("unknown device" where torch knows it), now in these words."""
+    if device != "mps" and not device.startswith("mps:"):
+        return None
+    return (": Apple's GPU (MPS) is not supported; simclr runs on the CPU or a CUDA GPU "
+            f"({DEVICES})")
 MAX_SIDE = 4096  # pixels a side, views and stored images (one RGB image: 48 MiB)

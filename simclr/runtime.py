@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from simclr.config import PRECISIONS
+from simclr.config import DEVICES, PRECISIONS, mps_refused
 from simclr.errors import SimCLRError
 from simclr.files import interruption_within
 from simclr.interrupts import deliver_dropped_interruptions
@@ -40,17 +40,19 @@ def resolve_device(name: str = "auto", flag: str = "--device") -> torch.device:
     from simclr.distributed import local_processes, local_rank
 
     if name != "auto":
+        if mps_refused(name):
+            raise SimCLRError(f"{flag} {name}{mps_refused(name)}")
         try:
             device = torch.device(name)
         except (RuntimeError, TypeError):
-            raise SimCLRError(f"{flag}: unknown device {name!r} (auto, cpu, cuda, cuda:N)"
-                              ) from None
+            raise SimCLRError(f"{flag}: unknown device {name!r} ({DEVICES})") from None
         if device.type not in ("cpu", "cuda"):  # the ones simclr is built and tested for
-            raise SimCLRError(f"{flag} {name}: simclr runs on cpu or cuda (auto, cpu, cuda, "
-                              "cuda:N)")
+            raise SimCLRError(f"{flag} {name}: simclr runs on cpu or cuda ({DEVICES})")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise SimCLRError(f"{flag} {name}: CUDA is not available on this machine")
     if name.startswith("cpu") or not torch.cuda.is_available():
+        if name == "auto" and _mps_is_available():
+            _note_cpu_not_mps(flag)
         return torch.device("cpu")
     check_gpu_per_process(name, local_processes(), flag)
     if name.startswith("cuda:"):
@@ -62,6 +64,20 @@ def resolve_device(name: str = "auto", flag: str = "--device") -> torch.device:
         torch.cuda.set_device(torch.device(name))
         return torch.device(name)
     return torch.device("cuda", local_rank())
+
+
+def _mps_is_available() -> bool:
+    """Whether torch sees Apple's GPU (a Mac's torch; never on Linux or Windows)."""
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+@functools.cache
+def _note_cpu_not_mps(flag: str) -> None:
+    """Once per process (the flag's check and the run each resolve it): on a Mac 'auto'
+    passes over its GPU, and a run slower than the user expects is explained."""
+    log.warning("note: %s auto: this run uses the CPU, as simclr does not run on Apple's "
+                "GPU (MPS)", flag)
 
 
 def check_gpu_per_process(device: str, processes: int, flag: str = "--device") -> None:

@@ -22,6 +22,7 @@ from simclr.config import (
     ARCHS,
     COLOR_OPS,
     CROP_SAMPLERS,
+    DEVICES,
     FIG5_OPS,
     MAX_EPOCHS,
     MAX_LR,
@@ -37,6 +38,7 @@ from simclr.config import (
     AugmentConfig,
     Config,
     DataConfig,
+    mps_refused,
 )
 from simclr.errors import SimCLRError
 from simclr.folders import WRITTEN_NOT_UTF8, is_utf8
@@ -251,9 +253,10 @@ def _validate_run(cfg: Config) -> None:
     _positive(cfg.max_steps, "max_steps")
     _positive(cfg.time_budget, "time_budget")
     _choice(cfg.precision, PRECISIONS, "precision")
+    if mps_refused(cfg.device):
+        raise SettingError("device", f" {cfg.device}{mps_refused(cfg.device)}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
-        raise SettingError("device", f": unknown device {shown(cfg.device)} (auto, cpu, "
-                                     "cuda, cuda:N)")
+        raise SettingError("device", f": unknown device {shown(cfg.device)} ({DEVICES})")
     validate_data(cfg.data)
     _positive(cfg.threads, "threads")
     _check(cfg.threads is None or cfg.threads <= MAX_THREADS, "threads",

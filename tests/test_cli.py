@@ -583,7 +583,9 @@ def test_a_negative_pair_is_checked_as_a_value(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["knn", "--checkpoint", "c", "--train", "a", "--test", "b", "--device", "mps"],
-     "--device mps: simclr runs on cpu or cuda"),
+     "--device mps: Apple's GPU (MPS) is not supported"),
+    (["pretrain", "--device", "mps", "--print-config"],
+     "--device mps: Apple's GPU (MPS) is not supported"),
     (["knn", "--checkpoint", "c", "--train", "a", "--test", "b", "--device", "cpu",
       "--precision", "fp16"], "--precision fp16 needs a GPU; use bf16 or fp32 on the CPU"),
     (["knn", "--checkpoint", "c", "--train", "a", "--test", "b", "--seed", "-5"],

@@ -539,3 +539,41 @@ def test_loader_workers_killed_at_exit_leave_no_temp_folder(tmp_path, keep):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout == "read\n", done.stderr
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_apples_gpu_is_refused_in_one_message_wherever_the_device_is_read():
+    """``--device mps`` (a Mac's torch has it) was "unknown device" to pretrain's
+    settings and "simclr runs on cpu or cuda" to the evaluation commands: one message
+    now, naming MPS as unsupported and what is."""
+    from simclr.settings import build_config
+
+    said = "--device mps: Apple's GPU (MPS) is not supported; simclr runs on"
+    with pytest.raises(SimCLRError) as evaluation:
+        runtime.resolve_device("mps")
+    with pytest.raises(SimCLRError) as pretraining:
+        build_config(flags={"device": "mps"})
+    assert str(evaluation.value) == str(pretraining.value)
+    assert str(evaluation.value).startswith(said)
+    assert "(auto, cpu, cuda, cuda:N)" in str(evaluation.value)
+    with pytest.raises(SimCLRError, match="--eval-device mps:0: Apple's GPU"):
+        runtime.resolve_device("mps:0", "--eval-device")
+
+
+def test_auto_on_a_mac_says_once_that_it_uses_the_cpu(monkeypatch, caplog):
+    """Where torch sees Apple's GPU, --device auto still picks the CPU: said once, as a
+    note, so the run's speed is no surprise."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    runtime._note_cpu_not_mps.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="simclr.runtime"):
+        assert runtime.resolve_device("auto") == CPU
+        assert runtime.resolve_device("auto") == CPU
+        assert runtime.resolve_device("cpu") == CPU  # asked for: nothing to say
+    assert caplog.text.count("note: --device auto: this run uses the CPU") == 1
+    assert "MPS" in caplog.text and "\n" == caplog.text[-1] and caplog.text.count("\n") == 1
+    caplog.clear()
+    runtime._note_cpu_not_mps.cache_clear()
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with caplog.at_level(logging.WARNING, logger="simclr.runtime"):
+        runtime.resolve_device("auto")
+    assert caplog.text == ""
