@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -55,7 +56,11 @@ STEP_MARGIN = 2.5
 def step_margins(device: torch.device) -> tuple[float, float]:
     """(refuse, name): a batch is refused when its bound times ``refuse`` exceeds the
     free memory, and the batch named is the largest whose bound times ``name`` fits."""
-    return (STEP_MARGIN, STEP_MARGIN) if device.type == "cpu" else (1.0, 1 / 0.7)
+    if device.type != "cpu":
+        return 1.0, 1 / 0.7
+    # Against the machine's total (no /proc: macOS) only a bound past it, a step that
+    # could never fit, is refused; the batch named keeps the usual margin
+    return (1.0 if _ram_is_total() else STEP_MARGIN), STEP_MARGIN
 
 
 @dataclass
@@ -174,7 +179,11 @@ def measure_step(model: torch.nn.Module, image_size: int, device: torch.device,
                       contrastive=contrastive)
 
 
+MEMINFO = Path("/proc/meminfo")  # Linux's; macOS and Windows have no /proc
 CGROUP = Path("/sys/fs/cgroup")
+# How messages name a machine's total RAM, which stands in for what is free where that
+# cannot be read (:func:`_physical_ram`)
+TOTAL_RAM = "RAM (the machine's total: its free memory cannot be read here)"
 NO_LIMIT = 2**60  # cgroup v1 writes "no limit" as the largest page multiple, ~2**63
 
 
@@ -223,12 +232,17 @@ def available_bytes(device: torch.device) -> float | None:
         return float(torch.cuda.mem_get_info(device)[0] + cached)
     if device.type != "cpu":
         return None
-    try:
-        with open("/proc/meminfo", encoding="utf-8") as f:
-            info = dict(line.split(":", 1) for line in f)
-        free = float(info["MemAvailable"].split()[0]) * 1024
-    except (OSError, KeyError, ValueError):
-        return None
+    if _ram_is_total():
+        free = _physical_ram()
+        if free is None:
+            return None
+    else:
+        try:
+            with open(MEMINFO, encoding="utf-8") as f:
+                info = dict(line.split(":", 1) for line in f)
+            free = float(info["MemAvailable"].split()[0]) * 1024
+        except (OSError, KeyError, ValueError):
+            return None
     cgroup = _cgroup_free()
     if cgroup is not None:
         free = min(free, cgroup)
@@ -237,8 +251,29 @@ def available_bytes(device: torch.device) -> float | None:
     return free / max(local_processes(), 1)
 
 
+def _ram_is_total() -> bool:
+    """Whether the CPU's memory is read as the machine's total (no /proc/meminfo:
+    macOS, Windows) rather than Linux's MemAvailable."""
+    return not MEMINFO.exists()
+
+
+def _physical_ram() -> float | None:
+    """The machine's physical memory, from sysconf (macOS; None on Windows, which has
+    none). A total, not what is free: other programs' share is unknown, so it is used
+    only to refuse what could never fit (:func:`step_margins`), and named as a total."""
+    try:
+        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _ram() -> str:
+    """How messages name the CPU's memory (:data:`TOTAL_RAM` where it is a total)."""
+    return TOTAL_RAM if _ram_is_total() else "RAM"
+
+
 def _where(device: torch.device) -> str:
-    return "GPU memory" if device.type == "cuda" else "RAM"
+    return "GPU memory" if device.type == "cuda" else _ram()
 
 
 def is_allocation_failure(exc: BaseException) -> bool:
@@ -392,9 +427,11 @@ def check_step_memory(mem: StepMemory, batch_size: int, world: int, device: torc
     views = mem.views_per_image * (batch_size // world)
     need = mem.lower_bound(batch_size // world, world)
     free = available_bytes(device)
-    where = "GPU" if device.type == "cuda" else "RAM"
+    where = "GPU" if device.type == "cuda" else _ram()
     if free is None:
-        log.info("memory: one step needs at least %s (%s)", size_text(need), what)
+        unread = ("; the memory check is off: this machine's memory could not be read"
+                  if device.type == "cpu" and _ram_is_total() else "")
+        log.info("memory: one step needs at least %s (%s)%s", size_text(need), what, unread)
         return need
     refuse, name = step_margins(device)
     short = refuse * need > free

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -690,3 +691,40 @@ def test_no_containers_limit_is_none(tmp_path, files):
 def test_a_cgroup_without_memory_stat_counts_all_its_usage(tmp_path):
     files = {"memory.max": "1000\n", "memory.current": "700\n"}
     assert memory._cgroup_free(_cgroup_files(tmp_path, files)) == 300
+
+
+def test_without_proc_a_macs_total_memory_refuses_a_step_that_could_never_fit(
+        monkeypatch, tmp_path, caplog):
+    """Where /proc/meminfo is missing (macOS) the check was silently off: a batch that
+    could never fit started. The machine's total (sysconf) stands in, refusing only a
+    step whose lower bound alone passes it, and each message says it is the total."""
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(memory, "MEMINFO", tmp_path / "no-proc" / "meminfo")
+    monkeypatch.setattr(memory, "_cgroup_free", lambda: None)  # (none on a Mac)
+    pages = {"SC_PHYS_PAGES": 1024, "SC_PAGE_SIZE": 4096}  # 4 MiB in all
+    monkeypatch.setattr(os, "sysconf", lambda name: pages[name])
+    cpu = torch.device("cpu")
+    assert memory.available_bytes(cpu) == 4.0 * MIB
+    mem = StepMemory(fixed=10, per_view=0.5 * MIB, state=0, input_per_view=0)
+    with pytest.raises(SimCLRError, match=r"--batch-size 8 does not fit: .* measured\) but "
+                                          r"4 MiB of RAM \(the machine's total: its free "
+                                          r"memory cannot be read here\) is available; try "
+                                          r"--batch-size 1 "):
+        check_step_memory(mem, 8, 1, cpu, "x")  # 16 views: 8 MiB
+    with caplog.at_level(logging.INFO, logger="simclr.memory"):  # 2 MiB, within 4
+        check_step_memory(mem, 2, 1, cpu, "x")  # (2.5x that would not be: not refused)
+    assert "of the 4 MiB of RAM (the machine's total" in caplog.text
+
+
+def test_a_machine_whose_memory_cannot_be_read_says_the_check_is_off(
+        monkeypatch, tmp_path, caplog):
+    """No /proc and no sysconf (Windows): the run goes on, its memory line saying so."""
+    monkeypatch.setattr(memory, "MEMINFO", tmp_path / "no-proc" / "meminfo")
+    monkeypatch.delattr(os, "sysconf")
+    cpu = torch.device("cpu")
+    assert memory.available_bytes(cpu) is None
+    mem = StepMemory(fixed=10, per_view=0.5 * MIB, state=0, input_per_view=0)
+    with caplog.at_level(logging.INFO, logger="simclr.memory"):
+        check_step_memory(mem, 2, 1, cpu, "x")
+    assert ("memory: one step needs at least 2 MiB (x); the memory check is off: this "
+            "machine's memory could not be read") in caplog.text
