@@ -30,8 +30,17 @@ class Terminated(KeyboardInterrupt):
 def send_again(signum: int) -> None:
     """Send this process ``signum`` again a moment from now, from another thread: sent at
     once (os.kill runs the handler before it returns) its handler would raise again
-    inside the callback or hook that could not raise the first time."""
-    again = threading.Timer(AGAIN_AFTER_S, os.kill, (os.getpid(), signum))
+    inside the callback or hook that could not raise the first time.
+
+    On Windows os.kill with SIGINT or SIGTERM is TerminateProcess (exit 2, no checkpoint):
+    there the signal is raised in the process, which runs its Python handler. Elsewhere
+    os.kill stays: raise_signal would deliver it to the timer's thread, and a main thread
+    blocked in a system call (a sleep, a wait on the loader) would react only once it
+    returns; the process's signal goes to the main thread and interrupts it."""
+    if os.name == "nt":
+        again = threading.Timer(AGAIN_AFTER_S, signal.raise_signal, (signum,))
+    else:
+        again = threading.Timer(AGAIN_AFTER_S, os.kill, (os.getpid(), signum))
     again.daemon = True
     again.start()
 

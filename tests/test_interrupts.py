@@ -54,3 +54,32 @@ def test_only_interruptions_are_sent_again_and_the_callers_hook_is_put_back(monk
     assert sys.unraisablehook is hook
     _raised_in_a_weakref_callback(KeyboardInterrupt())  # after: the caller's hook has it
     assert len(sent) == 2 and len(ignored) == 2
+
+
+def test_on_windows_a_dropped_interruption_is_raised_not_killed(monkeypatch):
+    """Windows' os.kill with SIGINT or SIGTERM is TerminateProcess: the Ctrl-C sent
+    again ended the command at once (exit 2, no checkpoint). There it is raised in the
+    process (its handler runs); elsewhere os.kill still sends it, as before."""
+    import os
+    import threading
+    import types
+
+    calls: list[tuple[str, int]] = []
+    done = threading.Event()
+
+    def record(how):
+        def call(*args):
+            calls.append((how, args[-1]))
+            done.set()
+        return call
+
+    monkeypatch.setattr(signal, "raise_signal", record("raise"))
+    for name, how in (("nt", "raise"), ("posix", "kill")):
+        # (this module's os only: pytest's own paths must stay POSIX ones)
+        monkeypatch.setattr(interrupts, "os", types.SimpleNamespace(
+            name=name, getpid=os.getpid, kill=record("kill")))
+        calls.clear()
+        done.clear()
+        interrupts.send_again(signal.SIGINT)
+        assert done.wait(5)
+        assert calls == [(how, signal.SIGINT)], name
