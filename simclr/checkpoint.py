@@ -21,7 +21,6 @@ import logging
 import os
 import pickle
 import re
-import shlex
 import sys
 import uuid
 import warnings
@@ -47,6 +46,7 @@ from simclr.files import (
     torch_save,
     write_atomically,
 )
+from simclr.launch import shell_quote
 from simclr.safetensors_file import SUFFIX as SAFETENSORS
 from simclr.safetensors_file import is_safetensors, read_safetensors
 from simclr.settings import SettingError, config_from_dict
@@ -555,7 +555,7 @@ def checked_checkpoint(state: Any, p: Path) -> dict[str, Any]:
                 f"{p} holds a state dict (tensors by name) but not a ResNet-18/34/50/101/152 "
                 "in torchvision's layout, the one kind of bare weights read as an encoder; "
                 "another torchvision network's weights can start a run: `simclr pretrain "
-                f"--arch NAME --init-from {shlex.quote(str(p))}`")
+                f"--arch NAME --init-from {shell_quote(str(p))}`")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise SimCLRError(f"{p} is not a simclr checkpoint (no \"format\": \"{FORMAT}\" entry)")
     version = state.get("version", 0)

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import re
-import shlex
 import signal
 import sys
 from collections.abc import Callable
@@ -296,7 +295,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
         print(digits_knn_report(summary["checkpoint"], cfg))
     else:
-        run = shlex.quote(str(cfg.out))
+        from simclr.launch import shell_quote
+
+        run = shell_quote(str(cfg.out))
         print(f"next: `simclr embed --checkpoint {run} --data DIR --out features.npz`, "
               f"`simclr export --checkpoint {run} --out encoder.pt2` or `simclr linear-eval "
               f"--checkpoint {run} --train LABELED --test LABELED_TEST`")

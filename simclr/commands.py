@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import shlex
 import sys
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -35,6 +34,7 @@ from simclr.errors import SimCLRError, with_article
 from simclr.features import Listings, check_labeled_folders
 from simclr.files import finite_json
 from simclr.folders import ImageList, check_folder, list_folder, torchvision_dataset
+from simclr.launch import shell_quote
 from simclr.pretrained import (
     at_image_size,
     encoder_from_checkpoint,
@@ -494,7 +494,7 @@ def cmd_supervised(args: argparse.Namespace) -> int:
                                                     evaluation=True))
                 if data.get("test") else None)
         result = run_supervised(cfg, train, test, cfg.out, data=data, resume=resume)
-        return report(result, again(f"simclr supervised --resume {shlex.quote(str(cfg.out))}",
+        return report(result, again(f"simclr supervised --resume {shell_quote(str(cfg.out))}",
                                     args.processes))
 
 

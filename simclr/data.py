@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import shlex
 import time
 import warnings
 from collections import Counter
@@ -45,6 +44,7 @@ from simclr.decode import (
 from simclr.distributed import launched_rank
 from simclr.errors import BadImageError, NoReadableImageError, SimCLRError
 from simclr.folders import ImageList, class_members, named_dataset, scan_folder, split_root
+from simclr.launch import shell_quote
 from simclr.progress import PLAIN_EVERY_S
 from simclr.runtime import close_loader_iterator, loader_worker_init, refuse_spawned_import
 
@@ -640,7 +640,7 @@ def _open_named(name: str, cfg: DataConfig, train: bool) -> ImageSource:
             fetch = (f"import torchvision; torchvision.datasets.{cls_name}({str(root)!r}, "
                      "download=True)")
             raise SimCLRError(f"{name} not found under {root}; fetch it once (needs internet) "
-                              f"with: python -c {shlex.quote(fetch)}; or pass an image "
+                              f"with: python -c {shell_quote(fetch)}; or pass an image "
                               "folder") from None
         try:
             ds = make(download=True)

@@ -10,12 +10,12 @@ and how to continue a stopped run.
 from __future__ import annotations
 
 import os
-import shlex
 from pathlib import Path
 from typing import Any
 
 from simclr.checkpoint import CHECKPOINTS, LAST, PARTIAL_SUFFIX
 from simclr.info import CONFIG_FILE
+from simclr.launch import shell_join, shell_quote
 
 KIND_NAMES = {"pretrain": "SimCLR pretraining", "supervised": "supervised training",
               "linear": "linear classifier", "finetune": "fine-tuned classifier",
@@ -63,7 +63,7 @@ def render(facts: dict[str, Any]) -> str:
         lines.append(f"  initial weights: {facts['init_from']}")
     started = facts.get("provenance")
     if started and started.get("argv"):
-        command = shlex.join(["simclr", *[str(a) for a in started["argv"][1:]]])
+        command = shell_join(["simclr", *[str(a) for a in started["argv"][1:]]])
         again = f"; {started['starts']} starts" if started["starts"] > 1 else ""
         lines.append(f"  started by: {command}{_versions(started)}{again}")
     if facts.get("run_id"):  # what the results of its evaluations name it by
@@ -104,8 +104,8 @@ def _continue_with(facts: dict[str, Any], kind: str, started: dict[str, Any]) ->
 
     argv = [str(a) for a in started.get("argv") or []]
     if argv[1:2] == ["sweep"]:  # the cell trained in the sweep's own process
-        return shlex.join(["simclr", *argv[1:]]) + " (the sweep that started it)"
-    resume = again(f"simclr {kind} --resume {shlex.quote(facts['path'])}",
+        return shell_join(["simclr", *argv[1:]]) + " (the sweep that started it)"
+    resume = again(f"simclr {kind} --resume {shell_quote(facts['path'])}",
                    started.get("processes"))
     if "--sweep-cell" in argv:  # launched by a sweep as processes of its own
         return (f"the sweep that started it (in {Path(facts['path']).parent}), or {resume} "
@@ -177,8 +177,8 @@ def _unfinished_line(training: dict[str, Any]) -> str:
     what = {"finetune": "fine-tuning", "linear": "linear evaluation (sgd)"}
     argv, cwd = training.get("command") or [], training.get("cwd")
     # From where it was typed: its paths may be relative (it failed from anywhere else)
-    where = f"cd {shlex.quote(cwd)} && " if isinstance(cwd, str) and cwd != os.getcwd() else ""
-    again = (f"; continue with: {where}{shlex.join(['simclr', *argv[1:]])}" if len(argv) > 1
+    where = f"cd {shell_quote(cwd)} && " if isinstance(cwd, str) and cwd != os.getcwd() else ""
+    again = (f"; continue with: {where}{shell_join(['simclr', *argv[1:]])}" if len(argv) > 1
              else " (the command that started it continues it)")
     if training.get("stale"):  # (its command would be refused: other weights now)
         was, now = training["stale"]

@@ -79,6 +79,22 @@ def add_flag(parser: argparse.ArgumentParser, dest: str = "processes",
                         dest=dest, help=text)
 
 
+def shell_quote(arg: str) -> str:
+    """``arg`` as the user's shell reads it, in a command simclr prints to be pasted
+    (continue with ..., next: ...): shlex's single quotes on POSIX; on Windows, whose
+    cmd.exe and PowerShell keep single quotes as part of the argument, double quotes
+    where needed (subprocess.list2cmdline's rule for one argument, as Python's own argv
+    parsing there reads it)."""
+    if sys.platform == "win32":
+        return subprocess.list2cmdline([arg])
+    return shlex.quote(arg)
+
+
+def shell_join(args: list[str]) -> str:
+    """A printed command line of ``args``, each quoted by :func:`shell_quote`."""
+    return " ".join(shell_quote(a) for a in args)
+
+
 def again(command: str, processes: int | str | None) -> str:
     """``command`` (e.g. ``simclr pretrain --resume RUN``) as it is to be run again with
     the same processes: with ``--processes N``, or under torchrun as this run was."""
@@ -97,7 +113,7 @@ def continue_run(run_dir: str | os.PathLike) -> str:
     from simclr.distributed import launched_processes
 
     processes = launched_processes() if os.environ.get(LAUNCHER_ENV) else None
-    return again(f"simclr pretrain --resume {shlex.quote(str(run_dir))}", processes)
+    return again(f"simclr pretrain --resume {shell_quote(str(run_dir))}", processes)
 
 
 def _torchrun_record(message: Any) -> bool:

@@ -15,7 +15,6 @@ import hashlib
 import json
 import numbers
 import os
-import shlex
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +41,7 @@ from simclr.checkpoint import (
 from simclr.config import MAX_SIDE, MIN_SIZE, Config, DataConfig
 from simclr.errors import SimCLRError, check_counts
 from simclr.files import written
+from simclr.launch import shell_quote
 from simclr.models import (
     Classifier,
     HeadTap,
@@ -507,7 +507,7 @@ def classifier_file(path: str | os.PathLike) -> Path:
     if beside:
         stale = why_stale(beside[0], found)
         if stale:
-            run = shlex.quote(str(Path(path)))
+            run = shell_quote(str(Path(path)))
             raise SimCLRError(
                 f"{beside[0]} {stale}: fit it again (`{_RESULTS_BESIDE[beside[0].name][1]} "
                 f"--checkpoint {run} --out {run} --overwrite` with the data flags it was "
@@ -593,7 +593,7 @@ def note_unfinished(path: Path, ckpt: dict[str, Any]) -> bool:
     elif ckpt.get("kind") == "supervised" and isinstance(step, int) \
             and isinstance(total, int) and step < total:
         # (the run's state: a periodic checkpoint named may be of a run finished since)
-        run = shlex.quote(str(path.parent.parent))
+        run = shell_quote(str(path.parent.parent))
         then = f"; `simclr supervised --resume {run}` continues it" if path.name == LAST else ""
     else:
         return False

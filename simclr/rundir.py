@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from simclr.files import (
     set_aside,
     written,
 )
+from simclr.launch import shell_join, shell_quote
 from simclr.results import check_not_inside, check_out_folder, make_folder, runs_in
 from simclr.settings import config_from_dict
 
@@ -218,7 +218,7 @@ def check_not_continued(run_dir: Path, mark: RunMark, kind: str) -> None:
         raise SimCLRError(f"--resume {run_dir}: another simclr process continued the run "
                           "meanwhile (its latest checkpoint changed since this one read it); "
                           f"nothing was written: see where it stands with `simclr info "
-                          f"{shlex.quote(str(run_dir))}`, or resume it again")
+                          f"{shell_quote(str(run_dir))}`, or resume it again")
 
 
 # What a pretraining writes beside its checkpoints.
@@ -252,7 +252,7 @@ def already_holds_run(folder: Path, shown: str, kind: str) -> SimCLRError:
     finished = (found == "supervised" and (folder / SUPERVISED_RESULT).exists()) or (
         found == "pretrain" and (read_json(folder / "summary.json") or {}).get("status")
         == "finished")
-    again = f" or continue it with `{RESUMABLE[found]} --resume {shlex.quote(shown)}`" \
+    again = f" or continue it with `{RESUMABLE[found]} --resume {shell_quote(shown)}`" \
         if found in RESUMABLE and not finished else ""
     return SimCLRError(f"{shown} already holds {what} ({CHECKPOINTS}/{name}); choose another "
                        f"--out{again}")
@@ -345,7 +345,7 @@ def _other_kind(run_dir: Path, path: Path, found: Any, wanted: str) -> str:
                 f"its model is {run_dir / CHECKPOINTS / LAST}")
     if found in RESUMABLE:
         return (f"{run_dir} is a {names[found]} run (its checkpoint {path.name}); continue "
-                f"it with `{RESUMABLE[found]} --resume {shlex.quote(str(run_dir))}`")
+                f"it with `{RESUMABLE[found]} --resume {shell_quote(str(run_dir))}`")
     kind = str(found) if found else "unknown kind of"
     return (f"{run_dir} is not a {names[wanted]} run (its checkpoint {path.name} is "
             f"{with_article(kind)} checkpoint); only pretraining and supervised runs can be "
@@ -374,7 +374,7 @@ def _why_no_checkpoint(folder: Path, kind: str) -> str:
                 "checkpoint yet")
     if (run_dir / "config.yaml").is_file():  # written at the start, before any step
         argv = _started_by(run_dir)
-        again = f": `{shlex.join(['simclr', *argv[1:]])}`" if argv else ""
+        again = f": `{shell_join(['simclr', *argv[1:]])}`" if argv else ""
         return (f"the run in {run_dir} stopped before its first checkpoint, so there is "
                 f"nothing to continue; start it again with the command that started it{again}")
     return f"no checkpoint found in {folder}"

@@ -676,3 +676,33 @@ def test_a_process_done_or_preempted_early_leaves_the_others_running(tmp_path, m
                 f"time.sleep(1.5); open(r'{saved}', 'w').close(); sys.exit({status})")
         assert run_cpu(2, _child(code)) == status
         assert saved.exists()
+
+
+def test_a_printed_command_is_quoted_for_the_users_shell(monkeypatch, tmp_path):
+    """A command simclr prints to paste (continue with ..., next: ...) was quoted with
+    POSIX single quotes, which cmd.exe and PowerShell keep as part of the path: on
+    Windows an argument is put in double quotes where it needs them."""
+    monkeypatch.delenv(launch.LAUNCHER_ENV, raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert launch.shell_quote("my run") == "'my run'"
+    assert launch.shell_quote("runs/a") == "runs/a"
+    assert launch.shell_join(["simclr", "info", "it's"]) == "simclr info 'it'\"'\"'s'"
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert launch.shell_quote("my run") == '"my run"'
+    assert launch.shell_quote(r"C:\runs\a") == r"C:\runs\a"
+    assert launch.shell_quote("") == '""'
+    assert launch.shell_join(["simclr", "knn", r"C:\my runs\"q"]) == \
+        r'simclr knn "C:\my runs\\\"q"'
+    assert launch.continue_run(r"C:\my runs\r1") == r'simclr pretrain --resume "C:\my runs\r1"'
+
+
+def test_a_stopped_evaluations_command_is_quoted_for_windows(monkeypatch):
+    """One real message: `simclr info`'s line for an unfinished fine-tuning."""
+    from simclr.info_text import _unfinished_line
+
+    monkeypatch.setattr(sys, "platform", "win32")
+    line = _unfinished_line({"training": "finetune", "step": 3,
+                             "command": ["simclr", "finetune", "--out", "my run"],
+                             "cwd": r"C:\Users\me\some where"})
+    assert line.endswith(r'; continue with: cd "C:\Users\me\some where" && '
+                         'simclr finetune --out "my run"'), line
