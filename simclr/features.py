@@ -31,6 +31,7 @@ from simclr.data import (
 from simclr.decode import DEFAULT_MAX_PIXELS
 from simclr.errors import NonFiniteOutputs, SimCLRError, check_counts
 from simclr.folders import ImageList, check_folder, list_folder
+from simclr.loader import prefetched
 from simclr.progress import Progress
 from simclr.runtime import (
     autocast,
@@ -179,12 +180,28 @@ def iter_batches(
     """
     order, batch_size = _batch_order(indices, batch_size, seed, drop_last, shard, skip)
     if getattr(source, "cached", True):
-        for start in range(0, len(order), batch_size):
-            idx = torch.from_numpy(order[start:start + batch_size])
-            yield idx, *source.batch(idx)
+        yield from _cached_batches(source, order, batch_size, pin)
         return
     yield from _decoded_batches(source, order, batch_size, workers, pin, decode_on, substitute,
                                 keep_workers)
+
+
+def _cached_batches(source: Any, order: np.ndarray, batch_size: int,
+                    pin: bool) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """:func:`iter_batches` of a cached source: its rows of ``order``, batch by batch.
+
+    With ``pin`` (a CUDA device) each batch is pinned, in pretraining's prefetch thread
+    (:func:`simclr.loader.prefetched`): the caller moves it with ``non_blocking``, and
+    from pageable memory that copy first waits for the GPU's previous step; pinned in
+    the thread, the gather and the copy into pinned memory overlap that step too.
+    """
+    def gathered() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(order), batch_size):
+            idx = torch.from_numpy(order[start:start + batch_size])
+            images, aspect = source.batch(idx)
+            yield idx, images.pin_memory() if pin else images, aspect
+
+    return prefetched(gathered()) if pin else gathered()  # (a CPU run reads them here)
 
 
 def close_workers(source: Any) -> None:

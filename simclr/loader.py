@@ -13,7 +13,7 @@ import math
 import queue
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from simclr.data import ImageSource
 
 
+T = TypeVar("T")
+
+
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
     """The order of one epoch, int64 (n,): a pure function of (seed, epoch)."""
     rng = np.random.default_rng([seed & 0xFFFFFFFFFFFFFFFF, epoch & 0xFFFFFFFFFFFFFFFF, 0x5EED])
@@ -33,6 +36,50 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
 
 
 _DONE = object()
+
+
+def prefetched(items: Iterator[T], prefetch: int = 3) -> Iterator[T]:
+    """``items`` produced in a background thread, up to ``prefetch`` ahead of the
+    caller: a cached source's rows gathered (and pinned, for CUDA) while the step runs.
+
+    An error of ``items`` is raised here, at the batch it stopped at; closing this
+    generator (the caller stopping early) stops the thread and joins it before it
+    returns, so no thread outlives the epoch it read.
+    """
+    q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+    stop = threading.Event()
+
+    def put(item: Any) -> None:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            for item in items:
+                put(item)
+                if stop.is_set():  # (before gathering another)
+                    return
+        except BaseException as exc:  # handed to the consumer
+            put(exc)
+        put(_DONE)
+
+    thread = threading.Thread(target=produce, name="simclr-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 class BatchLoader:
@@ -95,43 +142,14 @@ class BatchLoader:
 
     def _iter_cached(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Gather rows in a background thread (numpy copies release the GIL)."""
-        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
-        stop = threading.Event()
+        def gathered() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+            for step in range(self.start_step, self.steps):
+                idx = self.batch_indices(step)
+                images, aspect = self.source.batch(idx)
+                images = images.pin_memory() if self.pin else images
+                yield torch.from_numpy(idx.copy()), images, aspect
 
-        def put(item: Any) -> None:
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.1)
-                    return
-                except queue.Full:
-                    continue
-
-        def produce() -> None:
-            try:
-                for step in range(self.start_step, self.steps):
-                    if stop.is_set():
-                        return
-                    idx = self.batch_indices(step)
-                    images, aspect = self.source.batch(idx)
-                    images = images.pin_memory() if self.pin else images
-                    put((torch.from_numpy(idx.copy()), images, aspect))
-            except BaseException as exc:  # handed to the consumer
-                put(exc)
-            put(_DONE)
-
-        thread = threading.Thread(target=produce, name="simclr-prefetch", daemon=True)
-        thread.start()
-        try:
-            while True:
-                item = q.get()
-                if item is _DONE:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            thread.join()
+        return prefetched(gathered(), self.prefetch)
 
     def _iter_workers(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Decode in (persistent) DataLoader worker processes, recording bad files.

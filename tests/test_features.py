@@ -178,6 +178,30 @@ def test_iter_batches_skips_the_batches_a_resumed_epoch_has_done(tmp_path, cache
         assert all(torch.equal(a, b) for (_, a), (_, b) in zip(later, whole[skip:], strict=True))
 
 
+@pytest.mark.parametrize("pin", [True, False])
+def test_cached_batches_are_pinned_off_the_main_thread_when_asked(monkeypatch, pin):
+    """A classifier training on CUDA (``pin``) moves each batch with ``non_blocking``:
+    from pageable memory that copy waits for the GPU's previous step, so the cached
+    rows are pinned too, as pretraining's loader pins them, in a background thread
+    (pinning is a copy the step need not wait for). (A CPU-only torch cannot pin:
+    ``pin_memory`` is counted instead.)"""
+    import threading
+
+    pinned = []
+
+    def fake_pin(self, *args, **kwargs):
+        pinned.append((tuple(self.shape), threading.current_thread()))
+        return self
+
+    monkeypatch.setattr(torch.Tensor, "pin_memory", fake_pin)
+    source = colour_source()  # 24 cached images
+    batches = list(iter_batches(source, np.arange(source.num_images), 5, seed=[0, 1],
+                                drop_last=True, pin=pin))
+    assert [tuple(x.shape) for _, x, _ in batches] == [(5, 3, 16, 16)] * 4
+    assert [shape for shape, _ in pinned] == ([(5, 3, 16, 16)] * 4 if pin else [])
+    assert all(thread is not threading.main_thread() for _, thread in pinned)
+
+
 @pytest.mark.parametrize("workers", [0, 2])
 def test_an_unreadable_file_is_left_out_of_the_features_not_replaced(tmp_path, workers):
     """Uncached folders (photos) replace an unreadable file by the next readable one in
