@@ -253,14 +253,33 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+# cuBLAS's workspace, fixed for reproducible matmuls (what torch's message asks for)
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def use_deterministic_algorithms(device: torch.device) -> None:
+    """torch's deterministic kernels for a run on ``device`` (``--deterministic``).
+
+    On CUDA cuBLAS needs a fixed workspace too (CUBLAS_WORKSPACE_CONFIG, read when a
+    matmul runs): without it, torch before pytorch#161749 raises at the run's first
+    matmul. Set before any CUDA work, unless the user set it (a value of theirs stays);
+    :func:`process_settings_restored` puts the environment back after the run.
+    """
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+    torch.use_deterministic_algorithms(True)
+
+
 @contextlib.contextmanager
 def process_settings_restored() -> Iterator[None]:
-    """torch's thread count, deterministic-algorithms switch and cuDNN autotuner as
-    they were before a run set them (a library caller's notebook goes on as it was;
-    glibc's allocator tuning, :func:`tune_cpu_allocator`, stays). Also a decorator."""
+    """torch's thread count, deterministic-algorithms switch (with the cuBLAS workspace
+    setting, CUBLAS_WORKSPACE_CONFIG) and cuDNN autotuner as they were before a run set
+    them (a library caller's notebook goes on as it was; glibc's allocator tuning,
+    :func:`tune_cpu_allocator`, stays). Also a decorator."""
     threads = torch.get_num_threads()
     deterministic = (torch.are_deterministic_algorithms_enabled(),
                      torch.is_deterministic_algorithms_warn_only_enabled())
+    workspace = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     benchmark = torch.backends.cudnn.benchmark
 
     def restore(quiet: bool) -> None:  # each setting on its own: one failing stops none
@@ -271,6 +290,10 @@ def process_settings_restored() -> Iterator[None]:
             if (torch.are_deterministic_algorithms_enabled(),  # torch's compiler stack
                     torch.is_deterministic_algorithms_warn_only_enabled()) != deterministic:
                 torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
+        if workspace is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = workspace
         with contextlib.suppress(*errors):
             torch.backends.cudnn.benchmark = benchmark
 

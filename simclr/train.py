@@ -95,6 +95,7 @@ from simclr.runtime import (
     resolve_precision,
     set_threads,
     tune_cpu_allocator,
+    use_deterministic_algorithms,
 )
 from simclr.settings import absolute_paths, save_yaml
 from simclr.validate import check_scale, validate
@@ -145,7 +146,7 @@ def setup_runtime(cfg: Config) -> tuple[torch.device, str]:
     if device.type == "cpu":
         tune_cpu_allocator()
     if cfg.deterministic:
-        torch.use_deterministic_algorithms(True)
+        use_deterministic_algorithms(device)
     elif device.type == "cuda":  # every step has the same shapes: cuDNN's fastest, once
         torch.backends.cudnn.benchmark = True
     return device, precision
@@ -181,8 +182,8 @@ def pretrain(
     Side effects beyond the run folder: ``cfg``'s folders are made absolute (as the run
     records them); torch's global RNG is seeded from ``cfg.seed``
     (each run draws the same), glibc's allocator is tuned for the CPU; the thread
-    count, deterministic algorithms and cuDNN's autotuner are set for the run and
-    restored after it.
+    count, deterministic algorithms (on CUDA with CUBLAS_WORKSPACE_CONFIG, unless set)
+    and cuDNN's autotuner are set for the run and restored after it.
     """
     validate(cfg)
     if not resume:  # what build_config holds a new run to, for a cfg edited after it
