@@ -111,6 +111,8 @@ def resolve_precision(name: str, device: torch.device, flag: str = "--precision"
             raise SimCLRError(f"{flag} fp16 needs a GPU; use bf16 or fp32 on the CPU")
         if name == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
             _warn_emulated_bf16()
+        if name == "bf16" and device.type == "cuda" and not cuda_has_native_bf16():
+            _warn_emulated_cuda_bf16()
         return name
     if device.type == "cuda":
         return "bf16" if cuda_has_native_bf16() else "fp16"
@@ -143,6 +145,15 @@ def _warn_emulated_bf16() -> None:
     # x0.25, 32 px, training step), with 2-3.5x the memory the autograd graph shows.
     log.warning("--precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), so bf16 "
                 "is emulated and much slower than fp32; --precision auto picks fp32 here")
+
+
+@functools.cache
+def _warn_emulated_cuda_bf16() -> None:
+    """Once per process, as :func:`_warn_emulated_bf16`: a GPU before Ampere (V100, T4)
+    runs bf16 emulated, without its tensor cores, where fp16 runs on them."""
+    log.warning("--precision bf16: this GPU has no native bf16 (it needs Ampere or later), "
+                "so bf16 is emulated and much slower; --precision auto picks fp16 (with loss "
+                "scaling) here")
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -40,6 +40,25 @@ def test_forced_bf16_on_a_cpu_without_it_warns_and_is_kept(monkeypatch, caplog):
     assert caplog.text == ""
 
 
+def test_forced_bf16_on_a_gpu_without_it_warns_and_is_kept(monkeypatch, caplog):
+    """A GPU without native bf16 (V100, T4) emulates it, much slower: an explicit
+    --precision bf16 there is said once, as on such a CPU; 'auto' picks fp16 there."""
+    cuda = torch.device("cuda")
+    monkeypatch.setattr(runtime, "cuda_has_native_bf16", lambda: False)
+    runtime._warn_emulated_cuda_bf16.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="simclr.runtime"):
+        assert runtime.resolve_precision("bf16", cuda) == "bf16"
+        assert runtime.resolve_precision("bf16", cuda) == "bf16"  # said once per process
+        assert runtime.resolve_precision("auto", cuda) == "fp16"
+    assert caplog.text.count("no native bf16") == 1 and "fp16" in caplog.text
+    caplog.clear()
+    monkeypatch.setattr(runtime, "cuda_has_native_bf16", lambda: True)
+    with caplog.at_level(logging.WARNING, logger="simclr.runtime"):
+        assert runtime.resolve_precision("bf16", cuda) == "bf16"
+        assert runtime.resolve_precision("fp16", cuda) == "fp16"
+    assert caplog.text == ""
+
+
 def test_fp16_on_the_cpu_is_refused():
     with pytest.raises(SimCLRError, match="fp16 needs a GPU"):
         runtime.resolve_precision("fp16", CPU)
