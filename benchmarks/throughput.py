@@ -477,7 +477,11 @@ def describe(result: dict[str, Any]) -> str:
         return "FAILED " + result["error"]
     if "views_per_s" in result:
         return f"{result['views_per_s']:.0f} views/s"
-    return ", ".join(f"{s}: {v['ms']:.1f} ms" for s, v in result["sizes"].items())
+    if "sizes" in result:
+        return ", ".join(f"{s}: {v['ms']:.1f} ms" for s, v in result["sizes"].items())
+    # (another script's case, run by run_rounds: its numbers other than memory)
+    return ", ".join(f"{k} {v:.4g}" for k, v in result.items()
+                     if isinstance(v, float) and not k.endswith("_mib"))
 
 
 def run_rounds(cases: list[dict[str, Any]], rounds: int, timeout: float,
