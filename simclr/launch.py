@@ -79,14 +79,24 @@ def add_flag(parser: argparse.ArgumentParser, dest: str = "processes",
                         dest=dest, help=text)
 
 
+# What a Windows argument may hold unquoted: cmd.exe reads & | < > ^ % ( ) as its own
+# (PowerShell also ; , ' ` $ @ { } #), so an argument with anything else is put in
+# double quotes.
+_WINDOWS_PLAIN = re.compile(r"[\w\\/:.=+-]+", re.ASCII)
+
+
 def shell_quote(arg: str) -> str:
     """``arg`` as the user's shell reads it, in a command simclr prints to be pasted
-    (continue with ..., next: ...): shlex's single quotes on POSIX; on Windows, whose
-    cmd.exe and PowerShell keep single quotes as part of the argument, double quotes
-    where needed (subprocess.list2cmdline's rule for one argument, as Python's own argv
-    parsing there reads it)."""
+    (continue with ..., next: ...): shlex's single quotes on POSIX; on Windows, where
+    cmd.exe keeps single quotes as part of the argument, double quotes around any
+    argument with a character either shell reads as its own (subprocess.list2cmdline's
+    escapes inside, as Python's own argv parsing there reads them; a ``$`` or a
+    backquote, which PowerShell expands even there, stays the user's to mind)."""
     if sys.platform == "win32":
-        return subprocess.list2cmdline([arg])
+        if _WINDOWS_PLAIN.fullmatch(arg):
+            return arg
+        quoted = subprocess.list2cmdline([arg])
+        return quoted if quoted.startswith('"') else f'"{quoted}"'
     return shlex.quote(arg)
 
 

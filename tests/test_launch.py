@@ -694,6 +694,10 @@ def test_a_printed_command_is_quoted_for_the_users_shell(monkeypatch, tmp_path):
     assert launch.shell_join(["simclr", "knn", r"C:\my runs\"q"]) == \
         r'simclr knn "C:\my runs\\\"q"'
     assert launch.continue_run(r"C:\my runs\r1") == r'simclr pretrain --resume "C:\my runs\r1"'
+    # cmd.exe's and PowerShell's own characters: quoted too (a & split the command)
+    for special in (r"C:\runs\a&b", r"runs\exp(1)", r"C:\runs\50%off", "a;b", "a,b", "x'y"):
+        assert launch.shell_quote(special) == f'"{special}"'
+    assert launch.shell_quote("--resume") == "--resume"
 
 
 def test_a_stopped_evaluations_command_is_quoted_for_windows(monkeypatch):
