@@ -218,12 +218,15 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace,
               f"are kept as {kept})", file=sys.stderr, flush=True)
     ckpt_path = run_dir / "checkpoints/last.pt"
     ckpt = load_checkpoint(ckpt_path)
-    headless = (ckpt.get("config") or {}).get("model", {}).get("head") == "none"
+    config = ckpt.get("config") or {}
+    headless = config.get("model", {}).get("head") == "none"
     # z of a cell without a projection head is h (its column stays z, as asked)
     encoder, spec = representation_from_checkpoint(ckpt, "h" if headless and layer == "z"
                                                    else layer)
     size = spec["image_size"]
+    # (in the memory format the cell trained in, as its kNN monitor measured it)
     runtime = {"device": args.eval_device, "precision": args.eval_precision,
+               "channels_last": bool(config.get("channels_last", True)),
                "workers": args.workers_eval, "verbose": False,
                "source": {**checkpoint_source(ckpt_path, ckpt, "pretrained"), "layer": layer}}
     sgd = args.eval_protocol == "sgd"  # (with --eval linear only: _check_eval_flags)

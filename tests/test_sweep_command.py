@@ -67,6 +67,18 @@ def test_sweep_evaluation_decodes_into_the_pretraining_cache_dir(tmp_path, image
     assert list(cache.iterdir()) and not (tmp_path / "home/.cache/simclr").exists()
 
 
+@pytest.mark.parametrize("flags, channels_last", [([], True), (["--no-channels-last"], False)])
+def test_a_cells_evaluation_runs_in_the_memory_format_it_trained_in(
+        tmp_path, image_folder, flags, channels_last):
+    """A sweep's --no-channels-last cells were scored in channels_last all the same (the
+    evaluations' default), their kNN monitor in NCHW."""
+    assert main(["sweep", "--set", "temperature=0.5", *tiny_cell(tmp_path, image_folder),
+                 *flags, "--eval-train", str(image_folder),
+                 "--eval-test", str(image_folder)]) == 0
+    knn = json.loads((tmp_path / "sw/temperature=0.5/knn.json").read_text())
+    assert knn["channels_last"] is channels_last
+
+
 def test_a_cached_evaluation_is_reused_only_on_the_same_folders(tmp_path, image_folder,
                                                                 monkeypatch, capsys):
     """A sweep rerun with another --eval-test used to report the old cell's knn.json."""
