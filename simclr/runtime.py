@@ -47,7 +47,8 @@ def resolve_device(name: str = "auto", flag: str = "--device") -> torch.device:
         except (RuntimeError, TypeError):
             raise SimCLRError(f"{flag}: unknown device {name!r} ({DEVICES})") from None
         if device.type not in ("cpu", "cuda"):  # the ones simclr is built and tested for
-            raise SimCLRError(f"{flag} {name}: simclr runs on cpu or cuda ({DEVICES})")
+            # (torch's names beyond those: as unknown as to the settings' check)
+            raise SimCLRError(f"{flag}: unknown device {name!r} ({DEVICES})")
         if device.type == "cuda" and not torch.cuda.is_available():
             raise SimCLRError(f"{flag} {name}: CUDA is not available on this machine")
     if name.startswith("cpu") or not torch.cuda.is_available():
