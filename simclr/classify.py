@@ -196,7 +196,7 @@ def train_classifier(
     model: nn.Module, source: Any, indices: np.ndarray, aug_cfg: AugmentConfig, *,
     total_steps: int, batch_size: int, optimizer: torch.optim.Optimizer,
     lr_fn: Callable[[int, float], float], seed: int, device: torch.device, precision: str,
-    channels_last: bool = False, workers: int | None = None, verbose: bool = True,
+    channels_last: bool = True, workers: int | None = None, verbose: bool = True,
     name: str = "train", refit: Callable[[int, float], int] | None = None,
     start_step: int = 0, elapsed: float = 0.0, scaler: torch.amp.GradScaler | None = None,
     checkpointing: Checkpointing | None = None, tally: dict[str, float] | None = None,
@@ -439,7 +439,7 @@ def classifier_step(
 
 def evaluate_classifier(
     model: nn.Module, test: Any, image_size: int, *, batch_size: int, device: torch.device,
-    precision: str, channels_last: bool = False, workers: int | None = None,
+    precision: str, channels_last: bool = True, workers: int | None = None,
 ) -> tuple[Ranked, np.ndarray]:
     """The test logits, each batch reduced to what the results need of it as it comes
     (:func:`simclr.results.rank_rows`: O(M) numbers, where the float32 (M, C) logits of

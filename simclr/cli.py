@@ -79,8 +79,8 @@ SHARED_HELP = {
     "--checkpoint": "a checkpoint file or its run folder",
     "--batch-size": "images per forward pass",
     "--precision": "auto | fp32 | bf16 | fp16",
-    "--channels-last": "images and weights in the NHWC memory layout (faster convolutions; "
-                       "--no-channels-last: NCHW)",
+    "--channels-last": "images and weights in the NHWC memory layout, faster convolutions "
+                       "(default: on; --no-channels-last: NCHW)",
     "--cache-dir": "where decoded caches are kept",
     "--seed": "every random draw of the command derives from it",
     "--k": "neighbours that vote (at most the training set's size)",
@@ -131,6 +131,8 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozen
         kind, optional = field_kind(type_of(path))
         dest = "cfg:" + path
         default = shown_default(default_of(path))
+        if kind == "bool" and optional and default_of(path) is None:
+            default = "auto"  # (an optional switch's None: its automatic choice)
         doc = docs.get(path, "").replace("%", "%%")  # argparse formats help with %
         if path == "time_budget":
             doc += ": seconds, or e.g. 90s, 20m, 1.5h, 1h30m"

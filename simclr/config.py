@@ -126,7 +126,7 @@ class ModelConfig:
 
     arch: str = "resnet50"  # resnet18 .. resnet152, or a torchvision network (backbones.py)
     width: float = 1.0  # multiplies the channels of every layer
-    cifar_stem: bool | None = None  # 3x3 stem, no max-pool; None (auto): for side <= 32
+    cifar_stem: bool | None = None  # 3x3 stem, no max-pool; unset (auto): for views <= 32 px
     zero_init_residual: bool = True  # last BN gamma of each block starts at 0 (official)
     # The official resnet.py projects (1x1 conv + BN) the shortcut of every stage's first
     # block; torchvision (the default here, whose weights load) only where the shape

@@ -144,10 +144,12 @@ def loss_and_gradient(
 
     The gradient in closed form from each block's one forward pass: d loss / d logits =
     (softmax - one-hot) / N, so grad W = sum (P - Y)^T X / N + l2 W, grad b = sum (P - Y)
-    / N (the bias is not penalised). Autograd's graph and backward pass (through
-    cross-entropy and addmm) took a third of a fit's time. The loss is computed as
-    ``F.cross_entropy`` computes it (log-softmax, then NLL), one block (the usual sizes)
-    as the one expression it always was: those losses are unchanged to the bit."""
+    / N (the bias is not penalised). Without autograd's graph and backward pass
+    (through cross-entropy and addmm) a fit took 7-40% less time (measured 2026-12-05,
+    one thread, float32 and float64 fits of 10-45k x 128-512 features). The loss is
+    computed as ``F.cross_entropy`` computes it (log-softmax, then NLL), one block (the
+    usual sizes) as the one expression it always was: those losses are unchanged to the
+    bit."""
     with torch.no_grad():
         w, b = w.detach(), b.detach()
         blocks = row_blocks(len(x), w.shape[0])

@@ -344,8 +344,8 @@ def looped_objective(x, y, w, b, l2):
 @pytest.mark.parametrize("seed, n, d, c, rows", [(0, 23, 4, 3, 5), (1, 40, 7, 5, 1),
                                                  (2, 17, 3, 6, 16), (3, 30, 5, 4, 30)])
 def test_the_closed_form_gradient_is_the_objectives(monkeypatch, seed, n, d, c, rows):
-    """L-BFGS's loss and gradient, from one forward pass (softmax minus one-hot: autograd's
-    graph took half the fit's time), are autograd's on the same objective and a per-sample
+    """L-BFGS's loss and gradient, from one forward pass (softmax minus one-hot, without
+    autograd's graph), are autograd's on the same objective and a per-sample
     loop's, in blocks of ``rows`` rows (fewer than N but in the last case) and whole;
     l2 on W only, not on the bias."""
     g = torch.Generator().manual_seed(seed)
