@@ -105,6 +105,10 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
     facts["state"] = run_state(path, facts["checkpoints"],
                                session_number(started) if isinstance(started, dict) else None)
     facts["results"] = results_in(path)
+    stopped = facts["state"].pop("stopped_at_last", None)
+    if stopped and not stopped["knn"] and (config or {}).get("knn_train"):
+        # the final kNN a stop at the last step skipped: --resume takes it
+        facts["state"]["final_knn_skipped"] = stopped["signal"]
     if facts["state"]["status"] == "stopped" and facts["results"] and not config and \
             "saved_step" not in facts["state"]:  # an evaluation's --out: its results are its
         facts["state"]["status"] = "finished"  # end ("stopped" is a killed training's)
@@ -304,6 +308,9 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]],
             state.update(step=summary.get("steps"), reason=summary.get("reason"))
         elif summary["status"] == "preempted":  # its step, which the log may not show
             state["step"] = summary.get("steps")
+        elif summary["status"] == "finished" and summary.get("signal"):  # at its last step
+            state["stopped_at_last"] = {"signal": summary["signal"],
+                                        "knn": "knn_top1" in summary}
     elif summary and "top1" in summary:  # a supervised run's results: it finished
         state["status"] = "finished"
     elif unreadable:  # the run's outcome cannot be known

@@ -76,6 +76,10 @@ def render(facts: dict[str, Any]) -> str:
     if isinstance(facts["state"].get("monitor_top1"), (int, float)):
         lines.append(f"  kNN monitor: top-1 {100 * facts['state']['monitor_top1']:.2f}% at "
                      f"step {facts['state']['monitor_step']}")
+    if facts["state"].get("final_knn_skipped"):
+        lines.append(f"  final kNN: not measured (stopped by {facts['state']['final_knn_skipped']}"
+                     " during the last step); measure it with: "
+                     + _continue_with(facts, kind, started or {}))
     if facts["state"]["status"] in ("preempted", "stopped", "failed") and \
             kind in ("pretrain", "supervised") and facts["state"].get("saved_step"):
         lines.append("  continue with: " + _continue_with(facts, kind, started or {}))

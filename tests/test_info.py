@@ -833,6 +833,29 @@ def test_the_knn_monitor_is_shown(tmp_path, capsys):
     assert f"  kNN monitor: top-1 {100 * top1:.2f}% at step 6\n" in _info(capsys, tmp_path / "run")
 
 
+def test_a_run_stopped_during_its_last_step_says_its_final_knn_is_missing(tmp_path, capsys):
+    """Finished, but the final kNN skipped (a kill may follow the signal): info said only
+    "finished", and nothing told that `--resume` measures it; once measured, it is shown."""
+    data = make_image_folder(tmp_path / "images")
+    flags = tiny_flags(data, tmp_path / "run", str(tmp_path / "cache"), knn_train=str(data),
+                       knn_test=str(data), checkpoint_every=0)
+
+    def stop_at_the_last(step, stop):
+        if step == 6:
+            stop.requested = "SIGTERM"
+
+    train.pretrain(build_config(flags=flags), on_step=stop_at_the_last)
+    text = _info(capsys, tmp_path / "run")
+    assert "finished at step 6 of 6" in text.splitlines()[0]
+    assert (f"  final kNN: not measured (stopped by SIGTERM during the last step); measure "
+            f"it with: simclr pretrain --resume {tmp_path / 'run'}\n") in text
+    assert json.loads(_info(capsys, tmp_path / "run", "--json"))["state"][
+        "final_knn_skipped"] == "SIGTERM"
+    top1 = train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True)["knn_top1"]
+    text = _info(capsys, tmp_path / "run")
+    assert "final kNN" not in text and f"kNN monitor: top-1 {100 * top1:.2f}% at step 6" in text
+
+
 def test_a_diverged_run_says_where_and_why_and_its_json_is_strict(tmp_path, capsys):
     flags = tiny_flags(make_image_folder(tmp_path / "images"), tmp_path / "dv",
                        str(tmp_path / "cache"), checkpoint_every=0, **{"optim.lr": "1e30",
