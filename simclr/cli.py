@@ -3,10 +3,11 @@
 Every user error ends with one line on stderr and exit status 2 (argparse errors
 included); SIGTERM/SIGINT during pretraining writes a checkpoint and exits with
 status 75 (``train.EXIT_PREEMPTED``) so a scheduler can requeue the job. Here: the
-parser, ``pretrain`` and ``main``; the other commands are in :mod:`simclr.use_commands`
-(embed, predict, neighbors, cache, info), :mod:`simclr.arguments` with
-:mod:`simclr.commands` (the evaluations, supervised, export) and
-:mod:`simclr.sweep_command`.
+parser, the flags every setting gets, and ``main`` (the checks before any work, the
+exit statuses, signals and error lines); the commands are in
+:mod:`simclr.pretrain_command`, :mod:`simclr.use_commands` (embed, predict, neighbors,
+cache, info), :mod:`simclr.arguments` with :mod:`simclr.commands` (the evaluations,
+supervised, export) and :mod:`simclr.sweep_command`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from simclr.config import (
     MAX_THREADS,
     MAX_WORKERS,
     PRECISIONS,
-    RESUME_SETTINGS,
     SECTIONS,
     DataConfig,
     default_of,
@@ -35,17 +35,10 @@ from simclr.config import (
 )
 from simclr.errors import SimCLRError, unusable_path, unusable_path_error, user_message
 from simclr.interrupts import Terminated, deliver_dropped_interruptions, send_again
-from simclr.presets import PRESETS
 from simclr.settings import (
-    absolute_paths,
     all_flags,
-    apply_resume_flags,
-    build_config,
-    check_same_recipe,
     field_kind,
-    names_no_data,
     read_config_file,
-    yaml_text,
 )
 
 EXIT_USER_ERROR = 2
@@ -172,9 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"simclr {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    from simclr import arguments, sweep_command, use_commands
+    from simclr import arguments, pretrain_command, sweep_command, use_commands
 
-    _add_pretrain_command(sub)
+    pretrain_command.add_pretrain_command(sub)
     use_commands.add_commands(sub, add_runtime_flags)
     arguments.add_evaluation_commands(sub, add_runtime_flags)
     sweep_command.add_sweep_command(sub)
@@ -183,31 +176,6 @@ def build_parser() -> argparse.ArgumentParser:
             if action.help is None and action.option_strings:
                 action.help = SHARED_HELP.get(action.option_strings[0])
     return parser
-
-
-def _add_pretrain_command(sub: argparse._SubParsersAction) -> None:
-    """``simclr pretrain``: every setting of the config as a flag."""
-    from simclr import launch
-
-    p = sub.add_parser(
-        "pretrain", help="SimCLR pretraining on a folder of images",
-        description="Most runs need only: --preset (imagenette-cpu for photos on a CPU, "
-                    "cifar10-cpu for small images, imagenet / cifar10 for the paper's "
-                    "recipes), --data FOLDER, --out RUN, a length (--time-budget 20m or "
-                    "--epochs), perhaps --image-size, --arch/--width and --batch-size; "
-                    "--resume RUN continues an interrupted run. Every other setting of "
-                    "the paper follows, by section; the defaults shown are those without "
-                    "--preset or --config (--print-config shows a run's resolved ones).")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="a recipe of the paper (or ours)")
-    p.add_argument("--config", help="YAML file of settings (flags override it)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
-    p.add_argument("--print-config", action="store_true",
-                   help="print the resolved settings as YAML (a valid --config) and exit")
-    # a sweep's cell run by --processes: the sweep says how to go on, not the cell
-    p.add_argument("--sweep-cell", action="store_true", help=argparse.SUPPRESS)
-    add_config_flags(p)
-    launch.add_flag(p)
-    p.set_defaults(func=cmd_pretrain)
 
 
 def add_runtime_flags(p: argparse.ArgumentParser) -> None:
@@ -230,96 +198,6 @@ def add_runtime_flags(p: argparse.ArgumentParser) -> None:
     # check_processes' message, not argparse's "unrecognized arguments" (the commands
     # that train across processes replace it: launch.add_flag).
     p.add_argument("--processes", type=processes_flag, default=None, help=argparse.SUPPRESS)
-
-
-# ------------------------------------------------------------------------------ commands
-
-PAPER_SCALE = ("the paper's ImageNet recipe (ResNet-50, 224 px, batch 4096, 100 epochs: "
-               "days on a CPU); for a CPU or a small folder start from --preset "
-               "imagenette-cpu (photos) or --preset cifar10-cpu (small images)")
-# Any of these on the command line: the user chose the recipe's scale, not the default.
-RECIPE_FLAGS = {"model.arch", "model.width", "augment.size", "batch_size", "epochs",
-                "max_steps", "time_budget"}
-
-
-def cmd_pretrain(args: argparse.Namespace) -> int:
-    from simclr import train
-    from simclr.resume import load_resume_config, moved_folders
-    from simclr.supervised import check_not_supervised_config
-
-    flags = config_flags(args)
-    notes: list[str] = []  # said once the run's inputs are checked
-    if args.resume:
-        cfg = load_resume_config(args.resume, {})
-        allowed = RESUME_SETTINGS | moved_folders(cfg, flags, args.resume)
-        if args.preset or args.config:  # the first command again: its recipe, or refused
-            preset = args.preset or ("digits" if names_no_data(args.config, flags) else None)
-            check_same_recipe(cfg, build_config(preset, args.config, flags), allowed)
-        apply_resume_flags(cfg, flags, allowed)
-        absolute_paths(cfg)  # (a moved folder's new place)
-    else:
-        preset = args.preset
-        if preset is None and names_no_data(args.config, flags):
-            preset = "digits"  # the one-minute offline demo on scikit-learn's digits
-        elif preset is None and not args.config and not RECIPE_FLAGS & set(flags):
-            notes.append(f"note: no --preset, so {PAPER_SCALE}")
-        cfg = build_config(preset, args.config, flags)
-        check_not_supervised_config(args.config, cfg.data.path)
-    if args.print_config:  # check a recipe before a long run: nothing is read or written
-        print(yaml_text(cfg.to_dict()), end="")
-        return 0
-    try:
-        summary = train.pretrain(cfg, resume=bool(args.resume), notes=notes)
-    except SimCLRError as exc:  # a batch or memory refusal: the recipe is the likely cause
-        if notes and "--batch-size" in str(exc):
-            raise SimCLRError(f"{exc} (no --preset was given: {PAPER_SCALE})") from None
-        raise
-    if summary.get("rank", 0) != 0:  # rank 0 reports for the whole run
-        return train.EXIT_PREEMPTED if summary["status"] == "preempted" else 0
-    print_summary(summary)
-    if args.sweep_cell:  # run_sweep reads the summary and tells what comes next
-        return train.EXIT_PREEMPTED if summary["status"] == "preempted" else 0
-    if summary["status"] == "preempted":
-        from simclr.launch import continue_run
-        from simclr.runtime import stopped_by
-
-        print(f"{stopped_by(summary['signal'])}; continue with: {continue_run(cfg.out)}",
-              file=sys.stderr)
-        return train.EXIT_PREEMPTED
-    if summary.get("signal"):  # stopped at its last step: finished, but asked to stop now
-        from simclr.runtime import stopped_by
-
-        print(f"{stopped_by(summary['signal'])} at the last step: the run has finished",
-              file=sys.stderr)
-        return 0
-    if cfg.data.path is None:
-        from simclr.commands import digits_knn_report
-
-        print(digits_knn_report(summary["checkpoint"], cfg))
-    else:
-        from simclr.launch import shell_quote
-
-        run = shell_quote(str(cfg.out))
-        print(f"next: `simclr embed --checkpoint {run} --data DIR --out features.npz`, "
-              f"`simclr export --checkpoint {run} --out encoder.pt2` or `simclr linear-eval "
-              f"--checkpoint {run} --train LABELED --test LABELED_TEST`")
-    return 0
-
-
-def print_summary(summary: dict[str, Any]) -> None:
-    steps = f"{summary['steps']} step{'' if summary['steps'] == 1 else 's'}"
-    print(f"{summary['status']}: {steps} ({summary['epochs']:.2f} epochs) in "
-          f"{summary['elapsed_s']:.0f} s; checkpoint {summary['checkpoint']}")
-    if summary.get("bad_steps"):
-        print(f"skipped {summary['bad_steps']} step(s) whose loss was not finite "
-              "(--nan-policy skip; their metrics.jsonl lines hold a null loss)")
-    skipped = summary.get("skipped_images") or []
-    if skipped:
-        print(f"skipped {len(skipped)} unreadable images:")
-        for path, reason in skipped[:20]:
-            print(f"  {path}: {reason}")
-        if len(skipped) > 20:
-            print(f"  ... and {len(skipped) - 20} more (see summary.json)")
 
 
 def launch_here(args: argparse.Namespace) -> bool:

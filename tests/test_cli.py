@@ -914,7 +914,7 @@ def test_a_config_files_out_that_is_not_utf8_is_refused_too(tmp_path, capsys, mo
 
 
 def test_the_summary_line_counts_one_step_in_the_singular(capsys):
-    from simclr.cli import print_summary
+    from simclr.pretrain_command import print_summary
 
     summary = {"status": "finished", "steps": 1, "epochs": 0.5, "elapsed_s": 3.0,
                "checkpoint": "c.pt"}

@@ -622,7 +622,7 @@ def test_skip_policy_gives_up_after_more_than_max_bad_steps(tmp_path, image_fold
         # said, not only a null loss in metrics.jsonl
         assert summary["bad_steps"] == 2
         assert json.loads((tmp_path / "skip/summary.json").read_text())["bad_steps"] == 2
-        from simclr.cli import print_summary
+        from simclr.pretrain_command import print_summary
 
         print_summary(summary)
         assert "skipped 2 step(s) whose loss was not finite (--nan-policy skip" in \
