@@ -24,20 +24,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from throughput import (
     RESULT,
     Memory,
-    Stopped,
     _ratio,
-    _stop,
     _sync,
     fmt_mem,
     fmt_rate,
@@ -649,45 +645,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.case is not None:
         run_case_here(json.loads(args.case))
         return 0
-    import torch
+    from throughput import device_unavailable, measure_and_report, run_subprocess
 
     from simclr.models import build_encoder
 
-    if args.device is None:
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("--device cuda: CUDA is not available on this machine", file=sys.stderr)
+    if device_unavailable(args):
         return 2
     t0 = time.perf_counter()
     load_before = os.getloadavg()[0]
     args.dim = build_encoder("resnet18", args.width, cifar_stem=True).feature_dim
     data = prepare_data(args)
     build_cache(data, args.cache_dir)
-    from throughput import run_subprocess
-
     check = run_subprocess(WEIGHTS_CHECK, args.timeout, __file__)
-    results: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    stopped = ""
-    signal.signal(signal.SIGTERM, _stop)
-    try:
+
+    def measure(results: dict[str, list[dict[str, Any]]]) -> None:
         run_rounds(build_cases(args, data, args.dim), args.rounds, args.timeout, results, t0,
                    __file__, key=lambda spec: spec["name"])
-    except (Stopped, KeyboardInterrupt) as exc:  # the table of what finished, not nothing
-        stopped = str(exc) or "Ctrl-C"
-        print(f"stopped ({stopped}): writing the table of the cases finished so far",
-              file=sys.stderr, flush=True)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the writing
-    footer = [weights_line(check, args),
-              f"Load average 1 min: {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at "
-              f"end; total {time.perf_counter() - t0:.0f} s."]
-    if stopped:
-        footer.append(f"STOPPED by {stopped}: the medians are over the rounds finished so "
-                      "far; 'not run' marks cases that had not run once.")
-    text = render(args, results, header_lines(args, data), footer)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
-    return 1 if stopped else 0
+
+    return measure_and_report(args, measure, render, lambda: header_lines(args, data),
+                              [weights_line(check, args)], t0, load_before)
 
 
 if __name__ == "__main__":

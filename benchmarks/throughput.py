@@ -900,6 +900,51 @@ def _stop(signum: int, _frame: Any) -> None:
     raise Stopped(signal.Signals(signum).name)
 
 
+def device_unavailable(args: argparse.Namespace) -> bool:
+    """``args.device`` resolved (None: CUDA where there is one); True, said, where
+    ``--device cuda`` names a GPU this machine lacks."""
+    import torch
+
+    if args.device is None:
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("--device cuda: CUDA is not available on this machine", file=sys.stderr)
+        return True
+    return False
+
+
+def measure_and_report(
+    args: argparse.Namespace, measure: Callable[[dict[str, list[dict[str, Any]]]], None],
+    render_table: Callable[..., str], header: Callable[[], list[str]], footer: list[str],
+    t0: float, load_before: float,
+) -> int:
+    """Run ``measure`` (every case, into the results it is given), then print the table
+    (``render_table(args, results, header(), footer + the load average)``, also written to
+    ``--out``). SIGTERM (``timeout``) or Ctrl-C stops the measuring, and the table of the
+    cases finished so far is written all the same (exit status 1), not nothing."""
+    results: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    stopped = ""
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        measure(results)
+    except (Stopped, KeyboardInterrupt) as exc:  # the table of what finished, not nothing
+        stopped = str(exc) or "Ctrl-C"
+        print(f"stopped ({stopped}): writing the table of the cases finished so far",
+              file=sys.stderr, flush=True)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the writing
+    footer = [*footer, f"Load average 1 min: {load_before:.1f} at start, "
+              f"{os.getloadavg()[0]:.1f} at end; total {time.perf_counter() - t0:.0f} s."]
+    if stopped:
+        footer.append(f"STOPPED by {stopped} after {time.perf_counter() - t0:.0f} s: the "
+                      "medians are over the rounds finished so far; 'not run' marks cases "
+                      "that had not run once.")
+    text = render_table(args, results, header(), footer)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 1 if stopped else 0
+
+
 def measure_all(args: argparse.Namespace, common: dict[str, Any],
                 results: dict[str, list[dict[str, Any]]], t0: float) -> None:
     """Every case, round-robin, into ``results``: phase 1 tries every lightly worker
@@ -923,12 +968,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.case is not None:
         run_case_here(json.loads(args.case))
         return 0
-    import torch
-
-    if args.device is None:
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    if args.device == "cuda" and not torch.cuda.is_available():
-        print("--device cuda: CUDA is not available on this machine", file=sys.stderr)
+    if device_unavailable(args):
         return 2
     t0 = time.perf_counter()
     load_before = os.getloadavg()[0]
@@ -936,42 +976,26 @@ def main(argv: list[str] | None = None) -> int:
     build_cache(data, args.cache_dir)
     common = {"device": args.device, "batch": args.batch, "data": data,
               "cache_dir": args.cache_dir}
-    results: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    stopped = ""
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        measure_all(args, common, results, t0)
-    except (Stopped, KeyboardInterrupt) as exc:  # the table of what finished, not nothing
-        stopped = str(exc) or "Ctrl-C"
-        print(f"stopped ({stopped}): writing the table of the cases finished so far",
-              file=sys.stderr, flush=True)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the writing
-    header = machine_lines(args) + [
-        f"- device {args.device}; batch {args.batch} images = {2 * args.batch} views/step; "
-        f"{e2e_warmup(args)} warm-up + {args.steps} timed steps per end-to-end run (the "
-        f"warm-up at least the {PREFETCH_FACTOR} x {max(args.lightly_workers)} batches "
-        f"lightly's DataLoader makes ahead at start-up); {args.rounds} round(s)"
-        + (" (--quick)" if args.quick else ""),
-        f"- data: {data}; precisions: "
-        + "; ".join(f"{p} = {PRECISIONS[p]}" for p in args.precisions),
-        "- simclr: `simclr.train.pretrain` (cifar10 preset: R18 CIFAR stem, its head made "
-        "2 layers without BN, LARS, NT-Xent tau 0.5, the official crop sampler and "
-        "colour ops, batched augmentation from the uint8 cache); lightly: "
-        "SimCLRTransform(32, cj_strength=0.5, no blur) in DataLoader workers over "
-        "ImageFolder, SimCLRProjectionHead (no BN, as simclr's), NTXentLoss(0.5), "
-        "SGD momentum 0.9, same encoder",
-    ]
-    footer = [f"Load average 1 min: {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at "
-              f"end; total {time.perf_counter() - t0:.0f} s."]
-    if stopped:
-        footer.append(f"STOPPED by {stopped} after {time.perf_counter() - t0:.0f} s: the "
-                      "medians are over the rounds finished so far; 'not run' marks cases "
-                      "that had not run once.")
-    text = render(args, results, header, footer)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text)
-    return 1 if stopped else 0
+
+    def header() -> list[str]:
+        return machine_lines(args) + [
+            f"- device {args.device}; batch {args.batch} images = {2 * args.batch} "
+            f"views/step; {e2e_warmup(args)} warm-up + {args.steps} timed steps per "
+            f"end-to-end run (the warm-up at least the {PREFETCH_FACTOR} x "
+            f"{max(args.lightly_workers)} batches lightly's DataLoader makes ahead at "
+            f"start-up); {args.rounds} round(s)" + (" (--quick)" if args.quick else ""),
+            f"- data: {data}; precisions: "
+            + "; ".join(f"{p} = {PRECISIONS[p]}" for p in args.precisions),
+            "- simclr: `simclr.train.pretrain` (cifar10 preset: R18 CIFAR stem, its head "
+            "made 2 layers without BN, LARS, NT-Xent tau 0.5, the official crop sampler and "
+            "colour ops, batched augmentation from the uint8 cache); lightly: "
+            "SimCLRTransform(32, cj_strength=0.5, no blur) in DataLoader workers over "
+            "ImageFolder, SimCLRProjectionHead (no BN, as simclr's), NTXentLoss(0.5), "
+            "SGD momentum 0.9, same encoder",
+        ]
+
+    return measure_and_report(args, lambda results: measure_all(args, common, results, t0),
+                              render, header, [], t0, load_before)
 
 
 if __name__ == "__main__":
