@@ -64,8 +64,9 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
 
         return {"path": str(path), "program": read_card(path)}
     if path.is_file():
-        return _torchvision_export(path) or {"path": str(path),
-                                              "checkpoint": checkpoint_facts(path)}
+        # (its name: a partial file, an unfinished training's, reads as one)
+        return _torchvision_export(path) or {
+            "path": str(path), "checkpoint": {"name": path.name, **checkpoint_facts(path)}}
     if path.name == CHECKPOINTS and not (path / "config.yaml").exists():
         return describe(path.parent)  # a run's checkpoints/ folder: the run
     facts: dict[str, Any] = {"path": str(path)}

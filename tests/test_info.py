@@ -728,6 +728,9 @@ def test_an_evaluations_folder_and_an_unfinished_finetuning(evaluated_run, tmp_p
     # its partial file is no fine-tuned classifier yet (it read as one)
     assert lines[1].startswith("  checkpoints/finetune-partial.pt: unfinished fine-tuned "
                                "classifier, 1 training step,"), lines
+    partial = cut / "checkpoints" / "finetune-partial.pt"  # named alone: the same
+    assert _info(capsys, partial).startswith(
+        f"{partial}: unfinished fine-tuned classifier, 1 training step,")
     # stopped in a finished pretraining's own folder (--out RUN): the run stays finished
     import shutil
 
