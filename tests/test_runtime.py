@@ -25,37 +25,27 @@ def test_auto_picks_bf16_only_where_the_cpu_runs_it_natively(monkeypatch, native
     assert runtime.resolve_precision("auto", CPU) == expected
 
 
-def test_forced_bf16_on_a_cpu_without_it_warns_and_is_kept(monkeypatch, caplog):
-    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: False)
-    runtime._warn_emulated_bf16.cache_clear()
+@pytest.mark.parametrize("device, has_it, warned, auto", [
+    (CPU, "cpu_has_fast_bf16", "_warn_emulated_bf16", "fp32"),
+    # a GPU without native bf16 (V100, T4) emulates it too, much slower
+    (torch.device("cuda"), "cuda_has_native_bf16", "_warn_emulated_cuda_bf16", "fp16"),
+])
+def test_forced_bf16_without_native_bf16_warns_once_and_is_kept(
+        monkeypatch, caplog, device, has_it, warned, auto):
+    """An explicit --precision bf16 where the hardware only emulates it is kept, and
+    said once per process, naming what 'auto' picks there (and does pick)."""
+    monkeypatch.setattr(runtime, has_it, lambda: False)
+    getattr(runtime, warned).cache_clear()
     with caplog.at_level(logging.WARNING, logger="simclr.runtime"):
-        assert runtime.resolve_precision("bf16", CPU) == "bf16"
-        assert runtime.resolve_precision("bf16", CPU) == "bf16"  # said once per process
-    assert caplog.text.count("no native bf16") == 1 and "fp32" in caplog.text
+        assert runtime.resolve_precision("bf16", device) == "bf16"
+        assert runtime.resolve_precision("bf16", device) == "bf16"  # said once per process
+        assert runtime.resolve_precision("auto", device) == auto
+    assert caplog.text.count("no native bf16") == 1 and auto in caplog.text
     caplog.clear()
-    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(runtime, has_it, lambda: True)
     with caplog.at_level(logging.WARNING, logger="simclr.runtime"):
-        assert runtime.resolve_precision("bf16", CPU) == "bf16"
-        assert runtime.resolve_precision("fp32", CPU) == "fp32"
-    assert caplog.text == ""
-
-
-def test_forced_bf16_on_a_gpu_without_it_warns_and_is_kept(monkeypatch, caplog):
-    """A GPU without native bf16 (V100, T4) emulates it, much slower: an explicit
-    --precision bf16 there is said once, as on such a CPU; 'auto' picks fp16 there."""
-    cuda = torch.device("cuda")
-    monkeypatch.setattr(runtime, "cuda_has_native_bf16", lambda: False)
-    runtime._warn_emulated_cuda_bf16.cache_clear()
-    with caplog.at_level(logging.WARNING, logger="simclr.runtime"):
-        assert runtime.resolve_precision("bf16", cuda) == "bf16"
-        assert runtime.resolve_precision("bf16", cuda) == "bf16"  # said once per process
-        assert runtime.resolve_precision("auto", cuda) == "fp16"
-    assert caplog.text.count("no native bf16") == 1 and "fp16" in caplog.text
-    caplog.clear()
-    monkeypatch.setattr(runtime, "cuda_has_native_bf16", lambda: True)
-    with caplog.at_level(logging.WARNING, logger="simclr.runtime"):
-        assert runtime.resolve_precision("bf16", cuda) == "bf16"
-        assert runtime.resolve_precision("fp16", cuda) == "fp16"
+        assert runtime.resolve_precision("bf16", device) == "bf16"
+        assert runtime.resolve_precision("fp32", device) == "fp32"
     assert caplog.text == ""
 
 
