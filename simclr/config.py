@@ -371,6 +371,7 @@ MIN_BLUR_SIGMA = 1e-3  # pixels: the kernel's 1 / (2 sigma^2) overflowed at 1e-3
 MIN_SIZE = 8  # pixels: smaller crops hold nothing for the augmentation to vary
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # --precision's values
 DEVICES = "auto, cpu, cuda, cuda:N"  # --device's values, as messages list them
+MAX_SIDE = 4096  # pixels a side, views and stored images (one RGB image: 48 MiB)
 
 
 def mps_refused(device: str) -> str | None:
@@ -382,4 +383,3 @@ def mps_refused(device: str) -> str | None:
         return None
     return (": Apple's GPU (MPS) is not supported; simclr runs on the CPU or a CUDA GPU "
             f"({DEVICES})")
-MAX_SIDE = 4096  # pixels a side, views and stored images (one RGB image: 48 MiB)

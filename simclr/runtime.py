@@ -40,8 +40,8 @@ def resolve_device(name: str = "auto", flag: str = "--device") -> torch.device:
     from simclr.distributed import local_processes, local_rank
 
     if name != "auto":
-        if mps_refused(name):
-            raise SimCLRError(f"{flag} {name}{mps_refused(name)}")
+        if refused := mps_refused(name):
+            raise SimCLRError(f"{flag} {name}{refused}")
         try:
             device = torch.device(name)
         except (RuntimeError, TypeError):

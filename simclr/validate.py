@@ -253,8 +253,8 @@ def _validate_run(cfg: Config) -> None:
     _positive(cfg.max_steps, "max_steps")
     _positive(cfg.time_budget, "time_budget")
     _choice(cfg.precision, PRECISIONS, "precision")
-    if mps_refused(cfg.device):
-        raise SettingError("device", f" {cfg.device}{mps_refused(cfg.device)}")
+    if refused := mps_refused(cfg.device):
+        raise SettingError("device", f" {cfg.device}{refused}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
         raise SettingError("device", f": unknown device {shown(cfg.device)} ({DEVICES})")
     validate_data(cfg.data)
