@@ -104,12 +104,9 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
         facts["data"] = last["data"]
     started = (config or {}).get("provenance")  # (its starts tell an earlier session's summary)
     facts["state"] = run_state(path, facts["checkpoints"],
-                               session_number(started) if isinstance(started, dict) else None)
+                               session_number(started) if isinstance(started, dict) else None,
+                               bool((config or {}).get("knn_train")))
     facts["results"] = results_in(path)
-    stopped = facts["state"].pop("stopped_at_last", None)
-    if stopped and not stopped["knn"] and (config or {}).get("knn_train"):
-        # the final kNN a stop at the last step skipped: --resume takes it
-        facts["state"]["final_knn_skipped"] = stopped["signal"]
     if facts["state"]["status"] == "stopped" and facts["results"] and not config and \
             "saved_step" not in facts["state"]:  # an evaluation's --out: its results are its
         facts["state"]["status"] = "finished"  # end ("stopped" is a killed training's)
@@ -260,13 +257,14 @@ def _unfinished(partial: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_state(folder: Path, checkpoints: list[dict[str, Any]],
-              starts: int | None = None) -> dict[str, Any]:
+              starts: int | None = None, monitored: bool = False) -> dict[str, Any]:
     """finished / preempted / diverged (summary.json), running (folder locked), or
     stopped (neither: killed, or still starting); the last logged step and loss. A run
     that has ended and whose folder is held all the same: ended, with ``busy`` the
     holder (an evaluation writing into it: --out RUN). ``starts``: how many times the
     run was started (config.yaml's provenance), which a summary of an earlier session
-    is told by."""
+    is told by; ``monitored``: whether the run has a kNN monitor, whose final measure a
+    stop during the last step skips (``final_knn_skipped``: that stop's signal)."""
     summary = read_json(folder / "summary.json") or read_json(folder / SUPERVISED_RESULT)
     unreadable = None if summary else _unreadable_file(folder / "summary.json")
     logged = _last_logged(folder / "metrics.jsonl")
@@ -309,9 +307,9 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]],
             state.update(step=summary.get("steps"), reason=summary.get("reason"))
         elif summary["status"] == "preempted":  # its step, which the log may not show
             state["step"] = summary.get("steps")
-        elif summary["status"] == "finished" and summary.get("signal"):  # at its last step
-            state["stopped_at_last"] = {"signal": summary["signal"],
-                                        "knn": "knn_top1" in summary}
+        elif summary["status"] == "finished" and summary.get("signal") and monitored \
+                and "knn_top1" not in summary:  # the final kNN a stop at the last step
+            state["final_knn_skipped"] = summary["signal"]  # skipped: --resume takes it
     elif summary and "top1" in summary:  # a supervised run's results: it finished
         state["status"] = "finished"
     elif unreadable:  # the run's outcome cannot be known
