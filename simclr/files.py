@@ -11,6 +11,7 @@ its temporary file, which a later write removes. A run holds its folder
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -358,18 +359,17 @@ def folder_holder(folder: Path) -> str | None:
     process does: a shared lock, released at once, is refused while a run holds its
     exclusive one (:func:`lock_folder`)."""
     try:
-        import fcntl
-    except ImportError:
-        return None
-    try:
         with open(folder / LOCK_NAME, encoding="utf-8") as f:
             try:
-                fcntl.flock(f.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+                # Windows has no shared lock: another glance holds it a moment, waited for
+                _retried(lambda: _lock(f.fileno(), exclusive=False),
+                         LOCK_PATIENCE_S if _exclusive_only() else 0)
             except BlockingIOError:
+                f.seek(0)
                 return f.read().strip() or "another process"
-            except OSError:
+            except (ImportError, OSError):  # no locks here: nothing tells
                 return None
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            _unlock(f.fileno())
     except OSError:  # no lock file: never held
         return None
     return None
@@ -377,28 +377,26 @@ def folder_holder(folder: Path) -> str | None:
 
 def lock_folder(folder: Path) -> Any:
     """Hold ``folder`` for this process: an exclusive lock on ``folder/.simclr.lock``
-    (flock; released when the returned file is closed or the process ends, however it
-    ends). A second run started into the same folder meanwhile is refused in one line
-    instead of interleaving its checkpoints and logs with this one's; a folder held
-    only a moment (:func:`folder_holder` asking) is waited for, :data:`LOCK_PATIENCE_S`
-    at most. No-op where the platform has no flock."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks of this kind
-        return None
+    (flock, or msvcrt's byte lock on Windows; released when the returned file is closed
+    or the process ends, however it ends). A second run started into the same folder
+    meanwhile is refused in one line instead of interleaving its checkpoints and logs
+    with this one's; a folder held only a moment (:func:`folder_holder` asking) is
+    waited for, :data:`LOCK_PATIENCE_S` at most. No-op where the platform has neither."""
     path = folder / LOCK_NAME
     try:
         handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held open: the lock lives as long as it)
     except OSError as exc:
         raise SimCLRError(f"cannot write in {folder}: {exc.strerror}") from None
     try:
-        _retried(lambda: fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB),
-                 LOCK_PATIENCE_S)
+        _retried(lambda: _lock(handle.fileno(), exclusive=True), LOCK_PATIENCE_S)
     except BlockingIOError:
         handle.seek(0)
         holder = handle.read().strip() or "another process"
         handle.close()
         raise in_use(folder, holder) from None
+    except ImportError:  # neither fcntl nor msvcrt: no advisory locks of this kind
+        handle.close()
+        return None
     except OSError:  # a file system without locks (some network mounts): run unguarded
         return handle
     try:
@@ -411,6 +409,53 @@ def lock_folder(folder: Path) -> Any:
             handle.close()
         raise SimCLRError(f"cannot write in {folder}: {exc.strerror}") from None
     return handle
+
+
+# The byte msvcrt locks: a byte Windows locks cannot be read by another process, so it
+# lies past the holder's line ('pid N on HOST'), which others read to name the holder.
+_WINDOWS_LOCK_BYTE = 1 << 20
+
+
+def _exclusive_only() -> bool:
+    """Whether the folder lock is msvcrt's (Windows: no fcntl), which has no shared mode."""
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+def _lock(fd: int, exclusive: bool) -> None:
+    """Lock ``fd``'s file without waiting: BlockingIOError while another handle holds it,
+    ImportError where the platform has neither fcntl nor msvcrt, another OSError where
+    the file system keeps no locks."""
+    try:
+        import fcntl
+    except ImportError:
+        import msvcrt  # Windows
+
+        os.lseek(fd, _WINDOWS_LOCK_BYTE, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError as exc:
+            if exc.errno in (errno.EACCES, errno.EDEADLOCK):  # held by another handle
+                raise BlockingIOError(exc.errno, exc.strerror) from None
+            raise
+        return
+    fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+
+
+def _unlock(fd: int) -> None:
+    """Let go of :func:`_lock`'s lock on ``fd`` (the handle stays open)."""
+    try:
+        import fcntl
+    except ImportError:
+        import msvcrt
+
+        os.lseek(fd, _WINDOWS_LOCK_BYTE, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        return
+    fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _retried(attempt: Callable[[], None], seconds: float) -> None:

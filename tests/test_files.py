@@ -437,3 +437,56 @@ def test_files_set_aside_together_share_the_first_number_free_for_all(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.previous-2.json",
                                                          "b.previous-1.json"]
     assert (tmp_path / "a.previous-2.json").read_text(encoding="utf-8") == "a now"
+
+
+class FakeMsvcrt:
+    """msvcrt's byte-range locks, as Windows keeps them: one holder per byte of a file,
+    another handle's attempt refused (EACCES) at once; released on unlock or when the
+    holding handle is closed (a closed fd's lock is dropped when next asked about)."""
+
+    LK_UNLCK, LK_LOCK, LK_NBLCK, LK_RLCK, LK_NBRLCK = 0, 1, 2, 3, 4
+
+    def __init__(self):
+        self.held: dict[tuple[int, int, int], int] = {}  # (device, inode, byte) -> fd
+        self.bytes_locked: list[int] = []
+
+    def locking(self, fd, mode, nbytes):
+        stat = os.fstat(fd)
+        key = (stat.st_dev, stat.st_ino, os.lseek(fd, 0, os.SEEK_CUR))
+        owner = self.held.get(key)
+        if owner is not None and owner != fd:
+            try:
+                still = os.fstat(owner)
+                if (still.st_dev, still.st_ino) != key[:2]:
+                    owner = None
+            except OSError:  # closed: Windows let its locks go
+                owner = None
+        if mode == self.LK_UNLCK:
+            self.held.pop(key, None)
+        elif owner is not None and owner != fd:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        else:
+            self.held[key] = fd
+            self.bytes_locked.append(key[2])
+
+
+def test_a_folder_is_held_on_windows_through_msvcrt(tmp_path, monkeypatch):
+    """Windows has no fcntl: a run's folder was not held at all there, and a second run
+    wrote into it meanwhile. msvcrt's byte lock holds it, refused in the same one line,
+    the holder's line still readable (the byte locked lies past it)."""
+    from simclr import files
+
+    fake = FakeMsvcrt()
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # import fcntl: ImportError
+    monkeypatch.setitem(sys.modules, "msvcrt", fake)
+    held = files.lock_folder(tmp_path)
+    assert held is not None and fake.held
+    holder = f"pid {os.getpid()} on"
+    assert files.folder_holder(tmp_path).startswith(holder)
+    with pytest.raises(SimCLRError, match=f"is in use by another simclr run \\({holder}"):
+        files.lock_folder(tmp_path)
+    lock_text = (tmp_path / files.LOCK_NAME).read_text(encoding="utf-8")
+    assert min(fake.bytes_locked) >= len(lock_text.encode())  # readable by others
+    held.close()
+    assert files.folder_holder(tmp_path) is None  # let go with its handle
+    files.lock_folder(tmp_path).close()
