@@ -9,7 +9,8 @@ see :mod:`simclr.distributed`), without its rough edges for a one-machine user:
   2 for a user error, which is printed once rather than once per process;
 - a signal sent to this process (Ctrl-C, ``kill``, a scheduler) reaches every training
   process exactly once: they run in their own session, so a terminal's Ctrl-C is not
-  delivered twice (a second SIGINT means "stop now" to a training);
+  delivered twice (a second SIGINT means "stop now" to a training); on Windows, which
+  has no sessions, the console's Ctrl-C reaches them itself and is not sent on;
 - when one process fails the others, which would wait for it in a collective until
   the 30-minute timeout, are ended after a few seconds; when this process is killed
   outright they end with it (Linux: the parent-death signal).
@@ -307,6 +308,11 @@ class _Forwarder:
 
     def _send(self, signum: int, _frame: object) -> None:
         self.sent.add(signum)
+        if signum == signal.SIGINT and sys.platform == "win32":
+            # Windows has no sessions: a console's Ctrl-C reaches every process attached
+            # to it, the children included, once already (and Popen.send_signal there
+            # refuses SIGINT: a ValueError, whose traceback killed them unsaved)
+            return
         for child in self.children:
             if child.poll() is None:
                 child.send_signal(signum)

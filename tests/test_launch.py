@@ -578,6 +578,32 @@ class _Process:
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1")
 
 
+class _WindowsProcess(_Process):
+    """Popen on Windows: send_signal knows SIGTERM (TerminateProcess) and the console's
+    CTRL_C_EVENT / CTRL_BREAK_EVENT only; SIGINT is a ValueError."""
+
+    def send_signal(self, signum: int) -> None:
+        if signum not in (signal.SIGTERM, getattr(signal, "CTRL_C_EVENT", 0),
+                          getattr(signal, "CTRL_BREAK_EVENT", 1)):
+            raise ValueError(f"Unsupported signal: {signum}")
+        super().send_signal(signum)
+
+
+def test_a_ctrl_c_on_windows_is_not_forwarded_and_raises_nothing(monkeypatch):
+    """Windows: the launcher's Ctrl-C handler sent SIGINT on with Popen.send_signal,
+    which raises ValueError there: a traceback, and the launcher's exit killed the
+    processes before their checkpoint. The console's Ctrl-C reaches every process
+    attached to it already (no sessions there), so it is only remembered as sent; a
+    SIGTERM is still sent on (terminate)."""
+    monkeypatch.setattr(launch.sys, "platform", "win32")
+    processes = [_WindowsProcess(), _WindowsProcess()]
+    forward = launch._Forwarder(processes)
+    forward._send(signal.SIGINT, None)
+    forward._send(signal.SIGTERM, None)
+    assert forward.sent == {signal.SIGINT, signal.SIGTERM}
+    assert [p.got for p in processes] == [[signal.SIGTERM], [signal.SIGTERM]]
+
+
 @linux
 def test_each_signal_reaches_every_running_process_and_the_handlers_come_back():
     """SIGINT, SIGTERM, SIGHUP and SIGUSR1 (a scheduler's warning before a stop) sent
