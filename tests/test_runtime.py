@@ -586,3 +586,48 @@ def test_auto_on_a_mac_says_once_that_it_uses_the_cpu(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="simclr.runtime"):
         runtime.resolve_device("auto")
     assert caplog.text == ""
+
+
+UNGUARDED_SCRIPT = """
+import multiprocessing
+multiprocessing.set_start_method("spawn", force=True)  # macOS's and Windows' default
+import simclr
+cfg = simclr.build_config("cifar10-cpu", flags={{
+    "data.path": {images!r}, "out": {out!r}, "max_steps": 2, "batch_size": 8,
+    "model.width": 0.125, "device": "cpu", "data.workers": 2, "data.cache": "off"}})
+simclr.pretrain(cfg)
+"""
+
+
+def test_a_script_without_the_main_guard_under_spawn_is_refused_once(tmp_path):
+    """Each spawned loader worker imports the script and meets the call again: each
+    printed the refusal with its traceback, then the run failed with a second message
+    guessing at a worker's death. Now the workers end quietly and the run says the
+    refusal itself, once."""
+    import subprocess
+
+    images = make_image_folder(tmp_path / "images", side=32)
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_SCRIPT.format(images=str(images), out=str(tmp_path / "run")),
+                      encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert done.returncode != 0
+    assert done.stderr.count("simclr was called again by a worker process") == 1, done.stderr
+    assert "spawn_main" not in done.stderr and "exited unexpectedly" not in done.stderr
+    assert done.stderr.rstrip().endswith(f"call simclr under `{runtime.SCRIPT_GUARD}` in "
+                                         "that script")
+
+
+def test_a_worker_ended_by_the_refusal_is_said_as_the_refusal():
+    """A DataLoader worker (or decoding process) that exited with the refusal's status
+    is the script's missing guard, said as such; another death keeps its own line."""
+    from types import SimpleNamespace
+
+    died = RuntimeError("DataLoader worker (pid(s) 12) exited unexpectedly")
+    refused = [SimpleNamespace(exitcode=runtime.SPAWNED_IMPORT_STATUS),
+               SimpleNamespace(exitcode=None)]
+    assert str(runtime.worker_death(died, refused)) == str(runtime.spawned_import_error())
+    killed = [SimpleNamespace(exitcode=-9)]
+    assert "exited unexpectedly" in str(runtime.worker_death(died, killed))
+    assert runtime.spawned_import(killed) is None
