@@ -384,13 +384,25 @@ def check_not_inside(out: str | Path, folders: dict[str, str | None], what: str)
     for flag, folder in folders.items():
         if folder and Path(folder).expanduser().is_dir():
             data = Path(folder).expanduser().resolve()
-            if where == data or data in where.parents:
+            if any(_same_folder(p, data) for p in (where, *where.parents)):
                 raise SimCLRError(f"--out {out} lies inside the {flag} folder {folder}; "
                                   f"write the {what} elsewhere")
-            if where == data.parent and data.name in SPLITS:  # c10/ holding c10/train
+            if data.name in SPLITS and _same_folder(where, data.parent):  # c10/ holding c10/train
                 raise SimCLRError(f"--out {out} holds the {flag} folder {folder} as a split: "
                                   f"what is written there would stop {out} reading as "
                                   f"train/test splits; write the {what} elsewhere")
+
+
+def _same_folder(path: Path, folder: Path) -> bool:
+    """Whether ``path`` names ``folder``: the same path, or (existing) the same folder on
+    disk. macOS's and Windows' file systems ignore case, so ./photos there is ./Photos,
+    which no comparison of resolved paths tells (resolve keeps the case as typed)."""
+    if path == folder:
+        return True
+    try:
+        return os.path.samefile(path, folder)
+    except OSError:  # (not there yet)
+        return False
 
 
 def check_out_folder(path: Path, named: Path | None = None) -> None:

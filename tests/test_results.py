@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -352,6 +353,37 @@ def test_out_is_refused_inside_a_data_folder_or_over_its_splits(tmp_path):
     check_not_inside(tmp_path / "runs", data, "run")  # elsewhere: fine
     (tmp_path / "photos").mkdir()  # a folder that is not a split may hold its runs
     check_not_inside(tmp_path, {"--data": str(tmp_path / "photos")}, "run")
+
+
+_SAMEFILE = os.path.samefile  # (the real one, which the case-insensitive one calls)
+
+
+def _case_insensitive_samefile(a, b) -> bool:
+    """os.path.samefile on a file system that ignores case (macOS's, Windows'): each
+    name is looked up among its folder's entries whatever its case."""
+
+    def real(path) -> Path:
+        found = Path(os.path.abspath(path))
+        out = Path(found.anchor)
+        for name in found.parts[1:]:
+            match = [e for e in os.listdir(out) if e.lower() == name.lower()] \
+                if out.is_dir() else []
+            out = out / (match[0] if match else name)
+        return out
+
+    return _SAMEFILE(real(a), real(b))
+
+
+def test_out_inside_the_data_folder_spelled_in_another_case_is_refused(tmp_path, monkeypatch):
+    """macOS: --data ./Photos --out ./photos/run writes into the data folder on a file
+    system that ignores case, but the paths differ, and it was let through."""
+    (tmp_path / "Photos").mkdir()
+    data = {"--data": str(tmp_path / "Photos")}
+    monkeypatch.setattr(os.path, "samefile", _case_insensitive_samefile)
+    for out in (tmp_path / "photos", tmp_path / "photos" / "run"):
+        with pytest.raises(SimCLRError, match="lies inside the --data folder"):
+            check_not_inside(out, data, "run")
+    check_not_inside(tmp_path / "photos-runs", data, "run")  # beside it: fine
 
 
 def test_an_evaluation_into_a_folder_of_runs_is_refused(tmp_path):
