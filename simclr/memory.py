@@ -154,8 +154,8 @@ def _check_views_fit(probe: torch.nn.Module, image_size: int, device: torch.devi
         raise SimCLRError(
             f"--image-size {image_size} does not fit in memory: one view of {image_size} px "
             f"keeps about {size_text(one)} for the backward pass and measuring a step takes "
-            f"{views} (about {size_text(need)}) but {size_text(free)} of {_where(device)} is "
-            "available; try a smaller --image-size")
+            f"{views} (about {size_text(need)}) but {_have(free, device)}; try a smaller "
+            "--image-size")
 
 
 def measure_step(model: torch.nn.Module, image_size: int, device: torch.device,
@@ -181,9 +181,6 @@ def measure_step(model: torch.nn.Module, image_size: int, device: torch.device,
 
 MEMINFO = Path("/proc/meminfo")  # Linux's; macOS and Windows have no /proc
 CGROUP = Path("/sys/fs/cgroup")
-# How messages name a machine's total RAM, which stands in for what is free where that
-# cannot be read (:func:`_physical_ram`)
-TOTAL_RAM = "RAM (the machine's total: its free memory cannot be read here)"
 NO_LIMIT = 2**60  # cgroup v1 writes "no limit" as the largest page multiple, ~2**63
 
 
@@ -267,13 +264,22 @@ def _physical_ram() -> float | None:
         return None
 
 
-def _ram() -> str:
-    """How messages name the CPU's memory (:data:`TOTAL_RAM` where it is a total)."""
-    return TOTAL_RAM if _ram_is_total() else "RAM"
-
-
 def _where(device: torch.device) -> str:
-    return "GPU memory" if device.type == "cuda" else _ram()
+    return "GPU memory" if device.type == "cuda" else "RAM"
+
+
+def _have(free: float, device: torch.device) -> str:
+    """What messages say of ``free`` (:func:`available_bytes`): '12.0 GiB of RAM is
+    available', or, where it is the machine's total (macOS: :func:`_physical_ram`), that
+    total, which is not what is available (other programs' share is unknown)."""
+    if device.type != "cpu" or not _ram_is_total():
+        return f"{size_text(free)} of {_where(device)} is available"
+    from simclr.distributed import local_processes
+
+    unread = "(its free memory cannot be read here)"
+    if local_processes() > 1:  # (available_bytes shares the total among them)
+        return f"{size_text(free)} of RAM is this process's share of this machine's total {unread}"
+    return f"this machine has {size_text(free)} of RAM in all {unread}"
 
 
 def is_allocation_failure(exc: BaseException) -> bool:
@@ -329,7 +335,12 @@ def fits_in_memory(what: str, hint: str, device: torch.device) -> Iterator[None]
 
     def message(failed: str) -> str:
         free = available_bytes(device)
-        have = f" with {size_text(free)} of {_where(device)} available" if free else ""
+        if not free:
+            have = ""
+        elif device.type == "cpu" and _ram_is_total():  # (a total: said as one)
+            have = f" ({_have(free, device)})"
+        else:
+            have = f" with {size_text(free)} of {_where(device)} available"
         return f"{what} does not fit in memory: {failed}{have}; {hint}"
 
     with allocation_failure_is(message):
@@ -392,8 +403,8 @@ def build_within_memory(build: Callable[[], torch.nn.Module], device: torch.devi
                 skip = " (--no-memory-check skips this check)" if kept != weights[1] else ""
                 raise SimCLRError(
                     f"{what} does not fit in memory: {kept} ({count_text(size.parameters)} "
-                    f"parameters) need at least {size_text(need)} but {size_text(free)} of "
-                    f"{_where(where)} is available; {hint}{skip}")
+                    f"parameters) need at least {size_text(need)} but {_have(free, where)}; "
+                    f"{hint}{skip}")
         log.debug("memory: %s has %s parameters (%s)", what, count_text(size.parameters),
                  size_text(size.weights))
     with fits_in_memory(what, hint, device):
@@ -427,7 +438,6 @@ def check_step_memory(mem: StepMemory, batch_size: int, world: int, device: torc
     views = mem.views_per_image * (batch_size // world)
     need = mem.lower_bound(batch_size // world, world)
     free = available_bytes(device)
-    where = "GPU" if device.type == "cuda" else _ram()
     if free is None:
         unread = ("; the memory check is off: this machine's memory could not be read"
                   if device.type == "cpu" and _ram_is_total() else "")
@@ -438,15 +448,18 @@ def check_step_memory(mem: StepMemory, batch_size: int, world: int, device: torc
     if short and enforce:
         fits = largest_fitting_batch(mem, free, world, name)
         hint = f"--batch-size {fits}" if fits else "a smaller --image-size or --width"
+        if fits and name > refuse and device.type == "cpu":  # (a total: refused at 1x)
+            hint += (f", whose step fits in that total with the usual {name:g}x margin "
+                     "for its peak")
         skip = f" ({override} skips this check)" if override else ""
         raise SimCLRError(
             f"--batch-size {batch_size} does not fit: one step of {what} needs at least "
             f"{size_text(need)} ({views} views per process, {mem.per_view / 2**20:.2f} MiB "
             f"each, measured){f', its peak up to {refuse:g}x that,' * (refuse > 1)} but "
-            f"{size_text(free)} of {where} is available; try {hint}{skip}")
+            f"{_have(free, device)}; try {hint}{skip}")
     log.log(logging.WARNING if short else logging.INFO,
-            "memory: one step needs at least %s of the %s of %s available (%s, %.2f MiB "
-            "per view)", size_text(need), size_text(free), where, what, mem.per_view / 2**20)
+            "memory: one step needs at least %s; %s (%s, %.2f MiB per view)",
+            size_text(need), _have(free, device), what, mem.per_view / 2**20)
     return need
 
 

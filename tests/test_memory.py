@@ -697,7 +697,9 @@ def test_without_proc_a_macs_total_memory_refuses_a_step_that_could_never_fit(
         monkeypatch, tmp_path, caplog):
     """Where /proc/meminfo is missing (macOS) the check was silently off: a batch that
     could never fit started. The machine's total (sysconf) stands in, refusing only a
-    step whose lower bound alone passes it, and each message says it is the total."""
+    step whose lower bound alone passes it, and each message says it is the total: it
+    said that total "is available", which it is not, and named a batch with a 2.5x
+    margin without saying so beside a refusal at 1x."""
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     monkeypatch.setattr(memory, "MEMINFO", tmp_path / "no-proc" / "meminfo")
     monkeypatch.setattr(memory, "_cgroup_free", lambda: None)  # (none on a Mac)
@@ -706,14 +708,21 @@ def test_without_proc_a_macs_total_memory_refuses_a_step_that_could_never_fit(
     cpu = torch.device("cpu")
     assert memory.available_bytes(cpu) == 4.0 * MIB
     mem = StepMemory(fixed=10, per_view=0.5 * MIB, state=0, input_per_view=0)
-    with pytest.raises(SimCLRError, match=r"--batch-size 8 does not fit: .* measured\) but "
-                                          r"4 MiB of RAM \(the machine's total: its free "
-                                          r"memory cannot be read here\) is available; try "
-                                          r"--batch-size 1 "):
+    with pytest.raises(SimCLRError) as refused:
         check_step_memory(mem, 8, 1, cpu, "x")  # 16 views: 8 MiB
+    assert "available" not in str(refused.value)
+    assert str(refused.value).endswith(
+        " measured) but this machine has 4 MiB of RAM in all (its free memory cannot be "
+        "read here); try --batch-size 1, whose step fits in that total with the usual "
+        "2.5x margin for its peak (--no-memory-check skips this check)"), refused.value
     with caplog.at_level(logging.INFO, logger="simclr.memory"):  # 2 MiB, within 4
         check_step_memory(mem, 2, 1, cpu, "x")  # (2.5x that would not be: not refused)
-    assert "of the 4 MiB of RAM (the machine's total" in caplog.text
+    assert "available" not in caplog.text
+    assert "one step needs at least 2 MiB; this machine has 4 MiB of RAM in all" in caplog.text
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # --processes 2: each has half of it
+    with pytest.raises(SimCLRError, match=r"but 2 MiB of RAM is this process's share of "
+                                          r"this machine's total \(its free memory"):
+        check_step_memory(mem, 8, 1, cpu, "x")
 
 
 def test_a_machine_whose_memory_cannot_be_read_says_the_check_is_off(
