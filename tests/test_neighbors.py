@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 import simclr.neighbors as nb
 from simclr.cli import main
@@ -447,3 +448,27 @@ def test_paths_take_their_own_bytes_and_an_earlier_simclrs_files_still_read(tmp_
         assert paths == names and x.shape == (len(names), 3)
         with np.load(path, allow_pickle=False) as data:
             assert nb.embedded_paths(data) == names
+
+
+def test_exactly_max_pairs_duplicates_are_still_listed(tmp_path, monkeypatch):
+    """MAX_PAIRS is the most pairs listed, not one past them: 3 identical images make
+    3 pairs, listed under a limit of 3 (refused at 2: the test above)."""
+    monkeypatch.setattr(nb, "MAX_PAIRS", 3)
+    embed_file(tmp_path / "f.npz", np.ones((3, 4)))
+    assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--out",
+                 str(tmp_path / "d.csv"), "--duplicates", "0.9"]) == 0
+    assert len(rows(tmp_path / "d.csv")) == 1 + 3
+
+
+def test_nearest_similarities_stay_within_minus_one_and_one():
+    """float32 rounding puts the cosine of equal unit vectors a hair above 1 (or below
+    -1): nearest clamps them, so a similarity is never reported outside [-1, 1]."""
+    rng = np.random.default_rng(0)
+    x = torch.nn.functional.normalize(torch.from_numpy(
+        rng.normal(size=(200, 16)).astype(np.float32)), dim=1)
+    assert (x @ x.T).abs().max() > 1  # some pair rounds past 1: the case clamped
+    keys = torch.cat([x, -x])
+    sims, _ = nb.nearest(x, keys, 2, (np.array([], np.int64), np.array([], np.int64)))
+    assert float(sims.max()) <= 1.0
+    far, _ = nb.nearest(-x, keys, 1, (np.array([], np.int64), np.array([], np.int64)))
+    assert float(far.min()) >= -1.0
