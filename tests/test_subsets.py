@@ -205,3 +205,39 @@ def test_a_subset_list_of_unlabeled_images_or_with_a_fraction_is_refused(tmp_pat
     with pytest.raises(SimCLRError, match="give one of --label-fraction, --labels-per-class "
                                           "and --subset"):
         labeled_subset(Source(), tmp_path / "list.txt", 0.5, None, 0)
+    with pytest.raises(SimCLRError, match="give one of --label-fraction, --labels-per-class "
+                                          "and --subset"):
+        labeled_subset(Source(), tmp_path / "list.txt", None, 1, 0)
+
+
+def test_a_label_fraction_of_one_is_every_labeled_image():
+    """--label-fraction 1 (the interval's closed end) is all the labels, not refused."""
+    labels = np.repeat(np.arange(3), 4)
+    assert class_balanced_subset(labels, fraction=1.0).tolist() == list(range(12))
+
+
+def test_no_subset_asked_for_is_every_image():
+    """Neither a list nor a draw: every image of the training set is labeled."""
+    class Source:
+        labels = [0, 1, 0, 1, 1]
+        classes = ["a", "b"]
+
+    assert labeled_subset(Source(), None, None, None, 0).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_a_subset_list_skips_comments_and_blank_lines(tmp_path):
+    """``#`` lines (a run's ``#index N`` among them) and blank lines name no image."""
+    (tmp_path / "list.txt").write_text("# the paper's 1%\n\n  a/0.jpg  \n#index 3\nb/1.jpg\n")
+    assert read_subset_list(tmp_path / "list.txt") == ["a/0.jpg", "b/1.jpg"]
+
+
+def test_a_written_subset_list_is_relative_to_the_folder_and_reads_back(tmp_path):
+    """A run's labeled_subset.txt names images relative to the folder, so a copy of the
+    folder elsewhere reads the same images from it."""
+    make_image_folder(tmp_path / "train", classes=2, per_class=3)
+    train = open_source(str(tmp_path / "train"), DataConfig(cache="off", workers=0),
+                        train=False, image_size=16)
+    path = write_subset_list(train, np.array([1, 4]), tmp_path / "list.txt")
+    lines = path.read_text().splitlines()
+    assert lines == [f"class_{i // 3}/{i % 3:03d}.png" for i in (1, 4)]
+    assert subset_from_list(train, path).tolist() == [1, 4]
