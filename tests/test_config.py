@@ -45,6 +45,19 @@ def test_cifar_preset_is_the_official_recipe():
 
 
 
+def test_imagenet_preset_is_the_papers_recipe():
+    """--preset imagenet is the paper's ImageNet settings (Sec. 3, App. B.1), whatever
+    the defaults it overrides: its own values, not inherited ones, are checked."""
+    cfg = build_config("imagenet")
+    assert (cfg.model.arch, cfg.model.width, cfg.batch_size, cfg.epochs) == (
+        "resnet50", 1.0, 4096, 100)
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.lr_scaling, cfg.optim.weight_decay) == (
+        "lars", 0.3, "linear", 1e-6)
+    assert cfg.loss.temperature == 0.1
+    assert (cfg.augment.size, cfg.augment.color_strength, cfg.augment.blur) == (224, 1.0, True)
+    assert (cfg.augment.crop_sampler, cfg.augment.color_ops) == ("official", "official")
+
+
 @pytest.mark.parametrize("preset", ["imagenet", "cifar10"])
 def test_official_recipes_run_as_the_official_code(preset):
     # objective.py optimises loss_a + loss_b (2 L); model_util.py puts BN in every head layer.
