@@ -798,3 +798,42 @@ def test_a_build_whose_folder_changed_while_it_decoded_keeps_the_current_cache(
             == edited).all()
     assert any("changed while it was being decoded" in m for m in caplog.messages)
     assert not any(m.startswith("removed") and str(current) in m for m in caplog.messages)
+
+
+def test_a_cache_rewritten_unchanged_is_checked_once_then_trusted(tmp_path, monkeypatch):
+    """A .npy whose stat stamp changed (rewritten with the same bytes, as a copy back
+    would) is checksummed once; the check's new stamp is recorded, so the next open does
+    not read it whole again (ImageNet at 64 px: 15 GB on every run)."""
+    import json
+
+    _cifar_like(tmp_path / "imgs")
+    first = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path)).get_batch(np.arange(6))
+    (npy,) = (tmp_path / "cache").glob("*.npy")
+    npy.write_bytes(npy.read_bytes())  # same pixels, a new ctime
+    assert torch.equal(open_source(str(tmp_path / "imgs"),
+                                   data_cfg(tmp_path)).get_batch(np.arange(6)), first)
+    assert json.loads(npy.with_suffix(".json").read_text())["checked"] == \
+        cache._stat_stamp(npy)
+
+    def read_whole(path):
+        raise AssertionError(f"{path} read whole again")
+
+    monkeypatch.setattr(cache, "_pixel_crc", read_whole)
+    assert torch.equal(open_source(str(tmp_path / "imgs"),
+                                   data_cfg(tmp_path)).get_batch(np.arange(6)), first)
+
+
+def test_a_build_leaves_the_caches_of_other_folders_alone(tmp_path):
+    """A build removes what it replaces of its own folder only: another folder's
+    caches, even an earlier simclr's (for `simclr cache --clean` to list), stay."""
+    import json
+
+    _cifar_like(tmp_path / "imgs")
+    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    (current,) = cache.cache_entries(tmp_path / "cache")
+    other = _another_simclrs_cache(current, cache.CACHE_VERSION - 1, "0" * 20)
+    meta = json.loads(other.with_suffix(".json").read_text())
+    other.with_suffix(".json").write_text(json.dumps(meta | {"root": str(tmp_path / "b")}))
+    save_image(tmp_path / "imgs" / "cat" / "9.png", rgb(16, 16))  # a new build of imgs
+    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    assert other.exists() and other.with_suffix(".json").exists()
