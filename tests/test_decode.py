@@ -408,8 +408,15 @@ def test_device_decode_resizes_large_groups_in_bounded_chunks(tmp_path, monkeypa
         p = tmp_path / f"{k}.jpg"
         Image.fromarray(smooth_rgb(40, 50, k)).save(p, quality=90)
         blobs.append(read_jpeg(str(p))[0])
+    sizes = []
+
+    def fit(images, side, store="full"):  # (the chunks resized at once: at most 2)
+        sizes.append(len(images))
+        return fit_square_tensor(images, side, store)
+
+    monkeypatch.setattr(decode, "fit_square_tensor", fit)
     out, failed = decode_jpegs(blobs, 32, CPU)
-    assert failed == []
+    assert failed == [] and sizes == [2, 2, 1]
     for k in range(5):
         ref = _as_chw(load_square(str(tmp_path / f"{k}.jpg"), 32)[0]).int()
         assert (out[k].int() - ref).abs().float().mean() < 2.0
@@ -536,3 +543,23 @@ def test_a_small_picture_stored_for_evaluation_sits_where_the_centre_crop_takes_
     got = eval_resize(square, size, central=True)[0]
     want = eval_resize(Image.open(p), size)
     assert (got - want).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_a_float_picture_reaching_exactly_one_is_read_as_0_to_1(tmp_path):
+    """A float (mode F) picture in 0..1 whose brightest pixel is exactly 1.0 (any white
+    in it) is scaled to 0..255, not read as 0..255 (nearly black)."""
+    values = np.array([[0.0, 0.5], [0.25, 1.0]], dtype=np.float32)
+    Image.fromarray(values, mode="F").save(tmp_path / "f.tiff")
+    out = np.asarray(open_image(tmp_path / "f.tiff"))[..., 0]
+    assert out.tolist() == [[0, 128], [64, 255]]
+
+
+def test_a_jpeg_cut_short_of_its_end_marker_is_left_to_the_pil_path(tmp_path):
+    """A JPEG whose header reads but whose last bytes are missing (a copy cut short) is
+    not handed to the device decoder, which may fill the rest with grey silently: the
+    PIL path names it truncated."""
+    whole = jpeg_bytes(64, 48)
+    (tmp_path / "cut.jpg").write_bytes(whole[:-40])
+    with Image.open(tmp_path / "cut.jpg") as im:
+        assert im.size == (48, 64)  # (the header still reads: w x h)
+    assert read_jpeg(str(tmp_path / "cut.jpg")) is None
