@@ -458,3 +458,22 @@ def test_listing_a_folder_asks_nothing_of_each_file(tmp_path, monkeypatch, flat)
     assert calls == {"stat": pytest.approx(0, abs=5), "relpath": 0}
     _cache_key(images, 8, 100, "full")
     assert calls == {"stat": pytest.approx(30, abs=5), "relpath": 0}
+
+
+def test_a_root_with_test_and_val_splits_evaluates_on_test(tmp_path):
+    """train/, test/ and val/ side by side: evaluation reads test/ (the held-out split),
+    pretraining train/."""
+    for split in ("train", "test", "val"):
+        save_image(tmp_path / split / "a" / "0.png", rgb(8, 8))
+    assert list_folder(str(tmp_path), train=False).root == str(tmp_path / "test")
+    assert list_folder(str(tmp_path), train=True).root == str(tmp_path / "train")
+
+
+def test_a_class_folders_images_are_listed_in_sorted_order(tmp_path):
+    """Image i is the same file on every listing (subset lists, caches and results go
+    by index), whatever order the file system returns names in."""
+    names = [f"{n:03d}.png" for n in np.random.default_rng(0).permutation(40)]
+    for name in names:  # (created shuffled: a listing's own order is not the names')
+        save_image(tmp_path / "a" / name, rgb(4, 4))
+    listed = [Path(p).name for p in scan_folder(tmp_path).paths]
+    assert listed == sorted(names)
