@@ -10,7 +10,7 @@ from simclr.errors import SimCLRError
 from simclr.models import build_model
 from simclr.optim import build_optimizer
 from simclr.plan import plan_schedule
-from simclr.resume import RunState, checkpoint_state, restore, restore_cuda_rng
+from simclr.resume import RunState, checkpoint_state, restore, restore_cuda_rng, saved_window
 from simclr.settings import build_config
 
 
@@ -209,3 +209,14 @@ def test_a_gone_folder_is_not_moved_to_a_named_data_set(tmp_path, given):
         moved_folders(saved, {"data.path": given}, "run")
     (tmp_path / "new").mkdir()
     assert moved_folders(saved, {"data.path": str(tmp_path / "new")}, "run") == {"data.path"}
+
+
+def test_a_saved_log_window_must_end_at_the_saved_step():
+    """A log window is continued only where it ends at the checkpoint's step: one from
+    another step (a damaged or mismatched checkpoint) would average other steps' values
+    into the resumed run's first line, and is refused as a state that does not fit."""
+    window = {"sums": {"loss": 0.8}, "steps": 2, "first_step": 5, "elapsed": 1.0}
+    assert saved_window(window, 7) == window
+    assert saved_window(None, 7) is None
+    with pytest.raises(ValueError, match="a log window of 2 steps from step 5, saved at step 9"):
+        saved_window(window, 9)
