@@ -853,3 +853,22 @@ def test_a_checkpoint_file_named_and_removed_before_its_read_is_not_replaced(tmp
     _pruned_once_at("read", folder, monkeypatch)
     with pytest.raises(SimCLRError, match=f"^checkpoint not found: {folder / periodic_name(1)}$"):
         load_checkpoint(folder / periodic_name(1))
+
+
+def test_keep_last_prunes_only_after_a_periodic_save(tmp_path):
+    """``keep_last`` applies to the write of a ckpt-<step>.pt: a last.pt saved with it
+    deletes none of the periodic checkpoints."""
+    for step in (1, 2, 3):
+        save_checkpoint(_state(step), tmp_path, periodic_name(step))
+    save_checkpoint(_state(4), tmp_path, keep_last=1)
+    assert len(list(tmp_path.glob("ckpt-*.pt"))) == 3
+
+
+def test_a_last_pt_linked_to_its_periodic_checkpoint_is_made_durable(tmp_path, monkeypatch):
+    """The hard link renamed onto last.pt is a directory entry: the folder is fsynced
+    after it, as after every checkpoint write, or a power cut could lose the new name."""
+    synced = []
+    periodic = save_checkpoint(_state(4), tmp_path, periodic_name(4))
+    monkeypatch.setattr(ck, "fsync_dir", lambda folder: synced.append(Path(folder)))
+    last = save_checkpoint(_state(4), tmp_path)
+    assert last.samefile(periodic) and synced == [tmp_path]
