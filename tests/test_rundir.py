@@ -575,3 +575,40 @@ def test_a_second_ctrl_c_names_the_command_that_continues(tmp_path, image_folder
     assert main(["pretrain", "--out", str(tmp_path / "fresh"), "--data", str(image_folder),
                  "--batch-size", "8", "--image-size", "16", "--cache-dir", cache_dir]) == 130
     assert capsys.readouterr().err.endswith("interrupted; no checkpoint was saved\n")
+
+
+def test_each_metrics_line_is_on_disk_once_written(tmp_path):
+    """A line is flushed as it is written: `simclr info`, `tail -f` or a killed run's
+    resume read the log of a run still training (or killed outright) to its last line."""
+    log = MetricsLog(tmp_path, True)
+    log.write({"step": 1, "loss": 2.5})
+    assert json.loads((tmp_path / "metrics.jsonl").read_text()) == {"step": 1, "loss": 2.5}
+    log.close()
+
+
+def test_a_resumed_runs_tensorboard_keeps_the_step_it_continues_from(tmp_path):
+    """TensorBoard drops the events after the checkpoint's step, as metrics.jsonl does,
+    and keeps those of that step (not trained nor logged again)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    log = MetricsLog(tmp_path, True)
+    for step in range(1, 7):
+        log.write({"step": step, "loss": float(step)})
+    log.close()
+    log = MetricsLog(tmp_path, True, resumed_at=4)
+    log.write({"step": 5, "loss": 50.0})
+    log.close()
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [
+        (1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 50.0)]
+
+
+def test_a_reused_summary_drops_the_signal_that_stopped_its_last_session():
+    """A finished run's summary, reused by a session that trains nothing, does not say
+    the signal that ended its last session (its caller would stop again for nothing)."""
+    from simclr.rundir import reused_summary
+
+    summary = {"step": 9, "signal": "SIGTERM"}
+    assert reused_summary(summary) == {"step": 9, "signal": None}
+    assert summary["signal"] == "SIGTERM"  # (the saved one left as it was)
