@@ -724,7 +724,9 @@ def test_a_cifar_stem_encoder_exports_to_torchvision_with_its_stem(tmp_path, cap
     out = tmp_path / "resnet18-cifar.pth"
     assert main(["export", "--checkpoint", str(tmp_path / "cifar.pt"), "--out", str(out),
                  "--format", "torchvision"]) == 0
-    load = json.loads(capsys.readouterr().out)["load"]
+    said = capsys.readouterr()
+    assert "records no image size" not in said.err  # (read back at its own 32 px: no note)
+    load = json.loads(said.out)["load"]
     # Its card says what the file does not record: the side, no mean/std, the load code.
     card = json.loads(out.with_name(out.name + ".json").read_text())
     assert card["input"]["shape"] == ["batch", 3, 32, 32] and card["usage"] == load
@@ -883,3 +885,44 @@ def test_logits_are_refused_in_an_encoder_file_in_their_own_words(run_dir, tmp_p
         "export holds the encoder only; use --format pt2 or onnx to export a classifier's "
         "logits"), err
     assert not list(tmp_path.glob("e.*"))
+
+
+def test_room_for_a_program_is_twice_its_weights_and_a_mib(tmp_path, monkeypatch):
+    """A program holds its float32 weights and its graph: a disk with room for the
+    weights alone would fail after the tracing (pt2's writer aborts the process), so
+    twice the weights and a MiB are asked for first."""
+    import shutil
+    from collections import namedtuple
+
+    module = torch.nn.Linear(1000, 1000)  # 1001000 float32 values: 4004000 bytes
+    need = 2 * 4004000 + (1 << 20)
+    usage = namedtuple("usage", "total used free")
+    for free, refused in ((4004000 + 4096, True), (need - 1, True), (need, False)):
+        monkeypatch.setattr(shutil, "disk_usage", lambda path, free=free: usage(10**10, 0, free))
+        if refused:
+            with pytest.raises(SimCLRError, match="No space left on device"):
+                exp.check_room(tmp_path / "e.pt2", module)
+        else:
+            exp.check_room(tmp_path / "e.pt2", module)
+
+
+def test_a_torchvision_model_that_does_not_reproduce_the_encoder_is_not_written(
+        tmp_path, monkeypatch):
+    """The renamed weights are checked through torchvision's model before the file is
+    written: one that computes another h (a renaming gone wrong) is refused, nothing left."""
+    from tests.conftest import saved_resnet18
+
+    saved_resnet18(tmp_path, "cifar.pt", cifar_stem=True)
+    real = exp.torchvision_model
+
+    def renamed_wrong(encoder, size):
+        model, state, code = real(encoder, size)
+        with torch.no_grad():
+            model.conv1.weight.mul_(2.0)
+        return model, state, code
+
+    monkeypatch.setattr(exp, "torchvision_model", renamed_wrong)
+    out = tmp_path / "r.pth"
+    with pytest.raises(SimCLRError, match="does not reproduce the encoder"):
+        exp.export(tmp_path / "cifar.pt", out, "torchvision")
+    assert not out.exists() and not out.with_name(out.name + ".json").exists()
