@@ -395,11 +395,12 @@ def main(argv: list[str] | None = None) -> int:
             # the next caller's record alone)
             _record_command_line(argv)
         command = f"simclr {args.command}"
-        # Its reader gone (`| head`), or a full disk under `> log`: a run goes on without
-        # its output (its files are its work), `info` ends (its output is its work).
+        # Its reader gone (`| head`), a full disk under `> log`, or closed (`>&-`): a run
+        # goes on without its output (its files are its work), a command whose output
+        # is its result ends (output_is_the_result).
         from simclr.progress import unfailing_output
 
-        undo.enter_context(unfailing_output(strict=args.command == "info",
+        undo.enter_context(unfailing_output(strict=output_is_the_result(args),
                                             own_process=command_line))
         if getattr(args, "config", None):  # read once: its every reader takes this content
             args.config = read_config_file(args.config)
@@ -432,6 +433,22 @@ def main(argv: list[str] | None = None) -> int:
         return status
     finally:
         _after_the_command(failed, restore_sigterm, undo, command_line)
+
+
+# The evaluations that print their results, and write them only into an --out given.
+PRINTED_RESULTS = ("knn", "linear-eval", "transform-probe")
+
+
+def output_is_the_result(args: argparse.Namespace) -> bool:
+    """Whether the command's stdout is its result (``info``, the cache listing, a
+    --print-config, an evaluation without --out): there a stdout that cannot be written
+    ends the command with exit status 2, where elsewhere it goes on without it. (Under
+    `> /dev/full` such a command exited 0 with its result lost.)"""
+    if args.command == "info" or getattr(args, "print_config", False):
+        return True
+    if args.command == "cache":
+        return not (args.clean or args.clear)
+    return args.command in PRINTED_RESULTS and getattr(args, "out", None) is None
 
 
 def _record_command_line(argv: list[str]) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import logging
 import os
 import sys
@@ -202,17 +203,52 @@ class Unfailing:
         return getattr(self.stream, name)
 
 
+class Nowhere(io.TextIOBase):
+    """What a closed stream (``>&-``: Python's sys.stdout None) is written to: nothing."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+CLOSED = "the standard output is closed, and it is this command's result"
+
+
+def _open(stream: TextIO | None, fd: int, own_process: bool) -> TextIO:
+    """``stream``, or where it is closed (None), :class:`Nowhere`; in the command line's
+    own process its descriptor ``fd`` then held by /dev/null, so that no file the command
+    opens gets it (and with it what C code and child processes print)."""
+    if stream is not None:
+        return stream
+    if own_process:
+        with contextlib.suppress(OSError):
+            os.fstat(fd)
+            return Nowhere()
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+    return Nowhere()
+
+
 @contextlib.contextmanager
 def unfailing_output(strict: bool = False, own_process: bool = True) -> Iterator[None]:
     """sys.stdout and sys.stderr as :class:`Unfailing` streams within the block (a
     command's), put back after it; their descriptors too unless ``own_process`` (the
     command line's process, which ends with the command: Python's flush at its exit then
-    meets /dev/null, not the pipe or the disk that failed)."""
+    meets /dev/null, not the pipe or the disk that failed). A closed stream goes nowhere,
+    unless it is stdout and ``strict``: the command's result has nowhere to go, and it
+    ends before its work, in one line."""
     before = sys.stdout, sys.stderr
-    streams = (Unfailing(sys.stdout, "standard output", strict),
-               Unfailing(sys.stderr, "standard error", strict))
+    streams = (Unfailing(_open(sys.stdout, 1, own_process), "standard output", strict),
+               Unfailing(_open(sys.stderr, 2, own_process), "standard error", strict))
     sys.stdout, sys.stderr = streams  # type: ignore[assignment]
     try:
+        if strict and before[0] is None:
+            raise SimCLRError(CLOSED)
         yield
     finally:
         sys.stdout, sys.stderr = before

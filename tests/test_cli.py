@@ -1120,3 +1120,61 @@ def test_a_linear_eval_failing_to_save_its_classifier_leaves_no_empty_folder(
     assert not (tmp_path / "out" / "checkpoints").exists()
     left = [p for p in (tmp_path / "out").rglob("*") if p.is_dir() and not any(p.iterdir())]
     assert left == [], left
+
+
+def _closed_stdout() -> None:
+    """In the child, before its exec: file descriptor 1 closed (`simclr ... >&-`)."""
+    import os
+
+    os.close(1)
+
+
+def test_a_closed_stdout_ends_a_command_whose_output_is_its_result_in_one_line(tmp_path):
+    """`simclr info RUN >&-`: Python sets sys.stdout to None, and the first print was a
+    traceback (AttributeError: 'NoneType' object has no attribute 'write'), exit 1."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "knn.json").write_text('{"command": "knn", "top1": 0.5}')
+    done = subprocess.run([sys.executable, "-m", "simclr", "info", str(tmp_path / "run")],
+                          stderr=subprocess.PIPE, text=True, timeout=60,
+                          preexec_fn=_closed_stdout)
+    assert (done.returncode, done.stderr) == (2, "simclr info: error: the standard output is "
+                                                 "closed, and it is this command's result\n")
+
+
+@pytest.mark.parametrize("argv", [["pretrain", "--print-config"], ["cache"]])
+def test_a_closed_or_failing_stdout_is_an_error_where_it_is_the_result(argv, tmp_path,
+                                                                        monkeypatch, capsys):
+    """`simclr pretrain --print-config > cfg.yaml` on a full disk exited 0 with an empty
+    file (a note said the command went on: there was nothing else to go on with)."""
+    import errno
+
+    from tests.test_progress import Gone
+
+    argv = [*argv, "--cache-dir", str(tmp_path)] if argv == ["cache"] else argv
+    monkeypatch.setattr(sys, "stdout", Gone(error=OSError, code=errno.ENOSPC))
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (f"simclr {argv[0]}: error: could not write the standard "
+                                       "output: No space left on device\n")
+    monkeypatch.setattr(sys, "stdout", None)
+    assert main(argv) == 2
+    assert capsys.readouterr().err == (f"simclr {argv[0]}: error: the standard output is "
+                                       "closed, and it is this command's result\n")
+
+
+@pytest.mark.parametrize(("line", "strict"), [
+    ("info RUN", True), ("cache", True), ("cache --clean", False), ("cache --clear", False),
+    ("pretrain", False), ("pretrain --print-config", True), ("sweep --out S --print-config",
+                                                             True),
+    ("supervised --print-config", True), ("supervised --out R", False),
+    ("knn --checkpoint C --train T --test T", True),
+    ("knn --checkpoint C --train T --test T --out O", False),
+    ("linear-eval --checkpoint C --train T --test T", True),
+    ("transform-probe --checkpoint C --train T --test T", True),
+    ("finetune --checkpoint C --train T --test T --out O", False),
+    ("embed --checkpoint C --data D --out E.npz", False),
+    ("export --checkpoint C --out E.pt", False)])
+def test_the_commands_whose_stdout_is_their_result(line, strict):
+    """knn without --out exited 0 under `> /dev/full`, its only result lost."""
+    from simclr.cli import build_parser, output_is_the_result
+
+    assert output_is_the_result(build_parser().parse_args(shlex.split(line))) is strict

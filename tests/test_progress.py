@@ -192,6 +192,22 @@ def test_a_run_whose_reader_leaves_trains_to_its_end(tmp_path, image_folder, cac
     assert isinstance(getattr(sys, stream), Gone)  # (put back after the command)
 
 
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_a_closed_stream_is_written_nowhere(monkeypatch, stream):
+    """`simclr pretrain ... >&-`: Python sets a closed stream to None, and the run died at
+    its first line (monitor.log_line, the progress) with an AttributeError."""
+    from simclr.monitor import log_line
+
+    monkeypatch.setattr(sys, stream, None)
+    with progress.unfailing_output(own_process=False):
+        log_line("a note")
+        print("a warning", file=sys.stderr, flush=True)
+        shown = Progress(total=2, start=0, enabled=True, every_s=0.0)
+        shown.record(record(2), seconds=1, last=True)
+        shown.close()
+    assert getattr(sys, stream) is None  # (put back after the command)
+
+
 def test_info_into_a_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
     """`simclr info RUN > /dev/full`: a traceback ending in OSError (its output is its
     work: it ends, in one line)."""
