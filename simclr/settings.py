@@ -381,9 +381,13 @@ class ConfigFile(str):
 
 
 def read_config_file(path: str) -> ConfigFile:
-    """The ``--config`` file ``path``, read and parsed now (a user error if it cannot be)."""
+    """The ``--config`` file ``path``, read and parsed now (a user error if it cannot be,
+    or if it holds no settings: an empty file, or comments alone, ran as the defaults
+    without a word, where it was likely not saved yet or the wrong one)."""
     config = ConfigFile(path)
     config.settings = load_yaml(path)
+    if not config.settings:
+        raise SimCLRError(f"--config {path}: the file is empty (it holds no settings)")
     return config
 
 

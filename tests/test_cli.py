@@ -1178,3 +1178,15 @@ def test_the_commands_whose_stdout_is_their_result(line, strict):
     from simclr.cli import build_parser, output_is_the_result
 
     assert output_is_the_result(build_parser().parse_args(shlex.split(line))) is strict
+
+
+def test_an_empty_config_file_is_refused(tmp_path, capsys):
+    """A --config of no settings (0 bytes, or comments alone: a file not saved yet, the
+    wrong one) ran as the defaults without a word."""
+    for text in ("", "# lr: 0.5\n\n"):
+        (tmp_path / "c.yaml").write_text(text)
+        assert main(["pretrain", "--config", str(tmp_path / "c.yaml"), "--print-config"]) == 2
+        assert capsys.readouterr().err == (f"simclr pretrain: error: --config "
+                                           f"{tmp_path / 'c.yaml'}: the file is empty (it holds "
+                                           "no settings)\n")
+
