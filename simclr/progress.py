@@ -1,10 +1,10 @@
 """What a person watching a pretraining run, or a long pass over a data set, sees.
 
 On a terminal, tqdm's bar (with the epoch, latest loss, learning rate and views/s).
-Anywhere else (a batch job's log file, ``nohup``, SLURM), a bar would write a
-carriage-return update every second for the whole run; there a plain line is printed
-instead, at most every ``PLAIN_EVERY_S`` seconds and at the last step, with the
-estimated time left.
+Anywhere else (a batch job's log file, ``nohup``, SLURM, a terminal that reports no
+width), a bar would write a carriage-return update every second for the whole run;
+there a plain line is printed instead, at most every ``PLAIN_EVERY_S`` seconds and at
+the last step, with the estimated time left.
 The full record of every ``--log-every`` step is in ``metrics.jsonl`` either way.
 A pass (an evaluation's features, neighbours' queries: :meth:`Progress.of_pass`) is
 shown alike, but only once it lasts: a bar after a second that goes when done, or
@@ -42,6 +42,18 @@ def duration(seconds: float) -> str:
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
+def on_a_terminal(stream: TextIO) -> bool:
+    """Whether ``stream`` is a terminal a bar can be drawn on: one that reports 0 columns
+    (`script` without a size, `docker run -t`, some CI runners) is not, tqdm's bar fitted
+    to it being carriage returns alone. (A size that cannot be read: a terminal's.)"""
+    if not stream.isatty():
+        return False
+    try:
+        return os.get_terminal_size(stream.fileno()).columns > 0
+    except (OSError, ValueError, AttributeError):  # (no descriptor: a stand-in's)
+        return True
+
+
 class Progress:
     """Progress of a run of ``total`` steps that starts at step ``start`` (a resumed run
     later than 0). ``enabled=False`` (``--no-progress``, or a process other than rank 0)
@@ -58,7 +70,7 @@ class Progress:
         self.done, self.said = start, False  # (a pass's items, and whether a line said so)
         self.bar = None
         self.began = self.last_line = time.perf_counter()
-        if enabled and self.stream.isatty():
+        if enabled and on_a_terminal(self.stream):
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, initial=start, unit=unit, dynamic_ncols=True,

@@ -72,6 +72,24 @@ def test_a_terminal_gets_the_bar_and_no_lines():
     assert "epoch=1.0, loss=4.900, lr=0.3, views_s=512" in screen.getvalue()
 
 
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_a_terminal_of_no_width_gets_the_plain_lines():
+    """A terminal that reports 0 columns (`script` without a size, `docker run -t`, some
+    CI runners): tqdm's bar fitted to it showed nothing but carriage returns."""
+    leader, follower = os.openpty()
+    screen = os.fdopen(follower, "w")
+    try:
+        assert os.get_terminal_size(follower).columns == 0  # (a new pty: no size yet)
+        progress = Progress(total=3, start=0, enabled=True, stream=screen, every_s=0.0)
+        assert progress.bar is None
+        progress.record(record(3), seconds=3, last=True)
+        progress.close()
+        assert os.read(leader, 4096).decode().startswith("step 3/3 (epoch 0.3): loss ")
+    finally:
+        screen.close()
+        os.close(leader)
+
+
 def test_a_pass_says_where_it_is_only_once_it_lasts():
     """A feature pass (or neighbours' queries) over 100k images ran minutes without a
     word; a short one must not add lines to every evaluation either."""
