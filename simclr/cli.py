@@ -49,6 +49,14 @@ PATH_FLAGS = {name: "--" + name.replace("_", "-") for name in (
 PATH_FLAGS.update({"cfg:out": "--out", "cfg:data.path": "--data"})
 
 
+# What a script or scheduler can tell from the status (`simclr --help` ends with it).
+EXIT_STATUSES = (
+    "exit status: 0 done, 1 a bug (a traceback), 2 a user error (one line), 75 stopped "
+    "with a checkpoint (SIGTERM or Ctrl-C in a training: --resume, or the same command, "
+    "continues it), 130 interrupted (Ctrl-C), 141 the reader of the standard output gone "
+    "(`| head`), 143 stopped by SIGTERM")
+
+
 class HelpFormatter(argparse.HelpFormatter):
     """Every flag's help ends with its default, unless the text already speaks of it."""
 
@@ -160,7 +168,7 @@ def config_flags(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_parser() -> argparse.ArgumentParser:
     """``simclr`` and its subcommands, in the order ``--help`` lists them."""
-    parser = Parser(prog="simclr", description=__doc__.splitlines()[0])
+    parser = Parser(prog="simclr", description=__doc__.splitlines()[0], epilog=EXIT_STATUSES)
     from simclr import __version__
 
     parser.add_argument("--version", action="version", version=f"simclr {__version__}")

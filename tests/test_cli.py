@@ -1190,3 +1190,14 @@ def test_an_empty_config_file_is_refused(tmp_path, capsys):
                                            f"{tmp_path / 'c.yaml'}: the file is empty (it holds "
                                            "no settings)\n")
 
+
+def test_help_lists_the_exit_statuses(capsys):
+    """A script or scheduler tests the status: `simclr --help` did not say them."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "exit status: 0 done, 1 a bug (a traceback), 2 a user error (one line)" in out
+    for said in ("75 stopped with a checkpoint", "130 interrupted (Ctrl-C)",
+                 "141 the reader of the standard output gone", "143 stopped by SIGTERM"):
+        assert said in out, out
