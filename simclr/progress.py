@@ -253,10 +253,11 @@ def unfailing_output(strict: bool = False, own_process: bool = True) -> Iterator
     command line's process, which ends with the command: Python's flush at its exit then
     meets /dev/null, not the pipe or the disk that failed). A closed stream goes nowhere,
     unless it is stdout and ``strict``: the command's result has nowhere to go, and it
-    ends before its work, in one line."""
+    ends before its work, in one line. (``strict`` is stdout's alone: a note refused by
+    stderr's full disk does not end a command whose result stdout takes.)"""
     before = sys.stdout, sys.stderr
     streams = (Unfailing(_open(sys.stdout, 1, own_process), "standard output", strict),
-               Unfailing(_open(sys.stderr, 2, own_process), "standard error", strict))
+               Unfailing(_open(sys.stderr, 2, own_process), "standard error"))
     sys.stdout, sys.stderr = streams  # type: ignore[assignment]
     try:
         if strict and before[0] is None:

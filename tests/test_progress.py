@@ -226,6 +226,16 @@ def test_a_closed_stream_is_written_nowhere(monkeypatch, stream):
     assert getattr(sys, stream) is None  # (put back after the command)
 
 
+def test_a_strict_command_goes_on_without_its_stderr(monkeypatch, capsys):
+    """`simclr knn ... 2>/dev/full` (no --out: its stdout is its result): a note or a
+    progress line refused by the full disk of stderr ended it, its result unprinted."""
+    monkeypatch.setattr(sys, "stderr", Gone(error=OSError, code=errno.ENOSPC))
+    with progress.unfailing_output(strict=True, own_process=False):
+        print("a note", file=sys.stderr, flush=True)
+        print("the result")
+    assert capsys.readouterr().out == "the result\n"
+
+
 def test_info_into_a_full_disk_is_one_line(tmp_path, monkeypatch, capsys):
     """`simclr info RUN > /dev/full`: a traceback ending in OSError (its output is its
     work: it ends, in one line)."""
