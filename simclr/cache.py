@@ -43,6 +43,7 @@ from simclr.files import (
     temporary_name,
     write_atomically,
 )
+from simclr.interrupts import STOP_SIGNALS
 from simclr.runtime import refuse_spawned_import, spawned_import
 
 if TYPE_CHECKING:
@@ -143,9 +144,11 @@ def decode_files(
 
 def _ignore_interrupts() -> None:
     """A decoding process's signals: Ctrl-C is the main process's to handle, SIGTERM
-    ends it (as the pool's own shutdown expects), not the command's handler it inherits."""
+    ends it (as the pool's own shutdown expects), as SIGHUP and SIGUSR1 do, not the
+    command's handler it inherits."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def _cache_key(images: ImageList, side: int, max_pixels: int, store: str) -> str:

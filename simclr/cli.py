@@ -1,8 +1,9 @@
 """The `simclr` command: pretraining, the evaluation protocols, export and sweeps.
 
 Every user error ends with one line on stderr and exit status 2 (argparse errors
-included); SIGTERM/SIGINT during pretraining writes a checkpoint and exits with
-status 75 (``train.EXIT_PREEMPTED``) so a scheduler can requeue the job. Here: the
+included); SIGTERM/SIGINT (and SIGHUP, SIGUSR1) during pretraining writes a checkpoint
+and exits with status 75 (``train.EXIT_PREEMPTED``) so a scheduler can requeue the
+job. Here: the
 parser, the flags every setting gets, and ``main`` (the checks before any work, the
 exit statuses, signals and error lines); the commands are in
 :mod:`simclr.pretrain_command`, :mod:`simclr.use_commands` (embed, predict, neighbors,
@@ -34,7 +35,12 @@ from simclr.config import (
     type_of,
 )
 from simclr.errors import SimCLRError, unusable_path, unusable_path_error, user_message
-from simclr.interrupts import Terminated, deliver_dropped_interruptions, send_again
+from simclr.interrupts import (
+    STOP_SIGNALS,
+    Terminated,
+    deliver_dropped_interruptions,
+    send_again,
+)
 from simclr.settings import (
     all_flags,
     field_kind,
@@ -387,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     from simclr.launch import die_with_launcher
 
     die_with_launcher()  # a process of `--processes N`: none outlives the launcher
-    restore_sigterm = None  # how to put back the caller's SIGTERM handler, once replaced
+    restore_sigterm = None  # how to put back the caller's SIGTERM (...) handlers, once replaced
     command_line = argv is None  # (the process is simclr's own, and ends with main)
     # What the command set, put back after it (for a caller from Python); first, a signal
     # whose exception Python would drop (raised in importlib's weakref callbacks) is sent again.
@@ -495,15 +501,17 @@ def _run_command(args: argparse.Namespace) -> int:
 
 
 def _interrupted(command: str, exc: KeyboardInterrupt) -> int:
-    """Say that Ctrl-C or SIGTERM stopped ``command`` (and what continues it, where
-    something does); the exit status a shell gives a process the signal killed."""
+    """Say that Ctrl-C or a stop signal (SIGTERM, SIGHUP, SIGUSR1) stopped ``command``
+    (and what continues it, where something does); the exit status a shell gives a
+    process the signal killed."""
     from simclr.launch import quiet_rank
 
-    terminated = isinstance(exc, Terminated)
+    signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
     if not quiet_rank():  # a launch: rank 0 says it for all
-        print(f"{command}: {'stopped by SIGTERM' if terminated else 'interrupted'}"
-              f"{_continue_after(exc, command)}", file=sys.stderr)
-    return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+        words = "interrupted" if signum == signal.SIGINT else \
+            f"stopped by {signal.Signals(signum).name}"
+        print(f"{command}: {words}{_continue_after(exc, command)}", file=sys.stderr)
+    return 128 + signum
 
 
 def _reader_gone() -> int:
@@ -572,10 +580,10 @@ def _log_for_the_call(level: int) -> list[Callable[[], None]]:
 
 
 def _ignore_interruptions() -> None:
-    """SIGINT and SIGTERM ignored from now on (where signals can be set at all)."""
+    """SIGINT and the stop signals ignored from now on (where signals can be set at all)."""
     with contextlib.suppress(ValueError):  # (not the main thread)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in (signal.SIGINT, *STOP_SIGNALS):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _command_done() -> None:
@@ -587,23 +595,28 @@ def _command_done() -> None:
 
 
 def _stop_on_sigterm() -> Any:
-    """SIGTERM raises :class:`Terminated` in this command; returns the function that
-    puts back the handler it replaced (None where signals cannot be set: not the main
-    thread). One that lands in a finalizer (a loader iterator's ``__del__``) is sent
-    again a moment later: raised there, Python would print it as ignored and go on."""
-    def stop(_signum: int, frame: Any) -> None:
+    """SIGTERM, SIGHUP and SIGUSR1 (:data:`STOP_SIGNALS`) raise :class:`Terminated` in
+    this command; returns the function that puts back the handlers they replaced (None
+    where signals cannot be set: not the main thread). One that lands in a finalizer (a
+    loader iterator's ``__del__``) is sent again a moment later: raised there, Python
+    would print it as ignored and go on."""
+    def stop(signum: int, frame: Any) -> None:
         if _in_finalizer(frame):  # (not raised there: the finalizer's clean-up completes)
-            send_again(signal.SIGTERM)
+            send_again(signum)
             return
-        raise Terminated
+        raise Terminated(signum)
 
     try:
-        previous = signal.signal(signal.SIGTERM, stop)
+        previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
     except ValueError:
         return None
-    # (None: a handler set from C, which Python cannot put back; the default then)
-    return lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None
-                                 else previous)
+
+    def put_back() -> None:
+        for sig, handler in previous.items():
+            # (None: a handler set from C, which Python cannot put back; the default then)
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+    return put_back
 
 
 def _in_finalizer(frame: Any) -> bool:

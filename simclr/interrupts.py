@@ -1,4 +1,5 @@
-"""Interruptions that Python would drop: a SIGINT or SIGTERM whose handler raises
+"""The signals that stop a command (:data:`STOP_SIGNALS`), and the interruptions that
+Python would drop: a SIGINT or a stop signal whose handler raises
 (Ctrl-C's KeyboardInterrupt, :class:`Terminated`) while Python runs a weakref callback,
 a garbage-collector callback or a finalizer. An exception raised there cannot propagate:
 Python prints it as "Exception ignored in ..." and goes on, and the command ran to its
@@ -20,11 +21,23 @@ from typing import Any
 
 AGAIN_AFTER_S = 0.05  # long enough for the callback that swallowed it to have returned
 
+# Besides Ctrl-C, the signals that ask a command to stop, each as SIGTERM does: ``kill``
+# and a scheduler's stop; SIGHUP, a closed terminal or ssh session; SIGUSR1, a
+# scheduler's warning before it stops the job (SLURM's ``--signal=USR1@...``). Left at
+# their default, the last two ended a training at once, unsaved. (Windows has SIGTERM only.)
+STOP_SIGNALS: tuple[int, ...] = tuple(getattr(signal, name) for name in
+                                      ("SIGTERM", "SIGHUP", "SIGUSR1") if hasattr(signal, name))
+
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, a scheduler) where no training handles it (a training writes a
-    checkpoint first: :class:`simclr.runtime.StopFlag`): the command stops as on Ctrl-C,
-    saying so, instead of vanishing without a word."""
+    """A stop signal (:data:`STOP_SIGNALS`: ``kill``, a scheduler, a closed terminal)
+    where no training handles it (a training writes a checkpoint first:
+    :class:`simclr.runtime.StopFlag`): the command stops as on Ctrl-C, saying so,
+    instead of vanishing without a word. ``signum``: the signal, SIGTERM unless said."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__()
+        self.signum = signum
 
 
 def send_again(signum: int) -> None:
@@ -48,7 +61,7 @@ def send_again(signum: int) -> None:
 def deliver_dropped_interruptions() -> Callable[[], None]:
     """Until the returned function is called, an interruption raised where Python
     cannot raise it (a ``sys.unraisablehook`` call) is delivered again, as the signal that
-    raised it: SIGTERM for :class:`Terminated`, SIGINT for another KeyboardInterrupt (a
+    raised it: a :class:`Terminated`'s own, SIGINT for another KeyboardInterrupt (a
     handler then makes of it what it makes of a signal: a stop request, or the
     interruption raised where it can propagate). Anything else unraisable goes to the
     hook that was there before, which the returned function puts back (a call of
@@ -60,7 +73,8 @@ def deliver_dropped_interruptions() -> Callable[[], None]:
         if not isinstance(interruption, KeyboardInterrupt):
             previous(unraisable)
             return
-        send_again(signal.SIGTERM if isinstance(interruption, Terminated) else signal.SIGINT)
+        send_again(interruption.signum if isinstance(interruption, Terminated)
+                   else signal.SIGINT)
 
     sys.unraisablehook = hook
 

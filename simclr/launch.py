@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from simclr.interrupts import STOP_SIGNALS
+
 log = logging.getLogger(__name__)
 
 # Where each process of a launch leaves its one-line user error, for the launcher to
@@ -298,8 +300,7 @@ class _Forwarder:
     """While active: SIGINT, SIGTERM (and SIGHUP, SIGUSR1) sent to the launcher are sent
     on to every running child, whose trainings turn them into a checkpoint and a stop."""
 
-    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1")
-                    if hasattr(signal, name))
+    SIGNALS = (signal.SIGINT, *STOP_SIGNALS)
 
     def __init__(self, children: list[subprocess.Popen]) -> None:
         self.children = children

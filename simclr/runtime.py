@@ -1,5 +1,6 @@
 """Where and how tensors run: device, precision, threads, the run's provenance, and
-the signals (SIGTERM/SIGINT) that ask a training to stop at the end of its step.
+the signals (SIGTERM/SIGINT, SIGHUP, SIGUSR1) that ask a training to stop at the end of
+its step.
 
 Shared by pretraining and the evaluation commands, so every command picks the same
 device and autocast rules and is preempted the same way.
@@ -29,7 +30,7 @@ import torch
 from simclr.config import DEVICES, PRECISIONS, mps_refused
 from simclr.errors import SimCLRError
 from simclr.files import interruption_within
-from simclr.interrupts import deliver_dropped_interruptions
+from simclr.interrupts import STOP_SIGNALS, deliver_dropped_interruptions
 
 log = logging.getLogger(__name__)
 
@@ -387,7 +388,9 @@ class SaveSchedule:
 
 
 class StopFlag:
-    """Turns SIGTERM/SIGINT into a request to stop after the current step. A second
+    """Turns SIGTERM/SIGINT, and SIGHUP and SIGUSR1 (:data:`simclr.interrupts.STOP_SIGNALS`:
+    a closed session, a scheduler's warning), into a request to stop after the current
+    step, named by its signal. A second
     Ctrl-C raised where Python would drop it (a weakref callback: pretrain called from
     Python has no :func:`simclr.cli.main` around it) is sent again
     (:func:`simclr.interrupts.deliver_dropped_interruptions`)."""
@@ -398,7 +401,7 @@ class StopFlag:
         self._put_back_hook: Callable[[], None] | None = None
 
     def __enter__(self) -> StopFlag:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (*STOP_SIGNALS, signal.SIGINT):
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread: signals stay with the caller
@@ -420,12 +423,13 @@ class StopFlag:
 
 
 def ignore_stop_signals(_worker_id: int = 0) -> None:
-    """DataLoader workers' ``worker_init_fn``: SIGTERM and SIGINT are the main process's
-    to handle. A scheduler (SLURM) or torchrun signals the whole process group; workers
-    that died of it would crash the step, and with it the checkpoint the signal asks for.
-    (They still exit with the main process: :func:`_kill_daemons_at_exit`.)"""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """DataLoader workers' ``worker_init_fn``: SIGINT and the stop signals (SIGTERM,
+    SIGHUP, SIGUSR1) are the main process's to handle. A scheduler (SLURM), torchrun or
+    a closed terminal signals the whole process group; workers that died of it would
+    crash the step, and with it the checkpoint the signal asks for. (They still exit
+    with the main process: :func:`_kill_daemons_at_exit`.)"""
+    for sig in (*STOP_SIGNALS, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def loader_worker_init() -> Callable[[int], None]:

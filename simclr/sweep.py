@@ -393,6 +393,7 @@ def _launched(cfg: Any, run_dir: Path, cell: str, processes: int,
     settings passed as a config file beside the cell; its summary as the run wrote it
     (finished, preempted or diverged). Any other failure stops the sweep."""
     from simclr.cli import Terminated
+    from simclr.interrupts import STOP_SIGNALS
     from simclr.launch import run
 
     spec = run_dir.parent / f".{run_dir.name}.yaml"  # hidden: not a cell of the grid
@@ -412,8 +413,8 @@ def _launched(cfg: Any, run_dir: Path, cell: str, processes: int,
         return summary
     # Ended by the signal forwarded to them outside training (the launcher said so):
     # the sweep stops as they did, not as a failed cell.
-    if status == 128 + signal.SIGTERM:
-        raise Terminated
+    if status - 128 in STOP_SIGNALS:
+        raise Terminated(status - 128)
     if status == 128 + signal.SIGINT:
         raise KeyboardInterrupt
     raise SimCLRError(f"cell {cell}: `simclr {' '.join(argv)} --processes {processes}` "
@@ -543,8 +544,8 @@ def _run_cells(root: Path, axes: list[Axis], cells: list[Cell], configs: list[Co
 
 
 def _score(cell: Cell, evaluate: Any) -> None:
-    """Add a finished cell's evaluation to its row. SIGTERM during it (a kNN or L-BFGS
-    fit: no StopFlag there, :class:`simclr.cli.Terminated` is raised) ends it as a
+    """Add a finished cell's evaluation to its row. A stop signal during it (a kNN or
+    L-BFGS fit: no StopFlag there, :class:`simclr.cli.Terminated` is raised) ends it as a
     preemption: the sweep stops with status 75 and the same command evaluates the cell
     again. A Ctrl-C or a failure is recorded in the row, then raised."""
     from simclr.cli import Terminated

@@ -100,7 +100,7 @@ from simclr.runtime import (
 from simclr.settings import absolute_paths, save_yaml
 from simclr.validate import check_scale, validate
 
-EXIT_PREEMPTED = 75  # status after SIGTERM/SIGINT: checkpoint written, resume with --resume
+EXIT_PREEMPTED = 75  # after a stop signal (SIGTERM...): checkpoint written, resume with --resume
 
 
 def setup_model(cfg: Config, device: torch.device) -> SimCLRModel:
@@ -170,9 +170,10 @@ def pretrain(
     it to simulate a preemption by setting ``stop.requested``). ``notes`` are printed
     once every input has been checked, as the run starts.
 
-    SIGTERM or SIGINT (Ctrl-C) while it trains (from the main thread, where signals
-    land) end the step, write a checkpoint and return the summary with status
-    'preempted' (no exception: check the status before using the encoder); a second
+    SIGTERM or SIGINT (Ctrl-C), or SIGHUP or SIGUSR1 (a closed terminal, a scheduler's
+    warning), while it trains (from the main thread, where signals land) end the step,
+    write a checkpoint and return the summary with status 'preempted' (no exception:
+    check the status before using the encoder); a second
     Ctrl-C raises KeyboardInterrupt at once, the last checkpoint kept. ``resume=True``
     continues the run in ``cfg.out`` with its saved settings
     (``simclr.resume.load_resume_config(run)`` reads them): only those of

@@ -675,19 +675,24 @@ def test_overwrite_never_replaces_the_checkpoint_it_reads(tmp_path):
     check_not_replacing_input(args, given)
 
 
-def test_sigterm_outside_a_training_stops_the_command_with_a_line(monkeypatch, capsys):
-    """`kill` during an evaluation ended it without a word (the default action)."""
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP", "SIGUSR1"])
+def test_sigterm_outside_a_training_stops_the_command_with_a_line(monkeypatch, capsys, name):
+    """`kill` during an evaluation ended it without a word (the default action); so did
+    a closed terminal's SIGHUP and a scheduler's SIGUSR1 (129, 138), their outputs
+    half-written. Each stops it as a Ctrl-C does, named, with the shell's status."""
     import os
     import signal
 
     from simclr import cli
 
-    before = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(cli, "_check_before_work",
-                        lambda args: os.kill(os.getpid(), signal.SIGTERM))
-    assert main(["info", "."]) == 143
-    assert capsys.readouterr().err == "simclr info: stopped by SIGTERM\n"
-    assert signal.getsignal(signal.SIGTERM) == before  # the caller's handler is back
+    if not hasattr(signal, name):
+        pytest.skip(f"no {name} here")
+    signum = getattr(signal, name)
+    before = signal.getsignal(signum)
+    monkeypatch.setattr(cli, "_check_before_work", lambda args: os.kill(os.getpid(), signum))
+    assert main(["info", "."]) == 128 + signum
+    assert capsys.readouterr().err == f"simclr info: stopped by {name}\n"
+    assert signal.getsignal(signum) == before  # the caller's handler is back
 
 
 def test_sigterm_landing_in_a_finalizer_still_stops_the_command(monkeypatch, capsys):
@@ -718,7 +723,8 @@ def test_sigterm_landing_in_a_finalizer_still_stops_the_command(monkeypatch, cap
 
 
 @pytest.mark.parametrize(("signum", "status", "said"), [
-    (15, 143, "stopped by SIGTERM"), (2, 130, "interrupted")], ids=["SIGTERM", "Ctrl-C"])
+    (15, 143, "stopped by SIGTERM"), (1, 129, "stopped by SIGHUP"), (2, 130, "interrupted")],
+    ids=["SIGTERM", "SIGHUP", "Ctrl-C"])
 def test_a_signal_landing_in_a_weakref_callback_still_stops_the_command(
         monkeypatch, capsys, signum, status, said):
     """Raised inside a weakref callback (importlib runs one at every import) the stop

@@ -481,6 +481,34 @@ def test_sigterm_to_the_launcher_checkpoints_exits_75_and_the_run_resumes(tmp_pa
     assert _steps(out)[-1] == 24 and _steps(out)[:stopped] == list(range(1, stopped + 1))
 
 
+@needs_dist
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="no SIGHUP here")
+def test_a_hangup_to_the_launcher_checkpoints_and_exits_75(tmp_path):
+    """The launcher forwards SIGHUP (a closed ssh session): its trainings ended at once,
+    129 and no checkpoint; they stop as on SIGTERM, saved, and say which signal."""
+    from simclr.settings import build_config, yaml_text
+    from tests.conftest import make_image_folder, tiny_flags
+
+    out = tmp_path / "run"
+    flags = tiny_flags(make_image_folder(tmp_path / "images", per_class=32), out,
+                       str(tmp_path / "cache"), threads=1, checkpoint_every=0, epochs=3)
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml_text(build_config(flags=flags).to_dict()))
+    proc = subprocess.Popen([sys.executable, "-m", "simclr", "pretrain", "--config",
+                             str(config), "--processes", "2"],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.jsonl").exists() or not _steps(out):  # in the training loop
+        assert time.monotonic() < deadline and proc.poll() is None, "no step was logged"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err
+    assert (out / "checkpoints/last.pt").exists()
+    assert f"stopped by SIGHUP; continue with: simclr pretrain --resume {out} " \
+           "--processes 2" in err
+
+
 def _steps(run: Path) -> list[int]:
     lines = (run / "metrics.jsonl").read_text().splitlines()
     return [json.loads(x)["step"] for x in lines if '"loss"' in x]

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from simclr.checkpoint import latest_checkpoint, load_checkpoint
 from tests.conftest import make_image_folder
 
@@ -130,3 +132,26 @@ def test_a_ctrl_c_before_training_starts_leaves_no_empty_run_folder(tmp_path, mo
     (tmp_path / "mine").mkdir()
     assert main([*argv, "--out", str(tmp_path / "mine")]) == 130
     assert [p.name for p in (tmp_path / "mine").iterdir()] == [".simclr.lock"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no SIGHUP or SIGUSR1 on Windows")
+@pytest.mark.parametrize("name", ["SIGHUP", "SIGUSR1"])
+def test_a_hangup_or_a_schedulers_warning_checkpoints_as_sigterm_does(tmp_path, name):
+    """A closed ssh session (SIGHUP to the session's group) and SLURM's
+    ``--signal=USR1@...`` warning ended the run at once (129, 138) with no checkpoint,
+    the loader workers too: they stop it as SIGTERM does, after the step, saved."""
+    import os
+
+    data = make_image_folder(tmp_path / "imgs", per_class=8)
+    out = tmp_path / "run"
+    proc = start(data, out, tmp_path / "cache", "--cache", "off", "--workers", "2",
+                 "--checkpoint-every", "0", start_new_session=True)  # its own group
+    wait_for_step(out, 3, proc)
+    os.killpg(proc.pid, getattr(signal, name))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 75, err
+    assert f"stopped by {name}; continue with: simclr pretrain --resume" in err
+    assert "DataLoader worker" not in err and "Traceback" not in err
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] >= 3
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["status"], summary["signal"]) == ("preempted", name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -725,12 +726,17 @@ def test_a_second_sweep_into_a_folder_in_use_is_refused_before_it_writes(
         {k: v for k, v in before.items() if ".simclr.lock" not in k}
 
 
-@pytest.mark.parametrize("status, stop", [(128 + 15, "Terminated"), (128 + 2, "KeyboardInterrupt")])
+@pytest.mark.parametrize("name, stop", [("SIGTERM", "Terminated"), ("SIGHUP", "Terminated"),
+                                        ("SIGUSR1", "Terminated"), ("SIGINT", "KeyboardInterrupt")])
 def test_a_cell_whose_processes_a_forwarded_signal_ended_stops_the_sweep_as_they_did(
-        tmp_path, monkeypatch, status, stop):
-    """`pretrain --processes N` ended by the SIGTERM / Ctrl-C forwarded to it outside
-    training (the launcher has said so): the sweep stops as on that signal, not with
-    "failed (exit status 143)"; the cell's hidden first-start config is not left behind."""
+        tmp_path, monkeypatch, name, stop):
+    """`pretrain --processes N` ended by the SIGTERM (SIGHUP, SIGUSR1) / Ctrl-C forwarded
+    to it outside training (the launcher has said so): the sweep stops as on that
+    signal, not with "failed (exit status 143)"; the cell's hidden first-start config
+    is not left behind."""
+    if not hasattr(signal, name):
+        pytest.skip(f"no {name} here")
+    status = 128 + getattr(signal, name)
     from simclr import launch
     from simclr.sweep import _launched
 
