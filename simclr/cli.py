@@ -58,9 +58,9 @@ PATH_FLAGS.update({"cfg:out": "--out", "cfg:data.path": "--data"})
 # What a script or scheduler can tell from the status (`simclr --help` ends with it).
 EXIT_STATUSES = (
     "exit status: 0 done, 1 a bug (a traceback), 2 a user error (one line), 75 stopped "
-    "with a checkpoint (SIGTERM or Ctrl-C in a training: --resume, or the same command, "
-    "continues it), 130 interrupted (Ctrl-C), 141 the reader of the standard output gone "
-    "(`| head`), 143 stopped by SIGTERM")
+    "with a checkpoint (SIGTERM, SIGHUP, SIGUSR1 or Ctrl-C in a training: --resume, or "
+    "the same command, continues it), 130 interrupted (Ctrl-C), 141 the reader of the "
+    "standard output gone (`| head`), 143 stopped by SIGTERM (another signal: 128 + its number)")
 
 
 class HelpFormatter(argparse.HelpFormatter):
