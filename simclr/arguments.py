@@ -206,7 +206,7 @@ def add_linear_eval_command(sub: argparse._SubParsersAction, runtime: RuntimeFla
     _crop_flags(p, "sgd; ")
     p.add_argument("--checkpoint-every", type=count_at_least(0), default=None, metavar="STEPS",
                    help="sgd: steps between saves of the unfinished training in --out (0: only "
-                        "on SIGTERM/SIGINT; default 500); the same command continues it")
+                        "when a signal stops it; default 500); the same command continues it")
     p.add_argument("--checkpoint-minutes", type=_real(0, True), default=None,
                    metavar="MINUTES", help="sgd: also a save when this long has passed since "
                                            "the last (0: off; default 30)")
@@ -241,7 +241,7 @@ def add_finetune_command(sub: argparse._SubParsersAction, runtime: RuntimeFlags)
                    help="baseline: same architecture and budget, no pretraining")
     p.add_argument("--checkpoint-every", type=count_at_least(0), default=500, metavar="STEPS",
                    help="steps between saves of the unfinished fine-tuning (0: only on "
-                        "SIGTERM/SIGINT); rerunning the same command continues it")
+                        "a signal stopping it); rerunning the same command continues it")
     p.add_argument("--checkpoint-minutes", type=_real(0, True), default=30.0, metavar="MINUTES",
                    help="also a save when this long has passed since the last (0: off)")
     p.add_argument("--no-sync-bn", dest="sync_bn", action="store_false",

@@ -6,7 +6,7 @@ supervised baseline and the SGD linear protocol (App. B.6), and what they share.
   flip; ``scheduled_lr``: cosine without warm-up; ``fitted_batch``: a batch no larger
   than a small labeled set.
 * ``train_classifier``: the loop (no host sync per step), which continues exactly from
-  any step; ``Checkpointing``: its periodic saves and preemption (SIGTERM/SIGINT).
+  any step; ``Checkpointing``: its periodic saves and preemption (SIGTERM/SIGINT/SIGHUP/SIGUSR1).
 * ``PartialRun``: an evaluation's unfinished training, saved in its ``--out`` and
   continued when the same command runs again (other settings are refused).
 
@@ -164,7 +164,7 @@ class Checkpointing:
 
     ``save(step, seconds)`` writes a periodic checkpoint; ``every``: steps between them
     (0: none); ``every_s``: also one when this many seconds passed since the last (0:
-    off). While the training runs, SIGTERM/SIGINT ask it to stop at the end of the
+    off). While the training runs, SIGTERM/SIGINT/SIGHUP/SIGUSR1 ask it to stop at the end of the
     step (:class:`simclr.runtime.StopFlag`); ``on_step(step, stop)`` is called after
     every step with that flag (tests use it to simulate a preemption).
     """
@@ -213,7 +213,7 @@ def train_classifier(
     ``elapsed`` before and its ``scaler``: views and order depend only on (seed, epoch,
     index), so it continues exactly; with the saved ``tally`` of the epoch it continues
     (:meth:`_EpochTally.state`), so do that epoch's loss and top-1. With
-    ``checkpointing``, SIGTERM/SIGINT stop the
+    ``checkpointing``, SIGTERM/SIGINT/SIGHUP/SIGUSR1 stop the
     training after the step (every process at the same one: distributed.StopVote);
     without, they keep their usual effect (there is nothing to continue). Returns
     {"status": "finished" | "preempted", "signal" (the signal that asked to stop, or
@@ -243,8 +243,9 @@ def train_classifier(
     # A stop inside an epoch saved its tally: the continued epoch counts every step.
     epoch_tally = _EpochTally(device, tally if skip else None)
     try:
-        # SIGTERM/SIGINT become a request to stop after the step only where the training
-        # is kept (with checkpointing); otherwise they keep their usual effect.
+        # Stop signals (SIGTERM, SIGINT, SIGHUP, SIGUSR1) become a request to stop after
+        # the step only where the training is kept (with checkpointing); otherwise they
+        # keep their usual effect.
         with StopFlag() if checkpointing is not None else nullcontext() as stop:
             while training.step < training.total_steps and training.status == "finished":
                 # Closed here (an epoch stopped early: its workers end), so what that

@@ -87,7 +87,7 @@ def linear_eval_sgd(
     ``lr`` x B/256, no weight decay, cosine decay per step without warm-up (the loop of
     classify.train_classifier). Test: center-crop features. ``partial_run``: where the
     unfinished training is kept (every ``checkpoint_every`` steps or
-    ``checkpoint_minutes``, on SIGTERM/SIGINT, and once finished, before the test: a
+    ``checkpoint_minutes``, on SIGTERM/SIGINT/SIGHUP/SIGUSR1, and once finished, before the test: a
     stop during the test leaves the same command only the test) and continued from.
     ``channels_last``: views and the encoder's weights in that memory format (the
     faster), the encoder's own layout restored after.

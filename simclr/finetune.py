@@ -198,8 +198,9 @@ def run_finetune(
     new ones are written.
 
     Long fine-tunings (all of ImageNet's labels for transfer) survive interruptions: every
-    ``checkpoint_every`` steps or ``checkpoint_minutes``, and on SIGTERM/SIGINT (results
-    ``status`` 'preempted', nothing evaluated), the state goes to
+    ``checkpoint_every`` steps or ``checkpoint_minutes``, and on a stop signal (SIGTERM,
+    SIGINT, SIGHUP, SIGUSR1; results ``status`` 'preempted', nothing evaluated), the
+    state goes to
     ``checkpoints/finetune-partial.pt``, and the same command (same settings, checkpoint
     and subset) continues from it exactly. The finished training's state is saved there
     too before the test, and kept until the results are all written: stopped during the

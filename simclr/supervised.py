@@ -9,9 +9,10 @@ optimizer of ``cfg.optim`` (LARS by default), warm-up + cosine over the planned 
 A supervised run lasts as long as a pretraining one (its length is the pretraining
 config's too: 100 epochs by default; the paper's ImageNet baseline trains 90, `--epochs
 90`), so it is as resumable: periodic ``ckpt-<step>.pt`` files every
-``cfg.checkpoint_every`` steps, a checkpoint and exit status 75 on SIGTERM/SIGINT, and
-``simclr supervised --resume RUN`` continues exactly (the views and the order depend
-only on (seed, epoch, index); the step, the optimizer and the schedule are restored).
+``cfg.checkpoint_every`` steps, a checkpoint and exit status 75 on a stop signal
+(SIGTERM, SIGINT, SIGHUP, SIGUSR1), and ``simclr supervised --resume RUN`` continues
+exactly (the views and the order depend only on (seed, epoch, index); the step, the
+optimizer and the schedule are restored).
 Like pretraining, it trains across processes under torchrun (global batch, global BN).
 """
 
