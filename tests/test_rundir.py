@@ -586,15 +586,22 @@ def test_each_metrics_line_is_on_disk_once_written(tmp_path):
     log.close()
 
 
-def test_a_resumed_runs_tensorboard_keeps_the_step_it_continues_from(tmp_path):
+def test_a_resumed_runs_tensorboard_keeps_the_step_it_continues_from(tmp_path, monkeypatch):
     """TensorBoard drops the events after the checkpoint's step, as metrics.jsonl does,
     and keeps those of that step (not trained nor logged again)."""
+    import time
+
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     log = MetricsLog(tmp_path, True)
     for step in range(1, 7):
         log.write({"step": step, "loss": float(step)})
     log.close()
+    # The resumed session's event file is named a minute later, as a later process's is:
+    # within one second, the files of one process sort by its writer count, as text
+    # ('10' before '9'), and TensorBoard reads them in that order
+    later = time.time() + 60
+    monkeypatch.setattr(time, "time", lambda: later)
     log = MetricsLog(tmp_path, True, resumed_at=4)
     log.write({"step": 5, "loss": 50.0})
     log.close()
