@@ -21,6 +21,7 @@ from simclr.checkpoint import (
     LAST,
     PARTIAL_SUFFIX,
     checkpoint_files,
+    is_run_checkpoint,
     load_checkpoint,
     periodic_checkpoints,
 )
@@ -259,7 +260,10 @@ def _unfinished(partial: dict[str, Any]) -> dict[str, Any]:
 def run_state(folder: Path, checkpoints: list[dict[str, Any]],
               starts: int | None = None, monitored: bool = False) -> dict[str, Any]:
     """finished / preempted / diverged (summary.json), running (folder locked), or
-    stopped (neither: killed, or still starting); the last logged step and loss. A run
+    stopped (neither: killed, or still starting); the last logged step and loss; the
+    run's checkpoints that cannot be read (``unreadable_checkpoints``, and
+    ``no_readable_checkpoint`` where none of them can: whatever its status, nothing of
+    it can be evaluated or resumed). A run
     that has ended and whose folder is held all the same: ended, with ``busy`` the
     holder (an evaluation writing into it: --out RUN). ``starts``: how many times the
     run was started (config.yaml's provenance), which a summary of an earlier session
@@ -273,6 +277,14 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]],
              if isinstance(c.get("step"), int) and not c["name"].endswith(PARTIAL_SUFFIX)
              and c.get("kind") in ("pretrain", "supervised", "periodic")]
     state: dict[str, Any] = {"saved_step": max(saved)} if saved else {}
+    # The run's own checkpoints that are there but cannot be read: an evaluation or a
+    # --resume of the run fails on them, whatever its status says
+    damaged = [c["name"] for c in checkpoints
+               if "error" in c and is_run_checkpoint(Path(CHECKPOINTS) / c["name"])]
+    if damaged:
+        state["unreadable_checkpoints"] = damaged
+        if not saved:
+            state["no_readable_checkpoint"] = True
     if "total_steps" in last:
         state["total_steps"] = last["total_steps"]
     elif saved and not last and (planned := _planned_steps(folder / CHECKPOINTS)):

@@ -233,12 +233,19 @@ def _run_line(run: dict[str, Any]) -> str:
 def _saved_note(state: dict[str, Any]) -> str:
     """Where the checkpoints lag the run: the last one's step, and for a run that ended
     without a record (killed, or older than the failure record) at its planned last step
-    without its final checkpoint, that it was not written."""
+    without its final checkpoint, that it was not written. A run none of whose
+    checkpoints can be read says so whatever its status (a finished one's evaluation
+    fails on it)."""
     saved, step, status = state.get("saved_step"), state.get("step"), state["status"]
+    if state.get("no_readable_checkpoint") and status != "running":
+        return "; but no checkpoint can be read"
     # (preempted: its checkpoint at that step, unless it cannot be read since)
     if status not in ("running", "stopped", "failed", "preempted") or step is None or \
             saved == step:
-        return ""
+        # (a finished run's last.pt is the one evaluated: an earlier step is not it)
+        damaged = LAST in state.get("unreadable_checkpoints", ()) and status != "running"
+        return f"; but its {LAST} cannot be read: last readable checkpoint at step " \
+            f"{saved}" if damaged and saved is not None and saved != step else ""
     note = ""
     planned = state.get("planned_steps") or state.get("total_steps")
     if status == "stopped" and step == planned:

@@ -1112,3 +1112,38 @@ def test_a_classifier_in_a_runs_folder_is_no_checkpoint_of_the_run(evaluated_run
     head = _info(capsys, run).splitlines()[0]
     assert head.startswith(f"{run}: SimCLR pretraining, stopped at step 2 of 2 (")
     assert "last checkpoint" not in head, head
+
+
+def test_a_finished_run_whose_only_checkpoint_cannot_be_read_says_so(evaluated_run, tmp_path,
+                                                                     capsys):
+    """A finished run whose last.pt is damaged (and no other checkpoint reads) read as
+    plain 'finished': an evaluation of it then failed. Its head line, its line in a
+    folder of runs and its JSON state say that no checkpoint of it can be read."""
+    import shutil
+
+    run = tmp_path / "bad/r1"
+    shutil.copytree(evaluated_run[0], run)
+    os.truncate(run / "checkpoints/last.pt", 100)
+    head = _info(capsys, run).splitlines()[0]
+    assert "finished at step 2 of 2" in head and head.endswith(
+        "but no checkpoint can be read"), head
+    line = next(x for x in _info(capsys, tmp_path / "bad").splitlines() if "r1: " in x)
+    assert "but no checkpoint can be read" in line, line
+    state = json.loads(_info(capsys, "--json", run))["state"]
+    assert state["status"] == "finished" and state["unreadable_checkpoints"] == ["last.pt"]
+    assert state["no_readable_checkpoint"] is True and "saved_step" not in state
+
+
+def test_a_stopped_run_whose_checkpoint_cannot_be_read_does_not_say_none_exists(
+        evaluated_run, tmp_path, capsys):
+    """A killed run with a damaged last.pt: its checkpoint exists, but cannot be read."""
+    import shutil
+
+    run = tmp_path / "r2"
+    shutil.copytree(evaluated_run[0], run)
+    (run / "summary.json").unlink()
+    with open(run / "metrics.jsonl", "a") as f:  # logged past its checkpoint
+        f.write(json.dumps({"step": 3, "loss": 1.0, "epoch": 1.0, "elapsed": 1.0}) + "\n")
+    os.truncate(run / "checkpoints/last.pt", 100)
+    head = _info(capsys, run).splitlines()[0]
+    assert "no checkpoint exists" not in head and "no checkpoint can be read" in head, head
