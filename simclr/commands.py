@@ -40,6 +40,7 @@ from simclr.pretrained import (
     encoder_from_checkpoint,
     encoder_trained_step,
     model_from_checkpoint,
+    note_unfinished,
     representation_from_checkpoint,
 )
 from simclr.results import RESULTS, check_not_inside, check_results_free
@@ -148,9 +149,12 @@ def read_checkpoint(
     ckpt = load_checkpoint(args.checkpoint)
     path = Path(ckpt["file"])
     ckpt = at_image_size(ckpt, getattr(args, "image_size", None), path)
-    if path.name.endswith(PARTIAL_SUFFIX):  # named on purpose, still worth a word
-        print(f"note: {path} is an unfinished training (step {ckpt.get('step')}); its "
-              "command continues it when run again", file=sys.stderr)
+    # An evaluation's partial state (named on purpose), a pretraining stopped early or
+    # still training: results of a half-trained encoder, which nothing in them shows
+    # (a baseline's, --random-init or --raw-pixels, takes none of its weights)
+    baseline = getattr(args, "random_init", False) or getattr(args, "raw_pixels", False)
+    if path.name.endswith(PARTIAL_SUFFIX) or not baseline:
+        note_unfinished(path, ckpt)
     return path, ckpt, listings
 
 

@@ -382,6 +382,7 @@ def embed_folder(
     given = load_checkpoint(checkpoint)
     ckpt = at_image_size(given, image_size, checkpoint)
     module, spec = representation_from_checkpoint(ckpt, layer)
+    note_unfinished(Path(given.get("file", checkpoint)), ckpt)  # (as the evaluations say)
     # (before the pass: it may move the module to another device)
     weights = f"sha256 {weights_digest(module)} layer {layer} at {spec['image_size']} px"
     source, feats, labels, paths = folder_features(module, spec["image_size"], data,
@@ -582,23 +583,36 @@ def classifier_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Classifier, dict[s
 
 
 def note_unfinished(path: Path, ckpt: dict[str, Any]) -> bool:
-    """Say on stderr that the classifier ``path`` holds is from a training that has not
-    finished (a supervised run stopped or still training, an evaluation's partial
-    state), as the evaluations say of an unfinished checkpoint: its predictions are
-    those of a half-trained model, which nothing else in them shows. Returns whether
-    it said so."""
+    """Say on stderr that the model ``path`` holds is from a training that has not
+    finished (a pretraining or supervised run stopped or still training, an
+    evaluation's partial state): the results of the evaluations, predict's predictions
+    and an export's weights are those of a half-trained model, which nothing else in
+    them shows. Returns whether it said so."""
     step, total = ckpt.get("step"), ckpt.get("total_steps")
     if path.name.endswith(PARTIAL_SUFFIX):
         then = "; its command continues it when run again"
-    elif ckpt.get("kind") == "supervised" and isinstance(step, int) \
+    elif ckpt.get("kind") in ("supervised", "pretrain") and isinstance(step, int) \
             and isinstance(total, int) and step < total:
         # (the run's state: a periodic checkpoint named may be of a run finished since)
-        run = shell_quote(str(path.parent.parent))
-        then = f"; `simclr supervised --resume {run}` continues it" if path.name == LAST else ""
+        then = _how_it_goes_on(path, ckpt["kind"]) if path.name == LAST else ""
     else:
         return False
     print(f"note: {path} is {unfinished_training(step, total)}{then}", file=sys.stderr)
     return True
+
+
+def _how_it_goes_on(last: Path, kind: str) -> str:
+    """'; its run is still training' (its folder held), '; its run diverged' (its
+    summary says so: resuming trains into the same blow-up), else the command that
+    continues the run whose ``last.pt`` is ``last``."""
+    from simclr.files import folder_holder, read_json
+
+    run = last.parent.parent
+    if folder_holder(run):
+        return "; its run is still training"
+    if (read_json(run / "summary.json") or {}).get("status") == "diverged":
+        return "; its run diverged"
+    return f"; `simclr {kind} --resume {shell_quote(str(run))}` continues it"
 
 
 def unfinished_training(step: Any, total: Any) -> str:

@@ -1106,3 +1106,42 @@ def test_a_recorded_eval_size_is_the_side_read_and_the_trained_side_keeps_the_st
     assert encoder_spec({"config": fitted}) == encoder_spec(other)
     # Its own side given again: no evaluation side of another (the file as it was).
     assert at_image_size(ckpt, 40)["config"]["augment"]["eval_size"] is None
+
+
+def test_evaluating_an_unfinished_pretraining_says_so(tmp_path, capsys):
+    """A pretraining stopped early (or still training) evaluated by its run folder: the
+    commands that read its encoder said nothing of its being half-trained (predict did
+    of a classifier's training); each says so on stderr, its results unchanged."""
+    from simclr import train
+    from tests.conftest import tiny_flags
+
+    data = make_image_folder(tmp_path / "images")
+    test = make_image_folder(tmp_path / "test", per_class=2, seed=1)
+    run, cache = tmp_path / "cut", str(tmp_path / "cache")
+
+    def preempt(step, stop):
+        stop.requested = "SIGTERM"
+
+    cfg = build_config(flags=tiny_flags(data, run, cache, checkpoint_every=0))
+    assert train.pretrain(cfg, on_step=preempt)["status"] == "preempted"
+    last = run / "checkpoints" / "last.pt"
+    note = f"note: {last} is an unfinished training (step 1 of 6); `simclr pretrain " \
+        f"--resume {run}` continues it\n"
+    common = ["--cache-dir", cache, "--workers", "0"]
+    for argv in (["knn", "--checkpoint", str(run), "--train", str(data), "--test", str(test),
+                  "--k", "3", *common],
+                 ["embed", "--checkpoint", str(run), "--data", str(test),
+                  "--out", str(tmp_path / "e.npz"), *common],
+                 ["export", "--checkpoint", str(run), "--out", str(tmp_path / "enc.pt")]):
+        capsys.readouterr()
+        assert main(argv) == 0
+        out, err = capsys.readouterr()
+        assert note in err, (argv[0], err)
+        assert "note:" not in out  # (the results as they were)
+    # A finished run's checkpoint: no note
+    train_dir, test_dir, cache = tiny_pretrained_run(tmp_path / "done")
+    capsys.readouterr()
+    assert main(["knn", "--checkpoint", str(tmp_path / "done/pre"), "--train", str(train_dir),
+                 "--test", str(test_dir), "--k", "3", "--cache-dir", cache,
+                 "--workers", "0"]) == 0
+    assert "note:" not in capsys.readouterr().err
