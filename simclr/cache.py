@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from simclr.config import DataConfig
 from simclr.decode import DEFAULT_MAX_PIXELS, load_square
 from simclr.errors import BadImageError, SimCLRError
 from simclr.files import (
@@ -264,6 +265,27 @@ class DecodedCache(NamedTuple):
 # What to do when the cache cannot be written (only pretraining and the supervised
 # baseline have a --cache flag).
 ELSEWHERE = "pass another --cache-dir (pretrain and supervised: or --cache off)"
+DEFAULT_CACHE_DIR = DataConfig.cache_dir  # (~/.cache/simclr/decoded)
+
+
+class CacheFolderError(SimCLRError):
+    """The cache folder cannot be made: a default one is done without (--cache auto)."""
+
+
+def cache_folder(cache_dir: str | os.PathLike) -> Path:
+    """The folder ``cache_dir`` names, whole; the default one under ``$XDG_CACHE_HOME``
+    where that is set (an absolute path, as the XDG spec has it), as most Linux tools
+    keep their caches, else under ``~/.cache``."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if str(cache_dir) == DEFAULT_CACHE_DIR and os.path.isabs(xdg):
+        return Path(xdg) / Path(DEFAULT_CACHE_DIR).relative_to("~/.cache")
+    return Path(cache_dir).expanduser().absolute()  # (messages name it whole)
+
+
+def is_default_cache_dir(cache_dir: str | os.PathLike) -> bool:
+    """Whether ``cache_dir`` is the default, not one the user named (the command line
+    gives the default as it is written, its ``~`` unexpanded)."""
+    return str(cache_dir) == DEFAULT_CACHE_DIR
 
 
 def build_cache(
@@ -278,14 +300,14 @@ def build_cache(
     .npy is written to a temporary name, fsynced and renamed, then the sidecar the
     same way, so an interrupted build never leaves a cache that would be trusted.
     """
-    folder = Path(cache_dir).expanduser().absolute()  # (messages name it whole)
+    folder = cache_folder(cache_dir)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         blocked = next((p for p in (folder, *folder.parents) if p.is_file()), None)
         reason = f"{blocked} is a file" if blocked else exc.strerror
-        raise SimCLRError(f"cannot create the cache folder {folder}: {reason}; "
-                          f"{ELSEWHERE}") from None
+        raise CacheFolderError(f"cannot create the cache folder {folder}: {reason}; "
+                               f"{ELSEWHERE}") from None
     # The folder's name, shortened: the file name must stay within NAME_MAX (255 bytes)
     base = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(images.root).name)
     base = base[:48]  # (even 48 CJK characters are 144 bytes)
@@ -446,7 +468,7 @@ def cache_entries(cache_dir: str | os.PathLike) -> list[CacheEntry]:
     """The caches in ``cache_dir``, least recently used first, and the records whose .npy
     is gone (``orphan``): a `simclr cache --clear` from another process removed it while
     a build wrote its record, and nothing else would ever list or remove them."""
-    folder = Path(cache_dir).expanduser()
+    folder = cache_folder(cache_dir)
     if not folder.is_dir():
         return []
     found = [_entry(npy, npy.with_suffix(".json"), orphan=False)
@@ -580,7 +602,7 @@ def _drop_stale_build(npy: Path, meta_path: Path, root: str) -> None:
 def build_leftovers(cache_dir: str | os.PathLike) -> list[tuple[Path, int]]:
     """The files (path, bytes) of builds killed outright, an hour untouched (what the
     next build removes): ``simclr cache --clean`` removes them too."""
-    folder = Path(cache_dir).expanduser()
+    folder = cache_folder(cache_dir)
     found = []
     for path in _stale_leftovers(folder) if folder.is_dir() else ():
         try:

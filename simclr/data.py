@@ -28,7 +28,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from simclr.cache import build_cache, decode_files
+from simclr.cache import (
+    CacheFolderError,
+    DecodedCache,
+    build_cache,
+    decode_files,
+    is_default_cache_dir,
+)
 from simclr.config import DataConfig
 from simclr.decode import (
     DEFAULT_MAX_PIXELS,
@@ -484,8 +490,9 @@ def open_folder(
     # An evaluation source keeps the transform's own side (eval_side(S)), photos smaller
     # than it upscaled once here rather than at evaluation; its small pictures need it.
     side = train_side if is_eval_store(store) else side
-    if cfg.cache == "on" or (cfg.cache == "auto" and small):
-        cache = build_cache(images, side, cfg.cache_dir, workers, max_pixels, store)
+    cache = _cache_if_any(images, side, cfg, workers, max_pixels, store) \
+        if cfg.cache == "on" or (cfg.cache == "auto" and small) else None
+    if cache is not None:
         kept, skipped = cache.kept, cache.skipped
         if cfg.strict and skipped:
             raise SimCLRError(f"--strict: bad image {skipped[0][0]}: {skipped[0][1]}")
@@ -575,6 +582,29 @@ def _storage_side(counts: Counter) -> int | None:
         return None
     common = max(counts, key=lambda s: (counts[s], s))
     return common if 2 * counts[common] >= sum(counts.values()) else max(counts)
+
+
+_CACHELESS: set[str] = set()  # why a default cache folder could not be made, said once
+
+
+def _cache_if_any(images: ImageList, side: int, cfg: DataConfig, workers: int,
+                  max_pixels: int, store: str) -> DecodedCache | None:
+    """The decoded cache of ``images`` (:func:`build_cache`); None, in a note, where
+    --cache auto cannot make the default cache folder (a read-only or missing HOME): the
+    images are read without a cache, as fast to start. A cache asked for (--cache on)
+    or a --cache-dir named that cannot be made stays an error."""
+    try:
+        return build_cache(images, side, cfg.cache_dir, workers, max_pixels, store)
+    except CacheFolderError as exc:
+        if cfg.cache != "auto" or not is_default_cache_dir(cfg.cache_dir):
+            raise
+        reason = str(exc).split("; ")[0]
+        # (once: an evaluation opens --train and --test; every process of a launch meets it)
+        if reason not in _CACHELESS and launched_rank() == 0:
+            log.warning("note: %s; reading the images without a cache (--cache-dir names "
+                        "a folder to keep one in)", reason)
+        _CACHELESS.add(reason)
+        return None
 
 
 def _note_other_sizes(root: Path, counts: Counter, side: int) -> None:

@@ -205,7 +205,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     and those no run used for ``--unused-days``; ``--clear`` removes them all."""
     import time
 
-    from simclr.cache import cache_entries, superseded
+    from simclr.cache import cache_entries, cache_folder, superseded
 
     unused_days = _check_cache_flags(args)
     entries = cache_entries(args.cache_dir)
@@ -215,7 +215,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     freed, would_free = _list_build_leftovers(args)
     removed, removable = removed + freed, removable + would_free
     total = sum(e.nbytes for e in entries)
-    print(f"{Path(args.cache_dir).expanduser()}: {len(entries)} caches, "
+    print(f"{cache_folder(args.cache_dir)}: {len(entries)} caches, "
           f"{total / 2**20:.1f} MiB" + (f"; {removed / 2**20:.1f} MiB freed" if removed else "")
           + (f"; --clean would free {removable / 2**20:.1f} MiB" if removable else ""))
     return 0
@@ -228,8 +228,10 @@ def _check_cache_flags(args: argparse.Namespace) -> float:
         raise SimCLRError("give one of --clean (stale caches) and --clear (every cache)")
     if args.unused_days is not None and not args.clean:
         raise SimCLRError("--unused-days is what --clean goes by; add --clean")
+    from simclr.cache import cache_folder
+
     unused_days = 30.0 if args.unused_days is None else args.unused_days
-    folder = Path(args.cache_dir).expanduser()
+    folder = cache_folder(args.cache_dir)  # (the default: under $XDG_CACHE_HOME if set)
     if folder.exists() and not folder.is_dir():
         raise SimCLRError(f"--cache-dir {args.cache_dir} is a file, not a folder")
     if not folder.exists() and args.cache_dir != CACHE_DIR:  # (the default: no cache yet)

@@ -837,3 +837,45 @@ def test_a_build_leaves_the_caches_of_other_folders_alone(tmp_path):
     save_image(tmp_path / "imgs" / "cat" / "9.png", rgb(16, 16))  # a new build of imgs
     open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
     assert other.exists() and other.with_suffix(".json").exists()
+
+
+def test_the_default_cache_folder_follows_xdg_cache_home(tmp_path, monkeypatch):
+    """The default cache folder is under $XDG_CACHE_HOME where it is set (as most Linux
+    tools keep theirs), else under ~/.cache; a --cache-dir given is used as it is."""
+    _cifar_like(tmp_path / "imgs")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache.cache_folder(DataConfig.cache_dir) == tmp_path / "xdg/simclr/decoded"
+    assert cache.cache_folder(tmp_path / "mine") == tmp_path / "mine"
+    src = open_source(str(tmp_path / "imgs"), DataConfig(workers=0, cache="on"))
+    assert src.cached
+    assert len(list((tmp_path / "xdg/simclr/decoded").glob("*.npy"))) == 1
+    assert not (tmp_path / "home").exists()
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")  # (ignored, as the spec says)
+    assert cache.cache_folder(DataConfig.cache_dir) == tmp_path / "home/.cache/simclr/decoded"
+
+
+def test_a_default_cache_folder_that_cannot_be_made_reads_without_a_cache(tmp_path,
+                                                                          monkeypatch, caplog):
+    """A read-only or missing HOME failed every command that caches (an evaluation's
+    too) unless --cache-dir was given: --cache auto now reads the images without a
+    cache, in a note; --cache on, or a --cache-dir given, still fails."""
+    _cifar_like(tmp_path / "imgs")
+    (tmp_path / "afile").write_text("x")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "afile"))  # (its .cache cannot be made)
+    with caplog.at_level(logging.WARNING, logger="simclr.data"):
+        for evaluation in (False, True):
+            src = open_source(str(tmp_path / "imgs"), DataConfig(workers=0), image_size=16,
+                              evaluation=evaluation)
+            assert not src.cached and len(src) == 6
+    notes = [r.getMessage() for r in caplog.records if "cache folder" in r.getMessage()]
+    assert len(notes) == 1 and notes[0].startswith(  # (said once: --train, then --test)
+        f"note: cannot create the cache folder {tmp_path / 'afile/.cache/simclr/decoded'}: "
+    ), notes
+    assert "reading the images without a cache" in notes[0]
+    with pytest.raises(SimCLRError, match="cannot create the cache folder"):
+        open_source(str(tmp_path / "imgs"), DataConfig(workers=0, cache="on"))
+    with pytest.raises(SimCLRError, match="cannot create the cache folder"):
+        open_source(str(tmp_path / "imgs"),
+                    DataConfig(workers=0, cache_dir=str(tmp_path / "afile/sub")))
