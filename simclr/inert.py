@@ -11,7 +11,7 @@ every field are not, since a file written by ``--print-config`` holds them all.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from simclr.config import ARCHS, COLOR_OPS, AugmentConfig, Config
@@ -139,9 +139,32 @@ def acting_color_ops(aug: AugmentConfig) -> str:
     return ops
 
 
+class InertSettingError(SettingError):
+    """A setting refused as inert, named as it was given: a boolean given off is the
+    ``--no-NAME`` flag (the path alone names it ``--NAME``, which the user did not type)."""
+
+    def __init__(self, path: str, detail: str, negated: bool) -> None:
+        self.negated = negated
+        super().__init__(path, detail)
+
+    def named(self, name: Callable[[str], str]) -> str:
+        def spelled(path: str) -> str:
+            flag = name(path)  # (a config file's key is named as it is)
+            return f"--no-{flag[2:]}" if path == self.path and self.negated and \
+                flag.startswith("--") else flag
+
+        return super().named(spelled)
+
+
 def refuse_inert(cfg: Config, given: Iterable[str]) -> None:
-    """Raise for the first of the ``given`` dotted settings that is inert under ``cfg``."""
+    """Raise for the first of the ``given`` dotted settings that is inert under ``cfg``:
+    an augmentation's switch last, so that ``--blur --blur-p 0 --blur-sigma 0.1,2``
+    names --blur-sigma (what has no effect, given to act), not --blur."""
     inert = inert_settings(cfg)
-    for path in sorted(given):
+    switches = {f"augment.{switch}" for switch in GATED_BY}
+    for path in sorted(given, key=lambda p: (p in switches, p)):
         if path in inert:
-            raise SettingError(path, f" has no effect: {inert[path]}; leave it out")
+            section, _, name = path.rpartition(".")
+            value = getattr(getattr(cfg, section) if section else cfg, name, None)
+            raise InertSettingError(path, f" has no effect: {inert[path]}; leave it out",
+                                    negated=value is False)

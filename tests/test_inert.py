@@ -247,3 +247,18 @@ def test_the_colour_ops_that_act_under_zero_amounts(ops, amounts, acting):
     # --color-ops is refused only where all three definitions compute the same
     cfg = build_config("digits", None, {"augment.brightness": 0, "augment.contrast": 0})
     assert "augment.color_ops" not in inert_settings(cfg)  # saturation: TF's vs torchvision's
+
+
+def test_the_refused_flag_is_named_as_it_was_given(capsys):
+    """`--blur --blur-p 0 --blur-sigma 0.1,2` named --blur, which is not what has no
+    effect the user would leave out (--blur-sigma is); `--no-zero-init-residual` with
+    --init-from was named --zero-init-residual, a flag the user did not give."""
+    assert main(["pretrain", "--preset", "digits", "--blur", "--blur-p", "0", "--blur-sigma",
+                 "0.1,2", "--print-config"]) == 2
+    assert "--blur-sigma has no effect: --blur-p 0 never applies it" in capsys.readouterr().err
+    with pytest.raises(SimCLRError, match="^--blur has no effect: --blur-p 0 never"):
+        build_config("digits", None, {"augment.blur": True, "augment.blur_p": 0})
+    for value, flag in ((False, "--no-zero-init-residual"), (True, "--zero-init-residual")):
+        with pytest.raises(SimCLRError, match=f"^{flag} has no effect: --init-from replaces"):
+            build_config("digits", None, {"init_from": "pretrained.pt",
+                                          "model.zero_init_residual": value})
