@@ -45,7 +45,7 @@ from simclr.files import (
     write_atomically,
 )
 from simclr.interrupts import STOP_SIGNALS
-from simclr.runtime import refuse_spawned_import, spawned_import
+from simclr.runtime import refuse_spawned_import
 
 if TYPE_CHECKING:
     from simclr.folders import ImageList
@@ -125,11 +125,6 @@ def decode_files(
             for task, result in zip(tasks, pool.map(_decode_chunk, tasks), strict=True):
                 account(result, len(task[2]))
         except BrokenProcessPool:
-            started = list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=True)  # (joined: each one's exit status is in)
-            refused = spawned_import(started)
-            if refused is not None:  # a script without its main guard
-                raise refused from None
             raise SimCLRError(f"{what}: a decoding process was killed (out of memory?); "
                               "nothing was kept; try fewer --workers") from None
         except BaseException:  # Ctrl-C, SIGTERM: stop the chunks in hand too, as a Pool

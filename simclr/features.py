@@ -264,7 +264,7 @@ def _decoded_batches(
         close_loader_iterator(batches)  # (a kept pool is left half-read: ended, and
         if keep_workers:  # a later epoch starts new workers)
             source.close()
-        died = worker_death(exc, getattr(batches, "_workers", ()))
+        died = worker_death(exc)
         if died is None:
             raise
         raise died from None

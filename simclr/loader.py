@@ -175,7 +175,7 @@ class BatchLoader:
         except BaseException as exc:  # an error, or the run stopping early: the workers end
             close_loader_iterator(batches)  # now, not whenever the traceback holding them
             self.source.close()  # goes, and a later epoch of this source starts new ones
-            died = worker_death(exc, getattr(batches, "_workers", ()))
+            died = worker_death(exc)
             if died is None:
                 raise
             raise died from None

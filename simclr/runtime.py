@@ -20,7 +20,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -453,18 +453,6 @@ def _init_loader_worker(tempdir: str, worker_id: int) -> None:
 SCRIPT_GUARD = 'if __name__ == "__main__":'
 
 
-# The status a spawned process ends with, quietly, on finding itself importing the script
-# that started simclr (refuse_spawned_import): the process that started it says why, once.
-SPAWNED_IMPORT_STATUS = 86
-
-
-def spawned_import_error() -> SimCLRError:
-    """The one line for a script calling simclr outside :data:`SCRIPT_GUARD`."""
-    return SimCLRError("simclr was called again by a worker process importing the script "
-                       "that started it (the spawn start method imports it in each "
-                       f"worker): call simclr under `{SCRIPT_GUARD}` in that script")
-
-
 def refuse_spawned_import() -> None:
     """Refuse to start work in a process still importing its parent's main script.
 
@@ -472,32 +460,19 @@ def refuse_spawned_import() -> None:
     new worker imports the script that started simclr; a call outside
     :data:`SCRIPT_GUARD` would run again in each, which found the run folder held by its
     own parent. (multiprocessing flags such a process with ``_inheriting``, which its
-    own 'bootstrapping phase' check reads too.) The worker exits with
-    :data:`SPAWNED_IMPORT_STATUS` and says nothing: each of N workers printed the
-    refusal with its traceback, and the process that started them, which sees the
-    status (:func:`worker_death`, :func:`spawned_import`), says it once."""
+    own 'bootstrapping phase' check reads too.)"""
     if getattr(multiprocessing.current_process(), "_inheriting", False):
-        raise SystemExit(SPAWNED_IMPORT_STATUS)  # (spawn_main exits with it, unprinted)
+        raise SimCLRError("simclr was called again by a worker process importing the script "
+                          "that started it (the spawn start method imports it in each "
+                          f"worker): call simclr under `{SCRIPT_GUARD}` in that script")
 
 
-def spawned_import(processes: Iterable[Any]) -> SimCLRError | None:
-    """:func:`spawned_import_error` if one of ``processes`` (multiprocessing's, ended)
-    exited as :func:`refuse_spawned_import` makes it, else None."""
-    if any(getattr(p, "exitcode", None) == SPAWNED_IMPORT_STATUS for p in processes):
-        return spawned_import_error()
-    return None
-
-
-def worker_death(exc: BaseException, workers: Iterable[Any] = ()) -> SimCLRError | None:
+def worker_death(exc: BaseException) -> SimCLRError | None:
     """The one line for a DataLoader worker that ended unexpectedly (torch raises a
-    RuntimeError 'DataLoader worker (pid N) ...'); None for any other error. ``workers``:
-    the loader iterator's processes, whose exit status tells a script's missing guard."""
+    RuntimeError 'DataLoader worker (pid N) ...'); None for any other error."""
     text = str(exc)
     if not isinstance(exc, RuntimeError) or not text.startswith("DataLoader worker (pid"):
         return None
-    refused = spawned_import(workers)
-    if refused is not None:
-        return refused
     what = text.split(". ", 1)[0].removeprefix("DataLoader worker ").rstrip(".")  # (pid N) ...
     why = "out of memory? try fewer --workers"
     if multiprocessing.get_start_method(allow_none=True) not in (None, "fork"):
