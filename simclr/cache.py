@@ -44,7 +44,7 @@ from simclr.files import (
     temporary_name,
     write_atomically,
 )
-from simclr.interrupts import STOP_SIGNALS
+from simclr.interrupts import stop_signals
 from simclr.runtime import refuse_spawned_import
 
 if TYPE_CHECKING:
@@ -143,7 +143,7 @@ def _ignore_interrupts() -> None:
     ends it (as the pool's own shutdown expects), as SIGHUP and SIGUSR1 do, not the
     command's handler it inherits."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for sig in STOP_SIGNALS:
+    for sig in stop_signals():  # (one nohup ignores stays ignored)
         signal.signal(sig, signal.SIG_DFL)
 
 

@@ -40,6 +40,7 @@ from simclr.interrupts import (
     Terminated,
     deliver_dropped_interruptions,
     send_again,
+    stop_signals,
 )
 from simclr.settings import (
     all_flags,
@@ -607,7 +608,7 @@ def _stop_on_sigterm() -> Any:
         raise Terminated(signum)
 
     try:
-        previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+        previous = {sig: signal.signal(sig, stop) for sig in stop_signals()}
     except ValueError:
         return None
 

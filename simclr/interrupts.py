@@ -29,6 +29,14 @@ STOP_SIGNALS: tuple[int, ...] = tuple(getattr(signal, name) for name in
                                       ("SIGTERM", "SIGHUP", "SIGUSR1") if hasattr(signal, name))
 
 
+def stop_signals() -> tuple[int, ...]:
+    """:data:`STOP_SIGNALS` that this process takes now: SIGHUP or SIGUSR1 inherited
+    ignored (``nohup``, ``trap '' HUP``) stays so, as the user asked (taken all the
+    same, a run under nohup stopped at logout). SIGTERM is always taken."""
+    return tuple(sig for sig in STOP_SIGNALS
+                 if sig == signal.SIGTERM or signal.getsignal(sig) is not signal.SIG_IGN)
+
+
 class Terminated(KeyboardInterrupt):
     """A stop signal (:data:`STOP_SIGNALS`: ``kill``, a scheduler, a closed terminal)
     where no training handles it (a training writes a checkpoint first:

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from simclr.interrupts import STOP_SIGNALS
+from simclr.interrupts import STOP_SIGNALS, stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -319,7 +319,7 @@ class _Forwarder:
                 child.send_signal(signum)
 
     def __enter__(self) -> _Forwarder:
-        for sig in self.SIGNALS:
+        for sig in (signal.SIGINT, *stop_signals()):  # (not one nohup ignores)
             self.previous[sig] = signal.signal(sig, self._send)
         return self
 

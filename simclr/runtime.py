@@ -30,7 +30,7 @@ import torch
 from simclr.config import DEVICES, PRECISIONS, mps_refused
 from simclr.errors import SimCLRError
 from simclr.files import interruption_within
-from simclr.interrupts import STOP_SIGNALS, deliver_dropped_interruptions
+from simclr.interrupts import STOP_SIGNALS, deliver_dropped_interruptions, stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -401,7 +401,7 @@ class StopFlag:
         self._put_back_hook: Callable[[], None] | None = None
 
     def __enter__(self) -> StopFlag:
-        for sig in (*STOP_SIGNALS, signal.SIGINT):
+        for sig in (*stop_signals(), signal.SIGINT):  # (not one nohup ignores)
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread: signals stay with the caller

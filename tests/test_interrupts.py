@@ -9,6 +9,8 @@ import signal
 import sys
 import weakref
 
+import pytest
+
 from simclr import interrupts
 from simclr.interrupts import Terminated, deliver_dropped_interruptions
 
@@ -83,3 +85,35 @@ def test_on_windows_a_dropped_interruption_is_raised_not_killed(monkeypatch):
         interrupts.send_again(signal.SIGINT)
         assert done.wait(5)
         assert calls == [(how, signal.SIGINT)], name
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="SIGHUP: POSIX only")
+def test_a_hangup_ignored_by_nohup_stays_ignored():
+    """`nohup simclr pretrain ...`: SIGHUP inherited ignored is not taken as a stop (a
+    run under nohup stopped at logout), by a command, a training or a cache worker;
+    SIGTERM always is."""
+    from simclr.cache import _ignore_interrupts
+    from simclr.cli import _stop_on_sigterm
+    from simclr.runtime import StopFlag
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGHUP, signal.SIGTERM,
+                                                     signal.SIGINT)}
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        assert signal.SIGHUP not in interrupts.stop_signals()
+        assert signal.SIGTERM in interrupts.stop_signals()
+        put_back = _stop_on_sigterm()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, before[signal.SIGTERM])
+        with StopFlag():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        put_back()
+        _ignore_interrupts()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)  # not ignored: a stop, as SIGTERM
+        assert signal.SIGHUP in interrupts.stop_signals()
+        with StopFlag():
+            assert signal.getsignal(signal.SIGHUP) not in (signal.SIG_DFL, signal.SIG_IGN)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
