@@ -117,6 +117,17 @@ def _continue_with(facts: dict[str, Any], kind: str, started: dict[str, Any]) ->
     return resume
 
 
+def resume_command(run: Path, kind: str) -> str:
+    """:func:`_continue_with` for the run folder ``run``, read from its config.yaml, for
+    a message outside ``info`` (an evaluation of its unfinished checkpoint): the same
+    command info shows, ``--processes`` and a sweep's cell included."""
+    from simclr.info import _read_config, _started
+
+    config, _ = _read_config(run / CONFIG_FILE)
+    return _continue_with({"path": str(run)}, kind,
+                          _started((config or {}).get("provenance")) or {})
+
+
 def _source_note(result: dict[str, Any], facts: dict[str, Any]) -> str:
     """What a result was measured on where it is not this run's encoder as it is now:
     a baseline (random init, raw pixels), another layer than h, another run's

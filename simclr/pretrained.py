@@ -591,6 +591,8 @@ def note_unfinished(path: Path, ckpt: dict[str, Any]) -> bool:
     step, total = ckpt.get("step"), ckpt.get("total_steps")
     if path.name.endswith(PARTIAL_SUFFIX):
         then = "; its command continues it when run again"
+    elif ckpt.get("kind") == "pretrain" and path.name != LAST:
+        return False  # a step of a run chosen on purpose (accuracy against steps)
     elif ckpt.get("kind") in ("supervised", "pretrain") and isinstance(step, int) \
             and isinstance(total, int) and step < total:
         # (the run's state: a periodic checkpoint named may be of a run finished since)
@@ -612,7 +614,12 @@ def _how_it_goes_on(last: Path, kind: str) -> str:
         return "; its run is still training"
     if (read_json(run / "summary.json") or {}).get("status") == "diverged":
         return "; its run diverged"
-    return f"; `simclr {kind} --resume {shell_quote(str(run))}` continues it"
+    from simclr.info_text import resume_command
+
+    how = resume_command(run, kind)  # (as info says it: --processes, a sweep's cell)
+    if how.startswith(("simclr sweep", "the sweep")):
+        return f"; continue it with: {how}"
+    return f"; `{how}` continues it"
 
 
 def unfinished_training(step: Any, total: Any) -> str:

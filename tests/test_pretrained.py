@@ -1138,6 +1138,20 @@ def test_evaluating_an_unfinished_pretraining_says_so(tmp_path, capsys):
         out, err = capsys.readouterr()
         assert note in err, (argv[0], err)
         assert "note:" not in out  # (the results as they were)
+    # Started with --processes: the command that continues it is the one info names
+    import yaml
+
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["provenance"]["argv"] = [*config["provenance"]["argv"], "--processes", "2"]
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "enc2.pt")]) == 0
+    assert f"`simclr pretrain --resume {run} --processes 2` continues it" \
+        in capsys.readouterr().err
+    # A periodic checkpoint named (accuracy against steps): a step chosen, no note
+    (run / "checkpoints" / "last.pt").rename(run / "checkpoints" / "ckpt-00000001.pt")
+    assert main(["export", "--checkpoint", str(run / "checkpoints" / "ckpt-00000001.pt"),
+                 "--out", str(tmp_path / "enc3.pt")]) == 0
+    assert "note:" not in capsys.readouterr().err
     # A finished run's checkpoint: no note
     train_dir, test_dir, cache = tiny_pretrained_run(tmp_path / "done")
     capsys.readouterr()
