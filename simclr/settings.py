@@ -387,7 +387,8 @@ def read_config_file(path: str) -> ConfigFile:
     config = ConfigFile(path)
     config.settings = load_yaml(path)
     if not config.settings:
-        raise SimCLRError(f"--config {path}: the file is empty (it holds no settings)")
+        raise SimCLRError(f"--config {path}: the file holds no settings (it is empty, "
+                          "or comments alone, or {})")
     return config
 
 
@@ -428,10 +429,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise SimCLRError(f"cannot read config file {p}: {exc.strerror}") from None
     try:
-        data = parse_yaml(text) or {}
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
         raise SimCLRError(f"config file {p} is not valid YAML: {_yaml_problem(exc)}") from None
-    if not isinstance(data, dict):
+    if data is None:  # (empty, or comments alone)
+        return {}
+    if not isinstance(data, dict):  # ([] too: a list, not "no settings")
         raise SimCLRError(f"config file {p} must hold a mapping of settings")
     return data
 

@@ -1189,12 +1189,16 @@ def test_the_commands_whose_stdout_is_their_result(line, strict):
 def test_an_empty_config_file_is_refused(tmp_path, capsys):
     """A --config of no settings (0 bytes, or comments alone: a file not saved yet, the
     wrong one) ran as the defaults without a word."""
-    for text in ("", "# lr: 0.5\n\n"):
+    for text in ("", "# lr: 0.5\n\n", "{}\n"):
         (tmp_path / "c.yaml").write_text(text)
         assert main(["pretrain", "--config", str(tmp_path / "c.yaml"), "--print-config"]) == 2
-        assert capsys.readouterr().err == (f"simclr pretrain: error: --config "
-                                           f"{tmp_path / 'c.yaml'}: the file is empty (it holds "
-                                           "no settings)\n")
+        assert capsys.readouterr().err == (
+            f"simclr pretrain: error: --config {tmp_path / 'c.yaml'}: the file holds no "
+            "settings (it is empty, or comments alone, or {})\n")
+    # A list is no mapping of settings (it read as none)
+    (tmp_path / "c.yaml").write_text("[]\n")
+    assert main(["pretrain", "--config", str(tmp_path / "c.yaml"), "--print-config"]) == 2
+    assert capsys.readouterr().err.endswith("must hold a mapping of settings\n")
 
 
 def test_help_lists_the_exit_statuses(capsys):
