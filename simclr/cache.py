@@ -264,7 +264,11 @@ DEFAULT_CACHE_DIR = DataConfig.cache_dir  # (~/.cache/simclr/decoded)
 
 
 class CacheFolderError(SimCLRError):
-    """The cache folder cannot be made: a default one is done without (--cache auto)."""
+    """The cache folder cannot be made or written in (a read-only home, one made
+    read-only since it was used): a default one is done without (--cache auto)."""
+
+
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)  # what CacheFolderError covers
 
 
 def cache_folder(cache_dir: str | os.PathLike) -> Path:
@@ -370,7 +374,10 @@ def _build_cache_files(
         os.replace(tmp, npy)
     except OSError as exc:
         discard(tmp)
-        raise SimCLRError(f"cannot write the decoded cache {npy} ({nbytes / 2**20:.0f} MiB): "
+        # (a folder this process may not write: --cache auto does without, as where the
+        # folder cannot be made; a full disk stays an error, which a user should hear of)
+        error = CacheFolderError if exc.errno in NOT_WRITABLE else SimCLRError
+        raise error(f"cannot write the decoded cache {npy} ({nbytes / 2**20:.0f} MiB): "
                           f"{exc.strerror or exc}; {ELSEWHERE}") from None
     except BaseException:
         discard(tmp)
@@ -390,8 +397,9 @@ def _build_cache_files(
         _write_sidecar(meta_path, meta)
     except OSError as exc:  # a cache without its sidecar is no cache: not left behind
         discard(npy)
-        raise SimCLRError(f"cannot write the decoded cache's record {meta_path}: "
-                          f"{exc.strerror or exc}; {ELSEWHERE}") from None
+        error = CacheFolderError if exc.errno in NOT_WRITABLE else SimCLRError
+        raise error(f"cannot write the decoded cache's record {meta_path}: "
+                    f"{exc.strerror or exc}; {ELSEWHERE}") from None
     return rows, meta
 
 

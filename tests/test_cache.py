@@ -879,3 +879,31 @@ def test_a_default_cache_folder_that_cannot_be_made_reads_without_a_cache(tmp_pa
     with pytest.raises(SimCLRError, match="cannot create the cache folder"):
         open_source(str(tmp_path / "imgs"),
                     DataConfig(workers=0, cache_dir=str(tmp_path / "afile/sub")))
+
+
+def test_a_default_cache_folder_made_read_only_since_reads_without_a_cache(tmp_path,
+                                                                          monkeypatch, caplog):
+    """A default cache folder that exists but cannot be written in (a home mounted
+    read-only after it was used) failed where one that cannot be made fell back: --cache
+    auto reads the images without a cache there too; a full disk stays an error."""
+    import errno
+
+    _cifar_like(tmp_path / "imgs")
+    (tmp_path / "home/.cache/simclr/decoded").mkdir(parents=True)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    failure = [errno.EROFS]
+
+    def refused(*args, **kwargs):
+        raise OSError(failure[0], os.strerror(failure[0]))
+
+    monkeypatch.setattr(np.lib.format, "open_memmap", refused)
+    with caplog.at_level(logging.WARNING, logger="simclr.data"):
+        src = open_source(str(tmp_path / "imgs"), DataConfig(workers=0), image_size=16)
+    assert not src.cached and len(src) == 6
+    assert any("cannot write the decoded cache" in r.getMessage()
+               and "reading the images without a cache" in r.getMessage()
+               for r in caplog.records), caplog.records
+    failure[0] = errno.ENOSPC
+    with pytest.raises(SimCLRError, match="No space left on device"):
+        open_source(str(tmp_path / "imgs"), DataConfig(workers=0), image_size=16)
