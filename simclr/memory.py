@@ -458,8 +458,8 @@ def check_step_memory(mem: StepMemory, batch_size: int, world: int, device: torc
             f"each, measured){f', its peak up to {refuse:g}x that,' * (refuse > 1)} but "
             f"{_have(free, device)}; try {hint}{skip}")
     log.log(logging.WARNING if short else logging.INFO,
-            "memory: one step needs at least %s; %s (%s, %.2f MiB per view)",
-            size_text(need), _have(free, device), what, mem.per_view / 2**20)
+            "memory: one step needs at least %s (%s, %.2f MiB per view); %s",
+            size_text(need), what, mem.per_view / 2**20, _have(free, device))
     return need
 
 

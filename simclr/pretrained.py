@@ -357,7 +357,7 @@ def folder_features(
 def embed_folder(
     checkpoint: str | Path, data: str, out: str | Path, batch_size: int = 256,
     device: str = "auto", precision: str = "auto", workers: int | None = None,
-    cache_dir: str = "~/.cache/simclr/decoded", layer: str = "h",
+    cache_dir: str = DataConfig.cache_dir, layer: str = "h",
     image_size: int | None = None, overwrite: bool = False,
     max_pixels: int = DataConfig.max_pixels, channels_last: bool = True,
 ) -> dict[str, Any]:
@@ -752,7 +752,7 @@ DEFAULT_TOP_K = 5  # classes each row of `simclr predict` ranks, unless told
 def predict_folder(
     checkpoint: str | Path, data: str, out: str | Path, top_k: int | None = None,
     batch_size: int = 256, device: str = "auto", precision: str = "auto",
-    workers: int | None = None, cache_dir: str = "~/.cache/simclr/decoded",
+    workers: int | None = None, cache_dir: str = DataConfig.cache_dir,
     min_probability: float | None = None, overwrite: bool = False,
     max_pixels: int = DataConfig.max_pixels, channels_last: bool = True,
 ) -> dict[str, Any]:

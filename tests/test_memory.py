@@ -718,7 +718,8 @@ def test_without_proc_a_macs_total_memory_refuses_a_step_that_could_never_fit(
     with caplog.at_level(logging.INFO, logger="simclr.memory"):  # 2 MiB, within 4
         check_step_memory(mem, 2, 1, cpu, "x")  # (2.5x that would not be: not refused)
     assert "available" not in caplog.text
-    assert "one step needs at least 2 MiB; this machine has 4 MiB of RAM in all" in caplog.text
+    assert ("one step needs at least 2 MiB (x, 0.50 MiB per view); this machine has 4 MiB "
+            "of RAM in all") in caplog.text
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # --processes 2: each has half of it
     with pytest.raises(SimCLRError, match=r"but 2 MiB of RAM is this process's share of "
                                           r"this machine's total \(its free memory"):
