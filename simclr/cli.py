@@ -365,14 +365,16 @@ def _check_names_are_text(args: argparse.Namespace) -> None:
             raise SimCLRError(f"{flag} {ascii(path)}: {WRITTEN_NOT_UTF8}; {again}")
 
 
-def _escape_what_output_cannot_spell() -> None:
+def _escape_what_output_cannot_spell() -> list[Any]:
     """Write the characters stdout and stderr cannot encode as backslash escapes: under
     a locale of one code page (Windows' cp1252), output redirected, a path such as 日本
     in a line printed after the work (a finished training's summary) raised
     UnicodeEncodeError, a traceback and status 1 for a command that had done its work.
-    Streams that encode everything (UTF-8), or whose errors the user chose, are left."""
+    Streams that encode everything (UTF-8), or whose errors the user chose, are left.
+    Returns the streams changed (a caller from Python gets them back strict)."""
     import codecs
 
+    changed = []
     for stream in (sys.stdout, sys.stderr):
         encoding = getattr(stream, "encoding", None)
         if not hasattr(stream, "reconfigure") or getattr(stream, "errors", None) != "strict":
@@ -380,8 +382,16 @@ def _escape_what_output_cannot_spell() -> None:
         try:
             if not codecs.lookup(encoding or "ascii").name.startswith("utf"):
                 stream.reconfigure(errors="backslashreplace")
+                changed.append(stream)
         except (LookupError, OSError, ValueError):  # (closed, or its pipe gone: left as is)
             pass
+    return changed
+
+
+def _strict_again(stream: Any) -> None:
+    """A caller's stream as it was before :func:`_escape_what_output_cannot_spell`."""
+    with contextlib.suppress(OSError, ValueError):  # (closed by its owner since)
+        stream.reconfigure(errors="strict")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -389,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     process being simclr's; a list: a call from Python, whose process gets back what the
     command set); returns the exit status, every user error said in one line."""
     words = sys.argv[1:] if argv is None else argv  # named before parsing: a Ctrl-C may come
-    _escape_what_output_cannot_spell()
+    escaping = _escape_what_output_cannot_spell()
     command = f"simclr {words[0]}" if words and not str(words[0]).startswith("-") else "simclr"
     from simclr.launch import die_with_launcher
 
@@ -400,12 +410,22 @@ def main(argv: list[str] | None = None) -> int:
     # whose exception Python would drop (raised in importlib's weakref callbacks) is sent again.
     undo = contextlib.ExitStack()
     undo.callback(deliver_dropped_interruptions())
+    for stream in escaping if not command_line else ():  # (a caller's own, strict again)
+        undo.callback(_strict_again, stream)
     failed = True  # until the command returns (a non-zero status: failed too)
     if "simclr.results" in sys.modules:  # (a caller's earlier main() in this process)
         sys.modules["simclr.results"].CREATED.clear()
+    for module, said in SAID_ONCE:  # each command's notes its own: a notebook's second
+        if module in sys.modules:  # run on a messy folder heard nothing of it
+            getattr(sys.modules[module], said).clear()
     try:  # Ctrl-C while torch is still importing is an interruption too, not a traceback
         given = argv is not None  # a call from Python: provenance records these arguments
-        args, argv = _parse(argv)
+        try:
+            args, argv = _parse(argv)
+        except SystemExit as exc:  # argparse's error, --help, --version: said already
+            if command_line:
+                raise
+            return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
         if given:  # (set here, where the finally below clears it: parsing alone leaves
             # the next caller's record alone)
             _record_command_line(argv)
@@ -544,6 +564,11 @@ def _crash_status(command: str, exc: Exception) -> int | None:
     return None
 
 
+# The notes a command says once (an evaluation opens --train and --test, a launch has
+# several processes), by module and set: cleared when a command starts.
+SAID_ONCE = (("simclr.folders", "_SAID"), ("simclr.data", "_CACHELESS"))
+
+
 def _after_the_command(failed: bool, restore_sigterm: Callable[[], Any] | None,
                        undo: contextlib.ExitStack, command_line: bool) -> None:
     """What every ending of :func:`main` does: the process as the command found it (for
@@ -570,9 +595,10 @@ def _log_for_the_call(level: int) -> list[Callable[[], None]]:
     simclr's messages on stderr where the caller's process configured no logging (where
     it did, its configuration decides), without the root logger's handler and level
     that basicConfig would leave to the caller's own messages. Returns the undo."""
-    if logging.getLogger().handlers:
-        return []
-    logger, handler = logging.getLogger("simclr"), logging.StreamHandler(sys.stderr)
+    logger = logging.getLogger("simclr")
+    if logging.getLogger().handlers or logger.handlers:  # (simclr's own, configured: the
+        return []  # caller's, whose handler printed each message a second time)
+    handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     before = logger.level
     logger.addHandler(handler)

@@ -294,9 +294,10 @@ def test_the_cache_command_lists_and_cleans_what_no_run_needs(tmp_path, capsys):
     assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean"]) == 0
     capsys.readouterr()
     assert [e.images for e in cache.cache_entries(tmp_path / "cache")] == [7]
-    with pytest.raises(SystemExit) as refused:  # would remove every cache: a typo
-        main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean", "--unused-days", "-1"])
-    assert refused.value.code == 2
+    # would remove every cache: a typo
+    status = main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean",
+                   "--unused-days", "-1"])
+    assert status == 2
     capsys.readouterr()
     # A wrong folder, or flags that would be ignored, are errors, not "0 caches".
     (tmp_path / "file").write_text("")

@@ -205,10 +205,9 @@ def test_the_probe_keeps_images_beside_class_folders_and_needs_two(tmp_path, cap
                                             ("200000", "must be at most 100000"),
                                             ("abc", "expected a number")])
 def test_transform_probe_epochs_are_checked(value, message, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        main(["transform-probe", "--checkpoint", "x", "--train", "x", "--test", "x",
-              "--epochs", value])
-    assert exit_.value.code == 2 and message in capsys.readouterr().err
+    status = main(["transform-probe", "--checkpoint", "x", "--train", "x", "--test", "x",
+                   "--epochs", value])
+    assert status == 2 and message in capsys.readouterr().err
 
 
 def test_transform_probe_epochs_take_fractions():
