@@ -126,11 +126,24 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+# What a script may try for "write it to the standard output" (`--out -`)
+STDOUT_NAMES = ("-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
+
+
+def check_csv_out(out: str) -> None:
+    """``--out`` of predict and neighbors: a .csv file (the table is written atomically
+    beside its JSON summary on stdout, so it has no stream form)."""
+    if out in STDOUT_NAMES:
+        raise SimCLRError(f"--out {out}: the table is written to a file, not the standard "
+                          "output (which has its JSON summary); give a .csv path")
+    if Path(out).suffix.lower() != ".csv":
+        raise SimCLRError(f"--out {out}: the output must be a .csv file")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from simclr.pretrained import predict_folder
 
-    if Path(args.out).suffix.lower() != ".csv":
-        raise SimCLRError(f"--out {args.out}: the output must be a .csv file")
+    check_csv_out(args.out)
     result = predict_folder(
         args.checkpoint, args.data, args.out, top_k=args.top_k, batch_size=args.batch_size,
         device=args.device, precision=args.precision, workers=args.workers,
@@ -179,8 +192,7 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
     from simclr.neighbors import check_threshold, write_duplicates, write_neighbors
     from simclr.results import output_file
 
-    if Path(args.out).suffix.lower() != ".csv":
-        raise SimCLRError(f"--out {args.out}: the output must be a .csv file")
+    check_csv_out(args.out)
     if args.duplicates is not None:
         check_threshold(args.duplicates)
         for flag in ("queries", "k"):  # a flag that would be ignored is refused

@@ -1238,3 +1238,15 @@ def test_a_call_from_python_gets_its_process_back(monkeypatch, capsys):
     folders._SAID.add("a note of an earlier command")
     assert main(["--version"]) == 0
     assert not folders._SAID
+
+
+@pytest.mark.parametrize("command", ["predict", "neighbors"])
+@pytest.mark.parametrize("out", ["-", "/dev/stdout"])
+def test_a_table_asked_on_stdout_is_refused_saying_why(command, out, capsys):
+    """`--out -` (a script's "to stdout") was refused as "must be a .csv file", which
+    did not say that the table has no stream form."""
+    given = ["--checkpoint", "c", "--data", "d"] if command == "predict" else ["--features", "f"]
+    assert main([command, *given, "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not the standard output" in err and "give a .csv path" \
+        in err, err
