@@ -35,10 +35,13 @@ from throughput import (
     Memory,
     _ratio,
     _sync,
+    cifar_sized_folder,
+    early_status,
     fmt_mem,
     fmt_rate,
     machine_lines,
     median_of,
+    open_timed,
     run_rounds,
     usable_cores,
 )
@@ -595,28 +598,15 @@ def prepare_data(args: argparse.Namespace) -> str:
     if Path(args.data).is_dir():
         return str(Path(args.data).resolve())
     print(f"{args.data} not found: generating CIFAR-sized images", file=sys.stderr)
-    import numpy as np
-    from generated import generated_folder
-    from PIL import Image
-
-    def draw(rng: np.random.Generator) -> Image.Image:
-        base = rng.integers(0, 256, 3)
-        return Image.fromarray(np.clip(base + rng.normal(0, 40, (32, 32, 3)), 0, 255)
-                               .astype(np.uint8))
-
-    count = max(args.images, args.batch)
-    return generated_folder(f"simclr-bench-eval-{count}", count, draw, ".png")
+    return cifar_sized_folder("simclr-bench-eval", max(args.images, args.batch))
 
 
 def build_cache(data: str, cache_dir: str) -> None:
     """Decode the test folder into simclr's evaluation cache once, before timing."""
     from simclr.config import DataConfig
-    from simclr.data import open_source
 
-    start = time.perf_counter()
-    source = open_source(data, DataConfig(cache_dir=cache_dir), train=False,
-                         image_size=IMAGE_SIZE, evaluation=True)
-    print(f"cache ready: {source} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+    open_timed(data, DataConfig(cache_dir=cache_dir), train=False, image_size=IMAGE_SIZE,
+               evaluation=True)
 
 
 def header_lines(args: argparse.Namespace, data: str) -> list[str]:
@@ -642,15 +632,12 @@ def header_lines(args: argparse.Namespace, data: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.case is not None:
-        run_case_here(json.loads(args.case))
-        return 0
-    from throughput import device_unavailable, measure_and_report, run_subprocess
+    if (status := early_status(args, run_case_here)) is not None:
+        return status
+    from throughput import measure_and_report, run_subprocess
 
     from simclr.models import build_encoder
 
-    if device_unavailable(args):
-        return 2
     t0 = time.perf_counter()
     load_before = os.getloadavg()[0]
     args.dim = build_encoder("resnet18", args.width, cifar_stem=True).feature_dim

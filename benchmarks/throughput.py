@@ -729,6 +729,13 @@ def prepare_data(args: argparse.Namespace) -> str:
         return str(Path(args.data).resolve())
     if args.data:
         print(f"{args.data} not found: generating CIFAR-sized images", file=sys.stderr)
+    count = min(max(args.batch * (e2e_warmup(args) + args.steps + 2), 1024), CIFAR10_IMAGES)
+    return cifar_sized_folder("simclr-bench-data", count)
+
+
+def cifar_sized_folder(name: str, count: int) -> str:
+    """A folder ``name-count`` of ``count`` generated 32 px PNGs (a colour each, with
+    noise), made once: the stand-in for CIFAR-10 where it is not there."""
     import numpy as np
     from generated import generated_folder
     from PIL import Image
@@ -738,18 +745,23 @@ def prepare_data(args: argparse.Namespace) -> str:
         return Image.fromarray(np.clip(base + rng.normal(0, 40, (32, 32, 3)), 0, 255)
                                .astype(np.uint8))
 
-    count = min(max(args.batch * (e2e_warmup(args) + args.steps + 2), 1024), CIFAR10_IMAGES)
-    return generated_folder(f"simclr-bench-data-{count}", count, draw, ".png")
+    return generated_folder(f"{name}-{count}", count, draw, ".png")
 
 
 def build_cache(data: str, cache_dir: str) -> None:
     """Decode the folder into simclr's uint8 cache once, before anything is timed."""
     from simclr.config import DataConfig
+
+    open_timed(data, DataConfig(path=data, cache_dir=cache_dir), train=True, image_size=32)
+
+
+def open_timed(data: str, cfg: Any, **kwargs: Any) -> None:
+    """``simclr.data.open_source(data, cfg, **kwargs)`` once, before anything is timed
+    (it builds the decoded cache), its time said on stderr."""
     from simclr.data import open_source
 
     start = time.perf_counter()
-    source = open_source(data, DataConfig(path=data, cache_dir=cache_dir), train=True,
-                         image_size=32)
+    source = open_source(data, cfg, **kwargs)
     print(f"cache ready: {source} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
 
 
@@ -900,17 +912,23 @@ def _stop(signum: int, _frame: Any) -> None:
     raise Stopped(signal.Signals(signum).name)
 
 
-def device_unavailable(args: argparse.Namespace) -> bool:
-    """``args.device`` resolved (None: CUDA where there is one); True, said, where
-    ``--device cuda`` names a GPU this machine lacks."""
+def early_status(args: argparse.Namespace,
+                 run_case: Callable[[dict[str, Any]], None]) -> int | None:
+    """What a benchmark's main returns before it measures anything: 0 once ``args.case``
+    has run here (this process is one case's subprocess: ``run_case``), 2 where
+    ``--device cuda`` names a GPU this machine lacks (said); None to measure, with
+    ``args.device`` resolved (None: CUDA where there is one)."""
+    if args.case is not None:
+        run_case(json.loads(args.case))
+        return 0
     import torch
 
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.device == "cuda" and not torch.cuda.is_available():
         print("--device cuda: CUDA is not available on this machine", file=sys.stderr)
-        return True
-    return False
+        return 2
+    return None
 
 
 def measure_and_report(
@@ -965,11 +983,8 @@ def measure_all(args: argparse.Namespace, common: dict[str, Any],
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.case is not None:
-        run_case_here(json.loads(args.case))
-        return 0
-    if device_unavailable(args):
-        return 2
+    if (status := early_status(args, run_case_here)) is not None:
+        return status
     t0 = time.perf_counter()
     load_before = os.getloadavg()[0]
     data = prepare_data(args)
