@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +34,7 @@ from throughput import (
     Memory,
     _ratio,
     _sync,
+    add_run_flags,
     cifar_sized_folder,
     early_status,
     fmt_mem,
@@ -42,6 +42,7 @@ from throughput import (
     machine_lines,
     median_of,
     open_timed,
+    quick_or_full,
     run_rounds,
     usable_cores,
 )
@@ -556,20 +557,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--l2", type=float, default=1e-4,
                    help="the fixed l2 of section 3 (default %(default)g: sklearn's default "
                         "C = 1 at N = 10,000)")
-    p.add_argument("--data", default=str(SHARED_TEST),
-                   help="CIFAR-10 test image folder (generated images if missing; "
-                        "default %(default)s)")
-    p.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "simclr-bench-cache"),
-                   help="default %(default)s")
-    p.add_argument("--timeout", type=float, default=600,
-                   help="seconds per case (default %(default)g)")
-    p.add_argument("--out", default=None, help="also write the table to this markdown file")
-    p.add_argument("--case", default=None, help=argparse.SUPPRESS)  # subprocess entry
+    add_run_flags(p, SHARED_TEST, "CIFAR-10 test image folder", timeout=600)
     args = p.parse_args(argv)
     if args.case is not None:
         return args
-    q = args.quick
-    default = lambda value, quick, full: (quick if q else full) if value is None else value  # noqa: E731
+    default = quick_or_full(args)
     args.rounds = default(args.rounds, 1, 3)
     args.images = default(args.images, 512, 2048)
     args.bank = default(args.bank, 10_000, 50_000)

@@ -842,25 +842,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sweep-all-widths", action="store_true",
                    help="try every lightly worker count at every width (default: only at the "
                         "smallest width; the others use the faster count)")
-    p.add_argument("--data", default=str(SHARED_CIFAR),
-                   help="CIFAR-10 train image folder (generated images if missing; "
-                        "default %(default)s)")
-    p.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "simclr-bench-cache"),
-                   help="default %(default)s")
-    p.add_argument("--timeout", type=float, default=900,
-                   help="seconds per case (default %(default)g)")
     p.add_argument("--compile", action="store_true",
                    help="also time simclr's end-to-end and model-only cases under "
                         "torch.compile (--compile of simclr pretrain; compiling takes "
                         "a minute or more per case: raise --warmup and --timeout)")
-    p.add_argument("--out", default=None, help="also write the table to this markdown file")
-    p.add_argument("--case", default=None, help=argparse.SUPPRESS)  # subprocess entry
+    add_run_flags(p, SHARED_CIFAR, "CIFAR-10 train image folder", timeout=900)
     args = p.parse_args(argv)
     if args.case is not None:
         return args
-    q = args.quick
-    # (None: not given; a 0 given is checked below, not taken for the default)
-    default = lambda value, quick, full: (quick if q else full) if value is None else value  # noqa: E731
+    default = quick_or_full(args)
     args.rounds = default(args.rounds, 1, 3)
     args.batch = default(args.batch, 64, 256)
     args.warmup = default(args.warmup, 1, 2)
@@ -884,6 +874,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if any(w < 0 for w in args.lightly_workers):
         _fail("--lightly-workers must be worker counts of 0 or more")
     return args
+
+
+def add_run_flags(p: argparse.ArgumentParser, data: Path, what: str, timeout: float) -> None:
+    """The flags every benchmark here ends with: --data (``what``; generated images where
+    it is missing), --cache-dir, --timeout per case, --out, and the hidden --case that
+    runs one case in its own process."""
+    p.add_argument("--data", default=str(data),
+                   help=f"{what} (generated images if missing; default %(default)s)")
+    p.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "simclr-bench-cache"),
+                   help="default %(default)s")
+    p.add_argument("--timeout", type=float, default=timeout,
+                   help="seconds per case (default %(default)g)")
+    p.add_argument("--out", default=None, help="also write the table to this markdown file")
+    p.add_argument("--case", default=None, help=argparse.SUPPRESS)  # subprocess entry
+
+
+def quick_or_full(args: argparse.Namespace) -> Callable[[Any, Any, Any], Any]:
+    """``default(value, quick, full)``: ``value`` as given, else the --quick or the full
+    run's default (None: not given; a 0 given is checked by the caller, not taken for
+    the default)."""
+    return lambda value, quick, full: (quick if args.quick else full) if value is None \
+        else value
 
 
 def _fail(message: str) -> None:
