@@ -276,7 +276,7 @@ def cache_folder(cache_dir: str | os.PathLike) -> Path:
     where that is set (an absolute path, as the XDG spec has it), as most Linux tools
     keep their caches, else under ``~/.cache``."""
     xdg = os.environ.get("XDG_CACHE_HOME", "")
-    if str(cache_dir) == DEFAULT_CACHE_DIR and os.path.isabs(xdg):
+    if is_default_cache_dir(cache_dir) and os.path.isabs(xdg):
         return Path(xdg) / Path(DEFAULT_CACHE_DIR).relative_to("~/.cache")
     return Path(cache_dir).expanduser().absolute()  # (messages name it whole)
 

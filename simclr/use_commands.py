@@ -240,13 +240,13 @@ def _check_cache_flags(args: argparse.Namespace) -> float:
         raise SimCLRError("give one of --clean (stale caches) and --clear (every cache)")
     if args.unused_days is not None and not args.clean:
         raise SimCLRError("--unused-days is what --clean goes by; add --clean")
-    from simclr.cache import cache_folder
+    from simclr.cache import cache_folder, is_default_cache_dir
 
     unused_days = 30.0 if args.unused_days is None else args.unused_days
     folder = cache_folder(args.cache_dir)  # (the default: under $XDG_CACHE_HOME if set)
     if folder.exists() and not folder.is_dir():
         raise SimCLRError(f"--cache-dir {args.cache_dir} is a file, not a folder")
-    if not folder.exists() and args.cache_dir != CACHE_DIR:  # (the default: no cache yet)
+    if not folder.exists() and not is_default_cache_dir(args.cache_dir):  # (no cache yet)
         raise SimCLRError(f"--cache-dir {args.cache_dir}: no such folder")
     return unused_days
 
