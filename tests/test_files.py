@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+import simclr
 from simclr.checkpoint import save_checkpoint
 from simclr.errors import SimCLRError
 from simclr.files import (
@@ -400,7 +401,10 @@ def test_every_text_file_simclr_opens_is_utf8():
     the work, and a UTF-8 file another tool wrote was misread. Every open, read_text and
     write_text in text mode names its encoding."""
     unnamed = []
-    for source in sorted((Path(__file__).parents[1] / "simclr").glob("*.py")):
+    # (the package imported, wherever it lies: an installed wheel has no source tree here)
+    sources = sorted(Path(simclr.__file__).parent.glob("*.py"))
+    assert len(sources) > 40, "the package's modules were not found"
+    for source in sources:
         for call in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
             if not isinstance(call, ast.Call) or \
                     any(k.arg == "encoding" for k in call.keywords):

@@ -18,7 +18,9 @@ from tests.test_pretrained import pretrain_checkpoint
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"),
+              pytest.mark.skipif(not README.is_file(), reason="no README.md beside these tests "
+                                 "(run from a checkout or the source distribution)")]
 
 
 def python_blocks() -> list[str]:
