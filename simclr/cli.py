@@ -388,6 +388,14 @@ def _escape_what_output_cannot_spell() -> list[Any]:
     return changed
 
 
+def _pil_truncation_back(before: bool) -> None:
+    """PIL's truncated-image setting as a caller from Python had it before the command
+    (which refused truncated files as bad images: :func:`simclr.decode.refuse_truncated_images`)."""
+    from PIL import ImageFile
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = before
+
+
 def _strict_again(stream: Any) -> None:
     """A caller's stream as it was before :func:`_escape_what_output_cannot_spell`."""
     with contextlib.suppress(OSError, ValueError):  # (closed by its owner since)
@@ -452,6 +460,10 @@ def main(argv: list[str] | None = None) -> int:
             from simclr.launch import run
 
             return run(argv, args.processes, device=_launch_device(args))
+        from simclr.decode import refuse_truncated_images  # (torch: once --help is past)
+
+        # A truncated file is a bad image to every command; a caller's setting, after it
+        undo.callback(_pil_truncation_back, refuse_truncated_images())
         status = _run_command(args)
         failed = status != 0
         return status

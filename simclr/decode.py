@@ -39,8 +39,16 @@ JPEG_END = b"\xff\xd9"  # EOI marker: a file without it at the end is truncated
 EXIF_ORIENTATION = 0x0112
 RESIZE_CHUNK_ELEMENTS = 2**26  # float32 elements resized at once on the device (256 MiB)
 
-# Truncated files must fail loudly, never decode into grey bottoms.
-ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+def refuse_truncated_images() -> bool:
+    """Make PIL refuse truncated files (a truncated file must fail loudly, never decode
+    into a grey bottom), as the command line does for each command; returns the
+    setting it replaced, for a caller from Python to get back. Not done at import:
+    a library caller's own ``ImageFile.LOAD_TRUNCATED_IMAGES`` is the caller's."""
+    before = bool(ImageFile.LOAD_TRUNCATED_IMAGES)
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    return before
 
 
 def _composite(im: Image.Image) -> Image.Image:
@@ -106,10 +114,15 @@ def open_image(
     """Decode one file into an RGB PIL image, EXIF orientation applied.
 
     Raises :class:`BadImageError` (path, reason) for a missing or empty file, a file
-    that is no image, a truncated or corrupt one, and an image of more than
+    that is no image, a truncated (see below) or corrupt one, and an image of more than
     ``max_pixels`` pixels (refused from its header, before any decoding: a
     decompression bomb). ``draft_size`` (w, h): let the JPEG decoder scale by 1/2,
     1/4 or 1/8 while keeping both sides >= the given ones (much faster for photos).
+
+    A truncated file is refused under PIL's default (``ImageFile.LOAD_TRUNCATED_IMAGES``
+    False, which every ``simclr`` command sets: :func:`refuse_truncated_images`); the
+    library honours a caller's own setting, which PIL shares process-wide: where the
+    caller set it True, a truncated file past its header decodes, its missing part grey.
     """
     path = str(path)
     try:

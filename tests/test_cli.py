@@ -1250,3 +1250,31 @@ def test_a_table_asked_on_stdout_is_refused_saying_why(command, out, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not the standard output" in err and "give a .csv path" \
         in err, err
+
+
+def test_the_cli_skips_a_truncated_jpeg_whatever_its_caller_set_pil_to(tmp_path, capsys,
+                                                                        monkeypatch):
+    """A notebook that set PIL's LOAD_TRUNCATED_IMAGES keeps it (simclr's import no
+    longer resets it), but a command still skips a truncated JPEG as a bad image, and
+    the caller gets its setting back after the command."""
+    from PIL import ImageFile
+
+    from simclr.checkpoint import save_checkpoint
+    from tests.image_files import jpeg_bytes
+    from tests.test_pretrained import pretrain_checkpoint
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    state = {k: v for k, v in pretrain_checkpoint().items() if k not in ("format", "version")}
+    ckpt = str(save_checkpoint({**state, "step": 1}, tmp_path / "pre" / "checkpoints"))
+    data = make_image_folder(tmp_path / "data", classes=2, per_class=2)
+    truncated = data / "class_1" / "zz.jpg"
+    whole = jpeg_bytes(32, 32)
+    truncated.write_bytes(whole[:len(whole) // 2])  # (past its header: PIL's setting decides)
+    assert main(["knn", "--checkpoint", ckpt, "--train", str(data), "--test", str(data),
+                 "--device", "cpu", "--precision", "fp32", "--workers", "0", "--cache-dir",
+                 str(tmp_path / "cache"), "--out", str(tmp_path / "k")]) == 0
+    saved = json.loads((tmp_path / "k" / "knn.json").read_text())
+    assert saved["skipped_images"] == {"train": 1, "test": 1}
+    [(path, reason)] = saved["skipped_files"]["test"]
+    assert path == str(truncated) and "truncated" in reason, reason
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True

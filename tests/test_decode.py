@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -31,6 +33,19 @@ def test_truncated_jpeg_is_refused(tmp_path):
     with pytest.raises(BadImageError, match="truncated") as info:
         open_image(p)
     assert info.value.path == str(p)
+
+
+def test_importing_simclr_leaves_the_callers_pil_truncation_setting_alone():
+    """A library caller (a notebook) that lets PIL load truncated images keeps that
+    choice: importing any simclr module used to reset it to False."""
+    code = ("import importlib, pkgutil, simclr\n"
+            "from PIL import ImageFile\n"
+            "ImageFile.LOAD_TRUNCATED_IMAGES = True\n"
+            "for m in pkgutil.iter_modules(simclr.__path__):\n"
+            "    if m.name != '__main__':\n"
+            "        importlib.import_module(f'simclr.{m.name}')\n"
+            "assert ImageFile.LOAD_TRUNCATED_IMAGES is True\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_corrupt_jpeg_is_refused(tmp_path):
