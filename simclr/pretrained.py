@@ -53,7 +53,7 @@ from simclr.models import (
     resolve_cifar_stem,
 )
 from simclr.neighbors import PATHS_KEY, WEIGHTS_KEY, paths_array
-from simclr.results import output_file
+from simclr.results import created_removed_on_failure, output_file
 from simclr.runtime import refuse_spawned_import
 from simclr.settings import config_from_dict
 from simclr.torchvision_io import is_torchvision_state, torchvision_weights, unwrapped_state
@@ -378,7 +378,17 @@ def embed_folder(
     refuse_spawned_import()
     # before any work (a float or text failed after the features were made)
     check_counts({"--batch-size": batch_size, "--image-size": image_size})
-    out = output_file(out, overwrite)  # before the work, and after it by written()
+    with created_removed_on_failure():  # (stopped mid-way: no empty folder of ours left)
+        out = output_file(out, overwrite)  # before the work, and after it by written()
+        return _embed(checkpoint, data, out, batch_size, device, precision, workers,
+                      cache_dir, layer, image_size, overwrite, max_pixels, channels_last)
+
+
+def _embed(checkpoint: str | Path, data: str, out: Path, batch_size: int, device: str,
+           precision: str, workers: int | None, cache_dir: str, layer: str,
+           image_size: int | None, overwrite: bool, max_pixels: int,
+           channels_last: bool) -> dict[str, Any]:
+    """:func:`embed_folder`'s work, its arguments checked and ``out``'s folder made."""
     given = load_checkpoint(checkpoint)
     ckpt = at_image_size(given, image_size, checkpoint)
     module, spec = representation_from_checkpoint(ckpt, layer)

@@ -7,11 +7,12 @@ mean the same thing in every run directory. Accuracies are fractions in [0, 1].
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -324,14 +325,34 @@ def remove_empty_created() -> None:
     """Remove the folders of :data:`CREATED` that are still empty (never one holding
     anything), and forget them all. A run folder holding only its lock file, released
     (a run stopped before it wrote anything), counts as empty."""
-    for path in reversed(CREATED):
+    _remove_empty_since(0)
+
+
+def _remove_empty_since(start: int) -> None:
+    """:func:`remove_empty_created` for the folders recorded from ``CREATED[start]`` on
+    (innermost first), forgotten after; the earlier ones are left as they are."""
+    for path in reversed(CREATED[start:]):
         try:
             if [p.name for p in path.iterdir()] == [LOCK_NAME] and folder_holder(path) is None:
                 (path / LOCK_NAME).unlink()
             path.rmdir()  # fails on a folder with anything in it: kept
         except OSError:
             pass
-    CREATED.clear()
+    del CREATED[start:]
+
+
+@contextlib.contextmanager
+def created_removed_on_failure() -> Iterator[None]:
+    """The folders :func:`make_folder` makes inside the block, removed where still empty
+    if it raises (an error, Ctrl-C): a function of the Python API (embed_folder) leaves
+    its caller what the command line's main leaves a failed command. Only those folders:
+    neither one that was there before nor one made before the block."""
+    start = len(CREATED)
+    try:
+        yield
+    except BaseException:
+        _remove_empty_since(start)
+        raise
 
 
 def check_results_free(run_dir: str | Path | None, results: Sequence[str],

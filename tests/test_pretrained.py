@@ -1159,3 +1159,27 @@ def test_evaluating_an_unfinished_pretraining_says_so(tmp_path, capsys):
                  "--test", str(test_dir), "--k", "3", "--cache-dir", cache,
                  "--workers", "0"]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt, RuntimeError])
+def test_embed_folder_stopped_midway_removes_the_folders_it_made_alone(tmp_path, monkeypatch,
+                                                                       failure):
+    """The command line removed the empty --out folders of a failed or interrupted embed;
+    a caller from Python was left them. embed_folder now removes what it made, never a
+    folder that was there before it."""
+    from simclr import pretrained
+
+    last = save_checkpoint(pretrain_checkpoint(), tmp_path / "pre" / "checkpoints")
+    kept = tmp_path / "there"
+    kept.mkdir()
+    (kept / "empty").mkdir()  # (a folder of the caller's, empty too: not ours to remove)
+
+    def stopped(*args, **kwargs):
+        assert (kept / "new" / "deeper").is_dir()  # (made before the images are read)
+        raise failure("stopped mid-way")
+
+    monkeypatch.setattr(pretrained, "folder_features", stopped)
+    with pytest.raises(failure, match="stopped mid-way"):
+        pretrained.embed_folder(last, str(tmp_path), kept / "new" / "deeper" / "e.npz",
+                                device="cpu", workers=0)
+    assert sorted(p.name for p in kept.iterdir()) == ["empty"]
