@@ -264,6 +264,13 @@ def _physical_ram() -> float | None:
         return None
 
 
+def _free_is_total(device: torch.device) -> bool:
+    """Whether :func:`available_bytes` of ``device`` is the machine's total RAM
+    (:func:`_physical_ram`, the CPU without /proc/meminfo), not what is available: the
+    one test of how messages name that figure (:func:`_have`)."""
+    return device.type == "cpu" and _ram_is_total()
+
+
 def _where(device: torch.device) -> str:
     return "GPU memory" if device.type == "cuda" else "RAM"
 
@@ -272,7 +279,7 @@ def _have(free: float, device: torch.device) -> str:
     """What messages say of ``free`` (:func:`available_bytes`): '12.0 GiB of RAM is
     available', or, where it is the machine's total (macOS: :func:`_physical_ram`), that
     total, which is not what is available (other programs' share is unknown)."""
-    if device.type != "cpu" or not _ram_is_total():
+    if not _free_is_total(device):
         return f"{size_text(free)} of {_where(device)} is available"
     from simclr.distributed import local_processes
 
@@ -337,7 +344,7 @@ def fits_in_memory(what: str, hint: str, device: torch.device) -> Iterator[None]
         free = available_bytes(device)
         if not free:
             have = ""
-        elif device.type == "cpu" and _ram_is_total():  # (a total: said as one)
+        elif _free_is_total(device):  # (said as one)
             have = f" ({_have(free, device)})"
         else:
             have = f" with {size_text(free)} of {_where(device)} available"
@@ -440,7 +447,7 @@ def check_step_memory(mem: StepMemory, batch_size: int, world: int, device: torc
     free = available_bytes(device)
     if free is None:
         unread = ("; the memory check is off: this machine's memory could not be read"
-                  if device.type == "cpu" and _ram_is_total() else "")
+                  if _free_is_total(device) else "")
         log.info("memory: one step needs at least %s (%s)%s", size_text(need), what, unread)
         return need
     refuse, name = step_margins(device)

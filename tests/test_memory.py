@@ -738,3 +738,25 @@ def test_a_machine_whose_memory_cannot_be_read_says_the_check_is_off(
         check_step_memory(mem, 2, 1, cpu, "x")
     assert ("memory: one step needs at least 2 MiB (x); the memory check is off: this "
             "machine's memory could not be read") in caplog.text
+
+
+def test_an_allocation_failure_names_what_is_available_or_the_machines_total(
+        monkeypatch, tmp_path):
+    """fits_in_memory's words for the memory it read: what is available, or (no /proc:
+    macOS) the machine's total said as one, as check_step_memory says it."""
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(memory, "_cgroup_free", lambda: None)
+    cpu = torch.device("cpu")
+
+    def said() -> str:
+        with pytest.raises(SimCLRError) as info, memory.fits_in_memory("it", "try less", cpu):
+            raise MemoryError("Unable to allocate 1.50 GiB for an array with shape (1,)")
+        return str(info.value)
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 3.0 * MIB)
+    assert said() == ("it does not fit in memory: allocating 1.50 GiB failed with 3 MiB of "
+                      "RAM available; try less")
+    monkeypatch.setattr(memory, "MEMINFO", tmp_path / "no-proc" / "meminfo")
+    assert said() == ("it does not fit in memory: allocating 1.50 GiB failed (this machine "
+                      "has 3 MiB of RAM in all (its free memory cannot be read here)); "
+                      "try less")
