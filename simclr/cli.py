@@ -423,9 +423,11 @@ def main(argv: list[str] | None = None) -> int:
     failed = True  # until the command returns (a non-zero status: failed too)
     if "simclr.results" in sys.modules:  # (a caller's earlier main() in this process)
         sys.modules["simclr.results"].CREATED.clear()
-    for module, said in SAID_ONCE:  # each command's notes its own: a notebook's second
-        if module in sys.modules:  # run on a messy folder heard nothing of it
-            getattr(sys.modules[module], said).clear()
+    from simclr.progress import forget_said_once
+
+    # Each command's notes its own: a notebook's second run on a messy folder heard
+    # nothing of it (every module's set of what it said once, cleared)
+    forget_said_once()
     try:  # Ctrl-C while torch is still importing is an interruption too, not a traceback
         given = argv is not None  # a call from Python: provenance records these arguments
         try:
@@ -574,11 +576,6 @@ def _crash_status(command: str, exc: Exception) -> int | None:
               "torchrun's report)", file=sys.stderr)
         return 1
     return None
-
-
-# The notes a command says once (an evaluation opens --train and --test, a launch has
-# several processes), by module and set: cleared when a command starts.
-SAID_ONCE = (("simclr.folders", "_SAID"), ("simclr.data", "_CACHELESS"))
 
 
 def _after_the_command(failed: bool, restore_sigterm: Callable[[], Any] | None,

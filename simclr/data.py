@@ -51,7 +51,7 @@ from simclr.distributed import launched_rank
 from simclr.errors import BadImageError, NoReadableImageError, SimCLRError
 from simclr.folders import ImageList, class_members, named_dataset, scan_folder, split_root
 from simclr.launch import shell_quote
-from simclr.progress import PLAIN_EVERY_S
+from simclr.progress import PLAIN_EVERY_S, said_once
 from simclr.runtime import close_loader_iterator, loader_worker_init, refuse_spawned_import
 
 log = logging.getLogger(__name__)
@@ -584,7 +584,7 @@ def _storage_side(counts: Counter) -> int | None:
     return common if 2 * counts[common] >= sum(counts.values()) else max(counts)
 
 
-_CACHELESS: set[str] = set()  # why a default cache folder could not be made, said once
+_CACHELESS: set[str] = said_once()  # why a default cache folder could not be made
 
 
 def _cache_if_any(images: ImageList, side: int, cfg: DataConfig, workers: int,

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from simclr.errors import SimCLRError
+from simclr.progress import said_once
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +273,7 @@ def _say_once(key: str, message: str, *args: Any, level: int = logging.WARNING) 
     _SAID.add(key)
 
 
-_SAID: set[str] = set()  # the keys of what _say_once has said
+_SAID: set[str] = said_once()  # the keys of what _say_once has said (in this command)
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:

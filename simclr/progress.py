@@ -29,6 +29,26 @@ from typing import Any, TextIO
 
 from simclr.errors import SimCLRError
 
+# The notes a command says once (an evaluation opens --train and --test, a launch has
+# several processes), each set registered by the module that keeps it (said_once):
+# all cleared when a command starts (forget_said_once), so that a notebook's second
+# command on a messy folder says its notes again.
+_SAID_ONCE: list[set[Any]] = []
+
+
+def said_once() -> set[Any]:
+    """A new set of what a module has said once per command, registered to be cleared
+    at each command's start (:func:`forget_said_once`)."""
+    said: set[Any] = set()
+    _SAID_ONCE.append(said)
+    return said
+
+
+def forget_said_once() -> None:
+    """Clear every set :func:`said_once` made: each command's notes are its own."""
+    for said in _SAID_ONCE:
+        said.clear()
+
 PLAIN_EVERY_S = 30.0
 
 

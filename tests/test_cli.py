@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import subprocess
 import sys
@@ -1278,3 +1279,25 @@ def test_the_cli_skips_a_truncated_jpeg_whatever_its_caller_set_pil_to(tmp_path,
     [(path, reason)] = saved["skipped_files"]["test"]
     assert path == str(truncated) and "truncated" in reason, reason
     assert ImageFile.LOAD_TRUNCATED_IMAGES is True
+
+
+def test_a_note_said_once_in_one_command_is_said_again_in_the_next(monkeypatch, caplog):
+    """Each command's notes are its own: a notebook's second main() on a messy folder
+    heard nothing of it. Every set of notes said once is registered where it is kept
+    (progress.said_once) and cleared at each command's start."""
+    from simclr import cli, folders, progress
+
+    own = progress.said_once()  # (a module's own, registered as folders' and data's are)
+
+    def command(args) -> int:
+        folders._say_once("a key", "note: a folder's note")
+        assert "a key" in folders._SAID and not own
+        own.add("said")
+        return 0
+
+    monkeypatch.setattr(cli, "_run_command", command)
+    with caplog.at_level(logging.WARNING, logger="simclr"):
+        for _ in range(2):
+            assert main(["cache"]) == 0
+    assert caplog.text.count("note: a folder's note") == 2
+    assert own == {"said"}  # (cleared at the next command's start, not at the end)
