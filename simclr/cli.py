@@ -176,9 +176,7 @@ def config_flags(args: argparse.Namespace) -> dict[str, Any]:
 def build_parser() -> argparse.ArgumentParser:
     """``simclr`` and its subcommands, in the order ``--help`` lists them."""
     parser = Parser(prog="simclr", description=__doc__.splitlines()[0], epilog=EXIT_STATUSES)
-    from simclr import __version__
-
-    parser.add_argument("--version", action="version", version=f"simclr {__version__}")
+    _version_flag(parser)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     from simclr import arguments, pretrain_command, sweep_command, use_commands
 
@@ -190,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
         for action in command._actions:
             if action.help is None and action.option_strings:
                 action.help = SHARED_HELP.get(action.option_strings[0])
+    return parser
+
+
+def _version_flag(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``parser`` with ``--version`` (prints ``simclr X.Y.Z`` and exits 0)."""
+    from simclr import __version__
+
+    parser.add_argument("--version", action="version", version=f"simclr {__version__}")
     return parser
 
 
@@ -317,8 +323,10 @@ def check_no_empty_values(parser: argparse.ArgumentParser, args: argparse.Namesp
 def _parse(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """The parsed arguments and the argument list they came from (``sys.argv`` unless
     given); an unknown flag is an error of its subcommand."""
-    parser = build_parser()
     argv = attach_negative_lists(sys.argv[1:] if argv is None else list(argv))
+    if argv[:1] == ["--version"]:  # answered before the commands' parsers import torch
+        _version_flag(Parser(prog="simclr")).parse_args(argv[:1])
+    parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     command = subcommand(parser, getattr(args, "command", None))
     if unknown:  # said by the subcommand (its usage, its name), not by `simclr`

@@ -40,7 +40,6 @@ EXIF_ORIENTATION = 0x0112
 RESIZE_CHUNK_ELEMENTS = 2**26  # float32 elements resized at once on the device (256 MiB)
 
 
-
 def refuse_truncated_images() -> bool:
     """Make PIL refuse truncated files (a truncated file must fail loudly, never decode
     into a grey bottom), as the command line does for each command; returns the

@@ -1198,6 +1198,20 @@ def test_an_empty_config_file_is_refused(tmp_path, capsys):
     assert capsys.readouterr().err.endswith("must hold a mapping of settings\n")
 
 
+def test_version_answers_without_importing_torch():
+    """``simclr --version`` took as long as importing torch (1.8-3 s): the commands'
+    parsers were built first, and they import it. It is the package's version."""
+    import subprocess
+
+    from simclr import __version__
+
+    script = ("import sys; from simclr.cli import main; status = main(['--version']); "
+              "print(status, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.splitlines() == [f"simclr {__version__}", "0 False"], done.stderr
+
+
 def test_help_lists_the_exit_statuses(capsys):
     """A script or scheduler tests the status: `simclr --help` did not say them."""
     status = main(["--help"])
