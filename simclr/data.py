@@ -623,7 +623,11 @@ def _note_other_sizes(root: Path, counts: Counter, side: int) -> None:
 
 def _digits_images() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's bundled 8x8 digits as uint8 (1797, 3, 32, 32) and labels (1797,)."""
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:  # (a dependency removed since: not worth a traceback)
+        raise SimCLRError(f"the digits demo needs scikit-learn, which cannot be imported "
+                          f"({exc}): pip install scikit-learn") from None
 
     digits = load_digits()
     x = torch.from_numpy(digits.images.astype(np.float32) * (255.0 / 16.0))[:, None]

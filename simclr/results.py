@@ -137,9 +137,15 @@ def confusion_matrix(labels: np.ndarray, preds: np.ndarray, num_classes: int) ->
 
 def save_confusion_figure(matrix: np.ndarray, classes: Sequence[str], path: str | Path,
                           title: str = "") -> Path:
-    """A row-normalised confusion-matrix heat map as PNG (matplotlib Agg, no GUI)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    """A row-normalised confusion-matrix heat map as PNG (matplotlib Agg, no GUI).
+    Raises :class:`SimCLRError` where matplotlib is missing (the results it goes with
+    are written before it: the caller says so, in one line)."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:  # (a dependency removed since: not worth a traceback)
+        raise SimCLRError(f"matplotlib cannot be imported ({exc}): pip install matplotlib") \
+            from None
 
     rows = matrix.sum(1, keepdims=True)
     norm = matrix.astype(np.float32)  # (float64 doubled the C x C copy a figure cannot use)

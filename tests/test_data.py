@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -182,6 +183,14 @@ def test_digits_source_shapes_and_values():
     ref = rows[:, lo] * (1 - f) + rows[:, hi] * f
     assert np.abs(batch[0, 0].numpy() - ref).max() <= 0.51
     assert torch.equal(batch[:, 0], batch[:, 2])
+
+
+def test_the_digits_demo_without_scikit_learn_says_so_in_one_line(monkeypatch):
+    from simclr.data import _digits_images
+
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # (import raises ImportError)
+    with pytest.raises(SimCLRError, match="needs scikit-learn.*pip install scikit-learn"):
+        _digits_images()
 
 
 def test_digits_split_is_deterministic_and_disjoint():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -253,6 +254,19 @@ def test_no_confusion_figure_past_max_figure_classes(tmp_path, monkeypatch, caps
     saved, err = _finish(tmp_path, 1001, capsys)
     assert saved == {"top1": 1.0, **SKIPPED_NONE, **_recorded()}  # (no "confusion_figure")
     assert err.count("\n") == 1 and "no knn_confusion.png: 1,001 classes" in err
+
+
+def test_without_matplotlib_the_results_stand_and_one_line_says_why(tmp_path, monkeypatch,
+                                                                   capsys):
+    """matplotlib gone from the environment: the command ended in a traceback (exit 1)
+    after writing its results; now a one-line warning names the package, status 0."""
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # (import raises ImportError)
+    saved, err = _finish(tmp_path, 3, capsys)
+    assert saved == {"top1": 1.0, **SKIPPED_NONE, **_recorded()}  # (no "confusion_figure")
+    assert err.count("\n") == 1 and "no knn_confusion.png" in err
+    assert "pip install matplotlib" in err
 
 
 def test_the_confusion_figure_normalises_in_float32(tmp_path, monkeypatch):
