@@ -66,7 +66,7 @@ from simclr.pretrained import (
     representation_from_checkpoint,
     trained_for,
 )
-from simclr.results import output_file, real_folder
+from simclr.results import created_removed_on_failure, output_file, real_folder
 from simclr.torchvision_io import assumed_side, torchvision_model
 
 FORMATS = ("checkpoint", "pt2", "onnx", "torchvision")
@@ -101,6 +101,7 @@ def export_format(out: str | Path, fmt: str = "auto") -> str:
     return named
 
 
+@created_removed_on_failure()  # (stopped mid-way: no empty --out folder of its own left)
 def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
            layer: str = "h", overwrite: bool = False,
            image_size: int | None = None) -> dict[str, Any]:

@@ -354,6 +354,9 @@ def folder_features(
     return source, feats, labels, [names[i] for i in rows]
 
 
+# Stopped mid-way (an error, Ctrl-C), each of these removes the empty folders it made
+# for --out, as the command line does: a caller from Python is left none either.
+@created_removed_on_failure()
 def embed_folder(
     checkpoint: str | Path, data: str, out: str | Path, batch_size: int = 256,
     device: str = "auto", precision: str = "auto", workers: int | None = None,
@@ -378,17 +381,7 @@ def embed_folder(
     refuse_spawned_import()
     # before any work (a float or text failed after the features were made)
     check_counts({"--batch-size": batch_size, "--image-size": image_size})
-    with created_removed_on_failure():  # (stopped mid-way: no empty folder of ours left)
-        out = output_file(out, overwrite)  # before the work, and after it by written()
-        return _embed(checkpoint, data, out, batch_size, device, precision, workers,
-                      cache_dir, layer, image_size, overwrite, max_pixels, channels_last)
-
-
-def _embed(checkpoint: str | Path, data: str, out: Path, batch_size: int, device: str,
-           precision: str, workers: int | None, cache_dir: str, layer: str,
-           image_size: int | None, overwrite: bool, max_pixels: int,
-           channels_last: bool) -> dict[str, Any]:
-    """:func:`embed_folder`'s work, its arguments checked and ``out``'s folder made."""
+    out = output_file(out, overwrite)  # before the work, and after it by written()
     given = load_checkpoint(checkpoint)
     ckpt = at_image_size(given, image_size, checkpoint)
     module, spec = representation_from_checkpoint(ckpt, layer)
@@ -759,6 +752,7 @@ def _scores(ranks: torch.Tensor, top_p: torch.Tensor, num_classes: int, mapped: 
 DEFAULT_TOP_K = 5  # classes each row of `simclr predict` ranks, unless told
 
 
+@created_removed_on_failure()
 def predict_folder(
     checkpoint: str | Path, data: str, out: str | Path, top_k: int | None = None,
     batch_size: int = 256, device: str = "auto", precision: str = "auto",

@@ -350,9 +350,10 @@ def _remove_empty_since(start: int) -> None:
 @contextlib.contextmanager
 def created_removed_on_failure() -> Iterator[None]:
     """The folders :func:`make_folder` makes inside the block, removed where still empty
-    if it raises (an error, Ctrl-C): a function of the Python API (embed_folder) leaves
-    its caller what the command line's main leaves a failed command. Only those folders:
-    neither one that was there before nor one made before the block."""
+    if it raises (an error, Ctrl-C): a function of the Python API (embed_folder,
+    predict_folder, export: a decorator) leaves its caller what the command line's main
+    leaves a failed command. Only those folders: neither one that was there before nor
+    one made before the block."""
     start = len(CREATED)
     try:
         yield

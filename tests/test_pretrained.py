@@ -1162,12 +1162,13 @@ def test_evaluating_an_unfinished_pretraining_says_so(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("failure", [KeyboardInterrupt, RuntimeError])
-def test_embed_folder_stopped_midway_removes_the_folders_it_made_alone(tmp_path, monkeypatch,
-                                                                       failure):
-    """The command line removed the empty --out folders of a failed or interrupted embed;
-    a caller from Python was left them. embed_folder now removes what it made, never a
-    folder that was there before it."""
-    from simclr import pretrained
+@pytest.mark.parametrize("function", ["embed_folder", "predict_folder", "export"])
+def test_a_python_call_stopped_midway_removes_the_folders_it_made_alone(
+        tmp_path, monkeypatch, failure, function):
+    """The command line removed the empty --out folders of a failed or interrupted embed,
+    predict or export; a caller from Python was left them. Each function now removes
+    what it made, never a folder that was there before it."""
+    from simclr import export, pretrained
 
     last = save_checkpoint(pretrain_checkpoint(), tmp_path / "pre" / "checkpoints")
     kept = tmp_path / "there"
@@ -1175,11 +1176,21 @@ def test_embed_folder_stopped_midway_removes_the_folders_it_made_alone(tmp_path,
     (kept / "empty").mkdir()  # (a folder of the caller's, empty too: not ours to remove)
 
     def stopped(*args, **kwargs):
-        assert (kept / "new" / "deeper").is_dir()  # (made before the images are read)
+        assert (kept / "new" / "deeper").is_dir()  # (made before the work)
         raise failure("stopped mid-way")
 
-    monkeypatch.setattr(pretrained, "folder_features", stopped)
+    out = kept / "new" / "deeper" / "result"
+    if function == "embed_folder":
+        monkeypatch.setattr(pretrained, "folder_features", stopped)
+        call = lambda: pretrained.embed_folder(last, str(tmp_path), out.with_suffix(".npz"),  # noqa: E731
+                                               device="cpu", workers=0)
+    elif function == "predict_folder":
+        monkeypatch.setattr(pretrained, "classifier_file", stopped)
+        call = lambda: pretrained.predict_folder(last, str(tmp_path), out.with_suffix(".csv"),  # noqa: E731
+                                                 device="cpu", workers=0)
+    else:
+        monkeypatch.setattr(export, "export_encoder", stopped)
+        call = lambda: export.export(last, out.with_suffix(".pt"))  # noqa: E731
     with pytest.raises(failure, match="stopped mid-way"):
-        pretrained.embed_folder(last, str(tmp_path), kept / "new" / "deeper" / "e.npz",
-                                device="cpu", workers=0)
+        call()
     assert sorted(p.name for p in kept.iterdir()) == ["empty"]
