@@ -110,22 +110,25 @@ def all_flags() -> dict[str, str]:
     """FLAGS plus a flag for every other setting (``--flip-p``, ``--blur-sigma``, ...).
 
     Every knob of the config is reachable from the command line: the named flags above
-    first, then each remaining field under its own name (prefixed by its section when
-    the name is taken, e.g. ``--loss-normalize``).
+    first, then each remaining field under its own name. A field whose name is already
+    a flag (a named one, or another section's field) is refused, not renamed: give it a
+    named flag in FLAGS.
     """
     flags = dict(FLAGS)
     taken = set(FLAGS.values())
     defaults = Config()
-    for section in ("augment", "model", "loss", "optim", "data"):
-        for f in fields(getattr(defaults, section)):
-            path = f"{section}.{f.name}"
-            if path in taken:
-                continue
-            name = f.name.replace("_", "-")
-            flags[name if name not in flags else f"{section}-{name}"] = path
-    for f in fields(Config):
-        if f.name not in taken and not dataclasses.is_dataclass(getattr(defaults, f.name)):
-            flags.setdefault(f.name.replace("_", "-"), f.name)
+    paths = [f"{section}.{f.name}" for section in ("augment", "model", "loss", "optim", "data")
+             for f in fields(getattr(defaults, section))]
+    paths += [f.name for f in fields(Config)
+              if not dataclasses.is_dataclass(getattr(defaults, f.name))]
+    for path in paths:
+        if path in taken:
+            continue
+        name = path.rpartition(".")[2].replace("_", "-")
+        if name in flags:
+            raise RuntimeError(f"setting {path} would be --{name}, already the flag of "
+                               f"{flags[name]}: give it a named flag in FLAGS")
+        flags[name] = path
     return flags
 
 

@@ -108,6 +108,29 @@ def test_round_trip_through_dict():
 
 
 
+def test_every_setting_has_one_flag_of_its_own_name(monkeypatch):
+    """Each setting is reachable from the command line by exactly one flag: a named one,
+    or its field's own name (``--flip-p``; ``loss.normalize`` is ``--normalize``). A new
+    field whose name is already a flag is a mistake caught here, not a flag quietly
+    renamed or lost."""
+    import dataclasses
+
+    from simclr import settings
+
+    defaults = Config()
+    leaves = set()
+    for f in dataclasses.fields(Config):
+        value = getattr(defaults, f.name)
+        leaves |= ({f"{f.name}.{g.name}" for g in dataclasses.fields(value)}
+                   if dataclasses.is_dataclass(value) else {f.name})
+    flags = settings.all_flags()
+    assert sorted(flags.values()) == sorted(leaves)
+    assert flags["normalize"] == "loss.normalize" and flags["flip-p"] == "augment.flip_p"
+    monkeypatch.setattr(settings, "FLAGS", {**settings.FLAGS, "flip-p": "epochs"})
+    with pytest.raises(RuntimeError, match="augment.flip_p.*--flip-p.*epochs"):
+        settings.all_flags()
+
+
 @pytest.mark.parametrize(
     ("flags", "needle"),
     [
