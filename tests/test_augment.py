@@ -24,9 +24,11 @@ from scipy import stats
 
 from simclr import augment as A
 from simclr import augment_ops as K
+from simclr import augment_params as P
 from simclr.config import FIG5_OPS, AugmentConfig
 from simclr.decode import fit_square_tensor
 from simclr.errors import SimCLRError
+from tests.reference_augment import reference_augment, tf_saturation
 
 OFF = dict(crop=False, flip=False, color=False, grayscale=False, blur=False)
 
@@ -41,7 +43,7 @@ def _images(n: int, h: int, w: int | None = None, seed: int = 0) -> torch.Tensor
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def _draw(cfg: AugmentConfig, n: int, hw=(32, 32), seed=0, epoch=0, view=0) -> A.ViewParams:
+def _draw(cfg: AugmentConfig, n: int, hw=(32, 32), seed=0, epoch=0, view=0) -> P.ViewParams:
     return A.sample_params(cfg, seed, epoch, np.arange(n), view, hw)
 
 
@@ -54,14 +56,14 @@ def _rate_ok(mask: torch.Tensor, p: float) -> bool:
 # ----------------------------------------------------------------------- randomness
 
 def test_uniforms_are_a_pure_function_of_their_counters():
-    a = A.uniforms(7, 3, np.array([5, 9, 11]), 1, 4)
-    b = A.uniforms(7, 3, np.array([11]), 1, 4)
+    a = P.uniforms(7, 3, np.array([5, 9, 11]), 1, 4)
+    b = P.uniforms(7, 3, np.array([11]), 1, 4)
     assert np.array_equal(a[2], b[0])
     assert a.min() >= 0 and a.max() < 1
-    for other in (A.uniforms(8, 3, [11], 1, 4), A.uniforms(7, 4, [11], 1, 4),
-                  A.uniforms(7, 3, [11], 0, 4), A.uniforms(7, 3, [12], 1, 4)):
+    for other in (P.uniforms(8, 3, [11], 1, 4), P.uniforms(7, 4, [11], 1, 4),
+                  P.uniforms(7, 3, [11], 0, 4), P.uniforms(7, 3, [12], 1, 4)):
         assert not np.any(other[0] == b[0])
-    u = A.uniforms(0, 0, np.arange(5000), 0, 8).ravel()
+    u = P.uniforms(0, 0, np.arange(5000), 0, 8).ravel()
     assert stats.kstest(u, "uniform").pvalue > 1e-3
     # Neighbouring counters must not be correlated.
     assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 0.02
@@ -71,7 +73,7 @@ def test_params_do_not_depend_on_batch_composition():
     cfg = AugmentConfig(size=32, rotate=True, cutout=True, noise=True, sobel=True)
     alone = A.sample_params(cfg, 1, 2, [42], 0, (40, 30))
     inside = A.sample_params(cfg, 1, 2, [7, 42, 1000], 0, (40, 30))
-    for f in dataclasses.fields(A.ViewParams):
+    for f in dataclasses.fields(P.ViewParams):
         a, b = getattr(alone, f.name), getattr(inside, f.name)
         if isinstance(a, torch.Tensor):
             assert torch.equal(a[0], b[1]), f.name
@@ -242,7 +244,7 @@ def test_batched_matches_reference(name, hw, size):
     images = _images(n, *hw, seed=len(name))
     p = A.sample_params(cfg, 5, 1, np.arange(n), 0, hw)
     out = A.apply_params(images, p, cfg)
-    ref = torch.stack([A.reference_augment(images[i], p, i, cfg) for i in range(n)])
+    ref = torch.stack([reference_augment(images[i], p, i, cfg) for i in range(n)])
     assert out.shape == (n, 3, size, size) and out.dtype == torch.float32
     diff = (out - ref).abs()
     assert diff.max() < 2e-5 and diff.mean() < 1e-6, (diff.max(), diff.mean())
@@ -258,7 +260,7 @@ def test_imagenette_sized_views_match_reference():
     images = _images(2, 160)
     p = A.sample_params(cfg, 0, 0, np.arange(2), 0, (160, 160))
     out = A.apply_params(images, p, cfg)
-    ref = torch.stack([A.reference_augment(images[i], p, i, cfg) for i in range(2)])
+    ref = torch.stack([reference_augment(images[i], p, i, cfg) for i in range(2)])
     assert out.shape == (2, 3, 224, 224)
     assert (out - ref).abs().max() < 2e-5
 
@@ -406,7 +408,7 @@ def test_official_color_ops_match_their_definitions():
         got = x.clone()
         K.saturation_hsv_(got, table, None)
         assert (got.double() - expected).abs().max() < 1e-6, factor
-        ref = torch.stack([A.tf_saturation(image, factor) for image in x])
+        ref = torch.stack([tf_saturation(image, factor) for image in x])
         assert (ref.double() - expected).abs().max() < 1e-6, factor
         mean, c = x.double().mean(dim=(2, 3), keepdim=True), 2.0 - factor / 2
         expected = ((x.double() - mean) * c + mean).clamp(0, 1)
@@ -637,7 +639,7 @@ def test_asymmetric_identity_view_is_the_plain_crop():
     _, view1 = aug(images, torch.arange(6), 0)
     p1 = A.sample_params(cfg, 5, 0, np.arange(6), 1, (24, 20))
     for i in range(6):
-        expected = A.reference_augment(images[i], p1, i, cfg)
+        expected = reference_augment(images[i], p1, i, cfg)
         assert torch.allclose(view1[i], expected, atol=1e-5)
         top, left, h, w = (int(v) for v in p1.box[i])
         plain = F.interpolate(images[i:i + 1, :, top:top + h, left:left + w].float() / 255,
@@ -673,7 +675,7 @@ def test_ordered_compositions_match_the_reference(name):
     images = _images(8, 28, 24, seed=7)
     p = A.sample_params(cfg, 2, 0, np.arange(8), 0, (28, 24))
     out = A.apply_params(images, p, cfg)
-    ref = torch.stack([A.reference_augment(images[i], p, i, cfg) for i in range(8)])
+    ref = torch.stack([reference_augment(images[i], p, i, cfg) for i in range(8)])
     diff = (out - ref).abs()
     assert diff.max() < 2e-5 and diff.mean() < 1e-6, (diff.max(), diff.mean())
 
@@ -716,11 +718,11 @@ def _squeeze(pictures: torch.Tensor, side: int) -> torch.Tensor:
 
 
 def test_picture_sizes_and_box_mapping():
-    ph, pw = A.picture_hw((48, 48), np.array([4 / 3, 0.75, 1.0, 2.5]))
+    ph, pw = P.picture_hw((48, 48), np.array([4 / 3, 0.75, 1.0, 2.5]))
     assert ph.tolist() == [48, 64, 48, 48] and pw.tolist() == [64, 48, 48, 120]
     boxes = np.array([[0, 0, 48, 64], [10, 20, 30, 40], [0, 119, 48, 1]])
     picture = (np.array([48, 48, 48]), np.array([64, 64, 120]))
-    stored = A.to_stored(boxes, picture, (48, 48))
+    stored = P.to_stored(boxes, picture, (48, 48))
     assert stored[0].tolist() == [0, 0, 48, 48]  # the whole picture is the whole square
     assert stored[1].tolist() == [10, 15, 30, 30]  # x edges 20, 60 -> 15, 45
     assert stored[2].tolist() == [0, 48, 48, 1]  # a side never rounds to 0
@@ -738,7 +740,7 @@ def test_crops_are_drawn_on_the_whole_picture():
     on_picture = A.sample_params(cfg, 0, 0, np.arange(n), 0, (48, 64))
     stored = A.sample_params(cfg, 0, 0, np.arange(n), 0, (48, 48), np.full(n, 4 / 3))
     full = (np.full(n, 48), np.full(n, 64))
-    assert np.array_equal(stored.box.numpy(), A.to_stored(on_picture.box.numpy(), full, (48, 48)))
+    assert np.array_equal(stored.box.numpy(), P.to_stored(on_picture.box.numpy(), full, (48, 48)))
     box = on_picture.box.numpy()
     assert box[:, 1].min() == 0 and (box[:, 1] + box[:, 3]).max() == 64
     # Back in picture pixels the aspect ratios are the picture's draws up to rounding; read
@@ -765,7 +767,7 @@ def test_views_of_a_squeezed_picture_match_crops_of_the_picture():
     for pictures, first in ((wide, 0), (tall, n // 2)):
         idx = first + np.arange(n // 2)
         p = A.sample_params(cfg, 3, 0, idx, 0, tuple(pictures.shape[-2:]))
-        refs += [A.reference_augment(pictures[k], p, k, cfg) for k in range(n // 2)]
+        refs += [reference_augment(pictures[k], p, k, cfg) for k in range(n // 2)]
     ref = torch.stack(refs)
     diff = (views - ref).abs()
     assert diff.mean() < 0.03, diff.mean()
