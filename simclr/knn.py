@@ -85,16 +85,17 @@ def knn_classify(
     num_classes: int | None = None, device: str | torch.device | None = None,
     log_probs: bool = False,
 ) -> torch.Tensor:
-    """Weighted kNN class probabilities (Wu et al. 2018), float32 (M, C) on CPU.
+    """Every query's weighted-kNN class probabilities (Wu et al. 2018), float32 (M, C) on
+    CPU: the whole score matrix, for looking at the votes themselves (a few queries, a
+    small memory; the tests check the protocol against it). The commands and the online
+    monitor never hold it: they take accuracies and predictions block by block
+    (:func:`knn_ranked`, :func:`knn_accuracy`), the same scores.
 
     train_feats (N, D), train_labels (N,) int, test_feats (M, D). Features are L2
     normalised; each query takes its k most cosine-similar memory items (k clamped to
     N), weighted by exp(sim / T); a class's score is the sum of its neighbours' weights,
-    normalised to sum to 1 per query. Queries run in blocks so the (block, N) similarity
-    matrix and the (block, C) scores stay bounded (``KNN_BLOCK_ELEMENTS``); the whole
-    (M, C) result is kept (the commands keep only what their results need of each block:
-    :func:`knn_ranked`). ``device`` None: the current CUDA device when there is one,
-    else the CPU.
+    normalised to sum to 1 per query. ``device`` None: the current CUDA device when
+    there is one, else the CPU.
 
     ``log_probs``: their logs instead, float64 (-inf: a class without a vote), what the
     protocol ranks: a neighbour more than ~100 T less similar than the nearest has a
@@ -115,12 +116,18 @@ def knn_ranked(
     k: int = 200, temperature: float = 0.1, num_classes: int | None = None,
     device: str | torch.device | None = None, log_probs: bool = True,
 ) -> Ranked:
-    """What the results need of :func:`knn_classify`'s scores against ``test_labels``
-    (M,), each block reduced as it is computed: memory O(M + block x C), where the (M, C)
+    """Each query's weighted-kNN classes ranked against ``test_labels`` (M,): what the
+    accuracies and predictions of ``simclr knn`` need (Wu et al. 2018: features L2
+    normalised, each query's k most cosine-similar memory items (k clamped to N) vote
+    for their classes with weights exp(sim / T), normalised to sum to 1 per query).
+
+    train_feats (N, D), train_labels (N,) int, test_feats (M, D). Each block of queries'
+    class scores is ranked as it is computed: memory O(M + block x C), where all (M, C)
     float64 scores took 2.7 GB at 20k test images x 5,000 classes (more than 20 GB at
-    100k x 10k). The same accuracies and predictions as those scores give
-    (``log_probs``: of the log-probabilities, the commands'; else of the probabilities,
-    as :func:`knn_accuracy` always counted them)."""
+    100k x 10k). ``log_probs``: ranks the log-probabilities, the commands' (a class whose
+    share underflows to 0 as a probability still ranks above one without a vote);
+    else the probabilities, as :func:`knn_accuracy` always counted them. ``device``
+    None: the current CUDA device when there is one, else the CPU."""
     labels = torch.as_tensor(np.asarray(test_labels))
     parts, n_classes = _knn_blocks(
         train_feats, train_labels, test_feats, k, temperature, num_classes, device,
@@ -136,8 +143,10 @@ def _knn_blocks(
     reduce: Callable[[slice, torch.Tensor], T],
 ) -> tuple[list[T], int]:
     """(``reduce(rows, log_scores)`` of each block of queries, in order; the number of
-    classes C): log_scores float64 (block, C) on the device, as :func:`knn_classify`
-    computes them, reduced before the next block is computed."""
+    classes C), each block reduced before the next is computed. log_scores: float64
+    (block, C) on the device, the log of each class's share of the weights exp(sim / T)
+    of the query's k most cosine-similar memory items (-inf: no vote). Blocks keep the
+    (block, N) similarities and the (block, C) scores bounded (``KNN_BLOCK_ELEMENTS``)."""
     _check_settings(k, temperature)
     _check_memory(train_feats, train_labels, test_feats, num_classes)
     if device is None:
@@ -181,7 +190,12 @@ def knn_accuracy(
     k: int = 200, temperature: float = 0.1, num_classes: int | None = None,
     device: str | torch.device | None = None,
 ) -> float:
-    """Weighted-kNN top-1 accuracy (fraction in [0, 1]); see :func:`knn_classify`."""
+    """Weighted-kNN top-1 accuracy (fraction in [0, 1]) of ``test_feats`` (M, D) against
+    ``test_labels`` (M,), the memory train_feats (N, D) with train_labels (N,) voting
+    (Wu et al. 2018): each query's k most cosine-similar memory items (k clamped to N),
+    weighted by exp(sim / T), and its class the one of the largest summed weight. What
+    the online monitor of pretraining reports; ``num_classes`` None: the largest label
+    of either set + 1."""
     truth = np.asarray(test_labels)
     if truth.shape != (np.shape(test_feats)[0],) or (truth.size and truth.min() < 0):
         raise SimCLRError(f"kNN test labels must be one class (>= 0) per query, "
