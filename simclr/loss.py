@@ -108,8 +108,9 @@ def nt_xent_with_accuracy(
     sim(z_i, z_k)/tau (2n, world*2n) against every candidate except z_i itself
     (filled with -inf in place on the diagonal: no boolean indexing, no host sync).
 
-    Returns (loss, top1): scalars (float32; float64 for float64 inputs); top1 = the
-    fraction of local anchors whose most similar other view is their positive (detached).
+    Returns (loss, top1): scalars, the loss float32 (float64 for float64 inputs), top1
+    float32 whatever the inputs: the fraction of local anchors whose most similar other
+    view is their positive (detached).
     """
     loss, top1, _ = _nt_xent(z_a, z_b, temperature, normalize, gather, stats=False)
     return loss, top1
@@ -316,8 +317,8 @@ def margin_triplet(
 
 
 def contrastive_loss(cfg: LossConfig, z_a: Tensor, z_b: Tensor) -> tuple[Tensor, Tensor]:
-    """The configured loss on (n, D) projections -> (loss, top1), scalars (float32, or
-    float64 for float64 inputs)."""
+    """The configured loss on (n, D) projections -> (loss, top1), scalars: the loss
+    float32 (float64 for float64 inputs), top1 float32 whatever the inputs."""
     if cfg.name == "nt_xent":
         if cfg.semi_hard:
             raise SimCLRError("loss.semi_hard applies to nt_logistic and margin_triplet only, "

@@ -340,6 +340,20 @@ def test_inputs_a_library_user_gets_wrong_are_named(loss):
         loss(z, z, **scale)
 
 
+@pytest.mark.parametrize("name", ["nt_xent", "nt_logistic", "margin_triplet"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_loss_follows_its_inputs_dtype_and_top1_is_always_float32(name, dtype):
+    """As contrastive_loss's docstring says: the loss float64 for float64 inputs (the
+    reference checks), top1 a float32 fraction whatever the inputs (a count of hits)."""
+    g = torch.Generator().manual_seed(0)
+    z_a, z_b = (torch.randn(6, 4, generator=g, dtype=dtype) for _ in range(2))
+    loss, top1 = contrastive_loss(LossConfig(name=name), z_a, z_b)
+    assert loss.dtype == dtype and top1.dtype == torch.float32
+    assert nt_xent_with_accuracy(z_a, z_b)[1].dtype == torch.float32
+    for doc in (contrastive_loss.__doc__, nt_xent_with_accuracy.__doc__):
+        assert "top1 float32" in " ".join(doc.split())
+
+
 def test_nt_xent_computes_in_the_wider_dtype_of_its_inputs():
     """(float32, float64) computed in float32, z_b cast down; (float64, float32) in
     float64: the order of the arguments set the precision."""
