@@ -1,6 +1,6 @@
 """Crash-safe, safely loadable checkpoints.
 
-Pretraining runs for hours (Chen et al. 2020, Sec. 3: 100-1000 epochs), so a run must
+Pretraining runs for hours (Chen et al. 2020, Sec. 5.2: 100-1000 epochs), so a run must
 survive being killed at any instant: every checkpoint is written to a temporary file
 in the run folder, flushed, fsynced and renamed into place (``os.replace`` is atomic),
 so ``last.pt`` / ``ckpt-<step>.pt`` are always either the old or the new complete file.

@@ -1,7 +1,7 @@
 """One typed configuration for a pretraining run, with the paper's defaults.
 
 The dataclasses below hold every setting with its default (the paper's ImageNet recipe,
-Chen et al. 2020, Sec. 3 and App. B); the comment beside each is its ``--help`` text.
+Chen et al. 2020, Sec. 2.3 and App. A); the comment beside each is its ``--help`` text.
 The resolved config is written to every run directory (``config.yaml``) and into every
 checkpoint, so a run can always be reproduced and resumed. How a config is built from
 what the user gives is simclr.settings; the presets live in simclr.presets.
@@ -163,7 +163,7 @@ PAPER_BASE_LR = {"linear": 0.3, "sqrt": 0.075, "none": 0.3}
 
 @dataclass
 class OptimConfig:
-    """Optimizer and learning-rate schedule (Sec. 2.2, App. B.1)."""
+    """Optimizer and learning-rate schedule (Sec. 2.2, 2.3; lr scaling App. B.1)."""
 
     name: str = "lars"  # lars | sgd | adamw
     lr: float | None = None  # base lr, scaled by --lr-scaling; unset: 0.3, or 0.075 with sqrt

@@ -236,7 +236,8 @@ def encoder_facts(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def recipe_facts(config: dict[str, Any]) -> dict[str, Any]:
-    """The settings a reader compares runs by (Sec. B of the paper: batch, lr, tau)."""
+    """The settings a reader compares runs by (the paper's: batch size, lr and its scaling,
+    Sec. 2.3 and App. B.1; the loss and its temperature, Sec. 5.1)."""
     optim, loss = config.get("optim") or {}, config.get("loss") or {}
     return {"batch_size": config.get("batch_size"), "optimizer": optim.get("name"),
             "sync_bn": (config.get("model") or {}).get("sync_bn"),

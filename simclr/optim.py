@@ -1,4 +1,5 @@
-"""LARS, parameter groups and the learning-rate schedule (Chen et al. 2020, Sec. 2.2, App. B.1).
+"""LARS, parameter groups and the learning-rate schedule (Chen et al. 2020, Sec. 2.2, 2.3;
+the lr scaling rules App. B.1).
 
 LARS follows the official ``lars_optimizer.py`` (classic momentum, no Nesterov):
 
@@ -170,7 +171,7 @@ def scaled_lr(base_lr: float, batch_size: int, scaling: str) -> float:
 
 
 def warmup_steps(cfg: OptimConfig, steps_per_epoch: int, total_steps: int) -> int:
-    """Warm-up length in steps (App. B.1: 10 epochs of linear warm-up).
+    """Warm-up length in steps (Sec. 2.3: 10 epochs of linear warm-up).
 
     ``warmup_epochs`` (10 in the paper, for runs of 100+ epochs) but at most 10% of the
     run, so short runs keep the paper's warm-up proportion instead of never reaching

@@ -1,5 +1,5 @@
 """How long a pretraining run lasts, in optimizer steps: epochs, a step cap or a time
-budget turned into the step counts the schedule is a function of (Sec. B.1: linear
+budget turned into the step counts the schedule is a function of (Sec. 2.3: linear
 warm-up, then cosine decay, per step).
 
 A time budget is met by re-planning as the run goes: the total is re-estimated from
@@ -70,7 +70,7 @@ FIRST_REFIT = 3
 
 
 def plan_schedule(cfg: Config, num_images: int, total_steps: int | None = None) -> Plan:
-    """Turn epochs / max steps / a time budget into step counts (Sec. B.1 schedule).
+    """Turn epochs / max steps / a time budget into step counts (Sec. 2.3 schedule).
 
     Warm-up: :func:`simclr.optim.warmup_steps`.
     """

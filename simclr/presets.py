@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 PRESETS: dict[str, dict[str, Any]] = {
-    # The paper's ImageNet recipe (Sec. 3, App. B.1): ResNet-50, batch 4096, LARS,
+    # The paper's ImageNet recipe (Sec. 2.3's default setting): ResNet-50, batch 4096, LARS,
     # lr 0.3 x B/256, wd 1e-6, tau 0.1, strength 1 with blur, 100 epochs (ablations);
     # as the official code ran it: BN in the head, the loss summed over both directions,
     # its crop sampler (sample_distorted_bounding_box) and colour ops (TensorFlow's

@@ -92,7 +92,7 @@ def at_image_size(ckpt: dict[str, Any], image_size: int | None,
 
     The encoder's stem is fixed first (an automatic CIFAR stem follows the trained
     side, not the new one), so the same weights run on larger or smaller inputs: the
-    ResNets end in a global average pool (Sec. B.9 evaluates CIFAR encoders at 32 px,
+    ResNets end in a global average pool (App. B.9 evaluates CIFAR encoders at 32 px,
     ImageNet ones at 224). A ViT's position embeddings fix its side. Imported weights
     record no side (``size_guessed``): without ``image_size`` a note naming ``path``
     says which is used.

@@ -1,7 +1,7 @@
 """How a :class:`~simclr.config.Config` is built from what the user gives.
 
 Layers, later ones win: dataclass defaults (the paper's ImageNet recipe, Chen et al.
-2020, Sec. 3 and App. B) -> ``--preset`` -> ``--config FILE.yaml`` -> command-line flags.
+2020, Sec. 2.3 and App. A) -> ``--preset`` -> ``--config FILE.yaml`` -> command-line flags.
 The result is then validated (:mod:`simclr.validate`: every value in its range, one line
 per problem, named as the flag or the file's key) and a flag that has no effect under
 the other settings is refused (:mod:`simclr.inert`). Here too: the flag of every

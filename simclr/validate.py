@@ -212,7 +212,7 @@ def _validate_loss(cfg: Config) -> None:
 
 
 def _validate_optim(cfg: Config) -> None:
-    """The optimizer and its schedule (App. B.1); epochs too, as a count of steps."""
+    """The optimizer and its schedule (Sec. 2.3, App. B.1); epochs too, as a count of steps."""
     _choice(cfg.optim.name, ("lars", "sgd", "adamw"), "optim.name")
     _positive(cfg.optim.lr, "optim.lr")
     _choice(cfg.optim.lr_scaling, ("linear", "sqrt", "none"), "optim.lr_scaling")

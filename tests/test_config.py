@@ -46,7 +46,7 @@ def test_cifar_preset_is_the_official_recipe():
 
 
 def test_imagenet_preset_is_the_papers_recipe():
-    """--preset imagenet is the paper's ImageNet settings (Sec. 3, App. B.1), whatever
+    """--preset imagenet is the paper's ImageNet settings (Sec. 2.3's default setting), whatever
     the defaults it overrides: its own values, not inherited ones, are checked."""
     cfg = build_config("imagenet")
     assert (cfg.model.arch, cfg.model.width, cfg.batch_size, cfg.epochs) == (
@@ -75,7 +75,7 @@ def test_every_preset_validates():
 
 
 def test_every_default_of_the_reference_recipe():
-    """The rest of the paper's recipe (App. A, App. B.1; the official data_util.py), each
+    """The rest of the paper's recipe (App. A, Sec. 2.3; the official data_util.py), each
     value written here from the reference, not read from the code."""
     cfg = build_config()
     o, a, m = cfg.optim, cfg.augment, cfg.model
