@@ -485,9 +485,12 @@ def check_classifier_step(model: nn.Module, image_size: int, batch_size: int,
 
 # ------------------------------------------------------- continuing an evaluation's training
 
-def weights_digest(*modules: nn.Module | None) -> str:
-    """A short fingerprint of the modules' weights and buffers, so an unfinished run is
-    never continued on another network (e.g. a checkpoint pretrained again in place)."""
+def partial_weights_digest(*modules: nn.Module | None) -> str:
+    """A short fingerprint of the modules' weights and buffers, kept in a
+    :class:`PartialRun`'s settings so an unfinished run is never continued on another
+    network (e.g. a checkpoint pretrained again in place). Not
+    :func:`simclr.pretrained.weights_digest` (the embeddings' key: dtypes and shapes
+    too): its value, saved in partial runs, stays as it was."""
     digest = hashlib.sha256()
     for module in modules:
         for name, tensor in ([] if module is None else module.state_dict().items()):

@@ -43,11 +43,11 @@ from simclr.classify import (
     fitted_batch,
     init_linear,
     nesterov_sgd,
+    partial_weights_digest,
     run_folder,
     scheduled_lr,
     total_steps,
     train_classifier,
-    weights_digest,
 )
 from simclr.errors import SimCLRError
 from simclr.features import (
@@ -379,7 +379,7 @@ def _fit_sgd(run: _LinearEval, epochs: float, lr: float, momentum: float,
                 "image_size": run.image_size,
                 "source": [str(source.get(k)) for k in ("checkpoint", "step", "features")],
                 "layer": source.get("layer"), "precision": run.precision,
-                "weights": weights_digest(run.encoder)}
+                "weights": partial_weights_digest(run.encoder)}
     partial_run = linear_partial(run.out, settings, overwrite)
     details, scores, test_y, linear = linear_eval_sgd(
         run.encoder, train, run.test, run.num_classes, image_size=run.image_size,

@@ -38,11 +38,11 @@ from simclr.classify import (
     evaluate_classifier,
     fitted_batch,
     nesterov_sgd,
+    partial_weights_digest,
     run_folder,
     scheduled_lr,
     total_steps,
     train_classifier,
-    weights_digest,
 )
 from simclr.errors import SimCLRError
 from simclr.features import check_labeled, resolve_runtime, source_name
@@ -281,7 +281,7 @@ def _continuation_settings(
             "from_head": from_head, "from_scratch": from_scratch, "seed": seed,
             "image_size": image_size, "precision": precision, "classes": list(train.classes),
             "source": [str((source or {}).get("checkpoint")), (source or {}).get("step")],
-            "weights": weights_digest(encoder, start_layer),
+            "weights": partial_weights_digest(encoder, start_layer),
             "batch_norm": batch_norm_setting(sync_bn)}
 
 

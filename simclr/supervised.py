@@ -87,9 +87,10 @@ from simclr.runtime import StopFlag, set_threads
 from simclr.settings import apply_resume_flags, config_from_dict, save_yaml
 
 RESULT = SUPERVISED_RESULT
-# What a supervised checkpoint holds besides config and weights, so the run continues.
-RESUME_ENTRIES = ("optimizer", "scaler", "step", "elapsed", "total_steps", "warmup_steps",
-                  "classes", "num_train")
+# What a supervised checkpoint holds besides config and weights, so the run continues
+# (a pretraining run's are checkpoint.RESUME_ENTRIES).
+SUPERVISED_RESUME_ENTRIES = ("optimizer", "scaler", "step", "elapsed", "total_steps",
+                             "warmup_steps", "classes", "num_train")
 # The settings --resume may change: where and how fast it runs, not what it computes;
 # the run's length only to its saved value (rundir.check_run_length).
 RESUME_FLAGS = {"device", "threads", "data.workers", "data.cache_dir", "checkpoint_every",
@@ -231,7 +232,7 @@ def resume_config(target: str | Path, flags: Mapping[str, Any],
             kept = set_aside(run_dir, (RESULT,))
             log(f"{run_dir / RESULT} is unreadable (kept as {kept}): the run's model is "
                 "evaluated again")
-    run_dir, _, ckpt = resume_checkpoint(target, "supervised", RESUME_ENTRIES)
+    run_dir, _, ckpt = resume_checkpoint(target, "supervised", SUPERVISED_RESUME_ENTRIES)
     if not (ckpt.get("data") or {}).get("train"):
         raise SimCLRError(f"--resume {target}: the checkpoint does not name its training "
                           "folder (a run started from Python); continue it with "
