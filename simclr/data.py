@@ -141,7 +141,7 @@ class ImageSource:
         """(images uint8 (B, 3, H, W), aspects float32 (B,)) at ``indices`` (B,), CPU."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if self._array is None:
-            ds = self.dataset(report=True)
+            ds = self.dataset()
             items = [ds[int(i)] for i in idx]
             for _, _, _, bad, reason in items:
                 if bad >= 0:
@@ -169,19 +169,21 @@ class ImageSource:
         out = torch.from_numpy(gathered)
         return out.permute(0, 3, 1, 2).contiguous() if self._layout == "nhwc" else out
 
-    def dataset(self, report: bool = False, raw: bool = False) -> torch.utils.data.Dataset:
-        """Map-style dataset of (uint8 (3, H, W), index, aspect) for DataLoader workers.
+    def dataset(self, raw: bool = False) -> torch.utils.data.Dataset:
+        """Map-style dataset of (uint8 (3, H, W), index, aspect, bad index or -1, reason)
+        for DataLoader workers.
 
         An unreadable file is replaced by the next readable one ((i + k) mod N,
         deterministic) and the *substitute's* index is returned, so (image, index,
-        label) stay consistent. ``report=True`` adds (bad index or -1, reason).
+        label) stay consistent; the replaced file's index and why it was refused come
+        along, for the caller to count (a worker's own count would be lost).
         ``raw=True``: plain JPEGs come as their bytes (L,) uint8, for the device
         decoder (batch them with :func:`collate_raw`).
         """
         # A detached copy: the dataset must not point back at this source, whose
         # cached DataLoaders point at the dataset (a cycle would leave the workers to
         # the garbage collector, whose shutdown of them stalls for seconds).
-        return _SourceDataset(self._detached(), report, raw)
+        return _SourceDataset(self._detached(), raw)
 
     def _detached(self) -> ImageSource:
         return ImageSource(
@@ -286,7 +288,7 @@ class ImageSource:
             if raw:
                 extra["collate_fn"] = collate_raw
             loader = torch.utils.data.DataLoader(
-                self.dataset(report=True, raw=raw), batch_sampler=sampler, num_workers=workers,
+                self.dataset(raw=raw), batch_sampler=sampler, num_workers=workers,
                 pin_memory=pin and not raw, worker_init_fn=loader_worker_init(),
                 generator=private_generator(), **extra)
             self._loaders[key] = (loader, sampler)
@@ -303,19 +305,17 @@ def private_generator() -> torch.Generator:
 
 
 class _SourceDataset(torch.utils.data.Dataset):
-    def __init__(self, source: ImageSource, report: bool, raw: bool = False) -> None:
-        self.source, self.report, self.raw = source, report, raw
+    def __init__(self, source: ImageSource, raw: bool = False) -> None:
+        self.source, self.raw = source, raw
 
     def __len__(self) -> int:
         return self.source.num_images
 
-    def __getitem__(self, i: int) -> tuple:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, float, int, str]:
         if self.source.cached:
             images, aspect = self.source.batch([i])
-            out: tuple = (images[0], i, float(aspect[0]))
-            return out + (-1, "") if self.report else out
-        image, j, aspect, bad, reason = load_item(self.source, i, self.raw)
-        return (image, j, aspect, bad, reason) if self.report else (image, j, aspect)
+            return images[0], i, float(aspect[0]), -1, ""
+        return load_item(self.source, i, self.raw)
 
 
 def load_item(

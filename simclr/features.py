@@ -286,7 +286,7 @@ def _batch_loader(source: Any, order: np.ndarray, batch_size: int, workers: int,
         sampler.batches = [order[i:i + batch_size].tolist()
                            for i in range(0, len(order), batch_size)]
         return loader
-    return DataLoader(Subset(source.dataset(report=True, raw=raw), order.tolist()),
+    return DataLoader(Subset(source.dataset(raw=raw), order.tolist()),
                       batch_size=batch_size, shuffle=False, num_workers=workers,
                       pin_memory=pin, drop_last=False, collate_fn=collate_raw if raw else None,
                       worker_init_fn=loader_worker_init(), generator=private_generator())

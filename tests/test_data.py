@@ -54,6 +54,20 @@ def test_bad_images_are_skipped_and_counted(tmp_path, cache):
     assert src.readable_images == 3  # as a run's summary.json counts them, cached or not
 
 
+@pytest.mark.parametrize("cache", ["on", "off"])
+def test_a_sources_dataset_says_which_image_it_replaced(tmp_path, cache):
+    """Every item of ImageSource.dataset is (image, index, aspect, replaced index or -1,
+    reason): what the loaders count a skipped file by, cached or not."""
+    bad = _mixed_folder(tmp_path / "imgs")
+    cfg = data_cfg(tmp_path, cache=cache, load_size=32, max_pixels=3000)
+    src = open_source(str(tmp_path / "imgs"), cfg)
+    items = [src.dataset()[i] for i in range(src.num_images)]
+    assert all(len(item) == 5 for item in items)
+    replaced = {Path(src.paths[i]).name if src.paths else i: reason
+                for _, _, _, i, reason in items if i >= 0}
+    assert replaced.keys() == (set() if cache == "on" else bad.keys())
+
+
 def test_a_long_run_of_broken_files_is_substituted_from_across_the_folder(tmp_path):
     """Uncached, a bad image was replaced by one of the next 64 in listing order only: a
     class folder of 70 broken files among readable ones stopped the run (and its
