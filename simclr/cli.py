@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import logging
+import numbers
 import os
 import re
 import signal
@@ -34,7 +36,13 @@ from simclr.config import (
     setting_help,
     type_of,
 )
-from simclr.errors import SimCLRError, unusable_path, unusable_path_error, user_message
+from simclr.errors import (
+    SimCLRError,
+    printable,
+    unusable_path,
+    unusable_path_error,
+    user_message,
+)
 from simclr.interrupts import (
     STOP_SIGNALS,
     Terminated,
@@ -122,7 +130,8 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message}\n")
+        # (an unknown argument as typed: a file name a shell's * gave, say)
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {printable(message)}\n")
 
 
 def add_config_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozenset(),
@@ -530,7 +539,64 @@ def _set_up_logging(given: bool, undo: contextlib.ExitStack) -> None:
             undo.callback(put_back)
         undo.enter_context(process_settings_restored())
     else:
-        logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+        logging.basicConfig(level=level, handlers=[_log_handler(sys.stderr)])
+
+
+class EscapedArguments(logging.Formatter):
+    """Log lines whose arguments are written :func:`~simclr.errors.printable`: they are
+    the names a message cites, read from the disk or a checkpoint (an image file, a
+    class folder, a cache), and an unreadable image named ``x<ESC>[2J<ESC>]0;T<BEL>.png``
+    cleared the terminal and set its title when its skip was logged, a newline in a
+    name faked a log line. The message's own text (simclr's, its layout deliberate) and
+    its numbers (``%d``, ``%.1f``) are left as they are; the record too, for any other
+    handler (a caller's own)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.args:
+            shown = copy.copy(record)
+            shown.args = _shown_arguments(record.args)
+            try:
+                shown.getMessage()
+            except (TypeError, ValueError):  # an argument no stand-in fits (%d of a
+                # tensor): the message made of the arguments themselves, escaped whole
+                shown.msg, shown.args = printable(record.getMessage()), ()
+            record = shown
+        return super().format(record)
+
+
+class _Shown:
+    """An argument of a log message as ``%s`` and ``%r`` show it, escaped."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return printable(str(self.value))
+
+    def __repr__(self) -> str:
+        return printable(repr(self.value))
+
+
+def _shown_arguments(args: Any) -> Any:
+    """A log record's ``args`` (a tuple, or one mapping for ``%(name)s``), every one but
+    a number behind a :class:`_Shown`."""
+    def shown(value: Any) -> Any:
+        return value if isinstance(value, numbers.Number) else _Shown(value)
+
+    if isinstance(args, dict):
+        return {key: shown(value) for key, value in args.items()}
+    return tuple(shown(value) for value in args)
+
+
+def _log_handler(stream: Any) -> logging.Handler:
+    """The handler of simclr's log messages, on the command line and for a call from
+    Python alike: each message on its line of ``stream``, its arguments escaped
+    (:class:`EscapedArguments`)."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(EscapedArguments("%(message)s"))
+    return handler
 
 
 def _run_command(args: argparse.Namespace) -> int:
@@ -553,7 +619,9 @@ def _interrupted(command: str, exc: KeyboardInterrupt) -> int:
     if not quiet_rank():  # a launch: rank 0 says it for all
         words = "interrupted" if signum == signal.SIGINT else \
             f"stopped by {signal.Signals(signum).name}"
-        print(f"{command}: {words}{_continue_after(exc, command)}", file=sys.stderr)
+        # (the folder it names: the user's --out, any name)
+        print(printable(f"{command}: {words}{_continue_after(exc, command)}"),
+              file=sys.stderr)
     return 128 + signum
 
 
@@ -615,8 +683,7 @@ def _log_for_the_call(level: int) -> list[Callable[[], None]]:
     logger = logging.getLogger("simclr")
     if logging.getLogger().handlers or logger.handlers:  # (simclr's own, configured: the
         return []  # caller's, whose handler printed each message a second time)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler = _log_handler(sys.stderr)
     before = logger.level
     logger.addHandler(handler)
     logger.setLevel(level)
@@ -737,8 +804,8 @@ def _user_message(exc: Exception) -> str:
     if unusable:
         return user_message(SimCLRError(unusable))
     if isinstance(exc, PermissionError):
-        where = f": {exc.filename}" if exc.filename else ""
-        return f"permission denied{where} ({exc.strerror or exc})"
+        where = f": {exc.filename}" if exc.filename else ""  # (any name: escaped)
+        return printable(f"permission denied{where} ({exc.strerror or exc})")
     return user_message(exc)
 
 

@@ -32,8 +32,18 @@ def user_message(exc: BaseException) -> str:
     if "Original Traceback" in text:
         last = text.rstrip().splitlines()[-1]
         text = last.split(": ", 1)[1] if ": " in last else last
-    # A newline or a terminal escape in a path (or any text the user gave) would break
-    # the line or act on the terminal: written as the escape Python would write.
+    return printable(text)
+
+
+def printable(text: str) -> str:
+    """``text`` with what a terminal would act on written as the escape Python writes
+    (``\\x1b``, ``\\n``): the control characters (C0, newline and tab included, DEL,
+    C1) and the rest that str.isprintable refuses (a right-to-left override, a line
+    separator). A name simclr did not choose (a path, a class in a checkpoint, any text
+    the user gave) cleared the screen, set the window title or, with a newline, faked a
+    line of output of its own; text already printable is returned as it is."""
+    if text.isprintable():
+        return text
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
