@@ -61,13 +61,17 @@ def _parse(data: bytes) -> tuple[str | None, dict[str, torch.Tensor]]:
     if not isinstance(header, dict):
         return "its header is not a mapping", {}
     buffer = memoryview(data)[8 + size:]
-    tensors = {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
+    entries = {name: entry for name, entry in header.items() if name != "__metadata__"}
+    for name, entry in entries.items():
         problem = _entry_problem(entry, len(buffer))
         if problem is not None:
             return f"tensor {name!r}: {problem}", {}
+    # checked before anything is copied: entries sharing bytes would each copy them
+    problem = _layout_problem(entries, len(buffer))
+    if problem is not None:
+        return problem, {}
+    tensors = {}
+    for name, entry in entries.items():
         begin, end = entry["data_offsets"]
         dtype = _DTYPES[entry["dtype"]]
         flat = torch.frombuffer(bytearray(buffer[begin:end]), dtype=dtype) if end > begin \
@@ -95,4 +99,22 @@ def _entry_problem(entry: object, buffer_size: int) -> str | None:
         return "the file ends early" if end > buffer_size else "its offsets are not the format's"
     if end - begin != count * itemsize:
         return f"{end - begin} bytes for a {entry['dtype']} tensor of shape {tuple(shape)}"
+    return None
+
+
+def _layout_problem(entries: dict[str, dict], buffer_size: int) -> str | None:
+    """Why valid entries do not lie back to back over the whole buffer, as the
+    specification requires (its library refuses anything else as InvalidOffset)."""
+    spans = sorted((entry["data_offsets"][0], entry["data_offsets"][1], name)
+                   for name, entry in entries.items())
+    position, previous = 0, None
+    for begin, end, name in spans:
+        if begin < position:
+            return f"tensor {name!r}: its bytes overlap tensor {previous!r}'s"
+        if begin > position:
+            return f"tensor {name!r}: {begin - position} bytes before it belong to no tensor"
+        if end > begin:
+            position, previous = end, name
+    if position != buffer_size:
+        return f"{buffer_size - position} bytes after the last tensor belong to no tensor"
     return None

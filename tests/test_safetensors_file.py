@@ -67,6 +67,43 @@ def test_a_damaged_file_is_one_line_naming_the_problem(tmp_path, damage, problem
         read_safetensors(path)
 
 
+def _write_raw(path, header: dict, buffer: bytes) -> None:
+    """A safetensors file with exactly this header and buffer, offsets as given."""
+    encoded = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(encoded)) + encoded + buffer)
+
+
+@pytest.mark.parametrize(("offsets", "size", "problem"), [
+    # 250 entries on the same 4 MB would otherwise copy it 250 times
+    ({"a": [0, 8], "b": [0, 8]}, 8, r"tensor 'b': its bytes overlap tensor 'a''s"),
+    ({"a": [0, 8], "b": [4, 12]}, 12, r"tensor 'b': its bytes overlap tensor 'a''s"),
+    ({"a": [0, 8], "b": [12, 20]}, 20, r"tensor 'b': 4 bytes before it belong to no tensor"),
+    ({"a": [8, 16]}, 16, r"tensor 'a': 8 bytes before it belong to no tensor"),
+    ({"a": [0, 8]}, 12, r"4 bytes after the last tensor belong to no tensor"),
+])
+def test_overlapping_offsets_or_holes_are_refused(tmp_path, offsets, size, problem):
+    """The specification wants the tensors' byte ranges back to back, covering the buffer
+    (its library refuses anything else as InvalidOffset): refused before any is copied."""
+    header = {name: {"dtype": "F32", "shape": [2], "data_offsets": span}
+              for name, span in offsets.items()}
+    path = tmp_path / "w.safetensors"
+    _write_raw(path, header, bytes(size))
+    with pytest.raises(SimCLRError, match=r"cannot read .*w.safetensors: not a complete "
+                                          r"safetensors file \(" + problem + r"\)$"):
+        read_safetensors(path)
+
+
+def test_empty_tensors_may_share_an_offset(tmp_path):
+    """Zero-byte tensors take no room, so several may sit at the same offset."""
+    header = {"e1": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]},
+              "e2": {"dtype": "F32", "shape": [0, 3], "data_offsets": [0, 0]},
+              "w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},
+              "e3": {"dtype": "F32", "shape": [0], "data_offsets": [4, 4]}}
+    _write_raw(tmp_path / "w.safetensors", header, struct.pack("<f", 2.5))
+    read = read_safetensors(tmp_path / "w.safetensors")
+    assert read["w"].tolist() == [2.5] and read["e2"].shape == (0, 3)
+
+
 def test_a_resnet_in_a_model_folder_is_an_encoder_checkpoint(tmp_path):
     """A folder as the Hub downloads it (config.json beside model.safetensors), timm's
     ResNet names being torchvision's: read as an encoder whose h is torchvision's."""
