@@ -569,6 +569,12 @@ def classifier_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Classifier, dict[s
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise SimCLRError(f"{ckpt.get('file', 'the checkpoint')} is damaged: its classes are "
                           "not a list of names")
+    # one name on two outputs: predict would score a folder's class against one of them
+    seen: set[str] = set()
+    repeated = next((c for c in classes if c in seen or seen.add(c)), None)
+    if repeated is not None:
+        raise SimCLRError(f"{ckpt.get('file', 'the checkpoint')} is damaged: its class "
+                          f"{repeated!r} is named twice")
     encoder, spec = encoder_from_checkpoint(ckpt)
     state = ckpt["model"]
     neck = None

@@ -487,6 +487,9 @@ def test_fine_tuned_classifiers_are_rebuilt_with_their_head_layer():
     assert names == classes and not rebuilt.training
     with pytest.raises(SimCLRError, match="is damaged: its classes are not a list of names"):
         classifier_from_checkpoint({**blob, "classes": 5})
+    # two outputs of one name: predict's labels would map to only one of them
+    with pytest.raises(SimCLRError, match=r"is damaged: its class 'a' is named twice$"):
+        classifier_from_checkpoint({**blob, "classes": ["a", "b", "a"]})
 
 
 def test_predict_user_errors_are_one_line(tmp_path, image_folder, capsys):
