@@ -625,11 +625,20 @@ def load_weights(module: nn.Module, ckpt: Mapping[str, Any], prefix: str = "") -
 def weight_mismatch(expected: Mapping[str, Any], found: Mapping[str, Any],
                     prefix: str = "") -> str | None:
     """What differs between two state dicts' names and shapes, in a few words; None if
-    nothing does."""
+    nothing does. A tensor not of floating point where the network's is (an int64 or
+    bool convolution) differs too: loading would cast it into the network, its weights
+    rounded to whole numbers, mostly 0, without a word. (Integers where the network
+    has them, BatchNorm's num_batches_tracked, and half precision are loaded as ever.)"""
     def shape(v: Any) -> str:
         return "x".join(map(str, v.shape)) if isinstance(v, torch.Tensor) else type(v).__name__
 
+    def not_float(k: str) -> bool:
+        mine, theirs = expected[k], found[k]
+        return (isinstance(mine, torch.Tensor) and isinstance(theirs, torch.Tensor)
+                and mine.is_floating_point() and not theirs.is_floating_point())
+
     wrong = [k for k in expected if k in found and shape(found[k]) != shape(expected[k])]
+    integer = [k for k in expected if k in found and k not in wrong and not_float(k)]
     missing = [k for k in expected if k not in found]
     unexpected = [k for k in found if k not in expected]
     parts = []
@@ -637,6 +646,11 @@ def weight_mismatch(expected: Mapping[str, Any], found: Mapping[str, Any],
         k = wrong[0]
         parts.append(f"{len(wrong)} tensors of another shape (first {prefix}{k}: {shape(found[k])} "
                      f"in the file, {shape(expected[k])} in the network)")
+    if integer:
+        k = integer[0]
+        parts.append(f"{len(integer)} tensors of a dtype that is not floating point (first "
+                     f"{prefix}{k}: {str(found[k].dtype).removeprefix('torch.')} in the file, "
+                     f"{str(expected[k].dtype).removeprefix('torch.')} in the network)")
     parts += [f"{len(names)} {what} (first {prefix}{names[0]})"
               for names, what in ((missing, "missing"), (unexpected, "unexpected")) if names]
     return "; ".join(parts) or None

@@ -145,7 +145,7 @@ def encoder_from_checkpoint(
         encoder = build_encoder(spec["arch"], spec["width"], spec["cifar_stem"],
                                 image_size=spec["image_size"],
                                 projection_shortcuts=spec.get("projection_shortcuts", False))
-    if not random_init:
+    if not random_init:  # (the file's other parts, a head or classifier, are not read)
         load_weights(encoder, ckpt, "encoder.")
     encoder.image_size = spec["image_size"]  # the input side to evaluate it at
     return encoder, spec

@@ -594,6 +594,23 @@ def test_a_checkpoint_without_weights_is_one_line(tmp_path, image_folder, cache_
         assert message in capsys.readouterr().err
 
 
+def test_weights_of_an_integer_dtype_are_refused_where_the_network_has_floats():
+    """An int64 convolution would be cast into the float network (its weights mostly 0)
+    and embed without a word; BatchNorm's num_batches_tracked is an integer as it should."""
+    ckpt = pretrain_checkpoint(head_layers=2)
+    ckpt["model"]["encoder.stem.0.weight"] = ckpt["model"]["encoder.stem.0.weight"].long()
+    with pytest.raises(SimCLRError) as info:
+        encoder_from_checkpoint(ckpt)
+    assert str(info.value).endswith(
+        "1 tensors of a dtype that is not floating point (first encoder.stem.0.weight: int64 "
+        "in the file, float32 in the network)")
+    ckpt["model"]["encoder.stem.0.weight"] = ckpt["model"]["encoder.stem.0.weight"].bool()
+    with pytest.raises(SimCLRError, match=r"encoder.stem.0.weight: bool in the file"):
+        model_from_checkpoint(ckpt)
+    ckpt["model"]["encoder.stem.0.weight"] = ckpt["model"]["encoder.stem.0.weight"].half()
+    encoder_from_checkpoint(ckpt)  # half precision is a float: cast as before
+
+
 def test_rebuilding_checks_every_part_against_the_config():
     """The head and a classifier are loaded strictly too, in one line (here for dicts
     made in code, which name no file)."""
