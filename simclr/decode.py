@@ -102,7 +102,17 @@ def as_rgb(im: Image.Image) -> Image.Image:
     """An opened PIL image as :func:`open_image` decodes a file: EXIF orientation
     applied, transparency composited on white, 16-bit and float scaled, any mode to
     8-bit RGB (a new image; ``im`` is left as it was)."""
-    return _to_rgb(ImageOps.exif_transpose(im))
+    return _to_rgb(_exif_transposed(im))
+
+
+def _exif_transposed(im: Image.Image, in_place: bool = False) -> Image.Image | None:
+    """``ImageOps.exif_transpose`` without PIL's warnings over a damaged EXIF block
+    ("Corrupt EXIF data ...", from its TIFF reader): they name PIL's source file, not
+    the image, and come in two raw lines from every loader worker. PIL reads such a
+    block as far as it goes, so an orientation it holds is still applied."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
+        return ImageOps.exif_transpose(im, in_place=in_place)
 
 
 def open_image(
@@ -143,7 +153,7 @@ def open_image(
                 im = _open_header(f)
                 _check_pixels(path, im, max_pixels, draft_size)
                 im.load()  # decode now, inside the try: truncation raises here
-                ImageOps.exif_transpose(im, in_place=True)
+                _exif_transposed(im, in_place=True)
                 return _to_rgb(im)
     except BadImageError:
         raise

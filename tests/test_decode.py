@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from PIL import Image, ImageFile
 
 from simclr import decode
 from simclr.decode import (
+    as_rgb,
     decode_jpegs,
     fit_square,
     fit_square_tensor,
@@ -197,6 +199,28 @@ def test_exif_orientation_is_applied(tmp_path):
     assert (np.asarray(out) == np.rot90(raw, k=-1)).all()  # exactly a clockwise turn
     top_right = np.asarray(out)[1:9, 11:19].astype(int)
     assert np.abs(top_right - [255, 0, 0]).max() < 40  # the block moved to the top-right
+
+
+# pngtest.png's (libpng's test image): orientation 5 (transpose), then an Exif sub-IFD
+# that points past the data, over which PIL warns "Corrupt EXIF data" naming its own file
+_CORRUPT_EXIF = (b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x02\x01\x12\x00\x03\x00\x00"
+                 b"\x00\x01\x00\x05\x00\x00\x87i\x00\x04\x00\x00\x00\x01\x00\x00\x00&"
+                 b"\x00\x00\x00\x00\x00\x01\xa4\x05\x00\x03\x00\x00\x00\x01\x01,\x00\x00")
+
+
+def test_a_damaged_exif_block_is_read_as_far_as_it_goes_without_pils_warning(tmp_path):
+    """PIL's warning named its own source file, not the image, in two raw lines (from
+    every loader worker); the orientation it could read is still applied."""
+    p = tmp_path / "pngtest.png"
+    Image.fromarray(rgb(20, 40)).save(p, exif=_CORRUPT_EXIF)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = open_image(p)
+        with Image.open(p) as im:
+            converted = as_rgb(im)
+    assert out.size == converted.size == (20, 40)  # (w, h) of a transposed 40x20
+    raw = np.asarray(Image.open(p).convert("RGB"))
+    assert (np.asarray(out) == raw.transpose(1, 0, 2)).all()
 
 
 def test_image_smaller_than_crop_is_upscaled(tmp_path):
