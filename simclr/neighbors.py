@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -240,16 +241,32 @@ def write_neighbors(features: str | Path, out: str | Path, k: int = 5,
                          for name in ("neighbor", "similarity")]
 
     def write(tmp: Path) -> None:
+        cells = [spreadsheet_cell(p) for p in key_paths]
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             rows = csv.writer(f)
             rows.writerow(header)
             for path, s, i in zip(query_paths, sims.tolist(), idx.tolist(), strict=True):
-                rows.writerow([path, *(v for j in range(k)
-                                       for v in (key_paths[i[j]], f"{s[j]:.6f}"))])
+                rows.writerow([spreadsheet_cell(path), *(v for j in range(k)
+                                                         for v in (cells[i[j]], f"{s[j]:.6f}"))])
 
     out = written(Path(out).expanduser(), write,  # (the file results.output_file checked)
                   replace=overwrite)
     return {"out": str(out), "queries": int(len(query_x)), "images": int(len(keys)), "k": k}
+
+
+# What a spreadsheet reads as the start of a formula (OWASP's CSV-injection list) ...
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# ... except a plain number's sign: a class named -1 or +3 is no formula
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?", re.ASCII)
+
+
+def spreadsheet_cell(text: str) -> str:
+    """``text`` as a CSV cell no spreadsheet runs: one that would start a formula
+    (``=HYPERLINK(...)``: a received classifier's class name, an embed file's path) gets
+    a leading ``'``, as OWASP advises; plain numbers and other text are left as they are."""
+    if text.startswith(_FORMULA_START) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
 
 
 def check_same_encoder(keys: EncoderRecord, queries: EncoderRecord) -> None:
@@ -315,12 +332,13 @@ def write_duplicates(features: str | Path, out: str | Path, threshold: float,
     first, second, sims = duplicate_pairs(keys, threshold, progress=True)
 
     def write(tmp: Path) -> None:
+        cells = [spreadsheet_cell(p) for p in paths]
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             rows = csv.writer(f)
             rows.writerow(["path_a", "path_b", "similarity"])
             for start in range(0, len(sims), CSV_ROWS):
                 part = slice(start, start + CSV_ROWS)
-                rows.writerows([paths[i], paths[j], f"{s:.6f}"] for i, j, s in zip(
+                rows.writerows([cells[i], cells[j], f"{s:.6f}"] for i, j, s in zip(
                     first[part].tolist(), second[part].tolist(), sims[part].tolist(),
                     strict=True))
 

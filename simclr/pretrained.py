@@ -52,7 +52,7 @@ from simclr.models import (
     build_model,
     resolve_cifar_stem,
 )
-from simclr.neighbors import PATHS_KEY, WEIGHTS_KEY, paths_array
+from simclr.neighbors import PATHS_KEY, WEIGHTS_KEY, paths_array, spreadsheet_cell
 from simclr.results import created_removed_on_failure, output_file
 from simclr.runtime import refuse_spawned_import
 from simclr.settings import config_from_dict
@@ -659,6 +659,7 @@ def _write_predictions(out: Path, paths: list[str], top_p: torch.Tensor, top_i: 
     and class indices. Written whole or not at all: a rerun never meets half a file.
     ``overwrite`` False: one another process wrote meanwhile is kept and refused."""
     k = top_p.shape[1]
+    names = [spreadsheet_cell(c) for c in classes]  # a received classifier's: no formulas
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -667,9 +668,9 @@ def _write_predictions(out: Path, paths: list[str], top_p: torch.Tensor, top_i: 
                              *(f"{c}{j + 1}" for j in range(k) for c in ("top", "p"))])
             for path, (ps, ids) in zip(paths, _ranked_rows(top_p, top_i), strict=True):
                 ranked = [x for i, p in zip(ids, ps, strict=True)
-                          for x in (classes[i], f"{p:.6f}")]
-                prediction = classes[ids[0]] if ps[0] >= threshold else ""
-                writer.writerow([path, prediction, f"{ps[0]:.6f}", *ranked])
+                          for x in (names[i], f"{p:.6f}")]
+                prediction = names[ids[0]] if ps[0] >= threshold else ""
+                writer.writerow([spreadsheet_cell(path), prediction, f"{ps[0]:.6f}", *ranked])
 
     written(out, write, replace=overwrite)
 

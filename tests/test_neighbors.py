@@ -249,6 +249,32 @@ def test_an_out_spelled_from_the_home_folder_is_written_there(tmp_path, monkeypa
     assert "already exists" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("cell", "written"), [
+    ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"), ("+SUM(1)", "'+SUM(1)"),
+    ("-cmd", "'-cmd"), ("@x", "'@x"), ("\tx", "'\tx"), ("\rx", "'\rx"), ("-", "'-"),
+    ("-1", "-1"), ("+3", "+3"), ("-2.5e-3", "-2.5e-3"), ("a=b", "a=b"), ("/p/=x.jpg", "/p/=x.jpg"),
+    ("", ""),
+])
+def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_quoted(cell, written):
+    """OWASP's advice against CSV injection: a leading ' keeps = + - @ tab CR from
+    starting a formula; a plain number (a class named -1) is no formula and stays."""
+    assert nb.spreadsheet_cell(cell) == written
+
+
+def test_paths_starting_a_formula_are_quoted_in_both_tables(tmp_path):
+    """A received embed file's paths reach the tables: none starts a formula there."""
+    feats = np.random.default_rng(3).normal(size=(3, 8))
+    feats[2] = feats[0]
+    embed_file(tmp_path / "f.npz", feats, names=["=1+1", "-2", "@a"])
+    assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--out",
+                 str(tmp_path / "n.csv"), "--k", "2"]) == 0
+    assert {row[0] for row in rows(tmp_path / "n.csv")[1:]} == {"'=1+1", "-2", "'@a"}
+    assert {row[1] for row in rows(tmp_path / "n.csv")[1:]} <= {"'=1+1", "-2", "'@a"}
+    assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--out",
+                 str(tmp_path / "d.csv"), "--duplicates", "1"]) == 0
+    assert rows(tmp_path / "d.csv")[1][:2] == ["'=1+1", "'@a"]
+
+
 def test_duplicates_are_every_pair_above_the_threshold(tmp_path, capsys):
     rng = np.random.default_rng(1)
     base = rng.normal(size=(6, 8))

@@ -811,6 +811,20 @@ def test_predictions_name_paths_and_classes_any_locale_cannot_spell(tmp_path, cp
     assert table[2][3] == "chat é"
 
 
+def test_predictions_quote_class_names_and_paths_a_spreadsheet_would_run(tmp_path):
+    """A received classifier's class names reach the CSV: one starting a formula gets
+    OWASP's leading ', a class named by a number (-1) stays as it is."""
+    from simclr.pretrained import _write_predictions
+
+    _write_predictions(tmp_path / "p.csv", ["@a.jpg", "/b.jpg"],
+                       torch.tensor([[0.9, 0.1], [0.6, 0.4]]), torch.tensor([[1, 0], [0, 1]]),
+                       ["-1", "=HYPERLINK(\"http://x\")"], threshold=0.0)
+    with open(tmp_path / "p.csv", newline="", encoding="utf-8") as f:
+        table = list(csv.reader(f))
+    assert table[1][:2] == ["'@a.jpg", "'=HYPERLINK(\"http://x\")"]
+    assert table[2][:2] == ["/b.jpg", "-1"] and table[2][5] == "'=HYPERLINK(\"http://x\")"
+
+
 @pytest.mark.parametrize("decoder", ["cpu", "device"])
 def test_features_of_large_photos_are_the_evaluation_transform_of_each_file(
         tmp_path, decoder, monkeypatch):
