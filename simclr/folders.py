@@ -313,7 +313,16 @@ def check_folder(flag: str, path: str | None) -> None:
     if path and not Path(path).expanduser().is_dir() and not named_dataset(path):
         if Path(path).expanduser().exists():
             raise SimCLRError(f"{flag}: {path} is not a folder")
-        raise SimCLRError(f"{flag}: folder not found: {path}")
+        raise SimCLRError(f"{flag}: folder not found: {_looked_at(path)}")
+
+
+def _looked_at(path: str | os.PathLike) -> str:
+    """``path`` as given, followed where it is relative by the absolute path it was read
+    as: a --config file's relative paths are the current folder's, not the file's (a
+    run's saved config.yaml is read from anywhere), so say which folder that was."""
+    given = os.fspath(path)
+    full = os.path.abspath(os.path.expanduser(given))
+    return given if full == given else f"{given} ({full})"
 
 
 def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:
@@ -327,7 +336,7 @@ def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:
     """
     root = Path(path).expanduser()
     if not root.exists():
-        raise SimCLRError(f"data folder not found: {root}")
+        raise SimCLRError(f"data folder not found: {_looked_at(root)}")
     if not root.is_dir():
         raise SimCLRError(f"data path is not a folder: {root}")
     root_s = os.path.abspath(root)

@@ -378,8 +378,25 @@ def test_a_folder_read_later_may_be_the_digits_as_the_data_may(tmp_path, monkeyp
     check_folder("--knn-test", "cifar10")
     (tmp_path / "labeled").mkdir()
     check_folder("--knn-train", str(tmp_path / "labeled"))  # a folder is one
-    with pytest.raises(SimCLRError, match=r"^--knn-train: folder not found: digitz$"):
+    with pytest.raises(SimCLRError, match=r"^--knn-train: folder not found: digitz \("):
         check_folder("--knn-train", "digitz")
+
+
+def test_a_missing_relative_folder_says_the_absolute_path_it_looked_at(tmp_path, monkeypatch):
+    """A relative path (one a --config file holds too) is read from the current folder,
+    not the file's: the message says which folder that was."""
+    from simclr.folders import check_folder
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SimCLRError) as info:
+        scan_folder("imgs2")
+    assert str(info.value) == f"data folder not found: imgs2 ({tmp_path / 'imgs2'})"
+    with pytest.raises(SimCLRError) as info:
+        check_folder("--test", "sub/imgs2")
+    assert str(info.value) == f"--test: folder not found: sub/imgs2 ({tmp_path / 'sub/imgs2'})"
+    with pytest.raises(SimCLRError) as info:  # an absolute path is said once
+        scan_folder(tmp_path / "imgs2")
+    assert str(info.value) == f"data folder not found: {tmp_path / 'imgs2'}"
 
 
 def test_class_members_are_each_class_s_indices_from_one_sort():
