@@ -48,7 +48,7 @@ from simclr.decode import (
     read_jpeg,
 )
 from simclr.distributed import launched_rank
-from simclr.errors import BadImageError, NoReadableImageError, SimCLRError
+from simclr.errors import BadImageError, NoReadableImageError, SimCLRError, printable
 from simclr.folders import ImageList, class_members, named_dataset, scan_folder, split_root
 from simclr.launch import shell_quote
 from simclr.progress import PLAIN_EVERY_S, said_once
@@ -243,11 +243,12 @@ class ImageSource:
         self.remember_skipped(found)  # (recorded as an earlier session's are)
 
     def skip_summary(self, limit: int = 10) -> str:
-        """One line per skipped file (at most ``limit``), for the log and the summary."""
+        """One line per skipped file (at most ``limit``), for the log: each name
+        :func:`~simclr.errors.printable` (a file's name, any bytes, stays on its line)."""
         if not self.skipped:
-            return f"{self.name}: no images skipped"
-        lines = [f"{self.name}: skipped {len(self.skipped)} unreadable image(s):"]
-        lines += [f"  {p}: {r}" for p, r in self.skipped[:limit]]
+            return f"{printable(self.name)}: no images skipped"
+        lines = [f"{printable(self.name)}: skipped {len(self.skipped)} unreadable image(s):"]
+        lines += [f"  {printable(str(p))}: {printable(r)}" for p, r in self.skipped[:limit]]
         if len(self.skipped) > limit:
             lines.append(f"  ... and {len(self.skipped) - limit} more")
         return "\n".join(lines)
@@ -506,7 +507,8 @@ def open_folder(
         # Each named, from a fresh or a reused cache (a reuse decodes nothing), by the
         # first process of a launch alone (every process opens the same cache).
         if skipped and launched_rank() == 0:
-            log.warning("%s", source.skip_summary())
+            for line in source.skip_summary().splitlines():  # (the log escapes a line
+                log.warning("%s", line)  # break inside an argument: one each, escaped here)
         return source
     if cfg.strict:
         what = f"--strict: checking {root}"

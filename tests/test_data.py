@@ -138,6 +138,23 @@ def test_a_caches_skipped_files_are_said_by_the_first_process_alone(tmp_path, mo
     assert ("skipped 4 unreadable image(s)" in caplog.text) == (rank is None)
 
 
+def test_a_skipped_file_named_with_terminal_escapes_is_listed_escaped_line_by_line(
+        tmp_path, caplog):
+    """The block of skipped files is one log line each (the command line's log escapes
+    a line break inside a message's argument), each name escaped: an unreadable file
+    named x<ESC>[2J.png cleared the terminal when its skip was said."""
+    _mixed_folder(tmp_path / "imgs")
+    (tmp_path / "imgs" / "x\x1b[2J.png").write_bytes(b"not an image")
+    with caplog.at_level(logging.WARNING):
+        open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="on", load_size=32,
+                                                     max_pixels=3000))
+    said = [r.getMessage() for r in caplog.records if "unreadable image" in r.getMessage()
+            or r.getMessage().startswith("  ")]
+    assert said[0].endswith("skipped 5 unreadable image(s):")
+    assert len(said) == 6 and not any("\n" in line or "\x1b" in line for line in said)
+    assert any("x\\x1b[2J.png" in line for line in said)
+
+
 @pytest.mark.parametrize("cache", ["on", "off"])
 def test_strict_fails_on_first_bad_file(tmp_path, cache):
     _mixed_folder(tmp_path / "imgs")
