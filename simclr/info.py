@@ -28,7 +28,7 @@ from simclr.checkpoint import (
 from simclr.config import SECTIONS, Config
 from simclr.errors import SimCLRError, unreadable_path, with_article
 from simclr.files import folder_holder, read_json
-from simclr.resume import session_number
+from simclr.resume import recorded_argv, recorded_start, session_number
 from simclr.rundir import SUPERVISED_RESULT
 from simclr.settings import parse_yaml, set_path
 
@@ -451,10 +451,10 @@ def _started(provenance: Any) -> dict[str, Any] | None:
         return None
     earlier = provenance.get("earlier") if isinstance(provenance.get("earlier"), list) else []
     first = earlier[0] if earlier else provenance
-    first = first if isinstance(first, dict) else {}  # (damaged: its command is unknown)
-    argv = first.get("argv") if isinstance(first.get("argv"), list) else None
-    latest = [str(a) for a in provenance.get("argv") or []] \
-        if isinstance(provenance.get("argv"), list) else []
+    # (damaged: its command is unknown; recorded_start leaves out what would not print)
+    first = recorded_start(first) if isinstance(first, dict) else {}
+    argv = first.get("argv")
+    latest = recorded_argv(provenance.get("argv")) or []
     processes = latest[latest.index("--processes") + 1] \
         if "--processes" in latest[:-1] else None  # (a --processes=N form is not read)
     return {"argv": argv, "git_sha": first.get("git_sha"), "git_dirty": first.get("git_dirty"),
@@ -539,7 +539,22 @@ def _read_config(path: Path) -> tuple[dict[Any, Any] | None, dict[str, str]]:
             readable[key] = {k: v for k, v in readable[key].items() if v is not UNREAD}
         else:  # a run-wide setting, a section that is no mapping, or no setting at all
             readable[key] = _readable(checked, str(key), value, damaged)
+    damaged.update(_damaged_starts(data.get("provenance")))
     return {k: v for k, v in readable.items() if v is not UNREAD}, damaged
+
+
+def _damaged_starts(provenance: Any) -> dict[str, str]:
+    """A provenance whose starts record a command line that is none (recorded_argv: not
+    a list of words, or YAML aliases expanding it past any command's size), which
+    :func:`_started` leaves out; a record, not a setting, so the rest reads on."""
+    if not isinstance(provenance, dict):
+        return {}
+    earlier = provenance.get("earlier") if isinstance(provenance.get("earlier"), list) else []
+    starts = [s for s in (provenance, *earlier) if isinstance(s, dict) and "argv" in s]
+    if all(recorded_argv(s["argv"]) is not None for s in starts):
+        return {}
+    return {"provenance": "provenance: a start's argv is not a command line, "
+                          "so the command that started the run is unknown"}
 
 
 def _readable(checked: Config, path: str, value: Any, damaged: dict[str, str]) -> Any:

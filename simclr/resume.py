@@ -335,10 +335,41 @@ def moved_folders(cfg: Config, flags: dict[str, Any], target: str | Path) -> set
     return gone
 
 
+# A start's command line as config.yaml's provenance may hold it, at most: far past
+# any shell's (ARG_MAX is 2 MiB on Linux), yet a few KB of YAML aliases nesting lists
+# in lists expand past it a millionfold, for info to print and a resume to copy forward.
+MAX_ARGV_WORDS = 10_000
+MAX_ARGV_CHARS = 1 << 21
+_KEPT = ("argv", "git_sha", "git_dirty", "simclr", "torch")  # (what an earlier start keeps)
+
+
+def recorded_argv(value: Any) -> list[str] | None:
+    """A command line a run folder's provenance records, as words (None: damaged: not a
+    list of plain values within MAX_ARGV_WORDS and MAX_ARGV_CHARS, as a folder received
+    from elsewhere may hold; never expanded, printed or copied forward)."""
+    if not isinstance(value, list) or len(value) > MAX_ARGV_WORDS or not all(
+            isinstance(a, (str, int, float)) for a in value):  # (bools are ints)
+        return None
+    words = [str(a) for a in value]
+    return words if sum(map(len, words)) <= MAX_ARGV_CHARS else None
+
+
+def recorded_start(entry: dict[str, Any]) -> dict[str, Any]:
+    """One start of a run (its provenance, or one of its ``earlier``) as read back: its
+    versions where plain values, its argv where :func:`recorded_argv` takes it; what is
+    damaged is left out, so no YAML alias bomb is kept or copied into the next record."""
+    kept = {k: entry[k] for k in _KEPT[1:] if k in entry and
+            (entry[k] is None or isinstance(entry[k], (str, int, float)))}
+    argv = recorded_argv(entry.get("argv"))
+    return {"argv": argv, **kept} if argv is not None else kept
+
+
 def start_record(run_dir: Path, resume: bool) -> dict[str, Any]:
     """config.yaml's ``provenance``: versions, git SHA and arguments of this start, and
     for a resumed run those of its earlier starts (``earlier``, oldest first), which
-    the rewritten file would otherwise lose (metrics.jsonl logs every start as well)."""
+    the rewritten file would otherwise lose (metrics.jsonl logs every start as well).
+    Each earlier start is copied as :func:`recorded_start` reads it (a damaged one is
+    still a start, as :func:`session_number` counts it)."""
     record = provenance()
     if resume:
         try:
@@ -347,9 +378,9 @@ def start_record(run_dir: Path, resume: bool) -> dict[str, Any]:
             before = None
         if isinstance(before, dict) and before.get("argv"):
             earlier = before.get("earlier")
-            kept = ("argv", "git_sha", "git_dirty", "simclr", "torch")
-            record["earlier"] = [*(earlier if isinstance(earlier, list) else []),
-                                 {k: before[k] for k in kept if k in before}]
+            earlier = earlier if isinstance(earlier, list) else []
+            record["earlier"] = [*(recorded_start(e) for e in earlier if isinstance(e, dict)),
+                                 recorded_start(before)]  # (what is no start: left out)
     return record
 
 

@@ -327,7 +327,10 @@ _DAMAGED_CONFIGS = [  # (what is written over the config's section or whole; the
     ("data", [1], "section 'data' must be a mapping of its settings, got [1]"),
     ("model", {"arch": "resnet18", "width": "x"}, "model.width: expected a number, got 'x'"),
     ("epochs", True, "epochs: expected a number, got True"),
-    ("provenance", {"argv": 3, "earlier": [1]}, None),  # (a record: no "started by" line)
+    ("provenance", {"argv": 3, "earlier": [1]},  # (a record: no "started by" line)
+     "provenance: a start's argv is not a command line, so the command that started "
+     "the run is unknown"),
+    ("provenance", {"argv": ["simclr", "pretrain"], "earlier": [1]}, None),
     (None, [1, 2], "a list, not a mapping of settings"),
     (None, "text", "a str, not a mapping of settings"),
     (None, None, "empty")]
@@ -347,7 +350,8 @@ def test_a_hand_edited_config_is_read_as_a_run_reads_it(evaluated_run, tmp_path,
 
 
 @pytest.mark.parametrize("key, value, problem", _DAMAGED_CONFIGS, ids=[
-    "model", "optim", "data", "width", "epochs", "provenance", "list", "text", "empty"])
+    "model", "optim", "data", "width", "epochs", "provenance", "earlier", "list", "text",
+    "empty"])
 def test_a_damaged_config_is_shown_as_far_as_it_reads_and_said_damaged(
         evaluated_run, tmp_path, capsys, key, value, problem):
     """A config.yaml with a section that is no mapping (`model: 3`), a setting of the
@@ -492,6 +496,28 @@ def test_a_damaged_earlier_start_is_not_counted_as_the_run_counts_its_sessions(
     assert (facts["provenance"]["starts"], facts["state"]["status"]) == (2, "finished")
     line = next(x for x in _info(capsys, run).splitlines() if x.startswith("  started by: "))
     assert line.endswith("; 2 starts"), line
+
+
+def test_a_received_run_whose_command_is_an_alias_bomb_is_said_damaged(
+        evaluated_run, tmp_path, capsys):
+    """A run folder from elsewhere whose config.yaml's argv nests lists of YAML aliases:
+    a 2 KB file took info 42 s and 4.8 GB to print. Its command is damaged: not shown,
+    said so in one line, the rest of the run described."""
+    import shutil
+
+    from tests.test_resume import _alias_bomb
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run[0], run)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["provenance"]["argv"] = "BOMB"
+    (run / "config.yaml").write_text(
+        yaml.safe_dump(saved).replace("argv: BOMB", f"argv: {_alias_bomb(5)}"))
+    out = _info(capsys, run)
+    assert len(out) < 4000 and "started by" not in out
+    assert "  config.yaml is damaged, what it could not read is left out: provenance: " \
+        "a start's argv is not a command line" in out
+    assert json.loads(_info(capsys, run, "--json"))["provenance"]["argv"] is None
 
 
 def test_a_run_started_without_git_leaves_its_commit_out(evaluated_run, tmp_path, capsys):

@@ -220,3 +220,29 @@ def test_a_saved_log_window_must_end_at_the_saved_step():
     assert saved_window(None, 7) is None
     with pytest.raises(ValueError, match="a log window of 2 steps from step 5, saved at step 9"):
         saved_window(window, 9)
+
+
+def _alias_bomb(levels: int) -> str:
+    """A YAML list of a few hundred bytes that nests 10**levels words through aliases."""
+    lists = ['&a0 [x, x, x, x, x, x, x, x, x, x]'] + [
+        f"&a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return f"[simclr, pretrain, [{', '.join(lists)}]]"
+
+
+def test_a_received_run_whose_provenance_is_an_alias_bomb_is_not_copied_forward(tmp_path):
+    """A run folder from elsewhere whose config.yaml's argv nests lists of YAML aliases
+    (2 KB): --resume copied it into the next record, which its config.yaml then wrote
+    out expanded, ~10,000 times larger. Its command is damaged: left out, its versions
+    and the start itself kept (session_number counts it)."""
+    from simclr.resume import session_number, start_record
+
+    bomb = _alias_bomb(5)
+    (tmp_path / "config.yaml").write_text(
+        f"provenance:\n  argv: {bomb}\n  simclr: '1'\n  git_sha: *a4\n"
+        f"  earlier:\n  - argv: [*a4]\n    torch: '2'\n  - [*a4, *a4]\n")
+    record = start_record(tmp_path, resume=True)
+    assert record["earlier"] == [{"torch": "2"}, {"simclr": "1"}]
+    assert session_number(record) == 3
+    fine = ["simclr", "pretrain", "--epochs", "3"]
+    (tmp_path / "config.yaml").write_text(f"provenance:\n  argv: {fine}\n  simclr: '1'\n")
+    assert start_record(tmp_path, resume=True)["earlier"] == [{"argv": fine, "simclr": "1"}]
