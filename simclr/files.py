@@ -190,7 +190,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
     results or summary file cut or edited is then treated as absent, never a crash)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # (RecursionError: `[[[[...` nested deep)
         return None
     return data if isinstance(data, dict) else None
 

@@ -135,7 +135,7 @@ def _torchvision_export(path: Path) -> dict[str, Any] | None:
 
     try:
         card = json.loads(card_file(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # (RecursionError: nested too deep)
         return None
     if not isinstance(card, dict) or card.get("format") != "simclr-program" or \
             card.get("program") != "torchvision":
@@ -178,7 +178,7 @@ def _pending_cells(folder: Path, runs: set[str]) -> list[str]:
     """The cells of a sweep in ``folder`` (its sweep.json) that have no run folder yet."""
     try:
         rows = json.loads((folder / "sweep.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return []
     if not isinstance(rows, list):
         return []
@@ -475,7 +475,7 @@ def _last_logged(path: Path) -> dict[str, Any]:
     for line in reversed(lines):
         try:
             row = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         if not isinstance(row, dict) or not _well_typed(row):
             continue
@@ -507,6 +507,8 @@ def _unreadable_file(path: Path) -> str | None:
         return f"cannot read it ({exc.strerror})"
     except ValueError:
         return "not valid JSON"
+    except RecursionError:  # (`[[[[...`: a RecursionError's traceback)
+        return "not valid JSON (nested too deep)"
     return None
 
 

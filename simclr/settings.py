@@ -351,12 +351,31 @@ def _resolvers(base: dict[str, list[Any]], extra: bool) -> dict[str, list[Any]]:
     return table
 
 
+# How deep the collections of a YAML file simclr reads may nest: a config.yaml's
+# deepest, a resumed run's provenance.earlier[i].argv, is 4.
+MAX_YAML_DEPTH = 64
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, but plain values read as _PLAIN_VALUES says, and a
     key given twice in one mapping (e.g. two ``model:`` sections, of which plain YAML
     silently keeps the last) is an error."""
 
     yaml_implicit_resolvers = _resolvers(yaml.SafeLoader.yaml_implicit_resolvers, False)
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        # (PyYAML composes nested collections by recursion: `optim: [[[[...` 5,000 deep
+        # was a RecursionError's traceback, here refused as the damaged file it is)
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
+                    self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
         seen = set()

@@ -494,3 +494,13 @@ def test_a_folder_is_held_on_windows_through_msvcrt(tmp_path, monkeypatch):
     held.close()
     assert files.folder_holder(tmp_path) is None  # let go with its handle
     files.lock_folder(tmp_path).close()
+
+
+def test_a_results_file_nested_deep_reads_as_damaged(tmp_path):
+    """summary.json of `[[[[...` 200,000 deep: json's RecursionError was a traceback
+    (`simclr info RUN`); such a file is read as any damaged one: absent."""
+    from simclr.files import read_json
+
+    path = tmp_path / "summary.json"
+    path.write_text("[" * 200_000 + "]" * 200_000)
+    assert read_json(path) is None

@@ -520,6 +520,24 @@ def test_a_received_run_whose_command_is_an_alias_bomb_is_said_damaged(
     assert json.loads(_info(capsys, run, "--json"))["provenance"]["argv"] is None
 
 
+def test_a_run_whose_files_nest_deep_is_described_as_damaged(evaluated_run, tmp_path,
+                                                             capsys):
+    """summary.json, a metrics.jsonl line or config.yaml of `[[[[...` nested deep: a
+    RecursionError's traceback; each is a damaged file, said so in a line."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run[0], run)
+    deep = "[" * 200_000 + "]" * 200_000
+    (run / "summary.json").write_text(deep)
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write(deep + "\n")
+    assert "(summary.json: not valid JSON (nested too deep))" in _info(capsys, run)
+    (run / "config.yaml").write_text("optim: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert "  config.yaml is damaged, what it could not read is left out: not readable " \
+        "YAML\n" in _info(capsys, run)
+
+
 def test_a_run_started_without_git_leaves_its_commit_out(evaluated_run, tmp_path, capsys):
     """git not on PATH: config.yaml records git_sha null, which read '(simclr 0.1.0, git
     None)'."""

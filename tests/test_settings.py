@@ -496,3 +496,16 @@ def test_a_yaml_syntax_error_says_what_and_where(tmp_path, text, needle):
                                           f"YAML: {needle}") as info:
         build_config(config_file=str(path))
     assert "\n" not in str(info.value)
+
+
+def test_a_config_nested_past_any_setting_is_refused_in_one_line(tmp_path):
+    """`optim: [[[[...` 5,000 deep: PyYAML composes by recursion, and the file gave a
+    RecursionError's traceback; it is refused as a damaged file is. A config as deep as
+    simclr writes one (a resumed run's earlier starts' argv) reads."""
+    path = tmp_path / "deep.yaml"
+    path.write_text("optim: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(SimCLRError, match=r"^config file .*deep.yaml is not valid YAML: "
+                                          r"nested more than 64 levels deep \(line 1, "):
+        load_yaml(path)
+    path.write_text("provenance: {earlier: [{argv: [simclr, pretrain]}]}\n")
+    assert load_yaml(path)["provenance"]["earlier"][0]["argv"] == ["simclr", "pretrain"]
