@@ -10,6 +10,7 @@ reported as running. ``--json`` gives these facts for scripts;
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import fields
 from pathlib import Path
@@ -186,45 +187,104 @@ def _pending_cells(folder: Path, runs: set[str]) -> list[str]:
             isinstance(row.get("cell"), str) and row["cell"] not in runs]
 
 
+# A checkpoint's descriptive entries info shows, as simclr writes them (a crafted or
+# damaged file's other values are left out and named in ``damaged``, never formatted:
+# `top1: "high"` was a traceback, and pickle's shared references nest a list as YAML's
+# aliases do).
+_ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "kind": str, "imported": str, "step": int, "run_id": str, "total_steps": int,
+    "elapsed": (int, float), "features": str, "session": int}
+
+
+def _entry(entries: dict[Any, Any], key: str, damaged: list[str],
+           types: type | tuple[type, ...] | None = None) -> Any:
+    """``entries[key]`` where of its type (:data:`_ENTRY_TYPES`; a number finite and not
+    negative), else None, with ``key`` added to ``damaged`` where it is there."""
+    value = entries.get(key)
+    if value is None:
+        return None
+    types = types or _ENTRY_TYPES[key]
+    if isinstance(value, types) and not isinstance(value, bool) and (
+            not isinstance(value, (int, float)) or 0 <= value < math.inf):
+        return value
+    damaged.append(key)
+    return None
+
+
 def checkpoint_facts(path: Path) -> dict[str, Any]:
     """Kind, progress, encoder and (classifiers) classes and stored top-1 of one file."""
     ckpt = load_checkpoint(path, mmap=True)  # the entries, not the tensors' data
-    facts = {"kind": ckpt.get("kind"), "imported": ckpt.get("imported"),
+    damaged: list[str] = []
+    facts = {"kind": _entry(ckpt, "kind", damaged), "imported": _entry(ckpt, "imported", damaged),
              **({"size_guessed": True} if ckpt.get("size_guessed") else {}),
-             "step": ckpt.get("step"), "run_id": ckpt.get("run_id"),
-             "total_steps": ckpt.get("total_steps"), "elapsed_s": ckpt.get("elapsed")}
+             "step": _entry(ckpt, "step", damaged), "run_id": _entry(ckpt, "run_id", damaged),
+             "total_steps": _entry(ckpt, "total_steps", damaged),
+             "elapsed_s": _entry(ckpt, "elapsed", damaged)}
     if isinstance(ckpt.get("config"), dict):
         facts["encoder"] = encoder_facts(ckpt["config"])
-    if isinstance(ckpt.get("data"), dict):
-        facts["data"] = ckpt["data"]
-    if ckpt.get("features", "pretrained") != "pretrained":  # a random-init baseline's
-        facts["fitted_on"] = str(ckpt["features"])  # classifier, or its exported encoder
-    origin = ckpt.get("exported_from")  # (simclr export: what the encoder was taken from)
-    if isinstance(origin, dict) and isinstance(origin.get("trained"), str):
-        from simclr.pretrained import trained_for
-
-        facts["exported_from"] = {k: str(origin[k]) for k in ("kind", "trained", "file")
-                                  if origin.get(k) is not None}
-        facts["trained"] = trained_for(ckpt)  # (as `simclr embed` records it)
-    if ckpt.get("classes") is not None:  # the count, as ever; the names: predict's
-        facts["classes"] = len(ckpt["classes"])  # unknown class folders point here
-        facts["class_names"] = [str(c) for c in ckpt["classes"]]
-    metrics = ckpt.get("metrics") or {}
-    if "top1" in metrics:
-        facts["top1"] = metrics["top1"]
-    if metrics.get("status"):
-        facts["status"] = metrics["status"]
-    if isinstance(ckpt.get("session"), int):  # which start of its run saved it (supervised)
-        facts["session"] = ckpt["session"]
-    if isinstance(ckpt.get("argv"), list):  # an unfinished evaluation's training: its command
-        facts["argv"] = [str(a) for a in ckpt["argv"]]
+    if isinstance(ckpt.get("data"), dict):  # (its plain values: what info prints)
+        facts["data"] = {str(k): v for k, v in ckpt["data"].items()
+                         if v is None or isinstance(v, (str, int, float))}
+    features = _entry(ckpt, "features", damaged)
+    if features not in (None, "pretrained"):  # a random-init baseline's
+        facts["fitted_on"] = features  # classifier, or its exported encoder
+    facts.update(_exported_facts(ckpt))
+    facts.update(_classifier_facts(ckpt, damaged))
+    facts["session"] = _entry(ckpt, "session", damaged)  # which start saved it (supervised)
+    argv = recorded_argv(ckpt.get("argv"))
+    if argv is not None:  # an unfinished evaluation's training: its command
+        facts["argv"] = argv
         facts["cwd"] = ckpt.get("cwd") if isinstance(ckpt.get("cwd"), str) else None
-    source = (ckpt.get("settings") or {}).get("source")  # (unfinished: [checkpoint, step, ..])
+    elif ckpt.get("argv") is not None:
+        damaged.append("argv")
+    settings = ckpt.get("settings") if isinstance(ckpt.get("settings"), dict) else {}
+    source = settings.get("source")  # (unfinished: [checkpoint, step, ..])
     if isinstance(source, list) and len(source) > 1 and isinstance(source[1], int):
         facts["started_on"] = source[1]  # the step of the encoder it trains on
-    if isinstance(metrics.get("steps"), int) and metrics["steps"] > (facts.get("step") or 0):
-        facts["step"] = metrics["steps"]  # (an SGD linear classifier records its steps here)
+    if damaged:
+        facts["damaged"] = damaged
     return {k: v for k, v in facts.items() if v is not None}
+
+
+def _exported_facts(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """What an encoder ``simclr export`` wrote was taken from, where it says."""
+    origin = ckpt.get("exported_from")
+    if not isinstance(origin, dict) or not isinstance(origin.get("trained"), str):
+        return {}
+    from simclr.pretrained import trained_for
+
+    return {"exported_from": {k: origin[k] for k in ("kind", "trained", "file")
+                              if isinstance(origin.get(k), str)},
+            "trained": trained_for(ckpt)}  # (as `simclr embed` records it)
+
+
+def _classifier_facts(ckpt: dict[str, Any], damaged: list[str]) -> dict[str, Any]:
+    """A classifier's classes (the count; the names: predict's unknown class folders
+    point here), stored top-1, status and (an SGD linear classifier's) steps."""
+    facts: dict[str, Any] = {}
+    classes = ckpt.get("classes")
+    if isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes):
+        facts["classes"], facts["class_names"] = len(classes), list(classes)
+    elif classes is not None:
+        damaged.append("classes")
+    metrics = ckpt.get("metrics") or {}
+    if not isinstance(metrics, dict):
+        damaged.append("metrics")
+        return facts
+    odd: list[str] = []  # (named as metrics.top1, ...)
+    top1 = _entry(metrics, "top1", odd, (int, float))
+    if top1 is not None and top1 <= 1:
+        facts["top1"] = top1
+    elif top1 is not None:
+        odd.append("top1")
+    status = _entry(metrics, "status", odd, str)
+    if status:
+        facts["status"] = status
+    steps = _entry(metrics, "steps", odd, int)
+    damaged += [f"metrics.{k}" for k in odd]
+    if steps is not None and steps > (_entry(ckpt, "step", []) or 0):
+        facts["step"] = steps  # (an SGD linear classifier records its steps here)
+    return facts
 
 
 def encoder_facts(config: dict[str, Any]) -> dict[str, Any]:

@@ -297,7 +297,9 @@ def _checkpoint_line(c: dict[str, Any]) -> str:
         parts.append(f"top-1 {100 * c['top1']:.2f}%")
     stale = f"; it {c['stale']} (predict and export refuse the run folder)" \
         if c.get("stale") else ""
-    return ", ".join(parts) + stale
+    damaged = f"; damaged or edited, left out: {', '.join(c['damaged'])}" \
+        if c.get("damaged") else ""  # (entries of a type simclr never writes)
+    return ", ".join(parts) + stale + damaged
 
 
 def _exported_origin(c: dict[str, Any]) -> str | None:

@@ -538,6 +538,44 @@ def test_a_run_whose_files_nest_deep_is_described_as_damaged(evaluated_run, tmp_
         "YAML\n" in _info(capsys, run)
 
 
+@pytest.mark.parametrize("entry, value, damaged", [
+    ("metrics", {"top1": "high"}, "metrics.top1"),
+    ("metrics", {"top1": 7.0, "steps": "many", "status": 3},
+     "metrics.top1, metrics.status, metrics.steps"),
+    ("metrics", "zz", "metrics"),
+    ("classes", -3, "classes"),
+    ("classes", [1, 2], "classes"),
+    ("step", "abc", "step"),
+    ("step", -5, "step"),
+    ("total_steps", 2.5, "total_steps"),
+    ("elapsed", float("nan"), "elapsed"),
+    ("run_id", [[1] * 3] * 3, "run_id"),
+    ("imported", 4, "imported"),
+    ("features", ["x"], "features"),
+    ("session", "2", "session"),
+    ("argv", [["simclr"]], "argv"),
+], ids=lambda v: v if isinstance(v, str) and v.isidentifier() else None)
+def test_a_crafted_checkpoints_entries_are_said_damaged_not_a_traceback(
+        evaluated_run, tmp_path, capsys, entry, value, damaged):
+    """A classifier checkpoint whose descriptive entries are of another type than simclr
+    writes (metrics.top1 "high", classes -3, metrics "zz"): a traceback formatting or
+    counting them. Each is left out and named, the rest described."""
+    import torch
+
+    ckpt = load_checkpoint(evaluated_run[0] / "checkpoints" / "last.pt")
+    ckpt.update(kind="linear", classes=["a", "b"], metrics={"top1": 0.5})
+    if entry == "metrics" and isinstance(value, dict):
+        value = {**ckpt["metrics"], **value}
+    ckpt[entry] = value
+    path = tmp_path / "classifier.pt"
+    torch.save(ckpt, path)
+    line = _info(capsys, path).splitlines()[0]
+    assert line.startswith(f"{path}: ") and \
+        line.endswith(f"; damaged or edited, left out: {damaged}"), line
+    assert json.loads(_info(capsys, path, "--json"))["checkpoint"]["damaged"] == \
+        damaged.split(", ")
+
+
 def test_a_run_started_without_git_leaves_its_commit_out(evaluated_run, tmp_path, capsys):
     """git not on PATH: config.yaml records git_sha null, which read '(simclr 0.1.0, git
     None)'."""
