@@ -23,7 +23,7 @@ import torch
 
 from simclr import distributed as dist
 from simclr.augment import TwoViewAugment
-from simclr.checkpoint import latest_checkpoint
+from simclr.checkpoint import latest_checkpoint, readable_state
 from simclr.config import Config
 from simclr.data import ImageSource, decode_device, open_source
 from simclr.errors import (
@@ -31,6 +31,7 @@ from simclr.errors import (
     NoReadableImageError,
     SimCLRError,
     user_message,
+    with_article,
 )
 from simclr.files import read_json, write_json
 from simclr.folders import ImageList, list_folder
@@ -274,12 +275,24 @@ def finished_summary(run: RunDir, cfg: Config) -> dict[str, Any] | None:
     ``cfg`` asks for one. Otherwise the session goes through the loop, which trains no
     step and writes the summary: a session killed between the two, or one stopped at
     its last step, which skips the final kNN (a kill may follow the signal)."""
-    if run.saved is None or run.saved["step"] < run.saved["total_steps"]:
+    if run.saved is None or _saved_step(run.saved) < run.saved["total_steps"]:
         return None
     summary = read_json(run.path / "summary.json") or {}
     finished = summary.get("status") == "finished" and summary.get("steps") == run.saved["step"]
     measured = not cfg.knn_train or "knn_top1" in summary
     return summary if finished and measured else None
+
+
+def _saved_step(saved: dict[str, Any]) -> int:
+    """A resumed checkpoint's step, checked a whole number as its total_steps is (a
+    damaged or edited file's "abc" is refused in one line, as a step that does not fit
+    the run is when it is restored, never a TypeError's traceback comparing them)."""
+    with readable_state(saved, "step"):
+        for key in ("step", "total_steps"):
+            if isinstance(saved[key], bool) or not isinstance(saved[key], int):
+                raise TypeError(f"its {key} is {with_article(type(saved[key]).__name__)}, "
+                                "not a whole number")
+    return saved["step"]
 
 
 def start_state(

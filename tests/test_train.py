@@ -238,6 +238,21 @@ def test_a_run_stopped_inside_a_log_window_logs_what_an_uninterrupted_one_does(
     assert {k: resumed[k] for k in FINAL_METRICS} == {k: full[k] for k in FINAL_METRICS}
 
 
+@pytest.mark.parametrize("entry, value", [("step", "abc"), ("total_steps", [2]),
+                                          ("step", True)])
+def test_a_resumed_checkpoint_whose_step_is_no_number_is_refused_in_one_line(
+        tmp_path, image_folder, cache_dir, entry, value):
+    """A last.pt whose step is "abc": a TypeError's traceback comparing it with the run's
+    steps, where a step of 1, -5 or 10**30 is refused as damaged or edited; so is it."""
+    flags = tiny_flags(image_folder, tmp_path / "run", cache_dir, checkpoint_every=0)
+    assert train.pretrain(build_config(flags=flags))["status"] == "finished"
+    last = tmp_path / "run/checkpoints/last.pt"
+    save_checkpoint({**load_checkpoint(last), entry: value}, last.parent, last.name)
+    with pytest.raises(SimCLRError, match=f"last.pt: its step does not fit this run "
+                                          rf"\(damaged or edited\? its {entry} is "):
+        train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True)
+
+
 def test_a_checkpoint_without_a_log_window_resumes_with_a_window_of_its_own(
         tmp_path, image_folder, cache_dir):
     """A checkpoint saved before they held the open --log-every window resumes as
