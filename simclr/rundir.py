@@ -381,18 +381,23 @@ def _why_no_checkpoint(folder: Path, kind: str) -> str:
 
 
 def _started_by(run_dir: Path) -> list[str] | None:
-    """The command line a run's config.yaml records (its first start's), if any."""
+    """The command line a run's config.yaml records (its first start's), if any: read
+    as a received folder's may be (:func:`~simclr.settings.parse_yaml`, its depth
+    bounded; :func:`~simclr.resume.recorded_argv`, a YAML alias bomb refused)."""
     import yaml
+
+    from simclr.resume import recorded_argv
+    from simclr.settings import parse_yaml
 
     try:
         config = (run_dir / "config.yaml").read_text(encoding="utf-8")
-        provenance = yaml.safe_load(config)["provenance"]
+        provenance = parse_yaml(config)["provenance"]
         earlier = provenance.get("earlier") or []
-        argv = (earlier[0] if earlier else provenance)["argv"]
+        argv = recorded_argv((earlier[0] if earlier else provenance)["argv"])
     except (OSError, yaml.YAMLError, UnicodeDecodeError, LookupError, TypeError,
-            AttributeError):
+            AttributeError, RecursionError):
         return None
-    return [str(a) for a in argv] if isinstance(argv, list) and len(argv) > 1 else None
+    return argv if argv is not None and len(argv) > 1 else None
 
 
 def reused_summary(summary: dict[str, Any]) -> dict[str, Any]:

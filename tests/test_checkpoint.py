@@ -567,6 +567,26 @@ def test_resuming_a_run_without_a_checkpoint_says_why(tmp_path):
         f"pretrain --data 'my images' --out {run}`")
 
 
+@pytest.mark.parametrize("argv", [
+    # a YAML alias bomb (a received folder's): 10**6 words, from a few hundred bytes
+    "[simclr, pretrain, [&a0 [x, x, x, x, x, x, x, x, x, x], " + ", ".join(
+        f"&a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 6)) + "]]",
+    "[" * 5000 + "]" * 5000,  # nested past Python's recursion limit
+])
+def test_a_received_runs_damaged_command_is_not_offered_again(tmp_path, argv):
+    """--resume of a run stopped before its first checkpoint offers the command that
+    started it, read from config.yaml: an alias bomb there was printed expanded (a line
+    of millions of words), a deep nesting ended in a RecursionError's traceback."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text(f"provenance:\n  argv: {argv}\n")
+    with pytest.raises(SimCLRError) as info:
+        resume_checkpoint(run)
+    assert str(info.value) == (
+        f"--resume {run}: the run in {run} stopped before its first checkpoint, so there is "
+        "nothing to continue; start it again with the command that started it")
+
+
 @pytest.mark.parametrize("drop", ["model", "config"])
 def test_a_checkpoint_without_its_weights_or_config_is_one_line(tmp_path, drop):
     state = {k: v for k, v in _state(3).items() if k != drop}
