@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from simclr.checkpoint import CHECKPOINTS, LAST, PARTIAL_SUFFIX
+from simclr.errors import printable
 from simclr.info import CONFIG_FILE
 from simclr.launch import shell_join, shell_quote
 
@@ -24,25 +25,34 @@ NAMES_SHOWN = 20  # a classifier's class names listed as text; the rest counted 
 
 
 def render(facts: dict[str, Any]) -> str:
-    """The facts of :func:`simclr.info.describe` as a few lines for a person."""
+    """The facts of :func:`simclr.info.describe` as a few lines for a person, each
+    :func:`~simclr.errors.printable`: the names in them (paths, a checkpoint's class
+    names, a received folder's anything) are not the terminal's to act on, nor can a
+    line break in one fake a line."""
+    return "\n".join(printable(line) for line in _lines(facts))
+
+
+def _lines(facts: dict[str, Any]) -> list[str]:
+    """:func:`render`'s lines, before escaping (joined, a name's line break and
+    simclr's could no longer be told apart)."""
     if "checkpoint" in facts:
-        return f"{facts['path']}: {_checkpoint_line(facts['checkpoint'])}" + \
-            "".join(f"\n  {line}" for line in _class_names(facts["checkpoint"]))
+        return [f"{facts['path']}: {_checkpoint_line(facts['checkpoint'])}",
+                *(f"  {line}" for line in _class_names(facts["checkpoint"]))]
     if "program" in facts:
         read_at = f"; simclr reads the file at {facts['read_at']} px: give --image-size " \
             f"{facts['program']['encoder'].get('image_size')}" if facts.get("read_at") else ""
-        return f"{facts['path']}: {_program_line(facts['program'])}{read_at}"
+        return [f"{facts['path']}: {_program_line(facts['program'])}{read_at}"]
     if "busy" in facts:
-        return f"{facts['path']}: {_run_line(facts)}"
+        return [f"{facts['path']}: {_run_line(facts)}"]
     if "runs" in facts:
         count, pending = len(facts["runs"]), facts.get("pending", [])
         waiting = f"; {len(pending)} sweep cell(s) not started" if pending else ""
-        return "\n".join([f"{facts['path']}: {count} run{'s' * (count != 1)}{waiting}"] + [
+        return [f"{facts['path']}: {count} run{'s' * (count != 1)}{waiting}"] + [
             f"  {Path(run['path']).name}: {_run_line(run)}"
             + "".join(
                 f"; {r['what']} top-1 {100 * r['top1']:.2f}%{_source_note(r, run)}"
                 for r in run.get("results", []) if isinstance(r.get("top1"), (int, float)))
-            for run in facts["runs"]] + [f"  {cell}: not started" for cell in pending])
+            for run in facts["runs"]] + [f"  {cell}: not started" for cell in pending]
     lines = [f"{facts['path']}: {_head_line(facts)}"]
     if facts.get("config_damaged"):
         lines.append(f"  {CONFIG_FILE} is damaged, what it could not read is left out: "
@@ -88,7 +98,7 @@ def render(facts: dict[str, Any]) -> str:
         top = (f"top-1 {100 * r['top1']:.2f}%" if isinstance(r.get("top1"), (int, float))
                else r.get("status", "no top-1"))
         lines.append(f"  {r['file']}: {what}, {top}{_source_note(r, facts)}")
-    return "\n".join(lines)
+    return lines
 
 
 def _versions(started: dict[str, Any]) -> str:

@@ -886,6 +886,12 @@ def test_a_classifiers_class_names_are_listed_as_predict_promises(evaluated_run,
         f"  classes: {', '.join(many[:20])} …and 5 more")
     facts = json.loads(_info(capsys, tmp_path / "many.pt", "--json"))["checkpoint"]
     assert (facts["classes"], facts["class_names"]) == (25, many)
+    # a received classifier's names: an escape cleared the terminal, a line break faked
+    # a line of info's
+    odd = ["a\x1b[2J\x1b]0;title\x07", "b\n  fake: line"]
+    torch.save({**torch.load(clf, weights_only=True), "classes": odd}, tmp_path / "odd.pt")
+    assert _info(capsys, tmp_path / "odd.pt").splitlines()[1:] == [
+        "  classes: a\\x1b[2J\\x1b]0;title\\x07, b\\n  fake: line"]
 
 
 def test_a_random_init_classifier_and_its_exported_encoder_say_so(evaluated_run, tmp_path,
