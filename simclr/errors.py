@@ -10,6 +10,7 @@ import errno
 import numbers
 import os
 import stat
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +39,26 @@ def user_message(exc: BaseException) -> str:
 def printable(text: str) -> str:
     """``text`` with what a terminal would act on written as the escape Python writes
     (``\\x1b``, ``\\n``): the control characters (C0, newline and tab included, DEL,
-    C1) and the rest that str.isprintable refuses (a right-to-left override, a line
-    separator). A name simclr did not choose (a path, a class in a checkpoint, any text
-    the user gave) cleared the screen, set the window title or, with a newline, faked a
-    line of output of its own; text already printable is returned as it is."""
-    if text.isprintable():
+    C1), the line and paragraph separators and the bidirectional overrides and isolates
+    (which reorder what follows). A name simclr did not choose (a path, a class in a
+    checkpoint, any text the user gave) cleared the screen, set the window title or,
+    with a newline, faked a line of output of its own. The rest of Unicode stays as it
+    is, the spaces and joiners real names hold included (macOS's narrow no-break space
+    in screenshot names, the zero-width non-joiner of Persian words, emoji sequences):
+    escaped, a name pasted back from the output named no file."""
+    if text.isprintable():  # (the common case, at C speed)
         return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return "".join(repr(c)[1:-1] if _acts(c) else c for c in text)
+
+
+# The format characters (Cf) that reorder text on display: LRE, RLE, PDF, LRO, RLO and
+# LRI, RLI, FSI, PDI (a "Trojan source" name); the other Cf (joiners, soft hyphen) do not
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _acts(c: str) -> bool:
+    """Whether a terminal acts on ``c`` rather than drawing it (:func:`printable`)."""
+    return unicodedata.category(c) in ("Cc", "Zl", "Zp") or c in _BIDI
 
 
 NOT_REGULAR = "not a regular file (a named pipe, socket or device)"

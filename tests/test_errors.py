@@ -10,6 +10,16 @@ def test_printable_escapes_what_a_terminal_acts_on():
     text, accents and CJK included, as it is."""
     assert printable("a\nb\tc\x1b[2J\x7f\x85\x9b") == "a\\nb\\tc\\x1b[2J\\x7f\\x85\\x9b"
     assert printable("日本 café/x.png") == "日本 café/x.png"
+    assert printable("a\u2028b\u202eexe.png") == "a\\u2028b\\u202eexe.png"  # (a line; reordered)
+
+
+def test_printable_leaves_the_spaces_and_joiners_of_real_names():
+    """Not printable to str.isprintable, yet drawn, and part of real file names: escaped,
+    a path pasted back from a printed command (info's "continue with") named no file."""
+    for name in ("Screenshot 2026-12-06 at 9.41.22\u202fAM.png",  # macOS since Ventura
+                 "a\u00a0b", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0645",  # NBSP, ZWNJ
+                 "\U0001f469\u200d\U0001f4bb.jpg", "soft\u00adhyphen"):  # ZWJ emoji, SHY
+        assert printable(name) == name
 
 
 def test_user_message_is_one_printable_line():
