@@ -405,14 +405,6 @@ def _escape_what_output_cannot_spell() -> list[Any]:
     return changed
 
 
-def _pil_truncation_back(before: bool) -> None:
-    """PIL's truncated-image setting as a caller from Python had it before the command
-    (which refused truncated files as bad images: :func:`simclr.decode.refuse_truncated_images`)."""
-    from PIL import ImageFile
-
-    ImageFile.LOAD_TRUNCATED_IMAGES = before
-
-
 def _strict_again(stream: Any) -> None:
     """A caller's stream as it was before :func:`_escape_what_output_cannot_spell`."""
     with contextlib.suppress(OSError, ValueError):  # (closed by its owner since)
@@ -480,9 +472,10 @@ def main(argv: list[str] | None = None) -> int:
 
             return run(argv, args.processes, device=_launch_device(args))
         from simclr.decode import refuse_truncated_images  # (torch: once --help is past)
+        from simclr.runtime import pil_truncation
 
         # A truncated file is a bad image to every command; a caller's setting, after it
-        undo.callback(_pil_truncation_back, refuse_truncated_images())
+        undo.callback(pil_truncation, refuse_truncated_images())
         status = _run_command(args)
         failed = status != 0
         return status
@@ -549,7 +542,8 @@ class EscapedArguments(logging.Formatter):
     cleared the terminal and set its title when its skip was logged, a newline in a
     name faked a log line. The message's own text (simclr's, its layout deliberate) and
     its numbers (``%d``, ``%.1f``) are left as they are; the record too, for any other
-    handler (a caller's own)."""
+    handler. A caller from Python whose logging is set up already keeps its own
+    handlers, and so their formatting (:func:`_log_for_the_call`)."""
 
     def format(self, record: logging.LogRecord) -> str:
         if record.args:
@@ -582,8 +576,10 @@ class _Shown:
 def _shown_arguments(args: Any) -> Any:
     """A log record's ``args`` (a tuple, or one mapping for ``%(name)s``), every one but
     a number behind a :class:`_Shown`."""
-    def shown(value: Any) -> Any:
-        return value if isinstance(value, numbers.Number) else _Shown(value)
+    def shown(value: Any) -> Any:  # (a tensor or array: a number to %d and %.1f too)
+        plain = isinstance(value, numbers.Number) or (not isinstance(value, (str, bytes)) and (
+            hasattr(value, "__float__") or hasattr(value, "__index__")))
+        return value if plain else _Shown(value)
 
     if isinstance(args, dict):
         return {key: shown(value) for key, value in args.items()}

@@ -535,8 +535,11 @@ def test_a_class_without_readable_images_is_refused_and_skipped_ones_are_recorde
         assert saved["skipped_images"] == {"train": 1, "test": 1} and saved["num_train"] == 12
         bad = str(data / "class_1" / "zz.png")
         assert [path for path, _ in saved["skipped_files"]["test"]] == [bad]
-        # Each named with its reason, whether the cache was built (k1) or reused (k2)
-        assert f"skipped 1 unreadable image(s):\n  {bad}: " in caplog.text, caplog.text
+        # Each named with its reason, whether the cache was built (k1) or reused (k2):
+        # a line of the log each
+        said = caplog.messages
+        head = next(i for i, m in enumerate(said) if m.endswith("skipped 1 unreadable image(s):"))
+        assert said[head + 1].startswith(f"  {bad}: "), said
 
 
 def test_an_evaluations_printed_result_names_the_first_skipped_files(tmp_path, capsys):
@@ -1366,6 +1369,13 @@ def test_log_message_whose_arguments_do_not_fit_is_escaped_whole():
                                (Index(), "a\x1b"), None)
     assert _log_handler(io.StringIO()).format(record) == "4 files in a\\x1b"
     assert record.getMessage() == "4 files in a\x1b"
+    # a tensor's %d, in a message of simclr's own lines: the lines kept, the name escaped
+    import torch
+
+    record = logging.LogRecord("simclr", logging.WARNING, __file__, 1,
+                               "step %d, loss %.2f:\n  %s", (torch.tensor(3),
+                                                           torch.tensor(0.5), "a\x1b"), None)
+    assert _log_handler(io.StringIO()).format(record) == "step 3, loss 0.50:\n  a\\x1b"
 
 
 def test_printed_errors_escape_what_would_act_on_the_terminal(capsys):
