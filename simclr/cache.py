@@ -45,7 +45,7 @@ from simclr.files import (
     write_atomically,
 )
 from simclr.interrupts import stop_signals
-from simclr.runtime import refuse_spawned_import
+from simclr.runtime import pil_truncation, refuse_spawned_import
 
 if TYPE_CHECKING:
     from simclr.folders import ImageList
@@ -120,7 +120,8 @@ def decode_files(
         # executor, not multiprocessing.Pool: a worker killed outright (the out-of-memory
         # killer) breaks it, where a Pool would wait forever for the chunk it held.
         pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx,
-                                   initializer=_ignore_interrupts)
+                                   initializer=_decoding_process,
+                                   initargs=(pil_truncation(),))
         try:
             for task, result in zip(tasks, pool.map(_decode_chunk, tasks), strict=True):
                 account(result, len(task[2]))
@@ -138,13 +139,15 @@ def decode_files(
     return sorted(bad), np.asarray(aspects, dtype=np.float32)
 
 
-def _ignore_interrupts() -> None:
+def _decoding_process(truncated: bool) -> None:
     """A decoding process's signals: Ctrl-C is the main process's to handle, SIGTERM
     ends it (as the pool's own shutdown expects), as SIGHUP and SIGUSR1 do, not the
-    command's handler it inherits."""
+    command's handler it inherits. PIL's truncated-image setting: the main process's
+    (:func:`~simclr.runtime.pil_truncation`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for sig in stop_signals():  # (one nohup ignores stays ignored)
         signal.signal(sig, signal.SIG_DFL)
+    pil_truncation(truncated)
 
 
 def _cache_key(images: ImageList, side: int, max_pixels: int, store: str) -> str:

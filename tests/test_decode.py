@@ -50,6 +50,41 @@ def test_importing_simclr_leaves_the_callers_pil_truncation_setting_alone():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+@pytest.mark.parametrize("setting", [False, True])
+def test_worker_processes_take_the_pil_truncation_setting_of_their_starter(setting):
+    """A spawned loader worker or cache decoder (macOS, Windows) starts from PIL's
+    default or what the caller's script sets at import: a command refusing truncated
+    files had its workers decode them grey where that script set True, and a caller's
+    True was lost in its workers. Both now take the setting of the process that made
+    them (run here in a fresh interpreter, as a spawned worker is)."""
+    code = ("import sys, pickle\n"
+            "from PIL import ImageFile\n"
+            "from simclr.cache import _decoding_process\n"
+            "from simclr.runtime import loader_worker_init\n"
+            "init, decoder = pickle.loads(sys.stdin.buffer.read())\n"
+            "ImageFile.LOAD_TRUNCATED_IMAGES = 'untouched'\n"
+            "init(0)\n"
+            "print(ImageFile.LOAD_TRUNCATED_IMAGES)\n"
+            "ImageFile.LOAD_TRUNCATED_IMAGES = 'untouched'\n"
+            "decoder[0](*decoder[1])\n"
+            "print(ImageFile.LOAD_TRUNCATED_IMAGES)\n")
+    import pickle
+
+    from PIL import ImageFile
+
+    from simclr.cache import _decoding_process
+    from simclr.runtime import loader_worker_init, pil_truncation
+
+    before = pil_truncation(setting)
+    try:  # (what the DataLoader and the decoding pool pickle for a spawned process)
+        sent = pickle.dumps((loader_worker_init(), (_decoding_process, (pil_truncation(),))))
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = before
+    done = subprocess.run([sys.executable, "-c", code], input=sent, capture_output=True,
+                          timeout=120)
+    assert done.stdout.decode().split() == [str(setting)] * 2, done.stderr.decode()[-2000:]
+
+
 def test_corrupt_jpeg_is_refused(tmp_path):
     p = tmp_path / "c.jpg"
     p.write_bytes(corrupt_jpeg_bytes())

@@ -92,7 +92,7 @@ def test_a_hangup_ignored_by_nohup_stays_ignored():
     """`nohup simclr pretrain ...`: SIGHUP inherited ignored is not taken as a stop (a
     run under nohup stopped at logout), by a command, a training or a cache worker;
     SIGTERM always is."""
-    from simclr.cache import _ignore_interrupts
+    from simclr.cache import _decoding_process
     from simclr.cli import _stop_on_sigterm
     from simclr.runtime import StopFlag
 
@@ -108,7 +108,7 @@ def test_a_hangup_ignored_by_nohup_stays_ignored():
         with StopFlag():
             assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
         put_back()
-        _ignore_interrupts()
+        _decoding_process(False)  # (PIL's default)
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
         signal.signal(signal.SIGHUP, signal.SIG_DFL)  # not ignored: a stop, as SIGTERM
         assert signal.SIGHUP in interrupts.stop_signals()
