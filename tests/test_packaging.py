@@ -48,6 +48,9 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             shutil.copytree(source, tree / name, ignore=ignore)
         elif source.is_file():
             shutil.copy2(source, tree / name)
+    # a checkout's byte code (left out of the copy above), to be left out of the sdist
+    (tree / "tests" / "__pycache__").mkdir()
+    (tree / "tests" / "__pycache__" / "conftest.cpython-311.pyc").write_bytes(b"\0")
     out = tree / "dist"
     # (the backend rewrites sys.argv while it builds: the folder is read first)
     script = ("import setuptools.build_meta as b, sys; out = sys.argv[1]; "
