@@ -321,8 +321,9 @@ def _looked_at(path: str | os.PathLike) -> str:
     as: a --config file's relative paths are the current folder's, not the file's (a
     run's saved config.yaml is read from anywhere), so say which folder that was."""
     given = os.fspath(path)
-    full = os.path.abspath(os.path.expanduser(given))
-    return given if full == given else f"{given} ({full})"
+    if os.path.isabs(os.path.expanduser(given)):  # (one with a trailing / or a .. too)
+        return given
+    return f"{given} ({os.path.abspath(os.path.expanduser(given))})"
 
 
 def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:

@@ -570,8 +570,8 @@ def classifier_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Classifier, dict[s
         raise SimCLRError(f"{ckpt.get('file', 'the checkpoint')} is damaged: its classes are "
                           "not a list of names")
     # one name on two outputs: predict would score a folder's class against one of them
-    seen: set[str] = set()
-    repeated = next((c for c in classes if c in seen or seen.add(c)), None)
+    repeated = next((c for i, c in enumerate(classes) if c in classes[:i]), None) \
+        if len(set(classes)) < len(classes) else None
     if repeated is not None:
         raise SimCLRError(f"{ckpt.get('file', 'the checkpoint')} is damaged: its class "
                           f"{repeated!r} is named twice")

@@ -351,8 +351,9 @@ def _resolvers(base: dict[str, list[Any]], extra: bool) -> dict[str, list[Any]]:
     return table
 
 
-# How deep the collections of a YAML file simclr reads may nest: a config.yaml's
-# deepest, a resumed run's provenance.earlier[i].argv, is 4.
+# How deep a YAML file simclr reads may nest, counted in nodes (its scalars a level
+# too): a config.yaml's deepest, a word of a resumed run's provenance.earlier[i].argv,
+# is 6; past this it is no file of settings (Python's recursion limit is ~1,000).
 MAX_YAML_DEPTH = 64
 
 

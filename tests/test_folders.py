@@ -397,6 +397,9 @@ def test_a_missing_relative_folder_says_the_absolute_path_it_looked_at(tmp_path,
     with pytest.raises(SimCLRError) as info:  # an absolute path is said once
         scan_folder(tmp_path / "imgs2")
     assert str(info.value) == f"data folder not found: {tmp_path / 'imgs2'}"
+    with pytest.raises(SimCLRError) as info:  # (said once with a trailing / or a .. too)
+        scan_folder(f"{tmp_path}/sub/../imgs2/")
+    assert str(info.value) == f"data folder not found: {tmp_path}/sub/../imgs2"
 
 
 def test_class_members_are_each_class_s_indices_from_one_sort():
