@@ -8,12 +8,17 @@ medians (min-max), so a shared machine's drifts hit every case alike.
 
     python benchmarks/backbones.py [--batch 128] [--size 32] [--rounds 3]
         [--precision fp32|bf16] [--archs resnet18:0.5,mobilenet_v3_small,...]
+        [--threads 2,1] [--busy 1]
+
+``--threads``: each encoder at each of these torch thread counts; ``--busy N``: N other
+processes spin on the CPU all along, as another program sharing the cores would.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import platform
 import sys
 import time
@@ -43,6 +48,8 @@ def case_step(spec: dict[str, Any]) -> dict[str, Any]:
     from simclr.settings import build_config
     from simclr.train import setup_runtime
 
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
     batch, size, precision = spec["batch"], spec["size"], spec["precision"]
     fmt = _memory_format(precision)
@@ -63,7 +70,22 @@ def case_step(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def case_key(spec: dict[str, Any]) -> str:
-    return f"{spec['arch']}" + (f" x{spec['width']:g}" if spec["width"] is not None else "")
+    return f"{spec['arch']}" + (f" x{spec['width']:g}" if spec["width"] is not None else "") \
+        + (f", {spec['threads']} thread(s)" if spec.get("threads") else "")
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+def busy_processes(count: int) -> list[multiprocessing.Process]:
+    """``count`` processes that keep a core each busy until terminated (another program
+    sharing the machine: what torch's default thread count meets on a shared box)."""
+    spinners = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(count)]
+    for p in spinners:
+        p.start()
+    return spinners
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -78,6 +100,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--timeout", type=float, default=900.0)
+    p.add_argument("--threads", default="",
+                   help="comma-separated torch thread counts to compare (default: torch's)")
+    p.add_argument("--busy", type=int, default=0,
+                   help="processes that spin on the CPU while the cases run")
     p.add_argument("--case", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -88,17 +114,25 @@ def main(argv: list[str] | None = None) -> int:
         print(RESULT + json.dumps(case_step(json.loads(args.case))), flush=True)
         return 0
     cases = []
+    threads = [int(t) for t in args.threads.split(",") if t] or [None]
     for item in args.archs.split(","):
         arch, _, width = item.partition(":")
-        cases.append({"kind": "step", "arch": arch, "width": float(width) if width else None,
-                      "batch": args.batch, "size": args.size, "precision": args.precision,
-                      "device": args.device, "warmup": args.warmup, "steps": args.steps})
+        cases += [{"kind": "step", "arch": arch, "width": float(width) if width else None,
+                   "batch": args.batch, "size": args.size, "precision": args.precision,
+                   "device": args.device, "warmup": args.warmup, "steps": args.steps,
+                   "threads": count} for count in threads]
     results: dict[str, list[dict[str, Any]]] = {}
-    run_rounds(cases, args.rounds, args.timeout, results, time.perf_counter(), __file__,
-               case_key)
+    spinners = busy_processes(args.busy)
+    try:
+        run_rounds(cases, args.rounds, args.timeout, results, time.perf_counter(), __file__,
+                   case_key)
+    finally:
+        for p in spinners:
+            p.terminate()
+    busy = f"; {args.busy} other process(es) spinning on the CPU" if args.busy else ""
     print(f"Machine: {platform.processor() or platform.machine()}, {usable_cores()} cores; "
           f"{args.precision}, batch {args.batch} ({2 * args.batch} views of {args.size} px), "
-          f"medians of {args.rounds} rounds (min-max)\n")
+          f"medians of {args.rounds} rounds (min-max){busy}\n")
     print("| encoder | parameters | dim h | training views/s | vs first | peak RSS MiB |")
     print("|---|---|---|---|---|---|")
     first = None

@@ -226,7 +226,7 @@ class Config:
     init_from: str | None = None  # initial weights (simclr checkpoint or run, torchvision ResNet)
     deterministic: bool = False  # deterministic kernels (bit-exact resume on CPU)
     threads: int | None = None  # CPU threads for torch; None: torch's default (one a core;
-    # 1 can be far faster where other busy programs share the cores)
+    # 1 can be faster where another busy program shares the cores: README, Performance)
     log_every: int = 10  # steps between metric lines
     checkpoint_every: int = 500  # steps between periodic checkpoints (0: none by count)
     checkpoint_minutes: float = 30.0  # also one when this long has passed since the last (0: off)
