@@ -75,7 +75,8 @@ def test_worker_processes_take_the_pil_truncation_setting_of_their_starter(setti
     from simclr.cache import _decoding_process
     from simclr.runtime import loader_worker_init, pil_truncation
 
-    before = pil_truncation(setting)
+    before = pil_truncation()
+    pil_truncation(setting)
     try:  # (what the DataLoader and the decoding pool pickle for a spawned process)
         sent = pickle.dumps((loader_worker_init(), (_decoding_process, (pil_truncation(),))))
     finally:
