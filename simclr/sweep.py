@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from simclr.config import FIG5_OPS, RESUME_SETTINGS, Config, unsaved_value
-from simclr.errors import DivergedError, SimCLRError, user_message
+from simclr.errors import DivergedError, SimCLRError, printable, user_message
 from simclr.files import (
     discard,
     folder_holder,
@@ -346,8 +346,10 @@ def _find_earlier_runs(root: Path, cells: list[Cell], configs: list[Config]) -> 
             swept_alike = all(_comparable(p, settings.get(p)) == _comparable(p, wanted[p])
                               for p in cell.values)
             if swept_alike and _first_difference(wanted, settings) is None:
-                notes.append(f"sweep: cell {cell.name} is the run in {folder.name} (the same "
-                             "settings, written otherwise); reusing it")
+                # (a received sweep's folder: its name as found, printed escaped)
+                notes.append(f"sweep: cell {cell.name} is the run in "
+                             f"{printable(folder.name)} (the same settings, written "
+                             "otherwise); reusing it")
                 cell.name, cell.run_dir = folder.name, folder
                 cfg.out = str(folder)
                 del saved[folder]
@@ -383,7 +385,7 @@ def _pretrain(cfg: Any, run_dir: Path, cell: str, processes: int | None) -> dict
     try:
         return train.pretrain(cfg, resume=resume)
     except DivergedError as exc:  # a result of these settings: recorded, the sweep goes on
-        print(f"cell {cell}: {exc}", flush=True)
+        print(printable(f"cell {cell}: {exc}"), flush=True)
         return {"status": "diverged", "reason": str(exc), "steps": exc.step}
 
 
@@ -513,7 +515,7 @@ def _run_cells(root: Path, axes: list[Axis], cells: list[Cell], configs: list[Co
     _fill_on_record(cells, recorded)
     table = _write_summary(root, axes, cells)  # the plan: cells not done yet pending
     for k, (cell, cfg) in enumerate(zip(cells, configs, strict=True)):
-        print(f"sweep cell {k + 1}/{len(cells)}: {cell.name}", flush=True)
+        print(f"sweep cell {k + 1}/{len(cells)}: {printable(cell.name)}", flush=True)
         try:
             summary = _pretrain(cfg, cell.run_dir, cell.name, processes)
         except KeyboardInterrupt:  # a second Ctrl-C: the files say so, not 'pending'
@@ -562,20 +564,37 @@ def _score(cell: Cell, evaluate: Any) -> None:
         raise
 
 
+# A cell's row when its summary.json (a received sweep's, or one damaged) holds no
+# status simclr writes, or a count or time that is none: shown so, never a traceback.
+DAMAGED = {"status": "damaged (its summary.json cannot be read as a run's)"}
+
+
 def _trained(summary: dict[str, Any]) -> dict[str, Any]:
     """A cell's row from its run's summary: its status, length and time, and Table 5's
-    contrast columns; a diverged run's step. (A run stopped at its last step has
-    finished: :func:`_run_cells` stops the sweep there.)"""
-    if summary["status"] == "diverged":
-        return {"status": f"diverged at step {summary['steps']}"}
-    result = {"status": summary["status"],
-              "steps": summary["steps"], "epochs": round(summary["epochs"], 2),
+    contrast columns; a diverged run's step; :data:`DAMAGED` for a summary simclr did not
+    write so. (A run stopped at its last step has finished: :func:`_run_cells` stops the
+    sweep there.)"""
+    status, steps = summary.get("status"), summary.get("steps")
+    if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
+        return dict(DAMAGED)
+    if status == "diverged":
+        return {"status": f"diverged at step {steps}"}
+    if status not in ("finished", "preempted") or not all(
+            _is_amount(summary.get(k)) for k in ("epochs", "elapsed_s")):
+        return dict(DAMAGED)
+    result = {"status": status, "steps": steps, "epochs": round(summary["epochs"], 2),
               "train_s": round(summary["elapsed_s"])}
     # Table 5's "Entropy" and "Contrastive acc." (NT-Xent), as the run ended
     result.update({k: round(summary[k], 4) for k in ("contrast_entropy", "contrast_acc")
                    if isinstance(summary.get(k), float)
                    and math.isfinite(summary[k])})  # (a skipped step's: NaN)
     return result
+
+
+def _is_amount(value: Any) -> bool:
+    """Whether a summary's ``value`` is an epoch count or time: a finite number >= 0."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
+        math.isfinite(value) and value >= 0
 
 
 def _fill_on_record(cells: list[Cell], recorded: Any) -> None:
@@ -629,10 +648,13 @@ def _keep_other_grid(root: Path, names: set[str], scores: str | None) -> None:
     ``sweep.previous-K.*`` rather than overwritten; its cells' runs stay too."""
     try:
         rows = json.loads((root / "sweep.json").read_text(encoding="utf-8"))
-        earlier = {row["cell"] for row in rows}
-        columns = {key for row in rows for key in row if key.endswith("_top1")}
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+    except (OSError, ValueError, RecursionError):
         return  # no summary yet (or not ours): nothing to keep
+    # A damaged row (no dict, its cell no name) is skipped, as `simclr info` skips it
+    rows = [row for row in rows if isinstance(row, dict) and
+            isinstance(row.get("cell"), str)] if isinstance(rows, list) else []
+    earlier = {row["cell"] for row in rows}
+    columns = {key for row in rows for key in row if key.endswith("_top1")}
     lost = sorted(c for c in columns if scores is not None and
                   not (scores and c.startswith(f"{scores}_")))
     if earlier <= names and not lost:
@@ -640,4 +662,5 @@ def _keep_other_grid(root: Path, names: set[str], scores: str | None) -> None:
     kept = set_aside(root, SUMMARY_FILES)
     why = (f"cells {', '.join(sorted(earlier - names))} not in this grid"
            if not earlier <= names else f"{', '.join(lost)} not scored by this sweep")
-    print(f"sweep: the earlier summary ({why}) is kept as {kept}", file=sys.stderr)
+    # (the names a received summary holds: printed escaped)
+    print(f"sweep: the earlier summary ({printable(why)}) is kept as {kept}", file=sys.stderr)

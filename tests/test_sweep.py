@@ -793,3 +793,81 @@ def test_a_cells_row_is_its_runs_summary_rounded():
                                  "train_s": 13, "contrast_entropy": 1.2346}
     assert _trained({**summary, "signal": "SIGTERM"})["status"] == "finished"
     assert _trained({"status": "diverged", "steps": 4}) == {"status": "diverged at step 4"}
+
+
+ESCAPE = "\x1b]0;PWNED\x07evil"  # a name that sets a terminal's title, as received
+
+
+def test_a_received_folders_name_is_printed_escaped(tmp_path, monkeypatch, capsys):
+    """A cell taken over from a folder of a received sweep is named as printable text
+    in the note, the cell's line and a diverged cell's line: its name, as found, set the
+    terminal's title."""
+    from simclr import train
+    from simclr.errors import DivergedError
+    from simclr.sweep import _find_earlier_runs, _run_cells, cell_configs
+
+    root = tmp_path / "sw"
+    save_yaml(build_config("digits", flags={"seed": 0}).to_dict(), root / ESCAPE / "config.yaml")
+    axes = [parse_axis("seed=00")]
+    cells, configs = cell_configs(axes, root, "digits", None, {})
+    notes = _find_earlier_runs(root, cells, configs)
+    assert cells[0].name == ESCAPE and "\x1b" not in notes[0]
+    assert "is the run in \\x1b]0;PWNED\\x07evil (the same" in notes[0]
+
+    def diverged(cfg, resume=False):
+        raise DivergedError("the loss is NaN", 3)
+
+    monkeypatch.setattr(train, "pretrain", diverged)
+    _, table = _run_cells(root, axes, cells, configs, None, None)
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "sweep cell 1/1: \\x1b]0;PWNED\\x07evil" in out
+    assert "cell \\x1b]0;PWNED\\x07evil: the loss is NaN" in out
+    assert "diverged at step 3" in table
+
+
+@pytest.mark.parametrize("rows, kept", [
+    ([{"cell": 1}], None),  # a damaged row: skipped, as `simclr info` skips it
+    ([1, "x", None], None),
+    ({"cell": "other"}, None),  # not a list of rows
+    ([{"cell": ["other"]}, {"cell": "seed=0"}], None),
+    ([{"cell": 1}, {"cell": "other"}], "cells other not in this grid"),
+    ([{"cell": ESCAPE}], "cells \\x1b]0;PWNED\\x07evil not in this grid"),
+    ([{"cell": "seed=0", "\x1b[2Jknn_top1": 0.5}], "\\x1b[2Jknn_top1 not scored"),
+])
+def test_a_damaged_or_crafted_earlier_summary_is_no_traceback(tmp_path, capsys, rows, kept):
+    """An earlier sweep.json's damaged rows are skipped (a row that is no dict, a cell
+    that is no name), never a traceback once the summary was set aside; the names of
+    the ones kept are printed escaped."""
+    from simclr.sweep import _keep_other_grid
+
+    (tmp_path / "sweep.json").write_text(json.dumps(rows))
+    _keep_other_grid(tmp_path, {"seed=0"}, "")
+    err = capsys.readouterr().err
+    assert (tmp_path / "sweep.previous-1.json").exists() == bool(kept)
+    assert "\x1b" not in err and (kept or "") in err
+
+
+@pytest.mark.parametrize("summary", [
+    {"status": "finished", "steps": 1, "epochs": "abc", "elapsed_s": 1.0},
+    {"status": "finished", "epochs": 1.0, "elapsed_s": 1.0},
+    {"status": "finished", "steps": 1, "epochs": 1.0, "elapsed_s": float("nan")},
+    {"status": "finished", "steps": -1, "epochs": 1.0, "elapsed_s": 1.0},
+    {"status": "finished", "steps": True, "epochs": 1.0, "elapsed_s": 1.0},
+    {"status": "finished", "steps": 1, "epochs": float("inf"), "elapsed_s": 1.0},
+    {"status": "\x1b[2Jfinished", "steps": 1, "epochs": 1.0, "elapsed_s": 1.0},
+    {"status": "diverged"},
+    {"status": "diverged", "steps": "\x1b[2J"},
+    {"steps": 1},
+])
+def test_a_cells_damaged_summary_is_shown_as_damaged(tmp_path, summary):
+    """A received cell's summary.json holding a count that is no count (or none), a
+    NaN time or an unknown status: its row says the cell is damaged, no traceback."""
+    from simclr.sweep import Cell, _trained
+    from simclr.sweep_report import render
+
+    row = _trained(summary)
+    assert row == {"status": "damaged (its summary.json cannot be read as a run's)"}
+    axes = [parse_axis("seed=0")]
+    cell = Cell({"seed": "0"}, {"seed": "0"}, "seed=0", tmp_path, row)
+    assert "| 0 | damaged (its summary.json" in render(axes, [cell])
