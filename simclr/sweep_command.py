@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from simclr.arguments import count_at_least, epoch_count
 from simclr.checkpoint import load_checkpoint
 from simclr.commands import checkpoint_source, open_eval_source
 from simclr.config import MAX_WORKERS, PRECISIONS, DataConfig
-from simclr.errors import SimCLRError
+from simclr.errors import SimCLRError, printable
 from simclr.features import check_labeled_folders
 from simclr.files import set_aside
 from simclr.launch import add_flag as add_processes_flag
@@ -182,6 +183,8 @@ EVAL_FILES = {"knn": (*RESULTS["knn"], "knn_confusion.png"),
               "linear": (*RESULTS["linear-eval"], "linear_eval_confusion.png")}
 # The key of a sweep cell's results file that says what it was evaluated on.
 EVALUATED_ON = "evaluated_on"
+# The layers an evaluation is made on (:func:`simclr.pretrained.parse_layer`'s, and h)
+LAYER = re.compile(r"h|z|g[1-9][0-9]*", re.ASCII)
 SGD_EPOCHS, SGD_BATCH = 90, 256  # the SGD linear protocol's defaults (App. B.6)
 
 
@@ -214,8 +217,8 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace,
     stale = _stale_evaluation(saved, wanted, args.eval_precision, layer)
     kept = set_aside(run_dir, EVAL_FILES[args.eval])
     if kept:
-        print(f"cell {run_dir.name}: {name} {stale}; evaluating again (the earlier files "
-              f"are kept as {kept})", file=sys.stderr, flush=True)
+        print(printable(f"cell {run_dir.name}: {name} {stale}; evaluating again (the "
+                        f"earlier files are kept as {kept})"), file=sys.stderr, flush=True)
     ckpt_path = run_dir / "checkpoints/last.pt"
     ckpt = load_checkpoint(ckpt_path)
     config = ckpt.get("config") or {}
@@ -300,8 +303,9 @@ def _make_current(run_dir: Path, name: str, found: Path, files: tuple[str, ...])
         earlier = earlier.with_name(f"{earlier.stem}.{k[1]}{earlier.suffix}")
         if earlier.exists():
             earlier.replace(run_dir / current)
-    print(f"cell {run_dir.name}: the evaluation on record in {found.name} is current again"
-          f"{f' (the other kept as {kept})' if kept else ''}", file=sys.stderr, flush=True)
+    print(printable(f"cell {run_dir.name}: the evaluation on record in {found.name} is "
+                    f"current again{f' (the other kept as {kept})' if kept else ''}"),
+          file=sys.stderr, flush=True)
 
 
 def _scored_layers(run_dir: Path, name: str, wanted: dict[str, str],
@@ -324,7 +328,9 @@ def _scored_layers(run_dir: Path, name: str, wanted: dict[str, str],
             layer = str((found.get("source") or {}).get("layer", "h"))
         except (OSError, ValueError, AttributeError):
             continue
-        if _stale_results(found, wanted, precision, layer) is None:
+        # (a layer no evaluation names, a received cell's: no column of its own)
+        if LAYER.fullmatch(layer) and _stale_results(found, wanted, precision,
+                                                     layer) is None:
             scored[layer] = found["top1"], path
     return scored
 
@@ -396,9 +402,23 @@ def _stale_evaluation(saved: Path, wanted: dict[str, str], precision: str,
 
 def _stale_results(cached: Any, wanted: dict[str, str], precision: str,
                    layer: str) -> str | None:
-    """Why a results file's content ``cached`` is not this evaluation's (None: it is)."""
+    """Why a results file's content ``cached`` is not this evaluation's (None: it is),
+    printable: the values it quotes are a received cell's, written as found."""
+    why = _why_stale(cached, wanted, precision, layer)
+    return None if why is None else printable(why)
+
+
+def _why_stale(cached: Any, wanted: dict[str, str], precision: str,
+               layer: str) -> str | None:
+    """:func:`_stale_results`, its values as found. A file whose score is no fraction, or
+    that records its folders' files or its layer as no text, is stale (evaluated again),
+    never a traceback: a received sweep's cell, or a damaged one."""
     if not isinstance(cached, dict) or "top1" not in cached:
         return "is unreadable"
+    top1 = cached["top1"]
+    if not (isinstance(top1, (int, float)) and not isinstance(top1, bool)
+            and math.isfinite(top1) and 0 <= top1 <= 1):
+        return "holds no top-1 between 0 and 1"
     found = cached.get(EVALUATED_ON)
     if not isinstance(found, dict):
         return "does not record its evaluation folders"
@@ -408,7 +428,7 @@ def _stale_results(cached: Any, wanted: dict[str, str], precision: str,
         # (not recorded before 2026-12-03: such results are taken as they are)
         then, now = found.get(f"{split}_files"), wanted.get(f"{split}_files")
         if then is not None and then != now:
-            count_then, count_now = then.split(":")[0], (now or "0:").split(":")[0]
+            count_then, count_now = str(then).split(":")[0], (now or "0:").split(":")[0]
             return (f"was computed when the {split} folder held {count_then} images ("
                     + (f"{count_now} now)" if count_then != count_now else
                        "as many now, some of them under other names)"))
@@ -421,7 +441,10 @@ def _stale_results(cached: Any, wanted: dict[str, str], precision: str,
             [wanted.get(k) for k in ("epochs", "batch_size")]:
         return (f"was computed in {found.get('epochs')} epochs at batch "
                 f"{found.get('batch_size')}")
-    computed_on = (cached.get("source") or {}).get("layer", "h")
+    source = cached.get("source") or {}
+    if not isinstance(source, dict):
+        return "does not record its layer"
+    computed_on = source.get("layer", "h")
     if computed_on != layer:
         return f"was computed on {computed_on}, not {layer}"
     # 'auto' takes any: a sweep continued on another machine keeps its results.

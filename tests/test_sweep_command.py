@@ -528,3 +528,58 @@ def test_of_two_scores_of_a_layer_on_record_the_current_files_is_shown(tmp_path)
             "evaluated_on": wanted}))
     args = argparse.Namespace(eval="knn", eval_precision="auto")
     assert recorded_scores(tmp_path, args, wanted) == {"knn_top1": 0.6}
+
+
+WANTED = {"train": "/data/train", "test": "/data/test", "train_files": "3:ab",
+          "test_files": "2:cd", "transform": "1"}
+CURRENT = {"top1": 0.5, "precision": "fp32", "source": {"layer": "h"}, "evaluated_on": WANTED}
+
+
+@pytest.mark.parametrize("changed, reason", [
+    ({"top1": "0.9"}, "holds no top-1 between 0 and 1"),
+    ({"top1": 1.5}, "holds no top-1 between 0 and 1"),
+    ({"top1": float("nan")}, "holds no top-1 between 0 and 1"),
+    ({"top1": True}, "holds no top-1 between 0 and 1"),
+    ({"source": [1]}, "does not record its layer"),
+    ({"source": {"layer": ["h"]}}, "was computed on ['h'], not h"),
+    ({"evaluated_on": {**WANTED, "train_files": 5}}, "was computed when the train folder "
+                                                     "held 5 images (3 now)"),
+    ({"evaluated_on": {**WANTED, "test_files": "\x1b[2J:x"}},
+     "was computed when the test folder held \\x1b[2J images (2 now)"),
+    ({"evaluated_on": {**WANTED, "train": "\x1b]0;PWNED\x07"}},
+     "was computed on another train set (\\x1b]0;PWNED\\x07)"),
+    ({"evaluated_on": {**WANTED, "protocol": "\x1b[2J"}},
+     "was computed by the \\x1b[2J protocol, not lbfgs"),
+    ({"evaluated_on": {**WANTED, "epochs": "\x1b[2J"}},
+     "was computed in \\x1b[2J epochs at batch None"),
+    ({"precision": "\x1b[2J"}, "was computed in \\x1b[2J, not fp32"),
+])
+def test_a_damaged_or_crafted_evaluation_is_stale_and_said_printably(tmp_path, changed,
+                                                                      reason):
+    """A received cell's knn.json whose score is no fraction, whose layer or folders'
+    files are recorded as no text, is not current (evaluated again, with this note),
+    never a traceback; what it records is quoted escaped; its score is never shown."""
+    import argparse
+
+    from simclr.sweep_command import _stale_results, recorded_scores
+
+    assert _stale_results(CURRENT, WANTED, "fp32", "h") is None
+    assert _stale_results({**CURRENT, **changed}, WANTED, "fp32", "h") == reason
+    (tmp_path / "knn.json").write_text(json.dumps({**CURRENT, **changed}))
+    args = argparse.Namespace(eval="knn", eval_precision="fp32")
+    assert recorded_scores(tmp_path, args, WANTED) == {}
+
+
+@pytest.mark.parametrize("layer", ["\x1b[2J", "g0", "x", "g²", ""])
+def test_a_score_on_record_of_no_layer_simclr_names_is_no_column(tmp_path, layer):
+    """A received cell's knn.previous-K.json scored on a 'layer' no evaluation names
+    (text a terminal acts on, above all) gives the table no column of its own."""
+    import argparse
+
+    from simclr.sweep_command import recorded_scores
+
+    (tmp_path / "knn.json").write_text(json.dumps(CURRENT))
+    (tmp_path / "knn.previous-1.json").write_text(json.dumps(
+        {**CURRENT, "top1": 0.7, "source": {"layer": layer}}))
+    args = argparse.Namespace(eval="knn", eval_precision="fp32")
+    assert recorded_scores(tmp_path, args, WANTED) == {"knn_top1": 0.5}
