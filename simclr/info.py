@@ -64,7 +64,7 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
     if path.is_file() and path.suffix.lower() in (".pt2", ".onnx"):  # `simclr export`'s
         from simclr.export import read_card
 
-        return {"path": str(path), "program": read_card(path)}
+        return _program_facts(path, read_card(path))
     if path.is_file():
         # (its name: a partial file, an unfinished training's, reads as one)
         return _torchvision_export(path) or {
@@ -144,11 +144,71 @@ def _torchvision_export(path: Path) -> dict[str, Any] | None:
     state, _ = read_weights_file(path, mmap=True)  # (a damaged file: its own error)
     if not isinstance(state, dict) or "format" in state:
         return None
-    facts: dict[str, Any] = {"path": str(path), "program": card}
+    facts = _program_facts(path, card)
+    card = facts["program"]
     encoder, size = card.get("encoder") or {}, (card.get("input") or {}).get("shape", [0])[-1]
     if encoder.get("arch") in ARCHS and assumed_side(bool(encoder.get("cifar_stem"))) != size:
         facts["read_at"] = assumed_side(bool(encoder.get("cifar_stem")))
     return facts
+
+
+# The entries of an exported file's card (export.program_card) info reads, as export
+# writes them; the card is a received file's, and an entry of another type ("output":
+# "x", an input shape of 5, a kind [1]) was a traceback: left out and named as damaged.
+_CARD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "program": str, "checkpoint": str, "step": int, "total_steps": int, "kind": str,
+    "trained": str, "features": str, "imported": str, "input": dict, "output": dict,
+    "encoder": dict, "unfinished": dict}
+
+
+def _program_facts(path: Path, card: dict[Any, Any]) -> dict[str, Any]:
+    """The facts of an exported file ``path`` from its ``card``: the card without the
+    entries info reads that are not as export writes them, which ``damaged`` names."""
+    damaged: list[str] = []
+    kept: dict[str, Any] = {}
+    for key, value in card.items():
+        if key in _CARD_TYPES and _entry(card, key, damaged, _CARD_TYPES[key]) is None:
+            continue
+        kept[str(key)] = value
+    for key, checks in (("input", _card_input), ("output", _card_output),
+                        ("encoder", _card_encoder)):
+        if key in kept:
+            kept[key] = checks(kept[key], damaged)
+    unfinished = kept.get("unfinished")
+    if unfinished is not None and (_entry(unfinished, "step", [], int) is None or (
+            unfinished.get("total_steps") is not None and
+            _entry(unfinished, "total_steps", [], int) is None)):
+        del kept["unfinished"]  # (a stopped training's step and plan, or none)
+        damaged.append("unfinished")
+    return {"path": str(path), "program": kept, **({"damaged": damaged} if damaged else {})}
+
+
+def _card_input(entry: dict[str, Any], damaged: list[str]) -> dict[str, Any]:
+    """A card's ``input`` without a ``shape`` that is no list ending in the image side."""
+    shape = entry.get("shape")
+    if shape is None or isinstance(shape, list) and shape and \
+            isinstance(shape[-1], int) and not isinstance(shape[-1], bool):
+        return entry
+    damaged.append("input.shape")
+    return {k: v for k, v in entry.items() if k != "shape"}
+
+
+def _card_output(entry: dict[str, Any], damaged: list[str]) -> dict[str, Any]:
+    """A card's ``output`` without a ``shape`` that is no list, a ``name`` no text."""
+    odd = [k for k, kind in (("name", str), ("shape", list))
+           if entry.get(k) is not None and not isinstance(entry[k], kind)]
+    damaged += [f"output.{k}" for k in odd]
+    return {k: v for k, v in entry.items() if k not in odd}
+
+
+def _card_encoder(entry: dict[str, Any], damaged: list[str]) -> dict[str, Any]:
+    """A card's ``encoder`` without an ``arch`` that is no name, an ``image_size`` no
+    side (the width: :mod:`simclr.info_text` shows only a number)."""
+    odd = [k for k, kind in (("arch", str), ("image_size", int))
+           if entry.get(k) is not None and (not isinstance(entry[k], kind) or
+                                            isinstance(entry[k], bool))]
+    damaged += [f"encoder.{k}" for k in odd]
+    return {k: v for k, v in entry.items() if k not in odd}
 
 
 def _runs_in(folder: Path) -> list[Path]:

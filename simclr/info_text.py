@@ -41,7 +41,9 @@ def _lines(facts: dict[str, Any]) -> list[str]:
     if "program" in facts:
         read_at = f"; simclr reads the file at {facts['read_at']} px: give --image-size " \
             f"{facts['program']['encoder'].get('image_size')}" if facts.get("read_at") else ""
-        return [f"{facts['path']}: {_program_line(facts['program'])}{read_at}"]
+        damaged = f"; damaged or edited, left out: {', '.join(facts['damaged'])}" \
+            if facts.get("damaged") else ""  # (card entries of a type export never writes)
+        return [f"{facts['path']}: {_program_line(facts['program'])}{read_at}{damaged}"]
     if "busy" in facts:
         return [f"{facts['path']}: {_run_line(facts)}"]
     if "runs" in facts:

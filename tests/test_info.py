@@ -1235,3 +1235,37 @@ def test_a_stopped_run_whose_checkpoint_cannot_be_read_does_not_say_none_exists(
     os.truncate(run / "checkpoints/last.pt", 100)
     head = _info(capsys, run).splitlines()[0]
     assert "no checkpoint exists" not in head and "no checkpoint can be read" in head, head
+
+
+@pytest.mark.parametrize("name, card, odd", [
+    ("p.pt2", {"output": "x"}, "output"),
+    ("p.pt2", {"output": {"name": "h", "shape": 5}}, "output.shape"),
+    ("p.pt2", {"input": [1]}, "input"),
+    ("p.pt2", {"input": {"shape": 5}}, "input.shape"),
+    ("p.pt2", {"input": {"shape": []}}, "input.shape"),
+    ("p.pt2", {"encoder": [1, 2]}, "encoder"),
+    ("p.pt2", {"trained": "x", "kind": [1]}, "kind"),
+    ("p.pt2", {"step": "7", "checkpoint": ["a"]}, "step, checkpoint"),
+    ("p.pt2", {"unfinished": {"step": "abc", "total_steps": [1]}}, "unfinished"),
+    ("w.pt", {"encoder": "resnet18", "input": {"shape": [1, 3, 32, 32]}}, "encoder"),
+    ("w.pt", {"input": {"shape": 7}}, "input.shape")])
+def test_an_exported_files_odd_card_is_described_without_what_is_odd(tmp_path, capsys,
+                                                                      name, card, odd):
+    """A card is a received file's: an entry of a type export never writes ("output":
+    "x", an input shape of 5 or [], a kind [1]) was a traceback of `simclr info`. It is
+    left out and named as damaged, as a checkpoint's odd entries are."""
+    import torch
+
+    program = tmp_path / name
+    if name.endswith(".pt"):  # a torchvision export: a state dict
+        torch.save({"conv1.weight": torch.zeros(1)}, program)
+    else:
+        program.write_bytes(b"not read")
+    card = {"format": "simclr-program",
+            "program": "torchvision" if name.endswith(".pt") else "pt2", **card}
+    Path(f"{program}.json").write_text(json.dumps(card), encoding="utf-8")
+    assert main(["info", str(program)]) == 0
+    assert f"damaged or edited, left out: {odd}" in capsys.readouterr().out
+    assert main(["info", "--json", str(program)]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["damaged"] == odd.split(", ")
