@@ -634,8 +634,15 @@ def _how_it_goes_on(last: Path, kind: str) -> str:
 def unfinished_training(step: Any, total: Any) -> str:
     """'an unfinished training (step 4 of 9)', as predict and export say it and info
     shows a program's (the planned steps where known)."""
-    of = f" of {total}" if isinstance(total, int) else ""
+    if not _is_count(step):  # (a received file's: never printed as it is, a terminal's
+        return "an unfinished training (its recorded step is damaged)"  # escapes or a
+    of = f" of {total}" if _is_count(total) else ""  # list nested 24 deep, 117 MB)
     return f"an unfinished training (step {step}{of})"
+
+
+def _is_count(value: Any) -> bool:
+    """Whether ``value`` is a step count as simclr records one (an int, no bool, >= 0)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 # Probabilities made Python floats at a time, as a few rows: all at once took 3.2 GB for

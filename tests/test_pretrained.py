@@ -1228,3 +1228,19 @@ def test_a_python_call_stopped_midway_removes_the_folders_it_made_alone(
     with pytest.raises(failure, match="stopped mid-way"):
         call()
     assert sorted(p.name for p in kept.iterdir()) == ["empty"]
+
+
+@pytest.mark.parametrize("step", ["\x1b[2Jstep", [[1]] * 3, True, -1, 2.5])
+def test_a_partial_files_odd_step_is_not_printed(tmp_path, capsys, step):
+    """An evaluation's -partial.pt is a received file too: its step was printed
+    whatever it was ('step <ESC>[2J... of 1'; a list of shared references nested 24
+    deep as a 117 MB line). A step that is no count is said to be damaged, not shown."""
+    from simclr.pretrained import note_unfinished
+
+    assert note_unfinished(tmp_path / "linear-partial.pt", {"step": step, "total_steps": 1})
+    err = capsys.readouterr().err
+    assert "an unfinished training (its recorded step is damaged)" in err
+    assert f"step {step}" not in err
+    note_unfinished(tmp_path / "linear-partial.pt", {"step": 3, "total_steps": [1]})
+    assert "(step 3); its command" in capsys.readouterr().err
+
