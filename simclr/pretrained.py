@@ -569,6 +569,10 @@ def classifier_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Classifier, dict[s
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise SimCLRError(f"{ckpt.get('file', 'the checkpoint')} is damaged: its classes are "
                           "not a list of names")
+    if len(classes) < 2:  # (linear-eval and fine-tuning need two classes to tell apart)
+        raise SimCLRError(f"{ckpt.get('file', 'the checkpoint')} is damaged: its classifier "
+                          f"has {len(classes)} class{'es' * (len(classes) != 1)} (it tells "
+                          "2 or more apart)")
     # one name on two outputs: predict would score a folder's class against one of them
     repeated = next((c for i, c in enumerate(classes) if c in classes[:i]), None) \
         if len(set(classes)) < len(classes) else None
@@ -586,6 +590,11 @@ def classifier_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Classifier, dict[s
     if weight is None or weight.dim() != 2 or len(classes) != weight.shape[0]:
         raise SimCLRError("the checkpoint's classifier is incomplete (no fc weights matching "
                           "its class list)")
+    if not all(torch.isfinite(state[k]).all() for k in ("fc.weight", "fc.bias")
+               if isinstance(state.get(k), torch.Tensor)):
+        # (nan probabilities and no class predicted, as embed refuses non-finite features)
+        raise SimCLRError(f"{ckpt.get('file', 'the checkpoint')} is damaged: its "
+                          "classifier's weights are not finite")
     model = Classifier(encoder, len(classes), neck=neck, in_dim=int(weight.shape[1]))
     load_weights(model, ckpt)
     return model.eval(), spec, classes

@@ -1244,3 +1244,21 @@ def test_a_partial_files_odd_step_is_not_printed(tmp_path, capsys, step):
     note_unfinished(tmp_path / "linear-partial.pt", {"step": 3, "total_steps": [1]})
     assert "(step 3); its command" in capsys.readouterr().err
 
+
+@pytest.mark.parametrize("damage, said", [
+    ("fc.weight", "its classifier's weights are not finite"),
+    ("fc.bias", "its classifier's weights are not finite"),
+    ("one class", "its classifier has 1 class (it tells 2 or more apart)")])
+def test_a_classifier_of_non_finite_weights_or_one_class_is_refused(damage, said):
+    """A received classifier whose fc weights are NaN predicted nan probabilities and no
+    class, exiting 0 (embed refuses an encoder whose outputs are not finite); one of a
+    single class (linear-eval needs two) was taken as it was."""
+    ckpt = pretrain_checkpoint()
+    encoder, _ = encoder_from_checkpoint(ckpt)
+    classes = ["a"] if damage == "one class" else ["a", "b"]
+    blob = classifier_checkpoint("linear", Classifier(encoder, len(classes)), ckpt["config"],
+                                 classes, 0, 1.0, {})
+    if damage != "one class":
+        blob["model"][damage].view(-1)[0] = float("nan" if damage == "fc.weight" else "inf")
+    with pytest.raises(SimCLRError, match=rf"^the checkpoint is damaged: {re.escape(said)}$"):
+        classifier_from_checkpoint(blob)
