@@ -8,12 +8,13 @@ summary is reported: what stopped it and how to go on, or what to run next.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
 from simclr.cli import add_config_flags, config_flags
 from simclr.config import RESUME_SETTINGS
-from simclr.errors import SimCLRError
+from simclr.errors import SimCLRError, printable
 from simclr.presets import PRESETS
 from simclr.settings import (
     absolute_paths,
@@ -123,16 +124,46 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    steps = f"{summary['steps']} step{'' if summary['steps'] == 1 else 's'}"
-    print(f"{summary['status']}: {steps} ({summary['epochs']:.2f} epochs) in "
-          f"{summary['elapsed_s']:.0f} s; checkpoint {summary['checkpoint']}")
-    if summary.get("bad_steps"):
+    """The closing lines of a run on stdout: how it ended, where its checkpoint is and
+    the images it skipped. A resumed finished run's summary is its summary.json, which
+    a received run wrote: a value not of the type simclr writes there is left out, as
+    missing (an "epochs": "abc" ended in a ValueError formatting it), and the names,
+    print() leaving them as they are, are escaped (a file named with an escape set the
+    terminal's title)."""
+    steps = _of_type(summary, "steps", int)
+    epochs = _of_type(summary, "epochs", float)
+    elapsed = _of_type(summary, "elapsed_s", float)
+    checkpoint = _of_type(summary, "checkpoint", str)
+    said = [f"{steps} step{'' if steps == 1 else 's'}"] if steps is not None else []
+    said += [f"({epochs:.2f} epochs)"] if epochs is not None else []
+    said += [f"in {elapsed:.0f} s"] if elapsed is not None else []
+    print(printable(str(summary.get("status"))) + (": " + " ".join(said) if said else "")
+          + (f"; checkpoint {printable(checkpoint)}" if checkpoint is not None else ""))
+    if _of_type(summary, "bad_steps", int):
         print(f"skipped {summary['bad_steps']} step(s) whose loss was not finite "
               "(--nan-policy skip; their metrics.jsonl lines hold a null loss)")
-    skipped = summary.get("skipped_images") or []
+    skipped = _skipped_images(summary)
     if skipped:
         print(f"skipped {len(skipped)} unreadable images:")
         for path, reason in skipped[:20]:
-            print(f"  {path}: {reason}")
+            print(f"  {printable(path)}: {printable(reason)}")
         if len(skipped) > 20:
             print(f"  ... and {len(skipped) - 20} more (see summary.json)")
+
+
+def _of_type(summary: dict[str, Any], key: str, kind: type) -> Any:
+    """``summary[key]`` where it is a ``kind`` (a float may be written whole, as an int;
+    a bool, an int to Python, is neither), else None: missing."""
+    value = summary.get(key)
+    kinds = (int, float) if kind is float else kind
+    return None if isinstance(value, bool) or not isinstance(value, kinds) else value
+
+
+def _skipped_images(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (path, reason) pairs of ``summary``'s skipped_images, each two strings as
+    simclr writes them (a session's own may name a Path); any other entry (an edited or
+    damaged file's) is left out."""
+    found = summary.get("skipped_images")
+    return [(str(entry[0]), entry[1]) for entry in (found if isinstance(found, list) else [])
+            if isinstance(entry, (list, tuple)) and len(entry) == 2
+            and isinstance(entry[0], (str, os.PathLike)) and isinstance(entry[1], str)]

@@ -932,6 +932,30 @@ def test_the_summary_line_counts_one_step_in_the_singular(capsys):
         "finished: 2 steps (0.50 epochs) in 3 s; checkpoint c.pt"]
 
 
+def test_the_summary_escapes_names_and_reads_odd_values_as_missing(capsys):
+    """The closing summary printed a skipped image's name as it is (a file named with
+    an escape set the terminal's title), and a received finished run's summary.json,
+    resumed, printed its checkpoint and skipped names raw and its "epochs": "abc" ended
+    in a ValueError formatting it."""
+    from simclr.pretrain_command import print_summary
+
+    print_summary({"status": "finished", "steps": 2, "epochs": 1.0, "elapsed_s": 3,
+                   "checkpoint": "r/\x1b]0;PWN\x07c.pt",
+                   "skipped_images": [["d/\x1b]0;PWNED\x07bad.png", "not an\nimage"]]})
+    assert capsys.readouterr().out.splitlines() == [
+        "finished: 2 steps (1.00 epochs) in 3 s; checkpoint r/\\x1b]0;PWN\\x07c.pt",
+        "skipped 1 unreadable images:",
+        "  d/\\x1b]0;PWNED\\x07bad.png: not an\\nimage"]
+    print_summary({"status": "finished\x1b[2J", "steps": "3\x1b", "epochs": "abc",
+                   "elapsed_s": [1], "checkpoint": 7, "bad_steps": "x",
+                   "skipped_images": [["a.png"], 5, ["b.png", 1], ["c.png", "bad"]]})
+    assert capsys.readouterr().out.splitlines() == [
+        "finished\\x1b[2J", "skipped 1 unreadable images:", "  c.png: bad"]
+    print_summary({"status": "finished", "steps": True, "epochs": True,
+                   "skipped_images": "abc"})
+    assert capsys.readouterr().out.splitlines() == ["finished"]
+
+
 def test_a_ctrl_c_while_the_command_imports_is_one_line(monkeypatch, capsys):
     """Ctrl-C in the first tenth of a second, while `simclr` imports its command line
     (before main()'s own handler), printed a KeyboardInterrupt traceback."""
