@@ -156,7 +156,7 @@ def _drop_after(path: Path, step: int) -> list[dict[str, Any]]:
     for line in text.splitlines(keepends=True):
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # (RecursionError: `[[[[...` nested deep)
             record = None
             if not line.endswith("\n"):
                 continue
@@ -459,7 +459,7 @@ def _logs_of_a_run(run_dir: Path) -> bool:
     try:
         with open(run_dir / "metrics.jsonl", encoding="utf-8") as f:
             return json.loads(f.readline()).get("event") == "start"
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # (`[[[[...` nested deep)
         pass
     try:  # killed between writing its config and its first log line
         return "\nprovenance:" in (run_dir / "config.yaml").read_text(encoding="utf-8")

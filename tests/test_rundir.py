@@ -441,6 +441,28 @@ def test_bytes_that_are_no_utf8_in_the_log_do_not_stop_a_resume(tmp_path):
         b'{"step": 1, "loss": 2.0}\n\xff\xfe\n{"step": 1, "event": "start"}\n')
 
 
+def test_a_log_line_nested_too_deep_is_a_damaged_line_not_a_traceback(tmp_path):
+    """A metrics.jsonl line of `[[[[...]]]]` nested past Python's recursion limit (a
+    received run's) was a RecursionError's traceback at --resume and at a new run into
+    its folder: it is an unreadable line, kept as it is, and a first line of it is no
+    simclr run's."""
+    from simclr.rundir import check_run_dir
+
+    deep = "[" * 100000 + "]" * 100000 + "\n"
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n' + deep
+                                            + '{"step": 2, "loss": 1.0}\n')
+    log = MetricsLog(tmp_path, True, resumed_at=1)
+    log.close()
+    assert (tmp_path / "metrics.jsonl").read_text() == '{"step": 1, "loss": 2.0}\n' + deep
+    other, data = tmp_path / "runs/other", tmp_path / "data"
+    other.mkdir(parents=True)
+    data.mkdir()
+    (other / "metrics.jsonl").write_text(deep)
+    cfg = build_config(flags={"data.path": str(data), "out": str(other)})
+    with pytest.raises(SimCLRError, match="holds metrics.jsonl, not written by a simclr run"):
+        check_run_dir(cfg, resume=False)
+
+
 def test_a_full_disk_under_the_log_is_one_line_naming_it(tmp_path, caplog):
     """No space for a metrics line (or TensorBoard's events, whose writer thread hands
     its error to the next call): a SimCLRError naming the file, so the run ends in one
