@@ -512,3 +512,22 @@ def test_embed_and_predict_pass_channels_last_to_their_feature_pass(tmp_path, mo
                      str(tmp_path / f"out{i}{suffix}"), "--cache-dir", cache, "--workers", "0",
                      "--precision", "fp32", *flags]) == 0
     assert formats == [True, False]
+
+
+def test_a_received_finished_supervised_runs_steps_are_checked_and_escaped(tmp_path,
+                                                                          capsys):
+    """`supervised --resume` of a finished run said its supervised.json's "steps" as it
+    was: a received run's escape sequence reached the terminal ("finished at step
+    <ESC>]0;... already")."""
+    from simclr.cli import main
+
+    run = tmp_path / "r\x1b[2Jun"
+    run.mkdir()
+    (run / "supervised.json").write_text('{"steps": "\\u001b]0;PWN\\u0007", "top1": 0.5}')
+    assert main(["supervised", "--resume", str(run)]) == 0
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err and json.loads(out)["top1"] == 0.5
+    assert err == f"{str(run)!r}"[1:-1] + " finished already: nothing to do\n"
+    (run / "supervised.json").write_text('{"steps": 12, "top1": 0.5}')
+    assert main(["supervised", "--resume", str(run)]) == 0
+    assert capsys.readouterr().err.endswith(" finished at step 12 already: nothing to do\n")
