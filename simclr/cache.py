@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -501,13 +501,27 @@ def _entry(npy: Path, meta_path: Path, orphan: bool) -> CacheEntry | None:
             store = meta.get("store")
             variant = (meta.get("max_pixels"), meta.get("loose"))
             version = meta.get("version")
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):  # no sidecar
+            _check_recorded(store, variant)
+        # (RecursionError: `[[[[...` nested deep)
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
             root, images, side, used, store = "?", 0, 0, there.stat().st_mtime, None
             variant, version = (), None
     except OSError:
         return None
     return CacheEntry(npy, meta_path, size, root, images, side, used, store, variant, orphan,
                       version if isinstance(version, int) else None)
+
+
+def _check_recorded(store: Any, variant: tuple[Any, Any]) -> None:
+    """Raise TypeError unless a sidecar's storage and variant are of the types simclr
+    writes (a string; a number and a bool; None where not recorded): an edited or
+    damaged sidecar's list is no key to tell caches apart by (unhashable, a TypeError's
+    traceback listing them), so the sidecar reads as damaged."""
+    max_pixels, loose = variant
+    if not (store is None or isinstance(store, str)) or not (
+            max_pixels is None or type(max_pixels) in (int, float)) or \
+            not (loose is None or isinstance(loose, bool)):
+        raise TypeError("not a sidecar simclr wrote")
 
 
 def outdated(entry: CacheEntry) -> bool:

@@ -24,7 +24,7 @@ from simclr.arguments import (
     folder_name,
     fraction,
 )
-from simclr.errors import SimCLRError
+from simclr.errors import SimCLRError, printable
 from simclr.files import finite_json
 
 
@@ -295,8 +295,8 @@ def _list_caches(args: argparse.Namespace, entries: list[Any], replaced: set[Pat
         day = time.strftime("%Y-%m-%d", time.localtime(e.last_used))
         # How it was stored and its file's name: caches of one folder told apart
         print(f"{e.nbytes / 2**20:9.1f} MiB  {e.images:7d} x {e.side:3d} px  "
-              f"{describe_entry(e)}  used {day}  {e.root}  {(e.meta if e.orphan else e.npy).name}"
-              f"{note}")
+              f"{printable(describe_entry(e))}  used {day}  {printable(e.root)}  "
+              f"{(e.meta if e.orphan else e.npy).name}{note}")
     return removed, removable
 
 

@@ -476,6 +476,35 @@ def test_an_earlier_simclrs_cache_is_removed_by_clean_and_by_a_build(tmp_path, c
     assert sorted(e.images for e in left) == [6, 7]
 
 
+def test_a_listing_escapes_a_caches_folder_and_reads_odd_sidecar_values_as_damaged(
+        tmp_path, capsys):
+    """`simclr cache` printed a cache's source folder as its sidecar said it (a folder
+    named with an escape set the terminal's title), and a sidecar's "store": [1] (or a
+    list as its --max-pixels) was a TypeError's traceback, unhashable: read as a damaged
+    sidecar, as other odd ones are."""
+    import json
+    import shutil
+
+    from simclr.cli import main
+
+    _cifar_like(tmp_path / "d\x1b]0;PWN\x07x")
+    open_source(str(tmp_path / "d\x1b]0;PWN\x07x"), data_cfg(tmp_path))
+    (current,) = cache.cache_entries(tmp_path / "cache")
+    assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
+    listed = capsys.readouterr().out
+    assert "\x1b" not in listed and "d\\x1b]0;PWN\\x07x  " in listed
+    meta = json.loads(current.meta.read_text())
+    for n, odd in enumerate([{"store": [1]}, {"max_pixels": [1]}, {"loose": {}},
+                             {"store": "full\x1b[2J"}]):
+        npy = current.npy.with_name(f"{current.npy.name[:-24]}{n:020d}.npy")
+        shutil.copyfile(current.npy, npy)
+        npy.with_suffix(".json").write_text(json.dumps({**meta, **odd}))
+    assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
+    listed = capsys.readouterr().out
+    assert "\x1b" not in listed and listed.count("  ?  ") == 3, listed
+    assert "full\\x1b[2J" in listed
+
+
 def test_only_an_older_cache_of_the_same_folder_side_and_storage_is_replaced():
     def entry(name, root, side, store, used, variant=(89478485, False)):
         return cache.CacheEntry(Path(f"{name}.npy"), Path(f"{name}.json"), 1, root, 4, side,
