@@ -190,8 +190,8 @@ def parse_layer(layer: str, flag: str = "--layer") -> int | None:
     as ``flag``)."""
     if layer == "z":
         return None
-    if isinstance(layer, str) and layer.startswith("g") and layer[1:].isdigit() \
-            and int(layer[1:]) >= 1:
+    if isinstance(layer, str) and layer.startswith("g") and layer[1:].isascii() \
+            and layer[1:].isdigit() and int(layer[1:]) >= 1:  # (not g²: int() refuses it)
         return int(layer[1:])
     raise SimCLRError(f"{flag}: unknown value {layer!r} ({LAYERS_HELP})")
 

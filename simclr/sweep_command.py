@@ -183,8 +183,6 @@ EVAL_FILES = {"knn": (*RESULTS["knn"], "knn_confusion.png"),
               "linear": (*RESULTS["linear-eval"], "linear_eval_confusion.png")}
 # The key of a sweep cell's results file that says what it was evaluated on.
 EVALUATED_ON = "evaluated_on"
-# The layers an evaluation is made on (:func:`simclr.pretrained.parse_layer`'s, and h)
-LAYER = re.compile(r"h|z|g[1-9][0-9]*", re.ASCII)
 SGD_EPOCHS, SGD_BATCH = 90, 256  # the SGD linear protocol's defaults (App. B.6)
 
 
@@ -308,6 +306,18 @@ def _make_current(run_dir: Path, name: str, found: Path, files: tuple[str, ...])
           file=sys.stderr, flush=True)
 
 
+def _names_a_layer(layer: str) -> bool:
+    """Whether ``layer`` is one --eval-layer takes (h, or
+    :func:`~simclr.pretrained.parse_layer`'s: z, gK as typed, g01 too)."""
+    if layer == "h":
+        return True
+    try:
+        parse_layer(layer)
+    except SimCLRError:
+        return False
+    return True
+
+
 def _scored_layers(run_dir: Path, name: str, wanted: dict[str, str],
                    precision: str) -> dict[str, tuple[float, Path]]:
     """{layer: (top-1, its file)} of the cell's evaluations ``name`` (and
@@ -326,11 +336,11 @@ def _scored_layers(run_dir: Path, name: str, wanted: dict[str, str],
         try:
             found = json.loads(path.read_text(encoding="utf-8"))
             layer = str((found.get("source") or {}).get("layer", "h"))
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, RecursionError):  # (a deep nesting)
             continue
         # (a layer no evaluation names, a received cell's: no column of its own)
-        if LAYER.fullmatch(layer) and _stale_results(found, wanted, precision,
-                                                     layer) is None:
+        if _names_a_layer(layer) and _stale_results(found, wanted, precision,
+                                                    layer) is None:
             scored[layer] = found["top1"], path
     return scored
 
@@ -395,7 +405,7 @@ def _stale_evaluation(saved: Path, wanted: dict[str, str], precision: str,
         cached = json.loads(saved.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return "is missing"
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # (RecursionError: nested too deep)
         return "is unreadable"
     return _stale_results(cached, wanted, precision, layer)
 

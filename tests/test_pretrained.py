@@ -1262,3 +1262,19 @@ def test_a_classifier_of_non_finite_weights_or_one_class_is_refused(damage, said
         blob["model"][damage].view(-1)[0] = float("nan" if damage == "fc.weight" else "inf")
     with pytest.raises(SimCLRError, match=rf"^the checkpoint is damaged: {re.escape(said)}$"):
         classifier_from_checkpoint(blob)
+
+
+@pytest.mark.parametrize("layer, depth", [("z", None), ("g1", 1), ("g01", 1), ("g12", 12)])
+def test_parse_layer_reads_z_and_gk(layer, depth):
+    from simclr.pretrained import parse_layer
+
+    assert parse_layer(layer) == depth
+
+
+@pytest.mark.parametrize("layer", ["g0", "g", "h", "g²", "g١", "gx", "G1", ""])
+def test_parse_layer_refuses_anything_else_in_one_line(layer):
+    """g² passed str.isdigit and ended in int()'s ValueError: a traceback."""
+    from simclr.pretrained import parse_layer
+
+    with pytest.raises(SimCLRError, match="--layer: unknown value"):
+        parse_layer(layer)

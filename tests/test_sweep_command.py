@@ -570,6 +570,29 @@ def test_a_damaged_or_crafted_evaluation_is_stale_and_said_printably(tmp_path, c
     assert recorded_scores(tmp_path, args, WANTED) == {}
 
 
+def test_a_score_on_any_layer_eval_layer_takes_is_read_back(tmp_path):
+    """--eval-layer g01 (parse_layer's g1) was evaluated and recorded, then read back as
+    no layer at all: every rerun evaluated the cell again."""
+    import argparse
+
+    from simclr.sweep_command import recorded_scores
+
+    (tmp_path / "knn.json").write_text(json.dumps({**CURRENT, "source": {"layer": "g01"}}))
+    args = argparse.Namespace(eval="knn", eval_precision="fp32")
+    assert list(recorded_scores(tmp_path, args, WANTED).values()) == [0.5]
+
+
+def test_a_results_file_nested_too_deep_is_unreadable_not_a_traceback(tmp_path):
+    import argparse
+
+    from simclr.sweep_command import _stale_evaluation, recorded_scores
+
+    (tmp_path / "knn.json").write_text("[" * 100000 + "]" * 100000)
+    args = argparse.Namespace(eval="knn", eval_precision="fp32")
+    assert recorded_scores(tmp_path, args, WANTED) == {}
+    assert _stale_evaluation(tmp_path / "knn.json", WANTED, "fp32") == "is unreadable"
+
+
 @pytest.mark.parametrize("layer", ["\x1b[2J", "g0", "x", "g²", ""])
 def test_a_score_on_record_of_no_layer_simclr_names_is_no_column(tmp_path, layer):
     """A received cell's knn.previous-K.json scored on a 'layer' no evaluation names
