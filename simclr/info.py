@@ -146,8 +146,10 @@ def _torchvision_export(path: Path) -> dict[str, Any] | None:
         return None
     facts = _program_facts(path, card)
     card = facts["program"]
-    encoder, size = card.get("encoder") or {}, (card.get("input") or {}).get("shape", [0])[-1]
-    if encoder.get("arch") in ARCHS and assumed_side(bool(encoder.get("cifar_stem"))) != size:
+    encoder, size = card.get("encoder") or {}, ((card.get("input") or {}).get("shape") or [0])[-1]
+    # (a side left out as damaged: no advice, which would name it 0 or None)
+    if encoder.get("arch") in ARCHS and encoder.get("image_size") and size and \
+            assumed_side(bool(encoder.get("cifar_stem"))) != size:
         facts["read_at"] = assumed_side(bool(encoder.get("cifar_stem")))
     return facts
 
@@ -167,8 +169,9 @@ def _program_facts(path: Path, card: dict[Any, Any]) -> dict[str, Any]:
     damaged: list[str] = []
     kept: dict[str, Any] = {}
     for key, value in card.items():
-        if key in _CARD_TYPES and _entry(card, key, damaged, _CARD_TYPES[key]) is None:
-            continue
+        if key in _CARD_TYPES and value is not None and \
+                _entry(card, key, damaged, _CARD_TYPES[key]) is None:
+            continue  # (a null is kept: export writes some, e.g. a classifier's step)
         kept[str(key)] = value
     for key, checks in (("input", _card_input), ("output", _card_output),
                         ("encoder", _card_encoder)):

@@ -1269,3 +1269,35 @@ def test_an_exported_files_odd_card_is_described_without_what_is_odd(tmp_path, c
     assert main(["info", "--json", str(program)]) == 0
     facts = json.loads(capsys.readouterr().out)
     assert facts["damaged"] == odd.split(", ")
+
+
+@pytest.mark.parametrize("odd", [{"input": {"shape": 5}},
+                                 {"input": {"shape": [1, 3, 64, 64]}, "encoder": {
+                                     "arch": "resnet18", "cifar_stem": True,
+                                     "image_size": "x"}}])
+def test_no_image_size_advice_from_a_side_left_out(tmp_path, capsys, odd):
+    """A torchvision export's card whose input side or encoder side was left out as
+    damaged advised "give --image-size None" (or read the side as 0)."""
+    import torch
+
+    program = tmp_path / "w.pt"
+    torch.save({"conv1.weight": torch.zeros(1)}, program)
+    card = {"format": "simclr-program", "program": "torchvision",
+            "encoder": {"arch": "resnet18", "cifar_stem": True, "image_size": 32}, **odd}
+    Path(f"{program}.json").write_text(json.dumps(card), encoding="utf-8")
+    assert main(["info", "--json", str(program)]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["damaged"] and "read_at" not in facts
+
+
+def test_an_exported_cards_null_entries_stay_in_info_json(tmp_path, capsys):
+    """export writes some entries null (a linear classifier's step and plan): info's
+    check of a received card left them out of --json as if they were never written."""
+    program = tmp_path / "p.pt2"
+    program.write_bytes(b"not read")
+    card = {"format": "simclr-program", "program": "pt2", "step": None, "total_steps": None}
+    Path(f"{program}.json").write_text(json.dumps(card), encoding="utf-8")
+    assert main(["info", "--json", str(program)]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["program"]["step"] is None and facts["program"]["total_steps"] is None
+    assert "damaged" not in facts
