@@ -30,7 +30,7 @@ from simclr.checkpoint import (
 )
 from simclr.config import Config, DataConfig
 from simclr.data import ImageSource, open_source
-from simclr.errors import SimCLRError, printable, with_article
+from simclr.errors import SimCLRError, is_amount, printable, with_article
 from simclr.features import Listings, check_labeled_folders
 from simclr.files import finite_json
 from simclr.folders import ImageList, check_folder, list_folder, torchvision_dataset
@@ -520,8 +520,7 @@ def _supervised_finished(args: argparse.Namespace, flags: dict[str, Any]) -> boo
         print(finite_json(done))
         # (a received run's supervised.json: its steps said only if a whole number)
         steps = done.get("steps")
-        at = f" at step {steps}" if isinstance(steps, int) and not isinstance(steps, bool) \
-            else ""
+        at = f" at step {steps}" if is_amount(steps, whole=True) else ""
         print(f"{printable(str(args.resume))} finished{at} already: nothing to do",
               file=sys.stderr)
     return True

@@ -7,6 +7,7 @@ exit status; any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import errno
+import math
 import numbers
 import os
 import stat
@@ -120,6 +121,18 @@ def is_count(value: Any) -> bool:
     """Whether ``value`` is a positive whole number (a bool is none): what a size, a
     batch or a k given from Python must be (flags are parsed as such)."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def is_amount(value: Any, whole: bool = False) -> bool:
+    """Whether ``value`` is a count (``whole``: an int) or a measure (any real number) as
+    simclr writes one into its files: finite, not negative, never a bool. A received
+    file's entry of another type or range is damaged: neither printed (a terminal's
+    escapes, a list nested deep) nor computed with."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral if whole
+                                                  else numbers.Real):
+        return False
+    # (an int is finite, and isfinite would overflow converting one past 1e308)
+    return value >= 0 and (isinstance(value, numbers.Integral) or math.isfinite(value))
 
 
 def check_counts(values: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from simclr.cli import add_config_flags, config_flags
 from simclr.config import RESUME_SETTINGS
-from simclr.errors import SimCLRError, printable
+from simclr.errors import SimCLRError, is_amount, printable
 from simclr.presets import PRESETS
 from simclr.settings import (
     absolute_paths,
@@ -130,16 +130,16 @@ def print_summary(summary: dict[str, Any]) -> None:
     missing (an "epochs": "abc" ended in a ValueError formatting it), and the names,
     print() leaving them as they are, are escaped (a file named with an escape set the
     terminal's title)."""
-    steps = _of_type(summary, "steps", int)
-    epochs = _of_type(summary, "epochs", float)
-    elapsed = _of_type(summary, "elapsed_s", float)
-    checkpoint = _of_type(summary, "checkpoint", str)
+    steps = _amount(summary, "steps", whole=True)
+    epochs, elapsed = _amount(summary, "epochs"), _amount(summary, "elapsed_s")
+    checkpoint = summary.get("checkpoint") if isinstance(summary.get("checkpoint"), str) \
+        else None
     said = [f"{steps} step{'' if steps == 1 else 's'}"] if steps is not None else []
     said += [f"({epochs:.2f} epochs)"] if epochs is not None else []
     said += [f"in {elapsed:.0f} s"] if elapsed is not None else []
     print(printable(str(summary.get("status"))) + (": " + " ".join(said) if said else "")
           + (f"; checkpoint {printable(checkpoint)}" if checkpoint is not None else ""))
-    if _of_type(summary, "bad_steps", int):
+    if _amount(summary, "bad_steps", whole=True):
         print(f"skipped {summary['bad_steps']} step(s) whose loss was not finite "
               "(--nan-policy skip; their metrics.jsonl lines hold a null loss)")
     skipped = _skipped_images(summary)
@@ -151,12 +151,11 @@ def print_summary(summary: dict[str, Any]) -> None:
             print(f"  ... and {len(skipped) - 20} more (see summary.json)")
 
 
-def _of_type(summary: dict[str, Any], key: str, kind: type) -> Any:
-    """``summary[key]`` where it is a ``kind`` (a float may be written whole, as an int;
-    a bool, an int to Python, is neither), else None: missing."""
+def _amount(summary: dict[str, Any], key: str, whole: bool = False) -> Any:
+    """``summary[key]`` where it is a count or measure as simclr writes it
+    (:func:`~simclr.errors.is_amount`), else None: missing (a received file's)."""
     value = summary.get(key)
-    kinds = (int, float) if kind is float else kind
-    return None if isinstance(value, bool) or not isinstance(value, kinds) else value
+    return value if is_amount(value, whole) else None
 
 
 def _skipped_images(summary: dict[str, Any]) -> list[tuple[str, str]]:

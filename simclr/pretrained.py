@@ -39,7 +39,7 @@ from simclr.checkpoint import (
     weight_mismatch,
 )
 from simclr.config import MAX_SIDE, MIN_SIZE, Config, DataConfig
-from simclr.errors import SimCLRError, check_counts
+from simclr.errors import SimCLRError, check_counts, is_amount
 from simclr.files import written
 from simclr.launch import shell_quote
 from simclr.models import (
@@ -643,15 +643,10 @@ def _how_it_goes_on(last: Path, kind: str) -> str:
 def unfinished_training(step: Any, total: Any) -> str:
     """'an unfinished training (step 4 of 9)', as predict and export say it and info
     shows a program's (the planned steps where known)."""
-    if not _is_count(step):  # (a received file's: never printed as it is, a terminal's
+    if not is_amount(step, whole=True):  # (a received file's: never printed as it is, a terminal's
         return "an unfinished training (its recorded step is damaged)"  # escapes or a
-    of = f" of {total}" if _is_count(total) else ""  # list nested 24 deep, 117 MB)
+    of = f" of {total}" if is_amount(total, whole=True) else ""  # list nested 24 deep, 117 MB)
     return f"an unfinished training (step {step}{of})"
-
-
-def _is_count(value: Any) -> bool:
-    """Whether ``value`` is a step count as simclr records one (an int, no bool, >= 0)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 # Probabilities made Python floats at a time, as a few rows: all at once took 3.2 GB for

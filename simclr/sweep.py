@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from simclr.config import FIG5_OPS, RESUME_SETTINGS, Config, unsaved_value
-from simclr.errors import DivergedError, SimCLRError, printable, user_message
+from simclr.errors import DivergedError, SimCLRError, is_amount, printable, user_message
 from simclr.files import (
     discard,
     folder_holder,
@@ -575,12 +575,12 @@ def _trained(summary: dict[str, Any]) -> dict[str, Any]:
     write so. (A run stopped at its last step has finished: :func:`_run_cells` stops the
     sweep there.)"""
     status, steps = summary.get("status"), summary.get("steps")
-    if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
+    if not is_amount(steps, whole=True):
         return dict(DAMAGED)
     if status == "diverged":
         return {"status": f"diverged at step {steps}"}
     if status not in ("finished", "preempted") or not all(
-            _is_amount(summary.get(k)) for k in ("epochs", "elapsed_s")):
+            is_amount(summary.get(k)) for k in ("epochs", "elapsed_s")):
         return dict(DAMAGED)
     result = {"status": status, "steps": steps, "epochs": round(summary["epochs"], 2),
               "train_s": round(summary["elapsed_s"])}
@@ -589,12 +589,6 @@ def _trained(summary: dict[str, Any]) -> dict[str, Any]:
                    if isinstance(summary.get(k), float)
                    and math.isfinite(summary[k])})  # (a skipped step's: NaN)
     return result
-
-
-def _is_amount(value: Any) -> bool:
-    """Whether a summary's ``value`` is an epoch count or time: a finite number >= 0."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and \
-        math.isfinite(value) and value >= 0
 
 
 def _fill_on_record(cells: list[Cell], recorded: Any) -> None:

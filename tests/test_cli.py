@@ -954,6 +954,10 @@ def test_the_summary_escapes_names_and_reads_odd_values_as_missing(capsys):
     print_summary({"status": "finished", "steps": True, "epochs": True,
                    "skipped_images": "abc"})
     assert capsys.readouterr().out.splitlines() == ["finished"]
+    # numbers no run writes: read as missing, as the sweep's table reads them damaged
+    print_summary({"status": "finished", "steps": -4, "epochs": float("nan"),
+                   "elapsed_s": float("inf")})
+    assert capsys.readouterr().out.splitlines() == ["finished"]
 
 
 def test_a_ctrl_c_while_the_command_imports_is_one_line(monkeypatch, capsys):

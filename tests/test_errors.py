@@ -25,3 +25,15 @@ def test_printable_leaves_the_spaces_and_joiners_of_real_names():
 def test_user_message_is_one_printable_line():
     assert user_message(SimCLRError("bad image a\x1b]0;T\a\nb.png")) == \
         "bad image a\\x1b]0;T\\x07\\nb.png"
+
+
+def test_is_amount_takes_counts_and_measures_as_simclr_writes_them():
+    """The one check of a count or measure read back from a (perhaps received) file."""
+    from simclr.errors import is_amount
+
+    for value in (0, 7, 10**400):
+        assert is_amount(value, whole=True) and is_amount(value)
+    for value in (0.0, 2.5):
+        assert is_amount(value) and not is_amount(value, whole=True)
+    for value in (-1, -0.5, float("nan"), float("inf"), True, "3", [3], None):
+        assert not is_amount(value) and not is_amount(value, whole=True)
