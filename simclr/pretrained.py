@@ -643,9 +643,11 @@ def _how_it_goes_on(last: Path, kind: str) -> str:
 def unfinished_training(step: Any, total: Any) -> str:
     """'an unfinished training (step 4 of 9)', as predict and export say it and info
     shows a program's (the planned steps where known)."""
-    if not is_amount(step, whole=True):  # (a received file's: never printed as it is, a terminal's
-        return "an unfinished training (its recorded step is damaged)"  # escapes or a
-    of = f" of {total}" if is_amount(total, whole=True) else ""  # list nested 24 deep, 117 MB)
+    # A received file's step of another kind is never printed as it is: a terminal's
+    # escapes, or a list nested 24 deep that printed as a 117 MB line.
+    if not is_amount(step, whole=True):
+        return "an unfinished training (its recorded step is damaged)"
+    of = f" of {total}" if is_amount(total, whole=True) else ""
     return f"an unfinished training (step {step}{of})"
 
 
