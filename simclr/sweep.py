@@ -566,7 +566,8 @@ def _score(cell: Cell, evaluate: Any) -> None:
 
 # A cell's row when its summary.json (a received sweep's, or one damaged) holds no
 # status simclr writes, or a count or time that is none: shown so, never a traceback.
-DAMAGED = {"status": "damaged (its summary.json cannot be read as a run's)"}
+DAMAGED = {"status": "damaged (its summary.json cannot be read as a run's; remove the "
+                     "cell's folder to train it again)"}
 
 
 def _trained(summary: dict[str, Any]) -> dict[str, Any]:

@@ -867,7 +867,8 @@ def test_a_cells_damaged_summary_is_shown_as_damaged(tmp_path, summary):
     from simclr.sweep_report import render
 
     row = _trained(summary)
-    assert row == {"status": "damaged (its summary.json cannot be read as a run's)"}
+    assert row == {"status": "damaged (its summary.json cannot be read as a run's; remove "
+                             "the cell's folder to train it again)"}
     axes = [parse_axis("seed=0")]
     cell = Cell({"seed": "0"}, {"seed": "0"}, "seed=0", tmp_path, row)
     assert "| 0 | damaged (its summary.json" in render(axes, [cell])
