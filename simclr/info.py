@@ -27,7 +27,7 @@ from simclr.checkpoint import (
     periodic_checkpoints,
 )
 from simclr.config import SECTIONS, Config
-from simclr.errors import SimCLRError, unreadable_path, with_article
+from simclr.errors import SimCLRError, is_count, unreadable_path, with_article
 from simclr.files import folder_holder, read_json
 from simclr.resume import recorded_argv, recorded_start, session_number
 from simclr.rundir import SUPERVISED_RESULT
@@ -189,17 +189,23 @@ def _program_facts(path: Path, card: dict[Any, Any]) -> dict[str, Any]:
 def _card_input(entry: dict[str, Any], damaged: list[str]) -> dict[str, Any]:
     """A card's ``input`` without a ``shape`` that is no list ending in the image side."""
     shape = entry.get("shape")
-    if shape is None or isinstance(shape, list) and shape and \
-            isinstance(shape[-1], int) and not isinstance(shape[-1], bool):
+    if shape is None or _is_shape(shape) and is_count(shape[-1]):
         return entry
     damaged.append("input.shape")
     return {k: v for k, v in entry.items() if k != "shape"}
 
 
+def _is_shape(value: Any) -> bool:
+    """Whether ``value`` is a tensor shape as export writes one: a list of sides (whole
+    numbers >= 1) and names of free ones ("batch")."""
+    return isinstance(value, list) and bool(value) and all(
+        is_count(side) or isinstance(side, str) and side.isidentifier() for side in value)
+
+
 def _card_output(entry: dict[str, Any], damaged: list[str]) -> dict[str, Any]:
-    """A card's ``output`` without a ``shape`` that is no list, a ``name`` no text."""
-    odd = [k for k, kind in (("name", str), ("shape", list))
-           if entry.get(k) is not None and not isinstance(entry[k], kind)]
+    """A card's ``output`` without a ``shape`` that is none, a ``name`` no text."""
+    odd = [k for k, ok in (("name", lambda v: isinstance(v, str)), ("shape", _is_shape))
+           if entry.get(k) is not None and not ok(entry[k])]
     damaged += [f"output.{k}" for k in odd]
     return {k: v for k, v in entry.items() if k not in odd}
 

@@ -1243,6 +1243,8 @@ def test_a_stopped_run_whose_checkpoint_cannot_be_read_does_not_say_none_exists(
     ("p.pt2", {"input": [1]}, "input"),
     ("p.pt2", {"input": {"shape": 5}}, "input.shape"),
     ("p.pt2", {"input": {"shape": []}}, "input.shape"),
+    ("p.pt2", {"input": {"shape": ["batch", 3, -5, -5]}}, "input.shape"),
+    ("p.pt2", {"output": {"name": "h", "shape": ["batch", [1, 1, 1]]}}, "output.shape"),
     ("p.pt2", {"encoder": [1, 2]}, "encoder"),
     ("p.pt2", {"trained": "x", "kind": [1]}, "kind"),
     ("p.pt2", {"step": "7", "checkpoint": ["a"]}, "step, checkpoint"),
