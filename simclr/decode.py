@@ -110,6 +110,9 @@ def _exif_transposed(im: Image.Image, in_place: bool = False) -> Image.Image | N
     ("Corrupt EXIF data ...", from its TIFF reader): they name PIL's source file, not
     the image, and come in two raw lines from every loader worker. PIL reads such a
     block as far as it goes, so an orientation it holds is still applied."""
+    if not im.info.get("exif") and im.format != "TIFF":  # (no EXIF block: nothing to warn
+        # of, and catch_warnings would make Python repeat its once-only warnings)
+        return ImageOps.exif_transpose(im, in_place=in_place)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
         return ImageOps.exif_transpose(im, in_place=in_place)

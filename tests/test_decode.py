@@ -244,6 +244,20 @@ _CORRUPT_EXIF = (b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x02\x01\x12\x00\x03\x
                  b"\x00\x00\x00\x00\x00\x01\xa4\x05\x00\x03\x00\x00\x00\x01\x01,\x00\x00")
 
 
+def test_a_picture_without_exif_is_turned_without_catching_warnings(monkeypatch):
+    """The EXIF warnings are caught only where there is an EXIF block: entering
+    warnings.catch_warnings for every picture made Python repeat its once-only
+    warnings (each exit resets their registry)."""
+    from simclr import decode
+
+    def refused(*args, **kwargs):
+        raise AssertionError("catch_warnings entered for a picture without EXIF")
+
+    monkeypatch.setattr(decode.warnings, "catch_warnings", refused)
+    im = Image.new("RGB", (5, 3), (10, 20, 30))
+    assert decode.as_rgb(im).size == (5, 3)
+
+
 def test_a_damaged_exif_block_is_read_as_far_as_it_goes_without_pils_warning(tmp_path):
     """PIL's warning named its own source file, not the image, in two raw lines (from
     every loader worker); the orientation it could read is still applied."""
