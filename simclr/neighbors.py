@@ -109,6 +109,12 @@ def _load(path: str | Path, flag: str) -> tuple[torch.Tensor, list[str], Encoder
             or not np.issubdtype(features.dtype, np.number)):
         raise SimCLRError(f"{flag} {path}: features {features.shape} {features.dtype} do not "
                           f"match its {len(paths)} paths")
+    what = f"{flag} {path}: features {features.shape} {features.dtype}"
+    if not (np.issubdtype(features.dtype, np.floating) or
+            np.issubdtype(features.dtype, np.integer)):  # (complex: its imaginary part lost)
+        raise SimCLRError(f"{what} are no real numbers; give a file written by `simclr embed`")
+    if features.shape[1] == 0:  # (every similarity 0: neighbours of nothing)
+        raise SimCLRError(f"{what} have no dimension; give a file written by `simclr embed`")
     x = torch.from_numpy(np.asarray(features, dtype=np.float32))
     if not torch.isfinite(x).all():
         raise SimCLRError(f"{flag} {path}: the features hold NaN or infinite values")

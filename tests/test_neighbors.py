@@ -348,6 +348,10 @@ def test_duplicate_pairs_match_every_pair_computing_half_the_matrix(monkeypatch,
     (["--features", "{tmp}/unended.npz"], "unended.npz: not a readable .npz file"),
     (["--features", "{tmp}/paths2d.npz"], "paths2d.npz: not a readable .npz file"),
     (["--features", "{tmp}/fewer.npz"], "features (3, 3) float32 do not match its 2 paths"),
+    # a received file's: a complex array lost its imaginary part, D=0 gave neighbours of
+    # nothing (all similarities 0), both silently
+    (["--features", "{tmp}/complex.npz"], "features (3, 3) complex64 are no real numbers"),
+    (["--features", "{tmp}/nodim.npz"], "features (3, 0) float32 have no dimension"),
 ])
 def test_user_errors_are_one_line(tmp_path, capsys, args, needle):
     embed_file(tmp_path / "f.npz", np.eye(3))
@@ -363,6 +367,11 @@ def test_user_errors_are_one_line(tmp_path, capsys, args, needle):
     np.savez(tmp_path / "paths2d.npz", features=np.eye(3, dtype=np.float32),
              paths=np.array([["a"], ["b"], ["c"]]))
     embed_file(tmp_path / "fewer.npz", np.eye(3), ["a", "b"])
+    names = nb.paths_array(["a", "b", "c"])
+    np.savez(tmp_path / "complex.npz", features=np.eye(3, dtype=np.complex64),
+             **{nb.PATHS_KEY: names})
+    np.savez(tmp_path / "nodim.npz", features=np.zeros((3, 0), np.float32),
+             **{nb.PATHS_KEY: names})
     args = [a.format(tmp=tmp_path) for a in args]
     assert main(["neighbors", *args, "--out", str(tmp_path / "n.csv")]) == 2
     err = capsys.readouterr().err
