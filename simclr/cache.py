@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from simclr.config import DataConfig
-from simclr.decode import DEFAULT_MAX_PIXELS, load_square
+from simclr.decode import DEFAULT_MAX_PIXELS, load_square, pil_truncation
 from simclr.errors import BadImageError, SimCLRError
 from simclr.files import (
     discard,
@@ -45,7 +45,7 @@ from simclr.files import (
     write_atomically,
 )
 from simclr.interrupts import stop_signals
-from simclr.runtime import pil_truncation, refuse_spawned_import
+from simclr.runtime import refuse_spawned_import
 
 if TYPE_CHECKING:
     from simclr.folders import ImageList
@@ -143,7 +143,7 @@ def _decoding_process(truncated: bool) -> None:
     """A decoding process's signals: Ctrl-C is the main process's to handle, SIGTERM
     ends it (as the pool's own shutdown expects), as SIGHUP and SIGUSR1 do, not the
     command's handler it inherits. PIL's truncated-image setting: the main process's
-    (:func:`~simclr.runtime.pil_truncation`)."""
+    (:func:`~simclr.decode.pil_truncation`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for sig in stop_signals():  # (one nohup ignores stays ignored)
         signal.signal(sig, signal.SIG_DFL)

@@ -471,8 +471,8 @@ def main(argv: list[str] | None = None) -> int:
             from simclr.launch import run
 
             return run(argv, args.processes, device=_launch_device(args))
-        from simclr.decode import refuse_truncated_images  # (torch: once --help is past)
-        from simclr.runtime import pil_truncation
+        # (imported here, torch with it, once --help is past)
+        from simclr.decode import pil_truncation, refuse_truncated_images
 
         # A truncated file is a bad image to every command; a caller's setting, after it
         undo.callback(pil_truncation, refuse_truncated_images())

@@ -40,13 +40,24 @@ EXIF_ORIENTATION = 0x0112
 RESIZE_CHUNK_ELEMENTS = 2**26  # float32 elements resized at once on the device (256 MiB)
 
 
+def pil_truncation(truncated: bool | None = None) -> bool:
+    """PIL's ``ImageFile.LOAD_TRUNCATED_IMAGES`` (set to ``truncated`` where given). A
+    worker process takes it from the process that starts it: a spawned one (macOS's and
+    Windows' default) starts from PIL's default or whatever the caller's script sets at
+    import, not from what the command (False: :func:`refuse_truncated_images`) or a
+    caller from Python chose."""
+    if truncated is not None:
+        ImageFile.LOAD_TRUNCATED_IMAGES = truncated
+    return bool(ImageFile.LOAD_TRUNCATED_IMAGES)
+
+
 def refuse_truncated_images() -> bool:
     """Make PIL refuse truncated files (a truncated file must fail loudly, never decode
     into a grey bottom), as the command line does for each command; returns the
     setting it replaced, for a caller from Python to get back. Not done at import:
     a library caller's own ``ImageFile.LOAD_TRUNCATED_IMAGES`` is the caller's."""
-    before = bool(ImageFile.LOAD_TRUNCATED_IMAGES)
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    before = pil_truncation()
+    pil_truncation(False)
     return before
 
 

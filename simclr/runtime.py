@@ -440,7 +440,9 @@ def loader_worker_init() -> Callable[[int], None]:
     its own exit removed it, and workers end by SIGKILL at a stopped command's exit
     (:func:`_kill_daemons_at_exit`): an empty ``$TMPDIR/pymp-*`` was left per worker.
     The main process's is removed at its exit, whichever way its workers end. And PIL's
-    truncated-image setting is the main process's (:func:`pil_truncation`)."""
+    truncated-image setting is the main process's (:func:`simclr.decode.pil_truncation`)."""
+    from simclr.decode import pil_truncation
+
     return functools.partial(_init_loader_worker, multiprocessing.util.get_temp_dir(),
                              pil_truncation())
 
@@ -450,20 +452,9 @@ def _init_loader_worker(tempdir: str, truncated: bool, worker_id: int) -> None:
     # (one set here: multiprocessing.util.get_temp_dir returns it, making no folder of
     # the worker's own, and the worker's exit removes nothing)
     multiprocessing.current_process()._config["tempdir"] = tempdir
+    from simclr.decode import pil_truncation
+
     pil_truncation(truncated)
-
-
-def pil_truncation(truncated: bool | None = None) -> bool:
-    """PIL's ``ImageFile.LOAD_TRUNCATED_IMAGES`` (set to ``truncated`` where given). A
-    worker process takes it from the process that starts it: a spawned one (macOS's and
-    Windows' default) starts from PIL's default or whatever the caller's script sets at
-    import, not from what the command (False: :func:`simclr.decode.refuse_truncated_images`)
-    or a caller from Python chose."""
-    from PIL import ImageFile
-
-    if truncated is not None:
-        ImageFile.LOAD_TRUNCATED_IMAGES = truncated
-    return bool(ImageFile.LOAD_TRUNCATED_IMAGES)
 
 
 SCRIPT_GUARD = 'if __name__ == "__main__":'

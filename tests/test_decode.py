@@ -73,7 +73,8 @@ def test_worker_processes_take_the_pil_truncation_setting_of_their_starter(setti
     from PIL import ImageFile
 
     from simclr.cache import _decoding_process
-    from simclr.runtime import loader_worker_init, pil_truncation
+    from simclr.decode import pil_truncation
+    from simclr.runtime import loader_worker_init
 
     before = pil_truncation()
     pil_truncation(setting)
