@@ -10,7 +10,6 @@ reported as running. ``--json`` gives these facts for scripts;
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import fields
 from pathlib import Path
@@ -27,7 +26,7 @@ from simclr.checkpoint import (
     periodic_checkpoints,
 )
 from simclr.config import SECTIONS, Config
-from simclr.errors import SimCLRError, is_count, unreadable_path, with_article
+from simclr.errors import SimCLRError, is_amount, is_count, unreadable_path, with_article
 from simclr.files import folder_holder, read_json
 from simclr.resume import recorded_argv, recorded_start, session_number
 from simclr.rundir import SUPERVISED_RESULT
@@ -274,7 +273,7 @@ def _entry(entries: dict[Any, Any], key: str, damaged: list[str],
         return None
     types = types or _ENTRY_TYPES[key]
     if isinstance(value, types) and not isinstance(value, bool) and (
-            not isinstance(value, (int, float)) or 0 <= value < math.inf):
+            not isinstance(value, (int, float)) or is_amount(value)):
         return value
     damaged.append(key)
     return None

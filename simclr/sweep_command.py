@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import re
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from simclr.arguments import count_at_least, epoch_count
 from simclr.checkpoint import load_checkpoint
 from simclr.commands import checkpoint_source, open_eval_source
 from simclr.config import MAX_WORKERS, PRECISIONS, DataConfig
-from simclr.errors import SimCLRError, printable
+from simclr.errors import SimCLRError, is_amount, printable
 from simclr.features import check_labeled_folders
 from simclr.files import set_aside
 from simclr.launch import add_flag as add_processes_flag
@@ -426,8 +425,7 @@ def _why_stale(cached: Any, wanted: dict[str, str], precision: str,
     if not isinstance(cached, dict) or "top1" not in cached:
         return "is unreadable"
     top1 = cached["top1"]
-    if not (isinstance(top1, (int, float)) and not isinstance(top1, bool)
-            and math.isfinite(top1) and 0 <= top1 <= 1):
+    if not (is_amount(top1) and top1 <= 1):
         return "holds no top-1 between 0 and 1"
     found = cached.get(EVALUATED_ON)
     if not isinstance(found, dict):
