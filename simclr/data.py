@@ -507,8 +507,10 @@ def open_folder(
         # Each named, from a fresh or a reused cache (a reuse decodes nothing), by the
         # first process of a launch alone (every process opens the same cache).
         if skipped and launched_rank() == 0:
-            for line in source.skip_summary().splitlines():  # (the log escapes a line
-                log.warning("%s", line)  # break inside an argument: one each, escaped here)
+            # A line each: the log escapes a line break inside an argument (the names
+            # in them are escaped by skip_summary)
+            for line in source.skip_summary().splitlines():
+                log.warning("%s", line)
         return source
     if cfg.strict:
         what = f"--strict: checking {root}"
