@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,6 +313,10 @@ def prepare_dir(run_dir: str | Path | None, results: Sequence[str] = (),
 # stopped before writing anything in one removes it (remove_empty_created), so no
 # empty folder is left to pass for a result.
 CREATED: list[Path] = []
+_CREATED_LOCK = threading.Lock()  # (a caller's threads may each make folders)
+# Per thread, the folders made inside each created_removed_on_failure block open in it
+# (innermost last): a block that fails removes its own, never another thread's.
+_BLOCKS = threading.local()
 
 
 def make_folder(path: Path) -> None:
@@ -324,27 +329,35 @@ def make_folder(path: Path) -> None:
         path = Path(os.path.realpath(link)) / path.relative_to(link)
     new = [p for p in (path, *path.parents) if p.name != ".." and not p.exists()][::-1]
     path.mkdir(parents=True, exist_ok=True)
-    CREATED.extend(p.resolve() for p in new)
+    made = [p.resolve() for p in new]
+    with _CREATED_LOCK:
+        CREATED.extend(made)
+    for block in getattr(_BLOCKS, "open", ()):
+        block.extend(made)
 
 
 def remove_empty_created() -> None:
     """Remove the folders of :data:`CREATED` that are still empty (never one holding
     anything), and forget them all. A run folder holding only its lock file, released
     (a run stopped before it wrote anything), counts as empty."""
-    _remove_empty_since(0)
+    with _CREATED_LOCK:
+        made = list(CREATED)
+    _remove_empty(made)
 
 
-def _remove_empty_since(start: int) -> None:
-    """:func:`remove_empty_created` for the folders recorded from ``CREATED[start]`` on
-    (innermost first), forgotten after; the earlier ones are left as they are."""
-    for path in reversed(CREATED[start:]):
+def _remove_empty(made: list[Path]) -> None:
+    """Remove the folders of ``made`` (outermost first) that are still empty, innermost
+    first, and forget them (in :data:`CREATED`)."""
+    for path in reversed(made):
         try:
             if [p.name for p in path.iterdir()] == [LOCK_NAME] and folder_holder(path) is None:
                 (path / LOCK_NAME).unlink()
             path.rmdir()  # fails on a folder with anything in it: kept
         except OSError:
             pass
-    del CREATED[start:]
+    with _CREATED_LOCK:
+        gone = set(made)
+        CREATED[:] = [p for p in CREATED if p not in gone]
 
 
 @contextlib.contextmanager
@@ -352,14 +365,19 @@ def created_removed_on_failure() -> Iterator[None]:
     """The folders :func:`make_folder` makes inside the block, removed where still empty
     if it raises (an error, Ctrl-C): a function of the Python API (embed_folder,
     predict_folder, export: a decorator) leaves its caller what the command line's main
-    leaves a failed command. Only those folders: neither one that was there before nor
-    one made before the block."""
-    start = len(CREATED)
+    leaves a failed command. Only those folders, made by this thread: neither one that
+    was there before, nor one made before the block, nor another thread's."""
+    block: list[Path] = []
+    if not hasattr(_BLOCKS, "open"):
+        _BLOCKS.open = []
+    _BLOCKS.open.append(block)
     try:
         yield
     except BaseException:
-        _remove_empty_since(start)
+        _remove_empty(block)
         raise
+    finally:  # (by identity: two empty lists are equal)
+        _BLOCKS.open[:] = [b for b in _BLOCKS.open if b is not block]
 
 
 def check_results_free(run_dir: str | Path | None, results: Sequence[str],

@@ -439,3 +439,59 @@ def test_a_link_to_a_runs_checkpoints_folder_is_seen_through(tmp_path):
     with pytest.raises(SimCLRError, match=f"the checkpoints folder of the run in {run};"):
         output_file(link / "features.npz", overwrite=False)
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["linear.pt"]
+
+
+def test_a_failed_block_in_one_thread_leaves_the_folders_another_thread_made(tmp_path):
+    """Two threads of a caller, each in its own created_removed_on_failure (embed_folder,
+    export): the one that fails removes only the empty folders it made itself, not the
+    other's, still empty because its work is still going on."""
+    import threading
+
+    from simclr.results import created_removed_on_failure, make_folder
+
+    both_in, a_made, b_failed = threading.Barrier(2), threading.Event(), threading.Event()
+
+    def a() -> None:
+        with created_removed_on_failure():
+            both_in.wait()
+            make_folder(tmp_path / "a")
+            a_made.set()
+            b_failed.wait(10)
+            (tmp_path / "a" / "result").write_text("done")
+
+    def b() -> None:
+        try:
+            with created_removed_on_failure():
+                both_in.wait()
+                a_made.wait(10)
+                make_folder(tmp_path / "b")
+                raise RuntimeError("b fails")
+        except RuntimeError:
+            b_failed.set()
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert (tmp_path / "a" / "result").read_text() == "done"
+    assert not (tmp_path / "b").exists()
+
+
+def test_nested_blocks_each_remove_only_their_own_folders(tmp_path):
+    """A block inside a block (export called by a function that is itself one): the
+    inner failing removes what it made; the outer's earlier folder stays unless the
+    outer fails too, and folders made after the inner block are still the outer's."""
+    from simclr.results import created_removed_on_failure, make_folder
+
+    with pytest.raises(RuntimeError), created_removed_on_failure():
+        make_folder(tmp_path / "outer")
+        with pytest.raises(ValueError), created_removed_on_failure():
+            with created_removed_on_failure():  # (an empty block, done: forgotten)
+                pass
+            make_folder(tmp_path / "inner")
+            raise ValueError
+        assert (tmp_path / "outer").is_dir() and not (tmp_path / "inner").exists()
+        make_folder(tmp_path / "later")
+        raise RuntimeError
+    assert not (tmp_path / "outer").exists() and not (tmp_path / "later").exists()
