@@ -54,7 +54,7 @@ def _lines(facts: dict[str, Any]) -> list[str]:
             + "".join(
                 f"; {r['what']} top-1 {100 * r['top1']:.2f}%{_source_note(r, run)}"
                 for r in run.get("results", []) if isinstance(r.get("top1"), (int, float)))
-            for run in facts["runs"]] + [f"  {cell}: not started" for cell in pending]
+            for run in facts["runs"]] + _pending_lines(pending)
     lines = [f"{facts['path']}: {_head_line(facts)}"]
     if facts.get("config_damaged"):
         lines.append(f"  {CONFIG_FILE} is damaged, what it could not read is left out: "
@@ -100,6 +100,18 @@ def _lines(facts: dict[str, Any]) -> list[str]:
         top = (f"top-1 {100 * r['top1']:.2f}%" if isinstance(r.get("top1"), (int, float))
                else r.get("status", "no top-1"))
         lines.append(f"  {r['file']}: {what}, {top}{_source_note(r, facts)}")
+    return lines
+
+
+PENDING_SHOWN = 20  # a sweep's cells not started, listed by name; past them, a count
+
+
+def _pending_lines(pending: list[str]) -> list[str]:
+    """A sweep's cells not started: the first :data:`PENDING_SHOWN` by name, then how
+    many more (a 500-cell grid not begun is no 500-line listing; --json has them all)."""
+    lines = [f"  {cell}: not started" for cell in pending[:PENDING_SHOWN]]
+    if len(pending) > PENDING_SHOWN:
+        lines.append(f"  ... {len(pending) - PENDING_SHOWN} more not started (--json lists them)")
     return lines
 
 

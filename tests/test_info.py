@@ -1303,3 +1303,21 @@ def test_an_exported_cards_null_entries_stay_in_info_json(tmp_path, capsys):
     facts = json.loads(capsys.readouterr().out)
     assert facts["program"]["step"] is None and facts["program"]["total_steps"] is None
     assert "damaged" not in facts
+
+
+def test_a_large_sweeps_cells_not_started_are_counted_past_the_first_ones(tmp_path, capsys):
+    """A 500-cell sweep not begun: the first cells and a count of the rest, not 500
+    lines (--json keeps every one)."""
+    from simclr.info_text import PENDING_SHOWN
+
+    sweep = tmp_path / "sw"
+    sweep.mkdir()
+    cells = [f"temperature={i}" for i in range(500)]
+    (sweep / "sweep.json").write_text(json.dumps([{"cell": c, "status": "pending"}
+                                                  for c in cells]))
+    lines = _info(capsys, sweep).splitlines()
+    assert lines[0] == f"{sweep}: 0 runs; 500 sweep cell(s) not started"
+    assert lines[1:-1] == [f"  {c}: not started" for c in cells[:PENDING_SHOWN]]
+    assert lines[-1] == f"  ... {500 - PENDING_SHOWN} more not started (--json lists them)"
+    assert main(["info", str(sweep), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pending"] == cells
