@@ -54,8 +54,11 @@ PROBE_VIEW = 7  # view id of probe views: distinct from pretraining's views 0 an
 
 
 def probe_config(base: AugmentConfig, task: str) -> tuple[AugmentConfig, int]:
-    """(augmentation with the probed op on and the other extras off, number of classes)."""
-    cfg = dataclasses.replace(base, rotate=False, noise=False, sobel=False, cutout=False)
+    """(augmentation with the probed op on and the other extras off, number of classes).
+    Fig. 5's protocol (``asymmetric``, ``first_op``) is off too: it would leave every view
+    but view 0 untouched, and the probe's views are others."""
+    cfg = dataclasses.replace(base, rotate=False, noise=False, sobel=False, cutout=False,
+                              asymmetric=False, first_op="")
     if task == "gray":
         return dataclasses.replace(cfg, grayscale=True, grayscale_p=0.5), 2
     if task == "rotation":  # p 3/4 of a turn in {90, 180, 270}: each of 4 classes at 1/4

@@ -45,8 +45,13 @@ def test_the_probes_accuracies_count_a_tie_against_the_label(monkeypatch):
     ("gray", [0.5, 0.5]), ("rotation", [0.25] * 4), ("noise", [0.5, 0.5]),
     ("sobel", [0.5, 0.5]),
 ])
-def test_probe_labels_are_balanced_and_only_the_probed_op_is_on(task, shares):
-    base = AugmentConfig(size=16, rotate=True, noise=True, sobel=True, cutout=True)
+@pytest.mark.parametrize("fig5", [False, True])
+def test_probe_labels_are_balanced_and_only_the_probed_op_is_on(task, shares, fig5):
+    """Also for a checkpoint of a Fig. 5 --pairs cell (--asymmetric, --first-op): its
+    protocol leaves every view but view 0 untouched, the probe's views included (all
+    labels 0 and a 100% majority, before)."""
+    base = AugmentConfig(size=16, rotate=True, noise=True, sobel=True, cutout=True,
+                         asymmetric=fig5, first_op="rotate" if fig5 else "")
     cfg, classes = probe_config(base, task)
     assert classes == len(shares)
     params = sample_params(cfg, 0, 0, np.arange(8000), 7, (20, 20))
