@@ -15,8 +15,10 @@ sobel        original (0) vs Sobel-filtered (1), p = 0.5                   2
 ===========  ==========================================================  =======
 
 The views otherwise go through the crop and colour augmentation of the checkpoint's own
-pretraining config (the paper's "other than crop and color augmentation"); the
-rotation, noise, sobel and cutout extras are switched off except the probed one.
+pretraining config; the rotation, noise, sobel and cutout extras are switched off except
+the probed one. For the last three rows the paper pretrains with rotation, noise and
+Sobel added to crop and colour ("additionally and independently"): only then was z
+trained to ignore them, so a checkpoint pretrained without the probed op is named.
 Labels come from the sampled parameters, so a view's label is exactly what was done.
 """
 
@@ -50,6 +52,8 @@ from simclr.results import log, topk_accuracy
 from simclr.runtime import autocast
 
 TASKS = ("gray", "rotation", "noise", "sobel")
+# Each task's op among the pretraining augmentations (AugmentConfig field, flag --NAME)
+PRETRAINING_OP = {"gray": "grayscale", "rotation": "rotate", "noise": "noise", "sobel": "sobel"}
 PROBE_VIEW = 7  # view id of probe views: distinct from pretraining's views 0 and 1
 
 
@@ -182,6 +186,14 @@ def run_transform_probe(
         results["note"] = ("the checkpoint has no projection head (--head none): z = h, "
                            "so only h is probed and z is null")
         log(f"transform probe: {results['note']}", verbose)
+    # Table 3 adds rotation, noise and Sobel to pretraining for its last three rows: z
+    # can only have learnt to ignore an op the checkpoint was pretrained with.
+    unseen = [task for task in tasks if not getattr(aug, PRETRAINING_OP[task])]
+    if unseen:
+        results["not_in_pretraining"] = unseen
+        log(f"transform probe: the checkpoint was pretrained without {', '.join(unseen)}, so "
+            f"z was never trained to be invariant to it (Table 3 pretrains with the probed op: "
+            f"{' '.join('--' + PRETRAINING_OP[t] for t in unseen)})", verbose)
     try:
         for task in tasks:
             results["tasks"][task] = _probe_task(model, train, test, aug, task, views, epochs,

@@ -163,8 +163,13 @@ def test_transform_probe_command(tmp_path, capsys):
             "--precision", "fp32", "--cache-dir", str(tmp_path / "cache"), "--workers", "0",
             "--out", str(tmp_path / "probe")]
     assert main(args) == 0
-    printed = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)
     saved = json.loads((tmp_path / "probe" / "transform_probe.json").read_text())
+    # (pretrained without rotation: z never learnt to ignore it, unlike Table 3's rows)
+    assert saved["not_in_pretraining"] == ["rotation"]
+    assert "pretrained without rotation, so z was never trained to be invariant to it " \
+        "(Table 3 pretrains with the probed op: --rotate)" in captured.err
     assert printed["tasks"]["rotation"]["classes"] == 4 and saved["tasks"] == printed["tasks"]
     assert saved["epochs"] == 2 and isinstance(saved["epochs"], int)  # as given: no 2.0
     assert saved["source"] == {"checkpoint": str(ckpt.resolve()), "kind": "pretrain",
