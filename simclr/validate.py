@@ -201,8 +201,8 @@ def _validate_model(cfg: Config) -> None:
 
 def _validate_loss(cfg: Config) -> None:
     _choice(cfg.loss.name, ("nt_xent", "nt_logistic", "margin_triplet"), "loss.name")
-    for name in ("temperature", "margin", "weight"):
-        _positive(getattr(cfg.loss, name), f"loss.{name}")
+    for name in ("temperature", "margin", "weight"):  # (a margin of 0: App. B.10's grid)
+        _positive(getattr(cfg.loss, name), f"loss.{name}", allow_zero=name == "margin")
         _bounded(getattr(cfg.loss, name), f"loss.{name}")
     _check(cfg.loss.temperature >= MIN_TEMPERATURE, "loss.temperature",
            f"must be at least {MIN_TEMPERATURE:g}, got {cfg.loss.temperature:g}")

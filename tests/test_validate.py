@@ -38,7 +38,7 @@ from simclr.validate import check_scale, validate
         ({"data.load_size": "100", "augment.size": "128"},
          "--load-size must be at least the view's side (--image-size 128), got 100"),
         ({"loss.temperature": "0"}, "--temperature must be positive"),
-        ({"loss.margin": "0"}, "--margin must be positive"),
+        ({"loss.margin": "-0.1"}, "--margin must be non-negative"),
         ({"loss.semi_hard": True}, "--semi-hard applies to --loss nt_logistic"),
         ({"optim.lr": "-0.1"}, "--lr must be positive"),
         ({"batch_size": "1"}, "--batch-size"),
@@ -221,3 +221,9 @@ def test_a_files_setting_that_needs_another_names_both_as_the_user_gave_them(
     with pytest.raises(SimCLRError) as info:
         build_config(config_file=str(path), flags=flags)
     assert str(info.value).startswith(f"{path}: {message}")
+
+
+def test_a_margin_of_zero_is_a_setting_of_the_papers_grid():
+    """App. B.10 tunes the triplet margin over {0, 0.4, 0.8, 1.6}: 0 is taken."""
+    cfg = build_config(flags={"loss.name": "margin_triplet", "loss.margin": "0"})
+    assert cfg.loss.margin == 0.0
