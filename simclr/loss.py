@@ -212,17 +212,25 @@ def nt_xent(
 
 
 def _cross_view(z_a: Tensor, z_b: Tensor, normalize: bool, gather: bool
-                ) -> tuple[Tensor, Tensor, Tensor]:
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Similarities of every anchor to the *other* view's rows of all processes.
 
     The paper (footnote of Table 4, App. B.10) uses "negatives from one augmentation
     view" for these losses: anchor a_i is compared with b_k and anchor b_i with a_k.
-    Returns (sim (2n, world*n), positive column (2n,), negative mask (2n, world*n)).
+    Returns (sim (2n, world*n), positive column (2n,), negative mask (2n, world*n),
+    pos_top1): the last over all 2N - 1 other views, as NT-Xent's, so that Table 4's
+    cells log one metric (over the other view alone it ran higher: N candidates).
     """
     z_a, z_b = _prepare(z_a, z_b, normalize)
     n = z_a.shape[0]
-    keys, offset = _candidates(torch.cat([z_a, z_b], dim=0), gather)
+    z = torch.cat([z_a, z_b], dim=0)
+    keys, offset = _candidates(z, gather)
     _check_negatives(keys)
+    with torch.no_grad():  # (a metric: the matmul NT-Xent's loss makes anyway)
+        every = z @ keys.t()
+        every.diagonal(offset=offset).fill_(float("-inf"))
+        idx = torch.arange(2 * n, device=z.device)
+        top1 = _top1(every, offset + (idx + n) % (2 * n))
     # keys: per rank [a_r; b_r]; split into all a's and all b's (world*n, D) each.
     keys = keys.view(-1, 2, n, keys.shape[1])
     keys_a, keys_b = keys[:, 0].flatten(0, 1), keys[:, 1].flatten(0, 1)
@@ -230,7 +238,7 @@ def _cross_view(z_a: Tensor, z_b: Tensor, normalize: bool, gather: bool
     pos = offset // 2 + torch.arange(n, device=z_a.device).repeat(2)
     cols = torch.arange(sim.shape[1], device=z_a.device)
     negative = cols.unsqueeze(0) != pos.unsqueeze(1)
-    return sim, pos, negative
+    return sim, pos, negative, top1
 
 
 def _semi_hard(sim: Tensor, s_pos: Tensor, negative: Tensor) -> Tensor:
@@ -250,10 +258,6 @@ def _semi_hard(sim: Tensor, s_pos: Tensor, negative: Tensor) -> Tensor:
     return torch.where(semi.any(dim=1), best_semi, easiest)
 
 
-def _pair_accuracy(sim: Tensor, pos: Tensor) -> Tensor:
-    return _top1(sim.detach(), pos)
-
-
 def nt_logistic_with_accuracy(
     z_a: Tensor, z_b: Tensor, temperature: float = TAU, normalize: bool = True,
     semi_hard: bool = False, gather: bool = True,
@@ -267,7 +271,7 @@ def nt_logistic_with_accuracy(
     _check_scale("temperature", temperature)
     _check_pair(z_a, z_b)
     with _no_autocast(z_a.device):
-        sim, pos, negative = _cross_view(z_a, z_b, normalize, gather)
+        sim, pos, negative, top1 = _cross_view(z_a, z_b, normalize, gather)
         s_pos = sim.gather(1, pos.unsqueeze(1)).squeeze(1)
         pos_term = F.softplus(-s_pos / temperature)  # -log sigmoid(x) = softplus(-x)
         if semi_hard:
@@ -276,7 +280,7 @@ def nt_logistic_with_accuracy(
             per_pair = F.softplus(sim / temperature).masked_fill(~negative, 0.0)
             neg_term = per_pair.sum(dim=1) / negative.sum(dim=1).clamp(min=1)
         loss = (pos_term + neg_term).mean()
-        return loss, _pair_accuracy(sim, pos)
+        return loss, top1
 
 
 def margin_triplet_with_accuracy(
@@ -290,14 +294,14 @@ def margin_triplet_with_accuracy(
     _check_scale("margin", margin, zero_allowed=True)
     _check_pair(z_a, z_b)
     with _no_autocast(z_a.device):
-        sim, pos, negative = _cross_view(z_a, z_b, normalize, gather)
+        sim, pos, negative, top1 = _cross_view(z_a, z_b, normalize, gather)
         s_pos = sim.gather(1, pos.unsqueeze(1)).squeeze(1)
         if semi_hard:
             per_anchor = F.relu(_semi_hard(sim, s_pos, negative) - s_pos + margin)
         else:
             hinge = F.relu(sim - s_pos.unsqueeze(1) + margin).masked_fill(~negative, 0.0)
             per_anchor = hinge.sum(dim=1) / negative.sum(dim=1).clamp(min=1)
-        return per_anchor.mean(), _pair_accuracy(sim, pos)
+        return per_anchor.mean(), top1
 
 
 def nt_logistic(

@@ -191,8 +191,12 @@ def test_accuracy_matches_loop_on_random_data():
             if k != i and s > best_s:
                 best_k, best_s = k, s
         correct += best_k == (i + 12) % 24
-    _, top1 = nt_xent_with_accuracy(z_a, z_b, 0.5)
     assert 0 < correct < 24
+    for with_accuracy in (nt_xent_with_accuracy, nt_logistic_with_accuracy,
+                          margin_triplet_with_accuracy):  # (Table 4's cells: one metric)
+        _, top1 = with_accuracy(z_a, z_b, 0.5)
+        assert top1.item() == pytest.approx(correct / 24), with_accuracy.__name__
+    _, top1 = margin_triplet_with_accuracy(z_a, z_b, 0.5, semi_hard=True)
     assert top1.item() == pytest.approx(correct / 24)
 
 
@@ -263,7 +267,7 @@ def test_semi_hard_selection_by_hand(negatives, expected):
     z_b = torch.tensor([unit(0.6), *(unit(c) for c in negatives)], dtype=torch.float64)
     from simclr.loss import _cross_view, _semi_hard
 
-    sim, pos, negative = _cross_view(z_a, z_b, True, False)
+    sim, pos, negative, _ = _cross_view(z_a, z_b, True, False)
     chosen = _semi_hard(sim, sim.gather(1, pos[:, None])[:, 0], negative)
     assert chosen[0].item() == pytest.approx(expected)
     # (Values only: the tied similarities of a_1..a_3 split gradients among the ties.)
