@@ -149,6 +149,9 @@ class LossConfig:
     normalize: bool = True  # L2 normalisation of z (Table 5)
     margin: float = 1.0  # margin_triplet only
     semi_hard: bool = False  # semi-hard negative mining (nt_logistic / margin_triplet)
+    # NT-Xent's negatives from the other view only, as Table 4 compares the losses (App.
+    # B.10); nt_logistic and margin_triplet always take them so.
+    one_view_negatives: bool = False
     # Multiplies the loss that is optimised (the logged loss stays L of Alg. 1, the mean
     # over the 2N anchors). The official objective.py optimises loss_a + loss_b, the sum
     # of the two directions' means = 2 L; under LARS the factor is not a mere rescale:

@@ -372,6 +372,7 @@ def recipe_facts(config: dict[str, Any]) -> dict[str, Any]:
             "lr": optim.get("lr"), "lr_scaling": optim.get("lr_scaling"),
             "temperature": loss.get("temperature"), "loss": loss.get("name"),
             "margin": loss.get("margin"), "semi_hard": loss.get("semi_hard"),
+            "one_view_negatives": loss.get("one_view_negatives"),
             "normalize": loss.get("normalize"), "loss_weight": loss.get("weight"),
             "epochs": config.get("epochs"), "time_budget": config.get("time_budget"),
             "max_steps": config.get("max_steps"), "seed": config.get("seed"),

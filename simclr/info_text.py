@@ -430,13 +430,15 @@ def _recipe(r: dict[str, Any], loss: bool = True) -> str:
 def _loss(r: dict[str, Any]) -> str:
     """The loss and the settings that act on it (loss.contrastive_loss): NT-Xent's and
     NT-Logistic's temperature, the margin triplet's margin (each inert under the other
-    losses: inert.py), and where set, semi-hard negatives, z not normalised, a weight."""
+    losses: inert.py), and where set, semi-hard negatives, NT-Xent's negatives of one
+    view, z not normalised, a weight."""
     if not r.get("loss"):
         return ""
     name, value = ("margin", r.get("margin")) if r["loss"] == "margin_triplet" else \
         ("tau", r.get("temperature"))
     notes = ", ".join(x for x in (
         "semi-hard negatives" if r.get("semi_hard") else "",
+        "negatives of one view" if r.get("one_view_negatives") is True else "",
         "z not normalised" if r.get("normalize") is False else "",
         f"weight {_number(r['loss_weight'])}" if r.get("loss_weight") not in (None, 1) else "")
         if x)

@@ -100,37 +100,42 @@ def _no_autocast(device: torch.device) -> torch.autocast:
 
 def nt_xent_with_accuracy(
     z_a: Tensor, z_b: Tensor, temperature: float = TAU, normalize: bool = True,
-    gather: bool = True,
+    gather: bool = True, one_view: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """NT-Xent (eq. 1) over the 2n local anchors and its top-1 pair accuracy.
 
     z = cat(z_a, z_b) (2n, D); anchor i's positive is row (i + n) mod 2n; the logits
     sim(z_i, z_k)/tau (2n, world*2n) against every candidate except z_i itself
     (filled with -inf in place on the diagonal: no boolean indexing, no host sync).
+    ``one_view``: the negatives of the other view only, (2n, world*n) logits, as Table
+    4 compares the losses (App. B.10: "negatives from one augmentation view").
 
     Returns (loss, top1): scalars, the loss float32 (float64 for float64 inputs), top1
     float32 whatever the inputs: the fraction of local anchors whose most similar other
     view is their positive (detached).
     """
-    loss, top1, _ = _nt_xent(z_a, z_b, temperature, normalize, gather, stats=False)
+    loss, top1, _ = _nt_xent(z_a, z_b, temperature, normalize, gather, stats=False,
+                             one_view=one_view)
     return loss, top1
 
 
 def nt_xent_with_stats(
     z_a: Tensor, z_b: Tensor, temperature: float = TAU, normalize: bool = True,
-    gather: bool = True,
+    gather: bool = True, one_view: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """:func:`nt_xent_with_accuracy` plus Table 5's (entropy, accuracy), a (2,) float32
     tensor equal to :func:`contrast_stats`, read off the loss's own logits: the view-a
     anchors' columns of the b views (the -inf diagonal lies in a-columns only), so
     training logs them with no second normalisation, gather or matmul."""
-    return _nt_xent(z_a, z_b, temperature, normalize, gather, stats=True)
+    return _nt_xent(z_a, z_b, temperature, normalize, gather, stats=True, one_view=one_view)
 
 
 def _nt_xent(z_a: Tensor, z_b: Tensor, temperature: float, normalize: bool, gather: bool,
-             stats: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+             stats: bool, one_view: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
     _check_scale("temperature", temperature)
     _check_pair(z_a, z_b)
+    if one_view:
+        return _nt_xent_one_view(z_a, z_b, temperature, normalize, gather, stats)
     with _no_autocast(z_a.device):
         z_a, z_b = _prepare(z_a, z_b, normalize)
         n = z_a.shape[0]
@@ -153,16 +158,29 @@ def _nt_xent(z_a: Tensor, z_b: Tensor, temperature: float, normalize: bool, gath
             # logits against every process's b block, (n, world*n), positive at
             # offset/2 + i (this process's block).
             a_vs_b = logits.detach()[:n].unflatten(1, (-1, 2, n))[:, :, 1].flatten(1)
-            table5 = _entropy_and_accuracy(a_vs_b, offset // 2)
+            table5 = _entropy_and_accuracy(a_vs_b, offset // 2 + idx[:n])
     return loss, top1, table5
 
 
-def _entropy_and_accuracy(logits: Tensor, offset: int) -> Tensor:
-    """(n, K) logits whose row i's positive is column offset + i -> (2,) float32
+def _nt_xent_one_view(z_a: Tensor, z_b: Tensor, temperature: float, normalize: bool,
+                      gather: bool, stats: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+    """NT-Xent with the other view's negatives only (App. B.10): anchor a_i's softmax
+    over b_k of every process, b_i's over a_k; (loss, pos_top1 over all 2N - 1 views,
+    Table 5's stats: the a anchors' rows, which are those the official metric reads)."""
+    with _no_autocast(z_a.device):
+        sim, pos, _, top1 = _cross_view(z_a, z_b, normalize, gather)
+        logits = sim / temperature
+        loss = F.cross_entropy(logits, pos)
+        n = z_a.shape[0]
+        table5 = _entropy_and_accuracy(logits.detach()[:n], pos[:n]) if stats else None
+    return loss, top1, table5
+
+
+def _entropy_and_accuracy(logits: Tensor, positive: Tensor) -> Tensor:
+    """(n, K) logits whose row i's positive is column positive[i] -> (2,) float32
     (mean entropy of the softmax in nats, fraction of rows whose argmax is the positive)."""
     log_p = torch.log_softmax(logits, dim=1)
     entropy = -(log_p.exp() * log_p).sum(dim=1).mean()
-    positive = offset + torch.arange(logits.shape[0], device=logits.device)
     return torch.stack([entropy, _top1(logits, positive)]).float()
 
 
@@ -195,7 +213,8 @@ def contrast_stats(z_a: Tensor, z_b: Tensor, temperature: float = TAU,
         z_a, z_b = _prepare(z_a.detach(), z_b.detach(), normalize)
         keys, offset = _candidates(z_b, gather)
         logits = (z_a / temperature) @ keys.t()  # (n, world*n)
-        return _entropy_and_accuracy(logits, offset)
+        return _entropy_and_accuracy(logits, offset + torch.arange(
+            logits.shape[0], device=logits.device))
 
 
 def nt_xent(
@@ -327,7 +346,8 @@ def contrastive_loss(cfg: LossConfig, z_a: Tensor, z_b: Tensor) -> tuple[Tensor,
         if cfg.semi_hard:
             raise SimCLRError("loss.semi_hard applies to nt_logistic and margin_triplet only, "
                               "not nt_xent")
-        return nt_xent_with_accuracy(z_a, z_b, cfg.temperature, cfg.normalize)
+        return nt_xent_with_accuracy(z_a, z_b, cfg.temperature, cfg.normalize,
+                                     one_view=cfg.one_view_negatives)
     if cfg.name == "nt_logistic":
         return nt_logistic_with_accuracy(z_a, z_b, cfg.temperature, cfg.normalize,
                                          cfg.semi_hard)
@@ -343,7 +363,8 @@ def loss_and_metrics(cfg: LossConfig, z_a: Tensor, z_b: Tensor
     metrics, device scalars: ``pos_top1`` and, for NT-Xent, Table 5's
     ``contrast_entropy`` and ``contrast_acc`` (:func:`nt_xent_with_stats`)."""
     if cfg.name == "nt_xent" and not cfg.semi_hard:
-        loss, top1, stats = nt_xent_with_stats(z_a, z_b, cfg.temperature, cfg.normalize)
+        loss, top1, stats = nt_xent_with_stats(z_a, z_b, cfg.temperature, cfg.normalize,
+                                               one_view=cfg.one_view_negatives)
         return loss, {"pos_top1": top1, "contrast_entropy": stats[0],
                       "contrast_acc": stats[1]}
     loss, top1 = contrastive_loss(cfg, z_a, z_b)

@@ -209,6 +209,10 @@ def _validate_loss(cfg: Config) -> None:
     if cfg.loss.semi_hard and cfg.loss.name == "nt_xent":  # it would be silently ignored
         raise SettingError("loss.semi_hard", " applies to {} nt_logistic and margin_triplet "
                            "(NT-Xent weighs every negative by its softmax)", ("loss.name",))
+    if cfg.loss.one_view_negatives and cfg.loss.name != "nt_xent":  # (what they always do)
+        raise SettingError("loss.one_view_negatives", " applies to {} nt_xent (nt_logistic "
+                           "and margin_triplet always take the other view's negatives)",
+                           ("loss.name",))
 
 
 def _validate_optim(cfg: Config) -> None:

@@ -92,6 +92,7 @@ def _full_inputs() -> tuple[torch.Tensor, torch.Tensor]:
 LOSSES = {
     "nt_xent": lambda a, b: nt_xent(a, b, 0.2),
     "nt_xent_raw": lambda a, b: nt_xent(a, b, 1.0, normalize=False),
+    "nt_xent_one_view": lambda a, b: nt_xent_with_stats(a, b, 0.2, one_view=True)[0],
     "nt_logistic": lambda a, b: nt_logistic(a, b, 0.5),
     "nt_logistic_sh": lambda a, b: nt_logistic(a, b, 0.5, semi_hard=True),
     "triplet_sh": lambda a, b: margin_triplet(a, b, 0.8, semi_hard=True),
@@ -127,6 +128,8 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             result[name] = (loss.detach(), a.grad, b.grad)
         result["contrast_stats"] = contrast_stats(z_a[rows], z_b[rows], 0.2)
         result["step_stats"] = nt_xent_with_stats(z_a[rows], z_b[rows], 0.2)[2]
+        result["one_view_stats"] = nt_xent_with_stats(z_a[rows], z_b[rows], 0.2,
+                                                      one_view=True)[2]
         torch.save(result, f"{out_dir}/rank{rank}.pt")
     finally:
         torch.distributed.destroy_process_group()
@@ -155,7 +158,7 @@ def test_two_process_losses_equal_single_process(tmp_path):
         torch.testing.assert_close(res["gather_grad"], want)
 
     # Table 5's metrics: each rank's anchors against the b views of all processes.
-    for key in ("contrast_stats", "step_stats"):  # (the latter off the loss's logits)
+    for key in ("contrast_stats", "step_stats", "one_view_stats"):  # (off the loss's logits)
         local = torch.stack([res[key] for res in results]).mean(dim=0)
         torch.testing.assert_close(local, contrast_stats(z_a, z_b, 0.2), rtol=1e-6, atol=1e-7)
     for name, fn in LOSSES.items():

@@ -27,6 +27,8 @@ def test_a_time_budget_is_said_in_seconds_minutes_or_hours(budget, said):
 
 @pytest.mark.parametrize("loss, said", [
     ({"name": "nt_xent", "temperature": 0.5}, "nt_xent tau 0.5"),
+    ({"name": "nt_xent", "temperature": 0.5, "one_view_negatives": True},
+     "nt_xent tau 0.5 (negatives of one view)"),
     ({"name": "nt_logistic", "temperature": 0.2, "semi_hard": True},
      "nt_logistic tau 0.2 (semi-hard negatives)"),
     ({"name": "margin_triplet", "margin": 0.5}, "margin_triplet margin 0.5"),

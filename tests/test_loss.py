@@ -127,6 +127,34 @@ def test_nt_xent_matches_loop_values_and_gradients(n, tau, normalize):
            lambda a, b: _ref_nt_xent(a, b, tau, normalize), z_a, z_b)
 
 
+def _ref_nt_xent_one_view(z_a, z_b, tau, normalize):
+    """App. B.10's NT-Xent with negatives from one view: anchor a_i's softmax over the b
+    rows (its positive b_i and the other b_k), b_i's over the a rows; mean over 2N."""
+    total = 0.0
+    for anchors, others in ((z_a, z_b), (z_b, z_a)):
+        for i in range(len(anchors)):
+            terms = [torch.exp(_sim(anchors[i], others[k], normalize) / tau)
+                     for k in range(len(others))]
+            total = total - torch.log(terms[i] / sum(terms))
+    return total / (2 * len(z_a))
+
+
+@pytest.mark.parametrize("n", [2, 8])
+@pytest.mark.parametrize(("tau", "normalize"), [(0.1, True), (0.5, True), (1.0, False)])
+def test_nt_xent_with_one_views_negatives_matches_loop(n, tau, normalize):
+    z_a, z_b = _inputs(n, 5, seed=n + 1)
+    _check(lambda a, b: nt_xent_with_accuracy(a, b, tau, normalize, one_view=True)[0],
+           lambda a, b: _ref_nt_xent_one_view(a, b, tau, normalize), z_a, z_b)
+    cfg = LossConfig(temperature=tau, normalize=normalize, one_view_negatives=True)
+    loss, metrics = loss_and_metrics(cfg, z_a, z_b)  # (what training takes and logs)
+    assert loss.item() == pytest.approx(_ref_nt_xent_one_view(z_a, z_b, tau, normalize).item())
+    assert loss.item() != pytest.approx(nt_xent(z_a, z_b, tau, normalize).item())
+    # pos_top1 over the 2N - 1 views as ever; Table 5's columns as contrast_stats reads them
+    assert metrics["pos_top1"].item() == nt_xent_with_accuracy(z_a, z_b, tau, normalize)[1]
+    assert [metrics["contrast_entropy"].item(), metrics["contrast_acc"].item()] == \
+        pytest.approx(contrast_stats(z_a, z_b, tau, normalize).tolist(), rel=1e-6)
+
+
 def test_nt_xent_float32_close_to_float64():
     z_a, z_b = _inputs(16, 8, seed=1)
     got = nt_xent(z_a.float(), z_b.float(), 0.1)

@@ -40,6 +40,9 @@ from simclr.validate import check_scale, validate
         ({"loss.temperature": "0"}, "--temperature must be positive"),
         ({"loss.margin": "-0.1"}, "--margin must be non-negative"),
         ({"loss.semi_hard": True}, "--semi-hard applies to --loss nt_logistic"),
+        ({"loss.name": "margin_triplet", "loss.one_view_negatives": True},
+         "--one-view-negatives applies to --loss nt_xent (nt_logistic and margin_triplet "
+         "always take the other view's negatives)"),
         ({"optim.lr": "-0.1"}, "--lr must be positive"),
         ({"batch_size": "1"}, "--batch-size"),
         ({"precision": "fp8"}, "--precision"),
