@@ -365,7 +365,9 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
             p = p / "checkpoints"
         found = latest_checkpoint(p)
         if found is None:
-            files = sorted(f for f in p.glob("*.pt") if is_complete(f))
+            # (NAME.previous-K.pt: what a rerun set aside, files.set_aside; not the current)
+            aside = sorted(f for f in p.glob("*.pt") if SET_ASIDE.fullmatch(f.name))
+            files = sorted(f for f in p.glob("*.pt") if f not in aside and is_complete(f))
             unfinished = [f for f in files if f.name.endswith(PARTIAL_SUFFIX)]
             files = [f for f in files if f not in unfinished]
             if len(files) > 1:
@@ -380,6 +382,9 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
             if len(files) > 1:
                 raise SimCLRError(f"{p} holds several weights files "
                                   f"({', '.join(f.name for f in files)}); name one")
+            if not files and aside:
+                raise SimCLRError(f"{p} holds only checkpoints set aside by a rerun "
+                                  f"({', '.join(f.name for f in aside)}): name one")
             if not files:
                 broken = sorted(p.glob("*.pt"))
                 raise SimCLRError(
@@ -407,6 +412,7 @@ class _PickedAndGone(SimCLRError):
 
 CLASSIFIER_FILES = ("linear.pt", "finetune.pt")  # what evaluations write into --out
 PARTIAL_SUFFIX = "-partial.pt"  # an evaluation's unfinished training (simclr.classify)
+SET_ASIDE = re.compile(r".+\.previous-\d+\.pt")  # kept by a rerun (files.set_aside)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu",

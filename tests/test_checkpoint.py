@@ -892,3 +892,21 @@ def test_a_last_pt_linked_to_its_periodic_checkpoint_is_made_durable(tmp_path, m
     monkeypatch.setattr(ck, "fsync_dir", lambda folder: synced.append(Path(folder)))
     last = save_checkpoint(_state(4), tmp_path)
     assert last.samefile(periodic) and synced == [tmp_path]
+
+
+def test_an_evaluations_folder_is_read_past_the_checkpoints_a_sweep_set_aside(tmp_path):
+    """A sweep's re-evaluation keeps an earlier classifier or an unfinished one as
+    NAME.previous-K.pt (files.set_aside): `predict --checkpoint FOLDER` then said the
+    folder 'holds several checkpoints (linear-partial.previous-1.pt, linear.pt)'. The
+    current one is read; a folder holding only set-aside ones says so."""
+    from simclr.checkpoint import checkpoint_file
+
+    folder = tmp_path / "le" / "checkpoints"
+    folder.mkdir(parents=True)
+    for name in ("linear-partial.previous-1.pt", "linear.previous-2.pt"):
+        torch.save(_state(3), folder / name)
+    with pytest.raises(SimCLRError, match=r"holds only checkpoints set aside by a rerun "
+                       r"\(linear-partial.previous-1.pt, linear.previous-2.pt\): name one"):
+        checkpoint_file(tmp_path / "le")
+    torch.save(_state(5), folder / "linear.pt")
+    assert checkpoint_file(tmp_path / "le") == folder / "linear.pt"
