@@ -247,7 +247,7 @@ def pretrain(
     optimizer = build_optimizer(cfg.optim, model, cfg.batch_size)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     plan, state = start_state(cfg, run, source.num_images, all_images, model, optimizer, scaler)
-    if run.saved is None:  # (a resumed run was told when it started)
+    if not resume:  # (a resumed run was told when it started; run.saved: cleared now)
         notes = [*notes, *warmup_notes(cfg, plan)]
     if files is not None:
         state.num_files, state.files_digest = len(files.paths), digest

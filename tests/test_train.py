@@ -351,6 +351,25 @@ def test_a_run_killed_before_its_summary_resumes_with_its_final_metrics(
     assert {k: again[k] for k in FINAL_METRICS} == {k: first[k] for k in FINAL_METRICS}
 
 
+def test_a_resumed_run_is_not_told_its_warmup_was_cut_again(tmp_path, image_folder,
+                                                            cache_dir, capsys):
+    """The note that --warmup-epochs is cut to 10% of the run is the start's: a resumed
+    session said it again (its test read a field start_state had already cleared)."""
+    flags = tiny_flags(image_folder, tmp_path / "run", cache_dir, epochs=6,
+                       checkpoint_every=0)
+    cfg = build_config(flags={**flags, "optim.warmup_epochs": 5})
+
+    def preempt(step, stop):
+        if step == 3:
+            stop.requested = "SIGTERM"
+
+    assert train.pretrain(cfg, on_step=preempt)["status"] == "preempted"
+    assert "--warmup-epochs 5 is cut to 10% of the run" in capsys.readouterr().out
+    train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True)
+    out = capsys.readouterr().out
+    assert "from step 3" in out and "warm-up" not in out and "warmup" not in out, out
+
+
 def test_a_run_does_not_resume_on_other_images(tmp_path, cache_dir):
     """Every epoch's order and the steps per epoch depend on the number of images: a
     folder that lost (or gained) images cannot continue the run exactly."""
