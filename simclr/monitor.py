@@ -145,22 +145,23 @@ def count_skipped(cfg: Config, state: RunState, last_good: Path | None) -> None:
     """Count a step ``nan_policy='skip'`` skipped; too many mean the run has diverged."""
     state.bad_steps += 1
     if state.bad_steps > cfg.max_bad_steps:
-        raise DivergedError(f"more than {cfg.max_bad_steps} non-finite losses; stopping "
+        raise DivergedError(f"more than {cfg.max_bad_steps} non-finite steps; stopping "
                             f"(last good checkpoint: {last_good or 'none yet'})",
                             state.step + 1)
 
 
 def check_finite(first_bad: torch.Tensor, last_good: Path | None, cfg: Config,
                  precision: str) -> None:
-    """Stop at the first non-finite loss, before anything bad reaches a checkpoint
-    (``precision``: the run's, fp32 or a mixed one, which may be the cause)."""
+    """Stop at the first non-finite step (its loss or a gradient), before anything bad
+    reaches a checkpoint (``precision``: the run's, fp32 or a mixed one, which may be
+    the cause)."""
     bad_step = int(first_bad.item())
     if bad_step >= 0 and cfg.nan_policy == "stop":
         kept = what_is_kept(last_good)
         fp32 = "" if precision == "fp32" else "use --precision fp32, "
         raise DivergedError(
-            f"the loss became non-finite (NaN/inf) at step {bad_step + 1}; stopping: {kept}. "
-            f"Lower --lr, {fp32}or pass --nan-policy skip", bad_step + 1
+            f"the loss or its gradients became non-finite (NaN/inf) at step {bad_step + 1}; "
+            f"stopping: {kept}. Lower --lr, {fp32}or pass --nan-policy skip", bad_step + 1
         )
 
 

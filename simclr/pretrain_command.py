@@ -140,8 +140,8 @@ def print_summary(summary: dict[str, Any]) -> None:
     print(printable(str(summary.get("status"))) + (": " + " ".join(said) if said else "")
           + (f"; checkpoint {printable(checkpoint)}" if checkpoint is not None else ""))
     if _amount(summary, "bad_steps", whole=True):
-        print(f"skipped {summary['bad_steps']} step(s) whose loss was not finite "
-              "(--nan-policy skip; their metrics.jsonl lines hold a null loss)")
+        print(f"skipped {summary['bad_steps']} step(s) whose loss or gradients were not "
+              "finite (--nan-policy skip; their metrics.jsonl lines hold a null loss)")
     skipped = _skipped_images(summary)
     if skipped:
         print(f"skipped {len(skipped)} unreadable images:")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -380,9 +381,11 @@ def train_step(
 
     Returns the step's metrics (loss, positive top-1 among all 2N - 1 other views and,
     for NT-Xent, Table 5's contrast entropy and accuracy: :func:`loss_and_metrics`; means
-    over the processes) and whether the loss was finite, as device tensors, and whether
-    the update was skipped: under ``nan_policy='skip'`` a non-finite loss leaves the
-    weights and the BatchNorm statistics untouched (that policy's one host sync per step).
+    over the processes) and whether the step was finite (its loss and, unless a gradient
+    scaler handles overflow itself, every gradient), as device tensors, and whether the
+    update was skipped: under ``nan_policy='skip'`` a non-finite step leaves the weights,
+    the optimizer's state and the BatchNorm statistics untouched (that policy's one host
+    sync per step).
     """
     # The forward pass alone moves BatchNorm's running statistics: a skipped step puts
     # them back, or NaN activations would reach every later checkpoint.
@@ -391,25 +394,44 @@ def train_step(
         _, z = forward(views)
     loss, metrics = loss_and_metrics(cfg.loss, z[:per_rank].float(), z[per_rank:].float())
     optimizer.zero_grad(set_to_none=True)
-    # One device-side reduction, no host sync: whether every process's loss is finite
-    # (one that skipped the backward alone would leave the others waiting in DDP's
-    # gradient all-reduce), and the metrics' means over the processes (Meter's sums).
+    # Every process runs the backward, a NaN loss's too: one that skipped it alone would
+    # leave the others waiting in DDP's gradient all-reduce.
+    scaler.scale(loss * cfg.loss.weight).backward()  # weight: see LossConfig
+    # A finite loss can still give NaN/inf gradients (bf16 convolutions over 1x1 inputs
+    # on a CPU did): checked too, or the update would reach the checkpoint. An fp16
+    # scaler skips such a step itself (an overflow of its scale, not a fault).
+    finite = torch.isfinite(loss)
+    if not scaler.is_enabled():
+        finite = finite & gradients_finite(optimizer)
+    # One device-side reduction, no host sync: whether every process's step is finite,
+    # and the metrics' means over the processes (Meter's sums).
     names = ["loss", *metrics]
     reduced = dist.all_reduce_mean(torch.stack(
-        [torch.isfinite(loss).float(), loss.detach().float(),
+        [finite.float(), loss.detach().float(),
          *(metrics[name].detach().float() for name in names[1:])]))
     finite = reduced[0] == 1
-    metrics = dict(zip(names, reduced[1:], strict=True))
+    # (a step that was not finite logs no number, whichever part was not: a null window)
+    metrics = dict(zip(names, reduced[1:].masked_fill(~finite, math.nan), strict=True))
     skipped = cfg.nan_policy == "skip" and not bool(finite)
     if skipped:
+        optimizer.zero_grad(set_to_none=True)
         with torch.no_grad():
             for buffer, before in zip(forward.buffers(), stats, strict=True):
                 buffer.copy_(before)
     else:
-        scaler.scale(loss * cfg.loss.weight).backward()  # weight: see LossConfig
         scaler.step(optimizer)
         scaler.update()
     return metrics, finite, skipped
+
+
+def gradients_finite(optimizer: torch.optim.Optimizer) -> torch.Tensor:
+    """Whether every gradient ``optimizer`` holds is finite: a bool device scalar, from
+    one batched norm kernel (no host sync)."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"]
+             if p.grad is not None]
+    if not grads:
+        return torch.tensor(True)
+    return torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()
 
 
 @dataclasses.dataclass
@@ -634,7 +656,7 @@ def run_summary(
         "epochs": state.step / plan.steps_per_epoch, "elapsed_s": state.elapsed,
         "checkpoint": str(checkpoint), "num_images": source.readable_images,
         "processes": dist.world_size(), "skipped_images": [list(s) for s in source.skipped],
-        "bad_steps": state.bad_steps,  # (--nan-policy skip: non-finite losses, not applied)
+        "bad_steps": state.bad_steps,  # (--nan-policy skip: non-finite steps, not applied)
         "session": state.session,
     }
     if cfg.compile:  # (elapsed_s is wall time: compiling within it)

@@ -588,6 +588,38 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, image_folder, ca
     assert not (tmp_path / "nan/checkpoints/last.pt").exists()
 
 
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+def test_a_finite_loss_with_non_finite_gradients_is_a_bad_step(tmp_path, image_folder,
+                                                               cache_dir, monkeypatch, policy):
+    """bf16 convolutions over 1x1 inputs gave a finite loss and NaN gradients: the update
+    was applied and the run 'finished' with NaN weights in last.pt (exit 0). Such a step
+    stops the run before a checkpoint (stop) or is left out (skip), as a NaN loss is."""
+    import simclr.train as t
+
+    real, calls = t.loss_and_metrics, []
+
+    def poisoned(cfg, z_a, z_b):
+        calls.append(1)
+        if len(calls) == 3:  # (the loss stays finite; its gradient does not)
+            z_a.register_hook(lambda grad: grad * float("nan"))
+        return real(cfg, z_a, z_b)
+
+    monkeypatch.setattr(t, "loss_and_metrics", poisoned)
+    if policy == "stop":
+        with pytest.raises(SimCLRError, match=r"the loss or its gradients became non-finite "
+                           r"\(NaN/inf\) at step 3; stopping: the last checkpoint .*"
+                           r"ckpt-00000002.pt is untouched"):
+            run(tmp_path, image_folder, cache_dir, "nan")
+        assert not (tmp_path / "nan/checkpoints/last.pt").exists()
+        return
+    _, summary = run(tmp_path, image_folder, cache_dir, "skip", nan_policy="skip")
+    assert summary["status"] == "finished" and summary["bad_steps"] == 1
+    last = load_checkpoint(tmp_path / "skip/checkpoints/last.pt")
+    assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+    lines = [json.loads(x) for x in (tmp_path / "skip/metrics.jsonl").read_text().splitlines()]
+    assert [x["loss"] is None for x in lines if "loss" in x] == [False, False, True] + [False] * 3
+
+
 def test_a_skipped_step_leaves_weights_and_batch_norm_statistics_untouched(
         tmp_path, image_folder, cache_dir, monkeypatch):
     """--nan-policy skip: NaN views at step 3 give a NaN loss; that step changes nothing
@@ -659,10 +691,10 @@ def test_skip_policy_gives_up_after_more_than_max_bad_steps(tmp_path, image_fold
         from simclr.pretrain_command import print_summary
 
         print_summary(summary)
-        assert "skipped 2 step(s) whose loss was not finite (--nan-policy skip" in \
-            capsys.readouterr().out
+        assert "skipped 2 step(s) whose loss or gradients were not finite (--nan-policy " \
+            "skip" in capsys.readouterr().out
         return
-    with pytest.raises(DivergedError, match="more than 1 non-finite losses") as info:
+    with pytest.raises(DivergedError, match="more than 1 non-finite steps") as info:
         run(tmp_path, image_folder, cache_dir, "skip", **flags)
     assert info.value.step == 4 and len(calls) == 4
     summary = json.loads((tmp_path / "skip/summary.json").read_text())
