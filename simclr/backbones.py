@@ -38,6 +38,21 @@ _CLASSIFIERS: dict[str, str | tuple[str, int]] = {
 }
 FAMILIES = tuple(sorted(p.rstrip("_") for p in _CLASSIFIERS))
 
+# Family -> the smallest image side its networks' forward takes: below it a layer meets a
+# map smaller than its kernel (DenseNet's last transition pools a 1x1 map with a 2x2
+# window, ConvNeXt's last downsampling is a 2x2 convolution, Swin's patch embedding a 4x4
+# one) and the forward stops in a RuntimeError. Measured (torchvision 0.29) for every
+# network of each family, and for simclr's ResNets with either stem, by passing one image
+# of each side 1..64 through it: it works at this side and at every larger one, and fails
+# at every smaller one; training mode with 2 images gives the same sides
+# (tests/test_backbones.py repeats the loop's check for each family's smallest network).
+# A ViT's is its patch (_patch_size); 1 is any side, which MIN_SIZE (8 px) bounds first.
+_MIN_SIDES: dict[str, int] = {
+    "convnext_": 32, "densenet": 29, "efficientnet_": 1, "mobilenet_v2": 1,
+    "mobilenet_v3_": 1, "regnet_": 1, "resnext": 1, "shufflenet_v2_": 1, "swin_": 4,
+    "wide_resnet": 1,
+}
+
 
 def _family(name: str) -> str | None:
     return next((p for p in _CLASSIFIERS if name.startswith(p)), None)
@@ -79,6 +94,34 @@ def arch_problem(arch: str, width: float, cifar_stem: bool | None,
         return "augment.size", (f" {image_size}: {arch} cuts images into {patch}-px "
                                 f"patches; give a multiple of {patch}")
     return None
+
+
+def min_side(arch: str) -> int:
+    """The smallest image side (px) ``arch``'s forward takes: simclr's ResNets any (1)."""
+    family = _family(arch)
+    if family is None or not is_torchvision_arch(arch):
+        return 1
+    return _patch_size(arch) or _MIN_SIDES[family]
+
+
+def size_problem(arch: str, image_size: int,
+                 eval_size: int | None = None) -> tuple[str, str] | None:
+    """(the setting, what is wrong) when the view side or the evaluation side is smaller
+    than ``arch`` takes: refused with the settings, not met as a RuntimeError deep in the
+    first forward (pretraining's memory measure, or a later evaluation of the run)."""
+    for path, side in (("augment.size", image_size), ("augment.eval_size", eval_size)):
+        problem = side_problem(arch, side)
+        if problem is not None:
+            return path, problem
+    return None
+
+
+def side_problem(arch: str, side: int | None) -> str | None:
+    """What follows the flag when ``side`` px is too small for ``arch`` (else None)."""
+    least = min_side(arch)
+    if side is None or side >= least:
+        return None
+    return f" {side} is too small for {arch}: it needs at least {least} px"
 
 
 def check_arch(arch: str, width: float, cifar_stem: bool | None, image_size: int) -> None:

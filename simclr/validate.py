@@ -179,10 +179,11 @@ def _validate_model(cfg: Config) -> None:
     _check(cfg.model.width <= MAX_WIDTH, "model.width", f"must be at most {MAX_WIDTH} (the "
            f"paper's widest is 4), got {cfg.model.width}")
     if cfg.model.arch not in ARCHS:  # a torchvision network (simclr.backbones), or none
-        from simclr.backbones import arch_problem
+        from simclr.backbones import arch_problem, size_problem
 
         problem = arch_problem(cfg.model.arch, cfg.model.width, cfg.model.cifar_stem,
-                               cfg.augment.size)
+                               cfg.augment.size) or size_problem(
+            cfg.model.arch, cfg.augment.size, cfg.augment.eval_size)
         if problem is not None:
             raise SettingError(*problem)
         side = cfg.augment.eval_size

@@ -8,9 +8,16 @@ import pytest
 import torch
 import torchvision
 
-from simclr.backbones import FAMILIES, TorchvisionEncoder, classifier_prefix, torchvision_archs
+from simclr.backbones import (
+    FAMILIES,
+    TorchvisionEncoder,
+    classifier_prefix,
+    min_side,
+    torchvision_archs,
+)
 from simclr.cli import main
 from simclr.errors import SimCLRError
+from simclr.models import ResNet
 from simclr.optim import param_groups
 from simclr.settings import build_config, save_yaml
 
@@ -98,6 +105,64 @@ def test_settings_that_do_not_apply_are_one_line(tmp_path, capsys, flags, messag
     assert main(["pretrain", *flags, "--out", str(tmp_path / "run"), "--print-config"]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def _sides_that_work(arch: str, sides: tuple[int, ...], cifar_stem: bool = False) -> set[int]:
+    """Those of ``sides`` one image of which goes through ``arch`` (simclr's ResNets at
+    width 1/8: the strides, not the channels, decide the sides)."""
+    def network(side: int) -> torch.nn.Module:
+        if arch.startswith("resnet"):
+            return ResNet(arch, 0.125, cifar_stem)
+        extra = {"image_size": side} if arch.startswith("vit_") else {}
+        return torchvision.models.get_model(arch, weights=None, **extra)
+
+    works, net = set(), None
+    for side in sides:
+        try:  # (a ViT is built for its side, which must be a multiple of its patch)
+            net = network(side) if net is None or arch.startswith("vit_") else net
+            with torch.no_grad():
+                net.eval()(torch.rand(1, 3, side, side))
+        except (RuntimeError, ValueError, AssertionError):
+            continue
+        works.add(side)
+    return works
+
+
+@pytest.mark.parametrize(("arch", "cifar_stem"), [
+    *((arch, False) for arch in SMALLEST), ("resnet18", False), ("resnet18", True),
+    ("resnet50", False), ("resnet50", True)])
+def test_the_recorded_smallest_side_is_the_smallest_the_forward_takes(arch, cifar_stem):
+    """min_side (measured for every network of each family by this loop over sides 1..64)
+    works and the side below it does not; below 8 px (MIN_SIZE) only for the record."""
+    torch.manual_seed(0)
+    least = min_side(arch)
+    assert least == {"convnext_tiny": 32, "densenet121": 29, "swin_t": 4,
+                     "vit_b_32": 32}.get(arch, 1)
+    tried = (least - 1, least) if least > 1 else (least,)
+    assert _sides_that_work(arch, tried, cifar_stem) == {least}
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--arch", "densenet121", "--image-size", "16"],
+     "--image-size 16 is too small for densenet121: it needs at least 29 px"),
+    (["--arch", "convnext_tiny", "--image-size", "24"],
+     "--image-size 24 is too small for convnext_tiny: it needs at least 32 px"),
+    (["--arch", "densenet121", "--image-size", "32", "--eval-size", "8"],
+     "--eval-size 8 is too small for densenet121: it needs at least 29 px"),
+])
+def test_sides_below_what_the_network_takes_are_refused_before_any_work(
+        tmp_path, image_folder, cache_dir, capsys, flags, message):
+    """Refused in one line naming the flag, before the data is read (the pretraining
+    measured its memory on a tiny batch and stopped there in a RuntimeError; or trained
+    at a good side and left an evaluation side no evaluation could read)."""
+    assert main(["pretrain", "--data", str(image_folder), *flags, "--batch-size", "2",
+                 "--max-steps", "1", "--workers", "0", "--precision", "fp32", "--device",
+                 "cpu", "--cache-dir", cache_dir, "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+    assert main(["pretrain", *flags, "--out", str(tmp_path / "run"), "--print-config"]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_a_presets_resnet_width_is_not_applied_to_another_network():
