@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from simclr.backbones import side_problem
 from simclr.checkpoint import (
     CLASSIFIER_FILES,
     LAST,
@@ -111,6 +112,9 @@ def at_image_size(ckpt: dict[str, Any], image_size: int | None,
         raise SimCLRError(f"--image-size {image_size}: a {spec['arch']}'s position "
                           f"embeddings are for {spec['image_size']} px, the side it was "
                           "trained at; drop --image-size")
+    problem = side_problem(spec["arch"], image_size)  # (not a RuntimeError in the forward)
+    if problem is not None:
+        raise SimCLRError(f"--image-size{problem}")
     return {**ckpt, "config": config_at_side(ckpt["config"], spec["cifar_stem"], image_size,
                                              trained=not ckpt.get("size_guessed"))}
 

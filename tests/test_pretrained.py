@@ -1278,3 +1278,40 @@ def test_parse_layer_refuses_anything_else_in_one_line(layer):
 
     with pytest.raises(SimCLRError, match="--layer: unknown value"):
         parse_layer(layer)
+
+
+def test_evaluation_sides_below_what_the_network_takes_are_refused(tmp_path, image_folder,
+                                                                   cache_dir, capsys):
+    """A DenseNet takes images of 29 px or more: --image-size 8 (and a run's recorded
+    evaluation side of 8, as pretraining accepted before) ended every evaluation and
+    export in a RuntimeError in the first forward; now one line naming the flag (or the
+    file's setting) and the least side, before any image is read."""
+    cfg = build_config(flags={"model.arch": "densenet121", "augment.size": 32,
+                              "model.head_out_dim": 8})
+    torch.manual_seed(0)
+    ckpt = {"kind": "pretrain", "config": cfg.to_dict(),
+            "model": build_model(cfg.model, 32).state_dict()}
+    with pytest.raises(SimCLRError, match=r"^--image-size 16 is too small for densenet121: "
+                                          r"it needs at least 29 px$"):
+        at_image_size(ckpt, 16)
+    assert at_image_size(ckpt, 29)["config"]["augment"]["eval_size"] == 29
+    run = save_checkpoint(ckpt, tmp_path / "run")
+    ckpt["config"]["augment"]["eval_size"] = 8  # (a run pretrained with --eval-size 8)
+    old = save_checkpoint(ckpt, tmp_path / "old")
+    common = ["--cache-dir", cache_dir, "--workers", "0", "--device", "cpu"]
+    for argv, message in (
+            (["knn", "--checkpoint", str(run), "--train", str(image_folder), "--test",
+              str(image_folder), "--image-size", "8", *common],
+             "--image-size 8 is too small for densenet121: it needs at least 29 px"),
+            (["embed", "--checkpoint", str(run), "--data", str(image_folder), "--out",
+              str(tmp_path / "e.npz"), "--image-size", "8", *common],
+             "--image-size 8 is too small for densenet121: it needs at least 29 px"),
+            (["knn", "--checkpoint", str(old), "--train", str(image_folder), "--test",
+              str(image_folder), *common],
+             f"checkpoint {old}: its config is invalid: augment.eval_size 8 is too small "
+             "for densenet121: it needs at least 29 px")):
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not Path(cache_dir).exists() and not (tmp_path / "e.npz").exists()
