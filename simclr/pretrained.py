@@ -104,6 +104,10 @@ def at_image_size(ckpt: dict[str, Any], image_size: int | None,
             print(f"note: {path} records no image size ({ckpt['imported']}): read as "
                   f"{spec['image_size']} px images; --image-size S for another side",
                   file=sys.stderr)
+        problem = side_problem(spec["arch"], spec["image_size"])  # (a run's --eval-size,
+        if problem is not None:  # recorded before pretrain checked it: a new run's only)
+            raise SimCLRError(f"the checkpoint's evaluation side (its --eval-size){problem}; "
+                              "give --image-size")
         return ckpt
     if not MIN_SIZE <= image_size <= MAX_SIDE:
         raise SimCLRError(f"--image-size: must be {MIN_SIZE} to {MAX_SIDE} pixels, "

@@ -149,6 +149,12 @@ def check_scale(cfg: Config) -> None:
     side = cfg.augment.eval_size
     _check(side is None or MIN_SIZE <= side <= MAX_SIDE, "augment.eval_size",
            f"must be {MIN_SIZE} to {MAX_SIDE} pixels, got {side}")
+    if cfg.model.arch not in ARCHS:  # (a run saved before this check still evaluates at
+        from simclr.backbones import size_problem  # another --image-size)
+
+        problem = size_problem(cfg.model.arch, cfg.augment.size, side)
+        if problem is not None:
+            raise SettingError(*problem)
     # Below the view's side every crop would be upscaled from the stored picture.
     _check(cfg.data.load_size is None or cfg.data.load_size >= cfg.augment.size,
            "data.load_size", f"must be at least the view's side (--image-size "
@@ -182,8 +188,8 @@ def _validate_model(cfg: Config) -> None:
         from simclr.backbones import arch_problem, size_problem
 
         problem = arch_problem(cfg.model.arch, cfg.model.width, cfg.model.cifar_stem,
-                               cfg.augment.size) or size_problem(
-            cfg.model.arch, cfg.augment.size, cfg.augment.eval_size)
+                               cfg.augment.size) or size_problem(cfg.model.arch,
+                                                                 cfg.augment.size)
         if problem is not None:
             raise SettingError(*problem)
         side = cfg.augment.eval_size

@@ -1308,10 +1308,13 @@ def test_evaluation_sides_below_what_the_network_takes_are_refused(tmp_path, ima
              "--image-size 8 is too small for densenet121: it needs at least 29 px"),
             (["knn", "--checkpoint", str(old), "--train", str(image_folder), "--test",
               str(image_folder), *common],
-             f"checkpoint {old}: its config is invalid: augment.eval_size 8 is too small "
-             "for densenet121: it needs at least 29 px")):
+             "the checkpoint's evaluation side (its --eval-size) 8 is too small for "
+             "densenet121: it needs at least 29 px; give --image-size")):
         capsys.readouterr()
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
     assert not Path(cache_dir).exists() and not (tmp_path / "e.npz").exists()
+    # (such a run, saved before pretrain refused its --eval-size, evaluates at a side
+    # given: its checkpoint still loads)
+    assert at_image_size(load_checkpoint(old), 40)["config"]["augment"]["eval_size"] == 40
