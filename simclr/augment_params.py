@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from simclr.config import AugmentConfig
+from simclr.config import OFFICIAL_MIN_COVERED, AugmentConfig
 
 # ------------------------------------------------------------------- counter-based RNG
 
@@ -37,7 +37,7 @@ _N_PARAMS = _P_SOBEL + 1
 # The official sampler's uniforms come after every other parameter's, so turning it on
 # changes no other draw, and they are only computed when it is on.
 _TF_ATTEMPTS = 100  # the official code's max_attempts
-_TF_MIN_COVERED = 0.1  # ... and min_object_covered: the crop keeps >= 10% of the image
+_TF_MIN_COVERED = OFFICIAL_MIN_COVERED  # ... and min_object_covered (10% of the image)
 _P_TF_RATIO = _N_PARAMS  # 100 uniforms: aspect ratio of each attempt
 _P_TF_HEIGHT = _P_TF_RATIO + _TF_ATTEMPTS  # 100 uniforms: height of each attempt
 _TF_BLOCK = 8  # attempts drawn at a time, for the samples still without a box

@@ -20,6 +20,8 @@ ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 
 CROP_SAMPLERS = ("torchvision", "official")
+# The official sampler's min_object_covered: a crop keeps >= 10% of the picture.
+OFFICIAL_MIN_COVERED = 0.1
 COLOR_OPS = ("torchvision", "official", "official_v1")
 
 
@@ -45,7 +47,8 @@ class AugmentConfig:
     # with the torchvision sampler; the official one draws it uniformly, as TF does)
     crop_resize: bool = True  # off (--no-crop-resize): crop without resize (Fig. 5 ablation)
     # How crops are drawn: "torchvision" (RandomResizedCrop, as App. A describes it) or
-    # "official" (TF's sample_distorted_bounding_box, as the official data_util.py).
+    # "official" (TF's sample_distorted_bounding_box, as the official data_util.py:
+    # crops of under 10% of the picture never qualify, whatever --crop-scale's min).
     crop_sampler: str = "torchvision"
     interpolation: str = "bicubic"  # bicubic (official) or bilinear
     flip: bool = True  # random horizontal flip

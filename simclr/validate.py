@@ -34,6 +34,7 @@ from simclr.config import (
     MIN_BLUR_SIGMA,
     MIN_SIZE,
     MIN_TEMPERATURE,
+    OFFICIAL_MIN_COVERED,
     PRECISIONS,
     AugmentConfig,
     Config,
@@ -324,6 +325,12 @@ def validate_augment(a: AugmentConfig) -> None:
     lo, hi = a.crop_scale
     _check(0 < lo <= hi <= 1, "augment.crop_scale",
            f"must satisfy 0 < min <= max <= 1, got {a.crop_scale}")
+    # The official sampler keeps >= 10% of the picture (min_object_covered): below it no
+    # crop qualifies and every view would silently be the whole picture.
+    _check(a.crop_sampler != "official" or hi >= OFFICIAL_MIN_COVERED, "augment.crop_scale",
+           f"max {hi:g} is below what --crop-sampler official keeps of a picture "
+           f"({OFFICIAL_MIN_COVERED:g}, as the official code's min_object_covered): no crop "
+           "would qualify; raise it or use --crop-sampler torchvision")
     _check(0 < a.crop_ratio[0] <= a.crop_ratio[1], "augment.crop_ratio",
            f"must satisfy 0 < min <= max, got {a.crop_ratio}")
     _check(0 < a.cutout_frac <= 1, "augment.cutout_frac",

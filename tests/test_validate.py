@@ -50,6 +50,9 @@ from simclr.validate import check_scale, validate
         ({"data.store": "crop"}, "--store"),
         ({"augment.asymmetric": True, "augment.crop_resize": False}, "--asymmetric"),
         ({"augment.crop_scale": "0.5,0.1"}, "--crop-scale"),
+        ({"augment.crop_sampler": "official", "augment.crop_scale": "0.01,0.09"},
+         "--crop-scale max 0.09 is below what --crop-sampler official keeps of a picture "
+         "(0.1, as the official code's min_object_covered): no crop would qualify"),
         ({"optim.betas": "1,1"}, "--betas must lie in [0, 1)"),
         ({"augment.cutout_frac": "2"}, "--cutout-frac"),
         ({"augment.blur_kernel_frac": "0"}, "--blur-kernel-frac"),
