@@ -135,25 +135,23 @@ def refit_to_budget(plan: Plan, cfg: Config, step: int, elapsed: float) -> int:
     return step + max(1, min(max(10, plan.total_steps // 50), step // 2, left // 4))
 
 
-# How far a re-plan may raise the learning rate in its decay (a share of peak - final):
-# a longer run moves the cosine back, and a speed misjudged (a machine whose load
-# changed, two steps measured after a resume) took it from 4% of the peak to 47%.
-MAX_LR_RISE = 0.01
-
-
 def _without_raising_lr(plan: Plan, step: int, total: int, warmup: int) -> tuple[int, int]:
-    """(total, warm-up) of a re-plan at ``step``, lengthened no further than keeps the
-    learning rate within MAX_LR_RISE of the last step's once the warm-up is over (the
-    run then ends before its deadline rather than climb back up the cosine)."""
+    """(total, warm-up) of a re-plan at ``step``, once the warm-up is over, lengthened no
+    further than keeps the learning rate at most the last step's: the lr after the peak
+    never rises (the run then ends before its deadline rather than climb back up the
+    cosine). A rise allowed at every re-plan (1% of the peak, before) added up late in
+    a run: 17 rises of up to 27% of an lr already small, up and down as the speed read
+    varied. Shortening is never held back, but a warm-up end the re-plan moves up is
+    checked too (its cosine starts later: higher)."""
     old_total, old_warmup = plan.total_steps, plan.warmup_steps
-    if total <= old_total or step <= old_warmup or step - 1 >= old_total:
-        return total, warmup  # shorter (the lr falls), still warming up, or a first plan
-    most = lr_at(step - 1, old_total, old_warmup, 1.0) + MAX_LR_RISE
+    if step <= old_warmup or step - 1 >= old_total:
+        return total, warmup  # still warming up (_refit_warmup), or a first plan
+    most = lr_at(step - 1, old_total, old_warmup, 1.0)
     for ramp in (warmup, old_warmup):  # (a warm-up end moved up to the step: the peak)
         longest = _longest_at_most(step, ramp, most)
-        if longest >= max(step + 1, old_total):  # (never shorter than planned: it grows)
-            return min(total, longest), ramp
-    return old_total, old_warmup
+        if longest >= min(total, max(step + 1, old_total)):  # (never shorter than planned
+            return min(total, longest), ramp  # to keep a moved warm-up end)
+    return old_total, old_warmup  # (its lr at ``step`` is at most the last step's)
 
 
 def _longest_at_most(step: int, warmup: int, most: float) -> int:
@@ -162,7 +160,19 @@ def _longest_at_most(step: int, warmup: int, most: float) -> int:
     if most >= 1.0:
         return sys.maxsize
     progress = math.acos(max(2.0 * most - 1.0, -1.0)) / math.pi  # the least it may be
-    return warmup + math.floor((step - warmup) / progress)
+    if progress <= 0.0:
+        return step  # (below 1 by less than a float's cosine can tell: no longer run)
+    longest = warmup + math.floor((step - warmup) / progress)
+    if lr_at(step, longest, warmup, 1.0) <= most:
+        return longest
+    # the arc cosine's rounding: the learning rate itself decides, by bisection (a run
+    # ending at ``step`` has the final lr there: the shortest is always within)
+    low, high = step, longest
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if lr_at(step, middle, warmup, 1.0) <= most else \
+            (low, middle)
+    return low
 
 
 def note_first_step(plan: Plan, step: int, elapsed: float) -> None:
