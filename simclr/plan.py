@@ -76,13 +76,18 @@ def plan_schedule(cfg: Config, num_images: int, total_steps: int | None = None) 
     """
     check_batch_fits(cfg.batch_size, num_images)
     steps_per_epoch = num_images // cfg.batch_size
+    guess = total_steps is None and cfg.time_budget is not None and cfg.max_steps is None
     if total_steps is None:
         total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
-        if cfg.time_budget:  # the budget sets the length; epochs only the first guess,
-            total_steps = max(total_steps, FIRST_REFIT + 1)  # which must reach the refit
         if cfg.max_steps is not None:  # with a time budget, max_steps caps the refit
             total_steps = cfg.max_steps if cfg.time_budget else min(total_steps, cfg.max_steps)
     warmup = warmup_steps(cfg.optim, steps_per_epoch, total_steps)
+    if guess:  # the budget sets the length; the epochs are only the first guess, whose
+        # lr must still be ramping at the first re-plan: a guess shorter than the budget
+        # (1 epoch of 4 steps, no warm-up) had decayed to half the peak by step 3, and
+        # a re-plan may not raise it again (_without_raising_lr)
+        warmup = max(warmup, FIRST_REFIT + 1)
+        total_steps = max(total_steps, warmup + 1)
     return Plan(steps_per_epoch, total_steps, warmup, cfg.time_budget, num_images)
 
 
@@ -183,11 +188,20 @@ def note_first_step(plan: Plan, step: int, elapsed: float) -> None:
 
 def _refit_warmup(planned: int, fresh: int, step: int) -> int:
     """The warm-up after a re-plan at ``step``: ``fresh`` (that of the new length) as far
-    as the learning rate allows. A ramp under way never ends before ``step`` (the lr
-    would jump); one that has ended never restarts (the lr would fall back), though it
-    may move up to ``step`` when the run has grown longer."""
+    as the learning rate allows. A ramp under way never ends before ``step``, and a
+    shorter one rises at ``step`` by at most one step of the fresh ramp above the last
+    step's lr, a ramp of at least FIRST_REFIT + 1 steps (the shortest a budget's first
+    plan has): cut from 40 steps to 3 at step 3 (a 14-step run's fresh ramp: 1), the lr
+    went from 5% of the peak to all of it in one step. Later re-plans bring the ramp
+    nearer the fresh length, a step's rise at a time. One that has ended never restarts
+    (the lr would fall back), though it may move up to ``step`` when the run has grown
+    longer."""
     if step < planned:
-        return max(fresh, step)
+        # the least ramp w with step / w <= (step - 1) / planned + 1 / one, in integers
+        # (the lr is peak * step / w in a ramp: one through 0, of one slope)
+        one = max(fresh, FIRST_REFIT + 1)
+        bounded = -(-step * planned * one // ((step - 1) * one + planned))
+        return max(fresh, step, bounded)
     return min(max(fresh, planned), step)
 
 

@@ -22,11 +22,14 @@ from simclr.settings import build_config
 def test_a_time_budget_sets_the_length_whatever_the_epochs():
     """The epochs are the schedule's first guess under a budget: even a guess shorter
     than the first re-plan runs until it (before, 1 epoch of 3 steps ended a 4-s budget
-    at once, while 3 epochs were re-planned to the budget)."""
+    at once, while 3 epochs were re-planned to the budget), its lr still ramping there
+    (a guess of 4 steps without warm-up had decayed to half the peak by step 3, and a
+    re-plan may not raise it again)."""
     cfg = build_config(flags={"batch_size": 8, "epochs": 1})
     assert plan_schedule(cfg, 24).total_steps == 3
     cfg.time_budget = 4.0
-    assert plan_schedule(cfg, 24).total_steps == FIRST_REFIT + 1
+    plan = plan_schedule(cfg, 24)
+    assert (plan.total_steps, plan.warmup_steps) == (FIRST_REFIT + 2, FIRST_REFIT + 1)
     cfg.max_steps = 2  # a cap stays a cap
     assert plan_schedule(cfg, 24).total_steps == 2
 
@@ -38,7 +41,7 @@ def test_a_refit_ends_the_schedule_at_the_deadline():
     the run, a quarter of what is left near its end)."""
     cfg = build_config(flags={"batch_size": 8, "epochs": 1, "time_budget": 100.0})
     plan = plan_schedule(cfg, 80)  # 10 steps per epoch; the first guess reaches the refit
-    assert (plan.steps_per_epoch, plan.total_steps, plan.warmup_steps) == (10, 10, 1)
+    assert (plan.steps_per_epoch, plan.total_steps, plan.warmup_steps) == (10, 10, 4)
     assert refit_to_budget(plan, cfg, step=20, elapsed=20.0) == 30
     assert (plan.total_steps, plan.warmup_steps) == (100, 10)
     assert refit_to_budget(plan, cfg, step=6, elapsed=6.0) == 9  # young: every step/2
@@ -59,24 +62,29 @@ def test_a_refit_ends_the_schedule_at_the_deadline():
 
 def test_a_short_budgets_warmup_is_its_share_of_the_real_length():
     """A 100-epoch first guess plans 30 warm-up steps; the budget turns out to hold 20
-    steps in all (0.1 s each of 2 s): re-planned at step 3, the ramp ends at step 3,
-    not at step 10 (half the run) as when the first re-plan came at step 10; a ramp that
-    has ended is never started again when the run grows longer."""
+    steps in all (0.1 s each of 2 s): re-planned at step 3, the ramp is cut towards its
+    share of the real length (2 steps) as far as a rise of one step of a 4-step ramp
+    allows (before, it ended at step 3: the lr went from 7% of the peak to all of it in
+    one step), nearer it at each re-plan; a ramp under way follows a longer run (the lr
+    falls back: never a jump up); a ramp that has ended is never started again."""
+    from simclr.optim import lr_at
+
     cfg = build_config(flags={"batch_size": 8, "epochs": 100, "time_budget": 2.0})
     plan = plan_schedule(cfg, 24)  # 3 steps per epoch
     assert (plan.total_steps, plan.warmup_steps) == (300, 30)
     assert FIRST_REFIT == 3
     refit_to_budget(plan, cfg, step=3, elapsed=0.3)
-    assert (plan.total_steps, plan.warmup_steps) == (20, 3)
-    refit_to_budget(plan, cfg, step=4, elapsed=0.2)  # faster: 40 steps now
-    assert (plan.total_steps, plan.warmup_steps) == (40, 4)  # (fresh: 4; at most the step)
+    assert (plan.total_steps, plan.warmup_steps) == (20, 10)  # 2/30 -> 3/10 of the peak
+    assert lr_at(3, 20, 10, 1.0) - lr_at(2, 300, 30, 1.0) <= 1 / (FIRST_REFIT + 1)
+    refit_to_budget(plan, cfg, step=4, elapsed=0.2)  # faster: 40 steps now, fresh 4
+    assert (plan.total_steps, plan.warmup_steps) == (40, 8)  # 3/10 -> 4/8
     refit_to_budget(plan, cfg, step=6, elapsed=0.06)  # much faster: 200 steps, fresh 20
-    # the ramp stays ended, and the run grows only as far as keeps the lr at step 6 at
-    # most step 5's (a ramp's end moved up to step 6 would raise it to the peak)
-    assert (plan.total_steps, plan.warmup_steps) == (76, 4)
-    plan.warmup_steps = 30  # a ramp under way follows the new length, never ending early
+    assert (plan.total_steps, plan.warmup_steps) == (200, 20)
+    refit_to_budget(plan, cfg, step=20, elapsed=0.2)  # the ramp has ended, and stays so
+    assert plan.warmup_steps == 20
+    plan.total_steps, plan.warmup_steps = 200, 30  # slower: 20 steps, a ramp under way
     refit_to_budget(plan, cfg, step=10, elapsed=1.0)
-    assert (plan.total_steps, plan.warmup_steps) == (20, 10)
+    assert (plan.total_steps, plan.warmup_steps) == (20, 19)  # 9/30 -> 10/19, not 10/10
 
 
 def test_the_speed_is_measured_after_the_sessions_first_step():
@@ -92,7 +100,9 @@ def test_the_speed_is_measured_after_the_sessions_first_step():
     assert plan.anchor == (1, 5.0)
     refit_to_budget(plan, cfg, step=3, elapsed=5.2)
     assert abs(plan.total_steps - (3 + 548)) <= 1  # (548 steps of 0.1 s in 54.8 s)
-    assert plan.warmup_steps == plan.total_steps // 10  # the ramp goes on, at 10%
+    # the ramp goes on, cut from 1000 steps towards its 10% (55) by a rise at step 3 of
+    # one step of a 55-step ramp
+    assert plan.warmup_steps == 149
 
 
 def test_a_replan_in_the_decay_never_climbs_back_up_the_cosine():
@@ -229,3 +239,76 @@ def test_a_chosen_warmup_cut_to_a_tenth_of_the_run_is_said():
     assert notes(**{"optim.warmup_epochs": 5}) == []  # within the cap
     assert notes(**{"optim.warmup_fraction": 0.2}) == []
     assert notes(**{"optim.warmup_epochs": 20, "time_budget": "1m"}) == []
+
+
+def _budget_lrs(cfg, num_images: int, seconds, first_step_s: float = 0.0) -> list[float]:
+    """The lr (peak 1) of each step of a --time-budget run whose ``step``th step takes
+    ``seconds(step)``, re-planned as train.run_session does: a pure function of the step
+    and the plan as it stands, so a simulation needs no training."""
+    from simclr.optim import lr_at
+    from simclr.plan import note_first_step
+
+    plan = plan_schedule(cfg, num_images)
+    lrs, step, elapsed, next_refit = [], 0, 0.0, FIRST_REFIT
+    while step < plan.total_steps:
+        assert step < 100_000  # (the deadline ends every run)
+        lrs.append(lr_at(step, plan.total_steps, plan.warmup_steps, 1.0))
+        elapsed += seconds(step) + (first_step_s if step == 0 else 0.0)
+        step += 1
+        if elapsed >= plan.deadline:
+            plan.total_steps = step  # (the budget is spent: train.py ends the run here)
+        note_first_step(plan, step, elapsed)
+        if step >= next_refit and step < plan.total_steps:
+            next_refit = refit_to_budget(plan, cfg, step, elapsed)
+    return lrs
+
+
+def _speeds():
+    """Seconds per step that change as a run goes: alternating, speeding up, slowing
+    down, jittered (a shared machine), and a machine that gets 3x faster midway."""
+    import random
+
+    jitter = random.Random(0)
+    noise = [jitter.uniform(0.02, 0.08) for _ in range(10_000)]
+    return {
+        "alternating": lambda s: 0.02 if (s // 3) % 2 else 0.06,
+        "speeding up": lambda s: max(0.01, 0.1 / (1 + s / 10)),
+        "slowing down": lambda s: 0.01 * (1 + s / 20),
+        "jittered": lambda s: noise[s],
+        "3x faster midway": lambda s: 0.06 if s < 30 else 0.02,
+    }
+
+
+@pytest.mark.parametrize("speed", list(_speeds()))
+@pytest.mark.parametrize("epochs, max_steps, budget", [
+    (1, None, 3.0),  # a first guess far shorter than the budget (4 steps of ~70)
+    (100, None, 3.0),  # one far longer (400 steps, a 40-step ramp)
+    (100, 1_000_000, 1.0),  # a cap far above it: its ramp of 40 steps was cut to 3
+    (100, None, 30.0),
+])
+def test_under_a_time_budget_the_lr_rises_gently_then_never_again(speed, epochs, max_steps,
+                                                                   budget):
+    """Re-planned as the measured speed changes, a budget's lr is a warm-up then a cosine
+    decay. Before, a re-plan could raise the lr after its peak by 1% of the peak each
+    time: late in a run 17 rises of up to 27% of an lr already small, up and down (1
+    epoch of 4 steps as the first guess of a 3-s budget: half the peak by step 3, flat,
+    then 7.4e-4 -> 9.3e-4 -> 1.1e-3 -> 8.6e-4 ...); and a ramp of 40 steps cut to 3 at
+    step 3 took the lr from 5% of the peak to all of it in one step. Now a re-plan after
+    the peak never raises the lr, and one within the ramp raises it by at most a ramp's
+    step of FIRST_REFIT + 1 steps."""
+    flags = {"batch_size": 16, "epochs": epochs, "time_budget": budget}
+    if max_steps is not None:
+        flags = {**flags, "max_steps": max_steps}
+        del flags["epochs"]  # (inert beside both: the default's 100 plan the first guess)
+    cfg = build_config(flags=flags)
+    lrs = _budget_lrs(cfg, 72, _speeds()[speed])  # 4 steps per epoch
+    assert len(lrs) > 10
+    peak = lrs.index(max(lrs))
+    assert max(lrs) == pytest.approx(1.0, abs=0.02)  # (the peak reached: a real decay)
+    rises = [later - before for before, later in zip(lrs[:peak + 1], lrs[1:peak + 1],
+                                                      strict=False)]
+    assert max(rises) <= 1 / (FIRST_REFIT + 1) + 1e-12, (peak, lrs[:peak + 1])
+    decay = lrs[peak:]
+    assert all(later <= before for before, later in zip(decay, decay[1:], strict=False)), \
+        [f"{lr:.3g}" for lr in decay]
+    assert lrs[-1] < 0.05  # (the cosine reaches its end at the deadline, or near it)
