@@ -220,7 +220,9 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     out: str = "runs/simclr"  # run directory
     batch_size: int = 4096  # global batch (images; 2x views)
-    epochs: float = 100.0  # passes over the data (fractions allowed)
+    # passes over the data (fractions allowed); under --time-budget only the length's
+    # first guess (the budget sets it, --max-steps caps it)
+    epochs: float = 100.0
     max_steps: int | None = None  # stop after this many steps (schedule fitted to it)
     time_budget: float | None = None  # training time; the schedule is fitted to it
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
