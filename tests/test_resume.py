@@ -246,3 +246,42 @@ def test_a_received_run_whose_provenance_is_an_alias_bomb_is_not_copied_forward(
     fine = ["simclr", "pretrain", "--epochs", "3"]
     (tmp_path / "config.yaml").write_text(f"provenance:\n  argv: {fine}\n  simclr: '1'\n")
     assert start_record(tmp_path, resume=True)["earlier"] == [{"argv": fine, "simclr": "1"}]
+
+
+def test_a_flat_alias_bomb_of_one_long_word_is_no_command_line():
+    """One long word repeated through YAML aliases stays within MAX_ARGV_WORDS, yet a
+    few hundred KB of YAML expand past MAX_ARGV_CHARS: damaged, not printed or copied."""
+    from simclr.resume import MAX_ARGV_CHARS, recorded_argv
+    from simclr.settings import parse_yaml
+
+    word = "x" * 300_000
+    argv = parse_yaml(f"argv: [simclr, &s {word}, {', '.join(['*s'] * 7)}]\n")["argv"]
+    assert len(argv) == 9 and sum(map(len, argv)) > MAX_ARGV_CHARS
+    assert recorded_argv(argv) is None
+    assert recorded_argv(argv[:7]) == ["simclr", *[word] * 6]  # (within: kept, as it was)
+
+
+def test_a_command_line_of_too_many_words_is_none_even_empty_ones():
+    """MAX_ARGV_WORDS counts the words, whatever their length: ten thousand empty
+    words are kept, one more is damaged."""
+    from simclr.resume import MAX_ARGV_WORDS, recorded_argv
+
+    assert recorded_argv([""] * MAX_ARGV_WORDS) == [""] * MAX_ARGV_WORDS
+    assert recorded_argv([""] * (MAX_ARGV_WORDS + 1)) is None
+
+
+def test_a_resume_whose_config_is_unreadable_or_damaged_still_records_its_start(tmp_path):
+    """config.yaml is rewritten at a resumed start: one that is not YAML, or whose
+    ``earlier`` is not a list, still gives this start's record (what was readable of
+    the earlier starts is kept), not a traceback."""
+    from simclr.resume import session_number, start_record
+
+    (tmp_path / "config.yaml").write_text("provenance: [unclosed\n")
+    record = start_record(tmp_path, resume=True)
+    assert record["argv"] and "earlier" not in record and session_number(record) == 1
+    (tmp_path / "config.yaml").write_text(
+        "provenance:\n  argv: [simclr, pretrain]\n  simclr: '1'\n  earlier: 5\n")
+    record = start_record(tmp_path, resume=True)
+    assert record["earlier"] == [{"argv": ["simclr", "pretrain"], "simclr": "1"}]
+    assert session_number(record) == 2
+
