@@ -376,7 +376,9 @@ def start_record(run_dir: Path, resume: bool) -> dict[str, Any]:
             before = load_yaml(run_dir / "config.yaml").get("provenance")
         except SimCLRError:  # unreadable: this start's record is still worth writing
             before = None
-        if isinstance(before, dict) and before.get("argv"):
+        # (one without its argv, left out or damaged, is a start all the same: its
+        # earlier starts are kept, so the session count does not start over)
+        if isinstance(before, dict):
             earlier = before.get("earlier")
             earlier = earlier if isinstance(earlier, list) else []
             record["earlier"] = [*(recorded_start(e) for e in earlier if isinstance(e, dict)),

@@ -285,3 +285,20 @@ def test_a_resume_whose_config_is_unreadable_or_damaged_still_records_its_start(
     assert record["earlier"] == [{"argv": ["simclr", "pretrain"], "simclr": "1"}]
     assert session_number(record) == 2
 
+
+@pytest.mark.parametrize(("argv", "kept"), [("", {}), ("  argv: []\n", {"argv": []}),
+                                            ("  argv: null\n", {})])
+def test_a_latest_start_without_its_command_keeps_the_earlier_ones(tmp_path, argv, kept):
+    """A provenance whose argv is gone (left out by hand, say, as a folder shared with
+    its paths removed) is still a start: its earlier starts were dropped with it, so the
+    resumed session counted itself the first, and `simclr info` took a summary an
+    earlier session wrote for this one's."""
+    from simclr.resume import session_number, start_record
+
+    first = {"argv": ["simclr", "pretrain", "--out", "r"], "simclr": "1"}
+    (tmp_path / "config.yaml").write_text(
+        f"provenance:\n{argv}  simclr: '1'\n  earlier:\n  - argv: {first['argv']}\n"
+        "    simclr: '1'\n")
+    record = start_record(tmp_path, resume=True)
+    assert record["earlier"] == [first, {**kept, "simclr": "1"}]
+    assert session_number(record) == 3
