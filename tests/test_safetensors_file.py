@@ -122,3 +122,19 @@ def test_a_resnet_in_a_model_folder_is_an_encoder_checkpoint(tmp_path):
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         np.testing.assert_array_equal(encoder.eval()(x).numpy(), theirs(x).numpy())
+
+
+@pytest.mark.parametrize(("shape", "offsets", "size"), [
+    ([-2, -2], [0, 16], 16),  # (-2 * -2 * 4 bytes: the size fits, the shape does not)
+    ([1], [0, 4, 9], 4),  # (a third offset: not a [begin, end) span)
+])
+def test_a_shape_or_offsets_not_the_formats_are_one_line(tmp_path, shape, offsets, size):
+    """Negative sides, or offsets that are not two, would meet a reshape or an unpacking as
+    a traceback; they are the header's damage, said in one line."""
+    path = tmp_path / "w.safetensors"
+    _write_raw(path, {"w": {"dtype": "F32", "shape": shape, "data_offsets": offsets}},
+               bytes(size))
+    with pytest.raises(SimCLRError, match=r"cannot read .*w.safetensors: not a complete "
+                                          r"safetensors file \(tensor 'w': its shape or offsets "
+                                          r"are not the format's\)$"):
+        read_safetensors(path)
