@@ -485,8 +485,11 @@ def test_fine_tuned_classifiers_are_rebuilt_with_their_head_layer():
     with torch.no_grad():
         assert torch.equal(rebuilt(x), clf.eval()(x))
     assert names == classes and not rebuilt.training
-    with pytest.raises(SimCLRError, match="is damaged: its classes are not a list of names"):
-        classifier_from_checkpoint({**blob, "classes": 5})
+    # (a list of other things than names: a traceback where a name is unhashable; numbers
+    # would be predict's labels as if they were folder names)
+    for damaged in (5, [["a"], "b", "c"], [1, 2, 3]):
+        with pytest.raises(SimCLRError, match="is damaged: its classes are not a list of names"):
+            classifier_from_checkpoint({**blob, "classes": damaged})
     # two outputs of one name: predict's labels would map to only one of them
     with pytest.raises(SimCLRError, match=r"is damaged: its class 'a' is named twice$"):
         classifier_from_checkpoint({**blob, "classes": ["a", "b", "a"]})
