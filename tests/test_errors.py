@@ -11,6 +11,11 @@ def test_printable_escapes_what_a_terminal_acts_on():
     assert printable("a\nb\tc\x1b[2J\x7f\x85\x9b") == "a\\nb\\tc\\x1b[2J\\x7f\\x85\\x9b"
     assert printable("日本 café/x.png") == "日本 café/x.png"
     assert printable("a\u2028b\u202eexe.png") == "a\\u2028b\\u202eexe.png"  # (a line; reordered)
+    # the paragraph separator breaks a line too; the isolates (LRI, RLI, FSI, PDI)
+    # reorder what follows as the overrides do
+    assert printable("a\u2029b") == "a\\u2029b"
+    for isolate in "\u2066\u2067\u2068\u2069":
+        assert printable(f"x{isolate}gnp.exe") == f"x\\u{ord(isolate):04x}gnp.exe"
 
 
 def test_printable_leaves_the_spaces_and_joiners_of_real_names():
