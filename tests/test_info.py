@@ -1250,7 +1250,17 @@ def test_a_stopped_run_whose_checkpoint_cannot_be_read_does_not_say_none_exists(
     ("p.pt2", {"step": "7", "checkpoint": ["a"]}, "step, checkpoint"),
     ("p.pt2", {"unfinished": {"step": "abc", "total_steps": [1]}}, "unfinished"),
     ("w.pt", {"encoder": "resnet18", "input": {"shape": [1, 3, 32, 32]}}, "encoder"),
-    ("w.pt", {"input": {"shape": 7}}, "input.shape")])
+    ("w.pt", {"input": {"shape": 7}}, "input.shape"),
+    # a side below 1; an image side that is a name; a name that is no identifier (a
+    # space, a bidi override); a name that is no text; a plan that is no number; a
+    # side or step that is a bool (a number to isinstance)
+    ("p.pt2", {"output": {"name": "h", "shape": ["batch", -5]}}, "output.shape"),
+    ("p.pt2", {"input": {"shape": ["batch", 3, 32, "side"]}}, "input.shape"),
+    ("p.pt2", {"output": {"name": "h", "shape": ["batch", "a b\u202e"]}}, "output.shape"),
+    ("p.pt2", {"output": {"name": ["x", 1], "shape": ["batch", 128]}}, "output.name"),
+    ("p.pt2", {"unfinished": {"step": 3, "total_steps": "abc"}}, "unfinished"),
+    ("p.pt2", {"encoder": {"arch": "resnet18", "image_size": True}}, "encoder.image_size"),
+    ("p.pt2", {"step": True}, "step")])
 def test_an_exported_files_odd_card_is_described_without_what_is_odd(tmp_path, capsys,
                                                                       name, card, odd):
     """A card is a received file's: an entry of a type export never writes ("output":
