@@ -495,3 +495,43 @@ def test_nested_blocks_each_remove_only_their_own_folders(tmp_path):
         make_folder(tmp_path / "later")
         raise RuntimeError
     assert not (tmp_path / "outer").exists() and not (tmp_path / "later").exists()
+
+
+def test_an_outer_block_that_fails_removes_an_inner_done_blocks_folders(tmp_path):
+    """An inner block that ended well (export inside a function that is itself one)
+    hands its folders on: the outer failing after it removes them too where still
+    empty, as it would had it made them itself."""
+    from simclr.results import created_removed_on_failure, make_folder
+
+    with pytest.raises(RuntimeError), created_removed_on_failure():
+        with created_removed_on_failure():
+            make_folder(tmp_path / "inner" / "deeper")
+        assert (tmp_path / "inner" / "deeper").is_dir()
+        raise RuntimeError("outer stopped")
+    assert not (tmp_path / "inner").exists()
+
+
+def test_a_failed_block_never_removes_a_folder_a_live_process_holds(tmp_path):
+    """A folder made in the block holding only its lock file is empty only once no one
+    holds it: while a run holds it (its lock, taken a moment after the folder was made)
+    it is that run's, kept; released, it is removed with the block's failure."""
+    from simclr.files import LOCK_NAME, lock_folder
+    from simclr.results import created_removed_on_failure, make_folder
+
+    held = None
+    try:
+        with pytest.raises(RuntimeError), created_removed_on_failure():
+            make_folder(tmp_path / "held")
+            held = lock_folder(tmp_path / "held")
+            if held is None:
+                pytest.skip("no advisory file locks on this platform")
+            raise RuntimeError("stopped")
+        assert [p.name for p in (tmp_path / "held").iterdir()] == [LOCK_NAME]
+    finally:
+        if held is not None:
+            held.close()
+    with pytest.raises(RuntimeError), created_removed_on_failure():
+        make_folder(tmp_path / "released")
+        lock_folder(tmp_path / "released").close()
+        raise RuntimeError("stopped")
+    assert not (tmp_path / "released").exists()
