@@ -848,6 +848,21 @@ def test_a_damaged_or_crafted_earlier_summary_is_no_traceback(tmp_path, capsys, 
     assert "\x1b" not in err and (kept or "") in err
 
 
+def test_an_earlier_summarys_scores_are_rewritten_when_this_sweeps_are_unknown(tmp_path,
+                                                                                capsys):
+    """run_sweep called with an ``evaluate`` but no ``scores`` (the Python API): which
+    top-1 columns it writes is unknown, so none counts as lost and the summary of the
+    same cells is rewritten, not set aside; without evaluation ('') they would be lost."""
+    from simclr.sweep import _keep_other_grid
+
+    (tmp_path / "sweep.json").write_text(json.dumps([{"cell": "seed=0", "knn_top1": 0.5}]))
+    _keep_other_grid(tmp_path, {"seed=0"}, None)
+    assert not (tmp_path / "sweep.previous-1.json").exists() and not capsys.readouterr().err
+    _keep_other_grid(tmp_path, {"seed=0"}, "")
+    assert (tmp_path / "sweep.previous-1.json").exists()
+    assert "knn_top1 not scored by this sweep" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("summary", [
     {"status": "finished", "steps": 1, "epochs": "abc", "elapsed_s": 1.0},
     {"status": "finished", "epochs": 1.0, "elapsed_s": 1.0},
