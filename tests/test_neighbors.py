@@ -254,6 +254,9 @@ def test_an_out_spelled_from_the_home_folder_is_written_there(tmp_path, monkeypa
     ("-cmd", "'-cmd"), ("@x", "'@x"), ("\tx", "'\tx"), ("\rx", "'\rx"), ("-", "'-"),
     ("-1", "-1"), ("+3", "+3"), ("-2.5e-3", "-2.5e-3"), ("a=b", "a=b"), ("/p/=x.jpg", "/p/=x.jpg"),
     ("", ""),
+    # digits of other scripts (Arabic-Indic, Devanagari): no number a spreadsheet reads,
+    # quoted as any other text after - or +
+    ("-\u0661\u0662", "'-\u0661\u0662"), ("+\u0967", "'+\u0967"),
 ])
 def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_quoted(cell, written):
     """OWASP's advice against CSV injection: a leading ' keeps = + - @ tab CR from
