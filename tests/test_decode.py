@@ -274,6 +274,42 @@ def test_a_damaged_exif_block_is_read_as_far_as_it_goes_without_pils_warning(tmp
     assert (np.asarray(out) == raw.transpose(1, 0, 2)).all()
 
 
+def _tiff_with_a_tag_past_its_end(orientation: int) -> bytes:
+    """A TIFF whose ImageDescription says it is longer than the file (PIL skips it,
+    warning "Tag data larger than file"), its orientation tag intact."""
+    import io
+    import struct
+
+    from PIL import TiffImagePlugin
+
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[270], tags[274] = "d" * 40, orientation  # (a description held at an offset)
+    out = io.BytesIO()
+    Image.fromarray(rgb(20, 40)).save(out, "TIFF", tiffinfo=tags)
+    data = bytearray(out.getvalue())
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for i in range(struct.unpack_from("<H", data, ifd)[0]):
+        if struct.unpack_from("<H", data, ifd + 2 + 12 * i)[0] == 270:
+            struct.pack_into("<I", data, ifd + 2 + 12 * i + 4, 100_000)  # its count
+    return bytes(data)
+
+
+def test_a_tiffs_damaged_tags_are_read_as_far_as_they_go_without_pils_warning(tmp_path):
+    """A TIFF keeps its EXIF in its own tags, not in an EXIF block (info["exif"]):
+    exif_transpose reads them again from the file, over which PIL warns as over a
+    damaged block; the orientation is still applied."""
+    p = tmp_path / "t.tif"
+    p.write_bytes(_tiff_with_a_tag_past_its_end(6))
+    with warnings.catch_warnings():  # (PIL's open warns too: not as_rgb's to catch)
+        warnings.simplefilter("ignore")
+        im = Image.open(p)
+    with im, warnings.catch_warnings():
+        warnings.simplefilter("error")
+        converted = as_rgb(im)
+    assert converted.size == (20, 40)  # (w, h) of a 40x20 turned a quarter
+    assert (np.asarray(converted) == np.rot90(rgb(20, 40), k=-1)).all()
+
+
 def test_image_smaller_than_crop_is_upscaled(tmp_path):
     small = np.zeros((6, 8, 3), dtype=np.uint8)
     small[:, :4] = 255
