@@ -120,7 +120,8 @@ def unusable_path_error(exc: BaseException) -> str | None:
 def is_count(value: Any) -> bool:
     """Whether ``value`` is a positive whole number (a bool is none): what a size, a
     batch or a k given from Python must be (flags are parsed as such)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+    # (typeshed's numbers.Real declares < and <= only)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1  # type: ignore[operator]
 
 
 def is_amount(value: Any, whole: bool = False) -> bool:
@@ -131,8 +132,9 @@ def is_amount(value: Any, whole: bool = False) -> bool:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral if whole
                                                   else numbers.Real):
         return False
-    # (an int is finite, and isfinite would overflow converting one past 1e308)
-    return value >= 0 and (isinstance(value, numbers.Integral) or math.isfinite(value))
+    # (an int is finite, and isfinite would overflow converting one past 1e308; the ignore:
+    # as in is_count)
+    return value >= 0 and (isinstance(value, numbers.Integral) or math.isfinite(value))  # type: ignore[operator]
 
 
 def check_counts(values: dict[str, Any]) -> None:
