@@ -328,12 +328,12 @@ def _windows_process_alive(pid: int) -> bool:
     import ctypes
 
     try:
-        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]  # Windows-only
     except (AttributeError, OSError):  # not Windows after all
         return True
     handle = kernel32.OpenProcess(_QUERY_LIMITED_INFORMATION, False, pid)
     if not handle:  # no such process, or another user's (access denied: alive)
-        return ctypes.get_last_error() != _ERROR_INVALID_PARAMETER
+        return ctypes.get_last_error() != _ERROR_INVALID_PARAMETER  # type: ignore[attr-defined]  # Windows-only
     try:
         code = ctypes.c_ulong()
         if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
@@ -436,7 +436,7 @@ def _lock(fd: int, exclusive: bool) -> None:
 
         os.lseek(fd, _WINDOWS_LOCK_BYTE, os.SEEK_SET)
         try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]  # Windows-only
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EDEADLOCK):  # held by another handle
                 raise BlockingIOError(exc.errno, exc.strerror) from None
@@ -453,7 +453,7 @@ def _unlock(fd: int) -> None:
         import msvcrt
 
         os.lseek(fd, _WINDOWS_LOCK_BYTE, os.SEEK_SET)
-        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]  # Windows-only
         return
     fcntl.flock(fd, fcntl.LOCK_UN)
 
