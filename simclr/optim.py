@@ -18,7 +18,7 @@ import math
 import numbers
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -97,7 +97,8 @@ class LARS(torch.optim.Optimizer):
     def _update(self, params: list[Tensor], group: dict[str, Any], adapt: bool) -> None:
         """One LARS step for parameters sharing a device and dtype."""
         lr, m, wd, eta = group["lr"], group["momentum"], group["weight_decay"], group["eta"]
-        grads = [p.grad for p in params]
+        # (step() grouped only parameters that have a gradient)
+        grads: list[Tensor] | tuple[Tensor, ...] = cast(list[Tensor], [p.grad for p in params])
         if adapt:
             if wd != 0:
                 grads = torch._foreach_add(grads, params, alpha=wd)
