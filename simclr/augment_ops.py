@@ -58,7 +58,7 @@ def _resize_matrix(
         o = torch.where(flip[:, None], (out_size - 1) - o, o)
     src = (length / out_size)[:, None] * (o + 0.5) - 0.5  # float32, as interpolate's opmath
     if mode == "bicubic":
-        offsets = (-1, 0, 1, 2)
+        offsets: tuple[int, ...] = (-1, 0, 1, 2)
     else:
         offsets = (0, 1)
         src = src.clamp_min(0.0)  # linear modes clamp negative source coordinates to 0
