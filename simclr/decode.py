@@ -19,7 +19,7 @@ import stat
 import threading
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
@@ -116,17 +116,22 @@ def as_rgb(im: Image.Image) -> Image.Image:
     return _to_rgb(_exif_transposed(im))
 
 
+@overload
+def _exif_transposed(im: Image.Image, in_place: Literal[False] = ...) -> Image.Image: ...
+@overload
+def _exif_transposed(im: Image.Image, in_place: Literal[True]) -> None: ...
 def _exif_transposed(im: Image.Image, in_place: bool = False) -> Image.Image | None:
     """``ImageOps.exif_transpose`` without PIL's warnings over a damaged EXIF block
     ("Corrupt EXIF data ...", from its TIFF reader): they name PIL's source file, not
     the image, and come in two raw lines from every loader worker. PIL reads such a
     block as far as it goes, so an orientation it holds is still applied."""
     if not im.info.get("exif") and im.format != "TIFF":  # (no EXIF block: nothing to warn
-        # of, and catch_warnings would make Python repeat its once-only warnings)
-        return ImageOps.exif_transpose(im, in_place=in_place)
+        # of, and catch_warnings would make Python repeat its once-only warnings; the
+        # ignores: PIL's stubs take in_place as a Literal only)
+        return ImageOps.exif_transpose(im, in_place=in_place)  # type: ignore[call-overload]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.TiffImagePlugin")
-        return ImageOps.exif_transpose(im, in_place=in_place)
+        return ImageOps.exif_transpose(im, in_place=in_place)  # type: ignore[call-overload]
 
 
 def open_image(
@@ -480,7 +485,7 @@ def decode_jpegs(
             out[k] = p.to(device, non_blocking=True)
     decoded = _decode_list([payloads[k] for k in raw], device)
     failed = [k for k, im in zip(raw, decoded, strict=True) if im is None]
-    by_size: dict[tuple[int, int], list[int]] = {}
+    by_size: dict[tuple[int, ...], list[int]] = {}
     for pos, im in enumerate(decoded):
         if im is not None:
             by_size.setdefault(tuple(im.shape[-2:]), []).append(pos)
@@ -490,6 +495,7 @@ def decode_jpegs(
         step = max(1, RESIZE_CHUNK_ELEMENTS // (3 * h * w))
         for c in range(0, len(members), step):
             chunk = members[c:c + step]
-            fitted = fit_square_tensor(torch.stack([decoded[m] for m in chunk]), side, store)
+            # (by_size holds only the positions that decoded)
+            fitted = fit_square_tensor(torch.stack([decoded[m] for m in chunk]), side, store)  # type: ignore[misc]
             out[[raw[m] for m in chunk]] = fitted
     return out, failed
