@@ -565,13 +565,13 @@ def build_config(
     for path, value in (flags or {}).items():
         set_path(cfg, path, value, "flag")
     if lr_origin is not None and "optim.lr" not in (flags or {}):
-        carry_lr(cfg, *lr_origin)
+        carry_lr(cfg, *lr_origin)  # type: ignore[arg-type]  # (a preset's lr is a number)
     # A preset's or a file's ResNet width means nothing to another network named after it:
     # width 1 unless given at the arch's own layer or a later one (a printed config holds
     # every setting, its ResNet's width too, which --arch on top then replaces).
     flagged = set(flags or {})
-    filed = _paths_of(settings) if config_file is not None else set()
-    width_given = "model.width" in flagged or ("model.width" in filed
+    filed_paths = _paths_of(settings) if config_file is not None else set()
+    width_given = "model.width" in flagged or ("model.width" in filed_paths
                                                and "model.arch" not in flagged)
     if cfg.model.arch not in ARCHS and not width_given:
         cfg.model.width = 1.0
@@ -579,7 +579,7 @@ def build_config(
     # --image-size given at a later layer (a flag, a sweep's cell) without --eval-size
     # evaluates at the views' side (cifar10-cpu's 32 is for its 24-px views, not for
     # 96-px photos); the same side given again keeps it.
-    layers = [flagged, filed, _paths_of(PRESETS[preset]) if preset is not None else set()]
+    layers = [flagged, filed_paths, _paths_of(PRESETS[preset]) if preset is not None else set()]
     given = [next((i for i, paths in enumerate(layers) if path in paths), len(layers))
              for path in ("augment.size", "augment.eval_size")]
     sides.insert(0, cfg.augment.size)  # sides[i]: after layer i (3: the defaults)
