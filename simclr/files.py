@@ -232,7 +232,7 @@ def torch_save(obj: Any, path: Path) -> None:
             raise OSError(_write_failure(path, exc)) from None
 
 
-def interruption_within(exc: BaseException) -> KeyboardInterrupt | None:
+def interruption_within(exc: BaseException | None) -> KeyboardInterrupt | None:
     """The KeyboardInterrupt (Ctrl-C; SIGTERM's :class:`simclr.cli.Terminated` is one)
     that ``exc`` was raised over, if any. A signal handler raises where Python happens to
     be, also inside the file write that torch's C++ zip writer calls: torch then raises a
@@ -241,7 +241,7 @@ def interruption_within(exc: BaseException) -> KeyboardInterrupt | None:
     return next((c for c in _chain(exc) if isinstance(c, KeyboardInterrupt)), None)
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
     """``exc`` and the exceptions it was raised over (``__cause__``, else ``__context__``),
     each once (a chain may loop)."""
     seen: set[int] = set()

@@ -451,7 +451,7 @@ def _init_loader_worker(tempdir: str, truncated: bool, worker_id: int) -> None:
     ignore_stop_signals(worker_id)
     # (one set here: multiprocessing.util.get_temp_dir returns it, making no folder of
     # the worker's own, and the worker's exit removes nothing)
-    multiprocessing.current_process()._config["tempdir"] = tempdir
+    multiprocessing.current_process()._config["tempdir"] = tempdir  # type: ignore[attr-defined]  # (private)
     from simclr.decode import pil_truncation
 
     pil_truncation(truncated)
