@@ -182,7 +182,7 @@ class Unfailing:
     info``) ends there instead: a gone reader as BrokenPipeError (a quiet exit), another
     error as a one-line SimCLRError."""
 
-    def __init__(self, stream: TextIO, name: str, strict: bool = False) -> None:
+    def __init__(self, stream: TextIO | Nowhere, name: str, strict: bool = False) -> None:
         self.stream, self.name, self.strict = stream, name, strict
         self.lost: OSError | None = None
         self.before: tuple[int, int] | None = None  # (descriptor, a copy of what it was)
@@ -248,7 +248,7 @@ class Nowhere(io.TextIOBase):
 CLOSED = "the standard output is closed, and it is this command's result"
 
 
-def _open(stream: TextIO | None, fd: int, own_process: bool) -> TextIO:
+def _open(stream: TextIO | None, fd: int, own_process: bool) -> TextIO | Nowhere:
     """``stream``, or where it is closed (None), :class:`Nowhere`; in the command line's
     own process its descriptor ``fd`` then held by /dev/null, so that no file the command
     opens gets it (and with it what C code and child processes print)."""
