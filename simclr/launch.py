@@ -34,7 +34,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from simclr.interrupts import STOP_SIGNALS, stop_signals
@@ -304,7 +306,7 @@ class _Forwarder:
 
     def __init__(self, children: list[subprocess.Popen]) -> None:
         self.children = children
-        self.previous: dict[int, object] = {}
+        self.previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
         self.sent: set[int] = set()
 
     def _send(self, signum: int, _frame: object) -> None:
