@@ -157,7 +157,7 @@ class TorchvisionEncoder(nn.Module):
         self.fixed_size: int | None = image_size if arch.startswith("vit_") else None
         extra = {"image_size": image_size} if self.fixed_size else {}
         self.net = get_model(arch, weights=None, **extra)
-        self.feature_dim: int = _remove_classifier(self.net, _CLASSIFIERS[_family(arch)])
+        self.feature_dim: int = _remove_classifier(self.net, _CLASSIFIERS[_family(arch)])  # type: ignore[index]  # (arch checked)
 
     def forward(self, x: Tensor) -> Tensor:
         """x (B, 3, S, S) in [0, 1] -> h (B, feature_dim)."""
@@ -180,11 +180,11 @@ def _remove_classifier(net: nn.Module, where: str | tuple[str, int]) -> int:
 def classifier_prefix(arch: str) -> str:
     """The state-dict prefix of the classifier a torchvision network of ``arch`` has and
     its encoder has not (``fc.``, ``classifier.2.``, ``heads.``)."""
-    where = _CLASSIFIERS[_family(arch)]
+    where = _CLASSIFIERS[_family(arch)]  # type: ignore[index]  # (a torchvision arch's)
     return f"{where}." if isinstance(where, str) else f"{where[0]}.{where[1]}."
 
 
 def classifier_code(arch: str) -> str:
     """How users remove it: ``m.fc``, ``m.classifier[2]`` (to assign nn.Identity())."""
-    where = _CLASSIFIERS[_family(arch)]
+    where = _CLASSIFIERS[_family(arch)]  # type: ignore[index]  # (a torchvision arch's)
     return f"m.{where}" if isinstance(where, str) else f"m.{where[0]}[{where[1]}]"
