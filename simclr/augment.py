@@ -411,7 +411,7 @@ def _eval_square(images: Tensor, size: int) -> Tensor:
     return x.clamp_(0.0, 1.0).contiguous()
 
 
-def _eval_boxes(image_hw: tuple[int, int], aspect: np.ndarray) -> np.ndarray:
+def _eval_boxes(image_hw: tuple[int, ...], aspect: np.ndarray) -> np.ndarray:
     """(B, 4) int64 (top, left, height, width) on the stored pixels of the picture's
     central square (side <= 32: all of it; else its central 87.5%)."""
     height, width = image_hw

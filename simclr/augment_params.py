@@ -143,7 +143,7 @@ class ViewParams:
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if isinstance(getattr(self, f.name), Tensor)}
 
-    def select(self, rows: Sequence[int] | Tensor) -> ViewParams:
+    def select(self, rows: Sequence[int] | Tensor | np.ndarray) -> ViewParams:
         """The parameters of the given samples, in that order."""
         rows = torch.as_tensor(rows, dtype=torch.int64)
         parts = {k: v.index_select(0, rows) for k, v in self._tensors().items()}
