@@ -215,6 +215,8 @@ def _walk(top: str, onerror: Any) -> Iterator[tuple[str, list[str], list[str], s
         except OSError as exc:
             onerror(exc)
             continue
+        dirnames: list[str]
+        filenames: list[str]
         dirnames, filenames, linked = [], [], set()
         for entry in entries:
             if not _shown(entry):
@@ -416,7 +418,7 @@ def is_utf8(name: str) -> bool:
 def _utf8_names(paths: list[str], dropped: list[str]) -> list[str]:
     """``paths`` without the files whose names are not valid UTF-8 (added to
     ``dropped``)."""
-    kept = []
+    kept: list[str] = []
     for p in paths:  # (each name encoded once: a class may hold a million)
         (kept if is_utf8(p) else dropped).append(p)
     return kept
@@ -450,7 +452,8 @@ def list_folder(spec: str | None, train: bool = True,
     that what needs only names and labels (classes, a subset list, the batch against
     the set) is checked before a folder is decoded; None for the digits and
     torchvision's named data sets."""
-    return None if named_dataset(spec) else scan_folder(split_root(spec, train), unlabeled)
+    # (the ignore: named_dataset is True for None)
+    return None if named_dataset(spec) else scan_folder(split_root(spec, train), unlabeled)  # type: ignore[arg-type]
 
 
 def torchvision_dataset(spec: str | None) -> bool:
