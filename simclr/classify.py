@@ -21,7 +21,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from contextlib import AbstractContextManager, closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -74,7 +74,7 @@ def augmented_batches(
     source: Any, indices: np.ndarray, aug_cfg: Any, *, batch_size: int, epoch: int,
     seed: int, device: torch.device, workers: int | None = None, skip: int = 0,
     shard: tuple[int, int] = (0, 1),
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+) -> Generator[tuple[torch.Tensor, torch.Tensor], None, None]:
     """One shuffled epoch of ``(views float (B,3,S,S) on device, labels (B,) on device)``.
 
     One view per image (view id 0), from ``augment.sample_params``/``apply_params`` (CPU

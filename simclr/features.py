@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -160,7 +160,7 @@ def iter_batches(
     drop_last: bool = False, workers: int | None = None, pin: bool = False,
     decode_on: torch.device | None = None, skip: int = 0, shard: tuple[int, int] = (0, 1),
     substitute: bool = True, keep_workers: bool = False,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+) -> Generator[tuple[torch.Tensor, torch.Tensor, torch.Tensor], None, None]:
     """Yield ``(indices (B,) int64, images uint8 (B,3,H,W), aspects float32 (B,))``
     over ``indices`` (aspect: width / height of the picture behind each stored square).
 
@@ -358,7 +358,7 @@ def encoded_batches(
     device: str | torch.device = "cpu", precision: str = "fp32", *,
     channels_last: bool = True, workers: int | None = None,
     indices: np.ndarray | None = None, progress: str | None = None,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+) -> Generator[tuple[torch.Tensor, torch.Tensor], None, None]:
     """:func:`indexed_features` a batch at a time: ``(image indices int64 (B,), outputs
     float32 (B, D) on CPU)``, for a caller that keeps what it needs of each batch (a
     classifier's test: its logits ranked, not every image's score for every class). The

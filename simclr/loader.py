@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -38,7 +38,7 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
 _DONE = object()
 
 
-def prefetched(items: Iterator[T], prefetch: int = 3) -> Iterator[T]:
+def prefetched(items: Iterator[T], prefetch: int = 3) -> Generator[T, None, None]:
     """``items`` produced in a background thread, up to ``prefetch`` ahead of the
     caller: a cached source's rows gathered (and pinned, for CUDA) while the step runs.
 
@@ -135,12 +135,14 @@ class BatchLoader:
             return chunk[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]
         return np.array_split(chunk, self.world_size)[self.rank]
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Generator[tuple[torch.Tensor, torch.Tensor, torch.Tensor], None, None]:
         if self.source.cached:
             return self._iter_cached()
         return self._iter_workers()
 
-    def _iter_cached(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def _iter_cached(
+        self,
+    ) -> Generator[tuple[torch.Tensor, torch.Tensor, torch.Tensor], None, None]:
         """Gather rows in a background thread (numpy copies release the GIL)."""
         def gathered() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
             for step in range(self.start_step, self.steps):
@@ -151,7 +153,9 @@ class BatchLoader:
 
         return prefetched(gathered(), self.prefetch)
 
-    def _iter_workers(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def _iter_workers(
+        self,
+    ) -> Generator[tuple[torch.Tensor, torch.Tensor, torch.Tensor], None, None]:
         """Decode in (persistent) DataLoader worker processes, recording bad files.
 
         With a decode device, workers only read plain JPEGs (and decode the rest), and

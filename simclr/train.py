@@ -16,7 +16,7 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -591,7 +591,7 @@ def train_loop(
 
 def epoch_batches(
     cfg: Config, source: ImageSource, plan: Plan, state: RunState, device: torch.device,
-) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]]:
+) -> Generator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor], None, None]:
     """This process's (epoch, indices, images on ``device``, aspects) of every step from
     ``state.step`` on, epoch after epoch while the plan has steps left (its length may
     change as it runs: a time budget's refits). Each epoch's order is fixed by (seed,
