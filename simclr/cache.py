@@ -499,7 +499,7 @@ def _entry(npy: Path, meta_path: Path, orphan: bool) -> CacheEntry | None:
             used = meta_path.stat().st_mtime
             size += 0 if orphan else meta_path.stat().st_size
             store = meta.get("store")
-            variant = (meta.get("max_pixels"), meta.get("loose"))
+            variant: tuple = (meta.get("max_pixels"), meta.get("loose"))
             version = meta.get("version")
             _check_recorded(store, variant)
         # (RecursionError: `[[[[...` nested deep)

@@ -86,7 +86,7 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(target: Path, write: Callable[[Path], None],
+def write_atomically(target: Path, write: Callable[[Path], object],
                      replace: bool = True) -> None:
     """``write(tmp)``, then make ``tmp`` durable and rename it over ``target``.
 
