@@ -343,6 +343,7 @@ def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
                               f"features of {fitted} px images; drop --image-size")
     ckpt = at_image_size(ckpt, image_size, source)
     classes = None
+    module: nn.Module
     if layer == "logits":
         module, spec, classes = classifier_from_checkpoint(ckpt)
     else:
@@ -513,7 +514,7 @@ def dynamo_onnx() -> bool:
 
 
 def _dynamo_onnx(module: nn.Module, example: torch.Tensor,
-                 card: dict[str, Any]) -> Callable[[Path], None]:
+                 card: dict[str, Any]) -> Callable[[Path], object]:
     """The encoder through torch.export and onnxscript; returns what saves it."""
     try:
         program = torch.onnx.export(
@@ -521,12 +522,13 @@ def _dynamo_onnx(module: nn.Module, example: torch.Tensor,
             input_names=["images"], output_names=[card["output"]["name"]], verbose=False)
     except Exception as exc:  # the exporter's failures have many types
         raise _trace_error("torch.onnx", exc) from None
-    program.model.metadata_props[CARD_FILE] = json.dumps(card)
-    return lambda path: program.save(str(path), external_data=False)
+    # (the ignores: with dynamo=True it returns the program)
+    program.model.metadata_props[CARD_FILE] = json.dumps(card)  # type: ignore[union-attr]
+    return lambda path: program.save(str(path), external_data=False)  # type: ignore[union-attr]
 
 
 def _torchscript_onnx(module: nn.Module, example: torch.Tensor,
-                      card: dict[str, Any]) -> Callable[[Path], None]:
+                      card: dict[str, Any]) -> Callable[[Path], object]:
     """The encoder through torch.jit.trace (torch.onnx's older exporter), its batch
     dimension named dynamic; returns what saves it."""
     import onnx
@@ -536,7 +538,7 @@ def _torchscript_onnx(module: nn.Module, example: torch.Tensor,
     try:
         with warnings.catch_warnings():  # its deprecation (torch 2.9 on), tracer notes
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, (example,), buffer, dynamo=False,
+            torch.onnx.export(module, (example,), buffer, dynamo=False,  # type: ignore[arg-type]  # (a file too)
                               input_names=["images"], output_names=[output],
                               dynamic_axes={"images": {0: "batch"}, output: {0: "batch"}})
         model = onnx.load_from_string(buffer.getvalue())
