@@ -290,7 +290,9 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         mean = totals[:-1] / n
         centred = xf - mean.view(shape)
         var = _AllReduceSum.apply((centred * centred).sum(dims)) / n
-        if self.track_running_stats and self.running_mean is not None:
+        # (the buffers are kept together: the other two checks narrow their types only)
+        if self.track_running_stats and self.running_mean is not None \
+                and self.running_var is not None and self.num_batches_tracked is not None:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 m = self.momentum if self.momentum is not None else \
@@ -306,7 +308,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         return y.to(x.dtype)
 
 
-def _to_global_bn(module: nn.Module) -> nn.Module:
+def _to_global_bn(module: nn.modules.batchnorm._BatchNorm) -> nn.Module:
     """A GlobalBatchNorm sharing a BatchNorm's parameters and buffers (a BN without
     bias, as the head's last, keeps none)."""
     out = GlobalBatchNorm(module.num_features, module.eps, module.momentum,
@@ -318,7 +320,7 @@ def _to_global_bn(module: nn.Module) -> nn.Module:
     return out
 
 
-def _replace_bns(module: nn.Module, make: Callable[[nn.Module], nn.Module],
+def _replace_bns(module: nn.Module, make: Callable[[nn.modules.batchnorm._BatchNorm], nn.Module],
                  made: dict[int, nn.Module]) -> None:
     """Every BatchNorm below ``module`` replaced by ``make(bn)``, in place. Each name is
     visited, aliases too (``named_children`` skips a module's second name, as a block's
