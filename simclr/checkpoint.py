@@ -220,7 +220,7 @@ def holds_bytes_of(path: Path, payload: Mapping[str, Any]) -> bool:
     difference (torch wraps it as it wraps _Differs)."""
     try:
         with open(path, "rb") as f:
-            torch.save(payload, _Comparison(f))
+            torch.save(payload, _Comparison(f))  # type: ignore[arg-type]  # (a writer, as torch takes)
             return f.read(1) == b""
     except Exception as exc:  # a difference (torch wraps _Differs), or an unreadable file
         interrupted = interruption_within(exc)
@@ -254,7 +254,7 @@ def readable_state(ckpt: Mapping[str, Any], what: str) -> Iterator[None]:
                           f"run (damaged or edited? {first})") from None
 
 
-def load_scaler(scaler: torch.amp.GradScaler, saved: Mapping[str, Any]) -> None:
+def load_scaler(scaler: torch.amp.GradScaler, saved: dict[str, Any]) -> None:
     """A GradScaler's saved state. A run saved with the scaler off (bf16 or fp32) saved
     ``{}``, which an enabled scaler refuses: resumed where it now trains in fp16 (auto
     precision on a GPU without bf16), its scaler starts at its defaults."""
