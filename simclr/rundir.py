@@ -88,7 +88,7 @@ class MetricsLog:
             try:
                 self.tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge)
             except OSError as exc:  # (the thread's error, re-raised here: a bytes path)
-                self.file.close()
+                self.file.close()  # type: ignore[union-attr]  # (enabled: open)
                 raise SimCLRError(f"could not write {run_dir / 'tb'}: "
                                   f"{exc.strerror or exc}") from None
 
@@ -99,8 +99,8 @@ class MetricsLog:
             return
         where = self.path
         try:
-            self.file.write(finite_json(record) + "\n")  # (a NaN loss as null)
-            self.file.flush()
+            self.file.write(finite_json(record) + "\n")  # type: ignore[union-attr]  # (enabled: open; a NaN loss as null)
+            self.file.flush()  # type: ignore[union-attr]
             if self.tb is not None:
                 where = Path(self.tb.log_dir)
                 for key, value in record.items():
@@ -201,7 +201,7 @@ class RunMark:
         run_dir = folder.parent
         finished = (run_dir / SUPERVISED_RESULT).exists() if kind == "supervised" else \
             (read_json(run_dir / "summary.json") or {}).get("status") == "finished"
-        return cls(None if found is None else (latest.name, found.st_ino, found.st_size,
+        return cls(None if found is None else (latest.name, found.st_ino, found.st_size,  # type: ignore[union-attr]  # (found: latest's)
                                                found.st_mtime_ns), finished)
 
 
@@ -244,7 +244,8 @@ def already_holds_run(folder: Path, shown: str, kind: str) -> SimCLRError:
         except SimCLRError:  # said by --resume, which may go back to an earlier one
             latest = None
     name = (latest or checkpoint_files(folder / CHECKPOINTS)[0]).name
-    named = {"pretrain": "a pretraining run", "supervised": "a supervised run"}
+    named: dict[str | None, str] = {"pretrain": "a pretraining run",
+                                    "supervised": "a supervised run"}
     if found == kind or latest is None:
         what = "a run"
     else:
