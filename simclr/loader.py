@@ -173,7 +173,7 @@ class BatchLoader:
                         self.source._note_bad(b, reason)
                 if raw:
                     yield decode_raw_batch(self.source, images, idx, aspect,
-                                           self.decode_device)
+                                           self.decode_device)  # type: ignore[arg-type]  # (raw: one)
                 else:
                     yield idx.to(torch.int64), images, aspect.to(torch.float32)
         except BaseException as exc:  # an error, or the run stopping early: the workers end
