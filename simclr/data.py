@@ -164,8 +164,9 @@ class ImageSource:
         rows = self._rows[idx] if self._rows is not None else idx
         # Memmaps read fastest in file order: gather sorted rows, then restore order.
         order = np.argsort(rows, kind="stable")
-        gathered = np.empty((len(rows), *self._array.shape[1:]), dtype=np.uint8)
-        gathered[order] = self._array[rows[order]]
+        # (the ignores: batch() gathers only from a cached array)
+        gathered = np.empty((len(rows), *self._array.shape[1:]), dtype=np.uint8)  # type: ignore[union-attr]
+        gathered[order] = self._array[rows[order]]  # type: ignore[index]
         out = torch.from_numpy(gathered)
         return out.permute(0, 3, 1, 2).contiguous() if self._layout == "nhwc" else out
 
@@ -448,7 +449,7 @@ def cache_choice(spec: str | None, cache: str) -> str:
         return "in memory"
     if cache != "auto":
         return cache
-    listed = scan_folder(split_root(spec, train=True), unlabeled=True)
+    listed = scan_folder(split_root(spec, train=True), unlabeled=True)  # type: ignore[arg-type]  # (not named: a str)
     return "on" if _all_small(_probe_sizes(listed.paths)) else "off"
 
 
@@ -485,7 +486,7 @@ def open_folder(
     common = _storage_side(counts)
     # One stored side whether cached or not, so that --cache changes only the speed: small
     # pictures keep their own (shared) side, larger ones are never stored above it.
-    side = load_size or (common if small else min(common or train_side, train_side))
+    side: int = load_size or (common if small else min(common or train_side, train_side))  # type: ignore[assignment]  # (small: probed, so common is a side)
     if small and not load_size and not evaluation:
         _note_other_sizes(root, counts, side)
     # An evaluation source keeps the transform's own side (eval_side(S)), photos smaller
@@ -714,7 +715,8 @@ def open_source(
     spec = None if spec is None else os.fspath(spec)
     if named_dataset(spec) and (spec is None or spec == "digits"):
         return digits_source() if train else digits_split()[1]
+    # (the ignores: spec is a str past the digits)
     if named_dataset(spec):  # torchvision's
-        return _open_named(spec.lower(), cfg, train)
-    return open_folder(spec, cfg, train, image_size, cfg.max_pixels, evaluation, unlabeled,
+        return _open_named(spec.lower(), cfg, train)  # type: ignore[union-attr]
+    return open_folder(spec, cfg, train, image_size, cfg.max_pixels, evaluation, unlabeled,  # type: ignore[arg-type]
                        listing)
