@@ -147,6 +147,10 @@ class TorchvisionEncoder(nn.Module):
     :class:`simclr.models.ResNet` does its own, for checkpoints and messages.
     """
 
+    arch: str  # (declared: mypy, reaching their users first in an import cycle, cannot
+    width: float  # infer them)
+    cifar_stem: bool
+
     def __init__(self, arch: str, image_size: int = 224) -> None:
         super().__init__()
         from torchvision.models import get_model

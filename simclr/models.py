@@ -130,6 +130,16 @@ class ResNet(nn.Module):
     3x3 max-pool stride 2), 224 -> 7x7.
     """
 
+    # (declared: mypy, reaching their users first in an import cycle, cannot infer them)
+    arch: str
+    width: float
+    cifar_stem: bool
+    stem: nn.Module
+    layer1: nn.Module
+    layer2: nn.Module
+    layer3: nn.Module
+    layer4: nn.Module
+
     def __init__(
         self,
         arch: str,
@@ -187,7 +197,7 @@ class ResNet(nn.Module):
             # Each residual branch then outputs 0: every block starts as relu(identity).
             for m in self.modules():
                 if isinstance(m, (BasicBlock, Bottleneck)):
-                    nn.init.zeros_(m.last_bn.weight)
+                    nn.init.zeros_(m.last_bn.weight)  # type: ignore[arg-type]  # (a BatchNorm's)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """The last stage's feature map (B, feature_dim, H', W')."""
@@ -311,7 +321,7 @@ def build_head(
 class SimCLRModel(nn.Module):
     """Encoder f and head g: x (B, 3, H, W) -> (h (B, D), z (B, out_dim))."""
 
-    def __init__(self, encoder: ResNet, head: ProjectionHead) -> None:
+    def __init__(self, encoder: ResNet | TorchvisionEncoder, head: ProjectionHead) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = head
@@ -383,7 +393,7 @@ class Classifier(nn.Module):
         self.encoder = encoder
         self.neck = neck if neck is not None else nn.Identity()
         if fc is None:
-            dim = in_dim if in_dim is not None else int(encoder.feature_dim)
+            dim = in_dim if in_dim is not None else int(encoder.feature_dim)  # type: ignore[arg-type]  # (an int)
             fc = nn.Linear(dim, num_classes)
             nn.init.normal_(fc.weight, std=0.01)
             nn.init.zeros_(fc.bias)
@@ -400,7 +410,7 @@ class Classifier(nn.Module):
         if len(head.layers) == 0:
             raise SimCLRError("cannot fine-tune from the projection head: the head is 'none'")
         first = head.layers[0]
-        return cls(encoder, num_classes, neck=first, in_dim=first[0].out_features)
+        return cls(encoder, num_classes, neck=first, in_dim=first[0].out_features)  # type: ignore[index]  # (a block)
 
     def features(self, x: Tensor) -> Tensor:
         """The input of the linear layer (B, in_dim)."""
@@ -461,7 +471,7 @@ class HeadTap(nn.Module):
                               f"cannot read the output of layer {depth}")
         self.encoder = encoder
         self.blocks = nn.Sequential(*head.layers[:depth])
-        self.feature_dim = int(head.layers[depth - 1][0].out_features)
+        self.feature_dim = int(head.layers[depth - 1][0].out_features)  # type: ignore[index]  # (a block)
         self.image_size = getattr(encoder, "image_size", None)
 
     def forward(self, x: Tensor) -> Tensor:
