@@ -72,6 +72,7 @@ def from_torchvision(state: Mapping[str, Any], encoder_state: Mapping[str, torch
 
 
 # (block kind, blocks per stage) -> simclr's (and torchvision's) name of the ResNet
+_DEPTHS: dict[tuple[str, tuple[int, ...]], str]
 _DEPTHS = {("basic", (2, 2, 2, 2)): "resnet18", ("basic", (3, 4, 6, 3)): "resnet34",
            ("bottleneck", (3, 4, 6, 3)): "resnet50",
            ("bottleneck", (3, 4, 23, 3)): "resnet101",
@@ -273,7 +274,7 @@ def _under_own_names(state: Mapping[str, Any], names: list[str]) -> Mapping[str,
     return state
 
 
-def torchvision_model(encoder: nn.Module, image_size: int
+def torchvision_model(encoder: ResNet | TorchvisionEncoder, image_size: int
                       ) -> tuple[nn.Module, dict[str, torch.Tensor], str]:
     """(torchvision's network holding ``encoder``'s weights, its classifier the identity;
     the state dict it loads; the Python that rebuilds it, ``m``, before loading)."""
