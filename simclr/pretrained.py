@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from simclr.backbones import side_problem
+from simclr.backbones import TorchvisionEncoder, side_problem
 from simclr.checkpoint import (
     CLASSIFIER_FILES,
     LAST,
@@ -144,7 +144,7 @@ def config_at_side(config: dict[str, Any], cifar_stem: bool, image_size: int,
 
 def encoder_from_checkpoint(
     ckpt: dict[str, Any], random_init: bool = False
-) -> tuple[ResNet, dict[str, Any]]:
+) -> tuple[ResNet | TorchvisionEncoder, dict[str, Any]]:
     """Rebuild the encoder and load its weights; returns (encoder, spec)."""
     spec = encoder_spec(ckpt)
     # The initial weights are drawn from the global RNG only where they are kept: a
@@ -204,7 +204,8 @@ def parse_layer(layer: str, flag: str = "--layer") -> int | None:
     raise SimCLRError(f"{flag}: unknown value {layer!r} ({LAYERS_HELP})")
 
 
-def load_encoder(checkpoint: str | Path, device: str | torch.device = "cpu") -> ResNet:
+def load_encoder(checkpoint: str | Path, device: str | torch.device = "cpu"
+                 ) -> ResNet | TorchvisionEncoder:
     """The pretrained encoder f of a checkpoint, in eval mode: images (B,3,S,S) -> h (B,D).
 
     Inputs are float images in [0, 1] (no mean/std normalisation), S =
@@ -415,7 +416,7 @@ def embed_folder(
 
     def write(tmp: Path) -> None:  # whole or not at all (a file object: savez adds no .npz)
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            np.savez(f, **arrays)  # type: ignore[arg-type]  # (numpy's stubs: allow_pickle)
 
     written(out, write, replace=overwrite)  # (another process's meanwhile: kept)
     return {"out": str(out), "layer": layer, "image_size": spec["image_size"],
@@ -443,17 +444,18 @@ def encoder_config(encoder: nn.Module, image_size: int, base: dict[str, Any] | N
     describes the encoder (and ``head``, whose first layer a classifier may keep), so
     :func:`encoder_from_checkpoint` and :func:`classifier_from_checkpoint` rebuild them."""
     if base is not None:  # at the side it runs at now
-        return config_at_side(base, encoder.cifar_stem, image_size)
+        # (the ignores: an encoder's attributes, which nn.Module's typing cannot name)
+        return config_at_side(base, encoder.cifar_stem, image_size)  # type: ignore[arg-type]
     cfg = Config()
-    cfg.model.arch, cfg.model.width = encoder.arch, float(encoder.width)
+    cfg.model.arch, cfg.model.width = encoder.arch, float(encoder.width)  # type: ignore[assignment, arg-type]
     cfg.model.cifar_stem = bool(encoder.cifar_stem)
     if head is not None and len(head.layers) > 0:
         first = head.layers[0]
         cfg.model.head = "mlp" if len(head.layers) > 1 else "linear"
         cfg.model.head_layers = len(head.layers)
-        cfg.model.head_hidden_dim = int(first[0].out_features)
+        cfg.model.head_hidden_dim = int(first[0].out_features)  # type: ignore[index]  # (a block)
         cfg.model.head_out_dim = int(head.out_dim)
-        cfg.model.head_batch_norm = first[0].bias is None  # BN heads have bias-free Linears
+        cfg.model.head_batch_norm = first[0].bias is None  # type: ignore[index]  # BN heads have bias-free Linears
     cfg.augment.size = image_size
     return cfg.to_dict()
 
