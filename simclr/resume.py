@@ -23,7 +23,6 @@ from simclr.checkpoint import (
 from simclr.config import RESUME_SETTINGS, Config
 from simclr.errors import SimCLRError
 from simclr.folders import named_dataset
-from simclr.models import SimCLRModel
 from simclr.plan import Plan
 from simclr.rundir import resume_checkpoint
 from simclr.runtime import provenance
@@ -64,7 +63,7 @@ class RunState:
 
 
 def checkpoint_state(
-    cfg: Config, model: SimCLRModel, optimizer: torch.optim.Optimizer,
+    cfg: Config, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler, state: RunState, plan: Plan,
 ) -> dict[str, Any]:
     """A checkpoint of plain data and tensors only, so it loads with weights_only=True."""
@@ -136,6 +135,7 @@ def saved_window(saved: Any, step: int) -> dict[str, Any] | None:
     window of its own, its first line averaging fewer steps)."""
     if saved is None:
         return None
+    window: dict[str, Any]
     window = {"sums": {str(name): float(value) for name, value in dict(saved["sums"]).items()},
               "steps": int(saved["steps"]), "first_step": int(saved["first_step"]),
               "elapsed": float(saved["elapsed"])}
@@ -174,7 +174,7 @@ def check_same_images(ckpt: dict[str, Any], plan: Plan) -> None:
         raise _other_images(plan.num_images, saved)
 
 
-def check_files_listed(ckpt: dict[str, Any], now: int, digest: str) -> list[str]:
+def check_files_listed(ckpt: dict[str, Any], now: int, digest: str | None) -> list[str]:
     """:func:`check_same_images` before any image is decoded, from the ``now`` image files
     the folder lists and their names' ``digest`` (folders.ImageList.names_digest):
     another number than the run's is refused (checkpoints before it was recorded: fewer
@@ -201,6 +201,9 @@ def check_same_runtime(ckpt: dict[str, Any], device: torch.device) -> list[str]:
     the same, but each process's BatchNorm sums and the gradients' all-reduce add in
     another order (measured: 2.8e-6 apart in weights after 3 more steps)."""
     notes = []
+    # (as saved: mypy cannot follow the isinstance checks below to the uses they guard)
+    processes: Any
+    saved: Any
     processes, now_processes = ckpt.get("processes"), dist.world_size()
     other_processes = isinstance(processes, int) and processes != now_processes
     saved, now = ckpt.get("cpu_threads"), torch.get_num_threads()
