@@ -166,13 +166,13 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def compiled(module: torch.nn.Module) -> Callable[..., Any]:
+def compiled(module: torch.nn.Module) -> torch.nn.Module:
     """``module`` through torch.compile (``--compile``), what an earlier run of this
     process compiled forgotten first: a sweep's cells then each compile their own graphs,
     alike, not the later cells a shape-generic one (a new --image-size) and, past
     dynamo's limit of recompilations, none at all (eager, said only in a log line)."""
     torch._dynamo.reset()
-    return torch.compile(module)
+    return torch.compile(module)  # type: ignore[return-value]  # (a Module's: an OptimizedModule)
 
 
 @contextlib.contextmanager
