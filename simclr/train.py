@@ -111,7 +111,7 @@ def setup_model(cfg: Config, device: torch.device) -> SimCLRModel:
         model = model.to(memory_format=torch.channels_last)
     if dist.world_size() > 1 and cfg.model.sync_bn:
         # Global BN (Sec. 2.2): per-device statistics let the model cheat on positives.
-        model = dist.convert_sync_batchnorm(model)
+        model = dist.convert_sync_batchnorm(model)  # type: ignore[assignment]  # (the same model)
     return model
 
 
@@ -228,13 +228,13 @@ def pretrain(
 
     source = open_data(cfg, all_images, run.saved, files)  # (its checked files: listed once)
     if run.saved is not None:  # the unreadable files met before: counted and listed again
-        source.remember_skipped(skipped_before(run.saved, cfg.data.path))
+        source.remember_skipped(skipped_before(run.saved, cfg.data.path))  # type: ignore[arg-type]  # (a folder's)
     notes = [*notes, *upsampling_notes(cfg, source), *window_notes(cfg, source),
              *([] if resume else recipe_notes(cfg))]
     model = setup_model(cfg, device)
     started_from = None  # the file and step --init-from named (a run trains on: kept)
     if initial is not None:
-        notes = [*notes, apply_initial_weights(unwrap(model), *initial)]
+        notes = [*notes, apply_initial_weights(unwrap(model), *initial)]  # type: ignore[arg-type]  # (ours)
         started_from, initial = initial[1], None  # the tensors are in the model now
     # Measured before the first step: a batch that cannot fit fails in a second with
     # a message, not when the kernel kills the process. (After the data, so a wrong
@@ -307,7 +307,7 @@ def start_state(
     if run.saved is not None:
         check_same_images(run.saved, plan)
         restore(run.saved, model, optimizer, scaler, state, plan)
-        log_line(f"resuming {run.path} from step {state.step} ({run.checkpoint.name})")
+        log_line(f"resuming {run.path} from step {state.step} ({run.checkpoint.name})")  # type: ignore[union-attr]  # (saved: read from it)
         run.saved = None  # the tensors are in the model now; free the copy
     return plan, state
 
