@@ -63,7 +63,7 @@ def crop_flip_config(image_size: int, crop_scale: tuple[float, float] = (0.08, 1
     from simclr.config import AugmentConfig
     from simclr.validate import validate_augment
 
-    cfg = AugmentConfig(size=image_size, crop=True, crop_scale=tuple(crop_scale), flip=True,
+    cfg = AugmentConfig(size=image_size, crop=True, crop_scale=tuple(crop_scale), flip=True,  # type: ignore[arg-type]  # (validated)
                         crop_sampler=crop_sampler, color=False, grayscale=False, blur=False,
                         cutout=False, rotate=False, noise=False, sobel=False)
     validate_augment(cfg)  # the same one-line messages as pretraining's flags
@@ -93,7 +93,7 @@ def augmented_batches(
             source, indices, batch_size, seed=[seed, epoch], drop_last=True, workers=workers,
             pin=pin, decode_on=decode_device("auto", device), skip=skip,
             shard=shard, keep_workers=True):
-        params = sample_params(aug_cfg, seed, epoch, idx, 0, tuple(images.shape[-2:]), aspect)
+        params = sample_params(aug_cfg, seed, epoch, idx, 0, tuple(images.shape[-2:]), aspect)  # type: ignore[arg-type]  # (H, W)
         images = images.to(device, non_blocking=True)
         labels = labels_all[idx]
         labels = labels.pin_memory() if pin else labels
@@ -337,7 +337,7 @@ class _Training:
         and what continues the training from it (nothing, without checkpointing)."""
         kept = None if self.checkpointing is None else self.checkpointing.last
         return out_of_memory_is_an_error(self.batch_size, self.step, kept, kept is not None,
-                                         None if kept is None else self.checkpointing.again)
+                                         None if kept is None else self.checkpointing.again)  # type: ignore[union-attr]
 
     def _after_step(self, stop: StopFlag | None, tally: _EpochTally, epoch: int) -> None:
         """The length anew (a time budget's ``refit``); with checkpointing, a save when
@@ -347,7 +347,8 @@ class _Training:
         if self.refit is not None:
             self.total_steps = self.refit(self.step, seconds)
         if self.checkpointing is not None:
-            self.signal = _checkpoint_and_vote(self.checkpointing, stop, self.vote, self.step,
+            # (the ignore: a training that checkpoints has a StopFlag)
+            self.signal = _checkpoint_and_vote(self.checkpointing, stop, self.vote, self.step,  # type: ignore[arg-type]
                                                self.total_steps, seconds, tally,
                                                partial(tally.mean_loss, self.name, epoch + 1))
             self.status = ("preempted" if self.signal and self.step < self.total_steps
@@ -586,8 +587,9 @@ class PartialRun:
     def _check_results_free(self) -> None:
         """The command checked ``results`` free before it took ``out``; another one that
         held it meanwhile may have finished there: refused, its results kept."""
-        found = next((self.out / name for name in self.results
-                      if os.path.lexists(self.out / name)), None)
+        # (the ignores here and below: called only for a run with an out)
+        found = next((self.out / name for name in self.results  # type: ignore[operator]
+                      if os.path.lexists(self.out / name)), None)  # type: ignore[operator]
         if found is not None and not self.overwrite and not self.finishing:
             self.release()
             raise taken(found)
@@ -620,13 +622,13 @@ class PartialRun:
         at step 0. (The same settings are
         continued even then: an exact resume ends where a new start would.)"""
         if dist.is_main() and self.overwrite == "keep":
-            kept = set_aside(self.out, (self.path.relative_to(self.out).as_posix(),))
-            print(f"note: the unfinished {self.what} in {self.out} ({self.path.name}) {why}; "
+            kept = set_aside(self.out, (self.path.relative_to(self.out).as_posix(),))  # type: ignore[arg-type, union-attr]
+            print(f"note: the unfinished {self.what} in {self.out} ({self.path.name}) {why}; "  # type: ignore[union-attr]
                   f"kept as {kept}, starting over", file=sys.stderr)
         elif dist.is_main():
             print(f"note: --overwrite: the unfinished {self.what} in {self.out} "
-                  f"({self.path.name}) {why}; deleted, starting over", file=sys.stderr)
-            self.path.unlink(missing_ok=True)
+                  f"({self.path.name}) {why}; deleted, starting over", file=sys.stderr)  # type: ignore[union-attr]
+            self.path.unlink(missing_ok=True)  # type: ignore[union-attr]
         self.finishing = False  # (the results there are then another run's)
         return 0, 0.0
 
@@ -655,7 +657,7 @@ class PartialRun:
                         argv=command_line(), cwd=os.getcwd())  # (its paths may be relative)
             if self.tally is not None:
                 blob["epoch_tally"] = self.tally
-            save_checkpoint(blob, self.path.parent, self.path.name)
+            save_checkpoint(blob, self.path.parent, self.path.name)  # type: ignore[union-attr]
         return str(self.path)
 
     def discard(self) -> None:

@@ -115,7 +115,7 @@ def probe_features(
                         keep_workers=True)) as batches:
                     for idx, images, aspect in batches:
                         params = sample_params(aug, seed, view, idx, PROBE_VIEW,
-                                               tuple(images.shape[-2:]), aspect)
+                                               tuple(images.shape[-2:]), aspect)  # type: ignore[arg-type]  # (H, W)
                         x = apply_params(images.to(device, non_blocking=True), params, aug)
                         if channels_last:
                             x = x.contiguous(memory_format=torch.channels_last)
