@@ -23,6 +23,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from simclr.config import (
@@ -134,7 +135,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {printable(message)}\n")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, exclude: set[str] = frozenset(),
+def add_config_flags(parser: argparse.ArgumentParser, exclude: AbstractSet[str] = frozenset(),
                      described: dict[str, str] | None = None) -> None:
     """A flag for every setting (settings.all_flags), grouped by config section and described
     by the config's own comments, or by ``described`` (dotted setting -> text) where a
@@ -476,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
 
         # A truncated file is a bad image to every command; a caller's setting, after it
         undo.callback(pil_truncation, refuse_truncated_images())
+        status: int | None  # (a crash's, below: None where it is raised)
         status = _run_command(args)
         failed = status != 0
         return status
@@ -656,7 +658,7 @@ def _after_the_command(failed: bool, restore_sigterm: Callable[[], Any] | None,
     a caller from Python), an --out made for results that never came removed."""
     _command_done()
     if "simclr.runtime" in sys.modules:  # not this call's arguments after it
-        sys.modules["simclr.runtime"].COMMAND_LINE = None
+        sys.modules["simclr.runtime"].COMMAND_LINE = None  # type: ignore[attr-defined]
     if "simclr.results" in sys.modules:  # an --out made for results that never came
         results = sys.modules["simclr.results"]
         if failed:

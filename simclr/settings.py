@@ -18,6 +18,7 @@ import os
 import re
 import reprlib
 from collections.abc import Callable, Collection
+from collections.abc import Set as AbstractSet
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -614,7 +615,7 @@ def build_config(
     return cfg
 
 
-def apply_resume_flags(cfg: Config, flags: dict[str, Any], allowed: set[str]) -> None:
+def apply_resume_flags(cfg: Config, flags: dict[str, Any], allowed: AbstractSet[str]) -> None:
     """The flags given with ``--resume`` onto the saved config: only ``allowed`` settings
     (where and how fast the run goes, not what it computes) may change, and each value
     is checked as a new run's would be, so a resumed run never saves an invalid config.
@@ -654,7 +655,7 @@ def _check_same_out(run_dir: str, out: Any) -> None:
                       f"--out, or give --out {run_dir}")
 
 
-def check_same_recipe(saved: Config, given: Config, allowed: set[str]) -> None:
+def check_same_recipe(saved: Config, given: Config, allowed: AbstractSet[str]) -> None:
     """``--resume`` with ``--preset``/``--config`` (the first command again): accepted
     where they, with the flags, give the saved settings (those ``allowed`` to change
     aside), refused naming the first they would change."""
