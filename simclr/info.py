@@ -91,14 +91,14 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
         facts["provenance"] = _started(config.get("provenance"))
         processes = (facts["provenance"] or {}).get("processes")
         if str(processes).isdigit():  # the batch is global: over how many, how normalised
-            facts["recipe"]["processes"] = int(processes)
+            facts["recipe"]["processes"] = int(processes)  # type: ignore[arg-type]  # (digits)
         if not {"data", "data.path"} & damaged.keys():  # (unread: not the digits demo)
             # (a supervised run's --train/--test: its `folders`, before its last.pt has them)
             facts["data"] = (config.get("data") or {}).get("path") or config.get("folders")
         if config.get("init_from"):  # the file and step it started from, where recorded
             facts["init_from"] = config.get("init_from_resolved") or config["init_from"]
     facts["checkpoints"] = _checkpoints(path / CHECKPOINTS)
-    last = next((c for c in facts["checkpoints"] if c["name"] == LAST), {})
+    last: dict[str, Any] = next((c for c in facts["checkpoints"] if c["name"] == LAST), {})
     if last.get("run_id"):  # what its evaluations' results record (checkpoint.new_run_id)
         facts["run_id"] = last["run_id"]
     if last.get("data"):  # a supervised run keeps its --train/--test there
@@ -306,7 +306,7 @@ def checkpoint_facts(path: Path) -> dict[str, Any]:
     elif ckpt.get("argv") is not None:
         damaged.append("argv")
     settings = ckpt.get("settings") if isinstance(ckpt.get("settings"), dict) else {}
-    source = settings.get("source")  # (unfinished: [checkpoint, step, ..])
+    source = settings.get("source")  # type: ignore[union-attr]  # (a dict; unfinished: [checkpoint, step, ..])
     if isinstance(source, list) and len(source) > 1 and isinstance(source[1], int):
         facts["started_on"] = source[1]  # the step of the encoder it trains on
     if damaged:
@@ -512,7 +512,7 @@ def results_in(folder: Path) -> list[dict[str, Any]]:
             data = read_json(sub / name)
             if not data:
                 continue
-            entry = {"file": str((sub / name).relative_to(folder)), "what": what}
+            entry: dict[str, Any] = {"file": str((sub / name).relative_to(folder)), "what": what}
             for key in ("protocol", "top1", "top5", "status"):
                 if data.get(key) is not None:
                     entry[key] = data[key]
@@ -535,7 +535,7 @@ def _checkpoints(folder: Path) -> list[dict[str, Any]]:
     a run keeps several, each as large as the model and its optimizer state)."""
     periodic = {path: step for step, path in periodic_checkpoints(folder)}
     others = sorted(set(folder.glob("*.pt")) - set(checkpoint_files(folder)))
-    out = []
+    out: list[dict[str, Any]] = []
     damaged: dict[tuple[int, int], str] = {}  # (device, inode) of a file read and refused
     for path in [*checkpoint_files(folder), *others]:  # last.pt, ckpt-*, then classifiers
         if path in periodic:  # (the final step's is last.pt itself, a hard link: as damaged)
@@ -681,7 +681,7 @@ def _damaged_starts(provenance: Any) -> dict[str, str]:
     if not isinstance(provenance, dict):
         return {}
     earlier = provenance.get("earlier") if isinstance(provenance.get("earlier"), list) else []
-    starts = [s for s in (provenance, *earlier) if isinstance(s, dict) and "argv" in s]
+    starts = [s for s in (provenance, *earlier) if isinstance(s, dict) and "argv" in s]  # type: ignore[misc]  # (a list)
     if all(recorded_argv(s["argv"]) is not None for s in starts):
         return {}
     return {"provenance": "provenance: a start's argv is not a command line, "

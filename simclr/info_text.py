@@ -91,7 +91,7 @@ def _lines(facts: dict[str, Any]) -> list[str]:
     if facts["state"].get("final_knn_skipped"):
         lines.append(f"  final kNN: not measured (stopped by {facts['state']['final_knn_skipped']}"
                      " during the last step); measure it with: "
-                     + _continue_with(facts, kind, started or {}))
+                     + _continue_with(facts, kind, started or {}))  # type: ignore[arg-type]  # (monitored: a kind)
     if facts["state"]["status"] in ("preempted", "stopped", "failed") and \
             kind in ("pretrain", "supervised") and facts["state"].get("saved_step"):
         lines.append("  continue with: " + _continue_with(facts, kind, started or {}))
@@ -239,7 +239,7 @@ def _head_line(facts: dict[str, Any]) -> str:
         done = state["status"] in ("finished", "stopped")
         return f"results of {', '.join(whats)}" + ("" if done else f", {state['status']}") + \
             (f" at step {state['step']}" if not done and state.get("step") is not None else "")
-    head = f"{KIND_NAMES.get(kind, 'a run')}, {state['status']}"
+    head = f"{KIND_NAMES.get(kind, 'a run')}, {state['status']}"  # type: ignore[arg-type]  # (None: 'a run')
     if state.get("step") is not None:
         head += f"; {state['step_from']}" if state.get("step_from") else ""
         head += f" at step {state['step']}"
