@@ -127,7 +127,7 @@ def nt_xent_with_stats(
     tensor equal to :func:`contrast_stats`, read off the loss's own logits: the view-a
     anchors' columns of the b views (the -inf diagonal lies in a-columns only), so
     training logs them with no second normalisation, gather or matmul."""
-    return _nt_xent(z_a, z_b, temperature, normalize, gather, stats=True, one_view=one_view)
+    return _nt_xent(z_a, z_b, temperature, normalize, gather, stats=True, one_view=one_view)  # type: ignore[return-value]  # (stats=True: a tensor)
 
 
 def _nt_xent(z_a: Tensor, z_b: Tensor, temperature: float, normalize: bool, gather: bool,
