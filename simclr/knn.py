@@ -53,7 +53,7 @@ def _check_settings(k: Any, temperature: Any) -> None:
     the weights were 0/0 and every query a miss), each named as its flag."""
     if not is_count(k):
         raise SimCLRError(f"--k must be a positive whole number, got {k!r}")
-    if not (isinstance(temperature, numbers.Real) and MIN_TEMPERATURE <= temperature < math.inf):
+    if not (isinstance(temperature, numbers.Real) and MIN_TEMPERATURE <= temperature < math.inf):  # type: ignore[operator]  # (numbers' stubs)
         raise SimCLRError(f"--temperature must be at least {MIN_TEMPERATURE:g}, got "
                           f"{temperature!r}")
 
