@@ -131,7 +131,7 @@ def objective(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor
     loss, grad_w, grad_b = loss_and_gradient(x, y, w, b, l2, gradient=backward)
     if backward:
         for param, grad in ((w, grad_w), (b, grad_b)):
-            param.grad = grad if param.grad is None else param.grad + grad
+            param.grad = grad if param.grad is None else param.grad + grad  # type: ignore[operator]  # (computed)
     return loss
 
 
