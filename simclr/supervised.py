@@ -351,7 +351,7 @@ def _run(cfg: Config, train: Any, test: Any | None, run_dir: str | Path | None,
     check_classifier_step(model, size, batch // dist.world_size(), dev, prec, cfg.channels_last,
                           "supervised", cfg.memory_check, "--no-memory-check")
     if cfg.model.sync_bn:  # global BN (Sec. 2.2), as pretraining; no-op in one process
-        model = dist.convert_sync_batchnorm(model)
+        model = dist.convert_sync_batchnorm(model)  # type: ignore[assignment]  # (the same model)
     # Every input checked, in every process (check_new_run above too: rank 0 would be
     # taken for "another run" in the folder by a process still opening --test): from
     # here on rank 0 writes.
