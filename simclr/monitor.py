@@ -197,12 +197,12 @@ def knn_monitor(
     def open_split(folder: str, train: bool) -> ImageSource:
         return open_source(folder, cfg.data, train=train, image_size=side, evaluation=True)
 
-    memory, queries = open_split(cfg.knn_train, True), open_split(cfg.knn_test, False)
+    memory, queries = open_split(cfg.knn_train, True), open_split(cfg.knn_test, False)  # type: ignore[arg-type]  # (set: it runs)
     # (in the training's memory format: NCHW images met channels_last weights, converted
     # at every layer)
-    train_x, train_y = extract_features(encoder, memory, side, 512, device, precision,
+    train_x, train_y = extract_features(encoder, memory, side, 512, device, precision,  # type: ignore[arg-type]  # (a Module)
                                         channels_last=cfg.channels_last)
-    test_x, test_y = extract_features(encoder, queries, side, 512, device, precision,
+    test_x, test_y = extract_features(encoder, queries, side, 512, device, precision,  # type: ignore[arg-type]
                                       channels_last=cfg.channels_last)
     top1 = knn_accuracy(train_x, train_y, test_x, test_y, k=cfg.knn_k,
                         temperature=cfg.knn_temperature, device=device)
