@@ -46,9 +46,9 @@ def class_balanced_subset(
             raise SimCLRError(f"--label-fraction must lie in (0, 1], got {fraction}")
         k = max(1, half_up(fraction, int((labels >= 0).sum()), len(present)))
     else:
-        if per_class < 1:
+        if per_class < 1:  # type: ignore[operator]  # (given: one of the two is)
             raise SimCLRError(f"--labels-per-class must be at least 1, got {per_class}")
-        k = int(per_class)
+        k = int(per_class)  # type: ignore[arg-type]
     chosen = []
     for c, members in zip(present, class_members(labels, present), strict=True):
         if len(members) < k:
