@@ -48,10 +48,11 @@ def _check_init_from(cfg: Config, read: dict[str, Any]) -> None:
     ``read``: by path, a file's weights and the networks already found to fit them."""
     from simclr.pretrained import check_initial_weights, initial_weights
 
-    path = os.path.abspath(os.path.expanduser(cfg.init_from))
+    # (the ignores: called where cfg.init_from is set)
+    path = os.path.abspath(os.path.expanduser(cfg.init_from))  # type: ignore[type-var]
     if path not in read:
-        read[path] = initial_weights(cfg.init_from), set()
-    (weights, what), fitted = read[path]
+        read[path] = initial_weights(cfg.init_from), set()  # type: ignore[index, arg-type]
+    (weights, what), fitted = read[path]  # type: ignore[index]
     network = repr((cfg.model, cfg.augment.size))  # (all that build_model reads)
     if network not in fitted:
         check_initial_weights(cfg, weights, what)
@@ -123,7 +124,7 @@ def _cache_choices(configs: list[Config]) -> list[str]:
 
     if len({(cfg.data.cache, cfg.data.decoder) for cfg in configs}) < 2:
         return [cfg.data.cache for cfg in configs]
-    choices: dict[tuple[str, str], str] = {}
+    choices: dict[tuple[str | None, str], str] = {}
     for cfg in configs:  # (a folder probed once for all its cells)
         key = (cfg.data.path, cfg.data.cache)
         if key not in choices:
