@@ -15,6 +15,7 @@ import math
 import numbers
 import os
 import re
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
@@ -61,6 +62,7 @@ def _get(cfg: Config, path: str) -> Any:
 
 # What each declared type of a setting takes (a bool is no number, a number no text),
 # and the plain Python value it is kept as (what YAML can save)
+_TAKES: dict[str, tuple[Any, Callable[[Any], Any]]]
 _TAKES = {"int": (numbers.Integral, int), "float": (numbers.Real, float),
           "bool": (bool, bool), "str": ((str, os.PathLike), os.fspath)}
 
