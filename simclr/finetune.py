@@ -46,7 +46,7 @@ from simclr.classify import (
 )
 from simclr.errors import SimCLRError
 from simclr.features import check_labeled, resolve_runtime, source_name
-from simclr.models import Classifier, build_encoder
+from simclr.models import Classifier, ProjectionHead, build_encoder
 from simclr.pretrained import classifier_checkpoint, encoder_config, save_classifier
 from simclr.results import RESULTS, Ranked, accuracy_summary, finish_results, log
 from simclr.subsets import SUBSET_FILE, labeled_subset, subset_digest, write_subset_list
@@ -67,7 +67,7 @@ def default_epochs(fraction: float) -> int:
 def fresh_encoder(encoder: nn.Module, zero_init_residual: bool = True) -> nn.Module:
     """A newly initialised encoder of the same architecture (arch, width, stem)."""
     try:
-        fresh = build_encoder(encoder.arch, encoder.width, encoder.cifar_stem,
+        fresh = build_encoder(encoder.arch, encoder.width, encoder.cifar_stem,  # type: ignore[arg-type]  # (an encoder's)
                               zero_init_residual, getattr(encoder, "image_size", 224),
                               getattr(encoder, "projection_shortcuts", False))
     except AttributeError:
@@ -79,7 +79,7 @@ def fresh_encoder(encoder: nn.Module, zero_init_residual: bool = True) -> nn.Mod
 
 # ------------------------------------------------------------------------- fine-tuning
 
-def finetune_model(encoder: nn.Module, head: nn.Module | None, num_classes: int,
+def finetune_model(encoder: nn.Module, head: ProjectionHead | None, num_classes: int,
                    from_scratch: bool) -> Classifier:
     """The network fine-tuned: copies of the encoder (or a fresh one of its architecture)
     and of the head's first layer when ``head`` is given, and a new linear layer."""
@@ -101,12 +101,12 @@ def _placed(model: Classifier, device: torch.device, precision: str, image_size:
         model.to(memory_format=torch.channels_last)
     check_classifier_step(model, image_size, batch // world, device, precision,
                           channels_last, "finetune")
-    return dist.convert_sync_batchnorm(model) if sync_bn else model
+    return dist.convert_sync_batchnorm(model) if sync_bn else model  # type: ignore[return-value]  # (the same model)
 
 
 def _check_finetune_flags(
     batch_size: int, lr: float, epochs: float | None, schedule: str, image_size: int,
-    crop_scale: tuple[float, float], crop_sampler: str, head: nn.Module | None,
+    crop_scale: tuple[float, float], crop_sampler: str, head: ProjectionHead | None,
     from_head: bool, from_scratch: bool,
 ) -> Any:
     """Every ``simclr finetune`` flag checked before any work; returns the crop + flip
@@ -164,7 +164,7 @@ def run_finetune(
     subset_file: str | Path | None = None, epochs: float | None = None, batch_size: int = 256,
     lr: float = 0.05, momentum: float = 0.9, schedule: str = "cosine",
     crop_scale: tuple[float, float] = (0.08, 1.0), crop_sampler: str = "torchvision",
-    head: nn.Module | None = None,
+    head: ProjectionHead | None = None,
     from_head: bool = False, from_scratch: bool = False, seed: int = 0,
     device: str | torch.device = "auto", precision: str = "auto", workers: int | None = None,
     channels_last: bool = True, config: dict[str, Any] | None = None, verbose: bool = True,
@@ -256,7 +256,7 @@ def run_finetune(
     return results
 
 
-def _seeded_model(encoder: nn.Module, start_layer: nn.Module | None, num_classes: int,
+def _seeded_model(encoder: nn.Module, start_layer: ProjectionHead | None, num_classes: int,
                   from_scratch: bool, seed: int) -> Classifier:
     """:func:`finetune_model` drawn from ``seed``: the same new layer in every process,
     and the caller's RNG left as it was."""
@@ -267,7 +267,7 @@ def _seeded_model(encoder: nn.Module, start_layer: nn.Module | None, num_classes
 
 def _continuation_settings(
     train: Any, budget: _Budget, aug_cfg: Any, source: dict[str, Any] | None,
-    encoder: nn.Module, start_layer: nn.Module | None, *, lr: float, momentum: float,
+    encoder: nn.Module, start_layer: ProjectionHead | None, *, lr: float, momentum: float,
     schedule: str, from_head: bool, from_scratch: bool, seed: int, image_size: int,
     precision: str, sync_bn: bool,
 ) -> dict[str, Any]:
@@ -378,7 +378,7 @@ def _list_subset_first(train: Any, subset: np.ndarray, out: Path | None) -> bool
     replaces at its end: they stay whole until then. Returns whether it was written."""
     listed = out is not None and dist.is_main() and not (out / RESULTS["finetune"][0]).exists()
     if listed:
-        write_subset_list(train, subset, out / SUBSET_FILE)
+        write_subset_list(train, subset, out / SUBSET_FILE)  # type: ignore[operator]  # (listed: an out)
     return listed
 
 
