@@ -196,7 +196,7 @@ def feature_width(encoder: nn.Module, image_size: int) -> int:
     """The width of what ``encoder`` returns for (B,3,S,S) images: its ``feature_dim``, or
     measured on two blank images in eval mode (raw pixels, a head layer)."""
     if hasattr(encoder, "feature_dim"):
-        return int(encoder.feature_dim)
+        return int(encoder.feature_dim)  # type: ignore[arg-type]  # (an int)
     flags = train_flags(encoder)
     encoder.eval()
     try:
@@ -422,7 +422,7 @@ def _write_linear_eval(run: _LinearEval, protocol: str, fitted: _Fitted, start: 
                        replace: bool) -> dict[str, Any]:
     """:func:`_finish_linear_eval`'s results, written (``replace``: over those there)."""
     results = {"command": "linear-eval", "protocol": protocol,
-               **accuracy_summary(fitted.scores, fitted.test_y), **fitted.sizes,
+               **accuracy_summary(fitted.scores, fitted.test_y), **fitted.sizes,  # type: ignore[arg-type, dict-item]  # (tested)
                **fitted.details, "image_size": run.image_size, "precision": run.precision,
                "channels_last": run.channels_last,
                "seed": run.seed, "elapsed_s": time.perf_counter() - (start - fitted.earlier_s)}
@@ -434,7 +434,7 @@ def _write_linear_eval(run: _LinearEval, protocol: str, fitted: _Fitted, start: 
                                                        (run.source or {}).get("features"),
                                                        fitted.run_id or new_run_id(),
                                                        replace)
-    finish_results(results, run.out, "linear_eval", fitted.scores, fitted.test_y, run.train,
+    finish_results(results, run.out, "linear_eval", fitted.scores, fitted.test_y, run.train,  # type: ignore[arg-type]
                    run.test, run.source, run.verbose, replace)
     return results
 
