@@ -195,8 +195,10 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float,
     staying there after. A pure function of the step, so resuming is exact.
     """
     step = max(0, step)
-    warmup = max(0, min(warmup_steps, total_steps))
-    if step < warmup:
+    warmup = max(0, warmup_steps)
+    if step < warmup and step < total_steps:
+        # (a ramp longer than the run, left by a --time-budget re-plan that cut the run:
+        # it ends within the ramp at the ramp's slope, not a steeper one fitted into it)
         return peak_lr * step / warmup
     if step >= total_steps:
         return final_lr

@@ -217,7 +217,10 @@ def test_lr_at_key_steps():
     assert lr_at(1000, total, warm, peak, final) == pytest.approx(final)
     assert lr_at(5000, total, warm, peak, final) == pytest.approx(final)
     assert lr_at(0, total, 0, peak) == pytest.approx(peak)  # no warm-up
-    assert lr_at(10, 10, 20, peak) == 0.0  # warm-up longer than the run: clamped
+    assert lr_at(10, 10, 20, peak) == 0.0  # warm-up longer than the run: at its end, final
+    # ... and within the run on the ramp's own slope: a --time-budget re-plan that cut the
+    # run to 4 steps under an 11-step ramp went from 4% of the peak to 75% in a step
+    assert [lr_at(s, 4, 11, 1.0) for s in range(4)] == pytest.approx([0, 1 / 11, 2 / 11, 3 / 11])
     assert lr_at(-3, total, warm, peak, final) == 0.0  # before the first step: its lr
 
 
