@@ -61,12 +61,13 @@ def crop_flip_config(image_size: int, crop_scale: tuple[float, float] = (0.08, 1
     """The paper's evaluation-time training augmentation: random resized crop + flip only
     (``crop_sampler="official"``: drawn as the official code draws them)."""
     from simclr.config import AugmentConfig
-    from simclr.validate import validate_augment
+    from simclr.validate import check_crops, validate_augment
 
     cfg = AugmentConfig(size=image_size, crop=True, crop_scale=tuple(crop_scale), flip=True,  # type: ignore[arg-type]  # (validated)
                         crop_sampler=crop_sampler, color=False, grayscale=False, blur=False,
                         cutout=False, rotate=False, noise=False, sobel=False)
     validate_augment(cfg)  # the same one-line messages as pretraining's flags
+    check_crops(cfg)
     return cfg
 
 

@@ -152,8 +152,9 @@ class LossConfig:
     normalize: bool = True  # L2 normalisation of z (Table 5)
     margin: float = 1.0  # margin_triplet only
     semi_hard: bool = False  # semi-hard negative mining (nt_logistic / margin_triplet)
-    # NT-Xent's negatives from the other view only, as Table 4 compares the losses (App.
-    # B.10); nt_logistic and margin_triplet always take them so.
+    # Negatives from the other view only, as Table 4 compares the losses (App. B.10): for
+    # NT-Xent (nt_logistic and margin_triplet always take them so; a sweep over the loss
+    # may pass it to all three)
     one_view_negatives: bool = False
     # Multiplies the loss that is optimised (the logged loss stays L of Alg. 1, the mean
     # over the 2N anchors). The official objective.py optimises loss_a + loss_b, the sum

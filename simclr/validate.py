@@ -141,9 +141,22 @@ def _check(ok: bool, path: str, detail: str) -> None:
 
 
 
+def check_crops(a: AugmentConfig) -> None:
+    """New crops that can be drawn (a new run's, an evaluation's flags; a saved run that
+    trained on whole pictures this way still loads): the official sampler keeps >= 10%
+    of the picture (min_object_covered), so below it no crop qualifies and every view
+    would silently be the whole picture."""
+    hi = a.crop_scale[1]
+    _check(a.crop_sampler != "official" or hi >= OFFICIAL_MIN_COVERED, "augment.crop_scale",
+           f"max {hi:g} is below what --crop-sampler official keeps of a picture "
+           f"({OFFICIAL_MIN_COVERED:g}, as the official code's min_object_covered): no crop "
+           "would qualify; raise it or use --crop-sampler torchvision")
+
+
 def check_scale(cfg: Config) -> None:
     """A new run's model and views large enough to mean something (saved configs are
     not held to it: :func:`validate` alone decides whether a checkpoint loads)."""
+    check_crops(cfg.augment)
     _check(cfg.model.width * 64 >= 1, "model.width", f"must be at least 1/64 (the first "
            f"layers' 64 channels: below it they would keep fewer than one), got "
            f"{cfg.model.width}")
@@ -219,10 +232,6 @@ def _validate_loss(cfg: Config) -> None:
     if cfg.loss.semi_hard and cfg.loss.name == "nt_xent":  # it would be silently ignored
         raise SettingError("loss.semi_hard", " applies to {} nt_logistic and margin_triplet "
                            "(NT-Xent weighs every negative by its softmax)", ("loss.name",))
-    if cfg.loss.one_view_negatives and cfg.loss.name != "nt_xent":  # (what they always do)
-        raise SettingError("loss.one_view_negatives", " applies to {} nt_xent (nt_logistic "
-                           "and margin_triplet always take the other view's negatives)",
-                           ("loss.name",))
 
 
 def _validate_optim(cfg: Config) -> None:
@@ -327,12 +336,6 @@ def validate_augment(a: AugmentConfig) -> None:
     lo, hi = a.crop_scale
     _check(0 < lo <= hi <= 1, "augment.crop_scale",
            f"must satisfy 0 < min <= max <= 1, got {a.crop_scale}")
-    # The official sampler keeps >= 10% of the picture (min_object_covered): below it no
-    # crop qualifies and every view would silently be the whole picture.
-    _check(a.crop_sampler != "official" or hi >= OFFICIAL_MIN_COVERED, "augment.crop_scale",
-           f"max {hi:g} is below what --crop-sampler official keeps of a picture "
-           f"({OFFICIAL_MIN_COVERED:g}, as the official code's min_object_covered): no crop "
-           "would qualify; raise it or use --crop-sampler torchvision")
     _check(0 < a.crop_ratio[0] <= a.crop_ratio[1], "augment.crop_ratio",
            f"must satisfy 0 < min <= max, got {a.crop_ratio}")
     _check(0 < a.cutout_frac <= 1, "augment.cutout_frac",
