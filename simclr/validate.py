@@ -157,6 +157,10 @@ def check_scale(cfg: Config) -> None:
     """A new run's model and views large enough to mean something (saved configs are
     not held to it: :func:`validate` alone decides whether a checkpoint loads)."""
     check_crops(cfg.augment)
+    if cfg.loss.normalize and cfg.model.head != "none" and cfg.model.head_out_dim == 1:
+        raise SettingError("model.head_out_dim", " 1 with z L2-normalised ({}): every z is "
+                           "+1 or -1, whose gradient is zero, so nothing would train; give 2 "
+                           "or more", ("loss.normalize",))
     _check(cfg.model.width * 64 >= 1, "model.width", f"must be at least 1/64 (the first "
            f"layers' 64 channels: below it they would keep fewer than one), got "
            f"{cfg.model.width}")

@@ -40,6 +40,8 @@ from simclr.validate import check_scale, validate
         ({"loss.temperature": "0"}, "--temperature must be positive"),
         ({"loss.margin": "-0.1"}, "--margin must be non-negative"),
         ({"loss.semi_hard": True}, "--semi-hard applies to --loss nt_logistic"),
+        ({"model.head_out_dim": "1"}, "--head-out-dim 1 with z L2-normalised (--normalize): "
+         "every z is +1 or -1, whose gradient is zero, so nothing would train; give 2 or more"),
         ({"optim.lr": "-0.1"}, "--lr must be positive"),
         ({"batch_size": "1"}, "--batch-size"),
         ({"precision": "fp8"}, "--precision"),
