@@ -30,8 +30,11 @@ from simclr.errors import DivergedError, NonFiniteOutputs, SimCLRError
 from simclr.features import check_labeled_folders
 from simclr.launch import continue_run
 from simclr.memory import allocation_failure_is
+from simclr.progress import said_once
 from simclr.resume import RunState, unwrap
 from simclr.rundir import MetricsLog
+
+_SAID: set[Any] = said_once()  # (run folder, k) of the kNN monitor's note on its k
 
 
 def log_line(message: str) -> None:
@@ -204,6 +207,11 @@ def knn_monitor(
                                         channels_last=cfg.channels_last)
     test_x, test_y = extract_features(encoder, queries, side, 512, device, precision,  # type: ignore[arg-type]
                                       channels_last=cfg.channels_last)
+    if cfg.knn_k > len(train_y) and (cfg.out, cfg.knn_k) not in _SAID:  # (once a run)
+        _SAID.add((cfg.out, cfg.knn_k))  # every image votes: a k other than the one set
+        log_line(f"note: --knn-k {cfg.knn_k} is more than the {len(train_y)} --knn-train "
+                 f"images; each test image takes all of them as neighbours (k = "
+                 f"{len(train_y)})")
     top1 = knn_accuracy(train_x, train_y, test_x, test_y, k=cfg.knn_k,
                         temperature=cfg.knn_temperature, device=device)
     log.write({"step": step, "knn_top1": top1})

@@ -765,9 +765,12 @@ def test_batch_must_divide_among_processes(tmp_path, image_folder, cache_dir, mo
     assert not (tmp_path / "ddp").exists()  # checked before any work
 
 
-def test_online_knn_monitor(tmp_path, image_folder, cache_dir):
+def test_online_knn_monitor(tmp_path, image_folder, cache_dir, capsys):
     _, summary = run(tmp_path, image_folder, cache_dir, "knn", knn_train=str(image_folder),
                      knn_test=str(image_folder), knn_every=1.0, checkpoint_every=0)
+    # (k 200 of 24 images: said once a run, as `simclr knn` says it, not silently clamped)
+    assert capsys.readouterr().out.count("note: --knn-k 200 is more than the 24 --knn-train "
+                                         "images; each test image takes all of them") == 1
     lines = [json.loads(x) for x in (tmp_path / "knn/metrics.jsonl").read_text().splitlines()]
     monitored = [x for x in lines if "knn_top1" in x]
     assert [x["step"] for x in monitored] == [3, 6]  # every epoch; the last is the final one
