@@ -166,6 +166,10 @@ def open_image(
         # PIL only *warns* between its limit and twice it; a warning must refuse too.
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # A TIFF's damaged tags ('Tag data larger than file'), read as far as they go:
+            # PIL's warnings name its own source, in raw lines from every worker.
+            warnings.filterwarnings("ignore", category=UserWarning,
+                                    module=r"PIL\.TiffImagePlugin")
             # The file object is ours: closing it leaves the loaded image usable, where
             # ``with Image.open(path)`` would close the image too and force a copy.
             with open(path, "rb") as f:

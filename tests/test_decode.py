@@ -310,6 +310,20 @@ def test_a_tiffs_damaged_tags_are_read_as_far_as_they_go_without_pils_warning(tm
     assert (np.asarray(converted) == np.rot90(rgb(20, 40), k=-1)).all()
 
 
+def test_a_tiff_with_damaged_tags_decodes_without_pils_warnings(tmp_path):
+    """open_image (every loader worker's decode) let PIL's own 'Tag data larger than
+    file' warnings through, three raw lines naming PIL's source per image; the tags are
+    read as far as they go and the orientation applied."""
+    from simclr.decode import open_image
+
+    p = tmp_path / "t.tif"
+    p.write_bytes(_tiff_with_a_tag_past_its_end(6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        im = open_image(p)
+    assert im.size == (20, 40) and (np.asarray(im) == np.rot90(rgb(20, 40), k=-1)).all()
+
+
 def test_image_smaller_than_crop_is_upscaled(tmp_path):
     small = np.zeros((6, 8, 3), dtype=np.uint8)
     small[:, :4] = 255
