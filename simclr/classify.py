@@ -51,6 +51,7 @@ from simclr.errors import SimCLRError
 from simclr.features import close_workers, encoded_batches, iter_batches, source_name
 from simclr.files import lock_folder, set_aside, taken
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
+from simclr.optim import gradients_finite
 from simclr.results import Ranked, log, prepare_dir, rank_rows, top1_hits
 from simclr.runtime import SaveSchedule, StopFlag, autocast, command_line
 
@@ -420,7 +421,8 @@ def _finite_loss(loss_sum: torch.Tensor, seen: int, name: str, epoch: int) -> fl
     """The mean loss so far (one host sync); a non-finite one stops the training."""
     mean_loss = loss_sum.item() / max(seen, 1)
     if not math.isfinite(mean_loss):
-        raise SimCLRError(f"{name}: the loss became non-finite in epoch {epoch}; lower --lr")
+        raise SimCLRError(f"{name}: the loss or its gradients became non-finite in epoch "
+                          f"{epoch}; lower --lr")
     return mean_loss
 
 
@@ -429,12 +431,17 @@ def classifier_step(
     optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, device: torch.device,
     precision: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One cross-entropy update on views (B, 3, S, S); returns (logits (B, C), loss)."""
+    """One cross-entropy update on views (B, 3, S, S); returns (logits (B, C), loss).
+    The loss is NaN where a gradient was not finite (a finite loss can have such: bf16
+    on a CPU did), so the epoch's tally, read before every save, stops the training
+    before that update reaches a checkpoint (no host sync here)."""
     with autocast(device, precision):
         logits = model(views)
     loss = F.cross_entropy(logits.float(), labels)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
+    if not scaler.is_enabled():  # (an fp16 scaler skips such a step itself)
+        loss = loss.masked_fill(~gradients_finite(optimizer), math.nan)
     scaler.step(optimizer)
     scaler.update()
     return logits, loss

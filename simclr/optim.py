@@ -206,6 +206,18 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float,
     return final_lr + (peak_lr - final_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
+def gradients_finite(optimizer: torch.optim.Optimizer) -> torch.Tensor:
+    """Whether every gradient ``optimizer`` holds is finite: a bool device scalar, from
+    one batched norm kernel (no host sync). The max norm: an L2 norm overflows float32
+    past 1.8e19 with every entry finite. A finite loss can still give NaN/inf gradients
+    (bf16 convolutions over 1x1 inputs on a CPU did): a training checks both."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"]
+             if p.grad is not None]
+    if not grads:
+        return torch.tensor(True)
+    return torch.isfinite(torch.stack(torch._foreach_norm(grads, float("inf")))).all()
+
+
 def build_optimizer(cfg: OptimConfig, model: nn.Module, batch_size: int) -> torch.optim.Optimizer:
     """LARS, SGD (Nesterov momentum, as the official 'momentum' optimizer) or AdamW.
 

@@ -59,7 +59,7 @@ from simclr.monitor import (
     upsampling_notes,
     window_notes,
 )
-from simclr.optim import build_optimizer
+from simclr.optim import build_optimizer, gradients_finite
 from simclr.plan import (
     FIRST_REFIT,
     Plan,
@@ -422,17 +422,6 @@ def train_step(
         scaler.step(optimizer)
         scaler.update()
     return metrics, finite, skipped
-
-
-def gradients_finite(optimizer: torch.optim.Optimizer) -> torch.Tensor:
-    """Whether every gradient ``optimizer`` holds is finite: a bool device scalar, from
-    one batched norm kernel (no host sync). The max norm: an L2 norm overflows float32
-    past 1.8e19 with every entry finite."""
-    grads = [p.grad for group in optimizer.param_groups for p in group["params"]
-             if p.grad is not None]
-    if not grads:
-        return torch.tensor(True)
-    return torch.isfinite(torch.stack(torch._foreach_norm(grads, float("inf")))).all()
 
 
 @dataclasses.dataclass

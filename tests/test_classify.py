@@ -3,6 +3,8 @@ SGD linear protocol: schedules, periodic saves, preemption, and continuing a run
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -145,9 +147,34 @@ def test_signals_are_caught_only_where_the_training_is_kept():
 
 def test_a_diverged_model_is_never_saved():
     saves = []
-    with pytest.raises(SimCLRError, match="the loss became non-finite in epoch 1; lower --lr"):
+    with pytest.raises(SimCLRError, match="the loss or its gradients became non-finite in "
+                       "epoch 1; lower --lr"):
         train(Classifier(tiny_encoder(), 3), 7, saves, lr=1e30)
     assert saves == []
+
+
+@pytest.mark.parametrize("stop_at", [None, 4])
+def test_a_finite_loss_with_non_finite_gradients_is_never_saved(stop_at):
+    """Step 4's loss is finite, its gradients NaN (bf16 on a CPU gave such): the update
+    was applied and saved by the next periodic checkpoint, by a stop's, or as the
+    final one of a 'finished' training (supervised, finetune, linear-eval --protocol
+    sgd). The step's loss counts as NaN, so the training stops before any save."""
+    model, steps = Classifier(tiny_encoder(), 3), [0]
+
+    def count(module, args):  # (the forward of each step)
+        steps[0] += 1
+
+    model.register_forward_pre_hook(count)
+    for param in model.parameters():
+        param.register_hook(lambda grad: grad * math.nan if steps[0] == 4 else grad)
+    saves = []
+    def stop(step, flag):
+        if step == stop_at:
+            flag.requested = "SIGTERM"
+
+    with pytest.raises(SimCLRError, match="the loss or its gradients became non-finite"):
+        train(model, 7, saves, every=1, on_step=stop)
+    assert saves == [1, 2, 3]
 
 
 def test_a_partial_run_without_a_folder_keeps_nothing(tmp_path):

@@ -11,7 +11,15 @@ from torch import nn
 
 from simclr.config import OptimConfig
 from simclr.errors import SimCLRError
-from simclr.optim import LARS, build_optimizer, lr_at, param_groups, scaled_lr, warmup_steps
+from simclr.optim import (
+    LARS,
+    build_optimizer,
+    gradients_finite,
+    lr_at,
+    param_groups,
+    scaled_lr,
+    warmup_steps,
+)
 
 
 def _param(values) -> nn.Parameter:
@@ -287,3 +295,16 @@ def test_lars_refuses_settings_that_would_poison_the_weights(settings):
         LARS([w], **{"lr": 0.1, **settings})
     with pytest.raises(ValueError, match="invalid LARS setting"):
         LARS([{"params": [w], **settings}], lr=0.1)
+
+
+def test_large_finite_gradients_are_finite_and_nan_or_inf_ones_are_not():
+    """An L2 norm of 1000 entries of 1e18 overflows float32 to inf: such gradients, all
+    finite, stopped a run as 'non-finite'."""
+    params = [torch.nn.Parameter(torch.zeros(1000)), torch.nn.Parameter(torch.zeros(3))]
+    optimizer = torch.optim.SGD(params, lr=0.1)
+    assert bool(gradients_finite(optimizer))  # (no gradient yet)
+    params[0].grad, params[1].grad = torch.full((1000,), 1e18), torch.ones(3)
+    assert bool(gradients_finite(optimizer))
+    for bad in (math.nan, math.inf, -math.inf):
+        params[1].grad = torch.tensor([1.0, bad, 1.0])
+        assert not bool(gradients_finite(optimizer))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import math
 import os
 import re
 import shutil
@@ -619,21 +618,6 @@ def test_a_finite_loss_with_non_finite_gradients_is_a_bad_step(tmp_path, image_f
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
     lines = [json.loads(x) for x in (tmp_path / "skip/metrics.jsonl").read_text().splitlines()]
     assert [x["loss"] is None for x in lines if "loss" in x] == [False, False, True] + [False] * 3
-
-
-def test_large_finite_gradients_are_finite_and_nan_or_inf_ones_are_not():
-    """An L2 norm of 1000 entries of 1e18 overflows float32 to inf: such gradients, all
-    finite, stopped a run as 'non-finite'."""
-    from simclr.train import gradients_finite
-
-    params = [torch.nn.Parameter(torch.zeros(1000)), torch.nn.Parameter(torch.zeros(3))]
-    optimizer = torch.optim.SGD(params, lr=0.1)
-    assert bool(gradients_finite(optimizer))  # (no gradient yet)
-    params[0].grad, params[1].grad = torch.full((1000,), 1e18), torch.ones(3)
-    assert bool(gradients_finite(optimizer))
-    for bad in (math.nan, math.inf, -math.inf):
-        params[1].grad = torch.tensor([1.0, bad, 1.0])
-        assert not bool(gradients_finite(optimizer))
 
 
 def test_a_skipped_step_leaves_weights_and_batch_norm_statistics_untouched(
