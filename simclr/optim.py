@@ -211,10 +211,10 @@ def gradients_finite(optimizer: torch.optim.Optimizer) -> torch.Tensor:
     one batched norm kernel (no host sync). The max norm: an L2 norm overflows float32
     past 1.8e19 with every entry finite. A finite loss can still give NaN/inf gradients
     (bf16 convolutions over 1x1 inputs on a CPU did): a training checks both."""
-    grads = [p.grad for group in optimizer.param_groups for p in group["params"]
-             if p.grad is not None]
-    if not grads:
-        return torch.tensor(True)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:  # (on the parameters' device: a mask for their losses)
+        return torch.tensor(True, device=params[0].device if params else None)
     return torch.isfinite(torch.stack(torch._foreach_norm(grads, float("inf")))).all()
 
 
