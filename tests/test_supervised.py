@@ -158,6 +158,21 @@ def test_supervised_training_fits_a_time_budget(tmp_path, folders):
     assert result["steps"] > 10  # refitted, not stopped at the first estimate
 
 
+def test_a_supervised_budget_spent_ends_the_training_at_that_step():
+    """Between re-plans nothing looked at the deadline: a slowed step ran the training
+    past its budget (4 steps, 6.2 s on 3 s); the step that spends it is the last, as in
+    pretraining."""
+    from simclr.plan import Plan
+    from simclr.supervised import budget_refit
+
+    cfg = build_config(flags={**TINY, "time_budget": "3s"})
+    plan = Plan(steps_per_epoch=3, total_steps=30, warmup_steps=2, deadline=3.0,
+                num_images=24)
+    refit = budget_refit(cfg, plan, 0)
+    assert refit(1, 1.0) == 30  # (within the budget, before the first re-plan)
+    assert refit(2, 3.5) == 2  # spent at step 2: it ends there
+
+
 # ------------------------------------------------------ periodic checkpoints and resume
 
 def resumable(tmp_path, name, **extra):
