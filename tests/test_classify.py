@@ -377,6 +377,12 @@ def test_a_classifier_whose_outputs_are_not_finite_is_refused():
             red = x[:, 0].mean((1, 2)) > x[:, 1].mean((1, 2))  # (a third of the images)
             return torch.where(red[:, None], torch.nan, logits)
 
-    with pytest.raises(SimCLRError, match="outputs are not finite: its training diverged"):
+    with pytest.raises(SimCLRError, match=r"outputs are not finite: its training diverged; "
+                       r"train it again with a lower --lr \(in its --out: with --overwrite\)"):
         evaluate_classifier(Diverged(), colour_source(n_per_class=3, classes=9), 16,
                             batch_size=4, device=torch.device("cpu"), precision="fp32")
+    # (simclr supervised has no --overwrite: its own way to train again)
+    with pytest.raises(SimCLRError, match=r"lower --lr \(into a new --out: --resume keeps "):
+        evaluate_classifier(Diverged(), colour_source(n_per_class=3, classes=9), 16,
+                            batch_size=4, device=torch.device("cpu"), precision="fp32",
+                            again="into a new --out: --resume keeps the lr")
