@@ -211,3 +211,14 @@ def set_lr(optimizer: torch.optim.Optimizer, plan: Plan, final_lr: float, step: 
     for group in optimizer.param_groups:
         group["lr"] = lr_at(step, plan.total_steps, plan.warmup_steps, group["peak_lr"],
                             final_lr)
+
+
+def budget_within_warmup(plan: Plan, step: int, finished: bool) -> str | None:
+    """The note when a --time-budget ended a finished training (at ``step``) within its
+    warm-up, else None: a budget of seconds, said, not only "finished" (pretraining's
+    and the supervised baseline's)."""
+    if plan.deadline is None or not finished or step > plan.warmup_steps:
+        return None
+    return (f"note: the --time-budget ended within the warm-up (step {step} of its "
+            f"{plan.warmup_steps}): the learning rate never reached its peak, the encoder "
+            "is barely trained; give a longer budget")

@@ -58,6 +58,7 @@ from simclr.optim import build_optimizer, lr_at
 from simclr.plan import (
     FIRST_REFIT,
     Plan,
+    budget_within_warmup,
     check_batch_fits,
     note_first_step,
     plan_schedule,
@@ -403,6 +404,9 @@ def _train_and_test(
         workers=cfg.data.workers, verbose=verbose, name="supervised",
         refit=budget_refit(cfg, plan, step), start_step=step, elapsed=elapsed, scaler=scaler,
         checkpointing=checkpointing, tally=save.epoch_tally)
+    within = budget_within_warmup(plan, stats["steps"], stats["status"] == "finished")
+    if within:
+        log(within, verbose)
     if resume is not None and stats["steps"] == step:  # resumed after the last step
         stats.update({k: resume.get("metrics", {}).get(k) for k in ("train_loss", "train_top1")})
     results = _training_results(cfg, train, num_classes, plan, prec, stats)

@@ -63,6 +63,7 @@ from simclr.optim import build_optimizer, gradients_finite
 from simclr.plan import (
     FIRST_REFIT,
     Plan,
+    budget_within_warmup,
     check_batch_fits,
     note_first_step,
     plan_schedule,
@@ -562,7 +563,9 @@ def train_loop(
         last_good = checkpoint(periodic=False)
         summary = run_summary(cfg, source, plan, state, reason, stop.requested, last_good,
                               logged)
-        note_budget_within_warmup(plan, state.step, reason)
+        within = budget_within_warmup(plan, state.step, reason == "finished")
+        if within:
+            log_line(within)
         if cfg.knn_train and reason == "finished" and not stop.requested and dist.is_main():
             # the final model's, unless the monitor just measured it; never after a stop
             # request (a kill may follow)
@@ -654,15 +657,6 @@ def run_summary(
     # The last logged window's means (a sweep's table shows them: Table 5's columns).
     summary.update({k: logged[k] for k in FINAL_METRICS if k in logged})
     return summary
-
-
-def note_budget_within_warmup(plan: Plan, step: int, reason: str) -> None:
-    """Say so when a --time-budget ended the run (at ``step``, ``reason`` 'finished')
-    within its warm-up: a budget of seconds, said, not only "finished"."""
-    if plan.deadline is not None and reason == "finished" and step <= plan.warmup_steps:
-        log_line(f"note: the --time-budget ended within the warm-up (step {step} of "
-                 f"its {plan.warmup_steps}): the learning rate never reached its peak, the "
-                 "encoder is barely trained; give a longer budget")
 
 
 def window_record(

@@ -173,6 +173,18 @@ def test_a_supervised_budget_spent_ends_the_training_at_that_step():
     assert refit(2, 3.5) == 2  # spent at step 2: it ends there
 
 
+def test_a_supervised_budget_spent_within_the_warmup_is_said(tmp_path, folders, capsys):
+    """As pretraining says it: a budget that ended the training before its lr reached
+    the peak said only 'finished'."""
+    train, _ = folders
+    cfg = build_config(flags={**TINY, "batch_size": 8, "epochs": 100,
+                              "time_budget": "0.001s"})
+    result = run_supervised(cfg, train, None, tmp_path / "sup")
+    assert result["status"] == "finished" and result["steps"] == 1
+    assert "note: the --time-budget ended within the warm-up (step 1 of its 30)" in \
+        capsys.readouterr().err  # (with the training's other lines)
+
+
 # ------------------------------------------------------ periodic checkpoints and resume
 
 def resumable(tmp_path, name, **extra):
