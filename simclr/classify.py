@@ -440,8 +440,7 @@ def classifier_step(
     loss = F.cross_entropy(logits.float(), labels)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
-    if not scaler.is_enabled():  # (an fp16 scaler skips such a step itself)
-        loss = loss.masked_fill(~gradients_finite(optimizer), math.nan)
+    loss = loss.masked_fill(~gradients_finite(optimizer, scaler), math.nan)
     scaler.step(optimizer)
     scaler.update()
     return logits, loss

@@ -206,14 +206,18 @@ def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float,
     return final_lr + (peak_lr - final_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def gradients_finite(optimizer: torch.optim.Optimizer) -> torch.Tensor:
+def gradients_finite(optimizer: torch.optim.Optimizer,
+                     scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
     """Whether every gradient ``optimizer`` holds is finite: a bool device scalar, from
     one batched norm kernel (no host sync). The max norm: an L2 norm overflows float32
     past 1.8e19 with every entry finite. A finite loss can still give NaN/inf gradients
-    (bf16 convolutions over 1x1 inputs on a CPU did): a training checks both."""
+    (bf16 convolutions over 1x1 inputs on a CPU did): a training checks both. Under an
+    enabled (fp16) ``scaler`` always True: it skips such a step itself (an overflow of
+    its scale, not a fault)."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     grads = [p.grad for p in params if p.grad is not None]
-    if not grads:  # (on the parameters' device: a mask for their losses)
+    if not grads or (scaler is not None and scaler.is_enabled()):
+        # (on the parameters' device: a mask for their losses)
         return torch.tensor(True, device=params[0].device if params else None)
     return torch.isfinite(torch.stack(torch._foreach_norm(grads, float("inf")))).all()
 

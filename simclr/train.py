@@ -398,12 +398,9 @@ def train_step(
     # Every process runs the backward, a NaN loss's too: one that skipped it alone would
     # leave the others waiting in DDP's gradient all-reduce.
     scaler.scale(loss * cfg.loss.weight).backward()  # weight: see LossConfig
-    # A finite loss can still give NaN/inf gradients (bf16 convolutions over 1x1 inputs
-    # on a CPU did): checked too, or the update would reach the checkpoint. An fp16
-    # scaler skips such a step itself (an overflow of its scale, not a fault).
-    finite = torch.isfinite(loss)
-    if not scaler.is_enabled():
-        finite = finite & gradients_finite(optimizer)
+    # A finite loss can still give NaN/inf gradients: checked too, or the update would
+    # reach the checkpoint.
+    finite = torch.isfinite(loss) & gradients_finite(optimizer, scaler)
     # One device-side reduction, no host sync: whether every process's step is finite,
     # and the metrics' means over the processes (Meter's sums).
     names = ["loss", *metrics]

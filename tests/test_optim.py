@@ -308,3 +308,6 @@ def test_large_finite_gradients_are_finite_and_nan_or_inf_ones_are_not():
     for bad in (math.nan, math.inf, -math.inf):
         params[1].grad = torch.tensor([1.0, bad, 1.0])
         assert not bool(gradients_finite(optimizer))
+        assert not bool(gradients_finite(optimizer, torch.amp.GradScaler("cpu", enabled=False)))
+    # (an fp16 scaler's overflow is its own to skip: no fault)
+    assert bool(gradients_finite(optimizer, torch.amp.GradScaler("cpu", enabled=True)))
