@@ -184,6 +184,15 @@ def _class_log_scores(top_sim: torch.Tensor, top_class: torch.Tensor, temperatur
     return scores - scores.logsumexp(1, keepdim=True)
 
 
+def k_past_memory(k: int, memory: int, flag: str, images: str) -> str | None:
+    """The note when ``k`` passes the ``memory`` images: every image votes, a k other
+    than the one set, said (``flag``, what ``images`` the memory is), else None."""
+    if k <= memory:
+        return None
+    return (f"note: {flag} {k} is more than the {memory} {images}; each test image takes "
+            f"all of them as neighbours (k = {memory})")
+
+
 def knn_accuracy(
     train_feats: np.ndarray | torch.Tensor, train_labels: np.ndarray | torch.Tensor,
     test_feats: np.ndarray | torch.Tensor, test_labels: np.ndarray | torch.Tensor,
@@ -240,9 +249,9 @@ def run_knn(
     test_x, test_y = extract_features(encoder, test, image_size, batch_size, dev, prec,
                                       channels_last=channels_last, workers=workers,
                                       progress="features of --test" if verbose else None)
-    if k > len(train_y):  # every image votes: a k of its own choosing, said
-        log(f"note: --k {k} is more than the {len(train_y)} training images; each test image "
-            f"takes all of them as neighbours (k = {len(train_y)})", verbose)
+    note = k_past_memory(k, len(train_y), "--k", "training images")
+    if note:
+        log(note, verbose)
     scores = knn_ranked(train_x, train_y, test_x, test_y, k, temperature, num_classes, dev,
                         log_probs=True)  # (the ranking of classes whose weights underflow)
     results = {"command": "knn", "k": min(k, len(train_y)), "temperature": temperature,

@@ -193,7 +193,7 @@ def knn_monitor(
     """Online weighted-kNN top-1 on h (same code as `simclr knn`), measured by rank 0
     alone: the encoder runs in eval mode, so no collective is involved."""
     from simclr.features import extract_features
-    from simclr.knn import knn_accuracy
+    from simclr.knn import k_past_memory, knn_accuracy
 
     encoder, side = unwrap(model).encoder, cfg.augment.evaluation_size()
 
@@ -207,11 +207,10 @@ def knn_monitor(
                                         channels_last=cfg.channels_last)
     test_x, test_y = extract_features(encoder, queries, side, 512, device, precision,  # type: ignore[arg-type]
                                       channels_last=cfg.channels_last)
-    if cfg.knn_k > len(train_y) and (cfg.out, cfg.knn_k) not in _SAID:  # (once a run)
-        _SAID.add((cfg.out, cfg.knn_k))  # every image votes: a k other than the one set
-        log_line(f"note: --knn-k {cfg.knn_k} is more than the {len(train_y)} --knn-train "
-                 f"images; each test image takes all of them as neighbours (k = "
-                 f"{len(train_y)})")
+    note = k_past_memory(cfg.knn_k, len(train_y), "--knn-k", "--knn-train images")
+    if note and (cfg.out, cfg.knn_k) not in _SAID:  # (once a run)
+        _SAID.add((cfg.out, cfg.knn_k))
+        log_line(note)
     top1 = knn_accuracy(train_x, train_y, test_x, test_y, k=cfg.knn_k,
                         temperature=cfg.knn_temperature, device=device)
     log.write({"step": step, "knn_top1": top1})
