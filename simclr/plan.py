@@ -213,6 +213,16 @@ def set_lr(optimizer: torch.optim.Optimizer, plan: Plan, final_lr: float, step: 
                             final_lr)
 
 
+def end_if_spent(plan: Plan, step: int, elapsed: float, world: int) -> bool:
+    """End the schedule at ``step`` (``plan.total_steps``) when a --time-budget's seconds
+    are spent (``elapsed``), between re-plans too: whether it did. One process only: each
+    of several would read its own clock and stop at another step."""
+    if plan.deadline is None or world != 1 or elapsed < plan.deadline:
+        return False
+    plan.total_steps = step
+    return True
+
+
 def budget_within_warmup(plan: Plan, step: int, finished: bool) -> str | None:
     """The note when a --time-budget ended a finished training (at ``step``) within its
     warm-up, else None: a budget of seconds, said, not only "finished" (pretraining's

@@ -60,6 +60,7 @@ from simclr.plan import (
     Plan,
     budget_within_warmup,
     check_batch_fits,
+    end_if_spent,
     note_first_step,
     plan_schedule,
     refit_to_budget,
@@ -290,9 +291,7 @@ def budget_refit(cfg: Config, plan: Plan, step: int) -> Callable[[int, float], i
         note_first_step(plan, step, elapsed)
         if next_refit <= step < plan.total_steps:  # (none after the last step)
             next_refit = refit_to_budget(plan, cfg, step, elapsed)
-        if plan.deadline is not None and elapsed >= plan.deadline and \
-                dist.world_size() == 1:  # spent: the schedule ends here, as pretraining's
-            plan.total_steps = step  # (processes would each read their own clock)
+        end_if_spent(plan, step, elapsed, dist.world_size())  # (as pretraining's)
         return plan.total_steps
 
     return refit

@@ -65,6 +65,7 @@ from simclr.plan import (
     Plan,
     budget_within_warmup,
     check_batch_fits,
+    end_if_spent,
     note_first_step,
     plan_schedule,
     refit_to_budget,
@@ -519,8 +520,7 @@ def train_loop(
             progress.step()
             if on_step is not None:
                 on_step(state.step, stop)
-            if plan.deadline is not None and world == 1 and trained >= plan.deadline:
-                plan.total_steps = state.step  # the budget is spent: the schedule ends here
+            if end_if_spent(plan, state.step, trained, world):  # (the budget is spent)
                 progress.set_total(plan.total_steps)  # (its last line: "N/N", not "N/700")
             last = state.step >= plan.total_steps  # (logged, and no refit: it ends here)
             # A signal may reach only some processes: they agree on the step to stop at.
