@@ -104,16 +104,14 @@ def min_side(arch: str) -> int:
     return _patch_size(arch) or _MIN_SIDES[family]
 
 
-def size_problem(arch: str, image_size: int,
-                 eval_size: int | None = None) -> tuple[str, str] | None:
-    """(the setting, what is wrong) when the view side or the evaluation side is smaller
-    than ``arch`` takes: refused with the settings, not met as a RuntimeError deep in the
-    first forward (pretraining's memory measure, or a later evaluation of the run)."""
-    for path, side in (("augment.size", image_size), ("augment.eval_size", eval_size)):
-        problem = side_problem(arch, side)
-        if problem is not None:
-            return path, problem
-    return None
+def size_problem(arch: str, side: int | None,
+                 path: str = "augment.size") -> tuple[str, str] | None:
+    """(the setting ``path``, what is wrong) when its ``side`` (the views', or the
+    evaluation's) is smaller than ``arch`` takes: refused with the settings, not met as
+    a RuntimeError deep in the first forward (pretraining's memory measure, or a later
+    evaluation of the run)."""
+    problem = side_problem(arch, side)
+    return None if problem is None else (path, problem)
 
 
 def side_problem(arch: str, side: int | None) -> str | None:

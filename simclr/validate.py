@@ -172,7 +172,8 @@ def check_scale(cfg: Config) -> None:
     if cfg.model.arch not in ARCHS:  # (a run saved before this check still evaluates at
         from simclr.backbones import size_problem  # another --image-size)
 
-        problem = size_problem(cfg.model.arch, cfg.augment.size, side)
+        # (the views' side: validate's, for a saved run too)
+        problem = size_problem(cfg.model.arch, side, "augment.eval_size")
         if problem is not None:
             raise SettingError(*problem)
     # Below the view's side every crop would be upscaled from the stored picture.
