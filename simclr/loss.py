@@ -245,15 +245,17 @@ def _cross_view(z_a: Tensor, z_b: Tensor, normalize: bool, gather: bool
     z = torch.cat([z_a, z_b], dim=0)
     keys, offset = _candidates(z, gather)
     _check_negatives(keys)
-    with torch.no_grad():  # (a metric: the matmul NT-Xent's loss makes anyway)
-        every = z @ keys.t()
-        every.diagonal(offset=offset).fill_(float("-inf"))
+    # One matmul against every candidate, as NT-Xent's: keys are [a_0, b_0, a_1, b_1,
+    # ...] by process, n rows each, so the a anchors' columns of the b blocks and the b
+    # anchors' of the a blocks are the cross-view similarities (2n, world*n).
+    every = z @ keys.t()
+    blocks = every.unflatten(1, (-1, 2, n))
+    sim = torch.cat([blocks[:n, :, 1].flatten(1), blocks[n:, :, 0].flatten(1)], dim=0)
+    with torch.no_grad():  # (a metric: a copy, its self-similarity masked)
+        others = every.detach().clone()
+        others.diagonal(offset=offset).fill_(float("-inf"))
         idx = torch.arange(2 * n, device=z.device)
-        top1 = _top1(every, offset + (idx + n) % (2 * n))
-    # keys: per rank [a_r; b_r]; split into all a's and all b's (world*n, D) each.
-    keys = keys.view(-1, 2, n, keys.shape[1])
-    keys_a, keys_b = keys[:, 0].flatten(0, 1), keys[:, 1].flatten(0, 1)
-    sim = torch.cat([z_a @ keys_b.t(), z_b @ keys_a.t()], dim=0)
+        top1 = _top1(others, offset + (idx + n) % (2 * n))
     pos = offset // 2 + torch.arange(n, device=z_a.device).repeat(2)
     cols = torch.arange(sim.shape[1], device=z_a.device)
     negative = cols.unsqueeze(0) != pos.unsqueeze(1)
