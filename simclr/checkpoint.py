@@ -365,9 +365,10 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
             p = p / "checkpoints"
         found = latest_checkpoint(p)
         if found is None:
+            pts = sorted(p.glob("*.pt"))  # (the folder listed once)
             # (NAME.previous-K.pt: what a rerun set aside, files.set_aside; not the current)
-            aside = sorted(f for f in p.glob("*.pt") if SET_ASIDE.fullmatch(f.name))
-            files = sorted(f for f in p.glob("*.pt") if f not in aside and is_complete(f))
+            aside = [f for f in pts if SET_ASIDE.fullmatch(f.name)]
+            files = [f for f in pts if not SET_ASIDE.fullmatch(f.name) and is_complete(f)]
             unfinished = [f for f in files if f.name.endswith(PARTIAL_SUFFIX)]
             files = [f for f in files if f not in unfinished]
             if len(files) > 1:
@@ -385,11 +386,10 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
             if not files and aside:
                 raise SimCLRError(f"{p} holds only checkpoints set aside by a rerun "
                                   f"({', '.join(f.name for f in aside)}): name one")
-            if not files:
-                broken = sorted(p.glob("*.pt"))
+            if not files:  # (every .pt then is truncated or corrupt, if any)
                 raise SimCLRError(
-                    f"no complete checkpoint in {p}: {broken[0].name} is truncated or corrupt"
-                    if broken else f"{p} holds no checkpoint (no .pt or {SAFETENSORS} file); "
+                    f"no complete checkpoint in {p}: {pts[0].name} is truncated or corrupt"
+                    if pts else f"{p} holds no checkpoint (no .pt or {SAFETENSORS} file); "
                     "pass a run folder or a checkpoint file")
             found = files[0]
         elif (p / LAST).is_file() and not is_complete(p / LAST) and launched_rank() == 0:
