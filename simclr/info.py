@@ -211,10 +211,9 @@ def _card_output(entry: dict[str, Any], damaged: list[str]) -> dict[str, Any]:
 
 def _card_encoder(entry: dict[str, Any], damaged: list[str]) -> dict[str, Any]:
     """A card's ``encoder`` without an ``arch`` that is no name, an ``image_size`` no
-    side (the width: :mod:`simclr.info_text` shows only a number)."""
-    odd = [k for k, kind in (("arch", str), ("image_size", int))
-           if entry.get(k) is not None and (not isinstance(entry[k], kind) or
-                                            isinstance(entry[k], bool))]
+    side (a whole number >= 1: :mod:`simclr.info_text` shows it as the input's side)."""
+    odd = [k for k, ok in (("arch", lambda v: isinstance(v, str)), ("image_size", is_count))
+           if entry.get(k) is not None and not ok(entry[k])]
     damaged += [f"encoder.{k}" for k in odd]
     return {k: v for k, v in entry.items() if k not in odd}
 

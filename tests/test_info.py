@@ -1260,6 +1260,9 @@ def test_a_stopped_run_whose_checkpoint_cannot_be_read_does_not_say_none_exists(
     ("p.pt2", {"output": {"name": ["x", 1], "shape": ["batch", 128]}}, "output.name"),
     ("p.pt2", {"unfinished": {"step": 3, "total_steps": "abc"}}, "unfinished"),
     ("p.pt2", {"encoder": {"arch": "resnet18", "image_size": True}}, "encoder.image_size"),
+    # a side below 1 (what `info` would show as the encoder's image size)
+    ("p.pt2", {"encoder": {"arch": "resnet18", "image_size": 0}}, "encoder.image_size"),
+    ("p.pt2", {"encoder": {"arch": "resnet18", "image_size": -32}}, "encoder.image_size"),
     ("p.pt2", {"step": True}, "step")])
 def test_an_exported_files_odd_card_is_described_without_what_is_odd(tmp_path, capsys,
                                                                       name, card, odd):
