@@ -18,6 +18,20 @@ from PIL import Image
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+@pytest.fixture(scope="session")
+def _cache_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache-home")
+
+
+@pytest.fixture(autouse=True)
+def _default_cache_in_tmp(_cache_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default decoded cache (``$XDG_CACHE_HOME``, else ``~/.cache``) in a folder of
+    this test session: a command given no --cache-dir wrote into the user's own, which
+    grew with every run of the suite and was shared by suites running at once; and a
+    machine's XDG_CACHE_HOME changed what the tests of the default folder read."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_cache_home))
+
+
 def make_image_folder(root: Path, classes: int = 2, per_class: int = 12, side: int = 16,
                       seed: int = 0, ext: str = "png") -> Path:
     """An ImageFolder of coloured squares: class c is a distinct hue, with a random patch."""

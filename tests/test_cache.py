@@ -316,6 +316,7 @@ def test_the_default_cache_folder_not_made_yet_is_no_error(tmp_path, monkeypatch
     from simclr.cli import main
 
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)  # (~/.cache is the default then)
     assert main(["cache"]) == 0
     assert capsys.readouterr().out == f"{tmp_path}/.cache/simclr/decoded: 0 caches, 0.0 MiB\n"
     assert not (tmp_path / ".cache").exists()
