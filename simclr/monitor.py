@@ -9,12 +9,16 @@ left out (:func:`check_finite`, :func:`count_skipped`); and the online kNN monit
 (:func:`knn_monitor`, rank 0 alone), whose folders are checked before the first step:
 within the run (:func:`knn_within_run`, a measure a stop skipped taken when resumed:
 :func:`knn_missed`), at its end (:func:`final_knn`), and an encoder found diverged
-by it (:func:`outputs_diverged`). The loop that calls these is train.py's.
+by it (:func:`outputs_diverged`); and the note on a run whose NT-Xent loss sits at the
+value of a collapsed representation (:class:`CollapseWatch`). The loop that calls these
+is train.py's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,7 @@ import torch
 
 from simclr import distributed as dist
 from simclr.checkpoint import CHECKPOINTS, LAST, latest_checkpoint, periodic_name, what_is_kept
-from simclr.config import MIN_SIZE, Config
+from simclr.config import MIN_SIZE, Config, LossConfig
 from simclr.data import ImageSource, open_source
 from simclr.errors import DivergedError, NonFiniteOutputs, SimCLRError
 from simclr.features import check_labeled_folders
@@ -85,6 +89,84 @@ def recipe_notes(cfg: Config) -> list[str]:
 FINAL_METRICS = ("loss", "pos_top1", "contrast_entropy", "contrast_acc")
 
 
+# A run is said to have collapsed once this many consecutive windows after the warm-up,
+# spanning at least COLLAPSE_STEPS steps, have a mean loss within COLLAPSE_TOLERANCE nats
+# of the collapsed value and (NT-Xent's Table 5 entropy, where logged) an entropy within
+# it of ln N. Measured on tiny runs (64 images, 16 px, N = 8, one step a window): a
+# collapsed one (--lr 1e4) sits within 3e-3 nats of ln(2N-1), most steps within 2e-4;
+# healthy ones move 0.03 to 0.9 below it after the warm-up, but a single step can land
+# near it by chance (5e-3 once in 45 steps at tau 0.1): hence several windows, ten steps,
+# and the entropy, which is near ln N only when every logit is alike.
+COLLAPSE_TOLERANCE = 0.01
+COLLAPSE_WINDOWS = 3
+COLLAPSE_STEPS = 10
+
+
+def collapsed_loss(cfg: LossConfig, batch_size: int) -> float | None:
+    """The NT-Xent loss (eq. 1) of a collapsed representation, every z alike, so every
+    logit equal: ln(2N - 1) for the global batch N (an anchor's candidates are the other
+    2N - 1 views of every process), ln N with --one-view-negatives (the other view's N).
+    None for the Table 4 losses, which are not watched."""
+    if cfg.name != "nt_xent":
+        return None
+    return math.log(batch_size if cfg.one_view_negatives else 2 * batch_size - 1)
+
+
+class CollapseWatch:
+    """Whether a run's windows show a collapsed representation (:func:`collapsed_loss`),
+    fed each window's record as it is logged (host floats: no sync); says so once."""
+
+    def __init__(self) -> None:
+        self.windows, self.steps, self.since = 0, 0, 0  # the current streak
+        self.said = False
+
+    def see(self, record: dict[str, Any], collapsed: float | None, batch_size: int,
+            warmup_steps: int) -> str | None:
+        """The note, the first time the streak of collapsed windows that ends with
+        ``record`` (its ``step``, ``window_steps``, ``loss``, maybe
+        ``contrast_entropy``) is long enough; windows that began in the warm-up (whose
+        lr is too small to have moved a random encoder's near-collapsed start) are
+        not counted; None otherwise."""
+        start = record["step"] - record["window_steps"]
+        if collapsed is None or self.said or start < warmup_steps:
+            return None
+        entropy = record.get("contrast_entropy")
+        alike = _near(record["loss"], collapsed) and \
+            (entropy is None or _near(entropy, math.log(batch_size)))
+        if not alike:
+            self.windows, self.steps = 0, 0
+            return None
+        if self.windows == 0:
+            self.since = start
+        self.windows, self.steps = self.windows + 1, self.steps + record["window_steps"]
+        if self.windows < COLLAPSE_WINDOWS or self.steps < COLLAPSE_STEPS:
+            return None
+        self.said = True
+        value = "ln(N)" if math.isclose(collapsed, math.log(batch_size)) else "ln(2N-1)"
+        return (f"note: the loss has stayed at {value} = {collapsed:.3f} (N = {batch_size}) "
+                f"for {self.steps} steps (steps {self.since + 1}-{record['step']}): the "
+                "embeddings are all alike (collapsed), the run learns nothing; a lower --lr "
+                "or --temperature, or milder augmentations, is likelier to learn")
+
+
+def _near(value: float | None, target: float) -> bool:
+    """Within COLLAPSE_TOLERANCE nats (a null window's NaN never is)."""
+    return value is not None and abs(value - target) <= COLLAPSE_TOLERANCE
+
+
+def collapse_note(watch: CollapseWatch, cfg: Config, record: dict[str, Any],
+                  warmup_steps: int) -> dict[str, Any]:
+    """``record`` (a window's), with the collapse note where :class:`CollapseWatch`
+    says it now: printed to stderr by rank 0 and kept as its ``note``."""
+    note = watch.see(record, collapsed_loss(cfg.loss, cfg.batch_size), cfg.batch_size,
+                     warmup_steps)
+    if note is None:
+        return record
+    if dist.is_main():
+        print(note, file=sys.stderr, flush=True)
+    return {**record, "note": note}
+
+
 class Meter:
     """A step's metrics (the loss, positive top-1, Table 5's contrast entropy and
     accuracy) summed on the device over a ``--log-every`` window, read back once per log
@@ -103,6 +185,7 @@ class Meter:
         self.sums: dict[str, torch.Tensor] = {}
         self.steps, self.first_step, self.start = 0, step, elapsed
         self.untimed = 0  # steps of the window whose seconds are not counted (compiling)
+        self.collapse = CollapseWatch()  # (this session's windows)
         if saved is not None and saved["steps"] > 0:
             self.sums = {name: torch.tensor(value, dtype=torch.float32, device=device)
                          for name, value in saved["sums"].items()}

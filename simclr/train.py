@@ -49,6 +49,7 @@ from simclr.monitor import (
     Meter,
     check_finite,
     check_knn_folders,
+    collapse_note,
     count_skipped,
     final_knn,
     knn_missed,
@@ -663,12 +664,14 @@ def window_record(
     """The metrics line that closes a --log-every window at ``state.step``: the window's
     means (read back from the device now, the step's one host sync of a log line) and
     views/s over ``trained`` seconds, the lr, the wall-clock time (and, under --compile,
-    the seconds spent compiling) and the plan's length as it stands."""
-    return {"step": state.step, "epoch": state.step / plan.steps_per_epoch,
-            **meter.record(state.step, 2 * cfg.batch_size, trained),
-            "lr": optimizer.param_groups[0]["lr"], "elapsed": state.elapsed,
-            **({"compile_s": state.compile_s} if cfg.compile else {}),
-            "total_steps": plan.total_steps}
+    the seconds spent compiling) and the plan's length as it stands; and, once, a note
+    that the loss sits at a collapsed representation's (:func:`collapse_note`)."""
+    record = {"step": state.step, "epoch": state.step / plan.steps_per_epoch,
+              **meter.record(state.step, 2 * cfg.batch_size, trained),
+              "lr": optimizer.param_groups[0]["lr"], "elapsed": state.elapsed,
+              **({"compile_s": state.compile_s} if cfg.compile else {}),
+              "total_steps": plan.total_steps}
+    return collapse_note(meter.collapse, cfg, record, plan.warmup_steps)  # (once a run)
 
 
 def periodic_checkpoint(

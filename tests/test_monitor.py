@@ -4,6 +4,8 @@ the online kNN monitor (the loop that calls them: test_train.py)."""
 from __future__ import annotations
 
 import copy
+import json
+import math
 
 import pytest
 import torch
@@ -138,3 +140,55 @@ def test_the_knn_monitor_feeds_images_in_the_trainings_memory_format(
         knn_test=str(image_folder), knn_every=1.0, checkpoint_every=0,
         channels_last=channels_last)
     assert formats == [channels_last] * 4  # memory and queries, at steps 3 and 6
+
+
+def watched(losses, warmup=0, window=1, entropy=None, batch_size=8):
+    """The steps at which :class:`monitor.CollapseWatch` speaks, fed windows of
+    ``window`` steps whose mean losses are ``losses`` (N = 8: ln 15 when collapsed)."""
+    watch, collapsed, said = monitor.CollapseWatch(), math.log(15), []
+    for i, loss in enumerate(losses):
+        record = {"step": (i + 1) * window, "window_steps": window, "loss": loss}
+        if entropy is not None:
+            record["contrast_entropy"] = entropy[i]
+        if watch.see(record, collapsed, batch_size, warmup) is not None:
+            said.append(record["step"])
+    return said
+
+
+def test_a_loss_that_stays_at_ln_2n_minus_1_is_said_collapsed_once():
+    """NT-Xent sits at ln(2N - 1) when every embedding is alike: said once, when three
+    windows spanning ten steps after the warm-up have stayed there; a healthy run, one
+    that recovers before that, and the warm-up's (a random encoder starts near it) are
+    not; NaN windows (a skipped step) and an entropy below ln N break a streak."""
+    ln15, healthy = math.log(15), [math.log(15) - 0.05 * k for k in range(20)]
+    assert watched(healthy) == []
+    assert watched([ln15 + 0.004] * 30) == [10]  # ten one-step windows; once
+    assert watched([ln15] * 3, window=10) == [30]  # three ten-step windows
+    assert watched([ln15] * 2, window=10) == []  # two are not enough
+    recovering = [ln15] * 9 + [ln15 - 0.3] + [ln15] * 9 + [ln15 - 0.5] * 10
+    assert watched(recovering) == []
+    assert watched([ln15] * 9 + [math.nan] + [ln15] * 9) == []
+    assert watched([ln15] * 20, warmup=8) == [18]  # steps 9 to 18
+    assert watched([ln15] * 5, window=10, warmup=15) == [50]  # (window 11-20 began in it)
+    assert watched([ln15] * 12, entropy=[math.log(8) - 0.001] * 12) == [10]
+    assert watched([ln15] * 12, entropy=[math.log(8) - 0.5] * 12) == []  # logits differ
+    assert monitor.collapsed_loss(build_config().loss, 256) == pytest.approx(math.log(511))
+    one_view = build_config(flags={"loss.one_view_negatives": True}).loss
+    assert monitor.collapsed_loss(one_view, 256) == pytest.approx(math.log(256))
+    for other in ("nt_logistic", "margin_triplet"):  # (not watched)
+        assert monitor.collapsed_loss(build_config(flags={"loss.name": other}).loss, 8) is None
+
+
+def test_a_run_that_learns_nothing_says_so_once(tmp_path, image_folder, cache_dir, capsys):
+    """A run whose encoder stays as initialised (an lr of 1e-12 at tau 10: every logit
+    alike) is told, once, on stderr and on its metrics line; a healthy one is not."""
+    run(tmp_path, image_folder, cache_dir, "dead", epochs=6, **{"optim.lr": 1e-12,
+                                                                "loss.temperature": 10.0})
+    err = capsys.readouterr().err
+    assert err.count("note: the loss has stayed at ln(2N-1) = 2.708 (N = 8) for 10 steps "
+                     "(steps 3-12): the embeddings are all alike (collapsed)") == 1, err
+    lines = [json.loads(x) for x in (tmp_path / "dead/metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "note" in x] == [12]
+    run(tmp_path, image_folder, cache_dir, "alive", epochs=6)
+    assert "collapsed" not in capsys.readouterr().err
+    assert "collapsed" not in (tmp_path / "alive/metrics.jsonl").read_text()
