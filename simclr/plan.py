@@ -85,8 +85,15 @@ def plan_schedule(cfg: Config, num_images: int, total_steps: int | None = None) 
     if guess:  # the budget sets the length; the epochs are only the first guess, whose
         # lr must still be ramping at the first re-plan: a guess shorter than the budget
         # (1 epoch of 4 steps, no warm-up) had decayed to half the peak by step 3, and
-        # a re-plan may not raise it again (_without_raising_lr)
-        warmup = max(warmup, FIRST_REFIT + 1)
+        # a re-plan may not raise it again (_without_raising_lr). Its ramp is the longest
+        # the budget's could be, --warmup-epochs (a --warmup-fraction's share of a length
+        # not known yet: the paper's 10 epochs): a re-plan shortens a ramp under way
+        # gently, but lengthens it no further than keeps the last step's lr
+        # (_refit_warmup); from a 4-step guess's 50% at step 2, a 40-step ramp fell to
+        # 7.5% at step 3, then rose again.
+        epochs = cfg.optim.warmup_epochs if cfg.optim.warmup_fraction is None else \
+            OptimConfig.warmup_epochs
+        warmup = max(warmup, round(epochs * steps_per_epoch), FIRST_REFIT + 1)
         total_steps = max(total_steps, warmup + 1)
     return Plan(steps_per_epoch, total_steps, warmup, cfg.time_budget, num_images)
 
@@ -192,16 +199,20 @@ def _refit_warmup(planned: int, fresh: int, step: int) -> int:
     shorter one rises at ``step`` by at most one step of the fresh ramp above the last
     step's lr, a ramp of at least FIRST_REFIT + 1 steps (the shortest a budget's first
     plan has): cut from 40 steps to 3 at step 3 (a 14-step run's fresh ramp: 1), the lr
-    went from 5% of the peak to all of it in one step. Later re-plans bring the ramp
-    nearer the fresh length, a step's rise at a time. One that has ended never restarts
-    (the lr would fall back), though it may move up to ``step`` when the run has grown
-    longer."""
+    went from 5% of the peak to all of it in one step. A longer one never lowers the
+    lr below the last step's (a 4-step ramp at 50% of the peak at step 2, lengthened to
+    40 at step 3, fell to 7.5%, then rose again): the lr stays flat meanwhile. Later
+    re-plans bring the ramp nearer the fresh length, a step's rise at a time. One that
+    has ended never restarts (the lr would fall back), though it may move up to ``step``
+    when the run has grown longer."""
     if step < planned:
         # the least ramp w with step / w <= (step - 1) / planned + 1 / one, in integers
-        # (the lr is peak * step / w in a ramp: one through 0, of one slope)
+        # (the lr is peak * step / w in a ramp: one through 0, of one slope), and the
+        # longest with step / w >= (step - 1) / planned: the lr never falls in a ramp
         one = max(fresh, FIRST_REFIT + 1)
         bounded = -(-step * planned * one // ((step - 1) * one + planned))
-        return max(fresh, step, bounded)
+        longest = step * planned // (step - 1) if step > 1 else planned
+        return min(max(fresh, step, bounded), max(longest, step))
     return min(max(fresh, planned), step)
 
 

@@ -24,10 +24,15 @@ def test_a_time_budget_sets_the_length_whatever_the_epochs():
     than the first re-plan runs until it (before, 1 epoch of 3 steps ended a 4-s budget
     at once, while 3 epochs were re-planned to the budget), its lr still ramping there
     (a guess of 4 steps without warm-up had decayed to half the peak by step 3, and a
-    re-plan may not raise it again)."""
+    re-plan may not raise it again). Its ramp is the longest the budget's could be (10
+    epochs of 3 steps): a re-plan shortens a ramp under way, never lengthens it past the
+    last step's lr; without warm-up epochs, a ramp to the first re-plan."""
     cfg = build_config(flags={"batch_size": 8, "epochs": 1})
     assert plan_schedule(cfg, 24).total_steps == 3
     cfg.time_budget = 4.0
+    plan = plan_schedule(cfg, 24)
+    assert (plan.total_steps, plan.warmup_steps) == (31, 30)
+    cfg.optim.warmup_epochs = 0
     plan = plan_schedule(cfg, 24)
     assert (plan.total_steps, plan.warmup_steps) == (FIRST_REFIT + 2, FIRST_REFIT + 1)
     cfg.max_steps = 2  # a cap stays a cap
@@ -41,7 +46,8 @@ def test_a_refit_ends_the_schedule_at_the_deadline():
     the run, a quarter of what is left near its end)."""
     cfg = build_config(flags={"batch_size": 8, "epochs": 1, "time_budget": 100.0})
     plan = plan_schedule(cfg, 80)  # 10 steps per epoch; the first guess reaches the refit
-    assert (plan.steps_per_epoch, plan.total_steps, plan.warmup_steps) == (10, 10, 4)
+    assert (plan.steps_per_epoch, plan.total_steps, plan.warmup_steps) == (10, 101, 100)
+    plan.total_steps, plan.warmup_steps = 10, 4  # (a ramp that has ended by step 20)
     assert refit_to_budget(plan, cfg, step=20, elapsed=20.0) == 30
     assert (plan.total_steps, plan.warmup_steps) == (100, 10)
     assert refit_to_budget(plan, cfg, step=6, elapsed=6.0) == 9  # young: every step/2
@@ -65,8 +71,9 @@ def test_a_short_budgets_warmup_is_its_share_of_the_real_length():
     steps in all (0.1 s each of 2 s): re-planned at step 3, the ramp is cut towards its
     share of the real length (2 steps) as far as a rise of one step of a 4-step ramp
     allows (before, it ended at step 3: the lr went from 7% of the peak to all of it in
-    one step), nearer it at each re-plan; a ramp under way follows a longer run (the lr
-    falls back: never a jump up); a ramp that has ended is never started again."""
+    one step), nearer it at each re-plan; a ramp under way follows a longer run no
+    further than keeps the lr at the last step's (before, 5/8 of the peak at step 5 fell
+    to 6/20 at step 6, then rose again); a ramp that has ended is never started again."""
     from simclr.optim import lr_at
 
     cfg = build_config(flags={"batch_size": 8, "epochs": 100, "time_budget": 2.0})
@@ -79,9 +86,9 @@ def test_a_short_budgets_warmup_is_its_share_of_the_real_length():
     refit_to_budget(plan, cfg, step=4, elapsed=0.2)  # faster: 40 steps now, fresh 4
     assert (plan.total_steps, plan.warmup_steps) == (40, 8)  # 3/10 -> 4/8
     refit_to_budget(plan, cfg, step=6, elapsed=0.06)  # much faster: 200 steps, fresh 20
-    assert (plan.total_steps, plan.warmup_steps) == (200, 20)
+    assert (plan.total_steps, plan.warmup_steps) == (200, 9)  # 5/8 -> 6/9, not 6/20
     refit_to_budget(plan, cfg, step=20, elapsed=0.2)  # the ramp has ended, and stays so
-    assert plan.warmup_steps == 20
+    assert plan.warmup_steps == 9
     plan.total_steps, plan.warmup_steps = 200, 30  # slower: 20 steps, a ramp under way
     refit_to_budget(plan, cfg, step=10, elapsed=1.0)
     assert (plan.total_steps, plan.warmup_steps) == (20, 19)  # 9/30 -> 10/19, not 10/10
@@ -312,3 +319,31 @@ def test_under_a_time_budget_the_lr_rises_gently_then_never_again(speed, epochs,
     assert all(later <= before for before, later in zip(decay, decay[1:], strict=False)), \
         [f"{lr:.3g}" for lr in decay]
     assert lrs[-1] < 0.05  # (the cosine reaches its end at the deadline, or near it)
+
+
+@pytest.mark.parametrize("epochs", [0.25, 1, 100, 1000])  # first guesses of 1 to 4000 steps
+@pytest.mark.parametrize("budget, seconds_per_step", [
+    (1.0, 0.001), (3.0, 0.01), (3.0, 0.3), (30.0, 0.01), (30.0, 0.05)])  # 10 to 3000 steps
+@pytest.mark.parametrize("warmup_fraction", [None, 0.05])
+def test_a_budgets_lr_rises_through_the_warmup_and_falls_after_it_whatever_the_guess(
+        epochs, budget, seconds_per_step, warmup_fraction):
+    """The lr step by step (a steady speed: step * seconds_per_step on the clock), for
+    first guesses far shorter and far longer than the budget allows: it never falls in
+    the warm-up, never rises after its peak, and the run ends at the deadline. Before, a
+    guess of 1 epoch (a 4-step ramp: 0, 25%, 50% of the peak) was re-planned at step 3
+    to a budget of 300 steps, its ramp lengthened to 30: 10% at step 3, a dip, then up."""
+    flags = {"batch_size": 16, "epochs": epochs, "time_budget": budget}
+    if warmup_fraction is not None:
+        flags["optim.warmup_fraction"] = warmup_fraction
+    cfg = build_config(flags=flags)
+    lrs = _budget_lrs(cfg, 72, lambda step: seconds_per_step)  # 4 steps per epoch
+    peak = lrs.index(max(lrs))
+    ramp, decay = lrs[:peak + 1], lrs[peak:]
+    assert all(later >= before for before, later in zip(ramp, ramp[1:], strict=False)), \
+        [f"{lr:.3g}" for lr in ramp[:12]]
+    assert all(later <= before for before, later in zip(decay, decay[1:], strict=False)), \
+        [f"{lr:.3g}" for lr in decay]
+    # the last step ends at the deadline, or a little before it (a re-plan may end the
+    # run early rather than raise the lr after its peak)
+    assert budget - max(seconds_per_step, 0.05 * budget) <= len(lrs) * seconds_per_step \
+        < budget + seconds_per_step
