@@ -383,7 +383,10 @@ class StopVote:
     pick alike: about every ``every_s`` seconds (:data:`STOP_VOTE_EVERY_S`), from the
     slowest process's measured step time, and at the ``last`` step; so a stop comes
     within seconds, well before a launcher's kill (torchrun and SLURM wait 30 s),
-    whether a step takes milliseconds or minutes.
+    whether a step takes milliseconds or minutes. ``main_flag``: a flag of rank 0's (its
+    clock says a --time-budget is spent) told to every process in the same comparison:
+    :attr:`main_flag` after the call, True at that step on all of them (False between
+    comparisons; one process: its own, at once).
     """
 
     def __init__(self, device: torch.device, start_step: int = 0,
@@ -392,19 +395,25 @@ class StopVote:
         self.every_s = STOP_VOTE_EVERY_S if every_s is None else every_s
         self.next_step, self.last_step = start_step + 1, start_step
         self.last_time = time.perf_counter()
+        self.main_flag = False
 
-    def __call__(self, step: int, signal_name: str | None, last: bool = False) -> str | None:
+    def __call__(self, step: int, signal_name: str | None, last: bool = False,
+                 main_flag: bool = False) -> str | None:
         if world_size() == 1:
+            self.main_flag = main_flag
             return signal_name
+        self.main_flag = False
         if step < self.next_step and not last:
             return None
         now = time.perf_counter()
         per_step = (now - self.last_time) / max(step - self.last_step, 1)
         number = signal.Signals.__members__.get(signal_name, signal.SIGTERM).value \
             if signal_name else 0
-        votes = torch.tensor([float(number), per_step], device=self.device)
+        flag = float(main_flag and rank() == 0)  # (the others' clocks do not count)
+        votes = torch.tensor([float(number), per_step, flag], device=self.device)
         dist.all_reduce(votes, op=dist.ReduceOp.MAX)
-        number, per_step = votes.tolist()  # the one host sync
+        number, per_step, flag = votes.tolist()  # the one host sync
+        self.main_flag = bool(flag)
         interval = int(self.every_s / per_step) if per_step > 0 else self.max_interval
         self.next_step = step + min(max(interval, 1), self.max_interval)
         self.last_step, self.last_time = step, now

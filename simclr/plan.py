@@ -126,7 +126,8 @@ def refit_to_budget(plan: Plan, cfg: Config, step: int, elapsed: float) -> int:
     come every max(10, total/50) steps, more often early on (every step/2: the speed
     of the first steps is the least sure) and near the end (every quarter of what is
     left), so that short runs meet both the deadline and the warm-up's share. Every
-    process must stop at the same step: rank 0's clock decides.
+    process must stop at the same step: rank 0's clock decides (between re-plans too:
+    :func:`end_if_spent`).
     """
     if plan.deadline is not None and step >= FIRST_REFIT:
         remaining = max(plan.deadline - elapsed, 0.0)
@@ -224,11 +225,20 @@ def set_lr(optimizer: torch.optim.Optimizer, plan: Plan, final_lr: float, step: 
                             final_lr)
 
 
-def end_if_spent(plan: Plan, step: int, elapsed: float, world: int) -> bool:
-    """End the schedule at ``step`` (``plan.total_steps``) when a --time-budget's seconds
-    are spent (``elapsed``), between re-plans too: whether it did. One process only: each
-    of several would read its own clock and stop at another step."""
-    if plan.deadline is None or world != 1 or elapsed < plan.deadline:
+def budget_spent(plan: Plan, elapsed: float) -> bool:
+    """Whether a --time-budget's seconds are spent by this process's clock (``elapsed``
+    training seconds); under torchrun rank 0's decides (:func:`end_if_spent`)."""
+    return plan.deadline is not None and elapsed >= plan.deadline
+
+
+def end_if_spent(plan: Plan, step: int, spent: bool) -> bool:
+    """End the schedule at ``step`` (``plan.total_steps``) when the budget is ``spent``,
+    between re-plans too: whether it did. ``spent``: the same answer on every process,
+    rank 0's :func:`budget_spent` told to all by ``distributed.StopVote(...).main_flag``
+    (one process: its own, at once), so that all stop at the same step. Before, only a
+    single process did: under torchrun a run went on past its deadline until the next
+    re-plan, up to max(10, total/50) steps later."""
+    if not spent:
         return False
     plan.total_steps = step
     return True

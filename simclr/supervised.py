@@ -58,6 +58,7 @@ from simclr.optim import build_optimizer, lr_at
 from simclr.plan import (
     FIRST_REFIT,
     Plan,
+    budget_spent,
     budget_within_warmup,
     check_batch_fits,
     end_if_spent,
@@ -279,19 +280,24 @@ def restore(ckpt: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.op
         return int(ckpt["step"]), float(ckpt["elapsed"])
 
 
-def budget_refit(cfg: Config, plan: Plan, step: int) -> Callable[[int, float], int] | None:
+def budget_refit(cfg: Config, plan: Plan, step: int,
+                 device: torch.device) -> Callable[[int, float], int] | None:
     """Under a time budget, the cosine re-planned from the measured speed to end on time
-    (as pretraining does), every few steps; None without one."""
+    (as pretraining does), every few steps; None without one. The budget spent ends the
+    training at that step, on every process alike (rank 0's clock, compared every few
+    seconds on ``device``: distributed.StopVote)."""
     if not cfg.time_budget:
         return None
     next_refit = step + FIRST_REFIT
+    vote = dist.StopVote(device, step)  # (no signals: train_classifier's own vote's)
 
     def refit(step: int, elapsed: float) -> int:
         nonlocal next_refit
         note_first_step(plan, step, elapsed)
         if next_refit <= step < plan.total_steps:  # (none after the last step)
             next_refit = refit_to_budget(plan, cfg, step, elapsed)
-        end_if_spent(plan, step, elapsed, dist.world_size())  # (as pretraining's)
+        vote(step, None, step >= plan.total_steps, budget_spent(plan, elapsed))
+        end_if_spent(plan, step, vote.main_flag)  # (as pretraining's)
         return plan.total_steps
 
     return refit
@@ -401,7 +407,7 @@ def _train_and_test(
         lr_fn=lambda s, p: lr_at(s, plan.total_steps, plan.warmup_steps, p, cfg.optim.final_lr),
         seed=cfg.seed, device=dev, precision=prec, channels_last=cfg.channels_last,
         workers=cfg.data.workers, verbose=verbose, name="supervised",
-        refit=budget_refit(cfg, plan, step), start_step=step, elapsed=elapsed, scaler=scaler,
+        refit=budget_refit(cfg, plan, step, dev), start_step=step, elapsed=elapsed, scaler=scaler,
         checkpointing=checkpointing, tally=save.epoch_tally)
     within = budget_within_warmup(plan, stats["steps"], stats["status"] == "finished")
     if within:

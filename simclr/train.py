@@ -64,6 +64,7 @@ from simclr.optim import build_optimizer, gradients_finite
 from simclr.plan import (
     FIRST_REFIT,
     Plan,
+    budget_spent,
     budget_within_warmup,
     check_batch_fits,
     end_if_spent,
@@ -521,11 +522,13 @@ def train_loop(
             progress.step()
             if on_step is not None:
                 on_step(state.step, stop)
-            if end_if_spent(plan, state.step, trained, world):  # (the budget is spent)
-                progress.set_total(plan.total_steps)  # (its last line: "N/N", not "N/700")
             last = state.step >= plan.total_steps  # (logged, and no refit: it ends here)
-            # A signal may reach only some processes: they agree on the step to stop at.
-            signal_name = vote(state.step, stop.requested, last)
+            # A signal may reach only some processes, and each reads its own clock: they
+            # agree on the step to stop at (a spent --time-budget: by rank 0's clock).
+            signal_name = vote(state.step, stop.requested, last, budget_spent(plan, trained))
+            if end_if_spent(plan, state.step, vote.main_flag):  # (the budget is spent)
+                progress.set_total(plan.total_steps)  # (its last line: "N/N", not "N/700")
+                last = True
 
             # Windows end at the same steps as an uninterrupted run's, a stop or not: the
             # checkpoint carries an open window on (the log reads as one run).

@@ -613,7 +613,8 @@ def test_two_process_sgd_linear_evaluation_follows_one_process(tmp_path, pretrai
 
 def _vote_worker(rank: int, port: int, out_dir: str) -> None:
     """Process 1's steps take 1 s, process 0's 0.5 s (a fake clock); a signal reaches
-    process 1 only, after step 4."""
+    process 1 only, after step 4; rank 0 flags from step 6 (its clock: a budget spent),
+    rank 1 at steps 2 to 5 (its own clock, which does not count)."""
     import json
     import os
 
@@ -625,13 +626,15 @@ def _vote_worker(rank: int, port: int, out_dir: str) -> None:
     clock = {"now": 0.0}
     d.time.perf_counter = lambda: clock["now"]
     vote = d.StopVote(torch.device("cpu"), start_step=0, every_s=2.0)
-    answers = []
+    answers, flags = [], []
     for step in range(1, 9):
         clock["now"] = step * (1.0 if rank == 1 else 0.5)
         asked = "SIGINT" if rank == 1 and step >= 4 else None
-        answers.append(vote(step, asked, last=step == 8))
+        flag = step >= 6 if rank == 0 else 2 <= step <= 5
+        answers.append(vote(step, asked, last=step == 8, main_flag=flag))
+        flags.append(vote.main_flag)
     with open(os.path.join(out_dir, f"votes{rank}.json"), "w") as f:
-        json.dump(answers, f)
+        json.dump([answers, flags], f)
     d.cleanup()
 
 
@@ -639,17 +642,106 @@ def _vote_worker(rank: int, port: int, out_dir: str) -> None:
 def test_processes_stop_together_at_steps_spaced_by_the_slowest(tmp_path):
     """The processes compare stop requests after step 1, then every every_s / (slowest
     step time) = 2 steps: steps 3, 5 (the request from step 4 is seen there), ... The
-    answer is the same on every process, with the signal's name."""
+    answer is the same on every process, with the signal's name; so is rank 0's flag
+    (seen at step 7, from step 6), never another's."""
     import json
 
     mp.spawn(_vote_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
     votes = [json.loads((tmp_path / f"votes{r}.json").read_text()) for r in range(WORLD)]
-    assert votes[0] == votes[1] == [None, None, None, None, "SIGINT", None, "SIGINT", "SIGINT"]
+    assert votes[0][0] == votes[1][0] == [None, None, None, None, "SIGINT", None, "SIGINT",
+                                          "SIGINT"]
+    assert votes[0][1] == votes[1][1] == [False] * 6 + [True, True]
 
 
 def test_one_process_stops_at_once():
     vote = distributed.StopVote(torch.device("cpu"))
     assert [vote(s, n) for s, n in ((1, None), (2, "SIGTERM"))] == [None, "SIGTERM"]
+    assert [(vote(3, None, main_flag=f), vote.main_flag)[1] for f in (True, False)] == \
+        [True, False]
+
+
+def _pretrain_budget_worker(rank: int, port: int, flags: dict) -> None:
+    """A --time-budget pretraining whose training seconds are a fake clock: 0.1 s a step
+    on both processes, but rank 0's step 7 is slow (its clock at 100 s)."""
+    import json
+    import os
+
+    from simclr import distributed as d
+    from simclr import train
+    from simclr.settings import build_config
+
+    d.STOP_VOTE_EVERY_S = 0.0  # compare after every step
+    os.environ.update({"WORLD_SIZE": str(WORLD), "RANK": str(rank), "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    step_ended = train.SessionClock.step_ended
+
+    def fake(self, state, meter, step_start) -> float:
+        step_ended(self, state, meter, step_start)
+        return 100.0 if rank == 0 and state.step >= 7 else 0.1 * state.step
+
+    train.SessionClock.step_ended = fake
+    summary = train.pretrain(build_config(flags=flags))
+    with open(os.path.join(flags["out"], f"rank{rank}.json"), "w") as f:
+        json.dump({k: summary[k] for k in ("status", "steps")}, f)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_a_spent_budget_stops_every_pretraining_process_at_one_step(tmp_path, image_folder):
+    """Rank 0's clock passes the 6-s deadline at step 7, between re-plans (at 6 and 9):
+    both processes end there. Before, only one process looked at its clock between
+    re-plans: under torchrun the run went on to the re-plan at step 9, and its step 10."""
+    import json
+
+    from tests.conftest import tiny_flags
+
+    flags = tiny_flags(image_folder, tmp_path / "run", str(tmp_path / "cache"), threads=1,
+                       checkpoint_every=0, epochs=100, time_budget="6s", log_every=100)
+    mp.spawn(_pretrain_budget_worker, args=(_free_port(), flags), nprocs=WORLD, join=True)
+    ranks = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in range(WORLD)]
+    assert ranks[0] == ranks[1] == {"status": "finished", "steps": 7}
+    last = json.loads((tmp_path / "run/metrics.jsonl").read_text().splitlines()[-1])
+    assert (last["step"], last["total_steps"]) == (7, 7)
+
+
+def _supervised_budget_worker(rank: int, port: int, out_dir: str) -> None:
+    """simclr.supervised.budget_refit after each of 12 steps of 0.1 s, rank 0's step 7
+    slow (its clock at 100 s), a 6-s budget; the totals it returned, step by step."""
+    import json
+    import os
+
+    from simclr import distributed as d
+    from simclr.plan import plan_schedule
+    from simclr.settings import build_config
+    from simclr.supervised import budget_refit
+
+    d.STOP_VOTE_EVERY_S = 0.0  # compare after every step
+    os.environ.update({"WORLD_SIZE": str(WORLD), "RANK": str(rank), "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    d.init_from_env()
+    cfg = build_config(flags={"batch_size": 8, "epochs": 100, "time_budget": "6s"})
+    plan = plan_schedule(cfg, 24)
+    refit = budget_refit(cfg, plan, 0, torch.device("cpu"))
+    totals = []
+    for step in range(1, 13):
+        totals.append(refit(step, 100.0 if rank == 0 and step >= 7 else 0.1 * step))
+        if step >= totals[-1]:
+            break
+    with open(os.path.join(out_dir, f"totals{rank}.json"), "w") as f:
+        json.dump(totals, f)
+    d.cleanup()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_a_spent_supervised_budget_ends_every_process_at_one_step(tmp_path):
+    """As pretraining: rank 0's clock passes the deadline at step 7, between re-plans;
+    both processes end the training there (before: at the re-plan of step 9, and 10)."""
+    import json
+
+    mp.spawn(_supervised_budget_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD,
+             join=True)
+    totals = [json.loads((tmp_path / f"totals{r}.json").read_text()) for r in range(WORLD)]
+    assert totals[0] == totals[1]
+    assert len(totals[0]) == 7 and totals[0][-1] == 7
 
 
 def _pretrain_stop_worker(rank: int, port: int, flags: dict) -> None:

@@ -153,7 +153,7 @@ def test_a_supervised_budget_never_refits_past_its_last_step():
 
     cfg = build_config(flags={"batch_size": 8, "time_budget": 100.0, "max_steps": 3})
     plan = plan_schedule(cfg, 80)
-    refit = budget_refit(cfg, plan, 0)
+    refit = budget_refit(cfg, plan, 0, torch.device("cpu"))
     assert [refit(step, float(step)) for step in (1, 2, 3)] == [3, 3, 3]  # --max-steps 3
 
 

@@ -168,7 +168,7 @@ def test_a_supervised_budget_spent_ends_the_training_at_that_step():
     cfg = build_config(flags={**TINY, "time_budget": "3s"})
     plan = Plan(steps_per_epoch=3, total_steps=30, warmup_steps=2, deadline=3.0,
                 num_images=24)
-    refit = budget_refit(cfg, plan, 0)
+    refit = budget_refit(cfg, plan, 0, torch.device("cpu"))
     assert refit(1, 1.0) == 30  # (within the budget, before the first re-plan)
     assert refit(2, 3.5) == 2  # spent at step 2: it ends there
 
