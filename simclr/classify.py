@@ -223,7 +223,9 @@ def train_classifier(
     "train_top1" (of the last epoch; without its ``tally``, a continued epoch's part
     since the start; None if no step was left to run), "train_s" (all segments)}.
     ``checkpointing.keep_tally`` is given each epoch's tally as it ends too (the last:
-    for the caller's final save).
+    for the caller's final save). A loss (or gradient) that becomes non-finite stops the
+    training soon after (:class:`_DivergenceWatch`: seconds, or at most 50 steps), before
+    any save, with a one-line error.
     """
     model.to(device).train()
     if scaler is None:
@@ -254,8 +256,9 @@ def train_classifier(
                 # raises reaches the caller rather than being printed as ignored.
                 with closing(batches(epoch=epoch, skip=skip)) as epoch_batches:
                     epoch_tally = training.run_epoch(epoch_batches, epoch, stop, epoch_tally)
+                training.look(epoch, force=True)  # (the last steps, since the last look)
                 epoch, skip = epoch + 1, 0
-                mean_loss, top1 = epoch_tally.reduced(name, epoch)
+                mean_loss, top1 = epoch_tally.reduced()
                 stopped = " (stopped)" if training.status != "finished" else ""
                 log(f"{name} epoch {epoch}{stopped} ({training.step}/{training.total_steps} "
                     f"steps, {steps_per_epoch}/epoch): loss {mean_loss:.4f}, train top-1 "
@@ -295,10 +298,12 @@ class _Training:
     signal: str | None = None
     start: float = field(init=False)
     vote: dist.StopVote = field(init=False)
+    watch: _DivergenceWatch = field(init=False)
 
     def __post_init__(self) -> None:
         self.start = time.perf_counter()
         self.vote = dist.StopVote(self.device, self.step)
+        self.watch = _DivergenceWatch(self.device, self.step)
 
     def seconds(self) -> float:
         """Training seconds so far, the earlier segments' included."""
@@ -321,6 +326,7 @@ class _Training:
                 logits, loss = classifier_step(self.model, views, labels, self.optimizer,
                                                self.scaler, self.device, self.precision)
             tally.add(loss, logits, labels)
+            self.watch.add(loss)
             self.step += 1
             self._after_step(stop, tally, epoch)
             if self.step >= self.total_steps or self.signal:
@@ -342,9 +348,11 @@ class _Training:
                                          None if kept is None else self.checkpointing.again)  # type: ignore[union-attr]
 
     def _after_step(self, stop: StopFlag | None, tally: _EpochTally, epoch: int) -> None:
-        """The length anew (a time budget's ``refit``); with checkpointing, a save when
-        due (of a model whose loss in ``epoch``, counted from 0, is still finite) and the
-        processes' vote on a stop."""
+        """A look at the loss when due (a diverged training stops within seconds, not at
+        the epoch's end); the length anew (a time budget's ``refit``); with checkpointing,
+        a save when due (of a model whose loss is still finite) and the processes' vote
+        on a stop. ``epoch``: counted from 0."""
+        self.look(epoch)
         seconds = self.seconds()
         if self.refit is not None:
             self.total_steps = self.refit(self.step, seconds)
@@ -352,15 +360,24 @@ class _Training:
             # (the ignore: a training that checkpoints has a StopFlag)
             self.signal = _checkpoint_and_vote(self.checkpointing, stop, self.vote, self.step,  # type: ignore[arg-type]
                                                self.total_steps, seconds, tally,
-                                               partial(tally.mean_loss, self.name, epoch + 1))
+                                               partial(self.look, epoch, force=True),
+                                               self.watch.finite_here)
             self.status = ("preempted" if self.signal and self.step < self.total_steps
                            else "finished")
+
+    def look(self, epoch: int, force: bool = False) -> None:
+        """Stop a training whose loss (or gradients) became non-finite in ``epoch``
+        (counted from 0), where a look is due or ``force``d: see :class:`_DivergenceWatch`
+        (``force`` only at a step every process forces alike)."""
+        bad = self.watch.first_bad_step(self.step, force)
+        if bad is not None:
+            raise diverged(self.name, bad, epoch + 1, self.checkpointing)
 
 
 class _EpochTally:
     """An epoch's summed loss, hits and image count, kept on the device: no host sync per
-    step (one at the epoch's end, or when a checkpoint checks the loss). ``saved``: the
-    :meth:`state` of the epoch's steps before a stop (a continued epoch)."""
+    step (one at the epoch's end). ``saved``: the :meth:`state` of the epoch's steps
+    before a stop (a continued epoch)."""
 
     def __init__(self, device: torch.device, saved: dict[str, float] | None = None) -> None:
         saved = saved or {}
@@ -381,49 +398,102 @@ class _EpochTally:
         self.hits += top1_hits(logits.detach(), labels)  # (a tie is a miss, as in the test)
         self.seen += len(labels)
 
-    def mean_loss(self, name: str, epoch: int) -> float:
-        """This process's mean loss so far in ``epoch`` (counted from 1); see _finite_loss."""
-        return _finite_loss(self.loss_sum, self.seen, name, epoch)
-
-    def reduced(self, name: str, epoch: int) -> tuple[float, float]:
-        """(mean loss, train top-1) of ``epoch`` (counted from 1) over all the processes."""
+    def reduced(self) -> tuple[float, float]:
+        """(mean loss, train top-1) of the epoch over all the processes (its loss checked
+        finite before: :class:`_DivergenceWatch`)."""
         # Summed over the processes (their means alike, as they see equal shares).
         loss_sum, hits, seen = dist.all_reduce_mean(torch.stack(
             [self.loss_sum.float(), self.hits.float(),
-             torch.tensor(float(self.seen), device=self.device)]))
-        return _finite_loss(loss_sum, seen.item(), name, epoch), hits.item() / max(seen.item(), 1)
+             torch.tensor(float(self.seen), device=self.device)])).tolist()
+        return loss_sum / max(seen, 1), hits / max(seen, 1)
+
+
+DIVERGENCE_LOOK_S = 2.0  # about the seconds between looks at the loss (a host sync each)
+DIVERGENCE_LOOK_STEPS = 50  # the most steps between them (fast steps: a look still costs nothing)
+
+
+class _DivergenceWatch:
+    """Whether a step's loss became non-finite (or its gradients: :func:`classifier_step`
+    masks the loss then), read soon after: a diverged training stops within seconds or
+    ``max_interval`` steps, not at its epoch's end or next save (an ImageNet epoch's
+    steps on NaN weights).
+
+    ``add(loss)`` after every step counts the steps before the first non-finite loss on
+    the device (no host sync). :meth:`first_bad_step` reads that count (one host sync;
+    under torchrun one small all-reduce, so every process stops at the same step even
+    where one alone saw the NaN) at steps every process picks alike, as
+    distributed.StopVote spaces its votes: about every ``every_s`` seconds from the
+    slowest process's step time, at most ``max_interval`` steps apart, and where forced
+    (an epoch's end, a periodic save: steps all the processes reach together).
+    """
+
+    def __init__(self, device: torch.device, start_step: int, every_s: float | None = None,
+                 max_interval: int | None = None) -> None:
+        self.device, self.start_step = device, start_step
+        self.every_s = DIVERGENCE_LOOK_S if every_s is None else every_s
+        self.max_interval = DIVERGENCE_LOOK_STEPS if max_interval is None else max_interval
+        self.finite = torch.ones((), dtype=torch.bool, device=device)  # every step's so far
+        self.finite_steps = torch.zeros((), dtype=torch.int64, device=device)
+        self.next_step, self.last_step = start_step + 1, start_step
+        self.last_time = time.perf_counter()
+
+    def add(self, loss: torch.Tensor) -> None:
+        """One step's loss (a scalar on the device)."""
+        torch.logical_and(self.finite, torch.isfinite(loss.detach()), out=self.finite)
+        self.finite_steps += self.finite
+
+    def finite_here(self) -> bool:
+        """Whether this process's losses are all finite so far (a host sync; no look:
+        for a save at a step the processes do not pick alike)."""
+        return bool(self.finite.item())
+
+    def first_bad_step(self, step: int, force: bool = False) -> int | None:
+        """At a look (after ``step`` steps; ``force``: this one), the step (counted from
+        1) whose loss was the first non-finite one of any process, if any; else None."""
+        if (step < self.next_step and not force) or step == self.last_step:
+            return None
+        now = time.perf_counter()
+        per_step = (now - self.last_time) / max(step - self.last_step, 1)
+        # (each process's count negated: the MAX is the fewest; float64: counts exact)
+        looked = torch.stack([-self.finite_steps.double(),
+                              torch.tensor(per_step, dtype=torch.float64, device=self.device)])
+        if dist.world_size() > 1:
+            torch.distributed.all_reduce(looked, op=torch.distributed.ReduceOp.MAX)
+        fewest, per_step = looked.tolist()  # the one host sync
+        interval = int(self.every_s / per_step) if per_step > 0 else self.max_interval
+        self.next_step = step + min(max(interval, 1), self.max_interval)
+        self.last_step, self.last_time = step, now
+        first_bad = self.start_step + int(-fewest) + 1
+        return first_bad if first_bad <= step else None
+
+
+def diverged(name: str, step: int, epoch: int,
+             checkpointing: Checkpointing | None) -> SimCLRError:
+    """The one-line error of a training whose loss (or gradients) became non-finite at
+    ``step`` of ``epoch`` (both counted from 1)."""
+    return SimCLRError(f"{name}: the loss or its gradients became non-finite in epoch "
+                       f"{epoch}; lower --lr")
 
 
 def _checkpoint_and_vote(checkpointing: Checkpointing, stop: StopFlag, vote: dist.StopVote,
                          step: int, total_steps: int, seconds: float, tally: _EpochTally,
-                         check: Callable[[], float]) -> str | None:
+                         look: Callable[[], None], finite_here: Callable[[], bool],
+                         ) -> str | None:
     """A periodic checkpoint when due (never of a diverged model), with the epoch's
     ``tally``; the name of a signal that asked to stop, else None. A signal may reach
-    only some processes: ``vote`` makes every process stop at the same step."""
+    only some processes: ``vote`` makes every process stop at the same step. ``look``
+    raises where the loss became non-finite (every process alike: at a save by steps);
+    ``finite_here`` says whether this process's is (at a save by its own clock)."""
     if checkpointing.on_step is not None:
         checkpointing.on_step(step, stop)
     # (At the last step nothing: the caller writes the final checkpoint.)
     rule = checkpointing.schedule.due(step) if step < total_steps else None
     if rule == "steps":
-        check()
+        look()
         checkpointing.write(step, seconds, tally)
-    elif rule == "clock":
-        try:
-            check()
-        except SimCLRError:  # diverged: nothing saved (no raise: see SaveSchedule)
-            pass
-        else:
-            checkpointing.write(step, seconds, tally)
+    elif rule == "clock" and finite_here():  # (diverged: nothing saved, no raise: see
+        checkpointing.write(step, seconds, tally)  # SaveSchedule; the next look raises)
     return vote(step, stop.requested, last=step >= total_steps)
-
-
-def _finite_loss(loss_sum: torch.Tensor, seen: int, name: str, epoch: int) -> float:
-    """The mean loss so far (one host sync); a non-finite one stops the training."""
-    mean_loss = loss_sum.item() / max(seen, 1)
-    if not math.isfinite(mean_loss):
-        raise SimCLRError(f"{name}: the loss or its gradients became non-finite in epoch "
-                          f"{epoch}; lower --lr")
-    return mean_loss
 
 
 def classifier_step(
@@ -433,8 +503,9 @@ def classifier_step(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One cross-entropy update on views (B, 3, S, S); returns (logits (B, C), loss).
     The loss is NaN where a gradient was not finite (a finite loss can have such: bf16
-    on a CPU did), so the epoch's tally, read before every save, stops the training
-    before that update reaches a checkpoint (no host sync here)."""
+    on a CPU did), so the training's look at its losses (:class:`_DivergenceWatch`:
+    within seconds, and before every save) stops it before that update reaches a
+    checkpoint (no host sync here)."""
     with autocast(device, precision):
         logits = model(views)
     loss = F.cross_entropy(logits.float(), labels)

@@ -75,17 +75,27 @@ def test_schedules_have_no_warm_up():
     assert [scheduled_lr(s, 10, 0.4, "constant") for s in (0, 9)] == [0.4, 0.4]
 
 
-def train(model, total, saves, start_step=0, lr=0.05, on_step=None, every=2, every_s=0.0):
-    source = colour_source()  # 24 images, batch 8: 3 steps per epoch
+def train(model, total, saves, start_step=0, lr=0.05, on_step=None, every=2, every_s=0.0,
+          per_class=8, batch=8, checkpointing=True, **kept):
+    """``model`` trained ``total`` steps (24 images, batch 8: 3 steps per epoch), each
+    periodic save's step appended to ``saves`` (its path: ``ckpt-STEP.pt``); ``kept``:
+    Checkpointing's ``last`` and ``again``; ``checkpointing`` False: none."""
+    source = colour_source(n_per_class=per_class)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     for group in optimizer.param_groups:
         group["peak_lr"] = lr
+
+    def save(step, seconds):
+        saves.append(step)
+        return f"ckpt-{step}.pt"
+
     return train_classifier(
-        model, source, np.arange(24), crop_flip_config(16), total_steps=total, batch_size=8,
-        optimizer=optimizer, lr_fn=lambda step, p: scheduled_lr(step, total, p), seed=0,
+        model, source, np.arange(3 * per_class), crop_flip_config(16), total_steps=total,
+        batch_size=batch, optimizer=optimizer,
+        lr_fn=lambda step, p: scheduled_lr(step, total, p), seed=0,
         device=torch.device("cpu"), precision="fp32", verbose=False, start_step=start_step,
-        checkpointing=Checkpointing(lambda step, seconds: saves.append(step), every, on_step,
-                                    every_s=every_s))
+        checkpointing=Checkpointing(save, every, on_step, every_s=every_s, **kept)
+        if checkpointing else None)
 
 
 def test_periodic_saves_and_a_stop_request():
@@ -153,12 +163,9 @@ def test_a_diverged_model_is_never_saved():
     assert saves == []
 
 
-@pytest.mark.parametrize("stop_at", [None, 4])
-def test_a_finite_loss_with_non_finite_gradients_is_never_saved(stop_at):
-    """Step 4's loss is finite, its gradients NaN (bf16 on a CPU gave such): the update
-    was applied and saved by the next periodic checkpoint, by a stop's, or as the
-    final one of a 'finished' training (supervised, finetune, linear-eval --protocol
-    sgd). The step's loss counts as NaN, so the training stops before any save."""
+def nan_at(step):
+    """A classifier whose gradients are NaN at ``step`` (counted from 1; its loss
+    finite) and a list of the steps it ran (the forwards counted)."""
     model, steps = Classifier(tiny_encoder(), 3), [0]
 
     def count(module, args):  # (the forward of each step)
@@ -166,15 +173,129 @@ def test_a_finite_loss_with_non_finite_gradients_is_never_saved(stop_at):
 
     model.register_forward_pre_hook(count)
     for param in model.parameters():
-        param.register_hook(lambda grad: grad * math.nan if steps[0] == 4 else grad)
+        param.register_hook(lambda grad: grad * math.nan if steps[0] == step else grad)
+    return model, steps
+
+
+@pytest.mark.parametrize("stop_at", [None, 4, "clock"])
+def test_a_finite_loss_with_non_finite_gradients_is_never_saved(stop_at):
+    """Step 4's loss is finite, its gradients NaN (bf16 on a CPU gave such): the update
+    was applied and saved by the next periodic checkpoint, by a stop's, or as the
+    final one of a 'finished' training (supervised, finetune, linear-eval --protocol
+    sgd). The step's loss counts as NaN, so the training stops before any save (one
+    due by the clock, which each process keeps alone, is left out; the next look stops
+    the training)."""
+    model, _ = nan_at(4)
     saves = []
     def stop(step, flag):
         if step == stop_at:
             flag.requested = "SIGTERM"
 
+    every, every_s = (0, 1e-9) if stop_at == "clock" else (1, 0.0)
     with pytest.raises(SimCLRError, match="the loss or its gradients became non-finite"):
-        train(model, 7, saves, every=1, on_step=stop)
+        train(model, 7, saves, every=every, every_s=every_s, on_step=stop)
     assert saves == [1, 2, 3]
+
+
+def test_a_diverged_training_stops_soon_not_at_its_epochs_end(monkeypatch):
+    """A loss that became NaN in a long epoch (an ImageNet one: hours) was seen only at
+    the epoch's end or the next save, the training going on with NaN weights. Now the
+    losses are looked at every few seconds or DIVERGENCE_LOOK_STEPS steps (here 5): the
+    step-4 NaN of a 30-step epoch stops it by step 6 (a look after step 1, then at
+    most 5 steps on)."""
+    from simclr import classify
+
+    # (not raising: without it, a name gone wrong would run the whole epoch and fail)
+    monkeypatch.setattr(classify, "DIVERGENCE_LOOK_STEPS", 5, raising=False)
+    model, steps = nan_at(4)
+    with pytest.raises(SimCLRError, match=r"non-finite in epoch 1"):
+        train(model, 60, [], every=0, per_class=40, batch=4)  # 30 steps an epoch
+    assert 4 <= steps[0] <= 6
+
+
+def test_the_losses_are_looked_at_every_few_seconds_not_every_step(monkeypatch):
+    """A look reads the device's count of finite steps (a host sync: on a GPU, a wait
+    for its queue) about every DIVERGENCE_LOOK_S seconds, from the measured step time:
+    steps of 0.5 s are looked at after step 1, then every 4 steps (a NaN at step 7 is
+    seen at step 9); steps of 1 ms every DIVERGENCE_LOOK_STEPS (50); a forced look
+    (an epoch's end, a save) at once, the same step not twice."""
+    from simclr import classify
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(classify.time, "perf_counter", lambda: clock["now"])
+    reads = []
+    watch = classify._DivergenceWatch(torch.device("cpu"), start_step=0)
+    first_bad = watch.first_bad_step
+
+    def looked(step, force=False):
+        last = watch.last_step
+        answer = first_bad(step, force)
+        if watch.last_step != last:
+            reads.append(step)
+        return answer
+
+    answers = []
+    for step in range(1, 13):
+        clock["now"] = 0.5 * step
+        watch.add(torch.tensor(math.nan if step == 7 else 1.0))
+        answers.append(looked(step))
+    assert reads == [1, 5, 9] and answers == [None] * 8 + [7, None, None, None]
+    assert looked(12, force=True) == 7 and looked(12, force=True) is None  # (seen: raised)
+    assert reads == [1, 5, 9, 12]
+    reads.clear()
+    watch = classify._DivergenceWatch(torch.device("cpu"), start_step=100)
+    first_bad = watch.first_bad_step
+    for step in range(101, 250):
+        clock["now"] += 0.001
+        watch.add(torch.tensor(1.0))
+        assert looked(step) is None
+    assert reads == [101, 151, 201]
+
+
+def _diverging_worker(rank: int, port: int, out_dir: str) -> None:
+    """Process 1 alone meets NaN gradients at step 4 (no DDP here: each process trains
+    its own classifier), with a save every 3 steps and looks at most 5 steps apart."""
+    import json
+    import os
+
+    from simclr import classify
+    from simclr import distributed as d
+
+    os.environ.update({"WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    d.init_from_env()
+    torch.set_num_threads(1)
+    classify.DIVERGENCE_LOOK_STEPS = 5
+    model, steps = nan_at(4 if rank == 1 else -1)
+    saves = []
+    try:
+        train(model, 60, saves, every=3, per_class=40, batch=4)
+        error = None
+    except SimCLRError as exc:
+        error = str(exc)
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump({"error": error, "steps": steps[0], "saves": saves}, f)
+    d.cleanup()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_processes_stop_together_where_one_alone_diverged(tmp_path):
+    """Under torchrun the look is one all-reduce at steps every process picks alike:
+    both processes stop at the same step, with the same message (none waits for the
+    other), though only process 1's loss became NaN; nothing is saved after it."""
+    import json
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_diverging_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    assert ranks[0] == ranks[1]
+    assert "non-finite in epoch 1" in ranks[0]["error"]
+    assert 4 <= ranks[0]["steps"] <= 6 and ranks[0]["saves"] == [3]
 
 
 def test_a_partial_run_without_a_folder_keeps_nothing(tmp_path):
@@ -256,7 +377,7 @@ def test_the_training_top1_counts_a_tie_against_the_label():
                           requires_grad=True)
     tally.add(torch.tensor(0.5), logits, torch.tensor([0, 1, 1]))
     assert tally.hits.device == logits.device and tally.state()["hits"] == 1
-    assert tally.reduced("fine-tuning", 1) == (0.5, 1 / 3)
+    assert tally.reduced() == (0.5, 1 / 3)
 
 
 def test_total_steps_rounds_a_fraction_of_an_epoch_up():
