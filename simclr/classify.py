@@ -44,10 +44,11 @@ from simclr.checkpoint import (
     readable_state,
     save_checkpoint,
     stopped_while_finishing,
+    what_is_kept,
 )
 from simclr.config import AugmentConfig
 from simclr.data import decode_device
-from simclr.errors import SimCLRError
+from simclr.errors import DivergedError, SimCLRError
 from simclr.features import close_workers, encoded_batches, iter_batches, source_name
 from simclr.files import lock_folder, set_aside, taken
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
@@ -225,7 +226,7 @@ def train_classifier(
     ``checkpointing.keep_tally`` is given each epoch's tally as it ends too (the last:
     for the caller's final save). A loss (or gradient) that becomes non-finite stops the
     training soon after (:class:`_DivergenceWatch`: seconds, or at most 50 steps), before
-    any save, with a one-line error.
+    any save, with a one-line DivergedError naming its step and the checkpoint kept.
     """
     model.to(device).train()
     if scaler is None:
@@ -468,11 +469,18 @@ class _DivergenceWatch:
 
 
 def diverged(name: str, step: int, epoch: int,
-             checkpointing: Checkpointing | None) -> SimCLRError:
+             checkpointing: Checkpointing | None) -> DivergedError:
     """The one-line error of a training whose loss (or gradients) became non-finite at
-    ``step`` of ``epoch`` (both counted from 1)."""
-    return SimCLRError(f"{name}: the loss or its gradients became non-finite in epoch "
-                       f"{epoch}; lower --lr")
+    ``step`` of ``epoch`` (both counted from 1): the checkpoint kept (nothing is saved
+    after it) and how to train again with a lower lr (--resume and a continued
+    evaluation keep the lr; as :func:`evaluate_classifier` words it)."""
+    kept = what_is_kept(None if checkpointing is None or checkpointing.last is None
+                        else Path(checkpointing.last))
+    how = ("" if checkpointing is None else " (into a new --out: --resume keeps the lr)"
+           if checkpointing.again is None else " (in its --out: with --overwrite)")
+    return DivergedError(f"{name}: the loss or its gradients became non-finite (NaN/inf) at "
+                         f"step {step} (epoch {epoch}); stopping: {kept}; train it again "
+                         f"with a lower --lr{how}", step)
 
 
 def _checkpoint_and_vote(checkpointing: Checkpointing, stop: StopFlag, vote: dist.StopVote,

@@ -17,7 +17,7 @@ from simclr.classify import (
     scheduled_lr,
     train_classifier,
 )
-from simclr.errors import SimCLRError
+from simclr.errors import DivergedError, SimCLRError
 from simclr.models import Classifier
 from tests.conftest import colour_source, tiny_encoder, worker_pools_started
 
@@ -157,8 +157,10 @@ def test_signals_are_caught_only_where_the_training_is_kept():
 
 def test_a_diverged_model_is_never_saved():
     saves = []
-    with pytest.raises(SimCLRError, match="the loss or its gradients became non-finite in "
-                       "epoch 1; lower --lr"):
+    with pytest.raises(DivergedError, match=r"^train: the loss or its gradients became "
+                       r"non-finite \(NaN/inf\) at step 2 \(epoch 1\); stopping: no "
+                       r"checkpoint was written; train it again with a lower --lr \(into a "
+                       r"new --out: --resume keeps the lr\)$"):
         train(Classifier(tiny_encoder(), 3), 7, saves, lr=1e30)
     assert saves == []
 
@@ -192,7 +194,7 @@ def test_a_finite_loss_with_non_finite_gradients_is_never_saved(stop_at):
             flag.requested = "SIGTERM"
 
     every, every_s = (0, 1e-9) if stop_at == "clock" else (1, 0.0)
-    with pytest.raises(SimCLRError, match="the loss or its gradients became non-finite"):
+    with pytest.raises(DivergedError, match="non-finite .* at step 4 .*ckpt-3.pt is untouched"):
         train(model, 7, saves, every=every, every_s=every_s, on_step=stop)
     assert saves == [1, 2, 3]
 
@@ -202,15 +204,41 @@ def test_a_diverged_training_stops_soon_not_at_its_epochs_end(monkeypatch):
     the epoch's end or the next save, the training going on with NaN weights. Now the
     losses are looked at every few seconds or DIVERGENCE_LOOK_STEPS steps (here 5): the
     step-4 NaN of a 30-step epoch stops it by step 6 (a look after step 1, then at
-    most 5 steps on)."""
+    most 5 steps on), the message naming step 4."""
     from simclr import classify
 
     # (not raising: without it, a name gone wrong would run the whole epoch and fail)
     monkeypatch.setattr(classify, "DIVERGENCE_LOOK_STEPS", 5, raising=False)
     model, steps = nan_at(4)
-    with pytest.raises(SimCLRError, match=r"non-finite in epoch 1"):
+    with pytest.raises(DivergedError, match=r"at step 4 \(epoch 1\)") as info:
         train(model, 60, [], every=0, per_class=40, batch=4)  # 30 steps an epoch
-    assert 4 <= steps[0] <= 6
+    assert 4 <= steps[0] <= 6 and info.value.step == 4
+
+
+@pytest.mark.parametrize("again", [None, "run the same command again", "no checkpointing"])
+def test_a_divergence_names_its_step_what_was_kept_and_how_to_train_again(monkeypatch,
+                                                                           again):
+    """The one line said 'non-finite in epoch N; lower --lr' alone: now the step it
+    was first seen at, the latest checkpoint kept (saved before it: untouched), and how
+    to train again with a lower lr, which continuing would not change: the supervised
+    baseline into a new --out (its --resume keeps the lr), an evaluation with
+    --overwrite (its same command continues the same lr); without a run folder,
+    nothing written."""
+    from simclr import classify
+
+    monkeypatch.setattr(classify, "DIVERGENCE_LOOK_STEPS", 1)  # a look after every step
+    model, steps = nan_at(5)
+    how = {None: r" \(into a new --out: --resume keeps the lr\)",
+           "run the same command again": r" \(in its --out: with --overwrite\)",
+           "no checkpointing": ""}[again]
+    kept = ("no checkpoint was written" if again == "no checkpointing" else
+            "the last checkpoint ckpt-4.pt is untouched")
+    with pytest.raises(DivergedError, match=rf"^train: the loss or its gradients became "
+                       rf"non-finite \(NaN/inf\) at step 5 \(epoch 2\); stopping: {kept}; "
+                       rf"train it again with a lower --lr{how}$"):
+        train(model, 7, [], checkpointing=again != "no checkpointing",
+              **({} if again == "no checkpointing" else {"again": again}))
+    assert steps[0] == 5  # (looked at after every step here)
 
 
 def test_the_losses_are_looked_at_every_few_seconds_not_every_step(monkeypatch):
@@ -271,7 +299,7 @@ def _diverging_worker(rank: int, port: int, out_dir: str) -> None:
     try:
         train(model, 60, saves, every=3, per_class=40, batch=4)
         error = None
-    except SimCLRError as exc:
+    except DivergedError as exc:
         error = str(exc)
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump({"error": error, "steps": steps[0], "saves": saves}, f)
@@ -294,7 +322,7 @@ def test_processes_stop_together_where_one_alone_diverged(tmp_path):
     mp.spawn(_diverging_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert ranks[0] == ranks[1]
-    assert "non-finite in epoch 1" in ranks[0]["error"]
+    assert "non-finite (NaN/inf) at step 4 (epoch 1)" in ranks[0]["error"]
     assert 4 <= ranks[0]["steps"] <= 6 and ranks[0]["saves"] == [3]
 
 
