@@ -52,7 +52,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 4  # bump when the cache layout or the decoding changes
+# Bump when the cache layout, the decoding or the key changes: an earlier version's
+# caches are then :func:`outdated`, removed by the next build of their folder (5: PIL's
+# truncated-image setting in the key and the sidecar).
+CACHE_VERSION = 5
 _CHUNK = 256  # images per decoding task
 _CRC_CHUNK = 16 << 20  # bytes of the .npy checksummed at a time
 
@@ -152,11 +155,15 @@ def _decoding_process(truncated: bool) -> None:
 
 def _cache_key(images: ImageList, side: int, max_pixels: int, store: str) -> str:
     """Hash of (relative paths, each file's size, mtime, inode and ctime, side, limits,
-    store, format version). Unpacked archives and ``rsync -t`` copies give files one
-    mtime, and same-sized formats one size: the inode follows a file through renames
-    (two files swapped) and the ctime, which no tool sets back, changes with any write
-    (an EXIF tag edited in place under ``exiftool -P``)."""
-    h = hashlib.sha256(json.dumps([CACHE_VERSION, side, max_pixels, store]).encode())
+    store, PIL's truncated-image setting, format version). A truncated file is a grey-
+    bottomed picture under a library caller's ``LOAD_TRUNCATED_IMAGES`` and a skipped one
+    under every command's (:func:`~simclr.decode.refuse_truncated_images`). Unpacked
+    archives and ``rsync -t`` copies give files one mtime, and same-sized formats one
+    size: the inode follows a file through renames (two files swapped) and the ctime,
+    which no tool sets back, changes with any write (an EXIF tag edited in place under
+    ``exiftool -P``)."""
+    h = hashlib.sha256(json.dumps([CACHE_VERSION, side, max_pixels, store,
+                                   pil_truncation()]).encode())
     for p, name in zip(images.paths, images.relative_paths(), strict=True):
         try:
             stamp = _stat_stamp(p)
@@ -344,9 +351,10 @@ def build_cache(
 def _variant(images: ImageList, max_pixels: int) -> dict[str, object]:
     """What besides the folder's files sets a cache's contents, recorded in its sidecar:
     two caches of one folder that differ in these are both current (a pretraining keeps
-    the images beside the class folders, an evaluation leaves them out)."""
+    the images beside the class folders, an evaluation leaves them out; a library
+    caller's PIL reads truncated files, a command's refuses them)."""
     loose = bool(images.classes) and bool((np.asarray(images.labels) < 0).any())
-    return {"max_pixels": max_pixels, "loose": loose}
+    return {"max_pixels": max_pixels, "loose": loose, "truncated": pil_truncation()}
 
 
 def _build_cache_files(
@@ -499,7 +507,8 @@ def _entry(npy: Path, meta_path: Path, orphan: bool) -> CacheEntry | None:
             used = meta_path.stat().st_mtime
             size += 0 if orphan else meta_path.stat().st_size
             store = meta.get("store")
-            variant: tuple = (meta.get("max_pixels"), meta.get("loose"))
+            variant: tuple = (meta.get("max_pixels"), meta.get("loose"),
+                              meta.get("truncated"))
             version = meta.get("version")
             _check_recorded(store, variant)
         # (RecursionError: `[[[[...` nested deep)
@@ -512,15 +521,15 @@ def _entry(npy: Path, meta_path: Path, orphan: bool) -> CacheEntry | None:
                       version if isinstance(version, int) else None)
 
 
-def _check_recorded(store: Any, variant: tuple[Any, Any]) -> None:
+def _check_recorded(store: Any, variant: tuple[Any, Any, Any]) -> None:
     """Raise TypeError unless a sidecar's storage and variant are of the types simclr
-    writes (a string; a number and a bool; None where not recorded): an edited or
+    writes (a string; a number and two bools; None where not recorded): an edited or
     damaged sidecar's list is no key to tell caches apart by (unhashable, a TypeError's
     traceback listing them), so the sidecar reads as damaged."""
-    max_pixels, loose = variant
+    max_pixels, loose, truncated = variant
     if not (store is None or isinstance(store, str)) or not (
             max_pixels is None or type(max_pixels) in (int, float)) or \
-            not (loose is None or isinstance(loose, bool)):
+            not all(flag is None or isinstance(flag, bool) for flag in (loose, truncated)):
         raise TypeError("not a sidecar simclr wrote")
 
 
@@ -532,10 +541,15 @@ def outdated(entry: CacheEntry) -> bool:
     return entry.version is not None and entry.version < CACHE_VERSION and not entry.orphan
 
 
+# The variant a sidecar from before it was recorded reads as (:func:`cache_entries`).
+_UNRECORDED = (None, None, None)
+
+
 def describe_entry(entry: CacheEntry) -> str:
     """What sets a cache apart from another of its folder and side, in a few words
-    (``simclr cache``): how its squares were stored, and a --max-pixels or the images
-    beside the class folders (a pretraining's) where it has them."""
+    (``simclr cache``): how its squares were stored, and a --max-pixels, the images
+    beside the class folders (a pretraining's) or truncated files read (a library
+    caller's PIL setting) where it has them."""
     store = entry.store or ""
     if store in ("full", "center"):
         words = ["whole pictures" if store == "full" else "central squares"]
@@ -543,16 +557,14 @@ def describe_entry(entry: CacheEntry) -> str:
         words = [f"for evaluation at {store.partition(':')[2]} px"]
     else:
         words = [store or "storage not recorded"]
-    max_pixels, loose = entry.variant or (None, None)
+    max_pixels, loose, truncated = entry.variant or _UNRECORDED
     if max_pixels is not None and max_pixels != DEFAULT_MAX_PIXELS:
         words.append(f"--max-pixels {max_pixels}")
     if loose:
         words.append("with the images beside the class folders")
+    if truncated:
+        words.append("truncated files read (PIL's LOAD_TRUNCATED_IMAGES)")
     return ", ".join(words)
-
-
-# The variant a sidecar from before it was recorded reads as (:func:`cache_entries`).
-_UNRECORDED = (None, None)
 
 
 def superseded(entries: list[CacheEntry]) -> set[Path]:

@@ -326,6 +326,34 @@ def _cannot_remove(entry: cache.CacheEntry) -> None:
     raise SimCLRError(f"cannot remove the cache {entry.npy}: Permission denied")
 
 
+def test_pils_truncated_image_setting_is_part_of_the_key(tmp_path, monkeypatch, capsys):
+    """A cache built by a library caller whose PIL decodes truncated files (their
+    missing part grey) was reused by a later command, which refuses them, and the
+    reverse: each setting has its own cache, both current, told apart in the listing."""
+    from PIL import ImageFile
+
+    from simclr.cli import main
+    from tests.image_files import jpeg_bytes
+
+    root = tmp_path / "imgs"
+    save_image(root / "0.png", rgb(64, 64))
+    whole = jpeg_bytes(64, 64)
+    (root / "1.jpg").write_bytes(whole[:len(whole) * 2 // 3])  # (past its header)
+    skipped = {}
+    for truncated in (True, False, True):
+        monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", truncated)
+        src = open_source(str(root), data_cfg(tmp_path))
+        skipped[truncated] = [Path(p).name for p, _ in src.skipped]
+        assert src.num_images == (2 if truncated else 1)
+    assert skipped == {True: [], False: ["1.jpg"]}
+    entries = cache.cache_entries(tmp_path / "cache")
+    assert len(entries) == 2 and not cache.superseded(entries)
+    assert sorted(cache.describe_entry(e) for e in entries) == [
+        "whole pictures", "whole pictures, truncated files read (PIL's LOAD_TRUNCATED_IMAGES)"]
+    assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert "replaced by a newer cache" not in capsys.readouterr().out
+
+
 def test_a_build_removes_the_cache_of_its_folder_before_it_changed(tmp_path, caplog):
     """A file added: the new cache replaces the folder's old one, which is removed at
     once (it would take the disk twice until `simclr cache --clean`); the caches of
@@ -496,42 +524,43 @@ def test_a_listing_escapes_a_caches_folder_and_reads_odd_sidecar_values_as_damag
     assert "\x1b" not in listed and "d\\x1b]0;PWN\\x07x  " in listed
     meta = json.loads(current.meta.read_text())
     for n, odd in enumerate([{"store": [1]}, {"max_pixels": [1]}, {"loose": {}},
-                             {"store": "full\x1b[2J"}]):
+                             {"truncated": [1]}, {"store": "full\x1b[2J"}]):
         npy = current.npy.with_name(f"{current.npy.name[:-24]}{n:020d}.npy")
         shutil.copyfile(current.npy, npy)
         npy.with_suffix(".json").write_text(json.dumps({**meta, **odd}))
     assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
     listed = capsys.readouterr().out
-    assert "\x1b" not in listed and listed.count("  ?  ") == 3, listed
+    assert "\x1b" not in listed and listed.count("  ?  ") == 4, listed
     assert "full\\x1b[2J" in listed
 
 
 def test_only_an_older_cache_of_the_same_folder_side_and_storage_is_replaced():
-    def entry(name, root, side, store, used, variant=(89478485, False)):
+    def entry(name, root, side, store, used, variant=(89478485, False, False)):
         return cache.CacheEntry(Path(f"{name}.npy"), Path(f"{name}.json"), 1, root, 4, side,
                                 used, store, variant)
 
     entries = [entry("old", "/a", 32, "full", 1), entry("eval", "/a", 37, "eval", 2),
                entry("other", "/b", 32, "full", 3), entry("legacy", "/a", 32, None, 4),
-               entry("loose", "/a", 32, "full", 5, (89478485, True)),
-               entry("pixels", "/a", 32, "full", 6, (1000, False)),
+               entry("loose", "/a", 32, "full", 5, (89478485, True, False)),
+               entry("pixels", "/a", 32, "full", 6, (1000, False, False)),
                entry("new", "/a", 32, "full", 7)]
     assert cache.superseded(entries) == {Path("old.npy")}
 
 
 def test_a_cache_of_an_older_simclr_is_replaced_by_any_newer_one_of_its_folder():
-    """A sidecar from before the variant was recorded reads as (None, None): no newer
-    cache ever had that variant, so such a cache was never replaced. A cache whose
+    """A sidecar from before the variant was recorded reads as (None, None, None): no
+    newer cache ever had that variant, so such a cache was never replaced. A cache whose
     variant is recorded is still kept beside another variant's, even a newer old one's."""
     def entry(name, root, side, used, variant):
         return cache.CacheEntry(Path(f"{name}.npy"), Path(f"{name}.json"), 1, root, 4, side,
                                 used, "full", variant)
 
-    entries = [entry("old", "/a", 32, 1, (None, None)), entry("side", "/a", 16, 2, (None, None)),
-               entry("loose", "/a", 32, 3, (89478485, True)),
-               entry("new", "/a", 32, 4, (89478485, False)),
-               entry("eval", "/b", 32, 5, (89478485, False)),
-               entry("older-simclr", "/b", 32, 6, (None, None))]
+    entries = [entry("old", "/a", 32, 1, (None, None, None)),
+               entry("side", "/a", 16, 2, (None, None, None)),
+               entry("loose", "/a", 32, 3, (89478485, True, False)),
+               entry("new", "/a", 32, 4, (89478485, False, False)),
+               entry("eval", "/b", 32, 5, (89478485, False, False)),
+               entry("older-simclr", "/b", 32, 6, (None, None, None))]
     assert cache.superseded(entries) == {Path("old.npy")}
 
 

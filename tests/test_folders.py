@@ -435,7 +435,7 @@ def test_the_names_digest_and_cache_key_name_each_file_below_the_folder(tmp_path
     compare them: any other string would refuse a resume or rebuild every cache)."""
     import hashlib
 
-    from simclr.cache import _cache_key, _stat_stamp
+    from simclr.cache import CACHE_VERSION, _cache_key, _stat_stamp
 
     _odd_tree(tmp_path / "data")
     monkeypatch.chdir(tmp_path)
@@ -443,7 +443,8 @@ def test_the_names_digest_and_cache_key_name_each_file_below_the_folder(tmp_path
         images = scan_folder(typed, unlabeled=True)
         assert len(images.paths) == 9
         names = [os.fsencode(os.path.relpath(p, images.root)) for p in images.paths]
-        digest, key = hashlib.sha256(), hashlib.sha256(b'[4, 8, 100, "full"]')
+        digest = hashlib.sha256()
+        key = hashlib.sha256(f'[{CACHE_VERSION}, 8, 100, "full", false]'.encode())
         for p, name in zip(images.paths, names, strict=True):
             digest.update(name + b"\0")
             key.update(name + f"\0{_stat_stamp(p)}\n".encode())
