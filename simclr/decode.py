@@ -33,6 +33,10 @@ DEFAULT_MAX_PIXELS = DataConfig.max_pixels  # PIL's own decompression-bomb limit
 # A JPEG read in draft mode is decoded at 1/2 to 1/8 of its size: one of up to 4x the
 # limit is taken (108- and 200-megapixel phone photos) if what is decoded fits the limit.
 JPEG_DRAFT_FACTOR = 4
+# What PIL names a JPEG file: "MPO" is one with more pictures appended (Multi-Picture
+# format: many cameras' and phones' photos carry their preview so), a JpegImageFile
+# whose first picture, the photo, is what is read, with draft mode as any JPEG's.
+JPEG_FORMATS = ("JPEG", "MPO")
 EVAL_CROP_FRACTION = 0.875  # evaluation: the central 87.5% of the picture (App. B)
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white
 JPEG_END = b"\xff\xd9"  # EOI marker: a file without it at the end is truncated
@@ -225,7 +229,7 @@ def _check_pixels(path: str, im: Image.Image, max_pixels: int,
     ``max_pixels`` pixels; a JPEG is first put in draft mode (``draft_size``), which
     decodes a large one at a fraction of its size (:data:`JPEG_DRAFT_FACTOR`)."""
     w, h = im.size
-    drafted = draft_size is not None and im.format == "JPEG"
+    drafted = draft_size is not None and im.format in JPEG_FORMATS
     limit = max_pixels * (JPEG_DRAFT_FACTOR if drafted else 1)
     if w * h > limit:  # (a JPEG's limit: the most that draft mode brings within it)
         which = (f"{JPEG_DRAFT_FACTOR} x --max-pixels {max_pixels}, a JPEG being read at "
@@ -369,7 +373,8 @@ def read_jpeg(
     path: str, max_pixels: int = DEFAULT_MAX_PIXELS, store: str = "full"
 ) -> tuple[torch.Tensor, float] | None:
     """(raw bytes (L,) uint8, :func:`stored_aspect`) of a JPEG the device decoder can
-    take as it is, or None.
+    take as it is (a camera's Multi-Picture file: its photo's, :func:`_primary_image`),
+    or None.
 
     None (decode with :func:`load_square` instead, which also names what is wrong) for
     anything else: not a JPEG, CMYK or other unusual modes, an EXIF rotation (the device
@@ -381,19 +386,32 @@ def read_jpeg(
     try:
         with open(path, "rb") as f:
             data = f.read()
-        if not data.endswith(JPEG_END):
-            return None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as im:
-                if im.format != "JPEG" or im.mode not in ("RGB", "L"):
+                if im.format not in JPEG_FORMATS or im.mode not in ("RGB", "L"):
                     return None
                 w, h = im.size
                 if w * h > max_pixels or im.getexif().get(EXIF_ORIENTATION, 1) != 1:
                     return None
+                data = _primary_image(im, data)
+        if not data.endswith(JPEG_END):
+            return None
     except Exception:  # whatever it is, the PIL path will say it properly
         return None
     return torch.frombuffer(bytearray(data), dtype=torch.uint8), stored_aspect(w, h, store)
+
+
+def _primary_image(im: Image.Image, data: bytes) -> bytes:
+    """The bytes of the picture PIL reads of a JPEG file: all of them, or a Multi-Picture
+    file's first picture (:data:`JPEG_FORMATS`), which ends where its index says (b""
+    where the index says nonsense). The device decoder gets that alone: libjpeg stops at
+    the first picture's end, but what nvJPEG makes of the bytes after is not known; and
+    the end marker checked is the photo's, not the preview's (one cut short is PIL's)."""
+    if im.format != "MPO":
+        return data
+    size = im.mpinfo[0xB002][0]["Size"]  # type: ignore[attr-defined]  # (the first entry's)
+    return data[:size] if 0 < size <= len(data) else b""
 
 
 def _decode_list(blobs: Sequence[torch.Tensor], device: torch.device) -> list[torch.Tensor | None]:

@@ -410,6 +410,30 @@ def test_a_jpeg_over_the_limit_is_read_where_draft_mode_decodes_it_within(tmp_pa
         open_image(jpeg, max_pixels=3_000, draft_size=(10, 10))  # over 4x: refused outright
 
 
+def _camera_jpeg(path, h: int, w: int) -> bytes:
+    """A JPEG as many cameras and phones write it, with its preview appended (Multi-
+    Picture format: PIL names it "MPO"); returns the primary image's bytes."""
+    picture = Image.fromarray(smooth_rgb(h, w))
+    preview = Image.fromarray(smooth_rgb(h // 4, w // 4, 1))
+    picture.save(path, format="MPO", save_all=True, append_images=[preview], quality=90)
+    with Image.open(path) as im:
+        assert im.format == "MPO" and im.n_frames == 2
+        return path.read_bytes()[:im.mpinfo[0xB002][0]["Size"]]
+
+
+def test_a_camera_jpeg_pil_names_mpo_is_read_in_draft_mode_as_a_jpeg(tmp_path):
+    """A JPEG with an embedded preview (PIL's MpoImageFile, a JpegImageFile) was decoded
+    at full size, 11x slower for 12 megapixels, and refused as a decompression bomb
+    where the same plain JPEG is read in draft mode."""
+    _camera_jpeg(tmp_path / "camera.jpg", 100, 150)
+    Image.fromarray(smooth_rgb(100, 150)).save(tmp_path / "plain.jpg", quality=90)
+    camera = open_image(tmp_path / "camera.jpg", max_pixels=10_000, draft_size=(40, 40))
+    plain = open_image(tmp_path / "plain.jpg", max_pixels=10_000, draft_size=(40, 40))
+    assert camera.size == (75, 50) and np.array_equal(np.asarray(camera), np.asarray(plain))
+    with pytest.raises(BadImageError, match=r"4 x --max-pixels 3000, a JPEG being read"):
+        open_image(tmp_path / "camera.jpg", max_pixels=3_000, draft_size=(10, 10))
+
+
 # ---------------------------------------------------------------------------- JPEG on the device
 
 CPU = torch.device("cpu")  # the device path runs unchanged on the CPU (nvJPEG on CUDA)
@@ -442,6 +466,26 @@ def test_read_jpeg_hands_over_only_what_the_device_decoder_takes(tmp_path):
     truncated.write_bytes(plain.read_bytes()[:300])
     for refused in (png, cmyk, rotated, truncated, tmp_path / "missing.jpg"):
         assert read_jpeg(str(refused)) is None, refused.name  # the PIL path takes these
+
+
+def test_a_camera_jpeg_pil_names_mpo_goes_to_the_device_decoder_as_its_primary_image(
+        tmp_path):
+    """A JPEG with an embedded preview (MPO) was left to PIL in the workers. The device
+    decoder gets the primary image's bytes alone, which decode as PIL's frame 0 does;
+    the preview cut short leaves the primary whole, one cut short itself is PIL's."""
+    primary = _camera_jpeg(tmp_path / "camera.jpg", 60, 80)
+    blob, aspect = read_jpeg(str(tmp_path / "camera.jpg"))
+    assert bytes(blob.numpy()) == primary and primary.endswith(decode.JPEG_END)
+    assert aspect == 80 / 60
+    out, failed = decode_jpegs([blob], 60, CPU, "center")
+    with Image.open(tmp_path / "camera.jpg") as im:
+        frame0 = np.asarray(im.convert("RGB"))
+    assert failed == [] and np.array_equal(out[0].permute(1, 2, 0).numpy(), frame0[:, 10:70])
+    whole = (tmp_path / "camera.jpg").read_bytes()
+    (tmp_path / "preview-cut.jpg").write_bytes(whole[:-20])
+    assert bytes(read_jpeg(str(tmp_path / "preview-cut.jpg"))[0].numpy()) == primary
+    (tmp_path / "primary-cut.jpg").write_bytes(whole[:len(primary) - 20])
+    assert read_jpeg(str(tmp_path / "primary-cut.jpg")) is None
 
 
 @pytest.mark.parametrize("side,store", [(32, "full"), (40, "full"), (32, "center")])
