@@ -1,5 +1,6 @@
 """Image folders listed, no image decoded: an ImageFolder tree (class sub-folders) or
-a flat folder, and a data set's root holding its train/test splits.
+a flat folder, and a data set's root holding its train/test splits (any other folder
+there left out, named).
 
 What needs only names and labels (classes, subset lists, the batch against the set)
 is checked from these lists before anything is decoded (:mod:`simclr.data` opens them).
@@ -43,8 +44,10 @@ IMAGE_EXTENSIONS = frozenset(
 OTHER_PHOTO_FORMATS = frozenset(
     (_PLUGIN_FORMATS | {".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".rw2", ".orf"})
     - IMAGE_EXTENSIONS)
-# A folder holding only these sub-folders (train and a test one) is a data set's splits.
-SPLITS = frozenset({"train", "test", "val", "validation"})
+# A folder holding train/ and one of the held-out splits (the first of these there:
+# test, else a validation split) is a data set's splits (:func:`split_root`).
+HELD_OUT_SPLITS = ("test", "val", "valid", "validation")
+SPLITS = frozenset({"train", *HELD_OUT_SPLITS})
 NAMED_DATASETS = ("cifar10", "cifar100", "stl10")  # torchvision's, by name (data.py)
 
 
@@ -425,20 +428,27 @@ def _utf8_names(paths: list[str], dropped: list[str]) -> list[str]:
 
 
 def _split_folder(root: Path, train: bool) -> Path:
-    """A data set root holding train/ and test/ (or val/) picks the split."""
+    """A data set root holding train/ and test/ (or a validation split) picks the split.
+
+    Its other folders are left out, named: a third split (Roboflow's and YOLO's valid/
+    beside test/) in the note, any other (STL-10's unlabeled/) in a warning. Read as
+    one image folder, the split names were its classes: pretraining read the test
+    split, evaluation the training images."""
     try:  # (the entries' types, from the listing: no stat of each of 200k files)
         with os.scandir(root) as scan:
             subdirs = {e.name for e in scan if _visible(e.name) and _is_dir(e) and _shown(e)}
     except OSError:
         return root
-    tests = [s for s in ("test", "val", "validation") if s in subdirs]
-    if "train" in subdirs and tests and subdirs <= SPLITS:
-        chosen, other = (root / "train", root / tests[0]) if train else \
-            (root / tests[0], root / "train")
-        _say_once(str(chosen), "%s holds splits; using %s (give %s for the other)", root,
-                  chosen, other, level=logging.INFO)
-        return chosen
-    return root
+    tests = [s for s in HELD_OUT_SPLITS if s in subdirs]
+    if "train" not in subdirs or not tests:
+        return root
+    chosen, other = (root / "train", root / tests[0]) if train else \
+        (root / tests[0], root / "train")
+    left = sorted(subdirs - {"train", tests[0]})
+    _say_once(str(chosen), "%s holds splits; using %s (give %s for the other)%s", root,
+              chosen, other, f"; left out: {', '.join(left)}" if left else "",
+              level=logging.INFO if set(left) <= SPLITS else logging.WARNING)
+    return chosen
 
 
 def split_root(path: str | os.PathLike, train: bool) -> Path:

@@ -143,17 +143,42 @@ def test_folder_without_images_is_named(tmp_path):
         scan_folder(tmp_path)
 
 
-def test_a_class_folder_beside_train_and_test_makes_them_classes(tmp_path):
-    """A folder holding train/ and test/ is a data set's splits only when it holds
-    nothing else: with a third sub-folder, all three are classes (labels by sorted name)."""
-    from simclr.folders import split_root
-
+@pytest.mark.parametrize("others", [("unlabeled",), ("zebra", "runs")])
+def test_a_folder_beside_train_and_test_is_left_out_and_named(tmp_path, caplog, others):
+    """STL-10's train/, test/ and unlabeled/ (or any folder beside the splits) read as
+    one image folder whose classes were the split names: pretraining trained on the
+    test split, evaluation evaluated on training images. The splits are taken, the
+    others named in a warning."""
     root = tmp_path / "ds"
-    for name in ("train", "test", "zebra"):
-        save_image(root / name / "1.png")
-    assert split_root(root, train=True) == root and split_root(root, train=False) == root
-    listed = list_folder(str(root), True)
-    assert listed.classes == ["test", "train", "zebra"] and listed.labels.tolist() == [0, 1, 2]
+    for name in ("train", "test", *others):
+        save_image(root / name / "a" / "1.png")
+    with caplog.at_level("INFO"):
+        assert list_folder(str(root), True).root == str(root / "train")
+        assert list_folder(str(root), False).root == str(root / "test")
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    left = ", ".join(sorted(others))
+    assert said == [("WARNING", f"{root} holds splits; using {root / s} (give {root / o} "
+                                f"for the other); left out: {left}")
+                    for s, o in (("train", "test"), ("test", "train"))]
+
+
+def test_a_roboflow_export_reads_train_and_test_leaving_valid_out(tmp_path, caplog):
+    """Roboflow's and YOLO's train/, valid/ and test/ read as three classes named after
+    the splits: valid is a split too (named in the note), and alone beside train it is
+    the held-out one."""
+    root = tmp_path / "export"
+    for split in ("train", "valid", "test"):
+        save_image(root / split / "cat" / "1.png")
+    with caplog.at_level("INFO"):
+        assert list_folder(str(root), True).root == str(root / "train")
+        assert list_folder(str(root), False).root == str(root / "test")
+    assert [(r.levelname, r.getMessage()) for r in caplog.records][0] == (
+        "INFO", f"{root} holds splits; using {root / 'train'} (give {root / 'test'} for the "
+                "other); left out: valid")
+    save_image(tmp_path / "two" / "train" / "cat" / "1.png")
+    save_image(tmp_path / "two" / "valid" / "cat" / "1.png")
+    assert list_folder(str(tmp_path / "two"), False).root == str(tmp_path / "two" / "valid")
+
 
 def test_folder_with_splits_picks_train_or_test(tmp_path, caplog):
     root = tmp_path / "ds"
