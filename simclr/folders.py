@@ -97,10 +97,15 @@ def class_members(labels: np.ndarray, classes: Any) -> list[np.ndarray]:
 
 
 # Folders other tools leave beside the data: macOS's zip archiver puts every file's
-# resource fork (._NAME, hidden already) in __MACOSX/, and Windows gives each drive's
-# root a recycle bin and System Volume Information; each would read as a class. (By
-# name, any case: Windows' own names differ in case between drives.)
-JUNK_FOLDERS = frozenset({"__MACOSX", "$RECYCLE.BIN", "System Volume Information"})
+# resource fork (._NAME, hidden already) in __MACOSX/, Windows gives each drive's root
+# a recycle bin and System Volume Information, a Synology NAS keeps every photo's
+# thumbnails in an @eaDir/ beside it (SYNOPHOTO_THUMB_*.jpg: images) and a share's
+# recycle bin and snapshots in #recycle/ and #snapshot/, a QNAP NAS its recycle bin in
+# @Recycle/ (its thumbnails in .@__thumb/, hidden already); each would read as a class
+# or its images as data. (By name, any case, at any depth: Windows' own names differ in
+# case between drives.)
+JUNK_FOLDERS = frozenset({"__MACOSX", "$RECYCLE.BIN", "System Volume Information",
+                          "@eaDir", "#recycle", "#snapshot", "@Recycle"})
 _JUNK_CASEFOLDED = frozenset(n.casefold() for n in JUNK_FOLDERS)
 
 # Windows hides by an attribute, not a leading dot (its drive folders above are hidden).

@@ -119,6 +119,22 @@ def test_a_windows_drive_roots_system_folders_are_not_classes(tmp_path):
     assert images.classes == ["cat", "dog"] and len(images.paths) == 2
 
 
+def test_a_nas_shares_thumbnail_and_recycle_folders_are_not_images_nor_classes(tmp_path):
+    """A Synology NAS keeps thumbnails beside every photo (@eaDir/<file>/SYNOPHOTO_
+    THUMB_*.jpg): they were listed as images, and the share's @eaDir as a class, as were
+    its #recycle and #snapshot folders and QNAP's @Recycle (.@__thumb is hidden)."""
+    for cls in ("cat", "dog"):
+        save_image(tmp_path / cls / "a.jpg")
+        save_image(tmp_path / cls / "@eaDir" / "a.jpg" / "SYNOPHOTO_THUMB_M.jpg")
+        save_image(tmp_path / cls / ".@__thumb" / "s100a.jpg")
+    for junk in ("@eaDir", "#recycle", "#snapshot", "@Recycle", "@eadir"):
+        save_image(tmp_path / junk / "cat" / "b.jpg")
+    images = scan_folder(tmp_path)
+    assert images.classes == ["cat", "dog"] and len(images.paths) == 2
+    flat = scan_folder(tmp_path / "cat")
+    assert [os.path.basename(p) for p in flat.paths] == ["a.jpg"] and flat.classes == []
+
+
 def test_entries_windows_marks_hidden_are_left_out(tmp_path, monkeypatch):
     """Windows hides by an attribute, not by a leading dot: a hidden folder (a class or
     one inside one) and a hidden image are left out there, as dot-names are."""
