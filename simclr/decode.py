@@ -41,6 +41,7 @@ EVAL_CROP_FRACTION = 0.875  # evaluation: the central 87.5% of the picture (App.
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white
 JPEG_END = b"\xff\xd9"  # EOI marker: a file without it at the end is truncated
 EXIF_ORIENTATION = 0x0112
+TURNED = (5, 6, 7, 8)  # the orientations that swap width and height
 RESIZE_CHUNK_ELEMENTS = 2**26  # float32 elements resized at once on the device (256 MiB)
 
 
@@ -156,6 +157,15 @@ def open_image(
     library honours a caller's own setting, which PIL shares process-wide: where the
     caller set it True, a truncated file past its header decodes, its missing part grey.
     """
+    return _decode_file(path, max_pixels, draft_size)[0]
+
+
+def _decode_file(
+    path: str | os.PathLike, max_pixels: int, draft_size: tuple[int, int] | None
+) -> tuple[Image.Image, tuple[int, int]]:
+    """:func:`open_image`'s image, and the picture's (w, h) as its header gives it, EXIF
+    orientation applied: a JPEG read in draft mode is decoded with each side rounded up
+    at 1/2 to 1/8, whose shape is up to a few percent off the file's."""
     path = str(path)
     try:
         info = os.stat(path)
@@ -178,10 +188,13 @@ def open_image(
             # ``with Image.open(path)`` would close the image too and force a copy.
             with open(path, "rb") as f:
                 im = _open_header(f)
+                size = im.size
                 _check_pixels(path, im, max_pixels, draft_size)
                 im.load()  # decode now, inside the try: truncation raises here
+                if im.getexif().get(EXIF_ORIENTATION, 1) in TURNED:  # (before the turn,
+                    size = size[::-1]  # which removes the tag)
                 _exif_transposed(im, in_place=True)
-                return _to_rgb(im)
+                return _to_rgb(im), size
     except BadImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -352,8 +365,8 @@ def load_square(
     # decodes at 4x that, so its one resize sees nearly the file's own pixels (features
     # 0.1-0.2% from the transform of the fully decoded file, as without draft; 0.5% at 2x).
     draft = 4 * side if is_eval_store(store) else side
-    im = open_image(path, max_pixels, draft_size=(draft, draft))
-    aspect = stored_aspect(*im.size, store)
+    im, size = _decode_file(path, max_pixels, draft_size=(draft, draft))
+    aspect = stored_aspect(*size, store)  # (the file's, not its reduced decode's)
     if is_eval_store(store):
         factor = min(im.size) // (4 * side)  # PNG, TIFF, ...: no draft mode; a box
         if factor >= 2:  # reduction keeps >= 4x side and bounds the float copy below

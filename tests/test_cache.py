@@ -100,6 +100,7 @@ def _forbid_decoding(monkeypatch):
         raise AssertionError("decoded again")
 
     monkeypatch.setattr(decode, "open_image", fail)
+    monkeypatch.setattr(decode, "_decode_file", fail)  # (load_square's)
 
 
 def test_cache_is_reused_without_decoding(tmp_path, monkeypatch):
