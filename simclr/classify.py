@@ -458,9 +458,7 @@ class _DivergenceWatch:
         # (each process's count negated: the MAX is the fewest; float64: counts exact)
         looked = torch.stack([-self.finite_steps.double(),
                               torch.tensor(per_step, dtype=torch.float64, device=self.device)])
-        if dist.world_size() > 1:
-            torch.distributed.all_reduce(looked, op=torch.distributed.ReduceOp.MAX)
-        fewest, per_step = looked.tolist()  # the one host sync
+        fewest, per_step = dist.all_reduce_max(looked).tolist()  # the one host sync
         interval = int(self.every_s / per_step) if per_step > 0 else self.max_interval
         self.next_step = step + min(max(interval, 1), self.max_interval)
         self.last_step, self.last_time = step, now

@@ -210,6 +210,16 @@ def all_reduce_mean(t: Tensor) -> Tensor:
     return out / world_size()
 
 
+def all_reduce_max(t: Tensor) -> Tensor:
+    """Elementwise max of a tensor over processes (a new tensor, no gradient); t itself
+    on one process."""
+    if world_size() == 1:
+        return t
+    out = t.detach().clone()
+    dist.all_reduce(out, op=dist.ReduceOp.MAX)
+    return out
+
+
 def all_gather_objects(obj: Any) -> list[Any]:
     """Every rank's picklable object, in rank order, on every rank ([obj] on one)."""
     if world_size() == 1:

@@ -32,7 +32,7 @@ def test_single_process_fallbacks(monkeypatch):
     x = torch.randn(3, 2, requires_grad=True)
     assert distributed.gather_with_grad(x) is x
     t = torch.tensor([1.0, 2.0])
-    assert distributed.all_reduce_mean(t) is t
+    assert distributed.all_reduce_mean(t) is t and distributed.all_reduce_max(t) is t
     assert distributed.broadcast_object({"a": 1}) == {"a": 1}
     assert distributed.all_gather_objects({"a": 1}) == [{"a": 1}]
     distributed.barrier()
@@ -111,6 +111,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         result: dict[str, object] = {
             "world": distributed.world_size(), "rank": distributed.rank(),
             "mean": distributed.all_reduce_mean(torch.tensor([float(rank)], dtype=torch.float64)),
+            "max": distributed.all_reduce_max(torch.tensor([float(rank), -float(rank)])),
             "broadcast": distributed.broadcast_object(f"from-{rank}"),
             "objects": distributed.all_gather_objects([f"bad-{rank}.png"]),
         }
@@ -149,6 +150,7 @@ def test_two_process_losses_equal_single_process(tmp_path):
     for r, res in enumerate(results):
         assert res["world"] == WORLD and res["rank"] == r
         assert res["mean"].item() == pytest.approx(0.5)
+        assert res["max"].tolist() == [1.0, 0.0]
         assert res["broadcast"] == "from-0"
         assert res["objects"] == [[f"bad-{k}.png"] for k in range(WORLD)]
         torch.testing.assert_close(res["gathered"], z_a)
