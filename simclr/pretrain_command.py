@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from simclr.cli import add_config_flags, config_flags
-from simclr.config import RESUME_SETTINGS
+from simclr.config import RESUME_SETTINGS, Config
 from simclr.errors import SimCLRError, is_amount, printable
 from simclr.presets import PRESETS
 from simclr.settings import (
@@ -21,6 +22,8 @@ from simclr.settings import (
     apply_resume_flags,
     build_config,
     check_same_recipe,
+    differing,
+    flag_of,
     names_no_data,
     yaml_text,
 )
@@ -82,6 +85,10 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             notes.append(f"note: no --preset, so {PAPER_SCALE}")
         cfg = build_config(preset, args.config, flags)
         check_not_supervised_config(args.config, cfg.data.path)
+        if not args.print_config:  # (a recipe shown: the new one, nothing continued)
+            continued = same_command_again(cfg, flags)
+            if continued is not None:
+                cfg, args.resume = continued, continued.out
     if args.print_config:  # check a recipe before a long run: nothing is read or written
         print(yaml_text(cfg.to_dict()), end="")
         return 0
@@ -121,6 +128,47 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
               f"`simclr export --checkpoint {run} --out encoder.pt2` or `simclr linear-eval "
               f"--checkpoint {run} --train LABELED --test LABELED_TEST`")
     return 0
+
+
+def same_command_again(cfg: Config, flags: dict[str, Any]) -> Config | None:
+    """The saved config of the unfinished pretraining in ``cfg.out`` where the command
+    that started it is run again (a requeued SLURM job, torchrun's --max-restarts, a
+    retry loop: each runs the unchanged command line), its flags applied as
+    ``--resume``'s; None where the folder holds no such run (a new one starts, or
+    :func:`~simclr.rundir.check_run_dir` refuses the folder). Settings other than those
+    ``--resume`` may change are refused, naming them: that is another run."""
+    from simclr import distributed as dist
+    from simclr.launch import shell_quote
+    from simclr.resume import load_resume_config, moved_folders
+    from simclr.rundir import RUN_LENGTH, unfinished_step
+
+    run_dir = Path(cfg.out).expanduser()
+    step = unfinished_step(run_dir, "pretrain")
+    if step is None:
+        return None
+    saved = load_resume_config(run_dir, {})
+    allowed = (RESUME_SETTINGS - set(RUN_LENGTH)) | moved_folders(saved, flags, run_dir)
+    changed = {p: v for p, v in differing(saved, cfg).items() if p not in allowed
+               and p != "out"}  # (as check_same_recipe; the length too: another schedule)
+    if changed:
+        said = "; ".join(f"--{flag_of(p)} {_shown(before)} saved, {_shown(now)} now"
+                         for p, (before, now) in changed.items())
+        raise SimCLRError(f"{cfg.out} holds an unfinished run of other settings ({said}); "
+                          "choose another --out for a new run, or continue this one with "
+                          f"its saved settings: `simclr pretrain --resume "
+                          f"{shell_quote(str(cfg.out))}`")
+    apply_resume_flags(saved, {p: v for p, v in flags.items() if p in allowed}, allowed)
+    absolute_paths(saved)  # (a moved folder's new place)
+    if dist.launched_rank() == 0:  # (under --processes or torchrun: said once)
+        print(f"continuing the unfinished run in {cfg.out} at step {step} (the same "
+              "command: --resume)", flush=True)
+    return saved
+
+
+def _shown(value: Any) -> str:
+    """A setting's value in a message: 2 for an epochs of 2.0, "not set" for None."""
+    return f"{value:g}" if isinstance(value, float) else "not set" if value is None \
+        else str(value)
 
 
 def print_summary(summary: dict[str, Any]) -> None:

@@ -259,6 +259,26 @@ def already_holds_run(folder: Path, shown: str, kind: str) -> SimCLRError:
                        f"--out{again}")
 
 
+def unfinished_step(folder: Path, kind: str) -> int | None:
+    """The step of the latest checkpoint of ``folder``'s run where it is an unfinished run
+    of ``kind`` (the same command run again continues it: a requeued job, torchrun's
+    ``--max-restarts``), else None: no checkpoint to read, another kind's, or finished
+    (:func:`already_holds_run` says which, as the refusal of a new run there)."""
+    latest = latest_checkpoint(folder / CHECKPOINTS)
+    if latest is None:
+        return None
+    try:
+        ckpt = load_checkpoint(latest, mmap=True)
+    except SimCLRError:
+        return None
+    finished = (folder / SUPERVISED_RESULT).exists() if kind == "supervised" else \
+        (read_json(folder / "summary.json") or {}).get("status") == "finished"
+    step = ckpt.get("step")
+    if ckpt.get("kind") != kind or finished or not isinstance(step, int):
+        return None
+    return step
+
+
 def resume_checkpoint(
     target: str | os.PathLike, kind: str = "pretrain",
     entries: tuple[str, ...] = RESUME_ENTRIES, quiet: bool = False,

@@ -1,0 +1,60 @@
+"""``simclr pretrain`` as a command: the same command run again on its --out continues
+the unfinished run there (a requeued SLURM job, torchrun's --max-restarts)."""
+
+from __future__ import annotations
+
+import json
+
+from simclr import train
+from simclr.cli import main
+from simclr.settings import build_config, yaml_text
+from tests.conftest import tiny_flags
+
+
+def _stopped_run(tmp_path, image_folder, cache_dir, at_step=2):
+    """A run stopped by a signal at ``at_step`` (a checkpoint written), and a --config
+    file holding the settings its command gave."""
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "run", cache_dir))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml_text(cfg.to_dict()), encoding="utf-8")
+
+    def preempt(step, stop):
+        if step == at_step:
+            stop.requested = "SIGTERM"
+
+    assert train.pretrain(cfg, on_step=preempt)["status"] == "preempted"
+    return cfg, recipe
+
+
+def test_the_same_command_again_continues_an_unfinished_run(tmp_path, image_folder,
+                                                            cache_dir, capsys):
+    """It was refused ("already holds a run ... --resume"), so a requeued job or a
+    torchrun restart, which run the unchanged command line, could not go on."""
+    cfg, recipe = _stopped_run(tmp_path, image_folder, cache_dir)
+    capsys.readouterr()
+    assert main(["pretrain", "--config", str(recipe), "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"continuing the unfinished run in {cfg.out} at step 2 (the same command: " \
+           "--resume)" in out, out
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["steps"] == 6, summary
+    # finished now: the same command again is refused, nothing rewritten
+    before = (tmp_path / "run" / "checkpoints" / "last.pt").stat().st_mtime_ns
+    assert main(["pretrain", "--config", str(recipe)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run (checkpoints/last.pt); choose another --out\n" in err, err
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").stat().st_mtime_ns == before
+
+
+def test_another_command_on_an_unfinished_run_is_refused(tmp_path, image_folder, cache_dir,
+                                                         capsys):
+    """Other settings are another run: refused, naming them and both ways on."""
+    cfg, recipe = _stopped_run(tmp_path, image_folder, cache_dir)
+    capsys.readouterr()
+    assert main(["pretrain", "--config", str(recipe), "--lr", "0.1", "--epochs", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"simclr pretrain: error: {cfg.out} holds an unfinished run of other "
+                   "settings (--lr 0.5 saved, 0.1 now; --epochs 2 saved, 3 now); choose "
+                   "another --out for a new run, or continue this one with its saved "
+                   f"settings: `simclr pretrain --resume {cfg.out}`\n"), err
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 2
