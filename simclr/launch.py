@@ -49,6 +49,9 @@ ERRORS_ENV = "SIMCLR_LAUNCH_ERRORS"
 LAUNCHER_ENV = "SIMCLR_LAUNCHER_PID"
 # torchrun gives each worker a file for the error its failure report should quote.
 TORCHRUN_ERROR_FILE = "TORCHELASTIC_ERROR_FILE"
+# What torchrun sets in each worker's environment, whatever its logging (the error
+# file is not set where its logs go to /dev/null).
+TORCHRUN_ENV = "TORCHELASTIC_RUN_ID"
 GRACE_S = 5.0  # after one process failed: time the others get to end on their own
 POLL_S = 0.1
 
@@ -252,19 +255,27 @@ def _free_port() -> int:
 
 
 def die_with_launcher() -> None:
-    """In a launched process, first thing (Linux): SIGKILL when the launcher dies, so a
-    launcher killed outright (SIGKILL, out of memory) leaves no training running on in
-    its own session; a launcher already gone by then ends this process at once. Done
-    here rather than between fork and exec, where a threaded parent's locks are unsafe.
-    Elsewhere nothing: the processes then outlive such a launcher."""
+    """In a launched process, first thing (Linux): a signal when the launcher dies, so
+    that no training runs on without it in its own session. Under ``--processes``
+    SIGKILL: its launcher forwards every stop signal, so it dies only killed outright
+    (SIGKILL, out of memory), and a launcher already gone by then ends this process at
+    once. Under torchrun SIGTERM, which a training turns into a checkpoint and a stop
+    (all processes at the same step: the stop vote): torchrun handles TERM, INT, HUP
+    and QUIT only, and any other signal (SLURM's ``--signal=USR1@120``) kills it outright.
+    (The signal comes when the thread that started the process ends: torchrun's main
+    thread starts its workers, and lives as long as torchrun.) Done here rather than
+    between fork and exec, where a threaded parent's locks are unsafe. Elsewhere
+    nothing: the processes then outlive such a launcher."""
     launcher = os.environ.get(LAUNCHER_ENV)
-    if not launcher or not sys.platform.startswith("linux"):
+    torchrun = TORCHRUN_ENV in os.environ
+    if not (launcher or torchrun) or not sys.platform.startswith("linux"):
         return
+    death = signal.SIGKILL if launcher else signal.SIGTERM
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, death)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
-    if str(os.getppid()) != launcher:  # it died before the request above was made
+    if launcher and str(os.getppid()) != launcher:  # it died before the request above
         os._exit(128 + signal.SIGKILL)
 
 

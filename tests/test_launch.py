@@ -384,6 +384,31 @@ def test_the_processes_end_with_a_killed_launcher(tmp_path):
         time.sleep(0.05)
 
 
+@linux
+def test_a_torchrun_worker_is_sent_sigterm_when_torchrun_dies(tmp_path):
+    """torchrun handles TERM, INT, HUP and QUIT; the SIGUSR1 a SLURM --signal sends by
+    default killed it outright, and its workers (in sessions of their own) trained on
+    with no parent, never saving. Now a worker gets SIGTERM when torchrun dies, which a
+    training turns into a checkpoint and a stop."""
+    worker = ("import os, signal, sys, time\n"
+              "from simclr.launch import die_with_launcher; die_with_launcher()\n"
+              "signal.signal(signal.SIGTERM, lambda *a: (open('term', 'w').close(), "
+              "sys.exit(75)))\n"
+              "open('up', 'w').close(); time.sleep(60)")
+    torchrun = ("import os, subprocess, sys, time\n"  # as torchrun starts its workers
+                "env = dict(os.environ, TORCHELASTIC_RUN_ID='none', RANK='0')\n"
+                "env.pop('SIMCLR_LAUNCHER_PID', None)\n"
+                f"subprocess.Popen([sys.executable, '-c', {worker!r}], env=env, "
+                "start_new_session=True)\n"
+                "time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", torchrun], cwd=tmp_path,
+                            start_new_session=True)
+    _wait_for([tmp_path / "up"])
+    proc.send_signal(signal.SIGUSR1)  # (torchrun's default action: it dies)
+    proc.wait()
+    _wait_for([tmp_path / "term"])
+
+
 def _state(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
