@@ -485,6 +485,8 @@ def cmd_supervised(args: argparse.Namespace) -> int:
         cfg, resume = resume_config(args.resume, flags, finished=args.print_config)
     else:
         cfg = _new_supervised_config(args, flags)
+        if not args.print_config:  # (a recipe shown: the new one, nothing continued)
+            cfg, resume = _same_supervised_command(args, cfg, flags)
     if args.print_config:  # check a recipe before a long run: nothing is read or written
         _print_supervised_config(args, cfg, resume)
         return 0
@@ -500,6 +502,42 @@ def cmd_supervised(args: argparse.Namespace) -> int:
         result = run_supervised(cfg, train, test, cfg.out, data=data, resume=resume)
         return report(result, again(f"simclr supervised --resume {shell_quote(str(cfg.out))}",
                                     args.processes))
+
+
+def _same_supervised_command(args: argparse.Namespace, cfg: Config, flags: dict[str, Any]
+                             ) -> tuple[Config, dict[str, Any] | None]:
+    """(config, checkpoint to continue) of a new supervised run's command: where its
+    --out holds the unfinished supervised run this same command started (a requeued
+    SLURM job, torchrun's --max-restarts: each runs the unchanged command line), that
+    run's, as ``--resume`` continues it; else ``cfg`` and None (a new run, or the folder
+    refused by check_new_run). Other settings or folders are refused, naming them."""
+    from simclr.pretrain_command import setting_text
+    from simclr.rundir import RUN_LENGTH, unfinished_step
+    from simclr.settings import differing, flag_of
+    from simclr.supervised import RESUME_FLAGS, data_specs, resume_config
+
+    run_dir = Path(cfg.out).expanduser()
+    step = unfinished_step(run_dir, "supervised")
+    if step is None:
+        return cfg, None
+    allowed = RESUME_FLAGS - set(RUN_LENGTH)  # (another length: another schedule)
+    saved, ckpt = resume_config(run_dir, {p: v for p, v in flags.items() if p in allowed})
+    changed = {f"--{flag_of(p)}": v for p, v in differing(saved, cfg).items()
+               if p not in allowed and p != "out"}
+    given = data_specs(args.train, args.test)
+    changed.update({f"--{name}": (ckpt["data"].get(name), given[name])
+                    for name in ("train", "test") if ckpt["data"].get(name) != given[name]})
+    if changed:
+        said = "; ".join(f"{flag} {setting_text(before)} saved, {setting_text(now)} now"
+                         for flag, (before, now) in changed.items())
+        raise SimCLRError(f"{cfg.out} holds an unfinished run of other settings ({said}); "
+                          "choose another --out for a new run, or continue this one with "
+                          f"its saved settings: `simclr supervised --resume "
+                          f"{shell_quote(str(cfg.out))}`")
+    if dist.launched_rank() == 0:  # (under --processes or torchrun: said once)
+        print(f"continuing the unfinished run in {cfg.out} at step {step} (the same "
+              "command: --resume)", flush=True)
+    return saved, ckpt
 
 
 def _supervised_finished(args: argparse.Namespace, flags: dict[str, Any]) -> bool:

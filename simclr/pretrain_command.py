@@ -151,7 +151,7 @@ def same_command_again(cfg: Config, flags: dict[str, Any]) -> Config | None:
     changed = {p: v for p, v in differing(saved, cfg).items() if p not in allowed
                and p != "out"}  # (as check_same_recipe; the length too: another schedule)
     if changed:
-        said = "; ".join(f"--{flag_of(p)} {_shown(before)} saved, {_shown(now)} now"
+        said = "; ".join(f"--{flag_of(p)} {setting_text(before)} saved, {setting_text(now)} now"
                          for p, (before, now) in changed.items())
         raise SimCLRError(f"{cfg.out} holds an unfinished run of other settings ({said}); "
                           "choose another --out for a new run, or continue this one with "
@@ -165,7 +165,7 @@ def same_command_again(cfg: Config, flags: dict[str, Any]) -> Config | None:
     return saved
 
 
-def _shown(value: Any) -> str:
+def setting_text(value: Any) -> str:
     """A setting's value in a message: 2 for an epochs of 2.0, "not set" for None."""
     return f"{value:g}" if isinstance(value, float) else "not set" if value is None \
         else str(value)

@@ -418,7 +418,9 @@ def test_command_line_resume(tmp_path, capsys, monkeypatch):
              "--resume continues the saved settings; cannot change --lr"),
             (["--resume", str(run), "--threads", "0"], "--threads must"),
             (["--train", str(train)], "--out is required (or --resume RUN_DIR)"),
-            (["--train", str(train), "--out", str(run)], f"{run} already holds a run"),
+            # (no longer its results: an unfinished run, which the same command continues)
+            (["--train", str(train), "--out", str(run)],
+             f"{run} holds an unfinished run of other settings ("),
             (["--train", str(train), "--out", str(run.parent / "runs")],  # runs' folder
              f"{run.parent / 'runs'} holds other runs (earlier); give this run a folder")):
         assert main(["supervised", *argv]) == 2
@@ -693,3 +695,41 @@ def test_a_run_records_its_provenance_and_each_start(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"  started by: simclr supervised --train {train} " in out and "; 2 starts" in out
     assert out.startswith(f"{run}: supervised training, finished")
+
+
+def test_the_same_command_again_continues_an_unfinished_run(tmp_path, monkeypatch, capsys):
+    """A requeued SLURM job or torchrun's --max-restarts runs the unchanged command line:
+    it was refused ("already holds a run ... --resume"); it continues the run now, and a
+    command of other settings or folders is refused, naming them."""
+    from simclr import supervised
+
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=8)
+    test = make_image_folder(tmp_path / "test", classes=2, per_class=2, seed=1)
+    run = tmp_path / "run"
+    argv = ["supervised", "--train", str(train), "--test", str(test), "--out", str(run),
+            "--arch", "resnet18", "--width", "0.125", "--image-size", "16", "--batch-size",
+            "8", "--epochs", "2", "--precision", "fp32", "--workers", "0", "--cache-dir",
+            str(tmp_path / "cache"), "--device", "cpu"]
+    real = supervised.run_supervised
+
+    def stopped(*args, **kwargs):  # the first start stopped by a signal at step 2
+        return real(*args, **kwargs, on_step=stop_at(2))
+
+    monkeypatch.setattr(supervised, "run_supervised", stopped)
+    assert main(argv) == 75
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main([*argv, "--lr", "0.1", "--epochs", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"simclr supervised: error: {run} holds an unfinished run of other "
+                          "settings (--lr ") and "saved, 0.1 now; --epochs 2 saved, 3 now); " \
+        "choose another --out for a new run, or continue this one with its saved " \
+        f"settings: `simclr supervised --resume {run}`\n" in err, err
+    assert main([*argv[:2], str(test), *argv[3:]]) == 2  # another --train
+    err = capsys.readouterr().err
+    assert f"(--train {train} saved, {test} now); choose another --out" in err, err
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"continuing the unfinished run in {run} at step 2 (the same command: " \
+           "--resume)" in out, out
+    assert json.loads((run / "supervised.json").read_text())["steps"] == 4
