@@ -260,7 +260,7 @@ def _pending_cells(folder: Path, runs: set[str]) -> list[str]:
 # aliases do).
 _ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
     "kind": str, "imported": str, "step": int, "run_id": str, "total_steps": int,
-    "elapsed": (int, float), "features": str, "session": int}
+    "elapsed": (int, float), "features": str, "session": int, "processes": int}
 
 
 def _entry(entries: dict[Any, Any], key: str, damaged: list[str],
@@ -286,7 +286,9 @@ def checkpoint_facts(path: Path) -> dict[str, Any]:
              **({"size_guessed": True} if ckpt.get("size_guessed") else {}),
              "step": _entry(ckpt, "step", damaged), "run_id": _entry(ckpt, "run_id", damaged),
              "total_steps": _entry(ckpt, "total_steps", damaged),
-             "elapsed_s": _entry(ckpt, "elapsed", damaged)}
+             "elapsed_s": _entry(ckpt, "elapsed", damaged),
+             # (the session that saved it: how many processes continue the run as it was)
+             "processes": _entry(ckpt, "processes", damaged)}
     if isinstance(ckpt.get("config"), dict):
         facts["encoder"] = encoder_facts(ckpt["config"])
     if isinstance(ckpt.get("data"), dict):  # (its plain values: what info prints)

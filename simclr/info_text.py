@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from simclr.checkpoint import CHECKPOINTS, LAST, PARTIAL_SUFFIX
-from simclr.errors import printable
+from simclr.errors import SimCLRError, printable
 from simclr.info import CONFIG_FILE
 from simclr.launch import shell_join, shell_quote
 
@@ -133,8 +133,11 @@ def _continue_with(facts: dict[str, Any], kind: str, started: dict[str, Any]) ->
     argv = [str(a) for a in started.get("argv") or []]
     if argv[1:2] == ["sweep"]:  # the cell trained in the sweep's own process
         return shell_join(["simclr", *argv[1:]]) + " (the sweep that started it)"
+    # (no --processes in its command: a count of processes above one was torchrun's)
+    saved = [c.get("processes") for c in facts.get("checkpoints") or []
+             if c.get("name") == LAST]
     resume = again(f"simclr {kind} --resume {shell_quote(facts['path'])}",
-                   started.get("processes"))
+                   started.get("processes"), saved[0] if saved and saved[0] else 1)
     if "--sweep-cell" in argv:  # launched by a sweep as processes of its own
         return (f"the sweep that started it (in {Path(facts['path']).parent}), or {resume} "
                 "for this cell alone")
@@ -145,10 +148,14 @@ def resume_command(run: Path, kind: str) -> str:
     """:func:`_continue_with` for the run folder ``run``, read from its config.yaml, for
     a message outside ``info`` (an evaluation of its unfinished checkpoint): the same
     command info shows, ``--processes`` and a sweep's cell included."""
-    from simclr.info import _read_config, _started
+    from simclr.info import _read_config, _started, checkpoint_facts
 
     config, _ = _read_config(run / CONFIG_FILE)
-    return _continue_with({"path": str(run)}, kind,
+    try:  # (its process count: a torchrun run's continued under torchrun)
+        last = [{"name": LAST, **checkpoint_facts(run / CHECKPOINTS / LAST)}]
+    except SimCLRError:
+        last = []
+    return _continue_with({"path": str(run), "checkpoints": last}, kind,
                           _started((config or {}).get("provenance")) or {})
 
 

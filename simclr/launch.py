@@ -113,15 +113,18 @@ def shell_join(args: list[str]) -> str:
     return " ".join(shell_quote(a) for a in args)
 
 
-def again(command: str, processes: int | str | None) -> str:
+def again(command: str, processes: int | str | None, torchrun: int | None = None) -> str:
     """``command`` (e.g. ``simclr pretrain --resume RUN``) as it is to be run again with
-    the same processes: with ``--processes N``, or under torchrun as this run was."""
+    the same processes: with ``--processes N``, or under torchrun as this run was (by
+    ``torchrun`` processes: a run's recorded count, read by ``simclr info``; None: as
+    many as this process's own launch)."""
     from simclr.distributed import launched_processes
 
     if processes:
         return f"{command} --processes {processes}"
-    if launched_processes() > 1 and command.startswith("simclr "):
-        return f"torchrun --nproc_per_node {launched_processes()} -m {command}"
+    count = launched_processes() if torchrun is None else torchrun
+    if count > 1 and command.startswith("simclr "):
+        return f"torchrun --nproc_per_node {count} -m {command}"
     return command
 
 

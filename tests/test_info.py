@@ -1334,3 +1334,31 @@ def test_a_large_sweeps_cells_not_started_are_counted_past_the_first_ones(tmp_pa
     assert lines[-1] == f"  ... {500 - PENDING_SHOWN} more not started (--json lists them)"
     assert main(["info", str(sweep), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["pending"] == cells
+
+
+def test_a_torchrun_run_is_continued_under_torchrun(tmp_path, image_folder, cache_dir,
+                                                    capsys):
+    """A run of 2 torchrun processes stopped; info said `simclr pretrain --resume RUN`
+    (one process: its global batch and BatchNorm no longer the same), while the run's
+    own stop message said `torchrun --nproc_per_node 2 -m simclr pretrain --resume`.
+    Now info reads the process count the latest checkpoint records."""
+    from simclr.checkpoint import save_checkpoint
+
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "run", cache_dir))
+
+    def stop(step, request):
+        request.requested = "SIGTERM"
+
+    train.pretrain(cfg, on_step=stop)
+    run = tmp_path / "run"
+    assert f"  continue with: simclr pretrain --resume {run}\n" in _info(capsys, run)
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ckpt["processes"] == 1
+    save_checkpoint({**ckpt, "processes": 2}, run / "checkpoints")  # as torchrun's ranks
+    assert (f"  continue with: torchrun --nproc_per_node 2 -m simclr pretrain --resume "
+            f"{run}\n") in _info(capsys, run)
+    saved = yaml.safe_load((run / "config.yaml").read_text())  # --processes 2: its own
+    saved["provenance"]["argv"] += ["--processes", "2"]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert f"  continue with: simclr pretrain --resume {run} --processes 2\n" in \
+        _info(capsys, run)
