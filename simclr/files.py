@@ -350,8 +350,10 @@ LOCK_PATIENCE_S = 0.2
 
 
 def in_use(folder: Path, holder: str) -> SimCLRError:
+    from simclr.launch import srun_copies_hint
+
     return SimCLRError(f"{folder} is in use by another simclr run ({holder}); wait for it "
-                       "to end, or choose another --out")
+                       f"to end, or choose another --out{srun_copies_hint()}")
 
 
 def folder_holder(folder: Path) -> str | None:

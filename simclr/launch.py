@@ -137,6 +137,22 @@ def continue_run(run_dir: str | os.PathLike) -> str:
     return again(f"simclr pretrain --resume {shell_quote(str(run_dir))}", processes)
 
 
+def srun_copies_hint() -> str:
+    """A hint for a refusal of a run's folder as in use: `` (srun started N copies ...)``
+    where this process is one of N > 1 tasks of a SLURM step and no launcher made them one
+    run (no WORLD_SIZE), else "". ``srun -n 2 simclr pretrain`` runs two independent
+    copies, the second refused its folder. Never a refusal of its own: a salloc shell has
+    SLURM_NTASKS (no step id), and such tasks may be meant as independent commands."""
+    if "WORLD_SIZE" in os.environ:
+        return ""
+    tasks = os.environ.get("SLURM_STEP_NUM_TASKS") or (
+        os.environ.get("SLURM_NTASKS") if "SLURM_STEP_ID" in os.environ else None)
+    if not tasks or not tasks.isdigit() or int(tasks) < 2:
+        return ""
+    return (f" (srun started {int(tasks)} copies of the command: start one and give it "
+            "--processes, or run torchrun under srun)")
+
+
 def _torchrun_record(message: Any) -> bool:
     """Write ``message`` where torchrun's failure report reads this worker's error (the
     JSON its ProcessFailure parses); False where there is no such file."""

@@ -795,3 +795,30 @@ def test_a_stopped_evaluations_command_is_quoted_for_windows(monkeypatch):
                              "cwd": r"C:\Users\me\some where"})
     assert line.endswith(r'; continue with: cd "C:\Users\me\some where" && '
                          'simclr finetune --out "my run"'), line
+
+
+def test_a_folder_in_use_under_srun_of_several_tasks_says_srun_started_copies(
+        tmp_path, monkeypatch):
+    """`srun -n 2 simclr pretrain` without torchrun started two independent runs; the
+    second was refused 'in use by another simclr run' without a word of why. Only a
+    hint in that refusal: a salloc shell has SLURM_NTASKS too, and nothing is refused on
+    the SLURM variables alone."""
+    from simclr.files import in_use
+
+    for name in ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS", "SLURM_STEP_ID", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    plain = f"{tmp_path} is in use by another simclr run (pid 1 on h); wait for it to end, " \
+            "or choose another --out"
+    monkeypatch.setenv("SLURM_NTASKS", "2")  # a salloc shell: no step, no hint
+    assert str(in_use(tmp_path, "pid 1 on h")) == plain
+    monkeypatch.setenv("SLURM_STEP_ID", "0")  # within srun's step of 2 tasks
+    hint = " (srun started 2 copies of the command: start one and give it --processes, " \
+           "or run torchrun under srun)"
+    assert str(in_use(tmp_path, "pid 1 on h")) == plain + hint
+    monkeypatch.delenv("SLURM_NTASKS")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "3")
+    assert str(in_use(tmp_path, "pid 1 on h")).endswith("srun started 3 copies of the "
+                                                       "command: start one and give it "
+                                                       "--processes, or run torchrun under srun)")
+    monkeypatch.setenv("WORLD_SIZE", "3")  # the tasks are one run's processes: no hint
+    assert str(in_use(tmp_path, "pid 1 on h")) == plain
