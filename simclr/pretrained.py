@@ -605,7 +605,15 @@ def classifier_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Classifier, dict[s
         # (nan probabilities and no class predicted, as embed refuses non-finite features)
         raise SimCLRError(f"{ckpt.get('file', 'the checkpoint')} is damaged: its "
                           "classifier's weights are not finite")
-    model = Classifier(encoder, len(classes), neck=neck, in_dim=int(weight.shape[1]))
+    # (a narrower fc built around the file's width loaded strictly, and predict failed
+    # on the first matrix product only after embedding the whole folder)
+    gives = int(encoder.feature_dim) if neck is None else \
+        int(neck[0].out_features)  # type: ignore[index]  # (the head's block: a Linear first)
+    if weight.shape[1] != gives:
+        raise SimCLRError(f"{ckpt.get('file', 'the checkpoint')} is damaged: its classifier "
+                          f"reads {weight.shape[1]} features, not the {gives} its "
+                          f"{'head layer' if neck is not None else 'encoder'} gives")
+    model = Classifier(encoder, len(classes), neck=neck, in_dim=gives)
     load_weights(model, ckpt)
     return model.eval(), spec, classes
 

@@ -1321,3 +1321,35 @@ def test_evaluation_sides_below_what_the_network_takes_are_refused(tmp_path, ima
     # (such a run, saved before pretrain refused its --eval-size, evaluates at a side
     # given: its checkpoint still loads)
     assert at_image_size(load_checkpoint(old), 40)["config"]["augment"]["eval_size"] == 40
+
+
+@pytest.mark.parametrize("kind", ["linear", "finetune"])
+def test_a_classifier_reading_another_number_of_features_is_refused_before_any_image(
+        tmp_path, image_folder, kind, capsys):
+    """A damaged classifier whose fc.weight reads fewer features than its encoder (or
+    kept head layer) gives was rebuilt around that width and loaded: predict embedded
+    the whole folder, then stopped on 'mat1 and mat2 shapes cannot be multiplied'."""
+    ckpt = pretrain_checkpoint(head_layers=2)
+    model, _ = model_from_checkpoint(ckpt)
+    clf = Classifier.from_head(model.encoder, model.head, 2) if kind == "finetune" \
+        else Classifier(model.encoder, 2)
+    blob = classifier_checkpoint(kind, clf, ckpt["config"], ["a", "b"], 5, 1.0, {})
+    gives = clf.fc.in_features
+    blob["model"]["fc.weight"] = blob["model"]["fc.weight"][:, :10].clone()
+    said = f"is damaged: its classifier reads 10 features, not the {gives} its " \
+        f"{'head layer' if kind == 'finetune' else 'encoder'} gives$"
+    with pytest.raises(SimCLRError, match=f"^the checkpoint {said}"):
+        classifier_from_checkpoint(blob)
+    path = save_checkpoint(blob, tmp_path / "c" / "checkpoints", f"{kind}.pt")
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(path), "--data", str(image_folder),
+                 "--out", str(tmp_path / "p.csv"), "--device", "cpu"]) != 0
+    out, err = capsys.readouterr()
+    assert re.search(f"^simclr predict: error: {re.escape(str(path))} {said}", err, re.M), err
+    assert "Traceback" not in err and not (tmp_path / "p.csv").exists()
+    # (export --layer logits built its program around the same misfit)
+    assert main(["export", "--checkpoint", str(path), "--layer", "logits",
+                 "--out", str(tmp_path / "l.pt2")]) != 0
+    err = capsys.readouterr().err
+    assert re.search(f"^simclr export: error: {re.escape(str(path))} {said}", err, re.M), err
+    assert not (tmp_path / "l.pt2").exists()
