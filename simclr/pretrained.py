@@ -262,11 +262,11 @@ def trained_for(ckpt: dict[str, Any]) -> str:
             f"{kind} model, {origin['trained']}"
     step = encoder_trained_step(ckpt)
     if ckpt.get("features", "pretrained") != "pretrained":  # (a classifier's baseline)
-        n = ckpt.get("step")
+        n = recorded_step(ckpt)
         return f"{ckpt['features']}" + (f", fine-tuned {n} step{'' if n == 1 else 's'}"
                                         if ckpt.get("kind") == "finetune" else "")
     if ckpt.get("kind") == "finetune":
-        n = ckpt.get("step")
+        n = recorded_step(ckpt)
         own = f"fine-tuned {n} step{'' if n == 1 else 's'}"
         return f"step {step} {own}" if step is not None else own
     return f"step {step}" if step is not None else \
@@ -277,7 +277,23 @@ def encoder_trained_step(ckpt: dict[str, Any]) -> int | None:
     """The pretraining step of a checkpoint's encoder: its own step, but a classifier's
     (linear: its own is 0; fine-tuned: its own counts the fine-tuning) is that of the
     encoder it started from, so that a chain of them keeps the pretraining's."""
-    return fitted_on(ckpt) if ckpt.get("kind") in ("linear", "finetune") else ckpt.get("step")
+    return fitted_on(ckpt) if ckpt.get("kind") in ("linear", "finetune") else \
+        recorded_step(ckpt)
+
+
+def recorded_step(ckpt: dict[str, Any], key: str = "step") -> int | None:
+    """A checkpoint's ``key`` ('step'; 'encoder_step', a classifier's encoder's): None
+    where it has none, else a whole number of steps. Any other value (a hand edit, a
+    damaged file) is one line saying so, never printed (:func:`unfinished_training`)
+    nor met by int() as a traceback."""
+    value = ckpt.get(key)
+    if value is None:
+        return None
+    if not is_amount(value, whole=True):
+        whose = "encoder's step" if key == "encoder_step" else key
+        raise SimCLRError(f"{ckpt.get('file', 'the checkpoint')} is damaged: its {whose} is "
+                          "not a whole number of steps")
+    return int(value)
 
 
 def fitted_on(ckpt: dict[str, Any]) -> int | None:
@@ -287,7 +303,7 @@ def fitted_on(ckpt: dict[str, Any]) -> int | None:
     if ckpt.get("features", "pretrained") != "pretrained":
         return None
     if ckpt.get("encoder_step") is not None:
-        return int(ckpt["encoder_step"])
+        return recorded_step(ckpt, "encoder_step")
     step = classifier_source(Path(ckpt["file"])).get("step") if ckpt.get("file") else None
     return step if isinstance(step, int) else None
 

@@ -22,6 +22,7 @@ from simclr.errors import SimCLRError
 from simclr.models import Classifier
 from simclr.pretrained import (
     classifier_checkpoint,
+    encoder_from_checkpoint,
     load_encoder,
     model_from_checkpoint,
     representation_from_checkpoint,
@@ -926,3 +927,30 @@ def test_a_torchvision_model_that_does_not_reproduce_the_encoder_is_not_written(
     with pytest.raises(SimCLRError, match="does not reproduce the encoder"):
         exp.export(tmp_path / "cifar.pt", out, "torchvision")
     assert not out.exists() and not out.with_name(out.name + ".json").exists()
+
+
+@pytest.mark.parametrize("entry, value, said", [
+    ("step", "x", "its step is not a whole number of steps"),
+    ("step", 2.5, "its step is not a whole number of steps"),
+    ("step", -1, "its step is not a whole number of steps"),
+    ("encoder_step", "abc", "its encoder's step is not a whole number of steps")])
+def test_a_checkpoints_step_that_is_no_count_is_one_line(tmp_path, image_folder, capsys,
+                                                         entry, value, said):
+    """A damaged or hand-edited step ('x'; a classifier's encoder_step 'abc') met int()
+    in export (and embed, which records it): a ValueError traceback. It is said to be
+    damaged, never printed, and nothing is written."""
+    ckpt = pretrain_checkpoint(head_layers=2)
+    if entry == "encoder_step":
+        encoder, _ = encoder_from_checkpoint(ckpt)
+        ckpt = classifier_checkpoint("linear", Classifier(encoder, 2), ckpt["config"],
+                                     ["a", "b"], 0, 1.0, {}, encoder_step=7)
+    state = {k: v for k, v in ckpt.items() if k not in ("format", "version")}
+    path = save_checkpoint({**state, entry: value}, tmp_path / "r" / "checkpoints")
+    for argv in (["export", "--checkpoint", str(path), "--out", str(tmp_path / "o.pt")],
+                 ["embed", "--checkpoint", str(path), "--data", str(image_folder),
+                  "--out", str(tmp_path / "o.npz"), "--device", "cpu"]):
+        capsys.readouterr()
+        assert main(argv) != 0
+        err = capsys.readouterr().err
+        assert err == f"simclr {argv[0]}: error: {path} is damaged: {said}\n", err
+        assert not (tmp_path / "o.pt").exists() and not (tmp_path / "o.npz").exists()
