@@ -65,6 +65,7 @@ from simclr.pretrained import (
     parse_layer,
     representation_from_checkpoint,
     trained_for,
+    unfinished_state,
 )
 from simclr.results import created_removed_on_failure, output_file, real_folder
 from simclr.torchvision_io import assumed_side, torchvision_model
@@ -158,7 +159,7 @@ def export_encoder(checkpoint: str | Path, out: str | Path,
     ckpt = at_image_size(load_checkpoint(checkpoint), image_size, checkpoint)
     encoder, spec = encoder_from_checkpoint(ckpt)
     check_finite(encoder, checkpoint)
-    note_unfinished(Path(ckpt.get("file", checkpoint)), ckpt)  # (as predict says it)
+    unfinished = note_unfinished(Path(ckpt.get("file", checkpoint)), ckpt)  # (as predict)
     blob = {
         "kind": "encoder",
         "config": {"model": ckpt["config"]["model"], "augment": ckpt["config"]["augment"]},
@@ -168,6 +169,10 @@ def export_encoder(checkpoint: str | Path, out: str | Path,
         **({"imported": ckpt["imported"]} if ckpt.get("imported") else {}),
         # a random-init baseline's classifier: its encoder is no trained one
         **({"features": ckpt["features"]} if ckpt.get("features") else {}),
+        # a stopped training's weights: said by what reads the export, kept by its cards
+        # (a linear classifier's unfinished fitting leaves its frozen encoder as it was)
+        **({"unfinished": unfinished_state(ckpt)}
+           if unfinished and ckpt.get("kind") != "linear" else {}),
         # what it was taken from: a fine-tuned or supervised encoder read as one of
         # the pretraining's step alone (the same line for other weights)
         "exported_from": {"kind": ckpt.get("kind"), "trained": trained_for(ckpt),
@@ -254,7 +259,7 @@ def card_origin(ckpt: dict[str, Any], unfinished: bool) -> dict[str, Any]:
                               "total_steps": total if own and isinstance(total, int) else None,
                               "kind": ckpt.get("kind"), "trained": trained_for(ckpt)}
     if unfinished:
-        origin["unfinished"] = {"step": ckpt.get("step"), "total_steps": total}
+        origin["unfinished"] = unfinished_state(ckpt)
     if ckpt.get("features", "pretrained") != "pretrained":  # a random-init baseline's
         origin["features"] = str(ckpt["features"])
     if ckpt.get("imported"):

@@ -641,6 +641,13 @@ def note_unfinished(path: Path, ckpt: dict[str, Any]) -> bool:
     and an export's weights are those of a half-trained model, which nothing else in
     them shows. Returns whether it said so."""
     step, total = ckpt.get("step"), ckpt.get("total_steps")
+    if ckpt.get("kind") == "encoder":  # an export: its source's stopped training, if any
+        if not isinstance(ckpt.get("unfinished"), dict):
+            return False
+        at = unfinished_state(ckpt)
+        print(f"note: {path} is an export of "
+              f"{unfinished_training(at['step'], at['total_steps'])}", file=sys.stderr)
+        return True
     if path.name.endswith(PARTIAL_SUFFIX):
         then = "; its command continues it when run again"
     elif ckpt.get("kind") == "pretrain" and path.name != LAST:
@@ -653,6 +660,16 @@ def note_unfinished(path: Path, ckpt: dict[str, Any]) -> bool:
         return False
     print(f"note: {path} is {unfinished_training(step, total)}{then}", file=sys.stderr)
     return True
+
+
+def unfinished_state(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """{step, total_steps} of the unfinished training whose weights ``ckpt`` holds (where
+    :func:`note_unfinished` says it is one): its own, or an exported encoder's record of
+    its source's (``unfinished``; each None where not a whole number)."""
+    at = ckpt.get("unfinished") if ckpt.get("kind") == "encoder" else ckpt
+    at = at if isinstance(at, dict) else {}
+    return {k: at.get(k) if is_amount(at.get(k), whole=True) else None
+            for k in ("step", "total_steps")}
 
 
 def _how_it_goes_on(last: Path, kind: str) -> str:

@@ -954,3 +954,38 @@ def test_a_checkpoints_step_that_is_no_count_is_one_line(tmp_path, image_folder,
         err = capsys.readouterr().err
         assert err == f"simclr {argv[0]}: error: {path} is damaged: {said}\n", err
         assert not (tmp_path / "o.pt").exists() and not (tmp_path / "o.npz").exists()
+
+
+def test_an_export_of_an_unfinished_training_keeps_saying_so(tmp_path, image_folder, capsys):
+    """An encoder exported from a run stopped at step 3 of 9 kept its step alone: embed
+    with it said nothing, and a program exported from it recorded a finished training.
+    The export keeps the stopped training's step and plan (``unfinished``, as a card
+    does), which the commands that read it say and a program's card keeps."""
+    ckpt = pretrain_checkpoint(head_layers=2)
+    state = {k: v for k, v in ckpt.items() if k not in ("format", "version")}
+    save_checkpoint({**state, "step": 3, "total_steps": 9}, tmp_path / "run" / "checkpoints")
+    encoder = tmp_path / "u.pt"
+    assert main(["export", "--checkpoint", str(tmp_path / "run"), "--out", str(encoder)]) == 0
+    assert load_checkpoint(encoder)["unfinished"] == {"step": 3, "total_steps": 9}
+    note = f"note: {encoder} is an export of an unfinished training (step 3 of 9)\n"
+    capsys.readouterr()
+    assert main(["embed", "--checkpoint", str(encoder), "--data", str(image_folder),
+                 "--out", str(tmp_path / "e.npz"), "--device", "cpu"]) == 0
+    assert note in capsys.readouterr().err
+    for out in ("u.pt2", "u2.pt"):  # (a program's card, an export of the export)
+        assert main(["export", "--checkpoint", str(encoder), "--out", str(tmp_path / out)]) == 0
+        assert note in capsys.readouterr().err
+    assert exp.read_card(tmp_path / "u.pt2")["unfinished"] == {"step": 3, "total_steps": 9}
+    assert load_checkpoint(tmp_path / "u2.pt")["unfinished"] == {"step": 3, "total_steps": 9}
+    # A finished run's export, or a periodic checkpoint chosen on purpose: no such entry
+    save_checkpoint({**state, "step": 9, "total_steps": 9}, tmp_path / "run" / "checkpoints")
+    save_checkpoint({**state, "step": 3, "total_steps": 9}, tmp_path / "run" / "checkpoints",
+                    "ckpt-00000003.pt")
+    for source in ("last.pt", "ckpt-00000003.pt"):
+        out = tmp_path / f"f-{source}"
+        assert main(["export", "--checkpoint", str(tmp_path / "run" / "checkpoints" / source),
+                     "--out", str(out)]) == 0
+        assert "unfinished" not in load_checkpoint(out)
+        assert main(["embed", "--checkpoint", str(out), "--data", str(image_folder),
+                     "--out", str(tmp_path / "e.npz"), "--device", "cpu", "--overwrite"]) == 0
+    assert "note:" not in capsys.readouterr().err
