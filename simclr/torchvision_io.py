@@ -215,17 +215,42 @@ def why_not_a_resnet(state: Any) -> str | None:
 
 
 def _read(state: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor], str] | str | None:
-    """:func:`as_encoder`'s result, or :func:`why_not_a_resnet`'s reason, or None."""
+    """:func:`as_encoder`'s result, or :func:`why_not_a_resnet`'s reason, or None.
+
+    A ResNet-18/34 whose extra tensors are exactly the projection shortcuts of its
+    first stage (``--projection-shortcuts``, the official code's: torchvision's have
+    none) is read as such an encoder; other extras name the first of them."""
     state, ours = _unwrapped(state)
     layout = resnet_layout(state)
     if layout is None:
         return None
     arch, width, cifar_stem = layout
-    with torch.device("meta"):  # only its names: no memory even for a ResNet-50 4x
-        names = ResNet(arch, width, cifar_stem).state_dict()
-    weights = from_torchvision(state, names)
-    _fills_counters(weights, names)
     model = f"a {arch} x{width:g}{' with the CIFAR stem' if cifar_stem else ''}"
+    misfit = ""
+    for projection_shortcuts in (False, True):
+        with torch.device("meta"):  # only its names: no memory even for a ResNet-50 4x
+            names = ResNet(arch, width, cifar_stem,
+                           projection_shortcuts=projection_shortcuts).state_dict()
+        weights = from_torchvision(state, names)
+        _fills_counters(weights, names)
+        problem = _misfit(weights, names, model)
+        if problem is None:
+            break
+        misfit = misfit or problem  # (as the plain ResNet it names: the first misfit)
+    else:
+        return misfit
+    config = {"model": {"arch": arch, "width": width, "cifar_stem": cifar_stem,
+                        **({"projection_shortcuts": True} if projection_shortcuts else {})},
+              "augment": {"size": assumed_side(cifar_stem)}}
+    return config, {f"encoder.{k}": v for k, v in weights.items()}, \
+        f"ResNet weights in {'simclr' if ours else 'torchvision'}'s layout" + \
+        (", with projection shortcuts" if projection_shortcuts else "")
+
+
+def _misfit(weights: Mapping[str, torch.Tensor], names: Mapping[str, torch.Tensor],
+            model: str) -> str | None:
+    """The first tensor of ``weights`` (simclr's names) that ``names`` (the network
+    ``model`` describes) has not, or has of another shape, or lacks; None if they fit."""
     names_in_file = {k: _renamed(k, True) for k in names}
     for k, v in names.items():
         if k not in weights:
@@ -237,10 +262,7 @@ def _read(state: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor], str] | s
     if extra:
         return f"its names are {model}'s but it also has {extra[0]}" + (
             f" and {len(extra) - 1} more tensors" if len(extra) > 1 else "")
-    config = {"model": {"arch": arch, "width": width, "cifar_stem": cifar_stem},
-              "augment": {"size": assumed_side(cifar_stem)}}
-    return config, {f"encoder.{k}": v for k, v in weights.items()}, \
-        f"ResNet weights in {'simclr' if ours else 'torchvision'}'s layout"
+    return None
 
 
 def is_torchvision_state(state: Any) -> bool:

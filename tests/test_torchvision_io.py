@@ -321,3 +321,43 @@ def test_the_note_of_an_encoder_evaluated_at_another_side_says_which_it_names(tm
     assert f"note: {weights} records no image size; simclr reads it at 224 px: give " \
            "--image-size 48 to evaluate it at its --eval-size (it was trained at 40 px)\n" \
            in err, err
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34"])
+def test_a_bare_encoder_with_projection_shortcuts_is_read_as_one(tmp_path, arch):
+    """`torch.save(encoder.state_dict())` of a --projection-shortcuts ResNet-18/34 (the
+    official code's shortcuts) was refused as having 'layer1.0.downsample.0.weight and 5
+    more tensors', and --init-from took it for torchvision weights. It is read as the
+    encoder it is, under its own name; extra tensors of another kind are still refused."""
+    from simclr.models import build_model
+    from simclr.pretrained import apply_initial_weights, initial_weights
+    from simclr.settings import build_config
+
+    torch.manual_seed(0)
+    ours = randomised(build_encoder(arch, 0.25, True, projection_shortcuts=True), seed=8)
+    torch.save(ours.state_dict(), tmp_path / "w.pt")
+    ckpt = load_checkpoint(tmp_path / "w.pt")
+    what = "ResNet weights in simclr's layout, with projection shortcuts"
+    assert ckpt["imported"] == what
+    encoder, spec = encoder_from_checkpoint(ckpt)
+    assert spec["projection_shortcuts"] and encoder.projection_shortcuts
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.eval()(x), ours(x), rtol=0, atol=0)
+    weights, said = initial_weights(str(tmp_path / "w.pt"))
+    assert said == f"{what} {tmp_path / 'w.pt'}"
+    flags = {"model.arch": arch, "model.width": 0.25, "augment.size": 32}
+    model = build_model(build_config(flags={**flags, "model.projection_shortcuts": True}).model,
+                        32)
+    apply_initial_weights(model, weights, said)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encoder.eval()(x), ours(x), rtol=0, atol=0)
+    plain = build_model(build_config(flags=flags).model, 32)
+    with pytest.raises(SimCLRError, match=rf"^--init-from: the {what} .* does not fit this "
+                                          rf"run's {arch} width 0.25: .*layer1.0.shortcut"):
+        apply_initial_weights(plain, weights, said)
+    # (a projection beside other extra tensors: no encoder of either kind)
+    torch.save({**ours.state_dict(), "layer4.1.se.weight": torch.zeros(3)}, tmp_path / "x.pt")
+    with pytest.raises(SimCLRError, match=r"but it also has layer1.0.downsample.0.weight "
+                                          r"and 6 more tensors$"):
+        load_checkpoint(tmp_path / "x.pt")
