@@ -143,9 +143,33 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
             what = "a classifier's logits" if layer == "logits" else "a layer of the head"
             raise SimCLRError(f"--layer {layer}: a {fmt} export holds the encoder only; "
                               f"use --format pt2 or onnx to export {what}")
-        return (export_encoder if fmt == "checkpoint" else export_torchvision)(
-            source, out, image_size, overwrite)
+        if fmt == "torchvision":
+            return export_torchvision(source, out, image_size, overwrite)
+        result = export_encoder(source, out, image_size, overwrite)
+        if overwrite:  # (once the new file is in place: a failure loses nothing)
+            drop_replaced_card(out)
+        return result
     return export_program(source, out, fmt, layer, image_size, overwrite)
+
+
+def drop_replaced_card(out: Path) -> None:
+    """Remove the card beside ``out`` that an earlier export wrote there (a torchvision
+    export's, now written over by a checkpoint): it described that file, with usage code
+    that fails on this one. Only simclr's card (its ``format``); a file of the user's
+    of that name stays, and one that cannot be removed is said."""
+    card = card_file(out)
+    if card.is_symlink() or not card.is_file():
+        return
+    try:
+        ours = json.loads(card.read_text(encoding="utf-8")).get("format") == "simclr-program"
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return  # (unreadable, or JSON of another shape: not known to be simclr's)
+    if ours:
+        try:
+            card.unlink()
+        except OSError as exc:
+            print(f"note: could not remove {card}, the card of the export written over "
+                  f"(it describes that file, not this one): {exc.strerror}", file=sys.stderr)
 
 
 def export_encoder(checkpoint: str | Path, out: str | Path,

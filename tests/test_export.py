@@ -19,7 +19,7 @@ import simclr.export as exp
 from simclr.checkpoint import load_checkpoint, save_checkpoint
 from simclr.cli import main
 from simclr.errors import SimCLRError
-from simclr.models import Classifier
+from simclr.models import Classifier, build_encoder
 from simclr.pretrained import (
     classifier_checkpoint,
     encoder_from_checkpoint,
@@ -989,3 +989,34 @@ def test_an_export_of_an_unfinished_training_keeps_saying_so(tmp_path, image_fol
         assert main(["embed", "--checkpoint", str(out), "--data", str(image_folder),
                      "--out", str(tmp_path / "e.npz"), "--device", "cpu", "--overwrite"]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def test_a_checkpoint_export_over_a_torchvision_one_removes_its_card(run_dir, tmp_path,
+                                                                     capsys):
+    """`export --out sw.pth --overwrite` in checkpoint format over an earlier torchvision
+    export left its card sw.pth.json beside it, saying program torchvision, with usage
+    code that failed on the new file. The card goes once the new file is in place (not
+    before: a failed export loses nothing); a JSON file of the user's there stays."""
+    ckpt = pretrain_checkpoint(head_layers=2)
+    wide = {k: v for k, v in ckpt.items() if k not in ("format", "version")}
+    wide["config"] = {**ckpt["config"], "model": {**ckpt["config"]["model"], "width": 1.0}}
+    wide["model"] = {f"encoder.{k}": v for k, v in build_encoder(
+        "resnet18", 1.0, True).state_dict().items()}
+    width_one = save_checkpoint(wide, tmp_path / "w" / "checkpoints")
+    out, card = tmp_path / "sw.pth", tmp_path / "sw.pth.json"
+    assert main(["export", "--checkpoint", str(width_one), "--out", str(out),
+                 "--format", "torchvision"]) == 0
+    assert json.loads(card.read_text())["program"] == "torchvision"
+    # a failed export (its checkpoint unreadable) keeps the file and its card
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    assert main(["export", "--checkpoint", str(tmp_path / "bad.pt"), "--out", str(out),
+                 "--overwrite"]) != 0
+    assert card.exists() and "format" not in torch.load(out, weights_only=True)
+    assert main(["export", "--checkpoint", str(run_dir), "--out", str(out),
+                 "--overwrite"]) == 0
+    assert load_checkpoint(out)["kind"] == "encoder" and not card.exists()
+    # (a file of that name that is no card of simclr's is not ours to remove)
+    card.write_text('{"mine": 1}')
+    assert main(["export", "--checkpoint", str(run_dir), "--out", str(out),
+                 "--overwrite"]) == 0
+    assert card.read_text() == '{"mine": 1}'
