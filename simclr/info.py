@@ -176,13 +176,18 @@ def _program_facts(path: Path, card: dict[Any, Any]) -> dict[str, Any]:
                         ("encoder", _card_encoder)):
         if key in kept:
             kept[key] = checks(kept[key], damaged)
-    unfinished = kept.get("unfinished")
-    if unfinished is not None and (_entry(unfinished, "step", [], int) is None or (
-            unfinished.get("total_steps") is not None and
-            _entry(unfinished, "total_steps", [], int) is None)):
-        del kept["unfinished"]  # (a stopped training's step and plan, or none)
+    if kept.get("unfinished") is not None and not _is_unfinished(kept["unfinished"]):
+        del kept["unfinished"]
         damaged.append("unfinished")
     return {"path": str(path), "program": kept, **({"damaged": damaged} if damaged else {})}
+
+
+def _is_unfinished(value: Any) -> bool:
+    """Whether ``value`` is a stopped training's step and plan as export writes them
+    (a card's or an exported encoder's ``unfinished``): its step a count, its
+    total_steps a count or none."""
+    return isinstance(value, dict) and _entry(value, "step", [], int) is not None and (
+        value.get("total_steps") is None or _entry(value, "total_steps", [], int) is not None)
 
 
 def _card_input(entry: dict[str, Any], damaged: list[str]) -> dict[str, Any]:
@@ -298,6 +303,11 @@ def checkpoint_facts(path: Path) -> dict[str, Any]:
     if features not in (None, "pretrained"):  # a random-init baseline's
         facts["fitted_on"] = features  # classifier, or its exported encoder
     facts.update(_exported_facts(ckpt))
+    if ckpt.get("unfinished") is not None:  # an export of a stopped training's encoder
+        if _is_unfinished(ckpt["unfinished"]):
+            facts["unfinished"] = ckpt["unfinished"]
+        else:
+            damaged.append("unfinished")
     facts.update(_classifier_facts(ckpt, damaged))
     facts["session"] = _entry(ckpt, "session", damaged)  # which start saved it (supervised)
     argv = recorded_argv(ckpt.get("argv"))

@@ -330,7 +330,7 @@ def _checkpoint_line(c: dict[str, Any]) -> str:
         if c.get("stale") else ""
     damaged = f"; damaged or edited, left out: {', '.join(c['damaged'])}" \
         if c.get("damaged") else ""  # (entries of a type simclr never writes)
-    return ", ".join(parts) + stale + damaged
+    return ", ".join(parts) + _unfinished_card(c.get("unfinished")) + stale + damaged
 
 
 def _exported_origin(c: dict[str, Any]) -> str | None:

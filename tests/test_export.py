@@ -967,6 +967,8 @@ def test_an_export_of_an_unfinished_training_keeps_saying_so(tmp_path, image_fol
     encoder = tmp_path / "u.pt"
     assert main(["export", "--checkpoint", str(tmp_path / "run"), "--out", str(encoder)]) == 0
     assert load_checkpoint(encoder)["unfinished"] == {"step": 3, "total_steps": 9}
+    assert main(["info", str(encoder)]) == 0  # (it read as a finished training's)
+    assert "; an unfinished training (step 3 of 9)" in capsys.readouterr().out
     note = f"note: {encoder} is an export of an unfinished training (step 3 of 9)\n"
     capsys.readouterr()
     assert main(["embed", "--checkpoint", str(encoder), "--data", str(image_folder),

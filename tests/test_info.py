@@ -554,6 +554,8 @@ def test_a_run_whose_files_nest_deep_is_described_as_damaged(evaluated_run, tmp_
     ("features", ["x"], "features"),
     ("session", "2", "session"),
     ("argv", [["simclr"]], "argv"),
+    ("unfinished", {"step": "x", "total_steps": 9}, "unfinished"),
+    ("unfinished", [3, 9], "unfinished"),
 ], ids=lambda v: v if isinstance(v, str) and v.isidentifier() else None)
 def test_a_crafted_checkpoints_entries_are_said_damaged_not_a_traceback(
         evaluated_run, tmp_path, capsys, entry, value, damaged):
