@@ -86,16 +86,26 @@ def augmented_batches(
     batches are dropped (BatchNorm in fine-tuning needs full batches). ``skip``: the
     epoch's first batches are passed over unread (a resumed run). An uncached source's
     decoding workers are kept for the next epoch: the caller ends them
-    (:func:`simclr.features.close_workers`).
+    (:func:`simclr.features.close_workers`). An unreadable file of an uncached source
+    is replaced by another image of ``indices`` (:meth:`simclr.data.ImageSource.within`),
+    never by one outside them: a labeled subset (Sec. 6) trains on its own images alone.
     """
     from simclr.augment import apply_params, sample_params
 
     labels_all = torch.as_tensor(np.asarray(source.labels, dtype=np.int64))
     pin = device.type == "cuda"  # a pinned copy goes without waiting for the GPU
+    indices = np.asarray(indices, dtype=np.int64)
+    read, positions = source, indices
+    if not getattr(source, "cached", True) and len(indices) < source.num_images:
+        # Positions in the subset's own source, shuffled alike (the same batches); the
+        # indices come back as the source's, for the views and labels.
+        read, positions = source.within(indices), np.arange(len(indices))
     for idx, images, aspect in iter_batches(
-            source, indices, batch_size, seed=[seed, epoch], drop_last=True, workers=workers,
+            read, positions, batch_size, seed=[seed, epoch], drop_last=True, workers=workers,
             pin=pin, decode_on=decode_device("auto", device), skip=skip,
             shard=shard, keep_workers=True):
+        if read is not source:
+            idx = torch.from_numpy(indices[idx.numpy()])
         params = sample_params(aug_cfg, seed, epoch, idx, 0, tuple(images.shape[-2:]), aspect)  # type: ignore[arg-type]  # (H, W)
         images = images.to(device, non_blocking=True)
         labels = labels_all[idx]

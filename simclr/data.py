@@ -108,6 +108,7 @@ class ImageSource:
         self._bad_seen = {p for p, _ in self.skipped}
         self._found_bad, self._counted_at = 0, -float("inf")  # (this session's, for the log)
         self._loaders: dict[tuple, tuple[torch.utils.data.DataLoader, _EpochBatches]] = {}
+        self._within: tuple[bytes, ImageSource] | None = None  # (see within())
 
     @property
     def num_images(self) -> int:
@@ -196,7 +197,9 @@ class ImageSource:
     def close(self) -> None:
         """Stop the persistent decoding workers now, Ctrl-C held until they have stopped
         (they also stop when the source is freed, where a Ctrl-C is lost:
-        :func:`simclr.runtime.close_loader_iterator`)."""
+        :func:`simclr.runtime.close_loader_iterator`); :meth:`within`'s too."""
+        if self._within is not None:
+            self._within[1].close()
         loaders, self._loaders = list(self._loaders.values()), {}
         for loader, _ in loaders:
             close_loader_iterator(loader._iterator)  # (None before its first epoch)
@@ -214,6 +217,25 @@ class ImageSource:
             side=self.image_hw[0], max_pixels=self.max_pixels, workers=self.workers,
             store=self.store, aspect=self._aspect,
         )
+
+    def within(self, indices: np.ndarray) -> ImageSource:
+        """The images at ``indices`` (M,) as a source of their own, whose unreadable files
+        are replaced by other images of ``indices`` alone (a labeled subset's: one from
+        elsewhere in the folder trained with its label, outside the subset recorded).
+
+        Kept for the next call with the same indices (its decoding workers persist across
+        a training's epochs) and closed with this source; the unreadable files it meets
+        are recorded in this source's ``skipped``, which it shares.
+        """
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        key = idx.tobytes()
+        if self._within is None or self._within[0] != key:
+            if self._within is not None:
+                self._within[1].close()
+            part = self.subset(idx, self.name)  # (the folder's name, for its messages)
+            part.skipped, part._bad_seen = self.skipped, self._bad_seen  # the same objects
+            self._within = (key, part)
+        return self._within[1]
 
     def remember_skipped(self, found: Sequence[Sequence[str]]) -> None:
         """The unreadable files an earlier session of a run decoding per epoch met

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -44,7 +44,7 @@ from simclr.classify import (
     total_steps,
     train_classifier,
 )
-from simclr.errors import SimCLRError
+from simclr.errors import SimCLRError, printable
 from simclr.features import check_labeled, resolve_runtime, source_name
 from simclr.models import Classifier, ProjectionHead, build_encoder
 from simclr.pretrained import classifier_checkpoint, encoder_config, save_classifier
@@ -184,8 +184,9 @@ def run_finetune(
     [--no-channels-last]``.
 
     The subset (``class_balanced_subset`` with ``seed``, or the images ``subset_file``
-    lists: :func:`subset_from_list`) is written to
-    ``run_dir/labeled_subset.txt``; Nesterov SGD, lr ``lr`` x B/256, no warm-up, no
+    lists: :func:`subset_from_list`) is written to ``run_dir/labeled_subset.txt`` (its
+    unreadable files left out: an uncached folder's, met in the training, replaced there
+    by other images of the subset); Nesterov SGD, lr ``lr`` x B/256, no warm-up, no
     weight decay, ``schedule`` per step; crop + flip views. ``from_head`` needs ``head``
     (the pretrained projection head, models.ProjectionHead) and fine-tunes from its
     first layer; ``from_scratch`` re-initialises the encoder (same architecture). The
@@ -401,6 +402,7 @@ class _FineTuning:
     channels_last: bool
     workers: int | None
     verbose: bool
+    trained: np.ndarray = field(init=False)  # the labeled images trained on (results())
 
     def save_partial(self, step: int, seconds: float,
                      stats: dict[str, Any] | None = None) -> str:
@@ -418,7 +420,7 @@ class _FineTuning:
         the lr decayed per ``schedule`` without warm-up; under torchrun DDP averages the
         gradients. Returns the training's stats."""
         total = self.budget.steps
-        return train_classifier(
+        stats = train_classifier(
             dist.wrap_ddp(self.model, self.device), self.train, self.budget.subset, aug_cfg,
             total_steps=total, batch_size=self.budget.batch, optimizer=self.optimizer,
             lr_fn=lambda step, p: scheduled_lr(step, total, p, schedule), seed=seed,
@@ -426,6 +428,28 @@ class _FineTuning:
             workers=self.workers, verbose=self.verbose, name="finetune",
             start_step=start_step, elapsed=elapsed, scaler=self.scaler,
             checkpointing=checkpointing, tally=self.partial_run.tally)
+        # Each process read its share: rank 0, which records the subset, hears of all the
+        # unreadable files an uncached folder found as it read them (a cache lists its own).
+        if not getattr(self.train, "cached", True):
+            for found in dist.all_gather_objects(list(getattr(self.train, "skipped", []))):
+                self.train.remember_skipped(found)
+        return stats
+
+    def trained_subset(self) -> np.ndarray:
+        """The labeled images trained on (sorted int64): the subset less its files found
+        unreadable while the training read them (uncached: other images of the subset took
+        their place, classify.augmented_batches), said in a line; the subset as drawn
+        otherwise (a cache's unreadable files are never drawn: subsets.subset_from_list)."""
+        subset, paths = self.budget.subset, list(getattr(self.train, "paths", []) or [])
+        bad = dict(getattr(self.train, "skipped", []))
+        unread = [int(i) for i in subset if i < len(paths) and paths[i] in bad]
+        if unread:
+            first = paths[unread[0]]
+            log(f"warning: {len(unread)} of the {len(subset)} labeled images could not be "
+                f"read (first: {printable(first)}: {bad[first]}): other images of the "
+                f"labeled subset took their place; {SUBSET_FILE} and num_labeled list the "
+                f"{len(subset) - len(unread)} trained on")
+        return np.setdiff1d(subset, np.asarray(unread, dtype=np.int64))
 
     def test(self, test: Any, image_size: int) -> tuple[Ranked, np.ndarray]:
         """What the results need of the test logits (M, C), each batch reduced as it
@@ -440,11 +464,14 @@ class _FineTuning:
                 labels_per_class: int | None, num_classes: int,
                 elapsed_s: float) -> dict[str, Any]:
         """The results of ``simclr finetune``: the test accuracy (``ranked`` test logits,
-        labels (M,)), the labeled subset, the settings and the training's ``stats``."""
+        labels (M,)), the labeled subset trained on (:meth:`trained_subset`), the settings
+        and the training's ``stats``."""
         settings = self.partial_run.settings
+        self.trained = self.trained_subset()
         return {
             "command": "finetune", **accuracy_summary(ranked, test_y),
-            "num_labeled": int(len(self.budget.subset)), "label_fraction": self.budget.fraction,
+            "num_labeled": int(len(self.trained)),
+            "label_fraction": len(self.trained) / len(self.train.labels),
             "labels_per_class": labels_per_class, "num_classes": num_classes,
             "num_test": int(len(test_y)), "peak_lr": self.optimizer.param_groups[0]["peak_lr"],
             "processes": dist.world_size(),
@@ -462,8 +489,8 @@ class _FineTuning:
         out = self.partial_run.out
         if out is None:
             return
-        if not self.listed:
-            write_subset_list(self.train, self.budget.subset, out / SUBSET_FILE)
+        if not self.listed or len(self.trained) < len(self.budget.subset):
+            write_subset_list(self.train, self.trained, out / SUBSET_FILE)
         results["subset_file"] = str(out / SUBSET_FILE)
         blob = classifier_checkpoint("finetune", self.model, self.cfg, list(self.train.classes),
                                      results["steps"], results["elapsed_s"], results,

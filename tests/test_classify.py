@@ -12,6 +12,7 @@ import torch
 from simclr.classify import (
     Checkpointing,
     PartialRun,
+    augmented_batches,
     crop_flip_config,
     nesterov_sgd,
     scheduled_lr,
@@ -535,3 +536,46 @@ def test_a_classifier_whose_outputs_are_not_finite_is_refused():
         evaluate_classifier(Diverged(), colour_source(n_per_class=3, classes=9), 16,
                             batch_size=4, device=torch.device("cpu"), precision="fp32",
                             again="into a new --out: --resume keeps the lr")
+
+
+def test_a_subsets_unreadable_image_is_replaced_from_the_subset_alone(tmp_path, monkeypatch):
+    """augmented_batches over some images of an uncached folder: an unreadable one among
+    them is replaced by another of them (the next file of the whole folder, outside them,
+    trained with its label before), recorded in the folder's ``skipped``; a readable
+    subset's views are of the batches iter_batches gives over the folder (as before)."""
+    import simclr.augment
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+    from simclr.features import close_workers, iter_batches
+    from tests.conftest import make_image_folder
+
+    root = make_image_folder(tmp_path / "f", classes=2, per_class=6, side=16)
+    (root / "class_0" / "002.png").write_bytes(b"not an image")
+    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), workers=0, cache="off")
+    source = open_source(str(root), cfg, train=True, image_size=16)
+    bad = source.paths.index(str((root / "class_0" / "002.png").resolve()))
+    seen: list[list[int]] = []
+    real = simclr.augment.sample_params
+
+    def spy(cfg, seed, epoch, idx, *args, **kwargs):
+        seen.append(np.asarray(idx).tolist())  # the images the views are made of
+        return real(cfg, seed, epoch, idx, *args, **kwargs)
+
+    monkeypatch.setattr(simclr.augment, "sample_params", spy)
+
+    def epochs(indices: np.ndarray) -> tuple[list[int], list[int]]:
+        seen.clear()
+        labels = [y for epoch in range(3) for _, y in augmented_batches(
+            source, indices, crop_flip_config(16), batch_size=2, epoch=epoch, seed=0,
+            device=torch.device("cpu"), workers=0)]
+        close_workers(source)
+        return sum(seen, []), torch.cat(labels).tolist()
+
+    trained, labels = epochs(np.array([0, bad, 7, 8]))
+    assert set(trained) <= {0, 7, 8} and len(trained) == 12
+    assert labels == source.labels[trained].tolist()
+    assert [p for p, _ in source.skipped] == [source.paths[bad]]
+    good = np.array([0, 1, 7, 8])
+    want = [idx.tolist() for epoch in range(3) for idx, _, _ in iter_batches(
+        source, good, 2, seed=[0, epoch], drop_last=True, workers=0)]
+    assert epochs(good)[0] == sum(want, [])

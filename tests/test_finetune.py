@@ -787,3 +787,55 @@ def test_finetune_trains_and_tests_in_channels_last_by_default(folders, channels
     result = run_finetune(enc, train, test, None, labels_per_class=4, **FAST, **kwargs)
     assert len(seen) >= 3 and set(seen) == {(channels_last, channels_last)}
     assert result["channels_last"] is channels_last
+
+
+@pytest.mark.parametrize("cache", ["off"])
+def test_an_unreadable_image_of_the_subset_is_left_out_never_replaced_from_outside(
+        tmp_path, monkeypatch, caplog, capsys, cache):
+    """A --subset file that cannot be decoded: fine-tuning trains on the subset's other
+    images alone, cached or decoded per epoch (uncached, an image outside the subset took
+    its place, trained with its label: a leak into the 1%/10% protocol; cached, the run
+    failed saying the file was "not in the folder"), says which file and why, and
+    records the subset it trained on (labeled_subset.txt, num_labeled)."""
+    import logging
+
+    import simclr.augment
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+
+    root = make_image_folder(tmp_path / "train", classes=3, per_class=6, side=16)
+    (root / "class_1" / "002.png").write_bytes(b"not an image")
+    test_dir = make_image_folder(tmp_path / "test", classes=3, per_class=2, side=16, seed=1)
+    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), workers=0, cache=cache)
+    train = open_source(str(root), cfg, train=True, image_size=16)
+    test = open_source(str(test_dir), cfg, train=False, image_size=16)
+    assert train.cached == (cache == "on")
+    names = ["class_0/000.png", "class_0/003.png", "class_1/001.png", "class_1/002.png",
+             "class_2/004.png", "class_2/005.png"]
+    listing = tmp_path / "subset.txt"
+    listing.write_text("".join(f"{n}\n" for n in names))
+    readable = {n for n in names if n != "class_1/002.png"}
+    seen: set[int] = set()
+    real = simclr.augment.sample_params
+
+    def spy(cfg, seed, epoch, idx, *args, **kwargs):
+        seen.update(np.asarray(idx).tolist())  # the images the views are made of
+        return real(cfg, seed, epoch, idx, *args, **kwargs)
+
+    monkeypatch.setattr(simclr.augment, "sample_params", spy)
+    with caplog.at_level(logging.WARNING):
+        result = run_finetune(tiny_encoder(), train, test, tmp_path / "ft",
+                              subset_file=listing, **{**FAST, "epochs": 3})
+
+    def relative(i: int) -> str:
+        return Path(train.paths[i]).relative_to(root.resolve()).as_posix()
+
+    assert {relative(i) for i in seen} <= readable and len(seen) >= 4
+    listed = (tmp_path / "ft" / "labeled_subset.txt").read_text().split()
+    assert set(listed) == readable and result["num_labeled"] == 5
+    saved = json.loads((tmp_path / "ft" / "finetune.json").read_text())
+    assert saved["num_labeled"] == 5
+    said = [line for line in caplog.text.splitlines() + capsys.readouterr().err.splitlines()
+            if "class_1/002.png" in line]
+    assert said and all("not in the folder" not in line for line in said)
+    assert any("unreadable" in line or "cannot" in line for line in said)
