@@ -7,6 +7,7 @@ fingerprinted so that a continued fine-tuning is known to train on the same imag
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,10 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from simclr.errors import SimCLRError, unreadable_path
+from simclr.distributed import launched_rank
+from simclr.errors import SimCLRError, printable, unreadable_path
 from simclr.files import written
 from simclr.folders import class_members
 from simclr.logistic import half_up
+
+log = logging.getLogger(__name__)
 
 SUBSET_FILE = "labeled_subset.txt"
 
@@ -70,7 +74,10 @@ def subset_from_list(source: Any, path: str | Path,
     ``labeled_subset.txt`` holds them), or a full path; blank lines and ``#`` comments
     are skipped. A name not in the folder, or a bare file name that two of its images
     share, is an error; one of ``held_out`` (the files ``--test-fraction`` keeps for
-    testing, left out of ``source``) is refused as such.
+    testing, left out of ``source``) is refused as such. A file the source's cache
+    could not decode (``source.skipped``) is left out, named in a warning with why: the
+    subset trained on and recorded is the rest, as where the folder is read per epoch
+    (:meth:`simclr.data.ImageSource.within`).
     """
     lines = read_subset_list(path)
     paths = list(getattr(source, "paths", []) or [])
@@ -78,11 +85,14 @@ def subset_from_list(source: Any, path: str | Path,
         raise SimCLRError("--subset needs an image folder (this data set has no file names)")
     root = _root(source)
     testing = {key for p in held_out for key in _keys(p, root)}
+    broken = {key: (p, reason) for p, reason in getattr(source, "skipped", ())
+              for key in _keys(p, root)}
     where: dict[str, int] = {}
     shared: set[str] = set()
     for i, p in enumerate(paths):
         name, *others = _keys(p, root)
-        if name in where or name in testing:  # (a test image's name too: which is meant?)
+        # (a test image's or an unreadable file's name too: which is meant?)
+        if name in where or name in testing or name in broken:
             shared.add(name)
         where.update(dict.fromkeys((name, *others), i))
     chosen, missing = set(), []
@@ -99,9 +109,15 @@ def subset_from_list(source: Any, path: str | Path,
         raise SimCLRError(f"--subset: {len(held)} of the listed images are among those "
                           f"--test-fraction holds out for testing (first: {held[0]!r}); "
                           "list training images only, or change --seed or --test-fraction")
+    unreadable = [broken[entry] for entry in missing if entry in broken]
+    missing = [entry for entry in missing if entry not in broken]
     if missing:
         raise SimCLRError(f"--subset: {len(missing)} of the listed images are not in the "
                           f"folder (first: {missing[0]!r})")
+    if unreadable and launched_rank() == 0:  # (every process of a launch reads the list)
+        log.warning("--subset: %d of the listed images cannot be read, left out (first: "
+                    "%s: %s); the labeled subset is the other %d", len(unreadable),
+                    printable(unreadable[0][0]), unreadable[0][1], len(chosen))
     indices = np.array(sorted(chosen), dtype=np.int64)
     if (np.asarray(source.labels)[indices] < 0).any():
         raise SimCLRError("--subset lists images without a class folder (labels needed)")

@@ -789,7 +789,7 @@ def test_finetune_trains_and_tests_in_channels_last_by_default(folders, channels
     assert result["channels_last"] is channels_last
 
 
-@pytest.mark.parametrize("cache", ["off"])
+@pytest.mark.parametrize("cache", ["on", "off"])
 def test_an_unreadable_image_of_the_subset_is_left_out_never_replaced_from_outside(
         tmp_path, monkeypatch, caplog, capsys, cache):
     """A --subset file that cannot be decoded: fine-tuning trains on the subset's other

@@ -241,3 +241,28 @@ def test_a_written_subset_list_is_relative_to_the_folder_and_reads_back(tmp_path
     lines = path.read_text().splitlines()
     assert lines == [f"class_{i // 3}/{i % 3:03d}.png" for i in (1, 4)]
     assert subset_from_list(train, path).tolist() == [1, 4]
+
+
+def test_a_listed_file_the_cache_cannot_decode_is_left_out_as_unreadable(tmp_path, caplog):
+    """A --subset line naming a file of the folder that its cache could not decode: left
+    out, in a warning naming it and why (it was refused as "not in the folder", after
+    the whole folder was decoded); a name that is in no folder stays an error."""
+    import logging
+
+    root = make_image_folder(tmp_path / "f", classes=2, per_class=4, side=16)
+    (root / "class_1" / "001.png").write_bytes(b"not an image")
+    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), workers=0, cache="on")
+    source = open_source(str(root), cfg, train=True, image_size=16)
+    assert source.cached and len(source.paths) == 7
+    listing = tmp_path / "list.txt"
+    listing.write_text("class_0/000.png\nclass_1/001.png\nclass_1/002.png\n")
+    with caplog.at_level(logging.WARNING, logger="simclr.subsets"):
+        chosen = subset_from_list(source, listing)
+    names = [str(source.paths[i]).split("/f/")[1] for i in chosen]
+    assert names == ["class_0/000.png", "class_1/002.png"]
+    said = [r.getMessage() for r in caplog.records if r.name == "simclr.subsets"]
+    assert len(said) == 1 and "cannot be read" in said[0] and "class_1/001.png" in said[0]
+    assert "format not recognised" in said[0] and "other 2" in said[0]
+    listing.write_text("class_0/000.png\nclass_1/009.png\n")
+    with pytest.raises(SimCLRError, match="1 of the listed images are not in the folder"):
+        subset_from_list(source, listing)
