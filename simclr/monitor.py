@@ -251,6 +251,13 @@ def check_finite(first_bad: torch.Tensor, last_good: Path | None, cfg: Config,
         )
 
 
+def diverged(first_bad: torch.Tensor, cfg: Config) -> bool:
+    """Whether the model may hold a non-finite step's update: one was met (``first_bad``,
+    its step, -1: none) under ``--nan-policy stop``. Under ``skip`` such a step changed no
+    weight (:func:`simclr.train.train_step`), so saves go on (read without a host sync)."""
+    return cfg.nan_policy == "stop" and int(first_bad.item()) >= 0
+
+
 def check_knn_folders(cfg: Config) -> None:
     """The kNN monitor's folders are first read after an epoch: check them before (that
     some image of each decodes too, which a run would meet only then)."""
@@ -318,7 +325,7 @@ def knn_within_run(
 ) -> float:
     """The kNN monitor after ``step`` (rank 0 alone), as the run goes: out of memory, one
     line naming ``last_good``; its folders' images, first read now, failing: the steps
-    are saved first (``save_periodic``, unless a loss was non-finite) and the message
+    are saved first (``save_periodic``, unless the model :func:`diverged`) and the message
     says how to go on. ``resumed``: measured before a resumed session's first step, on
     the weights of ``last_good``, the checkpoint it resumed from."""
     with knn_out_of_memory(step, last_good):
@@ -328,7 +335,7 @@ def knn_within_run(
             raise outputs_diverged(step, run_dir, precision,
                                    also=last_good if resumed else None) from None
         except SimCLRError as exc:  # its folder's images, first read now: keep the steps
-            kept = int(first_bad.item()) < 0 and save_periodic()
+            kept = not diverged(first_bad, cfg) and save_periodic()
             raise SimCLRError(f"kNN monitor: {exc}" + (
                 f" (the run is saved at step {step}: `{continue_run(run_dir)}`"
                 " continues it once the folder is mended)" if kept else "")) from None

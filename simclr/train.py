@@ -51,6 +51,7 @@ from simclr.monitor import (
     check_knn_folders,
     collapse_note,
     count_skipped,
+    diverged,
     final_knn,
     knn_missed,
     knn_within_run,
@@ -685,10 +686,10 @@ def periodic_checkpoint(
     (None: none), and the last good checkpoint after it. Every --checkpoint-every steps
     the run first stops if a loss was non-finite (:func:`check_finite`: never a diverged
     model saved); a save by the clock (rank 0's alone) is left out instead, as the
-    others go on."""
+    others go on (under --nan-policy skip a non-finite step changed nothing: saved)."""
     if rule == "steps":
         check_finite(first_bad, last_good, cfg, precision)
         return save_periodic()
-    if rule == "clock" and int(first_bad.item()) < 0:  # never a diverged model
+    if rule == "clock" and not diverged(first_bad, cfg):  # never a diverged model
         return save_periodic()
     return last_good

@@ -1166,6 +1166,48 @@ def test_init_from_torchvision_weights(tmp_path, image_folder, cache_dir, capsys
     assert not (tmp_path / "fresh-cache").exists()
 
 
+def _nan_at_step(monkeypatch, bad: int) -> None:
+    """The loss of the ``bad``-th step (1-based) is NaN."""
+    real, calls = train.loss_and_metrics, []
+
+    def poisoned(cfg, z_a, z_b):
+        loss, metrics = real(cfg, z_a, z_b)
+        calls.append(1)
+        return (loss * float("nan") if len(calls) == bad else loss), metrics
+
+    monkeypatch.setattr(train, "loss_and_metrics", poisoned)
+
+
+def test_a_skipped_step_leaves_the_clock_saves_on(tmp_path, image_folder, cache_dir,
+                                                  monkeypatch):
+    """--nan-policy skip: a step left out changes no weight, yet it stopped every
+    --checkpoint-minutes save for the rest of the session (the guard against saving a
+    diverged model counted any non-finite step, skipped or not)."""
+    _nan_at_step(monkeypatch, 2)
+    _, summary = run(tmp_path, image_folder, cache_dir, "clock", nan_policy="skip",
+                     checkpoint_every=0, checkpoint_minutes=1e-9, keep_checkpoints=100)
+    assert summary["status"] == "finished" and summary["bad_steps"] == 1
+    periodic = sorted(p.name for p in (tmp_path / "clock/checkpoints").glob("ckpt-*.pt"))
+    assert periodic == [f"ckpt-0000000{s}.pt" for s in range(1, 6)]  # 6: last.pt
+
+
+def test_a_knn_folder_failing_after_a_skipped_step_still_keeps_the_steps(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """--nan-policy skip: after a skipped step, a kNN folder failing at its first read
+    saved nothing (as if the model had diverged) and said no way to go on."""
+    _nan_at_step(monkeypatch, 2)
+
+    def failing(cfg, *args):
+        raise SimCLRError(f"{cfg.knn_train}/class_0/003.png: unreadable")
+
+    monkeypatch.setattr(monitor, "knn_monitor", failing)
+    with pytest.raises(SimCLRError, match=r"the run is saved at step 3: `simclr pretrain "
+                       r"--resume .*` continues it"):
+        run(tmp_path, image_folder, cache_dir, "run", nan_policy="skip", checkpoint_every=0,
+            knn_train=str(image_folder), knn_test=str(image_folder))
+    assert load_checkpoint(tmp_path / "run/checkpoints/ckpt-00000003.pt")["step"] == 3
+
+
 def test_checkpoints_also_come_by_the_clock(tmp_path, image_folder, cache_dir):
     """--checkpoint-minutes: a run whose steps are slow still leaves checkpoints (here
     every step is 'late': a periodic file at each step, the last two kept)."""
