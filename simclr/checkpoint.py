@@ -130,11 +130,12 @@ def save_checkpoint(
     See :func:`simclr.files.write_atomically`. On any OSError (disk full, quota, permissions) the
     previous file is left untouched and a :class:`SimCLRError` says so. ``keep_last``:
     after writing a periodic ``ckpt-<step>.pt``, delete all but the newest ``keep_last``
-    of them. A ``last.pt`` whose bytes the periodic checkpoint of its step already holds
-    (a run's final step) is a hard link to it, not a second copy
-    (:func:`link_same_periodic`). ``replace`` False (a command's result without
-    ``--overwrite``: a classifier, an exported encoder): a file another process wrote
-    there meanwhile is kept, and refused in one line (:func:`simclr.files.taken`).
+    of them up to its step (:func:`prune_checkpoints`). A ``last.pt`` whose bytes the
+    periodic checkpoint of its step already holds (a run's final step) is a hard link
+    to it, not a second copy (:func:`link_same_periodic`). ``replace`` False (a
+    command's result without ``--overwrite``: a classifier, an exported encoder): a file
+    another process wrote there meanwhile is kept, and refused in one line
+    (:func:`simclr.files.taken`).
     """
     folder = Path(run_dir)
     if not name or os.sep in name or name.startswith("."):
@@ -159,8 +160,9 @@ def save_checkpoint(
             with contextlib.suppress(OSError):
                 folder.rmdir()  # (fails on a folder with anything in it: kept)
         raise SimCLRError(f"could not write checkpoint {target}: {reason}; {kept}") from None
-    if keep_last is not None and _PERIODIC.fullmatch(name):
-        prune_checkpoints(folder, keep_last)
+    periodic = _PERIODIC.fullmatch(name)
+    if keep_last is not None and periodic:
+        prune_checkpoints(folder, keep_last, int(periodic.group(1)))
     # A periodic checkpoint's name is never written again: its killed saves' debris is
     # collected here, whatever their name.
     remove_stale_temporaries(folder, "*.pt.tmp-*")
@@ -262,10 +264,18 @@ def load_scaler(scaler: torch.amp.GradScaler, saved: dict[str, Any]) -> None:
         scaler.load_state_dict(saved)
 
 
-def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int) -> None:
-    """Delete all but the ``keep_last`` highest-step ``ckpt-<step>.pt`` (never last.pt)."""
-    periodic = periodic_checkpoints(run_dir)
-    for _, path in periodic[: max(0, len(periodic) - max(keep_last, 0))]:
+def prune_checkpoints(run_dir: str | os.PathLike, keep_last: int,
+                      written: int | None = None) -> None:
+    """Delete all but the ``keep_last`` highest-step ``ckpt-<step>.pt`` (never last.pt).
+
+    ``written``: the step of the checkpoint just written, which is always kept; files
+    of later steps are neither counted nor deleted: a resumed run's stale future (one
+    the resume passed over, unreadable, as :func:`latest_checkpoint` does), rewritten
+    when the run reaches its step. Counted, each new save was deleted as it was written,
+    and a kill left nothing newer than the resumed checkpoint."""
+    periodic = [(step, path) for step, path in periodic_checkpoints(run_dir)
+                if written is None or step <= written]
+    for _, path in periodic[: max(0, len(periodic) - max(keep_last, 1))]:
         try:
             path.unlink()
         except OSError as exc:

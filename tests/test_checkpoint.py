@@ -178,16 +178,38 @@ def test_a_signal_while_a_checkpoint_is_compared_stays_an_interruption(tmp_path,
 
 def test_keep_last_prunes_old_periodic_checkpoints(tmp_path):
     save_checkpoint(_state(0), tmp_path, "last.pt")
-    for step in (100, 200, 1000, 300):
+    for step in (100, 200, 300, 1000):
         save_checkpoint(_state(step), tmp_path, periodic_name(step), keep_last=2)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["ckpt-00000300.pt", "ckpt-00001000.pt", "last.pt"]
     save_checkpoint(_state(2000), tmp_path, periodic_name(2000), keep_last=None)
     assert len(list(tmp_path.glob("ckpt-*.pt"))) == 3
     # by step, not by name: an unpadded name (older runs wrote ckpt-<step>.pt) counts too
-    save_checkpoint(_state(900), tmp_path, "ckpt-900.pt", keep_last=2)
+    save_checkpoint(_state(3000), tmp_path, "ckpt-3000.pt", keep_last=2)
     assert sorted(p.name for p in tmp_path.glob("ckpt-*.pt")) == [
-        "ckpt-00001000.pt", "ckpt-00002000.pt"]
+        "ckpt-00002000.pt", "ckpt-3000.pt"]
+
+
+def test_checkpoints_of_later_steps_than_the_one_written_are_not_counted(tmp_path):
+    """A run resumed from ckpt-3 past a truncated ckpt-6 (the resume says so and goes on)
+    counted ckpt-6 among its --keep-checkpoints 1: each new checkpoint was deleted as it
+    was written, and a kill then left nothing newer than the start to resume from.
+    Later steps' files (the resumed run's stale future, rewritten when it gets there)
+    are left out of the count, and kept."""
+    for step in (3, 6):
+        save_checkpoint(_state(step), tmp_path, periodic_name(step), keep_last=2)
+    stale = tmp_path / periodic_name(6)
+    stale.write_bytes(stale.read_bytes()[:100])  # (truncated)
+    save_checkpoint(_state(4), tmp_path, periodic_name(4), keep_last=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        periodic_name(4), periodic_name(6)]
+    assert latest_checkpoint(tmp_path) == tmp_path / periodic_name(4)
+    save_checkpoint(_state(5), tmp_path, periodic_name(5), keep_last=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        periodic_name(5), periodic_name(6)]
+    save_checkpoint(_state(6), tmp_path, periodic_name(6), keep_last=1)  # (got there)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [periodic_name(6)]
+    assert load_checkpoint(stale)["step"] == 6
 
 
 def test_the_final_last_pt_shares_the_bytes_of_its_steps_periodic_checkpoint(tmp_path):
