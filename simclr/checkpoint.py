@@ -152,7 +152,10 @@ def save_checkpoint(
         raise taken(target) from None
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        previous = target if target.is_file() else latest_checkpoint(folder)
+        # A run's: the one its resume would take (a later ckpt-<step>.pt than an old
+        # last.pt being replaced), not the file of this name.
+        previous = latest_checkpoint(folder) if is_run_checkpoint(target) else None
+        previous = previous or (target if target.is_file() else latest_checkpoint(folder))
         kept = (f"the previous checkpoint {previous} is intact" if previous is not None
                 else "no earlier checkpoint exists" if folder.name == CHECKPOINTS
                 else "nothing was written")  # (an export, not a run's checkpoints)

@@ -86,6 +86,25 @@ def test_disk_full_keeps_the_previous_checkpoint(tmp_path, monkeypatch, fail_in)
     assert load_checkpoint(previous)["step"] == 1
 
 
+def test_a_failed_save_names_the_checkpoint_a_resume_would_use(tmp_path, monkeypatch):
+    """A resumed run's final last.pt failing (disk full) named the old last.pt (step 3)
+    'the previous checkpoint', where a resume takes its later ckpt-8."""
+    folder = tmp_path / "checkpoints"
+    save_checkpoint(_state(3), folder)
+    newer = save_checkpoint(_state(8), folder, periodic_name(8), keep_last=2)
+    linear = save_checkpoint(_state(1), tmp_path / "eval/checkpoints", "linear.pt")
+
+    def full_disk_replace(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ck.os, "replace", full_disk_replace)
+    with pytest.raises(SimCLRError, match=f"; the previous checkpoint {newer} is intact$"):
+        save_checkpoint(_state(10), folder)
+    # (a file of no run's, e.g. an evaluation's classifier: that file, as before)
+    with pytest.raises(SimCLRError, match=f"; the previous checkpoint {linear} is intact$"):
+        save_checkpoint(_state(2), linear.parent, "linear.pt")
+
+
 def test_failed_first_save_says_there_is_no_earlier_checkpoint(tmp_path, monkeypatch):
     def full_disk_replace(src, dst):
         raise OSError(errno.ENOSPC, "No space left on device")
