@@ -55,7 +55,7 @@ class RunState:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     run_id: str = field(default_factory=new_run_id)  # the saved one's, once resumed
     # The metrics log's open --log-every window (monitor.Meter.saved: its float32 sums,
-    # steps, first step and training seconds at its start); None: none saved
+    # steps, first step, training seconds at its start and untimed steps); None: none saved
     log_window: dict[str, Any] | None = None
     # Which start of the run this session is (session_number): its summary.json says, so
     # that `simclr info` can tell an earlier session's summary from this one's
@@ -138,7 +138,9 @@ def saved_window(saved: Any, step: int) -> dict[str, Any] | None:
     window: dict[str, Any]
     window = {"sums": {str(name): float(value) for name, value in dict(saved["sums"]).items()},
               "steps": int(saved["steps"]), "first_step": int(saved["first_step"]),
-              "elapsed": float(saved["elapsed"])}
+              "elapsed": float(saved["elapsed"]),
+              # (steps of the window that compiled: out of its views/s; none saved before)
+              "untimed": int(saved.get("untimed", 0))}
     if window["first_step"] + window["steps"] != step:
         raise ValueError(f"a log window of {window['steps']} steps from step "
                         f"{window['first_step']}, saved at step {step}")

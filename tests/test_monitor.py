@@ -12,6 +12,7 @@ import torch
 
 from simclr import monitor
 from simclr.errors import SimCLRError
+from simclr.resume import saved_window
 from simclr.settings import build_config
 from tests.image_files import rgb, save_image
 from tests.test_train import run
@@ -44,13 +45,15 @@ def test_a_saved_window_goes_on_as_if_never_cut():
     resumed.add({"loss": torch.tensor(values[2])})
     assert resumed.record(8, 16, 7.0) == whole.record(8, 16, 7.0)
     assert monitor.Meter(7, 4.0, {**saved, "steps": 0}).first_step == 7  # (nothing open)
-    # a compiling step's views stay out of the window's views/s across the cut too
+    # a compiling step's views stay out of the window's views/s across the cut too, as
+    # the checkpoint carries it (resume.saved_window once dropped the count)
     whole, cut = monitor.Meter(5, 1.0), monitor.Meter(5, 1.0)
     for meter in (whole, cut):
         meter.add({"loss": torch.tensor(1.0)})
         meter.untimed_step()
         meter.add({"loss": torch.tensor(1.0)})
-    resumed = monitor.Meter(7, 4.0, copy.deepcopy(cut.saved()), torch.device("cpu"))
+    resumed = monitor.Meter(7, 4.0, saved_window(copy.deepcopy(cut.saved()), 7),
+                            torch.device("cpu"))
     whole.add({"loss": torch.tensor(1.0)})
     resumed.add({"loss": torch.tensor(1.0)})
     assert resumed.record(8, 16, 7.0) == whole.record(8, 16, 7.0)
