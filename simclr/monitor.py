@@ -116,9 +116,20 @@ class CollapseWatch:
     """Whether a run's windows show a collapsed representation (:func:`collapsed_loss`),
     fed each window's record as it is logged (host floats: no sync); says so once."""
 
-    def __init__(self) -> None:
+    def __init__(self, saved: dict[str, Any] | None = None) -> None:
+        """A new watch, or the one ``saved`` (:meth:`saved`, from a checkpoint's log
+        window) continued: a resumed run goes on with its streak, and says the note
+        at the step an uninterrupted run would, and never twice."""
         self.windows, self.steps, self.since = 0, 0, 0  # the current streak
         self.said = False
+        if saved is not None:
+            self.windows, self.steps = saved["windows"], saved["steps"]
+            self.since, self.said = saved["since"], saved["said"]
+
+    def saved(self) -> dict[str, Any]:
+        """The watch's state as plain values, for a checkpoint."""
+        return {"windows": self.windows, "steps": self.steps, "since": self.since,
+                "said": self.said}
 
     def see(self, record: dict[str, Any], collapsed: float | None, batch_size: int,
             warmup_steps: int) -> str | None:
@@ -185,7 +196,8 @@ class Meter:
         self.sums: dict[str, torch.Tensor] = {}
         self.steps, self.first_step, self.start = 0, step, elapsed
         self.untimed = 0  # steps of the window whose seconds are not counted (compiling)
-        self.collapse = CollapseWatch()  # (this session's windows)
+        # (the run's windows, all sessions: checkpoints before 2026-12-06 saved none)
+        self.collapse = CollapseWatch(None if saved is None else saved.get("collapse"))
         if saved is not None and saved["steps"] > 0:
             self.sums = {name: torch.tensor(value, dtype=torch.float32, device=device)
                          for name, value in saved["sums"].items()}
@@ -221,10 +233,12 @@ class Meter:
         return out
 
     def saved(self) -> dict[str, Any]:
-        """The open window as plain numbers, for a checkpoint (the float32 sums exactly)."""
+        """The open window as plain numbers, for a checkpoint (the float32 sums exactly),
+        with the collapse watch's state (``collapse``: it spans windows)."""
         sums = torch.stack(list(self.sums.values())).tolist() if self.sums else []
         return {"sums": dict(zip(self.sums, sums, strict=True)), "steps": self.steps,
-                "first_step": self.first_step, "elapsed": self.start, "untimed": self.untimed}
+                "first_step": self.first_step, "elapsed": self.start, "untimed": self.untimed,
+                "collapse": self.collapse.saved()}
 
 
 def count_skipped(cfg: Config, state: RunState, last_good: Path | None) -> None:

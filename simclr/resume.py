@@ -55,7 +55,8 @@ class RunState:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     run_id: str = field(default_factory=new_run_id)  # the saved one's, once resumed
     # The metrics log's open --log-every window (monitor.Meter.saved: its float32 sums,
-    # steps, first step, training seconds at its start and untimed steps); None: none saved
+    # steps, first step, training seconds at its start and untimed steps; the collapse
+    # watch's state); None: none saved
     log_window: dict[str, Any] | None = None
     # Which start of the run this session is (session_number): its summary.json says, so
     # that `simclr info` can tell an earlier session's summary from this one's
@@ -141,6 +142,10 @@ def saved_window(saved: Any, step: int) -> dict[str, Any] | None:
               "elapsed": float(saved["elapsed"]),
               # (steps of the window that compiled: out of its views/s; none saved before)
               "untimed": int(saved.get("untimed", 0))}
+    watch = saved.get("collapse")  # (monitor.CollapseWatch's; none saved before it was)
+    if watch is not None:
+        window["collapse"] = {"windows": int(watch["windows"]), "steps": int(watch["steps"]),
+                              "since": int(watch["since"]), "said": bool(watch["said"])}
     if window["first_step"] + window["steps"] != step:
         raise ValueError(f"a log window of {window['steps']} steps from step "
                         f"{window['first_step']}, saved at step {step}")

@@ -14,6 +14,7 @@ from simclr import monitor
 from simclr.errors import SimCLRError
 from simclr.resume import saved_window
 from simclr.settings import build_config
+from tests.conftest import tiny_flags
 from tests.image_files import rgb, save_image
 from tests.test_train import run
 
@@ -40,7 +41,8 @@ def test_a_saved_window_goes_on_as_if_never_cut():
         cut.add({"loss": torch.tensor(value)})
     saved = copy.deepcopy(cut.saved())
     assert saved == {"sums": {"loss": pytest.approx(0.8)}, "steps": 2, "first_step": 5,
-                     "elapsed": 1.0, "untimed": 0}
+                     "elapsed": 1.0, "untimed": 0, "collapse": {
+                         "windows": 0, "steps": 0, "since": 0, "said": False}}
     resumed = monitor.Meter(7, 4.0, saved, torch.device("cpu"))
     resumed.add({"loss": torch.tensor(values[2])})
     assert resumed.record(8, 16, 7.0) == whole.record(8, 16, 7.0)
@@ -195,3 +197,27 @@ def test_a_run_that_learns_nothing_says_so_once(tmp_path, image_folder, cache_di
     run(tmp_path, image_folder, cache_dir, "alive", epochs=6)
     assert "collapsed" not in capsys.readouterr().err
     assert "collapsed" not in (tmp_path / "alive/metrics.jsonl").read_text()
+
+
+@pytest.mark.parametrize("stop_at", [5, 16])
+def test_a_resumed_run_says_collapsed_once_at_the_same_step(tmp_path, image_folder, cache_dir,
+                                                           capsys, stop_at):
+    """The collapse watch's streak (and whether it spoke) goes into the checkpoint with
+    the log window: a run stopped within the streak (step 5) or after the note (step 16)
+    and resumed says it once, at step 13, as the uninterrupted run does; it once started
+    over, saying it later, or a second time."""
+    from simclr import train
+    from simclr.resume import load_resume_config
+
+    def stop(step, flag):
+        if step == stop_at:
+            flag.requested = "SIGTERM"
+
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "dead", cache_dir, epochs=10,
+                                        **{"optim.lr": 1e-12, "loss.temperature": 10.0}))
+    assert train.pretrain(cfg, on_step=stop)["status"] == "preempted"
+    assert train.pretrain(load_resume_config(tmp_path / "dead", {}),
+                          resume=True)["status"] == "finished"
+    assert capsys.readouterr().err.count("note: the loss has stayed at ln(2N-1)") == 1
+    lines = [json.loads(x) for x in (tmp_path / "dead/metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "note" in x] == [13]

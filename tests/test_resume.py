@@ -218,6 +218,8 @@ def test_a_saved_log_window_must_end_at_the_saved_step():
     window = {"sums": {"loss": 0.8}, "steps": 2, "first_step": 5, "elapsed": 1.0}
     assert saved_window(window, 7) == {**window, "untimed": 0}  # (saved before it was)
     assert saved_window({**window, "untimed": 1}, 7) == {**window, "untimed": 1}
+    watch = {"windows": 2, "steps": 8, "since": 3, "said": False}  # (monitor.CollapseWatch's)
+    assert saved_window({**window, "collapse": watch}, 7)["collapse"] == watch
     assert saved_window(None, 7) is None
     with pytest.raises(ValueError, match="a log window of 2 steps from step 5, saved at step 9"):
         saved_window(window, 9)
