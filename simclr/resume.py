@@ -396,6 +396,21 @@ def start_record(run_dir: Path, resume: bool) -> dict[str, Any]:
     return record
 
 
+def recorded_init_from(run_dir: Path) -> dict[str, Any]:
+    """What config.yaml records of the weights the run's first start took (--init-from's
+    file and step, ``init_from_resolved``), to be written again by a resumed start, which
+    rewrites the file: the folder named there may have trained on since, and would no
+    longer say which step this run started from. Empty where none is recorded, or the
+    file or the entry is unreadable (a received folder's: a plain string alone)."""
+    try:
+        resolved = load_yaml(run_dir / "config.yaml").get("init_from_resolved")
+    except (SimCLRError, AttributeError):  # (unreadable; not a mapping)
+        return {}
+    if not isinstance(resolved, str) or len(resolved) > MAX_ARGV_CHARS:
+        return {}
+    return {"init_from_resolved": resolved}
+
+
 def session_number(record: dict[str, Any]) -> int:
     """Which start of its run a session is (1: the first), by its ``provenance``
     (:func:`start_record`): its earlier starts, and this one. Only the records

@@ -83,6 +83,7 @@ from simclr.resume import (
     check_resumed_settings,
     check_same_images,
     check_same_runtime,
+    recorded_init_from,
     restore,
     save,
     session_number,
@@ -328,7 +329,8 @@ def run_session(
     (a SimCLRError, a divergence) is put on record in summary.json before it
     propagates. ``started_from``: the file (and step) a new run's --init-from weights
     came from, on record (a run named there may train on: its folder alone would not say
-    which step this run started from)."""
+    which step this run started from); a resumed session's config.yaml carries the
+    first start's record on."""
     initial = {} if started_from is None else {"init_from_resolved": started_from}
     # DDP averages gradients across processes (identity on one process); compile last.
     forward = dist.wrap_ddp(model, device)
@@ -341,9 +343,11 @@ def run_session(
         if dist.is_main():
             started = start_record(run_dir, resume)
             state.session = session_number(started)  # (rank 0's: it writes the summary)
+            # (a resumed start's: the first start's record, read before it is rewritten)
+            kept = recorded_init_from(run_dir) if resume else initial
             save_yaml({**cfg.to_dict(), "provenance": started,
                        "precision_resolved": precision, "device_resolved": str(device),
-                       "num_images": source.num_images, **initial}, run_dir / "config.yaml")
+                       "num_images": source.num_images, **kept}, run_dir / "config.yaml")
         # This start's provenance, as config.yaml records it (git asked once, not twice)
         this_start = {k: v for k, v in started.items() if k != "earlier"}
         log.write({"step": state.step, "event": "start", **this_start,

@@ -1096,6 +1096,31 @@ def _params(state: dict, prefix: str) -> dict:
             and "running_" not in k and "num_batches" not in k}
 
 
+def test_a_resumed_run_keeps_the_record_of_its_init_from(tmp_path, image_folder, cache_dir):
+    """config.yaml is written anew at every start: a --resume lost which file and step
+    --init-from started the run from (`simclr info` then named only the folder, which
+    may have trained on since)."""
+    from simclr.info import describe
+    from simclr.info_text import render
+
+    run(tmp_path, image_folder, cache_dir, "first", epochs=1)
+
+    def stop(step, flag):
+        if step in (1, 3):
+            flag.requested = "SIGTERM"
+
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "second", cache_dir,
+                                        init_from=str(tmp_path / "first")))
+    assert train.pretrain(cfg, on_step=stop)["status"] == "preempted"
+    started = f"pretrain checkpoint {tmp_path / 'first/checkpoints/last.pt'} (step 3)"
+    for status in ("preempted", "finished"):  # (resumed twice: carried on each time)
+        assert train.pretrain(load_resume_config(tmp_path / "second", {}), resume=True,
+                              on_step=stop)["status"] == status
+        config = load_yaml(tmp_path / "second/config.yaml")
+        assert config["init_from_resolved"] == started and config["provenance"]["earlier"]
+        assert f"  initial weights: {started}" in render(describe(tmp_path / "second"))
+
+
 def test_init_from_a_run_starts_a_new_run_from_its_weights(tmp_path, image_folder, cache_dir,
                                                            capsys):
     run(tmp_path, image_folder, cache_dir, "first", epochs=1)
