@@ -511,7 +511,7 @@ def _same_supervised_command(args: argparse.Namespace, cfg: Config, flags: dict[
     SLURM job, torchrun's --max-restarts: each runs the unchanged command line), that
     run's, as ``--resume`` continues it; else ``cfg`` and None (a new run, or the folder
     refused by check_new_run). Other settings or folders are refused, naming them."""
-    from simclr.pretrain_command import setting_text
+    from simclr.pretrain_command import other_settings, say_continuing
     from simclr.rundir import RUN_LENGTH, unfinished_step
     from simclr.settings import differing, flag_of
     from simclr.supervised import RESUME_FLAGS, data_specs, resume_config
@@ -528,15 +528,8 @@ def _same_supervised_command(args: argparse.Namespace, cfg: Config, flags: dict[
     changed.update({f"--{name}": (ckpt["data"].get(name), given[name])
                     for name in ("train", "test") if ckpt["data"].get(name) != given[name]})
     if changed:
-        said = "; ".join(f"{flag} {setting_text(before)} saved, {setting_text(now)} now"
-                         for flag, (before, now) in changed.items())
-        raise SimCLRError(f"{cfg.out} holds an unfinished run of other settings ({said}); "
-                          "choose another --out for a new run, or continue this one with "
-                          f"its saved settings: `simclr supervised --resume "
-                          f"{shell_quote(str(cfg.out))}`")
-    if dist.launched_rank() == 0:  # (under --processes or torchrun: said once)
-        print(f"continuing the unfinished run in {cfg.out} at step {step} (the same "
-              "command: --resume)", flush=True)
+        raise other_settings("supervised", cfg.out, changed)
+    say_continuing(cfg.out, step)
     return saved, ckpt
 
 

@@ -137,8 +137,6 @@ def same_command_again(cfg: Config, flags: dict[str, Any]) -> Config | None:
     ``--resume``'s; None where the folder holds no such run (a new one starts, or
     :func:`~simclr.rundir.check_run_dir` refuses the folder). Settings other than those
     ``--resume`` may change are refused, naming them: that is another run."""
-    from simclr import distributed as dist
-    from simclr.launch import shell_quote
     from simclr.resume import load_resume_config, moved_folders
     from simclr.rundir import RUN_LENGTH, unfinished_step
 
@@ -148,21 +146,38 @@ def same_command_again(cfg: Config, flags: dict[str, Any]) -> Config | None:
         return None
     saved = load_resume_config(run_dir, {})
     allowed = (RESUME_SETTINGS - set(RUN_LENGTH)) | moved_folders(saved, flags, run_dir)
-    changed = {p: v for p, v in differing(saved, cfg).items() if p not in allowed
-               and p != "out"}  # (as check_same_recipe; the length too: another schedule)
-    if changed:
-        said = "; ".join(f"--{flag_of(p)} {setting_text(before)} saved, {setting_text(now)} now"
-                         for p, (before, now) in changed.items())
-        raise SimCLRError(f"{cfg.out} holds an unfinished run of other settings ({said}); "
-                          "choose another --out for a new run, or continue this one with "
-                          f"its saved settings: `simclr pretrain --resume "
-                          f"{shell_quote(str(cfg.out))}`")
+    changed = {f"--{flag_of(p)}": v for p, v in differing(saved, cfg).items()
+               if p not in allowed and p != "out"}  # (as check_same_recipe; the length
+    if changed:  # too: another schedule)
+        raise other_settings("pretrain", cfg.out, changed)
     apply_resume_flags(saved, {p: v for p, v in flags.items() if p in allowed}, allowed)
     absolute_paths(saved)  # (a moved folder's new place)
-    if dist.launched_rank() == 0:  # (under --processes or torchrun: said once)
-        print(f"continuing the unfinished run in {cfg.out} at step {step} (the same "
-              "command: --resume)", flush=True)
+    say_continuing(cfg.out, step)
     return saved
+
+
+def other_settings(command: str, out: str, changed: dict[str, tuple[Any, Any]]
+                   ) -> SimCLRError:
+    """The refusal of a command run again on an unfinished run in ``out`` that it did
+    not start: each flag of ``changed`` ({"--flag": (saved, now)}) named, and both ways
+    on (another --out, or ``--resume`` with the saved settings)."""
+    from simclr.launch import shell_quote
+
+    said = "; ".join(f"{flag} {setting_text(before)} saved, {setting_text(now)} now"
+                     for flag, (before, now) in changed.items())
+    return SimCLRError(f"{out} holds an unfinished run of other settings ({said}); choose "
+                       "another --out for a new run, or continue this one with its saved "
+                       f"settings: `simclr {command} --resume {shell_quote(str(out))}`")
+
+
+def say_continuing(out: str, step: int) -> None:
+    """The line of a command run again that continues its unfinished run at ``step``
+    (once: rank 0's, under --processes or torchrun)."""
+    from simclr import distributed as dist
+
+    if dist.launched_rank() == 0:
+        print(f"continuing the unfinished run in {out} at step {step} (the same command: "
+              "--resume)", flush=True)
 
 
 def setting_text(value: Any) -> str:
