@@ -421,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     command = f"simclr {words[0]}" if words and not str(words[0]).startswith("-") else "simclr"
     from simclr.launch import die_with_launcher
 
-    die_with_launcher()  # a process of `--processes N`: none outlives the launcher
+    die_with_launcher()  # a process of `--processes N` or torchrun: none outlives it
     restore_sigterm = None  # how to put back the caller's SIGTERM (...) handlers, once replaced
     command_line = argv is None  # (the process is simclr's own, and ends with main)
     # What the command set, put back after it (for a caller from Python); first, a signal

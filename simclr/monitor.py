@@ -265,7 +265,7 @@ def check_finite(first_bad: torch.Tensor, last_good: Path | None, cfg: Config,
         )
 
 
-def diverged(first_bad: torch.Tensor, cfg: Config) -> bool:
+def weights_diverged(first_bad: torch.Tensor, cfg: Config) -> bool:
     """Whether the model may hold a non-finite step's update: one was met (``first_bad``,
     its step, -1: none) under ``--nan-policy stop``. Under ``skip`` such a step changed no
     weight (:func:`simclr.train.train_step`), so saves go on (read without a host sync)."""
@@ -349,7 +349,7 @@ def knn_within_run(
             raise outputs_diverged(step, run_dir, precision,
                                    also=last_good if resumed else None) from None
         except SimCLRError as exc:  # its folder's images, first read now: keep the steps
-            kept = not diverged(first_bad, cfg) and save_periodic()
+            kept = not weights_diverged(first_bad, cfg) and save_periodic()
             raise SimCLRError(f"kNN monitor: {exc}" + (
                 f" (the run is saved at step {step}: `{continue_run(run_dir)}`"
                 " continues it once the folder is mended)" if kept else "")) from None

@@ -51,7 +51,6 @@ from simclr.monitor import (
     check_knn_folders,
     collapse_note,
     count_skipped,
-    diverged,
     final_knn,
     knn_missed,
     knn_within_run,
@@ -59,6 +58,7 @@ from simclr.monitor import (
     logged_knn,
     recipe_notes,
     upsampling_notes,
+    weights_diverged,
     window_notes,
 )
 from simclr.optim import build_optimizer, gradients_finite
@@ -694,6 +694,6 @@ def periodic_checkpoint(
     if rule == "steps":
         check_finite(first_bad, last_good, cfg, precision)
         return save_periodic()
-    if rule == "clock" and not diverged(first_bad, cfg):  # never a diverged model
+    if rule == "clock" and not weights_diverged(first_bad, cfg):  # never a diverged model
         return save_periodic()
     return last_good
