@@ -623,6 +623,10 @@ class PartialRun:
     # ``out``'s results are this training's, stopped while it wrote them (resumed: see
     # checkpoint.stopped_while_finishing): they are written anew, without --overwrite.
     finishing: bool = False
+    # The unreadable files (path, reason) the saved sessions met (the state's
+    # ``skipped_images``, as pretraining's; an older file has none): the caller's source
+    # remembers them, so what it records trained on is an uninterrupted run's.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def path(self) -> Path | None:
@@ -670,6 +674,8 @@ class PartialRun:
             load_scaler(scaler, ckpt["scaler"])
             step, elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
             self.tally = saved_tally(ckpt.get("epoch_tally"))  # (None: an older file's)
+            self.skipped = [(str(path), str(reason))
+                            for path, reason in ckpt.get("skipped_images") or []]
         self.metrics = dict(ckpt.get("metrics") or {})
         self.run_id = str(ckpt.get("run_id") or self.run_id)
         if total is not None and step >= total:

@@ -234,6 +234,8 @@ def run_finetune(
     partial_run = PartialRun(out, "finetune", "fine-tuning", settings, overwrite,
                              results=RESULTS["finetune"])
     step, elapsed = partial_run.resume(model, optimizer, scaler, verbose, total=budget.steps)
+    if partial_run.skipped and hasattr(train, "remember_skipped"):  # (an uncached folder's)
+        train.remember_skipped(partial_run.skipped)  # those earlier sessions found unreadable
     listed = _list_subset_first(train, budget.subset, out)
     run = _FineTuning(model=model, optimizer=optimizer, scaler=scaler, partial_run=partial_run,
                       cfg=encoder_config(model.encoder, image_size, config, start_layer),
@@ -408,10 +410,15 @@ class _FineTuning:
                      stats: dict[str, Any] | None = None) -> str:
         """The unfinished state (``checkpoints/finetune-partial.pt``, with the optimizer)
         after ``step`` steps and ``seconds`` of training (the training's ``stats`` when it
-        finished, for its results after a stop in the test); returns its path."""
-        return self.partial_run.save(classifier_checkpoint(
+        finished, for its results after a stop in the test); returns its path. With it
+        the unreadable files met so far (``skipped_images``: [path, reason], as
+        pretraining's checkpoint): a continued run's :meth:`trained_subset` leaves them
+        out too. (A periodic save holds rank 0's and those gathered at an earlier end.)"""
+        blob = classifier_checkpoint(
             "finetune", self.model, self.cfg, list(self.train.classes), step, seconds,
-            stats or {}, self.optimizer, run_id=self.partial_run.run_id), self.scaler)
+            stats or {}, self.optimizer, run_id=self.partial_run.run_id)
+        blob["skipped_images"] = [list(s) for s in getattr(self.train, "skipped", [])]
+        return self.partial_run.save(blob, self.scaler)
 
     def train_steps(self, aug_cfg: Any, schedule: str, seed: int, start_step: int,
                     elapsed: float, checkpointing: Checkpointing | None) -> dict[str, Any]:

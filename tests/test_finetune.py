@@ -839,3 +839,46 @@ def test_an_unreadable_image_of_the_subset_is_left_out_never_replaced_from_outsi
             if "class_1/002.png" in line]
     assert said and all("not in the folder" not in line for line in said)
     assert any("unreadable" in line or "cannot" in line for line in said)
+
+
+@pytest.mark.parametrize("old_file", [False, True])
+def test_a_continued_finetuning_records_the_subset_trained_on_as_an_uninterrupted_one(
+        tmp_path, monkeypatch, old_file):
+    """The files an earlier session found unreadable are kept with the unfinished state
+    (finetune-partial.pt's ``skipped_images``, as pretraining's checkpoint keeps them):
+    stopped in the test and continued, the run recorded the unreadable subset image as
+    trained on (num_labeled 6, labeled_subset.txt naming it), where one run recorded the
+    5 it trained on. A partial file saved without the entry still continues."""
+    import simclr.finetune as finetune
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+
+    root = make_image_folder(tmp_path / "train", classes=3, per_class=6, side=16)
+    (root / "class_1" / "002.png").write_bytes(b"not an image")
+    test_dir = make_image_folder(tmp_path / "test", classes=3, per_class=2, side=16, seed=1)
+    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), workers=0, cache="off")
+    names = ["class_0/000.png", "class_0/003.png", "class_1/001.png", "class_1/002.png",
+             "class_2/004.png", "class_2/005.png"]
+    listing = tmp_path / "subset.txt"
+    listing.write_text("".join(f"{n}\n" for n in names))
+
+    def session() -> dict:  # each session opens the folder anew, as a new command does
+        train = open_source(str(root), cfg, train=True, image_size=16)
+        test = open_source(str(test_dir), cfg, train=False, image_size=16)
+        return run_finetune(tiny_encoder(), train, test, tmp_path / "ft",
+                            subset_file=listing, **{**FAST, "epochs": 3})
+
+    stopped_in(monkeypatch, finetune, "evaluate_classifier", KeyboardInterrupt, session)
+    partial = tmp_path / "ft" / "checkpoints" / "finetune-partial.pt"
+    if old_file:  # saved before the entry was: continues, as before
+        saved = torch.load(partial, weights_only=False)
+        bad = str((root / "class_1" / "002.png").resolve())
+        assert [path for path, _ in saved["skipped_images"]] == [bad]
+        del saved["skipped_images"]
+        torch.save(saved, partial)
+        assert session()["steps"] == saved["step"]
+        return
+    result = session()
+    listed = (tmp_path / "ft" / "labeled_subset.txt").read_text().split()
+    assert set(listed) == set(names) - {"class_1/002.png"} and result["num_labeled"] == 5
+    assert json.loads((tmp_path / "ft" / "finetune.json").read_text())["num_labeled"] == 5
