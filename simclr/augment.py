@@ -141,7 +141,10 @@ def _stages(p: ViewParams, cfg: AugmentConfig) -> list[_Stage]:
     jitter = [_Stage(np.where(color & active[order[:, k]], order[:, k], 4), list(jitter_ops))
               for k in range(4)]  # key 4: no jitter op at this position
     gray, blur = p.gray.numpy().astype(np.int64), p.blur.numpy().astype(np.int64)
-    blur_op = _with(blur_, side=blur_kernel_size(cfg.size, cfg.blur_kernel_frac))
+    side = blur_kernel_size(cfg.size, cfg.blur_kernel_frac)
+    if side == 1:  # a one-tap kernel leaves the view as it is: no stage to run
+        blur = np.zeros_like(blur)
+    blur_op = _with(blur_, side=side)
     groups = {
         "crop": [_Stage(p.recrop.numpy().astype(np.int64),
                         [(1, 2, _with(recrop_, mode=cfg.interpolation))])],

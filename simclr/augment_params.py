@@ -495,12 +495,14 @@ def sample_params(
 
 
 def blur_kernel_size(size: int, frac: float = 0.1) -> int:
-    """Side of the blur kernel for views of side ``size``: 10% of it, made odd, >= 3.
+    """Side of the blur kernel for views of side ``size``: 10% of it, made odd.
 
     As the official code: ``radius = int(size * frac) // 2``, side ``2 * radius + 1``
-    (23 for 224-px views, 3 for 32-px views).
+    (23 for 224-px views, 3 for 32-px views, 1 below 20 px: a single tap, no blur; a
+    side of 3 there blurred half the views of 10-19 px that the official code leaves
+    as they are).
     """
-    return 2 * max(1, int(size * frac) // 2) + 1
+    return 2 * (int(size * frac) // 2) + 1
 
 
 def cutout_side(cfg: AugmentConfig) -> int:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from simclr import distributed as dist
+from simclr.augment_params import blur_kernel_size
 from simclr.checkpoint import CHECKPOINTS, LAST, latest_checkpoint, periodic_name, what_is_kept
 from simclr.config import MIN_SIZE, Config, LossConfig
 from simclr.data import ImageSource, open_source
@@ -80,9 +81,12 @@ def recipe_notes(cfg: Config) -> list[str]:
     a = cfg.augment
     if a.size > 32 or not a.blur or a.color_strength != 1.0 or cfg.loss.temperature != 0.1:
         return []
-    return [f"note: {a.size}-px views with the ImageNet recipe's blur, colour strength 1 "
-            "and tau 0.1; for small images the official CIFAR-10 recipe is --preset "
-            "cifar10 (no blur, strength 0.5, tau 0.5), on a CPU --preset cifar10-cpu"]
+    recipe = ("blur, colour strength 1 and tau 0.1"
+              if blur_kernel_size(a.size, a.blur_kernel_frac) > 1 else
+              "colour strength 1 and tau 0.1 (its blur, one tap at this side, does nothing)")
+    return [f"note: {a.size}-px views with the ImageNet recipe's {recipe}; for small images "
+            "the official CIFAR-10 recipe is --preset cifar10 (no blur, strength 0.5, tau "
+            "0.5), on a CPU --preset cifar10-cpu"]
 
 
 # What a run's summary.json keeps of its last metrics line.

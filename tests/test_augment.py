@@ -309,7 +309,10 @@ def test_crop_without_resize_pads_small_images_with_zeros():
 def test_blur_kernel_size_and_impulse_response():
     assert A.blur_kernel_size(224) == 23  # official: radius = int(224 * 0.1) // 2
     assert A.blur_kernel_size(32) == 3 and A.blur_kernel_size(96) == 9
-    assert A.blur_kernel_size(64) == 7 and A.blur_kernel_size(8) == 3
+    assert A.blur_kernel_size(64) == 7 and A.blur_kernel_size(20) == 3
+    # below 20 px the official kernel is one tap (radius int(size * 0.1) // 2 = 0): no
+    # blur; 3 taps blurred half the views of 10-19 px
+    assert A.blur_kernel_size(19) == A.blur_kernel_size(8) == 1
     size = 60
     cfg = AugmentConfig(size=size, **dict(OFF, blur=True, blur_p=1.0))
     image = torch.zeros(1, 3, size, size, dtype=torch.uint8)
@@ -329,18 +332,31 @@ def test_blur_kernel_size_and_impulse_response():
 
 def test_blur_reflects_at_the_border():
     """Reflect padding ('abcd' -> 'cb|abcd|cb'): a ramp stays a ramp near the edge."""
-    size = 16
+    size = 20
     cfg = AugmentConfig(size=size, **dict(OFF, blur=True, blur_p=1.0))
     ramp = torch.arange(size).repeat(size, 1) * 10  # value grows along x
     image = ramp.expand(1, 3, size, size).to(torch.uint8)
     p = _draw(cfg, 1, (size, size))
     out = A.apply_params(image, p, cfg)[0, 0].double() * 255
-    sigma = float(p.sigma[0])  # kernel side 3 at 16 px
+    sigma = float(p.sigma[0])  # kernel side 3 at 20 px
     w = torch.exp(-torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64) / (2 * sigma**2))
     w = w / w.sum()
     # Column 0 sees columns (1, 0, 1) after reflection.
     assert abs(out[5, 0].item() - (w[0] * 10 + w[1] * 0 + w[2] * 10).item()) < 1e-3
     assert abs(out[5, 7].item() - 70.0) < 1e-3  # interior of a linear ramp: unchanged
+
+
+def test_views_under_20_px_are_not_blurred_as_in_the_official_code():
+    """The official kernel at 10% of a 16-px side has one tap (radius int(1.6) // 2 = 0):
+    blur on and drawn for every view leaves each as it was (a 3-tap kernel blurred it)."""
+    size = 16
+    cfg = AugmentConfig(size=size, **dict(OFF, blur=True, blur_p=1.0))
+    image = torch.randint(0, 256, (4, 3, size, size), dtype=torch.uint8)
+    p = _draw(cfg, 4, (size, size))
+    assert bool(p.blur.all())
+    unblurred = dataclasses.replace(p, blur=torch.zeros_like(p.blur))
+    torch.testing.assert_close(A.apply_params(image, p, cfg),
+                               A.apply_params(image, unblurred, cfg), rtol=0, atol=0)
 
 
 def test_hue_matches_colorsys():

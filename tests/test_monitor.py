@@ -96,9 +96,11 @@ def test_small_views_with_the_imagenet_recipe_are_noted(tmp_path, image_folder, 
     and any of those set otherwise get none."""
     imagenet = {"augment.blur": True, "augment.color_strength": 1.0, "loss.temperature": 0.1}
     run(tmp_path, image_folder, cache_dir, "trap", epochs=1, **imagenet)
-    assert ("note: 16-px views with the ImageNet recipe's blur, colour strength 1 and tau "
-            "0.1; for small images the official CIFAR-10 recipe is --preset cifar10") \
-        in capsys.readouterr().out
+    assert ("note: 16-px views with the ImageNet recipe's colour strength 1 and tau 0.1 "
+            "(its blur, one tap at this side, does nothing); for small images the official "
+            "CIFAR-10 recipe is --preset cifar10") in capsys.readouterr().out
+    assert "recipe's blur, colour strength 1 and tau 0.1;" in \
+        monitor.recipe_notes(build_config(flags={"augment.size": 20}))[0]
     for preset in ("cifar10", "cifar10-cpu", "digits"):
         assert monitor.recipe_notes(build_config(preset)) == []
     assert monitor.recipe_notes(build_config(flags={"augment.size": 32})) != []
