@@ -493,7 +493,9 @@ class _Saver:
                     session=self.session, warmup_steps=plan.warmup_steps,
                     epoch=step // plan.steps_per_epoch,
                     step_in_epoch=step % plan.steps_per_epoch,
-                    num_train=self.train.num_images, data=dict(self.data or {}))
+                    num_train=self.train.num_images, data=dict(self.data or {}),
+                    # (as a pretraining's: `simclr info` says torchrun's command to go on)
+                    processes=dist.world_size())
         name, keep = ((periodic_name(step), self.cfg.keep_checkpoints) if periodic
                       else ("last.pt", None))
         return str(save_checkpoint(blob, self.out / CHECKPOINTS, name, keep))

@@ -1364,3 +1364,34 @@ def test_a_torchrun_run_is_continued_under_torchrun(tmp_path, image_folder, cach
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
     assert f"  continue with: simclr pretrain --resume {run} --processes 2\n" in \
         _info(capsys, run)
+
+
+def test_a_torchrun_supervised_run_is_continued_under_torchrun(tmp_path, capsys, monkeypatch):
+    """As a pretraining's: a supervised run of 2 torchrun processes, stopped, said
+    `simclr supervised --resume RUN` (one process), its checkpoint holding no process
+    count; it holds the count now, which info reads."""
+    from simclr import supervised
+    from simclr.checkpoint import save_checkpoint
+
+    train_folder = make_image_folder(tmp_path / "train", classes=2, per_class=8)
+    run = tmp_path / "run"
+    real = supervised.run_supervised
+
+    def stop(step, request):
+        request.requested = "SIGTERM"
+
+    def stopped(*args, **kwargs):
+        return real(*args, **kwargs, on_step=stop)
+
+    monkeypatch.setattr(supervised, "run_supervised", stopped)
+    assert main(["supervised", "--train", str(train_folder), "--out", str(run), "--arch",
+                 "resnet18", "--width", "0.125", "--image-size", "16", "--batch-size", "8",
+                 "--epochs", "2", "--precision", "fp32", "--workers", "0", "--cache-dir",
+                 str(tmp_path / "cache"), "--device", "cpu"]) == 75
+    monkeypatch.undo()
+    assert f"  continue with: simclr supervised --resume {run}\n" in _info(capsys, run)
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ckpt["processes"] == 1
+    save_checkpoint({**ckpt, "processes": 2}, run / "checkpoints")  # as torchrun's ranks
+    assert (f"  continue with: torchrun --nproc_per_node 2 -m simclr supervised --resume "
+            f"{run}\n") in _info(capsys, run)

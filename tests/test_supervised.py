@@ -733,3 +733,13 @@ def test_the_same_command_again_continues_an_unfinished_run(tmp_path, monkeypatc
     assert f"continuing the unfinished run in {run} at step 2 (the same command: " \
            "--resume)" in out, out
     assert json.loads((run / "supervised.json").read_text())["steps"] == 4
+
+
+def test_a_checkpoint_records_how_many_processes_trained_it(tmp_path, folders):
+    """`simclr info` on a stopped torchrun run said `simclr supervised --resume RUN` (one
+    process: the global batch and BatchNorm no longer the same): the checkpoint did not
+    record the process count, as a pretraining's does."""
+    train, test = folders
+    cfg = build_config(flags={**TINY, "batch_size": 8, "epochs": 1})
+    run_supervised(cfg, train, None, tmp_path / "sup", verbose=False, on_step=stop_at(1))
+    assert load_checkpoint(tmp_path / "sup" / "checkpoints" / "last.pt")["processes"] == 1
