@@ -185,11 +185,11 @@ class RunDir:
 class RunMark:
     """A run as a ``--resume`` found it: its latest checkpoint as that very file (name,
     inode, size, modification time: every save renames a new file over its target) and
-    whether the run had finished. Another process that continued the run since changes
-    it (:func:`check_not_continued`)."""
+    how the run stood (:func:`run_state`). Another process that continued the run since
+    changes it (:func:`check_not_continued`)."""
 
     latest: tuple[str, int, int, int] | None
-    finished: bool
+    state: str
 
     @classmethod
     def of(cls, folder: Path, latest: Path | None, kind: str) -> RunMark:
@@ -198,11 +198,9 @@ class RunMark:
             found = None if latest is None else latest.stat()
         except OSError:  # pruned meanwhile: said as a change once the folder is held
             found = None
-        run_dir = folder.parent
-        finished = (run_dir / SUPERVISED_RESULT).exists() if kind == "supervised" else \
-            (read_json(run_dir / "summary.json") or {}).get("status") == "finished"
-        return cls(None if found is None else (latest.name, found.st_ino, found.st_size,  # type: ignore[union-attr]  # (found: latest's)
-                                               found.st_mtime_ns), finished)
+        file = None if found is None else (latest.name, found.st_ino, found.st_size,  # type: ignore[union-attr]  # (found: latest's)
+                                           found.st_mtime_ns)
+        return cls(file, run_state(folder.parent, kind))
 
 
 # The entry resume_checkpoint adds to the content it returns (as load_checkpoint's "file").
@@ -231,6 +229,16 @@ RESUMABLE = {"pretrain": "simclr pretrain", "supervised": "simclr supervised"}
 SUPERVISED_RESULT = "supervised.json"
 
 
+def run_state(run_dir: Path, kind: str) -> str:
+    """How the run of ``kind`` in ``run_dir`` stands by what its sessions wrote at their
+    end: 'finished' (a supervised run's results are there; a pretraining's summary.json
+    says so), else 'unfinished' (--resume continues it)."""
+    if kind == "supervised":
+        return "finished" if (run_dir / SUPERVISED_RESULT).exists() else "unfinished"
+    summary = read_json(run_dir / "summary.json") or {}
+    return "finished" if summary.get("status") == "finished" else "unfinished"
+
+
 def already_holds_run(folder: Path, shown: str, kind: str) -> SimCLRError:
     """A new run of ``kind`` refused over ``folder``'s run checkpoints (``shown``: the
     folder as given), naming the command that continues the run found there (its own
@@ -250,11 +258,8 @@ def already_holds_run(folder: Path, shown: str, kind: str) -> SimCLRError:
         what = "a run"
     else:
         what = named.get(found) or f"{with_article(str(found or 'unknown kind of'))} checkpoint"
-    finished = (found == "supervised" and (folder / SUPERVISED_RESULT).exists()) or (
-        found == "pretrain" and (read_json(folder / "summary.json") or {}).get("status")
-        == "finished")
     again = f" or continue it with `{RESUMABLE[found]} --resume {shell_quote(shown)}`" \
-        if found in RESUMABLE and not finished else ""
+        if found in RESUMABLE and run_state(folder, str(found)) == "unfinished" else ""
     return SimCLRError(f"{shown} already holds {what} ({CHECKPOINTS}/{name}); choose another "
                        f"--out{again}")
 
@@ -271,10 +276,9 @@ def unfinished_step(folder: Path, kind: str) -> int | None:
         ckpt = load_checkpoint(latest, mmap=True)
     except SimCLRError:
         return None
-    finished = (folder / SUPERVISED_RESULT).exists() if kind == "supervised" else \
-        (read_json(folder / "summary.json") or {}).get("status") == "finished"
     step = ckpt.get("step")
-    if ckpt.get("kind") != kind or finished or not isinstance(step, int):
+    if ckpt.get("kind") != kind or run_state(folder, kind) != "unfinished" \
+            or not isinstance(step, int):
         return None
     return step
 
