@@ -229,26 +229,41 @@ RESUMABLE = {"pretrain": "simclr pretrain", "supervised": "simclr supervised"}
 SUPERVISED_RESULT = "supervised.json"
 
 
-def run_state(run_dir: Path, kind: str) -> str:
+def run_state(run_dir: Path, kind: str, step: int | None = None) -> str:
     """How the run of ``kind`` in ``run_dir`` stands by what its sessions wrote at their
     end: 'finished' (a supervised run's results are there; a pretraining's summary.json
-    says so), else 'unfinished' (--resume continues it)."""
-    if kind == "supervised":
-        return "finished" if (run_dir / SUPERVISED_RESULT).exists() else "unfinished"
+    says so), 'diverged' (its summary.json says so: continued, it trains into the same
+    blow-up), else 'unfinished' (--resume continues it). ``step``: its latest
+    checkpoint's, where known; a divergence at or before it is one a later session
+    trained past (a --resume of other settings), not where the run stands."""
+    if kind == "supervised" and (run_dir / SUPERVISED_RESULT).exists():
+        return "finished"
     summary = read_json(run_dir / "summary.json") or {}
-    return "finished" if summary.get("status") == "finished" else "unfinished"
+    if summary.get("status") == "finished" and kind != "supervised":
+        return "finished"
+    at = summary.get("steps")
+    passed = isinstance(step, int) and isinstance(at, int) and at <= step
+    return "diverged" if summary.get("status") == "diverged" and not passed else "unfinished"
+
+
+def diverged_at(run_dir: Path) -> str:
+    """' at step N' of the divergence ``run_dir``'s summary.json records ('' if none)."""
+    at = (read_json(run_dir / "summary.json") or {}).get("steps")
+    return f" at step {at}" if isinstance(at, int) and not isinstance(at, bool) else ""
 
 
 def already_holds_run(folder: Path, shown: str, kind: str) -> SimCLRError:
     """A new run of ``kind`` refused over ``folder``'s run checkpoints (``shown``: the
     folder as given), naming the command that continues the run found there (its own
     kind's: a supervised run's folder given to pretrain, or the reverse) where one can:
-    not a finished run, nor one whose checkpoints cannot be read."""
+    not a finished run, nor one whose checkpoints cannot be read, nor one that diverged
+    (said instead, with the way on: its command or --resume diverges again)."""
     latest = latest_checkpoint(folder / CHECKPOINTS)
-    found = None
+    found = step = None
     if latest is not None:
         try:
-            found = load_checkpoint(latest, mmap=True).get("kind")
+            ckpt = load_checkpoint(latest, mmap=True)
+            found, step = ckpt.get("kind"), ckpt.get("step")
         except SimCLRError:  # said by --resume, which may go back to an earlier one
             latest = None
     name = (latest or checkpoint_files(folder / CHECKPOINTS)[0]).name
@@ -258,8 +273,13 @@ def already_holds_run(folder: Path, shown: str, kind: str) -> SimCLRError:
         what = "a run"
     else:
         what = named.get(found) or f"{with_article(str(found or 'unknown kind of'))} checkpoint"
+    state = run_state(folder, str(found), step) if found in RESUMABLE else None
+    if state == "diverged":
+        return SimCLRError(f"{shown} already holds {what} ({CHECKPOINTS}/{name}) that "
+                           f"diverged{diverged_at(folder)}: continuing it diverges again; "
+                           "start a new run with a lower --lr in another --out")
     again = f" or continue it with `{RESUMABLE[found]} --resume {shell_quote(shown)}`" \
-        if found in RESUMABLE and run_state(folder, str(found)) == "unfinished" else ""
+        if state == "unfinished" else ""
     return SimCLRError(f"{shown} already holds {what} ({CHECKPOINTS}/{name}); choose another "
                        f"--out{again}")
 
@@ -267,8 +287,9 @@ def already_holds_run(folder: Path, shown: str, kind: str) -> SimCLRError:
 def unfinished_step(folder: Path, kind: str) -> int | None:
     """The step of the latest checkpoint of ``folder``'s run where it is an unfinished run
     of ``kind`` (the same command run again continues it: a requeued job, torchrun's
-    ``--max-restarts``), else None: no checkpoint to read, another kind's, or finished
-    (:func:`already_holds_run` says which, as the refusal of a new run there)."""
+    ``--max-restarts``), else None: no checkpoint to read, another kind's, finished or
+    diverged (:func:`already_holds_run` says which, as the refusal of a new run there:
+    a diverged run continued by a retry loop would blow up again each time)."""
     latest = latest_checkpoint(folder / CHECKPOINTS)
     if latest is None:
         return None
@@ -277,8 +298,8 @@ def unfinished_step(folder: Path, kind: str) -> int | None:
     except SimCLRError:
         return None
     step = ckpt.get("step")
-    if ckpt.get("kind") != kind or run_state(folder, kind) != "unfinished" \
-            or not isinstance(step, int):
+    if ckpt.get("kind") != kind or not isinstance(step, int) \
+            or run_state(folder, kind, step) != "unfinished":
         return None
     return step
 

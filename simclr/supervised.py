@@ -18,9 +18,10 @@ Like pretraining, it trains across processes under torchrun (global batch, globa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,9 +51,9 @@ from simclr.classify import (
     train_classifier,
 )
 from simclr.config import Config
-from simclr.errors import SimCLRError
+from simclr.errors import DivergedError, SimCLRError, user_message
 from simclr.features import check_labeled, resolve_runtime
-from simclr.files import folder_holder, in_use, lock_folder, read_json, set_aside
+from simclr.files import folder_holder, in_use, lock_folder, read_json, set_aside, write_json
 from simclr.models import build_classifier_within_memory
 from simclr.optim import build_optimizer, lr_at
 from simclr.plan import (
@@ -401,14 +402,16 @@ def _train_and_test(
         f"({plan.steps_per_epoch}/epoch, warm-up {plan.warmup_steps}{budget})", verbose)
     start = time.perf_counter()
     checkpointing = _checkpointing(cfg, save, out, run_dir, resume, on_step)
-    stats = train_classifier(
-        dist.wrap_ddp(model, dev), train, np.arange(train.num_images), cfg.augment,
-        total_steps=plan.total_steps, batch_size=batch, optimizer=optimizer,
-        lr_fn=lambda s, p: lr_at(s, plan.total_steps, plan.warmup_steps, p, cfg.optim.final_lr),
-        seed=cfg.seed, device=dev, precision=prec, channels_last=cfg.channels_last,
-        workers=cfg.data.workers, verbose=verbose, name="supervised",
-        refit=budget_refit(cfg, plan, step, dev), start_step=step, elapsed=elapsed, scaler=scaler,
-        checkpointing=checkpointing, tally=save.epoch_tally)
+    with _divergence_on_record(out, session):
+        stats = train_classifier(
+            dist.wrap_ddp(model, dev), train, np.arange(train.num_images), cfg.augment,
+            total_steps=plan.total_steps, batch_size=batch, optimizer=optimizer,
+            lr_fn=lambda s, p: lr_at(s, plan.total_steps, plan.warmup_steps, p,
+                                     cfg.optim.final_lr),
+            seed=cfg.seed, device=dev, precision=prec, channels_last=cfg.channels_last,
+            workers=cfg.data.workers, verbose=verbose, name="supervised",
+            refit=budget_refit(cfg, plan, step, dev), start_step=step, elapsed=elapsed,
+            scaler=scaler, checkpointing=checkpointing, tally=save.epoch_tally)
     within = budget_within_warmup(plan, stats["steps"], stats["status"] == "finished")
     if within:
         log(within, verbose)
@@ -420,6 +423,26 @@ def _train_and_test(
     if stats["status"] == "preempted" or not dist.is_main():
         return results
     return _evaluate(model, test, results, out, train, cfg, dev, prec, elapsed, start, save)
+
+
+# A diverged run's record, as a pretraining's summary.json (status, reason, steps,
+# session): `simclr info` reads it, and rundir.run_state, so that the same command run
+# again (a retry loop, torchrun's --max-restarts) does not continue into the blow-up.
+SUMMARY = "summary.json"
+
+
+@contextlib.contextmanager
+def _divergence_on_record(out: Path | None, session: int) -> Iterator[None]:
+    """A divergence of the training (its DivergedError, raised on) written to ``out``'s
+    :data:`SUMMARY` (None: another process than rank 0, or no run folder)."""
+    try:
+        yield
+    except DivergedError as exc:
+        if out is not None:
+            with contextlib.suppress(SimCLRError):  # (a full disk: the divergence is said)
+                write_json(out / SUMMARY, {"status": "diverged", "reason": user_message(exc),
+                                           "steps": exc.step, "session": session})
+        raise
 
 
 def _starting_step(cfg: Config, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -446,6 +469,10 @@ def _record_start(out: Path, cfg: Config, data: Mapping[str, str | None] | None,
     # run's earlier starts, which the rewritten file would otherwise lose.
     started = start_record(out, resumed)
     session = session_number(started)
+    # An earlier session's divergence (this start trains on from a checkpoint before it,
+    # or anew where none was saved): no longer how the run stands, nor its outcome
+    with contextlib.suppress(FileNotFoundError):
+        (out / SUMMARY).unlink()
     save_yaml({**cfg.to_dict(), **({"folders": dict(data)} if data else {}),
                "provenance": started}, out / "config.yaml")
     return session

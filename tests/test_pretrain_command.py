@@ -58,3 +58,29 @@ def test_another_command_on_an_unfinished_run_is_refused(tmp_path, image_folder,
                    "another --out for a new run, or continue this one with its saved "
                    f"settings: `simclr pretrain --resume {cfg.out}`\n"), err
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == 2
+
+
+def test_the_same_command_again_does_not_continue_a_diverged_run(tmp_path, image_folder,
+                                                                 cache_dir, capsys):
+    """A diverged run was continued by its command run again (a retry loop, torchrun's
+    --max-restarts): from its last good checkpoint into the same blow-up, each time; and
+    the command with a lower --lr was refused pointing at --resume, which diverges
+    again. Both are refused now, naming the divergence and the way on."""
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "run", cache_dir,
+                                        **{"optim.lr": 1e30, "checkpoint_every": 1}))
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml_text(cfg.to_dict()), encoding="utf-8")
+    assert main(["pretrain", "--config", str(recipe), "--threads", "1"]) == 2
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "diverged", summary
+    step, kept = summary["steps"], max((tmp_path / "run" / "checkpoints").glob("ckpt-*.pt"))
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*")}
+    capsys.readouterr()
+    refusal = (f"simclr pretrain: error: {cfg.out} already holds a run "
+               f"(checkpoints/{kept.name}) that diverged at step {step}: continuing it "
+               "diverges again; start a new run with a lower --lr in another --out\n")
+    for lower in ([], ["--lr", "0.1"]):
+        assert main(["pretrain", "--config", str(recipe), "--threads", "1", *lower]) == 2
+        captured = capsys.readouterr()
+        assert captured.err == refusal and "continuing" not in captured.out, captured
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*")} == before

@@ -641,3 +641,24 @@ def test_a_reused_summary_drops_the_signal_that_stopped_its_last_session():
     summary = {"step": 9, "signal": "SIGTERM"}
     assert reused_summary(summary) == {"step": 9, "signal": None}
     assert summary["signal"] == "SIGTERM"  # (the saved one left as it was)
+
+
+def test_a_runs_state_is_read_from_what_its_sessions_wrote(tmp_path):
+    """run_state: what RunMark, already_holds_run and unfinished_step read alike. A
+    divergence is where the run stands unless its latest checkpoint is at or past it
+    (a later session trained on from before it, with other settings)."""
+    from simclr.rundir import SUPERVISED_RESULT, run_state
+
+    def summary(**fields):
+        (tmp_path / "summary.json").write_text(json.dumps(fields))
+
+    assert run_state(tmp_path, "pretrain") == run_state(tmp_path, "supervised") == "unfinished"
+    summary(status="diverged", steps=3)
+    assert run_state(tmp_path, "pretrain", 2) == run_state(tmp_path, "supervised") == "diverged"
+    assert run_state(tmp_path, "pretrain", 3) == run_state(tmp_path, "supervised", 4) == \
+        "unfinished"
+    summary(status="finished", steps=6)
+    assert run_state(tmp_path, "pretrain", 6) == "finished"
+    assert run_state(tmp_path, "supervised", 6) == "unfinished"  # (its results say it)
+    (tmp_path / SUPERVISED_RESULT).write_text("{}")
+    assert run_state(tmp_path, "supervised") == "finished"

@@ -735,6 +735,57 @@ def test_the_same_command_again_continues_an_unfinished_run(tmp_path, monkeypatc
     assert json.loads((run / "supervised.json").read_text())["steps"] == 4
 
 
+def test_the_same_command_again_does_not_continue_a_diverged_run(tmp_path, capsys):
+    """A diverged supervised run left no record of it: its command run again (a retry
+    loop, torchrun's --max-restarts) continued it from its last checkpoint into the same
+    blow-up. Its summary.json says it diverged now (as a pretraining's), the command is
+    refused naming the divergence and the way on, and `simclr info` says it."""
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=8)
+    run = tmp_path / "run"
+    argv = ["supervised", "--train", str(train), "--out", str(run), "--arch", "resnet18",
+            "--width", "0.125", "--image-size", "16", "--batch-size", "8", "--epochs", "4",
+            "--precision", "fp32", "--workers", "0", "--cache-dir", str(tmp_path / "cache"),
+            "--device", "cpu", "--checkpoint-every", "1", "--lr", "1e30"]
+    assert main(argv) == 2
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "diverged" and summary["session"] == 1, summary
+    step, kept = summary["steps"], max((run / "checkpoints").glob("ckpt-*.pt"))
+    assert "non-finite" in summary["reason"] and load_checkpoint(kept)["step"] < step
+    before = {p.name: p.stat().st_mtime_ns for p in run.rglob("*")}
+    capsys.readouterr()
+    for lower in ([], ["--lr", "0.1"]):
+        assert main([*argv, *lower]) == 2
+        captured = capsys.readouterr()
+        assert captured.err == (f"simclr supervised: error: {run} already holds a run "
+                                f"(checkpoints/{kept.name}) that diverged at step {step}: "
+                                "continuing it diverges again; start a new run with a lower "
+                                "--lr in another --out\n"), captured
+    assert {p.name: p.stat().st_mtime_ns for p in run.rglob("*")} == before
+    assert main(["info", str(run)]) == 0
+    assert capsys.readouterr().out.startswith(f"{run}: supervised training, diverged")
+
+
+def test_a_new_run_where_one_diverged_before_its_first_checkpoint_drops_that_summary(
+        tmp_path, capsys):
+    """The folder of a run that diverged before any checkpoint takes a new run (nothing
+    of it to continue); that run's summary.json, of the earlier run, would otherwise be
+    read as the new run's outcome (`simclr info` said it stopped once it finished)."""
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=8)
+    run = tmp_path / "run"
+    argv = ["supervised", "--train", str(train), "--out", str(run), "--arch", "resnet18",
+            "--width", "0.125", "--image-size", "16", "--batch-size", "8", "--epochs", "2",
+            "--precision", "fp32", "--workers", "0", "--cache-dir", str(tmp_path / "cache"),
+            "--device", "cpu"]
+    assert main([*argv, "--lr", "1e30"]) == 2
+    assert json.loads((run / "summary.json").read_text())["status"] == "diverged"
+    assert not list((run / "checkpoints").glob("*.pt"))
+    assert main(argv) == 0
+    assert not (run / "summary.json").exists()
+    capsys.readouterr()
+    assert main(["info", str(run)]) == 0
+    assert capsys.readouterr().out.startswith(f"{run}: supervised training, finished")
+
+
 def test_a_checkpoint_records_how_many_processes_trained_it(tmp_path, folders):
     """`simclr info` on a stopped torchrun run said `simclr supervised --resume RUN` (one
     process: the global batch and BatchNorm no longer the same): the checkpoint did not
