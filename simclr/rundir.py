@@ -278,7 +278,7 @@ def already_holds_run(folder: Path, shown: str, kind: str) -> SimCLRError:
         return SimCLRError(f"{shown} already holds {what} ({CHECKPOINTS}/{name}) that "
                            f"diverged{diverged_at(folder)}: continuing it diverges again; "
                            "start a new run with a lower --lr in another --out")
-    again = f" or continue it with `{RESUMABLE[found]} --resume {shell_quote(shown)}`" \
+    again = f" or continue it with `{RESUMABLE[str(found)]} --resume {shell_quote(shown)}`" \
         if state == "unfinished" else ""
     return SimCLRError(f"{shown} already holds {what} ({CHECKPOINTS}/{name}); choose another "
                        f"--out{again}")

@@ -1344,7 +1344,6 @@ def test_a_torchrun_run_is_continued_under_torchrun(tmp_path, image_folder, cach
     (one process: its global batch and BatchNorm no longer the same), while the run's
     own stop message said `torchrun --nproc_per_node 2 -m simclr pretrain --resume`.
     Now info reads the process count the latest checkpoint records."""
-    from simclr.checkpoint import save_checkpoint
 
     cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "run", cache_dir))
 
@@ -1353,12 +1352,7 @@ def test_a_torchrun_run_is_continued_under_torchrun(tmp_path, image_folder, cach
 
     train.pretrain(cfg, on_step=stop)
     run = tmp_path / "run"
-    assert f"  continue with: simclr pretrain --resume {run}\n" in _info(capsys, run)
-    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
-    assert ckpt["processes"] == 1
-    save_checkpoint({**ckpt, "processes": 2}, run / "checkpoints")  # as torchrun's ranks
-    assert (f"  continue with: torchrun --nproc_per_node 2 -m simclr pretrain --resume "
-            f"{run}\n") in _info(capsys, run)
+    _continued_under_torchrun(capsys, run, "pretrain")
     saved = yaml.safe_load((run / "config.yaml").read_text())  # --processes 2: its own
     saved["provenance"]["argv"] += ["--processes", "2"]
     (run / "config.yaml").write_text(yaml.safe_dump(saved))
@@ -1371,7 +1365,6 @@ def test_a_torchrun_supervised_run_is_continued_under_torchrun(tmp_path, capsys,
     `simclr supervised --resume RUN` (one process), its checkpoint holding no process
     count; it holds the count now, which info reads."""
     from simclr import supervised
-    from simclr.checkpoint import save_checkpoint
 
     train_folder = make_image_folder(tmp_path / "train", classes=2, per_class=8)
     run = tmp_path / "run"
@@ -1389,9 +1382,17 @@ def test_a_torchrun_supervised_run_is_continued_under_torchrun(tmp_path, capsys,
                  "--epochs", "2", "--precision", "fp32", "--workers", "0", "--cache-dir",
                  str(tmp_path / "cache"), "--device", "cpu"]) == 75
     monkeypatch.undo()
-    assert f"  continue with: simclr supervised --resume {run}\n" in _info(capsys, run)
+    _continued_under_torchrun(capsys, run, "supervised")
+
+
+def _continued_under_torchrun(capsys, run: Path, command: str) -> None:
+    """A stopped one-process run of ``command`` is continued as one; its checkpoint
+    rewritten as 2 torchrun processes' says torchrun's command."""
+    from simclr.checkpoint import save_checkpoint
+
+    assert f"  continue with: simclr {command} --resume {run}\n" in _info(capsys, run)
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ckpt["processes"] == 1
     save_checkpoint({**ckpt, "processes": 2}, run / "checkpoints")  # as torchrun's ranks
-    assert (f"  continue with: torchrun --nproc_per_node 2 -m simclr supervised --resume "
+    assert (f"  continue with: torchrun --nproc_per_node 2 -m simclr {command} --resume "
             f"{run}\n") in _info(capsys, run)
