@@ -220,12 +220,17 @@ def _duplicate_pairs(features: torch.Tensor, threshold: float, shown: Progress
     return i[order], j[order], sim[order]
 
 
-def write_neighbors(features: str | Path, out: str | Path, k: int = 5,
+DEFAULT_K = 5  # neighbours per image where --k is not given (fewer where fewer exist)
+
+
+def write_neighbors(features: str | Path, out: str | Path, k: int | None = None,
                     queries: str | Path | None = None, overwrite: bool = True
                     ) -> dict[str, Any]:
     """Each query image's ``k`` nearest images as CSV (``path, neighbor1, similarity1,
     ...``); the queries are the images of ``features`` themselves unless given.
-    ``overwrite`` False: an ``out`` another process wrote meanwhile is kept, refused."""
+    ``k`` None: :data:`DEFAULT_K`, or as many as there are (a folder of 3 images: 2; a
+    --k 5 never given was refused). ``overwrite`` False: an ``out`` another process wrote
+    meanwhile is kept, refused."""
     keys, key_paths, key_encoder = _load(features, "--features")
     if queries is None:
         query_x, query_paths = keys, key_paths
@@ -240,8 +245,11 @@ def write_neighbors(features: str | Path, out: str | Path, k: int = 5,
     exclude = self_pairs(query_paths, key_paths)
     counts = np.bincount(exclude[0], minlength=1)
     available = len(keys) - int(counts.max())
-    if not 1 <= k <= available:
-        raise SimCLRError(f"--k {k}: there are {available} other images to choose from")
+    if k is None and available >= 1:
+        k = min(DEFAULT_K, available)
+    if k is None or not 1 <= k <= available:
+        raise SimCLRError(f"--k {k or DEFAULT_K}: there are {available} other images to "
+                          "choose from")
     sims, idx = nearest(query_x, keys, k, exclude, progress=True)
     header = ["path"] + [f"{name}{j}" for j in range(1, k + 1)
                          for name in ("neighbor", "similarity")]
@@ -314,13 +322,24 @@ def self_pairs(query_paths: Sequence[str], key_paths: Sequence[str]
     """(query indices, key indices) of the keys that are the query's own file: a query
     never finds itself, whatever the spelling of its path (--queries naming some of the
     same images; a folder embedded through a link; one file under two names)."""
-    where: dict[str, list[int]] = {}
+    where: dict[tuple[Any, ...], list[int]] = {}
     for i, path in enumerate(key_paths):
-        where.setdefault(os.path.realpath(path), []).append(i)
+        where.setdefault(_file_key(path), []).append(i)
     pairs = [(q, i) for q, path in enumerate(query_paths)
-             for i in where.get(os.path.realpath(path), ())]
+             for i in where.get(_file_key(path), ())]
     query_idx, key_idx = zip(*pairs, strict=True) if pairs else ((), ())
     return np.array(query_idx, dtype=np.int64), np.array(key_idx, dtype=np.int64)
+
+
+def _file_key(path: str) -> tuple[Any, ...]:
+    """What names one file, however its path is spelled: its device and inode (a hard
+    link is one file under two names, which its real path does not see), or its real
+    path where it cannot be read now (features of a folder since moved or removed)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return ("path", os.path.realpath(path))
+    return ("file", st.st_dev, st.st_ino)
 
 
 def check_threshold(threshold: float) -> None:

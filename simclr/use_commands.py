@@ -205,7 +205,7 @@ def cmd_neighbors(args: argparse.Namespace) -> int:
               f"{result['images_with_a_duplicate']} of {result['images']} images have a "
               "near-duplicate", file=sys.stderr)
     else:
-        result = write_neighbors(args.features, args.out, args.k or 5, args.queries,
+        result = write_neighbors(args.features, args.out, args.k, args.queries,
                                  args.overwrite)
     print(finite_json(result))
     return 0

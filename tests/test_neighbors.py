@@ -214,6 +214,37 @@ def test_a_file_under_two_paths_never_finds_itself_under_either(tmp_path):
                  str(tmp_path / "q.npz"), "--out", str(tmp_path / "r.csv"), "--k", "4"]) == 2
 
 
+@pytest.mark.skipif(not hasattr(os, "link"), reason="no hard links here")
+def test_a_hard_linked_file_never_finds_itself_under_its_other_name(tmp_path):
+    """A hard link is one file under two names, which its real path does not tell: each
+    name was the other's nearest neighbour at similarity 1."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    names = [str(folder / f"{i}.jpg") for i in range(3)]
+    for name in names:
+        open(name, "wb").close()
+    os.link(names[1], folder / "1b.jpg")
+    feats = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1], [0.0, 1.0]])
+    embed_file(tmp_path / "f.npz", feats, [*names, str(folder / "1b.jpg")])
+    nb.write_neighbors(tmp_path / "f.npz", tmp_path / "n.csv", k=1)
+    table = {r[0]: r[1] for r in rows(tmp_path / "n.csv")[1:]}
+    assert table[names[1]] != str(folder / "1b.jpg")
+    assert table[str(folder / "1b.jpg")] != names[1]
+
+
+def test_without_k_a_small_folder_lists_every_other_image(tmp_path, capsys):
+    """The default 5 neighbours of a folder of 3 images was refused as "--k 5: there are
+    2 other images", a flag never given; it lists the 2. A --k given is still checked."""
+    embed_file(tmp_path / "f.npz", np.eye(3), [f"/p/{i}.jpg" for i in range(3)])
+    assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--out",
+                 str(tmp_path / "n.csv")]) == 0
+    assert [len(r) for r in rows(tmp_path / "n.csv")] == [5, 5, 5, 5]  # 2 neighbours each
+    capsys.readouterr()
+    assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--out",
+                 str(tmp_path / "m.csv"), "--k", "3"]) == 2
+    assert "--k 3: there are 2 other images to choose from" in capsys.readouterr().err
+
+
 def test_paths_any_locale_cannot_spell_are_written_as_utf8(tmp_path, cp1252_locale):
     """Under a locale of one code page (Windows' cp1252) a path such as 日本/犬.jpg
     failed the write (UnicodeEncodeError) after every similarity was computed: the
