@@ -263,7 +263,18 @@ WANTED = {"bool": "true or false", "int": "a whole number", "float": "a number",
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> None:
-    """Set nested fields from a (possibly nested) mapping; unknown keys are errors."""
+    """Set nested fields from a (possibly nested) mapping; unknown keys are errors, and
+    so is a setting given twice, dotted (``loss.temperature: 0.7``) and in its section
+    (``loss: {temperature: 0.3}``): the last one won unsaid."""
+    given: set[str] = set()
+
+    def put(path: str, value: Any) -> None:
+        if path in given:
+            raise SimCLRError(f"{source}: setting {shown(path)} is given twice (dotted and "
+                              "in its section)")
+        given.add(path)
+        set_path(cfg, path, value, source)
+
     for key, value in overrides.items():
         if isinstance(value, dict):
             sub = getattr(cfg, str(key), None)
@@ -273,9 +284,9 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> None
                                       "mapping")
                 raise SimCLRError(f"{source}: unknown section {shown(key)}")
             for sub_key, sub_value in value.items():
-                set_path(cfg, f"{key}.{sub_key}", sub_value, source)
+                put(f"{key}.{sub_key}", sub_value)
         else:
-            set_path(cfg, str(key), value, source)
+            put(str(key), value)
 
 
 def _nested_hint(path: str) -> str:
@@ -425,8 +436,12 @@ def names_no_data(config_file: str | None, flags: dict[str, Any]) -> bool:
         return is_null(flags["data.path"])
     if config_file is None:
         return True
-    data = load_yaml(config_file).get("data") or {}  # (not a mapping: refused later)
-    return isinstance(data, dict) and is_null(data.get("path"))
+    settings = load_yaml(config_file)
+    data = settings.get("data") or {}  # (not a mapping: refused later)
+    if not isinstance(data, dict):
+        return False
+    # (a dotted key names it too: `data.path: DIR` took the demo's preset under the file)
+    return is_null(data.get("path")) and is_null(settings.get("data.path"))
 
 
 def parse_yaml(text: str) -> Any:

@@ -288,6 +288,26 @@ def test_a_key_given_twice_and_a_boolean_number_are_refused(tmp_path):
     twice.write_text("model:\n  head_out_dim: 64\nepochs: 3\nmodel:\n  head_layers: 3\n")
     with pytest.raises(SimCLRError, match=r"'model' is given twice \(line 4, column 1\)$"):
         build_config(config_file=str(twice))
+    # dotted and in its section: the last one won, unsaid
+    twice.write_text("loss:\n  temperature: 0.3\nloss.temperature: 0.7\n")
+    with pytest.raises(SimCLRError, match=r"'loss.temperature' is given twice \(dotted and "
+                                          r"in its section\)$"):
+        build_config(config_file=str(twice))
+
+
+def test_a_data_folder_named_by_a_dotted_key_is_no_digits_demo(tmp_path):
+    """`data.path: DIR` in a --config file (a dotted key, which the settings take) was
+    read as no folder named: the digits demo's preset went under the file, and the
+    user's folder trained at 16 px, width 0.25, 40 epochs, tau 0.2."""
+    from simclr.settings import names_no_data
+
+    flat = tmp_path / "flat.yaml"
+    flat.write_text(f"data.path: {tmp_path}\n")
+    nested = tmp_path / "nested.yaml"
+    nested.write_text(f"data:\n  path: {tmp_path}\n")
+    assert not names_no_data(str(flat), {}) and not names_no_data(str(nested), {})
+    flat.write_text("data.path: null\nepochs: 2\n")
+    assert names_no_data(str(flat), {})
     boolean = tmp_path / "bool.yaml"
     boolean.write_text("optim:\n  lr: true\n")
     with pytest.raises(SimCLRError, match="optim.lr: expected a number, got True"):
