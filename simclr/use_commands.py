@@ -226,6 +226,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
     removed, removable = _list_caches(args, entries, replaced, now, unused_days)
     freed, would_free = _list_build_leftovers(args)
     removed, removable = removed + freed, removable + would_free
+    if removed:  # the summary is of what is left (it counted the caches just removed)
+        entries = cache_entries(args.cache_dir)
     total = sum(e.nbytes for e in entries)
     print(f"{cache_folder(args.cache_dir)}: {len(entries)} caches, "
           f"{total / 2**20:.1f} MiB" + (f"; {removed / 2**20:.1f} MiB freed" if removed else "")
