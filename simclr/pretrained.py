@@ -406,7 +406,7 @@ def embed_folder(
     refuse_spawned_import()
     # before any work (a float or text failed after the features were made)
     check_counts({"--batch-size": batch_size, "--image-size": image_size})
-    out = output_file(out, overwrite)  # before the work, and after it by written()
+    out = output_file(out, overwrite, data)  # before the work, and after it by written()
     given = load_checkpoint(checkpoint)
     ckpt = at_image_size(given, image_size, checkpoint)
     module, spec = representation_from_checkpoint(ckpt, layer)
@@ -854,7 +854,7 @@ def predict_folder(
                                             0 < min_probability <= 1):
         raise SimCLRError(f"--min-probability must lie in (0, 1], got {min_probability}")
     threshold = 0.0 if min_probability is None else min_probability
-    out = output_file(out, overwrite)  # before the work, and after it by written()
+    out = output_file(out, overwrite, data)  # before the work, and after it by written()
     path = classifier_file(checkpoint)
     ckpt = load_checkpoint(path)
     model, spec, classes = classifier_from_checkpoint(ckpt)

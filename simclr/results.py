@@ -506,14 +506,21 @@ def _write_refused(folder: Path) -> str | None:
         return exc.strerror or str(exc)
 
 
-def output_file(out: str | Path, overwrite: bool = True) -> Path:
+def output_file(out: str | Path, overwrite: bool = True, data: str | Path | None = None
+                ) -> Path:
     """``--out`` of a command that writes one file (embed, predict, export), checked
-    before any work: not a folder, nor in a run's checkpoints folder, its folder created,
-    and an existing file refused unless ``overwrite`` (the commands' ``--overwrite``; the
-    Python API overwrites)."""
+    before any work: not a folder, nor in a run's checkpoints folder, its folder created
+    (not inside ``data``, the image folder the command then lists: a new folder there
+    was read as a class of its images), and an existing file refused unless
+    ``overwrite`` (the commands' ``--overwrite``; the Python API overwrites)."""
     path = Path(out).expanduser()
     if path.is_dir():
         raise SimCLRError(f"--out {path} is a folder; name a file")
+    if data is not None and Path(data).expanduser().is_dir() and not path.parent.exists() \
+            and real_folder(path).is_relative_to(os.path.realpath(Path(data).expanduser())):
+        raise SimCLRError(f"--out {path}: its folder would be made inside --data {data}, "
+                          "where it would read as a class folder of the images; choose an "
+                          "--out outside it")
     # Whatever its name, new or not, --overwrite or not: --resume, predict and info read
     # that folder's files as the run's (an export named linear.pt as its classifier).
     if in_run_checkpoints(path):

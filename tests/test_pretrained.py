@@ -735,6 +735,23 @@ def test_embed_and_predict_outputs_are_whole_or_untouched(tmp_path, image_folder
     assert sorted(p.name for p in tmp_path.iterdir() if "feats" in p.name) == ["feats.npz"]
 
 
+def test_an_out_whose_new_folder_would_be_made_inside_data_is_refused(
+        tmp_path, image_folder, cache_dir, capsys):
+    """`embed --data D --out D/feats/f.npz` made D/feats before listing D, which then
+    read it as a class folder (classes cat, dog, feats), as every later command did:
+    refused before anything is made; an --out in a folder already there is taken."""
+    save_checkpoint(pretrain_checkpoint(), tmp_path, "c.pt")
+    before = sorted(p.name for p in image_folder.iterdir())
+    embed = ["embed", "--checkpoint", str(tmp_path / "c.pt"), "--data", str(image_folder),
+             "--cache-dir", cache_dir, "--device", "cpu", "--workers", "0"]
+    assert main([*embed, "--out", str(image_folder / "feats" / "f.npz")]) == 2
+    assert "its folder would be made inside --data" in capsys.readouterr().err
+    assert sorted(p.name for p in image_folder.iterdir()) == before
+    assert main([*embed, "--out", str(image_folder / "f.npz")]) == 0
+    assert list(np.load(image_folder / "f.npz")["classes"]) == sorted(
+        p.name for p in image_folder.iterdir() if p.is_dir())
+
+
 def test_predictions_and_an_export_written_meanwhile_are_kept(tmp_path, image_folder,
                                                                cache_dir, capsys, monkeypatch):
     """As embed's (below): `simclr predict` and `simclr export` into one file at once, the
