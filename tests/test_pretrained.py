@@ -1234,13 +1234,15 @@ def test_a_python_call_stopped_midway_removes_the_folders_it_made_alone(
         raise failure("stopped mid-way")
 
     out = kept / "new" / "deeper" / "result"
+    data = tmp_path / "data"  # (beside --out: a new folder inside it is refused)
+    data.mkdir()
     if function == "embed_folder":
         monkeypatch.setattr(pretrained, "folder_features", stopped)
-        call = lambda: pretrained.embed_folder(last, str(tmp_path), out.with_suffix(".npz"),  # noqa: E731
+        call = lambda: pretrained.embed_folder(last, str(data), out.with_suffix(".npz"),  # noqa: E731
                                                device="cpu", workers=0)
     elif function == "predict_folder":
         monkeypatch.setattr(pretrained, "classifier_file", stopped)
-        call = lambda: pretrained.predict_folder(last, str(tmp_path), out.with_suffix(".csv"),  # noqa: E731
+        call = lambda: pretrained.predict_folder(last, str(data), out.with_suffix(".csv"),  # noqa: E731
                                                  device="cpu", workers=0)
     else:
         monkeypatch.setattr(export, "export_encoder", stopped)
