@@ -33,7 +33,7 @@ from simclr.data import ImageSource, open_source
 from simclr.errors import SimCLRError, is_amount, printable, with_article
 from simclr.features import Listings, check_labeled_folders
 from simclr.files import finite_json
-from simclr.folders import ImageList, check_folder, list_folder, torchvision_dataset
+from simclr.folders import ImageList, check_folder, list_folder
 from simclr.launch import shell_quote
 from simclr.pretrained import (
     at_image_size,
@@ -560,6 +560,7 @@ def _supervised_finished(args: argparse.Namespace, flags: dict[str, Any]) -> boo
 def _new_supervised_config(args: argparse.Namespace, flags: dict[str, Any]) -> Config:
     """A new run's config: the preset, ``--config`` and the flags; ``--train`` and
     ``--test`` default to the folders a supervised run's config.yaml names."""
+    from simclr.inert import acting_for
     from simclr.settings import build_config
     from simclr.supervised import config_folders
 
@@ -571,10 +572,9 @@ def _new_supervised_config(args: argparse.Namespace, flags: dict[str, Any]) -> C
         if getattr(args, name) is None:  # a recipe shown needs no --out)
             raise SimCLRError(f"--{name} is required (or --resume RUN_DIR)")
     out = {} if args.out is None else {"out": args.out}
-    # (--data-root and --download: for --train/--test, not the unused --data)
-    named = any(map(torchvision_dataset, (args.train, args.test)))
+    # (--data-root, --download, --cache...: for --train/--test, not the unused --data)
     return build_config(args.preset, args.config, {**flags, **out},
-                        inert_ok=("data.root", "data.download") if named else ())
+                        inert_ok=acting_for((args.train, args.test)))
 
 
 def _print_supervised_config(args: argparse.Namespace, cfg: Config,

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from simclr.config import ARCHS, COLOR_OPS, AugmentConfig, Config
-from simclr.folders import NAMED_DATASETS, torchvision_dataset
+from simclr.folders import NAMED_DATASETS, named_dataset, torchvision_dataset
 from simclr.settings import SettingError, flag_of
 
 # An augmentation switch -> the settings it gates, its probability first (App. A's ops
@@ -33,6 +33,27 @@ GATED_BY: dict[str, tuple[str, ...]] = {
 }
 CROP_DRAW = ("crop_scale", "crop_ratio", "crop_sampler")  # how a resized crop is drawn
 JITTER = ("brightness", "contrast", "saturation", "hue")
+# How an image folder's files are read (data.open_folder): the digits demo and
+# torchvision's sets are arrays in memory, opened before any of them is looked at.
+FOLDER_READING = ("cache", "cache_dir", "load_size", "store", "strict", "max_pixels",
+                  "decoder")
+
+
+def reads_folder(cfg: Config) -> bool:
+    """Whether ``cfg`` reads an image folder: ``--data``, or the kNN monitor's
+    ``--knn-train`` / ``--knn-test`` (monitor.py opens them through ``cfg.data``)."""
+    return not named_dataset(cfg.data.path) or any(
+        spec is not None and not named_dataset(spec) for spec in (cfg.knn_train, cfg.knn_test))
+
+
+def acting_for(specs: Iterable[str | None]) -> set[str]:
+    """The data settings that act for data ``specs`` a config does not name (supervised's
+    ``--train`` and ``--test``, read through ``cfg.data``): passed as ``inert_ok``."""
+    given = [spec for spec in specs if spec is not None]
+    acting = {"data.root", "data.download"} if any(map(torchvision_dataset, given)) else set()
+    if not all(map(named_dataset, given)):
+        acting |= {f"data.{name}" for name in FOLDER_READING}
+    return acting
 
 
 def inert_settings(cfg: Config) -> dict[str, str]:
@@ -71,9 +92,23 @@ def inert_settings(cfg: Config) -> dict[str, str]:
         for name in ("download", "root"):  # (data.py: where torchvision's sets are kept)
             inert[f"data.{name}"] = (f"it is for torchvision's {', '.join(NAMED_DATASETS)}, "
                                      "and the data flags name none of them")
-    if cfg.data.cache == "on":  # (data.py: a cached folder is decoded once, by PIL)
-        inert["data.decoder"] = "--cache on decodes each image once, into the cache"
+    inert.update(_inert_data(cfg))
     inert.update(_inert_augment(cfg))
+    return inert
+
+
+def _inert_data(cfg: Config) -> dict[str, str]:
+    """How images are read: only an image folder's are read by these settings, and a
+    folder's cache only where one may be kept."""
+    data, inert = cfg.data, {}
+    if data.cache == "on":  # (data.py: a cached folder is decoded once, by PIL)
+        inert["data.decoder"] = "--cache on decodes each image once, into the cache"
+    elif data.cache == "off":  # (data.open_folder: nothing is cached, read or written)
+        inert["data.cache_dir"] = "--cache off keeps no decoded cache"
+    if not reads_folder(cfg):  # (said last: the reason behind the others)
+        inert.update({f"data.{name}": "it sets how an image folder is read, and the data "
+                      f"flags name none (the digits demo and {', '.join(NAMED_DATASETS)} are "
+                      "arrays in memory)" for name in FOLDER_READING})
     return inert
 
 

@@ -630,7 +630,8 @@ def build_config(
     return cfg
 
 
-def apply_resume_flags(cfg: Config, flags: dict[str, Any], allowed: AbstractSet[str]) -> None:
+def apply_resume_flags(cfg: Config, flags: dict[str, Any], allowed: AbstractSet[str],
+                       inert_ok: Collection[str] = ()) -> None:
     """The flags given with ``--resume`` onto the saved config: only ``allowed`` settings
     (where and how fast the run goes, not what it computes) may change, and each value
     is checked as a new run's would be, so a resumed run never saves an invalid config.
@@ -656,7 +657,7 @@ def apply_resume_flags(cfg: Config, flags: dict[str, Any], allowed: AbstractSet[
 
     validate(cfg)
 
-    refuse_inert(cfg, flags)
+    refuse_inert(cfg, set(flags) - set(inert_ok))  # (inert_ok: as build_config's)
 
 
 def _check_same_out(run_dir: str, out: Any) -> None:

@@ -54,6 +54,7 @@ from simclr.config import Config
 from simclr.errors import DivergedError, SimCLRError, user_message
 from simclr.features import check_labeled, resolve_runtime
 from simclr.files import folder_holder, in_use, lock_folder, read_json, set_aside, write_json
+from simclr.inert import acting_for
 from simclr.models import build_classifier_within_memory
 from simclr.optim import build_optimizer, lr_at
 from simclr.plan import (
@@ -243,7 +244,9 @@ def resume_config(target: str | Path, flags: Mapping[str, Any],
                           "simclr.supervised.run_supervised(..., resume=checkpoint)")
     cfg = config_from_dict(ckpt["config"])
     cfg.out = os.path.abspath(run_dir)  # as a new run saves it, from any working directory
-    apply_resume_flags(cfg, dict(flags), RESUME_FLAGS)
+    # (its --train/--test, which cfg does not name, are read through cfg.data)
+    apply_resume_flags(cfg, dict(flags), RESUME_FLAGS,
+                       inert_ok=acting_for((ckpt["data"].get("train"), ckpt["data"].get("test"))))
     check_run_length(ckpt["config"], cfg, run_dir)  # the same length is no change
     return cfg, ckpt
 

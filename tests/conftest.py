@@ -116,6 +116,8 @@ def tiny_flags(data: Path, out: Path, cache: str, **extra: object) -> dict[str, 
         "optim.lr": 0.5, "data.workers": 0,
     }
     flags.update(extra)
+    if flags.get("data.cache") == "off":  # (no cache kept: --cache-dir would be refused)
+        del flags["data.cache_dir"]
     return flags
 
 

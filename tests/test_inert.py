@@ -15,13 +15,13 @@ from simclr.augment import TwoViewAugment
 from simclr.cli import main
 from simclr.config import RESUME_SETTINGS, Config
 from simclr.errors import SimCLRError
-from simclr.inert import inert_settings
+from simclr.inert import FOLDER_READING, acting_for, inert_settings
 from simclr.loss import contrastive_loss
 from simclr.models import build_head, build_model
 from simclr.optim import build_optimizer, warmup_steps
 from simclr.plan import plan_schedule
 from simclr.presets import PRESETS
-from simclr.settings import apply_resume_flags, build_config
+from simclr.settings import apply_resume_flags, build_config, flag_of
 
 # Another valid value of each setting a rule can call inert.
 OTHER: dict[str, Any] = {
@@ -47,7 +47,8 @@ OTHER: dict[str, Any] = {
 }
 # Bookkeeping rather than computation (the kNN monitor, the NaN policy's counter).
 NOT_COMPUTED = {"knn_every", "knn_k", "knn_temperature", "max_bad_steps", "data.root",
-                "data.download"}  # (the data: tests of their own below)
+                "data.download",
+                *(f"data.{name}" for name in FOLDER_READING)}  # (tests of their own below)
 BASE = {"augment.size": 24, "augment.cutout": True, "augment.rotate": True,
         "augment.noise": True, "augment.sobel": True, "model.arch": "resnet18",
         "model.width": 0.125}
@@ -162,39 +163,65 @@ def test_the_same_change_acts_where_it_is_not_inert(path):
     ({"max_bad_steps": 3}, "--max-bad-steps has no effect"),
     ({"data.cache": "on", "data.decoder": "device"}, "--decoder has no effect: --cache on "
                                                      "decodes each image once, into the cache"),
+    ({"data.cache": "off", "data.cache_dir": "/elsewhere"}, "--cache-dir has no effect: "
+                                                            "--cache off keeps no decoded cache"),
 ])
-def test_a_flag_without_effect_is_refused(flags, message):
-    with pytest.raises(SimCLRError, match=message):
-        build_config("digits", None, flags)
+def test_a_flag_without_effect_is_refused(flags, message, tmp_path):
+    with pytest.raises(SimCLRError, match=message):  # (a folder: its data settings act)
+        build_config("digits", None, {"data.path": str(tmp_path), **flags})
 
 
-def test_data_root_and_download_are_for_torchvisions_sets(tmp_path):
-    """--data-root and --download with a folder were accepted and did nothing (a sweep
-    over them: one run under several names); they act where --data, --knn-train/-test
-    or supervised's --train/--test name cifar10, cifar100 or stl10."""
-    folder = str(tmp_path)
-    for name, flag in (("data-root", {"data.root": "/elsewhere"}),
-                       ("download", {"data.download": True})):
-        with pytest.raises(SimCLRError, match=f"--{name} has no effect: it is for torchvision's"):
-            build_config(None, None, {"data.path": folder, **flag})
-        build_config(None, None, {"data.path": "cifar10", **flag})
-        build_config(None, None, {"data.path": folder, "knn_train": "stl10",
-                                  "knn_test": "stl10", **flag})
-    assert main(["supervised", "--train", "cifar100", "--data-root", "/elsewhere",
-                 "--print-config"]) == 0
-    assert main(["supervised", "--train", folder, "--data-root", "/elsewhere",
-                 "--print-config"]) == 2
+def test_cache_dir_acts_where_a_cache_may_be_kept(tmp_path):
+    for cache in ("auto", "on"):
+        cfg = build_config(None, None, {"data.path": str(tmp_path), "data.cache": cache,
+                                        "data.cache_dir": "/elsewhere"})
+        assert cfg.data.cache_dir == "/elsewhere"
 
 
-def test_the_same_flags_build_where_they_act():
-    cfg = build_config("digits", None, {"loss.name": "margin_triplet", "loss.margin": 0.5,
-                                        "nan_policy": "skip", "max_bad_steps": 3})
-    assert cfg.loss.margin == 0.5 and cfg.max_bad_steps == 3
+# Another value of each setting that says how an image folder is read.
+READING: dict[str, Any] = {"data.cache": "on", "data.cache_dir": "/elsewhere",
+                           "data.load_size": 400, "data.store": "center", "data.strict": True,
+                           "data.max_pixels": 1, "data.decoder": "pil"}
+
+
+@pytest.mark.parametrize("path", sorted(READING))
+def test_folder_reading_settings_need_an_image_folder(path, tmp_path):
+    """The digits demo and torchvision's sets are arrays in memory (data.open_source
+    returns them before any folder setting is looked at): `--cache on --load-size 4000
+    --strict --max-pixels 1` trained on the digits, and config.yaml said they applied.
+    They act where --data or the kNN monitor's folders (read through cfg.data) name a
+    folder, and for supervised's --train/--test folders."""
+    assert {f"data.{name}" for name in FOLDER_READING} == set(READING)
+    folder, flag = str(tmp_path), {path: READING[path]}
+    for data in ({}, {"data.path": "digits"}, {"data.path": "cifar10"},
+                 {"knn_train": "stl10", "knn_test": "stl10"}):
+        with pytest.raises(SimCLRError, match=f"^--{flag_of(path)} has no effect: it sets how "
+                                              "an image folder is read"):
+            build_config(None, None, {**data, **flag})
+    build_config(None, None, {"data.path": folder, **flag})
+    build_config(None, None, {"knn_train": folder, "knn_test": folder, **flag})
+    supervised = ["supervised", "--print-config", f"--{flag_of(path)}",
+                  *([] if READING[path] is True else [str(READING[path])])]
+    assert main([*supervised, "--train", folder]) == 0
+    assert main([*supervised, "--train", "cifar10", "--test", folder]) == 0
+    assert main([*supervised, "--train", "cifar10"]) == 2
+    saved = build_config(None, None, {})  # a supervised run's config names no folder
+    if path in RESUME_SETTINGS:
+        with pytest.raises(SimCLRError, match="has no effect"):
+            apply_resume_flags(copy.deepcopy(saved), flag, RESUME_SETTINGS)
+        apply_resume_flags(saved, flag, RESUME_SETTINGS, inert_ok=acting_for([folder]))
+
+
+def test_a_presets_folder_settings_are_not_refused():
+    """imagenet's load_size is the preset's, not a flag: without --data it is kept."""
+    assert build_config("imagenet", None, {}).data.load_size == 384
+    assert main(["pretrain", "--preset", "imagenet", "--print-config"]) == 0
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
-def test_no_preset_sets_a_setting_without_effect(preset):
-    cfg = build_config(preset, None, {})
+def test_no_preset_sets_a_setting_without_effect(preset, tmp_path):
+    # (on a folder: imagenet's load_size is for the folder --data names)
+    cfg = build_config(preset, None, {"data.path": str(tmp_path)})
     given = {f"{section}.{key}" if isinstance(value, dict) else section
              for section, values in PRESETS[preset].items()
              for key, value in (values.items() if isinstance(values, dict) else [(None, None)])}

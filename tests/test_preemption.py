@@ -19,7 +19,8 @@ from tests.conftest import make_image_folder
 def start(data: Path, out: Path, cache: Path, *extra: str, **popen) -> subprocess.Popen:
     args = ["--data", str(data), "--out", str(out), "--arch", "resnet18", "--width", "0.125",
             "--image-size", "16", "--batch-size", "8", "--epochs", "200", "--precision",
-            "fp32", "--no-progress", "--workers", "0", "--cache-dir", str(cache),
+            "fp32", "--no-progress", "--workers", "0",
+            *(["--cache-dir", str(cache)] if "off" not in extra else []),  # (--cache off)
             "--checkpoint-every", "2", "--log-every", "1", *extra]
     return subprocess.Popen([sys.executable, "-m", "simclr", "pretrain", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)

@@ -56,27 +56,28 @@ def test_cache_and_decoder_values_alike_here_are_one_run(tmp_path, image_folder,
     differ here are kept."""
     flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
     flags.pop("out")
-    for axis, extra, alike in (
-            ("data.cache=auto,on", {}, "--cache auto and on are both on here"),
-            ("data.decoder=pil,auto", {"data.cache": "off"},
-             "--decoder pil and auto are both pil here"),
-            ("data.cache=auto,on", {"data.path": "digits"},
-             "--cache auto and on are both in memory here"),  # (arrays, not files)
-            ("data.decoder=pil,device", {"data.path": "digits"},
-             "--decoder pil and device are both cached here")):
-        cells, configs = cell_configs([parse_axis(axis)], tmp_path / "sw", None, None,
-                                      {**flags, **extra})
+    uncached = {k: v for k, v in flags.items() if k != "data.cache_dir"}  # (none kept)
+    for axis, given, alike in (
+            ("data.cache=auto,on", flags, "--cache auto and on are both on here"),
+            ("data.decoder=pil,auto", {**uncached, "data.cache": "off"},
+             "--decoder pil and auto are both pil here")):
+        cells, configs = cell_configs([parse_axis(axis)], tmp_path / "sw", None, None, given)
         with pytest.raises(SimCLRError, match=re.escape(alike)):
             check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
+    for axis in ("data.cache=auto,on", "data.decoder=pil,device"):  # (arrays, not files)
+        name = axis.split("=")[0].split(".")[1]
+        with pytest.raises(SimCLRError, match=rf"^--set {name}: --{name} has no effect in any "
+                                              "cell: it sets how an image folder is read"):
+            cell_configs([parse_axis(axis)], tmp_path / "sw", None, None,
+                         {**uncached, "data.path": "digits"})
     # under --cache on, given in the sweep's flags, --decoder has no effect at all
     with pytest.raises(SimCLRError, match=r"^--set decoder: --decoder has no effect in any "
                                           r"cell: --cache on decodes each image once"):
         cell_configs([parse_axis("data.decoder=pil,device")], tmp_path / "sw", None, None,
                      {**flags, "data.cache": "on"})
-    for axis, extra in (("data.cache=auto,off", {}),
-                        ("data.decoder=pil,device", {"data.cache": "off"})):
-        cells, configs = cell_configs([parse_axis(axis)], tmp_path / "sw", None, None,
-                                      {**flags, **extra})
+    for axis, given in (("data.cache=auto,off", flags),
+                        ("data.decoder=pil,device", {**uncached, "data.cache": "off"})):
+        cells, configs = cell_configs([parse_axis(axis)], tmp_path / "sw", None, None, given)
         check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
 
 

@@ -1414,6 +1414,7 @@ def test_a_run_on_the_digits_by_name_resumes(tmp_path, cache_dir, monkeypatch):
     monkeypatch.chdir(tmp_path)
     flags = tiny_flags(tmp_path / "run", tmp_path / "run", cache_dir, batch_size=16)
     flags["data.path"] = "digits"
+    del flags["data.cache_dir"]  # (arrays in memory: no folder to cache)
     _preempted_run(build_config(flags=flags))
     cfg = load_resume_config(tmp_path / "run")
     assert cfg.data.path == "digits"

@@ -142,8 +142,8 @@ def test_a_presets_value_refused_for_a_new_run_names_the_preset():
     assert str(info.value) == (
         "--load-size must be at least the view's side (--image-size 448), got 384: every "
         "crop would be upscaled from it (set by --preset imagenet; give --load-size)")
-    assert build_config(preset="imagenet", flags={"augment.size": 448,
-                                                  "data.load_size": 512}).data.load_size == 512
+    assert build_config(preset="imagenet", flags={  # (a folder: --load-size acts on one)
+        "augment.size": 448, "data.load_size": 512, "data.path": "photos"}).data.load_size == 512
 
 
 @pytest.mark.parametrize("path,value,message", [
@@ -203,7 +203,8 @@ def test_the_last_value_past_each_bound_is_refused(flags, message):
     {"optim.warmup_fraction": 0.0}, {"optim.warmup_fraction": 0.999},
     {"seed": 2**63 - 1}, {"batch_size": 2},
     {"model.width": 1 / 64},  # the first layers' 64 channels become exactly one
-    {"data.load_size": 32, "augment.size": 32},  # stored at the view's side: no upscaling
+    # stored at the view's side: no upscaling (of a folder's images: --load-size acts there)
+    {"data.load_size": 32, "augment.size": 32, "data.path": "photos"},
     {"data.workers": 0},  # decoding in the main process
     {"augment.crop_scale": (1.0, 1.0)}, {"augment.hue": 0.5},
     # a cosine that decays to its own peak: flat, but not rising
