@@ -86,6 +86,9 @@ def inert_settings(cfg: Config) -> dict[str, str]:
     if cfg.knn_train is None:
         for name in ("knn_every", "knn_k", "knn_temperature"):
             inert[name] = "there is no kNN monitor: --knn-train and --knn-test make one"
+    if cfg.checkpoint_every == 0 and cfg.checkpoint_minutes == 0:  # (train.SaveSchedule)
+        inert["keep_checkpoints"] = ("--checkpoint-every 0 and --checkpoint-minutes 0 save "
+                                     "no periodic checkpoint")
     if cfg.nan_policy == "stop":
         inert["max_bad_steps"] = "it counts the steps --nan-policy skip skips"
     if not any(map(torchvision_dataset, (cfg.data.path, cfg.knn_train, cfg.knn_test))):

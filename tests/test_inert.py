@@ -47,7 +47,7 @@ OTHER: dict[str, Any] = {
 }
 # Bookkeeping rather than computation (the kNN monitor, the NaN policy's counter).
 NOT_COMPUTED = {"knn_every", "knn_k", "knn_temperature", "max_bad_steps", "data.root",
-                "data.download",
+                "data.download", "keep_checkpoints",
                 *(f"data.{name}" for name in FOLDER_READING)}  # (tests of their own below)
 BASE = {"augment.size": 24, "augment.cutout": True, "augment.rotate": True,
         "augment.noise": True, "augment.sobel": True, "model.arch": "resnet18",
@@ -165,10 +165,23 @@ def test_the_same_change_acts_where_it_is_not_inert(path):
                                                      "decodes each image once, into the cache"),
     ({"data.cache": "off", "data.cache_dir": "/elsewhere"}, "--cache-dir has no effect: "
                                                             "--cache off keeps no decoded cache"),
+    ({"checkpoint_every": 0, "checkpoint_minutes": 0, "keep_checkpoints": 3},
+     "--keep-checkpoints has no effect: --checkpoint-every 0 and --checkpoint-minutes 0 "
+     "save no periodic checkpoint"),
 ])
 def test_a_flag_without_effect_is_refused(flags, message, tmp_path):
     with pytest.raises(SimCLRError, match=message):  # (a folder: its data settings act)
         build_config("digits", None, {"data.path": str(tmp_path), **flags})
+
+
+def test_keep_checkpoints_acts_with_either_periodic_save(tmp_path):
+    for every, minutes in ((100, 0), (0, 5)):
+        cfg = build_config("digits", None, {"checkpoint_every": every, "checkpoint_minutes":
+                                            minutes, "keep_checkpoints": 3})
+        assert cfg.keep_checkpoints == 3
+    cfg = build_config("digits", None, {"checkpoint_every": 0, "checkpoint_minutes": 0})
+    with pytest.raises(SimCLRError, match="--keep-checkpoints has no effect"):
+        apply_resume_flags(cfg, {"keep_checkpoints": 1}, RESUME_SETTINGS)
 
 
 def test_cache_dir_acts_where_a_cache_may_be_kept(tmp_path):
