@@ -51,8 +51,8 @@ def acting_for(specs: Iterable[str | None]) -> set[str]:
     ``--train`` and ``--test``, read through ``cfg.data``): passed as ``inert_ok``."""
     given = [spec for spec in specs if spec is not None]
     acting = {"data.root", "data.download"} if any(map(torchvision_dataset, given)) else set()
-    if not all(map(named_dataset, given)):
-        acting |= {f"data.{name}" for name in FOLDER_READING}
+    if not all(map(named_dataset, given)):  # (a folder's photos: see _inert_augment)
+        acting |= {f"data.{name}" for name in FOLDER_READING} | {"augment.interpolation"}
     return acting
 
 
@@ -161,6 +161,12 @@ def _inert_augment(cfg: Config) -> dict[str, str]:
     elif not aug.crop_resize:  # augment_params._crop_boxes: a fixed window, drawn before
         inert.update({f"augment.{name}": "--no-crop-resize takes a window of the view's "
                       "side" for name in CROP_DRAW})
+        # That window is resampled to the view's side: pixel for pixel from a stored
+        # square; a picture squeezed into one (--store full, a photo not square) is
+        # stretched back, which resamples. (--asymmetric: its shared crop resizes.)
+        if not aug.asymmetric and (named_dataset(cfg.data.path) or cfg.data.store == "center"):
+            inert["augment.interpolation"] = ("--no-crop-resize takes a window of the view's "
+                                              "side, resampled pixel for pixel")
     return inert
 
 

@@ -43,7 +43,7 @@ OTHER: dict[str, Any] = {
                                          "rotate", "noise", "sobel")},
     "model.width": 0.5, "model.cifar_stem": False, "model.zero_init_residual": False,
     "model.projection_shortcuts": True,
-    "optim.exclude_bias_and_norm": False, "epochs": 3.0,
+    "optim.exclude_bias_and_norm": False, "epochs": 3.0, "augment.interpolation": "bilinear",
 }
 # Bookkeeping rather than computation (the kNN monitor, the NaN policy's counter).
 NOT_COMPUTED = {"knn_every", "knn_k", "knn_temperature", "max_bad_steps", "data.root",
@@ -229,6 +229,52 @@ def test_a_presets_folder_settings_are_not_refused():
     """imagenet's load_size is the preset's, not a flag: without --data it is kept."""
     assert build_config("imagenet", None, {}).data.load_size == 384
     assert main(["pretrain", "--preset", "imagenet", "--print-config"]) == 0
+
+
+def test_interpolation_under_no_crop_resize(tmp_path):
+    """--no-crop-resize takes a window of the view's side from a stored square, resampled
+    pixel for pixel: --interpolation changed nothing there, yet was accepted. A picture
+    squeezed into its square (--store full, a photo not square) is stretched back, so it
+    acts on a folder's photos stored whole."""
+    flags = {"augment.crop_resize": False, "augment.interpolation": "bilinear"}
+    for data in ({}, {"data.path": str(tmp_path), "data.store": "center"}):
+        with pytest.raises(SimCLRError, match="^--interpolation has no effect: "
+                                              "--no-crop-resize takes a window"):
+            build_config(None, None, {**data, **flags})
+    assert build_config(None, None, {"data.path": str(tmp_path), **flags}).augment.\
+        interpolation == "bilinear"
+    assert build_config(None, None, {"augment.interpolation": "bilinear"})  # (resized crops)
+    # The control: pictures 3:2 and 2:3 stored squeezed, where it acts.
+    cfg = _with(Config(), {**BASE, "augment.crop_resize": False})
+    images = torch.randint(0, 256, (2, 3, 40, 40), dtype=torch.uint8)
+    views = [TwoViewAugment(_with(cfg, {"augment.interpolation": mode}).augment, seed=3)
+             .stacked(images, torch.arange(2), 0, torch.tensor([1.5, 2 / 3]))
+             for mode in ("bicubic", "bilinear")]
+    assert not torch.equal(*views)
+
+
+def test_data_root_and_download_are_for_torchvisions_sets(tmp_path):
+    """--data-root and --download with a folder were accepted and did nothing (a sweep
+    over them: one run under several names); they act where --data, --knn-train/-test
+    or supervised's --train/--test name cifar10, cifar100 or stl10."""
+    folder = str(tmp_path)
+    for name, flag in (("data-root", {"data.root": "/elsewhere"}),
+                       ("download", {"data.download": True})):
+        with pytest.raises(SimCLRError, match=f"--{name} has no effect: it is for torchvision's"):
+            build_config(None, None, {"data.path": folder, **flag})
+        build_config(None, None, {"data.path": "cifar10", **flag})
+        build_config(None, None, {"data.path": folder, "knn_train": "stl10",
+                                  "knn_test": "stl10", **flag})
+    assert main(["supervised", "--train", "cifar100", "--data-root", "/elsewhere",
+                 "--print-config"]) == 0
+    assert main(["supervised", "--train", folder, "--data-root", "/elsewhere",
+                 "--print-config"]) == 2
+
+
+def test_the_same_flags_build_where_they_act():
+    cfg = build_config("digits", None, {"loss.name": "margin_triplet", "loss.margin": 0.5,
+                                        "nan_policy": "skip", "max_bad_steps": 3})
+    assert cfg.loss.margin == 0.5 and cfg.max_bad_steps == 3
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
