@@ -432,21 +432,26 @@ class _DivergenceWatch:
     ``add(loss)`` after every step counts the steps before the first non-finite loss on
     the device (no host sync). :meth:`first_bad_step` reads that count (one host sync;
     under torchrun one small all-reduce, so every process stops at the same step even
-    where one alone saw the NaN) at steps every process picks alike, as
-    distributed.StopVote spaces its votes: about every ``every_s`` seconds from the
-    slowest process's step time, at most ``max_interval`` steps apart, and where forced
-    (an epoch's end, a periodic save: steps all the processes reach together).
+    where one alone saw the NaN) at steps every process picks alike
+    (:class:`simclr.distributed.Cadence`, as the stop vote's: about every ``every_s``
+    seconds of the slowest process's step time, at most ``max_interval`` steps apart),
+    and where forced (an epoch's end, a periodic save: steps all the processes reach
+    together).
     """
 
     def __init__(self, device: torch.device, start_step: int, every_s: float | None = None,
                  max_interval: int | None = None) -> None:
         self.device, self.start_step = device, start_step
-        self.every_s = DIVERGENCE_LOOK_S if every_s is None else every_s
-        self.max_interval = DIVERGENCE_LOOK_STEPS if max_interval is None else max_interval
+        self.cadence = dist.Cadence(
+            start_step, DIVERGENCE_LOOK_S if every_s is None else every_s,
+            DIVERGENCE_LOOK_STEPS if max_interval is None else max_interval)
         self.finite = torch.ones((), dtype=torch.bool, device=device)  # every step's so far
         self.finite_steps = torch.zeros((), dtype=torch.int64, device=device)
-        self.next_step, self.last_step = start_step + 1, start_step
-        self.last_time = time.perf_counter()
+
+    @property
+    def last_step(self) -> int:
+        """The step of the last look (``start_step`` before any)."""
+        return self.cadence.last_step
 
     def add(self, loss: torch.Tensor) -> None:
         """One step's loss (a scalar on the device)."""
@@ -461,17 +466,14 @@ class _DivergenceWatch:
     def first_bad_step(self, step: int, force: bool = False) -> int | None:
         """At a look (after ``step`` steps; ``force``: this one), the step (counted from
         1) whose loss was the first non-finite one of any process, if any; else None."""
-        if (step < self.next_step and not force) or step == self.last_step:
+        if (not self.cadence.due(step) and not force) or step == self.last_step:
             return None
-        now = time.perf_counter()
-        per_step = (now - self.last_time) / max(step - self.last_step, 1)
+        per_step = self.cadence.step_time(step)
         # (each process's count negated: the MAX is the fewest; float64: counts exact)
         looked = torch.stack([-self.finite_steps.double(),
                               torch.tensor(per_step, dtype=torch.float64, device=self.device)])
         fewest, per_step = dist.all_reduce_max(looked).tolist()  # the one host sync
-        interval = int(self.every_s / per_step) if per_step > 0 else self.max_interval
-        self.next_step = step + min(max(interval, 1), self.max_interval)
-        self.last_step, self.last_time = step, now
+        self.cadence.met(step, per_step)
         first_bad = self.start_step + int(-fewest) + 1
         return first_bad if first_bad <= step else None
 

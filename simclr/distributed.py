@@ -383,6 +383,35 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
 STOP_VOTE_EVERY_S = 2.0  # seconds between the processes' comparisons of stop requests
 
 
+class Cadence:
+    """The steps at which a run's processes do something together (a small all-reduce
+    and its host sync), which every process picks alike: about every ``every_s`` seconds
+    of the slowest process's measured step time (all-reduced by the caller with its
+    other numbers), at most ``max_interval`` steps apart. :class:`StopVote`'s and
+    classify's divergence watch's."""
+
+    def __init__(self, start_step: int, every_s: float, max_interval: int) -> None:
+        self.every_s, self.max_interval = every_s, max_interval
+        self.next_step, self.last_step = start_step + 1, start_step
+        self.last_time = self._measured_at = time.perf_counter()
+
+    def due(self, step: int) -> bool:
+        """Whether the processes meet after ``step``."""
+        return step >= self.next_step
+
+    def step_time(self, step: int) -> float:
+        """This process's seconds per step since the last meeting (for the MAX over the
+        processes that :meth:`met` takes)."""
+        self._measured_at = time.perf_counter()
+        return (self._measured_at - self.last_time) / max(step - self.last_step, 1)
+
+    def met(self, step: int, slowest: float) -> None:
+        """The processes met after ``step``; ``slowest``: the MAX of their step times."""
+        interval = int(self.every_s / slowest) if slowest > 0 else self.max_interval
+        self.next_step = step + min(max(interval, 1), self.max_interval)
+        self.last_step, self.last_time = step, self._measured_at
+
+
 class StopVote:
     """Where the processes of a run stop when a signal reached some of them.
 
@@ -401,10 +430,9 @@ class StopVote:
 
     def __init__(self, device: torch.device, start_step: int = 0,
                  every_s: float | None = None, max_interval: int = 100) -> None:
-        self.device, self.max_interval = device, max_interval
-        self.every_s = STOP_VOTE_EVERY_S if every_s is None else every_s
-        self.next_step, self.last_step = start_step + 1, start_step
-        self.last_time = time.perf_counter()
+        self.device = device
+        self.cadence = Cadence(start_step, STOP_VOTE_EVERY_S if every_s is None else every_s,
+                               max_interval)
         self.main_flag = False
 
     def __call__(self, step: int, signal_name: str | None, last: bool = False,
@@ -413,10 +441,9 @@ class StopVote:
             self.main_flag = main_flag
             return signal_name
         self.main_flag = False
-        if step < self.next_step and not last:
+        if not self.cadence.due(step) and not last:
             return None
-        now = time.perf_counter()
-        per_step = (now - self.last_time) / max(step - self.last_step, 1)
+        per_step = self.cadence.step_time(step)
         number = signal.Signals.__members__.get(signal_name, signal.SIGTERM).value \
             if signal_name else 0
         flag = float(main_flag and rank() == 0)  # (the others' clocks do not count)
@@ -424,7 +451,5 @@ class StopVote:
         dist.all_reduce(votes, op=dist.ReduceOp.MAX)
         number, per_step, flag = votes.tolist()  # the one host sync
         self.main_flag = bool(flag)
-        interval = int(self.every_s / per_step) if per_step > 0 else self.max_interval
-        self.next_step = step + min(max(interval, 1), self.max_interval)
-        self.last_step, self.last_time = step, now
+        self.cadence.met(step, per_step)
         return signal.Signals(int(number)).name if number else None
