@@ -343,7 +343,7 @@ def knn_within_run(
 ) -> float:
     """The kNN monitor after ``step`` (rank 0 alone), as the run goes: out of memory, one
     line naming ``last_good``; its folders' images, first read now, failing: the steps
-    are saved first (``save_periodic``, unless the model :func:`diverged`) and the message
+    are saved first (``save_periodic``, unless :func:`weights_diverged`) and the message
     says how to go on. ``resumed``: measured before a resumed session's first step, on
     the weights of ``last_good``, the checkpoint it resumed from."""
     with knn_out_of_memory(step, last_good):

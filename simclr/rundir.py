@@ -32,7 +32,7 @@ from simclr.checkpoint import (
     stored_step,
 )
 from simclr.config import Config
-from simclr.errors import SimCLRError, with_article
+from simclr.errors import DivergedError, SimCLRError, user_message, with_article
 from simclr.files import (
     finite_json,
     folder_holder,
@@ -41,6 +41,7 @@ from simclr.files import (
     read_json,
     remove_stale_temporaries,
     set_aside,
+    write_json,
     written,
 )
 from simclr.launch import shell_join, shell_quote
@@ -244,6 +245,14 @@ def run_state(run_dir: Path, kind: str, step: int | None = None) -> str:
     at = summary.get("steps")
     passed = isinstance(step, int) and isinstance(at, int) and at <= step
     return "diverged" if summary.get("status") == "diverged" and not passed else "unfinished"
+
+
+def record_divergence(run_dir: Path, exc: DivergedError, session: int) -> None:
+    """A diverged training's outcome in ``run_dir``'s summary.json (its one-line reason,
+    the step, which session): what :func:`run_state`, sweeps and `simclr info` read, so
+    that the same command run again does not continue into the blow-up."""
+    write_json(run_dir / "summary.json", {"status": "diverged", "reason": user_message(exc),
+                                          "steps": exc.step, "session": session})
 
 
 def diverged_at(run_dir: Path) -> str:

@@ -51,9 +51,9 @@ from simclr.classify import (
     train_classifier,
 )
 from simclr.config import Config
-from simclr.errors import DivergedError, SimCLRError, user_message
+from simclr.errors import DivergedError, SimCLRError
 from simclr.features import check_labeled, resolve_runtime
-from simclr.files import folder_holder, in_use, lock_folder, read_json, set_aside, write_json
+from simclr.files import folder_holder, in_use, lock_folder, read_json, set_aside
 from simclr.inert import acting_for
 from simclr.models import build_classifier_within_memory
 from simclr.optim import build_optimizer, lr_at
@@ -86,6 +86,7 @@ from simclr.rundir import (
     check_not_above_runs,
     check_not_continued,
     check_run_length,
+    record_divergence,
     resume_checkpoint,
 )
 from simclr.runtime import StopFlag, set_threads
@@ -428,23 +429,22 @@ def _train_and_test(
     return _evaluate(model, test, results, out, train, cfg, dev, prec, elapsed, start, save)
 
 
-# A diverged run's record, as a pretraining's summary.json (status, reason, steps,
-# session): `simclr info` reads it, and rundir.run_state, so that the same command run
-# again (a retry loop, torchrun's --max-restarts) does not continue into the blow-up.
+# A diverged run's record, as a pretraining's (rundir.record_divergence): `simclr info`
+# reads it, and rundir.run_state, so that the same command run again (a retry loop,
+# torchrun's --max-restarts) does not continue into the blow-up.
 SUMMARY = "summary.json"
 
 
 @contextlib.contextmanager
 def _divergence_on_record(out: Path | None, session: int) -> Iterator[None]:
-    """A divergence of the training (its DivergedError, raised on) written to ``out``'s
-    :data:`SUMMARY` (None: another process than rank 0, or no run folder)."""
+    """A divergence of the training (its DivergedError, raised on) put on record in
+    ``out`` (None: another process than rank 0, or no run folder)."""
     try:
         yield
     except DivergedError as exc:
         if out is not None:
             with contextlib.suppress(SimCLRError):  # (a full disk: the divergence is said)
-                write_json(out / SUMMARY, {"status": "diverged", "reason": user_message(exc),
-                                           "steps": exc.step, "session": session})
+                record_divergence(out, exc, session)
         raise
 
 

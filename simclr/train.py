@@ -91,7 +91,14 @@ from simclr.resume import (
     start_record,
     unwrap,
 )
-from simclr.rundir import MetricsLog, RunDir, check_run_dir, make_run_dir, reused_summary
+from simclr.rundir import (
+    MetricsLog,
+    RunDir,
+    check_run_dir,
+    make_run_dir,
+    record_divergence,
+    reused_summary,
+)
 from simclr.runtime import (
     SaveSchedule,
     StopFlag,
@@ -361,10 +368,7 @@ def run_session(
                               precision, run_dir, log, stop, on_step)
     except DivergedError as exc:  # an outcome of the settings: on record (sweeps read it)
         if dist.is_main():
-            write_json(run_dir / "summary.json", {"status": "diverged",
-                                                  "reason": user_message(exc),
-                                                  "steps": exc.step,
-                                                  "session": state.session})
+            record_divergence(run_dir, exc, state.session)
         raise
     except SimCLRError as exc:  # e.g. a full disk at the final save: `simclr info` says why
         if dist.is_main():
