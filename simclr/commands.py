@@ -513,7 +513,7 @@ def _same_supervised_command(args: argparse.Namespace, cfg: Config, flags: dict[
     refused by check_new_run). Other settings or folders are refused, naming them."""
     from simclr.pretrain_command import other_settings, say_continuing
     from simclr.rundir import RUN_LENGTH, unfinished_step
-    from simclr.settings import differing, flag_of
+    from simclr.settings import flag_of, recipe_changes
     from simclr.supervised import RESUME_FLAGS, data_specs, resume_config
 
     run_dir = Path(cfg.out).expanduser()
@@ -522,8 +522,7 @@ def _same_supervised_command(args: argparse.Namespace, cfg: Config, flags: dict[
         return cfg, None
     allowed = RESUME_FLAGS - set(RUN_LENGTH)  # (another length: another schedule)
     saved, ckpt = resume_config(run_dir, {p: v for p, v in flags.items() if p in allowed})
-    changed = {f"--{flag_of(p)}": v for p, v in differing(saved, cfg).items()
-               if p not in allowed and p != "out"}
+    changed = {f"--{flag_of(p)}": v for p, v in recipe_changes(saved, cfg, allowed).items()}
     given = data_specs(args.train, args.test)
     changed.update({f"--{name}": (ckpt["data"].get(name), given[name])
                     for name in ("train", "test") if ckpt["data"].get(name) != given[name]})

@@ -22,9 +22,9 @@ from simclr.settings import (
     apply_resume_flags,
     build_config,
     check_same_recipe,
-    differing,
     flag_of,
     names_no_data,
+    recipe_changes,
     yaml_text,
 )
 
@@ -146,10 +146,10 @@ def same_command_again(cfg: Config, flags: dict[str, Any]) -> Config | None:
         return None
     saved = load_resume_config(run_dir, {})
     allowed = (RESUME_SETTINGS - set(RUN_LENGTH)) | moved_folders(saved, flags, run_dir)
-    changed = {f"--{flag_of(p)}": v for p, v in differing(saved, cfg).items()
-               if p not in allowed and p != "out"}  # (as check_same_recipe; the length
-    if changed:  # too: another schedule)
-        raise other_settings("pretrain", cfg.out, changed)
+    changed = recipe_changes(saved, cfg, allowed)  # (the length too: another schedule)
+    if changed:
+        raise other_settings("pretrain", cfg.out,
+                             {f"--{flag_of(p)}": v for p, v in changed.items()})
     apply_resume_flags(saved, {p: v for p, v in flags.items() if p in allowed}, allowed)
     absolute_paths(saved)  # (a moved folder's new place)
     say_continuing(cfg.out, step)

@@ -675,14 +675,20 @@ def check_same_recipe(saved: Config, given: Config, allowed: AbstractSet[str]) -
     """``--resume`` with ``--preset``/``--config`` (the first command again): accepted
     where they, with the flags, give the saved settings (those ``allowed`` to change
     aside), refused naming the first they would change."""
-    # (--out: --resume names the run's folder; a preset's own --out is no change of it)
-    changed = {p: v for p, v in differing(saved, given).items()
-               if p not in allowed and p != "out"}
+    changed = recipe_changes(saved, given, allowed)
     if changed:
         path, (before, now) = next(iter(changed.items()))
         raise SimCLRError(f"--resume continues the saved settings; cannot change "
                           f"--{flag_of(path)} ({before} saved, {now} asked by "
                           "--preset/--config and the flags)")
+
+
+def recipe_changes(saved: Config, given: Config, allowed: AbstractSet[str]
+                   ) -> dict[str, tuple[Any, Any]]:
+    """{setting: (saved, given)} of the settings ``given`` changes that continuing the
+    ``saved`` run may not (``allowed`` aside; --out neither: the continued run's folder
+    is named, and a preset's own --out is no change of it)."""
+    return {p: v for p, v in differing(saved, given).items() if p not in allowed and p != "out"}
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
