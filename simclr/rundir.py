@@ -267,14 +267,7 @@ def already_holds_run(folder: Path, shown: str, kind: str) -> SimCLRError:
     kind's: a supervised run's folder given to pretrain, or the reverse) where one can:
     not a finished run, nor one whose checkpoints cannot be read, nor one that diverged
     (said instead, with the way on: its command or --resume diverges again)."""
-    latest = latest_checkpoint(folder / CHECKPOINTS)
-    found = step = None
-    if latest is not None:
-        try:
-            ckpt = load_checkpoint(latest, mmap=True)
-            found, step = ckpt.get("kind"), ckpt.get("step")
-        except SimCLRError:  # said by --resume, which may go back to an earlier one
-            latest = None
+    latest, found, step = _latest_run_checkpoint(folder)
     name = (latest or checkpoint_files(folder / CHECKPOINTS)[0]).name
     named: dict[str | None, str] = {"pretrain": "a pretraining run",
                                     "supervised": "a supervised run"}
@@ -299,18 +292,24 @@ def unfinished_step(folder: Path, kind: str) -> int | None:
     ``--max-restarts``), else None: no checkpoint to read, another kind's, finished or
     diverged (:func:`already_holds_run` says which, as the refusal of a new run there:
     a diverged run continued by a retry loop would blow up again each time)."""
-    latest = latest_checkpoint(folder / CHECKPOINTS)
-    if latest is None:
-        return None
-    try:
-        ckpt = load_checkpoint(latest, mmap=True)
-    except SimCLRError:
-        return None
-    step = ckpt.get("step")
-    if ckpt.get("kind") != kind or not isinstance(step, int) \
+    _, found, step = _latest_run_checkpoint(folder)
+    if found != kind or not isinstance(step, int) \
             or run_state(folder, kind, step) != "unfinished":
         return None
     return step
+
+
+def _latest_run_checkpoint(folder: Path) -> tuple[Path | None, Any, Any]:
+    """(the latest checkpoint of ``folder``'s run, its kind, its step); (None, None,
+    None) where none can be read (said by --resume, which may go back to an earlier one)."""
+    latest = latest_checkpoint(folder / CHECKPOINTS)
+    if latest is not None:
+        try:
+            ckpt = load_checkpoint(latest, mmap=True)
+        except SimCLRError:
+            return None, None, None
+        return latest, ckpt.get("kind"), ckpt.get("step")
+    return None, None, None
 
 
 def resume_checkpoint(
