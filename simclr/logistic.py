@@ -210,7 +210,7 @@ def parse_l2_grid(text: str) -> list[float]:
     return default_l2_grid(lo, hi, count)
 
 
-class _Standardizer:
+class Standardizer:
     """Per-feature mean/std of the fit split, applied to every split (no test leakage)."""
 
     def __init__(self, x: torch.Tensor) -> None:
@@ -282,7 +282,7 @@ def logistic_regression(
         l2, init, held_out = _choose_l2(x_all, y_all, fit_idx, val_idx, grid, fit, verbose)
         summary.update(held_out)
     # The final model: refitted on the whole training set (warm-started from the chosen fit).
-    norm = _Standardizer(x_all)
+    norm = Standardizer(x_all)
     x_all = norm(x_all)
     w, b, info = fit(x_all, y_all, l2=float(l2), init=init)
     if info["capped"]:  # (the held-out fits' are said by _choose_l2)
@@ -322,7 +322,7 @@ def _choose_l2(
     the fit rows' mean/std."""
     dev = x_all.device
     fit_t, val_t = torch.as_tensor(fit_idx, device=dev), torch.as_tensor(val_idx, device=dev)
-    norm = _Standardizer(x_all[fit_t])
+    norm = Standardizer(x_all[fit_t])
     x_fit, x_val = norm(x_all[fit_t]), norm(x_all[val_t])
     val_acc, val_loss, best, solutions = {}, {}, (-1.0, 0.0), {}
     # Keys of 3 significant digits, more where two values of the grid would share one

@@ -46,6 +46,7 @@ from simclr.features import (
     restore_flags,
     train_flags,
 )
+from simclr.logistic import Standardizer
 from simclr.models import SimCLRModel
 from simclr.progress import Progress
 from simclr.results import log, topk_accuracy
@@ -141,8 +142,11 @@ def train_mlp_probe(
     256, ``epochs`` passes (a fraction: that share of the last pass's batches, rounded
     up). Returns train and test top-1 (fractions). The paper's "additional MLPs"."""
     gen = torch.Generator().manual_seed(seed)
-    mean, std = train_x.mean(0), train_x.std(0).clamp_min(1e-6)
-    xtr, xte = (train_x - mean) / std, (test_x - mean) / std
+    # linear evaluation's rule: a feature constant on the training views (a ReLU channel
+    # dead there) is left unscaled, not divided by ~0 (alive on a test view, it would
+    # reach first-layer weights that never trained ~1e6 times too large)
+    norm = Standardizer(train_x)
+    xtr, xte = norm(train_x), norm(test_x)
     torch.manual_seed(seed)
     mlp = nn.Sequential(nn.Linear(xtr.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, classes))
     opt = torch.optim.Adam(mlp.parameters(), lr=lr)

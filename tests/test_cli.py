@@ -1096,7 +1096,7 @@ def test_supervised_help_says_its_batch_is_one_view_per_image(capsys):
 def test_an_evaluation_out_of_memory_is_one_line_saying_what_to_lower(tmp_path, monkeypatch,
                                                                       capsys):
     import simclr.features
-    from simclr.logistic import _Standardizer
+    from simclr.logistic import Standardizer
     from tests.conftest import tiny_pretrained_run
 
     train, test, cache = tiny_pretrained_run(tmp_path)
@@ -1106,7 +1106,7 @@ def test_an_evaluation_out_of_memory_is_one_line_saying_what_to_lower(tmp_path, 
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't "
                            "allocate memory: you tried to allocate 1610612736 bytes")
 
-    monkeypatch.setattr(_Standardizer, "__call__", refused)
+    monkeypatch.setattr(Standardizer, "__call__", refused)
     assert main(["linear-eval", "--checkpoint", str(tmp_path / "pre"), "--train", str(train),
                  "--test", str(test), "--raw-pixels", "--cache-dir", cache]) == 2
     assert capsys.readouterr().err == (

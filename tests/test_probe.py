@@ -77,6 +77,19 @@ def test_mlp_probe_learns_what_is_there_and_nothing_else():
     assert chance["top1"] < 0.5
 
 
+def test_mlp_probe_a_feature_constant_on_training_views_does_not_swamp_the_test():
+    """A channel zero on every training view (a dead ReLU there) but slightly alive on
+    test views: left unscaled, as linear evaluation standardises, not divided by ~0."""
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (600,), generator=gen)
+    x = torch.randn(600, 16, generator=gen)
+    x[:, 1] += 4.0 * y
+    x[:400, 0] = 0.0
+    x[400:, 0] = torch.rand(200, generator=gen) * 0.01
+    result = train_mlp_probe(x[:400], y[:400], x[400:], y[400:], classes=2, epochs=20)
+    assert result["top1"] > 0.9
+
+
 @pytest.mark.parametrize("epochs, steps", [(0.1, 1), (0.5, 2), (1, 3), (1.5, 5), (2, 6)])
 def test_mlp_probe_epochs_count_batches_and_fractions_round_up(monkeypatch, epochs, steps):
     """600 rows are 3 batches of 256 (the last short): an epoch is 3 Adam steps, a
