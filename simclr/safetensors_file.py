@@ -56,7 +56,9 @@ def _parse(data: bytes) -> tuple[str | None, dict[str, torch.Tensor]]:
         return ("the file ends early" if size <= _MAX_HEADER else "no header"), {}
     try:
         header = json.loads(data[8:8 + size])
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    # (ValueError: JSONDecodeError, a number past int()'s digit limit; RecursionError:
+    # arrays nested thousands deep, a hostile header's)
+    except (ValueError, RecursionError):
         return "its header is not JSON", {}
     if not isinstance(header, dict):
         return "its header is not a mapping", {}
@@ -86,9 +88,11 @@ def _entry_problem(entry: object, buffer_size: int) -> str | None:
         kind = entry.get("dtype") if isinstance(entry, dict) else entry
         return f"dtype {str(kind)[:20]!r} is not one simclr reads"
     shape, offsets = entry.get("shape"), entry.get("data_offsets")
-    if not (isinstance(shape, list) and all(isinstance(n, int) and n >= 0 for n in shape)
+    # (type() is int: JSON's true is a bool, an int to isinstance; a side past int64
+    # meets reshape as an overflow, even in an empty tensor)
+    if not (isinstance(shape, list) and all(type(n) is int and 0 <= n < 2**63 for n in shape)
             and isinstance(offsets, list) and len(offsets) == 2
-            and all(isinstance(n, int) for n in offsets)):
+            and all(type(n) is int for n in offsets)):
         return "its shape or offsets are not the format's"
     begin, end = offsets
     count = 1

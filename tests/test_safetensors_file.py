@@ -124,9 +124,23 @@ def test_a_resnet_in_a_model_folder_is_an_encoder_checkpoint(tmp_path):
         np.testing.assert_array_equal(encoder.eval()(x).numpy(), theirs(x).numpy())
 
 
+@pytest.mark.parametrize("header", [b"[" * 100_000, b'{"w": ' + b"9" * 5000 + b"}"],
+                         ids=["nested", "long-number"])
+def test_a_header_json_cannot_parse_is_one_line(tmp_path, header):
+    """Arrays nested past the recursion limit, a number past int()'s digit limit: each
+    the header's damage, not a RecursionError / ValueError traceback."""
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    with pytest.raises(SimCLRError, match=r"\(its header is not JSON\)$"):
+        read_safetensors(path)
+
+
 @pytest.mark.parametrize(("shape", "offsets", "size"), [
     ([-2, -2], [0, 16], 16),  # (-2 * -2 * 4 bytes: the size fits, the shape does not)
     ([1], [0, 4, 9], 4),  # (a third offset: not a [begin, end) span)
+    ([True], [0, 4], 4),  # (JSON's true: a bool, an int to isinstance)
+    ([0, 2**70], [0, 0], 0),  # (no bytes, but a side reshape overflows on)
+    ([1], [False, 4], 4),
 ])
 def test_a_shape_or_offsets_not_the_formats_are_one_line(tmp_path, shape, offsets, size):
     """Negative sides, or offsets that are not two, would meet a reshape or an unpacking as
