@@ -122,8 +122,13 @@ class LARS(torch.optim.Optimizer):
 
 
 # Parameters added to activations, like biases: a ViT's class token and position
-# embeddings, Swin's relative position biases (torchvision's names; simclr.backbones).
-_ADDITIVE = ("class_token", "pos_embedding", "relative_position_bias_table")
+# embeddings, Swin's relative position biases; and per-channel scales shaped (C, 1, 1),
+# which ndim cannot tell from weights: ConvNeXt's layer_scale (from 1e-6: LARS-adapted
+# it changes by ~lr*eta of its own norm a step, its blocks near off for long) and Swin
+# V2's attention logit_scale; their papers' code does not decay either (torchvision's
+# names; simclr.backbones).
+_ADDITIVE = ("class_token", "pos_embedding", "relative_position_bias_table",
+             "layer_scale", "logit_scale")
 
 
 def _is_bias_or_norm(module: nn.Module, name: str, p: Tensor) -> bool:

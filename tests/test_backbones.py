@@ -250,3 +250,17 @@ def test_torchvision_weights_inside_a_larger_model_are_found_under_their_prefix(
     encoder.load_state_dict(torchvision_weights(saved, encoder))  # strict
     assert torch.equal(encoder.state_dict()["net.features.0.0.weight"],
                        weights["features.0.0.weight"])
+
+
+@pytest.mark.parametrize(("arch", "name", "count"), [("convnext_tiny", "layer_scale", 18),
+                                                     ("swin_v2_t", "logit_scale", 12)])
+def test_per_channel_scales_shaped_like_weights_are_not_decayed(arch, name, count):
+    """ConvNeXt's layer_scale and Swin V2's logit_scale are (C, 1, 1): not 1-D, yet
+    scales, which their papers' code leaves out of weight decay (and LARS would hold
+    layer_scale near its 1e-6 start)."""
+    encoder = TorchvisionEncoder(arch, 64)
+    groups = param_groups(encoder, weight_decay=1e-6)
+    excluded = {id(p) for g in groups if g["lars_exclude"] for p in g["params"]}
+    scales = [p for n, p in encoder.named_parameters() if n.endswith(name)]
+    assert len(scales) == count and all(p.ndim == 3 for p in scales)
+    assert all(id(p) in excluded for p in scales)
