@@ -91,17 +91,21 @@ def finetune_model(encoder: nn.Module, head: ProjectionHead | None, num_classes:
 
 def _placed(model: Classifier, device: torch.device, precision: str, image_size: int,
             batch: int, requested: int, channels_last: bool, sync_bn: bool) -> Classifier:
-    """``model`` on its device, its step's memory checked for this process's share of
-    the global ``batch`` (--batch-size ``requested``, fitted to the labeled images);
-    global BN across processes with ``sync_bn`` (Sec. 2.2)."""
+    """``model`` on its device, with global BN across processes with ``sync_bn``
+    (Sec. 2.2), then its step's memory checked for this process's share of the global
+    ``batch`` (--batch-size ``requested``, fitted to the labeled images)."""
     world = dist.world_size()
     check_batch_norm_share(batch, requested, sync_bn)
-    model.to(device)
+    model.to(device)  # (before the conversion: it picks the device's global BN)
     if channels_last:
         model.to(memory_format=torch.channels_last)
+    if sync_bn:
+        model = dist.convert_sync_batchnorm(model)  # type: ignore[assignment]  # (the same model)
+    # Measured on the model that trains: global BN saves more per view than a
+    # process's own BN did (1.45x-2.25x the bytes on CPU).
     check_classifier_step(model, image_size, batch // world, device, precision,
                           channels_last, "finetune")
-    return dist.convert_sync_batchnorm(model) if sync_bn else model  # type: ignore[return-value]  # (the same model)
+    return model
 
 
 def _check_finetune_flags(

@@ -57,6 +57,19 @@ def test_finetune_keeps_no_logits_matrix(tmp_path, folders, monkeypatch):
     check_ranked_test(seen, result, tmp_path / "ft" / "finetune.json", 3)
 
 
+def test_the_step_memory_is_measured_with_global_batch_norm(tmp_path, folders, monkeypatch):
+    """As the supervised baseline's (test_supervised): under --processes the step's
+    memory is measured on the global-BN model that trains, not before its conversion."""
+    from tests.test_supervised import Measured, measured_model
+
+    seen = measured_model(monkeypatch)
+    train, test = folders
+    with pytest.raises(Measured):
+        run_finetune(tiny_encoder(), train, test, tmp_path / "ft", labels_per_class=4,
+                     **{**FAST, "batch_size": 8})
+    assert seen == [True]
+
+
 def test_default_budgets():
     assert default_epochs(0.01) == 60 and default_epochs(0.1) == 30
     # (up to 5% of the labels, 5% included, is the 1% regime)

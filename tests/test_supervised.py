@@ -64,6 +64,40 @@ def test_per_process_batch_norm_over_one_image_is_refused(tmp_path, folders, mon
     check_batch_norm_share(4, 4, sync_bn=False)
 
 
+class Measured(Exception):
+    """Raised by :func:`measured_model` once the step's memory is being measured."""
+
+
+def measured_model(monkeypatch) -> list:
+    """Two processes pretended (``world_size``), and the classifier step's memory
+    measurement replaced by one that records whether the model measured has global BN
+    (the only BatchNorm the step trains under them), then stops the command."""
+    import simclr.classify
+    from simclr import distributed
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    seen: list = []
+
+    def measure(model, *args, **kwargs):
+        seen.append(any(isinstance(m, distributed.GlobalBatchNorm) for m in model.modules()))
+        raise Measured
+
+    monkeypatch.setattr(simclr.classify, "measure_step", measure)
+    return seen
+
+
+def test_the_step_memory_is_measured_with_global_batch_norm(tmp_path, folders, monkeypatch):
+    """Under --processes the step is measured on the model it trains: global BN's
+    all-reduces save more per view (1.45x-2.25x on CPU) than a process's own BN did,
+    which was measured before the conversion, as pretraining does not."""
+    seen = measured_model(monkeypatch)
+    train, test = folders
+    with pytest.raises(Measured):
+        run_supervised(build_config(flags={**TINY, "batch_size": 8}), train, test,
+                       tmp_path / "sup", verbose=False)
+    assert seen == [True]
+
+
 def test_supervised_checkpoint_is_accepted_everywhere(tmp_path, folders):
     from simclr.evaluate import run_linear_eval
     from simclr.knn import run_knn
