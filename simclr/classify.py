@@ -568,16 +568,18 @@ def check_classifier_step(model: nn.Module, image_size: int, batch_size: int,
                           name: str, enforce: bool = True,
                           override: str | None = None) -> None:
     """Refuse a batch whose measured step memory cannot fit (simclr.memory), before
-    the command writes anything. ``override``: the command's flag that skips the check
-    (``simclr supervised --no-memory-check``; fine-tuning has none); skipped
+    the command writes anything. ``batch_size``: the global batch, each of the
+    processes taking its share (the refusal names it, as --batch-size, and a global
+    batch that fits, as pretraining's). ``override``: the command's flag that skips the
+    check (``simclr supervised --no-memory-check``; fine-tuning has none); skipped
     (``enforce=False``), nothing is measured: views too large to measure on would refuse
     the command."""
     if not enforce:
         return
     step_memory = measure_step(model, image_size, device, precision, channels_last,
                                contrastive=False)
-    check_step_memory(step_memory, batch_size, 1, device, f"{name}, {image_size} px, "
-                      f"{precision}", override=override)
+    check_step_memory(step_memory, batch_size, dist.world_size(), device,
+                      f"{name}, {image_size} px, {precision}", override=override)
 
 
 

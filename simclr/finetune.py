@@ -94,7 +94,6 @@ def _placed(model: Classifier, device: torch.device, precision: str, image_size:
     """``model`` on its device, with global BN across processes with ``sync_bn``
     (Sec. 2.2), then its step's memory checked for this process's share of the global
     ``batch`` (--batch-size ``requested``, fitted to the labeled images)."""
-    world = dist.world_size()
     check_batch_norm_share(batch, requested, sync_bn)
     model.to(device)  # (before the conversion: it picks the device's global BN)
     if channels_last:
@@ -103,8 +102,8 @@ def _placed(model: Classifier, device: torch.device, precision: str, image_size:
         model = dist.convert_sync_batchnorm(model)  # type: ignore[assignment]  # (the same model)
     # Measured on the model that trains: global BN saves more per view than a
     # process's own BN did (1.45x-2.25x the bytes on CPU).
-    check_classifier_step(model, image_size, batch // world, device, precision,
-                          channels_last, "finetune")
+    check_classifier_step(model, image_size, batch, device, precision, channels_last,
+                          "finetune")
     return model
 
 

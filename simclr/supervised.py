@@ -366,8 +366,8 @@ def _run(cfg: Config, train: Any, test: Any | None, run_dir: str | Path | None,
         model = dist.convert_sync_batchnorm(model)  # type: ignore[assignment]  # (the same model)
     # Measured on the model that trains: global BN saves more per view than a
     # process's own BN did (1.45x-2.25x the bytes on CPU).
-    check_classifier_step(model, size, batch // dist.world_size(), dev, prec, cfg.channels_last,
-                          "supervised", cfg.memory_check, "--no-memory-check")
+    check_classifier_step(model, size, batch, dev, prec, cfg.channels_last, "supervised",
+                          cfg.memory_check, "--no-memory-check")
     # Every input checked, in every process (check_new_run above too: rank 0 would be
     # taken for "another run" in the folder by a process still opening --test): from
     # here on rank 0 writes.

@@ -327,6 +327,31 @@ def test_processes_stop_together_where_one_alone_diverged(tmp_path):
     assert 4 <= ranks[0]["steps"] <= 6 and ranks[0]["saves"] == [3]
 
 
+def test_a_refused_step_names_the_global_batch_of_all_processes(monkeypatch):
+    """--batch-size is the global batch: under 2 processes the refusal named each
+    process's share (`--batch-size 32` for a typed 64) and a batch 1/2 of the one that
+    fits. Now the batch typed, each process's views, and a global batch that fits, as
+    pretraining's."""
+    import simclr.classify
+    from simclr import distributed, memory
+    from simclr.classify import check_classifier_step
+    from simclr.memory import StepMemory
+
+    mib = 2.0**20
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(memory, "_ram_is_total", lambda: False)  # (refused at 2.5x)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 40 * mib)
+    monkeypatch.setattr(simclr.classify, "measure_step", lambda *a, **k: StepMemory(
+        fixed=0.0, per_view=mib, state=0.0, input_per_view=0.0, contrastive=False))
+    # 32 views of 1 MiB per process, 2.5x over 40 MiB; 16 per process fit: 32 in all.
+    with pytest.raises(SimCLRError, match=r"^--batch-size 64 does not fit: one step of "
+                                          r"supervised, 32 px, fp32 needs at least 32 MiB "
+                                          r"\(32 views per process, 1\.00 MiB each, .*; try "
+                                          r"--batch-size 32 \(--no-memory-check skips"):
+        check_classifier_step(torch.nn.Identity(), 32, 64, torch.device("cpu"), "fp32",
+                              False, "supervised", override="--no-memory-check")
+
+
 def test_a_partial_run_without_a_folder_keeps_nothing(tmp_path):
     model = Classifier(tiny_encoder(), 3)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)

@@ -70,6 +70,18 @@ def test_the_step_memory_is_measured_with_global_batch_norm(tmp_path, folders, m
     assert seen == [True]
 
 
+def test_a_refused_step_names_the_batch_typed_under_processes(tmp_path, folders, monkeypatch):
+    """As the supervised baseline's (test_supervised): the refusal names the global
+    --batch-size, not each process's share."""
+    from tests.test_supervised import REFUSED_8, small_memory
+
+    small_memory(monkeypatch)
+    train, test = folders
+    with pytest.raises(SimCLRError, match=REFUSED_8):
+        run_finetune(tiny_encoder(), train, test, tmp_path / "ft", labels_per_class=4,
+                     **{**FAST, "batch_size": 8})
+
+
 def test_default_budgets():
     assert default_epochs(0.01) == 60 and default_epochs(0.1) == 30
     # (up to 5% of the labels, 5% included, is the 1% regime)

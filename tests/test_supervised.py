@@ -98,6 +98,35 @@ def test_the_step_memory_is_measured_with_global_batch_norm(tmp_path, folders, m
     assert seen == [True]
 
 
+def small_memory(monkeypatch) -> None:
+    """Two processes pretended (``world_size``), a classifier step of 1 MiB per view,
+    and 4 MiB free: 4 images per process are refused, 1 per process fits."""
+    import simclr.classify
+    from simclr import distributed, memory
+    from simclr.memory import StepMemory
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(memory, "_ram_is_total", lambda: False)  # (refused at 2.5x)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 4.0 * 2**20)
+    monkeypatch.setattr(simclr.classify, "measure_step", lambda *a, **k: StepMemory(
+        fixed=0.0, per_view=2.0**20, state=0.0, input_per_view=0.0, contrastive=False))
+
+
+REFUSED_8 = (r"^--batch-size 8 does not fit: .* \(4 views per process, .*; try "
+             r"--batch-size 2\b")
+
+
+def test_a_refused_step_names_the_batch_typed_under_processes(tmp_path, folders, monkeypatch):
+    """--batch-size is the global batch: under 2 processes `--batch-size 8` was refused
+    as `--batch-size 4`, with a batch 1/2 of the one that fits."""
+    small_memory(monkeypatch)
+    train, test = folders
+    with pytest.raises(SimCLRError, match=REFUSED_8):
+        run_supervised(build_config(flags={**TINY, "batch_size": 8}), train, test,
+                       tmp_path / "sup", verbose=False)
+    assert not (tmp_path / "sup").exists()
+
+
 def test_supervised_checkpoint_is_accepted_everywhere(tmp_path, folders):
     from simclr.evaluate import run_linear_eval
     from simclr.knn import run_knn
