@@ -47,12 +47,17 @@ from simclr.decode import (
     open_image,
     read_jpeg,
 )
-from simclr.distributed import launched_rank
+from simclr.distributed import launched_rank, local_processes
 from simclr.errors import BadImageError, NoReadableImageError, SimCLRError, printable
 from simclr.folders import ImageList, class_members, named_dataset, scan_folder, split_root
 from simclr.launch import shell_quote
 from simclr.progress import PLAIN_EVERY_S, said_once
-from simclr.runtime import close_loader_iterator, loader_worker_init, refuse_spawned_import
+from simclr.runtime import (
+    close_loader_iterator,
+    loader_worker_init,
+    refuse_spawned_import,
+    usable_cores,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +68,12 @@ NAMED_BAD = 10  # unreadable files named one by one as an uncached source meets 
 
 
 def default_workers() -> int:
-    """Decoding processes when ``cfg.workers`` is None: the CPUs, at most 8."""
-    return max(1, min(8, os.cpu_count() or 1))
+    """Decoding processes when ``cfg.workers`` is None: this process's share of the CPU
+    cores it may use (its affinity: taskset, a cpuset, SLURM's --cpus-per-task), split
+    among the processes launched on this machine (--processes, torchrun), at least 1 and
+    at most 8. The machine's core count would overcommit a share, once per process."""
+    share = usable_cores() // max(1, local_processes())
+    return max(1, min(8, share))
 
 
 # ---------------------------------------------------------------------------- sources

@@ -12,7 +12,13 @@ import pytest
 import torch
 
 from simclr.config import DataConfig
-from simclr.data import _note_other_sizes, digits_source, digits_split, open_source
+from simclr.data import (
+    _note_other_sizes,
+    default_workers,
+    digits_source,
+    digits_split,
+    open_source,
+)
 from simclr.errors import SimCLRError
 from simclr.loader import BatchLoader
 from tests.conftest import SHARED_DATA, requires_cifar
@@ -326,3 +332,18 @@ def test_skipped_files_of_an_earlier_session_count_only_if_listed_here(tmp_path)
     src.remember_skipped([(str(tmp_path / "other" / "9.png"), "empty file"),
                           (listed, "truncated file")])
     assert src.skipped == [(listed, "truncated file")] and src.readable_images == 2
+
+
+@pytest.mark.parametrize("cores, local, expected", [(64, None, 8), (4, None, 4), (6, "2", 3),
+                                                    (2, "4", 1), (32, "8", 4)])
+def test_default_workers_are_a_share_of_the_usable_cores_per_local_process(
+        monkeypatch, cores, local, expected):
+    # the machine has more cores than this process may use (taskset, a cpuset, SLURM)
+    monkeypatch.setattr("os.cpu_count", lambda: 128)
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(cores)), raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    if local is None:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", local)
+    assert default_workers() == expected
