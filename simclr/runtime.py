@@ -387,6 +387,15 @@ class SaveSchedule:
         return rule
 
 
+def _signals_taken() -> tuple[int, ...]:
+    """The signals a training turns into a stop request: :func:`stop_signals` and SIGINT,
+    none of them inherited ignored (SIG_IGN: ``nohup``, ``trap '' HUP``, a job started
+    with ``&`` by a non-interactive shell, which ignores SIGINT): that stays as the user,
+    or the shell, asked. SIGTERM is always taken."""
+    sigint = () if signal.getsignal(signal.SIGINT) is signal.SIG_IGN else (signal.SIGINT,)
+    return (*stop_signals(), *sigint)
+
+
 class StopFlag:
     """Turns SIGTERM/SIGINT, and SIGHUP and SIGUSR1 (:data:`simclr.interrupts.STOP_SIGNALS`:
     a closed session, a scheduler's warning), into a request to stop after the current
@@ -401,7 +410,7 @@ class StopFlag:
         self._put_back_hook: Callable[[], None] | None = None
 
     def __enter__(self) -> StopFlag:
-        for sig in (*stop_signals(), signal.SIGINT):  # (not one nohup ignores)
+        for sig in _signals_taken():
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread: signals stay with the caller

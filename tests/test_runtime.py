@@ -112,6 +112,23 @@ def test_a_first_signal_asks_for_a_stop_and_a_second_ctrl_c_interrupts_at_once()
     assert {s: signal.getsignal(s) for s in before} == before
 
 
+def test_a_sigint_inherited_ignored_stays_ignored_during_a_training():
+    """A job started with ``&`` by a non-interactive shell inherits SIGINT ignored, as
+    ``nohup`` leaves SIGHUP: a training took SIGINT back (SIGHUP it left alone), so a
+    Ctrl-C meant for the shell's foreground job stopped it."""
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with runtime.StopFlag() as stop:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+            signal.raise_signal(signal.SIGINT)
+            assert stop.requested is None
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_ctrl_c_landing_in_a_weakref_callback_during_a_training_is_not_lost():
     """A first Ctrl-C is a stop request wherever it lands; a second one, raised inside a
     weakref callback (importlib runs one at every import), was printed as 'Exception
