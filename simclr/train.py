@@ -439,7 +439,9 @@ class SessionClock:
     """This session's seconds, added to the earlier sessions' (``elapsed_before``): wall
     time since ``start``, and of it the training seconds that a --time-budget and views/s
     count. Under --compile the session's first step compiles (torch.compile, anew each
-    session: a minute on a CPU): its seconds are not training time."""
+    session: a minute on a CPU): its seconds are not training time. The kNN monitor's
+    measures are, for the budget (a deadline in wall time, whatever fills it), but not
+    for views/s (:meth:`unstepped`)."""
 
     start: float  # (time.perf_counter()'s)
     elapsed_before: float
@@ -456,6 +458,18 @@ class SessionClock:
             meter.untimed_step()  # (its views are left out of the window's views/s)
             self.compiling = False
         return state.elapsed - state.compile_s
+
+    @staticmethod
+    @contextlib.contextmanager
+    def unstepped(meter: Meter) -> Generator[None, None, None]:
+        """The block's seconds, no step's (the kNN monitor's measure, as long as several
+        steps on a CPU), left out of the open window's views/s: its start moves on by
+        them (a checkpoint saves it so). The budget and ``elapsed`` still count them."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            meter.start += time.perf_counter() - began
 
 
 def train_loop(
@@ -506,9 +520,10 @@ def train_loop(
         # saves nothing)
         monitored: tuple[int, float | None] = logged_knn(log, state.step)  # (step, top-1)
         if knn_missed(cfg, state.step, knn_every_steps, log):
-            monitored = (state.step, knn_within_run(cfg, model, device, precision, state.step,
-                                                    log, first_bad, last_good,
-                                                    lambda: last_good, run_dir, resumed=True))
+            with clock.unstepped(meter):
+                monitored = (state.step, knn_within_run(
+                    cfg, model, device, precision, state.step, log, first_bad, last_good,
+                    lambda: last_good, run_dir, resumed=True))
         while (batch := next_batch()) is not None:
             epoch, indices, images, aspect = batch
             step_start = time.perf_counter()
@@ -562,9 +577,10 @@ def train_loop(
                     and not signal_name:
                 # Rank 0 alone: the others wait for it in the next step's collectives, as
                 # they would have while each measured the same number.
-                monitored = (state.step, knn_within_run(cfg, model, device, precision,
-                                                        state.step, log, first_bad, last_good,
-                                                        checkpoint, run_dir))
+                with clock.unstepped(meter):
+                    monitored = (state.step, knn_within_run(
+                        cfg, model, device, precision, state.step, log, first_bad,
+                        last_good, checkpoint, run_dir))
             if last:
                 break
         progress.close()

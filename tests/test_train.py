@@ -778,6 +778,55 @@ def test_online_knn_monitor(tmp_path, image_folder, cache_dir, capsys):
     assert "knn_top1" not in (tmp_path / "cut/metrics.jsonl").read_text()
 
 
+def test_the_knn_monitors_seconds_are_not_in_views_per_s_but_in_the_budget(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """The window after each kNN measure counted its seconds as training: views/s fell
+    4-5x there. Here each measure takes 1000 s of train.py's clock: views/s stays a
+    step's, while elapsed and a --time-budget (wall time) still count them."""
+    import time
+    import types
+
+    skipped = [0.0]  # the seconds the fake measures took
+    clock = types.SimpleNamespace(perf_counter=lambda: time.perf_counter() + skipped[0])
+    monkeypatch.setattr(train, "time", clock)
+    measure = train.knn_within_run
+
+    def slow_measure(*args, **kwargs):
+        skipped[0] += 1000.0
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(train, "knn_within_run", slow_measure)
+    knn = dict(knn_train=str(image_folder), knn_test=str(image_folder), knn_every=1.0,
+               checkpoint_every=0)
+    _, summary = run(tmp_path, image_folder, cache_dir, "knn", **knn)
+    assert summary["status"] == "finished" and summary["steps"] == 6
+    lines = [json.loads(x) for x in (tmp_path / "knn/metrics.jsonl").read_text().splitlines()]
+    logged = [x for x in lines if "loss" in x]
+    assert [x["step"] for x in logged] == [1, 2, 3, 4, 5, 6]
+    assert [x["step"] for x in lines if "knn_top1" in x] == [3, 6]
+    # 16 views a step: 0.016 views/s had a step's window counted the 1000 s
+    assert all(x["views_per_s"] > 0.5 for x in logged), logged
+    assert summary["elapsed_s"] >= 1000.0  # the measure at step 3 (step 6's: after it)
+    # stopped at step 3, the measure skipped: the resumed session's first one, alike
+
+    def stop_at_3(step, stop):
+        if step == 3:
+            stop.requested = "SIGTERM"
+
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "cut", cache_dir, **knn))
+    assert train.pretrain(cfg, on_step=stop_at_3)["status"] == "preempted"
+    skipped[0] = 0.0
+    train.pretrain(load_resume_config(tmp_path / "cut", {}), resume=True)
+    lines = [json.loads(x) for x in (tmp_path / "cut/metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines if "knn_top1" in x] == [3, 6]
+    assert all(x["views_per_s"] > 0.5 for x in lines if "loss" in x), lines
+    # a budget spent by a measure ends the run at the next step
+    skipped[0] = 0.0
+    _, summary = run(tmp_path, image_folder, cache_dir, "budget", epochs=1000,
+                     time_budget="500s", **knn)
+    assert summary["status"] == "finished" and summary["steps"] == 4
+
+
 def test_a_run_killed_after_its_final_knn_takes_it_from_the_log(tmp_path, image_folder,
                                                                 cache_dir):
     """Killed after the final kNN line, before summary.json: the resumed session (no
