@@ -399,8 +399,10 @@ def _signals_taken() -> tuple[int, ...]:
 class StopFlag:
     """Turns SIGTERM/SIGINT, and SIGHUP and SIGUSR1 (:data:`simclr.interrupts.STOP_SIGNALS`:
     a closed session, a scheduler's warning), into a request to stop after the current
-    step, named by its signal. A second
-    Ctrl-C raised where Python would drop it (a weakref callback: pretrain called from
+    step, named by its signal. The first one says so on stderr (:func:`say_stop_requested`,
+    once per machine: its first process), so that a person who pressed Ctrl-C knows a
+    checkpoint is coming rather than pressing again. A second Ctrl-C stops at once; one
+    raised where Python would drop it (a weakref callback: pretrain called from
     Python has no :func:`simclr.cli.main` around it) is sent again
     (:func:`simclr.interrupts.deliver_dropped_interruptions`)."""
 
@@ -408,8 +410,13 @@ class StopFlag:
         self.requested: str | None = None
         self._previous: dict[int, Any] = {}
         self._put_back_hook: Callable[[], None] | None = None
+        self._says = True
 
     def __enter__(self) -> StopFlag:
+        from simclr.distributed import local_rank
+
+        # decided here, not in the handler: it imports nothing
+        self._says = local_rank() == 0  # (the launcher's processes share one stderr)
         for sig in _signals_taken():
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -422,13 +429,32 @@ class StopFlag:
     def _handle(self, signum: int, _frame: Any) -> None:
         if self.requested is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C means "now"
+        first = self.requested is None
         self.requested = signal.Signals(signum).name
+        if first and self._says:
+            say_stop_requested(signum)
 
     def __exit__(self, *exc: Any) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         if self._put_back_hook is not None:
             self._put_back_hook()
+
+
+def say_stop_requested(signum: int) -> None:
+    """One line on stderr when a signal asks a training to stop (:class:`StopFlag`): the
+    step in progress may take a while, and silence invited a second Ctrl-C, which stops
+    at once without the checkpoint. Runs inside a signal handler: a closed, broken or
+    busy stderr (a write it interrupted: a reentrant call) loses the line, never the
+    request."""
+    again = " (Ctrl-C again stops now, without saving)" if signum == signal.SIGINT else ""
+    line = (f"simclr: {signal.Signals(signum).name} received: stopping after this step "
+            f"to save a checkpoint{again}\n")
+    with contextlib.suppress(Exception):  # (a second Ctrl-C's KeyboardInterrupt goes on)
+        if sys.stderr.isatty():
+            line = "\n" + line  # off a progress bar's line (after the terminal's ^C)
+        sys.stderr.write(line)
+        sys.stderr.flush()
 
 
 def ignore_stop_signals(_worker_id: int = 0) -> None:

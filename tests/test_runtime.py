@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import shutil
 import signal
@@ -110,6 +111,39 @@ def test_a_first_signal_asks_for_a_stop_and_a_second_ctrl_c_interrupts_at_once()
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGINT)
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_a_first_stop_signal_says_once_that_a_checkpoint_is_coming(capsys, monkeypatch):
+    """The first Ctrl-C printed nothing: during a slow step a second press, which stops
+    at once, threw away everything since the last checkpoint."""
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    with runtime.StopFlag() as stop:
+        signal.raise_signal(signal.SIGINT)
+        assert stop.requested == "SIGINT"
+        assert capsys.readouterr().err == (
+            "simclr: SIGINT received: stopping after this step to save a checkpoint "
+            "(Ctrl-C again stops now, without saving)\n")
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+    with runtime.StopFlag() as stop:  # a scheduler's: no keys to press again
+        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)
+        assert capsys.readouterr().err == (
+            "simclr: SIGTERM received: stopping after this step to save a checkpoint\n")
+    monkeypatch.setenv("LOCAL_RANK", "1")  # a launch's other processes share the stderr
+    with runtime.StopFlag() as stop:
+        signal.raise_signal(signal.SIGTERM)
+        assert stop.requested == "SIGTERM" and capsys.readouterr().err == ""
+
+
+def test_a_stop_signal_with_stderr_closed_is_still_a_stop_request(monkeypatch):
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr(sys, "stderr", closed)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    with runtime.StopFlag() as stop:
+        signal.raise_signal(signal.SIGTERM)
+        assert stop.requested == "SIGTERM"
 
 
 def test_a_sigint_inherited_ignored_stays_ignored_during_a_training():
