@@ -219,7 +219,8 @@ def add_runtime_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--workers", type=_count(0, MAX_WORKERS), default=None,
-                   help="decoding processes (default: from the CPU count)")
+                   help="decoding processes (default: each process's share of the usable "
+                        "CPU cores, at most 8)")
     p.add_argument("--threads", type=_count(1, MAX_THREADS), default=None,
                    help="CPU threads for the model (default: torch's choice)")
     p.add_argument("--cache-dir", type=folder_name, default=CACHE_DIR)
