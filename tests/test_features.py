@@ -423,7 +423,7 @@ def test_ctrl_c_ends_an_evaluation_pass_without_waiting_for_its_workers_batches(
     _, err = proc.communicate(timeout=60)
     took = time.monotonic() - pressed
     assert proc.returncode == 130 and err.endswith("simclr embed: interrupted\n"), err
-    assert took < 5, f"{took:.1f} s to stop"  # (it took 10 s or more: 5 s per worker)
+    assert took < 8, f"{took:.1f} s to stop"  # (it took 10 s or more: 5 s per worker)
     assert not [pid for pid in workers if _running(pid)]  # (none left behind)
     assert not (tmp_path / "f.npz").exists()
 
