@@ -600,7 +600,9 @@ def _started(provenance: Any) -> dict[str, Any] | None:
     return {"argv": argv, "git_sha": first.get("git_sha"), "git_dirty": first.get("git_dirty"),
             # (the session the run's latest start records: a damaged entry is no start)
             "simclr": first.get("simclr"), "starts": session_number(provenance),
-            "processes": processes}
+            "processes": processes,
+            # (where its command was typed; None: recorded before simclr kept it)
+            "cwd": first["cwd"] if isinstance(first.get("cwd"), str) else None}
 
 
 def _last_logged(path: Path) -> dict[str, Any]:

@@ -132,7 +132,12 @@ def _continue_with(facts: dict[str, Any], kind: str, started: dict[str, Any]) ->
 
     argv = [str(a) for a in started.get("argv") or []]
     if argv[1:2] == ["sweep"]:  # the cell trained in the sweep's own process
-        return shell_join(["simclr", *argv[1:]]) + " (the sweep that started it)"
+        # From where it was typed: its paths may be relative, and from elsewhere it
+        # started a new sweep in another folder (or failed on its data's)
+        cwd = started.get("cwd")
+        where = f"cd {shell_quote(cwd)} && " if isinstance(cwd, str) and cwd != _here() else ""
+        unknown = "" if isinstance(cwd, str) else ", from the folder it was started in"
+        return f"{where}{shell_join(['simclr', *argv[1:]])} (the sweep that started it{unknown})"
     # (no --processes in its command: a count of processes above one was torchrun's)
     saved = [c.get("processes") for c in facts.get("checkpoints") or []
              if c.get("name") == LAST]
@@ -142,6 +147,14 @@ def _continue_with(facts: dict[str, Any], kind: str, started: dict[str, Any]) ->
         return (f"the sweep that started it (in {Path(facts['path']).parent}), or {resume} "
                 "for this cell alone")
     return resume
+
+
+def _here() -> str | None:
+    """The working folder info runs in (None: deleted since)."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
 
 
 def resume_command(run: Path, kind: str) -> str:
@@ -223,7 +236,7 @@ def _unfinished_line(training: dict[str, Any]) -> str:
     what = {"finetune": "fine-tuning", "linear": "linear evaluation (sgd)"}
     argv, cwd = training.get("command") or [], training.get("cwd")
     # From where it was typed: its paths may be relative (it failed from anywhere else)
-    where = f"cd {shell_quote(cwd)} && " if isinstance(cwd, str) and cwd != os.getcwd() else ""
+    where = f"cd {shell_quote(cwd)} && " if isinstance(cwd, str) and cwd != _here() else ""
     again = (f"; continue with: {where}{shell_join(['simclr', *argv[1:]])}" if len(argv) > 1
              else " (the command that started it continues it)")
     if training.get("stale"):  # (its command would be refused: other weights now)

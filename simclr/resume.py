@@ -350,7 +350,7 @@ def moved_folders(cfg: Config, flags: dict[str, Any], target: str | Path) -> set
 # in lists expand past it a millionfold, for info to print and a resume to copy forward.
 MAX_ARGV_WORDS = 10_000
 MAX_ARGV_CHARS = 1 << 21
-_KEPT = ("argv", "git_sha", "git_dirty", "simclr", "torch")  # (what an earlier start keeps)
+_KEPT = ("argv", "git_sha", "git_dirty", "simclr", "torch", "cwd")  # (what an earlier start keeps)
 
 
 def recorded_argv(value: Any) -> list[str] | None:

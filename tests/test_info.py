@@ -615,14 +615,29 @@ def test_a_preempted_sweep_cell_says_to_rerun_its_sweep(tmp_path, capsys, monkey
             str(tmp_path / "cache"), "--arch", "resnet18", "--width", "0.125", "--image-size",
             "16", "--batch-size", "8", "--precision", "fp32", "--device", "cpu",
             "--checkpoint-every", "0", "--eval", "none", "--out", str(tmp_path / "sw")]
+    typed_in = tmp_path / "typed here"  # (a space: the cd's folder is quoted)
+    typed_in.mkdir()
+    monkeypatch.chdir(typed_in)
     assert main(argv) == train.EXIT_PREEMPTED
     out = _info(capsys, tmp_path / "sw" / "seed=0")
     assert "  continue with: simclr sweep --set seed=0 " in out
     assert out.split("continue with: ")[1].splitlines()[0].endswith(
         f"--out {tmp_path / 'sw'} (the sweep that started it)")
+    # asked from another folder: from the one it was typed in, as its paths may be
+    # relative (it started a new sweep in another folder, or failed on its data's)
+    monkeypatch.chdir(tmp_path)
+    line = _info(capsys, tmp_path / "sw" / "seed=0").split("continue with: ")[1].splitlines()[0]
+    assert line.startswith(f"cd {shlex.quote(str(typed_in))} && simclr sweep --set seed=0 ")
+    # a run recorded before the working folder was: where to run it from is unknown
+    cell = tmp_path / "sw" / "seed=0"
+    saved = yaml.safe_load((cell / "config.yaml").read_text())
+    del saved["provenance"]["cwd"]
+    (cell / "config.yaml").write_text(yaml.safe_dump(saved))
+    line = _info(capsys, cell).split("continue with: ")[1].splitlines()[0]
+    assert line.startswith("simclr sweep --set seed=0 ") and line.endswith(
+        " (the sweep that started it, from the folder it was started in)")
     # a cell the sweep launched as processes of its own (--processes): its command line
     # is a `pretrain --sweep-cell` the user never typed
-    cell = tmp_path / "sw" / "seed=0"
     saved = yaml.safe_load((cell / "config.yaml").read_text())
     saved["provenance"].update(argv=["simclr", "pretrain", "--config", "x.yaml",
                                      "--sweep-cell", "--processes", "2"], processes=2)
@@ -1396,3 +1411,15 @@ def _continued_under_torchrun(capsys, run: Path, command: str) -> None:
     save_checkpoint({**ckpt, "processes": 2}, run / "checkpoints")  # as torchrun's ranks
     assert (f"  continue with: torchrun --nproc_per_node 2 -m simclr {command} --resume "
             f"{run}\n") in _info(capsys, run)
+
+
+def test_a_resumed_runs_first_start_keeps_the_folder_it_was_typed_in():
+    """The command info offers is the first start's: a resume copies that start's working
+    folder forward with it, or a resumed sweep cell lost where its sweep was typed."""
+    from simclr.info import _started
+    from simclr.resume import recorded_start
+
+    first = recorded_start({"argv": ["simclr", "sweep", "--data", "d"], "cwd": "/typed"})
+    started = _started({"argv": ["simclr", "pretrain", "--resume", "c"], "cwd": "/later",
+                        "earlier": [first]})
+    assert started is not None and started["cwd"] == "/typed"
