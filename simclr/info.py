@@ -318,8 +318,13 @@ def checkpoint_facts(path: Path) -> dict[str, Any]:
         damaged.append("argv")
     settings = ckpt.get("settings") if isinstance(ckpt.get("settings"), dict) else {}
     source = settings.get("source")  # type: ignore[union-attr]  # (a dict; unfinished: [checkpoint, step, ..])
-    if isinstance(source, list) and len(source) > 1 and isinstance(source[1], int):
-        facts["started_on"] = source[1]  # the step of the encoder it trains on
+    step = source[1] if isinstance(source, list) and len(source) > 1 else None
+    # the step of the encoder it trains on (linear-eval --protocol sgd saves it as text,
+    # as its refusal compares it: digits are a step too)
+    if isinstance(step, int) and not isinstance(step, bool):
+        facts["started_on"] = step
+    elif isinstance(step, str) and step.isascii() and step.isdigit():
+        facts["started_on"] = int(step)
     if damaged:
         facts["damaged"] = damaged
     return {k: v for k, v in facts.items() if v is not None}

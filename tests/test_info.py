@@ -1423,3 +1423,28 @@ def test_a_resumed_runs_first_start_keeps_the_folder_it_was_typed_in():
     started = _started({"argv": ["simclr", "pretrain", "--resume", "c"], "cwd": "/later",
                         "earlier": [first]})
     assert started is not None and started["cwd"] == "/typed"
+
+
+def test_a_stopped_sgd_linear_evaluation_of_an_earlier_step_says_its_command_is_refused(
+        evaluated_run, tmp_path, capsys):
+    """linear-eval --protocol sgd saves the encoder's step it trains on as text
+    (settings.source: [checkpoint, '1', features]), which info took for no step: the run
+    trained on since went unnoticed, and the command offered was refused."""
+    import shutil
+
+    import torch
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run[0], run)
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    partial = {**ckpt, "kind": "linear-partial", "step": 3, "argv": ["simclr", "linear-eval"],
+               "settings": {"source": [str(run / "checkpoints" / "last.pt"), "1",
+                                       "pretrained"]}}
+    torch.save(partial, run / "checkpoints" / "linear-partial.pt")
+    assert ("  linear evaluation (sgd), unfinished at step 3, of step 1 of this run, which has "
+            "trained on to step 2: its command is refused now; give it --overwrite to start "
+            "over on this step") in _info(capsys, run).splitlines()
+    partial["settings"]["source"][1] = "2"  # the run's step now: it continues
+    torch.save(partial, run / "checkpoints" / "linear-partial.pt")
+    assert "  linear evaluation (sgd), unfinished at step 3; continue with: simclr linear-eval" \
+        in _info(capsys, run).splitlines()
