@@ -529,13 +529,24 @@ def results_in(folder: Path) -> list[dict[str, Any]]:
             if not data:
                 continue
             entry: dict[str, Any] = {"file": str((sub / name).relative_to(folder)), "what": what}
+            damaged: list[str] = []
             for key in ("protocol", "top1", "top5", "status"):
-                if data.get(key) is not None:
+                if data.get(key) is None:
+                    continue
+                # (a hand-edited NaN or 1e999 printed 'nan%' where --json says null)
+                if key in ("top1", "top5") and not is_amount(data[key]):
+                    damaged.append(key)
+                else:
                     entry[key] = data[key]
+            if damaged:
+                entry["damaged"] = damaged
             source = data.get("source") or {}
-            if isinstance(source, dict) and source.get("checkpoint"):
+            # (a checkpoint that is no path was a traceback, read as one)
+            if isinstance(source, dict) and source.get("checkpoint") and \
+                    isinstance(source["checkpoint"], str):
                 entry["of"] = source["checkpoint"]
-                entry["of_step"] = source.get("step")
+                entry["of_step"] = source["step"] if is_amount(source.get("step"), whole=True) \
+                    else None
                 if isinstance(source.get("run_id"), str):  # (none: from before run ids)
                     entry["of_run"] = source["run_id"]
             if isinstance(source, dict):

@@ -1448,3 +1448,28 @@ def test_a_stopped_sgd_linear_evaluation_of_an_earlier_step_says_its_command_is_
     torch.save(partial, run / "checkpoints" / "linear-partial.pt")
     assert "  linear evaluation (sgd), unfinished at step 3; continue with: simclr linear-eval" \
         in _info(capsys, run).splitlines()
+
+
+@pytest.mark.parametrize("edit, damaged", [
+    ({"source": {"checkpoint": 5}}, None),  # (a traceback: Path(5))
+    ({"source": {"checkpoint": ["a"], "step": "2"}}, None),
+    ({"top1": float("nan")}, "top1"), ({"top1": float("inf"), "top5": "high"}, "top1, top5")])
+def test_a_hand_edited_results_file_is_described_as_json_says_it(evaluated_run, tmp_path,
+                                                                 capsys, edit, damaged):
+    """A results file whose source.checkpoint is no path was a TypeError's traceback; a
+    top-1 of NaN or 1e999 printed 'nan%' / 'inf%' where --json says null. What is not as
+    simclr writes it is left out of both, and the text names it."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run[0], run)
+    knn = json.loads((run / "knn/knn.json").read_text())
+    (run / "knn/knn.json").write_text(json.dumps({**knn, **edit}))
+    line = _info(capsys, run).splitlines()[-1]
+    result = json.loads(_info(capsys, run, "--json"))["results"][0]
+    if damaged is None:  # the source's checkpoint is unknown: nothing said of it
+        assert line.startswith("  knn/knn.json: kNN, top-1 ") and line.endswith("%"), line
+        assert "of" not in result and "of_step" not in result
+    else:
+        assert line == f"  knn/knn.json: kNN, no top-1; damaged or edited, left out: {damaged}"
+        assert "top1" not in result and result["damaged"] == damaged.split(", ")
