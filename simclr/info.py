@@ -103,6 +103,11 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
         facts["run_id"] = last["run_id"]
     if last.get("data"):  # a supervised run keeps its --train/--test there
         facts["data"] = last["data"]
+    if facts.get("recipe") is not None and "processes" not in facts["recipe"]:
+        # no --processes in its command (torchrun's): the count its session recorded
+        count = last.get("processes") or (read_json(path / "summary.json") or {}).get("processes")
+        if is_count(count):
+            facts["recipe"]["processes"] = count
     started = (config or {}).get("provenance")  # (its starts tell an earlier session's summary)
     facts["state"] = run_state(path, facts["checkpoints"],
                                session_number(started) if isinstance(started, dict) else None,
@@ -610,15 +615,26 @@ def _started(provenance: Any) -> dict[str, Any] | None:
     # (damaged: its command is unknown; recorded_start leaves out what would not print)
     first = recorded_start(first) if isinstance(first, dict) else {}
     argv = first.get("argv")
-    latest = recorded_argv(provenance.get("argv")) or []
-    processes = latest[latest.index("--processes") + 1] \
-        if "--processes" in latest[:-1] else None  # (a --processes=N form is not read)
+    processes = _processes_given(recorded_argv(provenance.get("argv")) or [])
     return {"argv": argv, "git_sha": first.get("git_sha"), "git_dirty": first.get("git_dirty"),
             # (the session the run's latest start records: a damaged entry is no start)
             "simclr": first.get("simclr"), "starts": session_number(provenance),
             "processes": processes,
             # (where its command was typed; None: recorded before simclr kept it)
             "cwd": first["cwd"] if isinstance(first.get("cwd"), str) else None}
+
+
+def _processes_given(argv: list[str]) -> str | None:
+    """The ``--processes`` of a command line, as ``--processes N`` or ``--processes=N``
+    (the last given, as argparse takes it); None where it gives none (one process, or
+    torchrun's)."""
+    given = None
+    for i, word in enumerate(argv):
+        if word == "--processes" and i + 1 < len(argv):
+            given = argv[i + 1]
+        elif word.startswith("--processes="):
+            given = word.partition("=")[2]
+    return given
 
 
 def _last_logged(path: Path) -> dict[str, Any]:

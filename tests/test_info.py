@@ -1473,3 +1473,29 @@ def test_a_hand_edited_results_file_is_described_as_json_says_it(evaluated_run, 
     else:
         assert line == f"  knn/knn.json: kNN, no top-1; damaged or edited, left out: {damaged}"
         assert "top1" not in result and result["damaged"] == damaged.split(", ")
+
+
+def test_a_run_of_processes_given_with_an_equals_sign_is_no_torchrun_run(evaluated_run,
+                                                                        tmp_path, capsys):
+    """`--processes=2` was not read: the recipe left out its 2 processes, and the run
+    was continued under torchrun (its checkpoint's count). Where the command does not
+    say (torchrun's), the recipe's count is the checkpoint's."""
+    import shutil
+
+    from simclr.checkpoint import save_checkpoint
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run[0], run)
+    (run / "summary.json").unlink()  # stopped: info says how to continue it
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    save_checkpoint({**ckpt, "processes": 2}, run / "checkpoints")
+    out = _info(capsys, run)
+    assert "  recipe: batch 8 over 2 processes (global BatchNorm), " in out  # torchrun's
+    assert f"  continue with: torchrun --nproc_per_node 2 -m simclr pretrain --resume {run}\n" \
+        in out
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["provenance"]["argv"] += ["--processes=2"]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    out = _info(capsys, run)
+    assert "  recipe: batch 8 over 2 processes (global BatchNorm), " in out
+    assert f"  continue with: simclr pretrain --resume {run} --processes 2\n" in out
