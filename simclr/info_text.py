@@ -143,12 +143,18 @@ def _continue_with(facts: dict[str, Any], kind: str, started: dict[str, Any]) ->
     # (no --processes in its command: a count of processes above one was torchrun's)
     saved = [c.get("processes") for c in facts.get("checkpoints") or []
              if c.get("name") == LAST]
-    resume = again(f"simclr {kind} --resume {shell_quote(facts['path'])}",
+    resume = again(f"simclr {kind} --resume {_path_word(facts['path'])}",
                    started.get("processes"), saved[0] if saved and saved[0] else 1)
     if "--sweep-cell" in argv:  # launched by a sweep as processes of its own
         return (f"the sweep that started it (in {Path(facts['path']).parent}), or {resume} "
                 "for this cell alone")
     return resume
+
+
+def _path_word(path: str) -> str:
+    """``path`` as one word of a command: quoted, and written ./-r where relative and
+    starting with '-' (`--resume -r` is an option where the folder belongs)."""
+    return shell_quote(f"./{path}" if path.startswith("-") else path)
 
 
 def _here() -> str | None:

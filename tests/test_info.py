@@ -1499,3 +1499,15 @@ def test_a_run_of_processes_given_with_an_equals_sign_is_no_torchrun_run(evaluat
     out = _info(capsys, run)
     assert "  recipe: batch 8 over 2 processes (global BatchNorm), " in out
     assert f"  continue with: simclr pretrain --resume {run} --processes 2\n" in out
+
+
+def test_a_run_folder_named_like_an_option_is_continued_by_a_command_that_parses(
+        evaluated_run, tmp_path, capsys, monkeypatch):
+    """A run folder `-r` given as ./-r read `simclr pretrain --resume -r`, an option where
+    the folder belongs: a relative path that starts with '-' is written ./-r."""
+    import shutil
+
+    shutil.copytree(evaluated_run[0], tmp_path / "-r")
+    (tmp_path / "-r" / "summary.json").unlink()  # stopped: info says how to continue it
+    monkeypatch.chdir(tmp_path)
+    assert "  continue with: simclr pretrain --resume ./-r\n" in _info(capsys, "./-r")
