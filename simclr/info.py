@@ -483,17 +483,37 @@ def run_state(folder: Path, checkpoints: list[dict[str, Any]],
     else:
         state["status"] = "stopped"
     state.update(logged)
+    at = logged.get("logged_step")  # the step the epoch and time are of
     if state["status"] == "preempted" and summary:  # at its stop: past the last logged window
         for key, name in (("epoch", "epochs"), ("elapsed_s", "elapsed_s")):
             if isinstance(summary.get(name), (int, float)) and not isinstance(summary[name], bool):
-                state[key] = summary[name]
+                state[key], at = summary[name], summary.get("steps")
     # The further of the log and the checkpoints: each lags the run by its own interval
     # (--log-every, --checkpoint-every)
     known = [s for s in (logged.get("logged_step"), state.get("saved_step")) if s is not None]
     state.setdefault("step", max(known) if known else None)
+    _progress_at_step(state, at, last)
     if state["status"] == "running" and "logged_step" not in logged and saved:
         state["step_from"] = "last checkpoint"  # no log (supervised): the run is further on
     return state
+
+
+def _progress_at_step(state: dict[str, Any], at: int | None, last: dict[str, Any]) -> None:
+    """The epochs and time of ``state`` (those of step ``at``, the log's) made those of
+    the step it shows, where that is another (a checkpoint's, ahead of the log): the
+    epochs by the log's steps per epoch (a line logs step / steps_per_epoch), the time
+    the checkpoint's of that step, else none (they read as the step's own)."""
+    step, epoch = state.get("step"), state.get("epoch")
+    if step is None or at is None or step == at or epoch is None:
+        return
+    if isinstance(at, int) and at > 0 and epoch > 0:
+        state["epoch"] = epoch * step / at
+    else:  # (no steps per epoch to tell it by)
+        del state["epoch"]
+    if last.get("step") == step and isinstance(last.get("elapsed_s"), (int, float)):
+        state["elapsed_s"] = last["elapsed_s"]
+    else:
+        state.pop("elapsed_s", None)
 
 
 def _earlier_session(record: dict[str, Any] | None, starts: int | None) -> bool:

@@ -276,7 +276,8 @@ def _head_line(facts: dict[str, Any]) -> str:
     if state.get("reason"):
         head += f" ({state['reason']})"
     if state.get("epoch") is not None:
-        head += f" ({state['epoch']:.2f} epochs, {_duration(state.get('elapsed_s'))})"
+        took = f", {_duration(state['elapsed_s'])}" if state.get("elapsed_s") is not None else ""
+        head += f" ({state['epoch']:.2f} epochs{took})"
     if state.get("loss") is not None:
         head += f"; last loss {state['loss']:.4g} (step {state['logged_step']})"
     if state.get("busy"):

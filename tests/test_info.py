@@ -1139,8 +1139,21 @@ def test_a_running_runs_step_is_its_logs_or_its_checkpoints_whichever_is_further
         head = _info(capsys, run).splitlines()[0]
     finally:
         held.close()
-    assert head == f"{run}: SimCLR pretraining, running at step 2 of 2 (0.50 epochs, 1 s); " \
-                   "last loss 2.5 (step 1)", head
+    # its epochs and time are those of the step shown (the log's 0.5 epochs and 1 s were
+    # step 1's): the epochs from the log's steps per epoch, the time the checkpoint's
+    from simclr.info_text import _duration
+
+    elapsed = load_checkpoint(run / "checkpoints" / "last.pt")["elapsed"]
+    assert head == f"{run}: SimCLR pretraining, running at step 2 of 2 (1.00 epochs, " \
+                   f"{_duration(elapsed)}); last loss 2.5 (step 1)", head
+    # a step whose time nothing records (a periodic checkpoint's, last.pt unreadable):
+    # its epochs alone
+    shutil.copy(run / "checkpoints" / "last.pt", run / "checkpoints" / "ckpt-00000002.pt")
+    (run / "checkpoints" / "last.pt").write_bytes(b"cut short")
+    state = json.loads(_info(capsys, run, "--json"))["state"]
+    assert (state["step"], state["epoch"], state.get("elapsed_s")) == (2, 1.0, None)
+    assert _info(capsys, run).splitlines()[0].startswith(
+        f"{run}: SimCLR pretraining, stopped at step 2 of 2 (1.00 epochs); last loss 2.5")
 
 
 def test_a_closed_checkpoints_folder_is_named(tmp_path, monkeypatch, capsys):
