@@ -692,9 +692,10 @@ def _well_typed(row: dict[str, Any]) -> bool:
 
 
 def _unreadable_file(path: Path) -> str | None:
-    """Why a file that is there cannot be read as JSON (None: it reads, or is absent)."""
+    """Why a file that is there cannot be read as a JSON object (None: it reads, or is
+    absent)."""
     try:
-        json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -703,7 +704,8 @@ def _unreadable_file(path: Path) -> str | None:
         return "not valid JSON"
     except RecursionError:  # (`[[[[...`: a RecursionError's traceback)
         return "not valid JSON (nested too deep)"
-    return None
+    # (valid JSON, but no summary: read_json reads it as none, which read as stopped)
+    return None if isinstance(data, dict) else "not an object"
 
 
 def _read_config(path: Path) -> tuple[dict[Any, Any] | None, dict[str, str]]:

@@ -289,6 +289,10 @@ def test_a_run_whose_summary_cannot_be_read_is_not_called_stopped(evaluated_run,
     out = _info(capsys, run)
     assert ", of unknown outcome at step 2 of 2 (summary.json: not valid JSON)" in out
     assert "continue with" not in out
+    (run / "summary.json").write_text("[1, 2]")  # JSON, but no summary (it read as stopped)
+    out = _info(capsys, run)
+    assert ", of unknown outcome at step 2 of 2 (summary.json: not an object)" in out
+    assert "continue with" not in out
     real = Path.read_text
 
     def read_text(self, *args, **kwargs):
