@@ -427,17 +427,28 @@ def _why_no_checkpoint(folder: Path, kind: str) -> str:
         return (f"the run in {run_dir} is still running ({holder}) and has saved no "
                 "checkpoint yet")
     if (run_dir / "config.yaml").is_file():  # written at the start, before any step
-        argv = _started_by(run_dir)
-        again = f": `{shell_join(['simclr', *argv[1:]])}`" if argv else ""
+        argv, cwd = _started_by(run_dir)
+        # from where it was typed: its paths may be relative
+        where = f"cd {shell_quote(cwd)} && " if cwd and cwd != _here() else ""
+        again = f": `{where}{shell_join(['simclr', *argv[1:]])}`" if argv else ""
         return (f"the run in {run_dir} stopped before its first checkpoint, so there is "
                 f"nothing to continue; start it again with the command that started it{again}")
     return f"no checkpoint found in {folder}"
 
 
-def _started_by(run_dir: Path) -> list[str] | None:
-    """The command line a run's config.yaml records (its first start's), if any: read
-    as a received folder's may be (:func:`~simclr.settings.parse_yaml`, its depth
-    bounded; :func:`~simclr.resume.recorded_argv`, a YAML alias bomb refused)."""
+def _here() -> str | None:
+    """This process's working folder (None: deleted since)."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
+def _started_by(run_dir: Path) -> tuple[list[str] | None, str | None]:
+    """The command line a run's config.yaml records (its first start's), if any, and the
+    folder it was typed in, where recorded: read as a received folder's may be
+    (:func:`~simclr.settings.parse_yaml`, its depth bounded;
+    :func:`~simclr.resume.recorded_argv`, a YAML alias bomb refused)."""
     import yaml
 
     from simclr.resume import recorded_argv
@@ -447,11 +458,13 @@ def _started_by(run_dir: Path) -> list[str] | None:
         config = (run_dir / "config.yaml").read_text(encoding="utf-8")
         provenance = parse_yaml(config)["provenance"]
         earlier = provenance.get("earlier") or []
-        argv = recorded_argv((earlier[0] if earlier else provenance)["argv"])
+        first = earlier[0] if earlier else provenance
+        argv = recorded_argv(first["argv"])
+        cwd = first.get("cwd") if isinstance(first.get("cwd"), str) else None
     except (OSError, yaml.YAMLError, UnicodeDecodeError, LookupError, TypeError,
             AttributeError, RecursionError):
-        return None
-    return argv if argv is not None and len(argv) > 1 else None
+        return None, None
+    return (argv, cwd) if argv is not None and len(argv) > 1 else (None, None)
 
 
 def reused_summary(summary: dict[str, Any]) -> dict[str, Any]:

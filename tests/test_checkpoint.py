@@ -951,3 +951,29 @@ def test_an_evaluations_folder_is_read_past_the_checkpoints_a_sweep_set_aside(tm
         checkpoint_file(tmp_path / "le")
     torch.save(_state(5), folder / "linear.pt")
     assert checkpoint_file(tmp_path / "le") == folder / "linear.pt"
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_started_again_from_where_it_was(
+        tmp_path, monkeypatch):
+    """The command offered is the one typed, its paths maybe relative (`--data images`):
+    from another folder it is offered with a cd to the folder it was typed in."""
+    import shlex
+
+    import yaml
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    typed_in = tmp_path / "typed here"
+    typed_in.mkdir()
+    argv = ["simclr", "pretrain", "--data", "images", "--out", "run"]
+    (run / "config.yaml").write_text(yaml.safe_dump(
+        {"provenance": {"argv": argv, "cwd": str(typed_in)}}))
+    with pytest.raises(SimCLRError) as info:
+        resume_checkpoint(run)
+    assert str(info.value).endswith(
+        f"the command that started it: `cd {shlex.quote(str(typed_in))} && simclr pretrain "
+        "--data images --out run`")
+    monkeypatch.chdir(typed_in)  # typed here: as it was
+    with pytest.raises(SimCLRError) as info:
+        resume_checkpoint(run)
+    assert str(info.value).endswith("`simclr pretrain --data images --out run`")
