@@ -62,10 +62,11 @@ def open_eval_source(path: str, image_size: int, workers: int | None,
     ``evaluation=False`` for one it trains on with augmented views (fine-tuning);
     ``train``: a data set's training split (a folder holding train/ and test/, cifar10);
     ``unlabeled``: images beside class folders are kept (a probe whose labels are not
-    the folder's); ``listing``: its files, if already listed alike."""
+    the folder's); ``listing``: its files, if already listed alike. The digits' training
+    split is the one that holds none of the test digits (``held_out``)."""
     data = DataConfig(workers=workers, cache_dir=cache_dir, max_pixels=max_pixels)
     return open_source(path, data, train=train, image_size=image_size, evaluation=evaluation,
-                       unlabeled=unlabeled, listing=listing)
+                       unlabeled=unlabeled, listing=listing, held_out=True)
 
 
 def open_folder(path: str, image_size: int, args: argparse.Namespace,
@@ -494,7 +495,7 @@ def cmd_supervised(args: argparse.Namespace) -> int:
     size = cfg.augment.size
     with dist.process_group():  # under torchrun: rank 0 decodes the folders, then the others
         train = dist.main_first(lambda: open_source(data["train"], cfg.data, train=True,
-                                                    image_size=size))
+                                                    image_size=size, held_out=True))
         test = (dist.main_first(lambda: open_source(data["test"], cfg.data, train=False,
                                                     image_size=cfg.augment.evaluation_size(),
                                                     evaluation=True))

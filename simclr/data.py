@@ -728,24 +728,29 @@ def _open_named(name: str, cfg: DataConfig, train: bool) -> ImageSource:
 def open_source(
     spec: str | os.PathLike | None, cfg: DataConfig, train: bool = True, image_size: int = 32,
     *, evaluation: bool = False, unlabeled: bool = False, listing: ImageList | None = None,
+    held_out: bool = False,
 ) -> ImageSource:
     """The data set named by ``spec`` (a name, or a folder as a str or Path).
 
-    None or 'digits': scikit-learn digits (train: all 1797; test: the test part of
-    :func:`digits_split`). 'cifar10' | 'cifar100' | 'stl10': torchvision under cfg.root
-    (each name, 'digits' too, unless a folder of that name is there). Anything else: an
-    image folder (or a folder holding train/ and test/ splits). ``image_size`` = the
-    view side S, which sets the stored side (unless cfg.load_size): round(1.15 S), never
-    above the shorter side half the folder shares (else its largest); a folder of small
-    images keeps that side, cached or not (``evaluation``, ``unlabeled``: see
-    :func:`open_folder`; ``listing`` too, a folder's files as
-    :func:`simclr.folders.list_folder` lists them). The decompression-bomb limit is
-    ``cfg.max_pixels`` (its own argument before); the flags after ``image_size`` are
-    given by name.
+    None or 'digits': scikit-learn digits (train: all 1797, pretraining's, which reads no
+    label; with ``held_out``, a training split scored on the test split (an evaluation's,
+    the kNN monitor's memory, the supervised baseline's), the train part of
+    :func:`digits_split`, none of the test images; test: the test part). 'cifar10' |
+    'cifar100' | 'stl10': torchvision under cfg.root (each name, 'digits' too, unless a
+    folder of that name is there). Anything else: an image folder (or a folder holding
+    train/ and test/ splits). ``image_size`` = the view side S, which sets the stored
+    side (unless cfg.load_size): round(1.15 S), never above the shorter side half the
+    folder shares (else its largest); a folder of small images keeps that side, cached
+    or not (``evaluation``, ``unlabeled``: see :func:`open_folder`; ``listing`` too, a
+    folder's files as :func:`simclr.folders.list_folder` lists them). The
+    decompression-bomb limit is ``cfg.max_pixels`` (its own argument before); the flags
+    after ``image_size`` are given by name.
     """
     spec = None if spec is None else os.fspath(spec)
     if named_dataset(spec) and (spec is None or spec == "digits"):
-        return digits_source() if train else digits_split()[1]
+        if train and not held_out:
+            return digits_source()
+        return digits_split()[0 if train else 1]
     # (the ignores: spec is a str past the digits)
     if named_dataset(spec):  # torchvision's
         return _open_named(spec.lower(), cfg, train)  # type: ignore[union-attr]

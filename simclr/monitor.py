@@ -306,7 +306,8 @@ def knn_monitor(
     encoder, side = unwrap(model).encoder, cfg.augment.evaluation_size()
 
     def open_split(folder: str, train: bool) -> ImageSource:
-        return open_source(folder, cfg.data, train=train, image_size=side, evaluation=True)
+        return open_source(folder, cfg.data, train=train, image_size=side, evaluation=True,
+                           held_out=True)  # (the digits' memory: none of the queries)
 
     memory, queries = open_split(cfg.knn_train, True), open_split(cfg.knn_test, False)  # type: ignore[arg-type]  # (set: it runs)
     # (in the training's memory format: NCHW images met channels_last weights, converted

@@ -149,6 +149,36 @@ def test_the_knn_monitor_feeds_images_in_the_trainings_memory_format(
     assert formats == [channels_last] * 4  # memory and queries, at steps 3 and 6
 
 
+def test_the_knn_monitor_on_the_digits_keeps_its_queries_out_of_its_memory(monkeypatch):
+    """`--knn-train digits --knn-test digits`: the memory was all 1797 digits, each of the
+    597 queries among them (the score inflated); it is the other 1200, the training split
+    of :func:`simclr.data.digits_split` (pretraining itself still reads all 1797)."""
+    from simclr import features
+    from simclr.config import Config
+    from simclr.data import digits_split
+
+    class Opened(Exception):
+        pass
+
+    opened = []
+
+    def recorded(encoder, source, *args, **kwargs):
+        opened.append(source)
+        if len(opened) == 2:
+            raise Opened  # (both opened: nothing more to see)
+        return torch.zeros(source.num_images, 2), torch.as_tensor(source.labels)
+
+    monkeypatch.setattr(features, "extract_features", recorded)
+    model = torch.nn.Module()
+    model.encoder = torch.nn.Identity()
+    cfg = Config(knn_train="digits", knn_test="digits")
+    with pytest.raises(Opened):
+        monitor.knn_monitor(cfg, model, torch.device("cpu"), "fp32", 1, None)  # type: ignore[arg-type]
+    for source, split in zip(opened, digits_split(), strict=True):
+        assert source.num_images == split.num_images  # 1200 and 597
+        assert (source.labels == split.labels).all()
+
+
 def watched(losses, warmup=0, window=1, entropy=None, batch_size=8):
     """The steps at which :class:`monitor.CollapseWatch` speaks, fed windows of
     ``window`` steps whose mean losses are ``losses`` (N = 8: ln 15 when collapsed)."""
