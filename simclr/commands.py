@@ -643,7 +643,7 @@ def digits_knn_report(checkpoint: str, cfg: Config) -> str:
         train_x, train_y = extract_features(encoder, memory, size, 512, dev, prec)
         test_x, test_y = extract_features(encoder, queries, size, 512, dev, prec)
         top1 = knn_accuracy(train_x, train_y, test_x, test_y, k=cfg.knn_k,
-                            temperature=cfg.knn_temperature)
+                            temperature=cfg.knn_temperature, device=dev)
         name = "random init" if random_init else "pretrained"
         lines.append(f"{name:>11}: kNN top-1 {100 * top1:.1f}%")
     return (f"digits hold-out ({memory.num_images} memory / {queries.num_images} queries, "

@@ -573,3 +573,30 @@ def test_the_supervised_baseline_on_the_digits_trains_on_none_of_its_test_digits
     assert main(["supervised", "--train", "digits", "--test", "digits", "--out",
                  str(tmp_path / "s"), "--epochs", "1", "--workers", "0"]) == 0
     assert sizes == [(1200, 597)]
+
+
+def test_the_digits_demos_report_scores_its_knn_on_the_chosen_device(monkeypatch):
+    """The report after `simclr pretrain` on the digits ran its features on --device yet
+    its kNN vote on knn_accuracy's own choice (the GPU when there is one, whatever
+    --device said); it votes on the same device, as the monitor and `simclr knn` do."""
+    import torch
+
+    import simclr.commands
+    import simclr.features
+    import simclr.knn
+    import simclr.runtime
+    from simclr.config import Config
+
+    devices, chosen = [], torch.device("meta")  # (no other call would pick it)
+    monkeypatch.setattr(simclr.runtime, "resolve_device", lambda name, *a: chosen)
+    monkeypatch.setattr(simclr.runtime, "resolve_precision", lambda name, dev: "fp32")
+    monkeypatch.setattr(simclr.commands, "load_checkpoint", lambda path: {})
+    monkeypatch.setattr(simclr.commands, "encoder_from_checkpoint",
+                        lambda ckpt, random_init: (None, {"image_size": 16}))
+    monkeypatch.setattr(simclr.features, "extract_features", lambda encoder, source, *a, **k:
+                        (torch.zeros(source.num_images, 2), torch.as_tensor(source.labels)))
+    monkeypatch.setattr(simclr.knn, "knn_accuracy", lambda *a, **k: (
+                        devices.append(k.get("device")), 0.5)[1])
+    report = simclr.commands.digits_knn_report("ckpt.pt", Config(device="cuda:1"))
+    assert devices == [chosen, chosen]  # pretrained, then at init
+    assert "pretrained: kNN top-1 50.0%" in report
