@@ -126,7 +126,7 @@ def knn_ranked(
     float64 scores took 2.7 GB at 20k test images x 5,000 classes (more than 20 GB at
     100k x 10k). ``log_probs``: ranks the log-probabilities, the commands' (a class whose
     share underflows to 0 as a probability still ranks above one without a vote);
-    else the probabilities, as :func:`knn_accuracy` always counted them. ``device``
+    else the float32 probabilities (near-equal shares may round to a tie). ``device``
     None: the current CUDA device when there is one, else the CPU."""
     labels = torch.as_tensor(np.asarray(test_labels))
     parts, n_classes = _knn_blocks(
@@ -202,9 +202,9 @@ def knn_accuracy(
     """Weighted-kNN top-1 accuracy (fraction in [0, 1]) of ``test_feats`` (M, D) against
     ``test_labels`` (M,), the memory train_feats (N, D) with train_labels (N,) voting
     (Wu et al. 2018): each query's k most cosine-similar memory items (k clamped to N),
-    weighted by exp(sim / T), and its class the one of the largest summed weight. What
-    the online monitor of pretraining reports; ``num_classes`` None: the largest label
-    of either set + 1."""
+    weighted by exp(sim / T), and its class the one of the largest summed weight (the
+    float64 log-shares ranked, as `simclr knn` ranks them). What the online monitor of
+    pretraining reports; ``num_classes`` None: the largest label of either set + 1."""
     truth = np.asarray(test_labels)
     if truth.shape != (np.shape(test_feats)[0],) or (truth.size and truth.min() < 0):
         raise SimCLRError(f"kNN test labels must be one class (>= 0) per query, "
@@ -214,7 +214,7 @@ def knn_accuracy(
         num_classes = int(max(np.max(np.asarray(train_labels)),
                               np.max(np.asarray(test_labels)))) + 1
     ranked = knn_ranked(train_feats, train_labels, test_feats, truth, k, temperature,
-                        num_classes, device, log_probs=False)  # (as it always counted)
+                        num_classes, device)  # (float32 shares tie where logs do not)
     return topk_accuracy(ranked, truth, (1,))[0]
 
 

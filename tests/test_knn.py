@@ -154,6 +154,25 @@ def test_knn_log_probabilities_rank_the_votes_whose_weights_underflow():
                                                                  0.2, 7), atol=1e-6)
 
 
+def test_the_monitors_knn_tells_near_equal_shares_apart_at_a_large_temperature():
+    """At T = 10 two memory items a query is near-equally close to got shares that round
+    to the same float32 probability: a tie, which top-1 counts a miss (the monitor's
+    top-1 61% where `simclr knn` gave 100%). knn_accuracy ranks the float64
+    log-probabilities too, and counts what `simclr knn` counts."""
+    from simclr.results import topk_accuracy
+
+    memory, labels = np.array([[1, 0], [0, 1]], np.float32), np.array([0, 1])
+    angles = np.float32(math.pi / 4) + np.random.default_rng(1).uniform(-1e-6, 1e-6, 2000)
+    queries = np.stack([np.cos(angles), np.sin(angles)], 1).astype(np.float32)
+    sims = queries @ memory.T
+    keep = sims[:, 0] != sims[:, 1]  # (the nearer item's class is each one's label)
+    queries, truth = queries[keep], (sims[keep, 1] > sims[keep, 0]).astype(int)
+    for t in (0.1, 10.0):
+        ranked = knn.knn_ranked(memory, labels, queries, truth, 2, t, 2, "cpu")
+        assert knn_accuracy(memory, labels, queries, truth, k=2, temperature=t,
+                            device="cpu") == topk_accuracy(ranked, truth, (1,))[0] == 1.0
+
+
 def test_knn_rejects_bad_arguments():
     x = np.eye(3, dtype=np.float32)
     with pytest.raises(SimCLRError, match="temperature"):
