@@ -256,7 +256,8 @@ def write_neighbors(features: str | Path, out: str | Path, k: int | None = None,
 
     def write(tmp: Path) -> None:
         cells = [spreadsheet_cell(p) for p in key_paths]
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
+        # (a name whose bytes are not UTF-8, kept by embed as surrogate escapes: those bytes)
+        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
             rows = csv.writer(f)
             rows.writerow(header)
             for path, s, i in zip(query_paths, sims.tolist(), idx.tolist(), strict=True):
@@ -358,8 +359,8 @@ def write_duplicates(features: str | Path, out: str | Path, threshold: float,
 
     def write(tmp: Path) -> None:
         cells = [spreadsheet_cell(p) for p in paths]
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            rows = csv.writer(f)
+        with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
+            rows = csv.writer(f)  # (as write_neighbors': a path's own bytes)
             rows.writerow(["path_a", "path_b", "similarity"])
             for start in range(0, len(sims), CSV_ROWS):
                 part = slice(start, start + CSV_ROWS)

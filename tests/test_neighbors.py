@@ -260,6 +260,25 @@ def test_paths_any_locale_cannot_spell_are_written_as_utf8(tmp_path, cp1252_loca
 
 
 @pytest.mark.parametrize("duplicates", [[], ["--duplicates", "0.5"]])
+def test_a_path_whose_bytes_are_not_utf8_is_written_as_those_bytes(tmp_path, capsys,
+                                                                  duplicates):
+    """A file name that is not UTF-8 (read as surrogate escapes: an earlier simclr's
+    file, or the Python API's) failed the CSV write with a UnicodeEncodeError traceback
+    after every similarity was computed; its own bytes are written, the others' UTF-8."""
+    names = ["/photos/a\udcff.jpg", "/photos/日本.jpg", "/photos/b.jpg"]
+    embed_file(tmp_path / "f.npz", [[1.0, 0.0], [1.0, 0.001], [0.0, 1.0]], names)
+    out = tmp_path / "n.csv"
+    assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--out", str(out),
+                 *(duplicates or ["--k", "1"])]) == 0
+    capsys.readouterr()
+    assert b"/photos/a\xff.jpg" in out.read_bytes()
+    with open(out, newline="", encoding="utf-8", errors="surrogateescape") as f:
+        written = [row[:2] for row in csv.reader(f)][1:]
+    assert written == ([names[:2]] if duplicates else
+                       [names[:2], names[1::-1], [names[2], names[1]]])
+
+
+@pytest.mark.parametrize("duplicates", [[], ["--duplicates", "0.5"]])
 def test_an_out_spelled_from_the_home_folder_is_written_there(tmp_path, monkeypatch, capsys,
                                                                duplicates):
     """--out ~/n.csv was checked (the overwrite guard) at HOME/n.csv but written to
