@@ -328,9 +328,18 @@ def _after_command(signum: int, _frame: object) -> None:
     _LET_PASS.append(signum)
 
 
+# A terminal's job-control stops (Ctrl-Z; a background job reading or, with `stty
+# tostop`, writing the terminal) and the continue after them (fg, bg); none on Windows
+_PAUSES = tuple(getattr(signal, name) for name in ("SIGTSTP", "SIGTTIN", "SIGTTOU")
+                if hasattr(signal, name))
+_RESUME: int = getattr(signal, "SIGCONT", 0)  # (0: none, nor any pause)
+
+
 class _Forwarder:
     """While active: SIGINT, SIGTERM (and SIGHUP, SIGUSR1) sent to the launcher are sent
-    on to every running child, whose trainings turn them into a checkpoint and a stop."""
+    on to every running child, whose trainings turn them into a checkpoint and a stop.
+    A job-control stop (:data:`_PAUSES`) stops them and then the launcher, and SIGCONT
+    continues them: in their own session, the terminal's reach the launcher alone."""
 
     SIGNALS = (signal.SIGINT, *STOP_SIGNALS)
 
@@ -346,13 +355,36 @@ class _Forwarder:
             # to it, the children included, once already (and Popen.send_signal there
             # refuses SIGINT: a ValueError, whose traceback killed them unsaved)
             return
+        self._signal_all(signum)
+
+    def _signal_all(self, signum: int) -> None:
         for child in self.children:
             if child.poll() is None:
                 child.send_signal(signum)
 
+    def _pause(self, signum: int, _frame: object) -> None:
+        """Ctrl-Z: the children stopped (SIGSTOP: theirs cannot be handled), then the
+        launcher by the same signal as if it had no handler; once continued, or where
+        the kernel discards that stop (a group no shell controls), they go on too."""
+        self._signal_all(signal.SIGSTOP)
+        signal.signal(signum, signal.SIG_DFL)
+        try:
+            os.kill(os.getpid(), signum)  # (stopped here until a SIGCONT)
+        finally:
+            signal.signal(signum, self._pause)
+            self._signal_all(_RESUME)
+
+    def _resume(self, signum: int, _frame: object) -> None:
+        self._signal_all(signum)  # (stopped with the launcher, or by a SIGSTOP to it)
+
     def __enter__(self) -> _Forwarder:
         for sig in (signal.SIGINT, *stop_signals()):  # (not one nohup ignores)
             self.previous[sig] = signal.signal(sig, self._send)
+        for sig in _PAUSES:
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # (a job that may not stop)
+                self.previous[sig] = signal.signal(sig, self._pause)
+        if _PAUSES:
+            self.previous[_RESUME] = signal.signal(_RESUME, self._resume)
         return self
 
     def __exit__(self, *exc: object) -> None:

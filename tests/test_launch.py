@@ -416,6 +416,50 @@ def _state(pid: int) -> str:
         return "Z"
 
 
+def _states(pids: list[int], want: str, timeout: float = 30) -> list[str]:
+    """The /proc states of ``pids`` once all are ``want`` ('T': stopped; ''
+    : none stopped), or as they are when ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = [_state(pid) for pid in pids]
+        if (all(s == want for s in states) if want else "T" not in states) or \
+                time.monotonic() > deadline:
+            return states
+        time.sleep(0.05)
+
+
+@linux
+def test_ctrl_z_pauses_the_processes_with_the_launcher_and_fg_resumes_them(tmp_path):
+    """The processes run in their own session, so a terminal's Ctrl-Z (SIGTSTP) stopped
+    the launcher alone: the shell said "Stopped" while they trained on. The launcher
+    stops them (SIGSTOP) and then itself; SIGCONT (fg, bg) continues them with it."""
+    code = ("open(os.environ['RANK'] + '.pid', 'w').write(str(os.getpid()))\n"
+            "while not os.path.exists('done'): time.sleep(0.02)")
+    script = (f"import sys; from simclr.launch import run\n"
+              f"sys.exit(run([], 2, {_child(code)!r}, device='cpu'))")
+    # (its own group in this session, as a shell's job: a stop sent to a group with no
+    # parent outside it in the session, an orphan, is discarded by the kernel)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path,
+                            preexec_fn=os.setpgrp)
+    children: list[int] = []
+    try:
+        pids = [tmp_path / "0.pid", tmp_path / "1.pid"]
+        _wait_for(pids)
+        time.sleep(0.2)  # the pid is written before the file is closed
+        children = [int(p.read_text()) for p in pids]
+        os.kill(proc.pid, signal.SIGTSTP)
+        assert _states([proc.pid, *children], "T") == ["T"] * 3
+        os.kill(proc.pid, signal.SIGCONT)
+        assert "T" not in _states([proc.pid, *children], "")
+        (tmp_path / "done").touch()
+        assert proc.wait(60) == 0
+    finally:
+        for pid in (proc.pid, *children):
+            if _state(pid) != "Z":
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
+
+
 # ------------------------------------------------------------------ the real commands
 
 
