@@ -34,7 +34,7 @@ from simclr.errors import SimCLRError, is_amount, printable, with_article
 from simclr.features import Listings, check_labeled_folders
 from simclr.files import finite_json
 from simclr.folders import ImageList, check_folder, list_folder
-from simclr.launch import shell_quote
+from simclr.launch import path_word
 from simclr.pretrained import (
     at_image_size,
     encoder_from_checkpoint,
@@ -501,7 +501,7 @@ def cmd_supervised(args: argparse.Namespace) -> int:
                                                     evaluation=True))
                 if data.get("test") else None)
         result = run_supervised(cfg, train, test, cfg.out, data=data, resume=resume)
-        return report(result, again(f"simclr supervised --resume {shell_quote(str(cfg.out))}",
+        return report(result, again(f"simclr supervised --resume {path_word(cfg.out)}",
                                     args.processes))
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from simclr.checkpoint import CHECKPOINTS, LAST, PARTIAL_SUFFIX
 from simclr.errors import SimCLRError, printable
 from simclr.info import CONFIG_FILE
-from simclr.launch import shell_join, shell_quote
+from simclr.launch import path_word, shell_join, shell_quote
 
 KIND_NAMES = {"pretrain": "SimCLR pretraining", "supervised": "supervised training",
               "linear": "linear classifier", "finetune": "fine-tuned classifier",
@@ -143,18 +143,12 @@ def _continue_with(facts: dict[str, Any], kind: str, started: dict[str, Any]) ->
     # (no --processes in its command: a count of processes above one was torchrun's)
     saved = [c.get("processes") for c in facts.get("checkpoints") or []
              if c.get("name") == LAST]
-    resume = again(f"simclr {kind} --resume {_path_word(facts['path'])}",
+    resume = again(f"simclr {kind} --resume {path_word(facts['path'])}",
                    started.get("processes"), saved[0] if saved and saved[0] else 1)
     if "--sweep-cell" in argv:  # launched by a sweep as processes of its own
         return (f"the sweep that started it (in {Path(facts['path']).parent}), or {resume} "
                 "for this cell alone")
     return resume
-
-
-def _path_word(path: str) -> str:
-    """``path`` as one word of a command: quoted, and written ./-r where relative and
-    starting with '-' (`--resume -r` is an option where the folder belongs)."""
-    return shell_quote(f"./{path}" if path.startswith("-") else path)
 
 
 def _here() -> str | None:

@@ -108,6 +108,14 @@ def shell_quote(arg: str) -> str:
     return shlex.quote(arg)
 
 
+def path_word(path: str | os.PathLike[str]) -> str:
+    """A path as one word of a printed command: :func:`shell_quote`'s, and written
+    ``./-r`` where relative and starting with '-' (``--resume -r`` parses as an option
+    where the folder belongs)."""
+    text = os.fspath(path)
+    return shell_quote(f"./{text}" if text.startswith("-") else text)
+
+
 def shell_join(args: list[str]) -> str:
     """A printed command line of ``args``, each quoted by :func:`shell_quote`."""
     return " ".join(shell_quote(a) for a in args)
@@ -134,7 +142,7 @@ def continue_run(run_dir: str | os.PathLike) -> str:
     from simclr.distributed import launched_processes
 
     processes = launched_processes() if os.environ.get(LAUNCHER_ENV) else None
-    return again(f"simclr pretrain --resume {shell_quote(str(run_dir))}", processes)
+    return again(f"simclr pretrain --resume {path_word(run_dir)}", processes)
 
 
 def srun_copies_hint() -> str:

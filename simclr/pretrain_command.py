@@ -161,13 +161,13 @@ def other_settings(command: str, out: str, changed: dict[str, tuple[Any, Any]]
     """The refusal of a command run again on an unfinished run in ``out`` that it did
     not start: each flag of ``changed`` ({"--flag": (saved, now)}) named, and both ways
     on (another --out, or ``--resume`` with the saved settings)."""
-    from simclr.launch import shell_quote
+    from simclr.launch import path_word
 
     said = "; ".join(f"{flag} {setting_text(before)} saved, {setting_text(now)} now"
                      for flag, (before, now) in changed.items())
     return SimCLRError(f"{out} holds an unfinished run of other settings ({said}); choose "
                        "another --out for a new run, or continue this one with its saved "
-                       f"settings: `simclr {command} --resume {shell_quote(str(out))}`")
+                       f"settings: `simclr {command} --resume {path_word(out)}`")
 
 
 def say_continuing(out: str, step: int) -> None:

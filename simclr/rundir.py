@@ -44,7 +44,7 @@ from simclr.files import (
     write_json,
     written,
 )
-from simclr.launch import shell_join, shell_quote
+from simclr.launch import path_word, shell_join, shell_quote
 from simclr.results import check_not_inside, check_out_folder, make_folder, runs_in
 from simclr.settings import config_from_dict
 
@@ -217,7 +217,7 @@ def check_not_continued(run_dir: Path, mark: RunMark, kind: str) -> None:
         raise SimCLRError(f"--resume {run_dir}: another simclr process continued the run "
                           "meanwhile (its latest checkpoint changed since this one read it); "
                           f"nothing was written: see where it stands with `simclr info "
-                          f"{shell_quote(str(run_dir))}`, or resume it again")
+                          f"{path_word(run_dir)}`, or resume it again")
 
 
 # What a pretraining writes beside its checkpoints.
@@ -280,7 +280,7 @@ def already_holds_run(folder: Path, shown: str, kind: str) -> SimCLRError:
         return SimCLRError(f"{shown} already holds {what} ({CHECKPOINTS}/{name}) that "
                            f"diverged{diverged_at(folder)}: continuing it diverges again; "
                            "start a new run with a lower --lr in another --out")
-    again = f" or continue it with `{RESUMABLE[str(found)]} --resume {shell_quote(shown)}`" \
+    again = f" or continue it with `{RESUMABLE[str(found)]} --resume {path_word(shown)}`" \
         if state == "unfinished" else ""
     return SimCLRError(f"{shown} already holds {what} ({CHECKPOINTS}/{name}); choose another "
                        f"--out{again}")
@@ -399,7 +399,7 @@ def _other_kind(run_dir: Path, path: Path, found: Any, wanted: str) -> str:
                 f"its model is {run_dir / CHECKPOINTS / LAST}")
     if found in RESUMABLE:
         return (f"{run_dir} is a {names[found]} run (its checkpoint {path.name}); continue "
-                f"it with `{RESUMABLE[found]} --resume {shell_quote(str(run_dir))}`")
+                f"it with `{RESUMABLE[found]} --resume {path_word(run_dir)}`")
     kind = str(found) if found else "unknown kind of"
     return (f"{run_dir} is not a {names[wanted]} run (its checkpoint {path.name} is "
             f"{with_article(kind)} checkpoint); only pretraining and supervised runs can be "

@@ -866,3 +866,14 @@ def test_a_folder_in_use_under_srun_of_several_tasks_says_srun_started_copies(
                                                        "--processes, or run torchrun under srun)")
     monkeypatch.setenv("WORLD_SIZE", "3")  # the tasks are one run's processes: no hint
     assert str(in_use(tmp_path, "pid 1 on h")) == plain
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX quoting")
+@pytest.mark.parametrize(("path", "word"), [
+    ("-r", "./-r"), ("--out", "./--out"), ("runs/-r", "runs/-r"), ("/abs/-r", "/abs/-r"),
+    ("my run", "'my run'"), ("-my run", "'./-my run'")])
+def test_a_path_in_a_printed_command_never_reads_as_an_option(path, word):
+    """`simclr pretrain --resume -r` parses -r as an option where the folder belongs:
+    a relative path that starts with '-' is written ./-r in every printed command."""
+    assert launch.path_word(path) == word
+    assert launch.path_word(Path(path)) == word
