@@ -25,7 +25,7 @@ from simclr.launch import add_flag as add_processes_flag
 from simclr.presets import PRESETS
 from simclr.pretrained import parse_layer, representation_from_checkpoint
 from simclr.results import RESULTS, check_not_inside
-from simclr.settings import names_no_data
+from simclr.settings import is_null, names_no_data
 
 
 def add_sweep_command(sub: argparse._SubParsersAction) -> None:
@@ -94,7 +94,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         data = load_yaml(args.config).get("data")
         check_not_supervised_config(args.config,
                                     data.get("path") if isinstance(data, dict) else None)
-    digits = names_no_data(args.config, flags)
+    # A data axis names the data as --data does: its cells are no digits demo (its
+    # preset, its hold-out as their evaluation) unless every value is none
+    digits = names_no_data(args.config, flags) and not _swept_data(axes)
     preset = args.preset or ("digits" if digits else None)  # as `simclr pretrain`
     if args.eval != "none" and args.eval_layer != "h":
         _check_eval_layer(args.eval_layer, axes, Path(args.out).expanduser(), preset,
@@ -135,6 +137,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print("sweep stopped by a signal; the same command continues it", file=sys.stderr)
         return EXIT_PREEMPTED
     return 0
+
+
+def _swept_data(axes: list[Any]) -> bool:
+    """Whether an axis names a data folder (or data set) for some cell: ``--set
+    data=A,B``; ``data=none`` alone is the digits demo, as ``--data none`` is."""
+    return any(not is_null(setting["data.path"]) for axis in axes
+               for setting in axis.settings if "data.path" in setting)
 
 
 def _check_eval_flags(args: argparse.Namespace) -> None:

@@ -154,6 +154,32 @@ def test_a_cached_evaluation_is_not_reused_once_its_folder_changed(tmp_path, ima
     assert sweep() == renamed and not (cell / "knn.previous-3.json").exists()
 
 
+def test_a_data_axis_names_the_data_not_the_digits_demo(tmp_path, image_folder, capsys):
+    """`--set data=A,B` trained every cell with the digits demo's preset (no flip,
+    temperature 0.2, LARS, 40 epochs) and scored it on the digits hold-out: swept data
+    is named data, as --data is."""
+    other = make_image_folder(tmp_path / "other", classes=2, per_class=3, seed=1)
+    axis = ["--set", f"data={image_folder},{other}", "--out", str(tmp_path / "sw")]
+    code = main(["sweep", *axis])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--eval knn needs --eval-train and --eval-test" in err
+    assert not (tmp_path / "sw").exists()
+    assert main(["sweep", *axis, "--eval", "none", "--print-config"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("--- # cell") == 2
+    assert "temperature: 0.2\n" not in out and "flip: false" not in out
+    assert "epochs: 40.0" not in out and "  lr: 1.0\n" not in out
+    assert f"path: {image_folder}\n" in out and f"path: {other}\n" in out
+
+
+def test_a_data_axis_of_the_digits_demo_alone_is_the_demo(tmp_path, capsys):
+    """`--set data=none` (one value: the demo) keeps the demo's preset and hold-out."""
+    assert main(["sweep", "--set", "data=none", "--out", str(tmp_path / "sw"),
+                 "--print-config"]) == 0
+    assert "temperature: 0.2\n" in capsys.readouterr().out
+
+
 def test_a_flag_also_swept_is_refused(tmp_path, image_folder, capsys):
     code = main(["sweep", "--temperature", "0.3", "--set", "temperature=0.1,0.2", "--data",
                  str(image_folder), "--out", str(tmp_path / "sw"), "--eval", "none"])
