@@ -101,10 +101,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.eval != "none" and args.eval_layer != "h":
         _check_eval_layer(args.eval_layer, axes, Path(args.out).expanduser(), preset,
                           args.config, flags)
-    folders = bool(args.eval_train and args.eval_test)
+    folders = bool(args.eval_train and args.eval_test)  # (both or neither: _check_eval_flags)
     if args.eval != "none" and not folders and not digits:
         raise SimCLRError(f"--eval {args.eval} needs --eval-train and --eval-test (labeled "
                           "folders), or pass --eval none")
+    if args.eval != "none" and not folders:  # the demo's hold-out: in memory, never decoded
+        unused = [flag for flag, given in (("--eval-cache-dir", args.eval_cache_dir),
+                                           ("--eval-workers", args.workers_eval is not None))
+                  if given]
+        if unused:
+            raise SimCLRError(f"{', '.join(unused)}: unused when the cells are scored on the "
+                              "digits hold-out; drop it or give --eval-train and --eval-test")
     if args.print_config:  # each cell's resolved settings; no folder is read, nothing written
         _print_cell_configs(axes, Path(args.out).expanduser(), preset, args.config, flags)
         return 0
@@ -148,7 +155,8 @@ def _swept_data(axes: list[Any]) -> bool:
 
 def _check_eval_flags(args: argparse.Namespace) -> None:
     """The evaluations' flags, checked before the first cell trains: their device and
-    precision are usable here, and none is given with ``--eval none`` (it would be unused)."""
+    precision are usable here, none is given with ``--eval none`` (it would be unused),
+    and the evaluation folders are given both or neither."""
     if args.eval != "none":  # the evaluations' runtime
         from simclr.runtime import resolve_device, resolve_precision
 
@@ -164,6 +172,10 @@ def _check_eval_flags(args: argparse.Namespace) -> None:
     if args.eval == "none" and unused:  # silently unused, a forgotten --eval looks measured
         raise SimCLRError(f"{', '.join(unused)}: unused with --eval none; drop it or choose "
                           "--eval knn or linear")
+    if bool(args.eval_train) != bool(args.eval_test):  # (a digits sweep took its hold-out)
+        half, missing = ("--eval-train", "--eval-test")[::1 if args.eval_train else -1]
+        raise SimCLRError(f"{half} without {missing}: a cell's score needs both labeled "
+                          f"folders; give {missing} too")
     sgd = {"--eval-epochs": args.eval_epochs, "--eval-batch-size": args.eval_batch_size}
     if args.eval_protocol == "sgd" and args.eval != "linear":
         raise SimCLRError(f"--eval-protocol sgd: linear evaluation's; --eval is {args.eval} "

@@ -180,6 +180,51 @@ def test_a_data_axis_of_the_digits_demo_alone_is_the_demo(tmp_path, capsys):
     assert "temperature: 0.2\n" in capsys.readouterr().out
 
 
+# A digits sweep's cells trained in a second (should a check let them train at all)
+TINY_DIGITS = ["--width", "0.125", "--batch-size", "32", "--max-steps", "1", "--precision",
+               "fp32", "--device", "cpu", "--no-progress", "--workers", "0",
+               "--eval-device", "cpu"]
+
+
+@pytest.mark.parametrize("data", ["digits", "folder"])
+@pytest.mark.parametrize("half", ["--eval-train", "--eval-test"])
+def test_one_evaluation_folder_alone_is_refused(tmp_path, image_folder, capsys, data, half):
+    """A digits sweep given --eval-train alone scored its cells on the digits hold-out,
+    the folder silently unused; one folder alone is refused whatever the data."""
+    other = "--eval-test" if half == "--eval-train" else "--eval-train"
+    code = main(["sweep", "--set", "temperature=0.2,0.5", *TINY_DIGITS, half,
+                 str(image_folder),
+                 *(["--data", str(image_folder)] if data == "folder" else []),
+                 "--out", str(tmp_path / "sw")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{half} without {other}: " in err and f"give {other} too" in err
+    assert not (tmp_path / "sw").exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--eval-cache-dir", "cache"),
+                                         ("--eval-workers", "2")])
+def test_eval_folder_flags_unused_by_the_digits_hold_out_are_refused(tmp_path, capsys, flag,
+                                                                     value):
+    """The digits demo's hold-out is in memory: no folder decoded, nothing cached."""
+    code = main(["sweep", "--set", "temperature=0.2,0.5", *TINY_DIGITS, flag, value,
+                 "--out", str(tmp_path / "sw")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{flag}: unused when the cells are scored on the digits hold-out" in err
+    assert not (tmp_path / "sw").exists()
+
+
+def test_a_digits_sweep_given_both_folders_is_scored_on_them(tmp_path, image_folder):
+    """The demo's encoders scored on the folders asked for, as `simclr knn` would."""
+    assert main(["sweep", "--set", "temperature=0.2", *TINY_DIGITS,
+                 "--eval-train", str(image_folder), "--eval-test", str(image_folder),
+                 "--eval-cache-dir", str(tmp_path / "cache"), "--eval-workers", "0",
+                 "--out", str(tmp_path / "sw")]) == 0
+    knn = json.loads((tmp_path / "sw/temperature=0.2/knn.json").read_text())
+    assert knn["evaluated_on"]["test"] == str(image_folder) and knn["num_test"] == 24
+
+
 def test_a_flag_also_swept_is_refused(tmp_path, image_folder, capsys):
     code = main(["sweep", "--temperature", "0.3", "--set", "temperature=0.1,0.2", "--data",
                  str(image_folder), "--out", str(tmp_path / "sw"), "--eval", "none"])
