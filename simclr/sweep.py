@@ -446,6 +446,7 @@ def run_sweep(
     axes: list[Axis], out: str | Path, *, preset: str | None, config: str | None,
     flags: dict[str, Any], evaluate: Any, processes: int | None = None,
     scores: str | None = None, recorded: Any = None,
+    evaluated_on: dict[str, str] | None = None,
 ) -> tuple[list[Cell], str]:
     """Run every cell; ``evaluate(run_dir) -> dict`` scores a finished one (None: skip).
     ``processes``: each cell trained by that many processes (``--processes``).
@@ -454,6 +455,9 @@ def run_sweep(
     as ``sweep.previous-K.*`` rather than rewritten without them.
     ``recorded(run_dir) -> dict``: a finished cell's scores on record, shown in the table
     written before the first cell runs (nothing computed).
+    ``evaluated_on``: what ``evaluate`` scores on (protocol, folders; None: unknown),
+    recorded in each scored row of sweep.json; an earlier summary scored otherwise is
+    kept as ``sweep.previous-K.*`` too, its top-1 columns being of the same names.
 
     Returns the cells (with their results) and the markdown table, also written to
     ``out/sweep.md``, ``out/sweep.csv`` and ``out/sweep.json``. Stops early, leaving the
@@ -498,33 +502,35 @@ def run_sweep(
     try:
         for note in reused:
             print(note, file=sys.stderr)
+        evaluated_on = None if evaluate is None else evaluated_on
         _keep_other_grid(root, {c.name for c in cells},
-                         "" if evaluate is None else scores)
+                         "" if evaluate is None else scores, evaluated_on)
         return _run_cells(root, axes, cells, configs, evaluate, processes,
-                          None if evaluate is None else recorded)
+                          None if evaluate is None else recorded, evaluated_on)
     finally:
         if held is not None:
             held.close()
 
 
 def _run_cells(root: Path, axes: list[Axis], cells: list[Cell], configs: list[Config],
-               evaluate: Any, processes: int | None,
-               recorded: Any = None) -> tuple[list[Cell], str]:
+               evaluate: Any, processes: int | None, recorded: Any = None,
+               evaluated_on: dict[str, str] | None = None) -> tuple[list[Cell], str]:
     """Train (or reuse) and score each cell in turn, the summary rewritten after each;
     a preempted cell ends the sweep (the same command continues it)."""
     _fill_on_record(cells, recorded)
-    table = _write_summary(root, axes, cells)  # the plan: cells not done yet pending
+    # (the plan: cells not done yet pending)
+    table = _write_summary(root, axes, cells, evaluated_on)
     for k, (cell, cfg) in enumerate(zip(cells, configs, strict=True)):
         print(f"sweep cell {k + 1}/{len(cells)}: {printable(cell.name)}", flush=True)
         try:
             summary = _pretrain(cfg, cell.run_dir, cell.name, processes)
         except KeyboardInterrupt:  # a second Ctrl-C: the files say so, not 'pending'
             cell.result = {"status": "interrupted"}
-            _write_summary(root, axes, cells)
+            _write_summary(root, axes, cells, evaluated_on)
             raise
         except SimCLRError:  # (said by the command): the files say so, not 'pending'
             cell.result = {"status": "failed"}
-            _write_summary(root, axes, cells)
+            _write_summary(root, axes, cells, evaluated_on)
             raise
         cell.result = _trained(summary)
         # Stopped at its last step: finished, as its summary and `simclr info` say, but
@@ -537,9 +543,10 @@ def _run_cells(root: Path, axes: list[Axis], cells: list[Cell], configs: list[Co
             try:
                 _score(cell, evaluate)
             except (KeyboardInterrupt, SimCLRError):  # recorded by _score
-                _write_summary(root, axes, cells)
+                _write_summary(root, axes, cells, evaluated_on)
                 raise
-        table = _write_summary(root, axes, cells)  # a long sweep's table as it grows
+        # (a long sweep's table as it grows)
+        table = _write_summary(root, axes, cells, evaluated_on)
         if cell.result["status"] == "preempted" or cell.stopped_by:  # (its training or
             break  # evaluation, or at its end): rerun the command to go on
     return cells, table
@@ -624,23 +631,40 @@ def cell_configs(axes: list[Axis], root: Path, preset: str | None, config: str |
     return cells, configs
 
 
-def _write_summary(root: Path, axes: list[Axis], cells: list[Cell]) -> str:
+def _write_summary(root: Path, axes: list[Axis], cells: list[Cell],
+                   evaluated_on: dict[str, str] | None = None) -> str:
     """``root/sweep.md`` (the table, returned), ``root/sweep.csv`` (the same, for
-    plotting) and ``root/sweep.json`` (a row per cell); cells not run yet are 'pending'."""
+    plotting) and ``root/sweep.json`` (a row per cell); cells not run yet are 'pending'.
+    A scored row of sweep.json records ``evaluated_on``, what scored it, when known."""
     table = render(axes, cells)
     written(root / "sweep.md", lambda tmp: tmp.write_text(table + "\n", encoding="utf-8"))
     text = csv_text(axes, cells)
     written(root / "sweep.csv", lambda tmp: tmp.write_text(text, encoding="utf-8"))
     rows = [{"cell": c.name, **c.labels, "settings": c.values, **result_of(c)} for c in cells]
+    if evaluated_on is not None:
+        rows = [{**row, EVALUATED_ON: evaluated_on} if _top1_columns([row]) else row
+                for row in rows]
     write_json(root / "sweep.json", rows)
     return table
 
 
-def _keep_other_grid(root: Path, names: set[str], scores: str | None) -> None:
-    """An earlier summary in ``root`` of another grid (a sweep rerun with other axes), or
+# The key of a scored row of sweep.json that says which evaluation scored it
+EVALUATED_ON = "evaluated_on"
+
+
+def _top1_columns(rows: list[dict[str, Any]]) -> set[str]:
+    """The score columns (knn_top1, linear_z_top1...) of summary rows."""
+    return {key for row in rows for key in row if key.endswith("_top1")}
+
+
+def _keep_other_grid(root: Path, names: set[str], scores: str | None,
+                     evaluated_on: dict[str, str] | None = None) -> None:
+    """An earlier summary in ``root`` of another grid (a sweep rerun with other axes),
     with top-1 columns this sweep will not write (a rerun with ``--eval none``, or with
-    the other protocol; ``scores``: this one's, '' for none, None: unknown) is kept as
-    ``sweep.previous-K.*`` rather than overwritten; its cells' runs stay too."""
+    the other protocol; ``scores``: this one's, '' for none, None: unknown), or scored by
+    another evaluation than ``evaluated_on`` (other folders or SGD protocol: the same
+    columns, other numbers; None: unknown) is kept as ``sweep.previous-K.*`` rather
+    than overwritten; its cells' runs stay too."""
     try:
         rows = json.loads((root / "sweep.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
@@ -649,13 +673,38 @@ def _keep_other_grid(root: Path, names: set[str], scores: str | None) -> None:
     rows = [row for row in rows if isinstance(row, dict) and
             isinstance(row.get("cell"), str)] if isinstance(rows, list) else []
     earlier = {row["cell"] for row in rows}
-    columns = {key for row in rows for key in row if key.endswith("_top1")}
+    columns = _top1_columns(rows)
     lost = sorted(c for c in columns if scores is not None and
                   not (scores and c.startswith(f"{scores}_")))
-    if earlier <= names and not lost:
+    other = None if lost else _other_evaluation(rows, evaluated_on)
+    if earlier <= names and not lost and other is None:
         return
     kept = set_aside(root, SUMMARY_FILES)
-    why = (f"cells {', '.join(sorted(earlier - names))} not in this grid"
-           if not earlier <= names else f"{', '.join(lost)} not scored by this sweep")
+    if not earlier <= names:
+        why = f"cells {', '.join(sorted(earlier - names))} not in this grid"
+    else:
+        why = f"{', '.join(lost)} not scored by this sweep" if lost else str(other)
     # (the names a received summary holds: printed escaped)
     print(f"sweep: the earlier summary ({printable(why)}) is kept as {kept}", file=sys.stderr)
+
+
+def _other_evaluation(rows: list[dict[str, Any]],
+                      evaluated_on: dict[str, str] | None) -> str | None:
+    """Why the scored ``rows`` of an earlier summary were scored by another evaluation
+    than ``evaluated_on`` (None: the same, or this one unknown): the first setting that
+    differs, or a row that does not record it (written before rows recorded it)."""
+    if evaluated_on is None:
+        return None
+    for row in rows:
+        columns = ", ".join(sorted(_top1_columns([row])))
+        if not columns:  # (pending, diverged, or not evaluated: nothing scored)
+            continue
+        then = row.get(EVALUATED_ON)
+        if not isinstance(then, dict):
+            return f"{columns} scored by an evaluation it does not record"
+        for key in [*evaluated_on, *(k for k in then if k not in evaluated_on)]:
+            if then.get(key) != evaluated_on.get(key):  # (none: not part of that one)
+                was, now = (repr(v) if v is not None else "none"
+                            for v in (then.get(key), evaluated_on.get(key)))
+                return f"{columns} scored by another evaluation: {key} {was}, not {now}"
+    return None

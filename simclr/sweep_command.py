@@ -136,7 +136,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                              flags=flags,  # (--out is not a config flag here)
                              evaluate=None if args.eval == "none" else evaluate,
                              processes=args.cell_processes, scores=args.eval,
-                             recorded=recorded)
+                             recorded=recorded,
+                             # (the rows record it: a rerun scored otherwise keeps them)
+                             evaluated_on={"scores": args.eval, **wanted})
     print(table)
     if any(c.result.get("status") == "preempted" or c.stopped_by for c in cells):
         from simclr.train import EXIT_PREEMPTED

@@ -655,6 +655,45 @@ def test_a_rerun_that_scores_less_keeps_the_earlier_summary(tmp_path, image_fold
     assert "linear_top1" in (out / "sweep.previous-2.json").read_text()  # the other protocol
 
 
+def test_a_rerun_scored_by_another_evaluation_keeps_the_earlier_summary(
+        tmp_path, image_folder, cache_dir, capsys):
+    """A rerun with only --eval-protocol or the evaluation folders changed rewrote the
+    summary's top-1 columns, same names, other meaning: its rows now record what scored
+    them, and a summary scored by another evaluation is kept as sweep.previous-K."""
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, max_steps=1)
+    flags.pop("out")
+    out, axes = tmp_path / "sw", [parse_axis("seed=0")]
+    lbfgs = {"scores": "linear", "train": "/a/train", "test": "/a/test"}
+    sgd = {**lbfgs, "protocol": "sgd", "epochs": "90", "batch_size": "256"}
+
+    def sweep(evaluated_on, top1=0.5):
+        run_sweep(axes, out, preset=None, config=None, flags=flags,
+                  evaluate=lambda run_dir: {"linear_top1": top1}, scores="linear",
+                  evaluated_on=evaluated_on)
+        return json.loads((out / "sweep.json").read_text())
+
+    assert sweep(lbfgs)[0]["evaluated_on"] == lbfgs
+    first = (out / "sweep.json").read_text()
+    sweep(lbfgs)  # the same evaluation: rewritten
+    assert not (out / "sweep.previous-1.json").exists()
+    capsys.readouterr()
+    assert sweep(sgd, 0.3)[0]["evaluated_on"] == sgd
+    assert (out / "sweep.previous-1.json").read_text() == first
+    err = capsys.readouterr().err
+    assert ("the earlier summary (linear_top1 scored by another evaluation: protocol none, "
+            "not 'sgd')") in err
+    assert "is kept as sweep.previous-1.json" in err
+    sweep({**sgd, "test": "/b/test"})
+    assert "test '/a/test', not '/b/test'" in capsys.readouterr().err
+    assert (out / "sweep.previous-2.json").exists()
+    rows = json.loads((out / "sweep.json").read_text())
+    del rows[0]["evaluated_on"]  # a summary written before rows recorded it
+    (out / "sweep.json").write_text(json.dumps(rows))
+    sweep({**sgd, "test": "/b/test"})
+    assert "linear_top1 scored by an evaluation it does not record" in capsys.readouterr().err
+    assert (out / "sweep.previous-3.json").exists()
+
+
 def test_a_runs_folder_is_refused_as_a_sweeps_out(tmp_path, image_folder, cache_dir):
     flags = tiny_flags(image_folder, tmp_path / "run", cache_dir, max_steps=1)
     run_sweep([parse_axis("seed=0")], tmp_path / "sw", preset=None, config=None,

@@ -101,6 +101,11 @@ def test_a_cached_evaluation_is_reused_only_on_the_same_folders(tmp_path, image_
     capsys.readouterr()
     second = sweep(image_folder, other)  # evaluated again, the earlier result kept
     assert second["num_test"] == 6 and second["evaluated_on"]["test"] == str(other)
+    # and the earlier table too (it was overwritten: knn_top1 of another test set)
+    rows = [json.loads((tmp_path / f"sw/sweep{k}.json").read_text())[0]
+            for k in ("", ".previous-1")]
+    assert [row["evaluated_on"] for row in rows] == [{"scores": "knn", **second[
+        "evaluated_on"]}, {"scores": "knn", **first["evaluated_on"]}]
     cell = tmp_path / "sw/temperature=0.5"
     assert json.loads((cell / "knn.previous-1.json").read_text()) == first
     assert (cell / "knn_confusion.previous-1.png").is_file()
