@@ -67,7 +67,8 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
     # (--workers-eval: its earlier name)
     p.add_argument("--eval-workers", "--workers-eval", type=count_at_least(0, MAX_WORKERS),
                    default=None, dest="workers_eval", metavar="N",
-                   help="decoding processes of the evaluations (default: from the CPU count)")
+                   help="decoding processes of the evaluations (default: each process's "
+                        "share of the usable CPU cores, at most 8)")
     p.add_argument("--eval-cache-dir", default=None,
                    help="decoded caches of the evaluation folders (default: --cache-dir)")
     add_processes_flag(p, dest="cell_processes", what="train each cell")
