@@ -53,6 +53,7 @@ from simclr.features import close_workers, encoded_batches, iter_batches, source
 from simclr.files import lock_folder, set_aside, taken
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.optim import gradients_finite
+from simclr.plan import epoch_steps
 from simclr.results import Ranked, log, prepare_dir, rank_rows, top1_hits
 from simclr.runtime import SaveSchedule, StopFlag, autocast, command_line
 
@@ -115,8 +116,9 @@ def augmented_batches(
 
 def total_steps(epochs: float, images: int, batch: int) -> int:
     """A classifier training's length: ``epochs`` (fractions allowed) of full batches,
-    rounded up and at least one step, as pretraining counts (plan.plan_schedule)."""
-    return max(1, math.ceil(epochs * (images // batch)))
+    rounded up and at least one step, as pretraining counts (plan.epoch_steps: the
+    epochs as written, 1.1 x 100 is 110, not the float product's 111)."""
+    return epoch_steps(epochs, images // batch)
 
 
 def nesterov_sgd(params: Any, lr: float, batch: int, momentum: float) -> torch.optim.SGD:

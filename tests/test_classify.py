@@ -441,6 +441,9 @@ def test_total_steps_rounds_a_fraction_of_an_epoch_up():
 
     assert total_steps(0.3, 100, 8) == 4 and total_steps(2.5, 10, 4) == 5
     assert total_steps(30, 100, 8) == 360 and total_steps(0.01, 10, 4) == 1
+    # the epochs as written, not their float product (1.1 x 100 = 110.00000000000001:
+    # 111 steps before)
+    assert total_steps(1.1, 12800, 128) == 110 and total_steps(2.2, 200, 8) == 55
 
 
 def folder_source(tmp_path, cache="off", workers=1):

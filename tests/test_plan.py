@@ -219,6 +219,18 @@ def test_epochs_are_whole_batches_rounded_up_and_max_steps_only_caps_them():
     assert plan_schedule(cfg, 24).total_steps == 30
 
 
+def test_epochs_are_counted_as_written_not_as_their_float_product():
+    """1.1 epochs of 390 steps are 429 steps: the float product 429.00000000000006 was
+    rounded up to 430 (a step more than asked); the epochs are now multiplied as
+    written (a Fraction of their decimal)."""
+    cfg = build_config(flags={"batch_size": 128, "epochs": 1.1})
+    assert plan_schedule(cfg, 390 * 128).total_steps == 429
+    cfg.epochs = 2.2  # (2.2 x 25 = 55.00000000000001)
+    assert plan_schedule(cfg, 25 * 128).total_steps == 55
+    cfg.epochs = 1.15  # (a fraction of a step still runs that step: 4.6 -> 5)
+    assert plan_schedule(cfg, 4 * 128).total_steps == 5
+
+
 def test_a_replan_at_the_end_of_the_warmup_may_lengthen_the_run():
     """At the step the warm-up ends the lr is the peak whatever the length (the cosine
     starts there), so a re-plan there lengthens the run as far as the budget allows: 5
