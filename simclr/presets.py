@@ -20,7 +20,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # photos' own resolution (the official code crops the decoded file): pictures stored
     # at 384 px, near ImageNet's typical short side (500x375), where the automatic
     # 1.15 x 224 = 258 px would resample a small crop from about 2/3 of the pixels a
-    # crop of the file has.
+    # crop of the file has. (For its 224-px views: another --image-size stores at the
+    # automatic side, as an eval_size is dropped: settings.build_config.)
     "imagenet": {
         "model": {"arch": "resnet50", "width": 1.0, "head_batch_norm": True},
         "augment": {"size": 224, "color_strength": 1.0, "blur": True,

@@ -591,18 +591,16 @@ def build_config(
                                                and "model.arch" not in flagged)
     if cfg.model.arch not in ARCHS and not width_given:
         cfg.model.width = 1.0
-    # Likewise a preset's or a file's evaluation side is for its own views: another
-    # --image-size given at a later layer (a flag, a sweep's cell) without --eval-size
-    # evaluates at the views' side (cifar10-cpu's 32 is for its 24-px views, not for
-    # 96-px photos); the same side given again keeps it.
+    # Likewise a preset's or a file's evaluation and stored sides are for its own views:
+    # another --image-size given at a later layer (a flag, a sweep's cell) without
+    # --eval-size / --load-size evaluates at the views' side and stores at the automatic
+    # one (cifar10-cpu's 32 is for its 24-px views, not for 96-px photos; imagenet's 384
+    # stored CIFAR's 32-px pictures upscaled 12 times for 32-px views); the same side
+    # given again keeps them.
     layers = [flagged, filed_paths, _paths_of(PRESETS[preset]) if preset is not None else set()]
-    given = [next((i for i, paths in enumerate(layers) if path in paths), len(layers))
-             for path in ("augment.size", "augment.eval_size")]
     sides.insert(0, cfg.augment.size)  # sides[i]: after layer i (3: the defaults)
-    side = cfg.augment.eval_size  # (a value no run may have stays, to be refused below)
-    if given[0] < given[1] and cfg.augment.size != sides[given[1]] \
-            and isinstance(side, int) and MIN_SIZE <= side <= MAX_SIDE:  # (lower: later)
-        cfg.augment.eval_size = None
+    _drop_for_other_views(cfg, layers, sides, "augment.eval_size", MIN_SIZE)
+    _drop_for_other_views(cfg, layers, sides, "data.load_size", 1)
     # An unset lr is the paper's base for the scaling rule chosen (0.075 for sqrt): said
     # explicitly in the resolved config, so config.yaml and --print-config show it.
     cfg.optim.lr = cfg.optim.base_lr()
@@ -628,6 +626,22 @@ def build_config(
     refuse_inert(cfg, set(flags or {}) - set(inert_ok))
     absolute_paths(cfg)
     return cfg
+
+
+def _drop_for_other_views(cfg: Config, layers: list[set[str]], sides: list[int], path: str,
+                          least: int) -> None:
+    """Unset the side at ``path`` (``augment.eval_size``, ``data.load_size``) when the
+    views' side was given at a later layer than it (``layers``: flags, file, preset;
+    lower is later) and differs from the views' side of the layer that gave it
+    (``sides[i]``: after layer i). A value no run may have (outside ``least`` ..
+    MAX_SIDE) stays, to be refused by validation rather than dropped unsaid."""
+    given = [next((i for i, paths in enumerate(layers) if p in paths), len(layers))
+             for p in ("augment.size", path)]
+    section, name = path.split(".")
+    side = getattr(getattr(cfg, section), name)
+    if given[0] < given[1] and cfg.augment.size != sides[given[1]] \
+            and isinstance(side, int) and least <= side <= MAX_SIDE:
+        setattr(getattr(cfg, section), name, None)
 
 
 def apply_resume_flags(cfg: Config, flags: dict[str, Any], allowed: AbstractSet[str],

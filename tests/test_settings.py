@@ -97,6 +97,32 @@ def test_a_presets_eval_size_is_for_its_own_views(tmp_path):
     assert build_config(config_file=str(saved)).augment.eval_size == 32
 
 
+def test_a_presets_stored_side_is_for_its_own_views(tmp_path):
+    """imagenet stores its photos at 384 px for its 224-px views; another --image-size
+    given later drops it, as the preset's eval_size (the automatic 1.15 x the views'
+    side): kept, CIFAR's 32-px pictures were stored upscaled to 384 for 32-px views (a
+    cache 144 times as large). A --load-size given with it, or the same side again,
+    holds."""
+    def stored(flags=None, config_file=None):
+        cfg = build_config("imagenet", config_file, {"data.path": str(tmp_path), **(flags or {})})
+        return cfg.augment.size, cfg.data.load_size
+
+    assert stored() == (224, 384)
+    assert stored({"augment.size": 32}) == (32, None)
+    assert stored({"augment.size": 512}) == (512, None)  # (not refused as below the views)
+    assert stored({"augment.size": 224}) == (224, 384)
+    assert stored({"augment.size": 160, "data.load_size": 200}) == (160, 200)
+    assert stored({"data.load_size": 256}) == (224, 256)
+    size_only = tmp_path / "size.yaml"
+    size_only.write_text("augment:\n  size: 96\n")
+    assert stored(config_file=str(size_only)) == (96, None)
+    saved = tmp_path / "saved.yaml"  # a run's own config.yaml: both, as it ran
+    save_yaml(build_config("imagenet").to_dict(), saved)
+    assert build_config(config_file=str(saved)).data.load_size == 384
+    assert build_config(config_file=str(saved),
+                        flags={"augment.size": 64}).data.load_size is None
+
+
 def test_round_trip_through_dict():
     cfg = build_config("cifar10", flags={"augment.crop_scale": "0.2,1"})
     again = config_from_dict(cfg.to_dict())

@@ -138,10 +138,13 @@ def test_a_stored_config_is_held_to_validity_but_not_to_a_new_runs_scale():
 
 def test_a_presets_value_refused_for_a_new_run_names_the_preset():
     with pytest.raises(SimCLRError) as info:
-        build_config(preset="imagenet", flags={"augment.size": 448})
+        build_config(preset="cifar10-cpu", flags={"model.arch": "vit_b_16"})
     assert str(info.value) == (
-        "--load-size must be at least the view's side (--image-size 448), got 384: every "
-        "crop would be upscaled from it (set by --preset imagenet; give --load-size)")
+        "--image-size 24: vit_b_16 cuts images into 16-px patches; give a multiple of 16 "
+        "(set by --preset cifar10-cpu; give --image-size)")
+    # (imagenet's --load-size 384 is for its 224-px views: another --image-size drops it,
+    # where it was refused below 448 px, settings.build_config)
+    assert build_config(preset="imagenet", flags={"augment.size": 448}).data.load_size is None
     assert build_config(preset="imagenet", flags={  # (a folder: --load-size acts on one)
         "augment.size": 448, "data.load_size": 512, "data.path": "photos"}).data.load_size == 512
 
