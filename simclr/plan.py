@@ -76,6 +76,10 @@ def epoch_steps(epochs: float, steps_per_epoch: int) -> int:
 # a short budget's warm-up follows its real length rather than the epochs' first guess
 # (re-plans come often while the run is young: see refit_to_budget).
 FIRST_REFIT = 3
+# Steps: the shortest first guess of a budget without warm-up, whose cosine is then at
+# 99.99% of the peak at the first re-plan (a 4-step guess was at 15%, and a re-plan may
+# not raise the lr again: _without_raising_lr).
+NO_RAMP_GUESS = 400
 
 
 def plan_schedule(cfg: Config, num_images: int, total_steps: int | None = None) -> Plan:
@@ -100,8 +104,14 @@ def plan_schedule(cfg: Config, num_images: int, total_steps: int | None = None) 
         # gently, but lengthens it no further than keeps the last step's lr
         # (_refit_warmup); from a 4-step guess's 50% at step 2, a 40-step ramp fell to
         # 7.5% at step 3, then rose again.
-        epochs = cfg.optim.warmup_epochs if cfg.optim.warmup_fraction is None else \
-            OptimConfig.warmup_epochs
+        # No warm-up asked (--warmup-epochs 0, --warmup-fraction 0): none, as with
+        # --epochs or --max-steps; the lr starts at the peak, on a guess long enough that
+        # it is still near it at the first re-plan (a re-plan shortens it at once).
+        o = cfg.optim
+        if (o.warmup_epochs if o.warmup_fraction is None else o.warmup_fraction) == 0:
+            return Plan(steps_per_epoch, max(total_steps, NO_RAMP_GUESS), 0,
+                        cfg.time_budget, num_images)
+        epochs = o.warmup_epochs if o.warmup_fraction is None else OptimConfig.warmup_epochs
         warmup = max(warmup, round(epochs * steps_per_epoch), FIRST_REFIT + 1)
         total_steps = max(total_steps, warmup + 1)
     return Plan(steps_per_epoch, total_steps, warmup, cfg.time_budget, num_images)

@@ -10,6 +10,7 @@ import torch
 from simclr.errors import SimCLRError
 from simclr.plan import (
     FIRST_REFIT,
+    NO_RAMP_GUESS,
     check_batch_fits,
     plan_schedule,
     refit_to_budget,
@@ -26,7 +27,8 @@ def test_a_time_budget_sets_the_length_whatever_the_epochs():
     (a guess of 4 steps without warm-up had decayed to half the peak by step 3, and a
     re-plan may not raise it again). Its ramp is the longest the budget's could be (10
     epochs of 3 steps): a re-plan shortens a ramp under way, never lengthens it past the
-    last step's lr; without warm-up epochs, a ramp to the first re-plan."""
+    last step's lr. Without warm-up (--warmup-epochs 0) none: a guess of NO_RAMP_GUESS
+    steps, near the peak at the first re-plan (before, a ramp to the first re-plan)."""
     cfg = build_config(flags={"batch_size": 8, "epochs": 1})
     assert plan_schedule(cfg, 24).total_steps == 3
     cfg.time_budget = 4.0
@@ -34,7 +36,7 @@ def test_a_time_budget_sets_the_length_whatever_the_epochs():
     assert (plan.total_steps, plan.warmup_steps) == (31, 30)
     cfg.optim.warmup_epochs = 0
     plan = plan_schedule(cfg, 24)
-    assert (plan.total_steps, plan.warmup_steps) == (FIRST_REFIT + 2, FIRST_REFIT + 1)
+    assert (plan.total_steps, plan.warmup_steps) == (NO_RAMP_GUESS, 0)
     cfg.max_steps = 2  # a cap stays a cap
     assert plan_schedule(cfg, 24).total_steps == 2
 
@@ -359,3 +361,27 @@ def test_a_budgets_lr_rises_through_the_warmup_and_falls_after_it_whatever_the_g
     # run early rather than raise the lr after its peak)
     assert budget - max(seconds_per_step, 0.05 * budget) <= len(lrs) * seconds_per_step \
         < budget + seconds_per_step
+
+
+@pytest.mark.parametrize("no_ramp", [{"optim.warmup_epochs": 0},
+                                     {"optim.warmup_fraction": 0}])
+@pytest.mark.parametrize("epochs", [0.25, 1, 100])  # first guesses of 1 to 400 steps
+@pytest.mark.parametrize("budget, seconds_per_step", [(1.0, 0.1), (3.0, 0.01), (30.0, 0.01)])
+def test_a_budget_asked_for_no_warmup_starts_at_the_peak_and_only_decays(
+        no_ramp, epochs, budget, seconds_per_step):
+    """--warmup-epochs 0 / --warmup-fraction 0 under --time-budget: no ramp, as with
+    --max-steps or --epochs. Before, the first guess forced a ramp of FIRST_REFIT + 1
+    steps (lr 0, 25%, 50%, 75% of the peak) or, for a fraction, of 10 epochs (a 7-step
+    ramp). The guess is long enough that the lr is still near its peak at the first
+    re-plan (which may not raise it again), then it decays to the deadline."""
+    cfg = build_config(flags={"batch_size": 16, "epochs": epochs, "time_budget": budget,
+                              **no_ramp})
+    assert plan_schedule(cfg, 72).warmup_steps == 0
+    lrs = _budget_lrs(cfg, 72, lambda step: seconds_per_step)  # 4 steps per epoch
+    assert lrs[0] == 1.0 and min(lrs[:FIRST_REFIT]) > 0.99, lrs[:FIRST_REFIT + 1]
+    assert all(later <= before for before, later in zip(lrs, lrs[1:], strict=False)), \
+        [f"{lr:.3g}" for lr in lrs[:12]]
+    assert budget - max(seconds_per_step, 0.05 * budget) <= len(lrs) * seconds_per_step \
+        < budget + seconds_per_step
+    if len(lrs) > 20:  # (the cosine reaches its end at the deadline, or near it)
+        assert lrs[-1] < 0.05
