@@ -2,6 +2,12 @@
 class-balanced draw of 1% or 10% of the labels (or K per class) from the seed, or the
 images a list names; written beside the run as paths relative to the folder, and
 fingerprinted so that a continued fine-tuning is known to train on the same images.
+
+The draw ranks each class's images by a keyed hash of their path in the folder (the
+seed the key), and takes the first of each: a class's pick depends on its own files
+alone (not on the other classes, nor on the files' positions in the listing), an image
+added or removed changes it by that image at most, and 1% sits inside 10% (a prefix of
+the same ranking).
 """
 
 from __future__ import annotations
@@ -28,16 +34,19 @@ SUBSET_FILE = "labeled_subset.txt"
 
 def class_balanced_subset(
     labels: np.ndarray, fraction: float | None = None, per_class: int | None = None,
-    seed: int = 0, classes: list[str] | None = None,
+    seed: int = 0, classes: list[str] | None = None, names: Sequence[str] | None = None,
 ) -> np.ndarray:
     """Indices of a class-balanced labeled subset (sorted int64 array).
 
     Exactly ``per_class`` images of every class, or ``fraction * N / C`` (halves rounded
     up, at least 1) with N labeled images and C classes. Images with label -1 are never
-    chosen. Class c's images are a prefix of a permutation drawn from ``[seed, c]``, so
-    the choice is deterministic, a class's pick does not depend on the other classes,
-    and for one seed smaller subsets are contained in larger ones (1% inside 10%).
-    A class with too few images is an error.
+    chosen. Each class takes the first of its images ranked by :func:`rank_keys` of
+    ``names`` (N,: each image's path relative to the folder, ``class/file.jpg``; None:
+    sources without files, named by class and index), so the choice is deterministic, a
+    class's pick depends on its own images alone (before, a permutation drawn from
+    ``[seed, class index]`` over the class's positions: a class sorting first, or one
+    image more, re-drew them), and for one seed smaller subsets are contained in larger
+    ones (1% inside 10%). A class with too few images is an error.
     """
     labels = np.asarray(labels, dtype=np.int64)
     if (fraction is None) == (per_class is None):
@@ -55,12 +64,24 @@ def class_balanced_subset(
         k = int(per_class)  # type: ignore[arg-type]
     chosen = []
     for c, members in zip(present, class_members(labels, present), strict=True):
+        name = classes[c] if classes is not None and c < len(classes) else str(c)
         if len(members) < k:
-            name = classes[c] if classes is not None and c < len(classes) else str(c)
             raise SimCLRError(f"class {name!r} has {len(members)} images, fewer than the {k} "
                               "per class asked for (lower --label-fraction/--labels-per-class)")
-        chosen.append(np.random.default_rng([seed, int(c)]).permutation(members)[:k])
-    return np.sort(np.concatenate(chosen))
+        keys = rank_keys([names[i] for i in members] if names is not None else
+                         [f"{name}/#{i}" for i in members], seed)
+        chosen.append(members[sorted(range(len(members)), key=keys.__getitem__)[:k]])
+    return np.sort(np.concatenate(chosen).astype(np.int64))
+
+
+def rank_keys(names: Sequence[str], seed: int) -> list[tuple[bytes, str]]:
+    """The draw's order of the images ``names`` (each its path relative to the folder,
+    which begins with its class): a keyed BLAKE2b hash of the name, the seed its key
+    (then the name, should two hashes meet). A pure function of the seed and the image's
+    own name: no other file moves it."""
+    key = str(int(seed)).encode()
+    return [(hashlib.blake2b(os.fsencode(n), digest_size=16, key=key).digest(), n)
+            for n in names]
 
 
 def subset_from_list(source: Any, path: str | Path,
@@ -197,4 +218,19 @@ def labeled_subset(train: Any, subset_file: str | Path | None, label_fraction: f
         return np.arange(len(train.labels))
     labels = np.asarray(train.labels, dtype=np.int64)
     return class_balanced_subset(labels, label_fraction, labels_per_class, seed,
-                                 list(train.classes))
+                                 list(train.classes), folder_names(train))
+
+
+def folder_names(source: Any) -> list[str] | None:
+    """Each image's path relative to ``source``'s folder (POSIX separators, as
+    ``labeled_subset.txt`` lists them: the same for a folder's listing and for its
+    source, cached or not); None for a source without files (an array's)."""
+    paths = list(getattr(source, "paths", []) or [])
+    if not paths:
+        return None
+    root = _root(source)
+    prefix = os.path.join(str(root), "") if root is not None else None
+    # (a listing's paths are the folder's own followed by the names below it: cut off
+    # it, as folders.ImageList.relative_paths does; abspath per file took seconds)
+    return [Path(p[len(prefix):]).as_posix() if prefix and p.startswith(prefix)
+            else _relative(p, root) for p in paths]

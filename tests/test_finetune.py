@@ -22,7 +22,7 @@ from simclr.finetune import default_epochs, run_finetune
 from simclr.models import Classifier, build_model
 from simclr.pretrained import encoder_from_checkpoint, predict_folder
 from simclr.results import accuracy_summary
-from simclr.subsets import class_balanced_subset, subset_from_list
+from simclr.subsets import labeled_subset, subset_from_list
 from tests.conftest import (
     check_ranked_test,
     first_conv_formats,
@@ -113,7 +113,7 @@ def test_finetune_end_to_end(tmp_path, folders):
     assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in before.items())
     assert result["num_labeled"] == 12 and result["label_fraction"] == 0.5
     assert result["steps"] == 4 and result["peak_lr"] == pytest.approx(0.05 * 6 / 256)
-    chosen = class_balanced_subset(train.labels, per_class=4, seed=1)
+    chosen = labeled_subset(train, None, None, 4, seed=1)
     listed = (tmp_path / "ft" / "labeled_subset.txt").read_text().splitlines()
     assert listed == [Path(os.path.relpath(train.paths[i], train.name)).as_posix()
                       for i in chosen]  # relative to the folder: it serves a copy too

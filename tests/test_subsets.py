@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -58,7 +61,11 @@ def test_subset_is_deterministic_nested_and_per_class_independent():
 def test_subsets_drawn_are_those_of_earlier_versions():
     """Pinned: a continued fine-tuning compares the subset's digest with the one its
     run recorded, so the draw must never change (here with unlabeled images, classes
-    without images and labels in no order)."""
+    without images and labels in no order), by file names and for sources without
+    files. (Changed once, on 2026-12-06, to the ranking by a keyed hash of each image's
+    name, whose pick no other class or file moves; a fine-tuning left unfinished
+    before is refused as of other settings: ``--subset RUN/labeled_subset.txt``, the
+    list it wrote first, continues it.)"""
     import hashlib
 
     labels = np.random.default_rng(11).choice(
@@ -67,8 +74,13 @@ def test_subsets_drawn_are_those_of_earlier_versions():
     def digest(indices):
         return hashlib.sha256(np.asarray(indices, np.int64).tobytes()).hexdigest()[:16]
 
-    assert digest(class_balanced_subset(labels, fraction=0.1, seed=7)) == "dea44b64c8b28bf0"
-    assert digest(class_balanced_subset(labels, per_class=5, seed=2)) == "189931d51cd949e3"
+    assert digest(class_balanced_subset(labels, fraction=0.1, seed=7)) == "e095dd1e9dc68a27"
+    assert digest(class_balanced_subset(labels, per_class=5, seed=2)) == "098df0afdc64402d"
+    names = [f"c{label}/{i:05d}.jpg" for i, label in enumerate(labels)]
+    assert digest(class_balanced_subset(labels, fraction=0.1, seed=7, names=names)) == \
+        "f0190992ec4f88f5"
+    assert digest(class_balanced_subset(labels, per_class=5, seed=2, names=names)) == \
+        "0dddbffd578f55fe"
 
 def test_subset_ignores_unlabeled_images_and_reports_errors():
     labels = np.array([0, 0, -1, 1, 1, -1, 1])
@@ -266,3 +278,53 @@ def test_a_listed_file_the_cache_cannot_decode_is_left_out_as_unreadable(tmp_pat
     listing.write_text("class_0/000.png\nclass_1/009.png\n")
     with pytest.raises(SimCLRError, match="1 of the listed images are not in the folder"):
         subset_from_list(source, listing)
+
+
+def _picked(root, cache="off", seed=0, per_class=3, tmp=None):
+    """The names (relative to ``root``) of a class-balanced draw from the folder."""
+    import os
+
+    from simclr.folders import scan_folder
+
+    source = scan_folder(root) if cache is None else open_source(
+        str(root), DataConfig(cache=cache, workers=0, cache_dir=str(tmp)), image_size=16)
+    idx = labeled_subset(source, None, None, per_class, seed)
+    return sorted(Path(os.path.relpath(source.paths[i], root)).as_posix() for i in idx)
+
+
+def test_a_classs_pick_depends_on_its_own_files_alone(tmp_path):
+    """Each class's images are ranked by a keyed hash of (seed, their path in the
+    folder), so its pick survives changes elsewhere. Before (a permutation drawn from
+    [seed, class index] over the class's positions): a class that sorts first re-drew
+    every class (their indices moved), and one image added to or removed from a class
+    re-drew all of that class."""
+    root = make_image_folder(tmp_path / "f", classes=3, per_class=12)
+    before = _picked(root, None)
+    assert _picked(root, None) == before and _picked(root, None, seed=1) != before
+    make_image_folder(tmp_path / "g", classes=1, per_class=12)  # a class "a" sorts first
+    (tmp_path / "g" / "class_0").rename(root / "a")
+    assert [p for p in _picked(root, None) if not p.startswith("a/")] == before
+    (root / "a" / "000.png").unlink()  # one image less in "a", one more in class_0
+    shutil.rmtree(root / "a")
+    kept = next(p for p in before if p.startswith("class_1/"))
+    dropped = next(f"class_1/{i:03d}.png" for i in range(12)
+                   if f"class_1/{i:03d}.png" not in before)
+    (root / dropped).unlink()  # not picked: nothing changes
+    assert _picked(root, None) == before
+    (root / kept).unlink()  # picked: the next in rank takes its place alone
+    after = _picked(root, None)
+    assert len(set(before) - set(after)) == 1 and set(before) - set(after) == {kept}
+    # 1% inside 10%: a prefix of the same ranking
+    assert set(_picked(root, None, per_class=1)) <= set(after)
+
+
+def test_an_unreadable_file_changes_its_class_pick_by_itself_alone(tmp_path):
+    """A cache leaves an unreadable file out of the source, which then ranks the other
+    images alone: the pick with --cache on is that with --cache off (where the file is
+    found unreadable as the training reads it) less the file, plus the next in rank."""
+    root = make_image_folder(tmp_path / "f", classes=2, per_class=12)
+    off = _picked(root, "off")
+    (root / off[0]).write_bytes(b"not a png")
+    assert _picked(root, "off") == off
+    on = _picked(root, "on", tmp=tmp_path / "cache")
+    assert set(off) - set(on) == {off[0]} and len(set(on) - set(off)) == 1
