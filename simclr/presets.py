@@ -34,13 +34,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # The official code's CIFAR-10 recipe (its README; about 91% linear): ResNet-18 with
     # the CIFAR stem, batch 512, lr 1.0 (linear), wd 1e-4, tau 0.5, s 0.5, no blur, the
-    # loss summed over both directions, its crop sampler and colour ops, and the head its
-    # run.py builds by default (num_proj_layers=3: SimCLRv2's three layers, BN in each).
+    # loss summed over both directions, its crop sampler and colour ops, the head its
+    # run.py builds by default (num_proj_layers=3: SimCLRv2's three layers, BN in each)
+    # and its ResNet's shortcuts (tf2/resnet.py's BlockGroup: use_projection=True in
+    # every stage's first block, the first stage's too: one 1x1 conv + BN more than
+    # torchvision's ResNet-18, so its encoder has no torchvision layout to export to).
     # (The paper's App. B.9 trains a ResNet-50 with the CIFAR stem instead:
     # `--arch resnet50`, 94.0%.)
     "cifar10": {
         "model": {"arch": "resnet18", "width": 1.0, "head_batch_norm": True,
-                  "head_layers": 3},
+                  "head_layers": 3, "projection_shortcuts": True},
         "augment": {"size": 32, "color_strength": 0.5, "blur": False,
                     "crop_sampler": "official", "color_ops": "official"},
         "loss": {"temperature": 0.5, "weight": 2.0},

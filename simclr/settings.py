@@ -591,6 +591,8 @@ def build_config(
                                                and "model.arch" not in flagged)
     if cfg.model.arch not in ARCHS and not width_given:
         cfg.model.width = 1.0
+    if cfg.model.arch not in ARCHS and "model.projection_shortcuts" not in flagged:
+        cfg.model.projection_shortcuts = False  # (a preset's ResNet's: torchvision's is as it is)
     # Likewise a preset's or a file's evaluation and stored sides are for its own views:
     # another --image-size given at a later layer (a flag, a sweep's cell) without
     # --eval-size / --load-size evaluates at the views' side and stores at the automatic

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
+from torch import nn
 
 from simclr.config import Config
+from simclr.models import build_model
 from simclr.presets import PRESETS
 from simclr.settings import build_config
 
@@ -42,6 +45,16 @@ def test_cifar_preset_is_the_official_recipe():
     # the head of the official run.py's defaults (num_proj_layers=3), which its README's
     # CIFAR-10 command keeps
     assert (cfg.model.head, cfg.model.head_layers, cfg.model.head_out_dim) == ("mlp", 3, 128)
+    # and its ResNet: tf2/resnet.py's BlockGroup projects the shortcut of every stage's
+    # first block (use_projection=True), the first stage's too, through the CIFAR stem
+    assert cfg.model.projection_shortcuts
+    model = build_model(cfg.model, cfg.augment.size)
+    assert model.encoder.cifar_stem and isinstance(model.encoder.layer1[0].shortcut[0],
+                                                   nn.Conv2d)
+    assert model(torch.randn(2, 3, 32, 32))[0].shape == (2, 512)
+    # (a torchvision network named on top is built as it is: not recorded as projecting)
+    assert not build_config("cifar10", flags={"model.arch": "convnext_tiny"}
+                            ).model.projection_shortcuts
 
 
 
