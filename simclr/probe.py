@@ -48,6 +48,7 @@ from simclr.features import (
 )
 from simclr.logistic import Standardizer
 from simclr.models import SimCLRModel
+from simclr.plan import epoch_steps
 from simclr.progress import Progress
 from simclr.results import log, topk_accuracy
 from simclr.runtime import autocast
@@ -150,7 +151,7 @@ def train_mlp_probe(
     torch.manual_seed(seed)
     mlp = nn.Sequential(nn.Linear(xtr.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, classes))
     opt = torch.optim.Adam(mlp.parameters(), lr=lr)
-    steps = max(1, math.ceil(epochs * math.ceil(len(xtr) / 256)))
+    steps = epoch_steps(epochs, math.ceil(len(xtr) / 256))  # (as written: 1.1 x 390 is 429)
     while steps > 0:  # a fresh permutation per pass, the last pass cut at `steps`
         for rows in torch.randperm(len(xtr), generator=gen).split(256)[:steps]:
             loss = nn.functional.cross_entropy(mlp(xtr[rows]), train_y[rows])

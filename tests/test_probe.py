@@ -103,6 +103,18 @@ def test_mlp_probe_epochs_count_batches_and_fractions_round_up(monkeypatch, epoc
     assert len(taken) == steps
 
 
+def test_mlp_probe_epochs_count_as_written(monkeypatch):
+    """1.1 epochs of 390 batches are 429 steps; the float product 429.00000000000006
+    rounded up to 430."""
+    taken = []
+    step = torch.optim.Adam.step
+    monkeypatch.setattr(torch.optim.Adam, "step", lambda self, *a, **k: (taken.append(1),
+                                                                         step(self, *a, **k))[1])
+    x, y = torch.randn(390 * 256, 2), torch.randint(0, 2, (390 * 256,))
+    train_mlp_probe(x, y, x[:10], y[:10], classes=2, epochs=1.1, hidden=4)
+    assert len(taken) == 429
+
+
 def test_transform_probe_end_to_end_and_deterministic():
     from simclr.pretrained import model_from_checkpoint
 
