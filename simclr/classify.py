@@ -51,6 +51,7 @@ from simclr.data import decode_device
 from simclr.errors import DivergedError, SimCLRError
 from simclr.features import close_workers, encoded_batches, iter_batches, source_name
 from simclr.files import lock_folder, set_aside, taken
+from simclr.launch import path_word
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.optim import gradients_finite
 from simclr.plan import epoch_steps
@@ -638,6 +639,17 @@ class PartialRun:
     def path(self) -> Path | None:
         return None if self.out is None else self.out / CHECKPOINTS / f"{self.name}{PARTIAL_SUFFIX}"
 
+    def _listed_subset_hint(self, differ_keys: list[str]) -> str:
+        """Where the labeled subset alone differs and the run listed it (fine-tuning's
+        labeled_subset.txt): the list that continues it. Its own command draws another
+        subset where the draw changed since (an earlier simclr's draw by class index)."""
+        from simclr.subsets import SUBSET_FILE
+
+        listed = None if self.out is None else Path(self.out) / SUBSET_FILE
+        if differ_keys != ["subset"] or listed is None or not listed.is_file():
+            return ""
+        return f" (the images it trains on: --subset {path_word(listed)})"
+
     def resume(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler, verbose: bool,
                prefix: str = "", total: int | None = None) -> tuple[int, float]:
@@ -665,15 +677,17 @@ class PartialRun:
         # The same weights under another path: the run folder was moved or renamed since
         moved = saved.get("weights") is not None and saved.get("weights") == \
             self.settings.get("weights")
-        differ = [_difference(k, saved.get(k), v) for k, v in self.settings.items()
-                  if not _same_setting(k, saved.get(k), v, moved)]
+        differ_keys = [k for k, v in self.settings.items()
+                       if not _same_setting(k, saved.get(k), v, moved)]
+        differ = [_difference(k, saved.get(k), self.settings[k]) for k in differ_keys]
         if differ and self.overwrite:
             return self.start_over(f"has other settings ({'; '.join(differ)})")
         if differ:
+            hint = self._listed_subset_hint(differ_keys)
             raise SimCLRError(f"{self.out} holds an unfinished {self.what} ({self.path.name}) "
                               f"with other settings ({'; '.join(differ)}); rerun its own "
-                              "command to continue it, pass --overwrite to start this one "
-                              "over it, or choose another --out")
+                              f"command to continue it{hint}, pass --overwrite to start "
+                              "this one over it, or choose another --out")
         load_weights(model, ckpt, prefix)
         with readable_state(ckpt, "optimizer or step state"):
             optimizer.load_state_dict(ckpt["optimizer"])

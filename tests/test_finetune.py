@@ -462,7 +462,17 @@ def test_an_interrupted_finetuning_is_never_continued_with_other_settings(tmp_pa
                                               rf"\(finetune-partial.pt\) with other settings "
                                               rf"\({named}\); rerun its own command"):
             run_finetune(tiny_encoder(), train, test, run, **{**args, **change})
+    # The subset alone differs (another draw: an earlier simclr's): the list it trains on
+    # continues it, where its own command would draw the other subset again.
+    with pytest.raises(SimCLRError, match=r"rerun its own command to continue it \(the images "
+                                          rf"it trains on: --subset {run}/labeled_subset.txt\)"):
+        run_finetune(tiny_encoder(), train, test, run, **{**args, "labels_per_class": 3})
+    continued = run_finetune(tiny_encoder(), train, test, run, **{
+        **{k: v for k, v in args.items() if k != "labels_per_class"},
+        "subset_file": run / "labeled_subset.txt"})
+    assert (continued["num_labeled"], continued["steps"]) == (12, 9)
     # The same checkpoint path and step, other weights (pretrained again in place).
+    (run / "checkpoints" / "finetune-partial.pt").write_bytes(saved)
     with pytest.raises(SimCLRError, match=r"with other settings \(weights: '[0-9a-f]+' saved"):
         run_finetune(tiny_encoder(seed=1), train, test, run, **args)
     # Not a result: commands given the folder do not take it for the fine-tuned model.
