@@ -467,12 +467,14 @@ def test_an_interrupted_finetuning_is_never_continued_with_other_settings(tmp_pa
     with pytest.raises(SimCLRError, match=r"rerun its own command to continue it \(the images "
                                           rf"it trains on: --subset {run}/labeled_subset.txt\)"):
         run_finetune(tiny_encoder(), train, test, run, **{**args, "labels_per_class": 3})
-    continued = run_finetune(tiny_encoder(), train, test, run, **{
+    import shutil
+
+    copy = shutil.copytree(run, tmp_path / "ft-copy")  # (run stays unfinished below)
+    continued = run_finetune(tiny_encoder(), train, test, copy, **{
         **{k: v for k, v in args.items() if k != "labels_per_class"},
-        "subset_file": run / "labeled_subset.txt"})
+        "subset_file": copy / "labeled_subset.txt"})
     assert (continued["num_labeled"], continued["steps"]) == (12, 9)
     # The same checkpoint path and step, other weights (pretrained again in place).
-    (run / "checkpoints" / "finetune-partial.pt").write_bytes(saved)
     with pytest.raises(SimCLRError, match=r"with other settings \(weights: '[0-9a-f]+' saved"):
         run_finetune(tiny_encoder(seed=1), train, test, run, **args)
     # Not a result: commands given the folder do not take it for the fine-tuned model.
