@@ -37,6 +37,15 @@ def stop_signals() -> tuple[int, ...]:
                  if sig == signal.SIGTERM or signal.getsignal(sig) is not signal.SIG_IGN)
 
 
+def signals_taken() -> tuple[int, ...]:
+    """The signals a training (or the --processes launcher) turns into a stop request:
+    :func:`stop_signals` and SIGINT, none of them inherited ignored (SIG_IGN: ``nohup``,
+    ``trap '' HUP``, a job started with ``&`` by a non-interactive shell, which ignores
+    SIGINT): that stays as the user, or the shell, asked. SIGTERM is always taken."""
+    sigint = () if signal.getsignal(signal.SIGINT) is signal.SIG_IGN else (signal.SIGINT,)
+    return (*stop_signals(), *sigint)
+
+
 class Terminated(KeyboardInterrupt):
     """A stop signal (:data:`STOP_SIGNALS`: ``kill``, a scheduler, a closed terminal)
     where no training handles it (a training writes a checkpoint first:

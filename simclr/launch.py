@@ -39,7 +39,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from simclr.interrupts import STOP_SIGNALS, stop_signals
+from simclr.interrupts import STOP_SIGNALS, signals_taken
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +386,7 @@ class _Forwarder:
         self._signal_all(signum)  # (stopped with the launcher, or by a SIGSTOP to it)
 
     def __enter__(self) -> _Forwarder:
-        for sig in (signal.SIGINT, *stop_signals()):  # (not one nohup ignores)
+        for sig in signals_taken():  # (not one inherited ignored: nohup, `&` in a script)
             self.previous[sig] = signal.signal(sig, self._send)
         for sig in _PAUSES:
             if signal.getsignal(sig) is not signal.SIG_IGN:  # (a job that may not stop)

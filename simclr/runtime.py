@@ -30,7 +30,11 @@ import torch
 from simclr.config import DEVICES, PRECISIONS, mps_refused
 from simclr.errors import SimCLRError
 from simclr.files import interruption_within
-from simclr.interrupts import STOP_SIGNALS, deliver_dropped_interruptions, stop_signals
+from simclr.interrupts import (
+    STOP_SIGNALS,
+    deliver_dropped_interruptions,
+    signals_taken,
+)
 
 log = logging.getLogger(__name__)
 
@@ -397,15 +401,6 @@ class SaveSchedule:
         return rule
 
 
-def _signals_taken() -> tuple[int, ...]:
-    """The signals a training turns into a stop request: :func:`stop_signals` and SIGINT,
-    none of them inherited ignored (SIG_IGN: ``nohup``, ``trap '' HUP``, a job started
-    with ``&`` by a non-interactive shell, which ignores SIGINT): that stays as the user,
-    or the shell, asked. SIGTERM is always taken."""
-    sigint = () if signal.getsignal(signal.SIGINT) is signal.SIG_IGN else (signal.SIGINT,)
-    return (*stop_signals(), *sigint)
-
-
 class StopFlag:
     """Turns SIGTERM/SIGINT, and SIGHUP and SIGUSR1 (:data:`simclr.interrupts.STOP_SIGNALS`:
     a closed session, a scheduler's warning), into a request to stop after the current
@@ -427,7 +422,7 @@ class StopFlag:
 
         # decided here, not in the handler: it imports nothing
         self._says = local_rank() == 0  # (the launcher's processes share one stderr)
-        for sig in _signals_taken():
+        for sig in signals_taken():
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread: signals stay with the caller

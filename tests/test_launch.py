@@ -737,6 +737,24 @@ def test_each_signal_reaches_every_running_process_and_the_handlers_come_back():
             signal.signal(sig, previous)
 
 
+@linux
+def test_a_sigint_the_launcher_inherited_ignored_stays_ignored():
+    """A launch started with ``&`` by a script inherits SIGINT ignored: the launcher took
+    it back and sent a Ctrl-C meant for the foreground job on to its processes (their
+    own session otherwise keeps the terminal's away), as a training alone no longer does."""
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        processes = [_Process(), _Process()]
+        with launch._Forwarder(processes) as forward:
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+        assert forward.sent == set() and [p.got for p in processes] == [[], []]
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_the_failure_reported_is_a_user_error_then_a_stop_then_a_kill_then_any_other():
     """_cause's order (each worked out from its docstring): 2 before a stop by a
     forwarded signal (died of it, or exited 128 + it) before a death by another signal
