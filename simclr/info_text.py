@@ -9,14 +9,13 @@ and how to continue a stopped run.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from simclr.checkpoint import CHECKPOINTS, LAST, PARTIAL_SUFFIX
 from simclr.errors import SimCLRError, printable
 from simclr.info import CONFIG_FILE
-from simclr.launch import path_word, shell_join, shell_quote
+from simclr.launch import path_word, shell_join, typed_in
 
 KIND_NAMES = {"pretrain": "SimCLR pretraining", "supervised": "supervised training",
               "linear": "linear classifier", "finetune": "fine-tuned classifier",
@@ -137,7 +136,7 @@ def _continue_with(facts: dict[str, Any], kind: str, started: dict[str, Any]) ->
         # From where it was typed: its paths may be relative, and from elsewhere it
         # started a new sweep in another folder (or failed on its data's)
         cwd = started.get("cwd")
-        where = f"cd {shell_quote(cwd)} && " if isinstance(cwd, str) and cwd != _here() else ""
+        where = typed_in(cwd)
         unknown = "" if isinstance(cwd, str) else ", from the folder it was started in"
         return f"{where}{shell_join(['simclr', *argv[1:]])} (the sweep that started it{unknown})"
     # (no --processes in its command: a count of processes above one was torchrun's)
@@ -149,14 +148,6 @@ def _continue_with(facts: dict[str, Any], kind: str, started: dict[str, Any]) ->
         return (f"the sweep that started it (in {Path(facts['path']).parent}), or {resume} "
                 "for this cell alone")
     return resume
-
-
-def _here() -> str | None:
-    """The working folder info runs in (None: deleted since)."""
-    try:
-        return os.getcwd()
-    except OSError:
-        return None
 
 
 def resume_command(run: Path, kind: str) -> str:
@@ -238,7 +229,7 @@ def _unfinished_line(training: dict[str, Any]) -> str:
     what = {"finetune": "fine-tuning", "linear": "linear evaluation (sgd)"}
     argv, cwd = training.get("command") or [], training.get("cwd")
     # From where it was typed: its paths may be relative (it failed from anywhere else)
-    where = f"cd {shell_quote(cwd)} && " if isinstance(cwd, str) and cwd != _here() else ""
+    where = typed_in(cwd)
     again = (f"; continue with: {where}{shell_join(['simclr', *argv[1:]])}" if len(argv) > 1
              else " (the command that started it continues it)")
     if training.get("stale"):  # (its command would be refused: other weights now)

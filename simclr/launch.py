@@ -116,6 +116,23 @@ def path_word(path: str | os.PathLike[str]) -> str:
     return shell_quote(f"./{text}" if text.startswith("-") else text)
 
 
+def working_folder() -> str | None:
+    """This process's working folder (None: deleted since the shell entered it)."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return None
+
+
+def typed_in(cwd: object) -> str:
+    """``cd CWD && `` before a recorded command that was typed in the folder ``cwd`` (a
+    run's provenance), where this process works elsewhere: its relative paths are
+    that folder's. Empty where the same, or none is recorded (an older run's)."""
+    if not isinstance(cwd, str) or not cwd or cwd == working_folder():
+        return ""
+    return f"cd {shell_quote(cwd)} && "
+
+
 def shell_join(args: list[str]) -> str:
     """A printed command line of ``args``, each quoted by :func:`shell_quote`."""
     return " ".join(shell_quote(a) for a in args)

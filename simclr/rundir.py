@@ -44,7 +44,7 @@ from simclr.files import (
     write_json,
     written,
 )
-from simclr.launch import path_word, shell_join, shell_quote
+from simclr.launch import path_word, shell_join, typed_in
 from simclr.results import check_not_inside, check_out_folder, make_folder, runs_in
 from simclr.settings import config_from_dict
 
@@ -429,19 +429,11 @@ def _why_no_checkpoint(folder: Path, kind: str) -> str:
     if (run_dir / "config.yaml").is_file():  # written at the start, before any step
         argv, cwd = _started_by(run_dir)
         # from where it was typed: its paths may be relative
-        where = f"cd {shell_quote(cwd)} && " if cwd and cwd != _here() else ""
+        where = typed_in(cwd)
         again = f": `{where}{shell_join(['simclr', *argv[1:]])}`" if argv else ""
         return (f"the run in {run_dir} stopped before its first checkpoint, so there is "
                 f"nothing to continue; start it again with the command that started it{again}")
     return f"no checkpoint found in {folder}"
-
-
-def _here() -> str | None:
-    """This process's working folder (None: deleted since)."""
-    try:
-        return os.getcwd()
-    except OSError:
-        return None
 
 
 def _started_by(run_dir: Path) -> tuple[list[str] | None, str | None]:

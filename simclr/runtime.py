@@ -35,6 +35,7 @@ from simclr.interrupts import (
     deliver_dropped_interruptions,
     signals_taken,
 )
+from simclr.launch import working_folder
 
 log = logging.getLogger(__name__)
 
@@ -257,19 +258,11 @@ def provenance() -> dict[str, Any]:
         "platform": platform.platform(),
         "argv": command_line() or list(sys.argv),
         # where it was typed: its paths may be relative (info's `cd CWD && ...`)
-        "cwd": _working_folder(),
+        "cwd": working_folder(),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "device_name": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "cpu_threads": torch.get_num_threads(),
     }
-
-
-def _working_folder() -> str | None:
-    """This process's working folder (None: deleted since the shell entered it)."""
-    try:
-        return os.getcwd()
-    except OSError:
-        return None
 
 
 def usable_cores() -> int:
