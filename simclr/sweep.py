@@ -648,8 +648,15 @@ def _write_summary(root: Path, axes: list[Axis], cells: list[Cell],
     return table
 
 
-# The key of a scored row of sweep.json that says which evaluation scored it
+# The key of a scored row of sweep.json, and of a cell's results file, that says which
+# evaluation scored it: folders, transform, SGD protocol (sweep_command's _eval_data);
+# a row adds ``scores``, the protocol of --eval
 EVALUATED_ON = "evaluated_on"
+# A cell's results file of each protocol of ``sweep --eval`` (its columns' prefix)
+RESULTS_FILE = {"knn": "knn.json", "linear": "linear_eval.json"}
+# What a cell's results file records only since 2026-12-03: one without them is taken as
+# it is (as the cell's cached evaluation is), these not compared
+RECORDED_LATER = ("train_files", "test_files")
 
 
 def _top1_columns(rows: list[dict[str, Any]]) -> set[str]:
@@ -676,7 +683,9 @@ def _keep_other_grid(root: Path, names: set[str], scores: str | None,
     columns = _top1_columns(rows)
     lost = sorted(c for c in columns if scores is not None and
                   not (scores and c.startswith(f"{scores}_")))
-    other = None if lost else _other_evaluation(rows, evaluated_on)
+    # (rows of other cells: set aside anyway, their folders never read)
+    other = None if lost or not earlier <= names else \
+        _other_evaluation(root, rows, evaluated_on)
     if earlier <= names and not lost and other is None:
         return
     kept = set_aside(root, SUMMARY_FILES)
@@ -688,23 +697,51 @@ def _keep_other_grid(root: Path, names: set[str], scores: str | None,
     print(f"sweep: the earlier summary ({printable(why)}) is kept as {kept}", file=sys.stderr)
 
 
-def _other_evaluation(rows: list[dict[str, Any]],
+def _other_evaluation(root: Path, rows: list[dict[str, Any]],
                       evaluated_on: dict[str, str] | None) -> str | None:
-    """Why the scored ``rows`` of an earlier summary were scored by another evaluation
-    than ``evaluated_on`` (None: the same, or this one unknown): the first setting that
-    differs, or a row that does not record it (written before rows recorded it)."""
+    """Why the scored ``rows`` of an earlier summary in ``root`` were scored by another
+    evaluation than ``evaluated_on`` (None: the same, or either unknown): the first
+    setting that differs. A row written before rows recorded it is taken as its cell's
+    results file records it (:func:`_cell_evaluation`); the rows' cells are this grid's
+    (folders under ``root``)."""
     if evaluated_on is None:
         return None
     for row in rows:
-        columns = ", ".join(sorted(_top1_columns([row])))
+        columns = sorted(_top1_columns([row]))
         if not columns:  # (pending, diverged, or not evaluated: nothing scored)
             continue
-        then = row.get(EVALUATED_ON)
+        then, unrecorded = row.get(EVALUATED_ON), ()
         if not isinstance(then, dict):
-            return f"{columns} scored by an evaluation it does not record"
+            then = _cell_evaluation(root / row["cell"], columns, "scores" in evaluated_on)
+            if then is None:  # unknown: the same, as before rows recorded it
+                continue
+            unrecorded = tuple(k for k in RECORDED_LATER if k not in then)
         for key in [*evaluated_on, *(k for k in then if k not in evaluated_on)]:
+            if key in unrecorded:  # (a cell's file of before: taken as it is)
+                continue
             if then.get(key) != evaluated_on.get(key):  # (none: not part of that one)
                 was, now = (repr(v) if v is not None else "none"
                             for v in (then.get(key), evaluated_on.get(key)))
-                return f"{columns} scored by another evaluation: {key} {was}, not {now}"
+                return (f"{', '.join(columns)} scored by another evaluation: {key} {was}, "
+                        f"not {now}")
     return None
+
+
+def _cell_evaluation(run_dir: Path, columns: list[str],
+                     scores: bool) -> dict[str, Any] | None:
+    """What scored a cell's ``columns`` (knn_top1, knn_z_top1...), as its results file
+    records it (every layer of a row is scored on the same evaluation: the current file
+    tells), with the protocol as ``scores`` where ``scores``; None where it does not
+    tell (no such file, one unreadable, or one of an earlier simclr)."""
+    protocols = {c.split("_", 1)[0] for c in columns}
+    protocol = protocols.pop() if len(protocols) == 1 else None
+    if protocol not in RESULTS_FILE:  # (the Python API's own columns)
+        return None
+    try:
+        found = json.loads((run_dir / RESULTS_FILE[protocol]).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    then = found.get(EVALUATED_ON) if isinstance(found, dict) else None
+    if not isinstance(then, dict):
+        return None
+    return {**then, **({"scores": protocol} if scores else {})}

@@ -26,6 +26,7 @@ from simclr.presets import PRESETS
 from simclr.pretrained import parse_layer, representation_from_checkpoint
 from simclr.results import RESULTS, check_not_inside
 from simclr.settings import is_null, names_no_data
+from simclr.sweep import EVALUATED_ON, RESULTS_FILE
 
 
 def add_sweep_command(sub: argparse._SubParsersAction) -> None:
@@ -204,8 +205,6 @@ def _print_cell_configs(axes: list[Any], out: Path, preset: str | None,
 # it set aside together when the cell is evaluated again.
 EVAL_FILES = {"knn": (*RESULTS["knn"], "knn_confusion.png"),
               "linear": (*RESULTS["linear-eval"], "linear_eval_confusion.png")}
-# The key of a sweep cell's results file that says what it was evaluated on.
-EVALUATED_ON = "evaluated_on"
 SGD_EPOCHS, SGD_BATCH = 90, 256  # the SGD linear protocol's defaults (App. B.6)
 
 
@@ -287,7 +286,7 @@ def recorded_scores(run_dir: Path, args: argparse.Namespace,
 
 def _results_name(protocol: str) -> str:
     """The results file of a cell's evaluation by ``protocol`` (knn or linear)."""
-    return "knn.json" if protocol == "knn" else "linear_eval.json"
+    return RESULTS_FILE[protocol]
 
 
 def _eval_sources(args: argparse.Namespace, size: int, augmented: bool) -> tuple[Any, Any]:

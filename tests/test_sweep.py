@@ -687,11 +687,10 @@ def test_a_rerun_scored_by_another_evaluation_keeps_the_earlier_summary(
     assert "test '/a/test', not '/b/test'" in capsys.readouterr().err
     assert (out / "sweep.previous-2.json").exists()
     rows = json.loads((out / "sweep.json").read_text())
-    del rows[0]["evaluated_on"]  # a summary written before rows recorded it
-    (out / "sweep.json").write_text(json.dumps(rows))
+    del rows[0]["evaluated_on"]  # a summary written before rows recorded it, its cell's
+    (out / "sweep.json").write_text(json.dumps(rows))  # file none: unknown, the same
     sweep({**sgd, "test": "/b/test"})
-    assert "linear_top1 scored by an evaluation it does not record" in capsys.readouterr().err
-    assert (out / "sweep.previous-3.json").exists()
+    assert not (out / "sweep.previous-3.json").exists() and not capsys.readouterr().err
 
 
 def test_a_runs_folder_is_refused_as_a_sweeps_out(tmp_path, image_folder, cache_dir):
@@ -900,6 +899,65 @@ def test_an_earlier_summarys_scores_are_rewritten_when_this_sweeps_are_unknown(t
     _keep_other_grid(tmp_path, {"seed=0"}, "")
     assert (tmp_path / "sweep.previous-1.json").exists()
     assert "knn_top1 not scored by this sweep" in capsys.readouterr().err
+
+
+DIGITS = {"train": "digits[train]", "test": "digits[test]"}
+# What a cell's results file records, as sweep_command wrote it before the summary's rows
+# recorded their evaluation: folders (and, on folders, the transform; since 2026-12-03
+# their files' digest); the SGD protocol with its epochs and batch.
+FOLDERS = {"train": "/a/train", "test": "/a/test", "transform": "2"}
+FILES = {"train_files": "24:ab", "test_files": "6:cd"}
+SGD = {"protocol": "sgd", "epochs": "90", "batch_size": "256"}
+
+
+@pytest.mark.parametrize("columns, files, now, why", [
+    ({"knn_top1": 0.9}, {"knn.json": DIGITS}, {"scores": "knn", **DIGITS}, None),
+    ({"knn_top1": 0.9, "knn_z_top1": 0.8}, {"knn.json": DIGITS, "knn.previous-1.json":
+                                            DIGITS}, {"scores": "knn", **DIGITS}, None),
+    # recorded before the folders' files were: the cell's cache takes it as it is
+    ({"linear_top1": 0.9}, {"linear_eval.json": FOLDERS},
+     {"scores": "linear", **FOLDERS, **FILES}, None),
+    ({"linear_top1": 0.9}, {"linear_eval.json": {**FOLDERS, **FILES, **SGD}},
+     {"scores": "linear", **FOLDERS, **FILES, **SGD}, None),
+    ({"linear_top1": 0.9}, {"linear_eval.json": FOLDERS},
+     {"scores": "linear", **FOLDERS, **SGD}, "protocol none, not 'sgd'"),
+    ({"linear_top1": 0.9}, {"linear_eval.json": {**FOLDERS, **SGD}},
+     {"scores": "linear", **FOLDERS}, "protocol 'sgd', not none"),
+    ({"knn_top1": 0.9}, {"knn.json": {**FOLDERS, **FILES}},
+     {"scores": "knn", **FOLDERS, **FILES, "test": "/b/test"}, "test '/a/test', not '/b/test'"),
+    ({"knn_top1": 0.9}, {"knn.json": {**FOLDERS, **FILES}},
+     {"scores": "knn", **FOLDERS, **FILES, "test_files": "7:ef"}, "test_files '6:cd', not"),
+    ({"knn_top1": 0.9}, {"knn.json": DIGITS}, DIGITS, None),  # (the Python API's)
+    # neither the row nor the cell's file tells (no file; one of an older simclr): unknown
+    ({"knn_top1": 0.9}, {}, {"scores": "knn", **DIGITS}, None),
+    ({"knn_top1": 0.9}, {"knn.json": None}, {"scores": "knn", **DIGITS}, None),
+])
+def test_a_summary_written_before_rows_recorded_their_evaluation_is_read_from_its_cells(
+        tmp_path, capsys, columns, files, now, why):
+    """A sweep.json written before its rows recorded what scored them was set aside on
+    the first rerun, even of the same command ('scored by an evaluation it does not
+    record'): what scored such a row is read from its cell's results file, and only
+    another evaluation sets it aside; where neither tells, it is rewritten, as before."""
+    from simclr.sweep import _keep_other_grid
+
+    (tmp_path / "sweep.json").write_text(json.dumps([
+        {"cell": "temperature=0.1", "temperature": "0.1", "status": "finished", **columns},
+        {"cell": "temperature=0.5", "temperature": "0.5", "status": "pending"}]))
+    cell = tmp_path / "temperature=0.1"
+    cell.mkdir()
+    for name, evaluated_on in files.items():
+        result = {"top1": 0.9, "precision": "fp32", "source": {"layer": "h"}}
+        if evaluated_on is not None:
+            result["evaluated_on"] = evaluated_on
+        (cell / name).write_text(json.dumps(result))
+    _keep_other_grid(tmp_path, {"temperature=0.1", "temperature=0.5"}, now.get("scores"),
+                     now)
+    err = capsys.readouterr().err
+    assert (tmp_path / "sweep.previous-1.json").exists() == bool(why), err
+    if why:
+        assert f"scored by another evaluation: {why}" in err
+    else:
+        assert not err
 
 
 @pytest.mark.parametrize("summary", [

@@ -98,6 +98,13 @@ def test_a_cached_evaluation_is_reused_only_on_the_same_folders(tmp_path, image_
                                      "train_files": files, "test_files": files,
                                      "transform": str(EVAL_VERSION)}
     assert files.startswith("24:")
+    summary = tmp_path / "sw/sweep.json"
+    rows = json.loads(summary.read_text())
+    for row in rows:  # as written before rows recorded their evaluation (the cell's did)
+        del row["evaluated_on"]
+    summary.write_text(json.dumps(rows))
+    assert sweep(image_folder, image_folder) == first  # the same command: its table kept
+    assert not (tmp_path / "sw/sweep.previous-1.json").exists()
     capsys.readouterr()
     second = sweep(image_folder, other)  # evaluated again, the earlier result kept
     assert second["num_test"] == 6 and second["evaluated_on"]["test"] == str(other)
