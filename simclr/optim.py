@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 
 import torch
@@ -131,20 +132,29 @@ _ADDITIVE = ("class_token", "pos_embedding", "relative_position_bias_table",
              "layer_scale", "logit_scale")
 
 
-def _is_bias_or_norm(module: nn.Module, name: str, p: Tensor) -> bool:
+# The scales an earlier simclr decayed and adapted with the weights (ndim 3): a run it
+# saved keeps that grouping (load_optimizer_state), its momenta indexed by it.
+_SCALES = ("layer_scale", "logit_scale")
+
+
+def _is_bias_or_norm(module: nn.Module, name: str, p: Tensor, scales_decayed: bool) -> bool:
     norms = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
-    return isinstance(module, norms) or name == "bias" or name in _ADDITIVE or p.ndim <= 1
+    additive = name in _ADDITIVE and not (scales_decayed and name in _SCALES)
+    return isinstance(module, norms) or name == "bias" or additive or p.ndim <= 1
 
 
 def param_groups(
-    model: nn.Module, weight_decay: float, exclude_bias_and_norm: bool = True
+    model: nn.Module, weight_decay: float, exclude_bias_and_norm: bool = True,
+    scales_decayed: bool = False,
 ) -> list[dict[str, Any]]:
     """Parameter groups: weights (decayed, LARS-adapted) and biases/norm params.
 
     With ``exclude_bias_and_norm`` biases and normalisation parameters go to a group
     with ``weight_decay=0`` and ``lars_exclude=True``; otherwise every parameter is
     decayed and adapted (``lars_exclude=False``). Frozen parameters are left out;
-    empty groups are dropped.
+    empty groups are dropped. ``scales_decayed``: ConvNeXt's layer_scale and Swin V2's
+    logit_scale in the decayed group, as an earlier simclr grouped them (the runs it
+    saved continue so: :func:`load_optimizer_state`).
     """
     decay: list[Tensor] = []
     excluded: list[Tensor] = []
@@ -154,7 +164,7 @@ def param_groups(
             if not p.requires_grad or id(p) in seen:
                 continue
             seen.add(id(p))
-            if exclude_bias_and_norm and _is_bias_or_norm(module, name, p):
+            if exclude_bias_and_norm and _is_bias_or_norm(module, name, p, scales_decayed):
                 excluded.append(p)
             else:
                 decay.append(p)
@@ -248,3 +258,30 @@ def build_optimizer(cfg: OptimConfig, model: nn.Module, batch_size: int) -> torc
     for group in opt.param_groups:
         group["peak_lr"] = lr
     return opt
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, ckpt: Mapping[str, Any],
+                         model: nn.Module, verbose: bool = True) -> None:
+    """``ckpt["optimizer"]`` loaded into ``optimizer`` (built by :func:`build_optimizer`
+    for ``model``). A run saved by an earlier simclr, which decayed ConvNeXt's
+    layer_scale and Swin V2's logit_scale with the weights, saved groups of other sizes
+    than this grouping's: where they are that grouping's sizes the optimizer is regrouped
+    so and the run continues as it started (a note says so; new runs exclude them).
+    Other states that do not fit raise torch's ValueError as ever."""
+    saved = ckpt["optimizer"]
+    sizes = [len(group["params"]) for group in saved["param_groups"]]
+    grouped = all("lars_exclude" in group for group in optimizer.param_groups)  # (ours)
+    if grouped and sizes != [len(group["params"]) for group in optimizer.param_groups]:
+        exclude = any(group["lars_exclude"] for group in optimizer.param_groups)
+        earlier = param_groups(model, 0.0, exclude, scales_decayed=True)
+        if sizes == [len(group["params"]) for group in earlier]:
+            # (the groups' settings, weight decay too, are the saved ones: load_state_dict)
+            optimizer.param_groups.clear()
+            for group in earlier:
+                optimizer.add_param_group(group)
+            if verbose:
+                print(f"note: {ckpt.get('file', 'the checkpoint')}: the run keeps the "
+                      "parameter grouping it started with (ConvNeXt's layer_scale and Swin "
+                      "V2's logit_scale decayed and LARS-adapted with the weights); new runs "
+                      "exclude them with biases and norms", file=sys.stderr, flush=True)
+    optimizer.load_state_dict(saved)

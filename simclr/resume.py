@@ -23,6 +23,7 @@ from simclr.checkpoint import (
 from simclr.config import RESUME_SETTINGS, Config
 from simclr.errors import SimCLRError
 from simclr.folders import named_dataset
+from simclr.optim import load_optimizer_state
 from simclr.plan import Plan
 from simclr.rundir import resume_checkpoint
 from simclr.runtime import provenance
@@ -113,7 +114,7 @@ def restore(
 ) -> None:
     load_weights(unwrap(model), ckpt)  # one line, not a traceback, when they do not fit
     with readable_state(ckpt, "optimizer, step, RNG state or log window"):
-        optimizer.load_state_dict(ckpt["optimizer"])
+        load_optimizer_state(optimizer, ckpt, unwrap(model), verbose=dist.is_main())
         load_scaler(scaler, ckpt["scaler"])
         state.step, state.elapsed = int(ckpt["step"]), float(ckpt["elapsed"])
         state.bad_steps = int(ckpt.get("bad_steps", 0))

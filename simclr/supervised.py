@@ -56,7 +56,7 @@ from simclr.features import check_labeled, resolve_runtime
 from simclr.files import folder_holder, in_use, lock_folder, read_json, set_aside
 from simclr.inert import acting_for
 from simclr.models import build_classifier_within_memory
-from simclr.optim import build_optimizer, lr_at
+from simclr.optim import build_optimizer, load_optimizer_state, lr_at
 from simclr.plan import (
     FIRST_REFIT,
     Plan,
@@ -273,12 +273,13 @@ def check_same_data(ckpt: Mapping[str, Any], train: Any, listed: bool = False) -
 
 
 def restore(ckpt: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-            scaler: torch.amp.GradScaler, plan: Plan) -> tuple[int, float]:
+            scaler: torch.amp.GradScaler, plan: Plan, verbose: bool = True) -> tuple[int, float]:
     """Load a supervised checkpoint into the run; returns (step, training seconds). The
-    saved plan is kept: a time budget's refits live there."""
+    saved plan is kept: a time budget's refits live there. ``verbose``: a note where the
+    run keeps an earlier simclr's parameter grouping (optim.load_optimizer_state)."""
     load_weights(model, ckpt)  # one line, not a traceback, if they do not fit
     with readable_state(ckpt, "optimizer or step state"):
-        optimizer.load_state_dict(ckpt["optimizer"])
+        load_optimizer_state(optimizer, ckpt, model, verbose)
         load_scaler(scaler, ckpt["scaler"])
         plan.total_steps = int(ckpt["total_steps"])
         plan.warmup_steps = int(ckpt["warmup_steps"])
@@ -456,7 +457,7 @@ def _starting_step(cfg: Config, model: torch.nn.Module, optimizer: torch.optim.O
     """Where the training starts, (step, training seconds): a resumed run's checkpoint
     restored into it, or a new run's notes on its warm-up."""
     if resume is not None:
-        step, elapsed = restore(resume, model, optimizer, scaler, plan)
+        step, elapsed = restore(resume, model, optimizer, scaler, plan, verbose)
         log(f"resuming {run_dir} from step {step} of {plan.total_steps}", verbose)
         return step, elapsed
     for note in warmup_notes(cfg, plan):

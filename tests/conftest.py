@@ -344,3 +344,32 @@ def first_conv_formats(module: torch.nn.Module) -> list[tuple[bool, bool]]:
 def in_nchw(module: torch.nn.Module) -> bool:
     """Every 4-D weight of ``module`` in the default (NCHW) layout, as built."""
     return all(p.is_contiguous() for p in module.parameters() if p.dim() == 4)
+
+
+class ScaledNet(torch.nn.Module):
+    """A convolution and a ConvNeXt-style (C, 1, 1) layer_scale (torchvision's name)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer_scale = torch.nn.Parameter(torch.full((4, 1, 1), 1e-6))
+        self.conv = torch.nn.Conv2d(2, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) * self.layer_scale
+
+
+def earlier_lars(model: ScaledNet) -> torch.optim.Optimizer:
+    """The optimizer an earlier simclr built for ``model``, one step taken (momenta to
+    save): layer_scale decayed and adapted with the weights (its grouping by hand)."""
+    from simclr.optim import LARS
+
+    opt = LARS([{"params": [model.layer_scale, model.conv.weight], "weight_decay": 1e-6,
+                 "lars_exclude": False},
+                {"params": [model.conv.bias], "weight_decay": 0.0, "lars_exclude": True}],
+               lr=0.3, momentum=0.9, weight_decay=1e-6)
+    for group in opt.param_groups:
+        group["peak_lr"] = 0.3
+    model(torch.rand(3, 2, 5, 5)).square().sum().backward()
+    opt.step()
+    return opt
+

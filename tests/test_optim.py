@@ -15,11 +15,13 @@ from simclr.optim import (
     LARS,
     build_optimizer,
     gradients_finite,
+    load_optimizer_state,
     lr_at,
     param_groups,
     scaled_lr,
     warmup_steps,
 )
+from tests.conftest import ScaledNet, earlier_lars
 
 
 def _param(values) -> nn.Parameter:
@@ -311,3 +313,32 @@ def test_large_finite_gradients_are_finite_and_nan_or_inf_ones_are_not():
         assert not bool(gradients_finite(optimizer, torch.amp.GradScaler("cpu", enabled=False)))
     # (an fp16 scaler's overflow is its own to skip: no fault)
     assert bool(gradients_finite(optimizer, torch.amp.GradScaler("cpu", enabled=True)))
+
+
+def test_a_state_saved_with_the_earlier_grouping_continues_with_it(capsys):
+    """A run saved before layer_scale/logit_scale were excluded by name (its groups of
+    2 and 1 parameters, not 1 and 2) continues with the grouping it started with: the
+    same groups, settings and momenta, and a note; a new optimizer groups them anew."""
+    torch.manual_seed(0)
+    model = ScaledNet()
+    old = earlier_lars(model)
+    saved = copy.deepcopy(old.state_dict())
+    optimizer = build_optimizer(OptimConfig(weight_decay=1e-6), model, 256)
+    assert [len(g["params"]) for g in optimizer.param_groups] == [1, 2]  # (new runs)
+    load_optimizer_state(optimizer, {"optimizer": saved, "file": "run/last.pt"}, model)
+    assert [[id(p) for p in g["params"]] for g in optimizer.param_groups] == \
+        [[id(p) for p in g["params"]] for g in old.param_groups]
+    assert [(g["weight_decay"], g["lars_exclude"]) for g in optimizer.param_groups] == \
+        [(1e-6, False), (0.0, True)]
+    for p in model.parameters():
+        assert torch.equal(optimizer.state[p]["momentum_buffer"],
+                           old.state[p]["momentum_buffer"])
+    assert "run/last.pt: the run keeps the parameter grouping it started with" in \
+        capsys.readouterr().err
+    # A state of other groups still does not fit, as torch says
+    two = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2))  # (groups of 2 and 2)
+    other = build_optimizer(OptimConfig(), two, 256).state_dict()
+    fresh = build_optimizer(OptimConfig(), model, 256)
+    with pytest.raises(ValueError, match="doesn't match the size of optimizer's group"):
+        load_optimizer_state(fresh, {"optimizer": other}, model)
+    assert capsys.readouterr().err == ""

@@ -12,6 +12,7 @@ from simclr.optim import build_optimizer
 from simclr.plan import plan_schedule
 from simclr.resume import RunState, checkpoint_state, restore, restore_cuda_rng, saved_window
 from simclr.settings import build_config
+from tests.conftest import ScaledNet, earlier_lars
 
 
 def test_a_checkpoint_restores_weights_optimizer_step_plan_and_rng():
@@ -50,6 +51,31 @@ def test_a_checkpoint_restores_weights_optimizer_step_plan_and_rng():
     torch.manual_seed(2)
     restore(blob, other, other_opt, scaler, other_state, other_plan)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_a_run_saved_with_the_earlier_parameter_grouping_continues(capsys):
+    """A ConvNeXt pretraining saved before its layer_scale was excluded by name (its
+    optimizer's groups of other sizes) continues with the grouping it started with, a
+    note saying so; a state of other groups is refused in one line as before."""
+    cfg = build_config(flags={"batch_size": 8, "epochs": 3})
+    torch.manual_seed(0)
+    model = ScaledNet()
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    blob = checkpoint_state(cfg, model, earlier_lars(model), scaler, RunState(step=1),
+                            plan_schedule(cfg, 80))
+    blob["file"] = "run/last.pt"
+    optimizer = build_optimizer(cfg.optim, model, cfg.batch_size)
+    state = RunState()
+    restore(blob, model, optimizer, scaler, state, plan_schedule(cfg, 80))
+    assert state.step == 1
+    assert [len(g["params"]) for g in optimizer.param_groups] == [2, 1]
+    assert "the run keeps the parameter grouping it started with" in capsys.readouterr().err
+    blob["optimizer"]["param_groups"][0]["params"] = [0, 1, 2]  # (groups of 3 and 1)
+    with pytest.raises(SimCLRError, match=r"^run/last.pt: its optimizer, step, RNG state or "
+                       r"log window does not fit this run \(damaged or edited\? loaded state "
+                       r"dict contains a parameter group that doesn't match the size"):
+        restore(blob, model, build_optimizer(cfg.optim, model, cfg.batch_size), scaler,
+                RunState(), plan_schedule(cfg, 80))
 
 
 def test_the_gpu_generator_resumes_on_fewer_gpus_than_it_was_saved_with(monkeypatch):

@@ -459,6 +459,27 @@ def test_a_resumed_run_keeps_its_saved_plan_and_steps():
     assert (plan.total_steps, plan.warmup_steps) == (37, 4)
 
 
+def test_a_run_saved_with_the_earlier_parameter_grouping_continues(capsys):
+    """A supervised ConvNeXt saved before its layer_scale was excluded by name continues
+    with the optimizer grouping it started with (not refused as damaged)."""
+    from simclr.config import OptimConfig
+    from simclr.optim import build_optimizer
+    from simclr.plan import Plan
+    from simclr.supervised import restore
+    from tests.conftest import ScaledNet, earlier_lars
+
+    model = ScaledNet()
+    saved = earlier_lars(model).state_dict()
+    ckpt = {"model": model.state_dict(), "config": {}, "optimizer": saved,
+            "scaler": {}, "total_steps": 37, "warmup_steps": 4, "step": 12, "elapsed": 3.5}
+    optimizer = build_optimizer(OptimConfig(), model, 64)
+    plan = Plan(steps_per_epoch=5, total_steps=50, warmup_steps=5)
+    assert restore(ckpt, model, optimizer, torch.amp.GradScaler("cpu", enabled=False),
+                   plan) == (12, 3.5)
+    assert [len(g["params"]) for g in optimizer.param_groups] == [2, 1]
+    assert "the run keeps the parameter grouping it started with" in capsys.readouterr().err
+
+
 def test_command_line_resume(tmp_path, capsys, monkeypatch):
     """`simclr supervised --resume RUN` reopens the saved folders; the other kind of run
     is named with the command that continues it."""
