@@ -29,7 +29,7 @@ from simclr.checkpoint import (
     load_checkpoint,
 )
 from simclr.config import Config, DataConfig
-from simclr.data import ImageSource, open_source
+from simclr.data import ImageSource, digits_source, digits_split, is_digits, open_source
 from simclr.errors import SimCLRError, is_amount, printable, with_article
 from simclr.features import Listings, check_labeled_folders
 from simclr.files import finite_json
@@ -57,23 +57,25 @@ class RawPixels(nn.Module):
 def open_eval_source(path: str, image_size: int, workers: int | None,
                      cache_dir: str, evaluation: bool = True, train: bool = False,
                      unlabeled: bool = False, max_pixels: int = DataConfig.max_pixels,
-                     listing: ImageList | None = None) -> ImageSource:
+                     listing: ImageList | None = None, held_out: bool = True) -> ImageSource:
     """A labeled folder (or named data set) of an evaluation, stored for ``image_size``;
     ``evaluation=False`` for one it trains on with augmented views (fine-tuning);
     ``train``: a data set's training split (a folder holding train/ and test/, cifar10);
     ``unlabeled``: images beside class folders are kept (a probe whose labels are not
     the folder's); ``listing``: its files, if already listed alike. The digits' training
-    split is the one that holds none of the test digits (``held_out``)."""
+    split is the one that holds none of the test digits (``held_out``; all of them where
+    False: a run continued as an earlier simclr started it, :func:`kept_all_digits`)."""
     data = DataConfig(workers=workers, cache_dir=cache_dir, max_pixels=max_pixels)
     return open_source(path, data, train=train, image_size=image_size, evaluation=evaluation,
-                       unlabeled=unlabeled, listing=listing, held_out=True)
+                       unlabeled=unlabeled, listing=listing, held_out=held_out)
 
 
 def open_folder(path: str, image_size: int, args: argparse.Namespace,
                 evaluation: bool = True, train: bool = False,
-                unlabeled: bool = False, listing: ImageList | None = None) -> ImageSource:
+                unlabeled: bool = False, listing: ImageList | None = None,
+                held_out: bool = True) -> ImageSource:
     return open_eval_source(path, image_size, args.workers, args.cache_dir, evaluation, train,
-                            unlabeled, args.max_pixels, listing)
+                            unlabeled, args.max_pixels, listing, held_out)
 
 
 class EvalInputs(NamedTuple):
@@ -277,9 +279,10 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
         protocol["l2_grid"] = parse_l2_grid(args.l2_grid)
     inputs = load_for_eval(args)
     size = inputs.spec["image_size"]
+    kept = kept_all_digits(args.train, _linear_started_on(args), "linear evaluation")
     with dist.process_group():  # the SGD protocol may train across processes
         train, test = open_folders(args, size, augmented=args.protocol == "sgd",
-                                   listings=inputs.listings)
+                                   listings=inputs.listings, digits_held_out=not kept)
         result = run_linear_eval(
             inputs.encoder, train, test, args.out, image_size=size, protocol=args.protocol,
             seed=args.seed, config=inputs.ckpt["config"],
@@ -290,12 +293,15 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
 
 def open_folders(args: argparse.Namespace, image_size: int, augmented: bool,
                  augmented_test: bool = False, listings: Listings | None = None,
-                 unlabeled: bool = False) -> tuple[ImageSource, ImageSource]:
+                 unlabeled: bool = False, digits_held_out: bool = True
+                 ) -> tuple[ImageSource, ImageSource]:
     """--train and --test of an evaluation; under torchrun rank 0 decodes them first,
     then the other processes find its caches. ``augmented``: the training set gives
     augmented views (fine-tuning, SGD linear evaluation), not evaluation crops (and
     ``augmented_test`` the test set: the transformation probe). ``unlabeled``: a
     command that needs no class (the probe) keeps images beside the class folders.
+    ``digits_held_out``: --train digits holds none of the test digits (open_source's
+    ``held_out``).
 
     Without --test, ``--test-fraction F`` holds out the files :func:`held_out` names as
     the test set, and the rest of --train is the training set (``listings``: the
@@ -304,7 +310,8 @@ def open_folders(args: argparse.Namespace, image_size: int, augmented: bool,
                listing: ImageList | None) -> ImageSource:
         return dist.main_first(lambda: open_folder(path, image_size, args, evaluation=evaluation,
                                                    train=train, unlabeled=unlabeled,
-                                                   listing=listing))
+                                                   listing=listing,
+                                                   held_out=digits_held_out))
 
     listings = listings or Listings(None, None)
     listing = listings.train
@@ -419,8 +426,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         model, _ = model_from_checkpoint(ckpt)
         encoder, head = model.encoder, model.head
     size = spec["image_size"]
+    kept = kept_all_digits(args.train, _finetune_started_on(args), "fine-tuning")
     with dist.process_group():  # under torchrun the processes fine-tune as one
-        train, test = open_folders(args, size, augmented=True, listings=listings)
+        train, test = open_folders(args, size, augmented=True, listings=listings,
+                                   digits_held_out=not kept)
         result = run_finetune(
             encoder, train, test, args.out, image_size=size,
             label_fraction=args.label_fraction, labels_per_class=args.labels_per_class,
@@ -471,6 +480,67 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
 
 
 
+def kept_all_digits(spec: str | None, started_with: Any, what: str) -> bool:
+    """Whether a continued ``what`` on --train digits keeps the training set it started
+    with, all the digits (``started_with``: its count of training images; None for a new
+    run): an earlier simclr trained on all 1797, new runs hold the test digits out
+    (open_source's ``held_out``), which would refuse it as another training set. A note
+    says so."""
+    if not is_digits(spec) or started_with is None:
+        return False
+    everything = len(digits_source().labels)
+    if started_with != everything:
+        return False
+    if dist.launched_rank() == 0:
+        print(f"note: the {what} keeps the training set it started with, all {everything} "
+              f"digits (new runs hold the {len(digits_split()[1].labels)} test digits out "
+              "of --train digits)", file=sys.stderr)
+    return True
+
+
+def _partial_settings(args: argparse.Namespace, name: str) -> dict[str, Any] | None:
+    """The settings of the unfinished ``name`` training (classify.PartialRun's) in
+    --out where it is continued on --train digits; None otherwise (--overwrite: a new
+    one; an unreadable file: the training itself says what is wrong with it)."""
+    if args.overwrite or args.out is None or not is_digits(args.train):
+        return None
+    path = Path(args.out).expanduser() / CHECKPOINTS / f"{name}{PARTIAL_SUFFIX}"
+    if not path.is_file():
+        return None
+    try:
+        settings = load_checkpoint(path).get("settings")
+    except SimCLRError:
+        return None
+    return settings if isinstance(settings, dict) else None
+
+
+def _finetune_started_on(args: argparse.Namespace) -> int | None:
+    """How many digits an unfinished fine-tuning in --out started on, where its labeled
+    subset is this command's drawn from all of them (as an earlier simclr's --train
+    digits gave it); None otherwise."""
+    from simclr.subsets import labeled_subset, subset_digest
+
+    settings = _partial_settings(args, "finetune")
+    if settings is None:
+        return None
+    digits = digits_source()
+    try:
+        subset = labeled_subset(digits, args.subset, args.label_fraction,
+                                args.labels_per_class, args.seed)
+    except SimCLRError:  # (a --subset that names no digit: the fine-tuning says so)
+        return None
+    everything = len(digits.labels)
+    return everything if settings.get("subset") == subset_digest(subset, everything) else None
+
+
+def _linear_started_on(args: argparse.Namespace) -> Any:
+    """How many images an unfinished SGD linear evaluation in --out started on (--train
+    digits; None otherwise)."""
+    settings = _partial_settings(args, "linear") if args.protocol == "sgd" else None
+    train = (settings or {}).get("train")
+    return train[0] if isinstance(train, list) and train else None
+
+
 def cmd_supervised(args: argparse.Namespace) -> int:
     """``simclr supervised``: a new run (``--train``, ``--out``) or a saved one continued
     (``--resume``); ``--print-config`` shows the recipe without reading or writing."""
@@ -493,9 +563,11 @@ def cmd_supervised(args: argparse.Namespace) -> int:
         return 0
     data = _supervised_data(args, cfg, resume)
     size = cfg.augment.size
+    kept = kept_all_digits(data["train"], None if resume is None else resume.get("num_train"),
+                           "supervised training")
     with dist.process_group():  # under torchrun: rank 0 decodes the folders, then the others
         train = dist.main_first(lambda: open_source(data["train"], cfg.data, train=True,
-                                                    image_size=size, held_out=True))
+                                                    image_size=size, held_out=not kept))
         test = (dist.main_first(lambda: open_source(data["test"], cfg.data, train=False,
                                                     image_size=cfg.augment.evaluation_size(),
                                                     evaluation=True))

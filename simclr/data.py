@@ -679,6 +679,13 @@ def digits_source() -> ImageSource:
                        layout="nchw")
 
 
+def is_digits(spec: str | os.PathLike | None) -> bool:
+    """Whether a data spec names scikit-learn's digits (None or 'digits', unless a folder
+    of that name is there)."""
+    spec = None if spec is None else os.fspath(spec)
+    return named_dataset(spec) and (spec is None or spec == "digits")
+
+
 def digits_split(seed: int = 0, train_size: int = 1200) -> tuple[ImageSource, ImageSource]:
     """Deterministic (train, test) split of the digits for kNN / linear evaluation.
 
@@ -747,7 +754,7 @@ def open_source(
     after ``image_size`` are given by name.
     """
     spec = None if spec is None else os.fspath(spec)
-    if named_dataset(spec) and (spec is None or spec == "digits"):
+    if is_digits(spec):
         if train and not held_out:
             return digits_source()
         return digits_split()[0 if train else 1]

@@ -600,3 +600,54 @@ def test_the_digits_demos_report_scores_its_knn_on_the_chosen_device(monkeypatch
     report = simclr.commands.digits_knn_report("ckpt.pt", Config(device="cuda:1"))
     assert devices == [chosen, chosen]  # pretrained, then at init
     assert "pretrained: kNN top-1 50.0%" in report
+
+
+def test_runs_an_earlier_simclr_started_on_all_the_digits_continue_on_them(
+        tmp_path, monkeypatch, capsys):
+    """An unfinished supervised baseline, fine-tuning and SGD linear evaluation on --train
+    digits, saved by an earlier simclr, trained on all 1797 digits (the test ones among
+    them): continued, they keep that training set, a note says so, where they were
+    refused as another one ('the training folder now holds 1200 images'; 'other settings
+    (subset: ...)', '(train: [1797, ...] saved, [1200, ...] now)')."""
+    from functools import partial
+
+    import simclr.commands
+    import simclr.evaluate
+    import simclr.finetune
+    import simclr.supervised
+    from simclr.data import open_source
+
+    def stop_at_1(step, stop):
+        if step == 1:
+            stop.requested = "SIGTERM"
+
+    tiny_pretrained_run(tmp_path)
+    fast = ["--epochs", "1", "--batch-size", "256", "--workers", "0", "--device", "cpu",
+            "--precision", "fp32"]
+    supervised = ["supervised", "--train", "digits", "--test", "digits", "--arch", "resnet18",
+                  "--width", "0.125", "--image-size", "16", "--out", str(tmp_path / "sup"), *fast]
+    finetune = ["finetune", "--checkpoint", str(tmp_path / "pre"), "--train", "digits",
+                "--test", "digits", "--out", str(tmp_path / "ft"), *fast]
+    linear = ["linear-eval", "--protocol", "sgd", *finetune[1:]]
+    linear[linear.index(str(tmp_path / "ft"))] = str(tmp_path / "lin")
+    # As the earlier simclr trained them: on all the digits, stopped after a step
+    with monkeypatch.context() as patched:
+        patched.setattr(simclr.commands, "open_source",
+                        lambda *a, **k: open_source(*a, **{**k, "held_out": False}))
+        for module, name in ((simclr.supervised, "run_supervised"),
+                             (simclr.finetune, "run_finetune"),
+                             (simclr.evaluate, "run_linear_eval")):
+            patched.setattr(module, name, partial(getattr(module, name), on_step=stop_at_1))
+        assert main(supervised) == 75
+        assert main(finetune) == 75
+        assert main(linear) == 75
+    capsys.readouterr()
+    note = "keeps the training set it started with, all 1797 digits (new runs hold the 597 "
+    assert main(["supervised", "--resume", str(tmp_path / "sup")]) == 0
+    assert f"note: the supervised training {note}" in capsys.readouterr().err
+    assert json.loads((tmp_path / "sup" / "supervised.json").read_text())["num_train"] == 1797
+    assert main(finetune) == 0
+    assert f"note: the fine-tuning {note}" in capsys.readouterr().err
+    assert json.loads((tmp_path / "ft" / "finetune.json").read_text())["num_labeled"] == 1797
+    assert main(linear) == 0
+    assert f"note: the linear evaluation {note}" in capsys.readouterr().err
