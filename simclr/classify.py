@@ -643,10 +643,14 @@ class PartialRun:
         """Where the labeled subset alone differs and the run listed it (fine-tuning's
         labeled_subset.txt): the list that continues it. Its own command draws another
         subset where the draw changed since (an earlier simclr's draw by class index)."""
-        from simclr.subsets import SUBSET_FILE
+        from simclr.subsets import SUBSET_FILE, read_subset_list
 
         listed = None if self.out is None else Path(self.out) / SUBSET_FILE
         if differ_keys != ["subset"] or listed is None or not listed.is_file():
+            return ""
+        try:  # (a source without files, the digits, lists `#index N` lines: no --subset)
+            read_subset_list(listed)
+        except SimCLRError:
             return ""
         return f" (the images it trains on: --subset {path_word(listed)})"
 

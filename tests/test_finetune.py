@@ -474,6 +474,11 @@ def test_an_interrupted_finetuning_is_never_continued_with_other_settings(tmp_pa
         **{k: v for k, v in args.items() if k != "labels_per_class"},
         "subset_file": copy / "labeled_subset.txt"})
     assert (continued["num_labeled"], continued["steps"]) == (12, 9)
+    # A source without files (the digits) lists `#index N` lines, which --subset cannot
+    # read: no hint then.
+    (run / "labeled_subset.txt").write_text("#index 0\n#index 5\n")
+    with pytest.raises(SimCLRError, match=r"rerun its own command to continue it, pass "):
+        run_finetune(tiny_encoder(), train, test, run, **{**args, "labels_per_class": 3})
     # The same checkpoint path and step, other weights (pretrained again in place).
     with pytest.raises(SimCLRError, match=r"with other settings \(weights: '[0-9a-f]+' saved"):
         run_finetune(tiny_encoder(seed=1), train, test, run, **args)
