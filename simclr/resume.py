@@ -23,6 +23,7 @@ from simclr.checkpoint import (
 from simclr.config import RESUME_SETTINGS, Config
 from simclr.errors import SimCLRError
 from simclr.folders import named_dataset
+from simclr.launch import path_word
 from simclr.optim import load_optimizer_state
 from simclr.plan import Plan
 from simclr.rundir import resume_checkpoint
@@ -336,7 +337,7 @@ def moved_folders(cfg: Config, flags: dict[str, Any], target: str | Path) -> set
         if path not in flags:
             raise SimCLRError(f"--resume {target}: the run's {flag} folder {saved} is gone "
                               f"(moved or deleted); put it back, or give its new place "
-                              f"(simclr pretrain --resume {target} {flag} NEW_FOLDER)")
+                              f"(simclr pretrain --resume {path_word(target)} {flag} NEW_FOLDER)")
         new = flags[path]
         if is_null(new) or named_dataset(new):  # (none: the digits; cifar10: a download)
             raise SimCLRError(f"--resume {target}: the run read the folder {saved}, which is "
