@@ -710,7 +710,8 @@ def _other_evaluation(root: Path, rows: list[dict[str, Any]],
         columns = sorted(_top1_columns([row]))
         if not columns:  # (pending, diverged, or not evaluated: nothing scored)
             continue
-        then, unrecorded = row.get(EVALUATED_ON), ()
+        then = row.get(EVALUATED_ON)
+        unrecorded: tuple[str, ...] = ()
         if not isinstance(then, dict):
             then = _cell_evaluation(root / row["cell"], columns, "scores" in evaluated_on)
             if then is None:  # unknown: the same, as before rows recorded it
