@@ -295,8 +295,25 @@ def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
                                                            flatten(found))
     if differs:
         k, then, now = differs
+        keep = _flag_setting(k, then)
+        # (the same command given to a later simclr meets another default: a preset's)
+        way = f"give {keep} to continue the sweep, or " if keep else ""
         raise SimCLRError(f"cell {cell} already holds a run with other settings ({k}: "
-                          f"{then!r} there, {now!r} now); use a new --out")
+                          f"{then!r} there, {now!r} now); {way}use a new --out")
+
+
+def _flag_setting(path: str, value: Any) -> str | None:
+    """The flag that sets the dotted setting ``path`` to ``value`` (``--no-flip``,
+    ``--load-size 384``, ``--load-size none``); None where no flag alone does (a list,
+    a setting without a flag)."""
+    from simclr.settings import flag_of
+
+    flag = flag_of(path)
+    if "." in flag or isinstance(value, (list, tuple, dict)):
+        return None
+    if isinstance(value, bool):
+        return f"--{flag}" if value else f"--no-{flag}"
+    return f"--{flag} {'none' if value is None else value}"
 
 
 def _first_difference(wanted: dict[str, Any],

@@ -223,10 +223,18 @@ def test_a_rerun_refused_for_other_settings_leaves_out_as_it_was(tmp_path, image
     assert [row["status"] for row in json.loads(before["sweep.json"])] == ["finished"] * 2
     for axis in ("temperature=0.1,0.5", "temperature=0.1,0.5,1"):  # the same grid; a larger
         with pytest.raises(SimCLRError, match=r"cell temperature=0\.1 already holds a run "
-                                              r"with other settings \(seed: 0 there, 3 now\)"):
+                                              r"with other settings \(seed: 0 there, 3 now\); "
+                                              r"give --seed 0 to continue the sweep, or use "
+                                              r"a new --out$"):
             run_sweep([parse_axis(axis)], out, preset=None, config=None,
                       flags={**flags, "seed": 3}, evaluate=None)
         assert _files(out) == before  # no summary set aside, none rewritten as pending
+    # A default changed since (a preset's): the flag of the setting saved, as a bool's
+    with pytest.raises(SimCLRError, match=r"\(model.projection_shortcuts: False there, True "
+                                          r"now\); give --no-projection-shortcuts to "):
+        run_sweep([parse_axis("temperature=0.1,0.5")], out, preset=None, config=None,
+                  flags={**flags, "model.projection_shortcuts": True}, evaluate=None)
+    assert _files(out) == before
 
 
 def test_a_bad_cell_fails_before_anything_runs(tmp_path, image_folder, cache_dir):
