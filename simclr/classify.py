@@ -639,20 +639,25 @@ class PartialRun:
     def path(self) -> Path | None:
         return None if self.out is None else self.out / CHECKPOINTS / f"{self.name}{PARTIAL_SUFFIX}"
 
-    def _listed_subset_hint(self, differ_keys: list[str]) -> str:
-        """Where the labeled subset alone differs and the run listed it (fine-tuning's
-        labeled_subset.txt): the list that continues it. Its own command draws another
-        subset where the draw changed since (an earlier simclr's draw by class index)."""
+    def _listed_subset_hint(self, differ_keys: list[str], saved: dict[str, Any]) -> str:
+        """How to continue a run whose labeled subset alone differs, where it listed it
+        (fine-tuning's labeled_subset.txt): its own command draws another subset where
+        the draw changed since (an earlier simclr's draw by class index); the list, with
+        the epochs saved (--subset's default follows the list's share, not the fraction
+        asked), continues it. Else rerunning its own command does."""
         from simclr.subsets import SUBSET_FILE, read_subset_list
 
+        own = "rerun its own command to continue it"
         listed = None if self.out is None else Path(self.out) / SUBSET_FILE
         if differ_keys != ["subset"] or listed is None or not listed.is_file():
-            return ""
+            return own
         try:  # (a source without files, the digits, lists `#index N` lines: no --subset)
             read_subset_list(listed)
         except SimCLRError:
-            return ""
-        return f" (the images it trains on: --subset {path_word(listed)})"
+            return own
+        epochs = f" --epochs {saved['epochs']}" if saved.get("epochs") is not None else ""
+        return (f"{own}, with --subset {path_word(listed)}{epochs} (the images it trains "
+                "on) in place of --label-fraction / --labels-per-class")
 
     def resume(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler, verbose: bool,
@@ -687,11 +692,10 @@ class PartialRun:
         if differ and self.overwrite:
             return self.start_over(f"has other settings ({'; '.join(differ)})")
         if differ:
-            hint = self._listed_subset_hint(differ_keys)
+            way = self._listed_subset_hint(differ_keys, saved)
             raise SimCLRError(f"{self.out} holds an unfinished {self.what} ({self.path.name}) "
-                              f"with other settings ({'; '.join(differ)}); rerun its own "
-                              f"command to continue it{hint}, pass --overwrite to start "
-                              "this one over it, or choose another --out")
+                              f"with other settings ({'; '.join(differ)}); {way}, pass "
+                              "--overwrite to start this one over it, or choose another --out")
         load_weights(model, ckpt, prefix)
         with readable_state(ckpt, "optimizer or step state"):
             optimizer.load_state_dict(ckpt["optimizer"])

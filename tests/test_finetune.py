@@ -464,8 +464,11 @@ def test_an_interrupted_finetuning_is_never_continued_with_other_settings(tmp_pa
             run_finetune(tiny_encoder(), train, test, run, **{**args, **change})
     # The subset alone differs (another draw: an earlier simclr's): the list it trains on
     # continues it, where its own command would draw the other subset again.
-    with pytest.raises(SimCLRError, match=r"rerun its own command to continue it \(the images "
-                                          rf"it trains on: --subset {run}/labeled_subset.txt\)"):
+    # With the epochs saved: --subset's default follows the list's share of the images.
+    with pytest.raises(SimCLRError, match=r"rerun its own command to continue it, with --subset "
+                                          rf"{run}/labeled_subset.txt --epochs 3 \(the images "
+                                          r"it trains on\) in place of --label-fraction / "
+                                          r"--labels-per-class, pass --overwrite"):
         run_finetune(tiny_encoder(), train, test, run, **{**args, "labels_per_class": 3})
     import shutil
 
