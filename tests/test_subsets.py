@@ -304,8 +304,16 @@ def test_a_classs_pick_depends_on_its_own_files_alone(tmp_path):
     make_image_folder(tmp_path / "g", classes=1, per_class=12)  # a class "a" sorts first
     (tmp_path / "g" / "class_0").rename(root / "a")
     assert [p for p in _picked(root, None) if not p.startswith("a/")] == before
-    (root / "a" / "000.png").unlink()  # one image less in "a", one more in class_0
     shutil.rmtree(root / "a")
+    # One image more in class_0: its pick changes by that image at most (it may rank in)
+    shutil.copy(root / "class_0" / "000.png", root / "class_0" / "100.png")
+    grown = _picked(root, None)
+    assert set(grown) - set(before) <= {"class_0/100.png"}
+    assert len(set(before) - set(grown)) == len(set(grown) - set(before))
+    assert [p for p in grown if not p.startswith("class_0/")] == \
+        [p for p in before if not p.startswith("class_0/")]
+    (root / "class_0" / "100.png").unlink()
+    assert _picked(root, None) == before
     kept = next(p for p in before if p.startswith("class_1/"))
     dropped = next(f"class_1/{i:03d}.png" for i in range(12)
                    if f"class_1/{i:03d}.png" not in before)
