@@ -90,7 +90,7 @@ def _real(minimum: float, inclusive: bool, maximum: float = math.inf,
 
 
 # Passes over the labeled images, fractions allowed as in pretraining (steps are rounded).
-epoch_count = _real(0, False, MAX_EPOCHS + 1)
+epoch_count = _real(0, False, most=MAX_EPOCHS)
 
 
 def _probe_epochs(text: str) -> float:

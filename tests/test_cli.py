@@ -1031,6 +1031,9 @@ def test_the_evaluation_flags_value_types_hold_their_bounds():
     assert _pair("0.5,0.5") == (0.5, 0.5) and _pair("0.08,1") == (0.08, 1.0)
     assert days("0") == 0.0  # --unused-days 0: every cache not in use now
     assert fraction("1") == 1.0 and epoch_count("0.5") == 0.5
+    assert epoch_count("1000000") == 1_000_000  # (MAX_EPOCHS, as pretraining's --epochs)
+    with pytest.raises(argparse.ArgumentTypeError, match=r"at most 1e\+06, got 1000000.5$"):
+        epoch_count("1000000.5")
     assert _probe_epochs("100000") == 100_000 and _probe_epochs("2.5") == 2.5
     for parse, text in ((_pair, "0.5,0.1"), (_pair, "0,1"), (_pair, "0.5,1.5"),
                         (days, "-1"), (days, "inf"), (fraction, "0"), (fraction, "1.01"),
