@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import json
 import math
@@ -111,7 +112,8 @@ def write_atomically(target: Path, write: Callable[[Path], object],
     except BaseException:
         discard(tmp)
         raise
-    remove_stale_temporaries(target.parent, f"{temporary_stem(target.name)}.tmp-*")
+    # (escaped: a name with [, * or ? would be read as a pattern, matching no leftover)
+    remove_stale_temporaries(target.parent, f"{glob.escape(temporary_stem(target.name))}.tmp-*")
 
 
 class AlreadyWritten(Exception):

@@ -94,6 +94,19 @@ def test_a_legal_name_of_255_bytes_is_written_and_its_debris_collected(tmp_path,
     assert sorted(tmp_path.iterdir()) == [target]
 
 
+@pytest.mark.parametrize("name", ["enc[v1].pt", "r*.json", "a?.pt"])
+def test_a_killed_writes_leftover_is_collected_whatever_the_name(tmp_path, name):
+    """A name holding [, * or ? was taken as a glob pattern: a killed write's leftover of
+    ``enc[v1].pt`` (a model's size) stayed for good."""
+    target = tmp_path / name
+    debris = temporary_name(target)
+    debris = debris.with_name(f"{debris.name.rsplit('-', 1)[0]}-{_dead_pid()}")
+    debris.write_bytes(b"half a file")
+    _age(debris, 2 * STALE_AFTER_S)
+    write_atomically(target, lambda path: path.write_bytes(b"whole"))
+    assert sorted(tmp_path.iterdir()) == [target]
+
+
 def test_a_cache_build_frees_what_a_killed_build_left(tmp_path):
     """A killed ImageNet cache build leaves a file of the cache's whole size; the next
     build removes it (untouched for an hour) before reserving the disk again."""
