@@ -132,6 +132,9 @@ def read_checkpoint(
     ``labeled``: --train and --test are also listed (not decoded) and must be labeled
     folders of the same classes; the listings are None otherwise, or for a named data
     set."""
+    if getattr(args, "overwrite", False) and not getattr(args, "out", None):
+        raise SimCLRError("--overwrite replaces this command's results in --out, and none "
+                          "is given; give --out or drop --overwrite")
     for flag in ("train", "test"):
         check_folder(f"--{flag}", getattr(args, flag, None))
     check_results_free(getattr(args, "out", None), RESULTS.get(args.command, ()),
@@ -275,6 +278,10 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
     if ignored:  # a flag the chosen protocol would silently not use
         raise SimCLRError(f"{', '.join(ignored)}: for --protocol {other}, not "
                           f"{args.protocol}; drop it or choose --protocol {other}")
+    saves = [flag_name(n) for n in ("checkpoint_every", "checkpoint_minutes") if n in protocol]
+    if saves and not args.out:  # (a long run thought safe to stop would save nothing)
+        raise SimCLRError(f"{', '.join(saves)}: saves of the unfinished training go into "
+                          "--out, and none is given; give --out or drop it")
     if args.l2_grid:
         protocol["l2_grid"] = parse_l2_grid(args.l2_grid)
     inputs = load_for_eval(args)

@@ -126,6 +126,17 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
           "--crop-scale", "0.2,1"], "--epochs, --crop-scale: for --protocol sgd, not lbfgs"),
         (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b",
           "--raw-pixels", "--random-init"], "give one of --raw-pixels and --random-init"),
+        # flags that act on --out, given none: a run thought safe to stop saved nothing
+        (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--protocol",
+          "sgd", "--checkpoint-every", "1", "--checkpoint-minutes", "1"],
+         "--checkpoint-every, --checkpoint-minutes: saves of the unfinished training go into "
+         "--out, and none is given"),
+        (["knn", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--overwrite"],
+         "--overwrite replaces this command's results in --out, and none is given"),
+        (["transform-probe", "--checkpoint", "c.pt", "--train", "a", "--test", "b",
+          "--overwrite"], "--overwrite replaces this command's results in --out"),
+        (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b",
+          "--overwrite"], "--overwrite replaces this command's results in --out"),
         # a newline in a path broke the line in two, an escape acted on the terminal
         (["embed", "--checkpoint", "a\nb\x1b[2J", "--data", ".", "--out", "e.npz"],
          "checkpoint not found: a\\nb\\x1b[2J"),
