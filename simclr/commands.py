@@ -479,9 +479,9 @@ def cmd_transform_probe(args: argparse.Namespace) -> int:
         path, ckpt, "random init" if args.random_init else "pretrained"),
         "layer": "h" if result["tasks"] and all(row["z"] is None for row in
                                                 result["tasks"].values()) else "h and z"}
-    record_inputs(result, train, test)  # (the other evaluations' finish_results does it)
+    record_inputs(result, train, test)  # (as the other evaluations' finish_results does)
     write_results(out, "transform_probe.json", result, args.overwrite)
-    print(finite_json(result))
+    print(finite_json(printed(result)))
     return 0
 
 

@@ -208,7 +208,13 @@ def record_inputs(results: dict[str, Any], train: Any, test: Any) -> None:
     an absolute, resolved path; a named data set by its name; a test set held out of
     the training folder as ``source``'s ``test`` describes the split), and the
     ``provenance`` of this simclr (version, git SHA, command line), as a run's
-    config.yaml records its own: results compared later need both to be comparable."""
+    config.yaml records its own: results compared later need both to be comparable;
+    and how many images of each were unreadable and left out, which and why (the
+    accuracy is over the others)."""
+    results["skipped_images"] = {"train": len(getattr(train, "skipped", ())),
+                                 "test": len(getattr(test, "skipped", ()))}
+    results["skipped_files"] = {split: [list(s) for s in getattr(data, "skipped", ())]
+                                for split, data in (("train", train), ("test", test))}
     split = (results.get("source") or {}).get("test")
     results["data"] = {"train": _data_name(train),
                        "test": split if isinstance(split, dict) else _data_name(test)}
@@ -247,10 +253,6 @@ def finish_results(results: dict[str, Any], out: Path | None, name: str,
     :data:`MAX_FIGURE_CLASSES` classes (a note says so). ``overwrite`` False: a JSON
     another process wrote there meanwhile is kept and refused (:func:`write_results`),
     before the figure."""
-    results["skipped_images"] = {"train": len(getattr(train, "skipped", ())),
-                                 "test": len(getattr(test, "skipped", ()))}
-    results["skipped_files"] = {split: [list(s) for s in getattr(data, "skipped", ())]
-                                for split, data in (("train", train), ("test", test))}
     if source is not None:
         results["source"] = source
     record_inputs(results, train, test)

@@ -296,6 +296,8 @@ def test_results_name_their_data_folders_and_the_simclr_that_computed_them(
         results = json.loads((tmp_path / command / name).read_text())
         assert results["data"] == {"train": str(tmp_path / "train"),
                                    "test": str(tmp_path / "test")}, command
+        # (transform-probe's left them out: a damaged folder's run looked complete)
+        assert results["skipped_images"] == {"train": 0, "test": 0}, command
         record = results["provenance"]
         assert record["argv"] == ["simclr", *argv] and record["git_sha"] == git_state()[0]
         assert record["simclr"] and record["torch"]
