@@ -122,6 +122,12 @@ def total_steps(epochs: float, images: int, batch: int) -> int:
     return epoch_steps(epochs, images // batch)
 
 
+def earlier_total_steps(epochs: float, images: int, batch: int) -> int:
+    """:func:`total_steps` as an earlier simclr counted it (the float product rounded
+    up), whose partial files recorded no length: a run it started continues to it."""
+    return max(1, math.ceil(epochs * (images // batch)))
+
+
 def nesterov_sgd(params: Any, lr: float, batch: int, momentum: float) -> torch.optim.SGD:
     """The optimizer of fine-tuning and of the SGD linear protocol (App. B.5, B.6):
     Nesterov momentum, no weight decay, peak lr ``lr`` x B/256 (kept as each group's
@@ -634,6 +640,9 @@ class PartialRun:
     # ``skipped_images``, as pretraining's; an older file has none): the caller's source
     # remembers them, so what it records trained on is an uninterrupted run's.
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    # The training's length in steps: the caller's, or the saved one's where continued
+    # (saved with the state: a rule of counting changed since cannot move it mid-run).
+    total: int | None = None
 
     @property
     def path(self) -> Path | None:
@@ -661,14 +670,18 @@ class PartialRun:
 
     def resume(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler, verbose: bool,
-               prefix: str = "", total: int | None = None) -> tuple[int, float]:
+               prefix: str = "", total: int | None = None,
+               earlier_total: int | None = None) -> tuple[int, float]:
         """Load the saved state into the run (``model`` from the weights under
         ``prefix``): (step, training seconds); (0, 0.0) if nothing was saved. A state
         saved after the last of ``total`` steps (a run stopped in its test) is only
         tested again; one stopped while its results were written (:attr:`finishing`)
         writes them again. Rank 0 holds ``out`` from here on: a second command training
         into it is refused, and so is this one where another finished there meanwhile
-        (its ``results``, unless ``overwrite``)."""
+        (its ``results``, unless ``overwrite``). :attr:`total` is ``total``, or the
+        saved run's length (``earlier_total`` for a file that recorded none: an earlier
+        simclr's count)."""
+        self.total = total
         if self.out is not None and dist.is_main() and self.out.is_dir():
             self.held = lock_folder(self.out)
             self.finishing = stopped_while_finishing(self.out, self.results)
@@ -706,6 +719,11 @@ class PartialRun:
                             for path, reason in ckpt.get("skipped_images") or []]
         self.metrics = dict(ckpt.get("metrics") or {})
         self.run_id = str(ckpt.get("run_id") or self.run_id)
+        saved_total = ckpt.get("total_steps", earlier_total)
+        if total is not None and isinstance(saved_total, int) and saved_total != total:
+            log(f"note: the {self.what} keeps the length it started with, {saved_total} "
+                f"steps ({total} as counted now)", verbose)
+            self.total = total = saved_total
         if total is not None and step >= total:
             log(f"the {self.what} in {self.out} finished its {step} steps before it was "
                 "stopped: testing it again", verbose)
@@ -784,6 +802,8 @@ class PartialRun:
         if dist.is_main():  # argv: the command that continues it (simclr info shows it)
             blob.update(scaler=scaler.state_dict(), settings=self.settings,
                         argv=command_line(), cwd=os.getcwd())  # (its paths may be relative)
+            if self.total is not None:
+                blob["total_steps"] = self.total
             if self.tally is not None:
                 blob["epoch_tally"] = self.tally
             save_checkpoint(blob, self.path.parent, self.path.name)  # type: ignore[union-attr]

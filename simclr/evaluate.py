@@ -39,6 +39,7 @@ from simclr.checkpoint import CHECKPOINTS, new_run_id
 from simclr.classify import (
     PartialRun,
     crop_flip_config,
+    earlier_total_steps,
     evaluate_classifier,
     fitted_batch,
     init_linear,
@@ -109,7 +110,9 @@ def linear_eval_sgd(
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     partial_run = partial_run or linear_partial(None)
     step, elapsed = partial_run.resume(probe.fc, optimizer, scaler, verbose, prefix="fc.",
-                                       total=total)
+                                       total=total, earlier_total=earlier_total_steps(
+                                           epochs, train.num_images, batch))
+    total = partial_run.total or total  # (a continued run's own length)
     save_partial = partial(_save_layer, partial_run, probe.fc, optimizer, scaler,
                            config, train.classes)
     # (the caller's encoder: its layout restored after, as the test's pass restores it)

@@ -35,6 +35,7 @@ from simclr.classify import (
     check_batch_norm_share,
     check_classifier_step,
     crop_flip_config,
+    earlier_total_steps,
     evaluate_classifier,
     fitted_batch,
     nesterov_sgd,
@@ -236,7 +237,10 @@ def run_finetune(
         image_size=image_size, precision=prec, sync_bn=sync_bn)
     partial_run = PartialRun(out, "finetune", "fine-tuning", settings, overwrite,
                              results=RESULTS["finetune"])
-    step, elapsed = partial_run.resume(model, optimizer, scaler, verbose, total=budget.steps)
+    step, elapsed = partial_run.resume(
+        model, optimizer, scaler, verbose, total=budget.steps,
+        earlier_total=earlier_total_steps(budget.epochs, len(budget.subset), budget.batch))
+    budget = budget._replace(kept=partial_run.total)
     if partial_run.skipped and hasattr(train, "remember_skipped"):  # (an uncached folder's)
         train.remember_skipped(partial_run.skipped)  # those earlier sessions found unreadable
     listed = _list_subset_first(train, budget.subset, out)
@@ -333,11 +337,13 @@ class _Budget(NamedTuple):
     fraction: float  # their share of the training set
     epochs: float
     batch: int  # the global batch: at most the subset (classify.fitted_batch)
+    kept: int | None = None  # a continued run's own length (PartialRun.total)
 
     @property
     def steps(self) -> int:
-        """The fine-tuning's length: ``epochs`` of full batches, rounded up."""
-        return total_steps(self.epochs, len(self.subset), self.batch)
+        """The fine-tuning's length: ``epochs`` of full batches, rounded up (or the
+        length a continued run started with)."""
+        return self.kept or total_steps(self.epochs, len(self.subset), self.batch)
 
 
 def _labeled_budget(train: Any, subset_file: str | Path | None, label_fraction: float | None,

@@ -348,6 +348,38 @@ def sgd_run_whole(out: Path, **more: Any) -> tuple[Any, Any, Any, dict[str, Any]
     return train, test, enc, args, run_linear_eval(enc, train, test, out, **args)
 
 
+def test_a_continued_sgd_linear_evaluation_keeps_the_length_it_started_with(tmp_path):
+    """2.2 epochs of 25 batches are 55 steps as written; an earlier simclr counted the
+    float product 55.000000000000014 up to 56, and its partial file records no length:
+    continued, such a run ends at its own 56 (its cosine schedule is not cut short
+    mid-run), and a run saved now at the 55 it records."""
+    import torch
+
+    from simclr.checkpoint import load_checkpoint
+
+    train, test = colour_source(n_per_class=17, seed=0), colour_source(n_per_class=2, seed=1)
+    args = {"image_size": 16, "protocol": "sgd", "batch_size": 2, "epochs": 2.2,
+            "device": "cpu", "precision": "fp32", "verbose": False, "checkpoint_every": 2,
+            "source": {"checkpoint": "/runs/a/last.pt", "step": 10, "features": "pretrained",
+                       "layer": "h"}}
+    enc = warmed_encoder()
+
+    def stop_at_4(step, stop):
+        if step == 4:
+            stop.requested = "SIGTERM"
+
+    for earlier, steps in ((False, 55), (True, 56)):
+        run = tmp_path / f"earlier{earlier}"
+        assert run_linear_eval(enc, train, test, run, **args, on_step=stop_at_4)["steps"] == 4
+        partial = run / "checkpoints" / "linear-partial.pt"
+        saved = load_checkpoint(partial)
+        assert saved["total_steps"] == 55
+        if earlier:  # as the previous release wrote it
+            del saved["total_steps"]
+            torch.save(saved, partial)
+        assert run_linear_eval(enc, train, test, run, **args)["steps"] == steps
+
+
 def test_an_sgd_linear_evaluation_stopped_in_its_last_epoch_reports_the_whole_epoch(
         tmp_path):
     """Stopped at step 8 of 9 (inside the last epoch) and rerun: train_loss and
