@@ -315,11 +315,25 @@ def _fitting_encoder_weights(model: SimCLRModel, weights: dict[str, Any], what: 
     found = {k[len("encoder."):]: v for k, v in weights.items() if k.startswith("encoder.")}
     if what.startswith("torchvision"):  # torchvision's layout
         found = torchvision_weights(found, model.encoder)
-    problem = weight_mismatch(model.encoder.state_dict(), found, "encoder.")
+    expected = model.encoder.state_dict()
+    problem = weight_mismatch(expected, found, "encoder.")
     if problem is not None:
         raise SimCLRError(f"--init-from: the {what} does not fit this run's "
-                          f"{model.encoder.arch} width {model.encoder.width:g}: {problem}")
+                          f"{model.encoder.arch} width {model.encoder.width:g}: {problem}"
+                          f"{_shortcuts_hint(expected, found)}")
     return found
+
+
+def _shortcuts_hint(expected: dict[str, Any], found: dict[str, Any]) -> str:
+    """Where the encoders differ in projection shortcuts alone (a cifar10 preset run of
+    an earlier simclr has none in the blocks that keep their width), the flag that fits
+    the file."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    if not missing + unexpected or any(".shortcut." not in k for k in missing + unexpected):
+        return ""
+    flag = "--no-projection-shortcuts" if missing else "--projection-shortcuts"
+    return f" (the file's encoder was built with{'out' if missing else ''} them: give {flag})"
 
 
 def check_initial_weights(cfg: Config, weights: dict[str, Any], what: str) -> None:

@@ -1645,3 +1645,21 @@ def test_compiling_is_not_spent_from_the_time_budget(tmp_path, image_folder, cac
         if logged[i]["views_per_s"] is not None:
             seconds = trained[i] - trained[i - 1]
             assert logged[i]["views_per_s"] == pytest.approx(16 / seconds, rel=1e-3)
+
+
+def test_init_from_an_encoder_of_other_projection_shortcuts_names_the_flag(
+        tmp_path, image_folder, cache_dir):
+    """A cifar10 preset run of an earlier simclr has no projection shortcuts in the blocks
+    that keep their width, where the preset's runs have them now: --init-from named a
+    missing tensor alone, not the flag that fits the file."""
+    run(tmp_path, image_folder, cache_dir, "plain", max_steps=1,
+        **{"model.projection_shortcuts": False})
+    for given, flag in ((True, "--no-projection-shortcuts"), (False, None)):
+        flags = {"model.projection_shortcuts": given, "init_from": str(tmp_path / "plain"),
+                 "max_steps": 1}
+        if flag is None:  # (the same shortcuts: it fits)
+            run(tmp_path, image_folder, cache_dir, "same", **flags)
+            continue
+        with pytest.raises(SimCLRError, match=r"missing \(first encoder\.layer1\.0\.shortcut"
+                                              rf".*built without them: give {flag}\)$"):
+            run(tmp_path, image_folder, cache_dir, "projected", **flags)
