@@ -265,8 +265,9 @@ def already_holds_run(folder: Path, shown: str, kind: str) -> SimCLRError:
     """A new run of ``kind`` refused over ``folder``'s run checkpoints (``shown``: the
     folder as given), naming the command that continues the run found there (its own
     kind's: a supervised run's folder given to pretrain, or the reverse) where one can:
-    not a finished run, nor one whose checkpoints cannot be read, nor one that diverged
-    (said instead, with the way on: its command or --resume diverges again)."""
+    not a finished run (said so, with where its results are), nor one whose checkpoints
+    cannot be read, nor one that diverged (said instead, with the way on: its command or
+    --resume diverges again)."""
     latest, found, step = _latest_run_checkpoint(folder)
     name = (latest or checkpoint_files(folder / CHECKPOINTS)[0]).name
     named: dict[str | None, str] = {"pretrain": "a pretraining run",
@@ -280,6 +281,11 @@ def already_holds_run(folder: Path, shown: str, kind: str) -> SimCLRError:
         return SimCLRError(f"{shown} already holds {what} ({CHECKPOINTS}/{name}) that "
                            f"diverged{diverged_at(folder)}: continuing it diverges again; "
                            "start a new run with a lower --lr in another --out")
+    if state == "finished":  # (its own command again: a rerun, a requeue after the end)
+        return SimCLRError(f"{shown} already holds {what} ({CHECKPOINTS}/{name}) that "
+                           f"finished{f' at step {step}' if isinstance(step, int) else ''}: "
+                           f"its results are there (`simclr info {path_word(shown)}`); choose "
+                           "another --out for a new run")
     again = f" or continue it with `{RESUMABLE[str(found)]} --resume {path_word(shown)}`" \
         if state == "unfinished" else ""
     return SimCLRError(f"{shown} already holds {what} ({CHECKPOINTS}/{name}); choose another "

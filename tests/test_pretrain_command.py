@@ -42,7 +42,9 @@ def test_the_same_command_again_continues_an_unfinished_run(tmp_path, image_fold
     before = (tmp_path / "run" / "checkpoints" / "last.pt").stat().st_mtime_ns
     assert main(["pretrain", "--config", str(recipe)]) == 2
     err = capsys.readouterr().err
-    assert "already holds a run (checkpoints/last.pt); choose another --out\n" in err, err
+    assert (f"already holds a run (checkpoints/last.pt) that finished at step 6: its results "
+            f"are there (`simclr info {cfg.out}`); choose another --out for a new run\n"
+            in err), err
     assert (tmp_path / "run" / "checkpoints" / "last.pt").stat().st_mtime_ns == before
 
 
