@@ -4,6 +4,7 @@ periodic checkpoints, preemption and exact resume."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -529,8 +530,10 @@ def test_command_line_resume(tmp_path, capsys, monkeypatch):
         f"--resume {pretrained}`\n")
     (run / "supervised.json").write_text("{}")  # finished: nothing continues it
     assert main(["pretrain", "--data", str(train), "--out", str(run)]) == 2
-    assert capsys.readouterr().err.endswith("already holds a supervised run "
-                                            "(checkpoints/last.pt); choose another --out\n")
+    err = capsys.readouterr().err
+    assert re.search(r"already holds a supervised run \(checkpoints/last.pt\) that finished at "
+                     rf"step \d+: its results are there \(`simclr info {run}`\); choose "
+                     r"another --out for a new run\n$", err), err
     (run / "supervised.json").unlink()
     del checkpoint["kind"]  # as an older simclr saved it
     save_checkpoint(checkpoint, pretrained / "checkpoints", "last.pt", None)
