@@ -128,13 +128,10 @@ class LARS(torch.optim.Optimizer):
 # it changes by ~lr*eta of its own norm a step, its blocks near off for long) and Swin
 # V2's attention logit_scale; their papers' code does not decay either (torchvision's
 # names; simclr.backbones).
-_ADDITIVE = ("class_token", "pos_embedding", "relative_position_bias_table",
-             "layer_scale", "logit_scale")
-
-
-# The scales an earlier simclr decayed and adapted with the weights (ndim 3): a run it
-# saved keeps that grouping (load_optimizer_state), its momenta indexed by it.
+# The scales are those an earlier simclr decayed and adapted with the weights (ndim 3):
+# a run it saved keeps that grouping (load_optimizer_state), its momenta indexed by it.
 _SCALES = ("layer_scale", "logit_scale")
+_ADDITIVE = ("class_token", "pos_embedding", "relative_position_bias_table", *_SCALES)
 
 
 def _is_bias_or_norm(module: nn.Module, name: str, p: Tensor, scales_decayed: bool) -> bool:
