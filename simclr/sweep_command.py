@@ -224,7 +224,7 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace,
     from simclr.knn import run_knn
     from simclr.results import write_results
 
-    name = _results_name(args.eval)
+    name = RESULTS_FILE[args.eval]
     saved = run_dir / name
     layer = args.eval_layer
     # Every layer this cell was scored on, on these folders, by this command or an
@@ -279,14 +279,9 @@ def recorded_scores(run_dir: Path, args: argparse.Namespace,
     """The columns of a cell's scores on record on these folders (those
     :func:`evaluate_run` would reuse), read only: nothing computed, no file moved. The
     sweep's table before its first cell runs shows them."""
-    on_record = _scored_layers(run_dir, _results_name(args.eval), wanted,
+    on_record = _scored_layers(run_dir, RESULTS_FILE[args.eval], wanted,
                                args.eval_precision)
     return _columns(args.eval, {key: top1 for key, (top1, _) in on_record.items()})
-
-
-def _results_name(protocol: str) -> str:
-    """The results file of a cell's evaluation by ``protocol`` (knn or linear)."""
-    return RESULTS_FILE[protocol]
 
 
 def _eval_sources(args: argparse.Namespace, size: int, augmented: bool) -> tuple[Any, Any]:
