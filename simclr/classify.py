@@ -51,7 +51,7 @@ from simclr.data import decode_device
 from simclr.errors import DivergedError, SimCLRError
 from simclr.features import close_workers, encoded_batches, iter_batches, source_name
 from simclr.files import lock_folder, set_aside, taken
-from simclr.launch import path_word
+from simclr.launch import path_word, working_folder
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.optim import gradients_finite
 from simclr.plan import epoch_steps
@@ -801,7 +801,7 @@ class PartialRun:
         only: every process holds the same state); returns its path."""
         if dist.is_main():  # argv: the command that continues it (simclr info shows it)
             blob.update(scaler=scaler.state_dict(), settings=self.settings,
-                        argv=command_line(), cwd=os.getcwd())  # (its paths may be relative)
+                        argv=command_line(), cwd=working_folder())  # (its paths may be relative)
             if self.total is not None:
                 blob["total_steps"] = self.total
             if self.tally is not None:
