@@ -257,6 +257,15 @@ def signal_in_a_weakref_callback(signum: int) -> None:
     assert ref() is None
 
 
+def stop_at(step: int):
+    """An ``on_step`` hook of a training that asks it to stop (as a SIGTERM would) at
+    ``step``."""
+    def on_step(current, stop):
+        if current == step:
+            stop.requested = "SIGTERM"
+    return on_step
+
+
 def stopped_in(monkeypatch, module, name: str, signal: type[BaseException], call):
     """Run ``call()`` with ``module.name`` replaced by a stop (``signal``: KeyboardInterrupt
     for Ctrl-C, cli.Terminated for SIGTERM) at the moment it is called; returns the

@@ -9,7 +9,7 @@ import pytest
 
 from simclr.cli import main
 from simclr.export import export_encoder
-from tests.conftest import tiny_pretrained_run, unreadable_folder
+from tests.conftest import stop_at, tiny_pretrained_run, unreadable_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -619,10 +619,6 @@ def test_runs_an_earlier_simclr_started_on_all_the_digits_continue_on_them(
     import simclr.supervised
     from simclr.data import open_source
 
-    def stop_at_1(step, stop):
-        if step == 1:
-            stop.requested = "SIGTERM"
-
     tiny_pretrained_run(tmp_path)
     fast = ["--epochs", "1", "--batch-size", "256", "--workers", "0", "--device", "cpu",
             "--precision", "fp32"]
@@ -639,7 +635,7 @@ def test_runs_an_earlier_simclr_started_on_all_the_digits_continue_on_them(
         for module, name in ((simclr.supervised, "run_supervised"),
                              (simclr.finetune, "run_finetune"),
                              (simclr.evaluate, "run_linear_eval")):
-            patched.setattr(module, name, partial(getattr(module, name), on_step=stop_at_1))
+            patched.setattr(module, name, partial(getattr(module, name), on_step=stop_at(1)))
         assert main(supervised) == 75
         assert main(finetune) == 75
         assert main(linear) == 75

@@ -24,6 +24,7 @@ from tests.conftest import (
     make_image_folder,
     recorded_test,
     snapshot,
+    stop_at,
     stopped_in,
     tiny_encoder,
     warmed_encoder,
@@ -287,12 +288,8 @@ def test_an_interrupted_sgd_linear_evaluation_continues_exactly(tmp_path):
     enc = warmed_encoder()
     whole = run_linear_eval(enc, train, test, tmp_path / "whole", **args)
 
-    def stop_at_4(step, stop):
-        if step == 4:
-            stop.requested = "SIGTERM"
-
     run = tmp_path / "cut"
-    cut = run_linear_eval(enc, train, test, run, **args, on_step=stop_at_4)
+    cut = run_linear_eval(enc, train, test, run, **args, on_step=stop_at(4))
     partial = run / "checkpoints" / "linear-partial.pt"
     assert (cut["status"], cut["steps"], cut["checkpoint"]) == ("preempted", 4, str(partial))
     saved = load_checkpoint(partial)
@@ -364,13 +361,9 @@ def test_a_continued_sgd_linear_evaluation_keeps_the_length_it_started_with(tmp_
                        "layer": "h"}}
     enc = warmed_encoder()
 
-    def stop_at_4(step, stop):
-        if step == 4:
-            stop.requested = "SIGTERM"
-
     for earlier, steps in ((False, 55), (True, 56)):
         run = tmp_path / f"earlier{earlier}"
-        assert run_linear_eval(enc, train, test, run, **args, on_step=stop_at_4)["steps"] == 4
+        assert run_linear_eval(enc, train, test, run, **args, on_step=stop_at(4))["steps"] == 4
         partial = run / "checkpoints" / "linear-partial.pt"
         saved = load_checkpoint(partial)
         assert saved["total_steps"] == 55
@@ -387,11 +380,7 @@ def test_an_sgd_linear_evaluation_stopped_in_its_last_epoch_reports_the_whole_ep
     continued steps' alone)."""
     train, test, enc, args, whole = sgd_run_whole(tmp_path / "whole", checkpoint_every=2)
 
-    def stop_at_8(step, stop):
-        if step == 8:
-            stop.requested = "SIGTERM"
-
-    cut = run_linear_eval(enc, train, test, tmp_path / "cut", **args, on_step=stop_at_8)
+    cut = run_linear_eval(enc, train, test, tmp_path / "cut", **args, on_step=stop_at(8))
     assert (cut["status"], cut["steps"]) == ("preempted", 8)
     done = run_linear_eval(enc, train, test, tmp_path / "cut", **args)
     assert done["steps"] == whole["steps"] == 9 and done["top1"] == whole["top1"]

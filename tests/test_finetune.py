@@ -29,6 +29,7 @@ from tests.conftest import (
     make_image_folder,
     recorded_test,
     snapshot,
+    stop_at,
     stopped_in,
     tiny_encoder,
     tiny_pretrained_run,
@@ -381,13 +382,6 @@ def test_crop_sampler_reaches_the_training_views(tmp_path, folders, monkeypatch)
 
 
 # ----------------------------------------------------- an interrupted fine-tuning continues
-
-def stop_at(step):
-    def on_step(current, stop):
-        if current == step:
-            stop.requested = "SIGTERM"
-    return on_step
-
 
 @pytest.mark.parametrize("from_head", [False, True])
 def test_an_interrupted_finetuning_continues_exactly_with_the_same_command(

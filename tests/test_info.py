@@ -258,7 +258,8 @@ def test_a_supervised_run_resumed_past_its_preemption_and_killed_is_stopped(tmp_
     """Preempted at step 1 (its last.pt says so), resumed, and killed after the periodic
     checkpoint of step 2: stopped at step 2, not preempted (last.pt is the older stop)."""
     from simclr.supervised import resume_config, run_supervised
-    from tests.test_supervised import resumable, stop_at
+    from tests.conftest import stop_at
+    from tests.test_supervised import resumable
 
     run, data = tmp_path / "run", {"train": "x", "test": None}
     assert run_supervised(resumable(tmp_path, "run"), *folders, data=data, verbose=False,
@@ -1058,7 +1059,8 @@ def test_a_supervised_run_resumed_and_killed_before_a_checkpoint_is_stopped(tmp_
     """Preempted at step 1 (its last.pt says so), resumed, and killed before its next
     checkpoint: last.pt's stop is an earlier session's, so the run is stopped."""
     from simclr.supervised import resume_config, run_supervised
-    from tests.test_supervised import resumable, stop_at
+    from tests.conftest import stop_at
+    from tests.test_supervised import resumable
 
     run, data = tmp_path / "run", {"train": "x", "test": None}
     run_supervised(resumable(tmp_path, "run"), *folders, data=data, verbose=False,

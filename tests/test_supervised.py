@@ -22,7 +22,7 @@ from simclr.finetune import run_finetune
 from simclr.pretrained import encoder_from_checkpoint
 from simclr.settings import build_config, load_yaml
 from simclr.supervised import resume_config, run_supervised
-from tests.conftest import check_ranked_test, make_image_folder, recorded_test
+from tests.conftest import check_ranked_test, make_image_folder, recorded_test, stop_at
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -257,13 +257,6 @@ def resumable(tmp_path, name, **extra):
                                "optim.lr": 0.5, "optim.warmup_epochs": 1,
                                "checkpoint_every": 2, "keep_checkpoints": 2,
                                "out": str(tmp_path / name), **extra})
-
-
-def stop_at(step):
-    def on_step(current, stop):
-        if current == step:
-            stop.requested = "SIGTERM"
-    return on_step
 
 
 def test_a_preempted_run_resumes_exactly(tmp_path, folders):
