@@ -19,6 +19,7 @@ import numbers
 import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from fractions import Fraction
 from typing import Any, cast
 
 import torch
@@ -193,8 +194,15 @@ def warmup_steps(cfg: OptimConfig, steps_per_epoch: int, total_steps: int) -> in
     never reached its peak, nor decayed; 0.6 of 1 step trained that step at rate 0).
     """
     if cfg.warmup_fraction is not None:
-        return min(round(cfg.warmup_fraction * total_steps), max(total_steps - 1, 0))
-    return min(round(cfg.warmup_epochs * steps_per_epoch), round(0.1 * total_steps))
+        return min(share_of(cfg.warmup_fraction, total_steps), max(total_steps - 1, 0))
+    return min(share_of(cfg.warmup_epochs, steps_per_epoch), share_of(0.1, total_steps))
+
+
+def share_of(share: float, count: int) -> int:
+    """``share * count`` rounded, multiplied as written (a Fraction of the decimal):
+    --warmup-epochs 1.15 of 10 steps is 11.5, rounded to 12, where the float product
+    11.499999999999998 rounded to 11. Ties go to the even count, as Python's round."""
+    return round(Fraction(str(share)) * count)
 
 
 def lr_at(step: int, total_steps: int, warmup_steps: int, peak_lr: float,

@@ -20,7 +20,7 @@ from simclr import distributed as dist
 from simclr.config import Config, OptimConfig
 from simclr.decode import DEFAULT_MAX_PIXELS
 from simclr.errors import SimCLRError
-from simclr.optim import lr_at, warmup_steps
+from simclr.optim import lr_at, share_of, warmup_steps
 
 if TYPE_CHECKING:
     from simclr.folders import ImageList
@@ -112,7 +112,7 @@ def plan_schedule(cfg: Config, num_images: int, total_steps: int | None = None) 
             return Plan(steps_per_epoch, max(total_steps, NO_RAMP_GUESS), 0,
                         cfg.time_budget, num_images)
         epochs = o.warmup_epochs if o.warmup_fraction is None else OptimConfig.warmup_epochs
-        warmup = max(warmup, round(epochs * steps_per_epoch), FIRST_REFIT + 1)
+        warmup = max(warmup, share_of(epochs, steps_per_epoch), FIRST_REFIT + 1)
         total_steps = max(total_steps, warmup + 1)
     return Plan(steps_per_epoch, total_steps, warmup, cfg.time_budget, num_images)
 
@@ -126,7 +126,7 @@ def warmup_notes(cfg: Config, plan: Plan) -> list[str]:
     if o.warmup_fraction is not None or o.warmup_epochs == OptimConfig.warmup_epochs \
             or cfg.time_budget:
         return []
-    if plan.warmup_steps >= round(o.warmup_epochs * plan.steps_per_epoch):
+    if plan.warmup_steps >= share_of(o.warmup_epochs, plan.steps_per_epoch):
         return []
     steps = plan.warmup_steps
     return [f"note: --warmup-epochs {o.warmup_epochs:g} is cut to 10% of the run: {steps} "

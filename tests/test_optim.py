@@ -19,6 +19,7 @@ from simclr.optim import (
     lr_at,
     param_groups,
     scaled_lr,
+    share_of,
     warmup_steps,
 )
 from tests.conftest import ScaledNet, earlier_lars
@@ -254,6 +255,15 @@ def test_a_warmup_fraction_leaves_the_last_step_after_the_warmup():
     assert warmup_steps(cfg, 1, 0) == 0  # (no step at all: no warm-up)
     cfg.warmup_fraction = 0.25  # where rounding keeps steps after it: as it was
     assert [warmup_steps(cfg, 1, t) for t in (4, 10, 400)] == [1, 2, 100]
+
+
+def test_warmup_lengths_multiply_the_decimals_as_written():
+    """--warmup-epochs 1.15 of 50 steps per epoch is 57.5 steps, rounded to 58; the float
+    product 57.49999999999999 rounded to 57. Same for a --warmup-fraction (0.35 of 90
+    steps: 31.499999999999996 gave 31)."""
+    assert warmup_steps(OptimConfig(warmup_epochs=1.15), 50, 10_000) == 58
+    assert warmup_steps(OptimConfig(warmup_fraction=0.35), 1, 90) == 32
+    assert share_of(0.55, 110) == 60  # 60.5 (float 60.50000000000001): ties to even
 
 
 def test_runs_of_at_most_five_steps_start_at_the_peak():
