@@ -52,6 +52,7 @@ from simclr.sweep_report import (
     pair_label,
     render,
     result_of,
+    scored_by_line,
 )
 
 SUMMARY = "summary.json"
@@ -653,7 +654,8 @@ def _write_summary(root: Path, axes: list[Axis], cells: list[Cell],
     """``root/sweep.md`` (the table, returned), ``root/sweep.csv`` (the same, for
     plotting) and ``root/sweep.json`` (a row per cell); cells not run yet are 'pending'.
     A scored row of sweep.json records ``evaluated_on``, what scored it, when known."""
-    table = render(axes, cells)
+    table = render(axes, cells, None if evaluated_on is None else
+                   scored_by_line(evaluated_on))
     written(root / "sweep.md", lambda tmp: tmp.write_text(table + "\n", encoding="utf-8"))
     text = csv_text(axes, cells)
     written(root / "sweep.csv", lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -37,9 +37,10 @@ def _columns(cells: list[Cell]) -> list[str]:
     return columns
 
 
-def render(axes: list[Axis], cells: list[Cell]) -> str:
-    """One markdown row per cell: the swept values, then every result column; a
-    ``--pairs`` grid's Fig. 5 matrices below it."""
+def render(axes: list[Axis], cells: list[Cell], scored_by: str | None = None) -> str:
+    """One markdown row per cell: the swept values, then every result column; what
+    scored them below (``scored_by``: :func:`scored_by_line`; None: not said), and a
+    ``--pairs`` grid's Fig. 5 matrices."""
     columns = _columns(cells)
     head = [a.name for a in axes] + columns
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -48,7 +49,21 @@ def render(axes: list[Axis], cells: list[Cell]) -> str:
         values = [cell.labels[a.name] for a in axes]
         lines.append("| " + " | ".join(values + [_fmt(c, result.get(c, "")) for c in columns])
                      + " |")
-    return "\n\n".join(["\n".join(lines), *pair_matrices(axes, cells)])
+    said = [scored_by] if scored_by and any(c.endswith("top1") for c in columns) else []
+    return "\n\n".join(["\n".join(lines), *said, *pair_matrices(axes, cells)])
+
+
+def scored_by_line(evaluated_on: dict[str, str]) -> str:
+    """What scored a sweep's top-1 columns, from the ``evaluated_on`` its rows record
+    (sweep_command's _eval_data): 'Scored by --eval knn on train digits[train], test
+    digits[test]', with the SGD protocol's epochs and batch where it was used (the same
+    columns hold other numbers from other folders or another protocol)."""
+    line = (f"Scored by --eval {evaluated_on.get('scores', '?')} on train "
+            f"{evaluated_on.get('train', '?')}, test {evaluated_on.get('test', '?')}")
+    if evaluated_on.get("protocol") == "sgd":
+        line += (f" (SGD protocol, --eval-epochs {evaluated_on.get('epochs', '?')} "
+                 f"--eval-batch-size {evaluated_on.get('batch_size', '?')})")
+    return line
 
 
 def _fmt(column: str, value: Any) -> str:

@@ -235,6 +235,9 @@ def test_a_digits_sweep_given_both_folders_is_scored_on_them(tmp_path, image_fol
                  "--out", str(tmp_path / "sw")]) == 0
     knn = json.loads((tmp_path / "sw/temperature=0.2/knn.json").read_text())
     assert knn["evaluated_on"]["test"] == str(image_folder) and knn["num_test"] == 24
+    # the table says what scored its column (other folders give other numbers there)
+    assert f"Scored by --eval knn on train {image_folder}, test {image_folder}\n" in \
+        (tmp_path / "sw/sweep.md").read_text()
 
 
 def test_a_flag_also_swept_is_refused(tmp_path, image_folder, capsys):
@@ -467,7 +470,7 @@ def test_the_sgd_linear_protocol_scores_each_cell(tmp_path, image_folder, monkey
     assert result["peak_lr"] == pytest.approx(0.1 * 8 / 256)
     row, = json.loads((tmp_path / "sw/sweep.json").read_text())
     assert row["linear_top1"] == result["top1"]
-    capsys.readouterr()
+    assert f"test {image_folder} (SGD protocol, --eval-epochs 1 --eval-batch-size 8)" in capsys.readouterr().out
     assert sweep(*sgd) == 0 and "evaluating again" not in capsys.readouterr().err
     assert sweep() == 0  # lbfgs now: evaluated again, the SGD one kept beside
     assert "was computed by the sgd protocol, not lbfgs" in capsys.readouterr().err

@@ -93,3 +93,19 @@ def test_the_summary_is_also_written_as_csv_with_raw_scores(tmp_path):
     assert rows[1]["status"] == "diverged at step 3" and rows[1]["knn_top1"] == ""
     assert rows[3]["status"] == "pending"
     assert "48.8%" in table and "Fig. 5" not in table
+
+
+def test_the_table_says_what_scored_it_once_a_cell_is_scored(tmp_path):
+    """The same top-1 column holds other numbers on other folders or by the SGD protocol:
+    sweep.md and the printed table say which scored it (sweep.json's rows record it)."""
+    axes = [parse_axis("temperature=0.1,0.5")]
+    cells = plan_cells(axes, tmp_path)
+    on = {"scores": "linear", "train": "/d/train", "test": "/d/val", "protocol": "sgd",
+          "epochs": "90", "batch_size": "4096"}
+    assert "Scored by" not in _write_summary(tmp_path, axes, cells, on)  # none scored yet
+    cells[0].result = {"status": "finished", "steps": 9, "linear_top1": 0.5}
+    table = _write_summary(tmp_path, axes, cells, on)
+    assert "Scored by --eval linear on train /d/train, test /d/val (SGD protocol, " \
+        "--eval-epochs 90 --eval-batch-size 4096)" in table.splitlines()
+    assert (tmp_path / "sweep.md").read_text() == table + "\n"
+    assert "Scored by" not in _write_summary(tmp_path, axes, cells)  # (unknown: not said)
