@@ -98,6 +98,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                                     data.get("path") if isinstance(data, dict) else None)
     # A data axis names the data as --data does: its cells are no digits demo (its
     # preset, its hold-out as their evaluation) unless every value is none
+    _check_not_demo_and_data(axes)
     digits = names_no_data(args.config, flags) and not _swept_data(axes)
     preset = args.preset or ("digits" if digits else None)  # as `simclr pretrain`
     if args.eval != "none" and args.eval_layer != "h":
@@ -155,6 +156,18 @@ def _swept_data(axes: list[Any]) -> bool:
     data=A,B``; ``data=none`` alone is the digits demo, as ``--data none`` is."""
     return any(not is_null(setting["data.path"]) for axis in axes
                for setting in axis.settings if "data.path" in setting)
+
+
+def _check_not_demo_and_data(axes: list[Any]) -> None:
+    """Refuse a data axis of the digits demo (``none``) and data (``--set
+    data=none,DIR``): its demo cell would train 8-px digits with the folders' settings
+    (no demo preset: a ResNet-50 for 200 epochs) and be scored on the folders."""
+    for axis in axes:
+        values = [s["data.path"] for s in axis.settings if "data.path" in s]
+        nulls = [is_null(v) for v in values]
+        if any(nulls) and not all(nulls):
+            raise SimCLRError("--set data: none (the digits demo, with its own preset and "
+                              "hold-out) and data in one axis; sweep the demo on its own")
 
 
 def _check_eval_flags(args: argparse.Namespace) -> None:

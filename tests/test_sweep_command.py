@@ -192,6 +192,16 @@ def test_a_data_axis_of_the_digits_demo_alone_is_the_demo(tmp_path, capsys):
     assert "temperature: 0.2\n" in capsys.readouterr().out
 
 
+def test_a_data_axis_of_the_demo_and_data_is_refused(tmp_path, image_folder, capsys):
+    """`--set data=none,DIR` trained its demo cell on 8-px digits with the folder's
+    settings (no demo preset) and scored it on the folders: refused, nothing written."""
+    code = main(["sweep", "--set", f"data=none,{image_folder}", "--eval", "none",
+                 "--out", str(tmp_path / "sw")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--set data: none (the digits demo" in err and not (tmp_path / "sw").exists()
+
+
 # A digits sweep's cells trained in a second (should a check let them train at all)
 TINY_DIGITS = ["--width", "0.125", "--batch-size", "32", "--max-steps", "1", "--precision",
                "fp32", "--device", "cpu", "--no-progress", "--workers", "0",
@@ -470,7 +480,8 @@ def test_the_sgd_linear_protocol_scores_each_cell(tmp_path, image_folder, monkey
     assert result["peak_lr"] == pytest.approx(0.1 * 8 / 256)
     row, = json.loads((tmp_path / "sw/sweep.json").read_text())
     assert row["linear_top1"] == result["top1"]
-    assert f"test {image_folder} (SGD protocol, --eval-epochs 1 --eval-batch-size 8)" in capsys.readouterr().out
+    assert f"test {image_folder} (SGD protocol, --eval-epochs 1 --eval-batch-size 8)" \
+        in capsys.readouterr().out
     assert sweep(*sgd) == 0 and "evaluating again" not in capsys.readouterr().err
     assert sweep() == 0  # lbfgs now: evaluated again, the SGD one kept beside
     assert "was computed by the sgd protocol, not lbfgs" in capsys.readouterr().err
