@@ -26,7 +26,7 @@ import signal
 import sys
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -337,8 +337,13 @@ def build_cache(
         except OSError:  # a read-only cache folder is still a cache
             pass
     else:
+        def doomed() -> list[tuple[CacheEntry, str]]:  # (what the finished build removes
+            new = _new_entry(npy, meta_path, images, side, max_pixels, store)  # anyway)
+            return _replaced([e for e in cache_entries(folder) if e.npy != npy] + [new], npy,
+                             str(images.root))
+
         rows, meta = _build_cache_files(images, side, npy, meta_path, shape, workers,
-                                        max_pixels, store)
+                                        max_pixels, store, doomed)
         if _cache_key(images, side, max_pixels, store) == key:
             _remove_replaced(folder, npy, str(images.root))
         else:
@@ -360,7 +365,11 @@ def _variant(images: ImageList, max_pixels: int) -> dict[str, object]:
 def _build_cache_files(
     images: ImageList, side: int, npy: Path, meta_path: Path, shape: tuple[int, ...],
     workers: int, max_pixels: int, store: str,
+    doomed: Callable[[], Sequence[tuple[CacheEntry, str]]] = tuple,
 ) -> tuple[np.ndarray, dict]:
+    """Decode the folder into ``npy`` and write its record ``meta_path``; ``doomed()``:
+    the caches (and why) that this build replaces (:func:`_replaced`), removed first
+    only where the disk has room for the new one with theirs alone."""
     # A build killed outright (SIGKILL, out of memory) left its whole-size file: free
     # the disk before reserving it again. An hour untouched: no build is writing it.
     for pattern in _BUILD_LEFTOVERS:
@@ -368,7 +377,7 @@ def _build_cache_files(
     tmp = temporary_name(npy)
     nbytes = math.prod(shape)
     try:
-        _check_free_space(npy.parent, nbytes)
+        _make_room(npy.parent, nbytes, doomed)
         rows = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         del rows
         # Reserve the blocks now: a full disk then fails here with ENOSPC instead of
@@ -414,17 +423,27 @@ def _build_cache_files(
     return rows, meta
 
 
-def _check_free_space(folder: Path, nbytes: int) -> None:
+def _make_room(folder: Path, nbytes: int,
+               doomed: Callable[[], Sequence[tuple[CacheEntry, str]]]) -> None:
     """OSError ENOSPC, before any file is made, when ``folder``'s file system has fewer
-    than ``nbytes`` free: posix_fallocate on ext4 may reserve part of the file before it
-    fails, and leave the disk full until the file is deleted (for every other process
-    too). A file system that cannot say (statvfs fails) is left to the reservation."""
+    than ``nbytes`` free, counting the ``doomed()`` caches (and why; listed only then:
+    ImageNet's sidecar is megabytes), which the finished build would remove anyway, as
+    free: those are then removed first (a disk with room for one cache could otherwise
+    never rebuild a changed folder's). Checked before the
+    reservation: posix_fallocate on ext4 may reserve part of the file before it fails,
+    and leave the disk full until the file is deleted (for every other process too).
+    A file system that cannot say (statvfs fails) is left to the reservation."""
     try:
         stats = os.statvfs(folder)
     except (OSError, AttributeError):  # (AttributeError: Windows has no statvfs)
         return
-    if stats.f_bavail * stats.f_frsize < nbytes:
+    free = stats.f_bavail * stats.f_frsize
+    if free >= nbytes:
+        return  # (the doomed ones go after the build, should it succeed)
+    replaced = doomed()
+    if free + sum(entry.nbytes for entry, _ in replaced) < nbytes:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    _remove_entries(replaced, ", to make room for its new cache")
 
 
 def _open_built(npy: Path) -> tuple[np.memmap, str]:
@@ -586,31 +605,52 @@ def superseded(entries: list[CacheEntry]) -> set[Path]:
 
 
 def _remove_replaced(folder: Path, built: Path, root: str) -> None:
-    """After a build, the caches of the same folder it replaces (:func:`superseded`:
-    built before a file was added, removed or edited, never read again; or
-    :func:`outdated`: an earlier simclr's) are deleted, so that a changed folder (or a
-    new simclr) does not take its disk twice until `simclr cache --clean`. A
-    run still reading one keeps its open memmap; one that cannot be deleted (a file held
-    open on Windows, a read-only folder) is left for --clean. (Nothing is removed should
-    ``built``, the cache just written, not read as the newest: a clock set back.)"""
-    entries = cache_entries(folder)
+    """After a build, the caches of the same folder it replaces (:func:`_replaced`) are
+    deleted, so that a changed folder (or a new simclr) does not take its disk twice
+    until `simclr cache --clean`. A run still reading one keeps its open memmap; one
+    that cannot be deleted (a file held open on Windows, a read-only folder) is left
+    for --clean."""
+    _remove_entries(_replaced(cache_entries(folder), built, root))
+
+
+def _replaced(entries: list[CacheEntry], built: Path, root: str) -> list[tuple[CacheEntry, str]]:
+    """The caches among ``entries`` (and why) of the folder ``root`` that the cache
+    ``built`` (one of them) replaces: :func:`superseded` (built before a file was added,
+    removed or edited, never read again) or :func:`outdated` (an earlier simclr's).
+    (Nothing is superseded should ``built`` not read as the newest: a clock set back.)"""
     replaced = superseded(entries)
     if built in replaced:  # (cache_entries names each file in ``folder``, as ``built`` is)
         replaced = set()  # (an earlier simclr's caches are still never read again)
+    found = []
     for entry in entries:
         if entry.root != root or entry.npy == built:
             continue
         if outdated(entry):
-            why = "a cache of this folder written by an earlier simclr"
+            found.append((entry, "a cache of this folder written by an earlier simclr"))
         elif entry.npy in replaced:
-            why = "the cache of this folder before it changed"
-        else:
-            continue
+            found.append((entry, "the cache of this folder before it changed"))
+    return found
+
+
+def _new_entry(npy: Path, meta_path: Path, images: ImageList, side: int, max_pixels: int,
+               store: str) -> CacheEntry:
+    """The :class:`CacheEntry` a build of ``npy`` will list as, the newest (for
+    :func:`_replaced` before the build)."""
+    variant = _variant(images, max_pixels)
+    return CacheEntry(npy, meta_path, 0, str(images.root), len(images.paths), side,
+                      math.inf, store, (variant["max_pixels"], variant["loose"],
+                                        variant["truncated"]), False, CACHE_VERSION)
+
+
+def _remove_entries(entries: Sequence[tuple[CacheEntry, str]], purpose: str = "") -> None:
+    """Delete each cache, logging it and why (``purpose``: added to the line); one that
+    cannot be deleted is left for `simclr cache --clean`."""
+    for entry, why in entries:
         try:
             remove_entry(entry)
         except SimCLRError:
             continue
-        log.info("removed %s, %s (%.0f MiB)", entry.npy, why, entry.nbytes / 2**20)
+        log.info("removed %s, %s (%.0f MiB)%s", entry.npy, why, entry.nbytes / 2**20, purpose)
 
 
 def _drop_stale_build(npy: Path, meta_path: Path, root: str) -> None:

@@ -970,3 +970,50 @@ def test_a_default_cache_folder_made_read_only_since_reads_without_a_cache(tmp_p
     failure[0] = errno.ENOSPC
     with pytest.raises(SimCLRError, match="No space left on device"):
         open_source(str(tmp_path / "imgs"), DataConfig(workers=0), image_size=16)
+
+
+def _free_space(monkeypatch, free: int) -> None:
+    """Make the file system report ``free`` bytes available."""
+    import types
+
+    monkeypatch.setattr(os, "statvfs", lambda path: types.SimpleNamespace(
+        f_bavail=free, f_frsize=1, f_bfree=free, f_blocks=10**9))
+
+
+def test_a_changed_folder_whose_old_cache_makes_the_room_gets_its_new_cache(
+        tmp_path, monkeypatch, caplog):
+    """The free-space check counted the folder's old cache, which the finished build
+    removes anyway, as taken: a disk with room for one cache could never rebuild a
+    changed folder's. It is counted as free and removed first, said so; a cache of
+    another folder is neither counted nor removed."""
+    _cifar_like(tmp_path / "imgs")
+    _cifar_like(tmp_path / "other")
+    for name in ("imgs", "other"):
+        open_source(str(tmp_path / name), data_cfg(tmp_path))
+    (old,) = [e for e in cache.cache_entries(tmp_path / "cache") if e.root.endswith("imgs")]
+    save_image(tmp_path / "imgs" / "cat" / "9.png", rgb(16, 16))
+    new_size = 7 * 16 * 16 * 3
+    _free_space(monkeypatch, new_size - old.nbytes + 512)  # (room only with it counted)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="simclr.cache"):
+        source = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    assert source.num_images == 7
+    after = cache.cache_entries(tmp_path / "cache")
+    assert sorted(e.images for e in after) == [6, 7] and old.npy not in {e.npy for e in after}
+    assert [m for m in caplog.messages if "removed" in m] == [
+        f"removed {old.npy}, the cache of this folder before it changed (0 MiB), to make "
+        "room for its new cache"]
+    assert not cache.superseded(after)  # (`simclr cache --clean`: nothing left to do)
+
+
+def test_a_build_the_old_cache_cannot_make_room_for_keeps_it(tmp_path, monkeypatch):
+    """Too little room even with the folder's old cache counted: the full disk's line,
+    and nothing removed."""
+    _cifar_like(tmp_path / "imgs")
+    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    before = cache.cache_entries(tmp_path / "cache")
+    save_image(tmp_path / "imgs" / "cat" / "9.png", rgb(16, 16))
+    _free_space(monkeypatch, 100)
+    with pytest.raises(SimCLRError, match="No space left on device"):
+        open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    assert cache.cache_entries(tmp_path / "cache") == before
