@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import stat
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageFile, ImageOps, PngImagePlugin
 
 from simclr.config import DataConfig
-from simclr.errors import NOT_REGULAR, BadImageError
+from simclr.errors import NOT_REGULAR, BadImageError, SimCLRError
 
 DEFAULT_MAX_PIXELS = DataConfig.max_pixels  # PIL's own decompression-bomb limit
 # A JPEG read in draft mode is decoded at 1/2 to 1/8 of its size: one of up to 4x the
@@ -43,6 +44,33 @@ JPEG_END = b"\xff\xd9"  # EOI marker: a file without it at the end is truncated
 EXIF_ORIENTATION = 0x0112
 TURNED = (5, 6, 7, 8)  # the orientations that swap width and height
 RESIZE_CHUNK_ELEMENTS = 2**26  # float32 elements resized at once on the device (256 MiB)
+
+
+# The errors of a read that may succeed next time (a disk's or a network file system's
+# failure, a full memory or file table): no verdict on the file. PIL's own decoding
+# errors are OSErrors without an errno.
+PASSING_ERRNOS = frozenset(getattr(errno, name) for name in (
+    "EIO", "ESTALE", "ENOMEM", "ETIMEDOUT", "EAGAIN", "EINTR", "EBUSY", "ENOBUFS",
+    "EMFILE", "ENFILE", "ENOLCK", "ECONNRESET", "ECONNABORTED", "ENETDOWN",
+    "ENETUNREACH", "EHOSTDOWN", "EHOSTUNREACH", "EREMOTEIO") if hasattr(errno, name))
+
+
+class ReadFailure(SimCLRError):
+    """A file could not be read for a reason that may pass (:data:`PASSING_ERRNOS`, a
+    MemoryError): not a bad image, which a cache would record for good; the command
+    fails, and running it again retries the file."""
+
+
+def _read_failure(path: str, exc: BaseException) -> ReadFailure | None:
+    """The :class:`ReadFailure` ``exc`` (met reading ``path``) is, or None: a bad file."""
+    if isinstance(exc, MemoryError):
+        what = "out of memory"
+    elif isinstance(exc, OSError) and exc.errno in PASSING_ERRNOS:
+        what = f"{exc.strerror or os.strerror(exc.errno)} ({errno.errorcode[exc.errno]})"
+    else:
+        return None
+    return ReadFailure(f"cannot read {path}: {what}, a failure that may pass (not a bad "
+                       "image: nothing is recorded for it); run again to retry it")
 
 
 def pil_truncation(truncated: bool | None = None) -> bool:
@@ -170,7 +198,8 @@ def _decode_file(
     try:
         info = os.stat(path)
     except OSError as exc:
-        raise BadImageError(path, f"cannot read the file ({exc.strerror})") from None
+        raise _read_failure(path, exc) or BadImageError(
+            path, f"cannot read the file ({exc.strerror})") from None
     if not stat.S_ISREG(info.st_mode):  # opening a named pipe would wait forever
         raise BadImageError(path, NOT_REGULAR)
     nbytes = info.st_size
@@ -202,7 +231,11 @@ def _decode_file(
     except Image.UnidentifiedImageError:
         raise BadImageError(path, "not an image file, or one with a damaged header (format "
                                   "not recognised)") from None
-    except Exception as exc:  # any decoder failure means "bad file"
+    except MemoryError as exc:  # (a full memory says nothing of the file)
+        raise _read_failure(path, exc) from None
+    except Exception as exc:  # any decoder failure means "bad file", but a failed read
+        if (failure := _read_failure(path, exc)) is not None:
+            raise failure from None
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         kind = "truncated file" if "truncated" in text.lower() else "cannot decode"
         raise BadImageError(path, f"{kind}: {text}") from None

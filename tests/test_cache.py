@@ -1017,3 +1017,35 @@ def test_a_build_the_old_cache_cannot_make_room_for_keeps_it(tmp_path, monkeypat
     with pytest.raises(SimCLRError, match="No space left on device"):
         open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
     assert cache.cache_entries(tmp_path / "cache") == before
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_read_failure_that_may_pass_fails_the_build_and_keeps_nothing(
+        tmp_path, monkeypatch, workers):
+    """An EIO while a file is read was saved in the cache as a bad image for good (the
+    file's stat does not change): the build fails in one line that says running again
+    retries it; nothing half-written is kept, another folder's cache is untouched."""
+    import errno
+
+    _cifar_like(tmp_path / "other")
+    open_source(str(tmp_path / "other"), data_cfg(tmp_path))
+    before = cache.cache_entries(tmp_path / "cache")
+    _cifar_like(tmp_path / "imgs")
+    broken = str(tmp_path / "imgs" / "cat" / "3.png")
+    opened = decode._open_header
+
+    def flaky(f):
+        if f.name == broken:
+            raise OSError(errno.EIO, "Input/output error")
+        return opened(f)
+
+    monkeypatch.setattr(decode, "_open_header", flaky)
+    monkeypatch.setattr(cache, "_CHUNK", 2)  # (a few tasks: the pool is used)
+    with pytest.raises(SimCLRError, match=rf"^cannot read {broken}: Input/output error .*"
+                                          "run again to retry it") as info:
+        open_source(str(tmp_path / "imgs"),
+                    DataConfig(cache_dir=str(tmp_path / "cache"), workers=workers))
+    assert "\n" not in str(info.value)
+    assert cache.cache_entries(tmp_path / "cache") == before
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
+        [before[0].npy.name, before[0].meta.name])

@@ -766,3 +766,37 @@ def test_a_jpeg_cut_short_of_its_end_marker_is_left_to_the_pil_path(tmp_path):
     with Image.open(tmp_path / "cut.jpg") as im:
         assert im.size == (48, 64)  # (the header still reads: w x h)
     assert read_jpeg(str(tmp_path / "cut.jpg")) is None
+
+
+@pytest.mark.parametrize("failure", [OSError(5, "Input/output error"),
+                                     OSError(116, "Stale file handle"), MemoryError()])
+def test_a_read_failure_that_may_pass_is_no_bad_image(tmp_path, monkeypatch, failure):
+    """A failed read of the disk or the network (EIO, ESTALE...) or a full memory was
+    called a bad image, which a cache then recorded for good: it is a one-line error
+    naming the file and saying that running again retries it."""
+    from simclr.errors import SimCLRError
+
+    path = tmp_path / "a.png"
+    save_image(path, rgb(8, 8))
+
+    def fail(f):
+        raise failure
+
+    monkeypatch.setattr(decode, "_open_header", fail)
+    with pytest.raises(SimCLRError, match="run again to retry it") as info:
+        decode.open_image(path)
+    assert not isinstance(info.value, BadImageError)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_pils_own_decoding_errors_stay_bad_images(tmp_path, monkeypatch):
+    """PIL's decoding errors are OSErrors without an errno: still a bad image."""
+    path = tmp_path / "a.png"
+    save_image(path, rgb(8, 8))
+
+    def fail(f):
+        raise OSError("broken data stream when reading image file")
+
+    monkeypatch.setattr(decode, "_open_header", fail)
+    with pytest.raises(BadImageError, match="broken data stream"):
+        decode.open_image(path)
