@@ -180,7 +180,7 @@ def _images_under(folder: str, others: Counter[str], seen: dict[str, str],
                     _say_once(f"twice {real}", "%s: the same folder as one listed under %s; "
                               "left out here, so that no image has two classes",
                               os.path.join(dirpath, d), seen[real])
-            elif not (here + os.sep).startswith(real + os.sep):
+            elif not _within(here, real):
                 seen[real] = folder
                 keep.append(d)
         dirnames[:] = keep
@@ -191,6 +191,12 @@ def _images_under(folder: str, others: Counter[str], seen: dict[str, str],
         )
         others.update(_extension(f) for f in _other_formats(filenames))
     return found
+
+
+def _within(path: str, folder: str) -> bool:
+    """Whether the real path ``path`` is ``folder`` or lies below it (``folder`` `/`
+    too: its name with a separator added is '//', which no path starts with)."""
+    return (path + os.sep).startswith(os.path.join(folder, ""))
 
 
 def _own_file(path: str, folder: str, own: str, seen: dict[str, str],
@@ -309,7 +315,7 @@ def _class_folders(root: str, entries: list[os.DirEntry[str]]) -> list[str]:
                           "class folder of it would be missing)", root, e, os.readlink(path))
             continue
         real = os.path.realpath(path)
-        if (real_root + os.sep).startswith(real + os.sep):
+        if _within(real_root, real):
             to = "the folder itself" if real == real_root else "a folder above it"
             _say_once(path, "%s: %s links back to %s (%s); left out", root, e, to, real)
             continue

@@ -539,3 +539,31 @@ def test_a_class_folders_images_are_listed_in_sorted_order(tmp_path):
         save_image(tmp_path / "a" / name, rgb(4, 4))
     listed = [Path(p).name for p in scan_folder(tmp_path).paths]
     assert listed == sorted(names)
+
+
+def test_a_link_to_the_filesystem_root_is_never_walked(tmp_path, monkeypatch, caplog):
+    """A link to `/` passed the 'link to the folder itself or above it' checks (their
+    prefix was '//'): the scan walked the whole file system. Left out, in a class folder
+    and as a class folder. (A regression fails fast: the walk is capped.)"""
+    import logging
+
+    from simclr import folders
+
+    walk = folders._walk
+
+    def capped(top, onerror):
+        for k, step in enumerate(walk(top, onerror)):
+            assert k < 50, f"walked {k} folders below {top}"
+            yield step
+
+    monkeypatch.setattr(folders, "_walk", capped)
+    root = tmp_path / "data"
+    for name in ("cat", "dog"):
+        save_image(root / name / "a.png")
+    (root / "cat" / "everything").symlink_to("/")
+    (root / "everything").symlink_to("/")
+    with caplog.at_level(logging.WARNING):
+        listing = scan_folder(root)
+    assert listing.classes == ["cat", "dog"] and len(listing.paths) == 2
+    assert f"{root}: everything links back to a folder above it (/); left out" in [
+        r.getMessage() for r in caplog.records]
