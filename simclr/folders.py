@@ -450,15 +450,19 @@ def _split_folder(root: Path, train: bool) -> Path:
             subdirs = {e.name for e in scan if _visible(e.name) and _is_dir(e) and _shown(e)}
     except OSError:
         return root
-    tests = [s for s in HELD_OUT_SPLITS if s in subdirs]
-    if "train" not in subdirs or not tests:
+    # Split names in any case (Train/ and Test/, VAL/): read as classes, they were
+    # trained on as one folder. The lower-case one, should two differ only in case.
+    named = {s: sorted(d for d in subdirs if d.lower() == s) for s in SPLITS}
+    found = {s: s if s in names else names[0] for s, names in named.items() if names}
+    tests = [found[s] for s in HELD_OUT_SPLITS if s in found]
+    if "train" not in found or not tests:
         return root
-    chosen, other = (root / "train", root / tests[0]) if train else \
-        (root / tests[0], root / "train")
-    left = sorted(subdirs - {"train", tests[0]})
+    chosen, other = (root / found["train"], root / tests[0]) if train else \
+        (root / tests[0], root / found["train"])
+    left = sorted(subdirs - {found["train"], tests[0]})
     _say_once(str(chosen), "%s holds splits; using %s (give %s for the other)%s", root,
               chosen, other, f"; left out: {', '.join(left)}" if left else "",
-              level=logging.INFO if set(left) <= SPLITS else logging.WARNING)
+              level=logging.INFO if {d.lower() for d in left} <= SPLITS else logging.WARNING)
     return chosen
 
 

@@ -567,3 +567,22 @@ def test_a_link_to_the_filesystem_root_is_never_walked(tmp_path, monkeypatch, ca
     assert listing.classes == ["cat", "dog"] and len(listing.paths) == 2
     assert f"{root}: everything links back to a folder above it (/); left out" in [
         r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.parametrize("names", [("Train", "Test"), ("TRAIN", "VAL"), ("train", "Valid")])
+def test_capitalised_split_folders_are_splits(tmp_path, caplog, names):
+    """Train/ and Test/ (or VAL/...) were read as two classes named after the splits,
+    with no note: pretraining trained on the test images, evaluation learnt 'Train vs
+    Test'. Split names are compared case-insensitively."""
+    root = tmp_path / "ds"
+    train, test = names
+    for split in names:
+        save_image(root / split / "cat" / "1.png")
+        save_image(root / split / "dog" / "1.png")
+    with caplog.at_level("INFO"):
+        assert list_folder(str(root), True).root == str(root / train)
+        assert list_folder(str(root), False).root == str(root / test)
+        assert list_folder(str(root), True).classes == ["cat", "dog"]
+    said = [r.getMessage() for r in caplog.records if "holds splits" in r.getMessage()]
+    assert said == [f"{root} holds splits; using {root / s} (give {root / o} for the other)"
+                    for s, o in ((train, test), (test, train))]
