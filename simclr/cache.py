@@ -124,7 +124,7 @@ def decode_files(
         # killer) breaks it, where a Pool would wait forever for the chunk it held.
         pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx,
                                    initializer=_decoding_process,
-                                   initargs=(pil_truncation(),))
+                                   initargs=(pil_truncation(), os.getpid()))
         try:
             for task, result in zip(tasks, pool.map(_decode_chunk, tasks), strict=True):
                 account(result, len(task[2]))
@@ -142,15 +142,42 @@ def decode_files(
     return sorted(bad), np.asarray(aspects, dtype=np.float32)
 
 
-def _decoding_process(truncated: bool) -> None:
+def _decoding_process(truncated: bool, parent: int | None = None) -> None:
     """A decoding process's signals: Ctrl-C is the main process's to handle, SIGTERM
     ends it (as the pool's own shutdown expects), as SIGHUP and SIGUSR1 do, not the
-    command's handler it inherits. PIL's truncated-image setting: the main process's
+    command's handler it inherits; and it ends with the main process (``parent``), even
+    one killed outright (:func:`_end_with_parent`; None: tied to none, as when called
+    in a process of its own). PIL's truncated-image setting: the main process's
     (:func:`~simclr.decode.pil_truncation`)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for sig in stop_signals():  # (one nohup ignores stays ignored)
         signal.signal(sig, signal.SIG_DFL)
+    if parent is not None:
+        _end_with_parent(parent)
     pil_truncation(truncated)
+
+
+_PR_SET_PDEATHSIG = 1  # (linux/prctl.h)
+
+
+def _end_with_parent(parent: int) -> None:
+    """On Linux, have the kernel send this process SIGTERM when ``parent`` dies: a main
+    process killed with SIGKILL (the out-of-memory killer) runs no shutdown, and its
+    decoding processes would run on for good, their parent init. (The kernel goes by
+    the thread that started this one: the pool starts its processes from the thread
+    that builds.) Best effort: elsewhere, or where prctl fails, nothing is done. A
+    parent gone before the request was made: this process ends now."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # (no libc to load, no prctl in it)
+        return
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def _cache_key(images: ImageList, side: int, max_pixels: int, store: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -1049,3 +1050,73 @@ def test_a_read_failure_that_may_pass_fails_the_build_and_keeps_nothing(
     assert cache.cache_entries(tmp_path / "cache") == before
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
         [before[0].npy.name, before[0].meta.name])
+
+
+_SLOW_BUILD = """
+import sys, time
+from simclr import cache
+from simclr.config import DataConfig
+from simclr.data import open_source
+
+def slow(*args, **kwargs):
+    time.sleep(120)
+
+cache.load_square = slow  # (forked: the decoding processes wait too)
+cache._CHUNK = 1
+open_source(sys.argv[1], DataConfig(cache_dir=sys.argv[2], workers=2))
+"""
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if entry.name.isdigit() and int(stat.rpartition(")")[2].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has ended)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_decoding_processes_end_with_a_build_killed_outright(tmp_path):
+    """A build's process killed with SIGKILL (the out-of-memory killer) left its
+    decoding processes running for good, their parent init: each now ends with it."""
+    import subprocess
+
+    _cifar_like(tmp_path / "imgs")
+    script = tmp_path / "build.py"
+    script.write_text(_SLOW_BUILD)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    build = subprocess.Popen([sys.executable, str(script), str(tmp_path / "imgs"),
+                              str(tmp_path / "cache")], env=env)
+    workers: list[int] = []
+    try:
+        for _ in range(600):  # (until both decoding processes are started)
+            workers = _children(build.pid)
+            if len(workers) == 2 or build.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert len(workers) == 2
+        build.kill()
+        build.wait()
+        for _ in range(100):
+            if not any(_alive(pid) for pid in workers):
+                break
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in workers)
+    finally:  # (a regression: they would sleep on)
+        build.kill()
+        for pid in workers:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
