@@ -112,7 +112,9 @@ def _high_depth_to_rgb(im: Image.Image) -> Image.Image:
     a = np.asarray(im)
     if im.mode == "F":
         a = a.astype(np.float64)
-        a = a * 255.0 if np.nanmax(a) <= 1.0 else a
+        # (all NaN: black, without numpy's raw 'All-NaN slice' warning from each worker)
+        peak = 0.0 if np.isnan(a).all() else np.nanmax(a)
+        a = a * 255.0 if peak <= 1.0 else a
         g = np.clip(np.nan_to_num(a), 0, 255).round().astype(np.uint8)
     else:
         g = ((np.clip(a.astype(np.int64), 0, 65535) + 128) // 257).astype(np.uint8)

@@ -800,3 +800,13 @@ def test_pils_own_decoding_errors_stay_bad_images(tmp_path, monkeypatch):
     monkeypatch.setattr(decode, "_open_header", fail)
     with pytest.raises(BadImageError, match="broken data stream"):
         decode.open_image(path)
+
+
+def test_an_all_nan_float_picture_decodes_black_without_numpys_warning(tmp_path):
+    """A float TIFF of NaN only printed numpy's raw 'All-NaN slice encountered' from
+    every process that decoded it; it reads as black, said by nothing but the picture."""
+    Image.fromarray(np.full((2, 3), np.nan, dtype=np.float32), mode="F").save(tmp_path / "n.tiff")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = np.asarray(open_image(tmp_path / "n.tiff"))
+    assert out.shape == (2, 3, 3) and not out.any()
