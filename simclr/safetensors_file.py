@@ -84,8 +84,9 @@ def _parse(data: bytes) -> tuple[str | None, dict[str, torch.Tensor]]:
 
 def _entry_problem(entry: object, buffer_size: int) -> str | None:
     """Why a header entry cannot be a tensor in a buffer of ``buffer_size`` bytes."""
-    if not isinstance(entry, dict) or entry.get("dtype") not in _DTYPES:
-        kind = entry.get("dtype") if isinstance(entry, dict) else entry
+    # (isinstance str first: a JSON list or object as dtype is unhashable to the lookup)
+    kind = entry.get("dtype") if isinstance(entry, dict) else entry
+    if not isinstance(entry, dict) or not isinstance(kind, str) or kind not in _DTYPES:
         return f"dtype {str(kind)[:20]!r} is not one simclr reads"
     shape, offsets = entry.get("shape"), entry.get("data_offsets")
     # (type() is int: JSON's true is a bool, an int to isinstance; a side past int64

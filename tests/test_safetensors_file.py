@@ -152,3 +152,16 @@ def test_a_shape_or_offsets_not_the_formats_are_one_line(tmp_path, shape, offset
                                           r"safetensors file \(tensor 'w': its shape or offsets "
                                           r"are not the format's\)$"):
         read_safetensors(path)
+
+
+@pytest.mark.parametrize("dtype", [["F32"], {"F32": 1}, None, 4], ids=["list", "object", "null",
+                                                                     "number"])
+def test_a_dtype_that_is_not_a_string_is_one_line(tmp_path, dtype):
+    """A dtype given as a JSON list or object cannot be looked up among the format's names
+    (unhashable): it is the header's damage, said in one line, not a TypeError."""
+    path = tmp_path / "w.safetensors"
+    _write_raw(path, {"w": {"dtype": dtype, "shape": [2], "data_offsets": [0, 8]}}, bytes(8))
+    with pytest.raises(SimCLRError, match=r"cannot read .*w.safetensors: not a complete "
+                                          r"safetensors file \(tensor 'w': dtype .* is not one "
+                                          r"simclr reads\)$"):
+        read_safetensors(path)
