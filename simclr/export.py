@@ -56,6 +56,7 @@ from simclr.files import NAME_MAX, torch_save, write_json, written
 from simclr.pretrained import (
     LAYERS_HELP,
     at_image_size,
+    check_finite,
     classifier_file,
     classifier_from_checkpoint,
     encoder_from_checkpoint,
@@ -181,8 +182,7 @@ def export_encoder(checkpoint: str | Path, out: str | Path,
     config does not fit its weights is refused, never relabelled.
     """
     ckpt = at_image_size(load_checkpoint(checkpoint), image_size, checkpoint)
-    encoder, spec = encoder_from_checkpoint(ckpt)
-    check_finite(encoder, checkpoint)
+    encoder, spec = encoder_from_checkpoint(ckpt)  # (NaN weights refused: check_finite)
     unfinished = note_unfinished(Path(ckpt.get("file", checkpoint)), ckpt)  # (as predict)
     blob = {
         "kind": "encoder",
@@ -215,8 +215,7 @@ def export_torchvision(checkpoint: str | Path, out: str | Path,
     than the encoder's, a note says which ``--image-size`` to give. ``overwrite`` False:
     a file (or card) another process wrote there meanwhile is kept, refused."""
     ckpt = at_image_size(load_checkpoint(checkpoint), image_size, checkpoint)
-    encoder, spec = encoder_from_checkpoint(ckpt)
-    check_finite(encoder, checkpoint)
+    encoder, spec = encoder_from_checkpoint(ckpt)  # (NaN weights refused: check_finite)
     model, state, code = torchvision_model(encoder, spec["image_size"])
     size = spec["image_size"]
     images = torch.rand(CHECK_BATCH, 3, size, size, generator=torch.Generator().manual_seed(0))
@@ -255,16 +254,6 @@ def _side_named(ckpt: dict[str, Any], image_size: int | None) -> str:
     if evaluated and int(evaluated) != trained:
         return f"its --eval-size (it was trained at {trained} px)"
     return "the side it was trained at"
-
-
-def check_finite(module: nn.Module, checkpoint: str | Path) -> None:
-    """An encoder with NaN or inf weights or statistics (a diverged or damaged run)
-    computes nothing worth exporting: refused in its own words, where a program's check
-    said only that it 'differs from the model by up to nan'."""
-    tensors = [*module.parameters(), *module.buffers()]
-    if not all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point()):
-        raise SimCLRError(f"{checkpoint}: the weights hold NaN or inf values (a diverged or "
-                          "damaged checkpoint?); nothing was exported")
 
 
 def card_origin(ckpt: dict[str, Any], unfinished: bool) -> dict[str, Any]:
@@ -378,7 +367,7 @@ def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
     else:
         module, spec = representation_from_checkpoint(ckpt, layer)
     module = module.float().eval()
-    check_finite(module, source)
+    check_finite(module, source)  # (a classifier's head layer too: the loaders read the rest)
     check_room(Path(out), module)
     unfinished = note_unfinished(source, ckpt)  # (as predict says it)
     size = spec["image_size"]

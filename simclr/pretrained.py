@@ -155,6 +155,7 @@ def encoder_from_checkpoint(
                                 projection_shortcuts=spec.get("projection_shortcuts", False))
     if not random_init:  # (the file's other parts, a head or classifier, are not read)
         load_weights(encoder, ckpt, "encoder.")
+        check_finite(encoder, ckpt.get("file", "the checkpoint"))
     encoder.image_size = spec["image_size"]  # the input side to evaluate it at
     return encoder, spec
 
@@ -175,8 +176,26 @@ def model_from_checkpoint(
         model = build_model(cfg, spec["image_size"])
     if not random_init:
         load_weights(model, ckpt)
+        check_finite(model, ckpt.get("file", "the checkpoint"))
     model.encoder.image_size = spec["image_size"]
     return model, spec
+
+
+def check_finite(weights: nn.Module | dict[str, Any], where: str | Path) -> None:
+    """Refuse weights or statistics holding NaN or inf (a diverged or damaged run's), in
+    one line naming ``where`` they come from: every output of such a network is NaN,
+    which an evaluation met only once a folder was decoded, a training as a diverged
+    first step, an exported program as a check that 'differs by up to nan'.
+
+    ``weights``: a module (its parameters and buffers: BatchNorm's running statistics
+    too) or a state dict's tensors by name.
+    """
+    tensors = ([*weights.parameters(), *weights.buffers()] if isinstance(weights, nn.Module)
+               else list(weights.values()))
+    if not all(bool(torch.isfinite(t).all()) for t in tensors
+               if isinstance(t, torch.Tensor) and t.is_floating_point()):
+        raise SimCLRError(f"{where}: the weights hold NaN or inf values (a diverged or "
+                          "damaged checkpoint?)")
 
 
 LAYERS_HELP = "h (encoder output, default), z (head output g(h)), or gK (head layer K)"
@@ -236,6 +255,7 @@ def initial_weights(path: str) -> tuple[dict[str, Any], str]:
         bare = unwrapped_state(state) if imported is None else None
         if bare is not None and is_torchvision_state(bare):
             # another torchvision network: its names are the encoder's, under net.
+            check_finite(bare, f"--init-from {file}")
             return ({f"encoder.{k}": v for k, v in bare.items()},
                     f"torchvision weights {file}")
         ckpt = checked_checkpoint(imported or state, file)
@@ -245,6 +265,9 @@ def initial_weights(path: str) -> tuple[dict[str, Any], str]:
     kept = {k: v for k, v in ckpt["model"].items() if k.startswith(("encoder.", "head."))}
     if not any(k.startswith("encoder.") for k in kept):
         raise SimCLRError(f"--init-from {path}: {file} holds no encoder weights")
+    # (the head's too, though a head of another shape is not loaded: such a file is a
+    # diverged or damaged one, and said so before the data are decoded)
+    check_finite(kept, f"--init-from {file}")
     if ckpt.get("imported"):
         return kept, f"{ckpt['imported']} {file}"
     return kept, f"{ckpt.get('kind', 'simclr')} checkpoint {file} ({trained_for(ckpt)})"

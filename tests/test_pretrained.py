@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision
 
 from simclr.checkpoint import load_checkpoint, save_checkpoint
 from simclr.cli import main
@@ -1372,3 +1373,98 @@ def test_a_classifier_reading_another_number_of_features_is_refused_before_any_i
     err = capsys.readouterr().err
     assert re.search(f"^simclr export: error: {re.escape(str(path))} {said}", err, re.M), err
     assert not (tmp_path / "l.pt2").exists()
+
+
+def _diverged(ckpt: dict, part: str = "encoder.", value: float = float("nan")) -> None:
+    """One of ``part``'s convolution (or linear) weights turned ``value``, as a diverged
+    or damaged run leaves it."""
+    name = next(k for k in ckpt["model"] if k.startswith(part) and k.endswith("weight"))
+    ckpt["model"][name] = torch.full_like(ckpt["model"][name], value)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_encoder_weights_are_refused_when_read(tmp_path, value):
+    """A diverged encoder's NaN / inf weights gave NaN outputs (refused only after a
+    folder was decoded; a fine-tuning stopped at step 1 blaming --lr): refused when
+    the encoder is rebuilt, in one line naming the file; the random-init baseline takes
+    none of its weights and is built as before."""
+    source = edited_checkpoint(tmp_path / "pre", lambda ckpt: _diverged(ckpt, value=value))
+    ckpt = load_checkpoint(source)
+    said = rf"^{re.escape(str(source))}: the weights hold NaN or inf values \(a diverged or " \
+           r"damaged checkpoint\?\)$"
+    for read in (encoder_from_checkpoint, model_from_checkpoint,
+                 lambda c: representation_from_checkpoint(c, "g1")):
+        with pytest.raises(SimCLRError, match=said):
+            read(ckpt)
+    encoder, _ = encoder_from_checkpoint(ckpt, random_init=True)
+    assert all(torch.isfinite(p).all() for p in encoder.parameters())
+
+
+def test_a_non_finite_projection_head_is_refused_where_it_is_read(tmp_path):
+    """z and gK read the head: NaN there is refused as the encoder's is; h reads the
+    encoder alone, which is sound."""
+    source = edited_checkpoint(tmp_path / "pre", lambda ckpt: _diverged(ckpt, "head."))
+    ckpt = load_checkpoint(source)
+    with pytest.raises(SimCLRError, match="the weights hold NaN or inf values"):
+        representation_from_checkpoint(ckpt, "z")
+    encoder_from_checkpoint(ckpt)
+
+
+def test_init_from_non_finite_weights_is_refused_before_any_image_is_decoded(
+        tmp_path, image_folder, capsys):
+    """--init-from a diverged checkpoint started a run that stopped at its first step,
+    blaming the learning rate: the file is refused in one line, before the data."""
+    source = edited_checkpoint(tmp_path / "pre", _diverged)
+    cache = tmp_path / "cache"
+    assert main(["pretrain", "--data", str(image_folder), "--out", str(tmp_path / "run"),
+                 "--arch", "resnet18", "--width", "0.125", "--image-size", "16",
+                 "--batch-size", "8", "--max-steps", "1", "--no-progress", "--workers", "0",
+                 "--cache-dir", str(cache), "--precision", "fp32", "--device", "cpu",
+                 "--init-from", str(source)]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f"error: --init-from {source}: the weights hold NaN or inf values "
+                        "(a diverged or damaged checkpoint?)\n"), err
+    assert len(err.strip().splitlines()) == 1
+    assert not cache.exists()  # (nothing decoded)
+
+
+def test_init_from_torchvision_weights_holding_inf_is_refused(tmp_path):
+    """A torchvision state dict is read as the encoder's weights: checked alike."""
+    from simclr.pretrained import initial_weights
+
+    torch.manual_seed(0)
+    state = torchvision.models.resnet18().state_dict()
+    state["layer1.0.conv1.weight"][0, 0, 0, 0] = float("inf")
+    torch.save(state, tmp_path / "tv.pth")
+    with pytest.raises(SimCLRError, match=rf"^--init-from {re.escape(str(tmp_path))}.tv\.pth: "
+                                          r"the weights hold NaN or inf values"):
+        initial_weights(str(tmp_path / "tv.pth"))
+
+
+def test_init_from_a_non_finite_projection_head_is_refused(tmp_path):
+    """The head is loaded where its shape fits the run's: a file whose head holds NaN is
+    a diverged or damaged one, refused as a whole before anything is built."""
+    from simclr.pretrained import initial_weights
+
+    source = edited_checkpoint(tmp_path / "pre", lambda ckpt: _diverged(ckpt, "head."))
+    with pytest.raises(SimCLRError, match=rf"^--init-from {re.escape(str(source))}: the "
+                                          r"weights hold NaN or inf values"):
+        initial_weights(str(source))
+
+
+@pytest.mark.parametrize("command", ["finetune", "linear-eval"])
+def test_evaluating_non_finite_weights_is_refused_before_any_image_is_decoded(
+        tmp_path, image_folder, capsys, command):
+    """finetune --checkpoint of a diverged run stopped at step 1 saying 'Lower --lr';
+    linear-eval said the outputs were not finite once --train was decoded: the file is
+    refused in one line before either folder is read."""
+    source = edited_checkpoint(tmp_path / "pre", _diverged)
+    cache = tmp_path / "cache"
+    assert main([command, "--checkpoint", str(source), "--train", str(image_folder),
+                 "--test-fraction", "0.25", "--out", str(tmp_path / "ev"), "--cache-dir",
+                 str(cache), "--workers", "0", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f"error: {source}: the weights hold NaN or inf values (a diverged or "
+                        "damaged checkpoint?)\n"), err
+    assert len(err.strip().splitlines()) == 1
+    assert not cache.exists()
