@@ -347,7 +347,8 @@ def _exported_origin(c: dict[str, Any]) -> str | None:
     records nothing (exported before the record), or for the random-init encoder of a
     linear classifier, whose baseline note says it all."""
     trained = c.get("trained")
-    if c.get("kind") != "encoder" or not isinstance(trained, str):
+    # (an imported file's export was 'trained' as the import it names already)
+    if c.get("kind") != "encoder" or not isinstance(trained, str) or trained == c.get("imported"):
         return None
     if c.get("fitted_on"):  # the baseline: fine-tuned on from the random init, or not
         return None if trained == c["fitted_on"] else f"{trained} (the baseline)"

@@ -1022,3 +1022,34 @@ def test_a_checkpoint_export_over_a_torchvision_one_removes_its_card(run_dir, tm
     assert main(["export", "--checkpoint", str(run_dir), "--out", str(out),
                  "--overwrite"]) == 0
     assert card.read_text() == '{"mine": 1}'
+
+
+def test_an_imported_files_guessed_side_stays_a_guess_in_its_export(tmp_path, capsys):
+    """torchvision weights record no side: 224 px is assumed (``size_guessed``). Their
+    export recorded 224 as the encoder's own side, so the .pt read back was taken at 224
+    px without a note, and info said 'ResNet weights in torchvision's layout' twice; the
+    guess is carried on. With --image-size the side is the one given: no guess."""
+    import torchvision
+
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "tv.pth")
+    out = tmp_path / "enc.pt"
+    assert main(["export", "--checkpoint", str(tmp_path / "tv.pth"), "--out", str(out)]) == 0
+    assert "records no image size" in capsys.readouterr().err  # (the import's own note)
+    assert load_checkpoint(out)["size_guessed"] is True
+    assert main(["info", str(out)]) == 0
+    assert capsys.readouterr().out == (
+        f"{out}: ResNet weights in torchvision's layout, resnet18 x1, 224 px assumed (no "
+        "size recorded; --image-size)\n")
+    # its readers say which side they assume, as of the imported file
+    from simclr.pretrained import at_image_size
+
+    at_image_size(load_checkpoint(out), None, out)
+    assert capsys.readouterr().err == (
+        f"note: {out} records no image size (ResNet weights in torchvision's layout): read "
+        "as 224 px images; --image-size S for another side\n")
+    sized = tmp_path / "sized.pt"
+    assert main(["export", "--checkpoint", str(tmp_path / "tv.pth"), "--out", str(sized),
+                 "--image-size", "64"]) == 0
+    assert "size_guessed" not in load_checkpoint(sized)
+    assert load_checkpoint(sized)["config"]["augment"]["size"] == 64

@@ -62,3 +62,17 @@ def test_a_classifiers_names_are_all_listed_up_to_twenty(count):
                                                    "class_names": names}})
     more = " …and 1 more" if count == 21 else ""
     assert text.splitlines()[1] == f"  classes: {', '.join(names[:20])}{more}"
+
+
+def test_an_exported_imported_encoder_names_its_origin_once():
+    """An imported file's export records what it was taken from as the import itself
+    ('ResNet weights in torchvision's layout'): its line said so twice."""
+    from simclr.info_text import _checkpoint_line
+
+    imported = "ResNet weights in torchvision's layout"
+    line = _checkpoint_line({"kind": "encoder", "imported": imported, "trained": imported,
+                             "exported_from": {"kind": "encoder", "trained": imported}})
+    assert line == imported
+    # an exported fine-tuned model still says what it is beside its kind
+    assert _checkpoint_line({"kind": "encoder", "trained": "finetune model, step 3"}) == \
+        "exported encoder, finetune model, step 3"
