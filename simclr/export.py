@@ -203,7 +203,8 @@ def export_encoder(checkpoint: str | Path, out: str | Path,
         # what it was taken from: a fine-tuned or supervised encoder read as one of
         # the pretraining's step alone (the same line for other weights)
         "exported_from": {"kind": ckpt.get("kind"), "trained": trained_for(ckpt),
-                          "file": str(ckpt.get("file", checkpoint))},
+                          # (resolved, as a card's checkpoint: the export is moved)
+                          "file": str(Path(ckpt.get("file", checkpoint)).resolve())},
     }
     out = Path(out)
     save_checkpoint(blob, out.parent, out.name, None, replace=overwrite)

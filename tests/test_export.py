@@ -481,7 +481,7 @@ def test_an_exported_encoder_says_what_it_was_taken_from(run_dir, tmp_path, caps
     assert trained_for(load_checkpoint(tmp_path / "pre.pt")) == "step 7"
     assert trained_for(load_checkpoint(tmp_path / "ft.pt")) == \
         "finetune model, step 7 fine-tuned 5 steps"
-    assert load_checkpoint(tmp_path / "ft.pt")["exported_from"]["file"] == str(source)
+    assert load_checkpoint(tmp_path / "ft.pt")["exported_from"]["file"] == str(source.resolve())
     exp.export(tmp_path / "ft.pt", tmp_path / "again.pt")  # (kept through a re-export)
     assert trained_for(load_checkpoint(tmp_path / "again.pt")) == \
         "finetune model, step 7 fine-tuned 5 steps"
@@ -1053,3 +1053,14 @@ def test_an_imported_files_guessed_side_stays_a_guess_in_its_export(tmp_path, ca
                  "--image-size", "64"]) == 0
     assert "size_guessed" not in load_checkpoint(sized)
     assert load_checkpoint(sized)["config"]["augment"]["size"] == 64
+
+
+def test_an_exported_encoder_records_its_source_by_its_absolute_path(run_dir, tmp_path,
+                                                                     monkeypatch):
+    """exported_from.file was the path as given ('run1/checkpoints/last.pt'), which
+    means nothing once the export is moved or read from another folder; it is resolved,
+    as a program's card records its checkpoint."""
+    monkeypatch.chdir(run_dir.parent)
+    exp.export(Path(run_dir.name), tmp_path / "enc.pt")
+    recorded = load_checkpoint(tmp_path / "enc.pt")["exported_from"]["file"]
+    assert recorded == str((run_dir / "checkpoints" / "last.pt").resolve())
