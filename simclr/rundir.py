@@ -2,8 +2,8 @@
 
 A run folder holds ``checkpoints/`` and the logs beside them (:data:`RUN_LOGS`). Before
 anything is read, :func:`check_run_dir` says whether ``--out`` is free for a new run (not
-a live run's, another run's, a sweep's, another command's, nor inside the data) or
-names the checkpoint a ``--resume`` continues (:func:`resume_checkpoint`, which says
+a live run's, another run's, a sweep's, another command's, nor inside the data or
+another run) or names the checkpoint a ``--resume`` continues (:func:`resume_checkpoint`, which says
 why when there is none), whose length must not change;
 :func:`make_run_dir` then creates and holds it once every input is checked.
 :class:`MetricsLog` is its JSON-lines metrics log (and TensorBoard events).
@@ -508,11 +508,31 @@ def check_run_dir(cfg: Config, resume: bool) -> RunDir:
 def check_not_above_runs(run_dir: Path) -> None:
     """Refuse a new run's folder that holds other runs (``--out .`` in runs/): ``simclr
     info`` reads a run's evaluations one folder down, so theirs would pass for this
-    run's, and the folder would no longer list as the runs it holds."""
+    run's, and the folder would no longer list as the runs it holds. Nor one inside a
+    run (:func:`check_not_inside_run`)."""
+    check_not_inside_run(run_dir)
     runs = runs_in(run_dir)
     if runs:
         raise SimCLRError(f"{run_dir} holds other runs ({runs}); give this run a folder of "
                           f"its own (--out {run_dir / 'NAME'})")
+
+
+def check_not_inside_run(run_dir: Path) -> None:
+    """Refuse a new run's folder inside another run's (``--out RUN/checkpoints``,
+    ``RUN/tb``): ``RUN/checkpoints/checkpoints`` is what ``--resume RUN/checkpoints`` and
+    ``--checkpoint RUN/checkpoints`` take for RUN's own, and `simclr info` reads RUN's
+    sub-folders as its evaluations. A run is a folder holding config.yaml and
+    checkpoints/ (as a sweep's --out is refused inside one); a sweep's folder, which
+    holds runs, is none."""
+    try:
+        run = next((p for p in Path(run_dir).expanduser().resolve().parents
+                    if (p / "config.yaml").is_file() and (p / CHECKPOINTS).is_dir()), None)
+    except OSError:  # (a folder above it that cannot be read: no run of ours either)
+        return
+    if run is not None:
+        raise SimCLRError(f"--out {run_dir} lies inside the run {run}: its checkpoints would "
+                          f"be taken for that run's (--resume, --checkpoint "
+                          f"{run / CHECKPOINTS}); give this run a folder of its own")
 
 
 def _logs_of_a_run(run_dir: Path) -> bool:

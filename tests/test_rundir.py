@@ -662,3 +662,25 @@ def test_a_runs_state_is_read_from_what_its_sessions_wrote(tmp_path):
     assert run_state(tmp_path, "supervised", 6) == "unfinished"  # (its results say it)
     (tmp_path / SUPERVISED_RESULT).write_text("{}")
     assert run_state(tmp_path, "supervised") == "finished"
+
+
+def test_a_new_run_inside_another_runs_folder_is_refused(tmp_path, image_folder, cache_dir):
+    """`--out RUN/checkpoints` made RUN/checkpoints/checkpoints/last.pt, which
+    `--resume RUN/checkpoints` and `--checkpoint RUN/checkpoints` then took for RUN's
+    own: the nested run's encoder evaluated as RUN's, without a word."""
+    from simclr.supervised import check_new_run
+
+    run(tmp_path, image_folder, cache_dir, "a", max_steps=2)
+    before = sorted(str(p.relative_to(tmp_path / "a")) for p in (tmp_path / "a").rglob("*"))
+    for inside in ("a/checkpoints", "a/tb", "a/sub/new"):
+        with pytest.raises(SimCLRError, match=r"^--out .*a/\S+ lies inside the run .*a: .*; "
+                                              r"give this run a folder of its own"):
+            run(tmp_path, image_folder, cache_dir, inside, max_steps=2)
+        with pytest.raises(SimCLRError, match=r"lies inside the run .*a: "):
+            check_new_run(tmp_path / inside)  # a supervised run's folder as well
+    after = sorted(str(p.relative_to(tmp_path / "a")) for p in (tmp_path / "a").rglob("*"))
+    assert after == before  # nothing written there
+    # beside it, and the run itself continued, as before
+    assert run(tmp_path, image_folder, cache_dir, "b", max_steps=2)[1]["steps"] == 2
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "a", cache_dir, max_steps=2))
+    assert train.pretrain(cfg, resume=True)["steps"] == 2
