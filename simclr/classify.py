@@ -53,7 +53,7 @@ from simclr.features import close_workers, encoded_batches, iter_batches, source
 from simclr.files import lock_folder, set_aside, taken
 from simclr.launch import path_word, working_folder
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
-from simclr.optim import gradients_finite
+from simclr.optim import check_state_shapes, gradients_finite
 from simclr.plan import epoch_steps
 from simclr.results import Ranked, log, prepare_dir, rank_rows, top1_hits
 from simclr.runtime import SaveSchedule, StopFlag, autocast, command_line
@@ -711,6 +711,7 @@ class PartialRun:
                               "--overwrite to start this one over it, or choose another --out")
         load_weights(model, ckpt, prefix)
         with readable_state(ckpt, "optimizer or step state"):
+            check_state_shapes(optimizer, ckpt["optimizer"], model)  # (torch does not)
             optimizer.load_state_dict(ckpt["optimizer"])
             load_scaler(scaler, ckpt["scaler"])
             step, elapsed = int(ckpt["step"]), float(ckpt["elapsed"])

@@ -272,7 +272,9 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, ckpt: Mapping[str, An
     layer_scale and Swin V2's logit_scale with the weights, saved groups of other sizes
     than this grouping's: where they are that grouping's sizes the optimizer is regrouped
     so and the run continues as it started (a note says so; new runs exclude them).
-    Other states that do not fit raise torch's ValueError as ever."""
+    Other states that do not fit raise torch's ValueError as ever, and so does a saved
+    per-parameter state of another shape than its parameter's (:func:`check_state_shapes`),
+    which torch would load and the first step die on."""
     saved = ckpt["optimizer"]
     sizes = [len(group["params"]) for group in saved["param_groups"]]
     grouped = all("lars_exclude" in group for group in optimizer.param_groups)  # (ours)
@@ -289,4 +291,30 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, ckpt: Mapping[str, An
                       "parameter grouping it started with (ConvNeXt's layer_scale and Swin "
                       "V2's logit_scale decayed and LARS-adapted with the weights); new runs "
                       "exclude them with biases and norms", file=sys.stderr, flush=True)
+    check_state_shapes(optimizer, saved, model)
     optimizer.load_state_dict(saved)
+
+
+def check_state_shapes(optimizer: torch.optim.Optimizer, saved: Mapping[str, Any],
+                       model: nn.Module) -> None:
+    """Raise ValueError naming the first per-parameter tensor of ``saved`` (an optimizer
+    state_dict: a momentum_buffer, AdamW's exp_avg and exp_avg_sq) whose shape is not
+    its parameter's: torch's load_state_dict pairs them by position without a look at
+    shapes (a damaged or edited checkpoint), and the first step then dies inside torch.
+    Scalars (AdamW's ``step``) are no per-parameter tensor. Groups of other sizes are
+    left to load_state_dict, which says so."""
+    names = {p: name for name, p in model.named_parameters()}
+    groups = saved["param_groups"]
+    if len(groups) != len(optimizer.param_groups):
+        return
+    for group, ours in zip(groups, optimizer.param_groups, strict=True):
+        if len(group["params"]) != len(ours["params"]):
+            return
+        for index, param in zip(group["params"], ours["params"], strict=True):
+            state = saved["state"].get(index)
+            for key, value in (state.items() if isinstance(state, Mapping) else ()):
+                if isinstance(value, torch.Tensor) and value.dim() > 0 \
+                        and value.shape != param.shape:
+                    raise ValueError(f"the saved {key} of {names.get(param, index)} has "
+                                     f"shape {list(value.shape)}, the parameter "
+                                     f"{list(param.shape)}")

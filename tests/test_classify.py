@@ -4,6 +4,7 @@ SGD linear protocol: schedules, periodic saves, preemption, and continuing a run
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -607,3 +608,28 @@ def test_a_subsets_unreadable_image_is_replaced_from_the_subset_alone(tmp_path, 
     want = [idx.tolist() for epoch in range(3) for idx, _, _ in iter_batches(
         source, good, 2, seed=[0, epoch], drop_last=True, workers=0)]
     assert epochs(good)[0] == sum(want, [])
+
+
+def test_a_partial_runs_momentum_of_another_shape_is_one_line_naming_the_file(tmp_path):
+    """A linear evaluation's or fine-tuning's saved momentum cut to [:1] (a damaged or
+    edited file) loaded without a word and died at its first step inside torch."""
+    from simclr.pretrained import classifier_checkpoint
+
+    model = Classifier(tiny_encoder(), 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model(torch.rand(2, 3, 16, 16)).square().sum().backward()
+    optimizer.step()
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    saved = optimizer.state_dict()
+    saved["state"][0]["momentum_buffer"] = saved["state"][0]["momentum_buffer"][:1]
+    partial = PartialRun(tmp_path, "linear", "linear evaluation", {"epochs": 1})
+    blob = classifier_checkpoint("linear", model, {}, ["a", "b", "c"], 1, 0.0, {})
+    blob["optimizer"] = saved
+    path = partial.save(blob, scaler)
+    again = PartialRun(tmp_path, "linear", "linear evaluation", {"epochs": 1})
+    fresh = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(SimCLRError, match=rf"^{re.escape(path)}: its optimizer or step state "
+                                          r"does not fit this run \(damaged or edited\? the "
+                                          r"saved momentum_buffer of \S+ has shape \[1"):
+        again.resume(model, fresh, scaler, False)
+    again.release()

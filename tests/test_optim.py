@@ -352,3 +352,28 @@ def test_a_state_saved_with_the_earlier_grouping_continues_with_it(capsys):
     with pytest.raises(ValueError, match="doesn't match the size of optimizer's group"):
         load_optimizer_state(fresh, {"optimizer": other}, model)
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("name", ["lars", "sgd", "adamw"])
+def test_a_saved_state_of_another_shape_than_its_parameter_is_refused(name):
+    """torch loads a momentum cut to [:1] (a damaged or edited file) without a word; the
+    run then died at its first step inside torch (_foreach_add_). Refused as loaded, a
+    ValueError naming the tensor, which resume.readable_state says in one line."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    optimizer = build_optimizer(OptimConfig(name=name), model, 256)
+    model(torch.randn(5, 3)).square().mean().backward()
+    optimizer.step()
+    saved = copy.deepcopy(optimizer.state_dict())
+    key = "momentum_buffer" if name != "adamw" else "exp_avg_sq"
+    packed = [p for group in optimizer.param_groups for p in group["params"]]
+    at = next(i for i, p in enumerate(packed) if p is model[2].weight)  # (its index saved)
+    saved["state"][at][key] = saved["state"][at][key][:1]
+    fresh = build_optimizer(OptimConfig(name=name), model, 256)
+    with pytest.raises(ValueError, match=rf"^the saved {key} of 2.weight has shape "
+                                         r"\[1, 4\], the parameter \[2, 4\]$"):
+        load_optimizer_state(fresh, {"optimizer": saved}, model)
+    assert not fresh.state  # nothing loaded
+    saved["state"][at][key] = optimizer.state_dict()["state"][at][key]  # whole: it loads
+    load_optimizer_state(fresh, {"optimizer": saved}, model)
+    fresh.step()

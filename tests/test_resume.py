@@ -331,3 +331,32 @@ def test_a_latest_start_without_its_command_keeps_the_earlier_ones(tmp_path, arg
     record = start_record(tmp_path, resume=True)
     assert record["earlier"] == [first, {**kept, "simclr": "1"}]
     assert session_number(record) == 3
+
+
+def test_a_saved_momentum_of_another_shape_is_one_line_naming_the_file():
+    """A momentum_buffer cut to [:1] (a damaged or edited checkpoint) loaded without a
+    word and the run died at its first step in a torch traceback; refused as resumed,
+    pretraining's and a supervised run's alike."""
+    from simclr.supervised import restore as restore_supervised
+
+    cfg = build_config(flags={"batch_size": 8, "epochs": 3})
+    torch.manual_seed(0)
+    model = ScaledNet()
+    optimizer = build_optimizer(cfg.optim, model, cfg.batch_size)
+    model(torch.rand(1, 2, 3, 3)).square().sum().backward()
+    optimizer.step()
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    blob = checkpoint_state(cfg, model, optimizer, scaler, RunState(step=1),
+                            plan_schedule(cfg, 80))
+    blob["file"] = "run/last.pt"
+    state = blob["optimizer"]["state"]
+    first = min(state)
+    state[first]["momentum_buffer"] = state[first]["momentum_buffer"][:1]
+    message = (r"^run/last.pt: its optimizer.* does not fit this run \(damaged or edited\? "
+               r"the saved momentum_buffer of \S+ has shape \[1")
+    with pytest.raises(SimCLRError, match=message):
+        restore(blob, model, build_optimizer(cfg.optim, model, cfg.batch_size), scaler,
+                RunState(), plan_schedule(cfg, 80))
+    with pytest.raises(SimCLRError, match=message):
+        restore_supervised(blob, model, build_optimizer(cfg.optim, model, cfg.batch_size),
+                           scaler, plan_schedule(cfg, 80))
