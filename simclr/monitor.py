@@ -190,7 +190,9 @@ class Meter:
     check: their own). Each step's metrics are already means over the processes
     (:func:`simclr.train.train_step`), so every process holds the run's sums, and rank
     0's checkpoint can carry a window that a stop or a kill cut (:meth:`saved`): the
-    resumed run continues it, and logs what an uninterrupted run would have.
+    resumed run continues it, and logs what an uninterrupted run would have. A step
+    ``--nan-policy skip`` skipped adds nothing but its count (:attr:`skipped`): the
+    window's means are its finite steps', not NaN for one bad step of many.
     """
 
     def __init__(self, step: int, elapsed: float, saved: dict[str, Any] | None = None,
@@ -200,6 +202,7 @@ class Meter:
         self.sums: dict[str, torch.Tensor] = {}
         self.steps, self.first_step, self.start = 0, step, elapsed
         self.untimed = 0  # steps of the window whose seconds are not counted (compiling)
+        self.skipped = 0  # steps of the window skipped (not finite): out of its means
         # (the run's windows, all sessions: checkpoints before 2026-12-06 saved none)
         self.collapse = CollapseWatch(None if saved is None else saved.get("collapse"))
         if saved is not None and saved["steps"] > 0:
@@ -208,12 +211,21 @@ class Meter:
             self.steps, self.first_step = saved["steps"], saved["first_step"]
             self.start = saved["elapsed"]
             self.untimed = saved.get("untimed", 0)  # (checkpoints before 2026-12-05: none)
+            # (none saved before 2026-12-06: a skipped step's NaN is in the sums then, and
+            # the window logs null, as it did)
+            self.skipped = saved.get("skipped", 0)
 
-    def add(self, metrics: dict[str, torch.Tensor]) -> None:
+    def add(self, metrics: dict[str, torch.Tensor], skipped: bool = False) -> None:
+        """A step's metrics (0-d device tensors) into the window's sums; a ``skipped``
+        step's (--nan-policy skip: not finite, so NaN) as zeros, counted apart. Its
+        names are kept: a window of skipped steps alone logs them as null."""
         for name, value in metrics.items():  # (the same names every step of a run)
             value = value.detach().float()
+            if skipped:  # (on the device: the step's finite flag is on the host already)
+                value = torch.zeros_like(value)
             self.sums[name] = self.sums[name] + value if name in self.sums else value
         self.steps += 1
+        self.skipped += int(skipped)
 
     def untimed_step(self) -> None:
         """The step just added took no training seconds (it compiled: they were taken
@@ -221,19 +233,26 @@ class Meter:
         self.untimed += 1
 
     def record(self, step: int, views_per_step: int, elapsed: float) -> dict[str, float]:
-        """The window's means and views/s (over its training seconds, of every session
-        it spans; NaN, logged as null, for a window of a compiling step alone), and how
-        many steps it averaged (``window_steps``: --log-every's, but fewer at the run's
-        end, and more where a resume with a smaller --log-every carried on a window
-        opened under a larger one); then a new window starts."""
+        """The window's means over its finite steps (NaN, logged as null, where every
+        step was skipped) and views/s (over its training seconds, of every session it
+        spans; NaN for a window of a compiling step alone), how many steps it spans
+        (``window_steps``: --log-every's, but fewer at the run's end, and more where a
+        resume with a smaller --log-every carried on a window opened under a larger one)
+        and, where --nan-policy skip left some out, how many (``window_skipped``); then a
+        new window starts."""
         sums = torch.stack(list(self.sums.values())).tolist()
-        out = {name: total / self.steps for name, total in zip(self.sums, sums, strict=True)}
+        finite = self.steps - self.skipped
+        out = {name: total / finite if finite > 0 else math.nan
+               for name, total in zip(self.sums, sums, strict=True)}
         timed = step - self.first_step - self.untimed
         out["views_per_s"] = (views_per_step * timed / max(elapsed - self.start, 1e-9)
                               if timed > 0 else float("nan"))
         out["window_steps"] = self.steps  # (a count on the host: no sync)
+        if self.skipped:
+            out["window_skipped"] = self.skipped
         self.sums = {}
-        self.steps, self.start, self.first_step, self.untimed = 0, elapsed, step, 0
+        self.steps, self.start, self.first_step, self.untimed, self.skipped = \
+            0, elapsed, step, 0, 0
         return out
 
     def saved(self) -> dict[str, Any]:
@@ -242,7 +261,7 @@ class Meter:
         sums = torch.stack(list(self.sums.values())).tolist() if self.sums else []
         return {"sums": dict(zip(self.sums, sums, strict=True)), "steps": self.steps,
                 "first_step": self.first_step, "elapsed": self.start, "untimed": self.untimed,
-                "collapse": self.collapse.saved()}
+                "skipped": self.skipped, "collapse": self.collapse.saved()}
 
 
 def count_skipped(cfg: Config, state: RunState, last_good: Path | None) -> None:

@@ -143,11 +143,17 @@ def saved_window(saved: Any, step: int) -> dict[str, Any] | None:
               "steps": int(saved["steps"]), "first_step": int(saved["first_step"]),
               "elapsed": float(saved["elapsed"]),
               # (steps of the window that compiled: out of its views/s; none saved before)
-              "untimed": int(saved.get("untimed", 0))}
+              "untimed": int(saved.get("untimed", 0)),
+              # (steps --nan-policy skip left out of its sums; none saved before: its
+              # sums hold their NaN, and the window logs null as it did)
+              "skipped": int(saved.get("skipped", 0))}
     watch = saved.get("collapse")  # (monitor.CollapseWatch's; none saved before it was)
     if watch is not None:
         window["collapse"] = {"windows": int(watch["windows"]), "steps": int(watch["steps"]),
                               "since": int(watch["since"]), "said": bool(watch["said"])}
+    if not 0 <= window["skipped"] <= window["steps"]:
+        raise ValueError(f"a log window of {window['steps']} steps that skipped "
+                         f"{window['skipped']}")
     if window["first_step"] + window["steps"] != step:
         raise ValueError(f"a log window of {window['steps']} steps from step "
                         f"{window['first_step']}, saved at step {step}")

@@ -420,7 +420,8 @@ def train_step(
         [finite.float(), loss.detach().float(),
          *(metrics[name].detach().float() for name in names[1:])]))
     finite = reduced[0] == 1
-    # (a step that was not finite logs no number, whichever part was not: a null window)
+    # (a step that was not finite has no number, whichever part was not: a null window
+    # under --nan-policy stop; skip leaves it out of the window's means, monitor.Meter)
     metrics = dict(zip(names, reduced[1:].masked_fill(~finite, math.nan), strict=True))
     skipped = cfg.nan_policy == "skip" and not bool(finite)
     if skipped:
@@ -540,7 +541,7 @@ def train_loop(
             if skipped:
                 count_skipped(cfg, state, last_good)
             first_bad = torch.where(~finite & (first_bad < 0), state.step, first_bad)
-            meter.add(metrics)
+            meter.add(metrics, skipped)  # (a skipped step: out of the window's means)
             state.step += 1
             trained = clock.step_ended(state, meter, step_start)  # (all sessions')
             progress.step()

@@ -41,7 +41,7 @@ def test_a_saved_window_goes_on_as_if_never_cut():
         cut.add({"loss": torch.tensor(value)})
     saved = copy.deepcopy(cut.saved())
     assert saved == {"sums": {"loss": pytest.approx(0.8)}, "steps": 2, "first_step": 5,
-                     "elapsed": 1.0, "untimed": 0, "collapse": {
+                     "elapsed": 1.0, "untimed": 0, "skipped": 0, "collapse": {
                          "windows": 0, "steps": 0, "since": 0, "said": False}}
     resumed = monitor.Meter(7, 4.0, saved, torch.device("cpu"))
     resumed.add({"loss": torch.tensor(values[2])})
@@ -59,6 +59,50 @@ def test_a_saved_window_goes_on_as_if_never_cut():
     whole.add({"loss": torch.tensor(1.0)})
     resumed.add({"loss": torch.tensor(1.0)})
     assert resumed.record(8, 16, 7.0) == whole.record(8, 16, 7.0)
+
+
+def test_a_window_averages_its_finite_steps_and_counts_the_skipped_ones():
+    """--nan-policy skip: a skipped step's metrics (NaN) made its whole window null (and,
+    the run's last window, summary.json's loss); its finite steps are averaged instead,
+    and how many it skipped is logged; a window of skipped steps alone is null."""
+    meter = monitor.Meter(0, 0.0)
+    for value in (1.0, 2.0, math.nan, 6.0):
+        metric = {"loss": torch.tensor(value), "pos_top1": torch.tensor(value / 10)}
+        meter.add(metric, skipped=math.isnan(value))
+    assert meter.record(4, 16, 2.0) == {"loss": pytest.approx(3.0),
+                                        "pos_top1": pytest.approx(0.3), "views_per_s": 32.0,
+                                        "window_steps": 4, "window_skipped": 1}
+    meter.add({"loss": torch.tensor(math.nan), "pos_top1": torch.tensor(math.nan)},
+              skipped=True)
+    alone = meter.record(5, 16, 3.0)
+    assert math.isnan(alone["loss"]) and math.isnan(alone["pos_top1"])
+    assert (alone["window_steps"], alone["window_skipped"]) == (1, 1)
+    meter.add({"loss": torch.tensor(1.0), "pos_top1": torch.tensor(0.5)})
+    assert "window_skipped" not in meter.record(6, 16, 4.0)  # (none skipped: as ever)
+
+
+def test_a_window_with_a_skipped_step_goes_on_across_a_resume_old_checkpoints_too():
+    """The open window's skipped count is checkpointed with its sums: the resumed run
+    logs the uninterrupted window's means. A window saved by an earlier simclr (NaN
+    sums where a step was skipped, no count) still resumes, its window null as then."""
+    whole, cut = monitor.Meter(5, 1.0), monitor.Meter(5, 1.0)
+    for meter in (whole, cut):
+        meter.add({"loss": torch.tensor(2.0)})
+        meter.add({"loss": torch.tensor(math.nan)}, skipped=True)
+    saved = saved_window(copy.deepcopy(cut.saved()), 7)
+    assert saved["skipped"] == 1 and saved["sums"] == {"loss": 2.0}
+    resumed = monitor.Meter(7, 4.0, saved, torch.device("cpu"))
+    for meter in (whole, resumed):
+        meter.add({"loss": torch.tensor(4.0)})
+    line = resumed.record(8, 16, 7.0)
+    assert line == whole.record(8, 16, 7.0)
+    assert (line["loss"], line["window_steps"], line["window_skipped"]) == (3.0, 3, 1)
+    earlier = {"sums": {"loss": math.nan}, "steps": 2, "first_step": 5, "elapsed": 1.0,
+               "untimed": 0}
+    resumed = monitor.Meter(7, 4.0, saved_window(earlier, 7), torch.device("cpu"))
+    resumed.add({"loss": torch.tensor(4.0)})
+    line = resumed.record(8, 16, 7.0)
+    assert math.isnan(line["loss"]) and line["window_steps"] == 3
 
 
 def test_views_much_larger_than_small_pictures_are_noted(tmp_path, image_folder, cache_dir,

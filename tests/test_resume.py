@@ -242,8 +242,11 @@ def test_a_saved_log_window_must_end_at_the_saved_step():
     another step (a damaged or mismatched checkpoint) would average other steps' values
     into the resumed run's first line, and is refused as a state that does not fit."""
     window = {"sums": {"loss": 0.8}, "steps": 2, "first_step": 5, "elapsed": 1.0}
-    assert saved_window(window, 7) == {**window, "untimed": 0}  # (saved before it was)
-    assert saved_window({**window, "untimed": 1}, 7) == {**window, "untimed": 1}
+    assert saved_window(window, 7) == {**window, "untimed": 0, "skipped": 0}  # (saved before)
+    assert saved_window({**window, "untimed": 1}, 7) == {**window, "untimed": 1, "skipped": 0}
+    assert saved_window({**window, "skipped": 2}, 7)["skipped"] == 2
+    with pytest.raises(ValueError, match="a log window of 2 steps that skipped 3"):
+        saved_window({**window, "skipped": 3}, 7)
     watch = {"windows": 2, "steps": 8, "since": 3, "said": False}  # (monitor.CollapseWatch's)
     assert saved_window({**window, "collapse": watch}, 7)["collapse"] == watch
     assert saved_window(None, 7) is None

@@ -666,6 +666,33 @@ def test_a_skipped_step_leaves_weights_and_batch_norm_statistics_untouched(
                if v.is_floating_point())
 
 
+def test_a_skipped_step_leaves_its_windows_other_steps_logged(tmp_path, image_folder,
+                                                            cache_dir, monkeypatch):
+    """--nan-policy skip, --log-every 3: a NaN loss at step 5 logged the whole window of
+    steps 4-6 as null, and the finished run's summary.json said "loss": null (a sweep's
+    table reads it). The window's two finite steps are averaged, its skip counted."""
+    import simclr.train as t
+
+    real, calls = t.loss_and_metrics, []
+
+    def poisoned(cfg, z_a, z_b):
+        loss, metrics = real(cfg, z_a, z_b)
+        calls.append(1)
+        return (loss * float("nan") if len(calls) == 5 else loss), metrics
+
+    monkeypatch.setattr(t, "loss_and_metrics", poisoned)
+    _, summary = run(tmp_path, image_folder, cache_dir, "skip", nan_policy="skip", log_every=3)
+    assert summary["status"] == "finished" and summary["bad_steps"] == 1
+    lines = [json.loads(x) for x in (tmp_path / "skip/metrics.jsonl").read_text().splitlines()]
+    logged = {x["step"]: x for x in lines if "loss" in x}
+    names = ("loss", "pos_top1", "contrast_entropy", "contrast_acc")
+    assert all(isinstance(logged[s][k], float) for s in (3, 6) for k in names)
+    assert "window_skipped" not in logged[3]
+    assert (logged[6]["window_steps"], logged[6]["window_skipped"]) == (3, 1)
+    written = json.loads((tmp_path / "skip/summary.json").read_text())
+    assert all(isinstance(written[k], float) for k in names)
+
+
 @pytest.mark.parametrize("max_bad_steps", [1, 2])
 def test_skip_policy_gives_up_after_more_than_max_bad_steps(tmp_path, image_folder, cache_dir,
                                                             monkeypatch, max_bad_steps, capsys):
