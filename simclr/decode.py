@@ -65,7 +65,7 @@ def _read_failure(path: str, exc: BaseException) -> ReadFailure | None:
     """The :class:`ReadFailure` ``exc`` (met reading ``path``) is, or None: a bad file."""
     if isinstance(exc, MemoryError):
         what = "out of memory"
-    elif isinstance(exc, OSError) and exc.errno in PASSING_ERRNOS:
+    elif isinstance(exc, OSError) and exc.errno is not None and exc.errno in PASSING_ERRNOS:
         what = f"{exc.strerror or os.strerror(exc.errno)} ({errno.errorcode[exc.errno]})"
     else:
         return None
@@ -234,7 +234,9 @@ def _decode_file(
         raise BadImageError(path, "not an image file, or one with a damaged header (format "
                                   "not recognised)") from None
     except MemoryError as exc:  # (a full memory says nothing of the file)
-        raise _read_failure(path, exc) from None
+        failure = _read_failure(path, exc)
+        assert failure is not None  # (a MemoryError always is one)
+        raise failure from None
     except Exception as exc:  # any decoder failure means "bad file", but a failed read
         if (failure := _read_failure(path, exc)) is not None:
             raise failure from None

@@ -524,15 +524,21 @@ def check_not_inside_run(run_dir: Path) -> None:
     sub-folders as its evaluations. A run is a folder holding config.yaml and
     checkpoints/ (as a sweep's --out is refused inside one); a sweep's folder, which
     holds runs, is none."""
-    try:
-        run = next((p for p in Path(run_dir).expanduser().resolve().parents
-                    if (p / "config.yaml").is_file() and (p / CHECKPOINTS).is_dir()), None)
-    except OSError:  # (a folder above it that cannot be read: no run of ours either)
-        return
+    run = run_above(run_dir)
     if run is not None:
         raise SimCLRError(f"--out {run_dir} lies inside the run {run}: its checkpoints would "
                           f"be taken for that run's (--resume, --checkpoint "
                           f"{run / CHECKPOINTS}); give this run a folder of its own")
+
+
+def run_above(folder: str | Path) -> Path | None:
+    """The nearest run (a folder holding config.yaml and checkpoints/) above ``folder``,
+    None where there is none (or a folder above it cannot be read: no run of ours)."""
+    try:
+        return next((p for p in Path(folder).expanduser().resolve().parents
+                     if (p / "config.yaml").is_file() and (p / CHECKPOINTS).is_dir()), None)
+    except OSError:
+        return None
 
 
 def _logs_of_a_run(run_dir: Path) -> bool:

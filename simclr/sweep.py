@@ -489,8 +489,9 @@ def run_sweep(
     if held_by:  # its cells would be taken for that run's evaluations (`simclr info`)
         raise SimCLRError(f"--out {root} is the folder of a run ({held_by}); give the sweep "
                           "a folder of its own")
-    run = next((p for p in root.resolve().parents
-                if (p / "config.yaml").is_file() and (p / "checkpoints").is_dir()), None)
+    from simclr.rundir import run_above
+
+    run = run_above(root)
     if run is not None:  # (in its checkpoints/, or a folder its evaluations read as theirs)
         raise SimCLRError(f"--out {root} lies inside the run {run}; give the sweep a folder "
                           "of its own")
