@@ -84,7 +84,10 @@ def inert_settings(cfg: Config) -> dict[str, str]:
     if cfg.time_budget and cfg.max_steps is not None:  # plan.plan_schedule
         inert["epochs"] = "--time-budget sets the length, --max-steps caps it"
     if cfg.knn_train is None:
-        for name in ("knn_every", "knn_k", "knn_temperature"):
+        # (the digits demo, no --data, ends with a kNN report at --knn-k and
+        # --knn-temperature: pretrain_command, commands.digits_knn_report)
+        report = () if cfg.data.path is None else ("knn_k", "knn_temperature")
+        for name in ("knn_every", *report):
             inert[name] = "there is no kNN monitor: --knn-train and --knn-test make one"
     if cfg.checkpoint_every == 0 and cfg.checkpoint_minutes == 0:  # (train.SaveSchedule)
         inert["keep_checkpoints"] = ("--checkpoint-every 0 and --checkpoint-minutes 0 save "

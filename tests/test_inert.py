@@ -348,3 +348,16 @@ def test_the_refused_flag_is_named_as_it_was_given(capsys):
         with pytest.raises(SimCLRError, match=f"^{flag} has no effect: --init-from replaces"):
             build_config("digits", None, {"init_from": "pretrained.pt",
                                           "model.zero_init_residual": value})
+
+
+def test_knn_k_and_temperature_act_for_the_digits_demos_report():
+    """The digits demo (no --data) ends with a kNN report on its hold-out split
+    (commands.digits_knn_report) at --knn-k and --knn-temperature: they were refused
+    there as having no kNN monitor, though a file's knn_k: 10 changed its top-1."""
+    cfg = build_config("digits", None, {"knn_k": 10, "knn_temperature": 0.5})
+    assert (cfg.knn_k, cfg.knn_temperature) == (10, 0.5)
+    with pytest.raises(SimCLRError, match="--knn-every has no effect: there is no kNN"):
+        build_config("digits", None, {"knn_every": 2.0})
+    for data in ({"data.path": "cifar10"}, {"data.path": "digits"}):  # (no report there)
+        with pytest.raises(SimCLRError, match="--knn-k has no effect: there is no kNN"):
+            build_config(None, None, {**data, "knn_k": 10})
