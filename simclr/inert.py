@@ -143,6 +143,11 @@ def _inert_augment(cfg: Config) -> dict[str, str]:
         elif getattr(aug, chance) == 0:  # augment_params._coin: never drawn
             inert.update({f"augment.{name}": f"--{flag_of('augment.' + chance)} 0 never "
                           "applies it" for name in (switch, *params)})
+    if aug.blur and aug.blur_p > 0 and blur_taps(aug.size, aug.blur_kernel_frac) == 1:
+        # (augment._stages skips it; --blur-kernel-frac itself acts: a larger one blurs)
+        inert.update({f"augment.{name}": f"--blur-kernel-frac {aug.blur_kernel_frac:g} "
+                      f"gives a 1-tap kernel at {aug.size}-px views: no blur"
+                      for name in ("blur", "blur_p", "blur_sigma")})
     if aug.noise and aug.noise_p > 0 and tuple(aug.noise_std) == (0.0, 0.0):
         inert["augment.noise"] = inert["augment.noise_p"] = "--noise-std 0,0 adds nothing"
     if aug.color and aug.color_p > 0:
@@ -171,6 +176,13 @@ def _inert_augment(cfg: Config) -> dict[str, str]:
             inert["augment.interpolation"] = ("--no-crop-resize takes a window of the view's "
                                               "side, resampled pixel for pixel")
     return inert
+
+
+def blur_taps(size: int, frac: float) -> int:
+    """The side of the blur kernel of ``size``-px views, as the official code's
+    ``2 * (int(size * frac) // 2) + 1`` (augment_params.blur_kernel_size, which imports
+    torch): 1 below 20 px at the default 10%, a single tap."""
+    return 2 * (int(size * frac) // 2) + 1
 
 
 def acting_color_ops(aug: AugmentConfig) -> str:

@@ -71,6 +71,7 @@ GATES: list[dict[str, Any]] = [
     {"optim.name": "sgd", "optim.weight_decay": 0.0},
     {"optim.name": "adamw", "optim.weight_decay": 0.0},
     {"time_budget": 60.0, "max_steps": 50}, {"model.arch": "resnet50"},
+    {"augment.size": 16},  # (a 1-tap blur kernel)
 ]
 
 
@@ -361,3 +362,31 @@ def test_knn_k_and_temperature_act_for_the_digits_demos_report():
     for data in ({"data.path": "cifar10"}, {"data.path": "digits"}):  # (no report there)
         with pytest.raises(SimCLRError, match="--knn-k has no effect: there is no kNN"):
             build_config(None, None, {**data, "knn_k": 10})
+
+
+def test_blur_with_a_one_tap_kernel_is_refused():
+    """Below 20-px views the blur kernel is one tap (augment_params.blur_kernel_size): no
+    blur, yet --blur and its settings were accepted silently (a sweep --set
+    blur=false,true at 16 px trained one run twice). A preset's own blur is no flag."""
+    for flags in ({"augment.blur": True}, {"augment.blur": True, "augment.blur_p": 0.9},
+                  {"augment.blur_sigma": "0.5,1"}):
+        with pytest.raises(SimCLRError, match="has no effect: --blur-kernel-frac 0.1 gives "
+                                              "a 1-tap kernel at 16-px views: no blur"):
+            build_config(None, None, {"augment.size": 16, **flags})
+    assert build_config(None, None, {"augment.size": 16, "augment.blur": True,
+                                     "augment.blur_kernel_frac": 0.25}).augment.blur
+    assert build_config(None, None, {"augment.size": 20, "augment.blur": True}).augment.blur
+    assert build_config(None, None, {"augment.size": 16}).augment.blur  # (the default's)
+    for preset in PRESETS:  # (their own sides and blur)
+        build_config(preset, None, {})
+    assert main(["pretrain", "--print-config"]) == 0  # (the digits demo at 16 px)
+
+
+def test_blur_taps_as_the_augmentation_counts_them():
+    """inert's count of taps (without torch) is augment_params.blur_kernel_size's."""
+    from simclr.augment_params import blur_kernel_size
+    from simclr.inert import blur_taps
+
+    for size in range(8, 300, 7):
+        for frac in (0.01, 0.05, 0.1, 0.13, 0.5, 1.0):
+            assert blur_taps(size, frac) == blur_kernel_size(size, frac)

@@ -138,8 +138,12 @@ def test_small_views_with_the_imagenet_recipe_are_noted(tmp_path, image_folder, 
     """Small views left with the defaults' blur, colour strength 1 and tau 0.1 (a known
     trap: the CIFAR recipe differs) get a note naming the CIFAR presets; the presets
     and any of those set otherwise get none."""
-    imagenet = {"augment.blur": True, "augment.color_strength": 1.0, "loss.temperature": 0.1}
-    run(tmp_path, image_folder, cache_dir, "trap", epochs=1, **imagenet)
+    from simclr import train
+
+    flags = tiny_flags(image_folder, tmp_path / "trap", cache_dir, epochs=1,
+                       **{"augment.color_strength": 1.0, "loss.temperature": 0.1})
+    del flags["augment.blur"]  # (the defaults' blur: --blur at 16 px is refused as inert)
+    train.pretrain(build_config(flags=flags))
     assert ("note: 16-px views with the ImageNet recipe's colour strength 1 and tau 0.1 "
             "(its blur, one tap at this side, does nothing); for small images the official "
             "CIFAR-10 recipe is --preset cifar10") in capsys.readouterr().out
