@@ -64,6 +64,9 @@ def inert_settings(cfg: Config) -> dict[str, str]:
         inert["loss.temperature"] = "--loss margin_triplet has no temperature"
     else:
         inert["loss.margin"] = f"it is --loss margin_triplet's, and --loss is {loss.name}"
+    if loss.name != "nt_xent":  # (loss.contrastive_loss passes it to NT-Xent alone)
+        inert["loss.one_view_negatives"] = (f"--loss {loss.name} takes its negatives from "
+                                            "the other view only")
     inert.update(_inert_optim(cfg))
     if model.arch not in ARCHS:  # backbones.py builds torchvision's network as it is
         for name in ("cifar_stem", "zero_init_residual", "projection_shortcuts"):

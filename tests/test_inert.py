@@ -25,7 +25,7 @@ from simclr.settings import apply_resume_flags, build_config, flag_of
 
 # Another valid value of each setting a rule can call inert.
 OTHER: dict[str, Any] = {
-    "loss.margin": 0.3, "loss.temperature": 0.7,
+    "loss.margin": 0.3, "loss.temperature": 0.7, "loss.one_view_negatives": True,
     "optim.eta": 0.5, "optim.momentum": 0.5, "optim.betas": (0.5, 0.6),
     "optim.warmup_epochs": 3.0,
     "model.head_layers": 3, "model.head_hidden_dim": 17, "model.head_out_dim": 9,
@@ -53,7 +53,8 @@ BASE = {"augment.size": 24, "augment.cutout": True, "augment.rotate": True,
         "augment.noise": True, "augment.sobel": True, "model.arch": "resnet18",
         "model.width": 0.125}
 GATES: list[dict[str, Any]] = [
-    {}, {"loss.name": "margin_triplet"}, {"optim.name": "sgd"}, {"optim.name": "adamw"},
+    {}, {"loss.name": "margin_triplet"}, {"loss.name": "nt_logistic"}, {"optim.name": "sgd"},
+    {"optim.name": "adamw"},
     {"optim.warmup_fraction": 0.1}, {"model.head": "none"}, {"model.head": "linear"},
     {"model.head_layers": 1},
     {f"augment.{op}": False for op in ("flip", "color", "grayscale", "blur")},
@@ -158,6 +159,10 @@ def test_the_same_change_acts_where_it_is_not_inert(path):
     ({"augment.blur": False, "augment.blur_sigma": "0.1,1"}, "--blur-sigma has no effect: "
                                                              r"blur is off \(--blur turns it on\)"),
     ({"knn_k": 20}, "--knn-k has no effect: there is no kNN monitor"),
+    ({"loss.name": "nt_logistic", "loss.one_view_negatives": True}, "--one-view-negatives "
+     "has no effect: --loss nt_logistic takes its negatives from the other view only"),
+    ({"loss.name": "margin_triplet", "loss.one_view_negatives": False},
+     "--no-one-view-negatives has no effect: --loss margin_triplet takes"),
     ({"augment.color_ops": "official_v1", "augment.brightness": 0, "augment.contrast": 0,
       "augment.saturation": 0}, "--color-ops has no effect: it defines brightness, "
                                 "contrast and saturation, all 0 here"),

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from simclr.cli import main
 from simclr.errors import SimCLRError
 from simclr.settings import SettingError, build_config, config_from_dict
 from simclr.validate import check_scale, validate
@@ -244,12 +245,17 @@ def test_a_files_setting_that_needs_another_names_both_as_the_user_gave_them(
     assert str(info.value).startswith(f"{path}: {message}")
 
 
-def test_one_views_negatives_are_taken_with_every_loss():
+def test_one_views_negatives_are_taken_with_every_loss_of_a_sweep(capsys, tmp_path):
     """Table 4 as one sweep over the loss with --one-view-negatives: NT-Xent takes it,
-    the other two always have it (no refusal that would split the sweep in two)."""
-    for name in ("nt_xent", "nt_logistic", "margin_triplet"):
-        cfg = build_config(flags={"loss.name": name, "loss.one_view_negatives": True})
-        assert cfg.loss.one_view_negatives
+    the other two always have it (no refusal that would split the sweep in two); alone,
+    with one of those two, it changes nothing and is refused (simclr.inert)."""
+    assert build_config(flags={"loss.one_view_negatives": True}).loss.one_view_negatives
+    for name in ("nt_logistic", "margin_triplet"):
+        with pytest.raises(SimCLRError, match="--one-view-negatives has no effect"):
+            build_config(flags={"loss.name": name, "loss.one_view_negatives": True})
+    assert main(["sweep", "--set", "loss=nt_xent,nt_logistic,margin_triplet",
+                 "--one-view-negatives", "--print-config", "--out", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.count("one_view_negatives: true") == 3
 
 
 def test_a_margin_of_zero_is_a_setting_of_the_papers_grid():
