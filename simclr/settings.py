@@ -559,6 +559,7 @@ def build_config(
                           f"{type(config_file).__name__}")
     cfg = Config()
     lr_origin = None  # (lr, its scaling rule, batch) of the last layer that gave an lr
+    lr_source = ""  # that layer, as messages name it
     # The views' side after each layer (defaults, preset, file): see eval_size below.
     sides = [cfg.augment.size]
     if preset is not None:
@@ -567,6 +568,7 @@ def build_config(
         apply_overrides(cfg, PRESETS[preset], f"preset {preset}")
         if "lr" in PRESETS[preset].get("optim", {}):
             lr_origin = (cfg.optim.lr, cfg.optim.lr_scaling, cfg.batch_size)
+            lr_source = f"preset {preset}"
     sides.insert(0, cfg.augment.size)
     if config_file is not None:
         # A run's own config.yaml is a valid --config: what it only records is skipped.
@@ -577,11 +579,12 @@ def build_config(
         if "optim.lr" in _paths_of(settings):  # (null: the rule's base lr, not the preset's)
             lr_origin = None if cfg.optim.lr is None else (cfg.optim.lr, cfg.optim.lr_scaling,
                                                            cfg.batch_size)
+            lr_source = str(config_file)
     sides.insert(0, cfg.augment.size)
     for path, value in (flags or {}).items():
         set_path(cfg, path, value, "flag")
     if lr_origin is not None and "optim.lr" not in (flags or {}):
-        carry_lr(cfg, *lr_origin)  # type: ignore[arg-type]  # (a preset's lr is a number)
+        carry_lr(cfg, *lr_origin, origin=lr_source)  # type: ignore[arg-type]
     # A preset's or a file's ResNet width means nothing to another network named after it:
     # width 1 unless given at the arch's own layer or a later one (a printed config holds
     # every setting, its ResNet's width too, which --arch on top then replaces).
@@ -727,14 +730,25 @@ def differing(saved: Config, given: Config) -> dict[str, tuple[Any, Any]]:
     return {p: (v, now.get(p)) for p, v in before.items() if v != now.get(p)}
 
 
-def carry_lr(cfg: Config, lr: float, rule: str, batch: int) -> None:
+def carry_lr(cfg: Config, lr: float, rule: str, batch: int, origin: str = "") -> None:
     """An lr a preset or a config file gives belongs to its scaling rule. Under another
     ``--lr-scaling`` (and no ``--lr``), keep its peak lr at its batch size, expressed in
     the new rule: cifar10-cpu's 1.0 x 512/256 = 2.0 becomes 2.0 / sqrt(512) = 0.088 under
     sqrt, not 1.0 x sqrt(512) = 22.6 (the batch then scales it by the new rule); a run's
-    config.yaml (lr 0.3, linear, batch 4096) read with sqrt gets 0.3 x 16 / 64 = 0.075."""
-    if cfg.optim.lr_scaling == rule:
+    config.yaml (lr 0.3, linear, batch 4096) read with sqrt gets 0.3 x 16 / 64 = 0.075.
+
+    Before validation: the ``origin`` layer's (a preset, a file) ``rule`` and ``batch``
+    are checked here, a problem named as that layer's (``run.yaml: batch_size must be
+    positive, got 0``); an unknown new rule is left to validation, which names it where
+    it was given."""
+    from simclr.validate import LR_SCALINGS, check_lr_origin  # it imports this module
+
+    if cfg.optim.lr_scaling == rule or cfg.optim.lr_scaling not in LR_SCALINGS:
         return
+    try:
+        check_lr_origin(rule, batch)
+    except SettingError as exc:  # (a value the later layers replaced, or not)
+        raise SimCLRError(f"{origin}: {exc.named(str)}" if origin else str(exc)) from None
     from simclr.optim import scaled_lr  # optim imports torch
 
     cfg.optim.lr = scaled_lr(lr, batch, rule) / scaled_lr(1.0, batch, cfg.optim.lr_scaling)

@@ -51,6 +51,7 @@ MAX_WIDTH = 64  # a width multiplier; 64 x ResNet-50 would hold about 100 billio
 # layers; far past these a head is a typo (1e20 overflowed torch with a traceback, a
 # million layers took minutes to build).
 MAX_HEAD_DIM, MAX_HEAD_LAYERS = 65536, 16
+LR_SCALINGS = ("linear", "sqrt", "none")  # optim.scaled_lr's rules (App. B.1)
 
 
 def _get(cfg: Config, path: str) -> Any:
@@ -243,7 +244,7 @@ def _validate_optim(cfg: Config) -> None:
     """The optimizer and its schedule (Sec. 2.3, App. B.1); epochs too, as a count of steps."""
     _choice(cfg.optim.name, ("lars", "sgd", "adamw"), "optim.name")
     _positive(cfg.optim.lr, "optim.lr")
-    _choice(cfg.optim.lr_scaling, ("linear", "sqrt", "none"), "optim.lr_scaling")
+    _choice(cfg.optim.lr_scaling, LR_SCALINGS, "optim.lr_scaling")
     _positive(cfg.optim.weight_decay, "optim.weight_decay", allow_zero=True)
     _check(0 <= cfg.optim.momentum < 1, "optim.momentum",
            f"must lie in [0, 1), got {cfg.optim.momentum}")
@@ -270,6 +271,14 @@ def _validate_optim(cfg: Config) -> None:
     _check(wf is None or 0 <= wf < 1, "optim.warmup_fraction", f"must lie in [0, 1), got {wf}")
     _check(all(0 <= b < 1 for b in cfg.optim.betas), "optim.betas",
            f"must lie in [0, 1), got {cfg.optim.betas}")
+
+
+def check_lr_origin(rule: str, batch: int) -> None:
+    """The scaling rule and batch a preset's or a file's lr was given for, which
+    settings.carry_lr expresses in another --lr-scaling before :func:`validate` runs
+    (batch 0 divided by zero there)."""
+    _choice(rule, LR_SCALINGS, "optim.lr_scaling")
+    _positive(batch, "batch_size")
 
 
 def _validate_run(cfg: Config) -> None:

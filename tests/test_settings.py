@@ -555,3 +555,24 @@ def test_a_config_nested_past_any_setting_is_refused_in_one_line(tmp_path):
         load_yaml(path)
     path.write_text("provenance: {earlier: [{argv: [simclr, pretrain]}]}\n")
     assert load_yaml(path)["provenance"]["earlier"][0]["argv"] == ["simclr", "pretrain"]
+
+
+@pytest.mark.parametrize("text, flags, message", [
+    ("batch_size: 0\noptim:\n  lr: 1.0\n", {}, "batch_size must be positive, got 0"),
+    ("batch_size: -4\noptim:\n  lr: 1.0\n", {}, "batch_size must be positive, got -4"),
+    ("batch_size: 0\noptim:\n  lr: 1.0\n", {"batch_size": 8},
+     "batch_size must be positive, got 0"),
+    ("optim:\n  lr: 1.0\n  lr_scaling: foo\n", {},
+     "optim.lr_scaling: unknown value 'foo' (choose from linear, sqrt, none)"),
+])
+def test_a_files_lr_is_carried_only_from_its_valid_batch_and_rule(tmp_path, text, flags,
+                                                                   message):
+    """A file's lr is carried to another --lr-scaling at the file's batch and rule
+    (settings.carry_lr), before validation: batch 0 was a ZeroDivisionError's traceback
+    (-4: a math domain error), and a file's unknown rule was blamed on the flag
+    (`--lr-scaling: unknown value 'foo'`). Each is named as the file's."""
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(SimCLRError) as info:
+        build_config(config_file=str(path), flags={"optim.lr_scaling": "sqrt", **flags})
+    assert str(info.value) == f"{path}: {message}"
