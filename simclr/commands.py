@@ -639,7 +639,6 @@ def _supervised_finished(args: argparse.Namespace, flags: dict[str, Any]) -> boo
 def _new_supervised_config(args: argparse.Namespace, flags: dict[str, Any]) -> Config:
     """A new run's config: the preset, ``--config`` and the flags; ``--train`` and
     ``--test`` default to the folders a supervised run's config.yaml names."""
-    from simclr.inert import acting_for
     from simclr.settings import build_config
     from simclr.supervised import config_folders
 
@@ -653,7 +652,7 @@ def _new_supervised_config(args: argparse.Namespace, flags: dict[str, Any]) -> C
     out = {} if args.out is None else {"out": args.out}
     # (--data-root, --download, --cache...: for --train/--test, not the unused --data)
     return build_config(args.preset, args.config, {**flags, **out},
-                        inert_ok=acting_for((args.train, args.test)))
+                        reads=(args.train, args.test))
 
 
 def _print_supervised_config(args: argparse.Namespace, cfg: Config,

@@ -39,25 +39,20 @@ FOLDER_READING = ("cache", "cache_dir", "load_size", "store", "strict", "max_pix
                   "decoder")
 
 
-def reads_folder(cfg: Config) -> bool:
+def reads_folder(cfg: Config, reads: Iterable[str | None] = ()) -> bool:
     """Whether ``cfg`` reads an image folder: ``--data``, or the kNN monitor's
-    ``--knn-train`` / ``--knn-test`` (monitor.py opens them through ``cfg.data``)."""
+    ``--knn-train`` / ``--knn-test`` (monitor.py opens them through ``cfg.data``), or one
+    of the data specs ``reads`` that ``cfg`` does not name (supervised's ``--train`` and
+    ``--test``, read through ``cfg.data`` too)."""
+    specs = (cfg.data.path, cfg.knn_train, cfg.knn_test, *reads)
     return not named_dataset(cfg.data.path) or any(
-        spec is not None and not named_dataset(spec) for spec in (cfg.knn_train, cfg.knn_test))
+        spec is not None and not named_dataset(spec) for spec in specs)
 
 
-def acting_for(specs: Iterable[str | None]) -> set[str]:
-    """The data settings that act for data ``specs`` a config does not name (supervised's
-    ``--train`` and ``--test``, read through ``cfg.data``): passed as ``inert_ok``."""
-    given = [spec for spec in specs if spec is not None]
-    acting = {"data.root", "data.download"} if any(map(torchvision_dataset, given)) else set()
-    if not all(map(named_dataset, given)):  # (a folder's photos: see _inert_augment)
-        acting |= {f"data.{name}" for name in FOLDER_READING} | {"augment.interpolation"}
-    return acting
-
-
-def inert_settings(cfg: Config) -> dict[str, str]:
-    """Dotted path -> why its value changes nothing under ``cfg``'s other settings."""
+def inert_settings(cfg: Config, reads: Iterable[str | None] = ()) -> dict[str, str]:
+    """Dotted path -> why its value changes nothing under ``cfg``'s other settings (and
+    the data specs ``reads``, read through ``cfg.data``: :func:`reads_folder`)."""
+    reads = tuple(reads)
     inert: dict[str, str] = {}
     loss, model = cfg.loss, cfg.model
     if loss.name == "margin_triplet":  # loss.py: a hinge on similarities, no temperature
@@ -97,16 +92,19 @@ def inert_settings(cfg: Config) -> dict[str, str]:
                                      "no periodic checkpoint")
     if cfg.nan_policy == "stop":
         inert["max_bad_steps"] = "it counts the steps --nan-policy skip skips"
-    if not any(map(torchvision_dataset, (cfg.data.path, cfg.knn_train, cfg.knn_test))):
+    specs = (cfg.data.path, cfg.knn_train, cfg.knn_test, *reads)
+    if not any(map(torchvision_dataset, specs)):
         for name in ("download", "root"):  # (data.py: where torchvision's sets are kept)
             inert[f"data.{name}"] = (f"it is for torchvision's {', '.join(NAMED_DATASETS)}, "
                                      "and the data flags name none of them")
-    inert.update(_inert_data(cfg))
-    inert.update(_inert_augment(cfg))
+    inert.update(_inert_data(cfg, reads))
+    # (the pictures views are drawn from: --data's, or supervised's --train's)
+    photos = any(not named_dataset(spec) for spec in (cfg.data.path, *reads) if spec)
+    inert.update(_inert_augment(cfg, photos))
     return inert
 
 
-def _inert_data(cfg: Config) -> dict[str, str]:
+def _inert_data(cfg: Config, reads: tuple[str | None, ...]) -> dict[str, str]:
     """How images are read: only an image folder's are read by these settings, and a
     folder's cache only where one may be kept."""
     data, inert = cfg.data, {}
@@ -114,7 +112,7 @@ def _inert_data(cfg: Config) -> dict[str, str]:
         inert["data.decoder"] = "--cache on decodes each image once, into the cache"
     elif data.cache == "off":  # (data.open_folder: nothing is cached, read or written)
         inert["data.cache_dir"] = "--cache off keeps no decoded cache"
-    if not reads_folder(cfg):  # (said last: the reason behind the others)
+    if not reads_folder(cfg, reads):  # (said last: the reason behind the others)
         inert.update({f"data.{name}": "it sets how an image folder is read, and the data "
                       f"flags name none (the digits demo and {', '.join(NAMED_DATASETS)} are "
                       "arrays in memory)" for name in FOLDER_READING})
@@ -137,7 +135,8 @@ def _inert_optim(cfg: Config) -> dict[str, str]:
     return inert
 
 
-def _inert_augment(cfg: Config) -> dict[str, str]:
+def _inert_augment(cfg: Config, photos: bool) -> dict[str, str]:
+    """The augmentation's (``photos``: an image folder's pictures are read)."""
     aug, inert = cfg.augment, {}
     for switch, (chance, *params) in GATED_BY.items():
         if not getattr(aug, switch):
@@ -175,7 +174,7 @@ def _inert_augment(cfg: Config) -> dict[str, str]:
         # That window is resampled to the view's side: pixel for pixel from a stored
         # square; a picture squeezed into one (--store full, a photo not square) is
         # stretched back, which resamples. (--asymmetric: its shared crop resizes.)
-        if not aug.asymmetric and (named_dataset(cfg.data.path) or cfg.data.store == "center"):
+        if not aug.asymmetric and (not photos or cfg.data.store == "center"):
             inert["augment.interpolation"] = ("--no-crop-resize takes a window of the view's "
                                               "side, resampled pixel for pixel")
     return inert
@@ -218,11 +217,12 @@ class InertSettingError(SettingError):
         return super().named(spelled)
 
 
-def refuse_inert(cfg: Config, given: Iterable[str]) -> None:
-    """Raise for the first of the ``given`` dotted settings that is inert under ``cfg``:
-    an augmentation's switch last, so that ``--blur --blur-p 0 --blur-sigma 0.1,2``
-    names --blur-sigma (what has no effect, given to act), not --blur."""
-    inert = inert_settings(cfg)
+def refuse_inert(cfg: Config, given: Iterable[str], reads: Iterable[str | None] = ()) -> None:
+    """Raise for the first of the ``given`` dotted settings that is inert under ``cfg``
+    (and the data specs ``reads``: :func:`inert_settings`): an augmentation's switch
+    last, so that ``--blur --blur-p 0 --blur-sigma 0.1,2`` names --blur-sigma (what has
+    no effect, given to act), not --blur."""
+    inert = inert_settings(cfg, reads)
     switches = {f"augment.{switch}" for switch in GATED_BY}
     for path in sorted(given, key=lambda p: (p in switches, p)):
         if path in inert:

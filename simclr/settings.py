@@ -544,10 +544,13 @@ def build_config(
     config_file: str | None = None,
     flags: dict[str, Any] | None = None,
     inert_ok: Collection[str] = (),
+    reads: Collection[str | None] = (),
 ) -> Config:
     """Defaults -> preset -> YAML -> flags (dotted paths), then validate. A flag with
     no effect under the other settings is refused (:mod:`simclr.inert`) unless it is in
-    ``inert_ok`` (a sweep's common flags, which may act in some cells only)."""
+    ``inert_ok`` (a sweep's common flags, which may act in some cells only); ``reads``:
+    data specs the config does not name, read through its data settings (supervised's
+    ``--train`` and ``--test``)."""
     if flags is not None and (not isinstance(flags, dict)
                               or not all(isinstance(k, str) for k in flags)):
         got = type(flags).__name__ if not isinstance(flags, dict) else "a key " + repr(
@@ -628,7 +631,7 @@ def build_config(
         raise
     from simclr.inert import refuse_inert  # it imports this module
 
-    refuse_inert(cfg, set(flags or {}) - set(inert_ok))
+    refuse_inert(cfg, set(flags or {}) - set(inert_ok), reads)
     absolute_paths(cfg)
     return cfg
 
@@ -650,7 +653,8 @@ def _drop_for_other_views(cfg: Config, layers: list[set[str]], sides: list[int],
 
 
 def apply_resume_flags(cfg: Config, flags: dict[str, Any], allowed: AbstractSet[str],
-                       inert_ok: Collection[str] = ()) -> None:
+                       inert_ok: Collection[str] = (),
+                       reads: Collection[str | None] = ()) -> None:
     """The flags given with ``--resume`` onto the saved config: only ``allowed`` settings
     (where and how fast the run goes, not what it computes) may change, and each value
     is checked as a new run's would be, so a resumed run never saves an invalid config.
@@ -676,7 +680,7 @@ def apply_resume_flags(cfg: Config, flags: dict[str, Any], allowed: AbstractSet[
 
     validate(cfg)
 
-    refuse_inert(cfg, set(flags) - set(inert_ok))  # (inert_ok: as build_config's)
+    refuse_inert(cfg, set(flags) - set(inert_ok), reads)  # (as build_config's)
 
 
 def _check_same_out(run_dir: str, out: Any) -> None:

@@ -54,7 +54,6 @@ from simclr.config import Config
 from simclr.errors import DivergedError, SimCLRError
 from simclr.features import check_labeled, resolve_runtime
 from simclr.files import folder_holder, in_use, lock_folder, read_json, set_aside
-from simclr.inert import acting_for
 from simclr.models import build_classifier_within_memory
 from simclr.optim import build_optimizer, load_optimizer_state, lr_at
 from simclr.plan import (
@@ -247,7 +246,7 @@ def resume_config(target: str | Path, flags: Mapping[str, Any],
     cfg.out = os.path.abspath(run_dir)  # as a new run saves it, from any working directory
     # (its --train/--test, which cfg does not name, are read through cfg.data)
     apply_resume_flags(cfg, dict(flags), RESUME_FLAGS,
-                       inert_ok=acting_for((ckpt["data"].get("train"), ckpt["data"].get("test"))))
+                       reads=(ckpt["data"].get("train"), ckpt["data"].get("test")))
     check_run_length(ckpt["config"], cfg, run_dir)  # the same length is no change
     return cfg, ckpt
 

@@ -15,7 +15,7 @@ from simclr.augment import TwoViewAugment
 from simclr.cli import main
 from simclr.config import RESUME_SETTINGS, Config
 from simclr.errors import SimCLRError
-from simclr.inert import FOLDER_READING, acting_for, inert_settings
+from simclr.inert import FOLDER_READING, inert_settings
 from simclr.loss import contrastive_loss
 from simclr.models import build_head, build_model
 from simclr.optim import build_optimizer, warmup_steps
@@ -228,7 +228,7 @@ def test_folder_reading_settings_need_an_image_folder(path, tmp_path):
     if path in RESUME_SETTINGS:
         with pytest.raises(SimCLRError, match="has no effect"):
             apply_resume_flags(copy.deepcopy(saved), flag, RESUME_SETTINGS)
-        apply_resume_flags(saved, flag, RESUME_SETTINGS, inert_ok=acting_for([folder]))
+        apply_resume_flags(saved, flag, RESUME_SETTINGS, reads=[folder])
 
 
 def test_a_presets_folder_settings_are_not_refused():
@@ -395,3 +395,24 @@ def test_blur_taps_as_the_augmentation_counts_them():
     for size in range(8, 300, 7):
         for frac in (0.01, 0.05, 0.1, 0.13, 0.5, 1.0):
             assert blur_taps(size, frac) == blur_kernel_size(size, frac)
+
+
+def test_supervised_folders_exempt_only_the_no_folder_reason(tmp_path):
+    """supervised's --train/--test folders are read through cfg.data, which names none:
+    every folder-reading setting was exempt there, so `--cache on --decoder device` and
+    `--cache off --cache-dir X`, inert for another reason, were accepted."""
+    folder = str(tmp_path)
+    for flags in (["--cache", "on", "--decoder", "device"],
+                  ["--cache", "off", "--cache-dir", folder]):
+        assert main(["supervised", "--print-config", "--train", folder, *flags]) == 2
+    assert main(["supervised", "--print-config", "--train", folder, "--cache", "on"]) == 0
+    saved = build_config(None, None, {"data.cache": "off"}, reads=[folder])  # (supervised)
+    with pytest.raises(SimCLRError, match="--cache-dir has no effect: --cache off"):
+        apply_resume_flags(saved, {"data.cache_dir": folder}, RESUME_SETTINGS, reads=[folder])
+    with pytest.raises(SimCLRError, match="--cache-dir has no effect: it sets how an image "
+                                          "folder is read"):
+        apply_resume_flags(build_config(None, None, {}), {"data.cache_dir": folder},
+                           RESUME_SETTINGS, reads=["cifar10"])
+    cfg = build_config(None, None, {})
+    apply_resume_flags(cfg, {"data.cache_dir": folder}, RESUME_SETTINGS, reads=[folder])
+    assert cfg.data.cache_dir == folder
