@@ -251,6 +251,10 @@ def _coerce(value: Any, type_text: str, where: str) -> Any:
                 raise ValueError
             return (float(items[0]), float(items[1]))
         if base == "str":
+            if isinstance(value, float):  # (YAML's `out: 1.50`: folder 1.5, not 1.50)
+                raise SimCLRError(f"{where}: expected text, got the number {value!r}; quote "
+                                  "it (e.g. '1.50', which unquoted reads as 1.5) to keep it "
+                                  "as written")
             return str(value)
     except (TypeError, ValueError):
         wanted = "true, false or auto" if base == "bool" and optional else WANTED.get(base, base)

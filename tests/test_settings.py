@@ -576,3 +576,28 @@ def test_a_files_lr_is_carried_only_from_its_valid_batch_and_rule(tmp_path, text
     with pytest.raises(SimCLRError) as info:
         build_config(config_file=str(path), flags={"optim.lr_scaling": "sqrt", **flags})
     assert str(info.value) == f"{path}: {message}"
+
+
+@pytest.mark.parametrize("key, section", [("out", None), ("path", "data"),
+                                          ("cache_dir", "data"), ("root", "data")])
+def test_a_yaml_number_for_a_text_setting_is_refused(tmp_path, key, section):
+    """YAML reads `out: 1.50` as the number 1.5: the run went to folder 1.5 where
+    `--out 1.50` writes 1.50. A number with a point is refused, asking to quote it; a
+    quoted one (as config.yaml saves it) is the text as written."""
+    path = tmp_path / "run.yaml"
+    setting = f"{section}.{key}" if section else key
+    for value, quoted in (("1.50", "'1.50'"), ("2.0", '"2.0"')):
+        text = f"{section}:\n  {key}: {{}}\n" if section else f"{key}: {{}}\n"
+        path.write_text(text.format(value))
+        with pytest.raises(SimCLRError, match=re.escape(
+                f"{path}: {setting}: expected text, got the number {float(value)!r}; "
+                "quote it (e.g. '1.50', which unquoted reads as 1.5) to keep it as "
+                "written")):
+            build_config(config_file=str(path))
+        path.write_text(text.format(quoted))
+        cfg = build_config(config_file=str(path))
+        got = getattr(cfg.data, key) if section else cfg.out
+        assert os.path.basename(got) == value
+    saved = tmp_path / "saved.yaml"
+    save_yaml(Config(out="1.50").to_dict(), saved)  # (a run's config.yaml reads back)
+    assert os.path.basename(build_config(config_file=str(saved)).out) == "1.50"
