@@ -680,9 +680,11 @@ def apply_resume_flags(cfg: Config, flags: dict[str, Any], allowed: AbstractSet[
         if path in allowed:
             set_path(cfg, path, value, "flag")
     from simclr.inert import refuse_inert
-    from simclr.validate import validate
+    from simclr.validate import check_knn_every, validate
 
     validate(cfg)
+    if "knn_every" in flags:  # (a new value: held as a new run's)
+        check_knn_every(cfg)
 
     refuse_inert(cfg, set(flags) - set(inert_ok), reads)  # (as build_config's)
 

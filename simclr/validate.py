@@ -52,6 +52,9 @@ MAX_WIDTH = 64  # a width multiplier; 64 x ResNet-50 would hold about 100 billio
 # million layers took minutes to build).
 MAX_HEAD_DIM, MAX_HEAD_LAYERS = 65536, 16
 LR_SCALINGS = ("linear", "sqrt", "none")  # optim.scaled_lr's rules (App. B.1)
+# No run's batch may be larger than its data (plan.check_batch_fits), and no set holds
+# 2^31 images: past it a batch is a typo (1 and 400 zeros overflowed the lr's float).
+MAX_BATCH = 2**31 - 1
 
 
 def _get(cfg: Config, path: str) -> Any:
@@ -154,10 +157,19 @@ def check_crops(a: AugmentConfig) -> None:
            "would qualify; raise it or use --crop-sampler torchvision")
 
 
+def check_knn_every(cfg: Config) -> None:
+    """A new --knn-every (a new run's, a resumed run's flag) within the epochs' bound:
+    1e308 passed and the run crashed on its interval in steps, round(inf), once started.
+    (A saved run's larger one ran, never evaluating: :func:`validate` keeps it.)"""
+    _check(cfg.knn_every <= MAX_EPOCHS, "knn_every", f"must be at most {MAX_EPOCHS:g} "
+           f"epochs, got {cfg.knn_every:g}")
+
+
 def check_scale(cfg: Config) -> None:
     """A new run's model and views large enough to mean something (saved configs are
     not held to it: :func:`validate` alone decides whether a checkpoint loads)."""
     check_crops(cfg.augment)
+    check_knn_every(cfg)
     if cfg.loss.normalize and cfg.model.head != "none" and cfg.model.head_out_dim == 1:
         raise SettingError("model.head_out_dim", " 1 with z L2-normalised ({}): every z is "
                            "+1 or -1, whose gradient is zero, so nothing would train; give 2 "
@@ -197,6 +209,7 @@ def validate(cfg: Config) -> None:
         raise SettingError("out", f" {ascii(cfg.out)}: {WRITTEN_NOT_UTF8}; choose another")
     _validate_model(cfg)
     _validate_loss(cfg)
+    _check_batch(cfg.batch_size)  # (before the optimizer's peak lr, computed from it)
     _validate_optim(cfg)
     _validate_run(cfg)
     validate_augment(cfg.augment)
@@ -279,13 +292,18 @@ def check_lr_origin(rule: str, batch: int) -> None:
     (batch 0 divided by zero there)."""
     _choice(rule, LR_SCALINGS, "optim.lr_scaling")
     _positive(batch, "batch_size")
+    _check(batch <= MAX_BATCH, "batch_size", f"must be at most {MAX_BATCH}, got {shown(batch)}")
+
+
+def _check_batch(batch: int) -> None:
+    _positive(batch, "batch_size")
+    _check(batch >= 2, "batch_size", f"must be at least 2, got {batch} (BatchNorm in "
+           "training takes its statistics from the batch)")
+    _check(batch <= MAX_BATCH, "batch_size", f"must be at most {MAX_BATCH}, got {shown(batch)}")
 
 
 def _validate_run(cfg: Config) -> None:
     """The run's length, devices, data, bookkeeping and kNN monitor."""
-    _positive(cfg.batch_size, "batch_size")
-    _check(cfg.batch_size >= 2, "batch_size", f"must be at least 2, got {cfg.batch_size} "
-           "(BatchNorm in training takes its statistics from the batch)")
     _positive(cfg.epochs, "epochs")
     _positive(cfg.max_steps, "max_steps")
     _positive(cfg.time_budget, "time_budget")

@@ -262,3 +262,33 @@ def test_a_margin_of_zero_is_a_setting_of_the_papers_grid():
     """App. B.10 tunes the triplet margin over {0, 0.4, 0.8, 1.6}: 0 is taken."""
     cfg = build_config(flags={"loss.name": "margin_triplet", "loss.margin": "0"})
     assert cfg.loss.margin == 0.0
+
+
+def test_batch_size_and_knn_every_are_bounded(tmp_path):
+    """A batch of 1 followed by 400 zeros was an OverflowError's traceback (the peak lr
+    computed from it); --knn-every 1e308 passed, and the run crashed on round(inf) after
+    writing config.yaml. Both are refused in one line; a saved run's knn_every is kept
+    (it ran), a new one's or a resumed run's --knn-every held to the epochs' bound."""
+    from simclr.config import MAX_EPOCHS, RESUME_SETTINGS
+    from simclr.settings import apply_resume_flags
+    from simclr.validate import MAX_BATCH
+
+    huge = "1" + "0" * 400
+    for flags in ({"batch_size": huge}, {"batch_size": huge, "optim.lr_scaling": "sqrt"}):
+        with pytest.raises(SimCLRError, match=f"^--batch-size must be at most {MAX_BATCH}, "
+                                              "got 1000"):
+            build_config(flags=flags)
+    path = tmp_path / "run.yaml"
+    path.write_text(f"batch_size: {huge}\noptim: {{lr: 1.0}}\n")
+    with pytest.raises(SimCLRError, match=f"run.yaml: batch_size must be at most {MAX_BATCH}"):
+        build_config(config_file=str(path), flags={"optim.lr_scaling": "sqrt"})
+    assert build_config(flags={"batch_size": MAX_BATCH}).batch_size == MAX_BATCH
+    knn = {"knn_train": str(tmp_path), "knn_test": str(tmp_path)}
+    with pytest.raises(SimCLRError, match=re.escape(f"--knn-every must be at most "
+                                                    f"{MAX_EPOCHS:g} epochs, got 1e+308")):
+        build_config(flags={**knn, "knn_every": "1e308"})
+    cfg = build_config(flags=knn)
+    with pytest.raises(SimCLRError, match="^--knn-every must be at most"):
+        apply_resume_flags(cfg, {"knn_every": "1e308"}, RESUME_SETTINGS)
+    cfg.knn_every = 1e7  # (a saved run's: it ran, never evaluating)
+    validate(cfg)
