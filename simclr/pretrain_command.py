@@ -74,7 +74,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         allowed = RESUME_SETTINGS | moved_folders(cfg, flags, args.resume)
         if args.preset or args.config:  # the first command again: its recipe, or refused
             preset = args.preset or ("digits" if names_no_data(args.config, flags) else None)
-            check_same_recipe(cfg, build_config(preset, args.config, flags), allowed)
+            check_same_recipe(cfg, build_config(preset, args.config, flags), allowed, flags)
         apply_resume_flags(cfg, flags, allowed)
         absolute_paths(cfg)  # (a moved folder's new place)
     else:

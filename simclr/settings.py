@@ -700,16 +700,29 @@ def _check_same_out(run_dir: str, out: Any) -> None:
                       f"--out, or give --out {run_dir}")
 
 
-def check_same_recipe(saved: Config, given: Config, allowed: AbstractSet[str]) -> None:
+def check_same_recipe(saved: Config, given: Config, allowed: AbstractSet[str],
+                      flags: Collection[str] = ()) -> None:
     """``--resume`` with ``--preset``/``--config`` (the first command again): accepted
     where they, with the flags, give the saved settings (those ``allowed`` to change
-    aside), refused naming the first they would change."""
+    aside), refused naming what they would change: the ``flags`` given first (a setting
+    they change, --lr under another --lr-scaling, is not what the user typed), at most
+    a few."""
     changed = recipe_changes(saved, given, allowed)
     if changed:
-        path, (before, now) = next(iter(changed.items()))
-        raise SimCLRError(f"--resume continues the saved settings; cannot change "
-                          f"--{flag_of(path)} ({before} saved, {now} asked by "
-                          "--preset/--config and the flags)")
+        paths = sorted(changed, key=lambda p: p not in flags)  # (stable: the config's order)
+        said = ", ".join(f"--{flag_of(p)} ({_value_text(changed[p][0])} saved, "
+                         f"{_value_text(changed[p][1])} asked)" for p in paths[:_MOST_NAMED])
+        more = f" and {len(paths) - _MOST_NAMED} more" if len(paths) > _MOST_NAMED else ""
+        raise SimCLRError(f"--resume continues the saved settings; cannot change {said}"
+                          f"{more} (asked by --preset/--config and the flags)")
+
+
+def _value_text(value: Any) -> str:
+    """A setting's value in a message: a float to 6 digits (0.0883883), others as is."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+_MOST_NAMED = 4  # changes a refusal names (another preset changes dozens)
 
 
 def recipe_changes(saved: Config, given: Config, allowed: AbstractSet[str]

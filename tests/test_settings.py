@@ -444,6 +444,22 @@ def test_the_first_commands_recipe_with_its_own_out_is_the_same_recipe(tmp_path)
                           set(RESUME_SETTINGS))
 
 
+def test_a_recipe_change_names_the_flags_given_first():
+    """`--resume RUN --preset cifar10-cpu --lr-scaling sqrt` named only --lr (the first
+    setting changed in the config's order), which the user did not give: the flags
+    given are named first, then the settings they change."""
+    from simclr.config import RESUME_SETTINGS
+    from simclr.settings import check_same_recipe
+
+    saved = build_config("cifar10-cpu")
+    flags = {"optim.lr_scaling": "sqrt"}
+    with pytest.raises(SimCLRError, match=re.escape(
+            "cannot change --lr-scaling (linear saved, sqrt asked), --lr (1 saved, "
+            "0.0883883 asked) (asked by --preset/--config and the flags)")):
+        check_same_recipe(saved, build_config("cifar10-cpu", flags=flags),
+                          set(RESUME_SETTINGS), flags)
+
+
 def test_a_files_plain_values_are_read_as_the_same_text_given_as_a_flag(tmp_path):
     """YAML 1.1 read `on` as True (refused by --cache, whose --help spells on), `off` as
     False (a folder named False), 0123 as octal 83 and 1:30 as 90 seconds: a file's plain
