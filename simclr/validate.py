@@ -389,8 +389,11 @@ def validate_augment(a: AugmentConfig) -> None:
     for name, amount in zip(("brightness", "contrast", "saturation"), a.jitter()[:3], strict=True):
         # Explicit, or 0.8 s: a negative colour strength is caught above.
         _positive(amount, f"augment.{name}", allow_zero=True)
-        _bounded(amount, f"augment.{name}" if getattr(a, name) is not None
-                 else "augment.color_strength")
+        if getattr(a, name) is not None:
+            _bounded(amount, f"augment.{name}")
+        else:  # (named by the value typed: 0.8 s is no value the user gave)
+            _check(amount <= MAX_REAL, "augment.color_strength", f"{a.color_strength:g} "
+                   f"gives {name} jitter {amount:g}, which must be at most {MAX_REAL:g}")
     hue = a.jitter()[3]
     _check(0 <= hue <= 0.5, "augment.hue" if a.hue is not None else "augment.color_strength",
            f"gives hue jitter {hue}, which must lie in [0, 0.5]")

@@ -91,8 +91,10 @@ def test_bad_values_name_the_setting(flags, needle):
     ({"knn_temperature": 1e-46}, "--knn-temperature must be at least 0.0001, got 1e-46"),
     ({"loss.weight": 1e300}, "--loss-weight must be at most 1e+06"),
     ({"augment.brightness": 1e300}, "--brightness must be at most 1e+06"),
-    ({"augment.color_strength": 1e300, "augment.hue": 0.1},
-     "--color-strength must be at most 1e+06"),
+    ({"augment.color_strength": 1e300, "augment.hue": 0.1},  # (the value typed, not 0.8 s)
+     "--color-strength 1e+300 gives brightness jitter 8e+299, which must be at most 1e+06"),
+    ({"augment.color_strength": "1e308"},
+     "--color-strength 1e+308 gives brightness jitter 8e+307, which must be at most 1e+06"),
     ({"augment.blur_sigma": (1e-30, 1e-30)}, "--blur-sigma must be at least 0.001 pixels"),
     ({"augment.noise_std": (0.0, 1e300)}, "--noise-std must be at most 1e+06"),
     ({"data.workers": 1000000}, "--workers must be at most 256, got 1000000"),
