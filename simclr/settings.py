@@ -310,6 +310,11 @@ PATH_SETTINGS = {"data.path": "the digits demo", "knn_train": "no kNN monitor",
                  "knn_test": "no kNN monitor", "init_from": "random weights"}
 
 
+# Settings whose None is chosen automatically (their help says "None: auto"): `auto`,
+# the word a user writes for it, is that None (--workers auto was 'not a whole number').
+AUTO_IS_NONE = ("data.load_size", "data.workers")
+
+
 def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
     """Set ``cfg.a.b = value`` with type conversion; names the bad key on error."""
     *parents, name = path.split(".")
@@ -327,6 +332,8 @@ def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
                           f"got {shown(value)}")
     # A flag's problem is named by the flag the user typed, a file's by its key.
     where = f"--{flag_of(path)}" if source == "flag" else f"{source}: {path}"
+    if path in AUTO_IS_NONE and isinstance(value, str) and value.strip().lower() == "auto":
+        value = None
     if path == "time_budget" and not is_null(value):
         value = parse_duration(value, where)
     if path in PATH_SETTINGS and isinstance(value, str) and is_null(value) \

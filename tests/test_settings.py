@@ -617,3 +617,21 @@ def test_a_yaml_number_for_a_text_setting_is_refused(tmp_path, key, section):
     saved = tmp_path / "saved.yaml"
     save_yaml(Config(out="1.50").to_dict(), saved)  # (a run's config.yaml reads back)
     assert os.path.basename(build_config(config_file=str(saved)).out) == "1.50"
+
+
+def test_auto_is_the_none_of_settings_whose_none_is_automatic(tmp_path):
+    """--help shows --workers and --load-size as 'None: auto', yet `--workers auto` was
+    refused ('expected a whole number, got 'auto''): auto now means their None, there
+    alone (--max-steps auto is still no number)."""
+    from simclr.config import setting_help
+    from simclr.settings import AUTO_IS_NONE
+
+    assert set(AUTO_IS_NONE) == {p for p, text in setting_help().items() if "None: auto" in text}
+    cfg = build_config(flags={"data.path": str(tmp_path), "data.workers": "auto",
+                              "data.load_size": "AUTO"})
+    assert (cfg.data.workers, cfg.data.load_size) == (None, None)
+    path = tmp_path / "run.yaml"
+    path.write_text("data:\n  workers: auto\n")
+    assert build_config(config_file=str(path)).data.workers is None
+    with pytest.raises(SimCLRError, match="--max-steps: expected a whole number, got 'auto'"):
+        build_config(flags={"max_steps": "auto"})
