@@ -166,6 +166,11 @@ class LossConfig:
 
 
 PAPER_BASE_LR = {"linear": 0.3, "sqrt": 0.075, "none": 0.3}
+# AdamW's base lr: the paper's over 300 (1e-3 x B/256). Adam's steps are about the lr's
+# size whatever the gradient's (no LARS trust ratio scales them down), so the paper's 0.3
+# is a step of 0.3 per weight: the digits demo's lr 1.0 under AdamW collapsed at once
+# (loss at ln(2N - 1), kNN below a random network's) where 1e-3 trains.
+ADAMW_BASE_LR = {rule: lr / 300 for rule, lr in PAPER_BASE_LR.items()}
 
 
 @dataclass
@@ -173,7 +178,7 @@ class OptimConfig:
     """Optimizer and learning-rate schedule (Sec. 2.2, 2.3; lr scaling App. B.1)."""
 
     name: str = "lars"  # lars | sgd | adamw
-    lr: float | None = None  # base lr, scaled by --lr-scaling; unset: 0.3, or 0.075 with sqrt
+    lr: float | None = None  # base lr, x --lr-scaling; unset: 0.3, or 0.075 with sqrt (AdamW /300)
     lr_scaling: str = "linear"  # linear: lr x B/256; sqrt: lr x sqrt(B); none
     momentum: float = 0.9  # of SGD and LARS
     weight_decay: float = 1e-6  # L2 penalty (decoupled for adamw)
@@ -186,8 +191,12 @@ class OptimConfig:
 
     def base_lr(self) -> float:
         """``lr``, or the paper's base for ``lr_scaling`` when unset (App. B.1: 0.3 x
-        B/256, or 0.075 x sqrt(B), which suits small batches and long runs)."""
-        return self.lr if self.lr is not None else PAPER_BASE_LR.get(self.lr_scaling, 0.3)
+        B/256, or 0.075 x sqrt(B), which suits small batches and long runs); AdamW's
+        is 300 times smaller (:data:`ADAMW_BASE_LR`)."""
+        if self.lr is not None:
+            return self.lr
+        bases = ADAMW_BASE_LR if self.name == "adamw" else PAPER_BASE_LR
+        return bases.get(self.lr_scaling, bases["linear"])
 
 
 @dataclass

@@ -576,6 +576,7 @@ def build_config(
     lr_source = ""  # that layer, as messages name it
     # The views' side after each layer (defaults, preset, file): see eval_size below.
     sides = [cfg.augment.size]
+    optimizers = [cfg.optim.name]  # (likewise the optimizer after each layer)
     if preset is not None:
         if not isinstance(preset, str) or preset not in PRESETS:
             raise SimCLRError(f"unknown preset {shown(preset)} (choose from {', '.join(PRESETS)})")
@@ -584,6 +585,7 @@ def build_config(
             lr_origin = (cfg.optim.lr, cfg.optim.lr_scaling, cfg.batch_size)
             lr_source = f"preset {preset}"
     sides.insert(0, cfg.augment.size)
+    optimizers.insert(0, cfg.optim.name)
     if config_file is not None:
         # A run's own config.yaml is a valid --config: what it only records is skipped.
         filed = load_yaml(config_file)
@@ -595,15 +597,23 @@ def build_config(
                                                            cfg.batch_size)
             lr_source = str(config_file)
     sides.insert(0, cfg.augment.size)
+    optimizers.insert(0, cfg.optim.name)
     for path, value in (flags or {}).items():
         set_path(cfg, path, value, "flag")
+    optimizers.insert(0, cfg.optim.name)  # optimizers[i]: after layer i (3: the defaults)
+    flagged = set(flags or {})
+    filed_paths = _paths_of(settings) if config_file is not None else set()
+    layers = [flagged, filed_paths, _paths_of(PRESETS[preset]) if preset is not None else set()]
+    # A preset's or a file's lr is its optimizer's: AdamW chosen at a later layer takes
+    # its own base (config.ADAMW_BASE_LR), not LARS's 1.0 (under which the demo collapsed)
+    lr_layer = next((i for i, given in enumerate(layers) if "optim.lr" in given), 3)
+    if cfg.optim.name == "adamw" != optimizers[lr_layer]:
+        cfg.optim.lr, lr_origin = None, None
     if lr_origin is not None and "optim.lr" not in (flags or {}):
         carry_lr(cfg, *lr_origin, origin=lr_source)  # type: ignore[arg-type]
     # A preset's or a file's ResNet width means nothing to another network named after it:
     # width 1 unless given at the arch's own layer or a later one (a printed config holds
     # every setting, its ResNet's width too, which --arch on top then replaces).
-    flagged = set(flags or {})
-    filed_paths = _paths_of(settings) if config_file is not None else set()
     width_given = "model.width" in flagged or ("model.width" in filed_paths
                                                and "model.arch" not in flagged)
     if cfg.model.arch not in ARCHS and not width_given:
@@ -616,7 +626,6 @@ def build_config(
     # one (cifar10-cpu's 32 is for its 24-px views, not for 96-px photos; imagenet's 384
     # stored CIFAR's 32-px pictures upscaled 12 times for 32-px views); the same side
     # given again keeps them.
-    layers = [flagged, filed_paths, _paths_of(PRESETS[preset]) if preset is not None else set()]
     sides.insert(0, cfg.augment.size)  # sides[i]: after layer i (3: the defaults)
     _drop_for_other_views(cfg, layers, sides, "augment.eval_size", MIN_SIZE)
     _drop_for_other_views(cfg, layers, sides, "data.load_size", 1)

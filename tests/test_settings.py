@@ -35,6 +35,26 @@ def test_a_presets_lr_keeps_its_peak_under_another_scaling_rule(tmp_path):
 
 
 
+def test_adamw_chosen_over_a_lars_lr_takes_its_own_base(tmp_path):
+    """The digits demo's LARS lr 1.0 under --optimizer adamw collapsed the run (loss at
+    ln(2N - 1), kNN below a random network's): AdamW chosen at a later layer than the lr
+    takes its own base, 1/300 of the paper's; an lr given with it is taken as given."""
+    assert build_config(flags={"optim.name": "adamw"}).optim.lr == pytest.approx(1e-3)
+    assert build_config("digits", flags={"optim.name": "adamw"}).optim.lr == \
+        pytest.approx(1e-3)
+    assert build_config("cifar10", flags={"optim.name": "adamw", "optim.lr_scaling": "sqrt"}
+                        ).optim.lr == pytest.approx(0.075 / 300)
+    assert build_config("digits", flags={"optim.name": "adamw", "optim.lr": 0.01}
+                        ).optim.lr == 0.01
+    (tmp_path / "lars.yaml").write_text("optim:\n  lr: 2.0\n")
+    assert build_config(None, str(tmp_path / "lars.yaml"), {"optim.name": "adamw"}
+                        ).optim.lr == pytest.approx(1e-3)
+    (tmp_path / "adamw.yaml").write_text("optim:\n  name: adamw\n  lr: 0.004\n")
+    for flags in ({}, {"optim.name": "adamw"}, {"batch_size": 64}):  # (a resume's file too)
+        assert build_config("digits", str(tmp_path / "adamw.yaml"), flags).optim.lr == 0.004
+    assert build_config(flags={"optim.name": "sgd"}).optim.lr == 0.3  # (the paper's)
+
+
 def test_a_config_files_lr_keeps_its_peak_under_another_scaling_rule(tmp_path):
     """A run's config.yaml records its resolved lr (0.3 for the linear rule): read again
     with --lr-scaling sqrt it keeps the run's peak at the run's batch (the paper's 0.075
