@@ -379,7 +379,8 @@ def build_model_within_memory(cfg: ModelConfig, image_size: int, device: torch.d
 
 
 class Classifier(nn.Module):
-    """Encoder + (optional kept head layer) + a new linear layer: x -> logits (B, C).
+    """Encoder + (optional kept head layer) + a new linear layer: x -> logits (B, C),
+    the layer in float32 outside autocast (:meth:`logits`).
 
     Used for linear evaluation, fine-tuning and the supervised baseline. The
     linear layer starts as in the official ``linear_layer``: weights N(0, 0.01^2),
@@ -416,8 +417,16 @@ class Classifier(nn.Module):
         """The input of the linear layer (B, in_dim)."""
         return self.neck(self.encoder(x))
 
+    def logits(self, h: Tensor) -> Tensor:
+        """The linear layer on features h (B, in_dim) -> (B, C), in float32 outside
+        autocast on h cast to float32: the logits are ranked and a tie with the label
+        counts as a miss, and bf16 logits (8 bits of mantissa) tie often over many
+        classes. The parameters are unchanged, so saved classifiers load as before."""
+        with torch.autocast(h.device.type, enabled=False):
+            return self.fc(h.float())
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc(self.features(x))
+        return self.logits(self.features(x))
 
 
 class LinearProbe(Classifier):
@@ -434,8 +443,7 @@ class LinearProbe(Classifier):
     def forward(self, x: Tensor) -> Tensor:
         with torch.no_grad():
             h = self.features(x)
-        with torch.autocast(x.device.type, enabled=False):
-            return self.fc(h.float())
+        return self.logits(h)
 
 
 def build_classifier_within_memory(cfg: ModelConfig, image_size: int, num_classes: int,

@@ -331,6 +331,33 @@ def test_a_linear_probe_trains_its_layer_only_in_float32():
     assert probe.fc.weight.grad is not None
 
 
+def test_a_classifier_ranks_float32_logits_under_bf16_autocast():
+    """Fine-tuning and the supervised baseline rank the classifier's logits, and a tie
+    with the label counts as a miss: the layer ran under autocast, so its bf16 logits
+    (8 bits of mantissa over 1000 classes) tied the label's often. It now runs in float32
+    outside autocast, as the probe's does, with the same parameters (checkpoints load)."""
+    torch.manual_seed(0)
+    clf = Classifier(build_encoder("resnet18", 0.125, cifar_stem=True), 1000).eval()
+    names = list(clf.state_dict())
+    with torch.no_grad():
+        clf.fc.weight.normal_(0, 1.0)
+    x = torch.randn(128, 3, 16, 16)
+    with torch.no_grad():
+        labels = clf(x).argmax(1)  # float32 throughout: top-1 is 1.0
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            logits = clf(x)
+    assert logits.dtype == torch.float32
+    own = logits.gather(1, labels[:, None])[:, 0]
+    best_other = logits.scatter(1, labels[:, None], float("-inf")).max(1).values
+    assert int((own == best_other).sum()) == 0  # bf16 logits: 8 of 128 rows tied
+    assert list(clf.state_dict()) == names
+    clf.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        nn.functional.cross_entropy(clf(x[:4]), labels[:4]).backward()
+    assert clf.fc.weight.grad is not None and clf.fc.weight.grad.dtype == torch.float32
+    assert next(clf.encoder.parameters()).grad is not None
+
+
 def test_a_network_built_from_python_is_held_to_the_flags_rules():
     """width inf raised OverflowError, width '0.5' a TypeError, cifar_stem='no' gave the
     CIFAR stem (a true value), a head of -5 outputs a torch RuntimeError, one of 0 a
