@@ -206,11 +206,12 @@ class Checkpointing:
     def __post_init__(self) -> None:
         self.schedule = SaveSchedule(self.every, self.every_s)
 
-    def write(self, step: int, seconds: float, tally: _EpochTally) -> None:
+    def write(self, step: int, seconds: float, tally: _EpochTally, together: bool = True) -> None:
         """A periodic save; ``keep_tally`` is given the running epoch's tally first, for the
-        save to store (:attr:`PartialRun.tally`)."""
+        save to store (:attr:`PartialRun.tally`): summed over the processes where they
+        all save at this step (``together``), else this process's (:meth:`_EpochTally.state`)."""
         if self.keep_tally is not None:
-            self.keep_tally(tally.state())
+            self.keep_tally(tally.state(together))
         self.last = self.save(step, seconds) or self.last
 
 
@@ -278,13 +279,14 @@ def train_classifier(
                     epoch_tally = training.run_epoch(epoch_batches, epoch, stop, epoch_tally)
                 training.look(epoch, force=True)  # (the last steps, since the last look)
                 epoch, skip = epoch + 1, 0
-                mean_loss, top1 = epoch_tally.reduced()
+                summed = epoch_tally.state()  # (every process at this step)
+                mean_loss, top1 = _EpochTally.means(summed)
                 stopped = " (stopped)" if training.status != "finished" else ""
                 log(f"{name} epoch {epoch}{stopped} ({training.step}/{training.total_steps} "
                     f"steps, {steps_per_epoch}/epoch): loss {mean_loss:.4f}, train top-1 "
                     f"{100 * top1:.2f}%", verbose)
                 if checkpointing is not None and checkpointing.keep_tally is not None:
-                    checkpointing.keep_tally(epoch_tally.state())
+                    checkpointing.keep_tally(summed)
                 epoch_tally = _EpochTally(device)
     finally:
         # The decoding workers, kept across the epochs, end with the training (on an
@@ -397,20 +399,35 @@ class _Training:
 class _EpochTally:
     """An epoch's summed loss, hits and image count, kept on the device: no host sync per
     step (one at the epoch's end). ``saved``: the :meth:`state` of the epoch's steps
-    before a stop (a continued epoch)."""
+    before a stop (a continued epoch). One summed over the processes (``processes`` in
+    it) is rank 0's to carry on, the others start from zero, so the epoch's sum is the
+    uninterrupted one's; one without (an older simclr's, or a save by one process's
+    clock: rank 0's own share) is each process's, the others' shares taken as like it."""
 
     def __init__(self, device: torch.device, saved: dict[str, float] | None = None) -> None:
         saved = saved or {}
+        if "processes" in saved and dist.rank() != 0:
+            saved = {}
         self.device = device
         self.loss_sum = torch.tensor(float(saved.get("loss_sum", 0.0)), device=device)
         self.hits = torch.tensor(float(saved.get("hits", 0.0)), device=device)
         self.seen = int(saved.get("seen", 0))
 
-    def state(self) -> dict[str, float]:
-        """This process's tally as plain numbers (a host sync), kept with a saved state.
-        (Under torchrun rank 0's is saved: the processes' are alike, as they see equal
-        shares.)"""
-        return {"loss_sum": self.loss_sum.item(), "hits": self.hits.item(), "seen": self.seen}
+    def state(self, together: bool = True) -> dict[str, float]:
+        """The tally as plain numbers (a host sync), kept with a saved state: summed over
+        the processes with their number as ``processes`` (``together``: an all-reduce,
+        so every process calls it at the same step), else this process's own share (a
+        save by one process's clock under torchrun: rank 0's is saved, the others' are
+        not known to it). Under torchrun each process tallies its own share of every
+        batch, so rank 0's alone gave a continued epoch another loss and top-1."""
+        values = torch.stack([self.loss_sum.float(), self.hits.float(),
+                              torch.tensor(float(self.seen), device=self.device)])
+        world = dist.world_size()
+        if not together and world > 1:
+            loss_sum, hits, seen = values.tolist()
+            return {"loss_sum": loss_sum, "hits": hits, "seen": int(seen)}
+        loss_sum, hits, seen = (dist.all_reduce_mean(values) * world).tolist()
+        return {"loss_sum": loss_sum, "hits": hits, "seen": round(seen), "processes": world}
 
     def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
         """One step: its mean loss (a scalar), logits (B, C) and labels (B,)."""
@@ -420,12 +437,14 @@ class _EpochTally:
 
     def reduced(self) -> tuple[float, float]:
         """(mean loss, train top-1) of the epoch over all the processes (its loss checked
-        finite before: :class:`_DivergenceWatch`)."""
-        # Summed over the processes (their means alike, as they see equal shares).
-        loss_sum, hits, seen = dist.all_reduce_mean(torch.stack(
-            [self.loss_sum.float(), self.hits.float(),
-             torch.tensor(float(self.seen), device=self.device)])).tolist()
-        return loss_sum / max(seen, 1), hits / max(seen, 1)
+        finite before: :class:`_DivergenceWatch`); every process calls it at the same step."""
+        return self.means(self.state())
+
+    @staticmethod
+    def means(summed: dict[str, float]) -> tuple[float, float]:
+        """(mean loss, top-1) of a :meth:`state` summed over the processes."""
+        seen = max(summed["seen"], 1)
+        return summed["loss_sum"] / seen, summed["hits"] / seen
 
 
 DIVERGENCE_LOOK_S = 2.0  # about the seconds between looks at the loss (a host sync each)
@@ -519,7 +538,8 @@ def _checkpoint_and_vote(checkpointing: Checkpointing, stop: StopFlag, vote: dis
         look()
         checkpointing.write(step, seconds, tally)
     elif rule == "clock" and finite_here():  # (diverged: nothing saved, no raise: see
-        checkpointing.write(step, seconds, tally)  # SaveSchedule; the next look raises)
+        # SaveSchedule; the next look raises. Each process's own clock: no all-reduce.)
+        checkpointing.write(step, seconds, tally, together=False)
     return vote(step, stop.requested, last=step >= total_steps)
 
 
@@ -829,8 +849,11 @@ def saved_tally(saved: Any) -> dict[str, float] | None:
     ValueError where damaged: see checkpoint.readable_state); None where absent."""
     if saved is None:
         return None
-    return {"loss_sum": float(saved["loss_sum"]), "hits": float(saved["hits"]),
-            "seen": int(saved["seen"])}
+    tally = {"loss_sum": float(saved["loss_sum"]), "hits": float(saved["hits"]),
+             "seen": int(saved["seen"])}
+    if "processes" in saved:  # summed over them (an older file's: rank 0's share)
+        tally["processes"] = int(saved["processes"])
+    return tally
 
 
 def _same_setting(key: str, saved: Any, now: Any, moved: bool) -> bool:

@@ -78,10 +78,11 @@ def test_schedules_have_no_warm_up():
 
 
 def train(model, total, saves, start_step=0, lr=0.05, on_step=None, every=2, every_s=0.0,
-          per_class=8, batch=8, checkpointing=True, **kept):
+          per_class=8, batch=8, checkpointing=True, tally=None, **kept):
     """``model`` trained ``total`` steps (24 images, batch 8: 3 steps per epoch), each
     periodic save's step appended to ``saves`` (its path: ``ckpt-STEP.pt``); ``kept``:
-    Checkpointing's ``last`` and ``again``; ``checkpointing`` False: none."""
+    Checkpointing's ``last``, ``again`` and ``keep_tally``; ``checkpointing`` False:
+    none; ``tally``: the saved tally of the epoch continued."""
     source = colour_source(n_per_class=per_class)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     for group in optimizer.param_groups:
@@ -96,6 +97,7 @@ def train(model, total, saves, start_step=0, lr=0.05, on_step=None, every=2, eve
         batch_size=batch, optimizer=optimizer,
         lr_fn=lambda step, p: scheduled_lr(step, total, p), seed=0,
         device=torch.device("cpu"), precision="fp32", verbose=False, start_step=start_step,
+        tally=tally,
         checkpointing=Checkpointing(save, every, on_step, every_s=every_s, **kept)
         if checkpointing else None)
 
@@ -326,6 +328,72 @@ def test_processes_stop_together_where_one_alone_diverged(tmp_path):
     assert ranks[0] == ranks[1]
     assert "non-finite (NaN/inf) at step 4 (epoch 1)" in ranks[0]["error"]
     assert 4 <= ranks[0]["steps"] <= 6 and ranks[0]["saves"] == [3]
+
+
+def _tally_worker(rank: int, port: int, out_dir: str) -> None:
+    """Each of 2 processes trains 6 steps (3 per epoch, 4 of each batch's 8 images its
+    share): through; stopped at step 4 (a save every 2 steps: one at 4 too) and
+    continued from the stop's tally; stopped at step 4 with a save by the clock at every
+    step and continued from rank 0's share there (what an older simclr saved at any
+    save). lr 0: each step's loss is the same in every run."""
+    import json
+    import os
+
+    from simclr import distributed as d
+    from simclr.classify import saved_tally
+
+    os.environ.update({"WORLD_SIZE": "2", "RANK": str(rank), "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    d.init_from_env()
+    torch.set_num_threads(1)
+    d.STOP_VOTE_EVERY_S = 0.0  # the processes compare stop requests after every step
+
+    def stop(step, flag):
+        if step == 4:
+            flag.requested = "SIGTERM"
+
+    def run(**how):
+        return train(Classifier(tiny_encoder(), 3), 6, [], lr=0.0, **how)
+
+    kept, clocked = [], []
+    runs = {"whole": run()}
+    status = run(on_step=stop, keep_tally=kept.append)["status"]
+    # (what rank 0 saved, read back by every process)
+    runs["continued"] = run(start_step=4, tally=saved_tally(d.broadcast_object(kept[-1])))
+    run(on_step=stop, every=0, every_s=1e-9, keep_tally=clocked.append)
+    share = d.broadcast_object([t for t in clocked if "processes" not in t][-1])
+    runs["older"] = run(start_step=4, tally=saved_tally(share))
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump({"runs": {k: [v["train_loss"], v["train_top1"]] for k, v in runs.items()},
+                   "status": status, "kept": kept[-2:], "share": share}, f)
+    d.cleanup()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_a_continued_epoch_under_processes_reports_the_through_run_loss(tmp_path):
+    """Under torchrun each process tallies its own share of every batch: a save kept
+    rank 0's running tally, every process took it back and the continued epoch's
+    train_loss and train_top1 were another than a run through gave. A save at a step
+    all the processes reach (a stop's, every N steps) now keeps their sum, which rank 0
+    alone carries on; a save by one process's clock, as an older simclr's file, keeps
+    rank 0's share, and still continues."""
+    import json
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_tally_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    runs = ranks[0]["runs"]
+    assert ranks[1]["runs"] == runs and ranks[0]["status"] == "preempted"
+    assert runs["continued"] == pytest.approx(runs["whole"], rel=1e-6, abs=0)
+    step_save, stop_save = ranks[0]["kept"]  # (step 4's periodic save, then the stop's)
+    assert stop_save == step_save and ranks[1]["kept"] == ranks[0]["kept"]
+    assert stop_save["processes"] == 2 and stop_save["seen"] == 8  # (both shares of step 4)
+    assert ranks[0]["share"]["seen"] == 4 and all(np.isfinite(runs["older"]))
 
 
 def test_a_refused_step_names_the_global_batch_of_all_processes(monkeypatch):
