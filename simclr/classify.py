@@ -49,6 +49,7 @@ from simclr.checkpoint import (
 from simclr.config import AugmentConfig
 from simclr.data import decode_device
 from simclr.errors import DivergedError, SimCLRError
+from simclr.features import _batch_order as batch_order
 from simclr.features import close_workers, encoded_batches, iter_batches, source_name
 from simclr.files import lock_folder, set_aside, taken
 from simclr.launch import path_word, working_folder
@@ -91,6 +92,8 @@ def augmented_batches(
     (:func:`simclr.features.close_workers`). An unreadable file of an uncached source
     is replaced by another image of ``indices`` (:meth:`simclr.data.ImageSource.within`),
     never by one outside them: a labeled subset (Sec. 6) trains on its own images alone.
+    That image comes with its label, its views drawn for the unreadable file's index:
+    under its own they were bit-identical to its own row's in the same batch.
     """
     from simclr.augment import apply_params, sample_params
 
@@ -102,13 +105,18 @@ def augmented_batches(
         # Positions in the subset's own source, shuffled alike (the same batches); the
         # indices come back as the source's, for the views and labels.
         read, positions = source.within(indices), np.arange(len(indices))
-    for idx, images, aspect in iter_batches(
+    # What each row asked for, as iter_batches orders it (every row is kept: replaced
+    # where unreadable), which the views are drawn for; the labels are the images'.
+    asked, share = batch_order(positions, batch_size, [seed, epoch], True, shard, skip)
+    for step, (idx, images, aspect) in enumerate(iter_batches(
             read, positions, batch_size, seed=[seed, epoch], drop_last=True, workers=workers,
             pin=pin, decode_on=decode_device("auto", device), skip=skip,
-            shard=shard, keep_workers=True):
+            shard=shard, keep_workers=True)):
+        drawn = asked[step * share:(step + 1) * share]
         if read is not source:
-            idx = torch.from_numpy(indices[idx.numpy()])
-        params = sample_params(aug_cfg, seed, epoch, idx, 0, tuple(images.shape[-2:]), aspect)  # type: ignore[arg-type]  # (H, W)
+            idx, drawn = torch.from_numpy(indices[idx.numpy()]), indices[drawn]
+        params = sample_params(aug_cfg, seed, epoch, torch.from_numpy(drawn), 0,
+                               tuple(images.shape[-2:]), aspect)  # type: ignore[arg-type]  # (H, W)
         images = images.to(device, non_blocking=True)
         labels = labels_all[idx]
         labels = labels.pin_memory() if pin else labels

@@ -85,6 +85,9 @@ def prefetched(items: Iterator[T], prefetch: int = 3) -> Generator[T, None, None
 class BatchLoader:
     """One epoch of ``source`` as (indices int64 (B,), images uint8 (B, 3, H, W),
     aspects float32 (B,): width / height of the picture behind each stored square).
+    The indices are those of the epoch's order, the images' own but for an uncached
+    source's unreadable file: its row holds another image (recorded as skipped), views
+    drawn for the row's index.
 
     The epoch's order is :func:`epoch_permutation` (seed, epoch) (or 0..N-1 with
     ``shuffle=False``); global batch g = batch_size * world_size, and rank r takes
@@ -160,22 +163,27 @@ class BatchLoader:
 
         With a decode device, workers only read plain JPEGs (and decode the rest), and
         the batch is decoded here on that device, which the images then already are on.
+        An unreadable file's row holds the next readable image (simclr.data.load_item)
+        under the index asked for: views depend only on (seed, epoch, index, view)
+        (augment_params), so under that image's own index they were bit-identical to
+        its own row's where both were in the batch, a negative identical to its anchor.
         """
         raw = self.decode_device is not None
         loader, sampler = self.source._worker_loader(self.workers, self.pin, raw)
         steps = range(self.start_step, self.steps)
         sampler.batches = [self.batch_indices(s).tolist() for s in steps]
+        asked = (torch.tensor(b, dtype=torch.int64) for b in sampler.batches)
         batches = iter(loader)
         try:
-            for images, idx, aspect, bad, reasons in batches:
+            for (images, idx, aspect, bad, reasons), idx_asked in zip(batches, asked, strict=True):
                 for b, reason in zip(bad.tolist(), reasons, strict=True):
                     if b >= 0:
                         self.source._note_bad(b, reason)
                 if raw:
-                    yield decode_raw_batch(self.source, images, idx, aspect,
-                                           self.decode_device)  # type: ignore[arg-type]  # (raw: one)
-                else:
-                    yield idx.to(torch.int64), images, aspect.to(torch.float32)
+                    _, images, aspect = decode_raw_batch(
+                        self.source, images, idx, aspect,
+                        self.decode_device)  # type: ignore[arg-type]  # (raw: one)
+                yield idx_asked, images, aspect.to(torch.float32)
         except BaseException as exc:  # an error, or the run stopping early: the workers end
             close_loader_iterator(batches)  # now, not whenever the traceback holding them
             self.source.close()  # goes, and a later epoch of this source starts new ones

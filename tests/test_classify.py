@@ -638,8 +638,9 @@ def test_a_classifier_whose_outputs_are_not_finite_is_refused():
 def test_a_subsets_unreadable_image_is_replaced_from_the_subset_alone(tmp_path, monkeypatch):
     """augmented_batches over some images of an uncached folder: an unreadable one among
     them is replaced by another of them (the next file of the whole folder, outside them,
-    trained with its label before), recorded in the folder's ``skipped``; a readable
-    subset's views are of the batches iter_batches gives over the folder (as before)."""
+    trained with its label before), with that image's label, recorded in the folder's
+    ``skipped``; its row's views are drawn for its own index; a readable subset's views
+    are of the batches iter_batches gives over the folder (as before)."""
     import simclr.augment
     from simclr.config import DataConfig
     from simclr.data import open_source
@@ -655,7 +656,7 @@ def test_a_subsets_unreadable_image_is_replaced_from_the_subset_alone(tmp_path, 
     real = simclr.augment.sample_params
 
     def spy(cfg, seed, epoch, idx, *args, **kwargs):
-        seen.append(np.asarray(idx).tolist())  # the images the views are made of
+        seen.append(np.asarray(idx).tolist())  # the indices the views are drawn for
         return real(cfg, seed, epoch, idx, *args, **kwargs)
 
     monkeypatch.setattr(simclr.augment, "sample_params", spy)
@@ -668,9 +669,11 @@ def test_a_subsets_unreadable_image_is_replaced_from_the_subset_alone(tmp_path, 
         close_workers(source)
         return sum(seen, []), torch.cat(labels).tolist()
 
-    trained, labels = epochs(np.array([0, bad, 7, 8]))
-    assert set(trained) <= {0, 7, 8} and len(trained) == 12
-    assert labels == source.labels[trained].tolist()
+    drawn, labels = epochs(np.array([0, bad, 7, 8]))
+    assert sorted(drawn) == sorted([0, bad, 7, 8] * 3)
+    # bad's row: image 7, the subset's next (the folder's next, 3, is of bad's class)
+    assert labels == [int(source.labels[7 if i == bad else i]) for i in drawn]
+    assert source.labels[bad] == source.labels[3] != source.labels[7]
     assert [p for p, _ in source.skipped] == [source.paths[bad]]
     good = np.array([0, 1, 7, 8])
     want = [idx.tolist() for epoch in range(3) for idx, _, _ in iter_batches(
@@ -701,3 +704,37 @@ def test_a_partial_runs_momentum_of_another_shape_is_one_line_naming_the_file(tm
                                           r"saved momentum_buffer of \S+ has shape \[1"):
         again.resume(model, fresh, scaler, False)
     again.release()
+
+
+def test_an_unreadable_images_replacement_gets_views_of_its_own(tmp_path, monkeypatch):
+    """An uncached folder's unreadable file is replaced by the next readable image,
+    which came with that image's index: views depend only on (seed, epoch, index), so
+    with the image itself in the batch both rows got bit-identical views. Now the row's
+    views are drawn for the unreadable file's index, its label the image's own."""
+    import simclr.augment
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+    from simclr.features import close_workers
+    from tests.conftest import make_image_folder
+
+    root = make_image_folder(tmp_path / "f", classes=2, per_class=2, side=16)
+    (root / "class_0" / "001.png").write_bytes(b"not an image")  # (index 1; next: 2)
+    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), workers=0, cache="off")
+    source = open_source(str(root), cfg, train=True, image_size=16)
+    seen: list[list[int]] = []
+    real = simclr.augment.sample_params
+
+    def spy(cfg, seed, epoch, idx, *args, **kwargs):
+        seen.append(np.asarray(idx).tolist())
+        return real(cfg, seed, epoch, idx, *args, **kwargs)
+
+    monkeypatch.setattr(simclr.augment, "sample_params", spy)
+    [(views, labels)] = list(augmented_batches(
+        source, np.arange(4), crop_flip_config(16), batch_size=4, epoch=0, seed=0,
+        device=torch.device("cpu"), workers=0))
+    close_workers(source)
+    [drawn] = seen
+    assert sorted(drawn) == [0, 1, 2, 3]
+    bad, real_row = drawn.index(1), drawn.index(2)
+    assert not torch.equal(views[bad], views[real_row])
+    assert labels[bad] == labels[real_row] == source.labels[2] == 1

@@ -837,8 +837,9 @@ def test_an_unreadable_image_of_the_subset_is_left_out_never_replaced_from_outsi
     failed saying the file was "not in the folder"), says which file and why, and
     records the subset it trained on (labeled_subset.txt, num_labeled)."""
     import logging
+    from contextlib import closing
 
-    import simclr.augment
+    import simclr.classify
     from simclr.config import DataConfig
     from simclr.data import open_source
 
@@ -854,22 +855,24 @@ def test_an_unreadable_image_of_the_subset_is_left_out_never_replaced_from_outsi
     listing = tmp_path / "subset.txt"
     listing.write_text("".join(f"{n}\n" for n in names))
     readable = {n for n in names if n != "class_1/002.png"}
-    seen: set[int] = set()
-    real = simclr.augment.sample_params
+    seen: set[str] = set()
+    real = simclr.classify.iter_batches
 
-    def spy(cfg, seed, epoch, idx, *args, **kwargs):
-        seen.update(np.asarray(idx).tolist())  # the images the views are made of
-        return real(cfg, seed, epoch, idx, *args, **kwargs)
+    def spy(source, *args, **kwargs):  # the files of the images trained on
+        with closing(real(source, *args, **kwargs)) as batches:
+            for idx, images, aspect in batches:
+                seen.update(source.paths[i] for i in idx.tolist())
+                yield idx, images, aspect
 
-    monkeypatch.setattr(simclr.augment, "sample_params", spy)
+    monkeypatch.setattr(simclr.classify, "iter_batches", spy)
     with caplog.at_level(logging.WARNING):
         result = run_finetune(tiny_encoder(), train, test, tmp_path / "ft",
                               subset_file=listing, **{**FAST, "epochs": 3})
 
-    def relative(i: int) -> str:
-        return Path(train.paths[i]).relative_to(root.resolve()).as_posix()
+    def relative(path: str) -> str:
+        return Path(path).relative_to(root.resolve()).as_posix()
 
-    assert {relative(i) for i in seen} <= readable and len(seen) >= 4
+    assert {relative(p) for p in seen} <= readable and len(seen) >= 4
     listed = (tmp_path / "ft" / "labeled_subset.txt").read_text().split()
     assert set(listed) == readable and result["num_labeled"] == 5
     saved = json.loads((tmp_path / "ft" / "finetune.json").read_text())

@@ -119,8 +119,9 @@ def test_uncached_source_decodes_in_workers_and_survives_bad_files(tmp_path):
     assert not src.cached and src.image_hw == (37, 37)  # round(32 * 1.15)
     for epoch in range(2):  # persistent workers: one DataLoader for both epochs
         batches = _epoch(BatchLoader(src, 3, seed=0, epoch=epoch, workers=1))
-        idx = torch.cat([i for i, _ in batches])
-        assert 2 not in idx.tolist() and 3 in idx.tolist()  # 2 replaced by 3
+        idx, images = torch.cat([i for i, _ in batches]), torch.cat([b for _, b in batches])
+        assert sorted(idx.tolist()) == list(range(6))  # 2's row: its own index (its views),
+        assert torch.equal(images[idx == 2], images[idx == 3])  # image 3 in its place
         assert batches[0][1].shape == (3, 3, 37, 37)
     assert len(src._loaders) == 1
     assert [(Path(p).name, "truncated" in r) for p, r in src.skipped] == [("2.jpg", True)]
@@ -131,6 +132,38 @@ def test_uncached_source_decodes_in_workers_and_survives_bad_files(tmp_path):
         aspects = torch.cat([a for _, _, a in loader])
         assert aspects.dtype == torch.float32 and torch.allclose(aspects, torch.tensor(100 / 120))
     assert (src.get_batch([3])[0].permute(1, 2, 0).numpy() == expected).all()
+
+
+@pytest.mark.parametrize("decode_on", [None, torch.device("cpu")])
+def test_an_unreadable_files_replacement_gets_views_of_its_own(tmp_path, decode_on):
+    """An uncached folder's unreadable file is replaced by the next readable image,
+    which came with that image's index: views depend only on (seed, epoch, index,
+    view), so with the image itself in the batch both rows got bit-identical views (a
+    negative identical to its anchor). The row keeps the index asked for: the image in
+    its place, views drawn for that index. (A file only the decoder finds corrupt, 4,
+    is replaced on the device's path after the workers' read.)"""
+    from simclr.augment import TwoViewAugment
+    from simclr.config import AugmentConfig
+
+    root = tmp_path / "photos"
+    for k in range(6):
+        save_image(root / f"{k}.jpg", smooth_rgb(40, 40, k), quality=90)
+    (root / "1.jpg").write_bytes(b"not an image")
+    (root / "4.jpg").write_bytes(corrupt_jpeg_bytes())
+    src = open_source(str(root), data_cfg(tmp_path, cache="off", load_size=16))
+    augment = TwoViewAugment(AugmentConfig(size=16), seed=0)
+    for epoch in range(2):
+        loader = BatchLoader(src, 6, seed=0, epoch=epoch, workers=0, decode_device=decode_on)
+        [(idx, images, aspect)] = list(loader)
+        assert idx.tolist() == loader.batch_indices(0).tolist()  # (1 and 4 among them)
+        views = augment.stacked(images, idx, epoch, aspect)
+        for bad, real in ((1, 2), (4, 5)):
+            a, b = idx.tolist().index(bad), idx.tolist().index(real)
+            assert (images[a].int() - images[b].int()).abs().float().mean() < 2.0
+            assert not torch.equal(views[a], views[b])
+            assert not torch.equal(views[6 + a], views[6 + b])
+    assert sorted(Path(p).name for p, _ in src.skipped) == ["1.jpg", "4.jpg"]
+    src.close()
 
 
 def test_an_epoch_stopped_early_ends_its_workers_and_the_next_starts_new_ones(tmp_path):
