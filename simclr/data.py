@@ -38,6 +38,7 @@ from simclr.cache import (
 from simclr.config import DataConfig
 from simclr.decode import (
     DEFAULT_MAX_PIXELS,
+    ReadFailure,
     decode_jpegs,
     eval_side,
     eval_store,
@@ -369,8 +370,8 @@ def load_item(
             return blob[0], j, blob[1], (i if k else -1), first_reason
         try:
             arr, aspect = load_square(path, source.image_hw[0], source.max_pixels, source.store)
-        except BadImageError as exc:
-            first_reason = first_reason or exc.reason
+        except (BadImageError, ReadFailure) as exc:  # (a read that may pass: replaced this
+            first_reason = first_reason or exc.reason  # once, tried again next epoch)
             continue
         # A (3, S, S) view of the HWC array: the batch collation's copy transposes it.
         image = torch.from_numpy(arr).permute(2, 0, 1)

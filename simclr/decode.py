@@ -57,8 +57,17 @@ PASSING_ERRNOS = frozenset(getattr(errno, name) for name in (
 
 class ReadFailure(SimCLRError):
     """A file could not be read for a reason that may pass (:data:`PASSING_ERRNOS`, a
-    MemoryError): not a bad image, which a cache would record for good; the command
-    fails, and running it again retries the file."""
+    MemoryError): not a bad image, which a cache would record for good; a cache build
+    fails, and running it again retries the file (an uncached pass replaces the image
+    this once: :func:`simclr.data.load_item`). ``reason`` says why, without the path."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"cannot read {path}: {reason}, a failure that may pass (not a bad "
+                         "image: nothing is recorded for it); run again to retry it")
+        self.path, self.reason = path, reason
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # (from a decoding process)
+        return type(self), (self.path, self.reason)
 
 
 def _read_failure(path: str, exc: BaseException) -> ReadFailure | None:
@@ -69,8 +78,7 @@ def _read_failure(path: str, exc: BaseException) -> ReadFailure | None:
         what = f"{exc.strerror or os.strerror(exc.errno)} ({errno.errorcode[exc.errno]})"
     else:
         return None
-    return ReadFailure(f"cannot read {path}: {what}, a failure that may pass (not a bad "
-                       "image: nothing is recorded for it); run again to retry it")
+    return ReadFailure(path, what)
 
 
 def pil_truncation(truncated: bool | None = None) -> bool:

@@ -126,6 +126,36 @@ def test_an_uncached_folder_names_its_first_unreadable_files_then_counts_them(
     assert "skipped 11 unreadable image(s) so far; the first 10 are named above" in counted[0]
 
 
+def test_an_uncached_read_that_may_pass_replaces_the_image_this_once(tmp_path, monkeypatch):
+    """An EIO reading one file of an uncached folder (no cache to spoil) stopped the whole
+    training: replaced by another image this once, as a bad file is, and read again the
+    next time it is drawn."""
+    import errno
+    import pickle
+
+    from simclr import data, decode
+    from simclr.decode import ReadFailure
+
+    for k in range(4):
+        save_image(tmp_path / "imgs" / f"good{k}.png", rgb(16, 16, k))
+    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="off", load_size=16))
+    real, flaky = data.load_square, {"left": 1}
+
+    def failing_once(path, *args, **kwargs):
+        if path.endswith("good1.png") and flaky["left"]:
+            flaky["left"] -= 1
+            raise decode._read_failure(path, OSError(errno.EIO, "Input/output error"))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(data, "load_square", failing_once)
+    image, j, _, substituted, reason = data.load_item(src, 1)
+    assert (j, substituted) == (2, 1) and reason == "Input/output error (EIO)"
+    assert data.load_item(src, 1)[1:4:2] == (1, -1)  # (read this time)
+    again = pickle.loads(pickle.dumps(ReadFailure("a.png", "Stale file handle (ESTALE)")))
+    assert (again.path, again.reason) == ("a.png", "Stale file handle (ESTALE)")
+    assert str(again).startswith("cannot read a.png: Stale file handle (ESTALE), a failure")
+
+
 @pytest.mark.parametrize("rank", [None, "1"])
 def test_a_caches_skipped_files_are_said_by_the_first_process_alone(tmp_path, monkeypatch,
                                                                      caplog, rank):
