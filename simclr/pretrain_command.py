@@ -204,7 +204,8 @@ def print_summary(summary: dict[str, Any]) -> None:
           + (f"; checkpoint {printable(checkpoint)}" if checkpoint is not None else ""))
     if _amount(summary, "bad_steps", whole=True):
         print(f"skipped {summary['bad_steps']} step(s) whose loss or gradients were not "
-              "finite (--nan-policy skip; their metrics.jsonl lines hold a null loss)")
+              "finite (--nan-policy skip; left out of their metrics.jsonl windows' means, "
+              "each window's window_skipped counts them)")
     skipped = _skipped_images(summary)
     if skipped:
         print(f"skipped {len(skipped)} unreadable images:")
