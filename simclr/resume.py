@@ -189,7 +189,8 @@ def check_same_images(ckpt: dict[str, Any], plan: Plan) -> None:
         raise _other_images(plan.num_images, saved)
 
 
-def check_files_listed(ckpt: dict[str, Any], now: int, digest: str | None) -> list[str]:
+def check_files_listed(ckpt: dict[str, Any], now: int, digest: str | None,
+                       folder: str | None = None) -> list[str]:
     """:func:`check_same_images` before any image is decoded, from the ``now`` image files
     the folder lists and their names' ``digest`` (folders.ImageList.names_digest):
     another number than the run's is refused (checkpoints before it was recorded: fewer
@@ -197,9 +198,9 @@ def check_files_listed(ckpt: dict[str, Any], now: int, digest: str | None) -> li
     (the plan holds; the batches are no longer the first run's)."""
     files, saved = ckpt.get("num_files"), ckpt.get("num_images")
     if isinstance(files, int) and now != files:
-        raise _other_images(now, files)
+        raise _other_images(now, files, folder)
     if isinstance(saved, int) and now < saved:
-        raise _other_images(now, saved)
+        raise _other_images(now, saved, folder)
     if ckpt.get("files_digest") and ckpt["files_digest"] != digest:
         return [f"note: the data folder's files are not the ones the run started with (the "
                 f"same number, {now}, under other names): it continues on them, but not "
@@ -249,10 +250,32 @@ def _share(ckpt: dict[str, Any], processes: int) -> int | str:
     return batch // processes if isinstance(batch, int) else "other"
 
 
-def _other_images(now: int, saved: Any) -> SimCLRError:
+def _other_images(now: int, saved: Any, folder: str | None = None) -> SimCLRError:
+    """Another number of images than the run's; ``folder`` (its --data) tells whether
+    this release reads it otherwise: a split in capitals, Train/ and Test/ read as two
+    classes before 2026-12-06 (folders._split_folder)."""
+    split = None if folder is None else _split_read_anew(folder)
+    if split is not None:
+        return SimCLRError(f"--resume: this release reads {folder} as its split {split.name}/ "
+                           f"({now} images), where the run's release read its splits as two "
+                           f"classes ({saved} images, the held-out ones trained on too); the "
+                           "run cannot continue on its images: start a new run")
     return SimCLRError(f"--resume: the data folder now holds {now} images; the run started "
                        f"with {saved}, so it cannot continue exactly (start a new run, or "
                        "restore the folder)")
+
+
+def _split_read_anew(folder: str) -> Path | None:
+    """The split this release reads of ``folder`` where releases before 2026-12-06 read
+    the whole folder (their split names in lower case only), else None."""
+    from simclr.folders import HELD_OUT_SPLITS, split_root
+
+    root = Path(folder).expanduser()
+    chosen = split_root(folder, train=True)
+    if chosen == root or not root.is_dir():
+        return None
+    names = {entry.name for entry in os.scandir(root)}  # (as written: macOS is case-blind)
+    return None if "train" in names and any(n in names for n in HELD_OUT_SPLITS) else chosen
 
 
 def load_resume_config(target: str | Path, overrides: dict[str, Any] | None = None) -> Config:

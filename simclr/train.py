@@ -229,7 +229,8 @@ def pretrain(
     digest = None if files is None else files.names_digest()
     if files is not None:
         if run.saved is not None:  # other images than the run's: said first
-            notes = [*notes, *check_files_listed(run.saved, len(files.paths), digest)]
+            notes = [*notes, *check_files_listed(run.saved, len(files.paths), digest,
+                                                 cfg.data.path)]
         check_batch_fits(cfg.batch_size, len(files.paths), files, cfg.data.max_pixels)
     if run.saved is not None:
         notes = [*notes, *check_same_runtime(run.saved, device)]

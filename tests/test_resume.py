@@ -165,6 +165,26 @@ def test_the_files_listed_must_be_as_many_as_the_run_had():
         check_files_listed(legacy, 77, "abc")
 
 
+def test_a_run_on_splits_in_capitals_read_anew_is_refused_naming_why(tmp_path):
+    """A run of the release before 2026-12-06 on DIR/{Train,Test} read them as two classes
+    (48 images); this one reads DIR/Train (24): refused saying so, where 'restore the
+    folder' named a fix that cannot help. Lower-case splits, read alike by both, keep
+    the plain message."""
+    from simclr.resume import check_files_listed
+
+    for name in ("Train", "Test"):
+        (tmp_path / "caps" / name / "a").mkdir(parents=True)
+    with pytest.raises(SimCLRError, match=r"this release reads \S+caps as its split Train/ "
+                                          r"\(24 images\), where the run's release read its "
+                                          r"splits as two classes \(48 images"):
+        check_files_listed({"num_files": 48}, 24, "abc", str(tmp_path / "caps"))
+    for name in ("train", "test"):
+        (tmp_path / "low" / name / "a").mkdir(parents=True)
+    with pytest.raises(SimCLRError, match="now holds 24 images; the run started with 48, so "
+                                          "it cannot continue exactly"):
+        check_files_listed({"num_files": 48}, 24, "abc", str(tmp_path / "low"))
+
+
 def test_skipped_files_follow_a_folder_given_anew():
     """The unreadable files a run met are found again where --data now points: those
     inside the old folder are moved with it, the others (and a run whose folder was
