@@ -25,7 +25,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
-from simclr.config import OptimConfig
+from simclr.config import ADAMW_BASE_LR, OptimConfig
 from simclr.errors import SimCLRError
 
 
@@ -182,6 +182,23 @@ def scaled_lr(base_lr: float, batch_size: int, scaling: str) -> float:
     if scaling == "none":
         return base_lr
     raise SimCLRError(f"--lr-scaling: unknown value {scaling!r} (choose from linear, sqrt, none)")
+
+
+def lr_notes(cfg: OptimConfig, batch_size: int) -> list[str]:
+    """A note when AdamW's peak lr is over 10 times its base's at this batch
+    (config.ADAMW_BASE_LR): a LARS-sized rate, as a run's config.yaml of the release
+    before 2026-12-06 carries (the digits demo's 1.0 collapsed at once). Not refused: an
+    lr given is the user's."""
+    if cfg.name != "adamw" or cfg.lr is None:
+        return []
+    peak = scaled_lr(cfg.lr, batch_size, cfg.lr_scaling)
+    base = ADAMW_BASE_LR.get(cfg.lr_scaling, ADAMW_BASE_LR["linear"])
+    default = scaled_lr(base, batch_size, cfg.lr_scaling)
+    if peak <= 10 * default:
+        return []
+    return [f"note: AdamW at a peak lr of {peak:.3g}, {peak / default:.0f} times its default "
+            f"(base {base:g} under --lr-scaling {cfg.lr_scaling}): Adam's steps are about the "
+            "lr's size for every weight, and LARS-sized rates collapse it; --lr sets another"]
 
 
 def warmup_steps(cfg: OptimConfig, steps_per_epoch: int, total_steps: int) -> int:

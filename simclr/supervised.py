@@ -55,7 +55,7 @@ from simclr.errors import DivergedError, SimCLRError
 from simclr.features import check_labeled, resolve_runtime
 from simclr.files import folder_holder, in_use, lock_folder, read_json, set_aside
 from simclr.models import build_classifier_within_memory
-from simclr.optim import build_optimizer, load_optimizer_state, lr_at
+from simclr.optim import build_optimizer, load_optimizer_state, lr_at, lr_notes
 from simclr.plan import (
     FIRST_REFIT,
     Plan,
@@ -459,7 +459,7 @@ def _starting_step(cfg: Config, model: torch.nn.Module, optimizer: torch.optim.O
         step, elapsed = restore(resume, model, optimizer, scaler, plan, verbose)
         log(f"resuming {run_dir} from step {step} of {plan.total_steps}", verbose)
         return step, elapsed
-    for note in warmup_notes(cfg, plan):
+    for note in [*warmup_notes(cfg, plan), *lr_notes(cfg.optim, cfg.batch_size)]:
         log(note, verbose)
     return 0, 0.0
 

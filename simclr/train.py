@@ -61,7 +61,7 @@ from simclr.monitor import (
     weights_diverged,
     window_notes,
 )
-from simclr.optim import build_optimizer, gradients_finite
+from simclr.optim import build_optimizer, gradients_finite, lr_notes
 from simclr.plan import (
     FIRST_REFIT,
     Plan,
@@ -263,7 +263,7 @@ def pretrain(
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     plan, state = start_state(cfg, run, source.num_images, all_images, model, optimizer, scaler)
     if not resume:  # (a resumed run was told when it started; run.saved: cleared now)
-        notes = [*notes, *warmup_notes(cfg, plan)]
+        notes = [*notes, *warmup_notes(cfg, plan), *lr_notes(cfg.optim, cfg.batch_size)]
     if files is not None:
         state.num_files, state.files_digest = len(files.paths), digest
     state.cached, state.skipped = source.cached, source.skipped  # (a list that grows)

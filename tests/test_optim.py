@@ -377,3 +377,19 @@ def test_a_saved_state_of_another_shape_than_its_parameter_is_refused(name):
     saved["state"][at][key] = optimizer.state_dict()["state"][at][key]  # whole: it loads
     load_optimizer_state(fresh, {"optimizer": saved}, model)
     fresh.step()
+
+
+def test_adamw_at_a_lars_sized_lr_is_noted():
+    """A config.yaml of the release before 2026-12-06 carries AdamW at LARS's lr (the
+    digits demo's 1.0 collapsed at once): a note names it; AdamW's own base, or any lr
+    within 10 times it, says nothing, nor do LARS and SGD."""
+    from simclr.optim import lr_notes
+
+    (note,) = lr_notes(OptimConfig(name="adamw", lr=1.0), 256)
+    assert note.startswith("note: AdamW at a peak lr of 1, 1000 times its default (base "
+                           "0.001 under --lr-scaling linear)")
+    assert lr_notes(OptimConfig(name="adamw", lr=0.01), 256) == []
+    (note,) = lr_notes(OptimConfig(name="adamw", lr=0.075, lr_scaling="sqrt"), 64)
+    assert "300 times its default (base 0.00025 under --lr-scaling sqrt)" in note
+    assert lr_notes(OptimConfig(name="lars", lr=1.0), 256) == []
+    assert lr_notes(OptimConfig(name="sgd", lr=1.0), 256) == []
