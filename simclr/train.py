@@ -364,9 +364,11 @@ def run_session(
                    "processes": dist.world_size(), **initial})
         with StopFlag() as stop, compile_failure_is_an_error() if cfg.compile else \
                 contextlib.nullcontext():
-            return train_loop(cfg, source, forward, model, optimizer, scaler,
-                              TwoViewAugment(cfg.augment, cfg.seed), plan, state, device,
-                              precision, run_dir, log, stop, on_step)
+            summary = train_loop(cfg, source, forward, model, optimizer, scaler,
+                                 TwoViewAugment(cfg.augment, cfg.seed), plan, state, device,
+                                 precision, run_dir, log, stop, on_step)
+            record_late_stop(summary, stop.requested, run_dir)
+            return summary
     except DivergedError as exc:  # an outcome of the settings: on record (sweeps read it)
         if dist.is_main():
             record_divergence(run_dir, exc, state.session)
@@ -384,6 +386,17 @@ def run_session(
         raise
     finally:
         log.close()
+
+
+def record_late_stop(summary: dict[str, Any], requested: str | None, run_dir: Path) -> None:
+    """A stop signal that came after the loop built ``summary`` (during the final kNN,
+    minutes on real data, or its write) is recorded as one during the last step is: the
+    run has finished, its signal on record (rewritten in summary.json), so the command
+    says so and a sweep stops before its next cell (it was lost: the sweep went on)."""
+    if requested and summary.get("status") == "finished" and not summary.get("signal"):
+        summary["signal"] = requested
+        if dist.is_main():
+            write_json(run_dir / "summary.json", summary)
 
 
 def train_step(

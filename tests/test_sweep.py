@@ -389,6 +389,44 @@ def test_a_preempted_sweep_stops_and_exits_75(tmp_path, image_folder, monkeypatc
     assert "the same command continues it" in capsys.readouterr().err
 
 
+def test_a_sigterm_during_a_cells_final_knn_stops_the_sweep(tmp_path, image_folder,
+                                                           cache_dir, monkeypatch):
+    """A SIGTERM during a cell's final kNN measure (minutes on real data: the loop has
+    ended) was lost: the sweep trained the next cell and exited 0. The cell has
+    finished, its signal on record: the sweep exits 75, and the same command goes on
+    to the next cell."""
+    import os
+
+    from simclr import train
+
+    real, signalled = train.final_knn, []
+
+    def final_knn(*args, **kwargs):
+        result = real(*args, **kwargs)
+        if not signalled:  # (once: the rerun's cell is not stopped)
+            signalled.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)  # (the run's StopFlag takes it)
+        return result
+
+    monkeypatch.setattr(train, "final_knn", final_knn)
+
+    def sweep() -> int:
+        return main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
+                     "--arch", "resnet18", "--width", "0.125", "--image-size", "16",
+                     "--batch-size", "8", "--epochs", "1", "--precision", "fp32",
+                     "--device", "cpu", "--no-progress", "--workers", "0", "--cache-dir",
+                     cache_dir, "--knn-train", str(image_folder), "--knn-test",
+                     str(image_folder), "--eval", "none", "--out", str(tmp_path / "sw")])
+
+    def statuses():
+        return [r["status"] for r in json.loads((tmp_path / "sw/sweep.json").read_text())]
+
+    assert sweep() == train.EXIT_PREEMPTED
+    assert statuses() == ["finished", "pending"]
+    assert not (tmp_path / "sw/temperature=0.5").exists()
+    assert sweep() == 0 and statuses() == ["finished", "finished"]
+
+
 @pytest.mark.parametrize("evaluated", [False, True])
 def test_a_stop_at_a_cells_last_step_stops_the_sweep(tmp_path, image_folder, monkeypatch,
                                                     capsys, evaluated):

@@ -336,6 +336,41 @@ def test_a_stop_at_the_last_step_finds_the_run_finished(tmp_path, image_folder, 
     assert third["knn_top1"] == again["knn_top1"]
 
 
+@pytest.mark.parametrize("when", ["final knn", "summary written"])
+def test_a_stop_after_the_loop_is_recorded_as_a_stop_at_the_last_step(
+        tmp_path, image_folder, cache_dir, monkeypatch, when):
+    """A SIGTERM that arrives after the loop has ended (during the final kNN, minutes on
+    real data, or once summary.json is written) was lost: the summary said no signal and
+    a sweep trained its next cell. It is recorded as a stop at the last step is: the run
+    finished, with its signal, in the summary returned and on disk."""
+    import signal as signals
+
+    from simclr import files
+
+    def then_signal(function):
+        def wrapped(*args, **kwargs):
+            result = function(*args, **kwargs)
+            if when != "summary written" or Path(args[0]).name == "summary.json":
+                os.kill(os.getpid(), signals.SIGTERM)  # (the StopFlag's handler takes it)
+            return result
+        return wrapped
+
+    if when == "final knn":
+        monkeypatch.setattr(train, "final_knn", then_signal(train.final_knn))
+    else:
+        monkeypatch.setattr(train, "write_json", then_signal(files.write_json))
+    flags = {"knn_train": str(image_folder), "knn_test": str(image_folder)} \
+        if when == "final knn" else {}
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "run", cache_dir, **flags))
+    summary = train.pretrain(cfg)
+    assert summary["status"] == "finished" and summary["signal"] == "SIGTERM"
+    saved = json.loads((tmp_path / "run/summary.json").read_text())
+    assert saved["status"] == "finished" and saved["signal"] == "SIGTERM"
+    assert saved["steps"] == 6
+    if when == "final knn":  # (measured: the signal came after it began)
+        assert 0.0 <= saved["knn_top1"] <= 1.0
+
+
 def test_a_run_killed_before_its_summary_resumes_with_its_final_metrics(
         tmp_path, image_folder, cache_dir):
     """Killed between the final checkpoint and summary.json (during the final kNN): the
