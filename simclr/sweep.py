@@ -536,6 +536,8 @@ def _run_cells(root: Path, axes: list[Axis], cells: list[Cell], configs: list[Co
                evaluated_on: dict[str, str] | None = None) -> tuple[list[Cell], str]:
     """Train (or reuse) and score each cell in turn, the summary rewritten after each;
     a preempted cell ends the sweep (the same command continues it)."""
+    from simclr.cli import Terminated
+
     _fill_on_record(cells, recorded)
     # (the plan: cells not done yet pending)
     table = _write_summary(root, axes, cells, evaluated_on)
@@ -543,6 +545,10 @@ def _run_cells(root: Path, axes: list[Axis], cells: list[Cell], configs: list[Co
         print(f"sweep cell {k + 1}/{len(cells)}: {printable(cell.name)}", flush=True)
         try:
             summary = _pretrain(cfg, cell.run_dir, cell.name, processes)
+        except Terminated:  # a stop signal while the cell starts (before its StopFlag):
+            cell.result = {"status": "preempted"}  # as in _score, the sweep exits 75
+            table = _write_summary(root, axes, cells, evaluated_on)
+            break
         except KeyboardInterrupt:  # a second Ctrl-C: the files say so, not 'pending'
             cell.result = {"status": "interrupted"}
             _write_summary(root, axes, cells, evaluated_on)

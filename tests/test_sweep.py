@@ -425,6 +425,32 @@ def test_a_sigterm_during_a_cells_final_knn_stops_the_sweep(tmp_path, image_fold
     assert statuses() == ["finished", "pending"]
     assert not (tmp_path / "sw/temperature=0.5").exists()
     assert sweep() == 0 and statuses() == ["finished", "finished"]
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_a_signal_while_a_cell_starts_stops_the_sweep_as_a_preemption(
+        tmp_path, image_folder, monkeypatch, capsys, stop):
+    """A SIGTERM while a cell starts up (config written, decoding, the model built: no
+    StopFlag yet, :class:`simclr.cli.Terminated` raised) stopped the sweep with 143 and
+    the row 'interrupted', though a signal-stopped sweep exits 75: now its row says
+    'preempted' and the sweep exits 75 (the same command continues). A Ctrl-C stays one."""
+    from simclr import train
+    from simclr.cli import Terminated
+
+    def starting(cfg, resume=False):
+        if stop == "SIGTERM":
+            raise Terminated(signal.SIGTERM)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "pretrain", starting)
+    code = main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
+                 "--batch-size", "8", "--eval", "none", "--out", str(tmp_path / "sw")])
+    rows = [r["status"] for r in json.loads((tmp_path / "sw/sweep.json").read_text())]
+    if stop == "SIGTERM":
+        printed = capsys.readouterr()
+        assert code == train.EXIT_PREEMPTED and rows == ["preempted", "pending"]
+        assert "| 0.2 | preempted |" in printed.out
+        assert "the same command continues it" in printed.err
+    else:
+        assert code == 130 and rows == ["interrupted", "pending"]
 
 
 @pytest.mark.parametrize("evaluated", [False, True])
