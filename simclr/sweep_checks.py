@@ -112,6 +112,10 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
             if plan is not None and any(flat[n] != other_flat[n] for n in LENGTH):
                 alike.append(f"both are {plan.total_steps} steps with {plan.warmup_steps} of "
                              f"warm-up on these {size} images")
+            if not alike:  # equal once defaults resolve (--lr none: its batch's own lr)
+                alike = [f"--{flag_of(path)} {other.values.get(path, 'none')} and {value} "
+                         "give the same settings here" for path, value in cell.values.items()
+                         if other.values.get(path) != value]
             raise SimCLRError(f"cells {other.name} and {cell.name} would train the same run on "
                               f"this machine ({'; '.join(alike)}); leave one of the values out")
         seen[key] = (cell, cfg, flat)

@@ -101,6 +101,22 @@ def test_lengths_that_plan_the_same_steps_are_refused(tmp_path, image_folder, ca
     check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, [24, 24])
 
 
+def test_values_alike_once_their_defaults_resolve_are_refused_saying_which(
+        tmp_path, image_folder, cache_dir):
+    """lr=none,X where X is the lr none resolves to: the two configs are equal, and the
+    refusal gave no reason ('on this machine ()'): it names the values."""
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    resolved = build_config(flags={**flags, "out": str(tmp_path / "x"),
+                                   "optim.lr": "none"}).optim.lr
+    cells, configs = cell_configs([parse_axis(f"lr=none,{resolved}")], tmp_path / "sw",
+                                  None, None, flags)
+    with pytest.raises(SimCLRError, match=re.escape(
+            f"would train the same run on this machine (--lr none and {resolved} give the "
+            "same settings here); leave one of the values out")):
+        check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
+
+
 def test_warm_up_lengths_under_a_time_budget_are_two_runs(tmp_path, image_folder, cache_dir):
     """Under --time-budget the first plan is only a guess (the budget re-plans the length,
     and the warm-up with it): warm-up lengths the 10% cap makes alike in that guess are
