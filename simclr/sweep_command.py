@@ -20,7 +20,7 @@ from simclr.commands import checkpoint_source, open_eval_source
 from simclr.config import MAX_WORKERS, PRECISIONS, DataConfig
 from simclr.errors import SimCLRError, is_amount, printable
 from simclr.features import check_labeled_folders
-from simclr.files import set_aside
+from simclr.files import read_json, set_aside, write_json
 from simclr.launch import add_flag as add_processes_flag
 from simclr.presets import PRESETS
 from simclr.pretrained import parse_layer, representation_from_checkpoint
@@ -248,7 +248,7 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace,
         _make_current(run_dir, name, on_record[layer][1], EVAL_FILES[args.eval])
         return _columns(args.eval, scored)
     stale = _stale_evaluation(saved, wanted, args.eval_precision, layer)
-    kept = set_aside(run_dir, EVAL_FILES[args.eval])
+    kept = _set_aside_evaluation(run_dir, EVAL_FILES[args.eval])
     if kept:
         print(printable(f"cell {run_dir.name}: {name} {stale}; evaluating again (the "
                         f"earlier files are kept as {kept})"), file=sys.stderr, flush=True)
@@ -325,15 +325,50 @@ def _make_current(run_dir: Path, name: str, found: Path, files: tuple[str, ...])
     k = re.fullmatch(r".+\.(previous-\d+)\.[^.]+", found.name)  # STEM.previous-K.EXT
     if found.name == name or k is None:  # (another file the glob matched: left as it is)
         return
-    kept = set_aside(run_dir, files)
+    kept = _set_aside_evaluation(run_dir, files)
     for current in files:
         earlier = run_dir / current
         earlier = earlier.with_name(f"{earlier.stem}.{k[1]}{earlier.suffix}")
         if earlier.exists():
             earlier.replace(run_dir / current)
+    _point_at_figure(run_dir, files, None)
     print(printable(f"cell {run_dir.name}: the evaluation on record in {found.name} is "
                     f"current again{f' (the other kept as {kept})' if kept else ''}"),
           file=sys.stderr, flush=True)
+
+
+def _set_aside_evaluation(run_dir: Path, files: tuple[str, ...]) -> str | None:
+    """:func:`simclr.files.set_aside` of a cell's evaluation ``files``, its results
+    file's ``confusion_figure`` then naming the figure set aside with it (it named
+    ``knn_confusion.png``: the next evaluation's figure). Returns the new names."""
+    kept = set_aside(run_dir, files)
+    tag = None if kept is None else re.search(r"\.(previous-\d+)\.", kept)
+    if tag is not None:
+        _point_at_figure(run_dir, files, tag[1])
+    return kept
+
+
+def _point_at_figure(run_dir: Path, files: tuple[str, ...], tag: str | None) -> None:
+    """The results file among ``files`` renamed ``STEM.TAG.json`` (None: its own name)
+    names the figure renamed with it in its ``confusion_figure`` (kept as written:
+    absolute or relative, only the file name changes). One naming no figure of
+    ``files`` (none was drawn, or an edited file) is left as it is."""
+    figures = [Path(f) for f in files if f.endswith(".png")]
+    for name in (Path(f) for f in files if f.endswith(".json")):
+        path = run_dir / _tagged(name, tag)
+        found = read_json(path) or {}
+        named = found.get("confusion_figure")
+        if not figures or not isinstance(named, str) or not re.fullmatch(
+                rf"{re.escape(figures[0].stem)}(\.previous-\d+)?\.png", Path(named).name):
+            continue
+        moved = str(Path(named).with_name(_tagged(figures[0], tag).name))
+        if moved != named:
+            write_json(path, {**found, "confusion_figure": moved})
+
+
+def _tagged(name: Path, tag: str | None) -> Path:
+    """``STEM.TAG.EXT`` of ``name`` (``tag`` None: ``name``)."""
+    return name if tag is None else name.with_name(f"{name.stem}.{tag}{name.suffix}")
 
 
 def _names_a_layer(layer: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -114,7 +115,9 @@ def test_a_cached_evaluation_is_reused_only_on_the_same_folders(tmp_path, image_
     assert [row["evaluated_on"] for row in rows] == [{"scores": "knn", **second[
         "evaluated_on"]}, {"scores": "knn", **first["evaluated_on"]}]
     cell = tmp_path / "sw/temperature=0.5"
-    assert json.loads((cell / "knn.previous-1.json").read_text()) == first
+    # (its figure set aside with it, and named so)
+    assert json.loads((cell / "knn.previous-1.json").read_text()) == {
+        **first, "confusion_figure": str(cell / "knn_confusion.previous-1.png")}
     assert (cell / "knn_confusion.previous-1.png").is_file()
     err = capsys.readouterr().err
     assert f"knn.json was computed on another test set ({image_folder}); evaluating again" in err
@@ -292,15 +295,22 @@ def test_cells_are_scored_on_the_layer_asked_for(tmp_path, image_folder, capsys)
     assert ("| head | status | steps | epochs | train_s | contrast_entropy | contrast_acc | "
             "knn_top1 | knn_z_top1 |") in said.out
     cells = [tmp_path / "sw" / row["cell"] for row in rows]
-    on_h = [(cell / "knn.json").read_text() for cell in cells]
-    on_z = [(cell / "knn.previous-1.json").read_text() for cell in cells]
+    def results(cell, name, figure):  # (each naming the figure beside it)
+        found = json.loads((cell / name).read_text())
+        assert found.pop("confusion_figure") == str(cell / figure)
+        return found
+
+    on_h = [results(cell, "knn.json", "knn_confusion.png") for cell in cells]
+    on_z = [results(cell, "knn.previous-1.json", "knn_confusion.previous-1.png")
+            for cell in cells]
     assert main(["sweep", "--set", "head=mlp,linear", *common, "--eval-layer", "z"]) == 0
     err = capsys.readouterr().err
     assert "evaluating again" not in err  # z is on record: reused, and current again
     assert "the evaluation on record in knn.previous-1.json is current again (the other " \
         "kept as knn.previous-2.json, knn_confusion.previous-2.png)" in err
-    assert [(cell / "knn.json").read_text() for cell in cells] == on_z
-    assert [(cell / "knn.previous-2.json").read_text() for cell in cells] == on_h
+    assert [results(cell, "knn.json", "knn_confusion.png") for cell in cells] == on_z
+    assert [results(cell, "knn.previous-2.json", "knn_confusion.previous-2.png")
+            for cell in cells] == on_h
     assert json.loads((tmp_path / "sw" / "sweep.json").read_text()) == again
 
 
@@ -444,6 +454,35 @@ def test_sigterm_during_a_cells_evaluation_stops_the_sweep_as_a_preemption(
     assert [r["status"] for r in rows] == ["finished", "finished"]
     assert all(isinstance(r["knn_top1"], float) for r in rows)
     assert last.stat().st_mtime_ns == stamp  # evaluated, not trained again
+
+
+def test_an_evaluation_set_aside_names_its_own_figure(tmp_path, capsys):
+    """knn.json set aside as knn.previous-K.json (its figure as knn_confusion.previous-K.png)
+    still named knn_confusion.png, the next evaluation's figure: its confusion_figure now
+    follows the figure, both when set aside and when brought back as current."""
+    from simclr.sweep_command import EVAL_FILES, _make_current, _set_aside_evaluation
+
+    def evaluation(top1):
+        (tmp_path / "knn_confusion.png").write_text(f"figure {top1}")
+        (tmp_path / "knn.json").write_text(json.dumps(
+            {"top1": top1, "confusion_figure": str(tmp_path / "knn_confusion.png")}))
+
+    def figure(name):  # (the figure a results file names, read)
+        return Path(json.loads((tmp_path / name).read_text())["confusion_figure"]).read_text()
+
+    evaluation(0.5)
+    assert _set_aside_evaluation(tmp_path, EVAL_FILES["knn"]) == \
+        "knn.previous-1.json, knn_confusion.previous-1.png"
+    assert figure("knn.previous-1.json") == "figure 0.5"
+    evaluation(0.7)
+    _make_current(tmp_path, "knn.json", tmp_path / "knn.previous-1.json", EVAL_FILES["knn"])
+    assert figure("knn.json") == "figure 0.5"  # brought back: its figure, current again
+    assert figure("knn.previous-2.json") == "figure 0.7"
+    assert json.loads((tmp_path / "knn.json").read_text())["confusion_figure"] == \
+        str(tmp_path / "knn_confusion.png")
+    (tmp_path / "knn.json").write_text(json.dumps({"top1": 0.1}))  # (no figure drawn)
+    _set_aside_evaluation(tmp_path, EVAL_FILES["knn"])
+    assert json.loads((tmp_path / "knn.previous-1.json").read_text()) == {"top1": 0.1}
 
 
 def test_only_an_evaluation_set_aside_is_brought_back(tmp_path, capsys):
