@@ -397,6 +397,15 @@ def build_within_memory(build: Callable[[], torch.nn.Module], device: torch.devi
     ``device``, or, even with ``enforce=False`` (--no-memory-check), whose weights
     alone exceed it (they are built in RAM first, then moved). An allocation that
     fails anyway becomes the same kind of one-line error."""
+    check_model_memory(build, device, what, hint, enforce)
+    with fits_in_memory(what, hint, device):
+        return build().to(device)
+
+
+def check_model_memory(build: Callable[[], torch.nn.Module], device: torch.device,
+                       what: str, hint: str, enforce: bool = True) -> None:
+    """The refusal of :func:`build_within_memory` alone, nothing allocated (the model
+    counted on the meta device): a sweep checks each cell's before the first trains."""
     size = model_size(build)
     if size is not None:
         train = (size.weights + 2 * size.trained, "its weights, gradients and optimizer state")
@@ -414,8 +423,6 @@ def build_within_memory(build: Callable[[], torch.nn.Module], device: torch.devi
                     f"{hint}{skip}")
         log.debug("memory: %s has %s parameters (%s)", what, count_text(size.parameters),
                  size_text(size.weights))
-    with fits_in_memory(what, hint, device):
-        return build().to(device)
 
 
 def largest_fitting_batch(mem: StepMemory, free: float, world: int,

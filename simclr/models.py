@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from simclr.backbones import TorchvisionEncoder, check_arch, is_torchvision_arch
 from simclr.config import ARCHS, ModelConfig
 from simclr.errors import SimCLRError, check_counts, is_count
-from simclr.memory import build_within_memory
+from simclr.memory import build_within_memory, check_model_memory
 
 # arch -> (block kind, blocks per stage)
 _LAYOUT: dict[str, tuple[str, tuple[int, int, int, int]]] = {
@@ -372,10 +372,23 @@ def build_model_within_memory(cfg: ModelConfig, image_size: int, device: torch.d
     anything is allocated when it cannot fit (``simclr.memory.build_within_memory``;
     ``enforce=False``: --no-memory-check, only a model whose weights alone do not fit)."""
     model = build_within_memory(lambda: build_model(cfg, image_size), device,
-                                f"the model ({describe_model(cfg)})",
-                                "try a smaller --width, --arch or --head-hidden-dim", enforce)
+                                *_model_words(cfg), enforce)
     assert isinstance(model, SimCLRModel)
     return model
+
+
+def check_model_fits(cfg: ModelConfig, image_size: int, device: torch.device,
+                     enforce: bool = True) -> None:
+    """The refusal of :func:`build_model_within_memory` alone, nothing allocated: a
+    sweep's cells are checked so before the first trains."""
+    check_model_memory(lambda: build_model(cfg, image_size), device, *_model_words(cfg),
+                       enforce)
+
+
+def _model_words(cfg: ModelConfig) -> tuple[str, str]:
+    """The model as memory refusals name it, and their hint."""
+    return (f"the model ({describe_model(cfg)})",
+            "try a smaller --width, --arch or --head-hidden-dim")
 
 
 class Classifier(nn.Module):

@@ -22,14 +22,19 @@ if TYPE_CHECKING:  # (simclr.sweep imports this module)
 def check_cell_inputs(cfg: Config, processes: int | None = None,
                       read: dict[str, Any] | None = None) -> tuple[str, str]:
     """What a cell's launch by ``processes`` (GPUs, batch shares) and its pretraining
-    (device, precision, kNN monitor folders, initial weights) would check before
-    decoding: here before the first cell trains. Returns the (device, precision) the
-    cell's ``auto`` values resolve to on this machine. ``read``: the ``--init-from``
-    files read by earlier cells (:func:`_check_init_from`), each read once."""
+    (device, precision, kNN monitor folders, initial weights, a model that fits in
+    memory) would check before or while it decodes: here before the first cell trains.
+    Returns the (device, precision) the cell's ``auto`` values resolve to on this
+    machine. ``read``: the ``--init-from`` files read by earlier cells
+    (:func:`_check_init_from`), each read once."""
+    import torch
+
     from simclr.distributed import check_divisible
+    from simclr.models import check_model_fits
     from simclr.monitor import check_knn_folders
     from simclr.runtime import check_gpu_per_process, resolve_device, resolve_precision
 
+    launched = bool(processes and processes > 1)
     if processes and processes > 1:
         check_gpu_per_process(cfg.device, processes)
         check_divisible(cfg.batch_size, processes)
@@ -38,6 +43,13 @@ def check_cell_inputs(cfg: Config, processes: int | None = None,
     check_knn_folders(cfg)
     if cfg.init_from:
         _check_init_from(cfg, {} if read is None else read)
+    # Counted on the meta device. Cells launched as processes train on GPUs this process
+    # never uses (asking one's free memory would hold a CUDA context on it all sweep
+    # long): their weights alone are checked against RAM, where they are built first.
+    if launched and device.type != "cpu":
+        check_model_fits(cfg.model, cfg.augment.size, torch.device("cpu"), enforce=False)
+    else:
+        check_model_fits(cfg.model, cfg.augment.size, device, cfg.memory_check)
     return str(device), precision
 
 
@@ -193,14 +205,17 @@ def check_settings_act(axes: list[Axis], cells: list[Cell], configs: list[Config
 def check_batches(cells: list[Cell], configs: list[Config]) -> list[int | None]:
     """Each cell's data folder and batch: a folder none of whose images decodes (at the
     cell's --max-pixels) is refused, as its pretraining would refuse it once started,
-    and a batch larger than the set, from the file names. Each folder is listed once
-    and read until one image decodes (one image, for a readable folder). Returns each
-    cell's number of image files (None: a named data set)."""
+    and a batch larger than the set, from the file names; a named data set (cifar10)
+    not under its --data-root is refused as its pretraining says it
+    (:func:`_check_named`). Each folder is listed once and read until one image decodes
+    (one image, for a readable folder). Returns each cell's number of image files (None:
+    a named data set)."""
     from simclr.data import check_some_readable
     from simclr.plan import check_batch_fits
 
     listings: dict[str | None, Any] = {}  # one listing per folder
     readable: set[tuple[str | None, int]] = set()  # (folder, max_pixels) found readable
+    opened: set[tuple[str, str, bool]] = set()  # (name, root, download) found there
     found = []
     for cell, cfg in zip(cells, configs, strict=True):
         if cfg.data.path not in listings:
@@ -208,7 +223,9 @@ def check_batches(cells: list[Cell], configs: list[Config]) -> list[int | None]:
         listed = listings[cfg.data.path]
         size = None if listed is None else len(listed.paths)
         try:
-            if listed is not None and (cfg.data.path, cfg.data.max_pixels) not in readable:
+            if listed is None:
+                _check_named(cfg, opened)
+            elif (cfg.data.path, cfg.data.max_pixels) not in readable:
                 check_some_readable(listed, limit=None, max_pixels=cfg.data.max_pixels)
                 readable.add((cfg.data.path, cfg.data.max_pixels))
             if size is not None:
@@ -217,3 +234,20 @@ def check_batches(cells: list[Cell], configs: list[Config]) -> list[int | None]:
             raise SimCLRError(f"cell {cell.name}: {exc}") from None
         found.append(size)
     return found
+
+
+def _check_named(cfg: Config, opened: set[tuple[str, str, bool]]) -> None:
+    """A cell's torchvision data set (cifar10, cifar100, stl10) opened as its pretraining
+    opens it (:func:`simclr.data.open_source`: missing under --data-root, refused with the
+    way to fetch it; fetched with --download), once per (name, root, download) in
+    ``opened``; its arrays dropped again. The digits need nothing."""
+    from simclr.data import open_source
+    from simclr.folders import torchvision_dataset
+
+    if not torchvision_dataset(cfg.data.path):
+        return
+    key = (str(cfg.data.path).lower(), os.path.abspath(os.path.expanduser(cfg.data.root)),
+           cfg.data.download)
+    if key not in opened:
+        open_source(cfg.data.path, cfg.data, train=True)
+        opened.add(key)

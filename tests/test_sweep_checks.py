@@ -247,3 +247,45 @@ def test_initial_weights_that_do_not_fit_a_cell_are_refused_before_any_trains(
     for cfg in configs:
         check_cell_inputs(cfg, read=read)
     assert len(reads) == 1  # two cells, one file, one reading
+
+
+def test_a_model_too_large_for_memory_in_any_cell_is_refused_before_the_first_trains(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """--set width=0.125,64 trained cell 1 for hours, then cell 2's pretraining refused
+    its model (too large for memory): each cell's model is now counted (on the meta
+    device, nothing allocated) before the first cell trains, as its pretraining would."""
+    from simclr import memory, train
+
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 8.0 * 2**30)
+    trained = []
+    monkeypatch.setattr(train, "pretrain", lambda cfg, resume=False: trained.append(cfg) or
+                        {"status": "preempted", "steps": 1, "epochs": 0.1, "elapsed_s": 1.0})
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    for key in ("out", "model.width"):
+        flags.pop(key)
+    with pytest.raises(SimCLRError, match=r"^cell width=64: the model \(resnet18 x64.*\) "
+                                          r"does not fit in memory"):
+        run_sweep([parse_axis("width=0.125,64")], tmp_path / "sw", preset=None, config=None,
+                  flags=flags, evaluate=None)
+    assert trained == [] and not (tmp_path / "sw").exists()
+    flags["memory_check"] = False  # (weights alone checked then, as pretraining does)
+    with pytest.raises(SimCLRError, match=r"^cell width=64: .* its weights"):
+        run_sweep([parse_axis("width=0.125,64")], tmp_path / "sw", preset=None, config=None,
+                  flags=flags, evaluate=None)
+
+
+def test_a_named_data_set_missing_for_a_cell_is_refused_before_the_first_trains(
+        tmp_path, monkeypatch):
+    """cifar10 not under --data-root was found only when a cell started (check_batches
+    skipped named sets): refused now before anything trains, as pretraining says it."""
+    from simclr import train
+
+    trained = []
+    monkeypatch.setattr(train, "pretrain", lambda cfg, resume=False: trained.append(cfg) or
+                        {"status": "preempted", "steps": 1, "epochs": 0.1, "elapsed_s": 1.0})
+    flags = {"data.path": "cifar10", "data.root": str(tmp_path / "none"), "device": "cpu",
+             "precision": "fp32"}
+    with pytest.raises(SimCLRError, match=r"^cell temperature=0.2: cifar10 not found under "):
+        run_sweep([parse_axis("temperature=0.2,0.5")], tmp_path / "sw", preset=None,
+                  config=None, flags=flags, evaluate=None)
+    assert trained == [] and not (tmp_path / "sw").exists()
