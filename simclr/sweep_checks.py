@@ -207,47 +207,44 @@ def check_batches(cells: list[Cell], configs: list[Config]) -> list[int | None]:
     cell's --max-pixels) is refused, as its pretraining would refuse it once started,
     and a batch larger than the set, from the file names; a named data set (cifar10)
     not under its --data-root is refused as its pretraining says it
-    (:func:`_check_named`). Each folder is listed once and read until one image decodes
-    (one image, for a readable folder). Returns each cell's number of image files (None:
-    a named data set)."""
+    (:func:`_named_size`). Each folder is listed once and read until one image decodes
+    (one image, for a readable folder). Returns each cell's number of images: its
+    folder's files, or those its named data set holds."""
     from simclr.data import check_some_readable
     from simclr.plan import check_batch_fits
 
     listings: dict[str | None, Any] = {}  # one listing per folder
     readable: set[tuple[str | None, int]] = set()  # (folder, max_pixels) found readable
-    opened: set[tuple[str, str, bool]] = set()  # (name, root, download) found there
-    found = []
+    opened: dict[tuple[str, str, bool], int] = {}  # (name, root, download): its size
+    found: list[int | None] = []
     for cell, cfg in zip(cells, configs, strict=True):
         if cfg.data.path not in listings:
             listings[cfg.data.path] = list_folder(cfg.data.path, train=True, unlabeled=True)
         listed = listings[cfg.data.path]
-        size = None if listed is None else len(listed.paths)
         try:
-            if listed is None:
-                _check_named(cfg, opened)
-            elif (cfg.data.path, cfg.data.max_pixels) not in readable:
+            size = _named_size(cfg, opened) if listed is None else len(listed.paths)
+            if listed is not None and (cfg.data.path, cfg.data.max_pixels) not in readable:
                 check_some_readable(listed, limit=None, max_pixels=cfg.data.max_pixels)
                 readable.add((cfg.data.path, cfg.data.max_pixels))
-            if size is not None:
-                check_batch_fits(cfg.batch_size, size)
+            check_batch_fits(cfg.batch_size, size)
         except SimCLRError as exc:
             raise SimCLRError(f"cell {cell.name}: {exc}") from None
         found.append(size)
     return found
 
 
-def _check_named(cfg: Config, opened: set[tuple[str, str, bool]]) -> None:
-    """A cell's torchvision data set (cifar10, cifar100, stl10) opened as its pretraining
-    opens it (:func:`simclr.data.open_source`: missing under --data-root, refused with the
-    way to fetch it; fetched with --download), once per (name, root, download) in
-    ``opened``; its arrays dropped again. The digits need nothing."""
-    from simclr.data import open_source
-    from simclr.folders import torchvision_dataset
+def _named_size(cfg: Config, opened: dict[tuple[str, str, bool], int]) -> int:
+    """The number of images a cell's pretraining reads from its named data set, opened
+    as that pretraining opens it (:func:`simclr.data.open_source`): the digits demo's
+    1797, a torchvision set's training split (cifar10 and cifar100: 50000; stl10, its
+    train+unlabeled: 105000), which is refused, with the way to fetch it, when missing
+    under --data-root (fetched with --download). Each (name, root, download) opened
+    once, in ``opened``; its arrays dropped again."""
+    from simclr.data import is_digits, open_source
 
-    if not torchvision_dataset(cfg.data.path):
-        return
-    key = (str(cfg.data.path).lower(), os.path.abspath(os.path.expanduser(cfg.data.root)),
-           cfg.data.download)
+    name = "digits" if is_digits(cfg.data.path) else str(cfg.data.path).lower()
+    root = "" if name == "digits" else os.path.abspath(os.path.expanduser(cfg.data.root))
+    key = (name, root, cfg.data.download and name != "digits")
     if key not in opened:
-        open_source(cfg.data.path, cfg.data, train=True)
-        opened.add(key)
+        opened[key] = open_source(cfg.data.path, cfg.data, train=True).num_images
+    return opened[key]

@@ -289,3 +289,20 @@ def test_a_named_data_set_missing_for_a_cell_is_refused_before_the_first_trains(
         run_sweep([parse_axis("temperature=0.2,0.5")], tmp_path / "sw", preset=None,
                   config=None, flags=flags, evaluate=None)
     assert trained == [] and not (tmp_path / "sw").exists()
+
+
+def test_lengths_alike_on_the_digits_are_refused_on_the_images_pretraining_reads(
+        tmp_path, monkeypatch):
+    """--set epochs=1,2 --max-steps 1 on the digits demo trained both cells alike (the
+    step plan was compared only for a folder, whose files are counted): the digits'
+    1797 images are known, so the cells' plans are compared and the grid refused."""
+    from simclr import train
+    from simclr.data import digits_source
+
+    monkeypatch.setattr(train, "pretrain", lambda cfg, resume=False: pytest.fail("trained"))
+    size = digits_source().num_images
+    with pytest.raises(SimCLRError, match=re.escape(
+            f"(both are 1 steps with 0 of warm-up on these {size} images)")):
+        run_sweep([parse_axis("epochs=1,2")], tmp_path / "sw", preset="digits", config=None,
+                  flags={"max_steps": "1"}, evaluate=None)
+    assert not (tmp_path / "sw").exists()
