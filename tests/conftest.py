@@ -6,6 +6,7 @@ import builtins
 import io
 import json
 import os
+import signal
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +15,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+# The signal tests need the default dispositions: a suite started in the background by a
+# script (`pytest &`: SIGINT ignored) or under nohup (SIGHUP ignored) hands those on to
+# every command it starts, which simclr then rightly leaves ignored
+# (interrupts.signals_taken), and 17 tests of Ctrl-C and hangups failed.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+if hasattr(signal, "SIGHUP"):
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
