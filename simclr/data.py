@@ -699,6 +699,26 @@ def digits_split(seed: int = 0, train_size: int = 1200) -> tuple[ImageSource, Im
     return (full.subset(train_idx, "digits[train]"), full.subset(test_idx, "digits[test]"))
 
 
+# Images in each named data set's training split as pretraining reads it (torchvision's
+# CIFAR-10/100 train, STL-10 train+unlabeled: 5000 + 100000)
+NAMED_TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "stl10": 105_000}
+
+
+def named_train_size(name: str, cfg: DataConfig) -> int:
+    """The images a pretraining reads of the named data set ``name`` (a key of
+    :data:`NAMED_TRAIN_SIZES`), its files checked present under ``cfg.root`` without
+    reading them (a sweep checks every cell's before the first trains: STL-10's are
+    2.7 GB); missing, it is opened as pretraining opens it, refused or downloaded."""
+    import torchvision.datasets as tvd
+
+    cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "stl10": tvd.STL10}[name]
+    folder = Path(cfg.root).expanduser() / str(getattr(cls, "base_folder", ""))
+    files = [entry[0] for entry in getattr(cls, "train_list", [])]
+    if files and all((folder / f).is_file() for f in files):
+        return NAMED_TRAIN_SIZES[name]
+    return _open_named(name, cfg, train=True).num_images
+
+
 def _open_named(name: str, cfg: DataConfig, train: bool) -> ImageSource:
     """CIFAR-10/100 or STL-10 through torchvision; downloads only with cfg.download."""
     import torchvision.datasets as tvd

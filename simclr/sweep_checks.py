@@ -234,17 +234,17 @@ def check_batches(cells: list[Cell], configs: list[Config]) -> list[int | None]:
 
 
 def _named_size(cfg: Config, opened: dict[tuple[str, str, bool], int]) -> int:
-    """The number of images a cell's pretraining reads from its named data set, opened
-    as that pretraining opens it (:func:`simclr.data.open_source`): the digits demo's
-    1797, a torchvision set's training split (cifar10 and cifar100: 50000; stl10, its
-    train+unlabeled: 105000), which is refused, with the way to fetch it, when missing
-    under --data-root (fetched with --download). Each (name, root, download) opened
-    once, in ``opened``; its arrays dropped again."""
-    from simclr.data import is_digits, open_source
+    """The number of images a cell's pretraining reads from its named data set: the
+    digits demo's 1797, a torchvision set's training split
+    (:func:`simclr.data.named_train_size`: its files checked, not read), which is
+    refused, with the way to fetch it, when missing under --data-root (fetched with
+    --download). Each (name, root, download) counted once, in ``opened``."""
+    from simclr.data import is_digits, named_train_size, open_source
 
     name = "digits" if is_digits(cfg.data.path) else str(cfg.data.path).lower()
     root = "" if name == "digits" else os.path.abspath(os.path.expanduser(cfg.data.root))
     key = (name, root, cfg.data.download and name != "digits")
     if key not in opened:
-        opened[key] = open_source(cfg.data.path, cfg.data, train=True).num_images
+        opened[key] = open_source(cfg.data.path, cfg.data, train=True).num_images \
+            if name == "digits" else named_train_size(name, cfg.data)
     return opened[key]

@@ -377,3 +377,22 @@ def test_default_workers_are_a_share_of_the_usable_cores_per_local_process(
     else:
         monkeypatch.setenv("LOCAL_WORLD_SIZE", local)
     assert default_workers() == expected
+
+
+def test_a_named_sets_size_is_known_from_its_files_without_reading_them(tmp_path):
+    """A sweep counts each cell's named data set before the first trains: opening it
+    read the whole split (STL-10's 2.7 GB) once more, on every rerun too. Its files are
+    checked present (empty here: reading them would fail) and its size is known."""
+    from simclr.data import named_train_size
+
+    for name, folder, files in (("cifar10", "cifar-10-batches-py",
+                                 [f"data_batch_{k}" for k in range(1, 6)]),
+                                ("stl10", "stl10_binary",
+                                 ["train_X.bin", "train_y.bin", "unlabeled_X.bin"])):
+        cfg = DataConfig(root=str(tmp_path / name))
+        with pytest.raises(SimCLRError, match=f"{name} not found under"):
+            named_train_size(name, cfg)
+        (tmp_path / name / folder).mkdir(parents=True)
+        for f in files:
+            (tmp_path / name / folder / f).write_bytes(b"")
+        assert named_train_size(name, cfg) == {"cifar10": 50_000, "stl10": 105_000}[name]
