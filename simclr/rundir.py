@@ -532,12 +532,18 @@ def check_not_inside_run(run_dir: Path) -> None:
 
 
 def run_above(folder: str | Path) -> Path | None:
-    """The nearest run (a folder holding config.yaml and checkpoints/) above ``folder``,
-    None where there is none (or a folder above it cannot be read: no run of ours)."""
+    """The nearest run above ``folder``: a folder holding config.yaml and a checkpoints/
+    with simclr's checkpoint files (last.pt, ckpt-<step>.pt: a project's own config.yaml
+    and checkpoints/ are no run); None where there is none (or a folder above it cannot
+    be read: no run of ours)."""
+    def is_run(p: Path) -> bool:
+        return (p / "config.yaml").is_file() and (
+            (p / CHECKPOINTS / LAST).is_file() or bool(periodic_checkpoints(p / CHECKPOINTS)))
+
     try:
-        return next((p for p in Path(folder).expanduser().resolve().parents
-                     if (p / "config.yaml").is_file() and (p / CHECKPOINTS).is_dir()), None)
-    except OSError:
+        return next((p for p in Path(folder).expanduser().resolve().parents if is_run(p)),
+                    None)
+    except (OSError, SimCLRError):  # (periodic_checkpoints: a folder it cannot list)
         return None
 
 

@@ -682,5 +682,9 @@ def test_a_new_run_inside_another_runs_folder_is_refused(tmp_path, image_folder,
     assert after == before  # nothing written there
     # beside it, and the run itself continued, as before
     assert run(tmp_path, image_folder, cache_dir, "b", max_steps=2)[1]["steps"] == 2
+    # a project's own config.yaml and checkpoints/ above the run make no run of simclr's
+    (tmp_path / "proj" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "proj" / "config.yaml").write_text("model: bert\n")
+    assert run(tmp_path, image_folder, cache_dir, "proj/runs/c", max_steps=2)[1]["steps"] == 2
     cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "a", cache_dir, max_steps=2))
     assert train.pretrain(cfg, resume=True)["steps"] == 2
