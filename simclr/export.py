@@ -191,9 +191,10 @@ def export_encoder(checkpoint: str | Path, out: str | Path,
         # an imported file's origin stays with it; it has no step of simclr's
         **({"step": int(step)} if (step := encoder_trained_step(ckpt)) is not None else {}),
         **({"imported": ckpt["imported"]} if ckpt.get("imported") else {}),
-        # its side a guess (imported weights record none): its readers keep saying so
-        **({"size_guessed": True} if ckpt.get("size_guessed") and image_size is None
-           else {}),
+        # its side a guess (imported weights record none): its readers keep saying so;
+        # False where --image-size gave it (an export of before recorded neither: maybe)
+        **({"size_guessed": bool(ckpt.get("size_guessed")) and image_size is None}
+           if ckpt.get("imported") else {}),
         # a random-init baseline's classifier: its encoder is no trained one
         **({"features": ckpt["features"]} if ckpt.get("features") else {}),
         # a stopped training's weights: said by what reads the export, kept by its cards

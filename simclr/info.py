@@ -290,10 +290,12 @@ def _entry(entries: dict[Any, Any], key: str, damaged: list[str],
 
 def checkpoint_facts(path: Path) -> dict[str, Any]:
     """Kind, progress, encoder and (classifiers) classes and stored top-1 of one file."""
+    from simclr.pretrained import side_guessed
+
     ckpt = load_checkpoint(path, mmap=True)  # the entries, not the tensors' data
     damaged: list[str] = []
     facts = {"kind": _entry(ckpt, "kind", damaged), "imported": _entry(ckpt, "imported", damaged),
-             **({"size_guessed": True} if ckpt.get("size_guessed") else {}),
+             **({"size_guessed": guess} if (guess := side_guessed(ckpt)) else {}),
              "step": _entry(ckpt, "step", damaged), "run_id": _entry(ckpt, "run_id", damaged),
              "total_steps": _entry(ckpt, "total_steps", damaged),
              "elapsed_s": _entry(ckpt, "elapsed", damaged),

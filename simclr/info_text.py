@@ -21,6 +21,10 @@ KIND_NAMES = {"pretrain": "SimCLR pretraining", "supervised": "supervised traini
               "linear": "linear classifier", "finetune": "fine-tuned classifier",
               "encoder": "exported encoder"}
 NAMES_SHOWN = 20  # a classifier's class names listed as text; the rest counted (ImageNet: 1000)
+# What follows an encoder's side where it may be no trained one (pretrained.side_guessed)
+_GUESSED = {"guessed": " assumed (no size recorded; --image-size)",
+            "perhaps": " perhaps assumed (exported by an earlier simclr, which kept no "
+                       "record of it; --image-size)"}
 
 
 def render(facts: dict[str, Any]) -> str:
@@ -329,8 +333,7 @@ def _checkpoint_line(c: dict[str, Any]) -> str:
         parts.append(f"{c['classes']} classes")
     if c.get("encoder"):  # the head only where it is kept (a classifier has its own)
         parts.append(_encoder(c["encoder"], head=c.get("kind") == "pretrain") +
-                     (" assumed (no size recorded; --image-size)" if c.get("size_guessed")
-                      else ""))
+                     _GUESSED.get(str(c.get("size_guessed")), ""))
     if c.get("top1") is not None:
         parts.append(f"top-1 {100 * c['top1']:.2f}%")
     stale = f"; it {c['stale']} (predict and export refuse the run folder)" \

@@ -100,8 +100,11 @@ def at_image_size(ckpt: dict[str, Any], image_size: int | None,
     """
     spec = encoder_spec(ckpt)
     if image_size is None:
-        if ckpt.get("size_guessed") and path is not None:
-            print(f"note: {path} records no image size ({ckpt['imported']}): read as "
+        guessed = side_guessed(ckpt)
+        if guessed and path is not None:
+            how = "records no image size" if guessed == "guessed" else \
+                "was exported by an earlier simclr, which did not record whether its side was given"
+            print(f"note: {path} {how} ({ckpt['imported']}): read as "
                   f"{spec['image_size']} px images; --image-size S for another side",
                   file=sys.stderr)
         problem = side_problem(spec["arch"], spec["image_size"])  # (a run's --eval-size,
@@ -120,7 +123,19 @@ def at_image_size(ckpt: dict[str, Any], image_size: int | None,
     if problem is not None:
         raise SimCLRError(f"--image-size{problem}")
     return {**ckpt, "config": config_at_side(ckpt["config"], spec["cifar_stem"], image_size,
-                                             trained=not ckpt.get("size_guessed"))}
+                                             trained=side_guessed(ckpt) is None)}
+
+
+def side_guessed(ckpt: dict[str, Any]) -> str | None:
+    """'guessed' where ``ckpt``'s image side is a guess (imported weights record none:
+    ``size_guessed``), 'perhaps' for an export of imported weights an earlier simclr
+    wrote (before 2026-12-06 it kept the guess or the --image-size given alike, unmarked),
+    None where the side is the trained one."""
+    if ckpt.get("size_guessed"):
+        return "guessed"
+    if ckpt.get("imported") and "exported_from" in ckpt and "size_guessed" not in ckpt:
+        return "perhaps"
+    return None
 
 
 def config_at_side(config: dict[str, Any], cifar_stem: bool, image_size: int,

@@ -1051,8 +1051,20 @@ def test_an_imported_files_guessed_side_stays_a_guess_in_its_export(tmp_path, ca
     sized = tmp_path / "sized.pt"
     assert main(["export", "--checkpoint", str(tmp_path / "tv.pth"), "--out", str(sized),
                  "--image-size", "64"]) == 0
-    assert "size_guessed" not in load_checkpoint(sized)
+    assert load_checkpoint(sized)["size_guessed"] is False
     assert load_checkpoint(sized)["config"]["augment"]["size"] == 64
+    assert main(["info", str(sized)]) == 0 and "assumed" not in capsys.readouterr().out
+    # An export of before 2026-12-06 recorded neither: its side may be a guess, said so
+    old = load_checkpoint(sized)
+    del old["size_guessed"]
+    torch.save(old, tmp_path / "old.pt")
+    assert main(["info", str(tmp_path / "old.pt")]) == 0
+    assert capsys.readouterr().out.endswith(
+        "resnet18 x1, 64 px perhaps assumed (exported by an earlier simclr, which kept no "
+        "record of it; --image-size)\n")
+    at_image_size(old, None, tmp_path / "old.pt")
+    assert "was exported by an earlier simclr, which did not record whether its side was " \
+        "given" in capsys.readouterr().err
 
 
 def test_an_exported_encoder_records_its_source_by_its_absolute_path(run_dir, tmp_path,
