@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from simclr.config import DataConfig
-from simclr.decode import DEFAULT_MAX_PIXELS, load_square, pil_truncation
+from simclr.decode import DEFAULT_MAX_PIXELS, ReadFailure, load_square, pil_truncation
 from simclr.errors import BadImageError, SimCLRError
 from simclr.files import (
     discard,
@@ -58,6 +58,10 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 5
 _CHUNK = 256  # images per decoding task
 _CRC_CHUNK = 16 << 20  # bytes of the .npy checksummed at a time
+# A read that may pass (EIO, ESTALE...: a network file system's glitch) is tried again
+# after each of these pauses (seconds) before it fails the build: one glitch must not
+# throw away an hour of decoding.
+_READ_PAUSES = (0.1, 0.5)
 
 
 # Forking starts the decoding processes at once, but a forked copy of a threaded process
@@ -78,7 +82,7 @@ def _decode_chunk(task: _Task) -> tuple[list[tuple[int, str]], list[float]]:
     aspects = [1.0] * len(paths)
     for k, path in enumerate(paths):
         try:
-            arr, aspects[k] = load_square(path, side, max_pixels, store)
+            arr, aspects[k] = _load_retrying(path, side, max_pixels, store)
         except BadImageError as exc:
             bad.append((start + k, exc.reason))
             continue
@@ -87,6 +91,19 @@ def _decode_chunk(task: _Task) -> tuple[list[tuple[int, str]], list[float]]:
     if rows is not None:
         rows.flush()
     return bad, aspects
+
+
+def _load_retrying(path: str, side: int, max_pixels: int, store: str) -> tuple[np.ndarray, float]:
+    """:func:`~simclr.decode.load_square`, a read that may pass (:class:`ReadFailure`)
+    tried again after each of :data:`_READ_PAUSES`; the last failure is raised (the
+    build fails, nothing kept). A bad image (:class:`BadImageError`) is not retried."""
+    for pause in _READ_PAUSES:
+        try:
+            return load_square(path, side, max_pixels, store)
+        except ReadFailure as exc:
+            log.debug("%s; trying again in %.1f s", exc, pause)
+            time.sleep(pause)
+    return load_square(path, side, max_pixels, store)
 
 
 def decode_files(

@@ -58,7 +58,8 @@ PASSING_ERRNOS = frozenset(getattr(errno, name) for name in (
 class ReadFailure(SimCLRError):
     """A file could not be read for a reason that may pass (:data:`PASSING_ERRNOS`, a
     MemoryError): not a bad image, which a cache would record for good; a cache build
-    fails, and running it again retries the file (an uncached pass replaces the image
+    tries the file again a few times (:data:`simclr.cache._READ_PAUSES`), then fails,
+    and running it again retries the file (an uncached pass replaces the image
     this once: :func:`simclr.data.load_item`). ``reason`` says why, without the path."""
 
     def __init__(self, path: str, reason: str) -> None:

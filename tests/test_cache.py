@@ -1042,6 +1042,7 @@ def test_a_read_failure_that_may_pass_fails_the_build_and_keeps_nothing(
 
     monkeypatch.setattr(decode, "_open_header", flaky)
     monkeypatch.setattr(cache, "_CHUNK", 2)  # (a few tasks: the pool is used)
+    monkeypatch.setattr(cache, "_READ_PAUSES", (0.0, 0.0), raising=False)  # (no waiting)
     with pytest.raises(SimCLRError, match=rf"^cannot read {broken}: Input/output error .*"
                                           "run again to retry it") as info:
         open_source(str(tmp_path / "imgs"),
@@ -1050,6 +1051,46 @@ def test_a_read_failure_that_may_pass_fails_the_build_and_keeps_nothing(
     assert cache.cache_entries(tmp_path / "cache") == before
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
         [before[0].npy.name, before[0].meta.name])
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("failures", [1, 9])
+def test_a_read_that_fails_briefly_is_tried_again_before_the_build_fails(
+        tmp_path, monkeypatch, workers, failures):
+    """One EIO (a network file system's glitch) failed a whole build, an hour of
+    decoding thrown away: the file is now tried a few times (pauses _READ_PAUSES); one
+    that reads the second time is cached as any other, not recorded as bad; one that
+    never reads still fails the build, after every try."""
+    import errno
+
+    arrays = _cifar_like(tmp_path / "imgs")
+    broken = str(tmp_path / "imgs" / "cat" / "3.png")
+    tries = tmp_path / "tries"  # (a file: counted across the decoding processes)
+    opened = decode._open_header
+
+    def flaky(f):
+        if f.name == broken:
+            with open(tries, "a") as out:
+                out.write("x")
+            if tries.stat().st_size <= failures:
+                raise OSError(errno.EIO, "Input/output error")
+        return opened(f)
+
+    monkeypatch.setattr(decode, "_open_header", flaky)
+    monkeypatch.setattr(cache, "_CHUNK", 2)  # (a few tasks: the pool is used)
+    monkeypatch.setattr(cache, "_READ_PAUSES", (0.0, 0.0), raising=False)  # (no waiting)
+    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), workers=workers)
+    if failures > len(cache._READ_PAUSES):
+        with pytest.raises(SimCLRError, match=rf"^cannot read {broken}: Input/output"):
+            open_source(str(tmp_path / "imgs"), cfg)
+        assert tries.stat().st_size == 3 and cache.cache_entries(tmp_path / "cache") == []
+        return
+    src = open_source(str(tmp_path / "imgs"), cfg)
+    assert tries.stat().st_size == 2 and src.cached and src.skipped == []
+    names = [int(Path(p).stem) for p in src.paths]
+    expected = np.stack([arrays[k] for k in names]).transpose(0, 3, 1, 2)
+    assert (src.get_batch(np.arange(6)).numpy() == expected).all()
+    assert open_source(str(tmp_path / "imgs"), cfg).skipped == []  # (the record too)
 
 
 _SLOW_BUILD = """
