@@ -254,7 +254,7 @@ def _other_images(now: int, saved: Any, folder: str | None = None) -> SimCLRErro
     """Another number of images than the run's; ``folder`` (its --data) tells whether
     this release reads it otherwise: a split in capitals, Train/ and Test/ read as two
     classes before 2026-12-06 (folders._split_folder)."""
-    split = None if folder is None else _split_read_anew(folder)
+    split = None if folder is None else split_read_anew(folder)
     if split is not None:
         return SimCLRError(f"--resume: this release reads {folder} as its split {split.name}/ "
                            f"({now} images), where the run's release read its splits as two "
@@ -265,7 +265,7 @@ def _other_images(now: int, saved: Any, folder: str | None = None) -> SimCLRErro
                        "restore the folder)")
 
 
-def _split_read_anew(folder: str) -> Path | None:
+def split_read_anew(folder: str) -> Path | None:
     """The split this release reads of ``folder`` where releases before 2026-12-06 read
     the whole folder (their split names in lower case only), else None."""
     from simclr.folders import HELD_OUT_SPLITS, split_root

@@ -77,7 +77,7 @@ from simclr.results import (
     prepare_dir,
     write_results,
 )
-from simclr.resume import session_number, start_record
+from simclr.resume import session_number, split_read_anew, start_record
 from simclr.rundir import (
     RESUME_MARK,
     SUPERVISED_RESULT,
@@ -258,6 +258,7 @@ def check_same_data(ckpt: Mapping[str, Any], train: Any, listed: bool = False) -
     than the run's images."""
     classes, num = list(ckpt["classes"]), int(ckpt["num_train"])
     if list(train.classes) != classes:
+        _check_split_read_anew(ckpt, train.classes)
         gone = [c for c in classes if c not in train.classes]
         new = [c for c in train.classes if c not in classes]
         what = "; ".join(part for part in (
@@ -269,6 +270,21 @@ def check_same_data(ckpt: Mapping[str, Any], train: Any, listed: bool = False) -
     if (now < num) if listed else (now != num):
         raise SimCLRError(f"--resume: the training folder now holds {now} images; "
                           f"the run started with {num}, so it cannot continue exactly")
+
+
+def _check_split_read_anew(ckpt: Mapping[str, Any], now: list[str]) -> None:
+    """Refuse, naming why, a run whose release read its training folder's splits
+    (DIR/Train, DIR/Test) as its classes where this release reads DIR as its split
+    (resume.split_read_anew): 'classes no longer there: Test, Train' would be untrue."""
+    folder = (ckpt.get("data") or {}).get("train")
+    split = split_read_anew(folder) if isinstance(folder, str) else None
+    classes = list(ckpt["classes"])
+    if split is not None and split.name in classes:  # (its split was one of its classes)
+        raise SimCLRError(f"--resume: this release reads {folder} as its split "
+                          f"{split.name}/ (classes {', '.join(now[:3])}), where the run's "
+                          f"release read its splits as two classes ({', '.join(classes[:3])}"
+                          "; the held-out images trained on too); the run cannot continue "
+                          "on its images: start a new run")
 
 
 def restore(ckpt: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,

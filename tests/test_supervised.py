@@ -23,6 +23,7 @@ from simclr.pretrained import encoder_from_checkpoint
 from simclr.settings import build_config, load_yaml
 from simclr.supervised import resume_config, run_supervised
 from tests.conftest import check_ranked_test, make_image_folder, recorded_test, stop_at
+from tests.image_files import rgb, save_image
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -435,6 +436,28 @@ def test_a_listing_of_more_files_than_the_runs_images_resumes_and_of_fewer_does_
     check_same_data(ckpt, listing(3), listed=True)
     with pytest.raises(SimCLRError, match="now holds 2 images; the run started with 3"):
         check_same_data(ckpt, listing(2), listed=True)
+
+
+def test_a_previous_releases_run_on_a_split_folder_is_refused_naming_the_split(tmp_path):
+    """A run of a release before 2026-12-06 on DIR/{Train,Test} read them as two
+    classes (Test, Train); its --resume said 'classes no longer there: Test, Train' with
+    both on disk: now it says this release reads DIR as its split, as pretraining does."""
+    from simclr.folders import list_folder
+    from simclr.supervised import check_same_data
+
+    root = tmp_path / "tt"
+    for split in ("Train", "Test"):
+        for k, name in enumerate(("cat", "dog")):
+            save_image(root / split / name / f"{k}.png", rgb(8, 8, k))
+    ckpt = {"classes": ["Test", "Train"], "num_train": 4, "data": {"train": str(root)}}
+    with pytest.raises(SimCLRError, match=rf"^--resume: this release reads {root} as its "
+                                          r"split Train/ \(classes cat, dog\), where the "
+                                          r"run's release read its splits as two classes "
+                                          r"\(Test, Train.*start a new run$"):
+        check_same_data(ckpt, list_folder(str(root), train=True), listed=True)
+    ckpt["classes"] = ["ant", "bee"]  # (classes of its own changed: said as before)
+    with pytest.raises(SimCLRError, match="classes no longer there: ant, bee; new classes"):
+        check_same_data(ckpt, list_folder(str(root), train=True), listed=True)
 
 
 def test_a_resumed_run_keeps_its_saved_plan_and_steps():
