@@ -56,6 +56,9 @@ class RunState:
     # The unreadable files met so far, all sessions (the source's own list, which grows)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     run_id: str = field(default_factory=new_run_id)  # the saved one's, once resumed
+    # The splits the kNN monitor reads of --knn-train and --knn-test (None: the folder
+    # itself; no list: no monitor): a resumed run is told where they differ from its own
+    knn_splits: list[str | None] | None = None
     # The metrics log's open --log-every window (monitor.Meter.saved: its float32 sums,
     # steps, first step, training seconds at its start and untimed steps; the collapse
     # watch's state); None: none saved
@@ -99,6 +102,7 @@ def checkpoint_state(
         "cpu_threads": torch.get_num_threads(),
         "processes": dist.world_size(),
         "run_id": state.run_id,
+        **({} if state.knn_splits is None else {"knn_splits": state.knn_splits}),
         **({} if state.log_window is None else {"log_window": state.log_window}),
     }
 
@@ -276,6 +280,59 @@ def split_read_anew(folder: str) -> Path | None:
         return None
     names = {entry.name for entry in os.scandir(root)}  # (as written: macOS is case-blind)
     return None if "train" in names and any(n in names for n in HELD_OUT_SPLITS) else chosen
+
+
+def knn_splits(cfg: Config) -> list[str | None] | None:
+    """The split folder each of --knn-train and --knn-test is read as (None: the folder
+    itself, a named data set's name too), None without a kNN monitor."""
+    if not cfg.knn_train or not cfg.knn_test:
+        return None
+    return [_split_name(cfg.knn_train, True), _split_name(cfg.knn_test, False)]
+
+
+def _split_name(folder: str, train: bool) -> str | None:
+    """The split ``folder`` is read as for training (``train``) or testing, or None."""
+    from simclr.folders import split_root
+
+    root = Path(folder).expanduser()
+    chosen = split_root(folder, train)
+    return None if chosen == root else chosen.name
+
+
+def knn_split_notes(ckpt: dict[str, Any], cfg: Config) -> list[str]:
+    """A note where the kNN monitor of a resumed run reads other images of its folders
+    than the run did: a release before 2026-12-06 (no ``knn_splits`` saved) read DIR
+    holding Train/ and Test/ as two classes (:func:`split_read_anew`), this one scores
+    DIR/Train against DIR/Test; the monitor's curve breaks there, the training (on
+    --data) is as it was. No note where the run had no monitor."""
+    now = knn_splits(cfg)
+    if now is None or not (ckpt.get("config") or {}).get("knn_train"):
+        return []
+    folders = (str(cfg.knn_train), str(cfg.knn_test))  # (both set: knn_splits)
+    saved = ckpt.get("knn_splits")
+    earlier = saved is None
+    if earlier:  # (the previous release: read whole what this one reads as its split)
+        saved = [None if split_read_anew(f) is not None else n
+                 for f, n in zip(folders, now, strict=True)]
+    if not isinstance(saved, list) or len(saved) != 2 or saved == now:
+        return []
+    changed = [(flag, folder, before, after) for flag, folder, before, after in zip(
+        ("--knn-train", "--knn-test"), folders, saved, now, strict=True) if before != after]
+    reads = " and ".join(f"{flag} {_read_as(folder, after)}"
+                         for flag, folder, _, after in changed)
+    read = " and ".join(dict.fromkeys(_read_as(folder, before)
+                                      for _, folder, before, _ in changed))
+    why = (" (a release before 2026-12-06 read splits named in capitals as two classes)"
+           if earlier else "")
+    return [f"note: the kNN monitor now reads {reads}, where the run read {read}{why}: its "
+            f"kNN curve breaks at step {int(ckpt.get('step') or 0)}; the training is as "
+            "it was"]
+
+
+def _read_as(folder: str, split: Any) -> str:
+    """What the monitor reads of ``folder``: its ``split`` or, for None, all of it."""
+    return f"{Path(folder).expanduser() / split}" if isinstance(split, str) else \
+        f"{folder} whole"
 
 
 def load_resume_config(target: str | Path, overrides: dict[str, Any] | None = None) -> Config:

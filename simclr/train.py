@@ -83,6 +83,8 @@ from simclr.resume import (
     check_resumed_settings,
     check_same_images,
     check_same_runtime,
+    knn_split_notes,
+    knn_splits,
     recorded_init_from,
     restore,
     save,
@@ -232,8 +234,8 @@ def pretrain(
             notes = [*notes, *check_files_listed(run.saved, len(files.paths), digest,
                                                  cfg.data.path)]
         check_batch_fits(cfg.batch_size, len(files.paths), files, cfg.data.max_pixels)
-    if run.saved is not None:
-        notes = [*notes, *check_same_runtime(run.saved, device)]
+    if run.saved is not None:  # (knn: the monitor's images, its curve, not the training)
+        notes = [*notes, *knn_split_notes(run.saved, cfg), *check_same_runtime(run.saved, device)]
     # Read now, so a wrong file is named before the data are decoded; loaded below.
     initial = initial_weights(cfg.init_from) if cfg.init_from and not resume else None
     if initial is not None:  # (and whether it fits this run's encoder)
@@ -266,6 +268,7 @@ def pretrain(
         notes = [*notes, *warmup_notes(cfg, plan), *lr_notes(cfg.optim, cfg.batch_size)]
     if files is not None:
         state.num_files, state.files_digest = len(files.paths), digest
+    state.knn_splits = knn_splits(cfg)  # (as read this session: what later ones compare)
     state.cached, state.skipped = source.cached, source.skipped  # (a list that grows)
 
     # Every input checked: from here on the run writes (unless the run went on meanwhile).

@@ -185,6 +185,30 @@ def test_a_run_on_splits_in_capitals_read_anew_is_refused_naming_why(tmp_path):
         check_files_listed({"num_files": 48}, 24, "abc", str(tmp_path / "low"))
 
 
+def test_the_knn_monitor_is_said_to_read_anew_only_splits_in_capitals_of_an_earlier_run(
+        tmp_path):
+    """Without knn_splits saved (a release before 2026-12-06), only folders whose splits
+    that release read as classes (Train/, Test/) get the note; lower-case splits were
+    read alike, a run without a monitor had no curve, a run of this release compares
+    what it saved."""
+    from types import SimpleNamespace
+
+    from simclr.resume import knn_split_notes
+
+    for name in ("Train", "Test", "low/train", "low/test"):
+        (tmp_path / name / "a").mkdir(parents=True)
+    caps, low = str(tmp_path), str(tmp_path / "low")
+    monitored = {"config": {"knn_train": caps}, "step": 7}
+    (note,) = knn_split_notes(monitored, SimpleNamespace(knn_train=caps, knn_test=caps))
+    assert note.startswith(f"note: the kNN monitor now reads --knn-train {caps}/Train and "
+                           f"--knn-test {caps}/Test, where the run read {caps} whole (")
+    assert "breaks at step 7" in note
+    assert knn_split_notes(monitored, SimpleNamespace(knn_train=low, knn_test=low)) == []
+    assert knn_split_notes({"config": {}}, SimpleNamespace(knn_train=caps, knn_test=caps)) == []
+    ours = {**monitored, "knn_splits": ["Train", "Test"]}
+    assert knn_split_notes(ours, SimpleNamespace(knn_train=caps, knn_test=caps)) == []
+
+
 def test_skipped_files_follow_a_folder_given_anew():
     """The unreadable files a run met are found again where --data now points: those
     inside the old folder are moved with it, the others (and a run whose folder was

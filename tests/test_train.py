@@ -23,7 +23,7 @@ from simclr.loss import contrast_stats
 from simclr.pretrained import embed_folder, model_from_checkpoint
 from simclr.resume import load_resume_config
 from simclr.settings import build_config, load_yaml
-from tests.conftest import make_image_folder, tiny_flags, unreadable_folder
+from tests.conftest import make_image_folder, stop_at, tiny_flags, unreadable_folder
 from tests.image_files import rgb, save_image
 
 
@@ -902,6 +902,37 @@ def test_a_run_killed_after_its_final_knn_takes_it_from_the_log(tmp_path, image_
     assert [x["step"] for x in measured] == [3, 6]
     assert resumed["status"] == "finished" and resumed["knn_top1"] == measured[-1]["knn_top1"]
     assert resumed["loss"] == [x for x in lines if "loss" in x][-1]["loss"]
+
+
+def test_a_previous_releases_knn_monitor_on_capital_splits_is_said_to_read_them_now(
+        tmp_path, image_folder, cache_dir, capsys):
+    """A run of a release before 2026-12-06 with --knn-train/--knn-test DIR holding
+    Train/ and Test/ scored DIR as two classes (Test, Train); resumed, the monitor reads
+    DIR/Train against DIR/Test and its curve jumped with no word: a note says so. A run
+    of this release, which read the splits from its start, gets none."""
+    splits = tmp_path / "tt"
+    make_image_folder(splits / "Train", per_class=6)
+    make_image_folder(splits / "Test", per_class=3, seed=1)
+    knn = {"knn_train": str(splits), "knn_test": str(splits), "knn_every": 1.0}
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "run", cache_dir, **knn))
+    assert train.pretrain(cfg, on_step=stop_at(1))["status"] == "preempted"
+    capsys.readouterr()
+    resumed = train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True,
+                             on_step=stop_at(2))
+    assert resumed["status"] == "preempted"
+    assert "kNN monitor" not in capsys.readouterr().out  # (read alike from the start)
+    last = tmp_path / "run/checkpoints/last.pt"
+    saved = load_checkpoint(last)
+    assert saved["knn_splits"] == ["Train", "Test"]
+    del saved["knn_splits"]  # as the previous release saved it
+    save_checkpoint(saved, last.parent, last.name)
+    summary = train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True)
+    assert summary["status"] == "finished"
+    notes = [x for x in capsys.readouterr().out.splitlines() if "kNN monitor" in x]
+    assert notes == [f"note: the kNN monitor now reads --knn-train {splits}/Train and "
+                     f"--knn-test {splits}/Test, where the run read {splits} whole (a "
+                     "release before 2026-12-06 read splits named in capitals as two "
+                     "classes): its kNN curve breaks at step 2; the training is as it was"]
 
 
 def test_a_stop_at_a_knn_step_is_measured_when_the_run_resumes(tmp_path, image_folder,
