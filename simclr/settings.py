@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from simclr.config import (
+    ADAMW_BASE_LR,
     ARCHS,
     MAX_SIDE,
     MIN_SIZE,
@@ -724,6 +725,12 @@ def check_same_recipe(saved: Config, given: Config, allowed: AbstractSet[str],
     they change, --lr under another --lr-scaling, is not what the user typed), at most
     a few."""
     changed = recipe_changes(saved, given, allowed)
+    if set(changed) == {"optim.lr"} and "optim.lr" not in flags \
+            and earlier_adamw_lr(changed["optim.lr"][0], given):
+        raise SimCLRError(f"--resume continues the saved settings: the run trained AdamW at "
+                          f"{earlier_adamw_default(changed['optim.lr'][0], given)}; "
+                          f"`simclr pretrain --resume {saved.out}` alone, without "
+                          "--preset/--config and the flags, continues the run as it was")
     if changed:
         paths = sorted(changed, key=lambda p: p not in flags)  # (stable: the config's order)
         said = ", ".join(f"--{flag_of(p)} ({_value_text(changed[p][0])} saved, "
@@ -731,6 +738,26 @@ def check_same_recipe(saved: Config, given: Config, allowed: AbstractSet[str],
         more = f" and {len(paths) - _MOST_NAMED} more" if len(paths) > _MOST_NAMED else ""
         raise SimCLRError(f"--resume continues the saved settings; cannot change {said}"
                           f"{more} (asked by --preset/--config and the flags)")
+
+
+def earlier_adamw_lr(saved_lr: Any, given: Config) -> bool:
+    """Whether ``saved_lr``, an AdamW run's, is a LARS-sized default of a release before
+    2026-12-06 (it gave AdamW a preset's or file's lr) where ``given``, AdamW too, has
+    this release's default (config.ADAMW_BASE_LR): a change no --lr asked for."""
+    if given.optim.name != "adamw" or not isinstance(saved_lr, (int, float)):
+        return False
+    default = ADAMW_BASE_LR.get(given.optim.lr_scaling, ADAMW_BASE_LR["linear"])
+    return given.optim.lr == default and saved_lr > default
+
+
+def earlier_adamw_default(saved_lr: float, given: Config) -> str:
+    """What a message says of an :func:`earlier_adamw_lr`: the run's lr, and the default
+    of this release at ``given``'s scaling rule (--lr 1 ...; ... 0.001 x B/256 ...)."""
+    rule = given.optim.lr_scaling
+    scaled = {"linear": " x B/256", "sqrt": " x sqrt(B)"}.get(rule, "")
+    return (f"--lr {_value_text(saved_lr)}, a default of a release before 2026-12-06 (a "
+            f"preset's or file's LARS-sized lr kept for AdamW); this release's AdamW default "
+            f"is {_value_text(given.optim.lr)}{scaled} (LARS-sized rates collapse AdamW)")
 
 
 def _value_text(value: Any) -> str:

@@ -296,11 +296,30 @@ def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
                                                            flatten(found))
     if differs:
         k, then, now = differs
+        _check_earlier_adamw_lr(cfg, found or {}, run_dir, cell)
         keep = _flag_setting(k, then)
         # (the same command given to a later simclr meets another default: a preset's)
         way = f"give {keep} to continue the sweep, or " if keep else ""
         raise SimCLRError(f"cell {cell} already holds a run with other settings ({k}: "
                           f"{then!r} there, {now!r} now); {way}use a new --out")
+
+
+def _check_earlier_adamw_lr(cfg: Any, found: dict[str, Any], run_dir: Path, cell: str) -> None:
+    """A cell whose run differs only in its AdamW lr, a release before 2026-12-06's
+    LARS-sized default (settings.earlier_adamw_lr): said so, with what trains the cell at
+    this release's default. --lr to keep the old one would change every other cell too,
+    and a cell's own lr cannot be given per cell."""
+    from simclr.settings import earlier_adamw_default, earlier_adamw_lr
+
+    found = flatten(found)
+    then: Any = found.get("optim.lr")  # (a number: earlier_adamw_lr checks)
+    if not earlier_adamw_lr(then, cfg) or found.get("optim.name") != "adamw" or \
+            _first_difference({**flatten(cfg.to_dict()), "optim.lr": then}, found):
+        return
+    raise SimCLRError(f"cell {cell} already holds a run trained AdamW at "
+                      f"{earlier_adamw_default(then, cfg)}; a cell's own lr cannot be given "
+                      f"per cell: use a new --out, or remove {run_dir} to train that cell "
+                      "anew at this default")
 
 
 def _flag_setting(path: str, value: Any) -> str | None:

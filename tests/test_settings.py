@@ -480,6 +480,31 @@ def test_a_recipe_change_names_the_flags_given_first():
                           set(RESUME_SETTINGS), flags)
 
 
+def test_an_earlier_adamw_runs_lr_is_no_change_the_user_asked_for(tmp_path):
+    """`--resume RUN --preset digits --optimizer adamw` of a run of a release before
+    2026-12-06 (AdamW at the preset's LARS lr, 1.0) said 'cannot change --lr (1 saved,
+    0.001 asked)', an --lr never given: it now says AdamW's default changed and that
+    --resume RUN alone continues the run as it was. An --lr given is refused as before."""
+    from simclr.config import RESUME_SETTINGS
+    from simclr.settings import check_same_recipe
+
+    flags = {"optim.name": "adamw", "out": str(tmp_path / "run")}
+    saved = build_config("digits", flags=flags)
+    saved.optim.lr = 1.0  # (as that release saved it)
+    with pytest.raises(SimCLRError, match=re.escape(
+            "--resume continues the saved settings: the run trained AdamW at --lr 1, a "
+            "default of a release before 2026-12-06 (a preset's or file's LARS-sized lr "
+            "kept for AdamW); this release's AdamW default is 0.001 x B/256 (LARS-sized "
+            f"rates collapse AdamW); `simclr pretrain --resume {tmp_path / 'run'}` alone, "
+            "without --preset/--config and the flags, continues the run as it was")):
+        check_same_recipe(saved, build_config("digits", flags=flags), set(RESUME_SETTINGS),
+                          flags)
+    given = {**flags, "optim.lr": 0.002}
+    with pytest.raises(SimCLRError, match=re.escape("cannot change --lr (1 saved, 0.002 asked")):
+        check_same_recipe(saved, build_config("digits", flags=given), set(RESUME_SETTINGS),
+                          given)
+
+
 def test_a_files_plain_values_are_read_as_the_same_text_given_as_a_flag(tmp_path):
     """YAML 1.1 read `on` as True (refused by --cache, whose --help spells on), `off` as
     False (a folder named False), 0123 as octal 83 and 1:30 as 90 seconds: a file's plain

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import signal
 from pathlib import Path
 
@@ -235,6 +236,32 @@ def test_a_rerun_refused_for_other_settings_leaves_out_as_it_was(tmp_path, image
         run_sweep([parse_axis("temperature=0.1,0.5")], out, preset=None, config=None,
                   flags={**flags, "model.projection_shortcuts": True}, evaluate=None)
     assert _files(out) == before
+
+
+def test_an_earlier_adamw_cells_lr_is_said_to_be_the_old_default(tmp_path):
+    """A rerun (--set optimizer=lars,adamw) of a sweep of a release before 2026-12-06,
+    whose AdamW cell trained at the preset's LARS lr (1.0), said 'give --lr 1.0', which
+    would change the other cells too: it now says the cell trained at that release's
+    default and how to train it at this one's. Another lr differing is said as before."""
+    from simclr.sweep import _check_same_settings
+
+    cfg = build_config("digits", flags={"optim.name": "adamw"})
+    saved = cfg.to_dict()
+    saved["optim"]["lr"] = 1.0  # (as that release saved it)
+    run_dir = tmp_path / "sw" / "optimizer=adamw"
+    run_dir.mkdir(parents=True)
+    save_yaml(saved, run_dir / "config.yaml")
+    with pytest.raises(SimCLRError, match=re.escape(
+            "cell optimizer=adamw already holds a run trained AdamW at --lr 1, a default of "
+            "a release before 2026-12-06 (a preset's or file's LARS-sized lr kept for "
+            "AdamW); this release's AdamW default is 0.001 x B/256 (LARS-sized rates "
+            "collapse AdamW); a cell's own lr cannot be given per cell: use a new --out, or "
+            f"remove {run_dir} to train that cell anew at this default") + "$"):
+        _check_same_settings(cfg, run_dir, "optimizer=adamw")
+    saved["seed"] = 7  # (more than its lr differs: the first difference, as before)
+    save_yaml(saved, run_dir / "config.yaml")
+    with pytest.raises(SimCLRError, match=r"other settings \(optim.lr: 1.0 there"):
+        _check_same_settings(cfg, run_dir, "optimizer=adamw")
 
 
 def test_a_bad_cell_fails_before_anything_runs(tmp_path, image_folder, cache_dir):
