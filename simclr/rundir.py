@@ -533,12 +533,13 @@ def check_not_inside_run(run_dir: Path) -> None:
 
 def run_above(folder: str | Path) -> Path | None:
     """The nearest run above ``folder``: a folder holding config.yaml and a checkpoints/
-    with simclr's checkpoint files (last.pt, ckpt-<step>.pt: a project's own config.yaml
-    and checkpoints/ are no run); None where there is none (or a folder above it cannot
-    be read: no run of ours)."""
+    with simclr's checkpoint files (last.pt, ckpt-<step>.pt) or simclr's logs (a run
+    killed before its first checkpoint): a project's own config.yaml and checkpoints/
+    are no run; None where there is none (or a folder above it cannot be read)."""
     def is_run(p: Path) -> bool:
-        return (p / "config.yaml").is_file() and (
-            (p / CHECKPOINTS / LAST).is_file() or bool(periodic_checkpoints(p / CHECKPOINTS)))
+        return (p / "config.yaml").is_file() and (p / CHECKPOINTS).is_dir() and (
+            (p / CHECKPOINTS / LAST).is_file() or bool(periodic_checkpoints(p / CHECKPOINTS))
+            or _logs_of_a_run(p))  # (a run killed before its first checkpoint)
 
     try:
         return next((p for p in Path(folder).expanduser().resolve().parents if is_run(p)),

@@ -531,13 +531,14 @@ def test_a_stop_at_a_cells_last_step_stops_the_sweep(tmp_path, image_folder, mon
 def test_an_out_inside_a_run_is_refused(tmp_path, image_folder, capsys):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    (run / "config.yaml").write_text("epochs: 1\n")
+    (run / "config.yaml").write_text("epochs: 1\nprovenance:\n  simclr: 0.1.0\n")
     for out in (run / "sub", run / "checkpoints"):
         assert main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
                      "--batch-size", "8", "--eval", "none", "--out", str(out)]) == 2
         assert f"--out {out} lies inside the run {run}; give the sweep a folder" in \
             capsys.readouterr().err
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml"]
+    # (a project's own config.yaml and checkpoints/ are no run: rundir.run_above)
 
 
 def test_an_out_that_links_to_a_missing_folder_gets_that_folder(tmp_path, image_folder,
