@@ -242,11 +242,8 @@ def _decode_file(
     except Image.UnidentifiedImageError:
         raise BadImageError(path, "not an image file, or one with a damaged header (format "
                                   "not recognised)") from None
-    except MemoryError as exc:  # (a full memory says nothing of the file)
-        failure = _read_failure(path, exc)
-        assert failure is not None  # (a MemoryError always is one)
-        raise failure from None
     except Exception as exc:  # any decoder failure means "bad file", but a failed read
+        # or a full memory (MemoryError), which say nothing of the file
         if (failure := _read_failure(path, exc)) is not None:
             raise failure from None
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
