@@ -702,6 +702,8 @@ def digits_split(seed: int = 0, train_size: int = 1200) -> tuple[ImageSource, Im
 # Images in each named data set's training split as pretraining reads it (torchvision's
 # CIFAR-10/100 train, STL-10 train+unlabeled: 5000 + 100000)
 NAMED_TRAIN_SIZES = {"cifar10": 50_000, "cifar100": 50_000, "stl10": 105_000}
+# Each named data set's class in torchvision.datasets
+_TORCHVISION_CLASSES = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "stl10": "STL10"}
 
 
 def named_train_size(name: str, cfg: DataConfig) -> int:
@@ -711,7 +713,7 @@ def named_train_size(name: str, cfg: DataConfig) -> int:
     2.7 GB); missing, it is opened as pretraining opens it, refused or downloaded."""
     import torchvision.datasets as tvd
 
-    cls = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "stl10": tvd.STL10}[name]
+    cls = getattr(tvd, _TORCHVISION_CLASSES[name])
     folder = Path(cfg.root).expanduser() / str(getattr(cls, "base_folder", ""))
     files = [entry[0] for entry in getattr(cls, "train_list", [])]
     if files and all((folder / f).is_file() for f in files):
@@ -724,17 +726,16 @@ def _open_named(name: str, cfg: DataConfig, train: bool) -> ImageSource:
     import torchvision.datasets as tvd
 
     root = Path(cfg.root).expanduser()
+    cls_name = _TORCHVISION_CLASSES[name]
     if name == "stl10":
         split = "train+unlabeled" if train else "test"
         make = functools.partial(tvd.STL10, str(root), split=split)
     else:
-        cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
-        make = functools.partial(cls, str(root), train=train)
+        make = functools.partial(getattr(tvd, cls_name), str(root), train=train)
     try:
         ds = make(download=False)
     except RuntimeError:
         if not cfg.download:  # the fetch alone (pretrain --download would also train)
-            cls_name = {"cifar10": "CIFAR10", "cifar100": "CIFAR100", "stl10": "STL10"}[name]
             fetch = (f"import torchvision; torchvision.datasets.{cls_name}({str(root)!r}, "
                      "download=True)")
             raise SimCLRError(f"{name} not found under {root}; fetch it once (needs internet) "
