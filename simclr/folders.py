@@ -471,6 +471,18 @@ def split_root(path: str | os.PathLike, train: bool) -> Path:
     return _split_folder(root, train) if root.is_dir() else root
 
 
+def split_read_anew(folder: str) -> Path | None:
+    """The split this release reads of ``folder`` (:func:`_split_folder`) where releases
+    before 2026-12-06 read the whole folder (their split names in lower case only), else
+    None: a run they saved on it cannot continue on its images."""
+    root = Path(folder).expanduser()
+    chosen = split_root(folder, train=True)
+    if chosen == root or not root.is_dir():
+        return None
+    names = {entry.name for entry in os.scandir(root)}  # (as written: macOS is case-blind)
+    return None if "train" in names and any(n in names for n in HELD_OUT_SPLITS) else chosen
+
+
 def list_folder(spec: str | None, train: bool = True,
                 unlabeled: bool = False) -> ImageList | None:
     """The files :func:`open_source` reads for ``spec``, listed without decoding any, so

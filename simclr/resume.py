@@ -22,7 +22,7 @@ from simclr.checkpoint import (
 )
 from simclr.config import RESUME_SETTINGS, Config
 from simclr.errors import SimCLRError
-from simclr.folders import named_dataset
+from simclr.folders import named_dataset, split_read_anew
 from simclr.launch import path_word
 from simclr.optim import load_optimizer_state
 from simclr.plan import Plan
@@ -267,19 +267,6 @@ def _other_images(now: int, saved: Any, folder: str | None = None) -> SimCLRErro
     return SimCLRError(f"--resume: the data folder now holds {now} images; the run started "
                        f"with {saved}, so it cannot continue exactly (start a new run, or "
                        "restore the folder)")
-
-
-def split_read_anew(folder: str) -> Path | None:
-    """The split this release reads of ``folder`` where releases before 2026-12-06 read
-    the whole folder (their split names in lower case only), else None."""
-    from simclr.folders import HELD_OUT_SPLITS, split_root
-
-    root = Path(folder).expanduser()
-    chosen = split_root(folder, train=True)
-    if chosen == root or not root.is_dir():
-        return None
-    names = {entry.name for entry in os.scandir(root)}  # (as written: macOS is case-blind)
-    return None if "train" in names and any(n in names for n in HELD_OUT_SPLITS) else chosen
 
 
 def knn_splits(cfg: Config) -> list[str | None] | None:

@@ -54,6 +54,7 @@ from simclr.config import Config
 from simclr.errors import DivergedError, SimCLRError
 from simclr.features import check_labeled, resolve_runtime
 from simclr.files import folder_holder, in_use, lock_folder, read_json, set_aside
+from simclr.folders import split_read_anew
 from simclr.models import build_classifier_within_memory
 from simclr.optim import build_optimizer, load_optimizer_state, lr_at, lr_notes
 from simclr.plan import (
@@ -77,7 +78,7 @@ from simclr.results import (
     prepare_dir,
     write_results,
 )
-from simclr.resume import session_number, split_read_anew, start_record
+from simclr.resume import session_number, start_record
 from simclr.rundir import (
     RESUME_MARK,
     SUPERVISED_RESULT,
@@ -275,7 +276,7 @@ def check_same_data(ckpt: Mapping[str, Any], train: Any, listed: bool = False) -
 def _check_split_read_anew(ckpt: Mapping[str, Any], now: list[str]) -> None:
     """Refuse, naming why, a run whose release read its training folder's splits
     (DIR/Train, DIR/Test) as its classes where this release reads DIR as its split
-    (resume.split_read_anew): 'classes no longer there: Test, Train' would be untrue."""
+    (folders.split_read_anew): 'classes no longer there: Test, Train' would be untrue."""
     folder = (ckpt.get("data") or {}).get("train")
     split = split_read_anew(folder) if isinstance(folder, str) else None
     classes = list(ckpt["classes"])
