@@ -394,6 +394,39 @@ def _find_earlier_runs(root: Path, cells: list[Cell], configs: list[Config]) -> 
     return notes
 
 
+def _other_images_notes(cells: list[Cell], configs: list[Config]) -> list[str]:
+    """A note for each finished cell whose data folder now lists another number of image
+    files than its run was trained on (config.yaml's ``num_images``): reused as it is,
+    as ``--resume`` of a finished run is, its row stands for the images it saw then."""
+    from simclr.folders import list_folder
+
+    counts: dict[tuple[str, bool], int | None] = {}  # (a data axis: each folder listed once)
+
+    def listed(spec: str, unlabeled: bool) -> int | None:
+        if (spec, unlabeled) not in counts:
+            try:
+                files = list_folder(spec, train=True, unlabeled=unlabeled)
+            except SimCLRError:  # a folder gone: said when a cell that trains reads it
+                files = None
+            counts[spec, unlabeled] = None if files is None else len(files.paths)
+        return counts[spec, unlabeled]
+
+    notes = []
+    for cell, cfg in zip(cells, configs, strict=True):
+        saved = _saved_settings(cell.run_dir) if _finished(cell.run_dir) else None
+        then = (saved or {}).get("num_images")
+        if not isinstance(then, int) or cfg.data.path is None:
+            continue
+        # (runs from before images beside the class folders were kept: listed without)
+        now = [listed(cfg.data.path, unlabeled) for unlabeled in (True, False)]
+        if None not in now and then not in now:
+            notes.append(f"note: cell {cell.name} was trained on {then} images; its data "
+                         f"folder now holds {now[0]}: its row stands for the images it saw "
+                         f"then (remove {printable(str(cell.run_dir))} to train it on "
+                         "these)")
+    return notes
+
+
 def _resolved_precision(precision: Any, device: str) -> Any:
     """A precision as it runs on this machine ('auto' is bf16 where that is fast); a
     value that cannot be resolved here stays as written."""
@@ -533,6 +566,7 @@ def run_sweep(
     # is set aside or rewritten: a refused command leaves --out as it found it.
     for cell, cfg in zip(cells, configs, strict=True):
         _check_same_settings(cfg, cell.run_dir, cell.name)
+    reused += _other_images_notes(cells, configs)
     make_folder(root)  # (through a link to a missing folder: its target)
     # Held for the whole sweep: a second sweep into --out is refused before it sets the
     # summary aside or rewrites it as pending under the first one.

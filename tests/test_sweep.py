@@ -344,6 +344,31 @@ def test_fig5_pairs_switch_on_exactly_their_transformations(tmp_path):
         plan_cells([axis, parse_axis("rotate=true,false")], tmp_path)
 
 
+def test_a_finished_cell_on_a_folder_that_changed_is_reused_with_a_note(
+        tmp_path, image_folder, cache_dir, capsys):
+    """A finished cell is reused as --resume of a finished run is, but a folder that now
+    lists other images is said: the cell's row stands for the images it trained on."""
+    import shutil
+
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, epochs=1)
+    flags.pop("out")
+    axes = [parse_axis("temperature=0.2")]
+    cells, _ = run_sweep(axes, tmp_path / "sw", preset=None, config=None, flags=flags,
+                         evaluate=None)
+    last = cells[0].run_dir / "checkpoints" / "last.pt"
+    stamp = last.stat().st_mtime_ns
+    capsys.readouterr()
+    run_sweep(axes, tmp_path / "sw", preset=None, config=None, flags=flags, evaluate=None)
+    assert "note:" not in capsys.readouterr().err  # the same folder: nothing to say
+    first = sorted((image_folder / "class_0").iterdir())[0]
+    shutil.copy(first, first.with_name("added" + first.suffix))
+    run_sweep(axes, tmp_path / "sw", preset=None, config=None, flags=flags, evaluate=None)
+    err = capsys.readouterr().err
+    assert f"note: cell {cells[0].name} was trained on 24 images; its data folder now " \
+           "holds 25" in err
+    assert last.stat().st_mtime_ns == stamp  # reused, not trained again
+
+
 def test_a_rerun_written_otherwise_reuses_the_runs_of_the_same_settings(
         tmp_path, image_folder, cache_dir, capsys):
     """'.2' for '0.2', or the axes in another order, name other folders: the runs of the
