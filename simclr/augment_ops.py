@@ -90,7 +90,8 @@ def _scatter_rows(index: Tensor, weight: Tensor, width: int) -> Tensor:
 def crop_resize(images: Tensor, geo: Tensor, size: int, mode: str) -> Tensor:
     """Crop, resize and flip a batch: uint8 (n, 3, H, W) -> float32 (n, 3, S, S) in [0, 1].
 
-    ``geo`` (n, 5) float32 = top, left, height, width, flip. The rows are resampled by one
+    ``geo`` (n, >= 5) float32: columns 0-4 are top, left, height, width, flip (the rest,
+    other ops' parameters, unread). The rows are resampled by one
     batched product ``Wy @ image`` with the channels side by side (uint8 permute: cheap),
     then the columns by a second product on the (n, S * 3, W) result; the last pass puts
     the channels first and clamps. Two wide products beat one product per channel

@@ -420,7 +420,7 @@ def indexed_features(
     Returns ``(features float32 (N, D), labels int64 (N,), image indices int64 (N,))``
     in source order (or in the order of ``indices``); an unreadable file of an uncached
     source is left out (and recorded in ``source.skipped``), never replaced.
-    ``progress``: the pass's name on stderr (:meth:`Progress.of_pass`, rank 0 alone);
+    ``progress``: the pass's name on stderr (:meth:`Progress.of_named_pass`, rank 0 alone);
     None: it runs unseen (the kNN monitor inside a pretraining).
     """
     order = np.arange(source.num_images) if indices is None else np.asarray(indices)

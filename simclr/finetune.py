@@ -179,24 +179,21 @@ def run_finetune(
 ) -> dict[str, Any]:
     """``simclr finetune``: fine-tune the whole encoder on a class-balanced labeled subset.
 
-    CLI flags: ``--checkpoint CKPT --train DIR --test DIR --out RUN_DIR
-    [--label-fraction F | --labels-per-class K | --subset FILE] (none: all labels) [--epochs N
-    (60 for <= 5% of the labels, else 30)] [--batch-size 256] [--lr 0.05] [--momentum 0.9]
-    [--schedule cosine|constant] [--crop-scale 0.08,1.0] [--crop-sampler torchvision|official]
-    [--from-head] [--from-scratch] [--checkpoint-every 500] [--no-sync-bn]
-    [--seed 0] [--device auto] [--precision auto] [--workers N] [--cache-dir DIR]
-    [--no-channels-last]``.
+    Its flags: ``simclr finetune --help`` (the labels: a fraction, K per class, a list,
+    or all of them; 60 epochs for <= 5% of the labels, else 30; lr 0.05 x B/256).
 
     The subset (``class_balanced_subset`` with ``seed``, or the images ``subset_file``
-    lists: :func:`subset_from_list`) is written to ``run_dir/labeled_subset.txt`` (its
-    unreadable files left out: an uncached folder's, met in the training, replaced there
-    by other images of the subset); Nesterov SGD, lr ``lr`` x B/256, no warm-up, no
+    lists: :func:`simclr.subsets.subset_from_list`) is written to
+    ``run_dir/labeled_subset.txt`` (its unreadable files left out: an uncached
+    folder's, met in the training, replaced there by other images of the subset);
+    Nesterov SGD, lr ``lr`` x B/256, no warm-up, no
     weight decay, ``schedule`` per step; crop + flip views. ``from_head`` needs ``head``
     (the pretrained projection head, models.ProjectionHead) and fine-tunes from its
     first layer; ``from_scratch`` re-initialises the encoder (same architecture). The
     given modules are copied, never modified (``channels_last``: the copy's weights and
     the views in that memory format, the faster). Writes ``finetune.json``,
-    ``finetune_confusion.png`` and ``checkpoints/finetune.pt`` (encoder.* + fc.*);
+    ``finetune_confusion.png`` and ``checkpoints/finetune.pt`` (encoder.* + fc.*, and
+    neck.* with ``from_head``);
     returns the results dict. ``config``: the source checkpoint's config (stored in the
     new checkpoint so it rebuilds the encoder). ``overwrite``: an earlier fine-tuning's
     results in ``run_dir`` are replaced (refused otherwise); they stay whole until the
@@ -499,8 +496,8 @@ class _FineTuning:
 
     def save_results(self, results: dict[str, Any]) -> None:
         """The labeled images' list and the fine-tuned classifier
-        (``checkpoints/finetune.pt``, encoder.* + fc.*, carrying ``results``) into the run
-        folder, if any (over this training's own where it was stopped while it wrote
+        (``checkpoints/finetune.pt``, encoder.* + fc.* (+ neck.*), carrying ``results``)
+        into the run folder, if any (over this training's own where it was stopped while it wrote
         them: ``partial_run.finishing``)."""
         out = self.partial_run.out
         if out is None:

@@ -227,9 +227,7 @@ def run_knn(
 ) -> dict[str, Any]:
     """``simclr knn``: weighted-kNN top-1 (and top-5) of the frozen encoder's h.
 
-    CLI flags: ``--checkpoint CKPT --train DIR --test DIR [--out RUN_DIR] [--k 200]
-    [--temperature 0.1] [--batch-size 256] [--device auto] [--precision auto]
-    [--workers N] [--cache-dir DIR] [--no-channels-last] [--overwrite]``.
+    Its flags: ``simclr knn --help`` (k 200, temperature 0.1 by default).
     ``channels_last``: images and weights in that memory format (the faster), the
     encoder's own layout restored after (features.channels_last_weights).
 

@@ -30,7 +30,8 @@ FLOAT64_MAX_ELEMENTS = 1 << 26
 # Logits computed at once (rows x C): the loss and gradient are summed over blocks of
 # rows, since the full batch's logits, softmax and gradient took 2.5 GB at 20k images x
 # 5,000 classes in float64 (100k images: ~12 GB). 4M values: 32 MiB a float64 array,
-# some ten of which a block's forward and backward pass hold (~350 MB at any N).
+# about three of which the closed-form pass over a block holds (measured: ~100 MB more
+# peak memory at any N).
 CHUNK_ELEMENTS = 1 << 22
 
 

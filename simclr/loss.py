@@ -142,7 +142,7 @@ def _nt_xent(z_a: Tensor, z_b: Tensor, temperature: float, normalize: bool, gath
         z = torch.cat([z_a, z_b], dim=0)
         keys, offset = _candidates(z, gather)
         _check_negatives(keys)
-        # Scale the (2n, D) anchors rather than the (2n, 2n) logits: cheaper.
+        # Scale the (2n, D) anchors rather than the (2n, world * 2n) logits: cheaper.
         logits = (z / temperature) @ keys.t()
         # Self-similarity of local anchor i sits at column offset + i: an in-place fill
         # of that diagonal view masks it like masked_fill(eye) without building a mask

@@ -4,10 +4,12 @@ images a list names; written beside the run as paths relative to the folder, and
 fingerprinted so that a continued fine-tuning is known to train on the same images.
 
 The draw ranks each class's images by a keyed hash of their path in the folder (the
-seed the key), and takes the first of each: a class's pick depends on its own files
-alone (not on the other classes, nor on the files' positions in the listing), an image
-added or removed changes it by that image at most, and 1% sits inside 10% (a prefix of
-the same ranking).
+seed the key), and takes the first of each, so 1% sits inside 10% (a prefix of the
+same ranking) and the pick never depends on the files' positions in the listing. With
+K per class, a class's pick depends on its own files alone: an image added or removed
+changes it by that image at most. With a fraction, K = fraction x N / C over all N
+images: one image that moves K across a rounding step adds or drops the next image of
+every class.
 """
 
 from __future__ import annotations
@@ -42,11 +44,12 @@ def class_balanced_subset(
     up, at least 1) with N labeled images and C classes. Images with label -1 are never
     chosen. Each class takes the first of its images ranked by :func:`rank_keys` of
     ``names`` (N,: each image's path relative to the folder, ``class/file.jpg``; None:
-    sources without files, named by class and index), so the choice is deterministic, a
-    class's pick depends on its own images alone (before, a permutation drawn from
+    sources without files, named by class and index), so the choice is deterministic,
+    each class's pick is a prefix of its own ranking (before, a permutation drawn from
     ``[seed, class index]`` over the class's positions: a class sorting first, or one
-    image more, re-drew them), and for one seed smaller subsets are contained in larger
-    ones (1% inside 10%). A class with too few images is an error.
+    image more, re-drew them; a fraction's K still follows the total N), and for one seed
+    smaller subsets are contained in larger ones (1% inside 10%). A class with too few
+    images is an error.
     """
     labels = np.asarray(labels, dtype=np.int64)
     if (fraction is None) == (per_class is None):

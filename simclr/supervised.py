@@ -333,13 +333,8 @@ def run_supervised(
 ) -> dict[str, Any]:
     """``simclr supervised``: the encoder of ``cfg.model`` trained with cross-entropy.
 
-    CLI flags: ``--train DIR [--test DIR] --out RUN_DIR`` plus the pretraining config
-    flags that apply (``--preset --config --arch --width --cifar-stem
-    --zero-init-residual --image-size --crop-scale --color-strength --blur --optimizer
-    --lr --lr-scaling --momentum --weight-decay --eta --exclude-bias-and-norm
-    --warmup-epochs --warmup-fraction --batch-size --epochs --max-steps --time-budget
-    --checkpoint-every --keep-checkpoints --precision --channels-last --device --seed
-    --threads --workers --cache-dir``), or ``--resume RUN_DIR``.
+    Its flags: ``simclr supervised --help`` (the pretraining settings that apply to a
+    cross-entropy training, or ``--resume RUN_DIR``).
 
     Images (B,3,S,S) -> logits (B,C). Saves ``run_dir/checkpoints/last.pt`` (config =
     cfg.to_dict(), model = 'encoder.*' + 'fc.*', kind 'supervised'), loadable by every

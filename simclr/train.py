@@ -4,7 +4,7 @@ One code path serves the CPU, one GPU and many (torchrun): the batch size is the
 global batch, each process takes its shard, and the loss sees negatives from every
 process (loss.py via distributed.py). Augmentation runs batched on the training device
 (augment.py), fed by uint8 batches from a decoded cache or from decoding workers
-(data.py), so the input pipeline costs a small fraction of a step. How many steps the
+(data.py, loader.py), so the input pipeline costs a small fraction of a step. How many steps the
 run takes is plan.py's; what a checkpoint holds and how a run continues, resume.py's;
 what the run says of itself as it goes (metrics windows, the NaN guard, the kNN
 monitor), monitor.py's.
