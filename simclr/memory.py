@@ -275,16 +275,29 @@ def _where(device: torch.device) -> str:
     return "GPU memory" if device.type == "cuda" else "RAM"
 
 
-def _have(free: float, device: torch.device) -> str:
-    """What messages say of ``free`` (:func:`available_bytes`): '12.0 GiB of RAM is
-    available', or, where it is the machine's total (macOS: :func:`_physical_ram`), that
-    total, which is not what is available (other programs' share is unknown)."""
-    if not _free_is_total(device):
-        return f"{size_text(free)} of {_where(device)} is available"
+def _shared(device: torch.device) -> bool:
+    """Whether :func:`available_bytes` of ``device`` is this process's share of the
+    CPU's memory (processes on this machine), not all that is free."""
     from simclr.distributed import local_processes
 
+    return device.type == "cpu" and local_processes() > 1
+
+
+def _have(free: float, device: torch.device) -> str:
+    """What messages say of ``free`` (:func:`available_bytes`): '12.0 GiB of RAM is
+    available' (with processes on this machine's CPU: each one's share of it, said so),
+    or, where it is the machine's total (macOS: :func:`_physical_ram`), that
+    total, which is not what is available (other programs' share is unknown)."""
+    from simclr.distributed import local_processes
+
+    if not _free_is_total(device):
+        if _shared(device):  # the share, the figure checked, named as one: not what is free
+            return (f"{size_text(free)} of RAM is this process's share ("
+                    f"{size_text(free * local_processes())} available, shared by "
+                    f"{local_processes()} processes)")
+        return f"{size_text(free)} of {_where(device)} is available"
     unread = "(its free memory cannot be read here)"
-    if local_processes() > 1:  # (available_bytes shares the total among them)
+    if _shared(device):
         return f"{size_text(free)} of RAM is this process's share of this machine's total {unread}"
     return f"this machine has {size_text(free)} of RAM in all {unread}"
 
@@ -344,7 +357,7 @@ def fits_in_memory(what: str, hint: str, device: torch.device) -> Iterator[None]
         free = available_bytes(device)
         if not free:
             have = ""
-        elif _free_is_total(device):  # (said as one)
+        elif _free_is_total(device) or _shared(device):  # (said as such)
             have = f" ({_have(free, device)})"
         else:
             have = f" with {size_text(free)} of {_where(device)} available"

@@ -760,3 +760,10 @@ def test_an_allocation_failure_names_what_is_available_or_the_machines_total(
     assert said() == ("it does not fit in memory: allocating 1.50 GiB failed (this machine "
                       "has 3 MiB of RAM in all (its free memory cannot be read here)); "
                       "try less")
+    monkeypatch.undo()  # processes on this machine: each one's share, said as a share
+    monkeypatch.setattr(memory, "_cgroup_free", lambda: None)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 3.0 * MIB)
+    assert said() == ("it does not fit in memory: allocating 1.50 GiB failed (3 MiB of RAM "
+                      "is this process's share (6 MiB available, shared by 2 processes)); "
+                      "try less")
