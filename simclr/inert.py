@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from simclr.config import ARCHS, COLOR_OPS, AugmentConfig, Config
+from simclr.config import ARCHS, COLOR_OPS, FIG5_OPS, AugmentConfig, Config
 from simclr.folders import NAMED_DATASETS, named_dataset, torchvision_dataset
 from simclr.settings import SettingError, flag_of
 
@@ -177,6 +177,11 @@ def _inert_augment(cfg: Config, photos: bool) -> dict[str, str]:
         if not aug.asymmetric and (not photos or cfg.data.store == "center"):
             inert["augment.interpolation"] = ("--no-crop-resize takes a window of the view's "
                                               "side, resampled pixel for pixel")
+    if aug.first_op and aug.asymmetric:  # (validate: it needs --asymmetric)
+        on = [op for op, switches in FIG5_OPS.items() if any(getattr(aug, s) for s in switches)]
+        if on and on[0] == aug.first_op:  # augment.op_order: the order stays the pipeline's
+            inert["augment.first_op"] = (f"{aug.first_op} comes first in the pipeline's "
+                                         "order already")
     return inert
 
 

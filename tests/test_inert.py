@@ -167,6 +167,11 @@ def test_the_same_change_acts_where_it_is_not_inert(path):
       "augment.saturation": 0}, "--color-ops has no effect: it defines brightness, "
                                 "contrast and saturation, all 0 here"),
     ({"max_bad_steps": 3}, "--max-bad-steps has no effect"),
+    ({"augment.asymmetric": True, "augment.first_op": "crop"}, "--first-op has no effect: "
+                                                               "crop comes first in the "
+                                                               "pipeline's order already"),
+    ({"augment.asymmetric": True, "augment.crop": False, "augment.flip": False,
+      "augment.first_op": "color"}, "--first-op has no effect: color comes first"),
     ({"data.cache": "on", "data.decoder": "device"}, "--decoder has no effect: --cache on "
                                                      "decodes each image once, into the cache"),
     ({"data.cache": "off", "data.cache_dir": "/elsewhere"}, "--cache-dir has no effect: "
@@ -416,3 +421,17 @@ def test_supervised_folders_exempt_only_the_no_folder_reason(tmp_path):
     cfg = build_config(None, None, {})
     apply_resume_flags(cfg, {"data.cache_dir": folder}, RESUME_SETTINGS, reads=[folder])
     assert cfg.data.cache_dir == folder
+
+
+@pytest.mark.parametrize("first, off, inert", [
+    ("crop", (), True), ("color", ("crop", "flip", "rotate"), True), ("color", (), False),
+    ("blur", ("crop", "flip"), False)])
+def test_first_op_is_inert_only_where_its_group_comes_first_already(first, off, inert):
+    """--first-op moves a Fig. 5 group to the front: where it is the first switched-on
+    group already, the views are those without it (checked), and it is refused."""
+    base = {"augment.asymmetric": True, "augment.blur": True,
+            **{f"augment.{s}": False for s in off}}
+    cfg = _with(Config(), {**BASE, **base, "augment.first_op": first})
+    assert ("augment.first_op" in inert_settings(cfg)) is inert
+    without = _with(cfg, {"augment.first_op": ""})
+    assert _same(_effect(cfg, "augment.x"), _effect(without, "augment.x")) is inert
