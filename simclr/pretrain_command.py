@@ -41,7 +41,9 @@ def add_pretrain_command(sub: argparse._SubParsersAction) -> None:
                     "--epochs), perhaps --image-size, --arch/--width and --batch-size; "
                     "--resume RUN continues an interrupted run. Every other setting of "
                     "the paper follows, by section; the defaults shown are those without "
-                    "--preset or --config (--print-config shows a run's resolved ones).")
+                    "--preset or --config, with --data (without it: the digits demo, whose "
+                    "recipe is --preset digits; --print-config shows a run's resolved "
+                    "ones).")
     p.add_argument("--preset", choices=sorted(PRESETS), help="a recipe of the paper (or ours)")
     p.add_argument("--config", help="YAML file of settings (flags override it)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
