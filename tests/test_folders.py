@@ -586,3 +586,34 @@ def test_capitalised_split_folders_are_splits(tmp_path, caplog, names):
     said = [r.getMessage() for r in caplog.records if "holds splits" in r.getMessage()]
     assert said == [f"{root} holds splits; using {root / s} (give {root / o} for the other)"
                     for s, o in ((train, test), (test, train))]
+
+
+def test_a_split_spelled_in_two_cases_is_read_anew_and_its_lower_case_twin_chosen(tmp_path):
+    """Releases before 2026-12-06 read split folders in lower case only: train/ beside
+    Test/ was two classes then, its train/ split now (split_read_anew says so). Should
+    Train/ and train/ both be there, the lower-case one is the split."""
+    from simclr.folders import split_read_anew
+
+    for split in ("train", "Test"):
+        make_image_folder(tmp_path / "mixed" / split, classes=1, per_class=1)
+    assert split_read_anew(str(tmp_path / "mixed")) == tmp_path / "mixed" / "train"
+    for split in ("train", "test"):  # as every release read it: nothing anew
+        make_image_folder(tmp_path / "lower" / split, classes=1, per_class=1)
+    assert split_read_anew(str(tmp_path / "lower")) is None
+    for split in ("Train", "train", "test"):
+        make_image_folder(tmp_path / "twins" / split, classes=1, per_class=1)
+    listed = list_folder(str(tmp_path / "twins"), train=True)
+    assert listed is not None and all("/twins/train/" in p for p in listed.paths)
+
+
+def test_a_third_split_in_capitals_is_left_out_with_a_note_not_a_warning(tmp_path, caplog):
+    """Val/ beside Train/ and Test/ is a split too (an INFO note); another folder, a
+    warning."""
+    import logging
+
+    for split in ("Train", "Test", "Val"):
+        make_image_folder(tmp_path / "three" / split, classes=1, per_class=1)
+    with caplog.at_level(logging.INFO, logger="simclr"):
+        list_folder(str(tmp_path / "three"), train=True)
+    said = [r for r in caplog.records if "left out: Val" in r.getMessage()]
+    assert said and all(r.levelno == logging.INFO for r in said)

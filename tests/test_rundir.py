@@ -688,3 +688,17 @@ def test_a_new_run_inside_another_runs_folder_is_refused(tmp_path, image_folder,
     assert run(tmp_path, image_folder, cache_dir, "proj/runs/c", max_steps=2)[1]["steps"] == 2
     cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "a", cache_dir, max_steps=2))
     assert train.pretrain(cfg, resume=True)["steps"] == 2
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_found_above_a_folder(tmp_path):
+    """run_above: config.yaml, an empty checkpoints/ and simclr's logs (a run killed
+    before its first checkpoint) are a run; the same without the logs, a project's."""
+    from simclr.rundir import run_above
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("seed: 0\n")
+    (run / "sub").mkdir()
+    assert run_above(run / "sub") is None  # a project's config.yaml and checkpoints/
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 0, "event": "start"}) + "\n")
+    assert run_above(run / "sub") == run.resolve()
