@@ -26,16 +26,16 @@ if TYPE_CHECKING:
     from simclr.augment import eval_resize
     from simclr.config import Config
     from simclr.errors import SimCLRError
+    from simclr.inference import embed_folder, predict_folder
     from simclr.loss import nt_xent
     from simclr.optim import LARS
-    from simclr.pretrained import embed_folder, predict_folder
     from simclr.settings import build_config
     from simclr.train import pretrain
 
 # The top-level names and the module each lives in (imported when first used).
 _API = {
     "Config": "simclr.config", "build_config": "simclr.settings", "pretrain": "simclr.train",
-    "embed_folder": "simclr.pretrained", "predict_folder": "simclr.pretrained",
+    "embed_folder": "simclr.inference", "predict_folder": "simclr.inference",
     "eval_resize": "simclr.augment", "nt_xent": "simclr.loss", "LARS": "simclr.optim",
     "SimCLRError": "simclr.errors",
 }

@@ -825,7 +825,7 @@ class PartialRun:
         self.tally = tally
 
     def save(self, blob: dict[str, Any], scaler: torch.amp.GradScaler) -> str:
-        """Write a classifier checkpoint (pretrained.classifier_checkpoint, with its
+        """Write a classifier checkpoint (classifiers.classifier_checkpoint, with its
         optimizer) as the partial run, with the running epoch's :attr:`tally` (rank 0
         only: every process holds the same state); returns its path."""
         if dist.is_main():  # argv: the command that continues it (simclr info shows it)

@@ -28,6 +28,7 @@ from simclr.checkpoint import (
     checkpoint_file,
     load_checkpoint,
 )
+from simclr.classifiers import note_unfinished
 from simclr.config import Config, DataConfig
 from simclr.data import ImageSource, digits_source, digits_split, is_digits, open_source
 from simclr.errors import SimCLRError, is_amount, printable, with_article
@@ -40,7 +41,6 @@ from simclr.pretrained import (
     encoder_from_checkpoint,
     encoder_trained_step,
     model_from_checkpoint,
-    note_unfinished,
     representation_from_checkpoint,
 )
 from simclr.results import RESULTS, check_not_inside, check_results_free

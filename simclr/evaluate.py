@@ -179,8 +179,8 @@ def _save_layer(partial_run: PartialRun, fc: nn.Linear, optimizer: torch.optim.O
     the layer ``fc`` and its optimizer, after ``step`` steps and ``seconds`` of training
     (the training's ``stats`` when it finished, for its results after a stop in the
     test); returns its path."""
+    from simclr.classifiers import classifier_checkpoint
     from simclr.config import Config
-    from simclr.pretrained import classifier_checkpoint
 
     layer = nn.ModuleDict({"fc": fc})  # the frozen encoder comes from --checkpoint
     return partial_run.save(classifier_checkpoint(
@@ -451,7 +451,7 @@ def save_linear_classifier(encoder: nn.Module, linear: nn.Linear, image_size: in
     ``run_id``: the classifier's (the evaluations of it name it by that). ``overwrite``
     False: one that another process wrote meanwhile is kept (and refused, where this
     one would be saved)."""
-    from simclr.pretrained import classifier_checkpoint, encoder_config, save_classifier
+    from simclr.classifiers import classifier_checkpoint, encoder_config, save_classifier
 
     if not isinstance(encoder, (ResNet, TorchvisionEncoder)):
         log("linear eval: classifier not saved (only classifiers on h are)")

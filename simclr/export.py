@@ -49,6 +49,12 @@ from simclr.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from simclr.classifiers import (
+    classifier_file,
+    classifier_from_checkpoint,
+    note_unfinished,
+    unfinished_state,
+)
 from simclr.config import ARCHS
 from simclr.decode import eval_side
 from simclr.errors import SimCLRError, with_article
@@ -57,16 +63,12 @@ from simclr.pretrained import (
     LAYERS_HELP,
     at_image_size,
     check_finite,
-    classifier_file,
-    classifier_from_checkpoint,
     encoder_from_checkpoint,
     encoder_spec,
     encoder_trained_step,
-    note_unfinished,
     parse_layer,
     representation_from_checkpoint,
     trained_for,
-    unfinished_state,
 )
 from simclr.results import created_removed_on_failure, output_file, real_folder
 from simclr.torchvision_io import assumed_side, torchvision_model

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from simclr import distributed as dist
+from simclr.classifiers import classifier_checkpoint, encoder_config, save_classifier
 from simclr.classify import (
     Checkpointing,
     PartialRun,
@@ -48,7 +49,6 @@ from simclr.classify import (
 from simclr.errors import SimCLRError, printable
 from simclr.features import check_labeled, resolve_runtime, source_name
 from simclr.models import Classifier, ProjectionHead, build_encoder
-from simclr.pretrained import classifier_checkpoint, encoder_config, save_classifier
 from simclr.results import RESULTS, Ranked, accuracy_summary, finish_results, log
 from simclr.subsets import SUBSET_FILE, labeled_subset, subset_digest, write_subset_list
 

@@ -605,7 +605,7 @@ def _checkpoints(folder: Path) -> list[dict[str, Any]]:
             damaged[_file_id(path)] = str(exc)
             continue
         if path.name in CLASSIFIER_FILES:  # an evaluation's --out RUN: of which encoder
-            from simclr.pretrained import classifier_source, why_stale
+            from simclr.classifiers import classifier_source, why_stale
 
             source = classifier_source(path)
             # (the classifier's own record first: its results file may be gone or older)

@@ -391,7 +391,7 @@ def _unfinished_card(at: Any) -> str:
     are a stopped training's (export notes it as predict does)."""
     if not isinstance(at, dict):
         return ""
-    from simclr.pretrained import unfinished_training
+    from simclr.classifiers import unfinished_training
 
     return f"; {unfinished_training(at.get('step'), at.get('total_steps'))}"
 

@@ -1,61 +1,42 @@
-"""Models from checkpoints and back: the encoder (or its head, or a layer of the head),
-classifiers, and what they compute on a folder (embed, predict).
+"""Models from checkpoints: the encoder (or its head, or a layer of the head) and the
+representation it computes, and the initial weights a run starts from (``--init-from``).
 
 Works on every checkpoint this package writes (pretraining, supervised baseline,
 fine-tuning, linear evaluation, encoder export): each holds the encoder's weights under
-``encoder.*`` and the config that rebuilds its architecture; classifiers add ``fc.*``
-(and ``neck.*``, a head layer kept by fine-tuning) and their ``classes``.
+``encoder.*`` and the config that rebuilds its architecture. Classifiers (``fc.*``) are
+:mod:`simclr.classifiers`'; what a model computes on a folder, :mod:`simclr.inference`'s.
 """
 
 from __future__ import annotations
 
 import copy
-import csv
 import hashlib
-import json
-import numbers
-import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from simclr.backbones import TorchvisionEncoder, side_problem
 from simclr.checkpoint import (
-    CLASSIFIER_FILES,
-    LAST,
-    PARTIAL_SUFFIX,
     checked_checkpoint,
-    checkpoint_file,
     imported_checkpoint,
-    is_complete,
     load_checkpoint,
     load_weights,
     read_weights_file,
-    save_checkpoint,
     weight_mismatch,
 )
-from simclr.config import MAX_SIDE, MIN_SIZE, Config, DataConfig
-from simclr.errors import SimCLRError, check_counts, is_amount
-from simclr.files import written
-from simclr.launch import shell_quote
+from simclr.config import MAX_SIDE, MIN_SIZE, Config
+from simclr.errors import SimCLRError, is_amount
 from simclr.models import (
-    Classifier,
     HeadTap,
-    ProjectionHead,
     ResNet,
     SimCLRModel,
     build_encoder,
     build_model,
     resolve_cifar_stem,
 )
-from simclr.neighbors import PATHS_KEY, WEIGHTS_KEY, paths_array, spreadsheet_cell
-from simclr.results import created_removed_on_failure, output_file
-from simclr.runtime import refuse_spawned_import
 from simclr.settings import config_from_dict
 from simclr.torchvision_io import is_torchvision_state, torchvision_weights, unwrapped_state
 
@@ -322,8 +303,8 @@ def encoder_trained_step(ckpt: dict[str, Any]) -> int | None:
 def recorded_step(ckpt: dict[str, Any], key: str = "step") -> int | None:
     """A checkpoint's ``key`` ('step'; 'encoder_step', a classifier's encoder's): None
     where it has none, else a whole number of steps. Any other value (a hand edit, a
-    damaged file) is one line saying so, never printed (:func:`unfinished_training`)
-    nor met by int() as a traceback."""
+    damaged file) is one line saying so, never printed
+    (:func:`simclr.classifiers.unfinished_training`) nor met by int() as a traceback."""
     value = ckpt.get(key)
     if value is None:
         return None
@@ -342,6 +323,8 @@ def fitted_on(ckpt: dict[str, Any]) -> int | None:
         return None
     if ckpt.get("encoder_step") is not None:
         return recorded_step(ckpt, "encoder_step")
+    from simclr.classifiers import classifier_source  # (here: it imports this module)
+
     step = classifier_source(Path(ckpt["file"])).get("step") if ckpt.get("file") else None
     return step if isinstance(step, int) else None
 
@@ -400,98 +383,6 @@ def apply_initial_weights(model: SimCLRModel, weights: dict[str, Any], what: str
             f"{'loaded' if same_head else 'freshly initialised'}")
 
 
-def folder_features(
-    module: nn.Module, image_size: int, data: str, batch_size: int, device: str,
-    precision: str, workers: int | None, cache_dir: str, unlabeled: bool = False,
-    max_pixels: int = DataConfig.max_pixels, progress: str | None = None,
-    channels_last: bool = True,
-) -> tuple[Any, np.ndarray, np.ndarray, list[str]]:
-    """``module``'s outputs over a folder with the evaluation transform: (the opened
-    source, float32 (N, D) in source order, labels int64 (N,), the N files' paths;
-    unreadable files are left out; ``unlabeled``: also the images beside an ImageFolder's
-    class folders, labelled -1; ``max_pixels``: larger images are skipped unread;
-    ``progress``: the pass's name on stderr, None: unseen; ``channels_last``: images and
-    weights in that memory format, the faster, as the evaluations compute them)."""
-    from simclr.data import open_source
-    from simclr.features import indexed_features
-    from simclr.runtime import resolve_device, resolve_precision
-    from simclr.validate import validate_data
-
-    data_cfg = DataConfig(workers=workers, cache_dir=cache_dir, max_pixels=max_pixels)
-    validate_data(data_cfg)  # (from Python: -1 workers or a text max_pixels met torch)
-    dev = resolve_device(str(device))  # (a torch.device, as load_encoder takes, too)
-    source = open_source(data, data_cfg, train=False, image_size=image_size, evaluation=True,
-                         unlabeled=unlabeled)
-    feats, labels, rows = indexed_features(module, source, image_size, batch_size, dev,
-                                           resolve_precision(precision, dev),
-                                           channels_last=channels_last, progress=progress)
-    # A named data set (the digits, torchvision's) has no files: its rows are named
-    # by their place in it, e.g. 'digits[test]#17' (neighbors, predict's CSV name them).
-    names = source.paths or [f"{source.name}#{i}" for i in range(source.num_images)]
-    return source, feats, labels, [names[i] for i in rows]
-
-
-# Stopped mid-way (an error, Ctrl-C), each of these removes the empty folders it made
-# for --out, as the command line does: a caller from Python is left none either.
-@created_removed_on_failure()
-def embed_folder(
-    checkpoint: str | Path, data: str, out: str | Path, batch_size: int = 256,
-    device: str = "auto", precision: str = "auto", workers: int | None = None,
-    cache_dir: str = DataConfig.cache_dir, layer: str = "h",
-    image_size: int | None = None, overwrite: bool = False,
-    max_pixels: int = DataConfig.max_pixels, channels_last: bool = True,
-) -> dict[str, Any]:
-    """Representations of every image of a folder (evaluation transform), saved as .npz.
-
-    ``layer``: h (default), z or gK (:func:`representation_from_checkpoint`);
-    ``image_size``: the side evaluated at, if not the encoder's own
-    (:func:`at_image_size`); an existing ``out`` is replaced only with ``overwrite``
-    (as :func:`simclr.export.export`); ``channels_last``: images and weights in that
-    memory format (the faster, as the evaluations compute them). Arrays:
-    ``features`` float32 (N, D), ``labels`` int64 (N,) (sorted class-name order of an
-    ImageFolder, -1 for a flat folder), ``classes`` (C,) str, ``paths_utf8`` uint8
-    (each image's path in UTF-8, a NUL after each: :func:`simclr.neighbors.embedded_paths`
-    reads them), ``encoder`` () str (checkpoint file, step, layer and another side if
-    given), ``encoder_weights`` () str (:func:`weights_digest` of the module that
-    embedded, its layer and side: what ``simclr neighbors`` compares).
-    """
-    refuse_spawned_import()
-    # before any work (a float or text failed after the features were made)
-    check_counts({"--batch-size": batch_size, "--image-size": image_size})
-    out = output_file(out, overwrite, data)  # before the work, and after it by written()
-    given = load_checkpoint(checkpoint)
-    ckpt = at_image_size(given, image_size, checkpoint)
-    module, spec = representation_from_checkpoint(ckpt, layer)
-    note_unfinished(Path(given.get("file", checkpoint)), ckpt)  # (as the evaluations say)
-    # (before the pass: it may move the module to another device)
-    weights = f"sha256 {weights_digest(module)} layer {layer} at {spec['image_size']} px"
-    source, feats, labels, paths = folder_features(module, spec["image_size"], data,
-                                                   batch_size, device, precision, workers,
-                                                   cache_dir, True, max_pixels, "embed",
-                                                   channels_last)
-    # another side: other features (the encoder's own, given as --image-size: the same)
-    at = f" at {image_size} px" if image_size not in (None, encoder_spec(given)[
-        "image_size"]) else ""
-    arrays = {"features": feats.astype(np.float32), "labels": labels.astype(np.int64),
-              "classes": np.array(source.classes, dtype=str), PATHS_KEY: paths_array(paths),
-              # which representation: features of two are not comparable (simclr neighbors;
-              # the file resolved, so two shells' spellings of one checkpoint agree)
-              "encoder": np.array(f"{Path(ckpt['file']).resolve()} {trained_for(ckpt)} "
-                                  f"layer {layer}{at}"),
-              # the same weights whatever file held them (a copied run, an export), and
-              # other weights at a path and step a replaced run reused: the path cannot tell
-              WEIGHTS_KEY: np.array(weights)}
-
-    def write(tmp: Path) -> None:  # whole or not at all (a file object: savez adds no .npz)
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)  # type: ignore[arg-type]  # (numpy's stubs: allow_pickle)
-
-    written(out, write, replace=overwrite)  # (another process's meanwhile: kept)
-    return {"out": str(out), "layer": layer, "image_size": spec["image_size"],
-            "images": int(feats.shape[0]), "dim": int(feats.shape[1]),
-            "skipped": len(source.skipped)}
-
-
 def weights_digest(module: nn.Module) -> str:
     """The first 16 hex digits of SHA-256 over ``module``'s state dict (each entry's
     name, dtype, shape and bytes, in the module's own order): equal for the same weights
@@ -503,428 +394,3 @@ def weights_digest(module: nn.Module) -> str:
         digest.update(flat.view(torch.uint8).numpy())  # (bf16 has no numpy dtype: bytes)
     return digest.hexdigest()[:16]
 
-
-# --------------------------------------------------------------------- classifiers
-
-def encoder_config(encoder: nn.Module, image_size: int, base: dict[str, Any] | None,
-                   head: ProjectionHead | None = None) -> dict:
-    """The ``config`` of a checkpoint: ``base`` (the source checkpoint's) or one that
-    describes the encoder (and ``head``, whose first layer a classifier may keep), so
-    :func:`encoder_from_checkpoint` and :func:`classifier_from_checkpoint` rebuild them."""
-    if base is not None:  # at the side it runs at now
-        # (the ignores: an encoder's attributes, which nn.Module's typing cannot name)
-        return config_at_side(base, encoder.cifar_stem, image_size)  # type: ignore[arg-type]
-    cfg = Config()
-    cfg.model.arch, cfg.model.width = encoder.arch, float(encoder.width)  # type: ignore[assignment, arg-type]
-    cfg.model.cifar_stem = bool(encoder.cifar_stem)
-    if head is not None and len(head.layers) > 0:
-        first = head.layers[0]
-        cfg.model.head = "mlp" if len(head.layers) > 1 else "linear"
-        cfg.model.head_layers = len(head.layers)
-        cfg.model.head_hidden_dim = int(first[0].out_features)  # type: ignore[index]  # (a block)
-        cfg.model.head_out_dim = int(head.out_dim)
-        cfg.model.head_batch_norm = first[0].bias is None  # type: ignore[index]  # BN heads have bias-free Linears
-    cfg.augment.size = image_size
-    return cfg.to_dict()
-
-
-def classifier_checkpoint(
-    kind: str, model: nn.Module, config: dict[str, Any], classes: list[str], step: int,
-    elapsed: float, metrics: dict[str, Any], optimizer: torch.optim.Optimizer | None = None,
-    encoder_step: int | None = None, features: str = "pretrained", run_id: str | None = None,
-) -> dict[str, Any]:
-    """A simclr-checkpoint holding a Classifier: 'encoder.*' (+ 'neck.*') and 'fc.*';
-    ``step``: its own training's, ``encoder_step``: the pretraining step of the encoder
-    it started from (the provenance of what it computes), unless ``features`` says it
-    started from none ('random init': the baseline, recorded as such); ``run_id``: the
-    training's (supervised, fine-tuning: checkpoint.new_run_id)."""
-    blob = {
-        "format": "simclr-checkpoint", "version": 1, "kind": kind, "config": config,
-        "model": model.state_dict(),  # save_checkpoint moves it to the CPU
-        "classes": list(classes), "num_classes": len(classes), "step": step,
-        "elapsed": elapsed, "rng": {"torch": torch.get_rng_state()},
-        "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
-    }
-    if optimizer is not None:
-        blob["optimizer"] = optimizer.state_dict()
-    if features != "pretrained":
-        blob["features"] = features
-    elif encoder_step is not None:
-        blob["encoder_step"] = int(encoder_step)
-    if run_id is not None:
-        blob["run_id"] = run_id
-    return blob
-
-
-def save_classifier(blob: dict[str, Any], out: Path, name: str, overwrite: bool = True) -> str:
-    """Write a :func:`classifier_checkpoint` as ``out/checkpoints/name``; returns its path
-    (``overwrite`` False: one another process wrote meanwhile is kept, refused:
-    :func:`simclr.checkpoint.save_checkpoint`'s ``replace``)."""
-    return str(save_checkpoint(blob, out / "checkpoints", name, None, replace=overwrite))
-
-
-CLASSIFIER_KINDS = ("linear", "finetune", "supervised")
-# The results file each classifier's evaluation writes into the same --out, recording
-# the checkpoint (and step) the classifier's encoder came from.
-_RESULTS_BESIDE = {"linear.pt": ("linear_eval.json", "simclr linear-eval"),
-                   "finetune.pt": ("finetune.json", "simclr finetune")}
-
-
-def classifier_file(path: str | os.PathLike) -> Path:
-    """The file a classifier's ``--checkpoint`` names: :func:`checkpoint_file`, except
-    that a run folder that also holds the classifier an evaluation wrote into it
-    (``simclr linear-eval --checkpoint RUN --out RUN``) gives that classifier, not the
-    pretraining run's own last checkpoint. Such a classifier must be of the run's encoder
-    as it is now: one fitted on an earlier step (the run trained on since) is refused,
-    naming both steps; naming the file itself uses it as it is."""
-    found = checkpoint_file(path)
-    if not Path(path).expanduser().is_dir() or found.name in CLASSIFIER_FILES:
-        return found
-    beside = [found.parent / n for n in CLASSIFIER_FILES if is_complete(found.parent / n)]
-    if beside and _kind(found) in CLASSIFIER_KINDS:  # a supervised run's: its own model
-        beside.insert(0, found)  # (it was passed over for the evaluation's, unsaid)
-    if len(beside) > 1:
-        raise SimCLRError(f"{found.parent} holds several classifiers "
-                          f"({', '.join(f.name for f in beside)}); name one")
-    if beside:
-        stale = why_stale(beside[0], found)
-        if stale:
-            run = shell_quote(str(Path(path)))
-            raise SimCLRError(
-                f"{beside[0]} {stale}: fit it again (`{_RESULTS_BESIDE[beside[0].name][1]} "
-                f"--checkpoint {run} --out {run} --overwrite` with the data flags it was "
-                "fitted with) or pass that file as --checkpoint to use it as it is")
-    return beside[0] if beside else found
-
-
-def _kind(path: Path) -> str | None:
-    """The kind of checkpoint ``path`` is, read without its tensors (None: unreadable,
-    which its loading says)."""
-    try:
-        return load_checkpoint(path, mmap=True).get("kind")
-    except SimCLRError:
-        return None
-
-
-def classifier_source(classifier: Path) -> dict[str, Any]:
-    """The ``source`` (checkpoint, step) that the results file written with the
-    classifier ``RUN/checkpoints/{linear,finetune}.pt`` records; {} where there is none."""
-    name = _RESULTS_BESIDE.get(classifier.name, ("", ""))[0]
-    try:
-        results = (classifier.parent.parent / name).read_text(encoding="utf-8")
-        source = json.loads(results).get("source")
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return source if isinstance(source, dict) else {}
-
-
-def why_stale(classifier: Path, run_checkpoint: Path) -> str | None:
-    """Why the classifier a run folder holds is not of the run's encoder as it is now
-    (``run_checkpoint``, its last.pt): 'was fitted on step S of this run, which has
-    trained on to step N'; None when it is, or when nothing records its step. (Another
-    run's encoder is never evaluated into a run's folder: the commands refuse that.)"""
-    step = classifier_source(classifier).get("step")
-    try:
-        now = load_checkpoint(run_checkpoint, mmap=True).get("step")
-    except SimCLRError:
-        return None
-    if isinstance(step, int) and isinstance(now, int) and step != now:
-        return f"was fitted on step {step} of this run, which has trained on to step {now}"
-    return None
-
-
-def classifier_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Classifier, dict[str, Any],
-                                                               list[str]]:
-    """The classifier of a linear-eval, fine-tuning or supervised checkpoint, in eval mode.
-
-    Returns (model: images (B,3,S,S) -> logits (B,C), encoder spec, the C class names).
-    """
-    kind = ckpt.get("kind")
-    if kind not in CLASSIFIER_KINDS:
-        raise SimCLRError(f"this checkpoint ({kind or 'unknown kind'}) holds no classifier; "
-                          "train one with `simclr linear-eval --out RUN` or `simclr finetune`")
-    classes = ckpt.get("classes")
-    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-        raise SimCLRError(f"{ckpt.get('file', 'the checkpoint')} is damaged: its classes are "
-                          "not a list of names")
-    if len(classes) < 2:  # (linear-eval and fine-tuning need two classes to tell apart)
-        raise SimCLRError(f"{ckpt.get('file', 'the checkpoint')} is damaged: its classifier "
-                          f"has {len(classes)} class{'es' * (len(classes) != 1)} (it tells "
-                          "2 or more apart)")
-    # one name on two outputs: predict would score a folder's class against one of them
-    repeated = next((c for i, c in enumerate(classes) if c in classes[:i]), None) \
-        if len(set(classes)) < len(classes) else None
-    if repeated is not None:
-        raise SimCLRError(f"{ckpt.get('file', 'the checkpoint')} is damaged: its class "
-                          f"{repeated!r} is named twice")
-    encoder, spec = encoder_from_checkpoint(ckpt)
-    state = ckpt["model"]
-    neck = None
-    if any(k.startswith("neck.") for k in state):  # fine-tuned from the head's first layer
-        head = build_model(config_from_dict(ckpt["config"]).model, spec["image_size"]).head
-        neck = head.layers[0]
-    weight = state.get("fc.weight")
-    classes = [str(c) for c in ckpt.get("classes", [])]
-    if weight is None or weight.dim() != 2 or len(classes) != weight.shape[0]:
-        raise SimCLRError("the checkpoint's classifier is incomplete (no fc weights matching "
-                          "its class list)")
-    if not all(torch.isfinite(state[k]).all() for k in ("fc.weight", "fc.bias")
-               if isinstance(state.get(k), torch.Tensor)):
-        # (nan probabilities and no class predicted, as embed refuses non-finite features)
-        raise SimCLRError(f"{ckpt.get('file', 'the checkpoint')} is damaged: its "
-                          "classifier's weights are not finite")
-    # (a narrower fc built around the file's width loaded strictly, and predict failed
-    # on the first matrix product only after embedding the whole folder)
-    gives = int(encoder.feature_dim) if neck is None else \
-        int(neck[0].out_features)  # type: ignore[index]  # (the head's block: a Linear first)
-    if weight.shape[1] != gives:
-        raise SimCLRError(f"{ckpt.get('file', 'the checkpoint')} is damaged: its classifier "
-                          f"reads {weight.shape[1]} features, not the {gives} its "
-                          f"{'head layer' if neck is not None else 'encoder'} gives")
-    model = Classifier(encoder, len(classes), neck=neck, in_dim=gives)
-    load_weights(model, ckpt)
-    return model.eval(), spec, classes
-
-
-def note_unfinished(path: Path, ckpt: dict[str, Any]) -> bool:
-    """Say on stderr that the model ``path`` holds is from a training that has not
-    finished (a pretraining or supervised run stopped or still training, an
-    evaluation's partial state): the results of the evaluations, predict's predictions
-    and an export's weights are those of a half-trained model, which nothing else in
-    them shows. Returns whether it said so."""
-    step, total = ckpt.get("step"), ckpt.get("total_steps")
-    if ckpt.get("kind") == "encoder":  # an export: its source's stopped training, if any
-        if not isinstance(ckpt.get("unfinished"), dict):
-            return False
-        at = unfinished_state(ckpt)
-        print(f"note: {path} is an export of "
-              f"{unfinished_training(at['step'], at['total_steps'])}", file=sys.stderr)
-        return True
-    if path.name.endswith(PARTIAL_SUFFIX):
-        then = "; its command continues it when run again"
-    elif ckpt.get("kind") == "pretrain" and path.name != LAST:
-        return False  # a step of a run chosen on purpose (accuracy against steps)
-    elif ckpt.get("kind") in ("supervised", "pretrain") and isinstance(step, int) \
-            and isinstance(total, int) and step < total:
-        # (the run's state: a periodic checkpoint named may be of a run finished since)
-        then = _how_it_goes_on(path, ckpt["kind"]) if path.name == LAST else ""
-    else:
-        return False
-    print(f"note: {path} is {unfinished_training(step, total)}{then}", file=sys.stderr)
-    return True
-
-
-def unfinished_state(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """{step, total_steps} of the unfinished training whose weights ``ckpt`` holds (where
-    :func:`note_unfinished` says it is one): its own, or an exported encoder's record of
-    its source's (``unfinished``; each None where not a whole number)."""
-    at = ckpt.get("unfinished") if ckpt.get("kind") == "encoder" else ckpt
-    at = at if isinstance(at, dict) else {}
-    return {k: at.get(k) if is_amount(at.get(k), whole=True) else None
-            for k in ("step", "total_steps")}
-
-
-def _how_it_goes_on(last: Path, kind: str) -> str:
-    """'; its run is still training' (its folder held), '; its run diverged' (its
-    summary says so: resuming trains into the same blow-up), else the command that
-    continues the run whose ``last.pt`` is ``last``."""
-    from simclr.files import folder_holder, read_json
-
-    run = last.parent.parent
-    if folder_holder(run):
-        return "; its run is still training"
-    if (read_json(run / "summary.json") or {}).get("status") == "diverged":
-        return "; its run diverged"
-    from simclr.info_text import resume_command
-
-    how = resume_command(run, kind)  # (as info says it: --processes, a sweep's cell)
-    if how.startswith(("simclr sweep", "the sweep")):
-        return f"; continue it with: {how}"
-    return f"; `{how}` continues it"
-
-
-def unfinished_training(step: Any, total: Any) -> str:
-    """'an unfinished training (step 4 of 9)', as predict and export say it and info
-    shows a program's (the planned steps where known)."""
-    # A received file's step of another kind is never printed as it is: a terminal's
-    # escapes, or a list nested 24 deep that printed as a 117 MB line.
-    if not is_amount(step, whole=True):
-        return "an unfinished training (its recorded step is damaged)"
-    of = f" of {total}" if is_amount(total, whole=True) else ""
-    return f"an unfinished training (step {step}{of})"
-
-
-# Probabilities made Python floats at a time, as a few rows: all at once took 3.2 GB for
-# --top-k 5000 on 10k images (a float object per probability, an int per class index).
-_ROW_VALUES = 1 << 16
-
-
-def _ranked_rows(top_p: torch.Tensor,
-                 top_i: torch.Tensor) -> Iterator[tuple[list[float], list[int]]]:
-    """Each row's (probabilities, class indices) of ``top_p``/``top_i`` (N, k), as lists
-    made a few rows at a time (:data:`_ROW_VALUES`)."""
-    step = max(1, _ROW_VALUES // max(1, top_p.shape[1]))
-    for start in range(0, len(top_p), step):
-        yield from zip(top_p[start:start + step].tolist(), top_i[start:start + step].tolist(),
-                       strict=True)
-
-
-def _write_predictions(out: Path, paths: list[str], top_p: torch.Tensor, top_i: torch.Tensor,
-                       classes: list[str], threshold: float, overwrite: bool = True) -> None:
-    """The CSV of :func:`predict_folder`; ``top_p``/``top_i``: (N, k) ranked probabilities
-    and class indices. Written whole or not at all: a rerun never meets half a file.
-    ``overwrite`` False: one another process wrote meanwhile is kept and refused."""
-    k = top_p.shape[1]
-    names = [spreadsheet_cell(c) for c in classes]  # a received classifier's: no formulas
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(["path", "prediction", "probability",
-                             *(f"{c}{j + 1}" for j in range(k) for c in ("top", "p"))])
-            for path, (ps, ids) in zip(paths, _ranked_rows(top_p, top_i), strict=True):
-                ranked = [x for i, p in zip(ids, ps, strict=True)
-                          for x in (names[i], f"{p:.6f}")]
-                prediction = names[ids[0]] if ps[0] >= threshold else ""
-                writer.writerow([spreadsheet_cell(path), prediction, f"{ps[0]:.6f}", *ranked])
-
-    written(out, write, replace=overwrite)
-
-
-# Elements of one (images x classes) block of predict's float64 scores: all at once, the
-# log-probabilities, their exp and the ranking's copies held 16.9 GB for 100k images x
-# 5,000 classes; a block's are freed before the next (32 MiB each).
-PREDICT_BLOCK_ELEMENTS = 1 << 22
-# A block's rows are a multiple of this, and the last block takes the rows left over
-# (fewer than a block): MKL's float64 matmul gives a row the bits the whole matrix's
-# product gave it only so; blocks of 37 rows, or a last block of 3, moved some by 1e-15.
-_BLOCK_ROWS = 64
-
-
-def _row_blocks(rows: int, classes: int) -> list[slice]:
-    """The blocks of :func:`_ranked_blocks`: about :data:`PREDICT_BLOCK_ELEMENTS` scores
-    each (at least :data:`_BLOCK_ROWS` rows), the last up to twice that; one empty
-    block for no rows."""
-    block = max(1, PREDICT_BLOCK_ELEMENTS // max(1, classes) // _BLOCK_ROWS) * _BLOCK_ROWS
-    starts = list(range(0, rows, block)) or [0]
-    if len(starts) > 1 and rows - starts[-1] < block:
-        starts.pop()  # a short last block joins the one before
-    return [slice(a, b) for a, b in zip(starts, [*starts[1:], rows], strict=True)]
-
-
-def _known_labels(classes: list[str], folder_classes: list[str],
-                  labels: np.ndarray) -> np.ndarray:
-    """(N,) each image's folder label (``labels``, indices into ``folder_classes``, -1
-    unlabeled) as an index into the classifier's ``classes``; -1 where it has none."""
-    index = {name: i for i, name in enumerate(classes)}
-    known = [index.get(str(name), -1) for name in folder_classes]
-    return np.array([known[y] if y >= 0 else -1 for y in labels], dtype=np.int64)
-
-
-def _ranked_blocks(fc: nn.Linear, feats: np.ndarray, mapped: np.ndarray,
-                   k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(top_p, top_i, ranks) of the classifier ``fc`` (float64) on ``feats`` (N, D): each
-    image's k most probable classes' probabilities and indices (N, k), and how many other
-    classes score at least its label ``mapped`` (N,) (:func:`simclr.results.label_ranks`;
-    C where -1). Ranked by the float64 log-probabilities, whose exp is 0 ~745 below the
-    best: the probabilities tied classes the scores tell apart. Rows run in blocks of
-    :data:`PREDICT_BLOCK_ELEMENTS` scores, so only the (N, k) ones are kept."""
-    from simclr.results import label_ranks
-
-    n = len(feats)
-    # Filled in place: each block's small results kept as tensors of their own, between
-    # its large ones, split the heap so that it grew by a block each (4.6 GB for 100k
-    # images x 5,000 classes).
-    top_p = torch.empty(n, k, dtype=torch.float64)
-    top_i = torch.empty(n, k, dtype=torch.int64)
-    ranks = torch.empty(n, dtype=torch.int64)
-    with torch.no_grad():
-        for rows in _row_blocks(n, fc.out_features):
-            log_probs = torch.log_softmax(fc(torch.from_numpy(feats[rows]).double()), dim=1)
-            top_p[rows], top_i[rows] = log_probs.exp().topk(k, dim=1)
-            ranks[rows] = label_ranks(log_probs, mapped[rows])
-    return top_p, top_i, ranks
-
-
-def _scores(ranks: torch.Tensor, top_p: torch.Tensor, num_classes: int, mapped: np.ndarray,
-            labels: np.ndarray, min_probability: float | None) -> dict[str, Any]:
-    """Accuracy over the images whose folder class the classifier knows, and the counts
-    of the others; with ``min_probability``, the confident rows and their top-1.
-    ``ranks``, ``top_p``: :func:`_ranked_blocks`'s (float64 log-probabilities ranked:
-    float32 probabilities ~100 logits below the best were 0, tied, and top-5 a miss);
-    ``mapped``: :func:`_known_labels`; ``labels``: (N,) the folder's, -1 unlabeled."""
-    from simclr.results import ranked_accuracy, ranked_summary
-
-    result: dict[str, Any] = {}
-    if (labels >= 0).any():  # class folders: the counts, even when none is the classifier's
-        result.update(labeled=int((mapped >= 0).sum()),
-                      unknown_class=int(((mapped < 0) & (labels >= 0)).sum()),
-                      unlabeled=int((labels < 0).sum()))
-    if (mapped >= 0).any():
-        result.update(ranked_summary(ranks[np.flatnonzero(mapped >= 0)], num_classes))
-    if min_probability is not None:
-        confident = (top_p[:, 0] >= min_probability).numpy()
-        result["confident"] = int(confident.sum())
-        if (mapped >= 0).any():
-            sure = np.flatnonzero(confident & (mapped >= 0))
-            result["confident_top1"] = (ranked_accuracy(ranks[sure], (1,))[0]
-                                        if len(sure) else None)  # (a tie: a miss)
-    return result
-
-
-DEFAULT_TOP_K = 5  # classes each row of `simclr predict` ranks, unless told
-
-
-@created_removed_on_failure()
-def predict_folder(
-    checkpoint: str | Path, data: str, out: str | Path, top_k: int | None = None,
-    batch_size: int = 256, device: str = "auto", precision: str = "auto",
-    workers: int | None = None, cache_dir: str = DataConfig.cache_dir,
-    min_probability: float | None = None, overwrite: bool = False,
-    max_pixels: int = DataConfig.max_pixels, channels_last: bool = True,
-) -> dict[str, Any]:
-    """Classify every image of a folder; one CSV row per image (an existing ``out`` is
-    replaced only with ``overwrite``).
-
-    Columns: ``path``, ``prediction``, ``probability`` (softmax), then ``top<k>`` /
-    ``p<k>`` for the k most probable classes (``top_k``: 5 unless given, at most the
-    classifier's classes; a larger one given is said). Where the folder is an ImageFolder whose
-    class names the classifier knows, the result also holds the top-1 / top-k accuracy
-    over those images (``labeled``); the others are counted as ``unknown_class`` (in a
-    class folder the classifier does not know) or ``unlabeled`` (beside the class
-    folders: no label to score them by).
-
-    ``min_probability``: a row whose top probability is below it has an empty
-    ``prediction`` (its ranked classes are still listed): a rejection of images that
-    belong to none of the classes, or are doubtful. The result counts the ``confident``
-    rows and, on a labeled folder, the top-1 accuracy among those (``confident_top1``).
-    ``channels_last``: images and weights in that memory format (the faster).
-    """
-    refuse_spawned_import()
-    check_counts({"--top-k": top_k, "--batch-size": batch_size})  # (before any work)
-    if min_probability is not None and not (isinstance(min_probability, numbers.Real) and
-                                            0 < min_probability <= 1):
-        raise SimCLRError(f"--min-probability must lie in (0, 1], got {min_probability}")
-    threshold = 0.0 if min_probability is None else min_probability
-    out = output_file(out, overwrite, data)  # before the work, and after it by written()
-    path = classifier_file(checkpoint)
-    ckpt = load_checkpoint(path)
-    model, spec, classes = classifier_from_checkpoint(ckpt)
-    note_unfinished(path, ckpt)
-    k = min(DEFAULT_TOP_K if top_k is None else top_k, len(classes))
-    # Features under the run's autocast, as the protocols compute them; the linear layer
-    # in float64, as linear-eval fits it, so a bf16 rounding never flips a close call.
-    source, feats, labels, paths = folder_features(
-        nn.Sequential(model.encoder, model.neck), spec["image_size"], data, batch_size,
-        device, precision, workers, cache_dir, True, max_pixels, "predict", channels_last)
-    if top_k is not None and k < top_k:  # (as `simclr knn` does a --k past its training
-        # images: capped, said; the default 5 of a 2-class classifier goes unsaid)
-        print(f"note: --top-k {top_k} is more than the classifier's {len(classes)} classes: "
-              f"each row ranks all of them (top-k {k})", file=sys.stderr)
-    mapped = _known_labels(classes, source.classes, labels)
-    top_p, top_i, ranks = _ranked_blocks(model.fc.double(), feats, mapped, k)
-    _write_predictions(out, paths, top_p, top_i, classes, threshold, overwrite)
-    result: dict[str, Any] = {"out": str(out), "images": int(len(feats)),
-                              "skipped": len(source.skipped), "classes": len(classes)}
-    result.update(_scores(ranks, top_p, len(classes), mapped, labels, min_probability))
-    return result

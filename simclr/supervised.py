@@ -42,6 +42,7 @@ from simclr.checkpoint import (
     run_dir_of,
     save_checkpoint,
 )
+from simclr.classifiers import classifier_checkpoint
 from simclr.classify import (
     Checkpointing,
     check_batch_norm_share,
@@ -69,7 +70,6 @@ from simclr.plan import (
     refit_to_budget,
     warmup_notes,
 )
-from simclr.pretrained import classifier_checkpoint
 from simclr.results import (
     accuracy_summary,
     check_out_folder,

@@ -2,7 +2,7 @@
 apply it (or a classifier) to a folder; ``info`` and ``cache`` say what simclr wrote.
 
 Each has a function adding it to ``simclr``'s parser (:func:`simclr.cli.build_parser`)
-and the function it runs; the work itself is in :mod:`simclr.pretrained`,
+and the function it runs; the work itself is in :mod:`simclr.inference`,
 :mod:`simclr.neighbors`, :mod:`simclr.info` (:mod:`simclr.info_text`) and
 :mod:`simclr.cache`.
 """
@@ -112,7 +112,7 @@ def _add_info_command(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from simclr.pretrained import embed_folder
+    from simclr.inference import embed_folder
 
     out = Path(args.out)
     if out.suffix.lower() != ".npz":  # (.NPZ too, as export's and neighbors' outputs)
@@ -141,7 +141,7 @@ def check_csv_out(out: str) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from simclr.pretrained import predict_folder
+    from simclr.inference import predict_folder
 
     check_csv_out(args.out)
     result = predict_folder(

@@ -684,7 +684,7 @@ def test_a_subsets_unreadable_image_is_replaced_from_the_subset_alone(tmp_path, 
 def test_a_partial_runs_momentum_of_another_shape_is_one_line_naming_the_file(tmp_path):
     """A linear evaluation's or fine-tuning's saved momentum cut to [:1] (a damaged or
     edited file) loaded without a word and died at its first step inside torch."""
-    from simclr.pretrained import classifier_checkpoint
+    from simclr.classifiers import classifier_checkpoint
 
     model = Classifier(tiny_encoder(), 3)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)

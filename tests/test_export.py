@@ -17,11 +17,11 @@ import torch
 
 import simclr.export as exp
 from simclr.checkpoint import load_checkpoint, save_checkpoint
+from simclr.classifiers import classifier_checkpoint
 from simclr.cli import main
 from simclr.errors import SimCLRError
 from simclr.models import Classifier, build_encoder
 from simclr.pretrained import (
-    classifier_checkpoint,
     encoder_from_checkpoint,
     load_encoder,
     model_from_checkpoint,

@@ -19,8 +19,9 @@ from simclr.classify import evaluate_classifier
 from simclr.config import ModelConfig
 from simclr.errors import SimCLRError
 from simclr.finetune import default_epochs, run_finetune
+from simclr.inference import predict_folder
 from simclr.models import Classifier, build_model
-from simclr.pretrained import encoder_from_checkpoint, predict_folder
+from simclr.pretrained import encoder_from_checkpoint
 from simclr.results import accuracy_summary
 from simclr.subsets import labeled_subset, subset_from_list
 from tests.conftest import (

@@ -11,10 +11,10 @@ import simclr
 
 
 def test_the_top_level_names_are_the_modules_own():
-    from simclr import errors, loss, optim, pretrained, settings, train
+    from simclr import errors, inference, loss, optim, settings, train
 
     assert simclr.pretrain is train.pretrain and simclr.build_config is settings.build_config
-    assert simclr.embed_folder is pretrained.embed_folder and simclr.nt_xent is loss.nt_xent
+    assert simclr.embed_folder is inference.embed_folder and simclr.nt_xent is loss.nt_xent
     assert simclr.LARS is optim.LARS and simclr.SimCLRError is errors.SimCLRError
     assert set(simclr.__all__) == {*simclr._API, "load_encoder", "__version__"}
     assert all(getattr(simclr, name) is not None for name in simclr.__all__)

@@ -19,8 +19,9 @@ from simclr import load_encoder, monitor, nt_xent, train
 from simclr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from simclr.errors import DivergedError, SimCLRError
 from simclr.files import read_json
+from simclr.inference import embed_folder
 from simclr.loss import contrast_stats
-from simclr.pretrained import embed_folder, model_from_checkpoint
+from simclr.pretrained import model_from_checkpoint
 from simclr.resume import load_resume_config
 from simclr.settings import build_config, load_yaml
 from tests.conftest import make_image_folder, stop_at, tiny_flags, unreadable_folder
