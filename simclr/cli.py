@@ -767,7 +767,7 @@ def _out_of_memory(command: str) -> contextlib.AbstractContextManager[None]:
 def _continue_after(exc: BaseException, command: str) -> str:
     """What continues a training a second Ctrl-C cut short (its run folder, set by
     :func:`simclr.train.pretrain` on the exception), where a checkpoint was saved; or
-    the finished training an evaluation was testing (classify.PartialRun.testing)."""
+    the finished training an evaluation was testing (partial.PartialRun.testing)."""
     kept = getattr(exc, "kept_training", None)
     if kept is not None:
         return f"; its finished training stays in {kept}: the same command only tests it"

@@ -506,7 +506,7 @@ def kept_all_digits(spec: str | None, started_with: Any, what: str) -> bool:
 
 
 def _partial_settings(args: argparse.Namespace, name: str) -> dict[str, Any] | None:
-    """The settings of the unfinished ``name`` training (classify.PartialRun's) in
+    """The settings of the unfinished ``name`` training (partial.PartialRun's) in
     --out where it is continued on --train digits; None otherwise (--overwrite: a new
     one; an unreadable file: the training itself says what is wrong with it)."""
     if args.overwrite or args.out is None or not is_digits(args.train):

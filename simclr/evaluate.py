@@ -37,14 +37,12 @@ from simclr import distributed as dist
 from simclr.backbones import TorchvisionEncoder
 from simclr.checkpoint import CHECKPOINTS, new_run_id
 from simclr.classify import (
-    PartialRun,
     crop_flip_config,
     earlier_total_steps,
     evaluate_classifier,
     fitted_batch,
     init_linear,
     nesterov_sgd,
-    partial_weights_digest,
     run_folder,
     scheduled_lr,
     total_steps,
@@ -61,6 +59,7 @@ from simclr.features import (
 )
 from simclr.logistic import logistic_regression
 from simclr.models import Classifier, LinearProbe, ResNet
+from simclr.partial import PartialRun, partial_weights_digest
 from simclr.results import (
     RESULTS,
     Ranked,

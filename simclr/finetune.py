@@ -31,7 +31,6 @@ from simclr import distributed as dist
 from simclr.classifiers import classifier_checkpoint, encoder_config, save_classifier
 from simclr.classify import (
     Checkpointing,
-    PartialRun,
     batch_norm_setting,
     check_batch_norm_share,
     check_classifier_step,
@@ -40,7 +39,6 @@ from simclr.classify import (
     evaluate_classifier,
     fitted_batch,
     nesterov_sgd,
-    partial_weights_digest,
     run_folder,
     scheduled_lr,
     total_steps,
@@ -49,6 +47,7 @@ from simclr.classify import (
 from simclr.errors import SimCLRError, printable
 from simclr.features import check_labeled, resolve_runtime, source_name
 from simclr.models import Classifier, ProjectionHead, build_encoder
+from simclr.partial import PartialRun, partial_weights_digest
 from simclr.results import RESULTS, Ranked, accuracy_summary, finish_results, log
 from simclr.subsets import SUBSET_FILE, labeled_subset, subset_digest, write_subset_list
 
@@ -278,7 +277,7 @@ def _continuation_settings(
     schedule: str, from_head: bool, from_scratch: bool, seed: int, image_size: int,
     precision: str, sync_bn: bool,
 ) -> dict[str, Any]:
-    """What fixes a fine-tuning (classify.PartialRun's ``settings``): a saved unfinished
+    """What fixes a fine-tuning (partial.PartialRun's ``settings``): a saved unfinished
     one is continued only where all of them match, so it never mixes two trainings."""
     return {"test_fraction": ((source or {}).get("test") or {}).get("fraction"),
             "subset": subset_digest(budget.subset, len(train.labels)),

@@ -4,7 +4,6 @@ SGD linear protocol: schedules, periodic saves, preemption, and continuing a run
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 import pytest
@@ -12,7 +11,6 @@ import torch
 
 from simclr.classify import (
     Checkpointing,
-    PartialRun,
     augmented_batches,
     crop_flip_config,
     nesterov_sgd,
@@ -421,18 +419,6 @@ def test_a_refused_step_names_the_global_batch_of_all_processes(monkeypatch):
                               False, "supervised", override="--no-memory-check")
 
 
-def test_a_partial_run_without_a_folder_keeps_nothing(tmp_path):
-    model = Classifier(tiny_encoder(), 3)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    none = PartialRun(None, "linear", "linear evaluation", {"epochs": 1})
-    assert none.path is None and none.resume(model, optimizer, scaler, False) == (0, 0.0)
-    none.discard()
-    empty = PartialRun(tmp_path, "linear", "linear evaluation", {"epochs": 1})
-    assert empty.path == tmp_path / "checkpoints" / "linear-partial.pt"
-    assert empty.resume(model, optimizer, scaler, False) == (0, 0.0)
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_classifier_trainings_on_cuda(tmp_path, capsys):
     """The supervised baseline, fine-tuning and the SGD linear protocol on the GPU
@@ -463,18 +449,6 @@ def test_classifier_trainings_on_cuda(tmp_path, capsys):
         assert result["steps"] == 4 and 0 <= result["top1"] <= 1
     ckpt = load_checkpoint(tmp_path / "ft/checkpoints/finetune.pt")
     assert all(torch.isfinite(v.float()).all() for v in ckpt["model"].values())
-
-
-def test_a_differing_source_is_named_by_the_entries_that_differ():
-    """A fine-tuning rerun on another checkpoint said 'other settings (source)' alone."""
-    from simclr.classify import _difference
-
-    saved = {"file": "/data/runs/first-run/checkpoints/last.pt", "step": 400}
-    now = {"file": "/data/runs/a-much-longer-second-run-name/checkpoints/last.pt", "step": 400}
-    assert _difference("source", saved, now) == (
-        "source file: '/data/runs/first-run/checkpoints/last.pt' saved, "
-        "'.../a-much-longer-second-run-name/checkpoints/last.pt' now")
-    assert _difference("lr", 0.1, 0.05) == "lr: 0.1 saved, 0.05 now"
 
 
 def test_a_new_classifier_leaves_the_callers_rng_alone():
@@ -679,31 +653,6 @@ def test_a_subsets_unreadable_image_is_replaced_from_the_subset_alone(tmp_path, 
     want = [idx.tolist() for epoch in range(3) for idx, _, _ in iter_batches(
         source, good, 2, seed=[0, epoch], drop_last=True, workers=0)]
     assert epochs(good)[0] == sum(want, [])
-
-
-def test_a_partial_runs_momentum_of_another_shape_is_one_line_naming_the_file(tmp_path):
-    """A linear evaluation's or fine-tuning's saved momentum cut to [:1] (a damaged or
-    edited file) loaded without a word and died at its first step inside torch."""
-    from simclr.classifiers import classifier_checkpoint
-
-    model = Classifier(tiny_encoder(), 3)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    model(torch.rand(2, 3, 16, 16)).square().sum().backward()
-    optimizer.step()
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    saved = optimizer.state_dict()
-    saved["state"][0]["momentum_buffer"] = saved["state"][0]["momentum_buffer"][:1]
-    partial = PartialRun(tmp_path, "linear", "linear evaluation", {"epochs": 1})
-    blob = classifier_checkpoint("linear", model, {}, ["a", "b", "c"], 1, 0.0, {})
-    blob["optimizer"] = saved
-    path = partial.save(blob, scaler)
-    again = PartialRun(tmp_path, "linear", "linear evaluation", {"epochs": 1})
-    fresh = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    with pytest.raises(SimCLRError, match=rf"^{re.escape(path)}: its optimizer or step state "
-                                          r"does not fit this run \(damaged or edited\? the "
-                                          r"saved momentum_buffer of \S+ has shape \[1"):
-        again.resume(model, fresh, scaler, False)
-    again.release()
 
 
 def test_an_unreadable_images_replacement_gets_views_of_its_own(tmp_path, monkeypatch):

@@ -223,19 +223,19 @@ def test_a_finetuning_finished_meanwhile_in_its_out_is_kept(tmp_path, folders, m
     the first's hold of D (or took it just after) and is refused once it holds D, the
     first's results kept and nothing trained (it retrained and replaced them); with
     --overwrite it replaces them, as before."""
-    import simclr.classify as classify
+    import simclr.partial as partial
     from simclr.files import folder_holder
 
     train, test = folders
     run = tmp_path / "ft"
     first = {"top1": 0.25}
-    lock = classify.lock_folder
+    lock = partial.lock_folder
 
     def finished_meanwhile(folder):  # the first command ended while this one started
         (folder / "finetune.json").write_text(json.dumps(first))
         return lock(folder)
 
-    monkeypatch.setattr(classify, "lock_folder", finished_meanwhile)
+    monkeypatch.setattr(partial, "lock_folder", finished_meanwhile)
     with pytest.raises(SimCLRError, match=r"ft/finetune.json was written meanwhile by another "
                        r"process \(kept; this run's was not written\): choose another --out, "
                        r"or pass --overwrite to replace it"):
@@ -644,17 +644,17 @@ def test_sigterm_exits_75_and_the_same_command_finishes(tmp_path):
 def test_checkpoint_minutes_reach_the_training(tmp_path, monkeypatch, command):
     """--checkpoint-minutes (fine-tuning, SGD linear evaluation) sets the clock of the
     periodic saves (the clock itself: test_classify)."""
-    import simclr.classify as classify
+    import simclr.partial as partial
     from simclr.cli import main
 
     seen = []
 
-    class Recorded(classify.Checkpointing):
+    class Recorded(partial.Checkpointing):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             seen.append(self.every_s)
 
-    monkeypatch.setattr(classify, "Checkpointing", Recorded)  # (PartialRun.checkpointing)
+    monkeypatch.setattr(partial, "Checkpointing", Recorded)  # (PartialRun.checkpointing)
     train, test, cache = tiny_pretrained_run(tmp_path)
     extra = ["--protocol", "sgd"] if command == "linear-eval" else []
     assert main([command, "--checkpoint", str(tmp_path / "pre"), "--train", str(train),
