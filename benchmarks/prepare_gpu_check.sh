@@ -24,7 +24,9 @@ rm -rf .data/imagenette && mkdir -p .data/imagenette/train
 for cls in "$src"/*/; do
   name=$(basename "$cls")
   mkdir -p ".data/imagenette/train/$name"
-  find "$cls" -maxdepth 1 -type f | sort | head -n "$per_class" |
+  # (sed, not head: head exits after its lines, sort then dies of SIGPIPE and, under
+  # pipefail, the script stops with status 141 at some class, leaving a partial .data)
+  find "$cls" -maxdepth 1 -type f | sort | sed -n "1,${per_class}p" |
     xargs -I{} cp {} ".data/imagenette/train/$name/"
 done
 du -sh .whl .data
