@@ -133,7 +133,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=None, help="loader processes (default: cores)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--cases", default="simclr pil,simclr device,full-size PIL")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # (checked before any JPEG is generated: else a traceback after minutes of it)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.exit(2, f"decode.py: --device {args.device}: torch sees no GPU "
+                  "(torch.cuda.is_available() is False); use --device cpu\n")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -547,7 +547,10 @@ def close_loader_iterator(batches: Any) -> None:
     try:
         shutdown()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        # (None: the handler was not installed from Python, as at interpreter shutdown,
+        # when a finalizer closes the iterator; None cannot be set back: TypeError)
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
     if pressed and callable(previous):  # delivered now: KeyboardInterrupt, or a StopFlag
         previous(*pressed[0])
 

@@ -214,6 +214,31 @@ def test_a_ctrl_c_while_loader_workers_stop_is_delivered_once_they_have():
     runtime.close_loader_iterator(iter(DataLoader([1, 2])))  # no workers: nothing to stop
 
 
+def test_closing_a_loader_where_python_holds_no_sigint_handler_stops_its_workers(monkeypatch):
+    """At interpreter shutdown (a loader iterator closed from a finalizer) Python has
+    cleared its handlers: signal.signal returns None for SIGINT's previous one, which
+    cannot be set back ("TypeError: signal handler must be signal.SIG_IGN, ...")."""
+    real = signal.signal
+    before = signal.getsignal(signal.SIGINT)
+
+    def not_from_python(signum: int, handler: object) -> object:
+        real(signum, handler)
+        return None  # as for a handler that was not installed from Python
+
+    stopped: list[bool] = []
+
+    class Finished:
+        def _shutdown_workers(self) -> None:
+            stopped.append(True)
+
+    monkeypatch.setattr(signal, "signal", not_from_python)
+    try:
+        runtime.close_loader_iterator(Finished())
+    finally:
+        real(signal.SIGINT, before)
+    assert stopped == [True]
+
+
 class _SlowAfterTwo(torch.utils.data.Dataset):
     """Items 0 and 1 at once, the others each after ``seconds``: a loader's workers,
     once its first batch came, are decoding slow ones (a batch of large photos)."""
