@@ -505,25 +505,54 @@ def run_rounds(cases: list[dict[str, Any]], rounds: int, timeout: float,
             print(f"  about {left / 60:.1f} min left in this phase", file=sys.stderr, flush=True)
 
 
+class Stats(tuple):
+    """(median, min, max) of a case's rounds, which also knows how many rounds gave a
+    value (``ok``) out of how many ran (``ran``): a median over 2 of 3 rounds is said
+    as such, not passed off as the footer's 'median over 3'."""
+
+    ok: int
+    ran: int
+
+    def __new__(cls, values: tuple[float, float, float], ok: int, ran: int) -> Stats:
+        stats = super().__new__(cls, values)
+        stats.ok, stats.ran = ok, ran
+        return stats
+
+
 def median_of(runs: list[dict[str, Any]], field: str,
-              pick: Callable[[dict[str, Any]], Any] = lambda r: r) -> tuple[float, float, float]:
+              pick: Callable[[dict[str, Any]], Any] = lambda r: r) -> Stats:
     """(median, min, max) of a field over the successful rounds; NaNs when none succeeded
-    (min and max -inf when the case never ran: a run stopped before it)."""
+    (min and max -inf when the case never ran: a run stopped before it). ``.ok`` /
+    ``.ran``: the rounds that gave a value / that ran (failed and timed-out ones count)."""
     if not runs:
-        return float("nan"), float("-inf"), float("-inf")
+        return Stats((float("nan"), float("-inf"), float("-inf")), 0, 0)
     values = [pick(r)[field] for r in runs if "error" not in r and pick(r)[field] is not None]
     if not values:
-        return (float("nan"),) * 3
-    return statistics.median(values), min(values), max(values)
+        return Stats((float("nan"),) * 3, 0, len(runs))
+    return Stats((statistics.median(values), min(values), max(values)), len(values), len(runs))
 
 
 def fmt_rate(stats: tuple[float, float, float], digits: int = 0) -> str:
+    """'median (min–max)', with 'k/N rounds' where only k of the N rounds that ran gave
+    a value (the others failed or timed out: see the notes under the table)."""
     med, lo, hi = stats
     if med != med:  # NaN: every round failed, or none ran
         return "not run" if lo == float("-inf") else "failed"
-    if lo == hi:
-        return f"{med:,.{digits}f}"
-    return f"{med:,.{digits}f} ({lo:,.{digits}f}–{hi:,.{digits}f})"
+    text = f"{med:,.{digits}f}" if lo == hi else (
+        f"{med:,.{digits}f} ({lo:,.{digits}f}–{hi:,.{digits}f})")
+    ok, ran = getattr(stats, "ok", 0), getattr(stats, "ran", 0)
+    return f"{text}, {ok}/{ran} rounds" if ok < ran else text
+
+
+def failed_rounds(results: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """One line per case with a failed or timed-out round: 'case: k/N rounds failed
+    (first error)'. Empty when every round that ran succeeded."""
+    lines = []
+    for key, runs in results.items():
+        errors = [r["error"] for r in runs if "error" in r]
+        if errors:
+            lines.append(f"{key}: {len(errors)}/{len(runs)} rounds failed ({errors[0]})")
+    return lines
 
 
 def fmt_mem(runs: list[dict[str, Any]], device: str,
@@ -951,7 +980,8 @@ def measure_and_report(
     """Run ``measure`` (every case, into the results it is given), then print the table
     (``render_table(args, results, header(), footer + the load average)``, also written to
     ``--out``). SIGTERM (``timeout``) or Ctrl-C stops the measuring, and the table of the
-    cases finished so far is written all the same (exit status 1), not nothing."""
+    cases finished so far is written all the same (exit status 1), not nothing. A case
+    round that failed or timed out is named under the table, and the status is 1 too."""
     results: dict[str, list[dict[str, Any]]] = defaultdict(list)
     stopped = ""
     signal.signal(signal.SIGTERM, _stop)
@@ -968,11 +998,15 @@ def measure_and_report(
         footer.append(f"STOPPED by {stopped} after {time.perf_counter() - t0:.0f} s: the "
                       "medians are over the rounds finished so far; 'not run' marks cases "
                       "that had not run once.")
+    failures = failed_rounds(results)
+    if failures:  # (the medians are over the other rounds: 'k/N rounds' in their cells)
+        footer.append("FAILED ROUNDS (medians over the rounds that succeeded, said as "
+                      "'k/N rounds' in the cell; exit status 1): " + "; ".join(failures))
     text = render_table(args, results, header(), footer)
     print(text)
     if args.out:
         Path(args.out).write_text(text)
-    return 1 if stopped else 0
+    return 1 if stopped or failures else 0
 
 
 def measure_all(args: argparse.Namespace, common: dict[str, Any],
