@@ -286,13 +286,28 @@ def _fit_sklearn(spec: dict[str, Any], data: tuple[Any, ...], rows: int) -> dict
     from simclr.logistic import default_l2_grid
 
     x, y, test_x, test_y = data
-    x, y = x[:rows], y[:rows]
+    # The dtype simclr fits in (float64 at these sizes): scikit-learn fits float32 input
+    # (gaussian_features') in float32, which compared a float64 fit with a float32 one.
+    # Converted inside the timing, as simclr converts its input inside its own.
+    dtype = _simclr_dtype(rows, x.shape[1])
+    x, y, test_x = x[:rows].astype(dtype), y[:rows], test_x.astype(dtype)
     l2, init = ((spec["l2"], None) if spec["l2"] is not None else
                 sklearn_grid(x, y, default_l2_grid(), spec["tol"]))
     scaler = StandardScaler().fit(x)
     model = _sklearn_fit(scaler.transform(x), y, l2, _tol(spec["tol"], l2), init)
     return {"top1": _top1(model.predict(scaler.transform(test_x)), test_y), "l2": l2,
             "iterations": int(model.n_iter_.max()), "dtype": str(model.coef_.dtype)}
+
+
+def _simclr_dtype(rows: int, dim: int) -> Any:
+    """The numpy dtype ``logistic_regression`` fits ``rows`` x ``dim`` features of
+    CLASSES classes in: float64 up to FLOAT64_MAX_ELEMENTS values, else float32."""
+    import numpy as np
+
+    from simclr.logistic import FLOAT64_MAX_ELEMENTS
+
+    small = max(rows * dim, rows * CLASSES) <= FLOAT64_MAX_ELEMENTS
+    return np.float64 if small else np.float32
 
 
 def case_linear(spec: dict[str, Any]) -> dict[str, Any]:
