@@ -860,7 +860,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # (the defaults that depend on --quick are named in their help, not by argparse)
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true",
-                   help="smoke test: 1 round, batch 64, width 0.25, 1+1 steps, small loss sizes")
+                   help="smoke test: 1 round, batch 64, width 0.25, 1 warm-up step (raised as "
+                        "--warmup says), the fewest timed steps --steps allows, small loss "
+                        "sizes")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
                    help="default: cuda when available, else cpu")
     p.add_argument("--widths", default=None, help="ResNet-18 widths (default 0.5,1)")
@@ -869,8 +871,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "default %(default)s)")
     p.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3)")
     p.add_argument("--batch", type=int, default=None, help="images per step (default 256)")
-    p.add_argument("--warmup", type=int, default=None, help="discarded steps (default 2)")
-    p.add_argument("--steps", type=int, default=None, help="timed steps per run (default 2)")
+    p.add_argument("--warmup", type=int, default=None,
+                   help="discarded steps (default 2; end to end raised to 2 x the largest "
+                        "--lightly-workers, the batches lightly's DataLoader makes ahead)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="timed steps per run, at least 2 x the largest --lightly-workers "
+                        "(two waves of the workers; default: that, at least 2)")
     p.add_argument("--loss-sizes", default=None, help="2N values (default 512,...,8192)")
     p.add_argument("--lightly-workers", default=None,
                    help="DataLoader worker counts tried for lightly (default: cores/2,cores)")
@@ -889,7 +895,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.rounds = default(args.rounds, 1, 3)
     args.batch = default(args.batch, 64, 256)
     args.warmup = default(args.warmup, 1, 2)
-    args.steps = default(args.steps, 1, 2)
     args.widths = _numbers("--widths", default(args.widths, "0.25", "0.5,1"), float)
     args.precisions = [x for x in args.precisions.split(",") if x]
     sizes = default(args.loss_sizes, "512,1024", ",".join(map(str, LOSS_SIZES)))
@@ -897,6 +902,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cores = usable_cores()
     workers = default(args.lightly_workers, *[f"{max(1, cores // 2)},{cores}"] * 2)
     args.lightly_workers = sorted(set(_numbers("--lightly-workers", workers, int)))
+    waves = 2 * max(args.lightly_workers)  # (workers finishing together deliver in bursts)
+    args.steps = max(2, waves) if args.steps is None else args.steps
     bad = [x for x in args.precisions if x not in PRECISIONS]
     if bad or not args.precisions:
         _fail(f"--precisions: unknown value(s) {bad} (choose from fp32, bf16)")
@@ -908,6 +915,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         _fail("--loss-sizes must be even numbers of views (2N), at least 4")
     if any(w < 0 for w in args.lightly_workers):
         _fail("--lightly-workers must be worker counts of 0 or more")
+    if args.steps < waves:
+        _fail(f"--steps {args.steps} is under two waves of the {max(args.lightly_workers)} "
+              "lightly workers (2 x the largest --lightly-workers): a shorter window times "
+              "batches that arrived together")
     return args
 
 
