@@ -22,7 +22,7 @@ from simclr.checkpoint import (
 )
 from simclr.config import RESUME_SETTINGS, Config
 from simclr.errors import SimCLRError
-from simclr.folders import named_dataset, split_read_anew
+from simclr.folders import named_dataset, scan_folder, split_read_anew
 from simclr.launch import path_word
 from simclr.optim import load_optimizer_state
 from simclr.plan import Plan
@@ -89,8 +89,12 @@ def checkpoint_state(
         "step_in_epoch": state.step % plan.steps_per_epoch,
         "num_images": plan.num_images,
         "all_images": state.all_images,
+        # data_split: the split read of --data (None: all of it), so that a resume tells
+        # this release's read of DIR/Train from an earlier one's of DIR whole
         **({} if state.num_files is None else {"num_files": state.num_files,
-                                                "files_digest": state.files_digest}),
+                                                "files_digest": state.files_digest,
+                                                "data_split": _split_name(cfg.data.path,
+                                                                          True)}),
         **({} if state.cached is None else {"cached": state.cached}),
         **({"skipped_images": [list(s) for s in state.skipped]} if state.skipped else {}),
         "total_steps": plan.total_steps,
@@ -202,9 +206,9 @@ def check_files_listed(ckpt: dict[str, Any], now: int, digest: str | None,
     (the plan holds; the batches are no longer the first run's)."""
     files, saved = ckpt.get("num_files"), ckpt.get("num_images")
     if isinstance(files, int) and now != files:
-        raise _other_images(now, files, folder)
+        raise _other_images(now, files, folder, ckpt)
     if isinstance(saved, int) and now < saved:
-        raise _other_images(now, saved, folder)
+        raise _other_images(now, saved, folder, ckpt)
     if ckpt.get("files_digest") and ckpt["files_digest"] != digest:
         return [f"note: the data folder's files are not the ones the run started with (the "
                 f"same number, {now}, under other names): it continues on them, but not "
@@ -254,12 +258,14 @@ def _share(ckpt: dict[str, Any], processes: int) -> int | str:
     return batch // processes if isinstance(batch, int) else "other"
 
 
-def _other_images(now: int, saved: Any, folder: str | None = None) -> SimCLRError:
-    """Another number of images than the run's; ``folder`` (its --data) tells whether
-    this release reads it otherwise: a split in capitals, Train/ and Test/ read as two
-    classes before 2026-12-06 (folders._split_folder)."""
-    split = None if folder is None else split_read_anew(folder)
-    if split is not None:
+def _other_images(now: int, saved: Any, folder: str | None = None,
+                  ckpt: dict[str, Any] | None = None) -> SimCLRError:
+    """Another number of images than the run's; ``folder`` (its --data) and the run's
+    checkpoint ``ckpt`` tell whether the run's release read it otherwise: a split in
+    capitals, Train/ and Test/ read as two classes before 2026-12-06
+    (folders._split_folder, :func:`_read_splits_as_classes`)."""
+    split = None if folder is None or ckpt is None else split_read_anew(folder)
+    if split is not None and _read_splits_as_classes(ckpt, folder, saved):  # type: ignore[arg-type]  # (both set with split)
         return SimCLRError(f"--resume: this release reads {folder} as its split {split.name}/ "
                            f"({now} images), where the run's release read its splits as two "
                            f"classes ({saved} images, the held-out ones trained on too); the "
@@ -267,6 +273,22 @@ def _other_images(now: int, saved: Any, folder: str | None = None) -> SimCLRErro
     return SimCLRError(f"--resume: the data folder now holds {now} images; the run started "
                        f"with {saved}, so it cannot continue exactly (start a new run, or "
                        "restore the folder)")
+
+
+def _read_splits_as_classes(ckpt: dict[str, Any], folder: str, saved: Any) -> bool:
+    """Whether the run's release read ``folder``'s splits (Train/, Test/) as two classes,
+    by evidence: this release's checkpoints say which split they read (``data_split``;
+    earlier ones with a kNN monitor: ``knn_splits``, saved since the change); an
+    unmarked one read them as classes where its ``saved`` count is what the whole
+    folder lists so (a run of this release saved before the mark, on a Train/ since
+    grown, is told the plain count)."""
+    if "data_split" in ckpt or "knn_splits" in ckpt:
+        return False
+    try:  # (the folder's images as that release listed them: the splits as classes)
+        whole = scan_folder(folder, unlabeled=bool(ckpt.get("all_images", False)))
+    except SimCLRError:
+        return False
+    return len(whole.paths) == saved
 
 
 def knn_splits(cfg: Config) -> list[str | None] | None:

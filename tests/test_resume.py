@@ -12,7 +12,7 @@ from simclr.optim import build_optimizer
 from simclr.plan import plan_schedule
 from simclr.resume import RunState, checkpoint_state, restore, restore_cuda_rng, saved_window
 from simclr.settings import build_config
-from tests.conftest import ScaledNet, earlier_lars
+from tests.conftest import ScaledNet, earlier_lars, make_image_folder
 
 
 def test_a_checkpoint_restores_weights_optimizer_step_plan_and_rng():
@@ -172,8 +172,8 @@ def test_a_run_on_splits_in_capitals_read_anew_is_refused_naming_why(tmp_path):
     the plain message."""
     from simclr.resume import check_files_listed
 
-    for name in ("Train", "Test"):
-        (tmp_path / "caps" / name / "a").mkdir(parents=True)
+    for name in ("Train", "Test"):  # (24 images each: 48 read as two classes)
+        make_image_folder(tmp_path / "caps" / name, per_class=12)
     with pytest.raises(SimCLRError, match=r"this release reads \S+caps as its split Train/ "
                                           r"\(24 images\), where the run's release read its "
                                           r"splits as two classes \(48 images"):
@@ -183,6 +183,30 @@ def test_a_run_on_splits_in_capitals_read_anew_is_refused_naming_why(tmp_path):
     with pytest.raises(SimCLRError, match="now holds 24 images; the run started with 48, so "
                                           "it cannot continue exactly"):
         check_files_listed({"num_files": 48}, 24, "abc", str(tmp_path / "low"))
+
+
+def test_the_split_message_needs_evidence_that_an_earlier_release_saved_the_run(tmp_path):
+    """The split message is for a run that read DIR/{Train,Test} as two classes: a
+    checkpoint marking the split it read (this release's: data_split, or knn_splits)
+    gets the plain message; an unmarked one gets the split message where its count is
+    what the whole folder lists as classes, the plain one otherwise (a run of this
+    release saved before the mark, its Train/ grown)."""
+    from simclr.resume import check_files_listed
+
+    make_image_folder(tmp_path / "Train", per_class=12)  # 24 images
+    make_image_folder(tmp_path / "Test", per_class=3, seed=1)  # 6: 30 as classes
+    folder, plain = str(tmp_path), "now holds 24 images; the run started with "
+    for marked in ({"data_split": "Train"}, {"knn_splits": [None, None]}):
+        with pytest.raises(SimCLRError, match=plain + "23, so it cannot continue exactly"):
+            check_files_listed({"num_files": 23, **marked}, 24, "abc", folder)
+        with pytest.raises(SimCLRError, match=plain + "30, so"):
+            check_files_listed({"num_files": 30, **marked}, 24, "abc", folder)
+    with pytest.raises(SimCLRError, match=plain + "23, so it cannot continue exactly"):
+        check_files_listed({"num_files": 23}, 24, "abc", folder)
+    with pytest.raises(SimCLRError, match=r"as its split Train/ \(24 images\), where the "
+                                          r"run's release read its splits as two classes "
+                                          r"\(30 images"):
+        check_files_listed({"num_files": 30}, 24, "abc", folder)
 
 
 def test_the_knn_monitor_is_said_to_read_anew_only_splits_in_capitals_of_an_earlier_run(

@@ -936,6 +936,24 @@ def test_a_previous_releases_knn_monitor_on_capital_splits_is_said_to_read_them_
                      "classes): its kNN curve breaks at step 2; the training is as it was"]
 
 
+def test_a_run_of_this_release_on_capital_splits_given_more_images_is_told_so(
+        tmp_path, cache_dir):
+    """A run of this release on DIR holding Train/ and Test/ trained on DIR/Train from
+    its start: an image added there refuses the resume with the plain 'now holds N
+    images' (restoring the folder helps), not the earlier release's split message."""
+    splits = tmp_path / "tt"
+    make_image_folder(splits / "Train", per_class=12)
+    make_image_folder(splits / "Test", per_class=3, seed=1)
+    cfg = build_config(flags=tiny_flags(splits, tmp_path / "run", cache_dir))
+    assert train.pretrain(cfg, on_step=stop_at(1))["status"] == "preempted"
+    shutil.copy(splits / "Train/class_0/000.png", splits / "Train/class_0/new.png")
+    with pytest.raises(SimCLRError) as caught:
+        train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True)
+    assert str(caught.value) == ("--resume: the data folder now holds 25 images; the run "
+                                 "started with 24, so it cannot continue exactly (start a "
+                                 "new run, or restore the folder)")
+
+
 def test_a_stop_at_a_knn_step_is_measured_when_the_run_resumes(tmp_path, image_folder,
                                                               cache_dir):
     """A stop at a step the kNN monitor was due skips it (a kill may follow), and the
