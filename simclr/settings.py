@@ -606,9 +606,11 @@ def build_config(
     filed_paths = _paths_of(settings) if config_file is not None else set()
     layers = [flagged, filed_paths, _paths_of(PRESETS[preset]) if preset is not None else set()]
     # A preset's or a file's lr is its optimizer's: AdamW chosen at a later layer takes
-    # its own base (config.ADAMW_BASE_LR), not LARS's 1.0 (under which the demo collapsed)
+    # its own base (config.ADAMW_BASE_LR), not LARS's 1.0 (under which the demo collapsed),
+    # and LARS or SGD chosen over an AdamW lr (an AdamW run's config.yaml) the paper's,
+    # not AdamW's, 300 times smaller. LARS and SGD share their scale: kept between them.
     lr_layer = next((i for i, given in enumerate(layers) if "optim.lr" in given), 3)
-    if cfg.optim.name == "adamw" != optimizers[lr_layer]:
+    if (cfg.optim.name == "adamw") != (optimizers[lr_layer] == "adamw"):
         cfg.optim.lr, lr_origin = None, None
     if lr_origin is not None and "optim.lr" not in (flags or {}):
         carry_lr(cfg, *lr_origin, origin=lr_source)  # type: ignore[arg-type]

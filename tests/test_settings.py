@@ -55,6 +55,25 @@ def test_adamw_chosen_over_a_lars_lr_takes_its_own_base(tmp_path):
     assert build_config(flags={"optim.name": "sgd"}).optim.lr == 0.3  # (the paper's)
 
 
+def test_lars_or_sgd_chosen_over_an_adamw_lr_takes_its_own_base(tmp_path):
+    """An AdamW run's config.yaml (lr 0.001, AdamW's base) reused with --optimizer lars
+    trained LARS at 1/300 of its base, unsaid: LARS or SGD chosen at a later layer than
+    an AdamW lr takes the paper's base under the config's rule; an --lr given with it,
+    or a file's lr that was LARS's already, is kept."""
+    (tmp_path / "adamw.yaml").write_text("optim:\n  name: adamw\n  lr: 0.001\n")
+    adamw = str(tmp_path / "adamw.yaml")
+    for name in ("lars", "sgd"):
+        assert build_config("cifar10-cpu", adamw, {"optim.name": name}).optim.lr == 0.3
+        assert build_config("cifar10-cpu", adamw, {"optim.name": name, "optim.lr": 0.002}
+                            ).optim.lr == 0.002
+    assert build_config(None, adamw, {"optim.name": "lars", "optim.lr_scaling": "sqrt"}
+                        ).optim.lr == pytest.approx(0.075)
+    assert build_config(None, adamw).optim.lr == 0.001  # (AdamW still: as filed)
+    (tmp_path / "sgd.yaml").write_text("optim:\n  name: sgd\n  lr: 0.5\n")
+    assert build_config(None, str(tmp_path / "sgd.yaml"), {"optim.name": "lars"}
+                        ).optim.lr == 0.5  # (a LARS-sized lr: the same scale)
+
+
 def test_a_config_files_lr_keeps_its_peak_under_another_scaling_rule(tmp_path):
     """A run's config.yaml records its resolved lr (0.3 for the linear rule): read again
     with --lr-scaling sqrt it keeps the run's peak at the run's batch (the paper's 0.075

@@ -238,6 +238,18 @@ def test_a_rerun_refused_for_other_settings_leaves_out_as_it_was(tmp_path, image
     assert _files(out) == before
 
 
+def test_a_sweep_over_an_adamw_config_gives_each_optimizer_its_own_lr(tmp_path):
+    """`--config adamw.yaml --set optimizer=lars,adamw`: the LARS cell trains at LARS's
+    base, not the file's AdamW lr (1/300 of it); the AdamW cell keeps the file's."""
+    from simclr.sweep import cell_configs
+
+    (tmp_path / "adamw.yaml").write_text("optim:\n  name: adamw\n  lr: 0.001\n")
+    cells, configs = cell_configs([parse_axis("optimizer=lars,adamw")], tmp_path / "sw",
+                                  None, str(tmp_path / "adamw.yaml"), {})
+    lrs = {cell.name: cfg.optim.lr for cell, cfg in zip(cells, configs, strict=True)}
+    assert lrs == {"optimizer=lars": 0.3, "optimizer=adamw": 0.001}
+
+
 def test_an_earlier_adamw_cells_lr_is_said_to_be_the_old_default(tmp_path):
     """A rerun (--set optimizer=lars,adamw) of a sweep of a release before 2026-12-06,
     whose AdamW cell trained at the preset's LARS lr (1.0), said 'give --lr 1.0', which
