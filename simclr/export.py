@@ -68,6 +68,7 @@ from simclr.pretrained import (
     encoder_trained_step,
     parse_layer,
     representation_from_checkpoint,
+    side_guessed,
     trained_for,
 )
 from simclr.results import created_removed_on_failure, output_file, real_folder
@@ -194,9 +195,8 @@ def export_encoder(checkpoint: str | Path, out: str | Path,
         **({"step": int(step)} if (step := encoder_trained_step(ckpt)) is not None else {}),
         **({"imported": ckpt["imported"]} if ckpt.get("imported") else {}),
         # its side a guess (imported weights record none): its readers keep saying so;
-        # False where --image-size gave it (an export of before recorded neither: maybe)
-        **({"size_guessed": bool(ckpt.get("size_guessed")) and image_size is None}
-           if ckpt.get("imported") else {}),
+        # False where --image-size gave it; an earlier export's maybe stays a maybe
+        **_size_guessed(ckpt, image_size),
         # a random-init baseline's classifier: its encoder is no trained one
         **({"features": ckpt["features"]} if ckpt.get("features") else {}),
         # a stopped training's weights: said by what reads the export, kept by its cards
@@ -212,6 +212,17 @@ def export_encoder(checkpoint: str | Path, out: str | Path,
     out = Path(out)
     save_checkpoint(blob, out.parent, out.name, None, replace=overwrite)
     return {"out": str(out), "format": "checkpoint", **spec}
+
+
+def _size_guessed(ckpt: dict[str, Any], image_size: int | None) -> dict[str, bool]:
+    """The ``size_guessed`` record of an export of ``ckpt``: where it holds imported
+    weights, True for a guessed side (pretrained.side_guessed), False for one given
+    (``image_size``) or recorded; none at all for an export of before 2026-12-06, which
+    kept no record (its side 'perhaps' a guess): the new export reads as it did."""
+    if not ckpt.get("imported"):
+        return {}
+    guessed = None if image_size is not None else side_guessed(ckpt)
+    return {} if guessed == "perhaps" else {"size_guessed": guessed == "guessed"}
 
 
 def export_torchvision(checkpoint: str | Path, out: str | Path,

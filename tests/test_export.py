@@ -1067,6 +1067,35 @@ def test_an_imported_files_guessed_side_stays_a_guess_in_its_export(tmp_path, ca
         "given" in capsys.readouterr().err
 
 
+def test_a_reexport_of_an_earlier_export_of_imported_weights_keeps_its_side_uncertain(
+        tmp_path, capsys):
+    """An export of imported weights written before 2026-12-06 recorded no size_guessed:
+    its side reads as 'perhaps assumed'. Exported again, that caveat was dropped (its
+    side read as trained); it is carried on, and a guess stays a guess, unless
+    --image-size gives the side."""
+    import torchvision
+
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "tv.pth")
+    new = tmp_path / "enc.pt"
+    assert main(["export", "--checkpoint", str(tmp_path / "tv.pth"), "--out", str(new)]) == 0
+    old = load_checkpoint(new)
+    del old["size_guessed"]  # as an earlier simclr wrote it
+    torch.save(old, tmp_path / "old.pt")
+    again, guess, sized = tmp_path / "again.pt", tmp_path / "guess.pt", tmp_path / "sized.pt"
+    for source, out, extra in ((tmp_path / "old.pt", again, []), (new, guess, []),
+                               (tmp_path / "old.pt", sized, ["--image-size", "64"])):
+        assert main(["export", "--checkpoint", str(source), "--out", str(out), *extra]) == 0
+    capsys.readouterr()
+    assert main(["info", str(again)]) == 0
+    assert capsys.readouterr().out.endswith(
+        "resnet18 x1, 224 px perhaps assumed (exported by an earlier simclr, which kept no "
+        "record of it; --image-size)\n")
+    assert load_checkpoint(guess)["size_guessed"] is True
+    assert load_checkpoint(sized)["size_guessed"] is False
+    assert main(["info", str(sized)]) == 0 and "assumed" not in capsys.readouterr().out
+
+
 def test_an_exported_encoder_records_its_source_by_its_absolute_path(run_dir, tmp_path,
                                                                      monkeypatch):
     """exported_from.file was the path as given ('run1/checkpoints/last.pt'), which
