@@ -466,12 +466,17 @@ def _starting_step(cfg: Config, model: torch.nn.Module, optimizer: torch.optim.O
                    scaler: torch.amp.GradScaler, plan: Plan, run_dir: str | Path | None,
                    resume: Mapping[str, Any] | None, verbose: bool) -> tuple[int, float]:
     """Where the training starts, (step, training seconds): a resumed run's checkpoint
-    restored into it, or a new run's notes on its warm-up."""
+    restored into it, or a new run's notes on its warm-up; either way a note on AdamW at
+    a LARS-sized lr (optim.lr_notes)."""
+    # Resumed too: a release before 2026-12-06 gave AdamW a LARS-sized lr, unsaid.
+    notes = lr_notes(cfg.optim, cfg.batch_size)
     if resume is not None:
         step, elapsed = restore(resume, model, optimizer, scaler, plan, verbose)
         log(f"resuming {run_dir} from step {step} of {plan.total_steps}", verbose)
+        for note in notes:
+            log(note, verbose)
         return step, elapsed
-    for note in [*warmup_notes(cfg, plan), *lr_notes(cfg.optim, cfg.batch_size)]:
+    for note in [*warmup_notes(cfg, plan), *notes]:
         log(note, verbose)
     return 0, 0.0
 

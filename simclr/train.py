@@ -265,7 +265,9 @@ def pretrain(
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     plan, state = start_state(cfg, run, source.num_images, all_images, model, optimizer, scaler)
     if not resume:  # (a resumed run was told when it started; run.saved: cleared now)
-        notes = [*notes, *warmup_notes(cfg, plan), *lr_notes(cfg.optim, cfg.batch_size)]
+        notes = [*notes, *warmup_notes(cfg, plan)]
+    # Resumed too: a release before 2026-12-06 gave AdamW a LARS-sized lr, unsaid.
+    notes = [*notes, *lr_notes(cfg.optim, cfg.batch_size)]
     if files is not None:
         state.num_files, state.files_digest = len(files.paths), digest
     state.knn_splits = knn_splits(cfg)  # (as read this session: what later ones compare)

@@ -294,6 +294,24 @@ def test_a_preempted_run_resumes_exactly(tmp_path, folders):
     assert json.loads((run / "supervised.json").read_text())["steps"] == 9
 
 
+def test_an_adamw_run_at_a_lars_sized_lr_is_told_so_when_it_resumes(tmp_path, folders,
+                                                                     capsys):
+    """An AdamW run of a release before 2026-12-06 kept a LARS-sized lr (0.3) and had no
+    note; resumed on this release, which notes it only when a run starts, it went on
+    unsaid: the note is given once when it resumes."""
+    train, test = folders
+    data = {"train": "unused here", "test": None}
+    cfg = resumable(tmp_path, "run", **{"optim.name": "adamw", "optim.lr": 0.3})
+    cut = run_supervised(cfg, train, test, data=data, verbose=False, on_step=stop_at(2))
+    assert cut["status"] == "preempted"
+    capsys.readouterr()
+    cfg2, ckpt = resume_config(tmp_path / "run", {})
+    run_supervised(cfg2, train, test, data=data, resume=ckpt, on_step=stop_at(4))
+    out = capsys.readouterr()
+    notes = [x for x in (out.out + out.err).splitlines() if "note: AdamW at a peak lr" in x]
+    assert len(notes) == 1 and "LARS-sized rates collapse it" in notes[0]
+
+
 def test_a_run_stopped_in_its_last_epoch_reports_the_whole_epoch(tmp_path, folders):
     """Stopped at step 8 (inside the last epoch, steps 7-9) and resumed: the results give
     the whole last epoch's loss and top-1, as an uninterrupted run's (they counted only

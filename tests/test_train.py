@@ -954,6 +954,22 @@ def test_a_run_of_this_release_on_capital_splits_given_more_images_is_told_so(
                                  "new run, or restore the folder)")
 
 
+def test_an_adamw_run_at_a_lars_sized_lr_is_told_so_when_it_resumes(
+        tmp_path, image_folder, cache_dir, capsys):
+    """An AdamW run of a release before 2026-12-06 kept a LARS-sized lr (0.3) and had no
+    note; resumed on this release, which notes it only when a run starts, it went on
+    unsaid: the note is given once when it resumes."""
+    flags = tiny_flags(image_folder, tmp_path / "run", cache_dir, **{
+        "optim.name": "adamw", "optim.lr": 0.3})
+    assert train.pretrain(build_config(flags=flags), on_step=stop_at(1))["status"] == \
+        "preempted"
+    capsys.readouterr()
+    train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True, on_step=stop_at(2))
+    out = capsys.readouterr()
+    notes = [x for x in (out.out + out.err).splitlines() if "note: AdamW at a peak lr" in x]
+    assert len(notes) == 1 and "LARS-sized rates collapse it" in notes[0]
+
+
 def test_a_stop_at_a_knn_step_is_measured_when_the_run_resumes(tmp_path, image_folder,
                                                               cache_dir):
     """A stop at a step the kNN monitor was due skips it (a kill may follow), and the
