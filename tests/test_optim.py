@@ -377,6 +377,12 @@ def test_a_saved_state_of_another_shape_than_its_parameter_is_refused(name):
     saved["state"][at][key] = optimizer.state_dict()["state"][at][key]  # whole: it loads
     load_optimizer_state(fresh, {"optimizer": saved}, model)
     fresh.step()
+    bias = next(i for i, p in enumerate(packed) if p is model[2].bias)  # a 1-D state too
+    saved["state"][bias][key] = saved["state"][bias][key][:1]
+    with pytest.raises(ValueError, match=rf"^the saved {key} of 2.bias has shape \[1\], "
+                                         r"the parameter \[2\]$"):
+        load_optimizer_state(build_optimizer(OptimConfig(name=name), model, 256),
+                             {"optimizer": saved}, model)
 
 
 def test_adamw_at_a_lars_sized_lr_is_noted():
@@ -389,6 +395,7 @@ def test_adamw_at_a_lars_sized_lr_is_noted():
     assert note.startswith("note: AdamW at a peak lr of 1, 1000 times its default (base "
                            "0.001 under --lr-scaling linear)")
     assert lr_notes(OptimConfig(name="adamw", lr=0.01), 256) == []
+    assert len(lr_notes(OptimConfig(name="adamw", lr=0.05), 256)) == 1  # 50 times: noted
     (note,) = lr_notes(OptimConfig(name="adamw", lr=0.075, lr_scaling="sqrt"), 64)
     assert "300 times its default (base 0.00025 under --lr-scaling sqrt)" in note
     assert lr_notes(OptimConfig(name="lars", lr=1.0), 256) == []
