@@ -59,7 +59,7 @@ from simclr.features import (
 )
 from simclr.logistic import logistic_regression
 from simclr.models import Classifier, LinearProbe, ResNet
-from simclr.partial import PartialRun, partial_weights_digest
+from simclr.partial import PartialRun, partial_weights_digest, read_anew
 from simclr.results import (
     RESULTS,
     Ranked,
@@ -188,10 +188,11 @@ def _save_layer(partial_run: PartialRun, fc: nn.Linear, optimizer: torch.optim.O
 
 
 def linear_partial(out: Path | None, settings: dict[str, Any] | None = None,
-                   overwrite: bool | str = False) -> PartialRun:
-    """Where an unfinished SGD linear evaluation is kept: ``out/checkpoints/linear-partial.pt``."""
+                   overwrite: bool | str = False, train: Any = None) -> PartialRun:
+    """Where an unfinished SGD linear evaluation is kept: ``out/checkpoints/linear-partial.pt``
+    (``train``: the training set, PartialRun.train)."""
     return PartialRun(out, "linear", "linear evaluation", settings or {}, overwrite,
-                      results=RESULTS["linear-eval"])
+                      results=RESULTS["linear-eval"], train=train)
 
 
 def feature_width(encoder: nn.Module, image_size: int) -> int:
@@ -213,10 +214,10 @@ def feature_width(encoder: nn.Module, image_size: int) -> int:
 def _check_linear_eval(protocol: str, run_dir: str | Path | None, batch_size: int,
                        val_fraction: float, epochs: float, lr: float, image_size: int,
                        crop_scale: tuple[float, float], crop_sampler: str,
-                       overwrite: bool, l2: float | None = None) -> None:
+                       overwrite: bool, l2: float | None = None, train: Any = None) -> None:
     """The linear evaluation's settings, checked before any work (one line each).
     ``overwrite``: an unfinished sgd run in ``run_dir`` is replaced when an lbfgs one
-    finishes there."""
+    finishes there (``train``: the training set, which may say it cannot continue)."""
     if protocol not in ("lbfgs", "sgd"):
         raise SimCLRError(f"--protocol: unknown value {protocol!r} (choose from lbfgs, sgd)")
     _positive(batch_size, "batch-size")
@@ -234,9 +235,24 @@ def _check_linear_eval(protocol: str, run_dir: str | Path | None, batch_size: in
                           "--protocol sgd")
     unfinished = linear_partial(None if run_dir is None else Path(run_dir).expanduser()).path
     if unfinished is not None and unfinished.exists() and not overwrite:
+        anew = _unfinished_read_anew(unfinished, train)
+        way = f" that cannot continue: {anew};" if anew else \
+            "; rerun its own command to continue it,"
         raise SimCLRError(f"{run_dir} holds an unfinished linear evaluation --protocol sgd "
-                          f"({unfinished.name}); rerun its own command to continue it, pass "
-                          "--overwrite to replace it, or choose another --out")
+                          f"({unfinished.name}){way} pass --overwrite to replace it, or "
+                          "choose another --out")
+
+
+def _unfinished_read_anew(path: Path, train: Any) -> str | None:
+    """partial.read_anew of the unfinished sgd training at ``path`` (None where it cannot
+    be read: the sgd command names that)."""
+    from simclr.checkpoint import load_checkpoint
+
+    try:
+        saved = load_checkpoint(path).get("settings")
+    except SimCLRError:
+        return None
+    return read_anew(saved, train) if isinstance(saved, dict) else None
 
 
 @dist.process_group()
@@ -274,7 +290,7 @@ def run_linear_eval(
     returns the results dict.
     """
     _check_linear_eval(protocol, run_dir, batch_size, val_fraction, epochs, lr, image_size,
-                       crop_scale, crop_sampler, bool(overwrite), l2)
+                       crop_scale, crop_sampler, bool(overwrite), l2, train)
     verbose = verbose and dist.is_main()  # rank 0 speaks for all the processes
     num_classes = check_labeled(train, test)
     out = run_folder(run_dir, RESULTS["linear-eval"], bool(overwrite))  # rank 0 writes
@@ -379,7 +395,7 @@ def _fit_sgd(run: _LinearEval, epochs: float, lr: float, momentum: float,
                 "source": [str(source.get(k)) for k in ("checkpoint", "step", "features")],
                 "layer": source.get("layer"), "precision": run.precision,
                 "weights": partial_weights_digest(run.encoder)}
-    partial_run = linear_partial(run.out, settings, overwrite)
+    partial_run = linear_partial(run.out, settings, overwrite, train)
     details, scores, test_y, linear = linear_eval_sgd(
         run.encoder, train, run.test, run.num_classes, image_size=run.image_size,
         epochs=epochs, batch_size=run.batch_size, lr=lr, momentum=momentum,

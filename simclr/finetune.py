@@ -232,7 +232,7 @@ def run_finetune(
         schedule=schedule, from_head=from_head, from_scratch=from_scratch, seed=seed,
         image_size=image_size, precision=prec, sync_bn=sync_bn)
     partial_run = PartialRun(out, "finetune", "fine-tuning", settings, overwrite,
-                             results=RESULTS["finetune"])
+                             results=RESULTS["finetune"], train=train)
     step, elapsed = partial_run.resume(
         model, optimizer, scaler, verbose, total=budget.steps,
         earlier_total=earlier_total_steps(budget.epochs, len(budget.subset), budget.batch))

@@ -35,6 +35,7 @@ from simclr.checkpoint import (
 from simclr.classify import Checkpointing, saved_tally
 from simclr.errors import SimCLRError
 from simclr.files import lock_folder, set_aside, taken
+from simclr.folders import split_read_anew
 from simclr.launch import path_word, working_folder
 from simclr.optim import check_state_shapes
 from simclr.results import log
@@ -90,6 +91,9 @@ class PartialRun:
     # The training's length in steps: the caller's, or the saved one's where continued
     # (saved with the state: a rule of counting changed since cannot move it mid-run).
     total: int | None = None
+    # The training set (data.ImageSource; None: not told): its folder names a split
+    # this release reads where the saved run's release read the whole folder.
+    train: Any = None
 
     @property
     def path(self) -> Path | None:
@@ -149,8 +153,13 @@ class PartialRun:
         differ_keys = [k for k, v in self.settings.items()
                        if not _same_setting(k, saved.get(k), v, moved)]
         differ = [_difference(k, saved.get(k), self.settings[k]) for k in differ_keys]
+        anew = read_anew(saved, self.train) if differ else None
         if differ and self.overwrite:
             return self.start_over(f"has other settings ({'; '.join(differ)})")
+        if anew is not None:  # (its own command is this one: it would not continue it)
+            raise SimCLRError(f"{self.out} holds an unfinished {self.what} ({self.path.name}) "
+                              f"that cannot continue: {anew}; pass --overwrite to start "
+                              "this one over it, or choose another --out")
         if differ:
             way = self._listed_subset_hint(differ_keys, saved)
             raise SimCLRError(f"{self.out} holds an unfinished {self.what} ({self.path.name}) "
@@ -269,6 +278,26 @@ class PartialRun:
         if self.held is not None:
             self.held.close()
             self.held = None
+
+
+def read_anew(saved: dict[str, Any], train: Any) -> str | None:
+    """Why a saved unfinished training (its ``settings``) cannot continue on ``train``
+    where its release read the training folder's splits (DIR/Train, DIR/Test) as its
+    classes and this one reads DIR as its split (folders.split_read_anew, 2026-12-06);
+    else None. Its classes differ then: 'rerun its own command' would be untrue."""
+    classes = saved.get("classes") or (saved.get("train") or [None, None])[1]  # (linear's)
+    folder = getattr(train, "name", None)
+    if not isinstance(folder, str) or not isinstance(classes, list):
+        return None
+    parent = str(Path(folder).parent)
+    split = split_read_anew(parent)
+    if split is None or split != Path(folder) or split.name not in classes \
+            or list(train.classes) == classes:  # (its split was one of its classes)
+        return None
+    return (f"this release reads {parent} as its split {split.name}/ ({train.num_images} "
+            "images), where the unfinished training's release read its splits as two "
+            f"classes ({', '.join(map(str, classes[:3]))}; the held-out images trained on "
+            "too)")
 
 
 def _same_setting(key: str, saved: Any, now: Any, moved: bool) -> bool:

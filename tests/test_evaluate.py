@@ -373,6 +373,52 @@ def test_a_continued_sgd_linear_evaluation_keeps_the_length_it_started_with(tmp_
         assert run_linear_eval(enc, train, test, run, **args)["steps"] == steps
 
 
+def test_an_unfinished_sgd_linear_evaluation_of_a_folder_read_anew_as_its_split_says_so(
+        tmp_path):
+    """DIR holding Train/ and Test/: releases before 2026-12-06 read it as one folder of
+    classes Test and Train, this one as DIR/Train/. Their unfinished sgd training, rerun
+    with its own command, was refused as one of 'other settings (train: [16, ['Test',
+    'Train']] saved, ...); rerun its own command to continue it' (an lbfgs command into
+    its --out said so too): the user had. Both say why it cannot continue."""
+    import re
+
+    from simclr.checkpoint import load_checkpoint, save_checkpoint
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+
+    data = tmp_path / "data"
+    make_image_folder(data / "Train", classes=2, per_class=6)
+    make_image_folder(data / "Test", classes=2, per_class=2, seed=1)
+    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), workers=0)
+    train = open_source(str(data), cfg, train=True, image_size=16)
+    test = open_source(str(data), cfg, train=False, image_size=16)
+    args = {"image_size": 16, "protocol": "sgd", "batch_size": 4, "epochs": 2, "device": "cpu",
+            "precision": "fp32", "verbose": False, "checkpoint_every": 2}
+    run = tmp_path / "lin"
+    run_linear_eval(tiny_encoder(), train, test, run, **args, on_step=stop_at(2))
+    # What the earlier release saved: the whole folder's 16 images in its two classes.
+    partial = run / "checkpoints" / "linear-partial.pt"
+    saved = load_checkpoint(partial)
+    saved["classes"] = ["Test", "Train"]
+    saved["settings"]["train"] = [16, ["Test", "Train"]]
+    save_checkpoint(saved, partial.parent, partial.name, None)
+    why = (f"that cannot continue: this release reads {data} as its split Train/ (12 "
+           "images), where the unfinished training's release read its splits as two classes "
+           "(Test, Train; the held-out images trained on too); pass --overwrite to ")
+    with pytest.raises(SimCLRError, match=re.escape(
+            f"{run} holds an unfinished linear evaluation (linear-partial.pt) {why}start this "
+            "one over it, or choose another --out")):
+        run_linear_eval(tiny_encoder(), train, test, run, **args)
+    lbfgs = {k: v for k, v in args.items() if k not in ("protocol", "epochs",
+                                                         "checkpoint_every")}
+    with pytest.raises(SimCLRError, match=re.escape(
+            f"{run} holds an unfinished linear evaluation --protocol sgd (linear-partial.pt) "
+            f"{why}replace it, or choose another --out")):
+        run_linear_eval(tiny_encoder(), train, test, run, **lbfgs, protocol="lbfgs")
+    done = run_linear_eval(tiny_encoder(), train, test, run, **args, overwrite=True)
+    assert done["status"] == "finished" and done["steps"] == 6
+
+
 def test_an_sgd_linear_evaluation_stopped_in_its_last_epoch_reports_the_whole_epoch(
         tmp_path):
     """Stopped at step 8 of 9 (inside the last epoch) and rerun: train_loss and

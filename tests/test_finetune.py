@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -925,3 +926,40 @@ def test_a_continued_finetuning_records_the_subset_trained_on_as_an_uninterrupte
     listed = (tmp_path / "ft" / "labeled_subset.txt").read_text().split()
     assert set(listed) == set(names) - {"class_1/002.png"} and result["num_labeled"] == 5
     assert json.loads((tmp_path / "ft" / "finetune.json").read_text())["num_labeled"] == 5
+
+
+def test_an_unfinished_finetuning_of_a_folder_read_anew_as_its_split_says_so(tmp_path):
+    """DIR holding Train/ and Test/ (split names in capitals): releases before 2026-12-06
+    read it as one folder whose classes were Test and Train; this one reads DIR/Train/.
+    Their unfinished fine-tuning, rerun with its own command, was refused with 'other
+    settings (subset ...; classes: ['Test', 'Train'] saved, ...); rerun its own command
+    to continue it': the user had. It says why it cannot continue; --overwrite starts over."""
+    from simclr.checkpoint import save_checkpoint
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+    from simclr.subsets import subset_digest
+
+    data = tmp_path / "data"
+    make_image_folder(data / "Train", classes=2, per_class=6)
+    make_image_folder(data / "Test", classes=2, per_class=2, seed=1)
+    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), workers=0)
+    train = open_source(str(data), cfg, train=True, image_size=16)
+    test = open_source(str(data), cfg, train=False, image_size=16)
+    args = {**FAST, "batch_size": 4, "epochs": 3, "checkpoint_every": 2}
+    run = tmp_path / "ft"
+    run_finetune(tiny_encoder(), train, test, run, **args, on_step=stop_at(2))
+    # What the earlier release saved: the classes and subset of the whole folder (16 images).
+    partial = run / "checkpoints" / "finetune-partial.pt"
+    saved = load_checkpoint(partial)
+    saved["classes"] = saved["settings"]["classes"] = ["Test", "Train"]
+    saved["settings"]["subset"] = subset_digest(np.arange(16), 16)
+    save_checkpoint(saved, partial.parent, partial.name, None)
+    with pytest.raises(SimCLRError, match=re.escape(
+            f"{run} holds an unfinished fine-tuning (finetune-partial.pt) that cannot "
+            f"continue: this release reads {data} as its split Train/ (12 images), where the "
+            "unfinished training's release read its splits as two classes (Test, Train; the "
+            "held-out images trained on too); pass --overwrite to start this one over it, or "
+            "choose another --out")):
+        run_finetune(tiny_encoder(), train, test, run, **args)
+    done = run_finetune(tiny_encoder(), train, test, run, **args, overwrite=True)
+    assert done["status"] == "finished" and done["steps"] == 9

@@ -63,3 +63,27 @@ def test_a_partial_runs_momentum_of_another_shape_is_one_line_naming_the_file(tm
                                           r"saved momentum_buffer of \S+ has shape \[1"):
         again.resume(model, fresh, scaler, False)
     again.release()
+
+
+def test_only_a_split_read_anew_is_said_to_be_read_anew(tmp_path):
+    """partial.read_anew names the split where the saved run's classes were DIR's split
+    folders and this release reads DIR/Train/; lower-case splits (read as splits by the
+    earlier releases too), the same classes, or classes that were no split are not."""
+    from types import SimpleNamespace
+
+    from simclr.partial import read_anew
+
+    for folder in ("caps/Train", "caps/Test", "lower/train", "lower/test"):
+        (tmp_path / folder).mkdir(parents=True)
+    caps = SimpleNamespace(name=str(tmp_path / "caps" / "Train"), classes=["cat", "dog"],
+                           num_images=12)
+    said = read_anew({"classes": ["Test", "Train"]}, caps)
+    assert said is not None and said.startswith(
+        f"this release reads {tmp_path / 'caps'} as its split Train/ (12 images)")
+    assert read_anew({"train": [16, ["Test", "Train"]]}, caps) == said  # (linear's settings)
+    assert read_anew({"classes": ["cat", "dog"]}, caps) is None
+    assert read_anew({"classes": ["bird", "cat"]}, caps) is None
+    lower = SimpleNamespace(name=str(tmp_path / "lower" / "train"), classes=["cat", "dog"],
+                            num_images=12)
+    assert read_anew({"classes": ["test", "train"]}, lower) is None
+    assert read_anew({"classes": ["Test", "Train"]}, None) is None
