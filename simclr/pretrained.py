@@ -249,15 +249,16 @@ def initial_weights(path: str) -> tuple[dict[str, Any], str]:
         # A ResNet's is read as an encoder's, unwrapped as `--checkpoint` unwraps it.
         imported = imported_checkpoint(state, file)
         bare = unwrapped_state(state) if imported is None else None
-        if bare is not None and is_torchvision_state(bare):
-            # another torchvision network: its names are the encoder's, under net.
-            check_finite(bare, f"--init-from {file}")
-            return ({f"encoder.{k}": v for k, v in bare.items()},
-                    f"torchvision weights {file}")
-        ckpt = checked_checkpoint(imported or state, file)
+        other = bare if bare is not None and is_torchvision_state(bare) else None
+        ckpt = {} if other is not None else checked_checkpoint(imported or state, file)
     except SimCLRError as exc:
         raise SimCLRError(f"--init-from: {exc} (a simclr checkpoint or run, or a "
                           "torchvision state dict)") from None
+    if other is not None:  # another torchvision network: its names are the encoder's,
+        # under net. (checked outside the try: the file is read, its weights are wrong)
+        check_finite(other, f"--init-from {file}")
+        return ({f"encoder.{k}": v for k, v in other.items()},
+                f"torchvision weights {file}")
     kept = {k: v for k, v in ckpt["model"].items() if k.startswith(("encoder.", "head."))}
     if not any(k.startswith("encoder.") for k in kept):
         raise SimCLRError(f"--init-from {path}: {file} holds no encoder weights")

@@ -467,6 +467,27 @@ def test_init_from_torchvision_weights_holding_inf_is_refused(tmp_path):
         initial_weights(str(tmp_path / "tv.pth"))
 
 
+def test_init_from_non_resnet_torchvision_weights_holding_inf_is_refused(tmp_path):
+    """Another torchvision family's state dict (not read as a ResNet encoder checkpoint:
+    its names are the encoder's under net.) is checked as well; that check was guarded by
+    no test (the ResNet's above takes the other path)."""
+    from simclr.pretrained import initial_weights
+
+    torch.manual_seed(0)
+    state = torchvision.models.mobilenet_v3_small().state_dict()  # (a family simclr builds)
+    state["features.0.0.weight"][0, 0, 0, 0] = float("inf")
+    torch.save(state, tmp_path / "tv.pth")
+    with pytest.raises(SimCLRError, match=rf"^--init-from {re.escape(str(tmp_path))}.tv\.pth: "
+                                          r"the weights hold NaN or inf values \(a diverged "
+                                          r"or damaged checkpoint\?\)"):
+        initial_weights(str(tmp_path / "tv.pth"))
+    state["features.0.0.weight"][0, 0, 0, 0] = 0.0  # finite: read under the encoder's names
+    torch.save(state, tmp_path / "tv.pth")
+    weights, what = initial_weights(str(tmp_path / "tv.pth"))
+    assert what == f"torchvision weights {tmp_path / 'tv.pth'}"
+    assert set(weights) == {f"encoder.{k}" for k in state}
+
+
 def test_init_from_a_non_finite_projection_head_is_refused(tmp_path):
     """The head is loaded where its shape fits the run's: a file whose head holds NaN is
     a diverged or damaged one, refused as a whole before anything is built."""
