@@ -1065,6 +1065,15 @@ def test_an_imported_files_guessed_side_stays_a_guess_in_its_export(tmp_path, ca
     at_image_size(old, None, tmp_path / "old.pt")
     assert "was exported by an earlier simclr, which did not record whether its side was " \
         "given" in capsys.readouterr().err
+    # Read at another side, that perhaps-guessed side is replaced as a guess is (not kept
+    # as the encoder's trained side, evaluated at 32: '64 px (evaluated at 32)')
+    from simclr.pretrained import side_guessed
+
+    assert side_guessed(old) == "perhaps"
+    augment = at_image_size(old, 32)["config"]["augment"]
+    assert (augment["size"], augment["eval_size"]) == (32, None)
+    augment = at_image_size(load_checkpoint(out), 32)["config"]["augment"]  # (guessed)
+    assert (augment["size"], augment["eval_size"]) == (32, None)
 
 
 def test_a_reexport_of_an_earlier_export_of_imported_weights_keeps_its_side_uncertain(
