@@ -93,8 +93,8 @@ def checkpoint_state(
         # this release's read of DIR/Train from an earlier one's of DIR whole
         **({} if state.num_files is None else {"num_files": state.num_files,
                                                 "files_digest": state.files_digest,
-                                                "data_split": _split_name(cfg.data.path,
-                                                                          True)}),
+                                                "data_split": _split_name(
+                                                    cfg.data.path or "", True)}),
         **({} if state.cached is None else {"cached": state.cached}),
         **({"skipped_images": [list(s) for s in state.skipped]} if state.skipped else {}),
         "total_steps": plan.total_steps,
