@@ -89,7 +89,7 @@ class Progress:
         self.desc, self.unit = desc, unit
         self.done, self.said = start, False  # (a pass's items, and whether a line said so)
         self.bar = None
-        self.began = self.last_line = time.perf_counter()
+        self.began = self.last_line = self.last_beat = time.perf_counter()
         if enabled and on_a_terminal(self.stream):
             from tqdm import tqdm
 
@@ -135,8 +135,23 @@ class Progress:
               file=self.stream, flush=True)
 
     def step(self) -> None:
+        """One more training step, after its logged line if any (:meth:`record`): the bar
+        moves; elsewhere (a log file) a short line once ``every_s`` seconds pass without
+        one, so slow steps between --log-every's still show the run goes on (its loss:
+        the next logged step's line, which needs no host sync before)."""
+        self.done += 1
         if self.bar is not None:
             self.bar.update(1)
+        if not self.enabled or self.bar is not None or self.done >= self.total:
+            return
+        now = time.perf_counter()
+        if now - max(self.last_line, self.last_beat) < self.every_s:
+            return
+        self.last_beat = now  # (not last_line: the logged lines keep their own spacing)
+        seconds, done = now - self.began, self.done - self.start
+        print(f"step {self.done}/{self.total}: {duration(seconds)}, about "
+              f"{duration(seconds / done * (self.total - self.done))} left",
+              file=self.stream, flush=True)
 
     def set_total(self, total: int) -> None:
         """A time budget re-fits the schedule as it measures the speed."""

@@ -563,7 +563,6 @@ def train_loop(
             meter.add(metrics, skipped)  # (a skipped step: out of the window's means)
             state.step += 1
             trained = clock.step_ended(state, meter, step_start)  # (all sessions')
-            progress.step()
             if on_step is not None:
                 on_step(state.step, stop)
             last = state.step >= plan.total_steps  # (logged, and no refit: it ends here)
@@ -581,6 +580,7 @@ def train_loop(
                 logged = window_record(cfg, plan, state, meter, optimizer, trained)
                 log.write(logged)
                 progress.record(logged, trained - trained_before, last)
+            progress.step()  # (after the step's logged line: a line without it otherwise)
             note_first_step(plan, state.step, trained)
             if cfg.time_budget is not None and state.step >= next_refit and not last:
                 next_refit = refit_to_budget(plan, cfg, state.step, trained)

@@ -61,6 +61,30 @@ def test_plain_lines_are_spaced_but_the_last_step_is_always_shown():
     assert [line.split(" (")[0] for line in log.getvalue().splitlines()] == ["step 50/50"]
 
 
+def test_slow_steps_between_logged_ones_still_show_the_run_goes_on(monkeypatch):
+    """In a log file, 30 s without a line (slow steps between --log-every's) gives a
+    short line of the step and the time left; the logged lines keep their own spacing."""
+    class Clock:
+        now = 0.0
+
+        @classmethod
+        def perf_counter(cls) -> float:
+            return cls.now
+
+    monkeypatch.setattr(progress, "time", Clock)
+    log = io.StringIO()
+    shown = Progress(total=100, start=0, enabled=True, stream=log)  # (every 30 s)
+    for step in range(1, 8):  # a step every 20 s, logged every 5
+        Clock.now = 20.0 * step
+        if step % 5 == 0:
+            shown.record(record(step), seconds=Clock.now, last=False)
+        shown.step()
+    assert log.getvalue().splitlines() == [
+        "step 2/100: 40s, about 32m40s left", "step 4/100: 1m20s, about 32m00s left",
+        "step 5/100 (epoch 0.5): loss 4.9500, lr 0.3, 512 views/s, 1m40s, about 31m40s left",
+        "step 7/100: 2m20s, about 31m00s left"]
+
+
 def test_a_terminal_gets_the_bar_and_no_lines():
     screen = Terminal()
     progress = Progress(total=10, start=0, enabled=True, stream=screen, every_s=0.0)
