@@ -128,7 +128,13 @@ ENCODER_SOURCE = ("a simclr checkpoint or run folder, or a ResNet's weights in t
                   "layout (torchvision, timm)")
 
 
-def _eval_inputs(p: argparse.ArgumentParser, runtime: RuntimeFlags, out_required: bool) -> None:
+# What --random-init gives an evaluation of frozen features (knn, linear-eval).
+RANDOM_INIT_HELP = ("the checkpoint's architecture at random initialization from --seed "
+                    "(baseline; every residual branch live: no zero-initialised BN)")
+
+
+def _eval_inputs(p: argparse.ArgumentParser, runtime: RuntimeFlags, out_required: bool,
+                 random_init_help: str = RANDOM_INIT_HELP) -> None:
     p.add_argument("--checkpoint", required=True, help=ENCODER_SOURCE)
     p.add_argument("--train", required=True, help="labeled image folder (class sub-folders)")
     p.add_argument("--test", default=None, help="labeled image folder, same classes")
@@ -139,9 +145,7 @@ def _eval_inputs(p: argparse.ArgumentParser, runtime: RuntimeFlags, out_required
     p.add_argument("--overwrite", action="store_true",
                    help="replace this command's earlier results in --out (its JSON, and the "
                         "figure or classifier it writes; never a pretraining run's files)")
-    p.add_argument("--random-init", action="store_true",
-                   help="the checkpoint's architecture at random initialization from --seed "
-                        "(baseline; every residual branch live: no zero-initialised BN)")
+    p.add_argument("--random-init", action="store_true", help=random_init_help)
     p.add_argument("--seed", type=count_at_least(0, MAX_SEED), default=0)
     add_image_size_flag(p)
     runtime(p)
@@ -217,7 +221,12 @@ def add_linear_eval_command(sub: argparse._SubParsersAction, runtime: RuntimeFla
 def add_finetune_command(sub: argparse._SubParsersAction, runtime: RuntimeFlags) -> None:
     """finetune: the encoder fine-tuned on a class-balanced labeled subset."""
     p = sub.add_parser("finetune", help="fine-tune on a class-balanced labeled subset")
-    _eval_inputs(p, runtime, out_required=True)
+    # (trained, a fresh encoder starts as pretraining's does: each residual block's last
+    # BN at zero, Goyal et al. 2017; finetune.fresh_encoder)
+    _eval_inputs(p, runtime, out_required=True,
+                 random_init_help="the same as --from-scratch (a fresh encoder from --seed, "
+                                  "each residual block's last BN at zero as pretraining "
+                                  "starts)")
     _training_batch(p, "images per training step (the lr scales with it), the global batch "
                        "across --processes (the paper's: 4096); and per pass of the test set "
                        "(default: 256)")

@@ -1107,6 +1107,24 @@ def test_supervised_help_says_its_batch_is_one_view_per_image(capsys):
         assert ("2x views" in out) == (command == "pretrain")
 
 
+def test_random_init_help_says_what_each_command_builds(capsys):
+    """finetune's --random-init is its --from-scratch (a fresh encoder whose residual
+    blocks' last BN starts at zero): its help said 'no zero-initialised BN', knn's."""
+    import torch
+
+    from simclr.finetune import fresh_encoder
+    from simclr.models import build_encoder
+
+    fresh = fresh_encoder(build_encoder("resnet18", 0.125, True))
+    last = [m.last_bn for m in fresh.modules() if hasattr(m, "last_bn")]
+    assert isinstance(fresh, torch.nn.Module) and len(last) == 8  # (2 blocks x 4 stages)
+    assert all(float(m.weight.detach().abs().max()) == 0 for m in last)
+    for command, text in (("finetune", "--random-init the same as --from-scratch"),
+                          ("knn", "no zero-initialised BN")):
+        assert main([command, "--help"]) == 0
+        assert text in " ".join(capsys.readouterr().out.split())
+
+
 def test_an_evaluation_out_of_memory_is_one_line_saying_what_to_lower(tmp_path, monkeypatch,
                                                                       capsys):
     import simclr.features
