@@ -103,6 +103,8 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
         facts["run_id"] = last["run_id"]
     if last.get("data"):  # a supervised run keeps its --train/--test there
         facts["data"] = last["data"]
+    elif last.get("data_split") and isinstance(facts.get("data"), str):
+        facts["data_split"] = last["data_split"]  # (DIR's split that trained: DIR/train)
     if facts.get("recipe") is not None and "processes" not in facts["recipe"]:
         # no --processes in its command (torchrun's): the count its session recorded
         count = last.get("processes") or (read_json(path / "summary.json") or {}).get("processes")
@@ -270,7 +272,8 @@ def _pending_cells(folder: Path, runs: set[str]) -> list[str]:
 # aliases do).
 _ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
     "kind": str, "imported": str, "step": int, "run_id": str, "total_steps": int,
-    "elapsed": (int, float), "features": str, "session": int, "processes": int}
+    "elapsed": (int, float), "features": str, "session": int, "processes": int,
+    "data_split": str}
 
 
 def _entry(entries: dict[Any, Any], key: str, damaged: list[str],
@@ -300,7 +303,10 @@ def checkpoint_facts(path: Path) -> dict[str, Any]:
              "total_steps": _entry(ckpt, "total_steps", damaged),
              "elapsed_s": _entry(ckpt, "elapsed", damaged),
              # (the session that saved it: how many processes continue the run as it was)
-             "processes": _entry(ckpt, "processes", damaged)}
+             "processes": _entry(ckpt, "processes", damaged),
+             # (the split of --data trained on: DIR holding train/ and test/)
+             **({"data_split": split} if (split := _entry(ckpt, "data_split", damaged))
+                else {})}
     if isinstance(ckpt.get("config"), dict):
         facts["encoder"] = encoder_facts(ckpt["config"])
     if isinstance(ckpt.get("data"), dict):  # (its plain values: what info prints)

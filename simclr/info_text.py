@@ -73,7 +73,8 @@ def _lines(facts: dict[str, Any]) -> list[str]:
         data = facts["data"] or _unnamed_data(kind)
         if isinstance(data, dict):
             data = ", ".join(f"{k} {v}" for k, v in data.items() if v)
-        lines.append(f"  data: {data}")
+        split = f" (its {facts['data_split']}/ split)" if facts.get("data_split") else ""
+        lines.append(f"  data: {data}{split}")
     if facts.get("init_from"):
         lines.append(f"  initial weights: {facts['init_from']}")
     started = facts.get("provenance")

@@ -1530,3 +1530,21 @@ def test_a_run_folder_named_like_an_option_is_continued_by_a_command_that_parses
     (tmp_path / "-r" / "summary.json").unlink()  # stopped: info says how to continue it
     monkeypatch.chdir(tmp_path)
     assert "  continue with: simclr pretrain --resume ./-r\n" in _info(capsys, "./-r")
+
+
+def test_a_run_on_a_split_of_its_folder_names_the_split(evaluated_run, tmp_path, capsys):
+    """--data DIR holding train/ and test/ trains on DIR/train: info's data line said DIR
+    alone, as if the test images were trained on too."""
+    import shutil
+
+    import torch
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run[0], run)
+    data = next(x for x in _info(capsys, run).splitlines() if x.startswith("  data: "))
+    assert data == f"  data: {evaluated_run[1]}"  # (no split: the folder itself)
+    last = run / "checkpoints" / "last.pt"
+    ckpt = torch.load(last, weights_only=False)
+    torch.save({**ckpt, "data_split": "train"}, last)
+    data = next(x for x in _info(capsys, run).splitlines() if x.startswith("  data: "))
+    assert data == f"  data: {evaluated_run[1]} (its train/ split)"
