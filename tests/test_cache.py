@@ -604,19 +604,25 @@ def test_a_folder_moved_with_its_files_keeps_its_cache_at_the_new_place(tmp_path
     lambda m: {**m, "kept": m["kept"] + [99]}, lambda m: {**m, "kept": m["kept"][1:]},
     lambda m: {**m, "skipped": [[0]]}, lambda m: {**m, "aspect": [1.0]},
     lambda m: {**m, "kept": ["0"] + m["kept"][1:]},
+    lambda m: {**m, "kept": m["kept"][:-1] + [99]},  # as many, but not each file once
+    lambda m: {**m, "kept": [0] + m["kept"][:-1]},
+    lambda m: {**m, "aspect": [0.0] * 6}, lambda m: {**m, "aspect": [-1.0] * 6},
 ])
 def test_a_sidecar_of_the_right_version_but_not_as_written_is_rebuilt(tmp_path, edit):
     """Valid JSON that simclr did not write (edited, another tool's) was read as a cache
-    record: KeyError, AttributeError or IndexError tracebacks."""
+    record: KeyError, AttributeError or IndexError tracebacks. (A zero or negative aspect
+    would reach the crop sampler's aspect correction.)"""
     import json
 
     _cifar_like(tmp_path / "imgs")
     first = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path)).get_batch(np.arange(6))
     (meta,) = (tmp_path / "cache").glob("*.json")
-    meta.write_text(json.dumps(edit(json.loads(meta.read_text()))))
+    written = json.loads(meta.read_text())
+    meta.write_text(json.dumps(edit(written)))
     again = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
     assert again.num_images == 6 and torch.equal(again.get_batch(np.arange(6)), first)
-    assert json.loads(meta.read_text())["kept"] == list(range(6))  # rebuilt
+    rebuilt = json.loads(meta.read_text())
+    assert (rebuilt["kept"], rebuilt["aspect"]) == (list(range(6)), written["aspect"])
 
 
 @pytest.mark.parametrize("damage", [lambda raw: b"", lambda raw: raw[:60],

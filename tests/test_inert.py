@@ -435,3 +435,15 @@ def test_first_op_is_inert_only_where_its_group_comes_first_already(first, off, 
     assert ("augment.first_op" in inert_settings(cfg)) is inert
     without = _with(cfg, {"augment.first_op": ""})
     assert _same(_effect(cfg, "augment.x"), _effect(without, "augment.x")) is inert
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34"])
+def test_projection_shortcuts_act_on_the_basic_block_resnets(arch):
+    """ResNet-18 and -34 (basic blocks, no 4x widening) keep an identity shortcut in each
+    stage's first block unless --projection-shortcuts; ResNet-50 projects there already."""
+    cfg = build_config("digits", None, {"model.arch": arch, "model.projection_shortcuts": True})
+    assert cfg.model.projection_shortcuts
+    assert "model.projection_shortcuts" not in inert_settings(cfg)
+    with pytest.raises(SimCLRError, match="--projection-shortcuts has no effect: resnet50's"):
+        build_config("digits", None, {"model.arch": "resnet50",
+                                      "model.projection_shortcuts": True})

@@ -227,6 +227,14 @@ def test_a_k_above_the_training_set_is_said_and_recorded(tmp_path, capsys):
             f"all of them as neighbours (k = {n})") in capsys.readouterr().err
 
 
+def test_a_k_of_exactly_the_memory_is_no_note():
+    """k equal to the memory's size takes every image as it was set to: nothing to say."""
+    assert knn.k_past_memory(5, 5, "--k", "training images") is None
+    assert knn.k_past_memory(6, 5, "--k", "training images") == (
+        "note: --k 6 is more than the 5 training images; each test image takes all of them "
+        "as neighbours (k = 5)")
+
+
 @pytest.mark.parametrize("verbose", [True, False])
 def test_the_feature_passes_show_their_progress_when_verbose(capsys, monkeypatch, verbose):
     """knn's feature extraction over 100k images said nothing for minutes; its lines
@@ -259,6 +267,8 @@ def test_unlabeled_rows_and_mismatched_shapes_are_named():
         knn_accuracy(feats, np.abs(labels), torch.randn(6, 5), np.abs(labels))
     with pytest.raises(SimCLRError, match=r"one per memory row \(6,\), got \(5,\)"):
         knn_accuracy(feats, np.abs(labels)[:5], feats, np.abs(labels))
+    with pytest.raises(SimCLRError, match=r"with N >= 1, got .*\[0, 4\]"):  # (no memory)
+        knn_accuracy(feats[:0], np.zeros(0, np.int64), feats, np.abs(labels), num_classes=2)
     assert knn_accuracy(feats, np.abs(labels), feats, np.abs(labels), k=1) == 1.0
 
 

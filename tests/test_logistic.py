@@ -230,7 +230,7 @@ def test_l2_grid_flag():
     assert logistic.parse_l2_grid("1e-6,1,13") == pytest.approx(
         [10 ** (-6 + i / 2) for i in range(13)], rel=1e-9)
     assert logistic.parse_l2_grid("0.01,0.01,1") == [0.01]
-    for bad in ("1e-6,1", "a,b,c", "1,1e-6,3", "0,1,3"):
+    for bad in ("1e-6,1", "a,b,c", "1,1e-6,3", "0,1,3", "1e-6,1,13,5"):
         with pytest.raises(SimCLRError, match="--l2-grid"):
             logistic.parse_l2_grid(bad)
 
@@ -250,6 +250,17 @@ def test_stratified_split_is_per_class_and_deterministic():
     # ... as the fraction is written: 0.145 x 100 is 14.5 (the float product 14.4999...)
     _, val = stratified_split(np.repeat([0], [100]), 0.145, seed=0)
     assert len(val) == 15
+
+
+def test_stratified_split_holds_out_one_of_two_and_keeps_one_in_the_fit():
+    """A class of two examples still gives one to the held-out part, and a fraction that
+    would hold a whole class out leaves one of its examples to fit on."""
+    labels = np.array([0, 0] + [1] * 10)
+    _, val = stratified_split(labels, 0.1, seed=0)
+    assert sorted(labels[val].tolist()) == [0, 1]
+    labels = np.array([0, 0, 1, 1, 1])
+    fit, val = stratified_split(labels, 0.9, seed=0)
+    assert sorted(labels[fit].tolist()) == [0, 1] and sorted(labels[val].tolist()) == [0, 1, 1]
 
 
 def test_the_held_out_split_is_that_of_earlier_versions():

@@ -381,6 +381,32 @@ def test_a_finished_cell_on_a_folder_that_changed_is_reused_with_a_note(
     assert last.stat().st_mtime_ns == stamp  # reused, not trained again
 
 
+@pytest.mark.parametrize("then, noted", [(4, False), (5, False), (3, True)])
+def test_a_run_from_before_images_beside_class_folders_were_kept_is_no_note(
+        tmp_path, then, noted):
+    """A folder of two classes (2 images each) and one image beside them lists 5 images
+    now, 4 as runs made before such images were kept listed it: a finished cell that
+    trained on either count is the same folder (no note); one of 3 is not."""
+    import shutil
+
+    from simclr.config import Config
+    from simclr.sweep import Cell, _other_images_notes
+    from tests.conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", per_class=2)
+    shutil.copy(data / "class_0" / "000.png", data / "beside.png")
+    run_dir = tmp_path / "sw" / "temperature=0.2"
+    run_dir.mkdir(parents=True)
+    (run_dir / "summary.json").write_text(json.dumps({"status": "finished"}))
+    save_yaml({"num_images": then}, run_dir / "config.yaml")
+    cfg = Config()
+    cfg.data.path = str(data)
+    notes = _other_images_notes([Cell({}, {}, "temperature=0.2", run_dir)], [cfg])
+    assert notes == ([f"note: cell temperature=0.2 was trained on {then} images; its data "
+                      f"folder now holds 5: its row stands for the images it saw then "
+                      f"(remove {run_dir} to train it on these)"] if noted else [])
+
+
 def test_a_rerun_written_otherwise_reuses_the_runs_of_the_same_settings(
         tmp_path, image_folder, cache_dir, capsys):
     """'.2' for '0.2', or the axes in another order, name other folders: the runs of the

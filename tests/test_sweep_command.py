@@ -666,6 +666,24 @@ def test_of_two_scores_of_a_layer_on_record_the_current_files_is_shown(tmp_path)
     assert recorded_scores(tmp_path, args, wanted) == {"knn_top1": 0.6}
 
 
+def test_the_current_file_wins_over_a_set_aside_one_written_later_on_disk(tmp_path):
+    """knn.previous-1.json newer than knn.json by its mtime (a copy, `touch`): the current
+    file is still the one shown (K is the first number free, the mtime a copy's)."""
+    import argparse
+    import os
+
+    from simclr.sweep_command import recorded_scores
+
+    wanted = {"train": "/data/train", "test": "/data/test", "transform": "1"}
+    for name, top1 in (("knn.json", 0.5), ("knn.previous-1.json", 0.3)):
+        (tmp_path / name).write_text(json.dumps({
+            "top1": top1, "source": {"layer": "h"}, "evaluated_on": wanted}))
+    later = (tmp_path / "knn.json").stat().st_mtime_ns + 10**9
+    os.utime(tmp_path / "knn.previous-1.json", ns=(later, later))
+    args = argparse.Namespace(eval="knn", eval_precision="auto")
+    assert recorded_scores(tmp_path, args, wanted) == {"knn_top1": 0.5}
+
+
 WANTED = {"train": "/data/train", "test": "/data/test", "train_files": "3:ab",
           "test_files": "2:cd", "transform": "1"}
 CURRENT = {"top1": 0.5, "precision": "fp32", "source": {"layer": "h"}, "evaluated_on": WANTED}

@@ -192,14 +192,15 @@ def test_a_config_edited_from_python_is_held_to_its_types(path, value, message):
     ({"optim.momentum": 1.0}, "--momentum must lie in [0, 1), got 1.0"),
     ({"optim.warmup_fraction": 1.0}, "--warmup-fraction must lie in [0, 1), got 1.0"),
     ({"seed": 2**63}, "--seed must lie in [0, 2^63 - 1], got 9223372036854775808"),
+    ({"seed": -1}, "--seed must lie in [0, 2^63 - 1], got -1"),
     ({"augment.crop_scale": (0.0, 1.0)}, "--crop-scale must satisfy 0 < min <= max <= 1"),
     ({"model.width": 0.99 / 64}, "--width must be at least 1/64"),
     ({"data.load_size": 31, "augment.size": 32}, "--load-size must be at least the view's"),
 ])
 def test_the_last_value_past_each_bound_is_refused(flags, message):
     """Each bound's own edge: momentum 1 never lets a gradient fade, a warm-up over the
-    whole run never decays, a seed past 2^63 - 1 overflows torch.manual_seed, a crop of
-    area 0 is empty."""
+    whole run never decays, a seed past 2^63 - 1 overflows torch.manual_seed (which takes
+    -1 as 2^64 - 1; numpy refuses it), a crop of area 0 is empty."""
     with pytest.raises(SimCLRError, match=re.escape(message)):
         build_config(flags=flags)
 
@@ -207,7 +208,7 @@ def test_the_last_value_past_each_bound_is_refused(flags, message):
 @pytest.mark.parametrize("flags", [
     {"optim.momentum": 0.0}, {"optim.momentum": 0.999},
     {"optim.warmup_fraction": 0.0}, {"optim.warmup_fraction": 0.999},
-    {"seed": 2**63 - 1}, {"batch_size": 2},
+    {"seed": 0}, {"seed": 2**63 - 1}, {"batch_size": 2},
     {"model.width": 1 / 64},  # the first layers' 64 channels become exactly one
     # stored at the view's side: no upscaling (of a folder's images: --load-size acts there)
     {"data.load_size": 32, "augment.size": 32, "data.path": "photos"},
