@@ -10,6 +10,7 @@ import signal
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -55,6 +56,21 @@ def make_image_folder(root: Path, classes: int = 2, per_class: int = 12, side: i
             img[y:y + side // 2, x:x + side // 2] = rng.integers(0, 256, 3)
             Image.fromarray(img.astype(np.uint8)).save(folder / f"{i:03d}.{ext}")
     return root
+
+
+def capital_split_sources(tmp_path: Path) -> tuple[Path, Any, Any]:
+    """DIR holding Train/ (2 classes x 6) and Test/ (2 x 2) in capitals, read as its
+    splits since 2026-12-06 (one folder of classes Test and Train before): (DIR, its
+    training source, its test source) at 16 px, uncached decoding in this process."""
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+
+    data = tmp_path / "data"
+    make_image_folder(data / "Train", classes=2, per_class=6)
+    make_image_folder(data / "Test", classes=2, per_class=2, seed=1)
+    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), workers=0)
+    return (data, open_source(str(data), cfg, train=True, image_size=16),
+            open_source(str(data), cfg, train=False, image_size=16))
 
 
 def unreadable_folder(root: Path, per_class: int, classes: int = 2) -> Path:

@@ -383,15 +383,9 @@ def test_an_unfinished_sgd_linear_evaluation_of_a_folder_read_anew_as_its_split_
     import re
 
     from simclr.checkpoint import load_checkpoint, save_checkpoint
-    from simclr.config import DataConfig
-    from simclr.data import open_source
+    from tests.conftest import capital_split_sources
 
-    data = tmp_path / "data"
-    make_image_folder(data / "Train", classes=2, per_class=6)
-    make_image_folder(data / "Test", classes=2, per_class=2, seed=1)
-    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), workers=0)
-    train = open_source(str(data), cfg, train=True, image_size=16)
-    test = open_source(str(data), cfg, train=False, image_size=16)
+    data, train, test = capital_split_sources(tmp_path)
     args = {"image_size": 16, "protocol": "sgd", "batch_size": 4, "epochs": 2, "device": "cpu",
             "precision": "fp32", "verbose": False, "checkpoint_every": 2}
     run = tmp_path / "lin"

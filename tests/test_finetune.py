@@ -935,16 +935,10 @@ def test_an_unfinished_finetuning_of_a_folder_read_anew_as_its_split_says_so(tmp
     settings (subset ...; classes: ['Test', 'Train'] saved, ...); rerun its own command
     to continue it': the user had. It says why it cannot continue; --overwrite starts over."""
     from simclr.checkpoint import save_checkpoint
-    from simclr.config import DataConfig
-    from simclr.data import open_source
     from simclr.subsets import subset_digest
+    from tests.conftest import capital_split_sources
 
-    data = tmp_path / "data"
-    make_image_folder(data / "Train", classes=2, per_class=6)
-    make_image_folder(data / "Test", classes=2, per_class=2, seed=1)
-    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), workers=0)
-    train = open_source(str(data), cfg, train=True, image_size=16)
-    test = open_source(str(data), cfg, train=False, image_size=16)
+    data, train, test = capital_split_sources(tmp_path)
     args = {**FAST, "batch_size": 4, "epochs": 3, "checkpoint_every": 2}
     run = tmp_path / "ft"
     run_finetune(tiny_encoder(), train, test, run, **args, on_step=stop_at(2))
