@@ -395,35 +395,37 @@ def _find_earlier_runs(root: Path, cells: list[Cell], configs: list[Config]) -> 
 
 
 def _other_images_notes(cells: list[Cell], configs: list[Config]) -> list[str]:
-    """A note for each finished cell whose data folder now lists another number of image
-    files than its run was trained on (config.yaml's ``num_images``): reused as it is,
-    as ``--resume`` of a finished run is, its row stands for the images it saw then."""
+    """A note for each finished cell whose training folder now lists another number of
+    image files than its run's (summary.json: the images read and those skipped,
+    unreadable): reused as it is, as ``--resume`` of a finished run is, its row stands
+    for the images it saw then."""
     from simclr.folders import list_folder
 
-    counts: dict[tuple[str, bool], int | None] = {}  # (a data axis: each folder listed once)
+    listings: dict[tuple[str, bool], Any] = {}  # (a data axis: each folder listed once)
 
-    def listed(spec: str, unlabeled: bool) -> int | None:
-        if (spec, unlabeled) not in counts:
+    def listed(spec: str, unlabeled: bool) -> Any:
+        if (spec, unlabeled) not in listings:
             try:
-                files = list_folder(spec, train=True, unlabeled=unlabeled)
+                listings[spec, unlabeled] = list_folder(spec, train=True, unlabeled=unlabeled)
             except SimCLRError:  # a folder gone: said when a cell that trains reads it
-                files = None
-            counts[spec, unlabeled] = None if files is None else len(files.paths)
-        return counts[spec, unlabeled]
+                listings[spec, unlabeled] = None
+        return listings[spec, unlabeled]
 
     notes = []
     for cell, cfg in zip(cells, configs, strict=True):
-        saved = _saved_settings(cell.run_dir) if _finished(cell.run_dir) else None
-        then = (saved or {}).get("num_images")
-        if not isinstance(then, int) or cfg.data.path is None:
+        done = _finished(cell.run_dir) or {}
+        then, skipped = done.get("num_images"), done.get("skipped_images") or []
+        if done.get("status") != "finished" or not isinstance(then, int) or \
+                not isinstance(skipped, list) or cfg.data.path is None:
             continue
+        then += len(skipped)  # (the files listed then, readable or not)
         # (runs from before images beside the class folders were kept: listed without)
         now = [listed(cfg.data.path, unlabeled) for unlabeled in (True, False)]
-        if None not in now and then not in now:
-            notes.append(f"note: cell {cell.name} was trained on {then} images; its data "
-                         f"folder now holds {now[0]}: its row stands for the images it saw "
-                         f"then (remove {printable(str(cell.run_dir))} to train it on "
-                         "these)")
+        if None not in now and then not in [len(files.paths) for files in now]:
+            notes.append(f"note: cell {cell.name} was trained on the {then} image files of "
+                         f"{printable(str(now[0].root))}, which now holds "
+                         f"{len(now[0].paths)}: its row stands for the images it saw then "
+                         f"(remove {printable(str(cell.run_dir))} to train it on these)")
     return notes
 
 

@@ -362,6 +362,7 @@ def test_a_finished_cell_on_a_folder_that_changed_is_reused_with_a_note(
     lists other images is said: the cell's row stands for the images it trained on."""
     import shutil
 
+    (image_folder / "class_0" / "bad.png").write_bytes(b"not an image")  # (read: skipped)
     flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, epochs=1)
     flags.pop("out")
     axes = [parse_axis("temperature=0.2")]
@@ -376,8 +377,8 @@ def test_a_finished_cell_on_a_folder_that_changed_is_reused_with_a_note(
     shutil.copy(first, first.with_name("added" + first.suffix))
     run_sweep(axes, tmp_path / "sw", preset=None, config=None, flags=flags, evaluate=None)
     err = capsys.readouterr().err
-    assert f"note: cell {cells[0].name} was trained on 24 images; its data folder now " \
-           "holds 25" in err
+    assert f"note: cell {cells[0].name} was trained on the 25 image files of " \
+           f"{image_folder}, which now holds 26" in err
     assert last.stat().st_mtime_ns == stamp  # reused, not trained again
 
 
@@ -397,13 +398,13 @@ def test_a_run_from_before_images_beside_class_folders_were_kept_is_no_note(
     shutil.copy(data / "class_0" / "000.png", data / "beside.png")
     run_dir = tmp_path / "sw" / "temperature=0.2"
     run_dir.mkdir(parents=True)
-    (run_dir / "summary.json").write_text(json.dumps({"status": "finished"}))
-    save_yaml({"num_images": then}, run_dir / "config.yaml")
+    (run_dir / "summary.json").write_text(json.dumps(  # (one of them unreadable)
+        {"status": "finished", "num_images": then - 1, "skipped_images": [[0, "bad"]]}))
     cfg = Config()
     cfg.data.path = str(data)
     notes = _other_images_notes([Cell({}, {}, "temperature=0.2", run_dir)], [cfg])
-    assert notes == ([f"note: cell temperature=0.2 was trained on {then} images; its data "
-                      f"folder now holds 5: its row stands for the images it saw then "
+    assert notes == ([f"note: cell temperature=0.2 was trained on the {then} image files of "
+                      f"{data}, which now holds 5: its row stands for the images it saw then "
                       f"(remove {run_dir} to train it on these)"] if noted else [])
 
 
