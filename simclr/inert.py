@@ -185,6 +185,12 @@ def _inert_augment(cfg: Config, photos: bool) -> dict[str, str]:
     return inert
 
 
+# Settings without effect at some values only: the value that spells what the pipeline
+# does anyway (--first-op crop). In a sweep that value is the axis's baseline cell, not a
+# second label of another cell's run (:func:`simclr.sweep_checks.check_settings_act`).
+VALUE_INERT = frozenset({"augment.first_op"})
+
+
 def blur_taps(size: int, frac: float) -> int:
     """The side of the blur kernel of ``size``-px views, as the official code's
     ``2 * (int(size * frac) // 2) + 1`` (augment_params.blur_kernel_size, which imports

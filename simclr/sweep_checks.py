@@ -175,7 +175,7 @@ def check_settings_act(axes: list[Axis], cells: list[Cell], configs: list[Config
     """Refuse an axis value with no effect in some cell (:mod:`simclr.inert`): those
     cells would train the same run under different labels (temperature crossed with
     margin_triplet); and a common flag with no effect in any cell, as pretrain does."""
-    from simclr.inert import inert_settings
+    from simclr.inert import VALUE_INERT, inert_settings
 
     inert = [inert_settings(cfg) for cfg in configs]
     for axis in axes:
@@ -191,7 +191,7 @@ def check_settings_act(axes: list[Axis], cells: list[Cell], configs: list[Config
         for cell, cell_inert in zip(cells, inert, strict=True):
             label = cell.labels[axis.name]
             acting = axis.settings[axis.labels.index(label)]
-            for path in sorted(set(acting) & set(cell_inert)):
+            for path in sorted(set(acting) & set(cell_inert) - VALUE_INERT):
                 raise SimCLRError(f"--set {axis.name}: --{flag_of(path)} has no effect in "
                                   f"cell {cell.name} ({cell_inert[path]}), so its values "
                                   "would train the same run there; sweep those cells "

@@ -213,6 +213,23 @@ def test_an_axis_or_flag_without_effect_in_a_cell_is_refused(tmp_path, image_fol
     check_settings_act(axes, cells, configs, {**flags, "loss.margin": 0.5})
 
 
+def test_a_first_op_axis_may_spell_the_pipelines_own_order_as_its_baseline(tmp_path):
+    """--set first-op=crop,color (a sweep of a release before --first-op crop was refused
+    as without effect): crop is the baseline cell, not another cell's run relabelled;
+    an axis of crop alone still has no effect anywhere."""
+    flags = {"data.path": str(tmp_path), "augment.asymmetric": True}
+    for text, refused in (("first_op=crop,color", False), ("first_op=crop", True)):
+        axes = [parse_axis(text)]
+        cells = plan_cells(axes, tmp_path / "sw")
+        configs = [build_config("digits", None, {**flags, **c.values},
+                                inert_ok={"augment.first_op"}) for c in cells]
+        if refused:
+            with pytest.raises(SimCLRError, match="--first-op has no effect in any cell"):
+                check_settings_act(axes, cells, configs, flags)
+        else:
+            check_settings_act(axes, cells, configs, flags)
+
+
 def test_initial_weights_that_do_not_fit_a_cell_are_refused_before_any_trains(
         tmp_path, image_folder, cache_dir, monkeypatch):
     """--init-from of width 0.125 crossed with width=0.125,0.25 was found when the
