@@ -184,11 +184,12 @@ def scaled_lr(base_lr: float, batch_size: int, scaling: str) -> float:
     raise SimCLRError(f"--lr-scaling: unknown value {scaling!r} (choose from linear, sqrt, none)")
 
 
-def lr_notes(cfg: OptimConfig, batch_size: int) -> list[str]:
+def lr_notes(cfg: OptimConfig, batch_size: int, resumed: bool = False) -> list[str]:
     """A note when AdamW's peak lr is over 10 times its base's at this batch
     (config.ADAMW_BASE_LR): a LARS-sized rate, as a run's config.yaml of the release
     before 2026-12-06 carries (the digits demo's 1.0 collapsed at once). Not refused: an
-    lr given is the user's."""
+    lr given is the user's. ``resumed``: the run continues at its lr (--resume cannot
+    change it), so the way to another is a new run."""
     if cfg.name != "adamw" or cfg.lr is None:
         return []
     peak = scaled_lr(cfg.lr, batch_size, cfg.lr_scaling)
@@ -198,7 +199,8 @@ def lr_notes(cfg: OptimConfig, batch_size: int) -> list[str]:
         return []
     return [f"note: AdamW at a peak lr of {peak:.3g}, {peak / default:.0f} times its default "
             f"(base {base:g} under --lr-scaling {cfg.lr_scaling}): Adam's steps are about the "
-            "lr's size for every weight, and LARS-sized rates collapse it; --lr sets another"]
+            "lr's size for every weight, and LARS-sized rates collapse it; "
+            f"{'a new run with --lr' if resumed else '--lr'} sets another"]
 
 
 def warmup_steps(cfg: OptimConfig, steps_per_epoch: int, total_steps: int) -> int:

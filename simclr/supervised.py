@@ -469,7 +469,7 @@ def _starting_step(cfg: Config, model: torch.nn.Module, optimizer: torch.optim.O
     restored into it, or a new run's notes on its warm-up; either way a note on AdamW at
     a LARS-sized lr (optim.lr_notes)."""
     # Resumed too: a release before 2026-12-06 gave AdamW a LARS-sized lr, unsaid.
-    notes = lr_notes(cfg.optim, cfg.batch_size)
+    notes = lr_notes(cfg.optim, cfg.batch_size, resumed=resume is not None)
     if resume is not None:
         step, elapsed = restore(resume, model, optimizer, scaler, plan, verbose)
         log(f"resuming {run_dir} from step {step} of {plan.total_steps}", verbose)

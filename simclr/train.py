@@ -267,7 +267,7 @@ def pretrain(
     if not resume:  # (a resumed run was told when it started; run.saved: cleared now)
         notes = [*notes, *warmup_notes(cfg, plan)]
     # Resumed too: a release before 2026-12-06 gave AdamW a LARS-sized lr, unsaid.
-    notes = [*notes, *lr_notes(cfg.optim, cfg.batch_size)]
+    notes = [*notes, *lr_notes(cfg.optim, cfg.batch_size, resumed=resume)]
     if files is not None:
         state.num_files, state.files_digest = len(files.paths), digest
     state.knn_splits = knn_splits(cfg)  # (as read this session: what later ones compare)

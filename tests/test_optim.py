@@ -396,6 +396,9 @@ def test_adamw_at_a_lars_sized_lr_is_noted():
                            "0.001 under --lr-scaling linear)")
     assert lr_notes(OptimConfig(name="adamw", lr=0.01), 256) == []
     assert len(lr_notes(OptimConfig(name="adamw", lr=0.05), 256)) == 1  # 50 times: noted
+    assert note.endswith("; --lr sets another")
+    (resumed,) = lr_notes(OptimConfig(name="adamw", lr=1.0), 256, resumed=True)
+    assert resumed.endswith("; a new run with --lr sets another")  # (--resume keeps its lr)
     (note,) = lr_notes(OptimConfig(name="adamw", lr=0.075, lr_scaling="sqrt"), 64)
     assert "300 times its default (base 0.00025 under --lr-scaling sqrt)" in note
     assert lr_notes(OptimConfig(name="lars", lr=1.0), 256) == []

@@ -309,7 +309,8 @@ def test_an_adamw_run_at_a_lars_sized_lr_is_told_so_when_it_resumes(tmp_path, fo
     run_supervised(cfg2, train, test, data=data, resume=ckpt, on_step=stop_at(4))
     out = capsys.readouterr()
     notes = [x for x in (out.out + out.err).splitlines() if "note: AdamW at a peak lr" in x]
-    assert len(notes) == 1 and "LARS-sized rates collapse it" in notes[0]
+    assert len(notes) == 1 and notes[0].endswith("LARS-sized rates collapse it; a new run "
+                                                 "with --lr sets another")  # (not --resume)
 
 
 def test_a_run_stopped_in_its_last_epoch_reports_the_whole_epoch(tmp_path, folders):

@@ -967,7 +967,8 @@ def test_an_adamw_run_at_a_lars_sized_lr_is_told_so_when_it_resumes(
     train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True, on_step=stop_at(2))
     out = capsys.readouterr()
     notes = [x for x in (out.out + out.err).splitlines() if "note: AdamW at a peak lr" in x]
-    assert len(notes) == 1 and "LARS-sized rates collapse it" in notes[0]
+    assert len(notes) == 1 and notes[0].endswith("LARS-sized rates collapse it; a new run "
+                                                 "with --lr sets another")  # (not --resume)
 
 
 def test_a_stop_at_a_knn_step_is_measured_when_the_run_resumes(tmp_path, image_folder,
