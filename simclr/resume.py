@@ -279,15 +279,18 @@ def _read_splits_as_classes(ckpt: dict[str, Any], folder: str, saved: Any) -> bo
     """Whether the run's release read ``folder``'s splits (Train/, Test/) as two classes,
     by evidence: this release's checkpoints say which split they read (``data_split``;
     earlier ones with a kNN monitor: ``knn_splits``, saved since the change); an
-    unmarked one read them as classes where its ``saved`` count is what the whole
-    folder lists so (a run of this release saved before the mark, on a Train/ since
-    grown, is told the plain count)."""
+    unmarked one read them as classes where the names of the files it listed
+    (``files_digest``) are those of the whole folder (a run of this release saved before
+    the mark, on a Train/ since grown or shrunk, is told the plain count); one saved
+    before names were recorded, where its ``saved`` count is the whole folder's."""
     if "data_split" in ckpt or "knn_splits" in ckpt:
         return False
     try:  # (the folder's images as that release listed them: the splits as classes)
         whole = scan_folder(folder, unlabeled=bool(ckpt.get("all_images", False)))
     except SimCLRError:
         return False
+    if ckpt.get("files_digest"):  # (a count may match by chance: Train/ shrunk by Test/'s)
+        return whole.names_digest() == ckpt["files_digest"]
     return len(whole.paths) == saved
 
 

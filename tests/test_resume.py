@@ -207,6 +207,15 @@ def test_the_split_message_needs_evidence_that_an_earlier_release_saved_the_run(
                                           r"run's release read its splits as two classes "
                                           r"\(30 images"):
         check_files_listed({"num_files": 30}, 24, "abc", folder)
+    # The names it listed, where saved, decide: 30 files by chance (Train/ shrunk by as
+    # many as Test/ holds, say) are not the whole folder's.
+    from simclr.folders import scan_folder
+
+    whole = scan_folder(folder).names_digest()
+    with pytest.raises(SimCLRError, match=plain + "30, so it cannot continue exactly"):
+        check_files_listed({"num_files": 30, "files_digest": "other"}, 24, "abc", folder)
+    with pytest.raises(SimCLRError, match=r"as its split Train/ \(24 images\), where the "):
+        check_files_listed({"num_files": 30, "files_digest": whole}, 24, "abc", folder)
 
 
 def test_the_knn_monitor_is_said_to_read_anew_only_splits_in_capitals_of_an_earlier_run(
