@@ -291,6 +291,23 @@ def _entry(entries: dict[Any, Any], key: str, damaged: list[str],
     return None
 
 
+def _data_split(ckpt: dict[str, Any], damaged: list[str]) -> str | None:
+    """The split of its --data a pretraining trained on (DIR/train), None for the whole
+    folder. A checkpoint saved before ``data_split`` was, of a folder (``num_files``),
+    read the lower-case splits as this release does (those in capitals it read whole:
+    folders.split_read_anew); None where that folder is gone or holds none."""
+    from simclr.folders import split_read_anew, split_root
+
+    if "data_split" in ckpt:
+        return _entry(ckpt, "data_split", damaged)
+    data = ((ckpt.get("config") or {}).get("data") or {}).get("path")
+    if "num_files" not in ckpt or not isinstance(data, str):
+        return None
+    root = Path(data).expanduser()
+    chosen = split_root(data, train=True)
+    return None if chosen == root or split_read_anew(data) is not None else chosen.name
+
+
 def checkpoint_facts(path: Path) -> dict[str, Any]:
     """Kind, progress, encoder and (classifiers) classes and stored top-1 of one file."""
     from simclr.pretrained import side_guessed
@@ -305,8 +322,7 @@ def checkpoint_facts(path: Path) -> dict[str, Any]:
              # (the session that saved it: how many processes continue the run as it was)
              "processes": _entry(ckpt, "processes", damaged),
              # (the split of --data trained on: DIR holding train/ and test/)
-             **({"data_split": split} if (split := _entry(ckpt, "data_split", damaged))
-                else {})}
+             **({"data_split": split} if (split := _data_split(ckpt, damaged)) else {})}
     if isinstance(ckpt.get("config"), dict):
         facts["encoder"] = encoder_facts(ckpt["config"])
     if isinstance(ckpt.get("data"), dict):  # (its plain values: what info prints)

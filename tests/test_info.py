@@ -1548,3 +1548,17 @@ def test_a_run_on_a_split_of_its_folder_names_the_split(evaluated_run, tmp_path,
     torch.save({**ckpt, "data_split": "train"}, last)
     data = next(x for x in _info(capsys, run).splitlines() if x.startswith("  data: "))
     assert data == f"  data: {evaluated_run[1]} (its train/ split)"
+    # Saved before data_split was: of a folder holding train/ and test/, its train/ (as
+    # this release reads it), unless its splits are in capitals (read whole then).
+    for train_name, said in (("train", " (its train/ split)"), ("Train", "")):
+        split = tmp_path / f"split-{train_name}"
+        for name in (train_name, train_name.replace("rain", "est")):
+            make_image_folder(split / name, classes=1, per_class=1)
+        saved = yaml.safe_load((run / "config.yaml").read_text())
+        saved["data"]["path"] = str(split)
+        (run / "config.yaml").write_text(yaml.safe_dump(saved))
+        config = {**ckpt["config"], "data": {**ckpt["config"]["data"], "path": str(split)}}
+        unmarked = {k: v for k, v in ckpt.items() if k != "data_split"}
+        torch.save({**unmarked, "config": config, "num_files": 2}, last)
+        data = next(x for x in _info(capsys, run).splitlines() if x.startswith("  data: "))
+        assert data == f"  data: {split}{said}"
