@@ -424,7 +424,7 @@ class _PickedAndGone(SimCLRError):
 
 
 CLASSIFIER_FILES = ("linear.pt", "finetune.pt")  # what evaluations write into --out
-PARTIAL_SUFFIX = "-partial.pt"  # an evaluation's unfinished training (simclr.classify)
+PARTIAL_SUFFIX = "-partial.pt"  # an evaluation's unfinished training (simclr.partial)
 SET_ASIDE = re.compile(r".+\.previous-\d+\.pt")  # kept by a rerun (files.set_aside)
 
 

@@ -11,7 +11,8 @@ supervised baseline and the SGD linear protocol (App. B.6), and what they share.
   continued when the same command runs again, is :mod:`simclr.partial`'s ``PartialRun``.
 
 Under torchrun the loop trains across processes (each its share of every global batch;
-the caller wraps the model in DDP); rank 0 alone writes (``run_folder``, ``PartialRun``).
+the caller wraps the model in DDP); rank 0 alone writes (``run_folder``, and
+:mod:`simclr.partial`'s saves).
 """
 
 from __future__ import annotations

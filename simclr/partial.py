@@ -199,8 +199,9 @@ class PartialRun:
             raise taken(found)
 
     def trained_stats(self, stats: dict[str, Any], start_step: int) -> dict[str, Any]:
-        """``stats`` of :func:`train_classifier` from ``start_step``; a run resumed after
-        its last step trained nothing now: its loss and top-1 are the saved ones."""
+        """``stats`` of :func:`simclr.classify.train_classifier` from ``start_step``; a run
+        resumed after its last step trained nothing now: its loss and top-1 are the saved
+        ones."""
         if start_step > 0 and stats["steps"] == start_step:
             stats.update({k: self.metrics.get(k) for k in ("train_loss", "train_top1")})
         return stats

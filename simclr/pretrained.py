@@ -1,5 +1,7 @@
 """Models from checkpoints: the encoder (or its head, or a layer of the head) and the
-representation it computes, and the initial weights a run starts from (``--init-from``).
+representation it computes, and the initial weights a run starts from (``--init-from``);
+what a checkpoint's encoder was trained for and to which step (``trained_for``,
+``encoder_trained_step``, ``fitted_on``), its weights' digest and their finiteness.
 
 Works on every checkpoint this package writes (pretraining, supervised baseline,
 fine-tuning, linear evaluation, encoder export): each holds the encoder's weights under
