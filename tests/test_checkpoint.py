@@ -977,3 +977,35 @@ def test_a_run_stopped_before_its_first_checkpoint_is_started_again_from_where_i
     with pytest.raises(SimCLRError) as info:
         resume_checkpoint(run)
     assert str(info.value).endswith("`simclr pretrain --data images --out run`")
+
+
+@pytest.mark.parametrize(("ids", "finishing"), [
+    ((None, None), False),  # (no training named: an earlier run's results, maybe)
+    (("r1", "r1"), True),
+    (("r1", "r2"), False),
+])
+def test_results_are_a_stopped_finish_only_beside_the_state_of_the_same_run(tmp_path, ids,
+                                                                           finishing):
+    """checkpoints/finetune.pt beside finetune-partial.pt is a training stopped while it
+    wrote its results only where both name the same run_id; two files naming none are
+    not known to be one training's."""
+    from simclr.checkpoint import stopped_while_finishing
+
+    folder = tmp_path / "checkpoints"
+    for name, run_id in zip(("finetune.pt", "finetune-partial.pt"), ids, strict=True):
+        save_checkpoint({**_state(5), **({"run_id": run_id} if run_id else {})}, folder, name)
+    assert stopped_while_finishing(tmp_path, ("checkpoints/finetune.pt",)) is finishing
+
+
+def test_a_folder_of_an_unfinished_evaluation_alone_names_no_checkpoint(tmp_path):
+    """An evaluation's -partial.pt is a half-trained state, never a folder's checkpoint:
+    alone it is refused; beside the finished classifier, the classifier is chosen."""
+    folder = tmp_path / "checkpoints"
+    save_checkpoint(_state(3), folder, "linear-partial.pt")
+    with pytest.raises(SimCLRError, match=r"holds only an unfinished training "
+                                          r"\(linear-partial\.pt\)"):
+        checkpoint_file(tmp_path)
+    other = tmp_path / "ft" / "checkpoints"
+    done = save_checkpoint(_state(9), other, "finetune.pt")
+    save_checkpoint(_state(4), other, "finetune-partial.pt")
+    assert checkpoint_file(tmp_path / "ft") == done

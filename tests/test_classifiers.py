@@ -285,3 +285,37 @@ def test_a_classifier_reading_another_number_of_features_is_refused_before_any_i
     err = capsys.readouterr().err
     assert re.search(f"^simclr export: error: {re.escape(str(path))} {said}", err, re.M), err
     assert not (tmp_path / "l.pt2").exists()
+
+
+def test_an_out_holding_only_a_fine_tuned_classifier_gives_it(tmp_path):
+    """The --out of `simclr finetune` holds checkpoints/finetune.pt alone: that folder
+    names the classifier itself, never 'several classifiers' (it and itself)."""
+    from simclr.classifiers import classifier_file
+
+    ckpt = pretrain_checkpoint(head_layers=2)
+    model, _ = model_from_checkpoint(ckpt)
+    blob = classifier_checkpoint("finetune", Classifier(model.encoder, 2), ckpt["config"],
+                                 ["a", "b"], 5, 1.0, {})
+    done = save_checkpoint({k: v for k, v in blob.items() if k not in ("format", "version")},
+                           tmp_path / "ft" / "checkpoints", "finetune.pt")
+    assert classifier_file(tmp_path / "ft") == done
+
+
+def test_the_note_on_an_exported_or_periodic_unfinished_training(tmp_path, capsys):
+    """An export of a stopped training says so by its record (``unfinished``); a periodic
+    checkpoint of a stopped supervised run is noted without the command that continues
+    the run (that is its last.pt's: the run may have finished since)."""
+    from simclr.checkpoint import periodic_name
+    from simclr.classifiers import note_unfinished
+
+    export = tmp_path / "enc.pt"
+    assert note_unfinished(export, {"kind": "encoder",
+                                    "unfinished": {"step": 3, "total_steps": 9}})
+    assert capsys.readouterr().err == \
+        f"note: {export} is an export of an unfinished training (step 3 of 9)\n"
+    assert not note_unfinished(export, {"kind": "encoder", "step": 3})
+    periodic = tmp_path / "run" / "checkpoints" / periodic_name(4)
+    periodic.parent.mkdir(parents=True)
+    assert note_unfinished(periodic, {"kind": "supervised", "step": 4, "total_steps": 9})
+    assert capsys.readouterr().err == \
+        f"note: {periodic} is an unfinished training (step 4 of 9)\n"

@@ -1114,3 +1114,21 @@ def test_an_exported_encoder_records_its_source_by_its_absolute_path(run_dir, tm
     exp.export(Path(run_dir.name), tmp_path / "enc.pt")
     recorded = load_checkpoint(tmp_path / "enc.pt")["exported_from"]["file"]
     assert recorded == str((run_dir / "checkpoints" / "last.pt").resolve())
+
+
+def test_an_export_of_a_stopped_linear_evaluation_is_not_marked_unfinished(tmp_path, capsys):
+    """A linear evaluation stopped at step 3 of 9 (checkpoints/linear-partial.pt) fitted
+    its classifier alone: its frozen encoder is a trained one, so the exported encoder
+    records no ``unfinished`` training (the note on the partial file is still said)."""
+    ckpt = pretrain_checkpoint(head_layers=2)
+    model, _ = model_from_checkpoint(ckpt)
+    blob = classifier_checkpoint("linear", Classifier(model.encoder, 3), ckpt["config"],
+                                 ["a", "b", "c"], 3, 1.0, {})
+    partial = save_checkpoint({**{k: v for k, v in blob.items()
+                                  if k not in ("format", "version")}, "total_steps": 9},
+                              tmp_path / "lin" / "checkpoints", "linear-partial.pt")
+    out = tmp_path / "enc.pt"
+    exp.export_encoder(partial, out)
+    assert f"note: {partial} is an unfinished training (step 3 of 9)" in \
+        capsys.readouterr().err
+    assert "unfinished" not in load_checkpoint(out)

@@ -727,3 +727,43 @@ def test_a_python_call_stopped_midway_removes_the_folders_it_made_alone(
     with pytest.raises(failure, match="stopped mid-way"):
         call()
     assert sorted(p.name for p in kept.iterdir()) == ["empty"]
+
+
+def saved_classifier(folder: Path) -> Path:
+    """An untrained linear classifier of a tiny pretrained encoder over image_folder's
+    classes, saved in ``folder`` (no training: what predict reads of it is its layout)."""
+    from simclr.classifiers import classifier_checkpoint
+    from simclr.models import Classifier
+    from simclr.pretrained import model_from_checkpoint
+
+    ckpt = pretrain_checkpoint(head_layers=2)
+    model, _ = model_from_checkpoint(ckpt)
+    blob = classifier_checkpoint("linear", Classifier(model.encoder, 2), ckpt["config"],
+                                 ["class_0", "class_1"], 0, 1.0, {})
+    return save_checkpoint({k: v for k, v in blob.items() if k not in ("format", "version")},
+                           folder, "linear.pt")
+
+
+def test_a_min_probability_of_one_is_accepted(tmp_path, image_folder, cache_dir):
+    """--min-probability lies in (0, 1]: 1 keeps only the rows the classifier is certain
+    of (none here: an untrained classifier's top probability stays below 1)."""
+    classifier = saved_classifier(tmp_path / "lin")
+    result = predict_folder(classifier, str(image_folder), tmp_path / "p.csv", device="cpu",
+                            precision="fp32", cache_dir=cache_dir, min_probability=1.0)
+    assert result["images"] == 24 and result["confident"] == 0
+    with open(tmp_path / "p.csv", newline="", encoding="utf-8") as f:
+        assert {row["prediction"] for row in csv.DictReader(f)} == {""}
+
+
+def test_embedding_with_an_unfinished_training_says_so(tmp_path, image_folder, cache_dir,
+                                                       capsys):
+    """embed, as the evaluations and predict, notes that the encoder it reads is of a
+    training stopped at step 4 of its 9: the features are a half-trained model's."""
+    from simclr.inference import embed_folder
+
+    state = {k: v for k, v in pretrain_checkpoint().items() if k not in ("format", "version")}
+    last = save_checkpoint({**state, "step": 4, "total_steps": 9},
+                           tmp_path / "pre" / "checkpoints")
+    embed_folder(last, str(image_folder), tmp_path / "e.npz", device="cpu", precision="fp32",
+                 workers=0, cache_dir=cache_dir)
+    assert f"note: {last} is an unfinished training (step 4 of 9)" in capsys.readouterr().err

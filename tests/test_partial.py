@@ -87,3 +87,21 @@ def test_only_a_split_read_anew_is_said_to_be_read_anew(tmp_path):
                             num_images=12)
     assert read_anew({"classes": ["test", "train"]}, lower) is None
     assert read_anew({"classes": ["Test", "Train"]}, None) is None
+
+
+def test_an_older_run_saved_without_a_weights_digest_is_not_taken_for_a_moved_one(tmp_path):
+    """A source checkpoint at another path is accepted only where the weights' digest
+    saved matches this run's (a moved run folder); an older unfinished run saved none:
+    two missing digests are no match, and the other source is refused."""
+    from simclr.classifiers import classifier_checkpoint
+
+    model = Classifier(tiny_encoder(), 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    first = PartialRun(tmp_path, "finetune", "fine-tuning", {"source": ["/a/last.pt", 5]})
+    first.save(classifier_checkpoint("finetune", model, {}, ["a", "b", "c"], 1, 0.0, {},
+                                     optimizer), scaler)
+    again = PartialRun(tmp_path, "finetune", "fine-tuning", {"source": ["/b/last.pt", 5]})
+    with pytest.raises(SimCLRError, match=r"with other settings \(source: "):
+        again.resume(model, optimizer, scaler, False)
+    again.release()
