@@ -218,3 +218,33 @@ def test_inputs_that_would_silently_draw_other_views_are_refused():
         with pytest.raises(ValueError, match="seed must be a whole number in"):
             TwoViewAugment(cfg, seed)
     assert TwoViewAugment(cfg, np.int64(3)).seed == 3
+
+
+def test_noise_std_is_drawn_uniformly_within_its_range():
+    """Each noisy view draws its std from U(lo, hi) (``noise_std``), not always the top
+    of the range: over 256 views they spread across it."""
+    cfg = AugmentConfig(size=16, noise=True, noise_p=1.0, noise_std=(0.1, 0.5))
+    std = P.sample_params(cfg, 0, 0, np.arange(256), 0, (16, 16)).noise_std.numpy()
+    assert ((std >= 0.1) & (std <= 0.5)).all()
+    assert std.min() < 0.2 and std.max() > 0.4
+
+
+def test_cutout_erases_at_least_one_pixel():
+    """A ``cutout_frac`` too small for a pixel of the view still erases one (1% of 16 px
+    rounds to 0): a cutout switched on always erases something."""
+    assert P.cutout_side(AugmentConfig(size=16, cutout_frac=0.01)) == 1
+    assert P.cutout_side(AugmentConfig(size=16, cutout_frac=2.0)) == 16
+
+
+def test_official_boxes_never_touch_the_bottom_or_right_edge():
+    """TF draws a box's offset from ``Uniform(H - h)``, [0, H - h): a box smaller than the
+    image never reaches its last row or column (the docstring of ``_tf_boxes``)."""
+    for seed in range(4):
+        for hw in ((32, 32), (40, 30), (9, 13)):
+            top, left, h, w = P.sample_params(OFFICIAL, seed, 0, np.arange(2000), 0,
+                                              hw).box.numpy().T
+            shorter, narrower = h < hw[0], w < hw[1]
+            assert shorter.any() and narrower.any()
+            assert (top + h <= hw[0] - 1)[shorter].all()
+            assert (left + w <= hw[1] - 1)[narrower].all()
+            assert (top >= 0).all() and (left >= 0).all()

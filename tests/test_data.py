@@ -13,6 +13,7 @@ import torch
 
 from simclr.config import DataConfig
 from simclr.data import (
+    ImageSource,
     _note_other_sizes,
     default_workers,
     digits_source,
@@ -396,3 +397,14 @@ def test_a_named_sets_size_is_known_from_its_files_without_reading_them(tmp_path
         for f in files:
             (tmp_path / name / folder / f).write_bytes(b"")
         assert named_train_size(name, cfg) == {"cifar10": 50_000, "stl10": 105_000}[name]
+
+
+def test_a_cache_subsets_aspects_follow_its_rows():
+    """A source over some of a cache's rows (``rows``: image i is row rows[i]) gives the
+    aspect of each image's own row, as its pixels are: image 0 is row 2 (aspect 2)."""
+    array = np.stack([np.full((4, 4, 3), v, dtype=np.uint8) for v in (0, 1, 2)])
+    source = ImageSource("subset", np.zeros(2), ["a"], array=array, rows=np.array([2, 0]),
+                         aspect=np.array([1.0, 1.5, 2.0], dtype=np.float32))
+    assert source.aspect_of(np.array([0, 1])).tolist() == [2.0, 1.0]
+    images, aspects = source.batch(np.array([0, 1]))
+    assert images[:, 0, 0, 0].tolist() == [2, 0] and aspects.tolist() == [2.0, 1.0]

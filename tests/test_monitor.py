@@ -301,3 +301,17 @@ def test_a_resumed_run_says_collapsed_once_at_the_same_step(tmp_path, image_fold
     assert capsys.readouterr().err.count("note: the loss has stayed at ln(2N-1)") == 1
     lines = [json.loads(x) for x in (tmp_path / "dead/metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines if "note" in x] == [13]
+
+
+def test_a_non_finite_first_step_stops_the_run_naming_step_1():
+    """``first_bad`` holds the first non-finite step's index, -1 for none: index 0 (the
+    run's very first step) is one too, and under ``--nan-policy stop`` it stops the run
+    naming step 1, as any later one does; -1, or ``skip``, goes on."""
+    from simclr.config import Config
+    from simclr.errors import DivergedError
+
+    with pytest.raises(DivergedError, match=r"non-finite \(NaN/inf\) at step 1;") as info:
+        monitor.check_finite(torch.tensor(0), None, Config(nan_policy="stop"), "fp32")
+    assert info.value.step == 1
+    monitor.check_finite(torch.tensor(-1), None, Config(nan_policy="stop"), "fp32")
+    monitor.check_finite(torch.tensor(0), None, Config(nan_policy="skip"), "fp32")

@@ -11,7 +11,10 @@ from simclr.errors import SimCLRError
 from simclr.plan import (
     FIRST_REFIT,
     NO_RAMP_GUESS,
+    Plan,
+    budget_within_warmup,
     check_batch_fits,
+    end_if_spent,
     plan_schedule,
     refit_to_budget,
     set_lr,
@@ -385,3 +388,24 @@ def test_a_budget_asked_for_no_warmup_starts_at_the_peak_and_only_decays(
         < budget + seconds_per_step
     if len(lrs) > 20:  # (the cosine reaches its end at the deadline, or near it)
         assert lrs[-1] < 0.05
+
+
+def test_a_spent_budget_ends_the_schedule_at_that_step():
+    """``end_if_spent`` with the budget spent ends the schedule there (``total_steps``:
+    the step, so that the run stops and its last save is the end); not spent: nothing."""
+    plan = Plan(steps_per_epoch=10, total_steps=1000, warmup_steps=50, deadline=60.0)
+    assert not end_if_spent(plan, 100, False) and plan.total_steps == 1000
+    assert end_if_spent(plan, 123, True) and plan.total_steps == 123
+
+
+def test_a_budget_ending_on_the_last_warmup_step_is_within_the_warmup():
+    """A run ended by its budget after 50 steps of a 50-step warm-up ran every one within
+    the ramp (0 .. 49/50 of the peak rate, :func:`simclr.optim.lr_at`): it gets the note;
+    one step more reached the peak, and a run without a budget or unfinished gets none."""
+    plan = Plan(steps_per_epoch=10, total_steps=1000, warmup_steps=50, deadline=60.0)
+    note = budget_within_warmup(plan, 50, True)
+    assert note is not None and "within the warm-up (step 50 of its 50)" in note
+    assert budget_within_warmup(plan, 51, True) is None
+    assert budget_within_warmup(plan, 50, False) is None
+    plan.deadline = None
+    assert budget_within_warmup(plan, 10, True) is None

@@ -291,3 +291,37 @@ def test_a_caller_from_python_gets_its_output_back_after_the_command(monkeypatch
     finally:
         with contextlib.suppress(OSError):
             full.close()
+
+
+def _fake_clock(monkeypatch):
+    """A clock the test sets (``Clock.now``), in place of simclr.progress's ``time``."""
+    class Clock:
+        now = 0.0
+
+        @classmethod
+        def perf_counter(cls) -> float:
+            return cls.now
+
+    monkeypatch.setattr(progress, "time", Clock)
+    return Clock
+
+
+def test_a_resumed_runs_heartbeat_times_only_its_own_steps(monkeypatch):
+    """A run resumed at step 50 that took 40 s for its first step (51) has 49 left at
+    40 s each: the time left counts the steps this process ran, not those before."""
+    clock = _fake_clock(monkeypatch)
+    log = io.StringIO()
+    shown = Progress(total=100, start=50, enabled=True, stream=log, every_s=30)
+    clock.now = 40.0
+    shown.step()
+    assert log.getvalue().splitlines() == ["step 51/100: 40s, about 32m40s left"]
+
+
+def test_a_pass_line_says_the_time_its_items_left_take(monkeypatch):
+    """Half a pass done in 10 s: the other half takes about 10 s more (not the whole)."""
+    clock = _fake_clock(monkeypatch)
+    log = io.StringIO()
+    shown = Progress.of_pass(100, "x", True, stream=log, every_s=0)
+    clock.now = 10.0
+    shown.advance(50)
+    assert log.getvalue().splitlines() == ["x: 50/100 images, 10s, about 10s left"]
