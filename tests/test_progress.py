@@ -64,20 +64,13 @@ def test_plain_lines_are_spaced_but_the_last_step_is_always_shown():
 def test_slow_steps_between_logged_ones_still_show_the_run_goes_on(monkeypatch):
     """In a log file, 30 s without a line (slow steps between --log-every's) gives a
     short line of the step and the time left; the logged lines keep their own spacing."""
-    class Clock:
-        now = 0.0
-
-        @classmethod
-        def perf_counter(cls) -> float:
-            return cls.now
-
-    monkeypatch.setattr(progress, "time", Clock)
+    clock = _fake_clock(monkeypatch)
     log = io.StringIO()
     shown = Progress(total=100, start=0, enabled=True, stream=log)  # (every 30 s)
     for step in range(1, 8):  # a step every 20 s, logged every 5
-        Clock.now = 20.0 * step
+        clock.now = 20.0 * step
         if step % 5 == 0:
-            shown.record(record(step), seconds=Clock.now, last=False)
+            shown.record(record(step), seconds=clock.now, last=False)
         shown.step()
     assert log.getvalue().splitlines() == [
         "step 2/100: 40s, about 32m40s left", "step 4/100: 1m20s, about 32m00s left",
