@@ -471,6 +471,13 @@ def split_root(path: str | os.PathLike, train: bool) -> Path:
     return _split_folder(root, train) if root.is_dir() else root
 
 
+def split_name(folder: str, train: bool) -> str | None:
+    """The name of the split :func:`split_root` reads of ``folder`` for training
+    (``train``) or testing, None where it reads the folder itself."""
+    chosen = split_root(folder, train)
+    return None if chosen == Path(folder).expanduser() else chosen.name
+
+
 def split_read_anew(folder: str) -> Path | None:
     """The split this release reads of ``folder`` (:func:`_split_folder`) where releases
     before 2026-12-06 read the whole folder (their split names in lower case only), else

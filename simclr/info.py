@@ -296,16 +296,14 @@ def _data_split(ckpt: dict[str, Any], damaged: list[str]) -> str | None:
     folder. A checkpoint saved before ``data_split`` was, of a folder (``num_files``),
     read the lower-case splits as this release does (those in capitals it read whole:
     folders.split_read_anew); None where that folder is gone or holds none."""
-    from simclr.folders import split_read_anew, split_root
+    from simclr.folders import split_name, split_read_anew
 
     if "data_split" in ckpt:
         return _entry(ckpt, "data_split", damaged)
     data = ((ckpt.get("config") or {}).get("data") or {}).get("path")
     if "num_files" not in ckpt or not isinstance(data, str):
         return None
-    root = Path(data).expanduser()
-    chosen = split_root(data, train=True)
-    return None if chosen == root or split_read_anew(data) is not None else chosen.name
+    return None if split_read_anew(data) is not None else split_name(data, True)
 
 
 def checkpoint_facts(path: Path) -> dict[str, Any]:

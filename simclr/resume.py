@@ -22,7 +22,7 @@ from simclr.checkpoint import (
 )
 from simclr.config import RESUME_SETTINGS, Config
 from simclr.errors import SimCLRError
-from simclr.folders import named_dataset, scan_folder, split_read_anew
+from simclr.folders import named_dataset, scan_folder, split_name, split_read_anew
 from simclr.launch import path_word
 from simclr.optim import load_optimizer_state
 from simclr.plan import Plan
@@ -52,6 +52,7 @@ class RunState:
     all_images: bool = True  # images beside class folders count (see open_data)
     num_files: int | None = None  # the image files listed, readable or not (a folder's)
     files_digest: str | None = None  # of their names (folders.ImageList.names_digest)
+    data_split: str | None = None  # the split of --data they are in (folders.split_name)
     cached: bool | None = None  # whether the images were decoded once (--cache's choice)
     # The unreadable files met so far, all sessions (the source's own list, which grows)
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -93,8 +94,7 @@ def checkpoint_state(
         # this release's read of DIR/Train from an earlier one's of DIR whole
         **({} if state.num_files is None else {"num_files": state.num_files,
                                                 "files_digest": state.files_digest,
-                                                "data_split": _split_name(
-                                                    cfg.data.path or "", True)}),
+                                                "data_split": state.data_split}),
         **({} if state.cached is None else {"cached": state.cached}),
         **({"skipped_images": [list(s) for s in state.skipped]} if state.skipped else {}),
         "total_steps": plan.total_steps,
@@ -299,16 +299,7 @@ def knn_splits(cfg: Config) -> list[str | None] | None:
     itself, a named data set's name too), None without a kNN monitor."""
     if not cfg.knn_train or not cfg.knn_test:
         return None
-    return [_split_name(cfg.knn_train, True), _split_name(cfg.knn_test, False)]
-
-
-def _split_name(folder: str, train: bool) -> str | None:
-    """The split ``folder`` is read as for training (``train``) or testing, or None."""
-    from simclr.folders import split_root
-
-    root = Path(folder).expanduser()
-    chosen = split_root(folder, train)
-    return None if chosen == root else chosen.name
+    return [split_name(cfg.knn_train, True), split_name(cfg.knn_test, False)]
 
 
 def knn_split_notes(ckpt: dict[str, Any], cfg: Config) -> list[str]:

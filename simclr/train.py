@@ -35,7 +35,7 @@ from simclr.errors import (
     with_article,
 )
 from simclr.files import read_json, write_json
-from simclr.folders import ImageList, list_folder
+from simclr.folders import ImageList, list_folder, split_name
 from simclr.loader import BatchLoader
 from simclr.loss import loss_and_metrics
 from simclr.memory import (
@@ -270,6 +270,7 @@ def pretrain(
     notes = [*notes, *lr_notes(cfg.optim, cfg.batch_size, resumed=resume)]
     if files is not None:
         state.num_files, state.files_digest = len(files.paths), digest
+        state.data_split = split_name(cfg.data.path, True)  # type: ignore[arg-type]  # (a folder: listed)
     state.knn_splits = knn_splits(cfg)  # (as read this session: what later ones compare)
     state.cached, state.skipped = source.cached, source.skipped  # (a list that grows)
 
