@@ -419,12 +419,15 @@ def _other_images_notes(cells: list[Cell], configs: list[Config]) -> list[str]:
                 not isinstance(skipped, list) or cfg.data.path is None:
             continue
         then += len(skipped)  # (the files listed then, readable or not)
+        files = listed(cfg.data.path, True)
+        if files is None or len(files.paths) == then:
+            continue
         # (runs from before images beside the class folders were kept: listed without)
-        now = [listed(cfg.data.path, unlabeled) for unlabeled in (True, False)]
-        if None not in now and then not in [len(files.paths) for files in now]:
+        older = listed(cfg.data.path, False)
+        if older is not None and len(older.paths) != then:
             notes.append(f"note: cell {cell.name} was trained on the {then} image files of "
-                         f"{printable(str(now[0].root))}, which now holds "
-                         f"{len(now[0].paths)}: its row stands for the images it saw then "
+                         f"{printable(str(files.root))}, which now holds "
+                         f"{len(files.paths)}: its row stands for the images it saw then "
                          f"(remove {printable(str(cell.run_dir))} to train it on these)")
     return notes
 
