@@ -249,7 +249,7 @@ def _unfinished_read_anew(path: Path, train: Any) -> str | None:
     from simclr.checkpoint import load_checkpoint
 
     try:
-        saved = load_checkpoint(path).get("settings")
+        saved = load_checkpoint(path, mmap=True).get("settings")  # (not its tensors)
     except SimCLRError:
         return None
     return read_anew(saved, train) if isinstance(saved, dict) else None
