@@ -193,8 +193,10 @@ class OptimConfig:
         """``lr``, or the paper's base for ``lr_scaling`` when unset (App. B.1: 0.3 x
         B/256, or 0.075 x sqrt(B), which suits small batches and long runs); AdamW's
         is 300 times smaller (:data:`ADAMW_BASE_LR`)."""
-        if self.lr is not None:
-            return self.lr
+        return self.lr if self.lr is not None else self.default_lr()
+
+    def default_lr(self) -> float:
+        """The base lr of this optimizer and ``lr_scaling`` when none is given."""
         bases = ADAMW_BASE_LR if self.name == "adamw" else PAPER_BASE_LR
         return bases.get(self.lr_scaling, bases["linear"])
 

@@ -25,7 +25,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor, nn
 
-from simclr.config import ADAMW_BASE_LR, OptimConfig
+from simclr.config import OptimConfig
 from simclr.errors import SimCLRError
 
 
@@ -193,7 +193,7 @@ def lr_notes(cfg: OptimConfig, batch_size: int, resumed: bool = False) -> list[s
     if cfg.name != "adamw" or cfg.lr is None:
         return []
     peak = scaled_lr(cfg.lr, batch_size, cfg.lr_scaling)
-    base = ADAMW_BASE_LR.get(cfg.lr_scaling, ADAMW_BASE_LR["linear"])
+    base = cfg.default_lr()
     default = scaled_lr(base, batch_size, cfg.lr_scaling)
     if peak <= 10 * default:
         return []

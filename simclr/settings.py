@@ -26,7 +26,6 @@ from typing import Any
 import yaml
 
 from simclr.config import (
-    ADAMW_BASE_LR,
     ARCHS,
     MAX_SIDE,
     MIN_SIZE,
@@ -748,7 +747,7 @@ def earlier_adamw_lr(saved_lr: Any, given: Config) -> bool:
     this release's default (config.ADAMW_BASE_LR): a change no --lr asked for."""
     if given.optim.name != "adamw" or not isinstance(saved_lr, (int, float)):
         return False
-    default = ADAMW_BASE_LR.get(given.optim.lr_scaling, ADAMW_BASE_LR["linear"])
+    default = given.optim.default_lr()
     return given.optim.lr == default and saved_lr > default
 
 
