@@ -394,41 +394,34 @@ def _find_earlier_runs(root: Path, cells: list[Cell], configs: list[Config]) -> 
     return notes
 
 
-def _other_images_notes(cells: list[Cell], configs: list[Config]) -> list[str]:
+def _other_images_notes(cells: list[Cell], configs: list[Config],
+                        sizes: list[int | None]) -> list[str]:
     """A note for each finished cell whose training folder now lists another number of
-    image files than its run's (summary.json: the images read and those skipped,
-    unreadable): reused as it is, as ``--resume`` of a finished run is, its row stands
-    for the images it saw then."""
-    from simclr.folders import list_folder
+    image files (``sizes``: each cell's, as :func:`check_batches` listed them) than its
+    run's (summary.json: the images read and those skipped, unreadable): reused as it
+    is, as ``--resume`` of a finished run is, its row stands for the images it saw then."""
+    from simclr.folders import list_folder, named_dataset, split_root
 
-    listings: dict[tuple[str, bool], Any] = {}  # (a data axis: each folder listed once)
-
-    def listed(spec: str, unlabeled: bool) -> Any:
-        if (spec, unlabeled) not in listings:
-            try:
-                listings[spec, unlabeled] = list_folder(spec, train=True, unlabeled=unlabeled)
-            except SimCLRError:  # a folder gone: said when a cell that trains reads it
-                listings[spec, unlabeled] = None
-        return listings[spec, unlabeled]
-
+    without_loose: dict[str, int] = {}  # (a data axis: each folder listed once)
     notes = []
-    for cell, cfg in zip(cells, configs, strict=True):
+    for cell, cfg, now in zip(cells, configs, sizes, strict=True):
         done = _finished(cell.run_dir) or {}
         then, skipped = done.get("num_images"), done.get("skipped_images") or []
         if done.get("status") != "finished" or not isinstance(then, int) or \
-                not isinstance(skipped, list) or cfg.data.path is None:
+                not isinstance(skipped, list) or now is None or named_dataset(cfg.data.path):
             continue
         then += len(skipped)  # (the files listed then, readable or not)
-        files = listed(cfg.data.path, True)
-        if files is None or len(files.paths) == then:
+        path = str(cfg.data.path)
+        if now == then:
             continue
         # (runs from before images beside the class folders were kept: listed without)
-        older = listed(cfg.data.path, False)
-        if older is not None and len(older.paths) != then:
+        if path not in without_loose:
+            without_loose[path] = len(list_folder(path, train=True).paths)  # type: ignore[union-attr]  # (a folder)
+        if without_loose[path] != then:
             notes.append(f"note: cell {cell.name} was trained on the {then} image files of "
-                         f"{printable(str(files.root))}, which now holds "
-                         f"{len(files.paths)}: its row stands for the images it saw then "
-                         f"(remove {printable(str(cell.run_dir))} to train it on these)")
+                         f"{printable(os.path.abspath(split_root(path, True)))}, which now "
+                         f"holds {now}: its row stands for the images it saw then (remove "
+                         f"{printable(str(cell.run_dir))} to train it on these)")
     return notes
 
 
@@ -571,7 +564,7 @@ def run_sweep(
     # is set aside or rewritten: a refused command leaves --out as it found it.
     for cell, cfg in zip(cells, configs, strict=True):
         _check_same_settings(cfg, cell.run_dir, cell.name)
-    reused += _other_images_notes(cells, configs)
+    reused += _other_images_notes(cells, configs, sizes)
     make_folder(root)  # (through a link to a missing folder: its target)
     # Held for the whole sweep: a second sweep into --out is refused before it sets the
     # summary aside or rewrites it as pending under the first one.

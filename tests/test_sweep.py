@@ -392,6 +392,7 @@ def test_a_run_from_before_images_beside_class_folders_were_kept_is_no_note(
 
     from simclr.config import Config
     from simclr.sweep import Cell, _other_images_notes
+    from simclr.sweep_checks import check_batches
     from tests.conftest import make_image_folder
 
     data = make_image_folder(tmp_path / "data", per_class=2)
@@ -401,8 +402,9 @@ def test_a_run_from_before_images_beside_class_folders_were_kept_is_no_note(
     (run_dir / "summary.json").write_text(json.dumps(  # (one of them unreadable)
         {"status": "finished", "num_images": then - 1, "skipped_images": [[0, "bad"]]}))
     cfg = Config()
-    cfg.data.path = str(data)
-    notes = _other_images_notes([Cell({}, {}, "temperature=0.2", run_dir)], [cfg])
+    cfg.data.path, cfg.batch_size = str(data), 4  # (a batch the 5 images hold)
+    cells = [Cell({}, {}, "temperature=0.2", run_dir)]
+    notes = _other_images_notes(cells, [cfg], check_batches(cells, [cfg]))
     assert notes == ([f"note: cell temperature=0.2 was trained on the {then} image files of "
                       f"{data}, which now holds 5: its row stands for the images it saw then "
                       f"(remove {run_dir} to train it on these)"] if noted else [])
