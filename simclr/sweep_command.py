@@ -327,8 +327,7 @@ def _make_current(run_dir: Path, name: str, found: Path, files: tuple[str, ...])
         return
     kept = _set_aside_evaluation(run_dir, files)
     for current in files:
-        earlier = run_dir / current
-        earlier = earlier.with_name(f"{earlier.stem}.{k[1]}{earlier.suffix}")
+        earlier = run_dir / _tagged(Path(current), k[1])
         if earlier.exists():
             earlier.replace(run_dir / current)
     _point_at_figure(run_dir, files, None)
