@@ -35,10 +35,10 @@ from simclr.checkpoint import (
 from simclr.classify import Checkpointing, saved_tally
 from simclr.errors import SimCLRError
 from simclr.files import lock_folder, set_aside, taken
-from simclr.folders import split_read_anew
 from simclr.launch import path_word, working_folder
 from simclr.optim import check_state_shapes
 from simclr.results import log
+from simclr.resume import split_read_anew_why
 from simclr.runtime import StopFlag, command_line
 
 
@@ -283,22 +283,15 @@ class PartialRun:
 
 def read_anew(saved: dict[str, Any], train: Any) -> str | None:
     """Why a saved unfinished training (its ``settings``) cannot continue on ``train``
-    where its release read the training folder's splits (DIR/Train, DIR/Test) as its
-    classes and this one reads DIR as its split (folders.split_read_anew, 2026-12-06);
-    else None. Its classes differ then: 'rerun its own command' would be untrue."""
+    (read of DIR/Train) where its release read the training folder's splits as its
+    classes and this one reads DIR as its split (resume.split_read_anew_why); else None."""
     classes = saved.get("classes") or (saved.get("train") or [None, None])[1]  # (linear's)
     folder = getattr(train, "name", None)
-    if not isinstance(folder, str) or not isinstance(classes, list):
+    if not isinstance(folder, str) or not isinstance(classes, list) \
+            or list(train.classes) == classes:
         return None
-    parent = str(Path(folder).parent)
-    split = split_read_anew(parent)
-    if split is None or split != Path(folder) or split.name not in classes \
-            or list(train.classes) == classes:  # (its split was one of its classes)
-        return None
-    return (f"this release reads {parent} as its split {split.name}/ ({train.num_images} "
-            "images), where the unfinished training's release read its splits as two "
-            f"classes ({', '.join(map(str, classes[:3]))}; the held-out images trained on "
-            "too)")
+    return split_read_anew_why(str(Path(folder).parent), classes, f"{train.num_images} images",
+                               "unfinished training's", reads=Path(folder))
 
 
 def _same_setting(key: str, saved: Any, now: Any, moved: bool) -> bool:

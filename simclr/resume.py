@@ -294,6 +294,23 @@ def _read_splits_as_classes(ckpt: dict[str, Any], folder: str, saved: Any) -> bo
     return len(whole.paths) == saved
 
 
+def split_read_anew_why(folder: str, classes: list[Any], now: str, whose: str = "run's",
+                        reads: Path | None = None) -> str | None:
+    """Why a run saved on ``folder`` cannot continue on its images where its release
+    (before 2026-12-06) read the folder's splits (DIR/Train, DIR/Test) as its ``classes``
+    and this one reads DIR as its split (folders.split_read_anew); else None (no split read
+    anew, or one that was none of its classes, or ``reads``, the folder this release
+    reads, where known, is another). ``now``: what this release reads there (its classes,
+    its images); ``whose``: the saved run as its caller names it. Its classes differ: a
+    'classes no longer there: Test, Train' or 'rerun its own command' would be untrue."""
+    split = split_read_anew(folder)
+    if split is None or split.name not in classes or (reads is not None and split != reads):
+        return None
+    return (f"this release reads {folder} as its split {split.name}/ ({now}), where the "
+            f"{whose} release read its splits as two classes "
+            f"({', '.join(map(str, classes[:3]))}; the held-out images trained on too)")
+
+
 def knn_splits(cfg: Config) -> list[str | None] | None:
     """The split folder each of --knn-train and --knn-test is read as (None: the folder
     itself, a named data set's name too), None without a kNN monitor."""

@@ -55,7 +55,6 @@ from simclr.config import Config
 from simclr.errors import DivergedError, SimCLRError
 from simclr.features import check_labeled, resolve_runtime
 from simclr.files import folder_holder, in_use, lock_folder, read_json, set_aside
-from simclr.folders import split_read_anew
 from simclr.models import build_classifier_within_memory
 from simclr.optim import build_optimizer, load_optimizer_state, lr_at, lr_notes
 from simclr.plan import (
@@ -78,7 +77,7 @@ from simclr.results import (
     prepare_dir,
     write_results,
 )
-from simclr.resume import session_number, start_record
+from simclr.resume import session_number, split_read_anew_why, start_record
 from simclr.rundir import (
     RESUME_MARK,
     SUPERVISED_RESULT,
@@ -276,16 +275,13 @@ def check_same_data(ckpt: Mapping[str, Any], train: Any, listed: bool = False) -
 def _check_split_read_anew(ckpt: Mapping[str, Any], now: list[str]) -> None:
     """Refuse, naming why, a run whose release read its training folder's splits
     (DIR/Train, DIR/Test) as its classes where this release reads DIR as its split
-    (folders.split_read_anew): 'classes no longer there: Test, Train' would be untrue."""
+    (resume.split_read_anew_why): 'classes no longer there: Test, Train' would be untrue."""
     folder = (ckpt.get("data") or {}).get("train")
-    split = split_read_anew(folder) if isinstance(folder, str) else None
-    classes = list(ckpt["classes"])
-    if split is not None and split.name in classes:  # (its split was one of its classes)
-        raise SimCLRError(f"--resume: this release reads {folder} as its split "
-                          f"{split.name}/ (classes {', '.join(now[:3])}), where the run's "
-                          f"release read its splits as two classes ({', '.join(classes[:3])}"
-                          "; the held-out images trained on too); the run cannot continue "
-                          "on its images: start a new run")
+    why = split_read_anew_why(folder, list(ckpt["classes"]), f"classes {', '.join(now[:3])}") \
+        if isinstance(folder, str) else None
+    if why is not None:
+        raise SimCLRError(f"--resume: {why}; the run cannot continue on its images: start a "
+                          "new run")
 
 
 def restore(ckpt: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,

@@ -440,3 +440,30 @@ def test_a_saved_momentum_of_another_shape_is_one_line_naming_the_file():
     with pytest.raises(SimCLRError, match=message):
         restore_supervised(blob, model, build_optimizer(cfg.optim, model, cfg.batch_size),
                            scaler, plan_schedule(cfg, 80))
+
+
+def test_one_function_tells_a_supervised_and_an_evaluation_run_their_folder_is_now_a_split(
+        tmp_path):
+    """supervised.check_same_data and partial.read_anew both refuse a run of a release
+    before 2026-12-06 that read DIR/{Train,Test} as two classes: resume.split_read_anew_why
+    words it for both, naming the saved run as each caller does. Not where the split was
+    no class of the run's, the splits are in lower case (read alike by both releases),
+    or the folder read now (``reads``) is not that split."""
+    from simclr.resume import split_read_anew_why
+
+    for folder in ("caps/Train", "caps/Test", "lower/train", "lower/test"):
+        (tmp_path / folder).mkdir(parents=True)
+    caps = str(tmp_path / "caps")
+    assert split_read_anew_why(caps, ["Test", "Train"], "classes cat, dog") == (
+        f"this release reads {caps} as its split Train/ (classes cat, dog), where the "
+        "run's release read its splits as two classes (Test, Train; the held-out images "
+        "trained on too)")
+    said = split_read_anew_why(caps, ["Test", "Train"], "12 images", "unfinished training's",
+                               reads=tmp_path / "caps" / "Train")
+    assert said is not None and said.startswith(
+        f"this release reads {caps} as its split Train/ (12 images), where the unfinished "
+        "training's release")
+    assert split_read_anew_why(caps, ["cat", "dog"], "12 images") is None
+    assert split_read_anew_why(caps, ["Test", "Train"], "12 images",
+                               reads=tmp_path / "caps" / "Test") is None
+    assert split_read_anew_why(str(tmp_path / "lower"), ["test", "train"], "12 images") is None
