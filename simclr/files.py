@@ -21,6 +21,7 @@ import secrets
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -197,24 +198,40 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def set_aside(run_dir: Path, files: tuple[str, ...]) -> str | None:
+@dataclass(frozen=True)
+class SetAside:
+    """What :func:`set_aside` renamed: the ``tag`` its files share (``previous-K``) and
+    their new ``names``, relative to the folder, in the order asked."""
+
+    tag: str
+    names: tuple[str, ...]
+
+    def __str__(self) -> str:
+        """The new names as a note names them: 'a.previous-2.json, b.previous-2.png'."""
+        return ", ".join(self.names)
+
+
+def tagged(name: Path, tag: str | None) -> Path:
+    """``STEM.TAG.EXT`` of ``name`` (``tag`` None: ``name``): a file set aside as
+    ``previous-K`` (:func:`set_aside`)."""
+    return name if tag is None else name.with_name(f"{name.stem}.{tag}{name.suffix}")
+
+
+def set_aside(run_dir: Path, files: tuple[str, ...]) -> SetAside | None:
     """Rename those of ``files`` in ``run_dir`` to ``STEM.previous-K.EXT`` (the first K
     free for all of them), so that what comes next writes afresh and nothing is lost (a
-    sweep's stale evaluation or summary, a dead run's logs); returns the new names (None:
-    there was nothing to set aside)."""
+    sweep's stale evaluation or summary, a dead run's logs); returns what it renamed
+    (None: there was nothing to set aside)."""
     present = [run_dir / f for f in files if (run_dir / f).exists()]
     if not present:
         return None
-
-    def aside(path: Path, k: int) -> Path:
-        return path.with_name(f"{path.stem}.previous-{k}{path.suffix}")
-
     k = 1
-    while any(aside(run_dir / f, k).exists() for f in files):
+    while any(tagged(run_dir / f, f"previous-{k}").exists() for f in files):
         k += 1
     for path in present:
-        path.replace(aside(path, k))
-    return ", ".join(aside(p, k).relative_to(run_dir).as_posix() for p in present)
+        path.replace(tagged(path, f"previous-{k}"))
+    return SetAside(f"previous-{k}", tuple(tagged(p, f"previous-{k}").relative_to(run_dir)
+                                           .as_posix() for p in present))
 
 
 def torch_save(obj: Any, path: Path) -> None:

@@ -20,7 +20,7 @@ from simclr.commands import checkpoint_source, open_eval_source
 from simclr.config import MAX_WORKERS, PRECISIONS, DataConfig
 from simclr.errors import SimCLRError, is_amount, printable
 from simclr.features import check_labeled_folders
-from simclr.files import read_json, set_aside, write_json
+from simclr.files import SetAside, read_json, set_aside, tagged, write_json
 from simclr.launch import add_flag as add_processes_flag
 from simclr.presets import PRESETS
 from simclr.pretrained import parse_layer, representation_from_checkpoint
@@ -327,7 +327,7 @@ def _make_current(run_dir: Path, name: str, found: Path, files: tuple[str, ...])
         return
     kept = _set_aside_evaluation(run_dir, files)
     for current in files:
-        earlier = run_dir / _tagged(Path(current), k[1])
+        earlier = run_dir / tagged(Path(current), k[1])
         if earlier.exists():
             earlier.replace(run_dir / current)
     _point_at_figure(run_dir, files, None)
@@ -336,14 +336,13 @@ def _make_current(run_dir: Path, name: str, found: Path, files: tuple[str, ...])
           file=sys.stderr, flush=True)
 
 
-def _set_aside_evaluation(run_dir: Path, files: tuple[str, ...]) -> str | None:
+def _set_aside_evaluation(run_dir: Path, files: tuple[str, ...]) -> SetAside | None:
     """:func:`simclr.files.set_aside` of a cell's evaluation ``files``, its results
     file's ``confusion_figure`` then naming the figure set aside with it (it named
-    ``knn_confusion.png``: the next evaluation's figure). Returns the new names."""
+    ``knn_confusion.png``: the next evaluation's figure). Returns what it renamed."""
     kept = set_aside(run_dir, files)
-    tag = None if kept is None else re.search(r"\.(previous-\d+)\.", kept)
-    if tag is not None:
-        _point_at_figure(run_dir, files, tag[1])
+    if kept is not None:
+        _point_at_figure(run_dir, files, kept.tag)
     return kept
 
 
@@ -354,20 +353,15 @@ def _point_at_figure(run_dir: Path, files: tuple[str, ...], tag: str | None) -> 
     ``files`` (none was drawn, or an edited file) is left as it is."""
     figures = [Path(f) for f in files if f.endswith(".png")]
     for name in (Path(f) for f in files if f.endswith(".json")):
-        path = run_dir / _tagged(name, tag)
+        path = run_dir / tagged(name, tag)
         found = read_json(path) or {}
         named = found.get("confusion_figure")
         if not figures or not isinstance(named, str) or not re.fullmatch(
                 rf"{re.escape(figures[0].stem)}(\.previous-\d+)?\.png", Path(named).name):
             continue
-        moved = str(Path(named).with_name(_tagged(figures[0], tag).name))
+        moved = str(Path(named).with_name(tagged(figures[0], tag).name))
         if moved != named:
             write_json(path, {**found, "confusion_figure": moved})
-
-
-def _tagged(name: Path, tag: str | None) -> Path:
-    """``STEM.TAG.EXT`` of ``name`` (``tag`` None: ``name``)."""
-    return name if tag is None else name.with_name(f"{name.stem}.{tag}{name.suffix}")
 
 
 def _names_a_layer(layer: str) -> bool:

@@ -450,10 +450,28 @@ def test_files_set_aside_together_share_the_first_number_free_for_all(tmp_path):
     that a.previous-1.json and b.previous-1.json are never two sessions' files paired."""
     (tmp_path / "a.json").write_text("a now", encoding="utf-8")
     (tmp_path / "b.previous-1.json").write_text("b then", encoding="utf-8")
-    assert set_aside(tmp_path, ("a.json", "b.json")) == "a.previous-2.json"
+    assert str(set_aside(tmp_path, ("a.json", "b.json"))) == "a.previous-2.json"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.previous-2.json",
                                                          "b.previous-1.json"]
     assert (tmp_path / "a.previous-2.json").read_text(encoding="utf-8") == "a now"
+
+
+def test_set_aside_says_what_it_renamed_as_data_not_as_a_note_to_parse(tmp_path):
+    """set_aside returned the note 'a.previous-1.json, b.previous-1.json', which
+    sweep_command parsed back for the K its results file's figure was renamed with: it
+    returns the tag and the new names, and the note is written of them where it is
+    printed. Nothing there: None."""
+    from simclr.files import tagged
+
+    for name in ("a.json", "b.png"):
+        (tmp_path / name).write_text(name, encoding="utf-8")
+    kept = set_aside(tmp_path, ("a.json", "c.txt", "b.png"))
+    assert kept is not None and kept.tag == "previous-1"
+    assert kept.names == ("a.previous-1.json", "b.previous-1.png")  # (c.txt: none there)
+    assert str(kept) == "a.previous-1.json, b.previous-1.png"
+    assert tagged(Path("x/knn.json"), kept.tag) == Path("x/knn.previous-1.json")
+    assert tagged(Path("knn.json"), None) == Path("knn.json")
+    assert set_aside(tmp_path, ("a.json",)) is None
 
 
 class FakeMsvcrt:

@@ -471,7 +471,7 @@ def test_an_evaluation_set_aside_names_its_own_figure(tmp_path, capsys):
         return Path(json.loads((tmp_path / name).read_text())["confusion_figure"]).read_text()
 
     evaluation(0.5)
-    assert _set_aside_evaluation(tmp_path, EVAL_FILES["knn"]) == \
+    assert str(_set_aside_evaluation(tmp_path, EVAL_FILES["knn"])) == \
         "knn.previous-1.json, knn_confusion.previous-1.png"
     assert figure("knn.previous-1.json") == "figure 0.5"
     evaluation(0.7)
