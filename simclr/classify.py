@@ -36,8 +36,13 @@ from simclr.checkpoint import what_is_kept
 from simclr.config import AugmentConfig
 from simclr.data import decode_device
 from simclr.errors import DivergedError, SimCLRError
-from simclr.features import _batch_order as batch_order
-from simclr.features import close_workers, encoded_batches, iter_batches, source_name
+from simclr.features import (
+    batch_order,
+    close_workers,
+    encoded_batches,
+    iter_batches,
+    source_name,
+)
 from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.optim import gradients_finite
 from simclr.plan import epoch_steps

@@ -178,7 +178,7 @@ def iter_batches(
     for its next epoch (the same batches); the caller ends them with
     :func:`close_workers`, or an epoch stopped early does.
     """
-    order, batch_size = _batch_order(indices, batch_size, seed, drop_last, shard, skip)
+    order, batch_size = batch_order(indices, batch_size, seed, drop_last, shard, skip)
     if getattr(source, "cached", True):
         yield from _cached_batches(source, order, batch_size, pin)
         return
@@ -212,8 +212,8 @@ def close_workers(source: Any) -> None:
         source.close()
 
 
-def _batch_order(indices: np.ndarray, batch_size: int, seed: int | Sequence[int] | None,
-                 drop_last: bool, shard: tuple[int, int], skip: int) -> tuple[np.ndarray, int]:
+def batch_order(indices: np.ndarray, batch_size: int, seed: int | Sequence[int] | None,
+                drop_last: bool, shard: tuple[int, int], skip: int) -> tuple[np.ndarray, int]:
     """The indices :func:`iter_batches` reads, in order, and its batch size (a shard's
     share of the global batch): shuffled by ``seed``, cut to whole batches with
     ``drop_last``, this rank's columns of every global batch, the first ``skip``

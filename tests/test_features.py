@@ -178,6 +178,24 @@ def test_iter_batches_skips_the_batches_a_resumed_epoch_has_done(tmp_path, cache
         assert all(torch.equal(a, b) for (_, a), (_, b) in zip(later, whole[skip:], strict=True))
 
 
+@pytest.mark.parametrize("shard", [(0, 1), (1, 2)])
+def test_batch_order_is_the_order_iter_batches_reads(shard):
+    """classify.augmented_batches draws each row's views for the index batch_order asked
+    for (a replaced unreadable file comes back as another): it is iter_batches' own
+    order, shuffled, cut to whole batches, a rank's share, the first ``skip`` left out."""
+    from simclr.features import batch_order
+
+    source = colour_source()  # 24 cached images
+    indices = np.arange(3, source.num_images)  # 21: 3 whole batches of 6, 3 cut
+    for skip in (0, 2):
+        order, share = batch_order(indices, 6, [0, 1], True, shard, skip)
+        read = [idx for idx, _, _ in iter_batches(source, indices, 6, seed=[0, 1],
+                                                  drop_last=True, shard=shard, skip=skip)]
+        assert share == 6 // shard[1] and all(len(idx) == share for idx in read)
+        assert order.tolist() == torch.cat(read).tolist()
+        assert len(order) == (3 - skip) * share and set(order) <= set(indices)
+
+
 @pytest.mark.parametrize("pin", [True, False])
 def test_cached_batches_are_pinned_off_the_main_thread_when_asked(monkeypatch, pin):
     """A classifier training on CUDA (``pin``) moves each batch with ``non_blocking``:
