@@ -266,10 +266,9 @@ def _other_images(now: int, saved: Any, folder: str | None = None,
     (folders._split_folder, :func:`_read_splits_as_classes`)."""
     split = None if folder is None or ckpt is None else split_read_anew(folder)
     if split is not None and _read_splits_as_classes(ckpt, folder, saved):  # type: ignore[arg-type]  # (both set with split)
-        return SimCLRError(f"--resume: this release reads {folder} as its split {split.name}/ "
-                           f"({now} images), where the run's release read its splits as two "
-                           f"classes ({saved} images, the held-out ones trained on too); the "
-                           "run cannot continue on its images: start a new run")
+        why = _splits_were_classes(folder, split, f"{now} images", f"{saved} images")  # type: ignore[arg-type]  # (set with split)
+        return SimCLRError(f"--resume: {why}; the run cannot continue on its images: start a "
+                           "new run")
     return SimCLRError(f"--resume: the data folder now holds {now} images; the run started "
                        f"with {saved}, so it cannot continue exactly (start a new run, or "
                        "restore the folder)")
@@ -306,9 +305,17 @@ def split_read_anew_why(folder: str, classes: list[Any], now: str, whose: str = 
     split = split_read_anew(folder)
     if split is None or split.name not in classes or (reads is not None and split != reads):
         return None
+    return _splits_were_classes(folder, split, now, ", ".join(map(str, classes[:3])), whose)
+
+
+def _splits_were_classes(folder: str, split: Path, now: str, then: str,
+                         whose: str = "run's") -> str:
+    """That this release reads ``folder`` as its ``split`` (``now``: what it reads
+    there) where the saved run's release read its splits as two classes (``then``: what
+    that release read: the classes, or the image count)."""
     return (f"this release reads {folder} as its split {split.name}/ ({now}), where the "
-            f"{whose} release read its splits as two classes "
-            f"({', '.join(map(str, classes[:3]))}; the held-out images trained on too)")
+            f"{whose} release read its splits as two classes ({then}; the held-out images "
+            "trained on too)")
 
 
 def knn_splits(cfg: Config) -> list[str | None] | None:

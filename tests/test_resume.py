@@ -176,7 +176,9 @@ def test_a_run_on_splits_in_capitals_read_anew_is_refused_naming_why(tmp_path):
         make_image_folder(tmp_path / "caps" / name, per_class=12)
     with pytest.raises(SimCLRError, match=r"this release reads \S+caps as its split Train/ "
                                           r"\(24 images\), where the run's release read its "
-                                          r"splits as two classes \(48 images"):
+                                          r"splits as two classes \(48 images; the held-out "
+                                          r"images trained on too\); the run cannot continue "
+                                          r"on its images: start a new run$"):
         check_files_listed({"num_files": 48}, 24, "abc", str(tmp_path / "caps"))
     for name in ("train", "test"):
         (tmp_path / "low" / name / "a").mkdir(parents=True)
