@@ -37,6 +37,7 @@ from simclr.config import (
     setting_help,
     type_of,
 )
+from simclr.config_file import read_config_file
 from simclr.errors import (
     SimCLRError,
     printable,
@@ -51,11 +52,7 @@ from simclr.interrupts import (
     send_again,
     stop_signals,
 )
-from simclr.settings import (
-    all_flags,
-    field_kind,
-    read_config_file,
-)
+from simclr.settings import all_flags, field_kind
 
 EXIT_USER_ERROR = 2
 # The flags naming a file or folder, checked before any work (_check_before_work), by
@@ -253,7 +250,7 @@ def _launch_device(args: argparse.Namespace) -> str:
     the resumed run's or the --config file's setting (a run a file puts on the CPU is
     launched on a GPU machine too). A file that cannot be read: each process says why."""
     from simclr.checkpoint import run_dir_of
-    from simclr.settings import load_yaml
+    from simclr.config_file import load_yaml
 
     flag = getattr(args, "device", None) or vars(args).get("cfg:device")
     if flag:

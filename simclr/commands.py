@@ -592,8 +592,9 @@ def _same_supervised_command(args: argparse.Namespace, cfg: Config, flags: dict[
     run's, as ``--resume`` continues it; else ``cfg`` and None (a new run, or the folder
     refused by check_new_run). Other settings or folders are refused, naming them."""
     from simclr.pretrain_command import other_settings, say_continuing
+    from simclr.recipe import recipe_changes
     from simclr.rundir import RUN_LENGTH, unfinished_step
-    from simclr.settings import flag_of, recipe_changes
+    from simclr.settings import flag_of
     from simclr.supervised import RESUME_FLAGS, data_specs, resume_config
 
     run_dir = Path(cfg.out).expanduser()
@@ -658,7 +659,7 @@ def _new_supervised_config(args: argparse.Namespace, flags: dict[str, Any]) -> C
 def _print_supervised_config(args: argparse.Namespace, cfg: Config,
                              resume: dict[str, Any] | None) -> None:
     """``--print-config``: the run's config.yaml as it would be saved, on stdout."""
-    from simclr.settings import yaml_text
+    from simclr.config_file import yaml_text
     from simclr.supervised import data_specs, note_ignored_settings
 
     note_ignored_settings(args.config)  # (said on stderr: the YAML stays valid)

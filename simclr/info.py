@@ -26,11 +26,12 @@ from simclr.checkpoint import (
     periodic_checkpoints,
 )
 from simclr.config import SECTIONS, Config
+from simclr.config_file import parse_yaml
 from simclr.errors import SimCLRError, is_amount, is_count, unreadable_path, with_article
 from simclr.files import folder_holder, read_json
 from simclr.resume import recorded_argv, recorded_start, session_number
 from simclr.rundir import SUPERVISED_RESULT
-from simclr.settings import parse_yaml, set_path
+from simclr.settings import set_path
 
 # The evaluations' results files (simclr.results.RESULTS) and what each measured.
 RESULT_FILES = {"knn.json": "kNN", "linear_eval.json": "linear evaluation",

@@ -15,18 +15,11 @@ from typing import Any
 
 from simclr.cli import add_config_flags, config_flags
 from simclr.config import RESUME_SETTINGS, Config
+from simclr.config_file import names_no_data, yaml_text
 from simclr.errors import SimCLRError, is_amount, printable
 from simclr.presets import PRESETS
-from simclr.settings import (
-    absolute_paths,
-    apply_resume_flags,
-    build_config,
-    check_same_recipe,
-    flag_of,
-    names_no_data,
-    recipe_changes,
-    yaml_text,
-)
+from simclr.recipe import apply_resume_flags, check_same_recipe, recipe_changes
+from simclr.settings import absolute_paths, build_config, flag_of
 
 
 def add_pretrain_command(sub: argparse._SubParsersAction) -> None:

@@ -21,21 +21,16 @@ from simclr.checkpoint import (
     save_checkpoint,
 )
 from simclr.config import RESUME_SETTINGS, Config
+from simclr.config_file import load_yaml
 from simclr.errors import SimCLRError
 from simclr.folders import named_dataset, scan_folder, split_name, split_read_anew
 from simclr.launch import path_word
 from simclr.optim import load_optimizer_state
 from simclr.plan import Plan
+from simclr.recipe import differing
 from simclr.rundir import resume_checkpoint
 from simclr.runtime import provenance
-from simclr.settings import (
-    absolute_paths,
-    config_from_dict,
-    differing,
-    flag_of,
-    is_null,
-    load_yaml,
-)
+from simclr.settings import absolute_paths, config_from_dict, flag_of, is_null
 
 
 @dataclass

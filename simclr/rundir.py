@@ -445,12 +445,12 @@ def _why_no_checkpoint(folder: Path, kind: str) -> str:
 def _started_by(run_dir: Path) -> tuple[list[str] | None, str | None]:
     """The command line a run's config.yaml records (its first start's), if any, and the
     folder it was typed in, where recorded: read as a received folder's may be
-    (:func:`~simclr.settings.parse_yaml`, its depth bounded;
+    (:func:`~simclr.config_file.parse_yaml`, its depth bounded;
     :func:`~simclr.resume.recorded_argv`, a YAML alias bomb refused)."""
     import yaml
 
+    from simclr.config_file import parse_yaml
     from simclr.resume import recorded_argv
-    from simclr.settings import parse_yaml
 
     try:
         config = (run_dir / "config.yaml").read_text(encoding="utf-8")

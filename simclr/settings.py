@@ -5,25 +5,22 @@ Layers, later ones win: dataclass defaults (the paper's ImageNet recipe, Chen et
 The result is then validated (:mod:`simclr.validate`: every value in its range, one line
 per problem, named as the flag or the file's key) and a flag that has no effect under
 the other settings is refused (:mod:`simclr.inert`). Here too: the flag of every
-setting, reading values (durations, ``none``, pairs) and YAML files, and a saved config
-read back (checkpoints, ``config.yaml``).
+setting, reading values (durations, ``none``, pairs), and a saved config read back
+(checkpoints, ``config.yaml``). The YAML files themselves are read and written by
+:mod:`simclr.config_file`; what ``--resume`` may change of a saved recipe is
+:mod:`simclr.recipe`.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import functools
 import os
 import re
 import reprlib
 from collections.abc import Callable, Collection
-from collections.abc import Set as AbstractSet
 from dataclasses import fields
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from simclr.config import (
     ARCHS,
@@ -34,8 +31,7 @@ from simclr.config import (
     Config,
     field_type,
 )
-from simclr.errors import SimCLRError, unreadable_path
-from simclr.files import written
+from simclr.errors import SimCLRError
 from simclr.presets import PRESETS
 
 # ------------------------------------------------------------------------------ flags
@@ -343,210 +339,6 @@ def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
     setattr(obj, name, _coerce(value, type_text, where))
 
 
-# ------------------------------------------------------------------------- YAML files
-
-# Plain values a YAML file's text is read as: booleans only true and false (YAML 1.2),
-# whole numbers only in decimal, floats only with a point. PyYAML's YAML 1.1 also reads
-# on/off/yes/no as booleans, 0123 as octal, 1:30 as sexagesimal and 2024-01-01 as a
-# date, where the same text given as a flag is another value: all other text stays
-# text, which _coerce reads by the setting's type exactly as a flag's (a file and a flag
-# agree). (prefix characters, tag, pattern)
-_PLAIN_VALUES = (
-    ("tTfF", "bool", r"(?i:true|false)$"),
-    ("-+0123456789", "int", r"[-+]?(?:0|[1-9][0-9]*)$"),
-    # (YAML 1.1's floats, which have a point: `1e3` stays text, as an older simclr
-    # wrote `--out 1e3` into a provenance unquoted)
-    ("-+.0123456789", "float", r"[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?$"
-                               r"|[-+]?\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?$"
-                               r"|[-+]?\.(?:inf|Inf|INF)$|\.(?:nan|NaN|NAN)$"),
-)
-_OTHER_TAGS = tuple(f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float", "timestamp"))
-
-
-def _resolvers(base: dict[str, list[Any]], extra: bool) -> dict[str, list[Any]]:
-    """``base``'s implicit resolvers with those of _PLAIN_VALUES: instead of its bools,
-    numbers and dates, or (``extra``) besides them."""
-    table = {c: [r for r in rules if extra or r[0] not in _OTHER_TAGS]
-             for c, rules in base.items()}
-    for first, tag, pattern in _PLAIN_VALUES:
-        for c in first:
-            table.setdefault(c, []).append((f"tag:yaml.org,2002:{tag}", re.compile(pattern)))
-    return table
-
-
-# How deep a YAML file simclr reads may nest, counted in nodes (its scalars a level
-# too): a config.yaml's deepest, a word of a resumed run's provenance.earlier[i].argv,
-# is 6; past this it is no file of settings (Python's recursion limit is ~1,000).
-MAX_YAML_DEPTH = 64
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, but plain values read as _PLAIN_VALUES says, and a
-    key given twice in one mapping (e.g. two ``model:`` sections, of which plain YAML
-    silently keeps the last) is an error."""
-
-    yaml_implicit_resolvers = _resolvers(yaml.SafeLoader.yaml_implicit_resolvers, False)
-    _depth = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        # (PyYAML composes nested collections by recursion: `optim: [[[[...` 5,000 deep
-        # was a RecursionError's traceback, here refused as the damaged file it is)
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
-                raise yaml.composer.ComposerError(
-                    None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
-                    self.peek_event().start_mark)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, (list, dict)):  # YAML allows them; no setting is named so
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"a key must be a name, not a "
-                    f"{'list' if isinstance(key, list) else 'mapping'}", key_node.start_mark)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"{shown(key)} is given twice", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-class ConfigFile(str):
-    """A ``--config`` path read once, at start-up, with its parsed ``settings``: every
-    reader of the file (the layering, the checks of a supervised run's file, the
-    launcher's device, each cell of a sweep) takes them from here through
-    :func:`load_yaml`, so a file edited while the command starts cannot give it a
-    config mixed of two versions. A str, it is the path wherever one is used."""
-
-    settings: dict[str, Any]
-
-
-def read_config_file(path: str) -> ConfigFile:
-    """The ``--config`` file ``path``, read and parsed now (a user error if it cannot be,
-    or if it holds no settings: an empty file, or comments alone, ran as the defaults
-    without a word, where it was likely not saved yet or the wrong one)."""
-    config = ConfigFile(path)
-    config.settings = load_yaml(path)
-    if not config.settings:
-        raise SimCLRError(f"--config {path}: the file holds no settings (it is empty, "
-                          "or comments alone, or {})")
-    return config
-
-
-def names_no_data(config_file: str | None, flags: dict[str, Any]) -> bool:
-    """Whether neither the flags nor the ``--config`` file name a data folder (`--data
-    none` included): then pretrain and sweep run the digits demo, with its preset under
-    the file's settings, so a file of a few settings means what the same flags mean. (The
-    file's other settings are checked later, over that preset.)"""
-    if "data.path" in flags:
-        return is_null(flags["data.path"])
-    if config_file is None:
-        return True
-    settings = load_yaml(config_file)
-    data = settings.get("data") or {}  # (not a mapping: refused later)
-    if not isinstance(data, dict):
-        return False
-    # (a dotted key names it too: `data.path: DIR` took the demo's preset under the file)
-    return is_null(data.get("path")) and is_null(settings.get("data.path"))
-
-
-def parse_yaml(text: str) -> Any:
-    """What a config file's YAML ``text`` holds, its plain values read as the settings
-    read them (_UniqueKeyLoader, _PLAIN_VALUES); yaml.YAMLError."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """The mapping a YAML file holds (a :class:`ConfigFile`: the one read at start-up)."""
-    if isinstance(path, ConfigFile):  # (a copy: no reader changes what the next reads)
-        return copy.deepcopy(path.settings)
-    p = Path(path).expanduser()
-    if p.is_dir():
-        raise SimCLRError(f"config file {p} is a folder; give the YAML file itself")
-    if not p.is_file():
-        problem = unreadable_path(p)
-        raise SimCLRError(f"config file {p}: {problem}" if problem else
-                          f"config file not found: {p}")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise SimCLRError(f"config file {p} is not UTF-8 text (not a YAML file?)") from None
-    except OSError as exc:
-        raise SimCLRError(f"cannot read config file {p}: {exc.strerror}") from None
-    try:
-        data = parse_yaml(text)
-    except yaml.YAMLError as exc:
-        raise SimCLRError(f"config file {p} is not valid YAML: {_yaml_problem(exc)}") from None
-    if data is None:  # (empty, or comments alone)
-        return {}
-    if not isinstance(data, dict):  # ([] too: a list, not "no settings")
-        raise SimCLRError(f"config file {p} must hold a mapping of settings")
-    return data
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    """What PyYAML found wrong in a file and where, on one line (its message's first
-    line is often the context alone: 'while scanning for the next token')."""
-    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
-    if not problem:  # (a ReaderError: the character and why, on its first line)
-        return str(exc).splitlines()[0]
-    context = getattr(exc, "context", None)
-    if context and problem.startswith("but "):  # 'expected a single document in the stream'
-        problem = f"{context}, {problem}"
-    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-    return " ".join(f"{problem}{where}".split())
-
-
-# What a command's results file holds that no settings file does: the results of an
-# evaluation or a supervised run name their ``command``, a run's summary.json its status.
-_SUMMARY_KEYS = {"status", "steps", "checkpoint"}
-
-
-def check_settings_file(data: dict[str, Any], path: str | Path) -> None:
-    """Refuse a ``--config`` file that is a command's results rather than settings (JSON
-    is YAML too: ``knn.json`` read as a config was 'unknown setting command')."""
-    command = data.get("command")
-    if isinstance(command, str):
-        what = f"the results of `simclr {command}`"
-    elif _SUMMARY_KEYS <= data.keys():
-        what = "a run's summary (summary.json)"
-    else:
-        return
-    raise SimCLRError(f"config file {path} is {what}, not a settings file; give --config a "
-                      "run's config.yaml or a YAML file of settings (--print-config writes one)")
-
-
-def yaml_text(data: dict[str, Any]) -> str:
-    """A config mapping as YAML text, keys in their order (tuples become lists)."""
-
-    def plain(x: Any) -> Any:
-        if isinstance(x, dict):
-            return {k: plain(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [plain(v) for v in x]
-        return x
-
-    return yaml.dump(plain(data), Dumper=_Dumper, sort_keys=False)
-
-
-class _Dumper(yaml.SafeDumper):
-    """YAML's safe dumper, quoting text that YAML 1.1 or 1.2 would read as another value
-    (``on``, ``0123``; ``1e3``): a config.yaml reads back the same in simclr
-    (_UniqueKeyLoader) and in any other YAML reader."""
-
-    yaml_implicit_resolvers = _resolvers(yaml.SafeDumper.yaml_implicit_resolvers, True)
-
-
-def save_yaml(data: dict[str, Any], path: str | Path) -> None:
-    """Write a mapping as YAML (tuples become lists), whole or not at all."""
-    text = yaml_text(data)
-    written(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
 
 # --------------------------------------------------------------------------- layering
 
@@ -587,6 +379,8 @@ def build_config(
     sides.insert(0, cfg.augment.size)
     optimizers.insert(0, cfg.optim.name)
     if config_file is not None:
+        from simclr.config_file import check_settings_file, load_yaml  # it imports this module
+
         # A run's own config.yaml is a valid --config: what it only records is skipped.
         filed = load_yaml(config_file)
         check_settings_file(filed, config_file)
@@ -672,129 +466,6 @@ def _drop_for_other_views(cfg: Config, layers: list[set[str]], sides: list[int],
     if given[0] < given[1] and cfg.augment.size != sides[given[1]] \
             and isinstance(side, int) and least <= side <= MAX_SIDE:
         setattr(getattr(cfg, section), name, None)
-
-
-def apply_resume_flags(cfg: Config, flags: dict[str, Any], allowed: AbstractSet[str],
-                       inert_ok: Collection[str] = (),
-                       reads: Collection[str | None] = ()) -> None:
-    """The flags given with ``--resume`` onto the saved config: only ``allowed`` settings
-    (where and how fast the run goes, not what it computes) may change, and each value
-    is checked as a new run's would be, so a resumed run never saves an invalid config.
-    Any other flag is refused unless it gives the saved value (the first command with
-    ``--resume`` added)."""
-    _check_same_out(cfg.out, flags.get("out"))
-    trial, unfit = copy.deepcopy(cfg), set()
-    for path, value in flags.items():
-        try:
-            set_path(trial, path, value, "flag")
-        except SimCLRError:  # a value it cannot take: a change (said below if allowed)
-            unfit.add(path)
-    changed = unfit | set(differing(cfg, trial))  # ('16' is 16, a folder its full path)
-    refused = sorted(f"--{flag_of(path)}" for path in set(flags) - allowed if path in changed)
-    if refused:
-        raise SimCLRError(f"--resume continues the saved settings; cannot change "
-                          f"{', '.join(refused)}")
-    for path, value in flags.items():
-        if path in allowed:
-            set_path(cfg, path, value, "flag")
-    from simclr.inert import refuse_inert
-    from simclr.validate import check_knn_every, validate
-
-    validate(cfg)
-    if "knn_every" in flags:  # (a new value: held as a new run's)
-        check_knn_every(cfg)
-
-    refuse_inert(cfg, set(flags) - set(inert_ok), reads)  # (as build_config's)
-
-
-def _check_same_out(run_dir: str, out: Any) -> None:
-    """``--out`` with ``--resume`` must name the resumed run's folder (``run_dir``, as
-    found now): another is most often where the run was before it was moved, given
-    again with the first command, and the run continues only where its files are."""
-    if out is None or _absolute(str(out)) == _absolute(run_dir):
-        return
-    raise SimCLRError(f"--out {out} is not the folder of the run --resume names, which is "
-                      f"{run_dir} now (moved since it started?); resume it there: drop "
-                      f"--out, or give --out {run_dir}")
-
-
-def check_same_recipe(saved: Config, given: Config, allowed: AbstractSet[str],
-                      flags: Collection[str] = ()) -> None:
-    """``--resume`` with ``--preset``/``--config`` (the first command again): accepted
-    where they, with the flags, give the saved settings (those ``allowed`` to change
-    aside), refused naming what they would change: the ``flags`` given first (a setting
-    they change, --lr under another --lr-scaling, is not what the user typed), at most
-    a few."""
-    changed = recipe_changes(saved, given, allowed)
-    if set(changed) == {"optim.lr"} and "optim.lr" not in flags \
-            and earlier_adamw_lr(changed["optim.lr"][0], given):
-        raise SimCLRError(f"--resume continues the saved settings: the run trained AdamW at "
-                          f"{earlier_adamw_default(changed['optim.lr'][0], given)}; "
-                          f"`simclr pretrain --resume {saved.out}` alone, without "
-                          "--preset/--config and the flags, continues the run as it was")
-    if changed:
-        paths = sorted(changed, key=lambda p: p not in flags)  # (stable: the config's order)
-        said = ", ".join(f"--{flag_of(p)} ({_value_text(changed[p][0])} saved, "
-                         f"{_value_text(changed[p][1])} asked)" for p in paths[:_MOST_NAMED])
-        more = f" and {len(paths) - _MOST_NAMED} more" if len(paths) > _MOST_NAMED else ""
-        raise SimCLRError(f"--resume continues the saved settings; cannot change {said}"
-                          f"{more} (asked by --preset/--config and the flags)")
-
-
-def earlier_adamw_lr(saved_lr: Any, given: Config) -> bool:
-    """Whether ``saved_lr``, an AdamW run's, is a LARS-sized default of a release before
-    2026-12-06 (it gave AdamW a preset's or file's lr) where ``given``, AdamW too, has
-    this release's default (config.ADAMW_BASE_LR): a change no --lr asked for."""
-    if given.optim.name != "adamw" or not isinstance(saved_lr, (int, float)):
-        return False
-    default = given.optim.default_lr()
-    return given.optim.lr == default and saved_lr > default
-
-
-def earlier_adamw_default(saved_lr: float, given: Config) -> str:
-    """What a message says of an :func:`earlier_adamw_lr`: the run's lr, and the default
-    of this release at ``given``'s scaling rule (--lr 1 ...; ... 0.001 x B/256 ...)."""
-    rule = given.optim.lr_scaling
-    scaled = {"linear": " x B/256", "sqrt": " x sqrt(B)"}.get(rule, "")
-    return (f"--lr {_value_text(saved_lr)}, a default of a release before 2026-12-06 (a "
-            f"preset's or file's LARS-sized lr kept for AdamW); this release's AdamW default "
-            f"is {_value_text(given.optim.lr)}{scaled} (LARS-sized rates collapse AdamW)")
-
-
-def _value_text(value: Any) -> str:
-    """A setting's value in a message: a float to 6 digits (0.0883883), others as is."""
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-_MOST_NAMED = 4  # changes a refusal names (another preset changes dozens)
-
-
-def recipe_changes(saved: Config, given: Config, allowed: AbstractSet[str]
-                   ) -> dict[str, tuple[Any, Any]]:
-    """{setting: (saved, given)} of the settings ``given`` changes that continuing the
-    ``saved`` run may not (``allowed`` aside; --out neither: the continued run's folder
-    is named, and a preset's own --out is no change of it)."""
-    return {p: v for p, v in differing(saved, given).items() if p not in allowed and p != "out"}
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A config's nested dict as {dotted path: value}, tuples as lists (as YAML reads
-    them back)."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
-    return flat
-
-
-def differing(saved: Config, given: Config) -> dict[str, tuple[Any, Any]]:
-    """The settings (dotted path -> (saved value, given value)) in which ``given`` differs
-    from ``saved``, its local paths made absolute first as a run's are."""
-    absolute_paths(given)
-    before, now = flatten(saved.to_dict()), flatten(given.to_dict())
-    return {p: (v, now.get(p)) for p, v in before.items() if v != now.get(p)}
 
 
 def carry_lr(cfg: Config, lr: float, rule: str, batch: int, origin: str = "") -> None:

@@ -52,6 +52,7 @@ from simclr.classify import (
     train_classifier,
 )
 from simclr.config import Config
+from simclr.config_file import save_yaml
 from simclr.errors import DivergedError, SimCLRError
 from simclr.features import check_labeled, resolve_runtime
 from simclr.files import folder_holder, in_use, lock_folder, read_json, set_aside
@@ -69,6 +70,7 @@ from simclr.plan import (
     refit_to_budget,
     warmup_notes,
 )
+from simclr.recipe import apply_resume_flags
 from simclr.results import (
     accuracy_summary,
     check_out_folder,
@@ -89,7 +91,7 @@ from simclr.rundir import (
     resume_checkpoint,
 )
 from simclr.runtime import StopFlag, set_threads
-from simclr.settings import apply_resume_flags, config_from_dict, save_yaml
+from simclr.settings import config_from_dict
 
 RESULT = SUPERVISED_RESULT
 # What a supervised checkpoint holds besides config and weights, so the run continues
@@ -145,7 +147,7 @@ def note_ignored_settings(path: str | None) -> None:
     if path is None:
         return
     from simclr.config import RECORDED_KEYS
-    from simclr.settings import load_yaml
+    from simclr.config_file import load_yaml
 
     def paths(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
         return [q for k, v in tree.items() if str(k) not in RECORDED_KEYS
@@ -177,7 +179,7 @@ def config_folders(path: str | None) -> dict[str, str | None]:
     that is not what a run writes (a typo would drop the test quietly)."""
     if path is None:
         return {}
-    from simclr.settings import load_yaml
+    from simclr.config_file import load_yaml
 
     folders = load_yaml(path).get("folders")
     if folders is None:
@@ -206,7 +208,7 @@ def _recorded_train(path: str) -> str | None:
     """The ``folders.train`` a supervised run's config.yaml records, if it is a folder
     name. Not :func:`config_folders`: a pretraining skips ``folders``, so one of another
     shape there is no error of the pretraining's (it refused the run)."""
-    from simclr.settings import load_yaml
+    from simclr.config_file import load_yaml
 
     folders = load_yaml(path).get("folders")
     train = folders.get("train") if isinstance(folders, Mapping) else None

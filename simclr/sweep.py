@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from simclr.config import FIG5_OPS, RESUME_SETTINGS, Config, unsaved_value
+from simclr.config_file import save_yaml
 from simclr.errors import DivergedError, SimCLRError, is_amount, printable, user_message
 from simclr.files import (
     discard,
@@ -37,8 +38,9 @@ from simclr.files import (
     write_json,
     written,
 )
+from simclr.recipe import flatten
 from simclr.results import check_not_inside, check_out_folder, make_folder
-from simclr.settings import all_flags, build_config, flag_of, flatten, save_yaml, set_path
+from simclr.settings import all_flags, build_config, flag_of, set_path
 from simclr.sweep_checks import (
     check_batches,
     check_cell_inputs,
@@ -282,7 +284,7 @@ def _saved_settings(run_dir: Path) -> dict[str, Any] | None:
     """The config a cell's run was made with: the config.yaml every run writes before
     its first step (no checkpoint has to be loaded, and a run that diverged before its
     first checkpoint has one too)."""
-    from simclr.settings import load_yaml
+    from simclr.config_file import load_yaml
 
     if (run_dir / "config.yaml").is_file():
         return load_yaml(run_dir / "config.yaml")
@@ -306,10 +308,10 @@ def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
 
 def _check_earlier_adamw_lr(cfg: Any, found: dict[str, Any], run_dir: Path, cell: str) -> None:
     """A cell whose run differs only in its AdamW lr, a release before 2026-12-06's
-    LARS-sized default (settings.earlier_adamw_lr): said so, with what trains the cell at
+    LARS-sized default (recipe.earlier_adamw_lr): said so, with what trains the cell at
     this release's default. --lr to keep the old one would change every other cell too,
     and a cell's own lr cannot be given per cell."""
-    from simclr.settings import earlier_adamw_default, earlier_adamw_lr
+    from simclr.recipe import earlier_adamw_default, earlier_adamw_lr
 
     found = flatten(found)
     then: Any = found.get("optim.lr")  # (a number: earlier_adamw_lr checks)

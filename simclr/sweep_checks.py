@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 from simclr.config import Config
 from simclr.errors import SimCLRError
 from simclr.folders import list_folder
-from simclr.settings import flag_of, flatten
+from simclr.recipe import flatten
+from simclr.settings import flag_of
 
 if TYPE_CHECKING:  # (simclr.sweep imports this module)
     from simclr.sweep import Axis, Cell

@@ -18,6 +18,7 @@ from simclr.arguments import count_at_least, epoch_count
 from simclr.checkpoint import load_checkpoint
 from simclr.commands import checkpoint_source, open_eval_source
 from simclr.config import MAX_WORKERS, PRECISIONS, DataConfig
+from simclr.config_file import names_no_data
 from simclr.errors import SimCLRError, is_amount, printable
 from simclr.features import check_labeled_folders
 from simclr.files import SetAside, read_json, set_aside, tagged, write_json
@@ -25,7 +26,7 @@ from simclr.launch import add_flag as add_processes_flag
 from simclr.presets import PRESETS
 from simclr.pretrained import parse_layer, representation_from_checkpoint
 from simclr.results import RESULTS, check_not_inside
-from simclr.settings import is_null, names_no_data
+from simclr.settings import is_null
 from simclr.sweep import EVALUATED_ON, RESULTS_FILE
 
 
@@ -90,7 +91,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     flags = config_flags(args)
     check_not_swept_twice(axes, flags)
     if flags.get("data.path") is None and args.config:  # (its cells would train on digits)
-        from simclr.settings import load_yaml
+        from simclr.config_file import load_yaml
         from simclr.supervised import check_not_supervised_config
 
         data = load_yaml(args.config).get("data")
@@ -206,7 +207,7 @@ def _check_eval_flags(args: argparse.Namespace) -> None:
 def _print_cell_configs(axes: list[Any], out: Path, preset: str | None,
                         config: str | None, flags: dict[str, Any]) -> None:
     """``--print-config``: each cell's resolved settings as YAML."""
-    from simclr.settings import yaml_text
+    from simclr.config_file import yaml_text
     from simclr.sweep import cell_configs
 
     cells, configs = cell_configs(axes, out, preset, config, flags)

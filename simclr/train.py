@@ -26,6 +26,7 @@ from simclr import distributed as dist
 from simclr.augment import TwoViewAugment
 from simclr.checkpoint import latest_checkpoint, readable_state
 from simclr.config import Config
+from simclr.config_file import save_yaml
 from simclr.data import ImageSource, decode_device, open_source
 from simclr.errors import (
     DivergedError,
@@ -114,7 +115,7 @@ from simclr.runtime import (
     tune_cpu_allocator,
     use_deterministic_algorithms,
 )
-from simclr.settings import absolute_paths, save_yaml
+from simclr.settings import absolute_paths
 from simclr.validate import check_scale, validate
 
 EXIT_PREEMPTED = 75  # after a stop signal (SIGTERM...): checkpoint written, resume with --resume

@@ -16,10 +16,11 @@ from simclr.backbones import (
     torchvision_archs,
 )
 from simclr.cli import main
+from simclr.config_file import save_yaml
 from simclr.errors import SimCLRError
 from simclr.models import ResNet
 from simclr.optim import param_groups
-from simclr.settings import build_config, save_yaml
+from simclr.settings import build_config
 
 # The smallest network of every family, at the side it is built for in the test.
 SMALLEST = {"convnext_tiny": 32, "densenet121": 32, "efficientnet_b0": 32,

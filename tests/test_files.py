@@ -372,7 +372,7 @@ def _subset_list(folder):
 
 
 def _config_yaml(folder):
-    from simclr.settings import save_yaml
+    from simclr.config_file import save_yaml
 
     save_yaml({"epochs": 2}, folder / "config.yaml")
 

@@ -21,7 +21,8 @@ from simclr.models import build_head, build_model
 from simclr.optim import build_optimizer, warmup_steps
 from simclr.plan import plan_schedule
 from simclr.presets import PRESETS
-from simclr.settings import apply_resume_flags, build_config, flag_of
+from simclr.recipe import apply_resume_flags
+from simclr.settings import build_config, flag_of
 
 # Another valid value of each setting a rule can call inert.
 OTHER: dict[str, Any] = {

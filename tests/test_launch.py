@@ -140,7 +140,8 @@ def test_another_processs_own_user_error_is_still_said(capfd, monkeypatch):
 @needs_dist
 def test_unreadable_images_under_processes_are_one_line(tmp_path, capfd):
     """The real run: 10 files that are no images, two processes."""
-    from simclr.settings import build_config, yaml_text
+    from simclr.config_file import yaml_text
+    from simclr.settings import build_config
     from tests.conftest import tiny_flags
 
     data = tmp_path / "garbage"
@@ -163,7 +164,8 @@ def test_unreadable_images_any_process_met_are_all_in_the_summary(tmp_path):
     """Uncached, each process meets the bad files of its share of the batches; they were
     exchanged only at an epoch's start, so those of the last epoch (all, in a one-epoch
     run) that rank 1 met were missing from summary.json and the checkpoint."""
-    from simclr.settings import build_config, yaml_text
+    from simclr.config_file import yaml_text
+    from simclr.settings import build_config
     from tests.conftest import make_image_folder, tiny_flags
 
     data = make_image_folder(tmp_path / "imgs", classes=2, per_class=12)
@@ -465,7 +467,8 @@ def test_ctrl_z_pauses_the_processes_with_the_launcher_and_fg_resumes_them(tmp_p
 
 def _config_file(tmp_path: Path, out: Path) -> Path:
     """A 2-epoch deterministic pretraining as a --config file (one thread a process)."""
-    from simclr.settings import build_config, yaml_text
+    from simclr.config_file import yaml_text
+    from simclr.settings import build_config
     from tests.conftest import make_image_folder, tiny_flags
 
     data = tmp_path / "images"
@@ -556,7 +559,8 @@ def test_a_hangup_to_the_launcher_checkpoints_and_exits_75(tmp_path):
 def _signalled_in_training(tmp_path: Path, out: Path, signum: int) -> tuple[int, str]:
     """(exit status, stderr) of a 3-epoch `pretrain --processes 2` into ``out`` sent
     ``signum`` once its first step is logged (the processes in the training loop)."""
-    from simclr.settings import build_config, yaml_text
+    from simclr.config_file import yaml_text
+    from simclr.settings import build_config
     from tests.conftest import make_image_folder, tiny_flags
 
     flags = tiny_flags(make_image_folder(tmp_path / "images", per_class=32), out,

@@ -7,7 +7,8 @@ import json
 
 from simclr import train
 from simclr.cli import main
-from simclr.settings import build_config, yaml_text
+from simclr.config_file import yaml_text
+from simclr.settings import build_config
 from tests.conftest import tiny_flags
 
 

@@ -266,8 +266,8 @@ def test_skipped_files_follow_a_folder_given_anew():
 def test_each_start_of_a_run_stays_on_record_oldest_first(tmp_path):
     """config.yaml is rewritten at every start: its provenance lists the earlier ones,
     the first start first, however many times the run was resumed."""
+    from simclr.config_file import save_yaml
     from simclr.resume import start_record
-    from simclr.settings import save_yaml
 
     first = {"argv": ["simclr", "pretrain", "--out", "r"], "git_sha": "a1", "simclr": "1",
              "torch": "2"}
@@ -362,8 +362,8 @@ def test_a_received_run_whose_provenance_is_an_alias_bomb_is_not_copied_forward(
 def test_a_flat_alias_bomb_of_one_long_word_is_no_command_line():
     """One long word repeated through YAML aliases stays within MAX_ARGV_WORDS, yet a
     few hundred KB of YAML expand past MAX_ARGV_CHARS: damaged, not printed or copied."""
+    from simclr.config_file import parse_yaml
     from simclr.resume import MAX_ARGV_CHARS, recorded_argv
-    from simclr.settings import parse_yaml
 
     word = "x" * 300_000
     argv = parse_yaml(f"argv: [simclr, &s {word}, {', '.join(['*s'] * 7)}]\n")["argv"]

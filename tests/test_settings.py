@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from simclr.config import Config
+from simclr.config_file import load_yaml, save_yaml
 from simclr.errors import SimCLRError
-from simclr.settings import build_config, config_from_dict, load_yaml, parse_duration, save_yaml
+from simclr.settings import build_config, config_from_dict, parse_duration
 
 
 def test_a_presets_lr_keeps_its_peak_under_another_scaling_rule(tmp_path):
@@ -32,7 +33,6 @@ def test_a_presets_lr_keeps_its_peak_under_another_scaling_rule(tmp_path):
     (tmp_path / "rule.yaml").write_text("optim:\n  lr_scaling: sqrt\n")
     assert build_config("cifar10-cpu", str(tmp_path / "rule.yaml")).optim.lr == \
         pytest.approx(2.0 / 512 ** 0.5)
-
 
 
 def test_adamw_chosen_over_a_lars_lr_takes_its_own_base(tmp_path):
@@ -78,8 +78,8 @@ def test_a_config_files_lr_keeps_its_peak_under_another_scaling_rule(tmp_path):
     """A run's config.yaml records its resolved lr (0.3 for the linear rule): read again
     with --lr-scaling sqrt it keeps the run's peak at the run's batch (the paper's 0.075
     at 4096: both rules give 4.8), not 0.3 x sqrt(4096) = 19.2."""
+    from simclr.config_file import yaml_text
     from simclr.optim import scaled_lr
-    from simclr.settings import yaml_text
 
     saved = tmp_path / "config.yaml"
     saved.write_text(yaml_text(build_config(flags={"batch_size": 4096}).to_dict()))
@@ -91,14 +91,12 @@ def test_a_config_files_lr_keeps_its_peak_under_another_scaling_rule(tmp_path):
     assert build_config(config_file=str(saved)).optim.lr == 0.3
 
 
-
 def test_yaml_then_flags_override(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"batch_size": 64, "model": {"width": 0.5}, "epochs": 3}))
     cfg = build_config("cifar10", str(path), {"model.width": "2", "time_budget": "20m"})
     assert cfg.batch_size == 64 and cfg.epochs == 3.0
     assert cfg.model.width == 2.0 and cfg.time_budget == 1200.0
-
 
 
 def test_a_presets_eval_size_is_for_its_own_views(tmp_path):
@@ -172,7 +170,6 @@ def test_round_trip_through_dict():
     assert config_from_dict({}).data.store == "center" and Config().data.store == "full"
 
 
-
 def test_every_setting_has_one_flag_of_its_own_name(monkeypatch):
     """Each setting is reachable from the command line by exactly one flag: a named one,
     or its field's own name (``--flip-p``; ``loss.normalize`` is ``--normalize``). A new
@@ -218,7 +215,6 @@ def test_unreadable_values_name_the_setting(flags, needle):
     assert "\n" not in str(info.value)
 
 
-
 def test_bad_yaml_and_missing_file(tmp_path):
     with pytest.raises(SimCLRError, match="not found"):
         build_config(config_file=str(tmp_path / "missing.yaml"))
@@ -228,7 +224,6 @@ def test_bad_yaml_and_missing_file(tmp_path):
         build_config(config_file=str(bad))
     with pytest.raises(SimCLRError, match="unknown preset"):
         build_config("imagenet21k")
-
 
 
 def test_durations():
@@ -256,7 +251,6 @@ def test_a_config_files_bad_duration_is_named_by_its_key(tmp_path):
         assert str(info.value).startswith(f"{path}: time_budget") and needle in str(info.value)
 
 
-
 def test_config_file_errors_are_one_line(tmp_path):
     binary = tmp_path / "bin.yaml"
     binary.write_bytes(b"\xff\xfe\x00x")
@@ -279,7 +273,6 @@ def test_config_file_errors_are_one_line(tmp_path):
         assert needle in str(info.value) and "\n" not in str(info.value)
 
 
-
 def test_a_bad_value_from_a_config_file_is_named_by_its_key(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("epochs: -5\nloss:\n  temperature: 0\n")
@@ -295,7 +288,6 @@ def test_a_bad_value_from_a_config_file_is_named_by_its_key(tmp_path):
         build_config(config_file=str(path))
 
 
-
 def test_a_saved_config_is_a_config_file_but_unknown_keys_are_still_refused(tmp_path):
     cfg = build_config("cifar10-cpu", flags={"augment.crop_scale": "0.2,1", "max_steps": 7,
                                              "time_budget": "20m"})
@@ -306,30 +298,6 @@ def test_a_saved_config_is_a_config_file_but_unknown_keys_are_still_refused(tmp_
     save_yaml({**load_yaml(saved), "provenence": {}}, saved)  # a typo is still an error
     with pytest.raises(SimCLRError, match="unknown section 'provenence'"):
         build_config(config_file=str(saved))
-
-
-
-def test_a_results_file_given_as_config_is_named_for_what_it_is(tmp_path, capsys):
-    """knn.json or a run's summary.json (JSON is YAML) read as settings failed on their
-    first key: "unknown setting 'command'", not saying the file is no config at all."""
-    import json
-
-    from simclr.cli import main
-
-    knn = tmp_path / "knn.json"
-    knn.write_text(json.dumps({"command": "knn", "k": 200, "top1": 0.5, "num_train": 24}))
-    summary = tmp_path / "summary.json"
-    summary.write_text(json.dumps({"status": "finished", "signal": None, "steps": 6,
-                                   "checkpoint": "run/checkpoints/last.pt"}))
-    hint = ("not a settings file; give --config a run's config.yaml or a YAML file of "
-            "settings (--print-config writes one)")
-    for command in (["pretrain"], ["supervised", "--train", str(tmp_path)]):
-        assert main([*command, "--config", str(knn), "--print-config"]) == 2
-        assert capsys.readouterr().err == (f"simclr {command[0]}: error: config file {knn} is "
-                                           f"the results of `simclr knn`, {hint}\n")
-    with pytest.raises(SimCLRError, match=r"summary.json is a run's summary \(summary.json\), "
-                                          "not a settings file"):
-        build_config(config_file=str(summary))
 
 
 def test_local_paths_are_stored_absolute(tmp_path, monkeypatch):
@@ -347,7 +315,6 @@ def test_local_paths_are_stored_absolute(tmp_path, monkeypatch):
     assert build_config(flags={"data.path": "nowhere"}).data.path == "nowhere"
 
 
-
 def test_a_key_given_twice_and_a_boolean_number_are_refused(tmp_path):
     twice = tmp_path / "twice.yaml"
     twice.write_text("model:\n  head_out_dim: 64\nepochs: 3\nmodel:\n  head_layers: 3\n")
@@ -360,34 +327,6 @@ def test_a_key_given_twice_and_a_boolean_number_are_refused(tmp_path):
         build_config(config_file=str(twice))
 
 
-def test_a_data_folder_named_by_a_dotted_key_is_no_digits_demo(tmp_path):
-    """`data.path: DIR` in a --config file (a dotted key, which the settings take) was
-    read as no folder named: the digits demo's preset went under the file, and the
-    user's folder trained at 16 px, width 0.25, 40 epochs, tau 0.2."""
-    from simclr.settings import names_no_data
-
-    flat = tmp_path / "flat.yaml"
-    flat.write_text(f"data.path: {tmp_path}\n")
-    nested = tmp_path / "nested.yaml"
-    nested.write_text(f"data:\n  path: {tmp_path}\n")
-    assert not names_no_data(str(flat), {}) and not names_no_data(str(nested), {})
-    flat.write_text("data.path: null\nepochs: 2\n")
-    assert names_no_data(str(flat), {})
-    boolean = tmp_path / "bool.yaml"
-    boolean.write_text("optim:\n  lr: true\n")
-    with pytest.raises(SimCLRError, match="optim.lr: expected a number, got True"):
-        build_config(config_file=str(boolean))
-    # ... nor a duration (`time_budget: true` was a 1-second run), nor one of a pair
-    for text, message in (("time_budget: true", "time_budget: cannot read True"),
-                          ("time_budget: yes", "time_budget: cannot read 'yes'"),
-                          ("augment: {crop_scale: [true, 1]}",
-                           r"augment.crop_scale: expected two numbers A,B .*got \[True, 1\]")):
-        boolean.write_text(text + "\n")
-        with pytest.raises(SimCLRError, match=message):
-            build_config(config_file=str(boolean))
-
-
-
 def test_none_is_a_value_of_text_settings_and_null_of_optional_ones(tmp_path):
     """`--head none` (Fig. 8's identity head) is the text "none", not a missing value."""
     assert build_config("cifar10-cpu", flags={"model.head": "none"}).model.head == "none"
@@ -397,16 +336,6 @@ def test_none_is_a_value_of_text_settings_and_null_of_optional_ones(tmp_path):
     assert cfg.model.head == "none" and cfg.max_steps is None and cfg.time_budget is None
     with pytest.raises(SimCLRError, match="--batch-size: expected a whole number, got .none."):
         build_config(flags={"batch_size": "none"})
-
-
-
-def test_a_yaml_key_that_is_a_list_is_one_line(tmp_path):
-    path = tmp_path / "c.yaml"
-    path.write_text("? [a, b]\n: 3\n")
-    with pytest.raises(SimCLRError, match=r"not valid YAML: a key must be a name, not a list "
-                                          r"\(line 1, column 3\)$"):
-        build_config(config_file=str(path))
-
 
 
 def test_a_sections_setting_at_the_top_of_a_file_says_where_it_belongs(tmp_path):
@@ -450,129 +379,6 @@ def test_a_fractional_number_for_a_whole_setting_is_refused_not_truncated(flags,
     assert getattr(build_config(flags={path: 8.0}), path) == 8  # a whole float is one
 
 
-def test_resume_flags_change_only_where_and_how_fast_and_are_checked():
-    """--resume takes the resumable settings (each checked as a new run's: a resumed run
-    never saves an invalid config) and refuses a change of what the run computes."""
-    from simclr.config import RESUME_SETTINGS
-    from simclr.settings import apply_resume_flags
-
-    saved = build_config(flags={"loss.temperature": 0.5})
-    cfg = config_from_dict(saved.to_dict())
-    apply_resume_flags(cfg, {"memory_check": False, "epochs": 300, "threads": 2,
-                             "keep_checkpoints": 5, "loss.temperature": "0.5"},
-                       set(RESUME_SETTINGS))
-    assert (cfg.memory_check, cfg.epochs, cfg.threads, cfg.keep_checkpoints) == (
-        False, 300.0, 2, 5)
-    for flags, message in (({"epochs": -1}, "--epochs must be positive, got -1"),
-                           ({"threads": 5000}, "--threads must be at most 4096"),
-                           ({"loss.temperature": 0.3}, "cannot change --temperature")):
-        with pytest.raises(SimCLRError, match=re.escape(message)):
-            apply_resume_flags(config_from_dict(saved.to_dict()), flags, set(RESUME_SETTINGS))
-
-
-def test_the_first_commands_recipe_with_its_own_out_is_the_same_recipe(tmp_path):
-    """--resume names the run's folder: a preset's or a file's --out is not a change."""
-    from simclr.config import RESUME_SETTINGS
-    from simclr.settings import check_same_recipe
-
-    saved = build_config("cifar10-cpu", flags={"out": str(tmp_path / "moved")})
-    check_same_recipe(saved, build_config("cifar10-cpu"), set(RESUME_SETTINGS))
-    with pytest.raises(SimCLRError, match=re.escape("cannot change --temperature (0.2 saved, "
-                                                    "0.3 asked")):
-        check_same_recipe(saved, build_config("cifar10-cpu", flags={"loss.temperature": 0.3}),
-                          set(RESUME_SETTINGS))
-
-
-def test_a_recipe_change_names_the_flags_given_first():
-    """`--resume RUN --preset cifar10-cpu --lr-scaling sqrt` named only --lr (the first
-    setting changed in the config's order), which the user did not give: the flags
-    given are named first, then the settings they change."""
-    from simclr.config import RESUME_SETTINGS
-    from simclr.settings import check_same_recipe
-
-    saved = build_config("cifar10-cpu")
-    flags = {"optim.lr_scaling": "sqrt"}
-    with pytest.raises(SimCLRError, match=re.escape(
-            "cannot change --lr-scaling (linear saved, sqrt asked), --lr (1 saved, "
-            "0.0883883 asked) (asked by --preset/--config and the flags)")):
-        check_same_recipe(saved, build_config("cifar10-cpu", flags=flags),
-                          set(RESUME_SETTINGS), flags)
-
-
-def test_an_earlier_adamw_runs_lr_is_no_change_the_user_asked_for(tmp_path):
-    """`--resume RUN --preset digits --optimizer adamw` of a run of a release before
-    2026-12-06 (AdamW at the preset's LARS lr, 1.0) said 'cannot change --lr (1 saved,
-    0.001 asked)', an --lr never given: it now says AdamW's default changed and that
-    --resume RUN alone continues the run as it was. An --lr given is refused as before."""
-    from simclr.config import RESUME_SETTINGS
-    from simclr.settings import check_same_recipe
-
-    flags = {"optim.name": "adamw", "out": str(tmp_path / "run")}
-    saved = build_config("digits", flags=flags)
-    saved.optim.lr = 1.0  # (as that release saved it)
-    with pytest.raises(SimCLRError, match=re.escape(
-            "--resume continues the saved settings: the run trained AdamW at --lr 1, a "
-            "default of a release before 2026-12-06 (a preset's or file's LARS-sized lr "
-            "kept for AdamW); this release's AdamW default is 0.001 x B/256 (LARS-sized "
-            f"rates collapse AdamW); `simclr pretrain --resume {tmp_path / 'run'}` alone, "
-            "without --preset/--config and the flags, continues the run as it was")):
-        check_same_recipe(saved, build_config("digits", flags=flags), set(RESUME_SETTINGS),
-                          flags)
-    given = {**flags, "optim.lr": 0.002}
-    with pytest.raises(SimCLRError, match=re.escape("cannot change --lr (1 saved, 0.002 asked")):
-        check_same_recipe(saved, build_config("digits", flags=given), set(RESUME_SETTINGS),
-                          given)
-
-
-def test_a_files_plain_values_are_read_as_the_same_text_given_as_a_flag(tmp_path):
-    """YAML 1.1 read `on` as True (refused by --cache, whose --help spells on), `off` as
-    False (a folder named False), 0123 as octal 83 and 1:30 as 90 seconds: a file's plain
-    value now means what the same text means as a flag."""
-    path = tmp_path / "run.yaml"
-
-    def read(text: str, flags: dict | None = None) -> Config:
-        path.write_text(text)
-        return build_config(config_file=str(path), flags=flags)
-
-    assert read("data: {cache: on}\n").data.cache == "on"
-    assert read("data: {cache: off, cache_dir: off}\nout: 0123\n").data.cache_dir.endswith(
-        os.sep + "off")
-    assert os.path.basename(read("out: 0123\n").out) == "0123"
-    assert os.path.basename(read("out: off\n").out) == "off"
-    assert read("seed: 010\n").seed == build_config(flags={"seed": "010"}).seed == 10
-    with pytest.raises(SimCLRError, match=r"run\.yaml: time_budget: cannot read '1:30'"):
-        read("time_budget: 1:30\n")
-    assert read("model: {cifar_stem: yes, zero_init_residual: TRUE}\n").model.cifar_stem is True
-    assert read("model: {zero_init_residual: False}\n").model.zero_init_residual is False
-    # numbers as a flag's text reads them: 0x10 is refused as --epochs 0x10 is, 1e3 a
-    # folder's name is text (YAML 1.2 made it the float 1000.0, a folder '1000.0')
-    cfg = read("epochs: 16\nseed: 1_5\noptim: {weight_decay: 1e-3, lr: .5}\n")
-    assert (cfg.epochs, cfg.seed, cfg.optim.weight_decay, cfg.optim.lr) == (16, 15, 1e-3, 0.5)
-    assert read("epochs: 2.5e+1\n").epochs == 25.0
-    with pytest.raises(SimCLRError, match="epochs: expected a number, got '0x10'"):
-        read("epochs: 0x10\n")
-    with pytest.raises(SimCLRError, match="--epochs: expected a number, got '0x10'"):
-        build_config(flags={"epochs": "0x10"})
-    assert os.path.basename(read("out: 1e3\n").out) == "1e3"
-    assert load_yaml(path) == {"out": "1e3"}  # (an older provenance's `--out 1e3` too)
-    with pytest.raises(SimCLRError, match="expected a number, got True"):
-        read("optim: {lr: true}\n")
-    assert load_yaml(path) == {"optim": {"lr": True}}  # (true stays a boolean to others)
-
-
-def test_a_saved_config_reads_back_the_same_through_either_schema(tmp_path):
-    """config.yaml is read by simclr (YAML 1.2 plain values) and by any other YAML reader
-    (1.1): text that either would take for another value is written quoted."""
-    cfg = build_config(flags={"out": str(tmp_path / "on"), "data.path": "1e3",
-                              "model.head": "none", "device": "cpu"})
-    saved = tmp_path / "config.yaml"
-    save_yaml({**cfg.to_dict(), "provenance": {"git_sha": "12e45", "note": "0123"}}, saved)
-    assert build_config(config_file=str(saved)) == cfg
-    assert load_yaml(saved)["provenance"] == yaml.safe_load(saved.read_text())["provenance"] \
-        == {"git_sha": "12e45", "note": "0123"}
-    assert yaml.safe_load(saved.read_text())["data"]["path"] == "1e3"
-
-
 def test_a_value_in_a_message_is_shown_short_however_large(tmp_path):
     """A 470-byte file of nested aliases (a list of ten million items) took 15 s and
     1.25 GB to print a 72 MB "one-line" error holding the list's whole repr."""
@@ -603,38 +409,6 @@ def test_a_files_null_lr_is_the_base_lr_of_the_rule_not_the_presets(tmp_path):
     cfg = build_config("cifar10-cpu", str(path), {"optim.lr_scaling": "sqrt"})
     assert cfg.optim.lr == pytest.approx(0.075)
     assert build_config("cifar10-cpu", str(path)).optim.lr == pytest.approx(0.3)
-
-
-@pytest.mark.parametrize(("text", "needle"), [
-    ("model:\n\tarch: resnet18\n",
-     r"found character '\\t' that cannot start any token \(line 2, column 1\)$"),
-    ("model: [unclosed\n", r"expected ',' or '\]', but got '<stream end>' \(line 2, column 1\)$"),
-    ("a: b: c\n", r"mapping values are not allowed here \(line 1, column 5\)$"),
-    ("a: 1\n---\nb: 2\n", r"expected a single document in the stream, but found another "
-                         r"document \(line 2, column 1\)$"),
-])
-def test_a_yaml_syntax_error_says_what_and_where(tmp_path, text, needle):
-    """Only the first line of PyYAML's message was kept: 'while scanning for the next
-    token' for a tab, without what was found or where."""
-    path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    with pytest.raises(SimCLRError, match=f"^config file {re.escape(str(path))} is not valid "
-                                          f"YAML: {needle}") as info:
-        build_config(config_file=str(path))
-    assert "\n" not in str(info.value)
-
-
-def test_a_config_nested_past_any_setting_is_refused_in_one_line(tmp_path):
-    """`optim: [[[[...` 5,000 deep: PyYAML composes by recursion, and the file gave a
-    RecursionError's traceback; it is refused as a damaged file is. A config as deep as
-    simclr writes one (a resumed run's earlier starts' argv) reads."""
-    path = tmp_path / "deep.yaml"
-    path.write_text("optim: " + "[" * 5000 + "]" * 5000 + "\n")
-    with pytest.raises(SimCLRError, match=r"^config file .*deep.yaml is not valid YAML: "
-                                          r"nested more than 64 levels deep \(line 1, "):
-        load_yaml(path)
-    path.write_text("provenance: {earlier: [{argv: [simclr, pretrain]}]}\n")
-    assert load_yaml(path)["provenance"]["earlier"][0]["argv"] == ["simclr", "pretrain"]
 
 
 @pytest.mark.parametrize("text, flags, message", [

@@ -17,10 +17,11 @@ import yaml
 
 from simclr.checkpoint import load_checkpoint, periodic_checkpoints, save_checkpoint
 from simclr.cli import main
+from simclr.config_file import load_yaml
 from simclr.errors import SimCLRError
 from simclr.finetune import run_finetune
 from simclr.pretrained import encoder_from_checkpoint
-from simclr.settings import build_config, load_yaml
+from simclr.settings import build_config
 from simclr.supervised import resume_config, run_supervised
 from tests.conftest import check_ranked_test, make_image_folder, recorded_test, stop_at
 from tests.image_files import rgb, save_image

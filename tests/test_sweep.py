@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from simclr.cli import main
+from simclr.config_file import load_yaml, save_yaml
 from simclr.errors import SimCLRError
-from simclr.settings import build_config, load_yaml, save_yaml
+from simclr.settings import build_config
 from simclr.sweep import _slug, parse_axis, plan_cells, run_sweep, runtime_flags
 from tests.conftest import tiny_flags, unreadable_folder
 
@@ -890,7 +891,8 @@ def test_a_cell_resumed_by_other_processes_gets_the_reruns_runtime_settings(tmp_
     `pretrain --resume --processes N` continues: as flags its parser takes."""
     from simclr.cli import build_parser, config_flags
     from simclr.config import RESUME_SETTINGS
-    from simclr.settings import apply_resume_flags, config_from_dict
+    from simclr.recipe import apply_resume_flags
+    from simclr.settings import config_from_dict
 
     saved = build_config("digits", None, {"out": str(tmp_path / "cell"), "threads": 2})
     (tmp_path / "cell").mkdir()

@@ -17,13 +17,14 @@ import torch
 
 from simclr import load_encoder, monitor, nt_xent, train
 from simclr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from simclr.config_file import load_yaml
 from simclr.errors import DivergedError, SimCLRError
 from simclr.files import read_json
 from simclr.inference import embed_folder
 from simclr.loss import contrast_stats
 from simclr.pretrained import model_from_checkpoint
 from simclr.resume import load_resume_config
-from simclr.settings import build_config, load_yaml
+from simclr.settings import build_config
 from tests.conftest import make_image_folder, stop_at, tiny_flags, unreadable_folder
 from tests.image_files import rgb, save_image
 

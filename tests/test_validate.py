@@ -273,7 +273,7 @@ def test_batch_size_and_knn_every_are_bounded(tmp_path):
     writing config.yaml. Both are refused in one line; a saved run's knn_every is kept
     (it ran), a new one's or a resumed run's --knn-every held to the epochs' bound."""
     from simclr.config import MAX_EPOCHS, RESUME_SETTINGS
-    from simclr.settings import apply_resume_flags
+    from simclr.recipe import apply_resume_flags
     from simclr.validate import MAX_BATCH
 
     huge = "1" + "0" * 400

@@ -1,0 +1,85 @@
+"""What --resume may change of a saved recipe (simclr.recipe): its own flags onto the
+saved config, and the first command given again compared with it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from simclr.errors import SimCLRError
+from simclr.settings import build_config, config_from_dict
+
+
+def test_resume_flags_change_only_where_and_how_fast_and_are_checked():
+    """--resume takes the resumable settings (each checked as a new run's: a resumed run
+    never saves an invalid config) and refuses a change of what the run computes."""
+    from simclr.config import RESUME_SETTINGS
+    from simclr.recipe import apply_resume_flags
+
+    saved = build_config(flags={"loss.temperature": 0.5})
+    cfg = config_from_dict(saved.to_dict())
+    apply_resume_flags(cfg, {"memory_check": False, "epochs": 300, "threads": 2,
+                             "keep_checkpoints": 5, "loss.temperature": "0.5"},
+                       set(RESUME_SETTINGS))
+    assert (cfg.memory_check, cfg.epochs, cfg.threads, cfg.keep_checkpoints) == (
+        False, 300.0, 2, 5)
+    for flags, message in (({"epochs": -1}, "--epochs must be positive, got -1"),
+                           ({"threads": 5000}, "--threads must be at most 4096"),
+                           ({"loss.temperature": 0.3}, "cannot change --temperature")):
+        with pytest.raises(SimCLRError, match=re.escape(message)):
+            apply_resume_flags(config_from_dict(saved.to_dict()), flags, set(RESUME_SETTINGS))
+
+
+def test_the_first_commands_recipe_with_its_own_out_is_the_same_recipe(tmp_path):
+    """--resume names the run's folder: a preset's or a file's --out is not a change."""
+    from simclr.config import RESUME_SETTINGS
+    from simclr.recipe import check_same_recipe
+
+    saved = build_config("cifar10-cpu", flags={"out": str(tmp_path / "moved")})
+    check_same_recipe(saved, build_config("cifar10-cpu"), set(RESUME_SETTINGS))
+    with pytest.raises(SimCLRError, match=re.escape("cannot change --temperature (0.2 saved, "
+                                                    "0.3 asked")):
+        check_same_recipe(saved, build_config("cifar10-cpu", flags={"loss.temperature": 0.3}),
+                          set(RESUME_SETTINGS))
+
+
+def test_a_recipe_change_names_the_flags_given_first():
+    """`--resume RUN --preset cifar10-cpu --lr-scaling sqrt` named only --lr (the first
+    setting changed in the config's order), which the user did not give: the flags
+    given are named first, then the settings they change."""
+    from simclr.config import RESUME_SETTINGS
+    from simclr.recipe import check_same_recipe
+
+    saved = build_config("cifar10-cpu")
+    flags = {"optim.lr_scaling": "sqrt"}
+    with pytest.raises(SimCLRError, match=re.escape(
+            "cannot change --lr-scaling (linear saved, sqrt asked), --lr (1 saved, "
+            "0.0883883 asked) (asked by --preset/--config and the flags)")):
+        check_same_recipe(saved, build_config("cifar10-cpu", flags=flags),
+                          set(RESUME_SETTINGS), flags)
+
+
+def test_an_earlier_adamw_runs_lr_is_no_change_the_user_asked_for(tmp_path):
+    """`--resume RUN --preset digits --optimizer adamw` of a run of a release before
+    2026-12-06 (AdamW at the preset's LARS lr, 1.0) said 'cannot change --lr (1 saved,
+    0.001 asked)', an --lr never given: it now says AdamW's default changed and that
+    --resume RUN alone continues the run as it was. An --lr given is refused as before."""
+    from simclr.config import RESUME_SETTINGS
+    from simclr.recipe import check_same_recipe
+
+    flags = {"optim.name": "adamw", "out": str(tmp_path / "run")}
+    saved = build_config("digits", flags=flags)
+    saved.optim.lr = 1.0  # (as that release saved it)
+    with pytest.raises(SimCLRError, match=re.escape(
+            "--resume continues the saved settings: the run trained AdamW at --lr 1, a "
+            "default of a release before 2026-12-06 (a preset's or file's LARS-sized lr "
+            "kept for AdamW); this release's AdamW default is 0.001 x B/256 (LARS-sized "
+            f"rates collapse AdamW); `simclr pretrain --resume {tmp_path / 'run'}` alone, "
+            "without --preset/--config and the flags, continues the run as it was")):
+        check_same_recipe(saved, build_config("digits", flags=flags), set(RESUME_SETTINGS),
+                          flags)
+    given = {**flags, "optim.lr": 0.002}
+    with pytest.raises(SimCLRError, match=re.escape("cannot change --lr (1 saved, 0.002 asked")):
+        check_same_recipe(saved, build_config("digits", flags=given), set(RESUME_SETTINGS),
+                          given)
