@@ -252,7 +252,7 @@ def torch_save(obj: Any, path: Path) -> None:
 
 
 def interruption_within(exc: BaseException | None) -> KeyboardInterrupt | None:
-    """The KeyboardInterrupt (Ctrl-C; SIGTERM's :class:`simclr.cli.Terminated` is one)
+    """The KeyboardInterrupt (Ctrl-C; SIGTERM's :class:`simclr.interrupts.Terminated` is one)
     that ``exc`` was raised over, if any. A signal handler raises where Python happens to
     be, also inside the file write that torch's C++ zip writer calls: torch then raises a
     RuntimeError ('unexpected pos 30 vs 0') over it, which, taken for a failed write,

@@ -209,7 +209,7 @@ class PartialRun:
     @contextmanager
     def testing(self) -> Iterator[None]:
         """The test of a finished training, saved before it (:meth:`save`), and the
-        writing of its results: a stop during them (Ctrl-C; SIGTERM, cli.Terminated)
+        writing of its results: a stop during them (Ctrl-C; SIGTERM, interrupts.Terminated)
         leaves that state for the same command to test again and write the results
         (:attr:`finishing`), and the exception names it (``kept_training``: the cli
         says so); ``out`` is let go."""

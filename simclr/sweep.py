@@ -464,8 +464,7 @@ def _launched(cfg: Any, run_dir: Path, cell: str, processes: int,
     """A cell trained by ``simclr pretrain --processes N`` (one process per GPU), its
     settings passed as a config file beside the cell; its summary as the run wrote it
     (finished, preempted or diverged). Any other failure stops the sweep."""
-    from simclr.cli import Terminated
-    from simclr.interrupts import STOP_SIGNALS
+    from simclr.interrupts import STOP_SIGNALS, Terminated
     from simclr.launch import run
 
     spec = run_dir.parent / f".{run_dir.name}.yaml"  # hidden: not a cell of the grid
@@ -589,7 +588,7 @@ def _run_cells(root: Path, axes: list[Axis], cells: list[Cell], configs: list[Co
                evaluated_on: dict[str, str] | None = None) -> tuple[list[Cell], str]:
     """Train (or reuse) and score each cell in turn, the summary rewritten after each;
     a preempted cell ends the sweep (the same command continues it)."""
-    from simclr.cli import Terminated
+    from simclr.interrupts import Terminated
 
     _fill_on_record(cells, recorded)
     # (the plan: cells not done yet pending)
@@ -632,10 +631,10 @@ def _run_cells(root: Path, axes: list[Axis], cells: list[Cell], configs: list[Co
 
 def _score(cell: Cell, evaluate: Any) -> None:
     """Add a finished cell's evaluation to its row. A stop signal during it (a kNN or
-    L-BFGS fit: no StopFlag there, :class:`simclr.cli.Terminated` is raised) ends it as a
+    L-BFGS fit: no StopFlag there, :class:`simclr.interrupts.Terminated` is raised) ends it as a
     preemption: the sweep stops with status 75 and the same command evaluates the cell
     again. A Ctrl-C or a failure is recorded in the row, then raised."""
-    from simclr.cli import Terminated
+    from simclr.interrupts import Terminated
 
     try:
         cell.result.update(evaluate(cell.run_dir))

@@ -293,7 +293,7 @@ def stop_at(step: int):
 
 def stopped_in(monkeypatch, module, name: str, signal: type[BaseException], call):
     """Run ``call()`` with ``module.name`` replaced by a stop (``signal``: KeyboardInterrupt
-    for Ctrl-C, cli.Terminated for SIGTERM) at the moment it is called; returns the
+    for Ctrl-C, interrupts.Terminated for SIGTERM) at the moment it is called; returns the
     ExceptionInfo of that stop, which ``call`` must let through."""
     import pytest
 

@@ -145,14 +145,14 @@ class _SignalledWriter:
 @pytest.mark.parametrize("writer", ["checkpoint", "export"])
 def test_a_signal_inside_torch_saves_write_stays_an_interruption(tmp_path, monkeypatch,
                                                                  interruption, writer):
-    """torch turned a KeyboardInterrupt (a second Ctrl-C, SIGTERM's cli.Terminated) raised
+    """torch turned a KeyboardInterrupt (a second Ctrl-C, SIGTERM's interrupts.Terminated) raised
     in its file write into a RuntimeError, which was reported as a failed write ('could
     not write checkpoint ...; no earlier checkpoint exists', exit 2, the run FAILED). It is
     the interruption, with the temporary file removed and the earlier file whole."""
     import builtins
 
     from simclr import files
-    from simclr.cli import Terminated
+    from simclr.interrupts import Terminated
 
     folder = tmp_path / "checkpoints"
     earlier = save_checkpoint(_state(1), folder)

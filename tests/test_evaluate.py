@@ -461,7 +461,7 @@ def test_a_stop_before_the_sgd_results_are_written_leaves_the_same_command_to_fi
     the finished layer again and writes the results (it refused the folder: 'already
     holds checkpoints/linear.pt')."""
     from simclr.checkpoint import load_checkpoint
-    from simclr.cli import Terminated
+    from simclr.interrupts import Terminated
 
     train, test, enc, args, whole = sgd_run_whole(tmp_path / "whole")
     run = tmp_path / "cut"

@@ -546,11 +546,12 @@ def test_overwrite_starts_over_an_unfinished_finetuning_it_cannot_continue(
 
 def test_a_stop_during_the_test_keeps_the_finished_training(tmp_path, folders, monkeypatch,
                                                              capsys):
-    """SIGTERM (cli.Terminated) while the finished fine-tuning is tested: its training
+    """SIGTERM (interrupts.Terminated) while the finished fine-tuning is tested: its training
     stays in finetune-partial.pt, the message says so, and the same command only tests
     again (no step trained anew), ending as an uninterrupted run."""
     import simclr.finetune as finetune
-    from simclr.cli import Terminated, _continue_after
+    from simclr.exit_status import _continue_after
+    from simclr.interrupts import Terminated
 
     train, test = folders
     args = {**FAST, "batch_size": 4, "epochs": 3, "labels_per_class": 4}
@@ -587,7 +588,7 @@ def test_a_stop_while_the_results_are_written_leaves_the_same_command_to_finish(
     is still an earlier run's, refused."""
     import simclr.finetune as finetune
     import simclr.results as results_module
-    from simclr.cli import Terminated
+    from simclr.interrupts import Terminated
 
     train, test = folders
     args = {**FAST, "batch_size": 4, "epochs": 3, "labels_per_class": 4}

@@ -93,7 +93,7 @@ def test_a_hangup_ignored_by_nohup_stays_ignored():
     run under nohup stopped at logout), by a command, a training or a cache worker;
     SIGTERM always is."""
     from simclr.cache import _decoding_process
-    from simclr.cli import _stop_on_sigterm
+    from simclr.exit_status import _stop_on_sigterm
     from simclr.runtime import StopFlag
 
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGHUP, signal.SIGTERM,

@@ -588,7 +588,7 @@ def test_a_second_ctrl_c_names_the_command_that_continues(tmp_path, image_folder
         f"simclr pretrain: interrupted; its last checkpoint stays: continue with `simclr "
         f"pretrain --resume {run_dir}`\n")
     # A sweep's cell: the sweep has no --resume; its own command goes on
-    from simclr.cli import _continue_after
+    from simclr.exit_status import _continue_after
 
     exc = KeyboardInterrupt()
     exc.run_dir = run_dir

@@ -523,11 +523,11 @@ def test_a_sigterm_during_a_cells_final_knn_stops_the_sweep(tmp_path, image_fold
 def test_a_signal_while_a_cell_starts_stops_the_sweep_as_a_preemption(
         tmp_path, image_folder, monkeypatch, capsys, stop):
     """A SIGTERM while a cell starts up (config written, decoding, the model built: no
-    StopFlag yet, :class:`simclr.cli.Terminated` raised) stopped the sweep with 143 and
+    StopFlag yet, :class:`simclr.interrupts.Terminated` raised) stopped the sweep with 143 and
     the row 'interrupted', though a signal-stopped sweep exits 75: now its row says
     'preempted' and the sweep exits 75 (the same command continues). A Ctrl-C stays one."""
     from simclr import train
-    from simclr.cli import Terminated
+    from simclr.interrupts import Terminated
 
     def starting(cfg, resume=False):
         if stop == "SIGTERM":
