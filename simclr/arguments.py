@@ -2,7 +2,7 @@
 
 One function adds each subcommand to ``simclr``'s parser (:func:`simclr.cli.build_parser`)
 with its flags, their checks and defaults; the command it runs is in
-:mod:`simclr.commands`.
+:mod:`simclr.commands` (:mod:`simclr.supervised_command` for ``supervised``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from simclr.commands import (
     cmd_finetune,
     cmd_knn,
     cmd_linear_eval,
-    cmd_supervised,
     cmd_transform_probe,
 )
 from simclr.config import (
@@ -34,6 +33,7 @@ from simclr.launch import add_flag as add_processes_flag
 from simclr.presets import PRESETS
 from simclr.pretrained import IMAGE_SIZE_HELP, LAYERS_HELP
 from simclr.settings import all_flags
+from simclr.supervised_command import cmd_supervised
 
 RuntimeFlags = Callable[[argparse.ArgumentParser], None]
 CACHE_DIR = default_of("data.cache_dir")  # where the decoded caches are, unless told

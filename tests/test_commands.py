@@ -516,25 +516,6 @@ def test_embed_and_predict_pass_channels_last_to_their_feature_pass(tmp_path, mo
     assert formats == [True, False]
 
 
-def test_a_received_finished_supervised_runs_steps_are_checked_and_escaped(tmp_path,
-                                                                          capsys):
-    """`supervised --resume` of a finished run said its supervised.json's "steps" as it
-    was: a received run's escape sequence reached the terminal ("finished at step
-    <ESC>]0;... already")."""
-    from simclr.cli import main
-
-    run = tmp_path / "r\x1b[2Jun"
-    run.mkdir()
-    (run / "supervised.json").write_text('{"steps": "\\u001b]0;PWN\\u0007", "top1": 0.5}')
-    assert main(["supervised", "--resume", str(run)]) == 0
-    out, err = capsys.readouterr()
-    assert "\x1b" not in out + err and json.loads(out)["top1"] == 0.5
-    assert err == f"{str(run)!r}"[1:-1] + " finished already: nothing to do\n"
-    (run / "supervised.json").write_text('{"steps": 12, "top1": 0.5}')
-    assert main(["supervised", "--resume", str(run)]) == 0
-    assert capsys.readouterr().err.endswith(" finished at step 12 already: nothing to do\n")
-
-
 @pytest.mark.parametrize("augmented", [False, True])
 def test_an_evaluation_on_the_digits_trains_on_none_of_its_test_digits(tmp_path, augmented):
     """`--train digits --test digits` (knn, linear-eval, finetune, the probe): the
@@ -557,24 +538,6 @@ def test_an_evaluation_on_the_digits_trains_on_none_of_its_test_digits(tmp_path,
         assert opened.num_images == split.num_images  # 1200 and 597
         assert (opened.get_batch(every) == split.get_batch(every)).all()
         assert (opened.labels == split.labels).all()
-
-
-def test_the_supervised_baseline_on_the_digits_trains_on_none_of_its_test_digits(
-        tmp_path, monkeypatch):
-    """`supervised --train digits --test digits` trained on all 1797 digits, the 597 it
-    is tested on among them; it trains on the other 1200."""
-    import simclr.supervised
-
-    sizes = []
-
-    def recorded(cfg, train, test, out, **kwargs):
-        sizes.append((train.num_images, test.num_images))
-        return {"top1": 0.5}
-
-    monkeypatch.setattr(simclr.supervised, "run_supervised", recorded)
-    assert main(["supervised", "--train", "digits", "--test", "digits", "--out",
-                 str(tmp_path / "s"), "--epochs", "1", "--workers", "0"]) == 0
-    assert sizes == [(1200, 597)]
 
 
 def test_the_digits_demos_report_scores_its_knn_on_the_chosen_device(monkeypatch):
@@ -617,6 +580,7 @@ def test_runs_an_earlier_simclr_started_on_all_the_digits_continue_on_them(
     import simclr.evaluate
     import simclr.finetune
     import simclr.supervised
+    import simclr.supervised_command
     from simclr.data import open_source
 
     tiny_pretrained_run(tmp_path)
@@ -630,8 +594,9 @@ def test_runs_an_earlier_simclr_started_on_all_the_digits_continue_on_them(
     linear[linear.index(str(tmp_path / "ft"))] = str(tmp_path / "lin")
     # As the earlier simclr trained them: on all the digits, stopped after a step
     with monkeypatch.context() as patched:
-        patched.setattr(simclr.commands, "open_source",
-                        lambda *a, **k: open_source(*a, **{**k, "held_out": False}))
+        for opener in (simclr.commands, simclr.supervised_command):
+            patched.setattr(opener, "open_source",
+                            lambda *a, **k: open_source(*a, **{**k, "held_out": False}))
         for module, name in ((simclr.supervised, "run_supervised"),
                              (simclr.finetune, "run_finetune"),
                              (simclr.evaluate, "run_linear_eval")):

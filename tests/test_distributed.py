@@ -448,18 +448,18 @@ def _supervised_worker(rank: int, port: int, argv: list, slow_test_s: float = 0.
     import os
     import time
 
-    from simclr import commands
+    from simclr import supervised_command
     from simclr.cli import main
 
     if rank == 1 and slow_test_s:
-        opened = commands.open_source
+        opened = supervised_command.open_source
 
         def slowly(spec, *args, **kwargs):
             if kwargs.get("evaluation"):
                 time.sleep(slow_test_s)
             return opened(spec, *args, **kwargs)
 
-        commands.open_source = slowly
+        supervised_command.open_source = slowly
     os.environ.update({"WORLD_SIZE": str(WORLD), "RANK": str(rank), "LOCAL_RANK": str(rank),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
     assert main(argv) == 0
