@@ -34,7 +34,6 @@ from torch import nn
 from simclr import distributed as dist
 from simclr.checkpoint import what_is_kept
 from simclr.config import AugmentConfig
-from simclr.data import decode_device
 from simclr.errors import DivergedError, SimCLRError
 from simclr.features import (
     batch_order,
@@ -48,6 +47,7 @@ from simclr.optim import gradients_finite
 from simclr.plan import epoch_steps
 from simclr.results import Ranked, log, prepare_dir, rank_rows, top1_hits
 from simclr.runtime import SaveSchedule, StopFlag, autocast
+from simclr.source import decode_device
 
 # ---------------------------------------------------------------------- labeled batches
 
@@ -80,7 +80,7 @@ def augmented_batches(
     epoch's first batches are passed over unread (a resumed run). An uncached source's
     decoding workers are kept for the next epoch: the caller ends them
     (:func:`simclr.features.close_workers`). An unreadable file of an uncached source
-    is replaced by another image of ``indices`` (:meth:`simclr.data.ImageSource.within`),
+    is replaced by another image of ``indices`` (:meth:`simclr.source.ImageSource.within`),
     never by one outside them: a labeled subset (Sec. 6) trains on its own images alone.
     That image comes with its label, its views drawn for the unreadable file's index:
     under its own they were bit-identical to its own row's in the same batch.

@@ -31,11 +31,12 @@ from simclr.checkpoint import (
 )
 from simclr.classifiers import note_unfinished
 from simclr.config import Config, DataConfig
-from simclr.data import ImageSource, digits_source, digits_split, is_digits, open_source
+from simclr.data import open_source
 from simclr.errors import SimCLRError, with_article
 from simclr.features import Listings, check_labeled_folders
 from simclr.files import finite_json
 from simclr.folders import ImageList, check_folder, list_folder
+from simclr.named_data import digits_source, digits_split, is_digits
 from simclr.pretrained import (
     at_image_size,
     encoder_from_checkpoint,
@@ -45,6 +46,7 @@ from simclr.pretrained import (
 )
 from simclr.results import RESULTS, check_not_inside, check_results_free
 from simclr.settings import config_from_dict
+from simclr.source import ImageSource
 
 
 class RawPixels(nn.Module):
@@ -556,9 +558,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def digits_knn_report(checkpoint: str, cfg: Config) -> str:
     """kNN top-1 on the digits hold-out split, pretrained vs the same encoder at init."""
-    from simclr.data import digits_split
     from simclr.features import extract_features
     from simclr.knn import knn_accuracy
+    from simclr.named_data import digits_split
     from simclr.runtime import resolve_device, resolve_precision
 
     dev = resolve_device(cfg.device)

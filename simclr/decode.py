@@ -60,7 +60,7 @@ class ReadFailure(SimCLRError):
     MemoryError): not a bad image, which a cache would record for good; a cache build
     tries the file again a few times (:data:`simclr.cache._READ_PAUSES`), then fails,
     and running it again retries the file (an uncached pass replaces the image
-    this once: :func:`simclr.data.load_item`). ``reason`` says why, without the path."""
+    this once: :func:`simclr.source.load_item`). ``reason`` says why, without the path."""
 
     def __init__(self, path: str, reason: str) -> None:
         super().__init__(f"cannot read {path}: {reason}, a failure that may pass (not a bad "

@@ -20,14 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from simclr.data import (
-    check_some_readable,
-    collate_raw,
-    decode_device,
-    decode_raw_batch,
-    private_generator,
-    unreadable_classes,
-)
+from simclr.data import check_some_readable, unreadable_classes
 from simclr.decode import DEFAULT_MAX_PIXELS
 from simclr.errors import NonFiniteOutputs, SimCLRError, check_counts
 from simclr.folders import ImageList, check_folder, list_folder
@@ -42,6 +35,7 @@ from simclr.runtime import (
     resolve_precision,
     worker_death,
 )
+from simclr.source import collate_raw, decode_device, decode_raw_batch, private_generator
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +201,7 @@ def _cached_batches(source: Any, order: np.ndarray, batch_size: int,
 def close_workers(source: Any) -> None:
     """End now the decoding workers :func:`iter_batches` kept across the epochs of an
     uncached ``source`` (``keep_workers``), Ctrl-C held until they have stopped
-    (:meth:`simclr.data.ImageSource.close`); a cached source has none."""
+    (:meth:`simclr.source.ImageSource.close`); a cached source has none."""
     if not getattr(source, "cached", True):
         source.close()
 

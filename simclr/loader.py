@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 import torch
 
-from simclr.data import decode_raw_batch
 from simclr.errors import SimCLRError
 from simclr.runtime import close_loader_iterator, worker_death
+from simclr.source import decode_raw_batch
 
 if TYPE_CHECKING:
-    from simclr.data import ImageSource
+    from simclr.source import ImageSource
 
 
 T = TypeVar("T")
@@ -96,7 +96,7 @@ class BatchLoader:
     Iteration starts at ``start_step`` (exact resume). Without ``drop_last`` the final
     partial global batch is split as evenly as possible across ranks. Images are
     pinned when ``device`` is CUDA; moving them (non_blocking) is the caller's job.
-    With ``decode_device`` (see :func:`simclr.data.decode_device`), the JPEGs of an
+    With ``decode_device`` (see :func:`simclr.source.decode_device`), the JPEGs of an
     uncached source are decoded there and the images come already on it.
     """
 
@@ -163,7 +163,7 @@ class BatchLoader:
 
         With a decode device, workers only read plain JPEGs (and decode the rest), and
         the batch is decoded here on that device, which the images then already are on.
-        An unreadable file's row holds the next readable image (simclr.data.load_item)
+        An unreadable file's row holds the next readable image (simclr.source.load_item)
         under the index asked for: views depend only on (seed, epoch, index, view)
         (augment_params), so under that image's own index they were bit-identical to
         its own row's where both were in the batch, a negative identical to its anchor.

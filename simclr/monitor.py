@@ -30,7 +30,7 @@ from simclr import distributed as dist
 from simclr.augment_params import blur_kernel_size
 from simclr.checkpoint import CHECKPOINTS, LAST, latest_checkpoint, periodic_name, what_is_kept
 from simclr.config import MIN_SIZE, Config, LossConfig
-from simclr.data import ImageSource, open_source
+from simclr.data import open_source
 from simclr.errors import DivergedError, NonFiniteOutputs, SimCLRError
 from simclr.features import check_labeled_folders
 from simclr.launch import continue_run
@@ -38,6 +38,7 @@ from simclr.memory import allocation_failure_is
 from simclr.progress import said_once
 from simclr.resume import RunState, unwrap
 from simclr.rundir import MetricsLog
+from simclr.source import ImageSource
 
 _SAID: set[Any] = said_once()  # (run folder, k) of the kNN monitor's note on its k
 

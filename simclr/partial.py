@@ -91,7 +91,7 @@ class PartialRun:
     # The training's length in steps: the caller's, or the saved one's where continued
     # (saved with the state: a rule of counting changed since cannot move it mid-run).
     total: int | None = None
-    # The training set (data.ImageSource; None: not told): its folder names a split
+    # The training set (source.ImageSource; None: not told): its folder names a split
     # this release reads where the saved run's release read the whole folder.
     train: Any = None
 

@@ -36,7 +36,6 @@ from torch import nn
 
 from simclr.augment import apply_params, sample_params
 from simclr.config import AugmentConfig
-from simclr.data import decode_device
 from simclr.errors import SimCLRError
 from simclr.features import (
     channels_last_weights,
@@ -52,6 +51,7 @@ from simclr.plan import epoch_steps
 from simclr.progress import Progress
 from simclr.results import log, topk_accuracy
 from simclr.runtime import autocast
+from simclr.source import decode_device
 
 TASKS = ("gray", "rotation", "noise", "sobel")
 # Each task's op among the pretraining augmentations (AugmentConfig field, flag --NAME)

@@ -101,7 +101,7 @@ def subset_from_list(source: Any, path: str | Path,
     testing, left out of ``source``) is refused as such. A file the source's cache
     could not decode (``source.skipped``) is left out, named in a warning with why: the
     subset trained on and recorded is the rest, as where the folder is read per epoch
-    (:meth:`simclr.data.ImageSource.within`).
+    (:meth:`simclr.source.ImageSource.within`).
     """
     lines = read_subset_list(path)
     paths = list(getattr(source, "paths", []) or [])

@@ -155,7 +155,7 @@ def _decoding(cfg: Config, device: str, cache: str) -> str:
     named data set's arrays)."""
     import torch
 
-    from simclr.data import decode_device
+    from simclr.source import decode_device
 
     if cache in ("on", "in memory"):
         return "cached"
@@ -237,10 +237,11 @@ def check_batches(cells: list[Cell], configs: list[Config]) -> list[int | None]:
 def _named_size(cfg: Config, opened: dict[tuple[str, str, bool], int]) -> int:
     """The number of images a cell's pretraining reads from its named data set: the
     digits demo's 1797, a torchvision set's training split
-    (:func:`simclr.data.named_train_size`: its files checked, not read), which is
+    (:func:`simclr.named_data.named_train_size`: its files checked, not read), which is
     refused, with the way to fetch it, when missing under --data-root (fetched with
     --download). Each (name, root, download) counted once, in ``opened``."""
-    from simclr.data import is_digits, named_train_size, open_source
+    from simclr.data import open_source
+    from simclr.named_data import is_digits, named_train_size
 
     name = "digits" if is_digits(cfg.data.path) else str(cfg.data.path).lower()
     root = "" if name == "digits" else os.path.abspath(os.path.expanduser(cfg.data.root))

@@ -303,7 +303,7 @@ def _eval_sources(args: argparse.Namespace, size: int, augmented: bool) -> tuple
     training one for augmented views with ``augmented``: the SGD protocol's crops, as
     `simclr linear-eval` opens it), or the digits demo's fixed hold-out split."""
     if not (args.eval_train and args.eval_test):
-        from simclr.data import digits_split
+        from simclr.named_data import digits_split
 
         return digits_split(seed=0)
     cache = args.eval_cache_dir or vars(args).get("cfg:data.cache_dir") or DataConfig().cache_dir

@@ -27,7 +27,7 @@ from simclr.augment import TwoViewAugment
 from simclr.checkpoint import latest_checkpoint, readable_state
 from simclr.config import Config
 from simclr.config_file import save_yaml
-from simclr.data import ImageSource, decode_device, open_source
+from simclr.data import open_source
 from simclr.errors import (
     DivergedError,
     NoReadableImageError,
@@ -116,6 +116,7 @@ from simclr.runtime import (
     use_deterministic_algorithms,
 )
 from simclr.settings import absolute_paths
+from simclr.source import ImageSource, decode_device
 from simclr.validate import check_scale, validate
 
 EXIT_PREEMPTED = 75  # after a stop signal (SIGTERM...): checkpoint written, resume with --resume

@@ -528,7 +528,7 @@ def test_an_evaluation_on_the_digits_trains_on_none_of_its_test_digits(tmp_path,
 
     from simclr.commands import open_folders
     from simclr.config import DataConfig
-    from simclr.data import digits_split
+    from simclr.named_data import digits_split
 
     args = argparse.Namespace(train="digits", test="digits", workers=0,
                               cache_dir=str(tmp_path), max_pixels=DataConfig.max_pixels)

@@ -114,11 +114,11 @@ def test_a_feature_workers_death_is_one_line(tmp_path, monkeypatch):
     with its traceback) is a SimCLRError naming it."""
     import os
 
-    from simclr import data
+    import simclr.source
     from simclr.config import DataConfig
     from simclr.errors import SimCLRError
 
-    parent, load_item = os.getpid(), data.load_item
+    parent, load_item = os.getpid(), simclr.source.load_item
 
     def load(*args, **kwargs):
         if os.getpid() != parent:
@@ -130,7 +130,7 @@ def test_a_feature_workers_death_is_one_line(tmp_path, monkeypatch):
     from simclr.data import open_source
 
     source = open_source(str(folder), cfg, train=False, image_size=16)
-    monkeypatch.setattr(data, "load_item", load)
+    monkeypatch.setattr(simclr.source, "load_item", load)
     with pytest.raises(SimCLRError, match=r"^a data-loading worker process \(pid\S* \d+\) "
                                           "exited unexpectedly"):
         list(iter_batches(source, np.arange(source.num_images), 4))

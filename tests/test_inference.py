@@ -484,7 +484,7 @@ def test_features_of_large_photos_are_the_evaluation_transform_of_each_file(
     import simclr.features as features
     from simclr import load_encoder
     from simclr.augment import eval_resize
-    from simclr.data import decode_device as real_decode_device
+    from simclr.source import decode_device as real_decode_device
 
     if decoder == "device":  # JPEGs handed to the device decoder (the CPU stands in)
         monkeypatch.setattr(features, "decode_device",

@@ -10,10 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from simclr.data import ImageSource, open_source
+from simclr.data import open_source
 from simclr.decode import load_square
 from simclr.errors import SimCLRError
 from simclr.loader import BatchLoader, epoch_permutation
+from simclr.source import ImageSource
 from tests.image_files import corrupt_jpeg_bytes, data_cfg, jpeg_bytes, rgb, save_image, smooth_rgb
 
 # ---------------------------------------------------------------------------- loader

@@ -242,7 +242,7 @@ def test_out_of_memory_mid_run_is_one_line_and_keeps_the_checkpoint(
 ])
 def test_out_of_memory_loading_a_batch_is_the_steps(tmp_path, image_folder, cache_dir,
                                                     monkeypatch, failure):
-    from simclr.data import ImageSource
+    from simclr.source import ImageSource
 
     real = ImageSource._gather
 

@@ -200,10 +200,10 @@ def test_the_knn_monitor_feeds_images_in_the_trainings_memory_format(
 def test_the_knn_monitor_on_the_digits_keeps_its_queries_out_of_its_memory(monkeypatch):
     """`--knn-train digits --knn-test digits`: the memory was all 1797 digits, each of the
     597 queries among them (the score inflated); it is the other 1200, the training split
-    of :func:`simclr.data.digits_split` (pretraining itself still reads all 1797)."""
+    of :func:`simclr.named_data.digits_split` (pretraining itself still reads all 1797)."""
     from simclr import features
     from simclr.config import Config
-    from simclr.data import digits_split
+    from simclr.named_data import digits_split
 
     class Opened(Exception):
         pass

@@ -314,7 +314,7 @@ def test_lengths_alike_on_the_digits_are_refused_on_the_images_pretraining_reads
     step plan was compared only for a folder, whose files are counted): the digits'
     1797 images are known, so the cells' plans are compared and the grid refused."""
     from simclr import train
-    from simclr.data import digits_source
+    from simclr.named_data import digits_source
 
     monkeypatch.setattr(train, "pretrain", lambda cfg, resume=False: pytest.fail("trained"))
     size = digits_source().num_images

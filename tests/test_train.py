@@ -73,7 +73,7 @@ def test_a_call_run_again_by_a_spawned_worker_importing_the_script_is_refused(
 
 
 def _dies_in_a_worker(parent: int, load_item):
-    """data.load_item, ending any process but ``parent`` at once (a worker killed)."""
+    """source.load_item, ending any process but ``parent`` at once (a worker killed)."""
 
     def load(*args, **kwargs):
         if os.getpid() != parent:
@@ -88,9 +88,9 @@ def test_a_loader_worker_that_dies_fails_the_run_in_one_line_on_record(
     """torch's RuntimeError 'DataLoader worker (pid(s) N) exited unexpectedly' (a
     script unguarded under spawn, the out-of-memory killer) was a traceback and left
     no summary.json."""
-    from simclr import data
+    from simclr import source
 
-    monkeypatch.setattr(data, "load_item", _dies_in_a_worker(os.getpid(), data.load_item))
+    monkeypatch.setattr(source, "load_item", _dies_in_a_worker(os.getpid(), source.load_item))
     cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "run", cache_dir,
                                         **{"data.workers": 1, "data.cache": "off"}))
     with pytest.raises(SimCLRError, match=r"^a data-loading worker process \(pid\S* \d+\) "

@@ -1,0 +1,163 @@
+"""Tests for simclr.source: a source's items, unreadable files substituted and counted,
+subsets and decoding workers."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from simclr.data import open_source
+from simclr.loader import BatchLoader
+from simclr.source import ImageSource, default_workers
+from tests.image_files import data_cfg, jpeg_bytes, rgb, save_image
+
+
+def _mixed_folder(root: Path) -> dict[str, str]:
+    """Good and bad files; returns name -> expected reason fragment for the bad ones."""
+    save_image(root / "a_good.png", rgb(32, 32, 1))
+    save_image(root / "b_gray.png", np.zeros((32, 32), dtype=np.uint8))
+    save_image(root / "c_small.png", rgb(8, 8, 2))
+    (root / "d_zero.jpg").write_bytes(b"")
+    (root / "e_trunc.jpg").write_bytes(jpeg_bytes(32, 32)[:600])
+    (root / "f_text.png").write_text("hello")
+    save_image(root / "g_big.png", rgb(60, 60, 3))  # over max_pixels=3000 below
+    return {"d_zero.jpg": "empty file", "e_trunc.jpg": "truncated",
+            "f_text.png": "not an image", "g_big.png": "decompression-bomb"}
+
+
+@pytest.mark.parametrize("cache", ["on", "off"])
+def test_a_sources_dataset_says_which_image_it_replaced(tmp_path, cache):
+    """Every item of ImageSource.dataset is (image, index, aspect, replaced index or -1,
+    reason): what the loaders count a skipped file by, cached or not."""
+    bad = _mixed_folder(tmp_path / "imgs")
+    cfg = data_cfg(tmp_path, cache=cache, load_size=32, max_pixels=3000)
+    src = open_source(str(tmp_path / "imgs"), cfg)
+    items = [src.dataset()[i] for i in range(src.num_images)]
+    assert all(len(item) == 5 for item in items)
+    replaced = {Path(src.paths[i]).name if src.paths else i: reason
+                for _, _, _, i, reason in items if i >= 0}
+    assert replaced.keys() == (set() if cache == "on" else bad.keys())
+
+
+def test_a_long_run_of_broken_files_is_substituted_from_across_the_folder(tmp_path):
+    """Uncached, a bad image was replaced by one of the next 64 in listing order only: a
+    class folder of 70 broken files among readable ones stopped the run (and its
+    resume, at the same place) with '64 images in a row are unreadable'."""
+    from simclr.source import load_item, substitutes
+
+    for k in range(70):
+        (tmp_path / "imgs" / "broken").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "imgs" / "broken" / f"{k:03d}.jpg").write_bytes(b"\0" * 100)
+    for k in range(10):
+        save_image(tmp_path / "imgs" / "good" / f"{k}.png", rgb(16, 16, k))
+    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="off", load_size=16))
+    assert src.num_images == 80 and src.paths[0].endswith("broken/000.jpg")
+    image, j, _aspect, replaced, reason = load_item(src, 0)
+    assert j >= 70 and replaced == 0 and reason and image.shape == (3, 16, 16)
+    assert load_item(src, 0)[1] == j  # (the same one every time: resumes alike)
+    batch = torch.cat([im for _, im, _ in BatchLoader(src, 80, 0, 0, workers=0)])
+    assert batch.shape == (80, 3, 16, 16)
+    # i and the next 63, then 64 spread over the rest; a small folder is tried whole
+    assert substitutes(5, 1000)[:64] == list(range(5, 69))
+    assert len(set(substitutes(5, 1000))) == 128 and max(substitutes(5, 1000)) > 900
+    assert sorted(substitutes(3, 100)) == list(range(100))
+
+
+@pytest.mark.parametrize("every_s", [None, 0.0])
+def test_an_uncached_folder_names_its_first_unreadable_files_then_counts_them(
+        tmp_path, monkeypatch, caplog, every_s):
+    """Uncached, every unreadable file met was a warning line of its own: half of a 100k
+    folder broken printed 166 lines in 5 steps (50,000 an epoch). Now the first 10 are
+    named, the rest counted in a line at most every 30 s (``every_s`` 0: each time)."""
+    from simclr import source
+
+    if every_s is not None:
+        monkeypatch.setattr(source, "PLAIN_EVERY_S", every_s, raising=False)
+    for k in range(30):
+        (tmp_path / "imgs" / f"bad{k:02d}.png").parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "imgs" / f"bad{k:02d}.png").write_text("garbage")
+    for k in range(4):
+        save_image(tmp_path / "imgs" / f"good{k}.png", rgb(16, 16, k))
+    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="off", load_size=16))
+    with caplog.at_level(logging.WARNING):
+        for _ in BatchLoader(src, 34, 0, 0, workers=0):
+            pass
+    assert len(src.skipped) == 30  # (every one recorded, for the summary's list)
+    lines = caplog.messages
+    named = [ln for ln in lines if ln.startswith("skipped ") and "another image" in ln]
+    counted = [ln for ln in lines if "unreadable image(s) so far" in ln]
+    assert len(named) == 10
+    assert len(counted) == (1 if every_s is None else 20), lines
+    assert "skipped 11 unreadable image(s) so far; the first 10 are named above" in counted[0]
+
+
+def test_an_uncached_read_that_may_pass_replaces_the_image_this_once(tmp_path, monkeypatch):
+    """An EIO reading one file of an uncached folder (no cache to spoil) stopped the whole
+    training: replaced by another image this once, as a bad file is, and read again the
+    next time it is drawn."""
+    import errno
+    import pickle
+
+    from simclr import decode, source
+    from simclr.decode import ReadFailure
+
+    for k in range(4):
+        save_image(tmp_path / "imgs" / f"good{k}.png", rgb(16, 16, k))
+    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="off", load_size=16))
+    real, flaky = source.load_square, {"left": 1}
+
+    def failing_once(path, *args, **kwargs):
+        if path.endswith("good1.png") and flaky["left"]:
+            flaky["left"] -= 1
+            raise decode._read_failure(path, OSError(errno.EIO, "Input/output error"))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(source, "load_square", failing_once)
+    image, j, _, substituted, reason = source.load_item(src, 1)
+    assert (j, substituted) == (2, 1) and reason == "Input/output error (EIO)"
+    assert source.load_item(src, 1)[1:4:2] == (1, -1)  # (read this time)
+    again = pickle.loads(pickle.dumps(ReadFailure("a.png", "Stale file handle (ESTALE)")))
+    assert (again.path, again.reason) == ("a.png", "Stale file handle (ESTALE)")
+    assert str(again).startswith("cannot read a.png: Stale file handle (ESTALE), a failure")
+
+
+def test_skipped_files_of_an_earlier_session_count_only_if_listed_here(tmp_path):
+    """remember_skipped (a checkpoint's skipped_images): a file this source does not
+    list (another folder's, or one since removed) is neither counted nor listed."""
+    for k in range(3):
+        save_image(tmp_path / "imgs" / f"{k}.png", rgb(100, 100, k))
+    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="off"), image_size=16)
+    listed = src.paths[1]
+    src.remember_skipped([(str(tmp_path / "other" / "9.png"), "empty file"),
+                          (listed, "truncated file")])
+    assert src.skipped == [(listed, "truncated file")] and src.readable_images == 2
+
+
+@pytest.mark.parametrize("cores, local, expected", [(64, None, 8), (4, None, 4), (6, "2", 3),
+                                                    (2, "4", 1), (32, "8", 4)])
+def test_default_workers_are_a_share_of_the_usable_cores_per_local_process(
+        monkeypatch, cores, local, expected):
+    # the machine has more cores than this process may use (taskset, a cpuset, SLURM)
+    monkeypatch.setattr("os.cpu_count", lambda: 128)
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(cores)), raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    if local is None:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", local)
+    assert default_workers() == expected
+
+
+def test_a_cache_subsets_aspects_follow_its_rows():
+    """A source over some of a cache's rows (``rows``: image i is row rows[i]) gives the
+    aspect of each image's own row, as its pixels are: image 0 is row 2 (aspect 2)."""
+    array = np.stack([np.full((4, 4, 3), v, dtype=np.uint8) for v in (0, 1, 2)])
+    source = ImageSource("subset", np.zeros(2), ["a"], array=array, rows=np.array([2, 0]),
+                         aspect=np.array([1.0, 1.5, 2.0], dtype=np.float32))
+    assert source.aspect_of(np.array([0, 1])).tolist() == [2.0, 1.0]
+    images, aspects = source.batch(np.array([0, 1]))
+    assert images[:, 0, 0, 0].tolist() == [2, 0] and aspects.tolist() == [2.0, 1.0]
