@@ -6,9 +6,9 @@ with a JSON sidecar (which also holds each image's aspect ratio, see
 :func:`simclr.decode.fit_square`); the key hashes every file's path, size and mtime,
 so a changed folder gets a new cache. Writes go to temporary names renamed into place,
 so an interrupted build leaves nothing that would be trusted; the sidecar's crc32 of the
-.npy finds pixels changed since (checked when the file's stat stamp changed). ``simclr
-cache`` lists the caches and removes those of folders that are gone or long unused
-(:func:`cache_entries`).
+.npy finds pixels changed since (checked when the file's stat stamp changed). A build
+removes the caches of its folder it replaces; ``simclr cache`` lists the caches and
+removes those of folders that are gone or long unused (:mod:`simclr.cache_entries`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import logging
 import math
 import multiprocessing
 import os
-import re
 import signal
 import sys
 import time
@@ -30,17 +29,27 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from simclr.config import DataConfig
+from simclr.cache_entries import (
+    BUILD_LEFTOVERS,
+    CACHE_VERSION,
+    LEFTOVER_S,
+    CacheEntry,
+    cache_entries,
+    cache_folder,
+    remove_entries,
+    remove_entry,
+    remove_replaced,
+    replaced_caches,
+)
 from simclr.decode import DEFAULT_MAX_PIXELS, ReadFailure, load_square, pil_truncation
 from simclr.errors import BadImageError, SimCLRError
 from simclr.files import (
     discard,
     remove_stale_temporaries,
-    stale_temporaries,
     temporary_name,
     write_atomically,
 )
@@ -52,10 +61,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Bump when the cache layout, the decoding or the key changes: an earlier version's
-# caches are then :func:`outdated`, removed by the next build of their folder (5: PIL's
-# truncated-image setting in the key and the sidecar).
-CACHE_VERSION = 5
 _CHUNK = 256  # images per decoding task
 _CRC_CHUNK = 16 << 20  # bytes of the .npy checksummed at a time
 # A read that may pass (EIO, ESTALE...: a network file system's glitch) is tried again
@@ -314,7 +319,6 @@ class DecodedCache(NamedTuple):
 # What to do when the cache cannot be written (only pretraining and the supervised
 # baseline have a --cache flag).
 ELSEWHERE = "pass another --cache-dir (pretrain and supervised: or --cache off)"
-DEFAULT_CACHE_DIR = DataConfig.cache_dir  # (~/.cache/simclr/decoded)
 
 
 class CacheFolderError(SimCLRError):
@@ -323,22 +327,6 @@ class CacheFolderError(SimCLRError):
 
 
 NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)  # what CacheFolderError covers
-
-
-def cache_folder(cache_dir: str | os.PathLike) -> Path:
-    """The folder ``cache_dir`` names, whole; the default one under ``$XDG_CACHE_HOME``
-    where that is set (an absolute path, as the XDG spec has it), as most Linux tools
-    keep their caches, else under ``~/.cache``."""
-    xdg = os.environ.get("XDG_CACHE_HOME", "")
-    if is_default_cache_dir(cache_dir) and os.path.isabs(xdg):
-        return Path(xdg) / Path(DEFAULT_CACHE_DIR).relative_to("~/.cache")
-    return Path(cache_dir).expanduser().absolute()  # (messages name it whole)
-
-
-def is_default_cache_dir(cache_dir: str | os.PathLike) -> bool:
-    """Whether ``cache_dir`` is the default, not one the user named (the command line
-    gives the default as it is written, its ``~`` unexpanded)."""
-    return str(cache_dir) == DEFAULT_CACHE_DIR
 
 
 def build_cache(
@@ -383,13 +371,13 @@ def build_cache(
     else:
         def doomed() -> list[tuple[CacheEntry, str]]:  # (what the finished build removes
             new = _new_entry(npy, meta_path, images, side, max_pixels, store)  # anyway)
-            return _replaced([e for e in cache_entries(folder) if e.npy != npy] + [new], npy,
-                             str(images.root))
+            return replaced_caches([e for e in cache_entries(folder) if e.npy != npy] + [new],
+                                   npy, str(images.root))
 
         rows, meta = _build_cache_files(images, side, npy, meta_path, shape, workers,
                                         max_pixels, store, doomed)
         if _cache_key(images, side, max_pixels, store) == key:
-            _remove_replaced(folder, npy, str(images.root))
+            remove_replaced(folder, npy, str(images.root))
         else:
             _drop_stale_build(npy, meta_path, images.root)
     skipped = [(images.paths[i], reason) for i, reason in meta["skipped"]]
@@ -412,12 +400,12 @@ def _build_cache_files(
     doomed: Callable[[], Sequence[tuple[CacheEntry, str]]] = tuple,
 ) -> tuple[np.ndarray, dict]:
     """Decode the folder into ``npy`` and write its record ``meta_path``; ``doomed()``:
-    the caches (and why) that this build replaces (:func:`_replaced`), removed first
+    the caches (and why) that this build replaces (:func:`replaced_caches`), removed first
     only where the disk has room for the new one with theirs alone."""
     # A build killed outright (SIGKILL, out of memory) left its whole-size file: free
     # the disk before reserving it again. An hour untouched: no build is writing it.
-    for pattern in _BUILD_LEFTOVERS:
-        remove_stale_temporaries(npy.parent, pattern, after_s=_LEFTOVER_S)
+    for pattern in BUILD_LEFTOVERS:
+        remove_stale_temporaries(npy.parent, pattern, after_s=LEFTOVER_S)
     tmp = temporary_name(npy)
     nbytes = math.prod(shape)
     try:
@@ -487,15 +475,16 @@ def _make_room(folder: Path, nbytes: int,
     replaced = doomed()
     if free + sum(entry.nbytes for entry, _ in replaced) < nbytes:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    _remove_entries(replaced, ", to make room for its new cache")
+    remove_entries(replaced, ", to make room for its new cache")
 
 
 def _open_built(npy: Path) -> tuple[np.memmap, str]:
     """The memmap of a .npy just renamed into place, and its stat stamp (after the rename,
     which sets the ctime). Opened before the record is written: a `simclr cache --clear`
     (or --clean) from another process that removes the .npy from now on leaves this run
-    its pixels, and at worst a record alone, which :func:`cache_entries` lists and removes;
-    one that removed it already is a one-line error, not a traceback."""
+    its pixels, and at worst a record alone, which
+    :func:`~simclr.cache_entries.cache_entries` lists and removes; one that removed it
+    already is a one-line error, not a traceback."""
     try:
         return np.load(npy, mmap_mode="r"), _stat_stamp(npy)
     except FileNotFoundError:
@@ -506,195 +495,14 @@ def _open_built(npy: Path) -> tuple[np.memmap, str]:
                           f"{exc.strerror or exc}; {ELSEWHERE}") from None
 
 
-# ----------------------------------------------------------------- looking after the folder
-
-class CacheEntry(NamedTuple):
-    """One decoded cache in the cache folder (``simclr cache``)."""
-
-    npy: Path
-    meta: Path
-    nbytes: int  # the .npy and its sidecar
-    root: str  # the image folder it was decoded from ('?' if the sidecar is unreadable)
-    images: int
-    side: int
-    last_used: float  # the sidecar's mtime: a build writes it, a reuse touches it
-    store: str | None = None  # how it was stored (None: a cache from before it was kept)
-    variant: tuple = ()  # the rest of what sets its contents (:func:`_variant`)
-    orphan: bool = False  # a record whose .npy is gone (``nbytes``: the record's)
-    version: int | None = None  # its sidecar's CACHE_VERSION (None: unreadable)
-
-
-# What build_cache names its files: <folder>-<side>px-<key>.npy. Nothing else in the
-# cache folder is ever listed or deleted (it may hold a user's own .npy files).
-_CACHE_NAME = re.compile(r"[\w-]*-\d+px-[0-9a-f]{20}\.npy")
-# What a build killed outright (SIGKILL, the out-of-memory killer) leaves: its .npy's
-# temporary name, or its sidecar's (written last, but through a temporary name too, as
-# is a reused cache's new place). Only names of this shape: a user's own *.tmp-* files
-# in the cache folder are theirs.
-_BUILD_LEFTOVERS = ("*-*px-*.npy.tmp-*", "*-*px-*.json.tmp-*")
-_LEFTOVER_S = 3600.0  # an hour untouched: no build is writing it
-
-
-def _stale_leftovers(folder: Path) -> list[Path]:
-    """The :data:`_BUILD_LEFTOVERS` in ``folder`` whose process is gone, an hour untouched."""
-    return [path for pattern in _BUILD_LEFTOVERS
-            for path in stale_temporaries(folder, pattern, _LEFTOVER_S)]
-
-
-def cache_entries(cache_dir: str | os.PathLike) -> list[CacheEntry]:
-    """The caches in ``cache_dir``, least recently used first, and the records whose .npy
-    is gone (``orphan``): a `simclr cache --clear` from another process removed it while
-    a build wrote its record, and nothing else would ever list or remove them."""
-    folder = cache_folder(cache_dir)
-    if not folder.is_dir():
-        return []
-    found = [_entry(npy, npy.with_suffix(".json"), orphan=False)
-             for npy in folder.glob("*.npy") if _CACHE_NAME.fullmatch(npy.name)]
-    listed = {e.meta for e in found if e is not None}
-    found += [_entry(meta.with_suffix(".npy"), meta, orphan=True)
-              for meta in folder.glob("*.json") if meta not in listed and
-              _CACHE_NAME.fullmatch(meta.with_suffix(".npy").name) and
-              not meta.with_suffix(".npy").exists()]
-    return sorted((e for e in found if e is not None), key=lambda e: e.last_used)
-
-
-def _entry(npy: Path, meta_path: Path, orphan: bool) -> CacheEntry | None:
-    """The :class:`CacheEntry` of a cache's files (of its record alone: ``orphan``); None
-    if they were removed meanwhile (another clean)."""
-    there = meta_path if orphan else npy
-    try:
-        size = there.stat().st_size
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            root, images, side = str(meta["root"]), int(meta["num_files"]), int(meta["side"])
-            used = meta_path.stat().st_mtime
-            size += 0 if orphan else meta_path.stat().st_size
-            store = meta.get("store")
-            variant: tuple = (meta.get("max_pixels"), meta.get("loose"),
-                              meta.get("truncated"))
-            version = meta.get("version")
-            _check_recorded(store, variant)
-        # (RecursionError: `[[[[...` nested deep)
-        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
-            root, images, side, used, store = "?", 0, 0, there.stat().st_mtime, None
-            variant, version = (), None
-    except OSError:
-        return None
-    return CacheEntry(npy, meta_path, size, root, images, side, used, store, variant, orphan,
-                      version if isinstance(version, int) else None)
-
-
-def _check_recorded(store: Any, variant: tuple[Any, Any, Any]) -> None:
-    """Raise TypeError unless a sidecar's storage and variant are of the types simclr
-    writes (a string; a number and two bools; None where not recorded): an edited or
-    damaged sidecar's list is no key to tell caches apart by (unhashable, a TypeError's
-    traceback listing them), so the sidecar reads as damaged."""
-    max_pixels, loose, truncated = variant
-    if not (store is None or isinstance(store, str)) or not (
-            max_pixels is None or type(max_pixels) in (int, float)) or \
-            not all(flag is None or isinstance(flag, bool) for flag in (loose, truncated)):
-        raise TypeError("not a sidecar simclr wrote")
-
-
-def outdated(entry: CacheEntry) -> bool:
-    """Whether a cache was written by an earlier simclr (an older :data:`CACHE_VERSION`):
-    no run reads it again (:func:`_read_cache` rebuilds under a new name), and no newer
-    cache replaces it (:func:`superseded` goes by what its sidecar may not record). A
-    newer simclr's cache, sharing the folder, is left to that simclr."""
-    return entry.version is not None and entry.version < CACHE_VERSION and not entry.orphan
-
-
-# The variant a sidecar from before it was recorded reads as (:func:`cache_entries`).
-_UNRECORDED = (None, None, None)
-
-
-def describe_entry(entry: CacheEntry) -> str:
-    """What sets a cache apart from another of its folder and side, in a few words
-    (``simclr cache``): how its squares were stored, and a --max-pixels, the images
-    beside the class folders (a pretraining's) or truncated files read (a library
-    caller's PIL setting) where it has them."""
-    store = entry.store or ""
-    if store in ("full", "center"):
-        words = ["whole pictures" if store == "full" else "central squares"]
-    elif store.startswith("eval:"):
-        words = [f"for evaluation at {store.partition(':')[2]} px"]
-    else:
-        words = [store or "storage not recorded"]
-    max_pixels, loose, truncated = entry.variant or _UNRECORDED
-    if max_pixels is not None and max_pixels != DEFAULT_MAX_PIXELS:
-        words.append(f"--max-pixels {max_pixels}")
-    if loose:
-        words.append("with the images beside the class folders")
-    if truncated:
-        words.append("truncated files read (PIL's LOAD_TRUNCATED_IMAGES)")
-    return ", ".join(words)
-
-
-def superseded(entries: list[CacheEntry]) -> set[Path]:
-    """The caches (their .npy) that a newer one of the same folder, side, storage and
-    :func:`_variant` replaced: built before the folder changed (a file added, removed or
-    edited), and never read again. A cache whose variant is not recorded (an older
-    simclr's) is replaced by any newer one of its folder, side and storage: it cannot be
-    told apart, and kept, it would never be replaced (at worst a run decodes it again);
-    one whose variant is recorded only by a newer one of that same variant. (Caches from
-    before the storage was recorded are an earlier simclr's: :func:`outdated`.)"""
-    # (a record without its .npy replaces nothing: it is no cache)
-    known = [e for e in entries if e.store is not None and e.root != "?" and not e.orphan]
-    # (entries come least recently used first: the last one of a kind is the newest)
-    newest = {(e.root, e.side, e.store, e.variant): e for e in known}
-    newest_of_folder = {(e.root, e.side, e.store): e for e in known}
-    return {e.npy for e in known
-            if newest[(e.root, e.side, e.store, e.variant)] is not e or
-            (e.variant == _UNRECORDED and newest_of_folder[(e.root, e.side, e.store)] is not e)}
-
-
-def _remove_replaced(folder: Path, built: Path, root: str) -> None:
-    """After a build, the caches of the same folder it replaces (:func:`_replaced`) are
-    deleted, so that a changed folder (or a new simclr) does not take its disk twice
-    until `simclr cache --clean`. A run still reading one keeps its open memmap; one
-    that cannot be deleted (a file held open on Windows, a read-only folder) is left
-    for --clean."""
-    _remove_entries(_replaced(cache_entries(folder), built, root))
-
-
-def _replaced(entries: list[CacheEntry], built: Path, root: str) -> list[tuple[CacheEntry, str]]:
-    """The caches among ``entries`` (and why) of the folder ``root`` that the cache
-    ``built`` (one of them) replaces: :func:`superseded` (built before a file was added,
-    removed or edited, never read again) or :func:`outdated` (an earlier simclr's).
-    (Nothing is superseded should ``built`` not read as the newest: a clock set back.)"""
-    replaced = superseded(entries)
-    if built in replaced:  # (cache_entries names each file in ``folder``, as ``built`` is)
-        replaced = set()  # (an earlier simclr's caches are still never read again)
-    found = []
-    for entry in entries:
-        if entry.root != root or entry.npy == built:
-            continue
-        if outdated(entry):
-            found.append((entry, "a cache of this folder written by an earlier simclr"))
-        elif entry.npy in replaced:
-            found.append((entry, "the cache of this folder before it changed"))
-    return found
-
-
 def _new_entry(npy: Path, meta_path: Path, images: ImageList, side: int, max_pixels: int,
                store: str) -> CacheEntry:
     """The :class:`CacheEntry` a build of ``npy`` will list as, the newest (for
-    :func:`_replaced` before the build)."""
+    :func:`replaced_caches` before the build)."""
     variant = _variant(images, max_pixels)
     return CacheEntry(npy, meta_path, 0, str(images.root), len(images.paths), side,
                       math.inf, store, (variant["max_pixels"], variant["loose"],
                                         variant["truncated"]), False, CACHE_VERSION)
-
-
-def _remove_entries(entries: Sequence[tuple[CacheEntry, str]], purpose: str = "") -> None:
-    """Delete each cache, logging it and why (``purpose``: added to the line); one that
-    cannot be deleted is left for `simclr cache --clean`."""
-    for entry, why in entries:
-        try:
-            remove_entry(entry)
-        except SimCLRError:
-            continue
-        log.info("removed %s, %s (%.0f MiB)%s", entry.npy, why, entry.nbytes / 2**20, purpose)
 
 
 def _drop_stale_build(npy: Path, meta_path: Path, root: str) -> None:
@@ -713,35 +521,3 @@ def _drop_stale_build(npy: Path, meta_path: Path, root: str) -> None:
         remove_entry(CacheEntry(npy, meta_path, 0, root, 0, 0, 0.0))
     except SimCLRError:  # (a mapped file on Windows: the sidecar, removed first, is gone
         pass  # and a .npy alone replaces nothing; --clean removes it an hour later)
-
-
-def build_leftovers(cache_dir: str | os.PathLike) -> list[tuple[Path, int]]:
-    """The files (path, bytes) of builds killed outright, an hour untouched (what the
-    next build removes): ``simclr cache --clean`` removes them too."""
-    folder = cache_folder(cache_dir)
-    found = []
-    for path in _stale_leftovers(folder) if folder.is_dir() else ():
-        try:
-            found.append((path, path.stat().st_size))
-        except OSError:  # removed meanwhile
-            pass
-    return found
-
-
-def remove_leftover(path: Path) -> None:
-    """Delete a :func:`build_leftovers` file; SimCLRError if it cannot be deleted."""
-    try:
-        path.unlink(missing_ok=True)
-    except OSError as exc:
-        raise SimCLRError(f"cannot remove {path}: {exc.strerror}") from None
-
-
-def remove_entry(entry: CacheEntry) -> None:
-    """Delete a cache (sidecar first: a half-deleted cache is never trusted). A run still
-    reading it keeps its open memmap; the next run decodes again. SimCLRError if the
-    files cannot be deleted."""
-    try:
-        entry.meta.unlink(missing_ok=True)
-        entry.npy.unlink(missing_ok=True)
-    except OSError as exc:
-        raise SimCLRError(f"cannot remove the cache {entry.npy}: {exc.strerror}") from None

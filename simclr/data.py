@@ -26,13 +26,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from simclr.cache import (
-    CacheFolderError,
-    DecodedCache,
-    build_cache,
-    decode_files,
-    is_default_cache_dir,
-)
+from simclr.cache import CacheFolderError, DecodedCache, build_cache, decode_files
+from simclr.cache_entries import is_default_cache_dir
 from simclr.config import DataConfig
 from simclr.decode import (
     DEFAULT_MAX_PIXELS,

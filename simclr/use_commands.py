@@ -4,7 +4,7 @@ apply it (or a classifier) to a folder; ``info`` and ``cache`` say what simclr w
 Each has a function adding it to ``simclr``'s parser (:func:`simclr.cli.build_parser`)
 and the function it runs; the work itself is in :mod:`simclr.inference`,
 :mod:`simclr.neighbors`, :mod:`simclr.info` (:mod:`simclr.info_text`) and
-:mod:`simclr.cache`.
+:mod:`simclr.cache_entries`.
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     and those no run used for ``--unused-days``; ``--clear`` removes them all."""
     import time
 
-    from simclr.cache import cache_entries, cache_folder, superseded
+    from simclr.cache_entries import cache_entries, cache_folder, superseded
 
     unused_days = _check_cache_flags(args)
     entries = cache_entries(args.cache_dir)
@@ -242,7 +242,7 @@ def _check_cache_flags(args: argparse.Namespace) -> float:
         raise SimCLRError("give one of --clean (stale caches) and --clear (every cache)")
     if args.unused_days is not None and not args.clean:
         raise SimCLRError("--unused-days is what --clean goes by; add --clean")
-    from simclr.cache import cache_folder, is_default_cache_dir
+    from simclr.cache_entries import cache_folder, is_default_cache_dir
 
     unused_days = 30.0 if args.unused_days is None else args.unused_days
     folder = cache_folder(args.cache_dir)  # (the default: under $XDG_CACHE_HOME if set)
@@ -256,8 +256,8 @@ def _check_cache_flags(args: argparse.Namespace) -> float:
 def _stale(e: Any, args: argparse.Namespace, replaced: set[Path], now: float,
            unused_days: float) -> str | None:
     """Why --clean (or --clear) removes the cache ``e``; None: it is kept. ``replaced``:
-    the .npy files a newer cache of their folder replaced (cache.superseded)."""
-    from simclr.cache import outdated
+    the .npy files a newer cache of their folder replaced (cache_entries.superseded)."""
+    from simclr.cache_entries import outdated
 
     if args.clear:
         return "cleared"
@@ -282,7 +282,7 @@ def _list_caches(args: argparse.Namespace, entries: list[Any], replaced: set[Pat
     (bytes removed, bytes --clean would remove)."""
     import time
 
-    from simclr.cache import describe_entry, remove_entry
+    from simclr.cache_entries import describe_entry, remove_entry
 
     removed = removable = 0
     for e in entries:
@@ -305,7 +305,7 @@ def _list_caches(args: argparse.Namespace, entries: list[Any], replaced: set[Pat
 def _list_build_leftovers(args: argparse.Namespace) -> tuple[int, int]:
     """One line per file a build killed outright left (removed under --clean or
     --clear); returns (bytes removed, bytes --clean would remove)."""
-    from simclr.cache import build_leftovers, remove_leftover
+    from simclr.cache_entries import build_leftovers, remove_leftover
 
     removed = removable = 0
     for path, size in build_leftovers(args.cache_dir):

@@ -15,6 +15,14 @@ import torch
 from PIL import Image
 
 from simclr import cache, decode
+from simclr.cache_entries import (
+    CACHE_VERSION,
+    CacheEntry,
+    cache_entries,
+    describe_entry,
+    remove_entry,
+    superseded,
+)
 from simclr.config import DataConfig
 from simclr.data import open_source
 from simclr.errors import SimCLRError
@@ -245,89 +253,6 @@ def test_a_cache_dir_blocked_by_a_file_says_so(tmp_path):
             open_source(str(tmp_path / "imgs"), DataConfig(cache_dir=str(cache_dir), workers=0))
 
 
-def test_the_cache_command_lists_and_cleans_what_no_run_needs(tmp_path, capsys):
-    """`simclr cache --clean` removes the caches of deleted folders and of folders no
-    run used for --unused-days (a reuse counts as a use); `--clear` removes them all."""
-    import shutil
-
-    from simclr.cli import main
-
-    for name in ("kept", "gone", "old"):
-        _cifar_like(tmp_path / name)
-        open_source(str(tmp_path / name), data_cfg(tmp_path))
-    mine = tmp_path / "cache" / "features.npy"  # a user's own files there: never touched
-    np.save(mine, np.zeros(3))
-    mine.with_suffix(".json").write_text("{}")
-    entries = {Path(e.root).name: e for e in cache.cache_entries(tmp_path / "cache")}
-    assert sorted(entries) == ["gone", "kept", "old"]
-    at = {k: f"{e.root}  {e.npy.name}" for k, e in entries.items()}  # (and its file)
-    shutil.rmtree(tmp_path / "gone")
-    month_ago = time.time() - 40 * 86400
-    for name in ("old", "kept"):
-        os.utime(entries[name].meta, (month_ago, month_ago))
-    open_source(str(tmp_path / "kept"), data_cfg(tmp_path))  # reused: used today
-    assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
-    listed = capsys.readouterr().out
-    assert "3 caches" in listed and "removed:" not in listed
-    # The listing marks what --clean would remove (nothing is removed by it).
-    assert f"{at['gone']}  (its folder is gone: --clean removes it)\n" in listed
-    assert f"{at['old']}  (unused for 40 days: --clean removes it)\n" in listed
-    assert f"{at['kept']}\n" in listed and "MiB; --clean would free " in listed
-    assert len(cache.cache_entries(tmp_path / "cache")) == 3
-    assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean"]) == 0
-    out = capsys.readouterr().out
-    assert f"{at['gone']}  (removed: its folder is gone)" in out
-    assert f"{at['old']}  (removed: unused for 40 days)" in out and "MiB freed" in out
-    assert [Path(e.root).name for e in cache.cache_entries(tmp_path / "cache")] == ["kept"]
-    assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clear"]) == 0
-    assert cache.cache_entries(tmp_path / "cache") == []
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["features.json",
-                                                                     "features.npy"]
-    # A folder changed since its cache was built: the new cache replaces the old one,
-    # which the build removes (test below) or, where it could not, --clean.
-    open_source(str(tmp_path / "kept"), data_cfg(tmp_path))
-    save_image(tmp_path / "kept" / "cat" / "9.png", rgb(16, 16))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cache, "remove_entry", _cannot_remove)
-        open_source(str(tmp_path / "kept"), data_cfg(tmp_path))
-    assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
-    listed = capsys.readouterr().out
-    assert listed.count("(replaced by a newer cache of its folder: --clean removes it)") == 1
-    assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean"]) == 0
-    capsys.readouterr()
-    assert [e.images for e in cache.cache_entries(tmp_path / "cache")] == [7]
-    # would remove every cache: a typo
-    status = main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean",
-                   "--unused-days", "-1"])
-    assert status == 2
-    capsys.readouterr()
-    # A wrong folder, or flags that would be ignored, are errors, not "0 caches".
-    (tmp_path / "file").write_text("")
-    for args, needle in ((["--cache-dir", str(tmp_path / "nosuch")], "no such folder"),
-                         (["--cache-dir", str(tmp_path / "file")], "is a file, not a folder"),
-                         (["--clean", "--clear"], "give one of --clean"),
-                         (["--unused-days", "3"], "add --clean")):
-        assert main(["cache", *args]) == 2
-        err = capsys.readouterr().err
-        assert needle in err and err.count("\n") == 1
-
-
-def test_the_default_cache_folder_not_made_yet_is_no_error(tmp_path, monkeypatch, capsys):
-    """Before any run decoded a folder, ~/.cache/simclr/decoded does not exist: `simclr
-    cache` lists no cache (a --cache-dir given and missing is a typo, refused above)."""
-    from simclr.cli import main
-
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)  # (~/.cache is the default then)
-    assert main(["cache"]) == 0
-    assert capsys.readouterr().out == f"{tmp_path}/.cache/simclr/decoded: 0 caches, 0.0 MiB\n"
-    assert not (tmp_path / ".cache").exists()
-
-
-def _cannot_remove(entry: cache.CacheEntry) -> None:
-    raise SimCLRError(f"cannot remove the cache {entry.npy}: Permission denied")
-
-
 def test_pils_truncated_image_setting_is_part_of_the_key(tmp_path, monkeypatch, capsys):
     """A cache built by a library caller whose PIL decodes truncated files (their
     missing part grey) was reused by a later command, which refuses them, and the
@@ -348,9 +273,9 @@ def test_pils_truncated_image_setting_is_part_of_the_key(tmp_path, monkeypatch, 
         skipped[truncated] = [Path(p).name for p, _ in src.skipped]
         assert src.num_images == (2 if truncated else 1)
     assert skipped == {True: [], False: ["1.jpg"]}
-    entries = cache.cache_entries(tmp_path / "cache")
-    assert len(entries) == 2 and not cache.superseded(entries)
-    assert sorted(cache.describe_entry(e) for e in entries) == [
+    entries = cache_entries(tmp_path / "cache")
+    assert len(entries) == 2 and not superseded(entries)
+    assert sorted(describe_entry(e) for e in entries) == [
         "whole pictures", "whole pictures, truncated files read (PIL's LOAD_TRUNCATED_IMAGES)"]
     assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
     assert "replaced by a newer cache" not in capsys.readouterr().out
@@ -364,36 +289,18 @@ def test_a_build_removes_the_cache_of_its_folder_before_it_changed(tmp_path, cap
     _cifar_like(tmp_path / "other")
     for name, side in (("imgs", None), ("imgs", 12), ("other", None)):  # (16 px: own side)
         open_source(str(tmp_path / name), data_cfg(tmp_path, load_size=side))
-    before = {e.npy for e in cache.cache_entries(tmp_path / "cache")}
+    before = {e.npy for e in cache_entries(tmp_path / "cache")}
     assert len(before) == 3
     save_image(tmp_path / "imgs" / "cat" / "9.png", rgb(16, 16))
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="simclr.cache"):
+    with caplog.at_level(logging.INFO, logger="simclr.cache_entries"):
         open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
-    after = {e.npy: e for e in cache.cache_entries(tmp_path / "cache")}
+    after = {e.npy: e for e in cache_entries(tmp_path / "cache")}
     (gone,) = before - set(after)
     assert len(after) == 3 and not gone.with_suffix(".json").exists()
     assert sorted(e.images for e in after.values() if Path(e.root).name == "imgs") == [6, 7]
     assert [m for m in caplog.messages if "removed" in m] == [
         f"removed {gone}, the cache of this folder before it changed (0 MiB)"]
-
-
-def test_the_listing_tells_apart_two_caches_of_one_folder(tmp_path, capsys):
-    """Caches of one folder stored another way, or under another --max-pixels, were
-    listed as the same line (size, count, folder): which one was which, and which file
-    to delete, could not be told."""
-    from simclr.cli import main
-
-    _cifar_like(tmp_path / "imgs")
-    for extra in ({}, {"store": "center"}, {"max_pixels": 10_000}):
-        open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, **extra))
-    assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
-    lines = capsys.readouterr().out.splitlines()[:-1]
-    assert len(lines) == len(set(lines)) == 3
-    for entry in cache.cache_entries(tmp_path / "cache"):  # each line names its file
-        assert sum(entry.npy.name in line for line in lines) == 1
-    kinds = sorted(line.split(" px  ")[1].split("  used ")[0] for line in lines)
-    assert kinds == ["central squares", "whole pictures", "whole pictures, --max-pixels 10000"]
 
 
 def test_a_full_disk_when_the_cache_record_is_written_is_one_line_and_leaves_nothing(
@@ -458,7 +365,7 @@ def test_a_read_only_cache_folder_is_one_line(tmp_path, monkeypatch):
                     image_size=16)
 
 
-def _another_simclrs_cache(entry: cache.CacheEntry, version: int, key: str) -> Path:
+def _another_simclrs_cache(entry: CacheEntry, version: int, key: str) -> Path:
     """A copy of ``entry`` under the 20-digit ``key``, its sidecar of format ``version``
     as simclr 11-30 wrote format 3 (no storage, variant nor checksum); returns its .npy."""
     import json
@@ -483,87 +390,28 @@ def test_an_earlier_simclrs_cache_is_removed_by_clean_and_by_a_build(tmp_path, c
 
     _cifar_like(tmp_path / "imgs")
     open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
-    (current,) = cache.cache_entries(tmp_path / "cache")
-    old = _another_simclrs_cache(current, cache.CACHE_VERSION - 1, "0" * 20)
-    newer = _another_simclrs_cache(current, cache.CACHE_VERSION + 1, "f" * 20)
-    assert len(cache.cache_entries(tmp_path / "cache")) == 3
+    (current,) = cache_entries(tmp_path / "cache")
+    old = _another_simclrs_cache(current, CACHE_VERSION - 1, "0" * 20)
+    newer = _another_simclrs_cache(current, CACHE_VERSION + 1, "f" * 20)
+    assert len(cache_entries(tmp_path / "cache")) == 3
     assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
     listed = capsys.readouterr().out
     assert f"{old.name}  (written by an earlier simclr, never read again: --clean " \
            "removes it)\n" in listed and listed.count("--clean removes it") == 1
     assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean"]) == 0
     assert f"{old.name}  (removed: written by an earlier simclr" in capsys.readouterr().out
-    assert sorted(e.npy for e in cache.cache_entries(tmp_path / "cache")) == \
+    assert sorted(e.npy for e in cache_entries(tmp_path / "cache")) == \
         sorted([current.npy, newer])
     # A build of the folder removes an earlier simclr's cache of it at once.
-    _another_simclrs_cache(current, cache.CACHE_VERSION - 1, "0" * 20)
+    _another_simclrs_cache(current, CACHE_VERSION - 1, "0" * 20)
     save_image(tmp_path / "imgs" / "cat" / "9.png", rgb(16, 16))
-    with caplog.at_level(logging.INFO, logger="simclr.cache"):
+    with caplog.at_level(logging.INFO, logger="simclr.cache_entries"):
         open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
     assert f"removed {old}, a cache of this folder written by an earlier simclr (0 MiB)" \
         in caplog.messages
-    left = cache.cache_entries(tmp_path / "cache")
+    left = cache_entries(tmp_path / "cache")
     assert newer in {e.npy for e in left} and old not in {e.npy for e in left}
     assert sorted(e.images for e in left) == [6, 7]
-
-
-def test_a_listing_escapes_a_caches_folder_and_reads_odd_sidecar_values_as_damaged(
-        tmp_path, capsys):
-    """`simclr cache` printed a cache's source folder as its sidecar said it (a folder
-    named with an escape set the terminal's title), and a sidecar's "store": [1] (or a
-    list as its --max-pixels) was a TypeError's traceback, unhashable: read as a damaged
-    sidecar, as other odd ones are."""
-    import json
-    import shutil
-
-    from simclr.cli import main
-
-    _cifar_like(tmp_path / "d\x1b]0;PWN\x07x")
-    open_source(str(tmp_path / "d\x1b]0;PWN\x07x"), data_cfg(tmp_path))
-    (current,) = cache.cache_entries(tmp_path / "cache")
-    assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
-    listed = capsys.readouterr().out
-    assert "\x1b" not in listed and "d\\x1b]0;PWN\\x07x  " in listed
-    meta = json.loads(current.meta.read_text())
-    for n, odd in enumerate([{"store": [1]}, {"max_pixels": [1]}, {"loose": {}},
-                             {"truncated": [1]}, {"store": "full\x1b[2J"}]):
-        npy = current.npy.with_name(f"{current.npy.name[:-24]}{n:020d}.npy")
-        shutil.copyfile(current.npy, npy)
-        npy.with_suffix(".json").write_text(json.dumps({**meta, **odd}))
-    assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
-    listed = capsys.readouterr().out
-    assert "\x1b" not in listed and listed.count("  ?  ") == 4, listed
-    assert "full\\x1b[2J" in listed
-
-
-def test_only_an_older_cache_of_the_same_folder_side_and_storage_is_replaced():
-    def entry(name, root, side, store, used, variant=(89478485, False, False)):
-        return cache.CacheEntry(Path(f"{name}.npy"), Path(f"{name}.json"), 1, root, 4, side,
-                                used, store, variant)
-
-    entries = [entry("old", "/a", 32, "full", 1), entry("eval", "/a", 37, "eval", 2),
-               entry("other", "/b", 32, "full", 3), entry("legacy", "/a", 32, None, 4),
-               entry("loose", "/a", 32, "full", 5, (89478485, True, False)),
-               entry("pixels", "/a", 32, "full", 6, (1000, False, False)),
-               entry("new", "/a", 32, "full", 7)]
-    assert cache.superseded(entries) == {Path("old.npy")}
-
-
-def test_a_cache_of_an_older_simclr_is_replaced_by_any_newer_one_of_its_folder():
-    """A sidecar from before the variant was recorded reads as (None, None, None): no
-    newer cache ever had that variant, so such a cache was never replaced. A cache whose
-    variant is recorded is still kept beside another variant's, even a newer old one's."""
-    def entry(name, root, side, used, variant):
-        return cache.CacheEntry(Path(f"{name}.npy"), Path(f"{name}.json"), 1, root, 4, side,
-                                used, "full", variant)
-
-    entries = [entry("old", "/a", 32, 1, (None, None, None)),
-               entry("side", "/a", 16, 2, (None, None, None)),
-               entry("loose", "/a", 32, 3, (89478485, True, False)),
-               entry("new", "/a", 32, 4, (89478485, False, False)),
-               entry("eval", "/b", 32, 5, (89478485, False, False)),
-               entry("older-simclr", "/b", 32, 6, (None, None, None))]
-    assert cache.superseded(entries) == {Path("old.npy")}
 
 
 def test_a_pretraining_and_an_evaluation_of_one_folder_keep_both_their_caches(
@@ -578,10 +426,10 @@ def test_a_pretraining_and_an_evaluation_of_one_folder_keep_both_their_caches(
     open_source(str(tmp_path / "imgs"), data_cfg(tmp_path), unlabeled=True)
     time.sleep(0.01)
     open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
-    assert sorted(e.images for e in cache.cache_entries(tmp_path / "cache")) == [6, 7]
+    assert sorted(e.images for e in cache_entries(tmp_path / "cache")) == [6, 7]
     assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean"]) == 0
     assert "removed" not in capsys.readouterr().out
-    assert len(cache.cache_entries(tmp_path / "cache")) == 2
+    assert len(cache_entries(tmp_path / "cache")) == 2
 
 
 def test_a_folder_moved_with_its_files_keeps_its_cache_at_the_new_place(tmp_path, capsys):
@@ -592,11 +440,11 @@ def test_a_folder_moved_with_its_files_keeps_its_cache_at_the_new_place(tmp_path
     (tmp_path / "b").mkdir()
     (tmp_path / "a" / "imgs").rename(tmp_path / "b" / "imgs")
     open_source(str(tmp_path / "b" / "imgs"), data_cfg(tmp_path))  # reused, not decoded
-    assert [e.root for e in cache.cache_entries(tmp_path / "cache")] == \
+    assert [e.root for e in cache_entries(tmp_path / "cache")] == \
         [str(tmp_path / "b" / "imgs")]
     assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean"]) == 0
     assert "removed" not in capsys.readouterr().out  # (was: "its folder is gone")
-    assert len(cache.cache_entries(tmp_path / "cache")) == 1
+    assert len(cache_entries(tmp_path / "cache")) == 1
 
 
 @pytest.mark.parametrize("edit", [
@@ -670,32 +518,6 @@ def test_a_changed_pixel_is_found_by_the_checksum_and_rebuilt(tmp_path, caplog, 
                                    data_cfg(tmp_path)).get_batch(np.arange(6)), first)
 
 
-def test_a_killed_builds_file_is_listed_and_cleaned(tmp_path, capsys):
-    """SIGKILL during a build leaves its whole-size temporary file: `simclr cache` names
-    it and --clean removes it (an hour untouched, its process gone), not a user's file."""
-    from simclr.cli import main
-    from tests.test_files import _age, _dead_pid
-
-    _cifar_like(tmp_path / "imgs")
-    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
-    left = tmp_path / "cache" / f"imgs-16px-0123456789abcdef0123.npy.tmp-ab12-{_dead_pid()}"
-    young = tmp_path / "cache" / f"imgs-16px-0123456789abcdef4567.npy.tmp-{_dead_pid()}"
-    theirs = tmp_path / "cache" / f"notes.txt.tmp-{_dead_pid()}"
-    for path in (left, young, theirs):
-        path.write_bytes(bytes(3 << 20))
-    for path in (left, theirs):
-        _age(path, 2 * 3600)
-    assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
-    out = capsys.readouterr().out
-    assert f"3.0 MiB  {left.name}  (a killed build's file: --clean removes it)\n" in out
-    assert young.name not in out and theirs.name not in out
-    assert "--clean would free 3.0 MiB" in out
-    assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean"]) == 0
-    assert "3.0 MiB freed" in capsys.readouterr().out
-    assert not left.exists() and young.exists() and theirs.exists()
-    assert len(cache.cache_entries(tmp_path / "cache")) == 1
-
-
 def _sidecar_leftovers(folder: Path) -> dict[str, Path]:
     """Temporary sidecar names in ``folder``, two hours old: a killed build's (process
     gone), a live process's, and a user's own of another shape (process gone too)."""
@@ -712,24 +534,6 @@ def _sidecar_leftovers(folder: Path) -> dict[str, Path]:
     return found
 
 
-def test_a_killed_builds_sidecar_is_listed_and_cleaned(tmp_path, capsys):
-    """The sidecar goes through a temporary name too: a build killed while writing it
-    left that file, which neither `simclr cache` nor --clean saw (only the .npy's was)."""
-    from simclr.cli import main
-
-    _cifar_like(tmp_path / "imgs")
-    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
-    left = _sidecar_leftovers(tmp_path / "cache")
-    assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
-    out = capsys.readouterr().out
-    assert f"{left['killed'].name}  (a killed build's file: --clean removes it)\n" in out
-    assert left["live"].name not in out and left["theirs"].name not in out
-    assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean"]) == 0
-    assert not left["killed"].exists()
-    assert left["live"].exists() and left["theirs"].exists()
-    assert len(cache.cache_entries(tmp_path / "cache")) == 1
-
-
 def test_a_cache_build_removes_a_killed_builds_sidecar(tmp_path):
     (tmp_path / "cache").mkdir()
     left = _sidecar_leftovers(tmp_path / "cache")
@@ -739,38 +543,10 @@ def test_a_cache_build_removes_a_killed_builds_sidecar(tmp_path):
     assert left["live"].exists() and left["theirs"].exists()
 
 
-def test_a_cache_without_its_record_is_a_build_finishing_for_an_hour(tmp_path, capsys):
-    """A cache .npy whose sidecar is not there (written last) may be a build finishing:
-    half an hour old it is listed, neither counted as freeable nor removed by --clean;
-    two hours old it is a build that never finished, which --clean removes and counts."""
-    from simclr.cli import main
-    from tests.test_files import _age
-
-    folder = tmp_path / "cache"
-    folder.mkdir()
-    npy = folder / "imgs-16px-0123456789abcdef0123.npy"
-    npy.write_bytes(bytes(3 << 20))
-    _age(npy, 30 * 60)
-    for flags in ([], ["--clean"]):
-        assert main(["cache", "--cache-dir", str(folder), *flags]) == 0
-        out = capsys.readouterr().out
-        assert f"  ?  {npy.name}\n" in out, out
-        assert "free" not in out and "never finished" not in out and npy.exists()
-    _age(npy, 2 * 3600)
-    assert main(["cache", "--cache-dir", str(folder)]) == 0
-    out = capsys.readouterr().out
-    assert f"{npy.name}  (a build that never finished: --clean removes it)\n" in out
-    assert out.endswith("1 caches, 3.0 MiB; --clean would free 3.0 MiB\n"), out
-    assert main(["cache", "--cache-dir", str(folder), "--clean"]) == 0
-    # (the summary is of what is left: it said "1 caches, 3.0 MiB; 3.0 MiB freed")
-    assert capsys.readouterr().out.endswith(": 0 caches, 0.0 MiB; 3.0 MiB freed\n")
-    assert not npy.exists()
-
-
 def _clear_all(folder: Path) -> None:
     """What `simclr cache --clear` does to ``folder`` (another process's, here at once)."""
-    for entry in cache.cache_entries(folder):
-        cache.remove_entry(entry)
+    for entry in cache_entries(folder):
+        remove_entry(entry)
 
 
 def test_a_clear_while_a_build_writes_its_record_leaves_the_run_its_pixels(
@@ -798,10 +574,10 @@ def test_a_clear_while_a_build_writes_its_record_leaves_the_run_its_pixels(
     names = [int(Path(p).stem) for p in images.paths]
     assert (np.asarray(built.rows) == np.stack([arrays[k] for k in names])).all()
     assert not built.path.exists()
-    (entry,) = cache.cache_entries(folder)
+    (entry,) = cache_entries(folder)
     assert entry.orphan and entry.meta == built.path.with_suffix(".json")
     assert entry.root == images.root and entry.nbytes == entry.meta.stat().st_size
-    assert cache.superseded([entry]) == set()  # (a record alone replaces no cache)
+    assert superseded([entry]) == set()  # (a record alone replaces no cache)
     assert main(["cache", "--cache-dir", str(folder)]) == 0
     out = capsys.readouterr().out
     assert f"{entry.meta.name}  (its .npy is gone: --clean removes it)\n" in out, out
@@ -862,7 +638,7 @@ def test_a_build_whose_folder_changed_while_it_decoded_keeps_the_current_cache(
         built = cache.build_cache(images, 16, folder, 0)
     monkeypatch.undo()
     current = other[1].path
-    assert [e.npy for e in cache.cache_entries(folder)] == [current]
+    assert [e.npy for e in cache_entries(folder)] == [current]
     assert not built.path.exists() and built.path != current
     assert (np.asarray(built.rows)[images.paths.index(str(tmp_path / "imgs" / "dog" / "0.png"))]
             == edited).all()
@@ -900,29 +676,13 @@ def test_a_build_leaves_the_caches_of_other_folders_alone(tmp_path):
 
     _cifar_like(tmp_path / "imgs")
     open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
-    (current,) = cache.cache_entries(tmp_path / "cache")
-    other = _another_simclrs_cache(current, cache.CACHE_VERSION - 1, "0" * 20)
+    (current,) = cache_entries(tmp_path / "cache")
+    other = _another_simclrs_cache(current, CACHE_VERSION - 1, "0" * 20)
     meta = json.loads(other.with_suffix(".json").read_text())
     other.with_suffix(".json").write_text(json.dumps(meta | {"root": str(tmp_path / "b")}))
     save_image(tmp_path / "imgs" / "cat" / "9.png", rgb(16, 16))  # a new build of imgs
     open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
     assert other.exists() and other.with_suffix(".json").exists()
-
-
-def test_the_default_cache_folder_follows_xdg_cache_home(tmp_path, monkeypatch):
-    """The default cache folder is under $XDG_CACHE_HOME where it is set (as most Linux
-    tools keep theirs), else under ~/.cache; a --cache-dir given is used as it is."""
-    _cifar_like(tmp_path / "imgs")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert cache.cache_folder(DataConfig.cache_dir) == tmp_path / "xdg/simclr/decoded"
-    assert cache.cache_folder(tmp_path / "mine") == tmp_path / "mine"
-    src = open_source(str(tmp_path / "imgs"), DataConfig(workers=0, cache="on"))
-    assert src.cached
-    assert len(list((tmp_path / "xdg/simclr/decoded").glob("*.npy"))) == 1
-    assert not (tmp_path / "home").exists()
-    monkeypatch.setenv("XDG_CACHE_HOME", "relative")  # (ignored, as the spec says)
-    assert cache.cache_folder(DataConfig.cache_dir) == tmp_path / "home/.cache/simclr/decoded"
 
 
 def test_a_default_cache_folder_that_cannot_be_made_reads_without_a_cache(tmp_path,
@@ -997,20 +757,20 @@ def test_a_changed_folder_whose_old_cache_makes_the_room_gets_its_new_cache(
     _cifar_like(tmp_path / "other")
     for name in ("imgs", "other"):
         open_source(str(tmp_path / name), data_cfg(tmp_path))
-    (old,) = [e for e in cache.cache_entries(tmp_path / "cache") if e.root.endswith("imgs")]
+    (old,) = [e for e in cache_entries(tmp_path / "cache") if e.root.endswith("imgs")]
     save_image(tmp_path / "imgs" / "cat" / "9.png", rgb(16, 16))
     new_size = 7 * 16 * 16 * 3
     _free_space(monkeypatch, new_size - old.nbytes + 512)  # (room only with it counted)
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="simclr.cache"):
+    with caplog.at_level(logging.INFO, logger="simclr.cache_entries"):
         source = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
     assert source.num_images == 7
-    after = cache.cache_entries(tmp_path / "cache")
+    after = cache_entries(tmp_path / "cache")
     assert sorted(e.images for e in after) == [6, 7] and old.npy not in {e.npy for e in after}
     assert [m for m in caplog.messages if "removed" in m] == [
         f"removed {old.npy}, the cache of this folder before it changed (0 MiB), to make "
         "room for its new cache"]
-    assert not cache.superseded(after)  # (`simclr cache --clean`: nothing left to do)
+    assert not superseded(after)  # (`simclr cache --clean`: nothing left to do)
 
 
 def test_a_build_the_old_cache_cannot_make_room_for_keeps_it(tmp_path, monkeypatch):
@@ -1018,12 +778,12 @@ def test_a_build_the_old_cache_cannot_make_room_for_keeps_it(tmp_path, monkeypat
     and nothing removed."""
     _cifar_like(tmp_path / "imgs")
     open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
-    before = cache.cache_entries(tmp_path / "cache")
+    before = cache_entries(tmp_path / "cache")
     save_image(tmp_path / "imgs" / "cat" / "9.png", rgb(16, 16))
     _free_space(monkeypatch, 100)
     with pytest.raises(SimCLRError, match="No space left on device"):
         open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
-    assert cache.cache_entries(tmp_path / "cache") == before
+    assert cache_entries(tmp_path / "cache") == before
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -1036,7 +796,7 @@ def test_a_read_failure_that_may_pass_fails_the_build_and_keeps_nothing(
 
     _cifar_like(tmp_path / "other")
     open_source(str(tmp_path / "other"), data_cfg(tmp_path))
-    before = cache.cache_entries(tmp_path / "cache")
+    before = cache_entries(tmp_path / "cache")
     _cifar_like(tmp_path / "imgs")
     broken = str(tmp_path / "imgs" / "cat" / "3.png")
     opened = decode._open_header
@@ -1054,7 +814,7 @@ def test_a_read_failure_that_may_pass_fails_the_build_and_keeps_nothing(
         open_source(str(tmp_path / "imgs"),
                     DataConfig(cache_dir=str(tmp_path / "cache"), workers=workers))
     assert "\n" not in str(info.value)
-    assert cache.cache_entries(tmp_path / "cache") == before
+    assert cache_entries(tmp_path / "cache") == before
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(
         [before[0].npy.name, before[0].meta.name])
 
@@ -1089,7 +849,7 @@ def test_a_read_that_fails_briefly_is_tried_again_before_the_build_fails(
     if failures > len(cache._READ_PAUSES):
         with pytest.raises(SimCLRError, match=rf"^cannot read {broken}: Input/output"):
             open_source(str(tmp_path / "imgs"), cfg)
-        assert tries.stat().st_size == 3 and cache.cache_entries(tmp_path / "cache") == []
+        assert tries.stat().st_size == 3 and cache_entries(tmp_path / "cache") == []
         return
     src = open_source(str(tmp_path / "imgs"), cfg)
     assert tries.stat().st_size == 2 and src.cached and src.skipped == []

@@ -476,7 +476,8 @@ def test_the_names_digest_and_cache_key_name_each_file_below_the_folder(tmp_path
     compare them: any other string would refuse a resume or rebuild every cache)."""
     import hashlib
 
-    from simclr.cache import CACHE_VERSION, _cache_key, _stat_stamp
+    from simclr.cache import _cache_key, _stat_stamp
+    from simclr.cache_entries import CACHE_VERSION
 
     _odd_tree(tmp_path / "data")
     monkeypatch.chdir(tmp_path)
