@@ -14,8 +14,8 @@ from typing import Any
 
 from simclr.checkpoint import CHECKPOINTS, LAST, PARTIAL_SUFFIX
 from simclr.errors import SimCLRError, printable
-from simclr.info import CONFIG_FILE
 from simclr.launch import path_word, shell_join, typed_in
+from simclr.run_facts import CONFIG_FILE
 
 KIND_NAMES = {"pretrain": "SimCLR pretraining", "supervised": "supervised training",
               "linear": "linear classifier", "finetune": "fine-tuned classifier",
@@ -159,7 +159,8 @@ def resume_command(run: Path, kind: str) -> str:
     """:func:`_continue_with` for the run folder ``run``, read from its config.yaml, for
     a message outside ``info`` (an evaluation of its unfinished checkpoint): the same
     command info shows, ``--processes`` and a sweep's cell included."""
-    from simclr.info import _read_config, _started, checkpoint_facts
+    from simclr.info import checkpoint_facts
+    from simclr.run_facts import _read_config, _started
 
     config, _ = _read_config(run / CONFIG_FILE)
     try:  # (its process count: a torchrun run's continued under torchrun)
@@ -230,7 +231,7 @@ def _kind(facts: dict[str, Any]) -> str | None:
 
 def _unfinished_line(training: dict[str, Any]) -> str:
     """'fine-tuning, unfinished at step N; continue with: ...' (see
-    :func:`simclr.info._unfinished`)."""
+    :func:`simclr.run_facts._unfinished`)."""
     what = {"finetune": "fine-tuning", "linear": "linear evaluation (sgd)"}
     argv, cwd = training.get("command") or [], training.get("cwd")
     # From where it was typed: its paths may be relative (it failed from anywhere else)
