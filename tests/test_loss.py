@@ -317,6 +317,20 @@ def test_contrastive_loss_dispatch():
     cfg = LossConfig(name="margin_triplet", margin=0.8, normalize=False)
     assert contrastive_loss(cfg, z_a, z_b)[0].item() == margin_triplet(z_a, z_b, 0.8,
                                                                         False).item()
+    # The triplet's semi_hard and NT-Xent's one-view negatives reach the loss (each
+    # setting changes the value on these inputs, so dropping one would show).
+    for semi_hard in (True, False):
+        cfg = LossConfig(name="margin_triplet", margin=0.8, semi_hard=semi_hard)
+        assert contrastive_loss(cfg, z_a, z_b)[0].item() == margin_triplet(
+            z_a, z_b, 0.8, True, semi_hard).item()
+    assert margin_triplet(z_a, z_b, 0.8, True, True).item() != margin_triplet(
+        z_a, z_b, 0.8, True, False).item()
+    for one_view in (True, False):
+        cfg = LossConfig(name="nt_xent", temperature=0.3, one_view_negatives=one_view)
+        assert contrastive_loss(cfg, z_a, z_b)[0].item() == nt_xent_with_accuracy(
+            z_a, z_b, 0.3, one_view=one_view)[0].item()
+    assert nt_xent_with_accuracy(z_a, z_b, 0.3, one_view=True)[0].item() != nt_xent(
+        z_a, z_b, 0.3).item()
     with pytest.raises(SimCLRError, match="semi_hard"):
         contrastive_loss(LossConfig(name="nt_xent", semi_hard=True), z_a, z_b)
     with pytest.raises(SimCLRError, match="bogus"):
@@ -343,7 +357,9 @@ def test_losses_do_not_sync_with_host_on_cuda():
     (lambda z: nt_xent(z, z, temperature=0.0), "temperature must be positive"),
     (lambda z: nt_xent(z, z, temperature=-0.5), "temperature must be positive"),
     (lambda z: nt_xent(z, z, temperature=float("nan")), "temperature must be positive"),
+    (lambda z: nt_xent(z, z, temperature=float("inf")), "temperature must be positive and finite"),
     (lambda z: nt_logistic(z, z, temperature=0.0), "temperature must be positive"),
+    (lambda z: margin_triplet(z, z, margin=float("inf")), "margin must be non-negative and finite"),
     (lambda z: margin_triplet(z, z, margin=-1.0), "margin must be non-negative"),
     (lambda z: nt_xent(z.long(), z.long()), "must be floating point"),
 ])
