@@ -196,6 +196,21 @@ def test_batch_order_is_the_order_iter_batches_reads(shard):
         assert len(order) == (3 - skip) * share and set(order) <= set(indices)
 
 
+def test_batch_order_is_shuffled_by_its_seed_alone():
+    """A seed shuffles the order (a pass without it reads the indices as given), the
+    same seed alike on every call (a resumed epoch reads the batches it left off), and
+    another seed otherwise (the next epoch's order)."""
+    from simclr.features import batch_order
+
+    indices = np.arange(5, 45)
+    kept, _ = batch_order(indices, 8, None, False, (0, 1), 0)
+    assert kept.tolist() == indices.tolist()
+    first, _ = batch_order(indices, 8, [0, 0], False, (0, 1), 0)
+    assert sorted(first.tolist()) == indices.tolist() and first.tolist() != indices.tolist()
+    assert batch_order(indices, 8, [0, 0], False, (0, 1), 0)[0].tolist() == first.tolist()
+    assert batch_order(indices, 8, [0, 1], False, (0, 1), 0)[0].tolist() != first.tolist()
+
+
 @pytest.mark.parametrize("pin", [True, False])
 def test_cached_batches_are_pinned_off_the_main_thread_when_asked(monkeypatch, pin):
     """A classifier training on CUDA (``pin``) moves each batch with ``non_blocking``:
@@ -278,6 +293,38 @@ def test_a_test_folder_that_is_the_training_folder_is_noted(tmp_path, caplog):
         check_labeled_folders(str(folder), str(tmp_path / "photos" / "."), ("--train", "--test"))
     assert caplog.messages == ["note: --train and --test are the same folder: the top-1 "
                                "measures images the classifier saw, not held-out ones"]
+
+
+def test_a_test_folder_none_of_whose_images_decodes_is_refused_as_test(tmp_path):
+    """--test is read after training (kNN monitor, linear-eval): a folder of corrupt
+    files is refused before, named by its flag."""
+    from simclr.errors import SimCLRError
+    from simclr.features import check_labeled_folders
+
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=1)
+    test = make_image_folder(tmp_path / "test", classes=2, per_class=1)
+    for png in test.glob("*/*.png"):
+        png.write_text("not an image")
+    with pytest.raises(SimCLRError, match=r"^--test: none of the 2 images in .* could be read"):
+        check_labeled_folders(str(train), str(test), ("--train", "--test"))
+
+
+def test_labels_a_source_gives_are_checked_against_its_classes():
+    """A label of -1 (an image without a class) and a class no image is labeled with
+    (counted wrong in the top-1) are refused, whichever the caller's source."""
+    from simclr.errors import SimCLRError
+    from simclr.features import check_labeled
+
+    source = colour_source(n_per_class=2, classes=3)
+    assert check_labeled(source) == 3
+    source.labels = np.array([0, 0, 1, 1, 2, -1])
+    with pytest.raises(SimCLRError, match=r"^--train data: images have no class labels "
+                                          r"\(needs one sub-folder per class\)$"):
+        check_labeled(source)
+    source.labels = np.array([0, 0, 1, 1, 0, 1])
+    with pytest.raises(SimCLRError, match=r"^--train data: no readable image in class "
+                                          r"folder\(s\) c2$"):
+        check_labeled(source)
 
 
 def test_the_readability_checks_use_the_commands_max_pixels(tmp_path):
