@@ -448,6 +448,7 @@ def test_an_interrupted_finetuning_is_never_continued_with_other_settings(tmp_pa
     saved = (run / "checkpoints" / "finetune-partial.pt").read_bytes()
     for change, named in (({"epochs": 4}, "epochs: 3 saved, 4 now"),
                           ({"lr": 0.1}, "lr: 0.05 saved, 0.1 now"),
+                          ({"momentum": 0.8}, "momentum: 0.9 saved, 0.8 now"),
                           ({"labels_per_class": 3}, "subset: '[0-9a-f]+' saved, '[0-9a-f]+' now"),
                           ({"seed": 1}, "subset: .*; seed: 0 saved, 1 now"),
                           ({"from_scratch": True}, "from_scratch: False saved, True now"),
@@ -756,6 +757,15 @@ def test_the_plan_is_said_in_words_that_fit(capsys):
     assert (said.out + said.err).splitlines()[1] == (
         "note: 6 steps in all, 1 of the 13 labeled images left out of each epoch at batch 4; "
         "a smaller --batch-size or more --epochs trains more")
+    # Enough steps (FEW_STEPS): the note only when more than a quarter is left out.
+    _say_plan(100, 0.1, 25, 50, 75, True)  # 25 of 100 left out: a quarter
+    said = capsys.readouterr()
+    assert len((said.out + said.err).splitlines()) == 1
+    _say_plan(100, 0.1, 25, 50, 37, True)  # 26 of 100
+    said = capsys.readouterr()
+    assert (said.out + said.err).splitlines()[1] == (
+        "note: 50 steps in all, 26 of the 100 labeled images left out of each epoch at "
+        "batch 37; a smaller --batch-size or more --epochs trains more")
 
 
 def test_a_fraction_rounded_up_to_an_image_per_class_keeps_its_regimes_epochs(folders, capsys):
@@ -777,6 +787,21 @@ def test_a_fraction_rounded_up_to_an_image_per_class_keeps_its_regimes_epochs(fo
     said = capsys.readouterr()  # --epochs given: the note says only the rounding
     assert "note: --label-fraction 0.01 rounds to 1 image per class here (3 of 24, " \
            "12.50%)\n" in said.out + said.err
+    # Said past 1.5 times the fraction asked: 12.5% is 1.56 x 0.08, 1.39 x 0.09.
+    for asked, noted in ((0.08, True), (0.09, False)):
+        assert _labeled_budget(train, None, asked, None, None, 6, 0, True).fraction == 3 / 24
+        said = capsys.readouterr()
+        assert ("note: --label-fraction" in said.out + said.err) == noted
+
+
+@pytest.mark.parametrize("flag, value", [("lr", 0), ("lr", -0.1), ("epochs", 0)])
+def test_a_learning_rate_or_epochs_of_zero_is_refused_before_any_training(tmp_path, folders,
+                                                                         flag, value):
+    """lr 0 (or epochs 0) would train nothing and report the encoder's top-1 as fine-tuned."""
+    train, test = folders
+    with pytest.raises(SimCLRError, match=rf"^--{flag} must be positive, got {value}$"):
+        run_finetune(tiny_encoder(), train, test, tmp_path / "ft", **{**FAST, flag: value})
+    assert not (tmp_path / "ft").exists()
 
 
 def test_a_labeled_subset_of_one_image_is_refused_before_any_training(tmp_path, folders):
@@ -879,7 +904,10 @@ def test_an_unreadable_image_of_the_subset_is_left_out_never_replaced_from_outsi
     listed = (tmp_path / "ft" / "labeled_subset.txt").read_text().split()
     assert set(listed) == readable and result["num_labeled"] == 5
     saved = json.loads((tmp_path / "ft" / "finetune.json").read_text())
-    assert saved["num_labeled"] == 5
+    # The fraction trained on: 5 of the training images, not the 6 listed (of the 18,
+    # or of the 17 a decoded cache holds).
+    assert saved["num_labeled"] == 5 and saved["label_fraction"] == result["label_fraction"] \
+        == 5 / len(train.labels)
     said = [line for line in caplog.text.splitlines() + capsys.readouterr().err.splitlines()
             if "class_1/002.png" in line]
     assert said and all("not in the folder" not in line for line in said)
