@@ -66,6 +66,19 @@ def test_process_group_waits_for_the_others_only_after_a_normal_exit(monkeypatch
     assert barriers == [1]
 
 
+def test_process_group_leaves_only_a_group_it_joined(monkeypatch):
+    """Inside a group joined before (an entry point called by another, or a library
+    caller's own group): the block leaves it up for its owner, who may still use it."""
+    destroyed = []
+    monkeypatch.setattr(distributed, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(distributed, "barrier", lambda: None)
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: destroyed.append(1))
+    with distributed.process_group():
+        pass
+    assert destroyed == []
+
+
 @pytest.mark.parametrize("env,message", [
     ({"WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"},
      "WORLD_SIZE > 1 but RANK is not set: launch with torchrun"),
