@@ -349,3 +349,43 @@ def test_knn_runs_in_channels_last_by_default_and_leaves_the_encoder_as_given(
     other = run_knn(enc, train, test, None, image_size=16, k=5, device="cpu",
                     precision="fp32", verbose=False, channels_last=not channels_last)
     assert (other["top1"], other["top5"]) == (result["top1"], result["top5"])
+
+
+def _run_on_features(monkeypatch, memory, train_labels, queries, test_labels, classes,
+                     **kw):
+    """run_knn on given features (N, D) and (M, D): feature extraction replaced, so the
+    command's own ranking and recording are what is tested."""
+    from tests.conftest import ArraySource
+
+    def source(labels):
+        labels = np.asarray(labels)
+        return ArraySource(np.zeros((len(labels), 3, 4, 4), np.uint8), labels,
+                           [f"c{c}" for c in range(classes)])
+
+    train, test = source(train_labels), source(test_labels)
+    features = {id(train): (np.asarray(memory, np.float32), np.asarray(train_labels)),
+                id(test): (np.asarray(queries, np.float32), np.asarray(test_labels))}
+    monkeypatch.setattr(knn, "extract_features", lambda enc, src, *a, **k: features[id(src)])
+    return run_knn(torch.nn.Identity(), train, test, None, image_size=4, device="cpu",
+                   precision="fp32", verbose=False, **kw)
+
+
+def test_the_knn_command_counts_a_class_whose_weight_underflows_in_its_top5(monkeypatch):
+    """At T = 1e-4 the second neighbour's weight is exactly 0 in float32: ranked so, its
+    class tied with the unvoted ones and top-5 counted it a miss; `simclr knn` ranks the
+    float64 log-probabilities, so the true class (the second neighbour's) is 2nd."""
+    a = math.acos(0.98)
+    memory = [[1, 0], [math.cos(a), math.sin(a)], [0, 1], [0, -1], [-1, 0], [-1, 0], [-1, 0]]
+    result = _run_on_features(monkeypatch, memory, range(7), [[1, 0]], [1], 7, k=2,
+                              temperature=1e-4)
+    assert (result["top1"], result["top5"]) == (0.0, 1.0)
+
+
+def test_the_knn_command_takes_200_neighbours_at_temperature_0_1_by_default(monkeypatch):
+    """The defaults of Wu et al. 2018 the paper's kNN follows: k 200, T 0.1 (recorded)."""
+    rng = np.random.default_rng(0)
+    memory, labels = rng.normal(size=(250, 4)), np.arange(250) % 3
+    result = _run_on_features(monkeypatch, memory, labels, memory[:5], labels[:5], 3)
+    assert (result["k"], result["temperature"]) == (200, 0.1)
+    small = _run_on_features(monkeypatch, memory[:30], labels[:30], memory[:5], labels[:5], 3)
+    assert small["k"] == 30
