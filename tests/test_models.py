@@ -8,11 +8,15 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torch.nn import functional as F
 
 from simclr.config import ARCHS, ModelConfig
 from simclr.errors import SimCLRError
 from simclr.models import (
+    BasicBlock,
+    Bottleneck,
     Classifier,
+    HeadTap,
     ResNet,
     SimCLRModel,
     build_encoder,
@@ -239,6 +243,27 @@ def test_classifier_and_from_head():
     torch.testing.assert_close(ft.features(x), head.layers[0](enc(x)))
     with pytest.raises(SimCLRError, match="none"):
         Classifier.from_head(enc, build_head("none", enc.feature_dim, None, 8), 5)
+    with pytest.raises(ValueError, match="fc has 4 outputs for 3 classes"):
+        Classifier(enc, 3, fc=nn.Linear(enc.feature_dim, 4))  # (a fitted layer of another task)
+    fitted = nn.Linear(enc.feature_dim, 3)
+    assert Classifier(enc, 3, fc=fitted).fc is fitted
+
+
+def test_a_head_tap_reads_one_of_the_heads_layers():
+    """HeadTap(encoder, head, depth): g's first ``depth`` layers on h, 1 <= depth <= layers
+    (depth 0 would be h itself, which is the encoder's own output, not a head layer)."""
+    torch.manual_seed(0)
+    enc = build_encoder("resnet18", 0.25, cifar_stem=True).eval()
+    head = build_head("mlp", enc.feature_dim, 48, 8, num_layers=3).eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(HeadTap(enc, head, 3)(x), head(enc(x)))
+        tap = HeadTap(enc, head, 2)
+        assert tap.feature_dim == 48 and tap(x).shape == (2, 48)
+    for depth in (0, -1, 4):
+        with pytest.raises(SimCLRError, match=f"has 3 layer\\(s\\); cannot read the output "
+                                              f"of layer {depth}$"):
+            HeadTap(enc, head, depth)
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
@@ -374,3 +399,70 @@ def test_a_network_built_from_python_is_held_to_the_flags_rules():
         with pytest.raises(SimCLRError, match=f"{needle} must be a positive whole number"):
             build_head("mlp", *dims)
     assert build_head("mlp", 64, None, 8)(torch.randn(2, 64)).shape == (2, 8)
+
+
+def _randomised_bns(model: nn.Module, seed: int) -> nn.Module:
+    """Every BatchNorm2d's scale in [0.5, 1.5), shift in [-0.5, 0.5) and running
+    statistics random, in eval mode: a ReLU too few (or too many) changes the output."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+                m.bias.copy_(torch.rand(m.bias.shape, generator=gen) - 0.5)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.5)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+    return model.eval()
+
+
+def _conv_bn_ref(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d, stride: int = 1
+                 ) -> torch.Tensor:
+    """BN(conv(x)) in eval mode, the stride given (not read off the module), 'same' padding."""
+    y = F.conv2d(x, conv.weight, stride=stride, padding=conv.weight.shape[-1] // 2)
+    return F.batch_norm(y, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0,
+                        bn.eps)
+
+
+def test_a_basic_block_computes_relu_of_its_branch_plus_its_shortcut():
+    """He et al. 2016 (Fig. 2): relu(BN(conv3x3(relu(BN(conv3x3_s(x))))) + shortcut(x)),
+    the shortcut a strided 1x1 conv + BN where the shape changes; (B, 8, 9, 9) ->
+    (B, 16, 5, 5)."""
+    torch.manual_seed(0)
+    block = _randomised_bns(BasicBlock(8, 16, stride=2), seed=1)
+    x = torch.randn(2, 8, 9, 9)
+    out = F.relu(_conv_bn_ref(x, block.conv1, block.bn1, stride=2))
+    out = _conv_bn_ref(out, block.conv2, block.bn2)
+    want = F.relu(out + _conv_bn_ref(x, block.shortcut[0], block.shortcut[1], stride=2))
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), want)
+
+
+def test_a_bottleneck_computes_its_definition_with_the_stride_on_the_3x3_conv():
+    """1x1 -> 3x3 (the stride, as the official resnet.py and torchvision's v1.5) -> 1x1
+    (x4 channels), a ReLU after each BN but the last, then relu(branch + shortcut);
+    (B, 8, 9, 9) -> (B, 16, 5, 5)."""
+    torch.manual_seed(0)
+    block = _randomised_bns(Bottleneck(8, 4, stride=2), seed=2)
+    x = torch.randn(2, 8, 9, 9)
+    out = F.relu(_conv_bn_ref(x, block.conv1, block.bn1))
+    out = F.relu(_conv_bn_ref(out, block.conv2, block.bn2, stride=2))
+    out = _conv_bn_ref(out, block.conv3, block.bn3)
+    want = F.relu(out + _conv_bn_ref(x, block.shortcut[0], block.shortcut[1], stride=2))
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), want)
+
+
+@pytest.mark.parametrize("cifar_stem", [False, True])
+def test_each_stem_computes_its_definition(cifar_stem):
+    """The ImageNet stem: relu(BN(conv7x7_s2)) then a 3x3 max-pool of stride 2 padded by 1
+    (32 -> 16 -> 8); the CIFAR stem (App. B.9): relu(BN(conv3x3_s1)), no pool (32 -> 32)."""
+    torch.manual_seed(0)
+    enc = _randomised_bns(ResNet("resnet18", 0.25, cifar_stem), seed=3)
+    x = torch.randn(2, 3, 32, 32)
+    want = F.relu(_conv_bn_ref(x, enc.stem[0], enc.stem[1], stride=1 if cifar_stem else 2))
+    if not cifar_stem:
+        want = F.max_pool2d(want, 3, stride=2, padding=1)
+    with torch.no_grad():
+        got = enc.stem(x)
+    assert got.shape[-2:] == ((32, 32) if cifar_stem else (8, 8))
+    torch.testing.assert_close(got, want)
