@@ -12,13 +12,14 @@ import torchvision
 from simclr.checkpoint import load_checkpoint, save_checkpoint
 from simclr.cli import main
 from simclr.errors import SimCLRError
-from simclr.models import build_encoder
+from simclr.models import ResNet, build_encoder
 from simclr.pretrained import encoder_from_checkpoint
 from simclr.torchvision_io import (
     check_convertible,
     from_torchvision,
     resnet_layout,
     to_torchvision,
+    torchvision_model,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -49,6 +50,29 @@ def test_torchvision_computes_the_encoder_from_its_exported_weights(arch):
     theirs = torchvision_resnet(arch)
     theirs.load_state_dict(to_torchvision(ours.state_dict()))  # strict: every name maps
     x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(theirs.eval()(x), ours(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("cifar_stem", [False, True])
+def test_torchvision_model_computes_the_encoder_with_either_stem(cifar_stem):
+    """The exported torchvision network (the CIFAR stem: a 3x3 stride-1 conv1, no
+    max-pool) computes h exactly, every BatchNorm's scale, shift and statistics random
+    and no block zero-initialised: a residual branch then adds to the stem's output, so
+    a stem without its ReLU (or another of the encoder's layers) would show."""
+    torch.manual_seed(0)
+    ours = ResNet("resnet18", 1.0, cifar_stem)
+    gen = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for m in ours.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+                m.bias.copy_(torch.rand(m.bias.shape, generator=gen) - 0.5)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.5)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+    theirs, _, code = torchvision_model(ours.eval(), 32)
+    assert ("maxpool = torch.nn.Identity()" in code) == cifar_stem
+    x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(theirs.eval()(x), ours(x), rtol=0, atol=0)
 
