@@ -237,6 +237,7 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace,
     from simclr.evaluate import run_linear_eval
     from simclr.knn import run_knn
     from simclr.results import write_results
+    from simclr.runtime import process_settings_restored, set_threads
 
     name = RESULTS_FILE[args.eval]
     saved = run_dir / name
@@ -278,7 +279,9 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace,
                        batch_size=args.eval_batch_size or SGD_BATCH,
                        verbose=True)  # (a training: its progress is worth seeing)
     run = run_knn if args.eval == "knn" else run_linear_eval
-    done = run(encoder, train, test, run_dir, image_size=size, **runtime)
+    with process_settings_restored():  # (the sweep's own, and its next cell's, come back)
+        set_threads(_eval_threads(args, config))
+        done = run(encoder, train, test, run_dir, image_size=size, **runtime)
     if done.get("status") == "preempted":  # its training is kept: the command continues it
         return {"status": "preempted"}
     # Recorded once the evaluation is written: a file without it (an evaluation stopped
@@ -286,6 +289,20 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace,
     result = json.loads(saved.read_text(encoding="utf-8"))
     write_results(run_dir, name, {**result, EVALUATED_ON: wanted})
     return _columns(args.eval, {**scored, layer: result["top1"]})
+
+
+def _eval_threads(args: argparse.Namespace, config: dict[str, Any]) -> int | None:
+    """torch's CPU threads for a cell's evaluation: the sweep's --threads, else the
+    cell's own (a threads axis, or --config's), as its training had them; None: torch's
+    choice. (--threads reached the cells' training only: their evaluations ran with
+    torch's default, on a busy machine many times slower, and recorded that.)"""
+    # (the flag as typed, a string: the cells' configs, built from it, checked it)
+    threads = vars(args).get("cfg:threads") or config.get("threads")
+    try:
+        count = int(threads) if threads and not isinstance(threads, bool) else None
+    except (TypeError, ValueError):  # (a received cell's config, edited)
+        return None
+    return count if count and count > 0 else None
 
 
 def recorded_scores(run_dir: Path, args: argparse.Namespace,

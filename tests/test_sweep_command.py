@@ -253,6 +253,21 @@ def test_a_digits_sweep_given_both_folders_is_scored_on_them(tmp_path, image_fol
         (tmp_path / "sw/sweep.md").read_text()
 
 
+def test_the_cells_evaluations_run_with_the_sweeps_threads(tmp_path):
+    """`sweep --threads 1` reached each cell's training only: its evaluation ran with
+    torch's default threads (on a busy 2-core machine 8-13x slower) and recorded them.
+    Now it runs with the sweep's, as `simclr knn --threads` does; the caller's setting
+    comes back after."""
+    import torch
+
+    torch.set_num_threads(2)  # (one_thread puts its own back after the test)
+    assert main(["sweep", "--set", "temperature=0.2", *TINY_DIGITS, "--threads", "1",
+                 "--out", str(tmp_path / "sw")]) == 0
+    knn = json.loads((tmp_path / "sw/temperature=0.2/knn.json").read_text())
+    assert knn["provenance"]["cpu_threads"] == 1
+    assert torch.get_num_threads() == 2
+
+
 def test_a_flag_also_swept_is_refused(tmp_path, image_folder, capsys):
     code = main(["sweep", "--temperature", "0.3", "--set", "temperature=0.1,0.2", "--data",
                  str(image_folder), "--out", str(tmp_path / "sw"), "--eval", "none"])
