@@ -61,7 +61,9 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
                    help="--eval-protocol sgd: images per step (default 256)")
     p.add_argument("--eval-layer", default="h", metavar="LAYER",
                    help="the representation each cell is scored on: h (default, the "
-                        "paper's), z or gK, a head layer (Sec. 4.2: h against z)")
+                        "paper's), z or gK, a head layer (Sec. 4.2: h against z); a cell "
+                        "without a head (head none) scores h in its z column (z = h), "
+                        "said in a note")
     p.add_argument("--eval-train", help="labeled folder: kNN memory / linear training set")
     p.add_argument("--eval-test", help="labeled folder the top-1 is measured on")
     p.add_argument("--eval-device", default="auto")
@@ -102,9 +104,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _check_not_demo_and_data(axes)
     digits = names_no_data(args.config, flags) and not _swept_data(axes)
     preset = args.preset or ("digits" if digits else None)  # as `simclr pretrain`
+    headless: list[str] = []
     if args.eval != "none" and args.eval_layer != "h":
-        _check_eval_layer(args.eval_layer, axes, Path(args.out).expanduser(), preset,
-                          args.config, flags)
+        headless = _check_eval_layer(args.eval_layer, axes, Path(args.out).expanduser(),
+                                     preset, args.config, flags)
     folders = bool(args.eval_train and args.eval_test)  # (both or neither: _check_eval_flags)
     if args.eval != "none" and not folders and not digits:
         raise SimCLRError(f"--eval {args.eval} needs --eval-train and --eval-test (labeled "
@@ -119,6 +122,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.print_config:  # each cell's resolved settings; no folder is read, nothing written
         _print_cell_configs(axes, Path(args.out).expanduser(), preset, args.config, flags)
         return 0
+    _say_z_is_h(headless, args.eval)  # (once the sweep goes ahead)
     if folders:  # before hours of training
         check_labeled_folders(args.eval_train, args.eval_test, ("--eval-train", "--eval-test"),
                               train_split=True, max_pixels=vars(args).get("cfg:data.max_pixels")
@@ -422,22 +426,38 @@ def _scored_layers(run_dir: Path, name: str, wanted: dict[str, str],
 
 
 def _check_eval_layer(layer: str, axes: list[Any], out: Path, preset: str | None,
-                      config: str | None, flags: dict[str, Any]) -> None:
+                      config: str | None, flags: dict[str, Any]) -> list[str]:
     """``sweep --eval-layer`` against every cell's projection head, before the first
-    cell trains: a head layer gK needs a head of K layers or more."""
+    cell trains: a head layer gK needs a head of K layers or more. Returns, for z, the
+    cells without a head (z = h there: their z column holds h's score)."""
     from simclr.models import head_dims
     from simclr.sweep import cell_configs
 
     depth = parse_layer(layer, "--eval-layer")  # a typo is named now
-    if depth is None:  # z: the head's output, whatever its depth (z = h without a head)
-        return
+    headless: list[str] = []
     for cell, cfg in zip(*cell_configs(axes, out, preset, config, flags), strict=True):
         m = cfg.model
         layers = len(head_dims(m.head, 1, m.head_hidden_dim, m.head_out_dim,
                                m.head_layers)) - 1
-        if depth > layers:
+        if depth is None:  # z: the head's output, whatever its depth (h without a head)
+            headless += [cell.name] if m.head == "none" else []
+        elif depth > layers:
             raise SimCLRError(f"--eval-layer {layer}: the cell {cell.name} has a projection "
                               f"head of {layers} layer{'' if layers == 1 else 's'}")
+    return headless
+
+
+def _say_z_is_h(headless: list[str], scores: str) -> None:
+    """One line naming the cells whose ``--eval-layer z`` column holds h: `simclr knn
+    --layer z` refuses a headless checkpoint, where the sweep scores its h (z = h)."""
+    if headless:
+        cells = ", ".join(headless)
+        one = len(headless) == 1
+        print(printable(f"note: --eval-layer z: the cell{'' if one else 's'} {cells} "
+                        f"{'has' if one else 'have'} no projection head; "
+                        f"{'its' if one else 'their'} {scores}_z_top1 is "
+                        f"{'its' if one else 'their'} h's score (z = h without a head)"),
+              file=sys.stderr, flush=True)
 
 
 def _eval_data(args: argparse.Namespace) -> dict[str, str]:

@@ -371,7 +371,10 @@ def test_a_headless_cells_z_is_its_h_and_out_inside_an_eval_folder_is_refused(
     assert main(["sweep", "--set", "head=none,linear", *common, "--eval-layer", "z",
                  "--out", str(out)]) == 0
     rows = {row["head"]: row for row in json.loads((out / "sweep.json").read_text())}
-    capsys.readouterr()
+    # said, as `simclr knn --layer z` of that cell refuses it: its z column holds h
+    notes = [line for line in capsys.readouterr().err.splitlines() if "z = h" in line]
+    assert notes == ["note: --eval-layer z: the cell head=none has no projection head; "
+                     "its knn_z_top1 is its h's score (z = h without a head)"]
     cell = out / rows["none"]["cell"]
     assert main(["knn", "--checkpoint", str(cell), "--train", str(image_folder), "--test",
                  str(image_folder), "--device", "cpu", "--precision", "fp32", "--workers", "0",
