@@ -178,11 +178,19 @@ def _inert_augment(cfg: Config, photos: bool) -> dict[str, str]:
             inert["augment.interpolation"] = ("--no-crop-resize takes a window of the view's "
                                               "side, resampled pixel for pixel")
     if aug.first_op and aug.asymmetric:  # (validate: it needs --asymmetric)
-        on = [op for op, switches in FIG5_OPS.items() if any(getattr(aug, s) for s in switches)]
-        if on and on[0] == aug.first_op:  # augment.op_order: the order stays the pipeline's
+        if own_first_op(lambda name: getattr(aug, name)) == aug.first_op:
             inert["augment.first_op"] = (f"{aug.first_op} comes first in the pipeline's "
                                          "order already")
     return inert
+
+
+def own_first_op(switch: Callable[[str], object]) -> str | None:
+    """The Fig. 5 group the pipeline's own order puts first (augment.op_order) among
+    those switched on (``switch``: an augmentation switch's name -> its value); None
+    where none is. A ``first_op`` naming it leaves the order as it was: the same run as
+    no ``first_op``."""
+    return next((op for op, switches in FIG5_OPS.items()
+                 if any(switch(name) for name in switches)), None)
 
 
 # Settings without effect at some values only: the value that spells what the pipeline

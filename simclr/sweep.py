@@ -38,6 +38,7 @@ from simclr.files import (
     write_json,
     written,
 )
+from simclr.inert import own_first_op
 from simclr.recipe import flatten
 from simclr.results import check_not_inside, check_out_folder, make_folder
 from simclr.settings import all_flags, build_config, flag_of, set_path
@@ -344,8 +345,9 @@ def _first_difference(wanted: dict[str, Any],
     differs from a cell's config, both flattened, runtime-only ones aside; None: the
     same run."""
     # A setting added to simclr after that run was made reads as what that run did.
-    then = {k: saved[k] if k in saved else flatten({"v": unsaved_value(k)})["v"]
-            for k in wanted}
+    then = _own_order_unnamed({k: saved[k] if k in saved
+                               else flatten({"v": unsaved_value(k)})["v"] for k in wanted})
+    wanted = _own_order_unnamed(wanted)
     changed = sorted(k for k in wanted if k not in RUNTIME_ONLY
                      and _comparable(k, then[k]) != _comparable(k, wanted[k]))
     device = wanted["device"]
@@ -353,6 +355,17 @@ def _first_difference(wanted: dict[str, Any],
             _resolved_precision(wanted["precision"], device):  # auto, as it resolves here
         changed.remove("precision")
     return (changed[0], then[changed[0]], wanted[changed[0]]) if changed else None
+
+
+def _own_order_unnamed(settings: dict[str, Any]) -> dict[str, Any]:
+    """Flattened ``settings`` with an ``augment.first_op`` that names the pipeline's own
+    first group read as '' (no first_op): the same run. A release that accepted
+    ``--first-op crop`` saved it so; this one refuses it as having no effect
+    (inert.own_first_op), so a rerun without it must still find that run its own."""
+    first = settings.get("augment.first_op")
+    if first and own_first_op(lambda name: settings.get(f"augment.{name}")) == first:
+        return {**settings, "augment.first_op": ""}
+    return settings
 
 
 def _find_earlier_runs(root: Path, cells: list[Cell], configs: list[Config]) -> list[str]:

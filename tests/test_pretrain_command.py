@@ -49,6 +49,30 @@ def test_the_same_command_again_continues_an_unfinished_run(tmp_path, image_fold
     assert (tmp_path / "run" / "checkpoints" / "last.pt").stat().st_mtime_ns == before
 
 
+def test_an_earlier_first_op_of_the_pipelines_own_order_is_the_same_command(
+        tmp_path, image_folder, cache_dir, capsys):
+    """A run of a release that accepted --first-op crop (the pipeline's own first group;
+    refused now as having no effect) saved it: the command without it, which trains the
+    same run, continues it rather than calling it another run's settings."""
+    flags = {**tiny_flags(image_folder, tmp_path / "run", cache_dir),
+             "augment.asymmetric": True}
+    cfg = build_config(flags=flags)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml_text(cfg.to_dict()), encoding="utf-8")
+    cfg.augment.first_op = "crop"  # (as that release saved it)
+
+    def preempt(step, stop):
+        if step == 2:
+            stop.requested = "SIGTERM"
+
+    assert train.pretrain(cfg, on_step=preempt)["status"] == "preempted"
+    capsys.readouterr()
+    assert main(["pretrain", "--config", str(recipe), "--threads", "1"]) == 0
+    assert "continuing the unfinished run" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "finished", summary
+
+
 def test_another_command_on_an_unfinished_run_is_refused(tmp_path, image_folder, cache_dir,
                                                          capsys):
     """Other settings are another run: refused, naming them and both ways on."""

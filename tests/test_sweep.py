@@ -277,6 +277,26 @@ def test_an_earlier_adamw_cells_lr_is_said_to_be_the_old_default(tmp_path):
         _check_same_settings(cfg, run_dir, "optimizer=adamw")
 
 
+def test_an_earlier_first_op_naming_the_pipelines_own_order_is_the_same_run(tmp_path):
+    """A cell of a release that accepted --first-op crop (the pipeline's own first group,
+    refused now as having no effect) holds the run that the command without it trains:
+    a rerun reuses it rather than asking for the flag this release refuses. A first_op
+    that moves another group to the front is another run, as before."""
+    from simclr.sweep import _check_same_settings
+
+    cfg = build_config("digits", flags={"augment.asymmetric": True})
+    run_dir = tmp_path / "sw" / "temperature=0.1"
+    run_dir.mkdir(parents=True)
+    saved = cfg.to_dict()
+    saved["augment"]["first_op"] = "crop"  # (as that release saved it)
+    save_yaml(saved, run_dir / "config.yaml")
+    _check_same_settings(cfg, run_dir, "temperature=0.1")
+    saved["augment"]["first_op"] = "color"  # (colour before the crop: another order)
+    save_yaml(saved, run_dir / "config.yaml")
+    with pytest.raises(SimCLRError, match=r"\(augment.first_op: 'color' there, '' now\)"):
+        _check_same_settings(cfg, run_dir, "temperature=0.1")
+
+
 def test_a_bad_cell_fails_before_anything_runs(tmp_path, image_folder, cache_dir):
     flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
     flags.pop("out")
