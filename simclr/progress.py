@@ -134,11 +134,15 @@ class Progress:
         print(f"{self.desc}: {self.done}/{self.total} {self.unit}s, {duration(seconds)}{left}",
               file=self.stream, flush=True)
 
-    def step(self) -> None:
-        """One more training step, after its logged line if any (:meth:`record`): the bar
+    def step(self, seconds: float) -> None:
+        """One more training step, after its logged line if any (:meth:`record`), after
+        ``seconds`` of this process's training (since ``start``, as :meth:`record` is
+        given: a --compile step, a resumed run's earlier sessions not among them): the bar
         moves; elsewhere (a log file) a short line once ``every_s`` seconds pass without
         one, so slow steps between --log-every's still show the run goes on (its loss:
-        the next logged step's line, which needs no host sync before)."""
+        the next logged step's line, which needs no host sync before). The time left is
+        the training seconds' per step, said once a step was timed (the wall time since
+        the start held a 3-minute compile: 'about 2h53m left' of a 6 s run)."""
         self.done += 1
         if self.bar is not None:
             self.bar.update(1)
@@ -148,10 +152,11 @@ class Progress:
         if now - max(self.last_line, self.last_beat) < self.every_s:
             return
         self.last_beat = now  # (not last_line: the logged lines keep their own spacing)
-        seconds, done = now - self.began, self.done - self.start
-        print(f"step {self.done}/{self.total}: {duration(seconds)}, about "
-              f"{duration(seconds / done * (self.total - self.done))} left",
-              file=self.stream, flush=True)
+        done = self.done - self.start
+        left = f", about {duration(seconds / done * (self.total - self.done))} left" \
+            if seconds > 0 else ""
+        print(f"step {self.done}/{self.total}: {duration(seconds)}{left}", file=self.stream,
+              flush=True)
 
     def set_total(self, total: int) -> None:
         """A time budget re-fits the schedule as it measures the speed."""

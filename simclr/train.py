@@ -583,7 +583,7 @@ def train_loop(
                 logged = window_record(cfg, plan, state, meter, optimizer, trained)
                 log.write(logged)
                 progress.record(logged, trained - trained_before, last)
-            progress.step()  # (after the step's logged line: a line without it otherwise)
+            progress.step(trained - trained_before)  # (after the step's logged line)
             note_first_step(plan, state.step, trained)
             if cfg.time_budget is not None and state.step >= next_refit and not last:
                 next_refit = refit_to_budget(plan, cfg, state.step, trained)

@@ -71,7 +71,7 @@ def test_slow_steps_between_logged_ones_still_show_the_run_goes_on(monkeypatch):
         clock.now = 20.0 * step
         if step % 5 == 0:
             shown.record(record(step), seconds=clock.now, last=False)
-        shown.step()
+        shown.step(clock.now)
     assert log.getvalue().splitlines() == [
         "step 2/100: 40s, about 32m40s left", "step 4/100: 1m20s, about 32m00s left",
         "step 5/100 (epoch 0.5): loss 4.9500, lr 0.3, 512 views/s, 1m40s, about 31m40s left",
@@ -82,7 +82,7 @@ def test_a_terminal_gets_the_bar_and_no_lines():
     screen = Terminal()
     progress = Progress(total=10, start=0, enabled=True, stream=screen, every_s=0.0)
     for step in range(1, 11):
-        progress.step()
+        progress.step(step)
         progress.record(record(step), seconds=step, last=step == 10)
     progress.close()
     assert "10/10" in screen.getvalue() and "step 10/10 (" not in screen.getvalue()
@@ -145,7 +145,7 @@ def test_a_quick_pass_leaves_no_bar_on_a_terminal():
 def test_disabled_shows_nothing():
     log = Terminal()
     progress = Progress(total=10, start=0, enabled=False, stream=log)
-    progress.step()
+    progress.step(1.0)
     progress.record(record(10), seconds=1.0, last=True)
     progress.close()
     assert log.getvalue() == ""
@@ -306,8 +306,24 @@ def test_a_resumed_runs_heartbeat_times_only_its_own_steps(monkeypatch):
     log = io.StringIO()
     shown = Progress(total=100, start=50, enabled=True, stream=log, every_s=30)
     clock.now = 40.0
-    shown.step()
+    shown.step(40.0)
     assert log.getvalue().splitlines() == ["step 51/100: 40s, about 32m40s left"]
+
+
+def test_the_heartbeat_times_training_not_the_compile_step(monkeypatch):
+    """--compile: the first step compiles for 3 minutes, no training second of it (as
+    record() counts them). The time left was that wall time x the steps left ('step 1/60:
+    2m57s, about 2h53m left' of a run that trained 6 s); it is the training seconds', and
+    none is said before a step was timed."""
+    clock = _fake_clock(monkeypatch)
+    log = io.StringIO()
+    shown = Progress(total=60, start=0, enabled=True, stream=log, every_s=30)
+    clock.now = 177.0
+    shown.step(0.0)
+    clock.now = 207.0  # (the next step: 30 s of training)
+    shown.step(30.0)
+    assert log.getvalue().splitlines() == ["step 1/60: 0s",
+                                           "step 2/60: 30s, about 14m30s left"]
 
 
 def test_a_pass_line_says_the_time_its_items_left_take(monkeypatch):
