@@ -412,12 +412,15 @@ def _find_earlier_runs(root: Path, cells: list[Cell], configs: list[Config]) -> 
 def _other_images_notes(cells: list[Cell], configs: list[Config],
                         sizes: list[int | None]) -> list[str]:
     """A note for each finished cell whose training folder now lists another number of
-    image files (``sizes``: each cell's, as :func:`check_batches` listed them) than its
-    run's (summary.json: the images read and those skipped, unreadable): reused as it
-    is, as ``--resume`` of a finished run is, its row stands for the images it saw then."""
+    image files (``sizes``: each cell's, as :func:`check_batches` listed them, images
+    beside the class folders too) than its run's (summary.json: the images read and
+    those skipped, unreadable): reused as it is, as ``--resume`` of a finished run is,
+    its row stands for the images it saw then. A run of a release before images beside
+    class folders were kept (its checkpoint's ``all_images``, as train.pretrain reads
+    it) is told the class folders' count, without a word of the others."""
     from simclr.folders import list_folder, named_dataset, split_root
 
-    without_loose: dict[str, int] = {}  # (a data axis: each folder listed once)
+    in_classes: dict[str, int] = {}  # (a data axis: each folder listed once)
     notes = []
     for cell, cfg, now in zip(cells, configs, sizes, strict=True):
         done = _finished(cell.run_dir) or {}
@@ -427,17 +430,32 @@ def _other_images_notes(cells: list[Cell], configs: list[Config],
             continue
         then += len(skipped)  # (the files listed then, readable or not)
         path = str(cfg.data.path)
-        if now == then:
-            continue
-        # (runs from before images beside the class folders were kept: listed without)
-        if path not in without_loose:
-            without_loose[path] = len(list_folder(path, train=True).paths)  # type: ignore[union-attr]  # (a folder)
-        if without_loose[path] != then:
+        if now != then and not _counted_loose_images(cell.run_dir):
+            if path not in in_classes:  # (a flat folder's images: all read, as then)
+                files = list_folder(path, train=True, unlabeled=True)
+                assert files is not None  # (a folder: named_dataset above)
+                in_classes[path] = int((files.labels >= 0).sum()) if files.classes \
+                    else len(files.paths)
+            now = in_classes[path]
+        if now != then:
             notes.append(f"note: cell {cell.name} was trained on the {then} image files of "
                          f"{printable(os.path.abspath(split_root(path, True)))}, which now "
                          f"holds {now}: its row stands for the images it saw then (remove "
                          f"{printable(str(cell.run_dir))} to train it on these)")
     return notes
+
+
+def _counted_loose_images(run_dir: Path) -> bool:
+    """Whether a finished cell's run read the images beside its class folders too (its
+    checkpoint's ``all_images``, read without its tensors); a run without a readable
+    checkpoint is taken for one of this release, which reads them."""
+    from simclr.checkpoint import latest_checkpoint, load_checkpoint
+
+    try:
+        last = latest_checkpoint(run_dir / "checkpoints")
+        return last is None or bool(load_checkpoint(last, mmap=True).get("all_images", False))
+    except SimCLRError:
+        return True
 
 
 def _resolved_precision(precision: Any, device: str) -> Any:

@@ -403,12 +403,16 @@ def test_a_finished_cell_on_a_folder_that_changed_is_reused_with_a_note(
     assert last.stat().st_mtime_ns == stamp  # reused, not trained again
 
 
-@pytest.mark.parametrize("then, noted", [(4, False), (5, False), (3, True)])
+@pytest.mark.parametrize("then, all_images, noted", [
+    (5, True, False), (4, True, True), (4, False, False), (3, False, True)])
 def test_a_run_from_before_images_beside_class_folders_were_kept_is_no_note(
-        tmp_path, then, noted):
+        tmp_path, caplog, then, all_images, noted):
     """A folder of two classes (2 images each) and one image beside them lists 5 images
-    now, 4 as runs made before such images were kept listed it: a finished cell that
-    trained on either count is the same folder (no note); one of 3 is not."""
+    now. A run of this release (its checkpoint's all_images) read the one beside them
+    too: 4 then is a folder since grown, noted (it was not, the class folders' 4 being
+    taken for a run before such images were kept). A run of such a release read the
+    class folders alone: 4 is its same folder (no note), 3 is not; told without the
+    warning that the image beside them is ignored, which pretraining does not do."""
     import shutil
 
     from simclr.config import Config
@@ -419,16 +423,23 @@ def test_a_run_from_before_images_beside_class_folders_were_kept_is_no_note(
     data = make_image_folder(tmp_path / "data", per_class=2)
     shutil.copy(data / "class_0" / "000.png", data / "beside.png")
     run_dir = tmp_path / "sw" / "temperature=0.2"
-    run_dir.mkdir(parents=True)
+    (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "summary.json").write_text(json.dumps(  # (one of them unreadable)
         {"status": "finished", "num_images": then - 1, "skipped_images": [[0, "bad"]]}))
     cfg = Config()
+    torch.save({"format": "simclr-checkpoint", "version": 1, "kind": "pretrain",
+                "config": cfg.to_dict(), "model": {}, "step": 2,
+                **({"all_images": True} if all_images else {})},  # (as each release saved)
+               run_dir / "checkpoints" / "last.pt")
     cfg.data.path, cfg.batch_size = str(data), 4  # (a batch the 5 images hold)
     cells = [Cell({}, {}, "temperature=0.2", run_dir)]
-    notes = _other_images_notes(cells, [cfg], check_batches(cells, [cfg]))
+    with caplog.at_level("INFO"):
+        notes = _other_images_notes(cells, [cfg], check_batches(cells, [cfg]))
+    now = 5 if all_images else 4  # (the images it would read now)
     assert notes == ([f"note: cell temperature=0.2 was trained on the {then} image files of "
-                      f"{data}, which now holds 5: its row stands for the images it saw then "
-                      f"(remove {run_dir} to train it on these)"] if noted else [])
+                      f"{data}, which now holds {now}: its row stands for the images it saw "
+                      f"then (remove {run_dir} to train it on these)"] if noted else [])
+    assert "outside the class folders" not in caplog.text
 
 
 def test_a_rerun_written_otherwise_reuses_the_runs_of_the_same_settings(
