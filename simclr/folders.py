@@ -438,11 +438,12 @@ def _utf8_names(paths: list[str], dropped: list[str]) -> list[str]:
     return kept
 
 
-def _split_folder(root: Path, train: bool) -> Path:
+def _split_folder(root: Path, train: bool, quiet: bool = False) -> Path:
     """A data set root holding train/ and test/ (or a validation split) picks the split.
 
     Its other folders are left out, named: a third split (Roboflow's and YOLO's valid/
-    beside test/) in the note, any other (STL-10's unlabeled/) in a warning. Read as
+    beside test/) in the note, any other (STL-10's unlabeled/) in a warning (``quiet``:
+    none, a question about the folder that does not read it). Read as
     one image folder, the split names were its classes: pretraining read the test
     split, evaluation the training images."""
     try:  # (the entries' types, from the listing: no stat of each of 200k files)
@@ -460,30 +461,36 @@ def _split_folder(root: Path, train: bool) -> Path:
     chosen, other = (root / found["train"], root / tests[0]) if train else \
         (root / tests[0], root / found["train"])
     left = sorted(subdirs - {found["train"], tests[0]})
+    if quiet:  # (not said once either: the command that reads it says so)
+        return chosen
     _say_once(str(chosen), "%s holds splits; using %s (give %s for the other)%s", root,
               chosen, other, f"; left out: {', '.join(left)}" if left else "",
               level=logging.INFO if {d.lower() for d in left} <= SPLITS else logging.WARNING)
     return chosen
 
 
-def split_root(path: str | os.PathLike, train: bool) -> Path:
+def split_root(path: str | os.PathLike, train: bool, quiet: bool = False) -> Path:
+    """The folder read of ``path`` for training (``train``) or testing: its split, if it
+    holds splits (:func:`_split_folder`, said unless ``quiet``), else itself."""
     root = Path(path).expanduser()
-    return _split_folder(root, train) if root.is_dir() else root
+    return _split_folder(root, train, quiet) if root.is_dir() else root
 
 
 def split_name(folder: str, train: bool) -> str | None:
     """The name of the split :func:`split_root` reads of ``folder`` for training
-    (``train``) or testing, None where it reads the folder itself."""
-    chosen = split_root(folder, train)
+    (``train``) or testing, None where it reads the folder itself; a question, asked
+    quietly (the listing that reads the folder says which split it reads)."""
+    chosen = split_root(folder, train, quiet=True)
     return None if chosen == Path(folder).expanduser() else chosen.name
 
 
 def split_read_anew(folder: str) -> Path | None:
     """The split this release reads of ``folder`` (:func:`_split_folder`) where releases
     before 2026-12-06 read the whole folder (their split names in lower case only), else
-    None: a run they saved on it cannot continue on its images."""
+    None: a run they saved on it cannot continue on its images. Asked quietly, as
+    :func:`split_name`."""
     root = Path(folder).expanduser()
-    chosen = split_root(folder, train=True)
+    chosen = split_root(folder, train=True, quiet=True)
     if chosen == root or not root.is_dir():
         return None
     names = {entry.name for entry in os.scandir(root)}  # (as written: macOS is case-blind)

@@ -618,3 +618,23 @@ def test_a_third_split_in_capitals_is_left_out_with_a_note_not_a_warning(tmp_pat
         list_folder(str(tmp_path / "three"), train=True)
     said = [r for r in caplog.records if "left out: Val" in r.getMessage()]
     assert said and all(r.levelno == logging.INFO for r in said)
+
+
+def test_questions_about_a_folders_splits_say_nothing(tmp_path, caplog):
+    """split_read_anew and split_name answer a question (`simclr info`, a continued
+    evaluation's checks) without reading the folder: they printed 'DIR holds splits;
+    using DIR/Train' though nothing read it, or the user named the split. The listing
+    that reads it still says so, once."""
+    from simclr.folders import split_name, split_read_anew
+
+    root = tmp_path / "ds"
+    for split in ("Train", "Test"):
+        make_image_folder(root / split, classes=1, per_class=1)
+    with caplog.at_level("INFO"):
+        assert split_read_anew(str(root)) == root / "Train"
+        assert (split_name(str(root), True), split_name(str(root), False)) == ("Train", "Test")
+        assert not caplog.records
+        assert list_folder(str(root), True).root == str(root / "Train")
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [f"{root} holds splits; using {root / 'Train'} (give {root / 'Test'} for "
+                    "the other)"]
