@@ -281,16 +281,22 @@ def _entry(entries: dict[Any, Any], key: str, damaged: list[str],
 def _data_split(ckpt: dict[str, Any], damaged: list[str]) -> str | None:
     """The split of its --data a pretraining trained on (DIR/train), None for the whole
     folder. A checkpoint saved before ``data_split`` was, of a folder (``num_files``),
-    read the lower-case splits as this release does (those in capitals it read whole:
-    folders.split_read_anew); None where that folder is gone or holds none."""
+    read the splits as this release does, unless its release read splits in capitals
+    whole (Train/, Test/ as two classes, before 2026-12-06), told by the files it listed
+    as ``--resume`` tells it (resume.read_splits_as_classes: a release between read
+    DIR/Train); None where that folder is gone or holds none."""
     from simclr.folders import split_name, split_read_anew
+    from simclr.resume import read_splits_as_classes
 
     if "data_split" in ckpt:
         return _entry(ckpt, "data_split", damaged)
     data = ((ckpt.get("config") or {}).get("data") or {}).get("path")
     if "num_files" not in ckpt or not isinstance(data, str):
         return None
-    return None if split_read_anew(data) is not None else split_name(data, True)
+    if split_read_anew(data) is not None and \
+            read_splits_as_classes(ckpt, data, ckpt["num_files"]):
+        return None
+    return split_name(data, True)
 
 
 def checkpoint_facts(path: Path) -> dict[str, Any]:

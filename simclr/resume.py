@@ -258,9 +258,9 @@ def _other_images(now: int, saved: Any, folder: str | None = None,
     """Another number of images than the run's; ``folder`` (its --data) and the run's
     checkpoint ``ckpt`` tell whether the run's release read it otherwise: a split in
     capitals, Train/ and Test/ read as two classes before 2026-12-06
-    (folders._split_folder, :func:`_read_splits_as_classes`)."""
+    (folders._split_folder, :func:`read_splits_as_classes`)."""
     split = None if folder is None or ckpt is None else split_read_anew(folder)
-    if split is not None and _read_splits_as_classes(ckpt, folder, saved):  # type: ignore[arg-type]  # (both set with split)
+    if split is not None and read_splits_as_classes(ckpt, folder, saved):  # type: ignore[arg-type]  # (both set with split)
         why = _splits_were_classes(folder, split, f"{now} images", f"{saved} images")  # type: ignore[arg-type]  # (set with split)
         return SimCLRError(f"--resume: {why}; the run cannot continue on its images: start a "
                            "new run")
@@ -269,7 +269,7 @@ def _other_images(now: int, saved: Any, folder: str | None = None,
                        "restore the folder)")
 
 
-def _read_splits_as_classes(ckpt: dict[str, Any], folder: str, saved: Any) -> bool:
+def read_splits_as_classes(ckpt: dict[str, Any], folder: str, saved: Any) -> bool:
     """Whether the run's release read ``folder``'s splits (Train/, Test/) as two classes,
     by evidence: this release's checkpoints say which split they read (``data_split``;
     earlier ones with a kNN monitor: ``knn_splits``, saved since the change); an

@@ -1005,8 +1005,13 @@ def test_a_run_on_a_split_of_its_folder_names_the_split(evaluated_run, tmp_path,
     data = next(x for x in _info(capsys, run).splitlines() if x.startswith("  data: "))
     assert data == f"  data: {evaluated_run[1]} (its train/ split)"
     # Saved before data_split was: of a folder holding train/ and test/, its train/ (as
-    # this release reads it), unless its splits are in capitals (read whole then).
-    for train_name, said in (("train", " (its train/ split)"), ("Train", "")):
+    # this release reads it). Splits in capitals: read whole by releases before
+    # 2026-12-06, as DIR/Train by those since (fc273d2), told by the files it listed (the
+    # names where saved, else their count) as --resume tells them; it said DIR alone.
+    from simclr.folders import scan_folder
+
+    unmarked = {k: v for k, v in ckpt.items() if k not in ("data_split", "files_digest")}
+    for train_name in ("train", "Train"):
         split = tmp_path / f"split-{train_name}"
         for name in (train_name, train_name.replace("rain", "est")):
             make_image_folder(split / name, classes=1, per_class=1)
@@ -1014,7 +1019,14 @@ def test_a_run_on_a_split_of_its_folder_names_the_split(evaluated_run, tmp_path,
         saved["data"]["path"] = str(split)
         (run / "config.yaml").write_text(yaml.safe_dump(saved))
         config = {**ckpt["config"], "data": {**ckpt["config"]["data"], "path": str(split)}}
-        unmarked = {k: v for k, v in ckpt.items() if k != "data_split"}
-        torch.save({**unmarked, "config": config, "num_files": 2}, last)
-        data = next(x for x in _info(capsys, run).splitlines() if x.startswith("  data: "))
-        assert data == f"  data: {split}{said}"
+        whole = scan_folder(split, unlabeled=True).names_digest()
+        one = scan_folder(split / train_name, unlabeled=True).names_digest()
+        listed = [({"num_files": 2}, train_name == "train"), ({"num_files": 1}, True),
+                  ({"num_files": 2, "files_digest": whole}, train_name == "train"),
+                  ({"num_files": 2, "files_digest": one}, True)]  # (2: by chance)
+        for files, split_read in listed:
+            torch.save({**unmarked, "config": config, "all_images": True, **files}, last)
+            data = next(x for x in _info(capsys, run).splitlines()
+                        if x.startswith("  data: "))
+            said = f" (its {train_name}/ split)" if split_read else ""
+            assert data == f"  data: {split}{said}", files
