@@ -988,9 +988,11 @@ def test_a_run_folder_named_like_an_option_is_continued_by_a_command_that_parses
     assert "  continue with: simclr pretrain --resume ./-r\n" in _info(capsys, "./-r")
 
 
-def test_a_run_on_a_split_of_its_folder_names_the_split(evaluated_run, tmp_path, capsys):
+def test_a_run_on_a_split_of_its_folder_names_the_split(evaluated_run, tmp_path, capsys,
+                                                        caplog):
     """--data DIR holding train/ and test/ trains on DIR/train: info's data line said DIR
-    alone, as if the test images were trained on too."""
+    alone, as if the test images were trained on too. Asked, not read: nothing says
+    'DIR holds splits; using DIR/train' (it did, on stderr)."""
     import shutil
 
     import torch
@@ -1011,6 +1013,7 @@ def test_a_run_on_a_split_of_its_folder_names_the_split(evaluated_run, tmp_path,
     from simclr.folders import scan_folder
 
     unmarked = {k: v for k, v in ckpt.items() if k not in ("data_split", "files_digest")}
+    caplog.set_level("INFO")
     for train_name in ("train", "Train"):
         split = tmp_path / f"split-{train_name}"
         for name in (train_name, train_name.replace("rain", "est")):
@@ -1030,3 +1033,4 @@ def test_a_run_on_a_split_of_its_folder_names_the_split(evaluated_run, tmp_path,
                         if x.startswith("  data: "))
             said = f" (its {train_name}/ split)" if split_read else ""
             assert data == f"  data: {split}{said}", files
+    assert "holds splits" not in caplog.text + capsys.readouterr().err
