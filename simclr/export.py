@@ -595,7 +595,12 @@ def check_program(path: Path, fmt: str, images: torch.Tensor,
     run = _runner(path, fmt)
     if run is None:
         return {"checked_with": "nothing (onnxruntime is not installed)"}
-    got = torch.as_tensor(np.asarray(run(images)))
+    try:  # (a program that baked the traced batch in refuses this one: its guard fails)
+        got = torch.as_tensor(np.asarray(run(images)))
+    except Exception as exc:  # the runtimes' failures have many types
+        raise SimCLRError(f"the exported program failed on {tuple(images.shape)} images "
+                          f"(traced with a batch of {TRACE_BATCH}): {error_cause(exc)}; "
+                          "nothing was written") from None
     if got.shape != expected.shape:
         raise SimCLRError(f"the exported program returned shape {tuple(got.shape)} for "
                           f"{tuple(images.shape)} images, not {tuple(expected.shape)}")

@@ -3,6 +3,7 @@ compute what the model computes, with any batch size, without simclr."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -1132,3 +1133,26 @@ def test_an_export_of_a_stopped_linear_evaluation_is_not_marked_unfinished(tmp_p
     assert f"note: {partial} is an unfinished training (step 3 of 9)" in \
         capsys.readouterr().err
     assert "unfinished" not in load_checkpoint(out)
+
+
+def test_a_program_that_baked_the_traced_batch_in_is_refused_in_one_line(run_dir, tmp_path,
+                                                                         monkeypatch):
+    """A program is checked on a batch of another size than the one it was traced with
+    (CHECK_BATCH != TRACE_BATCH): one whose batch dimension was fixed at the trace fails
+    its check, one line naming the batch, instead of failing later in a user's hands
+    (it raised torch's AssertionError 'Guard failed', a traceback)."""
+    assert exp.CHECK_BATCH != exp.TRACE_BATCH
+
+    def static(module, example, path, card):  # no dynamic_shapes: the batch is fixed
+        archive = io.BytesIO()
+        torch.export.save(torch.export.export(module, (example,)), archive)
+        path.write_bytes(archive.getbuffer())
+
+    monkeypatch.setattr(exp, "_write_pt2", static)
+    out = tmp_path / "encoder.pt2"
+    with pytest.raises(SimCLRError, match=rf"failed on \({exp.CHECK_BATCH}, 3, 16, 16\) "
+                                          rf"images \(traced with a batch of "
+                                          rf"{exp.TRACE_BATCH}\):.*nothing was written"):
+        exp.export(run_dir, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
