@@ -1156,3 +1156,68 @@ def test_a_program_that_baked_the_traced_batch_in_is_refused_in_one_line(run_dir
         exp.export(run_dir, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
+
+def test_a_linked_card_beside_a_checkpoint_export_is_left_alone(run_dir, tmp_path):
+    """A checkpoint export written over an earlier file drops simclr's card beside it
+    (that export's); a symbolic link of that name, even to a card of simclr's, is the
+    user's own: it stays, and the card it points to too."""
+    elsewhere = tmp_path / "kept" / "other.pt2.json"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(json.dumps({"format": "simclr-program", "program": "pt2"}))
+    out = tmp_path / "enc.pt"
+    exp.export(run_dir, out)
+    link = tmp_path / "enc.pt.json"
+    link.symlink_to(elsewhere)
+    exp.export(run_dir, out, overwrite=True)
+    assert link.is_symlink() and json.loads(link.read_text())["program"] == "pt2"
+
+
+def test_a_program_whose_card_name_is_255_bytes_is_exported(run_dir, tmp_path):
+    """NAME_MAX (255 bytes) is the longest legal name: a program of 250 bytes, whose card
+    ``<name>.json`` has 255, is exported with its card (only longer ones are refused)."""
+    out = tmp_path / ("p" * 246 + ".pt2")
+    card = exp.card_file(out)
+    assert len(os.fsencode(card.name)) == exp.NAME_MAX == 255
+    assert exp.export(run_dir, out)["format"] == "pt2"
+    assert json.loads(card.read_text())["program"] == "pt2"
+
+
+def test_a_card_records_an_encoders_projection_shortcuts():
+    """An encoder built with projection shortcuts (model.projection_shortcuts) is another
+    network: its card says so, as info and the loaders read it."""
+    spec = {"arch": "resnet50", "width": 1.0, "cifar_stem": False, "image_size": 224,
+            "projection_shortcuts": True}
+    card = exp.program_card(spec, "h", 2048, {}, "pt2", Path("x.pt"))
+    assert card["encoder"] == spec
+
+
+def test_a_torchvision_exports_side_note_names_the_eval_size():
+    """The note on a torchvision export read back at another side names the side the
+    export is for: the run's --eval-size where it differs from the trained side."""
+    ckpt = {"config": {"augment": {"size": 32, "eval_size": 64}}}
+    assert exp._side_named(ckpt, None) == "its --eval-size (it was trained at 32 px)"
+    ckpt = {"config": {"augment": {"size": 32, "eval_size": 32}}}
+    assert exp._side_named(ckpt, None) == "the side it was trained at"
+    assert exp._side_named(ckpt, 48) == "the side it was exported for"
+
+
+def test_the_card_beside_a_program_is_read_before_the_one_inside(run_dir, tmp_path):
+    """read_card takes ``<file>.json`` beside the program first (the one a user can read
+    and edit), the copy inside the archive only where that one is missing."""
+    out = tmp_path / "encoder.pt2"
+    exp.export(run_dir, out)
+    card = exp.card_file(out)
+    card.write_text(json.dumps({**json.loads(card.read_text()), "note": "edited beside"}))
+    assert exp.read_card(out)["note"] == "edited beside"
+    card.unlink()
+    assert "note" not in exp.read_card(out) and exp.read_card(out)["step"] == 7
+
+
+def test_a_program_of_another_shape_fails_its_check(tmp_path, monkeypatch):
+    """A program returning one row for a batch of 3 broadcasts against the model's output
+    and could pass the value check: its shape is checked first, in one line."""
+    monkeypatch.setattr(exp, "_runner", lambda path, fmt: lambda x: torch.zeros(1, 64))
+    expected = torch.zeros(3, 64)
+    with pytest.raises(SimCLRError, match=r"returned shape \(1, 64\) for \(3, 3, 16, 16\) "
+                                          r"images, not \(3, 64\)"):
+        exp.check_program(tmp_path / "p.pt2", "pt2", images(3), expected)
