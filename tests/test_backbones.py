@@ -11,8 +11,10 @@ import torchvision
 from simclr.backbones import (
     FAMILIES,
     TorchvisionEncoder,
+    classifier_code,
     classifier_prefix,
     min_side,
+    side_problem,
     torchvision_archs,
 )
 from simclr.cli import main
@@ -265,3 +267,56 @@ def test_per_channel_scales_shaped_like_weights_are_not_decayed(arch, name, coun
     scales = [p for n, p in encoder.named_parameters() if n.endswith(name)]
     assert len(scales) == count and all(p.ndim == 3 for p in scales)
     assert all(id(p) in excluded for p in scales)
+
+
+def test_the_classifiers_code_removes_torchvisions_classifier():
+    """The code a torchvision export's card prints (``m.classifier[2] =
+    torch.nn.Identity()``) indexes ConvNeXt's Sequential: ``m.classifier.2`` is no Python,
+    and ``m.classifier`` would drop the LayerNorm2d and Flatten that belong to h."""
+    assert {arch: classifier_code(arch) for arch in ("convnext_tiny", "regnet_x_400mf",
+                                                     "vit_b_32")} == {
+        "convnext_tiny": "m.classifier[2]", "regnet_x_400mf": "m.fc", "vit_b_32": "m.heads"}
+    m = torchvision.models.get_model("convnext_tiny", weights=None)
+    exec(f"{classifier_code('convnext_tiny')} = torch.nn.Identity()")  # noqa: S102
+    assert isinstance(m.classifier[2], torch.nn.Identity) and len(m.classifier) == 3
+    with torch.no_grad():
+        assert m.eval()(torch.rand(1, 3, 32, 32)).shape == (1, 768)
+
+
+def test_the_smallest_side_itself_is_taken():
+    """side_problem refuses only sides below min_side: densenet121 at 29 px, vit_b_32 at
+    its patch (32 px), which their forwards take, are no problem; one px less is."""
+    for arch, least in (("densenet121", 29), ("vit_b_32", 32), ("convnext_tiny", 32)):
+        assert side_problem(arch, least) is None
+        assert side_problem(arch, least - 1) == (f" {least - 1} is too small for {arch}: "
+                                                 f"it needs at least {least} px")
+
+
+def test_an_encoder_built_directly_checks_its_settings():
+    """TorchvisionEncoder itself refuses what --arch would (a name outside its families;
+    a ViT side that is no multiple of its patch) in one SimCLRError line, before
+    torchvision builds anything (it met a KeyError or torchvision's AssertionError)."""
+    with pytest.raises(SimCLRError, match="unknown architecture 'resnet50'"):
+        TorchvisionEncoder("resnet50", 32)
+    with pytest.raises(SimCLRError, match="vit_b_32 cuts images into 32-px patches"):
+        TorchvisionEncoder("vit_b_32", 40)
+
+
+def test_a_name_of_a_family_that_torchvision_lacks_is_unknown(tmp_path, capsys):
+    """convnext_huge starts like a ConvNeXt but torchvision has none: it is refused as an
+    unknown architecture (not taken as one, nor refused for a side it would need)."""
+    assert main(["pretrain", "--arch", "convnext_huge", "--image-size", "16", "--out",
+                 str(tmp_path / "run"), "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert "--arch: unknown architecture 'convnext_huge'" in err, err
+    assert len(err.strip().splitlines()) == 1 and min_side("convnext_huge") == 1
+
+
+def test_only_a_vit_is_built_for_one_side():
+    """fixed_size (the side a ViT's position embeddings are sized for: memory measures
+    it at that side alone) is None for a network that takes any side."""
+    assert TorchvisionEncoder("vit_b_32", 64).fixed_size == 64
+    encoder = TorchvisionEncoder("mobilenet_v3_small", 32).eval()
+    assert encoder.fixed_size is None
+    with torch.no_grad():
+        assert encoder(torch.rand(1, 3, 64, 64)).shape == (1, encoder.feature_dim)
