@@ -300,7 +300,6 @@ def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
     if differs:
         k, then, now = differs
         _check_earlier_adamw_lr(cfg, found or {}, run_dir, cell)
-        _check_earlier_adamw_sized_lr(cfg, found or {}, run_dir, cell)
         keep = _flag_setting(k, then)
         # (the same command given to a later simclr meets another default: a preset's)
         way = f"give {keep} to continue the sweep, or " if keep else ""
@@ -324,30 +323,6 @@ def _check_earlier_adamw_lr(cfg: Any, found: dict[str, Any], run_dir: Path, cell
                       f"{earlier_adamw_default(then, cfg)}; a cell's own lr cannot be given "
                       f"per cell: use a new --out, or remove {run_dir} to train that cell "
                       "anew at this default")
-
-
-def _check_earlier_adamw_sized_lr(cfg: Any, found: dict[str, Any], run_dir: Path,
-                                  cell: str) -> None:
-    """The mirror of :func:`_check_earlier_adamw_lr`: a LARS or SGD cell whose run differs
-    only in an lr at least 10 times below that optimizer's default base (an AdamW config's
-    lr, which a release before 2026-12-06 kept for the other optimizer of an
-    ``--set optimizer=lars,adamw`` sweep) where this command's is not: said so, and --lr
-    to keep it not offered (it would change every other cell too)."""
-    found = flatten(found)
-    then: Any = found.get("optim.lr")
-    optim = cfg.optim
-    if optim.name == "adamw" or found.get("optim.name") != optim.name or \
-            not isinstance(then, (int, float)) or 10 * then > optim.default_lr() or \
-            10 * optim.lr <= optim.default_lr() or \
-            _first_difference({**flatten(cfg.to_dict()), "optim.lr": then}, found):
-        return
-    scaled = {"linear": " x B/256", "sqrt": " x sqrt(B)"}.get(optim.lr_scaling, "")
-    raise SimCLRError(f"cell {cell} already holds a run trained {optim.name.upper()} at --lr "
-                      f"{then:g}, an AdamW-sized lr (a release before 2026-12-06 "
-                      "kept an AdamW config's lr for another optimizer); this command "
-                      f"trains it at --lr {optim.lr:g}{scaled}; a cell's own lr "
-                      f"cannot be given per cell: use a new --out, or remove {run_dir} to "
-                      "train that cell anew at that lr")
 
 
 def _flag_setting(path: str, value: Any) -> str | None:

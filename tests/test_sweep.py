@@ -277,33 +277,6 @@ def test_an_earlier_adamw_cells_lr_is_said_to_be_the_old_default(tmp_path):
         _check_same_settings(cfg, run_dir, "optimizer=adamw")
 
 
-@pytest.mark.parametrize("name", ["lars", "sgd"])
-def test_an_earlier_lars_cells_adamw_sized_lr_is_said_to_be_that_releases(tmp_path, name):
-    """The mirror: a sweep of a release before 2026-12-06 (--config adamw.yaml --set
-    optimizer=lars,adamw) trained its LARS cell at the file's AdamW lr (0.001). A rerun
-    said 'give --lr 0.001 to continue the sweep', which changes every other cell too: it
-    now says what the cell trained at and how to train it at this command's lr."""
-    from simclr.sweep import _check_same_settings
-
-    cfg = build_config("digits", flags={"optim.name": name})  # (the preset's lr: 1)
-    saved = cfg.to_dict()
-    saved["optim"]["lr"] = 0.001  # (as that release saved it)
-    run_dir = tmp_path / "sw" / f"optimizer={name}"
-    run_dir.mkdir(parents=True)
-    save_yaml(saved, run_dir / "config.yaml")
-    with pytest.raises(SimCLRError, match=re.escape(
-            f"cell optimizer={name} already holds a run trained {name.upper()} at --lr "
-            "0.001, an AdamW-sized lr (a release before 2026-12-06 kept an AdamW config's "
-            "lr for another optimizer); this command trains it at --lr 1 x B/256; a "
-            "cell's own lr cannot be given per cell: use a new --out, or remove "
-            f"{run_dir} to train that cell anew at that lr") + "$"):
-        _check_same_settings(cfg, run_dir, f"optimizer={name}")
-    saved["optim"]["lr"] = 0.1  # (an lr of LARS's size: another setting, said as before)
-    save_yaml(saved, run_dir / "config.yaml")
-    with pytest.raises(SimCLRError, match=r"other settings \(optim.lr: 0.1 there"):
-        _check_same_settings(cfg, run_dir, f"optimizer={name}")
-
-
 def test_an_earlier_first_op_naming_the_pipelines_own_order_is_the_same_run(tmp_path):
     """A cell of a release that accepted --first-op crop (the pipeline's own first group,
     refused now as having no effect) holds the run that the command without it trains:
