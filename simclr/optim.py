@@ -187,31 +187,20 @@ def scaled_lr(base_lr: float, batch_size: int, scaling: str) -> float:
 def lr_notes(cfg: OptimConfig, batch_size: int, resumed: bool = False) -> list[str]:
     """A note when AdamW's peak lr is over 10 times its base's at this batch
     (config.ADAMW_BASE_LR): a LARS-sized rate, as a run's config.yaml of the release
-    before 2026-12-06 carries (the digits demo's 1.0 collapsed at once). The mirror for
-    LARS and SGD ``resumed``: at least 10 times below their base, an AdamW-sized rate
-    that release kept from an AdamW config for another optimizer (a new run's lr is the
-    user's or the default). Not refused: an lr given is the user's. ``resumed``: the
-    run continues at its lr (--resume cannot change it), so the way to another is a new
-    run."""
-    if cfg.lr is None or (cfg.name != "adamw" and not resumed):
+    before 2026-12-06 carries (the digits demo's 1.0 collapsed at once). Not refused: an
+    lr given is the user's. ``resumed``: the run continues at its lr (--resume cannot
+    change it), so the way to another is a new run."""
+    if cfg.name != "adamw" or cfg.lr is None:
         return []
     peak = scaled_lr(cfg.lr, batch_size, cfg.lr_scaling)
     base = cfg.default_lr()
     default = scaled_lr(base, batch_size, cfg.lr_scaling)
-    way = f"{'a new run with --lr' if resumed else '--lr'} sets another"
-    if cfg.name != "adamw":
-        if peak * 10 > default:
-            return []
-        name = cfg.name.upper()
-        return [f"note: {name} at a peak lr of {peak:.3g}, {default / peak:.0f} times below "
-                f"its default (base {base:g} under --lr-scaling {cfg.lr_scaling}): an "
-                "AdamW-sized rate, as a release before 2026-12-06 kept from an AdamW "
-                f"config; {name} barely moves at it; {way}"]
     if peak <= 10 * default:
         return []
     return [f"note: AdamW at a peak lr of {peak:.3g}, {peak / default:.0f} times its default "
             f"(base {base:g} under --lr-scaling {cfg.lr_scaling}): Adam's steps are about the "
-            f"lr's size for every weight, and LARS-sized rates collapse it; {way}"]
+            "lr's size for every weight, and LARS-sized rates collapse it; "
+            f"{'a new run with --lr' if resumed else '--lr'} sets another"]
 
 
 def warmup_steps(cfg: OptimConfig, steps_per_epoch: int, total_steps: int) -> int:

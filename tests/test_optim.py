@@ -385,27 +385,6 @@ def test_a_saved_state_of_another_shape_than_its_parameter_is_refused(name):
                              {"optimizer": saved}, model)
 
 
-def test_a_resumed_lars_or_sgd_run_at_an_adamw_sized_lr_is_noted():
-    """The mirror: a release before 2026-12-06 kept an AdamW config.yaml's lr (0.001)
-    for --optimizer lars, 300 times below LARS's base. Resumed (where the lr cannot
-    change), such a run went on silently: a note names it; an lr within 10 times the
-    default says nothing, nor does a new run's (its lr was given, or is the default)."""
-    from simclr.optim import lr_notes
-
-    for name in ("lars", "sgd"):
-        (note,) = lr_notes(OptimConfig(name=name, lr=0.001), 256, resumed=True)
-        assert note == (f"note: {name.upper()} at a peak lr of 0.001, 300 times below its "
-                        "default (base 0.3 under --lr-scaling linear): an AdamW-sized rate, "
-                        "as a release before 2026-12-06 kept from an AdamW config; "
-                        f"{name.upper()} barely moves at it; a new run with --lr sets "
-                        "another")
-        assert lr_notes(OptimConfig(name=name, lr=0.001), 256) == []
-        assert lr_notes(OptimConfig(name=name, lr=0.05), 256, resumed=True) == []
-    (note,) = lr_notes(OptimConfig(name="lars", lr=0.00025, lr_scaling="sqrt"), 64,
-                       resumed=True)
-    assert "300 times below its default (base 0.075 under --lr-scaling sqrt)" in note
-
-
 def test_adamw_at_a_lars_sized_lr_is_noted():
     """A config.yaml of the release before 2026-12-06 carries AdamW at LARS's lr (the
     digits demo's 1.0 collapsed at once): a note names it; AdamW's own base, or any lr
