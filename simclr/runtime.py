@@ -328,13 +328,14 @@ def process_settings_restored() -> Iterator[None]:
     restore(quiet=False)
 
 
-def set_threads(threads: int | None) -> None:
+def set_threads(threads: int | None, quiet: bool = False) -> None:
     """torch's CPU threads for the model (``--threads``; None or 0: torch's choice). More
-    threads than usable cores is said: they only take turns, and a step slows down."""
+    threads than usable cores is said (unless ``quiet``: said already): they only take
+    turns, and a step slows down."""
     if not threads:
         return
     cores = usable_cores()
-    if threads > cores:
+    if threads > cores and not quiet:
         log.warning("note: --threads %d is more than the %d CPU core(s) this process may use; "
                     "the extra threads take turns, which slows a step down", threads, cores)
     torch.set_num_threads(threads)

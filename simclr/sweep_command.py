@@ -284,7 +284,8 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace,
                        verbose=True)  # (a training: its progress is worth seeing)
     run = run_knn if args.eval == "knn" else run_linear_eval
     with process_settings_restored():  # (the sweep's own, and its next cell's, come back)
-        set_threads(_eval_threads(args, config))
+        # (quiet: a --threads above the cores was said where the cells train)
+        set_threads(_eval_threads(args), quiet=True)
         done = run(encoder, train, test, run_dir, image_size=size, **runtime)
     if done.get("status") == "preempted":  # its training is kept: the command continues it
         return {"status": "preempted"}
@@ -295,16 +296,16 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace,
     return _columns(args.eval, {**scored, layer: result["top1"]})
 
 
-def _eval_threads(args: argparse.Namespace, config: dict[str, Any]) -> int | None:
-    """torch's CPU threads for a cell's evaluation: the sweep's --threads, else the
-    cell's own (a threads axis, or --config's), as its training had them; None: torch's
-    choice. (--threads reached the cells' training only: their evaluations ran with
-    torch's default, on a busy machine many times slower, and recorded that.)"""
-    # (the flag as typed, a string: the cells' configs, built from it, checked it)
-    threads = vars(args).get("cfg:threads") or config.get("threads")
+def _eval_threads(args: argparse.Namespace) -> int | None:
+    """torch's CPU threads for a cell's evaluation: this command's --threads, as its
+    training has them; None: torch's choice. (--threads reached the cells' training
+    only: their evaluations ran with torch's default, on a busy machine many times
+    slower, and recorded that.) Never a cell's saved config's: a runtime setting of the
+    command that trained it, not of this one."""
+    threads = vars(args).get("cfg:threads")  # (the flag as typed: validated by then)
     try:
-        count = int(threads) if threads and not isinstance(threads, bool) else None
-    except (TypeError, ValueError):  # (a received cell's config, edited)
+        count = int(threads) if threads else None
+    except (TypeError, ValueError):
         return None
     return count if count and count > 0 else None
 

@@ -311,6 +311,10 @@ def test_more_threads_than_cores_are_said(monkeypatch, caplog):
         runtime.set_threads(1000)
     assert "note: --threads 1000 is more than the 2 CPU core(s) this process may use" in \
         caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # (a sweep's evaluation: its training said it)
+        runtime.set_threads(3, quiet=True)
+    assert caplog.text == ""
 
 
 def test_a_second_ctrl_c_during_pretraining_exits_130_without_a_checkpoint(tmp_path,

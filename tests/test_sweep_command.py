@@ -266,6 +266,13 @@ def test_the_cells_evaluations_run_with_the_sweeps_threads(tmp_path):
     knn = json.loads((tmp_path / "sw/temperature=0.2/knn.json").read_text())
     assert knn["provenance"]["cpu_threads"] == 1
     assert torch.get_num_threads() == 2
+    # A later command's evaluation runs with its own threads, not those saved with the
+    # cells by the command that trained them (a runtime setting of that command).
+    (tmp_path / "sw/temperature=0.2/knn.json").unlink()
+    assert main(["sweep", "--set", "temperature=0.2", *TINY_DIGITS,
+                 "--out", str(tmp_path / "sw")]) == 0
+    knn = json.loads((tmp_path / "sw/temperature=0.2/knn.json").read_text())
+    assert knn["provenance"]["cpu_threads"] == 2
 
 
 def test_a_flag_also_swept_is_refused(tmp_path, image_folder, capsys):
