@@ -7,8 +7,9 @@ normalisation; Table 1: ``color-strength``; Fig. 9: ``batch-size`` x ``epochs``;
 each encoder (kNN or linear, on h) and prints one table (:mod:`simclr.sweep_report`;
 Fig. 5's square for ``--pairs``). Every cell is a normal run
 directory under ``--out``: a finished cell is reused, an interrupted one resumed, so the
-same command continues a sweep after a preemption. Every cell's config is built and
-checked before the first run starts.
+same command continues a sweep after a preemption (which earlier runs a cell takes, and
+what is refused or noted about them: :mod:`simclr.sweep_reuse`). Every cell's config is
+built and checked before the first run starts (:mod:`simclr.sweep_checks`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import hashlib
 import itertools
 import json
 import math
-import os
 import re
 import signal
 import sys
@@ -26,19 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simclr.config import FIG5_OPS, RESUME_SETTINGS, Config, unsaved_value
+from simclr.config import FIG5_OPS, Config
 from simclr.config_file import save_yaml
 from simclr.errors import DivergedError, SimCLRError, is_amount, printable, user_message
 from simclr.files import (
     discard,
-    folder_holder,
     lock_folder,
     read_json,
     set_aside,
     write_json,
     written,
 )
-from simclr.inert import own_first_op
 from simclr.recipe import flatten
 from simclr.results import check_not_inside, check_out_folder, make_folder
 from simclr.settings import all_flags, build_config, flag_of, set_path
@@ -57,8 +55,17 @@ from simclr.sweep_report import (
     result_of,
     scored_by_line,
 )
+from simclr.sweep_reuse import (
+    RUNTIME_ONLY,
+    SUMMARY,
+    _check_same_settings,
+    _comparable,
+    _find_earlier_runs,
+    _finished,
+    _other_images_notes,
+    _saved_settings,
+)
 
-SUMMARY = "summary.json"
 SUMMARY_FILES = ("sweep.json", "sweep.md", "sweep.csv")  # the sweep's own, per grid
 
 
@@ -259,214 +266,6 @@ def plan_cells(axes: list[Axis], out: Path) -> list[Cell]:
 def _describe(cell: Cell) -> str:
     """A cell as its swept values, quoted, for messages: (data='a b', epochs='1')."""
     return "(" + ", ".join(f"{a}={v!r}" for a, v in cell.labels.items()) + ")"
-
-
-def _finished(run_dir: Path) -> dict[str, Any] | None:
-    """The summary of a cell that needs no more training (finished or diverged)."""
-    summary = read_json(run_dir / SUMMARY) or {}
-    return summary if summary.get("status") in ("finished", "diverged") else None
-
-
-# Settings that may differ between the run found in a cell and the command's: those
-# --resume may change, but the run's length (another cell), and the folder.
-RUNTIME_ONLY = (RESUME_SETTINGS - {"epochs", "max_steps", "time_budget"}) | {"out"}
-# Settings holding paths: runs saved before paths were stored absolute hold them as
-# typed, relative to the folder the sweep ran in (this one, when it is continued).
-PATHS = {"data.path", "data.root", "data.cache_dir", "knn_train", "knn_test", "init_from"}
-
-
-def _comparable(key: str, value: Any) -> Any:
-    if key in PATHS and isinstance(value, str):
-        return os.path.abspath(os.path.expanduser(value))
-    return value
-
-
-def _saved_settings(run_dir: Path) -> dict[str, Any] | None:
-    """The config a cell's run was made with: the config.yaml every run writes before
-    its first step (no checkpoint has to be loaded, and a run that diverged before its
-    first checkpoint has one too)."""
-    from simclr.config_file import load_yaml
-
-    if (run_dir / "config.yaml").is_file():
-        return load_yaml(run_dir / "config.yaml")
-    return None
-
-
-def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
-    """A cell's existing run must have been made with this command's settings."""
-    found = _saved_settings(run_dir)
-    differs = None if found is None else _first_difference(flatten(cfg.to_dict()),
-                                                           flatten(found))
-    if differs:
-        k, then, now = differs
-        _check_earlier_adamw_lr(cfg, found or {}, run_dir, cell)
-        keep = _flag_setting(k, then)
-        # (the same command given to a later simclr meets another default: a preset's)
-        way = f"give {keep} to continue the sweep, or " if keep else ""
-        raise SimCLRError(f"cell {cell} already holds a run with other settings ({k}: "
-                          f"{then!r} there, {now!r} now); {way}use a new --out")
-
-
-def _check_earlier_adamw_lr(cfg: Any, found: dict[str, Any], run_dir: Path, cell: str) -> None:
-    """A cell whose run differs only in its AdamW lr, a release before 2026-12-06's
-    LARS-sized default (recipe.earlier_adamw_lr): said so, with what trains the cell at
-    this release's default. --lr to keep the old one would change every other cell too,
-    and a cell's own lr cannot be given per cell."""
-    from simclr.recipe import earlier_adamw_default, earlier_adamw_lr
-
-    found = flatten(found)
-    then: Any = found.get("optim.lr")  # (a number: earlier_adamw_lr checks)
-    if not earlier_adamw_lr(then, cfg) or found.get("optim.name") != "adamw" or \
-            _first_difference({**flatten(cfg.to_dict()), "optim.lr": then}, found):
-        return
-    raise SimCLRError(f"cell {cell} already holds a run trained AdamW at "
-                      f"{earlier_adamw_default(then, cfg)}; a cell's own lr cannot be given "
-                      f"per cell: use a new --out, or remove {run_dir} to train that cell "
-                      "anew at this default")
-
-
-def _flag_setting(path: str, value: Any) -> str | None:
-    """The flag that sets the dotted setting ``path`` to ``value`` (``--no-flip``,
-    ``--load-size 384``, ``--load-size none``); None where no flag alone does (a list,
-    a setting without a flag)."""
-    from simclr.settings import flag_of
-
-    flag = flag_of(path)
-    if "." in flag or isinstance(value, (list, tuple, dict)):
-        return None
-    if isinstance(value, bool):
-        return f"--{flag}" if value else f"--no-{flag}"
-    return f"--{flag} {'none' if value is None else value}"
-
-
-def _first_difference(wanted: dict[str, Any],
-                      saved: dict[str, Any]) -> tuple[str, Any, Any] | None:
-    """The first setting (path, saved value, wanted value) in which a run's config.yaml
-    differs from a cell's config, both flattened, runtime-only ones aside; None: the
-    same run."""
-    # A setting added to simclr after that run was made reads as what that run did.
-    then = _own_order_unnamed({k: saved[k] if k in saved
-                               else flatten({"v": unsaved_value(k)})["v"] for k in wanted})
-    wanted = _own_order_unnamed(wanted)
-    changed = sorted(k for k in wanted if k not in RUNTIME_ONLY
-                     and _comparable(k, then[k]) != _comparable(k, wanted[k]))
-    device = wanted["device"]
-    if "precision" in changed and _resolved_precision(then["precision"], device) == \
-            _resolved_precision(wanted["precision"], device):  # auto, as it resolves here
-        changed.remove("precision")
-    return (changed[0], then[changed[0]], wanted[changed[0]]) if changed else None
-
-
-def _own_order_unnamed(settings: dict[str, Any]) -> dict[str, Any]:
-    """Flattened ``settings`` with an ``augment.first_op`` that names the pipeline's own
-    first group read as '' (no first_op): the same run. A release that accepted
-    ``--first-op crop`` saved it so; this one refuses it as having no effect
-    (inert.own_first_op), so a rerun without it must still find that run its own."""
-    first = settings.get("augment.first_op")
-    if first and own_first_op(lambda name: settings.get(f"augment.{name}")) == first:
-        return {**settings, "augment.first_op": ""}
-    return settings
-
-
-def _find_earlier_runs(root: Path, cells: list[Cell], configs: list[Config]) -> list[str]:
-    """A cell whose folder holds no run takes over a run of the same settings found in
-    another folder of ``root``: the sweep run earlier with its values spelled otherwise
-    ('.1' for '0.1', 1e-3 for 0.001) or its axes in another order, whose folder names
-    differ. Without this, a rerun would train those runs again beside the old ones. The
-    swept settings must be equal as written too (an axis of threads or workers measures
-    their speed: its runs differ), and a folder a live run holds is never taken. Returns
-    the notes to print once the sweep goes ahead."""
-    planned = {c.run_dir.name for c in cells}
-    try:
-        others = [d for d in root.iterdir() if d.name not in planned
-                  and not d.name.startswith(".") and (d / "config.yaml").is_file()
-                  and not folder_holder(d)]
-    except OSError:  # no --out yet
-        return []
-    saved = {}
-    for folder in sorted(others):
-        try:
-            saved[folder] = flatten(_saved_settings(folder) or {})
-        except SimCLRError:  # not a readable run's config: not one of ours
-            continue
-    notes = []
-    for cell, cfg in zip(cells, configs, strict=True):
-        if (cell.run_dir / "config.yaml").exists():
-            continue
-        wanted = flatten(cfg.to_dict())
-        for folder, settings in saved.items():
-            swept_alike = all(_comparable(p, settings.get(p)) == _comparable(p, wanted[p])
-                              for p in cell.values)
-            if swept_alike and _first_difference(wanted, settings) is None:
-                # (a received sweep's folder: its name as found, printed escaped)
-                notes.append(f"sweep: cell {cell.name} is the run in "
-                             f"{printable(folder.name)} (the same settings, written "
-                             "otherwise); reusing it")
-                cell.name, cell.run_dir = folder.name, folder
-                cfg.out = str(folder)
-                del saved[folder]
-                break
-    return notes
-
-
-def _other_images_notes(cells: list[Cell], configs: list[Config],
-                        sizes: list[int | None]) -> list[str]:
-    """A note for each finished cell whose training folder now lists another number of
-    image files (``sizes``: each cell's, as :func:`check_batches` listed them, images
-    beside the class folders too) than its run's (summary.json: the images read and
-    those skipped, unreadable): reused as it is, as ``--resume`` of a finished run is,
-    its row stands for the images it saw then. A run of a release before images beside
-    class folders were kept (its checkpoint's ``all_images``, as train.pretrain reads
-    it) is told the class folders' count, without a word of the others."""
-    from simclr.folders import list_folder, named_dataset, split_root
-
-    in_classes: dict[str, int] = {}  # (a data axis: each folder listed once)
-    notes = []
-    for cell, cfg, now in zip(cells, configs, sizes, strict=True):
-        done = _finished(cell.run_dir) or {}
-        then, skipped = done.get("num_images"), done.get("skipped_images") or []
-        if done.get("status") != "finished" or not isinstance(then, int) or \
-                not isinstance(skipped, list) or now is None or named_dataset(cfg.data.path):
-            continue
-        then += len(skipped)  # (the files listed then, readable or not)
-        path = str(cfg.data.path)
-        if now != then and not _counted_loose_images(cell.run_dir):
-            if path not in in_classes:  # (a flat folder's images: all read, as then)
-                files = list_folder(path, train=True, unlabeled=True)
-                assert files is not None  # (a folder: named_dataset above)
-                in_classes[path] = int((files.labels >= 0).sum()) if files.classes \
-                    else len(files.paths)
-            now = in_classes[path]
-        if now != then:
-            notes.append(f"note: cell {cell.name} was trained on the {then} image files of "
-                         f"{printable(os.path.abspath(split_root(path, True)))}, which now "
-                         f"holds {now}: its row stands for the images it saw then (remove "
-                         f"{printable(str(cell.run_dir))} to train it on these)")
-    return notes
-
-
-def _counted_loose_images(run_dir: Path) -> bool:
-    """Whether a finished cell's run read the images beside its class folders too (its
-    checkpoint's ``all_images``, read without its tensors); a run without a readable
-    checkpoint is taken for one of this release, which reads them."""
-    from simclr.checkpoint import latest_checkpoint, load_checkpoint
-
-    try:
-        last = latest_checkpoint(run_dir / "checkpoints")
-        return last is None or bool(load_checkpoint(last, mmap=True).get("all_images", False))
-    except SimCLRError:
-        return True
-
-
-def _resolved_precision(precision: Any, device: str) -> Any:
-    """A precision as it runs on this machine ('auto' is bf16 where that is fast); a
-    value that cannot be resolved here stays as written."""
-    from simclr.runtime import resolve_device, resolve_precision
-
-    try:
-        return resolve_precision(str(precision), resolve_device(device))
-    except SimCLRError:
-        return precision
 
 
 def _pretrain(cfg: Any, run_dir: Path, cell: str, processes: int | None) -> dict[str, Any]:

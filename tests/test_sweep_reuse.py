@@ -1,0 +1,123 @@
+"""Tests for simclr.sweep_reuse: a sweep's earlier runs, which a cell reuses and what is
+refused or noted about them."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from simclr.config_file import save_yaml
+from simclr.errors import SimCLRError
+from simclr.settings import build_config
+from simclr.sweep import parse_axis
+from simclr.sweep_reuse import _check_same_settings, _find_earlier_runs, _other_images_notes
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_an_earlier_adamw_cells_lr_is_said_to_be_the_old_default(tmp_path):
+    """A rerun (--set optimizer=lars,adamw) of a sweep of a release before 2026-12-06,
+    whose AdamW cell trained at the preset's LARS lr (1.0), said 'give --lr 1.0', which
+    would change the other cells too: it now says the cell trained at that release's
+    default and how to train it at this one's. Another lr differing is said as before."""
+    cfg = build_config("digits", flags={"optim.name": "adamw"})
+    saved = cfg.to_dict()
+    saved["optim"]["lr"] = 1.0  # (as that release saved it)
+    run_dir = tmp_path / "sw" / "optimizer=adamw"
+    run_dir.mkdir(parents=True)
+    save_yaml(saved, run_dir / "config.yaml")
+    with pytest.raises(SimCLRError, match=re.escape(
+            "cell optimizer=adamw already holds a run trained AdamW at --lr 1, a default of "
+            "a release before 2026-12-06 (a preset's or file's LARS-sized lr kept for "
+            "AdamW); this release's AdamW default is 0.001 x B/256 (LARS-sized rates "
+            "collapse AdamW); a cell's own lr cannot be given per cell: use a new --out, or "
+            f"remove {run_dir} to train that cell anew at this default") + "$"):
+        _check_same_settings(cfg, run_dir, "optimizer=adamw")
+    saved["seed"] = 7  # (more than its lr differs: the first difference, as before)
+    save_yaml(saved, run_dir / "config.yaml")
+    with pytest.raises(SimCLRError, match=r"other settings \(optim.lr: 1.0 there"):
+        _check_same_settings(cfg, run_dir, "optimizer=adamw")
+
+
+def test_an_earlier_first_op_naming_the_pipelines_own_order_is_the_same_run(tmp_path):
+    """A cell of a release that accepted --first-op crop (the pipeline's own first group,
+    refused now as having no effect) holds the run that the command without it trains:
+    a rerun reuses it rather than asking for the flag this release refuses. A first_op
+    that moves another group to the front is another run, as before."""
+    cfg = build_config("digits", flags={"augment.asymmetric": True})
+    run_dir = tmp_path / "sw" / "temperature=0.1"
+    run_dir.mkdir(parents=True)
+    saved = cfg.to_dict()
+    saved["augment"]["first_op"] = "crop"  # (as that release saved it)
+    save_yaml(saved, run_dir / "config.yaml")
+    _check_same_settings(cfg, run_dir, "temperature=0.1")
+    saved["augment"]["first_op"] = "color"  # (colour before the crop: another order)
+    save_yaml(saved, run_dir / "config.yaml")
+    with pytest.raises(SimCLRError, match=r"\(augment.first_op: 'color' there, '' now\)"):
+        _check_same_settings(cfg, run_dir, "temperature=0.1")
+
+
+@pytest.mark.parametrize("then, all_images, noted", [
+    (5, True, False), (4, True, True), (4, False, False), (3, False, True)])
+def test_a_run_from_before_images_beside_class_folders_were_kept_is_no_note(
+        tmp_path, caplog, then, all_images, noted):
+    """A folder of two classes (2 images each) and one image beside them lists 5 images
+    now. A run of this release (its checkpoint's all_images) read the one beside them
+    too: 4 then is a folder since grown, noted (it was not, the class folders' 4 being
+    taken for a run before such images were kept). A run of such a release read the
+    class folders alone: 4 is its same folder (no note), 3 is not; told without the
+    warning that the image beside them is ignored, which pretraining does not do."""
+    import shutil
+
+    from simclr.config import Config
+    from simclr.sweep import Cell
+    from simclr.sweep_checks import check_batches
+    from tests.conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", per_class=2)
+    shutil.copy(data / "class_0" / "000.png", data / "beside.png")
+    run_dir = tmp_path / "sw" / "temperature=0.2"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "summary.json").write_text(json.dumps(  # (one of them unreadable)
+        {"status": "finished", "num_images": then - 1, "skipped_images": [[0, "bad"]]}))
+    cfg = Config()
+    torch.save({"format": "simclr-checkpoint", "version": 1, "kind": "pretrain",
+                "config": cfg.to_dict(), "model": {}, "step": 2,
+                **({"all_images": True} if all_images else {})},  # (as each release saved)
+               run_dir / "checkpoints" / "last.pt")
+    cfg.data.path, cfg.batch_size = str(data), 4  # (a batch the 5 images hold)
+    cells = [Cell({}, {}, "temperature=0.2", run_dir)]
+    with caplog.at_level("INFO"):
+        notes = _other_images_notes(cells, [cfg], check_batches(cells, [cfg]))
+    now = 5 if all_images else 4  # (the images it would read now)
+    assert notes == ([f"note: cell temperature=0.2 was trained on the {then} image files of "
+                      f"{data}, which now holds {now}: its row stands for the images it saw "
+                      f"then (remove {run_dir} to train it on these)"] if noted else [])
+    assert "outside the class folders" not in caplog.text
+
+
+def test_runs_are_taken_over_only_where_the_swept_values_are_equal(tmp_path):
+    """threads=1 is not threads=2 (a sweep over it measures speed), though threads is a
+    runtime setting a rerun may change; a folder a live run holds is never taken."""
+    from simclr.files import lock_folder
+    from simclr.sweep import cell_configs
+
+    root = tmp_path / "sw"
+    for name, threads, seed in (("threads=1", 1, 0), ("threads=4", 4, 0), ("busy", 2, 1)):
+        save_yaml(build_config("digits", flags={"threads": threads, "seed": seed}).to_dict(),
+                  root / name / "config.yaml")
+    held = lock_folder(root / "busy")
+    try:
+        cells, configs = cell_configs([parse_axis("threads=2,04")], root, "digits", None, {})
+        assert _find_earlier_runs(root, cells, configs) == [
+            "sweep: cell threads=04 is the run in threads=4 (the same settings, written "
+            "otherwise); reusing it"]
+        assert [c.name for c in cells] == ["threads=2", "threads=4"]
+        cells, configs = cell_configs([parse_axis("threads=2")], root, "digits", None,
+                                      {"seed": "1"})
+        assert _find_earlier_runs(root, cells, configs) == []  # "busy" is in use
+    finally:
+        held.close()
