@@ -227,6 +227,23 @@ def test_build_model_from_config():
                if hasattr(b, "last_bn"))  # zero_init_residual defaults to True
 
 
+def test_describe_model_names_the_feature_width_of_each_block_kind():
+    """describe_model's h is the encoder's: 512 x width for BasicBlock ResNets (18, 34),
+    2048 x width for Bottleneck ones (50 and deeper: expansion 4), as build_model builds
+    them (messages name the model by it, a memory refusal's too)."""
+    from simclr.models import describe_model
+
+    assert describe_model(ModelConfig(arch="resnet18")) == "resnet18 x1, mlp head 512-512-128"
+    assert describe_model(ModelConfig(arch="resnet50")) == \
+        "resnet50 x1, mlp head 2048-2048-128"
+    assert describe_model(ModelConfig(arch="resnet50", width=2, head="linear")) == \
+        "resnet50 x2, linear head 4096-128"
+    for arch, width in [("resnet18", 0.25), ("resnet50", 0.125)]:
+        cfg = ModelConfig(arch=arch, width=width, head="linear", head_out_dim=8)
+        dim = build_model(cfg, image_size=32).encoder.feature_dim
+        assert describe_model(cfg) == f"{arch} x{width:g}, linear head {dim}-8"
+
+
 def test_classifier_and_from_head():
     torch.manual_seed(0)
     enc = build_encoder("resnet18", 0.25, cifar_stem=True)
