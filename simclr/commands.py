@@ -452,7 +452,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                 {"layer": "g1"} if args.from_head else {})},  # (Classifier.from_head's)
             checkpoint_every=args.checkpoint_every,
             checkpoint_minutes=args.checkpoint_minutes, overwrite=args.overwrite,
-            **runtime_kwargs(args))
+            held_out=testing, **runtime_kwargs(args))
         return report(result)
 
 

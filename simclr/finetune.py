@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -49,7 +49,13 @@ from simclr.features import check_labeled, resolve_runtime, source_name
 from simclr.models import Classifier, ProjectionHead, build_encoder
 from simclr.partial import PartialRun, partial_weights_digest
 from simclr.results import RESULTS, Ranked, accuracy_summary, finish_results, log
-from simclr.subsets import SUBSET_FILE, labeled_subset, subset_digest, write_subset_list
+from simclr.subsets import (
+    SUBSET_FILE,
+    labeled_subset,
+    listed_count,
+    subset_digest,
+    write_subset_list,
+)
 
 FEW_STEPS = 50  # fewer steps than this in all: fine-tuning hardly moves the weights
 
@@ -174,7 +180,7 @@ def run_finetune(
     source: dict[str, Any] | None = None, checkpoint_every: int = 500,
     checkpoint_minutes: float = 30.0,
     on_step: Callable[[int, Any], None] | None = None, sync_bn: bool = True,
-    overwrite: bool = False,
+    overwrite: bool = False, held_out: Sequence[str] = (),
 ) -> dict[str, Any]:
     """``simclr finetune``: fine-tune the whole encoder on a class-balanced labeled subset.
 
@@ -196,7 +202,8 @@ def run_finetune(
     returns the results dict. ``config``: the source checkpoint's config (stored in the
     new checkpoint so it rebuilds the encoder). ``overwrite``: an earlier fine-tuning's
     results in ``run_dir`` are replaced (refused otherwise); they stay whole until the
-    new ones are written.
+    new ones are written. ``held_out``: the files of ``train``'s folder kept for
+    testing (--test-fraction), which are no part of the listing the subset is drawn from.
 
     Long fine-tunings (all of ImageNet's labels for transfer) survive interruptions: every
     ``checkpoint_every`` steps or ``checkpoint_minutes``, and on a stop signal (SIGTERM,
@@ -220,7 +227,7 @@ def run_finetune(
     aug_cfg = _check_finetune_flags(batch_size, lr, epochs, schedule, image_size,
                                     crop_scale, crop_sampler, head, from_head, from_scratch)
     budget = _labeled_budget(train, subset_file, label_fraction, labels_per_class, epochs,
-                             batch_size, seed, verbose)
+                             batch_size, seed, verbose, held_out)
     start_layer = head if from_head else None  # the head's first layer, fine-tuned too
     model = _placed(_seeded_model(encoder, start_layer, num_classes, from_scratch, seed),
                     dev, prec, image_size, budget.batch, batch_size, channels_last, sync_bn)
@@ -331,6 +338,7 @@ class _Budget(NamedTuple):
 
     subset: np.ndarray  # the labeled images' indices in the training set (sorted int64)
     fraction: float  # their share of the training set
+    listed: int  # the training set's files, those a cache could not read too (the share's)
     epochs: float
     batch: int  # the global batch: at most the subset (classify.fitted_batch)
     kept: int | None = None  # a continued run's own length (PartialRun.total)
@@ -344,11 +352,15 @@ class _Budget(NamedTuple):
 
 def _labeled_budget(train: Any, subset_file: str | Path | None, label_fraction: float | None,
                     labels_per_class: int | None, epochs: float | None, batch_size: int,
-                    seed: int, verbose: bool) -> _Budget:
+                    seed: int, verbose: bool, held_out: Sequence[str] = ()) -> _Budget:
     """The labeled subset (:func:`labeled_subset`), its epochs (None: the paper's,
-    :func:`default_epochs`) and the batch fitted to it; fewer than 2 images are refused."""
-    subset = labeled_subset(train, subset_file, label_fraction, labels_per_class, seed)
-    fraction = len(subset) / len(train.labels)
+    :func:`default_epochs`) and the batch fitted to it; fewer than 2 images are refused.
+    Its share is of the folder's listed files (:func:`listed_count`: those a cache could
+    not read too, as an uncached source lists them), the same with --cache on or off."""
+    subset = labeled_subset(train, subset_file, label_fraction, labels_per_class, seed,
+                            held_out)
+    listed = listed_count(train, held_out)
+    fraction = len(subset) / listed
     # The paper's budget belongs to the regime asked for: a 1% too small to give every
     # class an image draws one each (maybe 8% of a small set) and still trains as 1%.
     asked = label_fraction if label_fraction is not None and subset_file is None else fraction
@@ -356,14 +368,14 @@ def _labeled_budget(train: Any, subset_file: str | Path | None, label_fraction: 
         per_class = len(subset) // len(np.unique(np.asarray(train.labels)[subset]))
         budget = "" if epochs is not None else f"; its epochs are still those of {asked:g}"
         log(f"note: --label-fraction {asked:g} rounds to {_count(per_class, 'image')} per "
-            f"class here ({len(subset)} of {len(train.labels)}, {100 * fraction:.2f}%)"
+            f"class here ({len(subset)} of {listed}, {100 * fraction:.2f}%)"
             f"{budget}", verbose)
     epochs = default_epochs(asked) if epochs is None else epochs
     _note_unlabeled_classes(train, subset, verbose)
     if len(subset) < 2:
         raise SimCLRError(f"{source_name(train)}: the labeled subset has {len(subset)} "
                           "image; fine-tuning needs at least 2")
-    return _Budget(subset, fraction, epochs,
+    return _Budget(subset, fraction, listed, epochs,
                    fitted_batch(batch_size, len(subset), "labeled", verbose))
 
 
@@ -483,7 +495,7 @@ class _FineTuning:
         return {
             "command": "finetune", **accuracy_summary(ranked, test_y),
             "num_labeled": int(len(self.trained)),
-            "label_fraction": len(self.trained) / len(self.train.labels),
+            "label_fraction": len(self.trained) / self.budget.listed,
             "labels_per_class": labels_per_class, "num_classes": num_classes,
             "num_test": int(len(test_y)), "peak_lr": self.optimizer.param_groups[0]["peak_lr"],
             "processes": dist.world_size(),

@@ -212,16 +212,55 @@ def labeled_subset(train: Any, subset_file: str | Path | None, label_fraction: f
                     labels_per_class: int | None, seed: int,
                     held_out: Sequence[str] = ()) -> np.ndarray:
     """Indices of the labeled images: those ``subset_file`` lists (none of ``held_out``,
-    the test part's files), a class-balanced draw, or (neither given) all of them."""
+    the test part's files), a class-balanced draw, or (neither given) all of them. The
+    draw is over the folder's listing (less ``held_out``): a file a decoded cache could
+    not read takes its place in it, and is then left out, as an uncached run leaves it
+    out when it meets it (the subset is then the same either way)."""
     if subset_file is not None:
         if label_fraction is not None or labels_per_class is not None:
             raise SimCLRError("give one of --label-fraction, --labels-per-class and --subset")
         return subset_from_list(train, subset_file, held_out)
     if label_fraction is None and labels_per_class is None:
         return np.arange(len(train.labels))
-    labels = np.asarray(train.labels, dtype=np.int64)
-    return class_balanced_subset(labels, label_fraction, labels_per_class, seed,
-                                 list(train.classes), folder_names(train))
+    # Drawn over the folder's listing, whether or not a cache left its unreadable files
+    # out of ``train``, then those dropped: a cached folder drew over the rest (one file
+    # fewer moved K and put the next-ranked image in the dropped one's place), so the same
+    # seed trained other images with --cache on than off.
+    unread = unread_listed(train, held_out)
+    labels = np.concatenate([np.asarray(train.labels, dtype=np.int64),
+                             np.array([c for _, c in unread], dtype=np.int64)])
+    names = folder_names(train)
+    drawn = class_balanced_subset(labels, label_fraction, labels_per_class, seed,
+                                  list(train.classes),
+                                  None if names is None else names + [n for n, _ in unread])
+    return drawn[drawn < len(train.labels)]
+
+
+def listed_count(train: Any, held_out: Sequence[str] = ()) -> int:
+    """How many files the listing of ``train``'s folder holds (less ``held_out``): its
+    images and those a decoded cache left out as unreadable. A labeled subset's share is
+    of these, so that it is the same with the folder cached or read per epoch."""
+    return len(train.labels) + len(unread_listed(train, held_out))
+
+
+def unread_listed(source: Any, held_out: Sequence[str] = ()) -> list[tuple[str, int]]:
+    """The files of ``source``'s folder that its decoded cache left out as unreadable
+    (``source.skipped``), less ``held_out`` (the files --test-fraction keeps for
+    testing): each as ``(path relative to the folder, class index)``, -1 outside the
+    class folders. None for an uncached source: its listing keeps its unreadable files
+    (found as they are read), and its ``skipped`` may name the test part's."""
+    skipped = list(getattr(source, "skipped", ()) or ())
+    if not skipped or not getattr(source, "cached", False):
+        return []
+    root = _root(source)
+    testing = {os.path.abspath(p) for p in held_out}
+    index = {str(c): i for i, c in enumerate(source.classes)}
+    unread = []
+    for path, _ in skipped:
+        if os.path.abspath(path) not in testing:
+            name = _relative(path, root)
+            unread.append((name, index.get(name.split("/", 1)[0], -1) if "/" in name else -1))
+    return unread
 
 
 def folder_names(source: Any) -> list[str] | None:

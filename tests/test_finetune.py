@@ -904,14 +904,42 @@ def test_an_unreadable_image_of_the_subset_is_left_out_never_replaced_from_outsi
     listed = (tmp_path / "ft" / "labeled_subset.txt").read_text().split()
     assert set(listed) == readable and result["num_labeled"] == 5
     saved = json.loads((tmp_path / "ft" / "finetune.json").read_text())
-    # The fraction trained on: 5 of the training images, not the 6 listed (of the 18,
-    # or of the 17 a decoded cache holds).
+    # The fraction trained on: 5 of the training folder's 18 files, not the 6 listed (nor
+    # of the 17 a decoded cache holds: the share is the same cached or not).
     assert saved["num_labeled"] == 5 and saved["label_fraction"] == result["label_fraction"] \
-        == 5 / len(train.labels)
+        == 5 / 18
     said = [line for line in caplog.text.splitlines() + capsys.readouterr().err.splitlines()
             if "class_1/002.png" in line]
     assert said and all("not in the folder" not in line for line in said)
     assert any("unreadable" in line or "cannot" in line for line in said)
+
+
+def test_a_drawn_subset_with_an_unreadable_file_is_the_same_cached_or_not(tmp_path):
+    """--label-fraction with an unreadable file in the folder: the same seed trains the
+    same images, and records the same list and share, whether a decoded cache leaves the
+    file out (17 images) or the training meets it (18 listed). Before, the cache drew over
+    its 17 alone: a smaller K per class (0.25 x 17 / 3 rounds to 1, not 2) and the next in
+    rank in the file's place, a subset of other images and another label_fraction."""
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+
+    root = make_image_folder(tmp_path / "train", classes=3, per_class=6, side=16)
+    test_dir = make_image_folder(tmp_path / "test", classes=3, per_class=2, side=16, seed=1)
+    cfg = {"cache_dir": str(tmp_path / "cache"), "workers": 0}
+    listing = open_source(str(root), DataConfig(**cfg, cache="off"), image_size=16)
+    drawn = [listing.paths[i] for i in labeled_subset(listing, None, 0.25, None, 0)]
+    Path(drawn[0]).write_bytes(b"not an image")  # one the draw picks
+    runs = {}
+    for cache in ("off", "on"):
+        train = open_source(str(root), DataConfig(**cfg, cache=cache), image_size=16)
+        test = open_source(str(test_dir), DataConfig(**cfg, cache=cache), train=False,
+                           image_size=16)
+        result = run_finetune(tiny_encoder(), train, test, tmp_path / cache, label_fraction=0.25,
+                              **{**FAST, "epochs": 1})
+        runs[cache] = ((tmp_path / cache / "labeled_subset.txt").read_text().split(),
+                       result["num_labeled"], result["label_fraction"])
+    names = sorted(Path(p).relative_to(root.resolve()).as_posix() for p in drawn[1:])
+    assert runs["on"] == runs["off"] == (names, 5, 5 / 18)
 
 
 @pytest.mark.parametrize("old_file", [False, True])

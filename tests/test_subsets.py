@@ -326,13 +326,47 @@ def test_a_classs_pick_depends_on_its_own_files_alone(tmp_path):
     assert set(_picked(root, None, per_class=1)) <= set(after)
 
 
-def test_an_unreadable_file_changes_its_class_pick_by_itself_alone(tmp_path):
-    """A cache leaves an unreadable file out of the source, which then ranks the other
-    images alone: the pick with --cache on is that with --cache off (where the file is
-    found unreadable as the training reads it) less the file, plus the next in rank."""
+def test_an_unreadable_file_is_left_out_of_the_same_pick_cached_or_not(tmp_path):
+    """A cache leaves an unreadable file out of the source, but the draw is still over
+    the folder's listing, the file ranked with the others, then left out: the pick with
+    --cache on is that with --cache off (where the file is found unreadable as the
+    training reads it) less the file. Before, the cached source ranked the other images
+    alone: the next in rank took the file's place, other images for the same seed."""
     root = make_image_folder(tmp_path / "f", classes=2, per_class=12)
     off = _picked(root, "off")
     (root / off[0]).write_bytes(b"not a png")
     assert _picked(root, "off") == off
     on = _picked(root, "on", tmp=tmp_path / "cache")
-    assert set(off) - set(on) == {off[0]} and len(set(on) - set(off)) == 1
+    assert on == sorted(set(off) - {off[0]})
+
+
+def test_a_fractions_share_counts_the_files_a_cache_cannot_read(tmp_path):
+    """--label-fraction F takes F x N / C images of each class, N the folder's listed
+    files, those a cache could not read among them (as the uncached source lists them):
+    3 classes of 6 and F 0.25 give 2 per class either way, where the cache's 17 gave 1
+    (0.25 x 17 / 3 rounds down), and the share is of 18. A file held out for testing
+    is no part of the training listing."""
+    import os
+
+    from simclr.subsets import listed_count, unread_listed
+
+    root = make_image_folder(tmp_path / "f", classes=3, per_class=6)
+
+    def picked(cache: str) -> tuple[list[str], int]:
+        source = open_source(str(root), DataConfig(cache=cache, workers=0,
+                                                   cache_dir=str(tmp_path / "cache")),
+                             image_size=16)
+        idx = labeled_subset(source, None, 0.25, None, seed=0)
+        return (sorted(Path(os.path.relpath(source.paths[i], root)).as_posix() for i in idx),
+                listed_count(source))
+
+    off, _ = picked("off")
+    assert len(off) == 6
+    bad = root / off[0]
+    bad.write_bytes(b"not a png")
+    assert picked("off") == (off, 18)
+    assert picked("on") == (sorted(set(off) - {off[0]}), 18)
+    cached = open_source(str(root), DataConfig(cache="on", workers=0,
+                                               cache_dir=str(tmp_path / "cache")), image_size=16)
+    assert unread_listed(cached) == [(off[0], int(off[0][len("class_")]))]
+    assert unread_listed(cached, [str(bad)]) == [] and listed_count(cached, [str(bad)]) == 17
