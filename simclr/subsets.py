@@ -247,7 +247,7 @@ def unread_listed(source: Any, held_out: Sequence[str] = ()) -> list[tuple[str, 
     """The files of ``source``'s folder that its decoded cache left out as unreadable
     (``source.skipped``), less ``held_out`` (the files --test-fraction keeps for
     testing): each as ``(path relative to the folder, class index)``, -1 outside the
-    class folders. None for an uncached source: its listing keeps its unreadable files
+    class folders. None ([]) for an uncached source: its listing keeps its unreadable files
     (found as they are read), and its ``skipped`` may name the test part's."""
     skipped = list(getattr(source, "skipped", ()) or ())
     if not skipped or not getattr(source, "cached", False):
