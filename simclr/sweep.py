@@ -155,8 +155,14 @@ def _check_distinct(path: str, parts: list[str], text: str) -> None:
         except SimCLRError as exc:
             if ";" in text or "two numbers" not in str(exc):  # (a pair setting's message)
                 raise
+            # (the example: the setting's own default, valid there: 0.08,1 of --crop-scale
+            # was offered for --betas too, which refuses a 1)
+            default: Any = Config()
+            for name in path.split("."):
+                default = getattr(default, name)
             raise SimCLRError(f"{exc}; a swept setting whose values hold commas takes ';' "
-                              f"between values: --set '{flag_of(path)}=0.08,1;0.2,1'") from None
+                              f"between values: --set '{flag_of(path)}="
+                              f"{','.join(f'{v:g}' for v in default)};A,B'") from None
         value = cfg
         for name in path.split("."):
             value = getattr(value, name)

@@ -45,6 +45,17 @@ def test_axes_accept_flag_names_and_dotted_paths():
             parse_axis(bad)
 
 
+def test_a_pair_settings_comma_hint_gives_a_value_that_setting_takes():
+    """A swept pair setting given without ';' is told how to sweep it, with an example
+    of its own: 0.08,1 (crop-scale's) was offered for --betas, which refuses a 1."""
+    for axis, example in [("betas=-1", "--set 'betas=0.9,0.999;A,B'"),
+                          ("crop-scale=0.5", "--set 'crop-scale=0.08,1;A,B'")]:
+        with pytest.raises(SimCLRError, match="takes ';' between values") as err:
+            parse_axis(axis)
+        assert str(err.value).endswith(example)
+    build_config(flags={"optim.name": "adamw", "optim.betas": "0.9,0.999"})  # (valid)
+
+
 def test_cells_are_the_product_in_order(tmp_path):
     cells = plan_cells([parse_axis("temperature=0.1,0.5"), parse_axis("normalize=true,false")],
                        tmp_path)
