@@ -346,6 +346,7 @@ def _check_before_work(args: argparse.Namespace) -> None:
         problem = unusable_path(value) if isinstance(value, str) else None
         if problem:
             raise SimCLRError(f"{flag} {value}: {problem}")
+    _check_caches_outside_data(args)
     if hasattr(args, "test_fraction") and (args.test is None) == (args.test_fraction is None):
         raise SimCLRError("give --test DIR or --test-fraction F (a held-out part of --train), "
                           "one of the two")
@@ -356,6 +357,32 @@ def _check_before_work(args: argparse.Namespace) -> None:
             device = resolve_device(getattr(args, name), "--" + name.replace("_", "-"))
             if name == "device" and isinstance(getattr(args, "precision", None), str):
                 resolve_precision(args.precision, device)  # fp16 on a CPU, say
+
+
+# The folders a command reads images from, and where it may write decoded caches (the
+# parser's dests: a pretraining flag's is its setting's, cfg:PATH).
+DATA_FLAGS = {"data": "--data", "cfg:data.path": "--data", "train": "--train",
+              "test": "--test", "eval_train": "--eval-train", "eval_test": "--eval-test",
+              "cfg:knn_train": "--knn-train", "cfg:knn_test": "--knn-test"}
+CACHE_FLAGS = {"cache_dir": "--cache-dir", "cfg:data.cache_dir": "--cache-dir",
+               "eval_cache_dir": "--eval-cache-dir"}
+
+
+def _check_caches_outside_data(args: argparse.Namespace) -> None:
+    """A cache folder given inside a folder the command reads is refused, as --out is:
+    its cache files would make an empty class there, and every later command on that
+    folder fail ('no readable image in class folder(s) cache')."""
+    given = vars(args)
+    folders = {flag: given[dest] for dest, flag in DATA_FLAGS.items()
+               if isinstance(given.get(dest), str)}
+    for dest, flag in CACHE_FLAGS.items():
+        cache = given.get(dest)
+        if isinstance(cache, str) and folders:  # (the default: one the user did not name)
+            from simclr.cache_entries import is_default_cache_dir
+            from simclr.results import check_not_inside
+
+            if not is_default_cache_dir(cache):
+                check_not_inside(cache, folders, "decoded caches", flag)
 
 
 def _check_names_are_text(args: argparse.Namespace) -> None:

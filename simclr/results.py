@@ -425,18 +425,22 @@ def runs_in(folder: Path, outputs: bool = True) -> str:
     return ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
 
 
-def check_not_inside(out: str | Path, folders: dict[str, str | None], what: str) -> None:
-    """``out`` lies inside none of the data ``folders`` (flag -> folder) a command reads:
-    what it writes there (checkpoints, figures) would become images or classes of them."""
+def check_not_inside(out: str | Path, folders: dict[str, str | None], what: str,
+                     flag: str = "--out") -> None:
+    """``out`` (given as ``flag``: --out, a --cache-dir) lies inside none of the data
+    ``folders`` (flag -> folder) a command reads: what it writes there (checkpoints,
+    figures, cache files) would become images or classes of them."""
     where = Path(out).expanduser().resolve()
-    for flag, folder in folders.items():
+    for given, folder in folders.items():
         if folder and Path(folder).expanduser().is_dir():
             data = Path(folder).expanduser().resolve()
             if any(_same_folder(p, data) for p in (where, *where.parents)):
-                raise SimCLRError(f"--out {out} lies inside the {flag} folder {folder}; "
+                raise SimCLRError(f"{flag} {out} lies inside the {given} folder {folder}; "
                                   f"write the {what} elsewhere")
-            if data.name in SPLITS and _same_folder(where, data.parent):  # c10/ holding c10/train
-                raise SimCLRError(f"--out {out} holds the {flag} folder {folder} as a split: "
+            # (c10/ holding c10/train: run folders there would be read as more splits;
+            # a cache's files beside the splits are no images)
+            if flag == "--out" and data.name in SPLITS and _same_folder(where, data.parent):
+                raise SimCLRError(f"{flag} {out} holds the {given} folder {folder} as a split: "
                                   f"what is written there would stop {out} reading as "
                                   f"train/test splits; write the {what} elsewhere")
 

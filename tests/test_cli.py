@@ -646,6 +646,33 @@ def test_an_evaluations_out_never_lies_inside_its_data(tmp_path, capsys):
     assert "must be a .csv file" not in capsys.readouterr().err
 
 
+def test_a_cache_folder_never_lies_inside_a_folder_the_command_reads(tmp_path, capsys):
+    """Its cache files made an empty class there: the command went on, and every later
+    command on that folder failed ('no readable image in class folder(s) cc')."""
+    from tests.conftest import make_image_folder
+
+    train, test = make_image_folder(tmp_path / "train"), make_image_folder(tmp_path / "test")
+    for argv, flag, given in [
+            (["knn", "--checkpoint", "c", "--train", str(train), "--test", str(test),
+              "--cache-dir", str(test / "cc")], "--cache-dir", "--test"),
+            (["pretrain", "--data", str(train), "--cache-dir", str(train / "cc"),
+              "--out", str(tmp_path / "run")], "--cache-dir", "--data"),
+            (["sweep", "--data", str(train), "--set", "seed=0,1", "--eval-train", str(train),
+              "--eval-test", str(test), "--eval-cache-dir", str(test / "cc"), "--out",
+              str(tmp_path / "sw")], "--eval-cache-dir", "--test")]:
+        assert main(argv) == 2
+        cache = argv[argv.index(flag) + 1]
+        folder = test if given == "--test" else train
+        err = capsys.readouterr().err
+        assert f"{flag} {cache} lies inside the " in err and f"folder {folder}; write the " \
+            "decoded caches elsewhere" in err, err
+        assert not Path(cache).exists() and not (tmp_path / "run").exists()
+    # beside the splits of a data set root (no image there): as before, accepted
+    assert main(["knn", "--checkpoint", str(tmp_path / "none.pt"), "--train", str(train),
+                 "--test", str(test), "--cache-dir", str(tmp_path)]) == 2
+    assert "lies inside" not in capsys.readouterr().err
+
+
 def test_a_bare_pretrain_on_a_folder_names_the_recipe_it_runs(tmp_path, monkeypatch, capsys):
     """No --preset on one's own folder is the paper's ImageNet scale: said as the run
     starts (after the inputs are checked), unless the scale was chosen on the line."""
