@@ -178,9 +178,9 @@ def pairs_axis(text: str) -> Axis:
     ordered pair (a then b, labelled 'a+b'), applied to one branch
     (``augment.asymmetric``), all the others off: n^2 cells, the paper's grid. A pair in
     the pipeline's own order runs as such; the other order sets ``augment.first_op``."""
-    ops = [o.strip() for o in text.split(",") if o.strip()]
+    ops = [o.strip() for o in text.split(",")]  # (an empty one refused, as --set's are)
     unknown = [o for o in ops if o not in FIG5_OPS]
-    if unknown or not ops or len(set(ops)) != len(ops):
+    if unknown or len(set(ops)) != len(ops):
         raise SimCLRError(f"--pairs {text!r}: expected distinct names from "
                           f"{', '.join(FIG5_OPS)}")
     pipeline = list(FIG5_OPS)

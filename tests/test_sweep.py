@@ -334,7 +334,7 @@ def test_fig5_pairs_switch_on_exactly_their_transformations(tmp_path):
     assert only_color.color and not only_color.crop and not only_color.flip
     # Ordered: the pipeline's own order needs nothing; the reverse puts its first op first.
     assert [augment(k).first_op for k in (1, 3, 5, 7)] == ["", "color", "color", ""]
-    for bad in ("crop,crop", "crop,zoom", ""):
+    for bad in ("crop,crop", "crop,zoom", "", "crop,,color", "crop,"):  # (empty: as --set)
         with pytest.raises(SimCLRError, match="--pairs"):
             pairs_axis(bad)
     with pytest.raises(SimCLRError, match="swept twice"):
