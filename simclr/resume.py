@@ -269,6 +269,13 @@ def _other_images(now: int, saved: Any, folder: str | None = None,
                        "restore the folder)")
 
 
+def read_all_images(saved: dict[str, Any] | None) -> bool:
+    """Whether a run reads the images beside its class folders too: a new one (``saved``
+    None) does; a saved one as its checkpoint says (``all_images``), one without the
+    entry being of a release before such images were kept (it listed the classes')."""
+    return saved is None or bool(saved.get("all_images", False))
+
+
 def read_splits_as_classes(ckpt: dict[str, Any], folder: str, saved: Any) -> bool:
     """Whether the run's release read ``folder``'s splits (Train/, Test/) as two classes,
     by evidence: this release's checkpoints say which split they read (``data_split``;
@@ -280,7 +287,7 @@ def read_splits_as_classes(ckpt: dict[str, Any], folder: str, saved: Any) -> boo
     if "data_split" in ckpt or "knn_splits" in ckpt:
         return False
     try:  # (the folder's images as that release listed them: the splits as classes)
-        whole = scan_folder(folder, unlabeled=bool(ckpt.get("all_images", False)))
+        whole = scan_folder(folder, unlabeled=read_all_images(ckpt))
     except SimCLRError:
         return False
     if ckpt.get("files_digest"):  # (a count may match by chance: Train/ shrunk by Test/'s)

@@ -219,10 +219,11 @@ def _counted_loose_images(run_dir: Path) -> bool:
     checkpoint's ``all_images``, read without its tensors); a run without a readable
     checkpoint is taken for one of this release, which reads them."""
     from simclr.checkpoint import latest_checkpoint, load_checkpoint
+    from simclr.resume import read_all_images
 
     try:
         last = latest_checkpoint(run_dir / "checkpoints")
-        return last is None or bool(load_checkpoint(last, mmap=True).get("all_images", False))
+        return last is None or read_all_images(load_checkpoint(last, mmap=True))
     except SimCLRError:
         return True
 

@@ -86,6 +86,7 @@ from simclr.resume import (
     check_same_runtime,
     knn_split_notes,
     knn_splits,
+    read_all_images,
     recorded_init_from,
     restore,
     save,
@@ -227,7 +228,7 @@ def pretrain(
     check_knn_folders(cfg)
     # A run resumed from a checkpoint of before images beside class folders counted
     # keeps the images it was planned on.
-    all_images = run.saved is None or bool(run.saved.get("all_images", False))
+    all_images = read_all_images(run.saved)
     # The image files, checked by their names before decoding (None: a named data set)
     files = list_folder(cfg.data.path, train=True, unlabeled=all_images)
     digest = None if files is None else files.names_digest()
