@@ -382,7 +382,7 @@ def _check_caches_outside_data(args: argparse.Namespace) -> None:
             from simclr.results import check_not_inside
 
             if not is_default_cache_dir(cache):
-                check_not_inside(cache, folders, "decoded caches", flag)
+                check_not_inside(cache, folders, "decoded caches", flag, files_only=True)
 
 
 def _check_names_are_text(args: argparse.Namespace) -> None:

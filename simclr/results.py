@@ -426,10 +426,13 @@ def runs_in(folder: Path, outputs: bool = True) -> str:
 
 
 def check_not_inside(out: str | Path, folders: dict[str, str | None], what: str,
-                     flag: str = "--out") -> None:
+                     flag: str = "--out", files_only: bool = False) -> None:
     """``out`` (given as ``flag``: --out, a --cache-dir) lies inside none of the data
     ``folders`` (flag -> folder) a command reads: what it writes there (checkpoints,
-    figures, cache files) would become images or classes of them."""
+    figures, cache files) would become images or classes of them. Nor does it hold one
+    of them as a split (c10/ holding c10/train: run folders there would be read as more
+    splits), unless what it writes there are files alone (``files_only``: a cache's,
+    no images beside the splits)."""
     where = Path(out).expanduser().resolve()
     for given, folder in folders.items():
         if folder and Path(folder).expanduser().is_dir():
@@ -437,9 +440,7 @@ def check_not_inside(out: str | Path, folders: dict[str, str | None], what: str,
             if any(_same_folder(p, data) for p in (where, *where.parents)):
                 raise SimCLRError(f"{flag} {out} lies inside the {given} folder {folder}; "
                                   f"write the {what} elsewhere")
-            # (c10/ holding c10/train: run folders there would be read as more splits;
-            # a cache's files beside the splits are no images)
-            if flag == "--out" and data.name in SPLITS and _same_folder(where, data.parent):
+            if not files_only and data.name in SPLITS and _same_folder(where, data.parent):
                 raise SimCLRError(f"{flag} {out} holds the {given} folder {folder} as a split: "
                                   f"what is written there would stop {out} reading as "
                                   f"train/test splits; write the {what} elsewhere")
