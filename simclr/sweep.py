@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simclr.config import FIG5_OPS, Config
+from simclr.config import FIG5_OPS, Config, default_of
 from simclr.config_file import save_yaml
 from simclr.errors import DivergedError, SimCLRError, is_amount, printable, user_message
 from simclr.files import (
@@ -157,12 +157,9 @@ def _check_distinct(path: str, parts: list[str], text: str) -> None:
                 raise
             # (the example: the setting's own default, valid there: 0.08,1 of --crop-scale
             # was offered for --betas too, which refuses a 1)
-            default: Any = Config()
-            for name in path.split("."):
-                default = getattr(default, name)
             raise SimCLRError(f"{exc}; a swept setting whose values hold commas takes ';' "
                               f"between values: --set '{flag_of(path)}="
-                              f"{','.join(f'{v:g}' for v in default)};A,B'") from None
+                              f"{','.join(f'{v:g}' for v in default_of(path))};A,B'") from None
         value = cfg
         for name in path.split("."):
             value = getattr(value, name)
