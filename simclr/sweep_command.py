@@ -337,8 +337,13 @@ def _eval_sources(args: argparse.Namespace, size: int, augmented: bool) -> tuple
 
 def _columns(protocol: str, scored: dict[str, float]) -> dict[str, float]:
     """A sweep table's columns of each layer's score: knn_top1 (h) first, knn_z_top1..."""
-    return {f"{protocol}_top1" if layer == "h" else f"{protocol}_{layer}_top1": top1
+    return {_column(protocol, layer): top1
             for layer, top1 in sorted(scored.items(), key=lambda item: item[0] != "h")}
+
+
+def _column(protocol: str, layer: str) -> str:
+    """The sweep table's column of ``layer``'s score: knn_top1 (h), knn_z_top1, ..."""
+    return f"{protocol}_top1" if layer == "h" else f"{protocol}_{layer}_top1"
 
 
 def _make_current(run_dir: Path, name: str, found: Path, files: tuple[str, ...]) -> None:
@@ -456,7 +461,7 @@ def _say_z_is_h(headless: list[str], scores: str) -> None:
         one = len(headless) == 1
         print(printable(f"note: --eval-layer z: the cell{'' if one else 's'} {cells} "
                         f"{'has' if one else 'have'} no projection head; "
-                        f"{'its' if one else 'their'} {scores}_z_top1 is "
+                        f"{'its' if one else 'their'} {_column(scores, 'z')} is "
                         f"{'its' if one else 'their'} h's score (z = h without a head)"),
               file=sys.stderr, flush=True)
 
