@@ -16,16 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from simclr.checkpoint import (
-    CLASSIFIER_FILES,
-    LAST,
-    PARTIAL_SUFFIX,
-    checkpoint_file,
-    is_complete,
-    load_checkpoint,
-    load_weights,
-    save_checkpoint,
-)
+from simclr.checkpoint import CLASSIFIER_FILES, LAST, PARTIAL_SUFFIX, is_complete, save_checkpoint
+from simclr.checkpoint_read import checkpoint_file, load_checkpoint, load_weights
 from simclr.config import Config
 from simclr.errors import SimCLRError, is_amount
 from simclr.launch import shell_quote

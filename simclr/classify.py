@@ -612,7 +612,7 @@ def check_classifier_step(model: nn.Module, image_size: int, batch_size: int,
 
 def saved_tally(saved: Any) -> dict[str, float] | None:
     """A partial (or supervised) checkpoint's ``epoch_tally`` as numbers (KeyError, TypeError,
-    ValueError where damaged: see checkpoint.readable_state); None where absent."""
+    ValueError where damaged: see checkpoint_read.readable_state); None where absent."""
     if saved is None:
         return None
     tally = {"loss_sum": float(saved["loss_sum"]), "hits": float(saved["hits"]),

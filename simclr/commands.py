@@ -22,13 +22,8 @@ import torch
 from torch import nn
 
 from simclr import distributed as dist
-from simclr.checkpoint import (
-    CHECKPOINTS,
-    LAST,
-    PARTIAL_SUFFIX,
-    checkpoint_file,
-    load_checkpoint,
-)
+from simclr.checkpoint import CHECKPOINTS, LAST, PARTIAL_SUFFIX
+from simclr.checkpoint_read import checkpoint_file, load_checkpoint
 from simclr.classifiers import note_unfinished
 from simclr.config import Config, DataConfig
 from simclr.data import open_source

@@ -246,7 +246,7 @@ def _check_linear_eval(protocol: str, run_dir: str | Path | None, batch_size: in
 def _unfinished_read_anew(path: Path, train: Any) -> str | None:
     """partial.read_anew of the unfinished sgd training at ``path`` (None where it cannot
     be read: the sgd command names that)."""
-    from simclr.checkpoint import load_checkpoint
+    from simclr.checkpoint_read import load_checkpoint
 
     try:
         saved = load_checkpoint(path, mmap=True).get("settings")  # (not its tensors)

@@ -43,12 +43,8 @@ import torch
 from torch import nn
 
 from simclr import __version__
-from simclr.checkpoint import (
-    checkpoint_file,
-    is_run_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
+from simclr.checkpoint import is_run_checkpoint, save_checkpoint
+from simclr.checkpoint_read import checkpoint_file, load_checkpoint
 from simclr.classifiers import (
     classifier_file,
     classifier_from_checkpoint,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from simclr.checkpoint import load_checkpoint
+from simclr.checkpoint_read import load_checkpoint
 from simclr.classifiers import classifier_file, classifier_from_checkpoint, note_unfinished
 from simclr.config import DataConfig
 from simclr.errors import SimCLRError, check_counts

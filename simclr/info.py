@@ -21,9 +21,9 @@ from simclr.checkpoint import (
     CLASSIFIER_FILES,
     LAST,
     checkpoint_files,
-    load_checkpoint,
     periodic_checkpoints,
 )
+from simclr.checkpoint_read import load_checkpoint
 from simclr.errors import SimCLRError, is_amount, is_count, unreadable_path
 from simclr.files import folder_holder, read_json
 from simclr.resume import recorded_argv, session_number
@@ -122,7 +122,7 @@ def _torchvision_export(path: Path) -> dict[str, Any] | None:
     and for a ResNet the side simclr reads the file at (``read_at``) where it is
     another. None where no such card is beside it, or the file is a simclr checkpoint
     now (written over since: the card is not its)."""
-    from simclr.checkpoint import read_weights_file
+    from simclr.checkpoint_read import read_weights_file
     from simclr.config import ARCHS
     from simclr.export import card_file
     from simclr.torchvision_io import assumed_side

@@ -21,15 +21,12 @@ import torch
 from torch import nn
 
 from simclr import distributed as dist
-from simclr.checkpoint import (
-    CHECKPOINTS,
-    PARTIAL_SUFFIX,
+from simclr.checkpoint import CHECKPOINTS, PARTIAL_SUFFIX, new_run_id, save_checkpoint
+from simclr.checkpoint_read import (
     load_checkpoint,
     load_scaler,
     load_weights,
-    new_run_id,
     readable_state,
-    save_checkpoint,
     stopped_while_finishing,
 )
 from simclr.classify import Checkpointing, saved_tally
@@ -82,7 +79,7 @@ class PartialRun:
     # continued epoch's loss and top-1 count its steps before the stop too.
     tally: dict[str, float] | None = None
     # ``out``'s results are this training's, stopped while it wrote them (resumed: see
-    # checkpoint.stopped_while_finishing): they are written anew, without --overwrite.
+    # checkpoint_read.stopped_while_finishing): they are written anew, without --overwrite.
     finishing: bool = False
     # The unreadable files (path, reason) the saved sessions met (the state's
     # ``skipped_images``, as pretraining's; an older file has none): the caller's source

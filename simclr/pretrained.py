@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from simclr.backbones import TorchvisionEncoder, side_problem
-from simclr.checkpoint import (
+from simclr.checkpoint_read import (
     checked_checkpoint,
     imported_checkpoint,
     load_checkpoint,

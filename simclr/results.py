@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from simclr.checkpoint import CHECKPOINTS, stopped_while_finishing
+from simclr.checkpoint import CHECKPOINTS
+from simclr.checkpoint_read import stopped_while_finishing
 from simclr.errors import SimCLRError
 from simclr.files import LOCK_NAME, folder_holder, write_json, written
 from simclr.folders import SPLITS
@@ -388,7 +389,7 @@ def check_results_free(run_dir: str | Path | None, results: Sequence[str],
     ``overwrite``: True lets the command replace them (an evaluation's ``--overwrite``),
     False refuses them naming that flag, None refuses them (a command without it).
     Those of a training stopped while it wrote them are its command's to finish
-    (:func:`simclr.checkpoint.stopped_while_finishing`), not refused."""
+    (:func:`simclr.checkpoint_read.stopped_while_finishing`), not refused."""
     if run_dir is None:
         return
     path = Path(run_dir).expanduser()

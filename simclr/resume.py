@@ -12,14 +12,8 @@ from typing import Any
 import torch
 
 from simclr import distributed as dist
-from simclr.checkpoint import (
-    load_scaler,
-    load_weights,
-    new_run_id,
-    periodic_name,
-    readable_state,
-    save_checkpoint,
-)
+from simclr.checkpoint import new_run_id, periodic_name, save_checkpoint
+from simclr.checkpoint_read import load_scaler, load_weights, readable_state
 from simclr.config import RESUME_SETTINGS, Config
 from simclr.config_file import load_yaml
 from simclr.errors import SimCLRError

@@ -21,9 +21,9 @@ from simclr.checkpoint import (
     LAST,
     PARTIAL_SUFFIX,
     is_run_checkpoint,
-    load_checkpoint,
     periodic_checkpoints,
 )
+from simclr.checkpoint_read import load_checkpoint
 from simclr.config import SECTIONS, Config
 from simclr.config_file import parse_yaml
 from simclr.errors import SimCLRError, is_amount, with_article

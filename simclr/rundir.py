@@ -26,11 +26,10 @@ from simclr.checkpoint import (
     checkpoint_files,
     is_complete,
     latest_checkpoint,
-    load_checkpoint,
     periodic_checkpoints,
-    require_entries,
     stored_step,
 )
+from simclr.checkpoint_read import load_checkpoint, require_entries
 from simclr.config import Config
 from simclr.errors import DivergedError, SimCLRError, user_message, with_article
 from simclr.files import (

@@ -34,14 +34,12 @@ from simclr.checkpoint import (
     CHECKPOINTS,
     checkpoint_files,
     latest_checkpoint,
-    load_scaler,
-    load_weights,
     new_run_id,
     periodic_name,
-    readable_state,
     run_dir_of,
     save_checkpoint,
 )
+from simclr.checkpoint_read import load_scaler, load_weights, readable_state
 from simclr.classifiers import classifier_checkpoint
 from simclr.classify import (
     Checkpointing,

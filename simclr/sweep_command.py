@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from simclr.arguments import count_at_least, epoch_count
-from simclr.checkpoint import load_checkpoint
+from simclr.checkpoint_read import load_checkpoint
 from simclr.commands import checkpoint_source, open_eval_source
 from simclr.config import MAX_WORKERS, PRECISIONS, DataConfig
 from simclr.config_file import names_no_data

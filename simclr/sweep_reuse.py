@@ -218,7 +218,8 @@ def _counted_loose_images(run_dir: Path) -> bool:
     """Whether a finished cell's run read the images beside its class folders too (its
     checkpoint's ``all_images``, read without its tensors); a run without a readable
     checkpoint is taken for one of this release, which reads them."""
-    from simclr.checkpoint import latest_checkpoint, load_checkpoint
+    from simclr.checkpoint import latest_checkpoint
+    from simclr.checkpoint_read import load_checkpoint
     from simclr.resume import read_all_images
 
     try:

@@ -24,7 +24,8 @@ import torch
 
 from simclr import distributed as dist
 from simclr.augment import TwoViewAugment
-from simclr.checkpoint import latest_checkpoint, readable_state
+from simclr.checkpoint import latest_checkpoint
+from simclr.checkpoint_read import readable_state
 from simclr.config import Config
 from simclr.config_file import save_yaml
 from simclr.data import open_source

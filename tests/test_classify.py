@@ -426,7 +426,7 @@ def test_classifier_trainings_on_cuda(tmp_path, capsys):
     channels_last): each finishes with a finite loss and a saved classifier."""
     import json
 
-    from simclr.checkpoint import load_checkpoint
+    from simclr.checkpoint_read import load_checkpoint
     from simclr.cli import main
     from tests.conftest import make_image_folder
 

@@ -46,7 +46,7 @@ def test_a_run_trained_with_eval_size_is_evaluated_at_it(tmp_path, capsys, monke
     keeps the ImageNet stem the encoder was trained with (32 px alone would pick the
     CIFAR stem), and predict reads its side from it; --image-size still overrides."""
     import simclr.features
-    from simclr.checkpoint import load_checkpoint
+    from simclr.checkpoint_read import load_checkpoint
     from tests.conftest import make_image_folder
 
     sides, extract = [], simclr.features.extract_features
@@ -121,7 +121,7 @@ def test_evaluations_at_another_image_size_record_it_and_predict_at_it(tmp_path,
     16; the results say 24, and predict uses the side its classifier was fitted at."""
     import json
 
-    from simclr.checkpoint import load_checkpoint
+    from simclr.checkpoint_read import load_checkpoint
 
     train, test, cache = tiny_pretrained_run(tmp_path)
     run = str(tmp_path / "pre")
@@ -154,7 +154,8 @@ def test_a_classifiers_provenance_names_its_encoders_pretraining_step(tmp_path, 
 
     import numpy as np
 
-    from simclr.checkpoint import load_checkpoint, save_checkpoint
+    from simclr.checkpoint import save_checkpoint
+    from simclr.checkpoint_read import load_checkpoint
     from simclr.export import export
 
     train, test, cache = tiny_pretrained_run(tmp_path)

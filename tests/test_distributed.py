@@ -409,7 +409,7 @@ def _losses(run: Path) -> list[float]:
 
 
 def _weights(run: Path) -> dict:
-    from simclr.checkpoint import load_checkpoint
+    from simclr.checkpoint_read import load_checkpoint
 
     return load_checkpoint(run / "checkpoints/last.pt")["model"]
 
@@ -486,7 +486,7 @@ def test_two_process_supervised_training_follows_the_single_process_run(tmp_path
     of one process with the whole batch; rank 0 alone writes and evaluates."""
     import json
 
-    from simclr.checkpoint import load_checkpoint
+    from simclr.checkpoint_read import load_checkpoint
     from simclr.cli import main
     from tests.conftest import make_image_folder
 
@@ -569,7 +569,7 @@ def test_two_process_finetuning_follows_one_process_and_resumes(tmp_path, pretra
     stops both at the same step (rank 0 saves); the same command continues exactly."""
     import json
 
-    from simclr.checkpoint import load_checkpoint
+    from simclr.checkpoint_read import load_checkpoint
     from simclr.cli import main
 
     def argv(out: str) -> list:
@@ -604,7 +604,7 @@ def test_two_process_sgd_linear_evaluation_follows_one_process(tmp_path, pretrai
     each process's half batch, the layer's gradients averaged: one process's layer."""
     import json
 
-    from simclr.checkpoint import load_checkpoint
+    from simclr.checkpoint_read import load_checkpoint
     from simclr.classify import init_linear
     from simclr.cli import main
 
@@ -786,7 +786,7 @@ def test_a_signal_to_one_pretraining_process_stops_both_at_one_step(tmp_path, im
     both stop after step 3, rank 0 writes the checkpoint, both name the signal."""
     import json
 
-    from simclr.checkpoint import load_checkpoint
+    from simclr.checkpoint_read import load_checkpoint
     from tests.conftest import tiny_flags
 
     flags = tiny_flags(image_folder, tmp_path / "run", str(tmp_path / "cache"), threads=1,

@@ -278,7 +278,8 @@ def test_an_interrupted_sgd_linear_evaluation_continues_exactly(tmp_path):
     """90 epochs of ImageNet take hours: stopped (a signal at step 4 of 9, inside epoch
     2) and run again, the same command ends with the layer of an uninterrupted run; the
     partial file holds the layer only (the frozen encoder comes from --checkpoint)."""
-    from simclr.checkpoint import load_checkpoint, save_checkpoint
+    from simclr.checkpoint import save_checkpoint
+    from simclr.checkpoint_read import load_checkpoint
 
     train, test = colour_source(seed=0), colour_source(n_per_class=4, seed=1)
     args = {"image_size": 16, "protocol": "sgd", "batch_size": 8, "epochs": 3, "device": "cpu",
@@ -352,7 +353,7 @@ def test_a_continued_sgd_linear_evaluation_keeps_the_length_it_started_with(tmp_
     mid-run), and a run saved now at the 55 it records."""
     import torch
 
-    from simclr.checkpoint import load_checkpoint
+    from simclr.checkpoint_read import load_checkpoint
 
     train, test = colour_source(n_per_class=17, seed=0), colour_source(n_per_class=2, seed=1)
     args = {"image_size": 16, "protocol": "sgd", "batch_size": 2, "epochs": 2.2,
@@ -382,7 +383,8 @@ def test_an_unfinished_sgd_linear_evaluation_of_a_folder_read_anew_as_its_split_
     its --out said so too): the user had. Both say why it cannot continue."""
     import re
 
-    from simclr.checkpoint import load_checkpoint, save_checkpoint
+    from simclr.checkpoint import save_checkpoint
+    from simclr.checkpoint_read import load_checkpoint
     from tests.conftest import capital_split_sources
 
     data, train, test = capital_split_sources(tmp_path)
@@ -434,7 +436,7 @@ def test_a_stop_during_the_sgd_test_keeps_the_finished_training(tmp_path, monkey
     """Ctrl-C while the finished sgd layer is tested: the layer stays in
     linear-partial.pt and the same command only tests it again (no step anew), ending
     as an uninterrupted run."""
-    from simclr.checkpoint import load_checkpoint
+    from simclr.checkpoint_read import load_checkpoint
 
     train, test, enc, args, whole = sgd_run_whole(tmp_path / "whole")
     run = tmp_path / "cut"
@@ -460,7 +462,7 @@ def test_a_stop_before_the_sgd_results_are_written_leaves_the_same_command_to_fi
     """A stop after linear.pt was saved, before linear_eval.json: the same command tests
     the finished layer again and writes the results (it refused the folder: 'already
     holds checkpoints/linear.pt')."""
-    from simclr.checkpoint import load_checkpoint
+    from simclr.checkpoint_read import load_checkpoint
     from simclr.interrupts import Terminated
 
     train, test, enc, args, whole = sgd_run_whole(tmp_path / "whole")

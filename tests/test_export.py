@@ -17,7 +17,8 @@ import pytest
 import torch
 
 import simclr.export as exp
-from simclr.checkpoint import load_checkpoint, save_checkpoint
+from simclr.checkpoint import save_checkpoint
+from simclr.checkpoint_read import load_checkpoint
 from simclr.classifiers import classifier_checkpoint
 from simclr.cli import main
 from simclr.errors import SimCLRError

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from simclr.checkpoint import load_checkpoint
+from simclr.checkpoint_read import load_checkpoint
 from simclr.classify import evaluate_classifier
 from simclr.config import ModelConfig
 from simclr.errors import SimCLRError
@@ -483,7 +483,7 @@ def test_an_interrupted_finetuning_is_never_continued_with_other_settings(tmp_pa
     with pytest.raises(SimCLRError, match=r"with other settings \(weights: '[0-9a-f]+' saved"):
         run_finetune(tiny_encoder(seed=1), train, test, run, **args)
     # Not a result: commands given the folder do not take it for the fine-tuned model.
-    from simclr.checkpoint import checkpoint_file
+    from simclr.checkpoint_read import checkpoint_file
 
     with pytest.raises(SimCLRError, match=r"holds only an unfinished training \(finetune-"
                                           r"partial.pt\): rerun the command that was stopped"):

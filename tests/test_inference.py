@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from simclr.checkpoint import load_checkpoint, save_checkpoint
+from simclr.checkpoint import save_checkpoint
+from simclr.checkpoint_read import load_checkpoint
 from simclr.cli import main
 from simclr.config import DataConfig
 from simclr.data import open_source

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from simclr import train
-from simclr.checkpoint import load_checkpoint
+from simclr.checkpoint_read import load_checkpoint
 from simclr.cli import main
 from simclr.errors import SimCLRError
 from simclr.resume import load_resume_config

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from simclr.checkpoint import latest_checkpoint, load_checkpoint
+from simclr.checkpoint import latest_checkpoint
+from simclr.checkpoint_read import load_checkpoint
 from tests.conftest import make_image_folder
 
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 import torchvision
 
-from simclr.checkpoint import load_checkpoint, save_checkpoint
+from simclr.checkpoint import save_checkpoint
+from simclr.checkpoint_read import load_checkpoint
 from simclr.classifiers import classifier_checkpoint, classifier_from_checkpoint, encoder_config
 from simclr.cli import main
 from simclr.errors import SimCLRError

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from simclr import train
-from simclr.checkpoint import load_checkpoint
+from simclr.checkpoint_read import load_checkpoint
 from simclr.cli import main
 from simclr.files import lock_folder
 from simclr.resume import load_resume_config

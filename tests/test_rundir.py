@@ -12,7 +12,7 @@ import time
 import pytest
 
 from simclr import train
-from simclr.checkpoint import load_checkpoint
+from simclr.checkpoint_read import load_checkpoint
 from simclr.errors import SimCLRError
 from simclr.files import STALE_AFTER_S
 from simclr.resume import load_resume_config

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision
 
-from simclr.checkpoint import load_checkpoint
+from simclr.checkpoint_read import load_checkpoint
 from simclr.errors import SimCLRError
 from simclr.pretrained import encoder_from_checkpoint
 from simclr.safetensors_file import read_safetensors

@@ -15,7 +15,8 @@ import pytest
 import torch
 import yaml
 
-from simclr.checkpoint import load_checkpoint, periodic_checkpoints, save_checkpoint
+from simclr.checkpoint import periodic_checkpoints, save_checkpoint
+from simclr.checkpoint_read import load_checkpoint
 from simclr.cli import main
 from simclr.config_file import load_yaml
 from simclr.errors import SimCLRError

@@ -645,7 +645,7 @@ def test_a_rerun_resumes_the_interrupted_cell_from_its_checkpoint(tmp_path, imag
     never interrupted."""
 
     from simclr import train
-    from simclr.checkpoint import load_checkpoint
+    from simclr.checkpoint_read import load_checkpoint
 
     real, trained, stop_at = train.pretrain, [], {"temperature=0.5": 4}
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 import torchvision
 
-from simclr.checkpoint import load_checkpoint, save_checkpoint
+from simclr.checkpoint import save_checkpoint
+from simclr.checkpoint_read import load_checkpoint
 from simclr.cli import main
 from simclr.errors import SimCLRError
 from simclr.models import ResNet, build_encoder

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from simclr import load_encoder, monitor, nt_xent, train
-from simclr.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from simclr.checkpoint import latest_checkpoint, save_checkpoint
+from simclr.checkpoint_read import load_checkpoint
 from simclr.config_file import load_yaml
 from simclr.errors import DivergedError, SimCLRError
 from simclr.files import read_json
