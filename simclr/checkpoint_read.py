@@ -45,6 +45,12 @@ from simclr.launch import shell_quote
 from simclr.safetensors_file import SUFFIX as SAFETENSORS
 from simclr.safetensors_file import is_safetensors, read_safetensors
 from simclr.settings import SettingError, config_from_dict
+from simclr.torchvision_io import (
+    as_encoder,
+    is_torchvision_state,
+    unwrapped_state,
+    why_not_a_resnet,
+)
 from simclr.validate import validate
 
 log = logging.getLogger(__name__)
@@ -241,9 +247,6 @@ def imported_checkpoint(state: Any, p: Path) -> dict[str, Any] | None:
     """A ResNet's weights in torchvision's layout (``export --format torchvision``, the
     converted official weights, ...), read from file ``p``, as an encoder checkpoint;
     None for anything else (:func:`simclr.torchvision_io.as_encoder`)."""
-    # (imported here: torchvision_io imports models, which import this module)
-    from simclr.torchvision_io import as_encoder
-
     try:
         imported = as_encoder(state) if isinstance(state, dict) and "format" not in state \
             else None
@@ -258,8 +261,6 @@ def imported_checkpoint(state: Any, p: Path) -> dict[str, Any] | None:
 
 def checked_checkpoint(state: Any, p: Path) -> dict[str, Any]:
     """:func:`load_checkpoint`'s checks of what :func:`read_weights_file` read."""
-    from simclr.torchvision_io import is_torchvision_state, unwrapped_state, why_not_a_resnet
-
     if isinstance(state, dict) and "format" not in state:
         state = imported_checkpoint(state, p) or state
         misfit = why_not_a_resnet(state) if "format" not in state else None
