@@ -29,6 +29,7 @@ from simclr.config import (
     RECORDED_KEYS,
     SAVED_BEFORE,
     Config,
+    default_of,
     field_type,
 )
 from simclr.errors import SimCLRError
@@ -211,8 +212,9 @@ def field_kind(type_text: Any) -> tuple[str, bool]:
     return t.replace("|None", "").split("[")[0], "None" in t
 
 
-def _coerce(value: Any, type_text: str, where: str) -> Any:
-    """Convert YAML/flag text to the field's declared type (annotations are strings)."""
+def _coerce(value: Any, type_text: str, where: str, path: str) -> Any:
+    """Convert YAML/flag text to the field's declared type (annotations are strings);
+    ``path`` is the dotted setting, whose default a pair's message offers as its example."""
     base, optional = field_kind(type_text)
     # "none" as text means None only where None is allowed: `--head none` is a head.
     if value is None or (optional and is_null(value)):
@@ -253,13 +255,25 @@ def _coerce(value: Any, type_text: str, where: str) -> Any:
                                   "as written")
             return str(value)
     except (TypeError, ValueError):
-        wanted = "true, false or auto" if base == "bool" and optional else WANTED.get(base, base)
+        wanted = "true, false or auto" if base == "bool" and optional else wanted_text(base, path)
         raise SimCLRError(f"{where}: expected {wanted}, got {shown(value)}") from None
     return value
 
 
 WANTED = {"bool": "true or false", "int": "a whole number", "float": "a number",
-          "tuple": "two numbers A,B (e.g. 0.08,1)", "str": "text"}
+          "tuple": "two numbers A,B", "str": "text"}
+
+
+def wanted_text(base: str, path: str) -> str:
+    """What a setting of kind ``base`` takes, for its message. A pair's example is the
+    setting's own default, a value it takes: one example for all (0.08,1 of --crop-scale)
+    was offered for --betas too, which refuses a 1."""
+    if base != "tuple":
+        return WANTED.get(base, base)
+    example = default_of(path)
+    if not isinstance(example, tuple):  # (an optional pair, no default to show)
+        return WANTED[base]
+    return f"{WANTED[base]} (e.g. {','.join(f'{v:g}' for v in example)})"
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> None:
@@ -336,7 +350,7 @@ def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
             and os.path.lexists(value):  # `--data none` beside a folder named none
         raise SimCLRError(f"{where}: {value!r} means none ({PATH_SETTINGS[path]}), yet "
                           f"{value!r} is also a path here; write ./{value} to name it")
-    setattr(obj, name, _coerce(value, type_text, where))
+    setattr(obj, name, _coerce(value, type_text, where, path))
 
 
 

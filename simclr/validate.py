@@ -44,7 +44,7 @@ from simclr.config import (
 )
 from simclr.errors import SimCLRError
 from simclr.folders import WRITTEN_NOT_UTF8, is_utf8
-from simclr.settings import WANTED, SettingError, field_kind, shown
+from simclr.settings import SettingError, field_kind, shown, wanted_text
 
 MAX_WIDTH = 64  # a width multiplier; 64 x ResNet-50 would hold about 100 billion weights
 # The projection head's bounds: Fig. 8 tries z of 32-2048 dimensions and SimCLRv2 3
@@ -98,7 +98,7 @@ def _check_types(obj: Any, prefix: str = "") -> None:
             if ok:
                 setattr(obj, f.name, plain(value))
         if not ok:
-            raise SettingError(path, f" must be {WANTED[base]}, got {shown(value)}")
+            raise SettingError(path, f" must be {wanted_text(base, path)}, got {shown(value)}")
 
 
 def _check_finite(obj: Any, prefix: str = "") -> None:

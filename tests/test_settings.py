@@ -215,6 +215,19 @@ def test_unreadable_values_name_the_setting(flags, needle):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(("flags", "needle"), [
+    ({"optim.betas": "0.9"}, "--betas: expected two numbers A,B (e.g. 0.9,0.999), got '0.9'"),
+    ({"augment.blur_sigma": "x"}, "--blur-sigma: expected two numbers A,B (e.g. 0.1,2), got"),
+    ({"augment.noise_std": "1,2,3"}, "--noise-std: expected two numbers A,B (e.g. 0,0.1), got"),
+])
+def test_a_pair_settings_example_is_its_own_default(flags, needle):
+    """Every pair setting offered --crop-scale's 0.08,1 as its example (--betas refuses
+    a 1); each now shows its own default, a value it takes."""
+    with pytest.raises(SimCLRError) as info:
+        build_config(flags=flags)
+    assert needle in str(info.value)
+
+
 def test_bad_yaml_and_missing_file(tmp_path):
     with pytest.raises(SimCLRError, match="not found"):
         build_config(config_file=str(tmp_path / "missing.yaml"))
