@@ -336,12 +336,9 @@ def resume_checkpoint(
     given = Path(target).expanduser()
     if given.is_file():
         folder = given.parent
-        if folder.name != CHECKPOINTS:
+        if folder.name != CHECKPOINTS:  # (its folder is no run: named as the file)
             found = load_checkpoint(given).get("kind")
-            if found != kind:
-                raise SimCLRError(f"--resume {target}: {_other_kind(folder, given, found, kind)}")
-            raise SimCLRError(f"--resume {target}: the file is not in a run's {CHECKPOINTS} "
-                              "folder; pass the run directory")
+            raise SimCLRError(f"--resume {target}: {_loose_file(target, found, kind)}")
     elif given.name == CHECKPOINTS and not (given / CHECKPOINTS).is_dir():
         folder = given
     else:
@@ -409,6 +406,25 @@ def _other_kind(run_dir: Path, path: Path, found: Any, wanted: str) -> str:
     return (f"{run_dir} is not a {names[wanted]} run (its checkpoint {path.name} is "
             f"{with_article(kind)} checkpoint); only pretraining and supervised runs can be "
             "resumed")
+
+
+def _loose_file(target: str | os.PathLike, found: Any, wanted: str) -> str:
+    """Why the checkpoint file ``target``, of kind ``found``, outside a run's checkpoints
+    folder, continues no run: its folder is no run (its config and logs are not there),
+    so the file is named, not that folder ('. is a supervised run ...; continue it with
+    `simclr supervised --resume .`' failed too)."""
+    names = {"pretrain": "pretraining", "supervised": "supervised"}
+    what = with_article(f"{names.get(found, found)} checkpoint") if found else \
+        "a checkpoint of unknown kind"
+    if found == wanted:
+        then = "pass the directory of the run it was saved in"
+    elif found in RESUMABLE:
+        then = (f"it is no {names[wanted]} run's either (`{RESUMABLE[found]} --resume` "
+                "takes the directory of the run it was saved in)")
+    else:
+        then = "only pretraining and supervised runs can be resumed"
+    return (f"{target} is {what} outside a run folder (not in a run's {CHECKPOINTS} "
+            f"folder), so it holds no run to continue; {then}")
 
 
 def _why_no_checkpoint(folder: Path, kind: str) -> str:

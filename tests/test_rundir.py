@@ -702,3 +702,30 @@ def test_a_run_killed_before_its_first_checkpoint_is_found_above_a_folder(tmp_pa
     assert run_above(run / "sub") is None  # a project's config.yaml and checkpoints/
     (run / "metrics.jsonl").write_text(json.dumps({"step": 0, "event": "start"}) + "\n")
     assert run_above(run / "sub") == run.resolve()
+
+
+@pytest.mark.parametrize(("found", "wanted", "says"), [
+    ("pretrain", "pretrain", "a pretraining checkpoint outside a run folder"),
+    ("supervised", "pretrain", "a supervised checkpoint outside a run folder"),
+    ("pretrain", "supervised", "a pretraining checkpoint outside a run folder"),
+    ("linear", "pretrain", "a linear checkpoint outside a run folder"),
+])
+def test_a_loose_checkpoint_file_is_named_itself_not_its_folder(tmp_path, monkeypatch, found,
+                                                                 wanted, says):
+    """A .pt file outside a run's checkpoints folder was called the run of its folder
+    ('. is a supervised run ...; continue it with `simclr supervised --resume .`'), a
+    command that fails too: the message names the file and why no run continues."""
+    import torch
+
+    from simclr.checkpoint import save_checkpoint
+    from simclr.rundir import resume_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    save_checkpoint({"format": "simclr-checkpoint", "version": 1, "step": 3, "kind": found,
+                     "config": {}, "model": {"w": torch.zeros(2)}}, tmp_path, "copy.pt")
+    with pytest.raises(SimCLRError) as info:
+        resume_checkpoint("copy.pt", wanted)
+    message = str(info.value)
+    assert message.startswith(f"--resume copy.pt: copy.pt is {says} (not in a run's "
+                              "checkpoints folder)"), message
+    assert " . " not in message and "--resume .`" not in message and "\n" not in message
