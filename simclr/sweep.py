@@ -45,6 +45,7 @@ from simclr.sweep_checks import (
     check_cell_inputs,
     check_cells_differ,
     check_settings_act,
+    per_cell,
 )
 from simclr.sweep_report import (
     NOT_EVALUATED,
@@ -384,14 +385,9 @@ def run_sweep(
         check_not_inside(root, {"--data": cfg.data.path, "--knn-train": cfg.knn_train,
                                 "--knn-test": cfg.knn_test}, "sweep")
     sizes = check_batches(cells, configs)
-    resolved = []
     read: dict[str, Any] = {}  # (each --init-from file read once for all the cells)
-    for cell, cfg in zip(cells, configs, strict=True):  # all before the first cell trains
-        try:
-            resolved.append(check_cell_inputs(cfg, processes, read))
-        except SimCLRError as exc:
-            raise SimCLRError(f"cell {cell.name}: {exc}") from None
-    del read  # (the weights: not held while the cells train)
+    resolved = per_cell(cells, lambda k: check_cell_inputs(configs[k], processes, read))
+    read.clear()  # (the weights: not held while the cells train)
     check_cells_differ(cells, configs, resolved, sizes)
     reused = _find_earlier_runs(root, cells, configs)
     # A cell's earlier run of other settings is refused now, before the earlier summary
@@ -530,13 +526,20 @@ def cell_configs(axes: list[Axis], root: Path, preset: str | None, config: str |
     """Every cell of the grid under ``root`` and its resolved, checked config: the layers
     of ``simclr pretrain`` (preset, file, flags) with the cell's values on top."""
     cells = plan_cells(axes, root)
-    configs = []
-    for cell in cells:  # every cell checked before anything runs
-        cell_flags = {**flags, **cell.values, "out": str(cell.run_dir)}
+
+    def built(k: int, swept: bool = True) -> Config:
+        cell_flags = {**flags, **(cells[k].values if swept else {}),
+                      "out": str(cells[k].run_dir)}
+        return build_config(preset, config, cell_flags, inert_ok=cell_flags)
+
+    def unswept(message: str) -> bool:  # (the settings without the swept values fail so)
         try:
-            configs.append(build_config(preset, config, cell_flags, inert_ok=cell_flags))
+            built(0, swept=False)
         except SimCLRError as exc:
-            raise SimCLRError(f"cell {cell.name}: {user_message(exc)}") from None
+            return user_message(exc) == message
+        return False
+
+    configs = per_cell(cells, built, unswept)  # every cell checked before anything runs
     check_settings_act(axes, cells, configs, flags)
     return cells, configs
 

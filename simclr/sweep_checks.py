@@ -8,16 +8,51 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from simclr.config import Config
-from simclr.errors import SimCLRError
+from simclr.errors import SimCLRError, user_message
 from simclr.folders import list_folder
 from simclr.recipe import flatten
 from simclr.settings import flag_of
 
 if TYPE_CHECKING:  # (simclr.sweep imports this module)
     from simclr.sweep import Axis, Cell
+
+T = TypeVar("T")
+
+
+def per_cell(cells: list[Cell], check: Callable[[int], T],
+             unswept: Callable[[str], bool] | None = None) -> list[T]:
+    """``check(k)`` of each cell k, in order: their results. A failure names its cell
+    ('cell lr=0.1: ...') where it is that cell's, but is said once, without a cell's name,
+    where it is the whole sweep's: an unswept setting or a folder every cell reads
+    ('cell seed=0: --betas ...' blamed the first cell for a flag wrong in all). It is
+    the sweep's where the first cell fails and every other cell fails alike (the same
+    message), or where ``unswept(message)`` says the settings without any swept value
+    fail so (a sweep of one cell)."""
+    results = []
+    for k in range(len(cells)):
+        try:
+            results.append(check(k))
+        except SimCLRError as exc:
+            message = user_message(exc)
+            if k == 0 and ((len(cells) > 1 and all(
+                    _fails_with(check, j, message) for j in range(1, len(cells))))
+                    or (unswept is not None and unswept(message))):
+                raise SimCLRError(message) from None
+            raise SimCLRError(f"cell {cells[k].name}: {message}") from None
+    return results
+
+
+def _fails_with(check: Callable[[int], Any], k: int, message: str) -> bool:
+    """Whether ``check(k)`` fails with ``message``."""
+    try:
+        check(k)
+    except SimCLRError as exc:
+        return user_message(exc) == message
+    return False
 
 
 def check_cell_inputs(cfg: Config, processes: int | None = None,
@@ -216,22 +251,29 @@ def check_batches(cells: list[Cell], configs: list[Config]) -> list[int | None]:
 
     listings: dict[str | None, Any] = {}  # one listing per folder
     readable: set[tuple[str | None, int]] = set()  # (folder, max_pixels) found readable
+    unreadable: dict[tuple[str | None, int], SimCLRError] = {}  # ... and found not: once
     opened: dict[tuple[str, str, bool], int] = {}  # (name, root, download): its size
-    found: list[int | None] = []
-    for cell, cfg in zip(cells, configs, strict=True):
+    for cfg in configs:  # (a folder not found: the sweep's, named by its flag)
         if cfg.data.path not in listings:
             listings[cfg.data.path] = list_folder(cfg.data.path, train=True, unlabeled=True)
-        listed = listings[cfg.data.path]
-        try:
-            size = _named_size(cfg, opened) if listed is None else len(listed.paths)
-            if listed is not None and (cfg.data.path, cfg.data.max_pixels) not in readable:
+
+    def check(k: int) -> int | None:
+        cfg = configs[k]
+        listed, key = listings[cfg.data.path], (cfg.data.path, cfg.data.max_pixels)
+        size = _named_size(cfg, opened) if listed is None else len(listed.paths)
+        if key in unreadable:  # (a folder read whole in vain is not read again)
+            raise unreadable[key]
+        if listed is not None and key not in readable:
+            try:
                 check_some_readable(listed, limit=None, max_pixels=cfg.data.max_pixels)
-                readable.add((cfg.data.path, cfg.data.max_pixels))
-            check_batch_fits(cfg.batch_size, size)
-        except SimCLRError as exc:
-            raise SimCLRError(f"cell {cell.name}: {exc}") from None
-        found.append(size)
-    return found
+            except SimCLRError as exc:
+                unreadable[key] = exc
+                raise
+            readable.add(key)
+        check_batch_fits(cfg.batch_size, size)
+        return size
+
+    return per_cell(cells, check)
 
 
 def _named_size(cfg: Config, opened: dict[tuple[str, str, bool], int]) -> int:

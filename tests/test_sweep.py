@@ -281,10 +281,38 @@ def test_a_bad_cell_fails_before_anything_runs(tmp_path, image_folder, cache_dir
                                           rf"{broken} could be read"):
         run_sweep([parse_axis(f"data={image_folder},{broken}")], tmp_path / "sw",
                   preset=None, config=None, flags=flags, evaluate=None)
-    with pytest.raises(SimCLRError, match=r"cell temperature=0.2: none of the 24 images"):
+    # (no image within --max-pixels, unswept: in every cell, said once without a cell)
+    with pytest.raises(SimCLRError, match=r"^none of the 24 images"):
         run_sweep([parse_axis("temperature=0.2,0.5")], tmp_path / "sw", preset=None,
                   config=None, flags={**flags, "data.max_pixels": 100}, evaluate=None)
     assert not (tmp_path / "sw").exists() and not Path(cache_dir).exists()
+
+
+def test_a_bad_unswept_setting_is_the_sweeps_not_its_first_cells(tmp_path, image_folder,
+                                                                cache_dir):
+    """A flag wrong in every cell (not swept) was said as the first cell's ('cell
+    seed=0: --temperature must be positive'): it is said once, without a cell's name,
+    before anything runs; a swept value's error keeps its cell's name."""
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    for axes, bad, message in [
+            (["seed=0,1"], {"loss.temperature": -1}, "--temperature must be positive"),
+            (["seed=0"], {"loss.temperature": -1}, "--temperature must be positive"),
+            (["seed=0,1", "width=0.125,0.25"], {"optim.name": "adamw", "optim.betas": "0.9,1.5"},
+             "--betas must lie in [0, 1)"),
+            (["seed=0,1"], {"knn_train": str(tmp_path / "none"),
+                            "knn_test": str(tmp_path / "none")}, "--knn-train: folder not found"),
+            (["seed=0,1"], {"batch_size": 32}, "--batch-size 32 is larger than the data set")]:
+        cell_flags = {k: v for k, v in flags.items() if k != "model.width" or len(axes) == 1}
+        with pytest.raises(SimCLRError) as info:
+            run_sweep([parse_axis(a) for a in axes], tmp_path / "sw", preset=None,
+                      config=None, flags={**cell_flags, **bad}, evaluate=None)
+        assert str(info.value).startswith(message), info.value
+        assert not (tmp_path / "sw").exists()
+    # the same value swept: the cell's own
+    with pytest.raises(SimCLRError, match=r"^cell temperature=-1: --temperature must be"):
+        run_sweep([parse_axis("temperature=-1,0.5")], tmp_path / "sw", preset=None,
+                  config=None, flags=flags, evaluate=None)
 
 
 def test_a_diverging_cell_is_recorded_and_the_sweep_goes_on(tmp_path, image_folder, cache_dir,
