@@ -369,20 +369,17 @@ CACHE_FLAGS = {"cache_dir": "--cache-dir", "cfg:data.cache_dir": "--cache-dir",
 
 
 def _check_caches_outside_data(args: argparse.Namespace) -> None:
-    """A cache folder given inside a folder the command reads is refused, as --out is:
-    its cache files would make an empty class there, and every later command on that
-    folder fail ('no readable image in class folder(s) cache')."""
+    """A cache folder given inside a folder the command reads is refused, as --out is
+    (:func:`simclr.results.check_caches_outside`, which a pretraining and a sweep run
+    again on their resolved settings: a config file's folders, a sweep's axis)."""
+    from simclr.results import check_caches_outside
+
     given = vars(args)
     folders = {flag: given[dest] for dest, flag in DATA_FLAGS.items()
                if isinstance(given.get(dest), str)}
-    for dest, flag in CACHE_FLAGS.items():
-        cache = given.get(dest)
-        if isinstance(cache, str) and folders:  # (the default: one the user did not name)
-            from simclr.cache_entries import is_default_cache_dir
-            from simclr.results import check_not_inside
-
-            if not is_default_cache_dir(cache):
-                check_not_inside(cache, folders, "decoded caches", flag, files_only=True)
+    # (two dests spell --cache-dir: the one given, a str, kept)
+    check_caches_outside({flag: given[dest] for dest, flag in CACHE_FLAGS.items()
+                          if isinstance(given.get(dest), str)}, folders)
 
 
 def _check_names_are_text(args: argparse.Namespace) -> None:

@@ -447,6 +447,31 @@ def check_not_inside(out: str | Path, folders: dict[str, str | None], what: str,
                                   f"train/test splits; write the {what} elsewhere")
 
 
+def check_caches_outside(caches: dict[str, Any], folders: dict[str, Any]) -> None:
+    """Each cache folder (flag -> folder) lies inside none of the data ``folders`` (flag
+    -> folder) a command reads: its cache files would make an empty class there, and
+    every later command on that folder fail ('no readable image in class folder(s)
+    cc'). The one check for folders given as flags, in a config file or by a sweep's
+    cells (:func:`check_config_caches`). The default cache folder, which no user named,
+    is not checked (``--data ~`` holds it)."""
+    from simclr.cache_entries import DEFAULT_CACHE_DIR
+
+    default = os.path.expanduser(DEFAULT_CACHE_DIR)
+    for flag, cache in caches.items():
+        if isinstance(cache, str) and cache and os.path.expanduser(cache) != default:
+            check_not_inside(cache, folders, "decoded caches", flag, files_only=True)
+
+
+def check_config_caches(cfg: Any, caches: dict[str, Any] | None = None) -> None:
+    """:func:`check_caches_outside` on a resolved pretraining config (``cfg``: a
+    :class:`simclr.config.Config`): its --cache-dir, and ``caches`` (flag -> folder,
+    e.g. a sweep's --eval-cache-dir), outside its --data and kNN monitor folders,
+    wherever they were set (a flag, a config file, a sweep's axis)."""
+    check_caches_outside({"--cache-dir": cfg.data.cache_dir, **(caches or {})},
+                         {"--data": cfg.data.path, "--knn-train": cfg.knn_train,
+                          "--knn-test": cfg.knn_test})
+
+
 def _same_folder(path: Path, folder: Path) -> bool:
     """Whether ``path`` names ``folder``: the same path, or (existing) the same folder on
     disk. macOS's and Windows' file systems ignore case, so ./photos there is ./Photos,

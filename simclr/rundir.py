@@ -44,7 +44,13 @@ from simclr.files import (
     written,
 )
 from simclr.launch import path_word, shell_join, typed_in
-from simclr.results import check_not_inside, check_out_folder, make_folder, runs_in
+from simclr.results import (
+    check_config_caches,
+    check_not_inside,
+    check_out_folder,
+    make_folder,
+    runs_in,
+)
 from simclr.settings import config_from_dict
 
 log = logging.getLogger(__name__)
@@ -591,10 +597,12 @@ def _empty_log(run_dir: Path) -> bool:
 
 
 def check_outside_data(cfg: Config, run_dir: Path) -> None:
-    """Refuse a run directory inside a folder the run reads: its checkpoints and logs
-    would become classes (or images) of that data set."""
+    """Refuse a run directory, or a cache folder, inside a folder the run reads: its
+    checkpoints and logs, or cache files, would become classes (or images) of that data
+    set. On the resolved settings: a config file's folders too, not the flags' alone."""
     check_not_inside(run_dir, {"--data": cfg.data.path, "--knn-train": cfg.knn_train,
                                "--knn-test": cfg.knn_test}, "run")
+    check_config_caches(cfg)
 
 
 # The settings that fix a run's length. The schedule (warm-up, cosine to final_lr) is

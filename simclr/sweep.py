@@ -38,7 +38,7 @@ from simclr.files import (
     written,
 )
 from simclr.recipe import flatten
-from simclr.results import check_not_inside, check_out_folder, make_folder
+from simclr.results import check_config_caches, check_not_inside, check_out_folder, make_folder
 from simclr.settings import all_flags, build_config, flag_of, set_path
 from simclr.sweep_checks import (
     check_batches,
@@ -349,7 +349,7 @@ def run_sweep(
     axes: list[Axis], out: str | Path, *, preset: str | None, config: str | None,
     flags: dict[str, Any], evaluate: Any, processes: int | None = None,
     scores: str | None = None, recorded: Any = None,
-    evaluated_on: dict[str, str] | None = None,
+    evaluated_on: dict[str, str] | None = None, caches: dict[str, str | None] | None = None,
 ) -> tuple[list[Cell], str]:
     """Run every cell; ``evaluate(run_dir) -> dict`` scores a finished one (None: skip).
     ``processes``: each cell trained by that many processes (``--processes``).
@@ -361,6 +361,8 @@ def run_sweep(
     ``evaluated_on``: what ``evaluate`` scores on (protocol, folders; None: unknown),
     recorded in each scored row of sweep.json; an earlier summary scored otherwise is
     kept as ``sweep.previous-K.*`` too, its top-1 columns being of the same names.
+    ``caches``: other cache folders the sweep writes (flag -> folder: its evaluation's
+    --eval-cache-dir), refused inside a cell's data as its --cache-dir is.
 
     Returns the cells (with their results) and the markdown table, also written to
     ``out/sweep.md``, ``out/sweep.csv`` and ``out/sweep.json``. Stops early, leaving the
@@ -384,6 +386,7 @@ def run_sweep(
     for cfg in configs:  # the sweep's own files: not inside, or over, a folder it reads
         check_not_inside(root, {"--data": cfg.data.path, "--knn-train": cfg.knn_train,
                                 "--knn-test": cfg.knn_test}, "sweep")
+        check_config_caches(cfg, caches)  # (a data axis, a config file: no flag checked)
     sizes = check_batches(cells, configs)
     read: dict[str, Any] = {}  # (each --init-from file read once for all the cells)
     resolved = per_cell(cells, lambda k: check_cell_inputs(configs[k], processes, read))

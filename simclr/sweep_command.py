@@ -146,7 +146,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                              processes=args.cell_processes, scores=args.eval,
                              recorded=recorded,
                              # (the rows record it: a rerun scored otherwise keeps them)
-                             evaluated_on={"scores": args.eval, **wanted})
+                             evaluated_on={"scores": args.eval, **wanted},
+                             caches={"--eval-cache-dir": args.eval_cache_dir})
     print(table)
     if any(c.result.get("status") == "preempted" or c.stopped_by for c in cells):
         from simclr.train import EXIT_PREEMPTED

@@ -673,6 +673,42 @@ def test_a_cache_folder_never_lies_inside_a_folder_the_command_reads(tmp_path, c
     assert "lies inside" not in capsys.readouterr().err
 
 
+def test_a_cache_folder_inside_the_data_is_refused_however_the_folders_are_given(
+        tmp_path, capsys, monkeypatch):
+    """Refused as a flag, a cache folder inside the data was taken from a config file
+    (`--config`) or beside a sweep's data axis (`--set data=...`): its cache files made a
+    class there, and the next command on the folder failed. The same refusal, now."""
+    from tests.conftest import make_image_folder
+
+    monkeypatch.chdir(tmp_path)
+    make_image_folder(tmp_path / "d1")
+    make_image_folder(tmp_path / "d2")
+    Path("both.yaml").write_text("data:\n  path: d1\n  cache_dir: d1/cc\n")
+    Path("data.yaml").write_text("data:\n  path: d1\n")
+    Path("cache.yaml").write_text("data:\n  cache_dir: d1/cc\n")
+    tiny = ["--width", "0.125", "--image-size", "16", "--batch-size", "8", "--max-steps",
+            "1", "--device", "cpu", "--precision", "fp32", "--workers", "0"]
+    for argv, flag, cache, folder in [
+            (["pretrain", "--config", "both.yaml", "--out", "r"], "--cache-dir", "d1/cc", "d1"),
+            (["pretrain", "--config", "data.yaml", "--cache-dir", "d1/cc", "--out", "r"],
+             "--cache-dir", "d1/cc", "d1"),
+            (["sweep", "--set", "data=d1,d2", "--cache-dir", "d2/cc", "--eval", "none",
+              "--out", "sw"], "--cache-dir", "d2/cc", "d2"),
+            (["sweep", "--config", "both.yaml", "--set", "seed=0,1", "--eval", "none",
+              "--out", "sw"], "--cache-dir", "d1/cc", "d1"),
+            (["sweep", "--set", "data=d1,d2", "--eval-cache-dir", "d2/cc", "--eval-train",
+              "d1", "--eval-test", "d1", "--out", "sw"], "--eval-cache-dir", "d2/cc", "d2"),
+            (["supervised", "--config", "cache.yaml", "--train", "d1", "--test", "d2",
+              "--out", "r"], "--cache-dir", "d1/cc", "d1")]:
+        assert main([*argv, *tiny]) == 2, argv
+        err = capsys.readouterr().err
+        reads = "--train" if argv[0] == "supervised" else "--data"
+        assert err.count("\n") == 1 and f"{flag} " in err and f"{cache} lies inside the " \
+            f"{reads} folder " in err and "write the decoded caches elsewhere" in err, err
+        assert [p.name for p in (tmp_path / folder).iterdir()] == ["class_0", "class_1"]
+        assert not Path("r").exists() and not Path("sw").exists()
+
+
 def test_a_bare_pretrain_on_a_folder_names_the_recipe_it_runs(tmp_path, monkeypatch, capsys):
     """No --preset on one's own folder is the paper's ImageNet scale: said as the run
     starts (after the inputs are checked), unless the scale was chosen on the line."""
