@@ -12,9 +12,11 @@ from simclr.plan import (
     FIRST_REFIT,
     NO_RAMP_GUESS,
     Plan,
+    budget_spent,
     budget_within_warmup,
     check_batch_fits,
     end_if_spent,
+    epoch_steps,
     plan_schedule,
     refit_to_budget,
     set_lr,
@@ -236,6 +238,29 @@ def test_epochs_are_counted_as_written_not_as_their_float_product():
     assert plan_schedule(cfg, 4 * 128).total_steps == 5
 
 
+
+def test_epochs_of_no_full_batch_still_run_one_step():
+    """At least one step, as documented: a classifier whose images fill no batch
+    (simclr.classify.total_steps: ``images // batch`` is 0) trains one step, not none."""
+    assert epoch_steps(3, 0) == 1
+    assert epoch_steps(0.001, 10) == 1  # (0.01 steps: the step it ends in)
+    assert epoch_steps(1.1, 390) == 429
+
+
+def test_a_budgets_short_ramp_still_rises_at_the_first_replan():
+    """--warmup-epochs 0.2 of 10 steps (2 steps) under a time budget: the first plan's
+    ramp is FIRST_REFIT + 1 = 4 steps, so the step after the first re-plan (0-based
+    step 3) is still in it, at 3/4 of the peak; a 3-step ramp had ended there, and a
+    re-plan never restarts one that has ended."""
+    from simclr.optim import lr_at
+
+    cfg = build_config(flags={"batch_size": 8, "epochs": 1})
+    cfg.optim.warmup_epochs = 0.2
+    cfg.time_budget = 60.0
+    plan = plan_schedule(cfg, 80)
+    assert (plan.total_steps, plan.warmup_steps) == (10, FIRST_REFIT + 1)
+    assert lr_at(FIRST_REFIT, plan.total_steps, plan.warmup_steps, 1.0) == 0.75
+
 def test_a_replan_at_the_end_of_the_warmup_may_lengthen_the_run():
     """At the step the warm-up ends the lr is the peak whatever the length (the cosine
     starts there), so a re-plan there lengthens the run as far as the budget allows: 5
@@ -389,6 +414,15 @@ def test_a_budget_asked_for_no_warmup_starts_at_the_peak_and_only_decays(
     if len(lrs) > 20:  # (the cosine reaches its end at the deadline, or near it)
         assert lrs[-1] < 0.05
 
+
+
+def test_a_budget_is_spent_once_its_seconds_are_reached():
+    """A 6-s budget is spent at 6 s of training (not only past them); a run without a
+    budget never is."""
+    assert budget_spent(Plan(3, 10, 1, deadline=6.0), 6.0)
+    assert budget_spent(Plan(3, 10, 1, deadline=6.0), 7.5)
+    assert not budget_spent(Plan(3, 10, 1, deadline=6.0), 5.99)
+    assert not budget_spent(Plan(3, 10, 1), 1e9)
 
 def test_a_spent_budget_ends_the_schedule_at_that_step():
     """``end_if_spent`` with the budget spent ends the schedule there (``total_steps``:
