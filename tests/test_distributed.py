@@ -38,6 +38,11 @@ def test_single_process_fallbacks(monkeypatch):
     distributed.barrier()
     model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
     assert distributed.convert_sync_batchnorm(model) is model
+    assert type(model[1]) is nn.BatchNorm2d  # (its BatchNorm kept too)
+    distributed.check_divisible(7)  # (one process: any batch)
+    distributed.check_divisible(8, 2)
+    with pytest.raises(SimCLRError, match="^--batch-size 9 is not divisible by 2 processes$"):
+        distributed.check_divisible(9, 2)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert distributed.init_from_env() is False
     monkeypatch.setenv("WORLD_SIZE", "1")
@@ -121,13 +126,15 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
     try:
         z_a, z_b = _full_inputs()
         rows = slice(rank * N, (rank + 1) * N)
+        own, pair = torch.tensor([float(rank)], dtype=torch.float64), torch.tensor(
+            [float(rank), -float(rank)])
         result: dict[str, object] = {
             "world": distributed.world_size(), "rank": distributed.rank(),
-            "mean": distributed.all_reduce_mean(torch.tensor([float(rank)], dtype=torch.float64)),
-            "max": distributed.all_reduce_max(torch.tensor([float(rank), -float(rank)])),
+            "mean": distributed.all_reduce_mean(own), "max": distributed.all_reduce_max(pair),
             "broadcast": distributed.broadcast_object(f"from-{rank}"),
             "objects": distributed.all_gather_objects([f"bad-{rank}.png"]),
         }
+        result["inputs"] = (own, pair)  # (new tensors returned: the inputs kept as they were)
         x = z_a[rows].clone().requires_grad_(True)
         gathered = distributed.gather_with_grad(x)
         # d/dx of sum_ranks sum(w * gathered): every rank's w for this rank's rows.
@@ -164,6 +171,7 @@ def test_two_process_losses_equal_single_process(tmp_path):
         assert res["world"] == WORLD and res["rank"] == r
         assert res["mean"].item() == pytest.approx(0.5)
         assert res["max"].tolist() == [1.0, 0.0]
+        assert [t.tolist() for t in res["inputs"]] == [[float(r)], [float(r), -float(r)]]
         assert res["broadcast"] == "from-0"
         assert res["objects"] == [[f"bad-{k}.png"] for k in range(WORLD)]
         torch.testing.assert_close(res["gathered"], z_a)
@@ -230,7 +238,12 @@ def _bn_worker(rank: int, port: int, out_dir: str) -> None:
         bn = model[1]
         result = {"kind": type(bn).__name__, "y": y.detach(), "x_grad": xr.grad,
                   "w_grad": bn.weight.grad, "b_grad": bn.bias.grad, "conv_grad":
-                  model[0].weight.grad, "mean": bn.running_mean, "var": bn.running_var}
+                  model[0].weight.grad, "mean": bn.running_mean.clone(),
+                  "var": bn.running_var.clone()}
+        model.eval()  # (the running statistics, this process's rows alone: no collective)
+        with torch.no_grad():
+            result["y_eval"] = model(x[rows][:1])
+        result["eval_stats"] = (bn.running_mean, bn.running_var)
         for dtype, mean in PRECISION_CASES:  # far from zero, in float32 and bf16
             bn = distributed.convert_sync_batchnorm(nn.BatchNorm2d(3))
             result[f"y_{dtype}"] = bn(_precision_inputs(dtype, mean)[rows]).detach()
@@ -315,6 +328,13 @@ def test_global_batchnorm_on_cpu_equals_one_batchnorm_over_all_processes(tmp_pat
         torch.testing.assert_close(res["x_grad"], xf.grad[rows])
         torch.testing.assert_close(res["mean"], model[1].running_mean)
         torch.testing.assert_close(res["var"], model[1].running_var)
+        # Eval mode: normalised by the running statistics (the first row of its rows,
+        # alone), which it leaves as they were.
+        model.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(res["y_eval"], model(x[rows][:1]))
+        model.train()
+        torch.testing.assert_close(res["eval_stats"], (res["mean"], res["var"]))
     for name, param in (("w_grad", model[1].weight), ("b_grad", model[1].bias),
                         ("conv_grad", model[0].weight)):
         torch.testing.assert_close(sum(res[name] for res in results), param.grad)
@@ -667,6 +687,26 @@ def test_processes_stop_together_at_steps_spaced_by_the_slowest(tmp_path):
                                           "SIGINT"]
     assert votes[0][1] == votes[1][1] == [False] * 6 + [True, True]
 
+
+
+def test_the_processes_meet_about_every_every_s_seconds_of_the_slowest(monkeypatch):
+    """2 s apart at the slowest process's 0.25 s a step: 8 steps; at most max_interval
+    steps however fast (0.001 s: 2000 steps, capped to 100; no time measured: 100); at
+    least the next step however slow."""
+    clock = {"now": 10.0}
+    monkeypatch.setattr(distributed.time, "perf_counter", lambda: clock["now"])
+    cadence = distributed.Cadence(start_step=0, every_s=2.0, max_interval=100)
+    assert cadence.due(1) and not cadence.due(0)
+    clock["now"] = 13.0  # (3 steps in 3 s since the start)
+    assert cadence.step_time(3) == 1.0
+    cadence.met(1, 0.25)
+    assert (cadence.next_step, cadence.due(8), cadence.due(9)) == (9, False, True)
+    cadence.met(9, 0.001)
+    assert cadence.next_step == 109
+    cadence.met(109, 0.0)
+    assert cadence.next_step == 209
+    cadence.met(209, 60.0)
+    assert cadence.next_step == 210
 
 def test_one_process_stops_at_once():
     vote = distributed.StopVote(torch.device("cpu"))
