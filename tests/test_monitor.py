@@ -29,6 +29,24 @@ def test_a_log_line_holds_the_means_of_its_window():
                                         "window_steps": 3}
 
 
+
+def test_a_compiling_step_is_left_out_of_the_views_per_second():
+    """A window of 4 steps, the first of which compiled (its seconds already taken off
+    ``elapsed``): 3 timed steps of 16 views in 3 s is 16 views/s; a window of that step
+    alone has no speed (NaN)."""
+    meter = monitor.Meter(0, 0.0)
+    for i in range(4):
+        meter.add({"loss": torch.tensor(1.0)})
+        if i == 0:
+            meter.untimed_step()
+    assert meter.record(4, 16, 3.0)["views_per_s"] == 16.0
+    meter.add({"loss": torch.tensor(1.0)})
+    meter.untimed_step()
+    assert math.isnan(meter.record(5, 16, 3.0)["views_per_s"])
+    for _ in range(2):  # (the next window's seconds: from the last line's, 3 s)
+        meter.add({"loss": torch.tensor(1.0)})
+    assert meter.record(7, 16, 7.0)["views_per_s"] == 8.0
+
 def test_a_saved_window_goes_on_as_if_never_cut():
     """A window saved after two of its steps (at 4 s) and continued by a resumed run
     (its sums float32 as they were) logs the uninterrupted window's means and views/s
@@ -115,6 +133,21 @@ def test_views_much_larger_than_small_pictures_are_noted(tmp_path, image_folder,
     run(tmp_path, image_folder, cache_dir, "same", epochs=1)
     assert "upsampled" not in capsys.readouterr().out
 
+
+
+def test_views_from_twice_the_pictures_side_up_are_noted():
+    """The note's threshold: views of twice the stored side are noted (32 px of 16),
+    views below it not (31 px); pictures not cached (decoded at their own size) never."""
+    from types import SimpleNamespace
+
+    from simclr.config import Config
+
+    cfg, cached = Config(), SimpleNamespace(image_hw=(16, 12), cached=True)
+    cfg.augment.size = 32
+    assert "(each view upsampled 2.0x)" in monitor.upsampling_notes(cfg, cached)[0]
+    assert monitor.upsampling_notes(cfg, SimpleNamespace(image_hw=(16, 12), cached=False)) == []
+    cfg.augment.size = 31
+    assert monitor.upsampling_notes(cfg, cached) == []
 
 def test_a_crop_without_resize_of_the_whole_picture_is_noted(tmp_path, image_folder,
                                                              cache_dir, capsys):
@@ -315,3 +348,76 @@ def test_a_non_finite_first_step_stops_the_run_naming_step_1():
     assert info.value.step == 1
     monitor.check_finite(torch.tensor(-1), None, Config(nan_policy="stop"), "fp32")
     monitor.check_finite(torch.tensor(0), None, Config(nan_policy="skip"), "fp32")
+
+
+def test_skipped_steps_end_the_run_only_past_max_bad_steps():
+    """--max-bad-steps 2: two skipped steps go on, the third stops the run at its step."""
+    from simclr.config import Config
+    from simclr.errors import DivergedError
+    from simclr.resume import RunState
+
+    cfg, state = Config(nan_policy="skip", max_bad_steps=2), RunState(step=4)
+    monitor.count_skipped(cfg, state, None)
+    monitor.count_skipped(cfg, state, None)
+    assert state.bad_steps == 2
+    with pytest.raises(DivergedError, match="more than 2 non-finite steps") as info:
+        monitor.count_skipped(cfg, state, None)
+    assert info.value.step == 5
+
+
+def test_weights_count_as_diverged_from_a_first_step_met_under_stop_alone():
+    """``first_bad`` 0 (the first step) is a non-finite step too; -1 is none; under
+    ``skip`` no such step changed a weight."""
+    from simclr.config import Config
+
+    stop, skip = Config(nan_policy="stop"), Config(nan_policy="skip")
+    assert monitor.weights_diverged(torch.tensor(0), stop)
+    assert monitor.weights_diverged(torch.tensor(5), stop)
+    assert not monitor.weights_diverged(torch.tensor(-1), stop)
+    assert not monitor.weights_diverged(torch.tensor(0), skip)
+
+
+def test_a_knn_measure_is_missed_only_at_a_due_step_the_log_lacks():
+    from types import SimpleNamespace
+
+    from simclr.config import Config
+
+    cfg, log = Config(knn_train="memory"), SimpleNamespace(resumed_records=[{"loss": 1.0}])
+    assert monitor.knn_missed(cfg, 20, 10, log)
+    assert not monitor.knn_missed(cfg, 25, 10, log)  # (not due there)
+    assert not monitor.knn_missed(cfg, 0, 10, log)  # (a new run: nothing missed)
+    assert not monitor.knn_missed(Config(), 20, 10, log)  # (no monitor)
+    measured = SimpleNamespace(resumed_records=[{"step": 20, "knn_top1": 0.5}])
+    assert not monitor.knn_missed(cfg, 20, 10, measured)
+    # what a resumed session finds logged: the measure at its step, else none
+    assert monitor.logged_knn(measured, 20) == (20, 0.5)
+    assert monitor.logged_knn(log, 20) == (-1, None)
+
+
+def test_the_final_knn_measure_is_taken_from_the_monitor_of_the_same_step(monkeypatch):
+    """The monitor measured the final step already: its top-1, no second feature pass."""
+    from simclr.config import Config
+
+    passes = []
+    monkeypatch.setattr(monitor, "knn_monitor", lambda *a: passes.append(a[4]) or 0.25)
+    args = (Config(), None, torch.device("cpu"), "fp32")
+    assert monitor.final_knn(*args, 30, None, (30, 0.75), None, None) == 0.75
+    assert passes == []
+    assert monitor.final_knn(*args, 30, None, (20, 0.75), None, None) == 0.25
+    assert passes == [30]
+
+
+def test_diverged_outputs_set_aside_the_checkpoints_of_their_step(tmp_path):
+    """The periodic checkpoint of the step, and (``final``) last.pt saved just before:
+    both ``*.diverged``, an earlier one named as the last good."""
+    from simclr.checkpoint import CHECKPOINTS, LAST, periodic_name
+
+    folder = tmp_path / CHECKPOINTS
+    folder.mkdir()
+    for name in (periodic_name(10), periodic_name(20), LAST):
+        (folder / name).write_bytes(b"")
+    err = monitor.outputs_diverged(20, tmp_path, "fp32", final=True)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [periodic_name(10), f"{periodic_name(20)}.diverged", f"{LAST}.diverged"])
+    assert f"set aside: {periodic_name(20)}.diverged, {LAST}.diverged" in str(err)
+    assert err.step == 20
