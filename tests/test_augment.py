@@ -330,6 +330,26 @@ def test_blur_kernel_size_and_impulse_response():
     assert (out - expected).abs().max() < 1e-6
 
 
+def test_tiled_blur_of_large_views_matches_torchvision():
+    """Views over 64 px are blurred tile by tile (32 rows and columns a tile): every
+    tile must read all the taps reaching into its neighbours. Reference: torchvision's
+    gaussian_blur (reflect padding) of the same float views (96 px: 3 tiles)."""
+    from torchvision.transforms.v2 import functional as tvf
+
+    g = torch.Generator().manual_seed(0)
+    for size in (96,):
+        x = torch.rand(2, 3, size, size, generator=g)
+        f = torch.zeros(2, K.N_FLOATS)
+        f[:, K.F_SIGMA] = torch.tensor([0.7, 2.0])
+        side = A.blur_kernel_size(size)
+        got = x.clone()
+        K.blur_(got, f, torch.zeros(2, dtype=torch.int64), side=side)
+        for i in range(2):
+            sigma = float(f[i, K.F_SIGMA])
+            ref = tvf.gaussian_blur(x[i], [side, side], [sigma, sigma])
+            assert (got[i] - ref).abs().max() < 1e-5, (size, sigma)
+
+
 def test_blur_reflects_at_the_border():
     """Reflect padding ('abcd' -> 'cb|abcd|cb'): a ramp stays a ramp near the edge."""
     size = 20
@@ -564,6 +584,19 @@ def test_eval_resize():
     single = A.eval_resize(pil, 24)
     assert single.shape == (3, 24, 24)
     assert torch.allclose(single, torch.full_like(single, 128 / 255), atol=1e-6)
+
+
+def test_eval_resize_downscales_with_antialiasing_as_pil_bicubic():
+    """A one-pixel checkerboard shrunk 100 -> 64 rows: PIL's bicubic (antialiased by
+    construction) gives flat gray; resampling without antialiasing aliases it into
+    stripes (std ~0.24)."""
+    y, x = np.mgrid[:100, :160]
+    checker = ((x + y) % 2 * 255).astype(np.uint8)
+    out = A.eval_resize(torch.from_numpy(np.stack([checker] * 3))[None], 56)
+    pil = Image.fromarray(checker).resize((102, 64), Image.Resampling.BICUBIC)
+    ref = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255)[4:60, 23:79]
+    assert (out[0] - ref).abs().max() < 0.01  # (PIL rounds to uint8: 1/255 apart)
+    assert out.std() < 0.01
 
 
 def test_eval_resize_of_an_opened_file_reads_it_as_simclr_does(tmp_path):
