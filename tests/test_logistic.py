@@ -170,6 +170,37 @@ def test_an_accuracy_tie_goes_to_the_lowest_held_out_loss_wherever_it_lies(monke
     assert l2 == 0.1 and held["val_loss"] == {"10": 0.3, "0.1": 0.1, "0.001": 0.2}
 
 
+def test_a_full_tie_keeps_the_strongest_penalty(monkeypatch):
+    """Held-out accuracy and loss equal for every lambda (the same model): the first
+    fitted, the strongest penalty, is kept; a later equal one does not displace it."""
+    def fit(x, y, l2, init=None):
+        return torch.full((1, 1), l2, dtype=torch.float64), torch.zeros(1), {}
+
+    monkeypatch.setattr(logistic, "accuracy_and_loss", lambda x, y, w, b: (0.5, 0.25))
+    x, y = torch.randn(10, 3, dtype=torch.float64), torch.tensor([0, 1] * 5)
+    l2, _, _ = logistic._choose_l2(x, y, np.arange(6), np.arange(6, 10), [10.0, 0.1, 1e-3],
+                                   fit, False)
+    assert l2 == 10.0
+
+
+def test_constant_features_are_standardised_to_zero_not_divided_by_zero():
+    """A feature constant over the fit split (a dead ReLU channel) has std 0: it is
+    centred and left unscaled (std taken as 1), so it maps to 0 and the fit and the folded
+    layer stay finite; nearly constant (std below 1e-6 of the largest) counts as constant."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(size=(30, 2)), np.full((30, 1), 3.0),
+                        3.0 + 1e-9 * rng.normal(size=(30, 1))], axis=1)
+    norm = logistic.Standardizer(torch.as_tensor(x))
+    z = norm(torch.as_tensor(x))
+    assert torch.equal(norm.std[2:], torch.ones(2, dtype=torch.float64))
+    assert bool(torch.isfinite(z).all()) and z[:, 2:].abs().max() < 1e-8
+    y = (x[:, 0] > 0).astype(np.int64)
+    summary, log_probs, linear = logistic_regression(x, y, x, 2, l2=1e-2)
+    assert bool(torch.isfinite(log_probs).all())
+    assert bool(torch.isfinite(linear.weight).all() and torch.isfinite(linear.bias).all())
+    assert summary["train_top1"] > 0.9
+
+
 def test_a_choice_at_the_edge_of_the_grid_is_pointed_out(capsys):
     x, y = blobs(20, 4, 3, spread=0.2, seed=2)  # the weakest penalty wins (above)
     logistic_regression(x, y, x, 3, l2_grid=[1e-3, 1e-1, 10.0], seed=0, verbose=True)
