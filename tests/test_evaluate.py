@@ -58,6 +58,66 @@ def test_linear_eval_leaves_the_encoder_untouched(protocol, tmp_path):
     assert Path(saved["confusion_figure"]).is_file()
 
 
+def test_feature_width_measures_in_eval_mode_and_leaves_the_encoder_as_it_was():
+    """An encoder without ``feature_dim`` is measured on two blank images: in eval mode,
+    so its BatchNorm running statistics (those of pretraining) are not pulled towards
+    the blank images' zeros, and its train mode is given back."""
+    enc = torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3), torch.nn.BatchNorm2d(5),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    with torch.no_grad():  # running statistics away from their init (0, 1)
+        enc(torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0)) + 1.0)
+    before = snapshot(enc)
+    assert evaluate.feature_width(enc, 16) == 5
+    for key, value in enc.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert all(m.training for m in enc.modules())
+
+
+def test_freezing_gives_back_only_the_gradients_it_took():
+    """Parameters the caller froze itself (a partly frozen encoder) stay frozen after the
+    linear layer's training: only those that took gradients get them back."""
+    enc = tiny_encoder()
+    params = list(enc.parameters())
+    for p in params[:3]:
+        p.requires_grad_(False)
+    flags = [p.requires_grad for p in params]
+    with evaluate._frozen(enc):
+        assert not any(p.requires_grad for p in params)
+    assert [p.requires_grad for p in params] == flags
+
+
+def test_the_lbfgs_held_out_split_is_drawn_from_the_runs_seed(monkeypatch):
+    """--seed reaches the L-BFGS protocol: its held-out split (logistic.stratified_split)
+    is drawn from it, so two seeds give two splits."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    seen = {}
+
+    def fake_regression(train_x, train_y, test_x, num_classes, **kwargs):
+        seen.update(kwargs)
+        return {}, None, None
+
+    monkeypatch.setattr(evaluate, "logistic_regression", fake_regression)
+    run = SimpleNamespace(seed=7, num_classes=2, device="cpu", verbose=False,
+                          train=None, test=None,
+                          features=lambda images, flag: (np.zeros((4, 3), np.float32),
+                                                         np.array([0, 1, 0, 1])))
+    evaluate._fit_lbfgs(run, None, None, 0.25, 10)
+    assert seen["seed"] == 7 and seen["val_fraction"] == 0.25
+
+
+def test_the_sgd_layer_is_initialised_from_the_runs_seed():
+    """The SGD protocol's new linear layer is drawn from --seed: the same seed the same
+    layer, another seed another."""
+    enc = tiny_encoder()
+    cpu = torch.device("cpu")
+    a, b = (evaluate._new_probe(enc, 3, 16, s, cpu).fc.weight for s in (3, 4))
+    assert torch.equal(a, evaluate._new_probe(enc, 3, 16, 3, cpu).fc.weight)
+    assert not torch.equal(a, b)
+
+
 def test_a_failed_sgd_training_still_unfreezes_the_encoder(monkeypatch):
     """The encoder is frozen only while the layer trains: a training that ends in an
     error (here a stand-in that raises) leaves its flags and requires_grad as they were."""
