@@ -918,3 +918,15 @@ def test_a_checkpoint_records_how_many_processes_trained_it(tmp_path, folders):
     cfg = build_config(flags={**TINY, "batch_size": 8, "epochs": 1})
     run_supervised(cfg, train, None, tmp_path / "sup", verbose=False, on_step=stop_at(1))
     assert load_checkpoint(tmp_path / "sup" / "checkpoints" / "last.pt")["processes"] == 1
+
+
+def test_data_specs_record_folders_as_absolute_paths(tmp_path, monkeypatch):
+    """--train/--test given relative to the shell's folder are stored absolute, so that
+    --resume from another folder reopens them; a torchvision name stays a name."""
+    from simclr.supervised import data_specs
+
+    (tmp_path / "train").mkdir()
+    monkeypatch.chdir(tmp_path)
+    specs = data_specs("train", "cifar10")
+    assert specs == {"train": str(tmp_path / "train"), "test": "cifar10"}
+    assert data_specs("cifar10", None) == {"train": "cifar10", "test": None}
