@@ -930,3 +930,23 @@ def test_data_specs_record_folders_as_absolute_paths(tmp_path, monkeypatch):
     specs = data_specs("train", "cifar10")
     assert specs == {"train": str(tmp_path / "train"), "test": "cifar10"}
     assert data_specs("cifar10", None) == {"train": "cifar10", "test": None}
+
+
+def test_a_checkpoint_records_the_epoch_and_the_step_within_it(tmp_path, monkeypatch):
+    """After step 7 of 4-step epochs a checkpoint is in epoch 1 (0-based), 3 steps in:
+    what --resume and `simclr info` read of where the run stands."""
+    from types import SimpleNamespace
+
+    from simclr import supervised
+
+    saved = {}
+    monkeypatch.setattr(supervised, "classifier_checkpoint", lambda *a, **k: {})
+    monkeypatch.setattr(supervised, "save_checkpoint",
+                        lambda blob, folder, name, keep: saved.update(blob) or folder / name)
+    save = supervised._Saver(
+        tmp_path, None, SimpleNamespace(to_dict=dict, keep_checkpoints=None),
+        SimpleNamespace(classes=["a"], num_images=16), None,
+        torch.amp.GradScaler("cpu", enabled=False),
+        SimpleNamespace(total_steps=12, warmup_steps=1, steps_per_epoch=4), "id", 1, None, None)
+    save(7, 1.0, {}, periodic=False)
+    assert saved["epoch"] == 1 and saved["step_in_epoch"] == 3
