@@ -9,9 +9,12 @@ the periodic checkpoints and their pruning, and which file a run resumes from
 (:func:`latest_checkpoint`); reading and checking a checkpoint is
 :mod:`simclr.checkpoint_read`'s.
 
-Content (written by ``simclr.train``): {"format": "simclr-checkpoint", "version": 1,
-"config", "model", "optimizer", "scaler", "step", "epoch", "step_in_epoch", "rng",
-"total_steps", "elapsed", "metrics", "run_id"}: tensors and plain Python values only.
+A pretraining checkpoint's content (built by :func:`simclr.resume.checkpoint_state`):
+{"format": "simclr-checkpoint", "version": 1, "kind": "pretrain", "config", "model",
+"optimizer", "scaler", "step", "epoch", "step_in_epoch", "total_steps", "warmup_steps",
+"elapsed", "compile_s", "bad_steps", "rng", "run_id", "num_images", ...}: tensors and
+plain Python values only. Other kinds (:data:`KINDS`: classifiers, encoders) hold their
+own entries beside "format", "version", "kind", "config" and "model".
 """
 
 from __future__ import annotations
