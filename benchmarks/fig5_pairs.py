@@ -21,7 +21,7 @@ from simclr.augment import TwoViewAugment
 from simclr.config import FIG5_OPS
 from simclr.inert import GATED_BY
 from simclr.settings import build_config, set_path
-from simclr.sweep import pairs_axis
+from simclr.sweep_grid import pairs_axis
 
 
 def main() -> None:

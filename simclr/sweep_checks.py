@@ -17,8 +17,8 @@ from simclr.folders import list_folder
 from simclr.recipe import flatten
 from simclr.settings import flag_of
 
-if TYPE_CHECKING:  # (simclr.sweep imports this module)
-    from simclr.sweep import Axis, Cell
+if TYPE_CHECKING:  # (the grid's classes, for annotations only)
+    from simclr.sweep_grid import Axis, Cell
 
 T = TypeVar("T")
 

@@ -1,8 +1,9 @@
 """The `sweep` command end to end: its flags, its run, and the evaluation of each cell.
 
-The grid itself (its axes, cells, runs and table) is :mod:`simclr.sweep`; this module
-checks the command's flags before the first cell trains and scores each finished cell
-by kNN or linear evaluation, cached in the cell's run directory.
+The grid itself (its axes and cells) is :mod:`simclr.sweep_grid`, its runs and table
+:mod:`simclr.sweep`; this module checks the command's flags before the first cell trains
+and scores each finished cell by kNN or linear evaluation, cached in the cell's run
+directory.
 """
 
 from __future__ import annotations
@@ -83,8 +84,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     """Train and evaluate every cell of the grid not yet done, then print the table; exit
     status 75 (``train.EXIT_PREEMPTED``) when a signal stopped it."""
     from simclr.cli import config_flags
-    from simclr.sweep import pairs_axis, parse_axis, run_sweep
+    from simclr.sweep import run_sweep
     from simclr.sweep_checks import check_not_swept_twice
+    from simclr.sweep_grid import pairs_axis, parse_axis
 
     if not args.set and not args.pairs:
         raise SimCLRError("nothing to sweep: give --set SETTING=V1,V2 and/or --pairs OPS")

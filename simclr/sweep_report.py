@@ -15,9 +15,9 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from simclr.sweep import Axis, Cell
+    from simclr.sweep_grid import Axis, Cell
 
-PAIR_AXIS = "pair"  # the axis :func:`simclr.sweep.pairs_axis` makes
+PAIR_AXIS = "pair"  # the axis :func:`simclr.sweep_grid.pairs_axis` makes
 # A cell's status when its run finished at a stop request, before its evaluation
 NOT_EVALUATED = "finished, not evaluated: rerun the sweep to evaluate it"
 

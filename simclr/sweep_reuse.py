@@ -24,8 +24,8 @@ from simclr.files import folder_holder, read_json
 from simclr.inert import own_first_op
 from simclr.recipe import flatten
 
-if TYPE_CHECKING:  # (sweep imports this module: the cell's class for annotations only)
-    from simclr.sweep import Cell
+if TYPE_CHECKING:  # (sweep_grid imports this module: the cell's class for annotations only)
+    from simclr.sweep_grid import Cell
 
 SUMMARY = "summary.json"
 

@@ -356,7 +356,8 @@ def test_a_result_written_meanwhile_by_another_process_is_kept(tmp_path, monkeyp
 
 
 def _sweep_table(folder):
-    from simclr.sweep import _write_summary, parse_axis, plan_cells
+    from simclr.sweep import _write_summary
+    from simclr.sweep_grid import parse_axis, plan_cells
 
     axes = [parse_axis("temperature=0.1,0.5")]
     _write_summary(folder, axes, plan_cells(axes, folder))

@@ -9,8 +9,9 @@ import torch
 
 from simclr.errors import SimCLRError
 from simclr.settings import build_config
-from simclr.sweep import cell_configs, parse_axis, plan_cells, run_sweep
+from simclr.sweep import cell_configs, run_sweep
 from simclr.sweep_checks import check_cell_inputs, check_cells_differ, check_settings_act
+from simclr.sweep_grid import parse_axis, plan_cells
 from tests.conftest import tiny_flags
 
 pytestmark = pytest.mark.usefixtures("one_thread")

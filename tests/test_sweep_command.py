@@ -649,8 +649,8 @@ def test_an_evaluation_on_another_training_set_alone_is_not_reused():
 def test_a_head_layer_is_checked_against_each_cells_head_depth(tmp_path):
     """--eval-layer gK is refused only for a cell whose head has fewer than K layers:
     g1 is every head's first layer (a linear head's only one), g2 is past it."""
-    from simclr.sweep import parse_axis
     from simclr.sweep_command import _check_eval_layer
+    from simclr.sweep_grid import parse_axis
 
     axes = [parse_axis("head=mlp,linear")]
     _check_eval_layer("g1", axes, tmp_path / "sw", "digits", None, {})

@@ -3,7 +3,8 @@
 import csv
 import io
 
-from simclr.sweep import _write_summary, pairs_axis, parse_axis, plan_cells
+from simclr.sweep import _write_summary
+from simclr.sweep_grid import pairs_axis, parse_axis, plan_cells
 from simclr.sweep_report import csv_text, pair_matrices
 
 

@@ -12,7 +12,7 @@ import torch
 from simclr.config_file import save_yaml
 from simclr.errors import SimCLRError
 from simclr.settings import build_config
-from simclr.sweep import parse_axis
+from simclr.sweep_grid import parse_axis
 from simclr.sweep_reuse import _check_same_settings, _find_earlier_runs, _other_images_notes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -73,8 +73,8 @@ def test_a_run_from_before_images_beside_class_folders_were_kept_is_no_note(
     import shutil
 
     from simclr.config import Config
-    from simclr.sweep import Cell
     from simclr.sweep_checks import check_batches
+    from simclr.sweep_grid import Cell
     from tests.conftest import make_image_folder
 
     data = make_image_folder(tmp_path / "data", per_class=2)
