@@ -48,7 +48,7 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
     if not path.exists():
         raise SimCLRError(f"{target}: no such file or folder")
     if path.is_file() and path.suffix.lower() in (".pt2", ".onnx"):  # `simclr export`'s
-        from simclr.export import read_card
+        from simclr.programs import read_card
 
         return _program_facts(path, read_card(path))
     if path.is_file():
@@ -124,7 +124,7 @@ def _torchvision_export(path: Path) -> dict[str, Any] | None:
     now (written over since: the card is not its)."""
     from simclr.checkpoint_read import read_weights_file
     from simclr.config import ARCHS
-    from simclr.export import card_file
+    from simclr.programs import card_file
     from simclr.torchvision_io import assumed_side
 
     try:
@@ -147,7 +147,7 @@ def _torchvision_export(path: Path) -> dict[str, Any] | None:
     return facts
 
 
-# The entries of an exported file's card (export.program_card) info reads, as export
+# The entries of an exported file's card (programs.program_card) info reads, as export
 # writes them; the card is a received file's, and an entry of another type ("output":
 # "x", an input shape of 5, a kind [1]) was a traceback: left out and named as damaged.
 _CARD_TYPES: dict[str, type | tuple[type, ...]] = {

@@ -6,17 +6,14 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
-import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 import simclr.export as exp
+import simclr.programs as prog
 from simclr.checkpoint import save_checkpoint
 from simclr.checkpoint_read import load_checkpoint
 from simclr.classifiers import classifier_checkpoint
@@ -29,7 +26,6 @@ from simclr.pretrained import (
     model_from_checkpoint,
     representation_from_checkpoint,
 )
-from tests.conftest import make_image_folder
 from tests.test_pretrained import edited_checkpoint, pretrain_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -56,30 +52,6 @@ def images(batch, seed=1):
     return torch.rand(batch, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
 
 
-def test_pt2_program_runs_without_simclr(run_dir, tmp_path):
-    out = tmp_path / "encoder.pt2"
-    summary = exp.export(run_dir, out)
-    assert summary["format"] == "pt2" and summary["checked_with"] == "torch.export.load"
-    assert summary["dim"] == 64 and summary["max_abs_diff"] < 1e-4
-    x = torch.cat([images(1), images(5, seed=2)])
-    torch.save(x, tmp_path / "x.pt")
-    # A fresh interpreter where importing simclr fails: only PyTorch runs the program.
-    script = textwrap.dedent(f"""
-        import sys
-        sys.modules["simclr"] = None
-        import torch
-        program = torch.export.load({str(out)!r}).module()
-        x = torch.load({str(tmp_path / "x.pt")!r})
-        with torch.no_grad():
-            torch.save([program(x[:1]), program(x[1:])], {str(tmp_path / "y.pt")!r})
-    """)
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=300)
-    one, five = torch.load(tmp_path / "y.pt")
-    want = reference(run_dir, "h", x)
-    assert one.shape == (1, 64) and five.shape == (5, 64)
-    assert torch.allclose(torch.cat([one, five]), want, atol=1e-5, rtol=1e-4)
-
-
 @pytest.mark.parametrize("layer", ["z", "g1"])
 def test_programs_of_head_layers(run_dir, tmp_path, layer):
     out = tmp_path / f"{layer}.pt2"
@@ -90,228 +62,6 @@ def test_programs_of_head_layers(run_dir, tmp_path, layer):
     want = reference(run_dir, layer, x)
     assert got.shape == want.shape == (4, summary["dim"])
     assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
-
-
-def test_the_card_is_inside_the_program_and_beside_it(run_dir, tmp_path):
-    out = tmp_path / "encoder.pt2"
-    exp.export(run_dir, out)
-    beside = json.loads((tmp_path / "encoder.pt2.json").read_text())
-    inside = {exp.CARD_FILE: ""}
-    torch.export.load(out, extra_files=inside)
-    assert json.loads(inside[exp.CARD_FILE]) == beside
-    assert beside["input"]["shape"] == ["batch", 3, 16, 16]
-    assert beside["output"] == {**beside["output"], "name": "h", "shape": ["batch", 64]}
-    assert beside["encoder"] == {"arch": "resnet18", "width": 0.125, "cifar_stem": True,
-                                 "image_size": 16}
-    assert beside["step"] == 7
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["encoder.pt2", "encoder.pt2.json",
-                                                           "run"]
-    # Which images are taken whole: those whose longer side is <= 32 (augment's
-    # _eval_square keys on max(h, w)); 'of side <= 32' left a 20 x 40 one in doubt.
-    assert "images whose longer side is <= 32 have their central square" in \
-        beside["input"]["preprocess"]
-    # The card's preprocessing call runs as written (it lacked the size argument).
-    call = re.search(r"(simclr\.augment\.eval_resize\(PIL\.Image\.open\(file\), \d+\))",
-                     beside["input"]["preprocess"])
-    assert call is not None, beside["input"]["preprocess"]
-    file = make_image_folder(tmp_path / "one", classes=1, per_class=1, side=40)
-    file = next(file.rglob("*.*"))
-    import PIL.Image
-
-    import simclr.augment
-
-    scope = {"simclr": simclr, "PIL": PIL, "file": file}
-    assert eval(call[1], scope).shape == (3, 16, 16)  # noqa: S307 (the card's own text)
-
-
-def test_info_reads_a_programs_card_beside_it_or_inside_it(run_dir, tmp_path, capsys):
-    from simclr.cli import main
-
-    out = tmp_path / "encoder.pt2"
-    exp.export(run_dir, out)
-    line = (f"{out}: exported program (pt2): h (64-d) of resnet18 x0.125, 16 px input, from "
-            f"{(run_dir / 'checkpoints' / 'last.pt').resolve()}, step 7\n")
-    assert main(["info", str(out)]) == 0 and capsys.readouterr().out == line
-    (tmp_path / "encoder.pt2.json").unlink()  # the copy inside the archive
-    assert main(["info", str(out)]) == 0 and capsys.readouterr().out == line
-    out.write_bytes(b"not an archive")
-    assert main(["info", str(out)]) == 2
-    assert capsys.readouterr().err == (f"simclr info: error: {out}: an exported program "
-                                       "without a readable simclr card (encoder.pt2.json "
-                                       "beside it, or inside it)\n")
-
-
-def test_info_of_an_onnx_file_without_the_onnx_package_says_what_its_card_needs(
-        tmp_path, capsys, monkeypatch):
-    """Without the onnx package the card inside an .onnx cannot be read: said, where it
-    read as a file without any card."""
-    out = tmp_path / "encoder.onnx"
-    out.write_bytes(b"an ONNX graph")
-    monkeypatch.setitem(sys.modules, "onnx", None)  # (import onnx raises ImportError)
-    assert main(["info", str(out)]) == 2
-    assert capsys.readouterr().err == (
-        f"simclr info: error: {out}: an exported program without a readable simclr card "
-        "(encoder.onnx.json beside it, or inside it, which needs the onnx package: pip "
-        'install "simclr[onnx]")\n')
-
-
-def old_torch(monkeypatch):
-    """As on torch 2.4 (the floor), whose torch.onnx has no usable dynamo exporter: the
-    TorchScript one must write the file (a dynamo export fails the test)."""
-    export = torch.onnx.export
-
-    def torchscript_only(*args, **kwargs):
-        assert kwargs.get("dynamo") is False, "the dynamo exporter on torch 2.4"
-        return export(*args, **kwargs)
-
-    monkeypatch.setattr(torch, "__version__", "2.4.1+cu121")
-    monkeypatch.setattr(torch.onnx, "export", torchscript_only)
-
-
-@pytest.mark.parametrize("exporter", ["installed", "torchscript"])
-def test_onnx_program_matches_the_model(run_dir, tmp_path, monkeypatch, exporter):
-    """Both of torch.onnx's exporters: the dynamo one where it converts the encoder
-    (torch 2.7 on), else the TorchScript one (on torch 2.4 the dynamo one took no
-    dynamic_shapes: every ONNX export failed)."""
-    ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
-    pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
-    if exporter == "torchscript":
-        old_torch(monkeypatch)
-        assert not exp.dynamo_onnx()
-    out = tmp_path / "encoder.onnx"
-    summary = exp.export(run_dir, out)
-    assert summary["format"] == "onnx" and summary["checked_with"] == "onnxruntime"
-    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    assert [i.name for i in session.get_inputs()] == ["images"]
-    x = images(6)
-    got = session.run(None, {"images": x.numpy()})[0]
-    assert np.allclose(got, reference(run_dir, "h", x).numpy(), atol=1e-5, rtol=1e-4)
-    card = json.loads(session.get_modelmeta().custom_metadata_map[exp.CARD_FILE])
-    assert card == json.loads((tmp_path / "encoder.onnx.json").read_text())
-    assert not list(tmp_path.glob("*.data"))  # weights inside the one file
-
-
-@pytest.mark.parametrize(("torch_version", "onnxscript_version", "dynamo"), [
-    ("2.4.1+cu121", "0.7.2", False), ("2.6.0", "0.7.2", False), ("2.7.1", "0.2.7", False),
-    ("2.7.1+cu126", "0.7.2", True), ("2.14.1+cu130", "0.10.0", True),
-    ("2.10.0a0+git1", "0.7", True),
-])
-def test_the_dynamo_onnx_exporter_is_used_where_it_converts_the_encoder(
-        monkeypatch, torch_version, onnxscript_version, dynamo):
-    onnxscript = pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
-    monkeypatch.setattr(torch, "__version__", torch_version)
-    monkeypatch.setattr(onnxscript, "__version__", onnxscript_version)
-    assert exp.dynamo_onnx() is dynamo
-
-
-# torch 2.5's failure (step 3 of its dynamo exporter), colours and all
-CONVERSION_ERROR = ("Failed to convert the exported program to an ONNX model. \x1b[96mThis "
-                    "is step 3/3\x1b[0m of exporting the model to ONNX. Next steps:\n- If "
-                    "there is a missing ONNX function, implement it and register it.\n\n"
-                    "## Exception summary\n")
-
-
-def raised_from(message, cause):
-    """An exception with ``message`` raised from ``cause`` (as torch.onnx raises them)."""
-    try:
-        try:
-            raise cause
-        except Exception as inner:
-            raise RuntimeError(message) from inner
-    except RuntimeError as exc:
-        return exc
-
-
-def test_torch_onnx_errors_are_one_clean_line_with_their_cause():
-    """torch.onnx's messages carry colour codes (ESC [96m, or escaped in a repr) and its
-    advice ('Next steps:'); the line said only which step failed, cut at 200 characters
-    with its codes, never why."""
-    cause = TypeError("batch_norm(): argument 'training' must be bool, not SymBool")
-    assert exp.error_cause(raised_from(CONVERSION_ERROR, cause)) == (
-        "Failed to convert the exported program to an ONNX model: batch_norm(): argument "
-        "'training' must be bool, not SymBool")
-    escaped = raised_from(CONVERSION_ERROR.replace("\x1b", "\\x1b"), cause)
-    assert "x1b" not in exp.error_cause(escaped) and "[96m" not in exp.error_cause(escaped)
-    assert exp.error_cause(ValueError("\x1b[1mbad\x1b[0m shape\nmore")) == "bad shape"
-    long = exp.error_cause(raised_from("Error calling serialize_model_into with: " + "x" * 5000,
-                                       TypeError("Expected an int, got a boolean.")))
-    assert len(long) < 200 and long.endswith("...: Expected an int, got a boolean.")
-
-
-def failing_onnx_export(monkeypatch, stage, error):
-    """torch.onnx.export raising ``error`` (stage 'trace'), or returning a program whose
-    save raises it (stage 'save', as onnxscript 0.2's serializer did on torch 2.6)."""
-    export = torch.onnx.export
-
-    def failing(*args, **kwargs):
-        if stage == "trace":
-            raise error
-        program = export(*args, **kwargs)
-        program.save = lambda *a, **k: (_ for _ in ()).throw(error)
-        return program
-
-    monkeypatch.setattr(torch.onnx, "export", failing)
-
-
-@pytest.mark.parametrize("stage", ["trace", "save"])
-def test_an_onnx_exporters_failure_is_one_clean_line(run_dir, tmp_path, capsys, monkeypatch,
-                                                     stage):
-    """A failed save was a traceback (onnxscript's SerdeError, outside the try), and a
-    failed conversion a line with colour codes cut before its cause."""
-    pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
-    if stage == "save" and not exp.dynamo_onnx():
-        pytest.skip("the dynamo exporter's program.save, which torch does not use here")
-    cause = TypeError("Field onnx.AttributeProto.i: Expected an int, got a boolean.")
-    failing_onnx_export(monkeypatch, stage, raised_from(CONVERSION_ERROR, cause))
-    out = tmp_path / "e.onnx"
-    assert main(["export", "--checkpoint", str(run_dir), "--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    what = "could not trace the encoder" if stage == "trace" else "could not save the ONNX program"
-    assert err == (f"simclr export: error: torch.onnx {what}: Failed to convert the exported "
-                   "program to an ONNX model: Field onnx.AttributeProto.i: Expected an int, "
-                   "got a boolean.\n")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
-
-
-def test_an_onnx_file_that_onnxruntime_cannot_load_is_one_line(run_dir, tmp_path, capsys,
-                                                               monkeypatch):
-    """onnxruntime older than the exporter's ONNX (IR version 10 on onnxruntime 1.17)
-    failed the check with a traceback."""
-    ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
-    pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
-
-    def too_old(path, providers):
-        raise RuntimeError(
-            f"[ONNXRuntimeError] : 1 : FAIL : Load model from {path} failed:/onnxruntime_src/"
-            "onnxruntime/core/graph/model.cc:179 onnxruntime::Model::Model(onnx::ModelProto&&, "
-            "const onnxruntime::PathString&) Unsupported model IR version: 10, max supported "
-            "IR version: 9")
-
-    monkeypatch.setattr(ort, "InferenceSession", too_old)
-    assert main(["export", "--checkpoint", str(run_dir), "--out", str(tmp_path / "e.onnx")]) == 2
-    err = capsys.readouterr().err
-    assert err == ("simclr export: error: onnxruntime could not load the exported program "
-                   "to check it: [ONNXRuntimeError] : 1 : FAIL : Unsupported model IR version: "
-                   "10, max supported IR version: 9\n")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
-
-
-def test_loading_a_pt2_shows_no_weights_only_warning(run_dir, tmp_path, recwarn, monkeypatch):
-    """torch 2.4's torch.export.load printed torch.load's weights_only FutureWarning (a
-    dozen lines) on each export's check."""
-    load = torch.export.load
-
-    def warning_load(*args, **kwargs):  # as torch 2.4's does
-        import warnings
-
-        warnings.warn("You are using `torch.load` with `weights_only=False` (the current "
-                      "default value), which uses the default pickle module implicitly.",
-                      FutureWarning, stacklevel=2)
-        return load(*args, **kwargs)
-
-    monkeypatch.setattr(torch.export, "load", warning_load)
-    assert exp.export(run_dir, tmp_path / "e.pt2")["checked_with"] == "torch.export.load"
-    assert not [w for w in recwarn if "weights_only" in str(w.message)]
 
 
 def test_encoder_checkpoint_round_trip(run_dir, tmp_path):
@@ -344,14 +94,14 @@ def test_a_program_that_fails_its_check_replaces_nothing(run_dir, tmp_path, monk
     out = tmp_path / "encoder.pt2"
     exp.export(run_dir, out)
     before = out.read_bytes()
-    write = exp._write_pt2
+    write = exp.write_pt2
 
     def perturbed(module, example, path, card):
         with torch.no_grad():  # a program that computes something else than the model
             next(module.parameters()).add_(1.0)
         write(module, example, path, card)
 
-    monkeypatch.setattr(exp, "_write_pt2", perturbed)
+    monkeypatch.setattr(exp, "write_pt2", perturbed)
     with pytest.raises(SimCLRError, match="differs from the model"):
         exp.export(run_dir, out, overwrite=True)
     assert out.read_bytes() == before
@@ -609,43 +359,6 @@ def test_a_programs_card_is_never_written_over_unasked(run_dir, tmp_path):
     assert json.loads(mine.read_text())["output"]["name"] == "h"
 
 
-def test_a_program_without_room_is_refused_before_torch_writes_it(run_dir, tmp_path,
-                                                                 monkeypatch):
-    """torch's pt2 writer aborts the whole process (C++) on a full disk: checked first."""
-    import shutil
-    from collections import namedtuple
-
-    usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 4096, 4096))
-    with pytest.raises(SimCLRError, match=r"could not write .*e.pt2: No space left on device "
-                                          r"\(about .* MiB needed, 0.0 MiB free\)"):
-        exp.export(run_dir, tmp_path / "e.pt2")
-    assert not (tmp_path / "e.pt2").exists()
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE as Linux has it")
-def test_a_program_over_a_file_size_limit_is_one_line(run_dir, tmp_path):
-    """Under a file-size limit (ulimit -f, SIGXFSZ ignored as prlimit leaves it) torch's
-    pt2 writer wrote again after the failed write and aborted the process (SIGABRT, a C++
-    stack dump)."""
-    script = textwrap.dedent(f"""
-        import resource, signal, sys
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
-        from simclr.cli import main
-        sys.exit(main(["export", "--checkpoint", {str(run_dir)!r},
-                       "--out", {str(tmp_path / "e.pt2")!r}]))
-    """)
-    root = str(Path(exp.__file__).parents[1])
-    env = {**os.environ, "PYTHONPATH": root, "PYTHONDONTWRITEBYTECODE": "1"}
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=300, env=env)
-    assert done.returncode == 2, done.stderr[-2000:]
-    assert done.stderr.count("\n") == 1, done.stderr[-2000:]
-    assert done.stderr.endswith(f"could not write {tmp_path / 'e.pt2'}: File too large\n")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary file left
-
-
 def test_torchvision_export_loads_into_torchvisions_resnet(tmp_path, run_dir, capsys):
     """--format torchvision: torchvision's resnet18 (fc = Identity) loads the file
     strictly and computes the encoder's h; a width-0.125 CIFAR encoder is refused."""
@@ -890,25 +603,6 @@ def test_logits_are_refused_in_an_encoder_file_in_their_own_words(run_dir, tmp_p
     assert not list(tmp_path.glob("e.*"))
 
 
-def test_room_for_a_program_is_twice_its_weights_and_a_mib(tmp_path, monkeypatch):
-    """A program holds its float32 weights and its graph: a disk with room for the
-    weights alone would fail after the tracing (pt2's writer aborts the process), so
-    twice the weights and a MiB are asked for first."""
-    import shutil
-    from collections import namedtuple
-
-    module = torch.nn.Linear(1000, 1000)  # 1001000 float32 values: 4004000 bytes
-    need = 2 * 4004000 + (1 << 20)
-    usage = namedtuple("usage", "total used free")
-    for free, refused in ((4004000 + 4096, True), (need - 1, True), (need, False)):
-        monkeypatch.setattr(shutil, "disk_usage", lambda path, free=free: usage(10**10, 0, free))
-        if refused:
-            with pytest.raises(SimCLRError, match="No space left on device"):
-                exp.check_room(tmp_path / "e.pt2", module)
-        else:
-            exp.check_room(tmp_path / "e.pt2", module)
-
-
 def test_a_torchvision_model_that_does_not_reproduce_the_encoder_is_not_written(
         tmp_path, monkeypatch):
     """The renamed weights are checked through torchvision's model before the file is
@@ -979,7 +673,7 @@ def test_an_export_of_an_unfinished_training_keeps_saying_so(tmp_path, image_fol
     for out in ("u.pt2", "u2.pt"):  # (a program's card, an export of the export)
         assert main(["export", "--checkpoint", str(encoder), "--out", str(tmp_path / out)]) == 0
         assert note in capsys.readouterr().err
-    assert exp.read_card(tmp_path / "u.pt2")["unfinished"] == {"step": 3, "total_steps": 9}
+    assert prog.read_card(tmp_path / "u.pt2")["unfinished"] == {"step": 3, "total_steps": 9}
     assert load_checkpoint(tmp_path / "u2.pt")["unfinished"] == {"step": 3, "total_steps": 9}
     # A finished run's export, or a periodic checkpoint chosen on purpose: no such entry
     save_checkpoint({**state, "step": 9, "total_steps": 9}, tmp_path / "run" / "checkpoints")
@@ -1142,18 +836,18 @@ def test_a_program_that_baked_the_traced_batch_in_is_refused_in_one_line(run_dir
     (CHECK_BATCH != TRACE_BATCH): one whose batch dimension was fixed at the trace fails
     its check, one line naming the batch, instead of failing later in a user's hands
     (it raised torch's AssertionError 'Guard failed', a traceback)."""
-    assert exp.CHECK_BATCH != exp.TRACE_BATCH
+    assert prog.CHECK_BATCH != prog.TRACE_BATCH
 
     def static(module, example, path, card):  # no dynamic_shapes: the batch is fixed
         archive = io.BytesIO()
         torch.export.save(torch.export.export(module, (example,)), archive)
         path.write_bytes(archive.getbuffer())
 
-    monkeypatch.setattr(exp, "_write_pt2", static)
+    monkeypatch.setattr(exp, "write_pt2", static)
     out = tmp_path / "encoder.pt2"
-    with pytest.raises(SimCLRError, match=rf"failed on \({exp.CHECK_BATCH}, 3, 16, 16\) "
+    with pytest.raises(SimCLRError, match=rf"failed on \({prog.CHECK_BATCH}, 3, 16, 16\) "
                                           rf"images \(traced with a batch of "
-                                          rf"{exp.TRACE_BATCH}\):.*nothing was written"):
+                                          rf"{prog.TRACE_BATCH}\):.*nothing was written"):
         exp.export(run_dir, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
@@ -1177,19 +871,10 @@ def test_a_program_whose_card_name_is_255_bytes_is_exported(run_dir, tmp_path):
     """NAME_MAX (255 bytes) is the longest legal name: a program of 250 bytes, whose card
     ``<name>.json`` has 255, is exported with its card (only longer ones are refused)."""
     out = tmp_path / ("p" * 246 + ".pt2")
-    card = exp.card_file(out)
+    card = prog.card_file(out)
     assert len(os.fsencode(card.name)) == exp.NAME_MAX == 255
     assert exp.export(run_dir, out)["format"] == "pt2"
     assert json.loads(card.read_text())["program"] == "pt2"
-
-
-def test_a_card_records_an_encoders_projection_shortcuts():
-    """An encoder built with projection shortcuts (model.projection_shortcuts) is another
-    network: its card says so, as info and the loaders read it."""
-    spec = {"arch": "resnet50", "width": 1.0, "cifar_stem": False, "image_size": 224,
-            "projection_shortcuts": True}
-    card = exp.program_card(spec, "h", 2048, {}, "pt2", Path("x.pt"))
-    assert card["encoder"] == spec
 
 
 def test_a_torchvision_exports_side_note_names_the_eval_size():
@@ -1202,23 +887,3 @@ def test_a_torchvision_exports_side_note_names_the_eval_size():
     assert exp._side_named(ckpt, 48) == "the side it was exported for"
 
 
-def test_the_card_beside_a_program_is_read_before_the_one_inside(run_dir, tmp_path):
-    """read_card takes ``<file>.json`` beside the program first (the one a user can read
-    and edit), the copy inside the archive only where that one is missing."""
-    out = tmp_path / "encoder.pt2"
-    exp.export(run_dir, out)
-    card = exp.card_file(out)
-    card.write_text(json.dumps({**json.loads(card.read_text()), "note": "edited beside"}))
-    assert exp.read_card(out)["note"] == "edited beside"
-    card.unlink()
-    assert "note" not in exp.read_card(out) and exp.read_card(out)["step"] == 7
-
-
-def test_a_program_of_another_shape_fails_its_check(tmp_path, monkeypatch):
-    """A program returning one row for a batch of 3 broadcasts against the model's output
-    and could pass the value check: its shape is checked first, in one line."""
-    monkeypatch.setattr(exp, "_runner", lambda path, fmt: lambda x: torch.zeros(1, 64))
-    expected = torch.zeros(3, 64)
-    with pytest.raises(SimCLRError, match=r"returned shape \(1, 64\) for \(3, 3, 16, 16\) "
-                                          r"images, not \(3, 64\)"):
-        exp.check_program(tmp_path / "p.pt2", "pt2", images(3), expected)
