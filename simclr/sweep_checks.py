@@ -30,17 +30,22 @@ def per_cell(cells: list[Cell], check: Callable[[int], T],
     where it is the whole sweep's: an unswept setting or a folder every cell reads
     ('cell seed=0: --betas ...' blamed the first cell for a flag wrong in all). It is
     the sweep's where the first cell fails and every other cell fails alike (the same
-    message), or where ``unswept(message)`` says the settings without any swept value
-    fail so (a sweep of one cell)."""
+    message); in a sweep of one cell, where ``unswept(message)`` says the settings
+    without any swept value fail so. (Not asked of more cells: those settings hold the
+    defaults in place of the swept values, so fail like a first cell whose value is the
+    default, --semi-hard beside ``loss=nt_xent,nt_logistic``, where other cells pass.)"""
     results = []
     for k in range(len(cells)):
         try:
             results.append(check(k))
         except SimCLRError as exc:
             message = user_message(exc)
-            if k == 0 and ((len(cells) > 1 and all(
-                    _fails_with(check, j, message) for j in range(1, len(cells))))
-                    or (unswept is not None and unswept(message))):
+            if len(cells) > 1:
+                whole = k == 0 and all(_fails_with(check, j, message)
+                                       for j in range(1, len(cells)))
+            else:
+                whole = unswept is not None and unswept(message)
+            if whole:
                 raise SimCLRError(message) from None
             raise SimCLRError(f"cell {cells[k].name}: {message}") from None
     return results

@@ -211,6 +211,17 @@ def test_a_bad_unswept_setting_is_the_sweeps_not_its_first_cells(tmp_path, image
     with pytest.raises(SimCLRError, match=r"^cell temperature=-1: --temperature must be"):
         run_sweep([parse_axis("temperature=-1,0.5")], tmp_path / "sw", preset=None,
                   config=None, flags=flags, evaluate=None)
+    # An unswept flag wrong only in some cells (--semi-hard beside nt_xent) is theirs,
+    # whatever the axes' order: the settings without the swept values (defaults, which
+    # fail like the first cell) do not make it the sweep's where other cells pass.
+    for axes in (["loss=nt_xent,nt_logistic"], ["loss=nt_logistic,nt_xent"],
+                 ["loss=nt_xent,nt_logistic", "seed=0,1"],
+                 ["seed=0,1", "loss=nt_logistic,nt_xent"]):
+        with pytest.raises(SimCLRError, match=r"^cell (seed=\d_)?loss=nt_xent(_seed=\d)?: "
+                           r"--semi-hard applies to --loss nt_logistic"):
+            run_sweep([parse_axis(a) for a in axes], tmp_path / "sw", preset=None,
+                      config=None, flags={**flags, "loss.semi_hard": True}, evaluate=None)
+        assert not (tmp_path / "sw").exists()
 
 
 def test_a_diverging_cell_is_recorded_and_the_sweep_goes_on(tmp_path, image_folder, cache_dir,
