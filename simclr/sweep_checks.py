@@ -98,14 +98,22 @@ def _check_init_from(cfg: Config, read: dict[str, Any]) -> None:
     """``--init-from`` read and checked against the cell's network as its pretraining
     does before decoding (:func:`simclr.pretrained.check_initial_weights`): a file
     that does not fit one cell (a width axis) is found before any cell trains.
-    ``read``: by path, a file's weights and the networks already found to fit them."""
+    ``read``: by path, a file's weights and the networks already found to fit them, or
+    the error its reading gave (a file read in vain is not read again: :func:`per_cell`
+    asks every cell whether it fails alike, and the file may be gigabytes)."""
     from simclr.pretrained import check_initial_weights, initial_weights
 
-    # (the ignores: called where cfg.init_from is set)
-    path = os.path.abspath(os.path.expanduser(cfg.init_from))  # type: ignore[type-var]
+    given = str(cfg.init_from)  # (called where it is set)
+    path = os.path.abspath(os.path.expanduser(given))
     if path not in read:
-        read[path] = initial_weights(cfg.init_from), set()  # type: ignore[index, arg-type]
-    (weights, what), fitted = read[path]  # type: ignore[index]
+        try:
+            read[path] = initial_weights(given), set()
+        except SimCLRError as exc:
+            read[path] = exc
+            raise
+    if isinstance(read[path], SimCLRError):
+        raise read[path]
+    (weights, what), fitted = read[path]
     network = repr((cfg.model, cfg.augment.size))  # (all that build_model reads)
     if network not in fitted:
         check_initial_weights(cfg, weights, what)

@@ -267,6 +267,28 @@ def test_initial_weights_that_do_not_fit_a_cell_are_refused_before_any_trains(
     assert len(reads) == 1  # two cells, one file, one reading
 
 
+def test_an_unreadable_initial_weights_file_is_read_once_for_all_the_cells(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """--init-from a file that is no checkpoint (a list of tensors) was read once per
+    cell before its one error (only a good file's reading was kept, and every cell is
+    asked whether it fails alike): 8 readings of a file perhaps gigabytes large for an
+    8-cell sweep. Its failure is kept too: read once."""
+    from simclr import pretrained
+
+    torch.save([torch.randn(4, 4)] * 3, tmp_path / "list.pt")
+    reads = []
+    real = pretrained.initial_weights
+    monkeypatch.setattr(pretrained, "initial_weights",
+                        lambda path: reads.append(path) or real(path))
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir,
+                       init_from=str(tmp_path / "list.pt"))
+    flags.pop("out")
+    with pytest.raises(SimCLRError, match=r"^--init-from: "):  # (every cell's: no cell named)
+        run_sweep([parse_axis("seed=0,1,2,3,4,5,6,7")], tmp_path / "sw", preset=None,
+                  config=None, flags=flags, evaluate=None)
+    assert not (tmp_path / "sw").exists() and len(reads) == 1
+
+
 def test_a_model_too_large_for_memory_in_any_cell_is_refused_before_the_first_trains(
         tmp_path, image_folder, cache_dir, monkeypatch):
     """--set width=0.125,64 trained cell 1 for hours, then cell 2's pretraining refused
