@@ -462,14 +462,16 @@ def check_caches_outside(caches: dict[str, Any], folders: dict[str, Any]) -> Non
             check_not_inside(cache, folders, "decoded caches", flag, files_only=True)
 
 
-def check_config_caches(cfg: Any, caches: dict[str, Any] | None = None) -> None:
+def check_config_caches(cfg: Any, caches: dict[str, Any] | None = None,
+                        folders: dict[str, Any] | None = None) -> None:
     """:func:`check_caches_outside` on a resolved pretraining config (``cfg``: a
     :class:`simclr.config.Config`): its --cache-dir, and ``caches`` (flag -> folder,
-    e.g. a sweep's --eval-cache-dir), outside its --data and kNN monitor folders,
-    wherever they were set (a flag, a config file, a sweep's axis)."""
+    e.g. a sweep's --eval-cache-dir), outside its --data and kNN monitor folders and
+    ``folders`` (flag -> folder: others read, e.g. a sweep's --eval-train and
+    --eval-test), wherever they were set (a flag, a config file, a sweep's axis)."""
     check_caches_outside({"--cache-dir": cfg.data.cache_dir, **(caches or {})},
                          {"--data": cfg.data.path, "--knn-train": cfg.knn_train,
-                          "--knn-test": cfg.knn_test})
+                          "--knn-test": cfg.knn_test, **(folders or {})})
 
 
 def _same_folder(path: Path, folder: Path) -> bool:

@@ -143,6 +143,7 @@ def run_sweep(
     flags: dict[str, Any], evaluate: Any, processes: int | None = None,
     scores: str | None = None, recorded: Any = None,
     evaluated_on: dict[str, str] | None = None, caches: dict[str, str | None] | None = None,
+    folders: dict[str, str | None] | None = None,
 ) -> tuple[list[Cell], str]:
     """Run every cell; ``evaluate(run_dir) -> dict`` scores a finished one (None: skip).
     ``processes``: each cell trained by that many processes (``--processes``).
@@ -156,6 +157,9 @@ def run_sweep(
     kept as ``sweep.previous-K.*`` too, its top-1 columns being of the same names.
     ``caches``: other cache folders the sweep writes (flag -> folder: its evaluation's
     --eval-cache-dir), refused inside a cell's data as its --cache-dir is.
+    ``folders``: other folders the sweep reads (flag -> folder: its evaluation's
+    --eval-train and --eval-test), no cache folder of which may lie inside them: cell 0's
+    cache there made a class its scoring failed on, once it had trained.
 
     Returns the cells (with their results) and the markdown table, also written to
     ``out/sweep.md``, ``out/sweep.csv`` and ``out/sweep.json``. Stops early, leaving the
@@ -179,7 +183,8 @@ def run_sweep(
     for cfg in configs:  # the sweep's own files: not inside, or over, a folder it reads
         check_not_inside(root, {"--data": cfg.data.path, "--knn-train": cfg.knn_train,
                                 "--knn-test": cfg.knn_test}, "sweep")
-        check_config_caches(cfg, caches)  # (a data axis, a config file: no flag checked)
+        # (a data axis, a config file: no flag checked)
+        check_config_caches(cfg, caches, folders)
     sizes = check_batches(cells, configs)
     read: dict[str, Any] = {}  # (each --init-from file read once for all the cells)
     resolved = per_cell(cells, lambda k: check_cell_inputs(configs[k], processes, read))

@@ -149,7 +149,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                              recorded=recorded,
                              # (the rows record it: a rerun scored otherwise keeps them)
                              evaluated_on={"scores": args.eval, **wanted},
-                             caches={"--eval-cache-dir": args.eval_cache_dir})
+                             caches={"--eval-cache-dir": args.eval_cache_dir},
+                             folders={"--eval-train": args.eval_train,
+                                      "--eval-test": args.eval_test})
     print(table)
     if any(c.result.get("status") == "preempted" or c.stopped_by for c in cells):
         from simclr.train import EXIT_PREEMPTED

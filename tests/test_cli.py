@@ -677,7 +677,9 @@ def test_a_cache_folder_inside_the_data_is_refused_however_the_folders_are_given
         tmp_path, capsys, monkeypatch):
     """Refused as a flag, a cache folder inside the data was taken from a config file
     (`--config`) or beside a sweep's data axis (`--set data=...`): its cache files made a
-    class there, and the next command on the folder failed. The same refusal, now."""
+    class there, and the next command on the folder failed. The same refusal, now; and
+    for a sweep's cache folder from a config file inside its evaluation folders (cell 0
+    trained, cached there, and its scoring failed on the class its cache made)."""
     from tests.conftest import make_image_folder
 
     monkeypatch.chdir(tmp_path)
@@ -699,10 +701,14 @@ def test_a_cache_folder_inside_the_data_is_refused_however_the_folders_are_given
             (["sweep", "--set", "data=d1,d2", "--eval-cache-dir", "d2/cc", "--eval-train",
               "d1", "--eval-test", "d1", "--out", "sw"], "--eval-cache-dir", "d2/cc", "d2"),
             (["supervised", "--config", "cache.yaml", "--train", "d1", "--test", "d2",
-              "--out", "r"], "--cache-dir", "d1/cc", "d1")]:
+              "--out", "r"], "--cache-dir", "d1/cc", "d1"),
+            (["sweep", "--config", "cache.yaml", "--data", "d2", "--cache", "on", "--eval",
+              "knn", "--eval-train", "d1", "--eval-test", "d1", "--set", "seed=0,1", "--out",
+              "sw"], "--cache-dir", "d1/cc", "d1")]:
         assert main([*argv, *tiny]) == 2, argv
         err = capsys.readouterr().err
-        reads = "--train" if argv[0] == "supervised" else "--data"
+        reads = "--train" if argv[0] == "supervised" else \
+            "--eval-train" if "knn" in argv else "--data"  # (the last case: d1 scores)
         assert err.count("\n") == 1 and f"{flag} " in err and f"{cache} lies inside the " \
             f"{reads} folder " in err and "write the decoded caches elsewhere" in err, err
         assert [p.name for p in (tmp_path / folder).iterdir()] == ["class_0", "class_1"]
