@@ -468,8 +468,11 @@ def check_config_caches(cfg: Any, caches: dict[str, Any] | None = None,
     :class:`simclr.config.Config`): its --cache-dir, and ``caches`` (flag -> folder,
     e.g. a sweep's --eval-cache-dir), outside its --data and kNN monitor folders and
     ``folders`` (flag -> folder: others read, e.g. a sweep's --eval-train and
-    --eval-test), wherever they were set (a flag, a config file, a sweep's axis)."""
-    check_caches_outside({"--cache-dir": cfg.data.cache_dir, **(caches or {})},
+    --eval-test), wherever they were set (a flag, a config file, a sweep's axis). Its
+    --cache-dir is not checked under ``--cache off``, which writes no cache there (its
+    kNN monitor folders' neither: they are read by ``cfg.data`` too)."""
+    own = {} if cfg.data.cache == "off" else {"--cache-dir": cfg.data.cache_dir}
+    check_caches_outside({**own, **(caches or {})},
                          {"--data": cfg.data.path, "--knn-train": cfg.knn_train,
                           "--knn-test": cfg.knn_test, **(folders or {})})
 

@@ -715,6 +715,28 @@ def test_a_cache_folder_inside_the_data_is_refused_however_the_folders_are_given
         assert not Path("r").exists() and not Path("sw").exists()
 
 
+def test_a_config_files_cache_folder_inside_the_data_is_kept_under_cache_off(
+        tmp_path, monkeypatch, capsys):
+    """--cache off writes no cache, yet a config file's cache folder inside the data
+    (``data: {cache_dir: d1/cc}``) was refused as if it would be written there (release
+    a1d9f66 ran it): it trains, and nothing is written there."""
+    from tests.conftest import make_image_folder
+
+    monkeypatch.chdir(tmp_path)
+    make_image_folder(tmp_path / "d1")
+    Path("cache.yaml").write_text("data:\n  cache_dir: d1/cc\n")
+    tiny = ["--width", "0.125", "--image-size", "16", "--batch-size", "8", "--max-steps",
+            "1", "--device", "cpu", "--precision", "fp32", "--workers", "0"]
+    assert main(["pretrain", "--config", "cache.yaml", "--data", "d1", "--cache", "off",
+                 "--out", "r", *tiny]) == 0
+    assert (tmp_path / "r" / "summary.json").exists()
+    assert [p.name for p in (tmp_path / "d1").iterdir()] == ["class_0", "class_1"]
+    capsys.readouterr()
+    assert main(["pretrain", "--config", "cache.yaml", "--data", "d1", "--out", "r2",
+                 *tiny]) == 2  # (--cache auto, which may cache: refused, as before)
+    assert "d1/cc lies inside the --data folder" in capsys.readouterr().err
+
+
 def test_a_bare_pretrain_on_a_folder_names_the_recipe_it_runs(tmp_path, monkeypatch, capsys):
     """No --preset on one's own folder is the paper's ImageNet scale: said as the run
     starts (after the inputs are checked), unless the scale was chosen on the line."""
