@@ -514,3 +514,94 @@ def test_a_channels_last_model_stays_in_channels_last():
     extract_features(enc, colour_source(n_per_class=2), 16, batch_size=4)
     assert all(p.is_contiguous(memory_format=torch.channels_last)
                for p in enc.parameters() if p.dim() == 4)
+
+
+def test_a_bf16_pass_over_chosen_indices_gives_their_float32_features_and_labels():
+    """``precision`` autocasts the encoder (App. B.5's eval transform unchanged) and the
+    features come back float32; ``indices`` picks the images and their order, each row
+    keeping its own image's label. Reference: the encoder run by hand under bf16
+    autocast on the same images."""
+    from simclr.augment import eval_resize
+
+    enc, source = warmed_encoder(), colour_source()
+    order = np.array([17, 2, 9, 5, 22])
+    feats, labels, idx = indexed_features(enc, source, 16, batch_size=len(order),
+                                          precision="bf16", channels_last=False,
+                                          indices=order)
+    np.testing.assert_array_equal(idx, order)
+    np.testing.assert_array_equal(labels, np.asarray(source.labels)[order])
+    assert feats.dtype == np.float32 and feats.shape == (len(order), enc.feature_dim)
+    enc.eval()
+    x = eval_resize(source.images[torch.from_numpy(order)], 16)
+    with torch.no_grad():
+        exact = enc(x).numpy()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ref = enc(x).float().numpy()
+    np.testing.assert_allclose(feats, ref, rtol=1e-5, atol=1e-6)
+    assert np.abs(exact - ref).max() > 1e-3  # (bf16 is told apart from fp32 here)
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_the_shards_of_all_ranks_side_by_side_are_the_one_process_order(processes):
+    """``shard`` (rank, processes): rank r takes columns [r*b, (r+1)*b) of every global
+    batch of 6 (b = 6 / processes), so the ranks' shares laid side by side, batch by
+    batch, are the one process's batches (Sec. 2.2: a large batch split across devices)."""
+    from simclr.features import batch_order
+
+    indices = np.arange(3, 27)  # 24: 4 global batches of 6
+    whole, _ = batch_order(indices, 6, [4, 1], True, (0, 1), 1)
+    shares = [batch_order(indices, 6, [4, 1], True, (r, processes), 1) for r in range(processes)]
+    assert all(share == 6 // processes for _, share in shares)
+    side_by_side = np.hstack([order.reshape(-1, share) for order, share in shares])
+    assert side_by_side.tolist() == whole.reshape(-1, 6).tolist()
+
+
+def test_one_image_whose_features_are_not_finite_is_an_error_too():
+    """One image's infinite output (an overflow on that image alone), in the last
+    batch after finite ones, is refused as all-NaN weights are: its row would be ranked
+    and averaged into a plausible accuracy."""
+    from simclr.errors import SimCLRError
+
+    class Overflowing(nn.Module):
+        """h = the image's mean per channel (B, 3); inf where every channel is white."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = x.mean(dim=(2, 3))
+            return torch.where((h > 0.99).all(dim=1, keepdim=True), torch.inf, h)
+
+    source = colour_source()
+    feats, _ = extract_features(Overflowing(), source, 16, batch_size=8)
+    assert np.isfinite(feats).all()
+    source.images[-1] = 255  # (the only all-white image: the last batch's last row)
+    with pytest.raises(SimCLRError, match="the encoder's outputs are not finite"):
+        extract_features(Overflowing(), source, 16, batch_size=8)
+
+
+def test_a_labeled_pair_needs_two_classes_named_alike_in_the_same_order():
+    """One class is no classification (refused; two pass); a test set with the same
+    names in another order would map labels to other classes (refused, said so)."""
+    from simclr.errors import SimCLRError
+    from simclr.features import check_labeled
+
+    with pytest.raises(SimCLRError, match=r"^--train data: needs at least 2 classes, found 1$"):
+        check_labeled(colour_source(n_per_class=2, classes=1))
+    assert check_labeled(colour_source(n_per_class=2, classes=2)) == 2
+    train, test = colour_source(n_per_class=2), colour_source(n_per_class=2)
+    test.classes = ["c1", "c0", "c2"]
+    with pytest.raises(SimCLRError, match=r"^--train and --test have different classes "
+                                          r"\(same names in a different order\)$"):
+        check_labeled(train, test)
+
+
+def test_a_message_lists_five_names_and_counts_the_rest():
+    """Five classes without a readable image are named in full; a sixth is counted."""
+    from simclr.errors import SimCLRError
+    from simclr.features import check_labeled
+
+    source = colour_source(n_per_class=1, classes=7)
+    source.labels = np.array([0, 0, 0, 1, 1, 1, 1])  # c2..c6 without images
+    with pytest.raises(SimCLRError, match=r"folder\(s\) c2, c3, c4, c5, c6$"):
+        check_labeled(source)
+    source.labels = np.array([0, 0, 0, 0, 0, 0, 0])  # c1..c6
+    with pytest.raises(SimCLRError, match=r"folder\(s\) c1, c2, c3, c4, c5 and 1 more$"):
+        check_labeled(source)
