@@ -232,3 +232,42 @@ def test_reading_files_leaves_torchs_global_generator_alone(tmp_path, workers):
     assert len(list(iter_batches(src, np.arange(8), 4, workers=workers))) == 2  # evaluation
     src.close()
     assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_the_epoch_order_is_that_of_earlier_versions():
+    """A checkpoint saved mid-epoch resumes at its step of (seed, epoch)'s order: an
+    order changed between versions would repeat some images of that epoch and skip
+    others. Pinned values; a seed is taken modulo 2**64 (a negative one too)."""
+    assert epoch_permutation(12, 3, 1).tolist() == [9, 3, 5, 11, 0, 4, 2, 6, 8, 10, 7, 1]
+    assert epoch_permutation(12, 2**64 + 3, 1).tolist() == epoch_permutation(12, 3, 1).tolist()
+    assert epoch_permutation(12, -1, 7).tolist() == [8, 5, 4, 6, 11, 9, 3, 1, 7, 2, 10, 0]
+
+
+def test_a_rank_outside_the_processes_is_refused():
+    src = _indexed_source(16)
+    for rank, world in ((2, 2), (-1, 2), (1, 1)):
+        with pytest.raises(ValueError, match="bad batch_size"):
+            BatchLoader(src, 4, 0, 0, rank=rank, world_size=world)
+    with pytest.raises(ValueError, match="bad batch_size"):
+        BatchLoader(src, 0, 0, 0)
+
+
+def test_an_uncached_epoch_resumed_mid_way_reads_the_rest_and_notes_a_bad_first_file(
+        tmp_path):
+    """An uncached (worker-decoded) epoch resumed at step 1 yields that epoch's later
+    batches, the same images as the whole epoch's; an unreadable file at index 0 is
+    recorded as skipped like any other (index 0 is a file, not 'no bad file')."""
+    root = tmp_path / "photos"
+    for k in range(6):
+        save_image(root / f"{k}.jpg", rgb(40, 40, k), quality=90)
+    (root / "0.jpg").write_bytes(b"not an image")
+    src = open_source(str(root), data_cfg(tmp_path, cache="off", load_size=16))
+    assert not src.cached
+    whole = _epoch(BatchLoader(src, 2, seed=5, epoch=1, workers=0))
+    rest = _epoch(BatchLoader(src, 2, seed=5, epoch=1, workers=0, start_step=1))
+    expected = epoch_permutation(6, 5, 1).reshape(3, 2)
+    assert [i.tolist() for i, _ in whole] == expected.tolist()
+    assert [i.tolist() for i, _ in rest] == expected[1:].tolist()
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(rest, whole[1:], strict=True))
+    assert [Path(p).name for p, _ in src.skipped] == ["0.jpg"]
+    src.close()
