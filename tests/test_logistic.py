@@ -424,3 +424,10 @@ def test_the_closed_form_gradient_is_the_objectives(monkeypatch, seed, n, d, c, 
     assert float(loss32) == pytest.approx(float(reference), rel=1e-6)
     torch.testing.assert_close(grad_w32.double(), w.grad, rtol=0, atol=1e-6)
     torch.testing.assert_close(grad_b32.double(), b.grad, rtol=0, atol=1e-6)
+
+
+def test_a_grid_of_one_value_is_its_minimum():
+    """``count`` 1 of [lo, hi]: the one value log-spaced from lo, lo itself (as
+    numpy.geomspace gives it), not hi."""
+    assert logistic.parse_l2_grid("0.001,0.1,1") == [0.001]
+    assert logistic.default_l2_grid(1e-4, 1.0, 1) == [1e-4]
