@@ -486,3 +486,51 @@ def test_auto_is_the_none_of_settings_whose_none_is_automatic(tmp_path):
     assert build_config(config_file=str(path)).data.workers is None
     with pytest.raises(SimCLRError, match="--max-steps: expected a whole number, got 'auto'"):
         build_config(flags={"max_steps": "auto"})
+
+
+def test_an_amount_without_its_unit_after_minutes_is_refused_too():
+    """'1m30' is as ambiguous as '1h30' (30 seconds? minutes?): refused, not 90 s."""
+    for unread in ("1m30", "2h5m30"):
+        with pytest.raises(SimCLRError, match=r"cannot read"):
+            parse_duration(unread)
+    assert parse_duration("1m30s") == 90 and parse_duration("2h5m30s") == 7530
+
+
+def test_a_flags_text_for_none_and_for_true_or_false():
+    """A flag's 'null' (YAML's word) and 'None' mean None where None is allowed, as
+    'none' does; a switch reads 1/true/yes/on and 0/false/no/off, in any case."""
+    for text in ("none", "null", "None", "NULL"):
+        assert build_config(flags={"max_steps": text}).max_steps is None
+    for text, value in (("on", True), ("ON", True), ("yes", True), ("1", True), ("true", True),
+                        ("off", False), ("No", False), ("0", False), ("false", False)):
+        assert build_config(flags={"model.zero_init_residual": text}
+                            ).model.zero_init_residual is value
+
+
+def test_a_files_resnet_width_is_dropped_for_another_network_flagged_on_top(tmp_path):
+    """A printed config holds its ResNet's width; --arch convnext_tiny given on top
+    replaces the network, whose width is its own (1), not the file's 2."""
+    path = tmp_path / "run.yaml"
+    path.write_text("model:\n  arch: resnet50\n  width: 2\n")
+    assert build_config(config_file=str(path)).model.width == 2
+    cfg = build_config(config_file=str(path), flags={"model.arch": "convnext_tiny"})
+    assert cfg.model.arch == "convnext_tiny" and cfg.model.width == 1.0
+
+
+def test_a_files_smallest_eval_size_is_dropped_for_other_views_flagged_on_top(tmp_path):
+    """The file's evaluation side is for its own views, at the smallest side allowed
+    too: --image-size 64 on top evaluates at the views' side (eval_size unset)."""
+    from simclr.config import MIN_SIZE
+
+    path = tmp_path / "run.yaml"
+    path.write_text(f"augment:\n  size: 32\n  eval_size: {MIN_SIZE}\n")
+    assert build_config(config_file=str(path)).augment.eval_size == MIN_SIZE
+    assert build_config(config_file=str(path),
+                        flags={"augment.size": 64}).augment.eval_size is None
+
+
+def test_a_flags_bad_value_over_a_presets_is_named_as_the_flag_alone():
+    """cifar10-cpu sets the batch; a bad --batch-size on top is the flag's problem, not
+    '(set by --preset ...)'."""
+    with pytest.raises(SimCLRError, match=r"^--batch-size must be positive, got -5$"):
+        build_config("cifar10-cpu", flags={"batch_size": -5})
