@@ -347,3 +347,50 @@ def test_lengths_alike_on_the_digits_are_refused_on_the_images_pretraining_reads
         run_sweep([parse_axis("epochs=1,2")], tmp_path / "sw", preset="digits", config=None,
                   flags={"max_steps": "1"}, evaluate=None)
     assert not (tmp_path / "sw").exists()
+
+
+def test_a_failure_is_the_sweeps_only_where_every_cell_fails_alike():
+    """per_cell names the cell where the failure is that cell's (one cell of several,
+    or the only cell, unless ``unswept`` says so), and says it once, unnamed, where
+    every cell fails with the same message."""
+    from types import SimpleNamespace
+
+    from simclr.sweep_checks import per_cell
+
+    cells = [SimpleNamespace(name="lr=0.1"), SimpleNamespace(name="lr=0.2")]
+
+    def fails(which):
+        def check(k):
+            if k in which:
+                raise SimCLRError("boom")
+            return k
+        return check
+
+    def own_failure(k):
+        raise SimCLRError(f"boom {k}")
+
+    assert per_cell(cells, fails(())) == [0, 1]
+    with pytest.raises(SimCLRError, match=r"^cell lr=0.1: boom$"):
+        per_cell(cells, fails((0,)))
+    with pytest.raises(SimCLRError, match=r"^cell lr=0.2: boom$"):
+        per_cell(cells, fails((1,)))
+    with pytest.raises(SimCLRError, match=r"^boom$"):
+        per_cell(cells, fails((0, 1)))
+    with pytest.raises(SimCLRError, match=r"^cell lr=0.1: boom 0$"):  # (each its own)
+        per_cell(cells, own_failure)
+    with pytest.raises(SimCLRError, match=r"^cell lr=0.1: boom$"):
+        per_cell(cells[:1], fails((0,)))
+    with pytest.raises(SimCLRError, match=r"^boom$"):
+        per_cell(cells[:1], fails((0,)), unswept=lambda message: True)
+
+
+def test_a_flag_also_set_by_an_axis_is_refused():
+    from types import SimpleNamespace
+
+    from simclr.sweep_checks import check_not_swept_twice
+
+    axis = SimpleNamespace(name="lr", settings=[{"optim.lr": 0.1}, {"optim.lr": 0.2}])
+    check_not_swept_twice([axis], {"epochs": 3})
+    with pytest.raises(SimCLRError, match=r"^--lr is also swept \(by lr\), which would "
+                                          r"replace it in every cell; give it once$"):
+        check_not_swept_twice([axis], {"optim.lr": 0.5, "epochs": 3})
