@@ -133,7 +133,8 @@ def same_command_again(cfg: Config, flags: dict[str, Any]) -> Config | None:
     :func:`~simclr.rundir.check_run_dir` refuses the folder). Settings other than those
     ``--resume`` may change are refused, naming them: that is another run."""
     from simclr.resume import load_resume_config, moved_folders
-    from simclr.rundir import RUN_LENGTH, unfinished_step
+    from simclr.resume_target import unfinished_step
+    from simclr.rundir import RUN_LENGTH
 
     run_dir = Path(cfg.out).expanduser()
     step = unfinished_step(run_dir, "pretrain")

@@ -22,7 +22,7 @@ from simclr.launch import path_word
 from simclr.optim import load_optimizer_state
 from simclr.plan import Plan
 from simclr.recipe import differing
-from simclr.rundir import resume_checkpoint
+from simclr.resume_target import resume_checkpoint
 from simclr.runtime import provenance
 from simclr.settings import absolute_paths, config_from_dict, flag_of, is_null
 

@@ -29,7 +29,7 @@ from simclr.config_file import parse_yaml
 from simclr.errors import SimCLRError, is_amount, with_article
 from simclr.files import folder_holder, read_json
 from simclr.resume import recorded_argv, recorded_start, session_number
-from simclr.rundir import SUPERVISED_RESULT
+from simclr.resume_target import SUPERVISED_RESULT
 from simclr.settings import set_path
 
 # The evaluations' results files (simclr.results.RESULTS) and what each measured.

@@ -78,16 +78,14 @@ from simclr.results import (
     write_results,
 )
 from simclr.resume import session_number, split_read_anew_why, start_record
-from simclr.rundir import (
+from simclr.resume_target import (
     RESUME_MARK,
     SUPERVISED_RESULT,
     already_holds_run,
-    check_not_above_runs,
     check_not_continued,
-    check_run_length,
-    record_divergence,
     resume_checkpoint,
 )
+from simclr.rundir import check_not_above_runs, check_run_length, record_divergence
 from simclr.runtime import StopFlag, set_threads
 from simclr.settings import config_from_dict
 
@@ -440,7 +438,7 @@ def _train_and_test(
 
 
 # A diverged run's record, as a pretraining's (rundir.record_divergence): `simclr info`
-# reads it, and rundir.run_state, so that the same command run again (a retry loop,
+# reads it, and resume_target.run_state, so that the same command run again (a retry loop,
 # torchrun's --max-restarts) does not continue into the blow-up.
 SUMMARY = "summary.json"
 

@@ -71,7 +71,8 @@ def _same_supervised_command(args: argparse.Namespace, cfg: Config, flags: dict[
     refused by check_new_run). Other settings or folders are refused, naming them."""
     from simclr.pretrain_command import other_settings, say_continuing
     from simclr.recipe import recipe_changes
-    from simclr.rundir import RUN_LENGTH, unfinished_step
+    from simclr.resume_target import unfinished_step
+    from simclr.rundir import RUN_LENGTH
     from simclr.settings import flag_of
     from simclr.supervised import RESUME_FLAGS, data_specs, resume_config
 

@@ -14,7 +14,7 @@ from simclr import checkpoint as ck
 from simclr.checkpoint import latest_checkpoint, periodic_name, save_checkpoint
 from simclr.checkpoint_read import checkpoint_file, load_checkpoint
 from simclr.errors import SimCLRError
-from simclr.rundir import resume_checkpoint
+from simclr.resume_target import resume_checkpoint
 
 
 def _state(step: int) -> dict:

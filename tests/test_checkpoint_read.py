@@ -17,7 +17,7 @@ from simclr import checkpoint_read as rd
 from simclr.checkpoint import periodic_name, save_checkpoint
 from simclr.checkpoint_read import checkpoint_file, load_checkpoint
 from simclr.errors import SimCLRError
-from simclr.rundir import resume_checkpoint
+from simclr.resume_target import resume_checkpoint
 from tests.test_checkpoint import _entry_start, _run, _state
 
 

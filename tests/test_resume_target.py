@@ -1,0 +1,102 @@
+"""Tests for simclr.resume_target: which checkpoint a --resume continues from, why none
+can be, where a run stands, and a resume another process continued meanwhile."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from simclr import train
+from simclr.errors import SimCLRError
+from simclr.resume import load_resume_config
+from simclr.settings import build_config
+from tests.conftest import tiny_flags
+from tests.test_rundir import _preempted_run
+
+
+def test_a_resume_another_resume_finished_meanwhile_is_refused_leaving_its_work(
+        tmp_path, image_folder, cache_dir, monkeypatch, capsys):
+    """Two `--resume` of one run: B read its checkpoint (step 4), then, while it opened the
+    data, A resumed and finished the run. B trained on from step 4 over A's finished run
+    (its last.pt, summary.json and log replaced). Once B holds the folder it is refused."""
+    from simclr.cli import main
+
+    run_dir = tmp_path / "run"
+    _preempted_run(build_config(flags=tiny_flags(image_folder, run_dir, cache_dir)))
+
+    def files():
+        return {p.name: p.read_bytes() for p in (run_dir, run_dir / "checkpoints")
+                for p in p.iterdir() if p.is_file()}
+
+    opened, finished = train.open_data, {}
+
+    def open_while_another_resumes(*args, **kwargs):
+        source = opened(*args, **kwargs)
+        if not finished:  # (A, run from here, opens the data too)
+            finished["A"] = None
+            finished["A"] = train.pretrain(load_resume_config(run_dir, {}), resume=True)
+            finished["files"] = files()
+        return source
+
+    monkeypatch.setattr(train, "open_data", open_while_another_resumes)
+    capsys.readouterr()
+    assert main(["pretrain", "--resume", str(run_dir)]) == 2
+    assert finished["A"]["status"] == "finished" and finished["A"]["steps"] == 6
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"simclr pretrain: error: --resume {run_dir}: another simclr process continued the "
+        "run meanwhile (its latest checkpoint changed since this one read it); nothing was "
+        f"written: see where it stands with `simclr info {run_dir}`, or resume it again"]
+    assert files() == finished["files"]  # A's run, as A left it
+    # resumed again, it finds the run finished: nothing to do
+    monkeypatch.setattr(train, "open_data", opened)
+    assert main(["pretrain", "--resume", str(run_dir)]) == 0
+    assert files() == finished["files"]
+
+
+def test_a_runs_state_is_read_from_what_its_sessions_wrote(tmp_path):
+    """run_state: what RunMark, already_holds_run and unfinished_step read alike. A
+    divergence is where the run stands unless its latest checkpoint is at or past it
+    (a later session trained on from before it, with other settings)."""
+    from simclr.resume_target import SUPERVISED_RESULT, run_state
+
+    def summary(**fields):
+        (tmp_path / "summary.json").write_text(json.dumps(fields))
+
+    assert run_state(tmp_path, "pretrain") == run_state(tmp_path, "supervised") == "unfinished"
+    summary(status="diverged", steps=3)
+    assert run_state(tmp_path, "pretrain", 2) == run_state(tmp_path, "supervised") == "diverged"
+    assert run_state(tmp_path, "pretrain", 3) == run_state(tmp_path, "supervised", 4) == \
+        "unfinished"
+    summary(status="finished", steps=6)
+    assert run_state(tmp_path, "pretrain", 6) == "finished"
+    assert run_state(tmp_path, "supervised", 6) == "unfinished"  # (its results say it)
+    (tmp_path / SUPERVISED_RESULT).write_text("{}")
+    assert run_state(tmp_path, "supervised") == "finished"
+
+
+@pytest.mark.parametrize(("found", "wanted", "says"), [
+    ("pretrain", "pretrain", "a pretraining checkpoint outside a run folder"),
+    ("supervised", "pretrain", "a supervised checkpoint outside a run folder"),
+    ("pretrain", "supervised", "a pretraining checkpoint outside a run folder"),
+    ("linear", "pretrain", "a linear checkpoint outside a run folder"),
+])
+def test_a_loose_checkpoint_file_is_named_itself_not_its_folder(tmp_path, monkeypatch, found,
+                                                                 wanted, says):
+    """A .pt file outside a run's checkpoints folder was called the run of its folder
+    ('. is a supervised run ...; continue it with `simclr supervised --resume .`'), a
+    command that fails too: the message names the file and why no run continues."""
+    import torch
+
+    from simclr.checkpoint import save_checkpoint
+    from simclr.resume_target import resume_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    save_checkpoint({"format": "simclr-checkpoint", "version": 1, "step": 3, "kind": found,
+                     "config": {}, "model": {"w": torch.zeros(2)}}, tmp_path, "copy.pt")
+    with pytest.raises(SimCLRError) as info:
+        resume_checkpoint("copy.pt", wanted)
+    message = str(info.value)
+    assert message.startswith(f"--resume copy.pt: copy.pt is {says} (not in a run's "
+                              "checkpoints folder)"), message
+    assert " . " not in message and "--resume .`" not in message and "\n" not in message
