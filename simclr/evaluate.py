@@ -36,18 +36,17 @@ from torch import nn
 from simclr import distributed as dist
 from simclr.backbones import TorchvisionEncoder
 from simclr.checkpoint import CHECKPOINTS, new_run_id
-from simclr.classify import (
+from simclr.classifier_setup import (
     crop_flip_config,
     earlier_total_steps,
-    evaluate_classifier,
     fitted_batch,
     init_linear,
     nesterov_sgd,
     run_folder,
     scheduled_lr,
     total_steps,
-    train_classifier,
 )
+from simclr.classify import evaluate_classifier, train_classifier
 from simclr.errors import SimCLRError
 from simclr.features import (
     channels_last_weights,
@@ -146,7 +145,7 @@ def linear_eval_sgd(
 
 def _new_probe(encoder: nn.Module, num_classes: int, image_size: int, seed: int,
                device: torch.device) -> LinearProbe:
-    """A new linear layer (:func:`classify.init_linear`, its weights drawn from ``seed``)
+    """A new linear layer (:func:`classifier_setup.init_linear`, its weights drawn from ``seed``)
     on the frozen encoder's features, on ``device``."""
     probe = LinearProbe(encoder, num_classes, fc=init_linear(
         feature_width(encoder, image_size), num_classes, torch.Generator().manual_seed(seed)))

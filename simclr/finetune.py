@@ -28,22 +28,20 @@ import torch
 from torch import nn
 
 from simclr import distributed as dist
-from simclr.classifiers import classifier_checkpoint, encoder_config, save_classifier
-from simclr.classify import (
-    Checkpointing,
+from simclr.classifier_setup import (
     batch_norm_setting,
     check_batch_norm_share,
     check_classifier_step,
     crop_flip_config,
     earlier_total_steps,
-    evaluate_classifier,
     fitted_batch,
     nesterov_sgd,
     run_folder,
     scheduled_lr,
     total_steps,
-    train_classifier,
 )
+from simclr.classifiers import classifier_checkpoint, encoder_config, save_classifier
+from simclr.classify import Checkpointing, evaluate_classifier, train_classifier
 from simclr.errors import SimCLRError, printable
 from simclr.features import check_labeled, resolve_runtime, source_name
 from simclr.models import Classifier, ProjectionHead, build_encoder
@@ -340,7 +338,7 @@ class _Budget(NamedTuple):
     fraction: float  # their share of the training set
     listed: int  # the training set's files, those a cache could not read too (the share's)
     epochs: float
-    batch: int  # the global batch: at most the subset (classify.fitted_batch)
+    batch: int  # the global batch: at most the subset (classifier_setup.fitted_batch)
     kept: int | None = None  # a continued run's own length (PartialRun.total)
 
     @property
@@ -462,7 +460,7 @@ class _FineTuning:
     def trained_subset(self) -> np.ndarray:
         """The labeled images trained on (sorted int64): the subset less its files found
         unreadable while the training read them (uncached: other images of the subset took
-        their place, classify.augmented_batches), said in a line; the subset as drawn
+        their place, classifier_setup.augmented_batches), said in a line; the subset as drawn
         otherwise (a cache's unreadable files are never drawn: subsets.subset_from_list)."""
         subset, paths = self.budget.subset, list(getattr(self.train, "paths", []) or [])
         bad = dict(getattr(self.train, "skipped", []))

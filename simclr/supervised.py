@@ -40,11 +40,10 @@ from simclr.checkpoint import (
     save_checkpoint,
 )
 from simclr.checkpoint_read import load_scaler, load_weights, readable_state
+from simclr.classifier_setup import check_batch_norm_share, check_classifier_step
 from simclr.classifiers import classifier_checkpoint
 from simclr.classify import (
     Checkpointing,
-    check_batch_norm_share,
-    check_classifier_step,
     evaluate_classifier,
     saved_tally,
     train_classifier,

@@ -9,70 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from simclr.classify import (
-    Checkpointing,
-    augmented_batches,
+from simclr.classifier_setup import (
     crop_flip_config,
-    nesterov_sgd,
     scheduled_lr,
-    train_classifier,
 )
+from simclr.classify import Checkpointing, train_classifier
 from simclr.errors import DivergedError, SimCLRError
 from simclr.models import Classifier
 from tests.conftest import colour_source, tiny_encoder, worker_pools_started
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def test_nesterov_sgd_against_two_steps_by_hand():
-    """Fine-tuning's and the SGD linear protocol's optimizer (App. B.5, B.6): Nesterov
-    momentum, no weight decay, lr x B/256. Two steps computed by hand in float64:
-    buf = m buf + g; w -= peak (g + m buf)."""
-    w0 = np.array([3.0, -2.0, 0.5])
-    grads = [np.array([0.1, -0.4, 0.2]), np.array([-0.3, 0.05, 0.6])]
-    lr, batch, m = 0.05, 1024, 0.9
-    peak = lr * batch / 256  # 0.2
-    w = torch.nn.Parameter(torch.tensor(w0))
-    optimizer = nesterov_sgd([w], lr, batch, m)
-    expect, buf = w0.copy(), np.zeros(3)
-    for g in grads:
-        w.grad = torch.tensor(g)
-        optimizer.step()
-        buf = m * buf + g
-        expect = expect - peak * (g + m * buf)
-        np.testing.assert_allclose(w.detach().numpy(), expect, rtol=0, atol=1e-12)
-    assert optimizer.param_groups[0]["peak_lr"] == pytest.approx(0.2)
-    assert optimizer.param_groups[0]["weight_decay"] == 0.0  # large weights: no pull
-    # --momentum 0: plain SGD (torch refuses Nesterov without momentum: a traceback)
-    w = torch.nn.Parameter(torch.tensor(w0))
-    optimizer = nesterov_sgd([w], lr, batch, 0.0)
-    w.grad = torch.tensor(grads[0])
-    optimizer.step()
-    np.testing.assert_allclose(w.detach().numpy(), w0 - peak * grads[0], rtol=0, atol=1e-12)
-
-
-def test_crop_flip_views_keep_every_colour():
-    """The evaluations' training views are crop + flip only: a one-colour picture comes
-    out that colour in every view (colour jitter or grayscale would change it), and
-    neither blur nor the Fig. 5 extras are on."""
-    from simclr.augment import TwoViewAugment
-
-    cfg = crop_flip_config(16)
-    assert not (cfg.color or cfg.grayscale or cfg.blur or cfg.cutout or cfg.rotate
-                or cfg.noise or cfg.sobel) and cfg.crop and cfg.flip
-    colour = torch.tensor([200, 40, 90], dtype=torch.uint8)
-    images = colour.view(1, 3, 1, 1).expand(64, 3, 24, 24).contiguous()
-    views = TwoViewAugment(cfg, seed=0).stacked(images, np.arange(64), epoch=0)
-    assert views.shape == (128, 3, 16, 16)
-    expected = (colour.float() / 255).view(1, 3, 1, 1).expand_as(views)
-    torch.testing.assert_close(views, expected, rtol=0, atol=1e-5)
-
-
-def test_schedules_have_no_warm_up():
-    cosine = [scheduled_lr(s, 10, 0.4) for s in range(11)]
-    assert cosine[0] == 0.4 and cosine[5] == pytest.approx(0.2) and cosine[10] == 0.0
-    assert cosine[3] == pytest.approx(0.2 * (1 + np.cos(np.pi * 0.3)))
-    assert [scheduled_lr(s, 10, 0.4, "constant") for s in (0, 9)] == [0.4, 0.4]
 
 
 def train(model, total, saves, start_step=0, lr=0.05, on_step=None, every=2, every_s=0.0,
@@ -394,31 +340,6 @@ def test_a_continued_epoch_under_processes_reports_the_through_run_loss(tmp_path
     assert ranks[0]["share"]["seen"] == 4 and all(np.isfinite(runs["older"]))
 
 
-def test_a_refused_step_names_the_global_batch_of_all_processes(monkeypatch):
-    """--batch-size is the global batch: under 2 processes the refusal named each
-    process's share (`--batch-size 32` for a typed 64) and a batch 1/2 of the one that
-    fits. Now the batch typed, each process's views, and a global batch that fits, as
-    pretraining's."""
-    import simclr.classify
-    from simclr import distributed, memory
-    from simclr.classify import check_classifier_step
-    from simclr.memory import StepMemory
-
-    mib = 2.0**20
-    monkeypatch.setattr(distributed, "world_size", lambda: 2)
-    monkeypatch.setattr(memory, "_ram_is_total", lambda: False)  # (refused at 2.5x)
-    monkeypatch.setattr(memory, "available_bytes", lambda device: 40 * mib)
-    monkeypatch.setattr(simclr.classify, "measure_step", lambda *a, **k: StepMemory(
-        fixed=0.0, per_view=mib, state=0.0, input_per_view=0.0, contrastive=False))
-    # 32 views of 1 MiB per process, 2.5x over 40 MiB; 16 per process fit: 32 in all.
-    with pytest.raises(SimCLRError, match=r"^--batch-size 64 does not fit: one step of "
-                                          r"supervised, 32 px, fp32 needs at least 32 MiB "
-                                          r"\(32 views per process, 1\.00 MiB each, .*; try "
-                                          r"--batch-size 32 \(--no-memory-check skips"):
-        check_classifier_step(torch.nn.Identity(), 32, 64, torch.device("cpu"), "fp32",
-                              False, "supervised", override="--no-memory-check")
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_classifier_trainings_on_cuda(tmp_path, capsys):
     """The supervised baseline, fine-tuning and the SGD linear protocol on the GPU
@@ -451,19 +372,6 @@ def test_classifier_trainings_on_cuda(tmp_path, capsys):
     assert all(torch.isfinite(v.float()).all() for v in ckpt["model"].values())
 
 
-def test_a_new_classifier_leaves_the_callers_rng_alone():
-    """nn.Linear's default init drew from torch's global RNG before its weights were
-    overwritten from the protocol's own generator: a linear evaluation moved the
-    caller's random state (kNN, embedding and loading leave it alone)."""
-    from simclr.classify import init_linear
-
-    before = torch.get_rng_state()
-    layer = init_linear(8, 3, torch.Generator().manual_seed(0))
-    assert torch.equal(torch.get_rng_state(), before)
-    again = init_linear(8, 3, torch.Generator().manual_seed(0))
-    assert torch.equal(layer.weight, again.weight) and not layer.bias.any()
-
-
 def test_the_training_top1_counts_a_tie_against_the_label():
     """The epoch's train_top1 took argmax: a tie went to the lowest class, a hit for
     its images (half-precision logits tie often). Now top-1's rule, on the device."""
@@ -475,18 +383,6 @@ def test_the_training_top1_counts_a_tie_against_the_label():
     tally.add(torch.tensor(0.5), logits, torch.tensor([0, 1, 1]))
     assert tally.hits.device == logits.device and tally.state()["hits"] == 1
     assert tally.reduced() == (0.5, 1 / 3)
-
-
-def test_total_steps_rounds_a_fraction_of_an_epoch_up():
-    """epochs x (full batches per epoch), rounded up, at least one step: 0.3 epoch of 12
-    batches is 4 steps (3.6), 2.5 epochs of 2 batches 5, a sliver of an epoch 1."""
-    from simclr.classify import total_steps
-
-    assert total_steps(0.3, 100, 8) == 4 and total_steps(2.5, 10, 4) == 5
-    assert total_steps(30, 100, 8) == 360 and total_steps(0.01, 10, 4) == 1
-    # the epochs as written, not their float product (1.1 x 100 = 110.00000000000001:
-    # 111 steps before)
-    assert total_steps(1.1, 12800, 128) == 110 and total_steps(2.2, 200, 8) == 55
 
 
 def folder_source(tmp_path, cache="off", workers=1):
@@ -607,83 +503,3 @@ def test_a_classifier_whose_outputs_are_not_finite_is_refused():
         evaluate_classifier(Diverged(), colour_source(n_per_class=3, classes=9), 16,
                             batch_size=4, device=torch.device("cpu"), precision="fp32",
                             again="into a new --out: --resume keeps the lr")
-
-
-def test_a_subsets_unreadable_image_is_replaced_from_the_subset_alone(tmp_path, monkeypatch):
-    """augmented_batches over some images of an uncached folder: an unreadable one among
-    them is replaced by another of them (the next file of the whole folder, outside them,
-    trained with its label before), with that image's label, recorded in the folder's
-    ``skipped``; its row's views are drawn for its own index; a readable subset's views
-    are of the batches iter_batches gives over the folder (as before)."""
-    import simclr.augment
-    from simclr.config import DataConfig
-    from simclr.data import open_source
-    from simclr.features import close_workers, iter_batches
-    from tests.conftest import make_image_folder
-
-    root = make_image_folder(tmp_path / "f", classes=2, per_class=6, side=16)
-    (root / "class_0" / "002.png").write_bytes(b"not an image")
-    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), workers=0, cache="off")
-    source = open_source(str(root), cfg, train=True, image_size=16)
-    bad = source.paths.index(str((root / "class_0" / "002.png").resolve()))
-    seen: list[list[int]] = []
-    real = simclr.augment.sample_params
-
-    def spy(cfg, seed, epoch, idx, *args, **kwargs):
-        seen.append(np.asarray(idx).tolist())  # the indices the views are drawn for
-        return real(cfg, seed, epoch, idx, *args, **kwargs)
-
-    monkeypatch.setattr(simclr.augment, "sample_params", spy)
-
-    def epochs(indices: np.ndarray) -> tuple[list[int], list[int]]:
-        seen.clear()
-        labels = [y for epoch in range(3) for _, y in augmented_batches(
-            source, indices, crop_flip_config(16), batch_size=2, epoch=epoch, seed=0,
-            device=torch.device("cpu"), workers=0)]
-        close_workers(source)
-        return sum(seen, []), torch.cat(labels).tolist()
-
-    drawn, labels = epochs(np.array([0, bad, 7, 8]))
-    assert sorted(drawn) == sorted([0, bad, 7, 8] * 3)
-    # bad's row: image 7, the subset's next (the folder's next, 3, is of bad's class)
-    assert labels == [int(source.labels[7 if i == bad else i]) for i in drawn]
-    assert source.labels[bad] == source.labels[3] != source.labels[7]
-    assert [p for p, _ in source.skipped] == [source.paths[bad]]
-    good = np.array([0, 1, 7, 8])
-    want = [idx.tolist() for epoch in range(3) for idx, _, _ in iter_batches(
-        source, good, 2, seed=[0, epoch], drop_last=True, workers=0)]
-    assert epochs(good)[0] == sum(want, [])
-
-
-def test_an_unreadable_images_replacement_gets_views_of_its_own(tmp_path, monkeypatch):
-    """An uncached folder's unreadable file is replaced by the next readable image,
-    which came with that image's index: views depend only on (seed, epoch, index), so
-    with the image itself in the batch both rows got bit-identical views. Now the row's
-    views are drawn for the unreadable file's index, its label the image's own."""
-    import simclr.augment
-    from simclr.config import DataConfig
-    from simclr.data import open_source
-    from simclr.features import close_workers
-    from tests.conftest import make_image_folder
-
-    root = make_image_folder(tmp_path / "f", classes=2, per_class=2, side=16)
-    (root / "class_0" / "001.png").write_bytes(b"not an image")  # (index 1; next: 2)
-    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), workers=0, cache="off")
-    source = open_source(str(root), cfg, train=True, image_size=16)
-    seen: list[list[int]] = []
-    real = simclr.augment.sample_params
-
-    def spy(cfg, seed, epoch, idx, *args, **kwargs):
-        seen.append(np.asarray(idx).tolist())
-        return real(cfg, seed, epoch, idx, *args, **kwargs)
-
-    monkeypatch.setattr(simclr.augment, "sample_params", spy)
-    [(views, labels)] = list(augmented_batches(
-        source, np.arange(4), crop_flip_config(16), batch_size=4, epoch=0, seed=0,
-        device=torch.device("cpu"), workers=0))
-    close_workers(source)
-    [drawn] = seen
-    assert sorted(drawn) == [0, 1, 2, 3]
-    bad, real_row = drawn.index(1), drawn.index(2)
-    assert not torch.equal(views[bad], views[real_row])
-    assert labels[bad] == labels[real_row] == source.labels[2] == 1

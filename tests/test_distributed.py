@@ -625,7 +625,7 @@ def test_two_process_sgd_linear_evaluation_follows_one_process(tmp_path, pretrai
     import json
 
     from simclr.checkpoint_read import load_checkpoint
-    from simclr.classify import init_linear
+    from simclr.classifier_setup import init_linear
     from simclr.cli import main
 
     def argv(out: str) -> list:

@@ -180,7 +180,7 @@ def test_iter_batches_skips_the_batches_a_resumed_epoch_has_done(tmp_path, cache
 
 @pytest.mark.parametrize("shard", [(0, 1), (1, 2)])
 def test_batch_order_is_the_order_iter_batches_reads(shard):
-    """classify.augmented_batches draws each row's views for the index batch_order asked
+    """classifier_setup.augmented_batches draws each row's views for the index batch_order asked
     for (a replaced unreadable file comes back as another): it is iter_batches' own
     order, shuffled, cut to whole batches, a rank's share, the first ``skip`` left out."""
     from simclr.features import batch_order

@@ -867,7 +867,7 @@ def test_an_unreadable_image_of_the_subset_is_left_out_never_replaced_from_outsi
     import logging
     from contextlib import closing
 
-    import simclr.classify
+    import simclr.classifier_setup
     from simclr.config import DataConfig
     from simclr.data import open_source
 
@@ -884,7 +884,7 @@ def test_an_unreadable_image_of_the_subset_is_left_out_never_replaced_from_outsi
     listing.write_text("".join(f"{n}\n" for n in names))
     readable = {n for n in names if n != "class_1/002.png"}
     seen: set[str] = set()
-    real = simclr.classify.iter_batches
+    real = simclr.classifier_setup.iter_batches
 
     def spy(source, *args, **kwargs):  # the files of the images trained on
         with closing(real(source, *args, **kwargs)) as batches:
@@ -892,7 +892,7 @@ def test_an_unreadable_image_of_the_subset_is_left_out_never_replaced_from_outsi
                 seen.update(source.paths[i] for i in idx.tolist())
                 yield idx, images, aspect
 
-    monkeypatch.setattr(simclr.classify, "iter_batches", spy)
+    monkeypatch.setattr(simclr.classifier_setup, "iter_batches", spy)
     with caplog.at_level(logging.WARNING):
         result = run_finetune(tiny_encoder(), train, test, tmp_path / "ft",
                               subset_file=listing, **{**FAST, "epochs": 3})

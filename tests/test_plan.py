@@ -241,7 +241,7 @@ def test_epochs_are_counted_as_written_not_as_their_float_product():
 
 def test_epochs_of_no_full_batch_still_run_one_step():
     """At least one step, as documented: a classifier whose images fill no batch
-    (simclr.classify.total_steps: ``images // batch`` is 0) trains one step, not none."""
+    (simclr.classifier_setup.total_steps: ``images // batch`` is 0) trains one step, not none."""
     assert epoch_steps(3, 0) == 1
     assert epoch_steps(0.001, 10) == 1  # (0.01 steps: the step it ends in)
     assert epoch_steps(1.1, 390) == 429

@@ -51,7 +51,7 @@ def test_per_process_batch_norm_over_one_image_is_refused(tmp_path, folders, mon
     channel'); fine-tuning refused it, and says what to do when the labeled images
     are the limit, not --batch-size."""
     from simclr import distributed
-    from simclr.classify import check_batch_norm_share
+    from simclr.classifier_setup import check_batch_norm_share
 
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
     train, test = folders
@@ -76,7 +76,7 @@ def measured_model(monkeypatch) -> list:
     """Two processes pretended (``world_size``), and the classifier step's memory
     measurement replaced by one that records whether the model measured has global BN
     (the only BatchNorm the step trains under them), then stops the command."""
-    import simclr.classify
+    import simclr.classifier_setup
     from simclr import distributed
 
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
@@ -86,7 +86,7 @@ def measured_model(monkeypatch) -> list:
         seen.append(any(isinstance(m, distributed.GlobalBatchNorm) for m in model.modules()))
         raise Measured
 
-    monkeypatch.setattr(simclr.classify, "measure_step", measure)
+    monkeypatch.setattr(simclr.classifier_setup, "measure_step", measure)
     return seen
 
 
@@ -105,14 +105,14 @@ def test_the_step_memory_is_measured_with_global_batch_norm(tmp_path, folders, m
 def small_memory(monkeypatch) -> None:
     """Two processes pretended (``world_size``), a classifier step of 1 MiB per view,
     and 4 MiB free: 4 images per process are refused, 1 per process fits."""
-    import simclr.classify
+    import simclr.classifier_setup
     from simclr import distributed, memory
     from simclr.memory import StepMemory
 
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
     monkeypatch.setattr(memory, "_ram_is_total", lambda: False)  # (refused at 2.5x)
     monkeypatch.setattr(memory, "available_bytes", lambda device: 4.0 * 2**20)
-    monkeypatch.setattr(simclr.classify, "measure_step", lambda *a, **k: StepMemory(
+    monkeypatch.setattr(simclr.classifier_setup, "measure_step", lambda *a, **k: StepMemory(
         fixed=0.0, per_view=2.0**20, state=0.0, input_per_view=0.0, contrastive=False))
 
 

@@ -128,7 +128,7 @@ def test_a_stored_config_is_held_to_validity_but_not_to_a_new_runs_scale():
     validate(config_from_dict(small.to_dict()))
     with pytest.raises(SettingError, match="--crop-scale max 0.09 is below what"):
         check_scale(small)
-    from simclr.classify import crop_flip_config
+    from simclr.classifier_setup import crop_flip_config
 
     with pytest.raises(SettingError, match="--crop-scale max 0.09 is below what"):
         crop_flip_config(32, (0.01, 0.09), "official")
