@@ -187,8 +187,8 @@ def resume_checkpoint(
     if given.is_file():
         folder = given.parent
         if folder.name != CHECKPOINTS:  # (its folder is no run: named as the file)
-            found = load_checkpoint(given).get("kind")
-            raise SimCLRError(f"--resume {target}: {_loose_file(target, found, kind)}")
+            raise SimCLRError(f"--resume {target}: "
+                              f"{_loose_file(target, load_checkpoint(given), kind)}")
     elif given.name == CHECKPOINTS and not (given / CHECKPOINTS).is_dir():
         folder = given
     else:
@@ -258,23 +258,42 @@ def _other_kind(run_dir: Path, path: Path, found: Any, wanted: str) -> str:
             "resumed")
 
 
-def _loose_file(target: str | os.PathLike, found: Any, wanted: str) -> str:
-    """Why the checkpoint file ``target``, of kind ``found``, outside a run's checkpoints
+def _loose_file(target: str | os.PathLike, ckpt: dict[str, Any], wanted: str) -> str:
+    """Why the checkpoint file ``target`` (content ``ckpt``), outside a run's checkpoints
     folder, continues no run: its folder is no run (its config and logs are not there),
     so the file is named, not that folder ('. is a supervised run ...; continue it with
-    `simclr supervised --resume .`' failed too)."""
+    `simclr supervised --resume .`' failed too). Where the run that saved it (its
+    config's ``out``) still holds checkpoints, the command that continues it is given."""
     names = {"pretrain": "pretraining", "supervised": "supervised"}
+    found = ckpt.get("kind")
     what = with_article(f"{names.get(found, found)} checkpoint") if found else \
         "a checkpoint of unknown kind"
+    run = _saving_run(ckpt) if found in RESUMABLE else None
     if found == wanted:
-        then = "pass the directory of the run it was saved in"
+        then = (f"its run is {run}: `{RESUMABLE[found]} --resume {path_word(run)}`" if run
+                else "pass the directory of the run it was saved in")
     elif found in RESUMABLE:
-        then = (f"it is no {names[wanted]} run's either (`{RESUMABLE[found]} --resume` "
-                "takes the directory of the run it was saved in)")
+        then = (f"it is no {names[wanted]} run's either (`{RESUMABLE[found]} --resume "
+                + (f"{path_word(run)}` continues its run)" if run else
+                   "` takes the directory of the run it was saved in)"))
     else:
         then = "only pretraining and supervised runs can be resumed"
     return (f"{target} is {what} outside a run folder (not in a run's {CHECKPOINTS} "
             f"folder), so it holds no run to continue; {then}")
+
+
+def _saving_run(ckpt: dict[str, Any]) -> Path | None:
+    """The run folder a checkpoint's config records (``out``, absolute when saved), if
+    it still holds a checkpoint to continue from; else None."""
+    config = ckpt.get("config")
+    out = config.get("out") if isinstance(config, dict) else None
+    if not isinstance(out, str) or not out:
+        return None
+    run = Path(out).expanduser()
+    try:
+        return run if latest_checkpoint(run / CHECKPOINTS) is not None else None
+    except (OSError, SimCLRError):  # (unreadable there: the advice stays general)
+        return None
 
 
 def _why_no_checkpoint(folder: Path, kind: str) -> str:

@@ -100,3 +100,37 @@ def test_a_loose_checkpoint_file_is_named_itself_not_its_folder(tmp_path, monkey
     assert message.startswith(f"--resume copy.pt: copy.pt is {says} (not in a run's "
                               "checkpoints folder)"), message
     assert " . " not in message and "--resume .`" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize(("wanted", "says"), [
+    ("pretrain", "; its run is {run}: `simclr pretrain --resume {run}`"),
+    ("supervised", "; it is no supervised run's either (`simclr pretrain --resume {run}` "
+                   "continues its run)"),
+])
+def test_a_loose_copy_of_a_runs_checkpoint_names_the_run_that_saved_it(tmp_path, monkeypatch,
+                                                                       wanted, says):
+    """A copy of a run's checkpoint beside it (run/copy.pt) was told to 'pass the
+    directory of the run it was saved in', which its config records: that run, still
+    holding its checkpoints, is named in the command that continues it; a run folder
+    since emptied is not."""
+    import shutil
+
+    import torch
+
+    from simclr.checkpoint import save_checkpoint
+    from simclr.resume_target import resume_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    save_checkpoint({"format": "simclr-checkpoint", "version": 1, "step": 3, "kind": "pretrain",
+                     "config": {"out": str(run)}, "model": {"w": torch.zeros(2)}},
+                    run / "checkpoints", "last.pt")
+    shutil.copy(run / "checkpoints" / "last.pt", run / "copy.pt")
+    with pytest.raises(SimCLRError) as info:
+        resume_checkpoint("run/copy.pt", wanted)
+    assert str(info.value).endswith(says.format(run=run)), str(info.value)
+    shutil.rmtree(run / "checkpoints")
+    with pytest.raises(SimCLRError) as info:
+        resume_checkpoint("run/copy.pt", wanted)
+    assert str(run) not in str(info.value) and "the directory of the run it was saved in" \
+        in str(info.value), str(info.value)
