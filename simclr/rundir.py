@@ -194,8 +194,9 @@ RUN_LOGS = ("metrics.jsonl", "tb", "summary.json", "config.yaml")
 
 def record_divergence(run_dir: Path, exc: DivergedError, session: int) -> None:
     """A diverged training's outcome in ``run_dir``'s summary.json (its one-line reason,
-    the step, which session): what :func:`run_state`, sweeps and `simclr info` read, so
-    that the same command run again does not continue into the blow-up."""
+    the step, which session): what :func:`simclr.resume_target.run_state`, sweeps and
+    `simclr info` read, so that the same command run again does not continue into the
+    blow-up."""
     write_json(run_dir / "summary.json", {"status": "diverged", "reason": user_message(exc),
                                           "steps": exc.step, "session": session})
 
@@ -346,8 +347,8 @@ def make_run_dir(run_dir: Path, resume: bool, mark: RunMark | None = None) -> An
     """Create the run directory and hold it (rank 0: files.lock_folder) for as long as
     the returned handle stays open. A new run is checked again once held: another run
     may have started into the same folder since :func:`check_run_dir`; a resumed one
-    too, against its ``mark`` (:func:`check_not_continued`): another ``--resume`` may
-    have continued it since."""
+    too, against its ``mark`` (:func:`simclr.resume_target.check_not_continued`):
+    another ``--resume`` may have continued it since."""
     try:  # (the levels it creates recorded: a run stopped before it writes anything, a
         make_folder(run_dir / CHECKPOINTS)  # Ctrl-C as it starts, leaves no empty folder)
     except OSError as exc:
