@@ -283,17 +283,25 @@ def _loose_file(target: str | os.PathLike, ckpt: dict[str, Any], wanted: str) ->
 
 
 def _saving_run(ckpt: dict[str, Any]) -> Path | None:
-    """The run folder a checkpoint's config records (``out``, absolute when saved), if
-    it still holds a checkpoint to continue from; else None."""
+    """The run folder that saved checkpoint ``ckpt``, where it still holds that run
+    unfinished: its config's ``out`` (absolute, as saved since paths were made absolute),
+    whose latest checkpoint has ``ckpt``'s kind and run id (another run made at that
+    path since, or the run moved away: None), and which --resume would continue (a
+    finished run: None). Else None, and the advice stays general."""
     config = ckpt.get("config")
     out = config.get("out") if isinstance(config, dict) else None
-    if not isinstance(out, str) or not out:
+    if not isinstance(out, str) or not os.path.isabs(out) or not ckpt.get("run_id"):
         return None
-    run = Path(out).expanduser()
+    run = Path(out)
     try:
-        return run if latest_checkpoint(run / CHECKPOINTS) is not None else None
+        latest = latest_checkpoint(run / CHECKPOINTS)
+        there = load_checkpoint(latest, mmap=True) if latest is not None else {}
     except (OSError, SimCLRError):  # (unreadable there: the advice stays general)
         return None
+    same = there.get("kind") == ckpt.get("kind") and there.get("run_id") == ckpt["run_id"]
+    unfinished = same and run_state(run, str(ckpt.get("kind")),
+                                    there.get("step")) == "unfinished"
+    return run if unfinished else None
 
 
 def _why_no_checkpoint(folder: Path, kind: str) -> str:

@@ -111,8 +111,8 @@ def test_a_loose_copy_of_a_runs_checkpoint_names_the_run_that_saved_it(tmp_path,
                                                                        wanted, says):
     """A copy of a run's checkpoint beside it (run/copy.pt) was told to 'pass the
     directory of the run it was saved in', which its config records: that run, still
-    holding its checkpoints, is named in the command that continues it; a run folder
-    since emptied is not."""
+    holding it unfinished, is named in the command that continues it; a finished run,
+    another run made at that path, or a folder since emptied is not."""
     import shutil
 
     import torch
@@ -122,15 +122,24 @@ def test_a_loose_copy_of_a_runs_checkpoint_names_the_run_that_saved_it(tmp_path,
 
     monkeypatch.chdir(tmp_path)
     run = tmp_path / "run"
-    save_checkpoint({"format": "simclr-checkpoint", "version": 1, "step": 3, "kind": "pretrain",
-                     "config": {"out": str(run)}, "model": {"w": torch.zeros(2)}},
-                    run / "checkpoints", "last.pt")
+    def saved(run_id, name="last.pt", folder=run / "checkpoints"):
+        save_checkpoint({"format": "simclr-checkpoint", "version": 1, "step": 3,
+                         "kind": "pretrain", "run_id": run_id, "config": {"out": str(run)},
+                         "model": {"w": torch.zeros(2)}}, folder, name)
+
+    def message():
+        with pytest.raises(SimCLRError) as info:
+            resume_checkpoint("run/copy.pt", wanted)
+        return str(info.value)
+
+    saved("a")
     shutil.copy(run / "checkpoints" / "last.pt", run / "copy.pt")
-    with pytest.raises(SimCLRError) as info:
-        resume_checkpoint("run/copy.pt", wanted)
-    assert str(info.value).endswith(says.format(run=run)), str(info.value)
-    shutil.rmtree(run / "checkpoints")
-    with pytest.raises(SimCLRError) as info:
-        resume_checkpoint("run/copy.pt", wanted)
-    assert str(run) not in str(info.value) and "the directory of the run it was saved in" \
-        in str(info.value), str(info.value)
+    assert message().endswith(says.format(run=run)), message()
+    general = "the directory of the run it was saved in"
+    (run / "summary.json").write_text('{"status": "finished", "steps": 3}')
+    assert str(run) not in message() and general in message()  # (nothing to continue)
+    (run / "summary.json").unlink()
+    saved("b")  # another run made at that path since: not the copy's
+    assert str(run) not in message() and general in message()
+    shutil.rmtree(run / "checkpoints")  # the run moved away
+    assert str(run) not in message() and general in message()
