@@ -164,9 +164,11 @@ def _supervised_data(args: argparse.Namespace, cfg: Config,
             check_same_data(resume, listing, listed=True)
         return data
     check_not_inside(cfg.out, {"--train": args.train, "--test": args.test}, "run")
-    # (a config file's cache folder too, which the flags' check never saw)
-    check_caches_outside({"--cache-dir": cfg.data.cache_dir},
-                         {"--train": args.train, "--test": args.test})
+    # (a config file's cache folder too, which the flags' check never saw; under --cache
+    # off none is written there)
+    if cfg.data.cache != "off":
+        check_caches_outside({"--cache-dir": cfg.data.cache_dir},
+                             {"--train": args.train, "--test": args.test})
     check_new_run(cfg.out)
     note_ignored_settings(args.config)
     listings = check_labeled_folders(args.train, args.test, ("--train", "--test"),

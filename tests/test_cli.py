@@ -735,6 +735,15 @@ def test_a_config_files_cache_folder_inside_the_data_is_kept_under_cache_off(
     assert main(["pretrain", "--config", "cache.yaml", "--data", "d1", "--out", "r2",
                  *tiny]) == 2  # (--cache auto, which may cache: refused, as before)
     assert "d1/cc lies inside the --data folder" in capsys.readouterr().err
+    # supervised alike: --cache off passes the check (training faked), --cache auto not
+    from simclr import supervised
+    monkeypatch.setattr(supervised, "run_supervised", lambda *a, **k: {"status": "finished"})
+    sup = ["supervised", "--config", "cache.yaml", "--train", "d1", "--out", "s",
+           "--image-size", "16", "--device", "cpu", "--workers", "0"]
+    main([*sup, "--cache", "off"])
+    assert "lies inside" not in capsys.readouterr().err
+    assert main(sup) == 2 and "d1/cc lies inside the --train folder" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "d1").iterdir()) == ["class_0", "class_1"]
 
 
 def test_a_bare_pretrain_on_a_folder_names_the_recipe_it_runs(tmp_path, monkeypatch, capsys):
