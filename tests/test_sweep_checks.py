@@ -394,3 +394,29 @@ def test_a_flag_also_set_by_an_axis_is_refused():
     with pytest.raises(SimCLRError, match=r"^--lr is also swept \(by lr\), which would "
                                           r"replace it in every cell; give it once$"):
         check_not_swept_twice([axis], {"optim.lr": 0.5, "epochs": 3})
+
+
+def test_each_cells_own_data_folder_is_checked_against_its_batch(tmp_path, cache_dir):
+    """A data axis: every cell's folder is listed and checked, not the first one's alone;
+    the folder too small for the batch is refused naming its cell, and a sweep whose
+    folders all hold enough images gets each one's count."""
+    from simclr.sweep_checks import check_batches
+    from tests.conftest import make_image_folder
+
+    big = make_image_folder(tmp_path / "big", per_class=12)
+    small = make_image_folder(tmp_path / "small", per_class=2)
+    flags = tiny_flags(big, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    for order in ([big, small], [small, big]):
+        axes = [parse_axis(f"data={order[0]},{order[1]}")]
+        cells, configs = cell_configs(axes, tmp_path / "sw", None, None, flags)
+        with pytest.raises(SimCLRError) as info:
+            check_batches(cells, configs)
+        small_cell = next(c.name for c, cfg in zip(cells, configs, strict=True)
+                          if cfg.data.path == str(small))
+        assert str(info.value).startswith(f"cell {small_cell}: "), str(info.value)
+        assert "batch" in str(info.value) and "\n" not in str(info.value)
+    more = make_image_folder(tmp_path / "more", per_class=6)
+    cells, configs = cell_configs([parse_axis(f"data={big},{more}")], tmp_path / "sw", None,
+                                  None, flags)
+    assert check_batches(cells, configs) == [24, 12]
