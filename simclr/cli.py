@@ -53,7 +53,7 @@ from simclr.interrupts import (
     deliver_dropped_interruptions,
 )
 from simclr.logs import _set_up_logging
-from simclr.settings import all_flags, field_kind
+from simclr.settings import all_flags, field_kind, typed_pair
 
 # The flags naming a file or folder, checked before any work (_check_before_work), by
 # their places in the parsed arguments (pretraining's settings: "cfg:" and their key).
@@ -76,7 +76,7 @@ class HelpFormatter(argparse.HelpFormatter):
 def shown_default(value: Any) -> str:
     """A default as ``--help`` shows it (a pair as typed, A,B), escaped for argparse."""
     if isinstance(value, tuple):
-        return ",".join(f"{v:g}" for v in value)
+        return typed_pair(value)
     return '""' if value == "" else str(value).replace("%", "%%")
 
 

@@ -273,7 +273,13 @@ def wanted_text(base: str, path: str) -> str:
     example = default_of(path)
     if not isinstance(example, tuple):  # (an optional pair, no default to show)
         return WANTED[base]
-    return f"{WANTED[base]} (e.g. {','.join(f'{v:g}' for v in example)})"
+    return f"{WANTED[base]} (e.g. {typed_pair(example)})"
+
+
+def typed_pair(pair: tuple[float, ...]) -> str:
+    """A pair setting's value as it is typed on the line: ``(0.08, 1.0)`` -> '0.08,1'
+    (its messages' examples, ``--help``'s defaults, a sweep's hint)."""
+    return ",".join(f"{v:g}" for v in pair)
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str) -> None:

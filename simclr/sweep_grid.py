@@ -20,7 +20,7 @@ from typing import Any
 
 from simclr.config import FIG5_OPS, Config, default_of
 from simclr.errors import SimCLRError
-from simclr.settings import all_flags, flag_of, set_path
+from simclr.settings import WANTED, all_flags, flag_of, set_path, typed_pair
 from simclr.sweep_report import PAIR_AXIS, pair_label
 from simclr.sweep_reuse import _comparable
 
@@ -109,13 +109,13 @@ def _check_distinct(path: str, parts: list[str], text: str) -> None:
         try:  # the value as a run would hold it (and checked)
             set_path(cfg, path, part, "flag")
         except SimCLRError as exc:
-            if ";" in text or "two numbers" not in str(exc):  # (a pair setting's message)
+            if ";" in text or WANTED["tuple"] not in str(exc):  # (a pair setting's message)
                 raise
             # (the example: the setting's own default, valid there: 0.08,1 of --crop-scale
             # was offered for --betas too, which refuses a 1)
             raise SimCLRError(f"{exc}; a swept setting whose values hold commas takes ';' "
                               f"between values: --set '{flag_of(path)}="
-                              f"{','.join(f'{v:g}' for v in default_of(path))};A,B'") from None
+                              f"{typed_pair(default_of(path))};A,B'") from None
         value = cfg
         for name in path.split("."):
             value = getattr(value, name)
