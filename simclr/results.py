@@ -471,10 +471,15 @@ def check_config_caches(cfg: Any, caches: dict[str, Any] | None = None,
     --eval-test), wherever they were set (a flag, a config file, a sweep's axis). Its
     --cache-dir is not checked under ``--cache off``, which writes no cache there (its
     kNN monitor folders' neither: they are read by ``cfg.data`` too)."""
-    own = {} if cfg.data.cache == "off" else {"--cache-dir": cfg.data.cache_dir}
-    check_caches_outside({**own, **(caches or {})},
+    check_caches_outside({**written_cache(cfg), **(caches or {})},
                          {"--data": cfg.data.path, "--knn-train": cfg.knn_train,
                           "--knn-test": cfg.knn_test, **(folders or {})})
+
+
+def written_cache(cfg: Any) -> dict[str, Any]:
+    """The cache folder a run of ``cfg`` may write (flag -> folder): its --cache-dir, none
+    under ``--cache off``, which writes no cache there."""
+    return {} if cfg.data.cache == "off" else {"--cache-dir": cfg.data.cache_dir}
 
 
 def _same_folder(path: Path, folder: Path) -> bool:

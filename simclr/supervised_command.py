@@ -23,7 +23,7 @@ from simclr.features import check_labeled_folders
 from simclr.files import finite_json
 from simclr.folders import list_folder
 from simclr.launch import path_word
-from simclr.results import check_caches_outside, check_not_inside
+from simclr.results import check_caches_outside, check_not_inside, written_cache
 
 
 def cmd_supervised(args: argparse.Namespace) -> int:
@@ -164,11 +164,8 @@ def _supervised_data(args: argparse.Namespace, cfg: Config,
             check_same_data(resume, listing, listed=True)
         return data
     check_not_inside(cfg.out, {"--train": args.train, "--test": args.test}, "run")
-    # (a config file's cache folder too, which the flags' check never saw; under --cache
-    # off none is written there)
-    if cfg.data.cache != "off":
-        check_caches_outside({"--cache-dir": cfg.data.cache_dir},
-                             {"--train": args.train, "--test": args.test})
+    # (a config file's cache folder too, which the flags' check never saw)
+    check_caches_outside(written_cache(cfg), {"--train": args.train, "--test": args.test})
     check_new_run(cfg.out)
     note_ignored_settings(args.config)
     listings = check_labeled_folders(args.train, args.test, ("--train", "--test"),
