@@ -81,6 +81,7 @@ def check_not_continued(run_dir: Path, mark: RunMark, kind: str) -> None:
 
 # The runs that continue with --resume: the kind their checkpoints carry, the command.
 RESUMABLE = {"pretrain": "simclr pretrain", "supervised": "simclr supervised"}
+RUN_NAMES = {"pretrain": "pretraining", "supervised": "supervised"}  # as messages say them
 
 
 # The file a supervised run writes at its end: no --resume continues it then.
@@ -245,15 +246,14 @@ def _later_unreadable(folder: Path, step: Any) -> list[str]:
 
 def _other_kind(run_dir: Path, path: Path, found: Any, wanted: str) -> str:
     """Why the run in ``run_dir`` is not one ``wanted``'s command continues."""
-    names = {"pretrain": "pretraining", "supervised": "supervised"}
     if found == "supervised" and (run_dir / SUPERVISED_RESULT).exists():
         return (f"{run_dir} is a finished supervised run ({run_dir / SUPERVISED_RESULT}); "
                 f"its model is {run_dir / CHECKPOINTS / LAST}")
     if found in RESUMABLE:
-        return (f"{run_dir} is a {names[found]} run (its checkpoint {path.name}); continue "
+        return (f"{run_dir} is a {RUN_NAMES[found]} run (its checkpoint {path.name}); continue "
                 f"it with `{RESUMABLE[found]} --resume {path_word(run_dir)}`")
     kind = str(found) if found else "unknown kind of"
-    return (f"{run_dir} is not a {names[wanted]} run (its checkpoint {path.name} is "
+    return (f"{run_dir} is not a {RUN_NAMES[wanted]} run (its checkpoint {path.name} is "
             f"{with_article(kind)} checkpoint); only pretraining and supervised runs can be "
             "resumed")
 
@@ -264,16 +264,15 @@ def _loose_file(target: str | os.PathLike, ckpt: dict[str, Any], wanted: str) ->
     so the file is named, not that folder ('. is a supervised run ...; continue it with
     `simclr supervised --resume .`' failed too). Where the run that saved it (its
     config's ``out``) still holds checkpoints, the command that continues it is given."""
-    names = {"pretrain": "pretraining", "supervised": "supervised"}
     found = ckpt.get("kind")
-    what = with_article(f"{names.get(found, found)} checkpoint") if found else \
+    what = with_article(f"{RUN_NAMES.get(found, found)} checkpoint") if found else \
         "a checkpoint of unknown kind"
     run = _saving_run(ckpt) if found in RESUMABLE else None
     if found == wanted:
         then = (f"its run is {run}: `{RESUMABLE[found]} --resume {path_word(run)}`" if run
                 else "pass the directory of the run it was saved in")
     elif found in RESUMABLE:
-        then = (f"it is no {names[wanted]} run's either (`{RESUMABLE[found]} --resume "
+        then = (f"it is no {RUN_NAMES[wanted]} run's either (`{RESUMABLE[found]} --resume "
                 + (f"{path_word(run)}` continues its run)" if run else
                    "` takes the directory of the run it was saved in)"))
     else:
