@@ -231,11 +231,21 @@ def test_a_first_op_axis_may_spell_the_pipelines_own_order_as_its_baseline(tmp_p
             check_settings_act(axes, cells, configs, flags)
 
 
+def _counted_reads(monkeypatch) -> list:
+    """The paths --init-from files are read from (pretrained.initial_weights), in order."""
+    from simclr import pretrained
+
+    reads: list = []
+    real = pretrained.initial_weights
+    monkeypatch.setattr(pretrained, "initial_weights",
+                        lambda path: reads.append(path) or real(path))
+    return reads
+
+
 def test_initial_weights_that_do_not_fit_a_cell_are_refused_before_any_trains(
         tmp_path, image_folder, cache_dir, monkeypatch):
     """--init-from of width 0.125 crossed with width=0.125,0.25 was found when the
     second cell started, after the first had trained; the file is read once."""
-    from simclr import pretrained
     from simclr.checkpoint import save_checkpoint
     from simclr.models import build_model
 
@@ -243,10 +253,7 @@ def test_initial_weights_that_do_not_fit_a_cell_are_refused_before_any_trains(
                               "augment.size": 16})
     save_checkpoint({"kind": "pretrain", "config": cfg.to_dict(),
                      "model": build_model(cfg.model, 16).state_dict()}, tmp_path, "init.pt")
-    reads = []
-    real = pretrained.initial_weights
-    monkeypatch.setattr(pretrained, "initial_weights",
-                        lambda path: reads.append(path) or real(path))
+    reads = _counted_reads(monkeypatch)
     flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir,
                        init_from=str(tmp_path / "init.pt"))
     flags.pop("out")
@@ -273,13 +280,9 @@ def test_an_unreadable_initial_weights_file_is_read_once_for_all_the_cells(
     cell before its one error (only a good file's reading was kept, and every cell is
     asked whether it fails alike): 8 readings of a file perhaps gigabytes large for an
     8-cell sweep. Its failure is kept too: read once."""
-    from simclr import pretrained
 
     torch.save([torch.randn(4, 4)] * 3, tmp_path / "list.pt")
-    reads = []
-    real = pretrained.initial_weights
-    monkeypatch.setattr(pretrained, "initial_weights",
-                        lambda path: reads.append(path) or real(path))
+    reads = _counted_reads(monkeypatch)
     flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir,
                        init_from=str(tmp_path / "list.pt"))
     flags.pop("out")
