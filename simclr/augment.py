@@ -325,8 +325,11 @@ class TwoViewAugment:
 # of the transform's own side (they were resampled from 33 px: a small picture was not
 # its central square resized, a photo was resized twice); 5 since a folder of small
 # pictures is read so too, unless all are squares of one side (thumbnails of 64 x 48
-# were squeezed to 48 x 48 and their crop located on that square: 4-28% off).
-EVAL_VERSION = 5
+# were squeezed to 48 x 48 and their crop located on that square: 4-28% off); 6 since
+# a picture larger than 32 px gets one centre crop of its resized self, as torchvision's
+# (its central square cropped first rounded the offset twice: a pixel off along the long
+# side for half the shapes at sizes 16, 24, 32, 96, ...; not 28, 56, 224).
+EVAL_VERSION = 6
 
 
 def eval_resize(images: Tensor | Image.Image, size: int,
@@ -347,8 +350,9 @@ def eval_resize(images: Tensor | Image.Image, size: int,
             of a file: read as :func:`simclr.decode.as_rgb` reads it).
         aspect: (B,) or None (all 1).
         central: the images are an evaluation source's squares (store
-            :func:`simclr.decode.eval_store` of ``size``): each the transform's central
-            square of side round(size / 0.875) already (a small picture: its result,
+            :func:`simclr.decode.eval_store` of ``size``): each the square of side
+            round(size / 0.875) of the resized picture around the transform's centre
+            crop (:func:`simclr.decode.eval_square_start`; a small picture: its result,
             bordered; see :func:`simclr.decode.fit_square_tensor`), so only the centre
             crop is left, whatever the side (at most 32 for sizes up to 28, which would
             otherwise be taken for whole small pictures).
@@ -407,10 +411,11 @@ def _eval_square(images: Tensor, size: int) -> Tensor:
     if max(height, width) <= 32:  # (its central square: a non-square small file's)
         short = min(height, width)
         x = _eval_resize_to(tvf.center_crop(images, [short, short]), [size, size])
-    else:  # the central square first: what evaluation sources store (decode.eval_side)
-        side = eval_side(size)
-        x = tvf.center_crop(_eval_resize_to(images, [side]), [side, side])
-        x = tvf.center_crop(x, [size, size])
+    else:  # one centre crop of the resized picture (App. B; torchvision's Resize +
+        # CenterCrop), which the squares evaluation sources store hold at their centre
+        # (decode.eval_square_start): cropping the central square first rounded the
+        # half-pixel offset twice, a pixel off for half the shapes at 16, 24, 32 px
+        x = tvf.center_crop(_eval_resize_to(images, [eval_side(size)]), [size, size])
     return x.clamp_(0.0, 1.0).contiguous()
 
 

@@ -372,6 +372,26 @@ def eval_side(size: int) -> int:
     return round(size / EVAL_CROP_FRACTION)
 
 
+def crop_offset(length: int, crop: int) -> int:
+    """torchvision's centre-crop start along a side of ``length`` px for a crop of
+    ``crop``: int(round((length - crop) / 2.0)), half-pixel offsets rounded to even."""
+    return int(round((length - crop) / 2.0))
+
+
+def eval_square_start(length: int, side: int, size: int | None) -> int:
+    """Start, along a side of ``length`` px of a picture resized to shorter side ``side``,
+    of an evaluation source's stored square (side x side): where its centre crop of
+    ``size`` (at crop_offset(side, size)) is the picture's single centre crop of ``size``
+    (at crop_offset(length, size): App. B's resize + centre crop, as torchvision's
+    CenterCrop on the resized file). The central square, then its centre crop, rounds
+    the half-pixel offset twice: a pixel off along the long side for half the shapes
+    wherever side - size is not a multiple of 4 (32 px views: 37 - 32). ``size`` None
+    (store 'eval' alone): the central square. In [0, length - side] for length >= side."""
+    if size is None:
+        return crop_offset(length, side)
+    return crop_offset(length, size) - crop_offset(side, size)
+
+
 def fit_square(im: Image.Image, side: int, store: str = "full") -> Image.Image:
     """The stored square (side x side) of an image.
 
@@ -505,7 +525,8 @@ def fit_square_tensor(images: torch.Tensor, side: int, store: str = "full") -> t
 
     ``store='eval:S'`` (:func:`eval_store`): the first steps of the evaluation transform
     (:func:`simclr.augment.eval_resize`, with the same torchvision calls): the shorter
-    side resized to ``side`` (bicubic, antialiased), then the central square. A small
+    side resized to ``side`` (bicubic, antialiased), then the square around the
+    transform's single centre crop of S (:func:`eval_square_start`). A small
     picture (side <= :data:`SMALL_PICTURE`), whose central square that transform resizes
     to S x S and no more, is stored so: that S x S square where the evaluation's centre
     crop takes it from ``side`` = eval_side(S), the border its edge pixels (cropped
@@ -530,12 +551,13 @@ def fit_square_tensor(images: torch.Tensor, side: int, store: str = "full") -> t
             x = tvf.resize(tvf.center_crop(images.float(), [short, short]), [size, size],
                            interpolation=InterpolationMode.BICUBIC,
                            antialias=True).round_().clamp_(0, 255)
-            top = int(round((side - size) / 2.0))  # (torchvision's center_crop offset)
+            top = crop_offset(side, size)  # (where the centre crop takes it from)
             x = F.pad(x, (top, side - size - top, top, side - size - top), mode="replicate")
             return x.to(torch.uint8)
         x = tvf.resize(images.float(), [side], interpolation=InterpolationMode.BICUBIC,
                        antialias=True)
-        x = tvf.center_crop(x, [side, side])
+        top, left = (eval_square_start(n, side, size) for n in x.shape[-2:])
+        x = x[..., top:top + side, left:left + side]
         return x.round_().clamp_(0, 255).to(torch.uint8)
     nw, nh = (side, side) if store == "full" else fitted_size(w, h, side)
     if (nw, nh) != (w, h):

@@ -586,6 +586,34 @@ def test_eval_resize():
     assert torch.allclose(single, torch.full_like(single, 128 / 255), atol=1e-6)
 
 
+# (S, width, height) whose long side, resized, is one where cropping the central square
+# first and then S from it rounds torchvision's half-pixel offset twice: a pixel off the
+# single centre crop (S = 96 from a picture smaller than round(S / 0.875), upscaled).
+ONE_CROP_SHAPES = [(16, 20, 37), (24, 50, 40), (32, 60, 40), (96, 110, 100)]
+
+
+@pytest.mark.parametrize(("size", "w", "h"), ONE_CROP_SHAPES)
+def test_eval_resize_is_one_centre_crop_of_the_resized_picture(size, w, h):
+    """App. B as torchvision's Resize(round(S / 0.875)) + CenterCrop(S): one crop, at
+    round((L - S) / 2) along the resized long side L. The central square was cut first
+    and S cropped from it, rounding twice: a 1-pixel shift along the long side for half
+    the shapes wherever round(S / 0.875) - S is not a multiple of 4 (S = 16, 24, 32, 96;
+    not 224)."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as tvf
+
+    from simclr.decode import eval_side
+
+    images = torch.from_numpy(np.random.default_rng(size).integers(
+        0, 256, (1, 3, h, w), dtype=np.uint8))
+    resized = tvf.resize(images.float() / 255, [eval_side(size)],
+                         interpolation=InterpolationMode.BICUBIC, antialias=True)
+    want = tvf.center_crop(resized, [size, size]).clamp(0, 1)
+    assert torch.equal(A.eval_resize(images, size), want)
+    pil = Image.fromarray(images[0].permute(1, 2, 0).numpy())
+    assert torch.equal(A.eval_resize(pil, size), want[0])
+
+
 def test_eval_resize_downscales_with_antialiasing_as_pil_bicubic():
     """A one-pixel checkerboard shrunk 100 -> 64 rows: PIL's bicubic (antialiased by
     construction) gives flat gray; resampling without antialiasing aliases it into

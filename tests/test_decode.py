@@ -748,6 +748,32 @@ def test_a_small_picture_stored_for_evaluation_sits_where_the_centre_crop_takes_
     assert (got - want).abs().max() <= 0.5 / 255 + 1e-6
 
 
+@pytest.mark.parametrize(("size", "w", "h"), [(16, 20, 37), (24, 50, 40), (32, 60, 40),
+                                             (96, 110, 100)])
+def test_a_picture_stored_for_evaluation_gives_the_single_centre_crop(tmp_path, size, w, h):
+    """An evaluation source's square (round(S / 0.875) px, its centre S x S taken at
+    evaluation) holds torchvision's single Resize + CenterCrop(S) of the file, as
+    eval_resize of the file does, to the 8-bit rounding of the stored pixels (0.5 of a
+    level, inherent to a uint8 cache): the square was the central one, and its centre
+    crop rounded torchvision's half-pixel offset a second time, a pixel off along the
+    long side for these shapes (cached or not: every evaluation source is stored so)."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as tvf
+
+    from simclr.augment import eval_resize
+    from simclr.decode import eval_side, eval_store
+
+    p = save_image(tmp_path / "photo.png", rgb(h, w, size))
+    stored, _ = load_square(str(p), eval_side(size), store=eval_store(size))
+    got = eval_resize(torch.from_numpy(stored).permute(2, 0, 1)[None], size, central=True)[0]
+    pixels = torch.from_numpy(rgb(h, w, size)).permute(2, 0, 1).float() / 255
+    want = tvf.center_crop(tvf.resize(pixels, [eval_side(size)], antialias=True,
+                                      interpolation=InterpolationMode.BICUBIC),
+                           [size, size]).clamp(0, 1)
+    assert (got - want).abs().max() <= 0.5 / 255 + 1e-6
+    assert (got - eval_resize(Image.open(p), size)).abs().max() <= 0.5 / 255 + 1e-6
+
+
 def test_a_float_picture_reaching_exactly_one_is_read_as_0_to_1(tmp_path):
     """A float (mode F) picture in 0..1 whose brightest pixel is exactly 1.0 (any white
     in it) is scaled to 0..255, not read as 0..255 (nearly black)."""
