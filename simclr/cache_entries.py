@@ -28,8 +28,10 @@ log = logging.getLogger(__name__)
 
 # Bump when the cache layout, the decoding or the key changes: an earlier version's
 # caches are then :func:`outdated`, removed by the next build of their folder (5: PIL's
-# truncated-image setting in the key and the sidecar).
-CACHE_VERSION = 5
+# truncated-image setting in the key and the sidecar; 6: an evaluation's squares
+# placed around torchvision's single centre crop, not the central square, a pixel off
+# it for many shapes: simclr.decode.eval_square_start).
+CACHE_VERSION = 6
 DEFAULT_CACHE_DIR = DataConfig.cache_dir  # (~/.cache/simclr/decoded)
 
 

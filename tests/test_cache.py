@@ -414,6 +414,39 @@ def test_an_earlier_simclrs_cache_is_removed_by_clean_and_by_a_build(tmp_path, c
     assert sorted(e.images for e in left) == [6, 7]
 
 
+def test_an_evaluation_cache_holding_the_central_square_is_not_read_again(tmp_path,
+                                                                          monkeypatch):
+    """Format 5 stored an evaluation's squares as the resized picture's central square,
+    whose centre crop is a pixel off torchvision's single centre crop for many shapes
+    (a 60 x 40 photo at 32 px); the squares are now placed around that crop. The format
+    is in the key, so a cache the earlier simclr wrote of the same files is not reused:
+    the evaluation gets the new squares, not the shifted ones."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as tvf
+
+    def central_square(path: str, side: int, max_pixels: int, store: str):
+        pixels = torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy())
+        x = tvf.resize(pixels.permute(2, 0, 1).float(), [side], antialias=True,
+                       interpolation=InterpolationMode.BICUBIC)
+        x = tvf.center_crop(x, [side, side]).round().clamp(0, 255).to(torch.uint8)
+        return x.permute(1, 2, 0).numpy(), 1.0
+
+    for k in range(2):
+        save_image(tmp_path / "imgs" / f"{k}.png", rgb(40, 60, k))
+    cfg = data_cfg(tmp_path, cache="on")
+    with monkeypatch.context() as m:  # the earlier simclr's build of the folder
+        m.setattr(cache, "CACHE_VERSION", 5)
+        m.setattr(cache, "load_square", central_square)
+        old = open_source(str(tmp_path / "imgs"), cfg, train=False, image_size=32,
+                          evaluation=True, unlabeled=True)
+    assert old.cached and old.store == "eval:32"
+    source = open_source(str(tmp_path / "imgs"), cfg, train=False, image_size=32,
+                         evaluation=True, unlabeled=True)
+    want = np.stack([decode.load_square(p, 37, store="eval:32")[0] for p in source.paths])
+    assert np.array_equal(source.get_batch(np.arange(2)).numpy(), want.transpose(0, 3, 1, 2))
+    assert not np.array_equal(old.get_batch(np.arange(2)).numpy(), want.transpose(0, 3, 1, 2))
+
+
 def test_a_pretraining_and_an_evaluation_of_one_folder_keep_both_their_caches(
         tmp_path, capsys):
     """A pretraining keeps the images beside the class folders, an evaluation leaves
