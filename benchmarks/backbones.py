@@ -46,7 +46,7 @@ def case_step(spec: dict[str, Any]) -> dict[str, Any]:
     from simclr.models import build_model
     from simclr.optim import build_optimizer
     from simclr.settings import build_config
-    from simclr.train import setup_runtime
+    from simclr.train_setup import setup_runtime
 
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])

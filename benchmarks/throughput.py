@@ -222,7 +222,7 @@ def case_e2e_lightly(spec: dict[str, Any]) -> dict[str, Any]:
     from simclr.settings import build_config
 
     device = torch.device(spec["device"])
-    if device.type == "cuda":  # as simclr.train.setup_runtime sets it for simclr's run
+    if device.type == "cuda":  # as simclr.train_setup.setup_runtime sets it for simclr's run
         torch.backends.cudnn.benchmark = True
     if device.type == "cpu" and spec.get("allocator"):  # the extra row: simclr's setting
         from simclr.runtime import tune_cpu_allocator
@@ -286,7 +286,7 @@ def case_model(spec: dict[str, Any]) -> dict[str, Any]:
     from simclr.models import build_model
     from simclr.optim import build_optimizer
     from simclr.settings import build_config
-    from simclr.train import setup_runtime
+    from simclr.train_setup import setup_runtime
 
     device = torch.device(spec["device"])
     batch, precision = spec["batch"], spec["precision"]

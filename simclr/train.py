@@ -4,10 +4,12 @@ One code path serves the CPU, one GPU and many (torchrun): the batch size is the
 global batch, each process takes its shard, and the loss sees negatives from every
 process (loss.py via distributed.py). Augmentation runs batched on the training device
 (augment.py), fed by uint8 batches from a decoded cache or from decoding workers
-(data.py, loader.py), so the input pipeline costs a small fraction of a step. How many steps the
-run takes is plan.py's; what a checkpoint holds and how a run continues, resume.py's;
-what the run says of itself as it goes (metrics windows, the NaN guard, the kNN
-monitor), monitor.py's.
+(data.py, loader.py), so the input pipeline costs a small fraction of a step. What the
+run trains with (the device, the model, the images batch by batch) is train_setup.py's;
+what a session starts from and puts on record (a metrics line, a periodic checkpoint,
+summary.json), train_records.py's; how many steps the run takes, plan.py's; what a
+checkpoint holds and how a run continues, resume.py's; what the run says of itself as
+it goes (metrics windows, the NaN guard, the kNN monitor), monitor.py's.
 """
 
 from __future__ import annotations
@@ -25,33 +27,17 @@ import torch
 from simclr import distributed as dist
 from simclr.augment import TwoViewAugment
 from simclr.checkpoint import latest_checkpoint
-from simclr.checkpoint_read import readable_state
 from simclr.config import Config
 from simclr.config_file import save_yaml
-from simclr.data import open_source
-from simclr.errors import (
-    DivergedError,
-    NoReadableImageError,
-    SimCLRError,
-    user_message,
-    with_article,
-)
-from simclr.files import read_json, write_json
-from simclr.folders import ImageList, list_folder, split_name
-from simclr.loader import BatchLoader
+from simclr.errors import DivergedError, NoReadableImageError, SimCLRError, user_message
+from simclr.files import write_json
+from simclr.folders import list_folder, split_name
 from simclr.loss import loss_and_metrics
-from simclr.memory import (
-    check_step_memory,
-    measure_step,
-    out_of_memory_is_an_error,
-)
-from simclr.models import SimCLRModel, build_model_within_memory
+from simclr.memory import check_step_memory, measure_step, out_of_memory_is_an_error
 from simclr.monitor import (
-    FINAL_METRICS,
     Meter,
     check_finite,
     check_knn_folders,
-    collapse_note,
     count_skipped,
     final_knn,
     knn_missed,
@@ -60,7 +46,6 @@ from simclr.monitor import (
     logged_knn,
     recipe_notes,
     upsampling_notes,
-    weights_diverged,
     window_notes,
 )
 from simclr.optim import build_optimizer, gradients_finite, lr_notes
@@ -72,7 +57,6 @@ from simclr.plan import (
     check_batch_fits,
     end_if_spent,
     note_first_step,
-    plan_schedule,
     refit_to_budget,
     set_lr,
     warmup_notes,
@@ -83,27 +67,18 @@ from simclr.resume import (
     RunState,
     check_files_listed,
     check_resumed_settings,
-    check_same_images,
     check_same_runtime,
     knn_split_notes,
     knn_splits,
     read_all_images,
     recorded_init_from,
-    restore,
     save,
     session_number,
     skipped_before,
     start_record,
     unwrap,
 )
-from simclr.rundir import (
-    MetricsLog,
-    RunDir,
-    check_run_dir,
-    make_run_dir,
-    record_divergence,
-    reused_summary,
-)
+from simclr.rundir import MetricsLog, check_run_dir, make_run_dir, record_divergence, reused_summary
 from simclr.runtime import (
     SaveSchedule,
     StopFlag,
@@ -111,66 +86,28 @@ from simclr.runtime import (
     compile_failure_is_an_error,
     compiled,
     process_settings_restored,
-    resolve_device,
-    resolve_precision,
-    set_threads,
-    tune_cpu_allocator,
-    use_deterministic_algorithms,
 )
 from simclr.settings import absolute_paths
-from simclr.source import ImageSource, decode_device
+from simclr.source import ImageSource
+from simclr.train_records import (
+    finished_summary,
+    periodic_checkpoint,
+    record_late_stop,
+    run_summary,
+    start_state,
+    window_record,
+)
+from simclr.train_setup import (
+    describe,
+    epoch_batches,
+    open_data,
+    setup_model,
+    setup_runtime,
+    share_skipped,
+)
 from simclr.validate import check_scale, validate
 
 EXIT_PREEMPTED = 75  # after a stop signal (SIGTERM...): checkpoint written, resume with --resume
-
-
-def setup_model(cfg: Config, device: torch.device) -> SimCLRModel:
-    model = build_model_within_memory(cfg.model, cfg.augment.size, device, cfg.memory_check)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    if dist.world_size() > 1 and cfg.model.sync_bn:
-        # Global BN (Sec. 2.2): per-device statistics let the model cheat on positives.
-        model = dist.convert_sync_batchnorm(model)  # type: ignore[assignment]  # (the same model)
-    return model
-
-
-def describe(cfg: Config, precision: str) -> str:
-    """'resnet50 x1, 224 px, bf16': what one step computes, for messages."""
-    return f"{cfg.model.arch} x{cfg.model.width:g}, {cfg.augment.size} px, {precision}"
-
-
-def open_data(cfg: Config, all_images: bool = True, saved: dict[str, Any] | None = None,
-              files: ImageList | None = None) -> ImageSource:
-    """The training images (``all_images``: also those beside class folders; runs
-    checkpointed before simclr took them did not); in multi-process runs rank 0 builds
-    the decoded cache first (the others then open it without decoding). ``files``: the
-    folder's listing (:func:`list_folder` with ``all_images``), if listed already.
-
-    ``saved``: a resumed run's checkpoint, whose ``--cache auto`` keeps the choice it
-    made at the start (cached or not): the folder's images may have changed size since,
-    and the two ways count unreadable files differently (the decoded cache leaves them
-    out, per-epoch decoding finds them as it goes)."""
-    data = cfg.data
-    if saved is not None and data.cache == "auto" and isinstance(saved.get("cached"), bool):
-        data = dataclasses.replace(data, cache="on" if saved["cached"] else "off")
-    return dist.main_first(lambda: open_source(cfg.data.path, data, train=True,
-                                               image_size=cfg.augment.size,
-                                               unlabeled=all_images, listing=files))
-
-
-def setup_runtime(cfg: Config) -> tuple[torch.device, str]:
-    """The device and precision the run trains with, and torch's process-wide settings
-    (threads, the CPU allocator, deterministic kernels or cuDNN's autotuner)."""
-    device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
-    set_threads(cfg.threads)
-    if device.type == "cpu":
-        tune_cpu_allocator()
-    if cfg.deterministic:
-        use_deterministic_algorithms(device)
-    elif device.type == "cuda":  # every step has the same shapes: cuDNN's fastest, once
-        torch.backends.cudnn.benchmark = True
-    return device, precision
 
 
 # Under torchrun the processes leave the group together: one that exits while the others
@@ -294,47 +231,6 @@ def pretrain(
     return {**summary, "rank": dist.rank()}
 
 
-def finished_summary(run: RunDir, cfg: Config) -> dict[str, Any] | None:
-    """The summary of a resumed run that has nothing left to do: its checkpoint at its
-    last step and its summary.json saying it finished, with the final kNN measure where
-    ``cfg`` asks for one. Otherwise the session goes through the loop, which trains no
-    step and writes the summary: a session killed between the two, or one stopped at
-    its last step, which skips the final kNN (a kill may follow the signal)."""
-    if run.saved is None or _saved_step(run.saved) < run.saved["total_steps"]:
-        return None
-    summary = read_json(run.path / "summary.json") or {}
-    finished = summary.get("status") == "finished" and summary.get("steps") == run.saved["step"]
-    measured = not cfg.knn_train or "knn_top1" in summary
-    return summary if finished and measured else None
-
-
-def _saved_step(saved: dict[str, Any]) -> int:
-    """A resumed checkpoint's step, checked a whole number as its total_steps is (a
-    damaged or edited file's "abc" is refused in one line, as a step that does not fit
-    the run is when it is restored, never a TypeError's traceback comparing them)."""
-    with readable_state(saved, "step"):
-        for key in ("step", "total_steps"):
-            if isinstance(saved[key], bool) or not isinstance(saved[key], int):
-                raise TypeError(f"its {key} is {with_article(type(saved[key]).__name__)}, "
-                                "not a whole number")
-    return saved["step"]
-
-
-def start_state(
-    cfg: Config, run: RunDir, num_images: int, all_images: bool, model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-) -> tuple[Plan, RunState]:
-    """The plan and state the run starts from: step 0 of a new plan, or, resuming, the
-    saved ones (with the model's, optimizer's and RNG state) of ``run``'s checkpoint."""
-    plan = plan_schedule(cfg, num_images)
-    state = RunState(all_images=all_images)
-    if run.saved is not None:
-        check_same_images(run.saved, plan)
-        restore(run.saved, model, optimizer, scaler, state, plan)
-        log_line(f"resuming {run.path} from step {state.step} ({run.checkpoint.name})")  # type: ignore[union-attr]  # (saved: read from it)
-        run.saved = None  # the tensors are in the model now; free the copy
-    return plan, state
-
 
 def run_session(
     cfg: Config, source: ImageSource, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -398,16 +294,6 @@ def run_session(
         log.close()
 
 
-def record_late_stop(summary: dict[str, Any], requested: str | None, run_dir: Path) -> None:
-    """A stop signal that came after the loop built ``summary`` (during the final kNN,
-    minutes on real data, or its write) is recorded as one during the last step is: the
-    run has finished, its signal on record (rewritten in summary.json), so the command
-    says so and a sweep stops before its next cell (it was lost: the sweep went on)."""
-    if requested and summary.get("status") == "finished" and not summary.get("signal"):
-        summary["signal"] = requested
-        if dist.is_main():
-            write_json(run_dir / "summary.json", summary)
-
 
 def train_step(
     cfg: Config, forward: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -459,6 +345,7 @@ def train_step(
     return metrics, finite, skipped
 
 
+
 @dataclasses.dataclass
 class SessionClock:
     """This session's seconds, added to the earlier sessions' (``elapsed_before``): wall
@@ -495,6 +382,7 @@ class SessionClock:
             yield
         finally:
             meter.start += time.perf_counter() - began
+
 
 
 def train_loop(
@@ -631,114 +519,3 @@ def train_loop(
         # printed as ignored and lost; and the workers end now.
         batches.close()
     return summary
-
-
-def epoch_batches(
-    cfg: Config, source: ImageSource, plan: Plan, state: RunState, device: torch.device,
-) -> Generator[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor], None, None]:
-    """This process's (epoch, indices, images on ``device``, aspects) of every step from
-    ``state.step`` on, epoch after epoch while the plan has steps left (its length may
-    change as it runs: a time budget's refits). Each epoch's order is fixed by (seed,
-    epoch), so a resumed run starts mid-epoch at the very batch it stopped before."""
-    # Uncached JPEGs: read in the workers, decoded batched on the GPU (cfg.data.decoder).
-    decode_on = None if source.cached else decode_device(cfg.data.decoder, device)
-    if decode_on is not None:
-        log_line(f"JPEGs are decoded on {decode_on}; loader workers only read the files")
-    world = dist.world_size()
-    while state.step < plan.total_steps:
-        epoch, in_epoch = divmod(state.step, plan.steps_per_epoch)
-        check_enough_readable(source, cfg.batch_size)
-        loader = BatchLoader(source, cfg.batch_size // world, seed=cfg.seed, epoch=epoch,
-                             rank=dist.rank(), world_size=world, start_step=in_epoch,
-                             device=device, workers=cfg.data.workers, decode_device=decode_on)
-        # Closed with this generator, so what its close raises reaches train_loop.
-        with contextlib.closing(iter(loader)) as batches:
-            for indices, images, aspect in batches:
-                yield epoch, indices, images.to(device, non_blocking=True), aspect
-
-
-def check_enough_readable(source: ImageSource, batch_size: int) -> None:
-    """Stop (at an epoch's start, every process alike) a run on a folder decoded per
-    epoch whose unreadable files, found as it reads them, leave fewer readable images
-    than a batch: each batch would hold copies of one image (substitutes for the bad
-    files), each other's negatives. (A decoded cache leaves them out before the batch
-    size is checked.) Each process meets those of its share of the batches: all learn
-    of all (so rank 0's checkpoint lists them), one exchange an epoch."""
-    if source.cached:
-        return
-    share_skipped(source)
-    bad = len(source.skipped)
-    readable = source.num_images - bad
-    if readable < batch_size:
-        raise SimCLRError(
-            f"{source.name}: at least {bad} of its {source.num_images} image files are "
-            f"unreadable (named in the log), which leaves at most {readable} images, fewer than "
-            f"--batch-size {batch_size}: batches would repeat images; remove those files "
-            "or lower --batch-size")
-
-
-def share_skipped(source: ImageSource) -> None:
-    """Every process learns the unreadable files the others met (each reads its share
-    of the batches): rank 0's checkpoint and summary then list them all. A collective:
-    every process calls it at the same point."""
-    if not source.cached:
-        source.remember_skipped([entry for found in dist.all_gather_objects(
-            list(source.skipped)) for entry in found])
-
-
-def run_summary(
-    cfg: Config, source: ImageSource, plan: Plan, state: RunState, reason: str,
-    signal: str | None, checkpoint: Path | None, logged: dict[str, Any],
-) -> dict[str, Any]:
-    """What summary.json says of a session that ended (``reason``: 'finished' or
-    'preempted', by ``signal``), with ``checkpoint`` its last, and which start of the
-    run the session was (``session``: a later start killed before its own summary leaves
-    this one, which `simclr info` then reads as an earlier session's); with the means of
-    ``logged``, the last metrics line (the kNN monitor's final top-1 is added after)."""
-    summary = {
-        "status": reason, "signal": signal, "steps": state.step,
-        "epochs": state.step / plan.steps_per_epoch, "elapsed_s": state.elapsed,
-        "checkpoint": str(checkpoint), "num_images": source.readable_images,
-        "processes": dist.world_size(), "skipped_images": [list(s) for s in source.skipped],
-        "bad_steps": state.bad_steps,  # (--nan-policy skip: non-finite steps, not applied)
-        "session": state.session,
-    }
-    if cfg.compile:  # (elapsed_s is wall time: compiling within it)
-        summary["compile_s"] = state.compile_s
-    # The last logged window's means (a sweep's table shows them: Table 5's columns).
-    summary.update({k: logged[k] for k in FINAL_METRICS if k in logged})
-    return summary
-
-
-def window_record(
-    cfg: Config, plan: Plan, state: RunState, meter: Meter, optimizer: torch.optim.Optimizer,
-    trained: float,
-) -> dict[str, Any]:
-    """The metrics line that closes a --log-every window at ``state.step``: the window's
-    means (read back from the device now, the step's one host sync of a log line) and
-    views/s over ``trained`` seconds, the lr, the wall-clock time (and, under --compile,
-    the seconds spent compiling) and the plan's length as it stands; and, once, a note
-    that the loss sits at a collapsed representation's (:func:`collapse_note`)."""
-    record = {"step": state.step, "epoch": state.step / plan.steps_per_epoch,
-              **meter.record(state.step, 2 * cfg.batch_size, trained),
-              "lr": optimizer.param_groups[0]["lr"], "elapsed": state.elapsed,
-              **({"compile_s": state.compile_s} if cfg.compile else {}),
-              "total_steps": plan.total_steps}
-    return collapse_note(meter.collapse, cfg, record, plan.warmup_steps)  # (once a run)
-
-
-def periodic_checkpoint(
-    rule: str | None, first_bad: torch.Tensor, last_good: Path | None, cfg: Config,
-    precision: str, save_periodic: Callable[[], Path | None],
-) -> Path | None:
-    """The periodic save (``save_periodic``) a rule of :class:`SaveSchedule` calls for
-    (None: none), and the last good checkpoint after it. Every --checkpoint-every steps
-    the run first stops if a loss was non-finite (:func:`check_finite`: never a diverged
-    model saved); a save by the clock (rank 0's alone) is left out instead, as the
-    others go on (under --nan-policy skip a non-finite step changed nothing: saved)."""
-    if rule == "steps":
-        check_finite(first_bad, last_good, cfg, precision)
-        return save_periodic()
-    if rule == "clock" and not weights_diverged(first_bad, cfg):  # never a diverged model
-        return save_periodic()
-    return last_good

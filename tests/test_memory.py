@@ -12,7 +12,7 @@ import textwrap
 import pytest
 import torch
 
-from simclr import memory, train
+from simclr import memory, train, train_setup
 from simclr.cli import main
 from simclr.errors import SimCLRError
 from simclr.memory import StepMemory, check_step_memory, largest_fitting_batch, measure_step
@@ -86,7 +86,7 @@ STEP = textwrap.dedent("""
     from simclr.memory import measure_step
     from simclr.optim import build_optimizer
     from simclr.runtime import autocast, tune_cpu_allocator
-    from simclr.train import setup_model
+    from simclr.train_setup import setup_model
     tune_cpu_allocator()
     torch.set_num_threads(1)
     arch, width, size, batch, prec = sys.argv[1:6]
@@ -408,7 +408,7 @@ def test_a_model_too_large_is_refused_before_it_is_built(monkeypatch, flags, tex
     monkeypatch.setattr(memory, "available_bytes", lambda device: 32 * 2**30)  # any machine
     cfg = build_config(preset="cifar10-cpu", flags=flags)
     with pytest.raises(SimCLRError) as info:
-        train.setup_model(cfg, torch.device("cpu"))
+        train_setup.setup_model(cfg, torch.device("cpu"))
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(f"the model ({text}) does not fit in memory: its weights, "
@@ -427,18 +427,18 @@ def test_model_memory_check_counts_weights_gradients_and_optimizer_state(monkeyp
     # --no-memory-check; room for less than the weights: refused even then.
     monkeypatch.setattr(memory, "available_bytes", lambda device: 2.0 * size.weights)
     with pytest.raises(SimCLRError, match=r"optimizer state .*--no-memory-check skips"):
-        train.setup_model(cfg, torch.device("cpu"))
+        train_setup.setup_model(cfg, torch.device("cpu"))
     cfg.memory_check = False
-    assert isinstance(train.setup_model(cfg, torch.device("cpu")), torch.nn.Module)
+    assert isinstance(train_setup.setup_model(cfg, torch.device("cpu")), torch.nn.Module)
     monkeypatch.setattr(memory, "available_bytes", lambda device: 0.5 * size.weights)
     with pytest.raises(SimCLRError, match=r"its weights \(.* parameters\) need at least"):
-        train.setup_model(cfg, torch.device("cpu"))
+        train_setup.setup_model(cfg, torch.device("cpu"))
 
 
 def test_counting_on_the_meta_device_leaves_the_model_as_it_was():
     cfg = build_config(preset="cifar10-cpu", flags={"model.width": 0.125})
     torch.manual_seed(0)
-    checked = train.setup_model(cfg, torch.device("cpu")).state_dict()
+    checked = train_setup.setup_model(cfg, torch.device("cpu")).state_dict()
     torch.manual_seed(0)
     plain = build_model(cfg.model, 32).state_dict()
     assert all(torch.equal(checked[k], plain[k]) for k in plain)  # same RNG draws
@@ -553,7 +553,7 @@ def test_the_batch_named_really_fits():
         pytest.skip("needs Linux's /proc/self/clear_refs to reset the peak RSS")
     cfg = build_config(preset="cifar10-cpu", flags={"model.arch": "resnet18",
                                                     "model.width": 0.25, "augment.size": 32})
-    mem = measure_step(train.setup_model(cfg, torch.device("cpu")), 32, torch.device("cpu"),
+    mem = measure_step(train_setup.setup_model(cfg, torch.device("cpu")), 32, torch.device("cpu"),
                        "fp32", True)
     low, high = mem.lower_bound(64), 10 * mem.lower_bound(64)
     while high - low > MIB:  # the least free memory at which batch 64 is named
@@ -575,7 +575,7 @@ def test_the_bound_is_below_a_real_steps_peak_on_cuda():
 
     dev = torch.device("cuda")
     cfg = build_config(preset="cifar10-cpu", flags={"model.width": 1.0, "batch_size": 512})
-    model = train.setup_model(cfg, dev)
+    model = train_setup.setup_model(cfg, dev)
     mem = measure_step(model, 32, dev, "bf16", True)
     opt = build_optimizer(cfg.optim, model, 512)
     torch.cuda.synchronize()

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from simclr import train
+from simclr import train, train_records
 from simclr.checkpoint_read import load_checkpoint
 from simclr.errors import SimCLRError
 from simclr.files import STALE_AFTER_S
@@ -58,6 +58,7 @@ def test_existing_run_is_not_overwritten(tmp_path, image_folder, cache_dir, monk
         logs = []
         monkeypatch.setattr(train, "open_data", lambda *a: logs.append("opened"))
         monkeypatch.setattr(train, "log_line", logs.append)
+        monkeypatch.setattr(train_records, "log_line", logs.append)  # (start_state's)
         with pytest.raises(SimCLRError, match=r"once is in use by another simclr run \(pid "):
             train.pretrain(load_resume_config(tmp_path / "once", {"epochs": 2}), resume=True)
         assert logs == []

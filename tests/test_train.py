@@ -219,7 +219,7 @@ def test_a_run_stopped_inside_a_log_window_logs_what_an_uninterrupted_one_does(
     window's) were not the uninterrupted run's: a window's sums were not in the
     checkpoint (the line at 10 averaged 9-10 alone), and a stop logged a line of its
     own (at 11; the summary then took step 12's alone)."""
-    from simclr.train import FINAL_METRICS
+    from simclr.monitor import FINAL_METRICS
 
     common = {"deterministic": True, "threads": 1, "epochs": 4, "log_every": 5,
               "checkpoint_every": 4 if how == "killed" else 0}
@@ -379,7 +379,7 @@ def test_a_run_killed_before_its_summary_resumes_with_its_final_metrics(
     """Killed between the final checkpoint and summary.json (during the final kNN): the
     resumed session trains no step, and its summary lacked the last window's loss and
     Table 5's columns (a sweep's table showed them blank). They come from the log."""
-    from simclr.train import FINAL_METRICS
+    from simclr.monitor import FINAL_METRICS
 
     cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "run", cache_dir))
     first = train.pretrain(cfg)
@@ -1486,32 +1486,6 @@ def test_pretrain_checks_its_config_and_leaves_torchs_settings_as_they_were(
         assert not torch.are_deterministic_algorithms_enabled()
     finally:
         torch.set_num_threads(before)
-
-
-@pytest.mark.parametrize("device", ["cuda", "cpu"])
-def test_deterministic_on_cuda_fixes_cublas_workspace_for_the_run(tmp_path, image_folder,
-                                                                  cache_dir, monkeypatch,
-                                                                  device):
-    """``--deterministic`` on CUDA: torch (before pytorch#161749) raises at the first
-    cuBLAS matmul in deterministic mode unless CUBLAS_WORKSPACE_CONFIG fixes its
-    workspace, so the run sets it (a value of the user's is kept) and, as it does the
-    deterministic switch, restores the environment after (the CPU needs none)."""
-    from simclr.runtime import process_settings_restored
-
-    monkeypatch.setattr(train, "resolve_device", lambda name: torch.device(device))
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "run", cache_dir,
-                                        deterministic=True))
-    with process_settings_restored():
-        train.setup_runtime(cfg)
-        assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == (
-            ":4096:8" if device == "cuda" else None)
-    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
-    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")  # the user's own: kept
-    with process_settings_restored():
-        train.setup_runtime(cfg)
-        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
-    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"
 
 
 def test_a_failure_in_a_loader_worker_is_one_line_in_the_summary(tmp_path, cache_dir):
