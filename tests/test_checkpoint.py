@@ -571,3 +571,111 @@ def test_a_run_stopped_before_its_first_checkpoint_is_started_again_from_where_i
     with pytest.raises(SimCLRError) as info:
         resume_checkpoint(run)
     assert str(info.value).endswith("`simclr pretrain --data images --out run`")
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("run/checkpoints/last.pt", True), ("run/checkpoints/ckpt-00000005.pt", True),
+    ("run/checkpoints/ckpt-5.pt", True), ("run/last.pt", False),
+    ("run/checkpoints/linear.pt", False), ("run/checkpoints/ckpt-5.pt.tmp-1", False)])
+def test_a_run_checkpoint_is_last_pt_or_a_periodic_one_in_a_checkpoints_folder(path, expected):
+    """What ``--resume`` continues from (and what an export refuses to write over): an
+    evaluation's or export's file of another name, or in another folder, is not one."""
+    assert ck.is_run_checkpoint(path) is expected
+
+
+def test_the_run_folder_of_a_resume_is_found_from_the_folder_its_checkpoints_or_a_file(
+        tmp_path):
+    run = tmp_path / "run"
+    last = save_checkpoint(_state(1), run / "checkpoints")
+    for given in (run, run / "checkpoints", last):
+        assert ck.run_dir_of(given) == run
+
+
+def test_a_folder_named_like_a_periodic_checkpoint_is_none(tmp_path):
+    """Only files count: a folder ``ckpt-<step>.pt`` (or ``last.pt``) is neither resumed
+    from, nor counted (or deleted) by pruning, nor among a run's checkpoint files."""
+    (tmp_path / periodic_name(9)).mkdir()
+    (tmp_path / "last.pt").mkdir()
+    one = save_checkpoint(_state(1), tmp_path, periodic_name(1))
+    assert ck.periodic_checkpoints(tmp_path) == [(1, one)]
+    assert ck.checkpoint_files(tmp_path) == [one]
+    assert latest_checkpoint(tmp_path) == one
+
+
+@pytest.mark.parametrize("name", ["", "sub/last.pt", ".last.pt"])
+def test_a_checkpoint_name_must_be_a_plain_visible_file_name(tmp_path, name):
+    with pytest.raises(ValueError, match="plain file name"):
+        save_checkpoint(_state(1), tmp_path, name)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_a_last_pt_another_process_wrote_is_kept_even_with_the_same_steps_bytes(tmp_path):
+    """``replace=False`` refuses a file written meanwhile; that a periodic checkpoint
+    holds this save's bytes does not make it link last.pt over the other one."""
+    save_checkpoint(_state(4), tmp_path, periodic_name(4))
+    theirs = save_checkpoint({**_state(4), "elapsed": 9.0}, tmp_path)
+    before = theirs.read_bytes()
+    with pytest.raises(SimCLRError, match="written meanwhile by another process"):
+        save_checkpoint(_state(4), tmp_path, replace=False)
+    assert theirs.read_bytes() == before and theirs.stat().st_nlink == 1
+
+
+def test_saving_the_linked_last_pt_again_leaves_no_temporary_file(tmp_path):
+    save_checkpoint(_state(4), tmp_path, periodic_name(4))
+    for _ in range(2):
+        save_checkpoint(_state(4), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-00000004.pt", "last.pt"]
+
+
+def test_tuples_and_lists_in_a_checkpoint_come_back_as_written(tmp_path):
+    state = {**_state(1), "sizes": (1, (2, 3)), "names": ["a", torch.ones(2)]}
+    loaded = load_checkpoint(save_checkpoint(state, tmp_path))
+    assert loaded["sizes"] == (1, (2, 3)) and isinstance(loaded["names"], list)
+
+
+def test_keep_last_0_still_keeps_the_checkpoint_just_written(tmp_path):
+    for step in (1, 2):
+        save_checkpoint(_state(step), tmp_path, periodic_name(step), keep_last=0)
+    assert [p.name for p in tmp_path.glob("ckpt-*.pt")] == [periodic_name(2)]
+    assert load_checkpoint(latest_checkpoint(tmp_path))["step"] == 2
+
+
+def test_an_old_checkpoint_that_cannot_be_deleted_is_a_warning_not_a_failed_save(
+        tmp_path, monkeypatch, caplog):
+    old = save_checkpoint(_state(1), tmp_path, periodic_name(1))
+    real_unlink = Path.unlink
+
+    def refuse(self, *args, **kwargs):
+        if self == old:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    new = save_checkpoint(_state(2), tmp_path, periodic_name(2), keep_last=1)
+    assert new.is_file() and old.is_file()
+    assert "could not delete old checkpoint" in caplog.text and "Permission denied" in caplog.text
+
+
+def test_a_zip_archive_without_a_pickle_is_no_complete_checkpoint(tmp_path):
+    """A zip file named like a checkpoint (a download, a cut-off copy's rescue) is not
+    resumed from: a torch checkpoint holds its ``data.pkl``."""
+    import zipfile
+
+    good = save_checkpoint(_state(1), tmp_path, periodic_name(1))
+    with zipfile.ZipFile(tmp_path / periodic_name(2), "w") as archive:
+        archive.writestr("archive/readme.txt", "no checkpoint")
+    assert not ck.is_complete(tmp_path / periodic_name(2)) and ck.is_complete(good)
+    assert latest_checkpoint(tmp_path) == good
+
+
+def test_a_last_pt_of_unreadable_step_as_new_as_the_periodic_one_is_resumed_from(tmp_path):
+    """A whole last.pt whose step cannot be read is placed by its modification time:
+    older than the latest periodic checkpoint it is passed over, not older it is kept."""
+    periodic = save_checkpoint(_state(5), tmp_path, periodic_name(5))
+    no_step = {k: v for k, v in _state(7).items() if k != "step"}
+    last = save_checkpoint(no_step, tmp_path)
+    then = periodic.stat().st_mtime_ns
+    os.utime(last, ns=(then, then))
+    assert latest_checkpoint(tmp_path) == last
+    os.utime(last, ns=(then - 10**9, then - 10**9))
+    assert latest_checkpoint(tmp_path) == periodic
