@@ -451,3 +451,73 @@ def test_a_folder_of_an_unfinished_evaluation_alone_names_no_checkpoint(tmp_path
     done = save_checkpoint(_state(9), other, "finetune.pt")
     save_checkpoint(_state(4), other, "finetune-partial.pt")
     assert checkpoint_file(tmp_path / "ft") == done
+
+
+def test_a_folder_of_two_classifiers_asks_which_one(tmp_path):
+    """linear.pt and finetune.pt in one --out: neither is guessed; the message names both."""
+    folder = tmp_path / "checkpoints"
+    for name in ("linear.pt", "finetune.pt"):
+        save_checkpoint(_state(3), folder, name)
+    with pytest.raises(SimCLRError, match=r"holds several checkpoints "
+                                          r"\(finetune\.pt, linear\.pt\); name one$"):
+        checkpoint_file(tmp_path)
+
+
+@pytest.mark.parametrize("suffix", [".pt2", ".onnx"])
+def test_an_exported_program_given_as_a_checkpoint_says_what_to_give(tmp_path, suffix):
+    """`simclr export`'s programs hold no weights dict: named for what they are, even
+    where the file is a readable torch archive."""
+    path = tmp_path / f"model{suffix}"
+    path.write_bytes(save_checkpoint(_state(3), tmp_path).read_bytes())
+    with pytest.raises(SimCLRError, match=rf"is an exported program \({suffix}\), not a "
+                                          "checkpoint; give the checkpoint it was exported"):
+        load_checkpoint(path)
+
+
+def test_a_missing_entry_is_said_before_another_that_is_no_mapping(tmp_path):
+    """A file without its weights whose config is odd too: what is missing is named
+    (with several, all of them)."""
+    state = {k: v for k, v in _state(3).items() if k != "model"}
+    torch.save({**state, "config": "resnet18"}, tmp_path / "odd.pt")
+    with pytest.raises(SimCLRError, match=r'it has no "model" entry$'):
+        load_checkpoint(tmp_path / "odd.pt")
+    with pytest.raises(SimCLRError, match=r'it has no "config" and "model" entries$'):
+        rd.require_entries({"step": 1}, tmp_path / "odd.pt", ck.REQUIRED)
+
+
+def test_a_stopped_finish_is_found_among_several_results(tmp_path):
+    """An evaluation's results name more than one classifier file: one without its
+    unfinished state beside it does not hide another's."""
+    folder = tmp_path / "checkpoints"
+    save_checkpoint({**_state(5), "run_id": "r0"}, folder, "linear.pt")
+    for name in ("finetune.pt", "finetune-partial.pt"):
+        save_checkpoint({**_state(5), "run_id": "r1"}, folder, name)
+    assert rd.stopped_while_finishing(
+        tmp_path, ("results.json", "checkpoints/linear.pt", "checkpoints/finetune.pt"))
+
+
+def _head_checkpoint(**model: torch.Tensor) -> dict:
+    return {"config": {"model": {"arch": "resnet18", "width": 1}}, "file": "ft.pt",
+            "model": model}
+
+
+def test_weights_under_a_prefix_load_alone_and_a_misfit_is_one_line():
+    """load_weights takes the weights under its prefix (a head beside them is no
+    misfit); an extra, missing or integer tensor under it is one line naming the file."""
+    layer = torch.nn.Linear(2, 3)
+    weight, bias = torch.randn(3, 2), torch.randn(3)
+    rd.load_weights(layer, _head_checkpoint(**{"enc.weight": weight, "enc.bias": bias,
+                                               "head.weight": torch.ones(1)}), "enc.")
+    assert torch.equal(layer.weight, weight) and torch.equal(layer.bias, bias)
+    misfits = [
+        ({"enc.weight": weight, "enc.bias": bias, "enc.extra": bias},
+         r"1 unexpected \(first enc\.extra\)"),
+        ({"enc.weight": weight}, r"1 missing \(first enc\.bias\)"),
+        ({"enc.weight": weight.long(), "enc.bias": bias},
+         r"1 tensors of a dtype that is not floating point \(first enc\.weight: int64 in "
+         r"the file, float32 in the network\)"),
+    ]
+    for model, problem in misfits:
+        with pytest.raises(SimCLRError, match=r"^checkpoint ft\.pt: its weights do not fit "
+                                              rf"the resnet18 width 1 network .*{problem}"):
+            rd.load_weights(layer, _head_checkpoint(**model), "enc.")
