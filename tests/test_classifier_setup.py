@@ -198,3 +198,104 @@ def test_an_unreadable_images_replacement_gets_views_of_its_own(tmp_path, monkey
     bad, real_row = drawn.index(1), drawn.index(2)
     assert not torch.equal(views[bad], views[real_row])
     assert labels[bad] == labels[real_row] == source.labels[2] == 1
+
+
+def test_the_evaluations_crops_are_drawn_by_the_sampler_asked_for_and_checked():
+    """--crop-sampler official reaches the views' config, and a --crop-scale that sampler
+    can draw no crop from is refused in one line (every view the whole picture, else)."""
+    assert crop_flip_config(16, (0.2, 1.0), "official").crop_sampler == "official"
+    with pytest.raises(SimCLRError, match=r"--crop-scale max 0\.05 is below what "
+                                          r"--crop-sampler official keeps"):
+        crop_flip_config(16, (0.01, 0.05), "official")
+
+
+def test_an_unknown_schedule_is_one_line():
+    with pytest.raises(SimCLRError, match=r"^--schedule: unknown value 'step' \(choose from "
+                                          r"cosine, constant\)$"):
+        scheduled_lr(0, 10, 0.1, "step")
+
+
+def test_an_earlier_simclrs_length_is_the_float_product_rounded_up():
+    """What a run an earlier simclr started (no length in its partial file) continues to:
+    1.1 x 100 batches was 111 steps (110.00000000000001 rounded up), at least 1."""
+    from simclr.classifier_setup import earlier_total_steps
+
+    assert earlier_total_steps(1.1, 12800, 128) == 111
+    assert earlier_total_steps(0.25, 10, 4) == 1 and earlier_total_steps(2.5, 10, 4) == 5
+
+
+def test_a_new_linear_head_is_drawn_with_std_0_01():
+    from simclr.classifier_setup import init_linear
+
+    layer = init_linear(512, 200, torch.Generator().manual_seed(0))
+    assert layer.weight.std().item() == pytest.approx(0.01, rel=0.05)
+
+
+def test_the_batch_is_at_most_the_labeled_images_and_said_so(capsys, monkeypatch):
+    """A 1% subset smaller than --batch-size trains one batch of all of it per step;
+    under torchrun a multiple of the processes, each its equal share."""
+    from simclr import distributed
+    from simclr.classifier_setup import fitted_batch
+
+    assert fitted_batch(256, 1000, "labeled", verbose=True) == 256
+    assert capsys.readouterr().err == ""
+    assert fitted_batch(256, 100, "labeled", verbose=True) == 100
+    out = capsys.readouterr().err
+    assert "--batch-size 256 is more than the 100 labeled images: batches of 100, lr " \
+           "scaled by 100/256" in out and "equal shares" not in out
+    monkeypatch.setattr(distributed, "world_size", lambda: 4)
+    assert fitted_batch(256, 102, "labeled", verbose=True) == 100
+    assert "batches of 100 (4 processes' equal shares)" in capsys.readouterr().err
+    with pytest.raises(SimCLRError, match=r"^3 labeled images cannot be shared by 4 processes$"):
+        fitted_batch(256, 3, "labeled", verbose=False)
+
+
+def test_per_process_batch_norm_over_one_image_is_refused(monkeypatch):
+    from simclr import distributed
+    from simclr.classifier_setup import batch_norm_setting, check_batch_norm_share
+
+    check_batch_norm_share(1, 1, sync_bn=False)  # one process: its batch is the whole
+    assert batch_norm_setting(sync_bn=False) == "global"
+    monkeypatch.setattr(distributed, "world_size", lambda: 4)
+    assert batch_norm_setting(sync_bn=True) == "global"
+    assert batch_norm_setting(sync_bn=False) == "per process (4 processes)"
+    check_batch_norm_share(4, 4, sync_bn=True)  # global BN: fine
+    check_batch_norm_share(8, 8, sync_bn=False)  # two images each: fine
+    with pytest.raises(SimCLRError, match=r"^--no-sync-bn: each of the 4 processes would "
+                       r"take BatchNorm statistics from 1 image; give a --batch-size of at "
+                       r"least 8, or keep global BN$"):
+        check_batch_norm_share(4, 4, sync_bn=False)
+    with pytest.raises(SimCLRError, match=r"the batch is all 4 labeled images \(--batch-size "
+                                          r"256\): label at least 8, or keep global BN$"):
+        check_batch_norm_share(4, 256, sync_bn=False)
+
+
+def test_an_evaluations_out_is_made_absolute_and_refuses_an_earlier_runs_results(
+        tmp_path, monkeypatch):
+    from simclr import distributed
+    from simclr.classifier_setup import run_folder
+
+    monkeypatch.chdir(tmp_path)
+    out = run_folder("le", ("results.json",))
+    assert out == tmp_path / "le" and out.is_dir()
+    (out / "results.json").write_text("{}")
+    with pytest.raises(SimCLRError):
+        run_folder("le", ("results.json",))
+    assert run_folder("le", ("results.json",), overwrite=True) == out
+    assert run_folder(None, ("results.json",)) is None
+    monkeypatch.setattr(distributed, "rank", lambda: 1)  # another process: only names it
+    assert run_folder("other", ("results.json",)) == tmp_path / "other"
+    assert not (tmp_path / "other").exists()
+
+
+def test_a_skipped_memory_check_measures_nothing(monkeypatch):
+    """``enforce=False``: views too large to measure on would refuse the command."""
+    import simclr.classifier_setup
+    from simclr.classifier_setup import check_classifier_step
+
+    def measure(*args, **kwargs):
+        raise AssertionError("measured")
+
+    monkeypatch.setattr(simclr.classifier_setup, "measure_step", measure)
+    check_classifier_step(torch.nn.Identity(), 32, 64, torch.device("cpu"), "fp32", False,
+                          "supervised", enforce=False)
