@@ -38,7 +38,7 @@ class RunState:
     # compiles then, anew each session): not training time (train.train_loop)
     compile_s: float = 0.0
     bad_steps: int = 0
-    all_images: bool = True  # images beside class folders count (see open_data)
+    all_images: bool = True  # images beside class folders count (see train_setup.open_data)
     num_files: int | None = None  # the image files listed, readable or not (a folder's)
     files_digest: str | None = None  # of their names (folders.ImageList.names_digest)
     data_split: str | None = None  # the split of --data they are in (folders.split_name)

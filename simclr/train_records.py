@@ -139,9 +139,10 @@ def periodic_checkpoint(
     rule: str | None, first_bad: torch.Tensor, last_good: Path | None, cfg: Config,
     precision: str, save_periodic: Callable[[], Path | None],
 ) -> Path | None:
-    """The periodic save (``save_periodic``) a rule of :class:`SaveSchedule` calls for
-    (None: none), and the last good checkpoint after it. Every --checkpoint-every steps
-    the run first stops if a loss was non-finite (:func:`check_finite`: never a diverged
+    """The periodic save (``save_periodic``) a rule of
+    :class:`simclr.runtime.SaveSchedule` calls for (None: none), and the last good
+    checkpoint after it. Every --checkpoint-every steps the run first stops if a loss
+    was non-finite (:func:`simclr.monitor.check_finite`: never a diverged
     model saved); a save by the clock (rank 0's alone) is left out instead, as the
     others go on (under --nan-policy skip a non-finite step changed nothing: saved)."""
     if rule == "steps":

@@ -59,7 +59,7 @@ def open_data(cfg: Config, all_images: bool = True, saved: dict[str, Any] | None
     """The training images (``all_images``: also those beside class folders; runs
     checkpointed before simclr took them did not); in multi-process runs rank 0 builds
     the decoded cache first (the others then open it without decoding). ``files``: the
-    folder's listing (:func:`list_folder` with ``all_images``), if listed already.
+    folder's listing (:func:`simclr.folders.list_folder` with ``all_images``), if listed already.
 
     ``saved``: a resumed run's checkpoint, whose ``--cache auto`` keeps the choice it
     made at the start (cached or not): the folder's images may have changed size since,
