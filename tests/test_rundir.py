@@ -290,6 +290,22 @@ def test_a_folder_holding_someone_elses_config_is_not_a_run_folder(tmp_path, ima
     assert (tmp_path / "project" / "config.yaml").read_text() == "my: settings\n"
 
 
+def test_a_folder_holding_another_commands_model_is_not_a_new_runs_folder(tmp_path):
+    """An evaluation's folder (checkpoints/linear.pt): a new encoder beside it would be
+    taken for the one its classifier was trained on. Refused, before anything is made."""
+    from simclr.rundir import check_run_dir
+
+    out, data = tmp_path / "eval", tmp_path / "data"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "linear.pt").write_bytes(b"a classifier")
+    data.mkdir()
+    cfg = build_config(flags={"data.path": str(data), "out": str(out)})
+    with pytest.raises(SimCLRError, match=r"eval already holds checkpoints/linear.pt \(another "
+                                          r"command's model\); choose another --out"):
+        check_run_dir(cfg, resume=False)
+    assert sorted(p.name for p in out.rglob("*")) == ["checkpoints", "linear.pt"]
+
+
 def test_a_folder_holding_other_runs_is_not_a_new_runs_folder(tmp_path, image_folder,
                                                               cache_dir):
     """`--out .` in runs/: `simclr info` would read the other runs' evaluations (one
@@ -389,6 +405,44 @@ def test_a_log_line_cut_by_a_kill_does_not_swallow_the_next_record(tmp_path):
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert lines == ['{"step": 0, "event": "start"}', "not json", '{"step": 1, "loss": 2.0}',
                      '{"step": 1, "event": "start"}']
+
+
+def _closed(log: MetricsLog) -> MetricsLog:
+    log.close()
+    return log
+
+
+def test_a_resumed_logs_records_are_those_of_its_step_and_later_sessions_start_lines_stay(
+        tmp_path):
+    """Resumed at step 4 of a run whose later session (resumed at 5) was killed at 6:
+    the records of steps 5 and 6 go, that session's start line stays, and the records
+    taken as the step resumed from are step 4's alone (not steps 1-3's, nor a start
+    line's), which say whether its kNN monitor was measured."""
+    lines = [{"step": 0, "event": "start"}, {"step": 2, "loss": 2.0}, {"step": 4, "loss": 1.0},
+             {"step": 4, "knn_top1": 0.5}, {"step": 5, "event": "start"},
+             {"step": 6, "loss": 0.5}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    log = MetricsLog(tmp_path, True, resumed_at=4)
+    log.close()
+    assert log.resumed_records == [{"step": 4, "loss": 1.0}, {"step": 4, "knn_top1": 0.5}]
+    assert [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()] \
+        == lines[:5]
+    # Its metrics line gone (a damaged line), the last record of that step stands for it
+    (tmp_path / "metrics.jsonl").write_text('{"step": 4, "knn_top1": 0.5}\n')
+    assert _closed(MetricsLog(tmp_path, True, resumed_at=4)).resumed_record == {
+        "step": 4, "knn_top1": 0.5}
+
+
+def test_a_whole_last_record_without_its_newline_is_kept_on_a_line_of_its_own(tmp_path):
+    """Killed after a record's text but before its newline: the record is whole and
+    kept, and the resumed session's first record starts a line of its own after it (it
+    was appended to that line, which no JSON-lines reader can read)."""
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.0}')
+    log = MetricsLog(tmp_path, True, resumed_at=2)
+    log.write({"step": 2, "event": "start"})
+    log.close()
+    assert (tmp_path / "metrics.jsonl").read_text().splitlines() == [
+        '{"step": 1, "loss": 2.0}', '{"step": 2, "loss": 1.0}', '{"step": 2, "event": "start"}']
 
 
 def test_bytes_that_are_no_utf8_in_the_log_do_not_stop_a_resume(tmp_path):
@@ -593,6 +647,8 @@ def test_a_resumed_runs_tensorboard_keeps_the_step_it_continues_from(tmp_path, m
     events.Reload()
     assert [(e.step, e.value) for e in events.Scalars("loss")] == [
         (1, 1.0), (2, 2.0), (3, 3.0), (4, 4.0), (5, 50.0)]
+    # The step is each scalar's step, not a scalar of its own (a "step" chart of y = x)
+    assert events.Tags()["scalars"] == ["loss"]
 
 
 def test_a_reused_summary_drops_the_signal_that_stopped_its_last_session():
@@ -643,3 +699,112 @@ def test_a_run_killed_before_its_first_checkpoint_is_found_above_a_folder(tmp_pa
     assert run_above(run / "sub") is None  # a project's config.yaml and checkpoints/
     (run / "metrics.jsonl").write_text(json.dumps({"step": 0, "event": "start"}) + "\n")
     assert run_above(run / "sub") == run.resolve()
+
+
+@pytest.mark.parametrize("saved", ["last.pt", "ckpt-00000004.pt"])
+def test_a_run_is_found_above_a_folder_by_its_checkpoint_files_alone(tmp_path, saved):
+    """run_above: config.yaml beside a checkpoints/ holding simclr's last.pt or a periodic
+    checkpoint is a run, its logs gone or never read (a config.yaml of an earlier simclr,
+    without provenance); another file there (a project's model.pt) makes none."""
+    from simclr.rundir import run_above
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("seed: 0\n")
+    (run / "checkpoints" / "model.pt").write_bytes(b"a project's")
+    assert run_above(run / "checkpoints" / "sub") is None
+    (run / "checkpoints" / saved).write_bytes(b"a checkpoint")
+    assert run_above(run / "checkpoints" / "sub") == run.resolve()
+
+
+@pytest.mark.parametrize("first", ['{"event": "epoch_end", "loss": 1.0}', '{"step": 3}', "[]", ""])
+def test_another_tools_metrics_log_is_not_a_simclr_runs(tmp_path, first):
+    """A metrics.jsonl whose first line is not simclr's start record (another tool's
+    log, JSON lines of its own events) is refused as a new run's folder: the run's log
+    would be set aside as if simclr had written it. Nor is a lone newline an empty log
+    (which a new run deletes)."""
+    from simclr.rundir import check_run_dir
+
+    out, data = tmp_path / "project", tmp_path / "data"
+    out.mkdir()
+    data.mkdir()
+    (out / "metrics.jsonl").write_text(first + "\n")
+    cfg = build_config(flags={"data.path": str(data), "out": str(out)})
+    with pytest.raises(SimCLRError, match="holds metrics.jsonl, not written by a simclr run"):
+        check_run_dir(cfg, resume=False)
+    assert (out / "metrics.jsonl").read_text() == first + "\n"
+
+
+@pytest.mark.parametrize("log", [None, ""])
+def test_a_run_killed_between_its_config_and_its_first_log_line_does_not_block_its_folder(
+        tmp_path, log):
+    """Killed after writing config.yaml (its provenance: simclr's) and before its first
+    log line: the folder is a simclr run's, not refused as someone else's files (a new
+    run there sets those logs aside); a config.yaml without provenance is refused."""
+    from simclr.rundir import check_run_dir
+
+    out, data = tmp_path / "run", tmp_path / "data"
+    out.mkdir()
+    data.mkdir()
+    if log is not None:
+        (out / "metrics.jsonl").write_text(log)
+    (out / "config.yaml").write_text("seed: 0\nprovenance:\n  argv: [simclr, pretrain]\n")
+    cfg = build_config(flags={"data.path": str(data), "out": str(out)})
+    assert check_run_dir(cfg, resume=False).path == out
+    (out / "config.yaml").write_text("seed: 0\n")
+    with pytest.raises(SimCLRError, match="not written by a simclr run"):
+        check_run_dir(cfg, resume=False)
+
+
+@pytest.mark.parametrize("flag", ["knn_train", "knn_test"])
+def test_a_run_folder_inside_a_knn_monitor_folder_is_refused(tmp_path, flag):
+    """The kNN monitor's folders are read as labelled images: a run folder inside one
+    would become a class of it (its checkpoints and logs read as images)."""
+    from simclr.rundir import check_run_dir
+
+    data, knn, other = tmp_path / "data", tmp_path / "labelled", tmp_path / "other"
+    for folder in (data, knn, other):
+        folder.mkdir()
+    pair = {"knn_train": str(other), "knn_test": str(other), flag: str(knn)}
+    cfg = build_config(flags={"data.path": str(data), "out": str(knn / "run"), **pair})
+    given = "--" + flag.replace("_", "-")
+    with pytest.raises(SimCLRError, match=f"lies inside the {given} folder"):
+        check_run_dir(cfg, resume=False)
+    assert not (knn / "run").exists()
+
+
+def test_only_tensorboards_write_errors_are_left_unprinted_in_its_threads(monkeypatch):
+    """The hook that quiets TensorBoard's writer thread on a full disk (its error is said
+    in one line by the next write) quiets that alone: another error in that thread (a
+    bug), or an OSError in any other thread, is printed as before."""
+    import threading
+    from types import SimpleNamespace
+
+    from simclr.rundir import _quiet_event_writer_threads
+
+    seen = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: seen.append(args.exc_value))
+    _quiet_event_writer_threads()
+    writer = type("EventFileWriter", (threading.Thread,), {"__module__": "tensorboard.writer"})
+    full, bug, other = OSError(28, "No space left on device"), ValueError("bug"), OSError(5, "x")
+    for thread, exc in ((writer(), full), (writer(), bug), (threading.Thread(), other)):
+        threading.excepthook(SimpleNamespace(exc_type=type(exc), exc_value=exc,
+                                             exc_traceback=None, thread=thread))
+    assert seen == [bug, other]
+
+
+def test_a_run_written_into_the_folder_since_it_was_checked_is_refused_once_held(tmp_path):
+    """Another process started a run into the same --out between check_run_dir and
+    make_run_dir: once this one holds the folder, it is refused (and lets go of the
+    folder), never trained over that run's checkpoints."""
+    from simclr.files import folder_holder
+    from simclr.rundir import make_run_dir
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.pt").write_bytes(b"another run's")
+    with pytest.raises(SimCLRError, match="already holds a run, written by another simclr "
+                                          "process since this one started"):
+        make_run_dir(run_dir, resume=False)
+    assert folder_holder(run_dir) is None
+    assert (run_dir / "checkpoints" / "last.pt").read_bytes() == b"another run's"
