@@ -73,6 +73,8 @@ def test_a_runs_state_is_read_from_what_its_sessions_wrote(tmp_path):
     assert run_state(tmp_path, "supervised", 6) == "unfinished"  # (its results say it)
     (tmp_path / SUPERVISED_RESULT).write_text("{}")
     assert run_state(tmp_path, "supervised") == "finished"
+    summary(status="diverged", steps=3)  # (a supervised run's results: no pretraining's)
+    assert run_state(tmp_path, "pretrain", 2) == "diverged"
 
 
 @pytest.mark.parametrize(("found", "wanted", "says"), [
@@ -143,3 +145,35 @@ def test_a_loose_copy_of_a_runs_checkpoint_names_the_run_that_saved_it(tmp_path,
     assert str(run) not in message() and general in message()
     shutil.rmtree(run / "checkpoints")  # the run moved away
     assert str(run) not in message() and general in message()
+
+
+@pytest.mark.parametrize("summary", [None, {"status": "finished", "steps": 6},
+                                     {"status": "diverged", "steps": 7}])
+def test_a_run_another_process_saved_or_ended_since_it_was_read_is_continued_meanwhile(
+        tmp_path, summary):
+    """The run as a --resume read it is its latest checkpoint and where it stood: another
+    process that saved a checkpoint since (the run still unfinished), or ended it without
+    saving (a run resumed at its last step, whose summary alone was still to write; a
+    divergence past its checkpoint), changed it, and the resume, once it holds the
+    folder, is refused."""
+    import torch
+
+    from simclr.checkpoint import save_checkpoint
+    from simclr.resume_target import RunMark, check_not_continued
+
+    folder = tmp_path / "checkpoints"
+
+    def save(step):
+        save_checkpoint({"format": "simclr-checkpoint", "version": 1, "step": step,
+                         "kind": "pretrain", "config": {}, "model": {"w": torch.zeros(2)}},
+                        folder, "last.pt")
+
+    save(6)
+    mark = RunMark.of(folder, folder / "last.pt", "pretrain")
+    check_not_continued(tmp_path, mark, "pretrain")  # (unchanged: goes on)
+    if summary is None:
+        save(7)
+    else:
+        (tmp_path / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(SimCLRError, match="another simclr process continued the run meanwhile"):
+        check_not_continued(tmp_path, mark, "pretrain")
