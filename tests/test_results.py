@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -55,6 +56,8 @@ def test_topk_accuracy_and_confusion_matrix():
     tied = torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0], [float("nan"), 0.2, 0.1]])
     assert topk_accuracy(tied, [1, 2, 0], (1, 2, 3)) == pytest.approx([0, 1 / 3, 2 / 3])
     assert topk_accuracy(scores, [2, 0, 3], (3,)) == pytest.approx([2 / 3])
+    # No rows: no accuracy (NaN), not 0.0, which would read as every row missed.
+    assert all(math.isnan(a) for a in topk_accuracy(torch.zeros(0, 3), [], (1, 2)))
     cm = confusion_matrix(labels, scores.argmax(1).numpy(), 3)
     np.testing.assert_array_equal(cm, [[1, 0, 1], [0, 0, 0], [0, 1, 0]])
 
@@ -184,7 +187,162 @@ def test_class_names_the_font_cannot_draw_become_their_index(tmp_path):
     assert figure.stat().st_size > 0
     from simclr.results import _tick_labels
 
-    assert _tick_labels(["cat", "猫", "Café"]) == ["cat", "#1", "Café"]
+    assert _tick_labels(["cat", "猫", "Café", "cat猫"]) == ["cat", "#1", "Café", "#3"]
+
+
+def test_an_evaluations_sizes_and_inputs_are_recorded(tmp_path, monkeypatch):
+    """feature_sizes: train (N, D), test (M, D); record_inputs: a folder as its absolute
+    resolved path (given relative), a named data set by its name, a test split held out
+    of the training folder as the encoder's source describes it."""
+    from types import SimpleNamespace
+
+    from simclr.results import feature_sizes, record_inputs
+
+    assert feature_sizes(np.zeros((5, 3)), np.zeros((2, 3)), 4) == {
+        "num_train": 5, "num_test": 2, "num_classes": 4, "feature_dim": 3}
+    (tmp_path / "imgs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    train = SimpleNamespace(name="imgs", skipped=[("imgs/a.png", "not an image")])
+    results: dict = {}
+    record_inputs(results, train, SimpleNamespace(name="cifar10[test]"))
+    assert results["data"] == {"train": str((tmp_path / "imgs").resolve()),
+                               "test": "cifar10[test]"}
+    assert results["skipped_images"] == {"train": 1, "test": 0}
+    held_out = {"held_out": 0.2, "seed": 0}
+    results = {"source": {"test": held_out}}
+    record_inputs(results, train, SimpleNamespace(name="imgs"))
+    assert results["data"]["test"] == held_out
+
+
+def test_results_written_meanwhile_are_kept_without_overwrite(tmp_path):
+    """write_results with overwrite False (no --overwrite): a results file another
+    process wrote meanwhile is refused in one line and kept; with it, replaced."""
+    from simclr.results import write_results
+
+    (tmp_path / "knn.json").write_text('{"top1": 0.5}')
+    with pytest.raises(SimCLRError):
+        write_results(tmp_path, "knn.json", {"top1": 0.9}, overwrite=False)
+    assert read_json(tmp_path / "knn.json") == {"top1": 0.5}
+    write_results(tmp_path, "knn.json", {"top1": 0.9})
+    assert read_json(tmp_path / "knn.json") == {"top1": 0.9}
+
+
+def test_results_already_there_are_refused_unless_a_stopped_training_left_them(tmp_path):
+    """check_results_free: an earlier run's results are refused (naming --overwrite where
+    the command has it) or, with --overwrite, replaced; a training stopped while it
+    wrote them (its classifier beside the unfinished state, one run_id) finishes them."""
+    from simclr.checkpoint import save_checkpoint
+
+    out = tmp_path / "out"
+    names = ("checkpoints/linear.pt", "linear.json")
+
+    def saved(name, run_id):
+        save_checkpoint({"format": "simclr-checkpoint", "version": 1, "step": 3,
+                         "kind": "linear", "run_id": run_id, "config": {},
+                         "model": {"w": torch.zeros(2)}}, out / "checkpoints", name)
+
+    saved("linear.pt", "a")
+    (out / "linear.json").write_text("{}")
+    said = f"{out} already holds checkpoints/linear.pt from an earlier run; choose another --out"
+    with pytest.raises(SimCLRError) as info:
+        check_results_free(out, names)
+    assert str(info.value) == f"{said} (nothing was overwritten)"
+    with pytest.raises(SimCLRError) as info:
+        check_results_free(out, names, overwrite=False)
+    assert str(info.value) == f"{said}, or pass --overwrite to replace it (nothing was " \
+        "overwritten)"
+    check_results_free(out, names, overwrite=True)
+    saved("linear-partial.pt", "b")  # (another training's state: no finishing)
+    with pytest.raises(SimCLRError, match="already holds"):
+        check_results_free(out, names)
+    saved("linear-partial.pt", "a")
+    check_results_free(out, names)
+
+
+def test_a_folder_of_many_runs_names_three(tmp_path):
+    """runs_in names the first three runs found and '...' for the rest."""
+    from simclr.results import runs_in
+
+    for name in "abcd":
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.yaml").write_text("")
+    assert runs_in(tmp_path) == "a, b, c, ..."
+    (tmp_path / "d" / "config.yaml").unlink()
+    assert runs_in(tmp_path) == "a, b, c"
+
+
+def test_a_cache_folder_may_hold_a_data_split_but_not_lie_inside_one(tmp_path,
+                                                                   monkeypatch):
+    """A cache folder holding c10/train (cache files alone there, no images) is
+    allowed; an --out holding it, or a cache inside it, is not. The default cache
+    folder, which no user named, is not checked; a run under --cache off writes none."""
+    from types import SimpleNamespace
+
+    from simclr.cache_entries import DEFAULT_CACHE_DIR
+    from simclr.results import check_caches_outside, check_not_inside, written_cache
+
+    train = tmp_path / "c10" / "train"
+    train.mkdir(parents=True)
+    folders = {"--data": str(train)}
+    check_not_inside(tmp_path / "c10", folders, "decoded caches", "--cache-dir",
+                     files_only=True)
+    with pytest.raises(SimCLRError, match="as a split"):
+        check_not_inside(tmp_path / "c10", folders, "results")
+    with pytest.raises(SimCLRError, match="lies inside"):
+        check_caches_outside({"--cache-dir": str(train / "cache")}, folders)
+    monkeypatch.setenv("HOME", str(train))  # (the default cache inside the data)
+    check_caches_outside({"--cache-dir": DEFAULT_CACHE_DIR}, folders)
+    cfg = SimpleNamespace(data=SimpleNamespace(cache="off", cache_dir="c"))
+    assert written_cache(cfg) == {}
+    cfg.data.cache = "build"
+    assert written_cache(cfg) == {"--cache-dir": "c"}
+
+
+def test_an_out_folder_that_cannot_be_entered_is_refused(tmp_path, monkeypatch):
+    """A folder without search permission (x) cannot hold new files either."""
+    from simclr.results import check_out_folder
+
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: (
+        False if Path(p) == tmp_path and mode & os.X_OK else real(p, mode, **kw)))
+    with pytest.raises(SimCLRError, match="cannot write in"):
+        check_out_folder(tmp_path / "out")
+
+
+def test_a_link_to_a_folder_in_a_missing_folder_is_refused(tmp_path):
+    """--out a link to a/b where a is missing too: refused in one line (a mistyped link
+    would make a tree of folders); a link to a missing folder in an existing one is
+    followed."""
+    from simclr.results import check_out_folder
+
+    (tmp_path / "deep").symlink_to(tmp_path / "missing" / "b")
+    with pytest.raises(SimCLRError, match="a link to missing .*does not exist either"):
+        check_out_folder(tmp_path / "deep")
+    (tmp_path / "near").symlink_to(tmp_path / "b")
+    check_out_folder(tmp_path / "near")
+
+
+def test_a_file_is_not_written_into_an_evaluations_checkpoints_folder(tmp_path):
+    """An evaluation's --out (its results JSON beside checkpoints/, no config) is a run
+    folder too: a file --out in its checkpoints folder is refused."""
+    from simclr.results import output_file
+
+    (tmp_path / "ev" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "ev" / "linear.json").write_text("{}")
+    with pytest.raises(SimCLRError, match="the checkpoints folder of the run"):
+        output_file(tmp_path / "ev" / "checkpoints" / "model.pt")
+
+
+def test_a_file_out_may_lie_in_the_data_folder_but_make_no_folder_there(tmp_path):
+    """output_file with --data: a file in a folder already there is written (no new
+    class folder); a folder it would make inside the data is refused."""
+    from simclr.results import output_file
+
+    data = tmp_path / "imgs"
+    (data / "cat").mkdir(parents=True)
+    assert output_file(data / "preds.json", data=data) == data / "preds.json"
+    with pytest.raises(SimCLRError, match="would be made inside --data"):
+        output_file(data / "new" / "preds.json", data=data)
 
 
 SKIPPED_NONE = {"skipped_images": {"train": 0, "test": 0},
@@ -256,6 +414,32 @@ def test_no_confusion_figure_past_max_figure_classes(tmp_path, monkeypatch, caps
     assert err.count("\n") == 1 and "no knn_confusion.png: 1,001 classes" in err
 
 
+def test_a_confusion_figure_is_drawn_at_max_figure_classes(tmp_path, monkeypatch, capsys):
+    """MAX_FIGURE_CLASSES classes are drawn; one more are not."""
+    import simclr.results as results_module
+
+    monkeypatch.setattr(results_module, "MAX_FIGURE_CLASSES", 3)
+    saved, err = _finish(tmp_path, 3, capsys)
+    assert saved["confusion_figure"] == str(tmp_path / "knn_confusion.png") and err == ""
+    saved, err = _finish(tmp_path / "more", 4, capsys)
+    assert "confusion_figure" not in saved and "no knn_confusion.png: 4 classes" in err
+
+
+def test_a_folder_made_through_dot_dot_records_only_the_folders_it_made(tmp_path,
+                                                                       monkeypatch):
+    """make_folder(x/a/../b): a and b are made (and removed if left empty), not x, the
+    folder 'a/..' names, which was there already."""
+    import simclr.results as results_module
+
+    monkeypatch.setattr(results_module, "CREATED", [])
+    (tmp_path / "x").mkdir()
+    results_module.make_folder(tmp_path / "x" / "a" / ".." / "b")
+    assert results_module.CREATED == [(tmp_path / "x" / "a").resolve(),
+                                      (tmp_path / "x" / "b").resolve()]
+    results_module.remove_empty_created()
+    assert (tmp_path / "x").is_dir() and not list((tmp_path / "x").iterdir())
+
+
 def test_without_matplotlib_the_results_stand_and_one_line_says_why(tmp_path, monkeypatch,
                                                                    capsys):
     """matplotlib gone from the environment: the command ended in a traceback (exit 1)
@@ -270,15 +454,32 @@ def test_without_matplotlib_the_results_stand_and_one_line_says_why(tmp_path, mo
 
 
 def test_the_confusion_figure_normalises_in_float32(tmp_path, monkeypatch):
-    """The row-normalised copy drawn is float32 (float64 doubled a C x C array)."""
+    """The row-normalised copy drawn is float32 (float64 doubled a C x C array); a class
+    with no test images is a row of 0s (not 0/0's NaN, drawn as a hole)."""
     from matplotlib.axes import Axes
 
     drawn = []
     real = Axes.imshow
-    monkeypatch.setattr(Axes, "imshow", lambda self, x, **kw: (drawn.append(x.dtype),
+    monkeypatch.setattr(Axes, "imshow", lambda self, x, **kw: (drawn.append(x.copy()),
                                                                real(self, x, **kw))[1])
-    save_confusion_figure(np.array([[2, 1], [0, 3]]), ["a", "b"], tmp_path / "c.png")
-    assert drawn == [np.float32]
+    save_confusion_figure(np.array([[2, 2, 0], [0, 0, 0], [0, 1, 3]]), ["a", "b", "c"],
+                          tmp_path / "c.png")
+    assert [x.dtype for x in drawn] == [np.float32]
+    np.testing.assert_array_equal(drawn[0], [[0.5, 0.5, 0], [0, 0, 0], [0, 0.25, 0.75]])
+
+
+@pytest.mark.parametrize(("n", "named"), [(40, True), (41, False)])
+def test_the_classes_are_named_on_the_axes_up_to_40(tmp_path, monkeypatch, n, named):
+    """Up to 40 classes the axes name them; past that the labels would be unreadable."""
+    from matplotlib.axes import Axes
+
+    ticked = []
+    real = Axes.set_xticks
+    monkeypatch.setattr(Axes, "set_xticks", lambda self, ticks, labels=None, **kw: (
+        ticked.append(labels), real(self, ticks, labels=labels, **kw))[1])
+    save_confusion_figure(np.eye(n, dtype=np.int64), [f"c{k}" for k in range(n)],
+                          tmp_path / "c.png")
+    assert ([f"c{k}" for k in range(n)] in ticked) == named
 
 
 # -------------------------------------------------------------- logistic regression
