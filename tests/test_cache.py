@@ -60,6 +60,57 @@ def test_cache_build_with_worker_processes(tmp_path, monkeypatch):
     assert (src.get_batch(np.arange(10)).numpy() == expected).all()
 
 
+def test_bad_images_past_the_first_decoding_task_are_named_as_themselves(tmp_path, monkeypatch):
+    """Each task decodes rows start.. of the cache: a bad file in a later task is skipped
+    as that file (its index in the whole list), not as the file at its place in the
+    first task, and the images kept hold their own pixels."""
+    arrays = _cifar_like(tmp_path / "imgs", n=10)
+    for k in (4, 7):  # dog/4.png, cat/7.png: rows 8 and 3 of 10, in tasks of 3
+        (tmp_path / "imgs" / ("cat" if k % 2 else "dog") / f"{k}.png").write_bytes(b"no png")
+    monkeypatch.setattr(cache, "_CHUNK", 3)
+    src = open_source(str(tmp_path / "imgs"),
+                      DataConfig(cache_dir=str(tmp_path / "cache"), workers=2))
+    assert sorted(Path(p).name for p, _ in src.skipped) == ["4.png", "7.png"]
+    names = [int(Path(p).stem) for p in src.paths]
+    assert sorted(names) == [0, 1, 2, 3, 5, 6, 8, 9]
+    expected = np.stack([arrays[k] for k in names]).transpose(0, 3, 1, 2)
+    assert (src.get_batch(np.arange(8)).numpy() == expected).all()
+
+
+def test_a_decoding_process_leaves_ctrl_c_to_the_main_process(monkeypatch):
+    """A decoding process ignores SIGINT (Ctrl-C reaches the whole process group: the
+    main process stops the build and its pool, not each worker with a traceback) and
+    ends on SIGTERM as the pool's shutdown expects, not by the handler it inherited."""
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", ImageFile.LOAD_TRUNCATED_IMAGES)
+    from simclr.interrupts import STOP_SIGNALS
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, *STOP_SIGNALS)}
+    signal.signal(signal.SIGTERM, lambda *args: None)  # (a command's handler, inherited)
+    try:
+        cache._decoding_process(False)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def test_a_caches_files_are_named_after_its_folder_and_record_square_images_in_one_word(
+        tmp_path):
+    """The cache's file names start with its folder's name (letters, digits, - and _
+    kept; others as _); a folder of square images records aspect None, not a 1.0 per
+    file (ImageNet's sidecar is 1.3M entries)."""
+    import json
+
+    _cifar_like(tmp_path / "my-imgs_1 (x)")
+    open_source(str(tmp_path / "my-imgs_1 (x)"), data_cfg(tmp_path))
+    (meta,) = (tmp_path / "cache").glob("*.json")
+    assert meta.name.startswith("my-imgs_1__x_-")
+    assert json.loads(meta.read_text())["aspect"] is None
+
+
 def test_off_linux_the_decoding_processes_are_spawned_not_forked(tmp_path, monkeypatch):
     """macOS has fork too, but a forked copy of a threaded process (torch's, Accelerate's
     pools) can crash or hang there: off Linux the processes are spawned, their tasks
@@ -484,6 +535,7 @@ def test_a_folder_moved_with_its_files_keeps_its_cache_at_the_new_place(tmp_path
     lambda m: {"version": m["version"]}, lambda m: [1, 2], lambda m: None,
     lambda m: {**m, "kept": m["kept"] + [99]}, lambda m: {**m, "kept": m["kept"][1:]},
     lambda m: {**m, "skipped": [[0]]}, lambda m: {**m, "aspect": [1.0]},
+    lambda m: {**m, "kept": m["kept"][1:], "skipped": [[0, "bad", "more"]]},
     lambda m: {**m, "kept": ["0"] + m["kept"][1:]},
     lambda m: {**m, "kept": m["kept"][:-1] + [99]},  # as many, but not each file once
     lambda m: {**m, "kept": [0] + m["kept"][:-1]},
