@@ -177,3 +177,102 @@ def test_a_run_another_process_saved_or_ended_since_it_was_read_is_continued_mea
         (tmp_path / "summary.json").write_text(json.dumps(summary))
     with pytest.raises(SimCLRError, match="another simclr process continued the run meanwhile"):
         check_not_continued(tmp_path, mark, "pretrain")
+
+
+def test_a_new_run_over_a_runs_checkpoints_is_told_what_holds_them_and_the_way_on(tmp_path):
+    """already_holds_run: an unfinished run of the command's own kind or of the other
+    kind is named with the command that continues it; a folder whose checkpoints cannot
+    be read holds 'a run' (not 'an unknown kind of checkpoint'), which no command
+    continues."""
+    import torch
+
+    from simclr.checkpoint import save_checkpoint
+    from simclr.resume_target import already_holds_run
+
+    run = tmp_path / "run"
+
+    def save(kind):
+        save_checkpoint({"format": "simclr-checkpoint", "version": 1, "step": 3, "kind": kind,
+                         "config": {}, "model": {"w": torch.zeros(2)}},
+                        run / "checkpoints", "last.pt")
+
+    save("pretrain")
+    assert str(already_holds_run(run, "out", "pretrain")) == (
+        "out already holds a run (checkpoints/last.pt); choose another --out or continue it "
+        "with `simclr pretrain --resume out`")
+    assert str(already_holds_run(run, "out", "supervised")) == (
+        "out already holds a pretraining run (checkpoints/last.pt); choose another --out or "
+        "continue it with `simclr pretrain --resume out`")
+    save("supervised")
+    assert str(already_holds_run(run, "out", "pretrain")).endswith(
+        "or continue it with `simclr supervised --resume out`")
+    for unreadable in (lambda f: f.write_bytes(b"not a checkpoint"),  # (incomplete)
+                       lambda f: torch.save({"w": torch.zeros(2)}, f)):  # (no simclr one)
+        unreadable(run / "checkpoints" / "last.pt")
+        assert str(already_holds_run(run, "out", "pretrain")) == (
+            "out already holds a run (checkpoints/last.pt); choose another --out")
+
+
+def test_the_same_command_again_continues_only_an_unfinished_run_of_its_own_kind(tmp_path):
+    """unfinished_step: the step a requeued command continues its run from, or None:
+    another kind's run, a finished one, one that diverged past its latest checkpoint.
+    A divergence at or before that checkpoint a later session trained past: continued."""
+    import torch
+
+    from simclr.checkpoint import save_checkpoint
+    from simclr.resume_target import unfinished_step
+
+    run = tmp_path / "run"
+    save_checkpoint({"format": "simclr-checkpoint", "version": 1, "step": 3, "kind": "pretrain",
+                     "config": {}, "model": {"w": torch.zeros(2)}}, run / "checkpoints",
+                    "last.pt")
+    assert unfinished_step(run, "pretrain") == 3
+    assert unfinished_step(run, "supervised") is None  # (a pretraining run's folder)
+    (run / "summary.json").write_text('{"status": "diverged", "steps": 2}')
+    assert unfinished_step(run, "pretrain") == 3  # (trained on past it)
+    (run / "summary.json").write_text('{"status": "diverged", "steps": 4}')
+    assert unfinished_step(run, "pretrain") is None
+    (run / "summary.json").write_text('{"status": "finished", "steps": 3}')
+    assert unfinished_step(run, "pretrain") is None
+
+
+def test_a_run_folder_named_checkpoints_is_resumed_as_a_run_folder(tmp_path, monkeypatch):
+    """--resume X is the run folder X, or X the checkpoints folder of one; a run made
+    with --out checkpoints (its checkpoints in checkpoints/checkpoints) is that run."""
+    import torch
+
+    from simclr.checkpoint import save_checkpoint
+    from simclr.resume_target import resume_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "checkpoints"
+    save_checkpoint({"format": "simclr-checkpoint", "version": 1, "step": 3, "kind": "pretrain",
+                     "config": {}, "model": {"w": torch.zeros(2)}}, run / "checkpoints",
+                    "last.pt")
+    for given in ("checkpoints", "checkpoints/checkpoints"):
+        found, path, ckpt = resume_checkpoint(given, "pretrain", entries=())
+        assert (found.resolve(), path.resolve(), ckpt["step"]) == (
+            run, run / "checkpoints" / "last.pt", 3)
+
+
+def test_a_damaged_checkpoint_of_the_step_resumed_from_is_no_later_one(tmp_path, caplog):
+    """A --resume warns of damaged checkpoints after the one it resumes from (the run
+    goes back further than asked); a damaged ckpt-6.pt beside last.pt of step 6 is no
+    step lost: not said."""
+    import logging
+
+    import torch
+
+    from simclr.checkpoint import save_checkpoint
+    from simclr.resume_target import resume_checkpoint
+
+    save_checkpoint({"format": "simclr-checkpoint", "version": 1, "step": 6, "kind": "pretrain",
+                     "config": {}, "model": {"w": torch.zeros(2)}}, tmp_path / "checkpoints",
+                    "last.pt")
+    (tmp_path / "checkpoints" / "ckpt-6.pt").write_bytes(b"cut")
+    with caplog.at_level(logging.WARNING):
+        assert resume_checkpoint(tmp_path, "pretrain", entries=())[2]["step"] == 6
+        assert "truncated or corrupt" not in caplog.text
+        (tmp_path / "checkpoints" / "ckpt-7.pt").write_bytes(b"cut")
+        resume_checkpoint(tmp_path, "pretrain", entries=())
+    assert "ckpt-7.pt truncated or corrupt; resuming from last.pt (step 6)" in caplog.text
