@@ -334,6 +334,8 @@ def central_band(w: int, h: int, side: int) -> tuple[int, int, int, int] | None:
         return None
     margin = 2 * max(1, -(-short // side)) + 1  # (bicubic: 2 taps, widened when reducing)
     keep = min(long, short + 2 * margin)
+    keep += (long - keep) % 2  # (an even margin each side: a band centred on the picture,
+    # as the crop taken from it assumes; half a source pixel off was a few resized ones)
     start = (long - keep) // 2
     return (start, 0, keep, h) if w > h else (0, start, w, keep)
 
@@ -341,7 +343,7 @@ def central_band(w: int, h: int, side: int) -> tuple[int, int, int, int] | None:
 def stored_aspect(w: int, h: int, store: str) -> float:
     """Width / height of the picture a stored square stands for: the image's own with
     ``store='full'`` (the square is the whole image, squeezed), 1 with 'center' and
-    'eval' (the square is the picture's central square)."""
+    'eval' (the square is cut from the picture, unsqueezed)."""
     return w / h if store == "full" else 1.0
 
 
@@ -367,8 +369,8 @@ def is_eval_store(store: str) -> bool:
 
 
 def eval_side(size: int) -> int:
-    """Side of the central square the evaluation transform crops ``size`` x ``size``
-    from: round(size / 0.875) (App. B: 224 from 256)."""
+    """Shorter side the evaluation transform resizes a picture to before its centre crop
+    of ``size`` x ``size``: round(size / 0.875) (App. B: 224 from 256)."""
     return round(size / EVAL_CROP_FRACTION)
 
 

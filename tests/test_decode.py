@@ -587,6 +587,34 @@ def test_a_picture_of_extreme_shape_is_resized_by_its_central_band(tmp_path, mon
     assert central_band(400, 300, side) is None and central_band(5000, 100, side) is None
 
 
+@pytest.mark.parametrize(("h", "w"), [(3, 2364), (2364, 3)])
+def test_an_extreme_pictures_band_is_centred_when_its_margin_is_odd(tmp_path, h, w):
+    """The central band of a 3 x 2364 picture (2355 px cut, odd) started half a source
+    pixel off centre, 4-5 resized pixels at 64 px views: its evaluation crop was 16-23
+    levels off torchvision's Resize + CenterCrop of the file (0.7-1 now: the band's
+    rounded scale); 2363 px (an even cut) was 0.25."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as tvf
+
+    from simclr.augment import eval_resize
+    from simclr.decode import central_band, eval_side, load_square
+
+    side = eval_side(64)
+    assert central_band(w, h, side) is not None  # (the band path, not the whole picture)
+    rng = np.random.default_rng(0)  # (detail at two source pixels: a shift shows)
+    array = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    array = array[:, ::2].repeat(2, axis=1)[:, :w] if w > h else \
+        array[::2].repeat(2, axis=0)[:h]
+    save_image(tmp_path / "thin.png", array)
+    pixels = torch.from_numpy(array).permute(2, 0, 1)[None].float()
+    expected = tvf.center_crop(tvf.resize(pixels, [side], antialias=True,
+                                          interpolation=InterpolationMode.BICUBIC),
+                               [64, 64]).clamp(0, 255)[0] / 255
+    stored, _ = load_square(str(tmp_path / "thin.png"), side, store="eval:64")
+    got = eval_resize(torch.from_numpy(stored).permute(2, 0, 1)[None], 64, central=True)[0]
+    assert (got - expected).abs().mean() * 255 < 2.0
+
+
 @pytest.mark.parametrize(("h", "w"), [(1079, 1918), (3005, 4007)])
 def test_a_large_png_reduced_for_evaluation_is_not_stretched(tmp_path, h, w):
     """A picture without draft mode (PNG) is box-reduced before the evaluation's
