@@ -96,7 +96,8 @@ def open_folder(
 
     ``evaluation``: its images only ever go through the evaluation transform
     (:func:`simclr.augment.eval_resize`). They are then stored as that transform's
-    central square (``store='eval:S'``, :func:`simclr.decode.eval_store`), so that a
+    resized square around its centre crop (``store='eval:S'``,
+    :func:`simclr.decode.eval_store`), so that a
     folder's features are those of the transform applied to each file, not of a reduced
     whole-picture square resampled again (one to a few percent of each feature, 4-28%
     for 64 x 48 thumbnails, measured); but for a folder of small squares of one side

@@ -365,7 +365,8 @@ def encoded_batches(
     check_counts({"--batch-size": batch_size})
     dev, prec = resolve_runtime(device, precision)
     order = np.arange(source.num_images) if indices is None else np.asarray(indices)
-    # An evaluation source of this size stores the transform's central squares (data.py)
+    # An evaluation source of this size stores the squares around the transform's
+    # centre crops (data.py)
     central = eval_store_size(getattr(source, "store", "")) == image_size
     flags = train_flags(encoder)
     encoder.to(dev).eval()

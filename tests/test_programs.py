@@ -70,6 +70,11 @@ def test_the_card_is_inside_the_program_and_beside_it(run_dir, tmp_path):
     # _eval_square keys on max(h, w)); 'of side <= 32' left a 20 x 40 one in doubt.
     assert "images whose longer side is <= 32 have their central square" in \
         beside["input"]["preprocess"]
+    # Larger ones: one centre crop of the resized picture (the central square cropped
+    # first, as the card said, is a pixel off for half the shapes at 16, 24, 32 px).
+    assert "then its central 16 x 16 (torchvision's Resize + CenterCrop)" in \
+        beside["input"]["preprocess"]
+    assert "central square, then" not in beside["input"]["preprocess"]
     # The card's preprocessing call runs as written (it lacked the size argument).
     call = re.search(r"(simclr\.augment\.eval_resize\(PIL\.Image\.open\(file\), \d+\))",
                      beside["input"]["preprocess"])
