@@ -145,6 +145,13 @@ def test_a_loose_copy_of_a_runs_checkpoint_names_the_run_that_saved_it(tmp_path,
     assert str(run) not in message() and general in message()
     shutil.rmtree(run / "checkpoints")  # the run moved away
     assert str(run) not in message() and general in message()
+    # Saved before paths were absolute: its 'out' is relative to where that run started,
+    # unknown (here, the same folder: still not named)
+    save_checkpoint({"format": "simclr-checkpoint", "version": 1, "step": 3,
+                     "kind": "pretrain", "run_id": "c", "config": {"out": "run"},
+                     "model": {"w": torch.zeros(2)}}, run / "checkpoints", "last.pt")
+    shutil.copy(run / "checkpoints" / "last.pt", run / "copy.pt")
+    assert general in message() and "--resume run`" not in message(), message()
 
 
 @pytest.mark.parametrize("summary", [None, {"status": "finished", "steps": 6},
