@@ -627,7 +627,7 @@ def test_sigterm_exits_75_and_resume_finishes(tmp_path):
     train = make_image_folder(tmp_path / "train", classes=2, per_class=8)
     run = tmp_path / "run"
     args = ["--train", str(train), "--out", str(run), "--arch", "resnet18", "--width",
-            "0.125", "--image-size", "16", "--batch-size", "8", "--epochs", "100",
+            "0.125", "--image-size", "16", "--batch-size", "8", "--epochs", "50",
             "--precision", "fp32", "--workers", "0", "--cache-dir", str(tmp_path / "cache"),
             "--checkpoint-every", "2", "--device", "cpu", "--threads", "1"]
     proc = subprocess.Popen([sys.executable, "-m", "simclr", "supervised", *args],
@@ -641,12 +641,12 @@ def test_sigterm_exits_75_and_resume_finishes(tmp_path):
     assert proc.returncode == 75, err
     assert f"continue with: simclr supervised --resume {run}" in err
     step = load_checkpoint(run / "checkpoints" / "last.pt")["step"]
-    assert 2 <= step < 200
+    assert 2 <= step < 100
     done = subprocess.run([sys.executable, "-m", "simclr", "supervised", "--resume", str(run)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert f"resuming {run} from step {step} of 200" in done.stderr
-    assert json.loads(done.stdout.splitlines()[-1])["steps"] == 200
+    assert f"resuming {run} from step {step} of 100" in done.stderr
+    assert json.loads(done.stdout.splitlines()[-1])["steps"] == 100
 
 
 def test_the_run_folder_is_checked_before_the_data_and_ignored_settings_are_named(
