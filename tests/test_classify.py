@@ -22,11 +22,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def train(model, total, saves, start_step=0, lr=0.05, on_step=None, every=2, every_s=0.0,
-          per_class=8, batch=8, checkpointing=True, tally=None, **kept):
+          per_class=8, batch=8, checkpointing=True, tally=None, lr_fn=None, refit=None,
+          precision="fp32", **kept):
     """``model`` trained ``total`` steps (24 images, batch 8: 3 steps per epoch), each
     periodic save's step appended to ``saves`` (its path: ``ckpt-STEP.pt``); ``kept``:
     Checkpointing's ``last``, ``again`` and ``keep_tally``; ``checkpointing`` False:
-    none; ``tally``: the saved tally of the epoch continued."""
+    none; ``tally``: the saved tally of the epoch continued; ``lr_fn`` (default: the
+    scheduled lr) and ``refit``: train_classifier's."""
     source = colour_source(n_per_class=per_class)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     for group in optimizer.param_groups:
@@ -39,9 +41,9 @@ def train(model, total, saves, start_step=0, lr=0.05, on_step=None, every=2, eve
     return train_classifier(
         model, source, np.arange(3 * per_class), crop_flip_config(16), total_steps=total,
         batch_size=batch, optimizer=optimizer,
-        lr_fn=lambda step, p: scheduled_lr(step, total, p), seed=0,
-        device=torch.device("cpu"), precision="fp32", verbose=False, start_step=start_step,
-        tally=tally,
+        lr_fn=lr_fn or (lambda step, p: scheduled_lr(step, total, p)), seed=0,
+        device=torch.device("cpu"), precision=precision, verbose=False, start_step=start_step,
+        tally=tally, refit=refit,
         checkpointing=Checkpointing(save, every, on_step, every_s=every_s, **kept)
         if checkpointing else None)
 
@@ -307,9 +309,15 @@ def _tally_worker(rank: int, port: int, out_dir: str) -> None:
     run(on_step=stop, every=0, every_s=1e-9, keep_tally=clocked.append)
     share = d.broadcast_object([t for t in clocked if "processes" not in t][-1])
     runs["older"] = run(start_step=4, tally=saved_tally(share))
+    # Rank 1 alone asked to stop as the last step ends, no comparison due by the clock:
+    # the last step's vote still tells every process (a sweep then stops after the cell).
+    d.STOP_VOTE_EVERY_S = 600.0
+    last = run(on_step=lambda step, flag: setattr(flag, "requested", "SIGTERM")
+               if step == 6 and rank == 1 else None)
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump({"runs": {k: [v["train_loss"], v["train_top1"]] for k, v in runs.items()},
-                   "status": status, "kept": kept[-2:], "share": share}, f)
+                   "status": status, "kept": kept[-2:], "share": share,
+                   "last": [last["status"], last["signal"]]}, f)
     d.cleanup()
 
 
@@ -338,6 +346,7 @@ def test_a_continued_epoch_under_processes_reports_the_through_run_loss(tmp_path
     assert stop_save == step_save and ranks[1]["kept"] == ranks[0]["kept"]
     assert stop_save["processes"] == 2 and stop_save["seen"] == 8  # (both shares of step 4)
     assert ranks[0]["share"]["seen"] == 4 and all(np.isfinite(runs["older"]))
+    assert ranks[0]["last"] == ranks[1]["last"] == ["finished", "SIGTERM"]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -503,3 +512,111 @@ def test_a_classifier_whose_outputs_are_not_finite_is_refused():
         evaluate_classifier(Diverged(), colour_source(n_per_class=3, classes=9), 16,
                             batch_size=4, device=torch.device("cpu"), precision="fp32",
                             again="into a new --out: --resume keeps the lr")
+
+
+@pytest.mark.parametrize("stop_at", [4, 3])
+def test_a_stopped_training_continues_with_the_through_runs_loss_and_top1(stop_at):
+    """One process, stopped within its second epoch (step 4) or as its first ends (step
+    3), with no periodic save: the stop's save keeps the running epoch's tally, which
+    reads back as it was kept, and the continued run reports the train_loss and
+    train_top1 of a run through (lr 0: every step's loss is the same in each run). A
+    tally kept as an epoch ends is not carried into the next one; an older file's
+    (none kept) still continues."""
+    from simclr.classify import saved_tally
+
+    def stop(step, flag):
+        if step == stop_at:
+            flag.requested = "SIGTERM"
+
+    def run(**how):
+        stats = train(Classifier(tiny_encoder(), 3), 6, [], lr=0.0, every=0, **how)
+        return stats["train_loss"], stats["train_top1"]
+
+    kept = []
+    whole = run()
+    run(on_step=stop, keep_tally=kept.append)
+    assert kept and saved_tally(kept[-1]) == kept[-1]
+    assert kept[-1]["seen"] == 8 * stop_at - (24 if stop_at > 3 else 0)
+    assert run(start_step=stop_at, tally=saved_tally(kept[-1])) == \
+        pytest.approx(whole, rel=1e-6, abs=0)
+    assert saved_tally(None) is None
+    # One process's save by the clock is the whole sum too: continued under torchrun,
+    # rank 0 alone carries it on.
+    clocked = []
+    train(Classifier(tiny_encoder(), 3), 2, [], every=0, every_s=1e-9, keep_tally=clocked.append)
+    assert clocked and all(t["processes"] == 1 for t in clocked)
+    older = run(start_step=stop_at, tally=saved_tally(None))
+    assert all(np.isfinite(older))
+
+
+def test_too_few_images_for_a_batch_is_one_line():
+    with pytest.raises(SimCLRError, match=r"^train: 6 images make no batch of 8$"):
+        train(Classifier(tiny_encoder(), 3), 7, [], per_class=2)
+
+
+def test_each_step_takes_its_lr_and_a_time_budget_ends_the_training():
+    """Step s (counted from 0, a continued run's from its start) trains at
+    ``lr_fn(s, peak_lr)``; ``refit`` after each step sets the total steps anew (a
+    --time-budget): one that says 4 after step 2 ends a 7-step training at step 4."""
+    asked = []
+
+    def lr_fn(step, peak):
+        asked.append(step)
+        return peak
+
+    train(Classifier(tiny_encoder(), 3), 7, [], lr_fn=lr_fn)
+    assert asked == list(range(7))
+    asked.clear()
+    train(Classifier(tiny_encoder(), 3), 7, [], start_step=4, lr_fn=lr_fn)
+    assert asked == [4, 5, 6]
+    stats = train(Classifier(tiny_encoder(), 3), 7, [],
+                  refit=lambda step, seconds: 7 if step < 2 else 4)
+    assert (stats["status"], stats["steps"]) == ("finished", 4)
+
+
+def test_a_bf16_steps_loss_is_the_float32_cross_entropy_of_its_logits():
+    """A model whose logits come out of autocast in bf16 (a Classifier's are float32
+    already): classifier_step takes their cross-entropy in float32, the loss it returns
+    (a train_loss's part) not rounded to bf16's 3 significant digits."""
+    from simclr.classify import classifier_step
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    views = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(8) % 3
+    logits, loss = classifier_step(model, views, labels, optimizer,
+                                   torch.amp.GradScaler("cpu", enabled=False),
+                                   torch.device("cpu"), "bf16")
+    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
+    expected = torch.nn.functional.cross_entropy(logits.detach().float(), labels)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6, abs=0)
+
+
+def test_a_test_set_without_images_is_one_line():
+    from simclr.classify import evaluate_classifier
+
+    with pytest.raises(SimCLRError, match="no images to evaluate$"):
+        evaluate_classifier(_TiedLogits(), colour_source(n_per_class=0), 16, batch_size=4,
+                            device=torch.device("cpu"), precision="fp32")
+
+
+class _SmallGradients(torch.nn.Module):
+    """A linear layer whose fp16 output is scaled by 1e-7 in float32: its gradients
+    (about 1e-9) are below fp16's smallest number unless the loss is scaled up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(3 * 16 * 16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.flatten(1)).float() * 1e-7
+
+
+def test_an_fp16_training_scales_its_loss():
+    """fp16 trains with a GradScaler (made here unless the caller passes its own): a
+    step's gradients too small for fp16 still change the weights."""
+    model = _SmallGradients()
+    before = model.fc.weight.detach().clone()
+    stats = train(model, 1, [], lr=1.0, precision="fp16", checkpointing=False)
+    assert stats["steps"] == 1 and np.isfinite(stats["train_loss"])
+    assert not torch.equal(model.fc.weight.detach(), before)
