@@ -241,19 +241,29 @@ def test_a_run_stopped_inside_a_log_window_logs_what_an_uninterrupted_one_does(
     assert {k: resumed[k] for k in FINAL_METRICS} == {k: full[k] for k in FINAL_METRICS}
 
 
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> tuple[Path, dict]:
+    """A finished tiny run and its last.pt as saved: trained once for the cases that
+    each damage that file (a refused resume changes nothing else of the run)."""
+    root = tmp_path_factory.mktemp("finished")
+    flags = tiny_flags(make_image_folder(root / "images"), root / "run", str(root / "cache"),
+                       checkpoint_every=0)
+    assert train.pretrain(build_config(flags=flags))["status"] == "finished"
+    return root / "run", load_checkpoint(root / "run/checkpoints/last.pt")
+
+
 @pytest.mark.parametrize("entry, value", [("step", "abc"), ("total_steps", [2]),
                                           ("step", True)])
 def test_a_resumed_checkpoint_whose_step_is_no_number_is_refused_in_one_line(
-        tmp_path, image_folder, cache_dir, entry, value):
+        finished_run, entry, value):
     """A last.pt whose step is "abc": a TypeError's traceback comparing it with the run's
     steps, where a step of 1, -5 or 10**30 is refused as damaged or edited; so is it."""
-    flags = tiny_flags(image_folder, tmp_path / "run", cache_dir, checkpoint_every=0)
-    assert train.pretrain(build_config(flags=flags))["status"] == "finished"
-    last = tmp_path / "run/checkpoints/last.pt"
-    save_checkpoint({**load_checkpoint(last), entry: value}, last.parent, last.name)
+    run, saved = finished_run
+    last = run / "checkpoints/last.pt"
+    save_checkpoint({**saved, entry: value}, last.parent, last.name)
     with pytest.raises(SimCLRError, match=f"last.pt: its step does not fit this run "
                                           rf"\(damaged or edited\? its {entry} is "):
-        train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True)
+        train.pretrain(load_resume_config(run, {}), resume=True)
 
 
 def test_a_checkpoint_without_a_log_window_resumes_with_a_window_of_its_own(
@@ -1566,13 +1576,15 @@ def test_a_run_on_the_digits_by_name_resumes(tmp_path, cache_dir, monkeypatch):
     # `--data digits` names scikit-learn's digits, not a folder: its resume neither asks
     # for a folder 'digits' from where it started nor for a new place of it.
     monkeypatch.chdir(tmp_path)
-    flags = tiny_flags(tmp_path / "run", tmp_path / "run", cache_dir, batch_size=16)
+    # (6 steps, not 2 epochs of 1797 digits: the resume, not the training, is the point)
+    flags = tiny_flags(tmp_path / "run", tmp_path / "run", cache_dir, batch_size=16,
+                       max_steps=6)
     flags["data.path"] = "digits"
     del flags["data.cache_dir"]  # (arrays in memory: no folder to cache)
     _preempted_run(build_config(flags=flags))
     cfg = load_resume_config(tmp_path / "run")
     assert cfg.data.path == "digits"
-    assert train.pretrain(cfg, resume=True)["steps"] > 4
+    assert train.pretrain(cfg, resume=True)["steps"] == 6
 
 
 def test_a_window_says_how_many_steps_it_averaged_across_a_new_log_every(
