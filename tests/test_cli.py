@@ -16,6 +16,8 @@ from simclr.cli import main
 from tests.conftest import make_image_folder
 from tests.image_files import rgb, save_image
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "simclr", *args], capture_output=True,

@@ -18,6 +18,8 @@ from simclr.resume import load_resume_config
 from simclr.settings import build_config
 from tests.conftest import make_image_folder, tiny_flags, tiny_pretrained_run
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def evaluated_run(tmp_path_factory) -> tuple[Path, Path]:

@@ -18,6 +18,8 @@ from tests.conftest import tiny_flags
 from tests.image_files import rgb, save_image
 from tests.test_train import run
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_a_log_line_holds_the_means_of_its_window():
     """With --log-every 3 the logged loss is the mean of the window's three steps (every

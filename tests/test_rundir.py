@@ -20,6 +20,8 @@ from simclr.rundir import MetricsLog
 from simclr.settings import build_config, config_from_dict
 from tests.conftest import tiny_flags
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _age(path, seconds: float) -> None:
     then = time.time() - seconds

@@ -29,6 +29,8 @@ from simclr.settings import build_config
 from tests.conftest import make_image_folder, stop_at, tiny_flags, unreadable_folder
 from tests.image_files import rgb, save_image
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def run(tmp_path, image_folder, cache_dir, name, **extra):
     cfg = build_config(flags=tiny_flags(image_folder, tmp_path / name, cache_dir, **extra))
