@@ -24,6 +24,8 @@ from simclr.models import ResNet
 from simclr.optim import param_groups
 from simclr.settings import build_config
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # The smallest network of every family, at the side it is built for in the test.
 SMALLEST = {"convnext_tiny": 32, "densenet121": 32, "efficientnet_b0": 32,
             "mobilenet_v2": 32, "mobilenet_v3_small": 32, "regnet_x_400mf": 32,

@@ -18,6 +18,8 @@ from simclr.errors import SimCLRError
 from tests.image_files import data_cfg, rgb, save_image
 from tests.test_cache import _cifar_like, _sidecar_leftovers
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_the_cache_command_lists_and_cleans_what_no_run_needs(tmp_path, capsys):
     """`simclr cache --clean` removes the caches of deleted folders and of folders no

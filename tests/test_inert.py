@@ -24,6 +24,8 @@ from simclr.presets import PRESETS
 from simclr.recipe import apply_resume_flags
 from simclr.settings import build_config, flag_of
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # Another valid value of each setting a rule can call inert.
 OTHER: dict[str, Any] = {
     "loss.margin": 0.3, "loss.temperature": 0.7, "loss.one_view_negatives": True,

@@ -14,6 +14,8 @@ import simclr.neighbors as nb
 from simclr.cli import main
 from tests.conftest import named_pipe
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def embed_file(path, features, names=None, encoder=None, old_layout=False, weights=None):
     """An embed file as `simclr embed` writes it; ``old_layout``: as an earlier simclr

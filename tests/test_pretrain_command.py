@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from simclr import train
 from simclr.cli import main
 from simclr.config_file import yaml_text
 from simclr.settings import build_config
 from tests.conftest import tiny_flags
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _stopped_run(tmp_path, image_folder, cache_dir, at_step=2):

@@ -14,6 +14,8 @@ from simclr.settings import build_config
 from tests.conftest import tiny_flags
 from tests.test_rundir import _preempted_run
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_a_resume_another_resume_finished_meanwhile_is_refused_leaving_its_work(
         tmp_path, image_folder, cache_dir, monkeypatch, capsys):

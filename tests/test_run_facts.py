@@ -20,6 +20,8 @@ from simclr.settings import build_config
 from tests.conftest import make_image_folder, tiny_flags
 from tests.test_info import _info, evaluated_run_in
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def evaluated_run(tmp_path_factory) -> tuple[Path, Path]:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from simclr.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_a_received_finished_supervised_runs_steps_are_checked_and_escaped(tmp_path,
