@@ -666,3 +666,110 @@ def test_auto_on_a_mac_says_once_that_it_uses_the_cpu(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="simclr.runtime"):
         runtime.resolve_device("auto")
     assert caplog.text == ""
+
+
+def test_a_device_torch_knows_but_simclr_does_not_run_on_is_refused(monkeypatch):
+    """torch's other device names (meta, xpu, ...) are as unknown as a typo: refused in
+    one line, never run on the CPU instead."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SimCLRError, match="--device: unknown device 'meta'"):
+        runtime.resolve_device("meta")
+
+
+def test_cpu_with_an_index_is_the_cpu_where_a_gpu_is_present(monkeypatch):
+    """--device cpu:0 on a machine with CUDA is the CPU, not the process's GPU."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert runtime.resolve_device("cpu:0") == CPU
+    assert runtime.resolve_device("cpu") == CPU
+
+
+def test_the_cpu_asked_for_on_a_mac_is_not_explained(monkeypatch, caplog):
+    """--device cpu is the user's choice: the note that 'auto' passes over Apple's GPU
+    is for 'auto' alone (even as the first device resolved in the process)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    runtime._note_cpu_not_mps.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="simclr.runtime"):
+        assert runtime.resolve_device("cpu") == CPU
+    runtime._note_cpu_not_mps.cache_clear()
+    assert caplog.text == ""
+
+
+@pytest.mark.parametrize(("flags", "native"), [
+    ("fpu sse avx2", False), ("fpu avx512f avx512_bf16 avx2", True),
+    ("fpu avx2 amx_tile amx_bf16", True)])
+def test_the_cpus_native_bf16_is_avx512_bf16_or_amx(monkeypatch, flags, native):
+    """The CPU flags that make bf16 'auto''s choice: AVX512-BF16 or AMX's bf16."""
+
+    class CpuInfo:
+        def __init__(self, _path: str) -> None:
+            pass
+
+        def read_text(self, encoding: str) -> str:
+            return f"processor\t: 0\nflags\t\t: {flags}\n"
+
+    monkeypatch.setattr(runtime, "Path", CpuInfo)
+    runtime.cpu_has_fast_bf16.cache_clear()
+    try:
+        assert runtime.cpu_has_fast_bf16() is native
+    finally:
+        runtime.cpu_has_fast_bf16.cache_clear()
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [
+    ("bf16", torch.bfloat16), ("fp16", torch.float16), ("fp32", torch.float32)])
+def test_autocast_runs_a_matmul_in_the_precisions_own_type(precision, dtype):
+    """--precision bf16 computes in bfloat16, fp16 in float16, fp32 without autocast."""
+    a = torch.ones(4, 4)
+    with runtime.autocast(CPU, precision):
+        assert (a @ a).dtype == dtype
+
+
+def test_loader_workers_ignore_ctrl_c_as_well_as_the_stop_signals():
+    """A Ctrl-C reaches the whole foreground process group: the workers leave it to the
+    main process (which saves a checkpoint), as they do SIGTERM, SIGHUP and SIGUSR1."""
+    from simclr.interrupts import STOP_SIGNALS
+
+    taken = (*STOP_SIGNALS, signal.SIGINT)
+    before = {sig: signal.getsignal(sig) for sig in taken}
+    try:
+        runtime.ignore_stop_signals()
+        assert all(signal.getsignal(sig) is signal.SIG_IGN for sig in taken)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+@pytest.mark.parametrize(("method", "guard"), [(None, False), ("fork", False), ("spawn", True)])
+def test_a_dead_loader_worker_names_the_script_guard_only_under_spawn(monkeypatch, method,
+                                                                      guard):
+    """A worker's death suggests fewer --workers; the `if __name__ == "__main__":` hint
+    comes only where workers import the script (spawn, forkserver), not under fork nor
+    before any start method was chosen (Linux's default, fork)."""
+    import multiprocessing
+
+    monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: method)
+    error = runtime.worker_death(RuntimeError("DataLoader worker (pid 12) is killed by "
+                                              "signal: Killed. "))
+    assert error is not None and "(pid 12) is killed by signal: Killed" in str(error)
+    assert "fewer --workers" in str(error) and (runtime.SCRIPT_GUARD in str(error)) is guard
+
+
+def test_a_child_whose_signal_mask_cannot_be_read_is_taken_to_ignore_sigterm(monkeypatch):
+    """Without /proc (macOS) a daemonic child is taken to ignore SIGTERM, as simclr's
+    loader workers do: killed at exit, never waited on."""
+    def no_proc(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(runtime, "open", no_proc, raising=False)
+    assert runtime._ignores_sigterm(12345) is True
+
+
+def test_another_packages_main_module_is_no_simclr_command_line(monkeypatch):
+    """`python -m otherpackage` (its __main__.py) running simclr as a library records
+    its own argv, not a made-up `simclr ...` line."""
+    monkeypatch.setattr(runtime, "COMMAND_LINE", None)
+    monkeypatch.setattr(sys, "argv", ["/venv/lib/otherpackage/__main__.py", "--fast"])
+    assert runtime.command_line() is None
+    assert runtime.provenance()["argv"] == ["/venv/lib/otherpackage/__main__.py", "--fast"]
