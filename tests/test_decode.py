@@ -350,11 +350,12 @@ def test_full_store_squeezes_the_whole_image_and_keeps_its_aspect(tmp_path):
     assert aspect == 1.0 and (square == rgb(20, 20)).all()  # a fitting square: untouched
 
 
-@pytest.mark.parametrize("orientation", [1, 6])
+@pytest.mark.parametrize("orientation", [1, 3, 6])
 def test_a_jpeg_read_in_draft_mode_keeps_the_files_own_aspect(tmp_path, orientation):
     """The aspect was the reduced decode's (each side rounded up at 1/2 to 1/8): 1.3%
     off for a 2000 x 289 JPEG at 37 px, where the device path takes the header's. The
-    file's own now, its sides swapped by an EXIF turn (orientations 5-8)."""
+    file's own now, its sides swapped by an EXIF turn (orientations 5-8), not by a half
+    turn (3)."""
     exif = Image.Exif()
     exif[0x0112] = orientation
     for k, (w, h, side) in enumerate([(2000, 289, 37), (1000, 333, 37), (300, 2000, 37)]):
@@ -363,7 +364,7 @@ def test_a_jpeg_read_in_draft_mode_keeps_the_files_own_aspect(tmp_path, orientat
         with Image.open(path) as im:
             im.draft(im.mode, (side, side))
             assert im.size != (w, h)  # (read reduced)
-        expected = w / h if orientation == 1 else h / w
+        expected = h / w if orientation in (5, 6, 7, 8) else w / h
         assert load_square(str(path), side)[1] == expected, (w, h)
         if orientation == 1:
             assert read_jpeg(str(path))[1] == expected  # (the device path's, as before)
@@ -864,3 +865,135 @@ def test_an_all_nan_float_picture_decodes_black_without_numpys_warning(tmp_path)
         warnings.simplefilter("error")
         out = np.asarray(open_image(tmp_path / "n.tiff"))
     assert out.shape == (2, 3, 3) and not out.any()
+
+
+# ---------------------------------------------------------------------------- mutation-found gaps
+
+
+def test_the_eval_store_without_a_view_size_keeps_the_central_square():
+    """store 'eval' alone (no view size S): the shorter side resized to the square as
+    the evaluation transform resizes (bicubic, antialiased), then its central square
+    (eval_square_start of None), not its first."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as tvf
+
+    for h, w in ((30, 50), (50, 30)):
+        x = torch.from_numpy(rgb(h, w, 7)).permute(2, 0, 1)[None]
+        want = tvf.center_crop(tvf.resize(x.float(), [16], antialias=True,
+                                          interpolation=InterpolationMode.BICUBIC), [16, 16])
+        got = fit_square_tensor(x, 16, "eval")
+        assert torch.equal(got, want.round().clamp(0, 255).to(torch.uint8))
+
+
+def test_a_picture_resized_to_exactly_the_pixel_budget_is_resized_whole():
+    """MAX_RESIZED_PIXELS is the most a picture is resized whole at: 100 x 6400 at 256 px
+    is 256 x 16384 = 2**22 pixels, resized whole; a pixel longer is cut to its band."""
+    from simclr.decode import MAX_RESIZED_PIXELS, central_band
+
+    assert 256 * 16384 == MAX_RESIZED_PIXELS
+    assert central_band(6400, 100, 256) is None and central_band(100, 6400, 256) is None
+    assert central_band(6401, 100, 256) is not None
+
+
+@pytest.mark.parametrize(("h", "w"), [(64, 642), (642, 64)])
+@pytest.mark.parametrize("store", ["center", "eval:28"])
+def test_a_central_bands_margin_covers_the_resize_filters_reach(monkeypatch, h, w, store):
+    """The band cut around the central square keeps the pixels that the antialiased
+    resize's filter reaches from the square's edge (2 taps, widened by the reduction:
+    here 2x): where the band's scale and centre are the whole picture's (64 x 642 at
+    32 px: 74 px resized to 37), its square is the whole picture's bit for bit, not
+    some edge columns off by tens of levels (pure noise shows any pixel left out)."""
+    from simclr.decode import central_band
+
+    x = torch.from_numpy(rgb(h, w, 9)).permute(2, 0, 1)[None]
+    whole = fit_square_tensor(x, 32, store)
+    monkeypatch.setattr(decode, "MAX_RESIZED_PIXELS", 2**10)  # (a band at this size)
+    assert central_band(w, h, 32) is not None
+    assert torch.equal(fit_square_tensor(x, 32, store), whole)
+
+
+@pytest.mark.parametrize("shape", [(20, 32), (32, 32), (27, 27)])
+def test_a_picture_of_longer_side_exactly_32_is_stored_for_evaluation_as_a_small_one(
+        tmp_path, shape):
+    """Longer side <= 32 (SMALL_PICTURE) is a small picture for the evaluation
+    transform (its central square resized to S x S): a 20 x 32 or 32 x 32 picture's
+    stored square gives eval_resize of the file, not the large pictures' resize + crop;
+    nor is one already the stored square's size (27 x 27 at S = 24) kept as it is."""
+    from simclr.augment import eval_resize
+    from simclr.decode import eval_side, eval_store
+
+    p = save_image(tmp_path / "small.png", rgb(*shape, 4))
+    stored, _ = load_square(str(p), eval_side(24), store=eval_store(24))
+    got = eval_resize(torch.from_numpy(stored).permute(2, 0, 1)[None], 24, central=True)[0]
+    assert (got - eval_resize(Image.open(p), 24)).abs().max() <= 0.5 / 255 + 1e-6
+
+
+@pytest.mark.parametrize("fmt", ["jpg", "png"])
+def test_a_photo_stored_for_evaluation_keeps_enough_pixels_for_its_one_resize(tmp_path, fmt):
+    """A JPEG decoded in draft mode, or a PNG box-reduced, for an evaluation source keeps
+    >= 4x the stored side (600 x 800 at 32 px: all of it), so the transform's one resize
+    sees nearly the file's own pixels: its view is eval_resize of the file to within a
+    level (at 1x or 2x, detail at ten source pixels was 1.6-2.7 levels off, 6-12 at most)."""
+    from simclr.augment import eval_resize
+    from simclr.decode import eval_side, eval_store
+
+    coarse = np.random.default_rng(1).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    photo = np.array(Image.fromarray(coarse).resize((800, 600), Image.Resampling.BICUBIC))
+    p = save_image(tmp_path / f"photo.{fmt}", photo, **({"quality": 95} if fmt == "jpg" else {}))
+    stored, _ = load_square(str(p), eval_side(32), store=eval_store(32))
+    got = eval_resize(torch.from_numpy(stored).permute(2, 0, 1)[None], 32, central=True)[0]
+    diff = 255 * (got - eval_resize(Image.open(p), 32)).abs()
+    assert diff.mean() < 0.8 and diff.max() < 3.5
+
+
+def test_a_small_pictures_stored_square_is_bordered_by_its_edge_pixels():
+    """A small picture's evaluation square holds its S x S result where the centre crop
+    takes it, bordered by the result's own edge pixels (no black frame for a reader of
+    the stored square other than that crop)."""
+    from simclr.decode import crop_offset, eval_side
+
+    side = eval_side(24)
+    x = torch.from_numpy(rgb(20, 12, 6)).permute(2, 0, 1)[None]
+    square = fit_square_tensor(x, side, "eval:24")[0]
+    top = crop_offset(side, 24)
+    result = square[:, top:top + 24, top:top + 24]
+    assert torch.equal(square[:, :top, top:top + 24], result[:, :1].expand(-1, top, -1))
+    assert torch.equal(square[:, top + 24:, top:top + 24],
+                       result[:, -1:].expand(-1, side - 24 - top, -1))
+    assert torch.equal(square[:, top:top + 24, :top], result[:, :, :1].expand(-1, -1, top))
+
+
+def test_an_evaluation_sources_squares_are_unsqueezed(tmp_path):
+    """A square stored for evaluation is cut from the picture, not the picture squeezed:
+    its aspect is 1 (what eval_resize(central=True) takes), by either decoder's path."""
+    from simclr.augment import eval_resize
+    from simclr.decode import eval_side, eval_store
+
+    side = eval_side(24)
+    for p in (save_image(tmp_path / "wide.png", rgb(40, 60, 2)),
+              save_image(tmp_path / "wide.jpg", rgb(40, 60, 2))):
+        stored, aspect = load_square(str(p), side, store=eval_store(24))
+        assert aspect == 1.0
+        eval_resize(torch.from_numpy(stored).permute(2, 0, 1)[None], 24,
+                    aspect=torch.tensor([aspect]), central=True)
+    assert read_jpeg(str(tmp_path / "wide.jpg"), store=eval_store(24))[1] == 1.0
+
+
+def test_device_decode_puts_each_decoded_jpeg_at_its_own_position(tmp_path):
+    """A JPEG after an image the worker already decoded lands in its own row of the
+    batch, the decoded image left in its row (not the JPEG written over it)."""
+    good = tmp_path / "good.jpg"
+    Image.fromarray(smooth_rgb(50, 50)).save(good, quality=90)
+    ready = torch.randint(0, 256, (3, 24, 24), dtype=torch.uint8)
+    out, failed = decode_jpegs([ready, read_jpeg(str(good))[0]], 24, CPU)
+    assert failed == [] and torch.equal(out[0], ready)
+    ref = _as_chw(load_square(str(good), 24)[0]).int()
+    assert (out[1].int() - ref).abs().float().mean() < 2.0
+
+
+def test_a_missing_file_is_a_bad_image_not_a_failure_that_may_pass(tmp_path):
+    """Only the errors of a read that may succeed next time (EIO, ESTALE, ...) are
+    ReadFailures; a file that is gone (ENOENT) is a bad image, recorded as one."""
+    with pytest.raises(BadImageError, match="cannot read the file") as caught:
+        open_image(tmp_path / "gone.png")
+    assert not isinstance(caught.value, decode.ReadFailure)
