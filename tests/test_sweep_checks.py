@@ -82,6 +82,22 @@ def test_cache_and_decoder_values_alike_here_are_one_run(tmp_path, image_folder,
         check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
 
 
+def test_decoders_of_a_named_data_set_held_in_memory_are_one_run(tmp_path, image_folder,
+                                                                   cache_dir):
+    """The digits are arrays in memory, never decoded: decoder=pil,device (which acts only
+    on the kNN monitor's folders, read by their own decoder) trains one run twice."""
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, knn_train=str(image_folder),
+                       knn_test=str(image_folder))
+    for key in ("out", "data.cache_dir"):
+        flags.pop(key)
+    flags["data.path"] = "digits"
+    cells, configs = cell_configs([parse_axis("data.decoder=pil,device")], tmp_path / "sw",
+                                  None, None, flags)
+    with pytest.raises(SimCLRError, match=re.escape(
+            "--decoder pil and device are both cached here")):
+        check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
+
+
 def test_lengths_that_plan_the_same_steps_are_refused(tmp_path, image_folder, cache_dir):
     """epochs=10,20 under --max-steps 2, or warm-up lengths past the 10% cap, train the
     same run (bit for bit) under two labels: refused before anything runs, saying why;
@@ -128,6 +144,11 @@ def test_warm_up_lengths_under_a_time_budget_are_two_runs(tmp_path, image_folder
     cells, configs = cell_configs([parse_axis("warmup-epochs=5,10")], tmp_path / "sw", None,
                                   None, flags)
     check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, [24, 24])
+    # warmup-fraction=0.1,0.2: both first guesses ramp over the default 10 epochs (30 of
+    # 31 steps), yet each re-plan ramps over its own share of the budget's length
+    cells, configs = cell_configs([parse_axis("warmup-fraction=0.1,0.2")], tmp_path / "sw",
+                                  None, None, flags)
+    check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, [24, 24])
 
 
 def test_colour_ops_alike_under_zero_amounts_are_one_run(tmp_path, image_folder, cache_dir):
@@ -166,6 +187,28 @@ def test_cells_a_launch_could_not_share_are_refused_before_any_runs(tmp_path, im
         run_sweep([parse_axis("batch_size=8,7")], tmp_path / "sw", preset=None, config=None,
                   flags=flags, evaluate=None, processes=2)
     assert not (tmp_path / "sw").exists()
+
+
+def test_only_a_cell_launched_as_processes_has_its_model_checked_against_ram(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """A GPU cell launched as several processes has its weights alone checked against RAM
+    (this process never touches those GPUs); one trained alone, in this process, is
+    checked on its own device as its pretraining checks it (--memory-check as given)."""
+    from simclr import models, runtime
+
+    checked = []
+    monkeypatch.setattr(runtime, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(runtime, "check_gpu_per_process", lambda device, processes: None)
+    monkeypatch.setattr(models, "check_model_fits",
+                        lambda model, size, device, enforce=True: checked.append(
+                            (device.type, enforce)))
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    _, configs = cell_configs([parse_axis("temperature=0.2,0.5")], tmp_path / "sw", None,
+                              None, flags)
+    for processes in (None, 1, 2):
+        check_cell_inputs(configs[0], processes)
+    assert checked == [("cuda", True), ("cuda", True), ("cpu", False)]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 is valid on a GPU")
