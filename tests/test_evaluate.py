@@ -205,6 +205,23 @@ def test_overwrite_replaces_the_earlier_results_of_the_same_command(tmp_path):
     assert json.loads((tmp_path / "knn.json").read_text())["k"] == 5  # another command's
 
 
+def test_a_classifier_another_run_wrote_meanwhile_is_kept_without_overwrite(tmp_path):
+    """A linear evaluation on raw pixels saves no classifier: with --overwrite it removes
+    an earlier run's linear.pt (which would pass for its own); without, one found there
+    at the end is another process's, written since this run began: kept, not deleted."""
+    from simclr.commands import RawPixels
+
+    classifier = tmp_path / "checkpoints" / "linear.pt"
+    classifier.parent.mkdir()
+    classifier.write_bytes(b"another run's classifier")
+    linear = torch.nn.Linear(3 * 16 * 16, 2)
+    args = (RawPixels(), linear, 16, None, ["a", "b"], {"elapsed_s": 1.0}, tmp_path)
+    assert evaluate.save_linear_classifier(*args, overwrite=False) is None
+    assert classifier.read_bytes() == b"another run's classifier"
+    assert evaluate.save_linear_classifier(*args, overwrite=True) is None
+    assert not classifier.exists()
+
+
 def test_the_lbfgs_linear_evaluation_keeps_no_scores_matrix(tmp_path, monkeypatch):
     """The test log-probabilities are reduced block by block as they are computed (the
     (M, C) matrix: 2 GB in float32 at 100k test images x 5,000 classes): what reaches
