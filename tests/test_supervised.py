@@ -240,6 +240,20 @@ def test_a_supervised_budget_spent_ends_the_training_at_that_step():
     assert refit(2, 3.5) == 2  # spent at step 2: it ends there
 
 
+def test_a_supervised_budget_is_not_refitted_once_its_last_step_is_done():
+    """A re-plan due at or after the planned last step would lengthen a run whose lr has
+    already decayed to its end (and climb it again): the plan is kept, the run ends."""
+    from simclr.plan import Plan
+    from simclr.supervised import budget_refit
+
+    cfg = build_config(flags={**TINY, "time_budget": "1000s"})
+    plan = Plan(steps_per_epoch=3, total_steps=30, warmup_steps=2, deadline=1000.0,
+                num_images=24)
+    refit = budget_refit(cfg, plan, 0, torch.device("cpu"))
+    assert refit(30, 3.0) == 30  # 970 s left at 0.1 s a step: no longer for it
+    assert (plan.total_steps, plan.warmup_steps) == (30, 2)
+
+
 def test_a_supervised_budget_spent_within_the_warmup_is_said(tmp_path, folders, capsys):
     """As pretraining says it: a budget that ended the training before its lr reached
     the peak said only 'finished'."""
@@ -294,6 +308,23 @@ def test_a_preempted_run_resumes_exactly(tmp_path, folders):
     assert ids == {saved["run_id"]}
     assert load_checkpoint(tmp_path / "whole/checkpoints/last.pt")["run_id"] != saved["run_id"]
     assert json.loads((run / "supervised.json").read_text())["steps"] == 9
+
+
+def test_a_resumed_runs_elapsed_time_counts_its_earlier_sessions(tmp_path, folders):
+    """elapsed_s of a resumed run is every session's training and its test, not only the
+    last session's: a first session of 1000 s is counted."""
+    train, test = folders
+    data = {"train": "unused here", "test": None}
+    run_supervised(resumable(tmp_path, "cut"), train, test, data=data, verbose=False,
+                   on_step=stop_at(4))
+    last = tmp_path / "cut" / "checkpoints" / "last.pt"
+    saved = load_checkpoint(last)
+    saved["elapsed"] = 1000.0  # as if the first session had trained for 1000 s
+    save_checkpoint(saved, last.parent, last.name, None)
+    cfg, ckpt = resume_config(tmp_path / "cut", {})
+    done = run_supervised(cfg, train, test, data=data, resume=ckpt, verbose=False)
+    assert done["status"] == "finished" and done["elapsed_s"] > 1000.0
+    assert json.loads((tmp_path / "cut" / "supervised.json").read_text())["elapsed_s"] > 1000
 
 
 def test_an_adamw_run_at_a_lars_sized_lr_is_told_so_when_it_resumes(tmp_path, folders,
@@ -647,6 +678,52 @@ def test_sigterm_exits_75_and_resume_finishes(tmp_path):
     assert done.returncode == 0, done.stderr
     assert f"resuming {run} from step {step} of 100" in done.stderr
     assert json.loads(done.stdout.splitlines()[-1])["steps"] == 100
+
+
+def test_a_run_folder_held_by_a_live_run_is_refused_naming_its_holder(tmp_path):
+    """A new run into a folder another live run holds is refused naming that run (its
+    lock file's 'pid N on HOST'), before anything else is said; the process that holds
+    it (``held``) may start there."""
+    import os
+
+    from simclr.files import lock_folder
+    from simclr.supervised import check_new_run
+
+    held = lock_folder(tmp_path)
+    try:
+        with pytest.raises(SimCLRError, match=re.escape(
+                f"{tmp_path} is in use by another simclr run (pid {os.getpid()} on ")):
+            check_new_run(tmp_path)
+        check_new_run(tmp_path, held=True)
+    finally:
+        held.close()
+    check_new_run(tmp_path)  # free once let go
+
+
+def test_more_than_three_ignored_settings_are_counted_not_listed(tmp_path, capsys):
+    """A pretraining config.yaml holds dozens of settings supervised training ignores:
+    the first three are named, the rest counted ('and 2 more')."""
+    from simclr.supervised import note_ignored_settings
+
+    config = tmp_path / "c.yaml"
+    config.write_text("loss: {temperature: 0.5, margin: 0.1}\nknn_k: 5\nknn_every: 2\n"
+                      "compile: false\nbatch_size: 8\n")
+    note_ignored_settings(str(config))
+    assert (f"--config {config}: loss.temperature, loss.margin, knn_k and 2 more play no "
+            "part in supervised training (ignored)") in capsys.readouterr().err
+
+
+def test_a_recorded_run_without_its_training_folder_is_named_first(tmp_path):
+    """``folders: {train: null, test: 5}``: the missing training folder, which no run
+    lacks, is what the refusal names (a null test folder is a run's record of none)."""
+    from simclr.supervised import config_folders
+
+    config = tmp_path / "c.yaml"
+    config.write_text("folders: {train: null, test: 5}\n")
+    with pytest.raises(SimCLRError, match=r": folders\.train: a supervised run's folders"):
+        config_folders(str(config))
+    config.write_text("folders: {train: /data/train, test: null}\n")
+    assert config_folders(str(config)) == {"train": "/data/train", "test": None}
 
 
 def test_the_run_folder_is_checked_before_the_data_and_ignored_settings_are_named(
