@@ -90,6 +90,7 @@ def train_classifier(
     name: str = "train", refit: Callable[[int, float], int] | None = None,
     start_step: int = 0, elapsed: float = 0.0, scaler: torch.amp.GradScaler | None = None,
     checkpointing: Checkpointing | None = None, tally: dict[str, float] | None = None,
+    decoder: str = "auto",
 ) -> dict[str, Any]:
     """Cross-entropy training of ``model`` (x (B,3,S,S) -> logits (B,C)) for some steps.
 
@@ -105,7 +106,8 @@ def train_classifier(
     (:meth:`_EpochTally.state`), so do that epoch's loss and top-1. With
     ``checkpointing``, SIGTERM/SIGINT/SIGHUP/SIGUSR1 stop the
     training after the step (every process at the same one: distributed.StopVote);
-    without, they keep their usual effect (there is nothing to continue). Returns
+    without, they keep their usual effect (there is nothing to continue). ``decoder``:
+    where uncached JPEGs decode (supervised's ``--decoder``). Returns
     {"status": "finished" | "preempted", "signal" (the signal that asked to stop, or
     None; a run asked as its last step ended has finished), "steps", "train_loss",
     "train_top1" (of the last epoch; without its ``tally``, a continued epoch's part
@@ -124,7 +126,7 @@ def train_classifier(
     # Each process takes its share of every global batch (one process: all of it).
     batches = partial(augmented_batches, source, indices, aug_cfg, batch_size=batch_size,
                       seed=seed, device=device, workers=workers,
-                      shard=(dist.rank(), dist.world_size()))
+                      shard=(dist.rank(), dist.world_size()), decoder=decoder)
     training = _Training(model=model, optimizer=optimizer, scaler=scaler, lr_fn=lr_fn,
                          device=device, precision=precision, channels_last=channels_last,
                          batch_size=batch_size, name=name, total_steps=total_steps,

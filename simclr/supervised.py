@@ -422,7 +422,8 @@ def _train_and_test(
             seed=cfg.seed, device=dev, precision=prec, channels_last=cfg.channels_last,
             workers=cfg.data.workers, verbose=verbose, name="supervised",
             refit=budget_refit(cfg, plan, step, dev), start_step=step, elapsed=elapsed,
-            scaler=scaler, checkpointing=checkpointing, tally=save.epoch_tally)
+            scaler=scaler, checkpointing=checkpointing, tally=save.epoch_tally,
+            decoder=cfg.data.decoder)
     within = budget_within_warmup(plan, stats["steps"], stats["status"] == "finished")
     if within:
         log(within, verbose)

@@ -211,6 +211,27 @@ def test_supervised_training_learns(tmp_path, folders):
 
 
 
+@pytest.mark.parametrize(("decoder", "decode_on"), [("pil", None), ("device", "cpu")])
+def test_the_decoder_setting_reaches_the_training_batches(tmp_path, folders, monkeypatch,
+                                                          decoder, decode_on):
+    """`simclr supervised --decoder device` (a flag it takes) decoded by --decoder auto's
+    choice all the same (PIL on a CPU): the training batches decode where it says."""
+    import simclr.classifier_setup
+
+    real, asked = simclr.classifier_setup.iter_batches, []
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs["decode_on"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(simclr.classifier_setup, "iter_batches", spy)
+    train, test = folders
+    cfg = build_config(flags={**TINY, "batch_size": 12, "epochs": 1, "data.decoder": decoder},
+                       reads=[str(tmp_path / "train")])  # (--train: a folder)
+    run_supervised(cfg, train, test, tmp_path / "sup", verbose=False)
+    assert asked and {None if d is None else d.type for d in asked} == {decode_on}
+
+
 def test_supervised_training_fits_a_time_budget(tmp_path, folders):
     # As pretraining: the cosine is re-planned from the measured speed to end on time.
     train, test = folders
