@@ -249,6 +249,43 @@ def test_only_training_runs_under_torchrun(command, flag, monkeypatch, capsys, t
     assert not any(tmp_path.iterdir())
 
 
+def test_processes_asked_against_torchruns_or_one_runs_here(monkeypatch, capsys):
+    """--processes N under a torchrun of another count is refused naming both; the
+    same count, or --processes 1, is no launch: the command's own checks come next."""
+    knn = ["knn", "--checkpoint", "c", "--train", "a", "--test", "b"]
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert main([*knn, "--processes", "2"]) == 2
+    assert capsys.readouterr().err == ("simclr knn: error: --processes 2, but the launcher "
+                                       "(torchrun) started 4: give one of the two\n")
+    assert main([*knn, "--processes", "4"]) == 2
+    assert "`simclr knn` runs as one process, not 4;" in capsys.readouterr().err
+    monkeypatch.delenv("WORLD_SIZE")
+    assert main([*knn, "--processes", "1"]) == 2
+    assert capsys.readouterr().err.startswith("simclr knn: error: --train: folder not found: a")
+
+
+@pytest.mark.parametrize("argv", [
+    ["pretrain"], ["supervised", "--train", "a", "--out", "o"],
+    ["finetune", "--checkpoint", "c", "--train", "a", "--test", "b", "--out", "o"],
+    ["linear-eval", "--checkpoint", "c", "--train", "a", "--test", "b", "--protocol", "sgd"]])
+def test_the_training_commands_launch_their_processes(argv, monkeypatch):
+    """--processes 2 on a command that trains across processes starts them (the
+    launcher: stubbed here), rather than refusing as for the other commands."""
+    from simclr import launch
+
+    launched = []
+    monkeypatch.setattr(launch, "run",
+                        lambda line, n, device: launched.append((n, device)) or 0)
+    assert main([*argv, "--processes", "2"]) == 0
+    assert launched == [(2, "auto")]  # (no --device, no file's: each process chooses)
+
+
+def test_a_negative_list_after_a_flag_given_its_value_is_no_value(capsys):
+    """`--noise-std=0,0.1 -1,0.1`: the flag has its value; the list is left unknown."""
+    assert main(["pretrain", "--noise-std=0,0.1", "-1,0.1"]) == 2
+    assert "unrecognized arguments: -1,0.1" in capsys.readouterr().err
+
+
 def test_embed_and_predict_outputs_are_checked_before_the_images_are_read(tmp_path):
     from simclr.errors import SimCLRError
     from simclr.results import output_file
@@ -1385,6 +1422,23 @@ def test_version_answers_without_importing_torch():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           timeout=120)
     assert done.stdout.splitlines() == [f"simclr {__version__}", "0 False"], done.stderr
+
+
+def test_help_shows_a_values_default_not_a_switchs(capsys):
+    """A flag's help ends with its default, as typed: an empty one as "", none for a
+    switch (whose help says what it turns on; "(default: False)" said nothing)."""
+    assert main(["knn", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--batch-size BATCH_SIZE images per forward pass (default: 256)" in out
+    assert "never a pretraining run's files) --random-init" in out, out  # --overwrite's
+    assert "(default: False)" not in out and "(default: True)" not in out, out
+    assert main(["pretrain", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "keeps the pipeline's order. (default: \"\")" in out, out
+    # an optional switch's None is its automatic choice; a duration's forms are said
+    assert "for views <= 32 px (default: auto); `--cifar-stem auto` over a --config's" in out
+    assert "--time-budget DURATION training time; the schedule is fitted to it: seconds, " \
+           "or e.g. 90s, 20m, 1.5h, 1h30m (default: None)" in out
 
 
 def test_help_lists_the_exit_statuses(capsys):
