@@ -463,6 +463,16 @@ def _as_chw(arr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1)
 
 
+def _torchvision_crop(pixels: torch.Tensor, side: int, crop: int) -> torch.Tensor:
+    """The independent reference: torchvision's Resize(side) (bicubic, antialiased) then
+    CenterCrop(crop) of float ``pixels`` (..., 3, H, W), unrounded and unclamped."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as tvf
+
+    return tvf.center_crop(tvf.resize(pixels, [side], interpolation=InterpolationMode.BICUBIC,
+                                      antialias=True), [crop, crop])
+
+
 def test_read_jpeg_hands_over_only_what_the_device_decoder_takes(tmp_path):
     plain = tmp_path / "plain.jpg"
     Image.fromarray(smooth_rgb(40, 30)).save(plain, quality=90)
@@ -560,9 +570,6 @@ def test_a_picture_of_extreme_shape_is_resized_by_its_central_band(tmp_path, mon
     spacer became 256 x 128,000 (393 MB in float32; 1 x 8,000 ran out of memory in a
     traceback). Only the band the square is made of is resized now, to within a level
     or two of the whole picture's square (and bit for bit for ordinary shapes)."""
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms.v2 import functional as tvf
-
     from simclr.decode import central_band, eval_side, load_square
 
     array = smooth_rgb(h, w, seed=3)
@@ -571,8 +578,7 @@ def test_a_picture_of_extreme_shape_is_resized_by_its_central_band(tmp_path, mon
     band = central_band(w, h, side)
     assert band is not None and max(band[2:]) <= min(w, h) + 14
     pixels = torch.from_numpy(array).permute(2, 0, 1)[None].float()
-    whole = tvf.center_crop(tvf.resize(pixels, [side], interpolation=InterpolationMode.BICUBIC,
-                                       antialias=True), [side, side]).round().clamp(0, 255)
+    whole = _torchvision_crop(pixels, side, side).round().clamp(0, 255)
     got, _ = load_square(str(tmp_path / "thin.png"), side, store="eval:224")
     diff = (torch.from_numpy(got).permute(2, 0, 1).float() - whole[0]).abs()
     assert diff.mean() < 0.5 and diff.max() <= 2
@@ -594,9 +600,6 @@ def test_an_extreme_pictures_band_is_centred_when_its_margin_is_odd(tmp_path, h,
     pixel off centre, 4-5 resized pixels at 64 px views: its evaluation crop was 16-23
     levels off torchvision's Resize + CenterCrop of the file (0.7-1 now: the band's
     rounded scale); 2363 px (an even cut) was 0.25."""
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms.v2 import functional as tvf
-
     from simclr.augment import eval_resize
     from simclr.decode import central_band, eval_side, load_square
 
@@ -608,9 +611,7 @@ def test_an_extreme_pictures_band_is_centred_when_its_margin_is_odd(tmp_path, h,
         array[::2].repeat(2, axis=0)[:h]
     save_image(tmp_path / "thin.png", array)
     pixels = torch.from_numpy(array).permute(2, 0, 1)[None].float()
-    expected = tvf.center_crop(tvf.resize(pixels, [side], antialias=True,
-                                          interpolation=InterpolationMode.BICUBIC),
-                               [64, 64]).clamp(0, 255)[0] / 255
+    expected = _torchvision_crop(pixels, side, 64).clamp(0, 255)[0] / 255
     stored, _ = load_square(str(tmp_path / "thin.png"), side, store="eval:64")
     got = eval_resize(torch.from_numpy(stored).permute(2, 0, 1)[None], 64, central=True)[0]
     assert (got - expected).abs().mean() * 255 < 2.0
@@ -786,9 +787,6 @@ def test_a_picture_stored_for_evaluation_gives_the_single_centre_crop(tmp_path, 
     level, inherent to a uint8 cache): the square was the central one, and its centre
     crop rounded torchvision's half-pixel offset a second time, a pixel off along the
     long side for these shapes (cached or not: every evaluation source is stored so)."""
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms.v2 import functional as tvf
-
     from simclr.augment import eval_resize
     from simclr.decode import eval_side, eval_store
 
@@ -796,9 +794,7 @@ def test_a_picture_stored_for_evaluation_gives_the_single_centre_crop(tmp_path, 
     stored, _ = load_square(str(p), eval_side(size), store=eval_store(size))
     got = eval_resize(torch.from_numpy(stored).permute(2, 0, 1)[None], size, central=True)[0]
     pixels = torch.from_numpy(rgb(h, w, size)).permute(2, 0, 1).float() / 255
-    want = tvf.center_crop(tvf.resize(pixels, [eval_side(size)], antialias=True,
-                                      interpolation=InterpolationMode.BICUBIC),
-                           [size, size]).clamp(0, 1)
+    want = _torchvision_crop(pixels, eval_side(size), size).clamp(0, 1)
     assert (got - want).abs().max() <= 0.5 / 255 + 1e-6
     assert (got - eval_resize(Image.open(p), size)).abs().max() <= 0.5 / 255 + 1e-6
 
@@ -874,13 +870,9 @@ def test_the_eval_store_without_a_view_size_keeps_the_central_square():
     """store 'eval' alone (no view size S): the shorter side resized to the square as
     the evaluation transform resizes (bicubic, antialiased), then its central square
     (eval_square_start of None), not its first."""
-    from torchvision.transforms import InterpolationMode
-    from torchvision.transforms.v2 import functional as tvf
-
     for h, w in ((30, 50), (50, 30)):
         x = torch.from_numpy(rgb(h, w, 7)).permute(2, 0, 1)[None]
-        want = tvf.center_crop(tvf.resize(x.float(), [16], antialias=True,
-                                          interpolation=InterpolationMode.BICUBIC), [16, 16])
+        want = _torchvision_crop(x.float(), 16, 16)
         got = fit_square_tensor(x, 16, "eval")
         assert torch.equal(got, want.round().clamp(0, 255).to(torch.uint8))
 
