@@ -110,7 +110,6 @@ def _check_init_from(cfg: Config, read: dict[str, Any]) -> None:
             read[path] = initial_weights(given), set()
         except SimCLRError as exc:
             read[path] = exc
-            raise
     if isinstance(read[path], SimCLRError):
         raise read[path]
     (weights, what), fitted = read[path]
