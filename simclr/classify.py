@@ -436,18 +436,20 @@ def classifier_step(
 def evaluate_classifier(
     model: nn.Module, test: Any, image_size: int, *, batch_size: int, device: torch.device,
     precision: str, channels_last: bool = True, workers: int | None = None,
-    again: str = "in its --out: with --overwrite",
+    again: str = "in its --out: with --overwrite", decoder: str = "auto",
 ) -> tuple[Ranked, np.ndarray]:
     """The test logits, each batch reduced to what the results need of it as it comes
     (:func:`simclr.results.rank_rows`: O(M) numbers, where the float32 (M, C) logits of
     100k test images x 10k classes took 4 GB), and labels (M,): eval transform, BN in
     eval mode. Outputs that are not finite are the training's divergence (its losses
     were measured before each update: the last one may have diverged unseen), not the
-    checkpoint's: the message says to train again, ``again`` how."""
+    checkpoint's: the message says to train again, ``again`` how. ``decoder``: where
+    uncached JPEGs decode (supervised's ``--decoder``)."""
     labels_all = np.asarray(test.labels, dtype=np.int64)
     parts, seen = [], []
     with closing(encoded_batches(model, test, image_size, batch_size, device, precision,
-                                 channels_last=channels_last, workers=workers)) as batches:
+                                 channels_last=channels_last, workers=workers,
+                                 decoder=decoder)) as batches:
         for idx, logits in batches:
             if not torch.isfinite(logits).all():
                 raise SimCLRError(f"{source_name(test)}: the trained model's outputs are not "

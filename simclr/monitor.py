@@ -333,9 +333,11 @@ def knn_monitor(
     # (in the training's memory format: NCHW images met channels_last weights, converted
     # at every layer)
     train_x, train_y = extract_features(encoder, memory, side, 512, device, precision,  # type: ignore[arg-type]  # (a Module)
-                                        channels_last=cfg.channels_last)
+                                        channels_last=cfg.channels_last,
+                                        decoder=cfg.data.decoder)
     test_x, test_y = extract_features(encoder, queries, side, 512, device, precision,  # type: ignore[arg-type]
-                                      channels_last=cfg.channels_last)
+                                      channels_last=cfg.channels_last,
+                                      decoder=cfg.data.decoder)
     note = k_past_memory(cfg.knn_k, len(train_y), "--knn-k", "--knn-train images")
     if note and (cfg.out, cfg.knn_k) not in _SAID:  # (once a run)
         _SAID.add((cfg.out, cfg.knn_k))

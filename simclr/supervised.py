@@ -583,7 +583,8 @@ def _evaluate(model: torch.nn.Module, test: Any | None, results: dict[str, Any],
                                              batch_size=cfg.batch_size, device=dev,
                                              precision=prec, channels_last=cfg.channels_last,
                                              workers=cfg.data.workers,
-                                             again="into a new --out: --resume keeps the lr")
+                                             again="into a new --out: --resume keeps the lr",
+                                             decoder=cfg.data.decoder)
         results.update(accuracy_summary(ranked, test_y), num_test=int(len(test_y)),
                        test_image_size=cfg.augment.evaluation_size())  # (--eval-size)
     results["elapsed_s"] = elapsed + time.perf_counter() - start  # every segment + the test

@@ -262,6 +262,32 @@ def test_the_knn_monitor_on_the_digits_keeps_its_queries_out_of_its_memory(monke
         assert (source.labels == split.labels).all()
 
 
+@pytest.mark.parametrize(("decoder", "decode_on"), [("pil", None), ("device", "cpu")])
+def test_the_knn_monitor_reads_its_folders_with_the_runs_decoder(
+        tmp_path, image_folder, cache_dir, monkeypatch, decoder, decode_on):
+    """`--knn-train`/`--knn-test` folders are read through cfg.data, yet decoded by
+    --decoder auto's choice whatever --decoder said (PIL on a CPU, the GPU on CUDA)."""
+    from simclr import features
+
+    asked, real = [], features.iter_batches
+
+    def recorded(*args, **kwargs):
+        asked.append(kwargs["decode_on"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(features, "iter_batches", recorded)
+    model = torch.nn.Module()
+    model.encoder = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    cfg = build_config(flags={"knn_train": str(image_folder), "knn_test": str(image_folder),
+                              "data.decoder": decoder, "data.cache": "off",
+                              "data.workers": 0,
+                              "augment.size": 16, "channels_last": False})
+    log = monitor.MetricsLog(tmp_path, enabled=False)
+    monitor.knn_monitor(cfg, model, torch.device("cpu"), "fp32", 1, log)
+    assert len(asked) == 2  # memory and queries
+    assert {None if d is None else d.type for d in asked} == {decode_on}
+
+
 def watched(losses, warmup=0, window=1, entropy=None, batch_size=8):
     """The steps at which :class:`monitor.CollapseWatch` speaks, fed windows of
     ``window`` steps whose mean losses are ``losses`` (N = 8: ln 15 when collapsed)."""

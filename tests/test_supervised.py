@@ -209,27 +209,34 @@ def test_supervised_training_learns(tmp_path, folders):
     assert result["train_loss"] < 0.7 and result["top1"] >= 0.75, result
 
 
-
-
 @pytest.mark.parametrize(("decoder", "decode_on"), [("pil", None), ("device", "cpu")])
-def test_the_decoder_setting_reaches_the_training_batches(tmp_path, folders, monkeypatch,
-                                                          decoder, decode_on):
+def test_the_decoder_setting_reaches_the_training_and_test_batches(tmp_path, folders,
+                                                                   monkeypatch, decoder,
+                                                                   decode_on):
     """`simclr supervised --decoder device` (a flag it takes) decoded by --decoder auto's
-    choice all the same (PIL on a CPU): the training batches decode where it says."""
+    choice all the same (PIL on a CPU), and its --test folder did after the training was
+    fixed: both the training and the test batches decode where it says."""
     import simclr.classifier_setup
+    import simclr.features
 
-    real, asked = simclr.classifier_setup.iter_batches, []
+    asked: dict[str, list] = {"train": [], "test": []}
 
-    def spy(*args, **kwargs):
-        asked.append(kwargs["decode_on"])
-        return real(*args, **kwargs)
+    def spy(module, key):
+        real = module.iter_batches
 
-    monkeypatch.setattr(simclr.classifier_setup, "iter_batches", spy)
+        def iter_batches(*args, **kwargs):
+            asked[key].append(kwargs["decode_on"])
+            return real(*args, **kwargs)
+        monkeypatch.setattr(module, "iter_batches", iter_batches)
+
+    spy(simclr.classifier_setup, "train")
+    spy(simclr.features, "test")  # (encoded_batches: the test logits)
     train, test = folders
     cfg = build_config(flags={**TINY, "batch_size": 12, "epochs": 1, "data.decoder": decoder},
                        reads=[str(tmp_path / "train")])  # (--train: a folder)
     run_supervised(cfg, train, test, tmp_path / "sup", verbose=False)
-    assert asked and {None if d is None else d.type for d in asked} == {decode_on}
+    for key, devices in asked.items():
+        assert devices and {None if d is None else d.type for d in devices} == {decode_on}, key
 
 
 def test_supervised_training_fits_a_time_budget(tmp_path, folders):
