@@ -35,11 +35,11 @@ import numpy as np
 
 from simclr.cache_entries import (
     BUILD_LEFTOVERS,
-    CACHE_VERSION,
     LEFTOVER_S,
     CacheEntry,
     cache_entries,
     cache_folder,
+    cache_version,
     remove_entries,
     remove_entry,
     remove_replaced,
@@ -211,7 +211,7 @@ def _cache_key(images: ImageList, side: int, max_pixels: int, store: str) -> str
     size: the inode follows a file through renames (two files swapped) and the ctime,
     which no tool sets back, changes with any write (an EXIF tag edited in place under
     ``exiftool -P``)."""
-    h = hashlib.sha256(json.dumps([CACHE_VERSION, side, max_pixels, store,
+    h = hashlib.sha256(json.dumps([cache_version(store), side, max_pixels, store,
                                    pil_truncation()]).encode())
     for p, name in zip(images.paths, images.relative_paths(), strict=True):
         try:
@@ -263,15 +263,16 @@ def _pixels_intact(npy: Path, meta_path: Path, meta: dict) -> bool:
 
 
 def _read_cache(
-    npy: Path, meta_path: Path, shape: tuple[int, ...]
+    npy: Path, meta_path: Path, shape: tuple[int, ...], store: str
 ) -> tuple[np.ndarray, dict] | None:
-    """The cache if both files exist and agree; None means "build it"."""
+    """The cache of ``store`` if both files exist and agree (its sidecar of the current
+    :func:`~simclr.cache_entries.cache_version`); None means "build it"."""
     if not (npy.is_file() and meta_path.is_file()):
         return None
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         rows = np.load(npy, mmap_mode="r")
-        if not isinstance(meta, dict) or meta.get("version") != CACHE_VERSION or \
+        if not isinstance(meta, dict) or meta.get("version") != cache_version(store) or \
                 rows.shape != shape or rows.dtype != np.uint8:
             return None
         if not _well_formed(meta, shape[0]):  # an edited or foreign sidecar: not trusted
@@ -356,7 +357,7 @@ def build_cache(
     stem = f"{base or 'images'}-{side}px-{key}"
     npy, meta_path = folder / f"{stem}.npy", folder / f"{stem}.json"
     shape = (len(images.paths), side, side, 3)
-    found = _read_cache(npy, meta_path, shape)
+    found = _read_cache(npy, meta_path, shape, store)
     if found is not None:
         rows, meta = found
         log.info("using the decoded cache %s", npy)
@@ -437,7 +438,7 @@ def _build_cache_files(
     rows, checked = _open_built(npy)
     bad_set = {i for i, _ in bad}
     meta = {
-        "version": CACHE_VERSION, "root": images.root, "side": side, "store": store,
+        "version": cache_version(store), "root": images.root, "side": side, "store": store,
         "num_files": shape[0], **_variant(images, max_pixels), "crc32": crc,
         "checked": checked,
         "kept": [i for i in range(shape[0]) if i not in bad_set],
@@ -502,7 +503,8 @@ def _new_entry(npy: Path, meta_path: Path, images: ImageList, side: int, max_pix
     variant = _variant(images, max_pixels)
     return CacheEntry(npy, meta_path, 0, str(images.root), len(images.paths), side,
                       math.inf, store, (variant["max_pixels"], variant["loose"],
-                                        variant["truncated"]), False, CACHE_VERSION)
+                                        variant["truncated"]), False,
+                      cache_version(store))
 
 
 def _drop_stale_build(npy: Path, meta_path: Path, root: str) -> None:

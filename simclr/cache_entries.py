@@ -20,18 +20,27 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from simclr.config import DataConfig
-from simclr.decode import DEFAULT_MAX_PIXELS
+from simclr.decode import DEFAULT_MAX_PIXELS, is_eval_store
 from simclr.errors import SimCLRError
 from simclr.files import stale_temporaries
 
 log = logging.getLogger(__name__)
 
-# Bump when the cache layout, the decoding or the key changes: an earlier version's
-# caches are then :func:`outdated`, removed by the next build of their folder (5: PIL's
-# truncated-image setting in the key and the sidecar; 6: an evaluation's squares
-# placed around torchvision's single centre crop, not the central square, a pixel off
-# it for many shapes: simclr.decode.eval_square_start).
+# A cache's format version (:func:`cache_version`) is in its key and its sidecar: an
+# earlier version's caches are never read again, :func:`outdated`, removed by the next
+# build of their folder. Bump CACHE_VERSION when the layout, the decoding or the key
+# changes (every store: pretraining caches too, an ImageNet-scale one an hour to decode
+# again); bump EVAL_CACHE_VERSION alone when only an evaluation's squares change
+# (stores 'eval:S', simclr.decode.is_eval_store): the 'full' and 'center' caches, their
+# bytes the same, are then kept. An evaluation cache's version is their sum, so that
+# either bump reaches it; neither is ever set back (no reset of one when the other is
+# bumped: a sum that fell back would read an earlier simclr's cache again).
+# CACHE_VERSION: 5, PIL's truncated-image setting in the key and the sidecar; 6, an
+# evaluation's squares placed around torchvision's single centre crop, not the central
+# square, a pixel off it for many shapes (simclr.decode.eval_square_start), before
+# EVAL_CACHE_VERSION, which began at 0 to keep every cache's version (and key) at 6.
 CACHE_VERSION = 6
+EVAL_CACHE_VERSION = 0
 DEFAULT_CACHE_DIR = DataConfig.cache_dir  # (~/.cache/simclr/decoded)
 
 
@@ -64,7 +73,7 @@ class CacheEntry(NamedTuple):
     store: str | None = None  # how it was stored (None: a cache from before it was kept)
     variant: tuple = ()  # the rest of what sets its contents (:func:`simclr.cache._variant`)
     orphan: bool = False  # a record whose .npy is gone (``nbytes``: the record's)
-    version: int | None = None  # its sidecar's CACHE_VERSION (None: unreadable)
+    version: int | None = None  # its sidecar's cache_version (None: unreadable)
 
 
 # What build_cache names its files: <folder>-<side>px-<key>.npy. Nothing else in the
@@ -143,12 +152,22 @@ def _check_recorded(store: Any, variant: tuple[Any, Any, Any]) -> None:
         raise TypeError("not a sidecar simclr wrote")
 
 
+def cache_version(store: str | None) -> int:
+    """The format version of a cache of ``store`` (its key, its sidecar's "version"):
+    :data:`CACHE_VERSION`, and for an evaluation's ('eval:S') :data:`EVAL_CACHE_VERSION`
+    added. A sidecar without a store (an older simclr's) goes by CACHE_VERSION."""
+    evaluation = isinstance(store, str) and is_eval_store(store)
+    return CACHE_VERSION + (EVAL_CACHE_VERSION if evaluation else 0)
+
+
 def outdated(entry: CacheEntry) -> bool:
-    """Whether a cache was written by an earlier simclr (an older :data:`CACHE_VERSION`):
-    no run reads it again (:func:`simclr.cache._read_cache` rebuilds under a new name), and no newer
-    cache replaces it (:func:`superseded` goes by what its sidecar may not record). A
-    newer simclr's cache, sharing the folder, is left to that simclr."""
-    return entry.version is not None and entry.version < CACHE_VERSION and not entry.orphan
+    """Whether a cache was written by an earlier simclr (an older :func:`cache_version`
+    of its store): no run reads it again (:func:`simclr.cache._read_cache` rebuilds under
+    a new name), and no newer cache replaces it (:func:`superseded` goes by what its
+    sidecar may not record). A newer simclr's cache, sharing the folder, is left to that
+    simclr; one whose sidecar is unreadable (no version) to its own rules."""
+    return entry.version is not None and not entry.orphan and \
+        entry.version < cache_version(entry.store)
 
 
 # The variant a sidecar from before it was recorded reads as (:func:`cache_entries`).

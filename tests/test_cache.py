@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+import simclr.cache_entries
 from simclr import cache, decode
 from simclr.cache_entries import (
     CACHE_VERSION,
@@ -486,7 +487,7 @@ def test_an_evaluation_cache_holding_the_central_square_is_not_read_again(tmp_pa
         save_image(tmp_path / "imgs" / f"{k}.png", rgb(40, 60, k))
     cfg = data_cfg(tmp_path, cache="on")
     with monkeypatch.context() as m:  # the earlier simclr's build of the folder
-        m.setattr(cache, "CACHE_VERSION", 5)
+        m.setattr(simclr.cache_entries, "CACHE_VERSION", 5)
         m.setattr(cache, "load_square", central_square)
         old = open_source(str(tmp_path / "imgs"), cfg, train=False, image_size=32,
                           evaluation=True, unlabeled=True)
@@ -496,6 +497,68 @@ def test_an_evaluation_cache_holding_the_central_square_is_not_read_again(tmp_pa
     want = np.stack([decode.load_square(p, 37, store="eval:32")[0] for p in source.paths])
     assert np.array_equal(source.get_batch(np.arange(2)).numpy(), want.transpose(0, 3, 1, 2))
     assert not np.array_equal(old.get_batch(np.arange(2)).numpy(), want.transpose(0, 3, 1, 2))
+
+
+def _train_and_eval_caches(root: Path, tmp_path: Path) -> dict[str, CacheEntry]:
+    """A pretraining's and an evaluation's caches of ``root`` (opened, built where none
+    is current), by store: 'full' and 'eval:32'."""
+    cfg = data_cfg(tmp_path, cache="on")
+    assert open_source(str(root), cfg).cached
+    assert open_source(str(root), cfg, train=False, image_size=32, evaluation=True).cached
+    return {e.store: e for e in cache_entries(tmp_path / "cache") if e.root == str(root)}
+
+
+def test_a_change_of_the_evaluation_squares_alone_rebuilds_the_evaluation_caches_alone(
+        tmp_path, monkeypatch, capsys, caplog):
+    """One format version for every cache: bumped for an evaluation's squares alone (5
+    to 6), it threw away every pretraining cache too (an ImageNet-scale one an hour to
+    decode), though its bytes were the same. EVAL_CACHE_VERSION now tells an earlier
+    simclr's evaluation caches: the pretraining's is read as it is, the same file."""
+    from simclr.cli import main
+
+    for k in range(4):
+        save_image(tmp_path / "imgs" / ("cat" if k % 2 else "dog") / f"{k}.png",
+                   rgb(40, 60, k))
+    before = _train_and_eval_caches(tmp_path / "imgs", tmp_path)
+    assert sorted(before) == ["eval:32", "full"]
+    monkeypatch.setattr(simclr.cache_entries, "EVAL_CACHE_VERSION",
+                        simclr.cache_entries.EVAL_CACHE_VERSION + 1)
+    assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
+    listed = capsys.readouterr().out
+    assert f"{before['eval:32'].npy.name}  (written by an earlier simclr, never read " \
+           "again: --clean removes it)\n" in listed
+    assert listed.count("--clean removes it") == 1
+    decoded, decode_files = [], cache.decode_files
+    monkeypatch.setattr(cache, "decode_files",
+                        lambda *a, **k: decoded.append(a[5]) or decode_files(*a, **k))
+    with caplog.at_level(logging.INFO, logger="simclr.cache_entries"):
+        after = _train_and_eval_caches(tmp_path / "imgs", tmp_path)
+    assert len(decoded) == 1 and "into the cache" in decoded[0]  # the evaluation's alone
+    assert after["full"] == before["full"]._replace(last_used=after["full"].last_used)
+    assert after["eval:32"].npy != before["eval:32"].npy
+    assert f"removed {before['eval:32'].npy}, a cache of this folder written by an " \
+           "earlier simclr (0 MiB)" in caplog.messages
+    assert len(cache_entries(tmp_path / "cache")) == 2
+
+
+def test_a_change_of_the_cache_format_rebuilds_every_cache(tmp_path, monkeypatch, caplog):
+    """CACHE_VERSION (the layout, the decoding, the key) is every cache's: bumped, a
+    pretraining's and an evaluation's caches are both rebuilt, the earlier ones removed."""
+    for k in range(4):
+        save_image(tmp_path / "imgs" / ("cat" if k % 2 else "dog") / f"{k}.png",
+                   rgb(40, 60, k))
+    before = _train_and_eval_caches(tmp_path / "imgs", tmp_path)
+    monkeypatch.setattr(simclr.cache_entries, "CACHE_VERSION",
+                        simclr.cache_entries.CACHE_VERSION + 1)
+    assert all(simclr.cache_entries.outdated(e) for e in before.values())
+    with caplog.at_level(logging.INFO, logger="simclr.cache_entries"):
+        after = _train_and_eval_caches(tmp_path / "imgs", tmp_path)
+    assert sorted(after) == ["eval:32", "full"]
+    assert not {e.npy for e in after.values()} & {e.npy for e in before.values()}
+    for entry in before.values():
+        assert f"removed {entry.npy}, a cache of this folder written by an earlier " \
+               "simclr (0 MiB)" in caplog.messages
+    assert len(cache_entries(tmp_path / "cache")) == 2
 
 
 def test_a_pretraining_and_an_evaluation_of_one_folder_keep_both_their_caches(

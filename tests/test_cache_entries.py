@@ -181,6 +181,39 @@ def test_a_cache_of_an_older_simclr_is_replaced_by_any_newer_one_of_its_folder()
     assert superseded(entries) == {Path("old.npy")}
 
 
+def test_an_evaluation_squares_version_outdates_the_evaluation_caches_alone(monkeypatch):
+    """An entry is an earlier simclr's by its own store's version (cache_version): a
+    change to an evaluation's squares alone (EVAL_CACHE_VERSION) outdates the 'eval:S'
+    caches, not a pretraining's 'full' or 'center' ones; one of the layout, decoding or
+    key (CACHE_VERSION) outdates them all. A sidecar without a store (an older simclr's)
+    goes by CACHE_VERSION; an unreadable one (no version) is never outdated."""
+    from simclr.cache_entries import cache_version, outdated
+
+    now = {store: cache_version(store) for store in ("full", "center", "eval:32", None)}
+    assert now["full"] == now["center"] == now[None] == simclr.cache_entries.CACHE_VERSION
+
+    def entry(store, version):
+        return CacheEntry(Path("c.npy"), Path("c.json"), 1, "/a", 4, 32, 1, store,
+                          version=version)
+
+    current = [entry(store, version) for store, version in now.items()]
+    unreadable = CacheEntry(Path("u.npy"), Path("u.json"), 1, "?", 0, 0, 1)
+    assert not any(outdated(e) for e in [*current, unreadable])
+    with monkeypatch.context() as m:
+        m.setattr(simclr.cache_entries, "EVAL_CACHE_VERSION",
+                  simclr.cache_entries.EVAL_CACHE_VERSION + 1)
+        assert cache_version("eval:32") == now["eval:32"] + 1
+        assert cache_version("full") == now["full"]
+        assert [e.store for e in current if outdated(e)] == ["eval:32"]
+        assert not outdated(unreadable)
+    with monkeypatch.context() as m:
+        m.setattr(simclr.cache_entries, "CACHE_VERSION", simclr.cache_entries.CACHE_VERSION + 1)
+        assert all(cache_version(store) == version + 1 for store, version in now.items())
+        assert all(outdated(e) for e in current) and not outdated(unreadable)
+    # A newer simclr's evaluation cache (its squares changed since) is left to it.
+    assert not outdated(entry("eval:32", now["eval:32"] + 1))
+
+
 def test_a_killed_builds_file_is_listed_and_cleaned(tmp_path, capsys):
     """SIGKILL during a build leaves its whole-size temporary file: `simclr cache` names
     it and --clean removes it (an hour untouched, its process gone), not a user's file."""
