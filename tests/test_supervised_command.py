@@ -28,6 +28,9 @@ def test_a_received_finished_supervised_runs_steps_are_checked_and_escaped(tmp_p
     (run / "supervised.json").write_text('{"steps": 12, "top1": 0.5}')
     assert main(["supervised", "--resume", str(run)]) == 0
     assert capsys.readouterr().err.endswith(" finished at step 12 already: nothing to do\n")
+    (run / "supervised.json").write_text('{"steps": 12.5, "top1": 0.5}')  # no step count
+    assert main(["supervised", "--resume", str(run)]) == 0
+    assert capsys.readouterr().err.endswith("Jun finished already: nothing to do\n")
 
 
 def test_the_supervised_baseline_on_the_digits_trains_on_none_of_its_test_digits(
@@ -46,3 +49,80 @@ def test_the_supervised_baseline_on_the_digits_trains_on_none_of_its_test_digits
     assert main(["supervised", "--train", "digits", "--test", "digits", "--out",
                  str(tmp_path / "s"), "--epochs", "1", "--workers", "0"]) == 0
     assert sizes == [(1200, 597)]
+
+
+def test_a_command_over_an_unfinished_run_its_print_config_and_another_test_folder(
+        tmp_path, monkeypatch, capsys):
+    """Where --out holds the unfinished run the same command started: `--print-config`
+    shows the command's recipe as typed (a changed --lr too, which running it refuses),
+    nothing read from the run nor said to be continued; the command with another
+    --test folder is refused naming it, as another --train is."""
+    import yaml
+
+    from simclr import supervised
+    from tests.conftest import make_image_folder, stop_at
+
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=4)
+    test = make_image_folder(tmp_path / "test", classes=2, per_class=2, seed=1)
+    other = make_image_folder(tmp_path / "other", classes=2, per_class=2, seed=2)
+    run = tmp_path / "run"
+    argv = ["supervised", "--train", str(train), "--test", str(test), "--out", str(run),
+            "--arch", "resnet18", "--width", "0.125", "--image-size", "16", "--batch-size",
+            "4", "--epochs", "2", "--precision", "fp32", "--workers", "0", "--cache-dir",
+            str(tmp_path / "cache"), "--device", "cpu", "--lr", "0.2"]
+    real = supervised.run_supervised
+    monkeypatch.setattr(supervised, "run_supervised",
+                        lambda *a, **k: real(*a, **k, on_step=stop_at(1)))
+    assert main(argv) == 75
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main([*argv, "--lr", "0.1", "--print-config"]) == 0
+    out, err = capsys.readouterr()
+    assert yaml.safe_load(out)["optim"]["lr"] == 0.1 and "continuing" not in out + err
+    argv[argv.index(str(test))] = str(other)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"holds an unfinished run of other settings (--test {test} saved, {other} now)" \
+        in err, err
+
+
+def test_the_test_folder_is_stored_as_the_evaluation_transform_reads_it(tmp_path,
+                                                                        monkeypatch):
+    """The supervised baseline's --test images only ever go through the evaluation
+    transform: stored as its centre crop at --eval-size's side (as a pretrained encoder's
+    evaluations store them), not as a training folder's whole-picture squares."""
+    from PIL import Image
+
+    import simclr.supervised
+    from simclr.decode import eval_store
+    from tests.conftest import make_image_folder
+
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=4)
+    for c in range(2):  # photos of another shape than a square
+        (tmp_path / "test" / f"class_{c}").mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (40, 30), (120 * c, 60 * i, 90)).save(
+                tmp_path / "test" / f"class_{c}" / f"{i}.png")
+    stores = []
+
+    def recorded(cfg, train, test, out, **kwargs):
+        stores.append(test.store)
+        return {"top1": 0.5}
+
+    monkeypatch.setattr(simclr.supervised, "run_supervised", recorded)
+    assert main(["supervised", "--train", str(train), "--test", str(tmp_path / "test"),
+                 "--out", str(tmp_path / "s"), "--image-size", "16", "--eval-size", "24",
+                 "--batch-size", "4", "--workers", "0", "--cache-dir",
+                 str(tmp_path / "cache")]) == 0
+    assert stores == [eval_store(24)]
+
+
+def test_resume_refuses_a_preset_or_a_config_file(tmp_path, capsys):
+    """`--resume` continues the saved recipe: a --preset or --config beside it would be
+    silently unused, so it is refused before the run is read, as --train is."""
+    config = tmp_path / "c.yaml"
+    config.write_text("batch_size: 8\n")
+    for flag, value in (("--preset", "cifar10-cpu"), ("--config", str(config))):
+        assert main(["supervised", "--resume", str(tmp_path / "run"), flag, value]) == 2
+        assert capsys.readouterr().err.endswith(
+            f"--resume continues the saved run; cannot give {flag}\n")
