@@ -76,3 +76,16 @@ def test_an_exported_imported_encoder_names_its_origin_once():
     # an exported fine-tuned model still says what it is beside its kind
     assert _checkpoint_line({"kind": "encoder", "trained": "finetune model, step 3"}) == \
         "exported encoder, finetune model, step 3"
+
+
+def test_an_encoder_without_a_head_names_no_projection_width():
+    """--head none keeps no projection: the head_out_dim its config still holds is not
+    shown as one ('head none -> 128')."""
+    from simclr.info_text import render
+
+    encoder = {"arch": "resnet18", "image_size": 32, "head": "none", "head_out_dim": 128}
+    text = render({"path": "p.pt", "checkpoint": {"kind": "pretrain", "encoder": encoder}})
+    assert text == "p.pt: SimCLR pretraining, resnet18, 32 px, head none"
+    mlp = render({"path": "p.pt", "checkpoint": {"kind": "pretrain",
+                                                 "encoder": {**encoder, "head": "mlp"}}})
+    assert mlp.endswith(", head mlp -> 128")
