@@ -1036,3 +1036,53 @@ def test_a_run_on_a_split_of_its_folder_names_the_split(evaluated_run, tmp_path,
             said = f" (its {train_name}/ split)" if split_read else ""
             assert data == f"  data: {split}{said}", files
     assert "holds splits" not in caplog.text + capsys.readouterr().err
+
+
+def test_an_empty_path_is_refused_not_read_as_the_working_folder(tmp_path, monkeypatch):
+    """describe("") (an unset variable in a script calling it) is no name for the
+    working folder, even where that is a run: Path("") is "."."""
+    from simclr.info import describe
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text("batch_size: 8\n")
+    for empty in ("", " "):
+        with pytest.raises(SimCLRError, match="^give a run folder or checkpoint file, got an "
+                                              "empty path$"):
+            describe(empty)
+
+
+def test_an_exported_program_named_in_capitals_is_read_as_one(tmp_path, capsys):
+    """A program renamed `MODEL.ONNX` (or copied from a system that writes capitals) is
+    still an exported program, described from its card, not refused as no checkpoint."""
+    for name, kind in (("MODEL.ONNX", "onnx"), ("MODEL.Pt2", "pt2")):
+        program = tmp_path / name
+        program.write_bytes(b"not read")
+        card = {"format": "simclr-program", "program": kind, "step": 3}
+        Path(f"{program}.json").write_text(json.dumps(card), encoding="utf-8")
+        assert main(["info", "--json", str(program)]) == 0
+        assert json.loads(capsys.readouterr().out)["program"] == card
+
+
+def test_a_run_started_with_processes_auto_is_described(tmp_path, capsys):
+    """`--processes auto` (as many as GPUs) is recorded as typed: its count is not in
+    the command, and the run is described without it (not a traceback)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({
+        "batch_size": 8, "provenance": {"argv": ["simclr", "pretrain", "--processes", "auto"]}}))
+    assert main(["info", "--json", str(run)]) == 0
+    assert "processes" not in json.loads(capsys.readouterr().out)["recipe"]
+    assert main(["info", str(run)]) == 0
+    assert "  recipe: batch 8\n" in capsys.readouterr().out
+
+
+def test_the_initial_weights_are_named_with_the_step_they_were_resolved_to(tmp_path, capsys):
+    """--init-from a run folder: its checkpoint and step as resolved at the start, which
+    config.yaml records beside the flag as typed (the run has trained on since)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({
+        "batch_size": 8, "init_from": "pre",
+        "init_from_resolved": "pre/checkpoints/last.pt (step 5)"}))
+    assert main(["info", str(run)]) == 0
+    assert "  initial weights: pre/checkpoints/last.pt (step 5)\n" in capsys.readouterr().out
