@@ -240,14 +240,19 @@ def test_eval_folder_flags_unused_by_the_digits_hold_out_are_refused(tmp_path, c
     assert not (tmp_path / "sw").exists()
 
 
-def test_a_digits_sweep_given_both_folders_is_scored_on_them(tmp_path, image_folder):
-    """The demo's encoders scored on the folders asked for, as `simclr knn` would."""
+def test_a_digits_sweep_given_both_folders_is_scored_on_them(tmp_path, image_folder,
+                                                            monkeypatch):
+    """The demo's encoders scored on the folders asked for, as `simclr knn` would, decoded
+    into --eval-cache-dir."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert main(["sweep", "--set", "temperature=0.2", *TINY_DIGITS,
                  "--eval-train", str(image_folder), "--eval-test", str(image_folder),
                  "--eval-cache-dir", str(tmp_path / "cache"), "--eval-workers", "0",
                  "--out", str(tmp_path / "sw")]) == 0
     knn = json.loads((tmp_path / "sw/temperature=0.2/knn.json").read_text())
     assert knn["evaluated_on"]["test"] == str(image_folder) and knn["num_test"] == 24
+    assert list((tmp_path / "cache").iterdir())
+    assert not (tmp_path / "home/.cache/simclr").exists()
     # the table says what scored its column (other folders give other numbers there)
     assert f"Scored by --eval knn on train {image_folder}, test {image_folder}\n" in \
         (tmp_path / "sw/sweep.md").read_text()
@@ -732,6 +737,8 @@ CURRENT = {"top1": 0.5, "precision": "fp32", "source": {"layer": "h"}, "evaluate
     ({"evaluated_on": {**WANTED, "epochs": "\x1b[2J"}},
      "was computed in \\x1b[2J epochs at batch None"),
     ({"precision": "\x1b[2J"}, "was computed in \\x1b[2J, not fp32"),
+    ({"evaluated_on": {**WANTED, "transform": "0"}},
+     "was computed with an earlier evaluation transform"),
 ])
 def test_a_damaged_or_crafted_evaluation_is_stale_and_said_printably(tmp_path, changed,
                                                                       reason):
@@ -785,3 +792,112 @@ def test_a_score_on_record_of_no_layer_simclr_names_is_no_column(tmp_path, layer
         {**CURRENT, "top1": 0.7, "source": {"layer": layer}}))
     args = argparse.Namespace(eval="knn", eval_precision="fp32")
     assert recorded_scores(tmp_path, args, WANTED) == {"knn_top1": 0.5}
+
+
+def test_a_sweep_of_no_axis_is_refused(tmp_path, capsys):
+    """Neither --set nor --pairs: no grid, refused before anything (the digits demo's
+    one cell) trains or is written."""
+    code = main(["sweep", *TINY_DIGITS, "--out", str(tmp_path / "sw")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "nothing to sweep: give --set SETTING=V1,V2 and/or --pairs OPS" in err
+    assert not (tmp_path / "sw").exists()
+
+
+def test_a_supervised_runs_config_without_data_is_refused(tmp_path, capsys):
+    """A supervised run's config.yaml records its folders under ``folders``, which a
+    pretraining skips: its cells would have trained on the digits demo instead."""
+    config = tmp_path / "config.yaml"
+    config.write_text("folders: {train: /data/train}\n")
+    code = main(["sweep", "--set", "seed=0,1", "--eval", "none", *TINY_DIGITS[:-2],
+                 "--config", str(config), "--out", str(tmp_path / "sw")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"--config {config} is a supervised run's (it trained on /data/train)" in err
+    assert not (tmp_path / "sw").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--eval-layer", "z"], "--eval-layer: unused with --eval none; drop it or choose "
+                            "--eval knn or linear"),
+    (["--eval-protocol", "sgd"], "--eval-protocol sgd: linear evaluation's; --eval is none"),
+])
+def test_evaluation_flags_with_eval_none_are_refused(tmp_path, capsys, flags, message):
+    """--eval none scores no cell: an evaluation's layer or protocol would be unused, and
+    a forgotten --eval look measured."""
+    code = main(["sweep", "--set", "temperature=0.2,0.5", "--eval", "none",
+                 *TINY_DIGITS[:-2], *flags, "--out", str(tmp_path / "sw")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert message in err and not (tmp_path / "sw").exists()
+
+
+def test_a_cell_stopped_at_its_last_step_exits_as_a_preemption(tmp_path, image_folder,
+                                                                monkeypatch, capsys):
+    """A signal at a cell's last step: its run finished, the sweep stopped; the command
+    exits 75 (``train.EXIT_PREEMPTED``), as for a cell stopped mid-training, so that a
+    retry loop around it runs it again."""
+    from simclr import sweep as sweep_module
+    from simclr import train
+
+    monkeypatch.setattr(train, "pretrain", lambda cfg, resume=False: {
+        "status": "finished", "signal": "SIGTERM", "steps": 6, "epochs": 2.0,
+        "elapsed_s": 1.0})
+    monkeypatch.setattr(sweep_module, "_finished", lambda run_dir: None)
+    assert main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
+                 "--batch-size", "8", "--eval", "none", "--out", str(tmp_path / "sw")]) == \
+        train.EXIT_PREEMPTED
+    assert "sweep stopped by a signal; the same command continues it" in \
+        capsys.readouterr().err
+
+
+def test_a_score_on_record_is_current_only_for_its_own_layer():
+    """A perfect score (top-1 1.0) is a score like any other; a score of z is no score
+    of h (Sec. 4.2 compares them): h is evaluated again."""
+    from simclr.sweep_command import _stale_results
+
+    assert _stale_results({**CURRENT, "top1": 1.0}, WANTED, "fp32", "h") is None
+    z = {**CURRENT, "source": {"layer": "z"}}
+    assert _stale_results(z, WANTED, "fp32", "h") == "was computed on z, not h"
+    assert _stale_results(z, WANTED, "fp32", "z") is None
+
+
+def test_the_h_column_comes_first_whatever_the_other_layers(tmp_path):
+    """The table's columns of a cell's scores: h's (the paper's) first, then the other
+    layers' (g1 sorts before h by name: it is still second)."""
+    import argparse
+
+    from simclr.sweep_command import recorded_scores
+
+    (tmp_path / "knn.json").write_text(json.dumps(CURRENT))
+    (tmp_path / "knn.previous-1.json").write_text(json.dumps(
+        {**CURRENT, "top1": 0.7, "source": {"layer": "g1"}}))
+    args = argparse.Namespace(eval="knn", eval_precision="fp32")
+    assert list(recorded_scores(tmp_path, args, WANTED).items()) == \
+        [("knn_top1", 0.5), ("knn_g1_top1", 0.7)]
+
+
+def test_the_sgd_protocols_training_folder_is_stored_for_its_augmented_views(tmp_path):
+    """--eval-protocol sgd trains on random crops of each --eval-train picture, as
+    `simclr linear-eval --protocol sgd` does: the folder is stored whole, not as the
+    evaluation transform's central square (the test folder, only ever evaluated, is)."""
+    import argparse
+
+    import numpy as np
+    from PIL import Image
+
+    from simclr.decode import is_eval_store
+    from simclr.sweep_command import _eval_sources
+
+    rng = np.random.default_rng(0)
+    for c in range(2):  # (40 x 24 pictures: an evaluation would keep their centre only)
+        (tmp_path / "wide" / f"class_{c}").mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)).save(
+                tmp_path / "wide" / f"class_{c}" / f"{i}.png")
+    folder = str(tmp_path / "wide")
+    args = argparse.Namespace(eval_train=folder, eval_test=folder, workers_eval=0,
+                              eval_cache_dir=str(tmp_path / "cache"))
+    for augmented in (True, False):
+        train, test = _eval_sources(args, 16, augmented=augmented)
+        assert is_eval_store(train.store) is not augmented and is_eval_store(test.store)
