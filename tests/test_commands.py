@@ -615,3 +615,125 @@ def test_runs_an_earlier_simclr_started_on_all_the_digits_continue_on_them(
     assert json.loads((tmp_path / "ft" / "finetune.json").read_text())["num_labeled"] == 1797
     assert main(linear) == 0
     assert f"note: the linear evaluation {note}" in capsys.readouterr().err
+
+
+def test_a_printed_result_names_at_most_ten_skipped_files_a_split(capsys):
+    """stdout's JSON lists the first PRINTED_SKIPPED skipped files of each split and how
+    many more; ten of them are printed whole; the result itself keeps them all."""
+    from simclr.commands import PRINTED_SKIPPED, printed
+
+    ten = {"train": [f"t{i}.png" for i in range(PRINTED_SKIPPED)], "test": []}
+    assert printed({"skipped_files": ten}) == {"skipped_files": ten}
+    many = {"train": [f"t{i}.png" for i in range(PRINTED_SKIPPED + 3)], "test": ["x.png"]}
+    shown = printed({"top1": 0.5, "skipped_files": many})
+    assert shown["skipped_files"] == {"train": many["train"][:PRINTED_SKIPPED],
+                                      "test": ["x.png"]}
+    assert shown["skipped_files_more"] == {"train": 3, "test": 0}
+    assert len(many["train"]) == PRINTED_SKIPPED + 3  # (the caller's, untouched)
+
+
+def test_a_preempted_training_reports_exit_status_75_and_how_to_continue(capsys):
+    from simclr.commands import report
+    from simclr.train import EXIT_PREEMPTED
+
+    result = {"status": "preempted", "signal": "SIGTERM", "checkpoint": "run/last.pt"}
+    assert report(result) == EXIT_PREEMPTED == 75
+    out, err = capsys.readouterr()
+    assert json.loads(out)["status"] == "preempted"
+    assert err == "stopped by SIGTERM; the same command continues it (from run/last.pt)\n"
+    assert report(result, resume="simclr x --resume run") == 75
+    assert capsys.readouterr().err == "stopped by SIGTERM; continue with: simclr x --resume run\n"
+
+
+def test_an_evaluations_source_names_its_checkpoints_run_id(tmp_path):
+    """The run id follows a run folder moved or copied, where the file's path does not."""
+    from simclr.commands import checkpoint_source
+
+    ckpt = {"kind": "pretrain", "step": 3, "run_id": "abc123"}
+    source = checkpoint_source(tmp_path / "last.pt", ckpt, "pretrained")
+    assert source["run_id"] == "abc123" and source["checkpoint"] == str(tmp_path / "last.pt")
+    assert "run_id" not in checkpoint_source(tmp_path / "last.pt", {**ckpt, "run_id": None},
+                                             "pretrained")
+
+
+def test_unlabeled_images_are_no_class_with_a_test_image():
+    """A probe's images beside the class folders (label -1) give no class a test image."""
+    from types import SimpleNamespace
+
+    from simclr.commands import classes_without_test
+
+    test = SimpleNamespace(labels=[-1, -1, 1, 1], classes=["a", "b", "c"])
+    assert classes_without_test(test) == 2
+
+
+def test_overwrite_never_replaces_the_classifier_read_as_checkpoint(tmp_path):
+    import argparse
+
+    from simclr.commands import check_not_replacing_input
+    from simclr.errors import SimCLRError
+
+    args = argparse.Namespace(command="linear-eval", out=str(tmp_path), overwrite=True)
+    read = tmp_path / "checkpoints" / "linear.pt"
+    with pytest.raises(SimCLRError, match=r"^--overwrite would replace .*linear\.pt, the "
+                                          r"--checkpoint this command reads"):
+        check_not_replacing_input(args, read)
+    check_not_replacing_input(argparse.Namespace(**{**vars(args), "overwrite": False}), read)
+    check_not_replacing_input(args, tmp_path / "other.pt")
+
+
+def test_out_of_another_run_is_refused_naming_its_last_checkpoint(tmp_path):
+    """An --out holding another run's checkpoints is refused (named by its last.pt first);
+    the run folder of the checkpoint evaluated is its results' place."""
+    from simclr.commands import check_not_another_run
+    from simclr.errors import SimCLRError
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for name in ("finetune.pt", "last.pt", "linear.pt"):
+        (run / "checkpoints" / name).write_bytes(b"")
+    elsewhere = tmp_path / "other/checkpoints/last.pt"
+    with pytest.raises(SimCLRError, match=r"is the folder of another run "
+                                          r"\(checkpoints/last\.pt\)"):
+        check_not_another_run(str(run), elsewhere, "linear-eval")
+    check_not_another_run(str(run), run / "checkpoints/last.pt", "linear-eval")
+    check_not_another_run(str(run), run / "checkpoints/last.pt", "knn")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["knn", "--overwrite"], "--overwrite replaces this command's results in --out, and "
+                             "none is given; give --out or drop --overwrite"),
+    (["linear-eval", "--protocol", "sgd", "--checkpoint-every", "5"],
+     "--checkpoint-every: saves of the unfinished training go into --out, and none is "
+     "given; give --out or drop it"),
+])
+def test_a_flag_that_writes_into_out_needs_out(tmp_path, capsys, argv, message):
+    """Refused before the checkpoint (here missing) is read: without --out nothing would
+    be replaced, or saved for a long run thought safe to stop."""
+    code = main([*argv, "--checkpoint", str(tmp_path / "c.pt"), "--train", str(tmp_path),
+                 "--test", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_finetune_random_init_is_the_from_scratch_baseline(tmp_path, monkeypatch):
+    """`finetune --random-init` and `--from-scratch` are one baseline (Table 7's random
+    init), trained and recorded alike: no pretrained weight read, features 'random
+    init'."""
+    import torch
+
+    import simclr.finetune
+    from tests.conftest import make_image_folder
+    from tests.test_pretrained import pretrain_checkpoint
+
+    called = []
+    monkeypatch.setattr(simclr.finetune, "run_finetune", lambda *a, **k: called.append(k)
+                        or {"status": "finished"})
+    torch.save(pretrain_checkpoint(), tmp_path / "pre.pt")
+    folder = make_image_folder(tmp_path / "imgs", classes=2, per_class=2)
+    for flag in ("--random-init", "--from-scratch"):
+        assert main(["finetune", "--checkpoint", str(tmp_path / "pre.pt"), flag, "--train",
+                     str(folder), "--test", str(folder), "--device", "cpu", "--cache-dir",
+                     str(tmp_path / "cache"), "--workers", "0",
+                     "--out", str(tmp_path / flag)]) == 0
+        assert called[-1]["from_scratch"] is True
+        assert called[-1]["source"]["features"] == "random init"
