@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from simclr.features import extract_features, indexed_features, iter_batches
+from simclr.features import close_workers, extract_features, indexed_features, iter_batches
 from tests.conftest import (
     colour_source,
     first_conv_formats,
@@ -427,8 +427,9 @@ def test_kept_workers_give_the_batches_of_a_loader_per_epoch(tmp_path, decode_on
         for a, b in zip(new, old, strict=True):
             assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert [Path(p).name for p, _ in source.skipped] == ["001.jpg"]
-    source.close()
+    close_workers(source)  # (the caller's end of the kept pool)
     assert not source._loaders
+    close_workers(colour_source())  # a cached source has none to end
 
 
 def _children(pid: int) -> list[int]:
@@ -605,3 +606,156 @@ def test_a_message_lists_five_names_and_counts_the_rest():
     source.labels = np.array([0, 0, 0, 0, 0, 0, 0])  # c1..c6
     with pytest.raises(SimCLRError, match=r"folder\(s\) c1, c2, c3, c4, c5 and 1 more$"):
         check_labeled(source)
+
+
+@pytest.mark.parametrize("kind", ["missing", "a file"])
+def test_a_test_folder_that_is_not_there_is_named_by_its_flag(tmp_path, kind):
+    """A --test folder that is missing (or a file) is refused under its flag before any
+    training, as the --train one is."""
+    from simclr.errors import SimCLRError
+    from simclr.features import check_labeled_folders
+
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=1)
+    test = tmp_path / "held_out"
+    if kind == "a file":
+        test.write_text("not a folder")
+    words = "is not a folder" if kind == "a file" else "folder not found"
+    with pytest.raises(SimCLRError, match=rf"^--knn-test: .*{words}"):
+        check_labeled_folders(str(train), str(test), ("--knn-train", "--knn-test"))
+
+
+def test_a_data_set_root_given_for_both_reads_its_train_and_its_test_split(tmp_path, caplog):
+    """``train_split``: the training folder's train/ split is read for training, and the
+    same root given as the test folder is read for its test/ split, not train/ again."""
+    import logging
+
+    from simclr.features import check_labeled_folders
+
+    make_image_folder(tmp_path / "root" / "train", classes=2, per_class=1)
+    make_image_folder(tmp_path / "root" / "test", classes=2, per_class=1, seed=1)
+    root = str(tmp_path / "root")
+    with caplog.at_level(logging.WARNING):
+        listings = check_labeled_folders(root, root, ("--train", "--test"), train_split=True)
+    assert Path(listings.train.root).name == "train"
+    assert Path(listings.test.root).name == "test"
+    assert not [m for m in caplog.messages if "same folder" in m]
+
+
+def test_a_path_or_a_source_without_classes_is_refused_in_one_line(tmp_path):
+    """The library's callers: a folder's path where an opened source belongs, or a
+    source whose images carry no class names, are one-line errors, not tracebacks."""
+    from simclr.errors import SimCLRError
+    from simclr.features import check_labeled
+
+    folder = make_image_folder(tmp_path / "photos", classes=2, per_class=1)
+    for given in (str(folder), folder):
+        with pytest.raises(SimCLRError, match=r"^--train: give an opened image source, "
+                                              r"e\.g\. simclr\.data\.open_source\("):
+            check_labeled(given)
+    with pytest.raises(SimCLRError, match=r"^--test: give an opened image source"):
+        check_labeled(colour_source(), folder)
+    source = colour_source(n_per_class=1, classes=2)
+    source.classes = None
+    with pytest.raises(SimCLRError, match=r"^--train data: images have no class labels"):
+        check_labeled(source)
+
+
+def test_a_source_without_a_cached_flag_is_read_as_a_cached_one():
+    """A library caller's own source that only gathers rows (``batch``) is read
+    batch by batch through it, as a cached one."""
+    rows = colour_source(n_per_class=2, classes=2)
+
+    class Rows:
+        num_images, labels, classes = rows.num_images, rows.labels, rows.classes
+
+        def batch(self, idx):
+            return rows.batch(idx)
+
+    got = list(iter_batches(Rows(), np.arange(4), 3))
+    assert [b[0].tolist() for b in got] == [[0, 1, 2], [3]]
+    assert torch.equal(torch.cat([b[1] for b in got]), rows.images)
+
+
+def test_a_batch_of_only_unreadable_files_is_not_yielded_empty(tmp_path):
+    """In evaluation (no ``substitute``) a batch all of whose files fail to decode
+    yields nothing, not a batch of no images for the encoder."""
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+
+    root = make_image_folder(tmp_path / "data", classes=2, per_class=2)
+    (root / "class_0" / "broken.png").write_bytes(b"not a picture")
+    source = open_source(str(root), DataConfig(cache="off", workers=0), train=False,
+                         image_size=16)
+    broken = source.paths.index(str(root / "class_0" / "broken.png"))
+    got = [idx.tolist() for idx, _, _ in iter_batches(source, np.arange(5), 1, workers=0,
+                                                      substitute=False)]
+    assert got == [[i] for i in range(5) if i != broken]
+
+
+@pytest.mark.parametrize("size", [0, 2.5])
+def test_a_batch_size_that_is_no_count_is_a_one_line_error(size):
+    from simclr.errors import SimCLRError
+
+    with pytest.raises(SimCLRError, match=rf"^--batch-size must be a positive whole number, "
+                                          rf"got {size}$"):
+        extract_features(tiny_encoder(), colour_source(), 16, batch_size=size)
+
+
+def test_an_epoch_stopped_early_ends_the_kept_workers_and_the_next_reads_whole(tmp_path):
+    """``keep_workers``: an epoch its caller stops early (an error, Ctrl-C) ends the
+    half-read pool; the next epoch starts new workers and reads all its batches."""
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+
+    folder = make_image_folder(tmp_path / "photos", per_class=4, side=20)
+    source = open_source(str(folder), DataConfig(cache="off", workers=0), image_size=16)
+    order = np.arange(source.num_images)
+
+    def epoch():
+        return iter_batches(source, order, 2, seed=0, workers=2, keep_workers=True)
+
+    stopped = epoch()
+    next(stopped)
+    stopped.close()
+    assert not source._loaders
+    whole = [idx.tolist() for idx, _, _ in epoch()]
+    fresh = [idx.tolist() for idx, _, _ in iter_batches(source, order, 2, seed=0, workers=0)]
+    assert whole == fresh
+    close_workers(source)
+
+
+def test_a_named_pass_says_how_far_it_got(monkeypatch, capsys):
+    """``progress``: off a terminal the pass says its count of images done, the last
+    line the whole pass's."""
+    from simclr import progress
+
+    monkeypatch.setattr(progress, "PLAIN_EVERY_S", 0.0)  # (a line per batch)
+    extract_features(tiny_encoder(), colour_source(), 16, batch_size=8, progress="features")
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        "features: 8/24 images", "features: 16/24 images", "features: 24/24 images"]
+
+
+def test_a_pass_over_no_images_is_a_one_line_error():
+    from simclr.errors import SimCLRError
+
+    with pytest.raises(SimCLRError, match=r"^data: no images to evaluate$"):
+        indexed_features(tiny_encoder(), colour_source(), 16, indices=np.array([], np.int64))
+
+
+def test_decoding_workers_are_refused_in_a_process_importing_its_parents_script(
+        tmp_path, monkeypatch):
+    """Under the spawn start method a script calling simclr outside its main guard runs
+    again in each worker: a batch pass that would start workers there is a one-line
+    error, not an endless chain of processes."""
+    import multiprocessing
+
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+    from simclr.errors import SimCLRError
+
+    folder = make_image_folder(tmp_path / "photos", per_class=2)
+    source = open_source(str(folder), DataConfig(cache="off", workers=0), image_size=16)
+    monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
+    with pytest.raises(SimCLRError, match="called again by a worker process"):
+        next(iter_batches(source, np.arange(4), 2, workers=2))
