@@ -104,11 +104,12 @@ def test_all_preempted_is_75_and_all_finished_is_0():
 
 
 def test_user_errors_are_said_once(capfd):
-    """Rank 0 prints its own; the launcher adds only the others' different ones."""
+    """Rank 0 prints its own; the launcher adds only the others' different ones, each
+    once."""
     code = ("from simclr.launch import report_error\n"
-            "m = {'0': 'same', '1': 'same', '2': 'other'}[os.environ['RANK']]\n"
+            "m = {'0': 'same', '1': 'same', '2': 'other', '3': 'other'}[os.environ['RANK']]\n"
             "report_error(m) or print(m, file=sys.stderr); sys.exit(2)")
-    assert run_cpu(3, _child(code)) == 2
+    assert run_cpu(4, _child(code)) == 2
     assert capfd.readouterr().err.splitlines() == ["same", "(process 2) other"]
 
 
@@ -271,7 +272,7 @@ def test_a_signal_to_the_launcher_reaches_each_process_exactly_once(tmp_path):
     foreground group) would otherwise come twice, and a second SIGINT means "now"."""
     code = ("n = []\n"
             "signal.signal(signal.SIGINT, lambda *a: n.append(1))\n"
-            "open(os.environ['RANK'] + '.up', 'w').close()\n"
+            "open(os.environ['RANK'] + '.up', 'w').write(str(os.getsid(0) == os.getpid()))\n"
             "end = time.monotonic() + 1.0\n"
             "while not n or time.monotonic() < end: time.sleep(0.05)\n"
             "open(os.environ['RANK'] + '.got', 'w').write(str(len(n))); sys.exit(75)")
@@ -280,6 +281,9 @@ def test_a_signal_to_the_launcher_reaches_each_process_exactly_once(tmp_path):
     os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the foreground group
     assert proc.wait(60) == 75
     assert [(tmp_path / f"{r}.got").read_text() for r in range(2)] == ["1", "1"]
+    # (two Ctrl-Cs close together may reach Python's handler as one: each process
+    # leads a session of its own, out of the terminal's reach)
+    assert [(tmp_path / f"{r}.up").read_text() for r in range(2)] == ["True", "True"]
 
 
 def test_a_signal_reaching_a_process_on_its_way_out_is_no_traceback(tmp_path):
@@ -371,7 +375,10 @@ def test_a_quiet_process_exiting_130_while_rank_0_ends_as_a_peer_gone_is_said(tm
 
 @linux
 def test_the_processes_end_with_a_killed_launcher(tmp_path):
+    """Even a process that handles SIGTERM (a training: a checkpoint, then on to the
+    next step's collective) ends: the launcher's death is a SIGKILL to it."""
     code = ("from simclr.launch import die_with_launcher; die_with_launcher()\n"  # as main()
+            "signal.signal(signal.SIGTERM, lambda *a: None)\n"
             "open(os.environ['RANK'] + '.pid', 'w').write(str(os.getpid())); time.sleep(120)")
     proc = _launcher(tmp_path, code)
     pids = [tmp_path / "0.pid", tmp_path / "1.pid"]
@@ -899,3 +906,129 @@ def test_a_path_in_a_printed_command_never_reads_as_an_option(path, word):
     a relative path that starts with '-' is written ./-r in every printed command."""
     assert launch.path_word(path) == word
     assert launch.path_word(Path(path)) == word
+
+
+@pytest.mark.parametrize(("gpus", "want"), [(0, 1), (3, 3)])
+def test_processes_auto_is_one_per_gpu_and_one_without(monkeypatch, gpus, want):
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    assert launch.processes_flag("auto") == want
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX quoting")
+def test_a_recorded_command_is_given_a_cd_only_where_typed_elsewhere(tmp_path, monkeypatch):
+    """``cd FOLDER && `` precedes a recorded command typed in another folder (its
+    relative paths are that folder's); none where typed here or not recorded."""
+    elsewhere = tmp_path / "typed there"
+    elsewhere.mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert launch.typed_in(str(elsewhere)) == f"cd '{elsewhere}' && "
+    assert launch.typed_in(os.getcwd()) == ""
+    assert launch.typed_in(None) == launch.typed_in("") == ""
+
+
+def test_one_srun_task_is_no_copies_to_hint_at(monkeypatch):
+    """`srun -n 1` (or a step of one task) started one command: no hint."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("SLURM_NTASKS", raising=False)
+    monkeypatch.setenv("SLURM_STEP_ID", "0")
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "1")
+    assert launch.srun_copies_hint() == ""
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "2")
+    assert launch.srun_copies_hint().startswith(" (srun started 2 copies")
+
+
+def test_processes_on_a_command_with_the_hidden_flag_goes_where_asked():
+    """add_flag takes over the hidden --processes of the runtime flags: shown in the
+    help, and its value stored under the ``dest`` asked for (a sweep's cells')."""
+    import argparse
+
+    from simclr.cli import add_runtime_flags
+
+    parser = argparse.ArgumentParser()
+    add_runtime_flags(parser)
+    launch.add_flag(parser, dest="cell_processes", what="train each cell")
+    args = parser.parse_args(["--processes", "2"])
+    assert args.cell_processes == 2 and not hasattr(args, "processes")
+    assert "train each cell with N processes" in parser.format_help()
+
+
+def test_the_users_own_omp_num_threads_is_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "5")
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 6)
+    code = f"open(r'{tmp_path}/' + os.environ['RANK'], 'w').write(os.environ['OMP_NUM_THREADS'])"
+    assert run_cpu(2, _child(code)) == 0
+    assert [(tmp_path / str(r)).read_text() for r in range(2)] == ["5", "5"]
+
+
+def test_a_rank_variable_outside_a_launch_is_no_quiet_rank(monkeypatch):
+    """RANK set by something else than --processes or torchrun: the process speaks."""
+    monkeypatch.delenv(launch.ERRORS_ENV, raising=False)
+    monkeypatch.delenv(launch.TORCHRUN_ERROR_FILE, raising=False)
+    monkeypatch.setenv("RANK", "1")
+    assert not launch.quiet_rank()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_after_its_command_a_launched_process_lets_one_signal_pass_and_ends_on_a_second():
+    code = ("import os, signal, sys\n"
+            "from simclr.launch import ignore_forwarded_signals\n"
+            "ignore_forwarded_signals()\n"
+            "os.kill(os.getpid(), signal.SIGTERM)\n"
+            "print('passed', flush=True)\n"
+            "os.kill(os.getpid(), signal.SIGTERM)\n"
+            "print('not reached', flush=True)\n")
+    env = dict(os.environ, **{launch.LAUNCHER_ENV: str(os.getpid())})
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (128 + signal.SIGTERM, "passed\n")
+
+
+@pytest.mark.skipif(not launch._PAUSES, reason="no job-control signals here")
+def test_a_pause_the_launcher_inherited_ignored_stays_ignored():
+    """A job that may not stop (its Ctrl-Z ignored, as a shell does for a background
+    job without job control) is not made stoppable by the launch."""
+    sig = launch._PAUSES[0]
+    before = signal.signal(sig, signal.SIG_IGN)
+    try:
+        with launch._Forwarder([_Process()]):
+            assert signal.getsignal(sig) is signal.SIG_IGN
+        assert signal.getsignal(sig) is signal.SIG_IGN
+    finally:
+        signal.signal(sig, before)
+
+
+@linux
+def test_a_launched_process_whose_launcher_is_already_gone_ends_at_once():
+    """The launcher died before the parent-death signal was asked for (none would
+    come): the process ends as if killed with it, and never trains alone."""
+    code = "from simclr.launch import die_with_launcher; die_with_launcher(); print('trained')"
+    env = dict(os.environ, **{launch.LAUNCHER_ENV: str(os.getpid() + 10**6)})  # not its parent
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (128 + signal.SIGKILL, "")
+
+
+@linux
+def test_a_ctrl_z_the_kernel_discards_leaves_no_process_stopped(tmp_path):
+    """A launcher whose group no shell controls (an orphan: here its own session) is
+    not stopped by SIGTSTP, the kernel discarding it: the processes it stopped first
+    go on with it, not stopped for good while it waits for them."""
+    code = ("open(os.environ['RANK'] + '.pid', 'w').write(str(os.getpid()))\n"
+            "while not os.path.exists('done'): time.sleep(0.02)")
+    proc = _launcher(tmp_path, code)
+    children: list[int] = []
+    try:
+        pids = [tmp_path / "0.pid", tmp_path / "1.pid"]
+        _wait_for(pids)
+        time.sleep(0.2)  # the pid is written before the file is closed
+        children = [int(p.read_text()) for p in pids]
+        os.kill(proc.pid, signal.SIGTSTP)
+        time.sleep(0.5)  # (the launcher's handler has run by now)
+        assert "T" not in _states([proc.pid, *children], "", timeout=10)
+        (tmp_path / "done").touch()
+        assert proc.wait(60) == 0
+    finally:
+        for pid in (proc.pid, *children):
+            if _state(pid) != "Z":
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
