@@ -403,3 +403,50 @@ def test_adamw_at_a_lars_sized_lr_is_noted():
     assert "300 times its default (base 0.00025 under --lr-scaling sqrt)" in note
     assert lr_notes(OptimConfig(name="lars", lr=1.0), 256) == []
     assert lr_notes(OptimConfig(name="sgd", lr=1.0), 256) == []
+
+
+class _Mixed(nn.Module):
+    """Parameters ndim alone does not sort: a LayerNorm over (C, W) has a 2-D scale, a
+    ViT's class token and position embedding are 3-D, ConvNeXt's layer_scale (C, 1, 1);
+    a PReLU's slope is 1-D but neither a bias nor a norm; one weight shared twice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm([3, 4])
+        self.gn = nn.GroupNorm(1, 3)
+        self.class_token = nn.Parameter(torch.zeros(1, 1, 4))
+        self.pos_embedding = nn.Parameter(torch.zeros(1, 5, 4))
+        self.layer_scale = nn.Parameter(torch.full((3, 1, 1), 1e-6))
+        self.act = nn.PReLU(3)
+        self.fc = nn.Linear(4, 4)
+        self.tied = nn.Linear(4, 4, bias=False)
+        self.tied.weight = self.fc.weight
+
+
+@pytest.mark.parametrize("scales_decayed", [False, True])
+def test_param_groups_sort_by_role_not_only_by_shape(scales_decayed):
+    net = _Mixed()
+    decay, excluded = param_groups(net, weight_decay=1e-4, scales_decayed=scales_decayed)
+    ids = lambda ps: sorted(id(p) for p in ps)  # noqa: E731 (each parameter once)
+    scales = [net.layer_scale]
+    assert ids(decay["params"]) == ids([net.fc.weight, *(scales if scales_decayed else [])])
+    assert ids(excluded["params"]) == ids([
+        net.ln.weight, net.ln.bias, net.gn.weight, net.gn.bias, net.class_token,
+        net.pos_embedding, net.act.weight, net.fc.bias, *([] if scales_decayed else scales)])
+
+
+def test_the_run_s_last_step_and_after_are_at_the_final_rate_whatever_the_ramp():
+    """A ramp exactly as long as the run (a --time-budget re-plan can cut the run to its
+    warm-up) still ends at final_lr at total_steps, as a shorter or longer ramp does."""
+    for warm in (3, 10, 20):
+        assert lr_at(10, 10, warm, 2.0, 0.1) == 0.1
+        assert lr_at(11, 10, warm, 2.0, 0.1) == 0.1
+
+
+@pytest.mark.parametrize("name", ["lars", "sgd", "adamw"])
+def test_build_optimizer_without_the_exclusion_decays_and_adapts_every_parameter(name):
+    net = _Net()
+    cfg = OptimConfig(name=name, weight_decay=1e-6, exclude_bias_and_norm=False)
+    (group,) = build_optimizer(cfg, net, batch_size=256).param_groups
+    assert len(group["params"]) == 7 and group["weight_decay"] == 1e-6
+    assert group["lars_exclude"] is False
