@@ -470,3 +470,41 @@ def test_the_default_temperature_is_the_papers():
     for fn in (nt_xent, nt_logistic, contrast_stats):
         torch.testing.assert_close(fn(a, b), fn(a, b, 0.1))
         assert not torch.allclose(fn(a, b), fn(a, b, 0.5))
+
+
+@pytest.mark.parametrize("loss", [nt_xent, nt_logistic, margin_triplet, contrast_stats])
+@pytest.mark.parametrize("shapes", [((4, 3), (5, 3)), ((4, 3), (4, 5)), ((4, 3, 1), (4, 3, 1))])
+def test_projections_of_other_shapes_are_named(loss, shapes):
+    """Two views of other batch sizes or widths are refused with the shapes named, not
+    left to fail (or not) somewhere inside torch."""
+    with pytest.raises(ValueError, match=r"must both be \(n, D\) with n >= 1, got"):
+        loss(torch.randn(*shapes[0]), torch.randn(*shapes[1]))
+
+
+def test_the_anchor_itself_is_never_a_candidate_at_any_scale():
+    """Unnormalised projections of norm 300 at the corners of a regular simplex: every
+    other row's logit is -300^2/3 = -30000, the anchor's self-similarity +90000, which a
+    large finite mask value (rather than -inf) would leave dominating the denominator.
+    Eq. 1's sum runs over k != i only: 2N - 1 = 3 equal candidates, loss log 3."""
+    corners = torch.eye(4, dtype=torch.float64) - 0.25  # pairwise cosine -1/3
+    z = 300 * corners / corners.norm(dim=1, keepdim=True)
+    got = nt_xent(z[:2], z[2:], temperature=1.0, normalize=False)
+    assert got.item() == pytest.approx(math.log(3), rel=1e-12)
+
+
+def test_contrast_stats_are_float32_maths_under_bf16_autocast():
+    """A library caller's contrast_stats inside a bf16 autocast region: the similarities
+    are still float32 (bf16 ones divided by tau = 0.1 moved the entropy by ~1e-2)."""
+    z_a, z_b = (t.float() for t in _inputs(16, 32, seed=6))
+    entropy, accuracy = _ref_contrast_stats(z_a.double(), z_b.double(), 0.1, True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = contrast_stats(z_a, z_b, 0.1)
+    assert got.tolist() == pytest.approx([entropy, accuracy], rel=1e-5)
+
+
+def test_the_training_metrics_of_a_semi_hard_nt_xent_are_refused_as_its_loss():
+    """semi_hard has no meaning for NT-Xent: refused for the metrics as for the loss,
+    not silently ignored."""
+    z_a, z_b = _inputs(4, 3, seed=1)
+    with pytest.raises(SimCLRError, match="semi_hard applies to nt_logistic"):
+        loss_and_metrics(LossConfig(name="nt_xent", semi_hard=True), z_a, z_b)
