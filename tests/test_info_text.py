@@ -89,3 +89,154 @@ def test_an_encoder_without_a_head_names_no_projection_width():
     mlp = render({"path": "p.pt", "checkpoint": {"kind": "pretrain",
                                                  "encoder": {**encoder, "head": "mlp"}}})
     assert mlp.endswith(", head mlp -> 128")
+
+
+def _run_facts(kind: str, **more) -> dict:
+    """A run folder's facts as :func:`simclr.info.describe` gives them, of a run of
+    ``kind`` at step 3 of 5 with its last.pt."""
+    facts = {"path": "run", "state": {"status": "finished", "step": 3, "planned_steps": 5},
+             "checkpoints": [{"name": "last.pt", "kind": kind, "step": 3}], "results": [],
+             "encoder": {"arch": "resnet18", "image_size": 32, "head": "mlp",
+                         "head_out_dim": 128},
+             "recipe": {"batch_size": 8, "optimizer": "lars", "lr": 1.0, "loss": "nt_xent",
+                        "temperature": 0.5, "seed": 0, "epochs": 5}}
+    return {**facts, **more}
+
+
+def test_a_supervised_run_shows_no_projection_head_nor_contrastive_loss():
+    """A supervised run's config still holds a head and a loss; neither plays a part in
+    it, so its encoder and recipe lines leave them out (a pretraining's show them)."""
+    from simclr.info_text import render
+
+    supervised = render(_run_facts("supervised"))
+    assert "  encoder: resnet18, 32 px\n" in supervised
+    assert "nt_xent" not in supervised
+    pretrain = render(_run_facts("pretrain"))
+    assert "  encoder: resnet18, 32 px, head mlp -> 128\n" in pretrain
+    assert "nt_xent tau 0.5" in pretrain
+
+
+@pytest.mark.parametrize("count", [20, 21])
+def test_a_sweeps_cells_not_started_are_counted_only_past_twenty(count):
+    """20 cells not started are all listed, with no '0 more' line; of 21, one is counted."""
+    from simclr.info_text import render
+
+    cells = [f"temperature={i}" for i in range(count)]
+    lines = render({"path": "sw", "runs": [], "pending": cells}).splitlines()
+    assert lines[1:21] == [f"  {c}: not started" for c in cells[:20]]
+    assert lines[21:] == (["  ... 1 more not started (--json lists them)"] if count == 21
+                          else [])
+
+
+def test_a_runs_length_is_its_planned_steps_or_else_its_total_steps():
+    """A run that records only its total steps (an older summary) still says 'of N'."""
+    from simclr.info_text import render
+
+    state = {"status": "finished", "step": 3, "total_steps": 5}
+    assert render(_run_facts("pretrain", state=state)).splitlines()[0] == \
+        "run: SimCLR pretraining, finished at step 3 of 5"
+
+
+def test_a_running_run_with_no_readable_checkpoint_yet_is_not_said_broken():
+    """A run still training whose checkpoint is being written is not 'no checkpoint can
+    be read'; a stopped one is."""
+    from simclr.info_text import render
+
+    state = {"status": "running", "step": 3, "planned_steps": 5, "saved_step": 3,
+             "no_readable_checkpoint": True}
+    assert render(_run_facts("pretrain", state=state)).splitlines()[0] == \
+        "run: SimCLR pretraining, running at step 3 of 5"
+    stopped = render(_run_facts("pretrain", state={**state, "status": "stopped"}))
+    assert stopped.splitlines()[0].endswith("; but no checkpoint can be read")
+
+
+@pytest.mark.parametrize("step, said", [
+    (5, "; its final checkpoint was not written; last checkpoint at step 4"),
+    (3, "; last checkpoint at step 2")])
+def test_only_a_run_stopped_at_its_last_step_lacks_its_final_checkpoint(step, said):
+    """A run stopped before its planned last step just lags its checkpoint; only one
+    stopped at that step without a checkpoint of it missed the final one."""
+    from simclr.info_text import render
+
+    state = {"status": "stopped", "step": step, "planned_steps": 5, "saved_step": step - 1}
+    assert render(_run_facts("pretrain", state=state)).splitlines()[0] == \
+        f"run: SimCLR pretraining, stopped at step {step} of 5{said}"
+
+
+@pytest.mark.parametrize("steps, said", [(1, "1 training step"), (6, "6 training steps")])
+def test_a_classifiers_training_steps_are_counted_in_words(steps, said):
+    """'1 training step', '6 training steps'; a classifier's encoder shows no head (it
+    has its own), a pretraining checkpoint's does."""
+    from simclr.info_text import render
+
+    encoder = {"arch": "resnet18", "image_size": 32, "head": "mlp", "head_out_dim": 128}
+    text = render({"path": "c.pt", "checkpoint": {"kind": "linear", "step": steps,
+                                                   "classes": 3, "encoder": encoder}})
+    assert text == f"c.pt: linear classifier, {said}, 3 classes, resnet18, 32 px"
+
+
+@pytest.mark.parametrize("eval_size, said", [(32, ""), (64, " (evaluated at 64)")])
+def test_an_encoder_evaluated_at_its_own_side_says_nothing_of_it(eval_size, said):
+    from simclr.info_text import render
+
+    encoder = {"arch": "resnet18", "image_size": 32, "eval_size": eval_size}
+    assert render({"path": "c.pt", "checkpoint": {"kind": "linear", "encoder": encoder}}) == \
+        f"c.pt: linear classifier, resnet18, 32 px{said}"
+
+
+@pytest.mark.parametrize("weight, said", [(1, "nt_xent tau 0.5"),
+                                          (2.0, "nt_xent tau 0.5 (weight 2)")])
+def test_a_loss_weight_of_one_is_not_shown(weight, said):
+    from simclr.info_text import _recipe
+
+    recipe = {"batch_size": 8, "loss": "nt_xent", "temperature": 0.5, "loss_weight": weight}
+    assert _recipe(recipe) == f"batch 8, {said}"
+
+
+@pytest.mark.parametrize("processes, said", [(1, "batch 8, "),
+                                             (2, "batch 8 over 2 processes (global BatchNorm), ")])
+def test_a_batch_over_one_process_says_nothing_of_processes(processes, said):
+    from simclr.info_text import _recipe
+
+    recipe = {"batch_size": 8, "processes": processes, "seed": 0}
+    assert _recipe(recipe).startswith(said)
+
+
+@pytest.mark.parametrize("precision, said", [(None, "supervised training"),
+                                             ("bf16", "SimCLR pretraining")])
+def test_a_run_before_its_first_checkpoint_is_told_by_its_recorded_precision(precision, said):
+    """No last.pt yet: a config.yaml that records the precision it resolved to is a
+    pretraining's, one without it a supervised run's."""
+    from simclr.info_text import render
+
+    facts = _run_facts("pretrain", checkpoints=[],
+                       state={"status": "running", "step": 1, "planned_steps": 5})
+    facts["recipe"] = {**facts["recipe"], "precision": precision}
+    assert render(facts).splitlines()[0] == f"run: {said}, running at step 1 of 5"
+
+
+@pytest.mark.parametrize("command, said", [
+    (["/usr/bin/simclr", "finetune", "--out", "ev"], "; continue with: simclr finetune --out ev"),
+    (["train.py"], " (the command that started it continues it)")])
+def test_an_unfinished_training_is_continued_by_its_command_where_it_has_one(command, said):
+    """A fine-tuning started by simclr is continued by its command; one started from
+    Python recorded only its script's name, no simclr command: none is made up."""
+    from simclr.info_text import render
+
+    state = {"status": "stopped", "training": "finetune", "step": 2, "command": command}
+    text = render({"path": "ev", "state": state, "checkpoints": [], "results": []})
+    assert text == f"ev: fine-tuning, unfinished at step 2{said}"
+
+
+def test_a_stale_classifier_does_not_claim_the_step_it_was_fitted_on_as_current():
+    """A classifier of an encoder the run has trained past says it is stale, not that it
+    is 'fitted on the encoder of step N' beside it."""
+    from simclr.info_text import render
+
+    c = {"kind": "linear", "classes": 3, "fitted_on_step": 2,
+         "stale": "was fitted on step 2, the run is at step 4"}
+    assert render({"path": "c.pt", "checkpoint": c}) == (
+        "c.pt: linear classifier, 3 classes; it was fitted on step 2, the run is at step 4 "
+        "(predict and export refuse the run folder)")
+    fresh = render({"path": "c.pt", "checkpoint": {**c, "stale": None}})
+    assert fresh == "c.pt: linear classifier, fitted on the encoder of step 2, 3 classes"
