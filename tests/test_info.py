@@ -179,6 +179,13 @@ def test_a_supervised_run_that_records_no_folders_says_so(tmp_path, folders, cap
     saved["folders"] = {"train": "/data/train", "test": None}
     (tmp_path / "sup" / "config.yaml").write_text(yaml.safe_dump(saved))
     assert "  data: train /data/train\n" in _info(capsys, tmp_path / "sup")
+    # its last.pt's record of the folders it trained on is the one shown once it has one
+    import torch
+
+    last = tmp_path / "sup" / "checkpoints" / "last.pt"
+    torch.save({**torch.load(last, weights_only=True),
+                "data": {"train": "/kept/train", "test": "/kept/test"}}, last)
+    assert "  data: train /kept/train, test /kept/test\n" in _info(capsys, tmp_path / "sup")
 
 
 def test_a_preempted_run_says_how_to_continue(tmp_path, capsys):
@@ -232,6 +239,7 @@ def test_a_run_whose_files_nest_deep_is_described_as_damaged(evaluated_run, tmp_
     ("classes", [1, 2], "classes"),
     ("step", "abc", "step"),
     ("step", -5, "step"),
+    ("step", True, "step"),  # (a bool is an int to Python, not a step)
     ("total_steps", 2.5, "total_steps"),
     ("elapsed", float("nan"), "elapsed"),
     ("run_id", [[1] * 3] * 3, "run_id"),
@@ -1086,3 +1094,146 @@ def test_the_initial_weights_are_named_with_the_step_they_were_resolved_to(tmp_p
         "init_from_resolved": "pre/checkpoints/last.pt (step 5)"}))
     assert main(["info", str(run)]) == 0
     assert "  initial weights: pre/checkpoints/last.pt (step 5)\n" in capsys.readouterr().out
+
+
+def test_a_commands_folder_with_runs_inside_is_described_as_itself(evaluated_run, tmp_path,
+                                                                   capsys):
+    """A command's output folder without a config.yaml (an evaluation's --out) holds its
+    own checkpoints/: a run folder put inside it leaves it described as itself, its
+    checkpoints listed, not as a folder of runs that hides them."""
+    import shutil
+
+    outer = tmp_path / "ev"
+    (outer / "checkpoints").mkdir(parents=True)
+    shutil.copy(evaluated_run[0] / "checkpoints" / "last.pt", outer / "checkpoints")
+    shutil.copytree(evaluated_run[0], outer / "inner")
+    facts = json.loads(_info(capsys, outer, "--json"))
+    assert "runs" not in facts
+    assert [c["name"] for c in facts["checkpoints"]] == ["last.pt"]
+
+
+def test_a_run_whose_data_setting_is_damaged_is_not_said_to_be_the_digits_demo(
+        evaluated_run, tmp_path, capsys):
+    """A config.yaml whose data.path cannot be read names no folder, but it is no
+    pretraining without --data either: its data line is left out, not 'the digits demo'."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run[0], run)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["data"]["path"] = [1, 2]
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    text = _info(capsys, run)
+    assert "config.yaml is damaged" in text and "data.path" in text, text
+    assert "  data: " not in text
+
+
+@pytest.mark.parametrize("count, recorded", [(3, 3), ("three", None), (0, None)])
+def test_a_runs_process_count_is_taken_from_its_summary_only_where_a_count(
+        evaluated_run, tmp_path, capsys, count, recorded):
+    """A torchrun run (no --processes in its command) whose last.pt records no process
+    count: its summary.json's is its recipe's, unless it is no count of processes."""
+    import shutil
+
+    import torch
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run[0], run)
+    last = run / "checkpoints" / "last.pt"
+    torch.save({k: v for k, v in torch.load(last, weights_only=True).items()
+                if k != "processes"}, last)
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "processes": count}))
+    assert json.loads(_info(capsys, run, "--json"))["recipe"].get("processes") == recorded
+
+
+def test_a_killed_run_with_results_in_its_folder_is_stopped_not_finished(evaluated_run,
+                                                                          tmp_path, capsys):
+    """A run folder (its config.yaml) killed before any checkpoint or summary: results
+    beside it (a kNN's --out inside) do not make it an evaluation's finished folder."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run[0], run)
+    shutil.rmtree(run / "checkpoints")
+    (run / "summary.json").unlink()
+    head = _info(capsys, run).splitlines()[0]
+    assert head.startswith(f"{run}: SimCLR pretraining, stopped at step 2 of 2 "), head
+    assert head.endswith("; no checkpoint exists")
+
+
+def test_a_folder_a_command_holds_before_it_saved_anything_is_said_busy(tmp_path, capsys):
+    """A command's --out it holds (its lock) with nothing saved yet (a fine-tuning's
+    start) is a command at work, named by its lock, not 'not a simclr run folder'."""
+    from simclr.files import lock_folder
+
+    folder = tmp_path / "ev"
+    folder.mkdir()
+    handle = lock_folder(folder)
+    try:
+        line = _info(capsys, folder)
+    finally:
+        handle.close()
+    assert line.startswith(f"{folder}: a simclr command is running in it (pid "), line
+    assert main(["info", str(folder)]) == 2  # released: nothing there
+    assert "not a simclr run folder" in capsys.readouterr().err
+
+
+def test_a_simclr_checkpoint_written_over_a_torchvision_export_is_the_checkpoint(
+        evaluated_run, tmp_path, capsys):
+    """A torchvision export's card left beside a file that is a simclr checkpoint now
+    (written over since) is not its: the file is described as the checkpoint it is."""
+    import shutil
+
+    path = tmp_path / "w.pt"
+    shutil.copy(evaluated_run[0] / "checkpoints" / "last.pt", path)
+    card = {"format": "simclr-program", "program": "torchvision",
+            "encoder": {"arch": "resnet50", "image_size": 224}}
+    Path(f"{path}.json").write_text(json.dumps(card), encoding="utf-8")
+    assert _info(capsys, path).startswith(f"{path}: SimCLR pretraining, step 2, resnet18")
+
+
+@pytest.mark.parametrize("side", [32, 64])
+def test_image_size_advice_only_where_the_export_is_read_at_another_side(tmp_path, capsys,
+                                                                         side):
+    """A torchvision export of a CIFAR-stem ResNet is read at 32 px: an export of 32-px
+    inputs needs no --image-size advice, one of 64 px does."""
+    import torch
+
+    from simclr.torchvision_io import assumed_side
+
+    program = tmp_path / "w.pt"
+    torch.save({"conv1.weight": torch.zeros(1)}, program)
+    card = {"format": "simclr-program", "program": "torchvision",
+            "input": {"shape": [1, 3, side, side]},
+            "encoder": {"arch": "resnet18", "cifar_stem": True, "image_size": side}}
+    Path(f"{program}.json").write_text(json.dumps(card), encoding="utf-8")
+    assert assumed_side(True) == 32
+    facts = json.loads(_info(capsys, program, "--json"))
+    assert facts.get("read_at") == (None if side == 32 else 32)
+
+
+def test_an_exported_cards_odd_unfinished_record_is_left_out_not_shown(tmp_path, capsys):
+    """A card's `unfinished` that is no step and plan is named damaged and left out: not
+    kept in --json, nor worded as an unfinished training."""
+    program = tmp_path / "p.pt2"
+    program.write_bytes(b"not read")
+    card = {"format": "simclr-program", "program": "pt2",
+            "unfinished": {"step": 3, "total_steps": "abc"}}
+    Path(f"{program}.json").write_text(json.dumps(card), encoding="utf-8")
+    facts = json.loads(_info(capsys, program, "--json"))
+    assert facts["damaged"] == ["unfinished"] and "unfinished" not in facts["program"]
+    assert "an unfinished training" not in _info(capsys, program)
+
+
+def test_an_exported_unfinished_training_without_a_planned_length_is_no_damage(tmp_path,
+                                                                               capsys):
+    """A stopped training with no planned last step (a --time-budget run) exports an
+    `unfinished` without total_steps: that is a record as export writes it, shown."""
+    program = tmp_path / "p.pt2"
+    program.write_bytes(b"not read")
+    card = {"format": "simclr-program", "program": "pt2",
+            "unfinished": {"step": 3, "total_steps": None}}
+    Path(f"{program}.json").write_text(json.dumps(card), encoding="utf-8")
+    facts = json.loads(_info(capsys, program, "--json"))
+    assert "damaged" not in facts and facts["program"]["unfinished"]["step"] == 3
