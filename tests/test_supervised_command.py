@@ -126,3 +126,37 @@ def test_resume_refuses_a_preset_or_a_config_file(tmp_path, capsys):
         assert main(["supervised", "--resume", str(tmp_path / "run"), flag, value]) == 2
         assert capsys.readouterr().err.endswith(
             f"--resume continues the saved run; cannot give {flag}\n")
+
+
+def test_the_same_command_continues_its_unfinished_run_but_not_at_another_length(
+        tmp_path, monkeypatch, capsys):
+    """The command that started an unfinished run, run again (a requeued job), continues
+    it from its checkpoint and says so; the same command with another --epochs is
+    another schedule, refused naming it, not that run continued to another length."""
+    from simclr import supervised
+    from tests.conftest import make_image_folder, stop_at
+
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=4)
+    run = tmp_path / "run"
+    argv = ["supervised", "--train", str(train), "--out", str(run), "--arch", "resnet18",
+            "--width", "0.125", "--image-size", "16", "--batch-size", "4", "--epochs", "2",
+            "--precision", "fp32", "--workers", "0", "--cache-dir", str(tmp_path / "cache"),
+            "--device", "cpu"]
+    real = supervised.run_supervised
+    monkeypatch.setattr(supervised, "run_supervised",
+                        lambda *a, **k: real(*a, **k, on_step=stop_at(1)))
+    assert main(argv) == 75
+    capsys.readouterr()
+    assert main([*argv, "--epochs", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "holds an unfinished run of other settings" in err and "--epochs" in err, err
+    continued = []
+
+    def recorded(cfg, train, test, out, **kwargs):
+        continued.append((cfg.epochs, kwargs["resume"]["step"]))
+        return {"top1": 0.5}
+
+    monkeypatch.setattr(supervised, "run_supervised", recorded)
+    assert main(argv) == 0
+    assert continued == [(2, 1)]
+    assert f"continuing the unfinished run in {run} at step 1 " in capsys.readouterr().out
