@@ -248,3 +248,32 @@ def test_official_boxes_never_touch_the_bottom_or_right_edge():
             assert (top + h <= hw[0] - 1)[shorter].all()
             assert (left + w <= hw[1] - 1)[narrower].all()
             assert (top >= 0).all() and (left >= 0).all()
+
+
+def test_each_edge_of_a_mapped_box_is_rounded_on_its_own():
+    """``to_stored`` rounds the far edge (left + width) x scale, not the width alone:
+    on a 30-px-wide picture stored in 20 px, x edges 2 and 4 map to 1.33 -> 1 and
+    2.67 -> 3 (width 2; rounding the start and the width, 1.33 each, gave width 1);
+    likewise for a tall picture's rows."""
+    wide = (np.array([20]), np.array([30]))
+    assert P.to_stored(np.array([[0, 2, 20, 2]]), wide, (20, 20)).tolist() == [[0, 1, 20, 2]]
+    tall = (np.array([30]), np.array([20]))
+    assert P.to_stored(np.array([[5, 0, 5, 20]]), tall, (20, 20)).tolist() == [[3, 0, 4, 20]]
+
+
+def test_coins_follow_their_configured_probabilities():
+    """Each op's coin comes up at its own configured rate (App. A's 0.5 / 0.8 / 0.2 / 0.5
+    are defaults, not constants): binomial, 5 sigma, 20k views."""
+    n = 20000
+    rates = dict(flip_p=0.9, color_p=0.3, grayscale_p=0.6, blur_p=0.1, cutout_p=0.7,
+                 sobel_p=0.4)
+    cfg = AugmentConfig(size=32, cutout=True, sobel=True, **rates)
+    p = P.sample_params(cfg, 0, 0, np.arange(n), 0, (32, 32))
+    for name, mask in (("flip_p", p.flip), ("color_p", p.color), ("grayscale_p", p.gray),
+                       ("blur_p", p.blur), ("cutout_p", p.cutout), ("sobel_p", p.sobel)):
+        rate = rates[name]
+        assert abs(mask.double().mean().item() - rate) <= 5 * math.sqrt(rate * (1 - rate) / n), name
+    rot = P.sample_params(dataclasses.replace(cfg, rotate=True, rotate_p=0.25, noise=True,
+                                              noise_p=0.65), 0, 0, np.arange(n), 0, (32, 32))
+    for mask, rate in ((rot.rotate > 0, 0.25), (rot.noise_std > 0, 0.65)):
+        assert abs(mask.double().mean().item() - rate) <= 5 * math.sqrt(rate * (1 - rate) / n)
