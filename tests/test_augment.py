@@ -907,3 +907,14 @@ def test_eval_resize_and_the_views_refuse_what_they_cannot_compute():
         with pytest.raises(SimCLRError, match=re.escape(said)):
             A.TwoViewAugment(cfg, seed=0)
     assert A.TwoViewAugment(AugmentConfig(size=np.int64(16)), seed=0).cfg.size == 16
+
+
+def test_blurred_views_stay_in_the_unit_range():
+    """A white image blurred at any sigma is white, never above 1: the float32 weights of
+    a row sum to 1 only up to rounding (some to 1 + 2e-7), so the blur clips its output
+    as every other op does (views are documented to lie in [0, 1])."""
+    size, n = 64, 64
+    cfg = AugmentConfig(size=size, **dict(OFF, blur=True, blur_p=1.0))
+    white = torch.full((n, 3, size, size), 255, dtype=torch.uint8)
+    out = A.apply_params(white, _draw(cfg, n, (size, size)), cfg)
+    assert out.max().item() <= 1.0 and out.min().item() > 1.0 - 1e-5
