@@ -127,8 +127,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     _say_z_is_h(headless, args.eval)  # (once the sweep goes ahead)
     if folders:  # before hours of training
         check_labeled_folders(args.eval_train, args.eval_test, ("--eval-train", "--eval-test"),
-                              train_split=True, max_pixels=vars(args).get("cfg:data.max_pixels")
-                              or DataConfig().max_pixels)
+                              train_split=True, max_pixels=_cells_data(args).max_pixels)
         # The cells' files (a confusion figure) inside a folder the scores read would
         # become its images: each cell then scored on another test set.
         check_not_inside(args.out, {"--eval-train": args.eval_train,
@@ -333,11 +332,25 @@ def _eval_sources(args: argparse.Namespace, size: int, augmented: bool) -> tuple
         from simclr.named_data import digits_split
 
         return digits_split(seed=0)
-    cache = args.eval_cache_dir or vars(args).get("cfg:data.cache_dir") or DataConfig().cache_dir
-    limit = vars(args).get("cfg:data.max_pixels") or DataConfig().max_pixels  # (--max-pixels)
+    data = _cells_data(args)
+    cache, limit = args.eval_cache_dir or data.cache_dir, data.max_pixels
     return (open_eval_source(args.eval_train, size, args.workers_eval, cache,
                              evaluation=not augmented, train=True, max_pixels=limit),
             open_eval_source(args.eval_test, size, args.workers_eval, cache, max_pixels=limit))
+
+
+def _cells_data(args: argparse.Namespace) -> DataConfig:
+    """The data settings the cells read their folders with (--cache-dir, --max-pixels, a
+    --config file's, else the defaults), which the --eval-train/--eval-test folders are
+    read with too. (The sweep's setting flags are kept as typed, text, for its cells to
+    parse: --max-pixels compared with pixel counts as it was, every image 'could not be
+    read'; a --config file's cache folder and limit were not looked at.)"""
+    from simclr.cli import config_flags
+    from simclr.settings import build_config
+
+    given = {path: value for path, value in config_flags(args).items()
+             if path in ("data.max_pixels", "data.cache_dir")}
+    return build_config(None, args.config, given, inert_ok=given).data
 
 
 def _columns(protocol: str, scored: dict[str, float]) -> dict[str, float]:

@@ -897,7 +897,38 @@ def test_the_sgd_protocols_training_folder_is_stored_for_its_augmented_views(tmp
                 tmp_path / "wide" / f"class_{c}" / f"{i}.png")
     folder = str(tmp_path / "wide")
     args = argparse.Namespace(eval_train=folder, eval_test=folder, workers_eval=0,
-                              eval_cache_dir=str(tmp_path / "cache"))
+                              eval_cache_dir=str(tmp_path / "cache"), config=None)
     for augmented in (True, False):
         train, test = _eval_sources(args, 16, augmented=augmented)
         assert is_eval_store(train.store) is not augmented and is_eval_store(test.store)
+
+
+def test_the_evaluation_folders_are_read_with_the_cells_data_settings(tmp_path, image_folder,
+                                                                    capsys, monkeypatch):
+    """`--max-pixels N` reached the evaluations as the flag's text, compared with pixel
+    counts: every --eval-train image 'could not be read' ('>' between int and str); and a
+    --config file's cache folder and limit were not theirs. They are the cells' now."""
+    from PIL import Image
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    cached = tmp_path / "c0.yaml"
+    cached.write_text(f"data:\n  cache_dir: {tmp_path / 'cache'}\n")
+    argv = ["sweep", "--set", "temperature=0.2", *TINY_DIGITS, "--batch-size", "8",
+            "--data", str(image_folder), "--eval-train", str(image_folder),
+            "--eval-test", str(image_folder), "--eval-workers", "0"]
+    assert main([*argv, "--config", str(cached), "--max-pixels", "1000000",
+                 "--out", str(tmp_path / "sw")]) == 0
+    knn = json.loads((tmp_path / "sw/temperature=0.2/knn.json").read_text())
+    assert knn["num_test"] == 24
+    assert list((tmp_path / "cache").glob("*.npy"))  # (the cells' and the evaluations')
+    assert not (tmp_path / "home/.cache/simclr").exists()  # (the default folder: unused)
+    capsys.readouterr()
+    side = Image.open(next(image_folder.rglob("*.png"))).size[0]  # (all alike)
+    limited = tmp_path / "c1.yaml"
+    limited.write_text(f"data:\n  max_pixels: {side * side - 1}\n")
+    for limit in (["--max-pixels", str(side * side - 1)], ["--config", str(limited)]):
+        assert main([*argv, *limit, "--out", str(tmp_path / "sw2")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("simclr sweep: error: --eval-train: none of the 24 images") and \
+            f"pixels exceeds the limit of {side * side - 1} " in err, err
