@@ -160,3 +160,60 @@ def test_the_same_command_continues_its_unfinished_run_but_not_at_another_length
     assert main(argv) == 0
     assert continued == [(2, 1)]
     assert f"continuing the unfinished run in {run} at step 1 " in capsys.readouterr().out
+
+
+def test_a_torchvision_test_set_takes_its_data_root_and_download_flags(tmp_path, capsys):
+    """--data-root and --download are for torchvision's sets: one named by --test alone
+    (a folder --train) reads them, so they are kept in the recipe, not refused as unused
+    by the data flags."""
+    import yaml
+
+    train = tmp_path / "train"
+    assert main(["supervised", "--train", str(train), "--test", "cifar10", "--data-root",
+                 str(tmp_path / "sets"), "--download", "--print-config"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["data"]["root"] == str(tmp_path / "sets") and shown["data"]["download"]
+    assert shown["folders"] == {"train": str(train), "test": "cifar10"}
+
+
+def test_a_run_or_its_cache_inside_a_folder_it_reads_is_refused(tmp_path, capsys):
+    """A new run's --out, or its decoded caches' folder (a flag's or a config file's),
+    inside its --train or --test folder would become images or an empty class of it:
+    refused before anything is written there."""
+    from tests.conftest import make_image_folder
+
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=4)
+    test = make_image_folder(tmp_path / "test", classes=2, per_class=2, seed=1)
+    before = sorted(p.name for p in [*train.rglob("*"), *test.rglob("*")])
+    base = ["supervised", "--train", str(train), "--test", str(test), "--image-size", "16",
+            "--batch-size", "4", "--workers", "0"]
+    assert main([*base, "--out", str(test / "run"), "--cache-dir",
+                 str(tmp_path / "cache")]) == 2
+    assert f"--out {test / 'run'} lies inside the --test folder {test}; write the run " \
+           "elsewhere" in capsys.readouterr().err
+    config = tmp_path / "c.yaml"
+    config.write_text(f"data:\n  cache_dir: {train / 'cache'}\n")
+    for cache in (["--cache-dir", str(test / "cache")], ["--config", str(config)]):
+        assert main([*base, "--out", str(tmp_path / "run"), *cache]) == 2
+        err = capsys.readouterr().err
+        assert "lies inside the --" in err and "write the decoded caches elsewhere" in err, err
+    assert sorted(p.name for p in [*train.rglob("*"), *test.rglob("*")]) == before
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_batch_larger_than_the_training_folder_is_refused_before_it_is_decoded(
+        tmp_path, capsys, monkeypatch):
+    """A --batch-size above the --train folder's image count (an epoch without a step) is
+    refused from its listing, before any image is decoded into the cache."""
+    import simclr.supervised
+    from tests.conftest import make_image_folder
+
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=3)
+    monkeypatch.setattr(simclr.supervised, "run_supervised",
+                        lambda *a, **k: pytest.fail("the folder was opened"))
+    assert main(["supervised", "--train", str(train), "--out", str(tmp_path / "run"),
+                 "--image-size", "16", "--batch-size", "16", "--workers", "0",
+                 "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert "--batch-size 16 is larger than the data set (6 images); try --batch-size 4" \
+        in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists()
