@@ -932,3 +932,24 @@ def test_the_evaluation_folders_are_read_with_the_cells_data_settings(tmp_path, 
         err = capsys.readouterr().err
         assert err.startswith("simclr sweep: error: --eval-train: none of the 24 images") and \
             f"pixels exceeds the limit of {side * side - 1} " in err, err
+
+
+def test_a_cell_saved_before_channels_last_existed_is_scored_in_channels_last(
+        tmp_path, image_folder):
+    """A cell whose checkpoint predates the channels_last setting trained in it (then the
+    only layout): its evaluation runs in channels_last too, as the setting's default."""
+    import torch
+
+    flags = ["sweep", "--set", "temperature=0.5", *tiny_cell(tmp_path, image_folder),
+             "--eval-train", str(image_folder), "--eval-test", str(image_folder)]
+    assert main([*flags, "--no-channels-last"]) == 0
+    cell = tmp_path / "sw/temperature=0.5"
+    ckpt = torch.load(cell / "checkpoints/last.pt", weights_only=False)
+    del ckpt["config"]["channels_last"]
+    torch.save(ckpt, cell / "checkpoints/last.pt")
+    saved = cell / "config.yaml"  # (as that older simclr wrote it)
+    saved.write_text("".join(line for line in saved.read_text().splitlines(keepends=True)
+                             if not line.startswith("channels_last:")))
+    (cell / "knn.json").unlink()
+    assert main(flags) == 0
+    assert json.loads((cell / "knn.json").read_text())["channels_last"] is True
