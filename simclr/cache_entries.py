@@ -203,9 +203,11 @@ def superseded(entries: list[CacheEntry]) -> set[Path]:
     simclr's) is replaced by any newer one of its folder, side and storage: it cannot be
     told apart, and kept, it would never be replaced (at worst a run decodes it again);
     one whose variant is recorded only by a newer one of that same variant. (Caches from
-    before the storage was recorded are an earlier simclr's: :func:`outdated`.)"""
+    before the storage was recorded are an earlier simclr's: :func:`outdated`; a newer
+    simclr's, sharing the cache folder, are its own: neither replaces nor is replaced.)"""
     # (a record without its .npy replaces nothing: it is no cache)
-    known = [e for e in entries if e.store is not None and e.root != "?" and not e.orphan]
+    known = [e for e in entries if e.store is not None and e.root != "?" and not e.orphan
+             and e.version in (None, cache_version(e.store))]
     # (entries come least recently used first: the last one of a kind is the newest)
     newest = {(e.root, e.side, e.store, e.variant): e for e in known}
     newest_of_folder = {(e.root, e.side, e.store): e for e in known}

@@ -466,6 +466,35 @@ def test_an_earlier_simclrs_cache_is_removed_by_clean_and_by_a_build(tmp_path, c
     assert sorted(e.images for e in left) == [6, 7]
 
 
+def test_a_newer_simclrs_cache_of_the_same_folder_is_not_taken_for_a_replaced_one(
+        tmp_path, capsys):
+    """Two releases sharing a cache folder: a build by this one removed the newer one's
+    cache of the same folder, side and storage as "the cache of this folder before it
+    changed" (and the newer one removed this one's in turn: each run decoded again), and
+    --clean did too. A cache of another version is an earlier simclr's (outdated) or a
+    newer one's, left to it; only caches of this version replace one another."""
+    import json
+    import shutil
+
+    from simclr.cli import main
+
+    _cifar_like(tmp_path / "imgs")
+    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    (current,) = cache_entries(tmp_path / "cache")
+    newer = current.npy.with_name(f"{current.npy.name[:-24]}{'f' * 20}.npy")
+    shutil.copyfile(current.npy, newer)
+    meta = json.loads(current.meta.read_text())
+    newer.with_suffix(".json").write_text(json.dumps({**meta, "version": meta["version"] + 1}))
+    current.npy.unlink()  # (this release builds its own again: its build removes replaced ones)
+    current.meta.unlink()
+    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    assert newer.exists() and current.npy.exists()
+    assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean"]) == 0
+    assert "removed" not in capsys.readouterr().out
+    assert sorted(e.npy for e in cache_entries(tmp_path / "cache")) == \
+        sorted([current.npy, newer])
+
+
 def test_an_evaluation_cache_holding_the_central_square_is_not_read_again(tmp_path,
                                                                           monkeypatch):
     """Format 5 stored an evaluation's squares as the resized picture's central square,
