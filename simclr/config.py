@@ -391,6 +391,7 @@ MIN_TEMPERATURE = 1e-4  # NT-Xent's logits 1 / T: 1e-300 made them infinite
 MIN_BLUR_SIGMA = 1e-3  # pixels: the kernel's 1 / (2 sigma^2) overflowed at 1e-30
 MIN_SIZE = 8  # pixels: smaller crops hold nothing for the augmentation to vary
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # --precision's values
+DECODERS = ("auto", "pil", "device")  # --decoder's values (source.decode_device)
 DEVICES = "auto, cpu, cuda, cuda:N"  # --device's values, as messages list them
 MAX_SIDE = 4096  # pixels a side, views and stored images (one RGB image: 48 MiB)
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from simclr.config import DECODERS
 from simclr.decode import (
     DEFAULT_MAX_PIXELS,
     ReadFailure,
@@ -382,7 +383,10 @@ def collate_raw(
 def decode_device(decoder: str, device: torch.device) -> torch.device | None:
     """Where uncached JPEGs are decoded: ``device`` (batched, nvJPEG on CUDA) or None
     (PIL in the workers). 'auto' picks the device only on CUDA: on a CPU the workers'
-    reduced-size (draft mode) PIL decode is faster than a full decode in one process."""
+    reduced-size (draft mode) PIL decode is faster than a full decode in one process.
+    Another ``decoder`` (a caller's typo: 'gpu') is a ValueError, not PIL in silence."""
+    if decoder not in DECODERS:
+        raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
     if decoder == "device" or (decoder == "auto" and device.type == "cuda"):
         return device
     return None

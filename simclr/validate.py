@@ -23,6 +23,7 @@ from simclr.config import (
     ARCHS,
     COLOR_OPS,
     CROP_SAMPLERS,
+    DECODERS,
     DEVICES,
     FIG5_OPS,
     MAX_EPOCHS,
@@ -338,7 +339,7 @@ def validate_data(d: DataConfig) -> None:
     arguments: their types too)."""
     _check_types(d, "data.")
     _choice(d.cache, ("auto", "on", "off"), "data.cache")
-    _choice(d.decoder, ("auto", "pil", "device"), "data.decoder")
+    _choice(d.decoder, DECODERS, "data.decoder")
     _choice(d.store, ("full", "center"), "data.store")
     _positive(d.load_size, "data.load_size")
     _check(d.load_size is None or d.load_size <= MAX_SIDE, "data.load_size",

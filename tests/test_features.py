@@ -759,3 +759,19 @@ def test_decoding_workers_are_refused_in_a_process_importing_its_parents_script(
     monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
     with pytest.raises(SimCLRError, match="called again by a worker process"):
         next(iter_batches(source, np.arange(4), 2, workers=2))
+
+
+def test_a_decoder_that_is_none_of_the_three_is_refused(tmp_path):
+    """`decoder=` of the Python API (as --decoder's auto, pil or device): 'gpu' decoded
+    with PIL in silence, since only 'device' and 'auto' were looked for."""
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+
+    folder = make_image_folder(tmp_path / "imgs", classes=2, per_class=2)
+    source = open_source(str(folder), DataConfig(cache="off", workers=0), train=False,
+                         image_size=16)
+    encoder = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    for decoder in ("auto", "pil", "device"):
+        assert extract_features(encoder, source, 16, decoder=decoder)[0].shape == (4, 3)
+    with pytest.raises(ValueError, match="^decoder must be one of auto, pil, device, got 'gpu'$"):
+        extract_features(encoder, source, 16, decoder="gpu")
