@@ -42,6 +42,14 @@ def _wait_for(paths: list[Path], timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+def _launched_pids(tmp_path: Path) -> list[int]:
+    """The pids the two launched processes wrote, each into its RANK.pid."""
+    pids = [tmp_path / "0.pid", tmp_path / "1.pid"]
+    _wait_for(pids)
+    time.sleep(0.2)  # the pid is written before the file is closed
+    return [int(p.read_text()) for p in pids]
+
+
 def test_each_process_gets_torchruns_variables_and_a_share_of_the_cores(tmp_path, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(runtime, "usable_cores", lambda: 6)
@@ -381,10 +389,7 @@ def test_the_processes_end_with_a_killed_launcher(tmp_path):
             "signal.signal(signal.SIGTERM, lambda *a: None)\n"
             "open(os.environ['RANK'] + '.pid', 'w').write(str(os.getpid())); time.sleep(120)")
     proc = _launcher(tmp_path, code)
-    pids = [tmp_path / "0.pid", tmp_path / "1.pid"]
-    _wait_for(pids)
-    time.sleep(0.2)  # the pid is written before the file is closed
-    children = [int(p.read_text()) for p in pids]
+    children = _launched_pids(tmp_path)
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 10
@@ -452,10 +457,7 @@ def test_ctrl_z_pauses_the_processes_with_the_launcher_and_fg_resumes_them(tmp_p
                             preexec_fn=os.setpgrp)
     children: list[int] = []
     try:
-        pids = [tmp_path / "0.pid", tmp_path / "1.pid"]
-        _wait_for(pids)
-        time.sleep(0.2)  # the pid is written before the file is closed
-        children = [int(p.read_text()) for p in pids]
+        children = _launched_pids(tmp_path)
         os.kill(proc.pid, signal.SIGTSTP)
         assert _states([proc.pid, *children], "T") == ["T"] * 3
         os.kill(proc.pid, signal.SIGCONT)
@@ -1018,10 +1020,7 @@ def test_a_ctrl_z_the_kernel_discards_leaves_no_process_stopped(tmp_path):
     proc = _launcher(tmp_path, code)
     children: list[int] = []
     try:
-        pids = [tmp_path / "0.pid", tmp_path / "1.pid"]
-        _wait_for(pids)
-        time.sleep(0.2)  # the pid is written before the file is closed
-        children = [int(p.read_text()) for p in pids]
+        children = _launched_pids(tmp_path)
         os.kill(proc.pid, signal.SIGTSTP)
         time.sleep(0.5)  # (the launcher's handler has run by now)
         assert "T" not in _states([proc.pid, *children], "", timeout=10)
