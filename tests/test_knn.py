@@ -389,3 +389,49 @@ def test_the_knn_command_takes_200_neighbours_at_temperature_0_1_by_default(monk
     assert (result["k"], result["temperature"]) == (200, 0.1)
     small = _run_on_features(monkeypatch, memory[:30], labels[:30], memory[:5], labels[:5], 3)
     assert small["k"] == 30
+
+
+def test_a_label_of_num_classes_or_more_is_named_not_an_index_error():
+    """With ``num_classes`` given, a memory label of num_classes (one past the last
+    class) is out of range like -1: named, not an index error inside torch."""
+    x = np.eye(3, dtype=np.float32)
+    with pytest.raises(SimCLRError, match=r"kNN labels must lie in 0\.\.1, got 0\.\.2"):
+        knn_classify(x, np.array([0, 1, 2]), x, k=1, num_classes=2)
+    with pytest.raises(SimCLRError, match=r"kNN labels must lie in 0\.\.1, got 0\.\.5"):
+        knn_classify(x, np.array([0, 1, 5]), x, k=1, num_classes=2)
+
+
+def test_a_test_class_absent_from_the_memory_is_a_miss_of_the_monitors_knn():
+    """knn_accuracy's classes (num_classes None) span the test labels too: a query of a
+    class with no memory item is a miss (no vote can name it), the others count."""
+    memory = np.array([[1, 0], [0, 1]], dtype=np.float32)
+    queries = np.array([[1, 0.1], [0.1, 1], [1, 0.2]], dtype=np.float32)
+    # by hand: query 0 and 1 nearest their own class; query 2 is of class 2, never voted
+    assert knn_accuracy(memory, [0, 1], queries, [0, 1, 2], k=1) == pytest.approx(2 / 3)
+    assert knn_accuracy(memory, [0, 1], queries[2:], [2], k=2) == 0.0
+
+
+def test_no_queries_give_an_empty_matrix_of_the_asked_kind():
+    """M = 0 queries: (0, C) probabilities float32, or log-probabilities float64."""
+    x = np.eye(3, dtype=np.float32)
+    none = np.zeros((0, 3), dtype=np.float32)
+    probs = knn_classify(x, [0, 1, 2], none, k=1, num_classes=4)
+    logs = knn_classify(x, [0, 1, 2], none, k=1, num_classes=4, log_probs=True)
+    assert (probs.shape, probs.dtype) == ((0, 4), torch.float32)
+    assert (logs.shape, logs.dtype) == ((0, 4), torch.float64)
+
+
+@pytest.mark.parametrize("k, temperature", [(0, 0.1), (5, 0.0)])
+def test_the_knn_command_refuses_bad_settings_before_extracting_features(
+        monkeypatch, tmp_path, k, temperature):
+    """A bad --k or --temperature is refused before the features of every image are
+    computed (minutes on a large set), and nothing is written."""
+    def extract(*args, **kwargs):
+        raise AssertionError("features extracted before the settings were checked")
+
+    monkeypatch.setattr(knn, "extract_features", extract)
+    train = colour_source(classes=2, seed=0)
+    with pytest.raises(SimCLRError, match="--k|--temperature"):
+        run_knn(tiny_encoder(), train, train, tmp_path / "out", image_size=16, k=k,
+                temperature=temperature, device="cpu", precision="fp32", verbose=False)
+    assert not (tmp_path / "out" / "knn.json").exists()
