@@ -483,3 +483,32 @@ def test_each_stem_computes_its_definition(cifar_stem):
         got = enc.stem(x)
     assert got.shape[-2:] == ((32, 32) if cifar_stem else (8, 8))
     torch.testing.assert_close(got, want)
+
+
+def test_a_basic_block_widening_at_stride_1_projects_its_shortcut():
+    """A channel change alone (stride 1, 8 -> 16 channels) needs the projection too:
+    relu(branch + BN(conv1x1(x))), (B, 8, 7, 7) -> (B, 16, 7, 7); a block keeping its
+    shape and not asked to project adds x itself."""
+    torch.manual_seed(0)
+    block = _randomised_bns(BasicBlock(8, 16, stride=1), seed=4)
+    x = torch.randn(2, 8, 7, 7)
+    out = F.relu(_conv_bn_ref(x, block.conv1, block.bn1))
+    out = _conv_bn_ref(out, block.conv2, block.bn2)
+    want = F.relu(out + _conv_bn_ref(x, block.shortcut[0], block.shortcut[1]))
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), want)
+    same = _randomised_bns(BasicBlock(8, 8, stride=1), seed=5)
+    out = _conv_bn_ref(F.relu(_conv_bn_ref(x, same.conv1, same.bn1)), same.conv2, same.bn2)
+    with torch.no_grad():
+        torch.testing.assert_close(same(x), F.relu(out + x))
+
+
+def test_build_encoder_holds_a_torchvision_network_to_its_settings():
+    """A torchvision --arch has its own sizes and stem: a width, the CIFAR stem or a side
+    its ViT's patches do not divide is refused by name, before anything is built."""
+    with pytest.raises(SimCLRError, match="^--width 2: the width multiplier is for simclr"):
+        build_encoder("mobilenet_v3_small", width=2.0)
+    with pytest.raises(SimCLRError, match="^--cifar-stem is for simclr's ResNets"):
+        build_encoder("mobilenet_v3_small", cifar_stem=True)
+    with pytest.raises(SimCLRError, match="vit_b_16 cuts images into 16-px patches"):
+        build_encoder("vit_b_16", image_size=100)
