@@ -102,6 +102,26 @@ def test_logistic_regression_protocol_on_a_separable_problem():
     np.testing.assert_allclose(probs.sum(1).numpy(), 1.0, rtol=1e-5)
 
 
+def test_the_final_fit_is_scikit_learns_on_features_standardised_by_the_training_set():
+    """The refit (l2 given): the whole training set's mean and std (ddof 1) standardise
+    it and the test rows alike (a test set of other statistics: no leakage), then the
+    penalised fit is scikit-learn's with C = 1 / (l2 N). The penalty is on standardised
+    weights, so the std used changes the optimum."""
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = blobs(20, 5, 3, spread=3.0, seed=6)
+    x = x * np.array([1.0, 10.0, 0.1, 3.0, 1.0])  # features of unequal scale
+    xt = x[::3] * 1.5 + 2.0  # test statistics unlike the training ones
+    l2 = 0.05
+    summary, log_probs, linear = logistic_regression(x, y, xt, 3, l2=l2, tol=1e-12)
+    mean, std = x.mean(0), x.std(0, ddof=1)
+    ref = LogisticRegression(C=1 / (l2 * len(y)), tol=1e-12, max_iter=10_000)
+    ref.fit((x - mean) / std, y)
+    expected = ref.predict_log_proba((xt - mean) / std)
+    np.testing.assert_allclose(log_probs.numpy(), expected, atol=1e-6)
+    assert summary["train_top1"] == (ref.predict((x - mean) / std) == y).mean()
+
+
 def test_regularisation_is_chosen_on_the_held_out_split():
     """Held-out accuracies per lambda match scikit-learn fitted on the same split."""
     from sklearn.linear_model import LogisticRegression
@@ -125,6 +145,7 @@ def test_regularisation_is_chosen_on_the_held_out_split():
     best = max(expected.values())
     tied = [lam for lam in grid if expected[f"{lam:.3g}"] == best]
     assert summary["l2"] == min(tied, key=lambda lam: losses[f"{lam:.3g}"])
+    assert summary["val_top1"] == pytest.approx(best)  # the chosen value's, not the last fit's
 
 
 def test_grid_values_that_round_alike_keep_a_row_each():
@@ -209,6 +230,14 @@ def test_a_choice_at_the_edge_of_the_grid_is_pointed_out(capsys):
     assert "of the grid" not in capsys.readouterr().err  # a grid of one: the user's choice
 
 
+@pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5, -0.1])
+def test_the_held_out_fraction_must_leave_both_parts_something(fraction):
+    x, y = blobs(10, 3, 2, spread=1.0, seed=0)
+    with pytest.raises(SimCLRError, match=rf"--val-fraction must lie in \(0, 1\), got "
+                                          rf"{fraction}"):
+        logistic_regression(x, y, x, 2, val_fraction=fraction)
+
+
 def test_an_empty_grid_is_refused():
     """A Python caller's empty grid chose no l2 and met an UnboundLocalError."""
     x, y = blobs(10, 4, 2, spread=0.2, seed=0)
@@ -230,6 +259,24 @@ def test_a_fit_stopped_by_max_iter_is_pointed_out(capsys):
         "converging; a larger --max-iter fits it further" in err
     summary, _, _ = logistic_regression(x, y, x, 3, l2_grid=[1e-3, 1e-1], seed=0, verbose=True)
     assert summary["iterations"] < 1000 and "--max-iter" not in capsys.readouterr().err
+
+
+def test_a_fit_stopped_by_its_evaluation_budget_is_capped_too():
+    """Badly scaled features (unstandardised, x1000) make the line search spend several
+    evaluations per step, so L-BFGS runs out of its 2 * max_iter evaluations before
+    max_iter steps: stopped, not converged (the gradient, computed here in numpy, is far
+    from zero), so ``capped``, as the step cap says it."""
+    rng = np.random.default_rng(0)
+    x, y, l2, c = rng.normal(size=(30, 4)) * 1000, np.arange(30) % 3, 1e-3, 3
+    w, b, info = fit_logistic_regression(torch.as_tensor(x), torch.as_tensor(y), c, l2,
+                                         max_iter=3)
+    w, b = w.numpy(), b.numpy()
+    logits = x @ w.T + b
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    grad_w = (p - np.eye(c)[y]).T @ x / len(y) + l2 * w
+    assert np.abs(grad_w).max() > 1e-3  # far from converged
+    assert info["capped"]
 
 
 def test_top5_ranks_classes_whose_probability_underflows():
