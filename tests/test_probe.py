@@ -90,6 +90,34 @@ def test_mlp_probe_a_feature_constant_on_training_views_does_not_swamp_the_test(
     assert result["top1"] > 0.9
 
 
+def test_mlp_probe_the_test_rows_neither_train_nor_standardise_one_another():
+    """Features are standardised with the training views' statistics alone: the MLP
+    (same seed) is the same whatever the test set, and each test row is scored on its
+    own, so the top-1 on A + B is the row-weighted mean of those on A and on B, even
+    for a B of other statistics (mean and std from the test rows moved every row)."""
+    gen = torch.Generator().manual_seed(1)
+    y = torch.randint(0, 2, (500,), generator=gen)
+    x = torch.randn(500, 6, generator=gen)
+    x[:, :2] += 0.8 * y[:, None]  # overlapping classes: many rows near the boundary
+    xa, ya, xb, yb = x[300:400], y[300:400], x[400:] * 4 + 3, y[400:]
+    run = {name: train_mlp_probe(x[:300], y[:300], xt, yt, classes=2, epochs=3, hidden=16)
+           for name, (xt, yt) in {"a": (xa, ya), "b": (xb, yb),
+                                  "ab": (torch.cat([xa, xb]), torch.cat([ya, yb]))}.items()}
+    assert run["a"]["train_top1"] == run["b"]["train_top1"] == run["ab"]["train_top1"]
+    assert run["ab"]["top1"] == pytest.approx((run["a"]["top1"] + run["b"]["top1"]) / 2)
+
+
+def test_mlp_probe_batches_are_drawn_from_the_whole_shuffled_training_set():
+    """Views arrive grouped (all of view 0, then view 1; here all of class 0 first): half
+    an epoch of batches in that order would show the MLP class 0 alone."""
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(2).repeat_interleave(256 * 10)  # sorted by class
+    x = torch.randn(len(y), 4, generator=gen)
+    x[:, 0] += 4.0 * (2 * y - 1)
+    result = train_mlp_probe(x, y, x, y, classes=2, epochs=0.5, hidden=16, lr=1e-2)
+    assert result["train_top1"] > 0.8  # (class 0 alone: ~0.5)
+
+
 @pytest.mark.parametrize("epochs, steps", [(0.1, 1), (0.5, 2), (1, 3), (1.5, 5), (2, 6)])
 def test_mlp_probe_epochs_count_batches_and_fractions_round_up(monkeypatch, epochs, steps):
     """600 rows are 3 batches of 256 (the last short): an epoch is 3 Adam steps, a
@@ -158,6 +186,35 @@ def test_test_views_are_others_than_the_training_ones_and_the_majority_is_the_te
     row = result["tasks"]["gray"]
     assert row["num_test"] == 1 and row["majority"] == 1.0
     assert np.bincount(y_train.numpy()).max() < len(y_train)  # (both labels drawn)
+
+
+def test_each_training_view_of_an_image_is_drawn_afresh(monkeypatch):
+    """--views 2: an image's two training views are two draws of the augmentation (the
+    same draw twice would add no example), their labels independent."""
+    import simclr.probe
+    from simclr.pretrained import model_from_checkpoint
+
+    fitted = []
+    fit = simclr.probe.train_mlp_probe
+    monkeypatch.setattr(simclr.probe, "train_mlp_probe",
+                        lambda *a, **k: (fitted.append(a[:4]), fit(*a, **k))[1])
+    model, _ = model_from_checkpoint(pretrain_checkpoint())
+    train = colour_source(n_per_class=4, seed=0)
+    n = train.num_images
+    run_transform_probe(model, train, train, AugmentConfig(size=16, blur=False),
+                        ("rotation",), views=2, epochs=1, batch_size=16, precision="fp32",
+                        verbose=False)
+    h_train, y_train, _, _ = fitted[0]
+    assert h_train.shape[0] == 2 * n
+    differ = [not torch.allclose(h_train[i], h_train[n + i]) for i in range(n)]
+    assert all(differ)
+    assert (y_train[:n] != y_train[n:]).any()
+    # the second MLP is z's: the head's output, of its own width
+    with torch.no_grad():
+        h, z = model.eval()(torch.rand(1, 3, 16, 16))
+    z_train = fitted[1][0]
+    assert len(fitted) == 2 and z_train.shape == (2 * n, z.shape[1])
+    assert not torch.equal(z_train[:, :h.shape[1]], h_train[:, :z.shape[1]])
 
 
 def test_a_model_without_a_head_is_probed_once_and_says_so():
