@@ -442,6 +442,14 @@ def _states(pids: list[int], want: str, timeout: float = 30) -> list[str]:
         time.sleep(0.05)
 
 
+def _kill_left(proc: subprocess.Popen, children: list[int]) -> None:
+    """The launcher and its processes killed where a failed test left them running."""
+    for pid in (proc.pid, *children):
+        if _state(pid) != "Z":
+            os.kill(pid, signal.SIGKILL)
+    proc.wait()
+
+
 @linux
 def test_ctrl_z_pauses_the_processes_with_the_launcher_and_fg_resumes_them(tmp_path):
     """The processes run in their own session, so a terminal's Ctrl-Z (SIGTSTP) stopped
@@ -465,10 +473,7 @@ def test_ctrl_z_pauses_the_processes_with_the_launcher_and_fg_resumes_them(tmp_p
         (tmp_path / "done").touch()
         assert proc.wait(60) == 0
     finally:
-        for pid in (proc.pid, *children):
-            if _state(pid) != "Z":
-                os.kill(pid, signal.SIGKILL)
-        proc.wait()
+        _kill_left(proc, children)
 
 
 # ------------------------------------------------------------------ the real commands
@@ -1027,7 +1032,4 @@ def test_a_ctrl_z_the_kernel_discards_leaves_no_process_stopped(tmp_path):
         (tmp_path / "done").touch()
         assert proc.wait(60) == 0
     finally:
-        for pid in (proc.pid, *children):
-            if _state(pid) != "Z":
-                os.kill(pid, signal.SIGKILL)
-        proc.wait()
+        _kill_left(proc, children)

@@ -162,18 +162,26 @@ def test_transform_probe_end_to_end_and_deterministic():
         assert 0.0 <= row["h"]["top1"] <= 1.0 and 0.0 <= row["z"]["top1"] <= 1.0
 
 
+def _fitted_inputs(monkeypatch) -> list:
+    """What each train_mlp_probe call is given, (h_train, y_train, h_test, y_test),
+    recorded as the probe runs."""
+    import simclr.probe
+
+    fitted: list = []
+    fit = simclr.probe.train_mlp_probe
+    monkeypatch.setattr(simclr.probe, "train_mlp_probe",
+                        lambda *a, **k: (fitted.append(a[:4]), fit(*a, **k))[1])
+    return fitted
+
+
 def test_test_views_are_others_than_the_training_ones_and_the_majority_is_the_tests(
         monkeypatch):
     """Image 0 is in both sets: its test view is drawn afresh, not its training view
     again (the MLP would be scored on what it was fitted to). The majority share is the
     test labels': a single test view is a majority of 1 (the training views' is not)."""
-    import simclr.probe
     from simclr.pretrained import model_from_checkpoint
 
-    fitted = []
-    fit = simclr.probe.train_mlp_probe
-    monkeypatch.setattr(simclr.probe, "train_mlp_probe",
-                        lambda *a, **k: (fitted.append(a[:4]), fit(*a, **k))[1])
+    fitted = _fitted_inputs(monkeypatch)
     model, _ = model_from_checkpoint(pretrain_checkpoint())
     train = colour_source(n_per_class=4, seed=0)
     test = ArraySource(train.images[:1].numpy(), train.labels[:1], train.classes)
@@ -191,13 +199,9 @@ def test_test_views_are_others_than_the_training_ones_and_the_majority_is_the_te
 def test_each_training_view_of_an_image_is_drawn_afresh(monkeypatch):
     """--views 2: an image's two training views are two draws of the augmentation (the
     same draw twice would add no example), their labels independent."""
-    import simclr.probe
     from simclr.pretrained import model_from_checkpoint
 
-    fitted = []
-    fit = simclr.probe.train_mlp_probe
-    monkeypatch.setattr(simclr.probe, "train_mlp_probe",
-                        lambda *a, **k: (fitted.append(a[:4]), fit(*a, **k))[1])
+    fitted = _fitted_inputs(monkeypatch)
     model, _ = model_from_checkpoint(pretrain_checkpoint())
     train = colour_source(n_per_class=4, seed=0)
     n = train.num_images
