@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,6 +34,17 @@ FAST = {"image_size": 16, "batch_size": 6, "epochs": 2, "device": "cpu", "precis
         "workers": 0, "verbose": False}
 TINY = {"model.arch": "resnet18", "model.width": 0.125, "augment.size": 16, "device": "cpu",
         "precision": "fp32", "data.workers": 0, "channels_last": False}
+
+
+def tiny_command(train: Path, run: Path, tmp_path: Path, *extra: str, test: Path | None = None,
+                 batch: int = 8, epochs: int = 2) -> list[str]:
+    """`simclr supervised` on ``train`` (and ``test``) into ``run``: a width-1/8 ResNet-18
+    on 16-px views for a few steps on the CPU, its cache under ``tmp_path``; ``extra``
+    flags last."""
+    return ["supervised", "--train", str(train), *(["--test", str(test)] if test else []),
+            "--out", str(run), "--arch", "resnet18", "--width", "0.125", "--image-size", "16",
+            "--batch-size", str(batch), "--epochs", str(epochs), "--precision", "fp32",
+            "--workers", "0", "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", *extra]
 
 
 def test_batch_larger_than_the_data_is_refused_before_writing(tmp_path, folders):
@@ -902,10 +914,7 @@ def test_a_run_records_its_provenance_and_each_start(tmp_path, capsys):
     started it (a supervised run recorded none)."""
     train = make_image_folder(tmp_path / "train", classes=2, per_class=8)
     run = tmp_path / "run"
-    argv = ["supervised", "--train", str(train), "--out", str(run), "--arch", "resnet18",
-            "--width", "0.125", "--image-size", "16", "--batch-size", "8", "--epochs", "2",
-            "--precision", "fp32", "--workers", "0", "--device", "cpu", "--cache-dir",
-            str(tmp_path / "cache")]
+    argv = tiny_command(train, run, tmp_path)
     assert main(argv) == 0
     record = load_yaml(run / "config.yaml")["provenance"]
     assert record["argv"] == ["simclr", *argv] and "earlier" not in record
@@ -935,10 +944,7 @@ def test_the_same_command_again_continues_an_unfinished_run(tmp_path, monkeypatc
     train = make_image_folder(tmp_path / "train", classes=2, per_class=8)
     test = make_image_folder(tmp_path / "test", classes=2, per_class=2, seed=1)
     run = tmp_path / "run"
-    argv = ["supervised", "--train", str(train), "--test", str(test), "--out", str(run),
-            "--arch", "resnet18", "--width", "0.125", "--image-size", "16", "--batch-size",
-            "8", "--epochs", "2", "--precision", "fp32", "--workers", "0", "--cache-dir",
-            str(tmp_path / "cache"), "--device", "cpu"]
+    argv = tiny_command(train, run, tmp_path, test=test)
     real = supervised.run_supervised
 
     def stopped(*args, **kwargs):  # the first start stopped by a signal at step 2
@@ -971,10 +977,8 @@ def test_the_same_command_again_does_not_continue_a_diverged_run(tmp_path, capsy
     refused naming the divergence and the way on, and `simclr info` says it."""
     train = make_image_folder(tmp_path / "train", classes=2, per_class=8)
     run = tmp_path / "run"
-    argv = ["supervised", "--train", str(train), "--out", str(run), "--arch", "resnet18",
-            "--width", "0.125", "--image-size", "16", "--batch-size", "8", "--epochs", "4",
-            "--precision", "fp32", "--workers", "0", "--cache-dir", str(tmp_path / "cache"),
-            "--device", "cpu", "--checkpoint-every", "1", "--lr", "1e30"]
+    argv = tiny_command(train, run, tmp_path, "--checkpoint-every", "1", "--lr", "1e30",
+                        epochs=4)
     assert main(argv) == 2
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "diverged" and summary["session"] == 1, summary
@@ -1001,10 +1005,7 @@ def test_a_new_run_where_one_diverged_before_its_first_checkpoint_drops_that_sum
     read as the new run's outcome (`simclr info` said it stopped once it finished)."""
     train = make_image_folder(tmp_path / "train", classes=2, per_class=8)
     run = tmp_path / "run"
-    argv = ["supervised", "--train", str(train), "--out", str(run), "--arch", "resnet18",
-            "--width", "0.125", "--image-size", "16", "--batch-size", "8", "--epochs", "2",
-            "--precision", "fp32", "--workers", "0", "--cache-dir", str(tmp_path / "cache"),
-            "--device", "cpu"]
+    argv = tiny_command(train, run, tmp_path)
     assert main([*argv, "--lr", "1e30"]) == 2
     assert json.loads((run / "summary.json").read_text())["status"] == "diverged"
     assert not list((run / "checkpoints").glob("*.pt"))

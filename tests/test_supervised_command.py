@@ -7,6 +7,7 @@ import json
 import pytest
 
 from simclr.cli import main
+from tests.test_supervised import tiny_command
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -66,10 +67,7 @@ def test_a_command_over_an_unfinished_run_its_print_config_and_another_test_fold
     test = make_image_folder(tmp_path / "test", classes=2, per_class=2, seed=1)
     other = make_image_folder(tmp_path / "other", classes=2, per_class=2, seed=2)
     run = tmp_path / "run"
-    argv = ["supervised", "--train", str(train), "--test", str(test), "--out", str(run),
-            "--arch", "resnet18", "--width", "0.125", "--image-size", "16", "--batch-size",
-            "4", "--epochs", "2", "--precision", "fp32", "--workers", "0", "--cache-dir",
-            str(tmp_path / "cache"), "--device", "cpu", "--lr", "0.2"]
+    argv = tiny_command(train, run, tmp_path, "--lr", "0.2", test=test, batch=4)
     real = supervised.run_supervised
     monkeypatch.setattr(supervised, "run_supervised",
                         lambda *a, **k: real(*a, **k, on_step=stop_at(1)))
@@ -138,10 +136,7 @@ def test_the_same_command_continues_its_unfinished_run_but_not_at_another_length
 
     train = make_image_folder(tmp_path / "train", classes=2, per_class=4)
     run = tmp_path / "run"
-    argv = ["supervised", "--train", str(train), "--out", str(run), "--arch", "resnet18",
-            "--width", "0.125", "--image-size", "16", "--batch-size", "4", "--epochs", "2",
-            "--precision", "fp32", "--workers", "0", "--cache-dir", str(tmp_path / "cache"),
-            "--device", "cpu"]
+    argv = tiny_command(train, run, tmp_path, batch=4)
     real = supervised.run_supervised
     monkeypatch.setattr(supervised, "run_supervised",
                         lambda *a, **k: real(*a, **k, on_step=stop_at(1)))
