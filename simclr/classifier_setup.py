@@ -53,7 +53,7 @@ def crop_flip_config(image_size: int, crop_scale: tuple[float, float] = (0.08, 1
 def augmented_batches(
     source: Any, indices: np.ndarray, aug_cfg: Any, *, batch_size: int, epoch: int,
     seed: int, device: torch.device, workers: int | None = None, skip: int = 0,
-    shard: tuple[int, int] = (0, 1), decoder: str = "auto",
+    shard: tuple[int, int] = (0, 1), decoder: str | None = None,
 ) -> Generator[tuple[torch.Tensor, torch.Tensor], None, None]:
     """One shuffled epoch of ``(views float (B,3,S,S) on device, labels (B,) on device)``.
 
@@ -62,7 +62,8 @@ def augmented_batches(
     view depends only on (seed, epoch, image index) as in pretraining. Incomplete last
     batches are dropped (BatchNorm in fine-tuning needs full batches). ``skip``: the
     epoch's first batches are passed over unread (a resumed run). ``decoder``: where an
-    uncached source's JPEGs decode (``--decoder``, :func:`simclr.source.decode_device`).
+    uncached source's JPEGs decode (``--decoder``, None: the source's own;
+    :func:`simclr.source.decode_device`).
     An uncached source's decoding workers are kept for the next epoch: the caller ends them
     (:func:`simclr.features.close_workers`). An unreadable file of an uncached source
     is replaced by another image of ``indices`` (:meth:`simclr.source.ImageSource.within`),
@@ -85,7 +86,7 @@ def augmented_batches(
     asked, share = batch_order(positions, batch_size, [seed, epoch], True, shard, skip)
     for step, (idx, images, aspect) in enumerate(iter_batches(
             read, positions, batch_size, seed=[seed, epoch], drop_last=True, workers=workers,
-            pin=pin, decode_on=decode_device(decoder, device), skip=skip,
+            pin=pin, decode_on=decode_device(decoder, device, source), skip=skip,
             shard=shard, keep_workers=True)):
         drawn = asked[step * share:(step + 1) * share]
         if read is not source:

@@ -90,7 +90,7 @@ def train_classifier(
     name: str = "train", refit: Callable[[int, float], int] | None = None,
     start_step: int = 0, elapsed: float = 0.0, scaler: torch.amp.GradScaler | None = None,
     checkpointing: Checkpointing | None = None, tally: dict[str, float] | None = None,
-    decoder: str = "auto",
+    decoder: str | None = None,
 ) -> dict[str, Any]:
     """Cross-entropy training of ``model`` (x (B,3,S,S) -> logits (B,C)) for some steps.
 
@@ -107,7 +107,7 @@ def train_classifier(
     ``checkpointing``, SIGTERM/SIGINT/SIGHUP/SIGUSR1 stop the
     training after the step (every process at the same one: distributed.StopVote);
     without, they keep their usual effect (there is nothing to continue). ``decoder``:
-    where uncached JPEGs decode (supervised's ``--decoder``). Returns
+    where uncached JPEGs decode (``--decoder``; None: the source's own). Returns
     {"status": "finished" | "preempted", "signal" (the signal that asked to stop, or
     None; a run asked as its last step ended has finished), "steps", "train_loss",
     "train_top1" (of the last epoch; without its ``tally``, a continued epoch's part
@@ -436,7 +436,7 @@ def classifier_step(
 def evaluate_classifier(
     model: nn.Module, test: Any, image_size: int, *, batch_size: int, device: torch.device,
     precision: str, channels_last: bool = True, workers: int | None = None,
-    again: str = "in its --out: with --overwrite", decoder: str = "auto",
+    again: str = "in its --out: with --overwrite", decoder: str | None = None,
 ) -> tuple[Ranked, np.ndarray]:
     """The test logits, each batch reduced to what the results need of it as it comes
     (:func:`simclr.results.rank_rows`: O(M) numbers, where the float32 (M, C) logits of
@@ -444,7 +444,7 @@ def evaluate_classifier(
     eval mode. Outputs that are not finite are the training's divergence (its losses
     were measured before each update: the last one may have diverged unseen), not the
     checkpoint's: the message says to train again, ``again`` how. ``decoder``: where
-    uncached JPEGs decode (supervised's ``--decoder``)."""
+    uncached JPEGs decode (``--decoder``; None: the source's own)."""
     labels_all = np.asarray(test.labels, dtype=np.int64)
     parts, seen = [], []
     with closing(encoded_batches(model, test, image_size, batch_size, device, precision,

@@ -21,6 +21,7 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from simclr.config import (
+    DECODERS,
     MAX_THREADS,
     MAX_WORKERS,
     PRECISIONS,
@@ -215,6 +216,8 @@ def add_runtime_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", type=folder_name, default=CACHE_DIR)
     p.add_argument("--max-pixels", type=_count(1), default=DataConfig.max_pixels,
                    help="larger images are skipped unread (a decompression-bomb guard)")
+    p.add_argument("--decoder", default=DataConfig.decoder, choices=DECODERS,
+                   help="uncached JPEGs: auto (device on CUDA, else pil) | pil | device")
     # Taken, unsaid, where a command runs as one process, so that `--processes 2` gets
     # check_processes' message, not argparse's "unrecognized arguments" (the commands
     # that train across processes replace it: launch.add_flag).

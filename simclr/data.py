@@ -136,7 +136,7 @@ def open_folder(
             str(root), images.labels[kept], images.classes, array=cache.rows,
             rows=None if len(kept) == len(images.paths) else kept,
             paths=[images.paths[i] for i in kept], max_pixels=max_pixels, workers=workers,
-            skipped=skipped, store=store, aspect=cache.aspect)
+            skipped=skipped, store=store, aspect=cache.aspect, decoder=cfg.decoder)
         # Each named, from a fresh or a reused cache (a reuse decodes nothing), by the
         # first process of a launch alone (every process opens the same cache).
         if skipped and launched_rank() == 0:
@@ -151,7 +151,7 @@ def open_folder(
         if bad:
             raise SimCLRError(f"--strict: bad image {images.paths[bad[0][0]]}: {bad[0][1]}")
     return ImageSource(str(root), images.labels, images.classes, paths=images.paths, side=side,
-                       max_pixels=max_pixels, workers=workers, store=store)
+                       max_pixels=max_pixels, workers=workers, store=store, decoder=cfg.decoder)
 
 
 def check_some_readable(files: ImageList, limit: int | None = 64,

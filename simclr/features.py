@@ -337,7 +337,7 @@ def extract_features(
     encoder: nn.Module, source: Any, image_size: int, batch_size: int = 256,
     device: str | torch.device = "cpu", precision: str = "fp32", *,
     channels_last: bool = True, workers: int | None = None,
-    indices: np.ndarray | None = None, progress: str | None = None, decoder: str = "auto",
+    indices: np.ndarray | None = None, progress: str | None = None, decoder: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Representations h of a source with the evaluation transform (App. B.5):
     ``(features float32 (N, D), labels int64 (N,))``; see :func:`indexed_features`."""
@@ -352,7 +352,7 @@ def encoded_batches(
     encoder: nn.Module, source: Any, image_size: int, batch_size: int = 256,
     device: str | torch.device = "cpu", precision: str = "fp32", *,
     channels_last: bool = True, workers: int | None = None,
-    indices: np.ndarray | None = None, progress: str | None = None, decoder: str = "auto",
+    indices: np.ndarray | None = None, progress: str | None = None, decoder: str | None = None,
 ) -> Generator[tuple[torch.Tensor, torch.Tensor], None, None]:
     """:func:`indexed_features` a batch at a time: ``(image indices int64 (B,), outputs
     float32 (B, D) on CPU)``, for a caller that keeps what it needs of each batch (a
@@ -361,7 +361,7 @@ def encoded_batches(
     (:func:`channels_last_weights`), are restored when the batches end or are closed
     (close it: ``contextlib.closing``); the outputs are not checked finite here.
     ``decoder``: where an uncached source's JPEGs decode (``--decoder``: auto, pil or
-    device; :func:`simclr.source.decode_device`)."""
+    device; None: the one the source was opened with; :func:`simclr.source.decode_device`)."""
     from simclr.augment import eval_resize
     from simclr.decode import eval_store_size
 
@@ -377,7 +377,7 @@ def encoded_batches(
     try:
         with channels_last_weights(encoder, channels_last), closing(iter_batches(
                 source, order, batch_size, workers=workers, pin=dev.type == "cuda",
-                decode_on=decode_device(decoder, dev), substitute=False)) as batches:
+                decode_on=decode_device(decoder, dev, source), substitute=False)) as batches:
             while True:
                 # Inference mode over each batch's reading and encoding, not across the
                 # yield: the caller's own work runs in its own mode.
@@ -404,7 +404,7 @@ def indexed_features(
     encoder: nn.Module, source: Any, image_size: int, batch_size: int = 256,
     device: str | torch.device = "cpu", precision: str = "fp32", *,
     channels_last: bool = True, workers: int | None = None,
-    indices: np.ndarray | None = None, progress: str | None = None, decoder: str = "auto",
+    indices: np.ndarray | None = None, progress: str | None = None, decoder: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Representations h of a source with the evaluation transform (App. B.5), and the
     image each row stands for.

@@ -37,20 +37,22 @@ def folder_features(
     module: nn.Module, image_size: int, data: str, batch_size: int, device: str,
     precision: str, workers: int | None, cache_dir: str, unlabeled: bool = False,
     max_pixels: int = DataConfig.max_pixels, progress: str | None = None,
-    channels_last: bool = True,
+    channels_last: bool = True, decoder: str = DataConfig.decoder,
 ) -> tuple[Any, np.ndarray, np.ndarray, list[str]]:
     """``module``'s outputs over a folder with the evaluation transform: (the opened
     source, float32 (N, D) in source order, labels int64 (N,), the N files' paths;
     unreadable files are left out; ``unlabeled``: also the images beside an ImageFolder's
     class folders, labelled -1; ``max_pixels``: larger images are skipped unread;
     ``progress``: the pass's name on stderr, None: unseen; ``channels_last``: images and
-    weights in that memory format, the faster, as the evaluations compute them)."""
+    weights in that memory format, the faster, as the evaluations compute them;
+    ``decoder``: where uncached JPEGs decode, --decoder)."""
     from simclr.data import open_source
     from simclr.features import indexed_features
     from simclr.runtime import resolve_device, resolve_precision
     from simclr.validate import validate_data
 
-    data_cfg = DataConfig(workers=workers, cache_dir=cache_dir, max_pixels=max_pixels)
+    data_cfg = DataConfig(workers=workers, cache_dir=cache_dir, max_pixels=max_pixels,
+                          decoder=decoder)
     validate_data(data_cfg)  # (from Python: -1 workers or a text max_pixels met torch)
     dev = resolve_device(str(device))  # (a torch.device, as load_encoder takes, too)
     source = open_source(data, data_cfg, train=False, image_size=image_size, evaluation=True,
@@ -73,6 +75,7 @@ def embed_folder(
     cache_dir: str = DataConfig.cache_dir, layer: str = "h",
     image_size: int | None = None, overwrite: bool = False,
     max_pixels: int = DataConfig.max_pixels, channels_last: bool = True,
+    decoder: str = DataConfig.decoder,
 ) -> dict[str, Any]:
     """Representations of every image of a folder (evaluation transform), saved as .npz.
 
@@ -80,7 +83,8 @@ def embed_folder(
     ``image_size``: the side evaluated at, if not the encoder's own
     (:func:`at_image_size`); an existing ``out`` is replaced only with ``overwrite``
     (as :func:`simclr.export.export`); ``channels_last``: images and weights in that
-    memory format (the faster, as the evaluations compute them). Arrays:
+    memory format (the faster, as the evaluations compute them); ``decoder``: where
+    uncached JPEGs decode (--decoder: auto, pil or device). Arrays:
     ``features`` float32 (N, D), ``labels`` int64 (N,) (sorted class-name order of an
     ImageFolder, -1 for a flat folder), ``classes`` (C,) str, ``paths_utf8`` uint8
     (each image's path in UTF-8, a NUL after each: :func:`simclr.neighbors.embedded_paths`
@@ -101,7 +105,7 @@ def embed_folder(
     source, feats, labels, paths = folder_features(module, spec["image_size"], data,
                                                    batch_size, device, precision, workers,
                                                    cache_dir, True, max_pixels, "embed",
-                                                   channels_last)
+                                                   channels_last, decoder)
     # another side: other features (the encoder's own, given as --image-size: the same)
     at = f" at {image_size} px" if image_size not in (None, encoder_spec(given)[
         "image_size"]) else ""
@@ -253,6 +257,7 @@ def predict_folder(
     workers: int | None = None, cache_dir: str = DataConfig.cache_dir,
     min_probability: float | None = None, overwrite: bool = False,
     max_pixels: int = DataConfig.max_pixels, channels_last: bool = True,
+    decoder: str = DataConfig.decoder,
 ) -> dict[str, Any]:
     """Classify every image of a folder; one CSV row per image (an existing ``out`` is
     replaced only with ``overwrite``).
@@ -269,7 +274,8 @@ def predict_folder(
     ``prediction`` (its ranked classes are still listed): a rejection of images that
     belong to none of the classes, or are doubtful. The result counts the ``confident``
     rows and, on a labeled folder, the top-1 accuracy among those (``confident_top1``).
-    ``channels_last``: images and weights in that memory format (the faster).
+    ``channels_last``: images and weights in that memory format (the faster);
+    ``decoder``: where uncached JPEGs decode (--decoder: auto, pil or device).
     """
     refuse_spawned_import()
     check_counts({"--top-k": top_k, "--batch-size": batch_size})  # (before any work)
@@ -287,7 +293,8 @@ def predict_folder(
     # in float64, as linear-eval fits it, so a bf16 rounding never flips a close call.
     source, feats, labels, paths = folder_features(
         nn.Sequential(model.encoder, model.neck), spec["image_size"], data, batch_size,
-        device, precision, workers, cache_dir, True, max_pixels, "predict", channels_last)
+        device, precision, workers, cache_dir, True, max_pixels, "predict", channels_last,
+        decoder)
     if top_k is not None and k < top_k:  # (as `simclr knn` does a --k past its training
         # images: capped, said; the default 5 of a 2-class classifier goes unsaid)
         print(f"note: --top-k {top_k} is more than the classifier's {len(classes)} classes: "

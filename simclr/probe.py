@@ -113,7 +113,7 @@ def probe_features(
                 # close_loader_iterator), not after the batch each is decoding.
                 with closing(iter_batches(
                         source, np.arange(source.num_images), batch_size,
-                        pin=device.type == "cuda", decode_on=decode_device("auto", device),
+                        pin=device.type == "cuda", decode_on=decode_device(None, device, source),
                         keep_workers=True)) as batches:
                     for idx, images, aspect in batches:
                         params = sample_params(aug, seed, view, idx, PROBE_VIEW,

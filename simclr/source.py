@@ -61,7 +61,9 @@ class ImageSource:
     (empty for in-memory data sets); ``skipped`` [(path, reason)] of unreadable files.
     ``store`` says how files become squares (:func:`simclr.decode.fit_square`) and
     ``aspect`` float32 (rows,) holds the width / height of the picture each cached row
-    stands for (None: all 1, square pictures).
+    stands for (None: all 1, square pictures). ``decoder``: where an uncached folder's
+    JPEGs decode when a pass names none (the --decoder it was opened with:
+    :func:`decode_device`).
     """
 
     def __init__(
@@ -70,7 +72,7 @@ class ImageSource:
         paths: Sequence[str] = (), side: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS, workers: int | None = None,
         skipped: list[tuple[str, str]] | None = None, store: str = "full",
-        aspect: np.ndarray | None = None,
+        aspect: np.ndarray | None = None, decoder: str = "auto",
     ) -> None:
         self.name = name
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -80,6 +82,7 @@ class ImageSource:
         self.max_pixels = max_pixels
         self.store, self._aspect = store, aspect
         self.workers = default_workers() if workers is None else workers
+        self.decoder = decoder  # (--decoder of the settings it was opened with)
         self._array, self._layout, self._rows = array, layout, rows
         if array is not None:
             h, w = array.shape[1:3] if layout == "nhwc" else array.shape[2:4]
@@ -175,7 +178,7 @@ class ImageSource:
             self.name, self.labels, self.classes, array=self._array, layout=self._layout,
             rows=self._rows, paths=self.paths, side=self.image_hw[0],
             max_pixels=self.max_pixels, workers=self.workers, store=self.store,
-            aspect=self._aspect)
+            aspect=self._aspect, decoder=self.decoder)
 
     def close(self) -> None:
         """Stop the persistent decoding workers now, Ctrl-C held until they have stopped
@@ -198,7 +201,7 @@ class ImageSource:
             layout=self._layout, rows=rows,
             paths=[self.paths[i] for i in idx] if self.paths else (),
             side=self.image_hw[0], max_pixels=self.max_pixels, workers=self.workers,
-            store=self.store, aspect=self._aspect,
+            store=self.store, aspect=self._aspect, decoder=self.decoder,
         )
 
     def within(self, indices: np.ndarray) -> ImageSource:
@@ -380,11 +383,15 @@ def collate_raw(
             torch.tensor(bad), list(reasons))
 
 
-def decode_device(decoder: str, device: torch.device) -> torch.device | None:
+def decode_device(decoder: str | None, device: torch.device,
+                  source: Any = None) -> torch.device | None:
     """Where uncached JPEGs are decoded: ``device`` (batched, nvJPEG on CUDA) or None
     (PIL in the workers). 'auto' picks the device only on CUDA: on a CPU the workers'
     reduced-size (draft mode) PIL decode is faster than a full decode in one process.
+    ``decoder`` None: ``source``'s own (the --decoder it was opened with), else auto.
     Another ``decoder`` (a caller's typo: 'gpu') is a ValueError, not PIL in silence."""
+    if decoder is None:
+        decoder = getattr(source, "decoder", "auto")
     if decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
     if decoder == "device" or (decoder == "auto" and device.type == "cuda"):

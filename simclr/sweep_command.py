@@ -335,21 +335,23 @@ def _eval_sources(args: argparse.Namespace, size: int, augmented: bool) -> tuple
     data = _cells_data(args)
     cache, limit = args.eval_cache_dir or data.cache_dir, data.max_pixels
     return (open_eval_source(args.eval_train, size, args.workers_eval, cache,
-                             evaluation=not augmented, train=True, max_pixels=limit),
-            open_eval_source(args.eval_test, size, args.workers_eval, cache, max_pixels=limit))
+                             evaluation=not augmented, train=True, max_pixels=limit,
+                             decoder=data.decoder),
+            open_eval_source(args.eval_test, size, args.workers_eval, cache, max_pixels=limit,
+                             decoder=data.decoder))
 
 
 def _cells_data(args: argparse.Namespace) -> DataConfig:
-    """The data settings the cells read their folders with (--cache-dir, --max-pixels, a
-    --config file's, else the defaults), which the --eval-train/--eval-test folders are
-    read with too. (The sweep's setting flags are kept as typed, text, for its cells to
+    """The data settings the cells read their folders with (--cache-dir, --max-pixels,
+    --decoder, a --config file's, else the defaults), which the --eval-train/--eval-test
+    folders are read with too. (The sweep's setting flags are kept as typed, text, for its cells to
     parse: --max-pixels compared with pixel counts as it was, every image 'could not be
     read'; a --config file's cache folder and limit were not looked at.)"""
     from simclr.cli import config_flags
     from simclr.settings import build_config
 
     given = {path: value for path, value in config_flags(args).items()
-             if path in ("data.max_pixels", "data.cache_dir")}
+             if path in ("data.max_pixels", "data.cache_dir", "data.decoder")}
     return build_config(None, args.config, given, inert_ok=given).data
 
 

@@ -121,7 +121,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
                         device=args.device, precision=args.precision, workers=args.workers,
                         cache_dir=args.cache_dir, layer=args.layer, image_size=args.image_size,
                         overwrite=args.overwrite, max_pixels=args.max_pixels,
-                        channels_last=args.channels_last)
+                        channels_last=args.channels_last, decoder=args.decoder)
     print(finite_json(info))
     return 0
 
@@ -148,7 +148,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         args.checkpoint, args.data, args.out, top_k=args.top_k, batch_size=args.batch_size,
         device=args.device, precision=args.precision, workers=args.workers,
         cache_dir=args.cache_dir, min_probability=args.min_probability,
-        overwrite=args.overwrite, max_pixels=args.max_pixels, channels_last=args.channels_last)
+        overwrite=args.overwrite, max_pixels=args.max_pixels, channels_last=args.channels_last,
+        decoder=args.decoder)
     if "top1" in result:  # a labeled folder: the accuracy in words too (stderr, as knn's)
         top5 = f", top-5 {100 * result['top5']:.2f}%" if result["top5"] is not None else ""
         print(f"{args.out}: {result['images']} images predicted; top-1 "

@@ -532,7 +532,8 @@ def test_an_evaluation_on_the_digits_trains_on_none_of_its_test_digits(tmp_path,
     from simclr.named_data import digits_split
 
     args = argparse.Namespace(train="digits", test="digits", workers=0,
-                              cache_dir=str(tmp_path), max_pixels=DataConfig.max_pixels)
+                              cache_dir=str(tmp_path), max_pixels=DataConfig.max_pixels,
+                              decoder="auto")
     train, test = open_folders(args, 32, augmented=augmented, augmented_test=augmented)
     for opened, split in zip((train, test), digits_split(), strict=True):
         every = np.arange(split.num_images)
@@ -737,3 +738,44 @@ def test_finetune_random_init_is_the_from_scratch_baseline(tmp_path, monkeypatch
                      "--out", str(tmp_path / flag)]) == 0
         assert called[-1]["from_scratch"] is True
         assert called[-1]["source"]["features"] == "random init"
+
+
+def test_every_evaluation_command_decodes_jpegs_where_decoder_says(tmp_path, monkeypatch,
+                                                                    capsys):
+    """knn, linear-eval (both protocols), finetune, transform-probe, embed and predict
+    take --decoder, and an uncached folder's JPEGs decode where it says: batched on the
+    device (here the CPU) or by PIL in the workers. They had no such flag: auto's choice
+    decoded (nvJPEG on CUDA) whatever the pretraining had been told."""
+    import simclr.source
+    from tests.conftest import make_image_folder
+
+    tiny_pretrained_run(tmp_path)
+    # Larger than --cache auto caches: decoded per pass
+    train = make_image_folder(tmp_path / "jtrain", per_class=4, side=100, ext="jpg")
+    test = make_image_folder(tmp_path / "jtest", per_class=2, side=100, seed=1, ext="jpg")
+    decoded, real = [], simclr.source.decode_jpegs
+
+    def counted(payloads, *args, **kwargs):
+        decoded.append(len(payloads))
+        return real(payloads, *args, **kwargs)
+
+    monkeypatch.setattr(simclr.source, "decode_jpegs", counted)
+    fast = ["--workers", "0", "--precision", "fp32", "--batch-size", "4"]
+    common = ["--checkpoint", str(tmp_path / "pre"), "--train", str(train), "--test",
+              str(test), *fast]
+    for decoder in ("pil", "device"):
+        out = tmp_path / decoder
+        commands = [["knn", *common, "--k", "3"], ["linear-eval", *common],
+                    ["linear-eval", *common, "--protocol", "sgd", "--epochs", "1"],
+                    ["finetune", *common, "--epochs", "1"],
+                    ["transform-probe", *common, "--task", "gray", "--epochs", "1"],
+                    ["embed", "--checkpoint", str(tmp_path / "pre"), "--data", str(test),
+                     *fast, "--out", str(out / "e.npz")],
+                    ["predict", "--checkpoint", str(out / "linear-eval1"), "--data",
+                     str(test), *fast, "--out", str(out / "p.csv")]]
+        for i, argv in enumerate(commands):
+            decoded.clear()
+            flags = [] if argv[0] in ("embed", "predict") else ["--out", str(out / f"{argv[0]}{i}")]
+            assert main([*argv, *flags, "--decoder", decoder]) == 0, argv
+            assert (sum(decoded) > 0) == (decoder == "device"), (decoder, argv[0], decoded)
+    capsys.readouterr()

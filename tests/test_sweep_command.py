@@ -934,6 +934,25 @@ def test_the_evaluation_folders_are_read_with_the_cells_data_settings(tmp_path, 
             f"pixels exceeds the limit of {side * side - 1} " in err, err
 
 
+def test_the_evaluation_folders_decode_where_the_sweeps_decoder_says(tmp_path, image_folder):
+    """The cells' --decoder (the flag, else a --config file's) is the scoring's too: it
+    decoded the --eval folders by auto's choice (nvJPEG on CUDA under --decoder pil)."""
+    import argparse
+
+    from simclr.sweep_command import _eval_sources
+
+    given = tmp_path / "c.yaml"
+    given.write_text("data:\n  decoder: device\n")
+    folder = str(image_folder)
+    for config, flags in ((None, {"cfg:data.decoder": "device"}), (str(given), {}),
+                          (None, {})):
+        args = argparse.Namespace(eval_train=folder, eval_test=folder, workers_eval=0,
+                                  eval_cache_dir=str(tmp_path / "cache"), config=config,
+                                  **flags)
+        train, test = _eval_sources(args, 16, augmented=False)
+        assert train.decoder == test.decoder == ("device" if config or flags else "auto")
+
+
 def test_a_cell_saved_before_channels_last_existed_is_scored_in_channels_last(
         tmp_path, image_folder):
     """A cell whose checkpoint predates the channels_last setting trained in it (then the
