@@ -638,3 +638,74 @@ def test_questions_about_a_folders_splits_say_nothing(tmp_path, caplog):
     said = [r.getMessage() for r in caplog.records]
     assert said == [f"{root} holds splits; using {root / 'Train'} (give {root / 'Test'} for "
                     "the other)"]
+
+
+def test_nested_folders_are_listed_depth_first_in_sorted_order_whatever_the_listing(
+        tmp_path, monkeypatch):
+    """A class folder's sub-folders are walked in sorted order, each before the next
+    (its own files first): image i is the same file whatever order the file system
+    lists names in (here: reversed)."""
+    root = tmp_path / "data"
+    for name in ("a/0.png", "a/b/1.png", "a/b/c/2.png", "a/d/3.png", "a/e.png"):
+        save_image(root / name, rgb(4, 4))
+    scandir = os.scandir
+
+    class Reversed:
+        def __init__(self, path="."):
+            with scandir(path) as scan:
+                self.entries = sorted(scan, key=lambda e: e.name, reverse=True)
+
+        def __enter__(self):
+            return iter(self.entries)
+
+        def __exit__(self, *exc):
+            return False
+
+        def __iter__(self):
+            return iter(self.entries)
+
+    monkeypatch.setattr(os, "scandir", Reversed)
+    listed = [Path(p).relative_to(root).as_posix() for p in scan_folder(root).paths]
+    assert listed == ["a/0.png", "a/e.png", "a/b/1.png", "a/b/c/2.png", "a/d/3.png"]
+
+
+def test_a_linked_folder_whose_path_begins_as_the_folders_does_is_no_loop(tmp_path):
+    """Only a link to the folder itself or a folder above it is a loop: one to a folder
+    whose name is a prefix of it (data/more -> dat, data/cat/linked -> da) is read."""
+    root = tmp_path / "data"
+    save_image(root / "cat" / "a.png", rgb(4, 4))
+    save_image(tmp_path / "dat" / "b.png", rgb(4, 4))
+    save_image(tmp_path / "da" / "c.png", rgb(4, 4))
+    (root / "more").symlink_to(tmp_path / "dat")
+    (root / "cat" / "linked").symlink_to(tmp_path / "da")
+    listing = scan_folder(root)
+    assert listing.classes == ["cat", "more"]
+    assert [(listing.classes[c], Path(p).name) for p, c in
+            zip(listing.paths, listing.labels, strict=True)] == [
+        ("cat", "a.png"), ("cat", "c.png"), ("more", "b.png")]
+
+
+@pytest.mark.parametrize("split", ["train", "Test", "val"])
+def test_one_split_name_alone_is_a_class_not_a_split(tmp_path, split):
+    """train/ without a held-out split beside it (or test/ without train/) is no data
+    set's splits: a class of that name, the folder read whole."""
+    for name in (split, "zebra"):
+        save_image(tmp_path / "ds" / name / "1.png", rgb(4, 4))
+    for train in (True, False):
+        listed = list_folder(str(tmp_path / "ds"), train)
+        assert listed.root == str(tmp_path / "ds") and listed.classes == sorted([split, "zebra"])
+
+
+def test_a_named_data_set_is_known_in_any_case_unless_a_folder_of_its_name_is_there(
+        tmp_path, monkeypatch):
+    """'CIFAR10' is torchvision's data set as 'cifar10' is; a folder called cifar10 (or
+    digits) in the current folder is that folder, listed as one."""
+    from simclr.folders import named_dataset, torchvision_dataset
+
+    monkeypatch.chdir(tmp_path)
+    assert torchvision_dataset("CIFAR10") and torchvision_dataset("stl10")
+    assert not torchvision_dataset("digits") and named_dataset("digits")
+    for name in ("cifar10", "digits"):
+        save_image(tmp_path / name / "cat" / "1.png", rgb(4, 4))
+        assert not named_dataset(name) and not torchvision_dataset(name)
+        assert list_folder(name).classes == ["cat"]
