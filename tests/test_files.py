@@ -165,8 +165,10 @@ class _FakeKernel32:
         return 1
 
 
-@pytest.mark.parametrize("exit_code, alive", [(None, False), (259, True), (0, False)])
-def test_on_windows_a_process_is_asked_after_without_a_signal(monkeypatch, exit_code, alive):
+@pytest.mark.parametrize("exit_code, alive, error", [(None, False, 87), (259, True, 87),
+                                                     (0, False, 87), (None, True, 5)])
+def test_on_windows_a_process_is_asked_after_without_a_signal(monkeypatch, exit_code, alive,
+                                                              error):
     """Windows' os.kill(pid, 0) sends CTRL_C_EVENT to the pid's console group (it would
     interrupt another run) rather than asking whether the process exists: kernel32 is
     asked instead, and a process that cannot be asked after counts as alive."""
@@ -180,7 +182,8 @@ def test_on_windows_a_process_is_asked_after_without_a_signal(monkeypatch, exit_
     kernel32, pid = _FakeKernel32(exit_code), int(_dead_pid())
     monkeypatch.setattr(os, "kill", no_kill)
     monkeypatch.setattr(ctypes, "WinDLL", lambda *a, **k: kernel32, raising=False)
-    monkeypatch.setattr(ctypes, "get_last_error", lambda: 87, raising=False)  # invalid pid
+    # 87: no such pid; 5: access denied (another user's live process)
+    monkeypatch.setattr(ctypes, "get_last_error", lambda: error, raising=False)
     monkeypatch.setattr(os, "name", "nt")
     try:
         answer = files._process_alive(pid)
@@ -444,6 +447,8 @@ def test_infinite_numbers_are_written_as_null_as_nan_is(tmp_path):
                                            "losses": [float("-inf"), 1.5]})
     assert json.loads(path.read_text(encoding="utf-8")) == {
         "loss": None, "nan": None, "losses": [None, 1.5]}
+    pair = write_json(tmp_path / "t.json", {"range": (float("inf"), 2.0)})  # a tuple too
+    assert json.loads(pair.read_text(encoding="utf-8")) == {"range": [None, 2.0]}
 
 
 def test_files_set_aside_together_share_the_first_number_free_for_all(tmp_path):
@@ -536,3 +541,119 @@ def test_a_results_file_nested_deep_reads_as_damaged(tmp_path):
     path = tmp_path / "summary.json"
     path.write_text("[" * 200_000 + "]" * 200_000)
     assert read_json(path) is None
+
+
+def test_a_write_interrupted_by_ctrl_c_leaves_the_earlier_file_and_no_debris(tmp_path):
+    """A Ctrl-C (or SIGTERM, a KeyboardInterrupt too) while the file is written is no
+    Exception, yet its temporary file is removed as a failure's is, and it propagates."""
+    target = tmp_path / "checkpoint.pt"
+    target.write_bytes(b"earlier")
+
+    def interrupted(tmp):
+        tmp.write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(target, interrupted)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+    assert target.read_bytes() == b"earlier"
+
+
+@pytest.mark.parametrize("text", ['[1, 2]', '"done"', '3', 'null', '{"steps": 2', ''])
+def test_a_results_file_that_is_no_json_object_reads_as_absent(tmp_path, text):
+    """A summary that is a list, a string, a number, cut short or empty is treated as
+    absent (callers index it as an object); an object reads as itself."""
+    from simclr.files import read_json
+
+    (tmp_path / "summary.json").write_text(text, encoding="utf-8")
+    assert read_json(tmp_path / "summary.json") is None
+    (tmp_path / "summary.json").write_text('{"steps": 2}', encoding="utf-8")
+    assert read_json(tmp_path / "summary.json") == {"steps": 2}
+    assert read_json(tmp_path / "missing.json") is None
+
+
+def test_a_temporary_of_another_users_live_process_is_never_removed(tmp_path, monkeypatch):
+    """Signal 0 to another user's process is refused (EPERM): it runs, and its write's
+    temporary file is kept however old."""
+    def not_yours(pid, sig):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    leftover = tmp_path / "a.pt.tmp-abcd1234-4242"
+    leftover.write_text("x")
+    _age(leftover, 2 * STALE_AFTER_S)
+    monkeypatch.setattr(os, "kill", not_yours)
+    assert remove_stale_temporaries(tmp_path, "*.pt.tmp-*") == [] and leftover.exists()
+
+
+def test_a_runs_holder_line_replaces_a_longer_earlier_one(tmp_path):
+    """The lock file a longer-named host's run left is rewritten whole: the holder a
+    refused run names is this one, with nothing of the earlier line after it."""
+    import socket
+
+    from simclr.files import LOCK_NAME, lock_folder
+
+    (tmp_path / LOCK_NAME).write_text("pid 4000000000 on " + "h" * 200 + "\n", encoding="utf-8")
+    lock_folder(tmp_path).close()
+    assert (tmp_path / LOCK_NAME).read_text(encoding="utf-8") == \
+        f"pid {os.getpid()} on {socket.gethostname()}\n"
+
+
+def test_on_windows_a_glance_waits_for_another_glance_to_let_go(tmp_path, monkeypatch):
+    """msvcrt has no shared lock: two `simclr info` asking at once hold the byte in
+    turn, and the second, refused a moment, is not told that a run holds the folder."""
+    from simclr import files
+
+    files.lock_folder(tmp_path).close()
+    refusals = {"left": 1}
+
+    def busy_once(fd, exclusive):
+        if refusals["left"]:
+            refusals["left"] -= 1
+            raise BlockingIOError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(files, "_exclusive_only", lambda: True)
+    monkeypatch.setattr(files, "_lock", busy_once)
+    monkeypatch.setattr(files, "_unlock", lambda fd: None)
+    assert files.folder_holder(tmp_path) is None and refusals["left"] == 0
+
+
+def test_a_folder_that_cannot_hold_a_lock_file_is_one_line_naming_it(tmp_path):
+    """The lock file cannot be opened (no such folder, no permission): one line naming
+    the folder and why, not a traceback."""
+    from simclr.files import lock_folder
+
+    with pytest.raises(SimCLRError, match=f"^cannot write in {tmp_path / 'gone'}: No such file"):
+        lock_folder(tmp_path / "gone")
+
+
+def test_a_file_system_without_locks_runs_unguarded(tmp_path, monkeypatch):
+    """flock refused as unsupported (some network mounts: ENOLCK) is no reason to stop a
+    run: it goes on holding the file open, unguarded."""
+    from simclr import files
+
+    def no_locks(fd, exclusive):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(files, "_lock", no_locks)
+    held = files.lock_folder(tmp_path)
+    assert held is not None and not held.closed
+    held.close()
+
+
+def test_on_windows_a_lock_refused_as_a_deadlock_is_a_folder_in_use(tmp_path, monkeypatch):
+    """msvcrt refuses a byte held by another handle with EACCES or EDEADLOCK: either is
+    the folder in use, said in one line."""
+    from simclr import files
+
+    class Deadlocking(FakeMsvcrt):
+        def locking(self, fd, mode, nbytes):
+            if self.held and mode != self.LK_UNLCK:
+                raise OSError(errno.EDEADLOCK, "Resource deadlock avoided")
+            super().locking(fd, mode, nbytes)
+
+    monkeypatch.setitem(sys.modules, "fcntl", None)
+    monkeypatch.setitem(sys.modules, "msvcrt", Deadlocking())
+    held = files.lock_folder(tmp_path)
+    with pytest.raises(SimCLRError, match="is in use by another simclr run"):
+        files.lock_folder(tmp_path)
+    held.close()
