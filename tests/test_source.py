@@ -161,3 +161,90 @@ def test_a_cache_subsets_aspects_follow_its_rows():
     assert source.aspect_of(np.array([0, 1])).tolist() == [2.0, 1.0]
     images, aspects = source.batch(np.array([0, 1]))
     assert images[:, 0, 0, 0].tolist() == [2, 0] and aspects.tolist() == [2.0, 1.0]
+
+
+def test_a_cached_sources_images_are_all_readable_whatever_it_skipped():
+    """A cache holds only the files it could read: those it skipped are no rows of it,
+    so every image counts as readable (an uncached folder's are not, once met)."""
+    array = np.zeros((3, 4, 4, 3), dtype=np.uint8)
+    cached = ImageSource("c", np.zeros(3), ["a"], array=array, skipped=[("bad.png", "empty")])
+    assert cached.readable_images == 3 and cached.skipped == [("bad.png", "empty")]
+    folder = ImageSource("f", np.zeros(3), ["a"], paths=["0", "1", "bad.png"], side=4,
+                         skipped=[("bad.png", "empty")])
+    assert folder.readable_images == 2
+
+
+def test_channels_first_arrays_and_subsets_of_subsets_give_their_own_rows():
+    """An array stored (N, 3, H, W) (the digits, STL-10) comes out as it is stored; a
+    subset of a subset of a cache reads the rows its images stand for."""
+    array = np.stack([np.full((3, 2, 5), v, dtype=np.uint8) for v in (0, 1, 2, 3)])
+    array[:, 1] += 10  # (channel 1 tells channels from rows)
+    source = ImageSource("chw", np.arange(4), list("abcd"), array=array, layout="nchw")
+    assert source.image_hw == (2, 5)
+    images = source.get_batch([3, 1])
+    assert images.shape == (2, 3, 2, 5) and images[:, :, 0, 0].tolist() == [[3, 13, 3],
+                                                                            [1, 11, 1]]
+    part = source.subset([3, 1, 2]).subset([2, 0])  # images 2 and 3 of the whole
+    assert part.labels.tolist() == [2, 3]
+    assert part.get_batch([0, 1])[:, 0, 0, 0].tolist() == [2, 3]
+
+
+def test_a_part_within_a_source_is_kept_and_shares_its_skipped_files(tmp_path):
+    """within(indices): the same part for the same indices (its workers persist over a
+    training's epochs), a new one for others; the unreadable files it meets are this
+    source's skipped files. A cache records no earlier session's skipped files."""
+    for k in range(4):
+        save_image(tmp_path / "imgs" / f"{k}.png", rgb(16, 16, k))
+    (tmp_path / "imgs" / "4.png").write_text("garbage")
+    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="off", load_size=16))
+    part = src.within(np.array([4, 0]))
+    assert src.within(np.array([4, 0])) is part and src.within(np.array([0, 4])) is not part
+    part = src.within(np.array([4, 0]))
+    assert part.batch([0])[0].shape == (1, 3, 16, 16)  # 4.png, replaced by 0.png
+    assert [Path(p).name for p, _ in src.skipped] == ["4.png"]
+    array = np.zeros((2, 4, 4, 3), dtype=np.uint8)
+    cached = ImageSource("c", np.zeros(2), ["a"], array=array, paths=["x.png", "y.png"])
+    cached.remember_skipped([("x.png", "empty file")])
+    assert cached.skipped == []
+
+
+def test_the_skip_summary_names_ten_files_then_counts_the_rest():
+    """One line per skipped file up to the limit, then how many more: a folder of
+    thousands of broken files is not a log of thousands of lines."""
+    skipped = [(f"{k:02d}.png", "empty file") for k in range(12)]
+    source = ImageSource("imgs", np.zeros(12), [], paths=[p for p, _ in skipped], side=4,
+                         skipped=skipped)
+    lines = source.skip_summary().splitlines()
+    assert lines[0] == "imgs: skipped 12 unreadable image(s):"
+    assert lines[1:] == [f"  {k:02d}.png: empty file" for k in range(10)] + ["  ... and 2 more"]
+    assert source.skip_summary(limit=12).splitlines()[-1] == "  11.png: empty file"
+
+
+def test_the_decoder_is_the_device_only_where_asked_or_on_cuda():
+    """'auto' decodes JPEGs on the device on CUDA only; 'pil' never; a typo is refused."""
+    from simclr.source import decode_device
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    assert decode_device("auto", cpu) is None and decode_device("pil", cuda) is None
+    assert decode_device("auto", cuda) == cuda and decode_device("device", cpu) == cpu
+    with pytest.raises(ValueError, match="one of auto, pil, device, got 'gpu'"):
+        decode_device("gpu", cpu)
+
+
+def test_a_folder_of_unreadable_files_names_the_first_and_why(tmp_path):
+    """The reason a replaced image carries is its own file's, not a later one's; a
+    folder with no readable image is NoReadableImageError naming the file and folder."""
+    from simclr.errors import NoReadableImageError
+    from simclr.source import load_item
+
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "a.png").write_bytes(b"")
+    (tmp_path / "imgs" / "b.png").write_text("garbage")
+    save_image(tmp_path / "imgs" / "c.png", rgb(16, 16, 1))
+    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="off", load_size=16))
+    assert load_item(src, 0)[1:] == (2, 1.0, 0, "empty file (0 bytes)")
+    (tmp_path / "imgs" / "c.png").write_text("garbage")
+    folder = tmp_path / "imgs"
+    with pytest.raises(NoReadableImageError, match=r"^all 3 images are unreadable \(first: "
+                       f".*a.png: empty file \\(0 bytes\\)\\); check the folder {folder}"):
+        load_item(src, 0)
