@@ -596,6 +596,25 @@ def test_time_budget_fits_the_schedule(tmp_path, image_folder, cache_dir):
     assert last["step"] == summary["steps"] and last["total_steps"] == summary["steps"]
 
 
+def test_a_budget_spent_at_a_replan_step_ends_the_run_at_that_step(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """The budget spent at step 3, a re-plan's step: the run ends there, its last.pt
+    planned for 3 steps (a re-plan after the end would plan a step more, which a
+    --resume of the finished run would then train)."""
+    calls = []
+
+    def spent(plan, elapsed):
+        calls.append(1)
+        return len(calls) == 3
+
+    monkeypatch.setattr(train, "budget_spent", spent)
+    flags = tiny_flags(image_folder, tmp_path / "run", cache_dir, time_budget="1h",
+                       checkpoint_every=0)
+    del flags["epochs"]  # (the budget sets the length)
+    assert train.pretrain(build_config(flags=flags))["steps"] == 3
+    assert load_checkpoint(tmp_path / "run/checkpoints/last.pt")["total_steps"] == 3
+
+
 def test_a_budget_spent_within_the_warmup_is_said(tmp_path, image_folder, cache_dir, capsys,
                                                   monkeypatch):
     """A 0.5-s budget ran one step at lr 0 (only BatchNorm statistics moved) and said
@@ -636,6 +655,23 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, image_folder, ca
     ckpt = load_checkpoint(tmp_path / "nan/checkpoints/ckpt-00000002.pt")
     assert ckpt["step"] == 2
     assert not (tmp_path / "nan/checkpoints/last.pt").exists()
+
+
+def test_a_run_stopped_after_several_non_finite_steps_names_the_first(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """--log-every 3: steps 2 and 3 are both non-finite before the check at step 3; the
+    run stops naming step 2, where it went wrong, not the last bad step."""
+    real, calls = train.loss_and_metrics, []
+
+    def poisoned(cfg, z_a, z_b):
+        loss, metrics = real(cfg, z_a, z_b)
+        calls.append(1)
+        return (loss * float("nan") if len(calls) in (2, 3) else loss), metrics
+
+    monkeypatch.setattr(train, "loss_and_metrics", poisoned)
+    with pytest.raises(DivergedError, match=r"non-finite \(NaN/inf\) at step 2;") as info:
+        run(tmp_path, image_folder, cache_dir, "nan", log_every=3, checkpoint_every=0)
+    assert info.value.step == 2 and len(calls) == 3
 
 
 @pytest.mark.parametrize("policy", ["stop", "skip"])
@@ -1194,6 +1230,37 @@ def test_a_step_pairs_each_images_two_views():
             assert float(metrics["pos_top1"]) == 1.0 == accuracy
 
 
+def test_a_step_whose_gradients_are_not_finite_reports_no_numbers():
+    """A finite loss with NaN gradients is a bad step: its metrics are NaN, not the
+    finite loss (a step that was not finite has no number, whichever part was not)."""
+    cfg = build_config(flags={"loss.temperature": 0.5})
+    views = torch.randn(8, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    net = _Projector()
+    net.fc.weight.register_hook(lambda grad: grad * float("nan"))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    metrics, finite, skipped = train.train_step(cfg, net, optimizer, scaler, views, 4,
+                                                torch.device("cpu"), "fp32")
+    assert not bool(finite) and not skipped  # (--nan-policy stop: the loop stops the run)
+    assert all(torch.isnan(value) for value in metrics.values())
+
+
+def test_a_step_under_a_gradient_scaler_updates_its_scale():
+    """fp16's GradScaler: every step ends in its update (the scale grows after
+    growth_interval finite steps), or an overflow would never lower it again."""
+    cfg = build_config(flags={"loss.temperature": 0.5})
+    views = torch.randn(8, 3, 2, 2, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    net = _Projector()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=4.0, growth_interval=1)
+    _, finite, skipped = train.train_step(cfg, net, optimizer, scaler, views, 4,
+                                          torch.device("cpu"), "fp32")
+    assert bool(finite) and not skipped
+    assert scaler.get_scale() == 8.0
+
+
 def _preempted_run(cfg, at_step=4):
     def preempt(step, stop):
         if step == at_step:
@@ -1305,6 +1372,8 @@ def test_a_resumed_run_keeps_the_record_of_its_init_from(tmp_path, image_folder,
                                         init_from=str(tmp_path / "first")))
     assert train.pretrain(cfg, on_step=stop)["status"] == "preempted"
     started = f"pretrain checkpoint {tmp_path / 'first/checkpoints/last.pt'} (step 3)"
+    # (its weights are in the run's checkpoints now: a resume does not read them again)
+    shutil.rmtree(tmp_path / "first")
     for status in ("preempted", "finished"):  # (resumed twice: carried on each time)
         assert train.pretrain(load_resume_config(tmp_path / "second", {}), resume=True,
                               on_step=stop)["status"] == status
