@@ -25,7 +25,9 @@ def test_a_checkpoint_restores_weights_optimizer_step_plan_and_rng():
     optimizer = build_optimizer(cfg.optim, model, cfg.batch_size)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     plan = plan_schedule(cfg, 80)
-    state = RunState(step=7, elapsed=12.5, bad_steps=2)
+    window = {"sums": {"loss": 1.5}, "steps": 2, "first_step": 5, "elapsed": 3.0,
+              "untimed": 0, "skipped": 0}
+    state = RunState(step=7, elapsed=12.5, bad_steps=2, compile_s=1.5, log_window=window)
     _, z = model(torch.rand(8, 3, 16, 16))
     z.square().sum().backward()
     optimizer.step()  # momentum buffers to save
@@ -34,6 +36,8 @@ def test_a_checkpoint_restores_weights_optimizer_step_plan_and_rng():
     assert blob["cpu_threads"] == torch.get_num_threads()  # a resume compares its own
     assert blob["processes"] == 1
     assert (blob["step"], blob["epoch"], blob["step_in_epoch"]) == (7, 0, 7)
+    later = checkpoint_state(cfg, model, optimizer, scaler, RunState(step=23), plan)
+    assert (later["epoch"], later["step_in_epoch"]) == (2, 3)  # (10 steps an epoch)
 
     torch.manual_seed(1)  # a different start in every respect
     other = build_model(cfg.model, 16)
@@ -43,6 +47,9 @@ def test_a_checkpoint_restores_weights_optimizer_step_plan_and_rng():
     for a, b in zip(model.state_dict().values(), other.state_dict().values(), strict=True):
         assert torch.equal(a, b)
     assert (other_state.step, other_state.elapsed, other_state.bad_steps) == (7, 12.5, 2)
+    # the same run (its id), its compile seconds and open log window carried on
+    assert (other_state.run_id, other_state.compile_s) == (state.run_id, 1.5)
+    assert other_state.log_window == window
     assert (other_plan.total_steps, other_plan.warmup_steps) == (33, 4)
     saved_momenta = [s["momentum_buffer"] for s in optimizer.state_dict()["state"].values()]
     restored = [s["momentum_buffer"] for s in other_opt.state_dict()["state"].values()]
@@ -137,6 +144,7 @@ def test_a_resume_on_another_number_of_images_is_refused_old_checkpoints_too():
     check_same_images({"num_images": 80, "step": 25}, same)
     with pytest.raises(SimCLRError, match="now holds 96 images; the run started with 80,"):
         check_same_images({"num_images": 80, "step": 25}, other)
+    check_same_images({"step": 5, "epoch": 0, "step_in_epoch": 5}, other)  # (no epoch to judge)
     legacy = {"step": 25, "epoch": 2, "step_in_epoch": 5}
     check_same_images(legacy, same)
     with pytest.raises(SimCLRError, match="holds 96 images; the run started with 10 steps "
@@ -328,6 +336,8 @@ def test_a_saved_log_window_must_end_at_the_saved_step():
         saved_window({**window, "skipped": 3}, 7)
     watch = {"windows": 2, "steps": 8, "since": 3, "said": False}  # (monitor.CollapseWatch's)
     assert saved_window({**window, "collapse": watch}, 7)["collapse"] == watch
+    said = {**watch, "said": True}  # (said once: not said again after a resume)
+    assert saved_window({**window, "collapse": said}, 7)["collapse"] == said
     assert saved_window(None, 7) is None
     with pytest.raises(ValueError, match="a log window of 2 steps from step 5, saved at step 9"):
         saved_window(window, 9)
@@ -469,3 +479,30 @@ def test_one_function_tells_a_supervised_and_an_evaluation_run_their_folder_is_n
     assert split_read_anew_why(caps, ["Test", "Train"], "12 images",
                                reads=tmp_path / "caps" / "Test") is None
     assert split_read_anew_why(str(tmp_path / "lower"), ["test", "train"], "12 images") is None
+
+
+def test_a_resumed_precision_may_be_named_as_what_auto_resolves_to(monkeypatch):
+    """A run saved with --precision auto resumes under the precision auto stands for on
+    this device (fp32 on a CPU without fast bf16); another one is refused, naming it."""
+    from simclr import runtime
+    from simclr.resume import check_resumed_settings
+
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: False)
+    saved = build_config(flags={"precision": "auto"}).to_dict()
+    check_resumed_settings(saved, build_config(flags={"precision": "fp32"}), "run",
+                           torch.device("cpu"))
+    with pytest.raises(SimCLRError, match=r"cannot change --precision \(auto saved, bf16"):
+        check_resumed_settings(saved, build_config(flags={"precision": "bf16"}), "run",
+                               torch.device("cpu"))
+
+
+def test_a_recorded_init_from_past_any_command_lines_length_is_not_carried_on(tmp_path):
+    """A received run folder's config.yaml naming its --init-from weights in a string
+    past MAX_ARGV_CHARS is damaged: a resumed start does not copy it forward."""
+    from simclr.config_file import save_yaml
+    from simclr.resume import MAX_ARGV_CHARS, recorded_init_from
+
+    save_yaml({"init_from_resolved": "run/last.pt (step 6)"}, tmp_path / "config.yaml")
+    assert recorded_init_from(tmp_path) == {"init_from_resolved": "run/last.pt (step 6)"}
+    save_yaml({"init_from_resolved": "x" * (MAX_ARGV_CHARS + 1)}, tmp_path / "config.yaml")
+    assert recorded_init_from(tmp_path) == {}
