@@ -367,7 +367,7 @@ def field_type(obj: Any, name: str) -> Any:
 # the length (rundir.RUN_LENGTH), which makes another cell.
 RESUME_SETTINGS = frozenset({
     "epochs", "max_steps", "time_budget", "progress", "device", "threads", "data.workers",
-    "data.cache_dir", "log_every", "checkpoint_every", "checkpoint_minutes",
+    "data.decoder", "data.cache_dir", "log_every", "checkpoint_every", "checkpoint_minutes",
     "keep_checkpoints", "knn_every", "memory_check", "compile"})
 # What a run's config.yaml records beside its settings (simclr.train writes them): facts
 # of that run, not settings, so reading the file as a --config skips them.

@@ -95,9 +95,9 @@ SUPERVISED_RESUME_ENTRIES = ("optimizer", "scaler", "step", "elapsed", "total_st
                              "warmup_steps", "classes", "num_train")
 # The settings --resume may change: where and how fast it runs, not what it computes;
 # the run's length only to its saved value (rundir.check_run_length).
-RESUME_FLAGS = {"device", "threads", "data.workers", "data.cache_dir", "checkpoint_every",
-                "checkpoint_minutes", "keep_checkpoints", "memory_check", "epochs",
-                "max_steps", "time_budget"}
+RESUME_FLAGS = {"device", "threads", "data.workers", "data.decoder", "data.cache_dir",
+                "checkpoint_every", "checkpoint_minutes", "keep_checkpoints", "memory_check",
+                "epochs", "max_steps", "time_budget"}
 
 
 def check_new_run(run_dir: str | Path | None, held: bool = False) -> None:

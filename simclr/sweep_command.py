@@ -17,12 +17,13 @@ from typing import Any
 
 from simclr.arguments import count_at_least, epoch_count
 from simclr.checkpoint_read import load_checkpoint
-from simclr.commands import checkpoint_source, open_eval_source
+from simclr.commands import checkpoint_source
 from simclr.config import MAX_WORKERS, PRECISIONS, DataConfig
 from simclr.config_file import names_no_data
 from simclr.errors import SimCLRError, is_amount, printable
 from simclr.features import check_labeled_folders
 from simclr.files import SetAside, read_json, set_aside, tagged, write_json
+from simclr.folders import check_folder
 from simclr.launch import add_flag as add_processes_flag
 from simclr.presets import PRESETS
 from simclr.pretrained import parse_layer, representation_from_checkpoint
@@ -125,13 +126,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         _print_cell_configs(axes, Path(args.out).expanduser(), preset, args.config, flags)
         return 0
     _say_z_is_h(headless, args.eval)  # (once the sweep goes ahead)
-    if folders:  # before hours of training
-        check_labeled_folders(args.eval_train, args.eval_test, ("--eval-train", "--eval-test"),
-                              train_split=True, max_pixels=_cells_data(args).max_pixels)
+
+    if folders:
+        check_folder("--eval-train", args.eval_train)
+        check_folder("--eval-test", args.eval_test)
         # The cells' files (a confusion figure) inside a folder the scores read would
         # become its images: each cell then scored on another test set.
         check_not_inside(args.out, {"--eval-train": args.eval_train,
                                     "--eval-test": args.eval_test}, "sweep")
+
+    def check_eval_folders(configs: list[Any]) -> None:  # before hours of training
+        if folders:  # (under the smallest limit a cell reads them with: _scoring_data)
+            check_labeled_folders(args.eval_train, args.eval_test,
+                                  ("--eval-train", "--eval-test"), train_split=True,
+                                  max_pixels=min(cfg.data.max_pixels for cfg in configs))
 
     wanted = _eval_data(args) if args.eval != "none" else {}  # (listed once, not per cell)
 
@@ -150,7 +158,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                              evaluated_on={"scores": args.eval, **wanted},
                              caches={"--eval-cache-dir": args.eval_cache_dir},
                              folders={"--eval-train": args.eval_train,
-                                      "--eval-test": args.eval_test})
+                                      "--eval-test": args.eval_test},
+                             check_configs=check_eval_folders)
     print(table)
     if any(c.result.get("status") == "preempted" or c.stopped_by for c in cells):
         from simclr.train import EXIT_PREEMPTED
@@ -276,7 +285,7 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace,
                "workers": args.workers_eval, "verbose": False,
                "source": {**checkpoint_source(ckpt_path, ckpt, "pretrained"), "layer": layer}}
     sgd = args.eval_protocol == "sgd"  # (with --eval linear only: _check_eval_flags)
-    train, test = _eval_sources(args, size, augmented=sgd)
+    train, test = _eval_sources(args, size, augmented=sgd, saved=config)
     if args.eval == "linear":  # the classifier names its encoder, as linear-eval's does
         # An unfinished sgd evaluation of other settings (stopped by a signal, then the
         # sweep rerun with other --eval flags) is set aside, as stale results are: it
@@ -324,35 +333,41 @@ def recorded_scores(run_dir: Path, args: argparse.Namespace,
     return _columns(args.eval, {key: top1 for key, (top1, _) in on_record.items()})
 
 
-def _eval_sources(args: argparse.Namespace, size: int, augmented: bool) -> tuple[Any, Any]:
+def _eval_sources(args: argparse.Namespace, size: int, augmented: bool,
+                  saved: dict[str, Any] | None = None) -> tuple[Any, Any]:
     """(train, test) of a cell's evaluation: the --eval folders stored for ``size`` (the
     training one for augmented views with ``augmented``: the SGD protocol's crops, as
-    `simclr linear-eval` opens it), or the digits demo's fixed hold-out split."""
+    `simclr linear-eval` opens it) and read with the data settings of the cell's saved
+    config ``saved`` (:func:`_scoring_data`), or the digits demo's fixed hold-out split."""
     if not (args.eval_train and args.eval_test):
         from simclr.named_data import digits_split
 
         return digits_split(seed=0)
-    data = _cells_data(args)
-    cache, limit = args.eval_cache_dir or data.cache_dir, data.max_pixels
-    return (open_eval_source(args.eval_train, size, args.workers_eval, cache,
-                             evaluation=not augmented, train=True, max_pixels=limit,
-                             decoder=data.decoder),
-            open_eval_source(args.eval_test, size, args.workers_eval, cache, max_pixels=limit,
-                             decoder=data.decoder))
+    from simclr.data import open_source
+
+    data = _scoring_data(args, saved or {})
+    return (open_source(args.eval_train, data, train=True, image_size=size,
+                        evaluation=not augmented),
+            open_source(args.eval_test, data, train=False, image_size=size, evaluation=True))
 
 
-def _cells_data(args: argparse.Namespace) -> DataConfig:
-    """The data settings the cells read their folders with (--cache-dir, --max-pixels,
-    --decoder, a --config file's, else the defaults), which the --eval-train/--eval-test
-    folders are read with too. (The sweep's setting flags are kept as typed, text, for its cells to
-    parse: --max-pixels compared with pixel counts as it was, every image 'could not be
-    read'; a --config file's cache folder and limit were not looked at.)"""
-    from simclr.cli import config_flags
-    from simclr.settings import build_config
+# What a cell's data settings say of how a folder it reads is read (not which images)
+READING = ("cache", "strict", "decoder", "max_pixels", "cache_dir")
 
-    given = {path: value for path, value in config_flags(args).items()
-             if path in ("data.max_pixels", "data.cache_dir", "data.decoder")}
-    return build_config(None, args.config, given, inert_ok=given).data
+
+def _scoring_data(args: argparse.Namespace, saved: dict[str, Any]) -> DataConfig:
+    """The data settings a cell's --eval folders are read with: those its training read
+    its folders with (``saved``: its config; --cache, --strict, --decoder, --max-pixels,
+    --cache-dir), as its kNN monitor reads its own, but --eval-workers and
+    --eval-cache-dir where given. (The scoring read them with the defaults but for the
+    cache folder and limit: --cache, --strict and --decoder had no effect on them.)"""
+    data = saved.get("data")
+    given = {name: data[name] for name in READING if name in data} \
+        if isinstance(data, dict) else {}
+    cfg = DataConfig(**given, workers=args.workers_eval)
+    if args.eval_cache_dir:
+        cfg.cache_dir = args.eval_cache_dir
+    return cfg
 
 
 def _columns(protocol: str, scored: dict[str, float]) -> dict[str, float]:

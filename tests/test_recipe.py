@@ -31,6 +31,23 @@ def test_resume_flags_change_only_where_and_how_fast_and_are_checked():
             apply_resume_flags(config_from_dict(saved.to_dict()), flags, set(RESUME_SETTINGS))
 
 
+@pytest.mark.parametrize("command", ["pretrain", "supervised"])
+def test_resume_takes_another_decoder(tmp_path, command):
+    """--decoder says where JPEGs decode (a GPU's nvJPEG, or PIL in the workers), as
+    --device says where the run goes: `--resume RUN --decoder pil` (a GPU decoder that
+    fails on the new machine) was refused as a change of what the run computes."""
+    from simclr.config import RESUME_SETTINGS
+    from simclr.recipe import apply_resume_flags
+    from simclr.supervised import RESUME_FLAGS
+
+    cfg = build_config(flags={"data.path": str(tmp_path), "data.decoder": "device"})
+    allowed = set(RESUME_SETTINGS if command == "pretrain" else RESUME_FLAGS)
+    apply_resume_flags(cfg, {"data.decoder": "pil"}, allowed, reads=[str(tmp_path)])
+    assert cfg.data.decoder == "pil"
+    with pytest.raises(SimCLRError, match=r"--decoder: unknown value .gpu. \(choose from auto"):
+        apply_resume_flags(cfg, {"data.decoder": "gpu"}, allowed, reads=[str(tmp_path)])
+
+
 def test_the_first_commands_recipe_with_its_own_out_is_the_same_recipe(tmp_path):
     """--resume names the run's folder: a preset's or a file's --out is not a change."""
     from simclr.config import RESUME_SETTINGS

@@ -934,23 +934,54 @@ def test_the_evaluation_folders_are_read_with_the_cells_data_settings(tmp_path, 
             f"pixels exceeds the limit of {side * side - 1} " in err, err
 
 
-def test_the_evaluation_folders_decode_where_the_sweeps_decoder_says(tmp_path, image_folder):
-    """The cells' --decoder (the flag, else a --config file's) is the scoring's too: it
-    decoded the --eval folders by auto's choice (nvJPEG on CUDA under --decoder pil)."""
+def test_the_evaluation_folders_are_read_as_the_cell_read_its_own(tmp_path, image_folder):
+    """A cell's --eval folders are read with the data settings it trained with (--cache,
+    --strict, --decoder, --max-pixels, --cache-dir), as its kNN monitor reads its own;
+    --eval-workers and --eval-cache-dir where given. --cache off still cached them, on
+    left them uncached, --strict skipped a bad image, --decoder pil decoded with nvJPEG."""
     import argparse
 
     from simclr.sweep_command import _eval_sources
 
-    given = tmp_path / "c.yaml"
-    given.write_text("data:\n  decoder: device\n")
     folder = str(image_folder)
-    for config, flags in ((None, {"cfg:data.decoder": "device"}), (str(given), {}),
-                          (None, {})):
+    cell = {"cache": "off", "strict": True, "decoder": "device", "max_pixels": 10 ** 6,
+            "cache_dir": str(tmp_path / "cells"), "path": "elsewhere", "workers": 3}
+    for eval_cache in (None, str(tmp_path / "eval")):
         args = argparse.Namespace(eval_train=folder, eval_test=folder, workers_eval=0,
-                                  eval_cache_dir=str(tmp_path / "cache"), config=config,
-                                  **flags)
-        train, test = _eval_sources(args, 16, augmented=False)
-        assert train.decoder == test.decoder == ("device" if config or flags else "auto")
+                                  eval_cache_dir=eval_cache)
+        for source in _eval_sources(args, 16, augmented=False, saved={"data": cell}):
+            assert (source.cached, source.decoder, source.max_pixels, source.workers) == \
+                (False, "device", 10 ** 6, 0)
+    args.eval_cache_dir = None
+    for source in _eval_sources(args, 16, augmented=False, saved={"data": {"cache": "on"}}):
+        assert source.cached and source.decoder == "auto"
+    assert list((tmp_path / "cache").glob("*.npy")) == []  # (the cells': none read there)
+
+
+def test_a_bad_evaluation_image_stops_the_scoring_of_a_strict_cell(tmp_path, image_folder):
+    import argparse
+
+    from simclr.errors import SimCLRError
+    from simclr.sweep_command import _eval_sources
+
+    (image_folder / "class_0" / "bad.png").write_bytes(b"not an image")
+    args = argparse.Namespace(eval_train=str(image_folder), eval_test=str(image_folder),
+                              workers_eval=0, eval_cache_dir=str(tmp_path / "c"))
+    assert _eval_sources(args, 16, augmented=False, saved={})[0].num_images == 24
+    with pytest.raises(SimCLRError, match="--strict: bad image .*bad.png"):
+        _eval_sources(args, 16, augmented=False, saved={"data": {"strict": True}})
+
+
+def test_a_config_file_valid_with_the_sweeps_flags_is_not_checked_alone(tmp_path,
+                                                                        image_folder):
+    """The evaluation folders' settings were read by building the --config file alone
+    (no preset, no other flag): a load_size below the default 224-px view, or knn_train
+    with --knn-test given as a flag, refused a sweep `simclr pretrain` runs."""
+    (tmp_path / "c.yaml").write_text(f"data:\n  load_size: 20\nknn_train: {image_folder}\n")
+    assert main(["sweep", "--set", "temperature=0.2", *tiny_cell(tmp_path, image_folder),
+                 "--config", str(tmp_path / "c.yaml"), "--knn-test", str(image_folder),
+                 "--eval-train", str(image_folder), "--eval-test", str(image_folder)]) == 0
+    assert json.loads((tmp_path / "sw/temperature=0.2/knn.json").read_text())["num_test"] == 24
 
 
 def test_a_cell_saved_before_channels_last_existed_is_scored_in_channels_last(
