@@ -534,3 +534,23 @@ def test_a_flags_bad_value_over_a_presets_is_named_as_the_flag_alone():
     '(set by --preset ...)'."""
     with pytest.raises(SimCLRError, match=r"^--batch-size must be positive, got -5$"):
         build_config("cifar10-cpu", flags={"batch_size": -5})
+
+
+def test_a_files_unknown_scaling_rule_under_a_presets_lr_is_named_by_its_key(tmp_path):
+    """The preset's lr is carried to the file's rule only when that rule is known: an
+    unknown one is left to validation, which names the file's key, not --lr-scaling (a
+    flag the user had not given)."""
+    path = tmp_path / "run.yaml"
+    path.write_text("optim:\n  lr_scaling: foo\n")
+    with pytest.raises(SimCLRError) as info:
+        build_config("cifar10-cpu", str(path))
+    assert str(info.value) == (f"{path}: optim.lr_scaling: unknown value 'foo' (choose from "
+                               "linear, sqrt, none)")
+
+
+def test_a_projection_shortcuts_flag_over_a_torchvision_network_is_refused_as_typed():
+    """A flag given over another network is kept as typed, so its refusal names it:
+    --projection-shortcuts, not the --no-projection-shortcuts the user never wrote."""
+    with pytest.raises(SimCLRError, match=r"^--projection-shortcuts has no effect: "
+                                          "convnext_tiny is torchvision's network"):
+        build_config(flags={"model.arch": "convnext_tiny", "model.projection_shortcuts": True})
