@@ -196,6 +196,25 @@ def test_a_config_edited_from_python_is_held_to_its_types(path, value, message):
     ({"augment.crop_scale": (0.0, 1.0)}, "--crop-scale must satisfy 0 < min <= max <= 1"),
     ({"model.width": 0.99 / 64}, "--width must be at least 1/64"),
     ({"data.load_size": 31, "augment.size": 32}, "--load-size must be at least the view's"),
+    # every other bound's first value outside it (each passed when its check was dropped
+    # or its edge moved)
+    ({"optim.eta": 0.0}, "--eta must be positive, got 0.0"),
+    ({"optim.betas": (0.9, 1.0)}, "--betas must lie in [0, 1), got (0.9, 1.0)"),
+    ({"optim.final_lr": 0.15, "optim.lr": 0.1, "optim.lr_scaling": "none", "batch_size": 512},
+     "--final-lr must be at most the peak lr the cosine decays from (0.1: --lr 0.1 scaled "
+     "for batch 512), got 0.15"),
+    ({"device": "cuda:"}, "--device: unknown device 'cuda:'"),
+    ({"threads": 0}, "--threads must be positive, got 0"),
+    ({"log_every": 0}, "--log-every must be positive, got 0"),
+    ({"keep_checkpoints": 0}, "--keep-checkpoints must be positive, got 0"),
+    ({"knn_k": 0}, "--knn-k must be positive, got 0"),
+    ({"data.max_pixels": 0}, "--max-pixels must be positive, got 0"),
+    ({"augment.crop_scale": (0.5, 1.5)}, "--crop-scale must satisfy 0 < min <= max <= 1"),
+    ({"augment.crop_ratio": (0.0, 1.0)}, "--crop-ratio must satisfy 0 < min <= max"),
+    ({"augment.noise_std": (0.2, 0.1)}, "--noise-std must satisfy 0 <= min <= max"),
+    ({"augment.blur_sigma": (2.0, 1.0)}, "--blur-sigma must satisfy 0 < min <= max"),
+    ({"augment.blur_sigma": (0.1, 1e7)}, "--blur-sigma must be at most 1e+06, got 1e+07"),
+    ({"init_from": " "}, "--init-from must name a file or folder, got an empty value"),
 ])
 def test_the_last_value_past_each_bound_is_refused(flags, message):
     """Each bound's own edge: momentum 1 never lets a gradient fade, a warm-up over the
@@ -216,6 +235,25 @@ def test_the_last_value_past_each_bound_is_refused(flags, message):
     {"augment.crop_scale": (1.0, 1.0)}, {"augment.hue": 0.5},
     # a cosine that decays to its own peak: flat, but not rising
     {"optim.final_lr": 0.2, "optim.lr": 0.1, "batch_size": 512},
+    {"optim.final_lr": 1.0, "optim.lr": 0.1, "optim.lr_scaling": "sqrt", "batch_size": 256},
+    # each "at most" and "at least" bound's own edge
+    {"data.workers": 256}, {"model.width": 64.0}, {"model.head_layers": 16},
+    {"model.head_out_dim": 65536}, {"model.head_hidden_dim": 65536},
+    {"loss.temperature": 1e-4}, {"knn_temperature": 1e-4, "knn_train": "a", "knn_test": "b"},
+    {"knn_every": 1e6, "knn_train": "a", "knn_test": "b"}, {"epochs": 1e6},
+    {"augment.size": 8}, {"augment.size": 4096}, {"augment.eval_size": 8},
+    {"augment.eval_size": 4096}, {"data.load_size": 4096, "data.path": "photos"},
+    {"threads": 4096}, {"augment.blur_sigma": (1e-3, 1e-3)}, {"augment.blur_kernel_frac": 1.0},
+    {"augment.cutout": True, "augment.cutout_frac": 1.0}, {"augment.blur_p": 1.0},
+    {"augment.blur_p": 0.0},
+    {"augment.crop_sampler": "official", "augment.crop_scale": (0.05, 0.1)},
+    # zeros that mean something: no warm-up, no periodic checkpoints, no colour jitter,
+    # no bad step forgiven
+    {"optim.warmup_epochs": 0.0}, {"checkpoint_every": 0}, {"checkpoint_minutes": 0.0},
+    {"max_bad_steps": 0, "nan_policy": "skip"}, {"augment.color_strength": 0.0},
+    {"optim.name": "adamw", "optim.betas": (0.0, 0.0)},
+    {"loss.name": "nt_logistic", "loss.semi_hard": True},  # (semi-hard: not NT-Xent's)
+    {"loss.normalize": False, "model.head_out_dim": 1},  # (unnormalised z: one dim trains)
 ])
 def test_the_values_at_each_bound_are_taken(flags):
     cfg = build_config(flags=flags)
@@ -295,3 +333,19 @@ def test_batch_size_and_knn_every_are_bounded(tmp_path):
         apply_resume_flags(cfg, {"knn_every": "1e308"}, RESUME_SETTINGS)
     cfg.knn_every = 1e7  # (a saved run's: it ran, never evaluating)
     validate(cfg)
+
+
+def test_a_config_edited_from_python_is_held_to_the_ranges_flags_are():
+    """A duration from Python is not read by --time-budget's parser: validate alone
+    refuses a negative one. A one-dimensional z is refused only where it is normalised
+    and projected: without a head z is h, of the encoder's width."""
+    from simclr.config import Config
+
+    cfg = Config()
+    cfg.time_budget = -5.0
+    with pytest.raises(SettingError, match=r"^--time-budget must be positive, got -5.0$"):
+        validate(cfg)
+    cfg = Config()
+    cfg.model.head, cfg.model.head_out_dim = "none", 1
+    validate(cfg)
+    check_scale(cfg)
