@@ -121,3 +121,21 @@ def test_our_presets_are_the_recipes_their_notes_give():
     assert photos.augment.evaluation_size() == 128
     assert photos.augment.blur and photos.augment.jitter() == pytest.approx(
         (0.4, 0.4, 0.4, 0.1))
+
+
+def test_the_defaults_train_the_papers_model_with_its_ops_alone():
+    """The remaining defaults, written here from the reference (and the config's own
+    comments where the paper is silent), not read from the code: the paper's crop + resize
+    to 224 px, its 1x ResNet-50 with z = W2 ReLU(W1 h) (no BN in the head, torchvision's
+    shortcuts), NT-Xent over both views' negatives, and none of Fig. 5's extra ops."""
+    cfg = build_config()
+    a, m, loss = cfg.augment, cfg.model, cfg.loss
+    assert (a.size, a.eval_size, a.crop, a.crop_resize) == (224, None, True, True)
+    assert (a.crop_sampler, a.color_ops) == ("torchvision", "torchvision")
+    assert not any((a.cutout, a.rotate, a.noise, a.sobel, a.asymmetric)) and a.first_op == ""
+    assert (m.width, m.head_batch_norm, m.projection_shortcuts, m.cifar_stem) == (
+        1.0, False, False, None)
+    assert (loss.name, loss.one_view_negatives, loss.semi_hard) == ("nt_xent", False, False)
+    # no scaling: the paper's 0.3 taken as the peak itself; AdamW's betas are torch's
+    assert build_config(flags={"optim.lr_scaling": "none"}).optim.lr == 0.3
+    assert cfg.optim.betas == (0.9, 0.999)
