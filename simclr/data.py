@@ -72,15 +72,16 @@ def _all_small(sizes: list[tuple[int, int]]) -> bool:
     return bool(sizes) and max(max(s) for s in sizes) <= SMALL_SIDE
 
 
-def cache_choice(spec: str | None, cache: str) -> str:
+def cache_choice(spec: str | None, cache: str, train: bool = True) -> str:
     """What ``--cache`` amounts to for pretraining on ``spec``: 'on' or 'off' ('auto'
     caches a folder of small pictures, as :func:`open_folder` decides), or 'in memory'
-    for a named data set (the digits, torchvision's), held as arrays whatever it says."""
+    for a named data set (the digits, torchvision's), held as arrays whatever it says.
+    ``train``: of its training split (a folder holding train/ and test/), else its test."""
     if named_dataset(spec):
         return "in memory"
     if cache != "auto":
         return cache
-    listed = scan_folder(split_root(spec, train=True), unlabeled=True)  # type: ignore[arg-type]  # (not named: a str)
+    listed = scan_folder(split_root(spec, train=train), unlabeled=True)  # type: ignore[arg-type]  # (not named: a str)
     return "on" if _all_small(_probe_sizes(listed.paths)) else "off"
 
 

@@ -140,14 +140,14 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
     from simclr.plan import plan_schedule
 
     seen: dict[str, tuple[Cell, Config, dict[str, Any]]] = {}
-    caching = _cache_choices(configs)
+    caching, monitored = _cache_choices(configs), _monitor_decodes(configs)
     for k, (cell, cfg, values) in enumerate(zip(cells, configs, resolved, strict=True)):
         flat = flatten(cfg.to_dict())
         settings = {**flat, **dict(zip(RESOLVED, values, strict=True))}
         del settings["out"]
         settings["augment.color_ops"] = acting_color_ops(cfg.augment)  # alike at 0 amounts
         settings["data.cache"] = caching[k]
-        settings["data.decoder"] = _decoding(cfg, values[0], caching[k])
+        settings["data.decoder"] = _decoding(cfg, values[0], caching[k], monitored[k])
         size = sizes[k] if sizes else None
         plan = plan_schedule(cfg, size) if size and not cfg.time_budget else None
         if plan is not None:
@@ -196,15 +196,35 @@ def _cache_choices(configs: list[Config]) -> list[str]:
     return [choices[(cfg.data.path, cfg.data.cache)] for cfg in configs]
 
 
-def _decoding(cfg: Config, device: str, cache: str) -> str:
+def _monitor_decodes(configs: list[Config]) -> list[bool]:
+    """Whether each cell's kNN monitor decodes a folder of its own at every pass (not
+    cached under the cell's --cache: it reads them with its data settings), where the
+    cells differ in --decoder (else none is probed: False)."""
+    from simclr.data import cache_choice
+
+    if len({cfg.data.decoder for cfg in configs}) < 2:
+        return [False] * len(configs)
+    choices: dict[tuple[str, str, bool], str] = {}
+
+    def decoded(folder: str, cache: str, train: bool) -> bool:  # (each probed once)
+        if (folder, cache, train) not in choices:
+            choices[folder, cache, train] = cache_choice(folder, cache, train)
+        return choices[folder, cache, train] == "off"
+
+    return [any(decoded(folder, cfg.data.cache, train)
+                for folder, train in ((cfg.knn_train, True), (cfg.knn_test, False)) if folder)
+            for cfg in configs]
+
+
+def _decoding(cfg: Config, device: str, cache: str, monitor: bool = False) -> str:
     """Where a cell's uncached JPEGs decode: 'device' or 'pil' (``--decoder auto`` is the
     device's only on CUDA); 'cached' when the images are decoded once (a cache, or a
-    named data set's arrays)."""
+    named data set's arrays) and so are its kNN monitor's (``monitor``: they are not)."""
     import torch
 
     from simclr.source import decode_device
 
-    if cache in ("on", "in memory"):
+    if cache in ("on", "in memory") and not monitor:
         return "cached"
     return "pil" if decode_device(cfg.data.decoder, torch.device(device)) is None else "device"
 

@@ -85,7 +85,7 @@ def test_cache_and_decoder_values_alike_here_are_one_run(tmp_path, image_folder,
 def test_decoders_of_a_named_data_set_held_in_memory_are_one_run(tmp_path, image_folder,
                                                                    cache_dir):
     """The digits are arrays in memory, never decoded: decoder=pil,device (which acts only
-    on the kNN monitor's folders, read by their own decoder) trains one run twice."""
+    on the kNN monitor's folders, small pictures cached here) trains one run twice."""
     flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, knn_train=str(image_folder),
                        knn_test=str(image_folder))
     for key in ("out", "data.cache_dir"):
@@ -96,6 +96,24 @@ def test_decoders_of_a_named_data_set_held_in_memory_are_one_run(tmp_path, image
     with pytest.raises(SimCLRError, match=re.escape(
             "--decoder pil and device are both cached here")):
         check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
+
+
+def test_decoders_are_two_runs_where_the_monitors_folders_decode_at_each_pass(tmp_path,
+                                                                              cache_dir):
+    """Training data cached, the kNN monitor's folders of photos not (--cache auto): the
+    monitor decodes them with each cell's --decoder (pixels a level or two apart), so
+    decoder=pil,device is two runs; it was refused as 'both cached here'."""
+    from tests.conftest import make_image_folder
+
+    photos = make_image_folder(tmp_path / "photos", per_class=2, side=100, ext="jpg")
+    flags = tiny_flags(photos, tmp_path / "unused", cache_dir, knn_train=str(photos),
+                       knn_test=str(photos))
+    for key in ("out", "data.cache_dir"):
+        flags.pop(key)
+    flags["data.path"] = "digits"
+    cells, configs = cell_configs([parse_axis("data.decoder=pil,device")], tmp_path / "sw",
+                                  None, None, flags)
+    check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
 
 
 def test_lengths_that_plan_the_same_steps_are_refused(tmp_path, image_folder, cache_dir):
