@@ -349,6 +349,126 @@ def test_finetune_from_head_and_from_scratch(tmp_path, folders):
         run_finetune(simclr.encoder, train, test, None, labels_per_class=9, **FAST)
 
 
+def test_from_scratch_starts_a_fresh_encoder_as_pretraining_does():
+    """--from-scratch (--random-init): a new encoder of the same architecture, read at
+    the same side, each residual block's last BN at zero (as a run's training starts;
+    --help says so), never the pretrained weights."""
+    from simclr.finetune import finetune_model
+    from simclr.models import BasicBlock
+
+    encoder = tiny_encoder()
+    encoder.image_size = 24
+    fresh = finetune_model(encoder, None, 3, from_scratch=True).encoder
+    assert (fresh.arch, fresh.width, fresh.cifar_stem, fresh.image_size) == \
+        ("resnet18", 0.125, True, 24)
+    blocks = [m for m in fresh.modules() if isinstance(m, BasicBlock)]
+    assert blocks and all(not b.last_bn.weight.any() for b in blocks)
+    assert not torch.equal(fresh.stem[0].weight, encoder.stem[0].weight)
+
+
+def test_the_learning_rate_follows_the_schedule_and_the_batch_trained_at(tmp_path, folders):
+    """Stopped at step 4 of 9: cosine has decayed the lr below its peak, constant keeps
+    it; the peak is lr x B/256 of the batch trained at (3 images: batches of 3, not 6)."""
+    train, test = folders
+    args = {**FAST, "batch_size": 4, "epochs": 3, "labels_per_class": 4, "on_step": stop_at(4)}
+    lrs = {}
+    for schedule in ("cosine", "constant"):
+        run = tmp_path / schedule
+        run_finetune(tiny_encoder(), train, test, run, schedule=schedule, **args)
+        group = load_checkpoint(run / "checkpoints" / "finetune-partial.pt")["optimizer"][
+            "param_groups"][0]
+        assert group["peak_lr"] == pytest.approx(0.05 * 4 / 256)
+        lrs[schedule] = group["lr"]
+    assert lrs["cosine"] < lrs["constant"] == pytest.approx(0.05 * 4 / 256)
+    small = run_finetune(tiny_encoder(), train, test, None, labels_per_class=1,
+                         **{**FAST, "epochs": 1})
+    assert small["batch_size"] == 3 and small["peak_lr"] == pytest.approx(0.05 * 3 / 256)
+
+
+def test_run_finetune_defaults_are_the_papers():
+    """App. B.5: batch 256 (lr 0.05 x B/256), Nesterov momentum 0.9, cosine decay,
+    crop + flip at the usual scales, global BN, seed 0."""
+    import inspect
+
+    defaults = {k: p.default for k, p in inspect.signature(run_finetune).parameters.items()}
+    assert {k: defaults[k] for k in ("batch_size", "lr", "momentum", "schedule", "crop_scale",
+                                     "sync_bn", "seed", "from_head", "from_scratch")} == {
+        "batch_size": 256, "lr": 0.05, "momentum": 0.9, "schedule": "cosine",
+        "crop_scale": (0.08, 1.0), "sync_bn": True, "seed": 0, "from_head": False,
+        "from_scratch": False}
+
+
+def test_a_finetuning_leaves_the_callers_random_stream_as_it_was(folders):
+    train, test = folders
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    encoder = tiny_encoder()
+    torch.manual_seed(3)
+    run_finetune(encoder, train, test, None, labels_per_class=2, from_scratch=True,
+                 **{**FAST, "epochs": 1})
+    assert torch.equal(torch.rand(4), expected)
+
+
+def test_the_fine_tuned_checkpoint_names_what_it_started_from(tmp_path, folders):
+    """Its encoder's pretraining step (source) and its own steps; from scratch, the
+    random-init baseline, never the pretrained encoder's step."""
+    from simclr.pretrained import trained_for
+
+    train, test = folders
+    source = {"checkpoint": str(tmp_path / "pre" / "last.pt"), "step": 7}
+    for run, from_scratch, said in (("ft", False, "step 7 fine-tuned 2 steps"),
+                                    ("scratch", True, "random init, fine-tuned 2 steps")):
+        result = run_finetune(tiny_encoder(), train, test, tmp_path / run, labels_per_class=4,
+                              from_scratch=from_scratch, source=source, **{**FAST, "epochs": 1})
+        ckpt = load_checkpoint(result["checkpoint"])
+        assert trained_for(ckpt) == said
+        # (recorded in the file itself: it says so without the results beside it)
+        assert ckpt.get("encoder_step") == (None if from_scratch else 7)
+
+
+def test_a_batch_of_one_and_from_head_with_the_random_init_baseline_are_refused(
+        tmp_path, folders):
+    """Fine-tuning trains BatchNorm: a batch of one has no statistics. --from-head keeps
+    the head's layer trained on the pretrained encoder: --random-init, --from-scratch's
+    other name, re-initialises that encoder."""
+    from simclr.finetune import check_start_flags
+
+    train, test = folders
+    with pytest.raises(SimCLRError, match=r"^--batch-size must be at least 2, got 1 "):
+        run_finetune(tiny_encoder(), train, test, tmp_path / "ft", **{**FAST, "batch_size": 1})
+    assert not (tmp_path / "ft").exists()
+    for scratch, random_init, flag in ((True, False, "--from-scratch"),
+                                       (False, True, "--random-init")):
+        with pytest.raises(SimCLRError, match=rf"give one of --from-head and {flag}$"):
+            check_start_flags(True, scratch, random_init)
+    check_start_flags(False, True, True)  # (the same baseline, named twice)
+
+
+def test_a_head_given_without_from_head_is_not_fine_tuned(tmp_path, folders):
+    """The head's first layer joins the network only with --from-head."""
+    train, test = folders
+    head = build_model(ModelConfig(arch="resnet18", width=0.125), 16).head
+    result = run_finetune(tiny_encoder(), train, test, tmp_path / "ft", labels_per_class=2,
+                          head=head, **{**FAST, "epochs": 1})
+    ckpt = load_checkpoint(result["checkpoint"])
+    assert {k.split(".")[0] for k in ckpt["model"]} == {"encoder", "fc"}
+    assert result["from_head"] is False
+
+
+def test_the_classes_a_subset_lacks_are_counted_and_named_up_to_five(capsys):
+    from types import SimpleNamespace
+
+    from simclr.finetune import _note_unlabeled_classes
+
+    train = SimpleNamespace(classes=[f"c{i}" for i in range(9)], labels=list(range(9)))
+    _note_unlabeled_classes(train, np.array([0, 1]), True)
+    said = capsys.readouterr()
+    assert "holds no image of 7 classes (c2, c3, c4, c5, c6 and 2 more)" in said.out + said.err
+    _note_unlabeled_classes(train, np.arange(8), True)
+    said = capsys.readouterr()
+    assert "holds no image of 1 class (c8)" in said.out + said.err
+
+
 def test_batch_larger_than_the_data(tmp_path, folders, capsys):
     """Fine-tuning a small labeled subset takes it whole and says so (supervised
     training refuses it: test_supervised)."""
@@ -495,6 +615,25 @@ def test_an_interrupted_finetuning_is_never_continued_with_other_settings(tmp_pa
                                           r"--overwrite to start the fine-tuning in .* again$"):
         run_finetune(tiny_encoder(), train, test, run, **args)
     assert (run / "checkpoints" / "finetune-partial.pt").read_bytes() == saved[:100]
+
+
+def test_an_interrupted_finetuning_is_never_continued_with_other_views_or_classes(
+        tmp_path, folders):
+    """The crops, the batch, the schedule, the side and the classes fix a fine-tuning too."""
+    train, test = folders
+    args = {**FAST, "batch_size": 4, "epochs": 3, "labels_per_class": 4}
+    run = tmp_path / "ft"
+    run_finetune(tiny_encoder(), train, test, run, **args, on_step=stop_at(2))
+    for change, named in (({"crop_scale": (0.5, 1.0)}, r"crop: \[0.08, 1.0, 'torchvision'\] "
+                                                       r"saved, \[0.5, 1.0, 'torchvision'\] now"),
+                          ({"batch_size": 6}, "batch_size: 4 saved, 6 now"),
+                          ({"schedule": "constant"}, "schedule: 'cosine' saved, 'constant' now"),
+                          ({"image_size": 24}, "image_size: 16 saved, 24 now")):
+        with pytest.raises(SimCLRError, match=rf"with other settings \({named}\)"):
+            run_finetune(tiny_encoder(), train, test, run, **{**args, **change})
+    train.classes = test.classes = ["a", "b", "c"]  # (the same images renamed)
+    with pytest.raises(SimCLRError, match=r"with other settings \(classes: "):
+        run_finetune(tiny_encoder(), train, test, run, **args)
 
 
 def test_an_interrupted_finetuning_of_a_moved_run_continues(tmp_path, folders):
