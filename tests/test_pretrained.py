@@ -133,6 +133,18 @@ def test_random_init_rebuilds_the_architecture_only():
     assert not torch.equal(fresh.state_dict()[name], trained.state_dict()[name])
 
 
+def test_loading_a_checkpoint_leaves_the_callers_random_stream_as_it_was():
+    """The loaded weights replace the initial ones: drawing those must not move the
+    caller's RNG (a run seeded before it loads an encoder draws the same numbers)."""
+    ckpt = pretrain_checkpoint()
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    for load in (encoder_from_checkpoint, model_from_checkpoint):
+        torch.manual_seed(3)
+        load(ckpt)
+        assert torch.equal(torch.rand(4), expected), load.__name__
+
+
 def test_random_init_is_one_encoder_whichever_layer_is_read():
     """--random-init on h, gK or z reads one random encoder (the same seed, the same
     network): before, z's came from build_model with the run's zero-initialised last
@@ -310,6 +322,11 @@ def test_a_fine_tuned_classifier_names_its_encoders_pretraining_step_and_its_own
     encoder it started from (recorded as encoder_step)."""
     tuned = {"kind": "finetune", "step": 30, "encoder_step": 100}
     assert trained_for(tuned) == "step 100 fine-tuned 30 steps"
+    assert trained_for({**tuned, "step": 1}) == "step 100 fine-tuned 1 step"
+    scratch = {"kind": "finetune", "step": 2, "features": "random init"}
+    assert trained_for(scratch) == "random init, fine-tuned 2 steps"
+    with pytest.raises(SimCLRError, match=r"is damaged: its step is not a whole number"):
+        trained_for({"kind": "pretrain", "step": 1.5})
     assert trained_for({"kind": "linear", "step": 0, "encoder_step": 100}) == "step 100"
 
 
@@ -453,6 +470,18 @@ def test_init_from_non_finite_weights_is_refused_before_any_image_is_decoded(
                         "(a diverged or damaged checkpoint?)\n"), err
     assert len(err.strip().splitlines()) == 1
     assert not cache.exists()  # (nothing decoded)
+
+
+def test_init_from_a_file_without_encoder_weights_is_refused(tmp_path):
+    from simclr.pretrained import initial_weights
+
+    ckpt = pretrain_checkpoint(head_layers=2)
+    heads = {k: v for k, v in ckpt["model"].items() if k.startswith("head.")}
+    path = save_checkpoint({"kind": "pretrain", "config": ckpt["config"], "model": heads},
+                           tmp_path)
+    with pytest.raises(SimCLRError, match=rf"^--init-from {re.escape(str(path))}: .* holds no "
+                                          "encoder weights$"):
+        initial_weights(str(path))
 
 
 def test_init_from_torchvision_weights_holding_inf_is_refused(tmp_path):
