@@ -145,7 +145,7 @@ def run_sweep(
     scores: str | None = None, recorded: Any = None,
     evaluated_on: dict[str, str] | None = None, caches: dict[str, str | None] | None = None,
     folders: dict[str, str | None] | None = None,
-    check_configs: Callable[[list[Config]], None] | None = None,
+    check_configs: Callable[[list[Cell], list[Config]], None] | None = None,
 ) -> tuple[list[Cell], str]:
     """Run every cell; ``evaluate(run_dir) -> dict`` scores a finished one (None: skip).
     ``processes``: each cell trained by that many processes (``--processes``).
@@ -162,8 +162,8 @@ def run_sweep(
     ``folders``: other folders the sweep reads (flag -> folder: its evaluation's
     --eval-train and --eval-test), no cache folder of which may lie inside them: cell 0's
     cache there made a class its scoring failed on, once it had trained.
-    ``check_configs(configs)``: the caller's check of the cells' resolved settings,
-    before any trains (the evaluation folders, read under the cells' image limit).
+    ``check_configs(cells, configs)``: the caller's look at the cells' resolved settings
+    before any trains (the evaluation folders, read as the cells read theirs).
 
     Returns the cells (with their results) and the markdown table, also written to
     ``out/sweep.md``, ``out/sweep.csv`` and ``out/sweep.json``. Stops early, leaving the
@@ -185,7 +185,7 @@ def run_sweep(
                           "of its own")
     cells, configs = cell_configs(axes, root, preset, config, flags)
     if check_configs is not None:
-        check_configs(configs)
+        check_configs(cells, configs)
     for cfg in configs:  # the sweep's own files: not inside, or over, a folder it reads
         check_not_inside(root, {"--data": cfg.data.path, "--knn-train": cfg.knn_train,
                                 "--knn-test": cfg.knn_test}, "sweep")

@@ -135,16 +135,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         check_not_inside(args.out, {"--eval-train": args.eval_train,
                                     "--eval-test": args.eval_test}, "sweep")
 
-    def check_eval_folders(configs: list[Any]) -> None:  # before hours of training
-        if folders:  # (under the smallest limit a cell reads them with: _scoring_data)
-            check_labeled_folders(args.eval_train, args.eval_test,
-                                  ("--eval-train", "--eval-test"), train_split=True,
-                                  max_pixels=min(cfg.data.max_pixels for cfg in configs))
+    # Each cell's data settings as this command gives them (a reused cell's saved ones
+    # may differ in its runtime settings, --cache-dir and --decoder): its folders' reading
+    reading: dict[Path, DataConfig] = {}
+
+    def check_eval_folders(cells: list[Any], configs: list[Any]) -> None:
+        reading.update({cell.run_dir: cfg.data for cell, cfg in zip(cells, configs,
+                                                                     strict=True)})
+        if folders and args.eval != "none":  # before hours of training
+            _check_eval_folders(args, configs)
 
     wanted = _eval_data(args) if args.eval != "none" else {}  # (listed once, not per cell)
 
     def evaluate(run_dir: Path) -> dict[str, Any]:
-        return evaluate_run(run_dir, args, wanted)
+        return evaluate_run(run_dir, args, wanted, reading.get(run_dir))
 
     def recorded(run_dir: Path) -> dict[str, Any]:
         return recorded_scores(run_dir, args, wanted)
@@ -239,8 +243,8 @@ EVAL_FILES = {"knn": (*RESULTS["knn"], "knn_confusion.png"),
 SGD_EPOCHS, SGD_BATCH = 90, 256  # the SGD linear protocol's defaults (App. B.6)
 
 
-def evaluate_run(run_dir: Path, args: argparse.Namespace,
-                 wanted: dict[str, str]) -> dict[str, Any]:
+def evaluate_run(run_dir: Path, args: argparse.Namespace, wanted: dict[str, str],
+                 data: DataConfig | None = None) -> dict[str, Any]:
     """kNN or linear top-1 of a finished sweep cell, cached in the cell's run directory.
 
     The cached result is reused only when it was computed on the same --eval-train and
@@ -249,7 +253,8 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace,
     beside the new ones as ``NAME.previous-K.EXT`` (nothing is deleted). Returns a column
     per layer scored on these folders (``--eval-layer`` now, and any kept from a rerun
     with another): Sec. 4.2's h and z side by side after two commands. ``wanted``: what
-    the command evaluates on (:func:`_eval_data`, listed once for all its cells).
+    the command evaluates on (:func:`_eval_data`, listed once for all its cells);
+    ``data``: the cell's data settings, its folders read with them (:func:`_scoring_data`).
     """
     from simclr.evaluate import run_linear_eval
     from simclr.knn import run_knn
@@ -285,7 +290,7 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace,
                "workers": args.workers_eval, "verbose": False,
                "source": {**checkpoint_source(ckpt_path, ckpt, "pretrained"), "layer": layer}}
     sgd = args.eval_protocol == "sgd"  # (with --eval linear only: _check_eval_flags)
-    train, test = _eval_sources(args, size, augmented=sgd, saved=config)
+    train, test = _eval_sources(args, size, augmented=sgd, data=data)
     if args.eval == "linear":  # the classifier names its encoder, as linear-eval's does
         # An unfinished sgd evaluation of other settings (stopped by a signal, then the
         # sweep rerun with other --eval flags) is set aside, as stale results are: it
@@ -334,40 +339,52 @@ def recorded_scores(run_dir: Path, args: argparse.Namespace,
 
 
 def _eval_sources(args: argparse.Namespace, size: int, augmented: bool,
-                  saved: dict[str, Any] | None = None) -> tuple[Any, Any]:
+                  data: DataConfig | None = None) -> tuple[Any, Any]:
     """(train, test) of a cell's evaluation: the --eval folders stored for ``size`` (the
     training one for augmented views with ``augmented``: the SGD protocol's crops, as
-    `simclr linear-eval` opens it) and read with the data settings of the cell's saved
-    config ``saved`` (:func:`_scoring_data`), or the digits demo's fixed hold-out split."""
+    `simclr linear-eval` opens it) and read with the cell's data settings ``data``
+    (:func:`_scoring_data`; None: the defaults), or the digits demo's hold-out split."""
     if not (args.eval_train and args.eval_test):
         from simclr.named_data import digits_split
 
         return digits_split(seed=0)
     from simclr.data import open_source
 
-    data = _scoring_data(args, saved or {})
-    return (open_source(args.eval_train, data, train=True, image_size=size,
+    cfg = _scoring_data(args, data or DataConfig())
+    return (open_source(args.eval_train, cfg, train=True, image_size=size,
                         evaluation=not augmented),
-            open_source(args.eval_test, data, train=False, image_size=size, evaluation=True))
+            open_source(args.eval_test, cfg, train=False, image_size=size, evaluation=True))
 
 
-# What a cell's data settings say of how a folder it reads is read (not which images)
-READING = ("cache", "strict", "decoder", "max_pixels", "cache_dir")
+# What a cell's data settings say of how any folder it reads is read (not which images)
+READING = ("cache", "strict", "decoder", "max_pixels", "cache_dir", "root", "download")
 
 
-def _scoring_data(args: argparse.Namespace, saved: dict[str, Any]) -> DataConfig:
-    """The data settings a cell's --eval folders are read with: those its training read
-    its folders with (``saved``: its config; --cache, --strict, --decoder, --max-pixels,
-    --cache-dir), as its kNN monitor reads its own, but --eval-workers and
-    --eval-cache-dir where given. (The scoring read them with the defaults but for the
-    cache folder and limit: --cache, --strict and --decoder had no effect on them.)"""
-    data = saved.get("data")
-    given = {name: data[name] for name in READING if name in data} \
-        if isinstance(data, dict) else {}
-    cfg = DataConfig(**given, workers=args.workers_eval)
+def _scoring_data(args: argparse.Namespace, data: DataConfig) -> DataConfig:
+    """The data settings a cell's --eval folders are read with: those it reads its own
+    folders with (--cache, --strict, --decoder, --max-pixels, --cache-dir, --data-root),
+    as its kNN monitor does, but --eval-workers and --eval-cache-dir where given. (The
+    scoring read them with the defaults but for the cache folder and limit: --cache,
+    --strict, --decoder and a named data set's root had no effect on them.)"""
+    cfg = DataConfig(**{name: getattr(data, name) for name in READING},
+                     workers=args.workers_eval)
     if args.eval_cache_dir:
         cfg.cache_dir = args.eval_cache_dir
     return cfg
+
+
+def _check_eval_folders(args: argparse.Namespace, configs: list[Any]) -> None:
+    """The --eval folders, before any cell trains: labeled alike and readable under the
+    smallest --max-pixels of the cells; with a --strict cell, every image decoded now
+    (a bad one stopped the sweep once its first cell had trained)."""
+    check_labeled_folders(args.eval_train, args.eval_test, ("--eval-train", "--eval-test"),
+                          train_split=True,
+                          max_pixels=min(cfg.data.max_pixels for cfg in configs))
+    strict = next((cfg for cfg in configs if cfg.data.strict), None)
+    if strict is not None:  # (a cache this builds is the scoring's, of the same side)
+        sgd = args.eval == "linear" and args.eval_protocol == "sgd"
+        for source in _eval_sources(args, strict.augment.evaluation_size(), sgd, strict.data):
+            source.close()
 
 
 def _columns(protocol: str, scored: dict[str, float]) -> dict[str, float]:

@@ -411,7 +411,7 @@ def test_a_stop_at_a_cells_last_step_stops_the_sweep(tmp_path, image_folder, mon
     monkeypatch.setattr(sweep_module, "_finished", lambda run_dir: None)
     scored = []
     monkeypatch.setattr("simclr.sweep_command.evaluate_run",
-                        lambda run_dir, args, wanted: scored.append(run_dir.name) or
+                        lambda run_dir, *_: scored.append(run_dir.name) or
                         {"knn_top1": 0.5})
     argv = ["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
             "--batch-size", "8", "--out", str(tmp_path / "sw"),

@@ -934,42 +934,64 @@ def test_the_evaluation_folders_are_read_with_the_cells_data_settings(tmp_path, 
             f"pixels exceeds the limit of {side * side - 1} " in err, err
 
 
-def test_the_evaluation_folders_are_read_as_the_cell_read_its_own(tmp_path, image_folder):
-    """A cell's --eval folders are read with the data settings it trained with (--cache,
-    --strict, --decoder, --max-pixels, --cache-dir), as its kNN monitor reads its own;
-    --eval-workers and --eval-cache-dir where given. --cache off still cached them, on
-    left them uncached, --strict skipped a bad image, --decoder pil decoded with nvJPEG."""
+def test_the_evaluation_folders_are_read_as_the_cell_reads_its_own(tmp_path, image_folder):
+    """A cell's --eval folders are read with its data settings as this command gives them
+    (--cache, --strict, --decoder, --max-pixels, --cache-dir, --data-root), as its kNN
+    monitor reads its own; --eval-workers and --eval-cache-dir where given. --cache off
+    still cached them, on left them uncached, --decoder pil decoded with nvJPEG."""
     import argparse
 
-    from simclr.sweep_command import _eval_sources
+    from simclr.config import DataConfig
+    from simclr.sweep_command import _eval_sources, _scoring_data
 
     folder = str(image_folder)
-    cell = {"cache": "off", "strict": True, "decoder": "device", "max_pixels": 10 ** 6,
-            "cache_dir": str(tmp_path / "cells"), "path": "elsewhere", "workers": 3}
+    cell = DataConfig(cache="off", strict=True, decoder="device", max_pixels=10 ** 6,
+                      cache_dir=str(tmp_path / "cells"), path="elsewhere", workers=3,
+                      root=str(tmp_path / "sets"), download=True, load_size=40)
     for eval_cache in (None, str(tmp_path / "eval")):
         args = argparse.Namespace(eval_train=folder, eval_test=folder, workers_eval=0,
                                   eval_cache_dir=eval_cache)
-        for source in _eval_sources(args, 16, augmented=False, saved={"data": cell}):
+        read = _scoring_data(args, cell)
+        assert (read.root, read.download, read.path, read.load_size) == (
+            str(tmp_path / "sets"), True, None, None)
+        assert read.cache_dir == eval_cache or str(tmp_path / "cells")
+        for source in _eval_sources(args, 16, augmented=False, data=cell):
             assert (source.cached, source.decoder, source.max_pixels, source.workers) == \
                 (False, "device", 10 ** 6, 0)
     args.eval_cache_dir = None
-    for source in _eval_sources(args, 16, augmented=False, saved={"data": {"cache": "on"}}):
+    for source in _eval_sources(args, 16, augmented=False, data=DataConfig(cache="on")):
         assert source.cached and source.decoder == "auto"
     assert list((tmp_path / "cache").glob("*.npy")) == []  # (the cells': none read there)
 
 
-def test_a_bad_evaluation_image_stops_the_scoring_of_a_strict_cell(tmp_path, image_folder):
-    import argparse
+def test_a_bad_evaluation_image_of_a_strict_sweep_is_named_before_any_cell_trains(
+        tmp_path, image_folder, capsys):
+    """--strict reaches the --eval folders: their images are all decoded before the first
+    cell trains (a bad one stopped the sweep after it had, and a rerun without --strict
+    was refused as a cell of other settings); without it the scores skip the file."""
+    import shutil
 
-    from simclr.errors import SimCLRError
-    from simclr.sweep_command import _eval_sources
+    scored = shutil.copytree(image_folder, tmp_path / "scored")  # (the cells' data: sound)
+    (scored / "class_0" / "bad.png").write_bytes(b"not an image")
+    argv = ["sweep", "--set", "temperature=0.2", *tiny_cell(tmp_path, image_folder),
+            "--eval-train", str(scored), "--eval-test", str(scored)]
+    assert main([*argv, "--strict"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("simclr sweep: error: --strict: bad image ") and "bad.png" in err
+    assert not (tmp_path / "sw/temperature=0.2").exists()
+    assert main(argv) == 0
+    assert json.loads((tmp_path / "sw/temperature=0.2/knn.json").read_text())["num_test"] == 24
 
-    (image_folder / "class_0" / "bad.png").write_bytes(b"not an image")
-    args = argparse.Namespace(eval_train=str(image_folder), eval_test=str(image_folder),
-                              workers_eval=0, eval_cache_dir=str(tmp_path / "c"))
-    assert _eval_sources(args, 16, augmented=False, saved={})[0].num_images == 24
-    with pytest.raises(SimCLRError, match="--strict: bad image .*bad.png"):
-        _eval_sources(args, 16, augmented=False, saved={"data": {"strict": True}})
+
+def test_a_rerun_sweep_scores_its_cells_with_the_cache_folder_it_is_given(tmp_path,
+                                                                           image_folder):
+    """--cache-dir, as --decoder, may differ on a rerun (the cells are reused): the
+    scoring read the --eval folders into the cache folder the cell was trained with."""
+    argv = ["sweep", "--set", "temperature=0.2", *tiny_cell(tmp_path, image_folder),
+            "--eval-train", str(image_folder), "--eval-test", str(image_folder)]
+    assert main(argv) == 0
+    assert main([*argv, "--eval-layer", "z", "--cache-dir", str(tmp_path / "new")]) == 0
+    assert list((tmp_path / "new").rglob("*.npy"))  # (the evaluation's, stored there)
 
 
 def test_a_config_file_valid_with_the_sweeps_flags_is_not_checked_alone(tmp_path,
