@@ -173,6 +173,10 @@ def test_embed_records_its_checkpoint_however_the_shell_spelled_it(
     assert write_neighbors("abs.npz", "n.csv", k=1, queries="rel.npz")["queries"] == 24
     assert write_neighbors("abs.npz", "n2.csv", k=1, queries="own.npz")["queries"] == 24
     assert str(np.load(tmp_path / "other.npz")["encoder"]).endswith("layer h at 24 px")
+    # the same weights at another side: other features, not comparable
+    with pytest.raises(SimCLRError, match=r"the same weights but at other layers or sides "
+                                          r"\(layer h at 24 px against layer h at 16 px\)"):
+        write_neighbors("abs.npz", "n3.csv", k=1, queries="other.npz")
 
 
 def test_neighbors_tells_encoders_apart_by_their_weights_not_their_path(tmp_path, capsys):
@@ -263,10 +267,14 @@ def test_predict_counts_images_beside_the_class_folders_as_unlabeled(
     for i, f in enumerate(files[:5]):
         shutil.copy(f, part / "class_0" / f"{i}.png")
     shutil.copy(files[5], part / "loose.png")
+    (part / "class_0" / "2a.png").write_bytes(b"not a picture")  # left out, counted
     result = predict_folder(run, str(part), tmp_path / "p.csv", device="cpu",
                             precision="fp32", cache_dir=cache_dir)
     assert (result["images"], result["labeled"], result["unknown_class"],
-            result["unlabeled"]) == (6, 5, 0, 1)
+            result["unlabeled"], result["skipped"]) == (6, 5, 0, 1, 1)
+    with open(tmp_path / "p.csv", newline="") as f:
+        assert sorted(row[0] for row in list(csv.reader(f))[1:]) == sorted(
+            str(p) for p in part.rglob("*.png") if p.name != "2a.png")
     capsys.readouterr()
     assert main(["predict", "--checkpoint", str(run), "--data", str(part), "--out",
                  str(tmp_path / "q.csv"), "--device", "cpu", "--precision", "fp32",
@@ -297,6 +305,7 @@ def test_api_counts_are_checked_before_any_work(tmp_path, image_folder, monkeypa
     from simclr.inference import embed_folder, predict_folder
 
     monkeypatch.setattr(inference, "load_checkpoint", lambda *a: pytest.fail("worked"))
+    (tmp_path / "old.csv").write_text("an earlier table\n")  # (kept without overwrite)
     for call, needle in [
             (lambda: predict_folder("x", image_folder, tmp_path / "p.csv", top_k=2.5),
              "--top-k must be a positive whole number, got 2.5"),
@@ -304,6 +313,10 @@ def test_api_counts_are_checked_before_any_work(tmp_path, image_folder, monkeypa
              "--top-k must be a positive whole number, got True"),
             (lambda: predict_folder("x", image_folder, tmp_path / "p.csv",
                                     min_probability="0.5"), "--min-probability must lie"),
+            (lambda: predict_folder("x", image_folder, tmp_path / "p.csv", min_probability=0),
+             "--min-probability must lie in (0, 1], got 0"),
+            (lambda: predict_folder("x", image_folder, tmp_path / "old.csv"),
+             f"{tmp_path / 'old.csv'} already exists"),
             (lambda: embed_folder("x", image_folder, tmp_path / "e.npz", image_size="32"),
              "--image-size must be a positive whole number, got '32'"),
             (lambda: embed_folder("x", image_folder, tmp_path / "e.npz", batch_size=0),
@@ -595,11 +608,30 @@ def test_predicts_accuracy_ranks_the_scores_in_their_own_dtype():
     assert (result["top1"], result["top5"]) == (0.0, 0.5)
 
 
+def test_predicts_accuracy_ranks_log_probabilities_whose_exp_is_zero():
+    """A label 800 logits below the best but above four others is 2nd of 6, a top-5 hit:
+    its probability and theirs are all 0 in float64, which a ranking by probabilities
+    would count as a tie of five, a miss."""
+    log_probs = torch.tensor([[0.0, -800.0, -1e3, -1e3, -1e3, -1e3]], dtype=torch.float64)
+    result = predicted_scores(log_probs, np.array([1]))
+    assert (result["top1"], result["top5"]) == (0.0, 1.0)
+
+
 def test_predicts_confident_top1_counts_a_tie_against_the_label():
     """confident_top1 compared the first of topk's indices: a tie went to class 0."""
     log_probs = torch.tensor([[0.5, 0.5], [0.25, 0.75]], dtype=torch.float64).log()
     result = predicted_scores(log_probs, np.array([0, 1]), min_probability=0.5)
     assert result["confident"] == 2 and result["confident_top1"] == result["top1"] == 0.5
+
+
+def test_confident_top1_is_none_without_confident_labeled_rows_and_absent_unlabeled():
+    """No labeled row reaches --min-probability: its top-1 is unknown (None), not 0%;
+    a folder without labels has no such accuracy at all, only the confident count."""
+    log_probs = torch.tensor([[0.5, 0.5], [0.9, 0.1]], dtype=torch.float64).log()
+    result = predicted_scores(log_probs, np.array([0, -1]), min_probability=0.8)
+    assert (result["confident"], result["confident_top1"]) == (1, None)
+    unlabeled = predicted_scores(log_probs, np.array([-1, -1]), min_probability=0.8)
+    assert unlabeled == {"confident": 1}
 
 
 def test_a_top_probability_equal_to_min_probability_is_confident_and_predicted(tmp_path):
@@ -763,3 +795,37 @@ def test_embedding_with_an_unfinished_training_says_so(tmp_path, image_folder, c
     embed_folder(last, str(image_folder), tmp_path / "e.npz", device="cpu", precision="fp32",
                  workers=0, cache_dir=cache_dir)
     assert f"note: {last} is an unfinished training (step 4 of 9)" in capsys.readouterr().err
+
+
+def test_embed_rows_pair_each_file_with_its_own_features_label_and_path(tmp_path, cache_dir):
+    """An unreadable file is left out, and every later row keeps its own file: its path,
+    its features (those of the file embedded alone, unshifted) and its class; an image
+    beside the class folders is embedded too, labelled -1; the result counts the skip.
+    (Photos too large to cache: each row is a file read as the pass goes.)"""
+    from simclr.inference import embed_folder
+
+    data = make_image_folder(tmp_path / "data", classes=2, per_class=3, side=100)
+    (data / "class_0" / "000a.png").write_bytes(b"not a picture")  # (sorted 2nd of class_0)
+    shutil.copy(data / "class_1" / "002.png", data / "loose.png")
+    last = save_checkpoint(pretrain_checkpoint(), tmp_path / "pre" / "checkpoints")
+    common = {"device": "cpu", "precision": "fp32", "workers": 0, "cache_dir": cache_dir}
+    result = embed_folder(last, str(data), tmp_path / "e.npz", **common)
+    with np.load(tmp_path / "e.npz") as saved:
+        feats, labels, paths = saved["features"], saved["labels"], embedded_paths(saved)
+        assert list(saved["classes"]) == ["class_0", "class_1"]
+        assert str(saved["encoder_weights"]).endswith(" layer h at 16 px")
+    assert (result["images"], result["dim"], result["skipped"]) == (7, feats.shape[1], 1)
+    assert sorted(paths) == sorted(str(p) for p in data.rglob("*.png") if p.name != "000a.png")
+    want = {"class_0": 0, "class_1": 1, "data": -1}
+    assert [want[Path(p).parent.name] for p in paths] == labels.tolist()
+    alone = {}
+    for p in (data / "class_0" / "001.png", data / "class_1" / "002.png"):
+        one = tmp_path / f"only_{p.parent.name}"  # (a flat folder of that one file)
+        one.mkdir()
+        shutil.copy(p, one / p.name)
+        embed_folder(last, str(one), tmp_path / f"{p.parent.name}.npz", **common)
+        alone[str(p)] = np.load(tmp_path / f"{p.parent.name}.npz")["features"][0]
+    for p, f in alone.items():
+        np.testing.assert_allclose(feats[paths.index(p)], f, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(feats[paths.index(str(data / "loose.png"))],
+                               alone[str(data / "class_1" / "002.png")], rtol=1e-4, atol=1e-5)
