@@ -104,6 +104,8 @@ def test_queries_from_another_file(tmp_path, capsys):
     row = rows(tmp_path / "n.csv")[1]
     assert row[0] == "/new/q.jpg" and row[1] == "/photos/002.jpg"  # itself is no key here
     assert float(row[2]) == pytest.approx(2 / np.hypot(0.1, 2.0), abs=1e-6)
+    result = nb.write_neighbors(tmp_path / "k.npz", tmp_path / "n2.csv", 2, tmp_path / "q.npz")
+    assert (result["queries"], result["images"], result["k"]) == (1, 4, 2)
     # The keys' own files embedded through a link to their folder: still never themselves
     (tmp_path / "real").mkdir()
     names = [str(tmp_path / "real" / f"{i}.jpg") for i in range(4)]
@@ -245,6 +247,41 @@ def test_without_k_a_small_folder_lists_every_other_image(tmp_path, capsys):
     assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--out",
                  str(tmp_path / "m.csv"), "--k", "3"]) == 2
     assert "--k 3: there are 2 other images to choose from" in capsys.readouterr().err
+    embed_file(tmp_path / "two.npz", np.eye(2))  # one other image: it, not a refusal
+    assert nb.write_neighbors(tmp_path / "two.npz", tmp_path / "t.csv")["k"] == 1
+    embed_file(tmp_path / "eight.npz", np.eye(8))  # more than 5 others: the default 5
+    assert nb.write_neighbors(tmp_path / "eight.npz", tmp_path / "e.csv")["k"] == 5
+    assert [len(r) for r in rows(tmp_path / "e.csv")] == [11] * 9
+
+
+def test_duplicates_of_one_similarity_are_listed_in_pair_order(tmp_path):
+    """Pairs tied at one similarity come in order of their first image, then second."""
+    i, j, _ = nb.duplicate_pairs(torch.ones(4, 3) / 3 ** 0.5, 0.9)
+    assert list(zip(i.tolist(), j.tolist(), strict=True)) == [
+        (0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+
+
+@pytest.mark.parametrize("duplicates", [False, True])
+def test_a_table_written_meanwhile_is_kept_without_overwrite(tmp_path, monkeypatch,
+                                                             duplicates):
+    """Two `simclr neighbors --out n.csv` at once: the second to finish is refused and
+    the first's table kept (with overwrite, the Python default, it is replaced)."""
+    embed_file(tmp_path / "f.npz", np.eye(3))
+    out = tmp_path / "n.csv"
+    search = nb.duplicate_pairs if duplicates else nb.nearest
+
+    def meanwhile(*args, **kwargs):
+        out.write_text("theirs\n")
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(nb, "duplicate_pairs" if duplicates else "nearest", meanwhile)
+    write = (lambda **kw: nb.write_duplicates(tmp_path / "f.npz", out, 0.5, **kw)) \
+        if duplicates else (lambda **kw: nb.write_neighbors(tmp_path / "f.npz", out, **kw))
+    with pytest.raises(nb.SimCLRError, match="was written meanwhile by another process"):
+        write(overwrite=False)
+    assert out.read_text() == "theirs\n"
+    write()
+    assert rows(out)[0][0] in ("path", "path_a")
 
 
 def test_paths_any_locale_cannot_spell_are_written_as_utf8(tmp_path, cp1252_locale):
@@ -438,6 +475,7 @@ def test_user_errors_are_one_line(tmp_path, capsys, args, needle):
     ("0.5", "raise the threshold (e.g. 0.75)"),
     ("0.99", "raise the threshold (e.g. 0.995)"),  # once advised 0.95, a lower one
     ("0.9995", "they are (near-)identical copies"),  # nothing below 1 to raise it to
+    ("0.999", "they are (near-)identical copies"),  # (0.999 itself: no higher advice)
     ("1", "they are (near-)identical copies"),
 ])
 def test_too_many_pairs_is_said_before_they_are_gathered(tmp_path, capsys, monkeypatch,
@@ -544,6 +582,7 @@ def test_exactly_max_pairs_duplicates_are_still_listed(tmp_path, monkeypatch):
     """MAX_PAIRS is the most pairs listed, not one past them: 3 identical images make
     3 pairs, listed under a limit of 3 (refused at 2: the test above)."""
     monkeypatch.setattr(nb, "MAX_PAIRS", 3)
+    monkeypatch.setattr(nb, "CSV_ROWS", 2)  # (the rows written 2 at a time: none lost)
     embed_file(tmp_path / "f.npz", np.ones((3, 4)))
     assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--out",
                  str(tmp_path / "d.csv"), "--duplicates", "0.9"]) == 0
@@ -562,3 +601,31 @@ def test_nearest_similarities_stay_within_minus_one_and_one():
     assert float(sims.max()) <= 1.0
     far, _ = nb.nearest(-x, keys, 1, (np.array([], np.int64), np.array([], np.int64)))
     assert float(far.min()) >= -1.0
+
+
+def test_duplicate_similarities_stay_within_minus_one_and_one():
+    """As nearest's: equal unit vectors' float32 cosine a hair above 1 is reported as 1."""
+    x = torch.nn.functional.normalize(torch.from_numpy(
+        np.random.default_rng(0).normal(size=(200, 16)).astype(np.float32)), dim=1)
+    assert (x @ x.T).max() > 1  # (the case clamped)
+    _, _, sims = nb.duplicate_pairs(torch.cat([x, x]), 0.9999)
+    assert len(sims) == 200 and float(sims.max()) <= 1.0
+
+
+def test_a_path_no_longer_there_is_one_file_however_spelled():
+    """Features of a folder since moved: a query spelled /gone/x/../a.jpg is the key
+    /gone/a.jpg (its real path), so it is never its own neighbour."""
+    q, k = nb.self_pairs(["/gone/x/../a.jpg"], ["/gone/b.jpg", "/gone/a.jpg"])
+    assert (q.tolist(), k.tolist()) == ([0], [1])
+
+
+def test_the_python_api_refuses_what_the_command_line_does(tmp_path):
+    """write_duplicates checks its threshold (a 1.5 listed no pairs, silently), and
+    features holding NaN are refused (no similarity means anything there)."""
+    embed_file(tmp_path / "f.npz", np.eye(3))
+    with pytest.raises(nb.SimCLRError, match=r"--duplicates 1\.5: a cosine similarity"):
+        nb.write_duplicates(tmp_path / "f.npz", tmp_path / "d.csv", 1.5)
+    embed_file(tmp_path / "nan.npz", [[1.0, np.nan], [0.0, 1.0]])
+    with pytest.raises(nb.SimCLRError, match="the features hold NaN or infinite values"):
+        nb.write_neighbors(tmp_path / "nan.npz", tmp_path / "n.csv", k=1)
+    assert not (tmp_path / "d.csv").exists() and not (tmp_path / "n.csv").exists()
