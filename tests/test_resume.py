@@ -506,3 +506,44 @@ def test_a_recorded_init_from_past_any_command_lines_length_is_not_carried_on(tm
     assert recorded_init_from(tmp_path) == {"init_from_resolved": "run/last.pt (step 6)"}
     save_yaml({"init_from_resolved": "x" * (MAX_ARGV_CHARS + 1)}, tmp_path / "config.yaml")
     assert recorded_init_from(tmp_path) == {}
+
+
+def test_a_loaded_resume_config_is_the_runs_where_it_is_now_with_the_overrides_given(
+        tmp_path, image_folder, cache_dir):
+    """load_resume_config: the saved settings, --out the folder the run is in now (moved
+    since it was saved), and the settings given as overrides in place of the saved ones."""
+    from simclr import train
+    from simclr.resume import load_resume_config
+    from tests.conftest import tiny_flags
+
+    train.pretrain(build_config(flags=tiny_flags(image_folder, tmp_path / "run", cache_dir,
+                                                 max_steps=2, threads=1)))
+    (tmp_path / "run").rename(tmp_path / "moved")
+    cfg = load_resume_config(tmp_path / "moved")
+    assert cfg.out == str(tmp_path / "moved") and cfg.threads == 1 and cfg.batch_size == 8
+    assert load_resume_config(tmp_path / "moved", {"threads": 2}).threads == 2
+
+
+def test_a_run_on_a_named_data_set_has_no_folder_gone():
+    """A named data set (the digits) is no folder: never gone, so --resume asks for no
+    new place."""
+    from simclr.resume import moved_folders
+
+    assert moved_folders(build_config(flags={"data.path": "digits"}), {}, "run") == set()
+
+
+def test_a_command_line_of_exactly_max_argv_chars_is_kept():
+    from simclr.resume import MAX_ARGV_CHARS, recorded_argv
+
+    assert recorded_argv(["x" * MAX_ARGV_CHARS]) == ["x" * MAX_ARGV_CHARS]
+    assert recorded_argv(["x" * MAX_ARGV_CHARS, "y"]) is None
+
+
+def test_a_compiled_models_checkpoint_holds_the_plain_modules_weights():
+    """torch.compile wraps the model (its keys prefixed _orig_mod.): what is saved and
+    restored is the plain module, so a run compiled in one session resumes without."""
+    from simclr.resume import unwrap
+
+    model = torch.nn.Linear(2, 2)
+    assert unwrap(torch.compile(model)) is model
+    assert unwrap(model) is model
