@@ -767,3 +767,116 @@ def test_an_allocation_failure_names_what_is_available_or_the_machines_total(
     assert said() == ("it does not fit in memory: allocating 1.50 GiB failed (3 MiB of RAM "
                       "is this process's share (6 MiB available, shared by 2 processes)); "
                       "try less")
+
+
+def test_linux_free_memory_is_memavailable_not_memfree(monkeypatch, tmp_path):
+    """MemFree leaves out the page cache the kernel drops on demand: MemAvailable is
+    what a process can still use (in kB)."""
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(memory, "_cgroup_free", lambda: None)
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       4000 kB\nMemFree:         100 kB\n"
+                       "MemAvailable:    600 kB\n")
+    monkeypatch.setattr(memory, "MEMINFO", meminfo)
+    assert memory.available_bytes(torch.device("cpu")) == 600 * 1024
+
+
+def test_free_gpu_memory_counts_what_torchs_cache_holds_unused(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (1000, 8000))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device: 500)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: 200)
+    assert memory.available_bytes(torch.device("cuda")) == 1300
+    assert memory.available_bytes(torch.device("mps")) is None  # unread: nothing checked
+
+
+def test_a_gpu_refusal_names_gpu_memory(monkeypatch):
+    mem = StepMemory(fixed=100, per_view=10, state=50, input_per_view=2)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1000.0)
+    with pytest.raises(SimCLRError, match="of GPU memory is available; try --batch-size 2 "):
+        check_step_memory(mem, 8, 1, torch.device("cuda"), "x")
+
+
+def test_a_step_that_fits_no_batch_asks_for_smaller_views_or_model(monkeypatch):
+    mem = StepMemory(fixed=100, per_view=10, state=50, input_per_view=2)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 300.0)  # 1 image: 270 x 2.5
+    with pytest.raises(SimCLRError, match="try a smaller --image-size or --width "):
+        check_step_memory(mem, 8, 1, torch.device("cpu"), "x")
+
+
+def test_a_step_not_checked_is_a_warning_when_it_would_not_fit(monkeypatch, caplog):
+    mem = StepMemory(fixed=100, per_view=10, state=50, input_per_view=2)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1000.0)
+    with caplog.at_level(logging.INFO, logger="simclr.memory"):
+        check_step_memory(mem, 8, 1, torch.device("cpu"), "x", enforce=False)
+        check_step_memory(mem, 1, 1, torch.device("cpu"), "x")  # 270 x 2.5 fits 1000
+    assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.INFO]
+
+
+def test_a_gpu_models_weights_must_fit_in_ram_too_where_it_is_built(monkeypatch):
+    """A model is built in RAM, then moved: its weights are checked against both; the
+    weights alone are refused even with --no-memory-check, which is not offered."""
+    def free(device):
+        return 2.0**40 if device.type == "cuda" else 1000.0
+
+    monkeypatch.setattr(memory, "available_bytes", free)
+    for enforce in (True, False):
+        with pytest.raises(SimCLRError) as info:
+            memory.check_model_memory(lambda: torch.nn.Linear(100, 100), torch.device("cuda"),
+                                      "the model (x)", "try less", enforce)
+        assert str(info.value) == ("the model (x) does not fit in memory: its weights (10100 "
+                                   "parameters) need at least 0 MiB but 0 MiB of RAM is "
+                                   "available; try less")
+
+
+def test_frozen_parameters_get_no_gradient_or_momentum(monkeypatch):
+    """A step's state and a model's check count gradients and momentum of the trained
+    parameters only (a frozen encoder's have none)."""
+    def build():
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 100),
+                                    torch.nn.Linear(100, 10))
+        model[1].requires_grad_(False)
+        return model
+
+    size = memory.model_size(build)
+    assert (size.weights, size.trained) == (4.0 * 5910, 4.0 * 1010)
+    step = measure_step(build(), 4, torch.device("cpu"), "fp32", False, contrastive=False)
+    assert step.state == 2 * 4.0 * 1010
+
+
+def test_the_parameters_a_pass_saves_are_not_counted_again():
+    """An fp32 layer saves its weight for the backward pass: it exists already, so only
+    the input is new memory."""
+    layers = torch.nn.Sequential(torch.nn.Linear(10, 1000), torch.nn.Linear(1000, 1000))
+    x = torch.rand(2, 10)  # saved: x and the first layer's output (not the 4 MB weight)
+    assert memory._saved_bytes(layers, x, "fp32") == 2 * 10 * 4 + 2 * 1000 * 4
+
+
+def test_a_tensor_saved_twice_in_a_pass_is_counted_once():
+    class Squared(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(1000, 1000)
+
+        def forward(self, x):
+            h = self.layer(x)
+            return h * h  # saves h as both factors
+
+    x = torch.rand(2, 1000)
+    assert memory._saved_bytes(Squared(), x, "fp32") == 2 * (2 * 1000 * 4)  # x and h
+
+
+def test_views_are_measured_unchecked_where_memory_cannot_be_read(monkeypatch):
+    monkeypatch.setattr(memory, "available_bytes", lambda device: None)  # (Windows)
+    assert measure_step(tiny_model(), 96, torch.device("cpu"), "fp32", False).per_view > 0
+
+
+def test_a_model_in_eval_mode_is_measured_as_it_trains_and_left_in_eval_mode():
+    model = tiny_model()
+    trained = measure_step(model, 16, torch.device("cpu"), "fp32", False)
+    assert measure_step(model.eval(), 16, torch.device("cpu"), "fp32", False) == trained
+    assert not model.training
+
+
+def test_parameter_counts_are_said_in_millions_billions_and_trillions():
+    assert [memory.count_text(n) for n in (11.2e6, 4.3e9, 11.4e12, 5000)] == [
+        "11.2 million", "4.3 billion", "11.4 trillion", "5000"]
