@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from simclr.errors import SimCLRError
+from simclr.files import lock_folder
 from simclr.models import Classifier
 from simclr.partial import PartialRun
 from tests.conftest import tiny_encoder
@@ -105,3 +106,65 @@ def test_an_older_run_saved_without_a_weights_digest_is_not_taken_for_a_moved_on
     with pytest.raises(SimCLRError, match=r"with other settings \(source: "):
         again.resume(model, optimizer, scaler, False)
     again.release()
+
+
+def _saved_linear_run(tmp_path, settings, step=4, total=9):
+    """A linear evaluation's unfinished training saved at ``step`` of ``total`` in
+    ``tmp_path``: (model, optimizer, scaler)."""
+    from simclr.classifiers import classifier_checkpoint
+
+    model = Classifier(tiny_encoder(), 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    first = PartialRun(tmp_path, "linear", "linear evaluation", settings)
+    first.total = total
+    first.save(classifier_checkpoint("linear", model, {}, ["a", "b", "c"], step, 7.5, {},
+                                     optimizer), scaler)
+    return model, optimizer, scaler
+
+
+def test_a_continued_run_keeps_the_length_it_was_saved_with(tmp_path):
+    """Its steps counted otherwise now (12, not the 9 saved): it ends at its own 9, and
+    the folder is let go once released."""
+    model, optimizer, scaler = _saved_linear_run(tmp_path, {"epochs": 1}, step=4, total=9)
+    again = PartialRun(tmp_path, "linear", "linear evaluation", {"epochs": 1})
+    assert again.resume(model, optimizer, scaler, False, total=12) == (4, 7.5)
+    again.release()
+    assert again.total == 9
+    lock_folder(tmp_path).close()  # (released: another command may take the folder)
+    # An earlier simclr's file records no length: the one it counted (earlier_total)
+    model, optimizer, scaler = _saved_linear_run(tmp_path, {"epochs": 1}, step=4, total=None)
+    earlier = PartialRun(tmp_path, "linear", "linear evaluation", {"epochs": 1})
+    earlier.resume(model, optimizer, scaler, False, total=12, earlier_total=10)
+    earlier.release()
+    assert earlier.total == 10
+
+
+@pytest.mark.parametrize("overwrite", [True, "keep"])
+def test_overwrite_starts_over_a_run_of_other_settings_and_it_is_gone(tmp_path, overwrite,
+                                                                       capsys):
+    """--overwrite deletes the unfinished run it cannot continue ("keep": sets it aside):
+    a stop before the new run's first save left the old one to be refused again."""
+    model, optimizer, scaler = _saved_linear_run(tmp_path, {"epochs": 1})
+    again = PartialRun(tmp_path, "linear", "linear evaluation", {"epochs": 2},
+                       overwrite=overwrite)
+    assert again.resume(model, optimizer, scaler, False) == (0, 0.0)
+    again.release()
+    assert not again.path.exists()
+    kept = tmp_path / "checkpoints" / "linear-partial.previous-1.pt"
+    assert kept.exists() == (overwrite == "keep")
+    assert "epochs: 1 saved, 2 now" in capsys.readouterr().err
+
+
+def test_its_checkpoints_come_every_so_many_minutes_after_the_state_it_continues(tmp_path):
+    """--checkpoint-minutes is minutes (a save every 90 s for 1.5); the latest state kept
+    is the saved run's, which the same command continues; each save stores the epoch's
+    tally the training hands it."""
+    fresh = PartialRun(tmp_path, "linear", "linear evaluation", {"epochs": 1})
+    assert fresh.checkpointing(lambda step, s: None, 5, None, minutes=1.5).last is None
+    _saved_linear_run(tmp_path, {"epochs": 1})
+    run = PartialRun(tmp_path, "linear", "linear evaluation", {"epochs": 1})
+    saving = run.checkpointing(lambda step, s: None, 5, None, minutes=1.5)
+    assert (saving.every, saving.every_s, saving.last) == (5, 90.0, run.path)
+    saving.keep_tally({"loss_sum": 2.0, "steps": 1.0})
+    assert run.tally == {"loss_sum": 2.0, "steps": 1.0}
