@@ -23,38 +23,43 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_the_cache_command_lists_and_cleans_what_no_run_needs(tmp_path, capsys):
     """`simclr cache --clean` removes the caches of deleted folders and of folders no
-    run used for --unused-days (a reuse counts as a use); `--clear` removes them all."""
+    run used for --unused-days (30 by default; a reuse counts as a use); `--clear` removes
+    them all."""
     import shutil
 
     from simclr.cli import main
 
-    for name in ("kept", "gone", "old"):
+    for name in ("kept", "gone", "old", "recent"):
         _cifar_like(tmp_path / name)
         open_source(str(tmp_path / name), data_cfg(tmp_path))
     mine = tmp_path / "cache" / "features.npy"  # a user's own files there: never touched
     np.save(mine, np.zeros(3))
     mine.with_suffix(".json").write_text("{}")
     entries = {Path(e.root).name: e for e in cache_entries(tmp_path / "cache")}
-    assert sorted(entries) == ["gone", "kept", "old"]
+    assert sorted(entries) == ["gone", "kept", "old", "recent"]
     at = {k: f"{e.root}  {e.npy.name}" for k, e in entries.items()}  # (and its file)
     shutil.rmtree(tmp_path / "gone")
     month_ago = time.time() - 40 * 86400
     for name in ("old", "kept"):
         os.utime(entries[name].meta, (month_ago, month_ago))
+    weeks_ago = time.time() - 20 * 86400  # within the default 30 days: kept
+    os.utime(entries["recent"].meta, (weeks_ago, weeks_ago))
     open_source(str(tmp_path / "kept"), data_cfg(tmp_path))  # reused: used today
     assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
     listed = capsys.readouterr().out
-    assert "3 caches" in listed and "removed:" not in listed
+    assert "4 caches" in listed and "removed:" not in listed
     # The listing marks what --clean would remove (nothing is removed by it).
     assert f"{at['gone']}  (its folder is gone: --clean removes it)\n" in listed
     assert f"{at['old']}  (unused for 40 days: --clean removes it)\n" in listed
-    assert f"{at['kept']}\n" in listed and "MiB; --clean would free " in listed
-    assert len(cache_entries(tmp_path / "cache")) == 3
+    assert f"{at['kept']}\n" in listed and f"{at['recent']}\n" in listed
+    assert "MiB; --clean would free " in listed
+    assert len(cache_entries(tmp_path / "cache")) == 4
     assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean"]) == 0
     out = capsys.readouterr().out
     assert f"{at['gone']}  (removed: its folder is gone)" in out
     assert f"{at['old']}  (removed: unused for 40 days)" in out and "MiB freed" in out
-    assert [Path(e.root).name for e in cache_entries(tmp_path / "cache")] == ["kept"]
+    assert sorted(Path(e.root).name for e in cache_entries(tmp_path / "cache")) == [
+        "kept", "recent"]
     assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clear"]) == 0
     assert cache_entries(tmp_path / "cache") == []
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["features.json",
@@ -238,6 +243,11 @@ def test_a_killed_builds_file_is_listed_and_cleaned(tmp_path, capsys):
     assert "3.0 MiB freed" in capsys.readouterr().out
     assert not left.exists() and young.exists() and theirs.exists()
     assert len(cache_entries(tmp_path / "cache")) == 1
+    left.write_bytes(bytes(3 << 20))  # --clear removes it too, with every cache
+    _age(left, 2 * 3600)
+    assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clear"]) == 0
+    assert f"{left.name}  (a killed build's file: removed)\n" in capsys.readouterr().out
+    assert not left.exists() and cache_entries(tmp_path / "cache") == []
 
 
 def test_a_killed_builds_sidecar_is_listed_and_cleaned(tmp_path, capsys):

@@ -1485,7 +1485,7 @@ def test_a_call_from_python_gets_its_process_back(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("command", ["predict", "neighbors"])
-@pytest.mark.parametrize("out", ["-", "/dev/stdout"])
+@pytest.mark.parametrize("out", ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"])
 def test_a_table_asked_on_stdout_is_refused_saying_why(command, out, capsys):
     """`--out -` (a script's "to stdout") was refused as "must be a .csv file", which
     did not say that the table has no stream form."""

@@ -222,7 +222,10 @@ def test_an_upper_case_npz_out_is_an_npz_and_another_suffix_is_refused(
              cache_dir, "--workers", "0", "--device", "cpu", "--precision", "fp32", "--out"]
     assert main([*flags, str(tmp_path / "e.txt")]) == 2
     assert "the output must be a .npz file" in capsys.readouterr().err
-    assert main([*flags, str(tmp_path / "e.NPZ")]) == 0
+    capsys.readouterr()
+    assert main([*flags, str(tmp_path / "e.NPZ"), "--image-size", "24"]) == 0
+    said = capsys.readouterr()  # the JSON summary is stdout, at the --image-size given
+    assert json.loads(said.out)["image_size"] == 24 and said.err == ""
     assert not (tmp_path / "e.txt").exists()
     with np.load(tmp_path / "e.NPZ") as saved:
         assert len(embedded_paths(saved)) == 24
@@ -829,3 +832,31 @@ def test_embed_rows_pair_each_file_with_its_own_features_label_and_path(tmp_path
         np.testing.assert_allclose(feats[paths.index(p)], f, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(feats[paths.index(str(data / "loose.png"))],
                                alone[str(data / "class_1" / "002.png")], rtol=1e-4, atol=1e-5)
+
+
+def test_predicts_lines_on_stderr_say_top5_what_is_not_scored_and_the_confident_top1(
+        tmp_path, monkeypatch, capsys):
+    """The human lines beside predict's JSON: top-5 where there is one, both kinds of
+    unscored images, and the top-1 of the confident rows (none without labels)."""
+    from simclr import inference
+
+    out = str(tmp_path / "p.csv")
+    counts = {"images": 9, "labeled": 6, "unknown_class": 2, "unlabeled": 1, "classes": 7,
+              "confident": 4}
+    results = [{**counts, "top1": 0.5, "top5": 0.75, "confident_top1": 0.25},
+               {**counts, "labeled": 0, "unknown_class": 8, "confident_top1": None}]
+    monkeypatch.setattr(inference, "predict_folder", lambda *a, **k: results.pop(0))
+    flags = ["predict", "--checkpoint", "c", "--data", "d", "--out", out,
+             "--min-probability", "0.5"]
+    assert main(flags) == 0
+    said = capsys.readouterr()
+    assert json.loads(said.out)["top5"] == 0.75
+    assert said.err.splitlines() == [
+        f"{out}: 9 images predicted; top-1 50.00%, top-5 75.00% over the 6 in classes the "
+        "classifier knows (2 in other classes and 1 beside the class folders, not scored)",
+        f"{out}: 4 of 9 images predicted with probability >= 0.5 (top-1 25.00% of those "
+        "labeled); the others' prediction is left empty"]
+    assert main(flags) == 0
+    assert capsys.readouterr().err.splitlines()[1] == (
+        f"{out}: 4 of 9 images predicted with probability >= 0.5; the others' prediction "
+        "is left empty")

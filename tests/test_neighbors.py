@@ -427,6 +427,8 @@ def test_duplicate_pairs_match_every_pair_computing_half_the_matrix(monkeypatch,
     (["--features", "{tmp}/other.npz"], "no 'features' array; give a file written by"),
     (["--features", "{tmp}/f.npz", "--k", "3"], "--k 3: there are 2 other images"),
     (["--features", "{tmp}/f.npz", "--duplicates", "1.5"], "a cosine similarity lies in"),
+    # the threshold is checked first: its range, not the flag that would be ignored
+    (["--features", "{tmp}/f.npz", "--duplicates", "1.5", "--k", "2"], "lies in [-1, 1]"),
     (["--features", "{tmp}/f.npz", "--queries", "{tmp}/wide.npz"], "4-d features, --features"),
     (["--features", "{tmp}/f.npz", "--duplicates", "0.9", "--queries", "{tmp}/f.npz"],
      "drop --queries"),
