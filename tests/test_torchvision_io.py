@@ -16,11 +16,13 @@ from simclr.errors import SimCLRError
 from simclr.models import ResNet, build_encoder
 from simclr.pretrained import encoder_from_checkpoint
 from simclr.torchvision_io import (
+    as_encoder,
     check_convertible,
     from_torchvision,
     resnet_layout,
     to_torchvision,
     torchvision_model,
+    unwrapped_state,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -227,7 +229,7 @@ def test_files_without_batchnorm_counters_load(tmp_path):
         torch.testing.assert_close(encoder.eval()(x), reference.eval()(x), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("width", [0.3, 0.1, 0.7, 1.5, 0.125, 0.006])
+@pytest.mark.parametrize("width", [0.3, 0.1, 0.7, 1.5, 0.125, 0.006, 0.002])
 def test_widths_off_the_sixty_fourths_are_read_back(width):
     """Each layer's channels are rounded on their own (0.3: 19, 19, 38, 77, 154), so the
     stem's alone does not give the width; the shortest decimal that gives all does.
@@ -386,3 +388,34 @@ def test_a_bare_encoder_with_projection_shortcuts_is_read_as_one(tmp_path, arch)
     with pytest.raises(SimCLRError, match=r"but it also has layer1.0.downsample.0.weight "
                                           r"and 6 more tensors$"):
         load_checkpoint(tmp_path / "x.pt")
+
+
+def test_each_wrapper_of_saved_weights_is_opened_but_not_a_simclr_checkpoints():
+    """{"state_dict": ...}, {"model": ...}, {"backbone": ...} ... hold the weights; a
+    simclr checkpoint (with its "format") is returned as it is, its "model" unopened."""
+    state = to_torchvision(build_encoder("resnet18", 0.125, True).state_dict())
+    for key in ("state_dict", "model_state_dict", "model", "encoder", "backbone", "net"):
+        assert unwrapped_state({"epoch": 1, key: state}).keys() == state.keys(), key
+    ddp = {"module.head.weight": state["conv1.weight"], "module.head.bias": state["bn1.bias"]}
+    assert unwrapped_state(ddp).keys() == {"head.weight", "head.bias"}  # DDP's, any network
+    ours = {"format": "simclr", "model": state}
+    assert unwrapped_state(ours) is ours
+
+
+def test_of_two_resnets_the_shorter_prefix_is_taken_however_they_sort():
+    """solo-learn-like `model.` beside `ema_model.`: the shorter prefix is the model,
+    though `ema_model.` sorts first."""
+    state = to_torchvision(build_encoder("resnet18", 0.125, True).state_dict())
+    saved = {**{f"ema_model.{k}": v + 1 for k, v in state.items()},
+             **{f"model.{k}": v for k, v in state.items()}}
+    got = unwrapped_state(saved)
+    assert got.keys() == state.keys() and all(got[k] is v for k, v in state.items())
+
+
+def test_a_files_batchnorm_counters_are_kept_and_a_stray_key_is_no_resnet():
+    """Only a missing counter is set to 0; a dict with a non-name key is not torch's."""
+    state = to_torchvision(build_encoder("resnet18", 0.125, True).state_dict())
+    state["bn1.num_batches_tracked"] = torch.tensor(7)
+    _, weights, _ = as_encoder(state)
+    assert weights["encoder.stem.1.num_batches_tracked"] == 7
+    assert resnet_layout({**state, 0: torch.zeros(1)}) is None
