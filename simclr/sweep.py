@@ -19,7 +19,7 @@ import json
 import math
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +145,8 @@ def run_sweep(
     scores: str | None = None, recorded: Any = None,
     evaluated_on: dict[str, str] | None = None, caches: dict[str, str | None] | None = None,
     folders: dict[str, str | None] | None = None,
-    check_configs: Callable[[list[Cell], list[Config]], None] | None = None,
+    check_configs: Callable[[list[Cell], list[Config]], Callable[[], None] | None]
+    | None = None,
 ) -> tuple[list[Cell], str]:
     """Run every cell; ``evaluate(run_dir) -> dict`` scores a finished one (None: skip).
     ``processes``: each cell trained by that many processes (``--processes``).
@@ -163,7 +164,9 @@ def run_sweep(
     --eval-train and --eval-test), no cache folder of which may lie inside them: cell 0's
     cache there made a class its scoring failed on, once it had trained.
     ``check_configs(cells, configs)``: the caller's look at the cells' resolved settings
-    before any trains (the evaluation folders, read as the cells read theirs).
+    before any trains (the evaluation folders, read as the cells read theirs); what it
+    returns (a check that may decode for long: --strict) is called once every other
+    check has passed.
 
     Returns the cells (with their results) and the markdown table, also written to
     ``out/sweep.md``, ``out/sweep.csv`` and ``out/sweep.json``. Stops early, leaving the
@@ -183,9 +186,8 @@ def run_sweep(
     if run is not None:  # (in its checkpoints/, or a folder its evaluations read as theirs)
         raise SimCLRError(f"--out {root} lies inside the run {run}; give the sweep a folder "
                           "of its own")
-    cells, configs = cell_configs(axes, root, preset, config, flags)
-    if check_configs is not None:
-        check_configs(cells, configs)
+    cells, configs = cell_configs(axes, root, preset, config, flags, (folders or {}).values())
+    then = None if check_configs is None else check_configs(cells, configs)
     for cfg in configs:  # the sweep's own files: not inside, or over, a folder it reads
         check_not_inside(root, {"--data": cfg.data.path, "--knn-train": cfg.knn_train,
                                 "--knn-test": cfg.knn_test}, "sweep")
@@ -201,6 +203,8 @@ def run_sweep(
     # is set aside or rewritten: a refused command leaves --out as it found it.
     for cell, cfg in zip(cells, configs, strict=True):
         _check_same_settings(cfg, cell.run_dir, cell.name)
+    if then is not None:  # (last: it may decode for long, the checks above need not)
+        then()
     reused += _other_images_notes(cells, configs, sizes)
     make_folder(root)  # (through a link to a missing folder: its target)
     # Held for the whole sweep: a second sweep into --out is refused before it sets the
@@ -329,9 +333,12 @@ def _fill_on_record(cells: list[Cell], recorded: Any) -> None:
 
 
 def cell_configs(axes: list[Axis], root: Path, preset: str | None, config: str | None,
-                 flags: dict[str, Any]) -> tuple[list[Cell], list[Config]]:
+                 flags: dict[str, Any], reads: Iterable[str | None] = (),
+                 ) -> tuple[list[Cell], list[Config]]:
     """Every cell of the grid under ``root`` and its resolved, checked config: the layers
-    of ``simclr pretrain`` (preset, file, flags) with the cell's values on top."""
+    of ``simclr pretrain`` (preset, file, flags) with the cell's values on top.
+    ``reads``: other folders the cells' data settings read (the sweep's evaluation ones:
+    --strict acts there, whatever the cells train on)."""
     cells = plan_cells(axes, root)
 
     def built(k: int, swept: bool = True) -> Config:
@@ -347,7 +354,7 @@ def cell_configs(axes: list[Axis], root: Path, preset: str | None, config: str |
         return False
 
     configs = per_cell(cells, built, unswept)  # every cell checked before anything runs
-    check_settings_act(axes, cells, configs, flags)
+    check_settings_act(axes, cells, configs, flags, reads)
     return cells, configs
 
 

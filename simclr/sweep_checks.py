@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from simclr.config import Config
@@ -239,13 +239,15 @@ def check_not_swept_twice(axes: list[Axis], flags: dict[str, Any]) -> None:
 
 
 def check_settings_act(axes: list[Axis], cells: list[Cell], configs: list[Config],
-                       flags: dict[str, Any]) -> None:
+                       flags: dict[str, Any], reads: Iterable[str | None] = ()) -> None:
     """Refuse an axis value with no effect in some cell (:mod:`simclr.inert`): those
     cells would train the same run under different labels (temperature crossed with
-    margin_triplet); and a common flag with no effect in any cell, as pretrain does."""
+    margin_triplet); and a common flag with no effect in any cell, as pretrain does.
+    ``reads``: other folders read with the cells' data settings (the evaluation ones)."""
     from simclr.inert import VALUE_INERT, inert_settings
 
-    inert = [inert_settings(cfg) for cfg in configs]
+    reads = tuple(reads)
+    inert = [inert_settings(cfg, reads) for cfg in configs]
     for axis in axes:
         paths = {p for setting in axis.settings for p in setting}
         everywhere = [p for p in sorted(paths) if all(p in i for i in inert)]

@@ -110,7 +110,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     headless: list[str] = []
     if args.eval != "none" and args.eval_layer != "h":
         headless = _check_eval_layer(args.eval_layer, axes, Path(args.out).expanduser(),
-                                     preset, args.config, flags)
+                                     preset, args.config, flags, _scored_folders(args))
     folders = bool(args.eval_train and args.eval_test)  # (both or neither: _check_eval_flags)
     if args.eval != "none" and not folders and not digits:
         raise SimCLRError(f"--eval {args.eval} needs --eval-train and --eval-test (labeled "
@@ -123,7 +123,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             raise SimCLRError(f"{', '.join(unused)}: unused when the cells are scored on the "
                               "digits hold-out; drop it or give --eval-train and --eval-test")
     if args.print_config:  # each cell's resolved settings; no folder is read, nothing written
-        _print_cell_configs(axes, Path(args.out).expanduser(), preset, args.config, flags)
+        _print_cell_configs(axes, Path(args.out).expanduser(), preset, args.config, flags,
+                            _scored_folders(args))
         return 0
     _say_z_is_h(headless, args.eval)  # (once the sweep goes ahead)
 
@@ -139,11 +140,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     # may differ in its runtime settings, --cache-dir and --decoder): its folders' reading
     reading: dict[Path, DataConfig] = {}
 
-    def check_eval_folders(cells: list[Any], configs: list[Any]) -> None:
+    def check_eval_folders(cells: list[Any], configs: list[Any]) -> Any:
         reading.update({cell.run_dir: cfg.data for cell, cfg in zip(cells, configs,
                                                                      strict=True)})
-        if folders and args.eval != "none":  # before hours of training
-            _check_eval_folders(args, configs)
+        if not folders or args.eval == "none":
+            return None
+        return _check_eval_folders(args, configs)  # before hours of training
 
     wanted = _eval_data(args) if args.eval != "none" else {}  # (listed once, not per cell)
 
@@ -225,13 +227,21 @@ def _check_eval_flags(args: argparse.Namespace) -> None:
                               "linear --eval-protocol sgd, or drop it")
 
 
+def _scored_folders(args: argparse.Namespace) -> list[str]:
+    """The --eval-train and --eval-test folders the cells are scored on (read with their
+    data settings: --strict, --max-pixels... act there), if any."""
+    return [args.eval_train, args.eval_test] if args.eval != "none" and args.eval_train \
+        else []
+
+
 def _print_cell_configs(axes: list[Any], out: Path, preset: str | None,
-                        config: str | None, flags: dict[str, Any]) -> None:
+                        config: str | None, flags: dict[str, Any],
+                        reads: list[str]) -> None:
     """``--print-config``: each cell's resolved settings as YAML."""
     from simclr.config_file import yaml_text
     from simclr.sweep import cell_configs
 
-    cells, configs = cell_configs(axes, out, preset, config, flags)
+    cells, configs = cell_configs(axes, out, preset, config, flags, reads)
     print("\n".join(f"--- # cell {cell.name}\n{yaml_text(cfg.to_dict())}"
                     for cell, cfg in zip(cells, configs, strict=True)), end="")
 
@@ -351,8 +361,9 @@ def _eval_sources(args: argparse.Namespace, size: int, augmented: bool,
     from simclr.data import open_source
 
     cfg = _scoring_data(args, data or DataConfig())
+    # (the digits' training split: none of the test digits, as `simclr knn` reads it)
     return (open_source(args.eval_train, cfg, train=True, image_size=size,
-                        evaluation=not augmented),
+                        evaluation=not augmented, held_out=True),
             open_source(args.eval_test, cfg, train=False, image_size=size, evaluation=True))
 
 
@@ -373,18 +384,23 @@ def _scoring_data(args: argparse.Namespace, data: DataConfig) -> DataConfig:
     return cfg
 
 
-def _check_eval_folders(args: argparse.Namespace, configs: list[Any]) -> None:
+def _check_eval_folders(args: argparse.Namespace, configs: list[Any]) -> Any:
     """The --eval folders, before any cell trains: labeled alike and readable under the
-    smallest --max-pixels of the cells; with a --strict cell, every image decoded now
-    (a bad one stopped the sweep once its first cell had trained)."""
+    smallest --max-pixels of the cells. Returns, with a --strict cell, the check that
+    decodes every image of theirs (a bad one stopped the sweep once its first cell had
+    trained), for the sweep to run after its quicker checks; else None."""
     check_labeled_folders(args.eval_train, args.eval_test, ("--eval-train", "--eval-test"),
                           train_split=True,
                           max_pixels=min(cfg.data.max_pixels for cfg in configs))
     strict = next((cfg for cfg in configs if cfg.data.strict), None)
-    if strict is not None:  # (a cache this builds is the scoring's, of the same side)
+    if strict is None:
+        return None
+
+    def decode_all() -> None:  # (a cache this builds is the scoring's, of the same side)
         sgd = args.eval == "linear" and args.eval_protocol == "sgd"
         for source in _eval_sources(args, strict.augment.evaluation_size(), sgd, strict.data):
             source.close()
+    return decode_all
 
 
 def _columns(protocol: str, scored: dict[str, float]) -> dict[str, float]:
@@ -484,7 +500,8 @@ def _scored_layers(run_dir: Path, name: str, wanted: dict[str, str],
 
 
 def _check_eval_layer(layer: str, axes: list[Any], out: Path, preset: str | None,
-                      config: str | None, flags: dict[str, Any]) -> list[str]:
+                      config: str | None, flags: dict[str, Any],
+                      reads: list[str] | tuple[()] = ()) -> list[str]:
     """``sweep --eval-layer`` against every cell's projection head, before the first
     cell trains: a head layer gK needs a head of K layers or more. Returns, for z, the
     cells without a head (z = h there: their z column holds h's score)."""
@@ -493,7 +510,8 @@ def _check_eval_layer(layer: str, axes: list[Any], out: Path, preset: str | None
 
     depth = parse_layer(layer, "--eval-layer")  # a typo is named now
     headless: list[str] = []
-    for cell, cfg in zip(*cell_configs(axes, out, preset, config, flags), strict=True):
+    for cell, cfg in zip(*cell_configs(axes, out, preset, config, flags, reads),
+                         strict=True):
         m = cfg.model
         layers = len(head_dims(m.head, 1, m.head_hidden_dim, m.head_out_dim,
                                m.head_layers)) - 1
