@@ -197,7 +197,7 @@ def run_sweep(
     read: dict[str, Any] = {}  # (each --init-from file read once for all the cells)
     resolved = per_cell(cells, lambda k: check_cell_inputs(configs[k], processes, read))
     read.clear()  # (the weights: not held while the cells train)
-    check_cells_differ(cells, configs, resolved, sizes)
+    check_cells_differ(cells, configs, resolved, sizes, (folders or {}).values())
     reused = _find_earlier_runs(root, cells, configs)
     # A cell's earlier run of other settings is refused now, before the earlier summary
     # is set aside or rewritten: a refused command leaves --out as it found it.

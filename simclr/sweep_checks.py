@@ -129,18 +129,20 @@ LENGTH = ("epochs", "max_steps", "optim.warmup_epochs", "optim.warmup_fraction")
 
 def check_cells_differ(cells: list[Cell], configs: list[Config],
                        resolved: list[tuple[str, str]],
-                       sizes: list[int | None] | None = None) -> None:
+                       sizes: list[int | None] | None = None,
+                       reads: Iterable[str | None] = ()) -> None:
     """Cells whose settings differ only in values that resolve alike on this machine
     (``precision=auto,fp32`` on a CPU without bf16, ``device=auto,cpu`` without a GPU),
     or in lengths that plan the same steps (``epochs=10,20`` under ``--max-steps 5``)
     would train the same run twice: refused, naming both, before anything trains.
     ``resolved``: each cell's (device, precision) from :func:`check_cell_inputs`;
-    ``sizes``: each cell's number of images (None: not known before decoding)."""
+    ``sizes``: each cell's number of images (None: not known before decoding);
+    ``reads``: other folders read with the cells' data settings (the evaluation ones)."""
     from simclr.inert import acting_color_ops
     from simclr.plan import plan_schedule
 
     seen: dict[str, tuple[Cell, Config, dict[str, Any]]] = {}
-    caching, monitored = _cache_choices(configs), _monitor_decodes(configs)
+    caching, monitored = _cache_choices(configs), _monitor_decodes(configs, tuple(reads))
     for k, (cell, cfg, values) in enumerate(zip(cells, configs, resolved, strict=True)):
         flat = flatten(cfg.to_dict())
         settings = {**flat, **dict(zip(RESOLVED, values, strict=True))}
@@ -196,10 +198,10 @@ def _cache_choices(configs: list[Config]) -> list[str]:
     return [choices[(cfg.data.path, cfg.data.cache)] for cfg in configs]
 
 
-def _monitor_decodes(configs: list[Config]) -> list[bool]:
-    """Whether each cell's kNN monitor decodes a folder of its own at every pass (not
-    cached under the cell's --cache: it reads them with its data settings), where the
-    cells differ in --decoder (else none is probed: False)."""
+def _monitor_decodes(configs: list[Config], reads: tuple[str | None, ...] = ()) -> list[bool]:
+    """Whether each cell's kNN monitor, or its scoring (the folders ``reads``), decodes a
+    folder at every pass (not cached under the cell's --cache: both read theirs with its
+    data settings), where the cells differ in --decoder (else none is probed: False)."""
     from simclr.data import cache_choice
 
     if len({cfg.data.decoder for cfg in configs}) < 2:
@@ -212,7 +214,8 @@ def _monitor_decodes(configs: list[Config]) -> list[bool]:
         return choices[folder, cache, train] == "off"
 
     return [any(decoded(folder, cfg.data.cache, train)
-                for folder, train in ((cfg.knn_train, True), (cfg.knn_test, False)) if folder)
+                for folder, train in ((cfg.knn_train, True), (cfg.knn_test, False),
+                                      *((spec, True) for spec in reads)) if folder)
             for cfg in configs]
 
 

@@ -389,6 +389,9 @@ def _check_eval_folders(args: argparse.Namespace, configs: list[Any]) -> Any:
     smallest --max-pixels of the cells. Returns, with a --strict cell, the check that
     decodes every image of theirs (a bad one stopped the sweep once its first cell had
     trained), for the sweep to run after its quicker checks; else None."""
+    if args.eval_cache_dir and all(cfg.data.cache == "off" for cfg in configs):
+        raise SimCLRError("--eval-cache-dir: unused: the cells read the --eval folders as "
+                          "their own, with --cache off; drop it or give --cache auto or on")
     check_labeled_folders(args.eval_train, args.eval_test, ("--eval-train", "--eval-test"),
                           train_split=True,
                           max_pixels=min(cfg.data.max_pixels for cfg in configs))

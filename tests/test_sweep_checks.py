@@ -102,7 +102,8 @@ def test_decoders_are_two_runs_where_the_monitors_folders_decode_at_each_pass(tm
                                                                               cache_dir):
     """Training data cached, the kNN monitor's folders of photos not (--cache auto): the
     monitor decodes them with each cell's --decoder (pixels a level or two apart), so
-    decoder=pil,device is two runs; it was refused as 'both cached here'."""
+    decoder=pil,device is two runs (so with the sweep's --eval folders of photos, each
+    cell's scoring decodes them alike); it was refused as 'both cached here'."""
     from tests.conftest import make_image_folder
 
     photos = make_image_folder(tmp_path / "photos", per_class=2, side=100, ext="jpg")
@@ -114,6 +115,14 @@ def test_decoders_are_two_runs_where_the_monitors_folders_decode_at_each_pass(tm
     cells, configs = cell_configs([parse_axis("data.decoder=pil,device")], tmp_path / "sw",
                                   None, None, flags)
     check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
+    # The sweep's --eval folders of photos alike: each cell's scoring decodes them
+    for key in ("knn_train", "knn_test"):
+        flags.pop(key)
+    cells, configs = cell_configs([parse_axis("data.decoder=pil,device")], tmp_path / "sw",
+                                  None, None, flags, [str(photos), str(photos)])
+    check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, reads=[str(photos)])
+    with pytest.raises(SimCLRError, match="both cached here"):
+        check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
 
 
 def test_lengths_that_plan_the_same_steps_are_refused(tmp_path, image_folder, cache_dir):

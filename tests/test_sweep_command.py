@@ -997,6 +997,20 @@ def test_the_evaluation_folders_data_settings_act_whatever_the_cells_train_on(
     assert "--strict has no effect in any cell" in capsys.readouterr().err
 
 
+def test_an_evaluation_cache_folder_the_cells_never_cache_into_is_refused(tmp_path,
+                                                                          image_folder, capsys):
+    cell = tiny_cell(tmp_path, image_folder)
+    at = cell.index("--cache-dir")  # (refused under --cache off for the cells' own data)
+    argv = ["sweep", "--set", "temperature=0.2", *cell[:at], *cell[at + 2:],
+            "--eval-train", str(image_folder), "--eval-test", str(image_folder),
+            "--eval-cache-dir", str(tmp_path / "ec")]
+    assert main([*argv, "--cache", "off"]) == 2
+    assert capsys.readouterr().err == ("simclr sweep: error: --eval-cache-dir: unused: the "
+                                       "cells read the --eval folders as their own, with "
+                                       "--cache off; drop it or give --cache auto or on\n")
+    assert not (tmp_path / "sw").exists()
+
+
 def test_a_sweep_scored_on_the_digits_keeps_its_test_digits_out_of_the_training_split():
     """--eval-train digits --eval-test digits: the kNN memory held all 1797 digits, the
     597 queries among them (a top-1 of 47% against 40% held out), unlike `simclr knn`."""
