@@ -82,17 +82,24 @@ def test_cache_and_decoder_values_alike_here_are_one_run(tmp_path, image_folder,
         check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
 
 
+def digits_decoder_cells(tmp_path, cache_dir, monitor, reads=()):
+    """Cells of the axis decoder=pil,device training on the digits (arrays in memory),
+    their kNN monitor reading the folder ``monitor`` (None: none), the sweep's scoring
+    the folders ``reads``."""
+    extra = {} if monitor is None else {"knn_train": str(monitor), "knn_test": str(monitor)}
+    flags = tiny_flags(tmp_path, tmp_path / "unused", cache_dir, **extra)
+    for key in ("out", "data.cache_dir"):
+        flags.pop(key)
+    flags["data.path"] = "digits"
+    return cell_configs([parse_axis("data.decoder=pil,device")], tmp_path / "sw", None, None,
+                        flags, reads)
+
+
 def test_decoders_of_a_named_data_set_held_in_memory_are_one_run(tmp_path, image_folder,
                                                                    cache_dir):
     """The digits are arrays in memory, never decoded: decoder=pil,device (which acts only
     on the kNN monitor's folders, small pictures cached here) trains one run twice."""
-    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, knn_train=str(image_folder),
-                       knn_test=str(image_folder))
-    for key in ("out", "data.cache_dir"):
-        flags.pop(key)
-    flags["data.path"] = "digits"
-    cells, configs = cell_configs([parse_axis("data.decoder=pil,device")], tmp_path / "sw",
-                                  None, None, flags)
+    cells, configs = digits_decoder_cells(tmp_path, cache_dir, image_folder)
     with pytest.raises(SimCLRError, match=re.escape(
             "--decoder pil and device are both cached here")):
         check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
@@ -107,19 +114,10 @@ def test_decoders_are_two_runs_where_the_monitors_folders_decode_at_each_pass(tm
     from tests.conftest import make_image_folder
 
     photos = make_image_folder(tmp_path / "photos", per_class=2, side=100, ext="jpg")
-    flags = tiny_flags(photos, tmp_path / "unused", cache_dir, knn_train=str(photos),
-                       knn_test=str(photos))
-    for key in ("out", "data.cache_dir"):
-        flags.pop(key)
-    flags["data.path"] = "digits"
-    cells, configs = cell_configs([parse_axis("data.decoder=pil,device")], tmp_path / "sw",
-                                  None, None, flags)
+    cells, configs = digits_decoder_cells(tmp_path, cache_dir, photos)
     check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
     # The sweep's --eval folders of photos alike: each cell's scoring decodes them
-    for key in ("knn_train", "knn_test"):
-        flags.pop(key)
-    cells, configs = cell_configs([parse_axis("data.decoder=pil,device")], tmp_path / "sw",
-                                  None, None, flags, [str(photos), str(photos)])
+    cells, configs = digits_decoder_cells(tmp_path, cache_dir, None, [str(photos)] * 2)
     check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, reads=[str(photos)])
     with pytest.raises(SimCLRError, match="both cached here"):
         check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)

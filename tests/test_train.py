@@ -661,14 +661,7 @@ def test_a_run_stopped_after_several_non_finite_steps_names_the_first(
         tmp_path, image_folder, cache_dir, monkeypatch):
     """--log-every 3: steps 2 and 3 are both non-finite before the check at step 3; the
     run stops naming step 2, where it went wrong, not the last bad step."""
-    real, calls = train.loss_and_metrics, []
-
-    def poisoned(cfg, z_a, z_b):
-        loss, metrics = real(cfg, z_a, z_b)
-        calls.append(1)
-        return (loss * float("nan") if len(calls) in (2, 3) else loss), metrics
-
-    monkeypatch.setattr(train, "loss_and_metrics", poisoned)
+    calls = _nan_at_step(monkeypatch, 2, 3)
     with pytest.raises(DivergedError, match=r"non-finite \(NaN/inf\) at step 2;") as info:
         run(tmp_path, image_folder, cache_dir, "nan", log_every=3, checkpoint_every=0)
     assert info.value.step == 2 and len(calls) == 3
@@ -757,16 +750,7 @@ def test_a_skipped_step_leaves_its_windows_other_steps_logged(tmp_path, image_fo
     """--nan-policy skip, --log-every 3: a NaN loss at step 5 logged the whole window of
     steps 4-6 as null, and the finished run's summary.json said "loss": null (a sweep's
     table reads it). The window's two finite steps are averaged, its skip counted."""
-    import simclr.train as t
-
-    real, calls = t.loss_and_metrics, []
-
-    def poisoned(cfg, z_a, z_b):
-        loss, metrics = real(cfg, z_a, z_b)
-        calls.append(1)
-        return (loss * float("nan") if len(calls) == 5 else loss), metrics
-
-    monkeypatch.setattr(t, "loss_and_metrics", poisoned)
+    _nan_at_step(monkeypatch, 5)
     _, summary = run(tmp_path, image_folder, cache_dir, "skip", nan_policy="skip", log_every=3)
     assert summary["status"] == "finished" and summary["bad_steps"] == 1
     lines = [json.loads(x) for x in (tmp_path / "skip/metrics.jsonl").read_text().splitlines()]
@@ -784,16 +768,7 @@ def test_skip_policy_gives_up_after_more_than_max_bad_steps(tmp_path, image_fold
                                                             monkeypatch, max_bad_steps, capsys):
     """Steps 2 and 4 have NaN losses: at most 2 skipped steps, the run finishes; at most
     1, it stops as diverged at step 4, on record in summary.json."""
-    import simclr.train as t
-
-    real, calls = t.loss_and_metrics, []
-
-    def poisoned(cfg, z_a, z_b):
-        loss, metrics = real(cfg, z_a, z_b)
-        calls.append(1)
-        return (loss * float("nan") if len(calls) in (2, 4) else loss), metrics
-
-    monkeypatch.setattr(t, "loss_and_metrics", poisoned)
+    calls = _nan_at_step(monkeypatch, 2, 4)
     flags = dict(nan_policy="skip", max_bad_steps=max_bad_steps, checkpoint_every=0)
     if max_bad_steps == 2:
         _, summary = run(tmp_path, image_folder, cache_dir, "skip", **flags)
@@ -1452,16 +1427,18 @@ def test_init_from_torchvision_weights(tmp_path, image_folder, cache_dir, capsys
     assert not (tmp_path / "fresh-cache").exists()
 
 
-def _nan_at_step(monkeypatch, bad: int) -> None:
-    """The loss of the ``bad``-th step (1-based) is NaN."""
+def _nan_at_step(monkeypatch, *bad: int) -> list[int]:
+    """The losses of the ``bad`` steps (1-based, as computed: skipped ones count) are
+    NaN; returns the list that grows by one at each loss computed."""
     real, calls = train.loss_and_metrics, []
 
     def poisoned(cfg, z_a, z_b):
         loss, metrics = real(cfg, z_a, z_b)
         calls.append(1)
-        return (loss * float("nan") if len(calls) == bad else loss), metrics
+        return (loss * float("nan") if len(calls) in bad else loss), metrics
 
     monkeypatch.setattr(train, "loss_and_metrics", poisoned)
+    return calls
 
 
 def test_a_skipped_step_leaves_the_clock_saves_on(tmp_path, image_folder, cache_dir,
