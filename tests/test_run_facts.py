@@ -574,3 +574,88 @@ def test_a_run_of_processes_given_with_an_equals_sign_is_no_torchrun_run(evaluat
     out = _info(capsys, run)
     assert "  recipe: batch 8 over 2 processes (global BatchNorm), " in out
     assert f"  continue with: simclr pretrain --resume {run} --processes 2\n" in out
+
+
+def _state(run: Path, checkpoints: list[dict] | None = None, summary: dict | None = None,
+           log: list[dict] | None = None, results: dict | None = None, **kwargs) -> dict:
+    """run_state of a folder holding only the summary.json, supervised results and
+    metrics.jsonl lines given, with ``checkpoints`` as info lists them."""
+    from simclr.resume_target import SUPERVISED_RESULT
+    from simclr.run_facts import run_state
+
+    run.mkdir(parents=True, exist_ok=True)
+    for name, data in (("summary.json", summary), (SUPERVISED_RESULT, results)):
+        if data is not None:
+            (run / name).write_text(json.dumps(data))
+    if log is not None:
+        (run / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in log))
+    return run_state(run, checkpoints or [], **kwargs)
+
+
+def test_a_held_folder_is_a_run_at_work_unless_its_summary_says_it_ended(tmp_path):
+    """A preempted run resumed: running (its summary is no end); a supervised run's
+    results (top-1, no status) are its end: finished, its folder held by an evaluation."""
+    preempted, supervised = tmp_path / "preempted", tmp_path / "supervised"
+    for run in (preempted, supervised):
+        run.mkdir()
+    held = [lock_folder(preempted), lock_folder(supervised)]
+    try:
+        resumed = _state(preempted, summary={"status": "preempted", "steps": 1})
+        ended = _state(supervised, results={"top1": 0.5})
+    finally:
+        for h in held:
+            h.close()
+    assert resumed["status"] == "running" and "busy" not in resumed
+    assert ended["status"] == "finished" and ended["busy"].startswith("pid ")
+    assert _state(supervised)["status"] == "finished"  # (no longer held)
+
+
+def test_the_final_knn_is_said_skipped_only_of_a_monitored_run_that_lacks_it(tmp_path):
+    stopped = {"status": "finished", "signal": "SIGTERM", "steps": 6}
+    assert _state(tmp_path / "a", summary=stopped, monitored=True)[
+        "final_knn_skipped"] == "SIGTERM"
+    assert "final_knn_skipped" not in _state(tmp_path / "b", summary=stopped)  # no monitor
+    assert "final_knn_skipped" not in _state(tmp_path / "c", summary={
+        **stopped, "knn_top1": 0.5}, monitored=True)  # measured since (--resume)
+
+
+def test_a_supervised_stop_behind_a_later_checkpoint_is_not_the_runs_status(tmp_path):
+    """last.pt preempted at step 1 (no session recorded: an earlier simclr's), a periodic
+    checkpoint of step 2 since: the run went on past that stop, and was stopped."""
+    last = {"name": "last.pt", "kind": "supervised", "step": 1, "status": "preempted"}
+    later = {"name": "ckpt-00000002.pt", "kind": "periodic", "step": 2}
+    assert _state(tmp_path / "a", [last])["status"] == "preempted"
+    state = _state(tmp_path / "b", [last, later])
+    assert (state["status"], state["step"]) == ("stopped", 2)
+
+
+def test_a_preempted_runs_epochs_and_time_are_its_summarys_at_its_stop(tmp_path):
+    """Logged at step 3, stopped at step 4: the epochs and time are the summary's
+    (not the log's scaled to step 4, nor none)."""
+    state = _state(tmp_path, summary={"status": "preempted", "steps": 4, "epochs": 1.5,
+                                      "elapsed_s": 100.0},
+                   log=[{"step": 3, "loss": 1.0, "epoch": 1.0, "elapsed": 50.0}])
+    assert (state["step"], state["epoch"], state["elapsed_s"]) == (4, 1.5, 100.0)
+
+
+def test_a_checkpoint_ahead_of_the_log_shows_no_epochs_or_time_it_cannot_tell(tmp_path):
+    """The step shown is a periodic checkpoint's (3), past the log and last.pt (1): its
+    epochs by the log's steps per epoch, no time (last.pt's is step 1's); a log at step
+    0 tells no steps per epoch, so no epochs either."""
+    last = {"name": "last.pt", "kind": "pretrain", "step": 1, "elapsed_s": 10.0}
+    later = {"name": "ckpt-00000003.pt", "kind": "periodic", "step": 3}
+    state = _state(tmp_path / "a", [last, later],
+                   log=[{"step": 1, "loss": 2.0, "epoch": 0.5, "elapsed": 10.0}])
+    assert (state["step"], state["epoch"], state.get("elapsed_s")) == (3, 1.5, None)
+    state = _state(tmp_path / "b", [{**later, "step": 2}],
+                   log=[{"step": 0, "loss": 2.0, "epoch": 0.0, "elapsed": 1.0}])
+    assert (state["step"], state.get("epoch")) == (2, None)
+
+
+def test_a_summary_whose_session_is_no_number_is_not_an_earlier_sessions(tmp_path):
+    """A hand-edited `"session": true` (1 to Python) is no session: the summary stands."""
+    summary = {"status": "finished", "steps": 2}
+    assert _state(tmp_path / "a", summary={**summary, "session": True},
+                  starts=2)["status"] == "finished"
+    assert _state(tmp_path / "b", summary={**summary, "session": 1},
+                  starts=2)["status"] == "stopped"
