@@ -197,7 +197,9 @@ def run_sweep(
     read: dict[str, Any] = {}  # (each --init-from file read once for all the cells)
     resolved = per_cell(cells, lambda k: check_cell_inputs(configs[k], processes, read))
     read.clear()  # (the weights: not held while the cells train)
-    check_cells_differ(cells, configs, resolved, sizes, (folders or {}).values())
+    # (--eval-test is read as a test split: the test/ of a folder holding two)
+    splits = [(spec, flag != "--eval-test") for flag, spec in (folders or {}).items()]
+    check_cells_differ(cells, configs, resolved, sizes, splits)
     reused = _find_earlier_runs(root, cells, configs)
     # A cell's earlier run of other settings is refused now, before the earlier summary
     # is set aside or rewritten: a refused command leaves --out as it found it.

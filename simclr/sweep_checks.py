@@ -130,14 +130,15 @@ LENGTH = ("epochs", "max_steps", "optim.warmup_epochs", "optim.warmup_fraction")
 def check_cells_differ(cells: list[Cell], configs: list[Config],
                        resolved: list[tuple[str, str]],
                        sizes: list[int | None] | None = None,
-                       reads: Iterable[str | None] = ()) -> None:
+                       reads: Iterable[tuple[str | None, bool]] = ()) -> None:
     """Cells whose settings differ only in values that resolve alike on this machine
     (``precision=auto,fp32`` on a CPU without bf16, ``device=auto,cpu`` without a GPU),
     or in lengths that plan the same steps (``epochs=10,20`` under ``--max-steps 5``)
     would train the same run twice: refused, naming both, before anything trains.
     ``resolved``: each cell's (device, precision) from :func:`check_cell_inputs`;
     ``sizes``: each cell's number of images (None: not known before decoding);
-    ``reads``: other folders read with the cells' data settings (the evaluation ones)."""
+    ``reads``: other folders read with the cells' data settings (the evaluation ones),
+    each with whether it is read as a training split."""
     from simclr.inert import acting_color_ops
     from simclr.plan import plan_schedule
 
@@ -198,7 +199,8 @@ def _cache_choices(configs: list[Config]) -> list[str]:
     return [choices[(cfg.data.path, cfg.data.cache)] for cfg in configs]
 
 
-def _monitor_decodes(configs: list[Config], reads: tuple[str | None, ...] = ()) -> list[bool]:
+def _monitor_decodes(configs: list[Config],
+                     reads: tuple[tuple[str | None, bool], ...] = ()) -> list[bool]:
     """Whether each cell's kNN monitor, or its scoring (the folders ``reads``), decodes a
     folder at every pass (not cached under the cell's --cache: both read theirs with its
     data settings), where the cells differ in --decoder (else none is probed: False)."""
@@ -214,8 +216,8 @@ def _monitor_decodes(configs: list[Config], reads: tuple[str | None, ...] = ()) 
         return choices[folder, cache, train] == "off"
 
     return [any(decoded(folder, cfg.data.cache, train)
-                for folder, train in ((cfg.knn_train, True), (cfg.knn_test, False),
-                                      *((spec, True) for spec in reads)) if folder)
+                for folder, train in ((cfg.knn_train, True), (cfg.knn_test, False), *reads)
+                if folder)
             for cfg in configs]
 
 
@@ -247,10 +249,10 @@ def check_settings_act(axes: list[Axis], cells: list[Cell], configs: list[Config
     cells would train the same run under different labels (temperature crossed with
     margin_triplet); and a common flag with no effect in any cell, as pretrain does.
     ``reads``: other folders read with the cells' data settings (the evaluation ones)."""
-    from simclr.inert import VALUE_INERT, inert_settings
+    from simclr.inert import VALUE_INERT
 
     reads = tuple(reads)
-    inert = [inert_settings(cfg, reads) for cfg in configs]
+    inert = [_inert_here(cfg, reads) for cfg in configs]
     for axis in axes:
         paths = {p for setting in axis.settings for p in setting}
         everywhere = [p for p in sorted(paths) if all(p in i for i in inert)]
@@ -273,6 +275,25 @@ def check_settings_act(axes: list[Axis], cells: list[Cell], configs: list[Config
         if all(path in cell_inert for cell_inert in inert):
             raise SimCLRError(f"--{flag_of(path)} has no effect in any cell: "
                               f"{inert[0][path]}; leave it out")
+
+
+# What of a cell's data settings the sweep's --eval folders are read with (the scoring
+# copies these alone: sweep_command._scoring_data)
+READING = ("cache", "strict", "decoder", "max_pixels", "cache_dir", "root", "download")
+
+
+def _inert_here(cfg: Config, reads: tuple[str | None, ...]) -> dict[str, str]:
+    """:func:`simclr.inert.inert_settings` of a cell, a setting that acts only on the
+    folders ``reads`` (the --eval ones) not inert if they are read with it (--strict
+    acts on them whatever the cells train on; --store or --interpolation never)."""
+    from simclr.inert import inert_settings
+
+    inert = inert_settings(cfg)
+    if not reads:
+        return inert
+    acting = inert_settings(cfg, reads)
+    return {path: why for path, why in inert.items()
+            if path in acting or path.removeprefix("data.") not in READING}
 
 
 def check_batches(cells: list[Cell], configs: list[Config]) -> list[int | None]:

@@ -30,6 +30,7 @@ from simclr.pretrained import parse_layer, representation_from_checkpoint
 from simclr.results import RESULTS, check_not_inside
 from simclr.settings import is_null
 from simclr.sweep import EVALUATED_ON, RESULTS_FILE
+from simclr.sweep_checks import READING
 
 
 def add_sweep_command(sub: argparse._SubParsersAction) -> None:
@@ -367,10 +368,6 @@ def _eval_sources(args: argparse.Namespace, size: int, augmented: bool,
             open_source(args.eval_test, cfg, train=False, image_size=size, evaluation=True))
 
 
-# What a cell's data settings say of how any folder it reads is read (not which images)
-READING = ("cache", "strict", "decoder", "max_pixels", "cache_dir", "root", "download")
-
-
 def _scoring_data(args: argparse.Namespace, data: DataConfig) -> DataConfig:
     """The data settings a cell's --eval folders are read with: those it reads its own
     folders with (--cache, --strict, --decoder, --max-pixels, --cache-dir, --data-root),
@@ -551,11 +548,14 @@ def _eval_data(args: argparse.Namespace) -> dict[str, str]:
     if not (args.eval_train and args.eval_test):  # small images: no transform version
         return {"train": "digits[train]", "test": "digits[test]", **sgd}
 
-    def identity(spec: str) -> str:
+    def identity(spec: str, split: str) -> str:
         from os.path import abspath
 
         from simclr.folders import named_dataset
+        from simclr.named_data import is_digits
 
+        if is_digits(spec):  # (its training split holds none of the test digits: a
+            return f"digits[{split}]"  # record of all of them, an earlier one's, is stale)
         # a name as open_source reads it, else the folder wherever the sweep is run from
         return spec.lower() if named_dataset(spec) else abspath(Path(spec).expanduser())
 
@@ -568,7 +568,8 @@ def _eval_data(args: argparse.Namespace) -> dict[str, str]:
 
     from simclr.augment import EVAL_VERSION
 
-    return {"train": identity(args.eval_train), "test": identity(args.eval_test),
+    return {"train": identity(args.eval_train, "train"),
+            "test": identity(args.eval_test, "test"),
             **files(args.eval_train, True), **files(args.eval_test, False),
             "transform": str(EVAL_VERSION), **sgd}
 

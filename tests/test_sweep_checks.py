@@ -118,7 +118,7 @@ def test_decoders_are_two_runs_where_the_monitors_folders_decode_at_each_pass(tm
     check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
     # The sweep's --eval folders of photos alike: each cell's scoring decodes them
     cells, configs = digits_decoder_cells(tmp_path, cache_dir, None, [str(photos)] * 2)
-    check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, reads=[str(photos)])
+    check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, reads=[(str(photos), False)])
     with pytest.raises(SimCLRError, match="both cached here"):
         check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
 

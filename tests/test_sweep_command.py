@@ -995,6 +995,12 @@ def test_the_evaluation_folders_data_settings_act_whatever_the_cells_train_on(
                  str(image_folder)]) == 0
     assert main(argv) == 2  # (scored on the digits' hold-out: nothing reads a folder)
     assert "--strict has no effect in any cell" in capsys.readouterr().err
+    # ... but the scoring reads them with none of the cells' storage or augmentation
+    for flags in (["--set", "store=center,full"], ["--load-size", "40"]):
+        assert main(["sweep", "--set", "temperature=0.2,0.5", *TINY_DIGITS, *flags,
+                     "--out", str(tmp_path / "sw"), "--print-config", "--eval-train",
+                     str(image_folder), "--eval-test", str(image_folder)]) == 2
+        assert "has no effect in any cell" in capsys.readouterr().err
 
 
 def test_an_evaluation_cache_folder_the_cells_never_cache_into_is_refused(tmp_path,
@@ -1017,10 +1023,13 @@ def test_a_sweep_scored_on_the_digits_keeps_its_test_digits_out_of_the_training_
     import argparse
 
     from simclr.named_data import digits_split
-    from simclr.sweep_command import _eval_sources
+    from simclr.sweep_command import _eval_data, _eval_sources
 
     args = argparse.Namespace(eval_train="digits", eval_test="digits", workers_eval=0,
-                              eval_cache_dir=None)
+                              eval_cache_dir=None, eval_protocol="lbfgs")
+    # (recorded as the demo's split: a score of the whole set on record is stale)
+    assert {k: _eval_data(args)[k] for k in ("train", "test")} == {
+        "train": "digits[train]", "test": "digits[test]"}
     for augmented in (False, True):
         train, test = _eval_sources(args, 8, augmented=augmented)
         held_out = digits_split()
