@@ -331,13 +331,11 @@ def knn_monitor(
 
     memory, queries = open_split(cfg.knn_train, True), open_split(cfg.knn_test, False)  # type: ignore[arg-type]  # (set: it runs)
     # (in the training's memory format: NCHW images met channels_last weights, converted
-    # at every layer)
+    # at every layer; decoded by the --decoder they were opened with, cfg.data's)
     train_x, train_y = extract_features(encoder, memory, side, 512, device, precision,  # type: ignore[arg-type]  # (a Module)
-                                        channels_last=cfg.channels_last,
-                                        decoder=cfg.data.decoder)
+                                        channels_last=cfg.channels_last)
     test_x, test_y = extract_features(encoder, queries, side, 512, device, precision,  # type: ignore[arg-type]
-                                      channels_last=cfg.channels_last,
-                                      decoder=cfg.data.decoder)
+                                      channels_last=cfg.channels_last)
     note = k_past_memory(cfg.knn_k, len(train_y), "--knn-k", "--knn-train images")
     if note and (cfg.out, cfg.knn_k) not in _SAID:  # (once a run)
         _SAID.add((cfg.out, cfg.knn_k))

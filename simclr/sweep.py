@@ -145,8 +145,8 @@ def run_sweep(
     scores: str | None = None, recorded: Any = None,
     evaluated_on: dict[str, str] | None = None, caches: dict[str, str | None] | None = None,
     folders: dict[str, str | None] | None = None,
-    check_configs: Callable[[list[Cell], list[Config]], Callable[[], None] | None]
-    | None = None,
+    check_configs: Callable[[list[Cell], list[Config]], None] | None = None,
+    last_check: Callable[[list[Config]], None] | None = None,
 ) -> tuple[list[Cell], str]:
     """Run every cell; ``evaluate(run_dir) -> dict`` scores a finished one (None: skip).
     ``processes``: each cell trained by that many processes (``--processes``).
@@ -164,8 +164,8 @@ def run_sweep(
     --eval-train and --eval-test), no cache folder of which may lie inside them: cell 0's
     cache there made a class its scoring failed on, once it had trained.
     ``check_configs(cells, configs)``: the caller's look at the cells' resolved settings
-    before any trains (the evaluation folders, read as the cells read theirs); what it
-    returns (a check that may decode for long: --strict) is called once every other
+    before any trains (the evaluation folders, read as the cells read theirs);
+    ``last_check(configs)``: one that may decode for long (--strict), once every other
     check has passed.
 
     Returns the cells (with their results) and the markdown table, also written to
@@ -187,7 +187,8 @@ def run_sweep(
         raise SimCLRError(f"--out {root} lies inside the run {run}; give the sweep a folder "
                           "of its own")
     cells, configs = cell_configs(axes, root, preset, config, flags, (folders or {}).values())
-    then = None if check_configs is None else check_configs(cells, configs)
+    if check_configs is not None:
+        check_configs(cells, configs)
     for cfg in configs:  # the sweep's own files: not inside, or over, a folder it reads
         check_not_inside(root, {"--data": cfg.data.path, "--knn-train": cfg.knn_train,
                                 "--knn-test": cfg.knn_test}, "sweep")
@@ -205,8 +206,8 @@ def run_sweep(
     # is set aside or rewritten: a refused command leaves --out as it found it.
     for cell, cfg in zip(cells, configs, strict=True):
         _check_same_settings(cfg, cell.run_dir, cell.name)
-    if then is not None:  # (last: it may decode for long, the checks above need not)
-        then()
+    if last_check is not None:  # (it may decode for long, the checks above need not)
+        last_check(configs)
     reused += _other_images_notes(cells, configs, sizes)
     make_folder(root)  # (through a link to a missing folder: its target)
     # Held for the whole sweep: a second sweep into --out is refused before it sets the

@@ -143,14 +143,14 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
     from simclr.plan import plan_schedule
 
     seen: dict[str, tuple[Cell, Config, dict[str, Any]]] = {}
-    caching, monitored = _cache_choices(configs), _monitor_decodes(configs, tuple(reads))
+    caching, per_pass = _cache_choices(configs), _decoded_each_pass(configs, tuple(reads))
     for k, (cell, cfg, values) in enumerate(zip(cells, configs, resolved, strict=True)):
         flat = flatten(cfg.to_dict())
         settings = {**flat, **dict(zip(RESOLVED, values, strict=True))}
         del settings["out"]
         settings["augment.color_ops"] = acting_color_ops(cfg.augment)  # alike at 0 amounts
         settings["data.cache"] = caching[k]
-        settings["data.decoder"] = _decoding(cfg, values[0], caching[k], monitored[k])
+        settings["data.decoder"] = _decoding(cfg, values[0], caching[k], per_pass[k])
         size = sizes[k] if sizes else None
         plan = plan_schedule(cfg, size) if size and not cfg.time_budget else None
         if plan is not None:
@@ -199,7 +199,7 @@ def _cache_choices(configs: list[Config]) -> list[str]:
     return [choices[(cfg.data.path, cfg.data.cache)] for cfg in configs]
 
 
-def _monitor_decodes(configs: list[Config],
+def _decoded_each_pass(configs: list[Config],
                      reads: tuple[tuple[str | None, bool], ...] = ()) -> list[bool]:
     """Whether each cell's kNN monitor, or its scoring (the folders ``reads``), decodes a
     folder at every pass (not cached under the cell's --cache: both read theirs with its
@@ -221,15 +221,16 @@ def _monitor_decodes(configs: list[Config],
             for cfg in configs]
 
 
-def _decoding(cfg: Config, device: str, cache: str, monitor: bool = False) -> str:
+def _decoding(cfg: Config, device: str, cache: str, per_pass: bool = False) -> str:
     """Where a cell's uncached JPEGs decode: 'device' or 'pil' (``--decoder auto`` is the
     device's only on CUDA); 'cached' when the images are decoded once (a cache, or a
-    named data set's arrays) and so are its kNN monitor's (``monitor``: they are not)."""
+    named data set's arrays) and so are the other folders it reads (``per_pass``: they
+    are not)."""
     import torch
 
     from simclr.source import decode_device
 
-    if cache in ("on", "in memory") and not monitor:
+    if cache in ("on", "in memory") and not per_pass:
         return "cached"
     return "pil" if decode_device(cfg.data.decoder, torch.device(device)) is None else "device"
 

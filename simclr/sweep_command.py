@@ -141,12 +141,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     # may differ in its runtime settings, --cache-dir and --decoder): its folders' reading
     reading: dict[Path, DataConfig] = {}
 
-    def check_eval_folders(cells: list[Any], configs: list[Any]) -> Any:
+    scored_folders = folders and args.eval != "none"
+
+    def check_eval_folders(cells: list[Any], configs: list[Any]) -> None:
         reading.update({cell.run_dir: cfg.data for cell, cfg in zip(cells, configs,
                                                                      strict=True)})
-        if not folders or args.eval == "none":
-            return None
-        return _check_eval_folders(args, configs)  # before hours of training
+        if scored_folders:  # before hours of training
+            _check_eval_folders(args, configs)
+
+    def decode_eval_folders(configs: list[Any]) -> None:
+        if scored_folders:
+            _decode_strictly(args, configs)
 
     wanted = _eval_data(args) if args.eval != "none" else {}  # (listed once, not per cell)
 
@@ -166,7 +171,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                              caches={"--eval-cache-dir": args.eval_cache_dir},
                              folders={"--eval-train": args.eval_train,
                                       "--eval-test": args.eval_test},
-                             check_configs=check_eval_folders)
+                             check_configs=check_eval_folders,
+                             last_check=decode_eval_folders)
     print(table)
     if any(c.result.get("status") == "preempted" or c.stopped_by for c in cells):
         from simclr.train import EXIT_PREEMPTED
@@ -381,26 +387,27 @@ def _scoring_data(args: argparse.Namespace, data: DataConfig) -> DataConfig:
     return cfg
 
 
-def _check_eval_folders(args: argparse.Namespace, configs: list[Any]) -> Any:
+def _check_eval_folders(args: argparse.Namespace, configs: list[Any]) -> None:
     """The --eval folders, before any cell trains: labeled alike and readable under the
-    smallest --max-pixels of the cells. Returns, with a --strict cell, the check that
-    decodes every image of theirs (a bad one stopped the sweep once its first cell had
-    trained), for the sweep to run after its quicker checks; else None."""
+    smallest --max-pixels of the cells."""
     if args.eval_cache_dir and all(cfg.data.cache == "off" for cfg in configs):
         raise SimCLRError("--eval-cache-dir: unused: the cells read the --eval folders as "
                           "their own, with --cache off; drop it or give --cache auto or on")
     check_labeled_folders(args.eval_train, args.eval_test, ("--eval-train", "--eval-test"),
                           train_split=True,
                           max_pixels=min(cfg.data.max_pixels for cfg in configs))
+
+
+def _decode_strictly(args: argparse.Namespace, configs: list[Any]) -> None:
+    """With a --strict cell, every image of the --eval folders decoded before any cell
+    trains (a bad one stopped the sweep once its first cell had trained)."""
     strict = next((cfg for cfg in configs if cfg.data.strict), None)
     if strict is None:
-        return None
-
-    def decode_all() -> None:  # (a cache this builds is the scoring's, of the same side)
-        sgd = args.eval == "linear" and args.eval_protocol == "sgd"
-        for source in _eval_sources(args, strict.augment.evaluation_size(), sgd, strict.data):
-            source.close()
-    return decode_all
+        return
+    sgd = args.eval == "linear" and args.eval_protocol == "sgd"
+    # (a cache this builds is the scoring's, of the same side)
+    for source in _eval_sources(args, strict.augment.evaluation_size(), sgd, strict.data):
+        source.close()
 
 
 def _columns(protocol: str, scored: dict[str, float]) -> dict[str, float]:
