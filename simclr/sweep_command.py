@@ -125,7 +125,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                               "digits hold-out; drop it or give --eval-train and --eval-test")
     if args.print_config:  # each cell's resolved settings; no folder is read, nothing written
         _print_cell_configs(axes, Path(args.out).expanduser(), preset, args.config, flags,
-                            _scored_folders(args))
+                            _scored_folders(args), args.eval_cache_dir)
         return 0
     _say_z_is_h(headless, args.eval)  # (once the sweep goes ahead)
 
@@ -243,12 +243,14 @@ def _scored_folders(args: argparse.Namespace) -> list[str]:
 
 def _print_cell_configs(axes: list[Any], out: Path, preset: str | None,
                         config: str | None, flags: dict[str, Any],
-                        reads: list[str]) -> None:
-    """``--print-config``: each cell's resolved settings as YAML."""
+                        reads: list[str], eval_cache_dir: str | None) -> None:
+    """``--print-config``: each cell's resolved settings as YAML (refused where the run
+    would refuse them: an ``--eval-cache-dir`` no cell caches into)."""
     from simclr.config_file import yaml_text
     from simclr.sweep import cell_configs
 
     cells, configs = cell_configs(axes, out, preset, config, flags, reads)
+    _check_eval_cache_dir(eval_cache_dir, configs)
     print("\n".join(f"--- # cell {cell.name}\n{yaml_text(cfg.to_dict())}"
                     for cell, cfg in zip(cells, configs, strict=True)), end="")
 
@@ -390,12 +392,18 @@ def _scoring_data(args: argparse.Namespace, data: DataConfig) -> DataConfig:
 def _check_eval_folders(args: argparse.Namespace, configs: list[Any]) -> None:
     """The --eval folders, before any cell trains: labeled alike and readable under the
     smallest --max-pixels of the cells."""
-    if args.eval_cache_dir and all(cfg.data.cache == "off" for cfg in configs):
-        raise SimCLRError("--eval-cache-dir: unused: the cells read the --eval folders as "
-                          "their own, with --cache off; drop it or give --cache auto or on")
+    _check_eval_cache_dir(args.eval_cache_dir, configs)
     check_labeled_folders(args.eval_train, args.eval_test, ("--eval-train", "--eval-test"),
                           train_split=True,
                           max_pixels=min(cfg.data.max_pixels for cfg in configs))
+
+
+def _check_eval_cache_dir(eval_cache_dir: str | None, configs: list[Any]) -> None:
+    """--eval-cache-dir refused where no cell caches (the --eval folders are read with
+    each cell's --cache)."""
+    if eval_cache_dir and all(cfg.data.cache == "off" for cfg in configs):
+        raise SimCLRError("--eval-cache-dir: unused: the cells read the --eval folders as "
+                          "their own, with --cache off; drop it or give --cache auto or on")
 
 
 def _decode_strictly(args: argparse.Namespace, configs: list[Any]) -> None:

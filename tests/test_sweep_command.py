@@ -1010,11 +1010,15 @@ def test_an_evaluation_cache_folder_the_cells_never_cache_into_is_refused(tmp_pa
     argv = ["sweep", "--set", "temperature=0.2", *cell[:at], *cell[at + 2:],
             "--eval-train", str(image_folder), "--eval-test", str(image_folder),
             "--eval-cache-dir", str(tmp_path / "ec")]
-    assert main([*argv, "--cache", "off"]) == 2
-    assert capsys.readouterr().err == ("simclr sweep: error: --eval-cache-dir: unused: the "
-                                       "cells read the --eval folders as their own, with "
-                                       "--cache off; drop it or give --cache auto or on\n")
+    for printed in ([], ["--print-config"]):  # (--print-config refuses what the run would)
+        assert main([*argv, "--cache", "off", *printed]) == 2
+        assert capsys.readouterr().err == ("simclr sweep: error: --eval-cache-dir: unused: "
+                                           "the cells read the --eval folders as their own, "
+                                           "with --cache off; drop it or give --cache auto "
+                                           "or on\n")
     assert not (tmp_path / "sw").exists()
+    assert main([*argv, "--cache", "on", "--print-config"]) == 0
+    assert "--- # cell temperature=0.2" in capsys.readouterr().out
 
 
 def test_a_sweep_scored_on_the_digits_keeps_its_test_digits_out_of_the_training_split():
