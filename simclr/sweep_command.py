@@ -138,14 +138,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                                     "--eval-test": args.eval_test}, "sweep")
 
     # Each cell's data settings as this command gives them (a reused cell's saved ones
-    # may differ in its runtime settings, --cache-dir and --decoder): its folders' reading
-    reading: dict[Path, DataConfig] = {}
+    # may differ in its runtime settings, --cache-dir and --decoder): its folders'
+    # reading. Kept by cell, not folder: a cell that takes over an earlier run of its
+    # settings (`sweep_reuse`) is given that run's folder after this check.
+    reading: list[tuple[Any, DataConfig]] = []
 
     scored_folders = folders and args.eval != "none"
 
     def check_eval_folders(cells: list[Any], configs: list[Any]) -> None:
-        reading.update({cell.run_dir: cfg.data for cell, cfg in zip(cells, configs,
-                                                                     strict=True)})
+        reading[:] = [(cell, cfg.data) for cell, cfg in zip(cells, configs, strict=True)]
         if scored_folders:  # before hours of training
             _check_eval_folders(args, configs)
 
@@ -156,7 +157,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     wanted = _eval_data(args) if args.eval != "none" else {}  # (listed once, not per cell)
 
     def evaluate(run_dir: Path) -> dict[str, Any]:
-        return evaluate_run(run_dir, args, wanted, reading.get(run_dir))
+        data = next(data for cell, data in reading if cell.run_dir == run_dir)
+        return evaluate_run(run_dir, args, wanted, data)
 
     def recorded(run_dir: Path) -> dict[str, Any]:
         return recorded_scores(run_dir, args, wanted)

@@ -1084,3 +1084,24 @@ def test_a_cell_saved_before_channels_last_existed_is_scored_in_channels_last(
     (cell / "knn.json").unlink()
     assert main(flags) == 0
     assert json.loads((cell / "knn.json").read_text())["channels_last"] is True
+
+
+def test_a_cell_that_takes_over_an_earlier_run_is_scored_with_its_own_data_settings(
+        tmp_path, image_folder, monkeypatch, capsys):
+    """temperature=0.20 reuses the run in temperature=0.2: its --eval folders are read with
+    its --cache-dir and --decoder, not the defaults (its settings were looked up by the
+    folder it had before it took the run over)."""
+    argv = ["sweep", *tiny_cell(tmp_path, image_folder), "--decoder", "pil"]
+    untrained = argv[:argv.index("--eval")]  # (its --eval flags: unused with --eval none)
+    assert main([*untrained, "--out", str(tmp_path / "sw"), "--decoder", "pil", "--eval",
+                 "none", "--set", "temperature=0.2"]) == 0
+    read = []
+    monkeypatch.setattr("simclr.sweep_command.evaluate_run",
+                        lambda run_dir, args, wanted, data: read.append((run_dir.name, data))
+                        or {"knn_top1": 0.5})
+    assert main([*argv, "--set", "temperature=0.20", "--eval-train", str(image_folder),
+                 "--eval-test", str(image_folder)]) == 0
+    assert "cell temperature=0.20 is the run in temperature=0.2" in capsys.readouterr().err
+    [(name, data)] = read
+    assert (name, data.cache_dir, data.decoder) == ("temperature=0.2", str(tmp_path / "cache"),
+                                                    "pil")
