@@ -143,14 +143,15 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
     from simclr.plan import plan_schedule
 
     seen: dict[str, tuple[Cell, Config, dict[str, Any]]] = {}
-    caching, per_pass = _cache_choices(configs), _decoded_each_pass(configs, tuple(reads))
+    reads = tuple(reads)
+    caching, per_pass = _cache_choices(configs, reads), _decoded_each_pass(configs, reads)
     for k, (cell, cfg, values) in enumerate(zip(cells, configs, resolved, strict=True)):
         flat = flatten(cfg.to_dict())
         settings = {**flat, **dict(zip(RESOLVED, values, strict=True))}
         del settings["out"]
         settings["augment.color_ops"] = acting_color_ops(cfg.augment)  # alike at 0 amounts
         settings["data.cache"] = caching[k]
-        settings["data.decoder"] = _decoding(cfg, values[0], caching[k], per_pass[k])
+        settings["data.decoder"] = _decoding(cfg, values[0], caching[k][0], per_pass[k])
         size = sizes[k] if sizes else None
         plan = plan_schedule(cfg, size) if size and not cfg.time_budget else None
         if plan is not None:
@@ -163,11 +164,10 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
             alike = [f"--{name} {getattr(other_cfg, name)} and {getattr(cfg, name)} are both "
                      f"{value} here" for name, value in zip(RESOLVED, values, strict=True)
                      if getattr(other_cfg, name) != getattr(cfg, name)]
-            for name in ("cache", "decoder"):
+            for name, value in (("cache", caching[k][0]), ("decoder", settings["data.decoder"])):
                 before, now = getattr(other_cfg.data, name), getattr(cfg.data, name)
                 if before != now:
-                    alike.append(f"--{name} {before} and {now} are both "
-                                 f"{settings[f'data.{name}']} here")
+                    alike.append(f"--{name} {before} and {now} are both {value} here")
             if other_cfg.augment.color_ops != cfg.augment.color_ops:
                 alike.append(f"--color-ops {other_cfg.augment.color_ops} and "
                              f"{cfg.augment.color_ops} compute the same colour jitter under "
@@ -184,19 +184,28 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
         seen[key] = (cell, cfg, flat)
 
 
-def _cache_choices(configs: list[Config]) -> list[str]:
-    """Each cell's --cache as it resolves (``auto``: on for small pictures), where the
-    cells differ in it or in --decoder (inert under a cache); else as asked."""
+def _cache_choices(configs: list[Config],
+                  reads: tuple[tuple[str | None, bool], ...] = ()) -> list[tuple[str, ...]]:
+    """Each cell's --cache as it resolves (``auto``: on for small pictures) for its data,
+    then for the other folders it reads with it (its kNN monitor's, ``reads``: its
+    scoring's), where the cells differ in it or in --decoder (inert under a cache); else
+    as asked. (``cache=auto,on`` over small training pictures differ in folders of
+    photos read beside them: cached under 'on' alone.)"""
     from simclr.data import cache_choice
 
     if len({(cfg.data.cache, cfg.data.decoder) for cfg in configs}) < 2:
-        return [cfg.data.cache for cfg in configs]
-    choices: dict[tuple[str | None, str], str] = {}
-    for cfg in configs:  # (a folder probed once for all its cells)
-        key = (cfg.data.path, cfg.data.cache)
-        if key not in choices:
-            choices[key] = cache_choice(*key)
-    return [choices[(cfg.data.path, cfg.data.cache)] for cfg in configs]
+        return [(cfg.data.cache,) for cfg in configs]
+    choices: dict[tuple[str | None, str, bool], str] = {}
+
+    def choice(folder: str | None, cache: str, train: bool) -> str:  # (each probed once)
+        if (folder, cache, train) not in choices:
+            choices[folder, cache, train] = cache_choice(folder, cache, train)
+        return choices[folder, cache, train]
+
+    return [(choice(cfg.data.path, cfg.data.cache, True),
+             *(choice(folder, cfg.data.cache, train) for folder, train
+               in ((cfg.knn_train, True), (cfg.knn_test, False), *reads) if folder))
+            for cfg in configs]
 
 
 def _decoded_each_pass(configs: list[Config],

@@ -123,6 +123,26 @@ def test_decoders_are_two_runs_where_the_monitors_folders_decode_at_each_pass(tm
         check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
 
 
+def test_caches_alike_on_the_data_are_two_runs_where_other_folders_read_are_not(
+        tmp_path, image_folder, cache_dir):
+    """cache=auto,on over small training pictures (auto caches them): the folders of
+    photos read beside them (the kNN monitor's, the sweep's --eval ones) are cached under
+    'on' alone, so the cells differ; they were refused as 'both on here'."""
+    from tests.conftest import make_image_folder
+
+    photos = str(make_image_folder(tmp_path / "photos", per_class=2, side=100, ext="jpg"))
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    axis = [parse_axis("data.cache=auto,on")]
+    cells, configs = cell_configs(axis, tmp_path / "sw", None, None, flags, [photos])
+    check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, reads=[(photos, False)])
+    with pytest.raises(SimCLRError, match="--cache auto and on are both on here"):
+        check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
+    monitored = {**flags, "knn_train": photos, "knn_test": photos}
+    cells, configs = cell_configs(axis, tmp_path / "sw", None, None, monitored)
+    check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
+
+
 def test_lengths_that_plan_the_same_steps_are_refused(tmp_path, image_folder, cache_dir):
     """epochs=10,20 under --max-steps 2, or warm-up lengths past the 10% cap, train the
     same run (bit for bit) under two labels: refused before anything runs, saying why;
