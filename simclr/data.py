@@ -31,6 +31,7 @@ from simclr.cache_entries import is_default_cache_dir
 from simclr.config import DataConfig
 from simclr.decode import (
     DEFAULT_MAX_PIXELS,
+    EVAL_DRAFT,
     eval_side,
     eval_store,
     is_eval_store,
@@ -70,6 +71,15 @@ def _probe_sizes(paths: Sequence[str], count: int = 64) -> list[tuple[int, int]]
 def _all_small(sizes: list[tuple[int, int]]) -> bool:
     """Whether probed pictures (w, h) are small enough for ``--cache auto`` to cache."""
     return bool(sizes) and max(max(s) for s in sizes) <= SMALL_SIDE
+
+
+def reading_draft(image_size: int, evaluation: bool, load_size: int | None = None) -> int:
+    """The side :func:`open_folder`'s source decodes a folder of photos' JPEGs at, at
+    least (draft mode, :func:`simclr.decode.load_square`), for views of ``image_size``:
+    4x the evaluation transform's resize (``evaluation``), else the stored side."""
+    if evaluation:
+        return EVAL_DRAFT * eval_side(image_size)
+    return load_size or round(image_size * LOAD_SCALE)
 
 
 def cache_choice(spec: str | None, cache: str, train: bool = True) -> str:
@@ -156,18 +166,19 @@ def open_folder(
 
 
 def check_some_readable(files: ImageList, limit: int | None = 64,
-                        max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                        max_pixels: int = DEFAULT_MAX_PIXELS, draft: int = 8) -> None:
     """Refuse a folder of at most ``limit`` files (None: any) none of which decodes (all
     broken, or no images under image names), naming the first: called where the count
     of files is about to be blamed (a batch larger than the set), which it would be for
     nothing, and for folders a run reads only later. Files are opened until one decodes:
     a readable folder costs one image (a JPEG decoded at reduced size). ``max_pixels``:
-    the run's --max-pixels (an image past it is unreadable to the run too)."""
+    the run's --max-pixels (an image past it is unreadable to the run too); ``draft``:
+    the side the run decodes a JPEG at, at least (:func:`_decode_error`)."""
     if limit is not None and len(files.paths) > limit:
         return
     first = None
     for path in files.paths:
-        error = _decode_error(path, max_pixels)
+        error = _decode_error(path, max_pixels, draft)
         if error is None:
             return
         first = first or error
@@ -175,17 +186,19 @@ def check_some_readable(files: ImageList, limit: int | None = 64,
         raise _none_readable(files, first.path, first.reason)
 
 
-def unreadable_classes(files: ImageList, max_pixels: int = DEFAULT_MAX_PIXELS) -> list[str]:
+def unreadable_classes(files: ImageList, max_pixels: int = DEFAULT_MAX_PIXELS,
+                       draft: int = 8) -> list[str]:
     """The classes of a labeled listing none of whose files decodes (images past
-    ``max_pixels`` count as unreadable). Each class's files are opened until one does:
-    a readable class costs one image (at reduced size). No file decoding at all is
+    ``max_pixels`` count as unreadable, a JPEG decoded at ``draft``: :func:`_decode_error`).
+    Each class's files are opened until one does: a readable class costs one image (at
+    reduced size). No file decoding at all is
     :func:`check_some_readable`'s error, raised here (each file opened once: the first
     readable one had been opened by both)."""
     members = class_members(files.labels, range(len(files.classes)))
     empty, first = [], None
     for name, indices in zip(files.classes, members, strict=True):
         for i in indices:
-            error = _decode_error(files.paths[i], max_pixels)
+            error = _decode_error(files.paths[i], max_pixels, draft)
             if error is None:
                 break
             first = first or error  # (a labeled listing goes class by class)
@@ -196,11 +209,14 @@ def unreadable_classes(files: ImageList, max_pixels: int = DEFAULT_MAX_PIXELS) -
     return empty
 
 
-def _decode_error(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> BadImageError | None:
+def _decode_error(path: str, max_pixels: int = DEFAULT_MAX_PIXELS,
+                  draft: int = 8) -> BadImageError | None:
     """Why ``path`` does not decode (opened at reduced size: a JPEG costs little); None
-    if it does."""
+    if it does. ``draft``: the side a JPEG is decoded at, at least (draft mode: 1/2 to
+    1/8 of its own), as the reader that follows will: ``max_pixels`` limits what is
+    decoded, so a JPEG that fits at 8 px may not at the 4 x 18 px of an evaluation."""
     try:
-        open_image(path, max_pixels, draft_size=(8, 8))
+        open_image(path, max_pixels, draft_size=(draft, draft))
     except BadImageError as exc:
         return exc
     return None

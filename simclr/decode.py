@@ -422,6 +422,10 @@ def fit_square(im: Image.Image, side: int, store: str = "full") -> Image.Image:
     return im.crop((left, top, left + side, top + side))
 
 
+# An evaluation store's JPEGs are decoded at this many times its side, at least (below)
+EVAL_DRAFT = 4
+
+
 def load_square(
     path: str, side: int, max_pixels: int = DEFAULT_MAX_PIXELS, store: str = "full"
 ) -> tuple[np.ndarray, float]:
@@ -429,11 +433,11 @@ def load_square(
     # Draft mode keeps both sides >= side: enough for training's squares. Evaluation's
     # decodes at 4x that, so its one resize sees nearly the file's own pixels (features
     # 0.1-0.2% from the transform of the fully decoded file, as without draft; 0.5% at 2x).
-    draft = 4 * side if is_eval_store(store) else side
+    draft = EVAL_DRAFT * side if is_eval_store(store) else side
     im, size = _decode_file(path, max_pixels, draft_size=(draft, draft))
     aspect = stored_aspect(*size, store)  # (the file's, not its reduced decode's)
     if is_eval_store(store):
-        factor = min(im.size) // (4 * side)  # PNG, TIFF, ...: no draft mode; a box
+        factor = min(im.size) // (EVAL_DRAFT * side)  # PNG, TIFF, ...: no draft mode; a box
         if factor >= 2:  # reduction keeps >= 4x side and bounds the float copy below
             # The whole picture onto the whole reduced one (Image.reduce's last row and
             # column average a partial box, then taken for a full one: the picture came

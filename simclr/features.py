@@ -50,15 +50,17 @@ class Listings(NamedTuple):
 
 
 def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str, str],
-                          train_split: bool = False,
-                          max_pixels: int = DEFAULT_MAX_PIXELS) -> Listings:
+                          train_split: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
+                          drafts: tuple[int, int] = (8, 8)) -> Listings:
     """Fail now, in one line, on labeled folders before the data are decoded (or, for the
     kNN monitor, a sweep's evaluation and a --test read after training, before hours of
     training): missing, without class sub-folders, with other classes than each other,
     or none of whose images (or, training, of a class's) decodes (opened until one does:
     :func:`simclr.data.unreadable_classes`); torchvision's named data sets pass.
     ``train_split``: the training folder is read as training data (a data set root's
-    train/ split). ``max_pixels``: the command's --max-pixels. Returns both listings,
+    train/ split). ``max_pixels``: the command's --max-pixels; ``drafts``: the side each
+    folder's JPEGs will be decoded at, at least, where known (the limit is on what is
+    decoded: :func:`simclr.data._decode_error`). Returns both listings,
     for the checks a command makes on them and its opening of the folders (a folder of
     200k files takes seconds to list)."""
     check_folder(flags[0], train)
@@ -71,12 +73,13 @@ def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str,
             log.warning("note: %s and %s are the same folder: the top-1 measures images the "
                         "classifier saw, not held-out ones", *flags)
         empty: list[str] = []
-        for flag, files in zip(flags, (listed, held_out), strict=True):
+        for flag, files, draft in zip(flags, (listed, held_out), drafts, strict=True):
             try:
                 if files is listed:  # (and none readable at all: said as for --test)
-                    empty = unreadable_classes(files, max_pixels)
+                    empty = unreadable_classes(files, max_pixels, draft)
                 elif files is not None:
-                    check_some_readable(files, limit=None, max_pixels=max_pixels)
+                    check_some_readable(files, limit=None, max_pixels=max_pixels,
+                                        draft=draft)
             except SimCLRError as exc:
                 raise SimCLRError(f"{flag}: {exc}") from None
         # A training class whose files all fail would leave the problem smaller without

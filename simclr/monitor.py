@@ -30,7 +30,7 @@ from simclr import distributed as dist
 from simclr.augment_params import blur_kernel_size
 from simclr.checkpoint import CHECKPOINTS, LAST, latest_checkpoint, periodic_name, what_is_kept
 from simclr.config import MIN_SIZE, Config, LossConfig
-from simclr.data import open_source
+from simclr.data import open_source, reading_draft
 from simclr.errors import DivergedError, NonFiniteOutputs, SimCLRError
 from simclr.features import check_labeled_folders
 from simclr.launch import continue_run
@@ -299,8 +299,10 @@ def weights_diverged(first_bad: torch.Tensor, cfg: Config) -> bool:
 def check_knn_folders(cfg: Config) -> None:
     """The kNN monitor's folders are first read after an epoch: check them before (that
     some image of each decodes too, which a run would meet only then)."""
+    draft = reading_draft(cfg.augment.evaluation_size(), evaluation=True)  # (as read below)
     check_labeled_folders(cfg.knn_train, cfg.knn_test, ("--knn-train", "--knn-test"),
-                          train_split=True, max_pixels=cfg.data.max_pixels)
+                          train_split=True, max_pixels=cfg.data.max_pixels,
+                          drafts=(draft, draft))
 
 
 def knn_out_of_memory(step: int, last_good: Path | None,

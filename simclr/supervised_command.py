@@ -154,6 +154,7 @@ def _supervised_data(args: argparse.Namespace, cfg: Config,
     """The ``--train``/``--test`` specs of the run (a resumed one's saved ones), their
     folders checked before any is decoded: a continued run's images and classes as
     saved, a new run's folder new and its batch within its images."""
+    from simclr.data import reading_draft
     from simclr.plan import check_batch_fits
     from simclr.supervised import check_new_run, check_same_data, data_specs, note_ignored_settings
 
@@ -168,8 +169,13 @@ def _supervised_data(args: argparse.Namespace, cfg: Config,
     check_caches_outside(written_cache(cfg), {"--train": args.train, "--test": args.test})
     check_new_run(cfg.out)
     note_ignored_settings(args.config)
+    # (each JPEG decoded at the size the run decodes it at: the limit is on what is
+    # decoded, and --test is decoded only once the training is over)
+    drafts = (reading_draft(cfg.augment.size, False, cfg.data.load_size),
+              reading_draft(cfg.augment.evaluation_size(), True))
     listings = check_labeled_folders(args.train, args.test, ("--train", "--test"),
-                                     train_split=True, max_pixels=cfg.data.max_pixels)
+                                     train_split=True, max_pixels=cfg.data.max_pixels,
+                                     drafts=drafts)
     listing = listings.train
     if listing is not None:  # before the folder is decoded (run_supervised checks again)
         check_batch_fits(cfg.batch_size, len(listing.paths), listing, cfg.data.max_pixels)

@@ -393,11 +393,20 @@ def _scoring_data(args: argparse.Namespace, data: DataConfig) -> DataConfig:
 
 def _check_eval_folders(args: argparse.Namespace, configs: list[Any]) -> None:
     """The --eval folders, before any cell trains: labeled alike and readable under the
-    smallest --max-pixels of the cells."""
+    smallest --max-pixels of the cells, each JPEG decoded at the largest size a cell's
+    scoring decodes it at (the limit is on what is decoded: one that fits in a check at
+    reduced size stopped the sweep once a cell had trained)."""
+    from simclr.data import reading_draft
+
     _check_eval_cache_dir(args.eval_cache_dir, configs)
+    sizes = [cfg.augment.evaluation_size() for cfg in configs]
+    augmented = args.eval == "linear" and args.eval_protocol == "sgd"  # (as _eval_sources)
+    drafts = (max(reading_draft(size, not augmented) for size in sizes),
+              max(reading_draft(size, True) for size in sizes))
     check_labeled_folders(args.eval_train, args.eval_test, ("--eval-train", "--eval-test"),
                           train_split=True,
-                          max_pixels=min(cfg.data.max_pixels for cfg in configs))
+                          max_pixels=min(cfg.data.max_pixels for cfg in configs),
+                          drafts=drafts)
 
 
 def _check_eval_cache_dir(eval_cache_dir: str | None, configs: list[Any]) -> None:

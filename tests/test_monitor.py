@@ -449,3 +449,18 @@ def test_diverged_outputs_set_aside_the_checkpoints_of_their_step(tmp_path):
         [periodic_name(10), f"{periodic_name(20)}.diverged", f"{LAST}.diverged"])
     assert f"set aside: {periodic_name(20)}.diverged, {LAST}.diverged" in str(err)
     assert err.step == 20
+
+
+def test_the_monitors_photos_are_checked_against_the_pixel_limit_at_their_read_size(tmp_path):
+    """100-px JPEGs fit --max-pixels 5000 decoded at 1/8 (13 px), not at the 72 px the
+    monitor's 16-px views read them at: refused before training, not after an epoch."""
+    from tests.conftest import make_image_folder
+
+    photos = str(make_image_folder(tmp_path / "photos", per_class=2, side=100, ext="jpg"))
+    cfg = build_config(None, flags={"augment.size": 16, "knn_train": photos,
+                                    "knn_test": photos, "data.max_pixels": 5000})
+    with pytest.raises(SimCLRError, match=r"^--knn-train: none of the 4 images .* exceeds "
+                                          "the limit of 5000"):
+        monitor.check_knn_folders(cfg)
+    cfg.data.max_pixels = 10_000
+    monitor.check_knn_folders(cfg)

@@ -212,3 +212,23 @@ def test_a_batch_larger_than_the_training_folder_is_refused_before_it_is_decoded
     assert "--batch-size 16 is larger than the data set (6 images); try --batch-size 4" \
         in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()
+
+
+def test_test_photos_past_the_pixel_limit_as_evaluated_are_refused_before_training(
+        tmp_path, capsys, monkeypatch):
+    """100-px JPEGs fit --max-pixels 5000 decoded at 1/8 (the check's 13 px), not at the
+    72 px the evaluation of 16-px views decodes them at, after the whole training."""
+    import simclr.supervised
+    from tests.conftest import make_image_folder
+
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=3)
+    test = make_image_folder(tmp_path / "test", classes=2, per_class=2, side=100, ext="jpg")
+    monkeypatch.setattr(simclr.supervised, "run_supervised",
+                        lambda *a, **k: pytest.fail("the run started"))
+    assert main(["supervised", "--train", str(train), "--test", str(test), "--out",
+                 str(tmp_path / "run"), "--image-size", "16", "--batch-size", "4",
+                 "--workers", "0", "--cache-dir", str(tmp_path / "cache"),
+                 "--max-pixels", "5000"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("simclr supervised: error: --test: none of the 4 images") and \
+        "exceeds the limit of 5000" in err, err

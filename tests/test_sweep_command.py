@@ -1105,3 +1105,20 @@ def test_a_cell_that_takes_over_an_earlier_run_is_scored_with_its_own_data_setti
     [(name, data)] = read
     assert (name, data.cache_dir, data.decoder) == ("temperature=0.2", str(tmp_path / "cache"),
                                                     "pil")
+
+
+def test_evaluation_photos_past_the_pixel_limit_as_scored_are_refused_before_training(
+        tmp_path, image_folder, capsys):
+    """100-px JPEGs under --max-pixels 5000 fit when decoded at 1/8 (the check's 13 px),
+    not at the 72 px the scoring of 16-px views decodes them at: the check decodes at the
+    scoring's size now (the cell trained, then its scoring failed)."""
+    from tests.conftest import make_image_folder
+
+    photos = str(make_image_folder(tmp_path / "photos", per_class=2, side=100, ext="jpg"))
+    argv = ["sweep", "--set", "temperature=0.2", *tiny_cell(tmp_path, image_folder),
+            "--eval-train", photos, "--eval-test", photos, "--max-pixels", "5000"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("simclr sweep: error: --eval-train: none of the 4 images") and \
+        "exceeds the limit of 5000" in err, err
+    assert not (tmp_path / "sw/temperature=0.2").exists()
