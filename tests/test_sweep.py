@@ -222,6 +222,37 @@ def test_a_bad_unswept_setting_is_the_sweeps_not_its_first_cells(tmp_path, image
             run_sweep([parse_axis(a) for a in axes], tmp_path / "sw", preset=None,
                       config=None, flags={**flags, "loss.semi_hard": True}, evaluate=None)
         assert not (tmp_path / "sw").exists()
+    # One cell: its value's error stays its own where the settings without the value
+    # fail otherwise (a flag wrong in every cell, checked later)
+    with pytest.raises(SimCLRError, match=r"^cell temperature=-1: --temperature must be"):
+        run_sweep([parse_axis("temperature=-1")], tmp_path / "sw", preset=None, config=None,
+                  flags={**flags, "optim.name": "adamw", "optim.betas": "0.9,1.5"},
+                  evaluate=None)
+
+
+def test_the_eval_test_folder_is_read_as_a_test_split_by_the_decoder_check(
+        tmp_path, image_folder, cache_dir):
+    """decoder=pil,device on small pictures (cached) is two runs where the sweep's
+    scoring decodes a folder at each pass: --eval-test's test/ of photos (not cached),
+    though its train/ of small pictures would be cached."""
+    from tests.conftest import make_image_folder
+
+    small = make_image_folder(tmp_path / "split" / "train", per_class=2)
+    make_image_folder(tmp_path / "split" / "test", per_class=2, side=100, ext="jpg")
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, memory_check=False)
+    flags.pop("out")
+
+    class Checked(Exception):
+        pass
+
+    def checked(configs):
+        raise Checked  # every other check passed: nothing trains here
+
+    with pytest.raises(Checked):
+        run_sweep([parse_axis("data.decoder=pil,device")], tmp_path / "sw", preset=None,
+                  config=None, flags=flags, evaluate=None,
+                  folders={"--eval-train": str(small), "--eval-test": str(tmp_path / "split")},
+                  last_check=checked)
 
 
 def test_a_diverging_cell_is_recorded_and_the_sweep_goes_on(tmp_path, image_folder, cache_dir,
@@ -729,6 +760,33 @@ def test_a_cell_resumed_by_other_processes_gets_the_reruns_runtime_settings(tmp_
     assert resumed == now
 
 
+def test_a_cell_resumed_by_other_processes_is_told_only_what_changed(tmp_path, image_folder,
+                                                                     monkeypatch):
+    """`pretrain --resume --processes N` of a cell gets the rerun's runtime flags; a
+    path saved relative (an older run's) is the same folder, and a setting the saved run
+    lacks (made before it existed) is passed."""
+    from simclr import launch
+    from simclr.sweep import _launched
+
+    monkeypatch.chdir(tmp_path)
+    cell = tmp_path / "sw" / "cell"
+    cell.mkdir(parents=True)
+    now = build_config(None, None, {"out": str(cell), "keep_checkpoints": 5,
+                                    "data.path": str(image_folder),
+                                    "data.cache_dir": str(tmp_path / "cache")})
+    saved = now.to_dict()
+    saved["data"]["cache_dir"] = "cache"  # as typed, relative to where the sweep ran
+    del saved["keep_checkpoints"]
+    save_yaml(saved, cell / "config.yaml")
+    assert runtime_flags(now, cell) == ["--keep-checkpoints", "5"]
+    argvs = []
+    monkeypatch.setattr(launch, "run", lambda argv, processes, command=None, device="auto":
+                        argvs.append(argv) or 0)
+    _launched(now, cell, "cell", 2, resume=True)
+    assert argvs == [["pretrain", "--resume", str(cell), "--keep-checkpoints", "5",
+                      "--sweep-cell", "--processes", "2"]]
+
+
 def test_a_second_sweep_into_a_folder_in_use_is_refused_before_it_writes(
         tmp_path, image_folder, cache_dir):
     """While a sweep runs, another into the same --out is refused in one line, before it
@@ -820,6 +878,42 @@ def test_a_cells_row_is_its_runs_summary_rounded():
     assert _trained({**summary, "signal": "SIGTERM"})["status"] == "finished"
     assert _trained({"status": "diverged", "steps": 4}) == {"status": "diverged at step 4"}
 
+
+def test_scores_on_record_show_only_for_finished_cells_of_a_scoring_sweep(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """The table written before anything runs shows a finished cell's scores on record,
+    but not a diverged cell's, nor any of a sweep that scores nothing (--eval none); a
+    cell whose scoring failed says so in its row."""
+    from simclr import train
+
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, epochs=1)
+    flags.pop("out")
+    out, axes = tmp_path / "sw", [parse_axis("seed=0,1,2")]
+    for name, summary in (("seed=1", {"status": "finished", "steps": 3, "epochs": 1.0,
+                                      "elapsed_s": 1.0}),
+                          ("seed=2", {"status": "diverged", "steps": 2})):
+        (out / name).mkdir(parents=True)
+        (out / name / "summary.json").write_text(json.dumps(summary))
+
+    def failed(*args, **kwargs):
+        raise SimCLRError("it failed")
+
+    def rows():
+        return [(r["status"], r.get("knn_top1"))
+                for r in json.loads((out / "sweep.json").read_text())]
+
+    monkeypatch.setattr(train, "pretrain", failed)  # the first cell stops the sweep
+    for evaluate, on_record in ((lambda run_dir: {"knn_top1": 0.5}, 0.9), (None, None)):
+        with pytest.raises(SimCLRError, match="it failed"):
+            run_sweep(axes, out, preset=None, config=None, flags=flags, evaluate=evaluate,
+                      recorded=lambda run_dir: {"knn_top1": 0.9})
+        assert rows() == [("failed", None), ("finished", on_record),
+                          ("diverged at step 2", None)]
+    monkeypatch.setattr(train, "pretrain", lambda cfg, resume=False: {
+        "status": "finished", "steps": 3, "epochs": 1.0, "elapsed_s": 1.0})
+    with pytest.raises(SimCLRError, match="it failed"):
+        run_sweep(axes, out, preset=None, config=None, flags=flags, evaluate=failed)
+    assert rows()[0] == ("failed", None)
 
 ESCAPE = "\x1b]0;PWNED\x07evil"  # a name that sets a terminal's title, as received
 
@@ -917,6 +1011,9 @@ SGD = {"protocol": "sgd", "epochs": "90", "batch_size": "256"}
     ({"knn_top1": 0.9}, {"knn.json": {**FOLDERS, **FILES}},
      {"scores": "knn", **FOLDERS, **FILES, "test_files": "7:ef"}, "test_files '6:cd', not"),
     ({"knn_top1": 0.9}, {"knn.json": DIGITS}, DIGITS, None),  # (the Python API's)
+    # a row of two protocols: no one results file tells
+    ({"knn_top1": 0.9, "linear_top1": 0.8}, {"knn.json": FOLDERS, "linear_eval.json": FOLDERS},
+     DIGITS, None),
     # neither the row nor the cell's file tells (no file; one of an older simclr): unknown
     ({"knn_top1": 0.9}, {}, {"scores": "knn", **DIGITS}, None),
     ({"knn_top1": 0.9}, {"knn.json": None}, {"scores": "knn", **DIGITS}, None),

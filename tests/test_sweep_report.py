@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 
 from simclr.sweep import _write_summary
 from simclr.sweep_grid import pairs_axis, parse_axis, plan_cells
@@ -109,4 +110,6 @@ def test_the_table_says_what_scored_it_once_a_cell_is_scored(tmp_path):
     assert "Scored by --eval linear on train /d/train, test /d/val (SGD protocol, " \
         "--eval-epochs 90 --eval-batch-size 4096)" in table.splitlines()
     assert (tmp_path / "sweep.md").read_text() == table + "\n"
+    rows = json.loads((tmp_path / "sweep.json").read_text())  # a scored row records it
+    assert rows[0]["evaluated_on"] == on and "evaluated_on" not in rows[1]
     assert "Scored by" not in _write_summary(tmp_path, axes, cells)  # (unknown: not said)
