@@ -1122,3 +1122,42 @@ def test_evaluation_photos_past_the_pixel_limit_as_scored_are_refused_before_tra
     assert err.startswith("simclr sweep: error: --eval-train: none of the 4 images") and \
         "exceeds the limit of 5000" in err, err
     assert not (tmp_path / "sw/temperature=0.2").exists()
+
+
+def test_the_eval_folders_checks_read_as_every_cell_would(tmp_path, image_folder,
+                                                          monkeypatch, capsys):
+    """--pairs alone is a grid; the --eval folders are checked under the smallest
+    --max-pixels of the cells, decoded strictly where any cell (not only the first) is
+    --strict, --eval-cache-dir refused only where no cell caches, and read into it; a
+    results file recording its folder's files is stale where none are listed now."""
+    import argparse
+    from types import SimpleNamespace
+
+    from simclr import sweep_command
+    from simclr.config import DataConfig
+    from simclr.sweep_command import (
+        _check_eval_folders,
+        _decode_strictly,
+        _scoring_data,
+        _stale_results,
+    )
+
+    assert main(["sweep", "--pairs", "crop,color", "--eval", "none", "--print-config",
+                 "--out", str(tmp_path / "sw")]) == 0
+    assert "--- # cell " in capsys.readouterr().out
+    args = argparse.Namespace(eval="knn", eval_protocol="lbfgs", eval_train=str(image_folder),
+                              eval_test=str(image_folder), eval_cache_dir=str(tmp_path / "c"),
+                              workers_eval=None)
+    size = SimpleNamespace(evaluation_size=lambda: 16)
+    cells = [SimpleNamespace(data=DataConfig(cache="off", max_pixels=100), augment=size),
+             SimpleNamespace(data=DataConfig(strict=True), augment=size)]
+    with pytest.raises(SimCLRError, match="--max-pixels"):
+        _check_eval_folders(args, cells)
+    assert _scoring_data(args, DataConfig()).cache_dir == str(tmp_path / "c")
+    opened = []
+    monkeypatch.setattr(sweep_command, "_eval_sources", lambda *a, **k: opened.append(a) or [])
+    _decode_strictly(args, cells)
+    assert len(opened) == 1
+    cached = {"top1": 0.5, "evaluated_on": {"train": "t", "test": "v", "train_files": "3:ab"}}
+    assert _stale_results(cached, {"train": "t", "test": "v"}, "auto", "h") == \
+        "was computed when the train folder held 3 images (0 now)"
