@@ -377,6 +377,25 @@ def test_a_full_disk_when_the_cache_record_is_written_is_one_line_and_leaves_not
     assert list((tmp_path / "c").glob("*")) == []
 
 
+def test_a_record_the_cache_folder_refuses_to_take_is_a_cache_folder_error(tmp_path,
+                                                                           monkeypatch):
+    """A read-only folder refusing the sidecar is the cache folder's error (--cache auto
+    reads without a cache), as one refusing the pixels is; the .npy is not left."""
+    import errno
+
+    from simclr.folders import scan_folder
+
+    _cifar_like(tmp_path / "imgs")
+
+    def read_only(target, write):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(cache, "write_atomically", read_only)
+    with pytest.raises(cache.CacheFolderError, match="Read-only file system"):
+        cache.build_cache(scan_folder(tmp_path / "imgs"), 16, tmp_path / "c", 0)
+    assert list((tmp_path / "c").glob("*")) == []
+
+
 def test_a_cache_larger_than_the_free_space_is_refused_before_any_file_is_made(
         tmp_path, monkeypatch):
     """posix_fallocate of the whole size came first: on ext4 a reservation that fails
@@ -632,6 +651,9 @@ def test_a_folder_moved_with_its_files_keeps_its_cache_at_the_new_place(tmp_path
     lambda m: {**m, "kept": m["kept"][:-1] + [99]},  # as many, but not each file once
     lambda m: {**m, "kept": [0] + m["kept"][:-1]},
     lambda m: {**m, "aspect": [0.0] * 6}, lambda m: {**m, "aspect": [-1.0] * 6},
+    lambda m: {**m, "aspect": [float("nan")] * 6}, lambda m: {**m, "aspect": [float("inf")] * 6},
+    lambda m: {**m, "kept": m["kept"][1:], "skipped": [[0, 5]]},  # (a reason not as text)
+    lambda m: {k: v for k, v in m.items() if k != "aspect"},
 ])
 def test_a_sidecar_of_the_right_version_but_not_as_written_is_rebuilt(tmp_path, edit):
     """Valid JSON that simclr did not write (edited, another tool's) was read as a cache
@@ -648,6 +670,66 @@ def test_a_sidecar_of_the_right_version_but_not_as_written_is_rebuilt(tmp_path, 
     assert again.num_images == 6 and torch.equal(again.get_batch(np.arange(6)), first)
     rebuilt = json.loads(meta.read_text())
     assert (rebuilt["kept"], rebuilt["aspect"]) == (list(range(6)), written["aspect"])
+
+
+def test_a_record_of_another_version_or_a_pixel_file_of_another_side_is_rebuilt(tmp_path):
+    """Files under the cache's name that hold another format's record, or another side's
+    pixels with their own record (a side's two files copied over another's), are not
+    trusted though their checksum agrees: the cache is rebuilt as this run asks for it."""
+    import json
+    import shutil
+
+    from simclr.folders import scan_folder
+
+    arrays = _cifar_like(tmp_path / "imgs")
+    images, folder = scan_folder(tmp_path / "imgs"), tmp_path / "cache"
+    built = cache.build_cache(images, 16, folder, 0)
+    want = np.stack([arrays[int(Path(p).stem)] for p in images.paths])
+    meta_path = built.path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "version": meta["version"] - 1}))
+    assert cache.build_cache(images, 16, folder, 0).rows.shape == (6, 16, 16, 3)
+    assert json.loads(meta_path.read_text())["version"] == meta["version"]
+    small = cache.build_cache(images, 8, folder, 0).path
+    shutil.copyfile(small, built.path)
+    shutil.copyfile(small.with_suffix(".json"), meta_path)
+    again = cache.build_cache(images, 16, folder, 0)
+    assert again.rows.shape == (6, 16, 16, 3)
+    assert np.array_equal(np.asarray(again.rows), want)
+
+
+def test_files_gone_since_the_scan_are_told_apart_by_name_in_the_key(tmp_path):
+    """A listed file gone when the cache is built is a bad image, but its name still
+    counts: a folder whose first file is gone is not read from the cache of one whose
+    last file is (each holds one picture, at another row)."""
+    from simclr.folders import scan_folder
+
+    folder = tmp_path / "imgs"
+    for k in (0, 1):
+        save_image(folder / f"{k}.png", rgb(16, 16, k))
+    images = scan_folder(folder)
+    (folder / "0.png").unlink()
+    assert [Path(p).name for p, _ in
+            cache.build_cache(images, 16, tmp_path / "cache", 0).skipped] == ["0.png"]
+    save_image(folder / "2.png", rgb(16, 16, 2))
+    images = scan_folder(folder)
+    (folder / "2.png").unlink()
+    built = cache.build_cache(images, 16, tmp_path / "cache", 0)
+    assert [Path(p).name for p, _ in built.skipped] == ["2.png"]
+    assert np.array_equal(np.asarray(built.rows)[0], rgb(16, 16, 1))
+
+
+def test_a_cache_built_under_another_pixel_limit_is_not_reused(tmp_path):
+    """The pixel limit is part of the key: a folder cached under a generous --max-pixels
+    and read again under a lower one skips the images past the new limit."""
+    from simclr.folders import scan_folder
+
+    _cifar_like(tmp_path / "imgs", n=2)
+    save_image(tmp_path / "imgs" / "cat" / "big.png", rgb(20, 20))  # 400 pixels
+    images = scan_folder(tmp_path / "imgs")
+    assert cache.build_cache(images, 16, tmp_path / "cache", 0, max_pixels=1000).skipped == []
+    strict = cache.build_cache(images, 16, tmp_path / "cache", 0, max_pixels=300)
+    assert [Path(p).name for p, _ in strict.skipped] == ["big.png"]
 
 
 @pytest.mark.parametrize("damage", [lambda raw: b"", lambda raw: raw[:60],
@@ -948,6 +1030,41 @@ def test_a_changed_folder_whose_old_cache_makes_the_room_gets_its_new_cache(
         f"removed {old.npy}, the cache of this folder before it changed (0 MiB), to make "
         "room for its new cache"]
     assert not superseded(after)  # (`simclr cache --clean`: nothing left to do)
+
+
+@pytest.mark.parametrize("room", ["exactly the new cache", "exactly with the old one"])
+def test_a_disk_with_exactly_the_room_needed_builds_the_new_cache(tmp_path, monkeypatch,
+                                                                   caplog, room):
+    """Free space of exactly the new cache's size is enough (the old cache is removed
+    after the build, not to make room); exactly enough with the old cache counted is
+    enough too (it is removed first)."""
+    _cifar_like(tmp_path / "imgs")
+    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    (old,) = cache_entries(tmp_path / "cache")
+    save_image(tmp_path / "imgs" / "cat" / "9.png", rgb(16, 16))
+    new_size = 7 * 16 * 16 * 3
+    _free_space(monkeypatch, new_size if room == "exactly the new cache"
+                else new_size - old.nbytes)
+    with caplog.at_level(logging.INFO, logger="simclr.cache_entries"):
+        assert open_source(str(tmp_path / "imgs"), data_cfg(tmp_path)).num_images == 7
+    (removed,) = [m for m in caplog.messages if "removed" in m]
+    assert removed.startswith(f"removed {old.npy}, the cache of this folder before it changed")
+    assert removed.endswith("to make room for its new cache") == (room != "exactly the new cache")
+
+
+def test_a_file_system_that_cannot_tell_its_free_space_still_gets_its_cache(tmp_path,
+                                                                            monkeypatch):
+    """statvfs failing (a file system that does not support it) leaves the question to
+    the reservation: the cache is built."""
+    import errno
+
+    def unsupported(path):
+        raise OSError(errno.ENOSYS, os.strerror(errno.ENOSYS))
+
+    _cifar_like(tmp_path / "imgs")
+    monkeypatch.setattr(os, "statvfs", unsupported)
+    assert open_source(str(tmp_path / "imgs"), data_cfg(tmp_path)).cached
+    assert len(cache_entries(tmp_path / "cache")) == 1
 
 
 def test_a_build_the_old_cache_cannot_make_room_for_keeps_it(tmp_path, monkeypatch):
