@@ -34,7 +34,7 @@ def test_truncated_jpeg_is_refused(tmp_path):
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
     with pytest.raises(BadImageError, match="truncated") as info:
         open_image(p)
-    assert info.value.path == str(p)
+    assert info.value.path == str(p) and info.value.reason.startswith("truncated file: ")
 
 
 def test_importing_simclr_leaves_the_callers_pil_truncation_setting_alone():
@@ -422,7 +422,8 @@ def test_a_jpeg_over_the_limit_is_read_where_draft_mode_decodes_it_within(tmp_pa
     with pytest.raises(BadImageError, match=r"150x100 = 15000 pixels, decoded at 150x100, "
                                             r"exceeds the limit of 10000"):
         open_image(jpeg, max_pixels=10_000, draft_size=(80, 80))  # no reduction possible
-    with pytest.raises(BadImageError, match=r"exceeds the limit of 10000 "):
+    with pytest.raises(BadImageError, match=r"150x100 = 15000 pixels exceeds the limit of "
+                                            r"10000 \(decompression-bomb guard; --max-pixels"):
         open_image(png, max_pixels=10_000, draft_size=(40, 40))  # no draft mode for PNG
     with pytest.raises(BadImageError, match=r"15000 pixels exceeds the limit of 12000 \("
                        r"decompression-bomb guard; 4 x --max-pixels 3000, a JPEG being read "
@@ -484,6 +485,7 @@ def test_read_jpeg_hands_over_only_what_the_device_decoder_takes(tmp_path):
     assert read_jpeg(str(plain), store="center")[1] == 1.0
     assert read_jpeg(str(gray)) is not None  # decoded to RGB by the device decoder
     assert read_jpeg(str(plain), max_pixels=40 * 30 - 1) is None  # bomb guard first
+    assert read_jpeg(str(plain), max_pixels=40 * 30) is not None  # (exactly the limit)
 
     png = save_image(tmp_path / "x.png", rgb(8, 8))
     cmyk = tmp_path / "cmyk.jpg"
@@ -514,6 +516,8 @@ def test_a_camera_jpeg_pil_names_mpo_goes_to_the_device_decoder_as_its_primary_i
     whole = (tmp_path / "camera.jpg").read_bytes()
     (tmp_path / "preview-cut.jpg").write_bytes(whole[:-20])
     assert bytes(read_jpeg(str(tmp_path / "preview-cut.jpg"))[0].numpy()) == primary
+    (tmp_path / "preview-gone.jpg").write_bytes(whole[:len(primary)])  # (ends with it)
+    assert bytes(read_jpeg(str(tmp_path / "preview-gone.jpg"))[0].numpy()) == primary
     (tmp_path / "primary-cut.jpg").write_bytes(whole[:len(primary) - 20])
     assert read_jpeg(str(tmp_path / "primary-cut.jpg")) is None
 
@@ -875,6 +879,9 @@ def test_the_eval_store_without_a_view_size_keeps_the_central_square():
         want = _torchvision_crop(x.float(), 16, 16)
         got = fit_square_tensor(x, 16, "eval")
         assert torch.equal(got, want.round().clamp(0, 255).to(torch.uint8))
+    assert decode.eval_store_size("eval:32") == 32
+    for store in ("eval", "eval:", "eval:x", "full", "center:32"):  # (a foreign record's too)
+        assert decode.eval_store_size(store) is None, store
 
 
 def test_a_picture_resized_to_exactly_the_pixel_budget_is_resized_whole():
@@ -981,6 +988,26 @@ def test_device_decode_puts_each_decoded_jpeg_at_its_own_position(tmp_path):
     assert failed == [] and torch.equal(out[0], ready)
     ref = _as_chw(load_square(str(good), 24)[0]).int()
     assert (out[1].int() - ref).abs().float().mean() < 2.0
+
+
+def test_a_file_whose_stat_fails_for_a_reason_that_may_pass_is_no_bad_image(tmp_path,
+                                                                            monkeypatch):
+    """EIO already from the file's stat (a network file system's glitch) is a failure
+    that may pass, as it is from its read: not a bad image, recorded for good."""
+    import errno
+    import os
+
+    path = str(save_image(tmp_path / "a.png", rgb(8, 8)))
+    real = os.stat
+
+    def glitch(p, *args, **kwargs):
+        if str(p) == path:
+            raise OSError(errno.EIO, "Input/output error")
+        return real(p, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", glitch)
+    with pytest.raises(decode.ReadFailure, match="Input/output error"):
+        open_image(path)
 
 
 def test_a_missing_file_is_a_bad_image_not_a_failure_that_may_pass(tmp_path):
