@@ -804,17 +804,21 @@ def test_a_sweep_of_no_axis_is_refused(tmp_path, capsys):
     assert not (tmp_path / "sw").exists()
 
 
-def test_a_supervised_runs_config_without_data_is_refused(tmp_path, capsys):
+def test_a_supervised_runs_config_without_data_is_refused(tmp_path, image_folder, capsys):
     """A supervised run's config.yaml records its folders under ``folders``, which a
-    pretraining skips: its cells would have trained on the digits demo instead."""
+    pretraining skips: its cells would have trained on the digits demo instead (with
+    --data they train on it: its settings serve)."""
     config = tmp_path / "config.yaml"
     config.write_text("folders: {train: /data/train}\n")
-    code = main(["sweep", "--set", "seed=0,1", "--eval", "none", *TINY_DIGITS[:-2],
-                 "--config", str(config), "--out", str(tmp_path / "sw")])
+    argv = ["sweep", "--set", "seed=0,1", "--eval", "none", *TINY_DIGITS[:-2],
+            "--config", str(config), "--out", str(tmp_path / "sw")]
+    code = main(argv)
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     assert f"--config {config} is a supervised run's (it trained on /data/train)" in err
     assert not (tmp_path / "sw").exists()
+    assert main([*argv, "--data", str(image_folder), "--print-config"]) == 0
+    assert f"path: {image_folder}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("flags, message", [
