@@ -12,8 +12,15 @@ import pytest
 import torch
 
 from simclr.config import DataConfig
-from simclr.data import _note_other_sizes, open_source
+from simclr.data import (
+    _note_other_sizes,
+    cache_choice,
+    check_some_readable,
+    open_source,
+    unreadable_classes,
+)
 from simclr.errors import SimCLRError
+from simclr.folders import scan_folder
 from simclr.loader import BatchLoader
 from tests.conftest import SHARED_DATA, requires_cifar
 from tests.image_files import data_cfg, rgb, save_image
@@ -178,3 +185,87 @@ def test_pictures_of_96_px_count_as_small_and_keep_their_side(tmp_path):
     src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="auto"), image_size=32)
     assert src.cached and src.image_hw == (96, 96)
     assert torch.equal(src.get_batch([1])[0], torch.from_numpy(rgb(96, 96, 1)).permute(2, 0, 1))
+
+
+def test_an_evaluation_stores_the_transforms_square_unless_pictures_are_equal_squares(
+        tmp_path, caplog):
+    """An evaluation source of small pictures of several sizes, or all of one size but
+    not square, keeps the evaluation transform's side (round(S / 0.875): 37 at 32-px
+    views), not their own, without pretraining's note on resampled sizes; equal squares
+    (CIFAR's) are stored as they are. --cache auto leaves large pictures uncached."""
+    folders = {"mixed": [(28, 28), (28, 28), (30, 40)], "oblong": [(30, 40)] * 3,
+               "squares": [(32, 32)] * 3, "large": [(100, 120)] * 2}
+    for name, shapes in folders.items():
+        for k, (h, w) in enumerate(shapes):
+            save_image(tmp_path / name / f"{k}.png", rgb(h, w, k))
+    cfg = data_cfg(tmp_path, cache="auto")
+    with caplog.at_level(logging.WARNING):
+        opened = {name: open_source(str(tmp_path / name), cfg, image_size=32, evaluation=True)
+                  for name in folders}
+    assert "are reduced to it" not in caplog.text
+    for name in ("mixed", "oblong"):
+        assert opened[name].cached and opened[name].store == "eval:32", name
+        assert opened[name].image_hw == (37, 37), name
+    assert opened["squares"].store != "eval:32" and opened["squares"].image_hw == (32, 32)
+    assert not opened["large"].cached and opened["large"].image_hw == (37, 37)
+
+
+def test_without_a_majority_side_pictures_are_stored_at_the_largest(tmp_path):
+    """The most common shorter side (the larger of two as common) is the stored one only
+    where at least half the pictures have it; else the largest, so that no picture is
+    reduced to a few's side."""
+    for k, side in enumerate((20, 20, 24, 28, 30)):
+        save_image(tmp_path / "imgs" / f"{k}.png", rgb(side, side + 2, k))
+    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="on"), image_size=16)
+    assert src.image_hw == (30, 30)
+    for k, side in enumerate((20, 30, 20, 30)):  # (two sides of half each: the larger)
+        save_image(tmp_path / "tie" / f"{k}.png", rgb(side, side, k))
+    src = open_source(str(tmp_path / "tie"), data_cfg(tmp_path, cache="on"), image_size=16)
+    assert src.image_hw == (30, 30)
+
+
+def test_a_cached_folder_none_of_whose_files_decode_is_refused(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    for name in ("a.png", "b.jpg"):
+        (tmp_path / "imgs" / name).write_bytes(b"not an image")
+    with pytest.raises(SimCLRError, match=r"none of the 2 images in .*imgs could be read "
+                                          r"\(first: .*a.png: "):
+        open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="on"))
+
+
+def test_cache_choice_says_what_cache_auto_amounts_to(tmp_path):
+    """Named sets are held in memory; --cache on/off are as given; auto caches a folder
+    of small pictures (of the split asked for) and not one of large or unreadable ones."""
+    for k in range(2):
+        save_image(tmp_path / "data" / "train" / "a" / f"{k}.png", rgb(16, 16, k))
+        save_image(tmp_path / "data" / "test" / "a" / f"{k}.png", rgb(120, 100, k))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "x.png").write_bytes(b"not an image")
+    data = str(tmp_path / "data")
+    assert cache_choice(None, "off") == cache_choice("cifar10", "auto") == "in memory"
+    assert cache_choice(data, "on", train=False) == "on"
+    assert cache_choice(data, "off") == "off"
+    assert cache_choice(data, "auto") == "on"
+    assert cache_choice(data, "auto", train=False) == "off"
+    assert cache_choice(str(tmp_path / "broken"), "auto") == "off"
+
+
+def test_a_folder_is_refused_only_where_none_of_its_files_decodes(tmp_path):
+    """check_some_readable: one readable file (first or last) passes; none fails, naming
+    the first; a folder above its limit is not opened. unreadable_classes names the
+    classes without a readable file, and fails where no class has one."""
+    save_image(tmp_path / "f" / "a" / "0.png", rgb(8, 8))
+    (tmp_path / "f" / "b").mkdir()
+    for name in ("a/1.png", "b/0.png", "b/1.png"):
+        (tmp_path / "f" / name).write_bytes(b"not an image")
+    files = scan_folder(tmp_path / "f")
+    check_some_readable(files)
+    assert unreadable_classes(files) == ["b"]
+    (tmp_path / "f" / "a" / "0.png").write_bytes(b"not an image either")
+    files = scan_folder(tmp_path / "f")
+    with pytest.raises(SimCLRError, match=r"none of the 4 images in .*f could be read "
+                                          r"\(first: .*0.png: "):
+        check_some_readable(files, limit=4)
+    check_some_readable(files, limit=3)  # (too many to open: not checked)
+    with pytest.raises(SimCLRError, match="none of the 4 images"):
+        unreadable_classes(files)

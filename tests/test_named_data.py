@@ -53,6 +53,8 @@ def test_digits_split_is_deterministic_and_disjoint():
     assert train.labels.shape == (1200,) and test.labels.shape == (597,)
     assert torch.cat([a, b]).shape[0] == 1797
     assert open_source(None, DataConfig(), train=False).num_images == 597
+    # held out: a training split scored on the test split trains on the train part alone
+    assert open_source(None, DataConfig(), held_out=True).num_images == 1200
 
 
 def test_named_dataset_without_download_says_how(tmp_path):
@@ -61,6 +63,8 @@ def test_named_dataset_without_download_says_how(tmp_path):
     cfg = DataConfig(root=str(tmp_path / "datasets"))
     with pytest.raises(SimCLRError, match=r"cifar10 not found under .*download=True") as info:
         open_source("cifar10", cfg)
+    with pytest.raises(SimCLRError, match=r"cifar10 not found under"):  # (any case)
+        open_source("CIFAR10", cfg)
     # the fetch alone, into the root the user gave: a shell command that parses as Python
     command = str(info.value).split("with: ", 1)[1].split("; or pass")[0]
     program, flag, code = shlex.split(command)
