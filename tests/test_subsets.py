@@ -106,6 +106,14 @@ def test_a_subset_list_names_paths(tmp_path):
 
     path = write_subset_list(Source(), np.array([1, 4]), tmp_path / "list.txt")
     assert path.read_text().splitlines() == ["/data/1.jpg", "/data/4.jpg"]
+    # named by no folder (one gone): full paths; a source without files: its indices
+    Source.name = str(tmp_path / "gone")
+    Source.paths = [str(tmp_path / "gone" / f"{i}.jpg") for i in range(6)]
+    path = write_subset_list(Source(), np.array([1]), tmp_path / "list.txt")
+    assert path.read_text().splitlines() == [str(tmp_path / "gone" / "1.jpg")]
+    Source.paths = []
+    path = write_subset_list(Source(), np.array([1, 4]), tmp_path / "list.txt")
+    assert path.read_text().splitlines() == ["#index 1", "#index 4"]
 
 
 def test_a_subset_list_is_utf8_whatever_the_locale(tmp_path, cp1252_locale):
@@ -146,6 +154,9 @@ def test_a_subset_list_naming_a_held_out_test_image_says_so(tmp_path):
     listed.write_text("/data/a/2.jpg\n4.jpg\n")
     with pytest.raises(SimCLRError, match=r"1 of the listed images are among those "
                        r"--test-fraction holds out for testing \(first: '4.jpg'\)"):
+        subset_from_list(Source(), listed, held)
+    listed.write_text("/data/b/4.jpg\n")  # (by its full path too)
+    with pytest.raises(SimCLRError, match=r"among those --test-fraction holds out"):
         subset_from_list(Source(), listed, held)
     listed.write_text("1.jpg\n")
     with pytest.raises(SimCLRError, match="'1.jpg' names several images"):
@@ -370,3 +381,50 @@ def test_a_fractions_share_counts_the_files_a_cache_cannot_read(tmp_path):
                                                cache_dir=str(tmp_path / "cache")), image_size=16)
     assert unread_listed(cached) == [(off[0], int(off[0][len("class_")]))]
     assert unread_listed(cached, [str(bad)]) == [] and listed_count(cached, [str(bad)]) == 17
+    uncached = open_source(str(root), DataConfig(cache="off", workers=0), image_size=16)
+    uncached.remember_skipped([(str(bad), "not an image")])  # (as met while training)
+    assert unread_listed(uncached) == [] and listed_count(uncached) == 18
+
+
+def test_a_class_beyond_the_names_given_is_named_by_its_index():
+    """A label past the class names (a listing's extra class) names the class by its
+    index in the refusal, not an IndexError."""
+    with pytest.raises(SimCLRError, match="class '1' has 1 images, fewer than the 2"):
+        class_balanced_subset(np.array([0, 0, 1]), per_class=2, classes=["a"])
+
+
+def test_a_subset_list_is_refused_where_it_cannot_name_an_image(tmp_path, monkeypatch,
+                                                                caplog):
+    """A list of comments alone, a list not UTF-8, a data set without file names, and a
+    bare name a readable image shares with an unreadable file are refused; an unreadable
+    file named is said by the first process of a launch alone."""
+    import logging
+
+    class Source:
+        name = ""
+        paths = ["/data/a/1.jpg", "/data/a/2.jpg"]
+        labels = np.array([0, 0])
+        skipped = [("/data/b/1.jpg", "not an image"), ("/data/b/3.jpg", "truncated")]
+
+    listed = tmp_path / "list.txt"
+    listed.write_text("# nothing\n\n")
+    with pytest.raises(SimCLRError, match=r"list.txt lists no images"):
+        read_subset_list(listed)
+    listed.write_bytes(b"a/\xff.jpg\n")
+    with pytest.raises(SimCLRError, match=r"cannot read .*list.txt: not UTF-8 text$"):
+        read_subset_list(listed)
+    listed.write_text("2.jpg\n")
+
+    class Arrays:
+        labels = np.array([0, 1])
+
+    with pytest.raises(SimCLRError, match="--subset needs an image folder"):
+        subset_from_list(Arrays(), listed)
+    listed.write_text("1.jpg\n")
+    with pytest.raises(SimCLRError, match="'1.jpg' names several images"):
+        subset_from_list(Source(), listed)
+    listed.write_text("2.jpg\n3.jpg\n")
+    monkeypatch.setenv("RANK", "1")
+    with caplog.at_level(logging.WARNING, logger="simclr.subsets"):
+        assert subset_from_list(Source(), listed).tolist() == [1]
+    assert "cannot be read" not in caplog.text
