@@ -450,3 +450,26 @@ def test_projection_shortcuts_act_on_the_basic_block_resnets(arch):
     with pytest.raises(SimCLRError, match="--projection-shortcuts has no effect: resnet50's"):
         build_config("digits", None, {"model.arch": "resnet50",
                                       "model.projection_shortcuts": True})
+
+
+def test_rules_that_depend_on_other_settings_than_the_checked_ones(tmp_path):
+    """torchvision's networks take none of the ResNet build settings; a warm-up
+    fraction of 0 sets the warm-up as any other does; supervised's --train folder is
+    photos read for views, and --asymmetric's shared crop resizes (--interpolation acts
+    under --no-crop-resize there)."""
+    tv = inert_settings(_with(Config(), {"model.arch": "mobilenet_v3_small"}))
+    assert {"model.cifar_stem", "model.zero_init_residual",
+            "model.projection_shortcuts"} <= tv.keys()
+    assert "optim.warmup_epochs" in inert_settings(_with(Config(),
+                                                         {"optim.warmup_fraction": 0.0}))
+    window = _with(Config(), {"augment.crop_resize": False})
+    assert "augment.interpolation" in inert_settings(window)
+    assert "augment.interpolation" not in inert_settings(window, reads=[str(tmp_path)])
+    shared = _with(window, {"augment.asymmetric": True})  # (its shared crop resizes)
+    assert "augment.interpolation" not in inert_settings(shared)
+
+
+def test_a_setting_given_as_zero_is_named_by_its_flag_not_as_negated(tmp_path):
+    """Only a boolean given off is spelled --no-NAME: --max-bad-steps 0 was not."""
+    with pytest.raises(SimCLRError, match="^--max-bad-steps has no effect"):
+        build_config("digits", None, {"data.path": str(tmp_path), "max_bad_steps": 0})
