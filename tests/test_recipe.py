@@ -100,3 +100,97 @@ def test_an_earlier_adamw_runs_lr_is_no_change_the_user_asked_for(tmp_path):
     with pytest.raises(SimCLRError, match=re.escape("cannot change --lr (1 saved, 0.002 asked")):
         check_same_recipe(saved, build_config("digits", flags=given), set(RESUME_SETTINGS),
                           given)
+
+
+def test_resume_takes_the_runs_own_out_and_refuses_another(tmp_path, monkeypatch):
+    """--out with --resume must name the run's folder (here as a relative path): another
+    is where the run was before it moved."""
+    from simclr.config import RESUME_SETTINGS
+    from simclr.recipe import apply_resume_flags
+
+    saved = build_config(flags={"out": str(tmp_path / "run")})
+    monkeypatch.chdir(tmp_path)
+    apply_resume_flags(config_from_dict(saved.to_dict()), {"out": "run"}, set(RESUME_SETTINGS))
+    with pytest.raises(SimCLRError, match=r"--out .*elsewhere is not the folder of the run "
+                                          r"--resume names"):
+        apply_resume_flags(config_from_dict(saved.to_dict()),
+                           {"out": str(tmp_path / "elsewhere")}, set(RESUME_SETTINGS))
+
+
+def test_resume_flags_without_effect_are_refused_unless_exempt(tmp_path):
+    """A resumable flag is still refused where it has no effect (--knn-every without a
+    kNN monitor; --cache-dir on the digits unless a folder read names one), except
+    those ``inert_ok`` exempts; a new --knn-every is held to a new run's bound."""
+    from simclr.config import RESUME_SETTINGS
+    from simclr.recipe import apply_resume_flags
+
+    allowed = set(RESUME_SETTINGS)
+    with pytest.raises(SimCLRError, match="--knn-every has no effect"):
+        apply_resume_flags(build_config(), {"knn_every": 5}, allowed)
+    apply_resume_flags(build_config(), {"knn_every": 5}, allowed, inert_ok=["knn_every"])
+    with pytest.raises(SimCLRError, match="--knn-every must be at most"):
+        apply_resume_flags(build_config(), {"knn_every": 1e300}, allowed,
+                           inert_ok=["knn_every"])
+    with pytest.raises(SimCLRError, match="--cache-dir has no effect"):
+        apply_resume_flags(build_config(), {"data.cache_dir": str(tmp_path)}, allowed)
+    apply_resume_flags(build_config(), {"data.cache_dir": str(tmp_path)}, allowed,
+                       reads=[str(tmp_path)])
+
+
+def test_a_recipe_change_names_at_most_four_settings_and_counts_the_rest():
+    from simclr.config import RESUME_SETTINGS
+    from simclr.recipe import check_same_recipe
+
+    saved = build_config("cifar10-cpu")
+    four = {"loss.temperature": 0.3, "optim.weight_decay": 0.0, "augment.flip_p": 0.2,
+            "model.head_out_dim": 32}
+    with pytest.raises(SimCLRError) as info:
+        check_same_recipe(saved, build_config("cifar10-cpu", flags=four), set(RESUME_SETTINGS),
+                          ["model.head_out_dim"])
+    assert str(info.value).count(" asked)") == 4 and " more" not in str(info.value)
+    assert "cannot change --head-out-dim (" in str(info.value)
+    five = {**four, "augment.grayscale_p": 0.5}
+    with pytest.raises(SimCLRError, match=r"asked\) and 1 more \(asked by --preset/--config"):
+        check_same_recipe(saved, build_config("cifar10-cpu", flags=five), set(RESUME_SETTINGS))
+
+
+def test_an_earlier_adamw_lr_is_only_a_lars_sized_default_under_adamws_own(tmp_path):
+    """earlier_adamw_lr: an AdamW run given this release's default, saved with a larger
+    number; not under another optimizer, an --lr of the user's, or a saved value that is
+    no number. Its message names the default's scaling rule."""
+    from simclr.recipe import earlier_adamw_default, earlier_adamw_lr
+
+    adamw = build_config("digits", flags={"optim.name": "adamw"})
+    assert earlier_adamw_lr(1.0, adamw) and not earlier_adamw_lr("1.0", adamw)
+    assert not earlier_adamw_lr(1.0, build_config("digits", flags={"optim.name": "sgd"}))
+    assert not earlier_adamw_lr(1.0, build_config("digits", flags={"optim.name": "adamw",
+                                                                   "optim.lr": 0.002}))
+    sqrt = build_config("digits", flags={"optim.name": "adamw", "optim.lr_scaling": "sqrt"})
+    assert "AdamW default is " in earlier_adamw_default(1.0, sqrt)
+    assert earlier_adamw_default(1.0, sqrt).endswith(" x sqrt(B) (LARS-sized rates "
+                                                     "collapse AdamW)")
+
+
+def test_a_saved_first_op_of_the_pipelines_own_order_is_no_change():
+    """A release that accepted --first-op crop saved it: the same run as none, but not
+    as another --first-op asked now."""
+    from simclr.recipe import recipe_changes
+
+    saved = build_config(flags={"augment.asymmetric": True})
+    saved.augment.first_op = "crop"
+    assert recipe_changes(saved, build_config(flags={"augment.asymmetric": True}), set()) == {}
+    given = build_config(flags={"augment.asymmetric": True})
+    given.augment.first_op = "color"
+    assert recipe_changes(saved, given, set()) == {"augment.first_op": ("crop", "color")}
+
+
+def test_differing_compares_paths_made_absolute_and_flatten_nests(tmp_path, monkeypatch):
+    from simclr.recipe import differing, flatten
+
+    (tmp_path / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    saved = build_config(flags={"data.path": str(tmp_path / "data")})
+    given = build_config(flags={"data.path": "data"})
+    given.data.path = "data"  # (as typed: differing makes it absolute, as a run's)
+    assert differing(saved, given) == {}
+    assert flatten({"a": {"b": {"c": (1, 2)}}, "d": 3}) == {"a.b.c": [1, 2], "d": 3}
