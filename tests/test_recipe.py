@@ -26,7 +26,9 @@ def test_resume_flags_change_only_where_and_how_fast_and_are_checked():
         False, 300.0, 2, 5)
     for flags, message in (({"epochs": -1}, "--epochs must be positive, got -1"),
                            ({"threads": 5000}, "--threads must be at most 4096"),
-                           ({"loss.temperature": 0.3}, "cannot change --temperature")):
+                           ({"loss.temperature": 0.3}, "cannot change --temperature"),
+                           # (a value the setting cannot take is a change too)
+                           ({"loss.temperature": "warm"}, "cannot change --temperature")):
         with pytest.raises(SimCLRError, match=re.escape(message)):
             apply_resume_flags(config_from_dict(saved.to_dict()), flags, set(RESUME_SETTINGS))
 
