@@ -135,6 +135,7 @@ def test_setup_runtime_sets_threads_the_allocator_and_the_autotuner(tmp_path, im
     cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "run", cache_dir, threads=2))
     with process_settings_restored():
         torch.backends.cudnn.benchmark = False
+        torch.set_num_threads(1)
         assert train_setup.setup_runtime(cfg) == (torch.device(device), "fp32")
         assert torch.get_num_threads() == 2
         assert torch.backends.cudnn.benchmark == (device == "cuda")
