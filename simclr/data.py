@@ -73,13 +73,35 @@ def _all_small(sizes: list[tuple[int, int]]) -> bool:
     return bool(sizes) and max(max(s) for s in sizes) <= SMALL_SIDE
 
 
-def reading_draft(image_size: int, evaluation: bool, load_size: int | None = None) -> int:
-    """The side :func:`open_folder`'s source decodes a folder of photos' JPEGs at, at
-    least (draft mode, :func:`simclr.decode.load_square`), for views of ``image_size``:
-    4x the evaluation transform's resize (``evaluation``), else the stored side."""
-    if evaluation:
-        return EVAL_DRAFT * eval_side(image_size)
-    return load_size or round(image_size * LOAD_SCALE)
+def _stored_as(sizes: list[tuple[int, int]], image_size: int, cfg: DataConfig,
+               evaluation: bool) -> tuple[str, int]:
+    """(store, side) :func:`open_folder` keeps pictures of the probed ``sizes`` (w, h)
+    as, for views of ``image_size``: an evaluation's photos as the transform's resized
+    square (its side, eval_side(S)); small squares of one side as they are (CIFAR's,
+    which the pretraining's cache shares); else at --load-size, or the pictures' common
+    side, never above round(S x 1.15)."""
+    small = _all_small(sizes)
+    as_they_are = small and len(set(sizes)) == 1 and sizes[0][0] == sizes[0][1]
+    if evaluation and not as_they_are:  # the transform sets the side (not pretraining's)
+        return eval_store(image_size), eval_side(image_size)
+    train_side = round(image_size * LOAD_SCALE)
+    if is_eval_store(cfg.store):
+        return cfg.store, train_side
+    common = _storage_side(Counter(min(s) for s in sizes))
+    # One stored side whether cached or not, so that --cache changes only the speed: small
+    # pictures keep their own (shared) side, larger ones are never stored above it.
+    return cfg.store, cfg.load_size or (common if small else min(common or train_side,  # type: ignore[return-value]  # (small: probed, so common is a side)
+                                                                 train_side))
+
+
+def reading_draft(files: ImageList, image_size: int, cfg: DataConfig,
+                  evaluation: bool) -> int:
+    """The side :func:`open_folder` (with ``cfg``, for views of ``image_size``) decodes
+    the JPEGs of ``files`` at, at least (draft mode: :func:`simclr.decode.load_square`):
+    4x an evaluation's side, else the stored side. A folder's pre-check decodes at it:
+    ``--max-pixels`` limits what is decoded."""
+    store, side = _stored_as(_probe_sizes(files.paths), image_size, cfg, evaluation)
+    return EVAL_DRAFT * side if is_eval_store(store) else side
 
 
 def cache_choice(spec: str | None, cache: str, train: bool = True) -> str:
@@ -119,22 +141,11 @@ def open_folder(
     workers = default_workers() if cfg.workers is None else cfg.workers
     sizes = _probe_sizes(images.paths)
     small = _all_small(sizes)
-    store, train_side, load_size = cfg.store, round(image_size * LOAD_SCALE), cfg.load_size
-    as_they_are = small and len({(w, h) for w, h in sizes}) == 1 and sizes[0][0] == sizes[0][1]
-    if evaluation and not as_they_are:  # the transform sets the side (not pretraining's)
-        # (its squares, of any side, are read with eval_resize(central=True))
-        store, train_side = eval_store(image_size), eval_side(image_size)
-        load_size = None
-    counts = Counter(min(s) for s in sizes)
-    common = _storage_side(counts)
-    # One stored side whether cached or not, so that --cache changes only the speed: small
-    # pictures keep their own (shared) side, larger ones are never stored above it.
-    side: int = load_size or (common if small else min(common or train_side, train_side))  # type: ignore[assignment]  # (small: probed, so common is a side)
-    if small and not load_size and not evaluation:
-        _note_other_sizes(root, counts, side)
-    # An evaluation source keeps the transform's own side (eval_side(S)), photos smaller
-    # than it upscaled once here rather than at evaluation; its small pictures need it.
-    side = train_side if is_eval_store(store) else side
+    # (an evaluation's photos, of any shape, are read with eval_resize(central=True): those
+    # smaller than its side upscaled once here rather than at evaluation)
+    store, side = _stored_as(sizes, image_size, cfg, evaluation)
+    if small and not cfg.load_size and not evaluation:
+        _note_other_sizes(root, Counter(min(s) for s in sizes), side)
     cache = _cache_if_any(images, side, cfg, workers, max_pixels, store) \
         if cfg.cache == "on" or (cfg.cache == "auto" and small) else None
     if cache is not None:
@@ -187,25 +198,27 @@ def check_some_readable(files: ImageList, limit: int | None = 64,
 
 
 def unreadable_classes(files: ImageList, max_pixels: int = DEFAULT_MAX_PIXELS,
-                       draft: int = 8) -> list[str]:
-    """The classes of a labeled listing none of whose files decodes (images past
-    ``max_pixels`` count as unreadable, a JPEG decoded at ``draft``: :func:`_decode_error`).
-    Each class's files are opened until one does: a readable class costs one image (at
-    reduced size). No file decoding at all is
-    :func:`check_some_readable`'s error, raised here (each file opened once: the first
-    readable one had been opened by both)."""
+                       draft: int = 8) -> dict[str, BadImageError | None]:
+    """The classes of a labeled listing none of whose files decodes, each with its first
+    file's error (None: a class folder without files), images past ``max_pixels`` being
+    unreadable, a JPEG decoded at ``draft`` (:func:`_decode_error`). Each class's files
+    are opened until one does: a readable class costs one image (at reduced size). No
+    file decoding at all is :func:`check_some_readable`'s error, raised here (each file
+    opened once: the first readable one had been opened by both)."""
     members = class_members(files.labels, range(len(files.classes)))
-    empty, first = [], None
+    empty: dict[str, BadImageError | None] = {}
     for name, indices in zip(files.classes, members, strict=True):
+        first = None
         for i in indices:
             error = _decode_error(files.paths[i], max_pixels, draft)
             if error is None:
                 break
-            first = first or error  # (a labeled listing goes class by class)
+            first = first or error
         else:
-            empty.append(name)
-    if first is not None and len(empty) == len(files.classes):
-        raise _none_readable(files, first.path, first.reason)
+            empty[name] = first
+    errors = [error for error in empty.values() if error is not None]
+    if errors and len(empty) == len(files.classes):  # (a listing goes class by class)
+        raise _none_readable(files, errors[0].path, errors[0].reason)
     return empty
 
 

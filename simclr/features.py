@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import unicodedata
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -51,16 +51,16 @@ class Listings(NamedTuple):
 
 def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str, str],
                           train_split: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
-                          drafts: tuple[int, int] = (8, 8)) -> Listings:
+                          draft: Callable[[ImageList, bool], int] | None = None) -> Listings:
     """Fail now, in one line, on labeled folders before the data are decoded (or, for the
     kNN monitor, a sweep's evaluation and a --test read after training, before hours of
     training): missing, without class sub-folders, with other classes than each other,
     or none of whose images (or, training, of a class's) decodes (opened until one does:
     :func:`simclr.data.unreadable_classes`); torchvision's named data sets pass.
     ``train_split``: the training folder is read as training data (a data set root's
-    train/ split). ``max_pixels``: the command's --max-pixels; ``drafts``: the side each
-    folder's JPEGs will be decoded at, at least, where known (the limit is on what is
-    decoded: :func:`simclr.data._decode_error`). Returns both listings,
+    train/ split). ``max_pixels``: the command's --max-pixels; ``draft(files, train)``:
+    the side the run decodes a folder's JPEGs at, at least (:func:`simclr.data.reading_draft`:
+    the limit is on what is decoded), where known (None: 8 px). Returns both listings,
     for the checks a command makes on them and its opening of the folders (a folder of
     200k files takes seconds to list)."""
     check_folder(flags[0], train)
@@ -72,21 +72,23 @@ def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str,
         if held_out is not None and Path(listed.root).resolve() == Path(held_out.root).resolve():
             log.warning("note: %s and %s are the same folder: the top-1 measures images the "
                         "classifier saw, not held-out ones", *flags)
-        empty: list[str] = []
-        for flag, files, draft in zip(flags, (listed, held_out), drafts, strict=True):
+        empty: dict[str, Any] = {}
+        for flag, files in zip(flags, (listed, held_out), strict=True):
+            side = 8 if draft is None or files is None else draft(files, files is listed)
             try:
                 if files is listed:  # (and none readable at all: said as for --test)
-                    empty = unreadable_classes(files, max_pixels, draft)
+                    empty = unreadable_classes(files, max_pixels, side)
                 elif files is not None:
-                    check_some_readable(files, limit=None, max_pixels=max_pixels,
-                                        draft=draft)
+                    check_some_readable(files, limit=None, max_pixels=max_pixels, draft=side)
             except SimCLRError as exc:
                 raise SimCLRError(f"{flag}: {exc}") from None
         # A training class whose files all fail would leave the problem smaller without
         # a word (the kNN monitor's, read only after an epoch, measured 2 of 3 classes).
         if empty:
+            first = next((e for e in empty.values() if e is not None), None)
+            why = "" if first is None else f" (first: {first.path}: {first.reason})"
             raise SimCLRError(f"{flags[0]} {listed.root}: no readable image in class "
-                              f"folder(s) {_few(empty)}")
+                              f"folder(s) {_few(list(empty))}{why}")
     return Listings(listed, held_out)
 
 

@@ -299,10 +299,10 @@ def weights_diverged(first_bad: torch.Tensor, cfg: Config) -> bool:
 def check_knn_folders(cfg: Config) -> None:
     """The kNN monitor's folders are first read after an epoch: check them before (that
     some image of each decodes too, which a run would meet only then)."""
-    draft = reading_draft(cfg.augment.evaluation_size(), evaluation=True)  # (as read below)
+    size = cfg.augment.evaluation_size()  # (read as knn_monitor opens them)
     check_labeled_folders(cfg.knn_train, cfg.knn_test, ("--knn-train", "--knn-test"),
                           train_split=True, max_pixels=cfg.data.max_pixels,
-                          drafts=(draft, draft))
+                          draft=lambda files, _: reading_draft(files, size, cfg.data, True))
 
 
 def knn_out_of_memory(step: int, last_good: Path | None,

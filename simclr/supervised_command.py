@@ -171,11 +171,13 @@ def _supervised_data(args: argparse.Namespace, cfg: Config,
     note_ignored_settings(args.config)
     # (each JPEG decoded at the size the run decodes it at: the limit is on what is
     # decoded, and --test is decoded only once the training is over)
-    drafts = (reading_draft(cfg.augment.size, False, cfg.data.load_size),
-              reading_draft(cfg.augment.evaluation_size(), True))
+    def draft(files: Any, train: bool) -> int:  # (as cmd_supervised opens them)
+        size = cfg.augment.size if train else cfg.augment.evaluation_size()
+        return reading_draft(files, size, cfg.data, evaluation=not train)
+
     listings = check_labeled_folders(args.train, args.test, ("--train", "--test"),
                                      train_split=True, max_pixels=cfg.data.max_pixels,
-                                     drafts=drafts)
+                                     draft=draft)
     listing = listings.train
     if listing is not None:  # before the folder is decoded (run_supervised checks again)
         check_batch_fits(cfg.batch_size, len(listing.paths), listing, cfg.data.max_pixels)

@@ -143,15 +143,16 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
     from simclr.plan import plan_schedule
 
     seen: dict[str, tuple[Cell, Config, dict[str, Any]]] = {}
-    reads = tuple(reads)
-    caching, per_pass = _cache_choices(configs, reads), _decoded_each_pass(configs, reads)
+    caching = _cache_choices(configs)
+    others = _other_decodings(configs, [device for device, _ in resolved], tuple(reads))
     for k, (cell, cfg, values) in enumerate(zip(cells, configs, resolved, strict=True)):
         flat = flatten(cfg.to_dict())
         settings = {**flat, **dict(zip(RESOLVED, values, strict=True))}
         del settings["out"]
         settings["augment.color_ops"] = acting_color_ops(cfg.augment)  # alike at 0 amounts
         settings["data.cache"] = caching[k]
-        settings["data.decoder"] = _decoding(cfg, values[0], caching[k][0], per_pass[k])
+        # (and the other folders it reads with its data settings: decoded alike?)
+        settings["data.decoder"] = [_decoding(cfg, values[0], caching[k]), *others[k]]
         size = sizes[k] if sizes else None
         plan = plan_schedule(cfg, size) if size and not cfg.time_budget else None
         if plan is not None:
@@ -164,7 +165,7 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
             alike = [f"--{name} {getattr(other_cfg, name)} and {getattr(cfg, name)} are both "
                      f"{value} here" for name, value in zip(RESOLVED, values, strict=True)
                      if getattr(other_cfg, name) != getattr(cfg, name)]
-            for name, value in (("cache", caching[k][0]), ("decoder", settings["data.decoder"])):
+            for name, value in (("cache", caching[k]), ("decoder", settings["data.decoder"][0])):
                 before, now = getattr(other_cfg.data, name), getattr(cfg.data, name)
                 if before != now:
                     alike.append(f"--{name} {before} and {now} are both {value} here")
@@ -184,63 +185,58 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
         seen[key] = (cell, cfg, flat)
 
 
-def _cache_choices(configs: list[Config],
-                  reads: tuple[tuple[str | None, bool], ...] = ()) -> list[tuple[str, ...]]:
-    """Each cell's --cache as it resolves (``auto``: on for small pictures) for its data,
-    then for the other folders it reads with it (its kNN monitor's, ``reads``: its
-    scoring's), where the cells differ in it or in --decoder (inert under a cache); else
-    as asked. (``cache=auto,on`` over small training pictures differ in folders of
-    photos read beside them: cached under 'on' alone.)"""
+def _cache_choices(configs: list[Config]) -> list[str]:
+    """Each cell's --cache as it resolves for its data (``auto``: on for small pictures),
+    where the cells differ in it or in --decoder (inert under a cache); else as asked."""
     from simclr.data import cache_choice
 
     if len({(cfg.data.cache, cfg.data.decoder) for cfg in configs}) < 2:
-        return [(cfg.data.cache,) for cfg in configs]
-    choices: dict[tuple[str | None, str, bool], str] = {}
-
-    def choice(folder: str | None, cache: str, train: bool) -> str:  # (each probed once)
-        if (folder, cache, train) not in choices:
-            choices[folder, cache, train] = cache_choice(folder, cache, train)
-        return choices[folder, cache, train]
-
-    return [(choice(cfg.data.path, cfg.data.cache, True),
-             *(choice(folder, cfg.data.cache, train) for folder, train
-               in ((cfg.knn_train, True), (cfg.knn_test, False), *reads) if folder))
-            for cfg in configs]
+        return [cfg.data.cache for cfg in configs]
+    choices: dict[tuple[str | None, str], str] = {}
+    for cfg in configs:  # (a folder probed once for all its cells)
+        key = (cfg.data.path, cfg.data.cache)
+        if key not in choices:
+            choices[key] = cache_choice(*key)
+    return [choices[(cfg.data.path, cfg.data.cache)] for cfg in configs]
 
 
-def _decoded_each_pass(configs: list[Config],
-                     reads: tuple[tuple[str | None, bool], ...] = ()) -> list[bool]:
-    """Whether each cell's kNN monitor, or its scoring (the folders ``reads``), decodes a
-    folder at every pass (not cached under the cell's --cache: both read theirs with its
-    data settings), where the cells differ in --decoder (else none is probed: False)."""
+def _other_decodings(configs: list[Config], devices: list[str],
+                     reads: tuple[tuple[str | None, bool], ...] = ()) -> list[tuple[str, ...]]:
+    """How each cell decodes the other folders it reads with its data settings (its kNN
+    monitor's; ``reads``: its scoring's), where the cells differ in --cache or --decoder
+    (else none is probed: ()): 'device' where a folder is left uncached under the cell's
+    --cache and its --decoder decodes on ``devices[k]``, else 'pil' (cached or not, the
+    same PIL decode of each file: an evaluation's folder gives the same features)."""
     from simclr.data import cache_choice
 
-    if len({cfg.data.decoder for cfg in configs}) < 2:
-        return [False] * len(configs)
+    if len({(cfg.data.cache, cfg.data.decoder) for cfg in configs}) < 2:
+        return [()] * len(configs)
     choices: dict[tuple[str, str, bool], str] = {}
 
-    def decoded(folder: str, cache: str, train: bool) -> bool:  # (each probed once)
-        if (folder, cache, train) not in choices:
-            choices[folder, cache, train] = cache_choice(folder, cache, train)
-        return choices[folder, cache, train] == "off"
+    def decoding(folder: str, cfg: Config, device: str, train: bool) -> str:
+        key = (folder, cfg.data.cache, train)
+        if key not in choices:  # (each folder probed once)
+            choices[key] = cache_choice(*key)
+        return _decoder_on(cfg, device) if choices[key] == "off" else "pil"
 
-    return [any(decoded(folder, cfg.data.cache, train)
-                for folder, train in ((cfg.knn_train, True), (cfg.knn_test, False), *reads)
-                if folder)
-            for cfg in configs]
+    return [tuple(decoding(folder, cfg, device, train) for folder, train
+                  in ((cfg.knn_train, True), (cfg.knn_test, False), *reads) if folder)
+            for cfg, device in zip(configs, devices, strict=True)]
 
 
-def _decoding(cfg: Config, device: str, cache: str, per_pass: bool = False) -> str:
-    """Where a cell's uncached JPEGs decode: 'device' or 'pil' (``--decoder auto`` is the
-    device's only on CUDA); 'cached' when the images are decoded once (a cache, or a
-    named data set's arrays) and so are the other folders it reads (``per_pass``: they
-    are not)."""
+def _decoding(cfg: Config, device: str, cache: str) -> str:
+    """Where a cell's uncached training JPEGs decode: 'device' or 'pil' (``--decoder
+    auto`` is the device's only on CUDA); 'cached' when they are decoded once (a cache,
+    or a named data set's arrays)."""
+    return "cached" if cache in ("on", "in memory") else _decoder_on(cfg, device)
+
+
+def _decoder_on(cfg: Config, device: str) -> str:
+    """'device' where the cell's --decoder decodes uncached JPEGs on ``device``, else 'pil'."""
     import torch
 
     from simclr.source import decode_device
 
-    if cache in ("on", "in memory") and not per_pass:
-        return "cached"
     return "pil" if decode_device(cfg.data.decoder, torch.device(device)) is None else "device"
 
 
@@ -308,18 +304,19 @@ def _inert_here(cfg: Config, reads: tuple[str | None, ...]) -> dict[str, str]:
 
 def check_batches(cells: list[Cell], configs: list[Config]) -> list[int | None]:
     """Each cell's data folder and batch: a folder none of whose images decodes (at the
-    cell's --max-pixels) is refused, as its pretraining would refuse it once started,
+    cell's --max-pixels and size) is refused, as its pretraining would refuse it once started,
     and a batch larger than the set, from the file names; a named data set (cifar10)
     not under its --data-root is refused as its pretraining says it
     (:func:`_named_size`). Each folder is listed once and read until one image decodes
     (one image, for a readable folder). Returns each cell's number of images: its
     folder's files, or those its named data set holds."""
-    from simclr.data import check_some_readable
+    from simclr.data import check_some_readable, reading_draft
     from simclr.plan import check_batch_fits
 
     listings: dict[str | None, Any] = {}  # one listing per folder
-    readable: set[tuple[str | None, int]] = set()  # (folder, max_pixels) found readable
-    unreadable: dict[tuple[str | None, int], SimCLRError] = {}  # ... and found not: once
+    # (folder, max_pixels, side decoded at) found readable, and found not: each once
+    readable: set[tuple[str | None, int, int]] = set()
+    unreadable: dict[tuple[str | None, int, int], SimCLRError] = {}
     opened: dict[tuple[str, str, bool], int] = {}  # (name, root, download): its size
     for cfg in configs:  # (a folder not found: the sweep's, named by its flag)
         if cfg.data.path not in listings:
@@ -327,13 +324,18 @@ def check_batches(cells: list[Cell], configs: list[Config]) -> list[int | None]:
 
     def check(k: int) -> int | None:
         cfg = configs[k]
-        listed, key = listings[cfg.data.path], (cfg.data.path, cfg.data.max_pixels)
+        listed = listings[cfg.data.path]
+        # (its JPEGs decoded at the size the cell decodes them at: the limit is on that)
+        draft = 8 if listed is None else reading_draft(listed, cfg.augment.size, cfg.data,
+                                                       evaluation=False)
+        key = (cfg.data.path, cfg.data.max_pixels, draft)
         size = _named_size(cfg, opened) if listed is None else len(listed.paths)
         if key in unreadable:  # (a folder read whole in vain is not read again)
             raise unreadable[key]
         if listed is not None and key not in readable:
             try:
-                check_some_readable(listed, limit=None, max_pixels=cfg.data.max_pixels)
+                check_some_readable(listed, limit=None, max_pixels=cfg.data.max_pixels,
+                                    draft=draft)
             except SimCLRError as exc:
                 unreadable[key] = exc
                 raise

@@ -399,14 +399,19 @@ def _check_eval_folders(args: argparse.Namespace, configs: list[Any]) -> None:
     from simclr.data import reading_draft
 
     _check_eval_cache_dir(args.eval_cache_dir, configs)
-    sizes = [cfg.augment.evaluation_size() for cfg in configs]
     augmented = args.eval == "linear" and args.eval_protocol == "sgd"  # (as _eval_sources)
-    drafts = (max(reading_draft(size, not augmented) for size in sizes),
-              max(reading_draft(size, True) for size in sizes))
+    sizes = {cfg.augment.evaluation_size() for cfg in configs}
+    # (the store and load size that set the decoded side: the scoring's own, every cell's)
+    data = _scoring_data(args, configs[0].data)
+
+    def draft(files: Any, train: bool) -> int:  # (the largest: the least reduced)
+        return max(reading_draft(files, size, data, evaluation=not (train and augmented))
+                   for size in sizes)
+
     check_labeled_folders(args.eval_train, args.eval_test, ("--eval-train", "--eval-test"),
                           train_split=True,
                           max_pixels=min(cfg.data.max_pixels for cfg in configs),
-                          drafts=drafts)
+                          draft=draft)
 
 
 def _check_eval_cache_dir(eval_cache_dir: str | None, configs: list[Any]) -> None:

@@ -260,7 +260,7 @@ def test_a_folder_is_refused_only_where_none_of_its_files_decodes(tmp_path):
         (tmp_path / "f" / name).write_bytes(b"not an image")
     files = scan_folder(tmp_path / "f")
     check_some_readable(files)
-    assert unreadable_classes(files) == ["b"]
+    assert list(unreadable_classes(files)) == ["b"]
     (tmp_path / "f" / "a" / "0.png").write_bytes(b"not an image either")
     files = scan_folder(tmp_path / "f")
     with pytest.raises(SimCLRError, match=r"none of the 4 images in .*f could be read "
@@ -269,3 +269,51 @@ def test_a_folder_is_refused_only_where_none_of_its_files_decodes(tmp_path):
     check_some_readable(files, limit=3)  # (too many to open: not checked)
     with pytest.raises(SimCLRError, match="none of the 4 images"):
         unreadable_classes(files)
+
+
+@pytest.mark.parametrize("shapes, size, evaluation, load_size, side", [
+    ({"a": (150, 60), "b": (130, 130)}, 64, False, None, 60),  # (their common side)
+    ({"a": (96, 96), "b": (96, 96)}, 16, True, 40, 40),  # (small squares: as stored)
+    ({"a": (150, 60), "b": (130, 130)}, 16, True, None, 72),  # (4 x eval_side(16))
+])
+def test_a_folders_pre_check_decodes_at_the_side_its_source_reads_it_at(
+        tmp_path, shapes, size, evaluation, load_size, side):
+    """reading_draft is the side open_folder's source decodes JPEGs at, at least: a
+    pre-check at it passes every folder the source reads whole and names the class it
+    cannot read, with the reason (at round(64 x 1.15) = 74, 130-px JPEGs a source
+    stored at 60 read were refused; at 72, 96-px squares stored at --load-size 40)."""
+    from simclr.data import open_source, reading_draft
+    from simclr.features import check_labeled_folders
+
+    for name, (w, h) in shapes.items():
+        for k in range(3 if name == "a" else 2):  # (a's side the most common)
+            save_image(tmp_path / "f" / name / f"{k}.jpg", rgb(h, w, seed=k))
+    files = scan_folder(tmp_path / "f")
+    cfg = DataConfig(cache="on", cache_dir=str(tmp_path / "cache"), workers=0,
+                     load_size=load_size)
+    assert reading_draft(files, size, cfg, evaluation) == side
+
+    def draft(listed, train):
+        return reading_draft(listed, size, cfg, evaluation)
+
+    for limit in (10_000, 4_000):  # (130 px: 65 x 65 at 60, 130 x 130 at 72 or 74)
+        cfg.max_pixels = limit
+        source = None
+        try:
+            source = open_source(str(tmp_path / "f"), cfg, image_size=size,
+                                 evaluation=evaluation)
+        except SimCLRError:  # (none read)
+            pass
+        unread = {Path(path).parent.name for path, _ in source.skipped} if source else \
+            set(shapes)
+        if not unread:
+            check_labeled_folders(str(tmp_path / "f"), None, ("--train", "--test"),
+                                  max_pixels=limit, draft=draft)
+            continue
+        with pytest.raises(SimCLRError) as refused:
+            check_labeled_folders(str(tmp_path / "f"), None, ("--train", "--test"),
+                                  max_pixels=limit, draft=draft)
+        assert f"exceeds the limit of {limit}" in str(refused.value)
+        if unread != set(shapes):
+            assert f"no readable image in class folder(s) {', '.join(sorted(unread))} " \
+                "(first: " in str(refused.value)

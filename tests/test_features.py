@@ -348,7 +348,9 @@ def test_the_readability_checks_use_the_commands_max_pixels(tmp_path):
                                           r"limit of 1000"):
         check_labeled_folders(str(big), str(big), flags, max_pixels=1000)
     check_labeled_folders(str(small), str(small), flags, max_pixels=1600)
-    with pytest.raises(SimCLRError, match=r"no readable image in class folder\(s\) class_1$"):
+    with pytest.raises(SimCLRError, match=r"no readable image in class folder\(s\) class_1 "
+                                          r"\(first: .*000.png: 40x40 = 1600 pixels exceeds "
+                                          r"the limit of 1000 .*\)$"):
         check_labeled_folders(str(small), str(small), flags, max_pixels=1000)
 
 

@@ -123,24 +123,34 @@ def test_decoders_are_two_runs_where_the_monitors_folders_decode_at_each_pass(tm
         check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
 
 
-def test_caches_alike_on_the_data_are_two_runs_where_other_folders_read_are_not(
+def test_caches_alike_on_the_data_are_two_runs_where_other_folders_decode_otherwise(
         tmp_path, image_folder, cache_dir):
-    """cache=auto,on over small training pictures (auto caches them): the folders of
-    photos read beside them (the kNN monitor's, the sweep's --eval ones) are cached under
-    'on' alone, so the cells differ; they were refused as 'both on here'."""
+    """cache=auto,on over small training pictures (auto caches them) under --decoder
+    device: the folders of photos read beside them (the kNN monitor's, the sweep's --eval
+    ones) are decoded by the device under 'auto' (uncached), by PIL under 'on', so the
+    cells differ (they were refused as 'both on here'); decoded by PIL either way (cached
+    or not: alike), they are one run."""
     from tests.conftest import make_image_folder
 
     photos = str(make_image_folder(tmp_path / "photos", per_class=2, side=100, ext="jpg"))
     flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
     flags.pop("out")
-    axis = [parse_axis("data.cache=auto,on")]
-    cells, configs = cell_configs(axis, tmp_path / "sw", None, None, flags, [photos])
-    check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, reads=[(photos, False)])
+    axis, cpu = [parse_axis("data.cache=auto,on")], [("cpu", "fp32")] * 2
+    for decoder, differ in (("device", True), ("auto", False), ("pil", False)):
+        given = {**flags, "data.decoder": decoder}
+        for reads, monitor in (([(photos, False)], {}),
+                               ([], {"knn_train": photos, "knn_test": photos})):
+            cells, configs = cell_configs(axis, tmp_path / "sw", None, None,
+                                          {**given, **monitor}, [r for r, _ in reads])
+            if differ:
+                check_cells_differ(cells, configs, cpu, reads=reads)
+            else:
+                with pytest.raises(SimCLRError, match="--cache auto and on are both on here"):
+                    check_cells_differ(cells, configs, cpu, reads=reads)
+    cells, configs = cell_configs(axis, tmp_path / "sw", None, None,
+                                  {**flags, "data.decoder": "device"})
     with pytest.raises(SimCLRError, match="--cache auto and on are both on here"):
-        check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
-    monitored = {**flags, "knn_train": photos, "knn_test": photos}
-    cells, configs = cell_configs(axis, tmp_path / "sw", None, None, monitored)
-    check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
+        check_cells_differ(cells, configs, cpu)  # (no other folder read)
 
 
 def test_lengths_that_plan_the_same_steps_are_refused(tmp_path, image_folder, cache_dir):
@@ -511,3 +521,13 @@ def test_each_cells_own_data_folder_is_checked_against_its_batch(tmp_path, cache
     cells, configs = cell_configs([parse_axis(f"data={big},{more}")], tmp_path / "sw", None,
                                   None, flags)
     assert check_batches(cells, configs) == [24, 12]
+    # photos past --max-pixels as the cell decodes them (130 px whole for its 64-px views,
+    # stored at 74), fine at 1/8: refused before any cell trains (cell 2 failed once cell
+    # 1 had trained)
+    photos = make_image_folder(tmp_path / "photos", per_class=4, side=130, ext="jpg")
+    cells, configs = cell_configs([parse_axis(f"data={big},{photos}")], tmp_path / "sw",
+                                  None, None, {**flags, "data.max_pixels": 10_000,
+                                               "augment.size": 64})
+    with pytest.raises(SimCLRError, match=r"^cell data=.*photos: none of the 8 images .* "
+                                          "exceeds the limit of 10000"):
+        check_batches(cells, configs)
