@@ -144,7 +144,7 @@ def run_sweep(
     flags: dict[str, Any], evaluate: Any, processes: int | None = None,
     scores: str | None = None, recorded: Any = None,
     evaluated_on: dict[str, str] | None = None, caches: dict[str, str | None] | None = None,
-    folders: dict[str, str | None] | None = None,
+    folders: dict[str, str | None] | None = None, folders_device: str | None = None,
     check_configs: Callable[[list[Cell], list[Config]], None] | None = None,
     last_check: Callable[[list[Config]], None] | None = None,
 ) -> tuple[list[Cell], str]:
@@ -162,7 +162,8 @@ def run_sweep(
     --eval-cache-dir), refused inside a cell's data as its --cache-dir is.
     ``folders``: other folders the sweep reads (flag -> folder: its evaluation's
     --eval-train and --eval-test), no cache folder of which may lie inside them: cell 0's
-    cache there made a class its scoring failed on, once it had trained.
+    cache there made a class its scoring failed on, once it had trained;
+    ``folders_device``: the device they are decoded on (the scoring's; None: each cell's).
     ``check_configs(cells, configs)``: the caller's look at the cells' resolved settings
     before any trains (the evaluation folders, read as the cells read theirs);
     ``last_check(configs)``: one that may decode for long (--strict), once every other
@@ -200,7 +201,7 @@ def run_sweep(
     read.clear()  # (the weights: not held while the cells train)
     # (--eval-test is read as a test split: the test/ of a folder holding two)
     splits = [(spec, flag != "--eval-test") for flag, spec in (folders or {}).items()]
-    check_cells_differ(cells, configs, resolved, sizes, splits)
+    check_cells_differ(cells, configs, resolved, sizes, splits, folders_device)
     reused = _find_earlier_runs(root, cells, configs)
     # A cell's earlier run of other settings is refused now, before the earlier summary
     # is set aside or rewritten: a refused command leaves --out as it found it.

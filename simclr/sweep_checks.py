@@ -130,7 +130,8 @@ LENGTH = ("epochs", "max_steps", "optim.warmup_epochs", "optim.warmup_fraction")
 def check_cells_differ(cells: list[Cell], configs: list[Config],
                        resolved: list[tuple[str, str]],
                        sizes: list[int | None] | None = None,
-                       reads: Iterable[tuple[str | None, bool]] = ()) -> None:
+                       reads: Iterable[tuple[str | None, bool]] = (),
+                       reads_device: str | None = None) -> None:
     """Cells whose settings differ only in values that resolve alike on this machine
     (``precision=auto,fp32`` on a CPU without bf16, ``device=auto,cpu`` without a GPU),
     or in lengths that plan the same steps (``epochs=10,20`` under ``--max-steps 5``)
@@ -138,13 +139,15 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
     ``resolved``: each cell's (device, precision) from :func:`check_cell_inputs`;
     ``sizes``: each cell's number of images (None: not known before decoding);
     ``reads``: other folders read with the cells' data settings (the evaluation ones),
-    each with whether it is read as a training split."""
+    each with whether it is read as a training split, decoded on ``reads_device`` (the
+    scoring's; None: each cell's device)."""
     from simclr.inert import acting_color_ops
     from simclr.plan import plan_schedule
 
     seen: dict[str, tuple[Cell, Config, dict[str, Any]]] = {}
     caching = _cache_choices(configs)
-    others = _other_decodings(configs, [device for device, _ in resolved], tuple(reads))
+    others = _other_decodings(configs, [device for device, _ in resolved], tuple(reads),
+                              reads_device)
     for k, (cell, cfg, values) in enumerate(zip(cells, configs, resolved, strict=True)):
         flat = flatten(cfg.to_dict())
         settings = {**flat, **dict(zip(RESOLVED, values, strict=True))}
@@ -201,12 +204,14 @@ def _cache_choices(configs: list[Config]) -> list[str]:
 
 
 def _other_decodings(configs: list[Config], devices: list[str],
-                     reads: tuple[tuple[str | None, bool], ...] = ()) -> list[tuple[str, ...]]:
+                     reads: tuple[tuple[str | None, bool], ...] = (),
+                     reads_device: str | None = None) -> list[tuple[str, ...]]:
     """How each cell decodes the other folders it reads with its data settings (its kNN
-    monitor's; ``reads``: its scoring's), where the cells differ in --cache or --decoder
-    (else none is probed: ()): 'device' where a folder is left uncached under the cell's
-    --cache and its --decoder decodes on ``devices[k]``, else 'pil' (cached or not, the
-    same PIL decode of each file: an evaluation's folder gives the same features)."""
+    monitor's, on its device ``devices[k]``; ``reads``: its scoring's, on ``reads_device``
+    or its own), where the cells differ in --cache or --decoder (else none is probed: ()):
+    'device' where a folder is left uncached under the cell's --cache and its --decoder
+    decodes on that device, else 'pil' (cached or not, the same PIL decode of each file:
+    an evaluation's folder gives the same features)."""
     from simclr.data import cache_choice
 
     if len({(cfg.data.cache, cfg.data.decoder) for cfg in configs}) < 2:
@@ -219,8 +224,9 @@ def _other_decodings(configs: list[Config], devices: list[str],
             choices[key] = cache_choice(*key)
         return _decoder_on(cfg, device) if choices[key] == "off" else "pil"
 
-    return [tuple(decoding(folder, cfg, device, train) for folder, train
-                  in ((cfg.knn_train, True), (cfg.knn_test, False), *reads) if folder)
+    return [tuple(decoding(folder, cfg, on, train) for folder, train, on
+                  in ((cfg.knn_train, True, device), (cfg.knn_test, False, device),
+                      *((f, t, reads_device or device) for f, t in reads)) if folder)
             for cfg, device in zip(configs, devices, strict=True)]
 
 

@@ -173,6 +173,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                              caches={"--eval-cache-dir": args.eval_cache_dir},
                              folders={"--eval-train": args.eval_train,
                                       "--eval-test": args.eval_test},
+                             folders_device=_eval_device(args) if scored_folders else None,
                              check_configs=check_eval_folders,
                              last_check=decode_eval_folders)
     print(table)
@@ -333,6 +334,13 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace, wanted: dict[str, str]
     result = json.loads(saved.read_text(encoding="utf-8"))
     write_results(run_dir, name, {**result, EVALUATED_ON: wanted})
     return _columns(args.eval, {**scored, layer: result["top1"]})
+
+
+def _eval_device(args: argparse.Namespace) -> str:
+    """The device the cells' evaluations decode their --eval folders on (--eval-device)."""
+    from simclr.runtime import resolve_device
+
+    return str(resolve_device(args.eval_device, "--eval-device"))
 
 
 def _eval_threads(args: argparse.Namespace) -> int | None:

@@ -153,6 +153,26 @@ def test_caches_alike_on_the_data_are_two_runs_where_other_folders_decode_otherw
         check_cells_differ(cells, configs, cpu)  # (no other folder read)
 
 
+def test_the_scorings_folders_are_compared_as_decoded_on_the_evaluation_device(
+        tmp_path, image_folder, cache_dir):
+    """decoder=pil,auto: the --eval folders of photos are decoded on --eval-device, not
+    the cells' training one: two runs where the scoring runs on CUDA (auto: nvJPEG),
+    one where it runs on the CPU, whatever device trains (training data cached)."""
+    from tests.conftest import make_image_folder
+
+    photos = str(make_image_folder(tmp_path / "photos", per_class=2, side=100, ext="jpg"))
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    cells, configs = cell_configs([parse_axis("data.decoder=pil,auto")], tmp_path / "sw",
+                                  None, None, flags, [photos])
+    reads = [(photos, False)]
+    for trained_on in ("cpu", "cuda"):
+        resolved = [(trained_on, "fp32")] * 2
+        check_cells_differ(cells, configs, resolved, reads=reads, reads_device="cuda")
+        with pytest.raises(SimCLRError, match="--decoder pil and auto are both cached here"):
+            check_cells_differ(cells, configs, resolved, reads=reads, reads_device="cpu")
+
+
 def test_lengths_that_plan_the_same_steps_are_refused(tmp_path, image_folder, cache_dir):
     """epochs=10,20 under --max-steps 2, or warm-up lengths past the 10% cap, train the
     same run (bit for bit) under two labels: refused before anything runs, saying why;
