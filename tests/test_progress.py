@@ -134,10 +134,11 @@ def test_a_quick_pass_leaves_no_bar_on_a_terminal():
     progress = Progress.of_pass(10, "neighbors", True, stream=screen, every_s=0.0)
     progress.advance(10)
     progress.close()
-    assert "10/10" not in screen.getvalue()
+    assert screen.getvalue() == ""  # (not even a bar at 0/10 that is then cleared)
     disabled = Terminal()
     progress = Progress.of_pass(10, "neighbors", False, stream=disabled, every_s=0.0)
-    progress.advance(10)
+    progress.advance(4)
+    progress.advance(6)
     progress.close()
     assert disabled.getvalue() == ""
 
@@ -184,6 +185,7 @@ def test_a_stream_whose_reader_left_takes_no_more_and_says_nothing(caplog):
     print("first", file=out)
     print("second", file=out)  # (raised inside: swallowed)
     print("third", file=out)  # (not tried again)
+    assert out.write("fourth") == len("fourth")  # (taken, as far as a writer can tell)
     assert gone.getvalue() == "first" and gone.tries == 1 and out.lost is not None
     assert caplog.records == []  # (a reader that left has nothing to be told)
 
@@ -277,10 +279,13 @@ def test_a_caller_from_python_gets_its_output_back_after_the_command(monkeypatch
     full = open("/dev/full", "w")  # noqa: SIM115
     try:
         monkeypatch.setattr(sys, "stdout", full)
+        open_before = len(os.listdir("/proc/self/fd"))
         with progress.unfailing_output(own_process=own_process):
             print("lost", flush=True)
         where = os.readlink(f"/proc/self/fd/{full.fileno()}")
         assert where == ("/dev/null" if own_process else "/dev/full")
+        if not own_process:  # (and the copy kept to put it back is closed: no leak)
+            assert len(os.listdir("/proc/self/fd")) == open_before
     finally:
         with contextlib.suppress(OSError):
             full.close()
@@ -334,3 +339,81 @@ def test_a_pass_line_says_the_time_its_items_left_take(monkeypatch):
     clock.now = 10.0
     shown.advance(50)
     assert log.getvalue().splitlines() == ["x: 50/100 images, 10s, about 10s left"]
+
+
+def test_a_refitted_schedule_shows_its_new_length_on_the_bar_and_in_the_lines():
+    """A time budget re-fits the run's length as it measures the speed (set_total)."""
+    log = io.StringIO()
+    shown = Progress(total=100, start=0, enabled=True, stream=log, every_s=0.0)
+    shown.set_total(200)
+    shown.record(record(40), seconds=10.0, last=False)
+    assert log.getvalue().startswith("step 40/200 (epoch 4.0)")
+    screen = Terminal()
+    bar = Progress(total=100, start=0, enabled=True, stream=screen, every_s=0.0)
+    bar.set_total(20)
+    bar.step(1.0)
+    bar.close()
+    assert "| 1/20 [" in screen.getvalue().split("\r")[-1]  # (the bar as it ends)
+
+
+def test_a_pass_nobody_named_shows_nothing():
+    assert not Progress.of_named_pass(10, None).enabled
+    assert not Progress.of_named_pass(10, None, unit="query").enabled
+
+
+def test_a_pass_that_lasts_draws_its_bar_and_clears_it_when_done(monkeypatch):
+    """A pass's bar (after a second) goes when the pass ends: it is not left behind."""
+    import tqdm.std
+
+    clock = _fake_clock(monkeypatch)
+    monkeypatch.setattr(tqdm.std, "time", clock.perf_counter)
+    screen = Terminal()
+    shown = Progress.of_pass(10, "neighbors", True, stream=screen, every_s=0.0)
+    clock.now = 2.0
+    shown.advance(4)
+    shown.close()
+    assert "4/10" in screen.getvalue() and not screen.getvalue().endswith("\n")
+
+
+def test_the_last_step_gets_no_heartbeat_its_logged_line_says_it(monkeypatch):
+    clock = _fake_clock(monkeypatch)
+    log = io.StringIO()
+    shown = Progress(total=2, start=0, enabled=True, stream=log, every_s=30)
+    clock.now = 40.0
+    shown.step(40.0)
+    clock.now = 80.0
+    shown.step(80.0)
+    assert log.getvalue().splitlines() == ["step 1/2: 40s, about 40s left"]
+
+
+def test_a_pass_line_comes_once_every_s_seconds_have_passed(monkeypatch):
+    clock = _fake_clock(monkeypatch)
+    log = io.StringIO()
+    shown = Progress.of_pass(100, "x", True, stream=log, every_s=30)
+    clock.now = 29.0
+    shown.advance(10)
+    clock.now = 30.0
+    shown.advance(10)
+    assert log.getvalue().splitlines() == ["x: 20/100 images, 30s, about 2m00s left"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="closes a child's descriptors 0 and 1")
+def test_a_closed_stdout_descriptor_is_held_so_no_file_the_command_opens_gets_it():
+    """`simclr ... <&- >&-`: /dev/null, opened at descriptor 0, is moved to 1; left
+    closed, the command's next file took descriptor 1, and what C code prints went in."""
+    import subprocess
+    from pathlib import Path
+
+    script = ("import os, sys\nfrom simclr import progress\n"
+              "with progress.unfailing_output():\n"
+              "    files = [open(os.devnull) for _ in range(3)]\n"
+              "    sys.stderr.write(repr(sorted(f.fileno() for f in files)))\n")
+
+    def close_stdin_and_stdout() -> None:
+        os.close(0)
+        os.close(1)
+
+    done = subprocess.run([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True,
+                          preexec_fn=close_stdin_and_stdout, check=True,  # noqa: PLW1509
+                          env={**os.environ, "PYTHONPATH": str(Path(progress.__file__).parents[1])})
+    assert 1 not in json.loads(done.stderr)
