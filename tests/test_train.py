@@ -401,6 +401,21 @@ def test_a_run_killed_before_its_summary_resumes_with_its_final_metrics(
     assert {k: again[k] for k in FINAL_METRICS} == {k: first[k] for k in FINAL_METRICS}
 
 
+def test_a_summary_not_of_the_checkpoints_finished_step_is_not_taken_as_the_runs_end(
+        tmp_path, image_folder, cache_dir):
+    """A run resumed at its last step is done only if summary.json says it finished at
+    that step: an older summary (another step) or one of a stop is written anew."""
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "run", cache_dir))
+    first = train.pretrain(cfg)
+    assert first["session"] == 1  # (the run's first start: `simclr info` tells them apart)
+    path = tmp_path / "run/summary.json"
+    for edit in ({"steps": 4}, {"status": "preempted"}):
+        path.write_text(json.dumps({**first, **edit}))
+        again = train.pretrain(load_resume_config(tmp_path / "run", {}), resume=True)
+        assert (again["status"], again["steps"]) == ("finished", 6), edit
+        assert (read_json(path)["status"], read_json(path)["steps"]) == ("finished", 6)
+
+
 def test_a_resumed_run_is_not_told_its_warmup_was_cut_again(tmp_path, image_folder,
                                                             cache_dir, capsys):
     """The note that --warmup-epochs is cut to 10% of the run is the start's: a resumed
@@ -433,7 +448,13 @@ def test_a_run_does_not_resume_on_other_images(tmp_path, cache_dir):
         if step == 4:
             stop.requested = "SIGTERM"
 
-    assert train.pretrain(cfg, on_step=preempt)["status"] == "preempted"
+    stopped = train.pretrain(cfg, on_step=preempt)
+    assert (stopped["status"], stopped["epochs"]) == ("preempted", pytest.approx(4 / 3))
+    spoiled = sorted((folder / "class_0").iterdir())[0]  # (as many files, one unreadable)
+    spoiled.write_text("not an image")
+    with pytest.raises(SimCLRError, match=r"the data folder now holds 23 images; the run "
+                                          r"started with 24, so it cannot continue exactly"):
+        train.pretrain(load_resume_config(tmp_path / "cut", {}), resume=True)
     for extra in sorted((folder / "class_1").iterdir())[:5]:
         extra.unlink()
     with pytest.raises(SimCLRError, match=r"the data folder now holds 19 images; the run "
@@ -655,6 +676,27 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, image_folder, ca
     ckpt = load_checkpoint(tmp_path / "nan/checkpoints/ckpt-00000002.pt")
     assert ckpt["step"] == 2
     assert not (tmp_path / "nan/checkpoints/last.pt").exists()
+
+
+@pytest.mark.parametrize("by", ["steps", "clock"])
+def test_a_non_finite_step_between_log_lines_is_never_saved(tmp_path, image_folder, cache_dir,
+                                                            monkeypatch, by):
+    """A periodic save (every --checkpoint-every steps, or by the clock) after a
+    non-finite step and before the next log line's check: never the diverged model."""
+    import simclr.train as t
+
+    real = t.loss_and_metrics
+
+    def poisoned(cfg, z_a, z_b):
+        loss, metrics = real(cfg, z_a, z_b)
+        return loss * float("nan"), metrics
+
+    monkeypatch.setattr(t, "loss_and_metrics", poisoned)
+    every = {"checkpoint_every": 2} if by == "steps" else {"checkpoint_every": 0,
+                                                          "checkpoint_minutes": 1e-9}
+    with pytest.raises(SimCLRError, match="non-finite"):
+        run(tmp_path, image_folder, cache_dir, "nan", log_every=5, **every)
+    assert not list((tmp_path / "nan/checkpoints").glob("*.pt"))
 
 
 def test_a_run_stopped_after_several_non_finite_steps_names_the_first(
@@ -1505,6 +1547,7 @@ def test_a_run_from_before_images_beside_class_folders_counted_resumes_on_its_ow
     (tmp_path / "new/summary.json").unlink()  # ended before its summary: the loop runs
     resumed = train.pretrain(load_resume_config(tmp_path / "new", {}), resume=True)
     assert resumed["num_images"] == 24
+    assert load_checkpoint(tmp_path / "new/checkpoints/last.pt")["all_images"] is False  # (kept)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
