@@ -73,6 +73,8 @@ def test_a_resume_at_the_end_of_an_epoch_yields_nothing_and_past_it_is_refused()
     assert len(done) == 2 and _epoch(done) == []
     with pytest.raises(SimCLRError, match="cannot resume at step 3 of an epoch of 2 steps"):
         BatchLoader(src, 8, seed=0, epoch=0, start_step=3)
+    with pytest.raises(SimCLRError, match="cannot resume at step -1 of an epoch of 2 steps"):
+        BatchLoader(src, 8, seed=0, epoch=0, start_step=-1)
 
 
 def test_resume_yields_the_remaining_batches(tmp_path):
@@ -89,6 +91,7 @@ def test_loader_without_drop_last_and_without_shuffle(tmp_path):
     src = _indexed_source(10)
     batches = _epoch(BatchLoader(src, 4, 0, 0, drop_last=False, shuffle=False))
     assert [b[0].tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert len(BatchLoader(_indexed_source(8), 4, 0, 0, drop_last=False)) == 2  # (no empty 3rd)
 
 
 def test_batch_larger_than_data_is_a_user_error():
@@ -271,3 +274,28 @@ def test_an_uncached_epoch_resumed_mid_way_reads_the_rest_and_notes_a_bad_first_
     assert all(torch.equal(a, b) for (_, a), (_, b) in zip(rest, whole[1:], strict=True))
     assert [Path(p).name for p, _ in src.skipped] == ["0.jpg"]
     src.close()
+
+
+def test_prefetching_loses_no_item_to_a_slow_consumer_and_stops_gathering_when_closed():
+    """A step slower than the gathering waits for it (the queue full, nothing dropped);
+    closed early, the thread gathers no more of the epoch."""
+    import time
+
+    from simclr.loader import prefetched
+
+    slow = []
+    for item in prefetched(iter(range(4)), prefetch=1):
+        time.sleep(0.15)  # (longer than the producer's wait on a full queue)
+        slow.append(item)
+    assert slow == [0, 1, 2, 3]
+    gathered = []
+
+    def items():
+        for i in range(1000):
+            gathered.append(i)
+            yield i
+
+    stream = prefetched(items(), prefetch=2)
+    next(stream)
+    stream.close()
+    assert len(gathered) <= 5  # (one taken, two queued, one waiting: not the 1000)
