@@ -115,3 +115,102 @@ def test_the_same_command_again_does_not_continue_a_diverged_run(tmp_path, image
         captured = capsys.readouterr()
         assert captured.err == refusal and "continuing" not in captured.out, captured
     assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("*")} == before
+
+
+def test_the_same_command_again_takes_its_new_speed_settings_and_a_moved_folder(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """The continued run takes the flags --resume may change (--log-every), and a moved
+    data folder's new place, given relative, as a full path."""
+    from simclr.pretrain_command import same_command_again
+
+    cfg, _ = _stopped_run(tmp_path, image_folder, cache_dir)
+    image_folder.rename(tmp_path / "moved")
+    monkeypatch.chdir(tmp_path)
+    flags = {**tiny_flags(image_folder, tmp_path / "run", cache_dir), "log_every": 3,
+             "data.path": "moved"}
+    continued = same_command_again(build_config(flags=flags), flags)
+    assert continued.log_every == 3
+    assert continued.data.path == str(tmp_path / "moved")
+
+
+def test_print_config_on_an_unfinished_run_shows_the_new_recipe(tmp_path, image_folder,
+                                                                  cache_dir, capsys):
+    """--print-config continues nothing: the command's own recipe, other settings too."""
+    _, recipe = _stopped_run(tmp_path, image_folder, cache_dir)
+    capsys.readouterr()
+    assert main(["pretrain", "--config", str(recipe), "--lr", "0.1", "--print-config"]) == 0
+    assert "lr: 0.1\n" in capsys.readouterr().out
+
+
+def test_a_refusal_names_an_unset_setting_as_not_set():
+    from simclr.pretrain_command import other_settings
+
+    said = str(other_settings("pretrain", "r", {"--max-steps": (None, 3),
+                                                "--epochs": (2.0, 3.5)}))
+    assert "(--max-steps not set saved, 3 now; --epochs 2 saved, 3.5 now)" in said, said
+
+
+def _fake_pretrain(monkeypatch, summary=None, error=None):
+    """train.pretrain replaced: it returns ``summary`` or raises ``error``; the notes
+    it was given are recorded."""
+    noted = []
+
+    def fake(cfg, resume=False, notes=()):
+        noted.append(list(notes))
+        if error is not None:
+            raise error
+        return summary
+
+    monkeypatch.setattr(train, "pretrain", fake)
+    return noted
+
+
+def test_a_batch_refusal_blames_the_default_recipe_only_where_none_was_chosen(
+        tmp_path, monkeypatch, capsys):
+    from simclr.errors import SimCLRError
+
+    noted = _fake_pretrain(monkeypatch, error=SimCLRError("batch 4096 does not fit: "
+                                                          "lower --batch-size"))
+    folder = str(tmp_path / "photos")
+    (tmp_path / "photos.yaml").write_text(f"data:\n  path: {folder}\n")
+    assert main(["pretrain", "--data", folder, "--out", str(tmp_path / "a")]) == 2
+    assert "lower --batch-size (no --preset was given: the paper's" in capsys.readouterr().err
+    for chosen in (["--preset", "imagenette-cpu", "--data", folder],
+                   ["--config", str(tmp_path / "photos.yaml")]):
+        assert main(["pretrain", *chosen, "--out", str(tmp_path / "b")]) == 2
+        assert "no --preset" not in capsys.readouterr().err, chosen
+    assert [bool(n) for n in noted] == [True, False, False]
+
+
+def test_a_run_that_ends_says_what_comes_next_only_where_it_is_its_own(
+        tmp_path, monkeypatch, capsys):
+    """Another rank and a sweep's cell print no summary nor next step; a stop signal at
+    the last step is a finished run (exit 0), said on stderr."""
+    summary = {"status": "finished", "steps": 6, "epochs": 2.0, "elapsed_s": 1.0,
+               "checkpoint": "last.pt", "rank": 0}
+    argv = ["pretrain", "--data", str(tmp_path / "photos"), "--out", str(tmp_path / "r"),
+            "--preset", "cifar10-cpu"]
+    _fake_pretrain(monkeypatch, {**summary, "rank": 1})
+    assert main(argv) == 0 and capsys.readouterr().out == ""
+    _fake_pretrain(monkeypatch, {**summary, "rank": 1, "status": "preempted"})
+    assert main(argv) == train.EXIT_PREEMPTED and capsys.readouterr().out == ""
+    _fake_pretrain(monkeypatch, summary)
+    assert main([*argv, "--sweep-cell"]) == 0
+    assert "next:" not in capsys.readouterr().out
+    _fake_pretrain(monkeypatch, {**summary, "signal": "SIGTERM"})
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "next:" not in captured.out
+    assert "stopped by SIGTERM at the last step: the run has finished" in captured.err
+
+
+def test_the_summary_lists_twenty_skipped_images_and_counts_the_rest(capsys):
+    from simclr.pretrain_command import print_summary
+
+    for count in (20, 21):
+        print_summary({"status": "finished",
+                       "skipped_images": [[f"{i}.png", "bad"] for i in range(count)]})
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[1] == f"skipped {count} unreadable images:"
+        assert lines[2:22] == [f"  {i}.png: bad" for i in range(20)]
+        assert lines[22:] == ([] if count == 20 else ["  ... and 1 more (see summary.json)"])
