@@ -96,6 +96,11 @@ def test_a_process_that_exits_without_an_error_is_named(capfd, monkeypatch):
     assert run_cpu(2, _child(code)) == 3
     assert capfd.readouterr().err == ("simclr: process 1 of 2 exited with status 3, without "
                                       "a simclr error message\n")
+    # one that left its error for the launcher said it: not called wordless
+    code = ("time.sleep(120) if os.environ['RANK'] == '0' else (open(os.path.join("
+            "os.environ['SIMCLR_LAUNCH_ERRORS'], 'rank1.txt'), 'w').close(), os._exit(3))")
+    assert run_cpu(2, _child(code)) == 3
+    assert "without a simclr error message" not in capfd.readouterr().err
 
 
 def test_a_process_killed_by_a_signal_is_named(capfd, monkeypatch):
@@ -829,6 +834,8 @@ def test_a_stop_is_said_for_the_processes_that_did_not_say_it():
 def test_the_words_of_a_stop():
     assert [launch._stop_words(getattr(signal, n)) for n in FORWARDED] == [
         "interrupted", "stopped by SIGTERM", "stopped by SIGHUP", "stopped by SIGUSR1"]
+    assert [launch._command_name(a) for a in (["pretrain", "--x"], ["--help"], [])] == [
+        "simclr pretrain", "simclr", "simclr"]
 
 
 def test_a_process_done_or_preempted_early_leaves_the_others_running(tmp_path, monkeypatch):
