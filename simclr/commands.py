@@ -285,6 +285,10 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
     if args.l2_grid:
         protocol["l2_grid"] = parse_l2_grid(args.l2_grid)
     inputs = load_for_eval(args)
+    if args.protocol == "sgd" and not args.out and dist.launched_rank() == 0:
+        # (a training of minutes to hours: a stop would lose it, unsaid)
+        print("note: without --out, a stopped --protocol sgd training is not kept: the "
+              "same command starts it again (give --out to continue it)", file=sys.stderr)
     size = inputs.spec["image_size"]
     kept = kept_all_digits(args.train, _linear_started_on(args), "linear evaluation")
     with dist.process_group():  # the SGD protocol may train across processes

@@ -779,3 +779,17 @@ def test_every_evaluation_command_decodes_jpegs_where_decoder_says(tmp_path, mon
             assert main([*argv, *flags, "--decoder", decoder]) == 0, argv
             assert (sum(decoded) > 0) == (decoder == "device"), (decoder, argv[0], decoded)
     capsys.readouterr()
+
+
+def test_an_sgd_linear_evaluation_without_out_says_a_stop_would_lose_it(tmp_path, capsys):
+    """Without --out nothing of an interrupted SGD training is kept (the README's exit 75
+    and kept state need --out): said before it trains, not after a stop."""
+    tiny_pretrained_run(tmp_path)
+    argv = ["linear-eval", "--protocol", "sgd", "--checkpoint", str(tmp_path / "pre"),
+            "--train", "digits", "--test", "digits", "--epochs", "1", "--batch-size", "256",
+            "--workers", "0", "--device", "cpu", "--precision", "fp32"]
+    note = "note: without --out, a stopped --protocol sgd training is not kept"
+    assert main(argv) == 0
+    assert note in capsys.readouterr().err
+    assert main([*argv, "--out", str(tmp_path / "lin")]) == 0
+    assert note not in capsys.readouterr().err
