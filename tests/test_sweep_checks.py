@@ -116,11 +116,38 @@ def test_decoders_are_two_runs_where_the_monitors_folders_decode_at_each_pass(tm
     photos = make_image_folder(tmp_path / "photos", per_class=2, side=100, ext="jpg")
     cells, configs = digits_decoder_cells(tmp_path, cache_dir, photos)
     check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
+    # A monitor reading a data set root: its test/ of photos (its --knn-test's split, not
+    # the train/ of small pictures, cached) decodes at each pass too
+    make_image_folder(tmp_path / "split" / "train", per_class=2)
+    make_image_folder(tmp_path / "split" / "test", per_class=2, side=100, ext="jpg")
+    cells, configs = digits_decoder_cells(tmp_path, cache_dir, tmp_path / "split")
+    check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
     # The sweep's --eval folders of photos alike: each cell's scoring decodes them
     cells, configs = digits_decoder_cells(tmp_path, cache_dir, None, [str(photos)] * 2)
     check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, reads=[(str(photos), False)])
     with pytest.raises(SimCLRError, match="both cached here"):
         check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
+
+
+def test_a_reading_setting_acts_on_the_eval_folders_only_if_their_scoring_reads_with_it(
+        tmp_path, cache_dir):
+    """On the digits (arrays in memory), the sweep's --eval folders are read with the
+    cells' --strict (kept: it acts on them), not with their --load-size (the scoring
+    stores them by its own transform): sweeping it there is refused as without effect."""
+    from tests.conftest import make_image_folder
+
+    photos = str(make_image_folder(tmp_path / "photos", per_class=2))
+    flags = tiny_flags(tmp_path, tmp_path / "unused", cache_dir, **{"data.path": "digits"})
+    for key in ("out", "data.cache_dir"):
+        flags.pop(key)
+    seeds = [parse_axis("seed=0,1")]
+    cell_configs(seeds, tmp_path / "sw", None, None, {**flags, "data.strict": True}, [photos])
+    with pytest.raises(SimCLRError, match=r"^--strict has no effect in any cell"):
+        cell_configs(seeds, tmp_path / "sw", None, None, {**flags, "data.strict": True})
+    with pytest.raises(SimCLRError, match=r"^--set load-size: --load-size has no effect in "
+                                          r"any cell"):
+        cell_configs([parse_axis("load-size=20,40")], tmp_path / "sw", None, None, flags,
+                     [photos])
 
 
 def test_caches_alike_on_the_data_are_two_runs_where_other_folders_decode_otherwise(
@@ -191,6 +218,10 @@ def test_lengths_that_plan_the_same_steps_are_refused(tmp_path, image_folder, ca
     cells, configs = cell_configs([parse_axis("epochs=1,2")], tmp_path / "sw", None, None,
                                   {**flags, "max_steps": 5})  # 3 and 5 steps: two runs
     check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, [24, 24])
+    # the same 30 steps, with 0 and 3 of warm-up: two runs
+    cells, configs = cell_configs([parse_axis("warmup-epochs=0,1")], tmp_path / "sw", None,
+                                  None, {**flags, "epochs": 10})
+    check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, [24, 24])
 
 
 def test_values_alike_once_their_defaults_resolve_are_refused_saying_which(
@@ -201,12 +232,14 @@ def test_values_alike_once_their_defaults_resolve_are_refused_saying_which(
     flags.pop("out")
     resolved = build_config(flags={**flags, "out": str(tmp_path / "x"),
                                    "optim.lr": "none"}).optim.lr
-    cells, configs = cell_configs([parse_axis(f"lr=none,{resolved}")], tmp_path / "sw",
-                                  None, None, flags)
-    with pytest.raises(SimCLRError, match=re.escape(
-            f"would train the same run on this machine (--lr none and {resolved} give the "
-            "same settings here); leave one of the values out")):
-        check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
+    for axes in ([f"lr=none,{resolved}"], ["seed=3", f"lr=none,{resolved}"]):
+        cells, configs = cell_configs([parse_axis(a) for a in axes], tmp_path / "sw", None,
+                                      None, flags)
+        # (the values the cells share, the seed's, are not named)
+        with pytest.raises(SimCLRError, match=re.escape(
+                f"would train the same run on this machine (--lr none and {resolved} give "
+                "the same settings here); leave one of the values out")):
+            check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
 
 
 def test_warm_up_lengths_under_a_time_budget_are_two_runs(tmp_path, image_folder, cache_dir):
@@ -551,3 +584,41 @@ def test_each_cells_own_data_folder_is_checked_against_its_batch(tmp_path, cache
     with pytest.raises(SimCLRError, match=r"^cell data=.*photos: none of the 8 images .* "
                                           "exceeds the limit of 10000"):
         check_batches(cells, configs)
+    # the same folder at two view sizes, each decoding it at its own side (the 130-px
+    # JPEGs at 33 px for 16-px views, whole for 64-px ones): the second cell's refused
+    cells, configs = cell_configs([parse_axis("augment.size=16,64")], tmp_path / "sw", None,
+                                  None, {**flags, "data.path": str(photos),
+                                         "data.max_pixels": 10_000})
+    with pytest.raises(SimCLRError, match=r"^cell \S*64: none of the 8 images .* exceeds"):
+        check_batches(cells, configs)
+
+
+def test_a_data_folder_is_read_once_for_all_the_cells_that_read_it_alike(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """Every cell is asked whether it fails as the first did: a folder none of whose
+    files decodes is opened whole once, not once per cell; a readable one costs one
+    image for all the cells."""
+    from simclr import data
+    from simclr.sweep_checks import check_batches
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for k in range(8):
+        (broken / f"{k}.png").write_bytes(b"not an image")
+    opened = []
+    real = data.open_image
+    monkeypatch.setattr(data, "open_image",
+                        lambda path, *args, **kw: opened.append(path) or real(path, *args, **kw))
+    flags = tiny_flags(broken, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    for folder, count in ((broken, 8), (image_folder, 1)):
+        cells, configs = cell_configs([parse_axis("seed=0,1,2")], tmp_path / "sw", None,
+                                      None, {**flags, "data.path": str(folder)})
+        opened.clear()
+        if count == 8:
+            with pytest.raises(SimCLRError, match=r"^none of the 8 images"):
+                check_batches(cells, configs)
+        else:
+            assert check_batches(cells, configs) == [24] * 3
+        assert len(opened) == count
+
