@@ -289,10 +289,13 @@ def test_a_test_folder_that_is_the_training_folder_is_noted(tmp_path, caplog):
     from tests.conftest import make_image_folder
 
     folder = make_image_folder(tmp_path / "photos", classes=2, per_class=1)
-    with caplog.at_level(logging.WARNING):
-        check_labeled_folders(str(folder), str(tmp_path / "photos" / "."), ("--train", "--test"))
-    assert caplog.messages == ["note: --train and --test are the same folder: the top-1 "
-                               "measures images the classifier saw, not held-out ones"]
+    (tmp_path / "link").symlink_to(folder)  # (the same folder under another name)
+    for test in (tmp_path / "photos" / ".", tmp_path / "link"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            check_labeled_folders(str(folder), str(test), ("--train", "--test"))
+        assert caplog.messages == ["note: --train and --test are the same folder: the top-1 "
+                                   "measures images the classifier saw, not held-out ones"]
 
 
 def test_a_test_folder_none_of_whose_images_decodes_is_refused_as_test(tmp_path):
@@ -302,11 +305,26 @@ def test_a_test_folder_none_of_whose_images_decodes_is_refused_as_test(tmp_path)
     from simclr.features import check_labeled_folders
 
     train = make_image_folder(tmp_path / "train", classes=2, per_class=1)
-    test = make_image_folder(tmp_path / "test", classes=2, per_class=1)
+    test = make_image_folder(tmp_path / "test", classes=2, per_class=40)  # (any count)
     for png in test.glob("*/*.png"):
         png.write_text("not an image")
-    with pytest.raises(SimCLRError, match=r"^--test: none of the 2 images in .* could be read"):
+    with pytest.raises(SimCLRError, match=r"^--test: none of the 80 images in .* could be "
+                                          "read"):
         check_labeled_folders(str(train), str(test), ("--train", "--test"))
+
+
+def test_each_folder_is_pre_checked_at_the_side_its_own_reading_decodes_it_at(tmp_path):
+    """``draft(files, train)``: the test folder's JPEGs checked at the side its reading
+    decodes them at (here whole 130-px ones, past --max-pixels), not the training one's."""
+    from simclr.errors import SimCLRError
+    from simclr.features import check_labeled_folders
+
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=1)
+    test = make_image_folder(tmp_path / "test", classes=2, per_class=1, side=130, ext="jpg")
+    with pytest.raises(SimCLRError, match=r"^--test: none of the 2 images .* exceeds the "
+                                          "limit of 10000"):
+        check_labeled_folders(str(train), str(test), ("--train", "--test"), max_pixels=10_000,
+                              draft=lambda files, training: 8 if training else 130)
 
 
 def test_labels_a_source_gives_are_checked_against_its_classes():
@@ -594,6 +612,12 @@ def test_a_labeled_pair_needs_two_classes_named_alike_in_the_same_order():
     with pytest.raises(SimCLRError, match=r"^--train and --test have different classes "
                                           r"\(same names in a different order\)$"):
         check_labeled(train, test)
+    for classes, detail in ((["c0", "c1"], "only in --train: c2"),
+                            (["c0", "c1", "x"], "only in --train: c2; only in --test: x")):
+        test.classes = classes
+        with pytest.raises(SimCLRError, match=rf"^--train and --test have different classes "
+                                              rf"\({detail}\)$"):
+            check_labeled(train, test)
 
 
 def test_a_message_lists_five_names_and_counts_the_rest():
@@ -658,6 +682,10 @@ def test_a_path_or_a_source_without_classes_is_refused_in_one_line(tmp_path):
         check_labeled(colour_source(), folder)
     source = colour_source(n_per_class=1, classes=2)
     source.classes = None
+    with pytest.raises(SimCLRError, match=r"^--train data: images have no class labels"):
+        check_labeled(source)
+    source = colour_source(n_per_class=1, classes=2)
+    source.labels = np.array([], dtype=np.int64)  # (classes, but no image labeled)
     with pytest.raises(SimCLRError, match=r"^--train data: images have no class labels"):
         check_labeled(source)
 
