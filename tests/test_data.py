@@ -20,7 +20,7 @@ from simclr.data import (
     unreadable_classes,
 )
 from simclr.errors import SimCLRError
-from simclr.folders import scan_folder
+from simclr.folders import ImageList, scan_folder
 from simclr.loader import BatchLoader
 from tests.conftest import SHARED_DATA, requires_cifar
 from tests.image_files import data_cfg, rgb, save_image
@@ -207,6 +207,9 @@ def test_an_evaluation_stores_the_transforms_square_unless_pictures_are_equal_sq
         assert opened[name].cached and opened[name].store == "eval:32", name
         assert opened[name].image_hw == (37, 37), name
     assert opened["squares"].store != "eval:32" and opened["squares"].image_hw == (32, 32)
+    # (round(64 / 0.875) = 73 at 64-px views, not pretraining's round(64 x 1.15) = 74)
+    assert open_source(str(tmp_path / "mixed"), cfg, image_size=64,
+                       evaluation=True).image_hw == (73, 73)
     assert not opened["large"].cached and opened["large"].image_hw == (37, 37)
 
 
@@ -260,7 +263,14 @@ def test_a_folder_is_refused_only_where_none_of_its_files_decodes(tmp_path):
         (tmp_path / "f" / name).write_bytes(b"not an image")
     files = scan_folder(tmp_path / "f")
     check_some_readable(files)
-    assert list(unreadable_classes(files)) == ["b"]
+    empty = unreadable_classes(files)
+    assert list(empty) == ["b"] and Path(empty["b"].path).name == "0.png"  # (its first)
+    # (class folders without files: no file to blame, no error)
+    empty_classes = ImageList([], np.zeros(0, np.int64), ["a", "b"], str(tmp_path / "e"))
+    assert unreadable_classes(empty_classes) == {"a": None, "b": None}
+    save_image(tmp_path / "g" / "1.png", rgb(8, 8))  # (its readable file last)
+    (tmp_path / "g" / "0.png").write_bytes(b"not an image")
+    check_some_readable(scan_folder(tmp_path / "g", unlabeled=True))
     (tmp_path / "f" / "a" / "0.png").write_bytes(b"not an image either")
     files = scan_folder(tmp_path / "f")
     with pytest.raises(SimCLRError, match=r"none of the 4 images in .*f could be read "
