@@ -621,4 +621,3 @@ def test_a_data_folder_is_read_once_for_all_the_cells_that_read_it_alike(
         else:
             assert check_batches(cells, configs) == [24] * 3
         assert len(opened) == count
-
