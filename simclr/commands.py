@@ -105,7 +105,8 @@ def load_for_eval(args: argparse.Namespace) -> EvalInputs:
     if raw:
         encoder = RawPixels()
     features = "raw pixels" if raw else "random init" if random_init else "pretrained"
-    source = {**checkpoint_source(path, ckpt, features), "layer": layer}
+    # (raw pixels are read by no layer of the encoder: none is named)
+    source = {**checkpoint_source(path, ckpt, features), "layer": None if raw else layer}
     return EvalInputs(encoder, spec, ckpt, source, listings)
 
 

@@ -793,3 +793,13 @@ def test_an_sgd_linear_evaluation_without_out_says_a_stop_would_lose_it(tmp_path
     assert note in capsys.readouterr().err
     assert main([*argv, "--out", str(tmp_path / "lin")]) == 0
     assert note not in capsys.readouterr().err
+
+
+def test_a_raw_pixels_baseline_names_no_layer_of_the_encoder(tmp_path):
+    """--raw-pixels reads no encoder: its results said "layer": "h"."""
+    tiny_pretrained_run(tmp_path)
+    assert main(["linear-eval", "--checkpoint", str(tmp_path / "pre"), "--train", "digits",
+                 "--test", "digits", "--workers", "0", "--device", "cpu", "--precision",
+                 "fp32", "--l2", "0.01", "--out", str(tmp_path / "lin"), "--raw-pixels"]) == 0
+    source = json.loads((tmp_path / "lin" / "linear_eval.json").read_text())["source"]
+    assert (source["features"], source["layer"]) == ("raw pixels", None)
