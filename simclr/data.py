@@ -31,7 +31,7 @@ from simclr.cache_entries import is_default_cache_dir
 from simclr.config import DataConfig
 from simclr.decode import (
     DEFAULT_MAX_PIXELS,
-    EVAL_DRAFT,
+    draft_side,
     eval_side,
     eval_store,
     is_eval_store,
@@ -101,7 +101,7 @@ def reading_draft(files: ImageList, image_size: int, cfg: DataConfig,
     4x an evaluation's side, else the stored side. A folder's pre-check decodes at it:
     ``--max-pixels`` limits what is decoded."""
     store, side = _stored_as(_probe_sizes(files.paths), image_size, cfg, evaluation)
-    return EVAL_DRAFT * side if is_eval_store(store) else side
+    return draft_side(side, store)
 
 
 def cache_choice(spec: str | None, cache: str, train: bool = True) -> str:

@@ -426,6 +426,12 @@ def fit_square(im: Image.Image, side: int, store: str = "full") -> Image.Image:
 EVAL_DRAFT = 4
 
 
+def draft_side(side: int, store: str) -> int:
+    """The side :func:`load_square` decodes a JPEG at, at least (draft mode), for a
+    square of ``side`` in ``store``: 4x an evaluation store's, the side itself else."""
+    return EVAL_DRAFT * side if is_eval_store(store) else side
+
+
 def load_square(
     path: str, side: int, max_pixels: int = DEFAULT_MAX_PIXELS, store: str = "full"
 ) -> tuple[np.ndarray, float]:
@@ -433,7 +439,7 @@ def load_square(
     # Draft mode keeps both sides >= side: enough for training's squares. Evaluation's
     # decodes at 4x that, so its one resize sees nearly the file's own pixels (features
     # 0.1-0.2% from the transform of the fully decoded file, as without draft; 0.5% at 2x).
-    draft = EVAL_DRAFT * side if is_eval_store(store) else side
+    draft = draft_side(side, store)
     im, size = _decode_file(path, max_pixels, draft_size=(draft, draft))
     aspect = stored_aspect(*size, store)  # (the file's, not its reduced decode's)
     if is_eval_store(store):
