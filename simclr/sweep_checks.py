@@ -6,6 +6,7 @@ would check them only once it starts, perhaps hours into the sweep.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -145,9 +146,8 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
     from simclr.plan import plan_schedule
 
     seen: dict[str, tuple[Cell, Config, dict[str, Any]]] = {}
-    caching = _cache_choices(configs)
-    others = _other_decodings(configs, [device for device, _ in resolved], tuple(reads),
-                              reads_device)
+    caching, others = _read_choices(configs, [device for device, _ in resolved],
+                                    tuple(reads), reads_device)
     for k, (cell, cfg, values) in enumerate(zip(cells, configs, resolved, strict=True)):
         flat = flatten(cfg.to_dict())
         settings = {**flat, **dict(zip(RESOLVED, values, strict=True))}
@@ -188,46 +188,29 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
         seen[key] = (cell, cfg, flat)
 
 
-def _cache_choices(configs: list[Config]) -> list[str]:
+def _read_choices(configs: list[Config], devices: list[str],
+                  reads: tuple[tuple[str | None, bool], ...] = (),
+                  reads_device: str | None = None) -> tuple[list[str], list[tuple[str, ...]]]:
     """Each cell's --cache as it resolves for its data (``auto``: on for small pictures),
-    where the cells differ in it or in --decoder (inert under a cache); else as asked."""
+    and how it decodes the other folders it reads with its data settings (its kNN
+    monitor's, on its device ``devices[k]``; ``reads``: its scoring's, on
+    ``reads_device`` or its own): 'device' where a folder is left uncached under its
+    --cache and its --decoder decodes on that device, else 'pil' (cached or not, the same
+    PIL decode of each file: an evaluation's folder gives the same features). Probed
+    where the cells differ in --cache or --decoder (inert under a cache); else the
+    --cache as asked, and no other folder: ()."""
     from simclr.data import cache_choice
 
     if len({(cfg.data.cache, cfg.data.decoder) for cfg in configs}) < 2:
-        return [cfg.data.cache for cfg in configs]
-    choices: dict[tuple[str | None, str], str] = {}
-    for cfg in configs:  # (a folder probed once for all its cells)
-        key = (cfg.data.path, cfg.data.cache)
-        if key not in choices:
-            choices[key] = cache_choice(*key)
-    return [choices[(cfg.data.path, cfg.data.cache)] for cfg in configs]
-
-
-def _other_decodings(configs: list[Config], devices: list[str],
-                     reads: tuple[tuple[str | None, bool], ...] = (),
-                     reads_device: str | None = None) -> list[tuple[str, ...]]:
-    """How each cell decodes the other folders it reads with its data settings (its kNN
-    monitor's, on its device ``devices[k]``; ``reads``: its scoring's, on ``reads_device``
-    or its own), where the cells differ in --cache or --decoder (else none is probed: ()):
-    'device' where a folder is left uncached under the cell's --cache and its --decoder
-    decodes on that device, else 'pil' (cached or not, the same PIL decode of each file:
-    an evaluation's folder gives the same features)."""
-    from simclr.data import cache_choice
-
-    if len({(cfg.data.cache, cfg.data.decoder) for cfg in configs}) < 2:
-        return [()] * len(configs)
-    choices: dict[tuple[str, str, bool], str] = {}
-
-    def decoding(folder: str, cfg: Config, device: str, train: bool) -> str:
-        key = (folder, cfg.data.cache, train)
-        if key not in choices:  # (each folder probed once)
-            choices[key] = cache_choice(*key)
-        return _decoder_on(cfg, device) if choices[key] == "off" else "pil"
-
-    return [tuple(decoding(folder, cfg, on, train) for folder, train, on
-                  in ((cfg.knn_train, True, device), (cfg.knn_test, False, device),
-                      *((f, t, reads_device or device) for f, t in reads)) if folder)
-            for cfg, device in zip(configs, devices, strict=True)]
+        return [cfg.data.cache for cfg in configs], [()] * len(configs)
+    choice = functools.cache(cache_choice)  # (a folder probed once for all its cells)
+    caching = [choice(cfg.data.path, cfg.data.cache, True) for cfg in configs]
+    others = [tuple(_decoder_on(cfg, on) if choice(folder, cfg.data.cache, train) == "off"
+                    else "pil" for folder, train, on
+                    in ((cfg.knn_train, True, device), (cfg.knn_test, False, device),
+                        *((f, t, reads_device or device) for f, t in reads)) if folder)
+              for cfg, device in zip(configs, devices, strict=True)]
+    return caching, others
 
 
 def _decoding(cfg: Config, device: str, cache: str) -> str:

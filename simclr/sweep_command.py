@@ -311,7 +311,7 @@ def evaluate_run(run_dir: Path, args: argparse.Namespace, wanted: dict[str, str]
                "channels_last": bool(config.get("channels_last", True)),
                "workers": args.workers_eval, "verbose": False,
                "source": {**checkpoint_source(ckpt_path, ckpt, "pretrained"), "layer": layer}}
-    sgd = args.eval_protocol == "sgd"  # (with --eval linear only: _check_eval_flags)
+    sgd = _sgd_protocol(args)
     train, test = _eval_sources(args, size, augmented=sgd, data=data)
     if args.eval == "linear":  # the classifier names its encoder, as linear-eval's does
         # An unfinished sgd evaluation of other settings (stopped by a signal, then the
@@ -367,6 +367,12 @@ def recorded_scores(run_dir: Path, args: argparse.Namespace,
     return _columns(args.eval, {key: top1 for key, (top1, _) in on_record.items()})
 
 
+def _sgd_protocol(args: argparse.Namespace) -> bool:
+    """Whether the cells are scored by the SGD linear protocol (its training folder read
+    as augmented views, not an evaluation store)."""
+    return args.eval == "linear" and args.eval_protocol == "sgd"
+
+
 def _eval_sources(args: argparse.Namespace, size: int, augmented: bool,
                   data: DataConfig | None = None) -> tuple[Any, Any]:
     """(train, test) of a cell's evaluation: the --eval folders stored for ``size`` (the
@@ -407,7 +413,7 @@ def _check_eval_folders(args: argparse.Namespace, configs: list[Any]) -> None:
     from simclr.data import reading_draft
 
     _check_eval_cache_dir(args.eval_cache_dir, configs)
-    augmented = args.eval == "linear" and args.eval_protocol == "sgd"  # (as _eval_sources)
+    augmented = _sgd_protocol(args)  # (its training folder: augmented views)
     sizes = {cfg.augment.evaluation_size() for cfg in configs}
     # (the store and load size that set the decoded side: the scoring's own, every cell's)
     data = _scoring_data(args, configs[0].data)
@@ -436,9 +442,9 @@ def _decode_strictly(args: argparse.Namespace, configs: list[Any]) -> None:
     strict = next((cfg for cfg in configs if cfg.data.strict), None)
     if strict is None:
         return
-    sgd = args.eval == "linear" and args.eval_protocol == "sgd"
     # (a cache this builds is the scoring's, of the same side)
-    for source in _eval_sources(args, strict.augment.evaluation_size(), sgd, strict.data):
+    for source in _eval_sources(args, strict.augment.evaluation_size(), _sgd_protocol(args),
+                                strict.data):
         source.close()
 
 
