@@ -26,7 +26,7 @@ from simclr.checkpoint import CHECKPOINTS, LAST, PARTIAL_SUFFIX
 from simclr.checkpoint_read import checkpoint_file, load_checkpoint
 from simclr.classifiers import note_unfinished
 from simclr.config import Config, DataConfig
-from simclr.data import open_source
+from simclr.data import open_source, reading_draft
 from simclr.errors import SimCLRError, with_article
 from simclr.features import Listings, check_labeled_folders
 from simclr.files import finite_json
@@ -35,6 +35,7 @@ from simclr.named_data import digits_source, digits_split, is_digits
 from simclr.pretrained import (
     at_image_size,
     encoder_from_checkpoint,
+    encoder_spec,
     encoder_trained_step,
     model_from_checkpoint,
     representation_from_checkpoint,
@@ -70,6 +71,12 @@ def open_eval_source(path: str, image_size: int, workers: int | None,
                        unlabeled=unlabeled, listing=listing, held_out=held_out)
 
 
+def eval_data(args: argparse.Namespace) -> DataConfig:
+    """The data settings an evaluation command opens its folders with (its flags)."""
+    return DataConfig(workers=args.workers, cache_dir=args.cache_dir,
+                      max_pixels=args.max_pixels, decoder=args.decoder)
+
+
 def open_folder(path: str, image_size: int, args: argparse.Namespace,
                 evaluation: bool = True, train: bool = False,
                 unlabeled: bool = False, listing: ImageList | None = None,
@@ -88,14 +95,15 @@ class EvalInputs(NamedTuple):
     listings: Listings  # --train's and --test's files (None: a named data set)
 
 
-def load_for_eval(args: argparse.Namespace) -> EvalInputs:
+def load_for_eval(args: argparse.Namespace, augmented: bool = False) -> EvalInputs:
     """An evaluation's inputs from --checkpoint, honouring --random-init / --raw-pixels.
 
     :func:`read_checkpoint`, with --train and --test checked as labeled folders of the
     same classes. ``source`` names the checkpoint file read (a run folder's newest),
-    its step and the layer.
+    its step and the layer. ``augmented``: the command trains on augmented views of
+    --train (fine-tuning, the SGD protocol), which it reads at their own side.
     """
-    path, ckpt, listings = read_checkpoint(args, labeled=True)
+    path, ckpt, listings = read_checkpoint(args, labeled=True, augmented=augmented)
     random_init = getattr(args, "random_init", False)
     if random_init:
         torch.manual_seed(getattr(args, "seed", 0))
@@ -125,14 +133,15 @@ def check_not_replacing_input(args: argparse.Namespace, path: Path) -> None:
 
 
 def read_checkpoint(
-    args: argparse.Namespace, labeled: bool = False,
+    args: argparse.Namespace, labeled: bool = False, augmented: bool = False,
 ) -> tuple[Path, dict[str, Any], Listings]:
     """(file, checkpoint, --train's and --test's listings) of an evaluation, read after
     the command's folders and earlier results are checked: a missing --test or an --out
     that already holds results fails now, not after the checkpoint and --train are read.
-    ``labeled``: --train and --test are also listed (not decoded) and must be labeled
-    folders of the same classes; the listings are None otherwise, or for a named data
-    set."""
+    ``labeled``: --train and --test are then checked as labeled folders of the same
+    classes, some of whose images decode at the side the command reads them at (known
+    from the checkpoint: :func:`checked_listings`; ``augmented``: --train is read as
+    augmented views); the listings are None otherwise, or for a named data set."""
     if getattr(args, "overwrite", False) and not getattr(args, "out", None):
         raise SimCLRError("--overwrite replaces this command's results in --out, and none "
                           "is given; give --out or drop --overwrite")
@@ -143,10 +152,6 @@ def read_checkpoint(
     if getattr(args, "out", None):
         check_not_inside(args.out, {"--train": getattr(args, "train", None),
                                     "--test": getattr(args, "test", None)}, "results")
-    listings = (check_labeled_folders(args.train, args.test, ("--train", "--test"),
-                                      train_split=True,
-                                      max_pixels=getattr(args, "max_pixels", DataConfig.max_pixels))
-                if labeled else Listings(None, None))
     path = checkpoint_file(args.checkpoint)
     check_not_another_run(getattr(args, "out", None), path, args.command)
     check_not_replacing_input(args, path)
@@ -156,6 +161,8 @@ def read_checkpoint(
     ckpt = load_checkpoint(args.checkpoint)
     path = Path(ckpt["file"])
     ckpt = at_image_size(ckpt, getattr(args, "image_size", None), path)
+    listings = (checked_listings(args, encoder_spec(ckpt)["image_size"], augmented)
+                if labeled else Listings(None, None))
     # An evaluation's partial state (named on purpose), a pretraining stopped early or
     # still training: results of a half-trained encoder, which nothing in them shows
     # (a baseline's, --random-init or --raw-pixels, takes none of its weights)
@@ -163,6 +170,26 @@ def read_checkpoint(
     if path.name.endswith(PARTIAL_SUFFIX) or not baseline:
         note_unfinished(path, ckpt)
     return path, ckpt, listings
+
+
+def checked_listings(args: argparse.Namespace, image_size: int, augmented: bool) -> Listings:
+    """--train's and --test's files, checked as labeled folders of the same classes of
+    which some images decode (:func:`check_labeled_folders`) at the side the command
+    opens them at for ``image_size`` px views: ``--max-pixels`` limits what is decoded,
+    and a fine-tuning reads --test only once its training is over. ``augmented``:
+    --train is read as augmented views (and, without --test, its held-out part as
+    evaluation crops too: the larger side of the two)."""
+    data = eval_data(args)
+
+    def draft(files: ImageList, train: bool) -> int:
+        sides = [reading_draft(files, image_size, data, evaluation=True)]
+        if train and augmented:
+            training = reading_draft(files, image_size, data, evaluation=False)
+            sides = [training, *sides] if args.test is None else [training]
+        return max(sides)
+
+    return check_labeled_folders(args.train, args.test, ("--train", "--test"),
+                                 train_split=True, max_pixels=data.max_pixels, draft=draft)
 
 
 # The checkpoints an evaluation writes into its --out (names starting so), its own: an
@@ -285,7 +312,7 @@ def cmd_linear_eval(args: argparse.Namespace) -> int:
                           "--out, and none is given; give --out or drop it")
     if args.l2_grid:
         protocol["l2_grid"] = parse_l2_grid(args.l2_grid)
-    inputs = load_for_eval(args)
+    inputs = load_for_eval(args, augmented=args.protocol == "sgd")
     if args.protocol == "sgd" and not args.out and dist.launched_rank() == 0:
         # (a training of minutes to hours: a stop would lose it, unsaid)
         print("note: without --out, a stopped --protocol sgd training is not kept: the "
@@ -418,7 +445,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     check_start_flags(args.from_head, args.from_scratch, args.random_init)
     if args.subset is not None:
         read_subset_list(args.subset)
-    encoder, spec, ckpt, source, listings = load_for_eval(args)
+    encoder, spec, ckpt, source, listings = load_for_eval(args, augmented=True)
     listing, testing = listings.train, []
     if listing is not None and args.test is None:  # the labels come from the training part
         _, held = held_out(args, listing)  # the listing just checked: not read again

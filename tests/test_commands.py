@@ -803,3 +803,38 @@ def test_a_raw_pixels_baseline_names_no_layer_of_the_encoder(tmp_path):
                  "fp32", "--l2", "0.01", "--out", str(tmp_path / "lin"), "--raw-pixels"]) == 0
     source = json.loads((tmp_path / "lin" / "linear_eval.json").read_text())["source"]
     assert (source["features"], source["layer"]) == ("raw pixels", None)
+
+
+@pytest.mark.parametrize("command", ["knn", "finetune", "linear-eval"])
+def test_test_photos_past_the_pixel_limit_at_the_read_side_are_refused_before_the_work(
+        command, tmp_path, capsys, monkeypatch):
+    """100-px JPEGs fit --max-pixels 5000 decoded at 1/8 (13 px), not at the 100 px an
+    evaluation of the checkpoint's 32-px views reads them at: refused before the
+    checkpoint's features or a fine-tuning (which reads --test only once it is over);
+    under --max-pixels 10000 they fit as read, and the work starts."""
+    import simclr.evaluate
+    import simclr.finetune
+    import simclr.knn
+    from tests.conftest import make_image_folder, saved_resnet18
+
+    saved_resnet18(tmp_path / "pre", "last.pt")
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=3)
+    test = make_image_folder(tmp_path / "test", classes=2, per_class=2, side=100, ext="jpg")
+    class Started(BaseException):
+        pass
+
+    def started(*args, **kwargs):
+        raise Started
+
+    for module, name in ((simclr.finetune, "run_finetune"), (simclr.knn, "run_knn"),
+                         (simclr.evaluate, "run_linear_eval")):
+        monkeypatch.setattr(module, name, started)
+    flags = [command, "--checkpoint", str(tmp_path / "pre" / "last.pt"), "--train", str(train),
+             "--test", str(test), "--workers", "0", "--cache-dir", str(tmp_path / "cache"),
+             "--out", str(tmp_path / "out"), "--max-pixels"]
+    with pytest.raises(Started):
+        main([*flags, "10000"])
+    assert main([*flags, "5000"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"simclr {command}: error: --test: none of the 4 images") and \
+        "exceeds the limit of 5000" in err, err
