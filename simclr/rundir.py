@@ -13,8 +13,10 @@ Which checkpoint a ``--resume`` continues from, why none can be, and where a run
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -299,6 +301,20 @@ def _logs_of_a_run(run_dir: Path) -> bool:
         return "\nprovenance:" in (run_dir / "config.yaml").read_text(encoding="utf-8")
     except (OSError, ValueError):
         return False
+
+
+def drop_unstarted(run_dir: Path) -> None:
+    """What a new run's session wrote before its config.yaml (an empty metrics.jsonl,
+    tb/ and its first event) removed, when it stops there (a Ctrl-C as it starts, an
+    error before its first line): nothing of a run is in them, and the folder it made is
+    then removed as empty (:func:`simclr.results.remove_empty_created`), not left to
+    pass for a run that nothing continues. A failure on record (summary.json) stays."""
+    if (not dist.is_main() or not _empty_log(run_dir)
+            or any((run_dir / name).exists() for name in ("config.yaml", "summary.json"))):
+        return
+    with contextlib.suppress(OSError):
+        (run_dir / "metrics.jsonl").unlink()
+        shutil.rmtree(run_dir / "tb")
 
 
 def _empty_log(run_dir: Path) -> bool:

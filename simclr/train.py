@@ -78,7 +78,14 @@ from simclr.resume import (
     start_record,
     unwrap,
 )
-from simclr.rundir import MetricsLog, check_run_dir, make_run_dir, record_divergence, reused_summary
+from simclr.rundir import (
+    MetricsLog,
+    check_run_dir,
+    drop_unstarted,
+    make_run_dir,
+    record_divergence,
+    reused_summary,
+)
 from simclr.runtime import (
     SaveSchedule,
     StopFlag,
@@ -222,8 +229,11 @@ def pretrain(
             log_line(note)
         summary = run_session(cfg, source, model, optimizer, scaler, plan, state, device,
                               precision, run.path, resume, on_step, started_from)
-    except KeyboardInterrupt as exc:  # a second Ctrl-C: the caller names what continues it
-        exc.run_dir = run.path  # type: ignore[attr-defined]
+    except BaseException as exc:
+        if not resume:  # (stopped before its first line: no folder left to pass for a run)
+            drop_unstarted(run.path)
+        if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C: the caller names what
+            exc.run_dir = run.path  # type: ignore[attr-defined]  # continues it
         raise
     finally:
         if held is not None:

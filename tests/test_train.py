@@ -1871,3 +1871,22 @@ def test_init_from_an_encoder_of_other_projection_shortcuts_names_the_flag(
         with pytest.raises(SimCLRError, match=r"missing \(first encoder\.layer1\.0\.shortcut"
                                               rf".*built without them: give {flag}\)$"):
             run(tmp_path, image_folder, cache_dir, "projected", **flags)
+
+
+@pytest.mark.parametrize("where", ["start_record", "save_yaml"])
+def test_a_ctrl_c_before_a_new_run_writes_its_config_leaves_no_folder(
+        where, tmp_path, image_folder, cache_dir, monkeypatch, capsys):
+    """A Ctrl-C between the log's opening and config.yaml left the new run's folder
+    holding its lock and an empty metrics.jsonl (and tb/): a folder `simclr info` calls
+    no run, which --resume cannot continue."""
+    from simclr.cli import main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, where, interrupted)
+    assert main(["pretrain", "--data", str(image_folder), "--out", str(tmp_path / "new" / "run"),
+                 "--arch", "resnet18", "--width", "0.125", "--image-size", "16",
+                 "--batch-size", "8", "--max-steps", "1", "--workers", "0",
+                 "--cache-dir", cache_dir, "--no-progress"]) == 130
+    assert not (tmp_path / "new").exists(), sorted(p.name for p in (tmp_path / "new").rglob("*"))
