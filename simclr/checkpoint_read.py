@@ -210,10 +210,8 @@ def _read_weights_file(path: str | os.PathLike, map_location: Any,
             f"cannot read checkpoint {p}: truncated, corrupt or not a checkpoint "
             f"({_why_unreadable(exc, p)})"
         ) from None
-    damaged = None if mmap else damaged_entry(p)  # (mapped: the tensors are not read)
-    if damaged is not None:
-        raise SimCLRError(f"cannot read checkpoint {p}: corrupt (its entry {damaged} fails "
-                          "its checksum: the file was damaged after it was written)")
+    if not mmap:  # (mapped: the tensors are not read; the caller checks where it must)
+        check_intact(p)
     return state, p
 
 
@@ -226,6 +224,15 @@ def _unsafe_global(message: str) -> str | None:
     if re.search(r"Unsupported (global|class)|GLOBAL|REDUCE|BUILD", message):
         return "unknown"
     return None
+
+
+def check_intact(path: Path) -> None:
+    """SimCLRError naming the first entry of checkpoint ``path`` whose bytes fail their
+    CRC-32 (:func:`damaged_entry`), if one does."""
+    damaged = damaged_entry(path)
+    if damaged is not None:
+        raise SimCLRError(f"cannot read checkpoint {path}: corrupt (its entry {damaged} fails "
+                          "its checksum: the file was damaged after it was written)")
 
 
 def damaged_entry(path: Path) -> str | None:

@@ -23,7 +23,7 @@ from simclr.checkpoint import (
     checkpoint_files,
     periodic_checkpoints,
 )
-from simclr.checkpoint_read import load_checkpoint
+from simclr.checkpoint_read import check_intact, load_checkpoint
 from simclr.errors import SimCLRError, is_amount, is_count, unreadable_path
 from simclr.files import folder_holder, read_json
 from simclr.resume import recorded_argv, session_number
@@ -137,6 +137,7 @@ def _torchvision_export(path: Path) -> dict[str, Any] | None:
     state, _ = read_weights_file(path, mmap=True)  # (a damaged file: its own error)
     if not isinstance(state, dict) or "format" in state:
         return None
+    check_intact(path)  # (a flipped bit: as checkpoint_facts)
     facts = _program_facts(path, card)
     card = facts["program"]
     encoder, size = card.get("encoder") or {}, ((card.get("input") or {}).get("shape") or [0])[-1]
@@ -304,6 +305,9 @@ def checkpoint_facts(path: Path) -> dict[str, Any]:
     from simclr.pretrained import side_guessed
 
     ckpt = load_checkpoint(path, mmap=True)  # the entries, not the tensors' data
+    # Each byte read once, though (about 1 GB/s): a flipped bit in a tensor loads as a
+    # wrong weight, and the file every other command refuses would read as healthy here.
+    check_intact(Path(ckpt["file"]))
     damaged: list[str] = []
     facts = {"kind": _entry(ckpt, "kind", damaged), "imported": _entry(ckpt, "imported", damaged),
              **({"size_guessed": guess} if (guess := side_guessed(ckpt)) else {}),

@@ -1237,3 +1237,23 @@ def test_an_exported_unfinished_training_without_a_planned_length_is_no_damage(t
     Path(f"{program}.json").write_text(json.dumps(card), encoding="utf-8")
     facts = json.loads(_info(capsys, program, "--json"))
     assert "damaged" not in facts and facts["program"]["unfinished"]["step"] == 3
+
+
+def test_a_checkpoint_with_a_flipped_bit_is_refused_as_every_command_refuses_it(
+        tmp_path, capsys):
+    """info read the entries alone (mapped): a byte flipped in a weight, which embed,
+    export and the evaluations refuse by its checksum, read as a sound checkpoint."""
+    from tests.test_checkpoint import _run
+    from tests.test_checkpoint_read import _entry_start
+
+    last = _run(tmp_path / "run", step=6)
+    raw = bytearray(last.read_bytes())
+    raw[_entry_start(last, "data/0") + 1] ^= 0x40
+    last.write_bytes(bytes(raw))
+    assert main(["info", str(last)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "last.pt: corrupt (its entry " in err and \
+        "fails its checksum" in err, err
+    out = _info(capsys, tmp_path / "run")
+    line = next(x for x in out.splitlines() if "checkpoints/last.pt" in x)
+    assert "fails its checksum" in line and "step 6" not in line, line
