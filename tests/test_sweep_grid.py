@@ -22,9 +22,11 @@ def test_axes_accept_flag_names_and_dotted_paths():
     assert (axis.name, axis.labels) == ("temperature", ["0.1", "1"])  # the same folders
     assert parse_axis("color_strength=0.5,1").name == "color-strength"
     assert parse_axis("crop-scale=0.08,1;0.2,1").labels == ["0.08,1", "0.2,1"]
+    assert parse_axis("--temperature=0.1,0.5").name == "temperature"  # typed as the flag
     assert parse_axis("color_strength=0.5,1").settings == [{"augment.color_strength": "0.5"},
                                                             {"augment.color_strength": "1"}]
     for bad, needle in [("temperature", "expected"), ("nonsense=1,2", "unknown setting"),
+                        ("temperature= ", "expected SETTING=VALUE1,VALUE2"),
                         ("temperature=0.1,,0.5", "empty or repeated"),
                         ("temperature=1,1", "empty or repeated"),
                         # equal as settings: the same run twice
@@ -47,6 +49,10 @@ def test_a_pair_settings_comma_hint_gives_a_value_that_setting_takes():
         with pytest.raises(SimCLRError, match="takes ';' between values") as err:
             parse_axis(axis)
         assert str(err.value).endswith(example)
+    # Already split on ';': a bad value is only said to be bad, with no hint to use ';'.
+    with pytest.raises(SimCLRError) as err:
+        parse_axis("crop-scale=0.2;0.5,1")
+    assert str(err.value) == "--crop-scale: expected two numbers A,B (e.g. 0.08,1), got '0.2'"
     build_config(flags={"optim.name": "adamw", "optim.betas": "0.9,0.999"})  # (valid)
 
 
@@ -57,6 +63,7 @@ def test_cells_are_the_product_in_order(tmp_path):
         "temperature=0.1_normalize=true", "temperature=0.1_normalize=false",
         "temperature=0.5_normalize=true", "temperature=0.5_normalize=false"]
     assert cells[1].values == {"loss.temperature": "0.1", "loss.normalize": "false"}
+    assert cells[1].run_dir == tmp_path / "temperature=0.1_normalize=false"
     with pytest.raises(SimCLRError, match="swept twice"):
         plan_cells([parse_axis("temperature=1,2"), parse_axis("loss.temperature=3")], tmp_path)
 
@@ -149,6 +156,8 @@ def test_settings_that_only_say_where_or_how_visibly_are_not_swept():
                                      "in its own folder under the sweep's --out)"),
                          ("cache-dir=x,y", "same decoded images"),
                          ("data.root=x,y", "same data set"), ("progress=true,false", "progress"),
+                         ("download=true,false", "same data set"),
+                         ("checkpoint-minutes=5,10", "when checkpoints are written"),
                          ("keep-checkpoints=1,3", "how many checkpoints are kept"),
                          ("checkpoint-every=5,10", "when checkpoints are written"),
                          ("memory-check=true,false", "checks the batch fits"),
