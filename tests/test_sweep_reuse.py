@@ -106,18 +106,86 @@ def test_runs_are_taken_over_only_where_the_swept_values_are_equal(tmp_path):
     from simclr.sweep import cell_configs
 
     root = tmp_path / "sw"
-    for name, threads, seed in (("threads=1", 1, 0), ("threads=4", 4, 0), ("busy", 2, 1)):
+    # (a hidden folder is not a cell's; a cell holding its own run keeps it, though
+    # threads=01 holds the same settings)
+    for name, threads, seed in (("threads=1", 1, 0), ("threads=4", 4, 0), ("busy", 2, 1),
+                                (".hidden", 2, 0), ("threads=01", 1, 0)):
         save_yaml(build_config("digits", flags={"threads": threads, "seed": seed}).to_dict(),
                   root / name / "config.yaml")
+    (root / "broken").mkdir()
+    (root / "broken" / "config.yaml").write_text("[: not yaml")  # not a run: passed over
     held = lock_folder(root / "busy")
     try:
-        cells, configs = cell_configs([parse_axis("threads=2,04")], root, "digits", None, {})
+        cells, configs = cell_configs([parse_axis("threads=2,04,1")], root, "digits", None,
+                                      {})
         assert _find_earlier_runs(root, cells, configs) == [
             "sweep: cell threads=04 is the run in threads=4 (the same settings, written "
             "otherwise); reusing it"]
-        assert [c.name for c in cells] == ["threads=2", "threads=4"]
+        assert [c.name for c in cells] == ["threads=2", "threads=4", "threads=1"]
+        assert cells[1].run_dir == root / "threads=4"  # trained (resumed) there too:
+        assert configs[1].out == str(root / "threads=4")
+        (tmp_path / "file").write_text("")  # an --out that is no folder: no earlier runs
+        assert _find_earlier_runs(tmp_path / "file", cells, configs) == []
         cells, configs = cell_configs([parse_axis("threads=2")], root, "digits", None,
                                       {"seed": "1"})
         assert _find_earlier_runs(root, cells, configs) == []  # "busy" is in use
     finally:
         held.close()
+
+
+def test_a_finished_cell_without_a_readable_checkpoint_counts_the_images_beside_classes(
+        tmp_path):
+    """A finished run whose checkpoint is gone or unreadable is taken for one of this
+    release (which reads the image beside the class folders: 5 now, 4 then, noted); a
+    diverged cell's row says nothing of its images."""
+    import shutil
+
+    from simclr.config import Config
+    from simclr.sweep_grid import Cell
+    from tests.conftest import make_image_folder
+
+    data = make_image_folder(tmp_path / "data", per_class=2)
+    shutil.copy(data / "class_0" / "000.png", data / "beside.png")
+    run_dir = tmp_path / "sw" / "seed=0"
+    run_dir.mkdir(parents=True)
+    cfg = Config()
+    cfg.data.path = str(data)
+    cells = [Cell({}, {}, "seed=0", run_dir)]
+    note = (f"note: cell seed=0 was trained on the 4 image files of {data}, which now holds "
+            f"5: its row stands for the images it saw then (remove {run_dir} to train it on "
+            "these)")
+    for status, checkpoint, notes in (("finished", None, [note]),
+                                      ("finished", {"not": "simclr's"}, [note]),
+                                      ("diverged", None, [])):
+        if checkpoint is not None:
+            (run_dir / "checkpoints").mkdir(exist_ok=True)
+            torch.save(checkpoint, run_dir / "checkpoints" / "last.pt")
+        (run_dir / "summary.json").write_text(json.dumps(
+            {"status": status, "num_images": 4, "skipped_images": []}))
+        assert _other_images_notes(cells, [cfg], [5]) == notes
+
+
+def test_a_runs_length_home_paths_and_unresolvable_precision_compare_as_a_run_reads_them():
+    """--time-budget is a run's length (another cell), not a runtime setting; '~/d' saved
+    is the home folder's d; a precision this machine cannot resolve is compared as
+    written, not a traceback."""
+    import os
+
+    from simclr.recipe import flatten
+    from simclr.sweep_reuse import _first_difference
+
+    wanted = flatten(build_config("digits").to_dict())
+    assert _first_difference(wanted, {**wanted, "time_budget": 60.0}) == (
+        "time_budget", 60.0, None)
+    home = {**wanted, "data.path": os.path.expanduser("~/d")}
+    assert _first_difference(home, {**home, "data.path": "~/d"}) is None
+    elsewhere = {**wanted, "device": "nonsense", "precision": "fp32"}
+    assert _first_difference(elsewhere, {**elsewhere, "precision": "auto"}) == (
+        "precision", "auto", "fp32")
+
+
+def test_a_refusal_gives_the_flag_of_a_setting_saved_as_none():
+    from simclr.sweep_reuse import _flag_setting
+
+    assert _flag_setting("data.load_size", None) == "--load-size none"
+    assert _flag_setting("data.load_size", 384) == "--load-size 384"
