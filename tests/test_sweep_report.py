@@ -113,3 +113,26 @@ def test_the_table_says_what_scored_it_once_a_cell_is_scored(tmp_path):
     rows = json.loads((tmp_path / "sweep.json").read_text())  # a scored row records it
     assert rows[0]["evaluated_on"] == on and "evaluated_on" not in rows[1]
     assert "Scored by" not in _write_summary(tmp_path, axes, cells)  # (unknown: not said)
+
+
+def test_the_table_lists_the_axes_then_results_in_order_met_each_formatted(tmp_path):
+    """Swept values first, then result columns as first met (a result named as an axis
+    renamed trained_*), scores as percentages, the contrast entropy to 2 places; what
+    scored it, then a --pairs grid's Fig. 5 square."""
+    from simclr.sweep_report import render, scored_by_line
+
+    axes = [parse_axis("epochs=1"), pairs_axis("crop,color")]
+    cells = plan_cells(axes, tmp_path)
+    for cell in cells:
+        cell.result = {"status": "finished", "epochs": 1.0, "contrast_entropy": 1.23456,
+                       "contrast_acc": 0.5, "knn_top1": 0.25, "knn_top5": 0.75}
+    cells[3].result = {**cells[3].result, "knn_top1": "0.5"}  # (a crafted summary's)
+    by = scored_by_line({"scores": "knn", "train": "a", "test": "b"})
+    assert by == "Scored by --eval knn on train a, test b"  # (no SGD protocol: no epochs)
+    parts = render(axes, cells, by).split("\n\n")
+    assert parts[0].splitlines()[:3] == [
+        "| epochs | pair | status | trained_epochs | contrast_entropy | contrast_acc | "
+        "knn_top1 | knn_top5 |", "|" + "---|" * 8,
+        "| 1 | crop | finished | 1.0 | 1.23 | 50.0% | 25.0% | 75.0% |"]
+    assert parts[1] == by and parts[2].startswith("Fig. 5, knn_top1 (epochs=1): rows")
+    assert parts[3].splitlines()[-1] == "| **color** | 25.0% |  |  |"  # no mean
