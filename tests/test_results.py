@@ -79,9 +79,11 @@ def test_a_figure_that_cannot_be_written_leaves_the_results_and_a_warning(
     monkeypatch.setattr(results_module, "save_confusion_figure", full)
     scores, labels = torch.tensor([[0.9, 0.1], [0.2, 0.8]]), np.array([0, 0])
     train = SimpleNamespace(classes=["a", "b"])
-    finish_results({"top1": 0.5}, tmp_path, "knn", scores, labels, train, train)
+    finish_results({"top1": 0.5}, tmp_path, "knn", scores, labels, train, train,
+                   source={"checkpoint": "run/checkpoints/last.pt"})
     saved = json.loads((tmp_path / "knn.json").read_text())
     assert saved["top1"] == 0.5 and "confusion_figure" not in saved
+    assert saved["source"] == {"checkpoint": "run/checkpoints/last.pt"}  # (what was evaluated)
     assert f"warning: no knn_confusion.png (could not write {tmp_path / 'knn_confusion.png'}: " \
         f"No space left on device); the results are in {tmp_path / 'knn.json'}" \
         in capsys.readouterr().err
@@ -225,6 +227,17 @@ def test_results_written_meanwhile_are_kept_without_overwrite(tmp_path):
     assert read_json(tmp_path / "knn.json") == {"top1": 0.5}
     write_results(tmp_path, "knn.json", {"top1": 0.9})
     assert read_json(tmp_path / "knn.json") == {"top1": 0.9}
+    # finish_results without --overwrite: refused the same way, before any figure
+    from types import SimpleNamespace
+
+    from simclr.results import finish_results
+
+    train = SimpleNamespace(classes=["a", "b"])
+    with pytest.raises(SimCLRError):
+        finish_results({"top1": 0.1}, tmp_path, "knn", torch.eye(2), np.arange(2), train,
+                       train, overwrite=False)
+    assert read_json(tmp_path / "knn.json") == {"top1": 0.9}
+    assert not (tmp_path / "knn_confusion.png").exists()
 
 
 def test_results_already_there_are_refused_unless_a_stopped_training_left_them(tmp_path):
@@ -269,6 +282,10 @@ def test_a_folder_of_many_runs_names_three(tmp_path):
     assert runs_in(tmp_path) == "a, b, c, ..."
     (tmp_path / "d" / "config.yaml").unlink()
     assert runs_in(tmp_path) == "a, b, c"
+    for name in "abc":
+        (tmp_path / name / "config.yaml").unlink()
+    (tmp_path / "d" / "sweep.json").write_text("{}")  # a sweep's runs: a run folder too
+    assert runs_in(tmp_path) == "d"
 
 
 def test_a_cache_folder_may_hold_a_data_split_but_not_lie_inside_one(tmp_path,
@@ -322,6 +339,19 @@ def test_a_link_to_a_folder_in_a_missing_folder_is_refused(tmp_path):
     check_out_folder(tmp_path / "near")
 
 
+def test_a_folder_made_through_a_link_to_a_missing_folder_is_its_target_made(tmp_path,
+                                                                            monkeypatch):
+    """prepare_dir of near/run, near a link to the missing b: b/run is made, and the
+    folder returned is absolute and resolved (given relative to the shell's folder)."""
+    import simclr.results as results_module
+
+    monkeypatch.setattr(results_module, "CREATED", [])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "near").symlink_to(tmp_path / "b")
+    made = results_module.prepare_dir("near/run")
+    assert made == (tmp_path / "b" / "run").resolve() and made.is_dir()
+
+
 def test_a_file_is_not_written_into_an_evaluations_checkpoints_folder(tmp_path):
     """An evaluation's --out (its results JSON beside checkpoints/, no config) is a run
     folder too: a file --out in its checkpoints folder is refused."""
@@ -343,6 +373,9 @@ def test_a_file_out_may_lie_in_the_data_folder_but_make_no_folder_there(tmp_path
     assert output_file(data / "preds.json", data=data) == data / "preds.json"
     with pytest.raises(SimCLRError, match="would be made inside --data"):
         output_file(data / "new" / "preds.json", data=data)
+    with pytest.raises(SimCLRError) as info:  # a folder given where a file is written
+        output_file(data / "cat")
+    assert str(info.value) == f"--out {data / 'cat'} is a folder; name a file"
 
 
 SKIPPED_NONE = {"skipped_images": {"train": 0, "test": 0},
@@ -509,6 +542,9 @@ def test_an_out_folder_that_cannot_be_written_is_refused_before_any_work(
     (tmp_path / "file").write_text("x")
     with pytest.raises(SimCLRError, match=r"file/run: .*file is a file, not a folder"):
         check_out_folder(tmp_path / "file" / "run")
+    with pytest.raises(SimCLRError) as info:  # --out the file itself: named once
+        check_out_folder(tmp_path / "file")
+    assert str(info.value) == f"--out {tmp_path / 'file'} is a file, not a folder"
     check_out_folder(tmp_path / "new" / "run")  # a writable parent: nothing to say
     assert not (tmp_path / "new").exists()
     with pytest.raises(SimCLRError, match="cannot write in"):
