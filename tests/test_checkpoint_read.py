@@ -439,6 +439,18 @@ def test_results_are_a_stopped_finish_only_beside_the_state_of_the_same_run(tmp_
     assert stopped_while_finishing(tmp_path, ("checkpoints/finetune.pt",)) is finishing
 
 
+def test_two_unreadable_files_are_no_stopped_finish(tmp_path):
+    """A classifier and an unfinished state that cannot be read name no run_id: not known
+    to be one training's, so an earlier run's results are refused, not finished."""
+    from simclr.checkpoint_read import stopped_while_finishing
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    for name in ("finetune.pt", "finetune-partial.pt"):
+        (folder / name).write_bytes(b"not a checkpoint")
+    assert not stopped_while_finishing(tmp_path, ("checkpoints/finetune.pt",))
+
+
 def test_a_folder_of_an_unfinished_evaluation_alone_names_no_checkpoint(tmp_path):
     """An evaluation's -partial.pt is a half-trained state, never a folder's checkpoint:
     alone it is refused; beside the finished classifier, the classifier is chosen."""
@@ -513,6 +525,9 @@ def test_weights_under_a_prefix_load_alone_and_a_misfit_is_one_line():
         ({"enc.weight": weight, "enc.bias": bias, "enc.extra": bias},
          r"1 unexpected \(first enc\.extra\)"),
         ({"enc.weight": weight}, r"1 missing \(first enc\.bias\)"),
+        ({"enc.weight": weight.T, "enc.bias": bias},
+         r"1 tensors of another shape \(first enc\.weight: 2x3 in the file, 3x2 in the "
+         r"network\)"),
         ({"enc.weight": weight.long(), "enc.bias": bias},
          r"1 tensors of a dtype that is not floating point \(first enc\.weight: int64 in "
          r"the file, float32 in the network\)"),
