@@ -212,6 +212,20 @@ def test_a_new_run_over_a_runs_checkpoints_is_told_what_holds_them_and_the_way_o
     assert str(already_holds_run(run, "out", "supervised")) == (
         "out already holds a pretraining run (checkpoints/last.pt); choose another --out or "
         "continue it with `simclr pretrain --resume out`")
+    # Where it stands: a divergence its latest checkpoint (step 3) trained past is no
+    # refusal; one after it, or the run's end, is said with its step.
+    (run / "summary.json").write_text('{"status": "diverged", "steps": 2}')
+    assert str(already_holds_run(run, "out", "pretrain")).endswith(
+        "or continue it with `simclr pretrain --resume out`")
+    (run / "summary.json").write_text('{"status": "diverged", "steps": 4}')
+    assert str(already_holds_run(run, "out", "pretrain")) == (
+        "out already holds a run (checkpoints/last.pt) that diverged at step 4: continuing "
+        "it diverges again; start a new run with a lower --lr in another --out")
+    (run / "summary.json").write_text('{"status": "finished", "steps": 3}')
+    assert str(already_holds_run(run, "out", "pretrain")) == (
+        "out already holds a run (checkpoints/last.pt) that finished at step 3: its results "
+        "are there (`simclr info out`); choose another --out for a new run")
+    (run / "summary.json").unlink()
     save("supervised")
     assert str(already_holds_run(run, "out", "pretrain")).endswith(
         "or continue it with `simclr supervised --resume out`")
@@ -285,3 +299,52 @@ def test_a_damaged_checkpoint_of_the_step_resumed_from_is_no_later_one(tmp_path,
         (tmp_path / "checkpoints" / "ckpt-7.pt").write_bytes(b"cut")
         resume_checkpoint(tmp_path, "pretrain", entries=())
     assert "ckpt-7.pt truncated or corrupt; resuming from last.pt (step 6)" in caplog.text
+
+
+def test_a_save_while_a_resume_reads_its_checkpoint_is_a_change_once_held(tmp_path,
+                                                                         monkeypatch):
+    """The run is marked before its checkpoint is read: a training that saved a newer
+    one while the resume read the older is seen once the folder is held."""
+    import torch
+
+    import simclr.resume_target as rt
+    from simclr.checkpoint import save_checkpoint
+
+    def save(step):
+        save_checkpoint({"format": "simclr-checkpoint", "version": 1, "step": step,
+                         "kind": "pretrain", "config": {}, "model": {"w": torch.zeros(2)}},
+                        tmp_path / "checkpoints", "last.pt")
+
+    save(3)
+    real = rt.load_checkpoint
+
+    def read_then_another_saves(path, *args, **kwargs):
+        content = real(path, *args, **kwargs)
+        save(4)  # (another process, meanwhile)
+        return content
+
+    monkeypatch.setattr(rt, "load_checkpoint", read_then_another_saves)
+    run, _path, ckpt = rt.resume_checkpoint(tmp_path, "pretrain", entries=())
+    assert ckpt["step"] == 3
+    with pytest.raises(SimCLRError, match="another simclr process continued the run meanwhile"):
+        rt.check_not_continued(run, ckpt[rt.RESUME_MARK], "pretrain")
+
+
+def test_a_finished_supervised_run_resumed_as_pretraining_names_its_model(tmp_path):
+    """--resume of a finished supervised run by pretrain: its results and its model are
+    named, not a command that would continue it."""
+    import torch
+
+    from simclr.checkpoint import save_checkpoint
+    from simclr.resume_target import SUPERVISED_RESULT, resume_checkpoint
+
+    run = tmp_path / "run"
+    save_checkpoint({"format": "simclr-checkpoint", "version": 1, "step": 3,
+                     "kind": "supervised", "config": {}, "model": {"w": torch.zeros(2)}},
+                    run / "checkpoints", "last.pt")
+    (run / SUPERVISED_RESULT).write_text("{}")
+    with pytest.raises(SimCLRError) as info:
+        resume_checkpoint(run, "pretrain")
+    assert str(info.value) == (f"--resume {run}: {run} is a finished supervised run "
+                               f"({run / SUPERVISED_RESULT}); its model is "
+                               f"{run / 'checkpoints' / 'last.pt'}")
