@@ -457,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     forget_said_once()
     try:  # Ctrl-C while torch is still importing is an interruption too, not a traceback
         given = argv is not None  # a call from Python: provenance records these arguments
+        # A stop signal while the parsers import torch (seconds) says so too: before, it
+        # ended the process without a word (its default action)
+        restore_sigterm = _stop_on_sigterm()
         try:
             args, argv = _parse(argv)
         except SystemExit as exc:  # argparse's error, --help, --version: said already
@@ -478,8 +481,9 @@ def main(argv: list[str] | None = None) -> int:
             args.config = read_config_file(args.config)
         from simclr.distributed import launched_processes
 
-        if launched_processes() == 1:  # (a launcher's processes: killed by their launcher,
-            restore_sigterm = _stop_on_sigterm()  # perhaps blocked in a collective)
+        if launched_processes() > 1 and restore_sigterm is not None:  # (a launcher's
+            restore_sigterm()  # processes: killed by their launcher, perhaps blocked in a
+            restore_sigterm = None  # collective)
         _set_up_logging(given, undo)
         if getattr(args, "threads", None):  # the evaluation commands' --threads
             from simclr.runtime import set_threads

@@ -856,6 +856,37 @@ def test_sigterm_outside_a_training_stops_the_command_with_a_line(monkeypatch, c
     assert signal.getsignal(signum) == before  # the caller's handler is back
 
 
+def test_a_stop_signal_while_the_parsers_import_torch_stops_the_command_with_a_line(
+        monkeypatch, capsys):
+    """The parsers import torch, seconds at a command's start: a SIGTERM then ended the
+    process with no word (the default action; here, the caller's handler it reached)."""
+    import os
+    import signal
+
+    from simclr import cli
+
+    class Reached(BaseException):
+        pass
+
+    def reached(signum, frame):
+        raise Reached
+
+    parse = cli._parse
+
+    def parse_stopped(argv):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return parse(argv)
+
+    monkeypatch.setattr(cli, "_parse", parse_stopped)
+    before = signal.signal(signal.SIGTERM, reached)
+    try:
+        assert main(["info", "."]) == 143
+        assert signal.getsignal(signal.SIGTERM) is reached  # the caller's handler is back
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert capsys.readouterr().err == "simclr info: stopped by SIGTERM\n"
+
+
 def test_sigterm_landing_in_a_finalizer_still_stops_the_command(monkeypatch, capsys):
     """Raised inside a ``__del__`` (a loader iterator's, as the evaluation drops it)
     the stop was printed as ignored and the command went on to its end."""
