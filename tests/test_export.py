@@ -470,6 +470,11 @@ def test_export_format_is_refused_where_the_name_says_another():
             exp.export_format(name, "torchvision")
     with pytest.raises(SimCLRError, match="does not match --out"):
         exp.export_format("m.pt", "onnx")
+    # A format of no name (the Python API: the CLI's choices refuse it first) is named
+    # unknown, not taken for one the file's name disagrees with.
+    with pytest.raises(SimCLRError, match=r"^--format: unknown value 'tflite' \(auto, "
+                                          r"checkpoint, pt2, onnx, torchvision\)$"):
+        exp.export_format("m.pt", "tflite")
 
 
 def test_nan_in_a_batch_norms_statistics_is_refused_as_nan_weights(tmp_path, capsys):
@@ -714,10 +719,11 @@ def test_a_checkpoint_export_over_a_torchvision_one_removes_its_card(run_dir, tm
                  "--overwrite"]) == 0
     assert load_checkpoint(out)["kind"] == "encoder" and not card.exists()
     # (a file of that name that is no card of simclr's is not ours to remove)
-    card.write_text('{"mine": 1}')
-    assert main(["export", "--checkpoint", str(run_dir), "--out", str(out),
-                 "--overwrite"]) == 0
-    assert card.read_text() == '{"mine": 1}'
+    for mine in ('{"mine": 1}', '{"format": "coco"}'):  # (a format, not simclr's)
+        card.write_text(mine)
+        assert main(["export", "--checkpoint", str(run_dir), "--out", str(out),
+                     "--overwrite"]) == 0
+        assert card.read_text() == mine
 
 
 def test_an_imported_files_guessed_side_stays_a_guess_in_its_export(tmp_path, capsys):
@@ -887,3 +893,10 @@ def test_a_torchvision_exports_side_note_names_the_eval_size():
     assert exp._side_named(ckpt, 48) == "the side it was exported for"
 
 
+def test_a_cards_origin_says_its_weights_were_imported(run_dir):
+    """A program's or torchvision export's card records where its weights come from:
+    imported ones (torchvision's layout) say so, as the encoder export does."""
+    ckpt = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert "imported" not in exp.card_origin(ckpt, False)
+    assert exp.card_origin({**ckpt, "imported": "torchvision"}, False)["imported"] == \
+        "torchvision"
