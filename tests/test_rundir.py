@@ -717,6 +717,8 @@ def test_a_run_is_found_above_a_folder_by_its_checkpoint_files_alone(tmp_path, s
     assert run_above(run / "checkpoints" / "sub") is None
     (run / "checkpoints" / saved).write_bytes(b"a checkpoint")
     assert run_above(run / "checkpoints" / "sub") == run.resolve()
+    (run / "config.yaml").unlink()  # (checkpoint files alone, with no config.yaml: none)
+    assert run_above(run / "checkpoints" / "sub") is None
 
 
 @pytest.mark.parametrize("first", ['{"event": "epoch_end", "loss": 1.0}', '{"step": 3}', "[]", ""])
