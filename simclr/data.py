@@ -40,7 +40,14 @@ from simclr.decode import (
 )
 from simclr.distributed import launched_rank
 from simclr.errors import BadImageError, SimCLRError
-from simclr.folders import ImageList, class_members, named_dataset, scan_folder, split_root
+from simclr.folders import (
+    ImageList,
+    class_members,
+    holds_jpegs,
+    named_dataset,
+    scan_folder,
+    split_root,
+)
 from simclr.named_data import digits_source, digits_split, is_digits, open_named
 from simclr.progress import said_once
 from simclr.source import ImageSource, default_workers
@@ -115,6 +122,16 @@ def cache_choice(spec: str | None, cache: str, train: bool = True) -> str:
         return cache
     listed = scan_folder(split_root(spec, train=train), unlabeled=True)  # type: ignore[arg-type]  # (not named: a str)
     return "on" if _all_small(_probe_sizes(listed.paths)) else "off"
+
+
+def holds_jpeg_files(spec: str | None, train: bool = True) -> bool:
+    """Whether the folder ``spec`` is read from (its training split with ``train``, else
+    its test split) holds a file named as a JPEG, the one format ``--decoder device``
+    decodes; a named data set holds none (arrays)."""
+    if named_dataset(spec):
+        return False
+    listed = scan_folder(split_root(spec, train=train), unlabeled=True)  # type: ignore[arg-type]  # (not named: a str)
+    return holds_jpegs(listed.paths)
 
 
 def open_folder(

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,8 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".webp", ".tif", ".tiff",
      ".gif", ".ppm", ".pgm", ".pbm", ".pnm"} | _readable_by_pil(_PLUGIN_FORMATS)
 )
+# The names of JPEG files, the one format a device decodes (--decoder).
+JPEG_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif")
 # Photos simclr cannot read here (no plugin, camera raw): left out, but said.
 OTHER_PHOTO_FORMATS = frozenset(
     (_PLUGIN_FORMATS | {".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".rw2", ".orf"})
@@ -340,6 +342,11 @@ def _looked_at(path: str | os.PathLike) -> str:
     if os.path.isabs(os.path.expanduser(given)):  # (one with a trailing / or a .. too)
         return given
     return f"{given} ({os.path.abspath(os.path.expanduser(given))})"
+
+
+def holds_jpegs(paths: Sequence[str]) -> bool:
+    """Whether any of ``paths`` is named as a JPEG (:data:`JPEG_EXTENSIONS`)."""
+    return any(path.lower().endswith(JPEG_EXTENSIONS) for path in paths)
 
 
 def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:

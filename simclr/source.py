@@ -29,6 +29,7 @@ from simclr.decode import (
 )
 from simclr.distributed import local_processes
 from simclr.errors import BadImageError, NoReadableImageError, SimCLRError, printable
+from simclr.folders import holds_jpegs
 from simclr.progress import PLAIN_EVERY_S
 from simclr.runtime import (
     close_loader_iterator,
@@ -389,11 +390,16 @@ def decode_device(decoder: str | None, device: torch.device,
     (PIL in the workers). 'auto' picks the device only on CUDA: on a CPU the workers'
     reduced-size (draft mode) PIL decode is faster than a full decode in one process.
     ``decoder`` None: ``source``'s own (the --decoder it was opened with), else auto.
-    Another ``decoder`` (a caller's typo: 'gpu') is a ValueError, not PIL in silence."""
+    A ``source`` of files none of which is named as a JPEG (PNGs): None, whatever the
+    decoder (each worker would open a file to find no JPEG in it, then decode it with
+    PIL all the same). Another ``decoder`` (a caller's typo: 'gpu') is a ValueError,
+    not PIL in silence."""
     if decoder is None:
         decoder = getattr(source, "decoder", "auto")
     if decoder not in DECODERS:
         raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+    if source is not None and not holds_jpegs(source.paths):
+        return None
     if decoder == "device" or (decoder == "auto" and device.type == "cuda"):
         return device
     return None

@@ -146,16 +146,16 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
     from simclr.plan import plan_schedule
 
     seen: dict[str, tuple[Cell, Config, dict[str, Any]]] = {}
-    caching, others = _read_choices(configs, [device for device, _ in resolved],
-                                    tuple(reads), reads_device)
+    caching, decodings = _read_choices(configs, [device for device, _ in resolved],
+                                       tuple(reads), reads_device)
     for k, (cell, cfg, values) in enumerate(zip(cells, configs, resolved, strict=True)):
         flat = flatten(cfg.to_dict())
         settings = {**flat, **dict(zip(RESOLVED, values, strict=True))}
         del settings["out"]
         settings["augment.color_ops"] = acting_color_ops(cfg.augment)  # alike at 0 amounts
         settings["data.cache"] = caching[k]
-        # (and the other folders it reads with its data settings: decoded alike?)
-        settings["data.decoder"] = [_decoding(cfg, values[0], caching[k]), *others[k]]
+        # (its data and the other folders it reads with its data settings: decoded alike?)
+        settings["data.decoder"] = list(decodings[k])
         size = sizes[k] if sizes else None
         plan = plan_schedule(cfg, size) if size and not cfg.time_budget else None
         if plan is not None:
@@ -192,32 +192,34 @@ def _read_choices(configs: list[Config], devices: list[str],
                   reads: tuple[tuple[str | None, bool], ...] = (),
                   reads_device: str | None = None) -> tuple[list[str], list[tuple[str, ...]]]:
     """Each cell's --cache as it resolves for its data (``auto``: on for small pictures),
-    and how it decodes the other folders it reads with its data settings (its kNN
-    monitor's, on its device ``devices[k]``; ``reads``: its scoring's, on
-    ``reads_device`` or its own): 'device' where a folder is left uncached under its
-    --cache and its --decoder decodes on that device, else 'pil' (cached or not, the same
-    PIL decode of each file: an evaluation's folder gives the same features). Probed
-    where the cells differ in --cache or --decoder (inert under a cache); else the
-    --cache as asked, and no other folder: ()."""
-    from simclr.data import cache_choice
+    and how it decodes each folder it reads with its data settings: its data ('cached'
+    where decoded once), its kNN monitor's (on its device ``devices[k]``) and ``reads``
+    (its scoring's, on ``reads_device`` or its own): 'device' where a folder is left
+    uncached under its --cache, holds JPEGs and its --decoder decodes them on that
+    device, else 'pil' (an evaluation's folder, cached or not, is decoded alike by PIL:
+    it gives the same features). Probed where the cells differ in --cache or --decoder
+    (inert under a cache); else the --cache and --decoder as asked."""
+    from simclr.data import cache_choice, holds_jpeg_files
 
     if len({(cfg.data.cache, cfg.data.decoder) for cfg in configs}) < 2:
-        return [cfg.data.cache for cfg in configs], [()] * len(configs)
+        return [cfg.data.cache for cfg in configs], [(cfg.data.decoder,) for cfg in configs]
     choice = functools.cache(cache_choice)  # (a folder probed once for all its cells)
+    jpegs = functools.cache(holds_jpeg_files)
+
+    def decoded(cfg: Config, folder: str | None, train: bool, device: str) -> str:
+        return _decoder_on(cfg, device) if jpegs(folder, train) else "pil"
+
     caching = [choice(cfg.data.path, cfg.data.cache, True) for cfg in configs]
-    others = [tuple(_decoder_on(cfg, on) if choice(folder, cfg.data.cache, train) == "off"
-                    else "pil" for folder, train, on
-                    in ((cfg.knn_train, True, device), (cfg.knn_test, False, device),
-                        *((f, t, reads_device or device) for f, t in reads)) if folder)
-              for cfg, device in zip(configs, devices, strict=True)]
-    return caching, others
-
-
-def _decoding(cfg: Config, device: str, cache: str) -> str:
-    """Where a cell's uncached training JPEGs decode: 'device' or 'pil' (``--decoder
-    auto`` is the device's only on CUDA); 'cached' when they are decoded once (a cache,
-    or a named data set's arrays)."""
-    return "cached" if cache in ("on", "in memory") else _decoder_on(cfg, device)
+    decodings = [("cached" if cache in ("on", "in memory") else
+                  decoded(cfg, cfg.data.path, True, device),
+                  *(decoded(cfg, folder, train, on)
+                    if choice(folder, cfg.data.cache, train) == "off" else "pil"
+                    for folder, train, on in ((cfg.knn_train, True, device),
+                                              (cfg.knn_test, False, device),
+                                              *((f, t, reads_device or device)
+                                                for f, t in reads)) if folder))
+                 for cfg, device, cache in zip(configs, devices, caching, strict=True)]
+    return caching, decodings
 
 
 def _decoder_on(cfg: Config, device: str) -> str:

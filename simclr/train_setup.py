@@ -98,9 +98,12 @@ def epoch_batches(
     change as it runs: a time budget's refits). Each epoch's order is fixed by (seed,
     epoch), so a resumed run starts mid-epoch at the very batch it stopped before."""
     # Uncached JPEGs: read in the workers, decoded batched on the GPU (cfg.data.decoder).
-    decode_on = None if source.cached else decode_device(cfg.data.decoder, device)
+    decode_on = None if source.cached else decode_device(cfg.data.decoder, device, source)
     if decode_on is not None:
         log_line(f"JPEGs are decoded on {decode_on}; loader workers only read the files")
+    elif cfg.data.decoder == "device" and not source.cached:  # (asked for, unused: said)
+        log_line("note: --decoder device decodes JPEGs, and none of the images is one: the "
+                 "loader decodes them with PIL")
     world = dist.world_size()
     while state.step < plan.total_steps:
         epoch, in_epoch = divmod(state.step, plan.steps_per_epoch)

@@ -14,7 +14,7 @@ from simclr import monitor
 from simclr.errors import SimCLRError
 from simclr.resume import saved_window
 from simclr.settings import build_config
-from tests.conftest import tiny_flags
+from tests.conftest import make_image_folder, tiny_flags
 from tests.image_files import rgb, save_image
 from tests.test_train import run
 
@@ -264,7 +264,7 @@ def test_the_knn_monitor_on_the_digits_keeps_its_queries_out_of_its_memory(monke
 
 @pytest.mark.parametrize(("decoder", "decode_on"), [("pil", None), ("device", "cpu")])
 def test_the_knn_monitor_reads_its_folders_with_the_runs_decoder(
-        tmp_path, image_folder, cache_dir, monkeypatch, decoder, decode_on):
+        tmp_path, cache_dir, monkeypatch, decoder, decode_on):
     """`--knn-train`/`--knn-test` folders are read through cfg.data, yet decoded by
     --decoder auto's choice whatever --decoder said (PIL on a CPU, the GPU on CUDA)."""
     from simclr import features
@@ -278,7 +278,8 @@ def test_the_knn_monitor_reads_its_folders_with_the_runs_decoder(
     monkeypatch.setattr(features, "iter_batches", recorded)
     model = torch.nn.Module()
     model.encoder = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
-    cfg = build_config(flags={"knn_train": str(image_folder), "knn_test": str(image_folder),
+    photos = make_image_folder(tmp_path / "photos", classes=2, per_class=4, ext="jpg")
+    cfg = build_config(flags={"knn_train": str(photos), "knn_test": str(photos),
                               "data.decoder": decoder, "data.cache": "off",
                               "data.workers": 0,
                               "augment.size": 16, "channels_last": False})

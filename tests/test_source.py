@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -229,6 +230,12 @@ def test_the_decoder_is_the_device_only_where_asked_or_on_cuda():
     assert decode_device("auto", cuda) == cuda and decode_device("device", cpu) == cpu
     with pytest.raises(ValueError, match="one of auto, pil, device, got 'gpu'"):
         decode_device("gpu", cpu)
+    # A folder of no JPEG (by name) is PIL's whatever the decoder: its workers opened
+    # each file to find no JPEG in it, then decoded it with PIL all the same.
+    pngs = SimpleNamespace(paths=["a.png", "b.PNG"])
+    mixed = SimpleNamespace(paths=["a.png", "b.JPG"])
+    assert decode_device("device", cpu, pngs) is None and decode_device("auto", cuda, pngs) is None
+    assert decode_device("device", cpu, mixed) == cpu and decode_device("auto", cuda, mixed) == cuda
 
 
 def test_a_folder_of_unreadable_files_names_the_first_and_why(tmp_path):

@@ -222,9 +222,8 @@ def test_supervised_training_learns(tmp_path, folders):
 
 
 @pytest.mark.parametrize(("decoder", "decode_on"), [("pil", None), ("device", "cpu")])
-def test_the_decoder_setting_reaches_the_training_and_test_batches(tmp_path, folders,
-                                                                   monkeypatch, decoder,
-                                                                   decode_on):
+def test_the_decoder_setting_reaches_the_training_and_test_batches(tmp_path, monkeypatch,
+                                                                   decoder, decode_on):
     """`simclr supervised --decoder device` (a flag it takes) decoded by --decoder auto's
     choice all the same (PIL on a CPU), and its --test folder did after the training was
     fixed: both the training and the test batches decode where it says."""
@@ -243,7 +242,14 @@ def test_the_decoder_setting_reaches_the_training_and_test_batches(tmp_path, fol
 
     spy(simclr.classifier_setup, "train")
     spy(simclr.features, "test")  # (encoded_batches: the test logits)
-    train, test = folders
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+
+    data = DataConfig(cache_dir=str(tmp_path / "cache"), workers=0)
+    train, test = (open_source(str(make_image_folder(tmp_path / name, classes=3, per_class=n,
+                                                     ext="jpg")),
+                               data, train=False, image_size=16)
+                   for name, n in (("train", 8), ("test", 3)))  # (JPEGs: the device decodes)
     cfg = build_config(flags={**TINY, "batch_size": 12, "epochs": 1, "data.decoder": decoder},
                        reads=[str(tmp_path / "train")])  # (--train: a folder)
     run_supervised(cfg, train, test, tmp_path / "sup", verbose=False)

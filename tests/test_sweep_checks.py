@@ -12,7 +12,7 @@ from simclr.settings import build_config
 from simclr.sweep import cell_configs, run_sweep
 from simclr.sweep_checks import check_cell_inputs, check_cells_differ, check_settings_act
 from simclr.sweep_grid import parse_axis, plan_cells
-from tests.conftest import tiny_flags
+from tests.conftest import make_image_folder, tiny_flags
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -52,16 +52,19 @@ def test_cells_that_resolve_to_the_same_run_here_are_refused(tmp_path, image_fol
 
 def test_cache_and_decoder_values_alike_here_are_one_run(tmp_path, image_folder, cache_dir):
     """cache=auto,on on a folder of small pictures (auto caches them), decoder=pil,auto on
-    a CPU (auto decodes with PIL there), or any decoders under a cache (decoded once, by
-    PIL) trained two identical runs: refused as precision=auto,fp32 is; values that
-    differ here are kept."""
+    a CPU (auto decodes with PIL there), decoder=pil,device on a folder of PNGs (no
+    JPEG to decode on a device), or any decoders under a cache (decoded once, by PIL)
+    trained two identical runs: refused as precision=auto,fp32 is; values that differ
+    here are kept."""
     flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
     flags.pop("out")
     uncached = {k: v for k, v in flags.items() if k != "data.cache_dir"}  # (none kept)
     for axis, given, alike in (
             ("data.cache=auto,on", flags, "--cache auto and on are both on here"),
             ("data.decoder=pil,auto", {**uncached, "data.cache": "off"},
-             "--decoder pil and auto are both pil here")):
+             "--decoder pil and auto are both pil here"),
+            ("data.decoder=pil,device", {**uncached, "data.cache": "off"},
+             "--decoder pil and device are both pil here")):
         cells, configs = cell_configs([parse_axis(axis)], tmp_path / "sw", None, None, given)
         with pytest.raises(SimCLRError, match=re.escape(alike)):
             check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
@@ -76,8 +79,10 @@ def test_cache_and_decoder_values_alike_here_are_one_run(tmp_path, image_folder,
                                           r"cell: --cache on decodes each image once"):
         cell_configs([parse_axis("data.decoder=pil,device")], tmp_path / "sw", None, None,
                      {**flags, "data.cache": "on"})
+    photos = make_image_folder(tmp_path / "photos", classes=2, per_class=4, ext="jpg")
     for axis, given in (("data.cache=auto,off", flags),
-                        ("data.decoder=pil,device", {**uncached, "data.cache": "off"})):
+                        ("data.decoder=pil,device",
+                         {**uncached, "data.cache": "off", "data.path": str(photos)})):
         cells, configs = cell_configs([parse_axis(axis)], tmp_path / "sw", None, None, given)
         check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
 

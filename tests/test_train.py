@@ -119,13 +119,21 @@ def test_pretrain_lists_its_folder_once(tmp_path, image_folder, cache_dir, monke
 
 
 def test_pretrain_decodes_jpegs_on_the_device(tmp_path, cache_dir, capsys):
-    """--decoder device on an uncached JPEG folder (the CPU stands in for a GPU here)."""
+    """--decoder device on an uncached JPEG folder (the CPU stands in for a GPU here); on
+    a folder of PNGs, which it does not decode, it says so (it said "JPEGs are decoded on
+    cpu", and each worker opened every file to find no JPEG before PIL decoded it)."""
     folder = make_image_folder(tmp_path / "jpegs", side=40, ext="jpg")
     cfg = build_config(flags=tiny_flags(folder, tmp_path / "run", cache_dir,
                                         **{"data.cache": "off", "data.decoder": "device"}))
     summary = train.pretrain(cfg)
     assert summary["status"] == "finished" and summary["steps"] == 6
     assert "JPEGs are decoded on cpu" in capsys.readouterr().out
+    pngs = make_image_folder(tmp_path / "pngs", classes=1, per_class=8, side=40)
+    train.pretrain(build_config(flags=tiny_flags(pngs, tmp_path / "png-run", cache_dir, **{
+        "data.cache": "off", "data.decoder": "device", "max_steps": 1})))
+    out = capsys.readouterr().out
+    assert "JPEGs are decoded on" not in out and "note: --decoder device decodes JPEGs, and " \
+        "none of the images is one: the loader decodes them with PIL" in out, out
 
 
 @pytest.mark.parametrize("cache", ["on", "off"])
