@@ -177,16 +177,12 @@ def checked_listings(args: argparse.Namespace, image_size: int, augmented: bool)
     which some images decode (:func:`check_labeled_folders`) at the side the command
     opens them at for ``image_size`` px views: ``--max-pixels`` limits what is decoded,
     and a fine-tuning reads --test only once its training is over. ``augmented``:
-    --train is read as augmented views (and, without --test, its held-out part as
-    evaluation crops too: the larger side of the two)."""
+    --train is read as augmented views (without --test, its held-out part is read as
+    evaluation crops too, and not checked apart: a file unreadable there is skipped)."""
     data = eval_data(args)
 
     def draft(files: ImageList, train: bool) -> int:
-        sides = [reading_draft(files, image_size, data, evaluation=True)]
-        if train and augmented:
-            training = reading_draft(files, image_size, data, evaluation=False)
-            sides = [training, *sides] if args.test is None else [training]
-        return max(sides)
+        return reading_draft(files, image_size, data, evaluation=not (train and augmented))
 
     return check_labeled_folders(args.train, args.test, ("--train", "--test"),
                                  train_split=True, max_pixels=data.max_pixels, draft=draft)

@@ -838,3 +838,14 @@ def test_test_photos_past_the_pixel_limit_at_the_read_side_are_refused_before_th
     err = capsys.readouterr().err
     assert err.startswith(f"simclr {command}: error: --test: none of the 4 images") and \
         "exceeds the limit of 5000" in err, err
+    if command == "knn":
+        return
+    # Trained on as views of --train (decoded at 1/4 here, 48 px), not as evaluation crops
+    # (whole): a training folder is checked as it trains (the first fix took the larger)
+    photos = make_image_folder(tmp_path / "photos", classes=2, per_class=2, side=190,
+                               ext="jpg")
+    with pytest.raises(Started):
+        main([command, "--checkpoint", str(tmp_path / "pre" / "last.pt"), "--train",
+              str(photos), "--test-fraction", "0.5", "--workers", "0", "--cache-dir",
+              str(tmp_path / "cache"), "--max-pixels", "10000", "--out", str(tmp_path / "o2"),
+              *(["--protocol", "sgd"] if command == "linear-eval" else [])])
