@@ -54,7 +54,7 @@ from simclr.files import (
     write_atomically,
 )
 from simclr.interrupts import stop_signals
-from simclr.runtime import refuse_spawned_import
+from simclr.runtime import died_why, refuse_spawned_import
 
 if TYPE_CHECKING:
     from simclr.folders import ImageList
@@ -151,8 +151,8 @@ def decode_files(
             for task, result in zip(tasks, pool.map(_decode_chunk, tasks), strict=True):
                 account(result, len(task[2]))
         except BrokenProcessPool:
-            raise SimCLRError(f"{what}: a decoding process was killed (out of memory?); "
-                              "nothing was kept; try fewer --workers") from None
+            raise SimCLRError(f"{what}: a decoding process ended "
+                              f"({died_why(ctx.get_start_method())}); nothing was kept") from None
         except BaseException:  # Ctrl-C, SIGTERM: stop the chunks in hand too, as a Pool
             running = getattr(pool, "_processes", None) or {}  # did (a private attribute,
             for process in list(running.values()):  # there since Python 3.2)

@@ -137,7 +137,7 @@ def export(checkpoint: str | Path, out: str | Path, fmt: str = "auto",
         if layer != "h":
             what = "a classifier's logits" if layer == "logits" else "a layer of the head"
             raise SimCLRError(f"--layer {layer}: a {fmt} export holds the encoder only; "
-                              f"use --format pt2 or onnx to export {what}")
+                              f"export {what} as a program: an --out ending in .pt2 or .onnx")
         if fmt == "torchvision":
             return export_torchvision(source, out, image_size, overwrite)
         result = export_encoder(source, out, image_size, overwrite)

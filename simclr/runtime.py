@@ -515,11 +515,19 @@ def worker_death(exc: BaseException) -> SimCLRError | None:
     if not isinstance(exc, RuntimeError) or not text.startswith("DataLoader worker (pid"):
         return None
     what = text.split(". ", 1)[0].removeprefix("DataLoader worker ").rstrip(".")  # (pid N) ...
+    return SimCLRError(f"a data-loading worker process {what} "
+                       f"({died_why(multiprocessing.get_start_method(allow_none=True))})")
+
+
+def died_why(start_method: str | None) -> str:
+    """Why a worker process of ``start_method`` most likely ended without a word: the
+    out-of-memory killer, or (not forked) a script without the guard, which each worker
+    imports and which then calls simclr again (:func:`refuse_spawned_import`)."""
     why = "out of memory? try fewer --workers"
-    if multiprocessing.get_start_method(allow_none=True) not in (None, "fork"):
+    if start_method not in (None, "fork"):
         why = (f"a script must call simclr under `{SCRIPT_GUARD}`, as each worker imports "
                f"it; else {why}")
-    return SimCLRError(f"a data-loading worker process {what} ({why})")
+    return why
 
 
 def close_loader_iterator(batches: Any) -> None:

@@ -567,6 +567,10 @@ def test_output_range_shape_dtype_and_input_checks():
         A.apply_params(images[:8], p, cfg)
     empty = A.TwoViewAugment(cfg, 0)(images[:0], np.arange(0), 0)
     assert empty[0].shape == (0, 3, 24, 24)
+    # (the indices a caller gives named, not "parameters" it never gave)
+    with pytest.raises(ValueError, match="^indices name 15 images and the batch holds 16: one "
+                                         "index per image$"):
+        A.TwoViewAugment(cfg, 0)(images, np.arange(15), 0)
 
 
 def test_eval_resize():

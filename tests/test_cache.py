@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -27,6 +28,7 @@ from simclr.cache_entries import (
 from simclr.config import DataConfig
 from simclr.data import open_source
 from simclr.errors import SimCLRError
+from simclr.runtime import SCRIPT_GUARD
 from tests.image_files import data_cfg, rgb, save_image
 
 # ---------------------------------------------------------------------------- cache
@@ -150,10 +152,24 @@ def test_a_decoding_process_killed_fails_the_build_in_one_line(tmp_path, monkeyp
     monkeypatch.setattr(cache, "_CHUNK", 3)
     monkeypatch.setattr(cache, "_decode_chunk", _killed_at_the_second_chunk)
     cfg = DataConfig(cache_dir=str(tmp_path / "cache"), workers=2)
-    with pytest.raises(SimCLRError, match="imgs into the cache: a decoding process was "
-                                          r"killed \(out of memory\?\); nothing was kept"):
+    with pytest.raises(SimCLRError, match=r"imgs into the cache: a decoding process ended "
+                                          r"\(out of memory\? try fewer --workers\); nothing "
+                                          "was kept$"):
         open_source(str(tmp_path / "imgs"), cfg)
     assert list((tmp_path / "cache").iterdir()) == []
+    # Where the processes are not forked (macOS, Windows), each imports the calling
+    # script: one without the guard calls simclr again in it, which ends it. Said so (it
+    # was called out of memory): forked here, under the name of another start method.
+    import multiprocessing
+
+    class Spawned(type(multiprocessing.get_context("fork"))):
+        def get_start_method(self, allow_none=False):
+            return "spawn"
+
+    monkeypatch.setattr(cache.multiprocessing, "get_context", lambda method: Spawned())
+    with pytest.raises(SimCLRError, match=re.escape(f"a script must call simclr under "
+                                                    f"`{SCRIPT_GUARD}`, as each worker")):
+        open_source(str(tmp_path / "imgs"), cfg)
 
 
 def _forbid_decoding(monkeypatch):

@@ -121,7 +121,9 @@ def test_cli_export_prints_a_summary(run_dir, tmp_path, capsys):
     [
         (["--out", "{ckpt}"], "is the checkpoint being exported"),
         (["--out", "{tmp}"], "is a folder"),
-        (["--out", "{tmp}/e.pt", "--layer", "z"], "holds the encoder only"),
+        (["--out", "{tmp}/e.pt", "--layer", "z"], "holds the encoder only; export a layer of "
+         "the head as a program: an --out ending in .pt2 or .onnx"),  # (--format pt2 alone:
+        # refused, as not matching --out e.pt)
         (["--out", "{tmp}/e.pt2", "--layer", "g7"], "cannot read the output of layer 7"),
         (["--out", "{tmp}/e.pt2", "--format", "tflite"], "invalid choice"),
         (["--out", "{tmp}/e.onnx", "--no-onnx"], 'pip install "simclr[onnx]"'),
@@ -603,8 +605,8 @@ def test_logits_are_refused_in_an_encoder_file_in_their_own_words(run_dir, tmp_p
                  "--layer", "logits", *fmt]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.endswith(
-        "export holds the encoder only; use --format pt2 or onnx to export a classifier's "
-        "logits"), err
+        "export holds the encoder only; export a classifier's logits as a program: an --out "
+        "ending in .pt2 or .onnx"), err
     assert not list(tmp_path.glob("e.*"))
 
 
