@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -215,6 +216,10 @@ def test_constant_features_are_standardised_to_zero_not_divided_by_zero():
     z = norm(torch.as_tensor(x))
     assert torch.equal(norm.std[2:], torch.ones(2, dtype=torch.float64))
     assert bool(torch.isfinite(z).all()) and z[:, 2:].abs().max() < 1e-8
+    with warnings.catch_warnings():  # one row has no std (torch warned of its dof): 1s
+        warnings.simplefilter("error")
+        one = logistic.Standardizer(torch.as_tensor(x[:1]))
+    assert torch.equal(one.std, torch.ones(4, dtype=torch.float64))
     y = (x[:, 0] > 0).astype(np.int64)
     summary, log_probs, linear = logistic_regression(x, y, x, 2, l2=1e-2)
     assert bool(torch.isfinite(log_probs).all())
@@ -276,7 +281,7 @@ def test_a_fit_stopped_by_its_evaluation_budget_is_capped_too():
     p /= p.sum(1, keepdims=True)
     grad_w = (p - np.eye(c)[y]).T @ x / len(y) + l2 * w
     assert np.abs(grad_w).max() > 1e-3  # far from converged
-    assert info["capped"]
+    assert info["capped"] and info["iterations"] < 3  # (the evaluations ran out first)
 
 
 def test_top5_ranks_classes_whose_probability_underflows():
@@ -311,6 +316,10 @@ def test_l2_grid_flag():
     for bad in ("1e-6,1", "a,b,c", "1,1e-6,3", "0,1,3", "1e-6,1,13,5"):
         with pytest.raises(SimCLRError, match="--l2-grid"):
             logistic.parse_l2_grid(bad)
+    for bad in ("1e-6,1,1001", "1e-6,2e6,3", "1e-6,1,0"):  # count and max within bounds
+        with pytest.raises(SimCLRError, match="--l2-grid: need 0 < min <= max <= 1e"):
+            logistic.parse_l2_grid(bad)
+    assert len(logistic.parse_l2_grid("1e-6,1e6,1000")) == 1000
 
 
 def test_stratified_split_is_per_class_and_deterministic():
@@ -325,6 +334,9 @@ def test_stratified_split_is_per_class_and_deterministic():
     # A half rounds up in every class (round-half-to-even held out 2 of 10 and 4 of 14)
     _, val = stratified_split(np.repeat([0, 1], [10, 14]), 0.25, seed=0)
     assert np.bincount(np.repeat([0, 1], [10, 14])[val]).tolist() == [3, 4]
+    # a class of one image draws no permutation: the other classes' split is unchanged
+    _, with_one = stratified_split(np.repeat([0, 1, 2], [1, 10, 14]), 0.25, seed=0)
+    np.testing.assert_array_equal(with_one - 1, val)
     # ... as the fraction is written: 0.145 x 100 is 14.5 (the float product 14.4999...)
     _, val = stratified_split(np.repeat([0], [100]), 0.145, seed=0)
     assert len(val) == 15
@@ -357,8 +369,11 @@ def test_fixed_l2_skips_the_search_and_tiny_sets_need_it():
     with pytest.raises(SimCLRError, match="--l2"):
         logistic_regression(x, y, x, 3)
     summary, probs, _ = logistic_regression(x, y, x, 3, l2=1e-3)
-    assert summary["l2"] == 1e-3 and "val_accuracy" not in summary
+    assert set(summary) == {"dtype", "l2", "iterations", "train_top1"}
+    assert summary["l2"] == 1e-3
     assert (probs.argmax(1).numpy() == y).all()
+    _, probs, _ = logistic_regression(x, y, x[:0], 3, l2=1e-3)  # no test rows: none scored
+    assert probs.shape == (0, 3)
 
 
 def test_the_objective_summed_over_row_blocks_equals_the_full_batch(monkeypatch):
@@ -478,3 +493,52 @@ def test_a_grid_of_one_value_is_its_minimum():
     numpy.geomspace gives it), not hi."""
     assert logistic.parse_l2_grid("0.001,0.1,1") == [0.001]
     assert logistic.default_l2_grid(1e-4, 1.0, 1) == [1e-4]
+
+
+def test_half_up_rounds_the_written_fraction_of_a_count_per_class():
+    """``fraction * count / classes``, a half rounded up: a per-class share (subsets)."""
+    assert logistic.half_up(0.145, 100) == 15 and logistic.half_up(0.25, 10) == 3
+    assert logistic.half_up(0.1, 30, 4) == 1  # 0.75
+    assert logistic.half_up(0.1, 25, 2) == 1  # 1.25
+    assert logistic.half_up(0.5, 10, 4) == 1  # 1.25
+    assert logistic.half_up(0.3, 10, 2) == 2  # 1.5
+
+
+def test_the_grid_fits_and_the_refit_are_each_warm_started(monkeypatch):
+    """Strongest penalty first, each fit starting from the one before; the final refit on
+    the whole training set starts from the chosen lambda's fit."""
+    calls, fit = [], logistic.fit_logistic_regression
+
+    def recording(x, y, num_classes, l2, init=None, **kwargs):
+        w, b, info = fit(x, y, num_classes, l2, init=init, **kwargs)
+        calls.append((l2, init, (w, b)))
+        return w, b, info
+
+    monkeypatch.setattr(logistic, "fit_logistic_regression", recording)
+    x, y = blobs(20, 4, 3, spread=2.0, seed=2)
+    summary, _, _ = logistic_regression(x, y, x, 3, l2_grid=[1e-3, 1.0, 1e-1], seed=0)
+    assert [c[0] for c in calls] == [1.0, 1e-1, 1e-3, summary["l2"]]
+    assert calls[0][1] is None
+    for before, (_, init, _) in zip(calls, calls[1:3], strict=False):
+        assert all(torch.equal(a, b) for a, b in zip(init, before[2], strict=True))
+    chosen = next(c for c in calls[:3] if c[0] == summary["l2"])
+    assert all(torch.equal(a, b) for a, b in zip(calls[3][1], chosen[2], strict=True))
+    # and a warm start at the optimum has next to nothing left to do
+    xt, yt = torch.as_tensor(x), torch.as_tensor(y)
+    w, b, cold = fit(xt, yt, 3, 0.1)
+    assert fit(xt, yt, 3, 0.1, init=(w, b))[2]["iterations"] < cold["iterations"] // 2
+
+
+def test_held_out_rows_keep_three_digits_and_a_win_at_the_strong_end_is_pointed_out(
+        monkeypatch, capsys):
+    table = {3.162: (0.9, 0.2), 0.3162: (0.8, 0.3), 0.03162: (0.8, 0.1)}  # l2: (top-1, loss)
+
+    def fit(x, y, l2, init=None):
+        return torch.full((1, 1), l2, dtype=torch.float64), torch.zeros(1), {}
+
+    monkeypatch.setattr(logistic, "accuracy_and_loss", lambda x, y, w, b: table[float(w[0, 0])])
+    x, y = torch.randn(10, 3, dtype=torch.float64), torch.tensor([0, 1] * 5)
+    l2, _, held = logistic._choose_l2(x, y, np.arange(6), np.arange(6, 10),
+                                      sorted(table, reverse=True), fit, True)
+    assert l2 == 3.162 and set(held["val_accuracy"]) == {"3.16", "0.316", "0.0316"}
+    assert "chose l2 3.16, the largest of the grid; widen it" in capsys.readouterr().err
