@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -44,6 +45,7 @@ def test_forced_bf16_without_native_bf16_warns_once_and_is_kept(
     assert caplog.text.count("no native bf16") == 1 and auto in caplog.text
     caplog.clear()
     monkeypatch.setattr(runtime, has_it, lambda: True)
+    getattr(runtime, warned).cache_clear()  # (native: nothing to say, not said already)
     with caplog.at_level(logging.WARNING, logger="simclr.runtime"):
         assert runtime.resolve_precision("bf16", device) == "bf16"
         assert runtime.resolve_precision("fp32", device) == "fp32"
@@ -752,7 +754,8 @@ def test_a_dead_loader_worker_names_the_script_guard_only_under_spawn(monkeypatc
     monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: method)
     error = runtime.worker_death(RuntimeError("DataLoader worker (pid 12) is killed by "
                                               "signal: Killed. "))
-    assert error is not None and "(pid 12) is killed by signal: Killed" in str(error)
+    assert error is not None and str(error).startswith(
+        "a data-loading worker process (pid 12) is killed by signal: Killed (")
     assert "fewer --workers" in str(error) and (runtime.SCRIPT_GUARD in str(error)) is guard
 
 
@@ -773,3 +776,48 @@ def test_another_packages_main_module_is_no_simclr_command_line(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["/venv/lib/otherpackage/__main__.py", "--fast"])
     assert runtime.command_line() is None
     assert runtime.provenance()["argv"] == ["/venv/lib/otherpackage/__main__.py", "--fast"]
+
+
+def test_provenance_records_the_command_given_to_main_the_git_state_and_threads(monkeypatch):
+    monkeypatch.setattr(runtime, "COMMAND_LINE", ["simclr", "info", "run"])
+    monkeypatch.setattr(runtime, "git_state", lambda: ("abc123", True))
+    facts = runtime.provenance()
+    assert facts["argv"] == ["simclr", "info", "run"] == runtime.command_line()
+    assert facts["git_sha"] == "abc123" and facts["git_dirty"] is True
+    assert facts["cpu_threads"] == torch.get_num_threads()
+
+
+def test_no_threads_asked_for_leave_torchs_own(monkeypatch):
+    before = torch.get_num_threads()
+    runtime.set_threads(0)
+    runtime.set_threads(None)
+    assert torch.get_num_threads() == before
+
+
+def test_a_stop_request_on_a_terminal_starts_a_line_of_its_own(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    runtime.say_stop_requested(signal.SIGTERM)
+    assert sys.stderr.getvalue() == ("\nsimclr: SIGTERM received: stopping after this step "
+                                     "to save a checkpoint\n")
+
+
+def test_deterministic_cuda_keeps_the_users_cublas_workspace_and_the_restore_puts_it_back(
+        monkeypatch):
+    for users, during in ((":16:8", ":16:8"), (None, runtime.CUBLAS_WORKSPACE)):
+        if users is None:
+            monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+        else:
+            monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", users)
+        with runtime.process_settings_restored():
+            runtime.use_deterministic_algorithms(torch.device("cuda"))
+            assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == during
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":0:0"
+            torch.backends.cudnn.benchmark = not torch.backends.cudnn.benchmark
+            flipped = torch.backends.cudnn.benchmark
+        assert os.environ.get("CUBLAS_WORKSPACE_CONFIG") == users
+        assert torch.backends.cudnn.benchmark is not flipped
+        assert not torch.are_deterministic_algorithms_enabled()
