@@ -60,7 +60,8 @@ def _check_pair(z_a: Tensor, z_b: Tensor) -> None:
         raise TypeError(f"z_a and z_b must be torch tensors, got {type(z_a).__name__} and "
                         f"{type(z_b).__name__}")
     if z_a.ndim != 2 or z_a.shape != z_b.shape or z_a.shape[0] == 0:
-        raise ValueError(f"z_a and z_b must both be (n, D) with n >= 1, got "
+        raise ValueError(f"z_a and z_b must both be (n, D) with n >= 1 (and 2 pairs or more "
+                         f"over all processes), got "
                          f"{tuple(z_a.shape)} and {tuple(z_b.shape)}")
     if not (z_a.is_floating_point() and z_b.is_floating_point()):
         raise ValueError(f"z_a and z_b must be floating point, got {z_a.dtype} and "

@@ -379,7 +379,8 @@ def test_inputs_a_library_user_gets_wrong_are_named(loss):
     z = torch.randn(4, 8)
     with pytest.raises(TypeError, match="must be torch tensors, got ndarray and ndarray"):
         loss(z.numpy(), z.numpy())
-    with pytest.raises(ValueError, match=r"\(n, D\) with n >= 1, got \(0, 8\)"):
+    with pytest.raises(ValueError, match=r"\(n, D\) with n >= 1 \(and 2 pairs or more over "
+                                         r"all processes\), got \(0, 8\)"):
         loss(z[:0], z[:0])
     with pytest.raises(ValueError, match="at least 2 pairs"):
         loss(z[:1], z[1:2])
@@ -477,7 +478,8 @@ def test_the_default_temperature_is_the_papers():
 def test_projections_of_other_shapes_are_named(loss, shapes):
     """Two views of other batch sizes or widths are refused with the shapes named, not
     left to fail (or not) somewhere inside torch."""
-    with pytest.raises(ValueError, match=r"must both be \(n, D\) with n >= 1, got"):
+    with pytest.raises(ValueError, match=r"must both be \(n, D\) with n >= 1 \(and 2 pairs or "
+                                         r"more over all processes\), got"):
         loss(torch.randn(*shapes[0]), torch.randn(*shapes[1]))
 
 
