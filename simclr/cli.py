@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import sys
 from collections.abc import Set as AbstractSet
@@ -458,8 +459,12 @@ def main(argv: list[str] | None = None) -> int:
     try:  # Ctrl-C while torch is still importing is an interruption too, not a traceback
         given = argv is not None  # a call from Python: provenance records these arguments
         # A stop signal while the parsers import torch (seconds) says so too: before, it
-        # ended the process without a word (its default action)
-        restore_sigterm = _stop_on_sigterm()
+        # ended the process without a word (its default action). Not in a launcher's
+        # processes (WORLD_SIZE, read as simclr.distributed does, before torch is
+        # imported): their launcher stops them and says which (its rank 0 alone speaks),
+        # and one may be blocked in a collective.
+        if os.environ.get("WORLD_SIZE", "") in ("", "1"):
+            restore_sigterm = _stop_on_sigterm()
         try:
             args, argv = _parse(argv)
         except SystemExit as exc:  # argparse's error, --help, --version: said already
@@ -479,11 +484,6 @@ def main(argv: list[str] | None = None) -> int:
                                             own_process=command_line))
         if getattr(args, "config", None):  # read once: its every reader takes this content
             args.config = read_config_file(args.config)
-        from simclr.distributed import launched_processes
-
-        if launched_processes() > 1 and restore_sigterm is not None:  # (a launcher's
-            restore_sigterm()  # processes: killed by their launcher, perhaps blocked in a
-            restore_sigterm = None  # collective)
         _set_up_logging(given, undo)
         if getattr(args, "threads", None):  # the evaluation commands' --threads
             from simclr.runtime import set_threads
