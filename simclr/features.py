@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from simclr.data import check_some_readable, unreadable_classes
+from simclr.data import unreadable_classes
 from simclr.decode import DEFAULT_MAX_PIXELS
 from simclr.errors import NonFiniteOutputs, SimCLRError, check_counts
 from simclr.folders import ImageList, check_folder, list_folder
@@ -55,7 +55,7 @@ def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str,
     """Fail now, in one line, on labeled folders before the data are decoded (or, for the
     kNN monitor, a sweep's evaluation and a --test read after training, before hours of
     training): missing, without class sub-folders, with other classes than each other,
-    or none of whose images (or, training, of a class's) decodes (opened until one does:
+    or none of whose images (or of a class's) decodes (opened until one does:
     :func:`simclr.data.unreadable_classes`); torchvision's named data sets pass.
     ``train_split``: the training folder is read as training data (a data set root's
     train/ split). ``max_pixels``: the command's --max-pixels; ``draft(files, train)``:
@@ -72,23 +72,22 @@ def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str,
         if held_out is not None and Path(listed.root).resolve() == Path(held_out.root).resolve():
             log.warning("note: %s and %s are the same folder: the top-1 measures images the "
                         "classifier saw, not held-out ones", *flags)
-        empty: dict[str, Any] = {}
         for flag, files in zip(flags, (listed, held_out), strict=True):
-            side = 8 if draft is None or files is None else draft(files, files is listed)
-            try:
-                if files is listed:  # (and none readable at all: said as for --test)
-                    empty = unreadable_classes(files, max_pixels, side)
-                elif files is not None:
-                    check_some_readable(files, limit=None, max_pixels=max_pixels, draft=side)
+            if files is None:
+                continue
+            side = 8 if draft is None else draft(files, files is listed)
+            try:  # (and none readable at all: said as such)
+                empty = unreadable_classes(files, max_pixels, side)
             except SimCLRError as exc:
                 raise SimCLRError(f"{flag}: {exc}") from None
-        # A training class whose files all fail would leave the problem smaller without
-        # a word (the kNN monitor's, read only after an epoch, measured 2 of 3 classes).
-        if empty:
-            first = next((e for e in empty.values() if e is not None), None)
-            why = "" if first is None else f" (first: {first.path}: {first.reason})"
-            raise SimCLRError(f"{flags[0]} {listed.root}: no readable image in class "
-                              f"folder(s) {_few(list(empty))}{why}")
+            # A class whose files all fail would leave the problem smaller without a
+            # word: a kNN monitor's training class, read only after an epoch, measured 2
+            # of 3 classes; a --test class, a top-1 of the other classes alone.
+            if empty:
+                first = next((e for e in empty.values() if e is not None), None)
+                why = "" if first is None else f" (first: {first.path}: {first.reason})"
+                raise SimCLRError(f"{flag} {files.root}: no readable image in class "
+                                  f"folder(s) {_few(list(empty))}{why}")
     return Listings(listed, held_out)
 
 

@@ -370,6 +370,11 @@ def test_the_readability_checks_use_the_commands_max_pixels(tmp_path):
                                           r"\(first: .*000.png: 40x40 = 1600 pixels exceeds "
                                           r"the limit of 1000 .*\)$"):
         check_labeled_folders(str(small), str(small), flags, max_pixels=1000)
+    # A --test class none of whose images reads: a top-1 of the other class alone, unsaid
+    fine = make_image_folder(tmp_path / "fine", classes=2, per_class=2, side=16, seed=2)
+    with pytest.raises(SimCLRError, match=r"^--test .*mixed: no readable image in class "
+                                          r"folder\(s\) class_1 \(first: .*000.png: 40x40"):
+        check_labeled_folders(str(fine), str(small), flags, max_pixels=1000)
 
 
 def test_the_readability_checks_open_each_training_file_once(tmp_path, monkeypatch):
