@@ -102,8 +102,8 @@ def epoch_batches(
     if decode_on is not None:
         log_line(f"JPEGs are decoded on {decode_on}; loader workers only read the files")
     elif cfg.data.decoder == "device" and not source.cached:  # (asked for, unused: said)
-        log_line("note: --decoder device decodes JPEGs, and none of the images is one: the "
-                 "loader decodes them with PIL")
+        log_line("note: --decoder device decodes JPEGs, and none of the images is named as "
+                 "one (.jpg, .jpeg, .jpe, .jfif): the loader decodes them with PIL")
     world = dist.world_size()
     while state.step < plan.total_steps:
         epoch, in_epoch = divmod(state.step, plan.steps_per_epoch)

@@ -133,7 +133,8 @@ def test_pretrain_decodes_jpegs_on_the_device(tmp_path, cache_dir, capsys):
         "data.cache": "off", "data.decoder": "device", "max_steps": 1})))
     out = capsys.readouterr().out
     assert "JPEGs are decoded on" not in out and "note: --decoder device decodes JPEGs, and " \
-        "none of the images is one: the loader decodes them with PIL" in out, out
+        "none of the images is named as one (.jpg, .jpeg, .jpe, .jfif): the loader decodes " \
+        "them with PIL" in out, out
 
 
 @pytest.mark.parametrize("cache", ["on", "off"])
