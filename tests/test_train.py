@@ -1085,14 +1085,21 @@ def test_a_stop_at_a_knn_step_is_measured_when_the_run_resumes(tmp_path, image_f
 
 
 def test_a_knn_folder_failing_mid_run_keeps_the_steps(tmp_path, image_folder, cache_dir):
-    """A --knn-test with 139 unreadable images (after a readable one, which the start's
-    check opens; large, so read uncached) failed after the first epoch; under
-    --checkpoint-every 0 its steps were lost."""
+    """A --knn-test of 140 images, all unreadable by the first kNN pass but one of each
+    class the start's check opened (large, so read uncached: damaged during the run
+    here), failed after the first epoch; under --checkpoint-every 0 its steps were lost."""
     broken = unreadable_folder(tmp_path / "broken", 70)
-    save_image(broken / "class_0/0.png", rgb(128, 128))
+    for name in ("class_0", "class_1"):
+        save_image(broken / name / "0.png", rgb(128, 128))
+
+    def damaged(step, stop):  # (after the start's check, before the monitor's pass)
+        for name in ("class_0", "class_1"):
+            (broken / name / "0.png").write_bytes(b"damaged")
+
     with pytest.raises(SimCLRError) as info:
-        run(tmp_path, image_folder, cache_dir, "run", knn_train=str(image_folder),
-            knn_test=str(broken), checkpoint_every=0)
+        train.pretrain(build_config(flags=tiny_flags(
+            image_folder, tmp_path / "run", cache_dir, knn_train=str(image_folder),
+            knn_test=str(broken), checkpoint_every=0)), on_step=damaged)
     assert str(info.value).startswith("kNN monitor: 128 images tried in its place (64 after "
                                       "it, the rest spread over the folder) are unreadable "
                                       "(first: ")
