@@ -23,12 +23,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def train(model, total, saves, start_step=0, lr=0.05, on_step=None, every=2, every_s=0.0,
           per_class=8, batch=8, checkpointing=True, tally=None, lr_fn=None, refit=None,
-          precision="fp32", **kept):
+          precision="fp32", verbose=False, **kept):
     """``model`` trained ``total`` steps (24 images, batch 8: 3 steps per epoch), each
     periodic save's step appended to ``saves`` (its path: ``ckpt-STEP.pt``); ``kept``:
     Checkpointing's ``last``, ``again`` and ``keep_tally``; ``checkpointing`` False:
     none; ``tally``: the saved tally of the epoch continued; ``lr_fn`` (default: the
-    scheduled lr) and ``refit``: train_classifier's."""
+    scheduled lr), ``refit`` and ``verbose``: train_classifier's."""
     source = colour_source(n_per_class=per_class)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
     for group in optimizer.param_groups:
@@ -42,13 +42,13 @@ def train(model, total, saves, start_step=0, lr=0.05, on_step=None, every=2, eve
         model, source, np.arange(3 * per_class), crop_flip_config(16), total_steps=total,
         batch_size=batch, optimizer=optimizer,
         lr_fn=lr_fn or (lambda step, p: scheduled_lr(step, total, p)), seed=0,
-        device=torch.device("cpu"), precision=precision, verbose=False, start_step=start_step,
+        device=torch.device("cpu"), precision=precision, verbose=verbose, start_step=start_step,
         tally=tally, refit=refit,
         checkpointing=Checkpointing(save, every, on_step, every_s=every_s, **kept)
         if checkpointing else None)
 
 
-def test_periodic_saves_and_a_stop_request():
+def test_periodic_saves_and_a_stop_request(capsys):
     saves = []
     stats = train(Classifier(tiny_encoder(), 3), 7, saves)
     # Every 2 steps, not at the last one (the caller writes the final checkpoint).
@@ -62,9 +62,17 @@ def test_periodic_saves_and_a_stop_request():
             stop.requested = "SIGINT"
 
     saves = []
-    stats = train(Classifier(tiny_encoder(), 3), 7, saves, on_step=stop_at_5)
+    capsys.readouterr()
+    stats = train(Classifier(tiny_encoder(), 3), 7, saves, on_step=stop_at_5, verbose=True)
     assert (stats["status"], stats["signal"], stats["steps"], saves) == \
         ("preempted", "SIGINT", 5, [2, 4])
+    # Each epoch's line: its steps, loss and train top-1 in percent; '(stopped)' where a
+    # signal ended it early.
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "train epoch 1 (3/7 steps, 3/epoch)", "train epoch 2 (stopped) (5/7 steps, 3/epoch)"]
+    assert 0 < stats["train_top1"] < 1 and lines[1].endswith(
+        f": loss {stats['train_loss']:.4f}, train top-1 {100 * stats['train_top1']:.2f}%")
     # Asked as the last step ends: the training is finished (the caller keeps it, then
     # tests it), and says which signal came.
     stats = train(Classifier(tiny_encoder(), 3), 7, [],
