@@ -159,7 +159,7 @@ def test_onnx_program_matches_the_model(run_dir, tmp_path, monkeypatch, exporter
 @pytest.mark.parametrize(("torch_version", "onnxscript_version", "dynamo"), [
     ("2.4.1+cu121", "0.7.2", False), ("2.6.0", "0.7.2", False), ("2.7.1", "0.2.7", False),
     ("2.7.1+cu126", "0.7.2", True), ("2.14.1+cu130", "0.10.0", True),
-    ("2.10.0a0+git1", "0.7", True),
+    ("2.10.0a0+git1", "0.7", True), ("unknown", "0.7.2", False),
 ])
 def test_the_dynamo_onnx_exporter_is_used_where_it_converts_the_encoder(
         monkeypatch, torch_version, onnxscript_version, dynamo):
@@ -198,6 +198,10 @@ def test_torch_onnx_errors_are_one_clean_line_with_their_cause():
     escaped = raised_from(CONVERSION_ERROR.replace("\x1b", "\\x1b"), cause)
     assert "x1b" not in prog.error_cause(escaped) and "[96m" not in prog.error_cause(escaped)
     assert prog.error_cause(ValueError("\x1b[1mbad\x1b[0m shape\nmore")) == "bad shape"
+    # (the innermost cause of a longer chain: the one that names what went wrong)
+    chained = raised_from("Export failed.", raised_from("Step 2 failed.", cause))
+    assert prog.error_cause(chained) == f"Export failed: {cause}"
+    assert prog.error_cause(AssertionError()) == "AssertionError"  # (no message: its type)
     long = prog.error_cause(raised_from("Error calling serialize_model_into with: " + "x" * 5000,
                                        TypeError("Expected an int, got a boolean.")))
     assert len(long) < 200 and long.endswith("...: Expected an int, got a boolean.")
@@ -334,6 +338,12 @@ def test_room_for_a_program_is_twice_its_weights_and_a_mib(tmp_path, monkeypatch
         else:
             prog.check_room(tmp_path / "e.pt2", module)
 
+    def unreadable(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(shutil, "disk_usage", unreadable)  # not known: left to the write
+    prog.check_room(tmp_path / "e.pt2", module)
+
 
 def test_a_card_records_an_encoders_projection_shortcuts():
     """An encoder built with projection shortcuts (model.projection_shortcuts) is another
@@ -364,3 +374,73 @@ def test_a_program_of_another_shape_fails_its_check(tmp_path, monkeypatch):
     with pytest.raises(SimCLRError, match=r"returned shape \(1, 64\) for \(3, 3, 16, 16\) "
                                           r"images, not \(3, 64\)"):
         prog.check_program(tmp_path / "p.pt2", "pt2", images(3), expected)
+
+
+def test_a_cards_output_names_its_layer_and_its_preprocessing_the_eval_side():
+    """A head layer's card says which of the head's layers it is ('g1': layer 1), the
+    preprocessing names the side larger pictures are resized to (224 px: 256), and its
+    usage is its format's."""
+    spec = {"arch": "resnet50", "width": 1.0, "cifar_stem": False, "image_size": 224}
+
+    def card(layer):
+        return prog.program_card(spec, layer, 8, {}, "pt2", Path("x.pt"))
+
+    assert card("g1")["output"]["what"] == "the output of layer 1 of the projection head"
+    assert card("h")["output"]["what"].startswith("h, the encoder's pooled output")
+    assert "shorter side to 256 (bicubic" in card("h")["input"]["preprocess"]
+    onnx = prog.program_card(spec, "h", 8, {}, "onnx", Path("x.pt"))
+    assert card("h")["usage"].startswith("torch.export.load(path).module()")
+    assert onnx["usage"].startswith("onnxruntime.InferenceSession(path)")
+
+
+def test_an_onnx_program_is_left_unchecked_where_onnxruntime_is_not_installed(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # (import onnxruntime raises)
+    assert prog.check_program(tmp_path / "e.onnx", "onnx", images(3), torch.zeros(3, 8)) == \
+        {"checked_with": "nothing (onnxruntime is not installed)"}
+
+
+def test_a_card_is_read_from_an_uppercase_pt2_and_only_where_it_is_simclrs(tmp_path):
+    """A .PT2 is an archive as a .pt2 is (its card inside it); a JSON file beside a
+    program that is no simclr card is not taken for one."""
+    import zipfile
+
+    card = {"format": "simclr-program", "program": "pt2", "step": 3}
+    upper = tmp_path / "E.PT2"
+    with zipfile.ZipFile(upper, "w") as archive:
+        archive.writestr(f"E/extra/{prog.CARD_FILE}", json.dumps(card))
+    assert prog.read_card(upper) == card
+    other = tmp_path / "o.pt2"
+    with zipfile.ZipFile(other, "w") as archive:
+        archive.writestr("o/data.pkl", b"")
+    prog.card_file(other).write_text(json.dumps({"note": "someone else's"}))
+    with pytest.raises(SimCLRError, match="without a readable simclr card"):
+        prog.read_card(other)
+
+
+def test_a_program_is_checked_to_atol_and_rtol_of_the_model(tmp_path, monkeypatch):
+    """Within ATOL + RTOL |expected| of the eager model it passes (another runtime's
+    kernels); a difference of 0.01 on outputs of 1 is refused."""
+    expected = torch.ones(3, 8)
+    for off, refused in ((prog.ATOL, False), (0.01, True)):
+        monkeypatch.setattr(prog, "_runner", lambda path, fmt, off=off: lambda x: expected + off)
+        if refused:
+            with pytest.raises(SimCLRError, match=r"differs from the model by up to 0.01;"):
+                prog.check_program(tmp_path / "p.pt2", "pt2", images(3), expected)
+        else:
+            assert prog.check_program(tmp_path / "p.pt2", "pt2", images(3), expected)[
+                "max_abs_diff"] == pytest.approx(prog.ATOL, rel=1e-3)
+
+
+def test_a_full_disk_under_an_onnx_save_stays_an_oserror(tmp_path, monkeypatch):
+    """An OSError of the save (a full disk, a file-size limit) is said as for every
+    file written, not as the exporter's refusal of its model."""
+    pytest.importorskip("onnxscript", reason="the onnx extra is not installed")
+
+    def full(path):
+        raise OSError(28, "No space left on device", str(path))
+
+    for exporter in ("_dynamo_onnx", "_torchscript_onnx"):
+        monkeypatch.setattr(prog, exporter, lambda module, example, card: full)
+    with pytest.raises(OSError, match="No space left on device"):
+        prog.write_onnx(torch.nn.Identity(), images(2), tmp_path / "e.onnx", {})
