@@ -304,9 +304,10 @@ class TwoViewAugment:
         The layout the encoder consumes (one batch of 2N views), without a ``torch.cat``.
         """
         b = images.shape[0]
-        if len(indices) != b:  # (else said of the parameters drawn for them, not given)
-            raise ValueError(f"indices name {len(indices)} images and the batch holds {b}: "
-                             "one index per image")
+        n = indices.numel() if isinstance(indices, Tensor) else np.size(indices)  # (or one int)
+        if n != b:  # (else said of the parameters drawn for them, which the caller never gave)
+            raise ValueError(f"indices name {n} images and the batch holds {b}: one index per "
+                             "image")
         p0, p1 = self.params(indices, epoch, (images.shape[-2], images.shape[-1]), aspect)
         rows = np.concatenate([np.arange(b), np.arange(b)])
         return _apply(images, ViewParams.cat([p0, p1]), self.cfg, rows)

@@ -80,6 +80,8 @@ def check_labeled_folders(train: str | None, test: str | None, flags: tuple[str,
                 empty = unreadable_classes(files, max_pixels, side)
             except SimCLRError as exc:
                 raise SimCLRError(f"{flag}: {exc}") from None
+            if files is held_out:  # (a test class folder without files: warned of, kept,
+                empty = {k: e for k, e in empty.items() if e is not None}  # as before)
             # A class whose files all fail would leave the problem smaller without a
             # word: a kNN monitor's training class, read only after an epoch, measured 2
             # of 3 classes; a --test class, a top-1 of the other classes alone.

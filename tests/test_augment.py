@@ -571,6 +571,8 @@ def test_output_range_shape_dtype_and_input_checks():
     with pytest.raises(ValueError, match="^indices name 15 images and the batch holds 16: one "
                                          "index per image$"):
         A.TwoViewAugment(cfg, 0)(images, np.arange(15), 0)
+    for index in (5, np.int64(5), torch.tensor(5)):  # one image's index as a scalar
+        assert A.TwoViewAugment(cfg, 0)(images[:1], index, 0)[0].shape == (1, 3, 24, 24)
 
 
 def test_eval_resize():

@@ -375,6 +375,9 @@ def test_the_readability_checks_use_the_commands_max_pixels(tmp_path):
     with pytest.raises(SimCLRError, match=r"^--test .*mixed: no readable image in class "
                                           r"folder\(s\) class_1 \(first: .*000.png: 40x40"):
         check_labeled_folders(str(fine), str(small), flags, max_pixels=1000)
+    for file in (small / "class_1").iterdir():  # a class folder without files: warned
+        file.unlink()  # of by the listing and kept, as before (a split lacking a class)
+    check_labeled_folders(str(fine), str(small), flags, max_pixels=1000)
 
 
 def test_the_readability_checks_open_each_training_file_once(tmp_path, monkeypatch):
