@@ -240,3 +240,145 @@ def test_a_stale_classifier_does_not_claim_the_step_it_was_fitted_on_as_current(
         "(predict and export refuse the run folder)")
     fresh = render({"path": "c.pt", "checkpoint": {**c, "stale": None}})
     assert fresh == "c.pt: linear classifier, fitted on the encoder of step 2, 3 classes"
+
+
+def test_a_runs_head_line_says_where_its_step_comes_from_its_epochs_and_its_last_loss():
+    """A run with no log of its own reads its step from its last checkpoint, and says so;
+    its epochs to two decimals with the time taken, and its last loss with its step."""
+    from simclr.info_text import render
+
+    state = {"status": "running", "step": 7, "planned_steps": 10, "step_from": "last checkpoint",
+             "epoch": 1.256, "elapsed_s": 90, "loss": 1.23456, "logged_step": 6}
+    assert render(_run_facts("pretrain", state=state)).splitlines()[0] == (
+        "run: SimCLR pretraining, running; last checkpoint at step 7 of 10 (1.26 epochs, 90 s); "
+        "last loss 1.235 (step 6)")
+
+
+@pytest.mark.parametrize("saved, said", [(2, "  continue with: simclr pretrain --resume run"),
+                                         (None, None)])
+def test_a_failed_run_says_why_and_is_continued_only_from_a_checkpoint(saved, said):
+    """A run an error ended says the error; with a checkpoint it is continued by --resume,
+    without one there is nothing to continue."""
+    from simclr.info_text import render
+
+    state = {"status": "failed", "step": 3, "planned_steps": 5, "saved_step": saved,
+             "reason": "out of memory"}
+    lines = render(_run_facts("pretrain", state=state)).splitlines()
+    assert lines[0].startswith("run: SimCLR pretraining, failed at step 3 of 5 (out of memory)")
+    assert [line for line in lines if "continue with" in line] == ([said] if said else [])
+
+
+def test_the_command_that_started_a_run_names_its_versions_and_uncommitted_changes():
+    from simclr.info_text import render
+
+    started = {"argv": ["/usr/bin/simclr", "pretrain", "--out", "run"], "simclr": "0.1.0",
+               "git_sha": "1a2b3c4d5e6f", "git_dirty": True, "starts": 1}
+    assert "  started by: simclr pretrain --out run (simclr 0.1.0, git 1a2b3c4 with " \
+        "uncommitted changes)\n" in render(_run_facts("pretrain", provenance=started))
+
+
+def test_a_result_without_a_top1_shows_its_status_and_its_protocol():
+    """A result that holds no top-1 (a diverged evaluation) says its status, beside the
+    protocol it ran ('linear evaluation (sgd)')."""
+    from simclr.info_text import render
+
+    result = {"file": "linear/linear_eval.json", "what": "linear evaluation",
+              "protocol": "sgd", "status": "diverged"}
+    assert render(_run_facts("pretrain", results=[result])).splitlines()[-1] == \
+        "  linear/linear_eval.json: linear evaluation (sgd), diverged"
+
+
+@pytest.mark.parametrize("status, said", [("stopped", ""), ("running", ", running at step 2")])
+def test_a_folder_of_results_alone_says_only_an_unfinished_status(status, said):
+    """An evaluation's --out holds results and no run of its own: a finished or stopped one
+    is its results; one running says so."""
+    from simclr.info_text import render
+
+    result = {"file": "knn.json", "what": "kNN", "top1": 0.5}
+    facts = {"path": "ev", "state": {"status": status, "step": 2}, "checkpoints": [],
+             "results": [result]}
+    assert render(facts).splitlines()[0] == f"ev: results of kNN{said}"
+
+
+@pytest.mark.parametrize("epochs, said", [(1, "1 epoch"), (2, "2 epochs")])
+def test_a_recipes_epochs_are_counted_in_words(epochs, said):
+    from simclr.info_text import _recipe
+
+    assert _recipe({"batch_size": 8, "epochs": epochs}) == f"batch 8, {said}"
+
+
+def test_a_batch_over_processes_without_synced_batchnorm_says_per_process():
+    from simclr.info_text import _recipe
+
+    assert _recipe({"batch_size": 8, "processes": 2, "sync_bn": False}) == \
+        "batch 8 over 2 processes (per-process BatchNorm)"
+
+
+def test_an_unfinished_classifier_and_a_classifiers_top1_are_said():
+    """A -partial.pt is an evaluation's training still going on, no result; a finished
+    classifier's line ends with its top-1."""
+    from simclr.info_text import _checkpoint_line
+
+    assert _checkpoint_line({"name": "linear-partial.pt", "kind": "linear-partial",
+                             "classes": 3}) == "unfinished linear classifier, 3 classes"
+    assert _checkpoint_line({"name": "linear.pt", "kind": "linear", "classes": 3,
+                             "top1": 0.5}) == "linear classifier, 3 classes, top-1 50.00%"
+
+
+@pytest.mark.parametrize("trained, said", [
+    ("random init", "from a classifier fitted on the random init encoder (the baseline)"),
+    ("random init fine-tuned 1 step", "random init fine-tuned 1 step (the baseline)")])
+def test_an_exported_baseline_encoder_says_what_its_weights_are(trained, said):
+    """An encoder exported from a classifier of the random init: left as it was, its
+    classifier's note says it; fine-tuned on, what it was trained to."""
+    from simclr.info_text import _checkpoint_line
+
+    assert _checkpoint_line({"kind": "encoder", "trained": trained,
+                             "fitted_on": "random init"}) == f"exported encoder, {said}"
+
+
+def test_an_exported_program_says_what_it_is_where_its_from_and_at_which_side_it_is_read():
+    """A torchvision export is weights, of a fine-tuned classifier's encoder here, read by
+    simclr at another side than its own: --image-size is advised; an imported file's
+    card names no kind, and a baseline's says so."""
+    from simclr.info_text import render
+
+    card = {"program": "torchvision", "output": {"name": "h", "shape": ["batch", 512]},
+            "input": {"shape": [1, 3, 64, 64]}, "encoder": {"arch": "resnet18", "image_size": 64},
+            "checkpoint": "last.pt", "kind": "finetune", "trained": "step 3 fine-tuned 1 step"}
+    assert render({"path": "w.pt", "program": card, "read_at": 32}) == (
+        "w.pt: exported weights (torchvision): h (512-d) of resnet18, 64 px input, from "
+        "last.pt (fine-tuned classifier), step 3 fine-tuned 1 step; simclr reads the file "
+        "at 32 px: give --image-size 64")
+    imported = {**card, "program": "pt2", "kind": "encoder", "imported": "ResNet weights",
+                "trained": "ResNet weights", "features": "random init"}
+    assert render({"path": "p.pt2", "program": imported}) == (
+        "p.pt2: exported program (pt2): h (512-d) of resnet18, 64 px input, from last.pt, "
+        "ResNet weights (the baseline)")
+
+
+def test_a_result_of_this_runs_checkpoint_at_an_unrecorded_step_names_no_step():
+    """A result of this run's checkpoint whose step is not recorded (or damaged) is not
+    said to be 'of step None'; one of an earlier step says so."""
+    from simclr.info_text import render
+
+    result = {"file": "knn.json", "what": "kNN", "top1": 0.5, "of": "run/checkpoints/last.pt",
+              "of_run": "r1"}
+    assert render(_run_facts("pretrain", run_id="r1", results=[{**result, "of_step": None}])) \
+        .endswith("  knn.json: kNN, top-1 50.00%")
+    assert render(_run_facts("pretrain", run_id="r1", results=[{**result, "of_step": 2}])).endswith(
+        "  knn.json: kNN, top-1 50.00% (of step 2; the run is now at step 3)")
+
+
+def test_a_running_runs_last_pt_being_written_is_not_said_unreadable():
+    """A running run's last.pt that cannot be read is being written; a finished run's is
+    damaged, and its last readable checkpoint is named."""
+    from simclr.info_text import render
+
+    state = {"status": "running", "saved_step": 2, "unreadable_checkpoints": ["last.pt"]}
+    assert render(_run_facts("pretrain", state=state)).splitlines()[0] == \
+        "run: SimCLR pretraining, running"
+    finished = {**state, "status": "finished", "step": 3}
+    assert render(_run_facts("pretrain", state=finished)).splitlines()[0] == (
+        "run: SimCLR pretraining, finished at step 3; but its last.pt cannot be read: last "
+        "readable checkpoint at step 2")
