@@ -69,6 +69,13 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
         (["supervised", "--train", "a", "--out", "o", "--no-progress"], "unrecognized"),
         (["knn", "--checkpoint", "c.pt", "--train", "a", "--test", "b", "--bogus", "3"],
          "simclr knn: error: unrecognized arguments: --bogus 3"),  # named by its command
+        # a test set named twice, or not at all: which one was meant is the user's to say
+        (["knn", "--checkpoint", "c.pt", "--train", "a"],
+         "give --test DIR or --test-fraction F (a held-out part of --train), one of the two"),
+        (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b",
+          "--test-fraction", "0.5"], "give --test DIR or --test-fraction F"),
+        (["info", ".", "a\nb\x1b[2J"],
+         "simclr info: error: unrecognized arguments: a\\nb\\x1b[2J"),
         (["sweep", "--set", "temperature=0.1", "--out", "o", "--eval", "none",
           "--eval-device", "gpu"], "--eval-device: unknown device 'gpu'"),
         (["sweep", "--set", "temperature=0.1", "--out", "o", "--eval", "none",
@@ -211,6 +218,87 @@ def test_evaluation_flags_are_checked_first(args, needle, capsys):
     assert status == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and needle in err, err
+
+
+def test_a_call_from_python_is_the_command_line_its_run_records(monkeypatch, capsys):
+    """main(argv) from Python: provenance records `simclr ARGV` while the command runs
+    (the pytest or notebook line it would read otherwise says nothing), none after it."""
+    from simclr import cli, runtime
+    from simclr.errors import SimCLRError
+
+    seen = []
+
+    def record(args):
+        seen.append(runtime.command_line())
+        raise SimCLRError("stopped here")
+
+    monkeypatch.setattr(cli, "_check_before_work", record)
+    assert main(["info", "some run"]) == 2
+    assert seen == [["simclr", "info", "some run"]] and runtime.command_line() is None
+
+
+def test_an_evaluations_threads_flag_sets_torchs_threads_for_the_command(monkeypatch, capsys):
+    import torch
+
+    from simclr import cli
+    from simclr.errors import SimCLRError
+
+    threads, asked = [], 2 if torch.get_num_threads() == 1 else 1
+
+    def record(args):
+        threads.append(torch.get_num_threads())
+        raise SimCLRError("stopped here")
+
+    monkeypatch.setattr(cli, "_check_before_work", record)
+    assert main(["knn", "--checkpoint", "c", "--train", "a", "--test", "b",
+                 "--threads", str(asked)]) == 2
+    assert threads == [asked]
+
+
+def test_a_failed_command_keeps_the_empty_folders_its_caller_made_before(tmp_path, capsys):
+    """Folders a caller from Python made (through simclr.results) before main() are
+    theirs: the command's clean-up of its own empty --out left them alone."""
+    from simclr.results import output_file
+
+    output_file(tmp_path / "mine" / "e.npz")
+    assert main(["info", str(tmp_path / "no run")]) == 2
+    assert (tmp_path / "mine").is_dir()
+
+
+def test_a_command_ending_in_a_non_zero_status_removes_the_empty_out_it_made(
+        tmp_path, monkeypatch, capsys):
+    """A non-zero status is a failure too (not only an error raised): the folder it made
+    for results that never came is removed."""
+    from simclr import cli
+    from simclr.results import output_file
+
+    monkeypatch.setattr(cli, "_run_command",
+                        lambda args: (output_file(tmp_path / "out" / "e.npz"), 3)[1])
+    assert main(["info", "run"]) == 3
+    assert not (tmp_path / "out").exists()
+
+
+def test_under_torchrun_the_callers_sigterm_handler_is_kept(monkeypatch, capsys):
+    """A process torchrun started is stopped by its launcher (perhaps blocked in a
+    collective): the command does not take SIGTERM over there, as it does alone."""
+    import signal
+
+    from simclr import cli
+    from simclr.errors import SimCLRError
+
+    handlers = []
+
+    def record(args):
+        handlers.append(signal.getsignal(signal.SIGTERM))
+        raise SimCLRError("stopped here")
+
+    monkeypatch.setattr(cli, "_check_before_work", record)
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["info", "run"]) == 2
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert main(["info", "run"]) == 2
+    assert handlers[0] == before and handlers[1] != before
 
 
 def test_interrupt_while_starting_is_one_line(monkeypatch, capsys):
@@ -1468,6 +1556,7 @@ def test_help_shows_a_values_default_not_a_switchs(capsys):
     assert "--batch-size BATCH_SIZE images per forward pass (default: 256)" in out
     assert "never a pretraining run's files) --random-init" in out, out  # --overwrite's
     assert "(default: False)" not in out and "(default: True)" not in out, out
+    assert "(default: None)" not in out, out  # (--out, --subset: nothing to say)
     assert main(["pretrain", "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "keeps the pipeline's order. (default: \"\")" in out, out
