@@ -133,6 +133,8 @@ def test_resolve_cifar_stem():
     assert resolve_cifar_stem(None, 224) is False
     assert resolve_cifar_stem(True, 224) is True
     assert resolve_cifar_stem(False, 32) is False
+    # a torchvision network keeps its own stem, however small the images
+    assert resolve_cifar_stem(None, 32, "mobilenet_v3_small") is False
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
@@ -225,6 +227,9 @@ def test_build_model_from_config():
     assert build_model(cfg, image_size=64).encoder.cifar_stem
     assert all(b.last_bn.weight.eq(0).all() for b in model.encoder.modules()
                if hasattr(b, "last_bn"))  # zero_init_residual defaults to True
+    cfg.head_batch_norm = True  # the official head: Linear (no bias) + BN
+    bn = build_model(cfg, image_size=32).head.layers[0]
+    assert bn[0].bias is None and isinstance(bn[1], nn.BatchNorm1d)
 
 
 def test_describe_model_names_the_feature_width_of_each_block_kind():
@@ -238,6 +243,10 @@ def test_describe_model_names_the_feature_width_of_each_block_kind():
         "resnet50 x1, mlp head 2048-2048-128"
     assert describe_model(ModelConfig(arch="resnet50", width=2, head="linear")) == \
         "resnet50 x2, linear head 4096-128"
+    assert describe_model(ModelConfig(arch="resnet18", head="none")) == "resnet18 x1, no head"
+    # a torchvision network's h is known once built: its head named without widths
+    assert describe_model(ModelConfig(arch="mobilenet_v3_small")) == \
+        "mobilenet_v3_small, mlp head"
     for arch, width in [("resnet18", 0.25), ("resnet50", 0.125)]:
         cfg = ModelConfig(arch=arch, width=width, head="linear", head_out_dim=8)
         dim = build_model(cfg, image_size=32).encoder.feature_dim
@@ -281,6 +290,11 @@ def test_a_head_tap_reads_one_of_the_heads_layers():
         with pytest.raises(SimCLRError, match=f"has 3 layer\\(s\\); cannot read the output "
                                               f"of layer {depth}$"):
             HeadTap(enc, head, depth)
+    with pytest.raises(SimCLRError, match="no projection head \\(--head none\\)"):
+        HeadTap(enc, build_head("none", enc.feature_dim, None, 8), 1)
+    sized = nn.Identity()
+    sized.image_size = 96  # (a torchvision encoder's input side travels with the tap)
+    assert HeadTap(sized, head, 1).image_size == 96 and HeadTap(enc, head, 1).image_size is None
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])
