@@ -52,27 +52,9 @@ class RawPixels(nn.Module):
         return x.flatten(1).float()
 
 
-def open_eval_source(path: str, image_size: int, workers: int | None,
-                     cache_dir: str, evaluation: bool = True, train: bool = False,
-                     unlabeled: bool = False, max_pixels: int = DataConfig.max_pixels,
-                     listing: ImageList | None = None, held_out: bool = True,
-                     decoder: str = DataConfig.decoder) -> ImageSource:
-    """A labeled folder (or named data set) of an evaluation, stored for ``image_size``;
-    ``evaluation=False`` for one it trains on with augmented views (fine-tuning);
-    ``train``: a data set's training split (a folder holding train/ and test/, cifar10);
-    ``unlabeled``: images beside class folders are kept (a probe whose labels are not
-    the folder's); ``listing``: its files, if already listed alike. The digits' training
-    split is the one that holds none of the test digits (``held_out``; all of them where
-    False: a run continued as an earlier simclr started it, :func:`kept_all_digits`);
-    ``decoder``: where its uncached JPEGs decode (--decoder)."""
-    data = DataConfig(workers=workers, cache_dir=cache_dir, max_pixels=max_pixels,
-                      decoder=decoder)
-    return open_source(path, data, train=train, image_size=image_size, evaluation=evaluation,
-                       unlabeled=unlabeled, listing=listing, held_out=held_out)
-
-
 def eval_data(args: argparse.Namespace) -> DataConfig:
-    """The data settings an evaluation command opens its folders with (its flags)."""
+    """The data settings an evaluation command opens its folders with (its flags), which
+    its pre-check reads them with too (:func:`checked_listings`)."""
     return DataConfig(workers=args.workers, cache_dir=args.cache_dir,
                       max_pixels=args.max_pixels, decoder=args.decoder)
 
@@ -81,8 +63,17 @@ def open_folder(path: str, image_size: int, args: argparse.Namespace,
                 evaluation: bool = True, train: bool = False,
                 unlabeled: bool = False, listing: ImageList | None = None,
                 held_out: bool = True) -> ImageSource:
-    return open_eval_source(path, image_size, args.workers, args.cache_dir, evaluation, train,
-                            unlabeled, args.max_pixels, listing, held_out, args.decoder)
+    """A labeled folder (or named data set) of an evaluation, stored for ``image_size``
+    with the command's data settings (:func:`eval_data`); ``evaluation=False`` for one
+    it trains on with augmented views (fine-tuning); ``train``: a data set's training
+    split (a folder holding train/ and test/, cifar10); ``unlabeled``: images beside
+    class folders are kept (a probe whose labels are not the folder's); ``listing``: its
+    files, if already listed alike. The digits' training split is the one that holds
+    none of the test digits (``held_out``; all of them where False: a run continued as
+    an earlier simclr started it, :func:`kept_all_digits`)."""
+    return open_source(path, eval_data(args), train=train, image_size=image_size,
+                       evaluation=evaluation, unlabeled=unlabeled, listing=listing,
+                       held_out=held_out)
 
 
 class EvalInputs(NamedTuple):
