@@ -43,7 +43,7 @@ from simclr.errors import BadImageError, SimCLRError
 from simclr.folders import (
     ImageList,
     class_members,
-    holds_jpegs,
+    list_folder,
     named_dataset,
     scan_folder,
     split_root,
@@ -111,27 +111,21 @@ def reading_draft(files: ImageList, image_size: int, cfg: DataConfig,
     return draft_side(side, store)
 
 
-def cache_choice(spec: str | None, cache: str, train: bool = True) -> str:
+def cache_choice(spec: str | None, cache: str, train: bool = True,
+                 listed: ImageList | None = None) -> str:
     """What ``--cache`` amounts to for pretraining on ``spec``: 'on' or 'off' ('auto'
     caches a folder of small pictures, as :func:`open_folder` decides), or 'in memory'
     for a named data set (the digits, torchvision's), held as arrays whatever it says.
-    ``train``: of its training split (a folder holding train/ and test/), else its test."""
+    ``train``: of its training split (a folder holding train/ and test/), else its test.
+    ``listed``: its files as :func:`simclr.folders.list_folder` lists them, where the
+    caller has them (a folder of 200k files takes seconds to list)."""
     if named_dataset(spec):
         return "in memory"
     if cache != "auto":
         return cache
-    listed = scan_folder(split_root(spec, train=train), unlabeled=True)  # type: ignore[arg-type]  # (not named: a str)
-    return "on" if _all_small(_probe_sizes(listed.paths)) else "off"
-
-
-def holds_jpeg_files(spec: str | None, train: bool = True) -> bool:
-    """Whether the folder ``spec`` is read from (its training split with ``train``, else
-    its test split) holds a file named as a JPEG, the one format ``--decoder device``
-    decodes; a named data set holds none (arrays)."""
-    if named_dataset(spec):
-        return False
-    listed = scan_folder(split_root(spec, train=train), unlabeled=True)  # type: ignore[arg-type]  # (not named: a str)
-    return holds_jpegs(listed.paths)
+    if listed is None:
+        listed = list_folder(spec, train, unlabeled=True)
+    return "on" if _all_small(_probe_sizes(listed.paths)) else "off"  # type: ignore[union-attr]  # (not named: listed)
 
 
 def open_folder(

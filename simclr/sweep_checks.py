@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from simclr.config import Config
 from simclr.errors import SimCLRError, user_message
-from simclr.folders import list_folder
+from simclr.folders import holds_jpegs, list_folder
 from simclr.recipe import flatten
 from simclr.settings import flag_of
 
@@ -199,15 +199,22 @@ def _read_choices(configs: list[Config], devices: list[str],
     device, else 'pil' (an evaluation's folder, cached or not, is decoded alike by PIL:
     it gives the same features). Probed where the cells differ in --cache or --decoder
     (inert under a cache); else the --cache and --decoder as asked."""
-    from simclr.data import cache_choice, holds_jpeg_files
+    from simclr.data import cache_choice
 
     if len({(cfg.data.cache, cfg.data.decoder) for cfg in configs}) < 2:
         return [cfg.data.cache for cfg in configs], [(cfg.data.decoder,) for cfg in configs]
-    choice = functools.cache(cache_choice)  # (a folder probed once for all its cells)
-    jpegs = functools.cache(holds_jpeg_files)
+    # Each folder listed once (seconds for a large one) and probed once, for all its cells
+    listing = functools.cache(lambda folder, train: list_folder(folder, train, unlabeled=True))
+
+    @functools.cache
+    def choice(folder: str | None, cache: str, train: bool) -> str:
+        return cache_choice(folder, cache, train,
+                            listing(folder, train) if cache == "auto" else None)
 
     def decoded(cfg: Config, folder: str | None, train: bool, device: str) -> str:
-        return _decoder_on(cfg, device) if jpegs(folder, train) else "pil"
+        listed = listing(folder, train)  # (None: a named data set, arrays)
+        return _decoder_on(cfg, device) if listed is not None and holds_jpegs(listed.paths) \
+            else "pil"
 
     caching = [choice(cfg.data.path, cfg.data.cache, True) for cfg in configs]
     decodings = [("cached" if cache in ("on", "in memory") else
