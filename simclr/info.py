@@ -451,7 +451,26 @@ def _checkpoints(folder: Path) -> list[dict[str, Any]]:
                 out[-1]["fitted_on"] = features
             out[-1]["stale"] = why_stale(path, folder / LAST) if (folder / LAST).is_file() \
                 else None
+    if any(c["name"] == LAST and "error" in c for c in out):
+        _read_fallback(folder, out)
     return out
+
+
+def _read_fallback(folder: Path, out: list[dict[str, Any]]) -> None:
+    """Beside a damaged last.pt, the newest periodic checkpoint that reads is the run's
+    last readable one (what --resume goes back to): the periodic files are read, newest
+    first, until one does; those that do not are shown damaged, not by their names."""
+    entries = {c["name"]: c for c in out}
+    for _, path in reversed(periodic_checkpoints(folder)):
+        entry = entries.get(path.name)
+        if entry is None or "error" in entry:  # (saved since; last.pt itself, a hard link)
+            continue
+        try:
+            checkpoint_facts(path)
+            return
+        except SimCLRError as exc:
+            entry.clear()
+            entry.update({"name": path.name, "error": str(exc)})
 
 
 def _file_id(path: Path) -> tuple[int, int]:

@@ -787,6 +787,30 @@ def test_a_finished_run_whose_only_checkpoint_cannot_be_read_says_so(evaluated_r
     assert state["no_readable_checkpoint"] is True and "saved_step" not in state
 
 
+def test_the_last_readable_checkpoint_beside_a_damaged_last_pt_is_one_that_reads(
+        evaluated_run, tmp_path, capsys):
+    """Beside a damaged last.pt, info named the newest periodic checkpoint 'the last
+    readable' by its file name alone, unread: a damaged one among them too. They are
+    read newest first now, as --resume does, until one reads."""
+    import shutil
+
+    run = tmp_path / "r3"
+    shutil.copytree(evaluated_run[0], run)
+    folder = run / "checkpoints"
+    shutil.copy(folder / "last.pt", folder / "ckpt-00000001.pt")
+    shutil.copy(folder / "last.pt", folder / "ckpt-00000002.pt")
+    for name in ("last.pt", "ckpt-00000002.pt"):
+        os.truncate(folder / name, 100)
+    head = _info(capsys, run).splitlines()[0]
+    assert head.endswith("but its last.pt cannot be read: last readable checkpoint at step 1"), \
+        head
+    state = json.loads(_info(capsys, "--json", run))["state"]
+    assert state["unreadable_checkpoints"] == ["last.pt", "ckpt-00000002.pt"]
+    os.truncate(folder / "ckpt-00000001.pt", 100)
+    head = _info(capsys, run).splitlines()[0]
+    assert head.endswith("but no checkpoint can be read"), head
+
+
 def test_a_stopped_run_whose_checkpoint_cannot_be_read_does_not_say_none_exists(
         evaluated_run, tmp_path, capsys):
     """A killed run with a damaged last.pt: its checkpoint exists, but cannot be read."""
