@@ -58,7 +58,7 @@ SMALL_SIDE = 96  # images up to this side are cached decoded (cfg.cache = 'auto'
 LOAD_SCALE = 1.15  # larger images are stored at most at round(view size * 1.15) (see open_folder)
 
 
-def _probe_sizes(paths: Sequence[str], count: int = 64) -> list[tuple[int, int]]:
+def probe_sizes(paths: Sequence[str], count: int = 64) -> list[tuple[int, int]]:
     """(w, h) read from the headers of up to ``count`` evenly spread files."""
     picks = sorted({round(k * (len(paths) - 1) / max(count - 1, 1)) for k in range(count)})
     sizes = []
@@ -102,12 +102,15 @@ def _stored_as(sizes: list[tuple[int, int]], image_size: int, cfg: DataConfig,
 
 
 def reading_draft(files: ImageList, image_size: int, cfg: DataConfig,
-                  evaluation: bool) -> int:
+                  evaluation: bool, sizes: list[tuple[int, int]] | None = None) -> int:
     """The side :func:`open_folder` (with ``cfg``, for views of ``image_size``) decodes
     the JPEGs of ``files`` at, at least (draft mode: :func:`simclr.decode.load_square`):
     4x an evaluation's side, else the stored side. A folder's pre-check decodes at it:
-    ``--max-pixels`` limits what is decoded."""
-    store, side = _stored_as(_probe_sizes(files.paths), image_size, cfg, evaluation)
+    ``--max-pixels`` limits what is decoded. ``sizes``: :func:`probe_sizes` of ``files``,
+    where the caller has them (a sweep asks for each of its cells of one folder)."""
+    if sizes is None:
+        sizes = probe_sizes(files.paths)
+    store, side = _stored_as(sizes, image_size, cfg, evaluation)
     return draft_side(side, store)
 
 
@@ -125,7 +128,7 @@ def cache_choice(spec: str | None, cache: str, train: bool = True,
         return cache
     if listed is None:
         listed = list_folder(spec, train, unlabeled=True)
-    return "on" if _all_small(_probe_sizes(listed.paths)) else "off"  # type: ignore[union-attr]  # (not named: listed)
+    return "on" if _all_small(probe_sizes(listed.paths)) else "off"  # type: ignore[union-attr]  # (not named: listed)
 
 
 def open_folder(
@@ -150,7 +153,7 @@ def open_folder(
     root = split_root(path, train)
     images = scan_folder(root, unlabeled) if listing is None else listing
     workers = default_workers() if cfg.workers is None else cfg.workers
-    sizes = _probe_sizes(images.paths)
+    sizes = probe_sizes(images.paths)
     small = _all_small(sizes)
     # (an evaluation's photos, of any shape, are read with eval_resize(central=True): those
     # smaller than its side upscaled once here rather than at evaluation)

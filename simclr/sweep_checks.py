@@ -308,10 +308,11 @@ def check_batches(cells: list[Cell], configs: list[Config]) -> list[int | None]:
     (:func:`_named_size`). Each folder is listed once and read until one image decodes
     (one image, for a readable folder). Returns each cell's number of images: its
     folder's files, or those its named data set holds."""
-    from simclr.data import check_some_readable, reading_draft
+    from simclr.data import check_some_readable, probe_sizes, reading_draft
     from simclr.plan import check_batch_fits
 
     listings: dict[str | None, Any] = {}  # one listing per folder
+    probed: dict[str | None, list[tuple[int, int]]] = {}  # and one probe of its files' sides
     # (folder, max_pixels, side decoded at) found readable, and found not: each once
     readable: set[tuple[str | None, int, int]] = set()
     unreadable: dict[tuple[str | None, int, int], SimCLRError] = {}
@@ -324,8 +325,10 @@ def check_batches(cells: list[Cell], configs: list[Config]) -> list[int | None]:
         cfg = configs[k]
         listed = listings[cfg.data.path]
         # (its JPEGs decoded at the size the cell decodes them at: the limit is on that)
-        draft = 8 if listed is None else reading_draft(listed, cfg.augment.size, cfg.data,
-                                                       evaluation=False)
+        if listed is not None and cfg.data.path not in probed:
+            probed[cfg.data.path] = probe_sizes(listed.paths)
+        draft = 8 if listed is None else reading_draft(
+            listed, cfg.augment.size, cfg.data, evaluation=False, sizes=probed[cfg.data.path])
         key = (cfg.data.path, cfg.data.max_pixels, draft)
         size = _named_size(cfg, opened) if listed is None else len(listed.paths)
         if key in unreadable:  # (a folder read whole in vain is not read again)

@@ -602,7 +602,8 @@ def test_a_data_folder_is_read_once_for_all_the_cells_that_read_it_alike(
         tmp_path, image_folder, cache_dir, monkeypatch):
     """Every cell is asked whether it fails as the first did: a folder none of whose
     files decodes is opened whole once, not once per cell; a readable one costs one
-    image for all the cells."""
+    image for all the cells, and one probe of its files' headers (64 header reads per
+    cell before)."""
     from simclr import data
     from simclr.sweep_checks import check_batches
 
@@ -614,6 +615,9 @@ def test_a_data_folder_is_read_once_for_all_the_cells_that_read_it_alike(
     real = data.open_image
     monkeypatch.setattr(data, "open_image",
                         lambda path, *args, **kw: opened.append(path) or real(path, *args, **kw))
+    probes = []
+    probe = data.probe_sizes
+    monkeypatch.setattr(data, "probe_sizes", lambda paths: probes.append(1) or probe(paths))
     flags = tiny_flags(broken, tmp_path / "unused", cache_dir)
     flags.pop("out")
     for folder, count in ((broken, 8), (image_folder, 1)):
@@ -624,5 +628,7 @@ def test_a_data_folder_is_read_once_for_all_the_cells_that_read_it_alike(
             with pytest.raises(SimCLRError, match=r"^none of the 8 images"):
                 check_batches(cells, configs)
         else:
+            probes.clear()
             assert check_batches(cells, configs) == [24] * 3
+            assert len(probes) == 1
         assert len(opened) == count
