@@ -187,9 +187,9 @@ def accuracy_and_loss(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
 def default_l2_grid(lo: float = 1e-6, hi: float = 1.0, count: int = 13) -> list[float]:
     """Regularisation strengths tried by the transfer protocol: log-spaced in [lo, hi].
 
-    The penalty multiplies the *mean* cross-entropy on standardised features, so a
-    strength means the same for any data-set size; the default is two values per
-    decade from 1e-6 (nearly unregularised) to 1 (weights nearly zero). The paper
+    The penalty (l2/2)·||W||² is added to the *mean* cross-entropy on standardised
+    features, so a strength means the same for any data-set size; the default is two
+    values per decade from 1e-6 (nearly unregularised) to 1 (weights nearly zero). The paper
     searched 45 values in 1e-6..1e5 for its own, unstated scaling of the objective.
     """
     if not 1 <= count <= 1000 or not 0 < lo <= hi <= MAX_REAL:
