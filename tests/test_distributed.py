@@ -18,8 +18,10 @@ from simclr.errors import SimCLRError
 from simclr.loss import (
     contrast_stats,
     margin_triplet,
+    margin_triplet_with_accuracy,
     nt_logistic,
     nt_xent,
+    nt_xent_with_accuracy,
     nt_xent_with_stats,
 )
 
@@ -115,6 +117,10 @@ LOSSES = {
     "nt_logistic_sh": lambda a, b: nt_logistic(a, b, 0.5, semi_hard=True),
     "triplet_sh": lambda a, b: margin_triplet(a, b, 0.8, semi_hard=True),
 }
+TOP1 = {  # (pos_top1: NT-Xent's, and the ablations' from their cross-view pass)
+    "nt_xent": lambda a, b: nt_xent_with_accuracy(a, b, 0.2),
+    "triplet": lambda a, b: margin_triplet_with_accuracy(a, b, 0.8),
+}
 
 
 def _worker(rank: int, port: int, out_dir: str) -> None:
@@ -151,6 +157,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
         result["step_stats"] = nt_xent_with_stats(z_a[rows], z_b[rows], 0.2)[2]
         result["one_view_stats"] = nt_xent_with_stats(z_a[rows], z_b[rows], 0.2,
                                                       one_view=True)[2]
+        result["top1"] = [fn(z_a[rows], z_b[rows])[1] for fn in TOP1.values()]
         torch.save(result, f"{out_dir}/rank{rank}.pt")
     finally:
         torch.distributed.destroy_process_group()
@@ -184,6 +191,10 @@ def test_two_process_losses_equal_single_process(tmp_path):
     for key in ("contrast_stats", "step_stats", "one_view_stats"):  # (off the loss's logits)
         local = torch.stack([res[key] for res in results]).mean(dim=0)
         torch.testing.assert_close(local, contrast_stats(z_a, z_b, 0.2), rtol=1e-6, atol=1e-7)
+    # pos_top1: each rank's anchors find their positive among every process's rows
+    for k, fn in enumerate(TOP1.values()):
+        local = torch.stack([res["top1"][k] for res in results]).mean()
+        assert local.item() == pytest.approx(fn(z_a, z_b)[1].item())
     for name, fn in LOSSES.items():
         a = z_a.clone().requires_grad_(True)
         b = z_b.clone().requires_grad_(True)

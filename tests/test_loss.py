@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -314,6 +315,9 @@ def test_contrastive_loss_dispatch():
     cfg = LossConfig(name="nt_logistic", temperature=0.3, semi_hard=True)
     assert contrastive_loss(cfg, z_a, z_b)[0].item() == nt_logistic(z_a, z_b, 0.3, True,
                                                                      True).item()
+    cfg = LossConfig(name="nt_logistic", temperature=0.3, normalize=False)  # (raw dots)
+    assert contrastive_loss(cfg, z_a, z_b)[0].item() == nt_logistic(z_a, z_b, 0.3, False).item()
+    assert nt_logistic(z_a, z_b, 0.3, False).item() != nt_logistic(z_a, z_b, 0.3).item()
     cfg = LossConfig(name="margin_triplet", margin=0.8, normalize=False)
     assert contrastive_loss(cfg, z_a, z_b)[0].item() == margin_triplet(z_a, z_b, 0.8,
                                                                         False).item()
@@ -478,8 +482,9 @@ def test_the_default_temperature_is_the_papers():
 def test_projections_of_other_shapes_are_named(loss, shapes):
     """Two views of other batch sizes or widths are refused with the shapes named, not
     left to fail (or not) somewhere inside torch."""
+    got = re.escape(f"got {shapes[0]} and {shapes[1]}")
     with pytest.raises(ValueError, match=r"must both be \(n, D\) with n >= 1 \(and 2 pairs or "
-                                         r"more over all processes\), got"):
+                                         r"more over all processes\), " + got):
         loss(torch.randn(*shapes[0]), torch.randn(*shapes[1]))
 
 
@@ -510,3 +515,17 @@ def test_the_training_metrics_of_a_semi_hard_nt_xent_are_refused_as_its_loss():
     z_a, z_b = _inputs(4, 3, seed=1)
     with pytest.raises(SimCLRError, match="semi_hard applies to nt_logistic"):
         loss_and_metrics(LossConfig(name="nt_xent", semi_hard=True), z_a, z_b)
+
+
+def test_a_learned_temperature_tensor_is_taken_and_a_bool_or_integer_view_refused():
+    """A tensor temperature (a learned one) is the caller's: used as its value, unchecked;
+    True is no temperature (a bool is an int: it would have been 1.0); one integer view
+    beside a float one is refused as two are (it was cast to float without a word)."""
+    z_a, z_b = _inputs(4, 3, seed=2)
+    assert nt_xent(z_a, z_b, torch.tensor(0.3, dtype=torch.float64)).item() == \
+        pytest.approx(nt_xent(z_a, z_b, 0.3).item(), rel=1e-12)
+    with pytest.raises(TypeError, match="temperature must be a number, got True"):
+        nt_xent(z_a, z_b, temperature=True)
+    for pair in ((z_a, z_b.long()), (z_a.long(), z_b)):
+        with pytest.raises(ValueError, match="must be floating point"):
+            nt_xent(*pair)
