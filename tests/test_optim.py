@@ -450,3 +450,35 @@ def test_build_optimizer_without_the_exclusion_decays_and_adapts_every_parameter
     (group,) = build_optimizer(cfg, net, batch_size=256).param_groups
     assert len(group["params"]) == 7 and group["weight_decay"] == 1e-6
     assert group["lars_exclude"] is False
+
+
+def test_lars_momentum_is_the_one_given():
+    """Momentum 0.5, two steps by hand (every other test ran at 0.9): v2 = 0.5 v1 + lr g2."""
+    b = _param([1.0, -1.0])
+    opt = LARS([b], lr=0.1, momentum=0.5)
+    _step(opt, [b], [[1.0, 2.0]], lr=0.1)  # v1 = [.1, .2]
+    _step(opt, [b], [[1.0, 2.0]], lr=0.1)  # v2 = [.15, .3]
+    torch.testing.assert_close(b.detach(), torch.tensor([0.75, -1.5], dtype=torch.float64))
+
+
+def test_build_optimizer_scales_the_lr_as_configured_and_sgd_without_momentum_works():
+    """--lr-scaling sqrt reaches the optimizer (base x sqrt(B)); SGD at momentum 0 is
+    plain SGD (Nesterov needs a momentum: torch refuses it at 0)."""
+    net = _Net()
+    opt = build_optimizer(OptimConfig(lr=0.075, lr_scaling="sqrt"), net, batch_size=1024)
+    assert all(g["lr"] == g["peak_lr"] == pytest.approx(2.4) for g in opt.param_groups)
+    sgd = build_optimizer(OptimConfig(name="sgd", momentum=0.0), net, batch_size=256)
+    assert not any(g["nesterov"] for g in sgd.param_groups)
+
+
+def test_a_state_of_the_earlier_grouping_does_not_regroup_an_optimizer_without_exclusion():
+    """Without --exclude-bias-and-norm every parameter is in one group, as it was then:
+    a saved state of two groups is another run's, refused as torch refuses it, not
+    loaded into the exclusion's grouping."""
+    torch.manual_seed(0)
+    model = ScaledNet()
+    saved = copy.deepcopy(earlier_lars(model).state_dict())
+    optimizer = build_optimizer(OptimConfig(exclude_bias_and_norm=False), model, 256)
+    with pytest.raises(ValueError, match="different number of parameter groups"):
+        load_optimizer_state(optimizer, {"optimizer": saved}, model, verbose=False)
+    assert [len(g["params"]) for g in optimizer.param_groups] == [3]
