@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -187,6 +188,11 @@ def test_knn_rejects_bad_arguments():
     with pytest.raises(SimCLRError, match="--temperature must be at least 0.0001, got 1e-46"):
         knn_accuracy(x, [0, 1, 2], x, [0, 1, 2], k=2, temperature=1e-46)
     assert knn_accuracy(x, [0, 1, 2], x, [0, 1, 2], k=2, temperature=1e-4) == 1.0
+    # an infinite one weighs every neighbour alike: a plain vote, not the protocol
+    with pytest.raises(SimCLRError, match="--temperature must be at least 0.0001, got inf"):
+        knn_accuracy(x, [0, 1, 2], x, [0, 1, 2], k=2, temperature=math.inf)
+    with pytest.raises(SimCLRError, match="at least 0.0001, got '0.1'"):  # (a string, shown so)
+        knn_accuracy(x, [0, 1, 2], x, [0, 1, 2], k=2, temperature="0.1")
     for k in (2.5, True, None):
         with pytest.raises(SimCLRError, match="--k must be a positive whole number"):
             knn_accuracy(x, [0, 1, 2], x, [0, 1, 2], k=k)
@@ -263,6 +269,10 @@ def test_unlabeled_rows_and_mismatched_shapes_are_named():
         knn_accuracy(feats, labels, feats, np.abs(labels))
     with pytest.raises(SimCLRError, match=r"kNN test labels must be one class \(>= 0\)"):
         knn_accuracy(feats, np.abs(labels), feats, labels)
+    for truth in (np.abs(labels)[:5], np.abs(labels)[:, None]):  # (not one per query)
+        with pytest.raises(SimCLRError,
+                           match=re.escape(f"per query, (6,); got shape {truth.shape}")):
+            knn_accuracy(feats, np.abs(labels), feats, truth)
     with pytest.raises(SimCLRError, match=r"must be \(N, D\) and \(M, D\)"):
         knn_accuracy(feats, np.abs(labels), torch.randn(6, 5), np.abs(labels))
     with pytest.raises(SimCLRError, match=r"one per memory row \(6,\), got \(5,\)"):
