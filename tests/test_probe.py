@@ -65,6 +65,25 @@ def test_probe_labels_are_balanced_and_only_the_probed_op_is_on(task, shares, fi
         assert params.noise_std[labels == 1].min() >= base.noise_std[1] / 2
 
 
+def test_an_unknown_probe_task_is_refused_naming_the_tasks():
+    with pytest.raises(ValueError, match="unknown probe task 'hue' "
+                                         r"\(choose from gray, rotation, noise, sobel\)"):
+        probe_config(AugmentConfig(size=16), "hue")
+
+
+def test_mlp_probe_results_do_not_depend_on_the_features_units():
+    """The features are standardised with the training views' statistics: the same
+    features in other units and about another origin (x 100 + 50) train the same MLP."""
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 2, (600,), generator=gen)
+    x = torch.randn(600, 8, generator=gen)
+    x[:, 0] += 3.0 * y
+    far = x * 100 + 50
+    a, b = (train_mlp_probe(f[:400], y[:400], f[400:], y[400:], classes=2, epochs=20,
+                            hidden=16) for f in (x, far))
+    assert b == pytest.approx(a, abs=0.01)
+
+
 def test_mlp_probe_learns_what_is_there_and_nothing_else():
     gen = torch.Generator().manual_seed(0)
     y = torch.randint(0, 3, (1200,), generator=gen)
@@ -116,6 +135,19 @@ def test_mlp_probe_batches_are_drawn_from_the_whole_shuffled_training_set():
     x[:, 0] += 4.0 * (2 * y - 1)
     result = train_mlp_probe(x, y, x, y, classes=2, epochs=0.5, hidden=16, lr=1e-2)
     assert result["train_top1"] > 0.8  # (class 0 alone: ~0.5)
+
+
+def test_mlp_probe_batches_are_shuffled_from_its_seed(monkeypatch):
+    """The order of the training batches is drawn from ``seed`` too (as the MLP's
+    weights are): two seeds, two orders; the same seed, the same."""
+    seeds = []
+    randperm = torch.randperm
+    monkeypatch.setattr(torch, "randperm", lambda n, generator=None, **k: (
+        seeds.append(generator.initial_seed()), randperm(n, generator=generator, **k))[1])
+    x, y = torch.randn(40, 4), torch.randint(0, 2, (40,))
+    for seed in (3, 4):
+        train_mlp_probe(x, y, x, y, classes=2, epochs=1, hidden=4, seed=seed)
+    assert seeds == [3, 4]
 
 
 @pytest.mark.parametrize("epochs, steps", [(0.1, 1), (0.5, 2), (1, 3), (1.5, 5), (2, 6)])
@@ -364,6 +396,28 @@ def test_the_probe_keeps_one_worker_pool_per_source_for_all_its_passes(tmp_path,
     assert len(started) == 2  # (one per source: 6 before, 2 per task's views + 1 test)
     assert not any(w.is_alive() for it in started for w in it._workers)
     assert not train._loaders and not test._loaders
+
+
+def test_a_single_pass_of_probe_views_ends_its_workers(tmp_path, monkeypatch):
+    """probe_features called alone (keep_workers False): the decoding workers it
+    started end with its pass, none left running or kept by the source. Its views are
+    drawn from streams of their own, not pretraining's views 0 and 1."""
+    import simclr.probe
+    from simclr.pretrained import model_from_checkpoint
+    from simclr.probe import probe_features
+
+    started, streams = worker_pools_started(monkeypatch), set()
+    draw = simclr.probe.sample_params
+    monkeypatch.setattr(simclr.probe, "sample_params",
+                        lambda *a, **k: (streams.add(a[4]), draw(*a, **k))[1])
+    model, _ = model_from_checkpoint(pretrain_checkpoint())
+    train, _ = probe_sources(tmp_path)
+    cfg, _ = probe_config(AugmentConfig(size=16, blur=False), "gray")
+    h, z, y = probe_features(model, train, cfg, "gray", 1, 0, 8, torch.device("cpu"), "fp32")
+    assert len(h) == len(z) == len(y) == train.num_images
+    assert len(started) == 1 and not any(w.is_alive() for w in started[0]._workers)
+    assert not train._loaders
+    assert streams and not streams & {0, 1}
 
 
 @pytest.mark.parametrize("channels_last", [True, False])
