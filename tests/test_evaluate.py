@@ -222,6 +222,22 @@ def test_a_classifier_another_run_wrote_meanwhile_is_kept_without_overwrite(tmp_
     assert not classifier.exists()
 
 
+def test_a_classifier_on_a_torchvision_encoders_h_is_saved(tmp_path):
+    """Like the ResNet's, a torchvision network's h (--arch mobilenet_v3_small...) is a
+    representation whose linear classifier ``simclr predict`` applies: it is saved."""
+    from simclr.backbones import TorchvisionEncoder
+    from simclr.checkpoint_read import load_checkpoint
+
+    encoder = TorchvisionEncoder("mobilenet_v3_small", 32)
+    linear = torch.nn.Linear(encoder.feature_dim, 2)
+    path = evaluate.save_linear_classifier(encoder, linear, 32, None, ["a", "b"],
+                                           {"elapsed_s": 1.0}, tmp_path)
+    assert path == str(tmp_path / "checkpoints" / "linear.pt")
+    saved = load_checkpoint(path)
+    assert saved["kind"] == "linear" and torch.equal(saved["model"]["fc.weight"],
+                                                     linear.weight)
+
+
 def test_the_lbfgs_linear_evaluation_keeps_no_scores_matrix(tmp_path, monkeypatch):
     """The test log-probabilities are reduced block by block as they are computed (the
     (M, C) matrix: 2 GB in float32 at 100k test images x 5,000 classes): what reaches
@@ -577,6 +593,10 @@ def test_the_protocols_settings_are_checked_before_any_work(monkeypatch):
         with pytest.raises(SimCLRError, match=f"--{flag} must be positive"):
             run_linear_eval(tiny_encoder(), train, train, None, image_size=16,
                             protocol="sgd", **setting)
+    for protocol in ("lbfgs", "sgd"):
+        with pytest.raises(SimCLRError, match="--batch-size must be positive, got 0"):
+            run_linear_eval(tiny_encoder(), train, train, None, image_size=16,
+                            protocol=protocol, batch_size=0)
     for fraction in (0.0, 1.0):
         with pytest.raises(SimCLRError, match=rf"--val-fraction must lie in \(0, 1\), got "
                                               rf"{fraction}"):
