@@ -146,12 +146,19 @@ def test_sgd_linear_eval_with_a_batch_larger_than_the_data_says_so(capsys):
     assert result["num_train"] == 24
 
 
-def test_sgd_linear_eval_takes_fractional_epochs():
+def test_sgd_linear_eval_takes_fractional_epochs(monkeypatch):
+    """... and its cosine spans the steps it trains, each step once (no warm-up, App. B.6)."""
+    scheduled = []
+    real = evaluate.scheduled_lr
+    monkeypatch.setattr(evaluate, "scheduled_lr",
+                        lambda step, total, p: scheduled.append((step, total)) or real(step,
+                                                                                      total, p))
     train, test = colour_source(seed=0), colour_source(n_per_class=2, seed=1)
     result = run_linear_eval(tiny_encoder(), train, test, None, image_size=16, protocol="sgd",
                              batch_size=8, epochs=2.5, device="cpu", precision="fp32",
                              verbose=False)
     assert result["steps"] == 8  # 24 images at batch 8: 3 steps an epoch, x 2.5 rounded
+    assert scheduled == [(step, 8) for step in range(8)]
     assert result["peak_lr"] == pytest.approx(0.1 * 8 / 256)  # App. B.6's 0.1 x B/256
 
 
@@ -316,6 +323,15 @@ def test_a_linear_evaluation_finished_meanwhile_in_its_out_is_kept(tmp_path, mon
     assert {name: (tmp_path / name).read_text() for name in kept} == kept
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
         "linear-partial.pt", "linear.pt"]  # (no temporary left)
+    # another's unfinished sgd training alone there meanwhile: this one finishes, it stays
+    kept = {"checkpoints/linear-partial.pt": "another's unfinished sgd training"}
+    out = tmp_path / "alone"
+    monkeypatch.setattr(evaluate, "logistic_regression", lambda *a, **kw: [
+        (out / name).parent.mkdir(parents=True, exist_ok=True) or (out / name).write_text(text)
+        for name, text in kept.items()] and fit(*a, **kw))
+    run_linear_eval(tiny_encoder(), train, test, out, l2=1e-3, **fast)
+    assert (out / "checkpoints/linear-partial.pt").read_text() == kept[
+        "checkpoints/linear-partial.pt"] and (out / "checkpoints/linear.pt").is_file()
 
 
 def test_user_errors_are_one_line():
