@@ -383,7 +383,7 @@ def test_folders_end_to_end_and_class_mismatch(tmp_path):
 
 
 
-def test_an_interrupted_sgd_linear_evaluation_continues_exactly(tmp_path):
+def test_an_interrupted_sgd_linear_evaluation_continues_exactly(tmp_path, monkeypatch):
     """90 epochs of ImageNet take hours: stopped (a signal at step 4 of 9, inside epoch
     2) and run again, the same command ends with the layer of an uninterrupted run; the
     partial file holds the layer only (the frozen encoder comes from --checkpoint)."""
@@ -399,7 +399,12 @@ def test_an_interrupted_sgd_linear_evaluation_continues_exactly(tmp_path):
     whole = run_linear_eval(enc, train, test, tmp_path / "whole", **args)
 
     run = tmp_path / "cut"
+    tested = []
+    real = evaluate.evaluate_classifier
+    monkeypatch.setattr(evaluate, "evaluate_classifier",
+                        lambda *a, **kw: tested.append(1) or real(*a, **kw))
     cut = run_linear_eval(enc, train, test, run, **args, on_step=stop_at(4))
+    assert not tested  # (a stop's grace time is not spent on the test pass)
     partial = run / "checkpoints" / "linear-partial.pt"
     assert (cut["status"], cut["steps"], cut["checkpoint"]) == ("preempted", 4, str(partial))
     saved = load_checkpoint(partial)
