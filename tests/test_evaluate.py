@@ -598,7 +598,7 @@ def test_a_stop_before_the_sgd_results_are_written_leaves_the_same_command_to_fi
     assert not (run / "checkpoints" / "linear-partial.pt").exists()
 
 
-def test_the_protocols_settings_are_checked_before_any_work(monkeypatch):
+def test_the_protocols_settings_are_checked_before_any_work(monkeypatch, tmp_path):
     """Before any feature is computed: --val-fraction must leave both parts something
     ((0, 1) open); --l2 0 is plain (unregularised) logistic regression, taken, a
     negative or non-finite one is not; sgd's --epochs and --lr must be positive."""
@@ -614,6 +614,11 @@ def test_the_protocols_settings_are_checked_before_any_work(monkeypatch):
         with pytest.raises(SimCLRError, match=f"--{flag} must be positive"):
             run_linear_eval(tiny_encoder(), train, train, None, image_size=16,
                             protocol="sgd", **setting)
+    out = tmp_path / "out"
+    with pytest.raises(SimCLRError, match="--crop-scale"):  # (sgd's crops, as pretraining's)
+        run_linear_eval(tiny_encoder(), train, train, out, image_size=16, protocol="sgd",
+                        crop_scale=(0.9, 0.1))
+    assert not out.exists()  # (refused before its --out was made)
     for protocol in ("lbfgs", "sgd"):
         with pytest.raises(SimCLRError, match="--batch-size must be positive, got 0"):
             run_linear_eval(tiny_encoder(), train, train, None, image_size=16,
