@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 from simclr import augment_params as P
@@ -193,8 +194,9 @@ def test_inputs_that_would_silently_draw_other_views_are_refused():
     def draw(indices=(0, 1), epoch=0, aspect=None):
         return sample_params(cfg, 0, epoch, indices, 0, (20, 20), aspect)
 
-    with pytest.raises(TypeError, match="indices must be whole numbers"):
-        draw(np.array([0.0, 1.9]))
+    for indices in (np.array([0.0, 1.9]), np.array([True, False])):
+        with pytest.raises(TypeError, match="indices must be whole numbers"):
+            draw(indices)
     for epoch in (0.9, "0", True):
         with pytest.raises(TypeError, match="epoch must be a whole number"):
             draw(epoch=epoch)
@@ -227,6 +229,11 @@ def test_noise_std_is_drawn_uniformly_within_its_range():
     std = P.sample_params(cfg, 0, 0, np.arange(256), 0, (16, 16)).noise_std.numpy()
     assert ((std >= 0.1) & (std <= 0.5)).all()
     assert std.min() < 0.2 and std.max() > 0.4
+    # ... from its own uniform, not the coin's: with the coin at 0.5 the noisy views'
+    # stds still span the range (from the coin's uniform, they stayed below 0.3).
+    half = dataclasses.replace(cfg, noise_p=0.5)
+    std = P.sample_params(half, 0, 0, np.arange(256), 0, (16, 16)).noise_std.numpy()
+    assert std[std > 0].min() < 0.2 and std.max() > 0.4
 
 
 def test_cutout_erases_at_least_one_pixel():
@@ -234,6 +241,7 @@ def test_cutout_erases_at_least_one_pixel():
     rounds to 0): a cutout switched on always erases something."""
     assert P.cutout_side(AugmentConfig(size=16, cutout_frac=0.01)) == 1
     assert P.cutout_side(AugmentConfig(size=16, cutout_frac=2.0)) == 16
+    assert P.cutout_side(AugmentConfig(size=16, cutout_frac=0.3)) == 5  # 4.8 rounds up
 
 
 def test_official_boxes_never_touch_the_bottom_or_right_edge():
@@ -277,3 +285,59 @@ def test_coins_follow_their_configured_probabilities():
                                               noise_p=0.65), 0, 0, np.arange(n), 0, (32, 32))
     for mask, rate in ((rot.rotate > 0, 0.25), (rot.noise_std > 0, 0.65)):
         assert abs(mask.double().mean().item() - rate) <= 5 * math.sqrt(rate * (1 - rate) / n)
+
+
+def test_fallback_crop_of_an_image_within_the_ratio_range_is_the_whole_image():
+    """When all 10 attempts fail, an image whose own aspect ratio lies inside
+    ``crop_ratio`` is kept whole (torchvision's fallback): with scale (1, 1) a square
+    image fails about a third of the time, and no box may outgrow the image."""
+    cfg = AugmentConfig(size=16, crop_scale=(1.0, 1.0))
+    box = P.sample_params(cfg, 0, 0, np.arange(500), 0, (32, 32)).box.numpy()
+    assert (box == [0, 0, 32, 32]).all()
+
+
+def test_a_square_picture_in_a_batch_does_not_hide_the_others_aspect():
+    """Each sample's box is drawn on its own picture: a batch mixing a square picture
+    with a 4:3 one gives each the box it gets alone (not the square path for all)."""
+    cfg = AugmentConfig(size=16)
+    both = P.sample_params(cfg, 0, 0, [0, 1], 0, (48, 48), np.array([1.0, 4 / 3]))
+    wide = P.sample_params(cfg, 0, 0, [1], 0, (48, 48), np.array([4 / 3]))
+    assert torch.equal(both.box[1], wide.box[0])
+
+
+def test_view_params_of_other_image_or_view_sizes_do_not_concatenate():
+    cfg = AugmentConfig(size=16)
+    a = P.sample_params(cfg, 0, 0, [0], 0, (20, 20))
+    b = P.sample_params(cfg, 0, 0, [1], 0, (24, 20))
+    c = P.sample_params(dataclasses.replace(cfg, size=8), 0, 0, [1], 0, (20, 20))
+    for other in (b, c):
+        with pytest.raises(ValueError, match="differ in image_hw or size"):
+            P.ViewParams.cat([a, other])
+    assert len(P.ViewParams.cat([a, a])) == 2
+
+
+def test_fallback_crop_rounds_the_clamped_side_as_torchvision():
+    """All attempts fail on a 5 x 40 strip about 40% of the time: torchvision's fallback
+    keeps the height and takes round(5 * 4/3) = 7 columns, centred at (40 - 7) // 2."""
+    cfg = AugmentConfig(size=16)
+    for hw, fallback in (((5, 40), [0, 16, 5, 7]), ((40, 5), [16, 0, 7, 5])):
+        box = P.sample_params(cfg, 0, 0, np.arange(2000), 0, hw).box.numpy()
+        assert (box == fallback).all(1).mean() > 0.3, hw
+
+
+def test_crop_without_resize_draws_its_two_offsets_apart():
+    """The S x S window of crop without resize (Fig. 5) moves along each axis by its own
+    uniform: top and left are not the same number."""
+    cfg = AugmentConfig(size=16, crop_resize=False)
+    top, left = P.sample_params(cfg, 0, 0, np.arange(500), 0, (40, 40)).box.numpy()[:, :2].T
+    assert top.min() >= 0 and top.max() <= 24 and left.min() >= 0 and left.max() <= 24
+    assert (top != left).mean() > 0.9
+
+
+def test_noise_keys_use_all_32_bits():
+    """Each view's noise field comes from a 32-bit key: 4000 views get 4000 different
+    keys spread over [0, 2^32) (16 bits made fields of different views coincide)."""
+    cfg = AugmentConfig(size=16, noise=True, noise_p=1.0)
+    keys = P.sample_params(cfg, 0, 0, np.arange(4000), 0, (16, 16)).noise_key.numpy()
+    assert len(np.unique(keys)) == 4000
+    assert keys.min() >= 0 and keys.max() < 2**32 and keys.max() > 2**31
