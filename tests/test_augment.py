@@ -548,6 +548,9 @@ def test_rotation_cutout_and_noise():
     assert abs(np.corrcoef(z[0].ravel(), z[1].ravel())[0, 1]) < 0.1
     assert stats.kstest(z.ravel().numpy(), "norm").pvalue > 1e-3
     assert torch.equal(A.noise_field(torch.tensor([2]), 32)[0], z[2].float())
+    # every bit of the 32-bit key counts: keys 16 bits apart give other fields
+    high = A.noise_field(torch.tensor([5, 5 + 2**16, 5 + 2**31]), 8)
+    assert not torch.equal(high[0], high[1]) and not torch.equal(high[0], high[2])
 
 
 def test_output_range_shape_dtype_and_input_checks():
