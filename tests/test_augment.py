@@ -568,6 +568,9 @@ def test_output_range_shape_dtype_and_input_checks():
         A.apply_params(_images(16, 32), p, cfg)
     with pytest.raises(ValueError):
         A.apply_params(images[:8], p, cfg)
+    for channels in (images[:, :1], torch.cat([images, images[:, :1]], 1)):  # gray, RGBA
+        with pytest.raises(ValueError, match=r"images must be uint8 \(B, 3, H, W\)"):
+            A.apply_params(channels.contiguous(), p, cfg)
     empty = A.TwoViewAugment(cfg, 0)(images[:0], np.arange(0), 0)
     assert empty[0].shape == (0, 3, 24, 24)
     # (the indices a caller gives named, not "parameters" it never gave)
@@ -869,6 +872,9 @@ def test_eval_resize_of_a_squeezed_picture_is_the_center_crop_of_the_picture():
     got = A.eval_resize(stored, 56, torch.full((2,), 4 / 3))
     assert got.shape == want.shape and (got - want).abs().mean() < 0.02
     assert (A.eval_resize(stored, 56) - want).abs().mean() > 0.04  # ignoring the aspect
+    tall = pictures.transpose(2, 3).contiguous()  # 128 x 96: rows squeezed this time
+    got_tall = A.eval_resize(_squeeze(tall, 96), 56, torch.full((2,), 3 / 4))
+    assert (got_tall - A.eval_resize(tall, 56)).abs().mean() < 0.02
     # A mixed batch: the square picture comes out exactly as on its own.
     square = _images(1, 96, seed=5)
     mixed = A.eval_resize(torch.cat([square, stored[:1]]), 56, torch.tensor([1.0, 4 / 3]))
@@ -900,6 +906,8 @@ def test_eval_resize_and_the_views_refuse_what_they_cannot_compute():
                        images[:, :, 2:37, 2:37].float() / 255)
     with pytest.raises(ValueError, match=r"central=True takes squares of side 18"):
         A.eval_resize(images, 16, central=True)
+    with pytest.raises(ValueError, match=r"central=True takes squares .* aspect 1"):
+        A.eval_resize(images, 35, torch.full((4,), 4 / 3), central=True)
     with pytest.raises(TypeError, match="a torch uint8 tensor .* got ndarray"):
         A.eval_resize(images.numpy(), 16)  # ("must be uint8, got uint8" before)
     for cfg in (AugmentConfig(size=0), AugmentConfig(size=16, color_strength=-1),
@@ -927,3 +935,36 @@ def test_blurred_views_stay_in_the_unit_range():
     white = torch.full((n, 3, size, size), 255, dtype=torch.uint8)
     out = A.apply_params(white, _draw(cfg, n, (size, size)), cfg)
     assert out.max().item() <= 1.0 and out.min().item() > 1.0 - 1e-5
+
+
+def test_blur_kernel_follows_its_configured_fraction():
+    """``blur_kernel_frac`` sets the kernel side (10% is the paper's default, not a
+    constant): at 30% of a 40-px view an impulse spreads over 2 * (12 // 2) + 1 = 13 px."""
+    size = 40
+    cfg = AugmentConfig(size=size, **dict(OFF, blur=True, blur_p=1.0, blur_kernel_frac=0.3))
+    image = torch.zeros(1, 3, size, size, dtype=torch.uint8)
+    image[0, :, 20, 20] = 255
+    out = A.apply_params(image, _draw(cfg, 1, (size, size)), cfg)[0, 0]
+    rows, cols = torch.nonzero(out > 1e-9, as_tuple=True)
+    assert rows.max() - rows.min() + 1 == 13 and cols.max() - cols.min() + 1 == 13
+
+
+def test_jitter_ops_of_zero_amount_are_skipped():
+    """As torchvision's ColorJitter, an op whose amount is 0 is not run at all: a jitter
+    of brightness alone is exactly the plain view times each sample's factor (a hue
+    rotation by 0 would still move pixels by float rounding)."""
+    images = _images(16, 16)
+    cfg = AugmentConfig(size=16, **dict(OFF, color=True, color_p=1.0, contrast=0.0,
+                                        saturation=0.0, hue=0.0))
+    p = _draw(cfg, 16, (16, 16))
+    plain = A.apply_params(images, dataclasses.replace(p, color=torch.zeros_like(p.color)), cfg)
+    factor = p.factors[:, 0].view(-1, 1, 1, 1)
+    assert torch.equal(A.apply_params(images, p, cfg), (plain * factor).clamp(0, 1))
+
+
+def test_both_views_are_drawn_on_the_picture_the_square_stands_for():
+    """TwoViewAugment passes ``aspect`` to the draws of view 0 and of view 1 alike."""
+    cfg, idx, aspect = AugmentConfig(size=16), np.arange(32), np.full(32, 4 / 3)
+    views = A.TwoViewAugment(cfg, 3).params(idx, 1, (48, 48), aspect)
+    for view, p in enumerate(views):
+        assert torch.equal(p.box, A.sample_params(cfg, 3, 1, idx, view, (48, 48), aspect).box)
