@@ -15,13 +15,14 @@ cell whose folder now lists other images is noted (:func:`_other_images_notes`).
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simclr.config import RESUME_SETTINGS, Config, unsaved_value
 from simclr.errors import SimCLRError, printable
 from simclr.files import folder_holder, read_json
-from simclr.inert import own_first_op
+from simclr.inert import inert_settings, own_first_op
 from simclr.recipe import flatten
 
 if TYPE_CHECKING:  # (sweep_grid imports this module: the cell's class for annotations only)
@@ -62,10 +63,14 @@ def _saved_settings(run_dir: Path) -> dict[str, Any] | None:
 
 
 def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
-    """A cell's existing run must have been made with this command's settings."""
+    """A cell's existing run must have been made with this command's settings, but for
+    those with no effect in the cell (:func:`_no_effect`), which it keeps."""
     found = _saved_settings(run_dir)
+    inert = _no_effect(cfg)
     differs = None if found is None else _first_difference(flatten(cfg.to_dict()),
-                                                           flatten(found))
+                                                           flatten(found), inert)
+    if found is not None and differs is None:
+        _adopt(cfg, flatten(found), inert)
     if differs:
         k, then, now = differs
         _check_earlier_adamw_lr(cfg, found or {}, run_dir, cell)
@@ -108,16 +113,36 @@ def _flag_setting(path: str, value: Any) -> str | None:
     return f"--{flag} {'none' if value is None else value}"
 
 
-def _first_difference(wanted: dict[str, Any],
-                      saved: dict[str, Any]) -> tuple[str, Any, Any] | None:
+def _no_effect(cfg: Config) -> set[str]:
+    """The settings that change nothing in ``cfg``'s cell (:func:`simclr.inert.inert_settings`:
+    --one-view-negatives beside --loss nt_logistic, --margin beside NT-Xent): a run saved
+    with other values of them is the cell's run. How its folders are read aside: a sweep
+    reads its evaluation folders with them too."""
+    return {path for path in inert_settings(cfg) if not path.startswith("data.")}
+
+
+def _adopt(cfg: Config, saved: dict[str, Any], paths: set[str]) -> None:
+    """The run's own values of the settings ``paths`` (which change nothing in the cell)
+    put into its ``cfg``: its resume refuses a setting changed, in effect or not, and its
+    config.yaml is kept as it was."""
+    from simclr.settings import set_path
+
+    for path in paths:
+        if path in saved and path not in RUNTIME_ONLY and \
+                _comparable(path, saved[path]) != _comparable(path, flatten(cfg.to_dict())[path]):
+            set_path(cfg, path, saved[path], "its run's config.yaml")
+
+
+def _first_difference(wanted: dict[str, Any], saved: dict[str, Any],
+                      inert: Collection[str] = ()) -> tuple[str, Any, Any] | None:
     """The first setting (path, saved value, wanted value) in which a run's config.yaml
-    differs from a cell's config, both flattened, runtime-only ones aside; None: the
-    same run."""
+    differs from a cell's config, both flattened, runtime-only ones and those with no
+    effect in the cell (``inert``) aside; None: the same run."""
     # A setting added to simclr after that run was made reads as what that run did.
     then = _own_order_unnamed({k: saved[k] if k in saved
                                else flatten({"v": unsaved_value(k)})["v"] for k in wanted})
     wanted = _own_order_unnamed(wanted)
-    changed = sorted(k for k in wanted if k not in RUNTIME_ONLY
+    changed = sorted(k for k in wanted if k not in RUNTIME_ONLY and k not in inert
                      and _comparable(k, then[k]) != _comparable(k, wanted[k]))
     device = wanted["device"]
     if "precision" in changed and _resolved_precision(then["precision"], device) == \
@@ -162,11 +187,12 @@ def _find_earlier_runs(root: Path, cells: list[Cell], configs: list[Config]) -> 
     for cell, cfg in zip(cells, configs, strict=True):
         if (cell.run_dir / "config.yaml").exists():
             continue
-        wanted = flatten(cfg.to_dict())
+        wanted, inert = flatten(cfg.to_dict()), _no_effect(cfg)
         for folder, settings in saved.items():
             swept_alike = all(_comparable(p, settings.get(p)) == _comparable(p, wanted[p])
                               for p in cell.values)
-            if swept_alike and _first_difference(wanted, settings) is None:
+            if swept_alike and _first_difference(wanted, settings, inert) is None:
+                _adopt(cfg, settings, inert)
                 # (a received sweep's folder: its name as found, printed escaped)
                 notes.append(f"sweep: cell {cell.name} is the run in "
                              f"{printable(folder.name)} (the same settings, written "

@@ -189,3 +189,24 @@ def test_a_refusal_gives_the_flag_of_a_setting_saved_as_none():
 
     assert _flag_setting("data.load_size", None) == "--load-size none"
     assert _flag_setting("data.load_size", 384) == "--load-size 384"
+
+
+def test_a_setting_with_no_effect_in_the_cell_is_the_cells_run_and_kept(tmp_path):
+    """A sweep run with --one-view-negatives (which nt_logistic ignores) and rerun
+    without it: its nt_logistic cell was refused as another run ('give
+    --one-view-negatives'), which the rerun refused as having no effect in any cell, so
+    no command continued the --out. It is the cell's run now, continued with its own
+    value (a resume refuses any setting changed); a setting in effect still differs."""
+    cfg = build_config("digits", flags={"loss.name": "nt_logistic"})
+    run_dir = tmp_path / "sw" / "loss=nt_logistic"
+    run_dir.mkdir(parents=True)
+    saved = cfg.to_dict()
+    saved["loss"]["one_view_negatives"] = True
+    save_yaml(saved, run_dir / "config.yaml")
+    _check_same_settings(cfg, run_dir, "loss=nt_logistic")
+    assert cfg.loss.one_view_negatives is True
+    saved["loss"]["temperature"] = 0.7
+    save_yaml(saved, run_dir / "config.yaml")
+    with pytest.raises(SimCLRError, match=r"\(loss.temperature: 0.7 there"):
+        _check_same_settings(build_config("digits", flags={"loss.name": "nt_logistic"}),
+                             run_dir, "loss=nt_logistic")
