@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from simclr.config import RESUME_SETTINGS, Config, unsaved_value
 from simclr.errors import SimCLRError, printable
 from simclr.files import folder_holder, read_json
-from simclr.inert import inert_settings, own_first_op
+from simclr.inert import VALUE_INERT, inert_settings, own_first_op
 from simclr.recipe import flatten
 
 if TYPE_CHECKING:  # (sweep_grid imports this module: the cell's class for annotations only)
@@ -70,10 +70,10 @@ def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
     differs = None if found is None else _first_difference(flatten(cfg.to_dict()),
                                                            flatten(found), inert)
     if found is not None and differs is None:
-        _adopt(cfg, flatten(found), inert)
+        _adopt(cfg, flatten(found), inert, f"cell {cell}: {run_dir / 'config.yaml'}")
     if differs:
         k, then, now = differs
-        _check_earlier_adamw_lr(cfg, found or {}, run_dir, cell)
+        _check_earlier_adamw_lr(cfg, found or {}, run_dir, cell, inert)
         keep = _flag_setting(k, then)
         # (the same command given to a later simclr meets another default: a preset's)
         way = f"give {keep} to continue the sweep, or " if keep else ""
@@ -81,7 +81,8 @@ def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
                           f"{then!r} there, {now!r} now); {way}use a new --out")
 
 
-def _check_earlier_adamw_lr(cfg: Any, found: dict[str, Any], run_dir: Path, cell: str) -> None:
+def _check_earlier_adamw_lr(cfg: Any, found: dict[str, Any], run_dir: Path, cell: str,
+                            inert: Collection[str] = ()) -> None:
     """A cell whose run differs only in its AdamW lr, a release before 2026-12-06's
     LARS-sized default (recipe.earlier_adamw_lr): said so, with what trains the cell at
     this release's default. --lr to keep the old one would change every other cell too,
@@ -91,7 +92,7 @@ def _check_earlier_adamw_lr(cfg: Any, found: dict[str, Any], run_dir: Path, cell
     found = flatten(found)
     then: Any = found.get("optim.lr")  # (a number: earlier_adamw_lr checks)
     if not earlier_adamw_lr(then, cfg) or found.get("optim.name") != "adamw" or \
-            _first_difference({**flatten(cfg.to_dict()), "optim.lr": then}, found):
+            _first_difference({**flatten(cfg.to_dict()), "optim.lr": then}, found, inert):
         return
     raise SimCLRError(f"cell {cell} already holds a run trained AdamW at "
                       f"{earlier_adamw_default(then, cfg)}; a cell's own lr cannot be given "
@@ -117,20 +118,26 @@ def _no_effect(cfg: Config) -> set[str]:
     """The settings that change nothing in ``cfg``'s cell (:func:`simclr.inert.inert_settings`:
     --one-view-negatives beside --loss nt_logistic, --margin beside NT-Xent): a run saved
     with other values of them is the cell's run. How its folders are read aside: a sweep
-    reads its evaluation folders with them too."""
-    return {path for path in inert_settings(cfg) if not path.startswith("data.")}
+    reads its evaluation folders with them too. A setting inert at one value alone
+    (--first-op naming the pipeline's own first group) acts in a run saved with another."""
+    return {path for path in inert_settings(cfg)
+            if not path.startswith("data.") and path not in VALUE_INERT}
 
 
-def _adopt(cfg: Config, saved: dict[str, Any], paths: set[str]) -> None:
+def _adopt(cfg: Config, saved: dict[str, Any], paths: set[str], source: str) -> list[str]:
     """The run's own values of the settings ``paths`` (which change nothing in the cell)
     put into its ``cfg``: its resume refuses a setting changed, in effect or not, and its
-    config.yaml is kept as it was."""
+    config.yaml is kept as it was. Returns them as 'path value' (``source``: the file
+    named by a value it cannot read)."""
     from simclr.settings import set_path
 
-    for path in paths:
+    adopted = []
+    for path in sorted(paths):
         if path in saved and path not in RUNTIME_ONLY and \
                 _comparable(path, saved[path]) != _comparable(path, flatten(cfg.to_dict())[path]):
-            set_path(cfg, path, saved[path], "its run's config.yaml")
+            set_path(cfg, path, saved[path], source)
+            adopted.append(f"{path} {saved[path]}")
+    return adopted
 
 
 def _first_difference(wanted: dict[str, Any], saved: dict[str, Any],
@@ -192,11 +199,12 @@ def _find_earlier_runs(root: Path, cells: list[Cell], configs: list[Config]) -> 
             swept_alike = all(_comparable(p, settings.get(p)) == _comparable(p, wanted[p])
                               for p in cell.values)
             if swept_alike and _first_difference(wanted, settings, inert) is None:
-                _adopt(cfg, settings, inert)
+                kept = _adopt(cfg, settings, inert, f"cell {cell.name}: {folder / 'config.yaml'}")
+                own = f"; its {', '.join(kept)} kept: no effect in this cell" if kept else ""
                 # (a received sweep's folder: its name as found, printed escaped)
                 notes.append(f"sweep: cell {cell.name} is the run in "
                              f"{printable(folder.name)} (the same settings, written "
-                             "otherwise); reusing it")
+                             f"otherwise{own}); reusing it")
                 cell.name, cell.run_dir = folder.name, folder
                 cfg.out = str(folder)
                 del saved[folder]

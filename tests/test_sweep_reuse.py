@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 import torch
@@ -210,3 +211,31 @@ def test_a_setting_with_no_effect_in_the_cell_is_the_cells_run_and_kept(tmp_path
     with pytest.raises(SimCLRError, match=r"\(loss.temperature: 0.7 there"):
         _check_same_settings(build_config("digits", flags={"loss.name": "nt_logistic"}),
                              run_dir, "loss=nt_logistic")
+    # --first-op crop has no effect, but a run saved colour-first is another run
+    cfg = build_config("digits", flags={"augment.asymmetric": True})
+    cfg.augment.first_op = "crop"  # (as a config file may give it, unrefused)
+    saved = cfg.to_dict()
+    saved["augment"]["first_op"] = "color"
+    save_yaml(saved, run_dir / "config.yaml")
+    with pytest.raises(SimCLRError, match=r"\(augment.first_op: 'color' there"):
+        _check_same_settings(cfg, run_dir, "loss=nt_logistic")
+    # an earlier release's AdamW cell whose momentum (no effect under AdamW) differs too
+    cfg = build_config("digits", flags={"optim.name": "adamw"})
+    saved = cfg.to_dict()
+    saved["optim"].update(lr=1.0, momentum=0.5)
+    save_yaml(saved, run_dir / "config.yaml")
+    with pytest.raises(SimCLRError, match=r"holds a run trained AdamW at --lr 1, a default"):
+        _check_same_settings(cfg, run_dir, "loss=nt_logistic")
+    # taken over from another folder: said, with the values it keeps
+    from simclr.sweep import cell_configs
+
+    saved = build_config("digits", flags={"loss.name": "nt_logistic"}).to_dict()
+    saved["loss"]["margin"] = 0.25
+    save_yaml(saved, tmp_path / "sw" / "old" / "config.yaml")
+    cells, configs = cell_configs([parse_axis("loss=nt_logistic")], tmp_path / "sw",
+                                  "digits", None, {})
+    shutil.rmtree(run_dir)
+    assert _find_earlier_runs(tmp_path / "sw", cells, configs) == [
+        "sweep: cell loss=nt_logistic is the run in old (the same settings, written otherwise; "
+        "its loss.margin 0.25 kept: no effect in this cell); reusing it"]
+    assert configs[0].loss.margin == 0.25
