@@ -341,7 +341,9 @@ def test_an_out_spelled_from_the_home_folder_is_written_there(tmp_path, monkeypa
 @pytest.mark.parametrize(("cell", "written"), [
     ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"), ("+SUM(1)", "'+SUM(1)"),
     ("-cmd", "'-cmd"), ("@x", "'@x"), ("\tx", "'\tx"), ("\rx", "'\rx"), ("-", "'-"),
-    ("-1", "-1"), ("+3", "+3"), ("-2.5e-3", "-2.5e-3"), ("a=b", "a=b"), ("/p/=x.jpg", "/p/=x.jpg"),
+    ("-1", "-1"), ("+3", "+3"),
+    ("-1+2", "'-1+2"), ("+3*A1", "'+3*A1"),  # (a number followed by more: a formula)
+    ("-2.5e-3", "-2.5e-3"), ("a=b", "a=b"), ("/p/=x.jpg", "/p/=x.jpg"),
     ("", ""),
     # digits of other scripts (Arabic-Indic, Devanagari): no number a spreadsheet reads,
     # quoted as any other text after - or +
@@ -430,6 +432,7 @@ def test_duplicate_pairs_match_every_pair_computing_half_the_matrix(monkeypatch,
     # the threshold is checked first: its range, not the flag that would be ignored
     (["--features", "{tmp}/f.npz", "--duplicates", "1.5", "--k", "2"], "lies in [-1, 1]"),
     (["--features", "{tmp}/f.npz", "--queries", "{tmp}/wide.npz"], "4-d features, --features"),
+    (["--features", "{tmp}/wide.npz", "--queries", "{tmp}/f.npz"], "3-d features, --features"),
     (["--features", "{tmp}/f.npz", "--duplicates", "0.9", "--queries", "{tmp}/f.npz"],
      "drop --queries"),
     (["--features", "{tmp}/f.npz", "--duplicates", "0.9", "--k", "2"], "drop --k"),
@@ -446,6 +449,9 @@ def test_duplicate_pairs_match_every_pair_computing_half_the_matrix(monkeypatch,
     # nothing (all similarities 0), both silently
     (["--features", "{tmp}/complex.npz"], "features (3, 3) complex64 are no real numbers"),
     (["--features", "{tmp}/nodim.npz"], "features (3, 0) float32 have no dimension"),
+    # as many rows as paths, but no numbers: said so, not that they "do not match" the paths
+    (["--features", "{tmp}/bool.npz"], "features (3, 3) bool are no real numbers"),
+    (["--features", "{tmp}/text.npz"], "features (3, 3) <U1 are no real numbers"),
 ])
 def test_user_errors_are_one_line(tmp_path, capsys, args, needle):
     embed_file(tmp_path / "f.npz", np.eye(3))
@@ -466,6 +472,8 @@ def test_user_errors_are_one_line(tmp_path, capsys, args, needle):
              **{nb.PATHS_KEY: names})
     np.savez(tmp_path / "nodim.npz", features=np.zeros((3, 0), np.float32),
              **{nb.PATHS_KEY: names})
+    np.savez(tmp_path / "bool.npz", features=np.eye(3, dtype=bool), **{nb.PATHS_KEY: names})
+    np.savez(tmp_path / "text.npz", features=np.full((3, 3), "x"), **{nb.PATHS_KEY: names})
     args = [a.format(tmp=tmp_path) for a in args]
     assert main(["neighbors", *args, "--out", str(tmp_path / "n.csv")]) == 2
     err = capsys.readouterr().err
@@ -494,6 +502,7 @@ def test_too_many_pairs_is_said_before_they_are_gathered(tmp_path, capsys, monke
 def test_all_zero_features_are_said_and_similar_to_nothing(tmp_path, capsys):
     feats = np.random.default_rng(5).normal(size=(5, 3))
     feats[2] = 0.0
+    feats[4] = [1.0, -1.0, 0.0]  # (its values sum to 0, but they are not all 0)
     embed_file(tmp_path / "f.npz", feats)
     assert main(["neighbors", "--features", str(tmp_path / "f.npz"), "--out",
                  str(tmp_path / "n.csv"), "--k", "4"]) == 0
@@ -603,6 +612,18 @@ def test_nearest_similarities_stay_within_minus_one_and_one():
     assert float(sims.max()) <= 1.0
     far, _ = nb.nearest(-x, keys, 1, (np.array([], np.int64), np.array([], np.int64)))
     assert float(far.min()) >= -1.0
+
+
+def test_a_query_excluded_from_its_keys_is_never_found_even_below_minus_one():
+    """An excluded pair (a query itself) ranks below every key: an opposite vector's
+    float32 cosine a hair under -1 still comes before it."""
+    x = torch.nn.functional.normalize(torch.from_numpy(
+        np.random.default_rng(0).normal(size=(200, 16)).astype(np.float32)), dim=1)
+    u = x[59:60]
+    keys = torch.cat([u, -u])
+    assert float((keys @ keys.T)[0, 1]) < -1  # (the case: below -1 before the clamp)
+    sims, idx = nb.nearest(keys, keys, 1, (np.array([0, 1]), np.array([0, 1])))
+    assert idx.flatten().tolist() == [1, 0] and sims.flatten().tolist() == [-1.0, -1.0]
 
 
 def test_duplicate_similarities_stay_within_minus_one_and_one():
