@@ -784,6 +784,14 @@ def test_a_min_probability_of_one_is_accepted(tmp_path, image_folder, cache_dir)
     assert result["images"] == 24 and result["confident"] == 0
     with open(tmp_path / "p.csv", newline="", encoding="utf-8") as f:
         assert {row["prediction"] for row in csv.DictReader(f)} == {""}
+    # without one, every row is predicted (its top class), and no confident rows counted
+    result = predict_folder(classifier, str(image_folder), tmp_path / "q.csv", device="cpu",
+                            precision="fp32", cache_dir=cache_dir)
+    assert "confident" not in result
+    with open(tmp_path / "q.csv", newline="", encoding="utf-8") as f:
+        table = list(csv.DictReader(f))
+    assert len(table) == 24 and all(row["prediction"] == row["top1"] for row in table)
+    assert min(float(row["p1"]) for row in table) < 0.9  # (a default cut would show here)
 
 
 def test_embedding_with_an_unfinished_training_says_so(tmp_path, image_folder, cache_dir,
@@ -815,7 +823,7 @@ def test_embed_rows_pair_each_file_with_its_own_features_label_and_path(tmp_path
     result = embed_folder(last, str(data), tmp_path / "e.npz", **common)
     with np.load(tmp_path / "e.npz") as saved:
         feats, labels, paths = saved["features"], saved["labels"], embedded_paths(saved)
-        assert list(saved["classes"]) == ["class_0", "class_1"]
+        assert list(saved["classes"]) == ["class_0", "class_1"] and labels.dtype == np.int64
         assert str(saved["encoder_weights"]).endswith(" layer h at 16 px")
     assert (result["images"], result["dim"], result["skipped"]) == (7, feats.shape[1], 1)
     assert sorted(paths) == sorted(str(p) for p in data.rglob("*.png") if p.name != "000a.png")
@@ -860,3 +868,23 @@ def test_predicts_lines_on_stderr_say_top5_what_is_not_scored_and_the_confident_
     assert capsys.readouterr().err.splitlines()[1] == (
         f"{out}: 4 of 9 images predicted with probability >= 0.5; the others' prediction "
         "is left empty")
+
+
+def test_predicting_with_an_evaluations_unfinished_state_says_so(tmp_path, image_folder,
+                                                                 cache_dir, capsys):
+    """predict, as embed and the evaluations, notes a classifier of an unfinished
+    training: its predictions are a half-trained model's."""
+    partial = saved_classifier(tmp_path / "lin")
+    partial = partial.rename(partial.with_name("linear-partial.pt"))
+    predict_folder(partial, str(image_folder), tmp_path / "p.csv", device="cpu",
+                   precision="fp32", cache_dir=cache_dir)
+    assert f"note: {partial} is " in capsys.readouterr().err
+
+
+def test_folder_classes_map_to_the_classifiers_own_order():
+    """A folder's class names are looked up in the classifier's list, whatever its order:
+    the label of each image is the classifier's index of its folder's name."""
+    from simclr.inference import _known_labels
+
+    mapped = _known_labels(["dog", "cat"], ["cat", "dog", "emu"], np.array([0, 1, 2, -1]))
+    assert mapped.tolist() == [1, 0, -1, -1]
