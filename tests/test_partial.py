@@ -168,3 +168,19 @@ def test_its_checkpoints_come_every_so_many_minutes_after_the_state_it_continues
     assert (saving.every, saving.every_s, saving.last) == (5, 90.0, run.path)
     saving.keep_tally({"loss_sum": 2.0, "steps": 1.0})
     assert run.tally == {"loss_sum": 2.0, "steps": 1.0}
+
+
+def test_overwrite_continues_the_same_settings_and_starts_over_an_unreadable_state(
+        tmp_path, capsys):
+    """--overwrite throws away only what cannot continue: a run of the same settings is
+    resumed; a saved state that cannot be read is deleted and the run starts at step 0."""
+    model, optimizer, scaler = _saved_linear_run(tmp_path, {"epochs": 1})
+    same = PartialRun(tmp_path, "linear", "linear evaluation", {"epochs": 1}, overwrite=True)
+    assert same.resume(model, optimizer, scaler, False) == (4, 7.5)
+    same.release()
+    same.path.write_bytes(b"not a checkpoint")
+    damaged = PartialRun(tmp_path, "linear", "linear evaluation", {"epochs": 1},
+                         overwrite=True)
+    assert damaged.resume(model, optimizer, scaler, False) == (0, 0.0)
+    damaged.release()
+    assert not damaged.path.exists() and "cannot be read" in capsys.readouterr().err
