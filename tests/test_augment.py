@@ -888,6 +888,26 @@ def test_eval_resize_of_a_squeezed_picture_is_the_center_crop_of_the_picture():
     assert torch.equal(A.eval_resize(picture, 24), picture[..., 4:28].float() / 255)
 
 
+def test_eval_resize_of_a_squeezed_picture_crops_its_exact_central_box_and_clamps():
+    """40 x 40 stored squares of 4:3 and 3:4 pictures: the central square is 40 x 30
+    stored pixels (30 x 40), its central 87.5% 35 x 26 at (2, 7) (26 x 35 at (7, 2)); the
+    half-pixel offsets round down as torchvision's centre crop does. Random black/white
+    pixels make bicubic overshoot, which is clamped to [0, 1] as on the square path."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as tvf
+
+    g = torch.Generator().manual_seed(0)
+    stored = (torch.rand(2, 3, 40, 40, generator=g) > 0.5).to(torch.uint8) * 255
+    got = A.eval_resize(stored, 56, torch.tensor([4 / 3, 3 / 4]))
+    assert got.min() == 0.0 and got.max() == 1.0
+    for k, (top, left, h, w) in enumerate([(2, 7, 35, 26), (7, 2, 26, 35)]):
+        crop = stored[k:k + 1, :, top:top + h, left:left + w].float() / 255
+        want = tvf.resize(crop, [56, 56], interpolation=InterpolationMode.BICUBIC,
+                          antialias=True)
+        assert want.min() < -0.01 and want.max() > 1.01  # the overshoot the clamp removes
+        assert torch.equal(got[k], want[0].clamp(0.0, 1.0)), k
+
+
 def test_eval_resize_and_the_views_refuse_what_they_cannot_compute():
     """An aspect per image, a positive side, and an augmentation config built by hand
     held to the flags' checks (rows of a short aspect were left uninitialised)."""
