@@ -572,7 +572,7 @@ def test_output_range_shape_dtype_and_input_checks():
         with pytest.raises(ValueError, match=r"images must be uint8 \(B, 3, H, W\)"):
             A.apply_params(channels.contiguous(), p, cfg)
     empty = A.TwoViewAugment(cfg, 0)(images[:0], np.arange(0), 0)
-    assert empty[0].shape == (0, 3, 24, 24)
+    assert empty[0].shape == (0, 3, 24, 24) and empty[0].dtype == torch.float32  # as any batch
     # (the indices a caller gives named, not "parameters" it never gave)
     with pytest.raises(ValueError, match="^indices name 15 images and the batch holds 16: one "
                                          "index per image$"):
