@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from simclr.config import RESUME_SETTINGS, Config, unsaved_value
 from simclr.errors import SimCLRError, printable
 from simclr.files import folder_holder, read_json
-from simclr.inert import VALUE_INERT, inert_settings, own_first_op
+from simclr.inert import GATED_BY, VALUE_INERT, inert_settings, own_first_op
 from simclr.recipe import flatten
 
 if TYPE_CHECKING:  # (sweep_grid imports this module: the cell's class for annotations only)
@@ -107,8 +107,8 @@ def _flag_setting(path: str, value: Any) -> str | None:
     from simclr.settings import flag_of
 
     flag = flag_of(path)
-    if "." in flag or isinstance(value, (list, tuple, dict)):
-        return None
+    if "." in flag or isinstance(value, (list, tuple, dict)) or value == "":
+        return None  # (an empty value: no flag takes one)
     if isinstance(value, bool):
         return f"--{flag}" if value else f"--no-{flag}"
     return f"--{flag} {'none' if value is None else value}"
@@ -146,16 +146,17 @@ def _first_difference(wanted: dict[str, Any], saved: dict[str, Any],
     differs from a cell's config, both flattened, runtime-only ones and those with no
     effect in the cell (``inert``) aside; None: the same run."""
     # A setting added to simclr after that run was made reads as what that run did.
-    then = _own_order_unnamed({k: saved[k] if k in saved
-                               else flatten({"v": unsaved_value(k)})["v"] for k in wanted})
-    wanted = _own_order_unnamed(wanted)
-    changed = sorted(k for k in wanted if k not in RUNTIME_ONLY and k not in inert
-                     and _comparable(k, then[k]) != _comparable(k, wanted[k]))
-    device = wanted["device"]
+    raw = {k: saved[k] if k in saved else flatten({"v": unsaved_value(k)})["v"]
+           for k in wanted}
+    then, now = _own_order_unnamed(raw), _own_order_unnamed(wanted)
+    changed = sorted(k for k in now if k not in RUNTIME_ONLY and k not in inert
+                     and _comparable(k, then[k]) != _comparable(k, now[k]))
+    device = now["device"]
     if "precision" in changed and _resolved_precision(then["precision"], device) == \
-            _resolved_precision(wanted["precision"], device):  # auto, as it resolves here
+            _resolved_precision(now["precision"], device):  # auto, as it resolves here
         changed.remove("precision")
-    return (changed[0], then[changed[0]], wanted[changed[0]]) if changed else None
+    # (said as the file and the command hold them)
+    return (changed[0], raw[changed[0]], wanted[changed[0]]) if changed else None
 
 
 def _own_order_unnamed(settings: dict[str, Any]) -> dict[str, Any]:
@@ -164,9 +165,18 @@ def _own_order_unnamed(settings: dict[str, Any]) -> dict[str, Any]:
     ``--first-op crop`` saved it so; this one refuses it as having no effect
     (inert.own_first_op), so a rerun without it must still find that run its own."""
     first = settings.get("augment.first_op")
-    if first and own_first_op(lambda name: settings.get(f"augment.{name}")) == first:
+    if first and own_first_op(lambda name: _acting(settings, name)) == first:
         return {**settings, "augment.first_op": ""}
     return settings
+
+
+def _acting(settings: dict[str, Any], switch: str) -> bool:
+    """Whether the augmentation ``switch`` is on and ever drawn (its chance above 0): one
+    that never applies has no place in the order (a run with colour off and one with
+    colour at --color-p 0 put the same group first)."""
+    gate = GATED_BY.get(switch)
+    return bool(settings.get(f"augment.{switch}")) and (
+        gate is None or settings.get(f"augment.{gate[0]}") != 0)
 
 
 def _find_earlier_runs(root: Path, cells: list[Cell], configs: list[Config]) -> list[str]:

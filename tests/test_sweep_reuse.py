@@ -59,6 +59,22 @@ def test_an_earlier_first_op_naming_the_pipelines_own_order_is_the_same_run(tmp_
     save_yaml(saved, run_dir / "config.yaml")
     with pytest.raises(SimCLRError, match=r"\(augment.first_op: 'color' there, '' now\)"):
         _check_same_settings(cfg, run_dir, "temperature=0.1")
+    # blur first with colour off, or on at --color-p 0 (no effect: left out since colour
+    # amounts were compared only where they act): one run, not 'first_op: '' there',
+    # which no flag gives
+    flags = {"augment.asymmetric": True, "augment.blur": True, "augment.first_op": "blur",
+             "augment.size": 32}
+    saved = build_config("digits", flags={**flags, "augment.color": False}).to_dict()
+    saved["augment"]["color_p"] = 0.0
+    save_yaml(saved, run_dir / "config.yaml")
+    _check_same_settings(build_config("digits", flags={**flags, "augment.color_p": 0.0}),
+                         run_dir, "temperature=0.1")
+    saved["augment"].update(color=True, color_p=0.8, first_op="")  # colour first: another run
+    save_yaml(saved, run_dir / "config.yaml")
+    with pytest.raises(SimCLRError, match=r"\(augment.first_op: '' there, 'blur' now\); use "
+                                          r"a new --out$"):
+        _check_same_settings(build_config("digits", flags={**flags, "augment.color_p": 0.8}),
+                             run_dir, "temperature=0.1")
 
 
 @pytest.mark.parametrize("then, all_images, noted", [
