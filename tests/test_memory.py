@@ -688,6 +688,14 @@ def test_no_containers_limit_is_none(tmp_path, files):
     assert memory._cgroup_free(_cgroup_files(tmp_path, files)) is None
 
 
+def test_a_cgroups_page_cache_frees_no_more_than_its_usage(tmp_path):
+    """Inactive files counted beyond the usage (the two files are read apart) leave
+    the whole limit free, not more than it."""
+    files = {"memory.max": "1000\n", "memory.current": "100\n",
+             "memory.stat": "inactive_file 150\n"}
+    assert memory._cgroup_free(_cgroup_files(tmp_path, files)) == 1000
+
+
 def test_a_cgroup_without_memory_stat_counts_all_its_usage(tmp_path):
     files = {"memory.max": "1000\n", "memory.current": "700\n"}
     assert memory._cgroup_free(_cgroup_files(tmp_path, files)) == 300
@@ -880,3 +888,20 @@ def test_a_model_in_eval_mode_is_measured_as_it_trains_and_left_in_eval_mode():
 def test_parameter_counts_are_said_in_millions_billions_and_trillions():
     assert [memory.count_text(n) for n in (11.2e6, 4.3e9, 11.4e12, 5000)] == [
         "11.2 million", "4.3 billion", "11.4 trillion", "5000"]
+    assert memory.count_text(1e6) == "1.0 million"  # (a scale's own value is said in it)
+
+
+def test_sizes_are_said_in_gib_from_one_gib_and_in_mib_below():
+    assert [memory.size_text(n) for n in (2.0**30, 1.5 * 2**30, 2.0**30 - 2**20)] == [
+        "1.0 GiB", "1.5 GiB", "1023 MiB"]
+
+
+def test_out_of_memory_before_any_checkpoint_does_not_advise_resume():
+    """Nothing saved yet (not resumable): --resume has nothing to continue from."""
+    with pytest.raises(SimCLRError) as info, \
+            memory.out_of_memory_is_an_error(8, 0, None, resumable=False):
+        raise MemoryError("Unable to allocate 1.50 GiB for an array")
+    message = str(info.value)
+    assert message.startswith("out of memory at step 1 with --batch-size 8: ")
+    assert message.endswith("; free memory or use a smaller --batch-size"), message
+    assert "--resume" not in message
