@@ -300,6 +300,20 @@ def test_a_supervised_budget_is_not_refitted_once_its_last_step_is_done():
     assert (plan.total_steps, plan.warmup_steps) == (30, 2)
 
 
+def test_a_resumed_budget_is_first_refitted_a_few_steps_after_it_resumes():
+    """Resumed at step 20, the first re-plan waits FIRST_REFIT steps of this session's
+    speed (at once, one step's time would re-plan the whole run)."""
+    from simclr.plan import FIRST_REFIT, Plan
+    from simclr.supervised import budget_refit
+
+    cfg = build_config(flags={**TINY, "time_budget": "1000s"})
+    plan = Plan(steps_per_epoch=3, total_steps=30, warmup_steps=2, deadline=1000.0,
+                num_images=24)
+    refit = budget_refit(cfg, plan, 20, torch.device("cpu"))
+    for step in range(21, 20 + FIRST_REFIT):
+        assert refit(step, 1.0 + step) == 30
+
+
 def test_a_supervised_budget_spent_within_the_warmup_is_said(tmp_path, folders, capsys):
     """As pretraining says it: a budget that ended the training before its lr reached
     the peak said only 'finished'."""
@@ -349,6 +363,8 @@ def test_a_preempted_run_resumes_exactly(tmp_path, folders):
     # Periodic checkpoints were pruned to the newest two; last.pt carries the test result.
     assert [s for s, _ in periodic_checkpoints(run / "checkpoints")] == [6, 8]
     assert load_checkpoint(run / "checkpoints" / "last.pt")["metrics"]["top1"] == done["top1"]
+    # which start of the run saved each: the first, then the resumed one
+    assert (saved["session"], load_checkpoint(run / "checkpoints" / "last.pt")["session"]) == (1, 2)
     # the run's identity (results name it by) is kept on resume, in every checkpoint
     ids = {load_checkpoint(p)["run_id"] for p in (run / "checkpoints").glob("*.pt")}
     assert ids == {saved["run_id"]}
@@ -534,6 +550,10 @@ def test_a_listing_of_more_files_than_the_runs_images_resumes_and_of_fewer_does_
     check_same_data(ckpt, listing(3), listed=True)
     with pytest.raises(SimCLRError, match="now holds 2 images; the run started with 3"):
         check_same_data(ckpt, listing(2), listed=True)
+    # The images read (not listed) must be the run's own number: more are refused too
+    with pytest.raises(SimCLRError, match="now holds 4 images; the run started with 3"):
+        check_same_data(ckpt, SimpleNamespace(classes=["a", "b"], num_images=4))
+    check_same_data(ckpt, SimpleNamespace(classes=["a", "b"], num_images=3))
 
 
 def test_a_previous_releases_run_on_a_split_folder_is_refused_naming_the_split(tmp_path):
@@ -757,6 +777,10 @@ def test_more_than_three_ignored_settings_are_counted_not_listed(tmp_path, capsy
     note_ignored_settings(str(config))
     assert (f"--config {config}: loss.temperature, loss.margin, knn_k and 2 more play no "
             "part in supervised training (ignored)") in capsys.readouterr().err
+    config.write_text("loss: {temperature: 0.5}\nknn_k: 5\ncompile: false\n")  # three: all named
+    note_ignored_settings(str(config))
+    assert (f"--config {config}: loss.temperature, knn_k, compile play no part in "
+            "supervised training (ignored)") in capsys.readouterr().err
 
 
 def test_a_recorded_run_without_its_training_folder_is_named_first(tmp_path):
@@ -871,6 +895,9 @@ def test_a_supervised_record_is_still_refused_whatever_else_it_holds(tmp_path, c
     assert main(["pretrain", "--config", str(config), "--out", str(tmp_path / "p")]) == 2
     assert (f"--config {config} is a supervised run's (it trained on /data/train); "
             "pretraining reads --data") in capsys.readouterr().err
+    from simclr.supervised import check_not_supervised_config
+
+    check_not_supervised_config(str(config), "/data/other")  # with --data: no question
 
 
 def test_print_config_names_the_ignored_settings_of_a_config_in_one_line(tmp_path, capsys):
@@ -1062,3 +1089,6 @@ def test_a_checkpoint_records_the_epoch_and_the_step_within_it(tmp_path, monkeyp
         SimpleNamespace(total_steps=12, warmup_steps=1, steps_per_epoch=4), "id", 1, None, None)
     save(7, 1.0, {}, periodic=False)
     assert saved["epoch"] == 1 and saved["step_in_epoch"] == 3
+    monkeypatch.setattr(supervised.dist, "world_size", lambda: 2)  # (under torchrun)
+    save(8, 1.0, {}, periodic=False)  # an epoch's last step: the next epoch, 0 steps in
+    assert (saved["epoch"], saved["step_in_epoch"], saved["processes"]) == (2, 0, 2)
