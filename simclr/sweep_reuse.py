@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from simclr.config import RESUME_SETTINGS, Config, unsaved_value
 from simclr.errors import SimCLRError, printable
 from simclr.files import folder_holder, read_json
-from simclr.inert import GATED_BY, VALUE_INERT, inert_settings, own_first_op
+from simclr.inert import VALUE_INERT, inert_settings, own_first_op
 from simclr.recipe import flatten
 
 if TYPE_CHECKING:  # (sweep_grid imports this module: the cell's class for annotations only)
@@ -66,15 +66,18 @@ def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
     """A cell's existing run must have been made with this command's settings, but for
     those with no effect in the cell (:func:`_no_effect`), which it keeps."""
     found = _saved_settings(run_dir)
-    inert = _no_effect(cfg)
-    differs = None if found is None else _first_difference(flatten(cfg.to_dict()),
-                                                           flatten(found), inert)
-    if found is not None and differs is None:
+    if found is None:
+        return
+    inert = (_no_effect(cfg), _saved_no_effect(found))
+    differs = _first_difference(flatten(cfg.to_dict()), flatten(found), inert)
+    if differs is None:
         _adopt(cfg, flatten(found), inert, f"cell {cell}: {run_dir / 'config.yaml'}")
-    if differs:
+    else:
         k, then, now = differs
-        _check_earlier_adamw_lr(cfg, found or {}, run_dir, cell, inert)
-        keep = _flag_setting(k, then)
+        _check_earlier_adamw_lr(cfg, found, run_dir, cell, inert)
+        # (a first_op naming the run's own first group: the run had none, no flag gives it)
+        keep = None if k == FIRST_OP and not _own_order_unnamed(flatten(found), inert[1])[k] \
+            else _flag_setting(k, then)
         # (the same command given to a later simclr meets another default: a preset's)
         way = f"give {keep} to continue the sweep, or " if keep else ""
         raise SimCLRError(f"cell {cell} already holds a run with other settings ({k}: "
@@ -82,7 +85,7 @@ def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
 
 
 def _check_earlier_adamw_lr(cfg: Any, found: dict[str, Any], run_dir: Path, cell: str,
-                            inert: Collection[str] = ()) -> None:
+                            inert: Inert = ((), ())) -> None:
     """A cell whose run differs only in its AdamW lr, a release before 2026-12-06's
     LARS-sized default (recipe.earlier_adamw_lr): said so, with what trains the cell at
     this release's default. --lr to keep the old one would change every other cell too,
@@ -114,25 +117,39 @@ def _flag_setting(path: str, value: Any) -> str | None:
     return f"--{flag} {'none' if value is None else value}"
 
 
+# The settings with no effect in a cell's config, and in its run's saved one
+Inert = tuple[Collection[str], Collection[str]]
+FIRST_OP = "augment.first_op"
+
+
 def _no_effect(cfg: Config) -> set[str]:
-    """The settings that change nothing in ``cfg``'s cell (:func:`simclr.inert.inert_settings`:
-    --one-view-negatives beside --loss nt_logistic, --margin beside NT-Xent): a run saved
-    with other values of them is the cell's run. How its folders are read aside: a sweep
-    reads its evaluation folders with them too. A setting inert at one value alone
-    (--first-op naming the pipeline's own first group) acts in a run saved with another."""
-    return {path for path in inert_settings(cfg)
-            if not path.startswith("data.") and path not in VALUE_INERT}
+    """The settings that change nothing in ``cfg`` (:func:`simclr.inert.inert_settings`:
+    --one-view-negatives beside --loss nt_logistic, --margin beside NT-Xent, --color-p
+    with colour off, colour at --color-p 0): a cell and a run that differ only in settings
+    with no effect in one or the other are one run. How folders are read aside: a sweep
+    reads its evaluation folders with them too."""
+    return {path for path in inert_settings(cfg) if not path.startswith("data.")}
 
 
-def _adopt(cfg: Config, saved: dict[str, Any], paths: set[str], source: str) -> list[str]:
-    """The run's own values of the settings ``paths`` (which change nothing in the cell)
-    put into its ``cfg``: its resume refuses a setting changed, in effect or not, and its
-    config.yaml is kept as it was. Returns them as 'path value' (``source``: the file
-    named by a value it cannot read)."""
+def _saved_no_effect(found: dict[str, Any]) -> set[str]:
+    """:func:`_no_effect` of a run's saved config (none where it cannot be read as one)."""
+    from simclr.settings import config_from_dict
+
+    try:
+        return _no_effect(config_from_dict(found))
+    except (SimCLRError, TypeError, ValueError, AttributeError):  # (an odd file: compared whole)
+        return set()
+
+
+def _adopt(cfg: Config, saved: dict[str, Any], inert: Inert, source: str) -> list[str]:
+    """The run's own values of the settings with no effect in the cell or the run (and
+    its first_op, the same order) put into its ``cfg``: its resume refuses a setting
+    changed, in effect or not, and its config.yaml is kept as it was. Returns them as
+    'path value' (``source``: the file named by a value it cannot read)."""
     from simclr.settings import set_path
 
     adopted = []
-    for path in sorted(paths):
+    for path in sorted({*inert[0], *inert[1], FIRST_OP}):
         if path in saved and path not in RUNTIME_ONLY and \
                 _comparable(path, saved[path]) != _comparable(path, flatten(cfg.to_dict())[path]):
             set_path(cfg, path, saved[path], source)
@@ -141,15 +158,18 @@ def _adopt(cfg: Config, saved: dict[str, Any], paths: set[str], source: str) -> 
 
 
 def _first_difference(wanted: dict[str, Any], saved: dict[str, Any],
-                      inert: Collection[str] = ()) -> tuple[str, Any, Any] | None:
+                      inert: Inert = ((), ())) -> tuple[str, Any, Any] | None:
     """The first setting (path, saved value, wanted value) in which a run's config.yaml
     differs from a cell's config, both flattened, runtime-only ones and those with no
-    effect in the cell (``inert``) aside; None: the same run."""
+    effect in the cell or in the run (``inert``: :func:`_no_effect` of each) aside; None:
+    the same run."""
     # A setting added to simclr after that run was made reads as what that run did.
     raw = {k: saved[k] if k in saved else flatten({"v": unsaved_value(k)})["v"]
            for k in wanted}
-    then, now = _own_order_unnamed(raw), _own_order_unnamed(wanted)
-    changed = sorted(k for k in now if k not in RUNTIME_ONLY and k not in inert
+    then, now = _own_order_unnamed(raw, inert[1]), _own_order_unnamed(wanted, inert[0])
+    # (a first_op naming the pipeline's own first group: compared as none, above)
+    skip = ({*inert[0], *inert[1]} - VALUE_INERT) | RUNTIME_ONLY
+    changed = sorted(k for k in now if k not in skip
                      and _comparable(k, then[k]) != _comparable(k, now[k]))
     device = now["device"]
     if "precision" in changed and _resolved_precision(then["precision"], device) == \
@@ -159,24 +179,18 @@ def _first_difference(wanted: dict[str, Any], saved: dict[str, Any],
     return (changed[0], raw[changed[0]], wanted[changed[0]]) if changed else None
 
 
-def _own_order_unnamed(settings: dict[str, Any]) -> dict[str, Any]:
+def _own_order_unnamed(settings: dict[str, Any], inert: Collection[str]) -> dict[str, Any]:
     """Flattened ``settings`` with an ``augment.first_op`` that names the pipeline's own
     first group read as '' (no first_op): the same run. A release that accepted
     ``--first-op crop`` saved it so; this one refuses it as having no effect
     (inert.own_first_op), so a rerun without it must still find that run its own."""
-    first = settings.get("augment.first_op")
-    if first and own_first_op(lambda name: _acting(settings, name)) == first:
-        return {**settings, "augment.first_op": ""}
+    first = settings.get(FIRST_OP)
+    # (among the switches that act: one that never applies, or does nothing, has no
+    # place in the order; colour off, or at --color-p 0, put the same group first)
+    if first and own_first_op(lambda name: settings.get(f"augment.{name}") and
+                              f"augment.{name}" not in inert) == first:
+        return {**settings, FIRST_OP: ""}
     return settings
-
-
-def _acting(settings: dict[str, Any], switch: str) -> bool:
-    """Whether the augmentation ``switch`` is on and ever drawn (its chance above 0): one
-    that never applies has no place in the order (a run with colour off and one with
-    colour at --color-p 0 put the same group first)."""
-    gate = GATED_BY.get(switch)
-    return bool(settings.get(f"augment.{switch}")) and (
-        gate is None or settings.get(f"augment.{gate[0]}") != 0)
 
 
 def _find_earlier_runs(root: Path, cells: list[Cell], configs: list[Config]) -> list[str]:
@@ -194,27 +208,29 @@ def _find_earlier_runs(root: Path, cells: list[Cell], configs: list[Config]) -> 
                   and not folder_holder(d)]
     except OSError:  # no --out yet
         return []
-    saved = {}
+    saved: dict[Path, tuple[dict[str, Any], set[str]]] = {}
     for folder in sorted(others):
         try:
-            saved[folder] = flatten(_saved_settings(folder) or {})
+            found = _saved_settings(folder) or {}
         except SimCLRError:  # not a readable run's config: not one of ours
             continue
+        saved[folder] = (flatten(found), _saved_no_effect(found))
     notes = []
     for cell, cfg in zip(cells, configs, strict=True):
         if (cell.run_dir / "config.yaml").exists():
             continue
-        wanted, inert = flatten(cfg.to_dict()), _no_effect(cfg)
-        for folder, settings in saved.items():
+        wanted, own = flatten(cfg.to_dict()), _no_effect(cfg)
+        for folder, (settings, theirs) in saved.items():
             swept_alike = all(_comparable(p, settings.get(p)) == _comparable(p, wanted[p])
                               for p in cell.values)
+            inert = (own, theirs)
             if swept_alike and _first_difference(wanted, settings, inert) is None:
                 kept = _adopt(cfg, settings, inert, f"cell {cell.name}: {folder / 'config.yaml'}")
-                own = f"; its {', '.join(kept)} kept: no effect in this cell" if kept else ""
+                said = f"; its {', '.join(kept)} kept: no effect here" if kept else ""
                 # (a received sweep's folder: its name as found, printed escaped)
                 notes.append(f"sweep: cell {cell.name} is the run in "
                              f"{printable(folder.name)} (the same settings, written "
-                             f"otherwise{own}); reusing it")
+                             f"otherwise{said}); reusing it")
                 cell.name, cell.run_dir = folder.name, folder
                 cfg.out = str(folder)
                 del saved[folder]

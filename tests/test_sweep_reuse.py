@@ -55,6 +55,8 @@ def test_an_earlier_first_op_naming_the_pipelines_own_order_is_the_same_run(tmp_
     saved["augment"]["first_op"] = "crop"  # (as that release saved it)
     save_yaml(saved, run_dir / "config.yaml")
     _check_same_settings(cfg, run_dir, "temperature=0.1")
+    assert cfg.augment.first_op == "crop"  # (continued as saved: a resume compares it)
+    cfg = build_config("digits", flags={"augment.asymmetric": True})
     saved["augment"]["first_op"] = "color"  # (colour before the crop: another order)
     save_yaml(saved, run_dir / "config.yaml")
     with pytest.raises(SimCLRError, match=r"\(augment.first_op: 'color' there, '' now\)"):
@@ -65,7 +67,6 @@ def test_an_earlier_first_op_naming_the_pipelines_own_order_is_the_same_run(tmp_
     flags = {"augment.asymmetric": True, "augment.blur": True, "augment.first_op": "blur",
              "augment.size": 32}
     saved = build_config("digits", flags={**flags, "augment.color": False}).to_dict()
-    saved["augment"]["color_p"] = 0.0
     save_yaml(saved, run_dir / "config.yaml")
     _check_same_settings(build_config("digits", flags={**flags, "augment.color_p": 0.0}),
                          run_dir, "temperature=0.1")
@@ -75,6 +76,17 @@ def test_an_earlier_first_op_naming_the_pipelines_own_order_is_the_same_run(tmp_
                                           r"a new --out$"):
         _check_same_settings(build_config("digits", flags={**flags, "augment.color_p": 0.8}),
                              run_dir, "temperature=0.1")
+    # a run saved blur-first by a release that took it, its own first group with crop,
+    # colour and grayscale off: a cell putting noise first is told no flag (this release
+    # refuses --first-op blur there)
+    off = {"crop": False, "color": False, "grayscale": False}
+    saved["augment"].update(**off, noise=True, first_op="blur")
+    save_yaml(saved, run_dir / "config.yaml")
+    with pytest.raises(SimCLRError, match=r"\(augment.first_op: 'blur' there, 'noise' now\); "
+                                          r"use a new --out$"):
+        _check_same_settings(build_config("digits", flags={
+            **flags, **{f"augment.{k}": v for k, v in off.items()}, "augment.noise": True,
+            "augment.first_op": "noise"}), run_dir, "temperature=0.1")
 
 
 @pytest.mark.parametrize("then, all_images, noted", [
@@ -253,5 +265,5 @@ def test_a_setting_with_no_effect_in_the_cell_is_the_cells_run_and_kept(tmp_path
     shutil.rmtree(run_dir)
     assert _find_earlier_runs(tmp_path / "sw", cells, configs) == [
         "sweep: cell loss=nt_logistic is the run in old (the same settings, written otherwise; "
-        "its loss.margin 0.25 kept: no effect in this cell); reusing it"]
+        "its loss.margin 0.25 kept: no effect here); reusing it"]
     assert configs[0].loss.margin == 0.25
