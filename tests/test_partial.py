@@ -184,3 +184,96 @@ def test_overwrite_continues_the_same_settings_and_starts_over_an_unreadable_sta
     assert damaged.resume(model, optimizer, scaler, False) == (0, 0.0)
     damaged.release()
     assert not damaged.path.exists() and "cannot be read" in capsys.readouterr().err
+
+
+def test_the_weights_digest_is_the_saved_runs_and_names_each_tensor():
+    """Its value is saved in unfinished runs and must stay as it was (16 hex digits of
+    the sha256); two networks whose tensors hold the same bytes under other names (another
+    architecture) are two networks."""
+    from torch import nn
+
+    from simclr.partial import partial_weights_digest
+
+    assert partial_weights_digest(None) == "e3b0c44298fc1c14"  # (sha256 of nothing)
+    one, other = nn.Linear(2, 2), nn.Sequential(nn.Linear(2, 2))
+    other.load_state_dict({f"0.{k}": v for k, v in one.state_dict().items()})
+    assert len(partial_weights_digest(one)) == 16
+    assert partial_weights_digest(one) != partial_weights_digest(other)
+    assert partial_weights_digest(one) == partial_weights_digest(one, None)
+
+
+def test_a_continued_run_takes_back_its_gradient_scale(tmp_path):
+    """The GradScaler's scale saved with the state is the continued run's (fp16 training
+    would else start again at 65536 and skip steps finding its scale anew)."""
+    model, optimizer, _ = _saved_linear_run(tmp_path, {"epochs": 1})
+    partial = PartialRun(tmp_path, "linear", "linear evaluation", {"epochs": 1})
+    blob = torch.load(partial.path, weights_only=False)
+    partial.save(blob, torch.amp.GradScaler("cpu", init_scale=128.0))
+    scaler = torch.amp.GradScaler("cpu")
+    assert partial.resume(model, optimizer, scaler, False) == (4, 7.5)
+    partial.release()
+    assert scaler.get_scale() == 128.0
+
+
+def test_a_run_continued_after_its_last_step_takes_back_all_it_counted(tmp_path, capsys):
+    """Resumed, the saved run's epoch tally, metrics, run id and skipped files are this
+    one's; saved after its last step (of its own 9, though 12 are counted now) it is only
+    tested again, with the saved loss and top-1."""
+    from simclr.classifiers import classifier_checkpoint
+
+    model = Classifier(tiny_encoder(), 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    first = PartialRun(tmp_path, "linear", "linear evaluation", {"epochs": 1}, total=9,
+                       tally={"loss_sum": 2.5, "hits": 3.0, "seen": 4})
+    blob = classifier_checkpoint("linear", model, {}, ["a", "b", "c"], 9, 7.5,
+                                 {"train_loss": 0.25, "train_top1": 0.5}, optimizer,
+                                 run_id="run-1")
+    first.save(dict(blob, skipped_images=[["/d/bad.png", "truncated"]]), scaler)
+    again = PartialRun(tmp_path, "linear", "linear evaluation", {"epochs": 1})
+    assert again.resume(model, optimizer, scaler, True, total=12) == (9, 7.5)
+    again.release()
+    assert again.tally == {"loss_sum": 2.5, "hits": 3.0, "seen": 4}
+    assert again.skipped == [("/d/bad.png", "truncated")] and again.run_id == "run-1"
+    assert "finished its 9 steps before it was stopped: testing it again" in \
+        capsys.readouterr().err
+    assert again.trained_stats({"steps": 9, "train_loss": None, "train_top1": None}, 9) == \
+        {"steps": 9, "train_loss": 0.25, "train_top1": 0.5}
+
+
+def test_a_moved_run_continues_only_where_all_else_is_the_same(tmp_path):
+    """The same weights (digest) under another source path continue; another source step,
+    or another setting held in a list, is refused even then."""
+    model, optimizer, scaler = _saved_linear_run(
+        tmp_path, {"weights": "w1", "source": ["/a/last.pt", 5], "views": [2, 96]})
+    for source, views in ((["/b/last.pt", 6], [2, 96]), (["/b/last.pt", 5], [3, 96])):
+        again = PartialRun(tmp_path, "linear", "linear evaluation",
+                           {"weights": "w1", "source": source, "views": views})
+        with pytest.raises(SimCLRError, match=r"with other settings"):
+            again.resume(model, optimizer, scaler, False)
+        again.release()
+    moved = PartialRun(tmp_path, "linear", "linear evaluation",
+                       {"weights": "w1", "source": ["/b/last.pt", 5], "views": [2, 96]})
+    assert moved.resume(model, optimizer, scaler, False) == (4, 7.5)
+    moved.release()
+
+
+def test_a_run_whose_listed_subset_alone_differs_is_continued_with_the_list(tmp_path):
+    """A fine-tuning that listed its labeled subset, refused for its subset alone, is told
+    to continue with the list and the epochs saved; other settings differing, its own
+    command."""
+    model, optimizer, scaler = _saved_linear_run(
+        tmp_path, {"subset": ["fraction", 0.1], "epochs": 30})
+    (tmp_path / "labeled_subset.txt").write_text("a/1.png\n")
+    again = PartialRun(tmp_path, "linear", "linear evaluation",
+                       {"subset": ["fraction", 0.2], "epochs": 30})
+    with pytest.raises(SimCLRError, match=r"rerun its own command to continue it, with "
+                                          r"--subset \S+labeled_subset.txt --epochs 30 \(the "
+                                          r"images it trains on\) in place of --label-fr"):
+        again.resume(model, optimizer, scaler, False)
+    again.release()
+    other = PartialRun(tmp_path, "linear", "linear evaluation",
+                       {"subset": ["fraction", 0.2], "epochs": 40})
+    with pytest.raises(SimCLRError, match=r"rerun its own command to continue it, pass"):
+        other.resume(model, optimizer, scaler, False)
+    other.release()
