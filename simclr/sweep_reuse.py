@@ -7,7 +7,9 @@ refused with the flag that would continue it (:func:`_check_same_settings`), an 
 cell of a release before 2026-12-06 said to be so. Settings that may differ (the
 runtime ones ``--resume`` may change), paths saved relative, ``precision: auto`` as it
 resolves here and a saved ``first_op`` naming the pipeline's own order are compared as
-the same run (:func:`_first_difference`). A cell whose folder holds no run takes over a
+the same run (:func:`_first_difference`), and so are settings with no effect in the cell
+or in the run (--margin beside NT-Xent), which the cell then keeps as the run saved them
+(:func:`_adopt`). A cell whose folder holds no run takes over a
 run of the same settings under another name (:func:`_find_earlier_runs`), and a finished
 cell whose folder now lists other images is noted (:func:`_other_images_notes`).
 """
@@ -64,7 +66,8 @@ def _saved_settings(run_dir: Path) -> dict[str, Any] | None:
 
 def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
     """A cell's existing run must have been made with this command's settings, but for
-    those with no effect in the cell (:func:`_no_effect`), which it keeps."""
+    those with no effect in the cell or in the run (:func:`_no_effect`), which the cell
+    takes from the run (:func:`_adopt`)."""
     found = _saved_settings(run_dir)
     if found is None:
         return
@@ -148,10 +151,10 @@ def _adopt(cfg: Config, saved: dict[str, Any], inert: Inert, source: str) -> lis
     'path value' (``source``: the file named by a value it cannot read)."""
     from simclr.settings import set_path
 
-    adopted = []
+    adopted, now = [], flatten(cfg.to_dict())
     for path in sorted({*inert[0], *inert[1], FIRST_OP}):
-        if path in saved and path not in RUNTIME_ONLY and \
-                _comparable(path, saved[path]) != _comparable(path, flatten(cfg.to_dict())[path]):
+        if path in saved and path in now and path not in RUNTIME_ONLY and \
+                _comparable(path, saved[path]) != _comparable(path, now[path]):
             set_path(cfg, path, saved[path], source)
             adopted.append(f"{path} {saved[path]}")
     return adopted
