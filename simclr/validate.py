@@ -1,4 +1,4 @@
-"""Checking a run's settings before any work starts: one line per problem.
+"""Checking a run's settings before any work starts: the first problem, in one line.
 
 :func:`validate` holds every value of a :class:`~simclr.config.Config` to its range and
 its choices (a checkpoint's stored config too: a value no run could have saved is
