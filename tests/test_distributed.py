@@ -60,6 +60,43 @@ def test_single_process_fallbacks(monkeypatch):
     assert distributed.init_from_env() is True
 
 
+def test_without_a_launcher_this_is_the_one_process_of_rank_0(monkeypatch):
+    """No torchrun variables (or empty ones): one process, rank 0 of it, on its machine."""
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert (distributed.launched_processes(), distributed.launched_rank()) == (1, 0)
+    assert (distributed.local_rank(), distributed.local_processes()) == (0, 1)
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
+        monkeypatch.setenv(name, "")
+    assert (distributed.launched_processes(), distributed.launched_rank(),
+            distributed.local_rank()) == (1, 0, 0)
+
+
+def test_a_peer_gone_is_a_connection_another_process_closed():
+    """gloo's words for a peer that ended: closed or reset by it, or a broken pipe; a
+    timeout, another error, or those words outside a RuntimeError are none."""
+    for words in ("Connection closed by peer [127.0.0.1]:1", "Connection reset by peer",
+                  "Broken pipe"):
+        assert distributed.peer_gone(RuntimeError(f"[gloo/pair.cc:1] {words}"))
+    assert not distributed.peer_gone(RuntimeError("Timed out waiting 1800000ms"))
+    assert not distributed.peer_gone(OSError("Broken pipe"))
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_main_first_makes_on_rank_0_before_the_others(monkeypatch, rank):
+    """Rank 0 makes, then meets the others at the barrier, which they wait at before
+    making (so they find what it built); the group's size divides the batch too."""
+    events: list[str] = []
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(distributed, "rank", lambda: rank)
+    monkeypatch.setattr(distributed, "barrier", lambda: events.append("barrier"))
+    assert distributed.main_first(lambda: events.append("make") or 7) == 7
+    assert events == (["make", "barrier"] if rank == 0 else ["barrier", "make"])
+    distributed.check_divisible(8)
+    with pytest.raises(SimCLRError, match="^--batch-size 7 is not divisible by 2 processes$"):
+        distributed.check_divisible(7)
+
+
 def test_process_group_waits_for_the_others_only_after_a_normal_exit(monkeypatch):
     """An error inside leaves at once: the others may never reach a barrier."""
     barriers = []
@@ -84,6 +121,19 @@ def test_process_group_leaves_only_a_group_it_joined(monkeypatch):
     with distributed.process_group():
         pass
     assert destroyed == []
+
+
+def test_process_group_leaves_a_group_it_joined(monkeypatch):
+    """Joined on entry (torchrun's variables), left at the end: no group's threads
+    outlive the run."""
+    up, destroyed = [False], []
+    monkeypatch.setattr(distributed, "is_initialized", lambda: up[0])
+    monkeypatch.setattr(distributed, "init_from_env", lambda: up.__setitem__(0, True))
+    monkeypatch.setattr(distributed, "barrier", lambda: None)
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: destroyed.append(1))
+    with distributed.process_group():
+        assert up[0]
+    assert destroyed == [1]
 
 
 @pytest.mark.parametrize("env,message", [
@@ -232,6 +282,20 @@ def test_global_batchnorm_replaces_every_name_of_a_batchnorm(monkeypatch):
     assert list(after) == list(before)
     assert all(after[k] is before[k] or after[k].data_ptr() == before[k].data_ptr()
                for k in before)
+
+
+def test_a_batchnorm_in_eval_mode_stays_in_eval_mode_once_global(monkeypatch):
+    """A model converted while in eval mode (an evaluation) normalises by its running
+    statistics, with no collective, as the BatchNorm did."""
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    bn = nn.BatchNorm2d(3).eval()
+    with torch.no_grad():
+        bn.running_mean.fill_(1.0)
+    x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    want = bn(x)
+    converted = distributed.convert_sync_batchnorm(bn)
+    assert isinstance(converted, distributed.GlobalBatchNorm) and not converted.training
+    torch.testing.assert_close(converted(x), want)
 
 
 def _bn_worker(rank: int, port: int, out_dir: str) -> None:
