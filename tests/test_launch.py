@@ -79,6 +79,23 @@ def test_more_cpu_processes_than_cores_are_warned_about(monkeypatch, caplog):
                                "stays the same)"]
 
 
+def test_an_auto_device_without_a_gpu_warns_too_and_still_gives_each_process_a_thread(
+        tmp_path, monkeypatch, caplog):
+    """--device auto on a machine without a GPU trains on its cores: more processes than
+    cores are warned about as for --device cpu, each gets one thread at least, and the
+    run is not marked a --device cpu one (that is for a GPU machine's cpu run)."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
+    monkeypatch.setattr(runtime, "check_gpu_per_process", lambda device, processes: None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code = (f"open(r'{tmp_path}/' + os.environ['RANK'], 'w').write("
+            "os.environ['OMP_NUM_THREADS'] + ' ' + os.environ['SIMCLR_CPU_RUN'])")
+    with caplog.at_level(logging.WARNING):
+        assert launch.run([], 3, _child(code), device="auto") == 0
+    assert [(tmp_path / str(r)).read_text() for r in range(3)] == ["1 0"] * 3
+    assert caplog.messages[0].startswith("simclr: 3 processes on 2 CPU core(s) compete")
+
+
 def test_a_failed_process_ends_the_others_and_gives_the_status(monkeypatch):
     """Rank 0 would wait for rank 1 in a collective for 30 minutes: it is ended."""
     monkeypatch.setattr(launch, "GRACE_S", 0.5)
@@ -209,6 +226,11 @@ def test_under_torchrun_a_user_error_goes_to_its_error_file_and_rank_0_says_it(
     assert main(["pretrain", "--data", str(missing), "--out", str(tmp_path / "run")]) == 2
     message = f"simclr pretrain: error: data folder not found: {missing}"
     assert json.loads(error_file.read_text())["message"] == message
+    # as torchrun's failure report reads it: the message, and when (not 1970)
+    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+
+    failure = ProcessFailure(local_rank=int(rank), pid=1, exitcode=2, error_file=str(error_file))
+    assert failure.message == message and failure.timestamp > 1e9
     assert capsys.readouterr().err.strip() == (message if rank == "0" else "")
     assert launch.quiet_rank() == (rank != "0")
 
@@ -236,6 +258,11 @@ def test_under_torchrun_a_crash_is_recorded_for_its_report_and_still_printed(
     message = json.loads(error_file.read_text())["message"]
     assert message["message"] == "ZeroDivisionError: division by zero"
     assert message["extraInfo"]["py_callstack"] == trace
+    # under simclr's own launch: left for the launcher, which prints it (True)
+    monkeypatch.setenv(launch.ERRORS_ENV, str(tmp_path))
+    monkeypatch.setenv("RANK", "1")
+    assert launch.report_crash(trace) is True
+    assert (tmp_path / "rank1.traceback").read_text() == trace
 
 
 @pytest.mark.parametrize("rank", ["0", "1"])
@@ -760,6 +787,15 @@ def test_each_signal_reaches_every_running_process_and_the_handlers_come_back():
             signal.signal(sig, previous)
 
 
+def test_an_error_in_the_launcher_itself_leaves_no_process_running():
+    """The launcher itself failing while its processes run (e.g. starting the next one
+    failed): those still running are killed, not left training alone."""
+    processes = [_Process(), _Process(0)]
+    with pytest.raises(RuntimeError, match="launcher"), launch._Forwarder(processes):
+        raise RuntimeError("launcher")
+    assert [p.returncode for p in processes] == [-signal.SIGKILL, 0]
+
+
 @linux
 def test_a_sigint_the_launcher_inherited_ignored_stays_ignored():
     """A launch started with ``&`` by a script inherits SIGINT ignored: the launcher took
@@ -995,6 +1031,19 @@ def test_after_its_command_a_launched_process_lets_one_signal_pass_and_ends_on_a
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=120)
     assert (done.returncode, done.stdout) == (128 + signal.SIGTERM, "passed\n")
+
+
+def test_outside_a_launch_a_finished_command_keeps_its_signal_handlers(monkeypatch):
+    """A library caller's (or a user's Ctrl-C to a slow exit) handlers stay as they were:
+    only a launched process lets a forwarded signal pass."""
+    monkeypatch.delenv(launch.LAUNCHER_ENV, raising=False)
+    before = {sig: signal.getsignal(sig) for sig in launch._Forwarder.SIGNALS}
+    try:
+        launch.ignore_forwarded_signals()
+        assert {sig: signal.getsignal(sig) for sig in before} == before
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 @pytest.mark.skipif(not launch._PAUSES, reason="no job-control signals here")
