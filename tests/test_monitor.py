@@ -150,6 +150,31 @@ def test_views_from_twice_the_pictures_side_up_are_noted():
     assert monitor.upsampling_notes(cfg, SimpleNamespace(image_hw=(16, 12), cached=False)) == []
     cfg.augment.size = 31
     assert monitor.upsampling_notes(cfg, cached) == []
+    tiny = SimpleNamespace(image_hw=(6, 6), cached=True)  # (the side to give: at least 8)
+    assert monitor.upsampling_notes(cfg, tiny)[0].endswith("--image-size 8 is likelier what "
+                                                           "you want")
+
+
+def test_the_whole_picture_window_note_needs_a_crop_of_cached_pictures_all_square():
+    """--no-crop-resize at the stored side is noted only with a crop, on cached pictures,
+    when every one is square: a single wider picture's window moves."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from simclr.config import Config
+
+    def source(aspects, cached=True):
+        return SimpleNamespace(image_hw=(16, 16), cached=cached, num_images=len(aspects),
+                               aspect_of=lambda i: np.asarray(aspects)[i])
+
+    cfg = Config()
+    cfg.augment.size, cfg.augment.crop_resize = 16, False
+    assert "each is the whole picture" in monitor.window_notes(cfg, source([1.0, 1.0]))[0]
+    assert monitor.window_notes(cfg, source([1.0, 1.5])) == []
+    assert monitor.window_notes(cfg, source([1.0, 1.0], cached=False)) == []
+    cfg.augment.crop = False
+    assert monitor.window_notes(cfg, source([1.0, 1.0])) == []
 
 def test_a_crop_without_resize_of_the_whole_picture_is_noted(tmp_path, image_folder,
                                                              cache_dir, capsys):
@@ -190,6 +215,8 @@ def test_small_views_with_the_imagenet_recipe_are_noted(tmp_path, image_folder, 
     assert monitor.recipe_notes(build_config(flags={"augment.size": 48})) == []
     assert monitor.recipe_notes(build_config(flags={"augment.size": 32,
                                                     "augment.blur": False})) == []
+    for other in ({"augment.color_strength": 0.5}, {"loss.temperature": 0.5}):
+        assert monitor.recipe_notes(build_config(flags={"augment.size": 32, **other})) == []
 
 
 def test_the_knn_monitor_running_out_of_memory_names_the_checkpoint(
@@ -264,10 +291,11 @@ def test_the_knn_monitor_on_the_digits_keeps_its_queries_out_of_its_memory(monke
 
 @pytest.mark.parametrize(("decoder", "decode_on"), [("pil", None), ("device", "cpu")])
 def test_the_knn_monitor_reads_its_folders_with_the_runs_decoder(
-        tmp_path, cache_dir, monkeypatch, decoder, decode_on):
+        tmp_path, cache_dir, monkeypatch, capsys, decoder, decode_on):
     """`--knn-train`/`--knn-test` folders are read through cfg.data, yet decoded by
-    --decoder auto's choice whatever --decoder said (PIL on a CPU, the GPU on CUDA)."""
-    from simclr import features
+    --decoder auto's choice whatever --decoder said (PIL on a CPU, the GPU on CUDA).
+    Its --knn-k past the 8 memory images is said once a run, not at every measure."""
+    from simclr import features, knn
 
     asked, real = [], features.iter_batches
 
@@ -281,11 +309,21 @@ def test_the_knn_monitor_reads_its_folders_with_the_runs_decoder(
     photos = make_image_folder(tmp_path / "photos", classes=2, per_class=4, ext="jpg")
     cfg = build_config(flags={"knn_train": str(photos), "knn_test": str(photos),
                               "data.decoder": decoder, "data.cache": "off",
-                              "data.workers": 0,
+                              "data.workers": 0, "out": str(tmp_path / "run"),
+                              "knn_temperature": 0.5,
                               "augment.size": 16, "channels_last": False})
     log = monitor.MetricsLog(tmp_path, enabled=False)
+    measured, real_knn = [], knn.knn_accuracy
+
+    def knn_accuracy(*args, **kwargs):  # (the run's --knn-k and --knn-temperature)
+        measured.append((kwargs["k"], kwargs["temperature"]))
+        return real_knn(*args, **kwargs)
+
+    monkeypatch.setattr(knn, "knn_accuracy", knn_accuracy)
     monitor.knn_monitor(cfg, model, torch.device("cpu"), "fp32", 1, log)
-    assert len(asked) == 2  # memory and queries
+    assert len(asked) == 2 and measured == [(200, 0.5)]  # memory and queries
+    monitor.knn_monitor(cfg, model, torch.device("cpu"), "fp32", 2, log)
+    assert capsys.readouterr().out.count("note: --knn-k 200 is more than the 8 ") == 1
     assert {None if d is None else d.type for d in asked} == {decode_on}
 
 
@@ -310,6 +348,7 @@ def test_a_loss_that_stays_at_ln_2n_minus_1_is_said_collapsed_once():
     ln15, healthy = math.log(15), [math.log(15) - 0.05 * k for k in range(20)]
     assert watched(healthy) == []
     assert watched([ln15 + 0.004] * 30) == [10]  # ten one-step windows; once
+    assert watched([ln15 - 0.012] * 30) == []  # (beyond the 0.01-nat tolerance)
     assert watched([ln15] * 3, window=10) == [30]  # three ten-step windows
     assert watched([ln15] * 2, window=10) == []  # two are not enough
     recovering = [ln15] * 9 + [ln15 - 0.3] + [ln15] * 9 + [ln15 - 0.5] * 10
@@ -376,6 +415,9 @@ def test_a_non_finite_first_step_stops_the_run_naming_step_1():
         monitor.check_finite(torch.tensor(0), None, Config(nan_policy="stop"), "fp32")
     assert info.value.step == 1
     monitor.check_finite(torch.tensor(-1), None, Config(nan_policy="stop"), "fp32")
+    assert str(info.value).endswith("Lower --lr, or pass --nan-policy skip")
+    with pytest.raises(DivergedError, match=r"Lower --lr, use --precision fp32, or pass "):
+        monitor.check_finite(torch.tensor(4), None, Config(nan_policy="stop"), "bf16")
     monitor.check_finite(torch.tensor(0), None, Config(nan_policy="skip"), "fp32")
 
 
@@ -450,11 +492,39 @@ def test_diverged_outputs_set_aside_the_checkpoints_of_their_step(tmp_path):
         [periodic_name(10), f"{periodic_name(20)}.diverged", f"{LAST}.diverged"])
     assert f"set aside: {periodic_name(20)}.diverged, {LAST}.diverged" in str(err)
     assert err.step == 20
+    within = tmp_path / "within" / CHECKPOINTS  # (within the run: last.pt is an earlier
+    within.mkdir(parents=True)  # step's, a stopped session's, and is kept)
+    for name in (periodic_name(30), LAST):
+        (within / name).write_bytes(b"")
+    monitor.outputs_diverged(30, within.parent, "fp32")
+    assert sorted(p.name for p in within.iterdir()) == [f"{periodic_name(30)}.diverged", LAST]
+
+
+def test_a_knn_folder_failing_keeps_the_steps_unless_a_non_finite_step_may_be_in_them(
+        monkeypatch, tmp_path):
+    """Its folder failing at the monitor's first read: the steps are saved and the
+    message says how to go on; not where the weights may hold a non-finite step's update
+    (``first_bad`` under --nan-policy stop)."""
+    from simclr.config import Config
+
+    def failing(*args):
+        raise SimCLRError("broken/0.png: unreadable")
+
+    monkeypatch.setattr(monitor, "knn_monitor", failing)
+    saves = []
+    args = (Config(nan_policy="stop"), None, torch.device("cpu"), "fp32", 3, None)
+    for first_bad, saved in ((-1, True), (2, False)):
+        with pytest.raises(SimCLRError, match="^kNN monitor: broken/0.png: unreadable") as info:
+            monitor.knn_within_run(*args, torch.tensor(first_bad), None,
+                                   lambda: saves.append(3) or tmp_path / "ckpt.pt", tmp_path)
+        assert ("the run is saved at step 3" in str(info.value)) == saved
+    assert saves == [3]
 
 
 def test_the_monitors_photos_are_checked_against_the_pixel_limit_at_their_read_size(tmp_path):
     """100-px JPEGs fit --max-pixels 5000 decoded at 1/8 (13 px), not at the 72 px the
-    monitor's 16-px views read them at: refused before training, not after an epoch."""
+    monitor's 16-px views read them at: refused before training, not after an epoch;
+    at an --eval-size of 8 px, its side, they fit."""
     from tests.conftest import make_image_folder
 
     photos = str(make_image_folder(tmp_path / "photos", per_class=2, side=100, ext="jpg"))
@@ -463,5 +533,23 @@ def test_the_monitors_photos_are_checked_against_the_pixel_limit_at_their_read_s
     with pytest.raises(SimCLRError, match=r"^--knn-train: none of the 4 images .* exceeds "
                                           "the limit of 5000"):
         monitor.check_knn_folders(cfg)
-    cfg.data.max_pixels = 10_000
+    cfg.augment.eval_size = 8  # (read at its --eval-size, 8 px: they fit at 1/8 then)
     monitor.check_knn_folders(cfg)
+    cfg.augment.eval_size, cfg.data.max_pixels = None, 10_000
+    monitor.check_knn_folders(cfg)
+
+
+def test_the_monitors_memory_is_read_from_a_data_set_roots_train_split(tmp_path):
+    """`--knn-train root --knn-test root` of a root holding train/ and test/: the memory
+    is train/, checked as such before the first step (a class of it unreadable here)."""
+    root = tmp_path / "root"
+    for split in ("train", "test"):
+        make_image_folder(root / split, per_class=2)
+    for image in (root / "train" / "class_1").iterdir():
+        image.write_bytes(b"damaged")
+    cfg = build_config(None, flags={"augment.size": 16, "knn_train": str(root),
+                                    "knn_test": str(root)})
+    with pytest.raises(SimCLRError, match=r"^--knn-train \S*train: no readable image in "
+                                          r"class folder\(s\) class_1"):
+        monitor.check_knn_folders(cfg)
+
