@@ -22,6 +22,7 @@ from simclr.pretrained import (
     at_image_size,
     encoder_from_checkpoint,
     encoder_spec,
+    encoder_trained_step,
     model_from_checkpoint,
     representation_from_checkpoint,
     trained_for,
@@ -92,6 +93,9 @@ def test_another_image_size_keeps_the_trained_stem_and_weights(capsys):
 def test_image_sizes_a_network_cannot_take_are_refused():
     with pytest.raises(SimCLRError, match=r"--image-size: must be 8 to 4096 pixels, got 4"):
         at_image_size(pretrain_checkpoint(), 4)
+    for side in (8, 4096):  # (the bounds themselves are taken)
+        read = at_image_size(pretrain_checkpoint(), side)
+        assert read["config"]["augment"]["eval_size"] == side
     vit = {"kind": "encoder", "config": {"model": {"arch": "vit_b_16", "width": 1.0,
                                                    "cifar_stem": None},
                                          "augment": {"size": 224}}}
@@ -115,6 +119,10 @@ def test_checkpoints_without_a_head_only_offer_h():
     assert encoder.feature_dim == 64
     with pytest.raises(SimCLRError, match="no projection head"):
         representation_from_checkpoint(encoder_only, "z")
+    linear = classifier_checkpoint("linear", Classifier(encoder, 2), ckpt["config"],
+                                   ["a", "b"], 0, 1.0, {})  # (a classifier's: none either)
+    with pytest.raises(SimCLRError, match="no projection head"):
+        representation_from_checkpoint(linear, "g1")
     # Pretrained with --head none: h is all there is (z was "the output of layer 0").
     headless = pretrain_checkpoint()
     headless["config"]["model"]["head"] = "none"
@@ -328,6 +336,10 @@ def test_a_fine_tuned_classifier_names_its_encoders_pretraining_step_and_its_own
     with pytest.raises(SimCLRError, match=r"is damaged: its step is not a whole number"):
         trained_for({"kind": "pretrain", "step": 1.5})
     assert trained_for({"kind": "linear", "step": 0, "encoder_step": 100}) == "step 100"
+    with pytest.raises(SimCLRError, match=r"is damaged: its encoder's step is not a whole"):
+        trained_for({"kind": "linear", "step": 0, "encoder_step": 2.5})
+    assert encoder_trained_step({"kind": "linear", "step": 0, "encoder_step": 7,
+                                 "features": "random init"}) is None  # (the baseline's)
 
 
 def test_a_recorded_eval_size_is_the_side_read_and_the_trained_side_keeps_the_stem():
@@ -545,3 +557,64 @@ def test_evaluating_non_finite_weights_is_refused_before_any_image_is_decoded(
                         "damaged checkpoint?)\n"), err
     assert len(err.strip().splitlines()) == 1
     assert not cache.exists()
+
+
+def test_imported_weights_read_at_their_guessed_side_are_noted_where_a_file_is_named(capsys):
+    """Imported weights record no side: read at the guess, a note naming the file says so
+    (an earlier simclr's unmarked export of them: perhaps given), none without a file; a
+    side given replaces the guess as the trained side. A run's own export: no note."""
+    ckpt = pretrain_checkpoint()
+    imported = {**ckpt, "imported": "ResNet weights", "size_guessed": True}
+    assert at_image_size(imported, None) is imported and capsys.readouterr().err == ""
+    at_image_size(imported, None, "w.pth")
+    assert capsys.readouterr().err == ("note: w.pth records no image size (ResNet weights): "
+                                       "read as 16 px images; --image-size S for another "
+                                       "side\n")
+    older = {**ckpt, "imported": "ResNet weights", "exported_from": {}}
+    at_image_size(older, None, "e.pt")
+    assert capsys.readouterr().err.startswith("note: e.pt was exported by an earlier simclr, "
+                                              "which did not record whether its side was")
+    for quiet in ({**older, "size_guessed": False}, {**ckpt, "exported_from": {}}):
+        at_image_size(quiet, None, "e.pt")
+        assert capsys.readouterr().err == ""
+    augment = at_image_size(imported, 32)["config"]["augment"]
+    assert (augment["size"], augment["eval_size"]) == (32, None)
+    assert encoder_spec(at_image_size(imported, 48))["cifar_stem"] is True  # (16 px's stem)
+
+
+def test_a_config_of_unusable_values_is_one_line():
+    ckpt = pretrain_checkpoint()
+    ckpt["config"]["model"]["width"] = "wide"
+    with pytest.raises(SimCLRError, match="no usable model config"):
+        encoder_spec(ckpt)
+
+
+def test_non_finite_batchnorm_statistics_are_refused_too():
+    """A buffer (BatchNorm's running variance) holding NaN makes every output NaN too."""
+    ckpt = pretrain_checkpoint()
+    name = next(k for k in ckpt["model"] if k.startswith("encoder.") and k.endswith("running_var"))
+    ckpt["model"][name] = torch.full_like(ckpt["model"][name], float("nan"))
+    with pytest.raises(SimCLRError, match="the weights hold NaN or inf values"):
+        encoder_from_checkpoint(ckpt)
+
+
+def test_the_weights_digest_tells_each_name_dtype_shape_and_buffer_apart():
+    """16 hex digits, equal for the same tensors in another module; another name, dtype
+    (of the same bytes), shape (of the same bytes) or buffer value is another digest."""
+    from simclr.pretrained import weights_digest
+
+    def module(**buffers):
+        m = torch.nn.Linear(2, 2)
+        torch.nn.init.zeros_(m.weight)
+        torch.nn.init.zeros_(m.bias)
+        for name, value in buffers.items():
+            m.register_buffer(name, value)
+        return m
+
+    digest = weights_digest(module(b=torch.zeros(2, 3)))
+    assert re.fullmatch(r"[0-9a-f]{16}", digest)
+    assert weights_digest(module(b=torch.zeros(2, 3))) == digest
+    others = {weights_digest(module(**b)) for b in (
+        {"c": torch.zeros(2, 3)}, {"b": torch.zeros(2, 3, dtype=torch.int32)},
+        {"b": torch.zeros(3, 2)}, {"b": torch.ones(2, 3)})}
+    assert len(others) == 4 and digest not in others
