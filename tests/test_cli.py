@@ -220,19 +220,28 @@ def test_evaluation_flags_are_checked_first(args, needle, capsys):
     assert err.count("\n") == 1 and needle in err, err
 
 
-def test_a_call_from_python_is_the_command_line_its_run_records(monkeypatch, capsys):
-    """main(argv) from Python: provenance records `simclr ARGV` while the command runs
-    (the pytest or notebook line it would read otherwise says nothing), none after it."""
-    from simclr import cli, runtime
+def _seen_where_checks_start(monkeypatch, observe) -> list:
+    """Each command run from now on stops (status 2) where its checks start, once its
+    arguments are parsed and its process set up; returns what ``observe()`` gave there."""
+    from simclr import cli
     from simclr.errors import SimCLRError
 
     seen = []
 
     def record(args):
-        seen.append(runtime.command_line())
+        seen.append(observe())
         raise SimCLRError("stopped here")
 
     monkeypatch.setattr(cli, "_check_before_work", record)
+    return seen
+
+
+def test_a_call_from_python_is_the_command_line_its_run_records(monkeypatch, capsys):
+    """main(argv) from Python: provenance records `simclr ARGV` while the command runs
+    (the pytest or notebook line it would read otherwise says nothing), none after it."""
+    from simclr import runtime
+
+    seen = _seen_where_checks_start(monkeypatch, runtime.command_line)
     assert main(["info", "some run"]) == 2
     assert seen == [["simclr", "info", "some run"]] and runtime.command_line() is None
 
@@ -240,16 +249,8 @@ def test_a_call_from_python_is_the_command_line_its_run_records(monkeypatch, cap
 def test_an_evaluations_threads_flag_sets_torchs_threads_for_the_command(monkeypatch, capsys):
     import torch
 
-    from simclr import cli
-    from simclr.errors import SimCLRError
-
-    threads, asked = [], 2 if torch.get_num_threads() == 1 else 1
-
-    def record(args):
-        threads.append(torch.get_num_threads())
-        raise SimCLRError("stopped here")
-
-    monkeypatch.setattr(cli, "_check_before_work", record)
+    asked = 2 if torch.get_num_threads() == 1 else 1
+    threads = _seen_where_checks_start(monkeypatch, torch.get_num_threads)
     assert main(["knn", "--checkpoint", "c", "--train", "a", "--test", "b",
                  "--threads", str(asked)]) == 2
     assert threads == [asked]
@@ -283,16 +284,7 @@ def test_under_torchrun_the_callers_sigterm_handler_is_kept(monkeypatch, capsys)
     collective): the command does not take SIGTERM over there, as it does alone."""
     import signal
 
-    from simclr import cli
-    from simclr.errors import SimCLRError
-
-    handlers = []
-
-    def record(args):
-        handlers.append(signal.getsignal(signal.SIGTERM))
-        raise SimCLRError("stopped here")
-
-    monkeypatch.setattr(cli, "_check_before_work", record)
+    handlers = _seen_where_checks_start(monkeypatch, lambda: signal.getsignal(signal.SIGTERM))
     before = signal.getsignal(signal.SIGTERM)
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert main(["info", "run"]) == 2
