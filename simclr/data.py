@@ -115,20 +115,20 @@ def reading_draft(files: ImageList, image_size: int, cfg: DataConfig,
 
 
 def cache_choice(spec: str | None, cache: str, train: bool = True,
-                 listed: ImageList | None = None) -> str:
+                 sizes: list[tuple[int, int]] | None = None) -> str:
     """What ``--cache`` amounts to for pretraining on ``spec``: 'on' or 'off' ('auto'
     caches a folder of small pictures, as :func:`open_folder` decides), or 'in memory'
     for a named data set (the digits, torchvision's), held as arrays whatever it says.
     ``train``: of its training split (a folder holding train/ and test/), else its test.
-    ``listed``: its files as :func:`simclr.folders.list_folder` lists them, where the
+    ``sizes``: its files' sides (w, h) as :func:`probe_sizes` reads them, where the
     caller has them (a folder of 200k files takes seconds to list)."""
     if named_dataset(spec):
         return "in memory"
     if cache != "auto":
         return cache
-    if listed is None:
-        listed = list_folder(spec, train, unlabeled=True)
-    return "on" if _all_small(probe_sizes(listed.paths)) else "off"  # type: ignore[union-attr]  # (not named: listed)
+    if sizes is None:
+        sizes = probe_sizes(list_folder(spec, train, unlabeled=True).paths)  # type: ignore[union-attr]  # (not named: listed)
+    return "on" if _all_small(sizes) else "off"
 
 
 def open_folder(

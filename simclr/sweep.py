@@ -38,6 +38,7 @@ from simclr.recipe import flatten
 from simclr.results import check_config_caches, check_not_inside, check_out_folder, make_folder
 from simclr.settings import build_config, flag_of
 from simclr.sweep_checks import (
+    FolderLooks,
     check_batches,
     check_cell_inputs,
     check_cells_differ,
@@ -195,13 +196,14 @@ def run_sweep(
                                 "--knn-test": cfg.knn_test}, "sweep")
         # (a data axis, a config file: no flag checked)
         check_config_caches(cfg, caches, folders)
-    sizes = check_batches(cells, configs)
+    looks = FolderLooks()  # (each folder listed and probed once, for all the checks)
+    sizes = check_batches(cells, configs, looks)
     read: dict[str, Any] = {}  # (each --init-from file read once for all the cells)
     resolved = per_cell(cells, lambda k: check_cell_inputs(configs[k], processes, read))
     read.clear()  # (the weights: not held while the cells train)
     # (--eval-test is read as a test split: the test/ of a folder holding two)
     splits = [(spec, flag != "--eval-test") for flag, spec in (folders or {}).items()]
-    check_cells_differ(cells, configs, resolved, sizes, splits, folders_device)
+    check_cells_differ(cells, configs, resolved, sizes, splits, folders_device, looks)
     reused = _find_earlier_runs(root, cells, configs)
     # A cell's earlier run of other settings is refused now, before the earlier summary
     # is set aside or rewritten: a refused command leaves --out as it found it.

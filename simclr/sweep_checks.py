@@ -6,7 +6,6 @@ would check them only once it starts, perhaps hours into the sweep.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -19,9 +18,34 @@ from simclr.recipe import flatten
 from simclr.settings import flag_of
 
 if TYPE_CHECKING:  # (the grid's classes, for annotations only)
+    from simclr.folders import ImageList
     from simclr.sweep_grid import Axis, Cell
 
 T = TypeVar("T")
+
+
+class FolderLooks:
+    """What the checks learn of each folder the cells read, learned once for all of them:
+    its files as :func:`simclr.folders.list_folder` lists them (None: a named data set;
+    a folder of 200k files takes seconds to list) and the sides (w, h) of up to 64 of
+    them, read from their headers (:func:`simclr.data.probe_sizes`)."""
+
+    def __init__(self) -> None:
+        self._listed: dict[tuple[str | None, bool], ImageList | None] = {}
+        self._sides: dict[tuple[str | None, bool], list[tuple[int, int]]] = {}
+
+    def listing(self, folder: str | None, train: bool = True) -> ImageList | None:
+        if (folder, train) not in self._listed:
+            self._listed[folder, train] = list_folder(folder, train, unlabeled=True)
+        return self._listed[folder, train]
+
+    def sides(self, folder: str | None, train: bool = True) -> list[tuple[int, int]]:
+        if (folder, train) not in self._sides:
+            from simclr.data import probe_sizes
+
+            listed = self.listing(folder, train)
+            self._sides[folder, train] = [] if listed is None else probe_sizes(listed.paths)
+        return self._sides[folder, train]
 
 
 def per_cell(cells: list[Cell], check: Callable[[int], T],
@@ -132,7 +156,8 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
                        resolved: list[tuple[str, str]],
                        sizes: list[int | None] | None = None,
                        reads: Iterable[tuple[str | None, bool]] = (),
-                       reads_device: str | None = None) -> None:
+                       reads_device: str | None = None,
+                       looks: FolderLooks | None = None) -> None:
     """Cells whose settings differ only in values that resolve alike on this machine
     (``precision=auto,fp32`` on a CPU without bf16, ``device=auto,cpu`` without a GPU),
     or in lengths that plan the same steps (``epochs=10,20`` under ``--max-steps 5``)
@@ -141,13 +166,14 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
     ``sizes``: each cell's number of images (None: not known before decoding);
     ``reads``: other folders read with the cells' data settings (the evaluation ones),
     each with whether it is read as a training split, decoded on ``reads_device`` (the
-    scoring's; None: each cell's device)."""
+    scoring's; None: each cell's device); ``looks``: what :func:`check_batches` learned
+    of the folders (None: looked at here)."""
     from simclr.inert import acting_color_ops
     from simclr.plan import plan_schedule
 
     seen: dict[str, tuple[Cell, Config, dict[str, Any]]] = {}
     caching, decodings = _read_choices(configs, [device for device, _ in resolved],
-                                       tuple(reads), reads_device)
+                                       tuple(reads), reads_device, looks or FolderLooks())
     for k, (cell, cfg, values) in enumerate(zip(cells, configs, resolved, strict=True)):
         flat = flatten(cfg.to_dict())
         settings = {**flat, **dict(zip(RESOLVED, values, strict=True))}
@@ -189,8 +215,9 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
 
 
 def _read_choices(configs: list[Config], devices: list[str],
-                  reads: tuple[tuple[str | None, bool], ...] = (),
-                  reads_device: str | None = None) -> tuple[list[str], list[tuple[str, ...]]]:
+                  reads: tuple[tuple[str | None, bool], ...],
+                  reads_device: str | None, looks: FolderLooks,
+                  ) -> tuple[list[str], list[tuple[str, ...]]]:
     """Each cell's --cache as it resolves for its data (``auto``: on for small pictures),
     and how it decodes each folder it reads with its data settings: its data ('cached'
     where decoded once), its kNN monitor's (on its device ``devices[k]``) and ``reads``
@@ -198,21 +225,19 @@ def _read_choices(configs: list[Config], devices: list[str],
     uncached under its --cache, holds JPEGs and its --decoder decodes them on that
     device, else 'pil' (an evaluation's folder, cached or not, is decoded alike by PIL:
     it gives the same features). Probed where the cells differ in --cache or --decoder
-    (inert under a cache); else the --cache and --decoder as asked."""
+    (inert under a cache); else the --cache and --decoder as asked. Each folder is
+    listed and probed once, in ``looks``, for all its cells."""
     from simclr.data import cache_choice
 
     if len({(cfg.data.cache, cfg.data.decoder) for cfg in configs}) < 2:
         return [cfg.data.cache for cfg in configs], [(cfg.data.decoder,) for cfg in configs]
-    # Each folder listed once (seconds for a large one) and probed once, for all its cells
-    listing = functools.cache(lambda folder, train: list_folder(folder, train, unlabeled=True))
 
-    @functools.cache
     def choice(folder: str | None, cache: str, train: bool) -> str:
         return cache_choice(folder, cache, train,
-                            listing(folder, train) if cache == "auto" else None)
+                            looks.sides(folder, train) if cache == "auto" else None)
 
     def decoded(cfg: Config, folder: str | None, train: bool, device: str) -> str:
-        listed = listing(folder, train)  # (None: a named data set, arrays)
+        listed = looks.listing(folder, train)  # (None: a named data set, arrays)
         return _decoder_on(cfg, device) if listed is not None and holds_jpegs(listed.paths) \
             else "pil"
 
@@ -300,35 +325,33 @@ def _inert_here(cfg: Config, reads: tuple[str | None, ...]) -> dict[str, str]:
             if path in acting or path.removeprefix("data.") not in READING}
 
 
-def check_batches(cells: list[Cell], configs: list[Config]) -> list[int | None]:
+def check_batches(cells: list[Cell], configs: list[Config],
+                  looks: FolderLooks | None = None) -> list[int | None]:
     """Each cell's data folder and batch: a folder none of whose images decodes (at the
     cell's --max-pixels and size) is refused, as its pretraining would refuse it once started,
     and a batch larger than the set, from the file names; a named data set (cifar10)
     not under its --data-root is refused as its pretraining says it
     (:func:`_named_size`). Each folder is listed once and read until one image decodes
-    (one image, for a readable folder). Returns each cell's number of images: its
-    folder's files, or those its named data set holds."""
-    from simclr.data import check_some_readable, probe_sizes, reading_draft
+    (one image, for a readable folder), in ``looks`` (kept for the checks after this).
+    Returns each cell's number of images: its folder's files, or those its named data
+    set holds."""
+    from simclr.data import check_some_readable, reading_draft
     from simclr.plan import check_batch_fits
 
-    listings: dict[str | None, Any] = {}  # one listing per folder
-    probed: dict[str | None, list[tuple[int, int]]] = {}  # and one probe of its files' sides
+    looks = FolderLooks() if looks is None else looks
     # (folder, max_pixels, side decoded at) found readable, and found not: each once
     readable: set[tuple[str | None, int, int]] = set()
     unreadable: dict[tuple[str | None, int, int], SimCLRError] = {}
     opened: dict[tuple[str, str, bool], int] = {}  # (name, root, download): its size
     for cfg in configs:  # (a folder not found: the sweep's, named by its flag)
-        if cfg.data.path not in listings:
-            listings[cfg.data.path] = list_folder(cfg.data.path, train=True, unlabeled=True)
+        looks.listing(cfg.data.path)
 
     def check(k: int) -> int | None:
         cfg = configs[k]
-        listed = listings[cfg.data.path]
+        listed = looks.listing(cfg.data.path)
         # (its JPEGs decoded at the size the cell decodes them at: the limit is on that)
-        if listed is not None and cfg.data.path not in probed:
-            probed[cfg.data.path] = probe_sizes(listed.paths)
         draft = 8 if listed is None else reading_draft(
-            listed, cfg.augment.size, cfg.data, evaluation=False, sizes=probed[cfg.data.path])
+            listed, cfg.augment.size, cfg.data, evaluation=False, sizes=looks.sides(cfg.data.path))
         key = (cfg.data.path, cfg.data.max_pixels, draft)
         size = _named_size(cfg, opened) if listed is None else len(listed.paths)
         if key in unreadable:  # (a folder read whole in vain is not read again)

@@ -632,3 +632,26 @@ def test_a_data_folder_is_read_once_for_all_the_cells_that_read_it_alike(
             assert check_batches(cells, configs) == [24] * 3
             assert len(probes) == 1
         assert len(opened) == count
+
+
+def test_a_cache_axis_lists_and_probes_each_folder_once_for_all_the_checks(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """cache=auto,off: the batch check and the check that the cells differ (what auto
+    resolves to) each listed the folder and read 64 of its headers; one listing and
+    one probe now serve both."""
+    from simclr import data, sweep_checks
+    from simclr.sweep_checks import FolderLooks, check_batches
+
+    listed, probes = [], []
+    real_list, real_probe = sweep_checks.list_folder, data.probe_sizes
+    monkeypatch.setattr(sweep_checks, "list_folder",
+                        lambda *a, **kw: listed.append(a) or real_list(*a, **kw))
+    monkeypatch.setattr(data, "probe_sizes", lambda paths: probes.append(1) or real_probe(paths))
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    cells, configs = cell_configs([parse_axis("data.cache=auto,off")], tmp_path / "sw", None,
+                                  None, flags)
+    looks = FolderLooks()
+    assert check_batches(cells, configs, looks) == [24, 24]
+    check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, looks=looks)  # (auto: on here)
+    assert len(listed) == 1 and len(probes) == 1
