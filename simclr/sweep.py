@@ -208,7 +208,8 @@ def run_sweep(
     # A cell's earlier run of other settings is refused now, before the earlier summary
     # is set aside or rewritten: a refused command leaves --out as it found it.
     for cell, cfg in zip(cells, configs, strict=True):
-        _check_same_settings(cfg, cell.run_dir, cell.name)
+        kept = _check_same_settings(cfg, cell.run_dir, cell.name)
+        reused += [kept] if kept else []
     if last_check is not None:  # (it may decode for long, the checks above need not)
         last_check(configs)
     reused += _other_images_notes(cells, configs, sizes)

@@ -64,18 +64,17 @@ def _saved_settings(run_dir: Path) -> dict[str, Any] | None:
     return None
 
 
-def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
+def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> str | None:
     """A cell's existing run must have been made with this command's settings, but for
     those with no effect in the cell or in the run (:func:`_no_effect`), which the cell
-    takes from the run (:func:`_adopt`)."""
+    takes from the run (:func:`_adopt`). Returns the note naming those it takes, to
+    print once the sweep goes ahead (None: none)."""
     found = _saved_settings(run_dir)
     if found is None:
-        return
+        return None
     inert = (_no_effect(cfg), _saved_no_effect(found))
     differs = _first_difference(flatten(cfg.to_dict()), flatten(found), inert)
-    if differs is None:
-        _adopt(cfg, flatten(found), inert, f"cell {cell}: {run_dir / 'config.yaml'}")
-    else:
+    if differs is not None:
         k, then, now = differs
         _check_earlier_adamw_lr(cfg, found, run_dir, cell, inert)
         # (a first_op naming the run's own first group: the run had none, no flag gives it)
@@ -85,6 +84,10 @@ def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> None:
         way = f"give {keep} to continue the sweep, or " if keep else ""
         raise SimCLRError(f"cell {cell} already holds a run with other settings ({k}: "
                           f"{then!r} there, {now!r} now); {way}use a new --out")
+    kept = _adopt(cfg, flatten(found), inert, f"cell {cell}: {run_dir / 'config.yaml'}")
+    # (else the sweep's table shows values the user did not give, unexplained)
+    return f"sweep: cell {cell} keeps its run's {', '.join(kept)}: no effect here" \
+        if kept else None
 
 
 def _check_earlier_adamw_lr(cfg: Any, found: dict[str, Any], run_dir: Path, cell: str,

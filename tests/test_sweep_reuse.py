@@ -232,8 +232,11 @@ def test_a_setting_with_no_effect_in_the_cell_is_the_cells_run_and_kept(tmp_path
     saved = cfg.to_dict()
     saved["loss"]["one_view_negatives"] = True
     save_yaml(saved, run_dir / "config.yaml")
-    _check_same_settings(cfg, run_dir, "loss=nt_logistic")
+    assert _check_same_settings(cfg, run_dir, "loss=nt_logistic") == (
+        "sweep: cell loss=nt_logistic keeps its run's loss.one_view_negatives True: no "
+        "effect here")
     assert cfg.loss.one_view_negatives is True
+    assert _check_same_settings(cfg, run_dir, "loss=nt_logistic") is None  # (nothing taken)
     saved["loss"]["temperature"] = 0.7
     save_yaml(saved, run_dir / "config.yaml")
     with pytest.raises(SimCLRError, match=r"\(loss.temperature: 0.7 there"):
