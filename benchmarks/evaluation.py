@@ -593,6 +593,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
               "least 1, --workers 0 or more, --width, --temperature and --l2 positive)",
               file=sys.stderr)
         raise SystemExit(2)
+    if args.k > args.bank:  # (lightly's top-k needs k rows of the bank)
+        print(f"evaluation.py: error: --k {args.k} is more than the --bank of {args.bank} rows",
+              file=sys.stderr)
+        raise SystemExit(2)
     if args.train < 20 * CLASSES:
         print(f"evaluation.py: error: --train needs at least {20 * CLASSES} rows (a held-out "
               "split of every class)", file=sys.stderr)
