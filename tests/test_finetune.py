@@ -364,6 +364,13 @@ def test_from_scratch_starts_a_fresh_encoder_as_pretraining_does():
     blocks = [m for m in fresh.modules() if isinstance(m, BasicBlock)]
     assert blocks and all(not b.last_bn.weight.any() for b in blocks)
     assert not torch.equal(fresh.stem[0].weight, encoder.stem[0].weight)
+    # An encoder with --projection-shortcuts: the fresh one has them too (the same layers)
+    from simclr.models import build_encoder
+
+    shortcuts = build_encoder("resnet18", 0.125, cifar_stem=True, projection_shortcuts=True)
+    fresh = finetune_model(shortcuts, None, 3, from_scratch=True).encoder
+    assert fresh.projection_shortcuts and fresh.state_dict().keys() == \
+        shortcuts.state_dict().keys()
 
 
 def test_the_learning_rate_follows_the_schedule_and_the_batch_trained_at(tmp_path, folders):
@@ -404,9 +411,14 @@ def test_a_finetuning_leaves_the_callers_random_stream_as_it_was(folders):
     expected = torch.rand(4)
     encoder = tiny_encoder()
     torch.manual_seed(3)
-    run_finetune(encoder, train, test, None, labels_per_class=2, from_scratch=True,
-                 **{**FAST, "epochs": 1})
+    first = run_finetune(encoder, train, test, None, labels_per_class=2, from_scratch=True,
+                         **{**FAST, "epochs": 1})
     assert torch.equal(torch.rand(4), expected)
+    # ... nor is it drawn from it: the fresh encoder and new layer come from --seed alone
+    torch.manual_seed(4)
+    again = run_finetune(encoder, train, test, None, labels_per_class=2, from_scratch=True,
+                         **{**FAST, "epochs": 1})
+    assert again["train_loss"] == first["train_loss"]
 
 
 def test_the_fine_tuned_checkpoint_names_what_it_started_from(tmp_path, folders):
@@ -442,6 +454,8 @@ def test_a_batch_of_one_and_from_head_with_the_random_init_baseline_are_refused(
         with pytest.raises(SimCLRError, match=rf"give one of --from-head and {flag}$"):
             check_start_flags(True, scratch, random_init)
     check_start_flags(False, True, True)  # (the same baseline, named twice)
+    with pytest.raises(SimCLRError, match=r"^--from-scratch re-initialises"):
+        check_start_flags(True, True, True)  # both names: the first is said
 
 
 def test_a_head_given_without_from_head_is_not_fine_tuned(tmp_path, folders):
@@ -467,6 +481,9 @@ def test_the_classes_a_subset_lacks_are_counted_and_named_up_to_five(capsys):
     _note_unlabeled_classes(train, np.arange(8), True)
     said = capsys.readouterr()
     assert "holds no image of 1 class (c8)" in said.out + said.err
+    _note_unlabeled_classes(train, np.arange(3), True)  # six: the sixth is "1 more"
+    said = capsys.readouterr()
+    assert "holds no image of 6 classes (c3, c4, c5, c6, c7 and 1 more)" in said.out + said.err
 
 
 def test_batch_larger_than_the_data(tmp_path, folders, capsys):
@@ -926,8 +943,8 @@ def test_a_fraction_rounded_up_to_an_image_per_class_keeps_its_regimes_epochs(fo
     said = capsys.readouterr()  # --epochs given: the note says only the rounding
     assert "note: --label-fraction 0.01 rounds to 1 image per class here (3 of 24, " \
            "12.50%)\n" in said.out + said.err
-    # Said past 1.5 times the fraction asked: 12.5% is 1.56 x 0.08, 1.39 x 0.09.
-    for asked, noted in ((0.08, True), (0.09, False)):
+    # Said past 1.5 times the fraction asked: 12.5% is 1.56 x 0.08, 1.45 x 0.086, 1.39 x 0.09.
+    for asked, noted in ((0.08, True), (0.086, False), (0.09, False)):
         assert _labeled_budget(train, None, asked, None, None, 6, 0, True).fraction == 3 / 24
         said = capsys.readouterr()
         assert ("note: --label-fraction" in said.out + said.err) == noted
@@ -1153,3 +1170,35 @@ def test_an_unfinished_finetuning_of_a_folder_read_anew_as_its_split_says_so(tmp
         run_finetune(tiny_encoder(), train, test, run, **args)
     done = run_finetune(tiny_encoder(), train, test, run, **args, overwrite=True)
     assert done["status"] == "finished" and done["steps"] == 9
+
+
+def test_a_continued_finetuning_trains_to_the_length_it_was_saved_with(tmp_path, folders):
+    """Its steps counted otherwise now (3, where the unfinished run recorded 5): the
+    continuation ends at the run's own length, the one it started its schedule with."""
+    from simclr.checkpoint import save_checkpoint
+
+    train, test = folders
+    args = {**FAST, "batch_size": 4, "epochs": 3, "labels_per_class": 2, "checkpoint_every": 2}
+    run = tmp_path / "ft"
+    run_finetune(tiny_encoder(), train, test, run, **args, on_step=stop_at(2))
+    partial = run / "checkpoints" / "finetune-partial.pt"
+    saved = load_checkpoint(partial)
+    assert saved["total_steps"] == 3
+    saved["total_steps"] = 5
+    save_checkpoint(saved, partial.parent, partial.name, None)
+    assert run_finetune(tiny_encoder(), train, test, run, **args)["steps"] == 5
+
+
+def test_per_process_batch_norm_over_one_image_is_refused_before_any_work(
+        tmp_path, folders, monkeypatch):
+    """--no-sync-bn under 4 processes at --batch-size 4: each process's BatchNorm would
+    take its statistics from one image; refused, with nothing written."""
+    from simclr import distributed
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 4)
+    train, test = folders
+    with pytest.raises(SimCLRError, match="^--no-sync-bn: each of the 4 processes would take "
+                                          "BatchNorm statistics from 1 image"):
+        run_finetune(tiny_encoder(), train, test, tmp_path / "ft", labels_per_class=4,
+                     sync_bn=False, **{**FAST, "batch_size": 4})
+    assert not (tmp_path / "ft").exists()
