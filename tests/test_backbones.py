@@ -38,6 +38,10 @@ def test_every_family_is_tested_and_offered():
         sorted(FAMILIES)
     assert set(SMALLEST) <= set(torchvision_archs())
     assert "resnet50" not in torchvision_archs()  # simclr's own ResNets keep the name
+    # A family is the name's start: MaxViT is no ViT (its classifier is no `heads`)
+    assert "maxvit_t" not in torchvision_archs() and "vit_b_16" in torchvision_archs()
+    # ... and said by its name, as --arch's refusal lists them
+    assert "convnext" in FAMILIES and not any(f.endswith("_") for f in FAMILIES)
 
 
 @pytest.mark.parametrize(("arch", "size"), SMALLEST.items())
