@@ -679,3 +679,48 @@ def test_a_last_pt_of_unreadable_step_as_new_as_the_periodic_one_is_resumed_from
     assert latest_checkpoint(tmp_path) == last
     os.utime(last, ns=(then - 10**9, then - 10**9))
     assert latest_checkpoint(tmp_path) == periodic
+
+
+def test_periodic_checkpoints_are_ordered_by_step_whatever_their_names_width(tmp_path):
+    """An older run's unpadded ckpt-900.pt sorts after ckpt-00001000.pt by name: by step,
+    the run resumes from step 1000, not 900."""
+    old = save_checkpoint(_state(900), tmp_path, "ckpt-900.pt")
+    new = save_checkpoint(_state(1000), tmp_path, periodic_name(1000))
+    assert ck.periodic_checkpoints(tmp_path) == [(900, old), (1000, new)]
+    assert latest_checkpoint(tmp_path) == new
+
+
+def test_a_saved_checkpoint_is_marked_with_the_format_and_version(tmp_path):
+    """What any command writes (a classifier's state holds no marks of its own) is
+    marked as simclr's checkpoint, so that a later read knows the file."""
+    path = save_checkpoint({"config": {}, "model": {"w": torch.ones(1)}}, tmp_path, "linear.pt")
+    saved = torch.load(path, weights_only=True)
+    assert (saved["format"], saved["version"]) == (ck.FORMAT, ck.VERSION)
+
+
+def test_a_failed_save_keeps_the_empty_folder_it_did_not_make(tmp_path, monkeypatch):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+
+    def full_disk_replace(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ck.os, "replace", full_disk_replace)
+    with pytest.raises(SimCLRError, match="no earlier checkpoint exists"):
+        save_checkpoint(_state(2), folder, periodic_name(2))
+    assert folder.is_dir()
+
+
+def test_a_save_collects_the_debris_of_a_killed_save(tmp_path):
+    """A killed process's temporary file, of any checkpoint name, is deleted by the next
+    save; one written a moment ago (a save maybe running elsewhere) is kept."""
+    from simclr.files import STALE_AFTER_S
+
+    debris = tmp_path / f"{periodic_name(3)}.tmp-99999999"
+    recent = tmp_path / f"{periodic_name(2)}.tmp-99999998"
+    for path in (debris, recent):
+        path.write_bytes(b"half")
+    then = debris.stat().st_mtime - 2 * STALE_AFTER_S
+    os.utime(debris, (then, then))
+    save_checkpoint(_state(4), tmp_path, periodic_name(4))
+    assert not debris.exists() and recent.exists()
