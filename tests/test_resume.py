@@ -35,9 +35,13 @@ def test_a_checkpoint_restores_weights_optimizer_step_plan_and_rng():
     blob = checkpoint_state(cfg, model, optimizer, scaler, state, plan)
     assert blob["cpu_threads"] == torch.get_num_threads()  # a resume compares its own
     assert blob["processes"] == 1
+    assert blob["num_images"] == 80  # (a resume refuses another number: check_same_images)
     assert (blob["step"], blob["epoch"], blob["step_in_epoch"]) == (7, 0, 7)
     later = checkpoint_state(cfg, model, optimizer, scaler, RunState(step=23), plan)
     assert (later["epoch"], later["step_in_epoch"]) == (2, 3)  # (10 steps an epoch)
+    for step, at in ((19, (1, 9)), (20, (2, 0))):  # an epoch's last step, the next's first
+        saved = checkpoint_state(cfg, model, optimizer, scaler, RunState(step=step), plan)
+        assert (saved["epoch"], saved["step_in_epoch"]) == at
 
     torch.manual_seed(1)  # a different start in every respect
     other = build_model(cfg.model, 16)
@@ -150,6 +154,8 @@ def test_a_resume_on_another_number_of_images_is_refused_old_checkpoints_too():
     with pytest.raises(SimCLRError, match="holds 96 images; the run started with 10 steps "
                                           "per epoch,"):
         check_same_images(legacy, other)
+    with pytest.raises(SimCLRError, match="started with 10 steps per epoch,"):  # (one epoch)
+        check_same_images({"step": 15, "epoch": 1, "step_in_epoch": 5}, other)
 
 
 def test_the_files_listed_must_be_as_many_as_the_run_had():
@@ -320,6 +326,9 @@ def test_a_gone_folder_is_not_moved_to_a_named_data_set(tmp_path, given):
     with pytest.raises(SimCLRError, match=r"folder .*gone.* is not a folder: give the folder's "
                                           r"new place \(--data NEW_FOLDER\)"):
         moved_folders(saved, {"data.path": given}, "run")
+    with pytest.raises(SimCLRError, match=r"--data folder .*gone is gone \(moved or deleted\); "
+                                          r"put it back, or give its new place"):
+        moved_folders(saved, {}, "run")  # (not given: said before anything is read)
     (tmp_path / "new").mkdir()
     assert moved_folders(saved, {"data.path": str(tmp_path / "new")}, "run") == {"data.path"}
 
@@ -364,6 +373,7 @@ def test_a_received_run_whose_provenance_is_an_alias_bomb_is_not_copied_forward(
     record = start_record(tmp_path, resume=True)
     assert record["earlier"] == [{"torch": "2"}, {"simclr": "1"}]
     assert session_number(record) == 3
+    assert session_number({"earlier": [{"argv": []}, 5, "x"]}) == 2  # (5, "x": no starts)
     fine = ["simclr", "pretrain", "--epochs", "3"]
     (tmp_path / "config.yaml").write_text(f"provenance:\n  argv: {fine}\n  simclr: '1'\n")
     assert start_record(tmp_path, resume=True)["earlier"] == [{"argv": fine, "simclr": "1"}]
@@ -524,6 +534,15 @@ def test_a_loaded_resume_config_is_the_runs_where_it_is_now_with_the_overrides_g
     assert load_resume_config(tmp_path / "moved", {"threads": 2}).threads == 2
 
 
+def test_only_a_run_saved_reading_loose_images_reads_them_again():
+    """Images beside the class folders: a new run reads them, a resumed one as its
+    checkpoint says, one of a release before they were kept (no entry) does not."""
+    from simclr.resume import read_all_images
+
+    assert read_all_images(None) and read_all_images({"all_images": True})
+    assert not read_all_images({}) and not read_all_images({"all_images": False})
+
+
 def test_a_run_on_a_named_data_set_has_no_folder_gone():
     """A named data set (the digits) is no folder: never gone, so --resume asks for no
     new place."""
@@ -547,3 +566,57 @@ def test_a_compiled_models_checkpoint_holds_the_plain_modules_weights():
     model = torch.nn.Linear(2, 2)
     assert unwrap(torch.compile(model)) is model
     assert unwrap(model) is model
+    ddp = torch.nn.Module()  # (as DistributedDataParallel holds it: its .module)
+    ddp.module = torch.compile(model)
+    assert unwrap(ddp) is model
+    cfg = build_config(flags={"batch_size": 8, "epochs": 3})
+    blob = checkpoint_state(cfg, torch.compile(model), torch.optim.SGD(model.parameters()),
+                            torch.amp.GradScaler("cpu", enabled=False), RunState(),
+                            plan_schedule(cfg, 80))
+    assert list(blob["model"]) == ["weight", "bias"]
+
+
+def test_a_resumed_run_continues_its_gradient_scalers_scale():
+    """An fp16 run's loss scale (found by halving at overflows) carries on as saved."""
+    cfg = build_config(flags={"batch_size": 8, "epochs": 3})
+    model = torch.nn.Linear(2, 2)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    scaler.scale(torch.ones(1))  # (its scale is made at the first use)
+    scaler.update(2.0**7)  # (as an overflow's halvings leave it)
+    blob = checkpoint_state(cfg, model, torch.optim.SGD(model.parameters()), scaler,
+                            RunState(), plan_schedule(cfg, 80))
+    fresh = torch.amp.GradScaler("cpu")
+    restore(blob, model, torch.optim.SGD(model.parameters()), fresh, RunState(),
+            plan_schedule(cfg, 80))
+    assert fresh.get_scale() == 2.0**7
+
+
+def test_a_resumed_run_sets_the_gpu_generator_as_saved(monkeypatch):
+    cfg = build_config(flags={"batch_size": 8, "epochs": 3})
+    model = torch.nn.Linear(2, 2)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    blob = checkpoint_state(cfg, model, torch.optim.SGD(model.parameters()), scaler,
+                            RunState(), plan_schedule(cfg, 80))
+    blob["rng"]["cuda"] = torch.full((4,), 7, dtype=torch.uint8)  # (saved on a GPU)
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", restored.append)
+    restore(blob, model, torch.optim.SGD(model.parameters()), scaler, RunState(),
+            plan_schedule(cfg, 80))
+    assert [t.tolist() for t in restored] == [[7] * 4]
+
+
+def test_a_periodic_save_writes_its_steps_file_and_keeps_the_newest_ones(tmp_path):
+    """``save``: a periodic checkpoint is ckpt-<step>.pt, pruned to --keep-checkpoints;
+    the run's last.pt is another file, never pruned."""
+    from simclr.resume import save
+
+    cfg = build_config(flags={"batch_size": 8, "epochs": 3, "keep_checkpoints": 2})
+    model = torch.nn.Linear(2, 2)
+    args = (cfg, model, torch.optim.SGD(model.parameters()),
+            torch.amp.GradScaler("cpu", enabled=False))
+    for step in (1, 2, 3):
+        save(*args, RunState(step=step), plan_schedule(cfg, 80), tmp_path, periodic=True)
+    save(*args, RunState(step=3), plan_schedule(cfg, 80), tmp_path, periodic=False)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+        "ckpt-00000002.pt", "ckpt-00000003.pt", "last.pt"]
