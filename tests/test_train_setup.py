@@ -161,3 +161,17 @@ def test_setup_model_lays_out_channels_last_and_syncs_bn_only_when_asked(
     assert converted == []
     train_setup.setup_model(cfg(), cpu)
     assert len(converted) == 1
+
+
+def test_each_process_takes_its_share_of_the_global_batch(tmp_path, image_folder, cache_dir,
+                                                          monkeypatch):
+    """--batch-size is the global batch: of 2 processes, each gets half of it per step."""
+    from simclr.plan import Plan
+    from simclr.resume import RunState
+
+    cfg = build_config(flags=tiny_flags(image_folder, tmp_path / "run", cache_dir))
+    source = train_setup.open_data(cfg)
+    monkeypatch.setattr(train_setup.dist, "world_size", lambda: 2)
+    _, idx, _, _ = next(train_setup.epoch_batches(cfg, source, Plan(3, 6, 0), RunState(),
+                                                  torch.device("cpu")))
+    assert len(idx) == cfg.batch_size // 2
