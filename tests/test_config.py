@@ -135,7 +135,38 @@ def test_the_defaults_train_the_papers_model_with_its_ops_alone():
     assert not any((a.cutout, a.rotate, a.noise, a.sobel, a.asymmetric)) and a.first_op == ""
     assert (m.width, m.head_batch_norm, m.projection_shortcuts, m.cifar_stem) == (
         1.0, False, False, None)
+    assert m.head_hidden_dim is None  # W1 is square: h's own dimension, whatever the encoder
     assert (loss.name, loss.one_view_negatives, loss.semi_hard) == ("nt_xent", False, False)
     # no scaling: the paper's 0.3 taken as the peak itself; AdamW's betas are torch's
     assert build_config(flags={"optim.lr_scaling": "none"}).optim.lr == 0.3
     assert cfg.optim.betas == (0.9, 0.999)
+
+
+def test_each_given_jitter_amount_replaces_its_own_derived_one():
+    """Table 1's s sets the four amounts (0.8s, 0.8s, 0.8s, 0.2s); an amount given
+    replaces that one alone, the others still follow s."""
+    from simclr.config import AugmentConfig
+
+    assert AugmentConfig(color_strength=0.5, brightness=0.1, contrast=0.2, saturation=0.3,
+                         hue=0.05).jitter() == pytest.approx((0.1, 0.2, 0.3, 0.05))
+    assert AugmentConfig(color_strength=0.5, contrast=0.2).jitter() == pytest.approx(
+        (0.4, 0.2, 0.4, 0.1))
+    assert AugmentConfig(color_strength=0.5, saturation=0.0, hue=0.0).jitter() == \
+        pytest.approx((0.4, 0.4, 0.0, 0.0))
+
+
+def test_the_decompression_bomb_limit_is_pils_own():
+    """--max-pixels' default is PIL's default MAX_IMAGE_PIXELS, as its help says: a
+    quarter GiB of 32-bit pixels, over 3 (PIL's own expression)."""
+    from simclr.config import DataConfig
+
+    assert DataConfig().max_pixels == int(1024 * 1024 * 1024 // 4 // 3)
+
+
+def test_a_setting_missing_from_an_older_run_reads_as_what_that_run_did():
+    """Sweep reuse compares an older config.yaml without data.store as central squares,
+    the storage of its time; a setting without such a history reads as its default."""
+    from simclr.config import default_of, unsaved_value
+
+    assert unsaved_value("data.store") == "center" != default_of("data.store")
+    assert unsaved_value("epochs") == default_of("epochs") == 100.0
