@@ -36,6 +36,11 @@ def test_a_results_file_given_as_config_is_named_for_what_it_is(tmp_path, capsys
     with pytest.raises(SimCLRError, match=r"summary.json is a run's summary \(summary.json\), "
                                           "not a settings file"):
         build_config(config_file=str(summary))
+    from simclr.config_file import check_settings_file
+
+    check_settings_file({"command": 5, "status": "x"}, knn)  # (no command's name: not results)
+    with pytest.raises(SimCLRError, match="is a run's summary"):  # (an older one: no signal)
+        check_settings_file({"status": "finished", "steps": 6, "checkpoint": "c.pt"}, summary)
 
 
 def test_a_data_folder_named_by_a_dotted_key_is_no_digits_demo(tmp_path):
@@ -51,6 +56,10 @@ def test_a_data_folder_named_by_a_dotted_key_is_no_digits_demo(tmp_path):
     assert not names_no_data(str(flat), {}) and not names_no_data(str(nested), {})
     flat.write_text("data.path: null\nepochs: 2\n")
     assert names_no_data(str(flat), {})
+    # a flag naming the data wins over the file, either way; no file and no flag: the demo
+    assert not names_no_data(str(flat), {"data.path": str(tmp_path)})
+    assert names_no_data(str(nested), {"data.path": "none"})
+    assert names_no_data(None, {}) and not names_no_data(None, {"data.path": str(tmp_path)})
     boolean = tmp_path / "bool.yaml"
     boolean.write_text("optim:\n  lr: true\n")
     with pytest.raises(SimCLRError, match="optim.lr: expected a number, got True"):
@@ -70,6 +79,10 @@ def test_a_yaml_key_that_is_a_list_is_one_line(tmp_path):
     path.write_text("? [a, b]\n: 3\n")
     with pytest.raises(SimCLRError, match=r"not valid YAML: a key must be a name, not a list "
                                           r"\(line 1, column 3\)$"):
+        build_config(config_file=str(path))
+    path.write_text("? {a: 1}\n: 3\n")
+    with pytest.raises(SimCLRError, match=r"not valid YAML: a key must be a name, not a "
+                                          r"mapping \(line 1, column 3\)$"):
         build_config(config_file=str(path))
 
 
@@ -152,3 +165,38 @@ def test_a_config_nested_past_any_setting_is_refused_in_one_line(tmp_path):
         load_yaml(path)
     path.write_text("provenance: {earlier: [{argv: [simclr, pretrain]}]}\n")
     assert load_yaml(path)["provenance"]["earlier"][0]["argv"] == ["simclr", "pretrain"]
+
+
+def test_plain_values_are_yaml_1_2s_and_a_saved_mapping_reads_back_the_same(tmp_path):
+    """What any reader of load_yaml gets (a provenance, a results file): true/false in
+    any case, floats with a point (exponent, .inf, .nan too), never a date; and what
+    save_yaml writes, tuples as lists, reads back as it was."""
+    import math
+
+    from simclr.config_file import parse_yaml
+
+    read = parse_yaml("a: TRUE\nb: False\nc: .5e-3\nd: -.inf\ne: .nan\nf: 2024-01-01\n")
+    assert {k: read[k] for k in "abcdf"} == {"a": True, "b": False, "c": 0.0005,
+                                              "d": -math.inf, "f": "2024-01-01"}
+    assert math.isnan(read["e"])
+    data = {"inf": math.inf, "pair": (1, 2.5), "words": ["on", "TRUE", "2024-01-01", ".5e-3"],
+            "nested": {"z": 1, "a": None}}
+    save_yaml(data, tmp_path / "c.yaml")
+    back = load_yaml(tmp_path / "c.yaml")
+    assert back == {**data, "pair": [1, 2.5]} and list(back["nested"]) == ["z", "a"]
+
+
+def test_a_config_file_without_settings_is_refused(tmp_path):
+    """An empty file, comments alone or {} ran as the defaults without a word."""
+    from simclr.config_file import read_config_file
+
+    path = tmp_path / "c.yaml"
+    for text in ("", "# lr: 1\n", "{}\n"):
+        path.write_text(text)
+        with pytest.raises(SimCLRError, match=r"c\.yaml: the file holds no settings"):
+            read_config_file(str(path))
+        assert load_yaml(path) == {}  # (to the other readers: no settings, not None)
+    path.write_text("optim: {lr: 2}\n")
+    config = read_config_file(str(path))
+    load_yaml(config)["optim"]["lr"] = 5  # (a reader's edit reaches no later reader)
+    assert load_yaml(config) == {"optim": {"lr": 2}} == config.settings
