@@ -473,3 +473,22 @@ def test_a_setting_given_as_zero_is_named_by_its_flag_not_as_negated(tmp_path):
     """Only a boolean given off is spelled --no-NAME: --max-bad-steps 0 was not."""
     with pytest.raises(SimCLRError, match="^--max-bad-steps has no effect"):
         build_config("digits", None, {"data.path": str(tmp_path), "max_bad_steps": 0})
+
+
+@pytest.mark.parametrize("gate, owned", [
+    ({"model.head": "none"}, ("head_layers", "head_hidden_dim", "head_out_dim",
+                              "head_batch_norm")),
+    ({"model.head": "linear"}, ("head_layers", "head_hidden_dim")),
+    ({"augment.color": False}, ("color_p", "color_strength", "brightness", "contrast",
+                                "saturation", "hue", "color_random_order", "color_ops")),
+    ({"augment.blur": False}, ("blur_p", "blur_sigma", "blur_kernel_frac")),
+    ({"augment.noise": False}, ("noise_p", "noise_std")),
+    ({"augment.color_strength": 0.0}, ("color", "color_p", "color_random_order")),
+    ({"augment.crop": False}, ("crop_scale", "crop_ratio", "crop_sampler", "crop_resize")),
+])
+def test_every_setting_of_a_part_switched_off_is_called_inert(gate, owned):
+    """The other direction of the check above: each setting the switched-off part alone
+    reads is called inert (one left out: a sweep over it trains one run under two labels)."""
+    section = next(iter(gate)).split(".")[0]
+    inert = inert_settings(_with(Config(), gate))
+    assert {f"{section}.{name}" for name in owned} <= inert.keys()
