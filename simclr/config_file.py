@@ -218,6 +218,14 @@ class _Dumper(yaml.SafeDumper):
     yaml_implicit_resolvers = _resolvers(yaml.SafeDumper.yaml_implicit_resolvers, True)
 
 
+# (YAML 1.2's floats need no point, `1e3`: quoted when written, which a 1.1 reader reads
+# as text either way)
+_Dumper.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
+    list("-+.0123456789"))
+
+
 def save_yaml(data: dict[str, Any], path: str | Path) -> None:
     """Write a mapping as YAML (tuples become lists), whole or not at all."""
     text = yaml_text(data)

@@ -133,6 +133,9 @@ def test_a_saved_config_reads_back_the_same_through_either_schema(tmp_path):
     assert load_yaml(saved)["provenance"] == yaml.safe_load(saved.read_text())["provenance"] \
         == {"git_sha": "12e45", "note": "0123"}
     assert yaml.safe_load(saved.read_text())["data"]["path"] == "1e3"
+    # (a YAML 1.2 reader takes a plain 1e3 for the number 1000: the docstring promised
+    # quotes, the file had none)
+    assert "path: '1e3'" in saved.read_text() and "git_sha: '12e45'" in saved.read_text()
 
 
 @pytest.mark.parametrize(("text", "needle"), [
