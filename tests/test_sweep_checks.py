@@ -153,6 +153,11 @@ def test_a_reading_setting_acts_on_the_eval_folders_only_if_their_scoring_reads_
                                           r"any cell"):
         cell_configs([parse_axis("load-size=20,40")], tmp_path / "sw", None, None, flags,
                      [photos])
+    # a reading setting without effect on the --eval folders too (--download: for
+    # torchvision's sets) stays refused
+    with pytest.raises(SimCLRError, match=r"^--download has no effect in any cell"):
+        cell_configs(seeds, tmp_path / "sw", None, None, {**flags, "data.download": True},
+                     [photos])
 
 
 def test_caches_alike_on_the_data_are_two_runs_where_other_folders_decode_otherwise(
@@ -245,6 +250,27 @@ def test_values_alike_once_their_defaults_resolve_are_refused_saying_which(
                 f"would train the same run on this machine (--lr none and {resolved} give "
                 "the same settings here); leave one of the values out")):
             check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
+
+
+def test_cells_of_other_seeds_are_other_runs(tmp_path, image_folder, cache_dir):
+    """seed=0,1 (or any setting the cells differ in, that acts) trains two runs: kept."""
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    cells, configs = cell_configs([parse_axis("seed=0,1")], tmp_path / "sw", None, None, flags)
+    check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, [24, 24])
+
+
+def test_an_epochs_axis_is_refused_where_some_cells_have_a_time_budget(tmp_path,
+                                                                      image_folder, cache_dir):
+    """epochs=1,2 crossed with time-budget=none,60: the budgeted cells' epochs are only a
+    first guess (the budget sets their length): refused, as under a common --time-budget."""
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    for key in ("out", "epochs"):
+        flags.pop(key)
+    with pytest.raises(SimCLRError, match=r"^--set epochs: under --time-budget the budget "
+                                          r"sets each cell's length"):
+        cell_configs([parse_axis("epochs=1,2"), parse_axis("time-budget=none,60")],
+                     tmp_path / "sw", None, None, flags)
 
 
 def test_warm_up_lengths_under_a_time_budget_are_two_runs(tmp_path, image_folder, cache_dir):
@@ -539,6 +565,9 @@ def test_a_failure_is_the_sweeps_only_where_every_cell_fails_alike():
         per_cell(cells, own_failure)
     with pytest.raises(SimCLRError, match=r"^cell lr=0.1: boom$"):
         per_cell(cells[:1], fails((0,)))
+    three = [*cells, SimpleNamespace(name="lr=0.3")]  # (the last cell passes: not all fail)
+    with pytest.raises(SimCLRError, match=r"^cell lr=0.1: boom$"):
+        per_cell(three, fails((0, 1)))
     with pytest.raises(SimCLRError, match=r"^boom$"):
         per_cell(cells[:1], fails((0,)), unswept=lambda message: True)
 
@@ -579,6 +608,11 @@ def test_each_cells_own_data_folder_is_checked_against_its_batch(tmp_path, cache
     cells, configs = cell_configs([parse_axis(f"data={big},{more}")], tmp_path / "sw", None,
                                   None, flags)
     assert check_batches(cells, configs) == [24, 12]
+    # a data folder not found is said as the sweep's, naming the folder (not a cell)
+    cells, configs = cell_configs([parse_axis(f"data={big},{tmp_path / 'none'}")],
+                                  tmp_path / "sw", None, None, flags)
+    with pytest.raises(SimCLRError, match=r"^data folder not found: .*none$"):
+        check_batches(cells, configs)
     # photos past --max-pixels as the cell decodes them (130 px whole for its 64-px views,
     # stored at 74), fine at 1/8: refused before any cell trains (cell 2 failed once cell
     # 1 had trained)
@@ -655,3 +689,20 @@ def test_a_cache_axis_lists_and_probes_each_folder_once_for_all_the_checks(
     assert check_batches(cells, configs, looks) == [24, 24]
     check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, looks=looks)  # (auto: on here)
     assert len(listed) == 1 and len(probes) == 1
+
+
+def test_cache_auto_is_resolved_on_the_folders_spread_of_pictures_not_its_first(
+        tmp_path, cache_dir):
+    """A folder of photos whose first file is a small picture: --cache auto leaves it
+    uncached (not all small), so cache=auto,off is one run, refused; the probe spread
+    over its files, not its first alone, tells."""
+    from PIL import Image
+
+    photos = make_image_folder(tmp_path / "photos", per_class=4, side=100)
+    Image.new("RGB", (16, 16)).save(photos / "class_0" / "000.png")  # the first listed
+    flags = tiny_flags(photos, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    cells, configs = cell_configs([parse_axis("data.cache=auto,off")], tmp_path / "sw", None,
+                                  None, flags)
+    with pytest.raises(SimCLRError, match="--cache auto and off are both off here"):
+        check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
