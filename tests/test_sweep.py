@@ -255,6 +255,34 @@ def test_the_eval_test_folder_is_read_as_a_test_split_by_the_decoder_check(
                   last_check=checked)
 
 
+def test_the_eval_folders_are_compared_as_decoded_on_the_scorings_device(
+        tmp_path, image_folder, cache_dir):
+    """decoder=pil,auto on cached training data: two runs where the scoring decodes the
+    --eval folder of photos on CUDA (auto: nvJPEG), one where it decodes them on the
+    cells' CPU (folders_device None)."""
+    from tests.conftest import make_image_folder
+
+    photos = str(make_image_folder(tmp_path / "photos", per_class=2, side=100, ext="jpg"))
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, memory_check=False)
+    flags.pop("out")
+
+    class Checked(Exception):
+        pass
+
+    def checked(configs):
+        raise Checked  # every other check passed: nothing trains here
+
+    def sweep(device):
+        run_sweep([parse_axis("data.decoder=pil,auto")], tmp_path / "sw", preset=None,
+                  config=None, flags=flags, evaluate=None, folders={"--eval-test": photos},
+                  folders_device=device, last_check=checked)
+
+    with pytest.raises(Checked):
+        sweep("cuda")
+    with pytest.raises(SimCLRError, match="--decoder pil and auto are both cached here"):
+        sweep(None)
+
+
 def test_a_diverging_cell_is_recorded_and_the_sweep_goes_on(tmp_path, image_folder, cache_dir,
                                                             monkeypatch):
     flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, epochs=1)
@@ -737,6 +765,19 @@ def test_a_result_named_as_an_axis_never_hides_the_swept_value(tmp_path):
     assert [(r["epochs"], r.get("trained_epochs")) for r in rows] == [("1", 0.33), ("2", None)]
 
 
+def test_only_a_scored_row_records_what_scored_it(tmp_path):
+    """sweep.json's rows record ``evaluated_on`` where they hold scores, not a pending or
+    unscored cell's row (nothing scored it)."""
+    from simclr.sweep import _write_summary
+
+    axes = [parse_axis("seed=0,1")]
+    cells = plan_cells(axes, tmp_path)
+    cells[0].result = {"status": "finished", "steps": 3, "knn_top1": 0.5}
+    _write_summary(tmp_path, axes, cells, {"scores": "knn"})
+    rows = json.loads((tmp_path / "sweep.json").read_text())
+    assert [row.get("evaluated_on") for row in rows] == [{"scores": "knn"}, None]
+
+
 def test_a_cell_resumed_by_other_processes_gets_the_reruns_runtime_settings(tmp_path):
     """What a rerun may change (where and how fast a cell runs) reaches a cell that
     `pretrain --resume --processes N` continues: as flags its parser takes."""
@@ -1052,6 +1093,7 @@ def test_a_summary_written_before_rows_recorded_their_evaluation_is_read_from_it
     {"status": "finished", "steps": 1, "epochs": 1.0, "elapsed_s": float("nan")},
     {"status": "finished", "steps": -1, "epochs": 1.0, "elapsed_s": 1.0},
     {"status": "finished", "steps": True, "epochs": 1.0, "elapsed_s": 1.0},
+    {"status": "finished", "steps": 2.5, "epochs": 1.0, "elapsed_s": 1.0},  # (no count)
     {"status": "finished", "steps": 1, "epochs": float("inf"), "elapsed_s": 1.0},
     {"status": "\x1b[2Jfinished", "steps": 1, "epochs": 1.0, "elapsed_s": 1.0},
     {"status": "diverged"},
