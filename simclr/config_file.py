@@ -218,12 +218,13 @@ class _Dumper(yaml.SafeDumper):
     yaml_implicit_resolvers = _resolvers(yaml.SafeDumper.yaml_implicit_resolvers, True)
 
 
-# (YAML 1.2's floats need no point, `1e3`: quoted when written, which a 1.1 reader reads
-# as text either way)
+# (YAML 1.2's floats need no point, `1e3`, and its octal ints are `0o17`: quoted when
+# written, which a 1.1 reader reads as text either way)
 _Dumper.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
     list("-+.0123456789"))
+_Dumper.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"0o[0-7]+$"), ["0"])
 
 
 def save_yaml(data: dict[str, Any], path: str | Path) -> None:

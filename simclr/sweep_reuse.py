@@ -159,7 +159,8 @@ def _adopt(cfg: Config, saved: dict[str, Any], inert: Inert, source: str) -> lis
         if path in saved and path in now and path not in RUNTIME_ONLY and \
                 _comparable(path, saved[path]) != _comparable(path, now[path]):
             set_path(cfg, path, saved[path], source)
-            adopted.append(f"{path} {saved[path]}")
+            value = saved[path]  # (shown as flags spell it: none; an empty text quoted)
+            adopted.append(f"{path} {'none' if value is None else value or repr(value)}")
     return adopted
 
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from simclr.config import Config
-from simclr.config_file import load_yaml, save_yaml
+from simclr.config_file import load_yaml, save_yaml, yaml_text
 from simclr.errors import SimCLRError
 from simclr.settings import build_config
 
@@ -136,6 +136,7 @@ def test_a_saved_config_reads_back_the_same_through_either_schema(tmp_path):
     # (a YAML 1.2 reader takes a plain 1e3 for the number 1000: the docstring promised
     # quotes, the file had none)
     assert "path: '1e3'" in saved.read_text() and "git_sha: '12e45'" in saved.read_text()
+    assert yaml_text({"out": "0o17"}) == "out: '0o17'\n"  # (1.2's octal 15)
 
 
 @pytest.mark.parametrize(("text", "needle"), [

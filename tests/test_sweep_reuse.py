@@ -237,6 +237,18 @@ def test_a_setting_with_no_effect_in_the_cell_is_the_cells_run_and_kept(tmp_path
         "effect here")
     assert cfg.loss.one_view_negatives is True
     assert _check_same_settings(cfg, run_dir, "loss=nt_logistic") is None  # (nothing taken)
+    # values said as flags spell them (Python's None, and an empty text shown as nothing)
+    cfg = build_config("digits", flags={"model.head": "linear", "augment.asymmetric": True})
+    cfg.augment.first_op = "crop"  # (as a config file may give them: no effect here)
+    cfg.model.head_hidden_dim = 64
+    linear = tmp_path / "linear"
+    linear.mkdir()
+    save_yaml(build_config("digits", flags={"model.head": "linear",
+                                            "augment.asymmetric": True}).to_dict(),
+              linear / "config.yaml")
+    assert _check_same_settings(cfg, linear, "loss=nt_logistic") == (
+        "sweep: cell loss=nt_logistic keeps its run's augment.first_op '', "
+        "model.head_hidden_dim none: no effect here")
     saved["loss"]["temperature"] = 0.7
     save_yaml(saved, run_dir / "config.yaml")
     with pytest.raises(SimCLRError, match=r"\(loss.temperature: 0.7 there"):
