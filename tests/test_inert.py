@@ -145,7 +145,11 @@ def test_what_is_called_inert_changes_nothing(gate):
 def test_the_same_change_acts_where_it_is_not_inert(path):
     """The control: where no rule calls it inert, the same change shows in the output."""
     active = {"loss.margin": {"loss.name": "margin_triplet"},
-              "optim.betas": {"optim.name": "adamw"}}.get(path, {})
+              "optim.betas": {"optim.name": "adamw"},
+              # (the hue left unset still scales with it)
+              "augment.color_strength": {f"augment.{name}": 0.4 for name in
+                                         ("brightness", "contrast", "saturation")},
+              }.get(path, {})
     cfg = _with(Config(), {**BASE, **active})
     assert path not in inert_settings(cfg)
     assert not _same(_effect(cfg, path), _effect(_with(cfg, {path: OTHER[path]}), path))
@@ -465,6 +469,9 @@ def test_rules_that_depend_on_other_settings_than_the_checked_ones(tmp_path):
     window = _with(Config(), {"augment.crop_resize": False})
     assert "augment.interpolation" in inert_settings(window)
     assert "augment.interpolation" not in inert_settings(window, reads=[str(tmp_path)])
+    # (a --train folder beside a named --test set: photos still)
+    assert "augment.interpolation" not in inert_settings(window,
+                                                         reads=[str(tmp_path), "cifar10"])
     shared = _with(window, {"augment.asymmetric": True})  # (its shared crop resizes)
     assert "augment.interpolation" not in inert_settings(shared)
 
@@ -485,6 +492,11 @@ def test_a_setting_given_as_zero_is_named_by_its_flag_not_as_negated(tmp_path):
     ({"augment.noise": False}, ("noise_p", "noise_std")),
     ({"augment.color_strength": 0.0}, ("color", "color_p", "color_random_order")),
     ({"augment.crop": False}, ("crop_scale", "crop_ratio", "crop_sampler", "crop_resize")),
+    ({"augment.cutout": False}, ("cutout_p", "cutout_frac")),
+    ({"model.head_layers": 1}, ("head_hidden_dim",)),
+    ({"optim.name": "adamw"}, ("eta", "momentum")),
+    ({"optim.name": "sgd", "optim.weight_decay": 0.0}, ("eta", "betas",
+                                                        "exclude_bias_and_norm")),
 ])
 def test_every_setting_of_a_part_switched_off_is_called_inert(gate, owned):
     """The other direction of the check above: each setting the switched-off part alone
