@@ -247,7 +247,8 @@ def test_durations():
     for zero in ("0m", "-5m"):
         with pytest.raises(SimCLRError, match="--time-budget must be positive"):
             parse_duration(zero)
-    for unread in ("1h30", "30m1h", "h", "1h-5m", "soon"):  # 1h30: 30 of which unit?
+    for unread in ("1h30", "30m1h", "h", "1h-5m", "soon", True):  # 1h30: 30 of which unit?
+        # (True: YAML's `time_budget: yes`, no 1-second budget)
         with pytest.raises(SimCLRError, match=r"cannot read .* \(use e.g. 90s, 20m, 1.5h, "
                                               r"1h30m\)$"):
             parse_duration(unread)
@@ -338,9 +339,11 @@ def test_a_key_given_twice_and_a_boolean_number_are_refused(tmp_path):
     with pytest.raises(SimCLRError, match=r"'loss.temperature' is given twice \(dotted and "
                                           r"in its section\)$"):
         build_config(config_file=str(twice))
+    with pytest.raises(SimCLRError, match="^--lr: expected a number, got True$"):
+        build_config(flags={"optim.lr": True})  # (not an lr of 1.0)
 
 
-def test_none_is_a_value_of_text_settings_and_null_of_optional_ones(tmp_path):
+def test_none_is_a_value_of_text_settings_and_null_of_optional_ones(tmp_path, monkeypatch):
     """`--head none` (Fig. 8's identity head) is the text "none", not a missing value."""
     assert build_config("cifar10-cpu", flags={"model.head": "none"}).model.head == "none"
     path = tmp_path / "c.yaml"
@@ -349,6 +352,8 @@ def test_none_is_a_value_of_text_settings_and_null_of_optional_ones(tmp_path):
     assert cfg.model.head == "none" and cfg.max_steps is None and cfg.time_budget is None
     with pytest.raises(SimCLRError, match="--batch-size: expected a whole number, got .none."):
         build_config(flags={"batch_size": "none"})
+    monkeypatch.chdir(tmp_path)  # (no folder named none here: --data none is the digits)
+    assert build_config(flags={"data.path": "none"}).data.path is None
 
 
 def test_a_sections_setting_at_the_top_of_a_file_says_where_it_belongs(tmp_path):
@@ -554,3 +559,11 @@ def test_a_projection_shortcuts_flag_over_a_torchvision_network_is_refused_as_ty
     with pytest.raises(SimCLRError, match=r"^--projection-shortcuts has no effect: "
                                           "convnext_tiny is torchvision's network"):
         build_config(flags={"model.arch": "convnext_tiny", "model.projection_shortcuts": True})
+
+
+def test_a_flag_without_effect_is_kept_where_inert_ok_names_it():
+    """A sweep's common flags may act in some cells only: inert_ok lets them through."""
+    with pytest.raises(SimCLRError, match="--margin has no effect"):
+        build_config("digits", None, {"loss.margin": 0.5})
+    assert build_config("digits", None, {"loss.margin": 0.5},
+                        inert_ok={"loss.margin"}).loss.margin == 0.5
