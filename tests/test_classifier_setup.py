@@ -243,9 +243,15 @@ def test_the_batch_is_at_most_the_labeled_images_and_said_so(capsys, monkeypatch
     out = capsys.readouterr().err
     assert "--batch-size 256 is more than the 100 labeled images: batches of 100, lr " \
            "scaled by 100/256" in out and "equal shares" not in out
+    assert fitted_batch(256, 255, "labeled", verbose=True) == 255  # (one short: said too)
+    assert "batches of 255, lr scaled by 255/256" in capsys.readouterr().err
     monkeypatch.setattr(distributed, "world_size", lambda: 4)
     assert fitted_batch(256, 102, "labeled", verbose=True) == 100
     assert "batches of 100 (4 processes' equal shares)" in capsys.readouterr().err
+    assert fitted_batch(256, 100, "labeled", verbose=True) == 100  # all of them: no shares
+    assert "batches of 100, lr" in capsys.readouterr().err
+    with pytest.raises(SimCLRError, match=r"^--batch-size 250 is not divisible by 4 processes$"):
+        fitted_batch(250, 1000, "labeled", verbose=False)
     with pytest.raises(SimCLRError, match=r"^3 labeled images cannot be shared by 4 processes$"):
         fitted_batch(256, 3, "labeled", verbose=False)
 
@@ -299,3 +305,42 @@ def test_a_skipped_memory_check_measures_nothing(monkeypatch):
     monkeypatch.setattr(simclr.classifier_setup, "measure_step", measure)
     check_classifier_step(torch.nn.Identity(), 32, 64, torch.device("cpu"), "fp32", False,
                           "supervised", enforce=False)
+
+
+def test_labeled_views_are_new_each_epoch_and_a_resumed_epoch_skips_its_read_batches(
+        tmp_path):
+    """An image's views depend on (seed, epoch, index): another epoch draws new ones, the
+    same epoch again the same; ``skip`` passes the epoch's first batches over and gives
+    the rest as the whole epoch gives them (views drawn for the images read)."""
+    from simclr.config import DataConfig
+    from simclr.data import open_source
+    from simclr.features import close_workers
+    from tests.conftest import make_image_folder
+
+    root = make_image_folder(tmp_path / "f", classes=2, per_class=1, side=16)
+    cfg = DataConfig(cache_dir=str(tmp_path / "cache"), workers=0, cache="off")
+    source = open_source(str(root), cfg, train=True, image_size=16)
+
+    def epoch(number: int, skip: int = 0) -> list[tuple[torch.Tensor, int]]:
+        # one image a batch: its label (one image a class) tells which image it is
+        batches = [(v[0], int(y)) for v, y in augmented_batches(
+            source, np.arange(2), crop_flip_config(16), batch_size=1, epoch=number,
+            seed=0, device=torch.device("cpu"), workers=0, skip=skip)]
+        close_workers(source)
+        return batches
+
+    first, again, second = epoch(0), epoch(0), epoch(1)
+    for label in (0, 1):
+        view = {y: v for v, y in first}[label]
+        assert torch.equal(view, {y: v for v, y in again}[label])
+        assert not torch.equal(view, {y: v for v, y in second}[label])
+    [(view, label)] = epoch(0, skip=1)
+    assert label == first[1][1] and torch.equal(view, first[1][0])
+
+
+def test_the_evaluations_crop_flags_are_checked_as_pretrainings():
+    with pytest.raises(SimCLRError, match=r"^--crop-scale must satisfy 0 < min <= max <= 1, "
+                                          r"got \(0\.5, 0\.2\)"):
+        crop_flip_config(16, (0.5, 0.2))
+    with pytest.raises(SimCLRError, match=r"^--crop-sampler: unknown value 'tf'"):
+        crop_flip_config(16, crop_sampler="tf")
