@@ -91,6 +91,13 @@ def test_fine_tuned_classifiers_are_rebuilt_with_their_head_layer():
     # two outputs of one name: predict's labels would map to only one of them
     with pytest.raises(SimCLRError, match=r"is damaged: its class 'a' is named twice$"):
         classifier_from_checkpoint({**blob, "classes": ["a", "b", "a"]})
+    with pytest.raises(SimCLRError, match=r"is damaged: its class 'a' is named twice$"):
+        classifier_from_checkpoint({**blob, "classes": ["b", "a", "a"]})  # (the repeated one)
+    with pytest.raises(SimCLRError, match=r"^this checkpoint \(pretrain\) holds no classifier; "):
+        classifier_from_checkpoint({**blob, "kind": "pretrain"})
+    with pytest.raises(SimCLRError, match=r"^the checkpoint's classifier is incomplete \(no fc "
+                                          r"weights matching its class list\)$"):
+        classifier_from_checkpoint({**blob, "classes": ["a", "b"]})  # (3 outputs)
 
 
 def test_a_run_folder_holding_an_evaluations_classifier_predicts_with_it(
@@ -319,3 +326,113 @@ def test_the_note_on_an_exported_or_periodic_unfinished_training(tmp_path, capsy
     assert note_unfinished(periodic, {"kind": "supervised", "step": 4, "total_steps": 9})
     assert capsys.readouterr().err == \
         f"note: {periodic} is an unfinished training (step 4 of 9)\n"
+
+
+def test_a_classifier_checkpoint_records_its_provenance_and_is_not_overwritten_unasked(
+        tmp_path):
+    """What a classifier's file records: its classes and their count, its scalar metrics,
+    its optimizer (a training continued), the pretraining step its encoder came from or
+    else that it started from none, its training's run id; saved without --overwrite, a
+    file another process wrote there is kept and refused."""
+    from simclr.classifiers import save_classifier
+
+    ckpt = pretrain_checkpoint()
+    encoder, _ = encoder_from_checkpoint(ckpt)
+    clf = Classifier(encoder, 2)
+    optimizer = torch.optim.SGD(clf.parameters(), lr=0.1)
+    blob = classifier_checkpoint("linear", clf, ckpt["config"], ["a", "b"], 5, 1.5,
+                                 {"top1": 0.5, "split": "test", "curve": [1, 2]},
+                                 optimizer=optimizer, encoder_step=7, run_id="r1")
+    assert blob["num_classes"] == 2 and blob["metrics"] == {"top1": 0.5, "split": "test"}
+    assert blob["optimizer"] == optimizer.state_dict() and blob["run_id"] == "r1"
+    assert blob["encoder_step"] == 7 and "features" not in blob
+    baseline = classifier_checkpoint("supervised", clf, ckpt["config"], ["a", "b"], 5, 1.5,
+                                     {}, encoder_step=7, features="random init")
+    assert baseline["features"] == "random init"
+    assert not {"encoder_step", "optimizer", "run_id"} & set(baseline)
+    path = save_classifier(blob, tmp_path, "linear.pt")
+    assert path == str(tmp_path / "checkpoints" / "linear.pt")
+    with pytest.raises(SimCLRError):
+        save_classifier(baseline, tmp_path, "linear.pt", overwrite=False)
+    assert torch.load(path, weights_only=False)["kind"] == "linear"
+    save_classifier(baseline, tmp_path, "linear.pt")
+    assert torch.load(path, weights_only=False)["kind"] == "supervised"
+
+
+def test_a_classifier_is_stale_only_by_a_recorded_step_other_than_the_runs(tmp_path):
+    """why_stale: the step the results file beside the classifier records, against the
+    run's last.pt; a results file that is no object, a source that is none, or no step
+    recorded: nothing to say."""
+    from simclr.classifiers import classifier_source, why_stale
+
+    ckpt = pretrain_checkpoint()
+    state = {k: v for k, v in ckpt.items() if k not in ("format", "version")}
+    last = save_checkpoint({**state, "step": 7}, tmp_path / "checkpoints")
+    linear = tmp_path / "checkpoints" / "linear.pt"
+    results = tmp_path / "linear_eval.json"
+    for written, source in (("[1]", {}), ('{"source": "pre"}', {}), ("{}", {}),
+                            ('{"source": {"checkpoint": "pre"}}', {"checkpoint": "pre"})):
+        results.write_text(written)
+        assert classifier_source(linear) == source
+        assert why_stale(linear, last) is None
+    results.write_text('{"source": {"step": 7}}')
+    assert why_stale(linear, last) is None
+    results.write_text('{"source": {"step": 3}}')
+    assert why_stale(linear, last) == \
+        "was fitted on step 3 of this run, which has trained on to step 7"
+    assert classifier_source(tmp_path / "checkpoints" / "finetune.pt") == {}
+
+
+def test_the_note_on_a_stopped_runs_last_checkpoint_says_how_its_run_stands(tmp_path, capsys):
+    """A run's last.pt short of its steps: a run still training (its folder held) or one
+    that diverged is said so, not given a command to continue it; a finished one (step
+    = total) gets no note. An export's record of its source's steps keeps whole numbers
+    alone."""
+    from simclr.classifiers import note_unfinished, unfinished_state
+    from simclr.files import lock_folder
+
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.pt"
+    last.parent.mkdir(parents=True)
+    ckpt = {"kind": "supervised", "step": 4, "total_steps": 9}
+    held = lock_folder(run)
+    try:
+        assert note_unfinished(last, ckpt)
+    finally:
+        held.close()
+    assert capsys.readouterr().err == \
+        f"note: {last} is an unfinished training (step 4 of 9); its run is still training\n"
+    (run / "summary.json").write_text('{"status": "diverged"}')
+    assert note_unfinished(last, ckpt)
+    assert capsys.readouterr().err.endswith("(step 4 of 9); its run diverged\n")
+    assert not note_unfinished(last, {**ckpt, "step": 9})
+    assert unfinished_state({"kind": "encoder", "unfinished": {"step": "4", "total_steps": 9}}) \
+        == {"step": None, "total_steps": 9}
+    assert unfinished_state({**ckpt, "step": 2.5}) == {"step": None, "total_steps": 9}
+
+
+@pytest.mark.parametrize("head, layers, batch_norm", [("mlp", 2, False), ("linear", 1, True)])
+def test_a_classifier_of_an_encoder_without_a_config_is_rebuilt_from_its_own(
+        head, layers, batch_norm):
+    """encoder_config with no source config describes the encoder (arch, width, CIFAR
+    stem, side) and the head layer a fine-tuned classifier keeps: its file rebuilds the
+    same classifier."""
+    from simclr.classifiers import encoder_config
+    from simclr.models import build_model
+
+    cfg = build_config(flags={"model.arch": "resnet18", "model.width": 0.125,
+                              "model.cifar_stem": True, "model.head": head,
+                              "model.head_batch_norm": batch_norm, "augment.size": 16,
+                              **({"model.head_layers": layers} if layers > 1 else {})})
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 16)
+    clf = Classifier.from_head(model.encoder, model.head, 2).eval()
+    config = encoder_config(model.encoder, 16, None, model.head)
+    assert config["model"]["cifar_stem"] is True and config["augment"]["size"] == 16
+    assert (config["model"]["head"], config["model"]["head_layers"]) == (head, layers)
+    rebuilt, spec, _ = classifier_from_checkpoint(
+        classifier_checkpoint("finetune", clf, config, ["a", "b"], 5, 1.0, {}))
+    assert spec["image_size"] == 16
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), clf(x), rtol=0, atol=0)
