@@ -11,6 +11,7 @@ every field are not, since a file written by ``--print-config`` holds them all.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
@@ -178,7 +179,11 @@ def _inert_augment(cfg: Config, photos: bool) -> dict[str, str]:
             inert["augment.interpolation"] = ("--no-crop-resize takes a window of the view's "
                                               "side, resampled pixel for pixel")
     if aug.first_op and aug.asymmetric:  # (validate: it needs --asymmetric)
-        if own_first_op(lambda name: getattr(aug, name)) == aug.first_op:
+        switched = functools.partial(getattr, aug)
+        if not _moves(aug.first_op, switched):
+            inert["augment.first_op"] = (f"{aug.first_op} has nothing to move without "
+                                         "--crop: the flip stays at the shared crop, first")
+        elif own_first_op(switched) == aug.first_op:
             inert["augment.first_op"] = (f"{aug.first_op} comes first in the pipeline's "
                                          "order already")
     return inert
@@ -186,11 +191,25 @@ def _inert_augment(cfg: Config, photos: bool) -> dict[str, str]:
 
 def own_first_op(switch: Callable[[str], object]) -> str | None:
     """The Fig. 5 group the pipeline's own order puts first (augment.op_order) among
-    those switched on (``switch``: an augmentation switch's name -> its value); None
-    where none is. A ``first_op`` naming it leaves the order as it was: the same run as
-    no ``first_op``."""
-    return next((op for op, switches in FIG5_OPS.items()
-                 if any(switch(name) for name in switches)), None)
+    those with something to move (``switch``: an augmentation switch's name -> its
+    value; :func:`_moves`); None where none has. A ``first_op`` naming it, or a group
+    with nothing to move, leaves the order as it was: the same run as no ``first_op``
+    (:func:`first_op_moves`)."""
+    return next((op for op in FIG5_OPS if _moves(op, switch)), None)
+
+
+def first_op_moves(first_op: str, switch: Callable[[str], object]) -> bool:
+    """Whether ``first_op`` changes the views: its group has something to move and is
+    not the first of those that have (``switch`` as :func:`own_first_op` takes it)."""
+    return bool(first_op) and _moves(first_op, switch) and own_first_op(switch) != first_op
+
+
+def _moves(op: str, switch: Callable[[str], object]) -> bool:
+    """Whether the Fig. 5 group ``op`` is a stage an order can move: one of its switches
+    on, but the flip, drawn with the targeted crop (augment_params._asymmetric_boxes):
+    without --crop it is drawn at the crop every view starts with, first whatever the
+    order (one group on, --no-crop with the flip on: views alike with first_op or not)."""
+    return any(switch(name) for name in FIG5_OPS[op] if name != "flip")
 
 
 # Settings without effect at some values only: the value that spells what the pipeline

@@ -14,7 +14,7 @@ from typing import Any
 
 from simclr.config import Config
 from simclr.errors import SimCLRError
-from simclr.inert import own_first_op
+from simclr.inert import first_op_moves
 from simclr.settings import _absolute, absolute_paths, flag_of, set_path
 
 
@@ -119,9 +119,9 @@ def recipe_changes(saved: Config, given: Config, allowed: AbstractSet[str]
     ``saved`` run may not (``allowed`` aside; --out neither: the continued run's folder
     is named, and a preset's own --out is no change of it). A saved first_op naming the
     pipeline's own first group (a release that accepted --first-op crop) is no first_op:
-    the same run (inert.own_first_op)."""
+    the same run (inert.first_op_moves)."""
     changed = differing(saved, given)
-    if saved.augment.first_op == own_first_op(lambda name: getattr(saved.augment, name)) \
+    if not first_op_moves(saved.augment.first_op, lambda name: getattr(saved.augment, name)) \
             and given.augment.first_op == "":
         changed.pop("augment.first_op", None)
     return {p: v for p, v in changed.items() if p not in allowed and p != "out"}

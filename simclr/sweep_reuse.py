@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from simclr.config import RESUME_SETTINGS, Config, unsaved_value
 from simclr.errors import SimCLRError, printable
 from simclr.files import folder_holder, read_json
-from simclr.inert import VALUE_INERT, inert_settings, own_first_op
+from simclr.inert import VALUE_INERT, first_op_moves, inert_settings
 from simclr.recipe import flatten
 
 if TYPE_CHECKING:  # (sweep_grid imports this module: the cell's class for annotations only)
@@ -187,15 +187,16 @@ def _first_difference(wanted: dict[str, Any], saved: dict[str, Any],
 
 
 def _own_order_unnamed(settings: dict[str, Any], inert: Collection[str]) -> dict[str, Any]:
-    """Flattened ``settings`` with an ``augment.first_op`` that names the pipeline's own
-    first group read as '' (no first_op): the same run. A release that accepted
-    ``--first-op crop`` saved it so; this one refuses it as having no effect
-    (inert.own_first_op), so a rerun without it must still find that run its own."""
+    """Flattened ``settings`` with an ``augment.first_op`` that moves nothing (names the
+    pipeline's own first group, or one with nothing to move) read as '' (no first_op):
+    the same run. A release that accepted ``--first-op crop`` saved it so; this one
+    refuses it as having no effect (inert.first_op_moves), so a rerun without it must
+    still find that run its own."""
     first = settings.get(FIRST_OP)
     # (among the switches that act: one that never applies, or does nothing, has no
     # place in the order; colour off, or at --color-p 0, put the same group first)
-    if first and own_first_op(lambda name: settings.get(f"augment.{name}") and
-                              f"augment.{name}" not in inert) == first:
+    if first and not first_op_moves(first, lambda name: settings.get(f"augment.{name}") and
+                                    f"augment.{name}" not in inert):
         return {**settings, FIRST_OP: ""}
     return settings
 

@@ -179,6 +179,9 @@ def test_the_same_change_acts_where_it_is_not_inert(path):
                                                                "pipeline's order already"),
     ({"augment.asymmetric": True, "augment.crop": False, "augment.flip": False,
       "augment.first_op": "color"}, "--first-op has no effect: color comes first"),
+    ({"augment.asymmetric": True, "augment.crop": False, "augment.flip": True,
+      "augment.first_op": "crop"},
+     "--first-op has no effect: crop has nothing to move without --crop"),
     ({"data.cache": "on", "data.decoder": "device"}, "--decoder has no effect: --cache on "
                                                      "decodes each image once, into the cache"),
     ({"data.cache": "off", "data.cache_dir": "/elsewhere"}, "--cache-dir has no effect: "
@@ -432,10 +435,13 @@ def test_supervised_folders_exempt_only_the_no_folder_reason(tmp_path):
 
 @pytest.mark.parametrize("first, off, inert", [
     ("crop", (), True), ("color", ("crop", "flip", "rotate"), True), ("color", (), False),
-    ("blur", ("crop", "flip"), False)])
+    ("blur", ("crop", "flip"), False), ("color", ("crop", "rotate"), True),
+    ("crop", ("crop",), True), ("blur", ("crop", "rotate"), False)])
 def test_first_op_is_inert_only_where_its_group_comes_first_already(first, off, inert):
     """--first-op moves a Fig. 5 group to the front: where it is the first switched-on
-    group already, the views are those without it (checked), and it is refused."""
+    group already, the views are those without it (checked), and it is refused. The
+    flip alone (--no-crop) is drawn at the shared crop every view starts with: no group
+    to move, so colour first after it, or crop first, was taken for another run."""
     base = {"augment.asymmetric": True, "augment.blur": True,
             **{f"augment.{s}": False for s in off}}
     cfg = _with(Config(), {**BASE, **base, "augment.first_op": first})

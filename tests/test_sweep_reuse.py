@@ -87,6 +87,15 @@ def test_an_earlier_first_op_naming_the_pipelines_own_order_is_the_same_run(tmp_
         _check_same_settings(build_config("digits", flags={
             **flags, **{f"augment.{k}": v for k, v in off.items()}, "augment.noise": True,
             "augment.first_op": "noise"}), run_dir, "temperature=0.1")
+    # colour first after a flip alone (--no-crop): the flip is drawn at the shared crop,
+    # first whatever the order, so the run is the cell's without --first-op (not another
+    # run to continue only with it: the same views under a second label)
+    flags = {"augment.asymmetric": True, "augment.crop": False, "augment.flip": True}
+    saved = build_config("digits", flags=flags).to_dict()
+    saved["augment"]["first_op"] = "color"  # (as a release that took it saved it)
+    save_yaml(saved, run_dir / "config.yaml")
+    assert _check_same_settings(build_config("digits", flags=flags), run_dir, "t") == (
+        "sweep: cell t keeps its run's augment.first_op color: no effect here")
 
 
 @pytest.mark.parametrize("then, all_images, noted", [
