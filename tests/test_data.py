@@ -4,6 +4,7 @@ name or folder."""
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -327,3 +328,65 @@ def test_a_folders_pre_check_decodes_at_the_side_its_source_reads_it_at(
         if unread != set(shapes):
             assert f"no readable image in class folder(s) {', '.join(sorted(unread))} " \
                 "(first: " in str(refused.value)
+
+
+def test_probing_reads_the_first_and_last_files_and_never_opens_a_named_pipe(tmp_path):
+    """probe_sizes spreads its reads over the whole listing, its ends included (a
+    folder's last pictures were never probed), and skips a named pipe, whose opening
+    would wait forever for a writer (here one writes a PNG to it: read, it would count)."""
+    import threading
+
+    from simclr.data import probe_sizes
+
+    paths = [str(save_image(tmp_path / f"{k}.png", rgb(8 + k, 10 + k, k))) for k in range(3)]
+    assert probe_sizes(paths, count=2) == [(10, 8), (12, 10)]
+    pipe = tmp_path / "pipe.png"
+    os.mkfifo(pipe)
+    payload = (tmp_path / "0.png").read_bytes()
+    writer = threading.Thread(target=lambda: pipe.write_bytes(payload), daemon=True)
+    writer.start()
+    try:
+        assert probe_sizes([str(pipe)]) == []
+    finally:  # (lets the writer through, had nothing read the pipe)
+        reader = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
+        writer.join(5)
+        os.close(reader)
+
+
+def test_cache_auto_leaves_oblong_pictures_past_96_px_uncached_and_load_size_says_no_note(
+        tmp_path, caplog):
+    """--cache auto caches pictures whose longer side is at most 96 px (120 x 60 ones are
+    not small); pictures of several small sizes stored at --load-size are not 'reduced to
+    the most common side', so no note says they are."""
+    for k in range(2):
+        save_image(tmp_path / "oblong" / f"{k}.png", rgb(60, 120, k))
+    assert cache_choice(str(tmp_path / "oblong"), "auto") == "off"
+    for k, side in enumerate((20, 20, 30)):
+        save_image(tmp_path / "mixed" / f"{k}.png", rgb(side, side, k))
+    with caplog.at_level(logging.WARNING):
+        src = open_source(str(tmp_path / "mixed"), data_cfg(tmp_path, load_size=24))
+    assert src.image_hw == (24, 24) and "are reduced to it" not in caplog.text
+
+
+def test_a_cached_folder_serves_each_readable_file_not_a_skipped_ones_blank_row(tmp_path):
+    """Skipped files keep a row of zeros in the cache: a source whose first file is
+    broken gathers the rows of its readable files (index 0: the first readable one)."""
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "0_broken.png").write_bytes(b"not an image")
+    for k in (1, 2):
+        save_image(tmp_path / "imgs" / f"{k}.png", rgb(16, 16, k))
+    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="on"))
+    assert src.num_images == 2 and Path(src.paths[0]).name == "1.png"
+    expected = [torch.from_numpy(rgb(16, 16, k)).permute(2, 0, 1) for k in (1, 2)]
+    assert torch.equal(src.get_batch(np.arange(2)), torch.stack(expected))
+
+
+@pytest.mark.parametrize("cache", ["on", "off"])
+def test_strict_refuses_an_image_past_max_pixels(tmp_path, cache):
+    """--strict checks each file against --max-pixels too, cached or not: uncached, a
+    picture past it passed the check, to be skipped later by the run."""
+    save_image(tmp_path / "imgs" / "a.png", rgb(16, 16))
+    save_image(tmp_path / "imgs" / "b_big.png", rgb(60, 60))
+    cfg = data_cfg(tmp_path, cache=cache, strict=True, load_size=16, max_pixels=3000)
+    with pytest.raises(SimCLRError, match=r"--strict: bad image .*b_big.png: .*decompression"):
+        open_source(str(tmp_path / "imgs"), cfg)
