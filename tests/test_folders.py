@@ -37,6 +37,8 @@ def test_flat_folder_has_labels_minus_one(tmp_path):
     assert images.classes == []
     assert images.labels.tolist() == [-1, -1, -1]
     assert [Path(p).name for p in images.paths] == ["a.jpg", "b.png", "c.PNG"]
+    save_image(tmp_path / "cls" / "IMG_0001.JPG")  # (a camera's names, in a class folder)
+    assert [Path(p).name for p in scan_folder(tmp_path).paths] == ["IMG_0001.JPG"]
 
 
 def test_images_beside_class_folders_count_where_no_label_is_needed(tmp_path, caplog):
@@ -44,6 +46,7 @@ def test_images_beside_class_folders_count_where_no_label_is_needed(tmp_path, ca
     (the loose ones labelled -1); the labeled commands leave them out and say so."""
     for name in ("top1.jpg", "top0.png"):
         save_image(tmp_path / name)
+    (tmp_path / "readme.txt").write_text("not an image")
     for cls, count in (("2023", 2), ("old", 1)):
         for k in range(count):
             save_image(tmp_path / cls / f"{k}.png")
@@ -52,6 +55,7 @@ def test_images_beside_class_folders_count_where_no_label_is_needed(tmp_path, ca
                                                        "1.png", "0.png"]
     assert everything.labels.tolist() == [-1, -1, 0, 0, 1]
     assert everything.classes == ["2023", "old"] and not caplog.records
+    assert list_folder(str(tmp_path), unlabeled=True).paths == everything.paths
     labeled = scan_folder(tmp_path)
     assert labeled.labels.tolist() == [0, 0, 1] and labeled.classes == ["2023", "old"]
     assert "2 image(s) outside the class folders are ignored" in caplog.text
@@ -201,6 +205,8 @@ def test_folder_with_splits_picks_train_or_test(tmp_path, caplog):
     save_image(root / "train" / "cat" / "1.png")
     save_image(root / "train" / "dog" / "1.png")
     save_image(root / "test" / "cat" / "1.png")
+    save_image(root / "__MACOSX" / "train" / "._1.png")  # (hidden beside the splits: unsaid)
+    (root / ".git").mkdir()
     cfg = data_cfg(tmp_path)
     with caplog.at_level("INFO"):
         assert open_source(str(root), cfg, train=True).num_images == 2
@@ -385,6 +391,14 @@ def test_more_photo_extensions_are_read_and_unreadable_photos_are_said(tmp_path,
                     "x1); convert them (e.g. to JPEG) to use them"]
     source = open_source(str(root), data_cfg(tmp_path))
     assert source.num_images == 5 and not source.skipped  # every one decodes
+    # In a class folder too, where a hidden one (macOS's ._ resource fork) is no photo
+    save_image(tmp_path / "tree" / "cat" / "a.jpg")
+    for name in ("._a.dng", "b.dng"):
+        (tmp_path / "tree" / "cat" / name).write_bytes(b"raw")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert len(scan_folder(tmp_path / "tree").paths) == 1
+    assert "1 photo(s) in formats not read here left out (.dng x1)" in caplog.text
 
 
 def test_a_folder_that_cannot_be_listed_is_named(tmp_path, monkeypatch, caplog):
@@ -633,6 +647,7 @@ def test_questions_about_a_folders_splits_say_nothing(tmp_path, caplog):
     with caplog.at_level("INFO"):
         assert split_read_anew(str(root)) == root / "Train"
         assert (split_name(str(root), True), split_name(str(root), False)) == ("Train", "Test")
+        assert split_name(str(root / "Train"), True) is None  # (no splits: the folder)
         assert not caplog.records
         assert list_folder(str(root), True).root == str(root / "Train")
     said = [r.getMessage() for r in caplog.records]
@@ -709,3 +724,11 @@ def test_a_named_data_set_is_known_in_any_case_unless_a_folder_of_its_name_is_th
         save_image(tmp_path / name / "cat" / "1.png", rgb(4, 4))
         assert not named_dataset(name) and not torchvision_dataset(name)
         assert list_folder(name).classes == ["cat"]
+
+
+def test_jpegs_are_known_by_their_names_in_any_case():
+    """A camera's IMG_0001.JPG is a JPEG (the one format --decoder device decodes)."""
+    from simclr.folders import holds_jpegs
+
+    assert holds_jpegs(["a/x.png", "a/IMG_0001.JPG"]) and holds_jpegs(["b.jfif"])
+    assert not holds_jpegs(["a/x.png", "a/jpg.gif"]) and not holds_jpegs([])
