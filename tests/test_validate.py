@@ -215,6 +215,24 @@ def test_a_config_edited_from_python_is_held_to_its_types(path, value, message):
     ({"augment.blur_sigma": (2.0, 1.0)}, "--blur-sigma must satisfy 0 < min <= max"),
     ({"augment.blur_sigma": (0.1, 1e7)}, "--blur-sigma must be at most 1e+06, got 1e+07"),
     ({"init_from": " "}, "--init-from must name a file or folder, got an empty value"),
+    ({"data.cache_dir": " "}, "--cache-dir must name a folder, got an empty value"),
+    ({"epochs": 0}, "--epochs must be positive, got 0"),
+    ({"max_steps": 0}, "--max-steps must be positive, got 0"),
+    ({"knn_every": 0}, "--knn-every must be positive, got 0"),
+    ({"optim.weight_decay": -0.1}, "--weight-decay must be non-negative, got -0.1"),
+    ({"optim.warmup_epochs": -0.5}, "--warmup-epochs must be non-negative, got -0.5"),
+    ({"checkpoint_minutes": -0.5}, "--checkpoint-minutes must be non-negative, got -0.5"),
+    # named by the value typed, not by the brightness jitter 0.8 s it would give
+    ({"augment.color_strength": -0.5}, "--color-strength must be non-negative, got -0.5"),
+    ({"augment.interpolation": "nearest"}, "--interpolation: unknown value 'nearest'"),
+    ({"augment.grayscale_p": -0.1}, "--grayscale-p must lie in [0, 1], got -0.1"),
+    ({"augment.rotate_p": 1.5}, "--rotate-p must lie in [0, 1], got 1.5"),
+    ({"augment.noise_p": 1.5}, "--noise-p must lie in [0, 1], got 1.5"),
+    ({"augment.sobel_p": 1.5}, "--sobel-p must lie in [0, 1], got 1.5"),
+    # sqrt scaling: 0.1 x sqrt(256) = 1.6 (linear would give 0.1, none 0.1)
+    ({"optim.final_lr": 1.7, "optim.lr": 0.1, "optim.lr_scaling": "sqrt", "batch_size": 256},
+     "--final-lr must be at most the peak lr the cosine decays from (1.6: --lr 0.1 scaled "
+     "for batch 256), got 1.7"),
 ])
 def test_the_last_value_past_each_bound_is_refused(flags, message):
     """Each bound's own edge: momentum 1 never lets a gradient fade, a warm-up over the
@@ -236,6 +254,7 @@ def test_the_last_value_past_each_bound_is_refused(flags, message):
     # a cosine that decays to its own peak: flat, but not rising
     {"optim.final_lr": 0.2, "optim.lr": 0.1, "batch_size": 512},
     {"optim.final_lr": 1.0, "optim.lr": 0.1, "optim.lr_scaling": "sqrt", "batch_size": 256},
+    {"optim.final_lr": 1.6, "optim.lr": 0.1, "optim.lr_scaling": "sqrt", "batch_size": 256},
     # each "at most" and "at least" bound's own edge
     {"data.workers": 256}, {"model.width": 64.0}, {"model.head_layers": 16},
     {"model.head_out_dim": 65536}, {"model.head_hidden_dim": 65536},
@@ -250,6 +269,7 @@ def test_the_last_value_past_each_bound_is_refused(flags, message):
     # zeros that mean something: no warm-up, no periodic checkpoints, no colour jitter,
     # no bad step forgiven
     {"optim.warmup_epochs": 0.0}, {"checkpoint_every": 0}, {"checkpoint_minutes": 0.0},
+    {"optim.weight_decay": 0.0}, {"augment.crop_ratio": (1.0, 1.0)},  # (one aspect ratio)
     {"max_bad_steps": 0, "nan_policy": "skip"}, {"augment.color_strength": 0.0},
     {"optim.name": "adamw", "optim.betas": (0.0, 0.0)},
     {"loss.name": "nt_logistic", "loss.semi_hard": True},  # (semi-hard: not NT-Xent's)
