@@ -1302,7 +1302,7 @@ def test_the_evaluation_flags_value_types_hold_their_bounds():
     """argparse types of the evaluation commands' flags, at and past each edge."""
     import argparse
 
-    from simclr.arguments import _pair, _probe_epochs, days, epoch_count, fraction
+    from simclr.arguments import _pair, _probe_epochs, days, epoch_count, folder_name, fraction
 
     assert _pair("0.5,0.5") == (0.5, 0.5) and _pair("0.08,1") == (0.08, 1.0)
     assert days("0") == 0.0  # --unused-days 0: every cache not in use now
@@ -1313,9 +1313,57 @@ def test_the_evaluation_flags_value_types_hold_their_bounds():
     assert _probe_epochs("100000") == 100_000 and _probe_epochs("2.5") == 2.5
     for parse, text in ((_pair, "0.5,0.1"), (_pair, "0,1"), (_pair, "0.5,1.5"),
                         (days, "-1"), (days, "inf"), (fraction, "0"), (fraction, "1.01"),
-                        (epoch_count, "0"), (_probe_epochs, "100001"), (_probe_epochs, "0")):
+                        (epoch_count, "0"), (_probe_epochs, "100001"), (_probe_epochs, "0"),
+                        (folder_name, " ")):  # (a blank --cache-dir: the current folder)
         with pytest.raises(argparse.ArgumentTypeError):
             parse(text)
+    assert type(_probe_epochs("5")) is int  # (a whole number, in its results as given)
+
+
+_EDGE_ARGS = {"knn": ["--checkpoint", "c", "--train", "a"],
+              "linear-eval": ["--checkpoint", "c", "--train", "a"],
+              "finetune": ["--checkpoint", "c", "--train", "a", "--out", "o"],
+              "transform-probe": ["--checkpoint", "c", "--train", "a"]}
+
+
+@pytest.mark.parametrize("command, flag, text, value", [
+    ("knn", "--temperature", "1e-4", 1e-4), ("knn", "--image-size", "8", 8),
+    ("knn", "--image-size", "4096", 4096), ("linear-eval", "--l2", "0", 0.0),
+    ("linear-eval", "--momentum", "0", 0.0), ("linear-eval", "--max-iter", "1", 1),
+    ("linear-eval", "--checkpoint-every", "0", 0), ("linear-eval", "--checkpoint-minutes", "0", 0),
+    ("finetune", "--momentum", "0", 0.0), ("finetune", "--checkpoint-every", "0", 0),
+    ("finetune", "--checkpoint-minutes", "0", 0.0), ("finetune", "--labels-per-class", "1", 1),
+    ("transform-probe", "--views", "100", 100),
+])
+def test_each_evaluation_flags_own_edge_is_taken(command, flag, text, value):
+    """(0: plain SGD, no L2, no periodic save)"""
+    from simclr.cli import build_parser
+
+    args = build_parser().parse_args([command, *_EDGE_ARGS[command], flag, text])
+    assert getattr(args, flag[2:].replace("-", "_")) == value
+
+
+@pytest.mark.parametrize("command, flag, text, message", [
+    ("knn", "--temperature", "9e-5", "must be >= 0.0001, got 9e-5"),
+    ("knn", "--image-size", "7", "must be at least 8, got 7"),
+    ("knn", "--image-size", "4097", "must be at most 4096, got 4097"),
+    ("knn", "--test-fraction", "0", "must be > 0 and < 1, got 0"),
+    ("linear-eval", "--max-iter", "0", "must be at least 1, got 0"),
+    ("linear-eval", "--momentum", "1", "must be >= 0 and < 1, got 1"),
+    ("linear-eval", "--lr", "0", "must be > 0 and at most 1e+06, got 0"),
+    ("finetune", "--lr", "0", "must be > 0 and at most 1e+06, got 0"),
+    ("finetune", "--labels-per-class", "0", "must be at least 1, got 0"),
+    ("transform-probe", "--views", "0", "must be at least 1, got 0"),
+    ("transform-probe", "--views", "101", "must be at most 100, got 101"),
+])
+def test_the_first_value_past_each_evaluation_flags_edge_is_refused(command, flag, text,
+                                                                     message, capsys):
+    from simclr.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, *_EDGE_ARGS[command], flag, text])
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"simclr {command}: error: argument {flag}: {message}")
 
 
 def test_a_call_from_python_leaves_the_callers_threads_and_logging(tmp_path):
