@@ -245,14 +245,16 @@ def test_an_unreadable_file_is_left_out_of_the_features_not_replaced(tmp_path, w
 
     root = make_image_folder(tmp_path / "data", classes=2, per_class=3)
     (root / "class_0" / "broken.png").write_bytes(b"not a picture")
+    (root / "class_0" / "-first.png").write_bytes(b"not a picture")  # (image 0 too)
     source = open_source(str(root), DataConfig(cache="off", workers=workers), train=False,
                          image_size=16)
     broken = source.paths.index(str(root / "class_0" / "broken.png"))
+    assert source.paths.index(str(root / "class_0" / "-first.png")) == 0
     feats, labels, rows = indexed_features(tiny_encoder(), source, 16, batch_size=4)
     assert len(feats) == len(labels) == len(rows) == 6
-    assert broken not in rows.tolist() and len(set(rows.tolist())) == 6
+    assert {0, broken}.isdisjoint(rows.tolist()) and len(set(rows.tolist())) == 6
     np.testing.assert_array_equal(labels, np.asarray(source.labels)[rows])
-    assert [p for p, _ in source.skipped] == [source.paths[broken]]
+    assert [p for p, _ in source.skipped] == [source.paths[0], source.paths[broken]]
 
 
 def test_features_that_are_not_finite_are_an_error_not_a_result():
@@ -813,3 +815,21 @@ def test_a_decoder_that_is_none_of_the_three_is_refused(tmp_path):
         assert extract_features(encoder, source, 16, decoder=decoder)[0].shape == (4, 3)
     with pytest.raises(ValueError, match="^decoder must be one of auto, pil, device, got 'gpu'$"):
         extract_features(encoder, source, 16, decoder="gpu")
+
+
+def test_a_stored_square_of_a_wide_picture_is_evaluated_as_that_picture():
+    """A source storing whole pictures squeezed into squares (store 'full', e.g. a
+    training folder the kNN monitor reads) gets each picture's own centre crop: its
+    aspect is passed on to the evaluation transform, not taken for 1."""
+    from simclr.augment import eval_resize
+    from simclr.source import ImageSource
+
+    rng = np.random.default_rng(0)
+    array = rng.integers(0, 256, (4, 48, 48, 3), dtype=np.uint8)
+    aspect = np.array([2.0, 1.0, 0.5, 1.5], dtype=np.float32)
+    source = ImageSource("wide", np.array([0, 1, 0, 1]), ["a", "b"], array=array, aspect=aspect)
+    feats, _ = extract_features(nn.Flatten(), source, 40, batch_size=3)
+    images = torch.from_numpy(array).permute(0, 3, 1, 2)
+    want = eval_resize(images, 40, torch.from_numpy(aspect)).flatten(1).numpy()
+    np.testing.assert_allclose(feats, want, atol=1e-6)
+    assert not np.allclose(feats[0], eval_resize(images[:1], 40).flatten(1).numpy()[0], atol=1e-2)
