@@ -162,6 +162,8 @@ def test_a_cache_subsets_aspects_follow_its_rows():
     assert source.aspect_of(np.array([0, 1])).tolist() == [2.0, 1.0]
     images, aspects = source.batch(np.array([0, 1]))
     assert images[:, 0, 0, 0].tolist() == [2, 0] and aspects.tolist() == [2.0, 1.0]
+    part = source.subset([0])  # (a subset of it keeps its pictures' aspects too)
+    assert part.batch(np.array([0]))[1].tolist() == [2.0]
 
 
 def test_a_cached_sources_images_are_all_readable_whatever_it_skipped():
@@ -255,3 +257,40 @@ def test_a_folder_of_unreadable_files_names_the_first_and_why(tmp_path):
     with pytest.raises(NoReadableImageError, match=r"^all 3 images are unreadable \(first: "
                        f".*a.png: empty file \\(0 bytes\\)\\); check the folder {folder}"):
         load_item(src, 0)
+
+
+def test_an_unreadable_file_met_again_is_recorded_once(tmp_path):
+    """An uncached file that fails every epoch is one entry of ``skipped`` (and one line
+    of the summary), not one per time it was met."""
+    for k in range(2):
+        save_image(tmp_path / "imgs" / f"good{k}.png", rgb(16, 16, k))
+    (tmp_path / "imgs" / "bad.png").write_text("garbage")
+    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="off", load_size=16))
+    for _ in range(2):
+        src.batch(np.arange(src.num_images))
+    assert [p for p, _ in src.skipped] == [str(tmp_path / "imgs" / "bad.png")]
+
+
+def test_a_cached_sources_dataset_gives_each_image_its_own_index():
+    array = np.stack([np.full((4, 4, 3), v, dtype=np.uint8) for v in range(3)])
+    ds = ImageSource("rows", np.zeros(3), ["a"], array=array).dataset()
+    assert [(int(ds[i][0][0, 0, 0]), ds[i][1]) for i in range(3)] == [(0, 0), (1, 1), (2, 2)]
+
+
+def test_a_broken_jpeg_decoded_on_a_device_is_replaced_with_its_substitutes_index(tmp_path):
+    """Training with JPEGs decoded on the device: a broken file's row is the next
+    readable image, labelled by that image's index, and the broken file is recorded."""
+    import torch
+
+    from simclr.features import iter_batches
+
+    for k in range(3):
+        save_image(tmp_path / "imgs" / f"{k}.jpg", rgb(16, 16, k))
+    (tmp_path / "imgs" / "0b.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path, cache="off", load_size=16))
+    bad = src.paths.index(str(tmp_path / "imgs" / "0b.jpg"))
+    (idx, images, _), = iter_batches(src, np.arange(4), 4, workers=0,
+                                     decode_on=torch.device("cpu"))
+    assert bad not in idx.tolist() and idx.tolist()[bad] == bad + 1
+    assert torch.equal(images[bad], images[bad + 1])
+    assert [p for p, _ in src.skipped] == [src.paths[bad]]
