@@ -230,6 +230,14 @@ def test_a_bad_unswept_setting_is_the_sweeps_not_its_first_cells(tmp_path, image
                   evaluate=None)
 
 
+class _Checked(Exception):
+    """Raised by :func:`_stop_checked`: every other check of the sweep passed."""
+
+
+def _stop_checked(configs):
+    raise _Checked  # (the sweep's last check: nothing trains here)
+
+
 def test_the_eval_test_folder_is_read_as_a_test_split_by_the_decoder_check(
         tmp_path, image_folder, cache_dir):
     """decoder=pil,device on small pictures (cached) is two runs where the sweep's
@@ -242,17 +250,11 @@ def test_the_eval_test_folder_is_read_as_a_test_split_by_the_decoder_check(
     flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, memory_check=False)
     flags.pop("out")
 
-    class Checked(Exception):
-        pass
-
-    def checked(configs):
-        raise Checked  # every other check passed: nothing trains here
-
-    with pytest.raises(Checked):
+    with pytest.raises(_Checked):
         run_sweep([parse_axis("data.decoder=pil,device")], tmp_path / "sw", preset=None,
                   config=None, flags=flags, evaluate=None,
                   folders={"--eval-train": str(small), "--eval-test": str(tmp_path / "split")},
-                  last_check=checked)
+                  last_check=_stop_checked)
 
 
 def test_the_eval_folders_are_compared_as_decoded_on_the_scorings_device(
@@ -266,18 +268,12 @@ def test_the_eval_folders_are_compared_as_decoded_on_the_scorings_device(
     flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, memory_check=False)
     flags.pop("out")
 
-    class Checked(Exception):
-        pass
-
-    def checked(configs):
-        raise Checked  # every other check passed: nothing trains here
-
     def sweep(device):
         run_sweep([parse_axis("data.decoder=pil,auto")], tmp_path / "sw", preset=None,
                   config=None, flags=flags, evaluate=None, folders={"--eval-test": photos},
-                  folders_device=device, last_check=checked)
+                  folders_device=device, last_check=_stop_checked)
 
-    with pytest.raises(Checked):
+    with pytest.raises(_Checked):
         sweep("cuda")
     with pytest.raises(SimCLRError, match="--decoder pil and auto are both cached here"):
         sweep(None)
