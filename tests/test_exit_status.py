@@ -70,3 +70,99 @@ def test_a_crash_the_launcher_reports_is_status_1_without_a_second_traceback(mon
 
     monkeypatch.setattr(launch, "report_crash", lambda text: True)
     assert _crash_status("simclr pretrain", RuntimeError("a bug")) == 1
+
+
+def test_a_call_from_python_gets_its_own_stop_signal_handlers_back():
+    """The command takes SIGTERM, SIGHUP and SIGUSR1 while it runs; a caller from Python
+    (a notebook, a scheduler's wrapper) gets the handlers it had set back after it."""
+    import signal
+
+    from simclr.interrupts import STOP_SIGNALS
+
+    def callers(signum, frame):
+        pass
+
+    before = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    try:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, callers)
+        assert main(["--version"]) == 0
+        assert all(signal.getsignal(sig) is callers for sig in STOP_SIGNALS)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
+def test_a_stop_signal_landing_in_a_finalizer_is_sent_again_not_raised_there(monkeypatch):
+    """Raised inside a ``__del__`` (however deep), the stop would be printed as ignored
+    and lost: it is sent again a moment later; anywhere else it stops the command."""
+    import signal
+    import sys
+
+    import pytest
+
+    from simclr import exit_status
+    from simclr.interrupts import Terminated
+
+    sent = []
+    monkeypatch.setattr(exit_status, "send_again", sent.append)
+    put_back = exit_status._stop_on_sigterm()
+    try:
+        stop = signal.getsignal(signal.SIGTERM)
+
+        def deep_in_clean_up():
+            stop(signal.SIGTERM, sys._getframe())
+
+        class Iterator:
+            def __del__(self):
+                deep_in_clean_up()
+
+        Iterator()
+        assert sent == [signal.SIGTERM]
+        with pytest.raises(Terminated) as stopped:
+            deep_in_clean_up()
+        assert stopped.value.signum == signal.SIGTERM and sent == [signal.SIGTERM]
+    finally:
+        put_back()
+
+
+def test_every_evaluation_out_of_memory_names_what_to_lower():
+    """Each evaluation's failed allocation is one line naming its own flags to lower."""
+    import pytest
+
+    from simclr.errors import SimCLRError
+    from simclr.exit_status import _out_of_memory
+
+    flags = {"knn": "--test images", "linear-eval": "--test images",
+             "transform-probe": "--views", "embed": "fewer --data images",
+             "predict": "a smaller --batch-size, or fewer --data images",
+             "neighbors": "fewer images in --features or --queries"}
+    for command, flag in flags.items():
+        with pytest.raises(SimCLRError) as failed, _out_of_memory(command):
+            raise MemoryError("Unable to allocate 2.00 GiB for an array with shape (16, 512)")
+        assert str(failed.value).startswith("out of memory (allocating 2.00 GiB failed); "
+                                            "free memory or try "), command
+        assert flag in str(failed.value), command
+    with pytest.raises(MemoryError), _out_of_memory("pretrain"):  # (its own: memory.py)
+        raise MemoryError("Unable to allocate 2.00 GiB")
+
+
+def test_a_launched_process_whose_command_failed_lets_a_forwarded_signal_pass(
+        monkeypatch, tmp_path, capsys):
+    """Its status decided (a user error, 2), a process of `--processes N` still exiting
+    is not turned into 143 (or a traceback) by the stop its launcher forwards then."""
+    import signal
+
+    from simclr import launch
+
+    monkeypatch.setenv(launch.LAUNCHER_ENV, "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(launch, "die_with_launcher", lambda: None)  # (pid 1: no launcher)
+    before = {sig: signal.getsignal(sig) for sig in launch._Forwarder.SIGNALS}
+    try:
+        assert main(["info", str(tmp_path / "none")]) == 2
+        assert all(signal.getsignal(sig) is launch._after_command for sig in before)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    assert capsys.readouterr().err.count("\n") == 1
