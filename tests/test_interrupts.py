@@ -117,3 +117,20 @@ def test_a_hangup_ignored_by_nohup_stays_ignored():
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler)
+
+
+def test_sigterm_is_taken_even_inherited_ignored_and_sigint_ignored_stays_so():
+    """`nohup` or a shell's `&` may leave a signal ignored: SIGTERM (a scheduler's stop)
+    is a stop all the same; SIGINT ignored (a background job's) is no stop request."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        assert signal.SIGTERM in interrupts.stop_signals()
+        taken = interrupts.signals_taken()
+        assert signal.SIGTERM in taken and signal.SIGINT not in taken
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        assert signal.SIGINT in interrupts.signals_taken()
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
