@@ -417,3 +417,24 @@ def test_a_closed_stdout_descriptor_is_held_so_no_file_the_command_opens_gets_it
                           preexec_fn=close_stdin_and_stdout, check=True,  # noqa: PLW1509
                           env={**os.environ, "PYTHONPATH": str(Path(progress.__file__).parents[1])})
     assert 1 not in json.loads(done.stderr)
+
+
+def test_a_named_pass_shows_on_rank_0_alone(monkeypatch):
+    """Each process of --processes N runs the evaluation's passes: rank 0 shows them for
+    all (N copies of each line buried the run's own)."""
+    from simclr import distributed
+
+    for main_rank in (True, False):
+        monkeypatch.setattr(distributed, "is_main", lambda main_rank=main_rank: main_rank)
+        assert Progress.of_named_pass(10, "features of --train").enabled is main_rank
+        assert not Progress.of_named_pass(10, None).enabled
+
+
+def test_a_pass_on_a_terminal_draws_no_plain_lines_beside_its_bar():
+    """The bar alone says where a pass is on a terminal."""
+    screen = Terminal()
+    shown = Progress.of_pass(10, "neighbors", True, stream=screen, every_s=0.0)
+    shown.advance(4)
+    shown.advance(6)
+    shown.close()
+    assert "4/10 images," not in screen.getvalue()
