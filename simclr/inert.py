@@ -11,7 +11,6 @@ every field are not, since a file written by ``--print-config`` holds them all.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
@@ -179,34 +178,49 @@ def _inert_augment(cfg: Config, photos: bool) -> dict[str, str]:
             inert["augment.interpolation"] = ("--no-crop-resize takes a window of the view's "
                                               "side, resampled pixel for pixel")
     if aug.first_op and aug.asymmetric:  # (validate: it needs --asymmetric)
-        switched = functools.partial(getattr, aug)
-        if not _moves(aug.first_op, switched):
-            inert["augment.first_op"] = (f"{aug.first_op} has nothing to move without "
-                                         "--crop: the flip stays at the shared crop, first")
-        elif own_first_op(switched) == aug.first_op:
-            inert["augment.first_op"] = (f"{aug.first_op} comes first in the pipeline's "
-                                         "order already")
+        # (a switch that does nothing here, --color-p 0 or a 1-tap blur: no stage to move)
+        def acts(name: str) -> bool:
+            return bool(getattr(aug, name)) and f"augment.{name}" not in inert
+
+        why = _first_op_inert(aug.first_op, acts)
+        if why:
+            inert["augment.first_op"] = why
     return inert
+
+
+def _first_op_inert(first_op: str, switch: Callable[[str], object]) -> str | None:
+    """Why ``first_op`` changes no view (None: it does; :func:`first_op_moves`)."""
+    if first_op_moves(first_op, switch):
+        return None
+    if switch("crop") or own_first_op(switch) == first_op:
+        return f"{first_op} comes first in the pipeline's order already"
+    if first_op == "crop":
+        return "crop has nothing to move without --crop: the flip stays at the shared crop, first"
+    return f"{first_op} does nothing here, and without --crop no crop follows it"
 
 
 def own_first_op(switch: Callable[[str], object]) -> str | None:
     """The Fig. 5 group the pipeline's own order puts first (augment.op_order) among
-    those with something to move (``switch``: an augmentation switch's name -> its
-    value; :func:`_moves`); None where none has. A ``first_op`` naming it, or a group
-    with nothing to move, leaves the order as it was: the same run as no ``first_op``
-    (:func:`first_op_moves`)."""
+    those with something to move (``switch``: an augmentation switch's name -> whether
+    it acts; :func:`_moves`); None where none has."""
     return next((op for op in FIG5_OPS if _moves(op, switch)), None)
 
 
 def first_op_moves(first_op: str, switch: Callable[[str], object]) -> bool:
-    """Whether ``first_op`` changes the views: its group has something to move and is
-    not the first of those that have (``switch`` as :func:`own_first_op` takes it)."""
-    return bool(first_op) and _moves(first_op, switch) and own_first_op(switch) != first_op
+    """Whether ``first_op`` changes the views (``switch`` as :func:`own_first_op` takes
+    it). With --crop, any group but the crop's put first crops the view again after it
+    (augment_params._asymmetric_boxes: a second resampling), whatever that group does;
+    without, the group must have something to move and not be the first that has."""
+    if not first_op:
+        return False
+    if switch("crop"):
+        return first_op != "crop"
+    return _moves(first_op, switch) and own_first_op(switch) != first_op
 
 
 def _moves(op: str, switch: Callable[[str], object]) -> bool:
     """Whether the Fig. 5 group ``op`` is a stage an order can move: one of its switches
-    on, but the flip, drawn with the targeted crop (augment_params._asymmetric_boxes):
+    acts, but the flip, drawn with the targeted crop (augment_params._asymmetric_boxes):
     without --crop it is drawn at the crop every view starts with, first whatever the
     order (one group on, --no-crop with the flip on: views alike with first_op or not)."""
     return any(switch(name) for name in FIG5_OPS[op] if name != "flip")

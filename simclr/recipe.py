@@ -14,7 +14,7 @@ from typing import Any
 
 from simclr.config import Config
 from simclr.errors import SimCLRError
-from simclr.inert import first_op_moves
+from simclr.inert import inert_settings
 from simclr.settings import _absolute, absolute_paths, flag_of, set_path
 
 
@@ -117,12 +117,11 @@ def recipe_changes(saved: Config, given: Config, allowed: AbstractSet[str]
                    ) -> dict[str, tuple[Any, Any]]:
     """{setting: (saved, given)} of the settings ``given`` changes that continuing the
     ``saved`` run may not (``allowed`` aside; --out neither: the continued run's folder
-    is named, and a preset's own --out is no change of it). A saved first_op naming the
-    pipeline's own first group (a release that accepted --first-op crop) is no first_op:
-    the same run (inert.first_op_moves)."""
+    is named, and a preset's own --out is no change of it). A saved first_op that changes
+    no view (the pipeline's own first group: a release accepted --first-op crop) is no
+    first_op: the same run (inert.first_op_moves)."""
     changed = differing(saved, given)
-    if not first_op_moves(saved.augment.first_op, lambda name: getattr(saved.augment, name)) \
-            and given.augment.first_op == "":
+    if given.augment.first_op == "" and "augment.first_op" in inert_settings(saved):
         changed.pop("augment.first_op", None)
     return {p: v for p, v in changed.items() if p not in allowed and p != "out"}
 

@@ -139,10 +139,12 @@ def _no_effect(cfg: Config) -> set[str]:
 
 def _saved_no_effect(found: dict[str, Any]) -> set[str]:
     """:func:`_no_effect` of a run's saved config (none where it cannot be read as one)."""
+    from simclr.config import RECORDED_KEYS
     from simclr.settings import config_from_dict
 
-    try:
-        return _no_effect(config_from_dict(found))
+    try:  # (what a run's config.yaml records beside its settings: no setting)
+        return _no_effect(config_from_dict({k: v for k, v in found.items()
+                                            if k not in RECORDED_KEYS}))
     except (SimCLRError, TypeError, ValueError, AttributeError):  # (an odd file: compared whole)
         return set()
 

@@ -450,6 +450,21 @@ def test_first_op_is_inert_only_where_its_group_comes_first_already(first, off, 
     assert _same(_effect(cfg, "augment.x"), _effect(without, "augment.x")) is inert
 
 
+@pytest.mark.parametrize("crop, inert", [(False, True), (True, False)])
+def test_first_op_naming_a_group_that_does_nothing_acts_only_through_the_crop(crop, inert):
+    """Colour at --color-p 0 (grayscale off) does nothing: without --crop, blur first
+    after it is the pipeline's own order (was accepted as acting); with --crop, colour
+    first crops the view again after it, a second resampling: another run (a sweep took
+    it for its run without --first-op, a reviewer found)."""
+    base = {"augment.asymmetric": True, "augment.crop": crop, "augment.color_p": 0.0,
+            "augment.grayscale": False, "augment.blur": True, "augment.rotate": False}
+    first = "color" if crop else "blur"
+    cfg = _with(Config(), {**BASE, **base, "augment.first_op": first})
+    assert ("augment.first_op" in inert_settings(cfg)) is inert
+    without = _with(cfg, {"augment.first_op": ""})
+    assert _same(_effect(cfg, "augment.x"), _effect(without, "augment.x")) is inert
+
+
 @pytest.mark.parametrize("arch", ["resnet18", "resnet34"])
 def test_projection_shortcuts_act_on_the_basic_block_resnets(arch):
     """ResNet-18 and -34 (basic blocks, no 4x widening) keep an identity shortcut in each

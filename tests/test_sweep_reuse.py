@@ -14,7 +14,13 @@ from simclr.config_file import save_yaml
 from simclr.errors import SimCLRError
 from simclr.settings import build_config
 from simclr.sweep_grid import parse_axis
-from simclr.sweep_reuse import _check_same_settings, _find_earlier_runs, _other_images_notes
+from simclr.sweep_reuse import (
+    _check_same_settings,
+    _find_earlier_runs,
+    _no_effect,
+    _other_images_notes,
+    _saved_no_effect,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -96,6 +102,22 @@ def test_an_earlier_first_op_naming_the_pipelines_own_order_is_the_same_run(tmp_
     save_yaml(saved, run_dir / "config.yaml")
     assert _check_same_settings(build_config("digits", flags=flags), run_dir, "t") == (
         "sweep: cell t keeps its run's augment.first_op color: no effect here")
+    # colour first at --color-p 0 with --crop: the view is cropped again after it (other
+    # views), not the run without --first-op, though colour itself does nothing
+    flags = {"augment.asymmetric": True, "augment.color_p": 0.0, "augment.grayscale": False}
+    save_yaml(build_config("digits", flags=flags).to_dict(), run_dir / "config.yaml")
+    with pytest.raises(SimCLRError, match=r"\(augment.first_op: '' there, 'color' now\)"):
+        _check_same_settings(build_config("digits", flags={**flags, "augment.first_op": "color"}),
+                             run_dir, "t")
+
+
+def test_a_real_runs_config_yaml_is_read_for_its_settings_with_no_effect():
+    """A run's config.yaml records its provenance beside its settings: read as a config
+    it was refused (unknown section), so no setting was ever found without effect in a
+    saved run, and a cell's answer hung on which of the two was run first."""
+    cfg = build_config("digits", flags={"loss.name": "nt_logistic"})
+    recorded = {**cfg.to_dict(), "provenance": {"git_sha": "abc"}, "num_images": 10}
+    assert _saved_no_effect(recorded) == _no_effect(cfg) != set()
 
 
 @pytest.mark.parametrize("then, all_images, noted", [
