@@ -21,7 +21,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simclr.config import RESUME_SETTINGS, Config, unsaved_value
+from simclr.config import RECORDED_KEYS, RESUME_SETTINGS, Config, unsaved_value
 from simclr.errors import SimCLRError, printable
 from simclr.files import folder_holder, read_json
 from simclr.inert import VALUE_INERT, first_op_moves, inert_settings
@@ -85,7 +85,7 @@ def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> str | None:
         raise SimCLRError(f"cell {cell} already holds a run with other settings ({k}: "
                           f"{then!r} there, {now!r} now); {way}use a new --out")
     kept = _adopt(cfg, flatten(found), inert, f"cell {cell}: {run_dir / 'config.yaml'}")
-    # (else the sweep's table shows values the user did not give, unexplained)
+    # (else the run goes on with values the command did not give, unexplained)
     return f"sweep: cell {cell} keeps its run's {', '.join(kept)}: no effect here" \
         if kept else None
 
@@ -139,7 +139,6 @@ def _no_effect(cfg: Config) -> set[str]:
 
 def _saved_no_effect(found: dict[str, Any]) -> set[str]:
     """:func:`_no_effect` of a run's saved config (none where it cannot be read as one)."""
-    from simclr.config import RECORDED_KEYS
     from simclr.settings import config_from_dict
 
     try:  # (what a run's config.yaml records beside its settings: no setting)
