@@ -106,8 +106,11 @@ def earlier_adamw_default(saved_lr: float, given: Config) -> str:
 
 
 def _value_text(value: Any) -> str:
-    """A setting's value in a message: a float to 6 digits (0.0883883), others as is."""
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    """A setting's value in a message: a float to 6 digits (0.0883883), None as flags
+    spell it (none), an empty text quoted (''), others as is."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "none" if value is None else str(value) or "''"
 
 
 _MOST_NAMED = 4  # changes a refusal names (another preset changes dozens)

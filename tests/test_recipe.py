@@ -61,6 +61,16 @@ def test_the_first_commands_recipe_with_its_own_out_is_the_same_recipe(tmp_path)
                                                     "0.3 asked")):
         check_same_recipe(saved, build_config("cifar10-cpu", flags={"loss.temperature": 0.3}),
                           set(RESUME_SETTINGS))
+    # an empty value shown, not as nothing ('color saved,  asked'), and None as flags spell it
+    flags = {"augment.asymmetric": True, "augment.first_op": "color"}
+    with pytest.raises(SimCLRError, match=re.escape("cannot change --first-op (color saved, "
+                                                    "'' asked)")):
+        check_same_recipe(build_config("digits", flags=flags),
+                          build_config("digits", flags={"augment.asymmetric": True}),
+                          set(RESUME_SETTINGS))
+    with pytest.raises(SimCLRError, match=re.escape("(64 saved, none asked)")):
+        check_same_recipe(build_config("digits", flags={"model.head_hidden_dim": 64}),
+                          build_config("digits"), set(RESUME_SETTINGS))
 
 
 def test_a_recipe_change_names_the_flags_given_first():
