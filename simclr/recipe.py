@@ -78,8 +78,8 @@ def check_same_recipe(saved: Config, given: Config, allowed: AbstractSet[str],
                           "--preset/--config and the flags, continues the run as it was")
     if changed:
         paths = sorted(changed, key=lambda p: p not in flags)  # (stable: the config's order)
-        said = ", ".join(f"--{flag_of(p)} ({_value_text(changed[p][0])} saved, "
-                         f"{_value_text(changed[p][1])} asked)" for p in paths[:_MOST_NAMED])
+        said = ", ".join(f"--{flag_of(p)} ({value_text(changed[p][0])} saved, "
+                         f"{value_text(changed[p][1])} asked)" for p in paths[:_MOST_NAMED])
         more = f" and {len(paths) - _MOST_NAMED} more" if len(paths) > _MOST_NAMED else ""
         raise SimCLRError(f"--resume continues the saved settings; cannot change {said}"
                           f"{more} (asked by --preset/--config and the flags)")
@@ -100,12 +100,12 @@ def earlier_adamw_default(saved_lr: float, given: Config) -> str:
     of this release at ``given``'s scaling rule (--lr 1 ...; ... 0.001 x B/256 ...)."""
     rule = given.optim.lr_scaling
     scaled = {"linear": " x B/256", "sqrt": " x sqrt(B)"}.get(rule, "")
-    return (f"--lr {_value_text(saved_lr)}, a default of a release before 2026-12-06 (a "
+    return (f"--lr {value_text(saved_lr)}, a default of a release before 2026-12-06 (a "
             f"preset's or file's LARS-sized lr kept for AdamW); this release's AdamW default "
-            f"is {_value_text(given.optim.lr)}{scaled} (LARS-sized rates collapse AdamW)")
+            f"is {value_text(given.optim.lr)}{scaled} (LARS-sized rates collapse AdamW)")
 
 
-def _value_text(value: Any) -> str:
+def value_text(value: Any) -> str:
     """A setting's value in a message: a float to 6 digits (0.0883883), None as flags
     spell it (none), an empty text quoted (''), others as is."""
     if isinstance(value, float):
@@ -124,7 +124,8 @@ def recipe_changes(saved: Config, given: Config, allowed: AbstractSet[str]
     no view (the pipeline's own first group: a release accepted --first-op crop) is no
     first_op: the same run (inert.first_op_moves)."""
     changed = differing(saved, given)
-    if given.augment.first_op == "" and "augment.first_op" in inert_settings(saved):
+    if "augment.first_op" in changed and given.augment.first_op == "" \
+            and "augment.first_op" in inert_settings(saved):
         changed.pop("augment.first_op", None)
     return {p: v for p, v in changed.items() if p not in allowed and p != "out"}
 

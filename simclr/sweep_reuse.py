@@ -25,7 +25,7 @@ from simclr.config import RECORDED_KEYS, RESUME_SETTINGS, Config, unsaved_value
 from simclr.errors import SimCLRError, printable
 from simclr.files import folder_holder, read_json
 from simclr.inert import VALUE_INERT, first_op_moves, inert_settings
-from simclr.recipe import flatten
+from simclr.recipe import flatten, value_text
 
 if TYPE_CHECKING:  # (sweep_grid imports this module: the cell's class for annotations only)
     from simclr.sweep_grid import Cell
@@ -72,19 +72,19 @@ def _check_same_settings(cfg: Any, run_dir: Path, cell: str) -> str | None:
     found = _saved_settings(run_dir)
     if found is None:
         return None
-    inert = (_no_effect(cfg), _saved_no_effect(found))
-    differs = _first_difference(flatten(cfg.to_dict()), flatten(found), inert)
+    inert, saved = (_no_effect(cfg), _saved_no_effect(found)), flatten(found)
+    differs = _first_difference(flatten(cfg.to_dict()), saved, inert)
     if differs is not None:
         k, then, now = differs
         _check_earlier_adamw_lr(cfg, found, run_dir, cell, inert)
         # (a first_op naming the run's own first group: the run had none, no flag gives it)
-        keep = None if k == FIRST_OP and not _own_order_unnamed(flatten(found), inert[1])[k] \
+        keep = None if k == FIRST_OP and not _own_order_unnamed(saved, inert[1])[k] \
             else _flag_setting(k, then)
         # (the same command given to a later simclr meets another default: a preset's)
         way = f"give {keep} to continue the sweep, or " if keep else ""
         raise SimCLRError(f"cell {cell} already holds a run with other settings ({k}: "
                           f"{then!r} there, {now!r} now); {way}use a new --out")
-    kept = _adopt(cfg, flatten(found), inert, f"cell {cell}: {run_dir / 'config.yaml'}")
+    kept = _adopt(cfg, saved, inert, f"cell {cell}: {run_dir / 'config.yaml'}")
     # (else the run goes on with values the command did not give, unexplained)
     return f"sweep: cell {cell} keeps its run's {', '.join(kept)}: no effect here" \
         if kept else None
@@ -152,7 +152,8 @@ def _adopt(cfg: Config, saved: dict[str, Any], inert: Inert, source: str) -> lis
     """The run's own values of the settings with no effect in the cell or the run (and
     its first_op, the same order) put into its ``cfg``: its resume refuses a setting
     changed, in effect or not, and its config.yaml is kept as it was. Returns them as
-    'path value' (``source``: the file named by a value it cannot read)."""
+    'path value', the value as a refused resume says it (``source``: the file named by a
+    value it cannot read)."""
     from simclr.settings import set_path
 
     adopted, now = [], flatten(cfg.to_dict())
@@ -160,8 +161,7 @@ def _adopt(cfg: Config, saved: dict[str, Any], inert: Inert, source: str) -> lis
         if path in saved and path in now and path not in RUNTIME_ONLY and \
                 _comparable(path, saved[path]) != _comparable(path, now[path]):
             set_path(cfg, path, saved[path], source)
-            value = saved[path]  # (shown as flags spell it: none; an empty text quoted)
-            adopted.append(f"{path} {'none' if value is None else value or repr(value)}")
+            adopted.append(f"{path} {value_text(saved[path])}")
     return adopted
 
 
