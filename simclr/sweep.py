@@ -212,7 +212,7 @@ def run_sweep(
         reused += [kept] if kept else []
     if last_check is not None:  # (it may decode for long, the checks above need not)
         last_check(configs)
-    reused += _other_images_notes(cells, configs, sizes)
+    reused += _other_images_notes(cells, configs, sizes, looks)
     make_folder(root)  # (through a link to a missing folder: its target)
     # Held for the whole sweep: a second sweep into --out is refused before it sets the
     # summary aside or rewrites it as pending under the first one.

@@ -28,6 +28,7 @@ from simclr.inert import VALUE_INERT, first_op_moves, inert_settings
 from simclr.recipe import flatten, value_text
 
 if TYPE_CHECKING:  # (sweep_grid imports this module: the cell's class for annotations only)
+    from simclr.sweep_checks import FolderLooks
     from simclr.sweep_grid import Cell
 
 SUMMARY = "summary.json"
@@ -247,17 +248,20 @@ def _find_earlier_runs(root: Path, cells: list[Cell], configs: list[Config]) -> 
     return notes
 
 
-def _other_images_notes(cells: list[Cell], configs: list[Config],
-                        sizes: list[int | None]) -> list[str]:
+def _other_images_notes(cells: list[Cell], configs: list[Config], sizes: list[int | None],
+                        looks: FolderLooks | None = None) -> list[str]:
     """A note for each finished cell whose training folder now lists another number of
     image files (``sizes``: each cell's, as :func:`check_batches` listed them, images
     beside the class folders too) than its run's (summary.json: the images read and
     those skipped, unreadable): reused as it is, as ``--resume`` of a finished run is,
     its row stands for the images it saw then. A run of a release before images beside
     class folders were kept (its checkpoint's ``all_images``, as train.pretrain reads
-    it) is told the class folders' count, without a word of the others."""
-    from simclr.folders import list_folder, named_dataset, split_root
+    it) is told the class folders' count, without a word of the others. ``looks``: the
+    folders as the sweep's checks listed them (None: listed here)."""
+    from simclr.folders import named_dataset, split_root
+    from simclr.sweep_checks import FolderLooks
 
+    looks = FolderLooks() if looks is None else looks
     in_classes: dict[str, int] = {}  # (a data axis: each folder listed once)
     notes = []
     for cell, cfg, now in zip(cells, configs, sizes, strict=True):
@@ -270,7 +274,7 @@ def _other_images_notes(cells: list[Cell], configs: list[Config],
         path = str(cfg.data.path)
         if now != then and not _counted_loose_images(cell.run_dir):
             if path not in in_classes:  # (a flat folder's images: all read, as then)
-                files = list_folder(path, train=True, unlabeled=True)
+                files = looks.listing(path)
                 assert files is not None  # (a folder: named_dataset above)
                 in_classes[path] = int((files.labels >= 0).sum()) if files.classes \
                     else len(files.paths)
