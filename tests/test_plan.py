@@ -204,10 +204,20 @@ def test_a_batch_larger_than_the_data_set_is_refused_with_one_that_fits():
     with pytest.raises(SimCLRError, match=r"--batch-size 25 is larger than the data set "
                                           r"\(24 images\); try --batch-size 16$"):
         check_batch_fits(25, 24)
-    for images, named in ((0, "0 images"), (1, "1 image")):  # not "try --batch-size 1"
+    for images, batch, named in ((0, 8, "0 images"), (1, 8, "1 image"), (1, 2, "1 image")):
         with pytest.raises(SimCLRError, match=rf"^the data set has {named}; training needs "
-                                              r"at least 2$"):
-            check_batch_fits(8, images)
+                                              r"at least 2$"):  # not "try --batch-size 1"
+            check_batch_fits(batch, images)
+
+
+def test_a_batch_too_large_for_several_processes_is_told_one_they_can_share(monkeypatch):
+    """Under --processes 3 a batch that fits is one each takes a whole share of (24 of
+    24 images), not the power of two one process is told."""
+    from simclr import distributed
+
+    monkeypatch.setattr(distributed, "launched_processes", lambda: 3)
+    with pytest.raises(SimCLRError, match=r"\(24 images\); try --batch-size 24$"):
+        check_batch_fits(25, 24)
 
 
 def test_epochs_are_whole_batches_rounded_up_and_max_steps_only_caps_them():
@@ -224,6 +234,10 @@ def test_epochs_are_whole_batches_rounded_up_and_max_steps_only_caps_them():
     assert plan_schedule(cfg, 24).total_steps == 7
     cfg.max_steps = 100
     assert plan_schedule(cfg, 24).total_steps == 30
+    # under a time budget --max-steps is the first plan's length (the refits' cap)
+    budget = build_config(flags={"batch_size": 8, "max_steps": 500,
+                                 "time_budget": "60s"})
+    assert plan_schedule(budget, 24).total_steps == 500
 
 
 def test_epochs_are_counted_as_written_not_as_their_float_product():
@@ -284,10 +298,17 @@ def test_a_chosen_warmup_cut_to_a_tenth_of_the_run_is_said():
     assert notes(**{"optim.warmup_epochs": 20}) == [
         "note: --warmup-epochs 20 is cut to 10% of the run: 100 warm-up steps of 1000 "
         "(10 epochs); --warmup-fraction sets a longer one"]
+    one = build_config(flags={"batch_size": 10, "epochs": 1, "optim.warmup_epochs": 20})
+    assert warmup_notes(one, Plan(steps_per_epoch=10, total_steps=10, warmup_steps=1)) == [
+        "note: --warmup-epochs 20 is cut to 10% of the run: 1 warm-up step of 10 "
+        "(0.1 epochs); --warmup-fraction sets a longer one"]
     assert notes(**{"optim.warmup_epochs": 10, "epochs": 50}) == []  # the default
     assert notes(**{"optim.warmup_epochs": 5}) == []  # within the cap
     assert notes(**{"optim.warmup_fraction": 0.2}) == []
     assert notes(**{"optim.warmup_epochs": 20, "time_budget": "1m"}) == []
+    budget = build_config(flags={"batch_size": 10, "optim.warmup_epochs": 20,
+                                 "time_budget": "1m"})  # (nor its re-plans' shorter ramp)
+    assert warmup_notes(budget, Plan(steps_per_epoch=10, total_steps=50, warmup_steps=5)) == []
 
 
 def _budget_lrs(cfg, num_images: int, seconds, first_step_s: float = 0.0) -> list[float]:
