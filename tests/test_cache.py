@@ -78,6 +78,9 @@ def test_bad_images_past_the_first_decoding_task_are_named_as_themselves(tmp_pat
     assert sorted(names) == [0, 1, 2, 3, 5, 6, 8, 9]
     expected = np.stack([arrays[k] for k in names]).transpose(0, 3, 1, 2)
     assert (src.get_batch(np.arange(8)).numpy() == expected).all()
+    from simclr.folders import scan_folder  # square pictures: no aspects kept (a bad
+    images = scan_folder(tmp_path / "imgs")  # file's counts as square)
+    assert cache.build_cache(images, 16, tmp_path / "cache", 0).aspect is None
 
 
 def test_a_decoding_process_leaves_ctrl_c_to_the_main_process(monkeypatch):
@@ -225,6 +228,35 @@ def test_files_swapped_or_rewritten_under_the_same_size_and_mtime_rebuild_it(tmp
     os.utime(folder / "3.png", ns=(stamp, stamp))
     src = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
     assert (src.get_batch([1]).numpy()[0] == same.transpose(2, 0, 1)).all()
+
+
+def test_files_swapped_where_a_rename_leaves_the_ctime_change_the_key(tmp_path, monkeypatch):
+    """POSIX lets a rename leave a file's ctime: the inode still tells two swapped files
+    of one size and mtime apart."""
+    from simclr.folders import scan_folder
+
+    _cifar_like(tmp_path / "imgs")
+    folder = tmp_path / "imgs" / "cat"
+    real_stat = os.stat
+
+    class RenameKeepsCtime:  # (the stat of a file system whose rename leaves the ctime)
+        def __init__(self, st):
+            self._st = st
+
+        def __getattr__(self, name):
+            return 0 if name == "st_ctime_ns" else getattr(self._st, name)
+
+    monkeypatch.setattr(cache.os, "stat",
+                        lambda p, *a, **k: RenameKeepsCtime(real_stat(p, *a, **k)))
+    for p in (folder / "1.png", folder / "3.png"):
+        os.utime(p, ns=(1_700_000_000_000_000_000,) * 2)  # (one mtime, as tar leaves them)
+    assert (folder / "1.png").stat().st_size == (folder / "3.png").stat().st_size
+    images = scan_folder(tmp_path / "imgs")
+    before = cache._cache_key(images, 16, 100, "full")
+    os.rename(folder / "1.png", folder / "x.png")
+    os.rename(folder / "3.png", folder / "1.png")
+    os.rename(folder / "x.png", folder / "3.png")
+    assert cache._cache_key(images, 16, 100, "full") != before
 
 
 def test_a_folder_with_a_very_long_name_is_cached(tmp_path):
@@ -670,6 +702,8 @@ def test_a_folder_moved_with_its_files_keeps_its_cache_at_the_new_place(tmp_path
     lambda m: {**m, "aspect": [float("nan")] * 6}, lambda m: {**m, "aspect": [float("inf")] * 6},
     lambda m: {**m, "kept": m["kept"][1:], "skipped": [[0, 5]]},  # (a reason not as text)
     lambda m: {k: v for k, v in m.items() if k != "aspect"},
+    lambda m: {k: v for k, v in m.items() if k != "crc32"},
+    lambda m: {**m, "crc32": str(m["crc32"])}, lambda m: {**m, "checked": None},
 ])
 def test_a_sidecar_of_the_right_version_but_not_as_written_is_rebuilt(tmp_path, edit):
     """Valid JSON that simclr did not write (edited, another tool's) was read as a cache
@@ -686,6 +720,7 @@ def test_a_sidecar_of_the_right_version_but_not_as_written_is_rebuilt(tmp_path, 
     assert again.num_images == 6 and torch.equal(again.get_batch(np.arange(6)), first)
     rebuilt = json.loads(meta.read_text())
     assert (rebuilt["kept"], rebuilt["aspect"]) == (list(range(6)), written["aspect"])
+    assert rebuilt["crc32"] == written["crc32"]
 
 
 def test_a_record_of_another_version_or_a_pixel_file_of_another_side_is_rebuilt(tmp_path):
@@ -769,7 +804,9 @@ def test_a_changed_pixel_is_found_by_the_checksum_and_rebuilt(tmp_path, caplog, 
     """A byte flipped in the .npy was trained on: nothing checked the pixels. (Its mtime
     set back, as a copy with `rsync -t` would: the ctime still says it was written.)
     An unchanged cache is not read whole again on the next open (a large one would cost
-    seconds on every run)."""
+    seconds on every run). The checksum covers the whole file, read in chunks (a cache
+    may exceed the memory)."""
+    monkeypatch.setattr(cache, "_CRC_CHUNK", 64)  # (16 MiB: many chunks here too)
     _cifar_like(tmp_path / "imgs")
     first = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path)).get_batch(np.arange(6))
     (npy,) = (tmp_path / "cache").glob("*.npy")
@@ -1046,6 +1083,31 @@ def test_a_changed_folder_whose_old_cache_makes_the_room_gets_its_new_cache(
         f"removed {old.npy}, the cache of this folder before it changed (0 MiB), to make "
         "room for its new cache"]
     assert not superseded(after)  # (`simclr cache --clean`: nothing left to do)
+
+
+def test_a_damaged_cache_rebuilt_in_place_still_counts_its_folders_old_cache_as_room(
+        tmp_path, monkeypatch):
+    """A cache rebuilt under its own name (its pixels changed) is no newer cache that
+    makes the build's own look replaced: the folder's old cache still makes the room."""
+    import shutil
+
+    _cifar_like(tmp_path / "imgs")
+    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    (old,) = cache_entries(tmp_path / "cache")
+    for path in (old.npy, old.meta):
+        shutil.copy2(path, tmp_path / path.name)
+    save_image(tmp_path / "imgs" / "cat" / "9.png", rgb(16, 16))
+    open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    (current,) = cache_entries(tmp_path / "cache")
+    for path in (old.npy, old.meta):  # (the old cache back, as a run left it)
+        shutil.copy2(tmp_path / path.name, path)
+    raw = bytearray(current.npy.read_bytes())
+    raw[-100] ^= 0x10
+    current.npy.write_bytes(bytes(raw))
+    _free_space(monkeypatch, 7 * 16 * 16 * 3 - old.nbytes + 512)
+    source = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path))
+    assert source.cached and source.num_images == 7
+    assert [e.npy for e in cache_entries(tmp_path / "cache")] == [current.npy]
 
 
 @pytest.mark.parametrize("room", ["exactly the new cache", "exactly with the old one"])
