@@ -35,8 +35,11 @@ def test_the_cache_command_lists_and_cleans_what_no_run_needs(tmp_path, capsys):
     mine = tmp_path / "cache" / "features.npy"  # a user's own files there: never touched
     np.save(mine, np.zeros(3))
     mine.with_suffix(".json").write_text("{}")
+    np.save(tmp_path / "cache" / "run-2-64px-deadbeef.npy", np.zeros(3))  # (no 20-digit key)
     entries = {Path(e.root).name: e for e in cache_entries(tmp_path / "cache")}
     assert sorted(entries) == ["gone", "kept", "old", "recent"]
+    assert all(e.nbytes == e.npy.stat().st_size + e.meta.stat().st_size  # (both files)
+               for e in entries.values())
     at = {k: f"{e.root}  {e.npy.name}" for k, e in entries.items()}  # (and its file)
     shutil.rmtree(tmp_path / "gone")
     month_ago = time.time() - 40 * 86400
@@ -62,8 +65,8 @@ def test_the_cache_command_lists_and_cleans_what_no_run_needs(tmp_path, capsys):
         "kept", "recent"]
     assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clear"]) == 0
     assert cache_entries(tmp_path / "cache") == []
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["features.json",
-                                                                     "features.npy"]
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [
+        "features.json", "features.npy", "run-2-64px-deadbeef.npy"]
     # A folder changed since its cache was built: the new cache replaces the old one,
     # which the build removes (test below) or, where it could not, --clean.
     open_source(str(tmp_path / "kept"), data_cfg(tmp_path))
@@ -234,6 +237,7 @@ def test_a_killed_builds_file_is_listed_and_cleaned(tmp_path, capsys):
         path.write_bytes(bytes(3 << 20))
     for path in (left, theirs):
         _age(path, 2 * 3600)
+    _age(young, 30 * 60)  # (half an hour untouched: a build may still be writing it)
     assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
     out = capsys.readouterr().out
     assert f"3.0 MiB  {left.name}  (a killed build's file: --clean removes it)\n" in out
@@ -304,6 +308,8 @@ def test_the_default_cache_folder_follows_xdg_cache_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache_folder(DataConfig.cache_dir) == tmp_path / "xdg/simclr/decoded"
     assert cache_folder(tmp_path / "mine") == tmp_path / "mine"
+    monkeypatch.chdir(tmp_path)  # (messages name it whole)
+    assert cache_folder("mine") == tmp_path / "mine"
     src = open_source(str(tmp_path / "imgs"), DataConfig(workers=0, cache="on"))
     assert src.cached
     assert len(list((tmp_path / "xdg/simclr/decoded").glob("*.npy"))) == 1
