@@ -1016,3 +1016,54 @@ def test_a_missing_file_is_a_bad_image_not_a_failure_that_may_pass(tmp_path):
     with pytest.raises(BadImageError, match="cannot read the file") as caught:
         open_image(tmp_path / "gone.png")
     assert not isinstance(caught.value, decode.ReadFailure)
+
+
+def test_refusing_truncated_images_returns_the_setting_it_replaced():
+    """A caller from Python gets its own LOAD_TRUNCATED_IMAGES back from the call that
+    made PIL refuse truncated files (True here, not always False)."""
+    from simclr.decode import pil_truncation, refuse_truncated_images
+
+    before = pil_truncation()
+    try:
+        pil_truncation(True)
+        assert refuse_truncated_images() is True and pil_truncation() is False
+        assert refuse_truncated_images() is False and pil_truncation() is False
+    finally:
+        pil_truncation(before)
+
+
+@pytest.mark.parametrize("orientation", [5, 7])
+def test_a_transposing_exif_orientation_swaps_the_stored_aspect(tmp_path, orientation):
+    """Orientations 5 and 7 (a transpose, a transverse) swap width and height as 6 and
+    8 do: a 16 x 8 file so turned stands for an 8 x 16 picture."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    p = tmp_path / "turned.jpg"
+    Image.fromarray(smooth_rgb(8, 16)).save(p, quality=90, exif=exif.tobytes())
+    assert open_image(p).size == (8, 16)
+    assert load_square(str(p), 8)[1] == 8 / 16
+
+
+def test_a_decoders_error_is_named_in_one_line_or_by_its_type(tmp_path, monkeypatch):
+    """A decoder's message of several lines gives its first as the reason (a cache
+    records one line per file); one without a message is named by its type."""
+    path = save_image(tmp_path / "a.png", rgb(8, 8))
+    for error, reason in ((RuntimeError("bad Huffman code\n  at byte 812"),
+                           "cannot decode: bad Huffman code"),
+                          (RuntimeError(), "cannot decode: RuntimeError")):
+        def fail(f, error=error):
+            raise error
+
+        monkeypatch.setattr(decode, "_open_header", fail)
+        with pytest.raises(BadImageError) as info:
+            decode.open_image(path)
+        assert info.value.reason == reason
+
+
+def test_a_small_picture_stored_at_a_training_side_is_resized_as_a_large_one():
+    """The S x S result bordered to eval_side(S) is only for that side: under a user's
+    'eval:S' store at the training side (round(1.15 S): 28 for 24, not 27), a small
+    picture's square is the shorter side resized to the side, around the centre crop."""
+    x = torch.from_numpy(rgb(20, 12, 6)).permute(2, 0, 1)[None]
+    want = _torchvision_crop(x.float(), 28, 28).round().clamp(0, 255).to(torch.uint8)
+    assert torch.equal(fit_square_tensor(x, 28, "eval:24"), want)
