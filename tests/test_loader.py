@@ -299,3 +299,44 @@ def test_prefetching_loses_no_item_to_a_slow_consumer_and_stops_gathering_when_c
     next(stream)
     stream.close()
     assert len(gathered) <= 5  # (one taken, two queued, one waiting: not the 1000)
+
+
+def test_a_batchs_indices_changed_by_the_caller_leave_the_epochs_order_alone():
+    """The indices handed out are the caller's own tensor: writing into one (in place)
+    changed the loader's order for its later iterations."""
+    src = _indexed_source(16)
+    loader = BatchLoader(src, 4, seed=2, epoch=0)
+    for idx, _, _ in loader:
+        idx.fill_(0)
+    assert [i.tolist() for i, _ in _epoch(loader)] == \
+        epoch_permutation(16, 2, 0).reshape(4, 4).tolist()
+
+
+def test_a_loaders_own_worker_count_overrides_its_sources():
+    """workers=N decodes in N processes whatever the source was opened with (None:
+    the source's own count)."""
+    src = _indexed_source(16)
+    src.workers = 3
+    assert BatchLoader(src, 4, 0, 0, workers=0).workers == 0
+    assert BatchLoader(src, 4, 0, 0).workers == 3
+
+
+def test_a_decode_device_gets_the_jpegs_the_workers_read(tmp_path, monkeypatch):
+    """With decode_device, the epoch's JPEGs are decoded by the device decoder (here
+    the CPU's), not in the workers."""
+    import torchvision.io
+
+    for k in range(4):
+        save_image(tmp_path / "photos" / f"{k}.jpg", smooth_rgb(40, 30, k), quality=90)
+    decoded = []
+    real = torchvision.io.decode_jpeg
+
+    def decode_jpeg(data, *args, **kwargs):
+        decoded.append(len(data) if isinstance(data, list) else 1)
+        return real(data, *args, **kwargs)
+
+    monkeypatch.setattr(torchvision.io, "decode_jpeg", decode_jpeg)
+    src = open_source(str(tmp_path / "photos"), data_cfg(tmp_path, cache="off"), image_size=16)
+    assert not src.cached
+    _epoch(BatchLoader(src, 2, 0, 0, workers=0, decode_device=torch.device("cpu")))
+    assert decoded == [2, 2]
