@@ -419,3 +419,31 @@ def test_a_files_batchnorm_counters_are_kept_and_a_stray_key_is_no_resnet():
     _, weights, _ = as_encoder(state)
     assert weights["encoder.stem.1.num_batches_tracked"] == 7
     assert resnet_layout({**state, 0: torch.zeros(1)}) is None
+
+
+def test_an_empty_dict_is_no_state_dict(tmp_path):
+    """torch.save({}) is not "a state dict but not a ResNet": it holds no tensors, and
+    is refused as no simclr checkpoint."""
+    from simclr.torchvision_io import is_torchvision_state
+
+    assert not is_torchvision_state({}) and is_torchvision_state({"w": torch.zeros(1)})
+    torch.save({}, tmp_path / "empty.pt")
+    with pytest.raises(SimCLRError, match="is not a simclr checkpoint"):
+        load_checkpoint(tmp_path / "empty.pt")
+
+
+def test_another_networks_bare_weights_are_unwrapped_unchanged():
+    """Weights of a network that is no ResNet, without DDP's prefix, keep every name
+    (not only those under 'module.', which left none)."""
+    state = {"features.0.weight": torch.zeros(2), "module.head.weight": torch.ones(2)}
+    got = unwrapped_state(state)
+    assert got.keys() == state.keys() and all(got[k] is v for k, v in state.items())
+
+
+def test_a_stem_of_another_input_or_kernel_is_no_resnet_layout():
+    """A first convolution of 1 input channel or a 5x5 kernel is neither of simclr's
+    stems (3x3 CIFAR, 7x7 ImageNet, on RGB): no ResNet layout is read off it."""
+    state = to_torchvision(build_encoder("resnet18", 0.125, True).state_dict())
+    for shape in ((8, 1, 3, 3), (8, 3, 5, 5)):
+        assert resnet_layout({**state, "conv1.weight": torch.zeros(shape)}) is None, shape
+    assert resnet_layout(state) == ("resnet18", 0.125, True)
