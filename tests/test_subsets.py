@@ -92,8 +92,9 @@ def test_subset_ignores_unlabeled_images_and_reports_errors():
         class_balanced_subset(LABELS, fraction=0.1, per_class=2)
     with pytest.raises(SimCLRError, match="exactly one"):
         class_balanced_subset(LABELS)
-    with pytest.raises(SimCLRError, match="--label-fraction"):
-        class_balanced_subset(LABELS, fraction=1.5)
+    for fraction in (1.5, 0, 0.0, -0.1):  # (0 is no labels: refused, not one a class)
+        with pytest.raises(SimCLRError, match=r"--label-fraction must lie in \(0, 1\], got"):
+            class_balanced_subset(LABELS, fraction=fraction)
     with pytest.raises(SimCLRError, match="--labels-per-class"):
         class_balanced_subset(LABELS, per_class=0)
     with pytest.raises(SimCLRError, match="no labeled"):
@@ -151,13 +152,15 @@ def test_a_subset_list_naming_a_held_out_test_image_says_so(tmp_path):
     listed = tmp_path / "list.txt"
     listed.write_text("/data/a/2.jpg\n")
     assert subset_from_list(Source(), listed, held).tolist() == [1]
-    listed.write_text("/data/a/2.jpg\n4.jpg\n")
-    with pytest.raises(SimCLRError, match=r"1 of the listed images are among those "
+    listed.write_text("/data/a/2.jpg\n4.jpg\n/data/b/1.jpg\n")  # (the first is named)
+    with pytest.raises(SimCLRError, match=r"2 of the listed images are among those "
                        r"--test-fraction holds out for testing \(first: '4.jpg'\)"):
         subset_from_list(Source(), listed, held)
     listed.write_text("/data/b/4.jpg\n")  # (by its full path too)
     with pytest.raises(SimCLRError, match=r"among those --test-fraction holds out"):
         subset_from_list(Source(), listed, held)
+    with pytest.raises(SimCLRError, match=r"among those --test-fraction holds out"):
+        labeled_subset(Source(), listed, None, None, 0, held)  # (as fine-tuning asks)
     listed.write_text("1.jpg\n")
     with pytest.raises(SimCLRError, match="'1.jpg' names several images"):
         subset_from_list(Source(), listed, held)
@@ -192,6 +195,21 @@ def test_subset_paths_relative_to_a_folder_given_by_a_relative_path(tmp_path, mo
     listing.write_text("class_0/001.png\nclass_1/002.png\n")
     chosen = subset_from_list(train, listing)
     assert sorted(train.paths[i].split("/")[-1] for i in chosen) == ["001.png", "002.png"]
+
+
+def test_a_list_written_from_relative_file_names_is_relative_to_the_folder(tmp_path,
+                                                                          monkeypatch):
+    """A source whose files are named relative to the working folder (``train/a/1.jpg``
+    for the folder ``train``) lists them as relative to its folder all the same."""
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+
+    class Source:
+        name = "train"
+        paths = ["train/a/1.jpg", "train/a/2.jpg"]
+
+    path = write_subset_list(Source(), np.array([1]), tmp_path / "list.txt")
+    assert path.read_text().splitlines() == ["a/2.jpg"]
 
 
 def test_a_tiny_fraction_still_draws_one_image_a_class():
