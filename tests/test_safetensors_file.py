@@ -13,7 +13,7 @@ import torchvision
 from simclr.checkpoint_read import load_checkpoint
 from simclr.errors import SimCLRError
 from simclr.pretrained import encoder_from_checkpoint
-from simclr.safetensors_file import read_safetensors
+from simclr.safetensors_file import is_safetensors, read_safetensors
 
 # names the specification gives each dtype, and numpy's spelling of its bytes
 _NAMES = {torch.float32: ("F32", "<f4"), torch.float16: ("F16", "<f2"),
@@ -52,8 +52,12 @@ def test_tensors_round_trip_exactly(tmp_path):
 @pytest.mark.parametrize(("damage", "problem"), [
     (lambda b: b[:-3], r"tensor 'w': the file ends early"),
     (lambda b: b[:6], r"the file ends early"),
+    (lambda b: b[:7], r"the file ends early"),  # (a header length one byte short)
+    # (cut within the header: not the header's damage)
+    (lambda b: b[:8 + struct.unpack("<Q", b[:8])[0] - 3], r"the file ends early"),
     (lambda b: struct.pack("<Q", 10**12) + b[8:], r"no header"),
     (lambda b: b[:8] + b"[" + b[9:], r"its header is not JSON"),
+    (lambda b: struct.pack("<Q", 8) + b"[1, 2] \n", r"its header is not a mapping"),
     (lambda b: b.replace(b'"F32"', b'"F99"'), r"tensor 'w': dtype 'F99' is not one simclr reads"),
     (lambda b: b.replace(b"[2, 3]", b"[2, 2]"),
      r"tensor 'w': 24 bytes for a F32 tensor of shape \(2, 2\)"),
@@ -165,3 +169,41 @@ def test_a_dtype_that_is_not_a_string_is_one_line(tmp_path, dtype):
                                           r"safetensors file \(tensor 'w': dtype .* is not one "
                                           r"simclr reads\)$"):
         read_safetensors(path)
+
+
+def test_a_safetensors_file_is_known_by_its_suffix_in_any_case():
+    """model.SAFETENSORS (a copy from a case-blind file system) is read as one too."""
+    from pathlib import Path
+
+    assert all(is_safetensors(Path(name)) for name in ("m.safetensors", "d/m.SafeTensors"))
+    assert not any(is_safetensors(Path(name)) for name in ("m.pt", "m.safetensors.pt",
+                                                           "safetensors"))
+
+
+@pytest.mark.parametrize(("header", "size", "problem"), [
+    ({"w": ("F32", [1], [-4, 4])}, 4, r"tensor 'w': its offsets are not the format's"),
+    ({"w": ("F32", [0], [8, 0])}, 8, r"tensor 'w': its offsets are not the format's"),
+    # an empty tensor among another's bytes: the specification's library refuses it too
+    ({"a": ("F32", [2], [0, 8]), "e": ("F32", [0], [4, 4])}, 8,
+     r"tensor 'e': its bytes overlap tensor 'a''s"),
+    ({"a": ("U8", [1], [0, 1]), "b": ("U8", [1], [2, 3])}, 3,
+     r"tensor 'b': 1 bytes before it belong to no tensor"),
+], ids=["negative-begin", "begin-past-end", "empty-among-anothers", "one-byte-hole"])
+def test_offsets_out_of_order_or_among_anothers_bytes_are_refused(tmp_path, header, size,
+                                                                 problem):
+    """A begin below 0 or past its end is not a span (it was refused as an overlap, or as
+    the file ending early); a zero-byte tensor inside another's bytes, or a one-byte hole,
+    is not the back-to-back layout."""
+    path = tmp_path / "w.safetensors"
+    _write_raw(path, {name: {"dtype": d, "shape": s, "data_offsets": o}
+                      for name, (d, s, o) in header.items()}, bytes(size))
+    with pytest.raises(SimCLRError, match=r"safetensors file \(" + problem + r"\)$"):
+        read_safetensors(path)
+
+
+def test_a_file_that_cannot_be_read_is_one_line(tmp_path):
+    """A missing file, or a folder of that name, is said in one line, not an OSError."""
+    (tmp_path / "dir.safetensors").mkdir()
+    for name, why in (("gone.safetensors", "No such file"), ("dir.safetensors", "directory")):
+        with pytest.raises(SimCLRError, match=rf"^cannot read .*{name}: .*{why}"):
+            read_safetensors(tmp_path / name)
