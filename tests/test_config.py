@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -42,6 +44,7 @@ def test_cifar_preset_is_the_official_recipe():
         "resnet18", 512, 1.0, 1e-4)
     assert cfg.loss.temperature == 0.5 and not cfg.augment.blur
     assert cfg.augment.jitter() == pytest.approx((0.4, 0.4, 0.4, 0.1))
+    assert (cfg.optim.name, cfg.optim.lr_scaling, cfg.epochs) == ("lars", "linear", 1000)
     # the head of the official run.py's defaults (num_proj_layers=3), which its README's
     # CIFAR-10 command keeps
     assert (cfg.model.head, cfg.model.head_layers, cfg.model.head_out_dim) == ("mlp", 3, 128)
@@ -121,6 +124,17 @@ def test_our_presets_are_the_recipes_their_notes_give():
     assert photos.augment.evaluation_size() == 128
     assert photos.augment.blur and photos.augment.jitter() == pytest.approx(
         (0.4, 0.4, 0.4, 0.1))
+    assert (photos.loss.temperature, photos.model.head_batch_norm, photos.batch_size) == (
+        0.2, True, 512)
+    assert not digits.augment.blur and digits.loss.temperature == 0.2
+    assert Path(digits.out).parts[-2:] == ("runs", "digits")
+    # each the CIFAR recipe's optimiser (LARS, lr 1.0 linear, wd 1e-4) and colour strength
+    # 0.5; 100 epochs a time budget cuts short, checkpoints as often as a run's length asks
+    for cfg, epochs, every in ((cpu, 100, 1000), (photos, 100, 500), (digits, 40, 0)):
+        assert (cfg.optim.name, cfg.optim.lr, cfg.optim.lr_scaling, cfg.optim.weight_decay) \
+            == ("lars", 1.0, "linear", 1e-4)
+        assert cfg.augment.jitter() == pytest.approx((0.4, 0.4, 0.4, 0.1))
+        assert (cfg.epochs, cfg.checkpoint_every) == (epochs, every)
 
 
 def test_the_defaults_train_the_papers_model_with_its_ops_alone():
