@@ -11,7 +11,13 @@ import torch
 from simclr.config import DataConfig
 from simclr.data import open_source
 from simclr.errors import SimCLRError
-from simclr.named_data import digits_source, digits_split
+from simclr.named_data import (
+    NAMED_TRAIN_SIZES,
+    digits_source,
+    digits_split,
+    is_digits,
+    open_named,
+)
 
 
 def test_digits_source_shapes_and_values():
@@ -81,12 +87,99 @@ def test_a_named_sets_size_is_known_from_its_files_without_reading_them(tmp_path
 
     for name, folder, files in (("cifar10", "cifar-10-batches-py",
                                  [f"data_batch_{k}" for k in range(1, 6)]),
+                                ("cifar100", "cifar-100-python", ["train"]),
                                 ("stl10", "stl10_binary",
                                  ["train_X.bin", "train_y.bin", "unlabeled_X.bin"])):
         cfg = DataConfig(root=str(tmp_path / name))
         with pytest.raises(SimCLRError, match=f"{name} not found under"):
             named_train_size(name, cfg)
         (tmp_path / name / folder).mkdir(parents=True)
-        for f in files:
+        for f in files[:-1]:  # (all but one: the set is not there, so it is opened)
             (tmp_path / name / folder / f).write_bytes(b"")
-        assert named_train_size(name, cfg) == {"cifar10": 50_000, "stl10": 105_000}[name]
+        with pytest.raises(SimCLRError, match=f"{name} not found under"):
+            named_train_size(name, cfg)
+        (tmp_path / name / folder / files[-1]).write_bytes(b"")
+        assert named_train_size(name, cfg) == NAMED_TRAIN_SIZES[name]
+    assert NAMED_TRAIN_SIZES == {"cifar10": 50_000, "cifar100": 50_000, "stl10": 105_000}
+
+
+def test_digits_split_draws_its_parts_from_the_seed_each_in_the_digits_order():
+    """The first train_size of a permutation by default_rng(seed) are the train part,
+    the others the test part, each sorted (seed 0 by default)."""
+    full = digits_source()
+    for seed, split in ((0, digits_split()), (1, digits_split(seed=1))):
+        perm = np.random.default_rng(seed).permutation(1797)
+        for part, idx in zip(split, (np.sort(perm[:1200]), np.sort(perm[1200:])), strict=True):
+            assert np.array_equal(part.labels, full.labels[idx])
+            assert torch.equal(part.get_batch(np.arange(3)), full.get_batch(idx[:3]))
+    assert not np.array_equal(digits_split(seed=1)[0].labels, digits_split()[0].labels)
+
+
+def test_a_folder_named_digits_is_a_folder_not_the_demo(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert is_digits(None) and is_digits("digits") and not is_digits("DIGITS")
+    (tmp_path / "digits").mkdir()
+    assert is_digits(None) and not is_digits("digits")
+
+
+class _FakeSet:
+    """A torchvision data set class that records how it was made: there (or fetched)
+    it holds 4 tiny images, else it raises as torchvision does."""
+
+    def __init__(self, calls: list, there: bool, fails: Exception | None = None) -> None:
+        self.calls, self.there, self.fails = calls, there, fails
+
+    def __call__(self, root: str, download: bool, **kw):
+        self.calls.append((root, download, kw))
+        if not (self.there or download):
+            raise RuntimeError("Dataset not found or corrupted.")
+        if download and self.fails is not None:
+            raise self.fails
+        stl = "split" in kw
+        rng = np.random.default_rng(0)
+        shape = (4, 3, 6, 5) if stl else (4, 6, 5, 3)
+        data = rng.integers(0, 256, shape, dtype=np.uint8)
+        labels = [2, 0, 1, 2]
+        return type("DS", (), {"data": data, "classes": ["a", "b", "c"],
+                               "labels" if stl else "targets": labels})()
+
+
+def test_torchvision_sets_are_opened_at_their_split_in_their_layout(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    calls: list = []
+    monkeypatch.setattr(tvd, "CIFAR100", _FakeSet(calls, there=True))
+    monkeypatch.setattr(tvd, "STL10", _FakeSet(calls, there=True))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cfg = DataConfig(root="~/sets")
+    root = str(tmp_path / "sets")
+    for name, train in (("cifar100", False), ("cifar100", True), ("stl10", True),
+                        ("stl10", False)):
+        src = open_named(name, cfg, train=train)
+        split = "train" if train else "test"
+        assert src.name == f"{name}[{split}]" and src.labels.tolist() == [2, 0, 1, 2]
+        assert src.classes == ["a", "b", "c"] and src.image_hw == (6, 5)
+        kw = ({"split": "train+unlabeled" if train else "test"} if name == "stl10"
+              else {"train": train})
+        assert calls.pop() == (root, False, kw)
+    ds = _FakeSet([], there=True)(root, False, train=True)
+    assert torch.equal(open_named("cifar100", cfg, train=True).get_batch([1]),
+                       torch.from_numpy(ds.data[1:2]).permute(0, 3, 1, 2))
+
+
+def test_a_download_is_tried_only_when_asked_and_its_error_is_said(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+
+    calls: list = []
+    monkeypatch.setattr(tvd, "CIFAR10", _FakeSet(calls, there=False))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(SimCLRError, match=f"cifar10 not found under {tmp_path}/sets;"):
+        open_named("cifar10", DataConfig(root="~/sets"), train=True)
+    assert [c[1] for c in calls] == [False]
+    cfg = DataConfig(root=str(tmp_path), download=True)
+    assert open_named("cifar10", cfg, train=True).num_images == 4
+    assert [c[1] for c in calls] == [False, False, True]
+    monkeypatch.setattr(tvd, "CIFAR10", _FakeSet(calls, False, OSError("no route to host")))
+    with pytest.raises(SimCLRError, match="could not download cifar10 into .*: no route to "
+                                          "host \\(offline"):
+        open_named("cifar10", cfg, train=True)
