@@ -42,10 +42,10 @@ def test_the_cache_command_lists_and_cleans_what_no_run_needs(tmp_path, capsys):
                for e in entries.values())
     at = {k: f"{e.root}  {e.npy.name}" for k, e in entries.items()}  # (and its file)
     shutil.rmtree(tmp_path / "gone")
-    month_ago = time.time() - 40 * 86400
+    month_ago = time.time() - 31 * 86400
     for name in ("old", "kept"):
         os.utime(entries[name].meta, (month_ago, month_ago))
-    weeks_ago = time.time() - 20 * 86400  # within the default 30 days: kept
+    weeks_ago = time.time() - 29 * 86400  # within the default 30 days: kept
     os.utime(entries["recent"].meta, (weeks_ago, weeks_ago))
     open_source(str(tmp_path / "kept"), data_cfg(tmp_path))  # reused: used today
     assert main(["cache", "--cache-dir", str(tmp_path / "cache")]) == 0
@@ -53,14 +53,14 @@ def test_the_cache_command_lists_and_cleans_what_no_run_needs(tmp_path, capsys):
     assert "4 caches" in listed and "removed:" not in listed
     # The listing marks what --clean would remove (nothing is removed by it).
     assert f"{at['gone']}  (its folder is gone: --clean removes it)\n" in listed
-    assert f"{at['old']}  (unused for 40 days: --clean removes it)\n" in listed
+    assert f"{at['old']}  (unused for 31 days: --clean removes it)\n" in listed
     assert f"{at['kept']}\n" in listed and f"{at['recent']}\n" in listed
     assert "MiB; --clean would free " in listed
     assert len(cache_entries(tmp_path / "cache")) == 4
     assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clean"]) == 0
     out = capsys.readouterr().out
     assert f"{at['gone']}  (removed: its folder is gone)" in out
-    assert f"{at['old']}  (removed: unused for 40 days)" in out and "MiB freed" in out
+    assert f"{at['old']}  (removed: unused for 31 days)" in out and "MiB freed" in out
     assert sorted(Path(e.root).name for e in cache_entries(tmp_path / "cache")) == [
         "kept", "recent"]
     assert main(["cache", "--cache-dir", str(tmp_path / "cache"), "--clear"]) == 0
