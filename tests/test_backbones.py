@@ -247,7 +247,9 @@ def test_the_supervised_baselines_classifier_builds_on_them():
 
 def test_torchvision_weights_inside_a_larger_model_are_found_under_their_prefix():
     """--init-from with a Lightning-style file (backbone.* beside projector.*): the
-    network's own tensors are found under backbone., the rest left out."""
+    network's own tensors are found under backbone., the rest left out; a shorter
+    prefix holding some of them is passed over, and of two holding them all (a MoCo
+    file's momentum copy) the shortest is read."""
     from simclr.backbones import TorchvisionEncoder
     from simclr.torchvision_io import torchvision_weights
 
@@ -255,7 +257,10 @@ def test_torchvision_weights_inside_a_larger_model_are_found_under_their_prefix(
     torch.manual_seed(2)
     weights = torchvision.models.get_model("mobilenet_v3_small").state_dict()
     saved = {**{f"model.backbone.{k}": v for k, v in weights.items()},
-             "model.projector.0.weight": torch.zeros(4, 4)}
+             "model.projector.0.weight": torch.zeros(4, 4),
+             "ema.features.0.0.weight": torch.zeros_like(weights["features.0.0.weight"]),
+             **{f"model.momentum_backbone.{k}": torch.zeros_like(v)
+                for k, v in weights.items()}}
     encoder.load_state_dict(torchvision_weights(saved, encoder))  # strict
     assert torch.equal(encoder.state_dict()["net.features.0.0.weight"],
                        weights["features.0.0.weight"])
