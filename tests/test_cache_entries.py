@@ -157,6 +157,18 @@ def test_a_listing_escapes_a_caches_folder_and_reads_odd_sidecar_values_as_damag
     listed = capsys.readouterr().out
     assert "\x1b" not in listed and listed.count("  ?  ") == 4, listed
     assert "full\\x1b[2J" in listed
+    # A sidecar nested too deep to parse is damaged too (a RecursionError's traceback),
+    # and a version that is no number reads as unrecorded (never compared as outdated).
+    deep = current.npy.with_name(f"{current.npy.name[:-24]}{7:020d}.npy")
+    shutil.copyfile(current.npy, deep)
+    deep.with_suffix(".json").write_text("[" * 100_000)
+    texty = current.npy.with_name(f"{current.npy.name[:-24]}{8:020d}.npy")
+    shutil.copyfile(current.npy, texty)
+    texty.with_suffix(".json").write_text(json.dumps({**meta, "version": "5"}))
+    assert {e.npy: e.version for e in cache_entries(tmp_path / "cache")}[texty] is None
+    for flags in ([], ["--clean"]):
+        assert main(["cache", "--cache-dir", str(tmp_path / "cache"), *flags]) == 0
+    assert texty.exists() and capsys.readouterr().out.count("  ?  ") == 10
 
 
 def test_only_an_older_cache_of_the_same_folder_side_and_storage_is_replaced():
@@ -170,6 +182,78 @@ def test_only_an_older_cache_of_the_same_folder_side_and_storage_is_replaced():
                entry("pixels", "/a", 32, "full", 6, (1000, False, False)),
                entry("new", "/a", 32, "full", 7)]
     assert superseded(entries) == {Path("old.npy")}
+
+
+def test_a_record_without_its_cache_or_a_newer_simclrs_cache_replaces_nothing():
+    """A sidecar whose .npy is gone is no cache, and a newer simclr's cache (a higher
+    version, sharing the folder) is its own: neither replaces an older cache of theirs."""
+    from simclr.cache_entries import cache_version
+
+    def entry(name, root, used, **more):
+        return CacheEntry(Path(f"{name}.npy"), Path(f"{name}.json"), 1, root, 4, 32,
+                          used, "full", (89478485, False, False), **more)
+
+    now = cache_version("full")
+    entries = [entry("a", "/a", 1, version=now), entry("b", "/b", 2, version=now),
+               entry("a-record", "/a", 3, orphan=True, version=now),
+               entry("b-newer", "/b", 4, version=now + 1)]
+    assert superseded(entries) == set()
+
+
+def test_a_build_replaces_its_folders_older_and_earlier_simclrs_caches_alone():
+    """The caches a build removes: its own folder's replaced one and an earlier simclr's,
+    each with why, never another folder's; a build that does not read as the newest (a
+    clock set back) replaces none but the earlier simclr's."""
+    from simclr.cache_entries import cache_version, replaced_caches
+
+    def entry(name, root, used, version=None):
+        return CacheEntry(Path(f"{name}.npy"), Path(f"{name}.json"), 1, root, 4, 32, used,
+                          "full", (89478485, False, False), version=version or now)
+
+    now = cache_version("full")
+
+    old, early, other = entry("old", "/a", 1), entry("early", "/a", 2, 1), entry("b", "/b", 3, 1)
+    built = entry("built", "/a", 4)
+    assert replaced_caches([old, early, other, built], built.npy, "/a") == [
+        (old, "the cache of this folder before it changed"),
+        (early, "a cache of this folder written by an earlier simclr")]
+    later = entry("later", "/a", 5)  # (listed after the build: its clock was ahead)
+    assert replaced_caches([old, built, later, early], built.npy, "/a") == [
+        (early, "a cache of this folder written by an earlier simclr")]
+
+
+def test_only_the_caches_removed_are_logged_as_removed(tmp_path, caplog, monkeypatch):
+    """A cache that cannot be deleted is left for --clean, not logged as removed; a
+    record whose .npy is gone, or a killed build's file removed meanwhile, is no error."""
+    import logging
+
+    from simclr.cache_entries import remove_entries, remove_entry, remove_leftover
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    record = folder / "imgs-16px-0123456789abcdef0123.json"
+    record.write_text("{}")
+    (orphan,) = cache_entries(folder)
+    assert orphan.orphan
+    remove_entry(orphan)
+    assert not record.exists()
+    remove_leftover(folder / "imgs-16px-0123456789abcdef0123.npy.tmp-1")
+    monkeypatch.setattr(simclr.cache_entries, "remove_entry", _cannot_remove)
+    with caplog.at_level(logging.INFO, logger="simclr.cache_entries"):
+        remove_entries([(orphan, "why")])
+    assert "removed" not in caplog.text
+
+
+def test_a_cache_is_described_by_its_storage_and_reading(tmp_path):
+    """`simclr cache` words an evaluation's cache by its side and a library caller's
+    truncated-files setting."""
+    from simclr.cache_entries import describe_entry
+    from simclr.decode import DEFAULT_MAX_PIXELS
+
+    entry = CacheEntry(Path("c.npy"), Path("c.json"), 1, "/a", 4, 36, 1, "eval:32",
+                       (DEFAULT_MAX_PIXELS, False, True))
+    assert describe_entry(entry) == (
+        "for evaluation at 32 px, truncated files read (PIL's LOAD_TRUNCATED_IMAGES)")
 
 
 def test_a_cache_of_an_older_simclr_is_replaced_by_any_newer_one_of_its_folder():
@@ -218,6 +302,7 @@ def test_an_evaluation_squares_version_outdates_the_evaluation_caches_alone(monk
         m.setattr(simclr.cache_entries, "CACHE_VERSION", simclr.cache_entries.CACHE_VERSION + 1)
         assert all(cache_version(store) == version + 1 for store, version in now.items())
         assert all(outdated(e) for e in current) and not outdated(unreadable)
+        assert not outdated(current[0]._replace(orphan=True))  # (a record alone: no cache)
     # A newer simclr's evaluation cache (its squares changed since) is left to it.
     assert not outdated(entry("eval:32", now["eval:32"] + 1))
 
