@@ -707,6 +707,18 @@ def test_a_closed_checkpoints_folder_is_named(tmp_path, monkeypatch, capsys):
     assert main(["info", str(tmp_path / "run")]) == 2
     assert capsys.readouterr().err == (f"simclr info: error: {tmp_path / 'run'}: cannot read "
                                        f"the folder {closed} (Permission denied)\n")
+    unlisted, iterdir = tmp_path / "unlisted", Path.iterdir  # (the folder named itself)
+    unlisted.mkdir()
+
+    def refused_listing(path):
+        if path == unlisted:
+            raise PermissionError(13, "Permission denied", str(path))
+        return iterdir(path)
+
+    monkeypatch.setattr(Path, "iterdir", refused_listing)
+    assert main(["info", str(unlisted)]) == 2
+    assert capsys.readouterr().err == (f"simclr info: error: {unlisted}: cannot list the "
+                                       "folder (Permission denied)\n")
 
 
 def test_an_sgd_linear_classifier_says_how_many_steps_it_trained(tmp_path, capsys):
@@ -1134,6 +1146,10 @@ def test_a_commands_folder_with_runs_inside_is_described_as_itself(evaluated_run
     facts = json.loads(_info(capsys, outer, "--json"))
     assert "runs" not in facts
     assert [c["name"] for c in facts["checkpoints"]] == ["last.pt"]
+    # A run folder named checkpoints (its config.yaml there) is the run, not its parent's.
+    shutil.copytree(evaluated_run[0], tmp_path / "checkpoints")
+    facts = json.loads(_info(capsys, tmp_path / "checkpoints", "--json"))
+    assert facts["path"] == str(tmp_path / "checkpoints") and "runs" not in facts
 
 
 def test_a_run_whose_data_setting_is_damaged_is_not_said_to_be_the_digits_demo(
@@ -1169,6 +1185,9 @@ def test_a_runs_process_count_is_taken_from_its_summary_only_where_a_count(
     summary = json.loads((run / "summary.json").read_text())
     (run / "summary.json").write_text(json.dumps({**summary, "processes": count}))
     assert json.loads(_info(capsys, run, "--json"))["recipe"].get("processes") == recorded
+    if recorded:  # (the count its last.pt's session recorded comes first)
+        torch.save({**torch.load(last, weights_only=True), "processes": 2}, last)
+        assert json.loads(_info(capsys, run, "--json"))["recipe"]["processes"] == 2
 
 
 def test_a_killed_run_with_results_in_its_folder_is_stopped_not_finished(evaluated_run,
