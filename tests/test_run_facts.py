@@ -594,19 +594,24 @@ def _state(run: Path, checkpoints: list[dict] | None = None, summary: dict | Non
 
 def test_a_held_folder_is_a_run_at_work_unless_its_summary_says_it_ended(tmp_path):
     """A preempted run resumed: running (its summary is no end); a supervised run's
-    results (top-1, no status) are its end: finished, its folder held by an evaluation."""
+    results (top-1, no status) are its end: finished, its folder held by an evaluation;
+    so is a failed run's summary (an error ended it)."""
     preempted, supervised = tmp_path / "preempted", tmp_path / "supervised"
-    for run in (preempted, supervised):
+    failed = tmp_path / "failed"
+    for run in (preempted, supervised, failed):
         run.mkdir()
-    held = [lock_folder(preempted), lock_folder(supervised)]
+    held = [lock_folder(preempted), lock_folder(supervised), lock_folder(failed)]
     try:
         resumed = _state(preempted, summary={"status": "preempted", "steps": 1})
         ended = _state(supervised, results={"top1": 0.5})
+        gone = _state(failed, summary={"status": "failed", "steps": 2, "reason": "disk full"})
     finally:
         for h in held:
             h.close()
     assert resumed["status"] == "running" and "busy" not in resumed
     assert ended["status"] == "finished" and ended["busy"].startswith("pid ")
+    assert (gone["status"], gone["step"], gone["reason"]) == ("failed", 2, "disk full")
+    assert "busy" in gone
     assert _state(supervised)["status"] == "finished"  # (no longer held)
 
 
@@ -641,7 +646,7 @@ def test_a_preempted_runs_epochs_and_time_are_its_summarys_at_its_stop(tmp_path)
 def test_a_checkpoint_ahead_of_the_log_shows_no_epochs_or_time_it_cannot_tell(tmp_path):
     """The step shown is a periodic checkpoint's (3), past the log and last.pt (1): its
     epochs by the log's steps per epoch, no time (last.pt's is step 1's); a log at step
-    0 tells no steps per epoch, so no epochs either."""
+    0 (or one of epoch 0) tells no steps per epoch, so no epochs either."""
     last = {"name": "last.pt", "kind": "pretrain", "step": 1, "elapsed_s": 10.0}
     later = {"name": "ckpt-00000003.pt", "kind": "periodic", "step": 3}
     state = _state(tmp_path / "a", [last, later],
@@ -649,6 +654,9 @@ def test_a_checkpoint_ahead_of_the_log_shows_no_epochs_or_time_it_cannot_tell(tm
     assert (state["step"], state["epoch"], state.get("elapsed_s")) == (3, 1.5, None)
     state = _state(tmp_path / "b", [{**later, "step": 2}],
                    log=[{"step": 0, "loss": 2.0, "epoch": 0.0, "elapsed": 1.0}])
+    assert (state["step"], state.get("epoch")) == (2, None)
+    state = _state(tmp_path / "c", [{**later, "step": 2}],  # (an epoch of 0 at step 1)
+                   log=[{"step": 1, "loss": 2.0, "epoch": 0.0, "elapsed": 1.0}])
     assert (state["step"], state.get("epoch")) == (2, None)
 
 
@@ -659,3 +667,68 @@ def test_a_summary_whose_session_is_no_number_is_not_an_earlier_sessions(tmp_pat
                   starts=2)["status"] == "finished"
     assert _state(tmp_path / "b", summary={**summary, "session": 1},
                   starts=2)["status"] == "stopped"
+
+
+def test_a_damaged_last_checkpoint_takes_no_length_from_an_older_periodic_one(tmp_path):
+    """The steps planned are a periodic checkpoint's only before last.pt is written (a
+    supervised run training); a last.pt there, unreadable, has the run's length, not the
+    older plan (a --time-budget refits it)."""
+    from simclr.checkpoint import save_checkpoint
+
+    periodic = {"name": "ckpt-00000002.pt", "kind": "periodic", "step": 2}
+    for run in (tmp_path / "a", tmp_path / "b"):
+        save_checkpoint({"kind": "supervised", "step": 2, "total_steps": 9, "config": {},
+                         "model": {}},
+                        run / "checkpoints", periodic["name"])
+    assert _state(tmp_path / "a", [periodic])["total_steps"] == 9
+    damaged = {"name": "last.pt", "error": "not a checkpoint"}
+    state = _state(tmp_path / "b", [damaged, periodic])
+    assert state["unreadable_checkpoints"] == ["last.pt"] and "total_steps" not in state
+
+
+def test_a_command_ending_in_a_bare_processes_flag_gives_no_processes():
+    """`--processes` as the last word (argparse refused it: no value) is none given, not
+    an error reading the provenance; the last value given counts."""
+    from simclr.run_facts import _started
+
+    argv = ["simclr", "pretrain", "--processes", "2", "--processes"]
+    assert _started({"argv": argv})["processes"] == "2"
+    assert _started({"argv": ["simclr", "pretrain", "--processes"]})["processes"] is None
+
+
+def test_the_monitors_measure_is_the_newest_knn_line(tmp_path):
+    """Two kNN lines after the last training line (a stop's measure taken again as the
+    run resumed): the newest is the monitor's."""
+    state = _state(tmp_path, log=[{"step": 3, "loss": 2.0, "epoch": 1.0, "elapsed": 1.0},
+                                  {"step": 3, "knn_top1": 0.25},
+                                  {"step": 3, "knn_top1": 0.5}])
+    assert (state["monitor_top1"], state["monitor_step"]) == (0.5, 3)
+
+
+def test_a_config_whose_earlier_start_records_no_command_line_is_said_damaged(tmp_path):
+    """The latest start's argv a command line, an earlier one's not (3): still damaged,
+    which start's command info shows being the first's."""
+    from simclr.run_facts import _read_config
+
+    provenance = {"argv": ["simclr", "pretrain"], "earlier": [{"argv": 3}]}
+    (tmp_path / "config.yaml").write_text(json.dumps({"seed": 0, "provenance": provenance}))
+    assert _read_config(tmp_path / "config.yaml")[1] == {
+        "provenance": "provenance: a start's argv is not a command line, so the command "
+                      "that started the run is unknown"}
+
+
+def test_a_results_files_run_id_that_is_no_text_names_no_run(tmp_path):
+    """A hand-edited `run_id: 7` is no run's id: the result names none (it is judged by
+    its checkpoint's path, as one from before run ids). A from-scratch baseline's
+    features are the random init, whatever its source says."""
+    from simclr.run_facts import results_in
+
+    source = {"checkpoint": "run/checkpoints/last.pt", "step": 2, "run_id": 7}
+    (tmp_path / "knn.json").write_text(json.dumps({"top1": 0.5, "source": source}))
+    scratch = {**source, "features": "pretrained"}  # (a baseline: no pretrained features)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b/knn.json").write_text(json.dumps({"top1": 0.1, "source": scratch,
+                                                     "from_scratch": True}))
+    entry, baseline = results_in(tmp_path)
+    assert (entry["of"], entry["of_step"], entry.get("of_run")) == (source["checkpoint"], 2, None)
+    assert baseline["features"] == "random init"
