@@ -651,7 +651,8 @@ def test_a_budget_spent_at_a_replan_step_ends_the_run_at_that_step(
 def test_a_budget_spent_within_the_warmup_is_said(tmp_path, image_folder, cache_dir, capsys,
                                                   monkeypatch):
     """A 0.5-s budget ran one step at lr 0 (only BatchNorm statistics moved) and said
-    'finished', nothing else; its progress ended at 'step 1/700'."""
+    'finished', nothing else; its progress ended at 'step 1/700'. A run stopped within
+    its warm-up (a signal, the budget not spent) is not told so."""
     from simclr import progress
 
     totals = []
@@ -667,6 +668,12 @@ def test_a_budget_spent_within_the_warmup_is_said(tmp_path, image_folder, cache_
                        time_budget="1h", checkpoint_every=0)
     del flags["epochs"]  # (the budget sets the length, --max-steps caps it)
     assert train.pretrain(build_config(flags=flags))["steps"] == 4
+    assert "within the warm-up" not in capsys.readouterr().out
+    # stopped within the warm-up, the budget not spent: a --resume trains on, nothing said
+    flags = tiny_flags(image_folder, tmp_path / "stopped", cache_dir, epochs=100,
+                       time_budget="1h", checkpoint_every=0)
+    assert train.pretrain(build_config(flags=flags), on_step=stop_at(1))["status"] == \
+        "preempted"
     assert "within the warm-up" not in capsys.readouterr().out
 
 
