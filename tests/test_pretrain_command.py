@@ -4,6 +4,7 @@ the unfinished run there (a requeued SLURM job, torchrun's --max-restarts)."""
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 
@@ -118,7 +119,7 @@ def test_the_same_command_again_does_not_continue_a_diverged_run(tmp_path, image
 
 
 def test_the_same_command_again_takes_its_new_speed_settings_and_a_moved_folder(
-        tmp_path, image_folder, cache_dir, monkeypatch):
+        tmp_path, image_folder, cache_dir, monkeypatch, capsys):
     """The continued run takes the flags --resume may change (--log-every), and a moved
     data folder's new place, given relative, as a full path."""
     from simclr.pretrain_command import same_command_again
@@ -131,6 +132,11 @@ def test_the_same_command_again_takes_its_new_speed_settings_and_a_moved_folder(
     continued = same_command_again(build_config(flags=flags), flags)
     assert continued.log_every == 3
     assert continued.data.path == str(tmp_path / "moved")
+    given = []  # so does --resume with its new place, given relative
+    monkeypatch.setattr(train, "pretrain", lambda cfg, resume=False, notes=(): given.append(
+        (cfg.data.path, resume)) or {"status": "finished", "rank": 0, "checkpoint": "c"})
+    assert main(["pretrain", "--resume", "run", "--data", "moved"]) == 0
+    assert given == [(str(tmp_path / "moved"), True)]
 
 
 def test_print_config_on_an_unfinished_run_shows_the_new_recipe(tmp_path, image_folder,
@@ -148,6 +154,23 @@ def test_a_refusal_names_an_unset_setting_as_not_set():
     said = str(other_settings("pretrain", "r", {"--max-steps": (None, 3),
                                                 "--epochs": (2.0, 3.5)}))
     assert "(--max-steps not set saved, 3 now; --epochs 2 saved, 3.5 now)" in said, said
+    # a whole number as typed (not 1e+07), a switch by its word; the way on pastes as is
+    said = str(other_settings("pretrain", "my run", {"--seed": (10000000, 7),
+                                                     "--blur": (True, False)}))
+    assert "(--seed 10000000 saved, 7 now; --blur True saved, False now)" in said, said
+    assert said.endswith("`simclr pretrain --resume 'my run'`"), said
+
+
+def test_only_the_first_process_says_it_continues_the_run(monkeypatch, capsys):
+    from simclr.pretrain_command import say_continuing
+
+    monkeypatch.setenv("RANK", "1")
+    say_continuing("r", 4)
+    assert capsys.readouterr().out == ""
+    monkeypatch.setenv("RANK", "0")
+    say_continuing("r", 4)
+    assert capsys.readouterr().out == ("continuing the unfinished run in r at step 4 (the "
+                                       "same command: --resume)\n")
 
 
 def _fake_pretrain(monkeypatch, summary=None, error=None):
@@ -180,6 +203,10 @@ def test_a_batch_refusal_blames_the_default_recipe_only_where_none_was_chosen(
         assert main(["pretrain", *chosen, "--out", str(tmp_path / "b")]) == 2
         assert "no --preset" not in capsys.readouterr().err, chosen
     assert [bool(n) for n in noted] == [True, False, False]
+    # another refusal is not the recipe's: said as it is
+    _fake_pretrain(monkeypatch, error=SimCLRError("photos holds no images"))
+    assert main(["pretrain", "--data", folder, "--out", str(tmp_path / "c")]) == 2
+    assert capsys.readouterr().err.endswith("error: photos holds no images\n")
 
 
 def test_a_run_that_ends_says_what_comes_next_only_where_it_is_its_own(
@@ -202,6 +229,32 @@ def test_a_run_that_ends_says_what_comes_next_only_where_it_is_its_own(
     captured = capsys.readouterr()
     assert "next:" not in captured.out
     assert "stopped by SIGTERM at the last step: the run has finished" in captured.err
+    _fake_pretrain(monkeypatch, summary)  # its own finished run: each next command
+    assert main(argv) == 0
+    run = shlex.quote(str(tmp_path / "r"))
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"next: `simclr embed --checkpoint {run} --data DIR --out features.npz`, `simclr "
+        f"export --checkpoint {run} --out encoder.pt2` or `simclr linear-eval --checkpoint "
+        f"{run} --train LABELED --test LABELED_TEST`")
+    # stopped before its end: exit 75, a sweep's cell too; its own run says how to go on
+    _fake_pretrain(monkeypatch, {**summary, "status": "preempted", "signal": "SIGTERM"})
+    assert main([*argv, "--sweep-cell"]) == train.EXIT_PREEMPTED
+    assert "continue with" not in capsys.readouterr().err
+    assert main(argv) == train.EXIT_PREEMPTED
+    assert (f"stopped by SIGTERM; continue with: simclr pretrain --resume "
+            f"{shlex.quote(str(tmp_path / 'r'))}\n") in capsys.readouterr().err
+
+
+def test_a_scale_chosen_by_any_of_its_flags_is_no_default_recipe(tmp_path, monkeypatch):
+    """No --preset is noted as the paper's ImageNet scale only where no flag of the
+    scale was given: each of them is the user's choice of it."""
+    noted = _fake_pretrain(monkeypatch, {"status": "finished", "rank": 0})
+    base = ["pretrain", "--data", str(tmp_path / "photos"), "--out", str(tmp_path / "r")]
+    for chosen in (["--arch", "resnet18"], ["--width", "0.5"], ["--image-size", "64"],
+                   ["--batch-size", "64"], ["--epochs", "3"], ["--max-steps", "9"],
+                   ["--time-budget", "20m"]):
+        assert main([*base, *chosen]) == 0
+        assert noted.pop() == [], chosen
 
 
 def test_the_summary_lists_twenty_skipped_images_and_counts_the_rest(capsys):
@@ -214,3 +267,19 @@ def test_the_summary_lists_twenty_skipped_images_and_counts_the_rest(capsys):
         assert lines[1] == f"skipped {count} unreadable images:"
         assert lines[2:22] == [f"  {i}.png: bad" for i in range(20)]
         assert lines[22:] == ([] if count == 20 else ["  ... and 1 more (see summary.json)"])
+
+
+def test_the_summary_counts_steps_as_written_and_names_a_sessions_own_paths(capsys):
+    """A count of 0 is plural, a step count that is no whole number is left out; the
+    skipped images of a session's own summary may be Paths (a damaged entry of three
+    items is not one)."""
+    from pathlib import Path
+
+    from simclr.pretrain_command import print_summary
+
+    print_summary({"status": "finished", "steps": 0, "epochs": 0.0})
+    print_summary({"status": "finished", "steps": 2.5, "epochs": "1",
+                   "skipped_images": [(Path("d/a.png"), "bad"), ["b.png", "bad", "x"]]})
+    assert capsys.readouterr().out.splitlines() == [
+        "finished: 0 steps (0.00 epochs)", "finished", "skipped 1 unreadable images:",
+        f"  {Path('d/a.png')}: bad"]
