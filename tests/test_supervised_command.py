@@ -13,7 +13,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_a_received_finished_supervised_runs_steps_are_checked_and_escaped(tmp_path,
-                                                                          capsys):
+                                                                          capsys,
+                                                                          monkeypatch):
     """`supervised --resume` of a finished run said its supervised.json's "steps" as it
     was: a received run's escape sequence reached the terminal ("finished at step
     <ESC>]0;... already")."""
@@ -32,6 +33,9 @@ def test_a_received_finished_supervised_runs_steps_are_checked_and_escaped(tmp_p
     (run / "supervised.json").write_text('{"steps": 12.5, "top1": 0.5}')  # no step count
     assert main(["supervised", "--resume", str(run)]) == 0
     assert capsys.readouterr().err.endswith("Jun finished already: nothing to do\n")
+    monkeypatch.setenv("RANK", "1")  # (under --processes: said by rank 0 alone)
+    assert main(["supervised", "--resume", str(run)]) == 0
+    assert capsys.readouterr() == ("", "")
 
 
 def test_the_supervised_baseline_on_the_digits_trains_on_none_of_its_test_digits(
@@ -120,7 +124,8 @@ def test_resume_refuses_a_preset_or_a_config_file(tmp_path, capsys):
     silently unused, so it is refused before the run is read, as --train is."""
     config = tmp_path / "c.yaml"
     config.write_text("batch_size: 8\n")
-    for flag, value in (("--preset", "cifar10-cpu"), ("--config", str(config))):
+    for flag, value in (("--preset", "cifar10-cpu"), ("--config", str(config)),
+                        ("--out", str(tmp_path / "other")), ("--test", str(tmp_path))):
         assert main(["supervised", "--resume", str(tmp_path / "run"), flag, value]) == 2
         assert capsys.readouterr().err.endswith(
             f"--resume continues the saved run; cannot give {flag}\n")
@@ -148,12 +153,12 @@ def test_the_same_command_continues_its_unfinished_run_but_not_at_another_length
     continued = []
 
     def recorded(cfg, train, test, out, **kwargs):
-        continued.append((cfg.epochs, kwargs["resume"]["step"]))
+        continued.append((cfg.epochs, cfg.checkpoint_every, kwargs["resume"]["step"]))
         return {"top1": 0.5}
 
     monkeypatch.setattr(supervised, "run_supervised", recorded)
-    assert main(argv) == 0
-    assert continued == [(2, 1)]
+    assert main([*argv, "--checkpoint-every", "7"]) == 0  # (a flag --resume may change)
+    assert continued == [(2, 7, 1)]
     assert f"continuing the unfinished run in {run} at step 1 " in capsys.readouterr().out
 
 
@@ -169,6 +174,7 @@ def test_a_torchvision_test_set_takes_its_data_root_and_download_flags(tmp_path,
     shown = yaml.safe_load(capsys.readouterr().out)
     assert shown["data"]["root"] == str(tmp_path / "sets") and shown["data"]["download"]
     assert shown["folders"] == {"train": str(train), "test": "cifar10"}
+    assert "out" not in shown  # (no --out: no run folder, not the default's "runs/...")
 
 
 def test_a_run_or_its_cache_inside_a_folder_it_reads_is_refused(tmp_path, capsys):
@@ -188,7 +194,10 @@ def test_a_run_or_its_cache_inside_a_folder_it_reads_is_refused(tmp_path, capsys
            "elsewhere" in capsys.readouterr().err
     config = tmp_path / "c.yaml"
     config.write_text(f"data:\n  cache_dir: {train / 'cache'}\n")
-    for cache in (["--cache-dir", str(test / "cache")], ["--config", str(config)]):
+    beside = tmp_path / "t.yaml"  # (a config file's, inside --test)
+    beside.write_text(f"data:\n  cache_dir: {test / 'cache'}\n")
+    for cache in (["--cache-dir", str(test / "cache")], ["--config", str(config)],
+                  ["--config", str(beside)]):
         assert main([*base, "--out", str(tmp_path / "run"), *cache]) == 2
         err = capsys.readouterr().err
         assert "lies inside the --" in err and "write the decoded caches elsewhere" in err, err
@@ -232,3 +241,21 @@ def test_test_photos_past_the_pixel_limit_as_evaluated_are_refused_before_traini
     err = capsys.readouterr().err
     assert err.startswith("simclr supervised: error: --test: none of the 4 images") and \
         "exceeds the limit of 5000" in err, err
+
+
+def test_a_stopped_run_says_the_command_that_continues_it_pasteable(tmp_path, monkeypatch,
+                                                                     capsys):
+    import shlex
+
+    import simclr.supervised
+    from tests.conftest import make_image_folder
+
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=4)
+    monkeypatch.setattr(simclr.supervised, "run_supervised", lambda *a, **k: {
+        "status": "preempted", "signal": "SIGTERM", "checkpoint": "last.pt"})
+    run = tmp_path / "my run"
+    assert main(["supervised", "--train", str(train), "--out", str(run), "--image-size", "16",
+                 "--batch-size", "4", "--workers", "0", "--cache-dir",
+                 str(tmp_path / "cache"), "--processes", "1"]) == 75
+    assert capsys.readouterr().err.endswith(  # (with the processes it ran as)
+        f"continue with: simclr supervised --resume {shlex.quote(str(run))} --processes 1\n")
