@@ -1300,3 +1300,72 @@ def test_a_checkpoint_with_a_flipped_bit_is_refused_as_every_command_refuses_it(
     out = _info(capsys, tmp_path / "run")
     line = next(x for x in out.splitlines() if "checkpoints/last.pt" in x)
     assert "fails its checksum" in line and "step 6" not in line, line
+
+
+def test_a_runs_split_is_not_shown_beside_data_that_names_no_folder(tmp_path, capsys):
+    """A last.pt recording the split it trained on, in a run whose config names no data
+    folder (the digits demo): no 'its train/ split' of a folder that is not there."""
+    from simclr.checkpoint import save_checkpoint
+    from simclr.info import describe
+    from tests.test_checkpoint import _state
+
+    run = tmp_path / "run"
+    save_checkpoint({**_state(2), "kind": "pretrain", "data_split": "train"},
+                    run / "checkpoints")
+    (run / "config.yaml").write_text(yaml.safe_dump({"batch_size": 8}))
+    facts = describe(run)
+    assert facts["data"] is None and "data_split" not in facts
+    assert "  data: the digits demo (scikit-learn)\n" in _info(capsys, run)
+
+
+def test_a_killed_runs_checkpoints_without_config_beside_results_are_stopped(tmp_path):
+    """No config.yaml, a pretraining's last.pt and results: the run's checkpoint makes it
+    a killed run (stopped), not an evaluation's --out whose results are its end."""
+    from simclr.checkpoint import save_checkpoint
+    from simclr.info import describe
+    from tests.test_checkpoint import _state
+
+    run = tmp_path / "run"
+    save_checkpoint({**_state(2), "kind": "pretrain"}, run / "checkpoints")
+    (run / "knn.json").write_text(json.dumps({"top1": 0.5}))
+    state = describe(run)["state"]
+    assert (state["status"], state["saved_step"]) == ("stopped", 2)
+
+
+def test_a_state_dict_beside_another_programs_card_is_no_torchvision_export(tmp_path):
+    """A card beside a bare state dict describes it only where the card is a torchvision
+    export's: a .pt2 program's card (renamed beside it) is not its, and the file is no
+    checkpoint."""
+    import torch
+
+    from simclr.info import describe
+
+    program = tmp_path / "w.pt"
+    torch.save({"conv1.weight": torch.zeros(1)}, program)
+    card = {"format": "simclr-program", "program": "torchvision", "step": 3}
+    for kind, described in (("torchvision", True), ("pt2", False), ("onnx", False)):
+        Path(f"{program}.json").write_text(json.dumps({**card, "program": kind}))
+        if described:
+            assert describe(program)["program"]["step"] == 3
+        else:
+            with pytest.raises(SimCLRError):
+                describe(program)
+
+
+def test_a_checkpoints_records_are_read_only_as_simclr_writes_them(tmp_path):
+    """A classifier's own step beside fewer metrics.steps, a source step that is text
+    but no digits, features 'pretrained' (no baseline), an export record's entries that
+    are no text: each read as simclr writes them, not shown as something else."""
+    from simclr.checkpoint import save_checkpoint
+    from simclr.info import checkpoint_facts
+    from tests.test_checkpoint import _state
+
+    path = save_checkpoint({
+        **_state(5), "kind": "linear", "classes": ["a", "b"], "features": "pretrained",
+        "metrics": {"top1": 0.5, "steps": 2},
+        "settings": {"source": ["x/checkpoints/last.pt", "abc", "pretrained"]},
+        "exported_from": {"trained": "step 2", "kind": None, "file": ["x"]}},
+        tmp_path / "checkpoints", "linear.pt")
+    facts = checkpoint_facts(path)
+    assert facts["step"] == 5 and "started_on" not in facts and "fitted_on" not in facts
+    assert facts["exported_from"] == {"trained": "step 2"}
