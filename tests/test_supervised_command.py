@@ -221,6 +221,14 @@ def test_a_batch_larger_than_the_training_folder_is_refused_before_it_is_decoded
     assert "--batch-size 16 is larger than the data set (6 images); try --batch-size 4" \
         in capsys.readouterr().err
     assert not (tmp_path / "cache").exists()
+    # A data set root as --train is counted by its train/ split, not by its larger test/.
+    root = tmp_path / "root"
+    make_image_folder(root / "train", classes=2, per_class=3)
+    make_image_folder(root / "test", classes=2, per_class=10)
+    assert main(["supervised", "--train", str(root), "--out", str(tmp_path / "run"),
+                 "--image-size", "16", "--batch-size", "16", "--workers", "0",
+                 "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert "larger than the data set (6 images)" in capsys.readouterr().err
 
 
 def test_test_photos_past_the_pixel_limit_as_evaluated_are_refused_before_training(
