@@ -40,6 +40,12 @@ def test_sweep_checks_evaluation_folders_before_training(tmp_path, image_folder,
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "--eval-train: folder not found" in err
     assert not (tmp_path / "sw").exists()
+    code = main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
+                 "--eval-train", str(image_folder), "--eval-test", str(tmp_path / "missing"),
+                 "--out", str(tmp_path / "sw")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--eval-test: folder not found" in err
+    assert not (tmp_path / "sw").exists()
     other = make_image_folder(tmp_path / "other", classes=3, per_class=2)
     code = main(["sweep", "--set", "temperature=0.2,0.5", "--data", str(image_folder),
                  "--eval-train", str(image_folder), "--eval-test", str(other),
@@ -228,7 +234,7 @@ def test_one_evaluation_folder_alone_is_refused(tmp_path, image_folder, capsys, 
 
 
 @pytest.mark.parametrize("flag, value", [("--eval-cache-dir", "cache"),
-                                         ("--eval-workers", "2")])
+                                         ("--eval-workers", "2"), ("--eval-workers", "0")])
 def test_eval_folder_flags_unused_by_the_digits_hold_out_are_refused(tmp_path, capsys, flag,
                                                                      value):
     """The digits demo's hold-out is in memory: no folder decoded, nothing cached."""
@@ -736,6 +742,8 @@ CURRENT = {"top1": 0.5, "precision": "fp32", "source": {"layer": "h"}, "evaluate
      "was computed by the \\x1b[2J protocol, not lbfgs"),
     ({"evaluated_on": {**WANTED, "epochs": "\x1b[2J"}},
      "was computed in \\x1b[2J epochs at batch None"),
+    ({"evaluated_on": {**WANTED, "batch_size": "128"}}, "was computed in None epochs at "
+                                                        "batch 128"),
     ({"precision": "\x1b[2J"}, "was computed in \\x1b[2J, not fp32"),
     ({"evaluated_on": {**WANTED, "transform": "0"}},
      "was computed with an earlier evaluation transform"),
@@ -825,6 +833,9 @@ def test_a_supervised_runs_config_without_data_is_refused(tmp_path, image_folder
     (["--eval-layer", "z"], "--eval-layer: unused with --eval none; drop it or choose "
                             "--eval knn or linear"),
     (["--eval-protocol", "sgd"], "--eval-protocol sgd: linear evaluation's; --eval is none"),
+    (["--eval-device", "cpu", "--eval-precision", "fp32", "--eval-workers", "0",
+      "--eval-cache-dir", "c"], "--eval-device, --eval-precision, --eval-workers, "
+                                "--eval-cache-dir: unused with --eval none"),
 ])
 def test_evaluation_flags_with_eval_none_are_refused(tmp_path, capsys, flags, message):
     """--eval none scores no cell: an evaluation's layer or protocol would be unused, and
@@ -834,6 +845,21 @@ def test_evaluation_flags_with_eval_none_are_refused(tmp_path, capsys, flags, me
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1, err
     assert message in err and not (tmp_path / "sw").exists()
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--eval-device", "bogus"], "--eval-device: unknown device 'bogus'"),
+    (["--eval-device", "cpu", "--eval-precision", "fp16"], "--eval-precision fp16 needs a GPU"),
+])
+def test_an_unusable_evaluation_device_or_precision_is_refused_before_any_cell_trains(
+        tmp_path, capsys, flags, message):
+    """Scored on the digits' hold-out (no folder opened on the device first), a cell's
+    evaluation device and precision are still checked before it trains."""
+    code = main(["sweep", "--set", "temperature=0.2,0.5", *TINY_DIGITS[:-2], *flags,
+                 "--out", str(tmp_path / "sw")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "sw").exists()
 
 
 def test_a_cell_stopped_at_its_last_step_exits_as_a_preemption(tmp_path, image_folder,
@@ -958,7 +984,7 @@ def test_the_evaluation_folders_are_read_as_the_cell_reads_its_own(tmp_path, ima
         read = _scoring_data(args, cell)
         assert (read.root, read.download, read.path, read.load_size) == (
             str(tmp_path / "sets"), True, None, None)
-        assert read.cache_dir == eval_cache or str(tmp_path / "cells")
+        assert read.cache_dir == (eval_cache or str(tmp_path / "cells"))
         for source in _eval_sources(args, 16, augmented=False, data=cell):
             assert (source.cached, source.decoder, source.max_pixels, source.workers) == \
                 (False, "device", 10 ** 6, 0)
@@ -1126,6 +1152,29 @@ def test_evaluation_photos_past_the_pixel_limit_as_scored_are_refused_before_tra
     assert err.startswith("simclr sweep: error: --eval-train: none of the 4 images") and \
         "exceeds the limit of 5000" in err, err
     assert not (tmp_path / "sw/temperature=0.2").exists()
+
+
+def test_the_eval_folders_are_checked_at_the_largest_size_any_cell_scores_them_at(
+        tmp_path):
+    """Cells of two image sizes: 100-px JPEGs fit --max-pixels 5000 decoded for the
+    small cell's scoring (a reduced draft), not for the large one's: refused."""
+    import argparse
+    from types import SimpleNamespace
+
+    from simclr.config import DataConfig
+    from simclr.sweep_command import _check_eval_folders
+
+    photos = str(make_image_folder(tmp_path / "photos", per_class=2, side=100, ext="jpg"))
+    args = argparse.Namespace(eval="knn", eval_protocol="lbfgs", eval_train=photos,
+                              eval_test=photos, eval_cache_dir=None, workers_eval=0)
+
+    def cell(size):
+        return SimpleNamespace(data=DataConfig(max_pixels=5000),
+                               augment=SimpleNamespace(evaluation_size=lambda: size))
+
+    _check_eval_folders(args, [cell(4)])
+    with pytest.raises(SimCLRError, match="exceeds the limit of 5000"):
+        _check_eval_folders(args, [cell(4), cell(16)])
 
 
 def test_the_eval_folders_checks_read_as_every_cell_would(tmp_path, image_folder,
