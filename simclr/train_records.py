@@ -109,7 +109,8 @@ def run_summary(
         "bad_steps": state.bad_steps,  # (--nan-policy skip: non-finite steps, not applied)
         "session": state.session,
     }
-    if cfg.compile:  # (elapsed_s is wall time: compiling within it)
+    if cfg.compile or state.compile_s:  # (elapsed_s is wall time: compiling within it,
+        # an earlier session's too where this one was resumed without --compile)
         summary["compile_s"] = state.compile_s
     # The last logged window's means (a sweep's table shows them: Table 5's columns).
     summary.update({k: logged[k] for k in FINAL_METRICS if k in logged})
@@ -129,7 +130,7 @@ def window_record(
     record = {"step": state.step, "epoch": state.step / plan.steps_per_epoch,
               **meter.record(state.step, 2 * cfg.batch_size, trained),
               "lr": optimizer.param_groups[0]["lr"], "elapsed": state.elapsed,
-              **({"compile_s": state.compile_s} if cfg.compile else {}),
+              **({"compile_s": state.compile_s} if cfg.compile or state.compile_s else {}),
               "total_steps": plan.total_steps}
     return collapse_note(meter.collapse, cfg, record, plan.warmup_steps)  # (once a run)
 

@@ -627,6 +627,30 @@ def test_time_budget_fits_the_schedule(tmp_path, image_folder, cache_dir):
     assert 3.5 <= summary["elapsed_s"] <= 4.0 + slowest + 0.05
     last = [x for x in lines if "loss" in x][-1]
     assert last["step"] == summary["steps"] and last["total_steps"] == summary["steps"]
+    # re-planned first at step 3 (plan.FIRST_REFIT, while the guess's lr still ramps):
+    # step 4's line has the budget's length, no longer the guess of 1000 epochs
+    totals = [x["total_steps"] for x in lines if "loss" in x]
+    assert totals[0] == totals[2] != totals[3]
+
+
+def test_a_signal_that_reached_another_process_alone_is_this_ones_too(
+        tmp_path, image_folder, cache_dir, monkeypatch):
+    """Under torchrun a SIGTERM may reach some processes alone; the vote tells every
+    one: each stops at that step and records the signal as its own (rank 0's summary
+    says it, and no final kNN runs where a kill may follow). Here the vote (of one
+    process) reports another's signal at step 2."""
+    class OtherSignalled:
+        def __init__(self, device, start_step=0):
+            self.main_flag = False
+
+        def __call__(self, step, signal_name, last=False, main_flag=False):
+            self.main_flag = main_flag
+            return "SIGTERM" if step == 2 else signal_name
+
+    monkeypatch.setattr(train.dist, "StopVote", OtherSignalled)
+    _, summary = run(tmp_path, image_folder, cache_dir, "run", checkpoint_every=0)
+    assert summary["status"] == "preempted" and summary["steps"] == 2
+    assert summary["signal"] == "SIGTERM"
 
 
 def test_a_budget_spent_at_a_replan_step_ends_the_run_at_that_step(
@@ -1835,7 +1859,8 @@ def test_compiling_is_not_spent_from_the_time_budget(tmp_path, image_folder, cac
     views/s counted the compiling. Here torch.compile is an identity and the first step
     of each session sleeps 4 s: the budget of 3 s counts training seconds alone, as do
     the logged views/s, while ``elapsed`` stays wall time; a resumed session compiles
-    anew, and is credited anew. (A budget of 1 s was flaky on a loaded machine: the
+    anew, and is credited anew; one resumed without --compile measures its first window
+    over training seconds too. (A budget of 1 s was flaky on a loaded machine: the
     seconds before the first step, the loader starting, are training seconds.)"""
     import time
 
@@ -1852,8 +1877,8 @@ def test_compiling_is_not_spent_from_the_time_budget(tmp_path, image_folder, cac
     monkeypatch.setattr(train, "train_step", first_slow)
     stopped = []
 
-    def preempt(at: int, stop) -> None:
-        if at == 2 and not stopped:
+    def preempt(at: int, stop) -> None:  # (at step 2, then at 4: three sessions)
+        if at in (2, 4) and at not in stopped:
             stopped.append(at)
             stop.requested = "SIGTERM"
 
@@ -1862,18 +1887,27 @@ def test_compiling_is_not_spent_from_the_time_budget(tmp_path, image_folder, cac
                                         compile=True, **flags))
     assert train.pretrain(cfg, on_step=preempt)["status"] == "preempted"
     calls.clear()  # the resumed session compiles (sleeps) again
-    summary = train.pretrain(load_resume_config(tmp_path / "c", {}), resume=True)
-    assert summary["status"] == "finished" and summary["steps"] > 3
+    resumed = train.pretrain(load_resume_config(tmp_path / "c", {}), resume=True,
+                             on_step=preempt)
+    assert resumed["status"] == "preempted"
+    # the third session, without --compile, sleeps not: its first window (step 5, opened
+    # at the checkpoint) is over training seconds, not wall time less none of the compiling
+    summary = train.pretrain(load_resume_config(tmp_path / "c", {"compile": False}),
+                             resume=True)
+    assert summary["status"] == "finished" and summary["steps"] > 5
     lines = [json.loads(x) for x in (tmp_path / "c/metrics.jsonl").read_text().splitlines()]
     logged = [x for x in lines if "loss" in x]
-    assert summary["compile_s"] >= 8.0  # both sessions' (4 s each)
+    # the compiled sessions' (4 s each), still said by the third: elapsed holds them
+    assert summary["compile_s"] >= 8.0 and logged[-1]["compile_s"] == summary["compile_s"]
     assert logged[-1]["elapsed"] == pytest.approx(summary["elapsed_s"])  # wall time
+    # of every session: it goes on from the checkpoint's at a resume, never back
+    assert all(a["elapsed"] < b["elapsed"] for a, b in zip(logged, logged[1:], strict=False))
     trained = [x["elapsed"] - x["compile_s"] for x in logged]
     # ends at the deadline of training seconds, past it by at most the step it was in
     slowest = max(b - a for a, b in zip(trained, trained[1:], strict=False))
     assert trained[-1] <= 3.0 + slowest + 0.05
-    # views/s over training seconds; the compiling step's window (each session's first,
-    # logged alone) has none to measure: null
+    # views/s over training seconds; the compiling step's window (each compiled
+    # session's first, logged alone) has none to measure: null
     assert [x["step"] for x in logged if x["views_per_s"] is None] == [1, 3]
     for i in range(1, len(logged)):
         if logged[i]["views_per_s"] is not None:

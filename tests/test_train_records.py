@@ -20,11 +20,17 @@ from simclr.train_records import (
     window_record,
 )
 
+# (a run that never compiled: no compile seconds; one resumed without --compile after
+# sessions that did: theirs, which its wall-time elapsed holds)
+COMPILED = [(False, 0.0), (True, 1.5), (False, 1.5)]
 
-@pytest.mark.parametrize("compile_", [False, True])
-def test_a_window_record_holds_the_step_epoch_views_lr_and_plan_of_its_step(compile_):
+
+@pytest.mark.parametrize("compile_, compile_s", COMPILED)
+def test_a_window_record_holds_the_step_epoch_views_lr_and_plan_of_its_step(compile_,
+                                                                           compile_s):
     """Two views of each image a step (views/s over the window's training seconds), the
-    lr the schedule set now (not the optimizer's default), the epoch as a fraction."""
+    lr the schedule set now (not the optimizer's default), the epoch as a fraction, and
+    the seconds compiling took (of any session) where some did."""
     cfg = dataclasses.replace(Config(), batch_size=8, compile=compile_)
     seen = []
     meter = SimpleNamespace(
@@ -32,26 +38,28 @@ def test_a_window_record_holds_the_step_epoch_views_lr_and_plan_of_its_step(comp
         collapse=SimpleNamespace(see=lambda *args: None))
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     optimizer.param_groups[0]["lr"] = 0.05  # (as the schedule sets it)
-    state = RunState(step=6, elapsed=3.0, compile_s=1.5)
+    state = RunState(step=6, elapsed=3.0, compile_s=compile_s)
     plan = Plan(steps_per_epoch=4, total_steps=40, warmup_steps=2)
     record = window_record(cfg, plan, state, meter, optimizer, trained=2.0)
     assert seen == [(6, 16, 2.0)]
     assert record == {"step": 6, "epoch": 1.5, "loss": 1.0, "lr": 0.05, "elapsed": 3.0,
-                      **({"compile_s": 1.5} if compile_ else {}), "total_steps": 40}
+                      **({"compile_s": 1.5} if compile_s else {}), "total_steps": 40}
     meter.collapse = SimpleNamespace(see=lambda *args: f"the loss sits at a collapse's "
                                      f"after {args[-1]} warm-up steps")
     assert window_record(cfg, plan, state, meter, optimizer, 2.0)["note"] == (
         "the loss sits at a collapse's after 2 warm-up steps")  # (the watch's to tell)
 
 
-@pytest.mark.parametrize("compile_", [False, True])
-def test_a_summary_holds_the_sessions_outcome_counts_and_the_last_windows_means(compile_):
+@pytest.mark.parametrize("compile_, compile_s", COMPILED)
+def test_a_summary_holds_the_sessions_outcome_counts_and_the_last_windows_means(compile_,
+                                                                               compile_s):
     """summary.json: the reason and signal, the steps (epochs as a fraction), the last
     checkpoint, the readable images and those skipped, the bad steps, this session's
-    number; the compile seconds under --compile; of the last window, its means alone."""
+    number; the compile seconds where some session compiled; of the last window, its
+    means alone."""
     cfg = dataclasses.replace(Config(), compile=compile_)
     source = SimpleNamespace(readable_images=23, skipped=[("a/bad.png", "truncated")])
-    state = RunState(step=6, elapsed=3.0, compile_s=1.5, bad_steps=2, session=3)
+    state = RunState(step=6, elapsed=3.0, compile_s=compile_s, bad_steps=2, session=3)
     plan = Plan(steps_per_epoch=4, total_steps=40, warmup_steps=2)
     logged = {"step": 6, "lr": 0.1, "loss": 4.5, "pos_top1": 0.25}
     summary = run_summary(cfg, source, plan, state, "preempted", "SIGTERM",
@@ -60,7 +68,7 @@ def test_a_summary_holds_the_sessions_outcome_counts_and_the_last_windows_means(
         "status": "preempted", "signal": "SIGTERM", "steps": 6, "epochs": 1.5,
         "elapsed_s": 3.0, "checkpoint": str(Path("run/checkpoints/last.pt")),
         "num_images": 23, "processes": 1, "skipped_images": [["a/bad.png", "truncated"]],
-        "bad_steps": 2, "session": 3, **({"compile_s": 1.5} if compile_ else {}),
+        "bad_steps": 2, "session": 3, **({"compile_s": 1.5} if compile_s else {}),
         "loss": 4.5, "pos_top1": 0.25}
 
 
