@@ -655,6 +655,10 @@ def test_an_evaluations_source_names_its_checkpoints_run_id(tmp_path):
     assert source["run_id"] == "abc123" and source["checkpoint"] == str(tmp_path / "last.pt")
     assert "run_id" not in checkpoint_source(tmp_path / "last.pt", {**ckpt, "run_id": None},
                                              "pretrained")
+    assert "imported" not in source
+    imported = {**ckpt, "imported": "ResNet weights in torchvision's layout"}
+    assert checkpoint_source(tmp_path / "w.pth", imported, "pretrained")["imported"] == \
+        "ResNet weights in torchvision's layout"
 
 
 def test_unlabeled_images_are_no_class_with_a_test_image():
@@ -698,6 +702,14 @@ def test_out_of_another_run_is_refused_naming_its_last_checkpoint(tmp_path):
         check_not_another_run(str(run), elsewhere, "linear-eval")
     check_not_another_run(str(run), run / "checkpoints/last.pt", "linear-eval")
     check_not_another_run(str(run), run / "checkpoints/last.pt", "knn")
+    # results without a classifier: refused all the same beside another run's last.pt
+    with pytest.raises(SimCLRError, match=r"\(checkpoints/last\.pt\)"):
+        check_not_another_run(str(run), elsewhere, "knn")
+    # the command's own unfinished state (its -partial checkpoint) is no other run's
+    ours = tmp_path / "ft" / "checkpoints"
+    ours.mkdir(parents=True)
+    (ours / "finetune-partial.pt").write_bytes(b"")
+    check_not_another_run(str(ours.parent), elsewhere, "finetune")
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -849,3 +861,113 @@ def test_test_photos_past_the_pixel_limit_at_the_read_side_are_refused_before_th
               str(photos), "--test-fraction", "0.5", "--workers", "0", "--cache-dir",
               str(tmp_path / "cache"), "--max-pixels", "10000", "--out", str(tmp_path / "o2"),
               *(["--protocol", "sgd"] if command == "linear-eval" else [])])
+
+
+def test_a_test_fraction_of_a_named_data_set_asks_for_its_own_test_split():
+    import argparse
+
+    from simclr.commands import held_out
+    from simclr.errors import SimCLRError
+
+    args = argparse.Namespace(train="digits", test_fraction=0.2, seed=0)
+    with pytest.raises(SimCLRError, match=r"^--test-fraction splits an image folder; digits "
+                                          r"has its own test split: give --test$"):
+        held_out(args)
+
+
+def test_the_probes_held_out_part_says_nothing_of_classes_without_a_test_image(
+        tmp_path, capsys):
+    """The probe's labels are not the folder's classes: a class too small to give a test
+    image is no note of a top-1 measured on the others."""
+    import argparse
+    import shutil
+
+    from simclr.commands import open_folders
+    from simclr.config import DataConfig
+    from tests.conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "unbal", classes=2, per_class=1, side=16)
+    many = make_image_folder(tmp_path / "many", classes=1, per_class=9, side=16, seed=2)
+    for k, picture in enumerate(sorted((many / "class_0").iterdir())):
+        shutil.copy(picture, folder / "class_0" / f"more{k}.png")
+    args = argparse.Namespace(train=str(folder), test=None, test_fraction=0.2, seed=0,
+                              workers=0, cache_dir=str(tmp_path / "cache"),
+                              max_pixels=DataConfig().max_pixels, decoder="pil")
+    capsys.readouterr()
+    train, test = open_folders(args, 16, augmented=True, augmented_test=True, unlabeled=True)
+    assert len(test.paths) > 0 and "note:" not in capsys.readouterr().err
+    open_folders(args, 16, augmented=False)  # (labeled: said)
+    assert "1 of the 2 classes have no test image" in capsys.readouterr().err
+
+
+def test_an_unfinished_training_in_out_is_not_continued_with_overwrite(tmp_path):
+    """--overwrite starts a new training: the settings of the unfinished one in --out (an
+    earlier simclr's, on all the digits) no longer decide its training set."""
+    import argparse
+
+    import torch
+
+    from simclr.checkpoint import PARTIAL_SUFFIX
+    from simclr.commands import _partial_settings
+    from tests.test_pretrained import pretrain_checkpoint
+
+    saved = tmp_path / "out" / "checkpoints"
+    saved.mkdir(parents=True)
+    torch.save({**pretrain_checkpoint(), "settings": {"train": [1797]}},
+               saved / f"linear{PARTIAL_SUFFIX}")
+    args = argparse.Namespace(overwrite=False, out=str(saved.parent), train="digits")
+    assert _partial_settings(args, "linear") == {"train": [1797]}
+    assert _partial_settings(argparse.Namespace(**{**vars(args), "overwrite": True}),
+                             "linear") is None
+
+
+def test_a_baseline_read_from_an_unfinished_state_still_says_it_is_unfinished(tmp_path,
+                                                                               capsys):
+    """An evaluation's partial state (named on purpose) is noted as unfinished even for a
+    baseline, which takes none of its weights."""
+    import argparse
+
+    import torch
+
+    from simclr.checkpoint import PARTIAL_SUFFIX
+    from simclr.commands import read_checkpoint
+    from tests.test_pretrained import pretrain_checkpoint
+
+    partial = tmp_path / f"linear{PARTIAL_SUFFIX}"
+    torch.save({**pretrain_checkpoint(), "step": 2, "total_steps": 5}, partial)
+    args = argparse.Namespace(command="knn", checkpoint=str(partial), random_init=True)
+    capsys.readouterr()
+    read_checkpoint(args)
+    assert f"note: {partial} is " in capsys.readouterr().err
+
+
+def test_the_held_out_test_part_is_drawn_from_seed(tmp_path):
+    import argparse
+
+    from simclr.commands import held_out
+    from tests.conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "photos", classes=2, per_class=12, side=8)
+
+    def drawn(seed: int) -> list[int]:
+        args = argparse.Namespace(train=str(folder), test_fraction=0.25, seed=seed)
+        return sorted(held_out(args)[1].tolist())
+
+    assert drawn(1) == drawn(1) and len(drawn(1)) == 6
+    assert drawn(0) != drawn(1) != drawn(2)
+
+
+def test_from_head_on_a_checkpoint_of_no_kind_calls_it_foreign(tmp_path, capsys):
+    import torch
+
+    from tests.conftest import make_image_folder
+    from tests.test_pretrained import pretrain_checkpoint
+
+    torch.save({k: v for k, v in pretrain_checkpoint().items() if k != "kind"},
+               tmp_path / "old.pt")
+    train = make_image_folder(tmp_path / "train", classes=2, per_class=4, side=16)
+    test = make_image_folder(tmp_path / "test", classes=2, per_class=2, side=16, seed=1)
+    assert main(["finetune", "--checkpoint", str(tmp_path / "old.pt"), "--train", str(train),
+                 "--test", str(test), "--from-head", "--workers", "0", "--cache-dir",
+                 str(tmp_path / "cache"), "--out", str(tmp_path / "ft")]) == 2
+    assert "(this is a foreign one, without the projection head)" in capsys.readouterr().err
