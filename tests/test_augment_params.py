@@ -341,3 +341,21 @@ def test_noise_keys_use_all_32_bits():
     keys = P.sample_params(cfg, 0, 0, np.arange(4000), 0, (16, 16)).noise_key.numpy()
     assert len(np.unique(keys)) == 4000
     assert keys.min() >= 0 and keys.max() < 2**32 and keys.max() > 2**31
+
+
+def test_cutout_square_reaches_every_position_of_the_view():
+    """The erased square's corner is uniform over [0, size - side] on each axis: it
+    reaches the bottom and right edges too (not one pixel short on either axis)."""
+    cfg = AugmentConfig(size=16, cutout=True, cutout_p=1.0, cutout_frac=0.5)
+    yx = P.sample_params(cfg, 0, 0, np.arange(2000), 0, (16, 16)).cutout_yx.numpy()
+    for axis in range(2):
+        assert sorted(np.unique(yx[:, axis]).tolist()) == list(range(9)), axis
+
+
+def test_noise_key_is_independent_of_the_noise_std():
+    """A view's noise field and its strength come from different uniforms: the key does
+    not grow with the std (drawn from the same uniform, they were perfectly correlated)."""
+    cfg = AugmentConfig(size=16, noise=True, noise_p=1.0, noise_std=(0.1, 0.5))
+    p = P.sample_params(cfg, 0, 0, np.arange(4000), 0, (16, 16))
+    corr = np.corrcoef(p.noise_key.numpy().astype(float), p.noise_std.numpy())[0, 1]
+    assert abs(corr) < 0.1
