@@ -905,3 +905,14 @@ def test_out_of_memory_before_any_checkpoint_does_not_advise_resume():
     assert message.startswith("out of memory at step 1 with --batch-size 8: ")
     assert message.endswith("; free memory or use a smaller --batch-size"), message
     assert "--resume" not in message
+
+
+def test_a_gpus_free_memory_is_its_own_not_a_share_of_ram(monkeypatch):
+    """Each process has its own GPU: with processes on this machine, its free memory is
+    not said as a share of RAM."""
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    mem = StepMemory(fixed=100, per_view=10, state=50, input_per_view=2)
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 1000.0)
+    with pytest.raises(SimCLRError, match="0 MiB of GPU memory is available; try") as info:
+        check_step_memory(mem, 8, 1, torch.device("cuda"), "x")
+    assert "share" not in str(info.value)
