@@ -806,7 +806,7 @@ def test_a_changed_pixel_is_found_by_the_checksum_and_rebuilt(tmp_path, caplog, 
     An unchanged cache is not read whole again on the next open (a large one would cost
     seconds on every run). The checksum covers the whole file, read in chunks (a cache
     may exceed the memory)."""
-    monkeypatch.setattr(cache, "_CRC_CHUNK", 64)  # (16 MiB: many chunks here too)
+    monkeypatch.setattr(cache, "_CRC_CHUNK", 64)  # (not 16 MiB: many chunks here too)
     _cifar_like(tmp_path / "imgs")
     first = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path)).get_batch(np.arange(6))
     (npy,) = (tmp_path / "cache").glob("*.npy")
