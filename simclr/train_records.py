@@ -108,10 +108,8 @@ def run_summary(
         "processes": dist.world_size(), "skipped_images": [list(s) for s in source.skipped],
         "bad_steps": state.bad_steps,  # (--nan-policy skip: non-finite steps, not applied)
         "session": state.session,
+        **_compiling(cfg, state),
     }
-    if cfg.compile or state.compile_s:  # (elapsed_s is wall time: compiling within it,
-        # an earlier session's too where this one was resumed without --compile)
-        summary["compile_s"] = state.compile_s
     # The last logged window's means (a sweep's table shows them: Table 5's columns).
     summary.update({k: logged[k] for k in FINAL_METRICS if k in logged})
     return summary
@@ -124,15 +122,21 @@ def window_record(
 ) -> dict[str, Any]:
     """The metrics line that closes a --log-every window at ``state.step``: the window's
     means (read back from the device now, the step's one host sync of a log line) and
-    views/s over ``trained`` seconds, the lr, the wall-clock time (and, under --compile,
-    the seconds spent compiling) and the plan's length as it stands; and, once, a note
+    views/s over ``trained`` seconds, the lr, the wall-clock time (and the seconds spent
+    compiling: :func:`_compiling`) and the plan's length as it stands; and, once, a note
     that the loss sits at a collapsed representation's (:func:`collapse_note`)."""
     record = {"step": state.step, "epoch": state.step / plan.steps_per_epoch,
               **meter.record(state.step, 2 * cfg.batch_size, trained),
               "lr": optimizer.param_groups[0]["lr"], "elapsed": state.elapsed,
-              **({"compile_s": state.compile_s} if cfg.compile or state.compile_s else {}),
-              "total_steps": plan.total_steps}
+              **_compiling(cfg, state), "total_steps": plan.total_steps}
     return collapse_note(meter.collapse, cfg, record, plan.warmup_steps)  # (once a run)
+
+
+def _compiling(cfg: Config, state: RunState) -> dict[str, float]:
+    """``{"compile_s": seconds}`` where a session of the run compiled (this one under
+    --compile, or an earlier one of a run resumed without it), else nothing: the logged
+    elapsed is wall time, and the compiling seconds within it are no training time."""
+    return {"compile_s": state.compile_s} if cfg.compile or state.compile_s else {}
 
 
 
