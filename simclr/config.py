@@ -377,6 +377,12 @@ RECORDED_KEYS = frozenset({"provenance", "precision_resolved", "device_resolved"
                            "folders", "init_from_resolved"})
 
 
+def settings_of(saved: dict[str, Any]) -> dict[str, Any]:
+    """A run's config.yaml (``saved``, as read) less what it only records
+    (:data:`RECORDED_KEYS`): its settings."""
+    return {k: v for k, v in saved.items() if k not in RECORDED_KEYS}
+
+
 MAX_EPOCHS = 1e6  # a million passes over the data; beyond, step counts overflow
 MAX_SEED = 2**63 - 1  # torch.manual_seed's range (numpy takes any non-negative integer)
 MAX_THREADS = 4096

@@ -26,11 +26,11 @@ from simclr.config import (
     ARCHS,
     MAX_SIDE,
     MIN_SIZE,
-    RECORDED_KEYS,
     SAVED_BEFORE,
     Config,
     default_of,
     field_type,
+    settings_of,
 )
 from simclr.errors import SimCLRError
 from simclr.presets import PRESETS
@@ -404,7 +404,7 @@ def build_config(
         # A run's own config.yaml is a valid --config: what it only records is skipped.
         filed = load_yaml(config_file)
         check_settings_file(filed, config_file)
-        settings = {k: v for k, v in filed.items() if k not in RECORDED_KEYS}
+        settings = settings_of(filed)
         apply_overrides(cfg, settings, str(config_file))
         if "optim.lr" in _paths_of(settings):  # (null: the rule's base lr, not the preset's)
             lr_origin = None if cfg.optim.lr is None else (cfg.optim.lr, cfg.optim.lr_scaling,

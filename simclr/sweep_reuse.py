@@ -21,7 +21,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simclr.config import RECORDED_KEYS, RESUME_SETTINGS, Config, unsaved_value
+from simclr.config import RESUME_SETTINGS, Config, settings_of, unsaved_value
 from simclr.errors import SimCLRError, printable
 from simclr.files import folder_holder, read_json
 from simclr.inert import VALUE_INERT, first_op_moves, inert_settings
@@ -143,8 +143,7 @@ def _saved_no_effect(found: dict[str, Any]) -> set[str]:
     from simclr.settings import config_from_dict
 
     try:  # (what a run's config.yaml records beside its settings: no setting)
-        return _no_effect(config_from_dict({k: v for k, v in found.items()
-                                            if k not in RECORDED_KEYS}))
+        return _no_effect(config_from_dict(settings_of(found)))
     except (SimCLRError, TypeError, ValueError, AttributeError):  # (an odd file: compared whole)
         return set()
 
