@@ -126,7 +126,7 @@ def recipe_changes(saved: Config, given: Config, allowed: AbstractSet[str]
     changed = differing(saved, given)
     if "augment.first_op" in changed and given.augment.first_op == "" \
             and "augment.first_op" in inert_settings(saved):
-        changed.pop("augment.first_op", None)
+        del changed["augment.first_op"]
     return {p: v for p, v in changed.items() if p not in allowed and p != "out"}
 
 
