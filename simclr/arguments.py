@@ -242,6 +242,10 @@ def add_finetune_command(sub: argparse._SubParsersAction, runtime: RuntimeFlags)
     p.add_argument("--lr", type=_real(0, False, most=MAX_REAL), default=0.05,
                    help="base lr, x batch/256")
     p.add_argument("--momentum", type=_real(0, True, 1), default=0.9)
+    p.add_argument("--weight-decay", type=_real(0, True, most=MAX_REAL), default=0.0,
+                   help="L2 penalty on the weights, not on biases or BatchNorm (default: 0, "
+                        "the semi-supervised protocol; transfer fine-tuning (App. B.8) "
+                        "chooses it with the lr on held-out data)")
     p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
     _crop_flags(p)
     p.add_argument("--from-head", action="store_true",

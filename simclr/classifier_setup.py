@@ -114,9 +114,9 @@ def earlier_total_steps(epochs: float, images: int, batch: int) -> int:
 
 def nesterov_sgd(params: Any, lr: float, batch: int, momentum: float) -> torch.optim.SGD:
     """The optimizer of fine-tuning and of the SGD linear protocol (App. B.5, B.6):
-    Nesterov momentum, no weight decay, peak lr ``lr`` x B/256 (kept as each group's
-    ``peak_lr``, which :func:`scheduled_lr` decays). Momentum 0 is plain SGD (torch
-    refuses Nesterov without momentum)."""
+    Nesterov momentum, no weight decay (unless ``params`` are groups that set one),
+    peak lr ``lr`` x B/256 (kept as each group's ``peak_lr``, which :func:`scheduled_lr`
+    decays). Momentum 0 is plain SGD (torch refuses Nesterov without momentum)."""
     peak = lr * batch / 256
     optimizer = torch.optim.SGD(params, lr=peak, momentum=momentum, nesterov=momentum > 0,
                                 weight_decay=0.0)

@@ -460,6 +460,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             encoder, train, test, args.out, image_size=size,
             label_fraction=args.label_fraction, labels_per_class=args.labels_per_class,
             subset_file=args.subset, epochs=args.epochs, lr=args.lr, momentum=args.momentum,
+            weight_decay=args.weight_decay,
             schedule=args.schedule, head=head, **given(args, ("crop_scale", "crop_sampler")),
             # --random-init and --from-scratch: one baseline, recorded alike
             from_head=args.from_head, from_scratch=args.from_scratch or args.random_init,

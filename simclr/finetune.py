@@ -45,6 +45,7 @@ from simclr.classify import Checkpointing, evaluate_classifier, train_classifier
 from simclr.errors import SimCLRError, printable
 from simclr.features import check_labeled, resolve_runtime, source_name
 from simclr.models import Classifier, ProjectionHead, build_encoder
+from simclr.optim import param_groups
 from simclr.partial import PartialRun, partial_weights_digest
 from simclr.results import RESULTS, Ranked, accuracy_summary, finish_results, log
 from simclr.subsets import (
@@ -169,7 +170,8 @@ def run_finetune(
     encoder: nn.Module, train: Any, test: Any, run_dir: str | Path | None, *,
     image_size: int, label_fraction: float | None = None, labels_per_class: int | None = None,
     subset_file: str | Path | None = None, epochs: float | None = None, batch_size: int = 256,
-    lr: float = 0.05, momentum: float = 0.9, schedule: str = "cosine",
+    lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 0.0,
+    schedule: str = "cosine",
     crop_scale: tuple[float, float] = (0.08, 1.0), crop_sampler: str = "torchvision",
     head: ProjectionHead | None = None,
     from_head: bool = False, from_scratch: bool = False, seed: int = 0,
@@ -187,21 +189,22 @@ def run_finetune(
 
     The subset (``class_balanced_subset`` with ``seed``, or the images ``subset_file``
     lists: :func:`simclr.subsets.subset_from_list`) is written to
-    ``run_dir/labeled_subset.txt`` (its unreadable files left out: an uncached
-    folder's, met in the training, replaced there by other images of the subset);
-    Nesterov SGD, lr ``lr`` x B/256, no warm-up, no
-    weight decay, ``schedule`` per step; crop + flip views. ``from_head`` needs ``head``
+    ``run_dir/labeled_subset.txt`` (its unreadable files left out: an uncached folder's,
+    met in the training, replaced there by other images of the subset); Nesterov SGD, lr
+    ``lr`` x B/256, no warm-up, ``weight_decay`` (0, the paper's semi-supervised
+    protocol) on the weights but not on biases or norms (App. B.8's transfer fine-tuning
+    searches it), ``schedule`` per step; crop + flip views. ``from_head`` needs ``head``
     (the pretrained projection head, models.ProjectionHead) and fine-tunes from its
     first layer; ``from_scratch`` re-initialises the encoder (same architecture). The
     given modules are copied, never modified (``channels_last``: the copy's weights and
     the views in that memory format, the faster). Writes ``finetune.json``,
     ``finetune_confusion.png`` and ``checkpoints/finetune.pt`` (encoder.* + fc.*, and
-    neck.* with ``from_head``);
-    returns the results dict. ``config``: the source checkpoint's config (stored in the
-    new checkpoint so it rebuilds the encoder). ``overwrite``: an earlier fine-tuning's
-    results in ``run_dir`` are replaced (refused otherwise); they stay whole until the
-    new ones are written. ``held_out``: the files of ``train``'s folder kept for
-    testing (--test-fraction), which are no part of the listing the subset is drawn from.
+    neck.* with ``from_head``); returns the results dict. ``config``: the source
+    checkpoint's config (stored in the new checkpoint so it rebuilds the encoder).
+    ``overwrite``: an earlier fine-tuning's results in ``run_dir`` are replaced (refused
+    otherwise); they stay whole until the new ones are written. ``held_out``: the files
+    of ``train``'s folder kept for testing (--test-fraction), which are no part of the
+    listing the subset is drawn from.
 
     Long fine-tunings (all of ImageNet's labels for transfer) survive interruptions: every
     ``checkpoint_every`` steps or ``checkpoint_minutes``, and on a stop signal (SIGTERM,
@@ -230,12 +233,15 @@ def run_finetune(
     model = _placed(_seeded_model(encoder, start_layer, num_classes, from_scratch, seed),
                     dev, prec, image_size, budget.batch, batch_size, channels_last, sync_bn)
     out = run_folder(run_dir, RESULTS["finetune"], overwrite)  # inputs checked: rank 0 writes
-    optimizer = nesterov_sgd(model.parameters(), lr, budget.batch, momentum)
+    # Without decay one group, as before it could be set: older saved states still load
+    params = param_groups(model, weight_decay) if weight_decay else model.parameters()
+    optimizer = nesterov_sgd(params, lr, budget.batch, momentum)
     scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")
     settings = _continuation_settings(
         train, budget, aug_cfg, source, encoder, start_layer, lr=lr, momentum=momentum,
-        schedule=schedule, from_head=from_head, from_scratch=from_scratch, seed=seed,
-        image_size=image_size, precision=prec, sync_bn=sync_bn)
+        weight_decay=weight_decay, schedule=schedule, from_head=from_head,
+        from_scratch=from_scratch, seed=seed, image_size=image_size, precision=prec,
+        sync_bn=sync_bn)
     partial_run = PartialRun(out, "finetune", "fine-tuning", settings, overwrite,
                              results=RESULTS["finetune"], train=train)
     step, elapsed = partial_run.resume(
@@ -279,15 +285,15 @@ def _seeded_model(encoder: nn.Module, start_layer: ProjectionHead | None, num_cl
 def _continuation_settings(
     train: Any, budget: _Budget, aug_cfg: Any, source: dict[str, Any] | None,
     encoder: nn.Module, start_layer: ProjectionHead | None, *, lr: float, momentum: float,
-    schedule: str, from_head: bool, from_scratch: bool, seed: int, image_size: int,
-    precision: str, sync_bn: bool,
+    weight_decay: float, schedule: str, from_head: bool, from_scratch: bool, seed: int,
+    image_size: int, precision: str, sync_bn: bool,
 ) -> dict[str, Any]:
     """What fixes a fine-tuning (partial.PartialRun's ``settings``): a saved unfinished
     one is continued only where all of them match, so it never mixes two trainings."""
     return {"test_fraction": ((source or {}).get("test") or {}).get("fraction"),
             "subset": subset_digest(budget.subset, len(train.labels)),
             "epochs": budget.epochs, "batch_size": budget.batch, "lr": lr,
-            "momentum": momentum, "schedule": schedule,
+            "momentum": momentum, "weight_decay": weight_decay, "schedule": schedule,
             "crop": [*aug_cfg.crop_scale, aug_cfg.crop_sampler],
             "from_head": from_head, "from_scratch": from_scratch, "seed": seed,
             "image_size": image_size, "precision": precision, "classes": list(train.classes),
@@ -497,7 +503,8 @@ class _FineTuning:
             "labels_per_class": labels_per_class, "num_classes": num_classes,
             "num_test": int(len(test_y)), "peak_lr": self.optimizer.param_groups[0]["peak_lr"],
             "processes": dist.world_size(),
-            **{k: settings[k] for k in ("epochs", "batch_size", "lr", "schedule", "from_head",
+            **{k: settings[k] for k in ("epochs", "batch_size", "lr", "weight_decay",
+                                        "schedule", "from_head",
                                         "from_scratch", "seed", "image_size", "precision",
                                         "batch_norm")},
             "channels_last": self.channels_last, **stats, "elapsed_s": elapsed_s,

@@ -297,6 +297,8 @@ def _same_setting(key: str, saved: Any, now: Any, moved: bool) -> bool:
     it was refused, and --overwrite threw the training away)."""
     if key == "source" and moved and isinstance(saved, list) and isinstance(now, list):
         return saved[1:] == now[1:]  # (source: [checkpoint path, step, ...])
+    if key == "weight_decay":  # (a fine-tuning saved before it could be set had none)
+        return (saved or 0.0) == now
     return saved == now
 
 

@@ -103,7 +103,8 @@ def test_fractional_epochs_are_rounded_to_steps(tmp_path, folders):
     args = build_parser().parse_args(["finetune", "--checkpoint", "c", "--train", "t",
                                       "--test", "u", "--out", "o", "--epochs", "0.25"])
     assert args.epochs == 0.25
-    assert (args.lr, args.momentum) == (0.05, 0.9)  # the paper's (App. B.5): 0.05 x B/256
+    # the paper's (App. B.5): 0.05 x B/256, no weight decay
+    assert (args.lr, args.momentum, args.weight_decay) == (0.05, 0.9, 0.0)
 
 
 def test_finetune_end_to_end(tmp_path, folders):
@@ -390,6 +391,36 @@ def test_the_learning_rate_follows_the_schedule_and_the_batch_trained_at(tmp_pat
     small = run_finetune(tiny_encoder(), train, test, None, labels_per_class=1,
                          **{**FAST, "epochs": 1})
     assert small["batch_size"] == 3 and small["peak_lr"] == pytest.approx(0.05 * 3 / 256)
+
+
+def test_weight_decay_reaches_the_weights_alone_and_fixes_the_training(tmp_path, folders):
+    """--weight-decay (transfer fine-tuning, App. B.8): decayed convolution and linear
+    weights, biases and BatchNorm not; recorded in the results; a saved fine-tuning
+    continues only with its own, and one saved before the flag existed (no such setting)
+    continues as 0."""
+    train, test = folders
+    args = {**FAST, "batch_size": 4, "epochs": 3, "labels_per_class": 4}
+    run = tmp_path / "wd"
+    run_finetune(tiny_encoder(), train, test, run, weight_decay=0.01, on_step=stop_at(2),
+                 **args)
+    partial = run / "checkpoints" / "finetune-partial.pt"
+    groups = load_checkpoint(partial)["optimizer"]["param_groups"]
+    model = Classifier(tiny_encoder(), 2)
+    weights = [p for p in model.parameters() if p.ndim > 1]
+    assert [(g["weight_decay"], len(g["params"])) for g in groups] == [
+        (0.01, len(weights)), (0.0, len(list(model.parameters())) - len(weights))]
+    with pytest.raises(SimCLRError, match=r"other settings \(weight_decay: 0.01 saved, 0.0 now"):
+        run_finetune(tiny_encoder(), train, test, run, **args)
+    assert run_finetune(tiny_encoder(), train, test, run, weight_decay=0.01,
+                        **args)["weight_decay"] == 0.01
+    older = tmp_path / "older"
+    run_finetune(tiny_encoder(), train, test, older, on_step=stop_at(2), **args)
+    blob = torch.load(older / "checkpoints" / "finetune-partial.pt", weights_only=False)
+    assert len(blob["optimizer"]["param_groups"]) == 1  # no decay: one group, as before
+    del blob["settings"]["weight_decay"]
+    torch.save(blob, older / "checkpoints" / "finetune-partial.pt")
+    continued = run_finetune(tiny_encoder(), train, test, older, **args)
+    assert (continued["steps"], continued["weight_decay"]) == (9, 0.0)
 
 
 def test_run_finetune_defaults_are_the_papers():
