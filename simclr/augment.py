@@ -303,6 +303,7 @@ class TwoViewAugment:
 
         The layout the encoder consumes (one batch of 2N views), without a ``torch.cat``.
         """
+        _check_uint8_batch(images)  # (before its first dim is read as the batch)
         b = images.shape[0]
         n = indices.numel() if isinstance(indices, Tensor) else np.size(indices)  # (or one int)
         if n != b:  # (else said of the parameters drawn for them, which the caller never gave)

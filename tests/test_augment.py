@@ -577,6 +577,12 @@ def test_output_range_shape_dtype_and_input_checks():
     with pytest.raises(ValueError, match="^indices name 15 images and the batch holds 16: one "
                                          "index per image$"):
         A.TwoViewAugment(cfg, 0)(images, np.arange(15), 0)
+    # Not a batch: said as such, not as a mismatch of the first dim with the indices
+    with pytest.raises(ValueError, match=r"^images must be uint8 \(B, 3, H, W\), got torch.uint8 "
+                                         r"\(3, 30, 30\)$"):
+        A.TwoViewAugment(cfg, 0)(images[0], np.arange(1), 0)
+    with pytest.raises(TypeError, match="a torch uint8 tensor .* got list$"):
+        A.TwoViewAugment(cfg, 0)(list(images[:2]), np.arange(2), 0)
     for index in (5, np.int64(5), torch.tensor(5)):  # one image's index as a scalar
         assert A.TwoViewAugment(cfg, 0)(images[:1], index, 0)[0].shape == (1, 3, 24, 24)
 
