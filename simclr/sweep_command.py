@@ -123,7 +123,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         if unused:
             raise SimCLRError(f"{', '.join(unused)}: unused when the cells are scored on the "
                               "digits hold-out; drop it or give --eval-train and --eval-test")
-    if args.print_config:  # each cell's resolved settings; no folder is read, nothing written
+    # Each cell's resolved settings; no folder is read, nothing written, so the cells alike
+    # only on this machine or its data (check_cells_differ) are the sweep's to refuse.
+    if args.print_config:
         _print_cell_configs(axes, Path(args.out).expanduser(), preset, args.config, flags,
                             _scored_folders(args), args.eval_cache_dir)
         return 0
