@@ -152,8 +152,8 @@ def _adopt(cfg: Config, saved: dict[str, Any], inert: Inert, source: str) -> lis
     """The run's own values of the settings with no effect in the cell or the run (and
     its first_op, the same order) put into its ``cfg``: its resume refuses a setting
     changed, in effect or not, and its config.yaml is kept as it was. Returns them as
-    'path value', the value as a refused resume says it (``source``: the file named by a
-    value it cannot read)."""
+    the flag that sets each ('--one-view-negatives'), else 'path value', the value as a
+    refused resume says it (``source``: the file named by a value it cannot read)."""
     from simclr.settings import set_path
 
     adopted, now = [], flatten(cfg.to_dict())
@@ -161,7 +161,8 @@ def _adopt(cfg: Config, saved: dict[str, Any], inert: Inert, source: str) -> lis
         if path in saved and path in now and path not in RUNTIME_ONLY and \
                 _comparable(path, saved[path]) != _comparable(path, now[path]):
             set_path(cfg, path, saved[path], source)
-            adopted.append(f"{path} {value_text(saved[path])}")
+            adopted.append(_flag_setting(path, saved[path])
+                           or f"{path} {value_text(saved[path])}")
     return adopted
 
 

@@ -101,7 +101,7 @@ def test_an_earlier_first_op_naming_the_pipelines_own_order_is_the_same_run(tmp_
     saved["augment"]["first_op"] = "color"  # (as a release that took it saved it)
     save_yaml(saved, run_dir / "config.yaml")
     assert _check_same_settings(build_config("digits", flags=flags), run_dir, "t") == (
-        "sweep: cell t keeps its run's augment.first_op color: no effect here")
+        "sweep: cell t keeps its run's --first-op color: no effect here")
     # colour first at --color-p 0 with --crop: the view is cropped again after it (other
     # views), not the run without --first-op, though colour itself does nothing
     flags = {"augment.asymmetric": True, "augment.color_p": 0.0, "augment.grayscale": False}
@@ -264,8 +264,7 @@ def test_a_setting_with_no_effect_in_the_cell_is_the_cells_run_and_kept(tmp_path
     saved["loss"]["one_view_negatives"] = True
     save_yaml(saved, run_dir / "config.yaml")
     assert _check_same_settings(cfg, run_dir, "loss=nt_logistic") == (
-        "sweep: cell loss=nt_logistic keeps its run's loss.one_view_negatives True: no "
-        "effect here")
+        "sweep: cell loss=nt_logistic keeps its run's --one-view-negatives: no effect here")
     assert cfg.loss.one_view_negatives is True
     assert _check_same_settings(cfg, run_dir, "loss=nt_logistic") is None  # (nothing taken)
     # values said as flags spell them (Python's None, and an empty text shown as nothing)
@@ -279,7 +278,7 @@ def test_a_setting_with_no_effect_in_the_cell_is_the_cells_run_and_kept(tmp_path
               linear / "config.yaml")
     assert _check_same_settings(cfg, linear, "loss=nt_logistic") == (
         "sweep: cell loss=nt_logistic keeps its run's augment.first_op '', "
-        "model.head_hidden_dim none: no effect here")
+        "--head-hidden-dim none: no effect here")
     saved["loss"]["temperature"] = 0.7
     save_yaml(saved, run_dir / "config.yaml")
     with pytest.raises(SimCLRError, match=r"\(loss.temperature: 0.7 there"):
@@ -311,5 +310,5 @@ def test_a_setting_with_no_effect_in_the_cell_is_the_cells_run_and_kept(tmp_path
     shutil.rmtree(run_dir)
     assert _find_earlier_runs(tmp_path / "sw", cells, configs) == [
         "sweep: cell loss=nt_logistic is the run in old (the same settings, written otherwise; "
-        "its loss.margin 0.25 kept: no effect here); reusing it"]
+        "its --margin 0.25 kept: no effect here); reusing it"]
     assert configs[0].loss.margin == 0.25
