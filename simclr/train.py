@@ -479,10 +479,10 @@ def train_loop(
             # Windows end at the same steps as an uninterrupted run's, a stop or not: the
             # checkpoint carries an open window on (the log reads as one run).
             if state.step % cfg.log_every == 0 or last:
-                check_finite(first_bad, last_good, cfg, precision)
                 logged = window_record(cfg, plan, state, meter, optimizer, trained)
-                log.write(logged)
-                progress.record(logged, trained - trained_before, last)
+                log.write(logged)  # (before a stop on a non-finite loss: the window's
+                progress.record(logged, trained - trained_before, last)  # steps stay read)
+                check_finite(first_bad, last_good, cfg, precision)
             progress.step(trained - trained_before)  # (after the step's logged line)
             note_first_step(plan, state.step, trained)
             if cfg.time_budget is not None and state.step >= next_refit and not last:

@@ -745,11 +745,15 @@ def test_a_non_finite_step_between_log_lines_is_never_saved(tmp_path, image_fold
 def test_a_run_stopped_after_several_non_finite_steps_names_the_first(
         tmp_path, image_folder, cache_dir, monkeypatch):
     """--log-every 3: steps 2 and 3 are both non-finite before the check at step 3; the
-    run stops naming step 2, where it went wrong, not the last bad step."""
+    run stops naming step 2, where it went wrong, not the last bad step. The window is
+    logged first (its loss null): step 1's finite loss was lost with it."""
     calls = _nan_at_step(monkeypatch, 2, 3)
     with pytest.raises(DivergedError, match=r"non-finite \(NaN/inf\) at step 2;") as info:
         run(tmp_path, image_folder, cache_dir, "nan", log_every=3, checkpoint_every=0)
     assert info.value.step == 2 and len(calls) == 3
+    lines = [json.loads(x) for x in (tmp_path / "nan/metrics.jsonl").read_text().splitlines()]
+    assert [(x["step"], x["loss"], x["window_steps"]) for x in lines if "loss" in x] == [
+        (3, None, 3)]
 
 
 @pytest.mark.parametrize("policy", ["stop", "skip"])
