@@ -35,6 +35,7 @@ from simclr.run_facts import (
     results_in,
     run_state,
 )
+from simclr.safetensors_file import SUFFIX as SAFETENSORS
 
 
 def describe(target: str | os.PathLike) -> dict[str, Any]:
@@ -106,6 +107,12 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
             "saved_step" not in facts["state"]:  # an evaluation's --out: its results are its
         facts["state"]["status"] = "finished"  # end ("stopped" is a killed training's)
     if not (config or facts["checkpoints"] or facts["results"]):
+        weights = sorted(path.glob(f"*{SAFETENSORS}"))
+        if len(weights) == 1:  # a downloaded model folder: its file, as --checkpoint reads it
+            return describe(weights[0])
+        if weights:
+            raise SimCLRError(f"{target} holds several weights files "
+                              f"({', '.join(w.name for w in weights)}); name one")
         holder = folder_holder(path)
         if holder:  # a command at work that has saved nothing yet (a fine-tuning's start)
             return {"path": str(path), "busy": holder}

@@ -126,6 +126,16 @@ def test_a_resnet_in_a_model_folder_is_an_encoder_checkpoint(tmp_path):
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
         np.testing.assert_array_equal(encoder.eval()(x).numpy(), theirs(x).numpy())
+    # `simclr info FOLDER` describes the file the commands read (it was 'not a simclr
+    # run folder'); two weights files: which is meant is asked, as --checkpoint asks
+    from simclr.info import describe
+
+    assert describe(folder) == describe(folder / "model.safetensors")
+    assert describe(folder)["path"].endswith("model.safetensors")
+    (folder / "other.safetensors").write_bytes((folder / "model.safetensors").read_bytes())
+    with pytest.raises(SimCLRError, match=r"holds several weights files \(model.safetensors, "
+                                          r"other.safetensors\); name one$"):
+        describe(folder)
 
 
 @pytest.mark.parametrize("header", [b"[" * 100_000, b'{"w": ' + b"9" * 5000 + b"}"],
