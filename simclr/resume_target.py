@@ -330,6 +330,10 @@ def _why_no_checkpoint(folder: Path, kind: str) -> str:
         again = f": `{where}{shell_join(['simclr', *argv[1:]])}`" if argv else ""
         return (f"the run in {run_dir} stopped before its first checkpoint, so there is "
                 f"nothing to continue; start it again with the command that started it{again}")
+    if (run_dir / "sweep.json").is_file():  # (sweep.SUMMARY_FILES: written as it starts)
+        return (f"{run_dir} is a sweep, not a run: rerun the `simclr sweep` command that "
+                f"made it to continue its cells, or --resume one cell's folder "
+                f"({path_word(run_dir / 'CELL')})")
     return f"no checkpoint found in {folder}"
 
 

@@ -343,6 +343,12 @@ def test_resume_reports_a_corrupt_checkpoint_and_falls_back_past_a_truncated_one
     (tmp_path / "empty").mkdir()
     with pytest.raises(SimCLRError, match="no checkpoint found in .*empty/checkpoints$"):
         resume_checkpoint(tmp_path / "empty")
+    (tmp_path / "empty" / "sweep.json").write_text("[]")  # a sweep's folder: its cells
+    with pytest.raises(SimCLRError, match=r"empty is a sweep, not a run: rerun the `simclr "
+                                          r"sweep` command that made it to continue its "
+                                          r"cells, or --resume one cell's folder \(.*/empty/"
+                                          r"CELL\)$"):
+        resume_checkpoint(tmp_path / "empty")
 
 
 @pytest.mark.parametrize(("code", "reason"), [(errno.EACCES, "Permission denied"),
