@@ -101,7 +101,10 @@ def epoch_batches(
     decode_on = None if source.cached else decode_device(cfg.data.decoder, device, source)
     if decode_on is not None:
         log_line(f"JPEGs are decoded on {decode_on}; loader workers only read the files")
-    elif cfg.data.decoder == "device" and not source.cached:  # (asked for, unused: said)
+    elif cfg.data.decoder == "device" and source.cached:  # (--cache auto chose it at run
+        log_line("note: --decoder device has no effect here: the images are read from "  # time)
+                 "their decoded cache, decoded once by PIL (--cache off decodes each epoch)")
+    elif cfg.data.decoder == "device":  # (asked for, unused: said)
         log_line("note: --decoder device decodes JPEGs, and none of the images is named as "
                  "one (.jpg, .jpeg, .jpe, .jfif): the loader decodes them with PIL")
     world = dist.world_size()

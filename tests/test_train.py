@@ -135,6 +135,12 @@ def test_pretrain_decodes_jpegs_on_the_device(tmp_path, cache_dir, capsys):
     assert "JPEGs are decoded on" not in out and "note: --decoder device decodes JPEGs, and " \
         "none of the images is named as one (.jpg, .jpeg, .jpe, .jfif): the loader decodes " \
         "them with PIL" in out, out
+    # --cache auto keeps small pictures decoded: the flag, accepted, is said to do nothing
+    train.pretrain(build_config(flags=tiny_flags(folder, tmp_path / "cached", cache_dir, **{
+        "data.decoder": "device", "max_steps": 1})))
+    out = capsys.readouterr().out
+    assert "JPEGs are decoded on" not in out and "note: --decoder device has no effect " \
+        "here: the images are read from their decoded cache" in out, out
 
 
 @pytest.mark.parametrize("cache", ["on", "off"])
