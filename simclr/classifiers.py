@@ -52,12 +52,15 @@ def classifier_checkpoint(
     kind: str, model: nn.Module, config: dict[str, Any], classes: list[str], step: int,
     elapsed: float, metrics: dict[str, Any], optimizer: torch.optim.Optimizer | None = None,
     encoder_step: int | None = None, features: str = "pretrained", run_id: str | None = None,
+    encoder_unfinished: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A simclr-checkpoint holding a Classifier: 'encoder.*' (+ 'neck.*') and 'fc.*';
     ``step``: its own training's, ``encoder_step``: the pretraining step of the encoder
     it started from (the provenance of what it computes), unless ``features`` says it
     started from none ('random init': the baseline, recorded as such); ``run_id``: the
-    training's (supervised, fine-tuning: checkpoint.new_run_id)."""
+    training's (supervised, fine-tuning: checkpoint.new_run_id); ``encoder_unfinished``:
+    {step, total_steps} of the unfinished training the encoder came from (the
+    evaluation's ``source["unfinished"]``), which predict and export then say."""
     blob = {
         "format": "simclr-checkpoint", "version": 1, "kind": kind, "config": config,
         "model": model.state_dict(),  # save_checkpoint moves it to the CPU
@@ -73,6 +76,8 @@ def classifier_checkpoint(
         blob["encoder_step"] = int(encoder_step)
     if run_id is not None:
         blob["run_id"] = run_id
+    if encoder_unfinished is not None and features == "pretrained":
+        blob["encoder_unfinished"] = dict(encoder_unfinished)
     return blob
 
 
@@ -208,37 +213,52 @@ def classifier_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Classifier, dict[s
 
 def note_unfinished(path: Path, ckpt: dict[str, Any]) -> bool:
     """Say on stderr that the model ``path`` holds is from a training that has not
-    finished (a pretraining or supervised run stopped or still training, an
-    evaluation's partial state): the results of the evaluations, predict's predictions
-    and an export's weights are those of a half-trained model, which nothing else in
-    them shows. Returns whether it said so."""
+    finished (:func:`unfinished_of`): the results of the evaluations, predict's
+    predictions and an export's weights are those of a half-trained model, which nothing
+    else in them shows. Returns whether it said so."""
+    found = unfinished_of(path, ckpt)
+    if found is not None:
+        print(f"note: {path} is {found[0]}", file=sys.stderr)
+    return found is not None
+
+
+def unfinished_of(path: Path, ckpt: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """Whether the model ``path`` holds is from a training that has not finished (a
+    pretraining or supervised run stopped or still training, an evaluation's partial
+    state, an export of one, a classifier fitted on one): what it is, in words, and
+    {step, total_steps} of that training (:func:`unfinished_state`); None: finished."""
     step, total = ckpt.get("step"), ckpt.get("total_steps")
-    if ckpt.get("kind") == "encoder":  # an export: its source's stopped training, if any
-        if not isinstance(ckpt.get("unfinished"), dict):
-            return False
+    kind = ckpt.get("kind")
+    if kind == "encoder" or (kind in ("linear", "finetune")
+                             and not path.name.endswith(PARTIAL_SUFFIX)):
+        # an export, or a finished classifier: its source's stopped training, if any
+        at = ckpt.get("unfinished" if kind == "encoder" else "encoder_unfinished")
+        if not isinstance(at, dict):
+            return None
         at = unfinished_state(ckpt)
-        print(f"note: {path} is an export of "
-              f"{unfinished_training(at['step'], at['total_steps'])}", file=sys.stderr)
-        return True
+        what = "an export" if kind == "encoder" else "a classifier on an encoder"
+        return f"{what} of {unfinished_training(at['step'], at['total_steps'])}", at
     if path.name.endswith(PARTIAL_SUFFIX):
         then = "; its command continues it when run again"
-    elif ckpt.get("kind") == "pretrain" and path.name != LAST:
-        return False  # a step of a run chosen on purpose (accuracy against steps)
-    elif ckpt.get("kind") in ("supervised", "pretrain") and isinstance(step, int) \
+    elif kind == "pretrain" and path.name != LAST:
+        return None  # a step of a run chosen on purpose (accuracy against steps)
+    elif kind in ("supervised", "pretrain") and isinstance(step, int) \
             and isinstance(total, int) and step < total:
         # (the run's state: a periodic checkpoint named may be of a run finished since)
-        then = _how_it_goes_on(path, ckpt["kind"]) if path.name == LAST else ""
+        then = _how_it_goes_on(path, kind) if path.name == LAST else ""
     else:
-        return False
-    print(f"note: {path} is {unfinished_training(step, total)}{then}", file=sys.stderr)
-    return True
+        return None
+    return f"{unfinished_training(step, total)}{then}", unfinished_state(ckpt)
 
 
 def unfinished_state(ckpt: dict[str, Any]) -> dict[str, Any]:
     """{step, total_steps} of the unfinished training whose weights ``ckpt`` holds (where
-    :func:`note_unfinished` says it is one): its own, or an exported encoder's record of
-    its source's (``unfinished``; each None where not a whole number)."""
-    at = ckpt.get("unfinished") if ckpt.get("kind") == "encoder" else ckpt
+    :func:`unfinished_of` says it is one): its own, or an exported encoder's record of
+    its source's (``unfinished``), or a classifier's of its encoder's
+    (``encoder_unfinished``; each None where not a whole number)."""
+    kind, recorded = ckpt.get("kind"), ckpt.get("encoder_unfinished")
+    at = ckpt.get("unfinished") if kind == "encoder" else \
+        recorded if kind in ("linear", "finetune") and isinstance(recorded, dict) else ckpt
     at = at if isinstance(at, dict) else {}
     return {k: at.get(k) if is_amount(at.get(k), whole=True) else None
             for k in ("step", "total_steps")}

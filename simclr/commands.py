@@ -24,7 +24,7 @@ from torch import nn
 from simclr import distributed as dist
 from simclr.checkpoint import CHECKPOINTS, LAST, PARTIAL_SUFFIX
 from simclr.checkpoint_read import checkpoint_file, load_checkpoint
-from simclr.classifiers import note_unfinished
+from simclr.classifiers import note_unfinished, unfinished_of
 from simclr.config import Config, DataConfig
 from simclr.data import open_source, reading_draft
 from simclr.errors import SimCLRError, with_article
@@ -214,8 +214,12 @@ def checkpoint_source(path: Path, ckpt: dict[str, Any], features: str) -> dict[s
     run folder is moved or copied; none for a checkpoint from before run ids)."""
     imported = {"imported": ckpt["imported"]} if ckpt.get("imported") else {}
     run = {"run_id": ckpt["run_id"]} if isinstance(ckpt.get("run_id"), str) else {}
+    # a stopped training's weights (said as the command starts): kept with the results
+    # and in a classifier fitted on them, whose predictions and exports say so in turn
+    found = unfinished_of(path, ckpt) if features == "pretrained" else None
+    unfinished = {"unfinished": found[1]} if found else {}
     return {"checkpoint": str(path.resolve()), "kind": ckpt.get("kind"), **imported,
-            "step": encoder_trained_step(ckpt), **run, "features": features}
+            "step": encoder_trained_step(ckpt), **run, "features": features, **unfinished}
 
 
 def runtime_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -447,7 +447,8 @@ def _write_linear_eval(run: _LinearEval, protocol: str, fitted: _Fitted, start: 
                                                        (run.source or {}).get("step"),
                                                        (run.source or {}).get("features"),
                                                        fitted.run_id or new_run_id(),
-                                                       replace)
+                                                       replace,
+                                                       (run.source or {}).get("unfinished"))
     finish_results(results, run.out, "linear_eval", fitted.scores, fitted.test_y, run.train,  # type: ignore[arg-type]
                    run.test, run.source, run.verbose, replace)
     return results
@@ -458,13 +459,15 @@ def save_linear_classifier(encoder: nn.Module, linear: nn.Linear, image_size: in
                            results: dict[str, Any], out: Path,
                            encoder_step: int | None = None,
                            features: str | None = None, run_id: str | None = None,
-                           overwrite: bool = True) -> str | None:
+                           overwrite: bool = True,
+                           encoder_unfinished: dict[str, Any] | None = None) -> str | None:
     """``out/checkpoints/linear.pt``: the encoder and the fitted layer, a classifier that
     ``simclr predict`` applies to new images. Only classifiers on h are saved (those on
     a head layer or raw pixels are evaluation baselines); returns the path or None.
     ``run_id``: the classifier's (the evaluations of it name it by that). ``overwrite``
     False: one that another process wrote meanwhile is kept (and refused, where this
-    one would be saved)."""
+    one would be saved). ``encoder_unfinished``: the stopped training the encoder is
+    from (classifiers.classifier_checkpoint)."""
     from simclr.classifiers import classifier_checkpoint, encoder_config, save_classifier
 
     if not isinstance(encoder, (ResNet, TorchvisionEncoder)):
@@ -483,7 +486,7 @@ def save_linear_classifier(encoder: nn.Module, linear: nn.Linear, image_size: in
     blob = classifier_checkpoint("linear", model, encoder_config(encoder, image_size, config),
                                  list(classes), 0, results["elapsed_s"], results,
                                  encoder_step=encoder_step, features=features or "pretrained",
-                                 run_id=run_id)
+                                 run_id=run_id, encoder_unfinished=encoder_unfinished)
     return save_classifier(blob, out, "linear.pt", overwrite)
 
 

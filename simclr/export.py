@@ -191,9 +191,11 @@ def export_encoder(checkpoint: str | Path, out: str | Path,
         # a random-init baseline's classifier: its encoder is no trained one
         **({"features": ckpt["features"]} if ckpt.get("features") else {}),
         # a stopped training's weights: said by what reads the export, kept by its cards
-        # (a linear classifier's unfinished fitting leaves its frozen encoder as it was)
-        **({"unfinished": unfinished_state(ckpt)}
-           if unfinished and ckpt.get("kind") != "linear" else {}),
+        # (a linear classifier's unfinished fitting leaves its frozen encoder as it was;
+        # one fitted on a stopped training's encoder records that training)
+        **({"unfinished": unfinished_state(ckpt)} if unfinished and (
+            ckpt.get("kind") != "linear" or isinstance(ckpt.get("encoder_unfinished"), dict))
+           else {}),
         # what it was taken from: a fine-tuned or supervised encoder read as one of
         # the pretraining's step alone (the same line for other weights)
         "exported_from": {"kind": ckpt.get("kind"), "trained": trained_for(ckpt),

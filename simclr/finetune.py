@@ -254,7 +254,8 @@ def run_finetune(
     run = _FineTuning(model=model, optimizer=optimizer, scaler=scaler, partial_run=partial_run,
                       cfg=encoder_config(model.encoder, image_size, config, start_layer),
                       train=train, budget=budget, listed=listed, device=dev, precision=prec,
-                      channels_last=channels_last, workers=workers, verbose=verbose)
+                      channels_last=channels_last, workers=workers, verbose=verbose,
+                      encoder_unfinished=(source or {}).get("unfinished"))
     _say_plan(len(budget.subset), budget.fraction, budget.epochs, budget.steps, budget.batch,
               verbose)
     start = time.perf_counter()
@@ -425,6 +426,9 @@ class _FineTuning:
     channels_last: bool
     workers: int | None
     verbose: bool
+    # {step, total_steps} of the stopped training the encoder is from (source's): kept
+    # in the fine-tuned checkpoint, which predict and export then say
+    encoder_unfinished: dict[str, Any] | None = None
     trained: np.ndarray = field(init=False)  # the labeled images trained on (results())
 
     def save_partial(self, step: int, seconds: float,
@@ -526,7 +530,8 @@ class _FineTuning:
                                      encoder_step=self.partial_run.settings["source"][1],
                                      features="random init" if self.partial_run.settings[
                                          "from_scratch"] else "pretrained",
-                                     run_id=self.partial_run.run_id)
+                                     run_id=self.partial_run.run_id,
+                                     encoder_unfinished=self.encoder_unfinished)
         results["checkpoint"] = save_classifier(
             blob, out, "finetune.pt",
             bool(self.partial_run.overwrite) or self.partial_run.finishing)

@@ -659,6 +659,48 @@ def test_a_checkpoints_step_that_is_no_count_is_one_line(tmp_path, image_folder,
         assert not (tmp_path / "o.pt").exists() and not (tmp_path / "o.npz").exists()
 
 
+def test_a_classifier_fitted_on_an_unfinished_training_says_so(tmp_path, capsys):
+    """A linear classifier fitted on a pretraining stopped at step 3 of 9: the evaluation
+    said so, but predict and export of the classifier said nothing and its card read as a
+    finished training's. The evaluation's source records the stopped training, the
+    classifier keeps it (``encoder_unfinished``), and what reads the classifier says it."""
+    from simclr.commands import checkpoint_source
+    from simclr.evaluate import run_linear_eval
+    from tests.test_evaluate import colour_source
+
+    ckpt = pretrain_checkpoint(head_layers=2)
+    state = {k: v for k, v in ckpt.items() if k not in ("format", "version")}
+    last = save_checkpoint({**state, "step": 3, "total_steps": 9}, tmp_path / "run" / "checkpoints")
+    stopped = load_checkpoint(last)
+    source = checkpoint_source(last, stopped, "pretrained")
+    assert source["unfinished"] == {"step": 3, "total_steps": 9}
+    assert "unfinished" not in checkpoint_source(last, stopped, "random init")
+    encoder, _ = encoder_from_checkpoint(stopped)
+    run_linear_eval(encoder, colour_source(seed=0), colour_source(n_per_class=3, seed=1),
+                    tmp_path / "lin", image_size=16, device="cpu", precision="fp32",
+                    verbose=False, source=source)
+    linear = tmp_path / "lin" / "checkpoints" / "linear.pt"
+    assert load_checkpoint(linear)["encoder_unfinished"] == {"step": 3, "total_steps": 9}
+    capsys.readouterr()
+    note = f"note: {linear} is a classifier on an encoder of an unfinished training (step 3 of 9)\n"
+    assert main(["export", "--checkpoint", str(linear), "--layer", "logits",
+                 "--out", str(tmp_path / "c.pt2")]) == 0
+    assert note in capsys.readouterr().err
+    card = json.loads((tmp_path / "c.pt2.json").read_text())
+    assert card["unfinished"] == {"step": 3, "total_steps": 9} and card["step"] == 3
+    assert main(["export", "--checkpoint", str(linear), "--out", str(tmp_path / "e.pt")]) == 0
+    assert note in capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "e.pt")["unfinished"] == {"step": 3, "total_steps": 9}
+    # a classifier of a finished training's encoder: nothing said, nothing recorded
+    done = classifier_checkpoint("finetune", Classifier(encoder, 2), ckpt["config"], ["a", "b"],
+                                 5, 1.0, {}, encoder_step=9)
+    done = save_checkpoint({k: v for k, v in done.items() if k not in ("format", "version")},
+                           tmp_path / "ft" / "checkpoints", "finetune.pt")
+    assert main(["export", "--checkpoint", str(done), "--out", str(tmp_path / "f.pt")]) == 0
+    assert "unfinished" not in capsys.readouterr().err
+    assert "unfinished" not in load_checkpoint(tmp_path / "f.pt")
+
+
 def test_an_export_of_an_unfinished_training_keeps_saying_so(tmp_path, image_folder, capsys):
     """An encoder exported from a run stopped at step 3 of 9 kept its step alone: embed
     with it said nothing, and a program exported from it recorded a finished training.
