@@ -210,6 +210,11 @@ def knn_accuracy(
         raise SimCLRError(f"kNN test labels must be one class (>= 0) per query, "
                           f"({np.shape(test_feats)[0]},); got shape {truth.shape}"
                           + (f", min {truth.min()}" if truth.size else ""))
+    if not truth.size:  # (no accuracy: numpy's reduction error, or nan with num_classes)
+        raise SimCLRError("kNN accuracy needs at least one query, got none")
+    if num_classes is not None and truth.max() >= num_classes:  # (each counted a miss)
+        raise SimCLRError(f"kNN test labels must lie in 0..{num_classes - 1}, got "
+                          f"{int(truth.max())}")
     if num_classes is None:
         num_classes = int(max(np.max(np.asarray(train_labels)),
                               np.max(np.asarray(test_labels)))) + 1

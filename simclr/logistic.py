@@ -9,6 +9,7 @@ on a stratified held-out split of the training set, then refitted on all of it.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from fractions import Fraction
 from functools import partial
@@ -234,6 +235,27 @@ class Standardizer:
         return layer
 
 
+def _checked_inputs(
+    train_x: Any, train_y: Any, test_x: Any, num_classes: int, l2: float | None,
+    l2_grid: Sequence[float] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`logistic_regression`'s arrays (tensors taken as their numpy arrays), its
+    labels in 0..num_classes - 1 and its penalties non-negative, checked before any fit:
+    a label past the classes was torch's IndexError deep in the fit, and l2 -1 a whole
+    fit that ended 'diverged'."""
+    arrays = [t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+              for t in (train_x, train_y, test_x)]
+    labels = arrays[1]
+    if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0
+                        or labels.max() >= num_classes):
+        raise SimCLRError(f"the labels must be whole class numbers in 0..{num_classes - 1}, "
+                          f"got {labels.dtype} values {labels.min()}..{labels.max()}")
+    for value in ([] if l2 is None else [l2]) + list(l2_grid or []):
+        if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
+            raise SimCLRError(f"--l2 must be a non-negative number, got {value}")
+    return arrays[0], labels, arrays[2]
+
+
 def logistic_regression(
     train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, num_classes: int, *,
     l2: float | None = None, l2_grid: Sequence[float] | None = None,
@@ -263,6 +285,8 @@ def logistic_regression(
     """
     if not 0 < val_fraction < 1:
         raise SimCLRError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
+    train_x, train_y, test_x = _checked_inputs(train_x, train_y, test_x, num_classes, l2,
+                                               l2_grid)
     if dtype is None:
         small = max(train_x.size, len(train_x) * num_classes) <= FLOAT64_MAX_ELEMENTS
         dtype = torch.float64 if small else torch.float32

@@ -279,6 +279,11 @@ def test_unlabeled_rows_and_mismatched_shapes_are_named():
         knn_accuracy(feats, np.abs(labels)[:5], feats, np.abs(labels))
     with pytest.raises(SimCLRError, match=r"with N >= 1, got .*\[0, 4\]"):  # (no memory)
         knn_accuracy(feats[:0], np.zeros(0, np.int64), feats, np.abs(labels), num_classes=2)
+    # no query (numpy's reduction error, or nan), a query's class past num_classes (a miss)
+    with pytest.raises(SimCLRError, match=r"^kNN accuracy needs at least one query, got none$"):
+        knn_accuracy(feats, np.abs(labels), feats[:0], np.zeros(0, np.int64))
+    with pytest.raises(SimCLRError, match=r"^kNN test labels must lie in 0\.\.1, got 5$"):
+        knn_accuracy(feats, np.abs(labels), feats, np.full(6, 5), num_classes=2)
     assert knn_accuracy(feats, np.abs(labels), feats, np.abs(labels), k=1) == 1.0
 
 

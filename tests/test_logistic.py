@@ -243,6 +243,26 @@ def test_the_held_out_fraction_must_leave_both_parts_something(fraction):
         logistic_regression(x, y, x, 2, val_fraction=fraction)
 
 
+def test_inputs_are_checked_before_any_fit_and_tensors_are_taken():
+    """Labels past the classes were torch's IndexError inside the fit, a negative or NaN
+    l2 a whole fit ending 'diverged', and torch tensors (as the kNN functions take)
+    a TypeError from comparing a method; a float32 numpy l2 is a number."""
+    x, y = blobs(10, 4, 3, spread=0.2, seed=0)
+    with pytest.raises(SimCLRError, match=r"^the labels must be whole class numbers in 0\.\.1, "
+                                          r"got int64 values 0\.\.2$"):
+        logistic_regression(x, y, x, 2, l2=0.1)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(SimCLRError, match=r"^--l2 must be a non-negative number, got "):
+            logistic_regression(x, y, x, 3, l2=bad)
+        with pytest.raises(SimCLRError, match=r"^--l2 must be a non-negative number, got "):
+            logistic_regression(x, y, x, 3, l2_grid=[0.1, bad])
+    summary, log_probs, _ = logistic_regression(torch.as_tensor(x), torch.as_tensor(y),
+                                                torch.as_tensor(x), 3, l2=0.1)
+    expected = logistic_regression(x, y, x, 3, l2=0.1)
+    assert summary == expected[0] and torch.equal(log_probs, expected[1])
+    assert logistic_regression(x, y, x, 3, l2=np.float32(0.1))[0]["l2"] == pytest.approx(0.1)
+
+
 def test_an_empty_grid_is_refused():
     """A Python caller's empty grid chose no l2 and met an UnboundLocalError."""
     x, y = blobs(10, 4, 2, spread=0.2, seed=0)
