@@ -344,6 +344,10 @@ def set_path(cfg: Config, path: str, value: Any, source: str) -> None:
     except KeyError:
         raise SimCLRError(f"{source}: unknown setting {shown(path)}{_nested_hint(path)}") from None
     if dataclasses.is_dataclass(getattr(obj, name)):  # e.g. `model: 3` in a YAML file
+        if source == "flag":  # build_config(flags={"model": {"width": 0.5}}), a Python caller's
+            inner = next(iter(value), "NAME") if isinstance(value, dict) else "NAME"
+            raise SimCLRError(f"flags name each setting by its dotted path "
+                              f"('{path}.{inner}'), not a section {path!r}")
         raise SimCLRError(f"{source}: section {path!r} must be a mapping of its settings, "
                           f"got {shown(value)}")
     # A flag's problem is named by the flag the user typed, a file's by its key.

@@ -206,6 +206,10 @@ def test_every_setting_has_one_flag_of_its_own_name(monkeypatch):
          "--zero-init-residual: expected true or false, got 'auto'"),
         ({"time_budget": "soon"}, "--time-budget"),
         ({"nonsense": 1}, "unknown setting 'nonsense'"),
+        # (a Python caller's section as a mapping: it was 'section 'model' must be a
+        # mapping of its settings, got {'width': 0.5}')
+        ({"model": {"width": 0.5}},
+         "flags name each setting by its dotted path ('model.width'), not a section 'model'"),
     ],
 )
 def test_unreadable_values_name_the_setting(flags, needle):
