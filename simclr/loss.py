@@ -54,13 +54,14 @@ def _check_scale(name: str, value: float | Tensor, zero_allowed: bool = False) -
 
 
 def _check_pair(z_a: Tensor, z_b: Tensor) -> None:
-    """Two (n, D) float tensors of at least one row, checked before anything else
-    touches them (a numpy array or an empty batch failed deep inside torch)."""
+    """Two (n, D) float tensors of at least one row and one feature, checked before
+    anything else touches them (a numpy array or an empty batch failed deep inside
+    torch; no feature gave every pair the same similarity, log(2n - 1) as the loss)."""
     if not (isinstance(z_a, Tensor) and isinstance(z_b, Tensor)):
         raise TypeError(f"z_a and z_b must be torch tensors, got {type(z_a).__name__} and "
                         f"{type(z_b).__name__}")
-    if z_a.ndim != 2 or z_a.shape != z_b.shape or z_a.shape[0] == 0:
-        raise ValueError(f"z_a and z_b must both be (n, D) with n >= 1 (and 2 pairs or more "
+    if z_a.ndim != 2 or z_a.shape != z_b.shape or 0 in z_a.shape:
+        raise ValueError(f"z_a and z_b must both be (n, D) with n, D >= 1 (and 2 pairs or more "
                          f"over all processes), got "
                          f"{tuple(z_a.shape)} and {tuple(z_b.shape)}")
     if not (z_a.is_floating_point() and z_b.is_floating_point()):

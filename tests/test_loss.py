@@ -383,9 +383,11 @@ def test_inputs_a_library_user_gets_wrong_are_named(loss):
     z = torch.randn(4, 8)
     with pytest.raises(TypeError, match="must be torch tensors, got ndarray and ndarray"):
         loss(z.numpy(), z.numpy())
-    with pytest.raises(ValueError, match=r"\(n, D\) with n >= 1 \(and 2 pairs or more over "
-                                         r"all processes\), got \(0, 8\)"):
+    with pytest.raises(ValueError, match=r"\(n, D\) with n, D >= 1 \(and 2 pairs or more "
+                                         r"over all processes\), got \(0, 8\)"):
         loss(z[:0], z[:0])
+    with pytest.raises(ValueError, match=r"with n, D >= 1 .*got \(4, 0\) and \(4, 0\)$"):
+        loss(z[:, :0], z[:, :0])  # (no feature: it was log(2n - 1), every pair alike)
     with pytest.raises(ValueError, match="at least 2 pairs"):
         loss(z[:1], z[1:2])
     scale = {"margin": "1"} if loss is margin_triplet else {"temperature": "0.5"}
@@ -483,8 +485,8 @@ def test_projections_of_other_shapes_are_named(loss, shapes):
     """Two views of other batch sizes or widths are refused with the shapes named, not
     left to fail (or not) somewhere inside torch."""
     got = re.escape(f"got {shapes[0]} and {shapes[1]}")
-    with pytest.raises(ValueError, match=r"must both be \(n, D\) with n >= 1 \(and 2 pairs or "
-                                         r"more over all processes\), " + got):
+    with pytest.raises(ValueError, match=r"must both be \(n, D\) with n, D >= 1 \(and 2 pairs "
+                                         r"or more over all processes\), " + got):
         loss(torch.randn(*shapes[0]), torch.randn(*shapes[1]))
 
 
