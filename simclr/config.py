@@ -372,9 +372,10 @@ RESUME_SETTINGS = frozenset({
 # What a run's config.yaml records beside its settings (simclr.train writes them): facts
 # of that run, not settings, so reading the file as a --config skips them.
 # (``folders``: a supervised run's --train/--test, which `simclr supervised --config`
-# takes when no --train is given.)
+# takes when no --train is given; ``run_id``: the id its checkpoints carry, which a copy
+# of the folder keeps without them.)
 RECORDED_KEYS = frozenset({"provenance", "precision_resolved", "device_resolved", "num_images",
-                           "folders", "init_from_resolved"})
+                           "folders", "init_from_resolved", "run_id"})
 
 
 def settings_of(saved: dict[str, Any]) -> dict[str, Any]:

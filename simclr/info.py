@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -87,8 +88,14 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
             facts["init_from"] = config.get("init_from_resolved") or config["init_from"]
     facts["checkpoints"] = _checkpoints(path / CHECKPOINTS)
     last: dict[str, Any] = next((c for c in facts["checkpoints"] if c["name"] == LAST), {})
-    if last.get("run_id"):  # what its evaluations' results record (checkpoint.new_run_id)
+    # what its evaluations' results record (checkpoint.new_run_id); config.yaml's too,
+    # which a copy of the folder keeps without its checkpoints (a text file: read only
+    # as such an id, never printed as whatever it holds)
+    recorded = (config or {}).get("run_id")
+    if last.get("run_id"):
         facts["run_id"] = last["run_id"]
+    elif isinstance(recorded, str) and re.fullmatch(r"[0-9a-f]{32}", recorded):
+        facts["run_id"] = recorded
     if last.get("data"):  # a supervised run keeps its --train/--test there
         facts["data"] = last["data"]
     elif last.get("data_split") and isinstance(facts.get("data"), str):

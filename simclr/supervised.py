@@ -405,7 +405,7 @@ def _train_and_test(
     scaler = torch.amp.GradScaler(dev.type, enabled=prec == "fp16")
     run_id = str((resume or {}).get("run_id") or new_run_id())  # kept when resumed
     step, elapsed = _starting_step(cfg, model, optimizer, scaler, plan, run_dir, resume, verbose)
-    session = 1 if out is None else _record_start(out, cfg, data, resume is not None)
+    session = 1 if out is None else _record_start(out, cfg, data, resume is not None, run_id)
     save = _Saver(out, model, cfg, train, optimizer, scaler, plan, run_id, session, data,
                   saved_tally((resume or {}).get("epoch_tally")))
     budget = f", time budget {cfg.time_budget:g} s" if cfg.time_budget else ""
@@ -476,9 +476,9 @@ def _starting_step(cfg: Config, model: torch.nn.Module, optimizer: torch.optim.O
 
 
 def _record_start(out: Path, cfg: Config, data: Mapping[str, str | None] | None,
-                  resumed: bool) -> int:
-    """Write this start into the run's config.yaml; returns which start of the run it is
-    (its checkpoints say: :class:`_Saver`)."""
+                  resumed: bool, run_id: str) -> int:
+    """Write this start into the run's config.yaml (with the ``run_id`` its checkpoints
+    carry); returns which start of the run it is (its checkpoints say: :class:`_Saver`)."""
     # The folders too (config.yaml's `folders`): the file says what the run trained
     # and tested on, and `simclr supervised --config` reruns it without --train. Its
     # provenance as a pretraining's: this start's command and versions, and a resumed
@@ -490,7 +490,7 @@ def _record_start(out: Path, cfg: Config, data: Mapping[str, str | None] | None,
     with contextlib.suppress(FileNotFoundError):
         (out / SUMMARY).unlink()
     save_yaml({**cfg.to_dict(), **({"folders": dict(data)} if data else {}),
-               "provenance": started}, out / "config.yaml")
+               "provenance": started, "run_id": run_id}, out / "config.yaml")
     return session
 
 

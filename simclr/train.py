@@ -271,7 +271,8 @@ def run_session(
             kept = recorded_init_from(run_dir) if resume else initial
             save_yaml({**cfg.to_dict(), "provenance": started,
                        "precision_resolved": precision, "device_resolved": str(device),
-                       "num_images": source.num_images, **kept}, run_dir / "config.yaml")
+                       "num_images": source.num_images, **kept, "run_id": state.run_id},
+                      run_dir / "config.yaml")
         # This start's provenance, as config.yaml records it (git asked once, not twice)
         this_start = {k: v for k, v in started.items() if k != "earlier"}
         log.write({"step": state.step, "event": "start", **this_start,

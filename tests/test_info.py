@@ -160,6 +160,12 @@ def test_results_are_matched_to_their_run_by_its_id_not_its_path(evaluated_run, 
     assert lines[-2].endswith("%")  # knn/knn.json: its own
     assert lines[-1].startswith("  other/knn.json: kNN, top-1 ")
     assert lines[-1].endswith(f"(of another run's checkpoint, {first / 'checkpoints/last.pt'})")
+    # the moved copy without its checkpoints: config.yaml keeps the id its results name
+    # (they were 'of another run's checkpoint', the copy's own path gone)
+    own = load_checkpoint(moved / "checkpoints/last.pt")["run_id"]
+    shutil.rmtree(moved / "checkpoints")
+    lines = _info(capsys, moved).splitlines()
+    assert f"  run id: {own}" in lines and lines[-2].endswith("%")
 
 
 def test_a_supervised_run_that_records_no_folders_says_so(tmp_path, folders, capsys):
