@@ -17,6 +17,7 @@ from simclr.checkpoint_read import load_scaler, load_weights, readable_state
 from simclr.config import RESUME_SETTINGS, Config
 from simclr.config_file import load_yaml
 from simclr.errors import SimCLRError
+from simclr.files import read_json
 from simclr.folders import named_dataset, scan_folder, split_name, split_read_anew
 from simclr.launch import path_word
 from simclr.optim import load_optimizer_state
@@ -439,10 +440,15 @@ def moved_folders(cfg: Config, flags: dict[str, Any], target: str | Path) -> set
     anything is read, saying how to go on; a new place must hold as many images as the
     run started with (:func:`check_same_images`), so that it continues exactly."""
     gone = set()
+    # A finished run reads no image: its --resume says so (nothing to do), not that its
+    # folder is gone (read_json: none, or unreadable, is no finished run)
+    finished = (read_json(Path(cfg.out) / "summary.json") or {}).get("status") == "finished"
     for path, flag in _FOLDERS.items():
         if _still_there(cfg, path):
             continue
         saved = _folder(cfg, path)
+        if path not in flags and finished:
+            continue
         if path not in flags:
             raise SimCLRError(f"--resume {target}: the run's {flag} folder {saved} is gone "
                               f"(moved or deleted); put it back, or give its new place "

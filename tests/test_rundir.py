@@ -281,6 +281,10 @@ def test_a_run_whose_data_folder_moved_resumes_from_its_new_place(tmp_path, caps
     assert main(["pretrain", "--resume", str(run_dir), "--data", str(fewer)]) == 2  # present:
     assert "--resume continues the saved settings; cannot change --data" in \
         capsys.readouterr().err  # not a folder that moved
+    # finished (step 4 of 4), its folder gone again: nothing to do, no folder asked for
+    shutil.move(tmp_path / "moved", tmp_path / "gone")
+    assert main(["pretrain", "--resume", str(run_dir)]) == 0
+    assert "finished at step 4 already: nothing to do" in capsys.readouterr().out
 
 
 def test_a_folder_holding_someone_elses_config_is_not_a_run_folder(tmp_path, image_folder,
