@@ -261,6 +261,13 @@ def test_a_run_whose_data_folder_moved_resumes_from_its_new_place(tmp_path, caps
         f"simclr pretrain: error: --resume {run_dir}: the run's --data folder {data} is gone "
         f"(moved or deleted); put it back, or give its new place (simclr pretrain --resume "
         f"{run_dir} --data NEW_FOLDER)\n")
+    # info's command, and an evaluation's note, say so too (`--resume RUN` alone failed)
+    assert main(["info", str(run_dir)]) == 0
+    assert (f"  continue with: simclr pretrain --resume {run_dir} --data NEW_FOLDER (its "
+            f"--data folder {data} is gone)\n") in capsys.readouterr().out
+    from simclr.info_text import resume_command
+
+    assert resume_command(run_dir, "pretrain").endswith(f"(its --data folder {data} is gone)")
     fewer = make_image_folder(tmp_path / "fewer", classes=2, per_class=7)
     assert main(["pretrain", "--resume", str(run_dir), "--data", str(fewer)]) == 2
     assert "the data folder now holds 14 images; the run started with 16" in \
