@@ -40,7 +40,7 @@ from simclr.checkpoint import (
     latest_checkpoint,
 )
 from simclr.distributed import launched_rank
-from simclr.errors import SimCLRError, unreadable_path, with_article
+from simclr.errors import SimCLRError, printable, unreadable_path, with_article
 from simclr.launch import shell_quote
 from simclr.safetensors_file import SUFFIX as SAFETENSORS
 from simclr.safetensors_file import is_safetensors, read_safetensors
@@ -170,6 +170,18 @@ def read_weights_file(path: str | os.PathLike, map_location: Any = "cpu",
         return _read_weights_file(path, map_location, mmap)
 
 
+def _exported_from(program: Path) -> str:
+    """' (its card names CHECKPOINT)': the file a program's card records it was
+    exported from, where it is readable (else nothing)."""
+    from simclr.programs import read_card  # (the export machinery: only for this message)
+
+    try:
+        source = read_card(program).get("checkpoint")
+    except SimCLRError:
+        return ""
+    return f" (its card names {printable(source)})" if isinstance(source, str) else ""
+
+
 def _read_weights_file(path: str | os.PathLike, map_location: Any,
                        mmap: bool) -> tuple[Any, Path]:
     """:func:`read_weights_file` once; :class:`_PickedAndGone` if the file it picked from
@@ -177,7 +189,7 @@ def _read_weights_file(path: str | os.PathLike, map_location: Any,
     p = checkpoint_file(path)
     if p.suffix.lower() in (".pt2", ".onnx"):  # `simclr export` programs: no weights dict
         raise SimCLRError(f"{p} is an exported program ({p.suffix}), not a checkpoint; give "
-                          "the checkpoint it was exported from")
+                          f"the checkpoint it was exported from{_exported_from(p)}")
     if is_safetensors(p):  # no pickle at all: read by its own rules
         return read_safetensors(p), p
     try:

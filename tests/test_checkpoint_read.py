@@ -5,6 +5,7 @@ and loading a checkpoint's state into a network or a run."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import pickle
 from pathlib import Path
@@ -482,7 +483,16 @@ def test_an_exported_program_given_as_a_checkpoint_says_what_to_give(tmp_path, s
     path = tmp_path / f"model{suffix}"
     path.write_bytes(save_checkpoint(_state(3), tmp_path).read_bytes())
     with pytest.raises(SimCLRError, match=rf"is an exported program \({suffix}\), not a "
-                                          "checkpoint; give the checkpoint it was exported"):
+                                          "checkpoint; give the checkpoint it was exported "
+                                          "from$"):
+        load_checkpoint(path)
+    # its card (beside it) names the file it came from: said, as info says it
+    from simclr.programs import card_file
+
+    card_file(path).write_text(json.dumps({"format": "simclr-program",
+                                           "checkpoint": "/runs/a/checkpoints/last.pt"}))
+    with pytest.raises(SimCLRError, match=r"exported from \(its card names "
+                                          r"/runs/a/checkpoints/last\.pt\)$"):
         load_checkpoint(path)
 
 
