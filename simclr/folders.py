@@ -8,6 +8,7 @@ is checked from these lists before anything is decoded (:mod:`simclr.data` opens
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from simclr.errors import SimCLRError
+from simclr.errors import SimCLRError, printable
 from simclr.progress import said_once
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,21 @@ _HIDDEN = 0x2  # FILE_ATTRIBUTE_HIDDEN
 
 def _visible(name: str) -> bool:
     return not name.startswith(".") and name.casefold() not in _JUNK_CASEFOLDED
+
+
+def _hidden_said(root: str) -> str:
+    """' (left out as hidden: .trip, .x.jpg)': the folders and images of ``root`` whose
+    names start with a dot, which a folder that holds nothing else is 'empty' for (its
+    pictures all in .trip/); junk (.DS_Store, ._*) not named."""
+    with contextlib.suppress(OSError), os.scandir(root) as scan:
+        names = sorted(e.name for e in scan if e.name.startswith(".")
+                       and not e.name.startswith("._") and e.name.casefold() not in
+                       _JUNK_CASEFOLDED and (_is_dir(e) or _extension(e.name) in
+                                              IMAGE_EXTENSIONS))
+        if names:
+            more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+            return f" (left out as hidden: {', '.join(map(printable, names[:5]))}{more})"
+    return ""
 
 
 def _attributes(path: str | os.DirEntry[str]) -> int:
@@ -371,7 +387,7 @@ def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:
     except OSError as exc:  # e.g. a folder without read permission
         raise SimCLRError(f"cannot list the data folder {root} ({exc.strerror})") from None
     if not listed:
-        raise SimCLRError(f"data folder is empty: {root}")
+        raise SimCLRError(f"data folder is empty: {root}{_hidden_said(root_s)}")
     if not is_utf8(root_s):  # (every image's name below would be left out for it)
         raise SimCLRError(f"{ascii(root_s)}: the data folder's path is not valid UTF-8 "
                           "(results name each image by its path, in text); rename it or "

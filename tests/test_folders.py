@@ -95,7 +95,14 @@ def test_file_instead_of_folder_is_named(tmp_path):
 
 def test_empty_folder_is_named(tmp_path):
     (tmp_path / ".DS_Store").write_text("")  # hidden files do not count
-    with pytest.raises(SimCLRError, match=f"empty: {tmp_path}"):
+    with pytest.raises(SimCLRError, match=f"empty: {tmp_path}$"):
+        scan_folder(tmp_path)
+    # pictures all in hidden folders (or named as hidden): 'empty' said why, junk unnamed
+    save_image(tmp_path / ".trip" / "a.png", rgb(8, 8))
+    save_image(tmp_path / ".b.png", rgb(8, 8))
+    (tmp_path / "._a.png").write_text("")
+    with pytest.raises(SimCLRError, match=rf"empty: {tmp_path} \(left out as hidden: \.b\.png, "
+                                          r"\.trip\)$"):
         scan_folder(tmp_path)
 
 
