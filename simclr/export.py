@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -237,14 +238,13 @@ def export_torchvision(checkpoint: str | Path, out: str | Path,
                           f"(max difference {(got - expected).abs().max().item():.3g})")
     unfinished = note_unfinished(Path(ckpt.get("file", checkpoint)), ckpt)
     out = Path(out)
-    written(out, lambda tmp: torch_save(state, tmp), replace=overwrite)
     # The file records no size or preprocessing: its card does (a torchvision pipeline
     # would otherwise feed 224 px with ImageNet's mean/std).
     # (the file's whole path: the code is copied to run from anywhere, as the card is)
     load = f"{code}; m.load_state_dict(torch.load({str(out.resolve())!r})); m.eval()"
     card = {**program_card(spec, "h", encoder.feature_dim, card_origin(ckpt, unfinished),
                            "torchvision", Path(checkpoint)), "usage": load}
-    write_json(card_file(out), card, replace=overwrite)
+    _written_with_card(out, lambda tmp: torch_save(state, tmp), card, overwrite)
     read_back = assumed_side(spec["cifar_stem"])
     if spec["arch"] in ARCHS and size != read_back:  # e.g. an ImageNet stem at 32 px
         print(f"note: {out} records no image size; simclr reads it at {read_back} px: "
@@ -265,6 +265,21 @@ def _side_named(ckpt: dict[str, Any], image_size: int | None) -> str:
     if evaluated and int(evaluated) != trained:
         return f"its --eval-size (it was trained at {trained} px)"
     return "the side it was trained at"
+
+
+def _written_with_card(out: Path, write: Callable[[Path], Any], card: dict[str, Any],
+                       overwrite: bool) -> None:
+    """``write(tmp)`` renamed to ``out``, then its card beside it (``<out>.json``): an
+    earlier export's card is removed before the new file takes its place, so a kill
+    between the two leaves the new file without one (a .pt2 keeps its own inside), never
+    beside a card of another model (whose side or source its readers would take)."""
+    def then_without_old_card(tmp: Path) -> None:
+        write(tmp)
+        if overwrite:  # (without: the command refused an existing --out before)
+            card_file(out).unlink(missing_ok=True)
+
+    written(out, then_without_old_card, replace=overwrite)
+    write_json(card_file(out), card, replace=overwrite)
 
 
 def card_origin(ckpt: dict[str, Any], unfinished: bool) -> dict[str, Any]:
@@ -335,8 +350,7 @@ def export_program(checkpoint: str | Path, out: str | Path, fmt: str,
         write_program(module, example, tmp, card)
         result.update(check_program(tmp, fmt, check, expected))
 
-    written(out, write, replace=overwrite)  # each failure names the file not written
-    write_json(card_file(out), card, replace=overwrite)
+    _written_with_card(out, write, card, overwrite)  # each failure names the file not written
     return {"out": str(out), "format": fmt, "layer": layer, "dim": card["output"]["shape"][1],
             **spec, **result}
 

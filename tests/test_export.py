@@ -166,6 +166,26 @@ def test_an_existing_file_is_replaced_only_with_overwrite(run_dir, tmp_path, cap
     assert load_encoder(out) is not None
 
 
+def test_a_program_replaced_is_never_left_beside_the_old_card(run_dir, tmp_path, monkeypatch):
+    """Killed between the new program's rename and its card's write, the old card (of a
+    16 px export) stayed beside the new 32 px program, which info and the readers then
+    described by it. The old card goes first: the .pt2 keeps its own card inside."""
+    from simclr.programs import card_file, read_card
+
+    out = tmp_path / "e.pt2"
+    assert main(["export", "--checkpoint", str(run_dir), "--out", str(out)]) == 0
+    assert read_card(out)["input"]["shape"][2] == 16 and card_file(out).is_file()
+
+    def killed(*args, **kwargs):  # (as SIGKILL after the rename: nothing after it runs)
+        raise SystemExit(137)
+
+    monkeypatch.setattr(exp, "write_json", killed)
+    with pytest.raises(SystemExit):
+        exp.export_program(run_dir, out, "pt2", image_size=32)
+    assert out.is_file() and not card_file(out).exists()
+    assert read_card(out)["input"]["shape"][2] == 32  # the card inside it: the new program's
+
+
 def test_overwrite_never_replaces_a_runs_checkpoints(run_dir, tmp_path, capsys):
     """A linear evaluation's classifier sits in its run's checkpoints folder beside its
     results: --overwrite must not turn it into an export (nothing is exported there; a
