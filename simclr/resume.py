@@ -442,7 +442,8 @@ def moved_folders(cfg: Config, flags: dict[str, Any], target: str | Path) -> set
     gone = set()
     # A finished run reads no image: its --resume says so (nothing to do), not that its
     # folder is gone (read_json: none, or unreadable, is no finished run)
-    finished = (read_json(Path(cfg.out) / "summary.json") or {}).get("status") == "finished"
+    finished = cfg.out is not None and \
+        (read_json(Path(cfg.out) / "summary.json") or {}).get("status") == "finished"
     for path, flag in _FOLDERS.items():
         if _still_there(cfg, path):
             continue
