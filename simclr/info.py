@@ -27,7 +27,7 @@ from simclr.checkpoint import (
 from simclr.checkpoint_read import check_intact, load_checkpoint
 from simclr.errors import SimCLRError, is_amount, is_count, unreadable_path
 from simclr.files import folder_holder, read_json
-from simclr.resume import recorded_argv, session_number
+from simclr.resume import gone_folders, recorded_argv, session_number
 from simclr.run_facts import (
     CONFIG_FILE,
     RESULT_FILES,
@@ -84,6 +84,7 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
         if not {"data", "data.path"} & damaged.keys():  # (unread: not the digits demo)
             # (a supervised run's --train/--test: its `folders`, before its last.pt has them)
             facts["data"] = (config.get("data") or {}).get("path") or config.get("folders")
+        facts["folders_gone"] = gone_folders(config)  # (its --resume asks for their places)
         if config.get("init_from"):  # the file and step it started from, where recorded
             facts["init_from"] = config.get("init_from_resolved") or config["init_from"]
     facts["checkpoints"] = _checkpoints(path / CHECKPOINTS)

@@ -9,7 +9,6 @@ and how to continue a stopped run.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -150,10 +149,10 @@ def _continue_with(facts: dict[str, Any], kind: str, started: dict[str, Any]) ->
              if c.get("name") == LAST]
     resume = again(f"simclr {kind} --resume {path_word(facts['path'])}",
                    started.get("processes"), saved[0] if saved and saved[0] else 1)
-    data = facts.get("data")  # (a pretraining's --data: the folder it reads its images in)
-    if kind == "pretrain" and isinstance(data, str) and os.path.isabs(data) \
-            and not os.path.exists(data):  # --resume alone is refused then, asking for it
-        resume += f" --data NEW_FOLDER (its --data folder {printable(data)} is gone)"
+    gone = facts.get("folders_gone") or [] if kind == "pretrain" else []
+    if gone:  # --resume alone is refused then, asking for each one's new place
+        resume += "".join(f" {flag} NEW_FOLDER" for flag, _ in gone) + " (" + "; ".join(
+            f"its {flag} folder {printable(str(folder))} is gone" for flag, folder in gone) + ")"
     if "--sweep-cell" in argv:  # launched by a sweep as processes of its own
         return (f"the sweep that started it (in {Path(facts['path']).parent}), or {resume} "
                 "for this cell alone")
@@ -172,9 +171,10 @@ def resume_command(run: Path, kind: str) -> str:
         last = [{"name": LAST, **checkpoint_facts(run / CHECKPOINTS / LAST)}]
     except SimCLRError:
         last = []
-    data = (config or {}).get("data")
-    path = data.get("path") if isinstance(data, dict) else None
-    return _continue_with({"path": str(run), "checkpoints": last, "data": path}, kind,
+    from simclr.resume import gone_folders
+
+    return _continue_with({"path": str(run), "checkpoints": last,
+                           "folders_gone": gone_folders(config or {})}, kind,
                           _started((config or {}).get("provenance")) or {})
 
 

@@ -430,8 +430,35 @@ def _folder(cfg: Config, path: str) -> str | None:
 def _still_there(cfg: Config, path: str) -> bool:
     """Whether a folder setting is unset, a named data set (the digits too), or a folder
     that exists."""
-    saved = _folder(cfg, path)
-    return not saved or named_dataset(saved) or os.path.exists(os.path.expanduser(saved))
+    return not folder_gone(_folder(cfg, path))
+
+
+def folder_gone(saved: Any) -> bool:
+    """Whether a run's saved folder setting names a folder that is no longer there
+    (unset, a named data set, the digits: never gone)."""
+    return bool(saved) and isinstance(saved, str) and not named_dataset(saved) and \
+        not os.path.exists(os.path.expanduser(saved))
+
+
+def gone_folders(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(flag, folder) of each folder setting of a run's saved ``config`` (config.yaml
+    as read) that is gone: what its ``--resume`` must be given anew
+    (:func:`moved_folders` refuses it without)."""
+    data = config.get("data")
+    values = {"data.path": data.get("path") if isinstance(data, dict) else None,
+              "knn_train": config.get("knn_train"), "knn_test": config.get("knn_test")}
+    return [(flag, str(values[path])) for path, flag in _FOLDERS.items()
+            if folder_gone(values[path])]
+
+
+def summary_finished(summary: dict[str, Any], cfg: Config, step: int | None = None) -> bool:
+    """Whether a run's summary.json (``summary``) says it has nothing left to do: it
+    finished (at ``step``, its checkpoint's, where known), with the final kNN measure
+    where ``cfg`` asks for one (a stop during the last step skips it: its resume
+    measures it, reading the kNN folders)."""
+    at_step = step is None or summary.get("steps") == step
+    measured = not cfg.knn_train or "knn_top1" in summary
+    return summary.get("status") == "finished" and at_step and measured
 
 
 def moved_folders(cfg: Config, flags: dict[str, Any], target: str | Path) -> set[str]:
@@ -442,8 +469,8 @@ def moved_folders(cfg: Config, flags: dict[str, Any], target: str | Path) -> set
     gone = set()
     # A finished run reads no image: its --resume says so (nothing to do), not that its
     # folder is gone (read_json: none, or unreadable, is no finished run)
-    finished = cfg.out is not None and \
-        (read_json(Path(cfg.out) / "summary.json") or {}).get("status") == "finished"
+    finished = cfg.out is not None and summary_finished(
+        read_json(Path(cfg.out) / "summary.json") or {}, cfg)
     for path, flag in _FOLDERS.items():
         if _still_there(cfg, path):
             continue

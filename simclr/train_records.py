@@ -30,7 +30,7 @@ from simclr.monitor import (
     weights_diverged,
 )
 from simclr.plan import Plan, plan_schedule
-from simclr.resume import RunState, check_same_images, restore
+from simclr.resume import RunState, check_same_images, restore, summary_finished
 from simclr.rundir import RunDir
 from simclr.source import ImageSource
 
@@ -44,9 +44,7 @@ def finished_summary(run: RunDir, cfg: Config) -> dict[str, Any] | None:
     if run.saved is None or _saved_step(run.saved) < run.saved["total_steps"]:
         return None
     summary = read_json(run.path / "summary.json") or {}
-    finished = summary.get("status") == "finished" and summary.get("steps") == run.saved["step"]
-    measured = not cfg.knn_train or "knn_top1" in summary
-    return summary if finished and measured else None
+    return summary if summary_finished(summary, cfg, run.saved["step"]) else None
 
 
 

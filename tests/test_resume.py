@@ -620,3 +620,39 @@ def test_a_periodic_save_writes_its_steps_file_and_keeps_the_newest_ones(tmp_pat
     save(*args, RunState(step=3), plan_schedule(cfg, 80), tmp_path, periodic=False)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
         "ckpt-00000002.pt", "ckpt-00000003.pt", "last.pt"]
+
+
+def test_the_folders_a_resume_must_be_given_anew_are_those_gone(tmp_path):
+    """info's continue command names each gone folder's flag (the kNN monitor's too: a
+    plain --resume, offered for a run whose --knn-train had moved, was refused)."""
+    from simclr.info_text import _continue_with
+    from simclr.resume import gone_folders
+
+    there = tmp_path / "there"
+    there.mkdir()
+    config = {"data": {"path": str(there)}, "knn_train": str(tmp_path / "moved"),
+              "knn_test": "cifar10"}  # (a named data set is never gone)
+    assert gone_folders(config) == [("--knn-train", str(tmp_path / "moved"))]
+    config["data"]["path"] = str(tmp_path / "gone")
+    gone = gone_folders(config)
+    assert gone == [("--data", str(tmp_path / "gone")), ("--knn-train", str(tmp_path / "moved"))]
+    assert _continue_with({"path": "run", "folders_gone": gone}, "pretrain", {}) == (
+        f"simclr pretrain --resume run --data NEW_FOLDER --knn-train NEW_FOLDER (its --data "
+        f"folder {tmp_path / 'gone'} is gone; its --knn-train folder {tmp_path / 'moved'} is "
+        "gone)")
+    assert gone_folders({"data": "odd", "knn_train": None}) == []  # (a damaged file's)
+
+
+def test_a_run_is_finished_for_its_resume_only_with_its_final_knn_measured():
+    """A stop during the last step writes status 'finished' without the final kNN: its
+    resume measures it, reading the kNN folders, so a gone folder is still asked for."""
+    from simclr.config import Config
+    from simclr.resume import summary_finished
+
+    cfg = Config()
+    done = {"status": "finished", "steps": 4}
+    assert summary_finished(done, cfg) and summary_finished(done, cfg, 4)
+    assert not summary_finished(done, cfg, 5) and not summary_finished({"steps": 4}, cfg)
+    cfg.knn_train = "/k"
+    assert not summary_finished(done, cfg)
+    assert summary_finished({**done, "knn_top1": 0.5}, cfg, 4)
