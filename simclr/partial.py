@@ -143,7 +143,8 @@ class PartialRun:
                 return self.start_over("cannot be read")
             raise SimCLRError(f"{exc}; delete it or pass --overwrite to start the "
                               f"{self.what} in {self.out} again") from None
-        saved = ckpt.get("settings") or {}
+        # (a setting added since reads as what the saved training did: its default)
+        saved = {**ADDED_SETTINGS, **(ckpt.get("settings") or {})}
         # The same weights under another path: the run folder was moved or renamed since
         moved = saved.get("weights") is not None and saved.get("weights") == \
             self.settings.get("weights")
@@ -291,14 +292,17 @@ def read_anew(saved: dict[str, Any], train: Any) -> str | None:
                                "unfinished training's", reads=Path(folder))
 
 
+# Settings added after trainings were saved without them, each with the value those
+# trainings had (a fine-tuning saved before --weight-decay trained without decay).
+ADDED_SETTINGS: dict[str, Any] = {"weight_decay": 0.0}
+
+
 def _same_setting(key: str, saved: Any, now: Any, moved: bool) -> bool:
     """Whether a continuation's setting matches the saved one; ``moved``: the encoder's
     weights are the same (its digest), so its checkpoint's path may differ (a moved run:
     it was refused, and --overwrite threw the training away)."""
     if key == "source" and moved and isinstance(saved, list) and isinstance(now, list):
         return saved[1:] == now[1:]  # (source: [checkpoint path, step, ...])
-    if key == "weight_decay":  # (a fine-tuning saved before it could be set had none)
-        return (saved or 0.0) == now
     return saved == now
 
 
