@@ -269,14 +269,15 @@ def _side_named(ckpt: dict[str, Any], image_size: int | None) -> str:
 
 def _written_with_card(out: Path, write: Callable[[Path], Any], card: dict[str, Any],
                        overwrite: bool) -> None:
-    """``write(tmp)`` renamed to ``out``, then its card beside it (``<out>.json``): an
-    earlier export's card is removed before the new file takes its place, so a kill
-    between the two leaves the new file without one (a .pt2 keeps its own inside), never
-    beside a card of another model (whose side or source its readers would take)."""
+    """``write(tmp)`` renamed to ``out``, then its card beside it (``<out>.json``). An
+    earlier export's card (:func:`drop_replaced_card`) is removed just before the
+    rename, so a kill leaves a program without a card beside it (a .pt2 keeps its own
+    inside), never beside a card of another model, whose side or source its readers
+    would take."""
     def then_without_old_card(tmp: Path) -> None:
         write(tmp)
         if overwrite:  # (without: the command refused an existing --out before)
-            card_file(out).unlink(missing_ok=True)
+            drop_replaced_card(out)
 
     written(out, then_without_old_card, replace=overwrite)
     write_json(card_file(out), card, replace=overwrite)

@@ -122,9 +122,9 @@ def _visible(name: str) -> bool:
 
 
 def _hidden_said(root: str) -> str:
-    """' (left out as hidden: .trip, .x.jpg)': the folders and images of ``root`` whose
-    names start with a dot, which a folder that holds nothing else is 'empty' for (its
-    pictures all in .trip/); junk (.DS_Store, ._*) not named."""
+    """' (hidden entries are not read: .trip, .x.jpg)': the folders and images of
+    ``root`` whose names start with a dot, which a folder that holds nothing else is
+    'empty' for (its pictures all in .trip/); junk (.DS_Store, ._*) not named."""
     with contextlib.suppress(OSError), os.scandir(root) as scan:
         names = sorted(e.name for e in scan if e.name.startswith(".")
                        and not e.name.startswith("._") and e.name.casefold() not in
@@ -132,7 +132,7 @@ def _hidden_said(root: str) -> str:
                                               IMAGE_EXTENSIONS))
         if names:
             more = f" and {len(names) - 5} more" if len(names) > 5 else ""
-            return f" (left out as hidden: {', '.join(map(printable, names[:5]))}{more})"
+            return f" (hidden entries are not read: {', '.join(map(printable, names[:5]))}{more})"
     return ""
 
 

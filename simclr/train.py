@@ -480,9 +480,11 @@ def train_loop(
             # Windows end at the same steps as an uninterrupted run's, a stop or not: the
             # checkpoint carries an open window on (the log reads as one run).
             if state.step % cfg.log_every == 0 or last:
+                # The window's line first (its loss null where a step was non-finite),
+                # then the stop on a non-finite loss: the log keeps how far it got.
                 logged = window_record(cfg, plan, state, meter, optimizer, trained)
-                log.write(logged)  # (before a stop on a non-finite loss: the window's
-                progress.record(logged, trained - trained_before, last)  # steps stay read)
+                log.write(logged)
+                progress.record(logged, trained - trained_before, last)
                 check_finite(first_bad, last_good, cfg, precision)
             progress.step(trained - trained_before)  # (after the step's logged line)
             note_first_step(plan, state.step, trained)

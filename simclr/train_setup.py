@@ -101,8 +101,9 @@ def epoch_batches(
     decode_on = None if source.cached else decode_device(cfg.data.decoder, device, source)
     if decode_on is not None:
         log_line(f"JPEGs are decoded on {decode_on}; loader workers only read the files")
-    elif cfg.data.decoder == "device" and source.cached:  # (--cache auto chose it at run
-        log_line("note: --decoder device has no effect here: the images are read from "  # time)
+    elif cfg.data.decoder == "device" and source.cached:
+        # (--cache auto chose the cache at run time, so the flag was not refused up front)
+        log_line("note: --decoder device has no effect here: the images are read from "
                  "their decoded cache, decoded once by PIL (--cache off decodes each epoch)")
     elif cfg.data.decoder == "device":  # (asked for, unused: said)
         log_line("note: --decoder device decodes JPEGs, and none of the images is named as "

@@ -101,8 +101,8 @@ def test_empty_folder_is_named(tmp_path):
     save_image(tmp_path / ".trip" / "a.png", rgb(8, 8))
     save_image(tmp_path / ".b.png", rgb(8, 8))
     (tmp_path / "._a.png").write_text("")
-    with pytest.raises(SimCLRError, match=rf"empty: {tmp_path} \(left out as hidden: \.b\.png, "
-                                          r"\.trip\)$"):
+    with pytest.raises(SimCLRError, match=rf"empty: {tmp_path} \(hidden entries are not "
+                                          r"read: \.b\.png, \.trip\)$"):
         scan_folder(tmp_path)
 
 
