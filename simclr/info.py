@@ -24,7 +24,7 @@ from simclr.checkpoint import (
     checkpoint_files,
     periodic_checkpoints,
 )
-from simclr.checkpoint_read import check_intact, load_checkpoint
+from simclr.checkpoint_read import check_intact, checkpoint_file, load_checkpoint
 from simclr.errors import SimCLRError, is_amount, is_count, unreadable_path
 from simclr.files import folder_holder, read_json
 from simclr.resume import gone_folders, recorded_argv, session_number
@@ -115,12 +115,10 @@ def describe(target: str | os.PathLike) -> dict[str, Any]:
             "saved_step" not in facts["state"]:  # an evaluation's --out: its results are its
         facts["state"]["status"] = "finished"  # end ("stopped" is a killed training's)
     if not (config or facts["checkpoints"] or facts["results"]):
-        weights = sorted(path.glob(f"*{SAFETENSORS}"))
-        if len(weights) == 1:  # a downloaded model folder: its file, as --checkpoint reads it
-            return describe(weights[0])
-        if weights:
-            raise SimCLRError(f"{target} holds several weights files "
-                              f"({', '.join(w.name for w in weights)}); name one")
+        if any(path.glob("*.pt")) or any(path.glob(f"*{SAFETENSORS}")):
+            # a folder of weights (a downloaded model's model.safetensors, an exported
+            # encoder.pt): the file --checkpoint reads from it, by its rule and messages
+            return describe(checkpoint_file(path))
         holder = folder_holder(path)
         if holder:  # a command at work that has saved nothing yet (a fine-tuning's start)
             return {"path": str(path), "busy": holder}

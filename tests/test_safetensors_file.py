@@ -136,6 +136,9 @@ def test_a_resnet_in_a_model_folder_is_an_encoder_checkpoint(tmp_path):
     with pytest.raises(SimCLRError, match=r"holds several weights files \(model.safetensors, "
                                           r"other.safetensors\); name one$"):
         describe(folder)
+    (folder / "other.safetensors").unlink()
+    torch.save(state, folder / "weights.pt")  # (a .pt first, as --checkpoint takes it)
+    assert describe(folder)["path"].endswith("weights.pt")
 
 
 @pytest.mark.parametrize("header", [b"[" * 100_000, b'{"w": ' + b"9" * 5000 + b"}"],
