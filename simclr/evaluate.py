@@ -20,7 +20,6 @@ restored afterwards. Accuracies are fractions in [0, 1].
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -56,7 +55,7 @@ from simclr.features import (
     restore_flags,
     train_flags,
 )
-from simclr.logistic import logistic_regression
+from simclr.logistic import check_l2, logistic_regression
 from simclr.models import Classifier, LinearProbe, ResNet
 from simclr.partial import PartialRun, partial_weights_digest, read_anew
 from simclr.results import (
@@ -227,8 +226,8 @@ def _check_linear_eval(protocol: str, run_dir: str | Path | None, batch_size: in
         return
     if not 0 < val_fraction < 1:
         raise SimCLRError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
-    if l2 is not None and not (math.isfinite(l2) and l2 >= 0):
-        raise SimCLRError(f"--l2 must be a non-negative number, got {l2}")
+    if l2 is not None:  # (before the features: the fit's own check comes after them)
+        check_l2(l2)
     if dist.world_size() > 1:
         raise SimCLRError("--protocol lbfgs runs in one process; with several use "
                           "--protocol sgd")

@@ -235,29 +235,40 @@ class Standardizer:
         return layer
 
 
+def check_l2(value: Any, flag: str = "--l2") -> None:
+    """An L2 penalty: a finite number >= 0 (l2 -1 was a whole fit that ended 'diverged';
+    a bool is no number)."""
+    if isinstance(value, bool) or not (isinstance(value, numbers.Real)
+                                       and math.isfinite(value) and float(value) >= 0):
+        raise SimCLRError(f"{flag} must be a non-negative number, got {value}")
+
+
 def _checked_inputs(
-    train_x: Any, train_y: Any, test_x: Any, num_classes: int, l2: float | None,
-    l2_grid: Sequence[float] | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`logistic_regression`'s arrays (tensors taken as their numpy arrays), its
-    labels in 0..num_classes - 1 and its penalties non-negative, checked before any fit:
-    a label past the classes was torch's IndexError deep in the fit, and l2 -1 a whole
-    fit that ended 'diverged'."""
+    train_x: Any, train_y: Any, test_x: Any, test_y: Any, num_classes: int,
+    l2: float | None, l2_grid: Sequence[float] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`logistic_regression`'s arrays (tensors taken as their numpy arrays; no
+    ``test_y``: None), its labels in 0..num_classes - 1 and its penalties checked
+    before any fit: a label past the classes was torch's IndexError deep in the fit (a
+    test label past them a miss without a word)."""
     arrays = [t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
-              for t in (train_x, train_y, test_x)]
-    labels = arrays[1]
-    if labels.size and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0
-                        or labels.max() >= num_classes):
-        raise SimCLRError(f"the labels must be whole class numbers in 0..{num_classes - 1}, "
-                          f"got {labels.dtype} values {labels.min()}..{labels.max()}")
-    for value in ([] if l2 is None else [l2]) + list(l2_grid or []):
-        if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
-            raise SimCLRError(f"--l2 must be a non-negative number, got {value}")
-    return arrays[0], labels, arrays[2]
+              for t in (train_x, train_y, test_x, [] if test_y is None else test_y)]
+    for labels in arrays[1], arrays[3]:
+        whole = np.issubdtype(labels.dtype, np.integer)
+        if labels.size and (not whole or labels.min() < 0 or labels.max() >= num_classes):
+            got = f"{labels.min()}..{labels.max()}" if whole else f"{labels.dtype} values"
+            raise SimCLRError(f"the labels must be whole class numbers in "
+                              f"0..{num_classes - 1}, got {got}")
+    if l2 is not None:
+        check_l2(l2)
+    for value in l2_grid or []:
+        check_l2(value, "--l2-grid")
+    return arrays[0], arrays[1], arrays[2], None if test_y is None else arrays[3]
 
 
 def logistic_regression(
-    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, num_classes: int, *,
+    train_x: np.ndarray | torch.Tensor, train_y: np.ndarray | torch.Tensor,
+    test_x: np.ndarray | torch.Tensor, num_classes: int, *,
     l2: float | None = None, l2_grid: Sequence[float] | None = None,
     val_fraction: float = 0.1, seed: int = 0, max_iter: int = 1000,
     dtype: torch.dtype | None = None, device: str | torch.device = "cpu",
@@ -285,8 +296,8 @@ def logistic_regression(
     """
     if not 0 < val_fraction < 1:
         raise SimCLRError(f"--val-fraction must lie in (0, 1), got {val_fraction}")
-    train_x, train_y, test_x = _checked_inputs(train_x, train_y, test_x, num_classes, l2,
-                                               l2_grid)
+    train_x, train_y, test_x, test_y = _checked_inputs(train_x, train_y, test_x, test_y,
+                                                       num_classes, l2, l2_grid)
     if dtype is None:
         small = max(train_x.size, len(train_x) * num_classes) <= FLOAT64_MAX_ELEMENTS
         dtype = torch.float64 if small else torch.float32
