@@ -211,15 +211,17 @@ def classifier_from_checkpoint(ckpt: dict[str, Any]) -> tuple[Classifier, dict[s
     return model.eval(), spec, classes
 
 
-def note_unfinished(path: Path, ckpt: dict[str, Any]) -> bool:
+def note_unfinished(path: Path, ckpt: dict[str, Any]) -> dict[str, Any] | None:
     """Say on stderr that the model ``path`` holds is from a training that has not
     finished (:func:`unfinished_of`): the results of the evaluations, predict's
     predictions and an export's weights are those of a half-trained model, which nothing
-    else in them shows. Returns whether it said so."""
+    else in them shows. Returns {step, total_steps} of that training where it said so
+    (what a card or an export records of it), else None."""
     found = unfinished_of(path, ckpt)
-    if found is not None:
-        print(f"note: {path} is {found[0]}", file=sys.stderr)
-    return found is not None
+    if found is None:
+        return None
+    print(f"note: {path} is {found[0]}", file=sys.stderr)
+    return found[1]
 
 
 def unfinished_of(path: Path, ckpt: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
@@ -235,7 +237,7 @@ def unfinished_of(path: Path, ckpt: dict[str, Any]) -> tuple[str, dict[str, Any]
         at = ckpt.get("unfinished" if kind == "encoder" else "encoder_unfinished")
         if not isinstance(at, dict):
             return None
-        at = unfinished_state(ckpt)
+        at = _whole_amounts(at)
         what = "an export" if kind == "encoder" else "a classifier on an encoder"
         return f"{what} of {unfinished_training(at['step'], at['total_steps'])}", at
     if path.name.endswith(PARTIAL_SUFFIX):
@@ -252,14 +254,14 @@ def unfinished_of(path: Path, ckpt: dict[str, Any]) -> tuple[str, dict[str, Any]
 
 
 def unfinished_state(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """{step, total_steps} of the unfinished training whose weights ``ckpt`` holds (where
-    :func:`unfinished_of` says it is one): its own, or an exported encoder's record of
-    its source's (``unfinished``), or a classifier's of its encoder's
-    (``encoder_unfinished``; each None where not a whole number)."""
-    kind, recorded = ckpt.get("kind"), ckpt.get("encoder_unfinished")
-    at = ckpt.get("unfinished") if kind == "encoder" else \
-        recorded if kind in ("linear", "finetune") and isinstance(recorded, dict) else ckpt
-    at = at if isinstance(at, dict) else {}
+    """{step, total_steps} of the training whose weights ``ckpt`` holds: its own, or an
+    exported encoder's record of its source's (``unfinished``); each None where not a
+    whole number. (A classifier's record of its encoder's: :func:`unfinished_of`.)"""
+    at = ckpt.get("unfinished") if ckpt.get("kind") == "encoder" else ckpt
+    return _whole_amounts(at if isinstance(at, dict) else {})
+
+
+def _whole_amounts(at: dict[str, Any]) -> dict[str, Any]:
     return {k: at.get(k) if is_amount(at.get(k), whole=True) else None
             for k in ("step", "total_steps")}
 

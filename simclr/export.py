@@ -45,7 +45,6 @@ from simclr.classifiers import (
     classifier_file,
     classifier_from_checkpoint,
     note_unfinished,
-    unfinished_state,
 )
 from simclr.config import ARCHS
 from simclr.errors import SimCLRError, with_article
@@ -194,7 +193,7 @@ def export_encoder(checkpoint: str | Path, out: str | Path,
         # a stopped training's weights: said by what reads the export, kept by its cards
         # (a linear classifier's unfinished fitting leaves its frozen encoder as it was;
         # one fitted on a stopped training's encoder records that training)
-        **({"unfinished": unfinished_state(ckpt)} if unfinished and (
+        **({"unfinished": unfinished} if unfinished and (
             ckpt.get("kind") != "linear" or isinstance(ckpt.get("encoder_unfinished"), dict))
            else {}),
         # what it was taken from: a fine-tuned or supervised encoder read as one of
@@ -283,13 +282,13 @@ def _written_with_card(out: Path, write: Callable[[Path], Any], card: dict[str, 
     write_json(card_file(out), card, replace=overwrite)
 
 
-def card_origin(ckpt: dict[str, Any], unfinished: bool) -> dict[str, Any]:
+def card_origin(ckpt: dict[str, Any], unfinished: dict[str, Any] | None) -> dict[str, Any]:
     """Where the exported weights come from, for a card: ``step``, the encoder's
     pretraining step (:func:`encoder_trained_step`), and ``total_steps``, the steps that
     training planned (None where the file does not say: a linear or fine-tuned
-    classifier records its own plan, not its encoder's); with ``unfinished`` (the
-    checkpoint's own training has not finished: :func:`note_unfinished`), its step and
-    planned steps, which the half-trained weights do not show. Also the checkpoint's
+    classifier records its own plan, not its encoder's); ``unfinished``: the step and
+    planned steps of the unfinished training the weights are from (:func:`note_unfinished`),
+    which the half-trained weights do not show. Also the checkpoint's
     ``kind`` and what its weights are (``trained``: :func:`simclr.pretrained.trained_for`,
     a fine-tuned or supervised model's, the random-init baseline's), not only its
     encoder's pretraining step."""
@@ -299,7 +298,7 @@ def card_origin(ckpt: dict[str, Any], unfinished: bool) -> dict[str, Any]:
                               "total_steps": total if own and isinstance(total, int) else None,
                               "kind": ckpt.get("kind"), "trained": trained_for(ckpt)}
     if unfinished:
-        origin["unfinished"] = unfinished_state(ckpt)
+        origin["unfinished"] = unfinished
     if ckpt.get("features", "pretrained") != "pretrained":  # a random-init baseline's
         origin["features"] = str(ckpt["features"])
     if ckpt.get("imported"):

@@ -326,6 +326,17 @@ def test_the_note_on_an_exported_or_periodic_unfinished_training(tmp_path, capsy
     assert note_unfinished(periodic, {"kind": "supervised", "step": 4, "total_steps": 9})
     assert capsys.readouterr().err == \
         f"note: {periodic} is an unfinished training (step 4 of 9)\n"
+    # the words and the numbers are of one training: a fine-tuning's partial state is
+    # its own (step 50 of 100), whatever its encoder's record
+    state = {"kind": "finetune", "step": 50, "total_steps": 100,
+             "encoder_unfinished": {"step": 1000, "total_steps": 5000}}
+    assert note_unfinished(tmp_path / "finetune-partial.pt", state) == {
+        "step": 50, "total_steps": 100}
+    assert "(step 50 of 100)" in capsys.readouterr().err
+    assert note_unfinished(tmp_path / "finetune.pt", state) == {"step": 1000,
+                                                               "total_steps": 5000}
+    assert "a classifier on an encoder of an unfinished training (step 1000 of 5000)" in \
+        capsys.readouterr().err
 
 
 def test_a_classifier_checkpoint_records_its_provenance_and_is_not_overwritten_unasked(
