@@ -257,7 +257,13 @@ def test_inputs_are_checked_before_any_fit_and_tensors_are_taken():
     with pytest.raises(SimCLRError, match=r"^the labels must be whole class numbers in "
                                           r"0\.\.2, got 7\.\.7$"):  # (each a miss, unsaid)
         logistic_regression(x, y, x, 3, l2=0.1, test_y=np.full(len(x), 7))
-    for bad in (-1.0, float("nan"), True):
+    # a negative label (the unlabeled -1) and float labels are no class numbers either
+    for labels, shown in ((np.where(y == 2, -1, y), r"-1\.\.1"),
+                          (y.astype(np.float64), r"float64 values")):
+        with pytest.raises(SimCLRError, match=rf"^the labels must be whole class numbers "
+                                              rf"in 0\.\.2, got {shown}$"):
+            logistic_regression(x, labels, x, 3, l2=0.1)
+    for bad in (-1.0, float("nan"), float("inf"), True):
         with pytest.raises(SimCLRError, match=r"^--l2 must be a non-negative number, got "):
             logistic_regression(x, y, x, 3, l2=bad)
         with pytest.raises(SimCLRError, match=r"^--l2-grid must be a non-negative number, "):
@@ -266,7 +272,10 @@ def test_inputs_are_checked_before_any_fit_and_tensors_are_taken():
                                                 torch.as_tensor(x), 3, l2=0.1)
     expected = logistic_regression(x, y, x, 3, l2=0.1)
     assert summary == expected[0] and torch.equal(log_probs, expected[1])
+    graph = torch.as_tensor(x).requires_grad_()  # (an encoder's output: numpy refuses it)
+    assert logistic_regression(graph, y, graph, 3, l2=0.1)[0] == expected[0]
     assert logistic_regression(x, y, x, 3, l2=np.float32(0.1))[0]["l2"] == pytest.approx(0.1)
+    assert logistic_regression(x, y, x, 3, l2=0.0)[0]["l2"] == 0.0  # (no penalty: allowed)
 
 
 def test_an_empty_grid_is_refused():
