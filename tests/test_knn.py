@@ -284,6 +284,8 @@ def test_unlabeled_rows_and_mismatched_shapes_are_named():
         knn_accuracy(feats, np.abs(labels), feats[:0], np.zeros(0, np.int64))
     with pytest.raises(SimCLRError, match=r"^kNN test labels must lie in 0\.\.1, got 5$"):
         knn_accuracy(feats, np.abs(labels), feats, np.full(6, 5), num_classes=2)
+    with pytest.raises(SimCLRError, match=r"^kNN test labels must lie in 0\.\.1, got 2$"):
+        knn_accuracy(feats, np.abs(labels), feats, np.full(6, 2), num_classes=2)  # (its edge)
     assert knn_accuracy(feats, np.abs(labels), feats, np.abs(labels), k=1) == 1.0
 
 
