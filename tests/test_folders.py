@@ -106,6 +106,14 @@ def test_empty_folder_is_named(tmp_path):
         scan_folder(tmp_path)
 
 
+def test_an_empty_folder_names_five_hidden_entries_and_counts_the_rest(tmp_path):
+    for i in range(7):
+        (tmp_path / f".h{i}").mkdir()
+    with pytest.raises(SimCLRError, match=r"\(left out as hidden: \.h0, \.h1, \.h2, \.h3, "
+                                          r"\.h4 and 2 more\)$"):
+        scan_folder(tmp_path)
+
+
 def test_a_macos_zip_layout_reads_as_its_classes(tmp_path):
     """macOS's zip archiver adds __MACOSX/ (the files' resource forks, '._' names): it
     read as a class folder without images, which the labelled evaluations refuse."""
