@@ -453,12 +453,14 @@ def test_a_finetuning_leaves_the_callers_random_stream_as_it_was(folders):
 
 
 def test_the_fine_tuned_checkpoint_names_what_it_started_from(tmp_path, folders):
-    """Its encoder's pretraining step (source) and its own steps; from scratch, the
-    random-init baseline, never the pretrained encoder's step."""
+    """Its encoder's pretraining step (source), that training's stop where it had not
+    finished, and its own steps; from scratch, the random-init baseline, never the
+    pretrained encoder's step."""
     from simclr.pretrained import trained_for
 
     train, test = folders
-    source = {"checkpoint": str(tmp_path / "pre" / "last.pt"), "step": 7}
+    source = {"checkpoint": str(tmp_path / "pre" / "last.pt"), "step": 7,
+              "unfinished": {"step": 7, "total_steps": 9}}  # (a stopped pretraining's)
     for run, from_scratch, said in (("ft", False, "step 7 fine-tuned 2 steps"),
                                     ("scratch", True, "random init, fine-tuned 2 steps")):
         result = run_finetune(tiny_encoder(), train, test, tmp_path / run, labels_per_class=4,
@@ -467,6 +469,8 @@ def test_the_fine_tuned_checkpoint_names_what_it_started_from(tmp_path, folders)
         assert trained_for(ckpt) == said
         # (recorded in the file itself: it says so without the results beside it)
         assert ckpt.get("encoder_step") == (None if from_scratch else 7)
+        # (and the stopped training it came from, which predict and export then say)
+        assert ckpt.get("encoder_unfinished") == (None if from_scratch else source["unfinished"])
 
 
 def test_a_batch_of_one_and_from_head_with_the_random_init_baseline_are_refused(
