@@ -447,3 +447,30 @@ def test_a_classifier_of_an_encoder_without_a_config_is_rebuilt_from_its_own(
     x = torch.rand(2, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x), clf(x), rtol=0, atol=0)
+
+
+def test_a_classifier_records_its_encoders_stopped_training_and_a_partial_one_its_own():
+    """``encoder_unfinished`` is kept for a classifier on pretrained features alone (a
+    random-init baseline's encoder is no training's), read back as its state, and an
+    evaluation's own -partial.pt (its kind a classifier's) is noted as the unfinished
+    fitting it is."""
+    from simclr.classifiers import unfinished_of, unfinished_state
+
+    ckpt = pretrain_checkpoint()
+    encoder, _ = encoder_from_checkpoint(ckpt)
+    stopped = {"step": 3, "total_steps": 9}
+    blob = classifier_checkpoint("finetune", Classifier(encoder, 2), ckpt["config"],
+                                 ["a", "b"], 5, 1.0, {}, encoder_step=3,
+                                 encoder_unfinished=stopped)
+    assert blob["encoder_unfinished"] == stopped and "unfinished" not in blob
+    assert unfinished_state(blob) == stopped
+    assert unfinished_of(Path("finetune.pt"), blob) == (
+        "a classifier on an encoder of an unfinished training (step 3 of 9)", stopped)
+    baseline = classifier_checkpoint("finetune", Classifier(encoder, 2), ckpt["config"],
+                                     ["a", "b"], 5, 1.0, {}, features="random init",
+                                     encoder_unfinished=stopped)
+    assert "encoder_unfinished" not in baseline
+    partial = {"kind": "finetune", "step": 2, "total_steps": 4}  # (as save_partial writes)
+    said, state = unfinished_of(Path("finetune-partial.pt"), partial)
+    assert said.startswith("an unfinished training (step 2 of 4)") and state == \
+        {"step": 2, "total_steps": 4}
