@@ -29,15 +29,19 @@ def test_from_head_on_a_checkpoint_without_a_head_names_its_kind(tmp_path, capsy
 
 def test_finetune_from_head_records_the_layer_it_reads(tmp_path, capsys):
     """--from-head: the classifier reads the head's first layer, g1, and finetune.json's
-    source says so (it said h, the encoder's output); without it, h."""
+    source says so (it said h, the encoder's output); without it, h. (--weight-decay
+    given there reaches the fine-tuning.)"""
     train, test, cache = tiny_pretrained_run(tmp_path)
     common = ["--checkpoint", str(tmp_path / "pre"), "--train", str(train), "--test",
               str(test), "--epochs", "1", "--batch-size", "4", "--cache-dir", cache,
               "--workers", "0", "--precision", "fp32"]
-    for flags, layer in ((["--from-head"], "g1"), ([], "h")):
+    for flags, layer in ((["--from-head", "--weight-decay", "0.01"], "g1"), ([], "h")):
         out = tmp_path / f"ft-{layer}"
         assert main(["finetune", *common, *flags, "--out", str(out)]) == 0
-        assert json.loads((out / "finetune.json").read_text())["source"]["layer"] == layer
+        result = json.loads((out / "finetune.json").read_text())
+        assert result["source"]["layer"] == layer
+        # (--weight-decay reaches the fine-tuning: its results record it)
+        assert result["weight_decay"] == (0.01 if flags else 0.0)
 
 
 def test_a_run_trained_with_eval_size_is_evaluated_at_it(tmp_path, capsys, monkeypatch):
