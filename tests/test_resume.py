@@ -333,6 +333,31 @@ def test_a_gone_folder_is_not_moved_to_a_named_data_set(tmp_path, given):
     assert moved_folders(saved, {"data.path": str(tmp_path / "new")}, "run") == {"data.path"}
 
 
+def test_only_a_finished_run_is_let_go_without_its_gone_folder(tmp_path):
+    """A finished run reads no image: --resume of it asks for no new place of its gone
+    folder (nothing to do), yet a place given is still checked; a run whose summary says
+    otherwise, or that has none (or no run folder at all), is asked for it."""
+    import json
+
+    from simclr.resume import moved_folders
+
+    out = tmp_path / "run"
+    out.mkdir()
+    saved = build_config(flags={"data.path": str(tmp_path / "gone"), "out": str(out)})
+    for summary in (None, {"status": "stopped"}):
+        if summary:
+            (out / "summary.json").write_text(json.dumps(summary))
+        with pytest.raises(SimCLRError, match=r"is gone \(moved or deleted\)"):
+            moved_folders(saved, {}, "run")
+    (out / "summary.json").write_text(json.dumps({"status": "finished"}))
+    assert moved_folders(saved, {}, "run") == set()
+    with pytest.raises(SimCLRError, match=r"--data none is not a folder"):
+        moved_folders(saved, {"data.path": "none"}, "run")
+    saved.out = None  # (a caller's own Config, of no run folder: no finished run)
+    with pytest.raises(SimCLRError, match=r"is gone \(moved or deleted\)"):
+        moved_folders(saved, {}, "run")
+
+
 def test_a_saved_log_window_must_end_at_the_saved_step():
     """A log window is continued only where it ends at the checkpoint's step: one from
     another step (a damaged or mismatched checkpoint) would average other steps' values
