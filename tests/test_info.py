@@ -1375,3 +1375,17 @@ def test_a_checkpoints_records_are_read_only_as_simclr_writes_them(tmp_path):
     facts = checkpoint_facts(path)
     assert facts["step"] == 5 and "started_on" not in facts and "fitted_on" not in facts
     assert facts["exported_from"] == {"trained": "step 2"}
+
+
+def test_a_run_id_is_read_from_config_yaml_only_as_such_an_id(tmp_path):
+    """A copy of a run folder without its checkpoints keeps the id in config.yaml; a
+    text file's value that is no run id (32 lower-case hex digits) is never shown."""
+    from simclr.config_file import save_yaml
+    from simclr.info import describe
+
+    cfg = build_config(flags={"out": str(tmp_path)})
+    for recorded, shown in (("0123456789abcdef" * 2, "0123456789abcdef" * 2),
+                            ("\x1b[2J not an id", None), ("ABCDEF0123456789" * 2, None),
+                            (7, None)):
+        save_yaml({**cfg.to_dict(), "run_id": recorded}, tmp_path / "config.yaml")
+        assert describe(tmp_path).get("run_id") == shown
