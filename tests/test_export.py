@@ -186,6 +186,27 @@ def test_a_program_replaced_is_never_left_beside_the_old_card(run_dir, tmp_path,
     assert read_card(out)["input"]["shape"][2] == 32  # the card inside it: the new program's
 
 
+
+def test_a_torchvision_file_replaced_is_never_left_beside_the_old_card(tmp_path, monkeypatch):
+    """As a program's: killed after the new state dict's rename, no card at all (it
+    keeps none inside), never the earlier export's."""
+    from simclr.programs import card_file
+    from tests.conftest import saved_resnet18
+
+    saved_resnet18(tmp_path, "cifar.pt", cifar_stem=True)
+    out = tmp_path / "r.pth"
+    exp.export_torchvision(tmp_path / "cifar.pt", out)
+    assert card_file(out).is_file()
+
+    def killed(*args, **kwargs):  # (as SIGKILL after the rename: nothing after it runs)
+        raise SystemExit(137)
+
+    monkeypatch.setattr(exp, "write_json", killed)
+    with pytest.raises(SystemExit):
+        exp.export_torchvision(tmp_path / "cifar.pt", out, overwrite=True)
+    assert out.is_file() and not card_file(out).exists()
+
+
 def test_overwrite_never_replaces_a_runs_checkpoints(run_dir, tmp_path, capsys):
     """A linear evaluation's classifier sits in its run's checkpoints folder beside its
     results: --overwrite must not turn it into an export (nothing is exported there; a
