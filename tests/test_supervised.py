@@ -944,7 +944,7 @@ def test_eval_size_sets_the_side_of_the_test(tmp_path, capsys, monkeypatch):
 def test_a_run_records_its_provenance_and_each_start(tmp_path, capsys):
     """config.yaml records the versions, git SHA and command of the run as a pretraining's
     does, and a resumed run those of its earlier starts; `simclr info` says which command
-    started it (a supervised run recorded none)."""
+    started it (a supervised run recorded none), and the run id of its checkpoints."""
     train = make_image_folder(tmp_path / "train", classes=2, per_class=8)
     run = tmp_path / "run"
     argv = tiny_command(train, run, tmp_path)
@@ -966,6 +966,10 @@ def test_a_run_records_its_provenance_and_each_start(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"  started by: simclr supervised --train {train} " in out and "; 2 starts" in out
     assert out.startswith(f"{run}: supervised training, finished")
+    # (and the run id its checkpoints carry, kept over the resume: a copy without them
+    # keeps it)
+    own = load_checkpoint(run / "checkpoints" / "last.pt")["run_id"]
+    assert load_yaml(run / "config.yaml")["run_id"] == own
 
 
 def test_the_same_command_again_continues_an_unfinished_run(tmp_path, monkeypatch, capsys):
