@@ -453,7 +453,7 @@ def test_a_classifier_records_its_encoders_stopped_training_and_a_partial_one_it
     """``encoder_unfinished`` is kept for a classifier on pretrained features alone (a
     random-init baseline's encoder is no training's), read back as its state, and an
     evaluation's own -partial.pt (its kind a classifier's) is noted as the unfinished
-    fitting it is."""
+    fitting it is (unfinished_of's state; unfinished_state is the file's own)."""
     from simclr.classifiers import unfinished_of, unfinished_state
 
     ckpt = pretrain_checkpoint()
@@ -463,7 +463,7 @@ def test_a_classifier_records_its_encoders_stopped_training_and_a_partial_one_it
                                  ["a", "b"], 5, 1.0, {}, encoder_step=3,
                                  encoder_unfinished=stopped)
     assert blob["encoder_unfinished"] == stopped and "unfinished" not in blob
-    assert unfinished_state(blob) == stopped
+    assert unfinished_state(blob) == {"step": 5, "total_steps": None}  # (its own fitting's)
     assert unfinished_of(Path("finetune.pt"), blob) == (
         "a classifier on an encoder of an unfinished training (step 3 of 9)", stopped)
     baseline = classifier_checkpoint("finetune", Classifier(encoder, 2), ckpt["config"],

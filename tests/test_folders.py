@@ -109,7 +109,7 @@ def test_empty_folder_is_named(tmp_path):
 def test_an_empty_folder_names_five_hidden_entries_and_counts_the_rest(tmp_path):
     for i in range(7):
         (tmp_path / f".h{i}").mkdir()
-    with pytest.raises(SimCLRError, match=r"\(left out as hidden: \.h0, \.h1, \.h2, \.h3, "
+    with pytest.raises(SimCLRError, match=r"\(hidden entries are not read: \.h0, \.h1, \.h2, \.h3, "
                                           r"\.h4 and 2 more\)$"):
         scan_folder(tmp_path)
 
