@@ -461,21 +461,25 @@ def summary_finished(summary: dict[str, Any], cfg: Config, step: int | None = No
     return summary.get("status") == "finished" and at_step and measured
 
 
+def _finished(cfg: Config) -> bool:
+    """A finished run reads no image: its --resume says so (nothing to do), not that a
+    folder of it is gone (read_json: none, or unreadable, is no finished run). Read only
+    where a folder is gone."""
+    return cfg.out is not None and summary_finished(
+        read_json(Path(cfg.out) / "summary.json") or {}, cfg)
+
+
 def moved_folders(cfg: Config, flags: dict[str, Any], target: str | Path) -> set[str]:
     """The folder settings ``--resume`` may take anew (``flags``): those whose saved
     folder is gone, moved or deleted. One gone and not given is refused now, before
     anything is read, saying how to go on; a new place must hold as many images as the
     run started with (:func:`check_same_images`), so that it continues exactly."""
     gone = set()
-    # A finished run reads no image: its --resume says so (nothing to do), not that its
-    # folder is gone (read_json: none, or unreadable, is no finished run)
-    finished = cfg.out is not None and summary_finished(
-        read_json(Path(cfg.out) / "summary.json") or {}, cfg)
     for path, flag in _FOLDERS.items():
         if _still_there(cfg, path):
             continue
         saved = _folder(cfg, path)
-        if path not in flags and finished:
+        if path not in flags and _finished(cfg):
             continue
         if path not in flags:
             raise SimCLRError(f"--resume {target}: the run's {flag} folder {saved} is gone "
