@@ -126,10 +126,10 @@ def _hidden_said(root: str) -> str:
     ``root`` whose names start with a dot, which a folder that holds nothing else is
     'empty' for (its pictures all in .trip/); junk (.DS_Store, ._*) not named."""
     with contextlib.suppress(OSError), os.scandir(root) as scan:
+        # (JUNK_FOLDERS: none starts with a dot; ._*: macOS's resource forks)
         names = sorted(e.name for e in scan if e.name.startswith(".")
-                       and not e.name.startswith("._") and e.name.casefold() not in
-                       _JUNK_CASEFOLDED and (_is_dir(e) or _extension(e.name) in
-                                              IMAGE_EXTENSIONS))
+                       and not e.name.startswith("._")
+                       and (_is_dir(e) or _extension(e.name) in IMAGE_EXTENSIONS))
         if names:
             more = f" and {len(names) - 5} more" if len(names) > 5 else ""
             return f" (hidden entries are not read: {', '.join(map(printable, names[:5]))}{more})"
