@@ -161,7 +161,7 @@ def _is_image_name(name: str) -> bool:
 def _images_under(folder: str, others: Counter[str], seen: dict[str, str],
                   classes: dict[str, str]) -> list[str]:
     """Every image file below ``folder`` (recursive, hidden entries skipped, sorted);
-    photos in :data:`OTHER_PHOTO_FORMATS` are counted into ``others`` by extension.
+    photos left out (:func:`_other_formats`) are counted into ``others`` by kind.
 
     ``seen``: the real folders listed so far -> the class folder that listed them (each
     is listed once), and the real files of linked files likewise; ``classes``: every
@@ -207,7 +207,7 @@ def _images_under(folder: str, others: Counter[str], seen: dict[str, str],
             _is_image_name(f) and (f not in linked or _own_file(os.path.join(dirpath, f),
                                                                  folder, own, seen, classes))
         )
-        others.update(_extension(f) for f in _other_formats(filenames))
+        others.update(_other_formats(dirpath, filenames))
     return found
 
 
@@ -281,19 +281,55 @@ def _extension(name: str) -> str:
     return os.path.splitext(name)[1].lower()
 
 
-def _other_formats(names: list[str]) -> list[str]:
-    """The visible ``names`` of photos in :data:`OTHER_PHOTO_FORMATS` (by extension)."""
-    return [n for n in names if _visible(n) and _extension(n) in OTHER_PHOTO_FORMATS]
+def _other_formats(folder: str, names: list[str]) -> list[str]:
+    """The kinds of the visible ``names`` in ``folder`` left out though they are photos:
+    those in :data:`OTHER_PHOTO_FORMATS` (by extension) and, as :data:`NO_EXTENSION`,
+    images named without an extension (a browser's or a tool's download), found by their
+    first bytes: images are listed by their names alone, so these are never read."""
+    kinds = []
+    for n in names:
+        ext = _extension(n)
+        if not _visible(n):
+            continue
+        if ext in OTHER_PHOTO_FORMATS:
+            kinds.append(ext)
+        elif not ext and _image_bytes(os.path.join(folder, n)):
+            kinds.append(NO_EXTENSION)
+    return kinds
+
+
+NO_EXTENSION = "no extension"
+# The first bytes of the formats a camera, phone or browser saves most (JPEG, PNG, GIF,
+# WebP, BMP, TIFF both byte orders).
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def _image_bytes(path: str) -> bool:
+    """Whether the file at ``path`` starts as an image does (False if unreadable, or not
+    a regular file: opening a named pipe would wait for a writer)."""
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
 
 
 def _say_other_formats(root: Path, others: Counter[str]) -> None:
     """One warning for the photos a folder holds that no decoder here reads (an iPhone's
     HEIC, camera raw): left out by their names, never silently."""
+    unnamed = others.pop(NO_EXTENSION, 0)
     if others:
         kinds = ", ".join(f"{ext} x{n}" for ext, n in sorted(others.items()))
         _say_once(f"formats {os.path.abspath(root)}", "%s: %d photo(s) in formats not read "
                   "here left out (%s); convert them (e.g. to JPEG) to use them", root,
                   sum(others.values()), kinds)
+    if unnamed:
+        _say_once(f"unnamed {os.path.abspath(root)}", "%s: %d image(s) named without an "
+                  "extension left out (images are found by their names); rename them with "
+                  "their format's (.jpg, .png, ...) to use them", root, unnamed)
 
 
 def _say_once(key: str, message: str, *args: Any, level: int = logging.WARNING) -> None:
@@ -398,7 +434,7 @@ def scan_folder(path: str | os.PathLike, unlabeled: bool = False) -> ImageList:
     # too: decoding then reports it among the skipped files, as it does in sub-folders.
     dropped: list[str] = []
     loose = _utf8_names([p for p, ext in files if ext in IMAGE_EXTENSIONS], dropped)
-    others = Counter(ext for _, ext in files if ext in OTHER_PHOTO_FORMATS)
+    others = Counter(_other_formats(root_s, [os.path.basename(p) for p, _ in files]))
     classes = {os.path.realpath(os.path.join(root_s, d)): d for d in subdirs}
     seen: dict[str, str] = {}
     per_class = {d: _images_under(os.path.join(root_s, d), others, seen, classes)

@@ -416,6 +416,31 @@ def test_more_photo_extensions_are_read_and_unreadable_photos_are_said(tmp_path,
     assert "1 photo(s) in formats not read here left out (.dng x1)" in caplog.text
 
 
+def test_images_named_without_an_extension_are_said(tmp_path, caplog):
+    """A download saved without its extension (IMG_0001, a PNG, a WebP) is left out, as
+    images are listed by name, but said with its count; a file without an extension that
+    is no image (LICENSE), a named pipe (never opened: it would wait) and a hidden one
+    are not counted. Loose beside class folders and inside them alike."""
+    from PIL import Image
+
+    root = tmp_path / "photos"
+    save_image(root / "cat" / "a.jpg")
+    Image.new("RGB", (8, 8), 90).save(root / "cat" / "IMG_0001", format="JPEG")
+    Image.new("RGB", (8, 8), 90).save(root / "cat" / "download", format="WEBP")
+    Image.new("RGB", (8, 8), 90).save(root / "cat" / ".hidden", format="PNG")
+    Image.new("RGB", (8, 8), 90).save(root / "loose", format="PNG")
+    (root / "cat" / "LICENSE").write_text("MIT")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(root / "cat" / "pipe")
+    with caplog.at_level("WARNING"):
+        listed = scan_folder(root)
+    assert [Path(p).name for p in listed.paths] == ["a.jpg"]
+    said = [r.getMessage() for r in caplog.records if "without an extension" in r.getMessage()]
+    assert said == [f"{root}: 3 image(s) named without an extension left out (images are "
+                    "found by their names); rename them with their format's (.jpg, .png, "
+                    "...) to use them"]
+
+
 def test_a_folder_that_cannot_be_listed_is_named(tmp_path, monkeypatch, caplog):
     """A class folder without read permission read as an empty class ("class folder(s)
     without images"), its images left out without a word of why."""
