@@ -203,7 +203,8 @@ def run_sweep(
     read.clear()  # (the weights: not held while the cells train)
     # (--eval-test is read as a test split: the test/ of a folder holding two)
     splits = [(spec, flag != "--eval-test") for flag, spec in (folders or {}).items()]
-    check_cells_differ(cells, configs, resolved, sizes, splits, folders_device, looks)
+    check_cells_differ(cells, configs, resolved, sizes, splits, folders_device, looks,
+                       processes)
     reused = _find_earlier_runs(root, cells, configs)
     # A cell's earlier run of other settings is refused now, before the earlier summary
     # is set aside or rewritten: a refused command leaves --out as it found it.

@@ -157,9 +157,11 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
                        sizes: list[int | None] | None = None,
                        reads: Iterable[tuple[str | None, bool]] = (),
                        reads_device: str | None = None,
-                       looks: FolderLooks | None = None) -> None:
+                       looks: FolderLooks | None = None,
+                       processes: int | None = None) -> None:
     """Cells whose settings differ only in values that resolve alike on this machine
-    (``precision=auto,fp32`` on a CPU without bf16, ``device=auto,cpu`` without a GPU),
+    (``precision=auto,fp32`` on a CPU without bf16, ``device=auto,cpu`` without a GPU,
+    ``sync-bn=true,false`` trained by one process each: ``processes``),
     or in lengths that plan the same steps (``epochs=10,20`` under ``--max-steps 5``)
     would train the same run twice: refused, naming both, before anything trains.
     ``resolved``: each cell's (device, precision) from :func:`check_cell_inputs`;
@@ -182,6 +184,9 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
         settings["data.cache"] = caching[k]
         # (its data and the other folders it reads with its data settings: decoded alike?)
         settings["data.decoder"] = list(decodings[k])
+        one_process = not (processes and processes > 1)
+        if one_process:  # (BatchNorm sees the whole batch either way: distributed.py)
+            settings["model.sync_bn"] = None
         size = sizes[k] if sizes else None
         plan = plan_schedule(cfg, size) if size and not cfg.time_budget else None
         if plan is not None:
@@ -198,6 +203,10 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
                 before, now = getattr(other_cfg.data, name), getattr(cfg.data, name)
                 if before != now:
                     alike.append(f"--{name} {before} and {now} are both {value} here")
+            if one_process and other_cfg.model.sync_bn != cfg.model.sync_bn:
+                alike.append(f"--sync-bn {str(other_cfg.model.sync_bn).lower()} and "
+                             f"{str(cfg.model.sync_bn).lower()} are alike in one process, "
+                             "whose BatchNorm sees the whole batch either way")
             if other_cfg.augment.color_ops != cfg.augment.color_ops:
                 alike.append(f"--color-ops {other_cfg.augment.color_ops} and "
                              f"{cfg.augment.color_ops} compute the same colour jitter under "

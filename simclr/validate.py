@@ -240,6 +240,10 @@ def _validate_model(cfg: Config) -> None:
         _positive(value, f"model.{path}")
         _check(value is None or value <= most, f"model.{path}",
                f"must be at most {most}, got {value}")
+    if cfg.model.head == "mlp" and cfg.model.head_layers == 1:  # (a sweep: two labels, one run)
+        raise SettingError("model.head_layers", " 1 makes the mlp head one layer without a "
+                           "ReLU, which is {} linear (Fig. 8's linear projection); give that",
+                           ("model.head",))
 
 
 def _validate_loss(cfg: Config) -> None:
@@ -397,7 +401,7 @@ def validate_augment(a: AugmentConfig) -> None:
                    f"gives {name} jitter {amount:g}, which must be at most {MAX_REAL:g}")
     hue = a.jitter()[3]
     _check(0 <= hue <= 0.5, "augment.hue" if a.hue is not None else "augment.color_strength",
-           f"gives hue jitter {hue}, which must lie in [0, 0.5]")
+           f"gives hue jitter {hue:g}, which must lie in [0, 0.5]")
     if a.asymmetric and not a.crop_resize:
         raise SettingError("augment.asymmetric", " needs {} (the Fig. 5 crop is crop + resize)",
                            ("augment.crop_resize",))

@@ -87,6 +87,23 @@ def test_cache_and_decoder_values_alike_here_are_one_run(tmp_path, image_folder,
         check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
 
 
+def test_global_and_per_process_batch_norm_are_one_run_in_one_process(tmp_path,
+                                                                       image_folder, cache_dir):
+    """sync-bn=true,false trained by one process each: BatchNorm sees the whole batch
+    either way (one run, two labels), refused; launched by two processes, two runs."""
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    cells, configs = cell_configs([parse_axis("model.sync_bn=true,false")], tmp_path / "sw",
+                                  None, None, flags)
+    for processes in (None, 1):
+        with pytest.raises(SimCLRError, match=re.escape(
+                "cells sync-bn=true and sync-bn=false would train the same run on this "
+                "machine (--sync-bn true and false are alike in one process, whose BatchNorm "
+                "sees the whole batch either way)")):
+            check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, processes=processes)
+    check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, processes=2)
+
+
 def digits_decoder_cells(tmp_path, cache_dir, monitor, reads=()):
     """Cells of the axis decoder=pil,device training on the digits (arrays in memory),
     their kNN monitor reading the folder ``monitor`` (None: none), the sweep's scoring

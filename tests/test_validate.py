@@ -41,6 +41,9 @@ from simclr.validate import check_scale, validate
         ({"loss.temperature": "0"}, "--temperature must be positive"),
         ({"loss.margin": "-0.1"}, "--margin must be non-negative"),
         ({"loss.semi_hard": True}, "--semi-hard applies to --loss nt_logistic"),
+        # (the linear head under another name: a Fig. 8 sweep trained it twice)
+        ({"model.head_layers": "1"}, "--head-layers 1 makes the mlp head one layer without "
+         "a ReLU, which is --head linear (Fig. 8's linear projection); give that"),
         ({"model.head_out_dim": "1"}, "--head-out-dim 1 with z L2-normalised (--normalize): "
          "every z is +1 or -1, whose gradient is zero, so nothing would train; give 2 or more"),
         ({"optim.lr": "-0.1"}, "--lr must be positive"),
@@ -61,7 +64,8 @@ from simclr.validate import check_scale, validate
         ({"augment.flip_p": "2"}, "--flip-p must lie in [0, 1], got 2.0"),
         ({"augment.crop_ratio": "2,1"}, "--crop-ratio must satisfy 0 < min <= max"),
         ({"augment.hue": "0.6"}, "--hue gives hue jitter 0.6, which must lie in [0, 0.5]"),
-        ({"augment.color_strength": "3"}, "--color-strength gives hue jitter 0.6"),
+        ({"augment.color_strength": "3"},
+         "--color-strength gives hue jitter 0.6, which"),  # (0.2 x 3, shown as 0.6)
         ({"loss.weight": "0"}, "--loss-weight must be positive"),
     ],
 )
