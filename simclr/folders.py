@@ -181,6 +181,7 @@ def _images_under(folder: str, others: Counter[str], seen: dict[str, str],
         _say_once(f"unlisted {exc.filename}", "cannot list the folder %s (%s); its images "
                   "are left out", exc.filename, exc.strerror)
 
+    left: list[tuple[str, str, str]] = []  # (linked files left out: _own_file)
     for dirpath, dirnames, filenames, linked in _walk(folder, unlisted):
         # Linked folders are followed, but each real folder once, and never a link back
         # up the tree (a loop would list the same files forever, under other classes).
@@ -205,9 +206,11 @@ def _images_under(folder: str, others: Counter[str], seen: dict[str, str],
         found.extend(
             os.path.join(dirpath, f) for f in sorted(filenames) if _visible(f) and
             _is_image_name(f) and (f not in linked or _own_file(os.path.join(dirpath, f),
-                                                                 folder, own, seen, classes))
+                                                                 folder, own, seen, classes,
+                                                                 left))
         )
         others.update(_other_formats(dirpath, filenames))
+    _say_links_left(folder, left)
     return found
 
 
@@ -218,20 +221,33 @@ def _within(path: str, folder: str) -> bool:
 
 
 def _own_file(path: str, folder: str, own: str, seen: dict[str, str],
-              classes: dict[str, str]) -> bool:
+              classes: dict[str, str], left: list[tuple[str, str, str]]) -> bool:
     """Whether the linked file ``path`` of class folder ``folder`` (real path ``own``)
     is listed: not when its real file lies in another class's folder, or is linked from
-    another class already (said; ``seen`` records it). A broken link is listed
-    (decoding says so)."""
+    another class already (``seen`` records it; appended to ``left`` as (link, its real
+    file, that class), for :func:`_say_links_left`). A broken link is listed (decoding
+    says so)."""
     real = os.path.realpath(path)
     other = _class_holding(real, classes)
     if other is None or other == classes.get(own):
         if seen.setdefault(real, folder) == folder:
             return True
         other = os.path.basename(seen[real])
-    _say_once(f"file {real}", "%s: a link to %s, an image of the class %s, is left out, so "
-              "that no image has two classes", path, real, other)
+    left.append((path, real, other))
     return False
+
+
+def _say_links_left(folder: str, left: list[tuple[str, str, str]]) -> None:
+    """The linked files of ``folder`` left out by :func:`_own_file`: one warning for the
+    class folder (an album of links to the other classes' images: one line, not one per
+    link)."""
+    if len(left) == 1:
+        _say_once(f"file {left[0][1]}", "%s: a link to %s, an image of the class %s, is "
+                  "left out, so that no image has two classes", *left[0])
+    elif left:
+        _say_once(f"files {folder}", "%s: %d links to images of other classes are left out, "
+                  "so that no image has two classes (first: %s, a link to %s, of the class "
+                  "%s)", folder, len(left), *left[0])
 
 
 def _walk(top: str, onerror: Any) -> Iterator[tuple[str, list[str], list[str], set[str]]]:

@@ -317,6 +317,25 @@ def test_no_image_is_listed_under_two_classes_through_linked_files(tmp_path, cap
     assert f"class_9 is a link to {tmp_path / 'gone'}, which does not exist; left out" in said
 
 
+def test_an_album_of_links_to_other_classes_is_said_in_one_line(tmp_path, caplog):
+    """A class folder of links to another class's images (an album) printed one warning
+    per link: one line now, with the count and the first."""
+    import logging
+
+    root = make_image_folder(tmp_path / "d", classes=2, per_class=5)
+    album = root / "class_1" / "album"
+    album.mkdir()
+    for k in range(5):
+        (album / f"{k}.png").symlink_to(root / "class_0" / f"{k:03d}.png")
+    with caplog.at_level(logging.WARNING, logger="simclr.folders"):
+        listing = scan_folder(root)
+    assert np.bincount(listing.labels).tolist() == [5, 5]
+    said = [r.getMessage() for r in caplog.records]
+    assert said == [f"{root / 'class_1'}: 5 links to images of other classes are left out, so "
+                    f"that no image has two classes (first: {album / '0.png'}, a link to "
+                    f"{root / 'class_0' / '000.png'}, of the class class_0)"]
+
+
 def test_a_link_to_the_folder_itself_is_no_class(tmp_path, caplog):
     """`ln -s . loop` in a flat folder made a class 'loop' of the folder's own images
     (each then read twice by pretraining); it is left out, said once."""
