@@ -284,13 +284,13 @@ def add_transform_probe_command(sub: argparse._SubParsersAction, runtime: Runtim
 
 def add_supervised_command(sub: argparse._SubParsersAction) -> None:
     """supervised: the supervised baseline, a training run with its settings' flags."""
-    from simclr.cli import add_config_flags
+    from simclr.cli import OneFile, add_config_flags
 
     p = sub.add_parser("supervised", help="the supervised baseline: same encoder, labels, CE")
     p.add_argument("--train", help="labeled image folder (required for a new run)")
     p.add_argument("--test", default=None, help="labeled image folder for the final top-1")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS))
-    p.add_argument("--config", default=None)
+    p.add_argument("--config", default=None, action=OneFile)
     # Settings that play no part in supervised training are not offered as flags (a flag
     # offered and ignored misleads): supervised.unused_setting.
     from simclr.supervised import unused_setting

@@ -126,6 +126,20 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {printable(message)}\n")
 
 
+class OneFile(argparse.Action):
+    """A file flag (``--config``) given at most once: a second file silently replaced
+    the first (``--config a.yaml --config b.yaml`` read b.yaml alone), so it is refused;
+    the same file twice is one file."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        before = getattr(namespace, self.dest, None)
+        if before is not None and before != values:
+            parser.error(f"{option_string} given twice ({before}, {values}): one file is "
+                         "read; put the settings in one file (flags override it)")
+        setattr(namespace, self.dest, values)
+
+
 def add_config_flags(parser: argparse.ArgumentParser, exclude: AbstractSet[str] = frozenset(),
                      described: dict[str, str] | None = None) -> None:
     """A flag for every setting (settings.all_flags), grouped by config section and described

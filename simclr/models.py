@@ -357,13 +357,18 @@ def describe_model(cfg: ModelConfig) -> str:
         return f"{cfg.arch}, {cfg.head} head"  # (torchvision's: its h known once built)
     if cfg.arch not in _LAYOUT or not cfg.width > 0:
         return cfg.arch if cfg.arch not in _LAYOUT else text  # (refused when built)
-    kind, _ = _LAYOUT[cfg.arch]
-    feature_dim = _channels(512, cfg.width) * (Bottleneck if kind == "bottleneck"
-                                               else BasicBlock).expansion
-    dims = head_dims(cfg.head, feature_dim, cfg.head_hidden_dim, cfg.head_out_dim,
+    dims = head_dims(cfg.head, feature_dim_of(cfg), cfg.head_hidden_dim, cfg.head_out_dim,
                      cfg.head_layers)
     return f"{text}, " + ("no head" if len(dims) == 1
                           else f"{cfg.head} head {'-'.join(map(str, dims))}")
+
+
+def feature_dim_of(cfg: ModelConfig) -> int:
+    """The dimension of h that one of simclr's ResNets (``cfg.arch`` in its layouts, a
+    positive width) gives, without building it: 2048 x width for a ResNet-50."""
+    kind, _ = _LAYOUT[cfg.arch]
+    return _channels(512, cfg.width) * (Bottleneck if kind == "bottleneck"
+                                        else BasicBlock).expansion
 
 
 def build_model_within_memory(cfg: ModelConfig, image_size: int, device: torch.device,

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from simclr.cli import add_config_flags, config_flags
+from simclr.cli import OneFile, add_config_flags, config_flags
 from simclr.config import RESUME_SETTINGS, Config
 from simclr.config_file import names_no_data, yaml_text
 from simclr.errors import SimCLRError, is_amount, printable
@@ -38,7 +38,7 @@ def add_pretrain_command(sub: argparse._SubParsersAction) -> None:
                     "recipe is --preset digits; --print-config shows a run's resolved "
                     "ones).")
     p.add_argument("--preset", choices=sorted(PRESETS), help="a recipe of the paper (or ours)")
-    p.add_argument("--config", help="YAML file of settings (flags override it)")
+    p.add_argument("--config", action=OneFile, help="YAML file of settings (flags override it)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run saved in RUN_DIR")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved settings as YAML (a valid --config) and exit")
@@ -177,7 +177,10 @@ def say_continuing(out: str, step: int) -> None:
 
 
 def setting_text(value: Any) -> str:
-    """A setting's value in a message: 2 for an epochs of 2.0, "not set" for None."""
+    """A setting's value in a message: 2 for an epochs of 2.0, "not set" for None, a
+    switch as YAML and the flags spell it (true, false)."""
+    if isinstance(value, bool):
+        return str(value).lower()
     return f"{value:g}" if isinstance(value, float) else "not set" if value is None \
         else str(value)
 

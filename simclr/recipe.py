@@ -106,8 +106,11 @@ def earlier_adamw_default(saved_lr: float, given: Config) -> str:
 
 
 def value_text(value: Any) -> str:
-    """A setting's value in a message: a float to 6 digits (0.0883883), None as flags
-    spell it (none), an empty text quoted (''), others as is."""
+    """A setting's value in a message: a float to 6 digits (0.0883883), None and a
+    switch as flags and YAML spell them (none, true, false), an empty text quoted (''),
+    others as is."""
+    if isinstance(value, bool):  # (before float: a bool is an int)
+        return str(value).lower()
     if isinstance(value, float):
         return f"{value:g}"
     return "none" if value is None else str(value) or "''"

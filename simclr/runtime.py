@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
+import json
 import logging
 import multiprocessing
 import multiprocessing.util  # noqa: F401  (its exit handler must be registered first)
@@ -227,11 +228,26 @@ def git_state(here: Path | None = None) -> tuple[str | None, bool | None]:
 COMMAND_LINE: list[str] | None = None
 
 
+# Set by a sweep for the processes that train a cell (--processes): the sweep's command
+# line (JSON), which they record as the one-process cell records it. Their own, a hidden
+# file's --config and the internal --sweep-cell, runs nothing once the file is gone.
+SWEEP_COMMAND_ENV = "SIMCLR_SWEEP_COMMAND"
+
+
 def command_line() -> list[str] | None:
     """The simclr command this process runs (argv), or None where simclr is used as a
-    library (a script's or pytest's own argv says nothing of how to run simclr again)."""
+    library (a script's or pytest's own argv says nothing of how to run simclr again);
+    a sweep's cell trained by processes of its own records the sweep's."""
     if COMMAND_LINE:
         return list(COMMAND_LINE)
+    swept = os.environ.get(SWEEP_COMMAND_ENV)
+    if swept and "--sweep-cell" in sys.argv:
+        try:
+            line = json.loads(swept)
+        except ValueError:
+            line = None
+        if isinstance(line, list) and all(isinstance(word, str) for word in line):
+            return line
     program = Path(sys.argv[0]) if sys.argv else Path()
     if program.name == "simclr" or (program.name == "__main__.py" and
                                     program.parent.name == "simclr"):

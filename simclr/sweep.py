@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterable
@@ -95,6 +96,7 @@ def _launched(cfg: Any, run_dir: Path, cell: str, processes: int,
     (finished, preempted or diverged). Any other failure stops the sweep."""
     from simclr.interrupts import STOP_SIGNALS, Terminated
     from simclr.launch import run
+    from simclr.runtime import SWEEP_COMMAND_ENV, command_line
 
     spec = run_dir.parent / f".{run_dir.name}.yaml"  # hidden: not a cell of the grid
     if resume:
@@ -103,11 +105,19 @@ def _launched(cfg: Any, run_dir: Path, cell: str, processes: int,
         spec.parent.mkdir(parents=True, exist_ok=True)
         save_yaml(cfg.to_dict(), spec)
         argv = ["pretrain", "--config", str(spec)]
+    swept = command_line()  # (what the cell's processes record as their command)
+    before = os.environ.get(SWEEP_COMMAND_ENV)
+    if swept:
+        os.environ[SWEEP_COMMAND_ENV] = json.dumps(swept)
     try:
         status = run([*argv, "--sweep-cell", "--processes", str(processes)], processes,
                      device=cfg.device)
     finally:  # read by the first start alone: the run keeps its own config.yaml
         discard(spec)
+        if before is None:
+            os.environ.pop(SWEEP_COMMAND_ENV, None)
+        else:
+            os.environ[SWEEP_COMMAND_ENV] = before
     summary = read_json(run_dir / SUMMARY) or {}
     if status in (0, 75) or summary.get("status") == "diverged":
         return summary
@@ -189,6 +199,8 @@ def run_sweep(
         raise SimCLRError(f"--out {root} lies inside the run {run}; give the sweep a folder "
                           "of its own")
     cells, configs = cell_configs(axes, root, preset, config, flags, (folders or {}).values())
+    for cell in cells:  # (a file in a cell's place stopped the sweep at that cell)
+        check_out_folder(cell.run_dir, root)
     if check_configs is not None:
         check_configs(cells, configs)
     for cfg in configs:  # the sweep's own files: not inside, or over, a folder it reads

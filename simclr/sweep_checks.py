@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from simclr.config import Config
+from simclr.config import ARCHS, Config
 from simclr.errors import SimCLRError, user_message
 from simclr.folders import holds_jpegs, list_folder
 from simclr.recipe import flatten
@@ -184,6 +184,7 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
         settings["data.cache"] = caching[k]
         # (its data and the other folders it reads with its data settings: decoded alike?)
         settings["data.decoder"] = list(decodings[k])
+        settings.update(_resolved_automatic(cfg))
         one_process = not (processes and processes > 1)
         if one_process:  # (BatchNorm sees the whole batch either way: distributed.py)
             settings["model.sync_bn"] = None
@@ -221,6 +222,21 @@ def check_cells_differ(cells: list[Cell], configs: list[Config],
             raise SimCLRError(f"cells {other.name} and {cell.name} would train the same run on "
                               f"this machine ({'; '.join(alike)}); leave one of the values out")
         seen[key] = (cell, cfg, flat)
+
+
+def _resolved_automatic(cfg: Config) -> dict[str, Any]:
+    """The automatic (None) settings of ``cfg`` that the views' side and the network
+    resolve, as the run resolves them: ``cifar-stem=auto,true`` at 32 px, or
+    ``head-hidden-dim=none,2048`` on a ResNet-50, trains one run twice."""
+    from simclr.models import feature_dim_of, resolve_cifar_stem
+
+    model, resolved = cfg.model, {}
+    resolved["model.cifar_stem"] = resolve_cifar_stem(model.cifar_stem, cfg.augment.size,
+                                                      model.arch)
+    resolved["augment.eval_size"] = cfg.augment.evaluation_size()
+    if model.head_hidden_dim is None and model.arch in ARCHS and model.width > 0:
+        resolved["model.head_hidden_dim"] = feature_dim_of(model)  # (h's dimension)
+    return resolved
 
 
 def _read_choices(configs: list[Config], devices: list[str],

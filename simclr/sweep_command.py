@@ -35,7 +35,7 @@ from simclr.sweep_checks import READING
 
 def add_sweep_command(sub: argparse._SubParsersAction) -> None:
     """The `sweep` subcommand: its flags, run by :func:`cmd_sweep`."""
-    from simclr.cli import add_config_flags
+    from simclr.cli import OneFile, add_config_flags
 
     p = sub.add_parser("sweep", help="a grid of pretraining runs, each evaluated (ablations)")
     p.add_argument("--set", action="append", default=[], metavar="SETTING=V1,V2",
@@ -46,7 +46,7 @@ def add_sweep_command(sub: argparse._SubParsersAction) -> None:
                         "('a+b': a then b), on one branch, e.g. "
                         "crop,cutout,color,sobel,noise,blur,rotate")
     p.add_argument("--preset", choices=sorted(PRESETS))
-    p.add_argument("--config", help="YAML file of settings shared by every cell")
+    p.add_argument("--config", action=OneFile, help="YAML file of settings shared by every cell")
     add_config_flags(p, exclude={"out"})
     p.add_argument("--out", required=True, help="sweep folder: one run directory per cell")
     p.add_argument("--print-config", action="store_true",

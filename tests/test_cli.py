@@ -146,6 +146,10 @@ def simclr(*args: str, cwd=None) -> subprocess.CompletedProcess:
           "--overwrite"], "--overwrite replaces this command's results in --out"),
         (["linear-eval", "--checkpoint", "c.pt", "--train", "a", "--test", "b",
           "--overwrite"], "--overwrite replaces this command's results in --out"),
+        # a second --config replaced the first without a word (the same file: one)
+        *[([command, "--config", "a.yaml", "--config", "b.yaml", "--print-config"],
+           "--config given twice (a.yaml, b.yaml): one file is read; put the settings in "
+           "one file") for command in ("pretrain", "sweep", "supervised")],
         # a newline in a path broke the line in two, an escape acted on the terminal
         (["embed", "--checkpoint", "a\nb\x1b[2J", "--data", ".", "--out", "e.npz"],
          "checkpoint not found: a\\nb\\x1b[2J"),

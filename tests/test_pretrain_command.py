@@ -154,10 +154,10 @@ def test_a_refusal_names_an_unset_setting_as_not_set():
     said = str(other_settings("pretrain", "r", {"--max-steps": (None, 3),
                                                 "--epochs": (2.0, 3.5)}))
     assert "(--max-steps not set saved, 3 now; --epochs 2 saved, 3.5 now)" in said, said
-    # a whole number as typed (not 1e+07), a switch by its word; the way on pastes as is
+    # a whole number as typed (not 1e+07), a switch as YAML spells it; the way on pastes as is
     said = str(other_settings("pretrain", "my run", {"--seed": (10000000, 7),
                                                      "--blur": (True, False)}))
-    assert "(--seed 10000000 saved, 7 now; --blur True saved, False now)" in said, said
+    assert "(--seed 10000000 saved, 7 now; --blur true saved, false now)" in said, said
     assert said.endswith("`simclr pretrain --resume 'my run'`"), said
 
 

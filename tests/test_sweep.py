@@ -669,6 +669,22 @@ def test_an_out_that_cannot_be_a_folder_is_one_line(tmp_path, image_folder):
                   config=None, flags={"data.path": str(image_folder)}, evaluate=None)
 
 
+def test_a_file_in_a_cells_place_is_refused_before_any_cell_trains(tmp_path, image_folder,
+                                                                     cache_dir):
+    """The second cell's folder a file: the sweep trained the first, then stopped there;
+    refused now before anything is written."""
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir, max_steps=1)
+    flags.pop("out")
+    out = tmp_path / "sw"
+    out.mkdir()
+    (out / "temperature=0.5").write_text("x")
+    with pytest.raises(SimCLRError, match=r"^--out .*sw: .*sw/temperature=0.5 is a file, not a "
+                                          r"folder$"):
+        run_sweep([parse_axis("temperature=0.2,0.5")], out, preset=None, config=None,
+                  flags=flags, evaluate=None)
+    assert sorted(p.name for p in out.iterdir()) == ["temperature=0.5"]
+
+
 def test_a_rerun_that_scores_less_keeps_the_earlier_summary(tmp_path, image_folder, cache_dir,
                                                             capsys):
     """A rerun with --eval none (or the other protocol) rewrote sweep.json/.md without
@@ -822,6 +838,45 @@ def test_a_cell_resumed_by_other_processes_is_told_only_what_changed(tmp_path, i
     _launched(now, cell, "cell", 2, resume=True)
     assert argvs == [["pretrain", "--resume", str(cell), "--keep-checkpoints", "5",
                       "--sweep-cell", "--processes", "2"]]
+
+
+def test_a_cell_trained_by_processes_of_its_own_records_the_sweeps_command(
+        tmp_path, image_folder, monkeypatch):
+    """Its processes recorded their own command (a hidden --config file, gone once read,
+    and the internal --sweep-cell), which info showed as the run's and nothing could run
+    again: they record the sweep's, as a cell trained in the sweep's process does; the
+    sweep's environment is left as it was."""
+    import json
+    import os
+    import sys
+
+    from simclr import launch, runtime
+    from simclr.sweep import _launched
+
+    sweep = ["simclr", "sweep", "--data", "d", "--set", "seed=0,1", "--processes", "2"]
+    monkeypatch.setattr(runtime, "COMMAND_LINE", sweep)
+    monkeypatch.delenv(runtime.SWEEP_COMMAND_ENV, raising=False)
+    cfg = build_config(None, None, {"out": str(tmp_path / "sw" / "cell"),
+                                    "data.path": str(image_folder)})
+    recorded = []
+
+    def cell_process(argv, processes, command=None, device="auto"):
+        # (what the cell's process finds: its own argv, the sweep's in its environment)
+        with monkeypatch.context() as inside:
+            inside.setattr(runtime, "COMMAND_LINE", None)
+            inside.setattr(sys, "argv", ["simclr/__main__.py", *argv])
+            recorded.append((runtime.command_line(), os.environ[runtime.SWEEP_COMMAND_ENV]))
+        return 0
+
+    monkeypatch.setattr(launch, "run", cell_process)
+    _launched(cfg, tmp_path / "sw" / "cell", "cell", 2, resume=False)
+    assert recorded == [(sweep, json.dumps(sweep))]
+    assert runtime.SWEEP_COMMAND_ENV not in os.environ
+    # a process that is no sweep's cell records its own command, whatever the environment
+    monkeypatch.setenv(runtime.SWEEP_COMMAND_ENV, json.dumps(sweep))
+    monkeypatch.setattr(runtime, "COMMAND_LINE", None)
+    monkeypatch.setattr(sys, "argv", ["simclr/__main__.py", "pretrain", "--data", "d"])
+    assert runtime.command_line() == ["simclr", "pretrain", "--data", "d"]
 
 
 def test_a_second_sweep_into_a_folder_in_use_is_refused_before_it_writes(

@@ -104,6 +104,28 @@ def test_global_and_per_process_batch_norm_are_one_run_in_one_process(tmp_path,
     check_cells_differ(cells, configs, [("cpu", "fp32")] * 2, processes=2)
 
 
+@pytest.mark.parametrize("axis, alike", [
+    ("model.cifar_stem=auto,true", "--cifar-stem auto and true"),  # (auto: <= 32 px)
+    ("model.head_hidden_dim=none,64", "--head-hidden-dim none and 64"),  # (h: 64-d)
+    ("augment.eval_size=none,16", "--eval-size none and 16"),  # (the views' side)
+])
+def test_an_automatic_value_and_what_it_resolves_to_are_one_run(tmp_path, image_folder,
+                                                                 cache_dir, axis, alike):
+    """None resolves by the views' side (16 px) and the network (resnet18 x0.125, h of
+    64): beside the value it resolves to, one run under two labels, refused; beside
+    another value, two runs."""
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    flags.pop("out")
+    assert (flags["augment.size"], flags["model.arch"], flags["model.width"]) == \
+        (16, "resnet18", 0.125)
+    cells, configs = cell_configs([parse_axis(axis)], tmp_path / "sw", None, None, flags)
+    with pytest.raises(SimCLRError, match=re.escape(f"({alike} give the same settings here)")):
+        check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
+    other = axis.replace("true", "false").replace("64", "32").replace("16", "24")
+    cells, configs = cell_configs([parse_axis(other)], tmp_path / "sw", None, None, flags)
+    check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
+
+
 def digits_decoder_cells(tmp_path, cache_dir, monitor, reads=()):
     """Cells of the axis decoder=pil,device training on the digits (arrays in memory),
     their kNN monitor reading the folder ``monitor`` (None: none), the sweep's scoring
