@@ -200,6 +200,9 @@ def plan_cells(axes: list[Axis], out: Path) -> list[Cell]:
     owners: dict[str, str] = {}
     for axis in axes:
         for path in {p for setting in axis.settings for p in setting}:
+            if path in owners and owners[path] == axis.name:  # (spelled two ways, maybe)
+                raise SimCLRError(f"--set: {axis.name} is swept by two --set; give all its "
+                                  "values in one")
             if path in owners:
                 raise SimCLRError(f"--set: {path} is swept twice ({owners[path]}, {axis.name})")
             owners[path] = axis.name
