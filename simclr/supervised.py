@@ -409,7 +409,8 @@ def _train_and_test(
     save = _Saver(out, model, cfg, train, optimizer, scaler, plan, run_id, session, data,
                   saved_tally((resume or {}).get("epoch_tally")))
     budget = f", time budget {cfg.time_budget:g} s" if cfg.time_budget else ""
-    log(f"supervised: {train.num_images} images, {plan.total_steps} step{'s' * (plan.total_steps != 1)} of batch {batch} "
+    steps = f"{plan.total_steps} step{'s' * (plan.total_steps != 1)}"
+    log(f"supervised: {train.num_images} images, {steps} of batch {batch} "
         f"({plan.steps_per_epoch}/epoch, warm-up {plan.warmup_steps}{budget})", verbose)
     start = time.perf_counter()
     checkpointing = _checkpointing(cfg, save, out, run_dir, resume, on_step)
