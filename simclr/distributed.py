@@ -113,6 +113,7 @@ def init_from_env() -> bool:
             raise SimCLRError(f"WORLD_SIZE > 1 but {name} is not set: launch with torchrun")
     if not dist.is_available():
         raise SimCLRError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+    _check_launch_env()
     # DDP imports torch._dynamo; imported after the group is up, it keeps the group
     # alive past destroy_process_group (torch 2.14), so gloo's worker threads outlive
     # the run and can abort the process at interpreter exit ("terminate called without
@@ -130,8 +131,28 @@ def init_from_env() -> bool:
     # Generous: rank 0 alone may decode a folder into the cache, or test a classifier,
     # while the others wait at a barrier (NCCL's default would end them after 10 min).
     # A process that dies is noticed sooner: its launcher ends the others.
-    dist.init_process_group(backend=backend, init_method="env://", timeout=GROUP_TIMEOUT)
+    try:
+        dist.init_process_group(backend=backend, init_method="env://", timeout=GROUP_TIMEOUT)
+    except dist.DistNetworkError as exc:  # (rank 0 cannot listen there: a port in use)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SimCLRError(f"cannot start the process group at MASTER_ADDR:MASTER_PORT "
+                          f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} ({first}); "
+                          "another run may hold the port: give another MASTER_PORT") from None
     return True
+
+
+def _check_launch_env() -> None:
+    """The launcher's variables a process group is joined by, checked before it is: a
+    RANK past WORLD_SIZE waited the group's 2-hour timeout for a peer that never comes,
+    and a MASTER_PORT that is no port ended in a traceback."""
+    rank, world = launched_rank(), launched_processes()
+    if not 0 <= rank < world:
+        raise SimCLRError(f"environment variable RANK={rank} is not one of the WORLD_SIZE="
+                          f"{world} processes' ranks (0 to {world - 1}): launch with torchrun")
+    port = os.environ["MASTER_PORT"]
+    if not (port.isdigit() and 0 < int(port) < 65536):
+        raise SimCLRError(f"environment variable MASTER_PORT={port!r} is not a port number "
+                          "(1 to 65535)")
 
 
 def cleanup() -> None:

@@ -274,7 +274,7 @@ def _pending_cells(folder: Path, runs: set[str]) -> list[str]:
 _ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
     "kind": str, "imported": str, "step": int, "run_id": str, "total_steps": int,
     "elapsed": (int, float), "features": str, "session": int, "processes": int,
-    "data_split": str}
+    "local_processes": int, "data_split": str}
 
 
 def _entry(entries: dict[Any, Any], key: str, damaged: list[str],
@@ -329,6 +329,7 @@ def checkpoint_facts(path: Path) -> dict[str, Any]:
              "elapsed_s": _entry(ckpt, "elapsed", damaged),
              # (the session that saved it: how many processes continue the run as it was)
              "processes": _entry(ckpt, "processes", damaged),
+             "local_processes": _entry(ckpt, "local_processes", damaged),
              # (the split of --data trained on: DIR holding train/ and test/)
              **({"data_split": split} if (split := _data_split(ckpt, damaged)) else {})}
     if isinstance(ckpt.get("config"), dict):

@@ -145,10 +145,11 @@ def _continue_with(facts: dict[str, Any], kind: str, started: dict[str, Any]) ->
         unknown = "" if isinstance(cwd, str) else ", from the folder it was started in"
         return f"{where}{shell_join(['simclr', *argv[1:]])} (the sweep that started it{unknown})"
     # (no --processes in its command: a count of processes above one was torchrun's)
-    saved = [c.get("processes") for c in facts.get("checkpoints") or []
-             if c.get("name") == LAST]
+    saved = [(c.get("processes"), c.get("local_processes"))
+             for c in facts.get("checkpoints") or [] if c.get("name") == LAST]
+    count, per_node = saved[0] if saved else (None, None)
     resume = again(f"simclr {kind} --resume {path_word(facts['path'])}",
-                   started.get("processes"), saved[0] if saved and saved[0] else 1)
+                   started.get("processes"), count or 1, per_node)
     gone = facts.get("folders_gone") or [] if kind == "pretrain" else []
     if gone:  # --resume alone is refused then, asking for each one's new place
         resume += "".join(f" {flag} NEW_FOLDER" for flag, _ in gone) + " (" + "; ".join(

@@ -138,17 +138,27 @@ def shell_join(args: list[str]) -> str:
     return " ".join(shell_quote(a) for a in args)
 
 
-def again(command: str, processes: int | str | None, torchrun: int | None = None) -> str:
+def again(command: str, processes: int | str | None, torchrun: int | None = None,
+          per_node: int | None = None) -> str:
     """``command`` (e.g. ``simclr pretrain --resume RUN``) as it is to be run again with
     the same processes: with ``--processes N``, or under torchrun as this run was (by
-    ``torchrun`` processes: a run's recorded count, read by ``simclr info``; None: as
-    many as this process's own launch)."""
-    from simclr.distributed import launched_processes
+    ``torchrun`` processes, ``per_node`` of them on each machine: a run's recorded
+    counts, read by ``simclr info``; None: as this process's own launch). Over several
+    machines, torchrun on each: ``--nproc_per_node`` is a machine's share, not the total
+    (16 processes over 2 nodes of 8 GPUs; one node refuses 16)."""
+    from simclr.distributed import launched_processes, local_processes
 
     if processes:
         return f"{command} --processes {processes}"
     count = launched_processes() if torchrun is None else torchrun
+    if torchrun is None and "LOCAL_WORLD_SIZE" in os.environ:
+        per_node = local_processes()
     if count > 1 and command.startswith("simclr "):
+        if per_node and 0 < per_node < count and count % per_node == 0:
+            nodes = count // per_node
+            return (f"torchrun --nnodes {nodes} --nproc_per_node {per_node} -m {command} (on "
+                    f"each of the {nodes} machines, with the rendezvous flags it was started "
+                    "with)")
         return f"torchrun --nproc_per_node {count} -m {command}"
     return command
 

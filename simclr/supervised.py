@@ -539,7 +539,8 @@ class _Saver:
                     step_in_epoch=step % plan.steps_per_epoch,
                     num_train=self.train.num_images, data=dict(self.data or {}),
                     # (as a pretraining's: `simclr info` says torchrun's command to go on)
-                    processes=dist.world_size())
+                    processes=dist.world_size(),
+                    local_processes=dist.local_processes() if dist.world_size() > 1 else 1)
         name, keep = ((periodic_name(step), self.cfg.keep_checkpoints) if periodic
                       else ("last.pt", None))
         return str(save_checkpoint(blob, self.out / CHECKPOINTS, name, keep))

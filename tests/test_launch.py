@@ -704,6 +704,26 @@ def test_the_command_to_continue_is_given_with_the_same_processes(monkeypatch):
     assert launch.continue_run("runs/a") == "simclr pretrain --resume runs/a"
 
 
+def test_a_run_over_several_machines_continues_with_torchrun_on_each(monkeypatch):
+    """2 nodes x 1 process said `torchrun --nproc_per_node 2` (both on one machine; 2 x 8
+    GPUs said 16, which an 8-GPU node refuses): a machine's share, on each machine. The
+    counts a checkpoint records give info the same line."""
+    monkeypatch.delenv(launch.LAUNCHER_ENV, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "16")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    multi = ("torchrun --nnodes 2 --nproc_per_node 8 -m simclr pretrain --resume runs/a (on "
+             "each of the 2 machines, with the rendezvous flags it was started with)")
+    assert launch.continue_run("runs/a") == multi
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")  # (one machine)
+    assert launch.continue_run("runs/a") == \
+        "torchrun --nproc_per_node 16 -m simclr pretrain --resume runs/a"
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert launch.again("simclr pretrain --resume runs/a", None, 16, 8) == multi
+    assert launch.again("simclr pretrain --resume runs/a", None, 16, None) == \
+        "torchrun --nproc_per_node 16 -m simclr pretrain --resume runs/a"  # (recorded before)
+
+
 # ---------------------------------------- the launcher's own bookkeeping, unit by unit
 
 
