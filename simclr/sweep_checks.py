@@ -16,6 +16,7 @@ from simclr.errors import SimCLRError, user_message
 from simclr.folders import holds_jpegs, list_folder
 from simclr.recipe import flatten
 from simclr.settings import flag_of
+from simclr.sweep_report import PAIR_AXIS
 
 if TYPE_CHECKING:  # (the grid's classes, for annotations only)
     from simclr.folders import ImageList
@@ -297,6 +298,11 @@ def check_not_swept_twice(axes: list[Axis], flags: dict[str, Any]) -> None:
                               "would replace it in every cell; give it once")
 
 
+def _given_as(axis: Axis) -> str:
+    """How the user gave ``axis``: ``--set NAME``, or ``--pairs`` (Fig. 5's axis)."""
+    return "--pairs" if axis.name == PAIR_AXIS else f"--set {axis.name}"
+
+
 def check_settings_act(axes: list[Axis], cells: list[Cell], configs: list[Config],
                        flags: dict[str, Any], reads: Iterable[str | None] = ()) -> None:
     """Refuse an axis value with no effect in some cell (:mod:`simclr.inert`): those
@@ -311,17 +317,17 @@ def check_settings_act(axes: list[Axis], cells: list[Cell], configs: list[Config
         paths = {p for setting in axis.settings for p in setting}
         everywhere = [p for p in sorted(paths) if all(p in i for i in inert)]
         if everywhere:
-            raise SimCLRError(f"--set {axis.name}: --{flag_of(everywhere[0])} has no effect "
+            raise SimCLRError(f"{_given_as(axis)}: --{flag_of(everywhere[0])} has no effect "
                               f"in any cell: {inert[0][everywhere[0]]}; leave it out")
         if "epochs" in paths and any(cfg.time_budget for cfg in configs):
-            raise SimCLRError(f"--set {axis.name}: under --time-budget the budget sets each "
+            raise SimCLRError(f"{_given_as(axis)}: under --time-budget the budget sets each "
                               "cell's length (--epochs is only its first guess); drop "
                               "--time-budget to sweep epochs")
         for cell, cell_inert in zip(cells, inert, strict=True):
             label = cell.labels[axis.name]
             acting = axis.settings[axis.labels.index(label)]
             for path in sorted(set(acting) & set(cell_inert) - VALUE_INERT):
-                raise SimCLRError(f"--set {axis.name}: --{flag_of(path)} has no effect in "
+                raise SimCLRError(f"{_given_as(axis)}: --{flag_of(path)} has no effect in "
                                   f"cell {cell.name} ({cell_inert[path]}), so its values "
                                   "would train the same run there; sweep those cells "
                                   "separately")

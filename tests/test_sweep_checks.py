@@ -126,6 +126,18 @@ def test_an_automatic_value_and_what_it_resolves_to_are_one_run(tmp_path, image_
     check_cells_differ(cells, configs, [("cpu", "fp32")] * 2)
 
 
+def test_a_pairs_grid_is_named_as_given(tmp_path, image_folder, cache_dir):
+    """A --pairs cell whose op has no effect (blur at 16 px: a 1-tap kernel) was refused
+    as "--set pair: ...", a flag the user never gave."""
+    from simclr.sweep_grid import pairs_axis
+
+    flags = tiny_flags(image_folder, tmp_path / "unused", cache_dir)
+    for key in ("out", "augment.blur"):
+        flags.pop(key, None)
+    with pytest.raises(SimCLRError, match=r"^--pairs: --blur has no effect in cell pair=blur "):
+        cell_configs([pairs_axis("blur,color")], tmp_path / "sw", None, None, flags)
+
+
 def digits_decoder_cells(tmp_path, cache_dir, monitor, reads=()):
     """Cells of the axis decoder=pil,device training on the digits (arrays in memory),
     their kNN monitor reading the folder ``monitor`` (None: none), the sweep's scoring
