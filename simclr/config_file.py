@@ -78,8 +78,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
             self._depth -= 1
 
     def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        # YAML's merge keys (`<<: *base`) as PyYAML reads them: the mapping's own keys
+        # override the merged ones; a key twice among its own is the error.
+        merge = "tag:yaml.org,2002:merge"
+        own = [(key_node, value) for key_node, value in node.value if key_node.tag != merge]
+        if len(own) < len(node.value):
+            self.flatten_mapping(node)
         seen = set()
-        for key_node, _ in node.value:
+        for key_node, _ in own:
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, (list, dict)):  # YAML allows them; no setting is named so
                 raise yaml.constructor.ConstructorError(

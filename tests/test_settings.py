@@ -347,6 +347,24 @@ def test_a_key_given_twice_and_a_boolean_number_are_refused(tmp_path):
         build_config(flags={"optim.lr": True})  # (not an lr of 1.0)
 
 
+def test_yaml_merge_keys_are_read_as_yaml_reads_them(tmp_path):
+    """`<<: *anchor` was "not valid YAML" (the loader's own key check knew no merge):
+    merged, the mapping's own keys winning; its own key twice is still refused."""
+    from simclr.config_file import parse_yaml
+
+    assert parse_yaml("a: &x {t: 0.5, n: false}\nb:\n  <<: *x\n  t: 0.3\n") == \
+        {"a": {"t": 0.5, "n": False}, "b": {"t": 0.3, "n": False}}
+    merged = tmp_path / "merged.yaml"
+    merged.write_text("augment: &views\n  size: 24\n  eval_size: 32\nknn_k: 10\n"
+                      "sweep_base:\n  <<: *views\n")
+    with pytest.raises(SimCLRError, match="unknown section 'sweep_base'"):  # (read, then checked)
+        build_config(config_file=str(merged))
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("base: &b {temperature: 0.5}\nloss:\n  <<: *b\n  margin: 1\n  margin: 2\n")
+    with pytest.raises(SimCLRError, match=r"'margin' is given twice"):
+        build_config(config_file=str(twice))
+
+
 def test_none_is_a_value_of_text_settings_and_null_of_optional_ones(tmp_path, monkeypatch):
     """`--head none` (Fig. 8's identity head) is the text "none", not a missing value."""
     assert build_config("cifar10-cpu", flags={"model.head": "none"}).model.head == "none"
