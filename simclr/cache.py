@@ -37,6 +37,7 @@ from simclr.cache_entries import (
     BUILD_LEFTOVERS,
     LEFTOVER_S,
     CacheEntry,
+    build_leftovers,
     cache_entries,
     cache_folder,
     cache_version,
@@ -431,7 +432,8 @@ def _build_cache_files(
         # folder cannot be made; a full disk stays an error, which a user should hear of)
         error = CacheFolderError if exc.errno in NOT_WRITABLE else SimCLRError
         raise error(f"cannot write the decoded cache {npy} ({nbytes / 2**20:.0f} MiB): "
-                          f"{exc.strerror or exc}; {ELSEWHERE}") from None
+                    f"{exc.strerror or exc}{_killed_builds(npy.parent, exc)}; {ELSEWHERE}"
+                    ) from None
     except BaseException:
         discard(tmp)
         raise
@@ -454,6 +456,20 @@ def _build_cache_files(
         raise error(f"cannot write the decoded cache's record {meta_path}: "
                     f"{exc.strerror or exc}; {ELSEWHERE}") from None
     return rows, meta
+
+
+def _killed_builds(folder: Path, exc: OSError) -> str:
+    """Where a disk is full: the unfinished files of builds killed outright in ``folder``
+    (their process gone from here), which the full disk may be owed to; a build removes
+    them only an hour untouched (another machine's may be writing one)."""
+    if exc.errno != errno.ENOSPC:
+        return ""
+    left = build_leftovers(folder, after_s=0.0)
+    if not left:
+        return ""
+    return (f" ({len(left)} unfinished cache file(s) of {sum(n for _, n in left) / 2**20:.0f} "
+            f"MiB in {folder}, from commands killed while building: delete them unless "
+            "another machine sharing the folder builds there now)")
 
 
 def _make_room(folder: Path, nbytes: int,

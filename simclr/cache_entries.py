@@ -91,10 +91,11 @@ BUILD_LEFTOVERS = ("*-*px-*.npy.tmp-*", "*-*px-*.json.tmp-*")
 LEFTOVER_S = 3600.0  # an hour untouched: no build is writing it
 
 
-def _stale_leftovers(folder: Path) -> list[Path]:
-    """The :data:`BUILD_LEFTOVERS` in ``folder`` whose process is gone, an hour untouched."""
+def _stale_leftovers(folder: Path, after_s: float = LEFTOVER_S) -> list[Path]:
+    """The :data:`BUILD_LEFTOVERS` in ``folder`` whose process is gone (here), ``after_s``
+    untouched."""
     return [path for pattern in BUILD_LEFTOVERS
-            for path in stale_temporaries(folder, pattern, LEFTOVER_S)]
+            for path in stale_temporaries(folder, pattern, after_s)]
 
 
 def cache_entries(cache_dir: str | os.PathLike) -> list[CacheEntry]:
@@ -256,12 +257,15 @@ def remove_entries(entries: Sequence[tuple[CacheEntry, str]], purpose: str = "")
         log.info("removed %s, %s (%.0f MiB)%s", entry.npy, why, entry.nbytes / 2**20, purpose)
 
 
-def build_leftovers(cache_dir: str | os.PathLike) -> list[tuple[Path, int]]:
+def build_leftovers(cache_dir: str | os.PathLike,
+                    after_s: float = LEFTOVER_S) -> list[tuple[Path, int]]:
     """The files (path, bytes) of builds killed outright, an hour untouched (what the
-    next build removes): ``simclr cache --clean`` removes them too."""
+    next build removes): ``simclr cache --clean`` removes them too. ``after_s`` 0: those
+    younger too, whose process is gone from this machine (another machine sharing the
+    folder may still be writing one: not removed, but named where room runs out)."""
     folder = cache_folder(cache_dir)
     found = []
-    for path in _stale_leftovers(folder) if folder.is_dir() else ():
+    for path in _stale_leftovers(folder, after_s) if folder.is_dir() else ():
         try:
             found.append((path, path.stat().st_size))
         except OSError:  # removed meanwhile

@@ -309,7 +309,8 @@ def _list_build_leftovers(args: argparse.Namespace) -> tuple[int, int]:
     from simclr.cache_entries import build_leftovers, remove_leftover
 
     removed = removable = 0
-    for path, size in build_leftovers(args.cache_dir):
+    stale = build_leftovers(args.cache_dir)
+    for path, size in stale:
         if args.clean or args.clear:
             remove_leftover(path)
             removed += size
@@ -317,4 +318,9 @@ def _list_build_leftovers(args: argparse.Namespace) -> tuple[int, int]:
             removable += size
         print(f"{size / 2**20:9.1f} MiB  {path.name}  (a killed build's file: "
               f"{'removed' if args.clean or args.clear else '--clean removes it'})")
+    for path, size in build_leftovers(args.cache_dir, after_s=0.0):
+        if (path, size) not in stale:  # (its process gone from here, within the hour)
+            print(f"{size / 2**20:9.1f} MiB  {path.name}  (a killed build's file, unless "
+                  "another machine sharing this folder writes it: --clean removes it an "
+                  "hour untouched; delete it now if none does)")
     return removed, removable

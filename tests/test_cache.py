@@ -425,6 +425,33 @@ def test_a_full_disk_when_the_cache_record_is_written_is_one_line_and_leaves_not
     assert list((tmp_path / "c").glob("*")) == []
 
 
+def test_a_full_disk_names_the_files_killed_builds_left(tmp_path, monkeypatch):
+    """A build killed outright leaves its whole-size temporary file (removed an hour
+    untouched); the rerun found the disk full and said nothing of it: now it is named."""
+    import errno
+
+    from simclr.errors import SimCLRError
+    from tests.conftest import make_image_folder
+    from tests.test_files import _dead_pid
+
+    folder = make_image_folder(tmp_path / "imgs", classes=1, per_class=4)
+    (tmp_path / "c").mkdir()
+    left = tmp_path / "c" / f"imgs-16px-0123456789abcdef0123.npy.tmp-ab12-{_dead_pid()}"
+    left.write_bytes(bytes(2 << 20))
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache, "decode_files", full)
+    with pytest.raises(SimCLRError, match=re.escape(
+            f": No space left on device (1 unfinished cache file(s) of 2 MiB in {tmp_path / 'c'}, "
+            "from commands killed while building: delete them unless another machine sharing "
+            "the folder builds there now); pass another --cache-dir")):
+        open_source(str(folder), DataConfig(cache_dir=str(tmp_path / "c"), workers=0),
+                    image_size=16)
+    assert left.exists()  # (not removed: another machine's build may be writing it)
+
+
 def test_a_record_the_cache_folder_refuses_to_take_is_a_cache_folder_error(tmp_path,
                                                                            monkeypatch):
     """A read-only folder refusing the sidecar is the cache folder's error (--cache auto
