@@ -186,7 +186,9 @@ def check_same_images(ckpt: dict[str, Any], plan: Plan) -> None:
         if per_epoch != plan.steps_per_epoch:
             saved = f"{per_epoch} steps per epoch"
     if saved is not None and saved != plan.num_images:
-        raise _other_images(plan.num_images, saved)
+        # (the files were counted alike already, where the checkpoint records them)
+        raise _other_images(plan.num_images, saved,
+                            readable=isinstance(saved, int) and "num_files" in ckpt)
 
 
 def check_files_listed(ckpt: dict[str, Any], now: int, digest: str | None,
@@ -251,11 +253,17 @@ def _share(ckpt: dict[str, Any], processes: int) -> int | str:
 
 
 def _other_images(now: int, saved: Any, folder: str | None = None,
-                  ckpt: dict[str, Any] | None = None) -> SimCLRError:
+                  ckpt: dict[str, Any] | None = None, readable: bool = False) -> SimCLRError:
     """Another number of images than the run's; ``folder`` (its --data) and the run's
     checkpoint ``ckpt`` tell whether the run's release read it otherwise: a split in
     capitals, Train/ and Test/ read as two classes before 2026-12-06
-    (folders._split_folder, :func:`read_splits_as_classes`)."""
+    (folders._split_folder, :func:`read_splits_as_classes`). ``readable``: counts of
+    the images that decode, the files alike (a file damaged since, or mended)."""
+    if readable:
+        return SimCLRError(f"--resume: {now} of the data folder's images decode now; {saved} "
+                           "did when the run started (a file damaged since, or mended), so "
+                           "it cannot continue exactly (start a new run, or restore the "
+                           "folder)")
     split = None if folder is None or ckpt is None else split_read_anew(folder)
     if split is not None and read_splits_as_classes(ckpt, folder, saved):  # type: ignore[arg-type]  # (both set with split)
         why = _splits_were_classes(folder, split, f"{now} images", f"{saved} images")  # type: ignore[arg-type]  # (set with split)
