@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,24 +120,26 @@ def subset_from_list(source: Any, path: str | Path,
             shared.add(name)
         where.update(dict.fromkeys((name, *others), i))
     chosen, missing = set(), []
+    known = where.keys() | shared | testing | broken.keys()
     for entry in lines:
-        if entry in shared:
+        key = next((k for k in _spellings(entry, root) if k in known), entry)
+        if key in shared:
             raise SimCLRError(f"--subset: {entry!r} names several images of the folder; "
                               "give paths relative to it")
-        if entry in where:
-            chosen.add(where[entry])
+        if key in where:
+            chosen.add(where[key])
         else:
-            missing.append(entry)
-    held = [entry for entry in missing if entry in testing]
+            missing.append((entry, key))
+    held = [entry for entry, key in missing if key in testing]
     if held:
         raise SimCLRError(f"--subset: {len(held)} of the listed images are among those "
                           f"--test-fraction holds out for testing (first: {held[0]!r}); "
                           "list training images only, or change --seed or --test-fraction")
-    unreadable = [broken[entry] for entry in missing if entry in broken]
-    missing = [entry for entry in missing if entry not in broken]
+    unreadable = [broken[key] for _, key in missing if key in broken]
+    missing = [(entry, key) for entry, key in missing if key not in broken]
     if missing:
         raise SimCLRError(f"--subset: {len(missing)} of the listed images are not in the "
-                          f"folder (first: {missing[0]!r})")
+                          f"folder (first: {missing[0][0]!r})")
     if unreadable and launched_rank() == 0:  # (every process of a launch reads the list)
         log.warning("--subset: %d of the listed images cannot be read, left out (first: "
                     "%s: %s); the labeled subset is the other %d", len(unreadable),
@@ -183,6 +185,16 @@ def _root(source: Any) -> Path | None:
     (folders.scan_folder), so both compare absolute."""
     root = Path(os.path.abspath(Path(getattr(source, "name", "") or "").expanduser()))
     return root if root.is_dir() else None
+
+
+def _spellings(entry: str, root: Path | None) -> Iterator[str]:
+    """A list line as typed, then as the folder's files are named (:func:`_keys`):
+    `find . -type f`'s ./class/a.jpg and a full path through `..` normalised, a path
+    relative to the working folder made relative to ``root``."""
+    yield entry
+    yield Path(os.path.normpath(entry)).as_posix()
+    yield os.path.normpath(os.path.abspath(entry))
+    yield _relative(os.path.normpath(os.path.abspath(entry)), root)
 
 
 def _keys(path: str, root: Path | None) -> tuple[str, str, str]:

@@ -197,6 +197,26 @@ def test_subset_paths_relative_to_a_folder_given_by_a_relative_path(tmp_path, mo
     assert sorted(train.paths[i].split("/")[-1] for i in chosen) == ["001.png", "002.png"]
 
 
+def test_subset_paths_as_find_and_the_shell_spell_them(tmp_path, monkeypatch):
+    """`cd train && find . -type f` writes ./class_0/001.png; a full path may pass
+    through `..`, a relative one start from the working folder: each was "not in the
+    folder". One outside the folder still is."""
+    make_image_folder(tmp_path / "train", classes=2, per_class=4)
+    monkeypatch.chdir(tmp_path)
+    train = open_source("train", DataConfig(cache="off", workers=0), train=False,
+                        image_size=16)
+    listing = tmp_path / "few.txt"
+    listing.write_text(f"./class_0/001.png\n{tmp_path}/train/../train/class_1/002.png\n"
+                       "train/class_1/003.png\n")
+    chosen = subset_from_list(train, listing)
+    assert sorted(train.paths[i].split("/")[-1] for i in chosen) == \
+        ["001.png", "002.png", "003.png"]
+    listing.write_text("./class_0/001.png\n../elsewhere/class_0/001.png\n")
+    with pytest.raises(SimCLRError, match=r"1 of the listed images are not in the folder "
+                                          r"\(first: '../elsewhere/class_0/001.png'\)"):
+        subset_from_list(train, listing)
+
+
 def test_a_list_written_from_relative_file_names_is_relative_to_the_folder(tmp_path,
                                                                           monkeypatch):
     """A source whose files are named relative to the working folder (``train/a/1.jpg``
