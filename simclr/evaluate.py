@@ -125,7 +125,8 @@ def linear_eval_sgd(
                 save_partial, checkpoint_every, on_step, checkpoint_minutes))
     stats = partial_run.trained_stats(stats, step)
     summary = {"epochs": epochs, "batch_size": batch, "lr": lr,
-               "peak_lr": optimizer.param_groups[0]["peak_lr"],
+               "peak_lr": optimizer.param_groups[0]["peak_lr"], "momentum": momentum,
+               "crop_scale": list(crop_scale), "crop_sampler": crop_sampler,
                "processes": dist.world_size(), "earlier_s": elapsed, **stats}
     if partial_run.out is not None and stats["steps"] > step:  # kept, finished too: a stop
         # during the test loses only the test (see finetune)

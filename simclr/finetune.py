@@ -347,6 +347,9 @@ class _Budget(NamedTuple):
     epochs: float
     batch: int  # the global batch: at most the subset (classifier_setup.fitted_batch)
     kept: int | None = None  # a continued run's own length (PartialRun.total)
+    # --label-fraction as given (None: a list, a count per class or every image), whose
+    # regime sets the epochs where the draw rounds to more (a 1% of a small set: 8%)
+    asked: float | None = None
 
     @property
     def steps(self) -> int:
@@ -381,7 +384,8 @@ def _labeled_budget(train: Any, subset_file: str | Path | None, label_fraction: 
         raise SimCLRError(f"{source_name(train)}: the labeled subset has {len(subset)} "
                           "image; fine-tuning needs at least 2")
     return _Budget(subset, fraction, listed, epochs,
-                   fitted_batch(batch_size, len(subset), "labeled", verbose))
+                   fitted_batch(batch_size, len(subset), "labeled", verbose),
+                   asked=label_fraction if subset_file is None else None)
 
 
 def _note_unlabeled_classes(train: Any, subset: np.ndarray, verbose: bool) -> None:
@@ -504,6 +508,7 @@ class _FineTuning:
             "command": "finetune", **accuracy_summary(ranked, test_y),
             "num_labeled": int(len(self.trained)),
             "label_fraction": len(self.trained) / self.budget.listed,
+            "label_fraction_asked": self.budget.asked,  # (its regime's epochs)
             "labels_per_class": labels_per_class, "num_classes": num_classes,
             "num_test": int(len(test_y)), "peak_lr": self.optimizer.param_groups[0]["peak_lr"],
             "processes": dist.world_size(),
@@ -511,6 +516,8 @@ class _FineTuning:
                                         "schedule", "from_head",
                                         "from_scratch", "seed", "image_size", "precision",
                                         "batch_norm")},
+            "momentum": settings["momentum"], "crop_scale": settings["crop"][:2],
+            "crop_sampler": settings["crop"][2],
             "channels_last": self.channels_last, **stats, "elapsed_s": elapsed_s,
         }
 

@@ -144,6 +144,9 @@ def test_sgd_linear_eval_with_a_batch_larger_than_the_data_says_so(capsys):
     assert ("--batch-size 4096 is more than the 24 training images: batches of 24, lr scaled "
             "by 24/256") in capsys.readouterr().err
     assert result["num_train"] == 24
+    # what else fixes the result is recorded with it, not in argv alone (and only if typed)
+    assert (result["momentum"], result["crop_scale"], result["crop_sampler"]) == \
+        (0.9, [0.08, 1.0], "torchvision")
 
 
 def test_sgd_linear_eval_takes_fractional_epochs(monkeypatch):

@@ -116,6 +116,10 @@ def test_finetune_end_to_end(tmp_path, folders):
     # the caller's encoder is copied, never modified
     assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in before.items())
     assert result["num_labeled"] == 12 and result["label_fraction"] == 0.5
+    # (no --label-fraction asked; the settings beside the argv, which holds only the typed)
+    assert result["label_fraction_asked"] is None
+    assert (result["momentum"], result["crop_scale"], result["crop_sampler"]) == \
+        (0.9, [0.08, 1.0], "torchvision")
     assert result["steps"] == 4 and result["peak_lr"] == pytest.approx(0.05 * 6 / 256)
     chosen = labeled_subset(train, None, None, 4, seed=1)
     listed = (tmp_path / "ft" / "labeled_subset.txt").read_text().splitlines()
@@ -1129,6 +1133,7 @@ def test_a_drawn_subset_with_an_unreadable_file_is_the_same_cached_or_not(tmp_pa
                               **{**FAST, "epochs": 1})
         runs[cache] = ((tmp_path / cache / "labeled_subset.txt").read_text().split(),
                        result["num_labeled"], result["label_fraction"])
+        assert result["label_fraction_asked"] == 0.25  # (the share trained on: 5/18)
     names = sorted(Path(p).relative_to(root.resolve()).as_posix() for p in drawn[1:])
     assert runs["on"] == runs["off"] == (names, 5, 5 / 18)
 
