@@ -197,7 +197,10 @@ def _source_note(result: dict[str, Any], facts: dict[str, Any]) -> str:
         notes.append(f"of step {result['of_step']}; the run is now at step {steps[0]}")
     elif of and not facts.get("encoder") and not steps:  # no run here to be of
         run = f", run {result['of_run']}" if result.get("of_run") else ""
-        notes.append(f"of {of}, step {result.get('of_step')}{run}")
+        # (a fine-tuned classifier's encoder: trained on past the step it records)
+        step = ("a fine-tuned classifier's encoder, fine-tuned from step"
+                if result.get("of_kind") == "finetune" else "step")
+        notes.append(f"of {of}, {step} {result.get('of_step')}{run}")
     return f" ({'; '.join(notes)})" if notes else ""
 
 

@@ -224,6 +224,8 @@ def results_in(folder: Path) -> list[dict[str, Any]]:
                     else None
                 if isinstance(source.get("run_id"), str):  # (none: from before run ids)
                     entry["of_run"] = source["run_id"]
+                if source.get("kind") == "finetune":  # (its step: the pretraining's)
+                    entry["of_kind"] = "finetune"
             if isinstance(source, dict):
                 entry["features"] = "random init" if data.get("from_scratch") else \
                     source.get("features")

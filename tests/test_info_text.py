@@ -300,6 +300,37 @@ def test_a_folder_of_results_alone_says_only_an_unfinished_status(status, said):
     assert render(facts).splitlines()[0] == f"ev: results of kNN{said}"
 
 
+def test_a_results_files_source_kind_is_read_where_it_is_a_fine_tuning(tmp_path):
+    import json
+
+    from simclr.run_facts import results_in
+
+    source = {"checkpoint": "ft/checkpoints/finetune.pt", "kind": "finetune", "step": 2,
+              "run_id": "r1", "features": "pretrained", "layer": "h"}
+    (tmp_path / "knn.json").write_text(json.dumps({"top1": 0.5, "source": source}))
+    assert results_in(tmp_path)[0]["of_kind"] == "finetune"
+    (tmp_path / "knn.json").write_text(json.dumps({"top1": 0.5, "source": {
+        **source, "kind": "pretrain"}}))
+    assert "of_kind" not in results_in(tmp_path)[0]
+
+
+def test_a_result_of_a_fine_tuned_classifiers_encoder_says_so():
+    """kNN of finetune.pt read "(of .../finetune.pt, step 2, ...)": the pretraining's step,
+    while the weights measured were fine-tuned past it."""
+    from simclr.info_text import render
+
+    result = {"file": "knn.json", "what": "kNN", "top1": 0.5, "of": "ft/checkpoints/finetune.pt",
+              "of_step": 2, "of_run": "r1", "features": "pretrained", "layer": "h"}
+    facts = {"path": "ev", "state": {"status": "finished"}, "checkpoints": [],
+             "results": [{**result, "of_kind": "finetune"}]}
+    assert render(facts).splitlines()[-1] == (
+        "  knn.json: kNN, top-1 50.00% (of ft/checkpoints/finetune.pt, a fine-tuned "
+        "classifier's encoder, fine-tuned from step 2, run r1)")
+    facts["results"] = [result]  # (a pretraining's checkpoint: its step)
+    assert render(facts).splitlines()[-1].endswith("(of ft/checkpoints/finetune.pt, step 2, "
+                                                   "run r1)")
+
+
 @pytest.mark.parametrize("epochs, said", [(1, "1 epoch"), (2, "2 epochs")])
 def test_a_recipes_epochs_are_counted_in_words(epochs, said):
     from simclr.info_text import _recipe
