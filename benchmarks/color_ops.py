@@ -36,7 +36,9 @@ def tf_op(op, x: torch.Tensor, factor: float) -> torch.Tensor:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/cifar10/test")
+    # (beside the repository, wherever this is run from)
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared"
+                                              / "data" / "cifar10" / "test"))
     parser.add_argument("--images", type=int, default=200)
     args = parser.parse_args()
     files = sorted(p for p in Path(args.data).rglob("*")

@@ -59,7 +59,9 @@ def device_decodes(data: bytes, device: torch.device) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default="../shared/data/imagenette/train")
+    # (beside the repository, wherever this is run from)
+    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared"
+                                              / "data" / "imagenette" / "train"))
     parser.add_argument("--files", type=int, default=40)
     parser.add_argument("--trials", type=int, default=5)
     parser.add_argument("--bytes", default="20",

@@ -64,6 +64,9 @@ class FullSizePIL:
             return self.transform(im.convert("RGB"))
 
 
+CASES = ("simclr pil", "simclr device", "full-size PIL")  # (make_iterator's)
+
+
 def make_iterator(case: str, source: Any, args: argparse.Namespace, epoch: int) -> Any:
     """An iterator of uint8 image batches (on the device for 'simclr device')."""
     import torch
@@ -132,8 +135,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "discarded ones)")
     p.add_argument("--workers", type=int, default=None, help="loader processes (default: cores)")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--cases", default="simclr pil,simclr device,full-size PIL")
+    p.add_argument("--cases", default=",".join(CASES),
+                   help=f"comma-separated, of: {', '.join(CASES)}")
     args = p.parse_args(argv)
+    unknown = [c for c in args.cases.split(",") if c not in CASES]
+    if unknown:  # (any other name was timed as simclr's PIL path, under the name given)
+        p.exit(2, f"decode.py: --cases: unknown case {unknown[0]!r} (choose from "
+                  f"{', '.join(CASES)})\n")
     # (checked before any JPEG is generated: else a traceback after minutes of it)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         p.exit(2, f"decode.py: --device {args.device}: torch sees no GPU "

@@ -502,15 +502,33 @@ def linear_rows(args: argparse.Namespace, res: dict[str, list[dict[str, Any]]]
     return rows
 
 
+# How far apart the two fits may be and still be one optimum: both solve the same
+# convex problem to tol 1e-10, simclr's weights returned in float32 (~1e-7 relative).
+WEIGHTS_TOLERANCE = 1e-4
+
+
+def weights_agree(check: dict[str, Any]) -> bool:
+    """Whether the C = 1 / (l2 N) check ran and found simclr's and sklearn's weights and
+    biases within :data:`WEIGHTS_TOLERANCE` of the largest weight (at least 1)."""
+    if "error" in check:
+        return False
+    scale = max(1.0, check["w_max"])
+    return check["w_diff"] <= WEIGHTS_TOLERANCE * scale and \
+        check["b_diff"] <= WEIGHTS_TOLERANCE * scale
+
+
 def weights_line(check: dict[str, Any], args: argparse.Namespace) -> str:
     if "error" in check:
         return f"- C = 1 / (l2 N) check FAILED: {check['error']}"
+    verdict = ("the same optimum" if weights_agree(check) else
+               f"CHECK FAILED: more than {WEIGHTS_TOLERANCE:g} x max(1, max |W|) apart, "
+               "another optimum (a wrong C mapping?)")
     return (f"- C = 1 / (l2 N) checked: at l2 {WEIGHTS_CHECK['l2']:g} on "
             f"{WEIGHTS_CHECK['rows']} x {WEIGHTS_CHECK['dim']} standardised features, "
             f"{CLASSES} classes (C = {1 / (WEIGHTS_CHECK['l2'] * WEIGHTS_CHECK['rows']):g}), "
             f"both fitted to tol 1e-10: max |W_simclr - W_sklearn| = {check['w_diff']:.1e} "
             f"(max |W| {check['w_max']:.2f}; simclr returns a float32 layer), bias (its free "
-            f"shift removed) {check['b_diff']:.1e}: the same optimum")
+            f"shift removed) {check['b_diff']:.1e}: {verdict}")
 
 
 WEIGHTS_CHECK = {"kind": "weights", "rows": 600, "dim": 16, "l2": 1e-2}
@@ -660,8 +678,9 @@ def main(argv: list[str] | None = None) -> int:
         run_rounds(build_cases(args, data, args.dim), args.rounds, args.timeout, results, t0,
                    __file__, key=lambda spec: spec["name"])
 
-    return measure_and_report(args, measure, render, lambda: header_lines(args, data),
-                              [weights_line(check, args)], t0, load_before)
+    status = measure_and_report(args, measure, render, lambda: header_lines(args, data),
+                                [weights_line(check, args)], t0, load_before)
+    return status or (0 if weights_agree(check) else 1)  # (a failed check fails the run)
 
 
 if __name__ == "__main__":

@@ -58,8 +58,8 @@ failed() {
   failures+=("$1")
   echo "   section $1 FAILED (status $2$( (($2 == 124)) && echo ", timed out"))" | tee -a "$summary"
 }
-data=.data/imagenette/train  # (sections 2 and 2b; synthetic JPEGs if not carried)
-if want 2 || want 2b; then [ -d "$data" ] || data=$(python3 -c "import sys; sys.path.insert(0, 'benchmarks')
+data=.data/imagenette/train  # (sections 2, 2b and 6; synthetic JPEGs if not carried)
+if want 2 || want 2b || want 6; then [ -d "$data" ] || data=$(python3 -c "import sys; sys.path.insert(0, 'benchmarks')
 import decode; print(decode.synthetic_folder(3072, 500, 375))"); fi
 { date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
   python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision',

@@ -207,9 +207,17 @@ def _lightly_loader(spec: dict[str, Any], device: Any) -> Any:
 
 def _epochs(loader: Any) -> Any:
     """The loader's batches epoch after epoch, as a training loop's ``for epoch`` does
-    (one epoch may be shorter than warm-up + timed steps)."""
+    (one epoch may be shorter than warm-up + timed steps). An epoch of no batch (fewer
+    images than the batch, drop_last) is an error: it restarted the workers until the
+    case's timeout."""
     while True:
-        yield from loader
+        empty = True
+        for batch in loader:
+            empty = False
+            yield batch
+        if empty:
+            raise SystemExit(f"the data set holds fewer images than one batch "
+                             f"({loader.batch_size}): no batch to time")
 
 
 def case_e2e_lightly(spec: dict[str, Any]) -> dict[str, Any]:
