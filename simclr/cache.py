@@ -50,6 +50,7 @@ from simclr.decode import DEFAULT_MAX_PIXELS, ReadFailure, load_square, pil_trun
 from simclr.errors import BadImageError, SimCLRError
 from simclr.files import (
     discard,
+    held_in_turn,
     remove_stale_temporaries,
     temporary_name,
     write_atomically,
@@ -376,12 +377,21 @@ def build_cache(
             return replaced_caches([e for e in cache_entries(folder) if e.npy != npy] + [new],
                                    npy, str(images.root))
 
-        rows, meta = _build_cache_files(images, side, npy, meta_path, shape, workers,
-                                        max_pixels, store, doomed)
-        if _cache_key(images, side, max_pixels, store) == key:
-            remove_replaced(folder, npy, str(images.root))
-        else:
-            _drop_stale_build(npy, meta_path, images.root)
+        # One build of a cache at a time: two runs of one folder started together (two
+        # seeds) decoded it twice, side by side (twice the disk: the second failed on a
+        # disk with room for one); the second now waits, then reads the first's.
+        with held_in_turn(folder / f".{stem}.lock", lambda: log.warning(
+                "waiting for another command that is building the decoded cache %s",
+                npy)) as waited:
+            found = _read_cache(npy, meta_path, shape, store) if waited else None
+            if found is None:
+                found = _build_cache_files(images, side, npy, meta_path, shape, workers,
+                                           max_pixels, store, doomed)
+                if _cache_key(images, side, max_pixels, store) == key:
+                    remove_replaced(folder, npy, str(images.root))
+                else:
+                    _drop_stale_build(npy, meta_path, images.root)
+        rows, meta = found
     skipped = [(images.paths[i], reason) for i, reason in meta["skipped"]]
     aspect = None if meta["aspect"] is None else np.asarray(meta["aspect"], dtype=np.float32)
     return DecodedCache(rows, np.asarray(meta["kept"], dtype=np.int64), skipped, npy, aspect)

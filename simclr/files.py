@@ -479,6 +479,45 @@ def _unlock(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def held_in_turn(path: Path, waiting: Callable[[], None]) -> Iterator[bool]:
+    """Within: this process holds an exclusive lock on the file ``path`` (made if need
+    be), waiting its turn while another holds it (``waiting()`` is called once, then;
+    yields whether it waited: what the other did may be there now);
+    released when the block ends or the process does, however it ends. Where no lock can
+    be taken (a read-only folder, a file system or platform without locks) the block runs
+    unguarded, as before any lock. The file is deleted as the block ends (held still: a
+    process waiting on it then goes on, one arriving later makes a new one), so none is
+    left beside what the block wrote; the block must leave its work there for them to
+    find, as a cache's build does."""
+    try:
+        handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 (held open: the lock lives as long as it)
+    except OSError:
+        yield False
+        return
+    waited = False
+    with handle:
+        try:
+            _retried(lambda: _lock(handle.fileno(), exclusive=True), LOCK_PATIENCE_S)
+        except BlockingIOError:
+            waiting()
+            waited = True
+            while True:  # (Ctrl-C ends the wait as any other)
+                time.sleep(0.5)
+                try:
+                    _lock(handle.fileno(), exclusive=True)
+                    break
+                except BlockingIOError:
+                    continue
+        except (ImportError, OSError):
+            pass
+        try:
+            yield waited
+        finally:
+            with contextlib.suppress(OSError):  # (Windows: not while open; left, empty)
+                path.unlink()
+
+
 def _retried(attempt: Callable[[], None], seconds: float) -> None:
     """``attempt`` (a non-blocking flock), tried again for up to ``seconds`` while it
     raises BlockingIOError: a shared lock taken to ask who holds the folder is let go at

@@ -1326,3 +1326,39 @@ def test_the_decoding_processes_end_with_a_build_killed_outright(tmp_path):
         for pid in workers:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_two_commands_building_one_cache_build_it_once(tmp_path, caplog, monkeypatch):
+    """Two runs of one folder started together (two seeds) decoded it side by side, each
+    into a whole-size file (the second failed on a disk with room for one): the second
+    waits for the first's build, says so, and reads its cache; no lock file is left."""
+    import threading
+
+    _cifar_like(tmp_path / "imgs")
+    builds = []
+    real_build, real_decode = cache._build_cache_files, cache.decode_files
+
+    def counted(*args, **kwargs):
+        builds.append(threading.current_thread().name)
+        return real_build(*args, **kwargs)
+
+    def slow(*args, **kwargs):  # (the first build still running when the second starts)
+        time.sleep(1.0)
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(cache, "_build_cache_files", counted)
+    monkeypatch.setattr(cache, "decode_files", slow)
+    got = {}
+    first = threading.Thread(name="first", target=lambda: got.setdefault(
+        "first", open_source(str(tmp_path / "imgs"), data_cfg(tmp_path)).get_batch(np.arange(6))))
+    with caplog.at_level(logging.WARNING, logger="simclr.cache"):
+        first.start()
+        deadline = time.monotonic() + 30
+        while not list((tmp_path / "cache").glob(".*.lock")) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        second = open_source(str(tmp_path / "imgs"), data_cfg(tmp_path)).get_batch(np.arange(6))
+        first.join()
+    assert builds == ["first"]
+    assert "waiting for another command that is building the decoded cache" in caplog.text
+    assert torch.equal(second, got["first"])
+    assert not list((tmp_path / "cache").glob(".*.lock"))
