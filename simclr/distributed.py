@@ -132,13 +132,34 @@ def init_from_env() -> bool:
     # while the others wait at a barrier (NCCL's default would end them after 10 min).
     # A process that dies is noticed sooner: its launcher ends the others.
     try:
-        dist.init_process_group(backend=backend, init_method="env://", timeout=GROUP_TIMEOUT)
+        store = _attempt_store()
+        dist.init_process_group(backend=backend, store=store, rank=launched_rank(),
+                                world_size=launched_processes(), timeout=GROUP_TIMEOUT)
     except dist.DistNetworkError as exc:  # (rank 0 cannot listen there: a port in use)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SimCLRError(f"cannot start the process group at MASTER_ADDR:MASTER_PORT "
                           f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} ({first}); "
                           "another run may hold the port: give another MASTER_PORT") from None
     return True
+
+
+# torchrun's count of the worker group's restarts (--max-restarts): 0 on its first start.
+RESTART_COUNT_ENV = "TORCHELASTIC_RESTART_COUNT"
+
+
+def _attempt_store() -> dist.Store:
+    """The env:// rendezvous's store (MASTER_ADDR:MASTER_PORT), its keys kept apart for
+    each start of the processes by torchrun (:data:`RESTART_COUNT_ENV`). Restarted by
+    --max-restarts, the processes meet in the agent's same store, which still holds the
+    addresses the dead processes published: gloo's connect read a dead peer's address
+    and failed ("Connection refused"), or both processes waited on a connection that
+    never came, for the group's 2 hours (a restart that hung after "continuing the
+    unfinished run")."""
+    store, _, _ = next(dist.rendezvous("env://", launched_rank(), launched_processes(),
+                                       timeout=GROUP_TIMEOUT))
+    store.set_timeout(GROUP_TIMEOUT)
+    attempt = _env_int(RESTART_COUNT_ENV, 0)
+    return dist.PrefixStore(f"simclr/attempt_{attempt}/default_pg", store)
 
 
 def _check_launch_env() -> None:

@@ -231,7 +231,8 @@ def _resolved_automatic(cfg: Config) -> dict[str, Any]:
     ``head-hidden-dim=none,2048`` on a ResNet-50, trains one run twice."""
     from simclr.models import feature_dim_of, resolve_cifar_stem
 
-    model, resolved = cfg.model, {}
+    model = cfg.model
+    resolved: dict[str, Any] = {}
     resolved["model.cifar_stem"] = resolve_cifar_stem(model.cifar_stem, cfg.augment.size,
                                                       model.arch)
     resolved["augment.eval_size"] = cfg.augment.evaluation_size()

@@ -170,6 +170,30 @@ def test_init_from_env_names_what_is_wrong_with_the_launch(monkeypatch, env, mes
             held.close()
 
 
+def test_each_start_of_the_processes_meets_under_keys_of_its_own(monkeypatch):
+    """Restarted by torchrun --max-restarts, the processes met in the agent's store
+    under the keys the dead ones had written: gloo read a dead peer's address and hung
+    for the group's 2 hours (or failed, "Connection refused"). Each start's keys are its
+    own now (torchrun's restart count), under the prefix torch's default group uses."""
+    from torch import distributed as dist
+
+    shared = dist.HashStore()  # (the agent's store, kept across restarts)
+    joined = []
+    monkeypatch.setattr(dist, "rendezvous", lambda *args, **kwargs: iter([(shared, 0, 2)]))
+    monkeypatch.setattr(dist, "init_process_group",
+                        lambda **kwargs: joined.append(kwargs))
+    for name, value in (("WORLD_SIZE", "2"), ("RANK", "0"), ("MASTER_ADDR", "127.0.0.1"),
+                        ("MASTER_PORT", "29500")):
+        monkeypatch.setenv(name, value)
+    for attempt in ("0", "1"):
+        monkeypatch.setenv(distributed.RESTART_COUNT_ENV, attempt)
+        assert distributed.init_from_env() is True
+        joined[-1]["store"].set("rank_0", f"address of start {attempt}")
+    assert [(j["rank"], j["world_size"]) for j in joined] == [(0, 2), (0, 2)]
+    assert shared.get("simclr/attempt_0/default_pg/rank_0") == b"address of start 0"
+    assert shared.get("simclr/attempt_1/default_pg/rank_0") == b"address of start 1"
+
+
 def _init_refused(monkeypatch, env, message):
     for name in ("WORLD_SIZE", "RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
