@@ -563,7 +563,7 @@ def test_a_run_of_processes_given_with_an_equals_sign_is_no_torchrun_run(evaluat
     shutil.copytree(evaluated_run[0], run)
     (run / "summary.json").unlink()  # stopped: info says how to continue it
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
-    save_checkpoint({**ckpt, "processes": 2}, run / "checkpoints")
+    save_checkpoint({**ckpt, "processes": 2, "local_processes": 2}, run / "checkpoints")
     out = _info(capsys, run)
     assert "  recipe: batch 8 over 2 processes (global BatchNorm), " in out  # torchrun's
     assert f"  continue with: torchrun --nproc_per_node 2 -m simclr pretrain --resume {run}\n" \
