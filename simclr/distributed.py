@@ -56,6 +56,14 @@ def local_processes() -> int:
     return _env_int("LOCAL_WORLD_SIZE", local_rank() + 1)
 
 
+def machine_processes() -> int | None:
+    """How many processes the launcher started on this machine, where it says
+    (LOCAL_WORLD_SIZE: torchrun's, simclr's --processes); None where it does not (a
+    launcher of its own that sets WORLD_SIZE and RANK alone): a run over several
+    machines continues with torchrun on each, so checkpoints record it."""
+    return local_processes() if "LOCAL_WORLD_SIZE" in os.environ else None
+
+
 def is_main() -> bool:
     """Rank 0: the process that logs and writes checkpoints."""
     return rank() == 0
@@ -135,11 +143,14 @@ def init_from_env() -> bool:
         store = _attempt_store()
         dist.init_process_group(backend=backend, store=store, rank=launched_rank(),
                                 world_size=launched_processes(), timeout=GROUP_TIMEOUT)
-    except dist.DistNetworkError as exc:  # (rank 0 cannot listen there: a port in use)
+    except dist.DistNetworkError as exc:  # (a port in use, or an address not reached)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = ("another run may hold the port: give another MASTER_PORT"
+                if "EADDRINUSE" in str(exc) else "is MASTER_ADDR this run's first machine, "
+                "reachable from here?")
         raise SimCLRError(f"cannot start the process group at MASTER_ADDR:MASTER_PORT "
                           f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} ({first}); "
-                          "another run may hold the port: give another MASTER_PORT") from None
+                          f"{hint}") from None
     return True
 
 
@@ -171,7 +182,7 @@ def _check_launch_env() -> None:
         raise SimCLRError(f"environment variable RANK={rank} is not one of the WORLD_SIZE="
                           f"{world} processes' ranks (0 to {world - 1}): launch with torchrun")
     port = os.environ["MASTER_PORT"]
-    if not (port.isdigit() and 0 < int(port) < 65536):
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):  # (not '²')
         raise SimCLRError(f"environment variable MASTER_PORT={port!r} is not a port number "
                           "(1 to 65535)")
 

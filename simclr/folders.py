@@ -303,21 +303,28 @@ def _other_formats(folder: str, names: list[str]) -> list[str]:
     images named without an extension (a browser's or a tool's download), found by their
     first bytes: images are listed by their names alone, so these are never read."""
     kinds = []
+    looked = 0  # (files without an extension opened: a bounded cost per folder)
     for n in names:
         ext = _extension(n)
         if not _visible(n):
             continue
         if ext in OTHER_PHOTO_FORMATS:
             kinds.append(ext)
-        elif not ext and _image_bytes(os.path.join(folder, n)):
-            kinds.append(NO_EXTENSION)
+        elif not ext and looked < SNIFFED_PER_FOLDER:
+            looked += 1
+            if _image_bytes(os.path.join(folder, n)):
+                kinds.append(NO_EXTENSION)
     return kinds
 
 
 NO_EXTENSION = "no extension"
+# Files without an extension opened per folder listed, at most: a folder of a million
+# (on a network file system) would cost minutes a scan; a download's few are all seen.
+SNIFFED_PER_FOLDER = 64
 # The first bytes of the formats a camera, phone or browser saves most (JPEG, PNG, GIF,
-# WebP, BMP, TIFF both byte orders).
-_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+# WebP, TIFF both byte orders; BMP's two letters alone are a text's too: its header below).
+_IMAGE_MAGIC = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"II*\x00", b"MM\x00*")
+_BMP_HEADER_SIZES = (12, 40, 52, 56, 108, 124)  # (BITMAPCOREHEADER ... BITMAPV5HEADER)
 
 
 def _image_bytes(path: str) -> bool:
@@ -327,10 +334,13 @@ def _image_bytes(path: str) -> bool:
         return False
     try:
         with open(path, "rb") as f:
-            head = f.read(12)
+            head = f.read(18)
     except OSError:
         return False
-    return head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+    bmp = head[:2] == b"BM" and len(head) == 18 and head[6:10] == bytes(4) and \
+        int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES
+    return bmp or head.startswith(_IMAGE_MAGIC) or (head[:4] == b"RIFF" and
+                                                    head[8:12] == b"WEBP")
 
 
 def _say_other_formats(root: Path, others: Counter[str]) -> None:

@@ -77,7 +77,7 @@ def inert_settings(cfg: Config, reads: Iterable[str | None] = ()) -> dict[str, s
     elif model.head == "linear":
         for name in ("head_layers", "head_hidden_dim"):
             inert[f"model.{name}"] = "--head linear is one layer, without hidden ones"
-    # (an mlp head of one layer is refused: validate, the linear head under another name)
+    # (an mlp head of one layer is refused for a new run: validate.check_scale)
     if cfg.time_budget and cfg.max_steps is not None:  # plan.plan_schedule
         inert["epochs"] = "--time-budget sets the length, --max-steps caps it"
     if cfg.knn_train is None:

@@ -154,7 +154,9 @@ def _continue_with(facts: dict[str, Any], kind: str, started: dict[str, Any]) ->
     if gone:  # --resume alone is refused then, asking for each one's new place
         resume += "".join(f" {flag} NEW_FOLDER" for flag, _ in gone) + " (" + "; ".join(
             f"its {flag} folder {printable(str(folder))} is gone" for flag, folder in gone) + ")"
-    if "--sweep-cell" in argv:  # launched by a sweep as processes of its own
+    # A sweep's cell trained by processes of its own, recorded before 2026-12-08 (its
+    # processes' command; since, the sweep's: the branch above)
+    if "--sweep-cell" in argv:
         return (f"the sweep that started it (in {Path(facts['path']).parent}), or {resume} "
                 "for this cell alone")
     return resume

@@ -145,20 +145,20 @@ def again(command: str, processes: int | str | None, torchrun: int | None = None
     ``torchrun`` processes, ``per_node`` of them on each machine: a run's recorded
     counts, read by ``simclr info``; None: as this process's own launch). Over several
     machines, torchrun on each: ``--nproc_per_node`` is a machine's share, not the total
-    (16 processes over 2 nodes of 8 GPUs; one node refuses 16)."""
-    from simclr.distributed import launched_processes, local_processes
+    (16 processes over 2 nodes of 8 GPUs; one node refuses 16), and the rendezvous at
+    HOST:PORT, the first machine's, for the user to fill in."""
+    from simclr.distributed import launched_processes, machine_processes
 
     if processes:
         return f"{command} --processes {processes}"
     count = launched_processes() if torchrun is None else torchrun
-    if torchrun is None and "LOCAL_WORLD_SIZE" in os.environ:
-        per_node = local_processes()
+    if torchrun is None:
+        per_node = machine_processes()
     if count > 1 and command.startswith("simclr "):
         if per_node and 0 < per_node < count and count % per_node == 0:
-            nodes = count // per_node
-            return (f"torchrun --nnodes {nodes} --nproc_per_node {per_node} -m {command} (on "
-                    f"each of the {nodes} machines, with the rendezvous flags it was started "
-                    "with)")
+            # (run on each machine: HOST:PORT, the first machine's, as at the start)
+            return (f"torchrun --nnodes {count // per_node} --nproc_per_node {per_node} "
+                    f"--rdzv-backend c10d --rdzv-endpoint HOST:PORT -m {command}")
         return f"torchrun --nproc_per_node {count} -m {command}"
     return command
 

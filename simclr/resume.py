@@ -96,7 +96,7 @@ def checkpoint_state(
         "cpu_threads": torch.get_num_threads(),
         "processes": dist.world_size(),
         # (on each machine: a run over several continues with torchrun on each of them)
-        "local_processes": dist.local_processes() if dist.world_size() > 1 else 1,
+        "local_processes": dist.machine_processes() if dist.world_size() > 1 else 1,
         "run_id": state.run_id,
         **({} if state.knn_splits is None else {"knn_splits": state.knn_splits}),
         **({} if state.log_window is None else {"log_window": state.log_window}),

@@ -540,7 +540,7 @@ class _Saver:
                     num_train=self.train.num_images, data=dict(self.data or {}),
                     # (as a pretraining's: `simclr info` says torchrun's command to go on)
                     processes=dist.world_size(),
-                    local_processes=dist.local_processes() if dist.world_size() > 1 else 1)
+                    local_processes=dist.machine_processes() if dist.world_size() > 1 else 1)
         name, keep = ((periodic_name(step), self.cfg.keep_checkpoints) if periodic
                       else ("last.pt", None))
         return str(save_checkpoint(blob, self.out / CHECKPOINTS, name, keep))

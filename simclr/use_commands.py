@@ -306,11 +306,15 @@ def _list_caches(args: argparse.Namespace, entries: list[Any], replaced: set[Pat
 def _list_build_leftovers(args: argparse.Namespace) -> tuple[int, int]:
     """One line per file a build killed outright left (removed under --clean or
     --clear); returns (bytes removed, bytes --clean would remove)."""
-    from simclr.cache_entries import build_leftovers, remove_leftover
+    from simclr.cache_entries import LEFTOVER_S, build_leftovers, remove_leftover
 
     removed = removable = 0
-    stale = build_leftovers(args.cache_dir)
-    for path, size in stale:
+    for path, size in build_leftovers(args.cache_dir, after_s=0.0):
+        if not _untouched_for(path, LEFTOVER_S):  # (another machine may be writing it)
+            print(f"{size / 2**20:9.1f} MiB  {path.name}  (a killed build's file, unless "
+                  "another machine sharing this folder writes it: --clean removes it an "
+                  "hour untouched; delete it now if none does)")
+            continue
         if args.clean or args.clear:
             remove_leftover(path)
             removed += size
@@ -318,9 +322,14 @@ def _list_build_leftovers(args: argparse.Namespace) -> tuple[int, int]:
             removable += size
         print(f"{size / 2**20:9.1f} MiB  {path.name}  (a killed build's file: "
               f"{'removed' if args.clean or args.clear else '--clean removes it'})")
-    for path, size in build_leftovers(args.cache_dir, after_s=0.0):
-        if (path, size) not in stale:  # (its process gone from here, within the hour)
-            print(f"{size / 2**20:9.1f} MiB  {path.name}  (a killed build's file, unless "
-                  "another machine sharing this folder writes it: --clean removes it an "
-                  "hour untouched; delete it now if none does)")
     return removed, removable
+
+
+def _untouched_for(path: Path, seconds: float) -> bool:
+    """Whether the file ``path`` was last written ``seconds`` ago or more (gone: True)."""
+    import time
+
+    try:
+        return time.time() - path.stat().st_mtime >= seconds
+    except OSError:
+        return True

@@ -171,6 +171,12 @@ def check_scale(cfg: Config) -> None:
     not held to it: :func:`validate` alone decides whether a checkpoint loads)."""
     check_crops(cfg.augment)
     check_knn_every(cfg)
+    # (a sweep of head=linear,mlp trained one run under two labels; a run saved so still
+    # loads: the same module as the linear head)
+    if cfg.model.head == "mlp" and cfg.model.head_layers == 1:
+        raise SettingError("model.head_layers", " 1 makes the mlp head one layer without a "
+                           "ReLU, which is {} linear (Fig. 8's linear projection); give that",
+                           ("model.head",))
     if cfg.loss.normalize and cfg.model.head != "none" and cfg.model.head_out_dim == 1:
         raise SettingError("model.head_out_dim", " 1 with z L2-normalised ({}): every z is "
                            "+1 or -1, whose gradient is zero, so nothing would train; give 2 "
@@ -240,10 +246,6 @@ def _validate_model(cfg: Config) -> None:
         _positive(value, f"model.{path}")
         _check(value is None or value <= most, f"model.{path}",
                f"must be at most {most}, got {value}")
-    if cfg.model.head == "mlp" and cfg.model.head_layers == 1:  # (a sweep: two labels, one run)
-        raise SettingError("model.head_layers", " 1 makes the mlp head one layer without a "
-                           "ReLU, which is {} linear (Fig. 8's linear projection); give that",
-                           ("model.head",))
 
 
 def _validate_loss(cfg: Config) -> None:

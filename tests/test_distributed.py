@@ -151,6 +151,8 @@ def test_process_group_leaves_a_group_it_joined(monkeypatch):
      "environment variable MASTER_PORT='abc' is not a port number (1 to 65535)"),
     ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "70000"},
      "environment variable MASTER_PORT='70000' is not a port number (1 to 65535)"),
+    ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "²"},
+     "environment variable MASTER_PORT='²' is not a port number (1 to 65535)"),  # (isdigit)
     ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "IN_USE"},
      "cannot start the process group at MASTER_ADDR:MASTER_PORT 127.0.0.1:IN_USE ("),
 ])

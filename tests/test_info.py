@@ -1005,9 +1005,8 @@ def _continued_under_torchrun(capsys, run: Path, command: str) -> None:
             f"{run}\n") in _info(capsys, run)
     # over 2 machines (one process each): torchrun on each, a machine's share
     save_checkpoint({**ckpt, "processes": 2, "local_processes": 1}, run / "checkpoints")
-    assert (f"  continue with: torchrun --nnodes 2 --nproc_per_node 1 -m simclr {command} "
-            f"--resume {run} (on each of the 2 machines, with the rendezvous flags it was "
-            "started with)\n") in _info(capsys, run)
+    assert (f"  continue with: torchrun --nnodes 2 --nproc_per_node 1 --rdzv-backend c10d "
+            f"--rdzv-endpoint HOST:PORT -m simclr {command} --resume {run}\n") in _info(capsys, run)
 
 
 def test_a_stopped_sgd_linear_evaluation_of_an_earlier_step_says_its_command_is_refused(

@@ -711,8 +711,8 @@ def test_a_run_over_several_machines_continues_with_torchrun_on_each(monkeypatch
     monkeypatch.delenv(launch.LAUNCHER_ENV, raising=False)
     monkeypatch.setenv("WORLD_SIZE", "16")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
-    multi = ("torchrun --nnodes 2 --nproc_per_node 8 -m simclr pretrain --resume runs/a (on "
-             "each of the 2 machines, with the rendezvous flags it was started with)")
+    multi = ("torchrun --nnodes 2 --nproc_per_node 8 --rdzv-backend c10d --rdzv-endpoint "
+             "HOST:PORT -m simclr pretrain --resume runs/a")  # (a command: no prose inside)
     assert launch.continue_run("runs/a") == multi
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")  # (one machine)
     assert launch.continue_run("runs/a") == \
@@ -722,6 +722,15 @@ def test_a_run_over_several_machines_continues_with_torchrun_on_each(monkeypatch
     assert launch.again("simclr pretrain --resume runs/a", None, 16, 8) == multi
     assert launch.again("simclr pretrain --resume runs/a", None, 16, None) == \
         "torchrun --nproc_per_node 16 -m simclr pretrain --resume runs/a"  # (recorded before)
+    # a launcher of its own that sets no LOCAL_WORLD_SIZE: no machine count is guessed
+    # (the fallback, this rank's local rank + 1, is 1 on rank 0: "2 machines" of 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    from simclr import distributed
+
+    assert distributed.machine_processes() is None
+    assert launch.continue_run("runs/a") == \
+        "torchrun --nproc_per_node 2 -m simclr pretrain --resume runs/a"
 
 
 # ---------------------------------------- the launcher's own bookkeeping, unit by unit

@@ -117,6 +117,9 @@ def test_a_stored_config_is_held_to_validity_but_not_to_a_new_runs_scale():
     small = build_config(flags={"model.width": 0.25})
     small.model.width = 0.01
     validate(config_from_dict(small.to_dict()))  # loads
+    one_layer = build_config(flags={"model.head": "linear"})  # (a run saved before the
+    one_layer.model.head, one_layer.model.head_layers = "mlp", 1  # refusal: still loads)
+    validate(config_from_dict(one_layer.to_dict()))
     with pytest.raises(SettingError, match="at least 1/64"):
         check_scale(small)  # but a new run is refused it
     # A classifier records its encoder's config at the evaluation's side, maybe above the
