@@ -983,6 +983,8 @@ def test_a_gpu_machine_joins_with_nccl_for_cuda_and_gloo_for_the_rest(monkeypatc
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls.setdefault("device", i))
     monkeypatch.setattr(dist, "init_process_group", lambda **kw: calls.update(kw))
+    # (the rendezvous's store: rank 1 would wait for a rank 0 that never comes)
+    monkeypatch.setattr(dist, "rendezvous", lambda *a, **kw: iter([(dist.HashStore(), 1, 2)]))
     monkeypatch.setattr(distributed, "is_initialized", lambda: False)
     for name, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1",
                         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "1"}.items():
@@ -1025,6 +1027,8 @@ def test_a_cpu_run_on_a_gpu_machine_joins_with_gloo_alone(monkeypatch, cpu_run, 
     monkeypatch.setattr(distributed, "is_initialized", lambda: False)
     monkeypatch.setattr(distributed.dist, "init_process_group",
                         lambda backend, **kwargs: joined.append(backend))
+    monkeypatch.setattr(distributed.dist, "rendezvous",  # (no rank 1 comes)
+                        lambda *a, **kw: iter([(distributed.dist.HashStore(), 0, 2)]))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
