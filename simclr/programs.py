@@ -115,14 +115,14 @@ def card_file(export: Path) -> Path:
 
 def read_card(program: Path) -> dict[str, Any]:
     """The card of an exported ``.pt2`` / ``.onnx`` (what it computes and expects):
-    the ``<file>.json`` beside it, else the copy inside it (the ``.pt2`` archive's
-    :data:`CARD_FILE`; the ONNX metadata, where the onnx package is installed)."""
+    the copy inside it (the ``.pt2`` archive's :data:`CARD_FILE`; the ONNX metadata,
+    where the onnx package is installed), else the ``<file>.json`` beside it. Inside
+    first: a program copied over another (`cp z.pt2 enc.pt2`) kept the other's card
+    beside it, which was read as this one's (h, 64-d, for a 128-d z)."""
     import zipfile
 
     texts = []
     beside = card_file(program)
-    if beside.is_file():
-        texts.append(lambda: beside.read_text(encoding="utf-8"))
     if program.suffix.lower() == ".pt2":
         def inside() -> str:
             with zipfile.ZipFile(program) as archive:
@@ -136,6 +136,8 @@ def read_card(program: Path) -> dict[str, Any]:
             model = onnx.load(str(program), load_external_data=False)
             return next(p.value for p in model.metadata_props if p.key == CARD_FILE)
         texts.append(inside)
+    if beside.is_file():
+        texts.append(lambda: beside.read_text(encoding="utf-8"))
     unread = "inside it"
     for text in texts:
         try:

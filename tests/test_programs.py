@@ -354,16 +354,16 @@ def test_a_card_records_an_encoders_projection_shortcuts():
     assert card["encoder"] == spec
 
 
-def test_the_card_beside_a_program_is_read_before_the_one_inside(run_dir, tmp_path):
-    """read_card takes ``<file>.json`` beside the program first (the one a user can read
-    and edit), the copy inside the archive only where that one is missing."""
+def test_the_card_inside_a_program_is_read_before_the_one_beside(run_dir, tmp_path):
+    """read_card takes the copy inside the archive first, which travels with what the
+    program computes: another program copied over this one (`cp z.pt2 encoder.pt2`)
+    was described by the card left beside it. The one beside serves where none is
+    inside (an ONNX file without the onnx package)."""
     out = tmp_path / "encoder.pt2"
     exp.export(run_dir, out)
     card = prog.card_file(out)
-    card.write_text(json.dumps({**json.loads(card.read_text()), "note": "edited beside"}))
-    assert prog.read_card(out)["note"] == "edited beside"
-    card.unlink()
-    assert "note" not in prog.read_card(out) and prog.read_card(out)["step"] == 7
+    card.write_text(json.dumps({**json.loads(card.read_text()), "output": "stale"}))
+    assert prog.read_card(out)["output"] != "stale" and prog.read_card(out)["step"] == 7
 
 
 def test_a_program_of_another_shape_fails_its_check(tmp_path, monkeypatch):
